@@ -1,0 +1,1 @@
+"""Per-area settings sections. Each file owns one section; `streams.settings.Settings` composes them."""

@@ -1,0 +1,114 @@
+from __future__ import annotations
+
+import os
+
+from pydantic import BaseModel, Field, SecretStr
+
+
+class KafkaSettings(BaseModel):
+    """Broker connection. Anything librdkafka understands can be passed through `extra`."""
+
+    bootstrap_servers: str = "127.0.0.1:9092"
+    security_protocol: str | None = Field(None, description="PLAINTEXT | SSL | SASL_PLAINTEXT | SASL_SSL")
+    sasl_mechanism: str | None = None
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    ssl_ca_location: str | None = None
+    ssl_certificate_location: str | None = None
+    ssl_key_location: str | None = None
+    session_timeout_ms: int = 45000
+    heartbeat_interval_ms: int = 3000
+    max_poll_interval_ms: int = 300000
+    static_membership: bool = Field(True, description="use group.instance.id from POD_NAME/HOSTNAME when set")
+    extra: dict[str, str] = Field(default_factory=dict, description="raw librdkafka properties, passed through")
+
+    def client_config(self) -> dict[str, object]:
+        """librdkafka config common to every client (never logged: it may carry secrets)."""
+        conf: dict[str, object] = {"bootstrap.servers": self.bootstrap_servers}
+        if self.security_protocol:
+            conf["security.protocol"] = self.security_protocol
+        if self.sasl_mechanism:
+            conf["sasl.mechanism"] = self.sasl_mechanism
+        if self.sasl_username:
+            conf["sasl.username"] = self.sasl_username
+        if self.sasl_password:
+            conf["sasl.password"] = self.sasl_password.get_secret_value()
+        for key, attr in (("ssl.ca.location", "ssl_ca_location"),
+                          ("ssl.certificate.location", "ssl_certificate_location"),
+                          ("ssl.key.location", "ssl_key_location")):
+            if getattr(self, attr):
+                conf[key] = getattr(self, attr)
+        conf.update(self.extra)
+        return conf
+
+    def instance_id(self, group: str) -> str | None:
+        if not self.static_membership:
+            return None
+        pod = os.environ.get("POD_NAME")
+        return f"{group}-{pod}" if pod else None
+
+
+class RegistrySettings(BaseModel):
+    url: str = Field("mock://assetstream", description="Schema Registry URL; mock:// = in-process (tests, embedded)")
+    basic_auth_user_info: SecretStr | None = Field(None, description="user:password")
+    auto_register: bool = True
+
+    def client_config(self) -> dict[str, object]:
+        conf: dict[str, object] = {"url": self.url}
+        if self.basic_auth_user_info:
+            conf["basic.auth.user.info"] = self.basic_auth_user_info.get_secret_value()
+        return conf
+
+
+class TopicSettings(BaseModel):
+    prefix: str = Field("assetstream.", description="prepended to every topic name")
+    raw: str = "raw"
+    preprocessed: str = "preprocessed"
+    enriched: str = "enriched"
+    validated: str = "validated"
+    dead_letter: str = "dlq"
+    feedback: str = "feedback"
+    kpis: str = "kpis"
+    audit: str = "audit"
+    partitions: int = 6
+    replication_factor: int = 1
+    retention_ms: int = 7 * 24 * 3600 * 1000
+    dlq_retention_ms: int = 30 * 24 * 3600 * 1000
+
+    def name(self, logical: str) -> str:
+        """Full topic name of a logical topic ('raw', 'dead_letter', ...)."""
+        return self.prefix + getattr(self, logical)
+
+    def logical(self, full: str) -> str:
+        for field in ("raw", "preprocessed", "enriched", "validated", "dead_letter", "feedback", "kpis", "audit"):
+            if self.name(field) == full:
+                return field
+        raise KeyError(full)
+
+
+class GroupSettings(BaseModel):
+    prefix: str = "assetstream."
+    preprocess: str = "preprocess"
+    enrich: str = "enrich"
+    validate_: str = Field("validate", alias="validate")
+    index: str = "index"
+
+    model_config = {"populate_by_name": True}
+
+    def name(self, stage: str) -> str:
+        return self.prefix + getattr(self, "validate_" if stage == "validate" else stage)
+
+
+class RunnerSettings(BaseModel):
+    concurrency: int = Field(4, description="worker threads (or asyncio tasks for I/O stages) per process")
+    max_in_flight: int = Field(64, description="records handed to the stage but not yet committed; above it partitions pause")
+    retry_max_attempts: int = 5
+    retry_base_delay_s: float = 0.2
+    retry_max_delay_s: float = 30.0
+    transactional: bool = Field(False, description="exactly-once: produce + offsets in one Kafka transaction")
+    drain_timeout_s: float = Field(25.0, description="on SIGTERM, how long to let in-flight work finish")
+    metrics_port: int = Field(9400, description="0 = pick a free port; -1 = no HTTP server")
+    poll_timeout_s: float = 0.1
+    batch_max_records: int = Field(500, description="batch stages (the index sink): flush at this many records")
+    batch_max_bytes: int = 5 * 1024 * 1024
+    batch_max_wait_s: float = 1.0

@@ -1,0 +1,45 @@
+"""The three error classes every failure is sorted into, once. Stages raise these; the runner acts on them.
+
+- PoisonError: the record cannot be deserialized. Raised by the runner itself. -> dead letter, commit.
+- PermanentError: the record is bad (not an image, forbidden URL, schema violation). -> dead letter, commit.
+- TransientError: the world is temporarily bad (timeout, 429, 5xx, store down). -> retry with backoff, then dead letter.
+
+Any other exception escaping a stage is treated as permanent (a bug must not stall the partition), with its stack.
+"""
+from __future__ import annotations
+
+
+class StageError(Exception):
+    error_class = "permanent"
+
+    def __init__(self, message: str, *, reason: str | None = None, details: dict[str, str] | None = None):
+        super().__init__(message)
+        self.message = message
+        self.reason = reason or type(self).__name__
+        self.details = {k: str(v) for k, v in (details or {}).items()}
+
+
+class PoisonError(StageError):
+    error_class = "poison"
+
+
+class PermanentError(StageError):
+    error_class = "permanent"
+
+
+class TransientError(StageError):
+    error_class = "transient"
+
+    def __init__(self, message: str, *, reason: str | None = None, details: dict[str, str] | None = None,
+                 retry_after_s: float | None = None):
+        super().__init__(message, reason=reason, details=details)
+        self.retry_after_s = retry_after_s
+
+
+def classify(exc: BaseException) -> str:
+    """'poison' | 'permanent' | 'transient' for any exception."""
+    if isinstance(exc, StageError):
+        return exc.error_class
+    if isinstance(exc, (TimeoutError, ConnectionError)):
+        return "transient"
+    return "permanent"

@@ -1,0 +1,99 @@
+"""Every Prometheus metric assetstream exports, in one place, so rules and dashboards can be checked against it.
+
+One HTTP port per worker serves /metrics, /healthz (the poll loop is alive) and /readyz (assigned and the
+stage's dependencies answer).
+"""
+from __future__ import annotations
+
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Callable
+
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
+
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
+AGE_BUCKETS = (0.1, 0.5, 1, 2, 5, 10, 30, 60, 300, 900, 3600, 6 * 3600, 86400)
+
+# --- runner (every stage) -------------------------------------------------------------------------------
+RECORDS_IN = Counter("assetstream_records_in_total", "Records taken from the input topic", ["stage"])
+RECORDS_OUT = Counter("assetstream_records_out_total", "Records produced and acknowledged", ["stage", "topic"])
+RECORDS_FAILED = Counter("assetstream_records_failed_total", "Failed processing attempts", ["stage", "error_class"])
+RECORDS_DEAD_LETTERED = Counter("assetstream_records_dead_lettered_total", "Records sent to the dead-letter topic",
+                                ["stage", "error_class"])
+RECORDS_RETRIED = Counter("assetstream_records_retried_total", "Retries after a transient error", ["stage"])
+PROCESSING_SECONDS = Histogram("assetstream_processing_seconds", "Time from hand-off to the stage until the "
+                               "record's outputs are acknowledged", ["stage"], buckets=LATENCY_BUCKETS)
+IN_FLIGHT = Gauge("assetstream_in_flight", "Records taken but not yet committed", ["stage"])
+CONSUMER_LAG = Gauge("assetstream_consumer_lag", "High watermark minus the next offset to consume",
+                     ["stage", "topic", "partition"])
+RECORD_AGE = Histogram("assetstream_record_age_seconds", "now - the asset event's event_time when a stage finishes",
+                       ["stage"], buckets=AGE_BUCKETS)
+PAUSED = Gauge("assetstream_paused", "1 while the worker has paused consumption (backpressure, budget, store down)",
+               ["stage", "reason"])
+COMMITS = Counter("assetstream_offset_commits_total", "Offset commits", ["stage"])
+
+# --- enrich ---------------------------------------------------------------------------------------------
+LLM_REQUESTS = Counter("assetstream_llm_requests_total", "Provider requests", ["provider", "model", "task", "outcome"])
+LLM_TOKENS = Counter("assetstream_llm_tokens_total", "Tokens used", ["provider", "model", "direction"])
+LLM_COST = Counter("assetstream_llm_cost_usd_total", "Spend in USD", ["provider", "model"])
+LLM_LATENCY = Histogram("assetstream_llm_request_seconds", "Provider request latency", ["provider", "model"],
+                        buckets=LATENCY_BUCKETS)
+DEDUPE = Counter("assetstream_dedupe_total", "Dedupe lookups before calling a provider", ["result"])
+BUDGET_REMAINING = Gauge("assetstream_llm_budget_remaining_usd", "Budget left before consumption pauses")
+
+# --- validate -------------------------------------------------------------------------------------------
+DECISIONS = Counter("assetstream_validation_decisions_total", "Automation decisions", ["status", "usage_flag"])
+
+# --- index ----------------------------------------------------------------------------------------------
+INDEX_ITEMS = Counter("assetstream_index_items_total", "Bulk items by outcome", ["result"])
+INDEX_BULK_SECONDS = Histogram("assetstream_index_bulk_seconds", "Bulk request latency", buckets=LATENCY_BUCKETS)
+
+
+class Health:
+    """Liveness = the poll loop ticked recently; readiness = assigned + stage dependencies ready."""
+
+    def __init__(self, stale_after_s: float = 60.0):
+        self.stale_after_s = stale_after_s
+        self.last_tick = time.monotonic()
+        self.ready_checks: list[Callable[[], bool]] = []
+        self.started = False
+
+    def tick(self) -> None:
+        self.last_tick = time.monotonic()
+
+    def alive(self) -> bool:
+        return time.monotonic() - self.last_tick < self.stale_after_s
+
+    def ready(self) -> bool:
+        return self.started and self.alive() and all(check() for check in self.ready_checks)
+
+
+def serve(health: Health, port: int, host: str = "0.0.0.0") -> tuple[ThreadingHTTPServer, int]:
+    """Start the metrics/health server in a daemon thread; returns it and the bound port."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802
+            path = self.path.split("?")[0]
+            if path == "/metrics":
+                body, ctype, code = generate_latest(), CONTENT_TYPE_LATEST, 200
+            elif path == "/healthz":
+                ok = health.alive()
+                body, ctype, code = (b"ok\n" if ok else b"stalled\n"), "text/plain", 200 if ok else 503
+            elif path == "/readyz":
+                ok = health.ready()
+                body, ctype, code = (b"ready\n" if ok else b"not ready\n"), "text/plain", 200 if ok else 503
+            else:
+                body, ctype, code = b"not found\n", "text/plain", 404
+            self.send_response(code)
+            self.send_header("Content-Type", ctype)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):  # keep probes out of the logs
+            pass
+
+    server = ThreadingHTTPServer((host, port), Handler)
+    threading.Thread(target=server.serve_forever, name="metrics-http", daemon=True).start()
+    return server, server.server_address[1]

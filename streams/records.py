@@ -1,0 +1,48 @@
+"""Small helpers for building and reading Avro record dicts."""
+from __future__ import annotations
+
+import datetime as dt
+import os
+import socket
+import time
+from typing import Any
+
+from streams import PIPELINE_VERSION
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def to_ms(value: Any) -> int | None:
+    """timestamp-millis values arrive as aware datetimes from the deserializer; accept ints too."""
+    if value is None:
+        return None
+    if isinstance(value, dt.datetime):
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=dt.timezone.utc)
+        return int(value.timestamp() * 1000)
+    return int(value)
+
+
+def stamp(stage: str) -> dict[str, Any]:
+    """The StageStamp every stage puts on its output."""
+    return {"stage": stage, "version": PIPELINE_VERSION,
+            "worker": os.environ.get("POD_NAME") or socket.gethostname(), "at": now_ms()}
+
+
+def asset_of(value: dict[str, Any]) -> dict[str, Any]:
+    """The AssetEvent inside any pipeline record (raw, preprocessed, enriched, validated)."""
+    if "asset_id" in value:
+        return value
+    if "asset" in value:
+        return value["asset"]
+    if "pre" in value:
+        return value["pre"]["asset"]
+    if "enriched" in value:
+        return value["enriched"]["pre"]["asset"]
+    raise KeyError("not a pipeline record")
+
+
+def is_deleted(value: dict[str, Any]) -> bool:
+    return asset_of(value)["event_type"] == "deleted"

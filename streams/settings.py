@@ -1,0 +1,75 @@
+"""The one typed settings object: environment variables (ASSETSTREAM_..., nested with __) over an optional
+config file (ASSETSTREAM_CONFIG=path to .yaml/.toml/.json) over defaults.
+
+    ASSETSTREAM_KAFKA__BOOTSTRAP_SERVERS=broker:9092
+    ASSETSTREAM_ENRICH__PROVIDER=claude
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field
+from pydantic_settings import (BaseSettings, JsonConfigSettingsSource, PydanticBaseSettingsSource,
+                               SettingsConfigDict, TomlConfigSettingsSource, YamlConfigSettingsSource)
+
+from streams.config.enrich import EnrichSettings
+from streams.config.index import IndexSettings
+from streams.config.kafka import (GroupSettings, KafkaSettings, RegistrySettings, RunnerSettings,
+                                  TopicSettings)
+from streams.config.preprocess import PreprocessSettings
+from streams.config.validate import ValidateSettings
+
+CONFIG_ENV = "ASSETSTREAM_CONFIG"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="ASSETSTREAM_", env_nested_delimiter="__", extra="forbid")
+
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    registry: RegistrySettings = Field(default_factory=RegistrySettings)
+    topics: TopicSettings = Field(default_factory=TopicSettings)
+    groups: GroupSettings = Field(default_factory=GroupSettings)
+    runner: RunnerSettings = Field(default_factory=RunnerSettings)
+    preprocess: PreprocessSettings = Field(default_factory=PreprocessSettings)
+    enrich: EnrichSettings = Field(default_factory=EnrichSettings)
+    validate_: ValidateSettings = Field(default_factory=ValidateSettings, alias="validate")
+    index: IndexSettings = Field(default_factory=IndexSettings)
+    log_level: str = "INFO"
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
+                                   env_settings: PydanticBaseSettingsSource, dotenv_settings: PydanticBaseSettingsSource,
+                                   file_secret_settings: PydanticBaseSettingsSource):
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        path = os.environ.get(CONFIG_ENV)
+        if path:
+            suffix = Path(path).suffix.lower()
+            if not Path(path).is_file():
+                raise FileNotFoundError(f"{CONFIG_ENV}={path}: no such config file")
+            if suffix in (".yaml", ".yml"):
+                sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=path))
+            elif suffix == ".toml":
+                sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
+            elif suffix == ".json":
+                sources.append(JsonConfigSettingsSource(settings_cls, json_file=path))
+            else:
+                raise ValueError(f"{CONFIG_ENV}={path}: use a .yaml, .toml or .json file")
+        sources.append(file_secret_settings)
+        return tuple(sources)
+
+    def with_overrides(self, **sections: dict[str, Any]) -> "Settings":
+        """A copy with some section fields replaced: s.with_overrides(kafka={"bootstrap_servers": "x:1"})."""
+        data = self.model_dump(by_alias=True)
+        for section, values in sections.items():
+            data.setdefault(section, {}).update(values)
+        return Settings.model_validate(data)
+
+    def redacted(self) -> dict[str, Any]:
+        """For logs and `assetstream config`: SecretStr fields print as '**********'."""
+        return self.model_dump(mode="json", by_alias=True)
+
+    @property
+    def validate_settings(self) -> ValidateSettings:
+        return self.validate_

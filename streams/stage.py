@@ -1,0 +1,85 @@
+"""What a stage is: plain code from one record to its outputs. No Kafka types cross this line.
+
+A stage gets the deserialized Avro value (a dict; timestamp-millis fields arrive as aware datetimes) and a
+RecordContext, and returns zero or more Outputs. The runner produces them, waits for the broker's ack, and
+only then commits the input offset.
+
+    class Upper(Stage):
+        name = "upper"; input_topic = "raw"; output_topic = "preprocessed"
+        def process(self, value, ctx):
+            return Output(value=...)
+
+I/O-bound stages implement `async def aprocess(...)` instead (set `kind = "io"`); the runner drives them
+on an asyncio loop with bounded concurrency. Batch stages (the index sink) implement `process_batch`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar, Iterable, Literal, Sequence
+
+if TYPE_CHECKING:
+    from streams.settings import Settings
+
+
+@dataclass
+class Output:
+    value: dict[str, Any] | None
+    key: str | None = None
+    """Defaults to the input key (the asset id)."""
+    topic: str | None = None
+    """Logical topic ('preprocessed', 'audit', ...); defaults to the stage's output_topic."""
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class RecordContext:
+    topic: str
+    partition: int
+    offset: int
+    key: str | None
+    headers: dict[str, bytes]
+    timestamp_ms: int | None
+    attempt: int = 1
+    trace_id: str = ""
+
+    @property
+    def asset_id(self) -> str | None:
+        return self.key
+
+
+StageResult = Output | Iterable[Output] | None
+
+
+class Stage:
+    """Base class for one consumer group's logic."""
+
+    name: ClassVar[str] = "stage"
+    input_topic: ClassVar[str] = "raw"
+    output_topic: ClassVar[str | None] = None
+    kind: ClassVar[Literal["cpu", "io", "batch"]] = "cpu"
+
+    def __init__(self, settings: "Settings"):
+        self.settings = settings
+
+    def process(self, value: dict[str, Any], ctx: RecordContext) -> StageResult:  # cpu stages
+        raise NotImplementedError
+
+    async def aprocess(self, value: dict[str, Any], ctx: RecordContext) -> StageResult:  # io stages
+        raise NotImplementedError
+
+    def process_batch(self, items: Sequence[tuple[dict[str, Any], RecordContext]]
+                      ) -> list[BaseException | StageResult]:
+        """Batch stages: one entry per item, in order: a StageResult on success, or the exception
+        (PermanentError -> dead letter; TransientError -> the runner retries just that item)."""
+        raise NotImplementedError
+
+    def ready(self) -> bool:
+        """Readiness beyond Kafka (e.g. the search store answers). Reported on /readyz."""
+        return True
+
+    def should_pause(self) -> str | None:
+        """Return a reason to stop taking new records (e.g. budget reached); None to keep going."""
+        return None
+
+    def close(self) -> None:
+        pass
