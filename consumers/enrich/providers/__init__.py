@@ -1,0 +1,1 @@
+"""Vision-model providers behind one interface (see base.py)."""

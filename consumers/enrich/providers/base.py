@@ -1,0 +1,56 @@
+"""The one provider interface. Claude, Gemini and the offline local provider all implement it.
+
+A provider turns one rendered prompt + one image into JSON matching the prompt's output schema. It raises
+`streams.errors.TransientError` for 429/5xx/overloaded/timeouts (retry_after_s when the API says so) and
+`streams.errors.PermanentError` for refusals and bad requests; invalid JSON is returned as-is in `raw_text`
+with `data=None` so the caller can make one repair attempt.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+
+@dataclass
+class ProviderRequest:
+    task: str
+    """'tagging' | 'alt_text' | 'rights' | 'verify'"""
+    model: str
+    system: str
+    """Rendered instructions (trusted)."""
+    user_text: str
+    """Rendered user turn: untrusted data (OCR text, uploader notes, product context) clearly delimited."""
+    output_schema: dict[str, Any]
+    """JSON Schema the answer must satisfy."""
+    image: bytes | None = None
+    image_media_type: str = "image/jpeg"
+    max_tokens: int = 1024
+    temperature: float = 0.0
+    timeout_s: float = 60.0
+    context: dict[str, Any] = field(default_factory=dict)
+    """Structured facts from preprocessing (OCR words, colours, faces, EXIF, vocabulary). The local provider
+    works from these; cloud providers get them only through the rendered prompt."""
+
+
+@dataclass
+class ProviderResponse:
+    data: dict[str, Any] | None
+    """Parsed JSON output, or None if the model's text was not valid JSON."""
+    raw_text: str
+    model: str
+    model_version: str | None = None
+    request_id: str | None = None
+    input_tokens: int = 0
+    output_tokens: int = 0
+    latency_ms: float = 0.0
+    stop_reason: str | None = None
+
+
+@runtime_checkable
+class Provider(Protocol):
+    name: str
+    """'claude' | 'gemini' | 'local'"""
+
+    async def generate(self, request: ProviderRequest) -> ProviderResponse: ...
+
+    async def aclose(self) -> None: ...
