@@ -16,6 +16,7 @@ from pydantic_settings import (BaseSettings, JsonConfigSettingsSource, PydanticB
 
 from streams.config.enrich import EnrichSettings
 from streams.config.index import IndexSettings
+from streams.config.kpis import KpiSettings
 from streams.config.kafka import (GroupSettings, KafkaSettings, RegistrySettings, RunnerSettings,
                                   TopicSettings)
 from streams.config.preprocess import PreprocessSettings
@@ -36,6 +37,7 @@ class Settings(BaseSettings):
     enrich: EnrichSettings = Field(default_factory=EnrichSettings)
     validate_: ValidateSettings = Field(default_factory=ValidateSettings, alias="validate")
     index: IndexSettings = Field(default_factory=IndexSettings)
+    kpis: KpiSettings = Field(default_factory=KpiSettings)
     log_level: str = "INFO"
 
     @classmethod
