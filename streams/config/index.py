@@ -1,14 +1,48 @@
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, Field, SecretStr
 
 
 class IndexSettings(BaseModel):
-    """Elasticsearch / OpenSearch sink (consumers/index)."""
+    """Elasticsearch / OpenSearch sink (consumers/index). See docs/index.md.
 
+    ASSETSTREAM_INDEX__URL=https://es:9200  ASSETSTREAM_INDEX__API_KEY=...  ASSETSTREAM_INDEX__SERVER_MODE=serverless
+    """
+
+    # --- connection -----------------------------------------------------------------------------------------
     url: str = "http://127.0.0.1:9200"
-    api_key: SecretStr | None = None
-    username: str | None = None
+    api_key: SecretStr | None = Field(None, description="Elasticsearch API key (base64 'id:key' form); never logged")
+    username: str | None = Field(None, description="basic auth user (with password)")
     password: SecretStr | None = None
-    ca_certs: str | None = None
+    ca_certs: str | None = Field(None, description="path to a PEM CA bundle for https URLs")
+    verify_certs: bool = Field(True, description="verify the server's TLS certificate")
+    server_mode: Literal["stack", "serverless"] = Field(
+        "stack", description="elasticsearch-py server_mode. 'stack' sends the ES compatibility media type "
+        "(application/vnd.elasticsearch+json; compatible-with=9); 'serverless' sends plain application/json, "
+        "which Elastic Serverless and the embedded/test store (osmem) need. The embedded run sets 'serverless'.")
+    request_timeout_s: float = Field(30.0, description="per-request timeout (bulk, search, admin calls)")
+    max_retries: int = Field(0, description="client-level retries on connection errors; the runner already "
+                             "retries transient items with backoff, so keep this low")
+    health_check_interval_s: float = Field(2.0, description="while the store is down, how often ready()/"
+                                           "should_pause() probe it again")
+
+    # --- index layout -----------------------------------------------------------------------------------------
     index: str = Field("assetstream-assets", description="base name: aliases <index>-read/-write, concrete <index>-vN")
+    initial_version: int = Field(1, description="N of the first concrete index <index>-vN created by ensure_index")
+    number_of_shards: int = 1
+    number_of_replicas: int = Field(1, description="0 for single-node stores")
+
+    # --- bulk writes -------------------------------------------------------------------------------------------
+    bulk_max_actions: int = Field(1000, description="split one runner batch into bulk requests of at most this "
+                                  "many items (the runner batches by settings.runner.batch_*)")
+    bulk_max_bytes: int = Field(10 * 1024 * 1024, description="... and at most this many request bytes")
+    refresh: Literal["false", "wait_for", "true"] = Field(
+        "false", description="refresh policy of each bulk request: 'false' in production (the index refreshes "
+        "on its own interval), 'wait_for' to return only once the batch is searchable (slow)")
+
+    # --- migrate ------------------------------------------------------------------------------------------------
+    migrate_batch_size: int = Field(1000, description="documents per scroll page / reindex batch when migrating")
+    migrate_use_reindex_api: bool = Field(True, description="use the store's _reindex API; False = scan + bulk "
+                                          "from this process (also the automatic fallback)")

@@ -1,0 +1,1 @@
+"""The index sink: `validated` -> Elasticsearch/OpenSearch, with external versioning (see docs/index.md)."""

@@ -1,0 +1,115 @@
+"""ValidatedAsset -> the search document (flattened for search; see management.MAPPINGS)."""
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from streams.records import now_ms, to_ms
+
+
+def _iso(value: Any) -> str | None:
+    ms = to_ms(value)
+    if ms is None:
+        return None
+    return dt.datetime.fromtimestamp(ms / 1000, dt.timezone.utc).isoformat(timespec="milliseconds")
+
+
+def _drop_none(d: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in d.items() if v is not None}
+
+
+def _provenance(p: dict[str, Any]) -> dict[str, Any]:
+    return _drop_none({**p, "timestamp": _iso(p.get("timestamp"))})
+
+
+def document_from_validated(v: dict[str, Any], indexed_at_ms: int | None = None
+                            ) -> tuple[str, int, dict[str, Any] | None]:
+    """(doc _id = asset id, external version = the asset event's version, body or None for a delete).
+
+    A ValidatedAsset with status 'deleted' (or an asset event_type 'deleted') is a delete."""
+    enriched = v["enriched"]
+    pre = enriched["pre"]
+    asset = pre["asset"]
+    doc_id, version = asset["asset_id"], int(asset["version"])
+    if v.get("status") == "deleted" or asset.get("event_type") == "deleted":
+        return doc_id, version, None
+
+    image = pre.get("image") or {}
+    exif = pre.get("exif") or {}
+    embedded = pre.get("embedded") or {}
+    ocr = pre.get("ocr") or {}
+    signals = pre.get("signals") or {}
+    product = asset.get("product_context") or {}
+    tags = v.get("tags") or []
+    facets: dict[str, list[str]] = {}
+    for t in tags:
+        facets.setdefault(t["facet"], []).append(t["label"])
+    location = None
+    if exif.get("gps_lat") is not None and exif.get("gps_lon") is not None:
+        location = {"lat": exif["gps_lat"], "lon": exif["gps_lon"]}
+    stamp = v.get("stamp") or {}
+
+    body: dict[str, Any] = {
+        "asset_id": doc_id,
+        "event_id": asset.get("event_id"),
+        "event_type": asset.get("event_type"),
+        "version": version,
+        "tenant": asset.get("tenant"),
+        "source_uri": asset.get("source_uri"),
+        "content_type": asset.get("content_type"),
+        "uploader": asset.get("uploader"),
+        "declared_license": asset.get("declared_license"),
+        "event_time": _iso(asset.get("event_time")),
+        "indexed_at": _iso(indexed_at_ms if indexed_at_ms is not None else now_ms()),
+        "validated_at": _iso(stamp.get("at")),
+        "pipeline_version": stamp.get("version"),
+        "product": _drop_none(product) or None,
+        "status": v.get("status"),
+        "usage_flag": v.get("usage_flag"),
+        "reasons": v.get("reasons") or [],
+        "decorative": bool(v.get("decorative", False)),
+        "title": v.get("title"),
+        "alt_text": v.get("alt_text"),
+        "caption": v.get("caption"),
+        "summary": v.get("summary"),
+        "visible_text": v.get("visible_text"),
+        "ocr_text": ocr.get("text") or None,
+        "ocr_language": ocr.get("language") if ocr.get("text") else None,
+        "ocr_confidence": ocr.get("mean_confidence"),
+        "credit_text": v.get("credit_text"),
+        "licensing": v.get("licensing"),
+        "creator": embedded.get("creator"),
+        "copyright": embedded.get("copyright"),
+        "usage_terms": embedded.get("usage_terms"),
+        "license_url": embedded.get("license_url"),
+        "embedded_keywords": embedded.get("keywords") or None,
+        "tags": [t["tag"] for t in tags],
+        "tag_labels": [t["label"] for t in tags],
+        "facets": facets,
+        "tag_details": [dict(t) for t in tags],
+        "suggested_tags": v.get("suggested_tags") or [],
+        "taxonomy_version": v.get("taxonomy_version"),
+        "field_sources": dict(v.get("field_sources") or {}),
+        "model_suggestions": dict(v.get("model_suggestions") or {}),
+        "width": image.get("width"),
+        "height": image.get("height"),
+        "format": image.get("format"),
+        "color_mode": image.get("mode"),
+        "byte_size": image.get("byte_size"),
+        "has_alpha": image.get("has_alpha"),
+        "orientation": image.get("orientation"),
+        "exif": _drop_none({k: exif.get(k) for k in ("make", "model", "lens", "capture_time", "exposure_time",
+                                                      "f_number", "iso", "focal_length", "gps_alt")}) or None,
+        "location": location,
+        "place": _drop_none(pre.get("place") or {}) or None,
+        "face_count": signals.get("face_count"),
+        "nsfw_score": signals.get("nsfw_score"),
+        "colors": [c["name"] for c in signals.get("colors") or []] or None,
+        "hashes": dict(pre["hashes"]) if pre.get("hashes") else None,
+        "duplicate_of": enriched.get("duplicate_of"),
+        "duplicate_distance": enriched.get("duplicate_distance"),
+        "provenance": [_provenance(p) for p in enriched.get("provenance") or []],
+        "cost_usd": enriched.get("cost_usd", 0.0),
+        "enrichment": enriched.get("enrichment"),
+    }
+    return doc_id, version, _drop_none(body)

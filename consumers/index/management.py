@@ -1,0 +1,281 @@
+"""Index layout: a versioned concrete index `<base>-v<N>` behind a write alias `<base>-write` and a read alias
+`<base>-read`. A mapping change = `migrate()`: create `<base>-v<N+1>`, copy (external versions kept), swap both
+aliases in one atomic `_aliases` call, copy again what was written to the old index meanwhile.
+
+Mappings are explicit and valid for Elasticsearch 8/9 and OpenSearch 2/3 (no ES-only types).
+"""
+from __future__ import annotations
+
+import logging
+import re
+import time
+from typing import TYPE_CHECKING, Any
+
+from elasticsearch import ApiError, Elasticsearch, NotFoundError, helpers
+
+from consumers.index.client import index_settings
+
+if TYPE_CHECKING:
+    from streams.config.index import IndexSettings
+    from streams.settings import Settings
+
+log = logging.getLogger(__name__)
+
+MAPPING_VERSION = 1
+"""Bump when MAPPINGS change in a way that needs a reindex; recorded in the index's _meta."""
+
+_KW = {"type": "keyword", "ignore_above": 1024}
+_TEXT = {"type": "text", "analyzer": "english", "fields": {"raw": {"type": "keyword", "ignore_above": 512}}}
+_TEXT_ONLY = {"type": "text", "analyzer": "english"}
+_DATE = {"type": "date"}
+_OFF = {"type": "object", "enabled": False}
+
+MAPPINGS: dict[str, Any] = {
+    # unknown fields are kept in _source but not indexed: a newer writer never breaks an older index
+    "dynamic": False,
+    "_meta": {"assetstream_mapping_version": MAPPING_VERSION},
+    "properties": {
+        # identity and event
+        "asset_id": {"type": "keyword"},
+        "event_id": {"type": "keyword"},
+        "event_type": {"type": "keyword"},
+        "version": {"type": "long"},
+        "tenant": {"type": "keyword"},
+        "source_uri": {"type": "keyword", "ignore_above": 2048},
+        "content_type": {"type": "keyword"},
+        "uploader": {"type": "keyword"},
+        "declared_license": _KW,
+        "event_time": _DATE,
+        "indexed_at": _DATE,
+        "validated_at": _DATE,
+        "pipeline_version": {"type": "keyword"},
+        "product": {"properties": {"sku": {"type": "keyword"}, "category": _KW, "brand": _KW,
+                                   "name": _TEXT}},
+        # validation decision
+        "status": {"type": "keyword"},
+        "usage_flag": {"type": "keyword"},
+        "reasons": _KW,
+        "decorative": {"type": "boolean"},
+        # searchable text
+        "title": _TEXT,
+        "alt_text": _TEXT,
+        "caption": _TEXT,
+        "summary": _TEXT_ONLY,
+        "visible_text": _TEXT_ONLY,
+        "ocr_text": _TEXT_ONLY,
+        "ocr_language": {"type": "keyword"},
+        "ocr_confidence": {"type": "float"},
+        "credit_text": _TEXT,
+        "licensing": _KW,
+        "creator": _TEXT,
+        "copyright": _TEXT,
+        "usage_terms": _TEXT_ONLY,
+        "license_url": {"type": "keyword", "ignore_above": 2048},
+        "embedded_keywords": _KW,
+        # tags: exact 'facet:value' strings, per-facet values, and the labels as analyzed text
+        "tags": {"type": "keyword"},
+        "tag_labels": _TEXT_ONLY,
+        "facets": {"type": "object", "dynamic": True},
+        "tag_details": {"type": "nested", "properties": {
+            "tag": {"type": "keyword"}, "facet": {"type": "keyword"}, "label": {"type": "keyword"},
+            "score": {"type": "float"}, "source": {"type": "keyword"}}},
+        "suggested_tags": {"type": "keyword"},
+        "taxonomy_version": {"type": "keyword"},
+        "field_sources": _OFF,
+        "model_suggestions": _OFF,
+        # image facts, EXIF, place
+        "width": {"type": "integer"},
+        "height": {"type": "integer"},
+        "format": {"type": "keyword"},
+        "color_mode": {"type": "keyword"},
+        "byte_size": {"type": "long"},
+        "has_alpha": {"type": "boolean"},
+        "orientation": {"type": "integer"},
+        "exif": {"properties": {
+            "make": _KW, "model": _KW, "lens": _KW, "capture_time": {"type": "keyword"},
+            "exposure_time": {"type": "double"}, "f_number": {"type": "double"}, "iso": {"type": "integer"},
+            "focal_length": {"type": "double"}, "gps_alt": {"type": "double"}}},
+        "location": {"type": "geo_point"},
+        "place": {"properties": {"city": _KW, "region": _KW, "country": _KW, "country_code": {"type": "keyword"}}},
+        # signals
+        "face_count": {"type": "integer"},
+        "nsfw_score": {"type": "float"},
+        "colors": {"type": "keyword"},
+        # hashes (the enrich stage's dedupe looks up phash_bands)
+        "hashes": {"properties": {"sha256": {"type": "keyword"}, "phash": {"type": "keyword"},
+                                  "dhash": {"type": "keyword"}, "phash_bands": {"type": "keyword"}}},
+        "duplicate_of": {"type": "keyword"},
+        "duplicate_distance": {"type": "integer"},
+        # provenance and cost
+        "provenance": {"type": "nested", "properties": {
+            "task": {"type": "keyword"}, "provider": {"type": "keyword"}, "model": {"type": "keyword"},
+            "model_version": {"type": "keyword"}, "prompt_id": {"type": "keyword"},
+            "prompt_version": {"type": "keyword"}, "prompt_hash": {"type": "keyword"},
+            "request_id": {"type": "keyword"}, "timestamp": _DATE, "input_tokens": {"type": "integer"},
+            "output_tokens": {"type": "integer"}, "latency_ms": {"type": "double"},
+            "cost_usd": {"type": "double"}}},
+        "cost_usd": {"type": "double"},
+        # the EnrichedAsset.enrichment record: stored for reuse (dedupe), not indexed
+        "enrichment": _OFF,
+    },
+    "dynamic_templates": [
+        {"facet_values": {"path_match": "facets.*", "mapping": {"type": "keyword", "ignore_above": 256}}},
+    ],
+}
+
+
+def index_body(settings: "Settings | IndexSettings") -> dict[str, Any]:
+    s = index_settings(settings)
+    return {"settings": {"number_of_shards": s.number_of_shards, "number_of_replicas": s.number_of_replicas},
+            "mappings": MAPPINGS}
+
+
+def read_alias(settings: "Settings | IndexSettings") -> str:
+    return f"{index_settings(settings).index}-read"
+
+
+def write_alias(settings: "Settings | IndexSettings") -> str:
+    return f"{index_settings(settings).index}-write"
+
+
+def concrete_name(settings: "Settings | IndexSettings", version: int) -> str:
+    return f"{index_settings(settings).index}-v{version}"
+
+
+def _version_of(settings: "Settings | IndexSettings", name: str) -> int:
+    m = re.fullmatch(re.escape(index_settings(settings).index) + r"-v(\d+)", name)
+    if not m:
+        raise ValueError(f"{name} is not a versioned index of {index_settings(settings).index}")
+    return int(m.group(1))
+
+
+def alias_targets(client: Elasticsearch, alias: str) -> list[str]:
+    """Concrete indices behind an alias ([] if the alias does not exist)."""
+    try:
+        return sorted(client.indices.get_alias(name=alias).body.keys())
+    except NotFoundError:
+        return []
+
+
+def current_index(client: Elasticsearch, settings: "Settings | IndexSettings") -> str | None:
+    """The concrete index the write alias points at, or None."""
+    targets = alias_targets(client, write_alias(settings))
+    if len(targets) > 1:
+        resp = client.indices.get_alias(name=write_alias(settings)).body
+        targets = [i for i, a in resp.items() if a["aliases"][write_alias(settings)].get("is_write_index")] or targets
+    return targets[-1] if targets else None
+
+
+def ensure_index(client: Elasticsearch, settings: "Settings | IndexSettings") -> str:
+    """Idempotent: make sure `<base>-write` and `<base>-read` point at a concrete `<base>-vN` (creating
+    `<base>-v<initial_version>` with MAPPINGS if nothing exists). Returns the concrete index name."""
+    s = index_settings(settings)
+    current = current_index(client, s)
+    if current is not None:
+        if not alias_targets(client, read_alias(s)):
+            client.indices.put_alias(index=current, name=read_alias(s))
+        return current
+    name = concrete_name(s, s.initial_version)
+    try:
+        client.indices.create(index=name, **index_body(s),
+                              aliases={read_alias(s): {}, write_alias(s): {"is_write_index": True}})
+        log.info("created index %s behind %s and %s", name, write_alias(s), read_alias(s))
+    except ApiError as e:
+        if e.status != 400 or "already_exists" not in str(e.error):
+            raise
+        # another worker created it first; make sure the aliases are there
+        actions: list[dict[str, Any]] = []
+        if not alias_targets(client, write_alias(s)):
+            actions.append({"add": {"index": name, "alias": write_alias(s), "is_write_index": True}})
+        if not alias_targets(client, read_alias(s)):
+            actions.append({"add": {"index": name, "alias": read_alias(s)}})
+        if actions:
+            client.indices.update_aliases(actions=actions)
+    return current_index(client, s) or name
+
+
+def _copy(client: Elasticsearch, s: "IndexSettings", source: str, dest: str, use_reindex: bool) -> dict[str, Any]:
+    """Copy source -> dest keeping each document's version (version_type external: a newer document already
+    in dest wins). Returns {method, total, copied, version_conflicts, failures}."""
+    if use_reindex:
+        try:
+            r = client.options(request_timeout=max(s.request_timeout_s, 600.0)).reindex(
+                source={"index": source, "size": s.migrate_batch_size},
+                dest={"index": dest, "version_type": "external"},
+                conflicts="proceed", wait_for_completion=True, refresh=True).body
+            failures = r.get("failures") or []
+            if failures:
+                raise RuntimeError(f"reindex {source} -> {dest}: {len(failures)} failures, first: {failures[0]}")
+            return {"method": "reindex", "total": r.get("total", 0),
+                    "copied": r.get("created", 0) + r.get("updated", 0),
+                    "version_conflicts": r.get("version_conflicts", 0)}
+        except ApiError as e:
+            if e.status not in (400, 404, 405, 501):
+                raise
+            log.warning("store has no usable _reindex (%s); copying with scan + bulk", e.status)
+    total = copied = conflicts = 0
+    failures: list[dict[str, Any]] = []
+
+    def actions():
+        nonlocal total
+        for hit in helpers.scan(client, index=source, size=s.migrate_batch_size, version=True,
+                                query={"query": {"match_all": {}}}):
+            total += 1
+            yield {"_op_type": "index", "_index": dest, "_id": hit["_id"], "version": hit["_version"],
+                   "version_type": "external", "_source": hit["_source"]}
+
+    for ok, item in helpers.streaming_bulk(client, actions(), chunk_size=s.migrate_batch_size,
+                                           raise_on_error=False, max_retries=3):
+        res = item["index"]
+        if ok:
+            copied += 1
+        elif res.get("status") == 409:
+            conflicts += 1
+        else:
+            failures.append(res)
+    if failures:
+        raise RuntimeError(f"copy {source} -> {dest}: {len(failures)} failures, first: {failures[0]}")
+    client.indices.refresh(index=dest)
+    return {"method": "scan+bulk", "total": total, "copied": copied, "version_conflicts": conflicts}
+
+
+def migrate(client: Elasticsearch, settings: "Settings | IndexSettings", to_version: int | None = None,
+            delete_old: bool = False) -> dict[str, Any]:
+    """Move to a new concrete index with the current MAPPINGS, without downtime:
+
+    1. create `<base>-v<to_version or N+1>` with MAPPINGS;
+    2. copy the current index into it (the `_reindex` API, or scan + bulk), external versions kept;
+    3. swap `-read` and `-write` to it in one atomic `_aliases` call;
+    4. copy again (external versioning: only documents the old index got during step 2 and that are newer
+       than what the new index has land).
+    Returns a summary dict."""
+    s = index_settings(settings)
+    started = time.monotonic()
+    old = ensure_index(client, s)
+    old_version = _version_of(s, old)
+    target_version = to_version if to_version is not None else old_version + 1
+    if target_version == old_version:
+        raise ValueError(f"{old} is already version {old_version}")
+    new = concrete_name(s, target_version)
+    if client.indices.exists(index=new):
+        raise ValueError(f"{new} already exists; pass a higher to_version or delete it")
+    client.indices.create(index=new, **index_body(s))
+    client.indices.refresh(index=old)
+    first = _copy(client, s, old, new, s.migrate_use_reindex_api)
+    actions: list[dict[str, Any]] = []
+    for alias in (read_alias(s), write_alias(s)):
+        for idx in alias_targets(client, alias):
+            actions.append({"remove": {"index": idx, "alias": alias}})
+    actions.append({"add": {"index": new, "alias": read_alias(s)}})
+    actions.append({"add": {"index": new, "alias": write_alias(s), "is_write_index": True}})
+    client.indices.update_aliases(actions=actions)
+    client.indices.refresh(index=old)
+    catch_up = _copy(client, s, old, new, first["method"] == "reindex")
+    if delete_old:
+        client.indices.delete(index=old)
+    summary = {"from_index": old, "to_index": new, "read_alias": read_alias(s), "write_alias": write_alias(s),
+               "method": first["method"], "documents": client.count(index=new)["count"],
+               "copied": first["copied"], "caught_up": catch_up["copied"], "old_deleted": delete_old,
+               "seconds": round(time.monotonic() - started, 3)}
+    log.info("migrated %s -> %s: %s", old, new, summary)
+    return summary

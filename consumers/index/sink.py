@@ -1,0 +1,255 @@
+"""The index sink: `validated` -> the write alias, with the bulk API and external versioning.
+
+Per item (in order, one result each):
+- indexed / deleted / delete of a missing doc (404) / version conflict (409: the store already has a newer or
+  equal version -- a replay or a stale event) -> success (None); the runner may commit it.
+- the store rejects the document (400 mapper_parsing_exception, document_parsing_exception,
+  illegal_argument_exception, strict_dynamic_mapping_exception, ...) -> PermanentError with the store's error
+  type and reason in details; the batch-mates are indexed.
+- 429 / 5xx for the item, or the whole request failing (connection refused, timeout, 5xx, 429, auth) ->
+  TransientError: the runner retries just those items. Nothing is dropped silently.
+
+The same asset twice in one batch: both are sent, in order; external versioning keeps the highest version
+(the lower one comes back as a 409 = success, counted 'conflict').
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import TYPE_CHECKING, Any, Sequence
+
+from elasticsearch import ApiError, Elasticsearch, SerializationError, TransportError
+
+from consumers.index.client import make_client
+from consumers.index.document import document_from_validated
+from consumers.index.management import ensure_index, write_alias
+from streams.errors import PermanentError, TransientError
+from streams.metrics import INDEX_BULK_SECONDS, INDEX_ITEMS
+from streams.stage import RecordContext, Stage, StageResult
+
+if TYPE_CHECKING:
+    from streams.settings import Settings
+
+log = logging.getLogger(__name__)
+
+_RETRYABLE_STATUS = {408, 429, 500, 502, 503, 504}
+_RETRYABLE_REQUEST_STATUS = _RETRYABLE_STATUS | {401, 403}  # credentials/permissions: pause, don't dead-letter
+
+
+class _Prepared:
+    __slots__ = ("pos", "lines", "size", "doc_id", "version", "op")
+
+    def __init__(self, pos: int, lines: list[bytes], doc_id: str, version: int, op: str):
+        self.pos, self.lines, self.doc_id, self.version, self.op = pos, lines, doc_id, version, op
+        self.size = sum(len(line) + 1 for line in lines)
+
+
+class IndexSink(Stage):
+    name = "index"
+    input_topic = "validated"
+    output_topic = None
+    kind = "batch"
+
+    def __init__(self, settings: "Settings", client: Elasticsearch | None = None):
+        super().__init__(settings)
+        self.cfg = settings.index
+        self._owns_client = client is None
+        self.client = client if client is not None else make_client(self.cfg)
+        self._json = self.client.transport.serializers.get_serializer("application/json")
+        self._write_alias = write_alias(self.cfg)
+        self._ensured = False
+        self._lock = threading.Lock()
+        self._down_reason: str | None = None
+        self._last_probe = 0.0
+        self._last_probe_ok = False
+
+    # --- health -------------------------------------------------------------------------------------------
+    def _probe(self) -> bool:
+        """Ping the store at most every health_check_interval_s; clears the 'down' state when it answers."""
+        now = time.monotonic()
+        with self._lock:
+            if now - self._last_probe < self.cfg.health_check_interval_s:
+                return self._last_probe_ok
+            self._last_probe = now
+        ok = bool(self.client.options(request_timeout=min(2.0, self.cfg.request_timeout_s)).ping())
+        with self._lock:
+            self._last_probe_ok = ok
+            if ok:
+                self._down_reason = None
+        return ok
+
+    def _mark_down(self, reason: str) -> None:
+        with self._lock:
+            if self._down_reason is None:
+                log.warning("index store unavailable: %s", reason)
+            self._down_reason = reason
+            self._last_probe_ok = False
+            self._last_probe = time.monotonic()
+
+    def _mark_up(self) -> None:
+        with self._lock:
+            self._down_reason = None
+            self._last_probe_ok = True
+
+    def ready(self) -> bool:
+        return self._probe()
+
+    def should_pause(self) -> str | None:
+        if self._down_reason is None:
+            return None
+        self._probe()
+        reason = self._down_reason
+        return f"index store unavailable: {reason}" if reason else None
+
+    def close(self) -> None:
+        if self._owns_client:
+            self.client.close()
+
+    # --- batch --------------------------------------------------------------------------------------------
+    def process_batch(self, items: Sequence[tuple[dict[str, Any], RecordContext]]
+                      ) -> list[BaseException | StageResult]:
+        results: list[BaseException | StageResult] = [None] * len(items)
+        prepared: list[_Prepared] = []
+        for pos, (value, _ctx) in enumerate(items):
+            try:
+                prepared.append(self._prepare(pos, value))
+            except (KeyError, TypeError, ValueError, SerializationError) as e:
+                INDEX_ITEMS.labels(result="rejected").inc()
+                results[pos] = PermanentError(f"cannot build the search document: {e!r}",
+                                              reason="document_error", details={"error": repr(e)})
+        if not prepared:
+            return results
+        if not self._ensured:
+            try:
+                ensure_index(self.client, self.cfg)
+                self._ensured = True
+            except (TransportError, ApiError) as e:
+                err = self._request_error(e)
+                for p in prepared:
+                    results[p.pos] = err
+                INDEX_ITEMS.labels(result="retry").inc(len(prepared))
+                return results
+        for chunk in self._chunks(prepared):
+            self._send(chunk, results)
+        return results
+
+    def _prepare(self, pos: int, value: dict[str, Any]) -> _Prepared:
+        doc_id, version, body = document_from_validated(value)
+        if version < 0:
+            raise ValueError(f"external version must be >= 0, got {version}")
+        meta = {"_index": self._write_alias, "_id": doc_id, "version": version, "version_type": "external"}
+        if body is None:
+            return _Prepared(pos, [self._dumps({"delete": meta})], doc_id, version, "delete")
+        return _Prepared(pos, [self._dumps({"index": meta}), self._dumps(body)], doc_id, version, "index")
+
+    def _dumps(self, obj: Any) -> bytes:
+        out = self._json.dumps(obj)
+        return out if isinstance(out, bytes) else out.encode()
+
+    def _chunks(self, prepared: list[_Prepared]):
+        chunk: list[_Prepared] = []
+        size = 0
+        for p in prepared:
+            if chunk and (len(chunk) >= self.cfg.bulk_max_actions or size + p.size > self.cfg.bulk_max_bytes):
+                yield chunk
+                chunk, size = [], 0
+            chunk.append(p)
+            size += p.size
+        if chunk:
+            yield chunk
+
+    def _request_error(self, e: Exception) -> TransientError:
+        if isinstance(e, ApiError):
+            reason = f"{e.status} {e.error}"
+            if e.status in (401, 403):
+                self._mark_down(f"store refused the credentials ({e.status})")
+            elif e.status >= 500 or e.status == 429:
+                self._mark_down(reason)
+            retry_after = None
+            try:
+                retry_after = float(e.meta.headers.get("retry-after"))  # type: ignore[arg-type]
+            except (TypeError, ValueError):
+                pass
+            return TransientError(f"index store answered {e.status}", reason=str(e.error),
+                                  details={"status": e.status}, retry_after_s=retry_after)
+        self._mark_down(type(e).__name__)
+        return TransientError(f"index store unreachable: {type(e).__name__}", reason="store_unavailable",
+                              details={"error": type(e).__name__, "url_host": self.cfg.url.split("@")[-1]})
+
+    def _send(self, chunk: list[_Prepared], results: list[BaseException | StageResult]) -> None:
+        lines = [line for p in chunk for line in p.lines]
+        params: dict[str, Any] = {"require_alias": True}
+        if self.cfg.refresh != "false":
+            params["refresh"] = self.cfg.refresh
+        started = time.perf_counter()
+        try:
+            resp = self.client.bulk(operations=lines, **params).body
+        except ApiError as e:
+            INDEX_BULK_SECONDS.observe(time.perf_counter() - started)
+            if e.status in (400, 413) and len(chunk) > 1:
+                # the request as a whole was refused (too large, or one action is invalid): bisect
+                half = len(chunk) // 2
+                self._send(chunk[:half], results)
+                self._send(chunk[half:], results)
+                return
+            if e.status in _RETRYABLE_REQUEST_STATUS or e.status == 404:
+                if e.status == 404:
+                    self._ensured = False
+                err: BaseException = self._request_error(e)
+                INDEX_ITEMS.labels(result="retry").inc(len(chunk))
+            else:
+                err = PermanentError(f"index store refused the request: {e.status} {e.error}",
+                                     reason=str(e.error), details={"status": e.status, "error": str(e.error)})
+                INDEX_ITEMS.labels(result="rejected").inc(len(chunk))
+            for p in chunk:
+                results[p.pos] = err
+            return
+        except TransportError as e:  # connection refused/reset, timeout, TLS
+            INDEX_BULK_SECONDS.observe(time.perf_counter() - started)
+            err = self._request_error(e)
+            INDEX_ITEMS.labels(result="retry").inc(len(chunk))
+            for p in chunk:
+                results[p.pos] = err
+            return
+        INDEX_BULK_SECONDS.observe(time.perf_counter() - started)
+        self._mark_up()
+        items = resp.get("items") or []
+        if len(items) != len(chunk):  # never expected; never drop silently
+            log.error("bulk answered %d items for %d actions", len(items), len(chunk))
+        for i, p in enumerate(chunk):
+            if i >= len(items):
+                results[p.pos] = TransientError("bulk response is missing this item", reason="missing_item")
+                INDEX_ITEMS.labels(result="retry").inc()
+                continue
+            results[p.pos] = self._item_result(p, next(iter(items[i].values())))
+
+    def _item_result(self, p: _Prepared, res: dict[str, Any]) -> BaseException | None:
+        status = int(res.get("status", 0))
+        error = res.get("error")
+        if 200 <= status < 300:
+            INDEX_ITEMS.labels(result="deleted" if p.op == "delete" else "indexed").inc()
+            return None
+        etype = error.get("type", "") if isinstance(error, dict) else str(error or "")
+        ereason = error.get("reason", "") if isinstance(error, dict) else ""
+        if status == 409 and (not etype or "version_conflict" in etype):
+            INDEX_ITEMS.labels(result="conflict").inc()  # the store already has this or a newer version
+            return None
+        if status == 404 and p.op == "delete" and not error:
+            INDEX_ITEMS.labels(result="not_found").inc()  # already gone; the tombstone still holds the version
+            return None
+        details = {"status": status, "error_type": etype, "error_reason": ereason, "doc_id": p.doc_id,
+                   "version": p.version, "op": p.op, "index": res.get("_index", "")}
+        if isinstance(error, dict) and isinstance(error.get("caused_by"), dict):
+            details["caused_by"] = f"{error['caused_by'].get('type')}: {error['caused_by'].get('reason')}"
+        if status == 404 and "index_not_found" in etype:
+            self._ensured = False  # the write alias vanished: recreate on the next batch
+            INDEX_ITEMS.labels(result="retry").inc()
+            return TransientError(f"write alias missing: {ereason}", reason=etype, details=details)
+        if status in _RETRYABLE_STATUS or status >= 500:
+            INDEX_ITEMS.labels(result="retry").inc()
+            return TransientError(f"index store answered {status} {etype} for this item", reason=etype or str(status),
+                                  details=details)
+        INDEX_ITEMS.labels(result="rejected").inc()
+        return PermanentError(f"index store rejected the document: {etype}: {ereason}", reason=etype or str(status),
+                              details=details)

@@ -1,0 +1,86 @@
+"""The search store the embedded `assetstream run` and the tests use: an `osmem-server` subprocess (an
+in-memory OpenSearch-API server shipped in the `osmem-server` wheel) on a free loopback port.
+
+    with OsmemStore() as store:
+        client = make_client(IndexSettings(url=store.url, server_mode="serverless"))
+
+Everything is in memory: `restart()` keeps the port but loses the data (tests use it to simulate an outage).
+"""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from streams.embedded import free_port, wait_port
+
+
+def osmem_binary() -> Path:
+    from osmem_server import resolve_binary
+
+    path = Path(resolve_binary())
+    if not path.exists():
+        raise FileNotFoundError(f"osmem-server binary not found at {path}: pip install osmem-server")
+    if not os.access(path, os.X_OK):
+        path.chmod(0o755)
+    return path
+
+
+@dataclass
+class OsmemStore:
+    """An osmem-server subprocess on 127.0.0.1:<port> (0 = pick a free port at the first start)."""
+
+    port: int = 0
+    japanese: bool = False
+    """Japanese (kuromoji) analysis: off by default, it slows the start."""
+    log_path: Path | None = None
+    proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def start(self, timeout_s: float = 20.0) -> "OsmemStore":
+        if self.running:
+            return self
+        if not self.port:
+            self.port = free_port()
+        if self.log_path is None:
+            self.log_path = Path(tempfile.mkstemp(prefix="osmem-", suffix=".log")[1])
+        args = [str(osmem_binary()), "--addr", f"127.0.0.1:{self.port}", "--no-stdin-watch",
+                "--parent-pid", str(os.getpid())]
+        if not self.japanese:
+            args.append("--no-ja")
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                         start_new_session=True)
+        wait_port("127.0.0.1", self.port, timeout_s, self.proc, "osmem-server")
+        return self
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+    def restart(self, timeout_s: float = 20.0) -> "OsmemStore":
+        """Stop and start again on the same port (in-memory: the data is gone)."""
+        self.stop()
+        return self.start(timeout_s)
+
+    def __enter__(self) -> "OsmemStore":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
