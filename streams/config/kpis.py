@@ -3,9 +3,35 @@ from __future__ import annotations
 from pydantic import BaseModel, Field
 
 
-class KpiSettings(BaseModel):
-    """The faust-streaming KPI / audit app (streams/kpis)."""
+def _default_field_tasks() -> dict[str, str]:
+    return {"title": "alt_text", "alt_text": "alt_text", "caption": "alt_text", "summary": "alt_text",
+            "visible_text": "alt_text", "tags": "tagging", "credit_text": "rights", "licensing": "rights"}
 
-    app_id: str = "assetstream-kpis"
-    web_port: int = Field(6066, description="faust web view (JSON KPIs, Prometheus gauges)")
+
+class KpiSettings(BaseModel):
+    """The faust-streaming KPI / audit app (streams/kpis): consumes `validated` and `feedback`, writes `kpis`
+    (KpiSnapshot) and `audit` (AuditEntry). See docs/kpis.md."""
+
+    app_id: str = Field("assetstream-kpis", description="faust app id = consumer group = prefix of its internal "
+                        "topics (<app_id>-asset-state-changelog, <app_id>-kpi-events, <app_id>-kpi-changelog)")
+    web_port: int = Field(6066, description="faust web view: /kpis (JSON), /metrics (Prometheus gauges)")
+    web_host: str = Field("0.0.0.0", description="interface the web view binds to")
     data_dir: str = Field("/tmp/assetstream-kpis", description="faust local table state")
+    store: str = Field("memory://", description="faust table store: memory:// (tables rebuilt from their changelog "
+                       "topics at every start) or rocksdb:// (needs the rocksdict package)")
+    publish_interval_s: float = Field(10.0, description="how often changed KPI windows are published to `kpis`")
+    hour_windows_kept: int = Field(48, description="tumbling hour windows kept in the table (older are dropped)")
+    day_windows_kept: int = Field(35, description="tumbling day windows kept in the table (older are dropped)")
+    ttp_resolution_ms: int = Field(1000, description="time-to-publish samples are rounded to this before the "
+                                   "nearest-rank percentiles (bounds table size; 1 = exact)")
+    field_tasks: dict[str, str] = Field(default_factory=_default_field_tasks,
+                                        description="edited field -> provenance task whose prompt/model wrote it")
+    complete_fields: list[str] = Field(default_factory=lambda: ["title", "alt_text", "tags"],
+                                       description="fields an asset needs for coverage (alt_text counts as present "
+                                       "when the asset is decorative)")
+    producer_max_batch_size: int = Field(1, description="faust producer batch bytes; 1 = one record per batch "
+                                         "(tansu needs it for correct changelog recovery)")
+    audit_retention_ms: int = Field(-1, description="retention.ms of the audit topic (-1 = forever)")
+    internal_partitions: int = Field(0, description="partitions of the asset-state changelog; 0 = as many as "
+                                     "`validated` has (must match it and `feedback`)")
+    loglevel: str = Field("WARNING", description="faust worker log level")
