@@ -6,18 +6,38 @@ from pydantic import BaseModel, Field
 
 
 class PreprocessSettings(BaseModel):
-    """Fetch, decode, thumbnail, metadata, OCR and hashing limits (consumers/preprocess)."""
+    """Fetch, decode, thumbnail, metadata, OCR and hashing limits (consumers/preprocess). See docs/preprocess.md."""
 
+    # --- fetch ---
     file_roots: list[str] = Field(default_factory=list, description="file:// URIs are allowed only under these dirs")
     allow_private_networks: bool = Field(False, description="allow fetching from loopback/private/link-local addresses")
     allow_hosts: list[str] = Field(default_factory=list, description="hosts/CIDRs allowed even if private")
-    max_bytes: int = 50 * 1024 * 1024
-    fetch_timeout_s: float = 20.0
-    max_redirects: int = 3
-    max_pixels: int = 80_000_000
-    thumbnail_edge: int = 768
-    thumbnail_max_bytes: int = 256 * 1024
+    max_bytes: int = Field(50 * 1024 * 1024, gt=0, description="largest source accepted (streamed, stops here)")
+    fetch_timeout_s: float = Field(20.0, gt=0, description="wall-clock limit for one fetch, redirects included")
+    max_redirects: int = Field(3, ge=0, description="redirect hops followed (each re-checked against the SSRF policy)")
+    s3_endpoint_url: str | None = Field(None, description="S3-compatible endpoint for s3:// sources (None = AWS)")
+    s3_region: str | None = Field(None, description="S3 region for s3:// sources")
+    # --- decode / thumbnail ---
+    max_pixels: int = Field(80_000_000, gt=0, description="images with more pixels are refused as decompression bombs")
+    allowed_formats: list[str] = Field(default_factory=lambda: ["JPEG", "PNG", "WEBP", "TIFF", "GIF", "BMP", "HEIF"],
+                                       description="Pillow format names accepted; HEIF only if pillow-heif is installed")
+    thumbnail_edge: int = Field(768, ge=32, le=4096, description="long edge of the JPEG thumbnail carried in the record")
+    thumbnail_max_bytes: int = Field(256 * 1024, ge=4096, description="hard cap; quality then size drop until it fits")
+    thumbnail_quality: int = Field(85, ge=30, le=95, description="first JPEG quality tried for the thumbnail")
+    # --- OCR ---
     ocr_enabled: bool = True
-    ocr_lang: str = "eng"
-    gps_privacy: Literal["keep", "round", "drop"] = "keep"
-    gps_round_digits: int = 2
+    ocr_lang: str = Field("eng", pattern=r"^[A-Za-z_]+(\+[A-Za-z_]+)*$", description="tesseract language(s)")
+    ocr_gate: Literal["heuristic", "always"] = Field(
+        "heuristic", description="heuristic: a cheap text-likelihood check on a small grayscale skips full OCR on "
+                                 "images without text; always: run tesseract on every image")
+    ocr_max_edge: int = Field(2000, ge=256, description="OCR runs on the image scaled to at most this long edge")
+    ocr_min_confidence: float = Field(30.0, ge=0, le=100, description="words below this tesseract confidence are dropped")
+    ocr_timeout_s: float = Field(30.0, gt=0, description="tesseract time limit; over it OCR is recorded as skipped")
+    ocr_max_chars: int = Field(4000, ge=0, description="OCR text is cut to this many characters")
+    # --- metadata / signals ---
+    gps_privacy: Literal["keep", "round", "drop"] = Field(
+        "keep", description="keep: exact GPS + place; round: coordinates rounded to gps_round_digits (altitude "
+                            "dropped) and place derived from the rounded point; drop: no coordinates, no place")
+    gps_round_digits: int = Field(2, ge=0, le=6)
+    faces_enabled: bool = Field(True, description="count faces with OpenCV's Haar cascade")
+    nsfw_enabled: bool = Field(True, description="score with the bundled open_nsfw ONNX model (loaded once, lazily)")

@@ -1,0 +1,210 @@
+"""Safe image decoding with Pillow: magic-number sniffing, format allow-list, pixel limit, reduced-size decode,
+EXIF orientation, and normalisation of odd modes (CMYK, 16-bit, palette, alpha) to RGB/RGBA.
+"""
+from __future__ import annotations
+
+import io
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+
+from streams.errors import PermanentError
+
+# Pillow warns above Image.MAX_IMAGE_PIXELS; we enforce our own limit before loading pixels, so the warning
+# is noise. (Its hard error at 2x still fires and is mapped to decompression_bomb below.)
+warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
+ImageFile.LOAD_TRUNCATED_IMAGES = False
+
+try:  # HEIC/HEIF only if a wheel that supports it is installed
+    import pillow_heif  # type: ignore
+
+    pillow_heif.register_heif_opener()
+    HEIF_AVAILABLE = True
+except Exception:  # noqa: BLE001
+    HEIF_AVAILABLE = False
+
+MEDIA_TYPES = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp", "TIFF": "image/tiff",
+               "GIF": "image/gif", "BMP": "image/bmp", "HEIF": "image/heif", "AVIF": "image/avif"}
+
+
+def sniff(data: bytes) -> str | None:
+    """Format from magic numbers (never from headers or file names), or None if it is not a known image."""
+    head = data[:32]
+    if head.startswith(b"\xff\xd8\xff"):
+        return "JPEG"
+    if head.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "PNG"
+    if head[:6] in (b"GIF87a", b"GIF89a"):
+        return "GIF"
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "WEBP"
+    if head[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
+        return "TIFF"
+    if head[:2] == b"BM" and len(data) > 26:
+        return "BMP"
+    if head[4:8] == b"ftyp":
+        brand = head[8:12]
+        if brand in (b"avif", b"avis"):
+            return "AVIF"
+        if brand in (b"heic", b"heix", b"hevc", b"hevx", b"mif1", b"msf1", b"heim", b"heis"):
+            return "HEIF"
+    return None
+
+
+def _describe_non_image(data: bytes) -> str:
+    head = data[:512].lstrip().lower()
+    if head.startswith((b"<!doctype html", b"<html", b"<head", b"<body")) or b"<html" in head:
+        return "HTML page"
+    if head.startswith((b"<?xml", b"<svg")):
+        return "XML/SVG document (vector images are not accepted)"
+    if head.startswith((b"{", b"[")):
+        return "JSON document"
+    if head.startswith(b"%pdf"):
+        return "PDF document"
+    return "unrecognised data"
+
+
+@dataclass
+class Decoded:
+    image: Image.Image
+    """Oriented, RGB or RGBA, at least `min_edge` on the long side when the source allows (reduced decode)."""
+    width: int
+    """Full (oriented) width of the source."""
+    height: int
+    format: str
+    mode: str
+    """The source's pixel mode before normalisation (e.g. CMYK, I;16, P)."""
+    orientation: int | None
+    has_alpha: bool
+    exif: Image.Exif | None
+    info: dict[str, Any] = field(default_factory=dict)
+    source: Image.Image | None = None
+    """The opened source image object (metadata access: IPTC, XMP)."""
+
+
+def open_checked(data: bytes, *, max_pixels: int, allowed_formats: list[str] | tuple[str, ...]) -> tuple[Image.Image, str]:
+    """Open (header only) after sniffing; refuses non-images, disallowed formats and bombs."""
+    fmt = sniff(data)
+    if fmt is None:
+        raise PermanentError(f"not an image: {_describe_non_image(data)}", reason="not_an_image",
+                             details={"looks_like": _describe_non_image(data)})
+    allowed = {f.upper() for f in allowed_formats}
+    if fmt not in allowed or (fmt == "HEIF" and not HEIF_AVAILABLE):
+        raise PermanentError(f"unsupported image format {fmt}", reason="unsupported_format", details={"format": fmt})
+    try:
+        img = Image.open(io.BytesIO(data), formats=[fmt] if fmt != "HEIF" else None)
+    except Image.DecompressionBombError as exc:
+        raise PermanentError(f"decompression bomb: {exc}", reason="decompression_bomb") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError, struct_error()) as exc:
+        raise PermanentError(f"corrupt {fmt} image: {_short(exc)}", reason="corrupt_image",
+                             details={"format": fmt}) from None
+    w, h = img.size
+    if w <= 0 or h <= 0:
+        raise PermanentError(f"corrupt {fmt} image: zero size", reason="corrupt_image", details={"format": fmt})
+    if w * h > max_pixels:
+        raise PermanentError(f"decompression bomb: {w}x{h} = {w * h} pixels is over max_pixels={max_pixels}",
+                             reason="decompression_bomb", details={"width": w, "height": h})
+    return img, fmt
+
+
+def struct_error():
+    import struct
+    return struct.error
+
+
+def _short(exc: BaseException) -> str:
+    return (str(exc) or type(exc).__name__)[:200]
+
+
+def decode(data: bytes, *, max_pixels: int, allowed_formats: list[str] | tuple[str, ...] = tuple(MEDIA_TYPES),
+           min_edge: int | None = 1024) -> Decoded:
+    """Decode `data` safely. With min_edge, JPEGs are decoded at a reduced DCT scale (draft mode) that still
+    leaves the long edge >= min_edge; other formats decode fully. min_edge=None decodes at full size."""
+    img, fmt = open_checked(data, max_pixels=max_pixels, allowed_formats=allowed_formats)
+    src_mode = img.mode
+    try:
+        exif = img.getexif()
+    except Exception:  # noqa: BLE001 - broken EXIF must not sink a good image
+        exif = None
+    orientation = None
+    if exif is not None:
+        o = exif.get(0x0112)
+        orientation = o if isinstance(o, int) and 1 <= o <= 8 else None
+    w, h = img.size
+    info = dict(img.info)
+    try:
+        if fmt == "JPEG" and min_edge and max(w, h) > min_edge:
+            scale = min_edge / max(w, h)
+            img.draft("RGB" if src_mode not in ("L", "CMYK") else src_mode,
+                      (max(1, int(w * scale + 0.999)), max(1, int(h * scale + 0.999))))
+        if getattr(img, "n_frames", 1) > 1:
+            img.seek(0)
+        img.load()
+        oriented = img
+        if orientation and orientation != 1:
+            oriented = ImageOps.exif_transpose(img)
+            if orientation in (5, 6, 7, 8):
+                w, h = h, w
+        work = _normalise(oriented)
+    except Image.DecompressionBombError as exc:
+        raise PermanentError(f"decompression bomb: {exc}", reason="decompression_bomb") from None
+    except (OSError, SyntaxError, ValueError, EOFError, IndexError, struct_error(), MemoryError) as exc:
+        msg = _short(exc)
+        reason = "truncated_image" if "truncat" in msg.lower() else "corrupt_image"
+        raise PermanentError(f"corrupt {fmt} image: {msg}", reason=reason, details={"format": fmt}) from None
+    has_alpha = work.mode == "RGBA" and work.getextrema()[3][0] < 255
+    if work.mode == "RGBA" and not has_alpha:
+        work = work.convert("RGB")
+    return Decoded(image=work, width=w, height=h, format=fmt, mode=src_mode, orientation=orientation,
+                   has_alpha=has_alpha, exif=exif, info=info, source=img)
+
+
+def _normalise(img: Image.Image) -> Image.Image:
+    """Any Pillow mode -> RGB, or RGBA when the source carries transparency."""
+    mode = img.mode
+    if mode == "RGB":
+        return img
+    if mode == "RGBA":
+        return img
+    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        arr = np.asarray(img, dtype=np.float64)
+        lo, hi = float(arr.min()), float(arr.max())
+        if mode.startswith("I;16") or (mode == "I" and hi > 255):
+            arr = arr / (65535.0 if hi > 255 else 255.0) * 255.0
+        elif mode == "F" and hi <= 1.0 and lo >= 0.0:
+            arr = arr * 255.0
+        return Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8), "L").convert("RGB")
+    if mode == "P":
+        return img.convert("RGBA") if "transparency" in img.info else img.convert("RGB")
+    if mode in ("LA", "La", "PA", "RGBa"):
+        return img.convert("RGBA")
+    if mode == "L" and "transparency" in img.info:
+        return img.convert("RGBA")
+    if mode == "RGB" and "transparency" in img.info:
+        return img.convert("RGBA")
+    if mode == "CMYK":
+        return img.convert("RGB")
+    return img.convert("RGB")
+
+
+def flatten(img: Image.Image, background=(255, 255, 255)) -> Image.Image:
+    """RGB copy; transparency composited on a white background."""
+    if img.mode == "RGB":
+        return img
+    if img.mode == "RGBA":
+        bg = Image.new("RGB", img.size, background)
+        bg.paste(img, mask=img.getchannel("A"))
+        return bg
+    return img.convert("RGB")
+
+
+def resized(img: Image.Image, edge: int) -> Image.Image:
+    """Copy scaled so the long edge is at most `edge` (never upscaled)."""
+    w, h = img.size
+    if max(w, h) <= edge:
+        return img.copy()
+    s = edge / max(w, h)
+    return img.resize((max(1, round(w * s)), max(1, round(h * s))), Image.Resampling.BILINEAR, reducing_gap=2.0)

@@ -1,0 +1,383 @@
+"""Fetch asset bytes from a source URI: file://, http(s)://, s3://.
+
+SSRF policy (http/https): the host is resolved once, every resolved address is checked, and the connection is
+made to the checked address (URL rewritten to the IP, Host header and TLS SNI/certificate check set to the
+original host name), so DNS rebinding cannot swap the target between check and connect. Redirects are followed
+by hand, each hop re-checked the same way, at most `max_redirects`. Loopback, private, link-local, CGNAT,
+multicast, reserved and unspecified addresses are refused unless `allow_private_networks` is set or the
+host/address is in `allow_hosts` (host names or CIDRs). Cloud metadata addresses are refused even with
+`allow_private_networks`; only an explicit `allow_hosts` entry admits them.
+
+Bytes are streamed and the download stops at `max_bytes`; the whole fetch has a wall-clock deadline.
+"""
+from __future__ import annotations
+
+import ipaddress
+import os
+import socket
+import time
+import urllib.parse
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable
+
+import httpx
+
+from streams.errors import PermanentError, TransientError
+
+METADATA_ADDRESSES = frozenset(ipaddress.ip_address(a) for a in (
+    "169.254.169.254",  # AWS / GCP / Azure / OpenStack
+    "169.254.170.2",    # ECS task metadata
+    "100.100.100.200",  # Alibaba
+    "fd00:ec2::254",    # AWS IPv6
+))
+REDIRECT_CODES = frozenset({301, 302, 303, 307, 308})
+USER_AGENT = "assetstream-preprocess/1 (+image fetch)"
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+@dataclass
+class Fetched:
+    data: bytes
+    final_uri: str
+    """Where the bytes came from after redirects (credentials and query removed)."""
+    declared_type: str | None = None
+    """Content-Type the server claimed; informational only (the decoder sniffs)."""
+
+
+@dataclass(frozen=True)
+class FetchPolicy:
+    file_roots: tuple[str, ...] = ()
+    allow_private_networks: bool = False
+    allow_hosts: tuple[str, ...] = ()
+    max_bytes: int = 50 * 1024 * 1024
+    timeout_s: float = 20.0
+    max_redirects: int = 3
+    s3_endpoint_url: str | None = None
+    s3_region: str | None = None
+
+    @classmethod
+    def from_settings(cls, s) -> "FetchPolicy":
+        return cls(file_roots=tuple(s.file_roots), allow_private_networks=s.allow_private_networks,
+                   allow_hosts=tuple(s.allow_hosts), max_bytes=s.max_bytes, timeout_s=s.fetch_timeout_s,
+                   max_redirects=s.max_redirects, s3_endpoint_url=s.s3_endpoint_url, s3_region=s.s3_region)
+
+
+def redact(uri: str) -> str:
+    """A URI safe for logs and error messages: no userinfo, no query string or fragment (may carry tokens)."""
+    try:
+        p = urllib.parse.urlsplit(uri)
+    except ValueError:
+        return "<unparseable uri>"
+    host = p.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    try:
+        port = p.port
+    except ValueError:
+        port = None
+    netloc = host + (f":{port}" if port else "")
+    return urllib.parse.urlunsplit((p.scheme, netloc, p.path, "", ""))[:300]
+
+
+def fetch(uri: str, policy: FetchPolicy) -> Fetched:
+    if not isinstance(uri, str) or not uri.strip():
+        raise PermanentError("the event has no source_uri", reason="missing_source_uri")
+    scheme = uri.split(":", 1)[0].lower() if ":" in uri else ""
+    if scheme == "file":
+        return fetch_file(uri, policy)
+    if scheme in ("http", "https"):
+        return fetch_http(uri, policy)
+    if scheme == "s3":
+        return fetch_s3(uri, policy)
+    raise PermanentError(f"unsupported URI scheme {scheme or '(none)'!r}; use file://, http(s):// or s3://",
+                         reason="unsupported_scheme", details={"uri": redact(uri)})
+
+
+# --- file:// ----------------------------------------------------------------------------------------------
+
+def fetch_file(uri: str, policy: FetchPolicy) -> Fetched:
+    p = urllib.parse.urlsplit(uri)
+    if p.netloc not in ("", "localhost"):
+        raise PermanentError("file:// URIs must not name a host", reason="forbidden_url",
+                             details={"uri": redact(uri)})
+    raw_path = urllib.parse.unquote(p.path)
+    if "\x00" in raw_path or not raw_path.startswith("/"):
+        raise PermanentError("file:// URI needs an absolute path", reason="forbidden_url",
+                             details={"uri": redact(uri)})
+    if not policy.file_roots:
+        raise PermanentError("file:// URIs are disabled (no preprocess.file_roots configured)",
+                             reason="forbidden_url", details={"uri": redact(uri)})
+    # resolve symlinks and '..' BEFORE the check, then open exactly the resolved path
+    path = Path(os.path.realpath(raw_path))
+    roots = [Path(os.path.realpath(r)) for r in policy.file_roots]
+    if not any(path == r or path.is_relative_to(r) for r in roots):
+        raise PermanentError("file is outside the configured file_roots", reason="forbidden_url",
+                             details={"uri": redact(uri)})
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    except FileNotFoundError:
+        raise PermanentError("file not found", reason="not_found", details={"uri": redact(uri)}) from None
+    except IsADirectoryError:
+        raise PermanentError("path is a directory", reason="not_found", details={"uri": redact(uri)}) from None
+    except PermissionError:
+        raise PermanentError("file is not readable", reason="access_denied",
+                             details={"uri": redact(uri)}) from None
+    except OSError as exc:
+        raise TransientError(f"cannot open file: {exc.strerror}", reason="io_error",
+                             details={"uri": redact(uri)}) from None
+    with os.fdopen(fd, "rb") as fh:
+        st = os.fstat(fh.fileno())
+        import stat as _stat
+        if not _stat.S_ISREG(st.st_mode):
+            raise PermanentError("not a regular file", reason="not_found", details={"uri": redact(uri)})
+        if st.st_size > policy.max_bytes:
+            raise PermanentError(f"file is {st.st_size} bytes, over max_bytes={policy.max_bytes}",
+                                 reason="too_large", details={"uri": redact(uri)})
+        data = fh.read(policy.max_bytes + 1)
+    if len(data) > policy.max_bytes:
+        raise PermanentError(f"file is over max_bytes={policy.max_bytes}", reason="too_large",
+                             details={"uri": redact(uri)})
+    _check_nonempty(data, uri)
+    return Fetched(data=data, final_uri=redact(uri))
+
+
+def _check_nonempty(data: bytes, uri: str) -> None:
+    if not data:
+        raise PermanentError("the source is empty (0 bytes)", reason="empty_content", details={"uri": redact(uri)})
+
+
+# --- address policy ---------------------------------------------------------------------------------------
+
+def _as_ip(value: str) -> IPAddress | None:
+    try:
+        return ipaddress.ip_address(value.strip("[]").split("%", 1)[0])
+    except ValueError:
+        return None
+
+
+def _allow_list_match(host: str, ip: IPAddress, allow_hosts: Iterable[str]) -> bool:
+    host = host.lower().rstrip(".")
+    for entry in allow_hosts:
+        entry = entry.strip().lower().rstrip(".")
+        if not entry:
+            continue
+        if "/" in entry:
+            try:
+                if ip in ipaddress.ip_network(entry, strict=False):
+                    return True
+            except ValueError:
+                continue
+        elif _as_ip(entry) is not None:
+            if _as_ip(entry) == ip:
+                return True
+        elif entry == host:
+            return True
+    return False
+
+
+def address_refusal(host: str, ip: IPAddress, policy: FetchPolicy) -> str | None:
+    """Why connecting to ip (resolved from host) is refused, or None if it is allowed."""
+    if _allow_list_match(host, ip, policy.allow_hosts):
+        return None
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    if ip in METADATA_ADDRESSES:
+        return "cloud metadata address"
+    if ip.is_multicast:
+        return "multicast address"
+    if ip.is_unspecified:
+        return "unspecified address"
+    if ip.is_global:
+        return None
+    if policy.allow_private_networks and (ip.is_private or ip.is_loopback or ip.is_link_local
+                                          or ip in ipaddress.ip_network("100.64.0.0/10")):
+        return None
+    if ip.is_loopback:
+        return "loopback address"
+    if ip.is_link_local:
+        return "link-local address"
+    if ip.is_private:
+        return "private address"
+    return "reserved / non-global address"
+
+
+def resolve_checked(host: str, port: int, policy: FetchPolicy) -> IPAddress:
+    """Resolve host once, refuse if ANY resolved address is forbidden, return the address to connect to."""
+    literal = _as_ip(host)
+    if literal is not None:
+        addrs = [literal]
+    else:
+        try:
+            infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        except socket.gaierror as exc:
+            if exc.errno in (socket.EAI_AGAIN,):
+                raise TransientError(f"DNS lookup for {host!r} failed temporarily", reason="dns_error") from None
+            raise PermanentError(f"host {host!r} does not resolve", reason="unresolvable_host") from None
+        except UnicodeError:
+            raise PermanentError(f"invalid host name {host!r}", reason="forbidden_url") from None
+        addrs = []
+        for info in infos:
+            ip = _as_ip(info[4][0])
+            if ip is not None and ip not in addrs:
+                addrs.append(ip)
+        if not addrs:
+            raise PermanentError(f"host {host!r} does not resolve", reason="unresolvable_host")
+    for ip in addrs:
+        why = address_refusal(host, ip, policy)
+        if why:
+            raise PermanentError(f"refusing to fetch from {host!r}: it resolves to a {why} ({ip}); add it to "
+                                 "preprocess.allow_hosts to allow it", reason="forbidden_url",
+                                 details={"host": host, "address": str(ip), "why": why})
+    return addrs[0]
+
+
+# --- http(s):// -------------------------------------------------------------------------------------------
+
+def _pinned_target(url: str, policy: FetchPolicy) -> tuple[str, dict[str, str], dict, str]:
+    """(url to request with the IP in it, headers, httpx extensions, host) after the address check."""
+    try:
+        p = urllib.parse.urlsplit(url)
+        port = p.port
+    except ValueError:
+        raise PermanentError("malformed URL", reason="forbidden_url", details={"uri": redact(url)}) from None
+    scheme = p.scheme.lower()
+    if scheme not in ("http", "https"):
+        raise PermanentError(f"redirect to a {scheme or 'schemeless'} URL is not followed", reason="forbidden_url",
+                             details={"uri": redact(url)})
+    host = p.hostname
+    if not host:
+        raise PermanentError("URL has no host", reason="forbidden_url", details={"uri": redact(url)})
+    if p.username or p.password:
+        raise PermanentError("URLs with embedded credentials are refused", reason="forbidden_url",
+                             details={"uri": redact(url)})
+    port = port or (443 if scheme == "https" else 80)
+    ip = resolve_checked(host, port, policy)
+    ip_host = f"[{ip}]" if ip.version == 6 else str(ip)
+    default_port = (scheme == "https" and port == 443) or (scheme == "http" and port == 80)
+    host_header = (f"[{host}]" if ":" in host else host) + ("" if default_port else f":{port}")
+    target = urllib.parse.urlunsplit((scheme, f"{ip_host}:{port}", p.path or "/", p.query, ""))
+    headers = {"Host": host_header, "User-Agent": USER_AGENT, "Accept": "image/*",
+               "Accept-Encoding": "identity"}
+    extensions = {"sni_hostname": host} if scheme == "https" and _as_ip(host) is None else {}
+    return target, headers, extensions, host
+
+
+def fetch_http(uri: str, policy: FetchPolicy, *, transport: httpx.BaseTransport | None = None) -> Fetched:
+    deadline = time.monotonic() + policy.timeout_s
+    url = uri
+    timeout = httpx.Timeout(policy.timeout_s, connect=min(policy.timeout_s, 10.0))
+    with httpx.Client(timeout=timeout, follow_redirects=False, trust_env=False, transport=transport) as client:
+        for hop in range(policy.max_redirects + 1):
+            target, headers, extensions, host = _pinned_target(url, policy)
+            try:
+                with client.stream("GET", target, headers=headers, extensions=extensions) as resp:
+                    if resp.status_code in REDIRECT_CODES:
+                        location = resp.headers.get("location")
+                        if not location:
+                            raise PermanentError(f"HTTP {resp.status_code} without a Location header",
+                                                 reason="http_error", details={"uri": redact(url)})
+                        url = urllib.parse.urljoin(url, location.strip())
+                        continue
+                    _check_status(resp.status_code, url, resp.headers.get("retry-after"))
+                    declared_len = resp.headers.get("content-length")
+                    if declared_len and declared_len.isdigit() and int(declared_len) > policy.max_bytes:
+                        raise PermanentError(f"server declares {declared_len} bytes, over max_bytes="
+                                             f"{policy.max_bytes}", reason="too_large",
+                                             details={"uri": redact(url)})
+                    buf = bytearray()
+                    for chunk in resp.iter_raw(chunk_size=256 * 1024):
+                        buf += chunk
+                        if len(buf) > policy.max_bytes:
+                            raise PermanentError(f"download exceeded max_bytes={policy.max_bytes}",
+                                                 reason="too_large", details={"uri": redact(url)})
+                        if time.monotonic() > deadline:
+                            raise TransientError(f"download took longer than {policy.timeout_s}s",
+                                                 reason="timeout", details={"uri": redact(url)})
+                    data = bytes(buf)
+                    _check_nonempty(data, url)
+                    return Fetched(data=data, final_uri=redact(url),
+                                   declared_type=resp.headers.get("content-type"))
+            except httpx.TimeoutException:
+                raise TransientError(f"timed out fetching from {host}", reason="timeout",
+                                     details={"uri": redact(url)}) from None
+            except httpx.TransportError as exc:
+                raise TransientError(f"cannot reach {host}: {type(exc).__name__}", reason="unreachable",
+                                     details={"uri": redact(url)}) from None
+            if time.monotonic() > deadline:
+                raise TransientError(f"fetch took longer than {policy.timeout_s}s", reason="timeout",
+                                     details={"uri": redact(url)})
+    raise PermanentError(f"more than max_redirects={policy.max_redirects} redirects", reason="too_many_redirects",
+                         details={"uri": redact(uri)})
+
+
+def _check_status(code: int, url: str, retry_after: str | None) -> None:
+    if 200 <= code < 300:
+        return
+    d = {"uri": redact(url), "status": str(code)}
+    if code in (404, 410):
+        raise PermanentError(f"HTTP {code}: not found", reason="not_found", details=d)
+    if code in (401, 403):
+        raise PermanentError(f"HTTP {code}: access denied", reason="access_denied", details=d)
+    if code in (408, 425, 429) or code >= 500:
+        ra = float(retry_after) if retry_after and retry_after.strip().isdigit() else None
+        raise TransientError(f"HTTP {code} from the source", reason="upstream_unavailable", details=d,
+                             retry_after_s=ra)
+    raise PermanentError(f"HTTP {code} from the source", reason="http_error", details=d)
+
+
+# --- s3:// ------------------------------------------------------------------------------------------------
+
+_s3_clients: dict[tuple, object] = {}
+
+
+def fetch_s3(uri: str, policy: FetchPolicy) -> Fetched:
+    p = urllib.parse.urlsplit(uri)
+    bucket, key = p.netloc, urllib.parse.unquote(p.path.lstrip("/"))
+    if not bucket or not key:
+        raise PermanentError("s3 URI must be s3://bucket/key", reason="forbidden_url", details={"uri": redact(uri)})
+    try:
+        import boto3  # optional dependency: pip install 'assetstream[s3]'
+        import botocore.config
+        import botocore.exceptions
+    except ImportError:
+        raise PermanentError("s3:// sources need boto3 (pip install 'assetstream[s3]')",
+                             reason="s3_unavailable") from None
+    ck = (policy.s3_endpoint_url, policy.s3_region, policy.timeout_s)
+    client = _s3_clients.get(ck)
+    if client is None:
+        cfg = botocore.config.Config(connect_timeout=min(policy.timeout_s, 10.0), read_timeout=policy.timeout_s,
+                                     retries={"max_attempts": 1})
+        client = boto3.session.Session().client("s3", endpoint_url=policy.s3_endpoint_url,
+                                                region_name=policy.s3_region, config=cfg)
+        _s3_clients[ck] = client
+    try:
+        obj = client.get_object(Bucket=bucket, Key=key)
+        size = obj.get("ContentLength")
+        if size is not None and size > policy.max_bytes:
+            obj["Body"].close()
+            raise PermanentError(f"object is {size} bytes, over max_bytes={policy.max_bytes}", reason="too_large",
+                                 details={"uri": redact(uri)})
+        data = obj["Body"].read(policy.max_bytes + 1)
+        obj["Body"].close()
+    except botocore.exceptions.ClientError as exc:
+        code = str(exc.response.get("Error", {}).get("Code", ""))
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0
+        d = {"uri": redact(uri), "code": code}
+        if code in ("NoSuchKey", "NoSuchBucket", "404") or status == 404:
+            raise PermanentError("s3 object not found", reason="not_found", details=d) from None
+        if code in ("AccessDenied", "403", "InvalidAccessKeyId", "SignatureDoesNotMatch") or status == 403:
+            raise PermanentError("s3 access denied", reason="access_denied", details=d) from None
+        raise TransientError(f"s3 error {code or status}", reason="upstream_unavailable", details=d) from None
+    except (botocore.exceptions.BotoCoreError, OSError) as exc:
+        if isinstance(exc, botocore.exceptions.NoCredentialsError):
+            raise PermanentError("no S3 credentials configured", reason="access_denied",
+                                 details={"uri": redact(uri)}) from None
+        raise TransientError(f"cannot reach S3: {type(exc).__name__}", reason="unreachable",
+                             details={"uri": redact(uri)}) from None
+    if len(data) > policy.max_bytes:
+        raise PermanentError(f"object is over max_bytes={policy.max_bytes}", reason="too_large",
+                             details={"uri": redact(uri)})
+    _check_nonempty(data, uri)
+    return Fetched(data=data, final_uri=redact(uri))

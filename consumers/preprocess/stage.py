@@ -1,0 +1,101 @@
+"""PreprocessStage: raw AssetEvent -> PreprocessedAsset (fetch, safe decode, thumbnail, metadata, OCR, hashes,
+signals). A cpu stage: the runner calls `process` from its thread pool; blocking fetches are fine here."""
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from consumers.preprocess import decode as dec
+from consumers.preprocess import hashes, metadata, ocr, signals
+from consumers.preprocess.fetch import FetchPolicy, fetch, redact
+from consumers.preprocess.thumbnail import make_thumbnail
+from streams.errors import PermanentError
+from streams.records import is_deleted, stamp
+from streams.stage import Output, RecordContext, Stage
+
+log = logging.getLogger(__name__)
+
+WORK_EDGE = 800
+"""Smallest long edge the reduced (JPEG draft) decode keeps: enough for faces, OCR gating and hashes."""
+
+
+class PreprocessStage(Stage):
+    name = "preprocess"
+    input_topic = "raw"
+    output_topic = "preprocessed"
+    kind = "cpu"
+
+    def __init__(self, settings):
+        super().__init__(settings)
+        self.cfg = settings.preprocess
+        self.policy = FetchPolicy.from_settings(self.cfg)
+
+    # -- the record path ----------------------------------------------------------------------------------
+    def process(self, value: dict[str, Any], ctx: RecordContext | None = None) -> Output:
+        if is_deleted(value):
+            return Output(value={"asset": value, "stamp": stamp(self.name)})
+        uri = value.get("source_uri")
+        fetched = fetch(uri, self.policy)
+        return Output(value=self.preprocess_bytes(value, fetched.data))
+
+    def preprocess_bytes(self, asset: dict[str, Any], data: bytes) -> dict[str, Any]:
+        """Everything after the fetch, from the source bytes (also used by the benchmark)."""
+        cfg = self.cfg
+        sha = hashes.sha256_hex(data)
+        d = dec.decode(data, max_pixels=cfg.max_pixels, allowed_formats=cfg.allowed_formats,
+                       min_edge=max(cfg.thumbnail_edge, WORK_EDGE))
+        img = d.image
+        thumb, tw, th = make_thumbnail(img, edge=cfg.thumbnail_edge, max_bytes=cfg.thumbnail_max_bytes,
+                                       quality=cfg.thumbnail_quality)
+        exif_rec, _ = metadata.parse_exif(d.exif)
+        exif_rec = metadata.apply_gps_privacy(exif_rec, cfg.gps_privacy, cfg.gps_round_digits)
+        place = metadata.place_for(exif_rec) if cfg.gps_privacy != "drop" else None
+        if exif_rec is not None and all(v is None for v in exif_rec.values()):
+            exif_rec = None
+        record = {
+            "asset": asset,
+            "image": {"width": d.width, "height": d.height, "format": d.format, "mode": d.mode,
+                      "byte_size": len(data), "content_sha256": sha, "orientation": d.orientation,
+                      "has_alpha": d.has_alpha},
+            "thumbnail": {"data": thumb, "media_type": "image/jpeg", "width": tw, "height": th},
+            "exif": exif_rec,
+            "place": place,
+            "embedded": metadata.embedded_metadata(d.info, d.source),
+            "ocr": self._ocr(d, data),
+            "hashes": hashes.hashes_record(data, img, sha),
+            "signals": self._signals(img),
+            "stamp": stamp(self.name),
+        }
+        return record
+
+    def _ocr(self, d: dec.Decoded, data: bytes) -> dict | None:
+        cfg = self.cfg
+        if not cfg.ocr_enabled:
+            return ocr.skipped(cfg.ocr_lang, "disabled")
+        if cfg.ocr_gate == "heuristic":
+            likely, _ = ocr.text_likelihood(d.image)
+            if not likely:
+                return ocr.skipped(cfg.ocr_lang, "no_text_detected")
+        img = d.image
+        want = min(cfg.ocr_max_edge, max(d.width, d.height))
+        if max(img.size) < want:  # reduced decode was too small to read text: decode again, larger
+            img = dec.decode(data, max_pixels=cfg.max_pixels, allowed_formats=cfg.allowed_formats,
+                             min_edge=want).image
+        return ocr.run_ocr(img, lang=cfg.ocr_lang, max_edge=cfg.ocr_max_edge, min_confidence=cfg.ocr_min_confidence,
+                           timeout_s=cfg.ocr_timeout_s, max_chars=cfg.ocr_max_chars)
+
+    def _signals(self, img) -> dict:
+        cfg = self.cfg
+        out: dict[str, Any] = {"face_count": 0, "nsfw_score": None, "colors": []}
+        try:
+            out["colors"] = signals.dominant_colours(img)
+            if cfg.faces_enabled:
+                out["face_count"] = signals.face_count(img)
+            if cfg.nsfw_enabled:
+                out["nsfw_score"] = signals.nsfw_score(img)
+        except Exception as exc:  # noqa: BLE001 - advisory signals never sink an otherwise good record
+            log.warning("signals failed: %s", type(exc).__name__)
+        return out
+
+
+__all__ = ["PreprocessStage", "PermanentError", "redact"]
