@@ -1,6 +1,6 @@
 """Search-store test support: realistic ValidatedAsset records and pytest fixtures for a real osmem-server.
 
-Use in a test module:  from store_support import *  (brings the fixtures `store`, `own_store`, `index_settings`,
+Use in a test module:  from tests.store_support import ...  (brings the fixtures `store`, `own_store`, `index_settings`,
 `es`) or import the builders.
 """
 from __future__ import annotations

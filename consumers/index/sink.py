@@ -174,6 +174,7 @@ class IndexSink(Stage):
             return TransientError(f"index store answered {e.status}", reason=str(e.error),
                                   details={"status": e.status}, retry_after_s=retry_after)
         self._mark_down(type(e).__name__)
+        self._ensured = False  # it may come back empty (a new cluster, a restored snapshot): re-check the aliases
         return TransientError(f"index store unreachable: {type(e).__name__}", reason="store_unavailable",
                               details={"error": type(e).__name__, "url_host": self.cfg.url.split("@")[-1]})
 
