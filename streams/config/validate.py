@@ -1,11 +1,59 @@
 from __future__ import annotations
 
-from pydantic import BaseModel, Field
+from typing import Literal
+
+from pydantic import BaseModel, Field, model_validator
 
 
 class ValidateSettings(BaseModel):
-    """Automation policy and vocabulary (consumers/validate)."""
+    """Automation policy and vocabulary (consumers/validate). See docs/validate.md for what each knob does."""
 
-    auto_apply_threshold: float = 0.85
-    review_threshold: float = 0.7
+    # --- automation policy ------------------------------------------------------------------------------
+    auto_apply_threshold: float = Field(0.85, ge=0.0, le=1.0,
+                                        description="model confidence >= this may be auto-applied")
+    review_threshold: float = Field(0.7, ge=0.0, le=1.0, description="model confidence < this always needs review")
+    between_policy: Literal["review", "auto"] = Field(
+        "review", description="what to do with confidence in [review_threshold, auto_apply_threshold)")
+    faces_need_review: bool = Field(True, description="any detected face routes to review (consent / model release)")
+    nsfw_review_threshold: float = Field(0.5, ge=0.0, le=1.0, description="NSFW score >= this routes to review")
+    nsfw_reject_threshold: float | None = Field(None, ge=0.0, le=1.0,
+                                                description="NSFW score >= this is rejected outright; None = never")
+    credit_required_needs_review: bool = Field(True, description="assets whose credit must be displayed go to review")
+    unknown_rights_need_review: bool = Field(True, description="no licence evidence at all routes to review")
+    schema_violation: Literal["reject", "dead_letter"] = Field(
+        "reject", description="model output failing its JSON Schema: status 'rejected' (kept, auditable) or a "
+                              "PermanentError (dead letter) with the failing JSON paths in details")
+
+    # --- rights ------------------------------------------------------------------------------------------
+    commercial_use: bool = Field(True, description="tenants use assets commercially: NC licences are 'restricted'")
+    owned_license_markers: list[str] = Field(
+        default_factory=lambda: ["owned", "company owned", "work for hire", "work made for hire", "in-house",
+                                 "internal", "tenant owned", "staff photographer", "licensed to tenant",
+                                 "royalty-free", "royalty free"],
+        description="licence text (lower-case substring) meaning the tenant may use the asset freely")
+
+    # --- vocabulary --------------------------------------------------------------------------------------
     taxonomy_path: str | None = Field(None, description="taxonomy file; default = the bundled one")
+    taxonomy_version: str | None = Field(None, description="bundled version ('v1', 'v2'); default = latest")
+    unknown_tags: Literal["suggest", "drop"] = Field(
+        "suggest", description="model tags not in the vocabulary: keep in suggested_tags, or drop")
+    min_tag_score: float = Field(0.3, ge=0.0, le=1.0, description="model tags scored below this are dropped")
+    max_tags: int = Field(40, ge=1, description="at most this many canonical tags per asset (best first)")
+    scrub_denied_from_raw: bool = Field(
+        True, description="also remove deny-listed tags from the enrichment copy carried inside the validated "
+                          "record (enrichment.tags and the tag lists in raw_outputs)")
+
+    # --- alt text ----------------------------------------------------------------------------------------
+    alt_text_max_chars: int = Field(125, ge=16, description="screen-reader friendly limit for alt text")
+    ocr_min_confidence: float = Field(0.6, ge=0.0, le=1.0,
+                                      description="OCR mean confidence (0..1; 0..100 is scaled) to trust its text")
+
+    # --- schemas -----------------------------------------------------------------------------------------
+    prompt_schemas: bool = Field(True, description="also validate raw_outputs[task] against the prompt's JSON "
+                                                   "Schema in prompts/<task>/ when that file exists")
+
+    @model_validator(mode="after")
+    def _thresholds_ordered(self) -> "ValidateSettings":
+        if self.review_threshold > self.auto_apply_threshold:
+            raise ValueError("review_threshold must be <= auto_apply_threshold")
+        return self

@@ -1,0 +1,103 @@
+"""Alt-text rules. Deterministic fixes are applied and reported; what cannot be fixed is reported as a problem
+(the stage routes the asset to review). Applied to model alt text only: a person's alt text is never changed.
+
+1. decorative images get an empty alt (and keep the flag); a decorative image that shows text is a problem
+2. a leading "image of" / "picture of" / "photo of" (and similar) is removed, the first letter capitalised
+3. longer than the limit (125): keep the leading whole sentences that fit; no sentence boundary -> problem
+4. text visible in the image (OCR / the model's visible_text) that appears nowhere else (alt, caption, title,
+   summary) is appended as ` Text: "..."` when it fits; otherwise -> problem
+5. no alt text for a non-decorative image -> problem
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+_PREFIX = re.compile(r"^\s*(?:(?:an?|the)\s+)?(?:close[\s\-]?up\s+)?(?:image|picture|photo|photograph|pic|"
+                     r"graphic|screenshot|illustration)\s+(?:of|showing|depicting|that shows|with)\s*[:,\-]?\s+",
+                     re.I)
+
+
+@dataclass
+class AltResult:
+    alt_text: str | None
+    decorative: bool
+    fixes: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.fixes)
+
+
+def _squash(text: str | None) -> str:
+    return " ".join(re.sub(r"[^0-9a-z]+", " ", (text or "").lower()).split())
+
+
+def meaningful_text(text: str | None) -> str | None:
+    """Visible text worth mentioning: at least two letters/digits after whitespace is collapsed."""
+    if not text:
+        return None
+    clean = " ".join(text.split())
+    return clean if len(re.findall(r"[0-9A-Za-z]", clean)) >= 2 else None
+
+
+def appears_in(needle: str, haystacks: list[str | None]) -> bool:
+    n = _squash(needle)
+    return bool(n) and any(n in _squash(h) for h in haystacks if h)
+
+
+def _short(text: str, n: int = 40) -> str:
+    return text if len(text) <= n else text[: n - 1] + "…"
+
+
+def apply_rules(alt_text: str | None, decorative: bool, *, max_chars: int = 125, visible_text: str | None = None,
+                elsewhere: list[str | None] | None = None) -> AltResult:
+    vt = meaningful_text(visible_text)
+    if decorative:
+        res = AltResult("", True)
+        if alt_text and alt_text.strip():
+            res.fixes.append("decorative image: alt text emptied (screen readers skip it)")
+        if vt:
+            res.problems.append(f"image marked decorative but shows text \"{_short(vt)}\"")
+        return res
+    if not alt_text or not alt_text.strip():
+        return AltResult(None, False, problems=["no alt text for a non-decorative image"])
+
+    res = AltResult(" ".join(alt_text.split()), False)
+    if res.alt_text != alt_text:
+        res.fixes.append("alt text: whitespace normalised")
+    stripped = res.alt_text
+    while (m := _PREFIX.match(stripped)) and len(stripped) > m.end():
+        stripped = stripped[m.end():]
+    if stripped != res.alt_text:
+        removed = res.alt_text[: len(res.alt_text) - len(stripped)].strip()
+        stripped = stripped[0].upper() + stripped[1:]
+        res.fixes.append(f"alt text: removed leading \"{removed}\" (screen readers already announce an image)")
+        res.alt_text = stripped
+
+    if len(res.alt_text) > max_chars:
+        n = len(res.alt_text)
+        sentences = re.split(r"(?<=[.!?])\s+", res.alt_text)
+        kept = ""
+        for s in sentences:
+            candidate = f"{kept} {s}".strip()
+            if len(candidate) > max_chars:
+                break
+            kept = candidate
+        if kept:
+            res.alt_text = kept
+            res.fixes.append(f"alt text was {n} chars (> {max_chars}): kept the leading sentence(s), {len(kept)} chars")
+        else:
+            res.problems.append(f"alt text is {n} chars (> {max_chars}) with no sentence boundary to cut at")
+
+    if vt and not appears_in(vt, [res.alt_text, *(elsewhere or [])]):
+        sep = " " if res.alt_text.endswith((".", "!", "?")) else ". "
+        candidate = f"{res.alt_text}{sep}Text: \"{vt}\""
+        if len(candidate) <= max_chars and len(res.alt_text) <= max_chars:
+            res.alt_text = candidate
+            res.fixes.append("alt text: appended the text visible in the image, which appears nowhere else")
+        else:
+            res.problems.append(f"text visible in the image (\"{_short(vt)}\") appears nowhere else and does not fit "
+                                f"in the {max_chars}-char alt text")
+    return res
