@@ -15,7 +15,7 @@ os.environ.setdefault("OMP_THREAD_LIMIT", "1")  # tesseract must not fan out ove
 
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
-from PIL import Image  # noqa: E402
+from PIL import Image, ImageOps  # noqa: E402
 
 from consumers.preprocess.decode import flatten, resized  # noqa: E402
 from consumers.preprocess.metadata import clean_text  # noqa: E402
@@ -59,11 +59,12 @@ def run_ocr(img: Image.Image, *, lang: str = "eng", max_edge: int = 2000, min_co
     """Ocr record from a full tesseract pass (page segmentation auto)."""
     import pytesseract
 
-    rgb = flatten(img)
-    if max(rgb.size) > max_edge:
-        rgb = resized(rgb, max_edge)
+    gray = flatten(img).convert("L")
+    if max(gray.size) > max_edge:
+        gray = resized(gray, max_edge)
+    gray = ImageOps.autocontrast(gray, cutoff=1)  # coloured text on coloured ground reads better stretched
     try:
-        d = pytesseract.image_to_data(rgb, lang=lang, output_type=pytesseract.Output.DICT, timeout=timeout_s,
+        d = pytesseract.image_to_data(gray, lang=lang, output_type=pytesseract.Output.DICT, timeout=timeout_s,
                                       config="--oem 1 --psm 3")
     except pytesseract.TesseractNotFoundError:
         return skipped(lang, "tesseract_unavailable")

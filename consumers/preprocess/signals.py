@@ -76,12 +76,14 @@ def nsfw_score(img: Image.Image) -> float | None:
 # --- dominant colours -------------------------------------------------------------------------------------
 
 PALETTE: dict[str, tuple[int, int, int]] = {
-    "black": (0, 0, 0), "dark gray": (64, 64, 64), "gray": (128, 128, 128), "silver": (192, 192, 192),
-    "white": (255, 255, 255), "red": (220, 30, 30), "dark red": (128, 0, 0), "pink": (255, 160, 190),
-    "orange": (255, 140, 0), "brown": (130, 80, 40), "beige": (225, 205, 170), "yellow": (250, 220, 40),
-    "olive": (128, 128, 0), "green": (40, 170, 60), "dark green": (0, 90, 30), "teal": (0, 128, 128),
-    "cyan": (60, 210, 230), "light blue": (150, 200, 240), "blue": (30, 80, 220), "navy": (10, 20, 100),
-    "purple": (120, 40, 160), "magenta": (220, 40, 190),
+    "black": (15, 15, 15), "charcoal": (54, 54, 60), "gray": (128, 128, 128), "silver": (192, 192, 192),
+    "white": (250, 250, 250), "cream": (245, 235, 205), "beige": (220, 200, 165), "tan": (190, 145, 100),
+    "brown": (120, 75, 40), "maroon": (110, 20, 30), "red": (205, 25, 30), "coral": (250, 120, 100),
+    "pink": (245, 165, 195), "orange": (245, 135, 20), "gold": (230, 185, 40), "yellow": (250, 230, 60),
+    "olive": (120, 120, 30), "lime": (150, 210, 60), "green": (40, 150, 60), "dark green": (20, 80, 40),
+    "teal": (0, 128, 128), "turquoise": (60, 200, 200), "sky blue": (135, 195, 235), "blue": (30, 80, 210),
+    "navy": (20, 30, 90), "slate blue": (105, 100, 175), "lavender": (185, 165, 220), "purple": (115, 45, 150),
+    "plum": (140, 70, 110), "magenta": (210, 40, 170), "mauve": (180, 110, 150),
 }
 _PAL_NAMES = list(PALETTE)
 
@@ -100,24 +102,27 @@ def colour_name(rgb: tuple[int, int, int]) -> str:
 
 
 def dominant_colours(img: Image.Image, k: int = 5, min_share: float = 0.03) -> list[dict]:
-    """Up to k colours by share of pixels (median-cut on a 64 px copy), each with hex, name and share."""
-    small = flatten(img).copy()
+    """Up to k named colours by share of (opaque) pixels: median-cut to 8 clusters on a 64 px copy, clusters
+    with the same palette name merged; each with the hex of its biggest cluster, the name and the share."""
+    small = img.copy()
     small.thumbnail((64, 64), Image.Resampling.BILINEAR)
-    q = small.quantize(colors=k, method=Image.Quantize.MEDIANCUT)
+    arr = np.asarray(small.convert("RGBA")).reshape(-1, 4)
+    opaque = arr[arr[:, 3] >= 128][:, :3]
+    if len(opaque) == 0:
+        return []
+    strip = Image.fromarray(np.ascontiguousarray(opaque.reshape(1, -1, 3)), "RGB")
+    q = strip.quantize(colors=8, method=Image.Quantize.MEDIANCUT)
     pal = q.getpalette() or []
     counts = q.getcolors() or []
     total = float(sum(c for c, _ in counts)) or 1.0
-    merged: dict[str, list] = {}
+    named: dict[str, list] = {}
     for count, idx in sorted(counts, reverse=True):
         rgb = tuple(pal[idx * 3: idx * 3 + 3])
-        hx = "#%02x%02x%02x" % rgb
-        if hx in merged:
-            merged[hx][1] += count
+        name = colour_name(rgb)
+        if name in named:
+            named[name][1] += count
         else:
-            merged[hx] = [rgb, count]
-    out = []
-    for hx, (rgb, count) in sorted(merged.items(), key=lambda kv: -kv[1][1]):
-        share = count / total
-        if share >= min_share:
-            out.append({"hex": hx, "name": colour_name(rgb), "share": round(share, 3)})
+            named[name] = ["#%02x%02x%02x" % rgb, count]
+    out = [{"hex": hx, "name": name, "share": round(count / total, 3)}
+           for name, (hx, count) in sorted(named.items(), key=lambda kv: -kv[1][1]) if count / total >= min_share]
     return out[:k]
