@@ -1,0 +1,290 @@
+"""Output mappings of a ValidatedAsset: schema.org JSON-LD and an XMP packet (IPTC Photo Metadata).
+
+    to_jsonld(validated) -> dict     json.dumps-able schema.org ImageObject
+    to_xmp(validated)    -> str      a well-formed <x:xmpmeta> packet; .encode("utf-8") for Pillow's `xmp=`
+
+Used by the index sink, the CLI (.jsonld and .xmp sidecar per image) and write-back. Field choice follows the
+validated record (human > embedded > model already resolved there); creator / copyright come from the asset's
+human fields, then its embedded XMP. Text is escaped by the serializers (json / ElementTree), and characters
+XML 1.0 cannot carry are removed.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+import xml.etree.ElementTree as ET
+from typing import Any
+
+ASSETSTREAM_NS = "https://assetstream.io/ns/xmp/1.0/"
+NS = {
+    "x": "adobe:ns:meta/",
+    "rdf": "http://www.w3.org/1999/02/22-rdf-syntax-ns#",
+    "dc": "http://purl.org/dc/elements/1.1/",
+    "photoshop": "http://ns.adobe.com/photoshop/1.0/",
+    "xmpRights": "http://ns.adobe.com/xap/1.0/rights/",
+    "xmp": "http://ns.adobe.com/xap/1.0/",
+    "Iptc4xmpCore": "http://iptc.org/std/Iptc4xmpCore/1.0/xmlns/",
+    "assetstream": ASSETSTREAM_NS,
+}
+XML_LANG = "{http://www.w3.org/XML/1998/namespace}lang"
+_URL = re.compile(r"^https?://\S+$", re.I)
+_XML_BAD = re.compile(r"[^\x09\x0a\x0d\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+# --- shared helpers ---------------------------------------------------------------------------------------
+
+def _parts(v: dict[str, Any]) -> tuple[dict, dict, dict, dict]:
+    enriched = v.get("enriched") or {}
+    pre = enriched.get("pre") or {}
+    asset = pre.get("asset") or {}
+    return enriched, pre, asset, (asset.get("human_fields") or {})
+
+
+def _first(*values: Any) -> Any:
+    for val in values:
+        if val is not None and (not isinstance(val, str) or val.strip()):
+            return val
+    return None
+
+
+def _iso(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, (int, float)):
+        value = dt.datetime.fromtimestamp(value / 1000, tz=dt.timezone.utc)
+    if isinstance(value, dt.datetime):
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=dt.timezone.utc)
+        return value.isoformat().replace("+00:00", "Z")
+    return str(value)
+
+
+def _exif_time(text: str | None) -> str | None:
+    """EXIF '2026:11:18 14:02:11' -> '2026-11-18T14:02:11'."""
+    if not text:
+        return None
+    m = re.match(r"^(\d{4})[:\-](\d{2})[:\-](\d{2})[ T](\d{2}:\d{2}:\d{2})", text.strip())
+    return f"{m.group(1)}-{m.group(2)}-{m.group(3)}T{m.group(4)}" if m else None
+
+
+def creator_of(v: dict[str, Any]) -> str | None:
+    _, pre, _, human = _parts(v)
+    return _first(human.get("creator"), (pre.get("embedded") or {}).get("creator"))
+
+
+def copyright_of(v: dict[str, Any]) -> str | None:
+    _, pre, _, human = _parts(v)
+    return _first(human.get("copyright"), (pre.get("embedded") or {}).get("copyright"))
+
+
+def license_url_of(v: dict[str, Any]) -> str | None:
+    _, pre, asset, _ = _parts(v)
+    for cand in (asset.get("declared_license"), (pre.get("embedded") or {}).get("license_url"), v.get("licensing")):
+        if cand and _URL.match(cand.strip()):
+            return cand.strip()
+    return None
+
+
+def _prune(node: Any) -> Any:
+    if isinstance(node, dict):
+        out = {k: _prune(val) for k, val in node.items()}
+        return {k: val for k, val in out.items() if val not in (None, "", [], {})}
+    if isinstance(node, list):
+        return [x for x in (_prune(i) for i in node) if x not in (None, "", [], {})]
+    return node
+
+
+# --- JSON-LD ----------------------------------------------------------------------------------------------
+
+def to_jsonld(validated: dict[str, Any]) -> dict[str, Any]:
+    """schema.org ImageObject for one validated asset (empty values left out)."""
+    v = validated
+    enriched, pre, asset, _ = _parts(v)
+    image = pre.get("image") or {}
+    exif = pre.get("exif") or {}
+    place = pre.get("place") or {}
+    hashes = pre.get("hashes") or {}
+    asset_id = asset.get("asset_id")
+    sha = hashes.get("sha256") or image.get("content_sha256")
+    licence_url = license_url_of(v)
+    licence: Any = licence_url or ({"@type": "CreativeWork", "name": v["licensing"]} if v.get("licensing") else None)
+    content_location = None
+    if exif.get("gps_lat") is not None and exif.get("gps_lon") is not None or place:
+        content_location = {
+            "@type": "Place",
+            "name": ", ".join(x for x in (place.get("city"), place.get("region"), place.get("country")) if x) or None,
+            "address": {"@type": "PostalAddress", "addressLocality": place.get("city"),
+                        "addressRegion": place.get("region"),
+                        "addressCountry": place.get("country_code") or place.get("country")} if place else None,
+            "geo": {"@type": "GeoCoordinates", "latitude": exif.get("gps_lat"), "longitude": exif.get("gps_lon"),
+                    "elevation": exif.get("gps_alt")} if exif.get("gps_lat") is not None else None,
+        }
+    creator = creator_of(v)
+    fmt = image.get("format")
+    doc = {
+        "@context": "https://schema.org",
+        "@type": "ImageObject",
+        "@id": f"urn:assetstream:asset:{asset_id}",
+        "identifier": [
+            {"@type": "PropertyValue", "propertyID": "assetstream:asset_id", "value": asset_id},
+            {"@type": "PropertyValue", "propertyID": "sha256", "value": sha} if sha else None,
+        ],
+        "contentUrl": asset.get("source_uri"),
+        "name": v.get("title"),
+        "caption": v.get("caption"),
+        "description": _first(v.get("summary"), v.get("caption")),
+        "accessibilitySummary": v.get("alt_text") if not v.get("decorative") else None,
+        "keywords": [{"@type": "DefinedTerm", "name": t["label"], "termCode": t["tag"],
+                      "inDefinedTermSet": f"urn:assetstream:taxonomy:{v.get('taxonomy_version')}"}
+                     for t in v.get("tags") or []],
+        "creator": {"@type": "Person", "name": creator} if creator else None,
+        "creditText": v.get("credit_text"),
+        "copyrightNotice": copyright_of(v),
+        "license": licence,
+        "acquireLicensePage": (asset.get("attributes") or {}).get("acquire_license_page"),
+        "width": {"@type": "QuantitativeValue", "value": image["width"], "unitText": "px"} if image else None,
+        "height": {"@type": "QuantitativeValue", "value": image["height"], "unitText": "px"} if image else None,
+        "encodingFormat": asset.get("content_type") or (f"image/{fmt.lower()}" if fmt else None),
+        "contentSize": f"{image['byte_size']} B" if image.get("byte_size") else None,
+        "sha256": sha,
+        "contentLocation": content_location,
+        "dateCreated": _exif_time(exif.get("capture_time")),
+        "uploadDate": _iso(asset.get("event_time")),
+        "dateModified": _iso((v.get("stamp") or {}).get("at")),
+        "text": v.get("visible_text"),
+        "additionalProperty": [
+            {"@type": "PropertyValue", "name": "altText", "value": v.get("alt_text")},
+            {"@type": "PropertyValue", "name": "decorative", "value": bool(v.get("decorative"))},
+            {"@type": "PropertyValue", "name": "reviewStatus", "value": v.get("status")},
+            {"@type": "PropertyValue", "name": "usageFlag", "value": v.get("usage_flag")},
+            {"@type": "PropertyValue", "name": "taxonomyVersion", "value": v.get("taxonomy_version")},
+            {"@type": "PropertyValue", "name": "fieldSources", "value": json.dumps(v.get("field_sources") or {},
+                                                                                   sort_keys=True)},
+        ],
+    }
+    doc = _prune(doc)
+    # decorative=false must survive pruning, it is information
+    return doc
+
+
+# --- XMP --------------------------------------------------------------------------------------------------
+
+def _clean(text: Any) -> str:
+    return _XML_BAD.sub("", str(text))
+
+
+def _q(prefix: str, name: str) -> str:
+    return f"{{{NS[prefix]}}}{name}"
+
+
+def _lang_alt(parent: ET.Element, prefix: str, name: str, text: str | None) -> None:
+    if text is None:
+        return
+    prop = ET.SubElement(parent, _q(prefix, name))
+    alt = ET.SubElement(prop, _q("rdf", "Alt"))
+    li = ET.SubElement(alt, _q("rdf", "li"), {XML_LANG: "x-default"})
+    li.text = _clean(text)
+
+
+def _container(parent: ET.Element, prefix: str, name: str, kind: str, items: list[str]) -> None:
+    if not items:
+        return
+    prop = ET.SubElement(parent, _q(prefix, name))
+    box = ET.SubElement(prop, _q("rdf", kind))
+    for item in items:
+        ET.SubElement(box, _q("rdf", "li")).text = _clean(item)
+
+
+def _simple(parent: ET.Element, prefix: str, name: str, text: Any) -> None:
+    if text is None or (isinstance(text, str) and not text.strip()):
+        return
+    ET.SubElement(parent, _q(prefix, name)).text = _clean(text)
+
+
+def to_xmp(validated: dict[str, Any]) -> str:
+    """A complete XMP packet (with <?xpacket?> wrapper) describing the validated asset."""
+    v = validated
+    enriched, pre, asset, _ = _parts(v)
+    for prefix, uri in NS.items():
+        ET.register_namespace(prefix, uri)
+    root = ET.Element(_q("x", "xmpmeta"), {_q("x", "xmptk"): "assetstream"})
+    rdf = ET.SubElement(root, _q("rdf", "RDF"))
+    desc = ET.SubElement(rdf, _q("rdf", "Description"), {_q("rdf", "about"): ""})
+
+    _lang_alt(desc, "dc", "title", v.get("title"))
+    _lang_alt(desc, "dc", "description", _first(v.get("caption"), v.get("summary")))
+    _container(desc, "dc", "subject", "Bag", [t["label"] for t in v.get("tags") or []])
+    creator = creator_of(v)
+    _container(desc, "dc", "creator", "Seq", [creator] if creator else [])
+    copyright_ = copyright_of(v)
+    _lang_alt(desc, "dc", "rights", copyright_)
+    _simple(desc, "photoshop", "Credit", v.get("credit_text"))
+    _lang_alt(desc, "xmpRights", "UsageTerms", v.get("licensing"))
+    _simple(desc, "xmpRights", "WebStatement", license_url_of(v))
+    if v.get("usage_flag") in ("ok", "credit_required", "restricted") and (copyright_ or v.get("licensing")):
+        _simple(desc, "xmpRights", "Marked", "False" if v.get("usage_flag") == "ok" and not copyright_ else "True")
+    if v.get("decorative"):
+        _lang_alt(desc, "Iptc4xmpCore", "AltTextAccessibility", "")
+    else:
+        _lang_alt(desc, "Iptc4xmpCore", "AltTextAccessibility", v.get("alt_text"))
+    _lang_alt(desc, "Iptc4xmpCore", "ExtDescrAccessibility", v.get("summary"))
+    _simple(desc, "xmp", "MetadataDate", _iso((v.get("stamp") or {}).get("at")))
+
+    # assetstream provenance
+    _simple(desc, "assetstream", "AssetId", asset.get("asset_id"))
+    _simple(desc, "assetstream", "Status", v.get("status"))
+    _simple(desc, "assetstream", "UsageFlag", v.get("usage_flag"))
+    _simple(desc, "assetstream", "Decorative", "True" if v.get("decorative") else "False")
+    _simple(desc, "assetstream", "TaxonomyVersion", v.get("taxonomy_version"))
+    stamp = v.get("stamp") or {}
+    _simple(desc, "assetstream", "PipelineVersion", stamp.get("version"))
+    _simple(desc, "assetstream", "ValidatedAt", _iso(stamp.get("at")))
+    _container(desc, "assetstream", "Tags", "Bag", [t["tag"] for t in v.get("tags") or []])
+    _container(desc, "assetstream", "Reasons", "Seq", list(v.get("reasons") or []))
+    _container(desc, "assetstream", "FieldSources", "Bag",
+               [f"{k}={s}" for k, s in sorted((v.get("field_sources") or {}).items())])
+    provs = enriched.get("provenance") or []
+    if provs:
+        prop = ET.SubElement(desc, _q("assetstream", "Provenance"))
+        seq = ET.SubElement(prop, _q("rdf", "Seq"))
+        for p in provs:
+            li = ET.SubElement(seq, _q("rdf", "li"), {_q("rdf", "parseType"): "Resource"})
+            for key, name in (("task", "Task"), ("provider", "Provider"), ("model", "Model"),
+                              ("model_version", "ModelVersion"), ("prompt_id", "PromptId"),
+                              ("prompt_version", "PromptVersion"), ("prompt_hash", "PromptHash")):
+                _simple(li, "assetstream", name, p.get(key))
+            _simple(li, "assetstream", "Timestamp", _iso(p.get("timestamp")))
+
+    body = ET.tostring(root, encoding="unicode")
+    return ('<?xpacket begin="\ufeff" id="W5M0MpCehiHzreSzNTczkc9d"?>\n' + body + '\n<?xpacket end="w"?>')
+
+
+def parse_xmp(packet: str | bytes) -> dict[str, Any]:
+    """Read back the fields to_xmp writes (for tests and write-back checks): {'dc:title': ..., 'dc:subject': [...]}."""
+    text = packet.decode("utf-8") if isinstance(packet, bytes) else packet
+    start, end = text.find("<x:xmpmeta"), text.rfind("</x:xmpmeta>")
+    root = ET.fromstring(text[start:end + len("</x:xmpmeta>")])
+    desc = root.find(f"{_q('rdf', 'RDF')}/{_q('rdf', 'Description')}")
+    out: dict[str, Any] = {}
+    if desc is None:
+        return out
+    rev = {uri: p for p, uri in NS.items()}
+    for child in desc:
+        uri, name = child.tag[1:].split("}", 1)
+        key = f"{rev.get(uri, uri)}:{name}"
+        box = next(iter(child), None)
+        if box is None:
+            out[key] = child.text or ""
+        elif box.tag == _q("rdf", "Alt"):
+            li = box.find(_q("rdf", "li"))
+            out[key] = (li.text or "") if li is not None else ""
+        elif box.tag in (_q("rdf", "Bag"), _q("rdf", "Seq")):
+            items = []
+            for li in box.findall(_q("rdf", "li")):
+                if len(li):
+                    items.append({c.tag.split("}", 1)[1]: c.text for c in li})
+                else:
+                    items.append(li.text or "")
+            out[key] = items
+    return out
