@@ -1,0 +1,173 @@
+"""The KPI / audit faust-streaming app.
+
+    validated ─┐  agent on_validated ─ asset-state table (per asset: latest version, field flags, last provenance)
+               │        │ AuditEntry (generated) ──────────────────────────────────────────────> audit
+    feedback ──┘  agent on_feedback  ─ reads asset-state for the provenance of what was suggested
+                        │ AuditEntry (editor_decision) ────────────────────────────────────────> audit
+                        └ KPI events (JSON) -> <app_id>-kpi-events (1 partition)
+                              agent on_kpi_event ─ kpi table: 'total', 'hour:<start>', 'day:<start>'
+                              timer: changed windows -> KpiSnapshot -> kpis, Prometheus gauges
+    web view: GET /kpis (JSON snapshots), GET /metrics (assetstream_kpi_*)
+
+Run: `assetstream streams kpis` or `python -m streams.kpis.app`.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+from typing import Any
+
+import faust
+from faust.types import TP
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from streams.avro import TOPIC_RECORDS, Serde
+from streams.kpis import compute, metrics
+from streams.kpis.audit import audit_partition
+from streams.kpis.topics import ensure_topics, internal_topic_names
+from streams.settings import Settings
+
+log = logging.getLogger("assetstream.kpis")
+
+
+def faust_settings(settings: Settings) -> dict[str, Any]:
+    """faust App settings derived from ours (session/heartbeat from the kafka section)."""
+    ks = settings.kpis
+    return dict(
+        broker=["kafka://" + hp.strip() for hp in settings.kafka.bootstrap_servers.split(",")],
+        store=ks.store, datadir=ks.data_dir, web_port=ks.web_port, web_bind=ks.web_host,
+        web_enabled=True, producer_max_batch_size=ks.producer_max_batch_size,
+        broker_session_timeout=settings.kafka.session_timeout_ms / 1000.0,
+        broker_heartbeat_interval=settings.kafka.heartbeat_interval_ms / 1000.0,
+        # topics are created up front by ensure_topics(); faust must neither create them nor declare leader topics
+        topic_allow_declare=False, topic_disable_leader=True,
+        topic_replication_factor=settings.topics.replication_factor,
+        consumer_auto_offset_reset="earliest", producer_acks=-1,
+    )
+
+
+def make_app(settings: Settings, create_topics: bool = True) -> faust.App:
+    """Build the app (creates missing topics first, so table partition counts are known)."""
+    ks = settings.kpis
+    names = {k: settings.topics.name(k) for k in TOPIC_RECORDS}
+    counts = ensure_topics(settings, create_pipeline=create_topics)
+    internal = internal_topic_names(settings)
+    n = counts.get(names["validated"], settings.topics.partitions)
+    if counts.get(names["feedback"], n) != n:
+        raise RuntimeError(f"{names['feedback']} has {counts[names['feedback']]} partitions but {names['validated']} "
+                           f"has {n}: the asset-state table needs them co-partitioned")
+    audit_partitions = counts.get(names["audit"], settings.topics.partitions)
+    serde = Serde(settings.registry.client_config(), names, auto_register=settings.registry.auto_register)
+
+    app = faust.App(ks.app_id, topic_partitions=n, **faust_settings(settings))
+    raw = dict(key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
+    validated_topic = app.topic(names["validated"], **raw)
+    feedback_topic = app.topic(names["feedback"], **raw)
+    audit_topic = app.topic(names["audit"], partitions=audit_partitions, **raw)
+    kpis_topic = app.topic(names["kpis"], **raw)
+    kpi_events = app.topic(internal["kpi_events"], partitions=1, internal=False, **raw)
+
+    asset_state = app.Table("asset-state", default=None, partitions=n, key_type=str, value_type=dict)
+    kpi = app.Table("kpi", default=None, partitions=1, key_type=str, value_type=dict)
+    state: dict[str, Any] = {"dirty": set(), "published_once": False}
+
+    async def write_audit(entry: dict[str, Any]) -> None:
+        await audit_topic.send(key=entry["asset_id"].encode(), value=serde.serialize("audit", entry),
+                               partition=audit_partition(entry["asset_id"], audit_partitions))
+
+    async def emit(event: dict[str, Any]) -> None:
+        await kpi_events.send(key=b"kpi", value=json.dumps(event).encode(), partition=0)
+
+    @app.agent(validated_topic, name="assetstream.kpis.on_validated")
+    async def on_validated(stream):
+        async for event in stream.events():
+            record = serde.deserialize("validated", event.value)
+            asset_id = compute.asset_id_of(record)
+            new_state, kpi_event = compute.apply_validated(asset_state.get(asset_id), record, ks)
+            asset_state[asset_id] = new_state
+            msg = event.message
+            await write_audit(compute.audit_for_validated(record, ks, (msg.topic, msg.partition, msg.offset)))
+            await emit(kpi_event)
+
+    @app.agent(feedback_topic, name="assetstream.kpis.on_feedback")
+    async def on_feedback(stream):
+        async for event in stream.events():
+            decision = serde.deserialize("feedback", event.value)
+            current = asset_state.get(decision["asset_id"])
+            msg = event.message
+            await write_audit(compute.audit_for_decision(decision, current, ks, (msg.topic, msg.partition, msg.offset)))
+            await emit(compute.decision_event(current, decision, ks))
+
+    @app.agent(kpi_events, name="assetstream.kpis.on_kpi_event")
+    async def on_kpi_event(stream):
+        async for value in stream:
+            event = json.loads(value)
+            for key in compute.window_keys(event["at"]):
+                agg = kpi.get(key) or compute.new_aggregate(key)
+                kpi[key] = compute.fold(agg, key, event, ks)
+                state["dirty"].add(key)
+            for key in compute.expired_windows(list(kpi.keys()), ks):
+                del kpi[key]
+                state["dirty"].discard(key)
+
+    def ready() -> bool:
+        recovery = app.tables.recovery
+        assigned = app.consumer.assignment() if app.consumer else set()
+        return (recovery.completed.is_set() and not app.rebalancing and not recovery.in_recovery
+                and TP(internal["kpi_events"], 0) in assigned)
+
+    def snapshots() -> list[dict[str, Any]]:
+        items = [(k, v) for k, v in kpi.items() if v]
+        items.sort(key=lambda kv: (kv[0] != "total", compute.parse_window_key(kv[0])[0],
+                                   -(compute.parse_window_key(kv[0])[1] or 0)))
+        now = compute.now_ms()
+        return [compute.snapshot(k, v, ks.app_id, ks, now) for k, v in items]
+
+    @app.timer(interval=ks.publish_interval_s, name="assetstream.kpis.publish")
+    async def publish() -> None:
+        if not ready():
+            return
+        keys = set(kpi.keys()) if not state["published_once"] else set(state["dirty"])
+        state["dirty"].clear()
+        state["published_once"] = True
+        newest: dict[str, str] = {}
+        now = compute.now_ms()
+        for key in sorted(keys):
+            agg = kpi.get(key)
+            if not agg:
+                continue
+            snap = compute.snapshot(key, agg, ks.app_id, ks, now)
+            await kpis_topic.send(key=key.encode(), value=serde.serialize("kpis", snap))
+        for key in kpi.keys():
+            kind, start, _ = compute.parse_window_key(key)
+            if kind == "total" or start > compute.parse_window_key(newest.get(kind, f"{kind}:-1"))[1]:
+                newest[kind] = key
+        for key in newest.values():
+            if kpi.get(key):
+                metrics.update(compute.snapshot(key, kpi[key], ks.app_id, ks, now))
+
+    @app.page("/kpis")
+    async def kpis_view(web, request):
+        return web.json({"app_id": ks.app_id, "ready": ready(), "snapshots": snapshots()})
+
+    @app.page("/metrics")
+    async def metrics_view(web, request):
+        return web.bytes(generate_latest(), content_type=CONTENT_TYPE_LATEST.split(";")[0])
+
+    app.assetstream = {"serde": serde, "asset_state": asset_state, "kpi": kpi, "ready": ready,  # type: ignore[attr-defined]
+                       "snapshots": snapshots, "partitions": n, "audit_partitions": audit_partitions}
+    return app
+
+
+def run(settings: Settings | None = None) -> None:
+    """Run the app as a faust worker until SIGTERM / SIGINT."""
+    settings = settings or Settings()
+    app = make_app(settings)
+    os.makedirs(settings.kpis.data_dir, exist_ok=True)
+    worker = faust.Worker(app, loglevel=settings.kpis.loglevel)
+    worker.execute_from_commandline()
+
+
+if __name__ == "__main__":
+    run()

@@ -1,0 +1,73 @@
+"""The append-only audit log: who or what wrote each field of an asset, with which prompt and model, when.
+
+The KPI app writes one AuditEntry per validated record (its generated field set + provenance) and one per editor
+decision, key = asset id, to an explicit partition: `audit_partition(asset_id, n)` = the Java client's default
+partitioner (murmur2 of the key bytes), which is also aiokafka's. `history()` reads only that partition.
+"""
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+from aiokafka.partitioner import murmur2
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
+
+from streams.avro import Serde
+from streams.settings import Settings
+
+
+def audit_partition(asset_id: str, partitions: int) -> int:
+    """Partition of an asset's audit entries (murmur2, as Java clients and aiokafka key-partition)."""
+    return (murmur2(asset_id.encode("utf-8")) & 0x7FFFFFFF) % partitions
+
+
+def history(settings: Settings, asset_id: str, timeout_s: float = 30.0) -> list[dict[str, Any]]:
+    """Every audit entry of the asset, deduplicated by entry_id (first occurrence wins), ordered by `at`
+    (ties: log order). Reads the asset's partition from the beginning to its high watermark."""
+    topic = settings.topics.name("audit")
+    conf = {**settings.kafka.client_config(), "group.id": f"assetstream-audit-reader-{uuid.uuid4().hex[:8]}",
+            "enable.auto.commit": False, "auto.offset.reset": "earliest", "enable.partition.eof": True}
+    consumer = Consumer(conf)
+    serde = Serde(settings.registry.client_config(), {k: settings.topics.name(k) for k in
+                                                      ("raw", "preprocessed", "enriched", "validated", "dead_letter",
+                                                       "feedback", "audit", "kpis")})
+    try:
+        md = consumer.list_topics(topic, timeout=10)
+        meta = md.topics.get(topic)
+        if meta is None or meta.error is not None or not meta.partitions:
+            return []
+        partition = audit_partition(asset_id, len(meta.partitions))
+        tp = TopicPartition(topic, partition, OFFSET_BEGINNING)
+        consumer.assign([tp])
+        entries: list[tuple[int, int, dict[str, Any]]] = []
+        seen: set[str] = set()
+        deadline = time.monotonic() + timeout_s
+        next_offset = 0
+        while time.monotonic() < deadline:
+            msg = consumer.poll(0.5)
+            if msg is not None and msg.error() is None:
+                next_offset = msg.offset() + 1
+                if msg.key() is not None and msg.key().decode("utf-8", "replace") == asset_id:
+                    entry = serde.deserialize("audit", msg.value())
+                    if entry["entry_id"] not in seen:
+                        seen.add(entry["entry_id"])
+                        entries.append((_ms(entry["at"]), msg.offset(), entry))
+            elif msg is not None and msg.error().code() != -191:  # -191 = _PARTITION_EOF
+                raise KafkaException(msg.error())
+            # tansu answers ListOffsets(latest) wrongly: use the high watermark the last fetch reported
+            _, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), cached=True)
+            if high >= 0 and next_offset >= high and (msg is None or msg.error() is not None or next_offset == high):
+                break
+        else:
+            raise TimeoutError(f"audit history of {asset_id}: partition {partition} not read to its end "
+                               f"within {timeout_s}s")
+        entries.sort(key=lambda e: (e[0], e[1]))
+        return [e[2] for e in entries]
+    finally:
+        consumer.close()
+
+
+def _ms(value: Any) -> int:
+    from streams.kpis.compute import to_ms
+    return to_ms(value)

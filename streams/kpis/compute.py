@@ -1,0 +1,314 @@
+"""Pure KPI / audit logic of the faust app (no Kafka here): per-asset latest state, the KPI events the per-asset
+agents emit, the window aggregates the KPI agent folds them into, KpiSnapshot and AuditEntry records.
+
+Two hops, because global aggregates must live on one partition: the per-asset agents (validated, feedback; keyed
+and co-partitioned by asset id) keep `asset-state` and emit small JSON *KPI events* to `<app_id>-kpi-events`
+(1 partition, constant key); the KPI agent folds each event into the running total and into its tumbling hour and
+day windows (`kpi` table, keys 'total', 'hour:<start ms>', 'day:<start ms>').
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from datetime import datetime, timezone
+from typing import Any, Iterable
+
+from streams.config.kpis import KpiSettings
+
+HOUR_MS = 3600 * 1000
+DAY_MS = 24 * HOUR_MS
+STATUSES = ("auto_applied", "needs_review", "rejected", "deleted")
+ACTIONS = ("accepted", "edited", "rejected")
+AUDITED_FIELDS = ("title", "alt_text", "caption", "summary", "visible_text", "tags", "credit_text", "licensing")
+UNKNOWN = "unknown"
+WINDOWS = {"hour": HOUR_MS, "day": DAY_MS}
+RECENT_WINDOWS = 4  # per asset, window starts remembered for the distinct-asset count
+
+
+def to_ms(value: Any) -> int:
+    """timestamp-millis as fastavro hands it out (aware datetime) or as written (int ms)."""
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=timezone.utc)
+        return int(round(value.timestamp() * 1000))
+    return int(value)
+
+
+def now_ms() -> int:
+    return int(datetime.now(timezone.utc).timestamp() * 1000)
+
+
+def window_start(kind: str, at_ms: int) -> int:
+    size = WINDOWS[kind]
+    return at_ms - at_ms % size
+
+
+def window_keys(at_ms: int) -> list[str]:
+    return ["total"] + [f"{kind}:{window_start(kind, at_ms)}" for kind in WINDOWS]
+
+
+def parse_window_key(key: str) -> tuple[str, int | None, int | None]:
+    if key == "total":
+        return "total", None, None
+    kind, start = key.split(":", 1)
+    return kind, int(start), int(start) + WINDOWS[kind]
+
+
+# --- per-asset state ------------------------------------------------------------------------------------
+
+def asset_id_of(validated: dict[str, Any]) -> str:
+    return validated["enriched"]["pre"]["asset"]["asset_id"]
+
+
+def field_flags(validated: dict[str, Any]) -> dict[str, bool]:
+    return {"title": bool((validated.get("title") or "").strip()),
+            "alt_text": bool((validated.get("alt_text") or "").strip()) or bool(validated.get("decorative")),
+            "tags": bool(validated.get("tags")),
+            "caption": bool((validated.get("caption") or "").strip())}
+
+
+def provenance_brief(provenance: Iterable[dict[str, Any]]) -> list[dict[str, str]]:
+    return [{"task": p["task"], "prompt_id": p["prompt_id"], "prompt_version": p["prompt_version"],
+             "model": p["model"]} for p in provenance]
+
+
+def prompt_for(field: str, provenance: list[dict[str, str]], ks: KpiSettings) -> tuple[str, str, str]:
+    """(prompt_id, prompt_version, model) that suggested `field`, from an asset's last provenance."""
+    task = ks.field_tasks.get(field)
+    for p in provenance:
+        if p["task"] == task:
+            return p["prompt_id"], p["prompt_version"], p["model"]
+    return UNKNOWN, UNKNOWN, UNKNOWN
+
+
+def _coverage_vector(state: dict[str, Any] | None, ks: KpiSettings) -> dict[str, int]:
+    keys = ("active", "complete", *ks.complete_fields)
+    if not state or state.get("deleted"):
+        return {k: 0 for k in keys}
+    flags = state["flags"]
+    vec = {"active": 1, "complete": int(all(flags.get(f, False) for f in ks.complete_fields))}
+    vec.update({f: int(flags.get(f, False)) for f in ks.complete_fields})
+    return vec
+
+
+def apply_validated(state: dict[str, Any] | None, validated: dict[str, Any],
+                    ks: KpiSettings) -> tuple[dict[str, Any], dict[str, Any]]:
+    """New per-asset state and the KPI event for one validated record.
+
+    Latest-state KPIs (coverage, the provenance editors' decisions are charged to) follow the highest version;
+    an older version arriving late still counts as a publication (status, time-to-publish, cost)."""
+    asset = validated["enriched"]["pre"]["asset"]
+    version = int(asset["version"])
+    status = validated["status"]
+    at = to_ms(validated["stamp"]["at"])
+    before = _coverage_vector(state, ks)
+    new = dict(state) if state else {"v": None, "deleted": False, "flags": {}, "prov": [], "seen": {}}
+    new["seen"] = {k: list(v) for k, v in (new.get("seen") or {}).items()}
+    if new["v"] is None or version >= new["v"]:
+        new["v"] = version
+        new["deleted"] = status == "deleted"
+        new["flags"] = {} if new["deleted"] else field_flags(validated)
+        if validated["enriched"].get("provenance"):
+            new["prov"] = provenance_brief(validated["enriched"]["provenance"])
+    after = _coverage_vector(new, ks)
+    first = {"total": state is None}
+    for kind in WINDOWS:
+        start = window_start(kind, at)
+        seen = new["seen"].setdefault(kind, [])
+        first[kind] = start not in seen
+        if first[kind]:
+            seen.append(start)
+            del seen[:-RECENT_WINDOWS]
+    ttp = None if status == "deleted" else at - to_ms(asset["event_time"])
+    event = {"t": "v", "at": at, "asset": asset["asset_id"], "status": status, "ttp_ms": ttp,
+             "cost": float(validated["enriched"].get("cost_usd") or 0.0), "first": first,
+             "cov": {k: after[k] - before[k] for k in after}}
+    return new, event
+
+
+def decision_event(state: dict[str, Any] | None, decision: dict[str, Any], ks: KpiSettings) -> dict[str, Any]:
+    prov = (state or {}).get("prov") or []
+    rows = []
+    for fd in decision["fields"]:
+        rows.append([fd["field"], *prompt_for(fd["field"], prov, ks), fd["action"]])
+    return {"t": "d", "at": to_ms(decision["decided_at"]), "asset": decision["asset_id"], "rows": rows}
+
+
+# --- window aggregates ------------------------------------------------------------------------------------
+
+def new_aggregate(key: str) -> dict[str, Any]:
+    agg: dict[str, Any] = {"records": 0, "assets": 0, "status": {s: 0 for s in STATUSES}, "ttp": {},
+                           "cost": 0.0, "decisions": 0, "edits": {}}
+    if key == "total":
+        agg["cov"] = {}
+    return agg
+
+
+def fold(agg: dict[str, Any], key: str, event: dict[str, Any], ks: KpiSettings) -> dict[str, Any]:
+    """Fold one KPI event into the aggregate of window `key` (mutates and returns agg)."""
+    kind = parse_window_key(key)[0]
+    if event["t"] == "v":
+        agg["records"] += 1
+        agg["assets"] += int(bool(event["first"].get(kind)))
+        agg["status"][event["status"]] = agg["status"].get(event["status"], 0) + 1
+        if event["ttp_ms"] is not None:
+            res = max(1, ks.ttp_resolution_ms)
+            bucket = str((max(0, event["ttp_ms"]) + res // 2) // res * res)
+            agg["ttp"][bucket] = agg["ttp"].get(bucket, 0) + 1
+        agg["cost"] += event["cost"]
+        if "cov" in agg:
+            for k, d in event["cov"].items():
+                agg["cov"][k] = agg["cov"].get(k, 0) + d
+    elif event["t"] == "d":
+        for field, prompt_id, prompt_version, model, action in event["rows"]:
+            agg["decisions"] += 1
+            row = agg["edits"].setdefault("\x1f".join((field, prompt_id, prompt_version, model)),
+                                          {a: 0 for a in ACTIONS})
+            row[action] = row.get(action, 0) + 1
+    return agg
+
+
+def nearest_rank(counts: dict[str, int], pct: int) -> int | None:
+    """Nearest-rank percentile over a value -> count map: the smallest value with >= pct% of samples <= it."""
+    n = sum(counts.values())
+    if n == 0:
+        return None
+    rank = -(-pct * n // 100)  # ceil(pct * n / 100)
+    seen = 0
+    for value in sorted(counts, key=int):
+        seen += counts[value]
+        if seen >= rank:
+            return int(value)
+    return int(max(counts, key=int))
+
+
+def _share(num: int, den: int) -> float | None:
+    return num / den if den else None
+
+
+def _edit_row(field: str, prompt_id: str, prompt_version: str, model: str, c: dict[str, int]) -> dict[str, Any]:
+    n = sum(c.get(a, 0) for a in ACTIONS)
+    return {"field": field, "prompt_id": prompt_id, "prompt_version": prompt_version, "model": model,
+            "decisions": n, "accepted": c.get("accepted", 0), "edited": c.get("edited", 0),
+            "rejected": c.get("rejected", 0), "edit_rate": c.get("edited", 0) / n if n else 0.0,
+            "override_rate": (c.get("edited", 0) + c.get("rejected", 0)) / n if n else 0.0}
+
+
+def snapshot(key: str, agg: dict[str, Any], app_id: str, ks: KpiSettings, computed_at: int | None = None) -> dict[str, Any]:
+    """The KpiSnapshot record (ints for timestamps) of one window aggregate."""
+    kind, start, end = parse_window_key(key)
+    st = agg["status"]
+    decided = st.get("auto_applied", 0) + st.get("needs_review", 0) + st.get("rejected", 0)
+    coverage = None
+    if "cov" in agg:
+        cov = agg["cov"]
+        active = cov.get("active", 0)
+        coverage = {"active_assets": active, "complete": cov.get("complete", 0),
+                    "complete_share": _share(cov.get("complete", 0), active),
+                    "title_share": _share(cov.get("title", 0), active),
+                    "alt_text_share": _share(cov.get("alt_text", 0), active),
+                    "tags_share": _share(cov.get("tags", 0), active)}
+    ttp = agg["ttp"]
+    by_prompt: dict[tuple[str, str, str], dict[str, int]] = {}
+    rows = []
+    for k in sorted(agg["edits"]):
+        field, prompt_id, prompt_version, model = k.split("\x1f")
+        rows.append(_edit_row(field, prompt_id, prompt_version, model, agg["edits"][k]))
+        tot = by_prompt.setdefault((prompt_id, prompt_version, model), {a: 0 for a in ACTIONS})
+        for a in ACTIONS:
+            tot[a] += agg["edits"][k].get(a, 0)
+    rows += [_edit_row("*", *p, c) for p, c in sorted(by_prompt.items())]
+    return {
+        "window": kind, "window_start": start, "window_end": end,
+        "computed_at": computed_at if computed_at is not None else now_ms(), "app_id": app_id,
+        "validated_records": agg["records"], "assets": agg["assets"],
+        "auto_applied": st.get("auto_applied", 0), "needs_review": st.get("needs_review", 0),
+        "rejected": st.get("rejected", 0), "deleted": st.get("deleted", 0),
+        "auto_apply_share": _share(st.get("auto_applied", 0), decided),
+        "review_share": _share(st.get("needs_review", 0), decided),
+        "coverage": coverage,
+        "time_to_publish": {"count": sum(ttp.values()), "p50_ms": nearest_rank(ttp, 50),
+                            "p90_ms": nearest_rank(ttp, 90), "p99_ms": nearest_rank(ttp, 99),
+                            "max_ms": max((int(v) for v in ttp), default=None)},
+        "cost": {"total_usd": agg["cost"], "per_asset_mean_usd": agg["cost"] / agg["assets"] if agg["assets"] else None},
+        "decisions": agg["decisions"],
+        "edit_rates": rows,
+    }
+
+
+def expired_windows(keys: Iterable[str], ks: KpiSettings) -> list[str]:
+    """Window keys beyond the newest hour_windows_kept / day_windows_kept of their kind."""
+    keep = {"hour": ks.hour_windows_kept, "day": ks.day_windows_kept}
+    by_kind: dict[str, list[tuple[int, str]]] = {}
+    for key in keys:
+        kind, start, _ = parse_window_key(key)
+        if start is not None:
+            by_kind.setdefault(kind, []).append((start, key))
+    out = []
+    for kind, items in by_kind.items():
+        items.sort(reverse=True)
+        out += [key for _, key in items[keep[kind]:]]
+    return out
+
+
+# --- audit entries ------------------------------------------------------------------------------------------
+
+def _field_value(validated: dict[str, Any], field: str) -> str | None:
+    value = validated.get(field)
+    if field == "tags":
+        return ", ".join(t["tag"] for t in value) if value else None
+    return value if value else None
+
+
+def generated_entry_id(validated: dict[str, Any]) -> str:
+    """Stable id of a validated record's generated field set: the same record replayed gets the same id."""
+    asset = validated["enriched"]["pre"]["asset"]
+    ident = {"asset": asset["asset_id"], "version": asset["version"], "event": asset.get("event_id"),
+             "status": validated["status"], "stamp": [validated["stamp"]["stage"], to_ms(validated["stamp"]["at"])],
+             "prov": [[p["task"], p["request_id"], to_ms(p["timestamp"]), p["prompt_hash"]]
+                      for p in validated["enriched"].get("provenance") or []]}
+    return "gen:" + hashlib.sha1(json.dumps(ident, sort_keys=True).encode()).hexdigest()
+
+
+def audit_for_validated(validated: dict[str, Any], ks: KpiSettings, source: tuple[str, int, int] | None = None,
+                        recorded_at: int | None = None) -> dict[str, Any]:
+    asset = validated["enriched"]["pre"]["asset"]
+    provenance = list(validated["enriched"].get("provenance") or [])
+    brief = provenance_brief(provenance)
+    sources = validated.get("field_sources") or {}
+    fields = []
+    deleted = validated["status"] == "deleted"
+    for field in () if deleted else AUDITED_FIELDS:
+        value = _field_value(validated, field)
+        if value is None:
+            continue
+        source_kind = sources.get(field, "model")
+        prompt = prompt_for(field, brief, ks) if source_kind == "model" else (None, None, None)
+        fields.append({"field": field, "value": value, "source": source_kind, "action": None,
+                       "prompt_id": prompt[0], "prompt_version": prompt[1], "model": prompt[2]})
+    stamp = validated["stamp"]
+    return {"entry_id": generated_entry_id(validated), "asset_id": asset["asset_id"],
+            "kind": "deleted" if deleted else "generated", "version": int(asset["version"]),
+            "status": validated["status"], "at": to_ms(stamp["at"]),
+            "actor": f"{stamp['stage']}@{stamp.get('worker') or '?'} {stamp['version']}",
+            "fields": fields, "provenance": [{**p, "timestamp": to_ms(p["timestamp"])} for p in provenance],
+            "decision_id": None, "source_topic": source[0] if source else None,
+            "source_partition": source[1] if source else None, "source_offset": source[2] if source else None,
+            "recorded_at": recorded_at if recorded_at is not None else now_ms()}
+
+
+def audit_for_decision(decision: dict[str, Any], state: dict[str, Any] | None, ks: KpiSettings,
+                       source: tuple[str, int, int] | None = None, recorded_at: int | None = None) -> dict[str, Any]:
+    prov = (state or {}).get("prov") or []
+    fields = []
+    for fd in decision["fields"]:
+        prompt = prompt_for(fd["field"], prov, ks)
+        fields.append({"field": fd["field"], "value": fd.get("value"), "source": "editor", "action": fd["action"],
+                       "prompt_id": prompt[0], "prompt_version": prompt[1], "model": prompt[2]})
+    return {"entry_id": "dec:" + decision["decision_id"], "asset_id": decision["asset_id"], "kind": "editor_decision",
+            "version": (state or {}).get("v"), "status": None, "at": to_ms(decision["decided_at"]),
+            "actor": decision["editor"], "fields": fields, "provenance": [],
+            "decision_id": decision["decision_id"], "source_topic": source[0] if source else None,
+            "source_partition": source[1] if source else None, "source_offset": source[2] if source else None,
+            "recorded_at": recorded_at if recorded_at is not None else now_ms()}

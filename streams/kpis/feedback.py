@@ -1,0 +1,95 @@
+"""The feedback path: a DAM or review tool reports what people did with the suggestions for an asset as an
+EditorDecision on `feedback` (key = asset id, acks=all, waits for delivery)."""
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterable
+
+from confluent_kafka import KafkaException, Producer
+
+from streams import avro
+from streams.avro import TOPIC_RECORDS, Serde
+from streams.settings import Settings
+
+ACTIONS = ("accepted", "edited", "rejected")
+
+
+def _serde(settings: Settings) -> Serde:
+    return Serde(settings.registry.client_config(), {k: settings.topics.name(k) for k in TOPIC_RECORDS},
+                 auto_register=settings.registry.auto_register)
+
+
+def normalize_decision(decision: dict[str, Any]) -> dict[str, Any]:
+    """Fill decision_id (uuid4) and decided_at (now) when missing; check it against the EditorDecision schema."""
+    out = dict(decision)
+    out.setdefault("decision_id", uuid.uuid4().hex)
+    if out.get("decided_at") is None:
+        out["decided_at"] = int(datetime.now(timezone.utc).timestamp() * 1000)
+    elif isinstance(out["decided_at"], str):
+        out["decided_at"] = int(datetime.fromisoformat(out["decided_at"].replace("Z", "+00:00")).timestamp() * 1000)
+    out["fields"] = [{"field": f["field"], "action": f["action"], "value": f.get("value")} for f in out["fields"]]
+    for f in out["fields"]:
+        if f["action"] not in ACTIONS:
+            raise ValueError(f"field {f['field']}: action must be one of {', '.join(ACTIONS)}, not {f['action']!r}")
+    avro.validate("EditorDecision", out)
+    return out
+
+
+def parse_field_spec(spec: str) -> dict[str, Any]:
+    """'alt_text=accepted', 'title=edited:New title', 'tags=rejected' -> FieldDecision."""
+    if "=" not in spec:
+        raise ValueError(f"--field {spec!r}: expected FIELD=ACTION[:VALUE]")
+    field, rest = spec.split("=", 1)
+    action, _, value = rest.partition(":")
+    if action not in ACTIONS:
+        raise ValueError(f"--field {spec!r}: action must be one of {', '.join(ACTIONS)}")
+    return {"field": field.strip(), "action": action, "value": value if value else None}
+
+
+def read_decisions_file(path: str | Path) -> list[dict[str, Any]]:
+    """JSON Lines: one EditorDecision per line (decision_id / decided_at optional; decided_at may be ISO 8601)."""
+    out = []
+    for n, line in enumerate(Path(path).read_text().splitlines(), 1):
+        if line.strip():
+            try:
+                out.append(json.loads(line))
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"{path}:{n}: {exc}") from exc
+    return out
+
+
+def publish_decisions(settings: Settings, decisions: Iterable[dict[str, Any]], timeout_s: float = 30.0,
+                      producer: Producer | None = None) -> list[dict[str, Any]]:
+    """Publish EditorDecision records (key = asset id) and wait until the broker acknowledged every one.
+    Returns the records as sent (with generated decision_id / decided_at)."""
+    serde = _serde(settings)
+    topic = settings.topics.name("feedback")
+    producer = producer or Producer({**settings.kafka.client_config(), "acks": "all", "enable.idempotence": True,
+                                     "linger.ms": 5})
+    errors: list[str] = []
+    sent: list[dict[str, Any]] = []
+
+    def on_delivery(err, msg):
+        if err is not None:
+            errors.append(f"{msg.key()!r}: {err}")
+
+    for decision in decisions:
+        record = normalize_decision(decision)
+        producer.produce(topic, key=record["asset_id"].encode(), value=serde.serialize("feedback", record),
+                         on_delivery=on_delivery)
+        producer.poll(0)
+        sent.append(record)
+    remaining = producer.flush(timeout_s)
+    if remaining:
+        raise TimeoutError(f"{remaining} editor decision(s) not acknowledged within {timeout_s}s")
+    if errors:
+        raise KafkaException(f"editor decisions not delivered: {'; '.join(errors)}")
+    return sent
+
+
+def publish_decision(settings: Settings, decision: dict[str, Any], timeout_s: float = 30.0) -> dict[str, Any]:
+    """Publish one EditorDecision {asset_id, fields: [{field, action, value}], editor[, decision_id, decided_at]}."""
+    return publish_decisions(settings, [decision], timeout_s)[0]
