@@ -119,7 +119,10 @@ def _short(exc: BaseException) -> str:
     return (str(exc) or type(exc).__name__)[:200]
 
 
-def decode(data: bytes, *, max_pixels: int, allowed_formats: list[str] | tuple[str, ...] = tuple(MEDIA_TYPES),
+DEFAULT_FORMATS = ("JPEG", "PNG", "WEBP", "TIFF", "GIF", "BMP", "HEIF")
+
+
+def decode(data: bytes, *, max_pixels: int, allowed_formats: list[str] | tuple[str, ...] = DEFAULT_FORMATS,
            min_edge: int | None = 1024) -> Decoded:
     """Decode `data` safely. With min_edge, JPEGs are decoded at a reduced DCT scale (draft mode) that still
     leaves the long edge >= min_edge; other formats decode fully. min_edge=None decodes at full size."""
@@ -153,8 +156,9 @@ def decode(data: bytes, *, max_pixels: int, allowed_formats: list[str] | tuple[s
         raise PermanentError(f"decompression bomb: {exc}", reason="decompression_bomb") from None
     except (OSError, SyntaxError, ValueError, EOFError, IndexError, struct_error(), MemoryError) as exc:
         msg = _short(exc)
-        reason = "truncated_image" if "truncat" in msg.lower() else "corrupt_image"
-        raise PermanentError(f"corrupt {fmt} image: {msg}", reason=reason, details={"format": fmt}) from None
+        truncated = "truncat" in msg.lower() or isinstance(exc, EOFError)
+        raise PermanentError(f"corrupt {fmt} image{' (truncated)' if truncated else ''}: {msg}",
+                             reason="corrupt_image", details={"format": fmt, "truncated": truncated}) from None
     has_alpha = work.mode == "RGBA" and work.getextrema()[3][0] < 255
     if work.mode == "RGBA" and not has_alpha:
         work = work.convert("RGB")

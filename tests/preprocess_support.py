@@ -1,0 +1,219 @@
+"""Shared helpers for the preprocess tests: a real loopback HTTP server, image builders, events, a connect log."""
+from __future__ import annotations
+
+import datetime as dt
+import io
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Callable
+
+from PIL import Image, ImageDraw, ImageFont, TiffImagePlugin
+
+from consumers.preprocess.stage import PreprocessStage
+from streams.settings import Settings
+
+R = TiffImagePlugin.IFDRational
+
+# --- every outgoing connect() in this process, seen through CPython's audit hook (not a mock: the real
+# socket call is made; the hook only records its address) ---------------------------------------------------
+CONNECTS: list[str] = []
+
+
+def _audit(event: str, args) -> None:
+    if event == "socket.connect":
+        try:
+            addr = args[1]
+            CONNECTS.append(str(addr[0]) if isinstance(addr, tuple) else str(addr))
+        except Exception:  # noqa: BLE001
+            pass
+
+
+sys.addaudithook(_audit)
+
+
+def event(uri: str | None, event_type: str = "created", asset_id: str = "asset-1") -> dict:
+    return {"asset_id": asset_id, "event_id": f"ev-{asset_id}", "event_type": event_type, "source_uri": uri,
+            "content_type": None, "uploader": None, "uploader_notes": None, "declared_license": None,
+            "product_context": None, "tenant": "default", "event_time": dt.datetime.now(dt.timezone.utc),
+            "version": 1, "human_fields": None, "attributes": {}}
+
+
+def stage(**preprocess) -> PreprocessStage:
+    return PreprocessStage(Settings().with_overrides(preprocess=preprocess))
+
+
+def jpeg(img: Image.Image, **kw) -> bytes:
+    buf = io.BytesIO()
+    img.convert("RGB").save(buf, "JPEG", quality=kw.pop("quality", 88), **kw)
+    return buf.getvalue()
+
+
+def png(img: Image.Image, **kw) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, "PNG", **kw)
+    return buf.getvalue()
+
+
+def scene(seed: int = 0, size=(900, 600)) -> Image.Image:
+    """A photo-like picture (sky, hills, sun) whose layout depends on the seed."""
+    import random
+
+    rnd = random.Random(seed)
+    w, h = size
+    img = Image.new("RGB", size, (rnd.randint(60, 140), rnd.randint(120, 200), 230))
+    d = ImageDraw.Draw(img)
+    sx, sy = rnd.randint(50, w - 150), rnd.randint(20, h // 3)
+    d.ellipse([sx, sy, sx + 100, sy + 100], fill=(255, 220, 90))
+    for i in range(4):
+        base = h // 2 + i * h // 10
+        pts = [(x, base - rnd.randint(0, h // 4)) for x in range(0, w + 100, 100)]
+        d.polygon([(0, h)] + pts + [(w, h)], fill=(30 + 30 * i, 100 + 20 * i - rnd.randint(0, 40), 40 + 10 * i))
+    return img
+
+
+def text_image(lines: list[str], size=(1200, 500), font_size: int = 72) -> Image.Image:
+    img = Image.new("RGB", size, (250, 250, 245))
+    d = ImageDraw.Draw(img)
+    f = ImageFont.load_default(size=font_size)
+    for i, line in enumerate(lines):
+        d.text((50, 50 + i * int(font_size * 1.4)), line, font=f, fill=(20, 20, 20))
+    return img
+
+
+def exif_with_gps(lat: float, lon: float, alt: float = 35.0) -> Image.Exif:
+    def dms(v: float):
+        v = abs(v)
+        d = int(v)
+        m = int((v - d) * 60)
+        s = round(((v - d) * 60 - m) * 60 * 1000)
+        return (R(d, 1), R(m, 1), R(s, 1000))
+
+    ex = Image.Exif()
+    ex[0x010F] = "Canon"
+    ex[0x0110] = "EOS R6"
+    sub = ex.get_ifd(0x8769)
+    sub[0x829A] = R(1, 500)
+    sub[0x829D] = R(4, 1)
+    sub[0x8827] = 800
+    sub[0x9003] = "2023:09:14 08:15:00"
+    sub[0x920A] = R(85, 1)
+    sub[0xA434] = "RF85mm F2 MACRO IS STM"
+    gps = ex.get_ifd(0x8825)
+    gps[1], gps[2] = ("N" if lat >= 0 else "S"), dms(lat)
+    gps[3], gps[4] = ("E" if lon >= 0 else "W"), dms(lon)
+    gps[5], gps[6] = b"\x00", R(int(alt * 10), 10)
+    return ex
+
+
+def xmp_packet(creator="Ana Gómez", rights="© 2023 Ana Gómez", credit="Ana Gómez / Agencia Sol",
+               alt="A fishing boat at dawn in a calm harbour", ext="Long description for screen readers",
+               terms="Licensed for web use", title="Harbour at dawn", keywords=("harbour", "boat", "dawn"),
+               extra: str = "") -> bytes:
+    kws = "".join(f"<rdf:li>{k}</rdf:li>" for k in keywords)
+    return f"""<?xpacket begin="" id="W5M0MpCehiHzreSzNTczkc9d"?>{extra}
+<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">
+<rdf:Description rdf:about="" xmlns:dc="http://purl.org/dc/elements/1.1/"
+ xmlns:photoshop="http://ns.adobe.com/photoshop/1.0/" xmlns:xmpRights="http://ns.adobe.com/xap/1.0/rights/"
+ xmlns:Iptc4xmpCore="http://iptc.org/std/Iptc4xmpCore/1.0/xmlns/" photoshop:Credit="{credit}"
+ xmpRights:WebStatement="https://example.org/license">
+<dc:creator><rdf:Seq><rdf:li>{creator}</rdf:li></rdf:Seq></dc:creator>
+<dc:rights><rdf:Alt><rdf:li xml:lang="x-default">{rights}</rdf:li></rdf:Alt></dc:rights>
+<dc:title><rdf:Alt><rdf:li xml:lang="x-default">{title}</rdf:li></rdf:Alt></dc:title>
+<dc:subject><rdf:Bag>{kws}</rdf:Bag></dc:subject>
+<xmpRights:UsageTerms><rdf:Alt><rdf:li xml:lang="x-default">{terms}</rdf:li></rdf:Alt></xmpRights:UsageTerms>
+<Iptc4xmpCore:AltTextAccessibility><rdf:Alt><rdf:li xml:lang="fr">Un bateau</rdf:li><rdf:li xml:lang="x-default">{alt}</rdf:li></rdf:Alt></Iptc4xmpCore:AltTextAccessibility>
+<Iptc4xmpCore:ExtDescrAccessibility><rdf:Alt><rdf:li xml:lang="x-default">{ext}</rdf:li></rdf:Alt></Iptc4xmpCore:ExtDescrAccessibility>
+</rdf:Description></rdf:RDF></x:xmpmeta><?xpacket end="w"?>""".encode("utf-8")
+
+
+# --- a real HTTP server on 127.0.0.1 ------------------------------------------------------------------------
+
+Route = Callable[[BaseHTTPRequestHandler], None]
+
+
+class LocalServer:
+    """ThreadingHTTPServer on 127.0.0.1:<free port>; routes map a path to (status, headers, body) or a callable."""
+
+    def __init__(self):
+        self.routes: dict[str, tuple[int, dict[str, str], bytes] | Route] = {}
+        self.requests: list[tuple[str, str]] = []  # (path, Host header)
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_GET(self):  # noqa: N802
+                server.requests.append((self.path, self.headers.get("Host", "")))
+                route = server.routes.get(self.path.split("?")[0])
+                if route is None:
+                    route = (404, {"Content-Type": "text/html"}, b"<html><body>Not Found</body></html>")
+                if callable(route):
+                    return route(self)
+                code, headers, body = route
+                self.send_response(code)
+                for k, v in headers.items():
+                    self.send_header(k, v)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.port = self.httpd.server_address[1]
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def url(self, path: str, host: str = "127.0.0.1") -> str:
+        return f"http://{host}:{self.port}{path}"
+
+    def image(self, path: str, data: bytes, content_type: str = "image/jpeg") -> str:
+        self.routes[path] = (200, {"Content-Type": content_type}, data)
+        return self.url(path)
+
+    def redirect(self, path: str, location: str, code: int = 302) -> str:
+        self.routes[path] = (code, {"Location": location}, b"")
+        return self.url(path)
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def slow_route(delay_s: float, body: bytes) -> Route:
+    def handle(h: BaseHTTPRequestHandler) -> None:
+        h.send_response(200)
+        h.send_header("Content-Type", "image/jpeg")
+        h.send_header("Content-Length", str(len(body)))
+        h.end_headers()
+        try:
+            h.wfile.write(body[:10])
+            h.wfile.flush()
+            time.sleep(delay_s)
+            h.wfile.write(body[10:])
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+    return handle
+
+
+def endless_route(chunk: bytes = b"\xff" * 65536, limit: int = 8 * 1024 * 1024) -> Route:
+    """Streams a JPEG-looking body with no Content-Length until the client hangs up (or `limit` bytes)."""
+    def handle(h: BaseHTTPRequestHandler) -> None:
+        h.send_response(200)
+        h.send_header("Content-Type", "image/jpeg")
+        h.send_header("Connection", "close")
+        h.end_headers()
+        sent = 0
+        try:
+            h.wfile.write(b"\xff\xd8\xff\xe0")
+            while sent < limit:
+                h.wfile.write(chunk)
+                sent += len(chunk)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        h.close_connection = True
+    return handle

@@ -1,0 +1,116 @@
+"""Safe decoding: hostile bytes get a PermanentError with a reason; odd but valid images decode correctly."""
+from __future__ import annotations
+
+import io
+import struct
+import zlib
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from consumers.preprocess.decode import decode, sniff
+from streams.errors import PermanentError
+from tests.preprocess_support import jpeg, png, scene
+
+LIMIT = 80_000_000
+
+
+def png_header_only(w: int, h: int) -> bytes:
+    """A PNG whose IHDR claims w x h pixels but carries one tiny IDAT: a decompression-bomb header."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+    ihdr = struct.pack(">IIBBBBB", w, h, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+
+
+def reason_of(data: bytes, **kw) -> str:
+    with pytest.raises(PermanentError) as ei:
+        decode(data, max_pixels=kw.pop("max_pixels", LIMIT), **kw)
+    assert ei.value.message  # a human-readable sentence, not a bare code
+    return ei.value.reason
+
+
+def test_hostile_inputs_have_reasons():
+    good = jpeg(scene(1))
+    assert reason_of(b"\xff\xd8\xff\xe0" + bytes(range(256)) * 20) == "corrupt_image"
+    assert reason_of(good[: len(good) // 2]) == "corrupt_image"
+    assert reason_of(b"") == "not_an_image"
+    assert reason_of(b"<!DOCTYPE html><html><body>Login</body></html>") == "not_an_image"
+    assert reason_of(b"%PDF-1.7 ...") == "not_an_image"
+    assert reason_of(png_header_only(100_000, 100_000)) == "decompression_bomb"  # Pillow's own hard limit
+    assert reason_of(png_header_only(12_000, 9_000)) == "decompression_bomb"  # over our 80 MP limit
+    assert reason_of(png(Image.new("L", (1200, 1000))), max_pixels=1_000_000) == "decompression_bomb"
+    assert reason_of(b"\0\0\0\x1cftypavif" + b"\0" * 64) == "unsupported_format"
+    assert reason_of(png(Image.new("RGB", (8, 8))), allowed_formats=["JPEG"]) == "unsupported_format"
+
+
+def test_html_error_message_says_what_it_was():
+    with pytest.raises(PermanentError) as ei:
+        decode(b"\n  <html><head><title>403</title></head></html>", max_pixels=LIMIT)
+    assert "HTML" in ei.value.message
+
+
+def test_sniff_ignores_names_and_headers():
+    assert sniff(jpeg(scene())) == "JPEG"
+    assert sniff(png(scene())) == "PNG"
+    assert sniff(b"GIF89a....") == "GIF"
+    assert sniff(b"hello") is None
+
+
+def test_jpeg_draft_decodes_reduced_but_reports_full_size():
+    big = scene(2, (4000, 3000))
+    d = decode(jpeg(big), max_pixels=LIMIT, min_edge=800)
+    assert (d.width, d.height) == (4000, 3000)
+    assert 800 <= max(d.image.size) <= 2000  # DCT-scaled, not the full 12 MP
+    full = decode(jpeg(big), max_pixels=LIMIT, min_edge=None)
+    assert full.image.size == (4000, 3000)
+
+
+def test_exif_orientation_applied():
+    img = Image.new("RGB", (300, 200), (255, 255, 255))
+    img.paste((255, 0, 0), (0, 0, 150, 200))  # left half red
+    ex = Image.Exif()
+    ex[0x0112] = 6  # stored rotated: display needs 90 degrees clockwise
+    d = decode(jpeg(img, exif=ex), max_pixels=LIMIT)
+    assert (d.width, d.height) == (200, 300) and d.image.size == (200, 300)
+    assert d.orientation == 6
+    top = np.asarray(d.image)[10, 100]
+    assert top[0] > 200 and top[1] < 80  # the red left half is now on top
+
+
+def test_cmyk_16bit_palette_alpha_gif_tiff_bmp_webp():
+    rgb = scene(3, (320, 240))
+    cmyk = io.BytesIO()
+    rgb.convert("CMYK").save(cmyk, "JPEG")
+    d = decode(cmyk.getvalue(), max_pixels=LIMIT)
+    assert d.mode == "CMYK" and d.image.mode == "RGB"
+    assert abs(np.asarray(d.image, dtype=int).mean() - np.asarray(rgb, dtype=int).mean()) < 25
+
+    arr16 = np.tile(np.linspace(0, 65535, 256), (64, 1)).astype(np.uint16)
+    d = decode(png(Image.fromarray(arr16)), max_pixels=LIMIT)
+    assert d.mode.startswith("I") and d.image.mode == "RGB"
+    row = np.asarray(d.image)[32, :, 0]
+    assert row[0] < 10 and row[-1] > 245  # scaled, not clipped to white
+
+    rgba = Image.new("RGBA", (100, 100), (0, 0, 0, 0))
+    rgba.paste((0, 0, 255, 255), (25, 25, 75, 75))
+    d = decode(png(rgba), max_pixels=LIMIT)
+    assert d.has_alpha and d.image.mode == "RGBA"
+    d = decode(png(rgba.convert("P")), max_pixels=LIMIT)
+    assert d.image.mode in ("RGB", "RGBA")
+
+    la = Image.new("LA", (50, 50), (128, 100))
+    assert decode(png(la), max_pixels=LIMIT).has_alpha
+
+    frames = [Image.new("RGB", (60, 40), c) for c in ((255, 0, 0), (0, 255, 0))]
+    gif = io.BytesIO()
+    frames[0].save(gif, "GIF", save_all=True, append_images=frames[1:])
+    d = decode(gif.getvalue(), max_pixels=LIMIT)
+    assert d.format == "GIF" and np.asarray(d.image.convert("RGB"))[5, 5][0] > 200  # first frame (red)
+
+    for fmt in ("TIFF", "BMP", "WEBP"):
+        buf = io.BytesIO()
+        rgb.save(buf, fmt)
+        d = decode(buf.getvalue(), max_pixels=LIMIT)
+        assert d.format == fmt and (d.width, d.height) == (320, 240)
