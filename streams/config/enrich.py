@@ -4,14 +4,70 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, SecretStr
 
+TASKS = ("tagging", "alt_text", "rights")
+
+DEFAULT_MODELS: dict[str, str] = {
+    "tagging": "claude:claude-haiku-4-5",
+    "alt_text": "claude:claude-sonnet-4-6",
+    "rights": "claude:claude-sonnet-4-6",
+}
+
+DEFAULT_PRICES: dict[str, dict[str, float]] = {
+    # USD per million tokens. Public list prices as known when written: VERIFY against your contract and
+    # override with enrich.prices (a wrong price makes budget_usd wrong)
+    "claude:claude-haiku-4-5": {"input_per_mtok": 1.0, "output_per_mtok": 5.0},
+    "claude:claude-sonnet-4-6": {"input_per_mtok": 3.0, "output_per_mtok": 15.0},
+    "claude:claude-opus-4-6": {"input_per_mtok": 5.0, "output_per_mtok": 25.0},
+    "gemini:gemini-2.5-flash": {"input_per_mtok": 0.30, "output_per_mtok": 2.50},
+    "gemini:gemini-2.5-flash-lite": {"input_per_mtok": 0.10, "output_per_mtok": 0.40},
+    "gemini:gemini-2.5-pro": {"input_per_mtok": 1.25, "output_per_mtok": 10.0},
+}
+
+
+class RateLimit(BaseModel):
+    """Token-bucket limits for one "provider:model" (per worker process)."""
+
+    requests_per_min: float | None = Field(None, description="None = unlimited")
+    tokens_per_min: float | None = Field(None, description="input+output tokens; None = unlimited")
+
 
 class EnrichSettings(BaseModel):
     """Providers, models per task, rate limits, cost and dedupe (consumers/enrich)."""
 
-    provider: Literal["local", "claude", "gemini"] = "local"
+    provider: Literal["local", "claude", "gemini"] = Field(
+        "local", description="default provider for tasks whose `models` entry names no provider (a bare model)")
     anthropic_api_key: SecretStr | None = None
     gemini_api_key: SecretStr | None = None
+    anthropic_base_url: str | None = Field(None, description="override the Anthropic API URL (proxies, tests)")
+    gemini_base_url: str | None = Field(None, description="override the Gemini API URL (proxies, tests)")
     max_in_flight: int = 8
     request_timeout_s: float = 60.0
     budget_usd: float | None = Field(None, description="pause consumption when spend reaches this")
     dedupe_max_distance: int = Field(6, description="pHash Hamming distance that counts as a near-duplicate")
+
+    models: dict[str, str] = Field(
+        default_factory=dict,
+        description='task -> "provider:model" (tasks: tagging, alt_text, rights). Missing tasks use '
+                    '`provider` with its default model for that task (small model for tagging, larger '
+                    'for alt_text and rights).')
+    tasks: list[str] = Field(default_factory=lambda: list(TASKS), description="which tasks to run per asset")
+    verifier: str | None = Field(
+        None, description='optional "provider:model" that re-runs tagging; tag agreement (Jaccard) with the '
+                          'first answer becomes Enrichment.confidence')
+    prompt_versions: dict[str, str] = Field(default_factory=dict,
+                                            description="task -> prompt version (default: highest in prompts/)")
+    prices: dict[str, dict[str, float]] = Field(
+        default_factory=dict,
+        description='"provider:model" -> {"input_per_mtok", "output_per_mtok"} USD; merged over built-in '
+                    'list prices; local models cost 0')
+    rate_limits: dict[str, RateLimit] = Field(
+        default_factory=dict, description='"provider:model" (or "provider") -> requests/min and tokens/min')
+    max_tokens: dict[str, int] = Field(default_factory=lambda: {"tagging": 600, "alt_text": 700, "rights": 400},
+                                       description="max output tokens per task")
+    max_attempts: int = Field(4, description="provider attempts per task on transient errors (in-process)")
+    backoff_initial_s: float = 0.5
+    backoff_max_s: float = 20.0
+    send_image: bool = Field(True, description="send the thumbnail to cloud providers")
+    dedupe: Literal["elasticsearch", "memory", "off"] = Field(
+        "elasticsearch", description="where already-enriched assets are looked up (memory = this process only)")
+    dedupe_lru_size: int = 10_000

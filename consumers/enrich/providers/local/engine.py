@@ -1,0 +1,546 @@
+"""The local provider's CPU work: image analysis + templates per task. Pure functions of (request, models).
+
+Everything here is synchronous and thread-safe; `LocalProvider` runs it with `asyncio.to_thread`.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .classifier import Classifier, decode_image
+
+# --- models, loaded lazily once per process -------------------------------------------------------------
+
+_models_lock = threading.Lock()
+_classifier: Classifier | None = None
+_embedder: Any = None
+
+
+def classifier(threads: int = 1) -> Classifier:
+    global _classifier
+    if _classifier is None:
+        with _models_lock:
+            if _classifier is None:
+                _classifier = Classifier(intra_op_threads=threads)
+    return _classifier
+
+
+def embedder():
+    global _embedder
+    if _embedder is None:
+        with _models_lock:
+            if _embedder is None:
+                from .textembed import TextEmbedder
+
+                _embedder = TextEmbedder()
+    return _embedder
+
+
+# --- vocabulary index (embeddings cached per vocabulary) ------------------------------------------------
+
+def _norm(s: str) -> str:
+    return " ".join(re.sub(r"[-_/]+", " ", str(s)).lower().split())
+
+
+@dataclass
+class VocabIndex:
+    entries: list[dict[str, Any]]
+    facets: list[str]
+    texts: list[str]
+    owner: np.ndarray
+    """row -> entry index"""
+    emb: np.ndarray | None = None
+    exact: dict[str, list[int]] = field(default_factory=dict)
+    """normalised label/synonym/value -> entry indices"""
+
+    def entry_sims(self, vectors: np.ndarray) -> np.ndarray:
+        """(n, 384) unit vectors -> (n, n_entries) best cosine over each entry's texts."""
+        assert self.emb is not None
+        row_sims = vectors @ self.emb.T
+        out = np.full((vectors.shape[0], len(self.entries)), -1.0, np.float32)
+        np.maximum.at(out.T, self.owner, row_sims.T)
+        return out
+
+    def lookup(self, word: str, facets: tuple[str, ...] | None = None) -> list[int]:
+        return [i for i in self.exact.get(_norm(word), []) if facets is None or self.facets[i] in facets]
+
+
+_vocab_cache: "OrderedDict[str, VocabIndex]" = OrderedDict()
+_vocab_lock = threading.Lock()
+
+
+def vocab_index(vocabulary: list[dict[str, Any]], with_embeddings: bool) -> VocabIndex:
+    key = hashlib.sha256(json.dumps(vocabulary, sort_keys=True, default=str).encode()).hexdigest()
+    with _vocab_lock:
+        idx = _vocab_cache.get(key)
+        if idx is not None:
+            _vocab_cache.move_to_end(key)
+    if idx is None:
+        entries, facets, texts, owner, exact = [], [], [], [], {}
+        for e in vocabulary:
+            tag = e.get("tag") if isinstance(e, dict) else None
+            if not isinstance(tag, str) or ":" not in tag:
+                continue
+            if e.get("deprecated"):
+                continue
+            i = len(entries)
+            entries.append(e)
+            facet = str(e.get("facet") or tag.split(":", 1)[0])
+            facets.append(facet)
+            words = [tag.split(":", 1)[1], e.get("label") or ""] + list(e.get("synonyms") or [])
+            seen = set()
+            for w in words:
+                n = _norm(w)
+                if n and n not in seen:
+                    seen.add(n)
+                    texts.append(n)
+                    owner.append(i)
+                    exact.setdefault(n, []).append(i)
+        idx = VocabIndex(entries, facets, texts, np.array(owner, np.int64), None, exact)
+        with _vocab_lock:
+            _vocab_cache[key] = idx
+            while len(_vocab_cache) > 8:
+                _vocab_cache.popitem(last=False)
+    if with_embeddings and idx.emb is None and idx.texts:
+        idx.emb = embedder().embed(idx.texts)
+    return idx
+
+
+# --- image facts ----------------------------------------------------------------------------------------
+
+_PALETTE = {
+    "black": (20, 20, 20), "white": (245, 245, 245), "gray": (128, 128, 128), "red": (200, 30, 30),
+    "orange": (240, 140, 20), "yellow": (240, 220, 40), "green": (40, 160, 60), "blue": (40, 80, 200),
+    "purple": (130, 50, 160), "pink": (240, 140, 180), "brown": (120, 70, 30), "beige": (225, 205, 170),
+}
+
+
+@dataclass
+class ImageFacts:
+    ok: bool = False
+    width: int = 0
+    height: int = 0
+    detail: float = 0.0
+    """mean |Laplacian| of the 64x64 grey image (0 for flat fields and linear gradients)"""
+    colour_levels: int = 0
+    saturation: float = 0.0
+    colors: list[tuple[str, float]] = field(default_factory=list)
+    top: list[tuple[str, int, float]] = field(default_factory=list)
+    """classifier top-k (label, index, probability)"""
+
+
+def analyse_image(data: bytes | None, top_k: int, threads: int, run_classifier: bool = True) -> ImageFacts:
+    import cv2
+
+    facts = ImageFacts()
+    if not data:
+        return facts
+    arr = decode_image(data)
+    if arr is None:
+        return facts
+    facts.ok = True
+    facts.height, facts.width = arr.shape[:2]
+    small = cv2.resize(arr, (64, 64), interpolation=cv2.INTER_AREA)
+    grey = cv2.cvtColor(small, cv2.COLOR_RGB2GRAY).astype(np.float32)
+    facts.detail = float(np.abs(cv2.Laplacian(grey, cv2.CV_32F, ksize=1)[2:-2, 2:-2]).mean())
+    facts.colour_levels = int(len(np.unique((small // 32).reshape(-1, 3), axis=0)))
+    hsv = cv2.cvtColor(small, cv2.COLOR_RGB2HSV)
+    facts.saturation = float(hsv[..., 1].mean() / 255.0)
+    pal_names = list(_PALETTE)
+    pal = np.array([_PALETTE[n] for n in pal_names], np.float32)
+    px = small.reshape(-1, 3).astype(np.float32)
+    nearest = np.argmin(((px[:, None, :] - pal[None]) ** 2).sum(-1), axis=1)
+    counts = np.bincount(nearest, minlength=len(pal_names)) / len(nearest)
+    facts.colors = [(pal_names[i], float(counts[i])) for i in np.argsort(-counts) if counts[i] >= 0.05]
+    if run_classifier:
+        facts.top = classifier(threads).predict(arr, top_k=top_k)
+    return facts
+
+
+# --- helpers on the preprocessed record -----------------------------------------------------------------
+
+def _pre(request) -> dict[str, Any]:
+    pre = (request.context or {}).get("preprocessed") or {}
+    return pre if isinstance(pre, dict) else {}
+
+
+def _signals(pre: dict[str, Any]) -> dict[str, Any]:
+    return pre.get("signals") or {}
+
+
+def _ocr(pre: dict[str, Any]) -> tuple[str, int, float]:
+    """(clean text, number of real words, mean confidence 0..1)."""
+    ocr = pre.get("ocr") or {}
+    if ocr.get("skipped"):
+        return "", 0, 0.0
+    words = [w for w in (ocr.get("words") or []) if isinstance(w, dict)]
+    conf = ocr.get("mean_confidence")
+    if conf is None and words:
+        conf = float(np.mean([float(w.get("confidence") or 0) for w in words]))
+    conf = float(conf or 0.0)
+    if conf > 1.0:  # tesseract reports 0..100
+        conf /= 100.0
+    text = " ".join(str(ocr.get("text") or "").split())
+    real = [t for t in re.findall(r"[^\W_]{2,}", text)]
+    return text, len(real), max(0.0, min(1.0, conf if words or conf else 0.6))
+
+
+def _colors(pre: dict[str, Any], facts: ImageFacts) -> list[tuple[str, float]]:
+    cols = []
+    for c in _signals(pre).get("colors") or []:
+        if isinstance(c, dict) and c.get("name"):
+            cols.append((str(c["name"]), float(c.get("share") or 0.0)))
+    return cols or facts.colors
+
+
+def _faces(pre: dict[str, Any]) -> int:
+    try:
+        return max(0, int(_signals(pre).get("face_count") or 0))
+    except (TypeError, ValueError):
+        return 0
+
+
+def _product(pre: dict[str, Any]) -> dict[str, str]:
+    pc = ((pre.get("asset") or {}).get("product_context")) or {}
+    return {k: " ".join(str(v).split()) for k, v in pc.items() if v} if isinstance(pc, dict) else {}
+
+
+# --- tagging --------------------------------------------------------------------------------------------
+
+SIM_MIN = 0.5
+SIM_FULL = 0.8
+"""cosine(class name, vocabulary text): below SIM_MIN a class says nothing about a tag, from SIM_FULL on it
+counts fully; linear in between (MiniLM puts unrelated short nouns at 0.3-0.55)"""
+CLASS_MIN_SCORE = 0.15
+CLASS_FACETS = ("subject", "product", "content", "setting", "activity", "style")
+"""facets a classifier label may map onto (colour and mood come from other evidence)"""
+
+
+def _best(idx: VocabIndex, words: list[str], facets: tuple[str, ...] | None, query: str | None,
+          min_sim: float = 0.6) -> int | None:
+    for w in words:
+        hits = idx.lookup(w, facets)
+        if hits:
+            return hits[0]
+    if query and idx.emb is not None:
+        sims = idx.entry_sims(embedder().embed([query]))[0]
+        cand = [i for i in range(len(idx.entries)) if facets is None or idx.facets[i] in facets]
+        if cand:
+            j = max(cand, key=lambda i: sims[i])
+            if sims[j] >= min_sim:
+                return j
+    return None
+
+
+def tagging(request, facts: ImageFacts, use_embeddings: bool = True) -> dict[str, Any]:
+    pre = _pre(request)
+    vocab = (request.context or {}).get("vocabulary") or []
+    allowed = _schema_enum(request.output_schema)
+    idx = vocab_index(vocab, with_embeddings=use_embeddings)
+    scores: dict[int, float] = {}
+
+    def add(i: int | None, s: float) -> None:
+        if i is None:
+            return
+        s = float(max(0.0, min(0.99, s)))
+        scores[i] = 1.0 - (1.0 - scores.get(i, 0.0)) * (1.0 - s)  # noisy-or over evidence
+
+    # 1. classifier labels -> vocabulary, score = sqrt(p) * calibrated similarity
+    if use_embeddings and facts.top and idx.emb is not None:
+        names = [t[0] for t in facts.top]
+        sims = idx.entry_sims(embedder().embed([_norm(n) for n in names]))
+        for (name, _, p), row in zip(facts.top, sims):
+            for i in np.nonzero(row > SIM_MIN)[0]:
+                if idx.facets[i] in CLASS_FACETS:
+                    weight = min(1.0, (float(row[i]) - SIM_MIN) / (SIM_FULL - SIM_MIN))
+                    s = float(np.sqrt(p)) * weight
+                    if s >= CLASS_MIN_SCORE:
+                        add(int(i), s)
+
+    # 2. dominant colours (preprocessing's names/shares, else our own palette count)
+    for name, share in _colors(pre, facts)[:4]:
+        if share < 0.08:
+            continue
+        i = _best(idx, [name, name.split()[-1]], ("color", "colour"), f"{name} color" if use_embeddings else None, 0.7)
+        add(i, 0.35 + 0.6 * min(1.0, share / 0.6))
+
+    # 3. text found by OCR
+    text, n_words, conf = _ocr(pre)
+    if n_words:
+        i = _best(idx, ["text", "typography", "lettering", "words"], ("content",), "text" if use_embeddings else None)
+        add(i, 0.35 + 0.6 * min(1.0, n_words / 8.0) * max(conf, 0.3))
+
+    # 4. faces -> people tags
+    faces = _faces(pre)
+    if faces:
+        person = _best(idx, ["person", "people", "portrait"], ("subject", "people"), None)
+        people = _best(idx, ["people", "group", "crowd"], ("subject", "people"), None)
+        face = _best(idx, ["face"], ("subject", "people"), None)
+        add(person if faces == 1 or people is None else people, 0.55 + 0.1 * min(faces, 4))
+        add(face, 0.45)
+
+    # 5. cheap style facts
+    if facts.ok and facts.saturation < 0.04 and facts.detail > 1.0:
+        add(_best(idx, ["black and white", "monochrome", "grayscale"], ("style",), None), 0.6)
+    if facts.ok and facts.height > 1.2 * facts.width:
+        add(_best(idx, ["portrait orientation", "vertical"], ("style",), None), 0.5)
+
+    out = []
+    for i, s in sorted(scores.items(), key=lambda kv: -kv[1]):
+        tag = idx.entries[i]["tag"]
+        if allowed is not None and tag not in allowed:
+            continue
+        if s < 0.1:
+            continue
+        out.append({"tag": tag, "score": round(float(s), 4)})
+    return {"tags": out[:_max_items(request.output_schema, "tags", 20)]}
+
+
+# --- alt text -------------------------------------------------------------------------------------------
+
+_BAD_START = re.compile(r"^\s*(an?\s+)?(image|picture|photo|photograph)\s+(of|showing)\s+", re.I)
+_VOWEL = re.compile(r"^[aeiou]", re.I)
+CONFIDENT = 0.25
+"""classifier probability needed to name the subject"""
+
+
+def _article(noun: str) -> str:
+    return ("an " if _VOWEL.match(noun) else "a ") + noun
+
+
+def _clip(s: str, n: int) -> str:
+    s = " ".join(s.split())
+    if len(s) <= n:
+        return s
+    cut = s[: n - 1].rsplit(" ", 1)[0]
+    return cut.rstrip(",;:-") + "…"
+
+
+_NEUTRAL = {"white", "black", "gray", "grey", "silver", "beige", "off-white", "ivory", "cream"}
+
+
+def _colour_phrase(shares: list[tuple[str, float]]) -> str:
+    """' in red on a white background' / ' in red and blue' / ''."""
+    if not shares:
+        return ""
+    chroma = [c for c, _ in shares if c.lower() not in _NEUTRAL][:2]
+    bg = shares[0][0] if shares[0][0].lower() in _NEUTRAL and shares[0][1] >= 0.45 else None
+    out = f" in {' and '.join(chroma)}" if chroma else ""
+    if bg:
+        out += f" on a {bg} background"
+    elif not chroma:
+        out = f" in {' and '.join(c for c, _ in shares[:2])}"
+    return out
+
+
+def is_decorative(facts: ImageFacts, n_words: int, faces: int) -> bool:
+    """No text, no faces, no confident class, and (almost) no structure: flat fields and smooth gradients."""
+    if not facts.ok or n_words or faces:
+        return False
+    top_p = facts.top[0][2] if facts.top else 0.0
+    return facts.detail < 1.5 and top_p < 0.5
+
+
+def alt_text(request, facts: ImageFacts) -> dict[str, Any]:
+    pre = _pre(request)
+    text, n_words, _ = _ocr(pre)
+    faces = _faces(pre)
+    colour_shares = [(c, s) for c, s in _colors(pre, facts) if s >= 0.1]
+    colours = [c for c, _ in colour_shares][:2]
+    product = _product(pre)
+    visible = _clip(text, _max_len(request.output_schema, "visible_text", 1000))
+
+    if is_decorative(facts, n_words, faces):
+        tone = " and ".join(colours) if colours else "plain"
+        return {"alt_text": "", "decorative": True,
+                "caption": f"Decorative {tone} background.",
+                "title": "Decorative background",
+                "summary": f"A {tone} background with no text or distinct subject; it carries no information.",
+                "visible_text": ""}
+
+    conf_top = [t for t in facts.top if t[2] >= CONFIDENT]
+    label = conf_top[0][0] if conf_top else None
+    if product.get("name"):
+        subject = product["name"]
+        if product.get("category"):
+            subject = f"{subject} ({product['category']})"
+    elif faces:
+        subject = "a person" if faces == 1 else ("two people" if faces == 2 else f"a group of {faces} people")
+        if label:
+            subject += f" with {_article(label)}"
+    elif label and not (n_words >= 3 and conf_top[0][2] < 0.6):
+        subject = _article(label)
+    elif n_words:
+        subject = "a text graphic"
+    elif not facts.ok:
+        subject = "an image"
+    else:
+        subject = "an abstract pattern" if facts.detail > 25 or facts.colour_levels > 100 else "a simple graphic"
+    colour_phrase = "" if faces else _colour_phrase(colour_shares)
+    base = f"{subject}{colour_phrase}"
+    base = base[0].upper() + base[1:]
+    alt = base
+    limit = _max_len(request.output_schema, "alt_text", 125)
+    if n_words:
+        room = limit - len(alt) - len(' with the text ""')
+        if room >= 12:
+            alt += f' with the text "{_clip(text, room)}"'
+    alt = _BAD_START.sub("", _clip(alt, limit)) or base
+    alt = alt[0].upper() + alt[1:]
+
+    # caption: 1-2 sentences
+    sentences = [base + "."]
+    if n_words:
+        sentences.append(f'Visible text reads "{_clip(text, 120)}".')
+    elif len(conf_top) > 1:
+        sentences.append(f"It may also show {_article(conf_top[1][0])}.")
+    caption = _clip(" ".join(sentences[:2]), _max_len(request.output_schema, "caption", 400))
+
+    if product.get("name"):
+        title_src = product["name"]
+    elif subject.startswith(("a ", "an ")) and label and label in subject:
+        title_src = label
+    elif n_words:
+        title_src = _clip(str(((pre.get("ocr") or {}).get("text") or "")).strip().splitlines()[0], 60) or "Text graphic"
+    else:
+        title_src = re.sub(r"^(an?|two)\s+", "", subject)
+    title = _clip(title_src[0].upper() + title_src[1:], _max_len(request.output_schema, "title", 120))
+    parts = [base + "."]
+    if facts.top:
+        parts.append("Likely contents: " + ", ".join(f"{n} ({p:.0%})" for n, _, p in facts.top[:3]) + ".")
+    if colours:
+        parts.append("Dominant colours: " + ", ".join(colours) + ".")
+    if faces:
+        parts.append(f"Faces detected: {faces}.")
+    if n_words:
+        parts.append(f'Text: "{_clip(text, 200)}".')
+    summary = _clip(" ".join(parts), _max_len(request.output_schema, "summary", 600))
+    return {"alt_text": alt, "decorative": False, "caption": caption, "title": title, "summary": summary,
+            "visible_text": visible}
+
+
+# --- rights ---------------------------------------------------------------------------------------------
+
+_CC_URL = re.compile(r"creativecommons\.org/(?:licenses/([a-z\-]+)/([\d.]+)?|publicdomain/(zero|mark))", re.I)
+_CC_NAME = re.compile(r"\b(?:cc|creative\s+commons)[\s\-]*((?:by|attribution)(?:[\s\-]+(?:nc|nd|sa|non[\s\-]?commercial|"
+                      r"no[\s\-]?derivatives|share[\s\-]?alike))*)(?:[\s\-]*(\d\.\d))?", re.I)
+_PD = re.compile(r"\bcc0\b|cc[\s\-]?zero|public[\s\-]?domain|\bpdm\b|no known copyright", re.I)
+_RESTRICTED = re.compile(r"editorial|not for commercial|non[\s\-]?commercial use only|personal use only|"
+                         r"rights[\s\-]managed|do not (?:use|publish|reproduce)|\brestricted\b|embargo|no license|"
+                         r"not licen[cs]ed", re.I)
+_RESERVED = re.compile(r"all rights reserved|©|\(c\)|\bcopyright\b", re.I)
+_CREDIT_REQ = re.compile(r"credit (?:required|must|line required)|attribution required|must (?:credit|attribute)|"
+                         r"please credit", re.I)
+
+
+def _cc_name(text: str) -> str | None:
+    m = _CC_URL.search(text)
+    if m:
+        if m.group(3):
+            return "CC0 1.0" if m.group(3).lower() == "zero" else "Public Domain Mark"
+        return f"CC {m.group(1).upper()}" + (f" {m.group(2)}" if m.group(2) else "")
+    m = _CC_NAME.search(text)
+    if m:
+        parts = re.split(r"[\s\-]+", m.group(1).lower())
+        mapped = []
+        for p in parts:
+            p = {"attribution": "by", "noncommercial": "nc", "non": "nc", "commercial": "",
+                 "noderivatives": "nd", "no": "nd", "derivatives": "", "sharealike": "sa", "share": "sa",
+                 "alike": ""}.get(p, p)
+            if p and p not in mapped:
+                mapped.append(p)
+        return "CC " + "-".join(x.upper() for x in mapped) + (f" {m.group(2)}" if m.group(2) else "")
+    return None
+
+
+def rights(request) -> dict[str, Any]:
+    pre = _pre(request)
+    asset = pre.get("asset") or {}
+    emb = pre.get("embedded") or {}
+    exif = pre.get("exif") or {}
+    evidence = [(src, " ".join(str(v).split())) for src, v in (
+        ("declared license", asset.get("declared_license")),
+        ("usage terms", emb.get("usage_terms")),
+        ("license URL", emb.get("license_url")),
+        ("copyright notice", emb.get("copyright") or exif.get("copyright")),
+        ("uploader notes", asset.get("uploader_notes")),
+    ) if v and str(v).strip()]
+    creator = emb.get("creator") or exif.get("artist")
+    credit_line = emb.get("credit_line")
+    copyright_ = emb.get("copyright") or exif.get("copyright")
+
+    licence, src_of_licence, restricted, reserved, pd, credit_req = None, None, None, False, False, False
+    for src, text in evidence:
+        name = _cc_name(text)
+        if name and licence is None:
+            licence, src_of_licence = name, src
+        if _PD.search(text) and licence is None:
+            licence, src_of_licence = "Public domain (CC0)" if "cc0" in text.lower() else "Public domain", src
+        if _RESTRICTED.search(text) and restricted is None:
+            restricted = (src, text)
+        if _RESERVED.search(text) and src != "license URL":
+            reserved = True
+        if _CREDIT_REQ.search(text):
+            credit_req = True
+    pd = bool(licence and (licence.startswith("CC0") or licence.startswith("Public")))
+    by = bool(licence and re.match(r"CC BY", licence))
+
+    if restricted:
+        licensing = f"Restricted: {_clip(restricted[1], 200)} (from {restricted[0]})"
+        if licence:
+            licensing += f"; also states {licence}"
+    elif licence:
+        licensing = f"{licence} (from {src_of_licence})"
+    elif reserved:
+        holder = copyright_ or creator
+        licensing = "Restricted: all rights reserved" + (f" ({_clip(str(holder), 120)})" if holder else "")
+    else:
+        licensing = "unknown"
+
+    must_credit = by or credit_req or (bool(credit_line) and not pd)
+    if pd and not credit_req:
+        must_credit = False
+    credit_text = None
+    if must_credit:
+        holder = None
+        if copyright_:
+            holder = re.sub(r"^(?:©|\(c\)|copyright)\s*(?:\d{4}\s*)?", "", str(copyright_), flags=re.I).strip()
+        credit_text = str(credit_line or creator or holder or "") or None
+        if credit_text and by and licence and licence not in credit_text:
+            credit_text = f"{credit_text} / {licence}"
+    elif credit_line:
+        credit_text = str(credit_line)
+    return {"licensing": _clip(licensing, _max_len(request.output_schema, "licensing", 300)),
+            "must_display_credit": bool(must_credit),
+            "credit_text": _clip(credit_text, 300) if credit_text else None}
+
+
+# --- schema helpers -------------------------------------------------------------------------------------
+
+def _schema_enum(schema: dict[str, Any]) -> set[str] | None:
+    try:
+        enum = schema["properties"]["tags"]["items"]["properties"]["tag"].get("enum")
+    except (KeyError, TypeError, AttributeError):
+        return None
+    return set(enum) if enum else None
+
+
+def _max_items(schema: dict[str, Any], prop: str, default: int) -> int:
+    try:
+        return int(schema["properties"][prop].get("maxItems", default))
+    except (KeyError, TypeError, AttributeError, ValueError):
+        return default
+
+
+def _max_len(schema: dict[str, Any], prop: str, default: int) -> int:
+    try:
+        return int(schema["properties"][prop].get("maxLength", default))
+    except (KeyError, TypeError, AttributeError, ValueError):
+        return default

@@ -1,0 +1,154 @@
+"""A loopback HTTP server that replays recorded provider responses (tests and bench/enrich.py).
+
+Recordings are JSON files: {"status": 200, "headers": {...}, "body": {...} | "raw": "text", "delay_s": 0.0}.
+Requests are routed to a queue by a key (Anthropic: the forced tool name; Gemini: the response schema title or
+"default"); each queue pops scripted responses and then repeats its last (or a default) one. Every request is
+kept (path, headers without credentials, JSON body) so tests can assert on what was actually sent.
+
+Binds 127.0.0.1 only.
+"""
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections import defaultdict, deque
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any, Callable
+
+SECRET_HEADERS = {"x-api-key", "authorization", "x-goog-api-key"}
+
+
+def load_recording(path: str | Path) -> dict[str, Any]:
+    return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+@dataclass
+class Seen:
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: Any
+    at: float
+    had_api_key: bool = False
+
+
+def anthropic_route(path: str, body: Any) -> str:
+    try:
+        return str(body["tool_choice"]["name"])
+    except (KeyError, TypeError):
+        return "default"
+
+
+def gemini_route(path: str, body: Any) -> str:
+    try:
+        return str(body["generationConfig"]["responseJsonSchema"]["title"])
+    except (KeyError, TypeError):
+        return "default"
+
+
+@dataclass
+class ReplayServer:
+    route: Callable[[str, Any], str] = anthropic_route
+    default: dict[str, Any] | None = None
+    delay_s: float = 0.0
+    requests: list[Seen] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self._queues: dict[str, deque] = defaultdict(deque)
+        self._last: dict[str, dict[str, Any]] = {}
+        self._lock = threading.Lock()
+        self.server: ThreadingHTTPServer | None = None
+        self.transform: Callable[[str, Any, dict[str, Any]], dict[str, Any]] | None = None
+
+    # scripting ---------------------------------------------------------------------------------------------
+    def script(self, key: str, *recordings: dict[str, Any]) -> "ReplayServer":
+        with self._lock:
+            self._queues[key].extend(recordings)
+        return self
+
+    def count(self, key: str | None = None) -> int:
+        with self._lock:
+            if key is None:
+                return len(self.requests)
+            return sum(1 for r in self.requests if self.route(r.path, r.body) == key)
+
+    def _next(self, key: str) -> dict[str, Any]:
+        with self._lock:
+            q = self._queues.get(key)
+            if q:
+                rec = q.popleft()
+                self._last[key] = rec
+                return rec
+            rec = self._last.get(key) or self.default
+        if rec is None:
+            return {"status": 500, "body": {"type": "error", "error": {"type": "api_error",
+                                                                       "message": f"no recording for {key}"}}}
+        return rec
+
+    # server ------------------------------------------------------------------------------------------------
+    @property
+    def url(self) -> str:
+        assert self.server is not None
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def start(self) -> "ReplayServer":
+        replay = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self):  # noqa: N802
+                length = int(self.headers.get("Content-Length") or 0)
+                raw = self.rfile.read(length) if length else b""
+                try:
+                    body = json.loads(raw) if raw else None
+                except ValueError:
+                    body = raw.decode("utf-8", "replace")
+                headers = {k.lower(): v for k, v in self.headers.items()}
+                seen = Seen("POST", self.path, {k: v for k, v in headers.items() if k not in SECRET_HEADERS},
+                            body, time.monotonic(), had_api_key=any(k in headers for k in SECRET_HEADERS))
+                with replay._lock:
+                    replay.requests.append(seen)
+                key = replay.route(self.path, body)
+                rec = replay._next(key)
+                if replay.transform is not None:
+                    rec = replay.transform(key, body, rec)
+                delay = float(rec.get("delay_s", replay.delay_s))
+                if delay:
+                    time.sleep(delay)
+                out = rec["raw"].encode() if "raw" in rec else json.dumps(rec.get("body", {})).encode()
+                try:
+                    self.send_response(int(rec.get("status", 200)))
+                    hdrs = {"content-type": "application/json", **{k.lower(): v for k, v in
+                                                                    (rec.get("headers") or {}).items()}}
+                    for k, v in hdrs.items():
+                        if k != "content-length":
+                            self.send_header(k, str(v))
+                    self.send_header("Content-Length", str(len(out)))
+                    self.end_headers()
+                    self.wfile.write(out)
+                except (BrokenPipeError, ConnectionResetError):  # the client gave up (timeout tests)
+                    pass
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        threading.Thread(target=self.server.serve_forever, name="replay-http", daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.server.shutdown()
+            self.server.server_close()
+            self.server = None
+
+    def __enter__(self) -> "ReplayServer":
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()

@@ -1,0 +1,238 @@
+"""The enrich consumer group: preprocessed -> enriched.
+
+Per asset: dedupe lookup (exact sha256 / near pHash) -> reuse, or run the configured tasks (tagging, alt_text,
+rights; optional verifier) concurrently through `Caller` (bounded in-flight, rate limits, retries, one repair),
+then an EnrichedAsset with provenance and cost. See docs/enrich.md.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import OrderedDict
+from typing import TYPE_CHECKING, Any, Callable
+
+from consumers.enrich.calling import Caller, ModelSpec, PriceTable, SpendLedger, TaskResult, model_for
+from consumers.enrich.dedupe import DedupeIndex, ElasticsearchDedupeIndex, InMemoryDedupeIndex
+from consumers.enrich.prompts import load_prompt, render
+from consumers.enrich.providers import make_provider
+from consumers.enrich.providers.base import Provider
+from streams import metrics
+from streams.errors import PermanentError, StageError
+from streams.records import is_deleted, now_ms, stamp
+from streams.stage import Output, RecordContext, Stage
+
+if TYPE_CHECKING:
+    from streams.settings import Settings
+
+log = logging.getLogger(__name__)
+
+UNVERIFIED_CONFIDENCE_FACTOR = 0.8
+"""Without a verifier, confidence = mean self-reported tag score x this: self-reported scores are not
+calibrated, so an unverified answer never reaches a 0.85 auto-apply threshold on its own."""
+VERIFY_MIN_SCORE = 0.5
+
+PRE_FIELDS = ("image", "thumbnail", "exif", "place", "embedded", "ocr", "hashes", "signals")
+
+
+def _jaccard(a: set[str], b: set[str]) -> float:
+    if not a and not b:
+        return 1.0
+    return len(a & b) / len(a | b)
+
+
+def minimal_pre(value: dict[str, Any]) -> dict[str, Any]:
+    return {"asset": value["asset"], **{k: None for k in PRE_FIELDS}, "stamp": value["stamp"]}
+
+
+class EnrichStage(Stage):
+    name = "enrich"
+    input_topic = "preprocessed"
+    output_topic = "enriched"
+    kind = "io"
+
+    def __init__(self, settings: "Settings", provider_factory: Callable[[str, "Settings"], Provider] | None = None,
+                 dedupe: DedupeIndex | None = None):
+        super().__init__(settings)
+        self.enrich = settings.enrich
+        self.prices = PriceTable(self.enrich)
+        self.ledger = SpendLedger(self.enrich.budget_usd)
+        self.specs: dict[str, ModelSpec] = {t: model_for(t, self.enrich) for t in self.enrich.tasks}
+        self.verifier: ModelSpec | None = ModelSpec.parse(self.enrich.verifier, self.enrich.provider) \
+            if self.enrich.verifier else None
+        for spec in [*self.specs.values(), *([self.verifier] if self.verifier else [])]:
+            if not self.prices.has(spec):
+                raise ValueError(f"enrich: no price for {spec.key}; add enrich.prices[{spec.key!r}] "
+                                 "(budget and cost accounting need it)")
+        factory = provider_factory or make_provider
+        self.providers: dict[str, Provider] = {}
+        for spec in [*self.specs.values(), *([self.verifier] if self.verifier else [])]:
+            if spec.provider not in self.providers:
+                self.providers[spec.provider] = factory(spec.provider, settings)
+        self.caller = Caller(self.enrich, self.providers, ledger=self.ledger, prices=self.prices)
+        self.templates = {t: load_prompt(t, self.enrich.prompt_versions.get(t)) for t in self.enrich.tasks}
+        from consumers.validate.taxonomy import load_taxonomy
+        tax = load_taxonomy(path=settings.validate_.taxonomy_path)
+        self.taxonomy_version = str(tax.version)
+        self.vocabulary = [{"tag": t["tag"], "facet": t["facet"], "label": t["label"],
+                            "synonyms": list(t.get("synonyms") or [])} for t in tax.vocabulary()]
+        if dedupe is None:
+            if self.enrich.dedupe == "elasticsearch":
+                dedupe = ElasticsearchDedupeIndex(settings)
+            elif self.enrich.dedupe == "memory":
+                dedupe = InMemoryDedupeIndex(self.enrich.dedupe_max_distance, self.enrich.dedupe_lru_size)
+        self.dedupe = dedupe
+        # task results of records that failed part-way, so a runner retry does not pay twice
+        self._partial: OrderedDict[tuple[str, str, str], TaskResult] = OrderedDict()
+
+    # --- runner hooks -------------------------------------------------------------------------------------
+    def should_pause(self) -> str | None:
+        if self.ledger.exhausted:
+            return "budget"
+        return None
+
+    @property
+    def spent_usd(self) -> float:
+        return self.ledger.spent_usd
+
+    async def aclose(self) -> None:
+        for p in self.providers.values():
+            try:
+                await p.aclose()
+            except Exception:  # closing must not fail shutdown
+                log.debug("provider close failed", exc_info=True)
+        if self.dedupe is not None:
+            await self.dedupe.aclose()
+
+    def close(self) -> None:
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            try:
+                asyncio.run(self.aclose())
+            except Exception:
+                log.debug("enrich close failed", exc_info=True)
+
+    # --- processing ---------------------------------------------------------------------------------------
+    async def aprocess(self, value: dict[str, Any], ctx: RecordContext) -> Output:
+        if is_deleted(value):
+            return Output(value=self._record(minimal_pre(value), None, [], 0.0))
+        pre = {**{k: None for k in PRE_FIELDS}, **value, "thumbnail": None}
+        asset = value["asset"]
+        hashes = value.get("hashes") or {}
+
+        if self.dedupe is not None and hashes and asset.get("event_type") != "reprocess":
+            match = await self.dedupe.lookup(hashes.get("sha256"), hashes.get("phash"), hashes.get("phash_bands"),
+                                             tenant=asset.get("tenant"), exclude_asset_id=asset["asset_id"])
+            if match is not None:
+                metrics.DEDUPE.labels(match.kind).inc()
+                prov = [*match.provenance, {
+                    "task": "dedupe", "provider": "dedupe", "model": "sha256" if match.kind == "exact" else "phash",
+                    "model_version": None, "prompt_id": "dedupe", "prompt_version": match.kind,
+                    "prompt_hash": "", "request_id": match.asset_id, "timestamp": now_ms(), "input_tokens": 0,
+                    "output_tokens": 0, "latency_ms": 0.0, "cost_usd": 0.0}]
+                return Output(value=self._record(pre, match.enrichment, prov, 0.0, duplicate_of=match.asset_id,
+                                                 duplicate_distance=match.distance))
+            metrics.DEDUPE.labels("miss").inc()
+
+        results = await self._run_tasks(value)
+        enrichment = self._merge(results)
+        provenance = [r.provenance for r in results.values()]
+        cost = sum(r.cost_usd for r in results.values())
+        if self.dedupe is not None and hashes:
+            await self.dedupe.remember(asset["asset_id"], hashes.get("sha256"), hashes.get("phash"),
+                                       hashes.get("phash_bands"), enrichment, provenance, tenant=asset.get("tenant"))
+        return Output(value=self._record(pre, enrichment, provenance, cost))
+
+    def _record(self, pre: dict[str, Any], enrichment: dict[str, Any] | None, provenance: list[dict[str, Any]],
+                cost: float, *, duplicate_of: str | None = None, duplicate_distance: int | None = None
+                ) -> dict[str, Any]:
+        return {"pre": pre, "enrichment": enrichment, "provenance": provenance, "cost_usd": float(cost),
+                "duplicate_of": duplicate_of, "duplicate_distance": duplicate_distance, "stamp": stamp(self.name)}
+
+    async def _run_tasks(self, value: dict[str, Any]) -> dict[str, TaskResult]:
+        asset = value["asset"]
+        thumb = value.get("thumbnail") or {}
+        image = thumb.get("data") if self.enrich.send_image else None
+        media_type = thumb.get("media_type") or "image/jpeg"
+        context = {"preprocessed": value, "vocabulary": self.vocabulary, "taxonomy_version": self.taxonomy_version}
+        jobs: dict[str, tuple[str, ModelSpec]] = {t: (t, s) for t, s in self.specs.items()}
+        if self.verifier is not None and "tagging" in self.templates:
+            jobs["verify"] = ("tagging", self.verifier)
+        key_base = (asset["asset_id"], str(asset.get("event_id")))
+        results: dict[str, TaskResult] = {}
+        pending: dict[asyncio.Task, str] = {}
+        for name, (task, spec) in jobs.items():
+            cached = self._partial.get((*key_base, name))
+            if cached is not None:
+                results[name] = cached
+                continue
+            prompt = render(self.templates[task], value, vocabulary=self.vocabulary,
+                            taxonomy_version=self.taxonomy_version, provider=spec.provider, model=spec.model,
+                            max_tokens=self.enrich.max_tokens.get(task, 1024))
+            coro = self.caller.run(spec, prompt, image=image, media_type=media_type, context=context)
+            pending[asyncio.ensure_future(coro)] = name
+        error: BaseException | None = None
+        if pending:
+            done, rest = await asyncio.wait(pending, return_when=asyncio.FIRST_EXCEPTION)
+            for t in rest:  # one task failed: stop paying for the others
+                t.cancel()
+            if rest:
+                await asyncio.gather(*rest, return_exceptions=True)
+            for t in done:
+                name = pending[t]
+                if t.exception() is not None:
+                    exc = t.exception()
+                    if error is None or (isinstance(exc, PermanentError) and not isinstance(error, PermanentError)):
+                        error = exc
+                else:
+                    results[name] = t.result()
+        if error is not None:
+            if not isinstance(error, PermanentError):  # keep finished tasks for the runner's retry
+                for name, r in results.items():
+                    self._partial[(*key_base, name)] = r
+                while len(self._partial) > 4096:
+                    self._partial.popitem(last=False)
+            else:
+                self._drop_partial(key_base, jobs)
+            raise error
+        self._drop_partial(key_base, jobs)
+        if "verify" in results:
+            results["verify"].provenance["task"] = "verify"
+        return results
+
+    def _drop_partial(self, key_base: tuple[str, str], jobs: dict[str, Any]) -> None:
+        for name in jobs:
+            self._partial.pop((*key_base, name), None)
+
+    def _merge(self, results: dict[str, TaskResult]) -> dict[str, Any]:
+        e: dict[str, Any] = {"tags": [], "alt_text": None, "decorative": False, "caption": None, "title": None,
+                             "summary": None, "visible_text": None, "licensing": None, "must_display_credit": False,
+                             "credit_text": None, "confidence": 0.0, "raw_outputs": {}}
+        for name, r in results.items():
+            e["raw_outputs"][name] = r.raw_text
+        if "tagging" in results:
+            tags = sorted(results["tagging"].data.get("tags", []), key=lambda t: -float(t["score"]))
+            e["tags"] = [{"tag": str(t["tag"]), "score": float(t["score"])} for t in tags]
+        if "alt_text" in results:
+            d = results["alt_text"].data
+            e.update(alt_text=d["alt_text"], decorative=bool(d["decorative"]), caption=d["caption"],
+                     title=d["title"], summary=d["summary"], visible_text=d["visible_text"])
+        if "rights" in results:
+            d = results["rights"].data
+            e.update(licensing=d["licensing"], must_display_credit=bool(d["must_display_credit"]),
+                     credit_text=d.get("credit_text"))
+        e["confidence"] = round(self._confidence(results), 4)
+        return e
+
+    @staticmethod
+    def _confidence(results: dict[str, TaskResult]) -> float:
+        if "tagging" not in results:
+            return 0.0
+        tags = results["tagging"].data.get("tags", [])
+        if "verify" in results:
+            first = {t["tag"] for t in tags if float(t["score"]) >= VERIFY_MIN_SCORE}
+            second = {t["tag"] for t in results["verify"].data.get("tags", []) if float(t["score"]) >= VERIFY_MIN_SCORE}
+            return _jaccard(first, second)
+        if not tags:
+            return 0.0
+        return UNVERIFIED_CONFIDENCE_FACTOR * sum(float(t["score"]) for t in tags) / len(tags)

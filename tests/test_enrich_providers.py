@@ -1,0 +1,328 @@
+"""Claude and Gemini adapters against recorded responses in each API's wire format, served over loopback HTTP
+to the real SDKs (anthropic.AsyncAnthropic, google.genai.Client)."""
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+from pathlib import Path
+
+import pytest
+
+from consumers.enrich.calling import Caller, ModelSpec, PriceTable, SpendLedger
+from consumers.enrich.prompts import load_prompt, render
+from consumers.enrich.providers.base import ProviderRequest
+from consumers.enrich.providers.claude import ClaudeProvider
+from consumers.enrich.providers.gemini import GeminiProvider
+from consumers.enrich.replay import ReplayServer, gemini_route, load_recording
+from streams.errors import PermanentError, TransientError
+from streams.settings import Settings
+
+REC = Path(__file__).parent / "recordings"
+KEY = "sk-ant-test-SECRET-0123456789"
+GKEY = "AIza-test-SECRET-0123456789"
+VOCAB = [{"tag": t, "facet": t.split(":")[0], "label": t.split(":")[1], "synonyms": []}
+         for t in ("product:sneaker", "product:footwear", "color:red", "setting:studio", "content:photo")]
+PRE = {"asset": {"asset_id": "a1", "product_context": {"sku": "RF-2", "category": "footwear"}},
+       "ocr": {"text": "RUNFAST 2"}}
+JPEG = base64.b64decode("/9j/4AAQSkZJRgABAQAAAQABAAD/2wBDAAgGBgcGBQgHBwcJCQgKDBQNDAsLDBkSEw8UHRofHh0aHBwgJC4nICIsIxwcKDcpLDAxNDQ0Hyc5PTgyPC4zNDL/wAALCAABAAEBAREA/8QAFAABAAAAAAAAAAAAAAAAAAAACf/EABQQAQAAAAAAAAAAAAAAAAAAAAD/2gAIAQEAAD8AKp//2Q==")
+
+
+def rec(name: str, **over) -> dict:
+    return {**load_recording(REC / name), **over}
+
+
+def settings(**enrich) -> Settings:
+    base = {"provider": "claude", "max_attempts": 3, "backoff_initial_s": 0.01, "backoff_max_s": 2.0,
+            "request_timeout_s": 5.0, "dedupe": "off"}
+    return Settings().with_overrides(enrich={**base, **enrich})
+
+
+def prompt(task: str, provider: str = "claude", model: str = "claude-haiku-4-5"):
+    return render(load_prompt(task), PRE, vocabulary=VOCAB, taxonomy_version="test", provider=provider,
+                  model=model, max_tokens=300)
+
+
+def caller(s: Settings, provider) -> Caller:
+    return Caller(s.enrich, {provider.name: provider}, ledger=SpendLedger(s.enrich.budget_usd),
+                  prices=PriceTable(s.enrich))
+
+
+@pytest.fixture
+def claude_server():
+    with ReplayServer() as srv:
+        yield srv
+
+
+@pytest.fixture
+def gemini_server():
+    with ReplayServer(route=gemini_route) as srv:
+        yield srv
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+# --- Claude -----------------------------------------------------------------------------------------------
+
+def test_claude_success_forced_tool_call_and_request_shape(claude_server):
+    claude_server.script("record_tags", rec("claude/tagging_ok.json"))
+    s = settings()
+    p = ClaudeProvider(api_key=KEY, base_url=claude_server.url)
+    pr = prompt("tagging")
+
+    async def go():
+        try:
+            return await caller(s, p).run(ModelSpec("claude", "claude-haiku-4-5"), pr, image=JPEG,
+                                          media_type="image/jpeg", context={})
+        finally:
+            await p.aclose()
+    res = run(go())
+    assert res.data["tags"][0] == {"tag": "product:sneaker", "score": 0.96}
+    prov = res.provenance
+    assert prov["request_id"] == "req_011CTagging0000000000001"
+    assert prov["model_version"] == "claude-haiku-4-5-20251001"
+    assert (prov["input_tokens"], prov["output_tokens"]) == (3120, 96)
+    assert prov["cost_usd"] == pytest.approx((3120 * 1.0 + 96 * 5.0) / 1e6)
+    assert prov["prompt_hash"] == pr.hash and prov["prompt_version"] == "v1" and prov["prompt_id"] == "tagging"
+    (seen,) = claude_server.requests
+    assert seen.path == "/v1/messages" and seen.had_api_key
+    assert KEY not in json.dumps(seen.headers)
+    body = seen.body
+    assert body["tool_choice"] == {"type": "tool", "name": "record_tags"}
+    assert body["tools"][0]["input_schema"] == pr.schema
+    assert body["tools"][0]["input_schema"]["properties"]["tags"]["items"]["properties"]["tag"]["enum"] == \
+        sorted(t["tag"] for t in VOCAB)
+    assert body["system"] == pr.system
+    image, text = body["messages"][0]["content"]
+    assert image == {"type": "image", "source": {"type": "base64", "media_type": "image/jpeg",
+                                                 "data": base64.b64encode(JPEG).decode()}}
+    assert text == {"type": "text", "text": pr.user_text}
+
+
+def test_claude_429_then_success_honours_retry_after(claude_server):
+    claude_server.script("record_tags", rec("claude/429.json"), rec("claude/tagging_ok.json"))
+    s = settings()
+    p = ClaudeProvider(api_key=KEY, base_url=claude_server.url)
+    sleeps: list[float] = []
+
+    async def fake_sleep(d):
+        sleeps.append(d)
+
+    async def go():
+        c = caller(s, p)
+        c._sleep = fake_sleep
+        try:
+            return await c.run(ModelSpec("claude", "claude-haiku-4-5"), prompt("tagging"), image=None,
+                               media_type="image/jpeg", context={})
+        finally:
+            await p.aclose()
+    res = run(go())
+    assert claude_server.count() == 2
+    assert sleeps == [1.0]  # retry-after: 1
+    assert res.provenance["request_id"] == "req_011CTagging0000000000001"
+
+
+@pytest.mark.parametrize("name,status", [("claude/529.json", 529), ("claude/500.json", 500)])
+def test_claude_5xx_is_transient_after_retries(claude_server, name, status):
+    claude_server.script("record_tags", rec(name))
+    s = settings(max_attempts=3)
+    p = ClaudeProvider(api_key=KEY, base_url=claude_server.url)
+
+    async def go():
+        try:
+            await caller(s, p).run(ModelSpec("claude", "claude-haiku-4-5"), prompt("tagging"), image=None,
+                                   media_type="image/jpeg", context={})
+        finally:
+            await p.aclose()
+    with pytest.raises(TransientError) as ei:
+        run(go())
+    assert ei.value.reason == f"http_{status}"
+    assert claude_server.count() == 3
+
+
+@pytest.mark.parametrize("name,status", [("claude/400.json", 400), ("claude/401.json", 401)])
+def test_claude_4xx_is_permanent_without_retry_and_without_secret(claude_server, name, status):
+    claude_server.script("record_tags", rec(name))
+    p = ClaudeProvider(api_key=KEY, base_url=claude_server.url)
+
+    async def go():
+        try:
+            await caller(settings(), p).run(ModelSpec("claude", "claude-haiku-4-5"), prompt("tagging"),
+                                            image=None, media_type="image/jpeg", context={})
+        finally:
+            await p.aclose()
+    with pytest.raises(PermanentError) as ei:
+        run(go())
+    assert ei.value.reason == f"http_{status}"
+    assert claude_server.count() == 1
+    assert KEY not in str(ei.value) and KEY not in json.dumps(ei.value.details)
+
+
+def test_claude_refusal_is_permanent_refused(claude_server):
+    claude_server.script("record_alt_text", rec("claude/refusal.json"))
+    s = settings()
+    p = ClaudeProvider(api_key=KEY, base_url=claude_server.url)
+    c = caller(s, p)
+
+    async def go():
+        try:
+            await c.run(ModelSpec("claude", "claude-sonnet-4-6"), prompt("alt_text", model="claude-sonnet-4-6"),
+                        image=JPEG, media_type="image/jpeg", context={})
+        finally:
+            await p.aclose()
+    with pytest.raises(PermanentError) as ei:
+        run(go())
+    assert ei.value.reason == "refused"
+    assert claude_server.count() == 1
+    assert c.ledger.spent_usd == pytest.approx(1650 * 3.0 / 1e6)  # refused input tokens are still billed
+
+
+@pytest.mark.parametrize("bad", ["claude/tagging_malformed_text.json", "claude/tagging_invalid.json"])
+def test_claude_bad_output_then_repaired(claude_server, bad):
+    claude_server.script("record_tags", rec(bad), rec("claude/tagging_ok.json"))
+    p = ClaudeProvider(api_key=KEY, base_url=claude_server.url)
+
+    async def go():
+        try:
+            return await caller(settings(), p).run(ModelSpec("claude", "claude-haiku-4-5"), prompt("tagging"),
+                                                   image=None, media_type="image/jpeg", context={})
+        finally:
+            await p.aclose()
+    res = run(go())
+    assert res.repaired and res.data["tags"][0]["tag"] == "product:sneaker"
+    first, second = claude_server.requests
+    repair_text = second.body["messages"][0]["content"][-1]["text"]
+    assert "did not satisfy the output schema" in repair_text
+    assert '<untrusted_data source="previous_answer">' in repair_text
+    assert second.body["system"] == first.body["system"]
+    assert second.body["tools"] == first.body["tools"]
+    # both calls are paid for
+    assert res.provenance["input_tokens"] == 3120 * 2
+
+
+def test_claude_invalid_twice_is_permanent_with_raw_output(claude_server):
+    claude_server.script("record_alt_text", rec("claude/alt_text_image_of.json"), rec("claude/alt_text_image_of.json"))
+    p = ClaudeProvider(api_key=KEY, base_url=claude_server.url)
+
+    async def go():
+        try:
+            await caller(settings(), p).run(ModelSpec("claude", "claude-sonnet-4-6"),
+                                            prompt("alt_text", model="claude-sonnet-4-6"), image=None,
+                                            media_type="image/jpeg", context={})
+        finally:
+            await p.aclose()
+    with pytest.raises(PermanentError) as ei:
+        run(go())
+    assert ei.value.reason == "invalid_model_output"
+    assert "Image of a red sneaker" in ei.value.details["raw_output"]
+    assert claude_server.count() == 2
+
+
+def test_claude_timeout_is_transient(claude_server):
+    claude_server.script("record_tags", rec("claude/tagging_ok.json", delay_s=1.5))
+    s = settings(request_timeout_s=0.3, max_attempts=2)
+    p = ClaudeProvider(api_key=KEY, base_url=claude_server.url)
+
+    async def go():
+        try:
+            await caller(s, p).run(ModelSpec("claude", "claude-haiku-4-5"), prompt("tagging"), image=None,
+                                   media_type="image/jpeg", context={})
+        finally:
+            await p.aclose()
+    with pytest.raises(TransientError) as ei:
+        run(go())
+    assert ei.value.reason == "timeout"
+    assert claude_server.count() == 2
+
+
+# --- Gemini -----------------------------------------------------------------------------------------------
+
+def gemini(server) -> GeminiProvider:
+    return GeminiProvider(api_key=GKEY, base_url=server.url)
+
+
+def gcall(server, task: str, s: Settings | None = None, image: bytes | None = None, sleeps=None):
+    s = s or settings(provider="gemini")
+    p = gemini(server)
+    pr = prompt(task, provider="gemini", model="gemini-2.5-flash")
+
+    async def go():
+        c = caller(s, p)
+        if sleeps is not None:
+            async def fake(d):
+                sleeps.append(d)
+            c._sleep = fake
+        try:
+            return await c.run(ModelSpec("gemini", "gemini-2.5-flash"), pr, image=image, media_type="image/jpeg",
+                               context={})
+        finally:
+            await p.aclose()
+    return pr, run(go())
+
+
+def test_gemini_success_structured_output_and_request_shape(gemini_server):
+    gemini_server.script("alt_text output", rec("gemini/alt_text_ok.json"))
+    pr, res = gcall(gemini_server, "alt_text", image=JPEG)
+    assert res.data["visible_text"] == "RUNFAST 2"
+    assert res.provenance["request_id"] == "x1FtaZ2nLqyD1MkP0alttext"
+    assert res.provenance["model_version"] == "gemini-2.5-flash"
+    assert (res.provenance["input_tokens"], res.provenance["output_tokens"]) == (1300, 88)
+    (seen,) = gemini_server.requests
+    assert seen.path.endswith("/models/gemini-2.5-flash:generateContent") and seen.had_api_key
+    assert GKEY not in json.dumps(seen.headers) and GKEY not in seen.path
+    cfg = seen.body["generationConfig"]
+    assert cfg["responseMimeType"] == "application/json"
+    assert cfg["responseJsonSchema"] == pr.schema
+    assert seen.body["systemInstruction"]["parts"][0]["text"] == pr.system
+    parts = seen.body["contents"][0]["parts"]
+    inline = parts[0]["inlineData"]  # the SDK sends url-safe base64 and snake-case mime_type here
+    assert base64.urlsafe_b64decode(inline["data"]) == JPEG
+    assert (inline.get("mimeType") or inline.get("mime_type")) == "image/jpeg"
+    assert parts[1]["text"] == pr.user_text
+
+
+def test_gemini_429_then_success(gemini_server):
+    gemini_server.script("tagging output", rec("gemini/429.json"), rec("gemini/tagging_ok.json"))
+    sleeps: list[float] = []
+    _, res = gcall(gemini_server, "tagging", sleeps=sleeps)
+    assert gemini_server.count() == 2 and sleeps == [1.0]  # RetryInfo.retryDelay "1s"
+    assert res.data["tags"][0]["tag"] == "product:sneaker"
+
+
+def test_gemini_503_transient(gemini_server):
+    gemini_server.script("tagging output", rec("gemini/503.json"))
+    with pytest.raises(TransientError) as ei:
+        gcall(gemini_server, "tagging", s=settings(provider="gemini", max_attempts=2))
+    assert ei.value.reason == "http_503" and gemini_server.count() == 2
+
+
+def test_gemini_400_permanent_no_secret(gemini_server):
+    gemini_server.script("tagging output", rec("gemini/400.json"))
+    with pytest.raises(PermanentError) as ei:
+        gcall(gemini_server, "tagging")
+    assert ei.value.reason == "http_400" and gemini_server.count() == 1
+    assert GKEY not in str(ei.value)
+
+
+@pytest.mark.parametrize("name", ["gemini/safety_prompt_blocked.json", "gemini/safety_finish.json"])
+def test_gemini_safety_block_is_refused(gemini_server, name):
+    gemini_server.script("alt_text output", rec(name))
+    with pytest.raises(PermanentError) as ei:
+        gcall(gemini_server, "alt_text")
+    assert ei.value.reason == "refused" and gemini_server.count() == 1
+
+
+def test_gemini_malformed_json_then_repaired(gemini_server):
+    gemini_server.script("tagging output", rec("gemini/tagging_malformed.json"), rec("gemini/tagging_ok.json"))
+    _, res = gcall(gemini_server, "tagging")
+    assert res.repaired and gemini_server.count() == 2
+    assert "did not satisfy" in gemini_server.requests[1].body["contents"][0]["parts"][-1]["text"]
+
+
+def test_gemini_timeout_transient(gemini_server):
+    gemini_server.script("tagging output", rec("gemini/tagging_ok.json", delay_s=2.5))
+    with pytest.raises(TransientError) as ei:
+        gcall(gemini_server, "tagging", s=settings(provider="gemini", request_timeout_s=1.0, max_attempts=1))
+    assert ei.value.reason == "timeout"
