@@ -1,0 +1,342 @@
+"""ValidateStage: every policy branch with its reasons, the vocabulary, alt-text rules, human-edits-win, rights.
+Each produced record is checked against the ValidatedAsset Avro schema (validate + a write/read roundtrip)."""
+from __future__ import annotations
+
+import json
+
+import pytest
+from prometheus_client import REGISTRY
+
+from consumers.validate.stage import STATUS_HEADER, ValidateStage
+from consumers.validate.taxonomy import load_taxonomy
+from streams.avro import roundtrip, validate as avro_validate
+from streams.errors import PermanentError
+from streams.settings import Settings
+from streams.stage import RecordContext
+from tests.validate_support import enriched_asset
+
+
+def make_stage(**validate_overrides) -> ValidateStage:
+    return ValidateStage(Settings().with_overrides(validate=validate_overrides))
+
+
+@pytest.fixture(scope="module")
+def stage() -> ValidateStage:
+    return make_stage()
+
+
+def run(stage: ValidateStage, **kw) -> dict:
+    out = stage.validate(enriched_asset(**kw))
+    avro_validate("ValidatedAsset", out)
+    back = roundtrip("ValidatedAsset", out)
+    assert back["status"] == out["status"] and back["reasons"] == out["reasons"]
+    assert [(t["tag"], t["source"]) for t in back["tags"]] == [(t["tag"], t["source"]) for t in out["tags"]]
+    assert [t["score"] for t in back["tags"]] == pytest.approx([t["score"] for t in out["tags"]])  # Avro float
+    return out
+
+
+def has_reason(record: dict, text: str) -> bool:
+    return any(text in r for r in record["reasons"])
+
+
+# --- automation policy ------------------------------------------------------------------------------------
+
+def test_confident_owned_studio_shot_is_auto_applied(stage):
+    out = run(stage)
+    assert out["status"] == "auto_applied"
+    assert out["reasons"][0] == "confidence 0.92 >= 0.85"
+    assert out["usage_flag"] == "ok" and has_reason(out, "usage ok: declared licence")
+    assert out["taxonomy_version"] == "v2" and has_reason(out, "taxonomy v2")
+    assert out["alt_text"].startswith("Red running sneaker") and out["field_sources"]["alt_text"] == "model"
+    assert out["stamp"]["stage"] == "validate"
+
+
+def test_low_confidence_needs_review(stage):
+    out = run(stage, enrich={"confidence": 0.62})
+    assert out["status"] == "needs_review"
+    assert out["reasons"][0] == "confidence 0.62 < 0.70: below the review threshold"
+
+
+@pytest.mark.parametrize("policy, status", [("review", "needs_review"), ("auto", "auto_applied")])
+def test_between_thresholds_follows_between_policy(policy, status):
+    out = run(make_stage(between_policy=policy), enrich={"confidence": 0.78})
+    assert out["status"] == status
+    assert has_reason(out, f"confidence 0.78 between 0.70 and 0.85: between_policy={policy}")
+
+
+def test_thresholds_come_from_settings():
+    out = run(make_stage(auto_apply_threshold=0.95, review_threshold=0.9), enrich={"confidence": 0.92})
+    assert out["status"] == "needs_review" and has_reason(out, "confidence 0.92 between 0.90 and 0.95")
+
+
+def test_faces_route_to_review_unless_disabled(stage):
+    out = run(stage, face_count=2)
+    assert out["status"] == "needs_review"
+    assert out["reasons"][0] == "2 faces detected: people in image need consent review"
+    assert run(make_stage(faces_need_review=False), face_count=2)["status"] == "auto_applied"
+
+
+def test_nsfw_review_and_reject(stage):
+    out = run(stage, nsfw_score=0.81)
+    assert out["status"] == "needs_review" and has_reason(out, "NSFW score 0.81 >= 0.50: sensitive content review")
+    out = run(make_stage(nsfw_reject_threshold=0.8), nsfw_score=0.81)
+    assert out["status"] == "rejected" and out["reasons"][0] == "NSFW score 0.81 >= 0.80: rejected"
+
+
+def test_missing_enrichment_needs_review(stage):
+    out = run(stage, no_enrichment=True)
+    assert out["status"] == "needs_review" and out["reasons"][0].startswith("no model output")
+    assert out["tags"] == [] and out["alt_text"] is None
+
+
+def test_deleted_passes_through(stage):
+    value = enriched_asset(event_type="deleted")
+    out = stage.validate(value)
+    avro_validate("ValidatedAsset", out)
+    assert out["status"] == "deleted" and out["enriched"] is value and out["reasons"] == ["asset asset-0001 deleted"]
+
+
+def test_process_returns_output_and_counts_the_decision(stage):
+    labels = {"status": "needs_review", "usage_flag": "restricted"}
+    before = REGISTRY.get_sample_value("assetstream_validation_decisions_total", labels) or 0.0
+    ctx = RecordContext(topic="assetstream.enriched", partition=0, offset=7, key="asset-0001", headers={},
+                        timestamp_ms=None)
+    out = stage.process(enriched_asset(declared_license="Editorial use only"), ctx)
+    assert out.value["status"] == "needs_review" and out.headers[STATUS_HEADER] == "needs_review"
+    assert REGISTRY.get_sample_value("assetstream_validation_decisions_total", labels) == before + 1
+    assert (stage.name, stage.input_topic, stage.output_topic, stage.kind) == ("validate", "enriched", "validated", "cpu")
+
+
+# --- schema validation ------------------------------------------------------------------------------------
+
+def test_schema_violation_is_rejected_with_paths(stage):
+    out = run(stage, human_fields={"title": "Spring hero"},
+              enrich={"tags": [{"tag": "product:sneaker", "score": 1.7}], "confidence": 0.99})
+    assert out["status"] == "rejected"
+    assert has_reason(out, "schema: $.tags[0].score: 1.7 is greater than the maximum of 1")
+    # model output is not applied; the person's title still is
+    assert out["title"] == "Spring hero" and out["field_sources"]["title"] == "human"
+    assert out["tags"] == [] and out["alt_text"] is None
+
+
+def test_schema_violation_can_dead_letter():
+    with pytest.raises(PermanentError) as err:
+        make_stage(schema_violation="dead_letter").validate(
+            enriched_asset(enrich={"tags": [{"tag": "", "score": 0.5}]}))
+    assert err.value.reason == "schema_violation"
+    assert "$.tags[0].tag" in err.value.details["failing_paths"]
+    assert err.value.details["asset_id"] == "asset-0001"
+
+
+def test_raw_output_is_checked_against_the_prompt_schema(stage):
+    out = run(stage, enrich={"raw_outputs": {"alt_text": json.dumps({"alt_text": "A shoe", "decorative": False}),
+                                             "tagging": "{not json"}})
+    assert out["status"] == "rejected"
+    assert has_reason(out, "schema: $.raw_outputs.alt_text: 'caption' is a required property")
+    assert has_reason(out, "schema: $.raw_outputs.tagging: not valid JSON")
+
+
+def test_over_long_alt_text_is_a_fixable_schema_violation(stage):
+    alt = "Red running sneaker on a white background. " + "It has a white midsole, black laces and a " \
+          "reflective heel tab that catches the studio light from the left."
+    assert len(alt) > 125
+    out = run(stage, enrich={"alt_text": alt})
+    assert out["status"] == "auto_applied"
+    assert out["alt_text"] == "Red running sneaker on a white background."
+    assert out["field_sources"]["alt_text"] == "rule"
+    assert has_reason(out, f"alt text was {len(alt)} chars (> 125): kept the leading sentence(s)")
+
+
+# --- alt-text rules ---------------------------------------------------------------------------------------
+
+def test_leading_image_of_is_stripped(stage):
+    out = run(stage, enrich={"alt_text": "Photo of a red sneaker on a white background"})
+    assert out["alt_text"] == "A red sneaker on a white background"
+    assert out["field_sources"]["alt_text"] == "rule"
+    assert has_reason(out, 'alt text: removed leading "Photo of"')
+    assert out["status"] == "auto_applied"
+
+
+def test_alt_text_without_sentence_boundary_goes_to_review(stage):
+    alt = "Red running sneaker " + "with white laces " * 7
+    alt = alt[:124]  # within the schema limit once whitespace is normalised? no: make it too long below
+    out = run(stage, enrich={"alt_text": alt + " and a black heel tab and a white sole"})
+    assert out["status"] == "needs_review"
+    assert has_reason(out, "chars (> 125) with no sentence boundary to cut at")
+
+
+def test_visible_text_is_appended_when_it_appears_nowhere_else(stage):
+    out = run(stage, ocr_text="50% OFF", enrich={"visible_text": "50% OFF"})
+    assert out["alt_text"].endswith('. Text: "50% OFF"') and len(out["alt_text"]) <= 125
+    assert out["visible_text"] == "50% OFF"
+    assert has_reason(out, "appended the text visible in the image")
+
+
+def test_visible_text_already_in_caption_is_not_repeated(stage):
+    out = run(stage, ocr_text="TRAIL RUNNER 2")
+    assert "Text:" not in out["alt_text"]
+    assert out["visible_text"] == "TRAIL RUNNER 2" and out["field_sources"]["visible_text"] == "rule"
+
+
+def test_visible_text_that_does_not_fit_goes_to_review(stage):
+    long_text = "Terms and conditions apply see store for details offer valid until the end of the season"
+    out = run(stage, ocr_text=long_text, enrich={"visible_text": long_text})
+    assert out["status"] == "needs_review" and has_reason(out, "appears nowhere else and does not fit")
+
+
+def test_decorative_image_gets_empty_alt_with_the_flag(stage):
+    out = run(stage, enrich={"decorative": True, "alt_text": "Abstract red swirl"})
+    assert out["decorative"] is True and out["alt_text"] == ""
+    assert has_reason(out, "decorative image: alt text emptied")
+    out = run(stage, ocr_text="SPRING SALE", enrich={"decorative": True, "alt_text": ""})
+    assert out["status"] == "needs_review" and has_reason(out, 'image marked decorative but shows text "SPRING SALE"')
+
+
+def test_low_confidence_ocr_is_ignored(stage):
+    out = run(stage, ocr_text="xq 7l", ocr_confidence=31.0)
+    assert out["visible_text"] is None and "Text:" not in out["alt_text"]
+
+
+# --- human edits win --------------------------------------------------------------------------------------
+
+def test_human_alt_text_survives_and_model_suggestion_is_kept(stage):
+    mine = "Maria's hero shot: the red Trail Runner 2 on seamless white"
+    out = run(stage, human_fields={"alt_text": mine})
+    assert out["alt_text"] == mine
+    assert out["field_sources"]["alt_text"] == "human"
+    assert out["model_suggestions"]["alt_text"].startswith("Red running sneaker")
+    assert has_reason(out, "alt text set by a person kept (human edits win)")
+
+
+def test_human_alt_is_never_rewritten_even_when_it_breaks_the_rules(stage):
+    mine = "Image of " + "a very long human description " * 5
+    out = run(stage, human_fields={"alt_text": mine})
+    assert out["alt_text"] == mine and has_reason(out, "left unchanged")
+
+
+def test_source_priority_human_over_embedded_over_model(stage):
+    out = run(stage, human_fields={"title": "Human title"},
+              embedded_meta={"title": "XMP title", "description": "XMP caption", "alt_text": "XMP alt text",
+                             "credit_line": "Acme Studio"})
+    assert (out["title"], out["field_sources"]["title"]) == ("Human title", "human")
+    assert out["model_suggestions"]["title"] == "Red Trail Runner 2 sneaker"
+    assert (out["caption"], out["field_sources"]["caption"]) == ("XMP caption", "embedded")
+    assert (out["alt_text"], out["field_sources"]["alt_text"]) == ("XMP alt text", "embedded")
+    assert (out["summary"], out["field_sources"]["summary"]) == (
+        "Studio product shot of a red running sneaker with a white midsole and black laces.", "model")
+    assert (out["credit_text"], out["field_sources"]["credit_text"]) == ("Acme Studio", "embedded")
+
+
+def test_human_empty_alt_means_decorative(stage):
+    out = run(stage, human_fields={"alt_text": ""})
+    assert out["alt_text"] == "" and out["decorative"] is True and out["field_sources"]["decorative"] == "human"
+
+
+def test_human_and_embedded_keywords_become_tags_with_their_source(stage):
+    out = run(stage, human_fields={"keywords": ["Sneakers", "campaign-spring-26"]},
+              embedded_meta={"keywords": ["footwear", "red"]})
+    by_tag = {t["tag"]: t for t in out["tags"]}
+    assert by_tag["product:sneaker"]["source"] == "human"
+    assert by_tag["product:footwear"]["source"] == "human"  # implied parent of a human tag
+    assert by_tag["color:red"]["source"] == "embedded"
+    assert "campaign-spring-26" in out["suggested_tags"]  # a person's keyword is never dropped
+
+
+# --- vocabulary -------------------------------------------------------------------------------------------
+
+def test_model_tags_are_mapped_to_canonical_tags(stage):
+    out = run(stage, enrich={"tags": [{"tag": "Running Shoe", "score": 0.93}, {"tag": "crimson", "score": 0.8},
+                                      {"tag": "subject:automobile", "score": 0.7},
+                                      {"tag": "hover board", "score": 0.66},
+                                      {"tag": "color:blue", "score": 0.1}]})
+    tags = {t["tag"]: t for t in out["tags"]}
+    assert set(tags) == {"product:sneaker", "product:shoe", "product:footwear", "color:red", "subject:car",
+                         "subject:vehicle"}
+    assert tags["product:sneaker"]["score"] == pytest.approx(0.93) and tags["product:sneaker"]["label"] == "sneaker"
+    assert out["suggested_tags"] == ["hover board"]
+    assert has_reason(out, "1 deprecated tag(s) mapped to their replacement")
+    assert has_reason(out, "1 unknown model tag(s) kept as suggestions")
+    assert has_reason(out, "1 model tag(s) scored below 0.30 dropped")
+
+
+def test_unknown_tags_can_be_dropped():
+    out = run(make_stage(unknown_tags="drop"), enrich={"tags": [{"tag": "hover board", "score": 0.9}]})
+    assert out["suggested_tags"] == [] and has_reason(out, "1 unknown model tag(s) dropped")
+
+
+DENIED = ["asian", "religion:muslim", "ethnicity:hispanic", "health:diabetic", "30 years old"]
+
+
+def test_deny_listed_tags_never_reach_validated(stage):
+    tags = [{"tag": t, "score": 0.9} for t in DENIED] + [{"tag": "product:sneaker", "score": 0.9},
+                                                          {"tag": "looks tired", "score": 0.1}]
+    out = run(stage, enrich={"tags": tags})
+    assert [t["tag"] for t in out["tags"]] == ["product:footwear", "product:shoe", "product:sneaker"]
+    assert out["suggested_tags"] == []
+    text = json.dumps(out, default=str).lower()
+    for term in ("asian", "muslim", "hispanic", "diabetic", "30 years old", "looks tired"):
+        assert term not in text, term
+    assert has_reason(out, "6 model tag(s) dropped by the deny-list")
+
+
+def test_stage_on_v1_and_remap_onto_v2():
+    old = run(make_stage(taxonomy_version="v1"),
+              enrich={"tags": [{"tag": "sneakers", "score": 0.9}, {"tag": "automobile", "score": 0.8}]})
+    assert old["taxonomy_version"] == "v1"
+    assert {t["tag"] for t in old["tags"]} >= {"product:sneakers", "subject:automobile"}
+    new = load_taxonomy(version="v2").remap(old["tags"])
+    assert {t["tag"] for t in new} >= {"product:sneaker", "subject:car"}
+    assert all(t["tag"] in load_taxonomy().tags() for t in new)
+
+
+# --- rights -----------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("declared, embedded_meta, flag, reason", [
+    ("CC0 1.0 Universal", {}, "ok", "public domain / CC0"),
+    ("https://creativecommons.org/licenses/by/4.0/", {"creator": "Jane Doe"}, "credit_required",
+     "CC BY requires attribution"),
+    ("CC BY-SA 4.0", {"credit_line": "Jane Doe / Wikimedia"}, "credit_required", "CC BY-SA requires attribution"),
+    ("CC BY-NC 4.0", {}, "restricted", "CC BY-NC is non-commercial only"),
+    ("Editorial use only", {}, "restricted", "restricts use"),
+    (None, {"copyright": "© 2025 Jane Doe. All rights reserved."}, "restricted", "no licence grant was found"),
+    ("Owned by Acme", {"copyright": "© 2025 Acme Inc."}, "ok", "a licence the tenant holds"),
+    (None, {"usage_terms": "Royalty-free licence, Acme stock agreement 2025"}, "ok", "a licence the tenant holds"),
+    (None, {}, "unknown", "rights unknown"),
+])
+def test_usage_flag(stage, declared, embedded_meta, flag, reason):
+    out = run(stage, declared_license=declared, embedded_meta=embedded_meta,
+              enrich={"licensing": "unknown"})
+    assert out["usage_flag"] == flag and has_reason(out, reason)
+    assert out["status"] == ("auto_applied" if flag == "ok" else "needs_review")
+
+
+def test_nc_licence_is_only_credit_for_non_commercial_tenants():
+    out = run(make_stage(commercial_use=False), declared_license="CC BY-NC 4.0", embedded_meta={"creator": "J. Doe"})
+    assert out["usage_flag"] == "credit_required"
+
+
+def test_model_alone_cannot_make_rights_ok(stage):
+    out = run(stage, declared_license=None, enrich={"licensing": "CC0"})
+    assert out["usage_flag"] == "unknown" and has_reason(out, "only the model rights summary")
+    assert out["status"] == "needs_review"
+
+
+def test_must_display_credit_builds_credit_from_creator(stage):
+    out = run(stage, declared_license="Owned by Acme", embedded_meta={"creator": "Jane Doe"},
+              enrich={"must_display_credit": True})
+    assert out["usage_flag"] == "credit_required"
+    assert out["credit_text"] == "Photo: Jane Doe" and out["field_sources"]["credit_text"] == "rule"
+    assert out["status"] == "needs_review"
+    assert has_reason(out, 'credit must be displayed: check the credit text "Photo: Jane Doe"')
+
+
+def test_credit_required_can_auto_apply_when_configured():
+    out = run(make_stage(credit_required_needs_review=False), declared_license="CC BY 4.0",
+              embedded_meta={"credit_line": "Jane Doe / CC BY 4.0"})
+    assert out["usage_flag"] == "credit_required" and out["status"] == "auto_applied"
+    assert out["credit_text"] == "Jane Doe / CC BY 4.0"
+
+
+def test_settings_reject_inverted_thresholds():
+    with pytest.raises(ValueError):
+        Settings().with_overrides(validate={"auto_apply_threshold": 0.5, "review_threshold": 0.8})
