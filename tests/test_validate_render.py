@@ -1,0 +1,106 @@
+"""JSON-LD and XMP renderings of validated records: they parse, carry the expected properties, escape text,
+and the XMP survives being written into a real JPEG and read back."""
+from __future__ import annotations
+
+import io
+import json
+import xml.etree.ElementTree as ET
+
+import pytest
+from PIL import Image
+
+from consumers.validate.render import NS, parse_xmp, to_jsonld, to_xmp
+from consumers.validate.stage import ValidateStage
+from streams.settings import Settings
+from tests.validate_support import enriched_asset
+
+TRICKY = 'Trail <Runner> & "Friends" \u2014 l\'été \x07bell'
+
+
+@pytest.fixture(scope="module")
+def stage() -> ValidateStage:
+    return ValidateStage(Settings())
+
+
+@pytest.fixture(scope="module")
+def record(stage) -> dict:
+    return stage.validate(enriched_asset(
+        gps=(38.7223, -9.1393), declared_license="https://creativecommons.org/licenses/by/4.0/",
+        human_fields={"title": TRICKY, "creator": "María López", "copyright": "© 2026 María López"},
+        embedded_meta={"credit_line": "María López / Acme"}))
+
+
+def test_jsonld_parses_and_carries_the_properties(record):
+    doc = json.loads(json.dumps(to_jsonld(record), ensure_ascii=False))
+    assert doc["@context"] == "https://schema.org" and doc["@type"] == "ImageObject"
+    assert doc["name"] == TRICKY  # JSON carries any text; json.dumps escapes it
+    assert doc["contentUrl"] == "s3://acme-dam/uploads/asset-0001.jpg"
+    assert doc["caption"] == record["caption"] and doc["description"] == record["summary"]
+    assert doc["accessibilitySummary"] == record["alt_text"]
+    assert {k["termCode"] for k in doc["keywords"]} == {t["tag"] for t in record["tags"]}
+    assert all(k["@type"] == "DefinedTerm" and k["inDefinedTermSet"] == "urn:assetstream:taxonomy:v2"
+               for k in doc["keywords"])
+    assert doc["creator"] == {"@type": "Person", "name": "María López"}
+    assert doc["creditText"] == "María López / Acme"
+    assert doc["copyrightNotice"] == "© 2026 María López"
+    assert doc["license"] == "https://creativecommons.org/licenses/by/4.0/"
+    assert doc["width"]["value"] == 2400 and doc["height"]["value"] == 1600
+    assert doc["encodingFormat"] == "image/jpeg"
+    assert {"@type": "PropertyValue", "propertyID": "sha256", "value": "9f" * 32} in doc["identifier"]
+    geo = doc["contentLocation"]["geo"]
+    assert (geo["latitude"], geo["longitude"]) == (38.7223, -9.1393)
+    assert doc["contentLocation"]["address"]["addressCountry"] == "PT"
+    props = {p["name"]: p["value"] for p in doc["additionalProperty"]}
+    assert props["usageFlag"] == "credit_required" and props["reviewStatus"] == record["status"]
+    assert json.loads(props["fieldSources"])["title"] == "human"
+
+
+def test_jsonld_leaves_out_what_is_unknown(stage):
+    doc = to_jsonld(stage.validate(enriched_asset(declared_license=None)))
+    assert "contentLocation" not in doc and "creator" not in doc and "copyrightNotice" not in doc
+    assert all(v not in (None, "", [], {}) for v in doc.values())
+
+
+def test_xmp_is_well_formed_with_iptc_accessibility_fields(record):
+    packet = to_xmp(record)
+    assert packet.startswith("<?xpacket begin=") and packet.rstrip().endswith('<?xpacket end="w"?>')
+    root = ET.fromstring(packet[packet.index("<x:xmpmeta"):packet.rindex("</x:xmpmeta>") + 12])
+    desc = root.find(f"{{{NS['rdf']}}}RDF/{{{NS['rdf']}}}Description")
+    alt_li = desc.find(f"{{{NS['Iptc4xmpCore']}}}AltTextAccessibility/{{{NS['rdf']}}}Alt/{{{NS['rdf']}}}li")
+    assert alt_li.text == record["alt_text"]
+    assert alt_li.get("{http://www.w3.org/XML/1998/namespace}lang") == "x-default"
+    ext = desc.find(f"{{{NS['Iptc4xmpCore']}}}ExtDescrAccessibility/{{{NS['rdf']}}}Alt/{{{NS['rdf']}}}li")
+    assert ext.text == record["summary"]
+    fields = parse_xmp(packet)
+    assert fields["dc:title"] == TRICKY.replace("\x07", "")  # XML 1.0 cannot carry control characters
+    assert fields["dc:subject"] == [t["label"] for t in record["tags"]]
+    assert fields["dc:creator"] == ["María López"]
+    assert fields["dc:rights"] == "© 2026 María López"
+    assert fields["photoshop:Credit"] == "María López / Acme"
+    assert fields["xmpRights:UsageTerms"] == record["licensing"]
+    assert fields["xmpRights:WebStatement"] == "https://creativecommons.org/licenses/by/4.0/"
+    assert fields["assetstream:UsageFlag"] == "credit_required"
+    assert fields["assetstream:TaxonomyVersion"] == "v2"
+    assert fields["assetstream:Reasons"] == record["reasons"]
+    assert [p["Task"] for p in fields["assetstream:Provenance"]] == ["tagging", "alt_text", "rights"]
+
+
+def test_xmp_round_trips_through_a_jpeg(record, tmp_path):
+    path = tmp_path / "asset-0001.jpg"
+    Image.new("RGB", (64, 48), (200, 16, 46)).save(path, "JPEG", xmp=to_xmp(record).encode("utf-8"))
+    with Image.open(path) as img:
+        meta = img.getxmp()
+        fields = parse_xmp(img.info["xmp"])
+    desc = meta["xmpmeta"]["RDF"]["Description"]
+    assert desc["AltTextAccessibility"]["Alt"]["li"]["text"] == record["alt_text"]
+    assert fields["Iptc4xmpCore:AltTextAccessibility"] == record["alt_text"]
+    assert fields["dc:title"] == TRICKY.replace("\x07", "")
+
+
+def test_decorative_image_writes_empty_alt(stage):
+    rec = stage.validate(enriched_asset(enrich={"decorative": True, "alt_text": ""}))
+    fields = parse_xmp(to_xmp(rec))
+    assert fields["Iptc4xmpCore:AltTextAccessibility"] == "" and fields["assetstream:Decorative"] == "True"
+    doc = to_jsonld(rec)
+    assert "accessibilitySummary" not in doc
+    assert {"@type": "PropertyValue", "name": "decorative", "value": True} in doc["additionalProperty"]
