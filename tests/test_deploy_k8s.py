@@ -1,0 +1,304 @@
+"""deploy/k8s: render every kustomization offline (kubectl's built-in kustomize), validate built-in objects strictly
+against the Kubernetes schemas (kubernetes-validate) and KEDA / prometheus-operator objects against the CRD schemas
+in deploy/schemas, and check the invariants the workers rely on. Each check is also run on a broken copy of the
+manifests to show that it catches the breakage."""
+from __future__ import annotations
+
+from typing import Callable
+
+import pytest
+
+from tests import deploy_support as ds
+
+ALL = ds.KUSTOMIZATIONS
+SCALED = ("overlays/example", "overlays/example-hpa")
+
+
+@pytest.fixture(params=ALL)
+def kustomization(request) -> str:
+    return request.param
+
+
+def test_renders_expected_objects(kustomization):
+    docs = ds.rendered(kustomization)
+    kinds = {d["kind"] for d in docs}
+    assert {"Deployment", "PodDisruptionBudget", "Service", "ConfigMap", "Job", "ServiceAccount"} <= kinds
+    assert {f"assetstream-{s}" for s in ds.STAGES} <= set(ds.by_name(docs, "Deployment"))
+
+
+def test_builtin_objects_match_kubernetes_schema_strictly(kustomization):
+    assert ds.builtin_schema_problems(ds.rendered(kustomization)) == []
+
+
+def test_crd_objects_match_crd_schemas(kustomization):
+    docs = ds.rendered(kustomization)
+    assert ds.crd_schema_problems(docs) == []
+
+
+def test_every_object_is_validated_by_some_schema():
+    kinds = {(d["apiVersion"], d["kind"]) for k in ALL for d in ds.rendered(k)}
+    crds = {k for k in kinds if "." in k[0].split("/")[0] and not k[0].startswith(("apps/", "batch/", "policy/"))
+            and k[0].split("/")[0] not in ("autoscaling",)}
+    assert crds <= set(ds.CRD_SCHEMAS), f"objects without a CRD schema in deploy/schemas: {crds - set(ds.CRD_SCHEMAS)}"
+
+
+def test_settings_load_in_every_pod(kustomization, tmp_path):
+    assert ds.settings_problems(ds.rendered(kustomization), tmp_path) == []
+
+
+def test_workers(kustomization, tmp_path):
+    assert ds.worker_problems(ds.rendered(kustomization), tmp_path) == []
+
+
+def test_no_secret_values(kustomization):
+    assert ds.secret_problems(ds.rendered(kustomization)) == []
+
+
+def test_other_roles(kustomization):
+    assert ds.role_problems(ds.rendered(kustomization)) == []
+
+
+def test_monitoring_wiring(kustomization):
+    assert ds.monitoring_problems(ds.rendered(kustomization)) == []
+
+
+@pytest.mark.parametrize("kustomization", SCALED)
+def test_autoscalers(kustomization, tmp_path):
+    assert ds.scaler_problems(ds.rendered(kustomization), tmp_path) == []
+
+
+def test_base_has_no_autoscaler_and_overlays_pick_exactly_one_kind():
+    assert not ds.objects(ds.rendered("base"), "ScaledObject")
+    assert not ds.objects(ds.rendered("base"), "HorizontalPodAutoscaler")
+    keda, hpa = ds.rendered("overlays/example"), ds.rendered("overlays/example-hpa")
+    assert len(ds.objects(keda, "ScaledObject")) == 4 and not ds.objects(keda, "HorizontalPodAutoscaler")
+    assert len(ds.objects(hpa, "HorizontalPodAutoscaler")) == 4 and not ds.objects(hpa, "ScaledObject")
+
+
+def test_example_overlay_pins_an_image():
+    for dep in ds.objects(ds.rendered("overlays/example"), "Deployment"):
+        image = ds.pod_spec(dep)["containers"][0]["image"]
+        assert ":" in image.rsplit("/", 1)[-1] and not image.endswith(":latest"), image
+
+
+# ---- each check catches a broken variant ----------------------------------------------------------------
+
+def _dep(docs, stage="preprocess"):
+    return ds.by_name(docs, "Deployment")[f"assetstream-{stage}"]
+
+
+def _container(docs, stage="preprocess"):
+    return ds.pod_spec(_dep(docs, stage))["containers"][0]
+
+
+def _scaled(docs, stage="enrich"):
+    return ds.by_name(docs, "ScaledObject")[f"assetstream-{stage}"]
+
+
+def _config(docs) -> dict:
+    return ds.objects(docs, "ConfigMap")[0]["data"]
+
+
+def _set_config(docs, old, new):
+    data = _config(docs)
+    assert old in data["config.yaml"]
+    data["config.yaml"] = data["config.yaml"].replace(old, new)
+
+
+def b_unknown_field(docs):
+    _container(docs)["livenessProbe"]["httpGet"]["paht"] = "/healthz"
+
+
+def b_wrong_type(docs):
+    ds.pod_spec(_dep(docs))["terminationGracePeriodSeconds"] = "forty-five"
+
+
+def b_crd_unknown_field(docs):
+    _scaled(docs)["spec"]["maxReplicas"] = 6
+
+
+def b_crd_trigger_metadata_not_string(docs):
+    _scaled(docs)["spec"]["triggers"][0]["metadata"]["lagThreshold"] = 100
+
+
+def b_servicemonitor_field(docs):
+    ds.objects(docs, "ServiceMonitor")[0]["spec"]["endpoints"][0]["scrapeInterval"] = "15s"
+
+
+def b_prometheusrule_field(docs):
+    ds.objects(docs, "PrometheusRule")[0]["spec"]["groups"][0]["rules"][0]["severity"] = "warning"
+
+
+def b_config_typo(docs):
+    _set_config(docs, "drain_timeout_s:", "drain_timeout_seconds:")
+
+
+def b_env_typo(docs):
+    for e in _container(docs, "enrich")["env"]:
+        if e["name"] == "ASSETSTREAM_RUNNER__CONCURRENCY":
+            e["name"] = "ASSETSTREAM_RUNNER__CONCURENCY"
+
+
+def b_grace_too_short(docs):
+    ds.pod_spec(_dep(docs, "index"))["terminationGracePeriodSeconds"] = 20
+
+
+def b_drain_longer_than_grace(docs):
+    _set_config(docs, "drain_timeout_s: 25", "drain_timeout_s: 60")
+
+
+def b_no_pod_name(docs):
+    c = _container(docs, "enrich")
+    c["env"] = [e for e in c["env"] if e["name"] != "POD_NAME"]
+
+
+def b_probe_wrong_path(docs):
+    _container(docs, "validate")["readinessProbe"]["httpGet"]["path"] = "/healthz"
+
+
+def b_metrics_port_moved(docs):
+    _set_config(docs, "metrics_port: 9400", "metrics_port: 9500")
+
+
+def b_no_limits(docs):
+    del _container(docs, "index")["resources"]["limits"]
+
+
+def b_preprocess_starved(docs):
+    _container(docs, "preprocess")["resources"]["requests"]["cpu"] = "100m"
+
+
+def b_no_pdb(docs):
+    docs[:] = [d for d in docs if not (d["kind"] == "PodDisruptionBudget" and d["metadata"]["name"] == "assetstream-enrich")]
+
+
+def b_literal_api_key(docs):
+    c = _container(docs, "enrich")
+    for e in c["env"]:
+        if e["name"] == "ASSETSTREAM_ENRICH__ANTHROPIC_API_KEY":
+            e.pop("valueFrom")
+            e["value"] = "sk-ant-not-a-real-key"
+
+
+def b_secret_object(docs):
+    docs.append({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "assetstream-secrets"},
+                 "stringData": {"anthropic-api-key": "x"}})
+
+
+def b_secret_in_config(docs):
+    _set_config(docs, "kafka:\n", "kafka:\n  sasl_password: hunter2\n")
+
+
+def b_no_ingest_service(docs):
+    docs[:] = [d for d in docs if not (d["kind"] == "Service" and d["metadata"]["name"] == "assetstream-ingest")]
+
+
+def b_no_topics_job(docs):
+    docs[:] = [d for d in docs if d["kind"] != "Job"]
+
+
+def b_servicemonitor_port(docs):
+    ds.objects(docs, "ServiceMonitor")[0]["spec"]["endpoints"][0]["port"] = "http-metrics"
+
+
+def b_metrics_service_selector(docs):
+    ds.by_name(docs, "Service")["assetstream-workers"]["spec"]["selector"]["app.kubernetes.io/component"] = "workers"
+
+
+def b_max_replicas_above_partitions(docs):
+    _scaled(docs, "preprocess")["spec"]["maxReplicaCount"] = 12
+
+
+def b_partitions_shrunk(docs):
+    _set_config(docs, "partitions: 6", "partitions: 4")
+
+
+def b_hpa_above_partitions(docs):
+    ds.by_name(docs, "HorizontalPodAutoscaler")["assetstream-index"]["spec"]["maxReplicas"] = 8
+
+
+def b_wrong_group(docs):
+    _scaled(docs, "validate")["spec"]["triggers"][0]["metadata"]["consumerGroup"] = "assetstream-validate"
+
+
+def b_wrong_topic(docs):
+    _scaled(docs, "index")["spec"]["triggers"][0]["metadata"]["topic"] = "assetstream.enriched"
+
+
+def b_other_brokers(docs):
+    _set_config(docs, "events-kafka-bootstrap.kafka.svc:9093", "kafka.other.svc:9092")
+
+
+def b_both_scalers(docs):
+    docs.append({"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
+                 "metadata": {"name": "assetstream-enrich"},
+                 "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "assetstream-enrich"},
+                          "minReplicas": 1, "maxReplicas": 6, "metrics": []}})
+
+
+def b_replicas_fixed(docs):
+    _dep(docs, "enrich")["spec"]["replicas"] = 3
+
+
+def b_unscaled_stage(docs):
+    docs[:] = [d for d in docs if not (d["kind"] == "ScaledObject" and d["metadata"]["name"] == "assetstream-validate")]
+
+
+def _check(name: str) -> Callable:
+    return {
+        "builtin": lambda docs, tmp: ds.builtin_schema_problems(docs),
+        "crd": lambda docs, tmp: ds.crd_schema_problems(docs),
+        "settings": ds.settings_problems,
+        "workers": ds.worker_problems,
+        "secrets": lambda docs, tmp: ds.secret_problems(docs),
+        "roles": lambda docs, tmp: ds.role_problems(docs),
+        "monitoring": lambda docs, tmp: ds.monitoring_problems(docs),
+        "scalers": ds.scaler_problems,
+    }[name]
+
+
+BROKEN = [
+    ("base", b_unknown_field, "builtin", "paht"),
+    ("base", b_wrong_type, "builtin", "terminationGracePeriodSeconds"),
+    ("overlays/example", b_crd_unknown_field, "crd", "maxReplicas"),
+    ("overlays/example", b_crd_trigger_metadata_not_string, "crd", "lagThreshold"),
+    ("overlays/example", b_servicemonitor_field, "crd", "scrapeInterval"),
+    ("overlays/example", b_prometheusrule_field, "crd", "severity"),
+    ("base", b_config_typo, "settings", "drain_timeout_seconds"),
+    ("base", b_env_typo, "settings", "ASSETSTREAM_RUNNER__CONCURENCY"),
+    ("base", b_grace_too_short, "workers", "terminationGracePeriodSeconds 20"),
+    ("overlays/example", b_drain_longer_than_grace, "workers", "drain_timeout_s 60"),
+    ("base", b_no_pod_name, "workers", "POD_NAME"),
+    ("base", b_probe_wrong_path, "workers", "readinessProbe"),
+    ("base", b_metrics_port_moved, "workers", "runner.metrics_port"),
+    ("base", b_no_limits, "workers", "resources.limits"),
+    ("base", b_preprocess_starved, "workers", "CPU-bound"),
+    ("base", b_no_pdb, "workers", "PodDisruptionBudget"),
+    ("base", b_literal_api_key, "secrets", "ANTHROPIC_API_KEY"),
+    ("base", b_secret_object, "secrets", "Secret/assetstream-secrets"),
+    ("base", b_secret_in_config, "secrets", "sasl_password"),
+    ("base", b_no_ingest_service, "roles", "ingest"),
+    ("base", b_no_topics_job, "roles", "topics create"),
+    ("overlays/example", b_servicemonitor_port, "monitoring", "http-metrics"),
+    ("base", b_metrics_service_selector, "monitoring", "assetstream-preprocess"),
+    ("overlays/example", b_max_replicas_above_partitions, "scalers", "maxReplicaCount 12 > 6"),
+    ("overlays/example", b_partitions_shrunk, "scalers", "> 4 partitions"),
+    ("overlays/example-hpa", b_hpa_above_partitions, "scalers", "maxReplicas 8 > 6"),
+    ("overlays/example", b_wrong_group, "scalers", "consumerGroup"),
+    ("overlays/example", b_wrong_topic, "scalers", "topic="),
+    ("overlays/example", b_other_brokers, "scalers", "bootstrapServers"),
+    ("overlays/example", b_both_scalers, "scalers", "fight"),
+    ("overlays/example", b_replicas_fixed, "scalers", "sets replicas"),
+    ("overlays/example", b_unscaled_stage, "scalers", "assetstream-validate: 0 autoscalers"),
+]
+
+
+@pytest.mark.parametrize("kustomization,breakage,check,expected", BROKEN,
+                         ids=[b[1].__name__[2:] for b in BROKEN])
+def test_check_catches_broken_variant(kustomization, breakage, check, expected, tmp_path):
+    good = ds.rendered(kustomization)
+    assert _check(check)(good, tmp_path) == [], "the unbroken manifests must pass this check"
+    broken = ds.rendered(kustomization)
+    breakage(broken)
+    problems = _check(check)(broken, tmp_path)
+    assert any(expected in p for p in problems), f"{breakage.__name__} not caught by {check}: {problems}"
