@@ -15,7 +15,7 @@ import random
 import sys
 from pathlib import Path
 
-from PIL import Image, ImageDraw, ImageFilter, ImageFont, TiffImagePlugin
+from PIL import Image, ImageChops, ImageDraw, ImageFilter, ImageFont, TiffImagePlugin
 
 HERE = Path(__file__).resolve().parent
 R = TiffImagePlugin.IFDRational
@@ -47,13 +47,10 @@ def sunset_photo() -> Image.Image:
     W, H = 1600, 1067
     rnd = random.Random(7)
     img = Image.new("RGB", (W, H))
-    px = img.load()
+    d = ImageDraw.Draw(img)
     for y in range(H):  # sky: deep blue -> orange towards the horizon
         t = min(1.0, y / (H * 0.62))
-        row = (int(40 + 215 * t), int(60 + 100 * t), int(130 - 70 * t))
-        for x in range(W):
-            px[x, y] = row
-    d = ImageDraw.Draw(img)
+        d.line([(0, y), (W, y)], fill=(int(40 + 215 * t), int(60 + 100 * t), int(130 - 70 * t)))
     d.ellipse([980, 500, 1140, 660], fill=(255, 214, 120))  # sun
     # skyline with a lattice tower
     base = int(H * 0.64)
@@ -145,13 +142,11 @@ def logo_badge() -> Image.Image:
 
 def gradient() -> Image.Image:
     W, H = 1200, 800
-    img = Image.new("RGB", (W, H))
-    px = img.load()
-    for y in range(H):
-        for x in range(W):
-            t, u = x / W, y / H
-            px[x, y] = (int(90 + 120 * t), int(60 + 80 * u), int(200 - 90 * t * u))
-    return img
+    across = Image.linear_gradient("L").rotate(90).resize((W, H))
+    down = Image.linear_gradient("L").resize((W, H))  # 0 at the top, 255 at the bottom
+    both = ImageChops.multiply(across, down)
+    return Image.merge("RGB", (across.point(lambda v: 90 + v * 120 // 255), down.point(lambda v: 60 + v * 80 // 255),
+                               both.point(lambda v: 200 - v * 90 // 255)))
 
 
 def main(out: Path = HERE) -> list[Path]:

@@ -228,8 +228,9 @@ def parse_xmp(packet: bytes | None) -> dict[str, Any]:
     end = text.find(end_tag, start)
     if start < 0 or end < 0:
         return {}
+    body = re.sub(r"[\x00-\x08\x0b\x0c\x0e-\x1f]", "", text[start:end + len(end_tag)])  # sloppy writers
     try:
-        root = ET.fromstring(text[start:end + len(end_tag)])
+        root = ET.fromstring(body)
     except ET.ParseError:
         return {}
 

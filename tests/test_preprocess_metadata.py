@@ -1,0 +1,87 @@
+"""EXIF / GPS / XMP round-trips from images the tests write, offline place lookup, GPS privacy."""
+from __future__ import annotations
+
+import io
+
+import pytest
+from PIL import Image
+
+from consumers.preprocess.metadata import parse_xmp
+from streams.avro import roundtrip
+from tests.preprocess_support import event, exif_with_gps, jpeg, scene, stage, xmp_packet
+
+
+@pytest.fixture
+def photo_dir(tmp_path):
+    # Madrid, Puerta del Sol
+    data = jpeg(scene(5, (1200, 800)), exif=exif_with_gps(40.4169, -3.7035, 657.0), xmp=xmp_packet())
+    (tmp_path / "madrid.jpg").write_bytes(data)
+    return tmp_path
+
+
+def run(tmp_path, name, **settings):
+    st = stage(file_roots=[str(tmp_path)], ocr_enabled=False, nsfw_enabled=False, **settings)
+    out = st.process(event(f"file://{tmp_path}/{name}"), None).value
+    return roundtrip("PreprocessedAsset", out)  # what the next stage will read
+
+
+def test_exif_gps_xmp_round_trip(photo_dir):
+    rec = run(photo_dir, "madrid.jpg")
+    ex = rec["exif"]
+    assert (ex["make"], ex["model"], ex["lens"]) == ("Canon", "EOS R6", "RF85mm F2 MACRO IS STM")
+    assert ex["exposure_time"] == pytest.approx(1 / 500) and ex["f_number"] == pytest.approx(4.0)
+    assert ex["iso"] == 800 and ex["focal_length"] == pytest.approx(85.0)
+    assert ex["capture_time"] == "2023-09-14T08:15:00"
+    assert ex["gps_lat"] == pytest.approx(40.4169, abs=1e-4) and ex["gps_lon"] == pytest.approx(-3.7035, abs=1e-4)
+    assert ex["gps_alt"] == pytest.approx(657.0)
+    assert rec["place"]["city"] == "Madrid" and rec["place"]["country_code"] == "ES"
+    assert rec["place"]["country"] == "Spain"
+    em = rec["embedded"]
+    assert em["creator"] == "Ana Gómez" and em["copyright"] == "© 2023 Ana Gómez"
+    assert em["credit_line"] == "Ana Gómez / Agencia Sol" and em["usage_terms"] == "Licensed for web use"
+    assert em["alt_text"] == "A fishing boat at dawn in a calm harbour"  # x-default wins over fr
+    assert em["ext_description"] == "Long description for screen readers"
+    assert em["title"] == "Harbour at dawn" and em["keywords"] == ["harbour", "boat", "dawn"]
+    assert em["license_url"] == "https://example.org/license"
+    assert rec["image"]["width"] == 1200 and rec["image"]["format"] == "JPEG"
+
+
+def test_gps_privacy_round_and_drop(photo_dir):
+    rounded = run(photo_dir, "madrid.jpg", gps_privacy="round", gps_round_digits=1)
+    assert rounded["exif"]["gps_lat"] == pytest.approx(40.4) and rounded["exif"]["gps_lon"] == pytest.approx(-3.7)
+    assert rounded["exif"]["gps_alt"] is None
+    assert rounded["place"]["country_code"] == "ES"
+    dropped = run(photo_dir, "madrid.jpg", gps_privacy="drop")
+    assert dropped["exif"]["gps_lat"] is None and dropped["exif"]["gps_lon"] is None
+    assert dropped["exif"]["gps_alt"] is None and dropped["place"] is None
+    assert dropped["exif"]["make"] == "Canon"  # the camera facts stay
+
+
+def test_png_xmp_is_read(tmp_path):
+    img = scene(6, (400, 300))
+    buf = io.BytesIO()
+    from PIL import PngImagePlugin
+
+    info = PngImagePlugin.PngInfo()
+    info.add_itxt("XML:com.adobe.xmp", xmp_packet(creator="Lee Park", alt="Hills under a blue sky").decode())
+    img.save(buf, "PNG", pnginfo=info)
+    (tmp_path / "x.png").write_bytes(buf.getvalue())
+    rec = run(tmp_path, "x.png")
+    assert rec["embedded"]["creator"] == "Lee Park" and rec["embedded"]["alt_text"] == "Hills under a blue sky"
+    assert rec["exif"] is None and rec["place"] is None
+
+
+def test_xmp_with_entities_is_ignored_not_expanded():
+    evil = xmp_packet(creator="&lol9;", extra='<!DOCTYPE x [<!ENTITY lol "lol"><!ENTITY lol9 "&lol;&lol;">]>')
+    assert parse_xmp(evil) == {}
+    external = xmp_packet(creator="&xxe;", extra='<!DOCTYPE x [<!ENTITY xxe SYSTEM "file:///etc/passwd">]>')
+    assert parse_xmp(external) == {}
+    assert parse_xmp(b"<x:xmpmeta><broken") == {}
+
+
+def test_untrusted_text_is_cleaned(tmp_path):
+    data = jpeg(scene(7, (300, 200)), xmp=xmp_packet(creator="Eve\u202e\u0007 Mallory", title="x" * 5000))
+    (tmp_path / "t.jpg").write_bytes(data)
+    em = run(tmp_path, "t.jpg")["embedded"]
+    assert em["creator"] == "Eve Mallory"
+    assert len(em["title"]) <= 2000

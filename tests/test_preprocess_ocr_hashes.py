@@ -1,0 +1,90 @@
+"""OCR reads rendered text with the real tesseract; the gate skips text-free images; perceptual hashes tell
+near-duplicates from different pictures; thumbnails respect their byte cap; colours and signals make sense."""
+from __future__ import annotations
+
+import io
+import re
+
+from PIL import Image, ImageDraw, ImageFont
+
+from consumers.preprocess import hashes, ocr, signals
+from consumers.preprocess.thumbnail import make_thumbnail
+from tests.preprocess_support import jpeg, scene, text_image
+
+
+def words(text: str) -> set[str]:
+    return set(re.findall(r"[a-z0-9]+", text.lower()))
+
+
+def test_ocr_reads_rendered_text():
+    img = text_image(["Spring Collection 2025", "Free shipping on orders"], font_size=64)
+    likely, _ = ocr.text_likelihood(img)
+    assert likely
+    rec = ocr.run_ocr(img, lang="eng")
+    assert {"spring", "collection", "2025", "free", "shipping", "orders"} <= words(rec["text"])
+    assert not rec["skipped"] and rec["mean_confidence"] > 70
+    w = next(w for w in rec["words"] if w["text"].lower() == "spring")
+    assert 30 <= w["left"] <= 80 and w["width"] > 100  # boxes are where the text was drawn
+
+
+def test_ocr_reads_text_on_a_photo():
+    img = scene(9, (1400, 900))
+    d = ImageDraw.Draw(img)
+    d.rectangle([80, 80, 1100, 260], fill=(255, 255, 255))
+    d.text((110, 110), "HOTEL ATLANTIC", font=ImageFont.load_default(size=110), fill=(10, 10, 60))
+    assert ocr.text_likelihood(img)[0]
+    assert {"hotel", "atlantic"} <= words(ocr.run_ocr(img)["text"])
+
+
+def test_gate_skips_images_without_text():
+    for img in (scene(1), scene(2, (1600, 1000)), Image.linear_gradient("L").resize((800, 600)).convert("RGB"),
+                Image.new("RGB", (500, 500), (200, 30, 30))):
+        assert ocr.text_likelihood(img)[0] is False
+
+
+def test_near_duplicates_close_different_images_far():
+    a = scene(11, (1600, 1000))
+    p_a, d_a = hashes.perceptual(a)
+    small = Image.open(io.BytesIO(jpeg(a.resize((640, 400), Image.Resampling.LANCZOS), quality=55)))
+    p_s, d_s = hashes.perceptual(small)
+    assert hashes.hamming(p_a, p_s) <= 6 and hashes.hamming(d_a, d_s) <= 8
+    webp = io.BytesIO()
+    a.resize((1000, 625)).save(webp, "WEBP", quality=50)
+    assert hashes.hamming(p_a, hashes.perceptual(Image.open(webp))[0]) <= 6
+    for other in (scene(12, (1600, 1000)), text_image(["Totally different"]), a.rotate(180)):
+        assert hashes.hamming(p_a, hashes.perceptual(other)[0]) > 16
+    assert len(p_a) == 16 and len(d_a) == 16
+
+
+def test_phash_bands_format_and_pigeonhole():
+    bands = hashes.phash_bands("ab12cd34ef567890")
+    assert bands == ["0:ab", "1:12", "2:cd", "3:34", "4:ef", "5:56", "6:78", "7:90"]
+    a = scene(13, (1200, 800))
+    b = Image.open(io.BytesIO(jpeg(a.resize((800, 533)), quality=60)))
+    pa, pb = hashes.perceptual(a)[0], hashes.perceptual(b)[0]
+    shared = set(hashes.phash_bands(pa)) & set(hashes.phash_bands(pb))
+    assert len(shared) >= 2
+
+
+def test_thumbnail_hard_cap():
+    noisy = Image.effect_noise((3000, 2000), 80).convert("RGB")  # incompressible on purpose
+    data, w, h = make_thumbnail(noisy, edge=768, max_bytes=40_000)
+    assert len(data) <= 40_000 and max(w, h) <= 768
+    t = Image.open(io.BytesIO(data))
+    assert t.format == "JPEG" and t.size == (w, h)
+    data, w, h = make_thumbnail(scene(3, (3000, 2000)), edge=512, max_bytes=256 * 1024)
+    assert (w, h) == (512, 341)
+
+
+def test_colours_and_faces():
+    mug = Image.new("RGB", (600, 600), "white")
+    ImageDraw.Draw(mug).rectangle([200, 150, 400, 500], fill=(200, 20, 30))
+    cols = signals.dominant_colours(mug)
+    assert [c["name"] for c in cols[:2]] == ["white", "red"]
+    assert abs(sum(c["share"] for c in cols) - 1.0) < 0.05 and all(c["hex"].startswith("#") for c in cols)
+    rgba = Image.new("RGBA", (200, 200), (0, 0, 0, 0))
+    ImageDraw.Draw(rgba).ellipse([50, 50, 150, 150], fill=(20, 60, 200, 255))
+    assert signals.dominant_colours(rgba)[0]["name"] == "blue"  # transparent pixels do not count
+    assert signals.face_count(scene(4)) == 0
+    score = signals.nsfw_score(scene(4))
+    assert score is not None and 0.0 <= score < 0.5

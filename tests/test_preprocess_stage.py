@@ -1,0 +1,143 @@
+"""The whole stage on real records: the committed samples, deleted events, and every hostile input failing with
+its reason while the same stage instance keeps working on the next good record."""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from consumers.preprocess.hashes import hamming
+from streams.avro import roundtrip, validate
+from streams.errors import PermanentError
+from tests.preprocess_support import LocalServer, event, jpeg, png, scene, stage
+from tests.test_preprocess_decode import png_header_only
+
+SAMPLES = Path(__file__).resolve().parent.parent / "samples"
+
+
+@pytest.fixture(scope="module")
+def samples_out():
+    st = stage(file_roots=[str(SAMPLES)])
+    out = {}
+    for p in sorted(SAMPLES.glob("*.*")):
+        if p.suffix in (".jpg", ".png"):
+            rec = st.process(event(f"file://{p}", asset_id=p.stem), None).value
+            validate("PreprocessedAsset", rec)
+            out[p.stem] = roundtrip("PreprocessedAsset", rec)
+    return out
+
+
+def test_samples_are_small_and_regenerate_identically(tmp_path):
+    subprocess.run([sys.executable, str(SAMPLES / "make_samples.py"), str(tmp_path)], check=True,
+                   capture_output=True, timeout=60)
+    made = sorted(p.name for p in tmp_path.iterdir())
+    assert len(made) >= 5
+    for name in made:
+        committed = SAMPLES / name
+        assert committed.stat().st_size < 150 * 1024
+        assert (tmp_path / name).read_bytes() == committed.read_bytes(), f"{name} differs from its generator"
+
+
+def test_samples_extract_what_a_user_expects(samples_out):
+    poster = samples_out["poster_farmers_market"]
+    assert {"farmers", "market", "saturday"} <= set(re.findall(r"[a-z]+", poster["ocr"]["text"].lower()))
+    photo = samples_out["photo_paris_sunset"]
+    assert photo["place"]["city"] == "Paris" and photo["exif"]["model"] == "X-T5"
+    assert photo["embedded"]["creator"] == "Camille Laurent" and photo["embedded"]["alt_text"]
+    assert photo["ocr"]["skipped"] and photo["ocr"]["skip_reason"] == "no_text_detected"
+    copy = samples_out["photo_paris_sunset_copy"]
+    assert hamming(photo["hashes"]["phash"], copy["hashes"]["phash"]) <= 6
+    assert photo["hashes"]["sha256"] != copy["hashes"]["sha256"]
+    assert hamming(photo["hashes"]["phash"], samples_out["poster_farmers_market"]["hashes"]["phash"]) > 16
+    mug = samples_out["product_red_mug"]
+    assert [c["name"] for c in mug["signals"]["colors"][:2]] == ["white", "red"]
+    logo = samples_out["logo_badge_alpha"]
+    assert logo["image"]["has_alpha"] and logo["image"]["format"] == "PNG"
+    grad = samples_out["gradient_decorative"]
+    assert grad["ocr"]["skipped"] and grad["exif"] is None and grad["embedded"] is None
+    for rec in samples_out.values():
+        t = rec["thumbnail"]
+        assert t["data"][:3] == b"\xff\xd8\xff" and max(t["width"], t["height"]) <= 768
+        assert len(t["data"]) <= 256 * 1024 and len(rec["hashes"]["phash_bands"]) == 8
+        assert rec["image"]["content_sha256"] == rec["hashes"]["sha256"]
+        assert rec["stamp"]["stage"] == "preprocess" and rec["signals"]["nsfw_score"] < 0.5
+
+
+def test_deleted_event_passes_through_minimal():
+    rec = stage().process(event(None, event_type="deleted"), None).value
+    validate("PreprocessedAsset", rec)
+    assert set(rec) == {"asset", "stamp"} and rec["asset"]["event_type"] == "deleted"
+
+
+def test_missing_source_uri_is_permanent():
+    with pytest.raises(PermanentError) as ei:
+        stage().process(event(None), None)
+    assert ei.value.reason == "missing_source_uri"
+
+
+def test_hostile_records_then_good_record_on_same_instance(tmp_path):
+    root = tmp_path / "assets"
+    root.mkdir()
+    good = jpeg(scene(21, (800, 600)))
+    files = {
+        "corrupt.jpg": b"\xff\xd8\xff\xe0" + os.urandom(4000),
+        "truncated.jpg": good[: len(good) // 3],
+        "zero.jpg": b"",
+        "bomb.png": png_header_only(30_000, 30_000),
+        "page.jpg": b"<!doctype html><html><body>Sign in</body></html>",
+        "good.jpg": good,
+    }
+    for name, data in files.items():
+        (root / name).write_bytes(data)
+    (tmp_path / "outside.jpg").write_bytes(good)
+    server = LocalServer()
+    try:
+        server.image("/html-as-image.jpg", b"<html><body>Access denied</body></html>", "image/jpeg")
+        server.redirect("/to-metadata", "http://169.254.169.254/latest/meta-data/")
+        server.image("/good.png", png(scene(22, (500, 400))), "image/png")
+        st = stage(file_roots=[str(root)], allow_hosts=["127.0.0.1"], ocr_enabled=False)
+        cases = [
+            (f"file://{root}/corrupt.jpg", "corrupt_image"),
+            (f"file://{root}/truncated.jpg", "corrupt_image"),
+            (f"file://{root}/zero.jpg", "empty_content"),
+            (f"file://{root}/bomb.png", "decompression_bomb"),
+            (f"file://{root}/page.jpg", "not_an_image"),
+            (f"file://{tmp_path}/outside.jpg", "forbidden_url"),
+            (f"file://{root}/../outside.jpg", "forbidden_url"),
+            (server.url("/html-as-image.jpg"), "not_an_image"),
+            (server.url("/to-metadata"), "forbidden_url"),
+            ("http://10.0.0.1/a.jpg", "forbidden_url"),
+            ("http://192.168.0.10/a.jpg", "forbidden_url"),
+            (server.url("/missing.jpg"), "not_found"),
+        ]
+        for uri, reason in cases:
+            with pytest.raises(PermanentError) as ei:
+                st.process(event(uri), None)
+            assert ei.value.reason == reason, (uri, ei.value.reason, ei.value.message)
+            ok = st.process(event(f"file://{root}/good.jpg", asset_id="good"), None).value
+            validate("PreprocessedAsset", ok)
+            assert ok["image"]["width"] == 800
+        via_http = st.process(event(server.url("/good.png")), None).value
+        assert via_http["image"]["format"] == "PNG" and via_http["image"]["width"] == 500
+    finally:
+        server.close()
+
+
+def test_ocr_redecodes_large_jpeg_for_small_text(tmp_path):
+    """A big JPEG is decoded at reduced size for the thumbnail; when the gate sees text, OCR gets more pixels."""
+    from PIL import ImageDraw, ImageFont
+
+    img = Image.new("RGB", (4000, 3000), (245, 245, 240))
+    d = ImageDraw.Draw(img)
+    d.text((200, 200), "Quarterly report", font=ImageFont.load_default(size=64), fill=(0, 0, 0))
+    d.text((200, 320), "Revenue grew in every region", font=ImageFont.load_default(size=64), fill=(0, 0, 0))
+    (tmp_path / "doc.jpg").write_bytes(jpeg(img))
+    rec = stage(file_roots=[str(tmp_path)], nsfw_enabled=False).process(event(f"file://{tmp_path}/doc.jpg"), None).value
+    assert {"quarterly", "report", "revenue", "region"} <= set(re.findall(r"[a-z]+", rec["ocr"]["text"].lower()))
+    assert rec["image"]["width"] == 4000 and rec["thumbnail"]["width"] == 768
