@@ -24,7 +24,7 @@ from typing import Any
 
 from consumers.validate import alttext, rights
 from consumers.validate.schema import Violation, check_enrichment, check_raw_outputs
-from consumers.validate.taxonomy import Taxonomy, load_taxonomy
+from consumers.validate.taxonomy import Taxonomy, taxonomy_from_settings
 from streams.errors import PermanentError
 from streams.metrics import DECISIONS
 from streams.records import is_deleted, stamp
@@ -53,7 +53,7 @@ class ValidateStage(Stage):
     def __init__(self, settings, taxonomy: Taxonomy | None = None):
         super().__init__(settings)
         self.cfg = settings.validate_
-        self.taxonomy = taxonomy or load_taxonomy(self.cfg.taxonomy_path, self.cfg.taxonomy_version)
+        self.taxonomy = taxonomy or taxonomy_from_settings(settings)
 
     # --- Stage API --------------------------------------------------------------------------------------
     def process(self, value: dict[str, Any], ctx: RecordContext | None = None) -> Output:

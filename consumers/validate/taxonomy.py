@@ -308,3 +308,10 @@ def load_taxonomy(path: str | None = None, version: str | None = None) -> Taxono
     if version is not None and tax.version != version:
         raise ValueError(f"{path} holds taxonomy {tax.version}, not {version}")
     return tax
+
+
+def taxonomy_from_settings(settings: Any) -> Taxonomy:
+    """The taxonomy a deployment uses: settings.validate.taxonomy_path / taxonomy_version (default: bundled
+    latest). Enrich and validate must call this so prompts and validation agree on one version."""
+    cfg = settings.validate_
+    return load_taxonomy(cfg.taxonomy_path, cfg.taxonomy_version)
