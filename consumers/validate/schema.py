@@ -103,6 +103,18 @@ def _prompt_validator(task: str, version: str, prompts_dir: str) -> Draft202012V
     return None
 
 
+def _loads_lenient(text: str) -> Any:
+    """The model's JSON text; tolerates a ```json fence or prose around one JSON object (providers parse the
+    same way), but nothing else."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        start, end = text.find("{"), text.rfind("}")
+        if start == -1 or end <= start:
+            raise
+        return json.loads(text[start:end + 1])
+
+
 def check_raw_outputs(enrichment: dict[str, Any], provenance: list[dict[str, Any]],
                       prompts_dir: Path = PROMPTS_DIR) -> tuple[list[Violation], list[str]]:
     """Validate raw_outputs[task] against the prompt schema of the version that produced it.
@@ -122,7 +134,7 @@ def check_raw_outputs(enrichment: dict[str, Any], provenance: list[dict[str, Any
         checked.append(f"{task}@{version}")
         prefix = f"$.raw_outputs.{task}"
         try:
-            data = json.loads(raw[task])
+            data = _loads_lenient(raw[task])
         except (TypeError, ValueError) as exc:
             out.append(Violation(prefix, f"not valid JSON: {exc}"[:300], "json"))
             continue
