@@ -2,7 +2,6 @@
 and the XMP survives being written into a real JPEG and read back."""
 from __future__ import annotations
 
-import io
 import json
 import xml.etree.ElementTree as ET
 
