@@ -280,6 +280,15 @@ def test_deny_listed_tags_never_reach_validated(stage):
     assert has_reason(out, "6 model tag(s) dropped by the deny-list")
 
 
+def test_denied_human_keyword_is_not_promoted_and_not_echoed(stage):
+    out = run(stage, human_fields={"keywords": ["Muslim", "sneakers"]})
+    assert "product:sneaker" in {t["tag"] for t in out["tags"]}
+    assert "muslim" not in json.dumps(out["tags"] + out["suggested_tags"] + out["reasons"]).lower()
+    assert has_reason(out, "a keyword from the person was not promoted to tags: it is on the taxonomy deny-list")
+    # the person's own data is left as they set it
+    assert out["enriched"]["pre"]["asset"]["human_fields"]["keywords"] == ["Muslim", "sneakers"]
+
+
 def test_stage_on_v1_and_remap_onto_v2():
     old = run(make_stage(taxonomy_version="v1"),
               enrich={"tags": [{"tag": "sneakers", "score": 0.9}, {"tag": "automobile", "score": 0.8}]})

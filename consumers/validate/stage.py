@@ -304,8 +304,9 @@ class ValidateStage(Stage):
                 if source == "model":
                     counts["denied"] += 1
                 else:
+                    # the term itself is not repeated: reasons are indexed and shown
                     reasons.append(f"a keyword from the {'person' if source == 'human' else 'file'} was not "
-                                   f"promoted to tags: {res.reason} by the taxonomy deny-list")
+                                   f"promoted to tags: it is on the taxonomy deny-list")
             elif res.outcome == "removed":
                 counts["removed"] += 1
             elif res.outcome == "unknown":
