@@ -32,7 +32,7 @@ TOPIC_RECORDS: dict[str, str] = {
     "audit": "AuditEntry",
     "kpis": "KpiSnapshot",
 }
-"""Logical topic -> record name. Fixed registration order (mock:// registries assign ids in order)."""
+"""Logical topic -> Avro record name."""
 
 
 def schema_path(record: str, avro_dir: Path = AVRO_DIR) -> Path:
@@ -76,17 +76,53 @@ def roundtrip(record: str, value: dict[str, Any]) -> dict[str, Any]:
     return fastavro.schemaless_reader(buf, parsed_schema(record))
 
 
+def stable_schema_id(schema_str: str) -> int:
+    """A schema id derived from the schema's JSON (whitespace/key order normalised; 31 bits, never 0)."""
+    import hashlib
+    try:
+        schema_str = json.dumps(json.loads(schema_str), sort_keys=True, separators=(",", ":"))
+    except ValueError:
+        pass
+    return int.from_bytes(hashlib.sha256(schema_str.encode()).digest()[:4], "big") % (2**31 - 1) + 1
+
+
+def _mock_client(conf: dict[str, Any]) -> SchemaRegistryClient:
+    """confluent-kafka's mock:// client numbers schemas 1, 2, 3... per process, so two processes (a producer
+    and a worker) can disagree on ids. This one keeps everything of the mock client but derives each id
+    from the schema text, so every process of an embedded run or a test agrees; the wire format stays
+    the real Confluent one."""
+    from confluent_kafka.schema_registry import RegisteredSchema
+    from confluent_kafka.schema_registry._sync import mock_schema_registry_client as mock
+
+    class StableStore(mock._SchemaStore):
+        def set(self, registered_schema: RegisteredSchema) -> RegisteredSchema:
+            with self.lock:
+                rs = RegisteredSchema(schema_id=stable_schema_id(registered_schema.schema.schema_str),
+                                      guid=registered_schema.guid, schema=registered_schema.schema,
+                                      subject=registered_schema.subject, version=registered_schema.version)
+                self.schema_id_index[rs.schema_id] = rs
+                self.schema_guid_index[rs.guid] = rs
+                self.schema_index[rs.schema] = rs.schema_id
+                self.subject_schemas[rs.subject].add(rs)
+                return rs
+
+    client = mock.MockSchemaRegistryClient(dict(conf))
+    client._store = StableStore()
+    return client
+
+
 _clients: dict[str, SchemaRegistryClient] = {}
 _clients_lock = threading.Lock()
 
 
 def registry_client(conf: dict[str, Any]) -> SchemaRegistryClient:
-    """One client per URL per process (mock:// clients keep their schemas in the instance)."""
+    """One client per URL per process (a mock:// client keeps its schemas in the instance)."""
     url = str(conf["url"])
     with _clients_lock:
         client = _clients.get(url)
         if client is None:
-            client = SchemaRegistryClient.new_client(dict(conf))
+            client = (_mock_client(conf) if url.startswith("mock://")
+                      else SchemaRegistryClient.new_client(dict(conf)))
             _clients[url] = client
         return client
 
@@ -102,8 +138,8 @@ class Serde:
         self._auto_register = auto_register
         self._lock = threading.Lock()
         if str(registry_conf["url"]).startswith("mock://"):
-            # mock:// registries live in the process and number schemas in registration order: register
-            # every topic in TOPIC_RECORDS order up front so all processes of an embedded run agree on ids
+            # mock:// registries live in the process: register every topic up front so a record written by
+            # another process (same schema text -> same id) can be read before this one wrote anything
             for logical in TOPIC_RECORDS:
                 if logical in topic_names and schema_path(TOPIC_RECORDS[logical]).exists():
                     self.serializer(logical)

@@ -96,7 +96,9 @@ class GroupSettings(BaseModel):
     model_config = {"populate_by_name": True}
 
     def name(self, stage: str) -> str:
-        return self.prefix + getattr(self, "validate_" if stage == "validate" else stage)
+        """Group id of a stage; a custom stage (module:Class) gets prefix + its own name."""
+        attr = "validate_" if stage == "validate" else stage
+        return self.prefix + (getattr(self, attr) if attr in type(self).model_fields else stage)
 
 
 class RunnerSettings(BaseModel):

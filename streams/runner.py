@@ -1,0 +1,739 @@
+"""The stage runner: the only code in assetstream that talks to Kafka.
+
+    poll -> deserialize -> stage (plain Python) -> produce outputs (idempotent producer, acks=all)
+         -> when every output of a record is acknowledged, the record is done
+         -> commit the highest offset below which every record of that partition is done
+
+Concurrency is bounded per worker (a thread pool for CPU stages, an asyncio loop for I/O stages, one ordered
+batch at a time for batch stages); per-partition tracking means the committed offset never passes an
+unfinished record; partitions are paused (not left unpolled) when too much is in flight, so slow work never
+exceeds max.poll.interval.ms. Errors are classified once (streams.errors): poison and permanent go to the
+dead-letter topic with the original bytes and full context, transient ones are retried with exponential
+backoff and jitter, then dead-lettered. A dead letter is only committed once the broker acknowledged it.
+"""
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures as cf
+import hashlib
+import logging
+import random
+import signal
+import threading
+import time
+import traceback
+import uuid
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+
+from streams import PIPELINE_VERSION, metrics
+from streams.avro import TOPIC_RECORDS, Serde
+from streams.errors import PoisonError, StageError, TransientError, classify
+from streams.records import asset_of, now_ms, to_ms
+from streams.settings import Settings
+from streams.stage import Output, RecordContext, Stage
+
+log = logging.getLogger("assetstream.runner")
+
+TRACE_HEADER = "trace-id"
+IDEMPOTENCY_HEADER = "idempotency-key"
+
+
+def topic_names(settings: Settings) -> dict[str, str]:
+    return {logical: settings.topics.name(logical) for logical in TOPIC_RECORDS}
+
+
+@dataclass
+class _Record:
+    """One consumed message on its way through the runner."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: list[tuple[str, bytes | None]]
+    timestamp_ms: int | None
+    received: float = field(default_factory=time.monotonic)
+    pending_acks: int = 0
+    abandoned: bool = False
+    event_time_ms: int | None = None
+
+    @property
+    def tp(self) -> tuple[str, int]:
+        return (self.topic, self.partition)
+
+    def context(self, attempt: int) -> RecordContext:
+        headers = {k: (v or b"") for k, v in self.headers}
+        trace = headers.get(TRACE_HEADER, b"").decode("utf-8", "replace") or uuid.uuid4().hex
+        return RecordContext(topic=self.topic, partition=self.partition, offset=self.offset,
+                             key=self.key.decode("utf-8", "replace") if self.key is not None else None,
+                             headers=headers, timestamp_ms=self.timestamp_ms, attempt=attempt, trace_id=trace)
+
+
+@dataclass
+class _Result:
+    """What a worker hands back to the main thread: serialized outputs, or a dead letter."""
+
+    record: _Record
+    outputs: list[tuple[str, bytes | None, bytes | None, list[tuple[str, bytes]]]] = field(default_factory=list)
+    dead_letter: bytes | None = None
+    error_class: str | None = None
+    event_time_ms: int | None = None
+
+
+class _PartitionTracker:
+    """Offsets handed out per partition, in order; the commit position is the first one not done."""
+
+    def __init__(self) -> None:
+        self.order: dict[tuple[str, int], deque[int]] = {}
+        self.done: dict[tuple[str, int], set[int]] = {}
+        self.position: dict[tuple[str, int], int] = {}
+        self.committed: dict[tuple[str, int], int] = {}
+
+    def add(self, tp: tuple[str, int], offset: int) -> None:
+        self.order.setdefault(tp, deque()).append(offset)
+        self.done.setdefault(tp, set())
+
+    def finish(self, tp: tuple[str, int], offset: int) -> None:
+        if tp not in self.order:
+            return  # partition was revoked meanwhile
+        done, order = self.done[tp], self.order[tp]
+        done.add(offset)
+        while order and order[0] in done:
+            done.discard(order[0])
+            self.position[tp] = order.popleft() + 1
+
+    def in_flight(self, tp: tuple[str, int] | None = None) -> int:
+        if tp is not None:
+            return len(self.order.get(tp, ()))
+        return sum(len(o) for o in self.order.values())
+
+    def to_commit(self, tps: set[tuple[str, int]] | None = None) -> list[TopicPartition]:
+        out = []
+        for tp, pos in self.position.items():
+            if (tps is None or tp in tps) and self.committed.get(tp) != pos:
+                out.append(TopicPartition(tp[0], tp[1], pos))
+        return out
+
+    def mark_committed(self, tps: list[TopicPartition]) -> None:
+        for tp in tps:
+            self.committed[(tp.topic, tp.partition)] = tp.offset
+
+    def drop(self, tp: tuple[str, int]) -> None:
+        for d in (self.order, self.done, self.position, self.committed):
+            d.pop(tp, None)
+
+
+class StageRunner:
+    """Run one stage as one consumer group member. `run()` blocks until `stop()` or SIGTERM/SIGINT."""
+
+    def __init__(self, stage: Stage, settings: Settings, *, group_id: str | None = None,
+                 install_signal_handlers: bool = False, on_idle: Callable[["StageRunner"], None] | None = None):
+        self.stage = stage
+        self.settings = settings
+        self.name = stage.name
+        self.rs = settings.runner
+        self.names = topic_names(settings)
+        self.input_topic = self.names[stage.input_topic]
+        self.group_id = group_id or settings.groups.name(stage.name)
+        self.serde = Serde(settings.registry.client_config(), self.names, settings.registry.auto_register)
+        self.install_signal_handlers = install_signal_handlers
+        self.on_idle = on_idle
+        self.health = metrics.Health()
+        self.health.ready_checks.append(stage.ready)
+        self.tracker = _PartitionTracker()
+        self.assigned: set[tuple[str, int]] = set()
+        self.paused_tps: set[tuple[str, int]] = set()
+        self.pause_reason: str | None = None
+        self._stop = threading.Event()
+        self._futures: dict[cf.Future, Any] = {}
+        self._completions: deque[_Result] = deque()
+        self._completion_lock = threading.Lock()
+        self._last_commit = time.monotonic()
+        self._last_lag = 0.0
+        self.lags: dict[tuple[str, int], int] = {}
+        self._batch: list[_Record] = []
+        self._batch_bytes = 0
+        self._batch_started = 0.0
+        self._redeliver: list[tuple[float, _Record, list]] = []  # (due, record, outputs) after a failed produce
+        self.metrics_port: int | None = None
+        self._http = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread: threading.Thread | None = None
+        self._semaphore: asyncio.Semaphore | None = None
+        self.transactional = self.rs.transactional
+        self._txn_open = False
+
+        kafka = settings.kafka
+        instance = kafka.instance_id(self.group_id)
+        cconf: dict[str, Any] = {
+            **kafka.client_config(),
+            "group.id": self.group_id,
+            "enable.auto.commit": False,
+            "enable.auto.offset.store": False,
+            "auto.offset.reset": "earliest",
+            "partition.assignment.strategy": "cooperative-sticky",
+            "session.timeout.ms": kafka.session_timeout_ms,
+            "heartbeat.interval.ms": kafka.heartbeat_interval_ms,
+            "max.poll.interval.ms": kafka.max_poll_interval_ms,
+            "isolation.level": "read_committed",
+            "error_cb": self._on_client_error,
+        }
+        if instance:
+            cconf["group.instance.id"] = instance
+        pconf: dict[str, Any] = {
+            **kafka.client_config(),
+            "enable.idempotence": True,
+            "acks": "all",
+            "linger.ms": 5,
+            "error_cb": self._on_client_error,
+        }
+        if self.transactional:
+            pconf["transactional.id"] = f"{self.group_id}-{instance or uuid.uuid4().hex[:12]}"
+        self.consumer = Consumer(cconf)
+        self.producer = Producer(pconf)
+        if self.transactional:
+            self.producer.init_transactions(30)
+        cpu_workers = max(1, self.rs.concurrency) if stage.kind == "cpu" else 1
+        self.pool = cf.ThreadPoolExecutor(max_workers=cpu_workers, thread_name_prefix=f"{self.name}-worker")
+
+    # ------------------------------------------------------------------------------------------ lifecycle
+    def stop(self) -> None:
+        self._stop.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    def run(self) -> None:
+        if self.install_signal_handlers:
+            signal.signal(signal.SIGTERM, lambda *_: self.stop())
+            signal.signal(signal.SIGINT, lambda *_: self.stop())
+        if self.rs.metrics_port >= 0:
+            self._http, self.metrics_port = metrics.serve(self.health, self.rs.metrics_port)
+        if self.stage.kind == "io":
+            self._start_loop()
+        self.consumer.subscribe([self.input_topic], on_assign=self._on_assign, on_revoke=self._on_revoke,
+                                on_lost=self._on_lost)
+        self.health.started = True
+        log.info("%s: consuming %s as group %s", self.name, self.input_topic, self.group_id)
+        try:
+            while not self.stopping:
+                self._iteration()
+            self._drain()
+        finally:
+            self._shutdown()
+
+    def _iteration(self) -> None:
+        self.health.tick()
+        self._apply_pause()
+        free = self.rs.max_in_flight - self.tracker.in_flight()
+        msgs = self.consumer.consume(num_messages=max(1, min(free, 500)), timeout=self.rs.poll_timeout_s)
+        for msg in msgs:
+            self._accept(msg)
+        self._maybe_flush_batch()
+        self._pump()
+        self._maybe_commit()
+        self._update_lag()
+        if not msgs and self.on_idle:
+            self.on_idle(self)
+
+    def _accept(self, msg: Message) -> None:
+        err = msg.error()
+        if err is not None:
+            if err.code() == KafkaError._PARTITION_EOF:
+                return
+            log.warning("%s: consumer error: %s", self.name, err)
+            return
+        rec = _Record(msg.topic(), msg.partition(), msg.offset(), msg.key(), msg.value(),
+                      list(msg.headers() or []), msg.timestamp()[1] if msg.timestamp()[0] else None)
+        if rec.tp not in self.assigned:
+            return  # delivered just before a revoke
+        self.tracker.add(rec.tp, rec.offset)
+        metrics.RECORDS_IN.labels(self.name).inc()
+        metrics.IN_FLIGHT.labels(self.name).set(self.tracker.in_flight())
+        if self.stage.kind == "batch":
+            if not self._batch:
+                self._batch_started = time.monotonic()
+            self._batch.append(rec)
+            self._batch_bytes += len(rec.value or b"")
+        elif self.stage.kind == "io":
+            fut = asyncio.run_coroutine_threadsafe(self._work_async(rec), self._loop)
+            fut.add_done_callback(self._collect)
+        else:
+            fut = self.pool.submit(self._work_sync, rec)
+            fut.add_done_callback(self._collect)
+
+    def _collect(self, fut: cf.Future) -> None:
+        try:
+            results = fut.result()
+        except (_Abandon, cf.CancelledError):
+            return  # shutting down: the record stays uncommitted and is retried by the next owner
+        except BaseException as exc:  # a bug in the runner itself: loud, and the record stays uncommitted
+            log.error("%s: worker crashed: %r", self.name, exc, exc_info=exc)
+            return
+        with self._completion_lock:
+            self._completions.extend(results if isinstance(results, list) else [results])
+
+    # ------------------------------------------------------------------------------------------ workers
+    def _decode(self, rec: _Record) -> dict[str, Any]:
+        if rec.value is None:
+            raise PoisonError("record has no value (tombstone) on a pipeline topic", reason="empty_value")
+        try:
+            return self.serde.deserialize(self.stage.input_topic, rec.value)
+        except Exception as exc:
+            raise PoisonError(f"cannot deserialize Avro value: {exc}", reason="deserialize") from exc
+
+    def _backoff(self, attempt: int, exc: BaseException) -> float:
+        hint = getattr(exc, "retry_after_s", None)
+        base = min(self.rs.retry_max_delay_s, self.rs.retry_base_delay_s * (2 ** (attempt - 1)))
+        delay = random.uniform(base / 2, base)  # jitter
+        return max(delay, hint or 0.0)
+
+    def _work_sync(self, rec: _Record) -> _Result:
+        first_failure = None
+        attempt = 1
+        while True:
+            try:
+                value = self._decode(rec)
+                result = self.stage.process(value, rec.context(attempt))
+                return self._success(rec, value, result)
+            except BaseException as exc:  # noqa: BLE001 - every failure is classified
+                first_failure = first_failure or now_ms()
+                retry = self._should_retry(exc, attempt)
+                if retry is None:
+                    return self._failure(rec, exc, attempt, first_failure)
+                self._stop.wait(retry)
+                attempt += 1
+
+    async def _work_async(self, rec: _Record) -> _Result:
+        async with self._semaphore:
+            first_failure = None
+            attempt = 1
+            while True:
+                try:
+                    value = self._decode(rec)
+                    result = await self.stage.aprocess(value, rec.context(attempt))
+                    return self._success(rec, value, result)
+                except BaseException as exc:  # noqa: BLE001
+                    if isinstance(exc, asyncio.CancelledError):
+                        raise
+                    first_failure = first_failure or now_ms()
+                    retry = self._should_retry(exc, attempt)
+                    if retry is None:
+                        return self._failure(rec, exc, attempt, first_failure)
+                    await asyncio.sleep(retry)
+                    attempt += 1
+
+    def _should_retry(self, exc: BaseException, attempt: int) -> float | None:
+        cls = classify(exc)
+        metrics.RECORDS_FAILED.labels(self.name, cls).inc()
+        if cls != "transient" or attempt >= self.rs.retry_max_attempts or self.stopping:
+            if cls == "transient" and self.stopping and attempt < self.rs.retry_max_attempts:
+                raise _Abandon()  # shutting down: leave it uncommitted, the next owner retries
+            return None
+        metrics.RECORDS_RETRIED.labels(self.name).inc()
+        delay = self._backoff(attempt, exc)
+        log.info("%s: transient error (attempt %d), retrying in %.2fs: %s", self.name, attempt, delay, exc)
+        return delay
+
+    def _success(self, rec: _Record, value: dict[str, Any], result: Any) -> _Result:
+        outputs: list[Output]
+        if result is None:
+            outputs = []
+        elif isinstance(result, Output):
+            outputs = [result]
+        else:
+            outputs = list(result)
+        ctx_headers = dict(rec.headers)
+        trace = (ctx_headers.get(TRACE_HEADER) or uuid.uuid4().hex.encode())
+        try:
+            asset = asset_of(value)
+        except (KeyError, TypeError):
+            asset = {}
+        event_time = to_ms(asset.get("event_time")) if asset else None
+        serialized = []
+        for out in outputs:
+            logical = out.topic or self.stage.output_topic
+            if logical is None:
+                raise RuntimeError(f"stage {self.name} returned an output without a topic")
+            key = out.key if out.key is not None else (rec.key.decode() if rec.key is not None else None)
+            data = self.serde.serialize(logical, out.value) if out.value is not None else None
+            headers = [(TRACE_HEADER, trace),
+                       (IDEMPOTENCY_HEADER, idempotency_key(key, out.value, asset).encode()),
+                       ("stage", self.name.encode()), ("stage-version", PIPELINE_VERSION.encode()),
+                       ("source", f"{rec.topic}/{rec.partition}/{rec.offset}".encode())]
+            headers += [(k, v.encode()) for k, v in out.headers.items()]
+            serialized.append((self.names[logical], key.encode() if key is not None else None, data, headers))
+        return _Result(rec, outputs=serialized, event_time_ms=event_time)
+
+    def _failure(self, rec: _Record, exc: BaseException, attempts: int, first_failure: int) -> _Result:
+        cls = classify(exc)
+        error_class = {"transient": "transient_exhausted"}.get(cls, cls)
+        asset_id = rec.key.decode("utf-8", "replace") if rec.key is not None else None
+        details = dict(getattr(exc, "details", {}) or {})
+        if isinstance(exc, StageError):
+            details.setdefault("reason", exc.reason)
+        letter = {
+            "original_topic": rec.topic, "original_partition": rec.partition, "original_offset": rec.offset,
+            "original_key": rec.key, "original_value": rec.value,
+            "original_headers": [{"key": k, "value": v} for k, v in rec.headers],
+            "asset_id": asset_id, "stage": self.name, "error_class": error_class,
+            "error_type": type(exc).__name__, "message": str(exc) or type(exc).__name__,
+            "stack": "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))[-8000:],
+            "attempts": attempts, "first_failure_time": first_failure, "last_failure_time": now_ms(),
+            "details": details,
+        }
+        log.warning("%s: dead-lettering %s/%d@%d (%s, %s): %s", self.name, rec.topic, rec.partition, rec.offset,
+                    error_class, details.get("reason", type(exc).__name__), exc)
+        data = self.serde.serialize("dead_letter", letter)
+        return _Result(rec, dead_letter=data, error_class=error_class)
+
+    # ------------------------------------------------------------------------------------------ batches
+    def _maybe_flush_batch(self, force: bool = False) -> None:
+        if not self._batch or self._futures_pending_batch():
+            return
+        full = (len(self._batch) >= self.rs.batch_max_records or self._batch_bytes >= self.rs.batch_max_bytes)
+        due = time.monotonic() - self._batch_started >= self.rs.batch_max_wait_s
+        if full or due or force or self.stage_paused_by_inflight():
+            batch, self._batch, self._batch_bytes = self._batch, [], 0
+            fut = self.pool.submit(self._work_batch, batch)
+            self._futures[fut] = "batch"
+            fut.add_done_callback(self._collect)
+            fut.add_done_callback(lambda f: self._futures.pop(f, None))
+
+    def _futures_pending_batch(self) -> bool:
+        return any(v == "batch" for v in list(self._futures.values()))
+
+    def stage_paused_by_inflight(self) -> bool:
+        return self.tracker.in_flight() >= self.rs.max_in_flight
+
+    def _work_batch(self, batch: list[_Record]) -> list[_Result]:
+        """One batch at a time, in order. Transient item failures are retried (with backoff) until they
+        succeed: a store outage pauses the sink rather than dead-lettering everything."""
+        results: list[_Result] = []
+        todo: list[tuple[_Record, dict[str, Any], int, int | None]] = []
+        for rec in batch:
+            try:
+                todo.append((rec, self._decode(rec), 1, None))
+            except PoisonError as exc:
+                metrics.RECORDS_FAILED.labels(self.name, "poison").inc()
+                results.append(self._failure(rec, exc, 1, now_ms()))
+        while todo:
+            items = [(value, rec.context(attempt)) for rec, value, attempt, _ in todo]
+            try:
+                outcomes = self.stage.process_batch(items)
+            except BaseException as exc:  # noqa: BLE001 - the whole batch failed the same way
+                outcomes = [exc] * len(items)
+            retry: list[tuple[_Record, dict[str, Any], int, int | None]] = []
+            worst_delay = 0.0
+            for (rec, value, attempt, first), outcome in zip(todo, outcomes):
+                if isinstance(outcome, BaseException):
+                    cls = classify(outcome)
+                    metrics.RECORDS_FAILED.labels(self.name, cls).inc()
+                    first = first or now_ms()
+                    if cls == "transient":
+                        metrics.RECORDS_RETRIED.labels(self.name).inc()
+                        worst_delay = max(worst_delay, self._backoff(min(attempt, 8), outcome))
+                        retry.append((rec, value, attempt + 1, first))
+                    else:
+                        results.append(self._failure(rec, outcome, attempt, first))
+                else:
+                    results.append(self._success(rec, value, outcome))
+            if retry and self.stopping:
+                for rec, *_ in retry:
+                    rec.abandoned = True  # not committed: the next owner retries
+                break
+            if retry:
+                self.pause_reason = "store_unavailable"
+                log.warning("%s: %d item(s) failed transiently; retrying in %.1fs", self.name, len(retry),
+                            worst_delay)
+                self._stop.wait(worst_delay)
+            else:
+                self.pause_reason = None if self.pause_reason == "store_unavailable" else self.pause_reason
+            todo = retry
+        return results
+
+    # ------------------------------------------------------------------------------------------ produce
+    def _pump(self) -> None:
+        """Produce what workers finished, serve delivery callbacks, finish records."""
+        while True:
+            with self._completion_lock:
+                if not self._completions:
+                    break
+                res = self._completions.popleft()
+            self._emit(res)
+        now = time.monotonic()
+        if self._redeliver:
+            due = [r for r in self._redeliver if r[0] <= now]
+            self._redeliver = [r for r in self._redeliver if r[0] > now]
+            for _, rec, outputs in due:
+                self._produce_all(rec, outputs)
+        self.producer.poll(0)
+
+    def _emit(self, res: _Result) -> None:
+        rec = res.record
+        if rec.abandoned or rec.tp not in self.assigned:
+            return
+        rec.event_time_ms = res.event_time_ms
+        if res.dead_letter is not None:
+            outputs = [(self.names["dead_letter"], rec.key, res.dead_letter,
+                        [(k, v) for k, v in rec.headers if v is not None] +
+                        [("dlq-stage", self.name.encode()), ("dlq-error-class", res.error_class.encode())])]
+            metrics.RECORDS_DEAD_LETTERED.labels(self.name, res.error_class).inc()
+        else:
+            outputs = res.outputs
+        self._produce_all(rec, outputs)
+
+    def _produce_all(self, rec: _Record, outputs: list) -> None:
+        if self.transactional and not self._txn_open:
+            self.producer.begin_transaction()
+            self._txn_open = True
+        if not outputs:
+            self._finish(rec)
+            return
+        rec.pending_acks = len(outputs)
+        for topic, key, value, headers in outputs:
+            cb = self._delivery_cb(rec, (topic, key, value, headers))
+            while True:
+                try:
+                    self.producer.produce(topic, key=key, value=value, headers=headers, on_delivery=cb)
+                    break
+                except BufferError:
+                    self.producer.poll(0.05)  # local queue full: serve callbacks, then try again
+        if self.transactional:
+            # in a transaction the outputs and the offsets commit atomically: enqueued == done
+            rec.pending_acks = 0
+            self._finish(rec)
+
+    def _delivery_cb(self, rec: _Record, output: tuple):
+        def cb(err: KafkaError | None, msg: Message) -> None:
+            if self.transactional:
+                if err is not None:
+                    log.error("%s: transactional produce failed: %s", self.name, err)
+                return
+            if err is not None:
+                if err.code() in (KafkaError.MSG_SIZE_TOO_LARGE, KafkaError.INVALID_MSG_SIZE) \
+                        and output[0] != self.names["dead_letter"]:
+                    # an output the broker will never take: the input is dead-lettered instead
+                    exc = StageError(f"output to {output[0]} rejected by the broker: {err.str()}",
+                                     reason="output_too_large")
+                    letter = self._failure(rec, exc, 1, now_ms())
+                    rec.pending_acks = 0
+                    self._emit(letter)
+                    return
+                log.warning("%s: delivery to %s failed (%s); producing again", self.name, output[0], err)
+                self._redeliver.append((time.monotonic() + 1.0, rec, [output]))  # still pending
+                return
+            metrics.RECORDS_OUT.labels(self.name, msg.topic()).inc()
+            rec.pending_acks -= 1
+            if rec.pending_acks == 0:
+                self._finish(rec)
+        return cb
+
+    def _finish(self, rec: _Record) -> None:
+        if rec.abandoned:
+            return
+        self.tracker.finish(rec.tp, rec.offset)
+        metrics.PROCESSING_SECONDS.labels(self.name).observe(time.monotonic() - rec.received)
+        if rec.event_time_ms:
+            metrics.RECORD_AGE.labels(self.name).observe(max(0.0, (now_ms() - rec.event_time_ms) / 1000))
+        metrics.IN_FLIGHT.labels(self.name).set(self.tracker.in_flight())
+
+    # ------------------------------------------------------------------------------------------ commits
+    def _maybe_commit(self, force: bool = False, tps: set[tuple[str, int]] | None = None) -> None:
+        if not force and time.monotonic() - self._last_commit < 1.0:
+            return
+        self._last_commit = time.monotonic()
+        offsets = self.tracker.to_commit(tps)
+        if self.transactional:
+            if not self._txn_open and not offsets:
+                return
+            if not self._txn_open:
+                self.producer.begin_transaction()
+            if offsets:
+                self.producer.send_offsets_to_transaction(offsets, self.consumer.consumer_group_metadata(), 30)
+            self.producer.commit_transaction(60)
+            self._txn_open = False
+            self.tracker.mark_committed(offsets)
+            metrics.COMMITS.labels(self.name).inc()
+            return
+        if not offsets:
+            return
+        try:
+            self.consumer.commit(offsets=offsets, asynchronous=False)
+            self.tracker.mark_committed(offsets)
+            metrics.COMMITS.labels(self.name).inc()
+        except KafkaException as exc:
+            log.warning("%s: commit failed (will retry): %s", self.name, exc)
+
+    # ------------------------------------------------------------------------------------------ pause
+    def _apply_pause(self) -> None:
+        in_flight = self.tracker.in_flight()
+        if self.stopping:
+            reason = "draining"
+        elif self.pause_reason:  # set by a batch worker while the store is unavailable
+            reason = self.pause_reason
+        elif (stage_reason := self.stage.should_pause()) is not None:
+            reason = stage_reason
+        elif in_flight >= self.rs.max_in_flight or (
+                self._current_pause == "backpressure" and in_flight > self.rs.max_in_flight // 2):
+            reason = "backpressure"  # with hysteresis: resume at half the limit
+        else:
+            reason = None
+        if reason:
+            todo = self.assigned - self.paused_tps
+            if todo:
+                self.consumer.pause([TopicPartition(t, p) for t, p in todo])
+                self.paused_tps |= todo
+        elif self.paused_tps:
+            self.consumer.resume([TopicPartition(t, p) for t, p in self.paused_tps & self.assigned])
+            self.paused_tps.clear()
+        if reason != self._current_pause:
+            if self._current_pause:
+                metrics.PAUSED.labels(self.name, self._current_pause).set(0)
+            if reason:
+                metrics.PAUSED.labels(self.name, reason).set(1)
+                if reason != "backpressure":
+                    log.info("%s: pausing consumption: %s", self.name, reason)
+            self._current_pause = reason
+
+    _current_pause: str | None = None
+
+    # ------------------------------------------------------------------------------------------ lag
+    def _update_lag(self, force: bool = False) -> None:
+        if not force and time.monotonic() - self._last_lag < 2.0:
+            return
+        self._last_lag = time.monotonic()
+        tps = [TopicPartition(t, p) for t, p in self.assigned]
+        if not tps:
+            return
+        try:
+            positions = self.consumer.position(tps)
+        except KafkaException:
+            return
+        for tp in positions:
+            try:
+                low, high = self.consumer.get_watermark_offsets(tp, cached=True)
+            except KafkaException:
+                continue
+            if high is None or high < 0:
+                continue
+            pos = tp.offset if tp.offset >= 0 else self.tracker.committed.get((tp.topic, tp.partition), low)
+            lag = max(0, high - max(pos, low))
+            self.lags[(tp.topic, tp.partition)] = lag
+            metrics.CONSUMER_LAG.labels(self.name, tp.topic, str(tp.partition)).set(lag)
+
+    def lag(self) -> int:
+        """Total lag over assigned partitions, from fetch-reported watermarks (ListOffsets is not trusted)."""
+        self._update_lag(force=True)
+        return sum(self.lags.get(tp, 0) for tp in self.assigned)
+
+    # ------------------------------------------------------------------------------------------ rebalance
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        for tp in partitions:
+            self.assigned.add((tp.topic, tp.partition))
+        log.info("%s: assigned %s", self.name, sorted(p.partition for p in partitions))
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        revoked = {(tp.topic, tp.partition) for tp in partitions}
+        log.info("%s: revoking %s", self.name, sorted(p for _, p in revoked))
+        self._settle(revoked, self.rs.drain_timeout_s)
+        self._maybe_commit(force=True, tps=revoked)
+        self._forget(revoked)
+
+    def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        lost = {(tp.topic, tp.partition) for tp in partitions}
+        log.warning("%s: partitions lost %s (not committing)", self.name, sorted(p for _, p in lost))
+        self._forget(lost)
+
+    def _forget(self, tps: set[tuple[str, int]]) -> None:
+        for tp in tps:
+            self.tracker.drop(tp)
+            self.assigned.discard(tp)
+            self.paused_tps.discard(tp)
+            metrics.CONSUMER_LAG.labels(self.name, tp[0], str(tp[1])).set(0)
+            self.lags.pop(tp, None)
+        self._batch = [r for r in self._batch if r.tp not in tps]
+
+    def _settle(self, tps: set[tuple[str, int]] | None, timeout_s: float) -> None:
+        """Let in-flight records of these partitions finish and their outputs be acknowledged."""
+        if self._batch:
+            self._maybe_flush_batch(force=True)
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            pending = sum(self.tracker.in_flight(tp) for tp in (tps if tps is not None else list(self.tracker.order)))
+            if pending == 0:
+                return
+            self._pump()
+            if self._batch:
+                self._maybe_flush_batch(force=True)
+            self.producer.poll(0.05)
+            self.health.tick()
+        log.warning("%s: %d record(s) still in flight after %.0fs; abandoning them uncommitted", self.name,
+                    sum(self.tracker.in_flight(tp) for tp in (tps or list(self.tracker.order))), timeout_s)
+
+    # ------------------------------------------------------------------------------------------ shutdown
+    def _drain(self) -> None:
+        log.info("%s: draining (%d in flight)", self.name, self.tracker.in_flight())
+        self._apply_pause()
+        self._settle(None, self.rs.drain_timeout_s)
+        self.producer.flush(10)
+        self._pump()
+        self._maybe_commit(force=True)
+
+    def _shutdown(self) -> None:
+        self.health.started = False
+        try:
+            self.consumer.close()
+        except (KafkaException, RuntimeError) as exc:
+            log.warning("%s: consumer close: %s", self.name, exc)
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            if self._loop_thread:
+                self._loop_thread.join(5)
+        self.pool.shutdown(wait=False, cancel_futures=True)
+        self.producer.flush(5)
+        try:
+            self.stage.close()
+        except Exception as exc:  # noqa: BLE001
+            log.warning("%s: stage close: %s", self.name, exc)
+        if self._http is not None:
+            self._http.shutdown()
+        log.info("%s: stopped", self.name)
+
+    def _start_loop(self) -> None:
+        self._loop = asyncio.new_event_loop()
+        ready = threading.Event()
+
+        def run() -> None:
+            asyncio.set_event_loop(self._loop)
+            self._semaphore = asyncio.Semaphore(max(1, self.rs.concurrency))
+            ready.set()
+            self._loop.run_forever()
+
+        self._loop_thread = threading.Thread(target=run, name=f"{self.name}-loop", daemon=True)
+        self._loop_thread.start()
+        ready.wait()
+
+    def _on_client_error(self, err: KafkaError) -> None:
+        log.warning("%s: kafka client error: %s", self.name, err)
+
+
+class _Abandon(BaseException):
+    """Raised inside a worker when shutdown interrupts retries: the record stays uncommitted."""
+
+
+def idempotency_key(key: str | None, value: dict[str, Any] | None, asset: dict[str, Any]) -> str:
+    """asset id + content hash + pipeline version (+ the asset event version): equal for a replayed record."""
+    content, node = None, value
+    while isinstance(node, dict) and content is None:  # validated -> enriched -> pre -> hashes
+        content = (node.get("hashes") or {}).get("sha256")
+        node = node.get("pre") or node.get("enriched")
+    version = asset.get("version") if asset else None
+    raw = f"{key}|{content or '-'}|{PIPELINE_VERSION}|{version}"
+    return hashlib.sha256(raw.encode()).hexdigest()[:32]

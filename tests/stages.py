@@ -1,0 +1,27 @@
+"""A real stage for exercising the runner: copies raw AssetEvents to `preprocessed`, and misbehaves on
+request through the event's attributes (fail=permanent | fail=transient:N | slow_ms=N | crash=1)."""
+from __future__ import annotations
+
+import time
+
+from streams.errors import PermanentError, TransientError
+from streams.records import stamp
+from streams.stage import Output, Stage
+
+
+class EchoStage(Stage):
+    name = "echo"
+    input_topic = "raw"
+    output_topic = "preprocessed"
+    kind = "cpu"
+
+    def process(self, value, ctx):
+        attrs = value.get("attributes") or {}
+        fail = attrs.get("fail", "")
+        if fail == "permanent":
+            raise PermanentError("asked to fail permanently", reason="test_permanent", details={"hint": "attr"})
+        if fail.startswith("transient:") and ctx.attempt <= int(fail.split(":")[1]):
+            raise TransientError(f"transient failure {ctx.attempt}", reason="test_transient")
+        if attrs.get("slow_ms"):
+            time.sleep(int(attrs["slow_ms"]) / 1000)
+        return Output(value={"asset": value, "stamp": stamp(self.name)}, headers={"echo": "1"})

@@ -1,0 +1,153 @@
+"""The stage runner on a real tansu broker: delivery, dead letters, retries, crashes, rebalances, drain."""
+from __future__ import annotations
+
+import signal
+import time
+from collections import Counter
+
+from confluent_kafka import Producer
+
+from streams.producer import AssetPublisher, build_event
+from streams.runner import StageRunner
+from tests.kafka_support import (RunnerThread, committed, provision, read_topic, start_worker, make_settings)
+from tests.stages import EchoStage
+
+
+def publish(settings, events):
+    with AssetPublisher(settings) as pub:
+        pub.publish_events(events)
+
+
+def ev(i: int, **attrs) -> dict:
+    return build_event(f"asset-{i:04d}", f"file:///library/{i}.jpg", version=i + 1,
+                       attributes={k: str(v) for k, v in attrs.items()})
+
+
+def test_record_passes_through_with_key_headers_and_payload(broker, unique):
+    s = make_settings(broker, f"pass{unique}")
+    provision(s)
+    event = ev(1)
+    event["product_context"] = {"sku": "SKU-1", "category": "shoes", "name": None, "brand": None}
+    publish(s, [event])
+    with RunnerThread(StageRunner(EchoStage(s), s)):
+        out = read_topic(s, "preprocessed", 1)
+    assert len(out) == 1
+    rec = out[0]
+    assert rec["key"] == "asset-0001"
+    assert rec["value"]["asset"]["product_context"]["sku"] == "SKU-1"
+    assert rec["value"]["asset"]["event_id"] == event["event_id"]
+    assert rec["value"]["stamp"]["stage"] == "echo"
+    for header in ("trace-id", "idempotency-key", "stage", "stage-version", "source", "echo"):
+        assert header in rec["headers"], header
+    assert rec["headers"]["source"].decode().startswith(f"{s.topics.name('raw')}/")
+
+
+def test_poison_and_permanent_failures_are_dead_lettered_and_the_stream_continues(broker, unique):
+    s = make_settings(broker, f"dlq{unique}")
+    provision(s)
+    p = Producer({"bootstrap.servers": broker})
+    p.produce(s.topics.name("raw"), key=b"asset-poison", value=b"\x00garbage-not-avro", headers=[("x", b"1")])
+    p.flush(10)
+    publish(s, [ev(1, fail="permanent"), ev(2), ev(3)])
+    with RunnerThread(StageRunner(EchoStage(s), s)) as runner:
+        out = read_topic(s, "preprocessed", 2)
+        dead = read_topic(s, "dead_letter", 2)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and sum(committed(s, runner.group_id, "raw").values()) < 4:
+            time.sleep(0.3)
+    assert sorted(r["key"] for r in out) == ["asset-0002", "asset-0003"]
+    by_key = {d["key"]: d["value"] for d in dead}
+    assert set(by_key) == {"asset-poison", "asset-0001"}
+    poison, perm = by_key["asset-poison"], by_key["asset-0001"]
+    assert poison["error_class"] == "poison" and poison["original_value"] == b"\x00garbage-not-avro"
+    assert poison["original_headers"][0] == {"key": "x", "value": b"1"}
+    assert perm["error_class"] == "permanent" and perm["details"]["reason"] == "test_permanent"
+    assert perm["message"] == "asked to fail permanently" and "PermanentError" in perm["stack"]
+    assert perm["original_topic"] == s.topics.name("raw") and perm["stage"] == "echo"
+    assert perm["attempts"] == 1 and perm["first_failure_time"] <= perm["last_failure_time"]
+    # everything, including both dead letters, is committed
+    assert sum(committed(s, s.groups.name("echo"), "raw").values()) == 4
+
+
+def test_transient_failure_is_retried_then_succeeds_without_duplicates(broker, unique):
+    s = make_settings(broker, f"retry{unique}")
+    provision(s)
+    publish(s, [ev(1, fail="transient:2"), ev(2, fail="transient:99")])
+    with RunnerThread(StageRunner(EchoStage(s), s.with_overrides(runner={"retry_max_attempts": 4}))):
+        out = read_topic(s, "preprocessed", 1)
+        dead = read_topic(s, "dead_letter", 1)
+    assert [r["key"] for r in out] == ["asset-0001"]  # exactly once, after two retries
+    assert len(dead) == 1 and dead[0]["value"]["error_class"] == "transient_exhausted"
+    assert dead[0]["value"]["attempts"] == 4
+
+
+def test_sigkill_mid_batch_then_restart_delivers_every_asset(broker, unique, tmp_path):
+    s = make_settings(broker, f"kill{unique}", runner={"concurrency": 2, "max_in_flight": 8})
+    provision(s)
+    n = 40
+    publish(s, [ev(i, slow_ms=50) for i in range(n)])
+    proc = start_worker(s, "tests.stages:EchoStage", tmp_path / "w1.log")
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:  # wait until it is part-way through
+            if len(read_topic(s, "preprocessed", 5, timeout_s=1)) >= 5:
+                break
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+        before = len(read_topic(s, "preprocessed", n, timeout_s=2))
+        assert before < n, "the worker finished before it was killed; the test proves nothing"
+        proc = start_worker(s, "tests.stages:EchoStage", tmp_path / "w2.log")
+        out = read_topic(s, "preprocessed", n, timeout_s=90, distinct_keys=True)
+    finally:
+        proc.kill()
+        proc.wait(10)
+    keys = Counter(r["key"] for r in out)
+    assert set(keys) == {f"asset-{i:04d}" for i in range(n)}  # at least once
+    # idempotent keys: the downstream view (latest per key) holds each asset exactly once
+    latest = {r["key"]: r["value"]["asset"]["asset_id"] for r in out}
+    assert len(latest) == n and all(k == v for k, v in latest.items())
+
+
+def test_two_workers_split_partitions_and_a_rebalance_loses_nothing(broker, unique):
+    s = make_settings(broker, f"two{unique}", runner={"concurrency": 2})
+    provision(s)
+    n = 60
+    publish(s, [ev(i, slow_ms=20) for i in range(n // 2)])
+    first = RunnerThread(StageRunner(EchoStage(s), s))
+    first.__enter__()
+    second = RunnerThread(StageRunner(EchoStage(s), s))
+    try:
+        time.sleep(1)
+        second.__enter__()
+        publish(s, [ev(i, slow_ms=20) for i in range(n // 2, n)])
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not (first.runner.assigned and second.runner.assigned):
+            time.sleep(0.2)
+        assert first.runner.assigned and second.runner.assigned, "partitions were not split"
+        assert not (first.runner.assigned & second.runner.assigned)
+        first.stop()  # rebalance: everything moves to the second worker
+        out = read_topic(s, "preprocessed", n, timeout_s=60, distinct_keys=True)
+    finally:
+        second.stop()
+    assert {r["key"] for r in out} == {f"asset-{i:04d}" for i in range(n)}
+
+
+def test_sigterm_drains_in_flight_work_and_commits(broker, unique, tmp_path):
+    s = make_settings(broker, f"term{unique}", runner={"concurrency": 4, "max_in_flight": 16})
+    provision(s)
+    n = 12
+    publish(s, [ev(i, slow_ms=400) for i in range(n)])
+    proc = start_worker(s, "tests.stages:EchoStage", tmp_path / "w.log")
+    try:
+        read_topic(s, "preprocessed", 2, timeout_s=60)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    out = read_topic(s, "preprocessed", n, timeout_s=3)
+    done = {r["key"] for r in out}
+    offsets = committed(s, s.groups.name("echo"), "raw")
+    # every record whose output was written was committed, and nothing beyond what was written
+    assert sum(o for o in offsets.values() if o > 0) == len(done)
+    assert "draining" in (tmp_path / "w.log").read_text()
