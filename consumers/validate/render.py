@@ -164,8 +164,10 @@ def to_jsonld(validated: dict[str, Any]) -> dict[str, Any]:
         ],
     }
     doc = _prune(doc)
-    # decorative=false must survive pruning, it is information
-    return doc
+    # a PropertyValue without a value says nothing (decorative=false has one and stays)
+    for key in ("identifier", "additionalProperty"):
+        doc[key] = [p for p in doc.get(key, []) if "value" in p]
+    return _prune(doc)
 
 
 # --- XMP --------------------------------------------------------------------------------------------------
