@@ -1,0 +1,78 @@
+"""Dockerfile and .dockerignore, checked statically (no Docker engine here): slim Python 3.11 base, non-root USER,
+no secrets in ENV/ARG, tesseract installed with OMP_THREAD_LIMIT=1, `pip install .`, exec-form `assetstream`
+entrypoint; the build context keeps what the image needs and drops VCS data and local credentials."""
+from __future__ import annotations
+
+import pytest
+
+from tests import deploy_support as ds
+
+DOCKERFILE = (ds.REPO / "Dockerfile").read_text()
+IGNORE = ds.dockerignore_patterns((ds.REPO / ".dockerignore").read_text())
+
+
+def test_dockerfile():
+    assert ds.dockerfile_problems(DOCKERFILE) == []
+
+
+def test_instruction_parser_joins_continuations():
+    ins = ds.dockerfile_instructions("FROM x\n# c\nRUN a \\\n    && b \\\n    # inner comment\n    && c\n")
+    assert ins == [("FROM", "x"), ("RUN", "a  && b  && c")]
+
+
+BROKEN = {
+    "root user": (lambda s: s.replace("USER 10001:10001", "USER root"), "non-root"),
+    "no user": (lambda s: s.replace("USER 10001:10001\n", ""), "no USER"),
+    "api key in env": (lambda s: s.replace("PYTHONPATH=/app", "PYTHONPATH=/app \\\n    ASSETSTREAM_ENRICH__ANTHROPIC_API_KEY=sk-x"),
+                       "ANTHROPIC_API_KEY"),
+    "token build arg": (lambda s: s.replace("WORKDIR /app", "ARG PIP_INDEX_TOKEN\nWORKDIR /app"), "PIP_INDEX_TOKEN"),
+    "no tesseract": (lambda s: s.replace("tesseract-ocr tesseract-ocr-eng ", ""), "tesseract-ocr"),
+    "omp unlimited": (lambda s: s.replace("OMP_THREAD_LIMIT=1", "OMP_THREAD_LIMIT=4"), "OMP_THREAD_LIMIT"),
+    "other base": (lambda s: s.replace("FROM python:3.11-slim-bookworm", "FROM python:3.12"), "python:3.11-slim"),
+    "shell entrypoint": (lambda s: s.replace('ENTRYPOINT ["/usr/bin/tini", "--", "assetstream"]',
+                                             "ENTRYPOINT assetstream"), "exec (JSON) form"),
+    "other entrypoint": (lambda s: s.replace('"--", "assetstream"]', '"--", "python"]'), "assetstream"),
+    "no pip install": (lambda s: s.replace("pip install --no-cache-dir .", "pip install --no-cache-dir -r req.txt"),
+                       "pip install ."),
+    "pythonpath elsewhere": (lambda s: s.replace("PYTHONPATH=/app", "PYTHONPATH=/src"), "PYTHONPATH"),
+}
+
+
+@pytest.mark.parametrize("name", BROKEN)
+def test_dockerfile_check_catches_broken_variant(name):
+    edit, expected = BROKEN[name]
+    broken = edit(DOCKERFILE)
+    assert broken != DOCKERFILE, "the edit did not apply"
+    problems = ds.dockerfile_problems(broken)
+    assert any(expected in p for p in problems), problems
+
+
+NEEDED = ["pyproject.toml", "streams/metrics.py", "streams/settings.py", "consumers/__init__.py",
+          "avro/io.assetstream.AssetEvent.avsc", "prompts/x.txt", "consumers/validate/taxonomy/v1.json"]
+DROPPED = [".git/HEAD", ".env", "tests/test_x.py", "streams/__pycache__/x.cpython-311.pyc", "deploy/k8s/x.yaml",
+           "secrets/token", "tls/server.key"]
+
+
+def dockerignore_problems(patterns: list[str]) -> list[str]:
+    problems = [f"{p} is excluded from the build context but the image needs it"
+                for p in NEEDED if ds.dockerignore_excludes(patterns, p)]
+    problems += [f"{p} is sent to the build context" for p in DROPPED if not ds.dockerignore_excludes(patterns, p)]
+    return problems
+
+
+def test_dockerignore():
+    assert dockerignore_problems(IGNORE) == []
+
+
+def test_dockerignore_matches_what_the_code_loads():
+    """streams.REPO_ROOT-relative dirs (avro/, prompts/) must reach the image: PYTHONPATH=/app imports from the copy."""
+    text = (ds.REPO / "streams" / "__init__.py").read_text()
+    for rel in ("avro", "prompts"):
+        if f'"{rel}"' in text:
+            assert not ds.dockerignore_excludes(IGNORE, f"{rel}/x")
+
+
+@pytest.mark.parametrize("extra,expected", [("streams", "streams/metrics.py"), ("**/*.json", "taxonomy"),
+                                            ("!.env", ".env is sent")])
+def test_dockerignore_check_catches_broken_variant(extra, expected):
+    assert any(expected in p for p in dockerignore_problems(IGNORE + [extra]))
