@@ -58,6 +58,8 @@ def test_jsonld_leaves_out_what_is_unknown(stage):
     doc = to_jsonld(stage.validate(enriched_asset(declared_license=None)))
     assert "contentLocation" not in doc and "creator" not in doc and "copyrightNotice" not in doc
     assert all(v not in (None, "", [], {}) for v in doc.values())
+    assert all("value" in p for p in doc["additionalProperty"] + doc["identifier"])
+    assert {"@type": "PropertyValue", "name": "usageFlag", "value": "unknown"} in doc["additionalProperty"]
 
 
 def test_xmp_is_well_formed_with_iptc_accessibility_fields(record):
