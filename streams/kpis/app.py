@@ -68,8 +68,8 @@ def make_app(settings: Settings, create_topics: bool = True) -> faust.App:
     kpis_topic = app.topic(names["kpis"], **raw)
     kpi_events = app.topic(internal["kpi_events"], partitions=1, internal=False, **raw)
 
-    asset_state = app.Table("asset-state", default=None, partitions=n, key_type=str, value_type=dict)
-    kpi = app.Table("kpi", default=None, partitions=1, key_type=str, value_type=dict)
+    asset_state = app.Table("asset-state", default=None, partitions=n)
+    kpi = app.Table("kpi", default=None, partitions=1)
     state: dict[str, Any] = {"dirty": set(), "published_once": False}
 
     async def write_audit(entry: dict[str, Any]) -> None:

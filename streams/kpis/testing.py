@@ -91,3 +91,79 @@ def read_all(settings: Settings, logical: str, timeout_s: float = 10.0) -> list[
         return out
     finally:
         consumer.close()
+
+
+class RunningApp:
+    """The KPI app as a subprocess (`python -m streams.kpis.app`) with ASSETSTREAM_* env; stopped with SIGTERM."""
+
+    def __init__(self, env: dict[str, str], web_port: int, log_path: str):
+        self.env, self.web_port, self.log_path = env, web_port, log_path
+        self.proc: Any = None
+
+    def start(self, timeout_s: float = 60.0) -> "RunningApp":
+        import os
+        import subprocess
+        import sys
+
+        from streams import REPO_ROOT
+
+        self.proc = subprocess.Popen([sys.executable, "-m", "streams.kpis.app"], cwd=str(REPO_ROOT),
+                                     env={**os.environ, **self.env}, stdout=open(self.log_path, "ab"),
+                                     stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"kpis app exited with {self.proc.returncode}; see {self.log_path}")
+            try:
+                if self.view().get("ready"):
+                    return self
+            except OSError:
+                pass
+            time.sleep(0.3)
+        self.stop()
+        raise TimeoutError(f"kpis app not ready within {timeout_s}s; see {self.log_path}")
+
+    def view(self, path: str = "/kpis") -> Any:
+        import json
+        import urllib.request
+
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.web_port}{path}", timeout=5) as resp:
+            body = resp.read()
+        return json.loads(body) if path == "/kpis" else body.decode()
+
+    def stop(self, timeout_s: float = 30.0) -> int | None:
+        import signal
+        import subprocess
+
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        code, self.proc = self.proc.returncode, None
+        return code
+
+    def __enter__(self) -> "RunningApp":
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+
+def wait_for(predicate, timeout_s: float = 30.0, interval_s: float = 0.3, what: str = "condition") -> Any:
+    """Poll until predicate() returns a truthy value; return it."""
+    deadline = time.monotonic() + timeout_s
+    last: Any = None
+    while time.monotonic() < deadline:
+        try:
+            last = predicate()
+        except OSError:
+            last = None
+        if last:
+            return last
+        time.sleep(interval_s)
+    raise TimeoutError(f"{what} not reached within {timeout_s}s")

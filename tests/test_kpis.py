@@ -1,0 +1,266 @@
+"""The faust KPI app against the real broker: a known sequence of validated records and editor decisions gives
+exactly the KPI values computed here independently; a restarted worker (fresh local state) resumes from its
+changelog topics with the same table state."""
+from __future__ import annotations
+
+import math
+import tempfile
+from datetime import datetime, timezone
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from streams.embedded import free_port
+from streams.kpis import testing as T
+from streams.kpis.feedback import publish_decisions
+from streams.settings import Settings
+
+HOUR = 3600_000
+BASE = 1_767_607_200_000  # 2026-01-05T10:00:00Z, an hour and not a day boundary
+MODEL_A, MODEL_B = "local-vlm-a", "claude-x"
+
+
+@dataclass
+class V:
+    asset: str
+    version: int
+    status: str
+    event_time: int
+    published: int
+    title: str | None
+    alt: str | None
+    tags: tuple[str, ...]
+    cost: float
+    alt_prompt: str  # prompt_version of the alt_text task
+    model: str
+
+    def record(self) -> dict:
+        prov = [T.provenance("alt_text", "alt-text", self.alt_prompt, self.model, self.published - 5, self.cost / 2),
+                T.provenance("tagging", "tagging", "t1", self.model, self.published - 5, self.cost / 2)]
+        return T.validated_record(self.asset, self.version, event_time_ms=self.event_time,
+                                  published_ms=self.published, status=self.status, title=self.title,
+                                  alt_text=self.alt, tags=self.tags, cost_usd=self.cost, provenance_list=prov)
+
+
+@dataclass
+class D:
+    asset: str
+    decided_at: int
+    fields: list[tuple[str, str]]
+    editor: str = "ed"
+    decision_id: str = field(default_factory=lambda: __import__("uuid").uuid4().hex)
+
+    def record(self) -> dict:
+        return {"asset_id": self.asset, "decision_id": self.decision_id, "editor": self.editor,
+                "decided_at": self.decided_at,
+                "fields": [{"field": f, "action": a, "value": "x" if a == "edited" else None} for f, a in self.fields]}
+
+
+# --- the expected values, computed from the sequence alone -------------------------------------------------
+
+def nearest_rank(values: list[int], pct: int) -> int | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[math.ceil(pct * len(ordered) / 100) - 1]
+
+
+def expected(vs: list[V], ds: list[tuple[D, dict[str, tuple[str, str]]]], in_window=lambda at: True,
+             total: bool = True) -> dict:
+    """ds: each decision with the prompt (version, model) per field that was current when it was made."""
+    win = [v for v in vs if in_window(v.published)]
+    assets = {v.asset for v in win}
+    counts = {s: sum(1 for v in win if v.status == s) for s in ("auto_applied", "needs_review", "rejected", "deleted")}
+    decided = counts["auto_applied"] + counts["needs_review"] + counts["rejected"]
+    ttp = [v.published - v.event_time for v in win if v.status != "deleted"]
+    cost = sum(v.cost for v in win)
+    out = {"validated_records": len(win), "assets": len(assets), **counts,
+           "auto_apply_share": counts["auto_applied"] / decided if decided else None,
+           "review_share": counts["needs_review"] / decided if decided else None,
+           "ttp": {"count": len(ttp), "p50_ms": nearest_rank(ttp, 50), "p90_ms": nearest_rank(ttp, 90),
+                   "p99_ms": nearest_rank(ttp, 99), "max_ms": max(ttp) if ttp else None},
+           "cost_total": cost, "cost_per_asset": cost / len(assets) if assets else None}
+    if total:
+        latest: dict[str, V] = {}
+        for v in vs:
+            if v.asset not in latest or v.version >= latest[v.asset].version:
+                latest[v.asset] = v
+        active = [v for v in latest.values() if v.status != "deleted"]
+        complete = [v for v in active if v.title and v.alt and v.tags]
+        out["coverage"] = {"active_assets": len(active), "complete": len(complete),
+                           "complete_share": len(complete) / len(active) if active else None,
+                           "title_share": sum(1 for v in active if v.title) / len(active) if active else None,
+                           "alt_text_share": sum(1 for v in active if v.alt) / len(active) if active else None,
+                           "tags_share": sum(1 for v in active if v.tags) / len(active) if active else None}
+    rows: dict[tuple, dict[str, int]] = {}
+    n_decisions = 0
+    for d, prompts in ds:
+        if not in_window(d.decided_at):
+            continue
+        for f, action in d.fields:
+            n_decisions += 1
+            prompt_id = "tagging" if f == "tags" else "alt-text"
+            pv, model = prompts[f]
+            for key in ((f, prompt_id, pv, model), ("*", prompt_id, pv, model)):
+                c = rows.setdefault(key, {"accepted": 0, "edited": 0, "rejected": 0})
+                c[action] += 1
+    out["decisions"] = n_decisions
+    out["edit_rates"] = {k: {**c, "decisions": sum(c.values()), "edit_rate": c["edited"] / sum(c.values()),
+                             "override_rate": (c["edited"] + c["rejected"]) / sum(c.values())}
+                         for k, c in rows.items()}
+    return out
+
+
+def observed(snap: dict) -> dict:
+    out = {k: snap[k] for k in ("validated_records", "assets", "auto_applied", "needs_review", "rejected", "deleted",
+                                "auto_apply_share", "review_share", "decisions")}
+    out["ttp"] = snap["time_to_publish"]
+    out["cost_total"] = snap["cost"]["total_usd"]
+    out["cost_per_asset"] = snap["cost"]["per_asset_mean_usd"]
+    if snap["window"] == "total":
+        out["coverage"] = snap["coverage"]
+    out["edit_rates"] = {(r["field"], r["prompt_id"], r["prompt_version"], r["model"]):
+                         {k: r[k] for k in ("accepted", "edited", "rejected", "decisions", "edit_rate", "override_rate")}
+                         for r in snap["edit_rates"]}
+    return out
+
+
+def assert_kpis(snap: dict, exp: dict) -> None:
+    got = observed(snap)
+    assert got.keys() == exp.keys()
+    for key in exp:
+        if key.startswith("cost") and exp[key] is not None:
+            assert got[key] == pytest.approx(exp[key]), key
+        else:
+            assert got[key] == exp[key], key
+
+
+def prompts_of(v: V) -> dict[str, tuple[str, str]]:
+    return {"title": (v.alt_prompt, v.model), "alt_text": (v.alt_prompt, v.model), "tags": ("t1", v.model)}
+
+
+# --- harness ----------------------------------------------------------------------------------------------
+
+def make_env(broker: str, unique: str) -> tuple[Settings, dict[str, str], int]:
+    port = free_port()
+    env = {"ASSETSTREAM_KAFKA__BOOTSTRAP_SERVERS": broker, "ASSETSTREAM_TOPICS__PREFIX": f"t{unique}.",
+           "ASSETSTREAM_TOPICS__PARTITIONS": "3", "ASSETSTREAM_KPIS__APP_ID": f"kpis-{unique}",
+           "ASSETSTREAM_KPIS__WEB_PORT": str(port), "ASSETSTREAM_KPIS__WEB_HOST": "127.0.0.1",
+           "ASSETSTREAM_KPIS__PUBLISH_INTERVAL_S": "0.5", "ASSETSTREAM_KPIS__TTP_RESOLUTION_MS": "1",
+           "ASSETSTREAM_KAFKA__SESSION_TIMEOUT_MS": "6000", "ASSETSTREAM_KAFKA__HEARTBEAT_INTERVAL_MS": "1000",
+           "ASSETSTREAM_KPIS__LOGLEVEL": "INFO", "ASSETSTREAM_REGISTRY__URL": f"mock://kpis-{unique}"}
+    settings = Settings().with_overrides(
+        kafka={"bootstrap_servers": broker}, registry={"url": f"mock://kpis-{unique}"}, topics={"prefix": f"t{unique}.", "partitions": 3},
+        kpis={"app_id": f"kpis-{unique}", "web_port": port})
+    return settings, env, port
+
+
+def app_for(env: dict[str, str], port: int) -> T.RunningApp:
+    env = {**env, "ASSETSTREAM_KPIS__DATA_DIR": tempfile.mkdtemp(prefix="kpis-state-")}  # fresh local state
+    return T.RunningApp(env, port, str(Path(env["ASSETSTREAM_KPIS__DATA_DIR"]) / "app.log"))
+
+
+def latest_snapshots(settings: Settings) -> dict[str, dict]:
+    """The newest KpiSnapshot per key on the kpis topic (what a dashboard consumer would keep)."""
+    out: dict[str, dict] = {}
+    for key, value in T.read_all(settings, "kpis"):
+        if key not in out or value["computed_at"] >= out[key]["computed_at"]:
+            out[key] = value
+    return out
+
+
+def wait_total(settings: Settings, records: int, decisions: int, timeout_s: float = 30.0) -> dict[str, dict]:
+    def check():
+        snaps = latest_snapshots(settings)
+        t = snaps.get("total")
+        return snaps if t and t["validated_records"] == records and t["decisions"] == decisions else None
+    return T.wait_for(check, timeout_s, 0.5, f"kpis total with {records} records and {decisions} decisions")
+
+
+def phase1() -> list[V]:
+    return [
+        V("a0", 1, "auto_applied", BASE - 4000, BASE + 1000, "Red shoe", "A red shoe", ("color:red",), 0.010, "p1", MODEL_A),
+        V("a1", 1, "needs_review", BASE - 9000, BASE + 2000, "Blue bag", None, ("color:blue",), 0.020, "p2", MODEL_A),
+        V("a2", 1, "auto_applied", BASE - 1500, BASE + 3000, None, "A lamp", (), 0.005, "p1", MODEL_B),
+        V("a3", 1, "rejected", BASE - 30000, BASE + 4000, "Chair", "A chair", ("object:chair",), 0.040, "p2", MODEL_B),
+        V("a3", 2, "auto_applied", BASE + 3000, BASE + HOUR + 500, "Chair", "A wooden chair", ("object:chair",), 0.030, "p2", MODEL_B),
+        V("a4", 1, "auto_applied", BASE + HOUR, BASE + HOUR + 7000, "Mug", "A mug", ("object:mug",), 0.015, "p1", MODEL_A),
+    ]
+
+
+def test_known_sequence_gives_exact_kpis(broker, unique):
+    settings, env, port = make_env(broker, unique)
+    vs = phase1()
+    with app_for(env, port) as app:
+        T.produce(settings, "validated", [(v.asset, v.record()) for v in vs])
+        wait_total(settings, len(vs), 0)
+        latest = {v.asset: v for v in vs}  # phase1 lists versions in ascending order
+        ds = [D("a0", BASE + HOUR + 60_000, [("alt_text", "accepted"), ("title", "edited"), ("tags", "accepted")]),
+              D("a1", BASE + HOUR + 61_000, [("alt_text", "edited"), ("tags", "rejected")]),
+              D("a3", BASE + HOUR + 62_000, [("alt_text", "accepted"), ("title", "rejected")]),
+              D("a4", BASE + 2 * HOUR + 1000, [("alt_text", "edited")])]
+        publish_decisions(settings, [d.record() for d in ds])
+        snaps = wait_total(settings, len(vs), sum(len(d.fields) for d in ds))
+        dps = [(d, prompts_of(latest[d.asset])) for d in ds]
+
+        assert_kpis(snaps["total"], expected(vs, dps))
+        for h in range(3):  # tumbling hour windows: 10:00, 11:00, 12:00
+            start = BASE + h * HOUR
+            exp = expected(vs, dps, lambda at: start <= at < start + HOUR, total=False)
+            assert_kpis(snaps[f"hour:{start}"], exp)
+            assert snaps[f"hour:{start}"]["window_end"] == datetime.fromtimestamp((start + HOUR) / 1000, timezone.utc)
+        day = BASE - BASE % (24 * HOUR)
+        assert_kpis(snaps[f"day:{day}"], expected(vs, dps, lambda at: day <= at < day + 24 * HOUR, total=False))
+
+        # the web view serves the same numbers as JSON, the gauges as Prometheus text
+        view = {s["window"] if s["window"] == "total" else f"{s['window']}:{s['window_start']}": s
+                for s in app.view()["snapshots"]}
+        assert_kpis(view["total"], expected(vs, dps))
+        text = app.view("/metrics")
+        exp_total = expected(vs, dps)
+        assert f'assetstream_kpi_validated_records{{window="total"}} {float(len(vs))}' in text
+        assert (f'assetstream_kpi_coverage_ratio{{field="complete"}} '
+                f'{exp_total["coverage"]["complete_share"]}') in text
+        row = exp_total["edit_rates"][("*", "alt-text", "p2", MODEL_A)]
+        assert (f'assetstream_kpi_override_rate{{field="*",model="{MODEL_A}",prompt_id="alt-text",'
+                f'prompt_version="p2",window="total"}} {row["override_rate"]}') in text
+
+
+def test_restarted_app_resumes_table_state(broker, unique):
+    settings, env, port = make_env(broker, unique)
+    vs = phase1()
+    d1 = [D("a1", BASE + HOUR + 61_000, [("alt_text", "edited"), ("title", "accepted")])]
+    with app_for(env, port) as app:
+        T.produce(settings, "validated", [(v.asset, v.record()) for v in vs])
+        wait_total(settings, len(vs), 0)
+        publish_decisions(settings, [d.record() for d in d1])
+        wait_total(settings, len(vs), 2)
+        before = {s["window"] + str(s["window_start"]): {k: v for k, v in s.items() if k != "computed_at"}
+                  for s in app.view()["snapshots"]}
+    # a new worker with empty local state: tables come back from their changelog topics
+    with app_for(env, port) as app:
+        after = {s["window"] + str(s["window_start"]): {k: v for k, v in s.items() if k != "computed_at"}
+                 for s in app.view()["snapshots"]}
+        assert after == before
+        latest = {v.asset: v for v in vs}
+        dps = [(d, prompts_of(latest[d.asset])) for d in d1]
+        # more input: a new version of a1 without alt text -> with a title only, a2 deleted, a new asset a5
+        more = [V("a1", 2, "auto_applied", BASE + 2 * HOUR, BASE + 2 * HOUR + 2000, "Blue bag", "A blue bag",
+                  ("color:blue",), 0.012, "p3", MODEL_A),
+                V("a2", 2, "deleted", BASE + 2 * HOUR + 100, BASE + 2 * HOUR + 3000, None, None, (), 0.0, "p1", MODEL_B),
+                V("a5", 1, "needs_review", BASE + 2 * HOUR, BASE + 2 * HOUR + 9000, "Vase", None, ("object:vase",),
+                  0.025, "p3", MODEL_A)]
+        T.produce(settings, "validated", [(v.asset, v.record()) for v in more])
+        wait_total(settings, len(vs) + len(more), 2)
+        vs_all = vs + more
+        latest = {v.asset: v for v in vs_all}
+        # decisions on a0 (provenance known only from the recovered asset-state) and on a1's new version
+        d2 = [D("a0", BASE + 2 * HOUR + 20_000, [("alt_text", "rejected"), ("tags", "edited")]),
+              D("a1", BASE + 2 * HOUR + 21_000, [("alt_text", "accepted")])]
+        publish_decisions(settings, [d.record() for d in d2])
+        snaps = wait_total(settings, len(vs_all), 5)
+        dps += [(d, prompts_of(latest[d.asset])) for d in d2]
+        assert_kpis(snaps["total"], expected(vs_all, dps))
+        start = BASE + 2 * HOUR
+        assert_kpis(snaps[f"hour:{start}"], expected(vs_all, dps, lambda at: start <= at < start + HOUR, total=False))
