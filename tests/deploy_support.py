@@ -8,9 +8,11 @@ Reusable outside the deploy tests:
     referenced_metric_names() -> set[str]
         every metric the alert rules, the dashboard and the prometheus-adapter rules query, named as in
         streams/metrics.py (counters keep their _total; a histogram's _bucket/_sum/_count series are reported
-        under the histogram's name). Series Prometheus makes itself (`up`) are left out: an end-to-end test
-        can compare this set with what a running worker's /metrics exposes.
-    defined_metrics() -> dict[name, type]   parsed from streams/metrics.py without importing it
+        under the histogram's name). Series Prometheus makes itself (`up`) and the KPI app's gauges
+        (`assetstream_kpi_*`, see referenced_kpi_metric_names()) are left out: an end-to-end test can compare
+        this set with what a running worker's /metrics exposes.
+    defined_metrics() -> dict[name, type]   parsed from streams/metrics.py (+ streams/kpis/metrics.py)
+                                            without importing them
 """
 from __future__ import annotations
 
@@ -38,6 +40,8 @@ PROMETHEUS_RULE_FILE = K8S / "components" / "monitoring" / "prometheusrule.yaml"
 DASHBOARD_FILE = DEPLOY / "grafana" / "assetstream.json"
 SCHEMAS = DEPLOY / "schemas"
 METRICS_FILE = REPO / "streams" / "metrics.py"
+#: the KPI app's gauges (assetstream_kpi_*), served by `assetstream streams kpis`, not by the workers
+KPI_METRICS_FILE = REPO / "streams" / "kpis" / "metrics.py"
 
 KUSTOMIZATIONS = ("base", "overlays/example", "overlays/example-hpa")
 STAGES = ("preprocess", "enrich", "validate", "index")
@@ -359,9 +363,9 @@ def monitoring_problems(docs: list[dict]) -> list[str]:
         if not any(_matches({"matchLabels": s["spec"].get("selector", {})}, labels) for s in metrics_services):
             problems.append(f"{w['metadata']['name']}: no Service with a `metrics` port selects its pods")
     for sm in objects(docs, "ServiceMonitor"):
-        selected = [s for s in metrics_services if _matches(sm["spec"]["selector"], s["metadata"].get("labels", {}))]
+        selected = [s for s in services if _matches(sm["spec"]["selector"], s["metadata"].get("labels", {}))]
         if not selected:
-            problems.append(f"ServiceMonitor/{sm['metadata']['name']} selects no metrics Service")
+            problems.append(f"ServiceMonitor/{sm['metadata']['name']} selects no Service")
         ports = {p.get("name") for s in selected for p in s["spec"]["ports"]}
         for ep in sm["spec"].get("endpoints", []):
             if ep.get("port") not in ports:
@@ -443,9 +447,13 @@ _METRIC_CLASSES = {"Counter": "counter", "Gauge": "gauge", "Histogram": "histogr
                    "Info": "info", "Enum": "stateset"}
 
 
-def defined_metrics(path: Path = METRICS_FILE) -> dict[str, str]:
-    """{metric name: type} for every prometheus_client metric constructed in streams/metrics.py (parsed, not
-    imported). Names are as written there, e.g. 'assetstream_records_in_total'."""
+def defined_metrics(path: Path | None = None) -> dict[str, str]:
+    """{metric name: type} for every prometheus_client metric constructed in streams/metrics.py (the workers)
+    and streams/kpis/metrics.py (the KPI app), or in `path` only (parsed, not imported). Names are as written
+    there, e.g. 'assetstream_records_in_total'."""
+    if path is None:
+        return {**defined_metrics(METRICS_FILE),
+                **(defined_metrics(KPI_METRICS_FILE) if KPI_METRICS_FILE.exists() else {})}
     tree = ast.parse(path.read_text())
     found = {}
     for node in ast.walk(tree):
@@ -534,11 +542,26 @@ def metric_names_in(exprs: Iterable[str], defined: dict[str, str] | None = None)
     return {_canonical(n, defined) for e in exprs for n in promql_metric_names(e)}
 
 
-def referenced_metric_names() -> set[str]:
-    """Every metric the rules, the dashboard and the adapter config query, as named in streams/metrics.py,
-    minus the series Prometheus makes itself (SYNTHETIC_METRICS)."""
+def _all_referenced() -> set[str]:
     exprs = (rule_exprs(yaml.safe_load(RULES_FILE.read_text())) + dashboard_exprs() + adapter_exprs())
     return metric_names_in(exprs) - SYNTHETIC_METRICS
+
+
+def _kpi_names() -> set[str]:
+    return set(defined_metrics(KPI_METRICS_FILE)) if KPI_METRICS_FILE.exists() else set()
+
+
+def referenced_metric_names() -> set[str]:
+    """Every metric the rules, the dashboard and the adapter config query that a worker must export, as named
+    in streams/metrics.py: minus the series Prometheus makes itself (SYNTHETIC_METRICS) and the KPI app's
+    gauges (see referenced_kpi_metric_names). A misspelt name stays in this set, so comparing it with a
+    running worker's /metrics catches it too."""
+    return _all_referenced() - _kpi_names()
+
+
+def referenced_kpi_metric_names() -> set[str]:
+    """The KPI app's gauges (streams/kpis/metrics.py) that the dashboard or rules query."""
+    return _all_referenced() & _kpi_names()
 
 
 def unknown_metric_problems(exprs: Iterable[str], where: str) -> list[str]:

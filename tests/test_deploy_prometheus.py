@@ -134,8 +134,10 @@ def test_unknown_rule_metric_is_caught():
 
 def test_referenced_metric_names():
     names = ds.referenced_metric_names()
-    defined = ds.defined_metrics()
-    assert names <= set(defined)
+    defined = ds.defined_metrics(ds.METRICS_FILE)
+    assert names <= set(defined), "referenced_metric_names() must be exactly what a worker exports"
+    assert not any(n.startswith("assetstream_kpi_") for n in names)
+    assert ds.referenced_kpi_metric_names() <= set(ds.defined_metrics(ds.KPI_METRICS_FILE))
     assert "up" not in names
     assert {"assetstream_consumer_lag", "assetstream_record_age_seconds", "assetstream_llm_cost_usd_total"} <= names
     assert not any(n.endswith(("_bucket", "_sum", "_count")) for n in names)

@@ -177,6 +177,28 @@ def build() -> dict:
         panel("Index items / s by result", [target(
             f"sum by (result) (rate(assetstream_index_items_total[{RI}]))", "{{result}}")], unit="ops", w=8),
     )
+    # The KPI app's gauges (streams/kpis/metrics.py, job assetstream-kpis), kept in their own row: they are
+    # business KPIs computed by `assetstream streams kpis`, not worker telemetry. window = total | hour | day.
+    panels.append(row("KPIs (KPI app, window = newest day)"))
+    panels += line(
+        panel("Auto-apply vs review share", [
+            target('max(assetstream_kpi_auto_apply_share{window="day"})', "auto-apply"),
+            target('max(assetstream_kpi_review_share{window="day"})', "needs review"),
+        ], unit="percentunit", w=8, description="Share of validated records by automation status in the newest day."),
+        panel("Time to publish", [target('max by (quantile) (assetstream_kpi_time_to_publish_seconds{window="day"})',
+                                         "p{{quantile}}")], unit="s", w=8,
+              description="event_time -> validated, nearest-rank percentiles over the newest day."),
+        panel("Metadata coverage", [target("max by (field) (assetstream_kpi_coverage_ratio)", "{{field}}")],
+              unit="percentunit", w=8, description="Share of active assets with the field present."),
+    )
+    panels += line(
+        panel("Cost per asset", [target('max(assetstream_kpi_cost_per_asset_usd{window="day"})', "USD / asset")],
+              unit="currencyUSD", w=12),
+        panel("Editor override rate by model", [target(
+            'max by (model, prompt_version) (assetstream_kpi_override_rate{window="day",field="*"})',
+            "{{model}} {{prompt_version}}")], unit="percentunit", w=12,
+            description="(edited + rejected) / editor decisions: how often people correct the model."),
+    )
     return {
         "uid": "assetstream-overview",
         "title": "assetstream",
