@@ -1,0 +1,82 @@
+"""The audit log against the real broker: the KPI app writes every generated field set and every editor decision;
+`history()` / `assetstream audit` list an asset's versions in order, deduplicated across replays; `assetstream
+feedback` publishes EditorDecision records."""
+from __future__ import annotations
+
+import json
+
+import typer
+from typer.testing import CliRunner
+
+from streams.kpis import testing as T
+from streams.kpis.audit import history
+from streams.kpis.cli import register
+from tests.test_kpis import BASE, HOUR, V, app_for, make_env
+
+
+def cli() -> typer.Typer:
+    app = typer.Typer()
+    register(app)
+    return app
+
+
+def test_audit_history_lists_every_version_in_order(broker, unique):
+    settings, env, port = make_env(broker, unique)
+    runner = CliRunner()
+    versions = [V("x1", n, "auto_applied" if n != 2 else "needs_review", BASE + n * HOUR, BASE + n * HOUR + 1000 * n,
+                  f"Title {n}", f"Alt text {n}", ("color:red",), 0.01 * n, f"p{n}", "model-a") for n in (1, 2, 3)]
+    others = [V(f"o{i}", 1, "auto_applied", BASE, BASE + 500, "T", "A", ("color:red",), 0.01, "p1", "model-b")
+              for i in range(6)]
+    records = {v.version: v.record() for v in versions}
+    with app_for(env, port):
+        # versions arrive out of order (v3 before v2), mixed with other assets
+        T.produce(settings, "validated", [("x1", records[1]), ("x1", records[3])]
+                  + [(v.asset, v.record()) for v in others] + [("x1", records[2])])
+        T.wait_for(lambda: len(history(settings, "x1")) == 3, 30, 0.5, "3 generated entries for x1")
+        res = runner.invoke(cli(), ["feedback", "x1", "--field", "alt_text=accepted", "--field",
+                                    "title=edited:New title", "--editor", "alice", "--json"], env=env)
+        assert res.exit_code == 0, res.output
+        sent = json.loads(res.output)[0]
+        T.produce(settings, "validated", [("x1", records[2])])  # a replay of v2: same entry id
+        T.wait_for(lambda: len([k for k, _ in T.read_all(settings, "audit") if k == "x1"]) == 5, 30, 0.5,
+                   "5 audit records for x1 (one a replay)")
+        entries = history(settings, "x1")
+
+    # the decision reached `feedback` as an EditorDecision keyed by the asset id
+    decisions = [(k, d) for k, d in T.read_all(settings, "feedback")]
+    assert [(k, d["editor"], [(f["field"], f["action"], f["value"]) for f in d["fields"]]) for k, d in decisions] == \
+        [("x1", "alice", [("alt_text", "accepted", None), ("title", "edited", "New title")])]
+
+    assert [(e["kind"], e["version"]) for e in entries] == [("generated", 1), ("generated", 2), ("generated", 3),
+                                                            ("editor_decision", 3)]
+    assert len({e["entry_id"] for e in entries}) == 4
+    for e, v in zip(entries[:3], versions):
+        assert e["asset_id"] == "x1" and e["status"] == v.status
+        fields = {f["field"]: f for f in e["fields"]}
+        assert fields["alt_text"]["value"] == v.alt and fields["title"]["value"] == v.title
+        assert (fields["alt_text"]["prompt_id"], fields["alt_text"]["prompt_version"], fields["alt_text"]["model"]) \
+            == ("alt-text", v.alt_prompt, v.model)
+        assert fields["tags"]["value"] == "color:red" and fields["tags"]["prompt_version"] == "t1"
+        assert sorted((p["task"], p["prompt_version"]) for p in e["provenance"]) == \
+            [("alt_text", v.alt_prompt), ("tagging", "t1")]
+    decision = entries[3]
+    assert decision["entry_id"] == "dec:" + sent["decision_id"] and decision["actor"] == "alice"
+    # charged to the prompt that wrote the latest version (v3), though v2 was validated after it
+    assert [(f["field"], f["action"], f["value"], f["prompt_version"]) for f in decision["fields"]] == \
+        [("alt_text", "accepted", None, "p3"), ("title", "edited", "New title", "p3")]
+    assert [h["entry_id"] for h in history(settings, "o0")] and history(settings, "nobody") == []
+
+    # `assetstream audit` prints the same history
+    res = runner.invoke(cli(), ["audit", "x1", "--json"], env=env)
+    assert res.exit_code == 0, res.output
+    assert [e["entry_id"] for e in json.loads(res.output)] == [e["entry_id"] for e in entries]
+    res = runner.invoke(cli(), ["audit", "x1"], env={**env, "COLUMNS": "250"})
+    assert res.exit_code == 0
+    assert "alt-text@p3" in res.output and "alice" in res.output and "New title" in res.output
+
+
+def test_feedback_cli_rejects_bad_field_spec(broker, unique):
+    settings, env, _ = make_env(broker, unique)
+    res = CliRunner().invoke(cli(), ["feedback", "x1", "--field", "alt_text=approved", "--editor", "bob"], env=env)
+    assert res.exit_code == 2
+    assert "action must be one of" in res.output
