@@ -17,8 +17,14 @@ app = typer.Typer(no_args_is_help=True, add_completion=False,
                        "searchable, provenance-stamped DAM metadata.")
 topics_app = typer.Typer(no_args_is_help=True, help="Provision Kafka topics.")
 app.add_typer(topics_app, name="topics")
+index_app = typer.Typer(no_args_is_help=True, help="Manage the search index (template, aliases, migrations).")
+app.add_typer(index_app, name="index")
+config_app = typer.Typer(no_args_is_help=True, help="Inspect the effective configuration.")
+app.add_typer(config_app, name="config")
 console = Console(stderr=True)
 out = Console()
+if not out.is_terminal:  # piped/CI output: wide enough for the results table to stay readable
+    out = Console(width=160)
 
 STAGES = {
     "preprocess": "consumers.preprocess.stage:PreprocessStage",
@@ -76,6 +82,143 @@ def topics_create(json_out: bool = typer.Option(False, "--json", help="machine-r
     else:
         for topic, state in result.items():
             out.print(f"{state:8} {topic}")
+
+
+@app.command()
+def run(paths: list[str] = typer.Argument(..., help="image files, directories or globs"),
+        out_dir: str = typer.Option("assetstream-out", "--out", help="where JSON-LD and XMP sidecars go"),
+        bootstrap: Optional[str] = typer.Option(None, "--bootstrap", help="use this Kafka cluster instead of "
+                                                "starting an embedded broker"),
+        registry: Optional[str] = typer.Option(None, "--registry", help="Schema Registry URL (default mock://)"),
+        es_url: Optional[str] = typer.Option(None, "--es-url", help="use this Elasticsearch/OpenSearch instead "
+                                             "of starting an embedded store"),
+        provider: Optional[str] = typer.Option(None, "--provider", help="local | claude | gemini"),
+        timeout: float = typer.Option(900, help="give up after this many seconds"),
+        json_out: bool = typer.Option(False, "--json", help="print the results as JSON")):
+    """Run the whole pipeline on some images, on one machine, with nothing configured.
+
+    Starts an embedded Kafka-protocol broker and search store (unless --bootstrap / --es-url), all four
+    consumer groups plus the sink with the offline local provider, publishes one event per image, and ends
+    with a table plus a JSON-LD file and an XMP sidecar per image in --out."""
+    from pathlib import Path
+
+    from rich.table import Table
+
+    from streams.embedded_run import EmbeddedRun, summary_row
+
+    if provider and provider not in ("local", "claude", "gemini"):
+        raise typer.BadParameter("use local, claude or gemini", param_hint="--provider")
+    settings = load_settings()
+    setup_logging("WARNING")
+    job = EmbeddedRun(paths, out_dir=Path(out_dir), bootstrap=bootstrap, registry=registry, es_url=es_url,
+                      provider=provider, timeout_s=timeout, console=console, settings=settings,
+                      show_progress=not json_out)
+    try:
+        tracker, _ = job.run()
+    except FileNotFoundError as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2)
+    except (RuntimeError, TimeoutError) as exc:
+        console.print(f"[red]run failed:[/red] {exc}\n[dim]worker logs: {job.workdir}[/dim]")
+        raise typer.Exit(1)
+    rows = [summary_row(a, p, tracker) for a, p in job.paths.items()]
+    if json_out:
+        out.print_json(json.dumps(rows, default=str))
+    else:
+        table = Table(title=f"{len(rows)} asset(s)", show_lines=True)
+        for col in ("asset", "title", "alt text", "tags", "status", "usage", "cost $"):
+            table.add_column(col, overflow="fold")
+        for r in rows:
+            if r["status"] == "dead_lettered":
+                table.add_row(r["asset_id"], "", f"[red]{r['stage']}: {r['reason']}[/red] {r['message']}", "",
+                              "[red]dead letter[/red]", "", "")
+                continue
+            table.add_row(r["asset_id"], r["title"] or "", r["alt_text"] or "", ", ".join(r["tags"][:8]),
+                          r["status"], r["usage_flag"], f"{r['cost_usd']:.4f}")
+        out.print(table)
+        out.print(f"JSON-LD and XMP sidecars in [bold]{Path(out_dir).resolve()}[/bold]")
+    raise typer.Exit(1 if tracker.dead else 0)
+
+
+@app.command()
+def search(query: Optional[str] = typer.Argument(None, help="free text over title, alt text, caption, OCR"),
+           tag: list[str] = typer.Option([], "--tag", help="require this canonical tag (repeatable)"),
+           status: Optional[str] = typer.Option(None, help="auto_applied | needs_review | rejected"),
+           usage: Optional[str] = typer.Option(None, help="ok | credit_required | restricted | unknown"),
+           size: int = typer.Option(20, help="how many hits"),
+           es_url: Optional[str] = typer.Option(None, "--es-url", help="override index.url"),
+           json_out: bool = typer.Option(False, "--json", help="print hits as JSON")):
+    """Search indexed assets (read alias) and print a table."""
+    from rich.table import Table
+
+    from consumers.index.client import make_client
+    from consumers.index.search import search as do_search
+
+    settings = load_settings()
+    if es_url:
+        settings = settings.with_overrides(index={"url": es_url})
+    try:
+        hits = do_search(make_client(settings), settings, query, tags=tag, status=status, usage=usage, size=size)
+    except Exception as exc:  # connection / missing index: say what to do
+        console.print(f"[red]search failed:[/red] {exc}\n[dim]is the store at {settings.index.url} up, and has "
+                      f"the index sink created {settings.index.index}-read?[/dim]")
+        raise typer.Exit(1)
+    if json_out:
+        out.print_json(json.dumps(hits, default=str))
+        return
+    table = Table(title=f"{len(hits)} hit(s)")
+    for col in ("asset", "title", "alt text", "tags", "status", "usage"):
+        table.add_column(col, overflow="fold")
+    for h in hits:
+        table.add_row(h["asset_id"], h.get("title") or "", h.get("alt_text") or "", ", ".join(h.get("tags") or []),
+                      h.get("status") or "", h.get("usage_flag") or "")
+    out.print(table)
+
+
+@index_app.command("create")
+def index_create():
+    """Create the index and its read/write aliases if missing (idempotent)."""
+    from consumers.index.client import make_client
+    from consumers.index.management import ensure_index
+
+    settings = load_settings()
+    out.print(f"write alias -> {ensure_index(make_client(settings), settings)}")
+
+
+@index_app.command("migrate")
+def index_migrate(to_version: Optional[int] = typer.Option(None, help="target version (default: next)"),
+                  json_out: bool = typer.Option(False, "--json")):
+    """Create the next index version with the current mappings, reindex, and swap both aliases."""
+    from consumers.index.client import make_client
+    from consumers.index.management import migrate
+
+    settings = load_settings()
+    summary = migrate(make_client(settings), settings, to_version=to_version)
+    if json_out:
+        out.print_json(json.dumps(summary, default=str))
+    else:
+        for k, v in summary.items():
+            out.print(f"{k}: {v}")
+
+
+@config_app.command("show")
+def config_show():
+    """Print the effective settings as JSON (secrets redacted)."""
+    out.print_json(json.dumps(load_settings().redacted(), default=str))
+
+
+def _mount_plugins() -> None:
+    for module in ("streams.kpis.cli", "streams.ops.cli"):
+        try:
+            mod = importlib.import_module(module)
+        except ImportError as exc:
+            if exc.name and module.startswith(exc.name):
+                continue  # not there yet
+            raise
+        mod.register(app)
+
+
+_mount_plugins()
 
 
 def main() -> None:

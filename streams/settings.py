@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field
+from pydantic import AliasChoices, Field
 from pydantic_settings import (BaseSettings, JsonConfigSettingsSource, PydanticBaseSettingsSource,
                                SettingsConfigDict, TomlConfigSettingsSource, YamlConfigSettingsSource)
 
@@ -26,7 +26,8 @@ CONFIG_ENV = "ASSETSTREAM_CONFIG"
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="ASSETSTREAM_", env_nested_delimiter="__", extra="forbid")
+    model_config = SettingsConfigDict(env_prefix="ASSETSTREAM_", env_nested_delimiter="__", extra="forbid",
+                                      populate_by_name=True)
 
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     registry: RegistrySettings = Field(default_factory=RegistrySettings)
@@ -35,7 +36,9 @@ class Settings(BaseSettings):
     runner: RunnerSettings = Field(default_factory=RunnerSettings)
     preprocess: PreprocessSettings = Field(default_factory=PreprocessSettings)
     enrich: EnrichSettings = Field(default_factory=EnrichSettings)
-    validate_: ValidateSettings = Field(default_factory=ValidateSettings, alias="validate")
+    validate_: ValidateSettings = Field(default_factory=ValidateSettings,
+                                        validation_alias=AliasChoices("validate", "assetstream_validate"),
+                                        serialization_alias="validate")
     index: IndexSettings = Field(default_factory=IndexSettings)
     kpis: KpiSettings = Field(default_factory=KpiSettings)
     log_level: str = "INFO"

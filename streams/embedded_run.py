@@ -1,0 +1,300 @@
+"""`assetstream run PATH_OR_GLOB`: the whole fleet on one machine with nothing configured.
+
+Starts a tansu broker and an osmem-server store on free loopback ports (unless --bootstrap / --es-url name
+real ones), provisions topics and the index, starts one worker process per consumer group (preprocess,
+enrich, validate, index), publishes one AssetEvent per image, follows every asset through the topics with a
+progress bar per stage, and ends with a table plus a JSON-LD file and an XMP sidecar per image.
+"""
+from __future__ import annotations
+
+import glob
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import SecretStr
+
+from streams.settings import Settings
+
+IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".gif", ".bmp", ".heic"}
+STAGE_ORDER = ("preprocess", "enrich", "validate", "index")
+STAGE_OUTPUT = {"preprocess": "preprocessed", "enrich": "enriched", "validate": "validated"}
+
+
+def find_images(patterns: list[str]) -> list[Path]:
+    found: list[Path] = []
+    for pattern in patterns:
+        p = Path(pattern).expanduser()
+        if p.is_dir():
+            found += [f for f in sorted(p.rglob("*")) if f.suffix.lower() in IMAGE_EXTENSIONS and f.is_file()]
+        elif any(ch in pattern for ch in "*?["):
+            found += [Path(f) for f in sorted(glob.glob(pattern, recursive=True))
+                      if Path(f).suffix.lower() in IMAGE_EXTENSIONS and Path(f).is_file()]
+        elif p.is_file():
+            found.append(p)
+        else:
+            raise FileNotFoundError(f"{pattern}: no such file, directory or matching glob")
+    unique: dict[Path, None] = {}
+    for f in found:
+        unique[f.resolve()] = None
+    return list(unique)
+
+
+def _reveal(node: Any) -> Any:
+    if isinstance(node, SecretStr):
+        return node.get_secret_value()
+    if isinstance(node, dict):
+        return {k: _reveal(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_reveal(v) for v in node]
+    return node
+
+
+def write_settings_file(settings: Settings, directory: Path) -> Path:
+    """The settings for worker processes, secrets included, readable by the owner only."""
+    path = directory / "settings.json"
+    data = _reveal(settings.model_dump(mode="python", by_alias=True))
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump(data, f, default=str)
+    return path
+
+
+@dataclass
+class Tracker:
+    """Which stage each published asset has reached, read from the topics themselves."""
+
+    event_ids: dict[str, str]  # asset id -> event id we published
+    reached: dict[str, set[str]] = field(default_factory=dict)  # stage -> asset ids
+    validated: dict[str, dict[str, Any]] = field(default_factory=dict)
+    dead: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for stage in STAGE_ORDER:
+            self.reached.setdefault(stage, set())
+
+    def finished(self, asset_id: str) -> bool:
+        return asset_id in self.dead or asset_id in self.reached["index"]
+
+    def all_finished(self) -> bool:
+        return all(self.finished(a) for a in self.event_ids)
+
+
+class EmbeddedRun:
+    def __init__(self, inputs: list[str], *, out_dir: Path, bootstrap: str | None = None,
+                 registry: str | None = None, es_url: str | None = None, provider: str | None = None,
+                 timeout_s: float = 600.0, console: Any = None, settings: Settings | None = None,
+                 show_progress: bool = True):
+        self.inputs = inputs
+        self.out_dir = out_dir
+        self.bootstrap = bootstrap
+        self.registry = registry
+        self.es_url = es_url
+        self.provider = provider
+        self.timeout_s = timeout_s
+        self.console = console
+        self.base_settings = settings or Settings()
+        self.show_progress = show_progress
+        self.services: list[Any] = []
+        self.workers: dict[str, subprocess.Popen] = {}
+        self.workdir = Path(tempfile.mkdtemp(prefix="assetstream-run-"))
+
+    # ------------------------------------------------------------------------------------------ setup
+    def _say(self, text: str) -> None:
+        if self.console is not None:
+            self.console.print(text)
+
+    def configure(self, images: list[Path]) -> Settings:
+        from streams.embedded import Tansu
+
+        overrides: dict[str, dict[str, Any]] = {
+            "runner": {"metrics_port": 0, "drain_timeout_s": 10},
+            "preprocess": {"file_roots": sorted({str(p.parent) for p in images})},
+        }
+        if self.bootstrap:
+            overrides["kafka"] = {"bootstrap_servers": self.bootstrap}
+        else:
+            broker = Tansu(log_path=self.workdir / "tansu.log").start()
+            self.services.append(broker)
+            overrides["kafka"] = {"bootstrap_servers": broker.bootstrap, "session_timeout_ms": 6000,
+                                  "heartbeat_interval_ms": 1000, "static_membership": False}
+            self._say(f"[dim]started embedded Kafka-protocol broker (tansu) at {broker.bootstrap}[/dim]")
+        if self.registry:
+            overrides["registry"] = {"url": self.registry}
+        if self.es_url:
+            overrides["index"] = {"url": self.es_url}
+        else:
+            from streams.embedded_store import OsmemStore
+
+            store = OsmemStore(log_path=self.workdir / "osmem.log").start()
+            self.services.append(store)
+            overrides["index"] = {"url": store.url, "server_mode": "serverless", "number_of_replicas": 0}
+            self._say(f"[dim]started embedded search store (osmem-server) at {store.url}[/dim]")
+        if self.provider:
+            overrides["enrich"] = {"provider": self.provider}
+        return self.base_settings.with_overrides(**overrides)
+
+    def start_workers(self, settings: Settings) -> None:
+        config = write_settings_file(settings, self.workdir)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("ASSETSTREAM_")}
+        env.update({"ASSETSTREAM_CONFIG": str(config), "OMP_THREAD_LIMIT": "1"})
+        for stage in STAGE_ORDER:
+            log = open(self.workdir / f"{stage}.log", "ab")
+            self.workers[stage] = subprocess.Popen(
+                [sys.executable, "-m", "streams.cli", "worker", stage], env=env, stdout=log,
+                stderr=subprocess.STDOUT, start_new_session=True)
+
+    def stop(self) -> None:
+        for proc in self.workers.values():
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 20
+        for proc in self.workers.values():
+            try:
+                proc.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        for service in reversed(self.services):
+            service.stop()
+
+    def check_workers(self) -> None:
+        for stage, proc in self.workers.items():
+            if proc.poll() is not None:
+                tail = (self.workdir / f"{stage}.log").read_text(errors="replace")[-3000:]
+                raise RuntimeError(f"the {stage} worker exited with code {proc.returncode}:\n{tail}")
+
+    # ------------------------------------------------------------------------------------------ run
+    def run(self) -> tuple[Tracker, Settings]:
+        from consumers.index.client import make_client
+        from consumers.index.management import ensure_index
+        from streams.producer import AssetPublisher, asset_id_for
+        from streams.topics import create_topics
+
+        images = find_images(self.inputs)
+        if not images:
+            raise FileNotFoundError(f"no images found in {' '.join(self.inputs)}")
+        settings = self.configure(images)
+        try:
+            create_topics(settings)
+            ensure_index(make_client(settings), settings)
+            self.start_workers(settings)
+            event_ids: dict[str, str] = {}
+            paths: dict[str, Path] = {}
+            with AssetPublisher(settings) as pub:
+                for path in images:
+                    asset_id = asset_id_for(str(path))
+                    event = pub.publish_asset(asset_id, path.as_uri(), wait=False, uploader="assetstream run")
+                    event_ids[asset_id] = event["event_id"]
+                    paths[asset_id] = path
+            self._say(f"published {len(images)} asset event(s) to {settings.topics.name('raw')}")
+            tracker = Tracker(event_ids)
+            self.follow(settings, tracker)
+            self.write_sidecars(tracker, paths)
+            self.paths = paths
+            return tracker, settings
+        finally:
+            self.stop()
+
+    def follow(self, settings: Settings, tracker: Tracker) -> None:
+        """Read the stage topics and the index until every asset is indexed or dead-lettered."""
+        from confluent_kafka import Consumer
+
+        from consumers.index.client import make_client
+        from consumers.index.management import read_alias
+        from streams.avro import Serde
+        from streams.runner import topic_names
+
+        names = topic_names(settings)
+        serde = Serde(settings.registry.client_config(), names, settings.registry.auto_register)
+        consumer = Consumer({**settings.kafka.client_config(), "group.id": f"assetstream-run-{os.getpid()}",
+                             "enable.auto.commit": False, "auto.offset.reset": "earliest",
+                             "session.timeout.ms": 6000, "heartbeat.interval.ms": 1000})
+        watched = {names[t]: t for t in ("preprocessed", "enriched", "validated", "dead_letter")}
+        consumer.subscribe(list(watched))
+        es = make_client(settings)
+        progress = None
+        bars: dict[str, Any] = {}
+        if self.show_progress and self.console is not None:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+            progress = Progress(TextColumn("{task.description:>10}"), BarColumn(), MofNCompleteColumn(),
+                                TimeElapsedColumn(), console=self.console)
+            progress.start()
+            for stage in STAGE_ORDER:
+                bars[stage] = progress.add_task(stage, total=len(tracker.event_ids))
+            bars["dead"] = progress.add_task("dead", total=len(tracker.event_ids))
+        deadline = time.monotonic() + self.timeout_s
+        last_index_check = 0.0
+        try:
+            while not tracker.all_finished():
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"not every asset was processed within {self.timeout_s:.0f}s")
+                self.check_workers()
+                msg = consumer.poll(0.2)
+                if msg is not None and not msg.error():
+                    self._observe(watched[msg.topic()], msg, serde, tracker)
+                if time.monotonic() - last_index_check > 0.5:
+                    last_index_check = time.monotonic()
+                    todo = [a for a in tracker.reached["validate"] if a not in tracker.reached["index"]]
+                    if todo:
+                        es.indices.refresh(index=read_alias(settings))
+                        found = es.mget(index=read_alias(settings), ids=todo, source=False)["docs"]
+                        tracker.reached["index"].update(d["_id"] for d in found if d.get("found"))
+                if progress is not None:
+                    for stage in STAGE_ORDER:
+                        progress.update(bars[stage], completed=len(tracker.reached[stage]))
+                    progress.update(bars["dead"], completed=len(tracker.dead))
+        finally:
+            if progress is not None:
+                progress.stop()
+            consumer.close()
+
+    def _observe(self, logical: str, msg: Any, serde: Any, tracker: Tracker) -> None:
+        key = msg.key().decode() if msg.key() else None
+        if key not in tracker.event_ids:
+            return
+        if logical == "dead_letter":
+            tracker.dead[key] = serde.deserialize("dead_letter", msg.value())
+            return
+        value = serde.deserialize(logical, msg.value())
+        from streams.records import asset_of
+
+        if asset_of(value)["event_id"] != tracker.event_ids[key]:
+            return  # an older event for the same asset (external broker)
+        stage = {v: k for k, v in STAGE_OUTPUT.items()}[logical]
+        tracker.reached[stage].add(key)
+        if logical == "validated":
+            tracker.validated[key] = value
+
+    def write_sidecars(self, tracker: Tracker, paths: dict[str, Path]) -> None:
+        from consumers.validate.render import to_jsonld, to_xmp
+
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        for asset_id, value in tracker.validated.items():
+            stem = paths[asset_id].stem
+            (self.out_dir / f"{stem}.jsonld").write_text(json.dumps(to_jsonld(value), indent=2, default=str))
+            (self.out_dir / f"{stem}.xmp").write_text(to_xmp(value))
+        summary = []
+        for asset_id, path in paths.items():
+            summary.append(summary_row(asset_id, path, tracker))
+        (self.out_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+
+
+def summary_row(asset_id: str, path: Path, tracker: Tracker) -> dict[str, Any]:
+    v = tracker.validated.get(asset_id)
+    if v is None:
+        dead = tracker.dead.get(asset_id, {})
+        return {"asset_id": asset_id, "file": str(path), "status": "dead_lettered",
+                "stage": dead.get("stage"), "reason": (dead.get("details") or {}).get("reason"),
+                "message": dead.get("message")}
+    return {"asset_id": asset_id, "file": str(path), "title": v.get("title"), "alt_text": v.get("alt_text"),
+            "tags": [t["tag"] for t in v.get("tags", [])], "status": v.get("status"),
+            "usage_flag": v.get("usage_flag"), "cost_usd": v["enriched"].get("cost_usd", 0.0),
+            "duplicate_of": v["enriched"].get("duplicate_of"), "reasons": v.get("reasons", [])}
