@@ -239,8 +239,9 @@ class Caller:
         provider = self.providers[spec.provider]
         est = (len(request.system) + len(request.user_text)) / 4 + (IMAGE_TOKEN_ESTIMATE if request.image else 0) \
             + request.max_tokens
+        semaphore = self.semaphore()  # first: a new event loop resets the per-loop limiters
         limiter = self.limiter(spec)
-        async with self.semaphore():
+        async with semaphore:
             await limiter.acquire(est)
             started = time.monotonic()
             try:

@@ -1,7 +1,8 @@
 """Token-bucket rate limiting per "provider:model": requests/min and tokens/min, per worker process.
 
-The request bucket starts with one request (a restarted worker does not know what it just spent) and holds
-at most one second's worth, so the rate over any window stays within one request of the configured one. The
+The request bucket holds a single request: requests are paced evenly at 60/requests_per_min seconds apart, so
+the rate over any window stays within one request of the configured one (no bursts after an idle spell, which
+providers' own token buckets would answer with 429s). The
 token bucket holds one minute's worth (provider TPM limits are per-minute windows) and starts full. Token use is estimated
 before the call and corrected with the real usage afterwards (the bucket may go negative, which delays the
 next caller).
@@ -48,7 +49,7 @@ class RateLimiter:
     """One per provider:model. `await acquire(est_tokens)` before a request, `settle(est, actual)` after."""
 
     def __init__(self, requests_per_min: float | None = None, tokens_per_min: float | None = None):
-        self.requests = TokenBucket(requests_per_min) if requests_per_min else None
+        self.requests = TokenBucket(requests_per_min, burst_seconds=0.0) if requests_per_min else None
         self.tokens = TokenBucket(tokens_per_min, burst_seconds=60.0, initial=None) if tokens_per_min else None
         self._lock = asyncio.Lock()
         self.waited_s = 0.0

@@ -138,7 +138,8 @@ class ReplayServer:
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
-        threading.Thread(target=self.server.serve_forever, name="replay-http", daemon=True).start()
+        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, name="replay-http",
+                         daemon=True).start()
         return self
 
     def stop(self) -> None:

@@ -198,7 +198,7 @@ class EnrichStage(Stage):
         self._drop_partial(key_base, jobs)
         if "verify" in results:
             results["verify"].provenance["task"] = "verify"
-        return results
+        return {name: results[name] for name in jobs}  # stable order: tagging, alt_text, rights, verify
 
     def _drop_partial(self, key_base: tuple[str, str], jobs: dict[str, Any]) -> None:
         for name in jobs:

@@ -7,6 +7,7 @@ The installed SDK (anthropic 2.x) no longer takes sampling parameters, so `reque
 """
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import time
@@ -48,6 +49,9 @@ class ClaudeProvider:
     def __init__(self, settings: Any = None, *, api_key: str | None = None, base_url: str | None = None,
                  client: anthropic.AsyncAnthropic | None = None):
         enrich = getattr(settings, "enrich", None)
+        self._fixed = client
+        self._client_kwargs: dict[str, Any] = {}
+        self._clients: dict[int, anthropic.AsyncAnthropic] = {}
         if client is None:
             key = api_key
             if key is None and enrich is not None and enrich.anthropic_api_key is not None:
@@ -56,8 +60,19 @@ class ClaudeProvider:
                 raise PermanentError("claude provider needs enrich.anthropic_api_key", reason="config")
             url = base_url or (enrich.anthropic_base_url if enrich is not None else None)
             timeout = enrich.request_timeout_s if enrich is not None else 60.0
-            client = anthropic.AsyncAnthropic(api_key=key, base_url=url, max_retries=0, timeout=timeout)
-        self.client = client
+            self._client_kwargs = {"api_key": key, "base_url": url, "max_retries": 0, "timeout": timeout}
+
+    @property
+    def client(self) -> anthropic.AsyncAnthropic:
+        """One SDK client per event loop: its connection pool belongs to the loop that opened it."""
+        if self._fixed is not None:
+            return self._fixed
+        loop = asyncio.get_running_loop()
+        c = self._clients.get(id(loop))
+        if c is None:
+            self._clients = {id(loop): anthropic.AsyncAnthropic(**self._client_kwargs)}  # drop dead loops' clients
+            c = self._clients[id(loop)]
+        return c
 
     async def generate(self, request: ProviderRequest) -> ProviderResponse:
         content: list[dict[str, Any]] = []
@@ -115,4 +130,10 @@ class ClaudeProvider:
         return resp
 
     async def aclose(self) -> None:
-        await self.client.close()
+        if self._fixed is not None:
+            await self._fixed.close()
+            return
+        loop = asyncio.get_running_loop()
+        c = self._clients.pop(id(loop), None)
+        if c is not None:
+            await c.close()
