@@ -59,14 +59,27 @@ class VocabIndex:
     emb: np.ndarray | None = None
     exact: dict[str, list[int]] = field(default_factory=dict)
     """normalised label/synonym/value -> entry indices"""
+    class_sims: np.ndarray | None = None
+    """(1000, n_entries): best cosine between each ImageNet class name and each entry, computed once"""
+    lock: threading.Lock = field(default_factory=threading.Lock)
 
     def entry_sims(self, vectors: np.ndarray) -> np.ndarray:
         """(n, 384) unit vectors -> (n, n_entries) best cosine over each entry's texts."""
         assert self.emb is not None
         row_sims = vectors @ self.emb.T
-        out = np.full((vectors.shape[0], len(self.entries)), -1.0, np.float32)
-        np.maximum.at(out.T, self.owner, row_sims.T)
-        return out
+        # rows are grouped by entry (owner is non-decreasing), so a segmented max does it
+        starts = np.flatnonzero(np.r_[True, self.owner[1:] != self.owner[:-1]])
+        return np.maximum.reduceat(row_sims, starts, axis=1)
+
+    def imagenet_sims(self) -> np.ndarray:
+        if self.class_sims is None:
+            with self.lock:
+                if self.class_sims is None:
+                    from .imagenet_labels import IMAGENET_CLASSES
+
+                    names = embedder().embed([_norm(n) for n in IMAGENET_CLASSES])
+                    self.class_sims = self.entry_sims(names)
+        return self.class_sims
 
     def lookup(self, word: str, facets: tuple[str, ...] | None = None) -> list[int]:
         return [i for i in self.exact.get(_norm(word), []) if facets is None or self.facets[i] in facets]
@@ -109,7 +122,9 @@ def vocab_index(vocabulary: list[dict[str, Any]], with_embeddings: bool) -> Voca
             while len(_vocab_cache) > 8:
                 _vocab_cache.popitem(last=False)
     if with_embeddings and idx.emb is None and idx.texts:
-        idx.emb = embedder().embed(idx.texts)
+        with idx.lock:
+            if idx.emb is None:
+                idx.emb = embedder().embed(idx.texts)
     return idx
 
 
@@ -136,7 +151,29 @@ class ImageFacts:
     """classifier top-k (label, index, probability)"""
 
 
+_facts_cache: "OrderedDict[tuple[str, int], ImageFacts]" = OrderedDict()
+_facts_lock = threading.Lock()
+
+
 def analyse_image(data: bytes | None, top_k: int, threads: int, run_classifier: bool = True) -> ImageFacts:
+    """Image facts, cached for the last 64 images: tagging and alt_text of one asset share one forward pass."""
+    if not data or not run_classifier:
+        return _analyse(data, top_k, threads, run_classifier)
+    key = (hashlib.sha1(data).hexdigest(), top_k)
+    with _facts_lock:
+        hit = _facts_cache.get(key)
+        if hit is not None:
+            _facts_cache.move_to_end(key)
+            return hit
+    facts = _analyse(data, top_k, threads, run_classifier)
+    with _facts_lock:
+        _facts_cache[key] = facts
+        while len(_facts_cache) > 64:
+            _facts_cache.popitem(last=False)
+    return facts
+
+
+def _analyse(data: bytes | None, top_k: int, threads: int, run_classifier: bool) -> ImageFacts:
     import cv2
 
     facts = ImageFacts()
@@ -150,7 +187,8 @@ def analyse_image(data: bytes | None, top_k: int, threads: int, run_classifier: 
     small = cv2.resize(arr, (64, 64), interpolation=cv2.INTER_AREA)
     grey = cv2.cvtColor(small, cv2.COLOR_RGB2GRAY).astype(np.float32)
     facts.detail = float(np.abs(cv2.Laplacian(grey, cv2.CV_32F, ksize=1)[2:-2, 2:-2]).mean())
-    facts.colour_levels = int(len(np.unique((small // 32).reshape(-1, 3), axis=0)))
+    q = (small // 32).reshape(-1, 3).astype(np.int32)
+    facts.colour_levels = int(np.count_nonzero(np.bincount(q[:, 0] * 64 + q[:, 1] * 8 + q[:, 2], minlength=512)))
     hsv = cv2.cvtColor(small, cv2.COLOR_RGB2HSV)
     facts.saturation = float(hsv[..., 1].mean() / 255.0)
     pal_names = list(_PALETTE)
@@ -253,10 +291,10 @@ def tagging(request, facts: ImageFacts, use_embeddings: bool = True) -> dict[str
         scores[i] = 1.0 - (1.0 - scores.get(i, 0.0)) * (1.0 - s)  # noisy-or over evidence
 
     # 1. classifier labels -> vocabulary, score = sqrt(p) * calibrated similarity
-    if use_embeddings and facts.top and idx.emb is not None:
-        names = [t[0] for t in facts.top]
-        sims = idx.entry_sims(embedder().embed([_norm(n) for n in names]))
-        for (name, _, p), row in zip(facts.top, sims):
+    if use_embeddings and facts.top and idx.emb is not None and len(idx.entries):
+        table = idx.imagenet_sims()
+        for name, cls, p in facts.top:
+            row = table[cls]
             for i in np.nonzero(row > SIM_MIN)[0]:
                 if idx.facets[i] in CLASS_FACETS:
                     weight = min(1.0, (float(row[i]) - SIM_MIN) / (SIM_FULL - SIM_MIN))
