@@ -1,0 +1,22 @@
+# The two commands a newcomer needs (see README):
+#   make run    - the whole pipeline on the bundled sample images, on an embedded broker and store
+#   make test   - the test suite, against real servers the tests start themselves
+PYTHON ?= python3
+RUN_ARGS ?= samples/
+
+.PHONY: run test install system-deps bench
+
+system-deps:
+	@bash scripts/system-deps.sh
+
+install: system-deps
+	$(PYTHON) -m pip install --quiet --disable-pip-version-check -e '.[test]'
+
+run: install
+	OMP_THREAD_LIMIT=1 assetstream run $(RUN_ARGS)
+
+test: install
+	OMP_THREAD_LIMIT=1 $(PYTHON) -m pytest
+
+bench: install
+	for b in bench/*.py; do echo "== $$b"; $(PYTHON) $$b || exit 1; done
