@@ -8,6 +8,7 @@ import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
+import cv2
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
@@ -17,6 +18,7 @@ from streams.errors import PermanentError
 # is noise. (Its hard error at 2x still fires and is mapped to decompression_bomb below.)
 warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
 ImageFile.LOAD_TRUNCATED_IMAGES = False
+cv2.setNumThreads(1)  # the runner parallelises over records: one core per record, also for resizes
 
 try:  # HEIC/HEIF only if a wheel that supports it is installed
     import pillow_heif  # type: ignore
@@ -205,10 +207,26 @@ def flatten(img: Image.Image, background=(255, 255, 255)) -> Image.Image:
     return img.convert("RGB")
 
 
+def fast_resize(img: Image.Image, size: tuple[int, int]) -> Image.Image:
+    """Downscale to `size`: an integer box reduce (Pillow) down to < 2x, then OpenCV bilinear for the rest.
+    Several times faster than Pillow's resampling filters, and alias-free enough for thumbnails and hashes."""
+    w, h = img.size
+    tw, th = max(1, size[0]), max(1, size[1])
+    if (tw, th) == (w, h):
+        return img.copy()
+    k = min(w // tw, h // th)
+    if k >= 2:
+        img = img.reduce(k)
+    if img.mode not in ("RGB", "RGBA", "L"):
+        img = img.convert("RGBA" if "A" in img.mode else "RGB")
+    out = cv2.resize(np.asarray(img), (tw, th), interpolation=cv2.INTER_LINEAR)
+    return Image.fromarray(out, img.mode)
+
+
 def resized(img: Image.Image, edge: int) -> Image.Image:
     """Copy scaled so the long edge is at most `edge` (never upscaled)."""
     w, h = img.size
     if max(w, h) <= edge:
         return img.copy()
     s = edge / max(w, h)
-    return img.resize((max(1, round(w * s)), max(1, round(h * s))), Image.Resampling.BILINEAR, reducing_gap=2.0)
+    return fast_resize(img, (max(1, round(w * s)), max(1, round(h * s))))

@@ -6,6 +6,8 @@ import hashlib
 import imagehash
 from PIL import Image
 
+from consumers.preprocess.decode import resized
+
 HASH_EDGE = 256
 """Perceptual hashes are computed from the image scaled to this long edge (they downscale to 32/9 px anyway)."""
 
@@ -25,9 +27,7 @@ def phash_bands(phash_hex: str) -> list[str]:
 
 def perceptual(img: Image.Image) -> tuple[str, str]:
     """(pHash hex, dHash hex), 16 hex digits each, from an RGB(A) image of any size."""
-    gray = img.convert("L")
-    if max(gray.size) > HASH_EDGE:
-        gray.thumbnail((HASH_EDGE, HASH_EDGE), Image.Resampling.BILINEAR, reducing_gap=2.0)
+    gray = resized(img, HASH_EDGE).convert("L")
     return str(imagehash.phash(gray)), str(imagehash.dhash(gray))
 
 

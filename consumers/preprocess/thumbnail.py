@@ -5,7 +5,7 @@ import io
 
 from PIL import Image
 
-from consumers.preprocess.decode import flatten
+from consumers.preprocess.decode import fast_resize, flatten
 
 
 def make_thumbnail(img: Image.Image, *, edge: int = 768, max_bytes: int = 256 * 1024,
@@ -15,7 +15,7 @@ def make_thumbnail(img: Image.Image, *, edge: int = 768, max_bytes: int = 256 * 
     w, h = base.size
     if max(w, h) > edge:
         s = edge / max(w, h)
-        base = base.resize((max(1, round(w * s)), max(1, round(h * s))), Image.Resampling.BICUBIC, reducing_gap=2.0)
+        base = fast_resize(base, (max(1, round(w * s)), max(1, round(h * s))))
     qualities = [q for q in (quality, 75, 65, 50, 40) if q <= quality]
     cur = base
     while True:
@@ -26,5 +26,5 @@ def make_thumbnail(img: Image.Image, *, edge: int = 768, max_bytes: int = 256 * 
                 return buf.getvalue(), cur.width, cur.height
         if max(cur.size) <= 32:
             return buf.getvalue(), cur.width, cur.height  # cannot happen for any sane cap (>= 4 KiB)
-        cur = base.resize((max(1, int(cur.width * 0.75)), max(1, int(cur.height * 0.75))), Image.Resampling.BICUBIC)
+        cur = fast_resize(base, (max(1, int(cur.width * 0.75)), max(1, int(cur.height * 0.75))))
         qualities = qualities[-2:]
