@@ -1,0 +1,113 @@
+"""Dedupe across workers through the real search store: an in-memory OpenSearch-API server (osmem) with the
+index helper's real mapping and document shape; a second EnrichStage (fresh process-local LRU, as on another
+replica) finds copies there and skips the provider."""
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import pytest
+
+from consumers.enrich.dedupe import ElasticsearchDedupeIndex, InMemoryDedupeIndex, hamming, phash_bands
+from consumers.enrich.replay import ReplayServer
+from consumers.enrich.stage import EnrichStage
+from streams import metrics
+from streams.avro import validate
+from streams.settings import Settings
+
+from tests.test_enrich_stage import KEY, ctx, jpeg, preprocessed, script_ok
+
+pytest.importorskip("osmem_server")
+
+
+@pytest.fixture
+def store(osmem_clone):
+    from consumers.index.client import make_client
+    from consumers.index.management import ensure_index
+    idx = {"url": osmem_clone.url, "server_mode": "serverless", "number_of_replicas": 0,
+           "index": f"enrich-dedupe-{uuid.uuid4().hex[:6]}"}
+    s = Settings().with_overrides(index=idx)
+    client = make_client(s)
+    ensure_index(client, s)
+    yield idx, client
+    client.close()
+
+
+def settings_for(url: str, idx: dict) -> Settings:
+    return Settings().with_overrides(
+        index=idx, enrich={"provider": "claude", "anthropic_api_key": KEY, "anthropic_base_url": url,
+                           "dedupe": "elasticsearch", "max_attempts": 1, "request_timeout_s": 5.0})
+
+
+def index_enriched(client, idx: dict, enriched: dict) -> None:
+    """What the index sink stores for a validated asset (its own document builder)."""
+    from consumers.index.document import document_from_validated
+    validated = {"enriched": enriched, "status": "auto_applied", "usage_flag": "ok", "tags": [],
+                 "stamp": {"stage": "validate", "version": "t", "worker": "w", "at": 1763780001000}}
+    doc_id, version, body = document_from_validated(validated)
+    client.index(index=f"{idx['index']}-write", id=doc_id, document=body, version=version,
+                 version_type="external", refresh=True)
+
+
+def run(stage: EnrichStage, *values):
+    async def go():
+        try:
+            return [await stage.aprocess(v, ctx(v["asset"]["asset_id"])) for v in values]
+        finally:
+            await stage.aclose()
+    return asyncio.run(go())
+
+
+def test_copies_found_in_the_store_skip_the_provider(store):
+    idx, client = store
+    with ReplayServer() as srv:
+        script_ok(srv)
+        worker_a = EnrichStage(settings_for(srv.url, idx))
+        (orig,) = run(worker_a, preprocessed("orig", phash="c3a5f00f0ff0a53c"))
+        assert srv.count() == 3
+        index_enriched(client, idx, orig.value)
+
+        worker_b = EnrichStage(settings_for(srv.url, idx))  # another replica: empty LRU
+        assert len(worker_b.dedupe.lru) == 0
+        exact, near = run(worker_b, preprocessed("copy-exact", phash="c3a5f00f0ff0a53c"),
+                          preprocessed("copy-near", data=jpeg(5), phash="c2a4f10e0ff0a53c"))
+        assert srv.count() == 3  # no provider calls
+        assert exact.value["duplicate_of"] == "orig" and exact.value["duplicate_distance"] == 0
+        assert near.value["duplicate_of"] == "orig" and near.value["duplicate_distance"] == hamming(
+            "c3a5f00f0ff0a53c", "c2a4f10e0ff0a53c") == 4
+        assert near.value["enrichment"]["tags"] == orig.value["enrichment"]["tags"]
+        assert near.value["enrichment"]["alt_text"] == orig.value["enrichment"]["alt_text"]
+        # provenance came back from the stored document in Avro shape (timestamps as millis)
+        validate("EnrichedAsset", near.value)
+        reused = near.value["provenance"][:-1]
+        assert [p["request_id"] for p in reused] == [p["request_id"] for p in orig.value["provenance"]]
+        assert all(p["timestamp"] == q["timestamp"] for p, q in zip(reused, orig.value["provenance"]))
+
+        worker_c = EnrichStage(settings_for(srv.url, idx))
+        far, again = run(worker_c, preprocessed("far", data=jpeg(9), phash="3c5a0ff0f00f5ac3"),
+                         preprocessed("orig", phash="c3a5f00f0ff0a53c", event_type="updated"))
+        assert far.value["duplicate_of"] is None
+        assert again.value["duplicate_of"] is None  # never a duplicate of itself
+        assert srv.count() == 9
+
+
+def test_store_down_degrades_to_a_miss():
+    s = Settings().with_overrides(index={"url": "http://127.0.0.1:9", "server_mode": "serverless",
+                                         "request_timeout_s": 1.0})
+    d = ElasticsearchDedupeIndex(s)
+    before = metrics.DEDUPE.labels("error")._value.get()
+    assert asyncio.run(d.lookup("ab" * 32, "c3a5f00f0ff0a53c", None)) is None
+    assert metrics.DEDUPE.labels("error")._value.get() == before + 1
+
+
+def test_in_memory_index_bands_and_eviction():
+    d = InMemoryDedupeIndex(max_distance=6, max_size=2)
+    d.remember_sync("a", "s1", "ffffffffffffffff", None, {"tags": []}, [])
+    d.remember_sync("b", "s2", "0000000000000000", None, {"tags": []}, [])
+    m = d.lookup_sync("zz", "00000000000000ff", None)  # 8 bits away: too far
+    assert m is None
+    m = d.lookup_sync("zz", "000000000000003f", phash_bands("000000000000003f"))
+    assert m is not None and (m.asset_id, m.kind, m.distance) == ("b", "near", 6)
+    d.remember_sync("c", "s3", "1234123412341234", None, {"tags": []}, [])  # evicts the least recent ("a")
+    assert d.lookup_sync("s1", None, None) is None and len(d) == 2
+    assert d.lookup_sync("s3", None, None).kind == "exact"
