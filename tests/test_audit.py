@@ -80,3 +80,21 @@ def test_feedback_cli_rejects_bad_field_spec(broker, unique):
     res = CliRunner().invoke(cli(), ["feedback", "x1", "--field", "alt_text=approved", "--editor", "bob"], env=env)
     assert res.exit_code == 2
     assert "action must be one of" in res.output
+
+
+def test_feedback_cli_publishes_a_jsonl_file(broker, unique, tmp_path):
+    settings, env, _ = make_env(broker, unique)
+    from streams.kpis.topics import ensure_topics
+    ensure_topics(settings)
+    path = tmp_path / "decisions.jsonl"
+    path.write_text('{"asset_id": "f1", "editor": "ann", "decided_at": "2026-01-05T10:00:00Z",'
+                    ' "fields": [{"field": "tags", "action": "rejected"}]}\n\n'
+                    '{"asset_id": "f2", "editor": "bo", "decision_id": "d-2",'
+                    ' "fields": [{"field": "title", "action": "edited", "value": "Better"}]}\n')
+    res = CliRunner().invoke(cli(), ["feedback", "--file", str(path)], env=env)
+    assert res.exit_code == 0, res.output
+    got = sorted((k, d["editor"], d["decision_id"] if k == "f2" else None, [(f["field"], f["action"], f["value"])
+                  for f in d["fields"]]) for k, d in T.read_all(settings, "feedback"))
+    assert got == [("f1", "ann", None, [("tags", "rejected", None)]), ("f2", "bo", "d-2", [("title", "edited", "Better")])]
+    f1 = next(d for k, d in T.read_all(settings, "feedback") if k == "f1")
+    assert f1["decided_at"].isoformat() == "2026-01-05T10:00:00+00:00"
