@@ -1,0 +1,65 @@
+"""Operations: the webhook ingest server, backfills, dead-letter tooling (streams/ops). See docs/operations.md.
+
+    ASSETSTREAM_OPS__WEBHOOK_SECRET=...          (HMAC-SHA256 shared secret; never logged)
+    ASSETSTREAM_OPS__WEBHOOK_PORT=8080
+"""
+from __future__ import annotations
+
+from pydantic import BaseModel, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_IMAGE_EXTENSIONS = [".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".gif", ".bmp", ".heic", ".heif"]
+
+
+class OpsSettings(BaseModel):
+    """Webhook ingest, backfill and dead-letter tooling (streams/ops)."""
+
+    # --- webhook ingest -------------------------------------------------------------------------------------
+    webhook_secret: SecretStr | None = Field(
+        None, description="shared secret for the X-Assetstream-Signature HMAC-SHA256; the server refuses to "
+                          "start without it unless --insecure-no-auth is given")
+    webhook_host: str = Field("127.0.0.1", description="interface the ingest server binds to")
+    webhook_port: int = Field(8080, ge=0, le=65535, description="0 = any free port")
+    webhook_tolerance_s: int = Field(300, ge=1, description="accepted clock skew / age of X-Assetstream-Timestamp "
+                                                            "(replay window)")
+    webhook_max_body_bytes: int = Field(1024 * 1024, ge=1024, description="larger bodies get 413")
+    webhook_max_batch: int = Field(500, ge=1, description="most events in one JSON-list body")
+    webhook_ack_timeout_s: float = Field(10.0, gt=0, description="wait this long for the broker's ack, else 503")
+    # --- backfill -------------------------------------------------------------------------------------------
+    backfill_rate: float = Field(50.0, gt=0, description="events per second (token bucket)")
+    backfill_burst: int = Field(10, ge=1, description="token bucket size")
+    image_extensions: list[str] = Field(default_factory=lambda: list(DEFAULT_IMAGE_EXTENSIONS),
+                                        description="file suffixes (lower-case) a directory backfill picks up")
+    expected_model_versions: dict[str, str] = Field(
+        default_factory=dict,
+        description="task -> model_version the current configuration produces (for cloud models, whose dated "
+                    "snapshot is only known from a response); provenance with another model_version is stale "
+                    "for `backfill --only-stale`. Local models: computed automatically")
+    # --- dead letters ---------------------------------------------------------------------------------------
+    dlq_read_timeout_s: float = Field(30.0, gt=0, description="give up reading the DLQ after this long")
+
+
+class _OpsFromEnv(BaseSettings):
+    """ASSETSTREAM_OPS__* read on their own, for as long as Settings has no `ops` section."""
+
+    model_config = SettingsConfigDict(env_prefix="ASSETSTREAM_OPS__", extra="ignore")
+
+    webhook_secret: SecretStr | None = None
+    webhook_host: str | None = None
+    webhook_port: int | None = None
+    webhook_tolerance_s: int | None = None
+    webhook_max_body_bytes: int | None = None
+    webhook_max_batch: int | None = None
+    webhook_ack_timeout_s: float | None = None
+    backfill_rate: float | None = None
+    backfill_burst: int | None = None
+    dlq_read_timeout_s: float | None = None
+
+
+def ops_settings(settings: object) -> OpsSettings:
+    """settings.ops when the Settings object has that section, else OpsSettings from ASSETSTREAM_OPS__* env."""
+    ops = getattr(settings, "ops", None)
+    if isinstance(ops, OpsSettings):
+        return ops
+    env = _OpsFromEnv().model_dump(exclude_none=True)
+    return OpsSettings(**env)

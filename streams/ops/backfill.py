@@ -1,0 +1,513 @@
+"""Backfill: publish a directory of images or a CSV/JSONL manifest to `raw`, rate-limited and resumable.
+
+Resumability: a local state file (JSON lines, append-only) records `asset_id + fingerprint` of every event the
+broker acknowledged, written from the delivery callback, i.e. only after the ack. A re-run skips those. The
+fingerprint is `size+mtime` of a local file (or its sha256 with --hash), `uri+version` of a remote one, so a
+changed file is published again. Killing the process loses at most the acks in flight (their events are
+published again on the next run; downstream is idempotent per asset id + version).
+
+With a reachable index, assets already indexed with the current enrichment configuration (prompt hash, model
+and model version per task; for local files also the same sha256) are skipped too.
+
+`only_stale=True` re-publishes (event_type `reprocess`, version = indexed version + 1 so the index takes it)
+exactly the source's assets whose indexed enrichment came from another prompt hash / model / model version
+than the current configuration. Assets not in the index are left alone.
+"""
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator
+
+from confluent_kafka import KafkaError, Producer
+
+from streams.avro import Serde
+from streams.config.ops import OpsSettings, ops_settings
+from streams.producer import asset_id_for, build_event
+from streams.runner import topic_names
+from streams.settings import Settings
+
+log = logging.getLogger("assetstream.backfill")
+
+MANIFEST_FIELDS = ("uri", "asset_id", "license", "sku", "category", "name", "brand", "title", "alt_text",
+                   "version", "tenant", "uploader", "notes")
+
+
+class BackfillError(Exception):
+    """A usage / configuration problem (exit code 2)."""
+
+
+@dataclass
+class Item:
+    asset_id: str
+    uri: str
+    fingerprint: str
+    local_path: Path | None = None
+    version: int | None = None
+    fields: dict[str, Any] = field(default_factory=dict)
+    row: str = ""
+
+    def sha256(self) -> str | None:
+        if self.local_path is None:
+            return None
+        h = hashlib.sha256()
+        with open(self.local_path, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+        return h.hexdigest()
+
+
+# ------------------------------------------------------------------------------------------------ sources
+def _local_fingerprint(path: Path, use_hash: bool) -> str:
+    st = path.stat()
+    if use_hash:
+        h = hashlib.sha256(path.read_bytes()).hexdigest()
+        return f"sha256:{h}"
+    return f"size:{st.st_size}:mtime_ns:{st.st_mtime_ns}"
+
+
+def _local_item(path: Path, use_hash: bool, asset_id: str | None = None, version: int | None = None,
+                fields: dict[str, Any] | None = None, row: str = "") -> Item:
+    path = path.resolve()
+    uri = path.as_uri()
+    if version is None:
+        version = path.stat().st_mtime_ns // 1_000_000  # a changed file gets a higher version
+    return Item(asset_id or asset_id_for(uri), uri, _local_fingerprint(path, use_hash), path, version,
+                fields or {}, row)
+
+
+def walk_dir(root: Path, extensions: Iterable[str], use_hash: bool = False) -> Iterator[Item]:
+    """Image files under root (sorted, hidden dirs skipped), by suffix."""
+    exts = {e.lower() if e.startswith(".") else "." + e.lower() for e in extensions}
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for name in sorted(filenames):
+            p = Path(dirpath) / name
+            if p.suffix.lower() in exts and not name.startswith(".") and p.is_file():
+                yield _local_item(p, use_hash, row=str(p))
+
+
+def _row_item(row: dict[str, Any], where: str, base: Path, use_hash: bool) -> Item:
+    row = {k.strip().lower(): v for k, v in row.items() if k}
+    uri = str(row.get("uri") or row.get("source_uri") or row.get("url") or "").strip()
+    if not uri:
+        raise ValueError(f"{where}: no 'uri'")
+    unknown = set(row) - set(MANIFEST_FIELDS) - {"source_uri", "url"}
+    if unknown:
+        raise ValueError(f"{where}: unknown column(s) {sorted(unknown)}; known: {', '.join(MANIFEST_FIELDS)}")
+    version = row.get("version")
+    if version not in (None, ""):
+        try:
+            version = int(version)
+        except (TypeError, ValueError):
+            raise ValueError(f"{where}: version must be an integer, not {version!r}") from None
+        if version < 0:
+            raise ValueError(f"{where}: version must be >= 0")
+    else:
+        version = None
+    fields = {k: (str(v) if not isinstance(v, str) else v) for k, v in row.items()
+              if k in MANIFEST_FIELDS and k not in ("uri", "asset_id", "version") and v not in (None, "")}
+    asset_id = str(row["asset_id"]).strip() if row.get("asset_id") not in (None, "") else None
+    if "://" not in uri:  # a local path, relative to the manifest
+        path = Path(uri) if Path(uri).is_absolute() else base / uri
+        if not path.is_file():
+            raise ValueError(f"{where}: no such file {path}")
+        return _local_item(path, use_hash, asset_id, version, fields, where)
+    if uri.startswith("file://"):
+        from urllib.parse import unquote, urlparse
+        path = Path(unquote(urlparse(uri).path))
+        if not path.is_file():
+            raise ValueError(f"{where}: no such file {path}")
+        return _local_item(path, use_hash, asset_id, version, fields, where)
+    return Item(asset_id or asset_id_for(uri), uri, f"uri:{uri}|version:{version if version is not None else '-'}",
+                None, version, fields, where)
+
+
+def read_manifest(path: Path, use_hash: bool = False) -> tuple[list[Item], list[str]]:
+    """(items, problems) of a .csv (header row) or .jsonl manifest."""
+    items: list[Item] = []
+    bad: list[str] = []
+    base = path.resolve().parent
+    suffix = path.suffix.lower()
+    with open(path, newline="", encoding="utf-8") as f:
+        if suffix == ".csv":
+            reader = csv.DictReader(f)
+            if not reader.fieldnames or "uri" not in [c.strip().lower() for c in reader.fieldnames]:
+                raise BackfillError(f"{path}: the CSV needs a header row with at least a 'uri' column")
+            rows: Iterable[tuple[int, Any]] = ((i + 2, r) for i, r in enumerate(reader))
+        elif suffix in (".jsonl", ".ndjson"):
+            def gen():
+                for i, line in enumerate(f, 1):
+                    if line.strip():
+                        try:
+                            yield i, json.loads(line)
+                        except ValueError as exc:
+                            yield i, exc
+            rows = gen()
+        else:
+            raise BackfillError(f"{path}: a manifest must end in .csv or .jsonl (or give a directory)")
+        for lineno, row in rows:
+            where = f"{path.name}:{lineno}"
+            if isinstance(row, Exception):
+                bad.append(f"{where}: not JSON ({row})")
+                continue
+            if not isinstance(row, dict):
+                bad.append(f"{where}: not an object")
+                continue
+            try:
+                items.append(_row_item(row, where, base, use_hash))
+            except (ValueError, OSError) as exc:
+                bad.append(str(exc))
+    return items, bad
+
+
+def enumerate_source(source: Path, ops: OpsSettings, use_hash: bool = False) -> tuple[list[Item], list[str]]:
+    if source.is_dir():
+        return list(walk_dir(source, ops.image_extensions, use_hash)), []
+    if source.is_file():
+        return read_manifest(source, use_hash)
+    raise BackfillError(f"{source}: no such directory or manifest file")
+
+
+# ------------------------------------------------------------------------------------------------ state
+class StateFile:
+    """Append-only JSON lines {"asset_id", "fp", "topic", "at"}; the last line for an asset wins. A torn last
+    line (killed mid-write) is ignored."""
+
+    def __init__(self, path: Path, topic: str):
+        self.path = path
+        self.topic = topic
+        self.done: dict[str, str] = {}
+        self._lock = threading.Lock()
+        self._f = None
+        if path.exists():
+            with open(path, encoding="utf-8") as f:
+                for line in f:
+                    try:
+                        rec = json.loads(line)
+                    except ValueError:
+                        continue
+                    if isinstance(rec, dict) and rec.get("topic") == topic and "asset_id" in rec:
+                        self.done[rec["asset_id"]] = rec.get("fp", "")
+
+    def is_done(self, key: str, fp: str) -> bool:
+        return self.done.get(key) == fp
+
+    def record(self, key: str, fp: str) -> None:
+        with self._lock:
+            if self._f is None:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self._f = open(self.path, "a", encoding="utf-8")
+            self._f.write(json.dumps({"asset_id": key, "fp": fp, "topic": self.topic, "at": int(time.time())}) + "\n")
+            self._f.flush()
+            self.done[key] = fp
+
+    def close(self) -> None:
+        with self._lock:
+            if self._f is not None:
+                self._f.flush()
+                os.fsync(self._f.fileno())
+                self._f.close()
+                self._f = None
+
+
+def default_state_path(source: Path) -> Path:
+    digest = hashlib.sha1(str(source.resolve()).encode()).hexdigest()[:10]
+    return Path(".assetstream") / f"backfill-{source.stem or 'root'}-{digest}.jsonl"
+
+
+# ------------------------------------------------------------------------------------------------ rate
+class TokenBucket:
+    """`rate` tokens per second, at most `burst` saved up."""
+
+    def __init__(self, rate: float, burst: int, clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], None] = time.sleep):
+        self.rate, self.burst = float(rate), max(1, int(burst))
+        self.tokens = float(min(self.burst, max(1.0, rate)))
+        self.clock, self.sleep = clock, sleep
+        self.last = clock()
+
+    def take(self) -> None:
+        while True:
+            now = self.clock()
+            self.tokens = min(self.burst, self.tokens + (now - self.last) * self.rate)
+            self.last = now
+            if self.tokens >= 1:
+                self.tokens -= 1
+                return
+            self.sleep((1 - self.tokens) / self.rate)
+
+
+# ------------------------------------------------------------------------------------------------ index
+def current_enrichment(settings: Settings, ops: OpsSettings | None = None) -> dict[str, dict[str, Any]]:
+    """task -> {prompt_hash, provider, model, model_version (None = not known ahead)} the enrich stage would
+    produce with this configuration (the same rendering as consumers.enrich.stage)."""
+    from consumers.enrich.calling import ModelSpec, model_for
+    from consumers.enrich.prompts import load_prompt, render
+    from consumers.validate.taxonomy import load_taxonomy
+
+    ops = ops or ops_settings(settings)
+    enrich = settings.enrich
+    tax = load_taxonomy(path=settings.validate_.taxonomy_path)
+    vocabulary = [{"tag": t["tag"], "facet": t["facet"], "label": t["label"],
+                   "synonyms": list(t.get("synonyms") or [])} for t in tax.vocabulary()]
+    jobs = {t: (t, model_for(t, enrich)) for t in enrich.tasks}
+    if enrich.verifier and "tagging" in enrich.tasks:
+        jobs["verify"] = ("tagging", ModelSpec.parse(enrich.verifier, enrich.provider))
+    out: dict[str, dict[str, Any]] = {}
+    for name, (task, spec) in jobs.items():
+        template = load_prompt(task, enrich.prompt_versions.get(task))
+        rendered = render(template, {}, vocabulary=vocabulary, taxonomy_version=str(tax.version),
+                          provider=spec.provider, model=spec.model, max_tokens=enrich.max_tokens.get(task, 1024))
+        version = ops.expected_model_versions.get(name)
+        if version is None and spec.provider == "local":
+            from consumers.enrich.providers.local import model_version
+            version = model_version()
+        out[name] = {"prompt_hash": rendered.hash, "provider": spec.provider, "model": spec.model,
+                     "model_version": version}
+    return out
+
+
+def _local_model_name(provider: str, model: str) -> str:
+    if provider == "local":  # the local provider reports its own model name in provenance
+        from consumers.enrich.providers.local import MODEL
+        return MODEL
+    return model
+
+
+def stale_reasons(doc: dict[str, Any], current: dict[str, dict[str, Any]]) -> list[str]:
+    """Why an indexed document's enrichment differs from the current configuration (empty = current)."""
+    prov = {p.get("task"): p for p in doc.get("provenance") or [] if p.get("task") not in (None, "dedupe")}
+    reasons = []
+    for task, want in current.items():
+        p = prov.get(task)
+        if p is None:
+            reasons.append(f"{task}: not enriched")
+            continue
+        if p.get("prompt_hash") != want["prompt_hash"]:
+            reasons.append(f"{task}: prompt {str(p.get('prompt_hash'))[:12]} != {want['prompt_hash'][:12]}")
+        if p.get("provider") != want["provider"] or p.get("model") not in (
+                want["model"], _local_model_name(want["provider"], want["model"])):
+            reasons.append(f"{task}: model {p.get('provider')}:{p.get('model')} != {want['provider']}:{want['model']}")
+        elif want["model_version"] is not None and p.get("model_version") != want["model_version"]:
+            reasons.append(f"{task}: model version {p.get('model_version')} != {want['model_version']}")
+    return reasons
+
+
+class IndexView:
+    """Read-only lookups of indexed documents by asset id; `error` is set (and lookups return {}) when the
+    store cannot be reached."""
+
+    SOURCE = ["asset_id", "version", "provenance", "hashes.sha256", "source_uri"]
+
+    def __init__(self, settings: Settings, url: str | None = None):
+        from consumers.index.client import make_client
+        from consumers.index.management import read_alias
+
+        s = settings.index if url is None else settings.index.model_copy(update={"url": url})
+        self.url = s.url
+        self.alias = read_alias(s)
+        self.error: str | None = None
+        self.client = make_client(s.model_copy(update={"request_timeout_s": min(s.request_timeout_s, 10.0)}))
+        try:
+            self.client.indices.get_alias(name=self.alias)
+        except Exception as exc:  # noqa: BLE001 - any failure means "no index to consult"
+            self.error = f"{type(exc).__name__}: {str(exc)[:200]}"
+
+    @property
+    def available(self) -> bool:
+        return self.error is None
+
+    def lookup(self, asset_ids: list[str], chunk: int = 500) -> dict[str, dict[str, Any]]:
+        out: dict[str, dict[str, Any]] = {}
+        if not self.available:
+            return out
+        for i in range(0, len(asset_ids), chunk):
+            ids = asset_ids[i:i + chunk]
+            try:
+                res = self.client.search(index=self.alias, query={"ids": {"values": ids}}, size=len(ids),
+                                         source=self.SOURCE)
+            except Exception as exc:  # noqa: BLE001
+                self.error = f"{type(exc).__name__}: {str(exc)[:200]}"
+                return {}
+            for hit in res["hits"]["hits"]:
+                out[hit["_id"]] = hit.get("_source") or {}
+        return out
+
+    def close(self) -> None:
+        try:
+            self.client.close()
+        except Exception:  # noqa: BLE001
+            pass
+
+
+# ------------------------------------------------------------------------------------------------ run
+@dataclass
+class Plan:
+    """What a run would do: items to publish (with event type / version) and why others are skipped."""
+
+    publish: list[tuple[Item, str, int | None, str, str]] = field(default_factory=list)
+    """(item, event_type, version, state key, state fingerprint)"""
+    skipped_state: list[str] = field(default_factory=list)
+    skipped_indexed: list[str] = field(default_factory=list)
+    skipped_current: list[str] = field(default_factory=list)
+    skipped_missing: list[str] = field(default_factory=list)
+    stale: dict[str, list[str]] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Result:
+    plan: Plan
+    published: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+    interrupted: bool = False
+
+    def summary(self) -> dict[str, Any]:
+        p = self.plan
+        return {"to_publish": len(p.publish), "published": len(self.published), "failed": len(self.failed),
+                "skipped_already_published": len(p.skipped_state), "skipped_already_indexed": len(p.skipped_indexed),
+                "skipped_current": len(p.skipped_current), "skipped_not_indexed": len(p.skipped_missing),
+                "stale": p.stale, "problems": p.problems, "notes": p.notes, "interrupted": self.interrupted,
+                "published_ids": self.published, "failed_ids": self.failed,
+                "planned_ids": [it.asset_id for it, *_ in p.publish]}
+
+
+def config_digest(current: dict[str, dict[str, Any]]) -> str:
+    return hashlib.sha256(json.dumps(current, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def make_plan(items: list[Item], state: StateFile | None, index: IndexView | None, *, only_stale: bool,
+              current: dict[str, dict[str, Any]] | None) -> Plan:
+    plan = Plan()
+    if only_stale:
+        assert index is not None and current is not None
+        digest = config_digest(current)
+        docs = index.lookup([it.asset_id for it in items])
+        if not index.available:
+            raise BackfillError(f"--only-stale needs the index, and it is not reachable at {index.url} "
+                                f"({index.error}); pass --es-url or set ASSETSTREAM_INDEX__URL")
+        for it in items:
+            doc = docs.get(it.asset_id)
+            if doc is None:
+                plan.skipped_missing.append(it.asset_id)
+                continue
+            reasons = stale_reasons(doc, current)
+            if not reasons:
+                plan.skipped_current.append(it.asset_id)
+                continue
+            version = int(doc.get("version") or 0) + 1
+            key, fp = f"reprocess:{it.asset_id}", f"{digest}|v{version}"
+            if state is not None and state.is_done(key, fp):
+                plan.skipped_state.append(it.asset_id)
+                continue
+            plan.stale[it.asset_id] = reasons
+            plan.publish.append((it, "reprocess", version, key, fp))
+        return plan
+
+    todo = []
+    for it in items:
+        if state is not None and state.is_done(it.asset_id, it.fingerprint):
+            plan.skipped_state.append(it.asset_id)
+        else:
+            todo.append(it)
+    docs: dict[str, dict[str, Any]] = {}
+    if index is not None and todo:
+        docs = index.lookup([it.asset_id for it in todo])
+        if not index.available:
+            plan.notes.append(f"index not reachable at {index.url} ({index.error}): skipping only what the state "
+                              "file records as published")
+    for it in todo:
+        doc = docs.get(it.asset_id)
+        if doc is not None and current is not None and not stale_reasons(doc, current):
+            same = ((doc.get("hashes") or {}).get("sha256") == it.sha256() if it.local_path is not None
+                    else it.version is None or int(doc.get("version") or -1) >= it.version)
+            if same:
+                plan.skipped_indexed.append(it.asset_id)
+                continue
+        plan.publish.append((it, "created", it.version, it.asset_id, it.fingerprint))
+    return plan
+
+
+def build_item_event(it: Item, event_type: str, version: int | None, tenant: str | None,
+                     source_tag: str) -> dict[str, Any]:
+    f = it.fields
+    product = {k: f[k] for k in ("sku", "category", "name", "brand") if f.get(k)} or None
+    human = {k: f[k] for k in ("title", "alt_text") if f.get(k)} or None
+    return build_event(it.asset_id, it.uri, event_type=event_type, version=version,
+                       declared_license=f.get("license"), product_context=product, human_fields=human,
+                       tenant=f.get("tenant") or tenant or "default", uploader=f.get("uploader"),
+                       uploader_notes=f.get("notes"), attributes={"ingest": source_tag})
+
+
+class BackfillPublisher:
+    """Produces events, recording each one in the state file from its delivery callback (after the ack)."""
+
+    def __init__(self, settings: Settings, state: StateFile | None):
+        self.names = topic_names(settings)
+        self.serde = Serde(settings.registry.client_config(), self.names, settings.registry.auto_register)
+        self.producer = Producer({**settings.kafka.client_config(), "enable.idempotence": True, "acks": "all",
+                                  "linger.ms": 5, "message.timeout.ms": 60000})
+        self.state = state
+        self.acked: list[str] = []
+        self.failed: list[tuple[str, str]] = []
+        self.in_flight = 0
+
+    def send(self, event: dict[str, Any], state_key: str, fp: str, on_ack: Callable[[], None]) -> None:
+        data = self.serde.serialize("raw", event)
+
+        def cb(err: KafkaError | None, msg) -> None:
+            self.in_flight -= 1
+            if err is not None:
+                self.failed.append((event["asset_id"], err.str()))
+                return
+            if self.state is not None:
+                self.state.record(state_key, fp)
+            self.acked.append(event["asset_id"])
+            on_ack()
+
+        while True:
+            try:
+                self.producer.produce(self.names["raw"], key=event["asset_id"].encode(), value=data,
+                                      headers=[("ingest", b"backfill")], on_delivery=cb)
+                self.in_flight += 1
+                break
+            except BufferError:
+                self.producer.poll(0.1)
+        self.producer.poll(0)
+
+    def wait(self, timeout_s: float) -> int:
+        """Wait for outstanding acks; returns how many are still not acknowledged."""
+        return self.producer.flush(timeout_s)
+
+
+def execute(plan: Plan, publisher: BackfillPublisher, bucket: TokenBucket, *, tenant: str | None = None,
+            on_ack: Callable[[], None] = lambda: None, ack_timeout_s: float = 60.0,
+            stop: threading.Event | None = None) -> Result:
+    """Publish the plan at the bucket's rate. When `stop` is set (the CLI sets it on SIGINT/SIGTERM) or on
+    KeyboardInterrupt: stop producing, wait for the acks in flight (so they are recorded), interrupted=True."""
+    result = Result(plan)
+    try:
+        for it, event_type, version, key, fp in plan.publish:
+            bucket.take()
+            if stop is not None and stop.is_set():
+                result.interrupted = True
+                break
+            event = build_item_event(it, event_type, version, tenant, "backfill")
+            publisher.send(event, key, fp, on_ack)
+    except KeyboardInterrupt:
+        result.interrupted = True
+    left = publisher.wait(ack_timeout_s)
+    result.published = list(publisher.acked)
+    result.failed = [a for a, _ in publisher.failed]
+    if left:
+        result.failed.append(f"{left} event(s) not acknowledged within {ack_timeout_s}s")
+    return result

@@ -1,0 +1,236 @@
+"""Dead letters: read the DLQ topic (never as a consumer group, never committing), filter, replay.
+
+Reading assigns every partition from the beginning and stops at the end each fetch reported (partition EOF,
+i.e. the broker's high watermark seen by the fetcher, not ListOffsets). Replaying produces the ORIGINAL key,
+value and headers to the ORIGINAL topic, plus `replayed-from: dlq/<partition>/<offset>`, and waits for the ack.
+The dead letter itself stays where it is (Kafka is append-only); a replayed record that fails again is
+dead-lettered again by the runner, with the `replayed-from` header among its original headers.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import re
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any, Iterable
+
+from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
+
+from streams.avro import Serde
+from streams.runner import topic_names
+from streams.settings import Settings
+
+REPLAYED_FROM = "replayed-from"
+
+
+class DlqError(Exception):
+    """Cannot read the DLQ (no topic, broker unreachable): exit code 2 material."""
+
+
+@dataclass
+class DeadLetter:
+    partition: int
+    offset: int
+    key: str | None
+    headers: dict[str, str]
+    timestamp_ms: int | None
+    value: dict[str, Any] | None
+    """The decoded io.assetstream.DeadLetter (None when the DLQ record itself cannot be decoded)."""
+    decode_error: str | None = None
+
+    @property
+    def ref(self) -> str:
+        return f"{self.partition}/{self.offset}"
+
+    @property
+    def asset_id(self) -> str | None:
+        if self.value and self.value.get("asset_id"):
+            return self.value["asset_id"]
+        return self.key
+
+    @property
+    def stage(self) -> str | None:
+        return (self.value or {}).get("stage") or self.headers.get("dlq-stage")
+
+    @property
+    def error_class(self) -> str | None:
+        return (self.value or {}).get("error_class") or self.headers.get("dlq-error-class")
+
+    @property
+    def reason(self) -> str | None:
+        return ((self.value or {}).get("details") or {}).get("reason")
+
+    @property
+    def replayed_from(self) -> str | None:
+        for h in (self.value or {}).get("original_headers") or []:
+            if h["key"] == REPLAYED_FROM and h.get("value") is not None:
+                return h["value"].decode("utf-8", "replace")
+        return None
+
+    def summary(self) -> dict[str, Any]:
+        v = self.value or {}
+        return {"ref": self.ref, "partition": self.partition, "offset": self.offset, "asset_id": self.asset_id,
+                "stage": self.stage, "error_class": self.error_class, "reason": self.reason,
+                "error_type": v.get("error_type"), "message": v.get("message", self.decode_error),
+                "attempts": v.get("attempts"), "original": (f"{v['original_topic']}/{v['original_partition']}/"
+                                                            f"{v['original_offset']}" if v else None),
+                "first_failure": _iso(v.get("first_failure_time")), "last_failure": _iso(v.get("last_failure_time")),
+                "replayed_from": self.replayed_from}
+
+    def detail(self) -> dict[str, Any]:
+        v = self.value or {}
+        return {**self.summary(), "key": self.key, "dlq_headers": self.headers,
+                "original_headers": {h["key"]: _text(h.get("value")) for h in v.get("original_headers") or []},
+                "original_key": _text(v.get("original_key")),
+                "original_value_bytes": len(v["original_value"]) if v.get("original_value") is not None else None,
+                "details": dict(v.get("details") or {}), "stack": v.get("stack")}
+
+
+def _text(b: bytes | None) -> str | None:
+    return None if b is None else b.decode("utf-8", "replace")
+
+
+def _iso(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, dt.datetime):
+        return value.astimezone(dt.timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+    return dt.datetime.fromtimestamp(int(value) / 1000, dt.timezone.utc).isoformat(timespec="seconds").replace(
+        "+00:00", "Z")
+
+
+def read_dead_letters(settings: Settings, timeout_s: float = 30.0) -> list[DeadLetter]:
+    """Every record on the DLQ, in partition/offset order. Uses assign() (no group membership, no commits)."""
+    names = topic_names(settings)
+    topic = names["dead_letter"]
+    serde = Serde(settings.registry.client_config(), names, settings.registry.auto_register)
+    c = Consumer({**settings.kafka.client_config(), "group.id": f"assetstream-dlq-reader-{uuid.uuid4().hex[:8]}",
+                  "enable.auto.commit": False, "enable.auto.offset.store": False,
+                  "auto.offset.reset": "earliest", "enable.partition.eof": True})
+    out: list[DeadLetter] = []
+    try:
+        try:
+            md = c.list_topics(topic, timeout=10)
+        except Exception as exc:  # noqa: BLE001
+            raise DlqError(f"cannot reach the broker at {settings.kafka.bootstrap_servers}: {exc}") from exc
+        tmd = md.topics.get(topic)
+        if tmd is None or tmd.error is not None or not tmd.partitions:
+            raise DlqError(f"no dead-letter topic {topic!r} on {settings.kafka.bootstrap_servers} "
+                           "(run `assetstream topics create`, or check ASSETSTREAM_TOPICS__PREFIX)")
+        parts = sorted(tmd.partitions)
+        c.assign([TopicPartition(topic, p, -2) for p in parts])  # -2 = OFFSET_BEGINNING
+        pending = set(parts)
+        deadline = time.monotonic() + timeout_s
+        while pending:
+            if time.monotonic() > deadline:
+                raise DlqError(f"reading {topic} did not reach the end of partitions {sorted(pending)} within "
+                               f"{timeout_s}s (raise ops.dlq_read_timeout_s)")
+            msg = c.poll(0.5)
+            if msg is None:
+                continue
+            err = msg.error()
+            if err is not None:
+                if err.code() == KafkaError._PARTITION_EOF:
+                    pending.discard(msg.partition())
+                continue
+            try:
+                value, derr = serde.deserialize("dead_letter", msg.value()), None
+            except Exception as exc:  # noqa: BLE001 - show it, do not stop listing
+                value, derr = None, f"cannot decode dead letter: {exc}"
+            ts = msg.timestamp()
+            out.append(DeadLetter(msg.partition(), msg.offset(), _text(msg.key()),
+                                  {k: _text(v) or "" for k, v in (msg.headers() or [])},
+                                  ts[1] if ts[0] else None, value, derr))
+    finally:
+        c.close()
+    out.sort(key=lambda d: (d.partition, d.offset))
+    return out
+
+
+def select(letters: Iterable[DeadLetter], *, stage: str | None = None, error: str | None = None,
+           reason: str | None = None, asset: str | None = None, ref: str | None = None) -> list[DeadLetter]:
+    """Filter by stage, error class (or error type), details.reason, asset id, or 'P/O' reference."""
+    out = []
+    for d in letters:
+        if stage and d.stage != stage:
+            continue
+        if error and error not in (d.error_class, (d.value or {}).get("error_type")):
+            continue
+        if reason and d.reason != reason:
+            continue
+        if asset and asset not in (d.asset_id, d.key):
+            continue
+        if ref and not matches_ref(d, ref):
+            continue
+        out.append(d)
+    return out
+
+
+_REF = re.compile(r"^(?:dlq/)?(\d+)[/:](\d+)$")
+
+
+def matches_ref(d: DeadLetter, ref: str) -> bool:
+    m = _REF.match(ref.strip())
+    if m:
+        return (d.partition, d.offset) == (int(m.group(1)), int(m.group(2)))
+    if ref.strip().isdigit():
+        return d.offset == int(ref)
+    return ref in (d.asset_id, d.key)
+
+
+def replay_headers(d: DeadLetter) -> list[tuple[str, bytes | None]]:
+    v = d.value or {}
+    hdrs = [(h["key"], h.get("value")) for h in v.get("original_headers") or [] if h["key"] != REPLAYED_FROM]
+    return hdrs + [(REPLAYED_FROM, f"dlq/{d.partition}/{d.offset}".encode())]
+
+
+@dataclass
+class ReplayOutcome:
+    ref: str
+    asset_id: str | None
+    topic: str | None
+    ok: bool
+    partition: int | None = None
+    offset: int | None = None
+    error: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def replay(settings: Settings, letters: list[DeadLetter], timeout_s: float = 30.0) -> list[ReplayOutcome]:
+    """Produce each dead letter's original record to its original topic; wait for every ack."""
+    producer = Producer({**settings.kafka.client_config(), "enable.idempotence": True, "acks": "all",
+                         "linger.ms": 5, "message.timeout.ms": int(timeout_s * 1000)})
+    outcomes: list[ReplayOutcome] = []
+    lock = threading.Lock()
+    for d in letters:
+        v = d.value
+        if v is None:
+            outcomes.append(ReplayOutcome(d.ref, d.asset_id, None, False, error=d.decode_error or "undecodable"))
+            continue
+        out = ReplayOutcome(d.ref, d.asset_id, v["original_topic"], False)
+        outcomes.append(out)
+
+        def cb(err: KafkaError | None, msg, out: ReplayOutcome = out) -> None:
+            with lock:
+                if err is not None:
+                    out.error = err.str()
+                else:
+                    out.ok, out.partition, out.offset = True, msg.partition(), msg.offset()
+
+        while True:
+            try:
+                producer.produce(v["original_topic"], key=v.get("original_key"), value=v.get("original_value"),
+                                 headers=replay_headers(d), on_delivery=cb)
+                break
+            except BufferError:
+                producer.poll(0.1)
+        producer.poll(0)
+    left = producer.flush(timeout_s)
+    for o in outcomes:
+        if not o.ok and o.error is None:
+            o.error = f"not acknowledged within {timeout_s}s" if left else "not delivered"
+    return outcomes

@@ -1,0 +1,350 @@
+"""The DAM upload webhook: `POST /v1/assets` -> validated, authenticated, published to `raw`, 202 after the ack.
+
+Request checks, in this order (nothing is published unless all pass):
+
+    413  body larger than ops.webhook_max_body_bytes
+    401  missing/bad X-Assetstream-Signature, missing/stale X-Assetstream-Timestamp
+    400  body is not JSON (or not an object / a list of objects)
+    422  body does not match WEBHOOK_SCHEMA: {"error": ..., "problems": [{"index", "path", "message"}]}
+    503  the broker did not acknowledge within ops.webhook_ack_timeout_s (safe to retry: same event_id)
+    202  {"accepted": n, "assets": [{"asset_id", "event_id", "partition", "offset"}]}
+
+Signature: hex HMAC-SHA256 with the shared secret over `<timestamp>.` + raw body bytes, where timestamp is the
+X-Assetstream-Timestamp header (unix seconds); sent as `X-Assetstream-Signature: sha256=<hex>`.
+See docs/operations.md for the body and signing examples.
+"""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import jsonschema
+from confluent_kafka import KafkaError, Producer
+
+from streams.avro import Serde
+from streams.config.ops import OpsSettings, ops_settings
+from streams.producer import asset_id_for, build_event
+from streams.runner import topic_names
+from streams.settings import Settings
+
+log = logging.getLogger("assetstream.ingest")
+
+SIGNATURE_HEADER = "X-Assetstream-Signature"
+TIMESTAMP_HEADER = "X-Assetstream-Timestamp"
+PATH = "/v1/assets"
+
+_STR = {"type": "string", "maxLength": 4096}
+_NSTR = {"type": ["string", "null"], "maxLength": 4096}
+WEBHOOK_SCHEMA: dict[str, Any] = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "title": "assetstream DAM upload webhook event",
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "asset_id": {"type": "string", "minLength": 1, "maxLength": 256, "pattern": r"^[^\s]+$"},
+        "event_id": {"type": "string", "minLength": 1, "maxLength": 128},
+        "source_uri": {"type": "string", "minLength": 1, "maxLength": 4096,
+                       "pattern": r"^(https?|s3|gs|file)://"},
+        "url": {"type": "string", "minLength": 1, "maxLength": 4096, "pattern": r"^(https?|s3|gs|file)://"},
+        "event_type": {"enum": ["created", "updated", "deleted", "reprocess"]},
+        "version": {"type": "integer", "minimum": 0},
+        "content_type": _NSTR,
+        "uploader": _NSTR,
+        "notes": {"type": ["string", "null"], "maxLength": 20000},
+        "license": _NSTR,
+        "tenant": {"type": "string", "minLength": 1, "maxLength": 128},
+        "product": {
+            "type": ["object", "null"], "additionalProperties": False,
+            "properties": {k: _NSTR for k in ("sku", "category", "name", "brand")},
+        },
+        "human_fields": {
+            "type": ["object", "null"], "additionalProperties": False,
+            "properties": {**{k: _NSTR for k in ("title", "alt_text", "caption", "creator", "credit_line",
+                                                  "copyright")},
+                           "description": {"type": ["string", "null"], "maxLength": 20000},
+                           "keywords": {"type": "array", "items": _STR, "maxItems": 200}},
+        },
+        "attributes": {"type": "object", "additionalProperties": _STR, "maxProperties": 64},
+    },
+    "allOf": [
+        # a deletion needs the asset id (nothing to derive it from); everything else needs the image location
+        {"if": {"properties": {"event_type": {"const": "deleted"}}, "required": ["event_type"]},
+         "then": {"required": ["asset_id"]},
+         "else": {"anyOf": [{"required": ["source_uri"]}, {"required": ["url"]}]}},
+        {"not": {"required": ["source_uri", "url"]}},
+    ],
+}
+_VALIDATOR = jsonschema.Draft202012Validator(WEBHOOK_SCHEMA)
+
+
+def sign(secret: str | bytes, timestamp: str | int, body: bytes) -> str:
+    """The X-Assetstream-Signature value for a body: 'sha256=<hex>' of HMAC-SHA256(secret, '<ts>.' + body)."""
+    key = secret.encode() if isinstance(secret, str) else secret
+    mac = hmac.new(key, str(timestamp).encode() + b"." + body, hashlib.sha256)
+    return "sha256=" + mac.hexdigest()
+
+
+def check_signature(secret: bytes, timestamp: str | None, signature: str | None, body: bytes, *,
+                    tolerance_s: int, now: float | None = None) -> str | None:
+    """None when the request is authentic and fresh, else a reason (safe to show the caller)."""
+    if not signature:
+        return f"missing {SIGNATURE_HEADER} header"
+    if not timestamp:
+        return f"missing {TIMESTAMP_HEADER} header"
+    try:
+        ts = int(timestamp)
+    except ValueError:
+        return f"{TIMESTAMP_HEADER} must be unix seconds"
+    now = time.time() if now is None else now
+    if abs(now - ts) > tolerance_s:
+        return f"{TIMESTAMP_HEADER} outside the {tolerance_s}s window (stale or replayed request, or clock skew)"
+    expected = sign(secret, timestamp, body)
+    if not hmac.compare_digest(expected.encode(), signature.strip().encode()):
+        return "signature does not match (sign '<timestamp>.' + the raw body with the shared secret)"
+    return None
+
+
+def problems(doc: Any) -> list[dict[str, Any]]:
+    """Schema problems of one event object: [{"path": "$.product.sku", "message": ...}] (empty = valid)."""
+    out = []
+    for err in sorted(_VALIDATOR.iter_errors(doc), key=lambda e: list(e.absolute_path)):
+        path = "$" + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in err.absolute_path)
+        msg = err.message
+        if err.validator in ("anyOf", "not") and not err.absolute_path:
+            msg = ("give exactly one of source_uri / url (required unless event_type is 'deleted')"
+                   if err.validator == "anyOf" else "give source_uri or url, not both")
+        out.append({"path": path, "message": msg})
+    return out
+
+
+def event_from_webhook(doc: dict[str, Any]) -> dict[str, Any]:
+    """A valid AssetEvent from one schema-valid webhook object."""
+    uri = doc.get("source_uri") or doc.get("url")
+    asset_id = doc.get("asset_id") or asset_id_for(uri)
+    attributes = dict(doc.get("attributes") or {})
+    attributes.setdefault("ingest", "webhook")
+    human = {k: v for k, v in (doc.get("human_fields") or {}).items() if v is not None} or None
+    product = doc.get("product") or None
+    return build_event(asset_id, uri, event_type=doc.get("event_type", "created"), version=doc.get("version"),
+                       content_type=doc.get("content_type"), uploader=doc.get("uploader"),
+                       uploader_notes=doc.get("notes"), declared_license=doc.get("license"),
+                       product_context=product, tenant=doc.get("tenant") or "default", human_fields=human,
+                       attributes=attributes, event_id=doc.get("event_id"))
+
+
+class AckingPublisher:
+    """Produces to `raw` and lets each caller wait for the acks of its own records only (a poll thread serves
+    delivery callbacks), so concurrent requests never wait for, or inherit errors from, each other."""
+
+    def __init__(self, settings: Settings, producer: Producer | None = None):
+        self.names = topic_names(settings)
+        self.serde = Serde(settings.registry.client_config(), self.names, settings.registry.auto_register)
+        self.producer = producer or Producer({**settings.kafka.client_config(), "enable.idempotence": True,
+                                              "acks": "all", "linger.ms": 2})
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._poll, name="ingest-acks", daemon=True)
+        self._thread.start()
+
+    def _poll(self) -> None:
+        while not self._stop.is_set():
+            self.producer.poll(0.05)
+
+    def publish(self, events: list[dict[str, Any]], timeout_s: float,
+                headers: dict[str, str] | None = None) -> list[dict[str, Any]]:
+        """Produce and wait for every ack. Raises TimeoutError (not all acked in time) or RuntimeError."""
+        done = threading.Event()
+        results: list[dict[str, Any] | None] = [None] * len(events)
+        errors: list[str] = []
+        left = [len(events)]
+        lock = threading.Lock()
+
+        def cb_for(i: int):
+            def cb(err: KafkaError | None, msg) -> None:
+                with lock:
+                    if err is not None:
+                        errors.append(err.str())
+                    else:
+                        results[i] = {"asset_id": events[i]["asset_id"], "event_id": events[i]["event_id"],
+                                      "partition": msg.partition(), "offset": msg.offset()}
+                    left[0] -= 1
+                    if left[0] == 0:
+                        done.set()
+            return cb
+
+        deadline = time.monotonic() + timeout_s
+        hdrs = [(k, v.encode()) for k, v in (headers or {}).items()]
+        for i, event in enumerate(events):
+            data = self.serde.serialize("raw", event)
+            while True:
+                try:
+                    self.producer.produce(self.names["raw"], key=event["asset_id"].encode(), value=data,
+                                          headers=[("trace-id", uuid.uuid4().hex.encode()), *hdrs],
+                                          on_delivery=cb_for(i))
+                    break
+                except BufferError:
+                    if time.monotonic() > deadline:
+                        raise TimeoutError("local producer queue full")
+                    time.sleep(0.02)
+        if not done.wait(max(0.0, deadline - time.monotonic())):
+            raise TimeoutError(f"broker did not acknowledge within {timeout_s}s")
+        if errors:
+            raise RuntimeError("broker rejected: " + "; ".join(errors[:3]))
+        return [r for r in results if r is not None]
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(2)
+        self.producer.flush(10)
+
+
+@dataclass
+class _Config:
+    secret: bytes | None
+    tolerance_s: int
+    max_body: int
+    max_batch: int
+    ack_timeout_s: float
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server_version = "assetstream-ingest/1"
+    protocol_version = "HTTP/1.1"
+    # set on the subclass built per server
+    cfg: _Config
+    publisher: AckingPublisher
+
+    def log_message(self, fmt: str, *args: Any) -> None:  # access log without headers (no signatures)
+        log.info("%s %s", self.address_string(), fmt % args)
+
+    def _reply(self, status: int, body: dict[str, Any]) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        if status == HTTPStatus.UNAUTHORIZED:
+            self.send_header("WWW-Authenticate", 'HMAC-SHA256 header="X-Assetstream-Signature"')
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_GET(self) -> None:  # noqa: N802
+        if self.path.split("?")[0] == "/healthz":
+            self._reply(200, {"status": "ok"})
+        else:
+            self._reply(404, {"error": "not found", "hint": f"POST {PATH}, GET /healthz"})
+
+    def do_POST(self) -> None:  # noqa: N802
+        if self.path.split("?")[0] != PATH:
+            self._reply(404, {"error": "not found", "hint": f"POST {PATH}"})
+            return
+        try:
+            length = int(self.headers.get("Content-Length") or "-1")
+        except ValueError:
+            length = -1
+        if length < 0:
+            self.close_connection = True
+            self._reply(411, {"error": "Content-Length required"})
+            return
+        if length > self.cfg.max_body:
+            self.close_connection = True
+            self._reply(413, {"error": f"body larger than {self.cfg.max_body} bytes"})
+            return
+        body = self.rfile.read(length)
+        if self.cfg.secret is not None:
+            reason = check_signature(self.cfg.secret, self.headers.get(TIMESTAMP_HEADER),
+                                     self.headers.get(SIGNATURE_HEADER), body, tolerance_s=self.cfg.tolerance_s)
+            if reason:
+                log.warning("rejected unauthenticated request from %s: %s", self.address_string(), reason)
+                self._reply(401, {"error": "unauthorized", "reason": reason})
+                return
+        try:
+            doc = json.loads(body)
+        except (ValueError, UnicodeDecodeError) as exc:
+            self._reply(400, {"error": "body is not valid JSON", "problems": [{"path": "$", "message": str(exc)}]})
+            return
+        batch = isinstance(doc, list)
+        docs = doc if batch else [doc]
+        if batch and not docs:
+            self._reply(422, {"error": "empty batch", "problems": [{"path": "$", "message": "list is empty"}]})
+            return
+        if batch and len(docs) > self.cfg.max_batch:
+            self._reply(413, {"error": f"batch larger than {self.cfg.max_batch} events"})
+            return
+        found = []
+        for i, d in enumerate(docs):
+            for p in problems(d):
+                found.append({"index": i, **p} if batch else p)
+        if found:
+            self._reply(422, {"error": "invalid event" + ("s" if batch else ""), "problems": found})
+            return
+        try:
+            events = [event_from_webhook(d) for d in docs]
+        except ValueError as exc:
+            self._reply(422, {"error": "invalid event", "problems": [{"path": "$", "message": str(exc)}]})
+            return
+        try:
+            acked = self.publisher.publish(events, self.cfg.ack_timeout_s, headers={"ingest": "webhook"})
+        except (TimeoutError, RuntimeError) as exc:
+            log.error("publish failed: %s", exc)
+            self._reply(503, {"error": "not published: the broker did not acknowledge in time",
+                              "detail": str(exc), "retry": "safe to retry with the same event_id"})
+            return
+        log.info("accepted %d event(s): %s", len(acked), ", ".join(a["asset_id"] for a in acked[:10]))
+        self._reply(202, {"accepted": len(acked), "assets": acked})
+
+
+class IngestServer:
+    """The webhook HTTP server (threaded). `start()` serves in a background thread; `serve_forever()` blocks."""
+
+    def __init__(self, settings: Settings, *, host: str | None = None, port: int | None = None,
+                 insecure_no_auth: bool = False, ops: OpsSettings | None = None):
+        ops = ops or ops_settings(settings)
+        if ops.webhook_secret is None or not ops.webhook_secret.get_secret_value():
+            if not insecure_no_auth:
+                raise ValueError("no webhook secret: set ASSETSTREAM_OPS__WEBHOOK_SECRET (or ops.webhook_secret "
+                                 "in the config file), or pass --insecure-no-auth for a local test only")
+            secret = None
+        else:
+            secret = ops.webhook_secret.get_secret_value().encode()
+        self.cfg = _Config(secret, ops.webhook_tolerance_s, ops.webhook_max_body_bytes, ops.webhook_max_batch,
+                           ops.webhook_ack_timeout_s)
+        self.publisher = AckingPublisher(settings)
+        handler = type("IngestHandler", (_Handler,), {"cfg": self.cfg, "publisher": self.publisher})
+        self.httpd = ThreadingHTTPServer((host or ops.webhook_host, ops.webhook_port if port is None else port),
+                                         handler)
+        self.httpd.daemon_threads = True
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        host, port = self.httpd.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def start(self) -> "IngestServer":
+        self._thread = threading.Thread(target=self.httpd.serve_forever, name="ingest-http", daemon=True)
+        self._thread.start()
+        return self
+
+    def serve_forever(self) -> None:
+        self.httpd.serve_forever()
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        if self._thread:
+            self._thread.join(5)
+        self.publisher.close()
+
+    def __enter__(self) -> "IngestServer":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
