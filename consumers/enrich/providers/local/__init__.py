@@ -62,20 +62,40 @@ def _valid(schema: dict[str, Any] | None, data: dict[str, Any]) -> str | None:
     return None if err is None else f"{'/'.join(map(str, err.absolute_path))}: {err.message}"
 
 
-def _fallback(request: ProviderRequest) -> dict[str, Any]:
-    """Answers that need no model at all (still schema-shaped; the caller validates them too)."""
+def _semantic(task: str, data: dict[str, Any]) -> str | None:
+    """The enrich stage's own checks beyond the schema (consumers/enrich/calling.py semantic_errors)."""
+    if task == "alt_text":
+        alt = data.get("alt_text") or ""
+        if data.get("decorative") and alt:
+            return "decorative with a non-empty alt_text"
+        if not data.get("decorative") and not alt.strip():
+            return "empty alt_text but not decorative"
+        if engine.IMAGE_OF.search(alt):
+            return "alt_text says 'image of'"
+    if task in ("tagging", "verify"):
+        tags = [t.get("tag") for t in data.get("tags", [])]
+        if len(tags) != len(set(tags)):
+            return "repeated tags"
+    return None
+
+
+def _problem(request: ProviderRequest, data: dict[str, Any]) -> str | None:
+    return _valid(request.output_schema, data) or _semantic(request.task, data)
+
+
+def _fallbacks(request: ProviderRequest):
+    """Answers that need no model, best first (the caller validates each)."""
+    no_image = engine.ImageFacts()
     if request.task in ("tagging", "verify"):
-        try:
-            return engine.tagging(request, engine.ImageFacts(), use_embeddings=False)
-        except Exception:  # noqa: BLE001 - last resort
-            return {"tags": []}
-    if request.task == "alt_text":
-        return {"alt_text": "", "decorative": False, "caption": "Image.", "title": "Image",
-                "summary": "No automatic description is available for this image.", "visible_text": ""}
-    try:
-        return engine.rights(request)
-    except Exception:  # noqa: BLE001
-        return {"licensing": "unknown", "must_display_credit": False, "credit_text": None}
+        yield lambda: engine.tagging(request, no_image, use_embeddings=False)
+        yield lambda: {"tags": []}
+    elif request.task == "alt_text":
+        yield lambda: engine.alt_text(request, no_image)
+        yield lambda: {"alt_text": "Image", "decorative": False, "caption": "Image.", "title": "Image",
+                       "summary": "No automatic description is available for this image.", "visible_text": ""}
+    else:
+        yield lambda: engine.rights(request)
+        yield lambda: {"licensing": "unknown", "must_display_credit": False, "credit_text": None}
 
 
 class LocalProvider:
@@ -110,16 +130,24 @@ class LocalProvider:
         data: dict[str, Any] | None
         try:
             data = self._run(request)
-            problem = _valid(request.output_schema, data)
+            problem = _problem(request, data)
         except Exception as exc:  # noqa: BLE001 - the model path must never sink a record
             log.warning("local provider %s failed, using template: %r", request.task, exc)
             data, problem = None, repr(exc)
         if problem is not None:
             if data is not None:
                 log.warning("local provider %s answer invalid (%s), using template", request.task, problem)
-            data = _fallback(request)
             stop = "fallback"
-            if _valid(request.output_schema, data) is not None:
+            data = None
+            for make in _fallbacks(request):
+                try:
+                    candidate = make()
+                except Exception:  # noqa: BLE001
+                    continue
+                if _problem(request, candidate) is None:
+                    data = candidate
+                    break
+            if data is None:
                 data = _minimal(request.output_schema, request.task)
         raw = json.dumps(data, ensure_ascii=False)
         return ProviderResponse(

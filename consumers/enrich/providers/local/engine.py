@@ -343,7 +343,9 @@ def tagging(request, facts: ImageFacts, use_embeddings: bool = True) -> dict[str
 
 # --- alt text -------------------------------------------------------------------------------------------
 
-_BAD_START = re.compile(r"^\s*(an?\s+)?(image|picture|photo|photograph)\s+(of|showing)\s+", re.I)
+IMAGE_OF = re.compile(r"\b(image|picture|photo|photograph|graphic) of\b", re.I)
+"""phrases an alt text must not contain (WCAG: the reader already knows it is an image)"""
+_BAD_PHRASE = re.compile(r"\b(?:an?\s+|the\s+)?(?:image|picture|photo|photograph|graphic)\s+of\s+", re.I)
 _VOWEL = re.compile(r"^[aeiou]", re.I)
 CONFIDENT = 0.25
 """classifier probability needed to name the subject"""
@@ -430,7 +432,7 @@ def alt_text(request, facts: ImageFacts) -> dict[str, Any]:
         room = limit - len(alt) - len(' with the text ""')
         if room >= 12:
             alt += f' with the text "{_clip(text, room)}"'
-    alt = _BAD_START.sub("", _clip(alt, limit)) or base
+    alt = _BAD_PHRASE.sub("", _clip(alt, limit)).strip() or "Untitled image"
     alt = alt[0].upper() + alt[1:]
 
     # caption: 1-2 sentences
