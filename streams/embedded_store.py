@@ -47,6 +47,10 @@ class OsmemStore:
     def running(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
+    def index_overrides(self) -> dict[str, object]:
+        """settings.with_overrides(index=store.index_overrides()) points the index sink at this store."""
+        return {"url": self.url, "server_mode": "serverless", "number_of_replicas": 0}
+
     def start(self, timeout_s: float = 20.0) -> "OsmemStore":
         if self.running:
             return self

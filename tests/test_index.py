@@ -13,6 +13,7 @@ from consumers.index.search import search
 from consumers.index.sink import IndexSink
 from streams.errors import PermanentError, TransientError
 from streams.metrics import INDEX_ITEMS
+from streams.settings import Settings
 from tests.store_support import (as_items, deleted_asset, es, own_store, settings_for, store,  # noqa: F401
                            validated_asset)
 
@@ -95,7 +96,9 @@ def test_rejected_document_is_permanent_and_batch_mates_are_indexed(sink):
 
 
 def test_store_outage_is_transient_then_the_same_batch_succeeds(own_store):
-    sink = IndexSink(settings_for(own_store.url))
+    # the way the embedded run points the sink at its store
+    sink = IndexSink(Settings().with_overrides(index={**own_store.index_overrides(), "index": "outage",
+                                                      "health_check_interval_s": 0.2}))
     try:
         batch = as_items([validated_asset(f"out-{i}", 1, title=f"Lighthouse photo {i}") for i in range(5)])
         assert sink.process_batch(batch[:1]) == [None]

@@ -72,7 +72,7 @@ class IndexSink(Stage):
             if now - self._last_probe < self.cfg.health_check_interval_s:
                 return self._last_probe_ok
             self._last_probe = now
-        ok = bool(self.client.options(request_timeout=min(2.0, self.cfg.request_timeout_s)).ping())
+        ok = bool(self.client.options(request_timeout=min(1.0, self.cfg.request_timeout_s)).ping())
         with self._lock:
             self._last_probe_ok = ok
             if ok:
