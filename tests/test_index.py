@@ -84,8 +84,10 @@ def test_rejected_document_is_permanent_and_batch_mates_are_indexed(sink):
     good1 = validated_asset("asset-5", 1, title="Yellow umbrella")
     bad = validated_asset("asset-6", 1, title="Yellow raincoat", gps=(123.4, 2.0))  # latitude out of range
     good2 = validated_asset("asset-7", 1, title="Yellow boots")
-    results = sink.process_batch(as_items([good1, bad, good2]))
+    nan = validated_asset("asset-8", 1, title="Yellow hat", gps=(float("nan"), 2.0))  # Avro-valid, not JSON
+    results = sink.process_batch(as_items([good1, bad, good2, nan]))
     assert results[0] is None and results[2] is None
+    assert isinstance(results[3], PermanentError) and results[3].details["doc_id"] == "asset-8"
     err = results[1]
     assert isinstance(err, PermanentError)
     assert err.details["error_type"] == "mapper_parsing_exception"
