@@ -309,3 +309,18 @@ def test_invalid_output_twice_dead_letters_with_raw_output(srv):
 def test_unknown_cloud_model_price_fails_fast(srv):
     with pytest.raises(ValueError, match="no price"):
         EnrichStage(make_settings(srv.url, models={"tagging": "claude:claude-new-model"}))
+
+
+@pytest.mark.slow  # loads the local ONNX models (~20 s on a cold CPU)
+def test_local_provider_end_to_end():
+    pytest.importorskip("consumers.enrich.providers.local")
+    s = Settings().with_overrides(enrich={"provider": "local", "dedupe": "memory"})
+    stage = EnrichStage(s)  # default provider factory: the offline local provider
+    (out,) = run_stage(stage, preprocessed("loc1", data=jpeg(4, size=(224, 224))))
+    v = out.value
+    validate("EnrichedAsset", v)
+    assert v["cost_usd"] == 0.0
+    assert {p["provider"] for p in v["provenance"]} == {"local"}
+    vocab = {t["tag"] for t in stage.vocabulary}
+    assert all(t["tag"] in vocab for t in v["enrichment"]["tags"])
+    assert v["enrichment"]["licensing"]

@@ -30,7 +30,8 @@ log = logging.getLogger(__name__)
 DEFAULT_MODELS_BY_PROVIDER: dict[str, dict[str, str]] = {
     "claude": {t: m.split(":", 1)[1] for t, m in DEFAULT_MODELS.items()},
     "gemini": {"tagging": "gemini-2.5-flash-lite", "alt_text": "gemini-2.5-flash", "rights": "gemini-2.5-flash"},
-    "local": {"tagging": "local", "alt_text": "local", "rights": "local"},
+    "local": {"tagging": "efficientnet-lite0+minilm", "alt_text": "efficientnet-lite0+minilm",
+              "rights": "efficientnet-lite0+minilm"},
 }
 RAW_OUTPUT_LIMIT = 8000
 IMAGE_TOKEN_ESTIMATE = 1600
@@ -306,7 +307,8 @@ class Caller:
                                      details={"task": prompt.id, "model": spec.key, "validation_error": error,
                                               "raw_output": resp.raw_text[:RAW_OUTPUT_LIMIT]})
         provenance = {
-            "task": prompt.id, "provider": spec.provider, "model": spec.model, "model_version": resp.model_version,
+            "task": prompt.id, "provider": spec.provider, "model": resp.model or spec.model,
+            "model_version": resp.model_version,
             "prompt_id": prompt.id, "prompt_version": prompt.version, "prompt_hash": prompt.hash,
             "request_id": resp.request_id, "timestamp": now_ms(), "input_tokens": usage.input_tokens,
             "output_tokens": usage.output_tokens, "latency_ms": round(usage.latency_ms, 3),
