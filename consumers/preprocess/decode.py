@@ -150,7 +150,10 @@ def decode(data: bytes, *, max_pixels: int, allowed_formats: list[str] | tuple[s
         img.load()
         oriented = img
         if orientation and orientation != 1:
-            oriented = ImageOps.exif_transpose(img)
+            try:
+                oriented = ImageOps.exif_transpose(img)
+            except (KeyError, TypeError, AttributeError):  # broken EXIF: keep the stored orientation
+                oriented, orientation = img, None
             if orientation in (5, 6, 7, 8):
                 w, h = h, w
         work = _normalise(oriented)

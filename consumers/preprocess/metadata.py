@@ -327,7 +327,10 @@ EMBEDDED_FIELDS = ("creator", "copyright", "credit_line", "usage_terms", "title"
 
 def embedded_metadata(info: dict, source: Image.Image | None) -> dict | None:
     """EmbeddedMetadata record: XMP wins, IPTC-IIM fills gaps; None when the file carries none of it."""
-    xmp = parse_xmp(xmp_packet(info, source))
+    try:
+        xmp = parse_xmp(xmp_packet(info, source))
+    except Exception:  # noqa: BLE001 - hostile XMP must not sink a good image
+        xmp = {}
     iptc = parse_iptc(source)
     merged = {**iptc, **xmp}
     if not merged:
