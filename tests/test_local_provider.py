@@ -320,3 +320,17 @@ def test_concurrent_requests_share_one_model_load(provider):
     out = asyncio.run(many())
     assert all(r.stop_reason == "stop" for r in out)
     assert engine.classifier() is first
+
+
+def test_embeddings_persist_between_processes(tmp_path, monkeypatch):
+    from consumers.enrich.providers.local.textembed import TextEmbedder
+
+    monkeypatch.setenv("ASSETSTREAM_LOCAL_CACHE_DIR", str(tmp_path))
+    texts = ["red", "analog clock", "running shoe"]
+    first = TextEmbedder().embed_persistent(texts)
+    files = list(tmp_path.glob("minilm-*.npy"))
+    assert len(files) == 1
+    again = TextEmbedder().embed_persistent(texts)  # a fresh embedder: served from the file
+    assert np.array_equal(first, again)
+    np.save(files[0], np.zeros((2, 384), np.float32))  # a damaged file is recomputed, not trusted
+    assert np.allclose(TextEmbedder().embed_persistent(texts), first, atol=1e-6)

@@ -77,7 +77,7 @@ class VocabIndex:
                 if self.class_sims is None:
                     from .imagenet_labels import IMAGENET_CLASSES
 
-                    names = embedder().embed([_norm(n) for n in IMAGENET_CLASSES])
+                    names = embedder().embed_persistent([_norm(n) for n in IMAGENET_CLASSES])
                     self.class_sims = self.entry_sims(names)
         return self.class_sims
 
@@ -124,7 +124,7 @@ def vocab_index(vocabulary: list[dict[str, Any]], with_embeddings: bool) -> Voca
     if with_embeddings and idx.emb is None and idx.texts:
         with idx.lock:
             if idx.emb is None:
-                idx.emb = embedder().embed(idx.texts)
+                idx.emb = embedder().embed_persistent(idx.texts)
     return idx
 
 

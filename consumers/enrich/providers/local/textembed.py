@@ -14,6 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
+ENCODER_VERSION = "1"
+"""bump when tokenizer/encoder code changes the vectors: invalidates the on-disk embedding cache"""
 MAX_LEN = 64
 N_LAYERS = 6
 N_HEADS = 12
@@ -161,6 +163,36 @@ class TextEmbedder:
         m = mask[:, :, None]
         pooled = (x * m).sum(1) / np.maximum(m.sum(1), 1e-9)
         return pooled / np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
+
+    def embed_persistent(self, texts: list[str]) -> np.ndarray:
+        """`embed` for a large, stable list (all ImageNet names, a vocabulary's texts), kept on disk between
+        processes in ASSETSTREAM_LOCAL_CACHE_DIR (default ~/.cache/assetstream/local-provider; "off" disables).
+        The file name hashes the weights' package version and the texts, so a stale file is never read."""
+        import hashlib
+        import os
+
+        root = os.environ.get("ASSETSTREAM_LOCAL_CACHE_DIR") or os.path.join(
+            os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "assetstream", "local-provider")
+        if root == "off":
+            return self.embed(texts)
+        h = hashlib.sha256("\x1f".join([package_version(), ENCODER_VERSION, *texts]).encode()).hexdigest()[:24]
+        path = os.path.join(root, f"minilm-{h}.npy")
+        try:
+            arr = np.load(path)
+            if arr.shape == (len(texts), self.dim) and arr.dtype == np.float32:
+                return arr
+        except (OSError, ValueError):
+            pass
+        arr = self.embed(texts)
+        try:
+            os.makedirs(root, exist_ok=True)
+            tmp = f"{path}.{os.getpid()}.tmp"
+            with open(tmp, "wb") as f:
+                np.save(f, arr)
+            os.replace(tmp, path)
+        except OSError:
+            pass  # read-only home: just recompute next time
+        return arr
 
     def embed(self, texts: list[str], batch_size: int = 128) -> np.ndarray:
         """Unit-norm float32 embeddings, shape (len(texts), 384). Cached per text for the process."""
