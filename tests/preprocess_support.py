@@ -217,3 +217,24 @@ def endless_route(chunk: bytes = b"\xff" * 65536, limit: int = 8 * 1024 * 1024) 
             pass
         h.close_connection = True
     return handle
+
+
+def two_faces(size=(800, 600)) -> Image.Image:
+    """Two drawn frontal faces (skin oval, eyes, brows, nose, mouth, hair) on a plain backdrop, softened like a
+    photo: enough structure for OpenCV's frontal-face Haar cascade."""
+    from PIL import ImageFilter
+
+    img = Image.new("RGB", size, (120, 140, 160))
+    d = ImageDraw.Draw(img)
+    for cx in (size[0] * 5 // 16, size[0] * 7 // 10):
+        cy, s = size[1] // 2, size[1] * 11 // 30
+        d.ellipse([cx - s * 0.5, cy - s * 0.65, cx + s * 0.5, cy + s * 0.65], fill=(224, 172, 140))
+        for ex in (-0.2, 0.2):
+            d.ellipse([cx + ex * s - s * 0.1, cy - s * 0.2, cx + ex * s + s * 0.1, cy - s * 0.1], fill=(255, 255, 255))
+            d.ellipse([cx + ex * s - s * 0.05, cy - s * 0.2, cx + ex * s + s * 0.05, cy - s * 0.1], fill=(40, 25, 20))
+            d.rectangle([cx + ex * s - s * 0.13, cy - s * 0.3, cx + ex * s + s * 0.13, cy - s * 0.26], fill=(60, 40, 30))
+        d.polygon([(cx, cy - s * 0.1), (cx - s * 0.07, cy + s * 0.12), (cx + s * 0.07, cy + s * 0.12)],
+                  fill=(190, 130, 105))
+        d.ellipse([cx - s * 0.18, cy + s * 0.25, cx + s * 0.18, cy + s * 0.35], fill=(150, 60, 60))
+        d.pieslice([cx - s * 0.55, cy - s * 0.8, cx + s * 0.55, cy - s * 0.2], 180, 360, fill=(50, 35, 25))
+    return img.filter(ImageFilter.GaussianBlur(2))

@@ -9,7 +9,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from consumers.preprocess import hashes, ocr, signals
 from consumers.preprocess.thumbnail import make_thumbnail
-from tests.preprocess_support import jpeg, scene, text_image
+from tests.preprocess_support import jpeg, scene, text_image, two_faces
 
 
 def words(text: str) -> set[str]:
@@ -86,5 +86,7 @@ def test_colours_and_faces():
     ImageDraw.Draw(rgba).ellipse([50, 50, 150, 150], fill=(20, 60, 200, 255))
     assert signals.dominant_colours(rgba)[0]["name"] == "blue"  # transparent pixels do not count
     assert signals.face_count(scene(4)) == 0
+    assert signals.face_count(two_faces()) == 2
+    assert signals.face_count(Image.open(io.BytesIO(jpeg(two_faces((1600, 1200)))))) == 2  # scale-independent
     score = signals.nsfw_score(scene(4))
     assert score is not None and 0.0 <= score < 0.5
