@@ -275,13 +275,6 @@ def current_enrichment(settings: Settings, ops: OpsSettings | None = None) -> di
     return out
 
 
-def _local_model_name(provider: str, model: str) -> str:
-    if provider == "local":  # the local provider reports its own model name in provenance
-        from consumers.enrich.providers.local import MODEL
-        return MODEL
-    return model
-
-
 def stale_reasons(doc: dict[str, Any], current: dict[str, dict[str, Any]]) -> list[str]:
     """Why an indexed document's enrichment differs from the current configuration (empty = current)."""
     prov = {p.get("task"): p for p in doc.get("provenance") or [] if p.get("task") not in (None, "dedupe")}
@@ -293,8 +286,7 @@ def stale_reasons(doc: dict[str, Any], current: dict[str, dict[str, Any]]) -> li
             continue
         if p.get("prompt_hash") != want["prompt_hash"]:
             reasons.append(f"{task}: prompt {str(p.get('prompt_hash'))[:12]} != {want['prompt_hash'][:12]}")
-        if p.get("provider") != want["provider"] or p.get("model") not in (
-                want["model"], _local_model_name(want["provider"], want["model"])):
+        if p.get("provider") != want["provider"] or p.get("model") != want["model"]:
             reasons.append(f"{task}: model {p.get('provider')}:{p.get('model')} != {want['provider']}:{want['model']}")
         elif want["model_version"] is not None and p.get("model_version") != want["model_version"]:
             reasons.append(f"{task}: model version {p.get('model_version')} != {want['model_version']}")
@@ -497,7 +489,7 @@ def execute(plan: Plan, publisher: BackfillPublisher, bucket: TokenBucket, *, te
     result = Result(plan)
     try:
         for it, event_type, version, key, fp in plan.publish:
-            bucket.take()
+            bucket.take()  # its sleep serves delivery callbacks (see CLI), so acks are recorded promptly
             if stop is not None and stop.is_set():
                 result.interrupted = True
                 break

@@ -172,7 +172,7 @@ def register(app: typer.Typer) -> None:
             server.serve_forever()
         finally:
             server.httpd.server_close()
-            server.publisher.close()
+            server.publisher.close(ops.webhook_ack_timeout_s)
         console.print("stopped")
 
     # -------------------------------------------------------------------------------------------- backfill
@@ -266,7 +266,7 @@ def register(app: typer.Typer) -> None:
         previous = {s: signal.signal(s, lambda *_: stop.set()) for s in (signal.SIGINT, signal.SIGTERM)}
         try:
             publisher = bf.BackfillPublisher(settings, state_file)
-            bucket = bf.TokenBucket(rate, ops.backfill_burst)
+            bucket = bf.TokenBucket(rate, ops.backfill_burst, sleep=lambda t: publisher.producer.poll(t))
             with Progress(TextColumn("backfill"), BarColumn(), MofNCompleteColumn(), TaskProgressColumn(),
                           TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), console=console,
                           disable=json_out and not console.is_terminal) as progress:

@@ -200,10 +200,10 @@ class AckingPublisher:
             raise RuntimeError("broker rejected: " + "; ".join(errors[:3]))
         return [r for r in results if r is not None]
 
-    def close(self) -> None:
+    def close(self, timeout_s: float = 10.0) -> None:
         self._stop.set()
         self._thread.join(2)
-        self.producer.flush(10)
+        self.producer.flush(timeout_s)
 
 
 @dataclass
@@ -341,7 +341,7 @@ class IngestServer:
         self.httpd.server_close()
         if self._thread:
             self._thread.join(5)
-        self.publisher.close()
+        self.publisher.close(self.cfg.ack_timeout_s)
 
     def __enter__(self) -> "IngestServer":
         return self.start()
