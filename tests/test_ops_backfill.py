@@ -1,0 +1,196 @@
+"""Backfill on a real broker (and a real search store for --only-stale): resume after an interruption without
+re-publishing, skip what is indexed and current, re-publish exactly the stale assets."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import typer
+from typer.testing import CliRunner
+
+from consumers.index.management import read_alias
+from consumers.index.sink import IndexSink
+from streams.ops.backfill import current_enrichment
+from streams.ops.cli import register
+from streams.producer import asset_id_for
+from tests.kafka_support import REPO, env_for, make_settings, provision, read_topic
+from tests.store_support import as_items, settings_for, store, validated_asset  # noqa: F401
+
+N = 24
+
+
+def _app() -> typer.Typer:
+    app = typer.Typer()
+    register(app)
+    return app
+
+
+def _images(root: Path, n: int) -> list[Path]:
+    paths = []
+    for i in range(n):
+        sub = root / ("a" if i % 2 else "b")
+        sub.mkdir(parents=True, exist_ok=True)
+        p = sub / f"img-{i:03d}.jpg"
+        p.write_bytes(b"\xff\xd8\xff" + os.urandom(64))
+        paths.append(p)
+    (root / "notes.txt").write_text("not an image")
+    (root / ".hidden").mkdir()
+    (root / ".hidden" / "x.jpg").write_bytes(b"\xff\xd8")
+    return paths
+
+
+def _state_lines(path: Path) -> int:
+    return sum(1 for line in path.read_text().splitlines() if line.strip()) if path.exists() else 0
+
+
+def test_backfill_resumes_after_interruption_without_republishing(broker, unique, tmp_path):
+    s = make_settings(broker, f"bf{unique}")
+    provision(s)
+    paths = _images(tmp_path / "lib", N)
+    expected = {asset_id_for(p.resolve().as_uri()) for p in paths}
+    state = tmp_path / "state.jsonl"
+    cmd = [sys.executable, "-m", "streams.ops.cli", "backfill", str(tmp_path / "lib"), "--rate", "8",
+           "--state", str(state), "--no-index"]
+    env = {**env_for(s), "ASSETSTREAM_OPS__BACKFILL_BURST": "1"}
+
+    # 1. interrupted like Ctrl-C, a few assets in
+    proc = subprocess.Popen(cmd, env=env, cwd=str(REPO), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 30
+    while _state_lines(state) < 4 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, err.decode()
+    first = _state_lines(state)
+    assert 4 <= first < N, err.decode()
+    assert b"re-run the same command" in err
+
+    # 2. killed outright (no chance to clean up)
+    proc = subprocess.Popen(cmd, env=env, cwd=str(REPO), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    while _state_lines(state) < first + 4 and time.monotonic() < deadline + 30:
+        time.sleep(0.05)
+    proc.kill()
+    proc.wait(10)
+    second = _state_lines(state)
+    assert first < second < N, (first, second)
+
+    # 3. the re-run finishes the rest
+    done = subprocess.run(cmd + ["--rate", "200", "--json"], env=env, cwd=str(REPO), capture_output=True,
+                          timeout=60)
+    assert done.returncode == 0, done.stderr.decode()
+    summary = json.loads(done.stdout)
+    assert summary["skipped_already_published"] == second and summary["published"] == N - second
+
+    recs = read_topic(s, "raw", N, distinct_keys=True)
+    per_asset = Counter(r["key"] for r in recs)
+    assert set(per_asset) == expected  # no loss, nothing else (notes.txt, hidden dirs)
+    dupes = {k: c for k, c in per_asset.items() if c > 1}
+    # the clean interruption never re-publishes; a SIGKILL can lose at most the one ack it was recording
+    assert sum(c - 1 for c in dupes.values()) <= 1, dupes
+    assert all(r["value"]["source_uri"].startswith("file:///") for r in recs)
+    assert all(r["value"]["event_type"] == "created" for r in recs)
+
+    # 4. a fourth run publishes nothing; a changed file is published again
+    paths[0].write_bytes(b"\xff\xd8\xff changed")
+    again = CliRunner().invoke(_app(), ["backfill", str(tmp_path / "lib"), "--state", str(state), "--no-index",
+                                        "--json"], env=env)
+    assert again.exit_code == 0, again.output
+    summary = json.loads(again.stdout[again.stdout.index("{"):])
+    assert summary["published_ids"] == [asset_id_for(paths[0].resolve().as_uri())]
+
+
+def _doc(asset_id: str, version: int, provenance: list[dict]) -> dict:
+    v = validated_asset(asset_id, version)
+    v["enriched"]["provenance"] = provenance
+    v["enriched"]["pre"]["asset"]["source_uri"] = f"https://cdn.example.com/{asset_id}.jpg"
+    return v
+
+
+def test_only_stale_republishes_exactly_the_stale_assets(broker, unique, store, tmp_path):  # noqa: F811
+    s = make_settings(broker, f"stale{unique}")
+    provision(s)
+    idx = settings_for(store.url)
+    s = s.with_overrides(index=idx.index.model_dump(mode="json") | {"url": store.url})
+    current = current_enrichment(s)
+    assert set(current) == {"tagging", "alt_text", "rights"}
+
+    def prov(**override) -> list[dict]:
+        out = []
+        for task, want in current.items():
+            p = {"task": task, "provider": want["provider"], "model": want["model"],
+                 "model_version": want["model_version"], "prompt_id": task, "prompt_version": "v1",
+                 "prompt_hash": want["prompt_hash"], "request_id": None, "timestamp": 1_700_000_000_000,
+                 "input_tokens": 1, "output_tokens": 1, "latency_ms": 1.0, "cost_usd": 0.0}
+            p.update(override.get(task, {}))
+            out.append(p)
+        return out
+
+    docs = {
+        "fresh-1": _doc("fresh-1", 3, prov()),
+        "fresh-2": _doc("fresh-2", 9, prov()),
+        "old-prompt": _doc("old-prompt", 5, prov(alt_text={"prompt_hash": "0" * 64})),
+        "old-model": _doc("old-model", 2, prov(tagging={"model_version": "efficientnet==0.9"})),
+        "other-model": _doc("other-model", 4, prov(rights={"provider": "claude", "model": "claude-haiku-4-5"})),
+    }
+    sink = IndexSink(idx)
+    try:
+        assert sink.process_batch(as_items(list(docs.values()))) == [None] * len(docs)
+        sink.client.indices.refresh(index=read_alias(sink.cfg))
+    finally:
+        sink.close()
+    manifest = tmp_path / "m.jsonl"
+    rows = [{"uri": f"https://cdn.example.com/{a}.jpg", "asset_id": a} for a in [*docs, "never-indexed"]]
+    manifest.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    env = {**env_for(s), "ASSETSTREAM_INDEX__URL": store.url, "ASSETSTREAM_INDEX__INDEX": idx.index.index,
+           "ASSETSTREAM_INDEX__SERVER_MODE": "serverless"}
+    state = tmp_path / "state.jsonl"
+    args = ["backfill", str(manifest), "--only-stale", "--state", str(state), "--json"]
+
+    dry = CliRunner().invoke(_app(), args + ["--dry-run"], env=env)
+    assert dry.exit_code == 0, dry.output
+    assert sorted(json.loads(dry.stdout[dry.stdout.index("{"):])["planned_ids"]) == [
+        "old-model", "old-prompt", "other-model"]
+
+    run = CliRunner().invoke(_app(), args + ["--rate", "100"], env=env)
+    assert run.exit_code == 0, run.output
+    summary = json.loads(run.stdout[run.stdout.index("{"):])
+    assert summary["skipped_current"] == 2 and summary["skipped_not_indexed"] == 1
+    assert "prompt" in summary["stale"]["old-prompt"][0] and "model version" in summary["stale"]["old-model"][0]
+
+    recs = read_topic(s, "raw", 3)
+    assert sorted(r["key"] for r in recs) == ["old-model", "old-prompt", "other-model"]
+    for r in recs:
+        assert r["value"]["event_type"] == "reprocess"
+        assert r["value"]["version"] == docs[r["key"]]["enriched"]["pre"]["asset"]["version"] + 1  # index takes it
+
+    # resumable too: the same command again publishes nothing (the pipeline has not re-indexed them yet)
+    rerun = CliRunner().invoke(_app(), args, env=env)
+    assert rerun.exit_code == 0 and json.loads(rerun.stdout[rerun.stdout.index("{"):])["published"] == 0
+    assert len(read_topic(s, "raw", 4, timeout_s=2)) == 3
+
+    # a plain backfill skips assets already indexed with the current configuration
+    plain = CliRunner().invoke(_app(), ["backfill", str(manifest), "--state", str(tmp_path / "s2"), "--json",
+                                        "--dry-run"], env=env)
+    assert plain.exit_code == 0, plain.output
+    assert sorted(json.loads(plain.stdout[plain.stdout.index("{"):])["planned_ids"]) == [
+        "never-indexed", "old-model", "old-prompt", "other-model"]
+
+
+def test_index_unreachable_degrades_with_a_note(broker, unique, tmp_path):
+    s = make_settings(broker, f"noes{unique}")
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("uri,asset_id,sku\nhttps://cdn.example.com/a.jpg,a-1,SKU-1\n,missing-uri,\n")
+    env = {**env_for(s), "ASSETSTREAM_INDEX__URL": "http://127.0.0.1:9"}
+    r = CliRunner().invoke(_app(), ["backfill", str(manifest), "--dry-run", "--state", str(tmp_path / "st")],
+                           env=env)
+    assert "index not reachable" in r.output and "would publish" in r.output
+    assert "m.csv:3: no 'uri'" in r.output
+    assert r.exit_code == 1  # a bad row is a failure to report
+    stale = CliRunner().invoke(_app(), ["backfill", str(manifest), "--only-stale"], env=env)
+    assert stale.exit_code == 2 and "--es-url" in stale.output
