@@ -11,6 +11,7 @@ Direct: elasticsearch.helpers.bulk of the already-built documents (built outside
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import time
@@ -28,6 +29,14 @@ from consumers.index.sink import IndexSink  # noqa: E402
 from streams.embedded_store import OsmemStore  # noqa: E402
 from tests.store_support import as_items, validated_asset  # noqa: E402
 from streams.settings import Settings  # noqa: E402
+
+
+def _store_cpu(pid: int | None) -> float:
+    """CPU seconds (user + system) the store process has used so far (0 when it is not ours)."""
+    if pid is None:
+        return 0.0
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def main() -> None:
@@ -53,10 +62,11 @@ def main() -> None:
         t0 = time.perf_counter()
         for pos, (value, _ctx) in enumerate(items):
             probe._prepare(pos, value)
-        print(f"sink client-side cost (record -> document -> bulk lines): "
+        print(f"sink client-side CPU cost (record -> document -> bulk lines): "
               f"{(time.perf_counter() - t0) / len(items) * 1e6:.0f} us/doc")
         probe.close()
-        sink_rates, direct_rates = [], []
+        sink_rates, direct_rates, sink_cpu, direct_cpu = [], [], [], []
+        pid = store.proc.pid if store is not None and store.proc is not None else None
         for rnd in range(args.rounds):
             base = f"bench-{uuid.uuid4().hex[:6]}"
             settings = Settings().with_overrides(index={"url": url, "server_mode": args.server_mode,
@@ -72,12 +82,14 @@ def main() -> None:
             # interleave the two writers batch by batch (alternating which goes first) so that load from
             # other processes on the machine hits both equally
             failures, errors, sink_s, direct_s = 0, [], 0.0, 0.0
+            cpu = {"sink": 0.0, "direct": 0.0}
             for k, start in enumerate(range(0, len(items), args.batch)):
                 batch = items[start:start + args.batch]
                 actions = [{"_op_type": "index", "_index": dest, "_id": doc_id, "version": version,
                             "version_type": "external", "_source": body}
                            for doc_id, version, body in built[start:start + args.batch]]
                 for which in (("sink", "direct") if k % 2 == 0 else ("direct", "sink")):
+                    c0 = time.process_time() + _store_cpu(pid)
                     t0 = time.perf_counter()
                     if which == "sink":
                         failures += sum(r is not None for r in sink.process_batch(batch))
@@ -87,6 +99,7 @@ def main() -> None:
                                                max_chunk_bytes=100 * 1024 * 1024, raise_on_error=False)
                         errors += errs
                         direct_s += time.perf_counter() - t0
+                    cpu[which] += time.process_time() + _store_cpu(pid) - c0
 
             client.indices.refresh(index=[read_alias(settings), read_alias(direct_settings)])
             n_sink = client.count(index=read_alias(settings))["count"]
@@ -95,8 +108,14 @@ def main() -> None:
                                                                                        n_direct)
             sink_rates.append(args.docs / sink_s)
             direct_rates.append(args.docs / direct_s)
-            print(f"round {rnd + 1}: sink {sink_rates[-1]:8.0f} docs/s   direct helpers.bulk "
-                  f"{direct_rates[-1]:8.0f} docs/s   ratio {sink_rates[-1] / direct_rates[-1]:.2f}")
+            line = (f"round {rnd + 1}: sink {sink_rates[-1]:6.0f} docs/s   direct helpers.bulk "
+                    f"{direct_rates[-1]:6.0f} docs/s   ratio {sink_rates[-1] / direct_rates[-1]:.2f}")
+            if pid is not None:
+                sink_cpu.append(args.docs / cpu["sink"])
+                direct_cpu.append(args.docs / cpu["direct"])
+                line += (f"   | per CPU-second (client + store): sink {sink_cpu[-1]:6.0f} direct "
+                         f"{direct_cpu[-1]:6.0f} ratio {sink_cpu[-1] / direct_cpu[-1]:.2f}")
+            print(line, flush=True)
             client.indices.delete(index=f"{base}-*")
             sink.close()
             client.close()
@@ -104,6 +123,11 @@ def main() -> None:
         ratio = statistics.median(a / b for a, b in zip(sink_rates, direct_rates))
         print(f"median over {args.rounds} rounds, {args.docs} docs, batch {args.batch}: sink {s:.0f} docs/s, "
               f"direct {d:.0f} docs/s, median per-round ratio {ratio:.2f} (goal >= 0.80)")
+        if sink_cpu:
+            cratio = statistics.median(a / b for a, b in zip(sink_cpu, direct_cpu))
+            print(f"per CPU-second (client + store, insensitive to other load on the machine): sink "
+                  f"{statistics.median(sink_cpu):.0f}, direct {statistics.median(direct_cpu):.0f} docs/CPU-s, "
+                  f"median per-round ratio {cratio:.2f}")
     finally:
         if store is not None:
             store.stop()
