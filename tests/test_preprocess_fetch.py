@@ -217,3 +217,27 @@ def test_s3_uri_needs_bucket_and_key():
     with pytest.raises(PermanentError) as ei:
         fetch("s3://bucket-only", FetchPolicy())
     assert ei.value.reason == "forbidden_url"
+
+
+# --- https: connect to the pinned IP, verify the certificate for the host name -----------------------------
+
+def test_https_pinned_ip_verifies_certificate_for_host_name(tmp_path):
+    from tests.preprocess_support import LocalTLSServer, make_tls_files
+
+    ca, cert, key = make_tls_files(tmp_path, "localhost")
+    server = LocalTLSServer(cert, key)
+    try:
+        url = server.image("/tls.jpg", IMG)  # https://localhost:<port>/tls.jpg; the cert names only "localhost"
+        policy = FetchPolicy(allow_hosts=("localhost",), ca_bundle=ca, timeout_s=5)
+        CONNECTS.clear()
+        assert fetch(url, policy).data == IMG
+        assert CONNECTS and set(CONNECTS) <= {"127.0.0.1", "::1"}  # dialled the checked address
+        assert server.requests[-1][1] == f"localhost:{server.port}"
+        with pytest.raises(PermanentError) as ei:  # same server, but the name does not match the certificate
+            fetch(server.url("/tls.jpg", host="127.0.0.1"), FetchPolicy(allow_hosts=("127.0.0.1",), ca_bundle=ca))
+        assert ei.value.reason == "tls_error"
+        with pytest.raises(PermanentError) as ei:  # an untrusted CA
+            fetch(url, FetchPolicy(allow_hosts=("localhost",)))
+        assert ei.value.reason == "tls_error"
+    finally:
+        server.close()

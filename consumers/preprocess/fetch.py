@@ -12,6 +12,7 @@ Bytes are streamed and the download stops at `max_bytes`; the whole fetch has a 
 """
 from __future__ import annotations
 
+import functools
 import ipaddress
 import os
 import socket
@@ -56,12 +57,14 @@ class FetchPolicy:
     max_redirects: int = 3
     s3_endpoint_url: str | None = None
     s3_region: str | None = None
+    ca_bundle: str | None = None
 
     @classmethod
     def from_settings(cls, s) -> "FetchPolicy":
         return cls(file_roots=tuple(s.file_roots), allow_private_networks=s.allow_private_networks,
                    allow_hosts=tuple(s.allow_hosts), max_bytes=s.max_bytes, timeout_s=s.fetch_timeout_s,
-                   max_redirects=s.max_redirects, s3_endpoint_url=s.s3_endpoint_url, s3_region=s.s3_region)
+                   max_redirects=s.max_redirects, s3_endpoint_url=s.s3_endpoint_url, s3_region=s.s3_region,
+                   ca_bundle=s.ca_bundle)
 
 
 def redact(uri: str) -> str:
@@ -230,7 +233,7 @@ def resolve_checked(host: str, port: int, policy: FetchPolicy) -> IPAddress:
             raise PermanentError(f"refusing to fetch from {host!r}: it resolves to a {why} ({ip}); add it to "
                                  "preprocess.allow_hosts to allow it", reason="forbidden_url",
                                  details={"host": host, "address": str(ip), "why": why})
-    return addrs[0]
+    return sorted(addrs, key=lambda a: a.version)[0]  # IPv4 first: v6 routes are the more often broken
 
 
 # --- http(s):// -------------------------------------------------------------------------------------------
@@ -264,50 +267,74 @@ def _pinned_target(url: str, policy: FetchPolicy) -> tuple[str, dict[str, str], 
     return target, headers, extensions, host
 
 
-def fetch_http(uri: str, policy: FetchPolicy, *, transport: httpx.BaseTransport | None = None) -> Fetched:
+@functools.lru_cache(maxsize=8)
+def _ssl_context(ca_bundle: str | None):
+    """One verifying TLS context per CA bundle per process (building one loads the CA store: ~20 ms)."""
+    import ssl
+
+    ctx = ssl.create_default_context(cafile=ca_bundle) if ca_bundle else ssl.create_default_context()
+    if not ca_bundle:
+        try:
+            import certifi
+
+            ctx.load_verify_locations(certifi.where())
+        except Exception:  # noqa: BLE001 - the system store alone is fine
+            pass
+    return ctx
+
+
+def fetch_http(uri: str, policy: FetchPolicy) -> Fetched:
     deadline = time.monotonic() + policy.timeout_s
     url = uri
     timeout = httpx.Timeout(policy.timeout_s, connect=min(policy.timeout_s, 10.0))
-    with httpx.Client(timeout=timeout, follow_redirects=False, trust_env=False, transport=transport) as client:
-        for hop in range(policy.max_redirects + 1):
-            target, headers, extensions, host = _pinned_target(url, policy)
-            try:
-                with client.stream("GET", target, headers=headers, extensions=extensions) as resp:
-                    if resp.status_code in REDIRECT_CODES:
-                        location = resp.headers.get("location")
-                        if not location:
-                            raise PermanentError(f"HTTP {resp.status_code} without a Location header",
-                                                 reason="http_error", details={"uri": redact(url)})
-                        url = urllib.parse.urljoin(url, location.strip())
-                        continue
-                    _check_status(resp.status_code, url, resp.headers.get("retry-after"))
-                    declared_len = resp.headers.get("content-length")
-                    if declared_len and declared_len.isdigit() and int(declared_len) > policy.max_bytes:
-                        raise PermanentError(f"server declares {declared_len} bytes, over max_bytes="
-                                             f"{policy.max_bytes}", reason="too_large",
+    ssl_ctx = _ssl_context(policy.ca_bundle)
+    for _hop in range(policy.max_redirects + 1):
+        target, headers, extensions, host = _pinned_target(url, policy)
+        # a fresh client per hop: a pooled connection (keyed by IP) must never carry another host's request
+        # over a TLS session that was verified for a different name
+        try:
+            with httpx.Client(timeout=timeout, follow_redirects=False, trust_env=False,
+                              verify=ssl_ctx) as client, \
+                    client.stream("GET", target, headers=headers, extensions=extensions) as resp:
+                if resp.status_code in REDIRECT_CODES:
+                    location = resp.headers.get("location")
+                    if not location:
+                        raise PermanentError(f"HTTP {resp.status_code} without a Location header",
+                                             reason="http_error", details={"uri": redact(url)})
+                    url = urllib.parse.urljoin(url, location.strip())
+                    if time.monotonic() > deadline:
+                        raise TransientError(f"fetch took longer than {policy.timeout_s}s", reason="timeout",
                                              details={"uri": redact(url)})
-                    buf = bytearray()
-                    for chunk in resp.iter_raw(chunk_size=256 * 1024):
-                        buf += chunk
-                        if len(buf) > policy.max_bytes:
-                            raise PermanentError(f"download exceeded max_bytes={policy.max_bytes}",
-                                                 reason="too_large", details={"uri": redact(url)})
-                        if time.monotonic() > deadline:
-                            raise TransientError(f"download took longer than {policy.timeout_s}s",
-                                                 reason="timeout", details={"uri": redact(url)})
-                    data = bytes(buf)
-                    _check_nonempty(data, url)
-                    return Fetched(data=data, final_uri=redact(url),
-                                   declared_type=resp.headers.get("content-type"))
-            except httpx.TimeoutException:
-                raise TransientError(f"timed out fetching from {host}", reason="timeout",
+                    continue
+                _check_status(resp.status_code, url, resp.headers.get("retry-after"))
+                declared_len = resp.headers.get("content-length")
+                if declared_len and declared_len.isdigit() and int(declared_len) > policy.max_bytes:
+                    raise PermanentError(f"server declares {declared_len} bytes, over max_bytes="
+                                         f"{policy.max_bytes}", reason="too_large", details={"uri": redact(url)})
+                buf = bytearray()
+                for chunk in resp.iter_raw(chunk_size=256 * 1024):
+                    buf += chunk
+                    if len(buf) > policy.max_bytes:
+                        raise PermanentError(f"download exceeded max_bytes={policy.max_bytes}",
+                                             reason="too_large", details={"uri": redact(url)})
+                    if time.monotonic() > deadline:
+                        raise TransientError(f"download took longer than {policy.timeout_s}s",
+                                             reason="timeout", details={"uri": redact(url)})
+                data = bytes(buf)
+                _check_nonempty(data, url)
+                return Fetched(data=data, final_uri=redact(url), declared_type=resp.headers.get("content-type"))
+        except httpx.TimeoutException:
+            raise TransientError(f"timed out fetching from {host}", reason="timeout",
+                                 details={"uri": redact(url)}) from None
+        except httpx.ConnectError as exc:
+            if "CERTIFICATE_VERIFY_FAILED" in str(exc) or "certificate" in str(exc).lower():
+                raise PermanentError(f"TLS certificate of {host} did not verify", reason="tls_error",
                                      details={"uri": redact(url)}) from None
-            except httpx.TransportError as exc:
-                raise TransientError(f"cannot reach {host}: {type(exc).__name__}", reason="unreachable",
-                                     details={"uri": redact(url)}) from None
-            if time.monotonic() > deadline:
-                raise TransientError(f"fetch took longer than {policy.timeout_s}s", reason="timeout",
-                                     details={"uri": redact(url)})
+            raise TransientError(f"cannot reach {host}: {type(exc).__name__}", reason="unreachable",
+                                 details={"uri": redact(url)}) from None
+        except httpx.TransportError as exc:
+            raise TransientError(f"cannot reach {host}: {type(exc).__name__}", reason="unreachable",
+                                 details={"uri": redact(url)}) from None
     raise PermanentError(f"more than max_redirects={policy.max_redirects} redirects", reason="too_many_redirects",
                          details={"uri": redact(uri)})
 

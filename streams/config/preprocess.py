@@ -15,6 +15,8 @@ class PreprocessSettings(BaseModel):
     max_bytes: int = Field(50 * 1024 * 1024, gt=0, description="largest source accepted (streamed, stops here)")
     fetch_timeout_s: float = Field(20.0, gt=0, description="wall-clock limit for one fetch, redirects included")
     max_redirects: int = Field(3, ge=0, description="redirect hops followed (each re-checked against the SSRF policy)")
+    ca_bundle: str | None = Field(None, description="PEM file of CA certificates for https sources (private CAs); "
+                                                    "default: the system store plus certifi")
     s3_endpoint_url: str | None = Field(None, description="S3-compatible endpoint for s3:// sources (None = AWS)")
     s3_region: str | None = Field(None, description="S3 region for s3:// sources")
     # --- decode / thumbnail ---
