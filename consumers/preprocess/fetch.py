@@ -16,6 +16,7 @@ import functools
 import ipaddress
 import os
 import socket
+import threading
 import time
 import urllib.parse
 from dataclasses import dataclass
@@ -357,6 +358,7 @@ def _check_status(code: int, url: str, retry_after: str | None) -> None:
 # --- s3:// ------------------------------------------------------------------------------------------------
 
 _s3_clients: dict[tuple, object] = {}
+_s3_lock = threading.Lock()
 
 
 def fetch_s3(uri: str, policy: FetchPolicy) -> Fetched:
@@ -372,13 +374,15 @@ def fetch_s3(uri: str, policy: FetchPolicy) -> Fetched:
         raise PermanentError("s3:// sources need boto3 (pip install 'assetstream[s3]')",
                              reason="s3_unavailable") from None
     ck = (policy.s3_endpoint_url, policy.s3_region, policy.timeout_s)
-    client = _s3_clients.get(ck)
+    with _s3_lock:
+        client = _s3_clients.get(ck)
     if client is None:
         cfg = botocore.config.Config(connect_timeout=min(policy.timeout_s, 10.0), read_timeout=policy.timeout_s,
                                      retries={"max_attempts": 1})
         client = boto3.session.Session().client("s3", endpoint_url=policy.s3_endpoint_url,
                                                 region_name=policy.s3_region, config=cfg)
-        _s3_clients[ck] = client
+        with _s3_lock:
+            client = _s3_clients.setdefault(ck, client)
     try:
         obj = client.get_object(Bucket=bucket, Key=key)
         size = obj.get("ContentLength")
