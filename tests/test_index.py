@@ -7,8 +7,8 @@ import pytest
 from elasticsearch import NotFoundError
 
 from consumers.index.document import document_from_validated
-from consumers.index.management import (MAPPINGS, alias_targets, ensure_index, migrate, read_alias,
-                                        write_alias)
+from consumers.index.management import (MAPPINGS, alias_targets, ensure_index, mapping_version, migrate,
+                                        read_alias, write_alias)
 from consumers.index.search import search
 from consumers.index.sink import IndexSink
 from streams.errors import PermanentError, TransientError
@@ -160,6 +160,18 @@ def test_ensure_index_is_idempotent_and_uses_aliases(es, store):
     assert props["enrichment"]["enabled"] is False
     assert props["title"]["analyzer"] == "english"
     assert mapping["_meta"] == MAPPINGS["_meta"]
+
+
+def test_ensure_index_warns_about_an_outdated_mapping(es, store, caplog):
+    s = settings_for(store.url)
+    old = {**MAPPINGS, "_meta": {"assetstream_mapping_version": 0}}
+    es.indices.create(index=f"{s.index.index}-v3", mappings=old,
+                      aliases={read_alias(s): {}, write_alias(s): {"is_write_index": True}})
+    with caplog.at_level("WARNING", logger="consumers.index.management"):
+        assert ensure_index(es, s) == f"{s.index.index}-v3"
+    assert "mapping version 0" in caplog.text and "index migrate" in caplog.text
+    assert migrate(es, s)["to_index"] == f"{s.index.index}-v4"
+    assert mapping_version(es, f"{s.index.index}-v4") == MAPPINGS["_meta"]["assetstream_mapping_version"]
 
 
 def test_migration_swaps_aliases_and_search_keeps_working(sink):

@@ -166,6 +166,14 @@ def current_index(client: Elasticsearch, settings: "Settings | IndexSettings") -
     return targets[-1] if targets else None
 
 
+def mapping_version(client: Elasticsearch, index: str) -> int | None:
+    """The assetstream mapping version recorded in the index's _meta (None if absent)."""
+    body = client.indices.get_mapping(index=index).body
+    meta = (next(iter(body.values()), {}).get("mappings") or {}).get("_meta") or {}
+    value = meta.get("assetstream_mapping_version")
+    return int(value) if value is not None else None
+
+
 def ensure_index(client: Elasticsearch, settings: "Settings | IndexSettings") -> str:
     """Idempotent: make sure `<base>-write` and `<base>-read` point at a concrete `<base>-vN` (creating
     `<base>-v<initial_version>` with MAPPINGS if nothing exists). Returns the concrete index name."""
@@ -174,6 +182,10 @@ def ensure_index(client: Elasticsearch, settings: "Settings | IndexSettings") ->
     if current is not None:
         if not alias_targets(client, read_alias(s)):
             client.indices.put_alias(index=current, name=read_alias(s))
+        live = mapping_version(client, current)
+        if live != MAPPING_VERSION:
+            log.warning("%s has mapping version %s, this code writes version %s: run `assetstream index migrate`",
+                        current, live, MAPPING_VERSION)
         return current
     name = concrete_name(s, s.initial_version)
     try:
