@@ -210,6 +210,22 @@ def test_red_shape_gets_red_and_white_with_share_ordered_scores(provider):
     assert resp.stop_reason == "stop"
 
 
+def test_colour_names_outside_the_vocabulary_map_by_hex(provider):
+    image, _ = CASES["red_shape"]
+    pre = _pre(signals={"colors": [{"hex": "#1e50d2", "name": "cobalt", "share": 0.6},
+                                   {"hex": "#fafafa", "name": "snow", "share": 0.4}]})
+    tags = {t["tag"] for t in _ask(provider, "tagging", image, pre).data["tags"]}
+    assert {"color:blue", "color:white"} <= tags
+
+
+@pytest.mark.parametrize("vocab", [[], [{"tag": "color:red"}], [{"tag": "bogus"}, {"label": "x"}, "junk"]])
+def test_thin_or_odd_vocabularies(provider, vocab):
+    resp = _ask(provider, "tagging", *CASES["red_shape"], schema={"type": "object", "required": ["tags"]},
+                vocab=vocab)
+    assert {t["tag"] for t in resp.data["tags"]} <= {"color:red"}
+    assert resp.stop_reason == "stop"
+
+
 def test_scores_are_not_constant(provider):
     seen = set()
     for case in ("red_shape", "poster", "clock", "noise"):

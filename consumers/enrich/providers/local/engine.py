@@ -137,6 +137,14 @@ _PALETTE = {
 }
 
 
+def _basic_colour(hex_: Any) -> str | None:
+    m = re.fullmatch(r"#?([0-9a-fA-F]{6})", str(hex_ or ""))
+    if not m:
+        return None
+    rgb = np.array([int(m.group(1)[k:k + 2], 16) for k in (0, 2, 4)], np.float32)
+    return min(_PALETTE, key=lambda n: float(((np.array(_PALETTE[n], np.float32) - rgb) ** 2).sum()))
+
+
 @dataclass
 class ImageFacts:
     ok: bool = False
@@ -303,10 +311,14 @@ def tagging(request, facts: ImageFacts, use_embeddings: bool = True) -> dict[str
                         add(int(i), s)
 
     # 2. dominant colours (preprocessing's names/shares, else our own palette count)
-    for name, share in _colors(pre, facts)[:4]:
+    hexes = {str(c.get("name")): c.get("hex") for c in (_signals(pre).get("colors") or []) if isinstance(c, dict)}
+    for name, share in _colors(pre, facts)[:5]:
         if share < 0.08:
             continue
         i = _best(idx, [name, name.split()[-1]], ("color", "colour"), f"{name} color" if use_embeddings else None, 0.7)
+        if i is None:  # a name the vocabulary does not know (coral, mauve): nearest basic colour of its hex
+            basic = _basic_colour(hexes.get(name))
+            i = _best(idx, [basic], ("color", "colour"), None) if basic else None
         add(i, 0.35 + 0.6 * min(1.0, share / 0.6))
 
     # 3. text found by OCR
