@@ -108,7 +108,7 @@ def read_dead_letters(settings: Settings, timeout_s: float = 30.0) -> list[DeadL
     serde = Serde(settings.registry.client_config(), names, settings.registry.auto_register)
     c = Consumer({**settings.kafka.client_config(), "group.id": f"assetstream-dlq-reader-{uuid.uuid4().hex[:8]}",
                   "enable.auto.commit": False, "enable.auto.offset.store": False,
-                  "auto.offset.reset": "earliest", "enable.partition.eof": True})
+                  "auto.offset.reset": "earliest", "enable.partition.eof": True, "fetch.wait.max.ms": 100})
     out: list[DeadLetter] = []
     try:
         try:
