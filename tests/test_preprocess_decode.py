@@ -31,6 +31,7 @@ def reason_of(data: bytes, **kw) -> str:
     return ei.value.reason
 
 
+@pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")
 def test_hostile_inputs_have_reasons():
     good = jpeg(scene(1))
     assert reason_of(b"\xff\xd8\xff\xe0" + bytes(range(256)) * 20) == "corrupt_image"
