@@ -250,6 +250,19 @@ def test_gradient_is_decorative_and_noise_is_not(provider):
     assert noise["decorative"] is False and noise["alt_text"]
 
 
+def test_authors_embedded_alt_text_and_title_win(provider):
+    image, pre = CASES["gradient"]
+    pre = copy.deepcopy(pre)
+    pre["embedded"].update(alt_text="Picture of a calm blue sky over the harbour at dawn", title="Harbour dawn")
+    alt = _ask(provider, "alt_text", image, pre).data
+    assert alt["decorative"] is False
+    assert alt["alt_text"] == "A calm blue sky over the harbour at dawn"
+    assert alt["title"] == "Harbour dawn"
+    pre["embedded"].update(alt_text="IMG_0042", title="DSC 1")  # camera file names are not descriptions
+    alt = _ask(provider, "alt_text", image, pre).data
+    assert alt["decorative"] is True and alt["title"] == "Decorative background"
+
+
 def test_classifier_recognises_a_drawn_clock(provider):
     from consumers.enrich.providers.local.classifier import decode_image
     from consumers.enrich.providers.local.engine import classifier

@@ -392,6 +392,11 @@ def _colour_phrase(shares: list[tuple[str, float]]) -> str:
     return out
 
 
+def _human_text(value: Any) -> str:
+    text = " ".join(str(value or "").split())
+    return text if len(re.findall(r"[^\W\d_]{2,}", text)) >= 2 else ""
+
+
 def is_decorative(facts: ImageFacts, n_words: int, faces: int) -> bool:
     """No text, no faces, no confident class, and (almost) no structure: flat fields and smooth gradients."""
     if not facts.ok or n_words or faces:
@@ -408,8 +413,12 @@ def alt_text(request, facts: ImageFacts) -> dict[str, Any]:
     colours = [c for c, _ in colour_shares][:2]
     product = _product(pre)
     visible = _clip(text, _max_len(request.output_schema, "visible_text", 1000))
+    emb = pre.get("embedded") or {}
+    # the author's own alt text / title from the file's XMP/IPTC, when it is real words (not "IMG_0042")
+    author_alt = _human_text(emb.get("alt_text"))
+    author_title = _human_text(emb.get("title"))
 
-    if is_decorative(facts, n_words, faces):
+    if is_decorative(facts, n_words, faces) and not author_alt:
         tone = " and ".join(colours) if colours else "plain"
         return {"alt_text": "", "decorative": True,
                 "caption": f"Decorative {tone} background.",
@@ -444,6 +453,8 @@ def alt_text(request, facts: ImageFacts) -> dict[str, Any]:
         room = limit - len(alt) - len(' with the text ""')
         if room >= 12:
             alt += f' with the text "{_clip(text, room)}"'
+    if author_alt:
+        alt = author_alt
     alt = _BAD_PHRASE.sub("", _clip(alt, limit)).strip() or "Untitled image"
     alt = alt[0].upper() + alt[1:]
 
@@ -455,7 +466,9 @@ def alt_text(request, facts: ImageFacts) -> dict[str, Any]:
         sentences.append(f"It may also show {_article(conf_top[1][0])}.")
     caption = _clip(" ".join(sentences[:2]), _max_len(request.output_schema, "caption", 400))
 
-    if product.get("name"):
+    if author_title:
+        title_src = author_title
+    elif product.get("name"):
         title_src = product["name"]
     elif subject.startswith(("a ", "an ")) and label and label in subject:
         title_src = label
@@ -463,6 +476,7 @@ def alt_text(request, facts: ImageFacts) -> dict[str, Any]:
         title_src = _clip(str(((pre.get("ocr") or {}).get("text") or "")).strip().splitlines()[0], 60) or "Text graphic"
     else:
         title_src = re.sub(r"^(an?|two)\s+", "", subject)
+    title_src = title_src or "Image"
     title = _clip(title_src[0].upper() + title_src[1:], _max_len(request.output_schema, "title", 120))
     parts = [base + "."]
     if facts.top:
