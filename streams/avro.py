@@ -15,8 +15,6 @@ from typing import Any
 import fastavro
 from fastavro.schema import load_schema
 from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
-from confluent_kafka.schema_registry.avro import AvroDeserializer, AvroSerializer
-from confluent_kafka.serialization import MessageField, SerializationContext
 
 from streams import AVRO_DIR
 
@@ -40,9 +38,15 @@ def schema_path(record: str, avro_dir: Path = AVRO_DIR) -> Path:
 
 
 @lru_cache(maxsize=None)
-def parsed_schema(record: str, avro_dir: Path = AVRO_DIR) -> dict[str, Any]:
-    """fastavro-parsed schema with named types from sibling files resolved."""
+def _loaded(record: str, avro_dir: Path = AVRO_DIR) -> dict[str, Any]:
+    """The schema with named types from sibling files inlined (not marked as parsed)."""
     return load_schema(str(schema_path(record, avro_dir)), _write_hint=False)
+
+
+@lru_cache(maxsize=None)
+def parsed_schema(record: str, avro_dir: Path = AVRO_DIR) -> dict[str, Any]:
+    """The fully expanded schema, parsed once by fastavro (parse results are reused by reader/writer)."""
+    return fastavro.parse_schema(json.loads(schema_json(record, avro_dir)))
 
 
 @lru_cache(maxsize=None)
@@ -52,7 +56,7 @@ def schema_json(record: str, avro_dir: Path = AVRO_DIR) -> str:
 
 
 def _expanded(record: str, avro_dir: Path) -> Any:
-    schema = parsed_schema(record, avro_dir)
+    schema = _loaded(record, avro_dir)
     # load_schema inlines named types at first use; strip fastavro's internal keys
     def clean(node: Any) -> Any:
         if isinstance(node, dict):
@@ -128,47 +132,71 @@ def registry_client(conf: dict[str, Any]) -> SchemaRegistryClient:
 
 
 class Serde:
-    """Serializer + deserializer for the pipeline topics, bound to topic names from settings."""
+    """Serializer + deserializer for the pipeline topics, bound to topic names from settings.
+
+    The wire format is Confluent's (magic byte 0, 4-byte big-endian schema id, Avro binary), and schemas are
+    registered with / looked up in the Schema Registry through confluent-kafka's SchemaRegistryClient
+    (subject `<topic>-value`). Encoding and decoding use fastavro directly with parsed schemas cached per
+    id: confluent-kafka's AvroSerializer/AvroDeserializer re-expand the schema and walk it for data-contract
+    rules on every message (about 5x slower; see docs/benchmarks.md), which assetstream does not use.
+    `tests/test_avro_contracts.py` proves both directions interoperate with confluent-kafka's own serde.
+    """
 
     def __init__(self, registry_conf: dict[str, Any], topic_names: dict[str, str], auto_register: bool = True):
         self.client = registry_client(registry_conf)
         self.topic_names = topic_names  # logical -> full
-        self._ser: dict[str, AvroSerializer] = {}
-        self._de: dict[str, AvroDeserializer] = {}
         self._auto_register = auto_register
+        self._ids: dict[str, bytes] = {}  # logical -> 5-byte header
+        self._writers: dict[int, Any] = {}  # schema id -> parsed writer schema
+        self._own_ids: dict[str, int] = {}
         self._lock = threading.Lock()
         if str(registry_conf["url"]).startswith("mock://"):
             # mock:// registries live in the process: register every topic up front so a record written by
             # another process (same schema text -> same id) can be read before this one wrote anything
             for logical in TOPIC_RECORDS:
                 if logical in topic_names and schema_path(TOPIC_RECORDS[logical]).exists():
-                    self.serializer(logical)
+                    self._header(logical)
 
-    def serializer(self, logical: str) -> AvroSerializer:
+    def _header(self, logical: str) -> bytes:
+        header = self._ids.get(logical)
+        if header is not None:
+            return header
         with self._lock:
-            ser = self._ser.get(logical)
-            if ser is None:
-                ser = AvroSerializer(self.client, schema_json(TOPIC_RECORDS[logical]),
-                                     conf={"auto.register.schemas": self._auto_register,
-                                           "normalize.schemas": False})
-                self._ser[logical] = ser
-                if self._auto_register:  # register now, in a fixed order, not at first message
-                    self.client.register_schema(f"{self.topic_names[logical]}-value",
-                                                Schema(schema_json(TOPIC_RECORDS[logical]), "AVRO"))
-            return ser
+            if logical not in self._ids:
+                subject = f"{self.topic_names[logical]}-value"
+                schema = Schema(schema_json(TOPIC_RECORDS[logical]), "AVRO")
+                if self._auto_register:
+                    schema_id = self.client.register_schema(subject, schema)
+                else:
+                    schema_id = self.client.lookup_schema(subject, schema).schema_id
+                self._own_ids[logical] = schema_id
+                self._writers[schema_id] = parsed_schema(TOPIC_RECORDS[logical])
+                self._ids[logical] = b"\x00" + int(schema_id).to_bytes(4, "big")
+        return self._ids[logical]
 
-    def deserializer(self, logical: str) -> AvroDeserializer:
-        with self._lock:
-            de = self._de.get(logical)
-            if de is None:
-                de = AvroDeserializer(self.client, schema_json(TOPIC_RECORDS[logical]))
-                self._de[logical] = de
-            return de
+    def _writer(self, schema_id: int) -> Any:
+        writer = self._writers.get(schema_id)
+        if writer is None:
+            registered = self.client.get_schema(schema_id)
+            writer = fastavro.parse_schema(json.loads(registered.schema_str))
+            self._writers[schema_id] = writer
+        return writer
 
     def serialize(self, logical: str, value: dict[str, Any]) -> bytes:
-        topic = self.topic_names[logical]
-        return self.serializer(logical)(value, SerializationContext(topic, MessageField.VALUE))
+        buf = io.BytesIO()
+        buf.write(self._header(logical))
+        fastavro.schemaless_writer(buf, parsed_schema(TOPIC_RECORDS[logical]), value)
+        return buf.getvalue()
 
     def deserialize(self, logical: str, data: bytes) -> dict[str, Any]:
-        topic = self.topic_names[logical]
-        return self.deserializer(logical)(data, SerializationContext(topic, MessageField.VALUE))
+        if data is None or len(data) < 6 or data[0] != 0:
+            raise ValueError(f"not Confluent-framed Avro ({len(data or b'')} bytes, "
+                             f"magic byte {data[0] if data else None!r})")
+        schema_id = int.from_bytes(data[1:5], "big")
+        self._header(logical)
+        writer = self._writer(schema_id)
+        buf = io.BytesIO(data)
+        buf.seek(5)
+        if schema_id == self._own_ids.get(logical):
+            return fastavro.schemaless_reader(buf, writer, None)
+        return fastavro.schemaless_reader(buf, writer, parsed_schema(TOPIC_RECORDS[logical]))

@@ -2,12 +2,16 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import os
 import socket
 import time
 from typing import Any
 
 from streams import PIPELINE_VERSION
+
+
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
 
 
 def now_ms() -> int:
@@ -21,14 +25,19 @@ def to_ms(value: Any) -> int | None:
     if isinstance(value, dt.datetime):
         if value.tzinfo is None:
             value = value.replace(tzinfo=dt.timezone.utc)
-        return int(value.timestamp() * 1000)
+        return (value - _EPOCH) // dt.timedelta(milliseconds=1)  # exact: no float rounding
     return int(value)
+
+
+@functools.lru_cache(maxsize=1)
+def worker_name() -> str:
+    """POD_NAME (Kubernetes downward API) or the host name; looked up once (gethostname is a syscall)."""
+    return os.environ.get("POD_NAME") or socket.gethostname()
 
 
 def stamp(stage: str) -> dict[str, Any]:
     """The StageStamp every stage puts on its output."""
-    return {"stage": stage, "version": PIPELINE_VERSION,
-            "worker": os.environ.get("POD_NAME") or socket.gethostname(), "at": now_ms()}
+    return {"stage": stage, "version": PIPELINE_VERSION, "worker": worker_name(), "at": now_ms()}
 
 
 def asset_of(value: dict[str, Any]) -> dict[str, Any]:

@@ -86,3 +86,24 @@ def test_records_roundtrip_in_the_confluent_wire_format():
             data = serde.serialize(logical, value)
             assert data[0] == 0  # magic byte, then a 4-byte schema id
             assert serde.deserialize(logical, data) is not None
+
+
+def test_wire_format_interoperates_with_confluent_kafka_serde():
+    """What assetstream writes, confluent-kafka's AvroDeserializer reads, and the other way round."""
+    from confluent_kafka.schema_registry.avro import AvroDeserializer, AvroSerializer
+    from confluent_kafka.serialization import MessageField, SerializationContext
+
+    from streams.avro import schema_json
+    from streams.producer import build_event
+
+    names = {logical: f"interop.{logical}" for logical in TOPIC_RECORDS}
+    serde = Serde({"url": "mock://interop"}, names)
+    ctx = SerializationContext(names["raw"], MessageField.VALUE)
+    event = build_event("asset-1", "https://cdn.example.com/a.jpg", version=7, declared_license="CC-BY-4.0",
+                        product_context={"sku": "SKU-9", "category": "shoes"})
+    theirs = AvroDeserializer(serde.client, schema_json("AssetEvent"))(serde.serialize("raw", event), ctx)
+    assert theirs["asset_id"] == "asset-1" and theirs["product_context"]["sku"] == "SKU-9"
+    written = AvroSerializer(serde.client, schema_json("AssetEvent"))(event, ctx)
+    ours = serde.deserialize("raw", written)
+    assert ours["version"] == 7 and ours["declared_license"] == "CC-BY-4.0"
+    assert written[:5] == serde.serialize("raw", event)[:5]  # the same registered schema id

@@ -1,0 +1,166 @@
+"""Runner overhead: a no-op stage through the full StageRunner (Avro in and out, commit after delivery)
+vs a raw confluent-kafka consume -> produce loop of the same bytes, on the same broker, in one run.
+
+    python bench/runner.py [--records 50000]
+
+Goal (issue #2): runner >= 0.5x the raw loop and >= 20,000 records/s per worker process.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from confluent_kafka import Consumer, Producer, TopicPartition  # noqa: E402
+
+from streams.embedded import Tansu  # noqa: E402
+from streams.producer import AssetPublisher, build_event  # noqa: E402
+from streams.records import stamp  # noqa: E402
+from streams.runner import StageRunner  # noqa: E402
+from streams.settings import Settings  # noqa: E402
+from streams.stage import Output, Stage  # noqa: E402
+from streams.topics import create_topics  # noqa: E402
+
+
+class NoopStage(Stage):
+    name = "noop"
+    input_topic = "raw"
+    output_topic = "preprocessed"
+    kind = "cpu"
+
+    def process(self, value, ctx):
+        return Output(value={"asset": value, "stamp": stamp(self.name)})
+
+
+def settings_for(bootstrap: str, prefix: str, concurrency: int = 1) -> Settings:
+    return Settings.model_validate({
+        "kafka": {"bootstrap_servers": bootstrap, "session_timeout_ms": 6000, "heartbeat_interval_ms": 1000},
+        "topics": {"prefix": prefix, "partitions": 3}, "groups": {"prefix": prefix},
+        "registry": {"url": "mock://bench"},
+        "runner": {"metrics_port": -1, "max_in_flight": 5000, "concurrency": concurrency}})
+
+
+def fill(settings: Settings, n: int) -> None:
+    with AssetPublisher(settings) as pub:
+        for i in range(n):
+            pub.send("raw", f"asset-{i}", build_event(f"asset-{i}", f"file:///x/{i}.jpg", version=i + 1))
+        pub.flush(120)
+
+
+def count_and_watch(bootstrap: str, topic: str, n: int) -> float:
+    """Block until n records are on topic; return the monotonic time the last arrived."""
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": uuid.uuid4().hex, "enable.auto.commit": False,
+                  "auto.offset.reset": "earliest"})
+    md = c.list_topics(topic, timeout=10).topics[topic]
+    c.assign([TopicPartition(topic, p, 0) for p in md.partitions])
+    got, last = 0, time.monotonic()
+    while got < n:
+        for m in c.consume(1000, 1.0):
+            if not m.error():
+                got += 1
+                last = time.monotonic()
+    c.close()
+    return last
+
+
+def raw_loop(bootstrap: str, src: str, dst: str, n: int) -> float:
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"raw-{uuid.uuid4().hex[:6]}",
+                  "enable.auto.commit": False,
+                  "auto.offset.reset": "earliest", "session.timeout.ms": 6000, "heartbeat.interval.ms": 1000})
+    p = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True, "acks": "all", "linger.ms": 5})
+    c.subscribe([src])
+    done = 0
+    start = None
+    last_commit = time.monotonic()
+    while done < n:
+        msgs = c.consume(500, 0.1)
+        for m in msgs:
+            if m.error():
+                continue
+            start = start or time.monotonic()
+            while True:
+                try:
+                    p.produce(dst, key=m.key(), value=m.value(), headers=m.headers())
+                    break
+                except BufferError:
+                    p.poll(0.05)
+            done += 1
+        p.poll(0)
+        if time.monotonic() - last_commit > 1 and done:
+            p.flush()  # the fair baseline still commits only after its outputs are acknowledged
+            c.commit(asynchronous=False)
+            last_commit = time.monotonic()
+    p.flush()
+    c.commit(asynchronous=False)
+    end = time.monotonic()
+    c.close()
+    return n / (end - start)
+
+
+def runner_loop(settings: Settings, n: int) -> float:
+    runner = StageRunner(NoopStage(settings), settings)
+    dst = settings.topics.name("preprocessed")
+    t = threading.Thread(target=runner.run, daemon=True)
+    result: dict[str, float] = {}
+
+    def first_record_time() -> None:
+        while runner.tracker.in_flight() == 0 and not runner.tracker.position:
+            time.sleep(0.005)
+        result["start"] = time.monotonic()
+
+    watcher = threading.Thread(target=first_record_time, daemon=True)
+    t.start()
+    watcher.start()
+    end = count_and_watch(settings.kafka.bootstrap_servers, dst, n)
+    runner.stop()
+    t.join(60)
+    return n / (end - result["start"])
+
+
+def serde_floor(settings: Settings, n: int) -> float:
+    """No Kafka at all: Avro decode -> no-op stage -> Avro encode in one thread (the Python floor)."""
+    from streams.avro import Serde
+    from streams.runner import topic_names
+
+    serde = Serde(settings.registry.client_config(), topic_names(settings))
+    data = serde.serialize("raw", build_event("asset-1", "file:///x/1.jpg", version=1))
+    stage = NoopStage(settings)
+    start = time.monotonic()
+    for _ in range(n):
+        out = stage.process(serde.deserialize("raw", data), None)
+        serde.serialize("preprocessed", out.value)
+    return n / (time.monotonic() - start)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--records", type=int, default=50000)
+    args = ap.parse_args()
+    n = args.records
+    with Tansu() as broker:
+        a = settings_for(broker.bootstrap, "raw.")
+        b1 = settings_for(broker.bootstrap, "run1.", concurrency=1)
+        b2 = settings_for(broker.bootstrap, "run2.", concurrency=2)
+        for s in (a, b1, b2):
+            create_topics(s)
+            fill(s, n)
+        raw = raw_loop(broker.bootstrap, a.topics.name("raw"), a.topics.name("preprocessed"), n)
+        floor = serde_floor(b1, n)
+        run1 = runner_loop(b1, n)
+        run2 = runner_loop(b2, n)
+    print(f"records: {n}")
+    print(f"{'raw bytes consume->produce loop (no Avro)':48} {raw:9.0f} rec/s  1.00x")
+    print(f"{'Avro decode+encode floor, no Kafka, 1 thread':48} {floor:9.0f} rec/s  {floor / raw:.2f}x")
+    print(f"{'StageRunner no-op, concurrency=1':48} {run1:9.0f} rec/s  {run1 / raw:.2f}x "
+          f"({run1 / floor:.2f}x the Avro floor)")
+    print(f"{'StageRunner no-op, concurrency=2':48} {run2:9.0f} rec/s  {run2 / raw:.2f}x")
+    print("goal (issue #2): >= 0.5x the raw loop and >= 20,000 rec/s per worker process")
+
+
+if __name__ == "__main__":
+    main()
