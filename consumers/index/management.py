@@ -11,7 +11,7 @@ import re
 import time
 from typing import TYPE_CHECKING, Any
 
-from elasticsearch import ApiError, Elasticsearch, NotFoundError, helpers
+from elasticsearch import ApiError, ConflictError, Elasticsearch, NotFoundError, helpers
 
 from consumers.index.client import index_settings
 
@@ -251,6 +251,34 @@ def _copy(client: Elasticsearch, s: "IndexSettings", source: str, dest: str, use
     return {"method": "scan+bulk", "total": total, "copied": copied, "version_conflicts": conflicts}
 
 
+def _versions(client: Elasticsearch, s: "IndexSettings", index: str) -> dict[str, int]:
+    """{_id: _version} of every document (ids only, no _source)."""
+    return {h["_id"]: h["_version"] for h in helpers.scan(
+        client, index=index, size=s.migrate_batch_size, version=True,
+        query={"query": {"match_all": {}}, "_source": False})}
+
+
+def _drop_deleted(client: Elasticsearch, new: str, copied: dict[str, int], old_now: dict[str, int]) -> int:
+    """Documents copied into `new` that the old index lost since (a delete that landed there while copying)
+    and that nobody rewrote in `new` after the swap: delete them from `new` (guarded by seq_no)."""
+    removed = 0
+    for doc_id, version in copied.items():
+        if doc_id in old_now:
+            continue
+        try:
+            doc = client.get(index=new, id=doc_id, source=False)
+        except NotFoundError:
+            continue
+        if doc["_version"] != version:
+            continue  # rewritten through the write alias after the swap: that write wins
+        try:
+            client.delete(index=new, id=doc_id, if_seq_no=doc["_seq_no"], if_primary_term=doc["_primary_term"])
+            removed += 1
+        except (NotFoundError, ConflictError):
+            pass
+    return removed
+
+
 def migrate(client: Elasticsearch, settings: "Settings | IndexSettings", to_version: int | None = None,
             delete_old: bool = False) -> dict[str, Any]:
     """Move to a new concrete index with the current MAPPINGS, without downtime:
@@ -258,8 +286,9 @@ def migrate(client: Elasticsearch, settings: "Settings | IndexSettings", to_vers
     1. create `<base>-v<to_version or N+1>` with MAPPINGS;
     2. copy the current index into it (the `_reindex` API, or scan + bulk), external versions kept;
     3. swap `-read` and `-write` to it in one atomic `_aliases` call;
-    4. copy again (external versioning: only documents the old index got during step 2 and that are newer
-       than what the new index has land).
+    4. catch up: copy again (external versioning: only documents the old index got during step 2 and that
+       are newer than what the new index has land), and delete from the new index what was deleted from the
+       old one during step 2 (unless rewritten since the swap).
     Returns a summary dict."""
     s = index_settings(settings)
     started = time.monotonic()
@@ -274,6 +303,8 @@ def migrate(client: Elasticsearch, settings: "Settings | IndexSettings", to_vers
     client.indices.create(index=new, **index_body(s))
     client.indices.refresh(index=old)
     first = _copy(client, s, old, new, s.migrate_use_reindex_api)
+    client.indices.refresh(index=new)
+    copied = _versions(client, s, new)  # only this function writes `new` until the swap
     actions: list[dict[str, Any]] = []
     for alias in (read_alias(s), write_alias(s)):
         for idx in alias_targets(client, alias):
@@ -283,11 +314,13 @@ def migrate(client: Elasticsearch, settings: "Settings | IndexSettings", to_vers
     client.indices.update_aliases(actions=actions)
     client.indices.refresh(index=old)
     catch_up = _copy(client, s, old, new, first["method"] == "reindex")
+    removed = _drop_deleted(client, new, copied, _versions(client, s, old))
+    client.indices.refresh(index=new)
     if delete_old:
         client.indices.delete(index=old)
     summary = {"from_index": old, "to_index": new, "read_alias": read_alias(s), "write_alias": write_alias(s),
                "method": first["method"], "documents": client.count(index=new)["count"],
-               "copied": first["copied"], "caught_up": catch_up["copied"], "old_deleted": delete_old,
+               "copied": first["copied"], "caught_up": catch_up["copied"], "deletes_caught_up": removed, "old_deleted": delete_old,
                "seconds": round(time.monotonic() - started, 3)}
     log.info("migrated %s -> %s: %s", old, new, summary)
     return summary
