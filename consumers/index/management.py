@@ -320,7 +320,8 @@ def migrate(client: Elasticsearch, settings: "Settings | IndexSettings", to_vers
         client.indices.delete(index=old)
     summary = {"from_index": old, "to_index": new, "read_alias": read_alias(s), "write_alias": write_alias(s),
                "method": first["method"], "documents": client.count(index=new)["count"],
-               "copied": first["copied"], "caught_up": catch_up["copied"], "deletes_caught_up": removed, "old_deleted": delete_old,
+               "copied": first["copied"], "caught_up": catch_up["copied"], "deletes_caught_up": removed,
+               "old_deleted": delete_old,
                "seconds": round(time.monotonic() - started, 3)}
     log.info("migrated %s -> %s: %s", old, new, summary)
     return summary
