@@ -92,6 +92,9 @@ def test_rejected_document_is_permanent_and_batch_mates_are_indexed(sink):
     assert isinstance(err, PermanentError)
     assert err.details["error_type"] == "mapper_parsing_exception"
     assert "location" in err.details["error_reason"]
+    # a negative version would make the store refuse the whole bulk request: refused before sending
+    (neg,) = sink.process_batch(as_items([validated_asset("asset-9", -1)]))
+    assert isinstance(neg, PermanentError) and neg.reason == "document_error"
     assert err.details["doc_id"] == "asset-6" and err.details["status"] == "400"
     _refresh(sink)
     assert sorted(h["asset_id"] for h in search(sink.client, sink.settings, "yellow")) == ["asset-5", "asset-7"]
