@@ -151,3 +151,18 @@ def test_sigterm_drains_in_flight_work_and_commits(broker, unique, tmp_path):
     # every record whose output was written was committed, and nothing beyond what was written
     assert sum(o for o in offsets.values() if o > 0) == len(done)
     assert "draining" in (tmp_path / "w.log").read_text()
+
+
+def test_exactly_once_mode_commits_outputs_and_offsets_in_one_transaction(broker, unique):
+    s = make_settings(broker, f"eos{unique}", runner={"transactional": True})
+    provision(s)
+    publish(s, [ev(i) for i in range(5)] + [ev(9, fail="permanent")])
+    with RunnerThread(StageRunner(EchoStage(s), s)) as runner:
+        out = read_topic(s, "preprocessed", 5)
+        dead = read_topic(s, "dead_letter", 1)
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and sum(committed(s, runner.group_id, "raw").values()) < 6:
+            time.sleep(0.3)
+    assert sorted(r["key"] for r in out) == [f"asset-{i:04d}" for i in range(5)]
+    assert [d["key"] for d in dead] == ["asset-0009"]
+    assert sum(committed(s, s.groups.name("echo"), "raw").values()) == 6
