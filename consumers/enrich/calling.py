@@ -130,15 +130,30 @@ def semantic_errors(task: str, data: dict[str, Any]) -> list[str]:
     return errs
 
 
+_VALIDATORS: dict[str, Any] = {}
+
+
+def _validator(schema: dict[str, Any]) -> Any:
+    """Compiled once per schema (checking the schema itself costs ~10 ms; we validate thousands of answers)."""
+    key = json.dumps(schema, sort_keys=True)
+    v = _VALIDATORS.get(key)
+    if v is None:
+        cls = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
+        cls.check_schema(schema)
+        v = _VALIDATORS[key] = cls(schema)
+        if len(_VALIDATORS) > 256:
+            _VALIDATORS.pop(next(iter(_VALIDATORS)))
+    return v
+
+
 def check_output(task: str, data: dict[str, Any] | None, raw_text: str, schema: dict[str, Any]) -> str | None:
     """None if valid, else a short description of the first problem."""
     if data is None:
         return "output is not a JSON object"
-    try:
-        jsonschema.validate(data, schema)
-    except jsonschema.ValidationError as e:
-        path = "/".join(str(p) for p in e.absolute_path) or "(root)"
-        return f"at {path}: {e.message[:300]}"
+    err = jsonschema.exceptions.best_match(_validator(schema).iter_errors(data))
+    if err is not None:
+        path = "/".join(str(p) for p in err.absolute_path) or "(root)"
+        return f"at {path}: {err.message[:300]}"
     errs = semantic_errors(task, data)
     return "; ".join(errs) if errs else None
 
@@ -214,11 +229,14 @@ class Caller:
         return self._semaphore
 
     def limiter(self, spec: ModelSpec) -> RateLimiter:
-        lim = self._limiters.get(spec.key)
+        """rate_limits["provider:model"] is one bucket for that model; rate_limits["provider"] is one bucket
+        shared by all of that provider's models that have no entry of their own."""
+        key = spec.key if spec.key in self.settings.rate_limits else spec.provider
+        lim = self._limiters.get(key)
         if lim is None:
-            cfg = self.settings.rate_limits.get(spec.key) or self.settings.rate_limits.get(spec.provider)
+            cfg = self.settings.rate_limits.get(key)
             lim = RateLimiter(cfg.requests_per_min, cfg.tokens_per_min) if cfg else RateLimiter()
-            self._limiters[spec.key] = lim
+            self._limiters[key] = lim
         return lim
 
     def _account(self, spec: ModelSpec, task: str, usage: _Usage, input_tokens: int, output_tokens: int,

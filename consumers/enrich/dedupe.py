@@ -12,6 +12,11 @@ Implementations:
   including copies enriched but not yet indexed).
 - InMemoryDedupeIndex: the LRU alone (bench, tests, single-process runs).
 
+Near rule: pHash distance <= max_distance, or pHash distance <= confirm_distance AND dHash distance <=
+max_distance (two independent perceptual hashes agreeing; catches slight crops, which move pHash by 6-10 bits,
+without accepting a lone pHash that far). Candidates beyond 7 bits are found only if they share a band, which is
+likely but not guaranteed.
+
 Known race: two copies enriched at the same moment (different partitions/workers, neither indexed yet) both
 miss and both call the provider. Dedupe saves money; it never loses or merges an asset.
 """
@@ -55,11 +60,12 @@ class DedupeMatch:
 @runtime_checkable
 class DedupeIndex(Protocol):
     async def lookup(self, sha256: str | None, phash_hex: str | None, bands: list[str] | None, *,
-                     tenant: str | None = None, exclude_asset_id: str | None = None) -> DedupeMatch | None: ...
+                     tenant: str | None = None, exclude_asset_id: str | None = None,
+                     dhash_hex: str | None = None) -> DedupeMatch | None: ...
 
     async def remember(self, asset_id: str, sha256: str | None, phash: str | None, bands: list[str] | None,
                        enrichment: dict[str, Any], provenance: list[dict[str, Any]], *,
-                       tenant: str | None = None) -> None: ...
+                       tenant: str | None = None, dhash: str | None = None) -> None: ...
 
     async def aclose(self) -> None: ...
 
@@ -73,10 +79,13 @@ class _Entry:
     tenant: str | None
     enrichment: dict[str, Any]
     provenance: list[dict[str, Any]]
+    dhash: str | None = None
 
 
 def _best(candidates: list[_Entry], sha256: str | None, phash_hex: str | None, max_distance: int,
-          tenant: str | None, exclude: str | None) -> DedupeMatch | None:
+          tenant: str | None, exclude: str | None, dhash_hex: str | None = None,
+          confirm_distance: int | None = None) -> DedupeMatch | None:
+    confirm = max_distance if confirm_distance is None else max(confirm_distance, max_distance)
     best: DedupeMatch | None = None
     for e in candidates:
         if e.asset_id == exclude or (tenant is not None and e.tenant is not None and e.tenant != tenant):
@@ -87,7 +96,9 @@ def _best(candidates: list[_Entry], sha256: str | None, phash_hex: str | None, m
             return DedupeMatch(e.asset_id, "exact", 0, copy.deepcopy(e.enrichment), copy.deepcopy(e.provenance))
         if phash_hex and e.phash:
             d = hamming(phash_hex, e.phash)
-            if d <= max_distance and (best is None or d < best.distance):
+            ok = d <= max_distance or (d <= confirm and dhash_hex is not None and e.dhash is not None
+                                       and hamming(dhash_hex, e.dhash) <= max_distance)
+            if ok and (best is None or d < best.distance):
                 best = DedupeMatch(e.asset_id, "near", d, copy.deepcopy(e.enrichment), copy.deepcopy(e.provenance))
     return best
 
@@ -95,8 +106,9 @@ def _best(candidates: list[_Entry], sha256: str | None, phash_hex: str | None, m
 class InMemoryDedupeIndex:
     """LRU of recently enriched assets with a band index for near lookups. One process only."""
 
-    def __init__(self, max_distance: int = 6, max_size: int = 10_000):
+    def __init__(self, max_distance: int = 6, max_size: int = 10_000, confirm_distance: int | None = None):
         self.max_distance = max_distance
+        self.confirm_distance = confirm_distance
         self.max_size = max_size
         self._entries: OrderedDict[str, _Entry] = OrderedDict()
         self._by_sha: dict[str, set[str]] = {}
@@ -106,7 +118,8 @@ class InMemoryDedupeIndex:
         return len(self._entries)
 
     def lookup_sync(self, sha256: str | None, phash_hex: str | None, bands: list[str] | None, *,
-                    tenant: str | None = None, exclude_asset_id: str | None = None) -> DedupeMatch | None:
+                    tenant: str | None = None, exclude_asset_id: str | None = None,
+                    dhash_hex: str | None = None) -> DedupeMatch | None:
         ids: set[str] = set()
         if sha256:
             ids |= self._by_sha.get(sha256, set())
@@ -114,21 +127,23 @@ class InMemoryDedupeIndex:
             for b in bands or phash_bands(phash_hex):
                 ids |= self._by_band.get(b, set())
         cands = [self._entries[i] for i in ids if i in self._entries]
-        m = _best(cands, sha256, phash_hex, self.max_distance, tenant, exclude_asset_id)
+        m = _best(cands, sha256, phash_hex, self.max_distance, tenant, exclude_asset_id, dhash_hex,
+                  self.confirm_distance)
         if m is not None:
             self._entries.move_to_end(m.asset_id)
         return m
 
-    async def lookup(self, sha256, phash_hex, bands, *, tenant=None, exclude_asset_id=None):
-        return self.lookup_sync(sha256, phash_hex, bands, tenant=tenant, exclude_asset_id=exclude_asset_id)
+    async def lookup(self, sha256, phash_hex, bands, *, tenant=None, exclude_asset_id=None, dhash_hex=None):
+        return self.lookup_sync(sha256, phash_hex, bands, tenant=tenant, exclude_asset_id=exclude_asset_id,
+                                dhash_hex=dhash_hex)
 
     def remember_sync(self, asset_id: str, sha256: str | None, phash: str | None, bands: list[str] | None,
                       enrichment: dict[str, Any], provenance: list[dict[str, Any]], *,
-                      tenant: str | None = None) -> None:
+                      tenant: str | None = None, dhash: str | None = None) -> None:
         self._forget(asset_id)
         bands = list(bands or (phash_bands(phash) if phash else []))
         self._entries[asset_id] = _Entry(asset_id, sha256, phash, bands, tenant, copy.deepcopy(enrichment),
-                                         copy.deepcopy(provenance))
+                                         copy.deepcopy(provenance), dhash)
         if sha256:
             self._by_sha.setdefault(sha256, set()).add(asset_id)
         for b in bands:
@@ -136,8 +151,8 @@ class InMemoryDedupeIndex:
         while len(self._entries) > self.max_size:
             self._forget(next(iter(self._entries)))
 
-    async def remember(self, asset_id, sha256, phash, bands, enrichment, provenance, *, tenant=None):
-        self.remember_sync(asset_id, sha256, phash, bands, enrichment, provenance, tenant=tenant)
+    async def remember(self, asset_id, sha256, phash, bands, enrichment, provenance, *, tenant=None, dhash=None):
+        self.remember_sync(asset_id, sha256, phash, bands, enrichment, provenance, tenant=tenant, dhash=dhash)
 
     def _forget(self, asset_id: str) -> None:
         e = self._entries.pop(asset_id, None)
@@ -189,9 +204,11 @@ class ElasticsearchDedupeIndex:
     def __init__(self, settings: Any, client: Any = None, *, candidates: int = 50):
         enrich = settings.enrich
         self.max_distance = enrich.dedupe_max_distance
+        self.confirm_distance = enrich.dedupe_confirm_distance
         self.alias = f"{settings.index.index}-read"
         self.candidates = candidates
-        self.lru = InMemoryDedupeIndex(enrich.dedupe_max_distance, enrich.dedupe_lru_size)
+        self.lru = InMemoryDedupeIndex(enrich.dedupe_max_distance, enrich.dedupe_lru_size,
+                                       enrich.dedupe_confirm_distance)
         if client is None:
             from consumers.index.client import make_client
             client = make_client(settings)
@@ -210,7 +227,7 @@ class ElasticsearchDedupeIndex:
             q["bool"]["must_not"] = [{"ids": {"values": [exclude_asset_id]}}]
         return q
 
-    def _search(self, sha256, phash_hex, bands, tenant, exclude_asset_id) -> DedupeMatch | None:
+    def _search(self, sha256, phash_hex, bands, tenant, exclude_asset_id, dhash_hex=None) -> DedupeMatch | None:
         from elasticsearch import NotFoundError
         try:
             res = self.client.search(index=self.alias, query=self._query(sha256, phash_hex, bands, exclude_asset_id),
@@ -225,15 +242,19 @@ class ElasticsearchDedupeIndex:
             cands.append(_Entry(src.get("asset_id") or hit.get("_id"), hashes.get("sha256"), hashes.get("phash"),
                                 list(hashes.get("phash_bands") or []), src.get("tenant"),
                                 src.get("enrichment") or {},
-                                [_provenance_from_doc(p) for p in src.get("provenance") or []]))
-        return _best(cands, sha256, phash_hex, self.max_distance, tenant, exclude_asset_id)
+                                [_provenance_from_doc(p) for p in src.get("provenance") or []],
+                                hashes.get("dhash")))
+        return _best(cands, sha256, phash_hex, self.max_distance, tenant, exclude_asset_id, dhash_hex,
+                     self.confirm_distance)
 
-    async def lookup(self, sha256, phash_hex, bands, *, tenant=None, exclude_asset_id=None):
-        m = self.lru.lookup_sync(sha256, phash_hex, bands, tenant=tenant, exclude_asset_id=exclude_asset_id)
+    async def lookup(self, sha256, phash_hex, bands, *, tenant=None, exclude_asset_id=None, dhash_hex=None):
+        m = self.lru.lookup_sync(sha256, phash_hex, bands, tenant=tenant, exclude_asset_id=exclude_asset_id,
+                                 dhash_hex=dhash_hex)
         if m is not None and m.kind == "exact":
             return m
         try:
-            remote = await asyncio.to_thread(self._search, sha256, phash_hex, bands, tenant, exclude_asset_id)
+            remote = await asyncio.to_thread(self._search, sha256, phash_hex, bands, tenant, exclude_asset_id,
+                                             dhash_hex)
         except Exception as e:  # store down: pay for a call rather than stall (see class doc)
             metrics.DEDUPE.labels("error").inc()
             log.warning("dedupe lookup failed, treating as a miss: %s", type(e).__name__)
@@ -244,9 +265,9 @@ class ElasticsearchDedupeIndex:
             return remote
         return m
 
-    async def remember(self, asset_id, sha256, phash, bands, enrichment, provenance, *, tenant=None):
+    async def remember(self, asset_id, sha256, phash, bands, enrichment, provenance, *, tenant=None, dhash=None):
         # the index sink writes the document after validation; until then the LRU covers this worker
-        self.lru.remember_sync(asset_id, sha256, phash, bands, enrichment, provenance, tenant=tenant)
+        self.lru.remember_sync(asset_id, sha256, phash, bands, enrichment, provenance, tenant=tenant, dhash=dhash)
 
     async def aclose(self) -> None:
         try:

@@ -59,6 +59,8 @@ class PromptTemplate:
 
 @dataclass
 class RenderedPrompt:
+    """`schema` is shared between renders of the same prompt: treat it as read-only."""
+
     id: str
     version: str
     system: str
@@ -194,10 +196,15 @@ def prompt_hash(system: str, user_source: str, schema: dict[str, Any], params: d
 
 
 @lru_cache(maxsize=64)
+def _compiled(source: str) -> jinja2.Template:
+    return _env.from_string(source)
+
+
+@lru_cache(maxsize=64)
 def _static_part(template: PromptTemplate, vocab_json: str, taxonomy_version: str, provider: str, model: str,
                  max_tokens: int) -> tuple[str, str, dict[str, Any]]:
     vocabulary = json.loads(vocab_json)
-    system = _env.from_string(template.system_source).render(vocabulary=vocabulary,
+    system = _compiled(template.system_source).render(vocabulary=vocabulary,
                                                              taxonomy_version=taxonomy_version)
     schema = output_schema(template, vocabulary)
     params = {"provider": provider, "model": model, "temperature": template.temperature, "max_tokens": max_tokens}
@@ -208,10 +215,10 @@ def render(template: PromptTemplate, pre: dict[str, Any], *, vocabulary: list[di
            taxonomy_version: str = "", provider: str, model: str, max_tokens: int) -> RenderedPrompt:
     vocab_json = json.dumps(vocabulary, sort_keys=True)
     system, digest, schema = _static_part(template, vocab_json, taxonomy_version, provider, model, max_tokens)
-    user = _env.from_string(template.user_source).render(
+    user = _compiled(template.user_source).render(
         facts=facts_text(pre), untrusted=untrusted_blocks(untrusted_items(pre, template.id)))
     return RenderedPrompt(id=template.id, version=template.version, system=system, user_text=user,
-                          schema=copy.deepcopy(schema), hash=digest, temperature=template.temperature,
+                          schema=schema, hash=digest, temperature=template.temperature,
                           max_tokens=max_tokens, output_tool=template.output_tool,
                           params={"provider": provider, "model": model})
 

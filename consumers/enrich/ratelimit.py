@@ -1,8 +1,8 @@
 """Token-bucket rate limiting per "provider:model": requests/min and tokens/min, per worker process.
 
-The request bucket holds a single request: requests are paced evenly at 60/requests_per_min seconds apart, so
-the rate over any window stays within one request of the configured one (no bursts after an idle spell, which
-providers' own token buckets would answer with 429s). The
+The request bucket starts with one request and holds at most two: requests are paced evenly at
+60/requests_per_min seconds apart, so the count in any window of T seconds is at most rate x T + 2 (no bursts
+after an idle spell, which providers' own token buckets would answer with 429s). The
 token bucket holds one minute's worth (provider TPM limits are per-minute windows) and starts full. Token use is estimated
 before the call and corrected with the real usage afterwards (the bucket may go negative, which delays the
 next caller).
@@ -13,11 +13,16 @@ import asyncio
 import time
 
 
+REQUEST_BURST = 2.0
+"""Request-bucket capacity: room for one request of catch-up when the event loop wakes a waiter late, so a
+busy worker still reaches the configured rate; never more than 2 requests at once."""
+
+
 class TokenBucket:
     def __init__(self, per_minute: float, burst_seconds: float = 1.0, initial: float | None = 1.0,
-                 clock=time.monotonic):
+                 clock=time.monotonic, capacity: float | None = None):
         self.rate = per_minute / 60.0
-        self.capacity = max(1.0, self.rate * burst_seconds)
+        self.capacity = capacity if capacity is not None else max(1.0, self.rate * burst_seconds)
         self.clock = clock
         self.tokens = self.capacity if initial is None else min(initial, self.capacity)
         self.updated = clock()
@@ -49,7 +54,7 @@ class RateLimiter:
     """One per provider:model. `await acquire(est_tokens)` before a request, `settle(est, actual)` after."""
 
     def __init__(self, requests_per_min: float | None = None, tokens_per_min: float | None = None):
-        self.requests = TokenBucket(requests_per_min, burst_seconds=0.0) if requests_per_min else None
+        self.requests = TokenBucket(requests_per_min, burst_seconds=0.0, capacity=REQUEST_BURST) if requests_per_min else None
         self.tokens = TokenBucket(tokens_per_min, burst_seconds=60.0, initial=None) if tokens_per_min else None
         self._lock = asyncio.Lock()
         self.waited_s = 0.0

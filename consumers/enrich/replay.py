@@ -55,6 +55,7 @@ class ReplayServer:
     default: dict[str, Any] | None = None
     delay_s: float = 0.0
     requests: list[Seen] = field(default_factory=list)
+    keep_bodies: bool = True
 
     def __post_init__(self) -> None:
         self._queues: dict[str, deque] = defaultdict(deque)
@@ -62,6 +63,8 @@ class ReplayServer:
         self._lock = threading.Lock()
         self.server: ThreadingHTTPServer | None = None
         self.transform: Callable[[str, Any, dict[str, Any]], dict[str, Any]] | None = None
+        self.in_flight = 0
+        self.max_in_flight = 0
 
     # scripting ---------------------------------------------------------------------------------------------
     def script(self, key: str, *recordings: dict[str, Any]) -> "ReplayServer":
@@ -99,6 +102,7 @@ class ReplayServer:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True  # headers and body are separate writes: no 40 ms Nagle/delayed-ACK stall
 
             def do_POST(self):  # noqa: N802
                 length = int(self.headers.get("Content-Length") or 0)
@@ -109,9 +113,27 @@ class ReplayServer:
                     body = raw.decode("utf-8", "replace")
                 headers = {k.lower(): v for k, v in self.headers.items()}
                 seen = Seen("POST", self.path, {k: v for k, v in headers.items() if k not in SECRET_HEADERS},
-                            body, time.monotonic(), had_api_key=any(k in headers for k in SECRET_HEADERS))
+                            body if replay.keep_bodies else None, time.monotonic(),
+                            had_api_key=any(k in headers for k in SECRET_HEADERS))
                 with replay._lock:
                     replay.requests.append(seen)
+                    replay.in_flight += 1
+                    replay.max_in_flight = max(replay.max_in_flight, replay.in_flight)
+                try:
+                    self._respond(body)
+                finally:
+                    with replay._lock:
+                        replay.in_flight -= 1
+
+            def do_GET(self):  # noqa: N802  (stats for a server running in another process)
+                out = json.dumps(replay.stats() if self.path == "/_replay/stats" else {}).encode()
+                self.send_response(200 if self.path == "/_replay/stats" else 404)
+                self.send_header("content-type", "application/json")
+                self.send_header("Content-Length", str(len(out)))
+                self.end_headers()
+                self.wfile.write(out)
+
+            def _respond(self, body):
                 key = replay.route(self.path, body)
                 rec = replay._next(key)
                 if replay.transform is not None:
@@ -142,6 +164,11 @@ class ReplayServer:
                          daemon=True).start()
         return self
 
+    def stats(self) -> dict[str, Any]:
+        with self._lock:
+            return {"count": len(self.requests), "arrivals": [r.at for r in self.requests],
+                    "max_in_flight": self.max_in_flight}
+
     def stop(self) -> None:
         if self.server is not None:
             self.server.shutdown()
@@ -153,3 +180,35 @@ class ReplayServer:
 
     def __exit__(self, *exc: Any) -> None:
         self.stop()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Serve recordings from a separate process (the bench, so the server does not share the client's GIL):
+
+        python -m consumers.enrich.replay --delay 0.1 record_tags=tests/recordings/claude/tagging_ok.json ...
+
+    Prints the URL on stdout, serves until stdin closes. GET /_replay/stats -> count, arrivals, max_in_flight.
+    """
+    import argparse
+    import sys
+
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--delay", type=float, default=0.0)
+    ap.add_argument("--route", choices=["anthropic", "gemini"], default="anthropic")
+    ap.add_argument("scripts", nargs="*", help="key=recording.json")
+    a = ap.parse_args(argv)
+    srv = ReplayServer(route=anthropic_route if a.route == "anthropic" else gemini_route, delay_s=a.delay,
+                       keep_bodies=False)
+    for item in a.scripts:
+        key, path = item.split("=", 1)
+        srv.script(key, load_recording(path))
+    srv.start()
+    print(srv.url, flush=True)
+    try:
+        sys.stdin.read()
+    finally:
+        srv.stop()
+
+
+if __name__ == "__main__":
+    main()

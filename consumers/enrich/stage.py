@@ -79,7 +79,8 @@ class EnrichStage(Stage):
             if self.enrich.dedupe == "elasticsearch":
                 dedupe = ElasticsearchDedupeIndex(settings)
             elif self.enrich.dedupe == "memory":
-                dedupe = InMemoryDedupeIndex(self.enrich.dedupe_max_distance, self.enrich.dedupe_lru_size)
+                dedupe = InMemoryDedupeIndex(self.enrich.dedupe_max_distance, self.enrich.dedupe_lru_size,
+                                             self.enrich.dedupe_confirm_distance)
         self.dedupe = dedupe
         # task results of records that failed part-way, so a runner retry does not pay twice
         self._partial: OrderedDict[tuple[str, str, str], TaskResult] = OrderedDict()
@@ -122,7 +123,8 @@ class EnrichStage(Stage):
 
         if self.dedupe is not None and hashes and asset.get("event_type") != "reprocess":
             match = await self.dedupe.lookup(hashes.get("sha256"), hashes.get("phash"), hashes.get("phash_bands"),
-                                             tenant=asset.get("tenant"), exclude_asset_id=asset["asset_id"])
+                                             tenant=asset.get("tenant"), exclude_asset_id=asset["asset_id"],
+                                             dhash_hex=hashes.get("dhash"))
             if match is not None:
                 metrics.DEDUPE.labels(match.kind).inc()
                 prov = [*match.provenance, {
@@ -140,7 +142,8 @@ class EnrichStage(Stage):
         cost = sum(r.cost_usd for r in results.values())
         if self.dedupe is not None and hashes:
             await self.dedupe.remember(asset["asset_id"], hashes.get("sha256"), hashes.get("phash"),
-                                       hashes.get("phash_bands"), enrichment, provenance, tenant=asset.get("tenant"))
+                                       hashes.get("phash_bands"), enrichment, provenance, tenant=asset.get("tenant"),
+                                       dhash=hashes.get("dhash"))
         return Output(value=self._record(pre, enrichment, provenance, cost))
 
     def _record(self, pre: dict[str, Any], enrichment: dict[str, Any] | None, provenance: list[dict[str, Any]],

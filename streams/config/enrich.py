@@ -71,3 +71,7 @@ class EnrichSettings(BaseModel):
     dedupe: Literal["elasticsearch", "memory", "off"] = Field(
         "elasticsearch", description="where already-enriched assets are looked up (memory = this process only)")
     dedupe_lru_size: int = 10_000
+    dedupe_confirm_distance: int = Field(
+        10, description="pHash distance up to which a copy still counts as near-duplicate when its dHash is "
+                        "also within dedupe_max_distance (slight crops move pHash 6-10 bits); set it equal to "
+                        "dedupe_max_distance to use pHash alone")
