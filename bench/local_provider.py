@@ -1,6 +1,6 @@
 """Throughput of the offline local provider on 768 px JPEG thumbnails, next to its own baselines.
 
-    python bench/local_provider.py [--images 24] [--seconds 8] [--json out.json]
+    python bench/local_provider.py [--images 24] [--seconds 4] [--json out.json]
 
 Rows (all in one run, same images, models already warm):
   forward only          EfficientNet-Lite0 onnxruntime forward pass on a ready 1x3x224x224 tensor
@@ -108,7 +108,7 @@ def rate(fn, items, seconds: float) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--images", type=int, default=24)
-    ap.add_argument("--seconds", type=float, default=8.0)
+    ap.add_argument("--seconds", type=float, default=4.0)
     ap.add_argument("--json", type=str, default=None)
     args = ap.parse_args()
 

@@ -315,7 +315,7 @@ def tagging(request, facts: ImageFacts, use_embeddings: bool = True) -> dict[str
     for name, share in _colors(pre, facts)[:5]:
         if share < 0.08:
             continue
-        i = _best(idx, [name, name.split()[-1]], ("color", "colour"), f"{name} color" if use_embeddings else None, 0.7)
+        i = _best(idx, [name, *name.split()[-1:]], ("color", "colour"), f"{name} color" if use_embeddings else None, 0.7)
         if i is None:  # a name the vocabulary does not know (coral, mauve): nearest basic colour of its hex
             basic = _basic_colour(hexes.get(name))
             i = _best(idx, [basic], ("color", "colour"), None) if basic else None
