@@ -30,7 +30,7 @@ from PIL import Image, ImageDraw, ImageFilter, ImageFont, ImageOps, TiffImagePlu
 
 from consumers.preprocess import decode as dec  # noqa: E402
 from consumers.preprocess import hashes, metadata, ocr  # noqa: E402
-from consumers.preprocess.thumbnail import make_thumbnail  # noqa: E402
+from consumers.preprocess.thumbnail import encode_thumbnail, thumbnail_base  # noqa: E402
 
 EDGE = 768
 WORK_EDGE = 800  # what the stage asks the reduced decode for (consumers/preprocess/stage.py WORK_EDGE)
@@ -99,9 +99,10 @@ def naive_path(data: bytes):
 def stage_path(data: bytes):
     sha = hashes.sha256_hex(data)
     d = dec.decode(data, max_pixels=80_000_000, min_edge=WORK_EDGE)
-    make_thumbnail(d.image, edge=EDGE, max_bytes=256 * 1024)
+    base = thumbnail_base(d.image, EDGE)
+    encode_thumbnail(base, max_bytes=256 * 1024)
     metadata.parse_exif(d.exif)
-    hashes.hashes_record(data, d.image, sha)
+    hashes.hashes_record(data, base, sha)  # as PreprocessStage.preprocess_bytes does
 
 
 def text_set(n: int):

@@ -8,7 +8,7 @@ from typing import Any
 from consumers.preprocess import decode as dec
 from consumers.preprocess import hashes, metadata, ocr, signals
 from consumers.preprocess.fetch import FetchPolicy, fetch, redact
-from consumers.preprocess.thumbnail import make_thumbnail
+from consumers.preprocess.thumbnail import encode_thumbnail, thumbnail_base
 from streams.errors import PermanentError
 from streams.records import is_deleted, stamp
 from streams.stage import Output, RecordContext, Stage
@@ -45,8 +45,10 @@ class PreprocessStage(Stage):
         d = dec.decode(data, max_pixels=cfg.max_pixels, allowed_formats=cfg.allowed_formats,
                        min_edge=max(cfg.thumbnail_edge, WORK_EDGE))
         img = d.image
-        thumb, tw, th = make_thumbnail(img, edge=cfg.thumbnail_edge, max_bytes=cfg.thumbnail_max_bytes,
-                                       quality=cfg.thumbnail_quality)
+        base = thumbnail_base(img, cfg.thumbnail_edge)
+        thumb, tw, th = encode_thumbnail(base, max_bytes=cfg.thumbnail_max_bytes, quality=cfg.thumbnail_quality)
+        # small derivatives come from the thumbnail-sized copy when it is big enough (cheaper than the work image)
+        small_src = base if max(base.size) >= hashes.HASH_EDGE else img
         exif_rec, _ = metadata.parse_exif(d.exif)
         exif_rec = metadata.apply_gps_privacy(exif_rec, cfg.gps_privacy, cfg.gps_round_digits)
         place = metadata.place_for(exif_rec) if cfg.gps_privacy != "drop" else None
@@ -62,8 +64,8 @@ class PreprocessStage(Stage):
             "place": place,
             "embedded": metadata.embedded_metadata(d.info, d.source),
             "ocr": self._ocr(d, data),
-            "hashes": hashes.hashes_record(data, img, sha),
-            "signals": self._signals(img),
+            "hashes": hashes.hashes_record(data, small_src, sha),
+            "signals": self._signals(img, small_src),
             "stamp": stamp(self.name),
         }
         return record
@@ -84,15 +86,15 @@ class PreprocessStage(Stage):
         return ocr.run_ocr(img, lang=cfg.ocr_lang, max_edge=cfg.ocr_max_edge, min_confidence=cfg.ocr_min_confidence,
                            timeout_s=cfg.ocr_timeout_s, max_chars=cfg.ocr_max_chars)
 
-    def _signals(self, img) -> dict:
+    def _signals(self, img, small) -> dict:
         cfg = self.cfg
         out: dict[str, Any] = {"face_count": 0, "nsfw_score": None, "colors": []}
         try:
-            out["colors"] = signals.dominant_colours(img)
+            out["colors"] = signals.dominant_colours(img if img.mode == "RGBA" else small)
             if cfg.faces_enabled:
                 out["face_count"] = signals.face_count(img)
             if cfg.nsfw_enabled:
-                out["nsfw_score"] = signals.nsfw_score(img)
+                out["nsfw_score"] = signals.nsfw_score(small)
         except Exception as exc:  # noqa: BLE001 - advisory signals never sink an otherwise good record
             log.warning("signals failed: %s", type(exc).__name__)
         return out
