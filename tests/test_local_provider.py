@@ -386,3 +386,17 @@ def test_classifier_graph_is_valid_onnx_built_without_the_onnx_package():
     p = np.exp(logits - logits.max(1, keepdims=True))
     p /= p.sum(1, keepdims=True)
     assert p[0].max() > 0.5 and p[1].max() < 0.5
+
+
+@pytest.mark.parametrize("task", ["tagging", "alt_text", "rights"])
+def test_garbage_context_still_gives_a_valid_answer(provider, task):
+    pre = {"asset": {"product_context": "not a dict", "declared_license": 42, "uploader_notes": ["x"]},
+           "embedded": {"creator": 7, "alt_text": {"x": 1}, "keywords": None},
+           "ocr": {"text": None, "words": [None, {"confidence": "high"}], "mean_confidence": "n/a"},
+           "signals": {"face_count": "three", "colors": [{"name": None}, "red", {"name": " ", "share": "big"}]},
+           "exif": "garbage"}
+    resp = _ask(provider, task, CASES["poster"][0], pre)
+    jsonschema.validate(resp.data, SCHEMAS[task])
+    assert resp.stop_reason == "stop"  # tolerated field by field, not by giving up on the whole answer
+    if task == "alt_text":
+        assert resp.data["decorative"] == (resp.data["alt_text"] == "")

@@ -212,25 +212,36 @@ def _analyse(data: bytes | None, top_k: int, threads: int, run_classifier: bool)
 
 # --- helpers on the preprocessed record -----------------------------------------------------------------
 
+def _d(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _f(value: Any, default: float = 0.0) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return default
+
+
 def _pre(request) -> dict[str, Any]:
     pre = (request.context or {}).get("preprocessed") or {}
     return pre if isinstance(pre, dict) else {}
 
 
 def _signals(pre: dict[str, Any]) -> dict[str, Any]:
-    return pre.get("signals") or {}
+    return _d(pre.get("signals"))
 
 
 def _ocr(pre: dict[str, Any]) -> tuple[str, int, float]:
     """(clean text, number of real words, mean confidence 0..1)."""
-    ocr = pre.get("ocr") or {}
+    ocr = _d(pre.get("ocr"))
     if ocr.get("skipped"):
         return "", 0, 0.0
     words = [w for w in (ocr.get("words") or []) if isinstance(w, dict)]
     conf = ocr.get("mean_confidence")
     if conf is None and words:
-        conf = float(np.mean([float(w.get("confidence") or 0) for w in words]))
-    conf = float(conf or 0.0)
+        conf = float(np.mean([_f(w.get("confidence")) for w in words]))
+    conf = _f(conf)
     if conf > 1.0:  # tesseract reports 0..100
         conf /= 100.0
     text = " ".join(str(ocr.get("text") or "").split())
@@ -241,8 +252,8 @@ def _ocr(pre: dict[str, Any]) -> tuple[str, int, float]:
 def _colors(pre: dict[str, Any], facts: ImageFacts) -> list[tuple[str, float]]:
     cols = []
     for c in _signals(pre).get("colors") or []:
-        if isinstance(c, dict) and c.get("name"):
-            cols.append((str(c["name"]), float(c.get("share") or 0.0)))
+        if isinstance(c, dict) and str(c.get("name") or "").strip():
+            cols.append((str(c["name"]).strip(), _f(c.get("share"))))
     return cols or facts.colors
 
 
@@ -254,7 +265,7 @@ def _faces(pre: dict[str, Any]) -> int:
 
 
 def _product(pre: dict[str, Any]) -> dict[str, str]:
-    pc = ((pre.get("asset") or {}).get("product_context")) or {}
+    pc = _d(_d(pre.get("asset")).get("product_context"))
     return {k: " ".join(str(v).split()) for k, v in pc.items() if v} if isinstance(pc, dict) else {}
 
 
@@ -413,7 +424,7 @@ def alt_text(request, facts: ImageFacts) -> dict[str, Any]:
     colours = [c for c, _ in colour_shares][:2]
     product = _product(pre)
     visible = _clip(text, _max_len(request.output_schema, "visible_text", 1000))
-    emb = pre.get("embedded") or {}
+    emb = _d(pre.get("embedded"))
     # the author's own alt text / title from the file's XMP/IPTC, when it is real words (not "IMG_0042")
     author_alt = _human_text(emb.get("alt_text"))
     author_title = _human_text(emb.get("title"))
@@ -473,7 +484,8 @@ def alt_text(request, facts: ImageFacts) -> dict[str, Any]:
     elif subject.startswith(("a ", "an ")) and label and label in subject:
         title_src = label
     elif n_words:
-        title_src = _clip(str(((pre.get("ocr") or {}).get("text") or "")).strip().splitlines()[0], 60) or "Text graphic"
+        lines = str(_d(pre.get("ocr")).get("text") or "").strip().splitlines()
+        title_src = (_clip(lines[0], 60) if lines else "") or "Text graphic"
     else:
         title_src = re.sub(r"^(an?|two)\s+", "", subject)
     title_src = title_src or "Image"
@@ -528,9 +540,9 @@ def _cc_name(text: str) -> str | None:
 
 def rights(request) -> dict[str, Any]:
     pre = _pre(request)
-    asset = pre.get("asset") or {}
-    emb = pre.get("embedded") or {}
-    exif = pre.get("exif") or {}
+    asset = _d(pre.get("asset"))
+    emb = _d(pre.get("embedded"))
+    exif = _d(pre.get("exif"))
     evidence = [(src, " ".join(str(v).split())) for src, v in (
         ("declared license", asset.get("declared_license")),
         ("usage terms", emb.get("usage_terms")),
@@ -539,6 +551,7 @@ def rights(request) -> dict[str, Any]:
         ("uploader notes", asset.get("uploader_notes")),
     ) if v and str(v).strip()]
     creator = emb.get("creator") or exif.get("artist")
+    creator = str(creator) if creator else None
     credit_line = emb.get("credit_line")
     copyright_ = emb.get("copyright") or exif.get("copyright")
 
