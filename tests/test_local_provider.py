@@ -10,6 +10,7 @@ import copy
 import io
 import json
 import re
+from pathlib import Path
 
 import cv2
 import jsonschema
@@ -35,6 +36,8 @@ VOCAB = [
     {"tag": "product:clock", "facet": "product", "label": "clock", "synonyms": ["timepiece"]},
     {"tag": "product:sneaker", "facet": "product", "label": "sneaker", "synonyms": ["running shoe"]},
     {"tag": "subject:car", "label": "car", "synonyms": ["automobile"]},  # facet from the tag prefix
+    {"tag": "product:cup", "facet": "product", "label": "cup", "synonyms": ["mug", "teacup"]},
+    {"tag": "subject:building", "facet": "subject", "label": "building", "synonyms": ["architecture", "church"]},
 ]
 TAGS = {v["tag"] for v in VOCAB}
 
@@ -400,3 +403,24 @@ def test_garbage_context_still_gives_a_valid_answer(provider, task):
     assert resp.stop_reason == "stop"  # tolerated field by field, not by giving up on the whole answer
     if task == "alt_text":
         assert resp.data["decorative"] == (resp.data["alt_text"] == "")
+
+
+SAMPLES = Path(__file__).resolve().parents[1] / "samples"
+
+
+@pytest.mark.parametrize("name,tag,decorative", [
+    ("product_red_mug.jpg", "product:cup", False),
+    ("photo_paris_sunset.jpg", "subject:building", False),
+    ("gradient_decorative.jpg", None, True),
+])
+def test_repository_samples(provider, name, tag, decorative):
+    """Real photos from samples/ (made by samples/make_samples.py); skipped only if that folder is gone."""
+    path = SAMPLES / name
+    if not path.exists():
+        pytest.skip(f"{path} not in this checkout")
+    image = path.read_bytes()
+    tags = {t["tag"]: t["score"] for t in _ask(provider, "tagging", image, _pre()).data["tags"]}
+    if tag:
+        assert tags.get(tag, 0) >= 0.5, tags
+    alt = _ask(provider, "alt_text", image, _pre()).data
+    assert alt["decorative"] is decorative

@@ -151,7 +151,8 @@ class ImageFacts:
     width: int = 0
     height: int = 0
     detail: float = 0.0
-    """mean |Laplacian| of the 64x64 grey image (0 for flat fields and linear gradients)"""
+    """mean |Laplacian| of the blurred 64x64 grey image: ~0.1 for flat fields and gradients, 2-6 for photos and
+    noise, 10+ for line art and text"""
     colour_levels: int = 0
     saturation: float = 0.0
     colors: list[tuple[str, float]] = field(default_factory=list)
@@ -193,7 +194,8 @@ def _analyse(data: bytes | None, top_k: int, threads: int, run_classifier: bool)
     facts.ok = True
     facts.height, facts.width = arr.shape[:2]
     small = cv2.resize(arr, (64, 64), interpolation=cv2.INTER_AREA)
-    grey = cv2.cvtColor(small, cv2.COLOR_RGB2GRAY).astype(np.float32)
+    # float grey + a light blur, so JPEG/8-bit quantisation steps of a smooth gradient do not count as detail
+    grey = cv2.GaussianBlur(cv2.cvtColor(small.astype(np.float32), cv2.COLOR_RGB2GRAY), (0, 0), 1.0)
     facts.detail = float(np.abs(cv2.Laplacian(grey, cv2.CV_32F, ksize=1)[2:-2, 2:-2]).mean())
     q = (small // 32).reshape(-1, 3).astype(np.int32)
     facts.colour_levels = int(np.count_nonzero(np.bincount(q[:, 0] * 64 + q[:, 1] * 8 + q[:, 2], minlength=512)))
@@ -348,7 +350,7 @@ def tagging(request, facts: ImageFacts, use_embeddings: bool = True) -> dict[str
         add(face, 0.45)
 
     # 5. cheap style facts
-    if facts.ok and facts.saturation < 0.04 and facts.detail > 1.0:
+    if facts.ok and facts.saturation < 0.04 and facts.detail > DECORATIVE_DETAIL:
         add(_best(idx, ["black and white", "monochrome", "grayscale"], ("style",), None), 0.6)
     if facts.ok and facts.height > 1.2 * facts.width:
         add(_best(idx, ["portrait orientation", "vertical"], ("style",), None), 0.5)
@@ -408,12 +410,15 @@ def _human_text(value: Any) -> str:
     return text if len(re.findall(r"[^\W\d_]{2,}", text)) >= 2 else ""
 
 
+DECORATIVE_DETAIL = 0.6
+
+
 def is_decorative(facts: ImageFacts, n_words: int, faces: int) -> bool:
     """No text, no faces, no confident class, and (almost) no structure: flat fields and smooth gradients."""
     if not facts.ok or n_words or faces:
         return False
     top_p = facts.top[0][2] if facts.top else 0.0
-    return facts.detail < 1.5 and top_p < 0.5
+    return facts.detail < DECORATIVE_DETAIL and top_p < 0.5
 
 
 def alt_text(request, facts: ImageFacts) -> dict[str, Any]:
@@ -454,7 +459,7 @@ def alt_text(request, facts: ImageFacts) -> dict[str, Any]:
     elif not facts.ok:
         subject = "an image"
     else:
-        subject = "an abstract pattern" if facts.detail > 25 or facts.colour_levels > 100 else "a simple graphic"
+        subject = "an abstract pattern" if facts.detail > 10 or facts.colour_levels > 100 else "a simple graphic"
     colour_phrase = "" if faces else _colour_phrase(colour_shares)
     base = f"{subject}{colour_phrase}"
     base = base[0].upper() + base[1:]
