@@ -424,3 +424,13 @@ def test_repository_samples(provider, name, tag, decorative):
         assert tags.get(tag, 0) >= 0.5, tags
     alt = _ask(provider, "alt_text", image, _pre()).data
     assert alt["decorative"] is decorative
+
+
+def test_sample_poster_with_ocr_is_described_as_a_poster_with_its_text(provider):
+    path = SAMPLES / "poster_farmers_market.jpg"
+    if not path.exists():
+        pytest.skip(f"{path} not in this checkout")
+    text = "FARMERS MARKET\nEvery Saturday"
+    alt = _ask(provider, "alt_text", path.read_bytes(), _pre(ocr=_ocr(text))).data
+    assert alt["alt_text"].startswith("A poster") and '"FARMERS MARKET Every Saturday"' in alt["alt_text"]
+    assert alt["title"] == "FARMERS MARKET"

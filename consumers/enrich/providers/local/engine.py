@@ -411,6 +411,9 @@ def _human_text(value: Any) -> str:
 
 
 DECORATIVE_DETAIL = 0.6
+_TEXTY = {"website", "menu", "envelope", "book jacket", "comic book", "crossword", "packet", "scoreboard",
+          "slide rule", "notebook computer", "monitor", "screen", "television"}
+"""ImageNet guesses for "a page of text": when OCR found real words, say what we know (text) instead"""
 
 
 def is_decorative(facts: ImageFacts, n_words: int, faces: int) -> bool:
@@ -452,10 +455,10 @@ def alt_text(request, facts: ImageFacts) -> dict[str, Any]:
         subject = "a person" if faces == 1 else ("two people" if faces == 2 else f"a group of {faces} people")
         if label:
             subject += f" with {_article(label)}"
-    elif label and not (n_words >= 3 and conf_top[0][2] < 0.6):
+    elif label and not (n_words >= 3 and (conf_top[0][2] < 0.6 or label in _TEXTY)):
         subject = _article(label)
     elif n_words:
-        subject = "a text graphic"
+        subject = "a poster" if n_words >= 3 and facts.height > 1.1 * facts.width else "a text graphic"
     elif not facts.ok:
         subject = "an image"
     else:
