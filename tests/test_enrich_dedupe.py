@@ -111,3 +111,36 @@ def test_in_memory_index_bands_and_eviction():
     d.remember_sync("c", "s3", "1234123412341234", None, {"tags": []}, [])  # evicts the least recent ("a")
     assert d.lookup_sync("s1", None, None) is None and len(d) == 2
     assert d.lookup_sync("s3", None, None).kind == "exact"
+
+
+def test_dhash_confirms_a_farther_phash_match():
+    d = InMemoryDedupeIndex(max_distance=6, confirm_distance=10)
+    d.remember_sync("a", "s1", "c3a5f00f0ff0a53c", None, {"tags": []}, [], dhash="0f0f0f0f0f0f0f0f")
+    crop_p = "c2a4f10e0ff0a5c3"  # 12 bits away: too far even with dHash
+    assert d.lookup_sync("x", crop_p, None, dhash_hex="0f0f0f0f0f0f0f0f") is None
+    p9 = "c2a4f10e0ff0a533"  # 8 bits away
+    assert hamming(p9, "c3a5f00f0ff0a53c") == 8
+    assert d.lookup_sync("x", p9, None, dhash_hex="ffff0f0f0f0f0f0f") is None  # dHash disagrees (16 bits)
+    m = d.lookup_sync("x", p9, None, dhash_hex="0f0f0f0f0f0f0f0e")  # dHash agrees (1 bit)
+    assert m is not None and (m.kind, m.distance) == ("near", 8)
+    strict = InMemoryDedupeIndex(max_distance=6, confirm_distance=6)
+    strict.remember_sync("a", "s1", "c3a5f00f0ff0a53c", None, {"tags": []}, [], dhash="0f0f0f0f0f0f0f0f")
+    assert strict.lookup_sync("x", p9, None, dhash_hex="0f0f0f0f0f0f0f0e") is None
+
+
+def test_token_bucket_limits_requests_and_tokens():
+    from consumers.enrich.ratelimit import TokenBucket
+    now = [0.0]
+    b = TokenBucket(60, burst_seconds=0.0, capacity=2.0, clock=lambda: now[0])  # 1 request/s
+    assert b.wait_time(1) == 0
+    b.take(1)
+    assert b.wait_time(1) == pytest.approx(1.0)
+    now[0] = 10.0  # idle: refills to the capacity only
+    assert b.tokens <= 2 and b.wait_time(1) == 0
+    b.take(1); b.take(1)
+    assert b.wait_time(1) == pytest.approx(1.0)
+    t = TokenBucket(60_000, burst_seconds=60.0, initial=None, clock=lambda: now[0])  # 1000 tokens/s, full
+    t.take(60_000)
+    assert t.wait_time(5_000) == pytest.approx(5.0)
+    t.adjust(-2_000)  # the answer used 2000 tokens fewer than estimated
+    assert t.wait_time(5_000) == pytest.approx(3.0)

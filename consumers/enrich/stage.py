@@ -40,6 +40,21 @@ def _jaccard(a: set[str], b: set[str]) -> float:
     return len(a & b) / len(a | b)
 
 
+ENRICHMENT_DEFAULTS: dict[str, Any] = {
+    "tags": [], "alt_text": None, "decorative": False, "caption": None, "title": None, "summary": None,
+    "visible_text": None, "licensing": None, "must_display_credit": False, "credit_text": None, "confidence": 0.0,
+    "raw_outputs": {}}
+
+
+def normalise_enrichment(e: dict[str, Any]) -> dict[str, Any]:
+    """An enrichment reused from the store in the Avro Enrichment shape (older documents may lack fields)."""
+    out = {**ENRICHMENT_DEFAULTS, **{k: v for k, v in e.items() if k in ENRICHMENT_DEFAULTS and v is not None}}
+    out["tags"] = [{"tag": str(t["tag"]), "score": float(t.get("score", 0.0))} for t in out["tags"] if "tag" in t]
+    out["raw_outputs"] = {str(k): str(v) for k, v in (out["raw_outputs"] or {}).items()}
+    out["confidence"] = float(out["confidence"])
+    return out
+
+
 def minimal_pre(value: dict[str, Any]) -> dict[str, Any]:
     return {"asset": value["asset"], **{k: None for k in PRE_FIELDS}, "stamp": value["stamp"]}
 
@@ -132,7 +147,8 @@ class EnrichStage(Stage):
                     "model_version": None, "prompt_id": "dedupe", "prompt_version": match.kind,
                     "prompt_hash": "", "request_id": match.asset_id, "timestamp": now_ms(), "input_tokens": 0,
                     "output_tokens": 0, "latency_ms": 0.0, "cost_usd": 0.0}]
-                return Output(value=self._record(pre, match.enrichment, prov, 0.0, duplicate_of=match.asset_id,
+                return Output(value=self._record(pre, normalise_enrichment(match.enrichment), prov, 0.0,
+                                                 duplicate_of=match.asset_id,
                                                  duplicate_distance=match.distance))
             metrics.DEDUPE.labels("miss").inc()
 
@@ -208,9 +224,7 @@ class EnrichStage(Stage):
             self._partial.pop((*key_base, name), None)
 
     def _merge(self, results: dict[str, TaskResult]) -> dict[str, Any]:
-        e: dict[str, Any] = {"tags": [], "alt_text": None, "decorative": False, "caption": None, "title": None,
-                             "summary": None, "visible_text": None, "licensing": None, "must_display_credit": False,
-                             "credit_text": None, "confidence": 0.0, "raw_outputs": {}}
+        e: dict[str, Any] = {**ENRICHMENT_DEFAULTS, "tags": [], "raw_outputs": {}}
         for name, r in results.items():
             e["raw_outputs"][name] = r.raw_text
         if "tagging" in results:
