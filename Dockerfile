@@ -15,6 +15,8 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     OMP_THREAD_LIMIT=1 \
+    OPENBLAS_NUM_THREADS=1 \
+    ASSETSTREAM_LOCAL_CACHE_DIR=/tmp/assetstream-local-cache \
     PYTHONPATH=/app
 
 # tesseract-ocr pulls in tesseract-ocr-eng; tini forwards SIGTERM so the worker can drain, and reaps the
