@@ -326,3 +326,30 @@ def test_gemini_timeout_transient(gemini_server):
     with pytest.raises(TransientError) as ei:
         gcall(gemini_server, "tagging", s=settings(provider="gemini", request_timeout_s=1.0, max_attempts=1))
     assert ei.value.reason == "timeout"
+
+
+def test_request_outcomes_are_counted_once_per_request(claude_server):
+    from streams import metrics
+    claude_server.script("record_tags", rec("claude/429.json"), rec("claude/tagging_invalid.json"),
+                         rec("claude/tagging_ok.json"))
+    s = settings()
+    p = ClaudeProvider(api_key=KEY, base_url=claude_server.url)
+    labels = ("claude", "claude-haiku-4-5", "tagging")
+    before = {o: metrics.LLM_REQUESTS.labels(*labels, o)._value.get()
+              for o in ("ok", "transient", "invalid_output", "repaired")}
+
+    async def go():
+        c = caller(s, p)
+
+        async def no_sleep(d):
+            return None
+        c._sleep = no_sleep
+        try:
+            return await c.run(ModelSpec("claude", "claude-haiku-4-5"), prompt("tagging"), image=None,
+                               media_type="image/jpeg", context={})
+        finally:
+            await p.aclose()
+    run(go())
+    delta = {o: metrics.LLM_REQUESTS.labels(*labels, o)._value.get() - v for o, v in before.items()}
+    assert delta == {"ok": 0, "transient": 1, "invalid_output": 1, "repaired": 1}
+    assert claude_server.count() == 3

@@ -324,3 +324,24 @@ def test_local_provider_end_to_end():
     vocab = {t["tag"] for t in stage.vocabulary}
     assert all(t["tag"] in vocab for t in v["enrichment"]["tags"])
     assert v["enrichment"]["licensing"]
+
+
+def test_gemini_stage_end_to_end():
+    from consumers.enrich.replay import gemini_route
+    with ReplayServer(route=gemini_route) as g:
+        g.script("tagging output", rec("gemini/tagging_ok.json"))
+        g.script("alt_text output", rec("gemini/alt_text_ok.json"))
+        g.script("rights output", rec("gemini/rights_ok.json"))
+        s = Settings().with_overrides(enrich={"provider": "gemini", "gemini_api_key": "AIza-stage-SECRET",
+                                              "gemini_base_url": g.url, "dedupe": "memory", "max_attempts": 1})
+        stage = EnrichStage(s)
+        (out,) = run_stage(stage, preprocessed("gm1"))
+        v = out.value
+        validate("EnrichedAsset", v)
+        assert g.count() == 3
+        provs = {p["task"]: p for p in v["provenance"]}
+        assert provs["tagging"]["model"] == "gemini-2.5-flash-lite" and provs["alt_text"]["model"] == "gemini-2.5-flash"
+        assert provs["rights"]["request_id"] == "x1FtaZ2nLqyD1MkP00rights"
+        assert v["enrichment"]["licensing"] == "All rights reserved"
+        expected = (2210 * 0.10 + 41 * 0.40 + 1300 * 0.30 + 88 * 2.5 + 1100 * 0.30 + 30 * 2.5) / 1e6
+        assert v["cost_usd"] == pytest.approx(expected)

@@ -240,7 +240,8 @@ class Caller:
         return lim
 
     def _account(self, spec: ModelSpec, task: str, usage: _Usage, input_tokens: int, output_tokens: int,
-                 latency_ms: float, outcome: str) -> None:
+                 latency_ms: float, outcome: str | None) -> None:
+        """outcome=None: the request returned an answer; `run` counts it as ok / invalid_output once validated."""
         cost = self.prices.cost(spec, input_tokens, output_tokens)
         usage.input_tokens += input_tokens
         usage.output_tokens += output_tokens
@@ -248,7 +249,8 @@ class Caller:
         usage.latency_ms += latency_ms
         usage.requests += 1
         self.ledger.add(cost)
-        metrics.LLM_REQUESTS.labels(spec.provider, spec.model, task, outcome).inc()
+        if outcome is not None:
+            metrics.LLM_REQUESTS.labels(spec.provider, spec.model, task, outcome).inc()
         metrics.LLM_TOKENS.labels(spec.provider, spec.model, "input").inc(input_tokens)
         metrics.LLM_TOKENS.labels(spec.provider, spec.model, "output").inc(output_tokens)
         metrics.LLM_COST.labels(spec.provider, spec.model).inc(cost)
@@ -283,7 +285,7 @@ class Caller:
         limiter.settle(est, resp.input_tokens + resp.output_tokens)
         latency = resp.latency_ms or (time.monotonic() - started) * 1000
         resp.latency_ms = latency
-        self._account(spec, request.task, usage, resp.input_tokens, resp.output_tokens, latency, "ok")
+        self._account(spec, request.task, usage, resp.input_tokens, resp.output_tokens, latency, None)
         return resp
 
     async def _with_retries(self, spec: ModelSpec, request: ProviderRequest, usage: _Usage) -> ProviderResponse:
@@ -309,8 +311,9 @@ class Caller:
         resp = await self._with_retries(spec, request, usage)
         error = check_output(prompt.id, resp.data, resp.raw_text, prompt.schema)
         repaired = False
+        metrics.LLM_REQUESTS.labels(spec.provider, spec.model, prompt.id,
+                                    "ok" if error is None else "invalid_output").inc()
         if error is not None:
-            metrics.LLM_REQUESTS.labels(spec.provider, spec.model, prompt.id, "invalid_output").inc()
             repair = ProviderRequest(**{**request.__dict__,
                                         "user_text": repair_text(prompt.user_text, resp.raw_text, error),
                                         "context": {**request.context, "repair_of": resp.raw_text,
@@ -318,8 +321,9 @@ class Caller:
             resp = await self._with_retries(spec, repair, usage)
             error = check_output(prompt.id, resp.data, resp.raw_text, prompt.schema)
             repaired = True
+            metrics.LLM_REQUESTS.labels(spec.provider, spec.model, prompt.id,
+                                        "repaired" if error is None else "invalid_output").inc()
             if error is not None:
-                metrics.LLM_REQUESTS.labels(spec.provider, spec.model, prompt.id, "invalid_output").inc()
                 raise PermanentError(f"{spec.key} {prompt.id}: output still invalid after one repair: {error}",
                                      reason="invalid_model_output",
                                      details={"task": prompt.id, "model": spec.key, "validation_error": error,
