@@ -95,9 +95,17 @@ def test_store_down_degrades_to_a_miss():
     s = Settings().with_overrides(index={"url": "http://127.0.0.1:9", "server_mode": "serverless",
                                          "request_timeout_s": 1.0})
     d = ElasticsearchDedupeIndex(s)
+    calls = []
+    real = d._search
+    d._search = lambda *a: calls.append(a) or real(*a)
     before = metrics.DEDUPE.labels("error")._value.get()
     assert asyncio.run(d.lookup("ab" * 32, "c3a5f00f0ff0a53c", None)) is None
     assert metrics.DEDUPE.labels("error")._value.get() == before + 1
+    # for the next down_backoff_s the store is not asked again; the LRU still answers
+    d.lru.remember_sync("x", "cd" * 32, "0000000000000000", None, {"tags": []}, [])
+    assert asyncio.run(d.lookup("ab" * 32, "c3a5f00f0ff0a53c", None)) is None
+    assert asyncio.run(d.lookup("cd" * 32, None, None)).asset_id == "x"
+    assert len(calls) == 1
 
 
 def test_in_memory_index_bands_and_eviction():

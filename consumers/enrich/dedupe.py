@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import logging
+import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
@@ -198,10 +199,12 @@ class ElasticsearchDedupeIndex:
     `client` is a sync elasticsearch.Elasticsearch (default: consumers.index.client.make_client(settings), so
     auth/TLS/server_mode follow settings.index); calls run in a thread so the event loop never blocks. If the
     store is unreachable, lookups degrade to a miss (the provider is called; DEDUPE result="error") rather
-    than stalling enrichment.
+    than stalling enrichment; searches time out after `timeout_s`, and after a failure the store is not asked
+    again for `down_backoff_s` (the LRU still answers).
     """
 
-    def __init__(self, settings: Any, client: Any = None, *, candidates: int = 50):
+    def __init__(self, settings: Any, client: Any = None, *, candidates: int = 50, timeout_s: float = 2.0,
+                 down_backoff_s: float = 30.0):
         enrich = settings.enrich
         self.max_distance = enrich.dedupe_max_distance
         self.confirm_distance = enrich.dedupe_confirm_distance
@@ -213,6 +216,9 @@ class ElasticsearchDedupeIndex:
             from consumers.index.client import make_client
             client = make_client(settings)
         self.client = client
+        self.timeout_s = timeout_s
+        self.down_backoff_s = down_backoff_s
+        self._down_until = 0.0
 
     def _query(self, sha256: str | None, phash_hex: str | None, bands: list[str] | None,
                exclude_asset_id: str | None) -> dict[str, Any]:
@@ -230,9 +236,9 @@ class ElasticsearchDedupeIndex:
     def _search(self, sha256, phash_hex, bands, tenant, exclude_asset_id, dhash_hex=None) -> DedupeMatch | None:
         from elasticsearch import NotFoundError
         try:
-            res = self.client.search(index=self.alias, query=self._query(sha256, phash_hex, bands, exclude_asset_id),
-                                     size=self.candidates, source=["asset_id", "tenant", "hashes", "enrichment",
-                                                                   "provenance"])
+            res = self.client.options(request_timeout=self.timeout_s).search(
+                index=self.alias, query=self._query(sha256, phash_hex, bands, exclude_asset_id),
+                size=self.candidates, source=["asset_id", "tenant", "hashes", "enrichment", "provenance"])
         except NotFoundError:  # no index yet: nothing enriched before
             return None
         cands = []
@@ -252,12 +258,18 @@ class ElasticsearchDedupeIndex:
                                  dhash_hex=dhash_hex)
         if m is not None and m.kind == "exact":
             return m
+        if time.monotonic() < self._down_until:  # store recently unreachable: LRU only, no waiting
+            if m is None:
+                metrics.DEDUPE.labels("error").inc()
+            return m
         try:
             remote = await asyncio.to_thread(self._search, sha256, phash_hex, bands, tenant, exclude_asset_id,
                                              dhash_hex)
         except Exception as e:  # store down: pay for a call rather than stall (see class doc)
+            self._down_until = time.monotonic() + self.down_backoff_s
             metrics.DEDUPE.labels("error").inc()
-            log.warning("dedupe lookup failed, treating as a miss: %s", type(e).__name__)
+            log.warning("dedupe lookup failed (%s); store lookups off for %.0f s, calling the model instead",
+                        type(e).__name__, self.down_backoff_s)
             return m
         if remote is None:
             return m
