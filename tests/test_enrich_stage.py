@@ -345,3 +345,38 @@ def test_gemini_stage_end_to_end():
         assert v["enrichment"]["licensing"] == "All rights reserved"
         expected = (2210 * 0.10 + 41 * 0.40 + 1300 * 0.30 + 88 * 2.5 + 1100 * 0.30 + 30 * 2.5) / 1e6
         assert v["cost_usd"] == pytest.approx(expected)
+
+
+def test_prompt_schemas_and_few_shot_examples_are_valid():
+    import jsonschema
+    from consumers.enrich.calling import check_output
+    from consumers.validate.taxonomy import load_taxonomy
+    vocab = load_taxonomy(path=None).vocabulary()
+    for task in ("tagging", "alt_text", "rights"):
+        t = load_prompt(task)
+        jsonschema.Draft202012Validator.check_schema(t.schema)
+        r = render(t, preprocessed("a"), vocabulary=vocab, provider="claude", model="m", max_tokens=10)
+        jsonschema.Draft202012Validator.check_schema(r.schema)
+    tagging = render(load_prompt("tagging"), preprocessed("a"), vocabulary=vocab, provider="claude", model="m",
+                     max_tokens=10)
+    examples = [json.loads(line) for line in tagging.system.splitlines() if line.startswith('{"tags"')]
+    assert len(examples) == 2
+    for ex in examples:  # the few-shot answers are themselves valid answers under the real vocabulary
+        assert check_output("tagging", ex, "", tagging.schema) is None
+    assert check_output("tagging", {"tags": [{"tag": "color:vermilion", "score": 0.9}]}, "", tagging.schema)
+
+
+@pytest.mark.parametrize("answer,ok", [
+    ({"alt_text": "Red sneaker, label reads RUNFAST 2", "decorative": False}, True),
+    ({"alt_text": "", "decorative": True}, True),
+    ({"alt_text": "Soft beige texture", "decorative": True}, False),
+    ({"alt_text": "", "decorative": False}, False),
+    ({"alt_text": "Picture of a red sneaker", "decorative": False}, False),
+    ({"alt_text": "A photo of two hikers", "decorative": False}, False),
+    ({"alt_text": "x" * 126, "decorative": False}, False),
+])
+def test_alt_text_rules(answer, ok):
+    from consumers.enrich.calling import check_output
+    t = load_prompt("alt_text")
+    full = {"caption": "A red sneaker.", "title": "Red sneaker", "summary": "A sneaker.", "visible_text": "", **answer}
+    assert (check_output("alt_text", full, "", t.schema) is None) is ok
