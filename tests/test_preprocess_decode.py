@@ -115,3 +115,17 @@ def test_cmyk_16bit_palette_alpha_gif_tiff_bmp_webp():
         rgb.save(buf, fmt)
         d = decode(buf.getvalue(), max_pixels=LIMIT)
         assert d.format == fmt and (d.width, d.height) == (320, 240)
+
+
+def test_heic_when_pillow_heif_is_installed():
+    pytest.importorskip("pillow_heif")  # optional extra: HEIC/HEIF is accepted only with this wheel
+    from consumers.preprocess.decode import HEIF_AVAILABLE
+
+    assert HEIF_AVAILABLE
+    buf = io.BytesIO()
+    scene(8, (640, 480)).save(buf, "HEIF", quality=80)
+    data = buf.getvalue()
+    assert sniff(data) == "HEIF"
+    d = decode(data, max_pixels=LIMIT)
+    assert d.format == "HEIF" and (d.width, d.height) == (640, 480) and d.image.mode == "RGB"
+    assert reason_of(data, allowed_formats=["JPEG", "PNG"]) == "unsupported_format"
