@@ -209,10 +209,17 @@ def unknown_setting_keys(data: Any, model: Any = None, prefix: str = "") -> list
     if not isinstance(data, dict):
         return []
     fields = {}
+    from pydantic import AliasChoices
+
     for name, info in model.model_fields.items():
         fields[name] = info
-        if info.alias:
-            fields[info.alias] = info
+        for alias in (info.alias, info.serialization_alias):
+            if alias:
+                fields[alias] = info
+        va = info.validation_alias
+        for choice in (va.choices if isinstance(va, AliasChoices) else [va] if va else []):
+            if isinstance(choice, str):
+                fields[choice] = info
     unknown = []
     for key, value in data.items():
         info = fields.get(key)
