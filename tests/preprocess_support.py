@@ -366,3 +366,14 @@ class LocalS3:
             except Exception:  # noqa: BLE001
                 self.proc.kill()
         self.log.close()
+
+
+def png_header_only(w: int, h: int) -> bytes:
+    """A PNG whose IHDR claims w x h pixels but carries one tiny IDAT: a decompression-bomb header."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+    ihdr = struct.pack(">IIBBBBB", w, h, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")

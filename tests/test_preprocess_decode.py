@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 import io
-import struct
-import zlib
 
 import numpy as np
 import pytest
@@ -11,17 +9,9 @@ from PIL import Image
 
 from consumers.preprocess.decode import decode, sniff
 from streams.errors import PermanentError
-from tests.preprocess_support import jpeg, png, scene
+from tests.preprocess_support import jpeg, png, png_header_only, scene
 
 LIMIT = 80_000_000
-
-
-def png_header_only(w: int, h: int) -> bytes:
-    """A PNG whose IHDR claims w x h pixels but carries one tiny IDAT: a decompression-bomb header."""
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
-    ihdr = struct.pack(">IIBBBBB", w, h, 8, 0, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
 
 
 def reason_of(data: bytes, **kw) -> str:

@@ -4,7 +4,6 @@ from __future__ import annotations
 import io
 
 import pytest
-from PIL import Image
 
 from consumers.preprocess.metadata import parse_xmp
 from streams.avro import roundtrip

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -15,8 +14,7 @@ from PIL import Image
 from consumers.preprocess.hashes import hamming
 from streams.avro import roundtrip, validate
 from streams.errors import PermanentError
-from tests.preprocess_support import LocalServer, event, jpeg, png, scene, stage
-from tests.test_preprocess_decode import png_header_only
+from tests.preprocess_support import LocalServer, event, jpeg, png, png_header_only, scene, stage
 
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"
 

@@ -5,7 +5,6 @@ Everything read from a file is untrusted text: control characters are stripped a
 """
 from __future__ import annotations
 
-import csv
 import math
 import re
 import threading

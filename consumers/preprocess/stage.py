@@ -7,9 +7,8 @@ from typing import Any
 
 from consumers.preprocess import decode as dec
 from consumers.preprocess import hashes, metadata, ocr, signals
-from consumers.preprocess.fetch import FetchPolicy, fetch, redact
+from consumers.preprocess.fetch import FetchPolicy, fetch
 from consumers.preprocess.thumbnail import encode_thumbnail, thumbnail_base
-from streams.errors import PermanentError
 from streams.records import is_deleted, stamp
 from streams.stage import Output, RecordContext, Stage
 
@@ -100,4 +99,4 @@ class PreprocessStage(Stage):
         return out
 
 
-__all__ = ["PreprocessStage", "PermanentError", "redact"]
+__all__ = ["PreprocessStage"]
