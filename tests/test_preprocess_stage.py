@@ -139,3 +139,5 @@ def test_ocr_redecodes_large_jpeg_for_small_text(tmp_path):
     rec = stage(file_roots=[str(tmp_path)], nsfw_enabled=False).process(event(f"file://{tmp_path}/doc.jpg"), None).value
     assert {"quarterly", "report", "revenue", "region"} <= set(re.findall(r"[a-z]+", rec["ocr"]["text"].lower()))
     assert rec["image"]["width"] == 4000 and rec["thumbnail"]["width"] == 768
+    q = next(w for w in rec["ocr"]["words"] if w["text"].lower() == "quarterly")
+    assert abs(q["left"] - 200) < 40 and abs(q["top"] - 200) < 60  # boxes in the source's own pixels

@@ -55,13 +55,16 @@ def text_likelihood(img: Image.Image) -> tuple[bool, int]:
 
 
 def run_ocr(img: Image.Image, *, lang: str = "eng", max_edge: int = 2000, min_confidence: float = 30.0,
-            timeout_s: float = 30.0, max_chars: int = 4000) -> dict:
-    """Ocr record from a full tesseract pass (page segmentation auto)."""
+            timeout_s: float = 30.0, max_chars: int = 4000, full_size: tuple[int, int] | None = None) -> dict:
+    """Ocr record from a full tesseract pass (page segmentation auto). Word boxes are in the pixels of
+    `full_size` (the oriented source) when given, else of `img`."""
     import pytesseract
 
     gray = flatten(img).convert("L")
     if max(gray.size) > max_edge:
         gray = resized(gray, max_edge)
+    sx = full_size[0] / gray.width if full_size else 1.0
+    sy = full_size[1] / gray.height if full_size else 1.0
     gray = ImageOps.autocontrast(gray, cutoff=1)  # coloured text on coloured ground reads better stretched
     try:
         d = pytesseract.image_to_data(gray, lang=lang, output_type=pytesseract.Output.DICT, timeout=timeout_s,
@@ -81,8 +84,9 @@ def run_ocr(img: Image.Image, *, lang: str = "eng", max_edge: int = 2000, min_co
             continue
         if not text or conf < min_confidence or not re.search(r"\w", text):
             continue
-        words.append({"text": text, "confidence": round(conf, 2), "left": int(d["left"][i]),
-                      "top": int(d["top"][i]), "width": int(d["width"][i]), "height": int(d["height"][i])})
+        words.append({"text": text, "confidence": round(conf, 2), "left": round(int(d["left"][i]) * sx),
+                      "top": round(int(d["top"][i]) * sy), "width": round(int(d["width"][i]) * sx),
+                      "height": round(int(d["height"][i]) * sy)})
         confs.append(conf)
         lines.setdefault((d["block_num"][i], d["par_num"][i], d["line_num"][i]), []).append(text)
     full = "\n".join(" ".join(ws) for ws in lines.values())[:max_chars]

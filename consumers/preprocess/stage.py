@@ -83,19 +83,21 @@ class PreprocessStage(Stage):
             img = dec.decode(data, max_pixels=cfg.max_pixels, allowed_formats=cfg.allowed_formats,
                              min_edge=want).image
         return ocr.run_ocr(img, lang=cfg.ocr_lang, max_edge=cfg.ocr_max_edge, min_confidence=cfg.ocr_min_confidence,
-                           timeout_s=cfg.ocr_timeout_s, max_chars=cfg.ocr_max_chars)
+                           timeout_s=cfg.ocr_timeout_s, max_chars=cfg.ocr_max_chars, full_size=(d.width, d.height))
 
     def _signals(self, img, small) -> dict:
         cfg = self.cfg
         out: dict[str, Any] = {"face_count": 0, "nsfw_score": None, "colors": []}
-        try:
-            out["colors"] = signals.dominant_colours(img if img.mode == "RGBA" else small)
-            if cfg.faces_enabled:
-                out["face_count"] = signals.face_count(img)
-            if cfg.nsfw_enabled:
-                out["nsfw_score"] = signals.nsfw_score(small)
-        except Exception as exc:  # noqa: BLE001 - advisory signals never sink an otherwise good record
-            log.warning("signals failed: %s", type(exc).__name__)
+        steps = [("colors", lambda: signals.dominant_colours(img if img.mode == "RGBA" else small))]
+        if cfg.faces_enabled:
+            steps.append(("face_count", lambda: signals.face_count(img)))
+        if cfg.nsfw_enabled:
+            steps.append(("nsfw_score", lambda: signals.nsfw_score(small)))
+        for key, fn in steps:
+            try:
+                out[key] = fn()
+            except Exception as exc:  # noqa: BLE001 - advisory signals never sink an otherwise good record
+                log.warning("signal %s failed: %s", key, type(exc).__name__)
         return out
 
 
