@@ -141,3 +141,14 @@ def test_ocr_redecodes_large_jpeg_for_small_text(tmp_path):
     assert rec["image"]["width"] == 4000 and rec["thumbnail"]["width"] == 768
     q = next(w for w in rec["ocr"]["words"] if w["text"].lower() == "quarterly")
     assert abs(q["left"] - 200) < 40 and abs(q["top"] - 200) < 60  # boxes in the source's own pixels
+
+
+def test_ocr_switches(tmp_path):
+    (tmp_path / "plain.png").write_bytes(png(scene(30, (600, 400))))
+    uri = f"file://{tmp_path}/plain.png"
+    off = stage(file_roots=[str(tmp_path)], ocr_enabled=False, nsfw_enabled=False).process(event(uri), None).value
+    assert off["ocr"]["skipped"] and off["ocr"]["skip_reason"] == "disabled"
+    gated = stage(file_roots=[str(tmp_path)], nsfw_enabled=False).process(event(uri), None).value
+    assert gated["ocr"]["skip_reason"] == "no_text_detected"
+    always = stage(file_roots=[str(tmp_path)], ocr_gate="always", nsfw_enabled=False).process(event(uri), None).value
+    assert always["ocr"]["skipped"] is False and always["ocr"]["skip_reason"] is None
