@@ -70,6 +70,8 @@ def test_backfill_resumes_after_interruption_without_republishing(broker, unique
     first = _state_lines(state)
     assert 4 <= first < N, err.decode()
     assert b"re-run the same command" in err
+    after_ctrl_c = read_topic(s, "raw", first)  # exactly what the state file records (it lingers for extras)
+    assert len(after_ctrl_c) == len({r["key"] for r in after_ctrl_c}) == first
 
     # 2. killed outright (no chance to clean up)
     proc = subprocess.Popen(cmd, env=env, cwd=str(REPO), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)

@@ -102,7 +102,7 @@ def _iso(value: Any) -> str | None:
 
 
 def read_dead_letters(settings: Settings, timeout_s: float = 30.0) -> list[DeadLetter]:
-    """Every record on the DLQ, in partition/offset order. Uses assign() (no group membership, no commits)."""
+    """Every record on the DLQ, oldest first. Uses assign() (no group membership, no commits)."""
     names = topic_names(settings)
     topic = names["dead_letter"]
     serde = Serde(settings.registry.client_config(), names, settings.registry.auto_register)
@@ -145,7 +145,7 @@ def read_dead_letters(settings: Settings, timeout_s: float = 30.0) -> list[DeadL
                                   ts[1] if ts[0] else None, value, derr))
     finally:
         c.close()
-    out.sort(key=lambda d: (d.partition, d.offset))
+    out.sort(key=lambda d: (d.timestamp_ms or 0, d.partition, d.offset))  # oldest first
     return out
 
 
@@ -175,8 +175,8 @@ def matches_ref(d: DeadLetter, ref: str) -> bool:
     m = _REF.match(ref.strip())
     if m:
         return (d.partition, d.offset) == (int(m.group(1)), int(m.group(2)))
-    if ref.strip().isdigit():
-        return d.offset == int(ref)
+    if ref.strip().isdigit() and d.offset == int(ref):
+        return True  # a bare offset (any partition); an all-digit asset id still matches below
     return ref in (d.asset_id, d.key)
 
 

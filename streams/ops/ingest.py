@@ -56,7 +56,7 @@ WEBHOOK_SCHEMA: dict[str, Any] = {
                        "pattern": r"^(https?|s3|gs|file)://"},
         "url": {"type": "string", "minLength": 1, "maxLength": 4096, "pattern": r"^(https?|s3|gs|file)://"},
         "event_type": {"enum": ["created", "updated", "deleted", "reprocess"]},
-        "version": {"type": "integer", "minimum": 0},
+        "version": {"type": "integer", "minimum": 0, "maximum": 2**63 - 1},
         "content_type": _NSTR,
         "uploader": _NSTR,
         "notes": {"type": ["string", "null"], "maxLength": 20000},
@@ -316,11 +316,12 @@ class IngestServer:
             secret = ops.webhook_secret.get_secret_value().encode()
         self.cfg = _Config(secret, ops.webhook_tolerance_s, ops.webhook_max_body_bytes, ops.webhook_max_batch,
                            ops.webhook_ack_timeout_s)
-        self.publisher = AckingPublisher(settings)
-        handler = type("IngestHandler", (_Handler,), {"cfg": self.cfg, "publisher": self.publisher})
+        handler = type("IngestHandler", (_Handler,), {"cfg": self.cfg})
         self.httpd = ThreadingHTTPServer((host or ops.webhook_host, ops.webhook_port if port is None else port),
-                                         handler)
+                                         handler)  # bind first: a busy port fails before a producer exists
         self.httpd.daemon_threads = True
+        self.publisher = AckingPublisher(settings)
+        handler.publisher = self.publisher
         self._thread: threading.Thread | None = None
 
     @property
