@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from streams.config import Section
+
 from typing import Literal
 
 from pydantic import BaseModel, Field, SecretStr
@@ -24,14 +26,14 @@ DEFAULT_PRICES: dict[str, dict[str, float]] = {
 }
 
 
-class RateLimit(BaseModel):
+class RateLimit(Section):
     """Token-bucket limits for one "provider:model" (per worker process)."""
 
     requests_per_min: float | None = Field(None, description="None = unlimited")
     tokens_per_min: float | None = Field(None, description="input+output tokens; None = unlimited")
 
 
-class EnrichSettings(BaseModel):
+class EnrichSettings(Section):
     """Providers, models per task, rate limits, cost and dedupe (consumers/enrich)."""
 
     provider: Literal["local", "claude", "gemini"] = Field(

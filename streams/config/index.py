@@ -1,11 +1,13 @@
 from __future__ import annotations
 
+from streams.config import Section
+
 from typing import Literal
 
 from pydantic import BaseModel, Field, SecretStr
 
 
-class IndexSettings(BaseModel):
+class IndexSettings(Section):
     """Elasticsearch / OpenSearch sink (consumers/index). See docs/index.md.
 
     ASSETSTREAM_INDEX__URL=https://es:9200  ASSETSTREAM_INDEX__API_KEY=...  ASSETSTREAM_INDEX__SERVER_MODE=serverless

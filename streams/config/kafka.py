@@ -1,11 +1,13 @@
 from __future__ import annotations
 
+from streams.config import Section
+
 import os
 
 from pydantic import BaseModel, Field, SecretStr
 
 
-class KafkaSettings(BaseModel):
+class KafkaSettings(Section):
     """Broker connection. Anything librdkafka understands can be passed through `extra`."""
 
     bootstrap_servers: str = "127.0.0.1:9092"
@@ -48,7 +50,7 @@ class KafkaSettings(BaseModel):
         return f"{group}-{pod}" if pod else None
 
 
-class RegistrySettings(BaseModel):
+class RegistrySettings(Section):
     url: str = Field("mock://assetstream", description="Schema Registry URL; mock:// = in-process (tests, embedded)")
     basic_auth_user_info: SecretStr | None = Field(None, description="user:password")
     auto_register: bool = True
@@ -60,7 +62,7 @@ class RegistrySettings(BaseModel):
         return conf
 
 
-class TopicSettings(BaseModel):
+class TopicSettings(Section):
     prefix: str = Field("assetstream.", description="prepended to every topic name")
     raw: str = "raw"
     preprocessed: str = "preprocessed"
@@ -86,14 +88,14 @@ class TopicSettings(BaseModel):
         raise KeyError(full)
 
 
-class GroupSettings(BaseModel):
+class GroupSettings(Section):
     prefix: str = "assetstream."
     preprocess: str = "preprocess"
     enrich: str = "enrich"
     validate_: str = Field("validate", alias="validate")
     index: str = "index"
 
-    model_config = {"populate_by_name": True}
+    model_config = {"populate_by_name": True, "extra": "forbid"}
 
     def name(self, stage: str) -> str:
         """Group id of a stage; a custom stage (module:Class) gets prefix + its own name."""
@@ -101,7 +103,7 @@ class GroupSettings(BaseModel):
         return self.prefix + (getattr(self, attr) if attr in type(self).model_fields else stage)
 
 
-class RunnerSettings(BaseModel):
+class RunnerSettings(Section):
     concurrency: int = Field(4, description="worker threads (or asyncio tasks for I/O stages) per process")
     max_in_flight: int = Field(64, description="records handed to the stage but not yet committed; above it partitions pause")
     retry_max_attempts: int = 5

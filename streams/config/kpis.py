@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from streams.config import Section
+
 from pydantic import BaseModel, Field
 
 
@@ -8,7 +10,7 @@ def _default_field_tasks() -> dict[str, str]:
             "visible_text": "alt_text", "tags": "tagging", "credit_text": "rights", "licensing": "rights"}
 
 
-class KpiSettings(BaseModel):
+class KpiSettings(Section):
     """The faust-streaming KPI / audit app (streams/kpis): consumes `validated` and `feedback`, writes `kpis`
     (KpiSnapshot) and `audit` (AuditEntry). See docs/kpis.md."""
 

@@ -1,11 +1,13 @@
 from __future__ import annotations
 
+from streams.config import Section
+
 from typing import Literal
 
 from pydantic import BaseModel, Field
 
 
-class PreprocessSettings(BaseModel):
+class PreprocessSettings(Section):
     """Fetch, decode, thumbnail, metadata, OCR and hashing limits (consumers/preprocess). See docs/preprocess.md."""
 
     # --- fetch ---

@@ -1,11 +1,13 @@
 from __future__ import annotations
 
+from streams.config import Section
+
 from typing import Literal
 
 from pydantic import BaseModel, Field, model_validator
 
 
-class ValidateSettings(BaseModel):
+class ValidateSettings(Section):
     """Automation policy and vocabulary (consumers/validate). See docs/validate.md for what each knob does."""
 
     # --- automation policy ------------------------------------------------------------------------------
