@@ -1,0 +1,32 @@
+"""The one typed settings object: env over file over defaults, typos rejected, secrets redacted."""
+from __future__ import annotations
+
+import pytest
+
+
+def test_a_misspelt_setting_is_an_error_not_ignored(tmp_path, monkeypatch):
+    from pydantic import ValidationError
+
+    from streams.settings import Settings
+
+    config = tmp_path / "config.yaml"
+    config.write_text("runner:\n  drain_timeout_seconds: 3\n")
+    monkeypatch.setenv("ASSETSTREAM_CONFIG", str(config))
+    with pytest.raises(ValidationError, match="drain_timeout_seconds"):
+        Settings()
+    config.write_text("runner:\n  drain_timeout_s: 3\nkafka:\n  bootstrap_servers: kafka:9092\n")
+    monkeypatch.setenv("ASSETSTREAM_KAFKA__BOOTSTRAP_SERVERS", "override:9092")
+    s = Settings()
+    assert s.runner.drain_timeout_s == 3 and s.kafka.bootstrap_servers == "override:9092"  # env over file
+
+
+def test_secrets_never_appear_in_the_redacted_view(monkeypatch):
+    from streams.settings import Settings
+
+    monkeypatch.setenv("ASSETSTREAM_ENRICH__ANTHROPIC_API_KEY", "sk-ant-very-secret")
+    monkeypatch.setenv("ASSETSTREAM_KAFKA__SASL_PASSWORD", "hunter2")
+    s = Settings()
+    assert s.enrich.anthropic_api_key.get_secret_value() == "sk-ant-very-secret"
+    text = str(s.redacted()) + repr(s) + str(s)
+    assert "sk-ant-very-secret" not in text and "hunter2" not in text
+    assert s.kafka.client_config()["sasl.password"] == "hunter2"  # handed to librdkafka, never printed
