@@ -127,7 +127,7 @@ def committed(settings: Settings, group: str, logical: str) -> dict[int, int]:
     try:
         md = c.list_topics(names[logical], timeout=10).topics[names[logical]]
         tps = c.committed([TopicPartition(names[logical], p) for p in md.partitions], timeout=10)
-        return {tp.partition: tp.offset for tp in tps}
+        return {tp.partition: max(0, tp.offset) for tp in tps}  # no commit yet (-1001) counts as 0
     finally:
         c.close()
 
