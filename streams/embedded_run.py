@@ -174,7 +174,6 @@ class EmbeddedRun:
     def run(self) -> tuple[Tracker, Settings]:
         from consumers.index.client import make_client
         from consumers.index.management import ensure_index
-        from streams.producer import AssetPublisher, asset_id_for
         from streams.topics import create_topics
 
         images = find_images(self.inputs)
@@ -185,14 +184,7 @@ class EmbeddedRun:
             create_topics(settings)
             ensure_index(make_client(settings), settings)
             self.start_workers(settings)
-            event_ids: dict[str, str] = {}
-            paths: dict[str, Path] = {}
-            with AssetPublisher(settings) as pub:
-                for path in images:
-                    asset_id = asset_id_for(str(path))
-                    event = pub.publish_asset(asset_id, path.as_uri(), wait=False, uploader="assetstream run")
-                    event_ids[asset_id] = event["event_id"]
-                    paths[asset_id] = path
+            event_ids, paths = self.publish(settings, images)
             self._say(f"published {len(images)} asset event(s) to {settings.topics.name('raw')}")
             tracker = Tracker(event_ids)
             self.follow(settings, tracker)
@@ -201,6 +193,21 @@ class EmbeddedRun:
             return tracker, settings
         finally:
             self.stop()
+
+    @staticmethod
+    def publish(settings: Settings, images: list[Path]) -> tuple[dict[str, str], dict[str, Path]]:
+        """One AssetEvent per image; the producer is gone when this returns (no client outlives the run)."""
+        from streams.producer import AssetPublisher, asset_id_for
+
+        event_ids: dict[str, str] = {}
+        paths: dict[str, Path] = {}
+        with AssetPublisher(settings) as pub:
+            for path in images:
+                asset_id = asset_id_for(str(path))
+                event = pub.publish_asset(asset_id, path.as_uri(), wait=False, uploader="assetstream run")
+                event_ids[asset_id] = event["event_id"]
+                paths[asset_id] = path
+        return event_ids, paths
 
     def follow(self, settings: Settings, tracker: Tracker) -> None:
         """Read the stage topics and the index until every asset is indexed or dead-lettered."""
@@ -229,7 +236,7 @@ class EmbeddedRun:
             progress.start()
             for stage in STAGE_ORDER:
                 bars[stage] = progress.add_task(stage, total=len(tracker.event_ids))
-            bars["dead"] = progress.add_task("dead", total=len(tracker.event_ids))
+            bars["dead"] = progress.add_task("dlq", total=len(tracker.event_ids))
         deadline = time.monotonic() + self.timeout_s
         last_index_check = 0.0
         try:
@@ -255,6 +262,7 @@ class EmbeddedRun:
             if progress is not None:
                 progress.stop()
             consumer.close()
+            es.close()
 
     def _observe(self, logical: str, msg: Any, serde: Any, tracker: Tracker) -> None:
         key = msg.key().decode() if msg.key() else None
