@@ -1,7 +1,7 @@
 """Every Prometheus metric assetstream exports, in one place, so rules and dashboards can be checked against it.
 
-One HTTP port per worker serves /metrics, /healthz (the poll loop is alive) and /readyz (assigned and the
-stage's dependencies answer).
+One HTTP port per worker serves /metrics, /healthz (the poll loop is alive) and /readyz (the worker is
+running and its stage's dependencies answer; a member without partitions is a healthy standby, so ready).
 """
 from __future__ import annotations
 
@@ -51,7 +51,7 @@ INDEX_BULK_SECONDS = Histogram("assetstream_index_bulk_seconds", "Bulk request l
 
 
 class Health:
-    """Liveness = the poll loop ticked recently; readiness = assigned + stage dependencies ready."""
+    """Liveness = the poll loop ticked recently; readiness = running + the stage's dependencies answer."""
 
     def __init__(self, stale_after_s: float = 60.0):
         self.stale_after_s = stale_after_s
