@@ -196,3 +196,16 @@ def test_index_unreachable_degrades_with_a_note(broker, unique, tmp_path):
     assert r.exit_code == 1  # a bad row is a failure to report
     stale = CliRunner().invoke(_app(), ["backfill", str(manifest), "--only-stale"], env=env)
     assert stale.exit_code == 2 and "--es-url" in stale.output
+
+
+def test_token_bucket_holds_the_rate():
+    from streams.ops.backfill import TokenBucket
+
+    now = [0.0]
+    bucket = TokenBucket(10, burst=5, clock=lambda: now[0], sleep=lambda t: now.__setitem__(0, now[0] + t))
+    for _ in range(5):
+        bucket.take()
+    assert now[0] == 0.0  # the burst goes out at once
+    for _ in range(30):
+        bucket.take()
+    assert 2.9 <= now[0] <= 3.1  # then 10 per second

@@ -239,10 +239,10 @@ class TokenBucket:
             now = self.clock()
             self.tokens = min(self.burst, self.tokens + (now - self.last) * self.rate)
             self.last = now
-            if self.tokens >= 1:
-                self.tokens -= 1
+            if self.tokens >= 1 - 1e-9:  # float slack: 0.1 s x 10/s may come out as 0.9999999
+                self.tokens = max(0.0, self.tokens - 1)
                 return
-            self.sleep((1 - self.tokens) / self.rate)
+            self.sleep(max((1 - self.tokens) / self.rate, 1e-4))
 
 
 # ------------------------------------------------------------------------------------------------ index

@@ -142,9 +142,9 @@ def register(app: typer.Typer) -> None:
         insecure_no_auth: bool = typer.Option(False, "--insecure-no-auth",
                                               help="accept UNSIGNED requests (local experiments only)"),
     ):
-        """Serve the DAM upload webhook: POST /v1/assets (HMAC-signed JSON event or list of events) -> `raw`,
-        answering 202 once the broker acknowledged; GET /healthz. See docs/operations.md for the contract.
+        """Serve the signed DAM upload webhook (POST /v1/assets -> `raw`, 202 after the broker's ack).
 
+        Body: one JSON event or a list; GET /healthz for probes. See docs/operations.md for the contract.
         The shared secret comes from ASSETSTREAM_OPS__WEBHOOK_SECRET (or ops.webhook_secret in the config file)."""
         from streams.ops.ingest import PATH, IngestServer
 
@@ -195,8 +195,9 @@ def register(app: typer.Typer) -> None:
         tenant: Optional[str] = typer.Option(None, help="tenant for rows without one (default 'default')"),
         json_out: bool = typer.Option(False, "--json", help="print a JSON summary on stdout"),
     ):
-        """Publish many assets to `raw`, rate-limited, with a progress bar, resumable after an interruption:
-        assets the broker already acknowledged (state file) or already indexed with the current enrichment
+        """Publish a directory or manifest to `raw`: rate-limited, progress bar, resumable.
+
+        Assets the broker already acknowledged (state file) or already indexed with the current enrichment
         configuration are skipped. Ctrl-C / SIGTERM stop cleanly: re-run the same command to continue."""
         from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn, TextColumn,
                                    TimeElapsedColumn, TimeRemainingColumn)
@@ -290,8 +291,8 @@ def register(app: typer.Typer) -> None:
         raise typer.Exit(1 if result.failed or problems else 0)
 
     # -------------------------------------------------------------------------------------------- dlq
-    dlq_app = typer.Typer(no_args_is_help=True, help="Inspect and replay dead letters (the `dlq` topic). "
-                          "Reads never join a consumer group and never commit; replays never delete.")
+    dlq_app = typer.Typer(no_args_is_help=True, help="Inspect and replay dead letters (the `dlq` topic); "
+                          "reads never commit, replays never delete.")
     app.add_typer(dlq_app, name="dlq")
 
     def _read(settings) -> list:
@@ -309,11 +310,12 @@ def register(app: typer.Typer) -> None:
                                             "transient_exhausted) or error type (e.g. PermanentError)"),
         reason: Optional[str] = typer.Option(None, help="only this reason (details.reason, e.g. fetch_404)"),
         asset: Optional[str] = typer.Option(None, help="only this asset id"),
-        limit: int = typer.Option(50, help="show at most N (newest last); 0 = all"),
+        limit: int = typer.Option(50, help="show the newest N (oldest first); 0 = all"),
         json_out: bool = typer.Option(False, "--json", help="machine-readable output"),
     ):
-        """List dead letters with why they failed: partition/offset, asset, stage, error class, reason,
-        message, attempts, when."""
+        """List dead letters and why they failed (oldest first).
+
+        Columns: partition/offset, asset, stage, error class, reason, message, attempts, when."""
         from streams.ops.dlq import select
 
         settings = _settings()
@@ -374,9 +376,10 @@ def register(app: typer.Typer) -> None:
         dry_run: bool = typer.Option(False, "--dry-run", help="show what would be replayed"),
         json_out: bool = typer.Option(False, "--json", help="machine-readable output"),
     ):
-        """Send selected dead letters back to their ORIGINAL topic (original key, value and headers, plus
-        `replayed-from: dlq/P/O`) and wait for the broker's ack. Fix the cause first; a record that fails
-        again is dead-lettered again. The dead letters themselves are never removed."""
+        """Send selected dead letters back to their original topic and wait for the broker's ack.
+
+        Original key, value and headers, plus `replayed-from: dlq/P/O`. Fix the cause first; a record that
+        fails again is dead-lettered again. The dead letters themselves are never removed."""
         from streams.ops.dlq import replay, select
 
         if not (stage or error or reason or asset or ref or all_):
