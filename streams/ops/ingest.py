@@ -108,7 +108,7 @@ def check_signature(secret: bytes, timestamp: str | None, signature: str | None,
     if abs(now - ts) > tolerance_s:
         return f"{TIMESTAMP_HEADER} outside the {tolerance_s}s window (stale or replayed request, or clock skew)"
     expected = sign(secret, timestamp, body)
-    if not hmac.compare_digest(expected.encode(), signature.strip().encode()):
+    if not hmac.compare_digest(expected.encode(), signature.strip().lower().encode("ascii", "replace")):
         return "signature does not match (sign '<timestamp>.' + the raw body with the shared secret)"
     return None
 
