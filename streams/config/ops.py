@@ -5,13 +5,15 @@
 """
 from __future__ import annotations
 
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from streams.config import Section
 
 DEFAULT_IMAGE_EXTENSIONS = [".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".gif", ".bmp", ".heic", ".heif"]
 
 
-class OpsSettings(BaseModel):
+class OpsSettings(Section):
     """Webhook ingest, backfill and dead-letter tooling (streams/ops)."""
 
     # --- webhook ingest -------------------------------------------------------------------------------------
