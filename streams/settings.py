@@ -17,6 +17,7 @@ from pydantic_settings import (BaseSettings, JsonConfigSettingsSource, PydanticB
 from streams.config.enrich import EnrichSettings
 from streams.config.index import IndexSettings
 from streams.config.kpis import KpiSettings
+from streams.config.ops import OpsSettings
 from streams.config.kafka import (GroupSettings, KafkaSettings, RegistrySettings, RunnerSettings,
                                   TopicSettings)
 from streams.config.preprocess import PreprocessSettings
@@ -41,6 +42,7 @@ class Settings(BaseSettings):
                                         serialization_alias="validate")
     index: IndexSettings = Field(default_factory=IndexSettings)
     kpis: KpiSettings = Field(default_factory=KpiSettings)
+    ops: OpsSettings = Field(default_factory=OpsSettings)
     log_level: str = "INFO"
 
     @classmethod

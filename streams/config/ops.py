@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 from pydantic import Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from streams.config import Section
 
@@ -41,27 +40,6 @@ class OpsSettings(Section):
     dlq_read_timeout_s: float = Field(30.0, gt=0, description="give up reading the DLQ after this long")
 
 
-class _OpsFromEnv(BaseSettings):
-    """ASSETSTREAM_OPS__* read on their own, for as long as Settings has no `ops` section."""
-
-    model_config = SettingsConfigDict(env_prefix="ASSETSTREAM_OPS__", extra="ignore")
-
-    webhook_secret: SecretStr | None = None
-    webhook_host: str | None = None
-    webhook_port: int | None = None
-    webhook_tolerance_s: int | None = None
-    webhook_max_body_bytes: int | None = None
-    webhook_max_batch: int | None = None
-    webhook_ack_timeout_s: float | None = None
-    backfill_rate: float | None = None
-    backfill_burst: int | None = None
-    dlq_read_timeout_s: float | None = None
-
-
 def ops_settings(settings: object) -> OpsSettings:
-    """settings.ops when the Settings object has that section, else OpsSettings from ASSETSTREAM_OPS__* env."""
-    ops = getattr(settings, "ops", None)
-    if isinstance(ops, OpsSettings):
-        return ops
-    env = _OpsFromEnv().model_dump(exclude_none=True)
-    return OpsSettings(**env)
+    """The ops section of the settings (env ASSETSTREAM_OPS__*, the config file's `ops:`, defaults)."""
+    return settings.ops
