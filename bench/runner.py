@@ -37,12 +37,12 @@ class NoopStage(Stage):
         return Output(value={"asset": value, "stamp": stamp(self.name)})
 
 
-def settings_for(bootstrap: str, prefix: str, concurrency: int = 1) -> Settings:
+def settings_for(bootstrap: str, prefix: str, concurrency: int = 1, inline: bool = False) -> Settings:
     return Settings.model_validate({
         "kafka": {"bootstrap_servers": bootstrap, "session_timeout_ms": 6000, "heartbeat_interval_ms": 1000},
         "topics": {"prefix": prefix, "partitions": 3}, "groups": {"prefix": prefix},
         "registry": {"url": "mock://bench"},
-        "runner": {"metrics_port": -1, "max_in_flight": 5000, "concurrency": concurrency}})
+        "runner": {"metrics_port": -1, "max_in_flight": 5000, "concurrency": concurrency, "inline": inline}})
 
 
 def fill(settings: Settings, n: int) -> None:
@@ -146,19 +146,23 @@ def main() -> None:
         a = settings_for(broker.bootstrap, "raw.")
         b1 = settings_for(broker.bootstrap, "run1.", concurrency=1)
         b2 = settings_for(broker.bootstrap, "run2.", concurrency=2)
-        for s in (a, b1, b2):
+        bi = settings_for(broker.bootstrap, "runi.", inline=True)
+        for s in (a, b1, b2, bi):
             create_topics(s)
             fill(s, n)
         raw = raw_loop(broker.bootstrap, a.topics.name("raw"), a.topics.name("preprocessed"), n)
         floor = serde_floor(b1, n)
         run1 = runner_loop(b1, n)
         run2 = runner_loop(b2, n)
+        runi = runner_loop(bi, n)
     print(f"records: {n}")
     print(f"{'raw bytes consume->produce loop (no Avro)':48} {raw:9.0f} rec/s  1.00x")
     print(f"{'Avro decode+encode floor, no Kafka, 1 thread':48} {floor:9.0f} rec/s  {floor / raw:.2f}x")
     print(f"{'StageRunner no-op, concurrency=1':48} {run1:9.0f} rec/s  {run1 / raw:.2f}x "
           f"({run1 / floor:.2f}x the Avro floor)")
     print(f"{'StageRunner no-op, concurrency=2':48} {run2:9.0f} rec/s  {run2 / raw:.2f}x")
+    print(f"{'StageRunner no-op, inline (runner.inline=true)':48} {runi:9.0f} rec/s  {runi / raw:.2f}x "
+          f"({runi / floor:.2f}x the Avro floor)")
     print("goal (issue #2): >= 0.5x the raw loop and >= 20,000 rec/s per worker process")
 
 

@@ -163,6 +163,7 @@ class EmbeddedRun:
                 proc.kill()
         for service in reversed(self.services):
             service.stop()
+        (self.workdir / "settings.json").unlink(missing_ok=True)  # it holds secrets; the logs stay
 
     def check_workers(self) -> None:
         for stage, proc in self.workers.items():

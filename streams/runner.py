@@ -25,7 +25,7 @@ import traceback
 import uuid
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
@@ -61,6 +61,8 @@ class _Record:
     pending_acks: int = 0
     abandoned: bool = False
     event_time_ms: int | None = None
+    epoch: int = 0
+    letter_truncated: bool = False
 
     @property
     def tp(self) -> tuple[str, int]:
@@ -111,6 +113,10 @@ class _PartitionTracker:
         if tp is not None:
             return len(self.order.get(tp, ()))
         return sum(len(o) for o in self.order.values())
+
+    def pending(self, tps: Iterable[tuple[str, int]], abandoned: set[tuple[tuple[str, int], int]]) -> int:
+        """Records still being worked on (abandoned ones never finish: they are left uncommitted)."""
+        return sum(1 for tp in tps for off in self.order.get(tp, ()) if (tp, off) not in abandoned)
 
     def to_commit(self, tps: set[tuple[str, int]] | None = None) -> list[TopicPartition]:
         out = []
@@ -167,6 +173,11 @@ class StageRunner:
         self._semaphore: asyncio.Semaphore | None = None
         self.transactional = self.rs.transactional
         self._txn_open = False
+        self._txn_failed = False
+        self._epoch = 0
+        self._abandoned: set[tuple[tuple[str, int], int]] = set()
+        self._resume_due: set[tuple[str, int]] = set()
+        self.fatal_error: str | None = None
 
         kafka = settings.kafka
         instance = kafka.instance_id(self.group_id)
@@ -241,7 +252,9 @@ class StageRunner:
         free = self.rs.max_in_flight - self.tracker.in_flight()
         msgs = self.consumer.consume(num_messages=max(1, min(free, 500)), timeout=self.rs.poll_timeout_s)
         accepted = [rec for rec in map(self._accept, msgs) if rec is not None]
-        if accepted and self.stage.kind == "cpu":
+        if accepted and self.stage.kind == "cpu" and self.rs.inline:
+            self._work_chunk(accepted)  # in the poll thread: no hand-off at all
+        elif accepted and self.stage.kind == "cpu":
             # hand the pool chunks, not single records: one Future per chunk keeps the overhead per
             # record small, and records of a chunk still finish (and commit) individually
             n = -(-len(accepted) // self._cpu_workers)
@@ -252,6 +265,8 @@ class StageRunner:
         self._pump()
         self._maybe_commit()
         self._update_lag()
+        if self.fatal_error:
+            self.health.last_tick = 0.0  # liveness fails: the orchestrator restarts the worker
         self._m_in_flight.set(self.tracker.in_flight())
         if not msgs and self.on_idle:
             self.on_idle(self)
@@ -266,6 +281,7 @@ class StageRunner:
                       list(msg.headers() or []), msg.timestamp()[1] if msg.timestamp()[0] else None)
         if rec.tp not in self.assigned:
             return None  # delivered just before a revoke
+        rec.epoch = self._epoch
         self.tracker.add(rec.tp, rec.offset)
         self._m_in.inc()
         if self.stage.kind == "batch":
@@ -310,7 +326,7 @@ class StageRunner:
             try:
                 results.append(self._work_sync(rec))
             except _Abandon:
-                rec.abandoned = True
+                self._abandon(rec)
             finally:
                 if results:  # hand finished records over as we go, not only at the end of the chunk
                     with self._completion_lock:
@@ -334,7 +350,18 @@ class StageRunner:
                 self._stop.wait(retry)
                 attempt += 1
 
+    def _abandon(self, rec: _Record) -> None:
+        rec.abandoned = True
+        self._abandoned.add((rec.tp, rec.offset))  # set.add is atomic; read by the poll thread
+
     async def _work_async(self, rec: _Record) -> _Result:
+        try:
+            return await self._work_async_inner(rec)
+        except _Abandon:
+            self._abandon(rec)
+            raise
+
+    async def _work_async_inner(self, rec: _Record) -> _Result:
         async with self._semaphore:
             first_failure = None
             attempt = 1
@@ -395,16 +422,29 @@ class StageRunner:
             serialized.append((self.names[logical], key.encode() if key is not None else None, data, headers))
         return _Result(rec, outputs=serialized, event_time_ms=event_time)
 
-    def _failure(self, rec: _Record, exc: BaseException, attempts: int, first_failure: int) -> _Result:
-        cls = classify(exc)
+    def _failure(self, rec: _Record, exc: BaseException, attempts: int, first_failure: int,
+                 max_value_bytes: int | None = None) -> _Result:
+        """The dead letter for a record. Never raises: a bug while describing a failure must not stall
+        the partition, so odd exception attributes are stringified and unknown classes are permanent."""
+        try:
+            cls = classify(exc)
+        except Exception:  # noqa: BLE001
+            cls = "permanent"
         error_class = {"transient": "transient_exhausted"}.get(cls, cls)
+        if error_class not in ("poison", "permanent", "transient_exhausted"):
+            error_class = "permanent"
         asset_id = rec.key.decode("utf-8", "replace") if rec.key is not None else None
-        details = dict(getattr(exc, "details", {}) or {})
+        raw_details = getattr(exc, "details", None)
+        details = ({str(k): str(v) for k, v in raw_details.items()} if isinstance(raw_details, dict) else {})
         if isinstance(exc, StageError):
-            details.setdefault("reason", exc.reason)
+            details.setdefault("reason", str(exc.reason))
+        value = rec.value
+        if max_value_bytes is not None and value is not None and len(value) > max_value_bytes:
+            details["truncated"] = f"original value cut from {len(value)} to {max_value_bytes} bytes to fit the broker"
+            value = value[:max_value_bytes]
         letter = {
             "original_topic": rec.topic, "original_partition": rec.partition, "original_offset": rec.offset,
-            "original_key": rec.key, "original_value": rec.value,
+            "original_key": rec.key, "original_value": value,
             "original_headers": [{"key": k, "value": v} for k, v in rec.headers],
             "asset_id": asset_id, "stage": self.name, "error_class": error_class,
             "error_type": type(exc).__name__, "message": str(exc) or type(exc).__name__,
@@ -414,7 +454,12 @@ class StageRunner:
         }
         log.warning("%s: dead-lettering %s/%d@%d (%s, %s): %s", self.name, rec.topic, rec.partition, rec.offset,
                     error_class, details.get("reason", type(exc).__name__), exc)
-        data = self.serde.serialize("dead_letter", letter)
+        try:
+            data = self.serde.serialize("dead_letter", letter)
+        except Exception as ser_exc:  # noqa: BLE001 - e.g. a header that is not bytes: keep the essentials
+            letter.update(original_headers=[], stack=None,
+                          details={"reason": str(details.get("reason", "")), "serialization_error": str(ser_exc)})
+            data = self.serde.serialize("dead_letter", letter)
         return _Result(rec, dead_letter=data, error_class=error_class)
 
     # ------------------------------------------------------------------------------------------ batches
@@ -450,7 +495,10 @@ class StageRunner:
         while todo:
             items = [(value, rec.context(attempt)) for rec, value, attempt, _ in todo]
             try:
-                outcomes = self.stage.process_batch(items)
+                outcomes = list(self.stage.process_batch(items))
+                if len(outcomes) != len(items):
+                    raise RuntimeError(f"{self.name}.process_batch returned {len(outcomes)} outcomes for "
+                                       f"{len(items)} records")
             except BaseException as exc:  # noqa: BLE001 - the whole batch failed the same way
                 outcomes = [exc] * len(items)
             retry: list[tuple[_Record, dict[str, Any], int, int | None]] = []
@@ -470,7 +518,7 @@ class StageRunner:
                     results.append(self._success(rec, value, outcome))
             if retry and self.stopping:
                 for rec, *_ in retry:
-                    rec.abandoned = True  # not committed: the next owner retries
+                    self._abandon(rec)  # not committed: the next owner retries
                 break
             if retry:
                 self.pause_reason = "store_unavailable"
@@ -495,63 +543,107 @@ class StageRunner:
         if self._redeliver:
             due = [r for r in self._redeliver if r[0] <= now]
             self._redeliver = [r for r in self._redeliver if r[0] > now]
-            for _, rec, outputs in due:
-                self._produce_all(rec, outputs)
+            for _, rec, outputs, counted in due:
+                if rec.abandoned or rec.epoch != self._epoch or rec.tp not in self.assigned:
+                    continue
+                for output in outputs:
+                    if counted and not self.transactional:
+                        rec.pending_acks -= 1  # _produce_one counts it again
+                    self._produce_one(rec, output)
         self.producer.poll(0)
 
     def _emit(self, res: _Result) -> None:
         rec = res.record
-        if rec.abandoned or rec.tp not in self.assigned:
+        if rec.abandoned or rec.tp not in self.assigned or rec.epoch != self._epoch:
             return
         rec.event_time_ms = res.event_time_ms
-        if res.dead_letter is not None:
-            outputs = [(self.names["dead_letter"], rec.key, res.dead_letter,
-                        [(k, v) for k, v in rec.headers if v is not None] +
-                        [("dlq-stage", self.name.encode()), ("dlq-error-class", res.error_class.encode())])]
-            metrics.RECORDS_DEAD_LETTERED.labels(self.name, res.error_class).inc()
-        else:
-            outputs = res.outputs
-        self._produce_all(rec, outputs)
+        self._produce_all(rec, [self._letter_output(rec, res)] if res.dead_letter is not None else res.outputs)
 
     def _produce_all(self, rec: _Record, outputs: list) -> None:
+        """Produce a record's outputs. `pending_acks` counts this record's outputs not yet acknowledged:
+        +1 per produce, -1 per successful delivery; the record finishes when it reaches 0."""
         if self.transactional and not self._txn_open:
             self.producer.begin_transaction()
             self._txn_open = True
         if not outputs:
-            self._finish(rec)
+            if rec.pending_acks == 0:
+                self._finish(rec)
             return
-        rec.pending_acks = len(outputs)
-        for topic, key, value, headers in outputs:
-            cb = self._delivery_cb(rec, (topic, key, value, headers))
-            while True:
-                try:
-                    self.producer.produce(topic, key=key, value=value, headers=headers, on_delivery=cb)
-                    break
-                except BufferError:
-                    self.producer.poll(0.05)  # local queue full: serve callbacks, then try again
-        if self.transactional:
-            # in a transaction the outputs and the offsets commit atomically: enqueued == done
-            rec.pending_acks = 0
+        for output in outputs:
+            self._produce_one(rec, output)
+        if self.transactional and rec.pending_acks == 0:
             self._finish(rec)
+
+    def _produce_one(self, rec: _Record, output: tuple) -> None:
+        topic, key, value, headers = output
+        if not self.transactional:
+            rec.pending_acks += 1
+        while True:
+            try:
+                self.producer.produce(topic, key=key, value=value, headers=headers,
+                                      on_delivery=self._delivery_cb(rec, output))
+                return
+            except BufferError:
+                self.producer.poll(0.05)  # local queue full: serve callbacks, then try again
+            except KafkaException as exc:  # refused before sending, e.g. larger than message.max.bytes
+                if not self.transactional:
+                    rec.pending_acks -= 1
+                self._undeliverable(rec, output, exc.args[0])
+                return
+
+    def _undeliverable(self, rec: _Record, output: tuple, err: KafkaError) -> None:
+        """An output the broker will never take. A stage output: the input is dead-lettered instead.
+        A dead letter: it is cut down to fit and produced again (a dead letter is never dropped)."""
+        if output[0] != self.names["dead_letter"]:
+            exc = StageError(f"output to {output[0]} rejected: {err.str()}", reason="output_rejected",
+                             details={"kafka_error": err.name()})
+            self._emit_letter(rec, self._failure(rec, exc, 1, now_ms()))
+            return
+        if not rec.letter_truncated and rec.value is not None and len(rec.value) > 1024:
+            rec.letter_truncated = True  # once: a cut-down letter that still does not fit is retried below
+            exc = StageError(f"dead letter rejected ({err.str()}); original value truncated",
+                             reason="dead_letter_too_large")
+            self._emit_letter(rec, self._failure(rec, exc, 1, now_ms(), max_value_bytes=1024))
+            return
+        log.error("%s: dead letter for %s/%d@%d cannot be delivered (%s); retrying", self.name, rec.topic,
+                  rec.partition, rec.offset, err)
+        if not self.transactional:
+            rec.pending_acks += 1  # the retry below is still owed
+        self._redeliver.append((time.monotonic() + 5.0, rec, [output], True))
+
+    def _letter_output(self, rec: _Record, letter: _Result) -> tuple:
+        metrics.RECORDS_DEAD_LETTERED.labels(self.name, letter.error_class).inc()
+        return (self.names["dead_letter"], rec.key, letter.dead_letter,
+                [(k, v) for k, v in rec.headers if v is not None] +
+                [("dlq-stage", self.name.encode()), ("dlq-error-class", letter.error_class.encode())])
+
+    def _emit_letter(self, rec: _Record, letter: _Result) -> None:
+        self._produce_one(rec, self._letter_output(rec, letter))
 
     def _delivery_cb(self, rec: _Record, output: tuple):
         def cb(err: KafkaError | None, msg: Message) -> None:
             if self.transactional:
                 if err is not None:
                     log.error("%s: transactional produce failed: %s", self.name, err)
+                    self._txn_failed = True  # the commit aborts and rewinds
                 return
             if err is not None:
-                if err.code() in (KafkaError.MSG_SIZE_TOO_LARGE, KafkaError.INVALID_MSG_SIZE) \
-                        and output[0] != self.names["dead_letter"]:
-                    # an output the broker will never take: the input is dead-lettered instead
-                    exc = StageError(f"output to {output[0]} rejected by the broker: {err.str()}",
-                                     reason="output_too_large")
-                    letter = self._failure(rec, exc, 1, now_ms())
-                    rec.pending_acks = 0
-                    self._emit(letter)
+                if err.fatal():
+                    self.fatal_error = f"fatal producer error: {err.str()}"
+                    log.critical("%s: %s; stopping (nothing past this record is committed)", self.name,
+                                 self.fatal_error)
+                    self.stop()
                     return
+                if err.code() in (KafkaError.MSG_SIZE_TOO_LARGE, KafkaError.INVALID_MSG_SIZE,
+                                  KafkaError.INVALID_RECORD, KafkaError.CORRUPT_MESSAGE):
+                    rec.pending_acks -= 1  # this output is given up; what replaces it is counted anew
+                    self._undeliverable(rec, output, err)
+                    return
+                # retriable or not, a delivery is tried again (never dropped): non-retriable errors such
+                # as an authorization failure show as a stalled partition and in the logs until fixed
                 log.warning("%s: delivery to %s failed (%s); producing again", self.name, output[0], err)
-                self._redeliver.append((time.monotonic() + 1.0, rec, [output]))  # still pending
+                self._redeliver.append((time.monotonic() + (1.0 if err.retriable() else 5.0), rec, [output],
+                                        True))
                 return
             counter = self._m_out.get(msg.topic())
             if counter is None:
@@ -575,19 +667,29 @@ class StageRunner:
         if not force and time.monotonic() - self._last_commit < 1.0:
             return
         self._last_commit = time.monotonic()
-        offsets = self.tracker.to_commit(tps)
         if self.transactional:
+            # the open transaction holds outputs of every partition: commit all positions with it
+            offsets = self.tracker.to_commit(None)
             if not self._txn_open and not offsets:
                 return
-            if not self._txn_open:
-                self.producer.begin_transaction()
-            if offsets:
-                self.producer.send_offsets_to_transaction(offsets, self.consumer.consumer_group_metadata(), 30)
-            self.producer.commit_transaction(60)
-            self._txn_open = False
-            self.tracker.mark_committed(offsets)
-            metrics.COMMITS.labels(self.name).inc()
+            try:
+                if self._txn_failed:
+                    raise KafkaException(KafkaError(KafkaError._FAIL, "a produce in this transaction failed"))
+                if not self._txn_open:
+                    self.producer.begin_transaction()
+                    self._txn_open = True
+                if offsets:
+                    self.producer.send_offsets_to_transaction(offsets, self.consumer.consumer_group_metadata(), 30)
+                self.producer.commit_transaction(60)
+                self._txn_open = False
+                self.tracker.mark_committed(offsets)
+                metrics.COMMITS.labels(self.name).inc()
+            except KafkaException as exc:
+                log.warning("%s: transaction failed (%s): aborting and rewinding to the committed offsets",
+                            self.name, exc)
+                self._abort_and_rewind()
             return
+        offsets = self.tracker.to_commit(tps)
         if not offsets:
             return
         try:
@@ -616,9 +718,13 @@ class StageRunner:
             if todo:
                 self.consumer.pause([TopicPartition(t, p) for t, p in todo])
                 self.paused_tps |= todo
-        elif self.paused_tps:
-            self.consumer.resume([TopicPartition(t, p) for t, p in self.paused_tps & self.assigned])
+            self._resume_due -= todo
+        elif self.paused_tps or self._resume_due:
+            tps = (self.paused_tps | self._resume_due) & self.assigned
+            if tps:
+                self.consumer.resume([TopicPartition(t, p) for t, p in tps])
             self.paused_tps.clear()
+            self._resume_due.clear()
         if reason != self._current_pause:
             if self._current_pause:
                 metrics.PAUSED.labels(self.name, self._current_pause).set(0)
@@ -663,12 +769,15 @@ class StageRunner:
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         for tp in partitions:
             self.assigned.add((tp.topic, tp.partition))
+            # librdkafka remembers a pause across revoke and re-assign: decide afresh in _apply_pause
+            self._resume_due.add((tp.topic, tp.partition))
         log.info("%s: assigned %s", self.name, sorted(p.partition for p in partitions))
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         revoked = {(tp.topic, tp.partition) for tp in partitions}
         log.info("%s: revoking %s", self.name, sorted(p for _, p in revoked))
-        self._settle(revoked, self.rs.drain_timeout_s)
+        if not self.stopping:  # when stopping, _drain already waited
+            self._settle(revoked, self.rs.drain_timeout_s)
         self._maybe_commit(force=True, tps=revoked)
         self._forget(revoked)
 
@@ -676,6 +785,27 @@ class StageRunner:
         lost = {(tp.topic, tp.partition) for tp in partitions}
         log.warning("%s: partitions lost %s (not committing)", self.name, sorted(p for _, p in lost))
         self._forget(lost)
+        if self.transactional and self._txn_open:
+            self._abort_and_rewind()  # the open transaction holds outputs of the lost partitions too
+
+    def _abort_and_rewind(self) -> None:
+        """Exactly-once: throw away the open transaction and everything since the last commit."""
+        try:
+            self.producer.abort_transaction(30)
+        except KafkaException as exc:
+            log.error("%s: abort_transaction: %s", self.name, exc)
+        self._txn_open = False
+        self._txn_failed = False
+        self._epoch += 1  # results of older records are ignored from now on
+        tps = [TopicPartition(t, p) for t, p in self.assigned]
+        for t, p in list(self.assigned):
+            self.tracker.drop((t, p))
+        self._batch = []
+        self._redeliver = []
+        if tps:
+            for tp in self.consumer.committed(tps, timeout=30):
+                self.consumer.seek(TopicPartition(tp.topic, tp.partition, tp.offset if tp.offset >= 0 else
+                                                  -2))  # -2: OFFSET_BEGINNING
 
     def _forget(self, tps: set[tuple[str, int]]) -> None:
         for tp in tps:
@@ -691,9 +821,9 @@ class StageRunner:
         if self._batch:
             self._maybe_flush_batch(force=True)
         deadline = time.monotonic() + timeout_s
+        scope = lambda: tps if tps is not None else list(self.tracker.order)  # noqa: E731
         while time.monotonic() < deadline:
-            pending = sum(self.tracker.in_flight(tp) for tp in (tps if tps is not None else list(self.tracker.order)))
-            if pending == 0:
+            if self.tracker.pending(scope(), self._abandoned) == 0:
                 return
             self._pump()
             if self._batch:
@@ -701,7 +831,7 @@ class StageRunner:
             self.producer.poll(0.05)
             self.health.tick()
         log.warning("%s: %d record(s) still in flight after %.0fs; abandoning them uncommitted", self.name,
-                    sum(self.tracker.in_flight(tp) for tp in (tps or list(self.tracker.order))), timeout_s)
+                    self.tracker.pending(scope(), self._abandoned), timeout_s)
 
     # ------------------------------------------------------------------------------------------ shutdown
     def _drain(self) -> None:

@@ -25,7 +25,8 @@ def test_a_running_worker_exports_every_referenced_metric_and_probes(broker, uni
     with AssetPublisher(s) as pub:
         pub.publish_events([build_event("asset-1", "file:///x/1.jpg", version=1),
                             build_event("asset-2", "file:///x/2.jpg", version=1, attributes={"fail": "permanent"})])
-    runner = StageRunner(EchoStage(s), s)
+    stage_cls = type("MetricsEcho", (EchoStage,), {"name": f"echo{unique}"})  # own labels in a shared process
+    runner = StageRunner(stage_cls(s), s)
     with RunnerThread(runner):
         read_topic(s, "preprocessed", 1)
         read_topic(s, "dead_letter", 1)
@@ -41,6 +42,7 @@ def test_a_running_worker_exports_every_referenced_metric_and_probes(broker, uni
     names = exported_names(text)
     missing = {m for m in referenced_metric_names() if m not in names and f"{m}_total" not in names}
     assert not missing, f"rules/dashboard query metrics this worker does not export: {sorted(missing)}"
-    assert re.search(r'assetstream_records_in_total\{stage="echo"\} 2\.0', text)
-    assert re.search(r'assetstream_records_dead_lettered_total\{error_class="permanent",stage="echo"\} 1\.0', text)
-    assert re.search(r'assetstream_consumer_lag\{partition="\d",stage="echo",topic="[^"]+"\} 0\.0', text)
+    stage = f"echo{unique}"
+    assert re.search(rf'assetstream_records_in_total\{{stage="{stage}"\}} 2\.0', text)
+    assert re.search(rf'assetstream_records_dead_lettered_total\{{error_class="permanent",stage="{stage}"\}} 1\.0', text)
+    assert re.search(rf'assetstream_consumer_lag\{{partition="\d",stage="{stage}",topic="[^"]+"\}} 0\.0', text)

@@ -110,6 +110,8 @@ class RunnerSettings(Section):
     retry_base_delay_s: float = 0.2
     retry_max_delay_s: float = 30.0
     transactional: bool = Field(False, description="exactly-once: produce + offsets in one Kafka transaction")
+    inline: bool = Field(False, description="cpu stages: process in the poll thread instead of a pool (fastest for "
+                         "cheap stages such as validate; polling waits while a chunk is processed)")
     drain_timeout_s: float = Field(25.0, description="on SIGTERM, how long to let in-flight work finish")
     metrics_port: int = Field(9400, description="0 = pick a free port; -1 = no HTTP server")
     poll_timeout_s: float = Field(0.05, description="how long one consume() waits to fill a batch; adds up per hop")
