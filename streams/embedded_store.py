@@ -9,24 +9,18 @@ Everything is in memory: `restart()` keeps the port but loses the data (tests us
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from streams.embedded import free_port, wait_port
+from streams.embedded import bundled_binary, free_port, stop_process, wait_port
 
 
 def osmem_binary() -> Path:
     from osmem_server import resolve_binary
 
-    path = Path(resolve_binary())
-    if not path.exists():
-        raise FileNotFoundError(f"osmem-server binary not found at {path}: pip install osmem-server")
-    if not os.access(path, os.X_OK):
-        path.chmod(0o755)
-    return path
+    return bundled_binary(Path(resolve_binary()), "osmem-server", "osmem-server")
 
 
 @dataclass
@@ -69,13 +63,7 @@ class OsmemStore:
         return self
 
     def stop(self, timeout_s: float = 10.0) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout_s)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc, timeout_s)
         self.proc = None
 
     def restart(self, timeout_s: float = 20.0) -> "OsmemStore":

@@ -31,7 +31,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 
 from streams import PIPELINE_VERSION, metrics
 from streams.avro import TOPIC_RECORDS, Serde
-from streams.errors import PoisonError, StageError, TransientError, classify
+from streams.errors import PoisonError, StageError, classify
 from streams.records import asset_of, now_ms, to_ms
 from streams.settings import Settings
 from streams.stage import Output, RecordContext, Stage

@@ -10,7 +10,7 @@ import random
 import re
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import jsonschema
@@ -22,7 +22,7 @@ from consumers.enrich.providers.base import Provider, ProviderRequest, ProviderR
 from consumers.enrich.ratelimit import RateLimiter
 from streams import metrics
 from streams.config.enrich import DEFAULT_MODELS, DEFAULT_PRICES, EnrichSettings
-from streams.errors import PermanentError, StageError, TransientError
+from streams.errors import PermanentError, TransientError
 from streams.records import now_ms
 
 log = logging.getLogger(__name__)
@@ -271,7 +271,7 @@ class Caller:
                 self._account(spec, request.task, usage, 0, 0, (time.monotonic() - started) * 1000, "timeout")
                 limiter.settle(est, 0)
                 raise TransientError(f"{spec.key} timed out after {request.timeout_s}s", reason="timeout") from None
-            except TransientError as e:
+            except TransientError:
                 self._account(spec, request.task, usage, 0, 0, (time.monotonic() - started) * 1000, "transient")
                 limiter.settle(est, 0)
                 raise

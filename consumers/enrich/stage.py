@@ -17,7 +17,7 @@ from consumers.enrich.prompts import load_prompt, render
 from consumers.enrich.providers import make_provider
 from consumers.enrich.providers.base import Provider
 from streams import metrics
-from streams.errors import PermanentError, StageError
+from streams.errors import PermanentError
 from streams.records import is_deleted, now_ms, stamp
 from streams.stage import Output, RecordContext, Stage
 

@@ -4,7 +4,7 @@ from streams.config import Section
 
 from typing import Literal
 
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import Field, SecretStr
 
 
 class IndexSettings(Section):

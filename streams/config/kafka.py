@@ -4,7 +4,7 @@ from streams.config import Section
 
 import os
 
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import Field, SecretStr
 
 
 class KafkaSettings(Section):

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from streams.config import Section
 
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 
 def _default_field_tasks() -> dict[str, str]:

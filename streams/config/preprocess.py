@@ -4,7 +4,7 @@ from streams.config import Section
 
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 
 class PreprocessSettings(Section):

@@ -4,7 +4,7 @@ from streams.config import Section
 
 from typing import Literal
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import Field, model_validator
 
 
 class ValidateSettings(Section):

@@ -132,19 +132,9 @@ class RunningApp:
         return json.loads(body) if path == "/kpis" else body.decode()
 
     def stop(self, timeout_s: float = 30.0) -> int | None:
-        import signal
-        import subprocess
+        from streams.embedded import stop_process
 
-        if self.proc is None:
-            return None
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout_s)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        code, self.proc = self.proc.returncode, None
+        code, self.proc = stop_process(self.proc, timeout_s), None
         return code
 
     def __enter__(self) -> "RunningApp":
