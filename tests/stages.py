@@ -25,3 +25,16 @@ class EchoStage(Stage):
         if attrs.get("slow_ms"):
             time.sleep(int(attrs["slow_ms"]) / 1000)
         return Output(value={"asset": value, "stamp": stamp(self.name)}, headers={"echo": "1"})
+
+
+class HoldableEchoStage(EchoStage):
+    """EchoStage whose worker can be told to stop taking records (like a budget or a store outage)."""
+
+    name = "holdecho"
+
+    def __init__(self, settings):
+        super().__init__(settings)
+        self.hold = False
+
+    def should_pause(self):
+        return "held" if self.hold else None

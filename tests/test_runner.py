@@ -212,3 +212,37 @@ def test_shutdown_with_abandoned_work_waits_the_drain_timeout_once(broker, uniqu
     thread.stop()
     assert time.monotonic() - started < 3 + 2.5, "shutdown waited the drain timeout more than once"
     assert sum(committed(s, s.groups.name("echo"), "raw").values()) == 0  # abandoned: left uncommitted
+
+
+def test_a_partition_revoked_while_paused_is_resumed_when_it_comes_back(broker, unique):
+    """librdkafka remembers a pause across revoke and re-assign: the runner must resume it."""
+    from tests.stages import HoldableEchoStage
+
+    s = make_settings(broker, f"repause{unique}")
+    provision(s)
+    a = RunnerThread(StageRunner(HoldableEchoStage(s), s))
+    runner_a = a.__enter__()
+    b = RunnerThread(StageRunner(HoldableEchoStage(s), s))
+    try:
+        deadline = time.monotonic() + 30
+        while len(runner_a.assigned) < 3 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        runner_a.stage.hold = True  # a pauses everything it owns
+        time.sleep(0.5)
+        runner_b = b.__enter__()
+        while not runner_b.assigned and time.monotonic() < deadline + 30:
+            time.sleep(0.1)
+        moved = set(runner_b.assigned)
+        assert moved, "no partition moved to the second worker"
+        runner_a.stage.hold = False  # a resumes what it still owns
+        time.sleep(0.5)
+        b.stop()  # the moved partitions come back to a
+        while len(runner_a.assigned) < 3 and time.monotonic() < deadline + 60:
+            time.sleep(0.1)
+        publish(s, [ev(i) for i in range(30)])
+        out = read_topic(s, "preprocessed", 30, timeout_s=30)
+    finally:
+        a.stop()
+    partitions_served = {r["partition"] for r in out}
+    assert {p for _, p in moved} <= partitions_served, "a partition that came back stayed paused"
+    assert len({r["key"] for r in out}) == 30
