@@ -76,6 +76,46 @@ def pct(values: list[float], p: float) -> float:
     return values[min(len(values) - 1, int(round(p / 100 * (len(values) - 1))))]
 
 
+def hop_latencies(settings, ids: set[str], found: dict[str, dict]) -> dict[str, list[float]]:
+    """Per-hop latency from the stage stamps every record carries (read back from `validated`)."""
+    import uuid
+
+    from confluent_kafka import Consumer, TopicPartition
+
+    from streams.avro import Serde
+    from streams.records import to_ms
+    from streams.runner import topic_names
+
+    names = topic_names(settings)
+    serde = Serde(settings.registry.client_config(), names)
+    c = Consumer({**settings.kafka.client_config(), "group.id": uuid.uuid4().hex, "enable.auto.commit": False})
+    topic = names["validated"]
+    c.assign([TopicPartition(topic, p, 0) for p in c.list_topics(topic, timeout=10).topics[topic].partitions])
+    hops: dict[str, list[float]] = {"raw->preprocessed": [], "preprocessed->enriched": [],
+                                    "enriched->validated": [], "validated->indexed": []}
+    seen: set[str] = set()
+    idle = time.monotonic()
+    while time.monotonic() - idle < 3 and len(seen) < len(ids):
+        m = c.poll(0.2)
+        if m is None or m.error():
+            continue
+        idle = time.monotonic()
+        key = m.key().decode()
+        if key not in ids or key in seen:
+            continue
+        seen.add(key)
+        v = serde.deserialize("validated", m.value())
+        e, pre = v["enriched"], v["enriched"]["pre"]
+        t_event = to_ms(pre["asset"]["event_time"])
+        t_pre, t_enr, t_val = to_ms(pre["stamp"]["at"]), to_ms(e["stamp"]["at"]), to_ms(v["stamp"]["at"])
+        t_idx = int(dt.datetime.fromisoformat(found[key]["indexed_at"]).timestamp() * 1000)
+        for hop, a, b in (("raw->preprocessed", t_event, t_pre), ("preprocessed->enriched", t_pre, t_enr),
+                          ("enriched->validated", t_enr, t_val), ("validated->indexed", t_val, t_idx)):
+            hops[hop].append((b - a) / 1000)
+    c.close()
+    return hops
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rate", type=float, default=10.0)
@@ -111,6 +151,7 @@ def main() -> None:
             pub.flush()
             found = wait_indexed(es, alias, ids, 120)
             lat = [latency_s(d) for d in found.values()]
+            hops = hop_latencies(settings, set(ids), found)
 
             # burst: how fast does the fleet drain a backlog?
             burst_ids = []
@@ -127,6 +168,10 @@ def main() -> None:
     if lat:
         print(f"  raw -> indexed latency: p50 {statistics.median(lat):.2f} s   p90 {pct(lat, 90):.2f} s   "
               f"p99 {pct(lat, 99):.2f} s   max {max(lat):.2f} s   (goal p99 < 2 s)")
+        for hop, values in hops.items():
+            if values:
+                print(f"    {hop:24} p50 {statistics.median(values):.2f} s   p99 {pct(values, 99):.2f} s   "
+                      f"max {max(values):.2f} s  (stage stamps)")
     print(f"burst: {args.burst} assets published at once, {len(burst_found)} indexed in {burst_s:.1f} s "
           f"-> sustained {len(burst_found) / burst_s:.1f} assets/s on this machine")
 
