@@ -17,7 +17,7 @@ app = typer.Typer(no_args_is_help=True, add_completion=False,
                        "searchable, provenance-stamped DAM metadata.")
 topics_app = typer.Typer(no_args_is_help=True, help="Provision Kafka topics.")
 app.add_typer(topics_app, name="topics")
-index_app = typer.Typer(no_args_is_help=True, help="Manage the search index (template, aliases, migrations).")
+index_app = typer.Typer(no_args_is_help=True, help="Manage the search index (explicit mappings, read/write aliases, migrations).")
 app.add_typer(index_app, name="index")
 config_app = typer.Typer(no_args_is_help=True, help="Inspect the effective configuration.")
 app.add_typer(config_app, name="config")
