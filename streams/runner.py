@@ -46,7 +46,7 @@ def topic_names(settings: Settings) -> dict[str, str]:
     return {logical: settings.topics.name(logical) for logical in TOPIC_RECORDS}
 
 
-@dataclass
+@dataclass(slots=True)
 class _Record:
     """One consumed message on its way through the runner."""
 
@@ -76,7 +76,7 @@ class _Record:
                              headers=headers, timestamp_ms=self.timestamp_ms, attempt=attempt, trace_id=trace)
 
 
-@dataclass
+@dataclass(slots=True)
 class _Result:
     """What a worker hands back to the main thread: serialized outputs, or a dead letter."""
 
@@ -218,6 +218,7 @@ class StageRunner:
         self._m_seconds = metrics.PROCESSING_SECONDS.labels(self.name)
         self._m_age = metrics.RECORD_AGE.labels(self.name)
         self._m_out: dict[str, Any] = {}
+        self._stage_headers = (("stage", self.name.encode()), ("stage-version", PIPELINE_VERSION.encode()))
 
     # ------------------------------------------------------------------------------------------ lifecycle
     def stop(self) -> None:
@@ -400,8 +401,7 @@ class StageRunner:
             outputs = [result]
         else:
             outputs = list(result)
-        ctx_headers = dict(rec.headers)
-        trace = (ctx_headers.get(TRACE_HEADER) or uuid.uuid4().hex.encode())
+        trace = next((v for k, v in rec.headers if k == TRACE_HEADER and v), None) or uuid.uuid4().hex.encode()
         try:
             asset = asset_of(value)
         except (KeyError, TypeError):
@@ -416,8 +416,7 @@ class StageRunner:
             data = self.serde.serialize(logical, out.value) if out.value is not None else None
             headers = [(TRACE_HEADER, trace),
                        (IDEMPOTENCY_HEADER, idempotency_key(key, out.value, asset).encode()),
-                       ("stage", self.name.encode()), ("stage-version", PIPELINE_VERSION.encode()),
-                       ("source", f"{rec.topic}/{rec.partition}/{rec.offset}".encode())]
+                       *self._stage_headers, ("source", f"{rec.topic}/{rec.partition}/{rec.offset}".encode())]
             headers += [(k, v.encode()) for k, v in out.headers.items()]
             serialized.append((self.names[logical], key.encode() if key is not None else None, data, headers))
         return _Result(rec, outputs=serialized, event_time_ms=event_time)
