@@ -82,12 +82,11 @@ def hop_latencies(settings, ids: set[str], found: dict[str, dict]) -> dict[str, 
 
     from confluent_kafka import Consumer, TopicPartition
 
-    from streams.avro import Serde
+    from streams.avro import Serde, topic_names
     from streams.records import to_ms
-    from streams.runner import topic_names
 
     names = topic_names(settings)
-    serde = Serde(settings.registry.client_config(), names)
+    serde = Serde.for_settings(settings)
     c = Consumer({**settings.kafka.client_config(), "group.id": uuid.uuid4().hex, "enable.auto.commit": False})
     topic = names["validated"]
     c.assign([TopicPartition(topic, p, 0) for p in c.list_topics(topic, timeout=10).topics[topic].partitions])

@@ -125,9 +125,8 @@ def runner_loop(settings: Settings, n: int) -> float:
 def serde_floor(settings: Settings, n: int) -> float:
     """No Kafka at all: Avro decode -> no-op stage -> Avro encode in one thread (the Python floor)."""
     from streams.avro import Serde
-    from streams.runner import topic_names
 
-    serde = Serde(settings.registry.client_config(), topic_names(settings))
+    serde = Serde.for_settings(settings)
     data = serde.serialize("raw", build_event("asset-1", "file:///x/1.jpg", version=1))
     stage = NoopStage(settings)
     start = time.monotonic()

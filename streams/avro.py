@@ -33,6 +33,11 @@ TOPIC_RECORDS: dict[str, str] = {
 """Logical topic -> Avro record name."""
 
 
+def topic_names(settings: Any) -> dict[str, str]:
+    """Logical topic -> full topic name (settings.topics prefix) for every topic with a contract."""
+    return {logical: settings.topics.name(logical) for logical in TOPIC_RECORDS}
+
+
 def schema_path(record: str, avro_dir: Path = AVRO_DIR) -> Path:
     return avro_dir / f"{NAMESPACE}.{record}.avsc"
 
@@ -156,6 +161,11 @@ class Serde:
             for logical in TOPIC_RECORDS:
                 if logical in topic_names and schema_path(TOPIC_RECORDS[logical]).exists():
                     self._header(logical)
+
+    @classmethod
+    def for_settings(cls, settings: Any) -> "Serde":
+        """The serde for the configured registry and topic names (what every producer and consumer uses)."""
+        return cls(settings.registry.client_config(), topic_names(settings), settings.registry.auto_register)
 
     def _header(self, logical: str) -> bytes:
         header = self._ids.get(logical)

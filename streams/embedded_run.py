@@ -216,11 +216,10 @@ class EmbeddedRun:
 
         from consumers.index.client import make_client
         from consumers.index.management import read_alias
-        from streams.avro import Serde
-        from streams.runner import topic_names
+        from streams.avro import Serde, topic_names
 
         names = topic_names(settings)
-        serde = Serde(settings.registry.client_config(), names, settings.registry.auto_register)
+        serde = Serde.for_settings(settings)
         consumer = Consumer({**settings.kafka.client_config(), "group.id": f"assetstream-run-{os.getpid()}",
                              "enable.auto.commit": False, "auto.offset.reset": "earliest",
                              "session.timeout.ms": 6000, "heartbeat.interval.ms": 1000})

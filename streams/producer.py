@@ -69,9 +69,7 @@ class AssetPublisher:
 
     def __init__(self, settings: Settings, producer: Producer | None = None):
         self.settings = settings
-        names = {k: settings.topics.name(k) for k in ("raw", "dead_letter", "feedback", "preprocessed",
-                                                      "enriched", "validated", "audit", "kpis")}
-        self.serde = Serde(settings.registry.client_config(), names, settings.registry.auto_register)
+        self.serde = Serde.for_settings(settings)
         self.producer = producer or Producer({**settings.kafka.client_config(), "enable.idempotence": True,
                                               "acks": "all", "linger.ms": 5})
         self._errors: list[str] = []

@@ -30,7 +30,7 @@ from typing import Any, Callable, Iterable
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from streams import PIPELINE_VERSION, metrics
-from streams.avro import TOPIC_RECORDS, Serde
+from streams.avro import Serde, topic_names  # noqa: F401  (topic_names: re-exported)
 from streams.errors import PoisonError, StageError, classify
 from streams.records import asset_of, now_ms, to_ms
 from streams.settings import Settings
@@ -40,10 +40,6 @@ log = logging.getLogger("assetstream.runner")
 
 TRACE_HEADER = "trace-id"
 IDEMPOTENCY_HEADER = "idempotency-key"
-
-
-def topic_names(settings: Settings) -> dict[str, str]:
-    return {logical: settings.topics.name(logical) for logical in TOPIC_RECORDS}
 
 
 @dataclass(slots=True)
@@ -146,7 +142,7 @@ class StageRunner:
         self.names = topic_names(settings)
         self.input_topic = self.names[stage.input_topic]
         self.group_id = group_id or settings.groups.name(stage.name)
-        self.serde = Serde(settings.registry.client_config(), self.names, settings.registry.auto_register)
+        self.serde = Serde.for_settings(settings)
         self.install_signal_handlers = install_signal_handlers
         self.on_idle = on_idle
         self.health = metrics.Health()

@@ -12,8 +12,8 @@ from typing import Any
 
 from confluent_kafka import Consumer, TopicPartition
 
-from streams.avro import Serde
-from streams.runner import StageRunner, topic_names
+from streams.avro import Serde, topic_names
+from streams.runner import StageRunner
 from streams.settings import Settings
 from streams.topics import create_topics
 
@@ -87,7 +87,7 @@ def read_topic(settings: Settings, logical: str, expect: int, timeout_s: float =
     """Read a topic from the beginning until `expect` records (or, with distinct_keys, `expect` different
     keys) arrived, or time out; returns dicts with key, value (decoded Avro), headers, partition, offset."""
     names = topic_names(settings)
-    serde = Serde(settings.registry.client_config(), names)
+    serde = Serde.for_settings(settings)
     c = Consumer({**settings.kafka.client_config(), "group.id": f"reader-{uuid.uuid4().hex[:8]}",
                   "enable.auto.commit": False, "auto.offset.reset": "earliest",
                   "session.timeout.ms": 6000, "heartbeat.interval.ms": 1000})

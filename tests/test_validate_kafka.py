@@ -8,7 +8,7 @@ from confluent_kafka import Producer
 
 from consumers.validate.stage import ValidateStage
 from streams.avro import Serde
-from streams.runner import StageRunner, topic_names
+from streams.runner import StageRunner
 from tests.kafka_support import RunnerThread, make_settings, provision, read_topic
 from tests.validate_support import enriched_asset
 
@@ -16,7 +16,7 @@ from tests.validate_support import enriched_asset
 def test_validate_group_end_to_end(broker, unique):
     s = make_settings(broker, f"val{unique}", validate={"schema_violation": "dead_letter"})
     provision(s)
-    serde = Serde(s.registry.client_config(), topic_names(s))
+    serde = Serde.for_settings(s)
     records = {
         "asset-auto": enriched_asset(asset_id="asset-auto"),
         "asset-faces": enriched_asset(asset_id="asset-faces", face_count=3),

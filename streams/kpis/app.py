@@ -22,7 +22,7 @@ import faust
 from faust.types import TP
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from streams.avro import TOPIC_RECORDS, Serde
+from streams.avro import Serde, topic_names
 from streams.kpis import compute, metrics
 from streams.kpis.audit import audit_partition
 from streams.kpis.topics import ensure_topics, internal_topic_names
@@ -50,7 +50,7 @@ def faust_settings(settings: Settings) -> dict[str, Any]:
 def make_app(settings: Settings, create_topics: bool = True) -> faust.App:
     """Build the app (creates missing topics first, so table partition counts are known)."""
     ks = settings.kpis
-    names = {k: settings.topics.name(k) for k in TOPIC_RECORDS}
+    names = topic_names(settings)
     counts = ensure_topics(settings, create_pipeline=create_topics)
     internal = internal_topic_names(settings)
     n = counts.get(names["validated"], settings.topics.partitions)
@@ -58,7 +58,7 @@ def make_app(settings: Settings, create_topics: bool = True) -> faust.App:
         raise RuntimeError(f"{names['feedback']} has {counts[names['feedback']]} partitions but {names['validated']} "
                            f"has {n}: the asset-state table needs them co-partitioned")
     audit_partitions = counts.get(names["audit"], settings.topics.partitions)
-    serde = Serde(settings.registry.client_config(), names, auto_register=settings.registry.auto_register)
+    serde = Serde.for_settings(settings)
 
     app = faust.App(ks.app_id, topic_partitions=n, **faust_settings(settings))
     raw = dict(key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")

@@ -13,7 +13,7 @@ from typing import Any
 from aiokafka.partitioner import murmur2
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
 
-from streams.avro import TOPIC_RECORDS, Serde
+from streams.avro import Serde
 from streams.settings import Settings
 
 
@@ -29,8 +29,7 @@ def history(settings: Settings, asset_id: str, timeout_s: float = 30.0) -> list[
     conf = {**settings.kafka.client_config(), "group.id": f"assetstream-audit-reader-{uuid.uuid4().hex[:8]}",
             "enable.auto.commit": False, "auto.offset.reset": "earliest", "enable.partition.eof": True}
     consumer = Consumer(conf)
-    serde = Serde(settings.registry.client_config(), {k: settings.topics.name(k) for k in TOPIC_RECORDS},
-                  auto_register=settings.registry.auto_register)
+    serde = Serde.for_settings(settings)
     try:
         md = consumer.list_topics(topic, timeout=10)
         meta = md.topics.get(topic)

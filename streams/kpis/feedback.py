@@ -11,15 +11,14 @@ from typing import Any, Iterable
 from confluent_kafka import KafkaException, Producer
 
 from streams import avro
-from streams.avro import TOPIC_RECORDS, Serde
+from streams.avro import Serde
 from streams.settings import Settings
 
 ACTIONS = ("accepted", "edited", "rejected")
 
 
 def _serde(settings: Settings) -> Serde:
-    return Serde(settings.registry.client_config(), {k: settings.topics.name(k) for k in TOPIC_RECORDS},
-                 auto_register=settings.registry.auto_register)
+    return Serde.for_settings(settings)
 
 
 def normalize_decision(decision: dict[str, Any]) -> dict[str, Any]:

@@ -9,7 +9,7 @@ from typing import Any, Iterable
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
 from streams import PIPELINE_VERSION, avro
-from streams.avro import TOPIC_RECORDS, Serde
+from streams.avro import Serde
 from streams.settings import Settings
 
 
@@ -49,7 +49,7 @@ def validated_record(asset_id: str, version: int, *, event_time_ms: int, publish
 
 
 def serde_for(settings: Settings) -> Serde:
-    return Serde(settings.registry.client_config(), {k: settings.topics.name(k) for k in TOPIC_RECORDS})
+    return Serde.for_settings(settings)
 
 
 def produce(settings: Settings, logical: str, records: Iterable[tuple[str, dict[str, Any]]]) -> None:

@@ -28,10 +28,9 @@ from typing import Any, Callable, Iterable, Iterator
 
 from confluent_kafka import KafkaError, Producer
 
-from streams.avro import Serde
+from streams.avro import Serde, topic_names
 from streams.config.ops import OpsSettings, ops_settings
 from streams.producer import asset_id_for, build_event
-from streams.runner import topic_names
 from streams.settings import Settings
 
 log = logging.getLogger("assetstream.backfill")
@@ -445,7 +444,7 @@ class BackfillPublisher:
 
     def __init__(self, settings: Settings, state: StateFile | None):
         self.names = topic_names(settings)
-        self.serde = Serde(settings.registry.client_config(), self.names, settings.registry.auto_register)
+        self.serde = Serde.for_settings(settings)
         self.producer = Producer({**settings.kafka.client_config(), "enable.idempotence": True, "acks": "all",
                                   "linger.ms": 5, "message.timeout.ms": 60000})
         self.state = state

@@ -18,8 +18,7 @@ from typing import Any, Iterable
 
 from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 
-from streams.avro import Serde
-from streams.runner import topic_names
+from streams.avro import Serde, topic_names
 from streams.settings import Settings
 
 REPLAYED_FROM = "replayed-from"
@@ -105,7 +104,7 @@ def read_dead_letters(settings: Settings, timeout_s: float = 30.0) -> list[DeadL
     """Every record on the DLQ, oldest first. Uses assign() (no group membership, no commits)."""
     names = topic_names(settings)
     topic = names["dead_letter"]
-    serde = Serde(settings.registry.client_config(), names, settings.registry.auto_register)
+    serde = Serde.for_settings(settings)
     c = Consumer({**settings.kafka.client_config(), "group.id": f"assetstream-dlq-reader-{uuid.uuid4().hex[:8]}",
                   "enable.auto.commit": False, "enable.auto.offset.store": False,
                   "auto.offset.reset": "earliest", "enable.partition.eof": True, "fetch.wait.max.ms": 100})

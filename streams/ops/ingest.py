@@ -30,10 +30,9 @@ from typing import Any
 import jsonschema
 from confluent_kafka import KafkaError, Producer
 
-from streams.avro import Serde
+from streams.avro import Serde, topic_names
 from streams.config.ops import OpsSettings, ops_settings
 from streams.producer import asset_id_for, build_event
-from streams.runner import topic_names
 from streams.settings import Settings
 
 log = logging.getLogger("assetstream.ingest")
@@ -147,7 +146,7 @@ class AckingPublisher:
 
     def __init__(self, settings: Settings, producer: Producer | None = None):
         self.names = topic_names(settings)
-        self.serde = Serde(settings.registry.client_config(), self.names, settings.registry.auto_register)
+        self.serde = Serde.for_settings(settings)
         self.producer = producer or Producer({**settings.kafka.client_config(), "enable.idempotence": True,
                                               "acks": "all", "linger.ms": 2})
         self._stop = threading.Event()
