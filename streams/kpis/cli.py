@@ -20,13 +20,9 @@ out = Console()
 
 
 def _settings():
-    from streams.settings import Settings
+    from streams.cli import load_settings  # one place turns a bad configuration into a clear exit 2
 
-    try:
-        return Settings()
-    except Exception as exc:  # configuration errors read as such
-        console.print(f"[red]configuration error:[/red] {exc}")
-        raise typer.Exit(2)
+    return load_settings()
 
 
 def _iso(value: Any) -> str:
