@@ -150,9 +150,10 @@ class StageRunner:
         self.tracker = _PartitionTracker()
         self.assigned: set[tuple[str, int]] = set()
         self.paused_tps: set[tuple[str, int]] = set()
-        self.pause_reason: str | None = None
+        self.pause_reason: str | None = None  # set by a batch worker while the store is unavailable
+        self._current_pause: str | None = None  # what the assigned partitions are paused for
         self._stop = threading.Event()
-        self._futures: dict[cf.Future, Any] = {}
+        self._batch_future: cf.Future | None = None  # the one batch in the pool (batch stages)
         self._completions: deque[_Result] = deque()
         self._completion_lock = threading.Lock()
         self._last_commit = time.monotonic()
@@ -161,7 +162,7 @@ class StageRunner:
         self._batch: list[_Record] = []
         self._batch_bytes = 0
         self._batch_started = 0.0
-        self._redeliver: list[tuple[float, _Record, list]] = []  # (due, record, outputs) after a failed produce
+        self._redeliver: list[tuple[float, _Record, tuple]] = []  # (due, record, output): owed, produced again
         self.metrics_port: int | None = None
         self._http = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -299,6 +300,8 @@ class StageRunner:
         except BaseException as exc:  # a bug in the runner itself: loud, and the record stays uncommitted
             log.error("%s: worker crashed: %r", self.name, exc, exc_info=exc)
             return
+        if results is None:
+            return  # a chunk: its records were handed over one by one
         with self._completion_lock:
             self._completions.extend(results if isinstance(results, list) else [results])
 
@@ -317,19 +320,15 @@ class StageRunner:
         delay = random.uniform(base / 2, base)  # jitter
         return max(delay, hint or 0.0)
 
-    def _work_chunk(self, recs: list[_Record]) -> list[_Result]:
-        results = []
+    def _work_chunk(self, recs: list[_Record]) -> None:
         for rec in recs:
             try:
-                results.append(self._work_sync(rec))
+                result = self._work_sync(rec)
             except _Abandon:
                 self._abandon(rec)
-            finally:
-                if results:  # hand finished records over as we go, not only at the end of the chunk
-                    with self._completion_lock:
-                        self._completions.extend(results)
-                    results = []
-        return results
+                continue
+            with self._completion_lock:  # hand each record over as it finishes, not at the end of the chunk
+                self._completions.append(result)
 
     def _work_sync(self, rec: _Record) -> _Result:
         first_failure = None
@@ -459,19 +458,14 @@ class StageRunner:
 
     # ------------------------------------------------------------------------------------------ batches
     def _maybe_flush_batch(self, force: bool = False) -> None:
-        if not self._batch or self._futures_pending_batch():
+        if not self._batch or (self._batch_future is not None and not self._batch_future.done()):
             return
         full = (len(self._batch) >= self.rs.batch_max_records or self._batch_bytes >= self.rs.batch_max_bytes)
         due = time.monotonic() - self._batch_started >= self.rs.batch_max_wait_s
         if full or due or force or self.stage_paused_by_inflight():
             batch, self._batch, self._batch_bytes = self._batch, [], 0
-            fut = self.pool.submit(self._work_batch, batch)
-            self._futures[fut] = "batch"
-            fut.add_done_callback(self._collect)
-            fut.add_done_callback(lambda f: self._futures.pop(f, None))
-
-    def _futures_pending_batch(self) -> bool:
-        return any(v == "batch" for v in list(self._futures.values()))
+            self._batch_future = self.pool.submit(self._work_batch, batch)
+            self._batch_future.add_done_callback(self._collect)
 
     def stage_paused_by_inflight(self) -> bool:
         return self.tracker.in_flight() >= self.rs.max_in_flight
@@ -538,13 +532,9 @@ class StageRunner:
         if self._redeliver:
             due = [r for r in self._redeliver if r[0] <= now]
             self._redeliver = [r for r in self._redeliver if r[0] > now]
-            for _, rec, outputs, counted in due:
-                if rec.abandoned or rec.epoch != self._epoch or rec.tp not in self.assigned:
-                    continue
-                for output in outputs:
-                    if counted and not self.transactional:
-                        rec.pending_acks -= 1  # _produce_one counts it again
-                    self._produce_one(rec, output)
+            for _, rec, output in due:
+                if not (rec.abandoned or rec.epoch != self._epoch or rec.tp not in self.assigned):
+                    self._produce_one(rec, output, counted=True)
         self.producer.poll(0)
 
     def _emit(self, res: _Result) -> None:
@@ -569,9 +559,10 @@ class StageRunner:
         if self.transactional and rec.pending_acks == 0:
             self._finish(rec)
 
-    def _produce_one(self, rec: _Record, output: tuple) -> None:
+    def _produce_one(self, rec: _Record, output: tuple, counted: bool = False) -> None:
+        """`counted`: the output is already in `pending_acks` (a redelivery of an owed output)."""
         topic, key, value, headers = output
-        if not self.transactional:
+        if not self.transactional and not counted:
             rec.pending_acks += 1
         while True:
             try:
@@ -604,7 +595,7 @@ class StageRunner:
                   rec.partition, rec.offset, err)
         if not self.transactional:
             rec.pending_acks += 1  # the retry below is still owed
-        self._redeliver.append((time.monotonic() + 5.0, rec, [output], True))
+        self._redeliver.append((time.monotonic() + 5.0, rec, output))
 
     def _letter_output(self, rec: _Record, letter: _Result) -> tuple:
         metrics.RECORDS_DEAD_LETTERED.labels(self.name, letter.error_class).inc()
@@ -637,8 +628,7 @@ class StageRunner:
                 # retriable or not, a delivery is tried again (never dropped): non-retriable errors such
                 # as an authorization failure show as a stalled partition and in the logs until fixed
                 log.warning("%s: delivery to %s failed (%s); producing again", self.name, output[0], err)
-                self._redeliver.append((time.monotonic() + (1.0 if err.retriable() else 5.0), rec, [output],
-                                        True))
+                self._redeliver.append((time.monotonic() + (1.0 if err.retriable() else 5.0), rec, output))
                 return
             counter = self._m_out.get(msg.topic())
             if counter is None:
@@ -728,8 +718,6 @@ class StageRunner:
                 if reason != "backpressure":
                     log.info("%s: pausing consumption: %s", self.name, reason)
             self._current_pause = reason
-
-    _current_pause: str | None = None
 
     # ------------------------------------------------------------------------------------------ lag
     def _update_lag(self, force: bool = False) -> None:
