@@ -68,6 +68,9 @@ def worker(stage: str = typer.Argument(..., help="preprocess | enrich | validate
         settings = settings.with_overrides(runner={"metrics_port": metrics_port})
     runner = StageRunner(stage_class(stage)(settings), settings, install_signal_handlers=True)
     runner.run()
+    if runner.fatal_error:
+        console.print(f"[red]{runner.fatal_error}[/red]")
+        raise typer.Exit(1)
 
 
 @topics_app.command("create")

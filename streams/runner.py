@@ -263,8 +263,6 @@ class StageRunner:
         self._pump()
         self._maybe_commit()
         self._update_lag()
-        if self.fatal_error:
-            self.health.last_tick = 0.0  # liveness fails: the orchestrator restarts the worker
         self._m_in_flight.set(self.tracker.in_flight())
         if not msgs and self.on_idle:
             self.on_idle(self)
@@ -615,10 +613,7 @@ class StageRunner:
                 return
             if err is not None:
                 if err.fatal():
-                    self.fatal_error = f"fatal producer error: {err.str()}"
-                    log.critical("%s: %s; stopping (nothing past this record is committed)", self.name,
-                                 self.fatal_error)
-                    self.stop()
+                    self._fatal(err)
                     return
                 if err.code() in (KafkaError.MSG_SIZE_TOO_LARGE, KafkaError.INVALID_MSG_SIZE,
                                   KafkaError.INVALID_RECORD, KafkaError.CORRUPT_MESSAGE):
@@ -860,7 +855,18 @@ class StageRunner:
         ready.wait()
 
     def _on_client_error(self, err: KafkaError) -> None:
-        log.warning("%s: kafka client error: %s", self.name, err)
+        if err.fatal():
+            self._fatal(err)
+        else:
+            log.warning("%s: kafka client error: %s", self.name, err)
+
+    def _fatal(self, err: KafkaError) -> None:
+        """A client error librdkafka cannot recover from (e.g. a fenced idempotent producer): drain what can
+        be drained and stop; `assetstream worker` then exits 1 so the orchestrator restarts it."""
+        self.fatal_error = f"fatal Kafka client error: {err.str()}"
+        log.critical("%s: %s; stopping (nothing past the last finished record is committed)", self.name,
+                     self.fatal_error)
+        self.stop()
 
 
 class _Abandon(BaseException):
