@@ -502,7 +502,11 @@ class StageRunner:
                     else:
                         results.append(self._failure(rec, outcome, attempt, first))
                 else:
-                    results.append(self._success(rec, value, outcome))
+                    try:
+                        results.append(self._success(rec, value, outcome))
+                    except Exception as exc:  # noqa: BLE001 - as in the single-record path: that record only
+                        metrics.RECORDS_FAILED.labels(self.name, classify(exc)).inc()
+                        results.append(self._failure(rec, exc, attempt, first or now_ms()))
             if retry and self.stopping:
                 for rec, *_ in retry:
                     self._abandon(rec)  # not committed: the next owner retries
