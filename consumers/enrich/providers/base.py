@@ -7,8 +7,19 @@ with `data=None` so the caller can make one repair attempt.
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
+
+
+def parse_json_object(text: str) -> dict[str, Any] | None:
+    """The model's text as a JSON object, or None when it is not one (the caller keeps the raw text and may
+    make its one repair attempt)."""
+    try:
+        parsed = json.loads(text)
+    except ValueError:
+        return None
+    return parsed if isinstance(parsed, dict) else None
 
 
 @dataclass

@@ -15,7 +15,7 @@ from typing import Any
 
 import anthropic
 
-from consumers.enrich.providers.base import ProviderRequest, ProviderResponse
+from consumers.enrich.providers.base import ProviderRequest, ProviderResponse, parse_json_object
 from streams.errors import PermanentError, TransientError
 
 TRANSIENT_STATUS = {408, 409, 429, 500, 502, 503, 504, 529}
@@ -122,11 +122,7 @@ class ClaudeProvider:
                 return resp
         text = "".join(getattr(b, "text", "") for b in msg.content if b.type == "text")
         resp.raw_text = text
-        try:
-            parsed = json.loads(text)
-            resp.data = parsed if isinstance(parsed, dict) else None
-        except ValueError:
-            resp.data = None
+        resp.data = parse_json_object(text)
         return resp
 
     async def aclose(self) -> None:

@@ -6,7 +6,6 @@ retries stay off (its default, no retry_options): retries live in consumers/enri
 from __future__ import annotations
 
 import asyncio
-import json
 import re
 import time
 from typing import Any
@@ -15,7 +14,7 @@ from google import genai
 from google.genai import errors as genai_errors
 from google.genai import types
 
-from consumers.enrich.providers.base import ProviderRequest, ProviderResponse
+from consumers.enrich.providers.base import ProviderRequest, ProviderResponse, parse_json_object
 from streams.errors import PermanentError, TransientError
 
 TRANSIENT_STATUS = {408, 429, 500, 502, 503, 504}
@@ -118,11 +117,7 @@ class GeminiProvider:
         text = "".join(p.text or "" for p in (cand.content.parts or []) if not getattr(p, "thought", False)) \
             if cand.content else ""
         result.raw_text = text
-        try:
-            parsed = json.loads(text)
-            result.data = parsed if isinstance(parsed, dict) else None
-        except ValueError:
-            result.data = None
+        result.data = parse_json_object(text)
         return result
 
     async def aclose(self) -> None:
