@@ -107,7 +107,7 @@ def run(paths: list[str] = typer.Argument(..., help="image files, directories or
 
     from rich.table import Table
 
-    from streams.embedded_run import EmbeddedRun, summary_row
+    from streams.embedded_run import EmbeddedRun
 
     if provider and provider not in ("local", "claude", "gemini"):
         raise typer.BadParameter("use local, claude or gemini", param_hint="--provider")
@@ -124,7 +124,7 @@ def run(paths: list[str] = typer.Argument(..., help="image files, directories or
     except (RuntimeError, TimeoutError) as exc:
         console.print(f"[red]run failed:[/red] {exc}\n[dim]worker logs: {job.workdir}[/dim]")
         raise typer.Exit(1)
-    rows = [summary_row(a, p, tracker) for a, p in job.paths.items()]
+    rows = job.rows
     if json_out:
         out.print_json(json.dumps(rows, default=str))
     else:

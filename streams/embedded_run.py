@@ -189,8 +189,8 @@ class EmbeddedRun:
             self._say(f"published {len(images)} asset event(s) to {settings.topics.name('raw')}")
             tracker = Tracker(event_ids)
             self.follow(settings, tracker)
-            self.write_sidecars(tracker, paths)
-            self.paths = paths
+            self.rows = [summary_row(asset_id, path, tracker) for asset_id, path in paths.items()]
+            self.write_sidecars(tracker, paths, self.rows)
             return tracker, settings
         finally:
             self.stop()
@@ -281,7 +281,7 @@ class EmbeddedRun:
         if logical == "validated":
             tracker.validated[key] = value
 
-    def write_sidecars(self, tracker: Tracker, paths: dict[str, Path]) -> None:
+    def write_sidecars(self, tracker: Tracker, paths: dict[str, Path], rows: list[dict[str, Any]]) -> None:
         from consumers.validate.render import to_jsonld, to_xmp
 
         self.out_dir.mkdir(parents=True, exist_ok=True)
@@ -289,10 +289,7 @@ class EmbeddedRun:
             stem = paths[asset_id].stem
             (self.out_dir / f"{stem}.jsonld").write_text(json.dumps(to_jsonld(value), indent=2, default=str))
             (self.out_dir / f"{stem}.xmp").write_text(to_xmp(value))
-        summary = []
-        for asset_id, path in paths.items():
-            summary.append(summary_row(asset_id, path, tracker))
-        (self.out_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+        (self.out_dir / "summary.json").write_text(json.dumps(rows, indent=2, default=str))
 
 
 def summary_row(asset_id: str, path: Path, tracker: Tracker) -> dict[str, Any]:
