@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import threading
 import time
+from bisect import bisect_left
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Callable
 
@@ -48,6 +49,49 @@ DECISIONS = Counter("assetstream_validation_decisions_total", "Automation decisi
 # --- index ----------------------------------------------------------------------------------------------
 INDEX_ITEMS = Counter("assetstream_index_items_total", "Bulk items by outcome", ["result"])
 INDEX_BULK_SECONDS = Histogram("assetstream_index_bulk_seconds", "Bulk request latency", buckets=LATENCY_BUCKETS)
+
+
+class HistogramBatch:
+    """Observations for one labelled Histogram, gathered on a hot path and added to it in one step.
+
+    `Histogram.observe` takes two locks and walks the buckets per value (~1.4 µs); the runner observes two
+    values per record. This keeps plain per-bucket counts (`bisect`) and `flush()` adds them with one
+    increment per touched bucket to the very same Histogram child, so /metrics shows exactly what per-value
+    observes would. Single writer: observe and flush from one thread (the runner's poll thread). If the
+    prometheus_client internals it relies on are missing it falls back to `observe` per value.
+    """
+
+    __slots__ = ("child", "bounds", "counts", "total", "direct")
+
+    def __init__(self, child) -> None:
+        self.child = child
+        bounds = getattr(child, "_upper_bounds", None)
+        self.direct = not (bounds and len(getattr(child, "_buckets", ())) == len(bounds)
+                           and hasattr(child, "_sum"))
+        self.bounds = list(bounds or ())
+        self.counts = [0] * len(self.bounds)
+        self.total = 0.0
+
+    def observe(self, value: float) -> None:
+        if self.direct:
+            self.child.observe(value)
+            return
+        i = bisect_left(self.bounds, value)  # first bucket with value <= bound, as Histogram.observe picks
+        if i < len(self.counts):
+            self.counts[i] += 1
+        self.total += value
+
+    def flush(self) -> None:
+        if self.direct:
+            return
+        counts, total = self.counts, self.total
+        if not total and not any(counts):
+            return
+        self.counts, self.total = [0] * len(counts), 0.0
+        self.child._sum.inc(total)
+        for i, n in enumerate(counts):
+            if n:
+                self.child._buckets[i].inc(n)
 
 
 class Health:

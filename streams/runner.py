@@ -42,34 +42,37 @@ TRACE_HEADER = "trace-id"
 IDEMPOTENCY_HEADER = "idempotency-key"
 
 
-@dataclass(slots=True)
 class _Record:
-    """One consumed message on its way through the runner."""
+    """One consumed message on its way through the runner (a plain slotted class: one is built per record)."""
 
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None
-    headers: list[tuple[str, bytes | None]]
-    timestamp_ms: int | None
-    received: float = field(default_factory=time.monotonic)
-    pending_acks: int = 0
-    abandoned: bool = False
-    event_time_ms: int | None = None
-    epoch: int = 0
-    letter_truncated: bool = False
+    __slots__ = ("topic", "partition", "offset", "key", "value", "headers", "timestamp_ms", "received", "tp",
+                 "pending_acks", "abandoned", "event_time_ms", "epoch", "letter_truncated")
 
-    @property
-    def tp(self) -> tuple[str, int]:
-        return (self.topic, self.partition)
+    def __init__(self, topic: str, partition: int, offset: int, key: bytes | None, value: bytes | None,
+                 headers: list[tuple[str, bytes | None]], timestamp_ms: int | None,
+                 received: float | None = None, epoch: int = 0):
+        self.topic = topic
+        self.partition = partition
+        self.offset = offset
+        self.key = key
+        self.value = value
+        self.headers = headers
+        self.timestamp_ms = timestamp_ms
+        self.received = time.monotonic() if received is None else received
+        self.tp = (topic, partition)
+        self.pending_acks = 0
+        self.abandoned = False
+        self.event_time_ms: int | None = None
+        self.epoch = epoch
+        self.letter_truncated = False
 
     def context(self, attempt: int) -> RecordContext:
         headers = {k: (v or b"") for k, v in self.headers}
-        trace = headers.get(TRACE_HEADER, b"").decode("utf-8", "replace") or uuid.uuid4().hex
-        return RecordContext(topic=self.topic, partition=self.partition, offset=self.offset,
-                             key=self.key.decode("utf-8", "replace") if self.key is not None else None,
-                             headers=headers, timestamp_ms=self.timestamp_ms, attempt=attempt, trace_id=trace)
+        trace = headers.get(TRACE_HEADER)
+        trace = trace.decode("utf-8", "replace") if trace else uuid.uuid4().hex
+        return RecordContext(self.topic, self.partition, self.offset,
+                             self.key.decode("utf-8", "replace") if self.key is not None else None,
+                             headers, self.timestamp_ms, attempt, trace)
 
 
 @dataclass(slots=True)
@@ -93,17 +96,27 @@ class _PartitionTracker:
         self.committed: dict[tuple[str, int], int] = {}
 
     def add(self, tp: tuple[str, int], offset: int) -> None:
-        self.order.setdefault(tp, deque()).append(offset)
-        self.done.setdefault(tp, set())
+        order = self.order.get(tp)
+        if order is None:
+            order = self.order[tp] = deque()
+            self.done[tp] = set()
+        order.append(offset)
 
     def finish(self, tp: tuple[str, int], offset: int) -> None:
-        if tp not in self.order:
+        order = self.order.get(tp)
+        if order is None:
             return  # partition was revoked meanwhile
-        done, order = self.done[tp], self.order[tp]
-        done.add(offset)
+        if order and order[0] == offset:  # the common case: records finish in the order they came
+            order.popleft()
+            position = offset + 1
+        else:
+            self.done[tp].add(offset)
+            return
+        done = self.done[tp]
         while order and order[0] in done:
             done.discard(order[0])
-            self.position[tp] = order.popleft() + 1
+            position = order.popleft() + 1
+        self.position[tp] = position
 
     def in_flight(self, tp: tuple[str, int] | None = None) -> int:
         if tp is not None:
@@ -212,9 +225,10 @@ class StageRunner:
         # labelled children looked up once: .labels() costs microseconds on the per-record path
         self._m_in = metrics.RECORDS_IN.labels(self.name)
         self._m_in_flight = metrics.IN_FLIGHT.labels(self.name)
-        self._m_seconds = metrics.PROCESSING_SECONDS.labels(self.name)
-        self._m_age = metrics.RECORD_AGE.labels(self.name)
+        self._m_seconds = metrics.HistogramBatch(metrics.PROCESSING_SECONDS.labels(self.name))
+        self._m_age = metrics.HistogramBatch(metrics.RECORD_AGE.labels(self.name))
         self._m_out: dict[str, Any] = {}
+        self._acked: dict[str, int] = {}  # acknowledged outputs per topic since the last metrics flush
         self._stage_headers = (("stage", self.name.encode()), ("stage-version", PIPELINE_VERSION.encode()))
 
     # ------------------------------------------------------------------------------------------ lifecycle
@@ -249,9 +263,9 @@ class StageRunner:
         self._apply_pause()
         free = self.rs.max_in_flight - self.tracker.in_flight()
         msgs = self.consumer.consume(num_messages=max(1, min(free, 500)), timeout=self.rs.poll_timeout_s)
-        accepted = [rec for rec in map(self._accept, msgs) if rec is not None]
+        accepted = self._accept(msgs) if msgs else []
         if accepted and self.stage.kind == "cpu" and self.rs.inline:
-            self._work_chunk(accepted)  # in the poll thread: no hand-off at all
+            self._work_chunk(accepted, inline=True)  # in the poll thread: no hand-off at all
         elif accepted and self.stage.kind == "cpu":
             # hand the pool chunks, not single records: one Future per chunk keeps the overhead per
             # record small, and records of a chunk still finish (and commit) individually
@@ -267,28 +281,36 @@ class StageRunner:
         if not msgs and self.on_idle:
             self.on_idle(self)
 
-    def _accept(self, msg: Message) -> _Record | None:
-        err = msg.error()
-        if err is not None:
-            if err.code() != KafkaError._PARTITION_EOF:
-                log.warning("%s: consumer error: %s", self.name, err)
-            return None
-        rec = _Record(msg.topic(), msg.partition(), msg.offset(), msg.key(), msg.value(),
-                      list(msg.headers() or []), msg.timestamp()[1] if msg.timestamp()[0] else None)
-        if rec.tp not in self.assigned:
-            return None  # delivered just before a revoke
-        rec.epoch = self._epoch
-        self.tracker.add(rec.tp, rec.offset)
-        self._m_in.inc()
+    def _accept(self, msgs: list[Message]) -> list[_Record]:
+        """Track what one consume() returned (one pass, no per-record method calls beyond the essentials)."""
+        received, epoch, assigned, add = time.monotonic(), self._epoch, self.assigned, self.tracker.add
+        accepted: list[_Record] = []
+        for msg in msgs:
+            err = msg.error()
+            if err is not None:
+                if err.code() != KafkaError._PARTITION_EOF:
+                    log.warning("%s: consumer error: %s", self.name, err)
+                continue
+            ts_type, ts = msg.timestamp()
+            rec = _Record(msg.topic(), msg.partition(), msg.offset(), msg.key(), msg.value(), msg.headers() or [],
+                          ts if ts_type else None, received, epoch)
+            if rec.tp not in assigned:
+                continue  # delivered just before a revoke
+            add(rec.tp, rec.offset)
+            accepted.append(rec)
+        if not accepted:
+            return accepted
+        self._m_in.inc(len(accepted))
         if self.stage.kind == "batch":
             if not self._batch:
-                self._batch_started = time.monotonic()
-            self._batch.append(rec)
-            self._batch_bytes += len(rec.value or b"")
+                self._batch_started = received
+            self._batch.extend(accepted)
+            self._batch_bytes += sum(len(rec.value or b"") for rec in accepted)
         elif self.stage.kind == "io":
-            fut = asyncio.run_coroutine_threadsafe(self._work_async(rec), self._loop)
-            fut.add_done_callback(self._collect)
-        return rec
+            for rec in accepted:
+                fut = asyncio.run_coroutine_threadsafe(self._work_async(rec), self._loop)
+                fut.add_done_callback(self._collect)
+        return accepted
 
     def _collect(self, fut: cf.Future) -> None:
         try:
@@ -318,12 +340,15 @@ class StageRunner:
         delay = random.uniform(base / 2, base)  # jitter
         return max(delay, hint or 0.0)
 
-    def _work_chunk(self, recs: list[_Record]) -> None:
+    def _work_chunk(self, recs: list[_Record], inline: bool = False) -> None:
         for rec in recs:
             try:
                 result = self._work_sync(rec)
             except _Abandon:
                 self._abandon(rec)
+                continue
+            if inline:
+                self._emit(result)  # the poll thread itself: produce right away
                 continue
             with self._completion_lock:  # hand each record over as it finishes, not at the end of the chunk
                 self._completions.append(result)
@@ -334,8 +359,8 @@ class StageRunner:
         while True:
             try:
                 value = self._decode(rec)
-                result = self.stage.process(value, rec.context(attempt))
-                return self._success(rec, value, result)
+                ctx = rec.context(attempt)
+                return self._success(rec, value, self.stage.process(value, ctx), ctx.trace_id)
             except BaseException as exc:  # noqa: BLE001 - every failure is classified
                 first_failure = first_failure or now_ms()
                 retry = self._should_retry(exc, attempt)
@@ -362,8 +387,8 @@ class StageRunner:
             while True:
                 try:
                     value = self._decode(rec)
-                    result = await self.stage.aprocess(value, rec.context(attempt))
-                    return self._success(rec, value, result)
+                    ctx = rec.context(attempt)
+                    return self._success(rec, value, await self.stage.aprocess(value, ctx), ctx.trace_id)
                 except BaseException as exc:  # noqa: BLE001
                     if isinstance(exc, asyncio.CancelledError):
                         raise
@@ -386,31 +411,34 @@ class StageRunner:
         log.info("%s: transient error (attempt %d), retrying in %.2fs: %s", self.name, attempt, delay, exc)
         return delay
 
-    def _success(self, rec: _Record, value: dict[str, Any], result: Any) -> _Result:
-        outputs: list[Output]
+    def _success(self, rec: _Record, value: dict[str, Any], result: Any, trace: str) -> _Result:
+        """Serialize a record's outputs with their headers (trace id, idempotency key, provenance)."""
         if result is None:
-            outputs = []
+            outputs: Iterable[Output] = ()
         elif isinstance(result, Output):
-            outputs = [result]
+            outputs = (result,)
         else:
             outputs = list(result)
-        trace = next((v for k, v in rec.headers if k == TRACE_HEADER and v), None) or uuid.uuid4().hex.encode()
         try:
             asset = asset_of(value)
         except (KeyError, TypeError):
             asset = {}
         event_time = to_ms(asset.get("event_time")) if asset else None
+        trace_b = trace.encode()
+        source = f"{rec.topic}/{rec.partition}/{rec.offset}".encode()
+        in_key = rec.key.decode() if rec.key is not None else None
         serialized = []
         for out in outputs:
             logical = out.topic or self.stage.output_topic
             if logical is None:
                 raise RuntimeError(f"stage {self.name} returned an output without a topic")
-            key = out.key if out.key is not None else (rec.key.decode() if rec.key is not None else None)
+            key = out.key if out.key is not None else in_key
             data = self.serde.serialize(logical, out.value) if out.value is not None else None
-            headers = [(TRACE_HEADER, trace),
+            headers = [(TRACE_HEADER, trace_b),
                        (IDEMPOTENCY_HEADER, idempotency_key(key, out.value, asset).encode()),
-                       *self._stage_headers, ("source", f"{rec.topic}/{rec.partition}/{rec.offset}".encode())]
-            headers += [(k, v.encode()) for k, v in out.headers.items()]
+                       *self._stage_headers, ("source", source)]
+            if out.headers:
+                headers += [(k, v.encode()) for k, v in out.headers.items()]
             serialized.append((self.names[logical], key.encode() if key is not None else None, data, headers))
         return _Result(rec, outputs=serialized, event_time_ms=event_time)
 
@@ -490,7 +518,7 @@ class StageRunner:
                 outcomes = [exc] * len(items)
             retry: list[tuple[_Record, dict[str, Any], int, int | None]] = []
             worst_delay = 0.0
-            for (rec, value, attempt, first), outcome in zip(todo, outcomes):
+            for (rec, value, attempt, first), (_, ctx), outcome in zip(todo, items, outcomes):
                 if isinstance(outcome, BaseException):
                     cls = classify(outcome)
                     metrics.RECORDS_FAILED.labels(self.name, cls).inc()
@@ -503,7 +531,7 @@ class StageRunner:
                         results.append(self._failure(rec, outcome, attempt, first))
                 else:
                     try:
-                        results.append(self._success(rec, value, outcome))
+                        results.append(self._success(rec, value, outcome, ctx.trace_id))
                     except Exception as exc:  # noqa: BLE001 - as in the single-record path: that record only
                         metrics.RECORDS_FAILED.labels(self.name, classify(exc)).inc()
                         results.append(self._failure(rec, exc, attempt, first or now_ms()))
@@ -538,6 +566,7 @@ class StageRunner:
                 if not (rec.abandoned or rec.epoch != self._epoch or rec.tp not in self.assigned):
                     self._produce_one(rec, output, counted=True)
         self.producer.poll(0)
+        self._flush_metrics()
 
     def _emit(self, res: _Result) -> None:
         rec = res.record
@@ -610,6 +639,13 @@ class StageRunner:
 
     def _delivery_cb(self, rec: _Record, output: tuple):
         def cb(err: KafkaError | None, msg: Message) -> None:
+            if err is None and not self.transactional:  # the hot path: one acknowledged output
+                acked = self._acked
+                acked[output[0]] = acked.get(output[0], 0) + 1
+                rec.pending_acks -= 1
+                if rec.pending_acks == 0:
+                    self._finish(rec)
+                return
             if self.transactional:
                 if err is not None:
                     log.error("%s: transactional produce failed: %s", self.name, err)
@@ -628,15 +664,19 @@ class StageRunner:
                 # as an authorization failure show as a stalled partition and in the logs until fixed
                 log.warning("%s: delivery to %s failed (%s); producing again", self.name, output[0], err)
                 self._redeliver.append((time.monotonic() + (1.0 if err.retriable() else 5.0), rec, output))
-                return
-            counter = self._m_out.get(msg.topic())
-            if counter is None:
-                counter = self._m_out[msg.topic()] = metrics.RECORDS_OUT.labels(self.name, msg.topic())
-            counter.inc()
-            rec.pending_acks -= 1
-            if rec.pending_acks == 0:
-                self._finish(rec)
         return cb
+
+    def _flush_metrics(self) -> None:
+        """Per-record counts and observations are gathered in the poll thread and added once per iteration."""
+        if self._acked:
+            acked, self._acked = self._acked, {}
+            for topic, n in acked.items():
+                counter = self._m_out.get(topic)
+                if counter is None:
+                    counter = self._m_out[topic] = metrics.RECORDS_OUT.labels(self.name, topic)
+                counter.inc(n)
+        self._m_seconds.flush()
+        self._m_age.flush()
 
     def _finish(self, rec: _Record) -> None:
         if rec.abandoned:
