@@ -15,76 +15,27 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures as cf
-import hashlib
 import logging
-import random
+import multiprocessing
 import signal
 import threading
 import time
-import traceback
 import uuid
 from collections import deque
-from dataclasses import dataclass, field
+from concurrent.futures.process import BrokenProcessPool
 from typing import Any, Callable, Iterable
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
-from streams import PIPELINE_VERSION, metrics
-from streams.avro import Serde, topic_names  # noqa: F401  (topic_names: re-exported)
+from streams import metrics
+from streams.avro import topic_names
 from streams.errors import PoisonError, StageError, classify
-from streams.records import asset_of, now_ms, to_ms
+from streams.records import now_ms
 from streams.settings import Settings
-from streams.stage import Output, RecordContext, Stage
+from streams.stage import Stage
+from streams.work import Abandon, Record, RecordWork, Result, child_chunk, child_init, child_ping
 
 log = logging.getLogger("assetstream.runner")
-
-TRACE_HEADER = "trace-id"
-IDEMPOTENCY_HEADER = "idempotency-key"
-
-
-class _Record:
-    """One consumed message on its way through the runner (a plain slotted class: one is built per record)."""
-
-    __slots__ = ("topic", "partition", "offset", "key", "value", "headers", "timestamp_ms", "received", "tp",
-                 "pending_acks", "abandoned", "event_time_ms", "epoch", "letter_truncated")
-
-    def __init__(self, topic: str, partition: int, offset: int, key: bytes | None, value: bytes | None,
-                 headers: list[tuple[str, bytes | None]], timestamp_ms: int | None,
-                 received: float | None = None, epoch: int = 0):
-        self.topic = topic
-        self.partition = partition
-        self.offset = offset
-        self.key = key
-        self.value = value
-        self.headers = headers
-        self.timestamp_ms = timestamp_ms
-        self.received = time.monotonic() if received is None else received
-        self.tp = (topic, partition)
-        self.pending_acks = 0
-        self.abandoned = False
-        self.event_time_ms: int | None = None
-        self.epoch = epoch
-        self.letter_truncated = False
-
-    def context(self, attempt: int) -> RecordContext:
-        headers = {k: (v or b"") for k, v in self.headers}
-        trace = headers.get(TRACE_HEADER)
-        trace = trace.decode("utf-8", "replace") if trace else uuid.uuid4().hex
-        return RecordContext(self.topic, self.partition, self.offset,
-                             self.key.decode("utf-8", "replace") if self.key is not None else None,
-                             headers, self.timestamp_ms, attempt, trace)
-
-
-@dataclass(slots=True)
-class _Result:
-    """What a worker hands back to the main thread: serialized outputs, or a dead letter."""
-
-    record: _Record
-    outputs: list[tuple[str, bytes | None, bytes | None, list[tuple[str, bytes]]]] = field(default_factory=list)
-    dead_letter: bytes | None = None
-    error_class: str | None = None
-    event_time_ms: int | None = None
-
 
 class _PartitionTracker:
     """Offsets handed out per partition, in order; the commit position is the first one not done."""
@@ -155,7 +106,6 @@ class StageRunner:
         self.names = topic_names(settings)
         self.input_topic = self.names[stage.input_topic]
         self.group_id = group_id or settings.groups.name(stage.name)
-        self.serde = Serde.for_settings(settings)
         self.install_signal_handlers = install_signal_handlers
         self.on_idle = on_idle
         self.health = metrics.Health()
@@ -166,16 +116,18 @@ class StageRunner:
         self.pause_reason: str | None = None  # set by a batch worker while the store is unavailable
         self._current_pause: str | None = None  # what the assigned partitions are paused for
         self._stop = threading.Event()
+        self.work = RecordWork(stage, settings, stop=self._stop)  # decode -> stage -> encode, no Kafka
+        self.serde = self.work.serde
         self._batch_future: cf.Future | None = None  # the one batch in the pool (batch stages)
-        self._completions: deque[_Result] = deque()
+        self._completions: deque[Result] = deque()
         self._completion_lock = threading.Lock()
         self._last_commit = time.monotonic()
         self._last_lag = 0.0
         self.lags: dict[tuple[str, int], int] = {}
-        self._batch: list[_Record] = []
+        self._batch: list[Record] = []
         self._batch_bytes = 0
         self._batch_started = 0.0
-        self._redeliver: list[tuple[float, _Record, tuple]] = []  # (due, record, output): owed, produced again
+        self._redeliver: list[tuple[float, Record, tuple]] = []  # (due, record, output): owed, produced again
         self.metrics_port: int | None = None
         self._http = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -187,6 +139,7 @@ class StageRunner:
         self._epoch = 0
         self._abandoned: set[tuple[tuple[str, int], int]] = set()
         self._resume_due: set[tuple[str, int]] = set()
+        self._full_since: float | None = None  # since when in-flight records have been at max_in_flight
         self.fatal_error: str | None = None
 
         kafka = settings.kafka
@@ -219,8 +172,20 @@ class StageRunner:
         self.producer = Producer(pconf)
         if self.transactional:
             self.producer.init_transactions(30)
+        self.processes = self.rs.processes if stage.kind == "cpu" else 0
+        if self.rs.processes and not self.processes:
+            log.warning("%s: runner.processes applies to cpu stages only; %s stages run in this process",
+                        self.name, stage.kind)
         cpu_workers = max(1, self.rs.concurrency) if stage.kind == "cpu" else 1
-        self.pool = cf.ThreadPoolExecutor(max_workers=cpu_workers, thread_name_prefix=f"{self.name}-worker")
+        self.pool: cf.Executor
+        if self.processes:
+            # spawn, not fork: librdkafka's threads are already running in this process
+            self.pool = cf.ProcessPoolExecutor(
+                max_workers=self.processes, mp_context=multiprocessing.get_context("spawn"),
+                initializer=child_init, initargs=(type(stage), settings, logging.getLevelName(log.getEffectiveLevel())))
+            cpu_workers = self.processes
+        else:
+            self.pool = cf.ThreadPoolExecutor(max_workers=cpu_workers, thread_name_prefix=f"{self.name}-worker")
         self._cpu_workers = cpu_workers
         # labelled children looked up once: .labels() costs microseconds on the per-record path
         self._m_in = metrics.RECORDS_IN.labels(self.name)
@@ -229,7 +194,6 @@ class StageRunner:
         self._m_age = metrics.HistogramBatch(metrics.RECORD_AGE.labels(self.name))
         self._m_out: dict[str, Any] = {}
         self._acked: dict[str, int] = {}  # acknowledged outputs per topic since the last metrics flush
-        self._stage_headers = (("stage", self.name.encode()), ("stage-version", PIPELINE_VERSION.encode()))
 
     # ------------------------------------------------------------------------------------------ lifecycle
     def stop(self) -> None:
@@ -247,6 +211,8 @@ class StageRunner:
             self._http, self.metrics_port = metrics.serve(self.health, self.rs.metrics_port)
         if self.stage.kind == "io":
             self._start_loop()
+        if self.processes:
+            self._start_children()
         self.consumer.subscribe([self.input_topic], on_assign=self._on_assign, on_revoke=self._on_revoke,
                                 on_lost=self._on_lost)
         self.health.started = True
@@ -262,7 +228,18 @@ class StageRunner:
         self.health.tick()
         self._apply_pause()
         free = self.rs.max_in_flight - self.tracker.in_flight()
-        msgs = self.consumer.consume(num_messages=max(1, min(free, 500)), timeout=self.rs.poll_timeout_s)
+        if free <= 0 and not self.paused_tps:
+            # at the limit: let the work and its acks drain rather than take more. Pausing is kept for a
+            # stall (runner.pause_after_s): librdkafka drops what it prefetched for a paused partition and
+            # fetches it again on resume, which costs far more than a brief wait here
+            if self._full_since is None:
+                self._full_since = time.monotonic()
+            msgs = None
+            self.producer.poll(min(self.rs.poll_timeout_s, 0.01))
+        else:
+            if free > 0:
+                self._full_since = None
+            msgs = self.consumer.consume(num_messages=max(1, min(free, 500)), timeout=self.rs.poll_timeout_s)
         accepted = self._accept(msgs) if msgs else []
         if accepted and self.stage.kind == "cpu" and self.rs.inline:
             self._work_chunk(accepted, inline=True)  # in the poll thread: no hand-off at all
@@ -271,20 +248,23 @@ class StageRunner:
             # record small, and records of a chunk still finish (and commit) individually
             n = -(-len(accepted) // self._cpu_workers)
             for i in range(0, len(accepted), n):
-                fut = self.pool.submit(self._work_chunk, accepted[i:i + n])
-                fut.add_done_callback(self._collect)
+                if self.processes:
+                    self._submit_to_child(accepted[i:i + n])
+                else:
+                    fut = self.pool.submit(self._work_chunk, accepted[i:i + n])
+                    fut.add_done_callback(self._collect)
         self._maybe_flush_batch()
         self._pump()
         self._maybe_commit()
         self._update_lag()
         self._m_in_flight.set(self.tracker.in_flight())
-        if not msgs and self.on_idle:
+        if msgs is not None and not msgs and self.on_idle:
             self.on_idle(self)
 
-    def _accept(self, msgs: list[Message]) -> list[_Record]:
+    def _accept(self, msgs: list[Message]) -> list[Record]:
         """Track what one consume() returned (one pass, no per-record method calls beyond the essentials)."""
         received, epoch, assigned, add = time.monotonic(), self._epoch, self.assigned, self.tracker.add
-        accepted: list[_Record] = []
+        accepted: list[Record] = []
         for msg in msgs:
             err = msg.error()
             if err is not None:
@@ -292,7 +272,7 @@ class StageRunner:
                     log.warning("%s: consumer error: %s", self.name, err)
                 continue
             ts_type, ts = msg.timestamp()
-            rec = _Record(msg.topic(), msg.partition(), msg.offset(), msg.key(), msg.value(), msg.headers() or [],
+            rec = Record(msg.topic(), msg.partition(), msg.offset(), msg.key(), msg.value(), msg.headers() or [],
                           ts if ts_type else None, received, epoch)
             if rec.tp not in assigned:
                 continue  # delivered just before a revoke
@@ -315,7 +295,7 @@ class StageRunner:
     def _collect(self, fut: cf.Future) -> None:
         try:
             results = fut.result()
-        except (_Abandon, cf.CancelledError):
+        except (Abandon, cf.CancelledError):
             return  # shutting down: the record stays uncommitted and is retried by the next owner
         except BaseException as exc:  # a bug in the runner itself: loud, and the record stays uncommitted
             log.error("%s: worker crashed: %r", self.name, exc, exc_info=exc)
@@ -326,25 +306,11 @@ class StageRunner:
             self._completions.extend(results if isinstance(results, list) else [results])
 
     # ------------------------------------------------------------------------------------------ workers
-    def _decode(self, rec: _Record) -> dict[str, Any]:
-        if rec.value is None:
-            raise PoisonError("record has no value (tombstone) on a pipeline topic", reason="empty_value")
-        try:
-            return self.serde.deserialize(self.stage.input_topic, rec.value)
-        except Exception as exc:
-            raise PoisonError(f"cannot deserialize Avro value: {exc}", reason="deserialize") from exc
-
-    def _backoff(self, attempt: int, exc: BaseException) -> float:
-        hint = getattr(exc, "retry_after_s", None)
-        base = min(self.rs.retry_max_delay_s, self.rs.retry_base_delay_s * (2 ** (attempt - 1)))
-        delay = random.uniform(base / 2, base)  # jitter
-        return max(delay, hint or 0.0)
-
-    def _work_chunk(self, recs: list[_Record], inline: bool = False) -> None:
+    def _work_chunk(self, recs: list[Record], inline: bool = False) -> None:
         for rec in recs:
             try:
-                result = self._work_sync(rec)
-            except _Abandon:
+                result = self.work.run(rec)
+            except Abandon:
                 self._abandon(rec)
                 continue
             if inline:
@@ -353,134 +319,69 @@ class StageRunner:
             with self._completion_lock:  # hand each record over as it finishes, not at the end of the chunk
                 self._completions.append(result)
 
-    def _work_sync(self, rec: _Record) -> _Result:
-        first_failure = None
-        attempt = 1
-        while True:
-            try:
-                value = self._decode(rec)
-                ctx = rec.context(attempt)
-                return self._success(rec, value, self.stage.process(value, ctx), ctx.trace_id)
-            except BaseException as exc:  # noqa: BLE001 - every failure is classified
-                first_failure = first_failure or now_ms()
-                retry = self._should_retry(exc, attempt)
-                if retry is None:
-                    return self._failure(rec, exc, attempt, first_failure)
-                self._stop.wait(retry)
-                attempt += 1
+    def _start_children(self) -> None:
+        """Start the child processes and build their stages before joining the group: a stage that cannot
+        be built fails the worker at start-up, not at its first record."""
+        started = time.monotonic()
+        futures = [self.pool.submit(child_ping) for _ in range(self.processes)]
+        try:
+            pids = {f.result(timeout=300) for f in futures}
+        except BrokenProcessPool as exc:
+            raise RuntimeError(f"{self.name}: the stage could not be started in a child process "
+                               "(runner.processes); see the child's error above") from exc
+        log.info("%s: %d child process(es) ready in %.1fs (pids %s)", self.name, self.processes,
+                 time.monotonic() - started, sorted(pids))
 
-    def _abandon(self, rec: _Record) -> None:
+    def _submit_to_child(self, chunk: list[Record]) -> None:
+        """runner.processes: bytes in, serialized outputs (or dead letters) out; the chunk's records are
+        finished here, in the poll thread, exactly as the ones worked in this process."""
+        items = [(r.topic, r.partition, r.offset, r.key, r.value, r.headers, r.timestamp_ms) for r in chunk]
+        try:
+            fut = self.pool.submit(child_chunk, items)
+        except (BrokenProcessPool, RuntimeError) as exc:  # RuntimeError: the pool is shut down
+            self._child_failed(exc)
+            return
+
+        def collect(fut: cf.Future) -> None:
+            if fut.cancelled():
+                return  # shutting down: the records stay uncommitted
+            exc = fut.exception()
+            if exc is not None:
+                self._child_failed(exc)
+                return
+            done, failed, retried = fut.result()
+            for cls, n in failed.items():
+                metrics.RECORDS_FAILED.labels(self.name, cls).inc(n)
+            if retried:
+                metrics.RECORDS_RETRIED.labels(self.name).inc(retried)
+            results = [Result(rec, outputs, letter, error_class, event_time)
+                       for rec, (outputs, letter, error_class, event_time) in zip(chunk, done)]
+            with self._completion_lock:
+                self._completions.extend(results)
+
+        fut.add_done_callback(collect)
+
+    def _child_failed(self, exc: BaseException) -> None:
+        """A child process died (killed, out of memory, a crash in native code) or cannot be started: its
+        records can never finish, so stop (nothing past them is committed) and let the worker exit 1."""
+        if self.stopping and isinstance(exc, RuntimeError) and not isinstance(exc, BrokenProcessPool):
+            return
+        self.fatal_error = f"a stage child process failed: {exc!r}"
+        log.critical("%s: %s; stopping (nothing past the last finished record is committed)", self.name,
+                     self.fatal_error)
+        self.stop()
+
+    def _abandon(self, rec: Record) -> None:
         rec.abandoned = True
         self._abandoned.add((rec.tp, rec.offset))  # set.add is atomic; read by the poll thread
 
-    async def _work_async(self, rec: _Record) -> _Result:
+    async def _work_async(self, rec: Record) -> Result:
         try:
-            return await self._work_async_inner(rec)
-        except _Abandon:
+            async with self._semaphore:
+                return await self.work.run_async(rec)
+        except Abandon:
             self._abandon(rec)
             raise
-
-    async def _work_async_inner(self, rec: _Record) -> _Result:
-        async with self._semaphore:
-            first_failure = None
-            attempt = 1
-            while True:
-                try:
-                    value = self._decode(rec)
-                    ctx = rec.context(attempt)
-                    return self._success(rec, value, await self.stage.aprocess(value, ctx), ctx.trace_id)
-                except BaseException as exc:  # noqa: BLE001
-                    if isinstance(exc, asyncio.CancelledError):
-                        raise
-                    first_failure = first_failure or now_ms()
-                    retry = self._should_retry(exc, attempt)
-                    if retry is None:
-                        return self._failure(rec, exc, attempt, first_failure)
-                    await asyncio.sleep(retry)
-                    attempt += 1
-
-    def _should_retry(self, exc: BaseException, attempt: int) -> float | None:
-        cls = classify(exc)
-        metrics.RECORDS_FAILED.labels(self.name, cls).inc()
-        if cls != "transient" or attempt >= self.rs.retry_max_attempts or self.stopping:
-            if cls == "transient" and self.stopping and attempt < self.rs.retry_max_attempts:
-                raise _Abandon()  # shutting down: leave it uncommitted, the next owner retries
-            return None
-        metrics.RECORDS_RETRIED.labels(self.name).inc()
-        delay = self._backoff(attempt, exc)
-        log.info("%s: transient error (attempt %d), retrying in %.2fs: %s", self.name, attempt, delay, exc)
-        return delay
-
-    def _success(self, rec: _Record, value: dict[str, Any], result: Any, trace: str) -> _Result:
-        """Serialize a record's outputs with their headers (trace id, idempotency key, provenance)."""
-        if result is None:
-            outputs: Iterable[Output] = ()
-        elif isinstance(result, Output):
-            outputs = (result,)
-        else:
-            outputs = list(result)
-        try:
-            asset = asset_of(value)
-        except (KeyError, TypeError):
-            asset = {}
-        event_time = to_ms(asset.get("event_time")) if asset else None
-        trace_b = trace.encode()
-        source = f"{rec.topic}/{rec.partition}/{rec.offset}".encode()
-        in_key = rec.key.decode() if rec.key is not None else None
-        serialized = []
-        for out in outputs:
-            logical = out.topic or self.stage.output_topic
-            if logical is None:
-                raise RuntimeError(f"stage {self.name} returned an output without a topic")
-            key = out.key if out.key is not None else in_key
-            data = self.serde.serialize(logical, out.value) if out.value is not None else None
-            headers = [(TRACE_HEADER, trace_b),
-                       (IDEMPOTENCY_HEADER, idempotency_key(key, out.value, asset).encode()),
-                       *self._stage_headers, ("source", source)]
-            if out.headers:
-                headers += [(k, v.encode()) for k, v in out.headers.items()]
-            serialized.append((self.names[logical], key.encode() if key is not None else None, data, headers))
-        return _Result(rec, outputs=serialized, event_time_ms=event_time)
-
-    def _failure(self, rec: _Record, exc: BaseException, attempts: int, first_failure: int,
-                 max_value_bytes: int | None = None) -> _Result:
-        """The dead letter for a record. Never raises: a bug while describing a failure must not stall
-        the partition, so odd exception attributes are stringified and unknown classes are permanent."""
-        try:
-            cls = classify(exc)
-        except Exception:  # noqa: BLE001
-            cls = "permanent"
-        error_class = {"transient": "transient_exhausted"}.get(cls, cls)
-        if error_class not in ("poison", "permanent", "transient_exhausted"):
-            error_class = "permanent"
-        asset_id = rec.key.decode("utf-8", "replace") if rec.key is not None else None
-        raw_details = getattr(exc, "details", None)
-        details = ({str(k): str(v) for k, v in raw_details.items()} if isinstance(raw_details, dict) else {})
-        if isinstance(exc, StageError):
-            details.setdefault("reason", str(exc.reason))
-        value = rec.value
-        if max_value_bytes is not None and value is not None and len(value) > max_value_bytes:
-            details["truncated"] = f"original value cut from {len(value)} to {max_value_bytes} bytes to fit the broker"
-            value = value[:max_value_bytes]
-        letter = {
-            "original_topic": rec.topic, "original_partition": rec.partition, "original_offset": rec.offset,
-            "original_key": rec.key, "original_value": value,
-            "original_headers": [{"key": k, "value": v} for k, v in rec.headers],
-            "asset_id": asset_id, "stage": self.name, "error_class": error_class,
-            "error_type": type(exc).__name__, "message": str(exc) or type(exc).__name__,
-            "stack": "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))[-8000:],
-            "attempts": attempts, "first_failure_time": first_failure, "last_failure_time": now_ms(),
-            "details": details,
-        }
-        log.warning("%s: dead-lettering %s/%d@%d (%s, %s): %s", self.name, rec.topic, rec.partition, rec.offset,
-                    error_class, details.get("reason", type(exc).__name__), exc)
-        try:
-            data = self.serde.serialize("dead_letter", letter)
-        except Exception as ser_exc:  # noqa: BLE001 - e.g. a header that is not bytes: keep the essentials
-            letter.update(original_headers=[], stack=None,
-                          details={"reason": str(details.get("reason", "")), "serialization_error": str(ser_exc)})
-            data = self.serde.serialize("dead_letter", letter)
-        return _Result(rec, dead_letter=data, error_class=error_class)
 
     # ------------------------------------------------------------------------------------------ batches
     def _maybe_flush_batch(self, force: bool = False) -> None:
@@ -496,17 +397,17 @@ class StageRunner:
     def stage_paused_by_inflight(self) -> bool:
         return self.tracker.in_flight() >= self.rs.max_in_flight
 
-    def _work_batch(self, batch: list[_Record]) -> list[_Result]:
+    def _work_batch(self, batch: list[Record]) -> list[Result]:
         """One batch at a time, in order. Transient item failures are retried (with backoff) until they
         succeed: a store outage pauses the sink rather than dead-lettering everything."""
-        results: list[_Result] = []
-        todo: list[tuple[_Record, dict[str, Any], int, int | None]] = []
+        results: list[Result] = []
+        todo: list[tuple[Record, dict[str, Any], int, int | None]] = []
         for rec in batch:
             try:
-                todo.append((rec, self._decode(rec), 1, None))
+                todo.append((rec, self.work.decode(rec), 1, None))
             except PoisonError as exc:
                 metrics.RECORDS_FAILED.labels(self.name, "poison").inc()
-                results.append(self._failure(rec, exc, 1, now_ms()))
+                results.append(self.work.failure(rec, exc, 1, now_ms()))
         while todo:
             items = [(value, rec.context(attempt)) for rec, value, attempt, _ in todo]
             try:
@@ -516,7 +417,7 @@ class StageRunner:
                                        f"{len(items)} records")
             except BaseException as exc:  # noqa: BLE001 - the whole batch failed the same way
                 outcomes = [exc] * len(items)
-            retry: list[tuple[_Record, dict[str, Any], int, int | None]] = []
+            retry: list[tuple[Record, dict[str, Any], int, int | None]] = []
             worst_delay = 0.0
             for (rec, value, attempt, first), (_, ctx), outcome in zip(todo, items, outcomes):
                 if isinstance(outcome, BaseException):
@@ -525,16 +426,16 @@ class StageRunner:
                     first = first or now_ms()
                     if cls == "transient":
                         metrics.RECORDS_RETRIED.labels(self.name).inc()
-                        worst_delay = max(worst_delay, self._backoff(min(attempt, 8), outcome))
+                        worst_delay = max(worst_delay, self.work.backoff(min(attempt, 8), outcome))
                         retry.append((rec, value, attempt + 1, first))
                     else:
-                        results.append(self._failure(rec, outcome, attempt, first))
+                        results.append(self.work.failure(rec, outcome, attempt, first))
                 else:
                     try:
-                        results.append(self._success(rec, value, outcome, ctx.trace_id))
+                        results.append(self.work.success(rec, value, outcome, ctx.trace_id))
                     except Exception as exc:  # noqa: BLE001 - as in the single-record path: that record only
                         metrics.RECORDS_FAILED.labels(self.name, classify(exc)).inc()
-                        results.append(self._failure(rec, exc, attempt, first or now_ms()))
+                        results.append(self.work.failure(rec, exc, attempt, first or now_ms()))
             if retry and self.stopping:
                 for rec, *_ in retry:
                     self._abandon(rec)  # not committed: the next owner retries
@@ -568,14 +469,14 @@ class StageRunner:
         self.producer.poll(0)
         self._flush_metrics()
 
-    def _emit(self, res: _Result) -> None:
+    def _emit(self, res: Result) -> None:
         rec = res.record
         if rec.abandoned or rec.tp not in self.assigned or rec.epoch != self._epoch:
             return
         rec.event_time_ms = res.event_time_ms
         self._produce_all(rec, [self._letter_output(rec, res)] if res.dead_letter is not None else res.outputs)
 
-    def _produce_all(self, rec: _Record, outputs: list) -> None:
+    def _produce_all(self, rec: Record, outputs: list) -> None:
         """Produce a record's outputs. `pending_acks` counts this record's outputs not yet acknowledged:
         +1 per produce, -1 per successful delivery; the record finishes when it reaches 0."""
         if self.transactional and not self._txn_open:
@@ -590,7 +491,7 @@ class StageRunner:
         if self.transactional and rec.pending_acks == 0:
             self._finish(rec)
 
-    def _produce_one(self, rec: _Record, output: tuple, counted: bool = False) -> None:
+    def _produce_one(self, rec: Record, output: tuple, counted: bool = False) -> None:
         """`counted`: the output is already in `pending_acks` (a redelivery of an owed output)."""
         topic, key, value, headers = output
         if not self.transactional and not counted:
@@ -608,19 +509,19 @@ class StageRunner:
                 self._undeliverable(rec, output, exc.args[0])
                 return
 
-    def _undeliverable(self, rec: _Record, output: tuple, err: KafkaError) -> None:
+    def _undeliverable(self, rec: Record, output: tuple, err: KafkaError) -> None:
         """An output the broker will never take. A stage output: the input is dead-lettered instead.
         A dead letter: it is cut down to fit and produced again (a dead letter is never dropped)."""
         if output[0] != self.names["dead_letter"]:
             exc = StageError(f"output to {output[0]} rejected: {err.str()}", reason="output_rejected",
                              details={"kafka_error": err.name()})
-            self._emit_letter(rec, self._failure(rec, exc, 1, now_ms()))
+            self._emit_letter(rec, self.work.failure(rec, exc, 1, now_ms()))
             return
         if not rec.letter_truncated and rec.value is not None and len(rec.value) > 1024:
             rec.letter_truncated = True  # once: a cut-down letter that still does not fit is retried below
             exc = StageError(f"dead letter rejected ({err.str()}); original value truncated",
                              reason="dead_letter_too_large")
-            self._emit_letter(rec, self._failure(rec, exc, 1, now_ms(), max_value_bytes=1024))
+            self._emit_letter(rec, self.work.failure(rec, exc, 1, now_ms(), max_value_bytes=1024))
             return
         log.error("%s: dead letter for %s/%d@%d cannot be delivered (%s); retrying", self.name, rec.topic,
                   rec.partition, rec.offset, err)
@@ -628,16 +529,16 @@ class StageRunner:
             rec.pending_acks += 1  # the retry below is still owed
         self._redeliver.append((time.monotonic() + 5.0, rec, output))
 
-    def _letter_output(self, rec: _Record, letter: _Result) -> tuple:
+    def _letter_output(self, rec: Record, letter: Result) -> tuple:
         metrics.RECORDS_DEAD_LETTERED.labels(self.name, letter.error_class).inc()
         return (self.names["dead_letter"], rec.key, letter.dead_letter,
                 [(k, v) for k, v in rec.headers if v is not None] +
                 [("dlq-stage", self.name.encode()), ("dlq-error-class", letter.error_class.encode())])
 
-    def _emit_letter(self, rec: _Record, letter: _Result) -> None:
+    def _emit_letter(self, rec: Record, letter: Result) -> None:
         self._produce_one(rec, self._letter_output(rec, letter))
 
-    def _delivery_cb(self, rec: _Record, output: tuple):
+    def _delivery_cb(self, rec: Record, output: tuple):
         def cb(err: KafkaError | None, msg: Message) -> None:
             if err is None and not self.transactional:  # the hot path: one acknowledged output
                 acked = self._acked
@@ -678,7 +579,7 @@ class StageRunner:
         self._m_seconds.flush()
         self._m_age.flush()
 
-    def _finish(self, rec: _Record) -> None:
+    def _finish(self, rec: Record) -> None:
         if rec.abandoned:
             return
         self.tracker.finish(rec.tp, rec.offset)
@@ -732,9 +633,10 @@ class StageRunner:
             reason = self.pause_reason
         elif (stage_reason := self.stage.should_pause()) is not None:
             reason = stage_reason
-        elif in_flight >= self.rs.max_in_flight or (
+        elif (in_flight >= self.rs.max_in_flight and self._full_since is not None
+              and time.monotonic() - self._full_since >= self.rs.pause_after_s) or (
                 self._current_pause == "backpressure" and in_flight > self.rs.max_in_flight // 2):
-            reason = "backpressure"  # with hysteresis: resume at half the limit
+            reason = "backpressure"  # a stall at the limit; with hysteresis: resume at half the limit
         else:
             reason = None
         if reason:
@@ -911,18 +813,3 @@ class StageRunner:
         log.critical("%s: %s; stopping (nothing past the last finished record is committed)", self.name,
                      self.fatal_error)
         self.stop()
-
-
-class _Abandon(BaseException):
-    """Raised inside a worker when shutdown interrupts retries: the record stays uncommitted."""
-
-
-def idempotency_key(key: str | None, value: dict[str, Any] | None, asset: dict[str, Any]) -> str:
-    """asset id + content hash + pipeline version (+ the asset event version): equal for a replayed record."""
-    content, node = None, value
-    while isinstance(node, dict) and content is None:  # validated -> enriched -> pre -> hashes
-        content = (node.get("hashes") or {}).get("sha256")
-        node = node.get("pre") or node.get("enriched")
-    version = asset.get("version") if asset else None
-    raw = f"{key}|{content or '-'}|{PIPELINE_VERSION}|{version}"
-    return hashlib.sha256(raw.encode()).hexdigest()[:32]

@@ -1,7 +1,10 @@
 """A real stage for exercising the runner: copies raw AssetEvents to `preprocessed`, and misbehaves on
-request through the event's attributes (fail=permanent | fail=transient:N | slow_ms=N | crash=1)."""
+request through the event's attributes (fail=permanent | fail=transient:N | slow_ms=N | exit_child=1, which
+ends the process when the stage runs in a runner.processes child). Each output says which process made it."""
 from __future__ import annotations
 
+import multiprocessing
+import os
 import time
 
 from streams.errors import PermanentError, TransientError
@@ -24,7 +27,9 @@ class EchoStage(Stage):
             raise TransientError(f"transient failure {ctx.attempt}", reason="test_transient")
         if attrs.get("slow_ms"):
             time.sleep(int(attrs["slow_ms"]) / 1000)
-        return Output(value={"asset": value, "stamp": stamp(self.name)}, headers={"echo": "1"})
+        if attrs.get("exit_child") == "1" and multiprocessing.parent_process() is not None:
+            os._exit(3)  # like an OOM kill of a child process
+        return Output(value={"asset": value, "stamp": stamp(self.name)}, headers={"echo": "1", "pid": str(os.getpid())})
 
 
 class HoldableEchoStage(EchoStage):

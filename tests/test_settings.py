@@ -30,3 +30,19 @@ def test_secrets_never_appear_in_the_redacted_view(monkeypatch):
     text = str(s.redacted()) + repr(s) + str(s)
     assert "sk-ant-very-secret" not in text and "hunter2" not in text
     assert s.kafka.client_config()["sasl.password"] == "hunter2"  # handed to librdkafka, never printed
+
+
+def test_inline_and_child_processes_cannot_both_be_asked_for(monkeypatch):
+    from pydantic import ValidationError
+
+    from streams.settings import Settings
+
+    monkeypatch.setenv("ASSETSTREAM_RUNNER__INLINE", "true")
+    monkeypatch.setenv("ASSETSTREAM_RUNNER__PROCESSES", "2")
+    with pytest.raises(ValidationError, match="exclude each other"):
+        Settings()
+    monkeypatch.setenv("ASSETSTREAM_RUNNER__INLINE", "false")
+    assert Settings().runner.processes == 2
+    monkeypatch.setenv("ASSETSTREAM_RUNNER__PROCESSES", "-1")
+    with pytest.raises(ValidationError, match="processes"):
+        Settings()

@@ -4,7 +4,7 @@ from streams.config import Section
 
 import os
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 
 
 class KafkaSettings(Section):
@@ -105,16 +105,29 @@ class GroupSettings(Section):
 
 class RunnerSettings(Section):
     concurrency: int = Field(4, description="worker threads (or asyncio tasks for I/O stages) per process")
-    max_in_flight: int = Field(64, description="records handed to the stage but not yet committed; above it partitions pause")
+    max_in_flight: int = Field(64, description="records taken but not yet finished; at the limit the worker stops "
+                               "taking records until some finish")
+    pause_after_s: float = Field(1.0, description="when in-flight records stay at max_in_flight this long, pause the "
+                                 "partitions (polling goes on, so the group never times the worker out)")
     retry_max_attempts: int = 5
     retry_base_delay_s: float = 0.2
     retry_max_delay_s: float = 30.0
     transactional: bool = Field(False, description="exactly-once: produce + offsets in one Kafka transaction")
     inline: bool = Field(False, description="cpu stages: process in the poll thread instead of a pool (fastest for "
                          "cheap stages such as validate; polling waits while a chunk is processed)")
+    processes: int = Field(0, ge=0, description="cpu stages: decode, run the stage and encode in this many child "
+                           "processes (each builds its own stage from these settings) so Python code uses more "
+                           "than one core; 0 = threads in the worker process")
     drain_timeout_s: float = Field(25.0, description="on SIGTERM, how long to let in-flight work finish")
     metrics_port: int = Field(9400, description="0 = pick a free port; -1 = no HTTP server")
     poll_timeout_s: float = Field(0.05, description="how long one consume() waits to fill a batch; adds up per hop")
     batch_max_records: int = Field(500, description="batch stages (the index sink): flush at this many records")
     batch_max_bytes: int = 5 * 1024 * 1024
     batch_max_wait_s: float = Field(0.25, description="batch stages: flush a partial batch after this long")
+
+    @model_validator(mode="after")
+    def _one_place_for_cpu_work(self) -> "RunnerSettings":
+        if self.inline and self.processes:
+            raise ValueError("runner.inline and runner.processes exclude each other: inline works records in the "
+                             "poll thread, processes in child processes")
+        return self

@@ -1,0 +1,318 @@
+"""Per-record work, with no Kafka in it: from one consumed record to its serialized outputs or its dead letter.
+
+The runner (`streams.runner`) owns the consumer, the producer, offsets and commits, and hands each record to
+a `RecordWork`: decode the Avro value, call the stage, classify a failure (retry a transient one with
+backoff and jitter), and serialize the outputs with their headers, or build the dead letter. It runs in the
+runner's poll thread (`runner.inline`), in its thread pool, on its asyncio loop, or, with
+`runner.processes > 0`, in child processes that rebuild the stage from the settings (`child_init`,
+`child_chunk`): Python code of a CPU stage then uses more than one core.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import random
+import signal
+import threading
+import time
+import traceback
+import uuid
+from collections import Counter
+from typing import Any, Callable, Iterable
+
+from streams import PIPELINE_VERSION, metrics
+from streams.avro import Serde, topic_names
+from streams.errors import PoisonError, StageError, classify
+from streams.records import asset_of, now_ms, to_ms
+from streams.stage import Output, RecordContext, Stage
+
+log = logging.getLogger("assetstream.runner")
+
+TRACE_HEADER = "trace-id"
+IDEMPOTENCY_HEADER = "idempotency-key"
+
+# what a finished record hands back: (topic, key, value, headers) per output
+Produced = tuple[str, bytes | None, bytes | None, list[tuple[str, bytes]]]
+
+
+class Record:
+    """One consumed message on its way through the runner (a plain slotted class: one is built per record)."""
+
+    __slots__ = ("topic", "partition", "offset", "key", "value", "headers", "timestamp_ms", "received", "tp",
+                 "pending_acks", "abandoned", "event_time_ms", "epoch", "letter_truncated")
+
+    def __init__(self, topic: str, partition: int, offset: int, key: bytes | None, value: bytes | None,
+                 headers: list[tuple[str, bytes | None]], timestamp_ms: int | None,
+                 received: float | None = None, epoch: int = 0):
+        self.topic = topic
+        self.partition = partition
+        self.offset = offset
+        self.key = key
+        self.value = value
+        self.headers = headers
+        self.timestamp_ms = timestamp_ms
+        self.received = time.monotonic() if received is None else received
+        self.tp = (topic, partition)
+        self.pending_acks = 0
+        self.abandoned = False
+        self.event_time_ms: int | None = None
+        self.epoch = epoch
+        self.letter_truncated = False
+
+    def context(self, attempt: int) -> RecordContext:
+        headers = {k: (v or b"") for k, v in self.headers}
+        trace = headers.get(TRACE_HEADER)
+        trace = trace.decode("utf-8", "replace") if trace else uuid.uuid4().hex
+        return RecordContext(self.topic, self.partition, self.offset,
+                             self.key.decode("utf-8", "replace") if self.key is not None else None,
+                             headers, self.timestamp_ms, attempt, trace)
+
+
+class Result:
+    """What the work on one record hands back to the poll thread: serialized outputs, or a dead letter."""
+
+    __slots__ = ("record", "outputs", "dead_letter", "error_class", "event_time_ms")
+
+    def __init__(self, record: Record, outputs: list[Produced] | None = None, dead_letter: bytes | None = None,
+                 error_class: str | None = None, event_time_ms: int | None = None):
+        self.record = record
+        self.outputs = outputs if outputs is not None else []
+        self.dead_letter = dead_letter
+        self.error_class = error_class
+        self.event_time_ms = event_time_ms
+
+
+class Abandon(BaseException):
+    """Raised inside the work when shutdown interrupts retries: the record stays uncommitted."""
+
+
+class RecordWork:
+    """Decode -> stage -> encode for one record, with retries and dead letters. No Kafka types in here.
+
+    `on_failed(error_class)` and `on_retried()` count failed attempts and retries; by default they add to
+    the Prometheus counters of this process (child processes count and report them to the runner instead).
+    """
+
+    def __init__(self, stage: Stage, settings: Any, stop: threading.Event | None = None,
+                 on_failed: Callable[[str], None] | None = None, on_retried: Callable[[], None] | None = None):
+        self.stage = stage
+        self.name = stage.name
+        self.rs = settings.runner
+        self.names = topic_names(settings)
+        self.serde = Serde.for_settings(settings)
+        self.stop_event = stop if stop is not None else threading.Event()
+        self.on_failed = on_failed or (lambda cls: metrics.RECORDS_FAILED.labels(self.name, cls).inc())
+        self.on_retried = on_retried or (lambda: metrics.RECORDS_RETRIED.labels(self.name).inc())
+        self._stage_headers = (("stage", self.name.encode()), ("stage-version", PIPELINE_VERSION.encode()))
+
+    @property
+    def stopping(self) -> bool:
+        return self.stop_event.is_set()
+
+    def decode(self, rec: Record) -> dict[str, Any]:
+        if rec.value is None:
+            raise PoisonError("record has no value (tombstone) on a pipeline topic", reason="empty_value")
+        try:
+            return self.serde.deserialize(self.stage.input_topic, rec.value)
+        except Exception as exc:
+            raise PoisonError(f"cannot deserialize Avro value: {exc}", reason="deserialize") from exc
+
+    def backoff(self, attempt: int, exc: BaseException) -> float:
+        hint = getattr(exc, "retry_after_s", None)
+        base = min(self.rs.retry_max_delay_s, self.rs.retry_base_delay_s * (2 ** (attempt - 1)))
+        delay = random.uniform(base / 2, base)  # jitter
+        return max(delay, hint or 0.0)
+
+    def run(self, rec: Record) -> Result:
+        """A cpu stage's record, retried until it succeeds or is dead-lettered. Raises Abandon when shutdown
+        interrupts the retries."""
+        first_failure = None
+        attempt = 1
+        while True:
+            try:
+                value = self.decode(rec)
+                ctx = rec.context(attempt)
+                return self.success(rec, value, self.stage.process(value, ctx), ctx.trace_id)
+            except BaseException as exc:  # noqa: BLE001 - every failure is classified
+                first_failure = first_failure or now_ms()
+                retry = self.should_retry(exc, attempt)
+                if retry is None:
+                    return self.failure(rec, exc, attempt, first_failure)
+                self.stop_event.wait(retry)
+                attempt += 1
+
+    async def run_async(self, rec: Record) -> Result:
+        """An io stage's record (the caller bounds concurrency)."""
+        import asyncio
+
+        first_failure = None
+        attempt = 1
+        while True:
+            try:
+                value = self.decode(rec)
+                ctx = rec.context(attempt)
+                return self.success(rec, value, await self.stage.aprocess(value, ctx), ctx.trace_id)
+            except BaseException as exc:  # noqa: BLE001
+                if isinstance(exc, asyncio.CancelledError):
+                    raise
+                first_failure = first_failure or now_ms()
+                retry = self.should_retry(exc, attempt)
+                if retry is None:
+                    return self.failure(rec, exc, attempt, first_failure)
+                await asyncio.sleep(retry)
+                attempt += 1
+
+    def should_retry(self, exc: BaseException, attempt: int) -> float | None:
+        """The delay before the next attempt, or None to dead-letter now."""
+        cls = classify(exc)
+        self.on_failed(cls)
+        if cls != "transient" or attempt >= self.rs.retry_max_attempts or self.stopping:
+            if cls == "transient" and self.stopping and attempt < self.rs.retry_max_attempts:
+                raise Abandon()  # shutting down: leave it uncommitted, the next owner retries
+            return None
+        self.on_retried()
+        delay = self.backoff(attempt, exc)
+        log.info("%s: transient error (attempt %d), retrying in %.2fs: %s", self.name, attempt, delay, exc)
+        return delay
+
+    def success(self, rec: Record, value: dict[str, Any], result: Any, trace: str) -> Result:
+        """Serialize a record's outputs with their headers (trace id, idempotency key, provenance)."""
+        if result is None:
+            outputs: Iterable[Output] = ()
+        elif isinstance(result, Output):
+            outputs = (result,)
+        else:
+            outputs = list(result)
+        try:
+            asset = asset_of(value)
+        except (KeyError, TypeError):
+            asset = {}
+        event_time = to_ms(asset.get("event_time")) if asset else None
+        trace_b = trace.encode()
+        source = f"{rec.topic}/{rec.partition}/{rec.offset}".encode()
+        in_key = rec.key.decode() if rec.key is not None else None
+        serialized = []
+        for out in outputs:
+            logical = out.topic or self.stage.output_topic
+            if logical is None:
+                raise RuntimeError(f"stage {self.name} returned an output without a topic")
+            key = out.key if out.key is not None else in_key
+            data = self.serde.serialize(logical, out.value) if out.value is not None else None
+            headers = [(TRACE_HEADER, trace_b),
+                       (IDEMPOTENCY_HEADER, idempotency_key(key, out.value, asset).encode()),
+                       *self._stage_headers, ("source", source)]
+            if out.headers:
+                headers += [(k, v.encode()) for k, v in out.headers.items()]
+            serialized.append((self.names[logical], key.encode() if key is not None else None, data, headers))
+        return Result(rec, outputs=serialized, event_time_ms=event_time)
+
+    def failure(self, rec: Record, exc: BaseException, attempts: int, first_failure: int,
+                max_value_bytes: int | None = None) -> Result:
+        """The dead letter for a record. Never raises: a bug while describing a failure must not stall
+        the partition, so odd exception attributes are stringified and unknown classes are permanent."""
+        try:
+            cls = classify(exc)
+        except Exception:  # noqa: BLE001
+            cls = "permanent"
+        error_class = {"transient": "transient_exhausted"}.get(cls, cls)
+        if error_class not in ("poison", "permanent", "transient_exhausted"):
+            error_class = "permanent"
+        asset_id = rec.key.decode("utf-8", "replace") if rec.key is not None else None
+        raw_details = getattr(exc, "details", None)
+        details = ({str(k): str(v) for k, v in raw_details.items()} if isinstance(raw_details, dict) else {})
+        if isinstance(exc, StageError):
+            details.setdefault("reason", str(exc.reason))
+        value = rec.value
+        if max_value_bytes is not None and value is not None and len(value) > max_value_bytes:
+            details["truncated"] = f"original value cut from {len(value)} to {max_value_bytes} bytes to fit the broker"
+            value = value[:max_value_bytes]
+        letter = {
+            "original_topic": rec.topic, "original_partition": rec.partition, "original_offset": rec.offset,
+            "original_key": rec.key, "original_value": value,
+            "original_headers": [{"key": k, "value": v} for k, v in rec.headers],
+            "asset_id": asset_id, "stage": self.name, "error_class": error_class,
+            "error_type": type(exc).__name__, "message": str(exc) or type(exc).__name__,
+            "stack": "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))[-8000:],
+            "attempts": attempts, "first_failure_time": first_failure, "last_failure_time": now_ms(),
+            "details": details,
+        }
+        log.warning("%s: dead-lettering %s/%d@%d (%s, %s): %s", self.name, rec.topic, rec.partition, rec.offset,
+                    error_class, details.get("reason", type(exc).__name__), exc)
+        try:
+            data = self.serde.serialize("dead_letter", letter)
+        except Exception as ser_exc:  # noqa: BLE001 - e.g. a header that is not bytes: keep the essentials
+            letter.update(original_headers=[], stack=None,
+                          details={"reason": str(details.get("reason", "")), "serialization_error": str(ser_exc)})
+            data = self.serde.serialize("dead_letter", letter)
+        return Result(rec, dead_letter=data, error_class=error_class)
+
+
+def idempotency_key(key: str | None, value: dict[str, Any] | None, asset: dict[str, Any]) -> str:
+    """asset id + content hash + pipeline version (+ the asset event version): equal for a replayed record."""
+    content, node = None, value
+    while isinstance(node, dict) and content is None:  # validated -> enriched -> pre -> hashes
+        content = (node.get("hashes") or {}).get("sha256")
+        node = node.get("pre") or node.get("enriched")
+    version = asset.get("version") if asset else None
+    raw = f"{key}|{content or '-'}|{PIPELINE_VERSION}|{version}"
+    return hashlib.sha256(raw.encode()).hexdigest()[:32]
+
+
+# ---------------------------------------------------------------------------------------- child processes
+# With runner.processes > 0 the runner ships chunks of raw records (bytes in, bytes out) to a
+# ProcessPoolExecutor whose children run these two functions. Children never talk to Kafka.
+
+_child_work: RecordWork | None = None
+_child_failed: Counter[str] = Counter()
+_child_retried = 0
+
+
+def _count_failed(cls: str) -> None:
+    _child_failed[cls] += 1
+
+
+def _count_retried() -> None:
+    global _child_retried
+    _child_retried += 1
+
+
+def _watch_parent(parent: int) -> None:
+    """Exit when the runner process is gone (a SIGKILLed runner must not leave its children behind)."""
+    while os.getppid() == parent:
+        time.sleep(1.0)
+    os._exit(0)
+
+
+def child_init(stage_cls: type[Stage], settings: Any, log_level: str = "INFO") -> None:
+    """ProcessPoolExecutor initializer: build this child's stage from the settings, as the worker did."""
+    global _child_work
+    # signals are the runner's business: it drains, then shuts the pool down (children finish their chunk)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s %(name)s[child]: %(message)s")
+    threading.Thread(target=_watch_parent, args=(os.getppid(),), daemon=True).start()
+    _child_work = RecordWork(stage_cls(settings), settings, on_failed=_count_failed, on_retried=_count_retried)
+
+
+def child_ping() -> int:
+    """Run once per child at start-up, so the stage is built before the runner takes records."""
+    assert _child_work is not None, "child_init did not run"
+    return os.getpid()
+
+
+def child_chunk(items: list[tuple]) -> tuple[list[tuple], dict[str, int], int]:
+    """Work a chunk of (topic, partition, offset, key, value, headers, timestamp_ms) records in order.
+
+    Returns one (outputs, dead_letter, error_class, event_time_ms) per record, plus the failed-attempt
+    counts by error class and the retry count, which the runner adds to its own metrics."""
+    global _child_retried
+    assert _child_work is not None, "child_init did not run"
+    done = []
+    for topic, partition, offset, key, value, headers, ts in items:
+        res = _child_work.run(Record(topic, partition, offset, key, value, headers, ts, 0.0))
+        done.append((res.outputs, res.dead_letter, res.error_class, res.event_time_ms))
+    failed, retried = dict(_child_failed), _child_retried
+    _child_failed.clear()
+    _child_retried = 0
+    return done, failed, retried

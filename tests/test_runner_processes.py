@@ -1,0 +1,97 @@
+"""runner.processes: a CPU stage worked in child processes, on the real broker, with the runner's guarantees."""
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+from confluent_kafka import Producer
+
+from consumers.preprocess.stage import PreprocessStage
+from streams import metrics
+from streams.producer import build_event
+from streams.runner import StageRunner
+from tests.kafka_support import RunnerThread, committed, make_settings, provision, read_topic
+from tests.stages import EchoStage
+from tests.test_runner import ev, publish
+
+SAMPLES = Path(__file__).resolve().parent.parent / "samples"
+
+
+def failed_count(stage: str, error_class: str) -> float:
+    return metrics.RECORDS_FAILED.labels(stage, error_class)._value.get()
+
+
+def test_child_processes_deliver_dead_letter_retry_and_commit(broker, unique):
+    s = make_settings(broker, f"procs{unique}", runner={"processes": 2, "max_in_flight": 200,
+                                                         "retry_max_attempts": 4})
+    provision(s)
+    p = Producer({"bootstrap.servers": broker})
+    p.produce(s.topics.name("raw"), key=b"asset-poison", value=b"\x00not-avro", headers=[("x", b"1")])
+    p.flush(10)
+    events = [ev(i) for i in range(40)] + [ev(40, fail="permanent"), ev(41, fail="transient:2")]
+    publish(s, events)
+    transient_before = failed_count("echo", "transient")
+    with RunnerThread(StageRunner(EchoStage(s), s)) as runner:
+        out = read_topic(s, "preprocessed", 41)
+        dead = read_topic(s, "dead_letter", 2)
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and sum(committed(s, runner.group_id, "raw").values()) < 43:
+            time.sleep(0.3)
+    keys = sorted(r["key"] for r in out)
+    assert keys == [f"asset-{i:04d}" for i in range(40)] + ["asset-0041"], "each good record exactly once"
+    pids = {r["headers"]["pid"].decode() for r in out}
+    assert str(os.getpid()) not in pids, "the stage ran in the runner's own process"
+    for r in out:
+        for header in ("trace-id", "idempotency-key", "stage", "source", "echo"):
+            assert header in r["headers"], header
+        assert r["value"]["asset"]["asset_id"] == r["key"]
+    by_key = {d["key"]: d["value"] for d in dead}
+    assert by_key["asset-poison"]["error_class"] == "poison"
+    assert by_key["asset-poison"]["original_value"] == b"\x00not-avro"
+    assert by_key["asset-0040"]["error_class"] == "permanent"
+    assert by_key["asset-0040"]["details"]["reason"] == "test_permanent"
+    assert "PermanentError" in by_key["asset-0040"]["stack"]
+    # two failed attempts of asset-0041 happened in a child and are counted in the runner's metrics
+    assert failed_count("echo", "transient") - transient_before == 2
+    assert sum(committed(s, s.groups.name("echo"), "raw").values()) == 43
+
+
+def test_a_child_process_that_dies_stops_the_worker_and_nothing_is_lost(broker, unique):
+    s = make_settings(broker, f"procdie{unique}", runner={"processes": 1, "max_in_flight": 50})
+    provision(s)
+    publish(s, [ev(i) for i in range(10)])
+    with RunnerThread(StageRunner(EchoStage(s), s)) as runner:
+        first = read_topic(s, "preprocessed", 10)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and sum(committed(s, runner.group_id, "raw").values()) < 10:
+            time.sleep(0.2)
+        publish(s, [ev(10, exit_child=1)] + [ev(i) for i in range(11, 20)])  # the child exits mid-record
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not runner.stopping:
+            time.sleep(0.1)
+        assert runner.stopping, "the runner kept going without its child"
+        assert runner.fatal_error and "child process" in runner.fatal_error
+    assert sum(committed(s, s.groups.name("echo"), "raw").values()) == 10, "committed past the lost record"
+    assert len(first) == 10
+    # the orchestrator restarts the worker (here: in threads, where exit_child does nothing): all arrive
+    with RunnerThread(StageRunner(EchoStage(s), s.with_overrides(runner={"processes": 0}))):
+        out = read_topic(s, "preprocessed", 20, distinct_keys=True)
+    assert {r["key"] for r in out} == {f"asset-{i:04d}" for i in range(20)}
+
+
+def test_the_preprocess_stage_runs_in_child_processes(broker, unique, tmp_path):
+    """The real stage, rebuilt in each child from the settings (models, fetch policy and all)."""
+    s = make_settings(broker, f"procpre{unique}", runner={"processes": 2, "max_in_flight": 20},
+                      preprocess={"file_roots": [str(SAMPLES)]})
+    provision(s)
+    images = sorted(p for p in SAMPLES.iterdir() if p.suffix in (".jpg", ".png"))
+    publish(s, [build_event(f"img-{i}", p.resolve().as_uri(), version=1) for i, p in enumerate(images)])
+    with RunnerThread(StageRunner(PreprocessStage(s), s)):
+        out = read_topic(s, "preprocessed", len(images))
+    assert len(out) == len(images)
+    for r in out:
+        v = r["value"]
+        assert v["image"]["width"] > 0 and v["hashes"]["sha256"], r["key"]
+        assert v["thumbnail"] is not None and v["stamp"]["stage"] == "preprocess"
+    assert len(out) == len({r["key"] for r in out})
