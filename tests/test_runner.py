@@ -246,3 +246,24 @@ def test_a_partition_revoked_while_paused_is_resumed_when_it_comes_back(broker, 
     partitions_served = {r["partition"] for r in out}
     assert {p for _, p in moved} <= partitions_served, "a partition that came back stayed paused"
     assert len({r["key"] for r in out}) == 30
+
+
+def test_at_the_in_flight_limit_the_worker_takes_nothing_more_and_pauses_on_a_stall(broker, unique):
+    from streams import metrics
+
+    s = make_settings(broker, f"limit{unique}", runner={"concurrency": 1, "max_in_flight": 4, "pause_after_s": 0.5})
+    provision(s)
+    publish(s, [ev(i, slow_ms=700) for i in range(12)])
+    with RunnerThread(StageRunner(EchoStage(s), s)) as runner:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not runner.tracker.in_flight():
+            time.sleep(0.05)
+        peak, paused = 0, 0.0
+        for _ in range(20):  # 2 s of a stage slower than the limit allows
+            peak = max(peak, runner.tracker.in_flight())
+            paused = max(paused, metrics.PAUSED.labels("echo", "backpressure")._value.get())
+            time.sleep(0.1)
+        out = read_topic(s, "preprocessed", 12, timeout_s=60)
+    assert peak <= 4, f"{peak} records taken with max_in_flight=4"
+    assert paused == 1.0, "a stall at the limit did not pause the partitions"
+    assert sorted(r["key"] for r in out) == [f"asset-{i:04d}" for i in range(12)]
