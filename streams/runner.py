@@ -207,17 +207,17 @@ class StageRunner:
         if self.install_signal_handlers:
             signal.signal(signal.SIGTERM, lambda *_: self.stop())
             signal.signal(signal.SIGINT, lambda *_: self.stop())
-        if self.rs.metrics_port >= 0:
-            self._http, self.metrics_port = metrics.serve(self.health, self.rs.metrics_port)
-        if self.stage.kind == "io":
-            self._start_loop()
-        if self.processes:
-            self._start_children()
-        self.consumer.subscribe([self.input_topic], on_assign=self._on_assign, on_revoke=self._on_revoke,
-                                on_lost=self._on_lost)
-        self.health.started = True
-        log.info("%s: consuming %s as group %s", self.name, self.input_topic, self.group_id)
         try:
+            if self.rs.metrics_port >= 0:
+                self._http, self.metrics_port = metrics.serve(self.health, self.rs.metrics_port)
+            if self.stage.kind == "io":
+                self._start_loop()
+            if self.processes:
+                self._start_children()
+            self.consumer.subscribe([self.input_topic], on_assign=self._on_assign, on_revoke=self._on_revoke,
+                                    on_lost=self._on_lost)
+            self.health.started = True
+            log.info("%s: consuming %s as group %s", self.name, self.input_topic, self.group_id)
             while not self.stopping:
                 self._iteration()
             self._drain()

@@ -43,3 +43,12 @@ class HoldableEchoStage(EchoStage):
 
     def should_pause(self):
         return "held" if self.hold else None
+
+
+class UnbuildableInChildStage(EchoStage):
+    """Builds in the worker process but not in a runner.processes child (say, a model file missing there)."""
+
+    def __init__(self, settings):
+        if multiprocessing.parent_process() is not None:
+            raise FileNotFoundError("model weights not found: /models/missing.onnx")
+        super().__init__(settings)

@@ -80,6 +80,21 @@ def test_a_child_process_that_dies_stops_the_worker_and_nothing_is_lost(broker, 
     assert {r["key"] for r in out} == {f"asset-{i:04d}" for i in range(20)}
 
 
+def test_a_stage_that_cannot_be_built_in_a_child_fails_the_worker_at_start(broker, unique):
+    import pytest
+
+    from tests.stages import UnbuildableInChildStage
+
+    s = make_settings(broker, f"procbad{unique}", runner={"processes": 1})
+    provision(s)
+    publish(s, [ev(1)])
+    runner = StageRunner(UnbuildableInChildStage(s), s)
+    with pytest.raises(RuntimeError, match="could not be started in a child process"):
+        runner.run()
+    assert not runner.assigned, "joined the group with a stage that cannot work"
+    assert sum(committed(s, s.groups.name("echo"), "raw").values()) == 0
+
+
 def test_the_preprocess_stage_runs_in_child_processes(broker, unique, tmp_path):
     """The real stage, rebuilt in each child from the settings (models, fetch policy and all)."""
     s = make_settings(broker, f"procpre{unique}", runner={"processes": 2, "max_in_flight": 20},
