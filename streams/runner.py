@@ -180,9 +180,11 @@ class StageRunner:
         self.pool: cf.Executor
         if self.processes:
             # spawn, not fork: librdkafka's threads are already running in this process
+            mp = multiprocessing.get_context("spawn")
+            self._children_ready = mp.Value("i", 0)  # each child adds 1 once its stage is built
             self.pool = cf.ProcessPoolExecutor(
-                max_workers=self.processes, mp_context=multiprocessing.get_context("spawn"),
-                initializer=child_init, initargs=(type(stage), settings, logging.getLevelName(log.getEffectiveLevel())))
+                max_workers=self.processes, mp_context=mp, initializer=child_init,
+                initargs=(type(stage), settings, logging.getLevelName(log.getEffectiveLevel()), self._children_ready))
             cpu_workers = self.processes
         else:
             self.pool = cf.ThreadPoolExecutor(max_workers=cpu_workers, thread_name_prefix=f"{self.name}-worker")
@@ -323,14 +325,16 @@ class StageRunner:
         """Start the child processes and build their stages before joining the group: a stage that cannot
         be built fails the worker at start-up, not at its first record."""
         started = time.monotonic()
-        futures = [self.pool.submit(child_ping) for _ in range(self.processes)]
-        try:
-            pids = {f.result(timeout=300) for f in futures}
-        except BrokenProcessPool as exc:
-            raise RuntimeError(f"{self.name}: the stage could not be started in a child process "
-                               "(runner.processes); see the child's error above") from exc
-        log.info("%s: %d child process(es) ready in %.1fs (pids %s)", self.name, self.processes,
-                 time.monotonic() - started, sorted(pids))
+        futures = [self.pool.submit(child_ping) for _ in range(self.processes)]  # one child spawned per task
+        while self._children_ready.value < self.processes and not self.stopping:
+            failed = next((f for f in futures if f.done() and f.exception() is not None), None)
+            if failed is not None:
+                raise RuntimeError(f"{self.name}: the stage could not be started in a child process "
+                                   "(runner.processes); see the child's error above") from failed.exception()
+            if time.monotonic() - started > 300:
+                raise RuntimeError(f"{self.name}: child processes not ready after 300 s")
+            time.sleep(0.05)
+        log.info("%s: %d child process(es) ready in %.1fs", self.name, self.processes, time.monotonic() - started)
 
     def _submit_to_child(self, chunk: list[Record]) -> None:
         """runner.processes: bytes in, serialized outputs (or dead letters) out; the chunk's records are

@@ -284,8 +284,9 @@ def _watch_parent(parent: int) -> None:
     os._exit(0)
 
 
-def child_init(stage_cls: type[Stage], settings: Any, log_level: str = "INFO") -> None:
-    """ProcessPoolExecutor initializer: build this child's stage from the settings, as the worker did."""
+def child_init(stage_cls: type[Stage], settings: Any, log_level: str = "INFO", ready: Any = None) -> None:
+    """ProcessPoolExecutor initializer: build this child's stage from the settings, as the worker did, then
+    count itself in `ready` (a shared integer the runner waits on)."""
     global _child_work
     # signals are the runner's business: it drains, then shuts the pool down (children finish their chunk)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -293,6 +294,9 @@ def child_init(stage_cls: type[Stage], settings: Any, log_level: str = "INFO") -
     logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s %(name)s[child]: %(message)s")
     threading.Thread(target=_watch_parent, args=(os.getppid(),), daemon=True).start()
     _child_work = RecordWork(stage_cls(settings), settings, on_failed=_count_failed, on_retried=_count_retried)
+    if ready is not None:
+        with ready.get_lock():
+            ready.value += 1
 
 
 def child_ping() -> int:
