@@ -46,3 +46,29 @@ def test_a_running_worker_exports_every_referenced_metric_and_probes(broker, uni
     assert re.search(rf'assetstream_records_in_total\{{stage="{stage}"\}} 2\.0', text)
     assert re.search(rf'assetstream_records_dead_lettered_total\{{error_class="permanent",stage="{stage}"\}} 1\.0', text)
     assert re.search(rf'assetstream_consumer_lag\{{partition="\d",stage="{stage}",topic="[^"]+"\}} 0\.0', text)
+    # per-record counts and observations are gathered in the poll loop and added once per iteration
+    assert re.search(rf'assetstream_processing_seconds_count\{{stage="{stage}"\}} 2\.0', text)
+    assert re.search(rf'assetstream_record_age_seconds_count\{{stage="{stage}"\}} 1\.0', text)  # the output's
+    out_lines = re.findall(rf'assetstream_records_out_total\{{stage="{stage}",topic="[^"]+"\}} (\S+)', text)
+    assert sorted(out_lines) == ["1.0", "1.0"], out_lines  # one output, one dead letter, both acknowledged
+
+
+def test_batched_histogram_observations_export_exactly_what_observe_would():
+    from prometheus_client import CollectorRegistry, Histogram, generate_latest
+
+    from streams.metrics import LATENCY_BUCKETS, HistogramBatch
+
+    values = [0.0, 0.004, 0.005, 0.0051, 0.3, 0.3, 1.0, 2.5, 59.0, 120.0, 121.0, 1e6]
+    a_reg, b_reg = CollectorRegistry(), CollectorRegistry()
+    plain = Histogram("x_seconds", "x", ["stage"], buckets=LATENCY_BUCKETS, registry=a_reg).labels("s")
+    batched = HistogramBatch(Histogram("x_seconds", "x", ["stage"], buckets=LATENCY_BUCKETS,
+                                       registry=b_reg).labels("s"))
+    assert not batched.direct, "prometheus_client internals changed: the batch falls back to observe()"
+    for v in values:
+        plain.observe(v)
+        batched.observe(v)
+    assert generate_latest(b_reg) != generate_latest(a_reg), "nothing should show before the flush"
+    batched.flush()
+    batched.flush()  # a second flush adds nothing
+    strip = lambda text: [ln for ln in text.decode().splitlines() if "_created" not in ln]  # noqa: E731
+    assert strip(generate_latest(b_reg)) == strip(generate_latest(a_reg))
