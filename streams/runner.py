@@ -173,6 +173,8 @@ class StageRunner:
         if self.transactional:
             self.producer.init_transactions(30)
         self.processes = self.rs.processes if stage.kind == "cpu" else 0
+        self._children_stop = None
+        self._child_record_s: float | None = None  # seconds per record in a child (moving average)
         if self.rs.processes and not self.processes:
             log.warning("%s: runner.processes applies to cpu stages only; %s stages run in this process",
                         self.name, stage.kind)
@@ -182,9 +184,11 @@ class StageRunner:
             # spawn, not fork: librdkafka's threads are already running in this process
             mp = multiprocessing.get_context("spawn")
             self._children_ready = mp.Value("i", 0)  # each child adds 1 once its stage is built
+            self._children_stop = mp.Event()  # set with stop(): children abandon retries and unstarted records
             self.pool = cf.ProcessPoolExecutor(
                 max_workers=self.processes, mp_context=mp, initializer=child_init,
-                initargs=(type(stage), settings, logging.getLevelName(log.getEffectiveLevel()), self._children_ready))
+                initargs=(type(stage), settings, logging.getLevelName(log.getEffectiveLevel()),
+                          self._children_ready, self._children_stop))
             cpu_workers = self.processes
         else:
             self.pool = cf.ThreadPoolExecutor(max_workers=cpu_workers, thread_name_prefix=f"{self.name}-worker")
@@ -200,6 +204,8 @@ class StageRunner:
     # ------------------------------------------------------------------------------------------ lifecycle
     def stop(self) -> None:
         self._stop.set()
+        if self._children_stop is not None:
+            self._children_stop.set()
 
     @property
     def stopping(self) -> bool:
@@ -249,6 +255,8 @@ class StageRunner:
             # hand the pool chunks, not single records: one Future per chunk keeps the overhead per
             # record small, and records of a chunk still finish (and commit) individually
             n = -(-len(accepted) // self._cpu_workers)
+            if self.processes:
+                n = min(n, self._child_chunk_size())
             for i in range(0, len(accepted), n):
                 if self.processes:
                     self._submit_to_child(accepted[i:i + n])
@@ -327,6 +335,7 @@ class StageRunner:
         started = time.monotonic()
         futures = [self.pool.submit(child_ping) for _ in range(self.processes)]  # one child spawned per task
         while self._children_ready.value < self.processes and not self.stopping:
+            self.health.tick()  # loading models can take a while: the liveness probe must not fire
             failed = next((f for f in futures if f.done() and f.exception() is not None), None)
             if failed is not None:
                 raise RuntimeError(f"{self.name}: the stage could not be started in a child process "
@@ -343,31 +352,53 @@ class StageRunner:
         try:
             fut = self.pool.submit(child_chunk, items)
         except (BrokenProcessPool, RuntimeError) as exc:  # RuntimeError: the pool is shut down
-            self._child_failed(exc)
+            self._child_failed(exc, chunk)
             return
 
-        def collect(fut: cf.Future) -> None:
+        def collect(fut: cf.Future) -> None:  # in the pool's management thread
             if fut.cancelled():
-                return  # shutting down: the records stay uncommitted
+                for rec in chunk:
+                    self._abandon(rec)  # shutting down: the records stay uncommitted
+                return
             exc = fut.exception()
             if exc is not None:
-                self._child_failed(exc)
+                self._child_failed(exc, chunk)
                 return
-            done, failed, retried = fut.result()
+            done, failed, retried, seconds = fut.result()
             for cls, n in failed.items():
                 metrics.RECORDS_FAILED.labels(self.name, cls).inc(n)
             if retried:
                 metrics.RECORDS_RETRIED.labels(self.name).inc(retried)
-            results = [Result(rec, outputs, letter, error_class, event_time)
-                       for rec, (outputs, letter, error_class, event_time) in zip(chunk, done)]
+            worked = sum(1 for d in done if d is not None)
+            if worked:
+                per = seconds / worked
+                prev = self._child_record_s
+                self._child_record_s = per if prev is None else 0.8 * prev + 0.2 * per
+            results = []
+            for rec, d in zip(chunk, done):
+                if d is None:
+                    self._abandon(rec)  # not started or retries cut short by stop(): left uncommitted
+                else:
+                    results.append(Result(rec, *d))
             with self._completion_lock:
                 self._completions.extend(results)
 
         fut.add_done_callback(collect)
 
-    def _child_failed(self, exc: BaseException) -> None:
+    def _child_chunk_size(self) -> int:
+        """Records per chunk: about 50 ms of a child's work, so results of a slow stage come back record by
+        record and a fast one is not drowned in round trips."""
+        per = self._child_record_s
+        if per is None:
+            return 8  # not measured yet
+        return max(1, min(10_000, int(0.05 / max(per, 1e-6))))
+
+    def _child_failed(self, exc: BaseException, chunk: list[Record]) -> None:
         """A child process died (killed, out of memory, a crash in native code) or cannot be started: its
-        records can never finish, so stop (nothing past them is committed) and let the worker exit 1."""
+        records can never finish, so stop (nothing past them is committed) and let the worker exit 1. The
+        chunk's records are abandoned at once, so the drain does not wait for them."""
+        for rec in chunk:
+            self._abandon(rec)
         if self.stopping and isinstance(exc, RuntimeError) and not isinstance(exc, BrokenProcessPool):
             return
         self.fatal_error = f"a stage child process failed: {exc!r}"
@@ -782,6 +813,7 @@ class StageRunner:
                 self._loop_thread.join(5)
         self.pool.shutdown(wait=False, cancel_futures=True)
         self.producer.flush(5)
+        self._flush_metrics()  # acknowledgements served by the flush
         try:
             self.stage.close()
         except Exception as exc:  # noqa: BLE001

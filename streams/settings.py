@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, model_validator
 from pydantic_settings import (BaseSettings, JsonConfigSettingsSource, PydanticBaseSettingsSource,
                                SettingsConfigDict, TomlConfigSettingsSource, YamlConfigSettingsSource)
 
@@ -65,6 +65,15 @@ class Settings(BaseSettings):
                 raise ValueError(f"{CONFIG_ENV}={path}: use a .yaml, .toml or .json file")
         sources.append(file_secret_settings)
         return tuple(sources)
+
+    @model_validator(mode="after")
+    def _pause_well_within_poll_interval(self) -> "Settings":
+        # at max_in_flight the poll loop stops calling consume() for up to runner.pause_after_s: that must stay
+        # well inside max.poll.interval.ms, or the group would drop the worker and hand its partitions on
+        if self.runner.pause_after_s * 1000 > self.kafka.max_poll_interval_ms / 2:
+            raise ValueError(f"runner.pause_after_s ({self.runner.pause_after_s}) must be at most half of "
+                             f"kafka.max_poll_interval_ms ({self.kafka.max_poll_interval_ms} ms)")
+        return self
 
     def with_overrides(self, **sections: dict[str, Any]) -> "Settings":
         """A copy with some section fields replaced: s.with_overrides(kafka={"bootstrap_servers": "x:1"})."""

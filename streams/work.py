@@ -191,13 +191,12 @@ class RecordWork:
         event_time = to_ms(asset.get("event_time")) if asset else None
         trace_b = trace.encode()
         source = f"{rec.topic}/{rec.partition}/{rec.offset}".encode()
-        in_key = rec.key.decode() if rec.key is not None else None
         serialized = []
         for out in outputs:
             logical = out.topic or self.stage.output_topic
             if logical is None:
                 raise RuntimeError(f"stage {self.name} returned an output without a topic")
-            key = out.key if out.key is not None else in_key
+            key = out.key if out.key is not None else (rec.key.decode() if rec.key is not None else None)
             data = self.serde.serialize(logical, out.value) if out.value is not None else None
             headers = [(TRACE_HEADER, trace_b),
                        (IDEMPOTENCY_HEADER, idempotency_key(key, out.value, asset).encode()),
@@ -284,16 +283,19 @@ def _watch_parent(parent: int) -> None:
     os._exit(0)
 
 
-def child_init(stage_cls: type[Stage], settings: Any, log_level: str = "INFO", ready: Any = None) -> None:
+def child_init(stage_cls: type[Stage], settings: Any, log_level: str = "INFO", ready: Any = None,
+               stop: Any = None) -> None:
     """ProcessPoolExecutor initializer: build this child's stage from the settings, as the worker did, then
-    count itself in `ready` (a shared integer the runner waits on)."""
+    count itself in `ready` (a shared integer the runner waits on). `stop` is the runner's stop event (a
+    multiprocessing Event): once set, retries are abandoned and the rest of a chunk is handed back unworked."""
     global _child_work
-    # signals are the runner's business: it drains, then shuts the pool down (children finish their chunk)
+    # signals are the runner's business: it sets `stop`, drains, then shuts the pool down
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s %(name)s[child]: %(message)s")
     threading.Thread(target=_watch_parent, args=(os.getppid(),), daemon=True).start()
-    _child_work = RecordWork(stage_cls(settings), settings, on_failed=_count_failed, on_retried=_count_retried)
+    _child_work = RecordWork(stage_cls(settings), settings, stop=stop, on_failed=_count_failed,
+                             on_retried=_count_retried)
     if ready is not None:
         with ready.get_lock():
             ready.value += 1
@@ -305,18 +307,27 @@ def child_ping() -> int:
     return os.getpid()
 
 
-def child_chunk(items: list[tuple]) -> tuple[list[tuple], dict[str, int], int]:
+def child_chunk(items: list[tuple]) -> tuple[list[tuple | None], dict[str, int], int, float]:
     """Work a chunk of (topic, partition, offset, key, value, headers, timestamp_ms) records in order.
 
-    Returns one (outputs, dead_letter, error_class, event_time_ms) per record, plus the failed-attempt
-    counts by error class and the retry count, which the runner adds to its own metrics."""
+    Returns one (outputs, dead_letter, error_class, event_time_ms) per record, or None for a record
+    abandoned because the runner is stopping (it stays uncommitted); the failed-attempt counts by error
+    class and the retry count, which the runner adds to its own metrics; and the seconds spent."""
     global _child_retried
     assert _child_work is not None, "child_init did not run"
-    done = []
+    started = time.monotonic()
+    done: list[tuple | None] = []
     for topic, partition, offset, key, value, headers, ts in items:
-        res = _child_work.run(Record(topic, partition, offset, key, value, headers, ts, 0.0))
+        if _child_work.stopping:
+            done.append(None)
+            continue
+        try:
+            res = _child_work.run(Record(topic, partition, offset, key, value, headers, ts, 0.0))
+        except Abandon:
+            done.append(None)
+            continue
         done.append((res.outputs, res.dead_letter, res.error_class, res.event_time_ms))
     failed, retried = dict(_child_failed), _child_retried
     _child_failed.clear()
     _child_retried = 0
-    return done, failed, retried
+    return done, failed, retried, time.monotonic() - started

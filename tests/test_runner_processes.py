@@ -61,7 +61,8 @@ def test_a_child_process_that_dies_stops_the_worker_and_nothing_is_lost(broker, 
     s = make_settings(broker, f"procdie{unique}", runner={"processes": 1, "max_in_flight": 50})
     provision(s)
     publish(s, [ev(i) for i in range(10)])
-    with RunnerThread(StageRunner(EchoStage(s), s)) as runner:
+    thread = RunnerThread(StageRunner(EchoStage(s), s))
+    with thread as runner:
         first = read_topic(s, "preprocessed", 10)
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline and sum(committed(s, runner.group_id, "raw").values()) < 10:
@@ -72,6 +73,8 @@ def test_a_child_process_that_dies_stops_the_worker_and_nothing_is_lost(broker, 
             time.sleep(0.1)
         assert runner.stopping, "the runner kept going without its child"
         assert runner.fatal_error and "child process" in runner.fatal_error
+        thread.thread.join(s.runner.drain_timeout_s / 2)
+        assert not thread.thread.is_alive(), "the drain waited for records a dead child can never finish"
     assert sum(committed(s, s.groups.name("echo"), "raw").values()) == 10, "committed past the lost record"
     assert len(first) == 10
     # the orchestrator restarts the worker (here: in threads, where exit_child does nothing): all arrive
@@ -110,3 +113,26 @@ def test_the_preprocess_stage_runs_in_child_processes(broker, unique, tmp_path):
         assert v["image"]["width"] > 0 and v["hashes"]["sha256"], r["key"]
         assert v["thumbnail"] is not None and v["stamp"]["stage"] == "preprocess"
     assert len(out) == len({r["key"] for r in out})
+
+
+def test_stopping_cuts_a_childs_retries_short_and_leaves_the_record_uncommitted(broker, unique):
+    s = make_settings(broker, f"procstop{unique}", runner={"processes": 1, "max_in_flight": 50,
+                                                            "retry_base_delay_s": 4, "retry_max_delay_s": 4,
+                                                            "retry_max_attempts": 10})
+    provision(s)
+    publish(s, [ev(1, fail="transient:99")])
+    before = failed_count("echo", "transient")
+    thread = RunnerThread(StageRunner(EchoStage(s), s))
+    with thread as runner:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not runner.tracker.in_flight():
+            time.sleep(0.05)
+        time.sleep(1.5)  # the child failed its first attempt and sleeps in a 4 s backoff now
+        started = time.monotonic()
+        runner.stop()
+        thread.thread.join(30)
+        took = time.monotonic() - started
+    assert took < 3, f"stop waited {took:.1f}s for a child's retries"
+    assert failed_count("echo", "transient") > before, "the record was never attempted"
+    assert sum(committed(s, s.groups.name("echo"), "raw").values()) == 0, "an unfinished record was committed"
+    assert read_topic(s, "dead_letter", 1, timeout_s=3) == [], "abandoned on stop, not dead-lettered"

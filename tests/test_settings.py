@@ -46,3 +46,16 @@ def test_inline_and_child_processes_cannot_both_be_asked_for(monkeypatch):
     monkeypatch.setenv("ASSETSTREAM_RUNNER__PROCESSES", "-1")
     with pytest.raises(ValidationError, match="processes"):
         Settings()
+
+
+def test_backpressure_settings_that_would_starve_the_consumer_are_refused():
+    from pydantic import ValidationError
+
+    from streams.settings import Settings
+
+    with pytest.raises(ValidationError, match="max_in_flight"):
+        Settings.model_validate({"runner": {"max_in_flight": 0}})  # would never take a record
+    with pytest.raises(ValidationError, match="pause_after_s"):  # the group would drop the worker first
+        Settings.model_validate({"runner": {"pause_after_s": 200}, "kafka": {"max_poll_interval_ms": 300000}})
+    ok = Settings.model_validate({"runner": {"pause_after_s": 5}, "kafka": {"max_poll_interval_ms": 300000}})
+    assert ok.runner.pause_after_s == 5

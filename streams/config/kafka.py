@@ -105,9 +105,9 @@ class GroupSettings(Section):
 
 class RunnerSettings(Section):
     concurrency: int = Field(4, description="worker threads (or asyncio tasks for I/O stages) per process")
-    max_in_flight: int = Field(64, description="records taken but not yet finished; at the limit the worker stops "
+    max_in_flight: int = Field(64, ge=1, description="records taken but not yet finished; at the limit the worker stops "
                                "taking records until some finish")
-    pause_after_s: float = Field(1.0, description="when in-flight records stay at max_in_flight this long, pause the "
+    pause_after_s: float = Field(1.0, gt=0, description="when in-flight records stay at max_in_flight this long, pause the "
                                  "partitions (polling goes on, so the group never times the worker out)")
     retry_max_attempts: int = 5
     retry_base_delay_s: float = 0.2
