@@ -1,13 +1,14 @@
 """Runner overhead: a no-op stage through the full StageRunner (Avro in and out, commit after delivery)
 vs a raw confluent-kafka consume -> produce loop of the same bytes, on the same broker, in one run.
 
-    python bench/runner.py [--records 50000]
+    python bench/runner.py [--records 30000] [--rounds 3] [--processes 2]
 
 Goal (issue #2): runner >= 0.5x the raw loop and >= 20,000 records/s per worker process.
 """
 from __future__ import annotations
 
 import argparse
+import statistics
 import sys
 import threading
 import time
@@ -149,35 +150,38 @@ def serde_floor(settings: Settings, n: int) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--records", type=int, default=50000)
+    ap.add_argument("--records", type=int, default=30000)
+    ap.add_argument("--rounds", type=int, default=3, help="every measurement this many times, interleaved")
     ap.add_argument("--processes", type=int, default=2, help="child processes for the runner.processes row")
     args = ap.parse_args()
     n = args.records
+    rows = ["raw bytes consume->produce loop (no Avro)", "Avro decode+encode floor, no Kafka, 1 thread",
+            "StageRunner no-op, concurrency=1", "StageRunner no-op, concurrency=2",
+            "StageRunner no-op, inline (runner.inline=true)",
+            f"StageRunner no-op, processes={args.processes} (child processes)"]
+    rates: dict[str, list[float]] = {row: [] for row in rows}
     with Tansu() as broker:
-        a = settings_for(broker.bootstrap, "raw.")
-        b1 = settings_for(broker.bootstrap, "run1.", concurrency=1)
-        b2 = settings_for(broker.bootstrap, "run2.", concurrency=2)
-        bi = settings_for(broker.bootstrap, "runi.", inline=True)
-        bp = settings_for(broker.bootstrap, "runp.", processes=args.processes)
-        for s in (a, b1, b2, bi, bp):
-            create_topics(s)
-            fill(s, n)
-        raw = raw_loop(broker.bootstrap, a.topics.name("raw"), a.topics.name("preprocessed"), n)
-        floor = serde_floor(b1, n)
-        run1 = runner_loop(b1, n)
-        run2 = runner_loop(b2, n)
-        runi = runner_loop(bi, n)
-        runp = runner_loop(bp, n)
-    print(f"records: {n}")
-    print(f"{'raw bytes consume->produce loop (no Avro)':48} {raw:9.0f} rec/s  1.00x")
-    print(f"{'Avro decode+encode floor, no Kafka, 1 thread':48} {floor:9.0f} rec/s  {floor / raw:.2f}x")
-    print(f"{'StageRunner no-op, concurrency=1':48} {run1:9.0f} rec/s  {run1 / raw:.2f}x "
-          f"({run1 / floor:.2f}x the Avro floor)")
-    print(f"{'StageRunner no-op, concurrency=2':48} {run2:9.0f} rec/s  {run2 / raw:.2f}x")
-    print(f"{'StageRunner no-op, inline (runner.inline=true)':48} {runi:9.0f} rec/s  {runi / raw:.2f}x "
-          f"({runi / floor:.2f}x the Avro floor)")
-    print(f"{'StageRunner no-op, processes=' + str(args.processes) + ' (child processes)':48} {runp:9.0f} rec/s  "
-          f"{runp / raw:.2f}x ({runp / floor:.2f}x the Avro floor)")
+        for r in range(args.rounds):  # interleaved rounds: a noisy minute hits every row, not just one
+            a = settings_for(broker.bootstrap, f"raw{r}.")
+            runs = [settings_for(broker.bootstrap, f"run1{r}.", concurrency=1),
+                    settings_for(broker.bootstrap, f"run2{r}.", concurrency=2),
+                    settings_for(broker.bootstrap, f"runi{r}.", inline=True),
+                    settings_for(broker.bootstrap, f"runp{r}.", processes=args.processes)]
+            for s in (a, *runs):
+                create_topics(s)
+                fill(s, n)
+            rates[rows[0]].append(raw_loop(broker.bootstrap, a.topics.name("raw"), a.topics.name("preprocessed"), n))
+            rates[rows[1]].append(serde_floor(runs[0], n))
+            for row, s in zip(rows[2:], runs):
+                rates[row].append(runner_loop(s, n))
+            print(f"round {r + 1}: " + ", ".join(f"{v[-1]:.0f}" for v in rates.values()), file=sys.stderr)
+    med = {row: statistics.median(v) for row, v in rates.items()}
+    raw, floor = med[rows[0]], med[rows[1]]
+    print(f"records: {n} x {args.rounds} interleaved rounds; median (min-max) rec/s; ratios of medians")
+    for row in rows:
+        lo, hi = min(rates[row]), max(rates[row])
+        extra = f"  ({med[row] / floor:.2f}x the Avro floor)" if row not in rows[:2] else ""
+        print(f"{row:48} {med[row]:7.0f} ({lo:.0f}-{hi:.0f})  {med[row] / raw:.2f}x{extra}")
     print("goal (issue #2): >= 0.5x the raw loop and >= 20,000 rec/s per worker process")
 
 
