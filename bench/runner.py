@@ -33,9 +33,16 @@ class NoopStage(Stage):
     input_topic = "raw"
     output_topic = "preprocessed"
     kind = "cpu"
+    embeds_input = "asset"  # the input record, unchanged: its Avro bytes are reused
 
     def process(self, value, ctx):
         return Output(value={"asset": value, "stamp": stamp(self.name)})
+
+
+class NoopEncodeAllStage(NoopStage):
+    """The same, without Stage.embeds_input: the whole output record is encoded."""
+
+    embeds_input = None
 
 
 def settings_for(bootstrap: str, prefix: str, concurrency: int = 1, inline: bool = False,
@@ -105,11 +112,11 @@ def raw_loop(bootstrap: str, src: str, dst: str, n: int) -> float:
     return n / (end - start)
 
 
-def runner_loop(settings: Settings, n: int) -> float:
+def runner_loop(settings: Settings, n: int, stage_cls: type[Stage] = NoopStage) -> float:
     """From the first record taken to the last one finished (all its outputs acknowledged), watched through
     the runner's own partition tracker so that nothing else in this process competes for the GIL; that every
     output arrived is checked afterwards, outside the timing."""
-    runner = StageRunner(NoopStage(settings), settings)
+    runner = StageRunner(stage_cls(settings), settings)
     dst = settings.topics.name("preprocessed")
     t = threading.Thread(target=runner.run, daemon=True)
     t.start()
@@ -158,7 +165,8 @@ def main() -> None:
     rows = ["raw bytes consume->produce loop (no Avro)", "Avro decode+encode floor, no Kafka, 1 thread",
             "StageRunner no-op, concurrency=1", "StageRunner no-op, concurrency=2",
             "StageRunner no-op, inline (runner.inline=true)",
-            f"StageRunner no-op, processes={args.processes} (child processes)"]
+            f"StageRunner no-op, processes={args.processes} (child processes)",
+            "  inline, whole output encoded (no embeds_input)"]
     rates: dict[str, list[float]] = {row: [] for row in rows}
     with Tansu() as broker:
         for r in range(args.rounds):  # interleaved rounds: a noisy minute hits every row, not just one
@@ -166,14 +174,15 @@ def main() -> None:
             runs = [settings_for(broker.bootstrap, f"run1{r}.", concurrency=1),
                     settings_for(broker.bootstrap, f"run2{r}.", concurrency=2),
                     settings_for(broker.bootstrap, f"runi{r}.", inline=True),
-                    settings_for(broker.bootstrap, f"runp{r}.", processes=args.processes)]
+                    settings_for(broker.bootstrap, f"runp{r}.", processes=args.processes),
+                    settings_for(broker.bootstrap, f"rune{r}.", inline=True)]
             for s in (a, *runs):
                 create_topics(s)
                 fill(s, n)
             rates[rows[0]].append(raw_loop(broker.bootstrap, a.topics.name("raw"), a.topics.name("preprocessed"), n))
             rates[rows[1]].append(serde_floor(runs[0], n))
             for row, s in zip(rows[2:], runs):
-                rates[row].append(runner_loop(s, n))
+                rates[row].append(runner_loop(s, n, NoopEncodeAllStage if row == rows[-1] else NoopStage))
             print(f"round {r + 1}: " + ", ".join(f"{v[-1]:.0f}" for v in rates.values()), file=sys.stderr)
     med = {row: statistics.median(v) for row, v in rates.items()}
     raw, floor = med[rows[0]], med[rows[1]]

@@ -154,6 +154,7 @@ class Serde:
         self._ids: dict[str, bytes] = {}  # logical -> 5-byte header
         self._writers: dict[int, Any] = {}  # schema id -> parsed writer schema
         self._own_ids: dict[str, int] = {}
+        self._plans: dict[tuple[str, str, str], tuple[Any, Any] | None] = {}
         self._lock = threading.Lock()
         if str(registry_conf["url"]).startswith("mock://"):
             # mock:// registries live in the process: register every topic up front so a record written by
@@ -210,3 +211,55 @@ class Serde:
         if schema_id == self._own_ids.get(logical):
             return fastavro.schemaless_reader(buf, writer, None)
         return fastavro.schemaless_reader(buf, writer, parsed_schema(TOPIC_RECORDS[logical]))
+
+    def serialize_embedding(self, logical: str, value: dict[str, Any], field: str, inner_logical: str,
+                            inner_data: bytes) -> bytes | None:
+        """Encode `value` for `logical`, where `value[field]` is, unchanged, the record `inner_data` (a framed
+        `inner_logical` message) was decoded from: those Avro bytes are copied instead of encoded again (an
+        Avro record is the concatenation of its fields). None when that would not be exact: the inner bytes
+        were written with another schema version, or the field is not that record type."""
+        if len(inner_data) < 6 or inner_data[0] != 0:
+            return None
+        if int.from_bytes(inner_data[1:5], "big") != self._own_ids.get(inner_logical):
+            return None
+        plan = self._splice_plan(logical, field, inner_logical)
+        if plan is None:
+            return None
+        head, tail = plan
+        buf = io.BytesIO()
+        buf.write(self._header(logical))
+        if head is not None:
+            fastavro.schemaless_writer(buf, head, value)
+        buf.write(memoryview(inner_data)[5:])
+        if tail is not None:
+            fastavro.schemaless_writer(buf, tail, value)
+        return buf.getvalue()
+
+    def _splice_plan(self, logical: str, field: str, inner_logical: str) -> tuple[Any, Any] | None:
+        """The record schemas of the fields before and after `field` (None for an empty side), or None."""
+        key = (logical, field, inner_logical)
+        if key in self._plans:
+            return self._plans[key]
+        full = parsed_schema(TOPIC_RECORDS[logical])
+        inner = parsed_schema(TOPIC_RECORDS[inner_logical])
+        fields = full["fields"]
+        names = [f["name"] for f in fields]
+        plan = None
+        if field in names:
+            i = names.index(field)
+            ftype = fields[i]["type"]
+            type_name = ftype if isinstance(ftype, str) else (ftype.get("name") if isinstance(ftype, dict) else None)
+            if type_name == inner["name"]:
+                # the tail may refer by name to types defined in the head or in the embedded record
+                defined: dict[str, Any] = {}
+                head = (fastavro.parse_schema({"type": "record", "name": f"{full['name']}Head", "fields": fields[:i]},
+                                              named_schemas=defined) if i else None)
+                fastavro.parse_schema({"type": "record", "name": f"{full['name']}Upto", "fields": fields[:i + 1]},
+                                      named_schemas=defined)
+                rest = fields[i + 1:]
+                tail = (fastavro.parse_schema({"type": "record", "name": f"{full['name']}Tail", "fields": rest},
+                                              named_schemas=defined) if rest else None)
+                plan = (head, tail)
+        with self._lock:
+            self._plans[key] = plan
+        return plan

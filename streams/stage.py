@@ -57,6 +57,11 @@ class Stage:
     input_topic: ClassVar[str] = "raw"
     output_topic: ClassVar[str | None] = None
     kind: ClassVar[Literal["cpu", "io", "batch"]] = "cpu"
+    embeds_input: ClassVar[str | None] = None
+    """The output field that holds the input record itself (the very dict the stage was given, unchanged),
+    e.g. "asset": the runner then copies the input's Avro bytes into the output instead of encoding that
+    part again. A promise: a stage that changes its input in place must not set it (the runner checks the
+    first 16 outputs and every 1000th against a full encoding, and stops copying if they differ)."""
 
     def __init__(self, settings: "Settings"):
         self.settings = settings

@@ -17,6 +17,7 @@ class EchoStage(Stage):
     input_topic = "raw"
     output_topic = "preprocessed"
     kind = "cpu"
+    embeds_input = "asset"  # the input record, unchanged: its Avro bytes are reused
 
     def process(self, value, ctx):
         attrs = value.get("attributes") or {}

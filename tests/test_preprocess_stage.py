@@ -152,3 +152,19 @@ def test_ocr_switches(tmp_path):
     assert gated["ocr"]["skip_reason"] == "no_text_detected"
     always = stage(file_roots=[str(tmp_path)], ocr_gate="always", nsfw_enabled=False).process(event(uri), None).value
     assert always["ocr"]["skipped"] is False and always["ocr"]["skip_reason"] is None
+
+
+def test_preprocess_never_changes_its_input():
+    """PreprocessStage.embeds_input = "asset": the runner copies the event's bytes, so the event must stay
+    exactly as read, for a real image and for a deletion."""
+    import copy
+
+    st = stage(file_roots=[str(SAMPLES)])
+    for value in (event(f"file://{SAMPLES / 'poster_farmers_market.jpg'}", asset_id="poster"),
+                  event(None, event_type="deleted")):
+        value["attributes"] = {"campaign": "spring"}
+        value["product_context"] = {"sku": "S-1", "category": "posters", "name": None, "brand": None}
+        before = copy.deepcopy(value)
+        out = st.process(value, None).value
+        assert value == before
+        assert out["asset"] is value

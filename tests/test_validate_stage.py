@@ -350,3 +350,21 @@ def test_credit_required_can_auto_apply_when_configured():
 def test_settings_reject_inverted_thresholds():
     with pytest.raises(ValueError):
         Settings().with_overrides(validate={"auto_apply_threshold": 0.5, "review_threshold": 0.8})
+
+
+@pytest.mark.parametrize("kw", [
+    {}, {"human_fields": {"alt_text": "Person-written alt", "keywords": ["sneaker"]}},
+    {"embedded_meta": {"creator": "Jo Photo", "keywords": ["red"]}}, {"no_enrichment": True}, {"face_count": 2},
+    {"nsfw_score": 0.99}, {"ocr_text": "SALE 50% OFF", "ocr_confidence": 88.0}, {"event_type": "deleted"},
+    {"duplicate_of": "asset-0002"}, {"declared_license": None},
+])
+def test_validate_never_changes_its_input(stage, kw):
+    """ValidateStage.embeds_input = "enriched": the runner copies the input's bytes, so the input must stay
+    exactly as read (also when deny-listed tags are scrubbed: that makes a copy)."""
+    import copy
+
+    value = enriched_asset(**kw)
+    before = copy.deepcopy(value)
+    out = stage.process(value, RecordContext("t", 0, 0, "asset-0001", {}, None))
+    assert value == before
+    assert out.value["enriched"] is value or out.value["enriched"] != value  # embedded as is, or a changed copy

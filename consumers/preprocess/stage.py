@@ -23,6 +23,7 @@ class PreprocessStage(Stage):
     input_topic = "raw"
     output_topic = "preprocessed"
     kind = "cpu"
+    embeds_input = "asset"  # the input record, unchanged: its Avro bytes are reused
 
     def __init__(self, settings):
         super().__init__(settings)

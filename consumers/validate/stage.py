@@ -49,6 +49,7 @@ class ValidateStage(Stage):
     input_topic = "enriched"
     output_topic = "validated"
     kind = "cpu"
+    embeds_input = "enriched"  # the input record, unchanged: its Avro bytes are reused
 
     def __init__(self, settings, taxonomy: Taxonomy | None = None):
         super().__init__(settings)
