@@ -4,12 +4,15 @@
          -> when every output of a record is acknowledged, the record is done
          -> commit the highest offset below which every record of that partition is done
 
-Concurrency is bounded per worker (a thread pool for CPU stages, an asyncio loop for I/O stages, one ordered
-batch at a time for batch stages); per-partition tracking means the committed offset never passes an
-unfinished record; partitions are paused (not left unpolled) when too much is in flight, so slow work never
-exceeds max.poll.interval.ms. Errors are classified once (streams.errors): poison and permanent go to the
-dead-letter topic with the original bytes and full context, transient ones are retried with exponential
-backoff and jitter, then dead-lettered. A dead letter is only committed once the broker acknowledged it.
+The per-record work (decode, stage, encode, retries, dead letters) is streams.work.RecordWork; this module
+runs it and does everything Kafka. Concurrency is bounded per worker (a thread pool, the poll thread itself
+with runner.inline, or child processes with runner.processes for CPU stages; an asyncio loop for I/O stages;
+one ordered batch at a time for batch stages); per-partition tracking means the committed offset never passes
+an unfinished record; at runner.max_in_flight the worker takes nothing more, and pauses its partitions (not
+left unpolled) if that lasts, so slow work never exceeds max.poll.interval.ms. Errors are classified once
+(streams.errors): poison and permanent go to the dead-letter topic with the original bytes and full context,
+transient ones are retried with exponential backoff and jitter, then dead-lettered. A dead letter is only
+committed once the broker acknowledged it.
 """
 from __future__ import annotations
 
