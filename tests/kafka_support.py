@@ -132,6 +132,14 @@ def committed(settings: Settings, group: str, logical: str) -> dict[int, int]:
         c.close()
 
 
+def wait_committed(settings: Settings, group: str, logical: str, at_least: int, timeout_s: float = 15.0) -> int:
+    """Wait until the group's committed offsets on a topic add up to `at_least` (or time out); the total."""
+    deadline = time.monotonic() + timeout_s
+    while (total := sum(committed(settings, group, logical).values())) < at_least and time.monotonic() < deadline:
+        time.sleep(0.3)
+    return total
+
+
 def start_worker(settings: Settings, stage: str, log_path: Path) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "streams.cli", "worker", stage], env=env_for(settings),
                             stdout=open(log_path, "ab"), stderr=subprocess.STDOUT, cwd=str(REPO))

@@ -10,7 +10,7 @@ import pytest
 from streams.embedded import SeaweedS3, Tansu
 from streams.producer import AssetPublisher, build_event
 from streams.runner import StageRunner
-from tests.kafka_support import RunnerThread, committed, make_settings, provision, read_topic
+from tests.kafka_support import RunnerThread, committed, make_settings, provision, read_topic, wait_committed
 from tests.stages import EchoStage
 
 
@@ -47,9 +47,7 @@ def test_worker_survives_a_broker_restart_without_loss(durable_broker):
     publish(s, [f"before-{i}" for i in range(10)])
     with RunnerThread(StageRunner(EchoStage(s), s)) as runner:
         assert len(read_topic(s, "preprocessed", 10)) == 10
-        deadline = time.monotonic() + 15
-        while sum(committed(s, runner.group_id, "raw").values()) < 10 and time.monotonic() < deadline:
-            time.sleep(0.3)
+        wait_committed(s, runner.group_id, "raw", 10, timeout_s=15)
         durable_broker.stop()
         time.sleep(2)  # the worker sees the broker gone
         durable_broker.start()  # same port, same S3 bucket

@@ -9,7 +9,8 @@ from confluent_kafka import Producer
 
 from streams.producer import AssetPublisher, build_event
 from streams.runner import StageRunner
-from tests.kafka_support import (RunnerThread, committed, provision, read_topic, start_worker, make_settings)
+from tests.kafka_support import (RunnerThread, committed, provision, read_topic, start_worker, make_settings,
+                                 wait_committed)
 from tests.stages import EchoStage
 
 
@@ -52,9 +53,7 @@ def test_poison_and_permanent_failures_are_dead_lettered_and_the_stream_continue
     with RunnerThread(StageRunner(EchoStage(s), s)) as runner:
         out = read_topic(s, "preprocessed", 2)
         dead = read_topic(s, "dead_letter", 2)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and sum(committed(s, runner.group_id, "raw").values()) < 4:
-            time.sleep(0.3)
+        wait_committed(s, runner.group_id, "raw", 4, timeout_s=10)
     assert sorted(r["key"] for r in out) == ["asset-0002", "asset-0003"]
     by_key = {d["key"]: d["value"] for d in dead}
     assert set(by_key) == {"asset-poison", "asset-0001"}
@@ -98,9 +97,7 @@ def test_sigkill_mid_batch_then_restart_delivers_every_asset(broker, unique, tmp
         assert before < n, "the worker finished before it was killed; the test proves nothing"
         proc = start_worker(s, "tests.stages:EchoStage", tmp_path / "w2.log")
         out = read_topic(s, "preprocessed", n, timeout_s=90, distinct_keys=True)
-        deadline = time.monotonic() + 30
-        while sum(committed(s, s.groups.name("echo"), "raw").values()) < n and time.monotonic() < deadline:
-            time.sleep(0.3)
+        wait_committed(s, s.groups.name("echo"), "raw", n, timeout_s=30)
         final_offsets = committed(s, s.groups.name("echo"), "raw")
     finally:
         proc.kill()
@@ -168,9 +165,7 @@ def test_exactly_once_mode_commits_outputs_and_offsets_in_one_transaction(broker
     with RunnerThread(StageRunner(EchoStage(s), s)) as runner:
         out = read_topic(s, "preprocessed", 5)
         dead = read_topic(s, "dead_letter", 1)
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline and sum(committed(s, runner.group_id, "raw").values()) < 6:
-            time.sleep(0.3)
+        wait_committed(s, runner.group_id, "raw", 6, timeout_s=15)
     assert sorted(r["key"] for r in out) == [f"asset-{i:04d}" for i in range(5)]
     assert [d["key"] for d in dead] == ["asset-0009"]
     assert sum(committed(s, s.groups.name("echo"), "raw").values()) == 6
@@ -188,9 +183,7 @@ def test_an_oversize_record_is_dead_lettered_truncated_and_the_worker_keeps_goin
     with RunnerThread(StageRunner(EchoStage(s), s)) as runner:
         out = read_topic(s, "preprocessed", 1)
         dead = read_topic(s, "dead_letter", 1)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and sum(committed(s, runner.group_id, "raw").values()) < 2:
-            time.sleep(0.3)
+        wait_committed(s, runner.group_id, "raw", 2, timeout_s=10)
     assert [r["key"] for r in out] == ["asset-0001"]
     letter = dead[0]["value"]
     assert dead[0]["key"] == "asset-huge" and letter["details"]["reason"] == "dead_letter_too_large"

@@ -11,7 +11,7 @@ from consumers.preprocess.stage import PreprocessStage
 from streams import metrics
 from streams.producer import build_event
 from streams.runner import StageRunner
-from tests.kafka_support import RunnerThread, committed, make_settings, provision, read_topic
+from tests.kafka_support import RunnerThread, committed, make_settings, provision, read_topic, wait_committed
 from tests.stages import EchoStage
 from tests.test_runner import ev, publish
 
@@ -35,9 +35,7 @@ def test_child_processes_deliver_dead_letter_retry_and_commit(broker, unique):
     with RunnerThread(StageRunner(EchoStage(s), s)) as runner:
         out = read_topic(s, "preprocessed", 41)
         dead = read_topic(s, "dead_letter", 2)
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline and sum(committed(s, runner.group_id, "raw").values()) < 43:
-            time.sleep(0.3)
+        wait_committed(s, runner.group_id, "raw", 43, timeout_s=15)
     keys = sorted(r["key"] for r in out)
     assert keys == [f"asset-{i:04d}" for i in range(40)] + ["asset-0041"], "each good record exactly once"
     pids = {r["headers"]["pid"].decode() for r in out}
@@ -64,9 +62,7 @@ def test_a_child_process_that_dies_stops_the_worker_and_nothing_is_lost(broker, 
     thread = RunnerThread(StageRunner(EchoStage(s), s))
     with thread as runner:
         first = read_topic(s, "preprocessed", 10)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and sum(committed(s, runner.group_id, "raw").values()) < 10:
-            time.sleep(0.2)
+        wait_committed(s, runner.group_id, "raw", 10, timeout_s=10)
         publish(s, [ev(10, exit_child=1)] + [ev(i) for i in range(11, 20)])  # the child exits mid-record
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline and not runner.stopping:
