@@ -31,7 +31,6 @@ from typing import Any, Callable, Iterable
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from streams import metrics
-from streams.avro import topic_names
 from streams.errors import PoisonError, StageError, classify
 from streams.records import now_ms
 from streams.settings import Settings
@@ -106,7 +105,9 @@ class StageRunner:
         self.settings = settings
         self.name = stage.name
         self.rs = settings.runner
-        self.names = topic_names(settings)
+        self._stop = threading.Event()
+        self.work = RecordWork(stage, settings, stop=self._stop)  # decode -> stage -> encode, no Kafka
+        self.names = self.work.names
         self.input_topic = self.names[stage.input_topic]
         self.group_id = group_id or settings.groups.name(stage.name)
         self.install_signal_handlers = install_signal_handlers
@@ -118,9 +119,6 @@ class StageRunner:
         self.paused_tps: set[tuple[str, int]] = set()
         self.pause_reason: str | None = None  # set by a batch worker while the store is unavailable
         self._current_pause: str | None = None  # what the assigned partitions are paused for
-        self._stop = threading.Event()
-        self.work = RecordWork(stage, settings, stop=self._stop)  # decode -> stage -> encode, no Kafka
-        self.serde = self.work.serde
         self._batch_future: cf.Future | None = None  # the one batch in the pool (batch stages)
         self._completions: deque[Result] = deque()
         self._completion_lock = threading.Lock()
@@ -444,7 +442,7 @@ class StageRunner:
             try:
                 todo.append((rec, self.work.decode(rec), 1, None))
             except PoisonError as exc:
-                metrics.RECORDS_FAILED.labels(self.name, "poison").inc()
+                self.work.on_failed("poison")
                 results.append(self.work.failure(rec, exc, 1, now_ms()))
         while todo:
             items = [(value, rec.context(attempt)) for rec, value, attempt, _ in todo]
@@ -460,10 +458,10 @@ class StageRunner:
             for (rec, value, attempt, first), (_, ctx), outcome in zip(todo, items, outcomes):
                 if isinstance(outcome, BaseException):
                     cls = classify(outcome)
-                    metrics.RECORDS_FAILED.labels(self.name, cls).inc()
+                    self.work.on_failed(cls)
                     first = first or now_ms()
                     if cls == "transient":
-                        metrics.RECORDS_RETRIED.labels(self.name).inc()
+                        self.work.on_retried()
                         worst_delay = max(worst_delay, self.work.backoff(min(attempt, 8), outcome))
                         retry.append((rec, value, attempt + 1, first))
                     else:
@@ -472,7 +470,7 @@ class StageRunner:
                     try:
                         results.append(self.work.success(rec, value, outcome, ctx.trace_id))
                     except Exception as exc:  # noqa: BLE001 - as in the single-record path: that record only
-                        metrics.RECORDS_FAILED.labels(self.name, classify(exc)).inc()
+                        self.work.on_failed(classify(exc))
                         results.append(self.work.failure(rec, exc, attempt, first or now_ms()))
             if retry and self.stopping:
                 for rec, *_ in retry:

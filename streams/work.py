@@ -328,7 +328,8 @@ def child_init(stage_cls: type[Stage], settings: Any, log_level: str = "INFO", r
 
 
 def child_ping() -> int:
-    """Run once per child at start-up, so the stage is built before the runner takes records."""
+    """A no-op task: the runner submits one per child at start-up so the pool spawns them all (each then
+    builds its stage in child_init and counts itself ready)."""
     assert _child_work is not None, "child_init did not run"
     return os.getpid()
 
