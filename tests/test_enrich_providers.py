@@ -11,7 +11,6 @@ import pytest
 
 from consumers.enrich.calling import Caller, ModelSpec, PriceTable, SpendLedger
 from consumers.enrich.prompts import load_prompt, render
-from consumers.enrich.providers.base import ProviderRequest
 from consumers.enrich.providers.claude import ClaudeProvider
 from consumers.enrich.providers.gemini import GeminiProvider
 from consumers.enrich.replay import ReplayServer, gemini_route, load_recording
@@ -64,21 +63,40 @@ def run(coro):
     return asyncio.run(coro)
 
 
-# --- Claude -----------------------------------------------------------------------------------------------
-
-def test_claude_success_forced_tool_call_and_request_shape(claude_server):
-    claude_server.script("record_tags", rec("claude/tagging_ok.json"))
-    s = settings()
-    p = ClaudeProvider(api_key=KEY, base_url=claude_server.url)
-    pr = prompt("tagging")
+def call(p, spec: ModelSpec, pr, s: Settings, *, image: bytes | None = None, sleeps: list | None = None,
+         c: Caller | None = None):
+    """One Caller.run through a real provider against the recording server, then the provider closed."""
+    c = c or caller(s, p)
+    if sleeps is not None:
+        async def fake(d):
+            sleeps.append(d)
+        c._sleep = fake
 
     async def go():
         try:
-            return await caller(s, p).run(ModelSpec("claude", "claude-haiku-4-5"), pr, image=JPEG,
-                                          media_type="image/jpeg", context={})
+            return await c.run(spec, pr, image=image, media_type="image/jpeg", context={})
         finally:
             await p.aclose()
-    res = run(go())
+    return run(go())
+
+
+# --- Claude -----------------------------------------------------------------------------------------------
+
+def claude(server) -> ClaudeProvider:
+    return ClaudeProvider(api_key=KEY, base_url=server.url)
+
+
+def ccall(server, task: str = "tagging", model: str = "claude-haiku-4-5", s: Settings | None = None,
+          image: bytes | None = None, sleeps: list | None = None, p: ClaudeProvider | None = None,
+          c: Caller | None = None):
+    pr = prompt(task, model=model)
+    return pr, call(p or claude(server), ModelSpec("claude", model), pr, s or settings(), image=image,
+                    sleeps=sleeps, c=c)
+
+
+def test_claude_success_forced_tool_call_and_request_shape(claude_server):
+    claude_server.script("record_tags", rec("claude/tagging_ok.json"))
+    pr, res = ccall(claude_server, image=JPEG)
     assert res.data["tags"][0] == {"tag": "product:sneaker", "score": 0.96}
     prov = res.provenance
     assert prov["request_id"] == "req_011CTagging0000000000001"
@@ -103,22 +121,8 @@ def test_claude_success_forced_tool_call_and_request_shape(claude_server):
 
 def test_claude_429_then_success_honours_retry_after(claude_server):
     claude_server.script("record_tags", rec("claude/429.json"), rec("claude/tagging_ok.json"))
-    s = settings()
-    p = ClaudeProvider(api_key=KEY, base_url=claude_server.url)
     sleeps: list[float] = []
-
-    async def fake_sleep(d):
-        sleeps.append(d)
-
-    async def go():
-        c = caller(s, p)
-        c._sleep = fake_sleep
-        try:
-            return await c.run(ModelSpec("claude", "claude-haiku-4-5"), prompt("tagging"), image=None,
-                               media_type="image/jpeg", context={})
-        finally:
-            await p.aclose()
-    res = run(go())
+    _, res = ccall(claude_server, sleeps=sleeps)
     assert claude_server.count() == 2
     assert sleeps == [1.0]  # retry-after: 1
     assert res.provenance["request_id"] == "req_011CTagging0000000000001"
@@ -127,17 +131,8 @@ def test_claude_429_then_success_honours_retry_after(claude_server):
 @pytest.mark.parametrize("name,status", [("claude/529.json", 529), ("claude/500.json", 500)])
 def test_claude_5xx_is_transient_after_retries(claude_server, name, status):
     claude_server.script("record_tags", rec(name))
-    s = settings(max_attempts=3)
-    p = ClaudeProvider(api_key=KEY, base_url=claude_server.url)
-
-    async def go():
-        try:
-            await caller(s, p).run(ModelSpec("claude", "claude-haiku-4-5"), prompt("tagging"), image=None,
-                                   media_type="image/jpeg", context={})
-        finally:
-            await p.aclose()
     with pytest.raises(TransientError) as ei:
-        run(go())
+        ccall(claude_server, s=settings(max_attempts=3))
     assert ei.value.reason == f"http_{status}"
     assert claude_server.count() == 3
 
@@ -145,16 +140,8 @@ def test_claude_5xx_is_transient_after_retries(claude_server, name, status):
 @pytest.mark.parametrize("name,status", [("claude/400.json", 400), ("claude/401.json", 401)])
 def test_claude_4xx_is_permanent_without_retry_and_without_secret(claude_server, name, status):
     claude_server.script("record_tags", rec(name))
-    p = ClaudeProvider(api_key=KEY, base_url=claude_server.url)
-
-    async def go():
-        try:
-            await caller(settings(), p).run(ModelSpec("claude", "claude-haiku-4-5"), prompt("tagging"),
-                                            image=None, media_type="image/jpeg", context={})
-        finally:
-            await p.aclose()
     with pytest.raises(PermanentError) as ei:
-        run(go())
+        ccall(claude_server)
     assert ei.value.reason == f"http_{status}"
     assert claude_server.count() == 1
     assert KEY not in str(ei.value) and KEY not in json.dumps(ei.value.details)
@@ -162,18 +149,10 @@ def test_claude_4xx_is_permanent_without_retry_and_without_secret(claude_server,
 
 def test_claude_refusal_is_permanent_refused(claude_server):
     claude_server.script("record_alt_text", rec("claude/refusal.json"))
-    s = settings()
-    p = ClaudeProvider(api_key=KEY, base_url=claude_server.url)
-    c = caller(s, p)
-
-    async def go():
-        try:
-            await c.run(ModelSpec("claude", "claude-sonnet-4-6"), prompt("alt_text", model="claude-sonnet-4-6"),
-                        image=JPEG, media_type="image/jpeg", context={})
-        finally:
-            await p.aclose()
+    p = claude(claude_server)
+    c = caller(settings(), p)
     with pytest.raises(PermanentError) as ei:
-        run(go())
+        ccall(claude_server, "alt_text", "claude-sonnet-4-6", image=JPEG, p=p, c=c)
     assert ei.value.reason == "refused"
     assert claude_server.count() == 1
     assert c.ledger.spent_usd == pytest.approx(1650 * 3.0 / 1e6)  # refused input tokens are still billed
@@ -182,15 +161,7 @@ def test_claude_refusal_is_permanent_refused(claude_server):
 @pytest.mark.parametrize("bad", ["claude/tagging_malformed_text.json", "claude/tagging_invalid.json"])
 def test_claude_bad_output_then_repaired(claude_server, bad):
     claude_server.script("record_tags", rec(bad), rec("claude/tagging_ok.json"))
-    p = ClaudeProvider(api_key=KEY, base_url=claude_server.url)
-
-    async def go():
-        try:
-            return await caller(settings(), p).run(ModelSpec("claude", "claude-haiku-4-5"), prompt("tagging"),
-                                                   image=None, media_type="image/jpeg", context={})
-        finally:
-            await p.aclose()
-    res = run(go())
+    _, res = ccall(claude_server)
     assert res.repaired and res.data["tags"][0]["tag"] == "product:sneaker"
     first, second = claude_server.requests
     repair_text = second.body["messages"][0]["content"][-1]["text"]
@@ -204,17 +175,8 @@ def test_claude_bad_output_then_repaired(claude_server, bad):
 
 def test_claude_invalid_twice_is_permanent_with_raw_output(claude_server):
     claude_server.script("record_alt_text", rec("claude/alt_text_image_of.json"), rec("claude/alt_text_image_of.json"))
-    p = ClaudeProvider(api_key=KEY, base_url=claude_server.url)
-
-    async def go():
-        try:
-            await caller(settings(), p).run(ModelSpec("claude", "claude-sonnet-4-6"),
-                                            prompt("alt_text", model="claude-sonnet-4-6"), image=None,
-                                            media_type="image/jpeg", context={})
-        finally:
-            await p.aclose()
     with pytest.raises(PermanentError) as ei:
-        run(go())
+        ccall(claude_server, "alt_text", "claude-sonnet-4-6")
     assert ei.value.reason == "invalid_model_output"
     assert "Image of a red sneaker" in ei.value.details["raw_output"]
     assert claude_server.count() == 2
@@ -222,17 +184,8 @@ def test_claude_invalid_twice_is_permanent_with_raw_output(claude_server):
 
 def test_claude_timeout_is_transient(claude_server):
     claude_server.script("record_tags", rec("claude/tagging_ok.json", delay_s=1.5))
-    s = settings(request_timeout_s=0.3, max_attempts=2)
-    p = ClaudeProvider(api_key=KEY, base_url=claude_server.url)
-
-    async def go():
-        try:
-            await caller(s, p).run(ModelSpec("claude", "claude-haiku-4-5"), prompt("tagging"), image=None,
-                                   media_type="image/jpeg", context={})
-        finally:
-            await p.aclose()
     with pytest.raises(TransientError) as ei:
-        run(go())
+        ccall(claude_server, s=settings(request_timeout_s=0.3, max_attempts=2))
     assert ei.value.reason == "timeout"
     assert claude_server.count() == 2
 
@@ -244,22 +197,9 @@ def gemini(server) -> GeminiProvider:
 
 
 def gcall(server, task: str, s: Settings | None = None, image: bytes | None = None, sleeps=None):
-    s = s or settings(provider="gemini")
-    p = gemini(server)
     pr = prompt(task, provider="gemini", model="gemini-2.5-flash")
-
-    async def go():
-        c = caller(s, p)
-        if sleeps is not None:
-            async def fake(d):
-                sleeps.append(d)
-            c._sleep = fake
-        try:
-            return await c.run(ModelSpec("gemini", "gemini-2.5-flash"), pr, image=image, media_type="image/jpeg",
-                               context={})
-        finally:
-            await p.aclose()
-    return pr, run(go())
+    return pr, call(gemini(server), ModelSpec("gemini", "gemini-2.5-flash"), pr, s or settings(provider="gemini"),
+                    image=image, sleeps=sleeps)
 
 
 def test_gemini_success_structured_output_and_request_shape(gemini_server):
@@ -332,24 +272,10 @@ def test_request_outcomes_are_counted_once_per_request(claude_server):
     from streams import metrics
     claude_server.script("record_tags", rec("claude/429.json"), rec("claude/tagging_invalid.json"),
                          rec("claude/tagging_ok.json"))
-    s = settings()
-    p = ClaudeProvider(api_key=KEY, base_url=claude_server.url)
     labels = ("claude", "claude-haiku-4-5", "tagging")
     before = {o: metrics.LLM_REQUESTS.labels(*labels, o)._value.get()
               for o in ("ok", "transient", "invalid_output", "repaired")}
-
-    async def go():
-        c = caller(s, p)
-
-        async def no_sleep(d):
-            return None
-        c._sleep = no_sleep
-        try:
-            return await c.run(ModelSpec("claude", "claude-haiku-4-5"), prompt("tagging"), image=None,
-                               media_type="image/jpeg", context={})
-        finally:
-            await p.aclose()
-    run(go())
+    ccall(claude_server, sleeps=[])
     delta = {o: metrics.LLM_REQUESTS.labels(*labels, o)._value.get() - v for o, v in before.items()}
     assert delta == {"ok": 0, "transient": 1, "invalid_output": 1, "repaired": 1}
     assert claude_server.count() == 3
