@@ -11,6 +11,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
+from streams.errors import PermanentError
+
 
 def parse_json_object(text: str) -> dict[str, Any] | None:
     """The model's text as a JSON object, or None when it is not one (the caller keeps the raw text and may
@@ -21,6 +23,22 @@ def parse_json_object(text: str) -> dict[str, Any] | None:
         return None
     return parsed if isinstance(parsed, dict) else None
 
+
+
+def connection(settings: Any, api_key: str | None, base_url: str | None, *, provider: str,
+               vendor: str) -> tuple[str, str | None, float]:
+    """API key, base URL and request timeout for a cloud adapter: explicit arguments over the settings'
+    `enrich.<vendor>_api_key` / `enrich.<vendor>_base_url`; no key is a config error."""
+    enrich = getattr(settings, "enrich", None)
+    key = api_key
+    secret = getattr(enrich, f"{vendor}_api_key", None) if enrich is not None else None
+    if key is None and secret is not None:
+        key = secret.get_secret_value()
+    if not key:
+        raise PermanentError(f"{provider} provider needs enrich.{vendor}_api_key", reason="config")
+    url = base_url or (getattr(enrich, f"{vendor}_base_url") if enrich is not None else None)
+    timeout_s = enrich.request_timeout_s if enrich is not None else 60.0
+    return key, url, timeout_s
 
 @dataclass
 class ProviderRequest:

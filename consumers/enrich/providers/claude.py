@@ -15,7 +15,7 @@ from typing import Any
 
 import anthropic
 
-from consumers.enrich.providers.base import ProviderRequest, ProviderResponse, parse_json_object
+from consumers.enrich.providers.base import ProviderRequest, ProviderResponse, connection, parse_json_object
 from streams.errors import PermanentError, TransientError
 
 TRANSIENT_STATUS = {408, 409, 429, 500, 502, 503, 504, 529}
@@ -48,18 +48,11 @@ class ClaudeProvider:
 
     def __init__(self, settings: Any = None, *, api_key: str | None = None, base_url: str | None = None,
                  client: anthropic.AsyncAnthropic | None = None):
-        enrich = getattr(settings, "enrich", None)
         self._fixed = client
         self._client_kwargs: dict[str, Any] = {}
         self._clients: dict[int, anthropic.AsyncAnthropic] = {}
         if client is None:
-            key = api_key
-            if key is None and enrich is not None and enrich.anthropic_api_key is not None:
-                key = enrich.anthropic_api_key.get_secret_value()
-            if not key:
-                raise PermanentError("claude provider needs enrich.anthropic_api_key", reason="config")
-            url = base_url or (enrich.anthropic_base_url if enrich is not None else None)
-            timeout = enrich.request_timeout_s if enrich is not None else 60.0
+            key, url, timeout = connection(settings, api_key, base_url, provider="claude", vendor="anthropic")
             self._client_kwargs = {"api_key": key, "base_url": url, "max_retries": 0, "timeout": timeout}
 
     @property

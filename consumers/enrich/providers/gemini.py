@@ -14,7 +14,7 @@ from google import genai
 from google.genai import errors as genai_errors
 from google.genai import types
 
-from consumers.enrich.providers.base import ProviderRequest, ProviderResponse, parse_json_object
+from consumers.enrich.providers.base import ProviderRequest, ProviderResponse, connection, parse_json_object
 from streams.errors import PermanentError, TransientError
 
 TRANSIENT_STATUS = {408, 429, 500, 502, 503, 504}
@@ -50,15 +50,8 @@ class GeminiProvider:
 
     def __init__(self, settings: Any = None, *, api_key: str | None = None, base_url: str | None = None,
                  client: genai.Client | None = None):
-        enrich = getattr(settings, "enrich", None)
         if client is None:
-            key = api_key
-            if key is None and enrich is not None and enrich.gemini_api_key is not None:
-                key = enrich.gemini_api_key.get_secret_value()
-            if not key:
-                raise PermanentError("gemini provider needs enrich.gemini_api_key", reason="config")
-            url = base_url or (enrich.gemini_base_url if enrich is not None else None)
-            timeout_s = enrich.request_timeout_s if enrich is not None else 60.0
+            key, url, timeout_s = connection(settings, api_key, base_url, provider="gemini", vendor="gemini")
             opts = types.HttpOptions(base_url=url, timeout=int(timeout_s * 1000)) if url else \
                 types.HttpOptions(timeout=int(timeout_s * 1000))
             client = genai.Client(api_key=key, http_options=opts)
