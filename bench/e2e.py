@@ -21,10 +21,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from PIL import Image, ImageDraw  # noqa: E402
 
-from consumers.index.client import make_client  # noqa: E402
-from consumers.index.management import ensure_index, read_alias  # noqa: E402
-from streams.embedded_run import EmbeddedRun  # noqa: E402
-from streams.producer import AssetPublisher  # noqa: E402
+from domain.store.client import make_client  # noqa: E402
+from domain.store.management import ensure_index, read_alias  # noqa: E402
+from app.embedded_run import EmbeddedRun  # noqa: E402
+from app.producer import AssetPublisher  # noqa: E402
 from streams.topics import create_topics  # noqa: E402
 
 

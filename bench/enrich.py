@@ -35,7 +35,7 @@ from PIL import Image  # noqa: E402
 
 from consumers.enrich.dedupe import InMemoryDedupeIndex  # noqa: E402
 from consumers.enrich.stage import EnrichStage  # noqa: E402
-from streams.settings import Settings  # noqa: E402
+from app.settings import Settings  # noqa: E402
 from streams.stage import RecordContext  # noqa: E402
 
 REC = ROOT / "tests" / "recordings" / "claude"

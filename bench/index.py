@@ -22,13 +22,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from elasticsearch import helpers  # noqa: E402
 
-from consumers.index.client import make_client  # noqa: E402
+from domain.store.client import make_client  # noqa: E402
 from consumers.index.document import document_from_validated  # noqa: E402
-from consumers.index.management import ensure_index, read_alias, write_alias  # noqa: E402
+from domain.store.management import ensure_index, read_alias, write_alias  # noqa: E402
 from consumers.index.sink import IndexSink  # noqa: E402
 from streams.embedded_store import OsmemStore  # noqa: E402
 from tests.store_support import as_items, validated_asset  # noqa: E402
-from streams.settings import Settings  # noqa: E402
+from app.settings import Settings  # noqa: E402
 
 
 def _store_cpu(pid: int | None) -> float:

@@ -20,10 +20,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from confluent_kafka import Consumer, Producer, TopicPartition  # noqa: E402
 
 from streams.embedded import Tansu  # noqa: E402
-from streams.producer import AssetPublisher, build_event  # noqa: E402
+from app.producer import AssetPublisher, build_event  # noqa: E402
 from streams.records import stamp  # noqa: E402
 from streams.runner import StageRunner  # noqa: E402
-from streams.settings import Settings  # noqa: E402
+from app.settings import Settings  # noqa: E402
 from streams.stage import Output, Stage  # noqa: E402
 from streams.topics import create_topics  # noqa: E402
 

@@ -33,7 +33,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 from streams import metrics
 from streams.errors import PoisonError, StageError, classify
 from streams.records import now_ms
-from streams.settings import Settings
+from streams.settings import RuntimeSettings
 from streams.stage import Stage
 from streams.work import Abandon, Record, RecordWork, Result, child_chunk, child_init, child_ping
 
@@ -99,7 +99,7 @@ class _PartitionTracker:
 class StageRunner:
     """Run one stage as one consumer group member. `run()` blocks until `stop()` or SIGTERM/SIGINT."""
 
-    def __init__(self, stage: Stage, settings: Settings, *, group_id: str | None = None,
+    def __init__(self, stage: Stage, settings: RuntimeSettings, *, group_id: str | None = None,
                  install_signal_handlers: bool = False, on_idle: Callable[["StageRunner"], None] | None = None):
         self.stage = stage
         self.settings = settings

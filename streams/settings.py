@@ -1,5 +1,9 @@
-"""The one typed settings object: environment variables (ASSETSTREAM_..., nested with __) over an optional
-config file (ASSETSTREAM_CONFIG=path to .yaml/.toml/.json) over defaults.
+"""The runtime part of the one typed settings object: environment variables (ASSETSTREAM_..., nested with __)
+over an optional config file (ASSETSTREAM_CONFIG=path to .yaml/.toml/.json) over defaults.
+
+`RuntimeSettings` holds what the streaming runtime reads (Kafka, registry, topics, groups, runner). The
+application composes it with every stage's own section into `app.settings.Settings`, the object a deployment
+configures; the runtime only ever reads its own sections of it.
 
     ASSETSTREAM_KAFKA__BOOTSTRAP_SERVERS=broker:9092
     ASSETSTREAM_ENRICH__PROVIDER=claude
@@ -10,23 +14,17 @@ import os
 from pathlib import Path
 from typing import Any
 
-from pydantic import AliasChoices, Field, model_validator
+from pydantic import Field, model_validator
 from pydantic_settings import (BaseSettings, JsonConfigSettingsSource, PydanticBaseSettingsSource,
                                SettingsConfigDict, TomlConfigSettingsSource, YamlConfigSettingsSource)
 
-from streams.config.enrich import EnrichSettings
-from streams.config.index import IndexSettings
-from streams.config.kpis import KpiSettings
-from streams.config.ops import OpsSettings
 from streams.config.kafka import (GroupSettings, KafkaSettings, RegistrySettings, RunnerSettings,
                                   TopicSettings)
-from streams.config.preprocess import PreprocessSettings
-from streams.config.validate import ValidateSettings
 
 CONFIG_ENV = "ASSETSTREAM_CONFIG"
 
 
-class Settings(BaseSettings):
+class RuntimeSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="ASSETSTREAM_", env_nested_delimiter="__", extra="forbid",
                                       populate_by_name=True)
 
@@ -35,14 +33,6 @@ class Settings(BaseSettings):
     topics: TopicSettings = Field(default_factory=TopicSettings)
     groups: GroupSettings = Field(default_factory=GroupSettings)
     runner: RunnerSettings = Field(default_factory=RunnerSettings)
-    preprocess: PreprocessSettings = Field(default_factory=PreprocessSettings)
-    enrich: EnrichSettings = Field(default_factory=EnrichSettings)
-    validate_: ValidateSettings = Field(default_factory=ValidateSettings,
-                                        validation_alias=AliasChoices("validate", "assetstream_validate"),
-                                        serialization_alias="validate")
-    index: IndexSettings = Field(default_factory=IndexSettings)
-    kpis: KpiSettings = Field(default_factory=KpiSettings)
-    ops: OpsSettings = Field(default_factory=OpsSettings)
     log_level: str = "INFO"
 
     @classmethod
@@ -67,7 +57,7 @@ class Settings(BaseSettings):
         return tuple(sources)
 
     @model_validator(mode="after")
-    def _pause_well_within_poll_interval(self) -> "Settings":
+    def _pause_well_within_poll_interval(self):
         # at max_in_flight the poll loop stops calling consume() for up to runner.pause_after_s: that must stay
         # well inside max.poll.interval.ms, or the group would drop the worker and hand its partitions on
         if self.runner.pause_after_s * 1000 > self.kafka.max_poll_interval_ms / 2:
@@ -75,17 +65,13 @@ class Settings(BaseSettings):
                              f"kafka.max_poll_interval_ms ({self.kafka.max_poll_interval_ms} ms)")
         return self
 
-    def with_overrides(self, **sections: dict[str, Any]) -> "Settings":
+    def with_overrides(self, **sections: dict[str, Any]):
         """A copy with some section fields replaced: s.with_overrides(kafka={"bootstrap_servers": "x:1"})."""
         data = self.model_dump(by_alias=True)
         for section, values in sections.items():
             data.setdefault(section, {}).update(values)
-        return Settings.model_validate(data)
+        return type(self).model_validate(data)
 
     def redacted(self) -> dict[str, Any]:
         """For logs and `assetstream config`: SecretStr fields print as '**********'."""
         return self.model_dump(mode="json", by_alias=True)
-
-    @property
-    def validate_settings(self) -> ValidateSettings:
-        return self.validate_

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Iterable, Literal, Sequence
 
 if TYPE_CHECKING:
-    from streams.settings import Settings
+    from streams.settings import RuntimeSettings
 
 
 @dataclass
@@ -63,7 +63,7 @@ class Stage:
     part again. A promise: a stage that changes its input in place must not set it (the runner checks the
     first 16 outputs and every 1000th against a full encoding, and stops copying if they differ)."""
 
-    def __init__(self, settings: "Settings"):
+    def __init__(self, settings: "RuntimeSettings"):
         self.settings = settings
 
     def process(self, value: dict[str, Any], ctx: RecordContext) -> StageResult:  # cpu stages

@@ -7,14 +7,14 @@ import time
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from streams.settings import Settings
+from streams.settings import RuntimeSettings
 
 log = logging.getLogger("assetstream.topics")
 
 PIPELINE = ("raw", "preprocessed", "enriched", "validated")
 
 
-def topic_specs(settings: Settings) -> dict[str, NewTopic]:
+def topic_specs(settings: RuntimeSettings) -> dict[str, NewTopic]:
     t = settings.topics
     specs: dict[str, NewTopic] = {}
     for logical in PIPELINE + ("feedback", "kpis"):
@@ -28,7 +28,7 @@ def topic_specs(settings: Settings) -> dict[str, NewTopic]:
     return specs
 
 
-def create_topics(settings: Settings, timeout_s: float = 30.0) -> dict[str, str]:
+def create_topics(settings: RuntimeSettings, timeout_s: float = 30.0) -> dict[str, str]:
     """Create every topic that does not exist yet. Returns topic -> 'created' | 'exists'."""
     admin = AdminClient(settings.kafka.client_config())
     specs = topic_specs(settings)

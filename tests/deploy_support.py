@@ -11,7 +11,7 @@ Reusable outside the deploy tests:
         under the histogram's name). Series Prometheus makes itself (`up`) and the KPI app's gauges
         (`assetstream_kpi_*`, see referenced_kpi_metric_names()) are left out: an end-to-end test can compare
         this set with what a running worker's /metrics exposes.
-    defined_metrics() -> dict[name, type]   parsed from streams/metrics.py (+ streams/kpis/metrics.py)
+    defined_metrics() -> dict[name, type]   parsed from streams/metrics.py (+ app/kpis/metrics.py)
                                             without importing them
 """
 from __future__ import annotations
@@ -41,7 +41,7 @@ DASHBOARD_FILE = DEPLOY / "grafana" / "assetstream.json"
 SCHEMAS = DEPLOY / "schemas"
 METRICS_FILE = REPO / "streams" / "metrics.py"
 #: the KPI app's gauges (assetstream_kpi_*), served by `assetstream streams kpis`, not by the workers
-KPI_METRICS_FILE = REPO / "streams" / "kpis" / "metrics.py"
+KPI_METRICS_FILE = REPO / "app" / "kpis" / "metrics.py"
 
 KUSTOMIZATIONS = ("base", "overlays/example", "overlays/example-hpa")
 STAGES = ("preprocess", "enrich", "validate", "index")
@@ -178,7 +178,7 @@ def config_map_for(docs: list[dict], pod_spec: dict) -> dict:
 def pod_settings(docs: list[dict], pod_spec: dict, tmp_dir: Path):
     """streams.settings.Settings exactly as the pod's first container would load them: its ConfigMap's
     config.yaml through ASSETSTREAM_CONFIG plus its literal ASSETSTREAM_* env vars (secret refs left unset)."""
-    from streams.settings import Settings
+    from app.settings import Settings
 
     container = pod_spec["containers"][0]
     env = {e["name"]: e["value"] for e in container.get("env", []) if "value" in e}
@@ -203,7 +203,7 @@ def unknown_setting_keys(data: Any, model: Any = None, prefix: str = "") -> list
     The section models ignore unknown keys, so a misspelt key in config.yaml would otherwise pass silently."""
     from pydantic import BaseModel
 
-    from streams.settings import Settings
+    from app.settings import Settings
 
     model = model or Settings
     if not isinstance(data, dict):
@@ -456,7 +456,7 @@ _METRIC_CLASSES = {"Counter": "counter", "Gauge": "gauge", "Histogram": "histogr
 
 def defined_metrics(path: Path | None = None) -> dict[str, str]:
     """{metric name: type} for every prometheus_client metric constructed in streams/metrics.py (the workers)
-    and streams/kpis/metrics.py (the KPI app), or in `path` only (parsed, not imported). Names are as written
+    and app/kpis/metrics.py (the KPI app), or in `path` only (parsed, not imported). Names are as written
     there, e.g. 'assetstream_records_in_total'."""
     if path is None:
         return {**defined_metrics(METRICS_FILE),
@@ -567,7 +567,7 @@ def referenced_metric_names() -> set[str]:
 
 
 def referenced_kpi_metric_names() -> set[str]:
-    """The KPI app's gauges (streams/kpis/metrics.py) that the dashboard or rules query."""
+    """The KPI app's gauges (app/kpis/metrics.py) that the dashboard or rules query."""
     return _all_referenced() & _kpi_names()
 
 

@@ -14,7 +14,7 @@ from confluent_kafka import Consumer, TopicPartition
 
 from streams.avro import Serde, topic_names
 from streams.runner import StageRunner
-from streams.settings import Settings
+from app.settings import Settings
 from streams.topics import create_topics
 
 REPO = Path(__file__).resolve().parent.parent
@@ -141,5 +141,5 @@ def wait_committed(settings: Settings, group: str, logical: str, at_least: int, 
 
 
 def start_worker(settings: Settings, stage: str, log_path: Path) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "streams.cli", "worker", stage], env=env_for(settings),
+    return subprocess.Popen([sys.executable, "-m", "app.cli", "worker", stage], env=env_for(settings),
                             stdout=open(log_path, "ab"), stderr=subprocess.STDOUT, cwd=str(REPO))

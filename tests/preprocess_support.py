@@ -12,7 +12,7 @@ from typing import Callable
 from PIL import Image, ImageDraw, ImageFont, TiffImagePlugin
 
 from consumers.preprocess.stage import PreprocessStage
-from streams.settings import Settings
+from app.settings import Settings
 
 R = TiffImagePlugin.IFDRational
 

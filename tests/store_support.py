@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 
-from consumers.index.client import make_client
+from domain.store.client import make_client
 from streams.avro import validate
 from streams.embedded_store import OsmemStore
-from streams.settings import Settings
+from app.settings import Settings
 from streams.stage import RecordContext
 
 __all__ = ["store", "own_store", "settings_for", "es", "validated_asset", "deleted_asset", "ctx_for",

@@ -8,15 +8,14 @@ import json
 import typer
 from typer.testing import CliRunner
 
-from streams.kpis import testing as T
-from streams.kpis.audit import history
-from streams.kpis.cli import register
+from app.kpis import testing as T
+from app.kpis.audit import history
+from app.kpis import cli as kpis_cli
 from tests.test_kpis import BASE, HOUR, V, app_for, make_env
 
 
 def cli() -> typer.Typer:
-    app = typer.Typer()
-    register(app)
+    app = kpis_cli.app
     return app
 
 
@@ -84,7 +83,7 @@ def test_feedback_cli_rejects_bad_field_spec(broker, unique):
 
 def test_feedback_cli_publishes_a_jsonl_file(broker, unique, tmp_path):
     settings, env, _ = make_env(broker, unique)
-    from streams.kpis.topics import ensure_topics
+    from app.kpis.topics import ensure_topics
     ensure_topics(settings)
     path = tmp_path / "decisions.jsonl"
     path.write_text('{"asset_id": "f1", "editor": "ann", "decided_at": "2026-01-05T10:00:00Z",'

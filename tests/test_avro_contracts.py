@@ -94,7 +94,7 @@ def test_wire_format_interoperates_with_confluent_kafka_serde():
     from confluent_kafka.serialization import MessageField, SerializationContext
 
     from streams.avro import schema_json
-    from streams.producer import build_event
+    from app.producer import build_event
 
     names = {logical: f"interop.{logical}" for logical in TOPIC_RECORDS}
     serde = Serde({"url": "mock://interop"}, names)

@@ -8,7 +8,7 @@ import boto3
 import pytest
 
 from streams.embedded import SeaweedS3, Tansu
-from streams.producer import AssetPublisher, build_event
+from app.producer import AssetPublisher, build_event
 from streams.runner import StageRunner
 from tests.kafka_support import RunnerThread, committed, make_settings, provision, read_topic, wait_committed
 from tests.stages import EchoStage

@@ -47,8 +47,8 @@ def test_dockerfile_check_catches_broken_variant(name):
     assert any(expected in p for p in problems), problems
 
 
-NEEDED = ["pyproject.toml", "streams/metrics.py", "streams/settings.py", "consumers/__init__.py",
-          "avro/io.assetstream.AssetEvent.avsc", "prompts/x.txt", "consumers/validate/taxonomy/v1.json"]
+NEEDED = ["pyproject.toml", "streams/metrics.py", "streams/settings.py", "consumers/__init__.py", "app/settings.py",
+          "avro/io.assetstream.AssetEvent.avsc", "prompts/x.txt", "domain/taxonomy/v1.json"]
 DROPPED = [".git/HEAD", ".env", "tests/test_x.py", "streams/__pycache__/x.cpython-311.pyc", "deploy/k8s/x.yaml",
            "secrets/token", "tls/server.key"]
 

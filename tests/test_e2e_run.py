@@ -26,7 +26,7 @@ def store():
 
 
 def assetstream(*args: str, env: dict[str, str], timeout: float = 400) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "streams.cli", *args], env=env, capture_output=True,
+    return subprocess.run([sys.executable, "-m", "app.cli", *args], env=env, capture_output=True,
                           text=True, timeout=timeout, cwd=str(REPO))
 
 

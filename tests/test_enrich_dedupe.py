@@ -13,7 +13,7 @@ from consumers.enrich.replay import ReplayServer
 from consumers.enrich.stage import EnrichStage
 from streams import metrics
 from streams.avro import validate
-from streams.settings import Settings
+from app.settings import Settings
 
 from tests.test_enrich_stage import KEY, ctx, jpeg, preprocessed, script_ok
 
@@ -22,8 +22,8 @@ pytest.importorskip("osmem_server")
 
 @pytest.fixture
 def store(osmem_clone):
-    from consumers.index.client import make_client
-    from consumers.index.management import ensure_index
+    from domain.store.client import make_client
+    from domain.store.management import ensure_index
     idx = {"url": osmem_clone.url, "server_mode": "serverless", "number_of_replicas": 0,
            "index": f"enrich-dedupe-{uuid.uuid4().hex[:6]}"}
     s = Settings().with_overrides(index=idx)

@@ -15,7 +15,7 @@ from consumers.enrich.providers.claude import ClaudeProvider
 from consumers.enrich.providers.gemini import GeminiProvider
 from consumers.enrich.replay import ReplayServer, gemini_route, load_recording
 from streams.errors import PermanentError, TransientError
-from streams.settings import Settings
+from app.settings import Settings
 
 REC = Path(__file__).parent / "recordings"
 KEY = "sk-ant-test-SECRET-0123456789"

@@ -8,7 +8,7 @@ import time
 from consumers.enrich.replay import ReplayServer
 from consumers.enrich.stage import EnrichStage
 from streams import metrics
-from streams.producer import AssetPublisher
+from app.producer import AssetPublisher
 from streams.runner import StageRunner
 from tests.kafka_support import RunnerThread, committed, make_settings, provision, read_topic
 from tests.test_enrich_stage import KEY, jpeg, preprocessed, script_ok

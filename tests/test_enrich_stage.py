@@ -13,14 +13,14 @@ from pathlib import Path
 import pytest
 from PIL import Image, ImageDraw
 
-from consumers.enrich.dedupe import InMemoryDedupeIndex, phash_bands
+from consumers.enrich.dedupe import phash_bands
 from consumers.enrich.prompts import UNTRUSTED_CLOSE, load_prompt, render
 from consumers.enrich.replay import ReplayServer, load_recording
 from consumers.enrich.stage import EnrichStage
 from streams import metrics
 from streams.avro import roundtrip, validate
 from streams.errors import PermanentError, TransientError
-from streams.settings import Settings
+from app.settings import Settings
 from streams.stage import RecordContext
 
 REC = Path(__file__).parent / "recordings"
@@ -350,7 +350,7 @@ def test_gemini_stage_end_to_end():
 def test_prompt_schemas_and_few_shot_examples_are_valid():
     import jsonschema
     from consumers.enrich.calling import check_output
-    from consumers.validate.taxonomy import load_taxonomy
+    from domain.taxonomy import load_taxonomy
     vocab = load_taxonomy(path=None).vocabulary()
     for task in ("tagging", "alt_text", "rights"):
         t = load_prompt(task)

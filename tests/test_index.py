@@ -7,13 +7,13 @@ import pytest
 from elasticsearch import NotFoundError, helpers
 
 from consumers.index.document import document_from_validated
-from consumers.index.management import (MAPPINGS, alias_targets, ensure_index, mapping_version, migrate,
+from domain.store.management import (MAPPINGS, alias_targets, ensure_index, mapping_version, migrate,
                                         read_alias, write_alias)
-from consumers.index.search import search
+from domain.store.search import search
 from consumers.index.sink import IndexSink
 from streams.errors import PermanentError, TransientError
 from streams.metrics import INDEX_ITEMS
-from streams.settings import Settings
+from app.settings import Settings
 from tests.store_support import (as_items, deleted_asset, es, own_store, settings_for, store,  # noqa: F401
                            validated_asset)
 
@@ -170,7 +170,7 @@ def test_ensure_index_warns_about_an_outdated_mapping(es, store, caplog):
     old = {**MAPPINGS, "_meta": {"assetstream_mapping_version": 0}}
     es.indices.create(index=f"{s.index.index}-v3", mappings=old,
                       aliases={read_alias(s): {}, write_alias(s): {"is_write_index": True}})
-    with caplog.at_level("WARNING", logger="consumers.index.management"):
+    with caplog.at_level("WARNING", logger="domain.store.management"):
         assert ensure_index(es, s) == f"{s.index.index}-v3"
     assert "mapping version 0" in caplog.text and "index migrate" in caplog.text
     assert migrate(es, s)["to_index"] == f"{s.index.index}-v4"
@@ -276,7 +276,7 @@ def test_migration_under_concurrent_writes_and_deletes_converges(sink):
 
 def test_migration_catch_up_removes_documents_deleted_from_the_old_index(es, store):
     """The race the catch-up exists for, staged by hand: a delete lands in the old index after the copy."""
-    from consumers.index.management import _drop_deleted, _versions
+    from domain.store.management import _drop_deleted, _versions
 
     s = settings_for(store.url)
     old = ensure_index(es, s)

@@ -8,8 +8,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from consumers.index.client import make_client
-from streams.config.index import IndexSettings
+from domain.store.client import make_client
+from domain.store.settings import IndexSettings
 
 
 @pytest.fixture

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import time
 
-from consumers.index.client import make_client
-from consumers.index.management import ensure_index, read_alias
+from domain.store.client import make_client
+from domain.store.management import ensure_index, read_alias
 from consumers.index.sink import IndexSink
-from streams.producer import AssetPublisher
+from app.producer import AssetPublisher
 from streams.runner import StageRunner
 from tests.kafka_support import RunnerThread, committed, make_settings, provision, read_topic
 from tests.store_support import own_store, validated_asset  # noqa: F401  (fixture)

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from streams.embedded import free_port
-from streams.kpis import testing as T
-from streams.kpis.feedback import publish_decisions
-from streams.settings import Settings
+from app.kpis import testing as T
+from app.kpis.feedback import publish_decisions
+from app.settings import Settings
 
 HOUR = 3600_000
 BASE = 1_767_607_200_000  # 2026-01-05T10:00:00Z, an hour and not a day boundary

@@ -7,7 +7,7 @@ import time
 
 import httpx
 
-from streams.producer import AssetPublisher, build_event
+from app.producer import AssetPublisher, build_event
 from streams.runner import StageRunner
 from tests.deploy_support import referenced_metric_names
 from tests.kafka_support import RunnerThread, make_settings, provision, read_topic

@@ -14,11 +14,11 @@ from pathlib import Path
 import typer
 from typer.testing import CliRunner
 
-from consumers.index.management import read_alias
+from domain.store.management import read_alias
 from consumers.index.sink import IndexSink
-from streams.ops.backfill import current_enrichment
-from streams.ops.cli import register
-from streams.producer import asset_id_for
+from app.ops.backfill import current_enrichment
+from app.ops import cli as ops_cli
+from app.producer import asset_id_for
 from tests.kafka_support import REPO, env_for, make_settings, provision, read_topic
 from tests.store_support import as_items, settings_for, store, validated_asset  # noqa: F401
 
@@ -26,8 +26,7 @@ N = 24
 
 
 def _app() -> typer.Typer:
-    app = typer.Typer()
-    register(app)
+    app = ops_cli.app
     return app
 
 
@@ -55,7 +54,7 @@ def test_backfill_resumes_after_interruption_without_republishing(broker, unique
     paths = _images(tmp_path / "lib", N)
     expected = {asset_id_for(p.resolve().as_uri()) for p in paths}
     state = tmp_path / "state.jsonl"
-    cmd = [sys.executable, "-m", "streams.ops.cli", "backfill", str(tmp_path / "lib"), "--rate", "8",
+    cmd = [sys.executable, "-m", "app.ops.cli", "backfill", str(tmp_path / "lib"), "--rate", "8",
            "--state", str(state), "--no-index"]
     env = {**env_for(s), "ASSETSTREAM_OPS__BACKFILL_BURST": "1"}
 
@@ -199,7 +198,7 @@ def test_index_unreachable_degrades_with_a_note(broker, unique, tmp_path):
 
 
 def test_token_bucket_holds_the_rate():
-    from streams.ops.backfill import TokenBucket
+    from app.ops.backfill import TokenBucket
 
     now = [0.0]
     bucket = TokenBucket(10, burst=5, clock=lambda: now[0], sleep=lambda t: now.__setitem__(0, now[0] + t))

@@ -7,14 +7,13 @@ import time
 from pathlib import Path
 from urllib.parse import urlparse
 
-import typer
 from confluent_kafka import Producer
 from typer.testing import CliRunner
 
 from streams.errors import PermanentError
-from streams.ops.cli import register
-from streams.ops.dlq import read_dead_letters
-from streams.producer import AssetPublisher, build_event
+from app.ops import cli as ops_cli
+from app.ops.dlq import read_dead_letters
+from app.producer import AssetPublisher, build_event
 from streams.records import stamp
 from streams.runner import StageRunner
 from streams.stage import Output, Stage
@@ -39,8 +38,7 @@ class FileStage(Stage):
 
 
 def _cli(args: list[str], env: dict[str, str]):
-    app = typer.Typer()
-    register(app)
+    app = ops_cli.app
     result = CliRunner().invoke(app, args, env=env)
     return result
 

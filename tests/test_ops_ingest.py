@@ -8,12 +8,11 @@ import time
 
 import httpx
 import pytest
-import typer
 from typer.testing import CliRunner
 
-from streams.config.ops import OpsSettings
-from streams.ops.cli import register
-from streams.ops.ingest import SIGNATURE_HEADER, TIMESTAMP_HEADER, IngestServer, sign
+from app.ops.settings import OpsSettings
+from app.ops import cli as ops_cli
+from app.ops.ingest import SIGNATURE_HEADER, TIMESTAMP_HEADER, IngestServer, sign
 from tests.kafka_support import env_for, make_settings, provision, read_topic
 
 SECRET = "correct-horse-battery-staple-7731"
@@ -93,8 +92,7 @@ def test_refuses_to_start_without_a_secret(broker, unique):
     with pytest.raises(ValueError, match="ASSETSTREAM_OPS__WEBHOOK_SECRET"):
         IngestServer(s, ops=OpsSettings(webhook_port=0))
 
-    app = typer.Typer()  # the CLI answers with exit code 2 and what to do
-    register(app)
+    app = ops_cli.app  # the CLI answers with exit code 2 and what to do
     env = {k: v for k, v in env_for(s).items() if k.startswith("ASSETSTREAM_")}
     result = CliRunner().invoke(app, ["ingest-server", "--port", "0"], env={**env, "ASSETSTREAM_OPS__WEBHOOK_SECRET": ""})
     assert result.exit_code == 2

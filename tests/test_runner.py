@@ -7,7 +7,7 @@ from collections import Counter
 
 from confluent_kafka import Producer
 
-from streams.producer import AssetPublisher, build_event
+from app.producer import AssetPublisher, build_event
 from streams.runner import StageRunner
 from tests.kafka_support import (RunnerThread, committed, provision, read_topic, start_worker, make_settings,
                                  wait_committed)

@@ -9,7 +9,7 @@ from confluent_kafka import Producer
 
 from consumers.preprocess.stage import PreprocessStage
 from streams import metrics
-from streams.producer import build_event
+from app.producer import build_event
 from streams.runner import StageRunner
 from tests.kafka_support import RunnerThread, committed, make_settings, provision, read_topic, wait_committed
 from tests.stages import EchoStage

@@ -7,7 +7,7 @@ import pytest
 def test_a_misspelt_setting_is_an_error_not_ignored(tmp_path, monkeypatch):
     from pydantic import ValidationError
 
-    from streams.settings import Settings
+    from app.settings import Settings
 
     config = tmp_path / "config.yaml"
     config.write_text("runner:\n  drain_timeout_seconds: 3\n")
@@ -21,7 +21,7 @@ def test_a_misspelt_setting_is_an_error_not_ignored(tmp_path, monkeypatch):
 
 
 def test_secrets_never_appear_in_the_redacted_view(monkeypatch):
-    from streams.settings import Settings
+    from app.settings import Settings
 
     monkeypatch.setenv("ASSETSTREAM_ENRICH__ANTHROPIC_API_KEY", "sk-ant-very-secret")
     monkeypatch.setenv("ASSETSTREAM_KAFKA__SASL_PASSWORD", "hunter2")
@@ -35,7 +35,7 @@ def test_secrets_never_appear_in_the_redacted_view(monkeypatch):
 def test_inline_and_child_processes_cannot_both_be_asked_for(monkeypatch):
     from pydantic import ValidationError
 
-    from streams.settings import Settings
+    from app.settings import Settings
 
     monkeypatch.setenv("ASSETSTREAM_RUNNER__INLINE", "true")
     monkeypatch.setenv("ASSETSTREAM_RUNNER__PROCESSES", "2")
@@ -51,7 +51,7 @@ def test_inline_and_child_processes_cannot_both_be_asked_for(monkeypatch):
 def test_backpressure_settings_that_would_starve_the_consumer_are_refused():
     from pydantic import ValidationError
 
-    from streams.settings import Settings
+    from app.settings import Settings
 
     with pytest.raises(ValidationError, match="max_in_flight"):
         Settings.model_validate({"runner": {"max_in_flight": 0}})  # would never take a record

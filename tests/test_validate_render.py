@@ -8,9 +8,9 @@ import xml.etree.ElementTree as ET
 import pytest
 from PIL import Image
 
-from consumers.validate.render import NS, parse_xmp, to_jsonld, to_xmp
+from domain.render import NS, parse_xmp, to_jsonld, to_xmp
 from consumers.validate.stage import ValidateStage
-from streams.settings import Settings
+from app.settings import Settings
 from tests.validate_support import enriched_asset
 
 TRICKY = 'Trail <Runner> & "Friends" \u2014 l\'été \x07bell'

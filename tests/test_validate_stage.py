@@ -8,10 +8,10 @@ import pytest
 from prometheus_client import REGISTRY
 
 from consumers.validate.stage import STATUS_HEADER, ValidateStage
-from consumers.validate.taxonomy import load_taxonomy
+from domain.taxonomy import load_taxonomy
 from streams.avro import roundtrip, validate as avro_validate
 from streams.errors import PermanentError
-from streams.settings import Settings
+from app.settings import Settings
 from streams.stage import RecordContext
 from tests.validate_support import enriched_asset
 

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from consumers.validate.taxonomy import available_versions, load_taxonomy
+from domain.taxonomy import available_versions, load_taxonomy
 
 
 @pytest.fixture(scope="module")

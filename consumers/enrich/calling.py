@@ -21,7 +21,7 @@ from consumers.enrich.prompts import RenderedPrompt, repair_text
 from consumers.enrich.providers.base import Provider, ProviderRequest, ProviderResponse
 from consumers.enrich.ratelimit import RateLimiter
 from streams import metrics
-from streams.config.enrich import DEFAULT_MODELS, DEFAULT_PRICES, EnrichSettings
+from consumers.enrich.settings import DEFAULT_MODELS, DEFAULT_PRICES, EnrichSettings
 from streams.errors import PermanentError, TransientError
 from streams.records import now_ms
 

@@ -196,7 +196,7 @@ def _provenance_from_doc(p: dict[str, Any]) -> dict[str, Any]:
 class ElasticsearchDedupeIndex:
     """Looks up already-indexed assets in <index>-read; an InMemoryDedupeIndex in front.
 
-    `client` is a sync elasticsearch.Elasticsearch (default: consumers.index.client.make_client(settings), so
+    `client` is a sync elasticsearch.Elasticsearch (default: domain.store.client.make_client(settings), so
     auth/TLS/server_mode follow settings.index); calls run in a thread so the event loop never blocks. If the
     store is unreachable, lookups degrade to a miss (the provider is called; DEDUPE result="error") rather
     than stalling enrichment; searches time out after `timeout_s`, and after a failure the store is not asked
@@ -213,7 +213,7 @@ class ElasticsearchDedupeIndex:
         self.lru = InMemoryDedupeIndex(enrich.dedupe_max_distance, enrich.dedupe_lru_size,
                                        enrich.dedupe_confirm_distance)
         if client is None:
-            from consumers.index.client import make_client
+            from domain.store.client import make_client
             client = make_client(settings)
         self.client = client
         self.timeout_s = timeout_s

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import OrderedDict
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable
 
 from consumers.enrich.calling import Caller, ModelSpec, PriceTable, SpendLedger, TaskResult, model_for
 from consumers.enrich.dedupe import DedupeIndex, ElasticsearchDedupeIndex, InMemoryDedupeIndex
@@ -18,11 +18,10 @@ from consumers.enrich.providers import make_provider
 from consumers.enrich.providers.base import Provider
 from streams import metrics
 from streams.errors import PermanentError
-from streams.records import is_deleted, now_ms, stamp
+from domain.records import is_deleted
+from streams.records import now_ms, stamp
 from streams.stage import Output, RecordContext, Stage
 
-if TYPE_CHECKING:
-    from streams.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +64,7 @@ class EnrichStage(Stage):
     output_topic = "enriched"
     kind = "io"
 
-    def __init__(self, settings: "Settings", provider_factory: Callable[[str, "Settings"], Provider] | None = None,
+    def __init__(self, settings: "Any", provider_factory: Callable[[str, Any], Provider] | None = None,
                  dedupe: DedupeIndex | None = None):
         super().__init__(settings)
         self.enrich = settings.enrich
@@ -85,7 +84,7 @@ class EnrichStage(Stage):
                 self.providers[spec.provider] = factory(spec.provider, settings)
         self.caller = Caller(self.enrich, self.providers, ledger=self.ledger, prices=self.prices)
         self.templates = {t: load_prompt(t, self.enrich.prompt_versions.get(t)) for t in self.enrich.tasks}
-        from consumers.validate.taxonomy import load_taxonomy
+        from domain.taxonomy import load_taxonomy
         tax = load_taxonomy(path=settings.validate_.taxonomy_path)
         self.taxonomy_version = str(tax.version)
         self.vocabulary = [{"tag": t["tag"], "facet": t["facet"], "label": t["label"],

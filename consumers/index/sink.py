@@ -17,19 +17,17 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import Any, Sequence
 
 from elasticsearch import ApiError, Elasticsearch, SerializationError, TransportError
 
-from consumers.index.client import make_client
+from domain.store.client import make_client
 from consumers.index.document import document_from_validated
-from consumers.index.management import ensure_index, write_alias
+from domain.store.management import ensure_index, write_alias
 from streams.errors import PermanentError, TransientError
 from streams.metrics import INDEX_BULK_SECONDS, INDEX_ITEMS
 from streams.stage import RecordContext, Stage, StageResult
 
-if TYPE_CHECKING:
-    from streams.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +49,7 @@ class IndexSink(Stage):
     output_topic = None
     kind = "batch"
 
-    def __init__(self, settings: "Settings", client: Elasticsearch | None = None):
+    def __init__(self, settings: "Any", client: Elasticsearch | None = None):
         super().__init__(settings)
         self.cfg = settings.index
         self._owns_client = client is None

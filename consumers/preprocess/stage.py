@@ -9,7 +9,8 @@ from consumers.preprocess import decode as dec
 from consumers.preprocess import hashes, metadata, ocr, signals
 from consumers.preprocess.fetch import FetchPolicy, fetch
 from consumers.preprocess.thumbnail import encode_thumbnail, thumbnail_base
-from streams.records import is_deleted, stamp
+from domain.records import is_deleted
+from streams.records import stamp
 from streams.stage import Output, RecordContext, Stage
 
 log = logging.getLogger(__name__)

@@ -24,10 +24,11 @@ from typing import Any
 
 from consumers.validate import alttext, rights
 from consumers.validate.schema import Violation, check_enrichment, check_raw_outputs
-from consumers.validate.taxonomy import Taxonomy, taxonomy_from_settings
+from domain.taxonomy import Taxonomy, taxonomy_from_settings
 from streams.errors import PermanentError
 from streams.metrics import DECISIONS
-from streams.records import is_deleted, stamp
+from domain.records import is_deleted
+from streams.records import stamp
 from streams.stage import Output, RecordContext, Stage
 
 log = logging.getLogger(__name__)

@@ -177,7 +177,7 @@ def build() -> dict:
         panel("Index items / s by result", [target(
             f"sum by (result) (rate(assetstream_index_items_total[{RI}]))", "{{result}}")], unit="ops", w=8),
     )
-    # The KPI app's gauges (streams/kpis/metrics.py, job assetstream-kpis), kept in their own row: they are
+    # The KPI app's gauges (app/kpis/metrics.py, job assetstream-kpis), kept in their own row: they are
     # business KPIs computed by `assetstream streams kpis`, not worker telemetry. window = total | hour | day.
     panels.append(row("KPIs (KPI app, window = newest day)"))
     panels += line(

@@ -1,4 +1,4 @@
-"""Per-area settings sections. Each file owns one section; `streams.settings.Settings` composes them."""
+"""Per-area settings sections. `Section` is the base of every section; the runtime's own sections are in `kafka.py`, each stage keeps its section next to its code, and `app.settings.Settings` composes them all."""
 from pydantic import BaseModel, ConfigDict
 
 

@@ -1,19 +1,17 @@
 """Vision-model providers behind one interface (see base.py)."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Any
 
 from consumers.enrich.providers.base import Provider, ProviderRequest, ProviderResponse
 
-if TYPE_CHECKING:
-    from streams.settings import Settings
 
 __all__ = ["Provider", "ProviderRequest", "ProviderResponse", "make_provider", "PROVIDERS"]
 
 PROVIDERS = ("claude", "gemini", "local")
 
 
-def make_provider(name: str, settings: "Settings") -> Provider:
+def make_provider(name: str, settings: "Any") -> Provider:
     """Build one provider by name from settings. Imports lazily, so a worker only loads what it uses."""
     if name == "claude":
         from consumers.enrich.providers.claude import ClaudeProvider

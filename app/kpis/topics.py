@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from streams.settings import Settings
+from app.settings import Settings
 
 PIPELINE_TOPICS = ("validated", "feedback", "audit", "kpis")
 

@@ -1,6 +1,6 @@
 """The producer SDK: build valid AssetEvents and publish them to `raw`, waiting for the broker's ack.
 
-    from streams.producer import AssetPublisher
+    from app.producer import AssetPublisher
     with AssetPublisher(settings) as pub:
         pub.publish_asset("sku-123-front", "https://cdn.example.com/a.jpg", product_context={"sku": "123"})
 """
@@ -17,7 +17,7 @@ from confluent_kafka import KafkaError, Producer
 
 from streams.avro import Serde
 from streams.records import now_ms
-from streams.settings import Settings
+from app.settings import Settings
 
 EVENT_TYPES = ("created", "updated", "deleted", "reprocess")
 

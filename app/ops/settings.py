@@ -1,4 +1,4 @@
-"""Operations: the webhook ingest server, backfills, dead-letter tooling (streams/ops). See docs/operations.md.
+"""Operations: the webhook ingest server, backfills, dead-letter tooling (app/ops). See docs/operations.md.
 
     ASSETSTREAM_OPS__WEBHOOK_SECRET=...          (HMAC-SHA256 shared secret; never logged)
     ASSETSTREAM_OPS__WEBHOOK_PORT=8080
@@ -13,7 +13,7 @@ DEFAULT_IMAGE_EXTENSIONS = [".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", "
 
 
 class OpsSettings(Section):
-    """Webhook ingest, backfill and dead-letter tooling (streams/ops)."""
+    """Webhook ingest, backfill and dead-letter tooling (app/ops)."""
 
     # --- webhook ingest -------------------------------------------------------------------------------------
     webhook_secret: SecretStr | None = Field(

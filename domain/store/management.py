@@ -13,11 +13,10 @@ from typing import TYPE_CHECKING, Any
 
 from elasticsearch import ApiError, ConflictError, Elasticsearch, NotFoundError, helpers
 
-from consumers.index.client import index_settings
+from domain.store.client import index_settings
 
 if TYPE_CHECKING:
-    from streams.config.index import IndexSettings
-    from streams.settings import Settings
+    from domain.store.settings import IndexSettings
 
 log = logging.getLogger(__name__)
 
@@ -124,25 +123,25 @@ MAPPINGS: dict[str, Any] = {
 }
 
 
-def index_body(settings: "Settings | IndexSettings") -> dict[str, Any]:
+def index_body(settings: "Any") -> dict[str, Any]:
     s = index_settings(settings)
     return {"settings": {"number_of_shards": s.number_of_shards, "number_of_replicas": s.number_of_replicas},
             "mappings": MAPPINGS}
 
 
-def read_alias(settings: "Settings | IndexSettings") -> str:
+def read_alias(settings: "Any") -> str:
     return f"{index_settings(settings).index}-read"
 
 
-def write_alias(settings: "Settings | IndexSettings") -> str:
+def write_alias(settings: "Any") -> str:
     return f"{index_settings(settings).index}-write"
 
 
-def concrete_name(settings: "Settings | IndexSettings", version: int) -> str:
+def concrete_name(settings: "Any", version: int) -> str:
     return f"{index_settings(settings).index}-v{version}"
 
 
-def _version_of(settings: "Settings | IndexSettings", name: str) -> int:
+def _version_of(settings: "Any", name: str) -> int:
     m = re.fullmatch(re.escape(index_settings(settings).index) + r"-v(\d+)", name)
     if not m:
         raise ValueError(f"{name} is not a versioned index of {index_settings(settings).index}")
@@ -157,7 +156,7 @@ def alias_targets(client: Elasticsearch, alias: str) -> list[str]:
         return []
 
 
-def current_index(client: Elasticsearch, settings: "Settings | IndexSettings") -> str | None:
+def current_index(client: Elasticsearch, settings: "Any") -> str | None:
     """The concrete index the write alias points at, or None."""
     targets = alias_targets(client, write_alias(settings))
     if len(targets) > 1:
@@ -174,7 +173,7 @@ def mapping_version(client: Elasticsearch, index: str) -> int | None:
     return int(value) if value is not None else None
 
 
-def ensure_index(client: Elasticsearch, settings: "Settings | IndexSettings") -> str:
+def ensure_index(client: Elasticsearch, settings: "Any") -> str:
     """Idempotent: make sure `<base>-write` and `<base>-read` point at a concrete `<base>-vN` (creating
     `<base>-v<initial_version>` with MAPPINGS if nothing exists). Returns the concrete index name."""
     s = index_settings(settings)
@@ -279,7 +278,7 @@ def _drop_deleted(client: Elasticsearch, new: str, copied: dict[str, int], old_n
     return removed
 
 
-def migrate(client: Elasticsearch, settings: "Settings | IndexSettings", to_version: int | None = None,
+def migrate(client: Elasticsearch, settings: "Any", to_version: int | None = None,
             delete_old: bool = False) -> dict[str, Any]:
     """Move to a new concrete index with the current MAPPINGS, without downtime:
 

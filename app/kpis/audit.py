@@ -14,7 +14,7 @@ from aiokafka.partitioner import murmur2
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
 
 from streams.avro import Serde
-from streams.settings import Settings
+from app.settings import Settings
 
 
 def audit_partition(asset_id: str, partitions: int) -> int:
@@ -67,5 +67,5 @@ def history(settings: Settings, asset_id: str, timeout_s: float = 30.0) -> list[
 
 
 def _ms(value: Any) -> int:
-    from streams.kpis.compute import to_ms
+    from app.kpis.compute import to_ms
     return to_ms(value)

@@ -19,7 +19,7 @@ from typing import Any, Iterable
 from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 
 from streams.avro import Serde, topic_names
-from streams.settings import Settings
+from app.settings import Settings
 
 REPLAYED_FROM = "replayed-from"
 

@@ -3,14 +3,12 @@ from __future__ import annotations
 
 import importlib
 import json
-import logging
-import sys
 from typing import Any, Optional
 
 import typer
-from rich.console import Console
-
-from streams.settings import Settings
+from app.console import console, load_settings, out, setup_logging
+from app.kpis import cli as kpis_cli
+from app.ops import cli as ops_cli
 
 app = typer.Typer(no_args_is_help=True, add_completion=False,
                   help="assetstream: a Kafka consumer fleet that turns raw image-asset events into validated, "
@@ -21,10 +19,6 @@ index_app = typer.Typer(no_args_is_help=True, help="Manage the search index (exp
 app.add_typer(index_app, name="index")
 config_app = typer.Typer(no_args_is_help=True, help="Inspect the effective configuration.")
 app.add_typer(config_app, name="config")
-console = Console(stderr=True)
-out = Console()
-if not out.is_terminal:  # piped/CI output: wide enough for the results table to stay readable
-    out = Console(width=160)
 
 STAGES = {
     "preprocess": "consumers.preprocess.stage:PreprocessStage",
@@ -32,19 +26,6 @@ STAGES = {
     "validate": "consumers.validate.stage:ValidateStage",
     "index": "consumers.index.sink:IndexSink",
 }
-
-
-def load_settings() -> Settings:
-    try:
-        return Settings()
-    except Exception as exc:  # configuration errors should read as such, not as a traceback
-        console.print(f"[red]configuration error:[/red] {exc}")
-        raise typer.Exit(2)
-
-
-def setup_logging(level: str) -> None:
-    logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
 
 
 def stage_class(name: str) -> Any:
@@ -107,7 +88,7 @@ def run(paths: list[str] = typer.Argument(..., help="image files, directories or
 
     from rich.table import Table
 
-    from streams.embedded_run import EmbeddedRun
+    from app.embedded_run import EmbeddedRun
 
     if provider and provider not in ("local", "claude", "gemini"):
         raise typer.BadParameter("use local, claude or gemini", param_hint="--provider")
@@ -154,8 +135,8 @@ def search(query: Optional[str] = typer.Argument(None, help="free text over titl
     """Search indexed assets (read alias) and print a table."""
     from rich.table import Table
 
-    from consumers.index.client import make_client
-    from consumers.index.search import search as do_search
+    from domain.store.client import make_client
+    from domain.store.search import search as do_search
 
     settings = load_settings()
     if es_url:
@@ -181,8 +162,8 @@ def search(query: Optional[str] = typer.Argument(None, help="free text over titl
 @index_app.command("create")
 def index_create():
     """Create the index and its read/write aliases if missing (idempotent)."""
-    from consumers.index.client import make_client
-    from consumers.index.management import ensure_index
+    from domain.store.client import make_client
+    from domain.store.management import ensure_index
 
     settings = load_settings()
     out.print(f"write alias -> {ensure_index(make_client(settings), settings)}")
@@ -192,8 +173,8 @@ def index_create():
 def index_migrate(to_version: Optional[int] = typer.Option(None, help="target version (default: next)"),
                   json_out: bool = typer.Option(False, "--json")):
     """Create the next index version with the current mappings, reindex, and swap both aliases."""
-    from consumers.index.client import make_client
-    from consumers.index.management import migrate
+    from domain.store.client import make_client
+    from domain.store.management import migrate
 
     settings = load_settings()
     summary = migrate(make_client(settings), settings, to_version=to_version)
@@ -210,18 +191,8 @@ def config_show():
     out.print_json(json.dumps(load_settings().redacted(), default=str))
 
 
-def _mount_plugins() -> None:
-    for module in ("streams.kpis.cli", "streams.ops.cli"):
-        try:
-            mod = importlib.import_module(module)
-        except ImportError as exc:
-            if exc.name and module.startswith(exc.name):
-                continue  # not there yet
-            raise
-        mod.register(app)
-
-
-_mount_plugins()
+app.add_typer(ops_cli.app)  # publish, ingest-server, backfill, dlq
+app.add_typer(kpis_cli.app)  # streams kpis, feedback, audit
 
 
 def main() -> None:

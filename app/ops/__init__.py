@@ -1,2 +1,2 @@
 """Operator tooling: publish from the command line, the DAM webhook ingest server, backfills, dead letters.
-CLI commands live in streams.ops.cli (mounted with `register(app)`); see docs/operations.md."""
+CLI commands live in app.ops.cli (mounted with `register(app)`); see docs/operations.md."""

@@ -5,12 +5,11 @@ from typing import TYPE_CHECKING, Any, Iterable
 
 from elasticsearch import Elasticsearch
 
-from consumers.index.client import index_settings
-from consumers.index.management import read_alias
+from domain.store.client import index_settings
+from domain.store.management import read_alias
 
 if TYPE_CHECKING:
-    from streams.config.index import IndexSettings
-    from streams.settings import Settings
+    pass
 
 SEARCH_FIELDS = ["title^3", "alt_text^2", "caption", "summary", "ocr_text", "visible_text", "tag_labels^2", "tags"]
 HIT_FIELDS = ["asset_id", "title", "alt_text", "tags", "status", "usage_flag"]
@@ -34,7 +33,7 @@ def build_query(query: str | None, tags: Iterable[str] = (), status: str | None 
     return {"bool": {"must": [must], "filter": filters}}
 
 
-def search(client: Elasticsearch, settings: "Settings | IndexSettings", query: str | None,
+def search(client: Elasticsearch, settings: "Any", query: str | None,
            tags: Iterable[str] = (), status: str | None = None, usage: str | None = None,
            size: int = 20) -> list[dict[str, Any]]:
     """Hits, best first: [{asset_id, title, alt_text, tags, status, usage_flag, score}]."""

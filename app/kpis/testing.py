@@ -10,7 +10,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
 from streams import PIPELINE_VERSION, avro
 from streams.avro import Serde
-from streams.settings import Settings
+from app.settings import Settings
 
 
 def provenance(task: str, prompt_id: str, prompt_version: str, model: str, at_ms: int,
@@ -94,7 +94,7 @@ def read_all(settings: Settings, logical: str, timeout_s: float = 10.0) -> list[
 
 
 class RunningApp:
-    """The KPI app as a subprocess (`python -m streams.kpis.app`) with ASSETSTREAM_* env; stopped with SIGTERM."""
+    """The KPI app as a subprocess (`python -m app.kpis.app`) with ASSETSTREAM_* env; stopped with SIGTERM."""
 
     def __init__(self, env: dict[str, str], web_port: int, log_path: str):
         self.env, self.web_port, self.log_path = env, web_port, log_path
@@ -107,7 +107,7 @@ class RunningApp:
 
         from streams import REPO_ROOT
 
-        self.proc = subprocess.Popen([sys.executable, "-m", "streams.kpis.app"], cwd=str(REPO_ROOT),
+        self.proc = subprocess.Popen([sys.executable, "-m", "app.kpis.app"], cwd=str(REPO_ROOT),
                                      env={**os.environ, **self.env}, stdout=open(self.log_path, "ab"),
                                      stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + timeout_s

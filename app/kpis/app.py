@@ -9,7 +9,7 @@
                               timer: changed windows -> KpiSnapshot -> kpis, Prometheus gauges
     web view: GET /kpis (JSON snapshots), GET /metrics (assetstream_kpi_*)
 
-Run: `assetstream streams kpis` or `python -m streams.kpis.app`.
+Run: `assetstream streams kpis` or `python -m app.kpis.app`.
 """
 from __future__ import annotations
 
@@ -23,10 +23,10 @@ from faust.types import TP
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from streams.avro import Serde, topic_names
-from streams.kpis import compute, metrics
-from streams.kpis.audit import audit_partition
-from streams.kpis.topics import ensure_topics, internal_topic_names
-from streams.settings import Settings
+from app.kpis import compute, metrics
+from app.kpis.audit import audit_partition
+from app.kpis.topics import ensure_topics, internal_topic_names
+from app.settings import Settings
 
 log = logging.getLogger("assetstream.kpis")
 

@@ -1,6 +1,6 @@
 """The controlled vocabulary: versioned taxonomy files, synonym / deprecation mapping, allow- and deny-lists.
 
-    tax = load_taxonomy()                  # bundled latest (consumers/validate/taxonomy/v<N>.json)
+    tax = load_taxonomy()                  # bundled latest (domain/taxonomy/v<N>.json)
     tax.version                            # 'v2'
     tax.map("Sneakers")                    # MappedTag(tag='product:sneaker', ..., parents=('product:shoe', 'product:footwear'))
     tax.map("asian")                       # None (denied)  -- tax.resolve(...) says why

@@ -6,18 +6,17 @@ from typing import TYPE_CHECKING, Any
 from elasticsearch import Elasticsearch
 
 if TYPE_CHECKING:
-    from streams.config.index import IndexSettings
-    from streams.settings import Settings
+    from domain.store.settings import IndexSettings
 
 
-def index_settings(settings: "Settings | IndexSettings") -> "IndexSettings":
+def index_settings(settings: "Any") -> "IndexSettings":
     """Accept the whole Settings or its `index` section."""
-    from streams.config.index import IndexSettings
+    from domain.store.settings import IndexSettings
 
     return settings if isinstance(settings, IndexSettings) else settings.index
 
 
-def make_client(settings: "Settings | IndexSettings") -> Elasticsearch:
+def make_client(settings: "Any") -> Elasticsearch:
     """An Elasticsearch client honouring url, api_key, basic auth, ca_certs/verify_certs, timeouts and
     server_mode ('serverless' = plain application/json, needed by osmem and Elastic Serverless)."""
     s = index_settings(settings)

@@ -13,7 +13,7 @@ import json
 from datetime import datetime, timezone
 from typing import Any, Iterable
 
-from streams.config.kpis import KpiSettings
+from app.kpis.settings import KpiSettings
 
 HOUR_MS = 3600 * 1000
 DAY_MS = 24 * HOUR_MS

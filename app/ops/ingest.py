@@ -31,9 +31,9 @@ import jsonschema
 from confluent_kafka import KafkaError, Producer
 
 from streams.avro import Serde, topic_names
-from streams.config.ops import OpsSettings, ops_settings
-from streams.producer import asset_id_for, build_event
-from streams.settings import Settings
+from app.ops.settings import OpsSettings, ops_settings
+from app.producer import asset_id_for, build_event
+from app.settings import Settings
 
 log = logging.getLogger("assetstream.ingest")
 

@@ -11,7 +11,7 @@ def _default_field_tasks() -> dict[str, str]:
 
 
 class KpiSettings(Section):
-    """The faust-streaming KPI / audit app (streams/kpis): consumes `validated` and `feedback`, writes `kpis`
+    """The faust-streaming KPI / audit app (app/kpis): consumes `validated` and `feedback`, writes `kpis`
     (KpiSnapshot) and `audit` (AuditEntry). See docs/kpis.md."""
 
     app_id: str = Field("assetstream-kpis", description="faust app id = consumer group = prefix of its internal "

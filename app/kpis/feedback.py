@@ -12,7 +12,7 @@ from confluent_kafka import KafkaException, Producer
 
 from streams import avro
 from streams.avro import Serde
-from streams.settings import Settings
+from app.settings import Settings
 
 ACTIONS = ("accepted", "edited", "rejected")
 

@@ -29,9 +29,9 @@ from typing import Any, Callable, Iterable, Iterator
 from confluent_kafka import KafkaError, Producer
 
 from streams.avro import Serde, topic_names
-from streams.config.ops import OpsSettings, ops_settings
-from streams.producer import asset_id_for, build_event
-from streams.settings import Settings
+from app.ops.settings import OpsSettings, ops_settings
+from app.producer import asset_id_for, build_event
+from app.settings import Settings
 
 log = logging.getLogger("assetstream.backfill")
 
@@ -250,7 +250,7 @@ def current_enrichment(settings: Settings, ops: OpsSettings | None = None) -> di
     produce with this configuration (the same rendering as consumers.enrich.stage)."""
     from consumers.enrich.calling import ModelSpec, model_for
     from consumers.enrich.prompts import load_prompt, render
-    from consumers.validate.taxonomy import load_taxonomy
+    from domain.taxonomy import load_taxonomy
 
     ops = ops or ops_settings(settings)
     enrich = settings.enrich
@@ -299,8 +299,8 @@ class IndexView:
     SOURCE = ["asset_id", "version", "provenance", "hashes.sha256", "source_uri"]
 
     def __init__(self, settings: Settings, url: str | None = None):
-        from consumers.index.client import make_client
-        from consumers.index.management import read_alias
+        from domain.store.client import make_client
+        from domain.store.management import read_alias
 
         s = settings.index if url is None else settings.index.model_copy(update={"url": url})
         self.url = s.url

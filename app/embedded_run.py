@@ -21,7 +21,7 @@ from typing import Any
 
 from pydantic import SecretStr
 
-from streams.settings import Settings
+from app.settings import Settings
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".gif", ".bmp", ".heic"}
 STAGE_ORDER = ("preprocess", "enrich", "validate", "index")
@@ -148,7 +148,7 @@ class EmbeddedRun:
         for stage in STAGE_ORDER:
             log = open(self.workdir / f"{stage}.log", "ab")
             self.workers[stage] = subprocess.Popen(
-                [sys.executable, "-m", "streams.cli", "worker", stage], env=env, stdout=log,
+                [sys.executable, "-m", "app.cli", "worker", stage], env=env, stdout=log,
                 stderr=subprocess.STDOUT, start_new_session=True)
 
     def stop(self) -> None:
@@ -173,8 +173,8 @@ class EmbeddedRun:
 
     # ------------------------------------------------------------------------------------------ run
     def run(self) -> tuple[Tracker, Settings]:
-        from consumers.index.client import make_client
-        from consumers.index.management import ensure_index
+        from domain.store.client import make_client
+        from domain.store.management import ensure_index
         from streams.topics import create_topics
 
         images = find_images(self.inputs)
@@ -198,7 +198,7 @@ class EmbeddedRun:
     @staticmethod
     def publish(settings: Settings, images: list[Path]) -> tuple[dict[str, str], dict[str, Path]]:
         """One AssetEvent per image; the producer is gone when this returns (no client outlives the run)."""
-        from streams.producer import AssetPublisher, asset_id_for
+        from app.producer import AssetPublisher, asset_id_for
 
         event_ids: dict[str, str] = {}
         paths: dict[str, Path] = {}
@@ -214,8 +214,8 @@ class EmbeddedRun:
         """Read the stage topics and the index until every asset is indexed or dead-lettered."""
         from confluent_kafka import Consumer
 
-        from consumers.index.client import make_client
-        from consumers.index.management import read_alias
+        from domain.store.client import make_client
+        from domain.store.management import read_alias
         from streams.avro import Serde, topic_names
 
         names = topic_names(settings)
@@ -272,7 +272,7 @@ class EmbeddedRun:
             tracker.dead[key] = serde.deserialize("dead_letter", msg.value())
             return
         value = serde.deserialize(logical, msg.value())
-        from streams.records import asset_of
+        from domain.records import asset_of
 
         if asset_of(value)["event_id"] != tracker.event_ids[key]:
             return  # an older event for the same asset (external broker)
@@ -282,7 +282,7 @@ class EmbeddedRun:
             tracker.validated[key] = value
 
     def write_sidecars(self, tracker: Tracker, paths: dict[str, Path], rows: list[dict[str, Any]]) -> None:
-        from consumers.validate.render import to_jsonld, to_xmp
+        from domain.render import to_jsonld, to_xmp
 
         self.out_dir.mkdir(parents=True, exist_ok=True)
         for asset_id, value in tracker.validated.items():

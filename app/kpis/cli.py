@@ -1,0 +1,119 @@
+"""CLI commands of the KPI / audit / feedback part, a Typer app merged into the `assetstream` CLI by app/cli.py:
+
+    assetstream streams kpis                                   run the faust KPI + audit app
+    assetstream feedback ASSET_ID --field alt_text=accepted --field title=edited:"New title" --editor NAME
+    assetstream feedback --file decisions.jsonl
+    assetstream audit ASSET_ID [--json]
+"""
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from typing import Any, List, Optional
+
+import typer
+from rich.table import Table
+
+from app.console import console, load_settings, out
+
+
+
+_settings = load_settings  # one place turns a bad configuration into a clear exit 2
+
+
+def _iso(value: Any) -> str:
+    if isinstance(value, datetime):
+        return value.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    if isinstance(value, int):
+        return _iso(datetime.fromtimestamp(value / 1000, timezone.utc))
+    return "" if value is None else str(value)
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, datetime):
+        return _iso(value)
+    return value
+
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help="assetstream KPI, feedback and audit commands")
+
+streams_app = typer.Typer(no_args_is_help=True, help="Stateful stream apps (faust-streaming).")
+app.add_typer(streams_app, name="streams")
+
+@streams_app.command("kpis")
+def kpis(web_port: Optional[int] = typer.Option(None, help="override kpis.web_port"),
+         data_dir: Optional[str] = typer.Option(None, help="override kpis.data_dir")):
+    """Run the KPI + audit app (validated + feedback -> kpis, audit; web view /kpis, /metrics) until SIGTERM."""
+    from app.kpis.app import run
+
+    settings = _settings()
+    overrides = {k: v for k, v in (("web_port", web_port), ("data_dir", data_dir)) if v is not None}
+    if overrides:
+        settings = settings.with_overrides(kpis=overrides)
+    run(settings)
+
+@app.command("feedback")
+def feedback(asset_id: Optional[str] = typer.Argument(None, help="asset the decision is about"),
+             field: List[str] = typer.Option([], "--field", "-f",
+                                             help="FIELD=accepted | FIELD=rejected | FIELD=edited:NEW VALUE"),
+             editor: Optional[str] = typer.Option(None, help="who decided"),
+             file: Optional[str] = typer.Option(None, "--file",
+                                                help="JSON Lines of EditorDecision records instead"),
+             json_out: bool = typer.Option(False, "--json", help="print the records as sent")):
+    """Report what an editor did with the suggestions for an asset (EditorDecision on `feedback`)."""
+    from app.kpis.feedback import parse_field_spec, publish_decisions, read_decisions_file
+
+    try:
+        if file:
+            if asset_id or field:
+                raise ValueError("use either --file or ASSET_ID with --field, not both")
+            decisions = read_decisions_file(file)
+        else:
+            if not asset_id or not field or not editor:
+                raise ValueError("ASSET_ID, at least one --field and --editor are required (or --file)")
+            decisions = [{"asset_id": asset_id, "editor": editor,
+                          "fields": [parse_field_spec(spec) for spec in field]}]
+        settings = _settings()
+        sent = publish_decisions(settings, decisions)
+    except (ValueError, KeyError) as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2)
+    if json_out:
+        out.print_json(json.dumps(sent))
+    else:
+        for d in sent:
+            out.print(f"sent {d['decision_id']} for {d['asset_id']} by {d['editor']}: "
+                      + ", ".join(f"{f['field']}={f['action']}" for f in d["fields"]))
+
+@app.command("audit")
+def audit(asset_id: str = typer.Argument(..., help="asset whose history to print"),
+          json_out: bool = typer.Option(False, "--json", help="machine-readable output")):
+    """Print the asset's audit history in order: every generated field set with provenance, every decision."""
+    from app.kpis.audit import history
+
+    entries = history(_settings(), asset_id)
+    if json_out:
+        out.print_json(json.dumps(_jsonable(entries)))
+        return
+    if not entries:
+        console.print(f"no audit entries for {asset_id}")
+        raise typer.Exit(1)
+    table = Table(title=f"audit history of {asset_id}")
+    for col in ("at", "kind", "version", "status", "actor", "field", "value", "source / action", "prompt", "model"):
+        table.add_column(col, overflow="fold")
+    for e in entries:
+        rows = e["fields"] or [None]
+        for i, f in enumerate(rows):
+            head = (_iso(e["at"]), e["kind"], str(e["version"] or ""), e["status"] or "", e["actor"]) if i == 0 \
+                else ("", "", "", "", "")
+            if f is None:
+                table.add_row(*head, "", "", "", "", "")
+                continue
+            prompt = f"{f['prompt_id']}@{f['prompt_version']}" if f.get("prompt_id") else ""
+            table.add_row(*head, f["field"], f.get("value") or "",
+                          f["source"] + (f" / {f['action']}" if f.get("action") else ""), prompt, f.get("model") or "")
+    out.print(table)

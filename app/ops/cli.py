@@ -1,0 +1,414 @@
+"""Operator commands, a Typer app merged into the `assetstream` CLI by app/cli.py:
+
+    assetstream publish FILES_OR_URLS... [--asset-id ID] [--license L] [--sku S --category C] [--title T] ...
+    assetstream ingest-server [--host 127.0.0.1] [--port 8080] [--insecure-no-auth]
+    assetstream backfill DIR|MANIFEST.csv|MANIFEST.jsonl [--rate 50] [--state FILE] [--only-stale] [--dry-run]
+    assetstream dlq list|show|replay ...
+
+Exit codes: 0 ok, 1 something failed (not published / not replayed), 2 usage or configuration error.
+Standalone: `python -m app.ops.cli --help`.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Any, List, Optional
+
+import typer
+from rich.table import Table
+
+from app.console import console, load_settings, out
+
+
+
+_settings = load_settings  # one place turns a bad configuration into a clear exit 2
+
+
+def _ops(settings):
+    from app.ops.settings import ops_settings
+
+    try:
+        return ops_settings(settings)
+    except Exception as exc:
+        console.print(f"[red]configuration error (ASSETSTREAM_OPS__*):[/red] {exc}")
+        raise typer.Exit(2)
+
+
+def _print_json(data: Any) -> None:
+    out.print_json(json.dumps(data, default=str))
+
+
+def _fail(message: str, hint: str | None = None, code: int = 1) -> None:
+    console.print(f"[red]error:[/red] {message}")
+    if hint:
+        console.print(f"[dim]next:[/dim] {hint}")
+    raise typer.Exit(code)
+
+
+def _is_uri(text: str) -> bool:
+    return "://" in text
+
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help="assetstream operator commands")
+
+
+# -------------------------------------------------------------------------------------------- publish
+@app.command("publish")
+def publish(
+    files_or_urls: List[str] = typer.Argument(..., help="local image paths (sent as file:// URIs) and/or "
+                                              "http(s):// s3:// gs:// URLs"),
+    asset_id: Optional[str] = typer.Option(None, "--asset-id", help="asset id (only with one source); "
+                                           "default: derived from the URI"),
+    event_type: str = typer.Option("created", "--event-type", help="created | updated | reprocess"),
+    delete: bool = typer.Option(False, "--delete", help="publish a deletion of these assets instead "
+                                "(give asset ids or the URIs they were published with)"),
+    version: Optional[int] = typer.Option(None, help="the DAM's revision counter (default: now in ms)"),
+    license_: Optional[str] = typer.Option(None, "--license", help="declared licence, e.g. CC-BY-4.0"),
+    notes: Optional[str] = typer.Option(None, help="uploader notes (shown to the models as untrusted data)"),
+    uploader: Optional[str] = typer.Option(None, help="who uploaded it"),
+    tenant: str = typer.Option("default", help="tenant id"),
+    sku: Optional[str] = typer.Option(None, help="product context: SKU"),
+    category: Optional[str] = typer.Option(None, help="product context: category"),
+    product_name: Optional[str] = typer.Option(None, "--product-name", help="product context: name"),
+    brand: Optional[str] = typer.Option(None, help="product context: brand"),
+    title: Optional[str] = typer.Option(None, help="human-entered title (wins over model output)"),
+    alt_text: Optional[str] = typer.Option(None, "--alt-text", help="human-entered alt text (wins)"),
+    json_out: bool = typer.Option(False, "--json", help="machine-readable output"),
+):
+    """Publish asset events to `raw` and wait for the broker's acknowledgement; prints the asset ids."""
+    from app.producer import AssetPublisher, PublishError, asset_id_for, build_event
+
+    if asset_id and len(files_or_urls) > 1:
+        _fail("--asset-id names one asset, but several sources were given", "publish them one by one", 2)
+    settings = _settings()
+    events = []
+    for src in files_or_urls:
+        if delete:
+            uri = src if _is_uri(src) else (Path(src).resolve().as_uri() if Path(src).exists() else None)
+            aid = asset_id or (asset_id_for(uri) if uri else src)
+            uri = None
+            etype = "deleted"
+        else:
+            if _is_uri(src):
+                uri = src
+            else:
+                p = Path(src)
+                if not p.is_file():
+                    _fail(f"{src}: no such file", "give an existing image path or a URL", 2)
+                uri = p.resolve().as_uri()
+            aid = asset_id or asset_id_for(uri)
+            etype = event_type
+        product = {k: v for k, v in (("sku", sku), ("category", category), ("name", product_name),
+                                     ("brand", brand)) if v} or None
+        human = {k: v for k, v in (("title", title), ("alt_text", alt_text)) if v} or None
+        try:
+            events.append(build_event(aid, uri, event_type=etype, version=version, declared_license=license_,
+                                      uploader=uploader, uploader_notes=notes, tenant=tenant,
+                                      product_context=product, human_fields=human,
+                                      attributes={"ingest": "cli"}))
+        except ValueError as exc:
+            _fail(str(exc), "see `assetstream publish --help`", 2)
+    try:
+        pub = AssetPublisher(settings)
+        pub.publish_events(events)
+    except PublishError as exc:
+        _fail(f"not published: {exc}", f"check the broker at {settings.kafka.bootstrap_servers} "
+              "(ASSETSTREAM_KAFKA__BOOTSTRAP_SERVERS) and that `assetstream topics create` ran; re-running "
+              "is safe")
+    if json_out:
+        _print_json([{"asset_id": e["asset_id"], "event_id": e["event_id"], "event_type": e["event_type"],
+                      "source_uri": e["source_uri"], "version": e["version"]} for e in events])
+    else:
+        for e in events:
+            out.print(e["asset_id"])
+
+# -------------------------------------------------------------------------------------------- webhook
+@app.command("ingest-server")
+def ingest_server(
+    host: Optional[str] = typer.Option(None, help="bind address (default ops.webhook_host = 127.0.0.1)"),
+    port: Optional[int] = typer.Option(None, help="port (default ops.webhook_port = 8080; 0 = any free)"),
+    insecure_no_auth: bool = typer.Option(False, "--insecure-no-auth",
+                                          help="accept UNSIGNED requests (local experiments only)"),
+):
+    """Serve the signed DAM upload webhook (POST /v1/assets -> `raw`, 202 after the broker's ack).
+
+    Body: one JSON event or a list; GET /healthz for probes. See docs/operations.md for the contract.
+    The shared secret comes from ASSETSTREAM_OPS__WEBHOOK_SECRET (or ops.webhook_secret in the config file)."""
+    from app.ops.ingest import PATH, IngestServer
+
+    settings = _settings()
+    logging.basicConfig(level=getattr(logging, settings.log_level.upper(), logging.INFO),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    ops = _ops(settings)
+    try:
+        server = IngestServer(settings, host=host, port=port, insecure_no_auth=insecure_no_auth, ops=ops)
+    except ValueError as exc:
+        _fail(str(exc), code=2)
+    except OSError as exc:
+        _fail(f"cannot listen: {exc}", "pick another --port, or stop what uses it", 2)
+    if insecure_no_auth:
+        console.print("[yellow]warning:[/yellow] --insecure-no-auth: unsigned requests are accepted")
+    console.print(f"listening on {server.url}{PATH} (GET /healthz); publishing to "
+                  f"{settings.topics.name('raw')}")
+
+    def stop(*_):
+        threading.Thread(target=server.httpd.shutdown, daemon=True).start()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    try:
+        server.serve_forever()
+    finally:
+        server.httpd.server_close()
+        server.publisher.close(ops.webhook_ack_timeout_s)
+    console.print("stopped")
+
+# -------------------------------------------------------------------------------------------- backfill
+@app.command("backfill")
+def backfill(
+    source: Path = typer.Argument(..., help="a directory (walked for image files) or a manifest .csv / "
+                                  ".jsonl with at least a `uri` column (optional: asset_id, license, sku, "
+                                  "category, name, brand, title, alt_text, version, tenant, uploader, notes)"),
+    rate: Optional[float] = typer.Option(None, help="events per second (default ops.backfill_rate = 50)"),
+    state: Optional[Path] = typer.Option(None, help="resume state file (default .assetstream/backfill-"
+                                         "<name>-<hash>.jsonl in the current directory)"),
+    only_stale: bool = typer.Option(False, "--only-stale", help="re-publish (event_type reprocess) only "
+                                    "assets whose indexed enrichment used another prompt hash / model / "
+                                    "model version than the current configuration"),
+    dry_run: bool = typer.Option(False, "--dry-run", help="show what would be published; publish nothing"),
+    es_url: Optional[str] = typer.Option(None, "--es-url", help="search store URL (default index.url)"),
+    no_index: bool = typer.Option(False, "--no-index", help="do not consult the index (state file only)"),
+    use_hash: bool = typer.Option(False, "--hash", help="fingerprint local files by sha256 instead of "
+                                  "size+mtime"),
+    tenant: Optional[str] = typer.Option(None, help="tenant for rows without one (default 'default')"),
+    json_out: bool = typer.Option(False, "--json", help="print a JSON summary on stdout"),
+):
+    """Publish a directory or manifest to `raw`: rate-limited, progress bar, resumable.
+
+    Assets the broker already acknowledged (state file) or already indexed with the current enrichment
+    configuration are skipped. Ctrl-C / SIGTERM stop cleanly: re-run the same command to continue."""
+    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn, TextColumn,
+                               TimeElapsedColumn, TimeRemainingColumn)
+
+    from app.ops import backfill as bf
+
+    settings = _settings()
+    ops = _ops(settings)
+    if only_stale and no_index:
+        _fail("--only-stale needs the index; drop --no-index", code=2)
+    rate = rate if rate is not None else ops.backfill_rate
+    if rate <= 0:
+        _fail("--rate must be > 0", code=2)
+    try:
+        items, problems = bf.enumerate_source(source, ops, use_hash)
+    except bf.BackfillError as exc:
+        _fail(str(exc), "give a directory of images or a .csv/.jsonl manifest", 2)
+    for p in problems[:20]:
+        console.print(f"[yellow]skipping row[/yellow] {p}")
+    if len(problems) > 20:
+        console.print(f"[yellow]... and {len(problems) - 20} more bad rows[/yellow]")
+    seen: dict[str, str] = {}
+    for it in items:
+        if it.asset_id in seen and seen[it.asset_id] != it.uri:
+            _fail(f"asset id {it.asset_id!r} is used for two sources ({seen[it.asset_id]} and {it.uri})",
+                  "give each row its own asset_id", 2)
+        seen[it.asset_id] = it.uri
+    state_path = state or bf.default_state_path(source)
+    state_file = bf.StateFile(state_path, settings.topics.name("raw"))
+    index = current = None
+    if not no_index:
+        try:
+            current = bf.current_enrichment(settings, ops)
+        except Exception as exc:  # noqa: BLE001 - a broken prompt setup should not block a plain backfill
+            if only_stale:
+                _fail(f"cannot compute the current prompt hashes: {exc}", "check enrich.* settings", 2)
+            console.print(f"[yellow]note:[/yellow] cannot compute current prompt hashes ({exc}); "
+                          "not consulting the index")
+        if current is not None:
+            index = bf.IndexView(settings, es_url)
+    try:
+        plan = bf.make_plan(items, state_file, index, only_stale=only_stale, current=current)
+    except bf.BackfillError as exc:
+        _fail(str(exc), code=2)
+    finally:
+        if index is not None:
+            index.close()
+    for note in plan.notes:
+        console.print(f"[yellow]note:[/yellow] {note}")
+    skipped = len(plan.skipped_state) + len(plan.skipped_indexed) + len(plan.skipped_current) + \
+        len(plan.skipped_missing)
+    console.print(f"{len(items)} asset(s) in {source}: {len(plan.publish)} to publish, {skipped} skipped "
+                  f"(already published {len(plan.skipped_state)}, already indexed {len(plan.skipped_indexed)}"
+                  + (f", current {len(plan.skipped_current)}, not indexed {len(plan.skipped_missing)}"
+                     if only_stale else "") + f"); state {state_path}")
+    if dry_run:
+        result = bf.Result(plan)
+        if json_out:
+            _print_json({"dry_run": True, **result.summary()})
+        else:
+            for it, etype, version, *_ in plan.publish:
+                why = "; ".join(plan.stale.get(it.asset_id, []))
+                out.print(f"would publish {etype:9} {it.asset_id}  {it.uri}" + (f"  ({why})" if why else ""))
+        raise typer.Exit(1 if problems else 0)
+
+    stop = threading.Event()
+    previous = {s: signal.signal(s, lambda *_: stop.set()) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        publisher = bf.BackfillPublisher(settings, state_file)
+        bucket = bf.TokenBucket(rate, ops.backfill_burst, sleep=lambda t: publisher.producer.poll(t))
+        with Progress(TextColumn("backfill"), BarColumn(), MofNCompleteColumn(), TaskProgressColumn(),
+                      TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), console=console,
+                      disable=json_out and not console.is_terminal) as progress:
+            task = progress.add_task("publish", total=len(plan.publish))
+            result = bf.execute(plan, publisher, bucket, tenant=tenant, stop=stop,
+                                on_ack=lambda: progress.advance(task))
+    finally:
+        state_file.close()
+        for s, h in previous.items():
+            signal.signal(s, h)
+    summary = result.summary()
+    if json_out:
+        _print_json(summary)
+    console.print(f"published {len(result.published)}, failed {len(result.failed)}"
+                  + (" (interrupted: re-run the same command to continue)" if result.interrupted else ""))
+    if result.failed:
+        console.print(f"[red]not acknowledged:[/red] {', '.join(result.failed[:10])}")
+        console.print("[dim]next:[/dim] check the broker, then re-run: acknowledged assets are skipped")
+    if result.interrupted:
+        raise typer.Exit(130)
+    raise typer.Exit(1 if result.failed or problems else 0)
+
+# -------------------------------------------------------------------------------------------- dlq
+dlq_app = typer.Typer(no_args_is_help=True, help="Inspect and replay dead letters (the `dlq` topic); "
+                      "reads never commit, replays never delete.")
+app.add_typer(dlq_app, name="dlq")
+
+def _read(settings) -> list:
+    from app.ops.dlq import DlqError, read_dead_letters
+
+    try:
+        return read_dead_letters(settings, _ops(settings).dlq_read_timeout_s)
+    except DlqError as exc:
+        _fail(str(exc), code=2)
+
+@dlq_app.command("list")
+def dlq_list(
+    stage: Optional[str] = typer.Option(None, help="only this stage (preprocess, enrich, validate, index)"),
+    error: Optional[str] = typer.Option(None, help="only this error class (poison, permanent, "
+                                        "transient_exhausted) or error type (e.g. PermanentError)"),
+    reason: Optional[str] = typer.Option(None, help="only this reason (details.reason, e.g. fetch_404)"),
+    asset: Optional[str] = typer.Option(None, help="only this asset id"),
+    limit: int = typer.Option(50, help="show the newest N (oldest first); 0 = all"),
+    json_out: bool = typer.Option(False, "--json", help="machine-readable output"),
+):
+    """List dead letters and why they failed (oldest first).
+
+    Columns: partition/offset, asset, stage, error class, reason, message, attempts, when."""
+    from app.ops.dlq import select
+
+    settings = _settings()
+    letters = select(_read(settings), stage=stage, error=error, reason=reason, asset=asset)
+    total = len(letters)
+    if limit > 0:
+        letters = letters[-limit:]
+    if json_out:
+        _print_json([d.summary() for d in letters])
+        return
+    table = Table(title=f"{settings.topics.name('dead_letter')}: {total} matching"
+                  + (f", showing {len(letters)}" if len(letters) < total else ""))
+    for col in ("p/offset", "asset", "stage", "class", "reason", "message", "tries", "when"):
+        table.add_column(col, overflow="fold")
+    for d in letters:
+        s = d.summary()
+        table.add_row(d.ref, str(s["asset_id"]), str(s["stage"]), str(s["error_class"]), str(s["reason"] or ""),
+                      (s["message"] or "")[:120], str(s["attempts"] or ""), s["last_failure"] or "")
+    out.print(table)
+    if total:
+        out.print("[dim]details: assetstream dlq show P/OFFSET   replay: assetstream dlq replay --asset ID[/dim]")
+
+@dlq_app.command("show")
+def dlq_show(
+    ref: str = typer.Argument(..., help="PARTITION/OFFSET (as in `dlq list`), a bare offset, or an asset id"),
+    json_out: bool = typer.Option(False, "--json", help="machine-readable output"),
+):
+    """Show dead letters in full: original topic/partition/offset, headers, details, stack trace."""
+    from app.ops.dlq import select
+
+    settings = _settings()
+    letters = select(_read(settings), ref=ref)
+    if not letters:
+        _fail(f"no dead letter matches {ref!r}", "list them with `assetstream dlq list`")
+    if json_out:
+        _print_json([d.detail() for d in letters])
+        return
+    for d in letters:
+        det = d.detail()
+        out.rule(f"dlq {d.ref}  asset {det['asset_id']}")
+        for k in ("stage", "error_class", "error_type", "reason", "message", "attempts", "original",
+                  "first_failure", "last_failure", "replayed_from", "original_key", "original_value_bytes"):
+            out.print(f"[bold]{k}:[/bold] {det[k]}")
+        out.print(f"[bold]details:[/bold] {json.dumps(det['details'])}")
+        out.print(f"[bold]original headers:[/bold] {json.dumps(det['original_headers'])}")
+        if det["stack"]:
+            out.print("[bold]stack:[/bold]")
+            out.print(det["stack"], markup=False, highlight=False)
+
+@dlq_app.command("replay")
+def dlq_replay(
+    stage: Optional[str] = typer.Option(None, help="only dead letters of this stage"),
+    error: Optional[str] = typer.Option(None, help="only this error class or error type"),
+    reason: Optional[str] = typer.Option(None, help="only this reason"),
+    asset: Optional[str] = typer.Option(None, help="only this asset id"),
+    ref: Optional[str] = typer.Option(None, "--ref", help="only this PARTITION/OFFSET"),
+    all_: bool = typer.Option(False, "--all", help="replay every dead letter (required without a filter)"),
+    dry_run: bool = typer.Option(False, "--dry-run", help="show what would be replayed"),
+    json_out: bool = typer.Option(False, "--json", help="machine-readable output"),
+):
+    """Send selected dead letters back to their original topic and wait for the broker's ack.
+
+    Original key, value and headers, plus `replayed-from: dlq/P/O`. Fix the cause first; a record that
+    fails again is dead-lettered again. The dead letters themselves are never removed."""
+    from app.ops.dlq import replay, select
+
+    if not (stage or error or reason or asset or ref or all_):
+        _fail("no selection", "filter with --stage/--error/--reason/--asset/--ref, or pass --all", 2)
+    settings = _settings()
+    letters = select(_read(settings), stage=stage, error=error, reason=reason, asset=asset, ref=ref)
+    if not letters:
+        if json_out:
+            _print_json([])
+        console.print("nothing matches; see `assetstream dlq list`")
+        return
+    if dry_run:
+        if json_out:
+            _print_json([{**d.summary(), "to": (d.value or {}).get("original_topic")} for d in letters])
+        else:
+            for d in letters:
+                out.print(f"would replay dlq {d.ref} asset {d.asset_id} -> {(d.value or {}).get('original_topic')}")
+        return
+    outcomes = replay(settings, letters)
+    if json_out:
+        _print_json([o.as_dict() for o in outcomes])
+    else:
+        for o in outcomes:
+            if o.ok:
+                out.print(f"replayed dlq {o.ref} asset {o.asset_id} -> {o.topic} [{o.partition}] @{o.offset}")
+            else:
+                out.print(f"[red]FAILED[/red] dlq {o.ref} asset {o.asset_id}: {o.error}")
+    failed = [o for o in outcomes if not o.ok]
+    if failed:
+        console.print(f"[red]{len(failed)} not replayed[/red] (their dead letters are untouched)")
+        console.print("[dim]next:[/dim] check the broker, then run the same replay again")
+        raise typer.Exit(1)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()
