@@ -41,6 +41,8 @@ LLM_COST = Counter("assetstream_llm_cost_usd_total", "Spend in USD", ["provider"
 LLM_LATENCY = Histogram("assetstream_llm_request_seconds", "Provider request latency", ["provider", "model"],
                         buckets=LATENCY_BUCKETS)
 DEDUPE = Counter("assetstream_dedupe_total", "Dedupe lookups before calling a provider", ["result"])
+ENRICH_TASKS_REUSED = Counter("assetstream_enrich_tasks_reused_total",
+                              "Task results a partial reprocess kept from the asset's current enrichment")
 BUDGET_REMAINING = Gauge("assetstream_llm_budget_remaining_usd", "Budget left before consumption pauses")
 
 # --- validate -------------------------------------------------------------------------------------------

@@ -11,7 +11,9 @@ and model version per task; for local files also the same sha256) are skipped to
 
 `only_stale=True` re-publishes (event_type `reprocess`, version = indexed version + 1 so the index takes it)
 exactly the source's assets whose indexed enrichment came from another prompt hash / model / model version
-than the current configuration. Assets not in the index are left alone.
+than the current configuration (the enrich stage's own plan, consumers/enrich/plan.py). Each event names its
+stale tasks (attribute `reprocess_tasks`), and enrich re-runs only those, keeping the asset's other current
+results. Assets not in the index are left alone.
 """
 from __future__ import annotations
 
@@ -30,6 +32,8 @@ from confluent_kafka import KafkaError, Producer
 
 from streams.avro import Serde, topic_names
 from app.ops.settings import OpsSettings, ops_settings
+from consumers.enrich.plan import REPROCESS_TASKS_ATTRIBUTE, EnrichPlan
+from consumers.enrich.plan import stale_reasons as task_reasons
 from app.producer import asset_id_for, build_event
 from app.settings import Settings
 
@@ -246,50 +250,22 @@ class TokenBucket:
 
 # ------------------------------------------------------------------------------------------------ index
 def current_enrichment(settings: Settings, ops: OpsSettings | None = None) -> dict[str, dict[str, Any]]:
-    """task -> {prompt_hash, provider, model, model_version (None = not known ahead)} the enrich stage would
-    produce with this configuration (the same rendering as consumers.enrich.stage)."""
-    from consumers.enrich.calling import ModelSpec, model_for
-    from consumers.enrich.prompts import load_prompt, render
-    from domain.taxonomy import load_taxonomy
-
+    """task -> {prompt_hash, provider, model, model_version (None = not known ahead)}: the provenance the enrich
+    stage records with this configuration (its own plan, consumers.enrich.plan)."""
     ops = ops or ops_settings(settings)
-    enrich = settings.enrich
-    tax = load_taxonomy(path=settings.validate_.taxonomy_path)
-    vocabulary = [{"tag": t["tag"], "facet": t["facet"], "label": t["label"],
-                   "synonyms": list(t.get("synonyms") or [])} for t in tax.vocabulary()]
-    jobs = {t: (t, model_for(t, enrich)) for t in enrich.tasks}
-    if enrich.verifier and "tagging" in enrich.tasks:
-        jobs["verify"] = ("tagging", ModelSpec.parse(enrich.verifier, enrich.provider))
-    out: dict[str, dict[str, Any]] = {}
-    for name, (task, spec) in jobs.items():
-        template = load_prompt(task, enrich.prompt_versions.get(task))
-        rendered = render(template, {}, vocabulary=vocabulary, taxonomy_version=str(tax.version),
-                          provider=spec.provider, model=spec.model, max_tokens=enrich.max_tokens.get(task, 1024))
-        version = ops.expected_model_versions.get(name)
-        if version is None and spec.provider == "local":
+    plan = EnrichPlan.from_settings(settings)
+    versions: dict[str, str | None] = {}
+    for name, task in plan.tasks.items():
+        versions[name] = ops.expected_model_versions.get(name)
+        if versions[name] is None and task.spec.provider == "local":
             from consumers.enrich.providers.local import model_version
-            version = model_version()
-        out[name] = {"prompt_hash": rendered.hash, "provider": spec.provider, "model": spec.model,
-                     "model_version": version}
-    return out
+            versions[name] = model_version()
+    return plan.identities(versions)
 
 
 def stale_reasons(doc: dict[str, Any], current: dict[str, dict[str, Any]]) -> list[str]:
     """Why an indexed document's enrichment differs from the current configuration (empty = current)."""
-    prov = {p.get("task"): p for p in doc.get("provenance") or [] if p.get("task") not in (None, "dedupe")}
-    reasons = []
-    for task, want in current.items():
-        p = prov.get(task)
-        if p is None:
-            reasons.append(f"{task}: not enriched")
-            continue
-        if p.get("prompt_hash") != want["prompt_hash"]:
-            reasons.append(f"{task}: prompt {str(p.get('prompt_hash'))[:12]} != {want['prompt_hash'][:12]}")
-        if p.get("provider") != want["provider"] or p.get("model") != want["model"]:
-            reasons.append(f"{task}: model {p.get('provider')}:{p.get('model')} != {want['provider']}:{want['model']}")
-        elif want["model_version"] is not None and p.get("model_version") != want["model_version"]:
-            reasons.append(f"{task}: model version {p.get('model_version')} != {want['model_version']}")
-    return reasons
+    return [f"{task}: {why}" for task, why in task_reasons(doc.get("provenance"), current).items()]
 
 
 class IndexView:
@@ -351,6 +327,8 @@ class Plan:
     skipped_current: list[str] = field(default_factory=list)
     skipped_missing: list[str] = field(default_factory=list)
     stale: dict[str, list[str]] = field(default_factory=dict)
+    rerun: dict[str, list[str]] = field(default_factory=dict)
+    """asset id -> the stale tasks its reprocess event asks enrich to re-run (the others keep their results)"""
     problems: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
@@ -391,7 +369,8 @@ def make_plan(items: list[Item], state: StateFile | None, index: IndexView | Non
             if doc is None:
                 plan.skipped_missing.append(it.asset_id)
                 continue
-            reasons = stale_reasons(doc, current)
+            tasks = task_reasons(doc.get("provenance"), current)
+            reasons = [f"{task}: {why}" for task, why in tasks.items()]
             if not reasons:
                 plan.skipped_current.append(it.asset_id)
                 continue
@@ -401,6 +380,7 @@ def make_plan(items: list[Item], state: StateFile | None, index: IndexView | Non
                 plan.skipped_state.append(it.asset_id)
                 continue
             plan.stale[it.asset_id] = reasons
+            plan.rerun[it.asset_id] = sorted(tasks)
             plan.publish.append((it, "reprocess", version, key, fp))
         return plan
 
@@ -429,14 +409,17 @@ def make_plan(items: list[Item], state: StateFile | None, index: IndexView | Non
 
 
 def build_item_event(it: Item, event_type: str, version: int | None, tenant: str | None,
-                     source_tag: str) -> dict[str, Any]:
+                     source_tag: str, rerun: list[str] | None = None) -> dict[str, Any]:
     f = it.fields
+    attributes = {"ingest": source_tag}
+    if rerun:
+        attributes[REPROCESS_TASKS_ATTRIBUTE] = ",".join(rerun)
     product = {k: f[k] for k in ("sku", "category", "name", "brand") if f.get(k)} or None
     human = {k: f[k] for k in ("title", "alt_text") if f.get(k)} or None
     return build_event(it.asset_id, it.uri, event_type=event_type, version=version,
                        declared_license=f.get("license"), product_context=product, human_fields=human,
                        tenant=f.get("tenant") or tenant or "default", uploader=f.get("uploader"),
-                       uploader_notes=f.get("notes"), attributes={"ingest": source_tag})
+                       uploader_notes=f.get("notes"), attributes=attributes)
 
 
 class BackfillPublisher:
@@ -492,7 +475,7 @@ def execute(plan: Plan, publisher: BackfillPublisher, bucket: TokenBucket, *, te
             if stop is not None and stop.is_set():
                 result.interrupted = True
                 break
-            event = build_item_event(it, event_type, version, tenant, "backfill")
+            event = build_item_event(it, event_type, version, tenant, "backfill", plan.rerun.get(it.asset_id))
             publisher.send(event, key, fp, on_ack)
     except KeyboardInterrupt:
         result.interrupted = True

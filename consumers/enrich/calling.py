@@ -329,7 +329,8 @@ class Caller:
                                      details={"task": prompt.id, "model": spec.key, "validation_error": error,
                                               "raw_output": resp.raw_text[:RAW_OUTPUT_LIMIT]})
         provenance = {
-            "task": prompt.id, "provider": spec.provider, "model": resp.model or spec.model,
+            # the configured model id, as the enrich plan knows it ahead; what exactly ran is the model version
+            "task": prompt.id, "provider": spec.provider, "model": spec.model,
             "model_version": resp.model_version,
             "prompt_id": prompt.id, "prompt_version": prompt.version, "prompt_hash": prompt.hash,
             "request_id": resp.request_id, "timestamp": now_ms(), "input_tokens": usage.input_tokens,

@@ -68,6 +68,10 @@ class DedupeIndex(Protocol):
                        enrichment: dict[str, Any], provenance: list[dict[str, Any]], *,
                        tenant: str | None = None, dhash: str | None = None) -> None: ...
 
+    async def previous(self, asset_id: str) -> DedupeMatch | None:
+        """The asset's own last enrichment (kind 'self'), for re-running only some tasks of a reprocess."""
+        ...
+
     async def aclose(self) -> None: ...
 
 
@@ -175,6 +179,12 @@ class InMemoryDedupeIndex:
     def forget(self, asset_id: str) -> None:
         self._forget(asset_id)
 
+    async def previous(self, asset_id: str) -> DedupeMatch | None:
+        e = self._entries.get(asset_id)
+        if e is None or not e.enrichment:
+            return None
+        return DedupeMatch(asset_id, "self", 0, copy.deepcopy(e.enrichment), copy.deepcopy(e.provenance))
+
     async def aclose(self) -> None:
         pass
 
@@ -276,6 +286,28 @@ class ElasticsearchDedupeIndex:
         if m is None or (remote.kind, remote.distance) < (m.kind, m.distance) or remote.kind == "exact":
             return remote
         return m
+
+    def _get(self, asset_id: str) -> DedupeMatch | None:
+        from elasticsearch import NotFoundError
+        try:
+            res = self.client.options(request_timeout=self.timeout_s).search(
+                index=self.alias, query={"ids": {"values": [asset_id]}}, size=1,
+                source=["asset_id", "enrichment", "provenance"])
+        except NotFoundError:
+            return None
+        hits = res.get("hits", {}).get("hits", [])
+        src = (hits[0].get("_source") or {}) if hits else {}
+        if not src.get("enrichment"):
+            return None
+        return DedupeMatch(asset_id, "self", 0, src["enrichment"],
+                           [_provenance_from_doc(p) for p in src.get("provenance") or []])
+
+    async def previous(self, asset_id: str) -> DedupeMatch | None:
+        m = await self.lru.previous(asset_id)
+        if m is not None:
+            return m
+        # a failure here propagates: the caller retries rather than paying for tasks it meant to keep
+        return await asyncio.to_thread(self._get, asset_id)
 
     async def remember(self, asset_id, sha256, phash, bands, enrichment, provenance, *, tenant=None, dhash=None):
         # the index sink writes the document after validation; until then the LRU covers this worker

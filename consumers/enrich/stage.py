@@ -11,9 +11,9 @@ import logging
 from collections import OrderedDict
 from typing import Any, Callable
 
-from consumers.enrich.calling import Caller, ModelSpec, PriceTable, SpendLedger, TaskResult, model_for
+from consumers.enrich.calling import Caller, PriceTable, SpendLedger, TaskResult
 from consumers.enrich.dedupe import DedupeIndex, ElasticsearchDedupeIndex, InMemoryDedupeIndex
-from consumers.enrich.prompts import load_prompt, render
+from consumers.enrich.plan import REPROCESS_TASKS_ATTRIBUTE, TASK_FIELDS, EnrichPlan, stale_reasons
 from consumers.enrich.providers import make_provider
 from consumers.enrich.providers.base import Provider
 from streams import metrics
@@ -70,25 +70,17 @@ class EnrichStage(Stage):
         self.enrich = settings.enrich
         self.prices = PriceTable(self.enrich)
         self.ledger = SpendLedger(self.enrich.budget_usd)
-        self.specs: dict[str, ModelSpec] = {t: model_for(t, self.enrich) for t in self.enrich.tasks}
-        self.verifier: ModelSpec | None = ModelSpec.parse(self.enrich.verifier, self.enrich.provider) \
-            if self.enrich.verifier else None
-        for spec in [*self.specs.values(), *([self.verifier] if self.verifier else [])]:
+        self.plan = EnrichPlan.from_settings(settings)
+        for spec in self.plan.specs:
             if not self.prices.has(spec):
                 raise ValueError(f"enrich: no price for {spec.key}; add enrich.prices[{spec.key!r}] "
                                  "(budget and cost accounting need it)")
         factory = provider_factory or make_provider
         self.providers: dict[str, Provider] = {}
-        for spec in [*self.specs.values(), *([self.verifier] if self.verifier else [])]:
+        for spec in self.plan.specs:
             if spec.provider not in self.providers:
                 self.providers[spec.provider] = factory(spec.provider, settings)
         self.caller = Caller(self.enrich, self.providers, ledger=self.ledger, prices=self.prices)
-        self.templates = {t: load_prompt(t, self.enrich.prompt_versions.get(t)) for t in self.enrich.tasks}
-        from domain.taxonomy import load_taxonomy
-        tax = load_taxonomy(path=settings.validate_.taxonomy_path)
-        self.taxonomy_version = str(tax.version)
-        self.vocabulary = [{"tag": t["tag"], "facet": t["facet"], "label": t["label"],
-                            "synonyms": list(t.get("synonyms") or [])} for t in tax.vocabulary()]
         if dedupe is None:
             if self.enrich.dedupe == "elasticsearch":
                 dedupe = ElasticsearchDedupeIndex(settings)
@@ -151,7 +143,7 @@ class EnrichStage(Stage):
                                                  duplicate_distance=match.distance))
             metrics.DEDUPE.labels("miss").inc()
 
-        results = await self._run_tasks(value)
+        results = await self._run_tasks(value, await self._kept_results(asset))
         enrichment = self._merge(results)
         provenance = [r.provenance for r in results.values()]
         cost = sum(r.cost_usd for r in results.values())
@@ -161,33 +153,66 @@ class EnrichStage(Stage):
                                        dhash=hashes.get("dhash"))
         return Output(value=self._record(pre, enrichment, provenance, cost))
 
+    async def _kept_results(self, asset: dict[str, Any]) -> dict[str, TaskResult]:
+        """For a reprocess event that names the tasks to re-run (attribute `reprocess_tasks`, comma-separated:
+        `backfill --only-stale` sets it to the stale ones), the other tasks' results from the asset's current
+        enrichment, if that was made by the same plan (same prompt hash, provider and model). Anything else
+        runs every task."""
+        wanted = (asset.get("attributes") or {}).get(REPROCESS_TASKS_ATTRIBUTE)
+        if asset.get("event_type") != "reprocess" or not wanted or self.dedupe is None:
+            return {}
+        rerun = {t.strip() for t in wanted.split(",") if t.strip()}
+        previous = await self.dedupe.previous(asset["asset_id"])
+        if previous is None:
+            return {}
+        current = self.plan.identities()
+        stale = stale_reasons(previous.provenance, current)
+        prov = {p["task"]: p for p in previous.provenance if p.get("task") != "dedupe"}
+        e = normalise_enrichment(previous.enrichment)
+        kept: dict[str, TaskResult] = {}
+        if "verify" in self.plan.tasks and {"tagging", "verify"} & (rerun | set(stale)):
+            rerun |= {"tagging", "verify"}  # the verifier's agreement is only meaningful beside the same tagging
+        for name in self.plan.tasks:
+            if name in rerun or name in stale or name == "verify":
+                continue
+            data = {f: e[f] for f in TASK_FIELDS[name]}
+            kept[name] = TaskResult(task=name, data=data, raw_text=e["raw_outputs"].get(name, ""),
+                                    provenance=dict(prov[name]), cost_usd=0.0, attempts=0, repaired=False)
+        if "verify" in self.plan.tasks and "tagging" in kept:  # both kept: so is their agreement
+            kept["verify"] = TaskResult(task="verify", data={"confidence": e["confidence"]},
+                                        raw_text=e["raw_outputs"].get("verify", ""), provenance=dict(prov["verify"]),
+                                        cost_usd=0.0, attempts=0, repaired=False)
+        metrics.ENRICH_TASKS_REUSED.inc(len(kept))
+        return kept
+
     def _record(self, pre: dict[str, Any], enrichment: dict[str, Any] | None, provenance: list[dict[str, Any]],
                 cost: float, *, duplicate_of: str | None = None, duplicate_distance: int | None = None
                 ) -> dict[str, Any]:
         return {"pre": pre, "enrichment": enrichment, "provenance": provenance, "cost_usd": float(cost),
                 "duplicate_of": duplicate_of, "duplicate_distance": duplicate_distance, "stamp": stamp(self.name)}
 
-    async def _run_tasks(self, value: dict[str, Any]) -> dict[str, TaskResult]:
+    async def _run_tasks(self, value: dict[str, Any], kept: dict[str, TaskResult] | None = None
+                         ) -> dict[str, TaskResult]:
+        """Run every planned task not in `kept` (results reused from the asset's current document)."""
         asset = value["asset"]
         thumb = value.get("thumbnail") or {}
         image = thumb.get("data") if self.enrich.send_image else None
         media_type = thumb.get("media_type") or "image/jpeg"
-        context = {"preprocessed": value, "vocabulary": self.vocabulary, "taxonomy_version": self.taxonomy_version}
-        jobs: dict[str, tuple[str, ModelSpec]] = {t: (t, s) for t, s in self.specs.items()}
-        if self.verifier is not None and "tagging" in self.templates:
-            jobs["verify"] = ("tagging", self.verifier)
+        context = {"preprocessed": value, "vocabulary": self.plan.vocabulary,
+                   "taxonomy_version": self.plan.taxonomy_version}
+        jobs = self.plan.tasks
         key_base = (asset["asset_id"], str(asset.get("event_id")))
-        results: dict[str, TaskResult] = {}
+        results: dict[str, TaskResult] = dict(kept or {})
         pending: dict[asyncio.Task, str] = {}
-        for name, (task, spec) in jobs.items():
+        for name, task in jobs.items():
+            if name in results:
+                continue
             cached = self._partial.get((*key_base, name))
             if cached is not None:
                 results[name] = cached
                 continue
-            prompt = render(self.templates[task], value, vocabulary=self.vocabulary,
-                            taxonomy_version=self.taxonomy_version, provider=spec.provider, model=spec.model,
-                            max_tokens=self.enrich.max_tokens.get(task, 1024))
-            coro = self.caller.run(spec, prompt, image=image, media_type=media_type, context=context)
+            coro = self.caller.run(task.spec, self.plan.render(task, value), image=image, media_type=media_type,
+                                   context=context)
             pending[asyncio.ensure_future(coro)] = name
         error: BaseException | None = None
         if pending:
@@ -245,6 +270,8 @@ class EnrichStage(Stage):
         if "tagging" not in results:
             return 0.0
         tags = results["tagging"].data.get("tags", [])
+        if "verify" in results and "confidence" in results["verify"].data:  # kept from the previous run
+            return float(results["verify"].data["confidence"])
         if "verify" in results:
             first = {t["tag"] for t in tags if float(t["score"]) >= VERIFY_MIN_SCORE}
             second = {t["tag"] for t in results["verify"].data.get("tags", []) if float(t["score"]) >= VERIFY_MIN_SCORE}

@@ -20,6 +20,7 @@ from __future__ import annotations
 import copy
 import json
 import logging
+from pathlib import Path
 from typing import Any
 
 from consumers.validate import alttext, rights
@@ -56,6 +57,8 @@ class ValidateStage(Stage):
         super().__init__(settings)
         self.cfg = settings.validate_
         self.taxonomy = taxonomy or taxonomy_from_settings(settings)
+        prompts_dir = settings.enrich.prompts_dir  # the prompts enrich used: their schemas check its output
+        self._prompts = {"prompts_dir": Path(prompts_dir)} if prompts_dir else {}
 
     # --- Stage API --------------------------------------------------------------------------------------
     def process(self, value: dict[str, Any], ctx: RecordContext | None = None) -> Output:
@@ -90,7 +93,7 @@ class ValidateStage(Stage):
             violations = check_enrichment(enr, cfg.alt_text_max_chars)
             checked: list[str] = []
             if cfg.prompt_schemas:
-                more, checked = check_raw_outputs(enr, value.get("provenance") or [])
+                more, checked = check_raw_outputs(enr, value.get("provenance") or [], **self._prompts)
                 violations += more
             hard = [v for v in violations if not v.fixable]
             if hard:
