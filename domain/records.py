@@ -2,7 +2,10 @@
 ValidatedAsset) embeds the one before it, so the asset event is always inside."""
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
+
+from streams.records import to_ms
 
 
 def asset_of(value: dict[str, Any]) -> dict[str, Any]:
@@ -20,3 +23,35 @@ def asset_of(value: dict[str, Any]) -> dict[str, Any]:
 
 def is_deleted(value: dict[str, Any]) -> bool:
     return asset_of(value)["event_type"] == "deleted"
+
+
+def to_plain(value: Any) -> Any:
+    """A record as JSON-ready data: timestamp-millis values (datetimes after decoding) become epoch ms, bytes are
+    left out (the thumbnail is stored on its own). fastavro encodes the result again unchanged."""
+    if isinstance(value, dict):
+        return {k: to_plain(v) for k, v in value.items() if not isinstance(v, (bytes, bytearray))}
+    if isinstance(value, list):
+        return [to_plain(v) for v in value]
+    if isinstance(value, dt.datetime):
+        return to_ms(value)
+    return value
+
+
+def without_thumbnail(validated: dict[str, Any]) -> dict[str, Any]:
+    """A ValidatedAsset with its embedded thumbnail set to None (a shallow copy down the chain)."""
+    enriched = validated.get("enriched") or {}
+    pre = enriched.get("pre") or {}
+    if not pre.get("thumbnail"):
+        return validated
+    return {**validated, "enriched": {**enriched, "pre": {**pre, "thumbnail": None}}}
+
+
+def thumbnail_of(value: dict[str, Any]) -> dict[str, Any] | None:
+    """The preprocess thumbnail inside any pipeline record after preprocess, or None."""
+    for path in (("thumbnail",), ("pre", "thumbnail"), ("enriched", "pre", "thumbnail")):
+        node: Any = value
+        for key in path:
+            node = node.get(key) if isinstance(node, dict) else None
+        if node:
+            return node
+    return None

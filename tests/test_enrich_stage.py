@@ -159,7 +159,8 @@ def test_enrich_record_provenance_cost_and_metrics(srv):
     v = out.value
     validate("EnrichedAsset", v)
     back = roundtrip("EnrichedAsset", v)
-    assert back["pre"]["thumbnail"] is None and back["pre"]["asset"]["asset_id"] == "a1"
+    # the thumbnail rides on to validated, so the index can show it to reviewers
+    assert back["pre"]["thumbnail"]["data"] == jpeg() and back["pre"]["asset"]["asset_id"] == "a1"
     e = back["enrichment"]
     assert [t["tag"] for t in e["tags"]][:2] == ["product:sneaker", "product:footwear"]
     assert e["alt_text"].startswith("Red canvas sneaker") and e["visible_text"] == "RUNFAST 2"

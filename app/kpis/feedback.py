@@ -10,6 +10,7 @@ from typing import Any, Iterable
 
 from confluent_kafka import KafkaException, Producer
 
+from domain import review
 from streams import avro
 from streams.avro import Serde
 from app.settings import Settings
@@ -33,6 +34,12 @@ def normalize_decision(decision: dict[str, Any]) -> dict[str, Any]:
     for f in out["fields"]:
         if f["action"] not in ACTIONS:
             raise ValueError(f"field {f['field']}: action must be one of {', '.join(ACTIONS)}, not {f['action']!r}")
+        if f["field"] not in review.FIELDS:
+            raise ValueError(f"field {f['field']!r} cannot be reviewed (one of {', '.join(review.FIELDS)})")
+    out.setdefault("status", None)
+    out.setdefault("tenant", None)
+    if out["status"] not in (None, *review.VERDICTS):
+        raise ValueError(f"status must be one of {', '.join(review.VERDICTS)}, not {out['status']!r}")
     avro.validate("EditorDecision", out)
     return out
 

@@ -123,7 +123,7 @@ class EnrichStage(Stage):
     async def aprocess(self, value: dict[str, Any], ctx: RecordContext) -> Output:
         if is_deleted(value):
             return Output(value=self._record(minimal_pre(value), None, [], 0.0))
-        pre = {**{k: None for k in PRE_FIELDS}, **value, "thumbnail": None}
+        pre = {**{k: None for k in PRE_FIELDS}, **value}  # the thumbnail rides on: the index keeps it for review
         asset = value["asset"]
         hashes = value.get("hashes") or {}
 

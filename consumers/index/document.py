@@ -1,9 +1,14 @@
 """ValidatedAsset -> the search document (flattened for search; see management.MAPPINGS)."""
 from __future__ import annotations
 
+import base64
 import datetime as dt
+import io
 from typing import Any
 
+from PIL import Image
+
+from domain.records import thumbnail_of, to_plain, without_thumbnail
 from streams.records import now_ms, to_ms
 
 
@@ -48,6 +53,7 @@ def document_from_validated(v: dict[str, Any], indexed_at_ms: int | None = None
     if exif.get("gps_lat") is not None and exif.get("gps_lon") is not None:
         location = {"lat": exif["gps_lat"], "lon": exif["gps_lon"]}
     stamp = v.get("stamp") or {}
+    review = v.get("review")
 
     body: dict[str, Any] = {
         "asset_id": doc_id,
@@ -111,5 +117,35 @@ def document_from_validated(v: dict[str, Any], indexed_at_ms: int | None = None
         "provenance": [_provenance(p) for p in enriched.get("provenance") or []],
         "cost_usd": enriched.get("cost_usd", 0.0),
         "enrichment": enriched.get("enrichment"),
+        # what people decided (human edits win: the sink keeps it on every later version of the asset)
+        "review": to_plain(review) if review else None,
+        "reviewed_by": (review or {}).get("editor"),
+        "reviewed_at": _iso((review or {}).get("decided_at")),
+        # for the review app: the preprocess thumbnail (never the original URL), and the whole record as
+        # validated (stored, not indexed) so a decision can be applied to exactly what is published
+        "thumbnail": _thumbnail(v),
+        "record": to_plain(without_thumbnail(v)),
     }
     return doc_id, version, _drop_none(body)
+
+
+PREVIEW_EDGE = 384
+"""Long edge of the preview the index keeps for reviewers (the 768 px thumbnail would triple the index size)."""
+
+
+def _thumbnail(v: dict[str, Any]) -> dict[str, Any] | None:
+    thumb = thumbnail_of(v)
+    if not thumb or not thumb.get("data"):
+        return None
+    data, media_type = thumb["data"], thumb.get("media_type") or "image/jpeg"
+    width, height = thumb.get("width"), thumb.get("height")
+    if max(width or 0, height or 0) > PREVIEW_EDGE:
+        with Image.open(io.BytesIO(data)) as img:  # our own JPEG from preprocess, already bounded
+            img.draft("RGB", (PREVIEW_EDGE, PREVIEW_EDGE))
+            img = img.convert("RGB")
+            img.thumbnail((PREVIEW_EDGE, PREVIEW_EDGE), Image.Resampling.LANCZOS)
+            buf = io.BytesIO()
+            img.save(buf, "JPEG", quality=80, optimize=True)
+        data, media_type, (width, height) = buf.getvalue(), "image/jpeg", img.size
+    return {"media_type": media_type, "width": width, "height": height,
+            "data": base64.b64encode(data).decode("ascii")}

@@ -1,0 +1,186 @@
+"""What people decided about an asset, and how it outranks model output. Pure functions, shared by the review
+consumer group (EditorDecision -> HumanReview), validate (human edits win) and the index sink (again, at the
+single writer).
+
+A HumanReview (ValidatedAsset.review) accumulates every EditorDecision of an asset: per field the latest person's
+action with the concrete value it set or confirmed, and the latest verdict (approved | rejected). `apply_review`
+puts it on any later ValidatedAsset, so a reprocess, a model or prompt change, a backfill or a DLQ replay never
+overwrites what a person set. Per field the newest human action wins: a review made after the event's time beats
+the event's own `human_fields` (set in the DAM before), a DAM edit made after the review beats the review.
+
+An approval covers the values it saw: if a later record brings a different model value for a field the person did
+not decide on, the asset goes back to review ("changed since approval").
+"""
+from __future__ import annotations
+
+import copy
+import json
+from typing import Any, Iterable
+
+from streams.records import to_ms
+
+#: the fields a person decides on, as they appear on ValidatedAsset
+FIELDS = ("title", "alt_text", "caption", "summary", "credit_text", "licensing", "tags")
+ACTIONS = ("accepted", "edited", "rejected")
+VERDICTS = ("approved", "rejected")
+MAX_DECISION_IDS = 200
+
+
+def tags_value(tag_ids: Iterable[str]) -> str:
+    """A tags decision's value: the JSON list of the canonical tag ids a person kept or set."""
+    return json.dumps(sorted(dict.fromkeys(str(t) for t in tag_ids)))
+
+
+def parse_tags_value(value: str | None) -> list[str]:
+    if not value:
+        return []
+    try:
+        data = json.loads(value)
+    except ValueError:
+        data = [t for t in value.replace(";", ",").split(",")]
+    if isinstance(data, str):
+        data = [data]
+    return [str(t).strip() for t in data if str(t).strip()]
+
+
+def current_value(validated: dict[str, Any], field: str) -> str | None:
+    """A field's value on a ValidatedAsset in the review's string form."""
+    if field == "tags":
+        return tags_value(t["tag"] for t in validated.get("tags") or [])
+    value = validated.get(field)
+    return None if value is None else str(value)
+
+
+def empty_review() -> dict[str, Any]:
+    return {"status": None, "editor": None, "decided_at": None, "decision_ids": [], "fields": []}
+
+
+def merge_decision(review: dict[str, Any] | None, decision: dict[str, Any],
+                   validated: dict[str, Any] | None) -> dict[str, Any]:
+    """The review after one more EditorDecision. `validated` is the asset's current record: an 'accepted' field
+    records the value the person saw. Idempotent (a decision applied twice changes nothing) and order-free per
+    field (the newest `at` wins)."""
+    out = copy.deepcopy(review) if review else empty_review()
+    if decision["decision_id"] in out["decision_ids"]:
+        return out
+    at = to_ms(decision["decided_at"])
+    fields = {f["field"]: f for f in out["fields"]}
+    for fd in decision.get("fields") or []:
+        name, action = fd["field"], fd["action"]
+        if name not in FIELDS:
+            raise ValueError(f"field {name!r} cannot be reviewed (one of {', '.join(FIELDS)})")
+        if action not in ACTIONS:
+            raise ValueError(f"field {name}: action must be one of {', '.join(ACTIONS)}, not {action!r}")
+        if action == "edited":
+            value = tags_value(parse_tags_value(fd.get("value"))) if name == "tags" else fd.get("value")
+        elif action == "accepted":
+            value = fd.get("value") if fd.get("value") is not None else (
+                current_value(validated, name) if validated is not None else None)
+        else:
+            value = None
+        old = fields.get(name)
+        if old is None or to_ms(old["at"]) <= at:
+            fields[name] = {"field": name, "action": action, "value": value, "editor": decision["editor"], "at": at}
+    verdict = decision.get("status")
+    if verdict is not None and verdict not in VERDICTS:
+        raise ValueError(f"status must be one of {', '.join(VERDICTS)}, not {verdict!r}")
+    if verdict == "approved" and validated is not None:  # an approval confirms every value the person saw
+        for name in FIELDS:
+            if name not in fields or to_ms(fields[name]["at"]) < at:
+                if name not in {fd["field"] for fd in decision.get("fields") or []}:
+                    fields[name] = {"field": name, "action": "accepted", "value": current_value(validated, name),
+                                    "editor": decision["editor"], "at": at}
+    out["fields"] = [fields[f] for f in FIELDS if f in fields]
+    if verdict is not None:
+        if out["decided_at"] is None or to_ms(out["decided_at"]) <= at:
+            out.update(status=verdict, editor=decision["editor"], decided_at=at)
+    out["decision_ids"] = [*out["decision_ids"], decision["decision_id"]][-MAX_DECISION_IDS:]
+    return out
+
+
+def merge_reviews(a: dict[str, Any] | None, b: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Two reviews of the same asset (e.g. the index's and a record's) as one: per field and for the verdict the
+    newest wins; decision ids are united."""
+    if not a or not b:
+        return copy.deepcopy(a or b)
+    fields: dict[str, dict[str, Any]] = {}
+    for f in [*a["fields"], *b["fields"]]:
+        old = fields.get(f["field"])
+        if old is None or to_ms(old["at"]) <= to_ms(f["at"]):
+            fields[f["field"]] = dict(f)
+    out = copy.deepcopy(a)
+    out["fields"] = [fields[f] for f in FIELDS if f in fields]
+    if b.get("decided_at") is not None and (a.get("decided_at") is None
+                                            or to_ms(a["decided_at"]) <= to_ms(b["decided_at"])):
+        out.update(status=b["status"], editor=b["editor"], decided_at=b["decided_at"])
+    out["decision_ids"] = list(dict.fromkeys([*a["decision_ids"], *b["decision_ids"]]))[-MAX_DECISION_IDS:]
+    return out
+
+
+def same_review(a: dict[str, Any] | None, b: dict[str, Any] | None) -> bool:
+    def norm(r):
+        if not r:
+            return None
+        return ({f["field"]: (f["action"], f["value"], to_ms(f["at"])) for f in r["fields"]}, r.get("status"),
+                to_ms(r.get("decided_at")))
+    return norm(a) == norm(b)
+
+
+def _tag(tag_id: str, existing: dict[str, dict[str, Any]], label_of) -> dict[str, Any]:
+    if tag_id in existing:
+        return {**existing[tag_id], "source": "human", "score": 1.0}
+    facet, _, rest = tag_id.partition(":")
+    label = (label_of(tag_id) if label_of else None) or rest or tag_id
+    return {"tag": tag_id, "facet": facet if rest else "keyword", "label": label, "score": 1.0, "source": "human"}
+
+
+def apply_review(validated: dict[str, Any], review: dict[str, Any] | None, *, label_of=None) -> dict[str, Any]:
+    """`validated` with the people's decisions on top (a new dict; the input is not changed). `label_of(tag_id)`
+    names tags a person added (the taxonomy's label); unknown ids keep their own text."""
+    if not review or validated.get("status") == "deleted":
+        return validated
+    out = dict(validated)
+    out["review"] = copy.deepcopy(review)
+    sources = dict(validated.get("field_sources") or {})
+    suggestions = dict(validated.get("model_suggestions") or {})
+    reasons = list(validated.get("reasons") or [])
+    event_ms = to_ms(_asset(validated).get("event_time")) or 0
+    decided: set[str] = set()
+    for f in review["fields"]:
+        name, at = f["field"], to_ms(f["at"])
+        if sources.get(name) == "human" and event_ms > at:
+            continue  # the DAM's own human value is newer than the review
+        decided.add(name)
+        model_value = current_value(validated, name)
+        if name == "tags":
+            existing = {t["tag"]: t for t in validated.get("tags") or []}
+            ids = parse_tags_value(f["value"]) if f["action"] != "rejected" else []
+            out["tags"] = [_tag(t, existing, label_of) for t in ids]
+        else:
+            out[name] = f["value"] if f["action"] != "rejected" else None
+            if name == "alt_text" and f["action"] != "rejected":
+                out["decorative"] = f["value"] == ""
+                sources["decorative"] = "human"
+        if model_value != current_value(out, name) and model_value not in (None, "[]"):
+            suggestions[name] = model_value
+        sources[name] = "human"
+    out["field_sources"], out["model_suggestions"] = sources, suggestions
+    status = review.get("status")
+    if status == "rejected":
+        out["status"] = "rejected"
+        reasons.append(f"rejected by {review['editor']}")
+    elif status == "approved":
+        undecided = [name for name in FIELDS if name not in decided and sources.get(name) == "model"
+                     and current_value(out, name) not in (None, "[]")]
+        if undecided:  # model output the approval never saw
+            out["status"] = "needs_review"
+            reasons.append(f"changed since the approval by {review['editor']}: {', '.join(undecided)}")
+        else:
+            out["status"] = "approved"
+            reasons.append(f"approved by {review['editor']}")
+    out["reasons"] = reasons
+    return out
+
+
+def _asset(validated: dict[str, Any]) -> dict[str, Any]:
+    return ((validated.get("enriched") or {}).get("pre") or {}).get("asset") or {}
