@@ -25,6 +25,7 @@ STAGES = {
     "enrich": "consumers.enrich.stage:EnrichStage",
     "validate": "consumers.validate.stage:ValidateStage",
     "index": "consumers.index.sink:IndexSink",
+    "review": "consumers.review.stage:ReviewStage",
 }
 
 
@@ -38,7 +39,7 @@ def stage_class(name: str) -> Any:
 
 
 @app.command()
-def worker(stage: str = typer.Argument(..., help="preprocess | enrich | validate | index | module:Class"),
+def worker(stage: str = typer.Argument(..., help="preprocess | enrich | validate | index | review | module:Class"),
            metrics_port: Optional[int] = typer.Option(None, help="override runner.metrics_port (0 = any free)")):
     """Run one consumer group member until SIGTERM (the unit Kubernetes scales)."""
     from streams.runner import StageRunner

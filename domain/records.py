@@ -2,6 +2,7 @@
 ValidatedAsset) embeds the one before it, so the asset event is always inside."""
 from __future__ import annotations
 
+import base64
 import datetime as dt
 from typing import Any
 
@@ -55,3 +56,20 @@ def thumbnail_of(value: dict[str, Any]) -> dict[str, Any] | None:
         if node:
             return node
     return None
+
+
+def record_from_doc(doc: dict[str, Any]) -> dict[str, Any] | None:
+    """The ValidatedAsset an index document was written from (its stored `record`), with the document's preview
+    put back as the thumbnail, or None for a document written before records were stored."""
+    record = doc.get("record")
+    if not record:
+        return None
+    thumb = doc.get("thumbnail")
+    if thumb and thumb.get("data"):
+        enriched = record["enriched"]
+        pre = {**enriched["pre"], "thumbnail": {"data": base64.b64decode(thumb["data"]),
+                                                "media_type": thumb.get("media_type") or "image/jpeg",
+                                                "width": int(thumb.get("width") or 0),
+                                                "height": int(thumb.get("height") or 0)}}
+        record = {**record, "enriched": {**enriched, "pre": pre}}
+    return record

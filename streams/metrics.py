@@ -41,6 +41,8 @@ LLM_COST = Counter("assetstream_llm_cost_usd_total", "Spend in USD", ["provider"
 LLM_LATENCY = Histogram("assetstream_llm_request_seconds", "Provider request latency", ["provider", "model"],
                         buckets=LATENCY_BUCKETS)
 DEDUPE = Counter("assetstream_dedupe_total", "Dedupe lookups before calling a provider", ["result"])
+REVIEW_LOOKUPS = Counter("assetstream_review_lookups_total",
+                         "Lookups of an asset's human review before validation", ["result"])
 ENRICH_TASKS_REUSED = Counter("assetstream_enrich_tasks_reused_total",
                               "Task results a partial reprocess kept from the asset's current enrichment")
 BUDGET_REMAINING = Gauge("assetstream_llm_budget_remaining_usd", "Budget left before consumption pauses")
@@ -51,6 +53,8 @@ DECISIONS = Counter("assetstream_validation_decisions_total", "Automation decisi
 # --- index ----------------------------------------------------------------------------------------------
 INDEX_ITEMS = Counter("assetstream_index_items_total", "Bulk items by outcome", ["result"])
 INDEX_BULK_SECONDS = Histogram("assetstream_index_bulk_seconds", "Bulk request latency", buckets=LATENCY_BUCKETS)
+INDEX_REVIEWS_APPLIED = Counter("assetstream_index_reviews_applied_total",
+                                "Documents written with a human review the index did not have yet")
 
 
 class HistogramBatch:

@@ -71,8 +71,8 @@ def test_base_has_no_autoscaler_and_overlays_pick_exactly_one_kind():
     assert not ds.objects(ds.rendered("base"), "ScaledObject")
     assert not ds.objects(ds.rendered("base"), "HorizontalPodAutoscaler")
     keda, hpa = ds.rendered("overlays/example"), ds.rendered("overlays/example-hpa")
-    assert len(ds.objects(keda, "ScaledObject")) == 4 and not ds.objects(keda, "HorizontalPodAutoscaler")
-    assert len(ds.objects(hpa, "HorizontalPodAutoscaler")) == 4 and not ds.objects(hpa, "ScaledObject")
+    assert len(ds.objects(keda, "ScaledObject")) == len(ds.STAGES) and not ds.objects(keda, "HorizontalPodAutoscaler")
+    assert len(ds.objects(hpa, "HorizontalPodAutoscaler")) == len(ds.STAGES) and not ds.objects(hpa, "ScaledObject")
 
 
 def test_example_overlay_pins_an_image():

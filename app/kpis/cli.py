@@ -61,6 +61,9 @@ def feedback(asset_id: Optional[str] = typer.Argument(None, help="asset the deci
              field: List[str] = typer.Option([], "--field", "-f",
                                              help="FIELD=accepted | FIELD=rejected | FIELD=edited:NEW VALUE"),
              editor: Optional[str] = typer.Option(None, help="who decided"),
+             approve: bool = typer.Option(False, "--approve", help="publish the asset: approve every value shown "
+                                          "(fields not named with --field are accepted as they are)"),
+             reject: bool = typer.Option(False, "--reject", help="reject the asset (not publishable)"),
              file: Optional[str] = typer.Option(None, "--file",
                                                 help="JSON Lines of EditorDecision records instead"),
              json_out: bool = typer.Option(False, "--json", help="print the records as sent")):
@@ -73,9 +76,13 @@ def feedback(asset_id: Optional[str] = typer.Argument(None, help="asset the deci
                 raise ValueError("use either --file or ASSET_ID with --field, not both")
             decisions = read_decisions_file(file)
         else:
-            if not asset_id or not field or not editor:
-                raise ValueError("ASSET_ID, at least one --field and --editor are required (or --file)")
-            decisions = [{"asset_id": asset_id, "editor": editor,
+            if approve and reject:
+                raise ValueError("--approve or --reject, not both")
+            verdict = "approved" if approve else "rejected" if reject else None
+            if not asset_id or not (field or verdict) or not editor:
+                raise ValueError("ASSET_ID, --editor and at least one --field (or --approve / --reject) are "
+                                 "required (or --file)")
+            decisions = [{"asset_id": asset_id, "editor": editor, "status": verdict,
                           "fields": [parse_field_spec(spec) for spec in field]}]
         settings = _settings()
         sent = publish_decisions(settings, decisions)
@@ -87,7 +94,8 @@ def feedback(asset_id: Optional[str] = typer.Argument(None, help="asset the deci
     else:
         for d in sent:
             out.print(f"sent {d['decision_id']} for {d['asset_id']} by {d['editor']}: "
-                      + ", ".join(f"{f['field']}={f['action']}" for f in d["fields"]))
+                      + ", ".join([*(f"{f['field']}={f['action']}" for f in d["fields"]),
+                                   *([d["status"]] if d.get("status") else [])]))
 
 @app.command("audit")
 def audit(asset_id: str = typer.Argument(..., help="asset whose history to print"),

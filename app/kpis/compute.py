@@ -276,6 +276,7 @@ def audit_for_validated(validated: dict[str, Any], ks: KpiSettings, source: tupl
     provenance = list(validated["enriched"].get("provenance") or [])
     brief = provenance_brief(provenance)
     sources = validated.get("field_sources") or {}
+    reviewed = {f["field"]: f for f in (validated.get("review") or {}).get("fields") or []}
     fields = []
     deleted = validated["status"] == "deleted"
     for field in () if deleted else AUDITED_FIELDS:
@@ -284,8 +285,10 @@ def audit_for_validated(validated: dict[str, Any], ks: KpiSettings, source: tupl
             continue
         source_kind = sources.get(field, "model")
         prompt = prompt_for(field, brief, ks) if source_kind == "model" else (None, None, None)
-        fields.append({"field": field, "value": value, "source": source_kind, "action": None,
-                       "prompt_id": prompt[0], "prompt_version": prompt[1], "model": prompt[2]})
+        person = reviewed.get(field) if source_kind == "human" else None  # a reviewer's value, not the DAM's
+        fields.append({"field": field, "value": value, "source": source_kind,
+                       "action": person["action"] if person else None, "prompt_id": prompt[0],
+                       "prompt_version": prompt[1], "model": prompt[2], "editor": person["editor"] if person else None})
     stamp = validated["stamp"]
     return {"entry_id": generated_entry_id(validated), "asset_id": asset["asset_id"],
             "kind": "deleted" if deleted else "generated", "version": int(asset["version"]),
@@ -304,7 +307,8 @@ def audit_for_decision(decision: dict[str, Any], state: dict[str, Any] | None, k
     for fd in decision["fields"]:
         prompt = prompt_for(fd["field"], prov, ks)
         fields.append({"field": fd["field"], "value": fd.get("value"), "source": "editor", "action": fd["action"],
-                       "prompt_id": prompt[0], "prompt_version": prompt[1], "model": prompt[2]})
+                       "prompt_id": prompt[0], "prompt_version": prompt[1], "model": prompt[2],
+                       "editor": decision["editor"]})
     return {"entry_id": "dec:" + decision["decision_id"], "asset_id": decision["asset_id"], "kind": "editor_decision",
             "version": (state or {}).get("v"), "status": None, "at": to_ms(decision["decided_at"]),
             "actor": decision["editor"], "fields": fields, "provenance": [],

@@ -72,6 +72,10 @@ class DedupeIndex(Protocol):
         """The asset's own last enrichment (kind 'self'), for re-running only some tasks of a reprocess."""
         ...
 
+    async def review(self, asset_id: str) -> dict[str, Any] | None:
+        """What people decided about the asset so far (its HumanReview in the index), or None."""
+        ...
+
     async def aclose(self) -> None: ...
 
 
@@ -178,6 +182,9 @@ class InMemoryDedupeIndex:
 
     def forget(self, asset_id: str) -> None:
         self._forget(asset_id)
+
+    async def review(self, asset_id: str) -> dict[str, Any] | None:
+        return None  # reviews live in the index; the sink applies them in any case
 
     async def previous(self, asset_id: str) -> DedupeMatch | None:
         e = self._entries.get(asset_id)
@@ -301,6 +308,32 @@ class ElasticsearchDedupeIndex:
             return None
         return DedupeMatch(asset_id, "self", 0, src["enrichment"],
                            [_provenance_from_doc(p) for p in src.get("provenance") or []])
+
+    def _get_review(self, asset_id: str) -> dict[str, Any] | None:
+        from elasticsearch import NotFoundError
+        try:
+            res = self.client.options(request_timeout=self.timeout_s).search(
+                index=self.alias, query={"ids": {"values": [asset_id]}}, size=1, source=["review"])
+        except NotFoundError:
+            return None
+        hits = res.get("hits", {}).get("hits", [])
+        return (hits[0].get("_source") or {}).get("review") if hits else None
+
+    async def review(self, asset_id: str) -> dict[str, Any] | None:
+        """Never stalls enrichment: with the store down the record goes on without it (metric result="error"),
+        and the index sink, which applies every review again before it writes, keeps the person's values."""
+        if time.monotonic() < self._down_until:
+            metrics.REVIEW_LOOKUPS.labels("skipped").inc()
+            return None
+        try:
+            review = await asyncio.to_thread(self._get_review, asset_id)
+        except Exception as e:  # noqa: BLE001
+            self._down_until = time.monotonic() + self.down_backoff_s
+            metrics.REVIEW_LOOKUPS.labels("error").inc()
+            log.warning("review lookup failed (%s); the index sink still applies reviews", type(e).__name__)
+            return None
+        metrics.REVIEW_LOOKUPS.labels("found" if review else "none").inc()
+        return review
 
     async def previous(self, asset_id: str) -> DedupeMatch | None:
         m = await self.lru.previous(asset_id)

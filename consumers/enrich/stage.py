@@ -140,9 +140,11 @@ class EnrichStage(Stage):
                     "output_tokens": 0, "latency_ms": 0.0, "cost_usd": 0.0}]
                 return Output(value=self._record(pre, normalise_enrichment(match.enrichment), prov, 0.0,
                                                  duplicate_of=match.asset_id,
-                                                 duplicate_distance=match.distance))
+                                                 duplicate_distance=match.distance,
+                                                 review=await self.dedupe.review(asset["asset_id"])))
             metrics.DEDUPE.labels("miss").inc()
 
+        review = await self.dedupe.review(asset["asset_id"]) if self.dedupe is not None else None
         results = await self._run_tasks(value, await self._kept_results(asset))
         enrichment = self._merge(results)
         provenance = [r.provenance for r in results.values()]
@@ -151,7 +153,7 @@ class EnrichStage(Stage):
             await self.dedupe.remember(asset["asset_id"], hashes.get("sha256"), hashes.get("phash"),
                                        hashes.get("phash_bands"), enrichment, provenance, tenant=asset.get("tenant"),
                                        dhash=hashes.get("dhash"))
-        return Output(value=self._record(pre, enrichment, provenance, cost))
+        return Output(value=self._record(pre, enrichment, provenance, cost, review=review))
 
     async def _kept_results(self, asset: dict[str, Any]) -> dict[str, TaskResult]:
         """For a reprocess event that names the tasks to re-run (attribute `reprocess_tasks`, comma-separated:
@@ -186,10 +188,11 @@ class EnrichStage(Stage):
         return kept
 
     def _record(self, pre: dict[str, Any], enrichment: dict[str, Any] | None, provenance: list[dict[str, Any]],
-                cost: float, *, duplicate_of: str | None = None, duplicate_distance: int | None = None
-                ) -> dict[str, Any]:
+                cost: float, *, duplicate_of: str | None = None, duplicate_distance: int | None = None,
+                review: dict[str, Any] | None = None) -> dict[str, Any]:
         return {"pre": pre, "enrichment": enrichment, "provenance": provenance, "cost_usd": float(cost),
-                "duplicate_of": duplicate_of, "duplicate_distance": duplicate_distance, "stamp": stamp(self.name)}
+                "duplicate_of": duplicate_of, "duplicate_distance": duplicate_distance, "stamp": stamp(self.name),
+                "review": review}
 
     async def _run_tasks(self, value: dict[str, Any], kept: dict[str, TaskResult] | None = None
                          ) -> dict[str, TaskResult]:

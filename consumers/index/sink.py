@@ -23,9 +23,12 @@ from elasticsearch import ApiError, Elasticsearch, SerializationError, Transport
 
 from domain.store.client import make_client
 from consumers.index.document import document_from_validated
+from domain.records import asset_of, is_deleted, record_from_doc
+from domain.review import apply_review, merge_reviews, same_review
 from domain.store.management import ensure_index, write_alias
+from domain.taxonomy import taxonomy_from_settings
 from streams.errors import PermanentError, TransientError
-from streams.metrics import INDEX_BULK_SECONDS, INDEX_ITEMS
+from streams.metrics import INDEX_BULK_SECONDS, INDEX_ITEMS, INDEX_REVIEWS_APPLIED
 from streams.stage import RecordContext, Stage, StageResult
 
 
@@ -52,6 +55,7 @@ class IndexSink(Stage):
     def __init__(self, settings: "Any", client: Elasticsearch | None = None):
         super().__init__(settings)
         self.cfg = settings.index
+        self.taxonomy = taxonomy_from_settings(settings)  # labels of tags a person added
         self._owns_client = client is None
         self.client = client if client is not None else make_client(self.cfg)
         self._json = self.client.transport.serializers.get_serializer("application/json")
@@ -108,35 +112,92 @@ class IndexSink(Stage):
     def process_batch(self, items: Sequence[tuple[dict[str, Any], RecordContext]]
                       ) -> list[BaseException | StageResult]:
         results: list[BaseException | StageResult] = [None] * len(items)
+        try:
+            if not self._ensured:
+                ensure_index(self.client, self.cfg)
+                self._ensured = True
+            planned = self._reconcile([value for value, _ctx in items])
+        except (TransportError, ApiError) as e:
+            err = self._request_error(e)
+            INDEX_ITEMS.labels(result="retry").inc(len(items))
+            return [err] * len(items)
         prepared: list[_Prepared] = []
-        for pos, (value, _ctx) in enumerate(items):
+        for pos, plan in enumerate(planned):
             try:
-                prepared.append(self._prepare(pos, value))
+                if isinstance(plan, BaseException):
+                    raise plan
+                prepared.append(self._prepare(pos, *plan))
             except (KeyError, TypeError, ValueError, SerializationError) as e:
                 INDEX_ITEMS.labels(result="rejected").inc()
                 results[pos] = PermanentError(f"cannot build the search document: {e!r}",
                                               reason="document_error", details={"error": repr(e)})
-        if not prepared:
-            return results
-        if not self._ensured:
-            try:
-                ensure_index(self.client, self.cfg)
-                self._ensured = True
-            except (TransportError, ApiError) as e:
-                err = self._request_error(e)
-                for p in prepared:
-                    results[p.pos] = err
-                INDEX_ITEMS.labels(result="retry").inc(len(prepared))
-                return results
         for chunk in self._chunks(prepared):
             self._send(chunk, results)
         return results
 
-    def _prepare(self, pos: int, value: dict[str, Any]) -> _Prepared:
+    # --- human edits win, again at the single writer ------------------------------------------------------
+    def _reconcile(self, values: list[dict[str, Any]]) -> list[tuple[dict[str, Any], str] | BaseException]:
+        """Each record with every human review of its asset on top, as (value, version_type).
+
+        The sink is the one writer of an asset's document (one partition of `validated` = one member), so reading
+        the indexed review and writing here cannot race. A record's own review (validate applied what enrich read)
+        and the indexed one are merged, newest per field. A record that brings a newer review but an older version
+        than the document (a decision emitted while a newer pipeline version was on its way) is applied to the
+        document's own stored record instead, at the document's version (external_gte: the same version may be
+        written again, with the review). Everything else keeps plain external versioning."""
+        ids = []
+        for value in values:
+            try:
+                if not is_deleted(value):
+                    ids.append(asset_of(value)["asset_id"])
+            except (KeyError, TypeError):
+                pass  # _prepare reports it
+        state = self._indexed(ids, ["version", "review"]) if ids else {}
+        out: list[tuple[dict[str, Any], str] | BaseException] = []
+        for value in values:
+            try:
+                out.append(self._reconcile_one(value, state))
+            except (KeyError, TypeError, ValueError) as e:
+                out.append(e)
+        return out
+
+    def _reconcile_one(self, value: dict[str, Any], state: dict[str, dict[str, Any]]) -> tuple[dict[str, Any], str]:
+        if is_deleted(value) or value.get("status") == "deleted":
+            return value, "external"
+        asset = asset_of(value)
+        doc_id, version = asset["asset_id"], int(asset["version"])
+        doc = state.get(doc_id)
+        indexed_review = (doc or {}).get("review")
+        merged = merge_reviews(indexed_review, value.get("review"))
+        news = not same_review(merged, indexed_review)
+        if doc is not None and int(doc.get("version") or -1) > version:
+            if not news:
+                return value, "external"  # stale: the store answers 409, a success
+            base = record_from_doc(self._indexed([doc_id], ["record", "thumbnail"]).get(doc_id) or {})
+            if base is None:
+                raise ValueError(f"{doc_id}: the indexed document has no stored record to apply the review to")
+            value, version_type = base, "external_gte"
+        else:
+            version_type = "external_gte" if news and doc is not None and int(doc.get("version") or -1) == version \
+                else "external"
+        final = apply_review(value, merged, label_of=self._label) if merged else value
+        state[doc_id] = {"version": int(asset_of(final)["version"]), "review": merged}
+        if news:
+            INDEX_REVIEWS_APPLIED.inc()
+        return final, version_type
+
+    def _indexed(self, ids: list[str], fields: list[str]) -> dict[str, dict[str, Any]]:
+        resp = self.client.mget(index=self._write_alias, ids=list(dict.fromkeys(ids)), source=fields)
+        return {d["_id"]: d.get("_source") or {} for d in resp["docs"] if d.get("found")}
+
+    def _label(self, tag: str) -> str | None:
+        return self.taxonomy.label(tag) if self.taxonomy.allowed(tag) else None
+
+    def _prepare(self, pos: int, value: dict[str, Any], version_type: str = "external") -> _Prepared:
         doc_id, version, body = document_from_validated(value)
         if version < 0:
             raise ValueError(f"external version must be >= 0, got {version}")
-        meta = {"_index": self._write_alias, "_id": doc_id, "version": version, "version_type": "external"}
+        meta = {"_index": self._write_alias, "_id": doc_id, "version": version, "version_type": version_type}
         if body is None:
             return _Prepared(pos, [self._dumps({"delete": meta})], doc_id, version, "delete")
         return _Prepared(pos, [self._dumps({"index": meta}), self._dumps(body)], doc_id, version, "index")

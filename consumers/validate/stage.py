@@ -29,6 +29,7 @@ from domain.taxonomy import Taxonomy, taxonomy_from_settings
 from streams.errors import PermanentError
 from streams.metrics import DECISIONS
 from domain.records import is_deleted
+from domain.review import apply_review
 from streams.records import stamp
 from streams.stage import Output, RecordContext, Stage
 
@@ -62,9 +63,13 @@ class ValidateStage(Stage):
 
     # --- Stage API --------------------------------------------------------------------------------------
     def process(self, value: dict[str, Any], ctx: RecordContext | None = None) -> Output:
-        record = self.validate(value)
+        # human edits win: what people decided (enrich read it from the index) goes on top of everything
+        record = apply_review(self.validate(value), value.get("review"), label_of=self._label)
         DECISIONS.labels(status=record["status"], usage_flag=record["usage_flag"]).inc()
         return Output(value=record, headers={STATUS_HEADER: record["status"]})
+
+    def _label(self, tag: str) -> str | None:
+        return self.taxonomy.label(tag) if self.taxonomy.allowed(tag) else None
 
     # --- the decision -----------------------------------------------------------------------------------
     def validate(self, value: dict[str, Any]) -> dict[str, Any]:
@@ -215,7 +220,7 @@ class ValidateStage(Stage):
             "title": title, "alt_text": alt, "decorative": decorative, "caption": caption, "summary": summary,
             "visible_text": visible_text, "tags": tags, "suggested_tags": suggested, "credit_text": credit_text,
             "licensing": licensing, "field_sources": sources, "model_suggestions": suggestions,
-            "taxonomy_version": self.taxonomy.version, "stamp": stamp(self.name),
+            "taxonomy_version": self.taxonomy.version, "stamp": stamp(self.name), "review": None,
         }
 
     # --- pieces -----------------------------------------------------------------------------------------
@@ -225,7 +230,7 @@ class ValidateStage(Stage):
                 "usage_flag": "unknown", "title": None, "alt_text": None, "decorative": False, "caption": None,
                 "summary": None, "visible_text": None, "tags": [], "suggested_tags": [], "credit_text": None,
                 "licensing": None, "field_sources": {}, "model_suggestions": {},
-                "taxonomy_version": self.taxonomy.version, "stamp": stamp(self.name)}
+                "taxonomy_version": self.taxonomy.version, "stamp": stamp(self.name), "review": None}
 
     def _schema_failure(self, asset: dict[str, Any], hard: list[Violation], rejected: list[str]) -> None:
         if self.cfg.schema_violation == "dead_letter":

@@ -1,0 +1,86 @@
+"""feedback -> validated: apply an editor's decision to the asset's published record.
+
+For each EditorDecision (key = asset id): read the asset's document from the index (its stored ValidatedAsset,
+preview and HumanReview), merge the decision into the review (`domain.review.merge_decision`: idempotent, newest
+per field wins, an approval pins every value the person saw), apply it (`domain.review.apply_review`) and emit
+the result to `validated` with the document's own asset version. The index sink writes it through the same
+externally versioned path as every pipeline record and applies the review again at write time, so a pipeline
+event racing the decision cannot drop it (see IndexSink._reconcile). The KPI app sees the decision on `feedback`
+and the published record on `validated`: its audit entry credits each field to the person who set it.
+
+Errors: a decision for an asset the index does not hold (yet) is transient (retried with backoff, then dead-
+lettered as `asset_not_indexed`); a decision that names an unknown field, action or verdict, or another tenant's
+asset, is permanent (`invalid_decision`, `tenant_mismatch`).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from domain.records import record_from_doc
+from domain.review import apply_review, merge_decision
+from domain.store.client import make_client
+from domain.store.management import read_alias
+from domain.taxonomy import taxonomy_from_settings
+from streams.errors import PermanentError, TransientError
+from streams.records import stamp
+from streams.stage import Output, RecordContext, Stage
+
+
+class ReviewStage(Stage):
+    name = "review"
+    input_topic = "feedback"
+    output_topic = "validated"
+    kind = "cpu"
+
+    def __init__(self, settings: Any, client: Any = None):
+        super().__init__(settings)
+        self.cfg = settings.index
+        self._owns_client = client is None
+        self.client = client if client is not None else make_client(self.cfg)
+        self.alias = read_alias(self.cfg)
+        self.taxonomy = taxonomy_from_settings(settings)
+
+    def ready(self) -> bool:
+        try:
+            return bool(self.client.options(request_timeout=min(1.0, self.cfg.request_timeout_s)).ping())
+        except Exception:  # noqa: BLE001 - not ready is the answer
+            return False
+
+    def close(self) -> None:
+        if self._owns_client:
+            self.client.close()
+
+    def process(self, decision: dict[str, Any], ctx: RecordContext | None = None) -> Output:
+        asset_id = decision["asset_id"]
+        doc = self._document(asset_id)
+        record = record_from_doc(doc)
+        if record is None:
+            raise PermanentError(f"{asset_id}: its index document predates stored records; reprocess the asset, "
+                                 "then decide again", reason="no_stored_record", details={"asset_id": asset_id})
+        tenant = decision.get("tenant")
+        if tenant and doc.get("tenant") and tenant != doc["tenant"]:
+            raise PermanentError(f"decision for tenant {tenant!r} on an asset of tenant {doc['tenant']!r}",
+                                 reason="tenant_mismatch", details={"asset_id": asset_id})
+        try:
+            review = merge_decision(doc.get("review"), decision, record)
+        except ValueError as e:
+            raise PermanentError(f"{asset_id}: {e}", reason="invalid_decision",
+                                 details={"asset_id": asset_id, "decision_id": decision.get("decision_id")}) from e
+        out = apply_review(record, review, label_of=self._label)
+        return Output(value={**out, "stamp": stamp(self.name)})
+
+    def _document(self, asset_id: str) -> dict[str, Any]:
+        try:
+            res = self.client.options(request_timeout=self.cfg.request_timeout_s).search(
+                index=self.alias, query={"ids": {"values": [asset_id]}}, size=1,
+                source=["record", "thumbnail", "review", "tenant", "version"])
+        except Exception as e:  # noqa: BLE001 - the store is down or slow: retry, never drop a decision
+            raise TransientError(f"index store unavailable: {type(e).__name__}", reason="store_unavailable") from e
+        hits = res.get("hits", {}).get("hits", [])
+        if not hits:
+            raise TransientError(f"{asset_id} is not in the index (yet)", reason="asset_not_indexed",
+                                 details={"asset_id": asset_id})
+        return hits[0].get("_source") or {}
+
+    def _label(self, tag: str) -> str | None:
+        return self.taxonomy.label(tag) if self.taxonomy.allowed(tag) else None
