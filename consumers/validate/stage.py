@@ -47,6 +47,42 @@ def _fmt(x: float) -> str:
     return f"{x:.2f}"
 
 
+class _Decision:
+    """One record's validation in progress: its parts, the model output in use, and what the steps decided."""
+
+    def __init__(self, value: dict[str, Any]):
+        self.value = value
+        self.pre = value["pre"]
+        self.asset = self.pre["asset"]
+        self.human = self.asset.get("human_fields") or {}
+        self.emb = self.pre.get("embedded") or {}
+        self.model: dict[str, Any] = {}
+        self.use_model = False  # decided once, by the schema step
+        self.reasons: list[str] = []
+        self.review: list[str] = []
+        self.rejected: list[str] = []
+        self.sources: dict[str, str] = {}
+        self.suggestions: dict[str, str] = {}
+
+    def m(self, field: str) -> Any:
+        return self.model.get(field) if self.use_model else None
+
+    def pick(self, field: str, candidates: list[tuple[str, Any]]) -> Any:
+        """The first candidate with a value wins; a model value that lost to a person's or the file's is kept."""
+        chosen_src, chosen = None, None
+        for src, val in candidates:
+            if _has(val):
+                chosen_src, chosen = src, val
+                break
+        if chosen_src is None:
+            return None
+        self.sources[field] = chosen_src
+        model_val = next((v for s, v in candidates if s == "model"), None)
+        if chosen_src in ("human", "embedded") and _has(model_val) and model_val != chosen:
+            self.suggestions[field] = str(model_val)
+        return chosen
+
+
 class ValidateStage(Stage):
     name = "validate"
     input_topic = "enriched"
@@ -77,151 +113,121 @@ class ValidateStage(Stage):
         settings.validate.schema_violation == 'dead_letter' and the model output breaks its schema."""
         if is_deleted(value):
             return self._deleted(value)
-        cfg = self.cfg
-        pre = value["pre"]
-        asset = pre["asset"]
-        human = asset.get("human_fields") or {}
-        emb = pre.get("embedded") or {}
-        enr = value.get("enrichment")
-        signals = pre.get("signals") or {}
-        reasons: list[str] = []
-        review: list[str] = []
-        sources: dict[str, str] = {}
-        suggestions: dict[str, str] = {}
-        rejected: list[str] = []
+        d = _Decision(value)
+        self._check_schema(d)                     # 1. schema
+        fields = self._texts(d)                   # 2. fields by source priority, 3. alt text
+        tags, suggested, denied_raw = self._tags(d.human, d.emb, (d.m("tags") or []), d.reasons)  # 4. tags
+        fields.update(self._rights(d))            # 5. rights
+        self._policy(d, fields)                   # 6. policy
+        status = "rejected" if d.rejected else "needs_review" if d.review else "auto_applied"
+        reasons = d.rejected + d.review + d.reasons if status != "auto_applied" else d.reasons
+        reasons.append(f"taxonomy {self.taxonomy.version}")
+        d.sources["usage_flag"] = "rule"
+        enriched = value
+        if denied_raw and self.cfg.scrub_denied_from_raw:
+            enriched = _scrub(value, self.taxonomy)
+        return {
+            "enriched": enriched, "status": status, "reasons": reasons, **fields,
+            "tags": tags, "suggested_tags": suggested, "field_sources": d.sources,
+            "model_suggestions": d.suggestions, "taxonomy_version": self.taxonomy.version,
+            "stamp": stamp(self.name), "review": None,
+        }
 
-        # 1. schema --------------------------------------------------------------------------------------
-        model: dict[str, Any] = {}
+    def _check_schema(self, d: "_Decision") -> None:
+        enr = d.value.get("enrichment")
         if enr is None:
-            review.append("no model output to validate (enrichment missing)")
-        else:
-            violations = check_enrichment(enr, cfg.alt_text_max_chars)
-            checked: list[str] = []
-            if cfg.prompt_schemas:
-                more, checked = check_raw_outputs(enr, value.get("provenance") or [], **self._prompts)
-                violations += more
-            hard = [v for v in violations if not v.fixable]
-            if hard:
-                self._schema_failure(asset, hard, rejected)
-            else:
-                model = enr
-                for v in violations:
-                    reasons.append(f"schema: {v.path} {v.keyword} ({v.message[:80]}); repaired by the alt-text rule")
-                if checked:
-                    reasons.append("model output matches its prompt schemas: " + ", ".join(checked))
-        use_model = bool(model) and not rejected
+            d.review.append("no model output to validate (enrichment missing)")
+            return
+        violations = check_enrichment(enr, self.cfg.alt_text_max_chars)
+        checked: list[str] = []
+        if self.cfg.prompt_schemas:
+            more, checked = check_raw_outputs(enr, d.value.get("provenance") or [], **self._prompts)
+            violations += more
+        hard = [v for v in violations if not v.fixable]
+        if hard:
+            self._schema_failure(d.asset, hard, d.rejected)
+            return
+        d.model, d.use_model = enr, bool(enr)
+        for v in violations:
+            d.reasons.append(f"schema: {v.path} {v.keyword} ({v.message[:80]}); repaired by the alt-text rule")
+        if checked:
+            d.reasons.append("model output matches its prompt schemas: " + ", ".join(checked))
 
-        def m(field: str) -> Any:
-            return model.get(field) if use_model else None
-
-        # 2. fields by source priority -------------------------------------------------------------------
-        def pick(field: str, candidates: list[tuple[str, Any]]) -> Any:
-            chosen_src, chosen = None, None
-            for src, val in candidates:
-                if _has(val):
-                    chosen_src, chosen = src, val
-                    break
-            if chosen_src is None:
-                return None
-            sources[field] = chosen_src
-            model_val = next((v for s, v in candidates if s == "model"), None)
-            if chosen_src in ("human", "embedded") and _has(model_val) and model_val != chosen:
-                suggestions[field] = str(model_val)
-            return chosen
-
-        title = pick("title", [("human", human.get("title")), ("embedded", emb.get("title")), ("model", m("title"))])
-        caption = pick("caption", [("human", human.get("caption")), ("embedded", emb.get("description")),
-                                   ("model", m("caption"))])
-        summary = pick("summary", [("human", human.get("description")), ("embedded", emb.get("ext_description")),
-                                   ("model", m("summary"))])
-        ocr = pre.get("ocr") or {}
+    def _texts(self, d: "_Decision") -> dict[str, Any]:
+        human, emb, m = d.human, d.emb, d.m
+        title = d.pick("title", [("human", human.get("title")), ("embedded", emb.get("title")), ("model", m("title"))])
+        caption = d.pick("caption", [("human", human.get("caption")), ("embedded", emb.get("description")),
+                                     ("model", m("caption"))])
+        summary = d.pick("summary", [("human", human.get("description")), ("embedded", emb.get("ext_description")),
+                                     ("model", m("summary"))])
+        ocr = d.pre.get("ocr") or {}
         ocr_text = None
         if ocr.get("text") and not ocr.get("skipped"):
             conf = ocr.get("mean_confidence")
             conf = None if conf is None else (conf / 100.0 if conf > 1 else conf)
-            if conf is None or conf >= cfg.ocr_min_confidence:
+            if conf is None or conf >= self.cfg.ocr_min_confidence:
                 ocr_text = alttext.meaningful_text(ocr["text"])
-        visible_text = pick("visible_text", [("model", m("visible_text")), ("rule", ocr_text)])
+        visible_text = d.pick("visible_text", [("model", m("visible_text")), ("rule", ocr_text)])
+        alt, decorative = self._alt_text(human, emb, d.model if d.use_model else None, visible_text or ocr_text,
+                                         [caption, title, summary], d.sources, d.suggestions, d.reasons, d.review)
+        return {"title": title, "alt_text": alt, "decorative": decorative, "caption": caption, "summary": summary,
+                "visible_text": visible_text}
 
-        # 3. alt text --------------------------------------------------------------------------------------
-        alt, decorative = self._alt_text(human, emb, model if use_model else None, visible_text or ocr_text,
-                                         [caption, title, summary], sources, suggestions, reasons, review)
-
-        # 4. tags ------------------------------------------------------------------------------------------
-        tags, suggested, denied_raw = self._tags(human, emb, (m("tags") or []), reasons)
-
-        # 5. rights ----------------------------------------------------------------------------------------
-        decision = rights.decide(rights.evidence_of(asset, emb), model_licensing=m("licensing"),
+    def _rights(self, d: "_Decision") -> dict[str, Any]:
+        cfg, human, emb, m = self.cfg, d.human, d.emb, d.m
+        decision = rights.decide(rights.evidence_of(d.asset, emb), model_licensing=m("licensing"),
                                  must_display_credit=bool(m("must_display_credit")),
                                  commercial_use=cfg.commercial_use, owned_markers=cfg.owned_license_markers)
-        usage_flag = decision.flag
-        reasons.extend(decision.reasons)
-        licensing = pick("licensing", [("human", asset.get("declared_license")),
-                                       ("embedded", emb.get("usage_terms") or emb.get("license_url")),
-                                       ("model", m("licensing") if m("licensing") not in ("unknown", "") else None)])
-        credit_text = pick("credit_text", [("human", human.get("credit_line")), ("embedded", emb.get("credit_line")),
-                                           ("model", m("credit_text"))])
-        if usage_flag == "credit_required" and not _has(credit_text):
+        d.reasons.extend(decision.reasons)
+        licensing = d.pick("licensing", [("human", d.asset.get("declared_license")),
+                                         ("embedded", emb.get("usage_terms") or emb.get("license_url")),
+                                         ("model", m("licensing") if m("licensing") not in ("unknown", "") else None)])
+        credit_text = d.pick("credit_text", [("human", human.get("credit_line")), ("embedded", emb.get("credit_line")),
+                                             ("model", m("credit_text"))])
+        if decision.flag == "credit_required" and not _has(credit_text):
             creator = human.get("creator") or emb.get("creator")
             if _has(creator):
                 credit_text = f"Photo: {creator}"
-                sources["credit_text"] = "rule"
-                reasons.append(f"credit text built from the creator \"{creator}\"")
+                d.sources["credit_text"] = "rule"
+                d.reasons.append(f"credit text built from the creator \"{creator}\"")
             else:
-                review.append("credit required but no credit line or creator is known")
+                d.review.append("credit required but no credit line or creator is known")
+        return {"usage_flag": decision.flag, "licensing": licensing, "credit_text": credit_text}
 
-        # 6. policy ----------------------------------------------------------------------------------------
-        if use_model:
-            c = float(model.get("confidence") or 0.0)
+    def _policy(self, d: "_Decision", fields: dict[str, Any]) -> None:
+        cfg, review = self.cfg, d.review
+        if d.use_model:
+            c = float(d.model.get("confidence") or 0.0)
             hi, lo = cfg.auto_apply_threshold, cfg.review_threshold
             if c >= hi:
-                reasons.insert(0, f"confidence {_fmt(c)} >= {_fmt(hi)}")
+                d.reasons.insert(0, f"confidence {_fmt(c)} >= {_fmt(hi)}")
             elif c < lo:
                 review.append(f"confidence {_fmt(c)} < {_fmt(lo)}: below the review threshold")
             elif cfg.between_policy == "auto":
-                reasons.insert(0, f"confidence {_fmt(c)} between {_fmt(lo)} and {_fmt(hi)}: between_policy=auto")
+                d.reasons.insert(0, f"confidence {_fmt(c)} between {_fmt(lo)} and {_fmt(hi)}: between_policy=auto")
             else:
                 review.append(f"confidence {_fmt(c)} between {_fmt(lo)} and {_fmt(hi)}: between_policy=review")
+        signals = d.pre.get("signals") or {}
         faces = int(signals.get("face_count") or 0)
         if faces > 0 and cfg.faces_need_review:
             review.append(f"{faces} face{'s' if faces != 1 else ''} detected: people in image need consent review")
         nsfw = signals.get("nsfw_score")
         if nsfw is not None:
             if cfg.nsfw_reject_threshold is not None and nsfw >= cfg.nsfw_reject_threshold:
-                rejected.append(f"NSFW score {_fmt(nsfw)} >= {_fmt(cfg.nsfw_reject_threshold)}: rejected")
+                d.rejected.append(f"NSFW score {_fmt(nsfw)} >= {_fmt(cfg.nsfw_reject_threshold)}: rejected")
             elif nsfw >= cfg.nsfw_review_threshold:
                 review.append(f"NSFW score {_fmt(nsfw)} >= {_fmt(cfg.nsfw_review_threshold)}: sensitive content review")
+        usage_flag, credit_text = fields["usage_flag"], fields["credit_text"]
         if usage_flag == "restricted":
             review.append("licence restricts use: a person must confirm the intended use is allowed")
         elif usage_flag == "unknown" and cfg.unknown_rights_need_review:
             review.append("no licence evidence: rights must be confirmed before use")
         elif usage_flag == "credit_required" and cfg.credit_required_needs_review and _has(credit_text):
             review.append(f"credit must be displayed: check the credit text \"{credit_text or ''}\"")
-        if value.get("duplicate_of"):
-            dist = value.get("duplicate_distance")
-            reasons.append(f"near-duplicate of {value['duplicate_of']}"
-                           + (f" (pHash distance {dist})" if dist is not None else ""))
-
-        if rejected:
-            status = "rejected"
-        elif review:
-            status = "needs_review"
-        else:
-            status = "auto_applied"
-        reasons = rejected + review + reasons if status != "auto_applied" else reasons
-        reasons.append(f"taxonomy {self.taxonomy.version}")
-        sources["usage_flag"] = "rule"
-
-        enriched = value
-        if denied_raw and self.cfg.scrub_denied_from_raw:
-            enriched = _scrub(value, self.taxonomy)
-        return {
-            "enriched": enriched, "status": status, "reasons": reasons, "usage_flag": usage_flag,
-            "title": title, "alt_text": alt, "decorative": decorative, "caption": caption, "summary": summary,
-            "visible_text": visible_text, "tags": tags, "suggested_tags": suggested, "credit_text": credit_text,
-            "licensing": licensing, "field_sources": sources, "model_suggestions": suggestions,
-            "taxonomy_version": self.taxonomy.version, "stamp": stamp(self.name), "review": None,
-        }
+        if d.value.get("duplicate_of"):
+            dist = d.value.get("duplicate_distance")
+            d.reasons.append(f"near-duplicate of {d.value['duplicate_of']}"
+                             + (f" (pHash distance {dist})" if dist is not None else ""))
 
     # --- pieces -----------------------------------------------------------------------------------------
     def _deleted(self, value: dict[str, Any]) -> dict[str, Any]:
