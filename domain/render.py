@@ -17,6 +17,7 @@ import xml.etree.ElementTree as ET
 from typing import Any
 
 ASSETSTREAM_NS = "https://assetstream.io/ns/xmp/1.0/"
+JSONLD_NS = "https://assetstream.io/ns/jsonld/1.0/"
 NS = {
     "x": "adobe:ns:meta/",
     "rdf": "http://www.w3.org/1999/02/22-rdf-syntax-ns#",
@@ -122,8 +123,9 @@ def to_jsonld(validated: dict[str, Any]) -> dict[str, Any]:
         }
     creator = creator_of(v)
     fmt = image.get("format")
+    review = v.get("review") or {}
     doc = {
-        "@context": "https://schema.org",
+        "@context": ["https://schema.org", {"assetstream": JSONLD_NS}],
         "@type": "ImageObject",
         "@id": f"urn:assetstream:asset:{asset_id}",
         "identifier": [
@@ -153,20 +155,22 @@ def to_jsonld(validated: dict[str, Any]) -> dict[str, Any]:
         "uploadDate": _iso(asset.get("event_time")),
         "dateModified": _iso((v.get("stamp") or {}).get("at")),
         "text": v.get("visible_text"),
-        "additionalProperty": [
-            {"@type": "PropertyValue", "name": "altText", "value": v.get("alt_text")},
-            {"@type": "PropertyValue", "name": "decorative", "value": bool(v.get("decorative"))},
-            {"@type": "PropertyValue", "name": "reviewStatus", "value": v.get("status")},
-            {"@type": "PropertyValue", "name": "usageFlag", "value": v.get("usage_flag")},
-            {"@type": "PropertyValue", "name": "taxonomyVersion", "value": v.get("taxonomy_version")},
-            {"@type": "PropertyValue", "name": "fieldSources", "value": json.dumps(v.get("field_sources") or {},
-                                                                                   sort_keys=True)},
-        ],
+        # schema.org's own terms where it has them: the review status is the work's status in its lifecycle
+        "creativeWorkStatus": v.get("status"),
+        "accessibilityFeature": ["alternativeText"] if v.get("alt_text") and not v.get("decorative") else None,
+        # the rest in our own namespace (declared in @context): schema.org defines no additionalProperty on
+        # ImageObject, so validators and search engines would flag it
+        "assetstream:decorative": bool(v.get("decorative")),
+        "assetstream:usageFlag": v.get("usage_flag"),
+        "assetstream:taxonomyVersion": v.get("taxonomy_version"),
+        "assetstream:fieldSources": json.dumps(v.get("field_sources") or {}, sort_keys=True),
+        "assetstream:reviewedBy": review.get("editor"),
+        "assetstream:reviewedAt": _iso(review.get("decided_at")),
     }
     doc = _prune(doc)
-    # a PropertyValue without a value says nothing (decorative=false has one and stays)
-    for key in ("identifier", "additionalProperty"):
-        doc[key] = [p for p in doc.get(key, []) if "value" in p]
+    # a PropertyValue without a value says nothing
+    doc["identifier"] = [p for p in doc.get("identifier", []) if "value" in p]
+    doc["assetstream:decorative"] = bool(v.get("decorative"))  # false is a fact too
     return _prune(doc)
 
 

@@ -31,7 +31,7 @@ def record(stage) -> dict:
 
 def test_jsonld_parses_and_carries_the_properties(record):
     doc = json.loads(json.dumps(to_jsonld(record), ensure_ascii=False))
-    assert doc["@context"] == "https://schema.org" and doc["@type"] == "ImageObject"
+    assert doc["@context"][0] == "https://schema.org" and doc["@type"] == "ImageObject"
     assert doc["name"] == TRICKY  # JSON carries any text; json.dumps escapes it
     assert doc["contentUrl"] == "s3://acme-dam/uploads/asset-0001.jpg"
     assert doc["caption"] == record["caption"] and doc["description"] == record["summary"]
@@ -49,17 +49,18 @@ def test_jsonld_parses_and_carries_the_properties(record):
     geo = doc["contentLocation"]["geo"]
     assert (geo["latitude"], geo["longitude"]) == (38.7223, -9.1393)
     assert doc["contentLocation"]["address"]["addressCountry"] == "PT"
-    props = {p["name"]: p["value"] for p in doc["additionalProperty"]}
-    assert props["usageFlag"] == "credit_required" and props["reviewStatus"] == record["status"]
-    assert json.loads(props["fieldSources"])["title"] == "human"
+    assert doc["assetstream:usageFlag"] == "credit_required" and doc["creativeWorkStatus"] == record["status"]
+    assert json.loads(doc["assetstream:fieldSources"])["title"] == "human"
+    assert doc["accessibilityFeature"] == ["alternativeText"]
+    assert schema_org_problems(doc) == []
 
 
 def test_jsonld_leaves_out_what_is_unknown(stage):
     doc = to_jsonld(stage.validate(enriched_asset(declared_license=None)))
     assert "contentLocation" not in doc and "creator" not in doc and "copyrightNotice" not in doc
     assert all(v not in (None, "", [], {}) for v in doc.values())
-    assert all("value" in p for p in doc["additionalProperty"] + doc["identifier"])
-    assert {"@type": "PropertyValue", "name": "usageFlag", "value": "unknown"} in doc["additionalProperty"]
+    assert all("value" in p for p in doc["identifier"])
+    assert doc["assetstream:usageFlag"] == "unknown" and schema_org_problems(doc) == []
 
 
 def test_xmp_is_well_formed_with_iptc_accessibility_fields(record):
@@ -104,4 +105,46 @@ def test_decorative_image_writes_empty_alt(stage):
     assert fields["Iptc4xmpCore:AltTextAccessibility"] == "" and fields["assetstream:Decorative"] == "True"
     doc = to_jsonld(rec)
     assert "accessibilitySummary" not in doc
-    assert {"@type": "PropertyValue", "name": "decorative", "value": True} in doc["additionalProperty"]
+    assert doc["assetstream:decorative"] is True and "accessibilityFeature" not in doc
+
+
+def schema_org_problems(node, where: str = "$", prefixes: frozenset[str] | None = None) -> list[str]:
+    """Every property of every typed node must be one schema.org defines for that type (the vocabulary as
+    generated into pydantic2-schemaorg); our own terms must use a prefix the document declares in @context."""
+    import importlib
+
+    if prefixes is None:
+        context = node.get("@context") if isinstance(node, dict) else None
+        prefixes = frozenset(k for c in (context if isinstance(context, list) else []) if isinstance(c, dict)
+                             for k in c)
+    problems: list[str] = []
+    if isinstance(node, list):
+        for i, item in enumerate(node):
+            problems += schema_org_problems(item, f"{where}[{i}]", prefixes)
+        return problems
+    if not isinstance(node, dict):
+        return problems
+    kind = node.get("@type")
+    fields = getattr(importlib.import_module(f"pydantic2_schemaorg.{kind}"), kind).__fields__ if kind else None
+    for key, value in node.items():
+        if key.startswith("@"):
+            continue
+        if ":" in key:
+            if key.split(":", 1)[0] not in prefixes:
+                problems.append(f"{where}.{key}: prefix not declared in @context")
+            continue
+        if fields is not None and key not in fields:
+            problems.append(f"{where}.{key}: not a schema.org property of {kind}")
+        problems += schema_org_problems(value, f"{where}.{key}", prefixes)
+    return problems
+
+
+def test_the_vocabulary_check_catches_what_schema_org_lacks(record):
+    doc = to_jsonld(record)
+    doc["additionalProperty"] = [{"@type": "PropertyValue", "name": "x", "value": 1}]
+    doc["contentLocation"]["geo"]["altitude"] = 3
+    doc["dam:origin"] = "x"
+    assert sorted(schema_org_problems(doc)) == [
+        "$.additionalProperty: not a schema.org property of ImageObject",
+        "$.contentLocation.geo.altitude: not a schema.org property of GeoCoordinates",
+        "$.dam:origin: prefix not declared in @context"]
