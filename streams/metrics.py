@@ -45,7 +45,9 @@ REVIEW_LOOKUPS = Counter("assetstream_review_lookups_total",
                          "Lookups of an asset's human review before validation", ["result"])
 ENRICH_TASKS_REUSED = Counter("assetstream_enrich_tasks_reused_total",
                               "Task results a partial reprocess kept from the asset's current enrichment")
-BUDGET_REMAINING = Gauge("assetstream_llm_budget_remaining_usd", "Budget left before consumption pauses")
+BUDGET_REMAINING = Gauge("assetstream_llm_budget_remaining_usd",
+                         "Budget left before consumption pauses; exported only by workers that have a budget "
+                         "(no budget: no series, so the budget alerts stay silent)", ["stage"])
 
 # --- validate -------------------------------------------------------------------------------------------
 DECISIONS = Counter("assetstream_validation_decisions_total", "Automation decisions", ["status", "usage_flag"])

@@ -235,11 +235,11 @@ def test_budget_cap_pauses(srv):
     run_stage(stage, preprocessed("b1", data=jpeg(1), phash="0000000000000000"))
     assert stage.should_pause() is None
     assert 0.015 < stage.spent_usd < 0.02
-    assert metrics.BUDGET_REMAINING._value.get() == pytest.approx(0.02 - stage.spent_usd)
+    assert metrics.BUDGET_REMAINING.labels("enrich")._value.get() == pytest.approx(0.02 - stage.spent_usd)
     run_stage(stage, preprocessed("b2", data=jpeg(2), phash="ffffffffffffffff"))
     assert stage.spent_usd >= 0.02
     assert stage.should_pause() == "budget"
-    assert metrics.BUDGET_REMAINING._value.get() == 0.0
+    assert metrics.BUDGET_REMAINING.labels("enrich")._value.get() == 0.0
 
 
 def test_rate_limit_holds(srv):
@@ -381,3 +381,18 @@ def test_alt_text_rules(answer, ok):
     t = load_prompt("alt_text")
     full = {"caption": "A red sneaker.", "title": "Red sneaker", "summary": "A sneaker.", "visible_text": "", **answer}
     assert (check_output("alt_text", full, "", t.schema) is None) is ok
+
+
+def test_no_budget_exports_no_budget_series():
+    """A default fleet (no budget) must not export a remaining budget of 0: the critical alert would fire."""
+    import subprocess
+    import sys
+
+    code = ("from prometheus_client import generate_latest\n"
+            "from app.settings import Settings\n"
+            "from consumers.enrich.stage import EnrichStage\n"
+            "EnrichStage(Settings().with_overrides(enrich={'provider': 'local', 'dedupe': 'memory'}))\n"
+            "print(generate_latest().decode())\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True).stdout
+    assert "assetstream_llm_requests_total" in out  # the worker's metrics are there
+    assert not [line for line in out.splitlines() if line.startswith("assetstream_llm_budget_remaining_usd")]

@@ -105,7 +105,7 @@ class SpendLedger:
 
     def _publish(self) -> None:
         if self.budget_usd is not None:
-            metrics.BUDGET_REMAINING.set(max(0.0, self.budget_usd - self.spent_usd))
+            metrics.BUDGET_REMAINING.labels("enrich").set(max(0.0, self.budget_usd - self.spent_usd))
 
 
 # --- semantic checks beyond JSON Schema -------------------------------------------------------------------
