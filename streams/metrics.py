@@ -43,8 +43,7 @@ LLM_LATENCY = Histogram("assetstream_llm_request_seconds", "Provider request lat
 DEDUPE = Counter("assetstream_dedupe_total", "Dedupe lookups before calling a provider", ["result"])
 REVIEW_LOOKUPS = Counter("assetstream_review_lookups_total",
                          "Lookups of an asset's human review before validation", ["result"])
-ENRICH_TASKS_REUSED = Counter("assetstream_enrich_tasks_reused_total",
-                              "Task results a partial reprocess kept from the asset's current enrichment")
+RESULT_CACHE = Counter("assetstream_result_cache_total", "Model-result cache lookups per task", ["result"])
 BUDGET_REMAINING = Gauge("assetstream_llm_budget_remaining_usd",
                          "Budget left before consumption pauses; exported only by workers that have a budget "
                          "(no budget: no series, so the budget alerts stay silent)", ["stage"])

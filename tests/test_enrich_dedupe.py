@@ -88,7 +88,11 @@ def test_copies_found_in_the_store_skip_the_provider(store):
                          preprocessed("orig", phash="c3a5f00f0ff0a53c", event_type="updated"))
         assert far.value["duplicate_of"] is None
         assert again.value["duplicate_of"] is None  # never a duplicate of itself
-        assert srv.count() == 9
+        # "far" is paid for; the update of "orig" asks the same questions (same image, model, prompts and
+        # context): answered from the result cache, with the original call's provenance
+        assert srv.count() == 6
+        assert {p["reused_from"] for p in again.value["provenance"]} == {"orig"}
+        assert again.value["cost_usd"] == 0.0
 
 
 def test_store_down_degrades_to_a_miss():

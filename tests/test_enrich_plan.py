@@ -57,7 +57,8 @@ def test_default_run_is_current_and_a_prompt_change_reruns_only_that_task(broker
                          enrich={"provider": "local", "dedupe": "elasticsearch", "prompts_dir": str(prompts)})
 
     # a default run: the local provider enriches, validate decides, the sink indexes
-    pre = [preprocessed(a, data=jpeg(i * 7, size=(224, 224))) for i, a in enumerate(IDS)]
+    pre = [preprocessed(a, data=jpeg(i * 7, size=(224, 224)), phash=("c3a5f00f0ff0a53c", "1f2e3d4c5b6a7988")[i])
+           for i, a in enumerate(IDS)]
     enriched = _enrich(s, pre)
     validate = ValidateStage(s)
     sink = IndexSink(s)
@@ -87,19 +88,22 @@ def test_default_run_is_current_and_a_prompt_change_reruns_only_that_task(broker
 
     events = {r["key"]: r["value"] for r in read_topic(s, "raw", 2)}
     assert {e["event_type"] for e in events.values()} == {"reprocess"}
-    assert {e["attributes"]["reprocess_tasks"] for e in events.values()} == {"alt_text"}
 
     s2 = s.with_overrides(enrich={"prompt_versions": {"alt_text": "v2"}})
     before = {t: _requests(t) for t in ("tagging", "alt_text", "rights")}
-    again = _enrich(s2, [{**p, "asset": events[p["asset"]["asset_id"]]} for p in pre])
+    # the reprocess events through preprocess again: the same image and metadata, a new event id and version
+    again = _enrich(s2, [{**p, "asset": {**p["asset"], **{k: events[p["asset"]["asset_id"]][k]
+                                                          for k in ("event_id", "event_type", "version")}}}
+                         for p in pre])
     spent = {t: _requests(t) - before[t] for t in before}
     assert spent == {"tagging": 0, "alt_text": 2, "rights": 0}
     for old, new in zip(enriched, again):
         old_prov = {p["task"]: p for p in old["provenance"]}
         new_prov = {p["task"]: p for p in new["provenance"]}
         assert new_prov["alt_text"]["prompt_version"] == "v2"
-        for task in ("tagging", "rights"):  # kept exactly as they were, results and provenance
+        for task in ("tagging", "rights"):  # the cached answers, with the provenance of the call that paid for them
             assert new_prov[task]["prompt_hash"] == old_prov[task]["prompt_hash"]
             assert new_prov[task]["timestamp"] == old_prov[task]["timestamp"]
+            assert new_prov[task]["reused_from"] == old["pre"]["asset"]["asset_id"] and new_prov[task]["cost_usd"] == 0
         assert new["enrichment"]["tags"] == old["enrichment"]["tags"]
         assert new["enrichment"]["licensing"] == old["enrichment"]["licensing"]

@@ -11,9 +11,9 @@ and model version per task; for local files also the same sha256) are skipped to
 
 `only_stale=True` re-publishes (event_type `reprocess`, version = indexed version + 1 so the index takes it)
 exactly the source's assets whose indexed enrichment came from another prompt hash / model / model version
-than the current configuration (the enrich stage's own plan, consumers/enrich/plan.py). Each event names its
-stale tasks (attribute `reprocess_tasks`), and enrich re-runs only those, keeping the asset's other current
-results. Assets not in the index are left alone.
+than the current configuration (the enrich stage's own plan, consumers/enrich/plan.py). Enrich then pays only for
+the stale tasks: the others' answers come from its result cache (consumers/enrich/results.py), their inputs being
+unchanged. Assets not in the index are left alone.
 """
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ from confluent_kafka import KafkaError, Producer
 
 from streams.avro import Serde, topic_names
 from app.ops.settings import OpsSettings, ops_settings
-from consumers.enrich.plan import REPROCESS_TASKS_ATTRIBUTE, EnrichPlan
+from consumers.enrich.plan import EnrichPlan
 from consumers.enrich.plan import stale_reasons as task_reasons
 from app.producer import asset_id_for, build_event
 from app.settings import Settings
@@ -327,8 +327,6 @@ class Plan:
     skipped_current: list[str] = field(default_factory=list)
     skipped_missing: list[str] = field(default_factory=list)
     stale: dict[str, list[str]] = field(default_factory=dict)
-    rerun: dict[str, list[str]] = field(default_factory=dict)
-    """asset id -> the stale tasks its reprocess event asks enrich to re-run (the others keep their results)"""
     problems: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
@@ -380,7 +378,6 @@ def make_plan(items: list[Item], state: StateFile | None, index: IndexView | Non
                 plan.skipped_state.append(it.asset_id)
                 continue
             plan.stale[it.asset_id] = reasons
-            plan.rerun[it.asset_id] = sorted(tasks)
             plan.publish.append((it, "reprocess", version, key, fp))
         return plan
 
@@ -409,11 +406,9 @@ def make_plan(items: list[Item], state: StateFile | None, index: IndexView | Non
 
 
 def build_item_event(it: Item, event_type: str, version: int | None, tenant: str | None,
-                     source_tag: str, rerun: list[str] | None = None) -> dict[str, Any]:
+                     source_tag: str) -> dict[str, Any]:
     f = it.fields
     attributes = {"ingest": source_tag}
-    if rerun:
-        attributes[REPROCESS_TASKS_ATTRIBUTE] = ",".join(rerun)
     product = {k: f[k] for k in ("sku", "category", "name", "brand") if f.get(k)} or None
     human = {k: f[k] for k in ("title", "alt_text") if f.get(k)} or None
     return build_event(it.asset_id, it.uri, event_type=event_type, version=version,
@@ -475,7 +470,7 @@ def execute(plan: Plan, publisher: BackfillPublisher, bucket: TokenBucket, *, te
             if stop is not None and stop.is_set():
                 result.interrupted = True
                 break
-            event = build_item_event(it, event_type, version, tenant, "backfill", plan.rerun.get(it.asset_id))
+            event = build_item_event(it, event_type, version, tenant, "backfill")
             publisher.send(event, key, fp, on_ack)
     except KeyboardInterrupt:
         result.interrupted = True

@@ -335,7 +335,7 @@ class Caller:
             "prompt_id": prompt.id, "prompt_version": prompt.version, "prompt_hash": prompt.hash,
             "request_id": resp.request_id, "timestamp": now_ms(), "input_tokens": usage.input_tokens,
             "output_tokens": usage.output_tokens, "latency_ms": round(usage.latency_ms, 3),
-            "cost_usd": usage.cost_usd}
+            "cost_usd": usage.cost_usd, "reused_from": None}
         assert resp.data is not None
         return TaskResult(task=prompt.id, data=resp.data, raw_text=resp.raw_text, provenance=provenance,
                           cost_usd=usage.cost_usd, attempts=usage.requests, repaired=repaired)

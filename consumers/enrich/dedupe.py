@@ -68,10 +68,6 @@ class DedupeIndex(Protocol):
                        enrichment: dict[str, Any], provenance: list[dict[str, Any]], *,
                        tenant: str | None = None, dhash: str | None = None) -> None: ...
 
-    async def previous(self, asset_id: str) -> DedupeMatch | None:
-        """The asset's own last enrichment (kind 'self'), for re-running only some tasks of a reprocess."""
-        ...
-
     async def review(self, asset_id: str) -> dict[str, Any] | None:
         """What people decided about the asset so far (its HumanReview in the index), or None."""
         ...
@@ -186,12 +182,6 @@ class InMemoryDedupeIndex:
     async def review(self, asset_id: str) -> dict[str, Any] | None:
         return None  # reviews live in the index; the sink applies them in any case
 
-    async def previous(self, asset_id: str) -> DedupeMatch | None:
-        e = self._entries.get(asset_id)
-        if e is None or not e.enrichment:
-            return None
-        return DedupeMatch(asset_id, "self", 0, copy.deepcopy(e.enrichment), copy.deepcopy(e.provenance))
-
     async def aclose(self) -> None:
         pass
 
@@ -207,7 +197,8 @@ def _provenance_from_doc(p: dict[str, Any]) -> dict[str, Any]:
             "prompt_version": p.get("prompt_version", ""), "prompt_hash": p.get("prompt_hash", ""),
             "request_id": p.get("request_id"), "timestamp": int(ts or 0),
             "input_tokens": int(p.get("input_tokens") or 0), "output_tokens": int(p.get("output_tokens") or 0),
-            "latency_ms": float(p.get("latency_ms") or 0.0), "cost_usd": float(p.get("cost_usd") or 0.0)}
+            "latency_ms": float(p.get("latency_ms") or 0.0), "cost_usd": float(p.get("cost_usd") or 0.0),
+            "reused_from": p.get("reused_from")}
 
 
 class ElasticsearchDedupeIndex:
@@ -294,21 +285,6 @@ class ElasticsearchDedupeIndex:
             return remote
         return m
 
-    def _get(self, asset_id: str) -> DedupeMatch | None:
-        from elasticsearch import NotFoundError
-        try:
-            res = self.client.options(request_timeout=self.timeout_s).search(
-                index=self.alias, query={"ids": {"values": [asset_id]}}, size=1,
-                source=["asset_id", "enrichment", "provenance"])
-        except NotFoundError:
-            return None
-        hits = res.get("hits", {}).get("hits", [])
-        src = (hits[0].get("_source") or {}) if hits else {}
-        if not src.get("enrichment"):
-            return None
-        return DedupeMatch(asset_id, "self", 0, src["enrichment"],
-                           [_provenance_from_doc(p) for p in src.get("provenance") or []])
-
     def _get_review(self, asset_id: str) -> dict[str, Any] | None:
         from elasticsearch import NotFoundError
         try:
@@ -334,13 +310,6 @@ class ElasticsearchDedupeIndex:
             return None
         metrics.REVIEW_LOOKUPS.labels("found" if review else "none").inc()
         return review
-
-    async def previous(self, asset_id: str) -> DedupeMatch | None:
-        m = await self.lru.previous(asset_id)
-        if m is not None:
-            return m
-        # a failure here propagates: the caller retries rather than paying for tasks it meant to keep
-        return await asyncio.to_thread(self._get, asset_id)
 
     async def remember(self, asset_id, sha256, phash, bands, enrichment, provenance, *, tenant=None, dhash=None):
         # the index sink writes the document after validation; until then the LRU covers this worker

@@ -23,19 +23,6 @@ from consumers.enrich.prompts import PromptTemplate, RenderedPrompt, load_prompt
 from consumers.enrich.settings import EnrichSettings
 from domain.taxonomy import load_taxonomy
 
-#: AssetEvent attribute naming the tasks a `reprocess` event re-runs (comma-separated); the others keep the asset's
-#: current results when they were made by the same plan
-REPROCESS_TASKS_ATTRIBUTE = "reprocess_tasks"
-
-#: what each task fills in the Enrichment record (a task re-run replaces exactly these)
-TASK_FIELDS: dict[str, tuple[str, ...]] = {
-    "tagging": ("tags",),
-    "alt_text": ("alt_text", "decorative", "caption", "title", "summary", "visible_text"),
-    "rights": ("licensing", "must_display_credit", "credit_text"),
-    "verify": (),
-}
-
-
 @dataclass(frozen=True)
 class PlannedTask:
     name: str  # tagging | alt_text | rights | verify

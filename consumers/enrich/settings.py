@@ -76,6 +76,10 @@ class EnrichSettings(Section):
     dedupe: Literal["elasticsearch", "memory", "off"] = Field(
         "elasticsearch", description="where already-enriched assets are looked up (memory = this process only)")
     dedupe_lru_size: int = 10_000
+    result_cache: Literal["store", "memory", "off"] = Field(
+        "store", description="where model answers are kept by what determines them (image, task, model, prompt, "
+                             "rendered context) so the same question is never paid twice; store = <index>-results")
+    result_cache_ttl_days: int = Field(180, ge=1, description="cached answers older than this are asked again")
     dedupe_confirm_distance: int = Field(
         10, description="pHash distance up to which a copy still counts as near-duplicate when its dHash is "
                         "also within dedupe_max_distance (slight crops move pHash 6-10 bits); set it equal to "

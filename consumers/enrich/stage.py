@@ -13,7 +13,8 @@ from typing import Any, Callable
 
 from consumers.enrich.calling import Caller, PriceTable, SpendLedger, TaskResult
 from consumers.enrich.dedupe import DedupeIndex, ElasticsearchDedupeIndex, InMemoryDedupeIndex
-from consumers.enrich.plan import REPROCESS_TASKS_ATTRIBUTE, TASK_FIELDS, EnrichPlan, stale_reasons
+from consumers.enrich.plan import EnrichPlan
+from consumers.enrich.results import make_result_cache, result_key
 from consumers.enrich.providers import make_provider
 from consumers.enrich.providers.base import Provider
 from streams import metrics
@@ -88,6 +89,7 @@ class EnrichStage(Stage):
                 dedupe = InMemoryDedupeIndex(self.enrich.dedupe_max_distance, self.enrich.dedupe_lru_size,
                                              self.enrich.dedupe_confirm_distance)
         self.dedupe = dedupe
+        self.results = make_result_cache(settings, getattr(dedupe, "client", None))
         # task results of records that failed part-way, so a runner retry does not pay twice
         self._partial: OrderedDict[tuple[str, str, str], TaskResult] = OrderedDict()
 
@@ -137,7 +139,7 @@ class EnrichStage(Stage):
                     "task": "dedupe", "provider": "dedupe", "model": "sha256" if match.kind == "exact" else "phash",
                     "model_version": None, "prompt_id": "dedupe", "prompt_version": match.kind,
                     "prompt_hash": "", "request_id": match.asset_id, "timestamp": now_ms(), "input_tokens": 0,
-                    "output_tokens": 0, "latency_ms": 0.0, "cost_usd": 0.0}]
+                    "output_tokens": 0, "latency_ms": 0.0, "cost_usd": 0.0, "reused_from": None}]
                 return Output(value=self._record(pre, normalise_enrichment(match.enrichment), prov, 0.0,
                                                  duplicate_of=match.asset_id,
                                                  duplicate_distance=match.distance,
@@ -145,7 +147,7 @@ class EnrichStage(Stage):
             metrics.DEDUPE.labels("miss").inc()
 
         review = await self.dedupe.review(asset["asset_id"]) if self.dedupe is not None else None
-        results = await self._run_tasks(value, await self._kept_results(asset))
+        results = await self._run_tasks(value)
         enrichment = self._merge(results)
         provenance = [r.provenance for r in results.values()]
         cost = sum(r.cost_usd for r in results.values())
@@ -155,38 +157,6 @@ class EnrichStage(Stage):
                                        dhash=hashes.get("dhash"))
         return Output(value=self._record(pre, enrichment, provenance, cost, review=review))
 
-    async def _kept_results(self, asset: dict[str, Any]) -> dict[str, TaskResult]:
-        """For a reprocess event that names the tasks to re-run (attribute `reprocess_tasks`, comma-separated:
-        `backfill --only-stale` sets it to the stale ones), the other tasks' results from the asset's current
-        enrichment, if that was made by the same plan (same prompt hash, provider and model). Anything else
-        runs every task."""
-        wanted = (asset.get("attributes") or {}).get(REPROCESS_TASKS_ATTRIBUTE)
-        if asset.get("event_type") != "reprocess" or not wanted or self.dedupe is None:
-            return {}
-        rerun = {t.strip() for t in wanted.split(",") if t.strip()}
-        previous = await self.dedupe.previous(asset["asset_id"])
-        if previous is None:
-            return {}
-        current = self.plan.identities()
-        stale = stale_reasons(previous.provenance, current)
-        prov = {p["task"]: p for p in previous.provenance if p.get("task") != "dedupe"}
-        e = normalise_enrichment(previous.enrichment)
-        kept: dict[str, TaskResult] = {}
-        if "verify" in self.plan.tasks and {"tagging", "verify"} & (rerun | set(stale)):
-            rerun |= {"tagging", "verify"}  # the verifier's agreement is only meaningful beside the same tagging
-        for name in self.plan.tasks:
-            if name in rerun or name in stale or name == "verify":
-                continue
-            data = {f: e[f] for f in TASK_FIELDS[name]}
-            kept[name] = TaskResult(task=name, data=data, raw_text=e["raw_outputs"].get(name, ""),
-                                    provenance=dict(prov[name]), cost_usd=0.0, attempts=0, repaired=False)
-        if "verify" in self.plan.tasks and "tagging" in kept:  # both kept: so is their agreement
-            kept["verify"] = TaskResult(task="verify", data={"confidence": e["confidence"]},
-                                        raw_text=e["raw_outputs"].get("verify", ""), provenance=dict(prov["verify"]),
-                                        cost_usd=0.0, attempts=0, repaired=False)
-        metrics.ENRICH_TASKS_REUSED.inc(len(kept))
-        return kept
-
     def _record(self, pre: dict[str, Any], enrichment: dict[str, Any] | None, provenance: list[dict[str, Any]],
                 cost: float, *, duplicate_of: str | None = None, duplicate_distance: int | None = None,
                 review: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -194,9 +164,9 @@ class EnrichStage(Stage):
                 "duplicate_of": duplicate_of, "duplicate_distance": duplicate_distance, "stamp": stamp(self.name),
                 "review": review}
 
-    async def _run_tasks(self, value: dict[str, Any], kept: dict[str, TaskResult] | None = None
-                         ) -> dict[str, TaskResult]:
-        """Run every planned task not in `kept` (results reused from the asset's current document)."""
+    async def _run_tasks(self, value: dict[str, Any]) -> dict[str, TaskResult]:
+        """Every planned task's answer: from the result cache when the same question was asked before (same
+        image, task, model, prompt and rendered context), else from the model (and then cached)."""
         asset = value["asset"]
         thumb = value.get("thumbnail") or {}
         image = thumb.get("data") if self.enrich.send_image else None
@@ -205,7 +175,12 @@ class EnrichStage(Stage):
                    "taxonomy_version": self.plan.taxonomy_version}
         jobs = self.plan.tasks
         key_base = (asset["asset_id"], str(asset.get("event_id")))
-        results: dict[str, TaskResult] = dict(kept or {})
+        results: dict[str, TaskResult] = {}
+        prompts = {name: self.plan.render(task, value) for name, task in jobs.items()}
+        keys = {name: result_key(name, task.spec, prompts[name], image) for name, task in jobs.items()}
+        if self.results is not None:
+            hits = await self.results.get_many(list(keys.values()))
+            results.update({name: hits[k] for name, k in keys.items() if k in hits})
         pending: dict[asyncio.Task, str] = {}
         for name, task in jobs.items():
             if name in results:
@@ -214,8 +189,7 @@ class EnrichStage(Stage):
             if cached is not None:
                 results[name] = cached
                 continue
-            coro = self.caller.run(task.spec, self.plan.render(task, value), image=image, media_type=media_type,
-                                   context=context)
+            coro = self.caller.run(task.spec, prompts[name], image=image, media_type=media_type, context=context)
             pending[asyncio.ensure_future(coro)] = name
         error: BaseException | None = None
         if pending:
@@ -244,6 +218,9 @@ class EnrichStage(Stage):
         self._drop_partial(key_base, jobs)
         if "verify" in results:
             results["verify"].provenance["task"] = "verify"
+        if self.results is not None:
+            for name in pending.values():  # newly paid answers only
+                await self.results.put(keys[name], results[name], asset["asset_id"])
         return {name: results[name] for name in jobs}  # stable order: tagging, alt_text, rights, verify
 
     def _drop_partial(self, key_base: tuple[str, str], jobs: dict[str, Any]) -> None:
@@ -273,8 +250,6 @@ class EnrichStage(Stage):
         if "tagging" not in results:
             return 0.0
         tags = results["tagging"].data.get("tags", [])
-        if "verify" in results and "confidence" in results["verify"].data:  # kept from the previous run
-            return float(results["verify"].data["confidence"])
         if "verify" in results:
             first = {t["tag"] for t in tags if float(t["score"]) >= VERIFY_MIN_SCORE}
             second = {t["tag"] for t in results["verify"].data.get("tags", []) if float(t["score"]) >= VERIFY_MIN_SCORE}
