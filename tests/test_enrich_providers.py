@@ -112,11 +112,36 @@ def test_claude_success_forced_tool_call_and_request_shape(claude_server):
     assert body["tools"][0]["input_schema"] == pr.schema
     assert body["tools"][0]["input_schema"]["properties"]["tags"]["items"]["properties"]["tag"]["enum"] == \
         sorted(t["tag"] for t in VOCAB)
-    assert body["system"] == pr.system
+    # the stable prefix (tools + system) is marked for Anthropic's prompt cache
+    assert body["system"] == [{"type": "text", "text": pr.system, "cache_control": {"type": "ephemeral"}}]
     image, text = body["messages"][0]["content"]
     assert image == {"type": "image", "source": {"type": "base64", "media_type": "image/jpeg",
                                                  "data": base64.b64encode(JPEG).decode()}}
     assert text == {"type": "text", "text": pr.user_text}
+
+
+def test_claude_prompt_cache_tokens_are_billed_at_their_own_rates(claude_server):
+    cached = rec("claude/tagging_ok.json")
+    cached["body"]["usage"] = {"input_tokens": 140, "cache_creation_input_tokens": 0,
+                               "cache_read_input_tokens": 2980, "output_tokens": 96, "service_tier": "standard"}
+    first = rec("claude/tagging_ok.json")
+    first["body"]["usage"] = {"input_tokens": 140, "cache_creation_input_tokens": 2980,
+                              "cache_read_input_tokens": 0, "output_tokens": 96, "service_tier": "standard"}
+    claude_server.script("record_tags", first, cached)
+    _, write = ccall(claude_server)
+    _, read = ccall(claude_server)
+    # haiku 4.5: $1 input, $5 output per MTok; cache writes 1.25x and reads 0.1x the input price
+    assert write.provenance["cost_usd"] == pytest.approx((140 * 1.0 + 2980 * 1.25 + 96 * 5.0) / 1e6)
+    assert read.provenance["cost_usd"] == pytest.approx((140 * 1.0 + 2980 * 0.1 + 96 * 5.0) / 1e6)
+    assert read.provenance["input_tokens"] == write.provenance["input_tokens"] == 3120
+    assert read.provenance["cost_usd"] < 0.3 * write.provenance["cost_usd"]
+
+
+def test_claude_prompt_caching_can_be_switched_off(claude_server):
+    claude_server.script("record_tags", rec("claude/tagging_ok.json"))
+    s = settings(prompt_caching=False, anthropic_api_key=KEY, anthropic_base_url=claude_server.url)
+    pr, _ = ccall(claude_server, s=s, p=ClaudeProvider(s))
+    assert claude_server.requests[0].body["system"] == pr.system
 
 
 def test_claude_429_then_success_honours_retry_after(claude_server):

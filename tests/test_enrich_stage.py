@@ -141,7 +141,8 @@ def test_injection_in_ocr_and_notes_cannot_change_instructions_or_schema(srv):
 
     run_stage(stage, clean, hostile)
     sent_clean, sent_hostile = (r.body for r in srv.requests)
-    assert sent_hostile["system"] == sent_clean["system"] == rc.system
+    assert sent_hostile["system"] == sent_clean["system"]
+    assert [b["text"] for b in sent_clean["system"]] == [rc.system]  # one cached block: our instructions only
     assert sent_hostile["tools"] == sent_clean["tools"]
     assert sent_hostile["tools"][0]["input_schema"] == rc.schema
     assert sent_hostile["tool_choice"] == {"type": "tool", "name": "record_tags"}

@@ -70,14 +70,19 @@ class PriceTable:
     def has(self, spec: ModelSpec) -> bool:
         return spec.provider == "local" or spec.key in self.prices
 
-    def cost(self, spec: ModelSpec, input_tokens: int, output_tokens: int) -> float:
+    def cost(self, spec: ModelSpec, input_tokens: int, output_tokens: int, cache_read: int = 0,
+             cache_write: int = 0) -> float:
+        """USD. Prompt-cache tokens at their own rates: `cache_read_per_mtok` / `cache_write_per_mtok` when the
+        price entry has them, else Anthropic's published multipliers of the input price (0.1x read, 1.25x write)."""
         if spec.provider == "local":
             return 0.0
         p = self.prices.get(spec.key)
         if p is None:
             raise PermanentError(f"no price for {spec.key}: add enrich.prices[{spec.key!r}]", reason="config")
-        return (input_tokens * float(p.get("input_per_mtok", 0.0))
-                + output_tokens * float(p.get("output_per_mtok", 0.0))) / 1_000_000.0
+        base = float(p.get("input_per_mtok", 0.0))
+        return (input_tokens * base + output_tokens * float(p.get("output_per_mtok", 0.0))
+                + cache_read * float(p.get("cache_read_per_mtok", 0.1 * base))
+                + cache_write * float(p.get("cache_write_per_mtok", 1.25 * base))) / 1_000_000.0
 
 
 class SpendLedger:
@@ -240,10 +245,11 @@ class Caller:
         return lim
 
     def _account(self, spec: ModelSpec, task: str, usage: _Usage, input_tokens: int, output_tokens: int,
-                 latency_ms: float, outcome: str | None) -> None:
-        """outcome=None: the request returned an answer; `run` counts it as ok / invalid_output once validated."""
-        cost = self.prices.cost(spec, input_tokens, output_tokens)
-        usage.input_tokens += input_tokens
+                 latency_ms: float, outcome: str | None, cache_read: int = 0, cache_write: int = 0) -> None:
+        """outcome=None: the request returned an answer; `run` counts it as ok / invalid_output once validated.
+        Provenance counts every input token (full-rate and cached); the cost prices each at its own rate."""
+        cost = self.prices.cost(spec, input_tokens, output_tokens, cache_read, cache_write)
+        usage.input_tokens += input_tokens + cache_read + cache_write
         usage.output_tokens += output_tokens
         usage.cost_usd += cost
         usage.latency_ms += latency_ms
@@ -252,6 +258,10 @@ class Caller:
         if outcome is not None:
             metrics.LLM_REQUESTS.labels(spec.provider, spec.model, task, outcome).inc()
         metrics.LLM_TOKENS.labels(spec.provider, spec.model, "input").inc(input_tokens)
+        if cache_read:
+            metrics.LLM_TOKENS.labels(spec.provider, spec.model, "cache_read").inc(cache_read)
+        if cache_write:
+            metrics.LLM_TOKENS.labels(spec.provider, spec.model, "cache_write").inc(cache_write)
         metrics.LLM_TOKENS.labels(spec.provider, spec.model, "output").inc(output_tokens)
         metrics.LLM_COST.labels(spec.provider, spec.model).inc(cost)
         metrics.LLM_LATENCY.labels(spec.provider, spec.model).observe(latency_ms / 1000.0)
@@ -279,13 +289,16 @@ class Caller:
                 # refusals still bill the tokens the provider reported
                 tin, tout = int(e.details.get("input_tokens", 0) or 0), int(e.details.get("output_tokens", 0) or 0)
                 self._account(spec, request.task, usage, tin, tout, (time.monotonic() - started) * 1000,
-                              "refused" if e.reason == "refused" else "permanent")
+                              "refused" if e.reason == "refused" else "permanent",
+                              int(e.details.get("cache_read_tokens", 0) or 0),
+                              int(e.details.get("cache_write_tokens", 0) or 0))
                 limiter.settle(est, tin + tout)
                 raise
-        limiter.settle(est, resp.input_tokens + resp.output_tokens)
+        limiter.settle(est, resp.input_tokens + resp.cache_write_tokens + resp.output_tokens)
         latency = resp.latency_ms or (time.monotonic() - started) * 1000
         resp.latency_ms = latency
-        self._account(spec, request.task, usage, resp.input_tokens, resp.output_tokens, latency, None)
+        self._account(spec, request.task, usage, resp.input_tokens, resp.output_tokens, latency, None,
+                      resp.cache_read_tokens, resp.cache_write_tokens)
         return resp
 
     async def _with_retries(self, spec: ModelSpec, request: ProviderRequest, usage: _Usage) -> ProviderResponse:

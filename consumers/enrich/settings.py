@@ -76,6 +76,8 @@ class EnrichSettings(Section):
     dedupe: Literal["elasticsearch", "memory", "off"] = Field(
         "elasticsearch", description="where already-enriched assets are looked up (memory = this process only)")
     dedupe_lru_size: int = 10_000
+    prompt_caching: bool = Field(True, description="Claude: mark the stable prefix (output tool + vocabulary, "
+                                                   "system prompt) for Anthropic's prompt cache")
     result_cache: Literal["store", "memory", "off"] = Field(
         "store", description="where model answers are kept by what determines them (image, task, model, prompt, "
                              "rendered context) so the same question is never paid twice; store = <index>-results")

@@ -70,9 +70,12 @@ class ProviderResponse:
     model_version: str | None = None
     request_id: str | None = None
     input_tokens: int = 0
+    """input tokens billed at the full rate (prompt-cache reads and writes are counted apart)"""
     output_tokens: int = 0
     latency_ms: float = 0.0
     stop_reason: str | None = None
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
 
 
 @runtime_checkable

@@ -49,6 +49,9 @@ class ClaudeProvider:
     def __init__(self, settings: Any = None, *, api_key: str | None = None, base_url: str | None = None,
                  client: anthropic.AsyncAnthropic | None = None):
         self._fixed = client
+        # the stable prefix (output tool with the vocabulary, system prompt) is marked for Anthropic's prompt cache:
+        # repeated within its lifetime it is billed at the cache-read rate (0.1x input) instead of in full
+        self.prompt_caching = bool(getattr(getattr(settings, "enrich", None), "prompt_caching", True))
         self._client_kwargs: dict[str, Any] = {}
         self._clients: dict[int, anthropic.AsyncAnthropic] = {}
         if client is None:
@@ -78,7 +81,9 @@ class ClaudeProvider:
         try:
             raw = await self.client.messages.with_raw_response.create(
                 model=request.model, max_tokens=request.max_tokens,
-                system=request.system, messages=[{"role": "user", "content": content}],
+                system=[{"type": "text", "text": request.system, "cache_control": {"type": "ephemeral"}}]
+                if self.prompt_caching else request.system,
+                messages=[{"role": "user", "content": content}],
                 tools=[{"name": tool_name, "description": f"Record the {request.task} result.",
                         "input_schema": request.output_schema}],
                 tool_choice={"type": "tool", "name": tool_name},
@@ -99,15 +104,17 @@ class ClaudeProvider:
         request_id = raw.headers.get("request-id") or getattr(msg, "_request_id", None)
         usage = msg.usage
         resp = ProviderResponse(data=None, raw_text="", model=request.model, model_version=msg.model,
-                                request_id=request_id, input_tokens=int(usage.input_tokens or 0)
-                                + int(getattr(usage, "cache_read_input_tokens", 0) or 0)
-                                + int(getattr(usage, "cache_creation_input_tokens", 0) or 0),
+                                request_id=request_id, input_tokens=int(usage.input_tokens or 0),
+                                cache_read_tokens=int(getattr(usage, "cache_read_input_tokens", 0) or 0),
+                                cache_write_tokens=int(getattr(usage, "cache_creation_input_tokens", 0) or 0),
                                 output_tokens=int(usage.output_tokens or 0), latency_ms=latency_ms,
                                 stop_reason=msg.stop_reason)
         if msg.stop_reason == "refusal":
             raise PermanentError("claude refused the request", reason="refused",
                                  details={"request_id": request_id or "", "model": msg.model,
-                                          "input_tokens": resp.input_tokens, "output_tokens": resp.output_tokens})
+                                          "input_tokens": resp.input_tokens, "output_tokens": resp.output_tokens,
+                                          "cache_read_tokens": resp.cache_read_tokens,
+                                          "cache_write_tokens": resp.cache_write_tokens})
         for block in msg.content:
             if block.type == "tool_use" and block.name == tool_name:
                 resp.data = block.input if isinstance(block.input, dict) else None
