@@ -28,6 +28,21 @@ STAGES = {
 }
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from streams import PIPELINE_VERSION, __version__
+
+        out.print(f"assetstream {__version__} (pipeline {PIPELINE_VERSION})", highlight=False)
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
+                                       help="print the version and exit")) -> None:
+    """assetstream: a Kafka consumer fleet that turns raw image-asset events into validated, searchable,
+    provenance-stamped DAM metadata."""
+
+
 def stage_class(name: str) -> Any:
     """A built-in stage name, or 'package.module:Class' for your own stage."""
     target = STAGES.get(name, name)
