@@ -23,20 +23,37 @@ from pydantic import SecretStr
 
 from app.settings import Settings
 
-IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".gif", ".bmp", ".heic"}
 STAGE_ORDER = ("preprocess", "enrich", "validate", "index")
 STAGE_OUTPUT = {"preprocess": "preprocessed", "enrich": "enriched", "validate": "validated"}
 
 
-def find_images(patterns: list[str]) -> list[Path]:
+def find_images(patterns: list[str], extensions: list[str] | None = None) -> tuple[list[Path], list[tuple[str, str]]]:
+    """(images, skipped): the files to publish and every file a directory or glob matched but that is not
+    picked up, with the reason (never skipped silently). A file named explicitly is always taken (preprocess
+    sniffs its content). `extensions`: ops.image_extensions, the same list a directory backfill uses."""
+    from app.ops.settings import DEFAULT_IMAGE_EXTENSIONS
+
+    exts = {e.lower() if e.startswith(".") else "." + e.lower() for e in (extensions or DEFAULT_IMAGE_EXTENSIONS)}
     found: list[Path] = []
+    skipped: list[tuple[str, str]] = []
+
+    def sort(candidates: list[Path]) -> None:
+        for f in candidates:
+            if not f.is_file():
+                if not f.is_dir():
+                    skipped.append((str(f), "not a regular file"))
+            elif f.suffix.lower() in exts:
+                found.append(f)
+            else:
+                skipped.append((str(f), f"not an image extension ({f.suffix or 'none'}; "
+                                        f"known: {' '.join(sorted(exts))})"))
+
     for pattern in patterns:
         p = Path(pattern).expanduser()
         if p.is_dir():
-            found += [f for f in sorted(p.rglob("*")) if f.suffix.lower() in IMAGE_EXTENSIONS and f.is_file()]
+            sort(sorted(p.rglob("*")))
         elif any(ch in pattern for ch in "*?["):
-            found += [Path(f) for f in sorted(glob.glob(pattern, recursive=True))
-                      if Path(f).suffix.lower() in IMAGE_EXTENSIONS and Path(f).is_file()]
+            sort([Path(f) for f in sorted(glob.glob(pattern, recursive=True))])
         elif p.is_file():
             found.append(p)
         else:
@@ -44,7 +61,7 @@ def find_images(patterns: list[str]) -> list[Path]:
     unique: dict[Path, None] = {}
     for f in found:
         unique[f.resolve()] = None
-    return list(unique)
+    return list(unique), skipped
 
 
 def _reveal(node: Any) -> Any:
@@ -105,6 +122,7 @@ class EmbeddedRun:
         self.services: list[Any] = []
         self.workers: dict[str, subprocess.Popen] = {}
         self.workdir = Path(tempfile.mkdtemp(prefix="assetstream-run-"))
+        self.skipped: list[tuple[str, str]] = []  # (file, why) for every file found but not published
 
     # ------------------------------------------------------------------------------------------ setup
     def _say(self, text: str) -> None:
@@ -177,9 +195,12 @@ class EmbeddedRun:
         from domain.store.management import ensure_index
         from streams.topics import create_topics
 
-        images = find_images(self.inputs)
+        images, self.skipped = find_images(self.inputs, self.base_settings.ops.image_extensions)
+        for name, why in self.skipped:
+            self._say(f"[yellow]skipped[/yellow] {name}: {why}")
         if not images:
-            raise FileNotFoundError(f"no images found in {' '.join(self.inputs)}")
+            raise FileNotFoundError(f"no images found in {' '.join(self.inputs)}"
+                                    + (f" ({len(self.skipped)} file(s) skipped, see above)" if self.skipped else ""))
         settings = self.configure(images)
         try:
             create_topics(settings)

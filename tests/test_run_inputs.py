@@ -1,0 +1,57 @@
+"""What `assetstream run` picks up from the paths it is given: HEIC/HEIF included, every other file reported
+with the reason it was skipped (never silently)."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from app.embedded_run import find_images
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def cli(*args: str, cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ASSETSTREAM_")}
+    env["PYTHONPATH"] = str(REPO)
+    return subprocess.run([sys.executable, "-m", "app.cli", *args], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def test_discovery_takes_heic_and_heif_and_reports_the_rest(tmp_path):
+    (tmp_path / "sub").mkdir()
+    for name in ("iphone.HEIC", "camera.heif", "a.jpg", "sub/b.png", "notes.txt", ".DS_Store", "sub/README"):
+        (tmp_path / name).write_bytes(b"x")
+    images, skipped = find_images([str(tmp_path)])
+    assert sorted(p.name for p in images) == ["a.jpg", "b.png", "camera.heif", "iphone.HEIC"]
+    why = {Path(f).name: reason for f, reason in skipped}
+    assert set(why) == {"notes.txt", ".DS_Store", "README"}
+    assert "not an image extension (.txt" in why["notes.txt"]
+
+
+def test_glob_reports_what_it_skips(tmp_path):
+    for name in ("one.heic", "two.gif", "three.pdf"):
+        (tmp_path / name).write_bytes(b"x")
+    images, skipped = find_images([str(tmp_path / "*")])
+    assert sorted(p.name for p in images) == ["one.heic", "two.gif"]
+    assert [Path(f).name for f, _ in skipped] == ["three.pdf"]
+
+
+def test_a_file_named_explicitly_is_always_taken(tmp_path):
+    odd = tmp_path / "scan.dat"
+    odd.write_bytes(b"x")
+    images, skipped = find_images([str(odd)])
+    assert images == [odd.resolve()] and skipped == []
+
+
+def test_run_says_which_files_it_skipped_and_why(tmp_path):
+    """Nothing to publish: exit 2 before any broker starts, naming each skipped file."""
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "brief.txt").write_text("hello")
+    (tmp_path / "docs" / "clip.mov").write_bytes(b"x")
+    result = cli("run", "docs", cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    err = " ".join(result.stderr.split())
+    assert "skipped" in err and "brief.txt" in err and "clip.mov" in err
+    assert "not an image extension" in err and "no images found" in err
