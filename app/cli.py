@@ -59,6 +59,10 @@ def worker(stage: str = typer.Argument(..., help="preprocess | enrich | validate
     from streams.runner import StageRunner
 
     settings = load_settings()
+    refusal = settings.registry.refusal()
+    if refusal:
+        console.print(f"[red]refusing to start:[/red] {refusal}")
+        raise typer.Exit(2)
     setup_logging(settings.log_level)
     if metrics_port is not None:
         settings = settings.with_overrides(runner={"metrics_port": metrics_port})

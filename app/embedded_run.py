@@ -144,8 +144,9 @@ class EmbeddedRun:
             overrides["kafka"] = {"bootstrap_servers": broker.bootstrap, "session_timeout_ms": 6000,
                                   "heartbeat_interval_ms": 1000, "static_membership": False}
             self._say(f"[dim]started embedded Kafka-protocol broker (tansu) at {broker.bootstrap}[/dim]")
-        if self.registry:
-            overrides["registry"] = {"url": self.registry}
+        # the workers are this run's own processes; with no --registry they share the in-process registry's
+        # stable schema ids (streams/avro.py), which a production worker is refused (registry.allow_in_process)
+        overrides["registry"] = {"allow_in_process": True, **({"url": self.registry} if self.registry else {})}
         if self.es_url:
             overrides["index"] = {"url": self.es_url}
         else:

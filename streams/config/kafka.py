@@ -54,6 +54,21 @@ class RegistrySettings(Section):
     url: str = Field("mock://assetstream", description="Schema Registry URL; mock:// = in-process (tests, embedded)")
     basic_auth_user_info: SecretStr | None = Field(None, description="user:password")
     auto_register: bool = True
+    allow_in_process: bool = Field(False, description="let a worker run on a mock:// (in-process) registry; set "
+                                                      "by `assetstream run` and the tests, never in production")
+
+    @property
+    def in_process(self) -> bool:
+        return self.url.startswith("mock://")
+
+    def refusal(self) -> str | None:
+        """Why a long-running service must not start with this registry, or None. A mock:// registry lives in
+        one process: records it writes carry schema ids no other process (nor a real consumer) can resolve."""
+        if self.in_process and not self.allow_in_process:
+            return (f"registry.url is {self.url!r}, the in-process test registry: set ASSETSTREAM_REGISTRY__URL "
+                    "to your Schema Registry (e.g. http://schema-registry:8081), or set "
+                    "ASSETSTREAM_REGISTRY__ALLOW_IN_PROCESS=true for a local experiment")
+        return None
 
     def client_config(self) -> dict[str, object]:
         conf: dict[str, object] = {"url": self.url}
