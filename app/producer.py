@@ -15,6 +15,7 @@ from typing import Any, Iterable
 
 from confluent_kafka import KafkaError, Producer
 
+from domain.events import EventError, check_event
 from streams.avro import Serde
 from streams.records import now_ms
 from app.settings import Settings
@@ -24,6 +25,9 @@ EVENT_TYPES = ("created", "updated", "deleted", "reprocess")
 
 class PublishError(RuntimeError):
     pass
+
+
+__all__ = ["AssetPublisher", "EventError", "PublishError", "asset_id_for", "build_event", "publish_asset"]
 
 
 def asset_id_for(uri: str) -> str:
@@ -40,7 +44,11 @@ def build_event(asset_id: str, source_uri: str | None, *, event_type: str = "cre
                 attributes: dict[str, str] | None = None, event_time_ms: int | None = None,
                 event_id: str | None = None) -> dict[str, Any]:
     """A valid AssetEvent dict. `version` defaults to the event time in ms (monotonic enough per asset
-    for most DAMs; pass your DAM's own revision counter when it has one)."""
+    for most DAMs; pass your DAM's own revision counter when it has one).
+
+    Raises ValueError, or its subclass domain.events.EventError (with `.problems`) for an event the pipeline
+    cannot process: an unsupported URL scheme, an asset id with spaces, an over-long text field, ... (the entry
+    rules in domain/events.py, the same the webhook applies)."""
     if event_type not in EVENT_TYPES:
         raise ValueError(f"event_type must be one of {EVENT_TYPES}, not {event_type!r}")
     if not asset_id:
@@ -57,11 +65,12 @@ def build_event(asset_id: str, source_uri: str | None, *, event_type: str = "cre
     if human_fields:
         hf = {"title": None, "alt_text": None, "caption": None, "description": None, "keywords": [],
               "creator": None, "credit_line": None, "copyright": None, **human_fields}
-    return {"asset_id": asset_id, "event_id": event_id or uuid.uuid4().hex, "event_type": event_type,
-            "source_uri": source_uri, "content_type": content_type, "uploader": uploader,
-            "uploader_notes": uploader_notes, "declared_license": declared_license, "product_context": pc,
-            "tenant": tenant, "event_time": t, "version": version if version is not None else t,
-            "human_fields": hf, "attributes": dict(attributes or {})}
+    return check_event({
+        "asset_id": asset_id, "event_id": event_id or uuid.uuid4().hex, "event_type": event_type,
+        "source_uri": source_uri, "content_type": content_type, "uploader": uploader,
+        "uploader_notes": uploader_notes, "declared_license": declared_license, "product_context": pc,
+        "tenant": tenant, "event_time": t, "version": version if version is not None else t,
+        "human_fields": hf, "attributes": dict(attributes or {})})
 
 
 class AssetPublisher:

@@ -34,7 +34,7 @@ from streams.avro import Serde, topic_names
 from app.ops.settings import OpsSettings, ops_settings
 from consumers.enrich.plan import REPROCESS_TASKS_ATTRIBUTE, EnrichPlan
 from consumers.enrich.plan import stale_reasons as task_reasons
-from app.producer import asset_id_for, build_event
+from app.producer import EventError, asset_id_for, build_event
 from app.settings import Settings
 
 log = logging.getLogger("assetstream.backfill")
@@ -165,9 +165,14 @@ def read_manifest(path: Path, use_hash: bool = False) -> tuple[list[Item], list[
                 bad.append(f"{where}: not an object")
                 continue
             try:
-                items.append(_row_item(row, where, base, use_hash))
+                item = _row_item(row, where, base, use_hash)
+                build_item_event(item, "created", item.version, None, "backfill")  # the shared entry rules
+            except EventError as exc:
+                bad.append(f"{where}: {exc}")
             except (ValueError, OSError) as exc:
                 bad.append(str(exc))
+            else:
+                items.append(item)
     return items, bad
 
 

@@ -60,7 +60,7 @@ app = typer.Typer(no_args_is_help=True, add_completion=False, help="assetstream 
 @app.command("publish")
 def publish(
     files_or_urls: List[str] = typer.Argument(..., help="local image paths (sent as file:// URIs) and/or "
-                                              "http(s):// s3:// gs:// URLs"),
+                                              "http(s):// or s3:// URLs"),
     asset_id: Optional[str] = typer.Option(None, "--asset-id", help="asset id (only with one source); "
                                            "default: derived from the URI"),
     event_type: str = typer.Option("created", "--event-type", help="created | updated | reprocess"),
