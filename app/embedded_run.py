@@ -220,14 +220,14 @@ class EmbeddedRun:
     @staticmethod
     def publish(settings: Settings, images: list[Path]) -> tuple[dict[str, str], dict[str, Path]]:
         """One AssetEvent per image; the producer is gone when this returns (no client outlives the run)."""
-        from app.producer import AssetPublisher, asset_id_for
+        from app.producer import AssetPublisher, asset_id_for, source_uri_for
 
         event_ids: dict[str, str] = {}
         paths: dict[str, Path] = {}
         with AssetPublisher(settings) as pub:
             for path in images:
-                asset_id = asset_id_for(str(path))
-                event = pub.publish_asset(asset_id, path.as_uri(), wait=False, uploader="assetstream run")
+                asset_id = asset_id_for(path)  # the same id `publish` and `backfill` give this file
+                event = pub.publish_asset(asset_id, source_uri_for(path), wait=False, uploader="assetstream run")
                 event_ids[asset_id] = event["event_id"]
                 paths[asset_id] = path
         return event_ids, paths

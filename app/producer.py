@@ -27,11 +27,24 @@ class PublishError(RuntimeError):
     pass
 
 
-__all__ = ["AssetPublisher", "EventError", "PublishError", "asset_id_for", "build_event", "publish_asset"]
+__all__ = ["AssetPublisher", "EventError", "PublishError", "asset_id_for", "build_event", "publish_asset",
+           "source_uri_for"]
 
 
-def asset_id_for(uri: str) -> str:
-    """A stable asset id for a URI or path when the caller has none: readable stem + short hash."""
+def source_uri_for(path_or_uri: str | Path) -> str:
+    """The source URI an event carries: a URI (anything with '://') as given; a local path as the file:// URI
+    of its absolute path with symlinks resolved (the same file always gets the same URI)."""
+    text = str(path_or_uri)
+    if "://" in text:
+        return text
+    return Path(text).expanduser().resolve().as_uri()
+
+
+def asset_id_for(path_or_uri: str | Path) -> str:
+    """The asset id of a source when the caller has none: readable stem + 10 hex digits of the SHA-1 of its
+    source URI (`source_uri_for`). The one derivation `assetstream run`, `publish`, `backfill` and the webhook
+    use, so the same file is the same document in the index whichever way it entered."""
+    uri = source_uri_for(path_or_uri)
     stem = Path(uri.split("?")[0].rstrip("/")).stem or "asset"
     safe = "".join(c if c.isalnum() or c in "-_." else "-" for c in stem)[:48]
     return f"{safe}-{hashlib.sha1(uri.encode()).hexdigest()[:10]}"

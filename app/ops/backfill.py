@@ -34,7 +34,7 @@ from streams.avro import Serde, topic_names
 from app.ops.settings import OpsSettings, ops_settings
 from consumers.enrich.plan import REPROCESS_TASKS_ATTRIBUTE, EnrichPlan
 from consumers.enrich.plan import stale_reasons as task_reasons
-from app.producer import EventError, asset_id_for, build_event
+from app.producer import EventError, asset_id_for, build_event, source_uri_for
 from app.settings import Settings
 
 log = logging.getLogger("assetstream.backfill")
@@ -79,7 +79,7 @@ def _local_fingerprint(path: Path, use_hash: bool) -> str:
 def _local_item(path: Path, use_hash: bool, asset_id: str | None = None, version: int | None = None,
                 fields: dict[str, Any] | None = None, row: str = "") -> Item:
     path = path.resolve()
-    uri = path.as_uri()
+    uri = source_uri_for(path)
     if version is None:
         version = path.stat().st_mtime_ns // 1_000_000  # a changed file gets a higher version
     return Item(asset_id or asset_id_for(uri), uri, _local_fingerprint(path, use_hash), path, version,
