@@ -236,6 +236,7 @@ def backfill(
     finally:
         if index is not None:
             index.close()
+    plan.problems[:0] = problems  # the rows not published, in the summary (--json) as well as on stderr
     for note in plan.notes:
         console.print(f"[yellow]note:[/yellow] {note}")
     skipped = len(plan.skipped_state) + len(plan.skipped_indexed) + len(plan.skipped_current) + \
