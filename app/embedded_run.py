@@ -307,11 +307,20 @@ class EmbeddedRun:
         from domain.render import to_jsonld, to_xmp
 
         self.out_dir.mkdir(parents=True, exist_ok=True)
+        by_id = {r["asset_id"]: r for r in rows}
         for asset_id, value in tracker.validated.items():
-            stem = paths[asset_id].stem
-            (self.out_dir / f"{stem}.jsonld").write_text(json.dumps(to_jsonld(value), indent=2, default=str))
-            (self.out_dir / f"{stem}.xmp").write_text(to_xmp(value))
+            name = sidecar_name(asset_id)  # a.jpg, a.png and sub/a.jpg are three assets: three pairs of files
+            (self.out_dir / f"{name}.jsonld").write_text(json.dumps(to_jsonld(value), indent=2, default=str))
+            (self.out_dir / f"{name}.xmp").write_text(to_xmp(value))
+            if asset_id in by_id:
+                by_id[asset_id]["sidecars"] = [f"{name}.jsonld", f"{name}.xmp"]
         (self.out_dir / "summary.json").write_text(json.dumps(rows, indent=2, default=str))
+
+
+def sidecar_name(asset_id: str) -> str:
+    """The sidecar file stem of an asset: its id (readable stem + hash of the file's URI, unique per file),
+    made safe as a file name."""
+    return "".join(c if c.isalnum() or c in "-_." else "-" for c in asset_id).strip(".") or "asset"
 
 
 def summary_row(asset_id: str, path: Path, tracker: Tracker) -> dict[str, Any]:

@@ -4,7 +4,6 @@ nothing is published for it."""
 from __future__ import annotations
 
 import json
-import time
 
 import httpx
 import pytest

@@ -55,3 +55,37 @@ def test_run_says_which_files_it_skipped_and_why(tmp_path):
     err = " ".join(result.stderr.split())
     assert "skipped" in err and "brief.txt" in err and "clip.mov" in err
     assert "not an image extension" in err and "no images found" in err
+
+
+def test_sidecars_of_files_with_the_same_stem_do_not_collide(tmp_path):
+    """a.jpg, a.png and sub/a.jpg: three assets, three JSON-LD + XMP pairs, each naming its own asset."""
+    import json
+    import xml.etree.ElementTree as ET
+
+    from app.embedded_run import EmbeddedRun, Tracker, summary_row
+    from app.kpis.testing import validated_record
+    from app.producer import asset_id_for
+
+    (tmp_path / "sub").mkdir()
+    files = [tmp_path / "a.jpg", tmp_path / "a.png", tmp_path / "sub" / "a.jpg"]
+    ids = [asset_id_for(f) for f in files]
+    assert len(set(ids)) == 3
+    tracker = Tracker({a: f"evt-{i}" for i, a in enumerate(ids)})
+    for i, a in enumerate(ids):
+        tracker.validated[a] = validated_record(a, 1, event_time_ms=1_767_600_000_000, published_ms=1_767_600_001_000,
+                                                title=f"title {i}", alt_text=f"alt {i}")
+    out = tmp_path / "out"
+    job = EmbeddedRun([], out_dir=out)
+    paths = dict(zip(ids, files))
+    rows = [summary_row(a, p, tracker) for a, p in paths.items()]
+    job.write_sidecars(tracker, paths, rows)
+
+    assert len(list(out.glob("*.jsonld"))) == 3 and len(list(out.glob("*.xmp"))) == 3
+    for i, (a, row) in enumerate(zip(ids, rows)):
+        jsonld_name, xmp_name = row["sidecars"]
+        assert jsonld_name.startswith("a-") and jsonld_name == f"{a}.jsonld"  # readable stem + the asset's hash
+        assert json.loads((out / jsonld_name).read_text())["name"] == f"title {i}"
+        assert f"alt {i}" in (out / xmp_name).read_text()
+        ET.fromstring((out / xmp_name).read_text())
+    summary = json.loads((out / "summary.json").read_text())
+    assert [r["sidecars"] for r in summary] == [r["sidecars"] for r in rows]

@@ -2,7 +2,6 @@
 EditorDecision on `feedback` (key = asset id, acks=all, waits for delivery)."""
 from __future__ import annotations
 
-import json
 import uuid
 from datetime import datetime, timezone
 from pathlib import Path
@@ -10,6 +9,7 @@ from typing import Any, Iterable
 
 from confluent_kafka import KafkaException, Producer
 
+from app.jsonlines import json_objects
 from streams import avro
 from streams.avro import Serde
 from app.settings import Settings
@@ -54,17 +54,9 @@ def read_decisions_file(path: str | Path) -> tuple[list[dict[str, Any]], list[st
     ("file:line: why") and never hides the valid decisions around it."""
     decisions: list[dict[str, Any]] = []
     problems: list[str] = []
-    for n, line in enumerate(Path(path).read_text().splitlines(), 1):
-        if not line.strip():
-            continue
-        where = f"{Path(path).name}:{n}"
-        try:
-            doc = json.loads(line)
-        except json.JSONDecodeError as exc:
-            problems.append(f"{where}: not JSON ({exc})")
-            continue
-        if not isinstance(doc, dict):
-            problems.append(f"{where}: not a JSON object")
+    for where, doc, problem in json_objects(Path(path).read_text().splitlines(), Path(path).name):
+        if problem is not None:
+            problems.append(f"{where}: {problem}")
             continue
         try:
             decisions.append(normalize_decision(doc))

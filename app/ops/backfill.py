@@ -31,6 +31,7 @@ from typing import Any, Callable, Iterable, Iterator
 from confluent_kafka import KafkaError, Producer
 
 from streams.avro import Serde, topic_names
+from app.jsonlines import json_objects
 from app.ops.settings import OpsSettings, ops_settings
 from consumers.enrich.plan import REPROCESS_TASKS_ATTRIBUTE, EnrichPlan
 from consumers.enrich.plan import stale_reasons as task_reasons
@@ -144,25 +145,15 @@ def read_manifest(path: Path, use_hash: bool = False) -> tuple[list[Item], list[
             reader = csv.DictReader(f)
             if not reader.fieldnames or "uri" not in [c.strip().lower() for c in reader.fieldnames]:
                 raise BackfillError(f"{path}: the CSV needs a header row with at least a 'uri' column")
-            rows: Iterable[tuple[int, Any]] = ((i + 2, r) for i, r in enumerate(reader))
+            rows: Iterable[tuple[str, Any, str | None]] = ((f"{path.name}:{i + 2}", r, None)
+                                                            for i, r in enumerate(reader))
         elif suffix in (".jsonl", ".ndjson"):
-            def gen():
-                for i, line in enumerate(f, 1):
-                    if line.strip():
-                        try:
-                            yield i, json.loads(line)
-                        except ValueError as exc:
-                            yield i, exc
-            rows = gen()
+            rows = json_objects(f, path.name)
         else:
             raise BackfillError(f"{path}: a manifest must end in .csv or .jsonl (or give a directory)")
-        for lineno, row in rows:
-            where = f"{path.name}:{lineno}"
-            if isinstance(row, Exception):
-                bad.append(f"{where}: not JSON ({row})")
-                continue
-            if not isinstance(row, dict):
-                bad.append(f"{where}: not an object")
+        for where, row, problem in rows:
+            if problem is not None:
+                bad.append(f"{where}: {problem}")
                 continue
             try:
                 item = _row_item(row, where, base, use_hash)
