@@ -42,6 +42,8 @@ def find_images(patterns: list[str], extensions: list[str] | None = None) -> tup
             if not f.is_file():
                 if not f.is_dir():
                     skipped.append((str(f), "not a regular file"))
+            elif f.name.startswith("."):
+                skipped.append((str(f), "hidden file"))
             elif f.suffix.lower() in exts:
                 found.append(f)
             else:
@@ -50,8 +52,12 @@ def find_images(patterns: list[str], extensions: list[str] | None = None) -> tup
 
     for pattern in patterns:
         p = Path(pattern).expanduser()
-        if p.is_dir():
-            sort(sorted(p.rglob("*")))
+        if p.is_dir():  # like a directory backfill: hidden directories (.git, .thumbnails) are not searched
+            for dirpath, dirnames, filenames in os.walk(p):
+                skipped.extend((os.path.join(dirpath, d), "hidden directory, not searched")
+                               for d in sorted(dirnames) if d.startswith("."))
+                dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+                sort([Path(dirpath) / name for name in sorted(filenames)])
         elif any(ch in pattern for ch in "*?["):
             sort([Path(f) for f in sorted(glob.glob(pattern, recursive=True))])
         elif p.is_file():

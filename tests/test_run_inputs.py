@@ -21,13 +21,16 @@ def cli(*args: str, cwd: Path, timeout: float = 120) -> subprocess.CompletedProc
 
 def test_discovery_takes_heic_and_heif_and_reports_the_rest(tmp_path):
     (tmp_path / "sub").mkdir()
-    for name in ("iphone.HEIC", "camera.heif", "a.jpg", "sub/b.png", "notes.txt", ".DS_Store", "sub/README"):
+    (tmp_path / ".git" / "objects").mkdir(parents=True)
+    for name in ("iphone.HEIC", "camera.heif", "a.jpg", "sub/b.png", "notes.txt", ".DS_Store", "sub/README",
+                 ".git/HEAD", ".git/objects/x.jpg"):
         (tmp_path / name).write_bytes(b"x")
     images, skipped = find_images([str(tmp_path)])
     assert sorted(p.name for p in images) == ["a.jpg", "b.png", "camera.heif", "iphone.HEIC"]
     why = {Path(f).name: reason for f, reason in skipped}
-    assert set(why) == {"notes.txt", ".DS_Store", "README"}
+    assert set(why) == {"notes.txt", ".DS_Store", "README", ".git"}  # a hidden directory is one line
     assert "not an image extension (.txt" in why["notes.txt"]
+    assert why[".DS_Store"] == "hidden file" and why[".git"] == "hidden directory, not searched"
 
 
 def test_glob_reports_what_it_skips(tmp_path):
