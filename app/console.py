@@ -16,11 +16,29 @@ if not out.is_terminal:  # piped/CI output: wide enough for the results table to
     out = Console(width=160)
 
 
+def describe_settings_error(exc: Exception) -> str:
+    """A configuration error as lines of `field: problem`, never echoing the values given (they may be
+    secrets: a password in kafka.extra, an API key)."""
+    from pydantic import ValidationError
+
+    if not isinstance(exc, ValidationError):
+        return str(exc)
+    lines: list[str] = []
+    for err in exc.errors(include_input=False, include_url=False, include_context=False):
+        where = ".".join(str(p) for p in err["loc"]  # minus pydantic's union-member tags
+                         if str(p) != "str" and not str(p).startswith(("lax-or-strict", "function-")))
+        line = f"{where or 'settings'}: {err['msg']}"
+        if line not in lines:
+            lines.append(line)
+    return "\n".join(lines)
+
+
 def load_settings() -> Settings:
     try:
         return Settings()
     except Exception as exc:  # configuration errors should read as such, not as a traceback
-        console.print(f"[red]configuration error:[/red] {exc}")
+        console.print("[red]configuration error:[/red]")
+        console.print(describe_settings_error(exc), markup=False, highlight=False)
         raise typer.Exit(2)
 
 

@@ -23,20 +23,43 @@ from pydantic import SecretStr
 
 from app.settings import Settings
 
-IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".gif", ".bmp", ".heic"}
 STAGE_ORDER = ("preprocess", "enrich", "validate", "index")
 STAGE_OUTPUT = {"preprocess": "preprocessed", "enrich": "enriched", "validate": "validated"}
 
 
-def find_images(patterns: list[str]) -> list[Path]:
+def find_images(patterns: list[str], extensions: list[str] | None = None) -> tuple[list[Path], list[tuple[str, str]]]:
+    """(images, skipped): the files to publish and every file a directory or glob matched but that is not
+    picked up, with the reason (never skipped silently). A file named explicitly is always taken (preprocess
+    sniffs its content). `extensions`: ops.image_extensions, the same list a directory backfill uses."""
+    from app.ops.settings import DEFAULT_IMAGE_EXTENSIONS
+
+    exts = {e.lower() if e.startswith(".") else "." + e.lower() for e in (extensions or DEFAULT_IMAGE_EXTENSIONS)}
     found: list[Path] = []
+    skipped: list[tuple[str, str]] = []
+
+    def sort(candidates: list[Path]) -> None:
+        for f in candidates:
+            if not f.is_file():
+                if not f.is_dir():
+                    skipped.append((str(f), "not a regular file"))
+            elif f.name.startswith("."):
+                skipped.append((str(f), "hidden file"))
+            elif f.suffix.lower() in exts:
+                found.append(f)
+            else:
+                skipped.append((str(f), f"not an image extension ({f.suffix or 'none'}; "
+                                        f"known: {' '.join(sorted(exts))})"))
+
     for pattern in patterns:
         p = Path(pattern).expanduser()
-        if p.is_dir():
-            found += [f for f in sorted(p.rglob("*")) if f.suffix.lower() in IMAGE_EXTENSIONS and f.is_file()]
+        if p.is_dir():  # like a directory backfill: hidden directories (.git, .thumbnails) are not searched
+            for dirpath, dirnames, filenames in os.walk(p):
+                skipped.extend((os.path.join(dirpath, d), "hidden directory, not searched")
+                               for d in sorted(dirnames) if d.startswith("."))
+                dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+                sort([Path(dirpath) / name for name in sorted(filenames)])
         elif any(ch in pattern for ch in "*?["):
-            found += [Path(f) for f in sorted(glob.glob(pattern, recursive=True))
-                      if Path(f).suffix.lower() in IMAGE_EXTENSIONS and Path(f).is_file()]
+            sort([Path(f) for f in sorted(glob.glob(pattern, recursive=True))])
         elif p.is_file():
             found.append(p)
         else:
@@ -44,7 +67,7 @@ def find_images(patterns: list[str]) -> list[Path]:
     unique: dict[Path, None] = {}
     for f in found:
         unique[f.resolve()] = None
-    return list(unique)
+    return list(unique), skipped
 
 
 def _reveal(node: Any) -> Any:
@@ -105,6 +128,7 @@ class EmbeddedRun:
         self.services: list[Any] = []
         self.workers: dict[str, subprocess.Popen] = {}
         self.workdir = Path(tempfile.mkdtemp(prefix="assetstream-run-"))
+        self.skipped: list[tuple[str, str]] = []  # (file, why) for every file found but not published
 
     # ------------------------------------------------------------------------------------------ setup
     def _say(self, text: str) -> None:
@@ -126,8 +150,9 @@ class EmbeddedRun:
             overrides["kafka"] = {"bootstrap_servers": broker.bootstrap, "session_timeout_ms": 6000,
                                   "heartbeat_interval_ms": 1000, "static_membership": False}
             self._say(f"[dim]started embedded Kafka-protocol broker (tansu) at {broker.bootstrap}[/dim]")
-        if self.registry:
-            overrides["registry"] = {"url": self.registry}
+        # the workers are this run's own processes; with no --registry they share the in-process registry's
+        # stable schema ids (streams/avro.py), which a production worker is refused (registry.allow_in_process)
+        overrides["registry"] = {"allow_in_process": True, **({"url": self.registry} if self.registry else {})}
         if self.es_url:
             overrides["index"] = {"url": self.es_url}
         else:
@@ -177,9 +202,12 @@ class EmbeddedRun:
         from domain.store.management import ensure_index
         from streams.topics import create_topics
 
-        images = find_images(self.inputs)
+        images, self.skipped = find_images(self.inputs, self.base_settings.ops.image_extensions)
+        for name, why in self.skipped:
+            self._say(f"[yellow]skipped[/yellow] {name}: {why}")
         if not images:
-            raise FileNotFoundError(f"no images found in {' '.join(self.inputs)}")
+            raise FileNotFoundError(f"no images found in {' '.join(self.inputs)}"
+                                    + (f" ({len(self.skipped)} file(s) skipped, see above)" if self.skipped else ""))
         settings = self.configure(images)
         try:
             create_topics(settings)
@@ -198,14 +226,14 @@ class EmbeddedRun:
     @staticmethod
     def publish(settings: Settings, images: list[Path]) -> tuple[dict[str, str], dict[str, Path]]:
         """One AssetEvent per image; the producer is gone when this returns (no client outlives the run)."""
-        from app.producer import AssetPublisher, asset_id_for
+        from app.producer import AssetPublisher, asset_id_for, source_uri_for
 
         event_ids: dict[str, str] = {}
         paths: dict[str, Path] = {}
         with AssetPublisher(settings) as pub:
             for path in images:
-                asset_id = asset_id_for(str(path))
-                event = pub.publish_asset(asset_id, path.as_uri(), wait=False, uploader="assetstream run")
+                asset_id = asset_id_for(path)  # the same id `publish` and `backfill` give this file
+                event = pub.publish_asset(asset_id, source_uri_for(path), wait=False, uploader="assetstream run")
                 event_ids[asset_id] = event["event_id"]
                 paths[asset_id] = path
         return event_ids, paths
@@ -285,11 +313,20 @@ class EmbeddedRun:
         from domain.render import to_jsonld, to_xmp
 
         self.out_dir.mkdir(parents=True, exist_ok=True)
+        by_id = {r["asset_id"]: r for r in rows}
         for asset_id, value in tracker.validated.items():
-            stem = paths[asset_id].stem
-            (self.out_dir / f"{stem}.jsonld").write_text(json.dumps(to_jsonld(value), indent=2, default=str))
-            (self.out_dir / f"{stem}.xmp").write_text(to_xmp(value))
+            name = sidecar_name(asset_id)  # a.jpg, a.png and sub/a.jpg are three assets: three pairs of files
+            (self.out_dir / f"{name}.jsonld").write_text(json.dumps(to_jsonld(value), indent=2, default=str))
+            (self.out_dir / f"{name}.xmp").write_text(to_xmp(value))
+            if asset_id in by_id:
+                by_id[asset_id]["sidecars"] = [f"{name}.jsonld", f"{name}.xmp"]
         (self.out_dir / "summary.json").write_text(json.dumps(rows, indent=2, default=str))
+
+
+def sidecar_name(asset_id: str) -> str:
+    """The sidecar file stem of an asset: its id (readable stem + hash of the file's URI, unique per file),
+    made safe as a file name."""
+    return "".join(c if c.isalnum() or c in "-_." else "-" for c in asset_id).strip(".") or "asset"
 
 
 def summary_row(asset_id: str, path: Path, tracker: Tracker) -> dict[str, Any]:

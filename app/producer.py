@@ -15,6 +15,7 @@ from typing import Any, Iterable
 
 from confluent_kafka import KafkaError, Producer
 
+from domain.events import EventError, check_event
 from streams.avro import Serde
 from streams.records import now_ms
 from app.settings import Settings
@@ -26,8 +27,24 @@ class PublishError(RuntimeError):
     pass
 
 
-def asset_id_for(uri: str) -> str:
-    """A stable asset id for a URI or path when the caller has none: readable stem + short hash."""
+__all__ = ["AssetPublisher", "EventError", "PublishError", "asset_id_for", "build_event", "publish_asset",
+           "source_uri_for"]
+
+
+def source_uri_for(path_or_uri: str | Path) -> str:
+    """The source URI an event carries: a URI (anything with '://') as given; a local path as the file:// URI
+    of its absolute path with symlinks resolved (the same file always gets the same URI)."""
+    text = str(path_or_uri)
+    if "://" in text:
+        return text
+    return Path(text).expanduser().resolve().as_uri()
+
+
+def asset_id_for(path_or_uri: str | Path) -> str:
+    """The asset id of a source when the caller has none: readable stem + 10 hex digits of the SHA-1 of its
+    source URI (`source_uri_for`). The one derivation `assetstream run`, `publish`, `backfill` and the webhook
+    use, so the same file is the same document in the index whichever way it entered."""
+    uri = source_uri_for(path_or_uri)
     stem = Path(uri.split("?")[0].rstrip("/")).stem or "asset"
     safe = "".join(c if c.isalnum() or c in "-_." else "-" for c in stem)[:48]
     return f"{safe}-{hashlib.sha1(uri.encode()).hexdigest()[:10]}"
@@ -40,7 +57,11 @@ def build_event(asset_id: str, source_uri: str | None, *, event_type: str = "cre
                 attributes: dict[str, str] | None = None, event_time_ms: int | None = None,
                 event_id: str | None = None) -> dict[str, Any]:
     """A valid AssetEvent dict. `version` defaults to the event time in ms (monotonic enough per asset
-    for most DAMs; pass your DAM's own revision counter when it has one)."""
+    for most DAMs; pass your DAM's own revision counter when it has one).
+
+    Raises ValueError, or its subclass domain.events.EventError (with `.problems`) for an event the pipeline
+    cannot process: an unsupported URL scheme, an asset id with spaces, an over-long text field, ... (the entry
+    rules in domain/events.py, the same the webhook applies)."""
     if event_type not in EVENT_TYPES:
         raise ValueError(f"event_type must be one of {EVENT_TYPES}, not {event_type!r}")
     if not asset_id:
@@ -57,11 +78,12 @@ def build_event(asset_id: str, source_uri: str | None, *, event_type: str = "cre
     if human_fields:
         hf = {"title": None, "alt_text": None, "caption": None, "description": None, "keywords": [],
               "creator": None, "credit_line": None, "copyright": None, **human_fields}
-    return {"asset_id": asset_id, "event_id": event_id or uuid.uuid4().hex, "event_type": event_type,
-            "source_uri": source_uri, "content_type": content_type, "uploader": uploader,
-            "uploader_notes": uploader_notes, "declared_license": declared_license, "product_context": pc,
-            "tenant": tenant, "event_time": t, "version": version if version is not None else t,
-            "human_fields": hf, "attributes": dict(attributes or {})}
+    return check_event({
+        "asset_id": asset_id, "event_id": event_id or uuid.uuid4().hex, "event_type": event_type,
+        "source_uri": source_uri, "content_type": content_type, "uploader": uploader,
+        "uploader_notes": uploader_notes, "declared_license": declared_license, "product_context": pc,
+        "tenant": tenant, "event_time": t, "version": version if version is not None else t,
+        "human_fields": hf, "attributes": dict(attributes or {})})
 
 
 class AssetPublisher:

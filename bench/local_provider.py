@@ -82,7 +82,7 @@ def pre_for(i: int) -> dict:
 
 
 def schemas(vocab: list[dict]) -> dict[str, dict]:
-    root = Path(__file__).resolve().parents[1] / "prompts"
+    root = Path(__file__).resolve().parents[1] / "domain" / "prompts"
     out = {}
     for task in ("tagging", "alt_text"):
         files = sorted((root / task).glob("v*.schema.json"))

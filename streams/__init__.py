@@ -1,6 +1,6 @@
 """assetstream streaming core: settings, Avro serde, the stage runner, metrics, embedded services."""
 import os
-import sys
+from importlib.resources import files
 from pathlib import Path
 
 __version__ = "0.1.0"
@@ -8,19 +8,22 @@ PIPELINE_VERSION = "2026.11.1"
 """Bumped when stage logic changes what a record means; part of the idempotency key."""
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+"""The source checkout in development; in a non-editable install, site-packages (read no data from it)."""
 
 
-def data_dir(name: str) -> Path:
-    """avro/ or prompts/: ASSETSTREAM_<NAME>_DIR if set (e.g. your own prompt versions), else the source
-    tree (development, editable installs), else <prefix>/share/assetstream/<name> (pip install .)."""
-    override = os.environ.get(f"ASSETSTREAM_{name.upper()}_DIR")
+def package_data_dir(package: str, folder: str, env: str) -> Path:
+    """A data folder shipped inside `package` (read with importlib.resources), or the directory named by the
+    environment variable `env` if set (e.g. your own prompt versions). Works the same from a source checkout,
+    an editable install and an installed wheel, whatever the current directory."""
+    override = os.environ.get(env)
     if override:
         return Path(override)
-    in_tree = REPO_ROOT / name
-    if in_tree.is_dir():
-        return in_tree
-    return Path(sys.prefix) / "share" / "assetstream" / name
+    found = files(package) / folder
+    if not isinstance(found, Path) or not found.is_dir():  # a zipped install cannot be read as a directory
+        raise RuntimeError(f"{package}/{folder} is not an unpacked directory ({found!r}); install assetstream "
+                           f"from a wheel or a checkout, or set {env}")
+    return found
 
 
-AVRO_DIR = data_dir("avro")
-PROMPTS_DIR = data_dir("prompts")
+AVRO_DIR = package_data_dir("streams", "contracts", "ASSETSTREAM_AVRO_DIR")
+"""The Avro contracts (streams/contracts/*.avsc); ASSETSTREAM_AVRO_DIR overrides."""

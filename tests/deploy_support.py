@@ -658,8 +658,10 @@ def dockerfile_problems(text: str) -> list[str]:
     runs = " ".join(a for i, a in final if i == "RUN")
     if not re.search(r"apt-get install[^;&]*\btesseract-ocr\b", runs):
         problems.append("tesseract-ocr is not apt-get installed")
-    if not re.search(r"pip install[^;&]*\s\.(\s|$)", runs):
+    if not re.search(r"pip install[^;&]*\s['\"]?\.(\[[^\]]*\])?['\"]?(\s|$)", runs):
         problems.append("the repo is not installed with `pip install .`")
+    if not re.search(r"pip install[^;&]*\s['\"]?\.\[[^\]]*\bheif\b", runs):
+        problems.append("the [heif] extra is not installed: HEIC/HEIF photos would be dead-lettered")
     entry = [a for i, a in final if i == "ENTRYPOINT"]
     try:
         argv = json.loads(entry[-1]) if entry else []
@@ -670,8 +672,9 @@ def dockerfile_problems(text: str) -> list[str]:
         problems.append(f"ENTRYPOINT must end with the `assetstream` console script, got {argv}")
     copies = [a for i, a in final if i in ("COPY", "ADD")]
     workdir = [a for i, a in final if i == "WORKDIR"]
-    if "PYTHONPATH" in env and workdir and env["PYTHONPATH"].strip('"') != workdir[-1]:
-        problems.append("PYTHONPATH must point at the WORKDIR holding the repo (streams.REPO_ROOT)")
+    if "PYTHONPATH" in env:
+        problems.append("PYTHONPATH is set: the installed package is self-contained (package data), the image must "
+                        "not import the copied source")
     if not any(c.split()[0] == "." for c in copies):
         problems.append("the repo root is not copied into the image")
     return problems

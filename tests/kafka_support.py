@@ -26,7 +26,7 @@ def make_settings(broker: str, prefix: str, **overrides: dict[str, Any]) -> Sett
         "kafka": {"bootstrap_servers": broker, "session_timeout_ms": 6000, "heartbeat_interval_ms": 1000},
         "topics": {"prefix": f"{prefix}.", "partitions": 3},
         "groups": {"prefix": f"{prefix}."},
-        "registry": {"url": "mock://assetstream-tests"},
+        "registry": {"url": "mock://assetstream-tests", "allow_in_process": True},
         "runner": {"metrics_port": -1, "retry_base_delay_s": 0.05, "retry_max_delay_s": 0.5,
                    "drain_timeout_s": 10},
     }

@@ -3,6 +3,8 @@ no secrets in ENV/ARG, tesseract installed with OMP_THREAD_LIMIT=1, `pip install
 entrypoint; the build context keeps what the image needs and drops VCS data and local credentials."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from tests import deploy_support as ds
@@ -23,18 +25,20 @@ def test_instruction_parser_joins_continuations():
 BROKEN = {
     "root user": (lambda s: s.replace("USER 10001:10001", "USER root"), "non-root"),
     "no user": (lambda s: s.replace("USER 10001:10001\n", ""), "no USER"),
-    "api key in env": (lambda s: s.replace("PYTHONPATH=/app", "PYTHONPATH=/app \\\n    ASSETSTREAM_ENRICH__ANTHROPIC_API_KEY=sk-x"),
+    "api key in env": (lambda s: s.replace("OMP_THREAD_LIMIT=1 \\", "OMP_THREAD_LIMIT=1 \\\n    ASSETSTREAM_ENRICH__ANTHROPIC_API_KEY=sk-x \\"),
                        "ANTHROPIC_API_KEY"),
-    "token build arg": (lambda s: s.replace("WORKDIR /app", "ARG PIP_INDEX_TOKEN\nWORKDIR /app"), "PIP_INDEX_TOKEN"),
+    "token build arg": (lambda s: s.replace("WORKDIR /src", "ARG PIP_INDEX_TOKEN\nWORKDIR /src"), "PIP_INDEX_TOKEN"),
     "no tesseract": (lambda s: s.replace("tesseract-ocr tesseract-ocr-eng ", ""), "tesseract-ocr"),
     "omp unlimited": (lambda s: s.replace("OMP_THREAD_LIMIT=1", "OMP_THREAD_LIMIT=4"), "OMP_THREAD_LIMIT"),
     "other base": (lambda s: s.replace("FROM python:3.11-slim-bookworm", "FROM python:3.12"), "python:3.11-slim"),
     "shell entrypoint": (lambda s: s.replace('ENTRYPOINT ["/usr/bin/tini", "--", "assetstream"]',
                                              "ENTRYPOINT assetstream"), "exec (JSON) form"),
     "other entrypoint": (lambda s: s.replace('"--", "assetstream"]', '"--", "python"]'), "assetstream"),
-    "no pip install": (lambda s: s.replace("pip install --no-cache-dir .", "pip install --no-cache-dir -r req.txt"),
+    "no pip install": (lambda s: s.replace("pip install --no-cache-dir '.[heif]'", "pip install --no-cache-dir -r req.txt"),
                        "pip install ."),
-    "pythonpath elsewhere": (lambda s: s.replace("PYTHONPATH=/app", "PYTHONPATH=/src"), "PYTHONPATH"),
+    "pythonpath to the source": (lambda s: s.replace("OMP_THREAD_LIMIT=1 \\", "OMP_THREAD_LIMIT=1 \\\n    PYTHONPATH=/src \\"),
+                                 "PYTHONPATH"),
+    "no heif": (lambda s: s.replace("'.[heif]'", "."), "[heif]"),
 }
 
 
@@ -48,7 +52,7 @@ def test_dockerfile_check_catches_broken_variant(name):
 
 
 NEEDED = ["pyproject.toml", "streams/metrics.py", "streams/settings.py", "consumers/__init__.py", "app/settings.py",
-          "avro/io.assetstream.AssetEvent.avsc", "prompts/x.txt", "domain/taxonomy/v1.json"]
+          "streams/contracts/io.assetstream.AssetEvent.avsc", "domain/prompts/tagging/v1.md", "domain/taxonomy/v1.json"]
 DROPPED = [".git/HEAD", ".env", "tests/test_x.py", "streams/__pycache__/x.cpython-311.pyc", "deploy/k8s/x.yaml",
            "secrets/token", "tls/server.key"]
 
@@ -65,11 +69,15 @@ def test_dockerignore():
 
 
 def test_dockerignore_matches_what_the_code_loads():
-    """streams.REPO_ROOT-relative dirs (avro/, prompts/) must reach the image: PYTHONPATH=/app imports from the copy."""
-    text = (ds.REPO / "streams" / "__init__.py").read_text()
-    for rel in ("avro", "prompts"):
-        if f'"{rel}"' in text:
-            assert not ds.dockerignore_excludes(IGNORE, f"{rel}/x")
+    """Every package-data file pyproject ships (contracts, prompts, taxonomy) reaches the build context."""
+    import tomllib
+    from glob import glob
+
+    package_data = tomllib.loads((ds.REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
+    shipped = [str(Path(f).relative_to(ds.REPO)) for pkg, globs in package_data.items() for g in globs
+               for f in glob(str(ds.REPO / pkg / g))]
+    assert any(f.endswith(".avsc") for f in shipped) and any("prompts" in f for f in shipped)
+    assert [f for f in shipped if ds.dockerignore_excludes(IGNORE, f)] == []
 
 
 @pytest.mark.parametrize("extra,expected", [("streams", "streams/metrics.py"), ("**/*.json", "taxonomy"),

@@ -62,10 +62,11 @@ def test_run_end_to_end_then_search(store, tmp_path):
         assert r["status"] in ("auto_applied", "needs_review"), r
         assert r["reasons"] and r["tags"] and all(":" in t for t in r["tags"])
         assert r["usage_flag"] in ("ok", "credit_required", "restricted", "unknown")
-        stem = Path(name).stem
-        jsonld = json.loads((out / f"{stem}.jsonld").read_text())
+        jsonld_name, xmp_name = r["sidecars"]  # named by asset id: files sharing a stem never collide
+        assert jsonld_name == f"{r['asset_id']}.jsonld" and jsonld_name.startswith(Path(name).stem)
+        jsonld = json.loads((out / jsonld_name).read_text())
         assert jsonld["@type"] == "ImageObject" and jsonld.get("name")
-        ET.fromstring((out / f"{stem}.xmp").read_text())
+        ET.fromstring((out / xmp_name).read_text())
     assert "market" in rows["poster_farmers_market.jpg"]["alt_text"].lower()  # OCR text reached the alt text
     assert rows["photo_paris_sunset.jpg"]["usage_flag"] == "restricted"  # XMP: editorial use only
     assert rows["product_red_mug.jpg"]["cost_usd"] == 0.0  # the offline provider is free

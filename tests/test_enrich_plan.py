@@ -13,8 +13,9 @@ from app.ops import cli as ops_cli
 from consumers.enrich.stage import EnrichStage
 from consumers.index.sink import IndexSink
 from consumers.validate.stage import ValidateStage
+from domain import PROMPTS_DIR
 from domain.store.management import read_alias
-from streams import PROMPTS_DIR, metrics
+from streams import metrics
 from tests.kafka_support import env_for, make_settings, provision, read_topic
 from tests.store_support import as_items, settings_for, store  # noqa: F401  (fixture)
 from tests.test_enrich_stage import ctx, jpeg, preprocessed

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import time
 from typing import Any
 
 import faust
@@ -160,12 +161,56 @@ def make_app(settings: Settings, create_topics: bool = True) -> faust.App:
     return app
 
 
+class RepeatLimit(logging.Filter):
+    """Lets a record starting with one of `prefixes` through at most once per `interval_s` (per prefix); the
+    next one let through says how many were held back. Other records pass untouched."""
+
+    def __init__(self, prefixes: tuple[str, ...], interval_s: float, clock=time.monotonic):
+        super().__init__()
+        self.prefixes, self.interval_s, self.clock = prefixes, interval_s, clock
+        self.last: dict[str, float] = {}
+        self.held: dict[str, int] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        prefix = next((p for p in self.prefixes if message.startswith(p)), None)
+        if prefix is None:
+            return True
+        now = self.clock()
+        last = self.last.get(prefix)
+        if last is not None and now - last < self.interval_s:
+            self.held[prefix] = self.held.get(prefix, 0) + 1
+            return False
+        held = self.held.pop(prefix, 0)
+        if held:
+            record.msg, record.args = f"{message} (and {held} more like it in the last {now - last:.0f}s)", ()
+        self.last[prefix] = now
+        return True
+
+
+# faust's producer buffer logs these on every table write while a backlog is replayed (it then waits for the
+# buffer to drain: that is the backpressure, working as intended)
+BACKPRESSURE_LINES = ("producer buffer full", "producer flush took")
+
+
+def limit_backpressure_logs(interval_s: float) -> RepeatLimit | None:
+    if interval_s <= 0:
+        return None
+    limit = RepeatLimit(BACKPRESSURE_LINES, interval_s)
+    logger = logging.getLogger("faust.transport.producer")
+    for old in [f for f in logger.filters if isinstance(f, RepeatLimit)]:
+        logger.removeFilter(old)
+    logger.addFilter(limit)
+    return limit
+
+
 def run(settings: Settings | None = None) -> None:
     """Run the app as a faust worker until SIGTERM / SIGINT."""
     settings = settings or Settings()
     app = make_app(settings)
     os.makedirs(settings.kpis.data_dir, exist_ok=True)
     worker = faust.Worker(app, loglevel=settings.kpis.loglevel)
+    limit_backpressure_logs(settings.kpis.repeated_log_interval_s)
     worker.execute_from_commandline()
 
 

@@ -67,14 +67,23 @@ def feedback(asset_id: Optional[str] = typer.Argument(None, help="asset the deci
              file: Optional[str] = typer.Option(None, "--file",
                                                 help="JSON Lines of EditorDecision records instead"),
              json_out: bool = typer.Option(False, "--json", help="print the records as sent")):
-    """Report what an editor did with the suggestions for an asset (EditorDecision on `feedback`)."""
+    """Report what an editor did with the suggestions for an asset (EditorDecision on `feedback`).
+
+    With --file, every line is checked on its own: the valid decisions are sent, each bad line is reported
+    (file:line: why) and the exit code is 1."""
     from app.kpis.feedback import parse_field_spec, publish_decisions, read_decisions_file
 
+    problems: list[str] = []
     try:
         if file:
             if asset_id or field:
                 raise ValueError("use either --file or ASSET_ID with --field, not both")
-            decisions = read_decisions_file(file)
+            try:
+                decisions, problems = read_decisions_file(file)
+            except OSError as exc:
+                raise ValueError(f"--file: {exc}") from exc
+            for p in problems:
+                console.print(f"[yellow]not sent[/yellow] {p}")
         else:
             if approve and reject:
                 raise ValueError("--approve or --reject, not both")
@@ -85,7 +94,7 @@ def feedback(asset_id: Optional[str] = typer.Argument(None, help="asset the deci
             decisions = [{"asset_id": asset_id, "editor": editor, "status": verdict,
                           "fields": [parse_field_spec(spec) for spec in field]}]
         settings = _settings()
-        sent = publish_decisions(settings, decisions)
+        sent = publish_decisions(settings, decisions) if decisions else []
     except (ValueError, KeyError) as exc:
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2)
@@ -96,6 +105,10 @@ def feedback(asset_id: Optional[str] = typer.Argument(None, help="asset the deci
             out.print(f"sent {d['decision_id']} for {d['asset_id']} by {d['editor']}: "
                       + ", ".join([*(f"{f['field']}={f['action']}" for f in d["fields"]),
                                    *([d["status"]] if d.get("status") else [])]))
+    if problems:
+        console.print(f"[red]{len(problems)} line(s) not sent[/red], {len(sent)} decision(s) sent; fix those lines "
+                      "and send them again")
+        raise typer.Exit(1)
 
 @app.command("audit")
 def audit(asset_id: str = typer.Argument(..., help="asset whose history to print"),

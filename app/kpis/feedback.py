@@ -2,7 +2,6 @@
 EditorDecision on `feedback` (key = asset id, acks=all, waits for delivery)."""
 from __future__ import annotations
 
-import json
 import uuid
 from datetime import datetime, timezone
 from pathlib import Path
@@ -10,6 +9,7 @@ from typing import Any, Iterable
 
 from confluent_kafka import KafkaException, Producer
 
+from app.jsonlines import json_objects
 from domain import review
 from streams import avro
 from streams.avro import Serde
@@ -55,16 +55,23 @@ def parse_field_spec(spec: str) -> dict[str, Any]:
     return {"field": field.strip(), "action": action, "value": value if value else None}
 
 
-def read_decisions_file(path: str | Path) -> list[dict[str, Any]]:
-    """JSON Lines: one EditorDecision per line (decision_id / decided_at optional; decided_at may be ISO 8601)."""
-    out = []
-    for n, line in enumerate(Path(path).read_text().splitlines(), 1):
-        if line.strip():
-            try:
-                out.append(json.loads(line))
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"{path}:{n}: {exc}") from exc
-    return out
+def read_decisions_file(path: str | Path) -> tuple[list[dict[str, Any]], list[str]]:
+    """(decisions, problems) of a JSON Lines file, one EditorDecision per line (decision_id / decided_at
+    optional; decided_at may be ISO 8601). Each line is checked on its own: a bad line is a problem
+    ("file:line: why") and never hides the valid decisions around it."""
+    decisions: list[dict[str, Any]] = []
+    problems: list[str] = []
+    for where, doc, problem in json_objects(Path(path).read_text().splitlines(), Path(path).name):
+        if problem is not None:
+            problems.append(f"{where}: {problem}")
+            continue
+        try:
+            decisions.append(normalize_decision(doc))
+        except KeyError as exc:
+            problems.append(f"{where}: missing {exc}")
+        except Exception as exc:  # noqa: BLE001 - ValueError, TypeError, fastavro's ValidationError
+            problems.append(f"{where}: {exc}")
+    return decisions, problems
 
 
 def publish_decisions(settings: Settings, decisions: Iterable[dict[str, Any]], timeout_s: float = 30.0,

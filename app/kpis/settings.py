@@ -17,7 +17,9 @@ class KpiSettings(Section):
     app_id: str = Field("assetstream-kpis", description="faust app id = consumer group = prefix of its internal "
                         "topics (<app_id>-asset-state-changelog, <app_id>-kpi-events, <app_id>-kpi-changelog)")
     web_port: int = Field(6066, description="faust web view: /kpis (JSON), /metrics (Prometheus gauges)")
-    web_host: str = Field("0.0.0.0", description="interface the web view binds to")
+    web_host: str = Field("127.0.0.1", description="interface the web view binds to (it has no auth: loopback "
+                                                   "unless a pod network / Service is meant to reach it, e.g. 0.0.0.0 "
+                                                   "in Kubernetes)")
     data_dir: str = Field("/tmp/assetstream-kpis", description="faust local table state")
     store: str = Field("memory://", description="faust table store: memory:// (tables rebuilt from their changelog "
                        "topics at every start) or rocksdb:// (needs the rocksdict package)")
@@ -37,3 +39,7 @@ class KpiSettings(Section):
     internal_partitions: int = Field(0, description="partitions of the asset-state changelog; 0 = as many as "
                                      "`validated` has (must match it and `feedback`)")
     loglevel: str = Field("WARNING", description="faust worker log level")
+    repeated_log_interval_s: float = Field(
+        10.0, ge=0, description="faust's backpressure lines ('producer buffer full', 'producer flush took'), logged "
+                                "many times a second while catching up, are logged at most once per this many "
+                                "seconds, with how many were held back (0 = every one)")

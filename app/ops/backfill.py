@@ -31,10 +31,11 @@ from typing import Any, Callable, Iterable, Iterator
 from confluent_kafka import KafkaError, Producer
 
 from streams.avro import Serde, topic_names
+from app.jsonlines import json_objects
 from app.ops.settings import OpsSettings, ops_settings
 from consumers.enrich.plan import EnrichPlan
 from consumers.enrich.plan import stale_reasons as task_reasons
-from app.producer import asset_id_for, build_event
+from app.producer import EventError, asset_id_for, build_event, source_uri_for
 from app.settings import Settings
 
 log = logging.getLogger("assetstream.backfill")
@@ -79,7 +80,7 @@ def _local_fingerprint(path: Path, use_hash: bool) -> str:
 def _local_item(path: Path, use_hash: bool, asset_id: str | None = None, version: int | None = None,
                 fields: dict[str, Any] | None = None, row: str = "") -> Item:
     path = path.resolve()
-    uri = path.as_uri()
+    uri = source_uri_for(path)
     if version is None:
         version = path.stat().st_mtime_ns // 1_000_000  # a changed file gets a higher version
     return Item(asset_id or asset_id_for(uri), uri, _local_fingerprint(path, use_hash), path, version,
@@ -144,30 +145,25 @@ def read_manifest(path: Path, use_hash: bool = False) -> tuple[list[Item], list[
             reader = csv.DictReader(f)
             if not reader.fieldnames or "uri" not in [c.strip().lower() for c in reader.fieldnames]:
                 raise BackfillError(f"{path}: the CSV needs a header row with at least a 'uri' column")
-            rows: Iterable[tuple[int, Any]] = ((i + 2, r) for i, r in enumerate(reader))
+            rows: Iterable[tuple[str, Any, str | None]] = ((f"{path.name}:{i + 2}", r, None)
+                                                            for i, r in enumerate(reader))
         elif suffix in (".jsonl", ".ndjson"):
-            def gen():
-                for i, line in enumerate(f, 1):
-                    if line.strip():
-                        try:
-                            yield i, json.loads(line)
-                        except ValueError as exc:
-                            yield i, exc
-            rows = gen()
+            rows = json_objects(f, path.name)
         else:
             raise BackfillError(f"{path}: a manifest must end in .csv or .jsonl (or give a directory)")
-        for lineno, row in rows:
-            where = f"{path.name}:{lineno}"
-            if isinstance(row, Exception):
-                bad.append(f"{where}: not JSON ({row})")
-                continue
-            if not isinstance(row, dict):
-                bad.append(f"{where}: not an object")
+        for where, row, problem in rows:
+            if problem is not None:
+                bad.append(f"{where}: {problem}")
                 continue
             try:
-                items.append(_row_item(row, where, base, use_hash))
+                item = _row_item(row, where, base, use_hash)
+                build_item_event(item, "created", item.version, None, "backfill")  # the shared entry rules
+            except EventError as exc:
+                bad.append(f"{where}: {exc}")
             except (ValueError, OSError) as exc:
                 bad.append(str(exc))
+            else:
+                items.append(item)
     return items, bad
 
 

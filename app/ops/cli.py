@@ -60,7 +60,7 @@ app = typer.Typer(no_args_is_help=True, add_completion=False, help="assetstream 
 @app.command("publish")
 def publish(
     files_or_urls: List[str] = typer.Argument(..., help="local image paths (sent as file:// URIs) and/or "
-                                              "http(s):// s3:// gs:// URLs"),
+                                              "http(s):// or s3:// URLs"),
     asset_id: Optional[str] = typer.Option(None, "--asset-id", help="asset id (only with one source); "
                                            "default: derived from the URI"),
     event_type: str = typer.Option("created", "--event-type", help="created | updated | reprocess"),
@@ -80,7 +80,7 @@ def publish(
     json_out: bool = typer.Option(False, "--json", help="machine-readable output"),
 ):
     """Publish asset events to `raw` and wait for the broker's acknowledgement; prints the asset ids."""
-    from app.producer import AssetPublisher, PublishError, asset_id_for, build_event
+    from app.producer import AssetPublisher, PublishError, asset_id_for, build_event, source_uri_for
 
     if asset_id and len(files_or_urls) > 1:
         _fail("--asset-id names one asset, but several sources were given", "publish them one by one", 2)
@@ -88,7 +88,7 @@ def publish(
     events = []
     for src in files_or_urls:
         if delete:
-            uri = src if _is_uri(src) else (Path(src).resolve().as_uri() if Path(src).exists() else None)
+            uri = src if _is_uri(src) else (source_uri_for(src) if Path(src).exists() else None)
             aid = asset_id or (asset_id_for(uri) if uri else src)
             uri = None
             etype = "deleted"
@@ -96,10 +96,9 @@ def publish(
             if _is_uri(src):
                 uri = src
             else:
-                p = Path(src)
-                if not p.is_file():
+                if not Path(src).is_file():
                     _fail(f"{src}: no such file", "give an existing image path or a URL", 2)
-                uri = p.resolve().as_uri()
+                uri = source_uri_for(src)
             aid = asset_id or asset_id_for(uri)
             etype = event_type
         product = {k: v for k, v in (("sku", sku), ("category", category), ("name", product_name),
@@ -237,6 +236,7 @@ def backfill(
     finally:
         if index is not None:
             index.close()
+    plan.problems[:0] = problems  # the rows not published, in the summary (--json) as well as on stderr
     for note in plan.notes:
         console.print(f"[yellow]note:[/yellow] {note}")
     skipped = len(plan.skipped_state) + len(plan.skipped_indexed) + len(plan.skipped_current) + \

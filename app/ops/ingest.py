@@ -30,6 +30,7 @@ from typing import Any
 import jsonschema
 from confluent_kafka import KafkaError, Producer
 
+from domain import events as ev
 from streams.avro import Serde, topic_names
 from app.ops.settings import OpsSettings, ops_settings
 from app.producer import asset_id_for, build_event
@@ -41,26 +42,28 @@ SIGNATURE_HEADER = "X-Assetstream-Signature"
 TIMESTAMP_HEADER = "X-Assetstream-Timestamp"
 PATH = "/v1/assets"
 
-_STR = {"type": "string", "maxLength": 4096}
-_NSTR = {"type": ["string", "null"], "maxLength": 4096}
+_STR = {"type": "string", "maxLength": ev.MAX_TEXT}
+_NSTR = {"type": ["string", "null"], "maxLength": ev.MAX_TEXT}
+_LONG = {"type": ["string", "null"], "maxLength": ev.MAX_LONG_TEXT}
+_URI = {"type": "string", "minLength": 1, "maxLength": ev.MAX_URI, "pattern": ev.URI_PATTERN}
+# the shape of the webhook's JSON; the limits are domain/events.py's (build_event applies the same rules again)
 WEBHOOK_SCHEMA: dict[str, Any] = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
     "title": "assetstream DAM upload webhook event",
     "type": "object",
     "additionalProperties": False,
     "properties": {
-        "asset_id": {"type": "string", "minLength": 1, "maxLength": 256, "pattern": r"^[^\s]+$"},
-        "event_id": {"type": "string", "minLength": 1, "maxLength": 128},
-        "source_uri": {"type": "string", "minLength": 1, "maxLength": 4096,
-                       "pattern": r"^(https?|s3|gs|file)://"},
-        "url": {"type": "string", "minLength": 1, "maxLength": 4096, "pattern": r"^(https?|s3|gs|file)://"},
+        "asset_id": {"type": "string", "minLength": 1, "maxLength": ev.MAX_ASSET_ID, "pattern": ev.ID_PATTERN},
+        "event_id": {"type": "string", "minLength": 1, "maxLength": ev.MAX_EVENT_ID, "pattern": ev.ID_PATTERN},
+        "source_uri": _URI,
+        "url": _URI,
         "event_type": {"enum": ["created", "updated", "deleted", "reprocess"]},
         "version": {"type": "integer", "minimum": 0, "maximum": 2**63 - 1},
         "content_type": _NSTR,
         "uploader": _NSTR,
-        "notes": {"type": ["string", "null"], "maxLength": 20000},
+        "notes": _LONG,
         "license": _NSTR,
-        "tenant": {"type": "string", "minLength": 1, "maxLength": 128},
+        "tenant": {"type": "string", "minLength": 1, "maxLength": ev.MAX_TENANT, "pattern": ev.ID_PATTERN},
         "product": {
             "type": ["object", "null"], "additionalProperties": False,
             "properties": {k: _NSTR for k in ("sku", "category", "name", "brand")},
@@ -69,10 +72,10 @@ WEBHOOK_SCHEMA: dict[str, Any] = {
             "type": ["object", "null"], "additionalProperties": False,
             "properties": {**{k: _NSTR for k in ("title", "alt_text", "caption", "creator", "credit_line",
                                                   "copyright")},
-                           "description": {"type": ["string", "null"], "maxLength": 20000},
-                           "keywords": {"type": "array", "items": _STR, "maxItems": 200}},
+                           "description": _LONG,
+                           "keywords": {"type": "array", "items": _STR, "maxItems": ev.MAX_KEYWORDS}},
         },
-        "attributes": {"type": "object", "additionalProperties": _STR, "maxProperties": 64},
+        "attributes": {"type": "object", "additionalProperties": _STR, "maxProperties": ev.MAX_ATTRIBUTES},
     },
     "allOf": [
         # a deletion needs the asset id (nothing to derive it from); everything else needs the image location
@@ -123,6 +126,18 @@ def problems(doc: Any) -> list[dict[str, Any]]:
                    if err.validator == "anyOf" else "give source_uri or url, not both")
         out.append({"path": path, "message": msg})
     return out
+
+
+_WEBHOOK_NAMES = {"uploader_notes": "notes", "declared_license": "license", "product_context": "product"}
+
+
+def _webhook_path(path: str, doc: dict[str, Any]) -> str:
+    """An AssetEvent field path ($.uploader_notes) as the webhook body names it ($.notes)."""
+    head, _, rest = path[2:].partition(".")
+    if head == "source_uri":
+        head = "url" if "url" in doc else "source_uri"
+    head = _WEBHOOK_NAMES.get(head, head)
+    return "$." + head + (f".{rest}" if rest else "")
 
 
 def event_from_webhook(doc: dict[str, Any]) -> dict[str, Any]:
@@ -284,10 +299,18 @@ class _Handler(BaseHTTPRequestHandler):
         if found:
             self._reply(422, {"error": "invalid event" + ("s" if batch else ""), "problems": found})
             return
-        try:
-            events = [event_from_webhook(d) for d in docs]
-        except ValueError as exc:
-            self._reply(422, {"error": "invalid event", "problems": [{"path": "$", "message": str(exc)}]})
+        events = []
+        for i, d in enumerate(docs):  # the entry rules every producer shares (domain/events.py)
+            try:
+                events.append(event_from_webhook(d))
+            except ev.EventError as exc:
+                named = [{**p, "path": _webhook_path(p["path"], d)} for p in exc.problems]
+                found += [{"index": i, **p} if batch else p for p in named]
+            except ValueError as exc:
+                found.append({"index": i, "path": "$", "message": str(exc)} if batch
+                             else {"path": "$", "message": str(exc)})
+        if found:
+            self._reply(422, {"error": "invalid event" + ("s" if batch else ""), "problems": found})
             return
         try:
             acked = self.publisher.publish(events, self.cfg.ack_timeout_s, headers={"ingest": "webhook"})

@@ -8,7 +8,11 @@ multicast, reserved and unspecified addresses are refused unless `allow_private_
 host/address is in `allow_hosts` (host names or CIDRs). Cloud metadata addresses are refused even with
 `allow_private_networks`; only an explicit `allow_hosts` entry admits them.
 
-Bytes are streamed and the download stops at `max_bytes`; the whole fetch has a wall-clock deadline.
+Bytes are streamed and the download stops at `max_bytes`. One fetch attempt (connect, TLS, headers, body, every
+redirect hop) has one wall-clock deadline, `fetch_timeout_s`, enforced on every socket operation, so an origin
+that trickles its headers or body a byte at a time cannot hold it open longer; and once `fetch_rate_grace_s`
+have passed on a connection, it must have delivered at least `fetch_min_rate_bytes_s` per second on average
+(else `too_slow`).
 """
 from __future__ import annotations
 
@@ -23,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
+import httpcore
 import httpx
 
 from streams.errors import PermanentError, TransientError
@@ -56,6 +61,8 @@ class FetchPolicy:
     max_bytes: int = 50 * 1024 * 1024
     timeout_s: float = 20.0
     max_redirects: int = 3
+    min_rate_bytes_s: int = 1024
+    rate_grace_s: float = 5.0
     s3_endpoint_url: str | None = None
     s3_region: str | None = None
     ca_bundle: str | None = None
@@ -64,7 +71,8 @@ class FetchPolicy:
     def from_settings(cls, s) -> "FetchPolicy":
         return cls(file_roots=tuple(s.file_roots), allow_private_networks=s.allow_private_networks,
                    allow_hosts=tuple(s.allow_hosts), max_bytes=s.max_bytes, timeout_s=s.fetch_timeout_s,
-                   max_redirects=s.max_redirects, s3_endpoint_url=s.s3_endpoint_url, s3_region=s.s3_region,
+                   max_redirects=s.max_redirects, min_rate_bytes_s=s.fetch_min_rate_bytes_s,
+                   rate_grace_s=s.fetch_rate_grace_s, s3_endpoint_url=s.s3_endpoint_url, s3_region=s.s3_region,
                    ca_bundle=s.ca_bundle)
 
 
@@ -284,8 +292,101 @@ def _ssl_context(ca_bundle: str | None):
     return ctx
 
 
+class _Deadline:
+    """One fetch attempt's clock: a total deadline over every socket operation of every hop, and a minimum
+    average transfer rate per connection once its grace period has passed. Raises TransientError."""
+
+    POLL_S = 0.25  # a blocked read wakes this often to check the deadline and the rate
+
+    def __init__(self, policy: FetchPolicy, uri: str):
+        self.policy, self.uri = policy, uri
+        self.deadline = time.monotonic() + policy.timeout_s
+
+    def left(self, timeout: float | None = None) -> float:
+        """How long the next socket operation may block: its own timeout, capped by the deadline."""
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise TransientError(f"fetch took longer than fetch_timeout_s={self.policy.timeout_s:g}s (connect, "
+                                 "headers and body together)", reason="timeout", details={"uri": redact(self.uri)})
+        return left if timeout is None else min(timeout, left)
+
+    def check_rate(self, started: float, received: int) -> None:
+        elapsed = time.monotonic() - started
+        floor = self.policy.min_rate_bytes_s
+        if floor > 0 and elapsed > self.policy.rate_grace_s and received / elapsed < floor:
+            raise TransientError(f"the source sends {received / elapsed:.0f} bytes/s, under fetch_min_rate_bytes_s="
+                                 f"{floor}", reason="too_slow", details={"uri": redact(self.uri)})
+
+
+class _GuardedStream(httpcore.NetworkStream):
+    """A connection whose every read, write and TLS handshake is bounded by the attempt's deadline; reads
+    also enforce the minimum transfer rate (counting every byte the server sent: headers and body)."""
+
+    def __init__(self, inner: httpcore.NetworkStream, clock: _Deadline, started: float | None = None):
+        self.inner, self.clock = inner, clock
+        self.started = time.monotonic() if started is None else started
+        self.received = 0
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        began = time.monotonic()
+        while True:
+            wait = self.clock.left(timeout if timeout is None else timeout - (time.monotonic() - began))
+            if wait <= 0:
+                raise httpcore.ReadTimeout("timed out")
+            try:
+                data = self.inner.read(max_bytes, min(wait, _Deadline.POLL_S))
+            except httpcore.ReadTimeout:
+                if timeout is not None and time.monotonic() - began >= timeout:
+                    raise
+                self.clock.check_rate(self.started, self.received)
+                continue
+            self.received += len(data)
+            if data:
+                self.clock.check_rate(self.started, self.received)
+            return data
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        self.inner.write(buffer, self.clock.left(timeout))
+
+    def close(self) -> None:
+        self.inner.close()
+
+    def start_tls(self, ssl_context, server_hostname: str | None = None,
+                  timeout: float | None = None) -> httpcore.NetworkStream:
+        tls = self.inner.start_tls(ssl_context, server_hostname, self.clock.left(timeout))
+        return _GuardedStream(tls, self.clock, self.started)
+
+    def get_extra_info(self, info: str):
+        return self.inner.get_extra_info(info)
+
+
+class _GuardedBackend(httpcore.NetworkBackend):
+    def __init__(self, clock: _Deadline):
+        self.clock, self.inner = clock, httpcore.SyncBackend()
+
+    def connect_tcp(self, host, port, timeout=None, local_address=None, socket_options=None):
+        stream = self.inner.connect_tcp(host, port, self.clock.left(timeout), local_address, socket_options)
+        return _GuardedStream(stream, self.clock)
+
+    def connect_unix_socket(self, path, timeout=None, socket_options=None):  # pragma: no cover - never used
+        raise httpcore.ConnectError("unix sockets are not fetched")
+
+    def sleep(self, seconds: float) -> None:
+        time.sleep(min(seconds, self.clock.left()))
+
+
+def _guarded_client(clock: _Deadline, ssl_ctx, timeout: httpx.Timeout) -> httpx.Client:
+    """An httpx client whose one connection runs on the deadline-bounded backend."""
+    transport = httpx.HTTPTransport(verify=ssl_ctx, trust_env=False)
+    # httpx builds its httpcore pool without a way to pass a network backend: give it the same pool on ours
+    transport._pool = httpcore.ConnectionPool(ssl_context=ssl_ctx, max_connections=1, http1=True, http2=False,
+                                              network_backend=_GuardedBackend(clock))
+    return httpx.Client(transport=transport, timeout=timeout, follow_redirects=False, trust_env=False)
+
+
 def fetch_http(uri: str, policy: FetchPolicy) -> Fetched:
-    deadline = time.monotonic() + policy.timeout_s
+    clock = _Deadline(policy, uri)
+    deadline = clock.deadline
     url = uri
     timeout = httpx.Timeout(policy.timeout_s, connect=min(policy.timeout_s, 10.0))
     ssl_ctx = _ssl_context(policy.ca_bundle)
@@ -294,8 +395,7 @@ def fetch_http(uri: str, policy: FetchPolicy) -> Fetched:
         # a fresh client per hop: a pooled connection (keyed by IP) must never carry another host's request
         # over a TLS session that was verified for a different name
         try:
-            with httpx.Client(timeout=timeout, follow_redirects=False, trust_env=False,
-                              verify=ssl_ctx) as client, \
+            with _guarded_client(clock, ssl_ctx, timeout) as client, \
                     client.stream("GET", target, headers=headers, extensions=extensions) as resp:
                 if resp.status_code in REDIRECT_CODES:
                     location = resp.headers.get("location")

@@ -15,7 +15,13 @@ class PreprocessSettings(Section):
     allow_private_networks: bool = Field(False, description="allow fetching from loopback/private/link-local addresses")
     allow_hosts: list[str] = Field(default_factory=list, description="hosts/CIDRs allowed even if private")
     max_bytes: int = Field(50 * 1024 * 1024, gt=0, description="largest source accepted (streamed, stops here)")
-    fetch_timeout_s: float = Field(20.0, gt=0, description="wall-clock limit for one fetch, redirects included")
+    fetch_timeout_s: float = Field(20.0, gt=0, description="wall-clock limit for one fetch attempt: connect, TLS, "
+                                                         "headers and body of every redirect hop together")
+    fetch_min_rate_bytes_s: int = Field(1024, ge=0, description="after fetch_rate_grace_s on a connection, an http(s) "
+                                                              "source must average at least this many bytes/s, else "
+                                                              "the attempt fails as too_slow (0 = no floor)")
+    fetch_rate_grace_s: float = Field(5.0, ge=0, description="how long a connection may run before the rate floor "
+                                                             "applies")
     max_redirects: int = Field(3, ge=0, description="redirect hops followed (each re-checked against the SSRF policy)")
     ca_bundle: str | None = Field(None, description="PEM file of CA certificates for https sources (private CAs); "
                                                     "default: the system store plus certifi")

@@ -1,10 +1,20 @@
 from __future__ import annotations
 
+import os
+import re
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+
 from streams.config import Section
 
-import os
+SECRET_PROPERTY = re.compile(r"(^|\.)password$|^sasl\.(?!mechanisms?$)|^ssl\.key\.|^ssl\.keystore\.|secret|token"
+                             r"|credential|oauth|^ssl_engine_callback_data$", re.IGNORECASE)
+"""librdkafka properties that hold a secret: *.password, sasl.* (but sasl.mechanism), ssl.key.* (password,
+pem), ssl.keystore.*, anything naming a secret, token, credential or OAuth setting."""
 
-from pydantic import Field, SecretStr, model_validator
+
+def is_secret_property(name: str) -> bool:
+    return bool(SECRET_PROPERTY.search(name.strip()))
 
 
 class KafkaSettings(Section):
@@ -22,7 +32,15 @@ class KafkaSettings(Section):
     heartbeat_interval_ms: int = 3000
     max_poll_interval_ms: int = 300000
     static_membership: bool = Field(True, description="use group.instance.id from POD_NAME/HOSTNAME when set")
-    extra: dict[str, str] = Field(default_factory=dict, description="raw librdkafka properties, passed through")
+    extra: dict[str, str | SecretStr] = Field(
+        default_factory=dict, description="raw librdkafka properties, passed through; those holding a secret "
+                                          "(*.password, sasl.*, ssl.key.*, *secret*, tokens) are kept as secrets "
+                                          "and shown redacted like sasl_password")
+
+    @field_validator("extra", mode="after")
+    @classmethod
+    def _secret_properties_are_secrets(cls, extra: dict[str, str | SecretStr]) -> dict[str, str | SecretStr]:
+        return {k: SecretStr(v) if isinstance(v, str) and is_secret_property(k) else v for k, v in extra.items()}
 
     def client_config(self) -> dict[str, object]:
         """librdkafka config common to every client (never logged: it may carry secrets)."""
@@ -40,7 +58,7 @@ class KafkaSettings(Section):
                           ("ssl.key.location", "ssl_key_location")):
             if getattr(self, attr):
                 conf[key] = getattr(self, attr)
-        conf.update(self.extra)
+        conf.update({k: v.get_secret_value() if isinstance(v, SecretStr) else v for k, v in self.extra.items()})
         return conf
 
     def instance_id(self, group: str) -> str | None:
@@ -54,6 +72,21 @@ class RegistrySettings(Section):
     url: str = Field("mock://assetstream", description="Schema Registry URL; mock:// = in-process (tests, embedded)")
     basic_auth_user_info: SecretStr | None = Field(None, description="user:password")
     auto_register: bool = True
+    allow_in_process: bool = Field(False, description="let a worker run on a mock:// (in-process) registry; set "
+                                                      "by `assetstream run` and the tests, never in production")
+
+    @property
+    def in_process(self) -> bool:
+        return self.url.startswith("mock://")
+
+    def refusal(self) -> str | None:
+        """Why a long-running service must not start with this registry, or None. A mock:// registry lives in
+        one process: records it writes carry schema ids no other process (nor a real consumer) can resolve."""
+        if self.in_process and not self.allow_in_process:
+            return (f"registry.url is {self.url!r}, the in-process test registry: set ASSETSTREAM_REGISTRY__URL "
+                    "to your Schema Registry (e.g. http://schema-registry:8081), or set "
+                    "ASSETSTREAM_REGISTRY__ALLOW_IN_PROCESS=true for a local experiment")
+        return None
 
     def client_config(self) -> dict[str, object]:
         conf: dict[str, object] = {"url": self.url}

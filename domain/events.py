@@ -1,0 +1,135 @@
+"""What an asset event must look like to enter the pipeline: the one set of entry rules, shared by the producer
+SDK (`app.producer.build_event`, so also `assetstream publish` and `backfill`) and the DAM webhook
+(`app/ops/ingest.py`, whose JSON schema takes its limits from here).
+
+An event that breaks a rule is refused before anything is published, with a message naming the field, instead
+of being accepted and dead-lettered later (an unsupported URL scheme), rejected by another entry point (an
+asset id with spaces), or growing a record past the broker's message size limit (a 1 MiB notes field).
+
+    from domain.events import EventError, check_event
+    check_event(event)            # raises EventError(problems=[{"path": "$.source_uri", "message": ...}])
+"""
+from __future__ import annotations
+
+import re
+from typing import Any
+
+SUPPORTED_SCHEMES = ("http", "https", "s3", "file")
+"""What preprocess can fetch (consumers/preprocess/fetch.py); anything else would always dead-letter as
+`unsupported_scheme`."""
+URI_PATTERN = r"^(?i:https?|s3|file)://"
+
+MAX_ASSET_ID = 256
+MAX_EVENT_ID = 128
+MAX_URI = 4096
+MAX_TENANT = 128
+MAX_TEXT = 4096
+"""Short free text: title, alt text, caption, uploader, licence, content type, product fields, keywords,
+attribute values."""
+MAX_LONG_TEXT = 20_000
+"""Long free text: uploader notes and the human description."""
+MAX_KEYWORDS = 200
+MAX_ATTRIBUTES = 64
+
+ID_PATTERN = r"^[^\s\x00-\x1f\x7f]+$"
+"""Asset ids and tenants: no whitespace and no control characters (they name documents, keys and files)."""
+_ID_RE = re.compile(ID_PATTERN)
+_URI_RE = re.compile(URI_PATTERN)
+_CONTROL_RE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")  # text may hold tabs and newlines, nothing else
+
+LONG_TEXT_FIELDS = ("uploader_notes",)
+TEXT_FIELDS = ("content_type", "uploader", "declared_license")
+HUMAN_LONG_TEXT = ("description",)
+HUMAN_TEXT = ("title", "alt_text", "caption", "creator", "credit_line", "copyright")
+
+
+class EventError(ValueError):
+    """An event the pipeline cannot take; `problems` lists [{"path": "$.field", "message": ...}]."""
+
+    def __init__(self, problems: list[dict[str, str]]):
+        self.problems = problems
+        super().__init__("; ".join(f"{p['path']}: {p['message']}" for p in problems))
+
+
+def _text(problems: list[dict[str, str]], path: str, value: Any, limit: int) -> None:
+    if value is None:
+        return
+    if not isinstance(value, str):
+        problems.append({"path": path, "message": f"must be a string, not {type(value).__name__}"})
+    elif len(value) > limit:
+        problems.append({"path": path, "message": f"is {len(value):,} characters long; at most {limit:,} are "
+                                                  "accepted (shorten it, or keep long documents in the DAM)"})
+    elif _CONTROL_RE.search(value):
+        problems.append({"path": path, "message": "contains control characters"})
+
+
+def _identifier(problems: list[dict[str, str]], path: str, value: Any, limit: int) -> None:
+    if not isinstance(value, str) or not value:
+        problems.append({"path": path, "message": "is required (a non-empty string)"})
+    elif len(value) > limit:
+        problems.append({"path": path, "message": f"is {len(value)} characters long; at most {limit}"})
+    elif not _ID_RE.match(value):
+        problems.append({"path": path, "message": f"{value[:80]!r} contains spaces or control characters"})
+
+
+def uri_problem(uri: str) -> str | None:
+    """Why the pipeline cannot fetch this source URI, or None."""
+    if len(uri) > MAX_URI:
+        return f"is {len(uri):,} characters long; at most {MAX_URI}"
+    if not _URI_RE.match(uri):
+        scheme = uri.split("://", 1)[0] if "://" in uri else ""
+        what = f"the {scheme}:// scheme is not supported" if scheme else "is not a URL"
+        return (f"{what} ({uri[:80]!r}); preprocess fetches "
+                + ", ".join(f"{s}://" for s in SUPPORTED_SCHEMES))
+    if _CONTROL_RE.search(uri) or any(c.isspace() for c in uri):
+        return "contains spaces or control characters (percent-encode them)"
+    return None
+
+
+def event_problems(event: dict[str, Any]) -> list[dict[str, str]]:
+    """Every rule an AssetEvent dict (as `build_event` makes it) breaks; empty when it may be published."""
+    problems: list[dict[str, str]] = []
+    _identifier(problems, "$.asset_id", event.get("asset_id"), MAX_ASSET_ID)
+    if event.get("event_id") is not None:
+        _identifier(problems, "$.event_id", event.get("event_id"), MAX_EVENT_ID)
+    _identifier(problems, "$.tenant", event.get("tenant"), MAX_TENANT)
+    uri = event.get("source_uri")
+    if uri is not None:
+        why = uri_problem(uri) if isinstance(uri, str) else "must be a string"
+        if why:
+            problems.append({"path": "$.source_uri", "message": why})
+    for name in LONG_TEXT_FIELDS:
+        _text(problems, f"$.{name}", event.get(name), MAX_LONG_TEXT)
+    for name in TEXT_FIELDS:
+        _text(problems, f"$.{name}", event.get(name), MAX_TEXT)
+    for name, value in (event.get("product_context") or {}).items():
+        _text(problems, f"$.product_context.{name}", value, MAX_TEXT)
+    human = event.get("human_fields") or {}
+    for name in HUMAN_LONG_TEXT:
+        _text(problems, f"$.human_fields.{name}", human.get(name), MAX_LONG_TEXT)
+    for name in HUMAN_TEXT:
+        _text(problems, f"$.human_fields.{name}", human.get(name), MAX_TEXT)
+    keywords = human.get("keywords") or []
+    if len(keywords) > MAX_KEYWORDS:
+        problems.append({"path": "$.human_fields.keywords", "message": f"{len(keywords)} keywords; at most "
+                                                                      f"{MAX_KEYWORDS}"})
+    for i, kw in enumerate(keywords[:MAX_KEYWORDS]):
+        _text(problems, f"$.human_fields.keywords[{i}]", kw, MAX_TEXT)
+    attributes = event.get("attributes") or {}
+    if len(attributes) > MAX_ATTRIBUTES:
+        problems.append({"path": "$.attributes", "message": f"{len(attributes)} attributes; at most "
+                                                            f"{MAX_ATTRIBUTES}"})
+    for key, value in list(attributes.items())[:MAX_ATTRIBUTES]:
+        _text(problems, f"$.attributes.{key}", value, MAX_TEXT)
+        if len(key) > MAX_TEXT:
+            problems.append({"path": "$.attributes", "message": f"an attribute name is {len(key):,} characters "
+                                                                f"long; at most {MAX_TEXT:,}"})
+    return problems
+
+
+def check_event(event: dict[str, Any]) -> dict[str, Any]:
+    """The event, if it may enter the pipeline; else EventError naming every problem."""
+    problems = event_problems(event)
+    if problems:
+        raise EventError(problems)
+    return event

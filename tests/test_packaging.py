@@ -1,0 +1,96 @@
+"""A plain, non-editable install works: a wheel built from the repo, installed into a fresh virtualenv and run
+from another directory, finds its contracts, prompts and taxonomy (package data) and nothing from the checkout.
+
+The venv uses --system-site-packages so the heavy dependencies are not reinstalled; assetstream itself comes
+from the wheel (asserted), and neither the repo nor PYTHONPATH is on the path."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+SOURCE_DIRS = ("streams", "domain", "consumers", "app")
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory) -> dict[str, Path]:
+    """Build the wheel from a copy of the source (the checkout stays clean) and install it into a fresh venv."""
+    base = tmp_path_factory.mktemp("pkg")
+    src = base / "src"
+    src.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(REPO / name, src / name)
+    for d in SOURCE_DIRS:
+        shutil.copytree(REPO / d, src / d, ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "history"))
+    dist = base / "dist"
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
+                    "-w", str(dist), str(src)], check=True, capture_output=True, timeout=300)
+    (wheel,) = dist.glob("assetstream-*.whl")
+    venv = base / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True, timeout=120)
+    py = venv / "bin" / "python"
+    subprocess.run([str(py), "-m", "pip", "install", "--quiet", "--no-deps", "--no-index", str(wheel)],
+                   check=True, capture_output=True, timeout=300)
+    elsewhere = base / "elsewhere"
+    elsewhere.mkdir()
+    return {"python": py, "bin": venv / "bin", "venv": venv, "cwd": elsewhere, "wheel": wheel}
+
+
+def run(installed: dict[str, Path], *argv: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ASSETSTREAM_") and k != "PYTHONPATH"}
+    env["PATH"] = f"{installed['bin']}{os.pathsep}{env.get('PATH', '')}"
+    return subprocess.run(list(argv), cwd=installed["cwd"], env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def test_wheel_ships_contracts_prompts_and_taxonomy(installed):
+    from zipfile import ZipFile
+
+    names = set(ZipFile(installed["wheel"]).namelist())
+    assert "streams/contracts/io.assetstream.AssetEvent.avsc" in names
+    assert "domain/prompts/tagging/v1.md" in names and "domain/prompts/tagging/v1.schema.json" in names
+    assert "domain/taxonomy/v1.json" in names
+    assert not any(n.startswith(("avro/", "prompts/")) for n in names)
+
+
+def test_installed_cli_runs_from_another_directory(installed):
+    version = run(installed, "assetstream", "--version")
+    assert version.returncode == 0, version.stderr
+    from streams import __version__
+
+    assert version.stdout.split()[:2] == ["assetstream", __version__]
+
+    shown = run(installed, "assetstream", "config", "show")
+    assert shown.returncode == 0, shown.stderr[-2000:]
+    assert json.loads(shown.stdout)["topics"]
+
+
+def test_installed_package_loads_its_data_not_the_checkout(installed):
+    """Schemas (serde round trip through the in-process registry), prompts and taxonomy, all from site-packages."""
+    script = """
+import json, streams, domain
+from app.producer import build_event
+from consumers.enrich.prompts import load_prompt
+from domain.taxonomy import load_taxonomy
+from streams.avro import Serde
+serde = Serde({"url": "mock://packaging"}, {"raw": "raw"})
+event = build_event("sku-1", "https://cdn.example.com/a.jpg", uploader_notes="hello")
+back = serde.deserialize("raw", serde.serialize("raw", event))
+same = all(back[k] == event[k] for k in ("asset_id", "event_id", "source_uri", "uploader_notes", "tenant"))
+print(json.dumps({"same": same, "streams": streams.__file__, "avro": str(streams.AVRO_DIR),
+                  "prompts": str(domain.PROMPTS_DIR), "prompt": load_prompt("tagging").version,
+                  "taxonomy": load_taxonomy().version}))
+"""
+    result = run(installed, str(installed["python"]), "-c", script)
+    assert result.returncode == 0, result.stderr[-3000:]
+    seen = json.loads(result.stdout.strip().splitlines()[-1])
+    assert seen["same"] is True
+    site = str(installed["venv"])
+    for key in ("streams", "avro", "prompts"):
+        assert seen[key].startswith(site) and not seen[key].startswith(str(REPO)), seen
+    assert seen["prompt"] == "v1" and seen["taxonomy"]

@@ -1,0 +1,94 @@
+"""What `assetstream run` picks up from the paths it is given: HEIC/HEIF included, every other file reported
+with the reason it was skipped (never silently)."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from app.embedded_run import find_images
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def cli(*args: str, cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ASSETSTREAM_")}
+    env["PYTHONPATH"] = str(REPO)
+    return subprocess.run([sys.executable, "-m", "app.cli", *args], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def test_discovery_takes_heic_and_heif_and_reports_the_rest(tmp_path):
+    (tmp_path / "sub").mkdir()
+    (tmp_path / ".git" / "objects").mkdir(parents=True)
+    for name in ("iphone.HEIC", "camera.heif", "a.jpg", "sub/b.png", "notes.txt", ".DS_Store", "sub/README",
+                 ".git/HEAD", ".git/objects/x.jpg"):
+        (tmp_path / name).write_bytes(b"x")
+    images, skipped = find_images([str(tmp_path)])
+    assert sorted(p.name for p in images) == ["a.jpg", "b.png", "camera.heif", "iphone.HEIC"]
+    why = {Path(f).name: reason for f, reason in skipped}
+    assert set(why) == {"notes.txt", ".DS_Store", "README", ".git"}  # a hidden directory is one line
+    assert "not an image extension (.txt" in why["notes.txt"]
+    assert why[".DS_Store"] == "hidden file" and why[".git"] == "hidden directory, not searched"
+
+
+def test_glob_reports_what_it_skips(tmp_path):
+    for name in ("one.heic", "two.gif", "three.pdf"):
+        (tmp_path / name).write_bytes(b"x")
+    images, skipped = find_images([str(tmp_path / "*")])
+    assert sorted(p.name for p in images) == ["one.heic", "two.gif"]
+    assert [Path(f).name for f, _ in skipped] == ["three.pdf"]
+
+
+def test_a_file_named_explicitly_is_always_taken(tmp_path):
+    odd = tmp_path / "scan.dat"
+    odd.write_bytes(b"x")
+    images, skipped = find_images([str(odd)])
+    assert images == [odd.resolve()] and skipped == []
+
+
+def test_run_says_which_files_it_skipped_and_why(tmp_path):
+    """Nothing to publish: exit 2 before any broker starts, naming each skipped file."""
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "brief.txt").write_text("hello")
+    (tmp_path / "docs" / "clip.mov").write_bytes(b"x")
+    result = cli("run", "docs", cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    err = " ".join(result.stderr.split())
+    assert "skipped" in err and "brief.txt" in err and "clip.mov" in err
+    assert "not an image extension" in err and "no images found" in err
+
+
+def test_sidecars_of_files_with_the_same_stem_do_not_collide(tmp_path):
+    """a.jpg, a.png and sub/a.jpg: three assets, three JSON-LD + XMP pairs, each naming its own asset."""
+    import json
+    import xml.etree.ElementTree as ET
+
+    from app.embedded_run import EmbeddedRun, Tracker, summary_row
+    from app.kpis.testing import validated_record
+    from app.producer import asset_id_for
+
+    (tmp_path / "sub").mkdir()
+    files = [tmp_path / "a.jpg", tmp_path / "a.png", tmp_path / "sub" / "a.jpg"]
+    ids = [asset_id_for(f) for f in files]
+    assert len(set(ids)) == 3
+    tracker = Tracker({a: f"evt-{i}" for i, a in enumerate(ids)})
+    for i, a in enumerate(ids):
+        tracker.validated[a] = validated_record(a, 1, event_time_ms=1_767_600_000_000, published_ms=1_767_600_001_000,
+                                                title=f"title {i}", alt_text=f"alt {i}")
+    out = tmp_path / "out"
+    job = EmbeddedRun([], out_dir=out)
+    paths = dict(zip(ids, files))
+    rows = [summary_row(a, p, tracker) for a, p in paths.items()]
+    job.write_sidecars(tracker, paths, rows)
+
+    assert len(list(out.glob("*.jsonld"))) == 3 and len(list(out.glob("*.xmp"))) == 3
+    for i, (a, row) in enumerate(zip(ids, rows)):
+        jsonld_name, xmp_name = row["sidecars"]
+        assert jsonld_name.startswith("a-") and jsonld_name == f"{a}.jsonld"  # readable stem + the asset's hash
+        assert json.loads((out / jsonld_name).read_text())["name"] == f"title {i}"
+        assert f"alt {i}" in (out / xmp_name).read_text()
+        ET.fromstring((out / xmp_name).read_text())
+    summary = json.loads((out / "summary.json").read_text())
+    assert [r["sidecars"] for r in summary] == [r["sidecars"] for r in rows]
