@@ -3,5 +3,5 @@ controlled vocabulary, the search-store client and index management, and the JSO
 from streams import package_data_dir
 
 PROMPTS_DIR = package_data_dir("domain", "prompts", "ASSETSTREAM_PROMPTS_DIR")
-"""The bundled prompt templates and output schemas (domain/prompts/<task>/v<N>.md + .schema.json), read by
+"""The bundled prompt templates and output schemas (prompts/<task>/v<N>.md + .schema.json), read by
 enrich and validate; ASSETSTREAM_PROMPTS_DIR or the setting enrich.prompts_dir point elsewhere."""

@@ -26,4 +26,4 @@ def package_data_dir(package: str, folder: str, env: str) -> Path:
 
 
 AVRO_DIR = package_data_dir("streams", "contracts", "ASSETSTREAM_AVRO_DIR")
-"""The Avro contracts (streams/contracts/*.avsc); ASSETSTREAM_AVRO_DIR overrides."""
+"""The Avro contracts (avro/*.avsc); ASSETSTREAM_AVRO_DIR overrides."""

@@ -1,4 +1,4 @@
-"""Avro contracts: load the .avsc files in streams/contracts/, serialize with the Confluent Schema Registry wire format.
+"""Avro contracts: load the .avsc files in avro/, serialize with the Confluent Schema Registry wire format.
 
 Topic -> record type is fixed here. Each topic's schema is registered fully expanded (no references), under
 the TopicNameStrategy subject `<topic>-value`.

@@ -52,7 +52,7 @@ def test_dockerfile_check_catches_broken_variant(name):
 
 
 NEEDED = ["pyproject.toml", "streams/metrics.py", "streams/settings.py", "consumers/__init__.py", "app/settings.py",
-          "streams/contracts/io.assetstream.AssetEvent.avsc", "domain/prompts/tagging/v1.md", "domain/taxonomy/v1.json"]
+          "avro/io.assetstream.AssetEvent.avsc", "prompts/tagging/v1.md", "domain/taxonomy/v1.json"]
 DROPPED = [".git/HEAD", ".env", "tests/test_x.py", "streams/__pycache__/x.cpython-311.pyc", "deploy/k8s/x.yaml",
            "secrets/token", "tls/server.key"]
 

@@ -15,7 +15,9 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-SOURCE_DIRS = ("streams", "domain", "consumers", "app")
+SOURCE_DIRS = ("streams", "domain", "consumers", "app", "avro", "prompts")
+"""The packages, and the top-level contracts and prompts they link to (streams/contracts -> ../avro,
+domain/prompts -> ../prompts): the build follows the links, as it does from a checkout."""
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +29,7 @@ def installed(tmp_path_factory) -> dict[str, Path]:
     for name in ("pyproject.toml", "README.md"):
         shutil.copy(REPO / name, src / name)
     for d in SOURCE_DIRS:
-        shutil.copytree(REPO / d, src / d, ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "history"))
+        shutil.copytree(REPO / d, src / d, symlinks=True, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     dist = base / "dist"
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
                     "-w", str(dist), str(src)], check=True, capture_output=True, timeout=300)

@@ -1,4 +1,4 @@
-"""Versioned prompt templates (domain/prompts/<task>/vN.md + vN.schema.json) and their rendering.
+"""Versioned prompt templates (prompts/<task>/vN.md + vN.schema.json) and their rendering.
 
 Trust boundary: the system part is ours. Everything that comes from the uploader or from the image (OCR text,
 uploader notes, product context, declared license, embedded XMP/IPTC/EXIF strings) is rendered by

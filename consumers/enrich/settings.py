@@ -57,10 +57,10 @@ class EnrichSettings(Section):
         None, description='optional "provider:model" that re-runs tagging; tag agreement (Jaccard) with the '
                           'first answer becomes Enrichment.confidence')
     prompt_versions: dict[str, str] = Field(default_factory=dict,
-                                            description="task -> prompt version (default: highest in domain/prompts/)")
+                                            description="task -> prompt version (default: highest in prompts/)")
     prompts_dir: str | None = Field(
         None, description="a directory of your own prompt versions (<task>/vN.md + vN.schema.json), read by enrich "
-                          "and validate; default: the bundled domain/prompts/ (or ASSETSTREAM_PROMPTS_DIR)")
+                          "and validate; default: the bundled prompts/ (or ASSETSTREAM_PROMPTS_DIR)")
     prices: dict[str, dict[str, float]] = Field(
         default_factory=dict,
         description='"provider:model" -> {"input_per_mtok", "output_per_mtok"} USD; merged over built-in '

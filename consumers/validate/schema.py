@@ -3,8 +3,8 @@
 Two layers, both with `jsonschema` (Draft 2020-12):
 
 1. `ENRICHMENT_SCHEMA`: the merged `Enrichment` record (Avro fields + the documented constraints, mirroring
-   domain/prompts/<task>/v1.schema.json). Always checked.
-2. The prompt's own output schema, `domain/prompts/<task>/<prompt_version>.schema.json`, for each task named in the
+   prompts/<task>/v1.schema.json). Always checked.
+2. The prompt's own output schema, `prompts/<task>/<prompt_version>.schema.json`, for each task named in the
    record's provenance, against `enrichment.raw_outputs[task]` (the model's JSON text). Checked when the file
    exists (settings.validate.prompt_schemas).
 

@@ -52,7 +52,7 @@ class ValidateSettings(Section):
 
     # --- schemas -----------------------------------------------------------------------------------------
     prompt_schemas: bool = Field(True, description="also validate raw_outputs[task] against the prompt's JSON "
-                                                   "Schema in domain/prompts/<task>/ when that file exists")
+                                                   "Schema in prompts/<task>/ when that file exists")
 
     @model_validator(mode="after")
     def _thresholds_ordered(self) -> "ValidateSettings":
