@@ -73,7 +73,8 @@ class ReviewServer:
 def serve_until_interrupted(server: ReviewServer, announce: Callable[[str], None]) -> None:
     """Start, announce the login URL once, serve until Ctrl-C or SIGTERM, stop."""
     stop = threading.Event()
-    previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    # explicit handlers: a process started in the background by a shell inherits an ignored SIGINT
+    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
     server.start()
     try:
         announce(server.login_url)
@@ -82,5 +83,6 @@ def serve_until_interrupted(server: ReviewServer, announce: Callable[[str], None
     except KeyboardInterrupt:
         pass
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
         server.stop()
