@@ -229,13 +229,14 @@ def test_bulk_approve_a_filtered_selection(page, server, fleet):
     expected = [r["enriched"]["pre"]["asset"]["asset_id"] for r in records
                 if r["status"] == "needs_review" and RIGHTS in r["reasons"]]
     assert sorted(a.text_content() for a in page.locator("table.queue .id").all()) == sorted(expected)
+    tenant = records[0]["enriched"]["pre"]["asset"]["tenant"]
     before = {d["decision_id"] for d in feedback(settings)}
     page.get_by_role("button", name=f"Approve all {len(expected)} matching").click()
     page.wait_for_url(re.compile("sent="))
     assert f"{len(expected)} asset(s) approved" in page.locator(".flash").text_content()
     new = [d for d in feedback(settings) if d["decision_id"] not in before]
     assert sorted(d["asset_id"] for d in new) == sorted(expected)
-    assert {(d["status"], d["editor"], len(d["fields"])) for d in new} == {("approved", "erin", 0)}
+    assert {(d["status"], d["editor"], len(d["fields"]), d["tenant"]) for d in new} == {("approved", "erin", 0, tenant)}
 
     # approve selected: only the ticked row
     page.goto(f"{server.url}/?status=auto_applied")
@@ -245,7 +246,7 @@ def test_bulk_approve_a_filtered_selection(page, server, fleet):
     page.wait_for_url(re.compile("sent="))
     seen = before | {d["decision_id"] for d in new}
     newest = [d for d in feedback(settings) if d["decision_id"] not in seen]
-    assert [(d["asset_id"], d["status"]) for d in newest] == [(auto[0], "approved")]
+    assert [(d["asset_id"], d["status"], d["tenant"]) for d in newest] == [(auto[0], "approved", tenant)]
 
 
 # --- access ------------------------------------------------------------------------------------------------------

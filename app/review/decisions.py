@@ -29,18 +29,18 @@ def vocabulary(tax: Taxonomy) -> dict[str, Any]:
     return {"version": tax.version, "tags": tags, "deprecated": deprecated}
 
 
-def canonical_tags(raw: str, tax: Taxonomy) -> list[str]:
+def canonical_tags(raw: str, tax: Taxonomy, keep: set[str] = frozenset()) -> list[str]:
     """The tag ids an editor submitted (comma-separated or a JSON list), deprecated ones replaced; an id that is
-    not in the vocabulary is an error."""
+    not in the vocabulary is an error, unless the asset already had it (`keep`: e.g. a DAM keyword a person set)."""
     items = review.parse_tags_value(raw)
     out, unknown = [], []
     for item in items:
         tag = item.strip()
-        if tag in tax.entries:
+        if tag in tax.entries or tag in keep:
             out.append(tag)
             continue
         res = tax.resolve(tag)
-        if res.outcome == "mapped" and res.mapped and res.mapped.matched in ("deprecated", "exact"):
+        if res.outcome == "mapped" and res.mapped:  # an id, label or synonym; a deprecated id -> its replacement
             out.append(res.mapped.tag)
         else:
             unknown.append(tag)
@@ -70,7 +70,8 @@ def from_form(doc: dict[str, Any], form: Any, editor: str, tax: Taxonomy) -> dic
             continue
         current = doc_value(doc, name)
         if name == "tags":
-            submitted = review.tags_value(canonical_tags(str(form.get("value.tags") or ""), tax)) \
+            had = set(review.parse_tags_value(current))
+            submitted = review.tags_value(canonical_tags(str(form.get("value.tags") or ""), tax, had)) \
                 if "value.tags" in form else current
         else:
             submitted = str(form.get(f"value.{name}", current)).replace("\r\n", "\n").strip()
@@ -86,9 +87,8 @@ def from_form(doc: dict[str, Any], form: Any, editor: str, tax: Taxonomy) -> dic
             "tenant": doc.get("tenant")}
 
 
-def approval(doc_or_id: dict[str, Any] | str, editor: str, tenant: str | None = None) -> dict[str, Any]:
+def approval(asset_id: str, editor: str, tenant: str | None = None) -> dict[str, Any]:
     """'Approve all': the verdict alone (the merge pins every value the asset shows)."""
-    asset_id = doc_or_id if isinstance(doc_or_id, str) else doc_or_id["asset_id"]
     return {"asset_id": asset_id, "editor": editor, "fields": [], "status": "approved", "tenant": tenant}
 
 

@@ -169,10 +169,17 @@ class Index:
                               source_includes=includes)
         return [h["_source"] for h in resp["hits"]["hits"]]
 
-    def matching_ids(self, f: Filters) -> list[str]:
-        """Every asset id the filters select (at most review.scan_limit), queue order."""
-        docs = self._scan(_query(clauses(f)), ["asset_id", "enrichment.confidence"])
-        return [d["asset_id"] for d in docs if not f.conf_filter or f.conf_ok(d)]
+    def matching(self, f: Filters) -> dict[str, str | None]:
+        """asset id -> tenant of every asset the filters select (at most review.scan_limit), queue order."""
+        docs = self._scan(_query(clauses(f)), ["asset_id", "tenant", "enrichment.confidence"])
+        return {d["asset_id"]: d.get("tenant") for d in docs if not f.conf_filter or f.conf_ok(d)}
+
+    def tenants(self, ids: list[str]) -> dict[str, str | None]:
+        """asset id -> tenant of the given assets that are in the index."""
+        if not ids:
+            return {}
+        docs = self.es.mget(index=self.alias, ids=ids, source_includes=["asset_id", "tenant"])["docs"]
+        return {d["_id"]: (d.get("_source") or {}).get("tenant") for d in docs if d.get("found")}
 
     def status_counts(self) -> dict[str, int]:
         resp = self.es.search(index=self.alias, size=0, aggs={"s": {"terms": {"field": "status", "size": 20}}})

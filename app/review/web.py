@@ -260,9 +260,9 @@ class ReviewApp:
         f = Filters.from_params(form)
 
         def act() -> int:
-            ids = [str(i) for i in form.getlist("ids")] if form.get("scope") != "all" else self.index.matching_ids(f)
-            docs = {i: None for i in ids}
-            return len(self.publish([dec.approval(i, who.user) for i in docs])) if docs else 0
+            chosen = self.index.matching(f) if form.get("scope") == "all" else \
+                self.index.tenants(list(dict.fromkeys(str(i) for i in form.getlist("ids"))))
+            return len(self.publish([dec.approval(i, who.user, t) for i, t in chosen.items()])) if chosen else 0
 
         n = await run_in_threadpool(act)
         return RedirectResponse("/?" + urlencode({**f.params(), "sent": f"{n} asset(s) approved"}), status_code=303)
