@@ -338,6 +338,25 @@ def test_basic_auth_and_trusted_header_modes(fleet):
         ("bob", [{"field": "caption", "action": "rejected", "value": None}])]
 
 
+def test_a_decision_the_broker_does_not_acknowledge_is_reported_not_lost_silently(fleet):
+    from streams.embedded import free_port
+
+    settings, _ = fleet
+    down = settings.with_overrides(kafka={"bootstrap_servers": f"127.0.0.1:{free_port()}"},
+                                   review={"publish_timeout_s": 1.0})
+    with ReviewServer(down) as srv, httpx.Client(base_url=srv.url) as c:
+        assert c.get(srv.login_url).status_code == 303
+        page = c.get("/asset/mug-0001")
+        csrf = re.search(r'name="csrf" value="([^"]+)"', page.text).group(1)
+        r = c.post("/decide/mug-0001", data={"csrf": csrf, "verdict": "approve"})
+        assert r.status_code == 303 and "mug-0001" in r.headers["location"]
+        shown = c.get(r.headers["location"])
+        assert "not sent (the broker did not confirm it" in shown.text and "Sent to feedback" not in shown.text
+        r = c.post("/bulk-approve", data={"csrf": csrf, "scope": "selected", "ids": "mug-0001"})
+        shown = c.get(r.headers["location"])
+        assert "not all sent (the broker did not confirm them" in shown.text and "Sent to feedback" not in shown.text
+
+
 # --- once the lead's `review` consumer group is merged -------------------------------------------------------------
 def _review_group_available() -> bool:
     try:

@@ -101,8 +101,10 @@ class ReviewApp:
 
         with self._producer_lock:
             if self._producer is None:
+                # a decision not acknowledged in time expires with the request instead of arriving later unseen
                 self._producer = Producer({**self.settings.kafka.client_config(), "acks": "all",
-                                           "enable.idempotence": True, "linger.ms": 5})
+                                           "enable.idempotence": True, "linger.ms": 5,
+                                           "message.timeout.ms": int(self.cfg.publish_timeout_s * 1000)})
             return self._producer
 
     def close(self) -> None:
@@ -127,7 +129,7 @@ class ReviewApp:
                 return self._unauthorized(request)
             if request.method == "POST":
                 origin = request.headers.get("origin")
-                if origin and urlsplit(origin).netloc != request.headers.get("host"):
+                if origin and urlsplit(origin).netloc not in self._own_hosts(request):
                     return self._message(request, None, 403, "Refused", "This request came from another site.")
                 form = await request.form()
                 if not self.auth.csrf_ok(who, request.headers.get("x-csrf-token") or form.get("csrf")):
@@ -136,6 +138,12 @@ class ReviewApp:
             return await handler(request, who)
 
         return endpoint
+
+    def _own_hosts(self, request: Request) -> set[str]:
+        hosts = {request.headers.get("host") or ""}
+        if self.cfg.public_url:
+            hosts.add(urlsplit(self.cfg.public_url).netloc)
+        return hosts
 
     def _unauthorized(self, request: Request) -> Response:
         headers = {"WWW-Authenticate": 'Basic realm="assetstream review", charset="UTF-8"'} \
@@ -186,6 +194,7 @@ class ReviewApp:
             page = int(request.query_params.get("page") or 1)
         except ValueError:
             page = 1
+        page = max(1, min(page, 10_000 // self.cfg.page_size))  # the store's result window
 
         def load():
             return {"header": self._header(), "result": self.index.queue(f, page),
@@ -193,7 +202,8 @@ class ReviewApp:
 
         data = await run_in_threadpool(load)
         return self._page(request, who, "queue.html", {**data, "f": f, "reason_groups": list(REASON_GROUPS),
-                                                       "sent": request.query_params.get("sent")})
+                                                       "sent": request.query_params.get("sent"),
+                                                       "error": request.query_params.get("error")})
 
     async def asset(self, request: Request, who: Principal) -> Response:
         asset_id = request.path_params["asset_id"]
@@ -253,6 +263,10 @@ class ReviewApp:
             target = await run_in_threadpool(act)
         except dec.DecisionError as exc:
             target = _asset_url(asset_id, f, error=str(exc))
+        except Exception as exc:  # the broker did not acknowledge in time: say so, do not pretend
+            log.warning("review: decision for %s not acknowledged: %s", asset_id, exc)
+            target = _asset_url(asset_id, f, error=f"not sent (the broker did not confirm it: {type(exc).__name__}: "
+                                                   f"{exc}); try again")
         return RedirectResponse(target, status_code=303)
 
     async def bulk_approve(self, request: Request, who: Principal) -> Response:
@@ -264,8 +278,13 @@ class ReviewApp:
                 self.index.tenants(list(dict.fromkeys(str(i) for i in form.getlist("ids"))))
             return len(self.publish([dec.approval(i, who.user, t) for i, t in chosen.items()])) if chosen else 0
 
-        n = await run_in_threadpool(act)
-        return RedirectResponse("/?" + urlencode({**f.params(), "sent": f"{n} asset(s) approved"}), status_code=303)
+        try:
+            outcome = {"sent": f"{await run_in_threadpool(act)} asset(s) approved"}
+        except Exception as exc:  # the broker did not acknowledge in time
+            log.warning("review: bulk approval not acknowledged: %s", exc)
+            outcome = {"error": f"not all sent (the broker did not confirm them: {type(exc).__name__}: {exc}); "
+                                "try again"}
+        return RedirectResponse("/?" + urlencode({**f.params(), **outcome}), status_code=303)
 
     async def metrics(self, request: Request, who: Principal) -> Response:
         def collect():
