@@ -191,6 +191,9 @@ def test_editor_edits_alt_text_and_tags_then_approves(page, server, fleet, tmp_p
     second = waiting[1]["enriched"]["pre"]["asset"]["asset_id"]
     page.wait_for_url(re.compile(f"/asset/{second}"))
     assert f"{asset_id}: approved" in page.locator(".flash").text_content()
+    # the next asset's untrusted text (markup in its title and OCR text) is shown as text, never run
+    assert page.locator("#title").input_value() == waiting[1]["title"]
+    assert page.evaluate("window.__pwned") is None
 
     mine = of(feedback(settings), asset_id)
     assert len(mine) == 1
