@@ -99,7 +99,7 @@ def seed_records(settings: Any) -> list[dict[str, Any]]:
         review_record(settings, "paris-0004", minutes=4, sample="photo_paris_sunset_copy.jpg", title="Paris copy",
                       alt_text="The Paris skyline at sunset, again", tags=[("subject", "city")],
                       reasons=[RIGHTS, "near-duplicate of paris-0003 (pHash distance 4)"], duplicate_of="paris-0003"),
-        review_record(settings, "auto-0005", minutes=5, sample="gradient_decorative.jpg", title="Gradient",
+        review_record(settings, "auto-0005", minutes=0, sample="gradient_decorative.jpg", title="Gradient",
                       alt_text="A soft gradient", tags=[("style", "abstract")], reasons=["confidence 0.9 >= 0.85"],
                       status="auto_applied", confidence=0.9),
         review_record(settings, "done-0006", minutes=6, sample="product_red_mug.jpg", title="Approved mug",

@@ -252,6 +252,41 @@ def test_bulk_approve_a_filtered_selection(page, server, fleet):
     assert [(d["asset_id"], d["status"], d["tenant"]) for d in newest] == [(auto[0], "approved", tenant)]
 
 
+def test_all_statuses_list_the_waiting_assets_first_across_pages(fleet):
+    settings, records = fleet
+    def key(r):
+        return (r["status"] != "needs_review", r["enriched"]["pre"]["asset"]["event_time"],
+                r["enriched"]["pre"]["asset"]["asset_id"])
+
+    def conf(r):
+        return r["enriched"]["enrichment"]["confidence"]
+
+    small = settings.with_overrides(review={"page_size": 3})
+    with ReviewServer(small) as srv, httpx.Client(base_url=srv.url) as c:
+        assert c.get(srv.login_url).status_code == 303
+
+        def listed(params: str) -> list[str]:
+            ids, page = [], 1
+            while True:
+                html = c.get(f"/?{params}&page={page}").text
+                ids += re.findall(r'name="ids" value="([^"]+)"', html)
+                if 'rel="next"' not in html:
+                    return ids
+                page += 1
+
+        ordered = sorted(records, key=key)
+        assert listed("status=all") == [r["enriched"]["pre"]["asset"]["asset_id"] for r in ordered]
+        assert listed("status=all&min_conf=0.8") == [r["enriched"]["pre"]["asset"]["asset_id"] for r in ordered
+                                                     if conf(r) >= 0.8]
+        # next / previous follow the same order, across the boundary between waiting and the rest
+        last_waiting = [r for r in ordered if r["status"] == "needs_review"][-1]["enriched"]["pre"]["asset"]["asset_id"]
+        first_other = [r for r in ordered if r["status"] != "needs_review"][0]["enriched"]["pre"]["asset"]["asset_id"]
+        page = c.get(f"/asset/{last_waiting}?status=all").text
+        assert f'id="next" href="/asset/{first_other}?status=all"' in page
+        page = c.get(f"/asset/{first_other}?status=all").text
+        assert f'id="prev" href="/asset/{last_waiting}?status=all"' in page
+
+
 # --- access ------------------------------------------------------------------------------------------------------
 def test_unauthenticated_requests_get_401(server, fleet):
     title = by_id(fleet[1])["mug-0001"]["title"]

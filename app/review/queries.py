@@ -1,6 +1,7 @@
 """What the review app reads from the index (read alias only; it never writes the store).
 
-Queue order: oldest upload first (`event_time`, then `asset_id`). The reasons an asset needs review are free text
+Queue order: oldest upload first (`event_time`, then `asset_id`); the `all` view lists the assets needing review
+first. The reasons an asset needs review are free text
 written by the validate stage; REASON_GROUPS sorts them into the groups the queue filters and counts by, with
 wildcards on the `reasons` keyword. `enrichment.confidence` is stored but not indexed, so the confidence filter is
 applied here, over at most `review.scan_limit` documents.
@@ -140,6 +141,16 @@ def _query(filters: list[dict[str, Any]]) -> dict[str, Any]:
     return {"bool": {"filter": filters}} if filters else {"match_all": {}}
 
 
+def parts(f: Filters) -> list[list[dict[str, Any]]]:
+    """The queue in order, as filter lists: one status, or for `all` the assets needing review first, then the rest
+    (each part oldest upload first)."""
+    if f.status != "all":
+        return [clauses(f)]
+    base = clauses(f, with_status=False)
+    waiting = {"term": {"status": "needs_review"}}
+    return [[*base, waiting], [*base, {"bool": {"must_not": [waiting]}}]]
+
+
 class Index:
     """Reads of the read alias for one request or one process (the Elasticsearch client is thread-safe)."""
 
@@ -153,15 +164,21 @@ class Index:
     def queue(self, f: Filters, page: int) -> dict[str, Any]:
         size = self.cfg.page_size
         page = max(1, page)
-        query = _query(clauses(f))
-        if not f.conf_filter:
-            resp = self.es.search(index=self.alias, query=query, sort=SORT, from_=(page - 1) * size, size=size,
-                                  source_includes=LIST_FIELDS, track_total_hits=True)
-            total = resp["hits"]["total"]["value"]
-            rows = [h["_source"] for h in resp["hits"]["hits"]]
-        else:
-            matching = [d for d in self._scan(query, LIST_FIELDS) if f.conf_ok(d)]
-            total, rows = len(matching), matching[(page - 1) * size: page * size]
+        start, rows, total = (page - 1) * size, [], 0
+        for part in parts(f):
+            query = _query(part)
+            first, want = max(0, start + len(rows) - total), size - len(rows)  # this part's share of the page
+            if f.conf_filter:
+                matching = [d for d in self._scan(query, LIST_FIELDS) if f.conf_ok(d)]
+                n, wanted = len(matching), matching[first: first + want]
+            else:
+                n, wanted = self.es.count(index=self.alias, query=query)["count"], []
+                if want > 0 and first < n:
+                    resp = self.es.search(index=self.alias, query=query, sort=SORT, from_=first, size=want,
+                                          source_includes=LIST_FIELDS)
+                    wanted = [h["_source"] for h in resp["hits"]["hits"]]
+            rows += wanted
+            total += n
         return {"rows": rows, "total": total, "page": page, "pages": max(1, math.ceil(total / size))}
 
     def _scan(self, query: dict[str, Any], includes: list[str]) -> list[dict[str, Any]]:
@@ -171,8 +188,9 @@ class Index:
 
     def matching(self, f: Filters) -> dict[str, str | None]:
         """asset id -> tenant of every asset the filters select (at most review.scan_limit), queue order."""
-        docs = self._scan(_query(clauses(f)), ["asset_id", "tenant", "enrichment.confidence"])
-        return {d["asset_id"]: d.get("tenant") for d in docs if not f.conf_filter or f.conf_ok(d)}
+        docs = [d for part in parts(f) for d in self._scan(_query(part), ["asset_id", "tenant", "enrichment.confidence"])]
+        return {d["asset_id"]: d.get("tenant") for d in docs[: self.cfg.scan_limit]
+                if not f.conf_filter or f.conf_ok(d)}
 
     def tenants(self, ids: list[str]) -> dict[str, str | None]:
         """asset id -> tenant of the given assets that are in the index."""
@@ -219,25 +237,41 @@ class Index:
 
     def neighbour(self, f: Filters, doc: dict[str, Any], after: bool = True) -> str | None:
         """The asset after (or before) `doc` in queue order under the filters."""
-        t, aid = doc.get("event_time"), doc["asset_id"]
-        op, eq = ("gt", "gt") if after else ("lt", "lt")
-        if t is None:
-            position: dict[str, Any] = {"range": {"asset_id": {eq: aid}}}
-        else:
-            position = {"bool": {"should": [
-                {"range": {"event_time": {op: t}}},
-                {"bool": {"filter": [{"term": {"event_time": t}}, {"range": {"asset_id": {eq: aid}}}]}}],
-                "minimum_should_match": 1}}
+        ordered = parts(f)
+        here = 0 if len(ordered) == 1 or doc.get("status") == "needs_review" else 1
+        found = self._neighbour_in(f, ordered[here], doc, after)
+        further = ordered[here + 1:] if after else list(reversed(ordered[:here]))
+        for part in further:  # past the end of its part: the first (or last) of the next (or previous) part
+            if found is not None:
+                break
+            found = self._neighbour_in(f, part, None, after)
+        return found
+
+    def _neighbour_in(self, f: Filters, part: list[dict[str, Any]], doc: dict[str, Any] | None,
+                      after: bool) -> str | None:
         order = "asc" if after else "desc"
         sort = [{"event_time": {"order": order, "unmapped_type": "date"}},
                 {"asset_id": {"order": order, "unmapped_type": "keyword"}}]
         size = self.cfg.scan_limit if f.conf_filter else 1
-        resp = self.es.search(index=self.alias, query=_query([*clauses(f), position]), sort=sort, size=size,
+        position = [self._after(doc, after)] if doc is not None else []
+        resp = self.es.search(index=self.alias, query=_query([*part, *position]), sort=sort, size=size,
                               source_includes=["asset_id", "enrichment.confidence"])
         for h in resp["hits"]["hits"]:
             if not f.conf_filter or f.conf_ok(h["_source"]):
                 return h["_source"]["asset_id"]
         return None
+
+    @staticmethod
+    def _after(doc: dict[str, Any], after: bool) -> dict[str, Any]:
+        """Assets after (or before) `doc` in (event_time, asset_id) order."""
+        t, aid = doc.get("event_time"), doc["asset_id"]
+        op = "gt" if after else "lt"
+        if t is None:
+            return {"range": {"asset_id": {op: aid}}}
+        return {"bool": {"should": [
+            {"range": {"event_time": {op: t}}},
+            {"bool": {"filter": [{"term": {"event_time": t}}, {"range": {"asset_id": {op: aid}}}]}}],
+            "minimum_should_match": 1}}
 
     def duplicate_family(self, doc: dict[str, Any]) -> list[dict[str, Any]]:
         """The original this asset duplicates and every asset that names it (or this asset) as original."""
