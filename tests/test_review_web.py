@@ -241,6 +241,14 @@ def test_bulk_approve_a_filtered_selection(page, server, fleet):
     assert sorted(d["asset_id"] for d in new) == sorted(expected)
     assert {(d["status"], d["editor"], len(d["fields"]), d["tenant"]) for d in new} == {("approved", "erin", 0, tenant)}
 
+    # the keyboard on the queue: j moves to the next row, Enter opens it
+    page.goto(f"{server.url}/?status=needs_review")
+    second_row = page.locator("table.queue .id").nth(1).text_content()
+    page.keyboard.press("j")
+    page.keyboard.press("j")
+    page.keyboard.press("Enter")
+    page.wait_for_url(re.compile(f"/asset/{second_row}"))
+
     # approve selected: only the ticked row
     page.goto(f"{server.url}/?status=auto_applied")
     auto = [r["enriched"]["pre"]["asset"]["asset_id"] for r in records if r["status"] == "auto_applied"]

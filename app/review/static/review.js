@@ -138,6 +138,18 @@
     tagInput.addEventListener("change", () => { if (known.has(tagInput.value.trim()) || tagInput.value.trim() in vocab.deprecated) add(); });
   }
 
+  // --- the queue: a current row that j / k move and Enter opens ------------------------------------------------
+  const rows = $$("table.queue tbody tr").filter((tr) => $("a.open", tr));
+  let current = -1;
+  const moveRow = (step) => {
+    if (!rows.length) return false;
+    if (current >= 0) rows[current].classList.remove("current");
+    current = Math.max(0, Math.min(rows.length - 1, current + step));
+    rows[current].classList.add("current");
+    rows[current].scrollIntoView({ block: "nearest" });
+    return true;
+  };
+
   // --- keyboard shortcuts -----------------------------------------------------------------------------------
   document.addEventListener("keydown", (ev) => {
     const t = ev.target;
@@ -146,13 +158,13 @@
     if (typing || ev.ctrlKey || ev.metaKey || ev.altKey) return;
     const go = (sel) => { const a = $(sel); if (a) { window.location.href = a.href; } };
     switch (ev.key) {
-      case "j": case "n": go("#next"); break;
-      case "k": case "p": go("#prev"); break;
+      case "j": case "n": if (!moveRow(1)) go("#next"); break;
+      case "k": case "p": if (!moveRow(-1)) go("#prev"); break;
       case "a": { const b = $("#approve"); if (b) { ev.preventDefault(); b.click(); } break; }
       case "x": { const b = $("#reject"); if (b) { ev.preventDefault(); b.click(); } break; }
       case "e": if (alt) { ev.preventDefault(); alt.focus(); alt.setSelectionRange(alt.value.length, alt.value.length); } break;
       case "t": if (tagInput) { ev.preventDefault(); tagInput.focus(); } break;
-      case "Enter": go("table.queue a.open"); break;
+      case "Enter": if (rows.length) { window.location.href = $("a.open", rows[Math.max(0, current)]).href; } break;
       case "?": toggleHelp(); break;
       default: return;
     }
