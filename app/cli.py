@@ -9,6 +9,7 @@ import typer
 from app.console import console, load_settings, out, setup_logging
 from app.kpis import cli as kpis_cli
 from app.ops import cli as ops_cli
+from app.review import cli as review_cli
 
 app = typer.Typer(no_args_is_help=True, add_completion=False,
                   help="assetstream: a Kafka consumer fleet that turns raw image-asset events into validated, "
@@ -98,15 +99,16 @@ def run(paths: list[str] = typer.Argument(..., help="image files, directories or
                                              "of starting an embedded store"),
         provider: Optional[str] = typer.Option(None, "--provider", help="local | claude | gemini"),
         timeout: float = typer.Option(900, help="give up after this many seconds"),
-        json_out: bool = typer.Option(False, "--json", help="print the results as JSON")):
+        json_out: bool = typer.Option(False, "--json", help="print the results as JSON"),
+        serve: bool = typer.Option(False, "--serve", help="then keep broker, store and workers up and serve the "
+                                   "review web app (review.*) until Ctrl-C")):
     """Run the whole pipeline on some images, on one machine, with nothing configured.
 
     Starts an embedded Kafka-protocol broker and search store (unless --bootstrap / --es-url), all four
     consumer groups plus the sink with the offline local provider, publishes one event per image, and ends
-    with a table plus a JSON-LD file and an XMP sidecar per image in --out."""
+    with a table plus a JSON-LD file and an XMP sidecar per image in --out. With --serve, everything stays up and
+    the review web app is served: it prints `review: <URL>` (with the login token) when ready."""
     from pathlib import Path
-
-    from rich.table import Table
 
     from app.embedded_run import EmbeddedRun
 
@@ -117,15 +119,36 @@ def run(paths: list[str] = typer.Argument(..., help="image files, directories or
     job = EmbeddedRun(paths, out_dir=Path(out_dir), bootstrap=bootstrap, registry=registry, es_url=es_url,
                       provider=provider, timeout_s=timeout, console=console, settings=settings,
                       show_progress=not json_out)
+    reported = []
+
+    def report() -> None:
+        reported.append(True)
+        _print_run_rows(job.rows, json_out, out_dir)
+
+    def report_and_serve(running) -> None:
+        from app.review.cli import serve_embedded
+
+        report()
+        serve_embedded(running)
+
     try:
-        tracker, _ = job.run()
+        tracker, _ = job.run(after=report_and_serve if serve else None)
     except FileNotFoundError as exc:
         console.print(f"[red]{exc}[/red]")
         raise typer.Exit(2)
     except (RuntimeError, TimeoutError) as exc:
         console.print(f"[red]run failed:[/red] {exc}\n[dim]worker logs: {job.workdir}[/dim]")
         raise typer.Exit(1)
-    rows = job.rows
+    if not reported:
+        report()
+    raise typer.Exit(1 if tracker.dead else 0)
+
+
+def _print_run_rows(rows: list[dict[str, Any]], json_out: bool, out_dir: str) -> None:
+    from pathlib import Path
+
+    from rich.table import Table
+
     if json_out:
         out.print_json(json.dumps(rows, default=str))
     else:
@@ -141,7 +164,6 @@ def run(paths: list[str] = typer.Argument(..., help="image files, directories or
                           r["status"], r["usage_flag"], f"{r['cost_usd']:.4f}")
         out.print(table)
         out.print(f"JSON-LD and XMP sidecars in [bold]{Path(out_dir).resolve()}[/bold]")
-    raise typer.Exit(1 if tracker.dead else 0)
 
 
 @app.command()
@@ -213,6 +235,7 @@ def config_show():
 
 app.add_typer(ops_cli.app)  # publish, ingest-server, backfill, dlq
 app.add_typer(kpis_cli.app)  # streams kpis, feedback, audit
+app.add_typer(review_cli.app)  # review
 
 
 def main() -> None:

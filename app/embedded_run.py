@@ -17,7 +17,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from pydantic import SecretStr
 
@@ -197,7 +197,8 @@ class EmbeddedRun:
                 raise RuntimeError(f"the {stage} worker exited with code {proc.returncode}:\n{tail}")
 
     # ------------------------------------------------------------------------------------------ run
-    def run(self) -> tuple[Tracker, Settings]:
+    def run(self, after: Callable[[Settings], None] | None = None) -> tuple[Tracker, Settings]:
+        """Process the images; `after(settings)` runs while broker, store and workers are still up (`--serve`)."""
         from domain.store.client import make_client
         from domain.store.management import ensure_index
         from streams.topics import create_topics
@@ -219,6 +220,8 @@ class EmbeddedRun:
             self.follow(settings, tracker)
             self.rows = [summary_row(asset_id, path, tracker) for asset_id, path in paths.items()]
             self.write_sidecars(tracker, paths, self.rows)
+            if after is not None:
+                after(settings)
             return tracker, settings
         finally:
             self.stop()

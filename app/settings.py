@@ -1,5 +1,5 @@
 """The one typed settings object a deployment configures: the runtime's sections (`streams.settings`) composed
-with each consumer group's own section (next to its stage) and the application's (KPI app, ops tools).
+with each consumer group's own section (next to its stage) and the application's (KPI app, ops tools, review app).
 
     ASSETSTREAM_KAFKA__BOOTSTRAP_SERVERS=broker:9092
     ASSETSTREAM_ENRICH__PROVIDER=claude
@@ -10,6 +10,7 @@ from pydantic import AliasChoices, Field
 
 from app.kpis.settings import KpiSettings
 from app.ops.settings import OpsSettings
+from app.review.settings import ReviewSettings
 from consumers.enrich.settings import EnrichSettings
 from consumers.preprocess.settings import PreprocessSettings
 from consumers.validate.settings import ValidateSettings
@@ -28,6 +29,7 @@ class Settings(RuntimeSettings):
     index: IndexSettings = Field(default_factory=IndexSettings)
     kpis: KpiSettings = Field(default_factory=KpiSettings)
     ops: OpsSettings = Field(default_factory=OpsSettings)
+    review: ReviewSettings = Field(default_factory=ReviewSettings)
 
     @property
     def validate_settings(self) -> ValidateSettings:

@@ -101,3 +101,15 @@ def apply_rules(alt_text: str | None, decorative: bool, *, max_chars: int = 125,
             res.problems.append(f"text visible in the image (\"{_short(vt)}\") appears nowhere else and does not fit "
                                 f"in the {max_chars}-char alt text")
     return res
+
+
+def client_rules(max_chars: int = 125) -> dict[str, object]:
+    """These rules in a form a browser applies live while a person edits alt text (the review app): the length
+    limit, the leading-phrase pattern (valid JavaScript regex syntax, case-insensitive) and the messages, with
+    {placeholders} the client fills in. A person's alt text is never changed: the client only shows the messages."""
+    return {"max_chars": max_chars, "prefix_pattern": _PREFIX.pattern, "messages": {
+        "empty": "no alt text for a non-decorative image (leave it empty only if the image is decorative)",
+        "prefix": "starts with \"{match}\": screen readers already announce an image",
+        "too_long": "{n} characters (> {max}): keep the leading sentence(s)",
+        "visible_text": "text visible in the image (\"{text}\") appears nowhere else: mention it",
+    }}

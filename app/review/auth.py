@@ -1,0 +1,95 @@
+"""Who is asking: token login (Jupyter-style) with a signed session cookie, HTTP basic auth, or a trusted header
+set by an authenticating proxy; and the CSRF token every state-changing request must carry.
+
+Nothing here logs a token, a password or a cookie.
+"""
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import secrets
+import time
+from dataclasses import dataclass
+
+from starlette.requests import Request
+
+from app.review.settings import ReviewSettings
+
+COOKIE = "assetstream_review"
+USER_MAX_LEN = 200
+
+
+@dataclass(frozen=True)
+class Principal:
+    user: str
+    session: str  # the session id (token mode) or "" (basic / header: every request authenticates itself)
+
+
+class Auth:
+    def __init__(self, cfg: ReviewSettings, token: str | None = None):
+        self.cfg = cfg
+        self.mode = cfg.auth
+        if self.mode == "basic" and not cfg.users:
+            raise ValueError("review.auth=basic needs review.users (user name -> password)")
+        self.token = token or (cfg.token.get_secret_value() if cfg.token else secrets.token_urlsafe(24))
+        self.secret = (cfg.session_secret.get_secret_value().encode() if cfg.session_secret
+                       else secrets.token_bytes(32))
+
+    # --- signing -------------------------------------------------------------------------------------------
+    def _sign(self, payload: bytes) -> str:
+        return hmac.new(self.secret, payload, hashlib.sha256).hexdigest()
+
+    def session_cookie(self, user: str) -> str:
+        body = json.dumps({"u": user, "s": secrets.token_hex(16), "e": int(time.time()) + self.cfg.session_max_age_s},
+                          separators=(",", ":")).encode()
+        data = base64.urlsafe_b64encode(body).decode()
+        return f"{data}.{self._sign(data.encode())}"
+
+    def _from_cookie(self, value: str | None) -> Principal | None:
+        if not value or "." not in value:
+            return None
+        data, _, sig = value.rpartition(".")
+        if not hmac.compare_digest(sig, self._sign(data.encode())):
+            return None
+        try:
+            body = json.loads(base64.urlsafe_b64decode(data.encode()))
+        except ValueError:
+            return None
+        if int(body.get("e", 0)) < time.time():
+            return None
+        return Principal(str(body["u"]), str(body["s"]))
+
+    def csrf_token(self, who: Principal) -> str:
+        return self._sign(f"csrf\n{who.user}\n{who.session}".encode())
+
+    def csrf_ok(self, who: Principal, presented: str | None) -> bool:
+        return bool(presented) and hmac.compare_digest(str(presented), self.csrf_token(who))
+
+    # --- authentication -------------------------------------------------------------------------------------
+    def token_ok(self, presented: str | None) -> bool:
+        return self.mode == "token" and bool(presented) and hmac.compare_digest(str(presented), self.token)
+
+    def authenticate(self, request: Request) -> Principal | None:
+        """The principal of a request, or None (401). Header mode reads only the configured header; basic mode
+        only the Authorization header; token mode the session cookie or `Authorization: Bearer <token>`."""
+        if self.mode == "header":
+            user = (request.headers.get(self.cfg.trusted_header) or "").strip()
+            return Principal(user[:USER_MAX_LEN], "") if user else None
+        auth = request.headers.get("authorization") or ""
+        scheme, _, cred = auth.partition(" ")
+        if self.mode == "basic":
+            if scheme.lower() != "basic":
+                return None
+            try:
+                name, _, password = base64.b64decode(cred.strip()).decode().partition(":")
+            except (ValueError, UnicodeDecodeError):
+                return None
+            expected = self.cfg.users.get(name)
+            ok = hmac.compare_digest(password.encode(), (expected.get_secret_value() if expected else
+                                                         secrets.token_hex(16)).encode())
+            return Principal(name, "") if expected is not None and ok else None
+        if scheme.lower() == "bearer" and self.token_ok(cred.strip()):
+            return Principal(self.cfg.token_user, "")
+        return self._from_cookie(request.cookies.get(COOKIE))

@@ -1,0 +1,47 @@
+"""`assetstream review`: the review web app against a configured fleet (Typer app merged by app/cli.py)."""
+from __future__ import annotations
+
+from typing import Optional
+
+import typer
+
+from app.console import console, load_settings, setup_logging
+
+app = typer.Typer(add_completion=False)
+
+
+def announce(url: str) -> None:
+    """The one line an editor needs (it carries the login token in token mode)."""
+    print(f"review: {url}", flush=True)
+
+
+@app.command()
+def review(host: Optional[str] = typer.Option(None, help="interface to bind (default review.host, 127.0.0.1)"),
+           port: Optional[int] = typer.Option(None, help="port (default review.port; 0 = any free port)")):
+    """Serve the review web app: the queue of assets to review, the asset view, decisions to `feedback`.
+
+    Reads the index (index.*), publishes EditorDecisions to the `feedback` topic (kafka.*); auth per review.auth.
+    Prints `review: <URL>` when ready; stops on Ctrl-C."""
+    from app.review.server import ReviewServer, serve_until_interrupted
+
+    settings = load_settings()
+    setup_logging(settings.log_level)
+    try:
+        server = ReviewServer(settings, host=host, port=port)
+    except ValueError as exc:
+        console.print(f"[red]configuration error:[/red] {exc}")
+        raise typer.Exit(2)
+    console.print(f"[dim]index {settings.index.url} · feedback topic {settings.topics.name('feedback')} on "
+                  f"{settings.kafka.bootstrap_servers} · auth {settings.review.auth}[/dim]")
+    serve_until_interrupted(server, announce)
+
+
+def serve_embedded(settings) -> None:
+    """`assetstream run DIR --serve`: name the embedded broker and store, then serve the review app until Ctrl-C
+    (the run stops its workers, broker and store afterwards)."""
+    from app.review.server import ReviewServer, serve_until_interrupted
+
+    print(f"broker: {settings.kafka.bootstrap_servers}", flush=True)
+    print(f"store: {settings.index.url}", flush=True)
+    serve_until_interrupted(ReviewServer(settings), announce)
+    console.print("[dim]review app stopped; stopping the workers, broker and store[/dim]")

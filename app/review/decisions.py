@@ -1,0 +1,168 @@
+"""From what an editor saw and submitted to EditorDecisions (domain/review.py is the contract), and the asset
+view's parts: every reviewable field with its provenance, the tag chips, the rendered prompts and raw answers."""
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from domain import review
+from domain.taxonomy import Taxonomy
+
+LABELS = {"title": "Title", "alt_text": "Alt text", "caption": "Caption", "summary": "Summary",
+          "credit_text": "Credit", "licensing": "Licensing", "tags": "Tags"}
+MULTILINE = {"alt_text", "caption", "summary"}
+VERDICTS = {"approve": "approved", "reject": "rejected", "save": None}
+
+
+class DecisionError(ValueError):
+    pass
+
+
+def _text(value: Any) -> str:
+    return "" if value is None else str(value)
+
+
+def vocabulary(tax: Taxonomy) -> dict[str, Any]:
+    """Tags for the autocomplete: canonical ones with label and synonyms, deprecated ones with their replacement."""
+    tags = [{"tag": e["tag"], "label": e["label"], "synonyms": e["synonyms"]} for e in tax.vocabulary()]
+    deprecated = {old: new for old, new in tax.deprecated.items()}
+    return {"version": tax.version, "tags": tags, "deprecated": deprecated}
+
+
+def canonical_tags(raw: str, tax: Taxonomy, keep: set[str] = frozenset()) -> list[str]:
+    """The tag ids an editor submitted (comma-separated or a JSON list), deprecated ones replaced; an id that is
+    not in the vocabulary is an error, unless the asset already had it (`keep`: e.g. a DAM keyword a person set)."""
+    items = review.parse_tags_value(raw)
+    out, unknown = [], []
+    for item in items:
+        tag = item.strip()
+        if tag in tax.entries or tag in keep:
+            out.append(tag)
+            continue
+        res = tax.resolve(tag)
+        if res.outcome == "mapped" and res.mapped:  # an id, label or synonym; a deprecated id -> its replacement
+            out.append(res.mapped.tag)
+        else:
+            unknown.append(tag)
+    if unknown:
+        raise DecisionError(f"not in the vocabulary ({tax.version}): {', '.join(unknown)}")
+    return list(dict.fromkeys(out))
+
+
+def doc_value(doc: dict[str, Any], field: str) -> str:
+    if field == "tags":
+        return review.tags_value(doc.get("tags") or [])
+    return _text(doc.get(field))
+
+
+def from_form(doc: dict[str, Any], form: Any, editor: str, tax: Taxonomy) -> dict[str, Any]:
+    """An EditorDecision from the asset form. Per field: `action.<f>` = accepted | rejected | "" and `value.<f>`;
+    a value that differs from what the editor was shown is an edit. The verdict comes from the button pressed
+    (`verdict` = approve | reject | save)."""
+    verdict = VERDICTS.get(str(form.get("verdict") or "save"), None)
+    shown = form.get("shown_version")
+    if shown and str(doc.get("version")) != str(shown):
+        raise DecisionError("the asset changed while you were looking at it: reload and decide again")
+    out_fields = []
+    for name in review.FIELDS:
+        action = str(form.get(f"action.{name}") or "")
+        if f"value.{name}" not in form and not action:
+            continue
+        current = doc_value(doc, name)
+        if name == "tags":
+            had = set(review.parse_tags_value(current))
+            submitted = review.tags_value(canonical_tags(str(form.get("value.tags") or ""), tax, had)) \
+                if "value.tags" in form else current
+        else:
+            submitted = str(form.get(f"value.{name}", current)).replace("\r\n", "\n").strip()
+        if action == "rejected":
+            out_fields.append({"field": name, "action": "rejected", "value": None})
+        elif submitted != current:
+            out_fields.append({"field": name, "action": "edited", "value": submitted})
+        elif action == "accepted":
+            out_fields.append({"field": name, "action": "accepted", "value": current})
+    if not out_fields and verdict is None:
+        raise DecisionError("nothing to send: accept, edit or reject a field, or approve / reject the asset")
+    return {"asset_id": doc["asset_id"], "editor": editor, "fields": out_fields, "status": verdict,
+            "tenant": doc.get("tenant")}
+
+
+def approval(asset_id: str, editor: str, tenant: str | None = None) -> dict[str, Any]:
+    """'Approve all': the verdict alone (the merge pins every value the asset shows)."""
+    return {"asset_id": asset_id, "editor": editor, "fields": [], "status": "approved", "tenant": tenant}
+
+
+# --- the asset view ------------------------------------------------------------------------------------------
+def field_rows(doc: dict[str, Any], field_tasks: dict[str, str]) -> list[dict[str, Any]]:
+    """Every reviewable field: value, source, the provenance of the task that wrote it, the model's suggestion
+    when a person's value replaced it, and the last human decision."""
+    prov = {}
+    for p in doc.get("provenance") or []:
+        prov.setdefault(p.get("task"), p)
+    sources = doc.get("field_sources") or {}
+    suggestions = doc.get("model_suggestions") or {}
+    decided = {f["field"]: f for f in (doc.get("review") or {}).get("fields") or []}
+    rows = []
+    for name in review.FIELDS:
+        source = sources.get(name) or ("model" if doc.get(name) else None)
+        if name == "tags":
+            details = doc.get("tag_details") or []
+            source = "human" if sources.get("tags") == "human" else ("model" if details else None)
+        rows.append({"name": name, "label": LABELS[name], "value": doc_value(doc, name) if name != "tags" else "",
+                     "source": source, "provenance": prov.get(field_tasks.get(name)) if source == "model" else None,
+                     "suggestion": suggestions.get(name), "decided": decided.get(name),
+                     "multiline": name in MULTILINE})
+    return rows
+
+
+def tag_chips(doc: dict[str, Any], tax: Taxonomy) -> list[dict[str, Any]]:
+    chips = []
+    for t in doc.get("tag_details") or [{"tag": t} for t in doc.get("tags") or []]:
+        tag = t["tag"]
+        chips.append({"tag": tag, "label": t.get("label") or (tax.label(tag) if tag in tax.entries else tag),
+                      "score": t.get("score"), "source": t.get("source"),
+                      "replacement": tax.deprecated.get(tag) if tag in tax.deprecated else None})
+    return chips
+
+
+def prompts(doc: dict[str, Any], settings: Any) -> list[dict[str, Any]]:
+    """Per model task: the prompt the model got, rendered again from the validated record with the prompt version
+    its provenance names, and the model's raw answer."""
+    from consumers.enrich.plan import EnrichPlan
+
+    record = doc.get("record") or {}
+    pre = ((record.get("enriched") or {}).get("pre")) or {}
+    raw = ((doc.get("enrichment") or {}).get("raw_outputs")) or {}
+    out = []
+    seen = set()
+    for p in doc.get("provenance") or []:
+        task = p.get("task")
+        if task in seen or task in (None, "dedupe"):
+            continue
+        seen.add(task)
+        item: dict[str, Any] = {"task": task, "provenance": p, "raw": _pretty(raw.get(task)), "system": None,
+                                "user": None, "error": None, "hash_matches": None}
+        try:
+            version = p.get("prompt_version")
+            enrich = settings.enrich.model_copy(update={"prompt_versions": {
+                **settings.enrich.prompt_versions, p.get("prompt_id") or task: version}} if version else {})
+            plan = EnrichPlan(enrich, settings.validate_.taxonomy_path)
+            planned = plan.tasks.get(task) or plan.tasks.get(p.get("prompt_id") or "")
+            if planned is None:
+                raise LookupError(f"task {task!r} is not in this deployment's enrich plan")
+            rendered = plan.render(planned, pre)
+            item.update(system=rendered.system, user=rendered.user_text,
+                        hash_matches=rendered.hash == p.get("prompt_hash"))
+        except Exception as exc:  # an old prompt version that is gone, a changed plan: say so, show the rest
+            item["error"] = f"{type(exc).__name__}: {exc}"
+        out.append(item)
+    return out
+
+
+def _pretty(value: Any) -> str | None:
+    if value is None:
+        return None
+    try:
+        return json.dumps(json.loads(value), indent=2, ensure_ascii=False)
+    except (TypeError, ValueError):
+        return str(value)

@@ -1,0 +1,329 @@
+"""What the review app reads from the index (read alias only; it never writes the store).
+
+Queue order: oldest upload first (`event_time`, then `asset_id`); the `all` view lists the assets needing review
+first. The reasons an asset needs review are free text
+written by the validate stage; REASON_GROUPS sorts them into the groups the queue filters and counts by, with
+wildcards on the `reasons` keyword. `enrichment.confidence` is stored but not indexed, so the confidence filter is
+applied here, over at most `review.scan_limit` documents.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import math
+from dataclasses import dataclass, fields, replace
+from typing import Any
+from urllib.parse import urlencode
+
+from elasticsearch import Elasticsearch, NotFoundError
+
+from domain.store.management import read_alias
+
+STATUSES = ("needs_review", "auto_applied", "approved", "rejected")
+
+#: group -> wildcard patterns on `reasons` (as consumers/validate and domain/review word them)
+REASON_GROUPS: dict[str, tuple[str, ...]] = {
+    "low confidence": ("confidence * below the review threshold", "confidence *between_policy=review"),
+    "faces": ("* detected: people in image need consent review",),
+    "NSFW": ("NSFW score *",),
+    "rights": ("licence restricts use*", "no licence evidence*", "credit must be displayed*",
+               "credit required but*"),
+    "alt text": ("no alt text for a non-decorative image", "alt text is * chars*", "text visible in the image*",
+                 "image marked decorative but shows text*"),
+    "schema": ("model output fails its JSON Schema*", "schema: *"),
+    "near-duplicate": ("near-duplicate of *",),
+    "changed since approval": ("changed since the approval by *",),
+}
+
+LIST_FIELDS = ["asset_id", "title", "alt_text", "status", "reasons", "tags", "event_time", "reviewed_by",
+               "reviewed_at", "enrichment.confidence", "duplicate_of", "usage_flag"]
+SORT = [{"event_time": {"order": "asc", "unmapped_type": "date"}},
+        {"asset_id": {"order": "asc", "unmapped_type": "keyword"}}]
+BIG = ["record", "thumbnail"]
+
+
+@dataclass(frozen=True)
+class Filters:
+    status: str = "needs_review"  # one of STATUSES, or "all"
+    reason: str = ""
+    min_conf: float | None = None
+    max_conf: float | None = None
+    prompt: str = ""  # "<prompt_id>@<prompt_version>"
+    model: str = ""
+    tag: str = ""
+    date_from: str = ""  # YYYY-MM-DD (upload time, UTC)
+    date_to: str = ""
+
+    @classmethod
+    def from_params(cls, params: Any) -> "Filters":
+        def num(name: str) -> float | None:
+            try:
+                v = float(params.get(name) or "")
+            except ValueError:
+                return None
+            return v if 0.0 <= v <= 1.0 else None
+
+        def day(name: str) -> str:
+            v = (params.get(name) or "").strip()
+            try:
+                return dt.date.fromisoformat(v).isoformat()
+            except ValueError:
+                return ""
+
+        status = params.get("status") or "needs_review"
+        return cls(status=status if status in (*STATUSES, "all") else "needs_review",
+                   reason=params.get("reason") if params.get("reason") in REASON_GROUPS else "",
+                   min_conf=num("min_conf"), max_conf=num("max_conf"),
+                   prompt=(params.get("prompt") or "").strip()[:200], model=(params.get("model") or "").strip()[:200],
+                   tag=(params.get("tag") or "").strip()[:200], date_from=day("date_from"), date_to=day("date_to"))
+
+    def params(self, **changes: Any) -> dict[str, str]:
+        f = replace(self, **changes) if changes else self
+        out = {}
+        for fd in fields(f):
+            v = getattr(f, fd.name)
+            if v not in (None, ""):
+                out[fd.name] = str(v)
+        return out
+
+    def query_string(self, **changes: Any) -> str:
+        return urlencode(self.params(**changes))
+
+    @property
+    def conf_filter(self) -> bool:
+        return self.min_conf is not None or self.max_conf is not None
+
+    def conf_ok(self, doc: dict[str, Any]) -> bool:
+        c = confidence(doc)
+        if c is None:
+            return False
+        return (self.min_conf is None or c >= self.min_conf) and (self.max_conf is None or c <= self.max_conf)
+
+
+def confidence(doc: dict[str, Any]) -> float | None:
+    c = (doc.get("enrichment") or {}).get("confidence")
+    return float(c) if isinstance(c, (int, float)) else None
+
+
+def reason_query(group: str) -> dict[str, Any]:
+    return {"bool": {"should": [{"wildcard": {"reasons": {"value": p}}} for p in REASON_GROUPS[group]],
+                     "minimum_should_match": 1}}
+
+
+def clauses(f: Filters, *, with_status: bool = True, with_reason: bool = True) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    if with_status and f.status != "all":
+        out.append({"term": {"status": f.status}})
+    if with_reason and f.reason:
+        out.append(reason_query(f.reason))
+    if f.tag:
+        out.append({"term": {"tags": f.tag}})
+    prov: list[dict[str, Any]] = []
+    if f.model:
+        prov.append({"term": {"provenance.model": f.model}})
+    if f.prompt:
+        pid, _, pver = f.prompt.partition("@")
+        prov.append({"term": {"provenance.prompt_id": pid}})
+        if pver:
+            prov.append({"term": {"provenance.prompt_version": pver}})
+    if prov:
+        out.append({"nested": {"path": "provenance", "query": {"bool": {"filter": prov}}}})
+    if f.date_from or f.date_to:
+        rng: dict[str, str] = {}
+        if f.date_from:
+            rng["gte"] = f"{f.date_from}T00:00:00.000Z"
+        if f.date_to:
+            rng["lt"] = (dt.date.fromisoformat(f.date_to) + dt.timedelta(days=1)).isoformat() + "T00:00:00.000Z"
+        out.append({"range": {"event_time": rng}})
+    return out
+
+
+def _query(filters: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"bool": {"filter": filters}} if filters else {"match_all": {}}
+
+
+def parts(f: Filters) -> list[list[dict[str, Any]]]:
+    """The queue in order, as filter lists: one status, or for `all` the assets needing review first, then the rest
+    (each part oldest upload first)."""
+    if f.status != "all":
+        return [clauses(f)]
+    base = clauses(f, with_status=False)
+    waiting = {"term": {"status": "needs_review"}}
+    return [[*base, waiting], [*base, {"bool": {"must_not": [waiting]}}]]
+
+
+class Index:
+    """Reads of the read alias for one request or one process (the Elasticsearch client is thread-safe)."""
+
+    def __init__(self, client: Elasticsearch, settings: Any):
+        self.es = client
+        self.settings = settings
+        self.alias = read_alias(settings)
+        self.cfg = settings.review
+
+    # --- queue ---------------------------------------------------------------------------------------------
+    def queue(self, f: Filters, page: int) -> dict[str, Any]:
+        size = self.cfg.page_size
+        page = max(1, page)
+        start, rows, total = (page - 1) * size, [], 0
+        for part in parts(f):
+            query = _query(part)
+            first, want = max(0, start + len(rows) - total), size - len(rows)  # this part's share of the page
+            if f.conf_filter:
+                matching = [d for d in self._scan(query, LIST_FIELDS) if f.conf_ok(d)]
+                n, wanted = len(matching), matching[first: first + want]
+            else:
+                n, wanted = self.es.count(index=self.alias, query=query)["count"], []
+                if want > 0 and first < n:
+                    resp = self.es.search(index=self.alias, query=query, sort=SORT, from_=first, size=want,
+                                          source_includes=LIST_FIELDS)
+                    wanted = [h["_source"] for h in resp["hits"]["hits"]]
+            rows += wanted
+            total += n
+        return {"rows": rows, "total": total, "page": page, "pages": max(1, math.ceil(total / size))}
+
+    def _scan(self, query: dict[str, Any], includes: list[str]) -> list[dict[str, Any]]:
+        resp = self.es.search(index=self.alias, query=query, sort=SORT, size=self.cfg.scan_limit,
+                              source_includes=includes)
+        return [h["_source"] for h in resp["hits"]["hits"]]
+
+    def matching(self, f: Filters) -> dict[str, str | None]:
+        """asset id -> tenant of every asset the filters select (at most review.scan_limit), queue order."""
+        docs = [d for part in parts(f) for d in self._scan(_query(part), ["asset_id", "tenant", "enrichment.confidence"])]
+        return {d["asset_id"]: d.get("tenant") for d in docs[: self.cfg.scan_limit]
+                if not f.conf_filter or f.conf_ok(d)}
+
+    def tenants(self, ids: list[str]) -> dict[str, str | None]:
+        """asset id -> tenant of the given assets that are in the index."""
+        if not ids:
+            return {}
+        docs = self.es.mget(index=self.alias, ids=ids, source_includes=["asset_id", "tenant"])["docs"]
+        return {d["_id"]: (d.get("_source") or {}).get("tenant") for d in docs if d.get("found")}
+
+    def status_counts(self) -> dict[str, int]:
+        resp = self.es.search(index=self.alias, size=0, aggs={"s": {"terms": {"field": "status", "size": 20}}})
+        got = {b["key"]: b["doc_count"] for b in resp["aggregations"]["s"]["buckets"]}
+        return {s: got.get(s, 0) for s in STATUSES}
+
+    def reason_counts(self, f: Filters) -> dict[str, int]:
+        """Assets per reason group within the current filters (except the reason itself)."""
+        resp = self.es.search(index=self.alias, size=0, query=_query(clauses(f, with_reason=False)),
+                              aggs={"r": {"filters": {"filters": {g: reason_query(g) for g in REASON_GROUPS}}}})
+        buckets = resp["aggregations"]["r"]["buckets"]
+        return {g: buckets.get(g, {}).get("doc_count", 0) for g in REASON_GROUPS}
+
+    def choices(self) -> dict[str, list[str]]:
+        """Models and prompt versions seen in provenance, for the filter menus."""
+        resp = self.es.search(index=self.alias, size=0, aggs={"p": {"nested": {"path": "provenance"}, "aggs": {
+            "m": {"terms": {"field": "provenance.model", "size": 100}},
+            "p": {"terms": {"field": "provenance.prompt_id", "size": 50},
+                  "aggs": {"v": {"terms": {"field": "provenance.prompt_version", "size": 50}}}}}}})
+        agg = resp["aggregations"]["p"]
+        prompts = sorted(f"{b['key']}@{v['key']}" for b in agg["p"]["buckets"] for v in b["v"]["buckets"])
+        return {"models": sorted(b["key"] for b in agg["m"]["buckets"]), "prompts": prompts}
+
+    # --- one asset ------------------------------------------------------------------------------------------
+    def asset(self, asset_id: str) -> dict[str, Any] | None:
+        try:
+            return self.es.get(index=self.alias, id=asset_id, source_excludes=["thumbnail"])["_source"]
+        except NotFoundError:
+            return None
+
+    def thumbnail(self, asset_id: str) -> dict[str, Any] | None:
+        try:
+            src = self.es.get(index=self.alias, id=asset_id, source_includes=["thumbnail"])["_source"]
+        except NotFoundError:
+            return None
+        return src.get("thumbnail")
+
+    def neighbour(self, f: Filters, doc: dict[str, Any], after: bool = True) -> str | None:
+        """The asset after (or before) `doc` in queue order under the filters."""
+        ordered = parts(f)
+        here = 0 if len(ordered) == 1 or doc.get("status") == "needs_review" else 1
+        found = self._neighbour_in(f, ordered[here], doc, after)
+        further = ordered[here + 1:] if after else list(reversed(ordered[:here]))
+        for part in further:  # past the end of its part: the first (or last) of the next (or previous) part
+            if found is not None:
+                break
+            found = self._neighbour_in(f, part, None, after)
+        return found
+
+    def _neighbour_in(self, f: Filters, part: list[dict[str, Any]], doc: dict[str, Any] | None,
+                      after: bool) -> str | None:
+        order = "asc" if after else "desc"
+        sort = [{"event_time": {"order": order, "unmapped_type": "date"}},
+                {"asset_id": {"order": order, "unmapped_type": "keyword"}}]
+        size = self.cfg.scan_limit if f.conf_filter else 1
+        position = [self._after(doc, after)] if doc is not None else []
+        resp = self.es.search(index=self.alias, query=_query([*part, *position]), sort=sort, size=size,
+                              source_includes=["asset_id", "enrichment.confidence"])
+        for h in resp["hits"]["hits"]:
+            if not f.conf_filter or f.conf_ok(h["_source"]):
+                return h["_source"]["asset_id"]
+        return None
+
+    @staticmethod
+    def _after(doc: dict[str, Any], after: bool) -> dict[str, Any]:
+        """Assets after (or before) `doc` in (event_time, asset_id) order."""
+        t, aid = doc.get("event_time"), doc["asset_id"]
+        op = "gt" if after else "lt"
+        if t is None:
+            return {"range": {"asset_id": {op: aid}}}
+        return {"bool": {"should": [
+            {"range": {"event_time": {op: t}}},
+            {"bool": {"filter": [{"term": {"event_time": t}}, {"range": {"asset_id": {op: aid}}}]}}],
+            "minimum_should_match": 1}}
+
+    def duplicate_family(self, doc: dict[str, Any]) -> list[dict[str, Any]]:
+        """The original this asset duplicates and every asset that names it (or this asset) as original."""
+        root = doc.get("duplicate_of") or doc["asset_id"]
+        resp = self.es.search(index=self.alias, size=50, sort=SORT,
+                              query={"bool": {"should": [{"term": {"asset_id": root}},
+                                                         {"term": {"duplicate_of": root}}],
+                                              "minimum_should_match": 1}},
+                              source_includes=["asset_id", "title", "status", "duplicate_of", "duplicate_distance"])
+        family = [h["_source"] for h in resp["hits"]["hits"]]
+        return family if len(family) > 1 else []
+
+    # --- figures for the header and /metrics ---------------------------------------------------------------
+    def time_to_publish(self) -> dict[str, Any]:
+        """Upload (`event_time`) -> approval (`reviewed_at`) of approved assets: count, median, p90 (seconds,
+        nearest rank), over the newest review.ttp_sample approvals."""
+        resp = self.es.search(index=self.alias, size=self.cfg.ttp_sample, query={"term": {"status": "approved"}},
+                              sort=[{"reviewed_at": {"order": "desc", "unmapped_type": "date"}}],
+                              source_includes=["event_time", "reviewed_at"])
+        samples = []
+        for h in resp["hits"]["hits"]:
+            s = h["_source"]
+            start, end = _parse(s.get("event_time")), _parse(s.get("reviewed_at"))
+            if start and end and end >= start:
+                samples.append((end - start).total_seconds())
+        samples.sort()
+        return {"count": len(samples), "p50": nearest_rank(samples, 0.5), "p90": nearest_rank(samples, 0.9)}
+
+
+def nearest_rank(sorted_values: list[float], q: float) -> float | None:
+    if not sorted_values:
+        return None
+    return sorted_values[max(0, math.ceil(q * len(sorted_values)) - 1)]
+
+
+def _parse(value: Any) -> dt.datetime | None:
+    if not value:
+        return None
+    try:
+        t = dt.datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return t if t.tzinfo else t.replace(tzinfo=dt.timezone.utc)
+
+
+def human_duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "–"
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 3600:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 48 * 3600:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} d"

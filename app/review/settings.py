@@ -1,0 +1,50 @@
+"""The review web app's settings (`review.*`, env ASSETSTREAM_REVIEW__<FIELD>). See docs/review.md.
+
+    ASSETSTREAM_REVIEW__AUTH=token                      # default: a random token printed in the login URL
+    ASSETSTREAM_REVIEW__AUTH=basic ASSETSTREAM_REVIEW__USERS='{"alice": "…"}'
+    ASSETSTREAM_REVIEW__AUTH=header ASSETSTREAM_REVIEW__TRUSTED_HEADER=X-Forwarded-User   # behind an OIDC proxy
+"""
+from __future__ import annotations
+
+import getpass
+from typing import Literal
+
+from pydantic import Field, SecretStr
+
+from streams.config import Section
+
+
+def _os_user() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:  # no passwd entry (containers)
+        return "editor"
+
+
+class ReviewSettings(Section):
+    """The review web app (app/review): queue, asset view, decisions to `feedback`."""
+
+    host: str = Field("127.0.0.1", description="interface to bind; loopback by default (put a proxy in front to "
+                                              "expose it)")
+    port: int = Field(8077, ge=0, le=65535, description="0 = any free port")
+    public_url: str | None = Field(None, description="the URL editors use (behind a proxy); default "
+                                                     "http://<host>:<port>")
+    auth: Literal["token", "basic", "header"] = Field(
+        "token", description="token: one login token (random at every start unless `token` is set), exchanged "
+                             "for a session cookie; basic: HTTP basic auth against `users`; header: trust "
+                             "`trusted_header` set by an authenticating proxy (OIDC)")
+    token: SecretStr | None = Field(None, description="token mode: the login token (default: random per start)")
+    token_user: str = Field(default_factory=_os_user, description="token mode: the editor name decisions carry")
+    users: dict[str, SecretStr] = Field(default_factory=dict, description="basic mode: user name -> password")
+    trusted_header: str = Field("X-Forwarded-User", description="header mode: the header holding the user name; "
+                                "only read when auth=header")
+    session_secret: SecretStr | None = Field(None, description="signs session cookies and CSRF tokens (default: "
+                                             "random per start, so a restart logs everyone out)")
+    session_max_age_s: int = Field(12 * 3600, ge=60, description="session cookie lifetime")
+    cookie_secure: bool = Field(False, description="mark the session cookie Secure (set when served over https)")
+    page_size: int = Field(25, ge=1, le=500, description="queue rows per page")
+    scan_limit: int = Field(5000, ge=1, description="most documents read for the confidence filter (not indexed: "
+                                                    "filtered in the app) and for bulk approve")
+    ttp_sample: int = Field(10000, ge=1, description="most approved assets read for time-to-publish")
+    publish_timeout_s: float = Field(15.0, gt=0, description="wait this long for the broker to acknowledge a "
+                                     "decision")

@@ -1,0 +1,172 @@
+// assetstream review: alt-text rules, tag chips, keyboard shortcuts, confirmations. No dependencies.
+(function () {
+  "use strict";
+  const $ = (sel, root) => (root || document).querySelector(sel);
+  const $$ = (sel, root) => Array.from((root || document).querySelectorAll(sel));
+  const json = (id) => { const el = document.getElementById(id); return el ? JSON.parse(el.textContent) : null; };
+  const fill = (tpl, vals) => tpl.replace(/\{(\w+)\}/g, (_, k) => (k in vals ? String(vals[k]) : ""));
+  const squash = (s) => (s || "").toLowerCase().replace(/[^0-9a-z]+/g, " ").trim().replace(/\s+/g, " ");
+
+  // --- help -------------------------------------------------------------------------------------------------
+  const help = $("#help");
+  const toggleHelp = () => { if (help) help.hidden = !help.hidden; };
+  const helpBtn = $("#help-toggle");
+  if (helpBtn) helpBtn.addEventListener("click", toggleHelp);
+
+  // --- confirmations ----------------------------------------------------------------------------------------
+  $$("button[data-confirm]").forEach((b) => b.addEventListener("click", (ev) => {
+    if (!window.confirm(b.dataset.confirm)) ev.preventDefault();
+  }));
+  const selectAll = $("#select-all");
+  if (selectAll) selectAll.addEventListener("change", () => {
+    $$("input[name=ids]").forEach((c) => { c.checked = selectAll.checked; });
+  });
+
+  // --- field edits: mark a field edited when its value differs from what was shown ---------------------------
+  $$("fieldset.field").forEach((fs) => {
+    const input = $("textarea, input[name^='value.']", fs);
+    const mark = $(".edited", fs);
+    if (!input || !mark) return;
+    const shown = input.value;
+    const update = () => {
+      const edited = input.value.trim() !== shown.trim();
+      mark.hidden = !edited;
+      fs.classList.toggle("is-edited", edited);
+    };
+    input.addEventListener("input", update);
+    input.addEventListener("change", update);
+  });
+
+  // --- alt text: live counter and the validate stage's rules -------------------------------------------------
+  const alt = $("#alt_text");
+  const rules = json("alt-rules");
+  if (alt && rules) {
+    const prefix = new RegExp(rules.prefix_pattern, "i");
+    const count = $("#alt-count");
+    const list = $("#alt-problems");
+    const check = () => {
+      const text = alt.value.replace(/\s+/g, " ").trim();
+      const problems = [];
+      if (!text && !alt.dataset.decorative) problems.push(rules.messages.empty);
+      const m = text.match(prefix);
+      if (m && text.length > m[0].length) problems.push(fill(rules.messages.prefix, { match: m[0].trim() }));
+      if (text.length > rules.max_chars) problems.push(fill(rules.messages.too_long, { n: text.length, max: rules.max_chars }));
+      const visible = (alt.dataset.visible || "").replace(/\s+/g, " ").trim();
+      if ((visible.match(/[0-9A-Za-z]/g) || []).length >= 2) {
+        const others = ["title", "caption", "summary"].map((id) => ($("#" + id) || {}).value || "");
+        const needle = squash(visible);
+        if (![text].concat(others).some((h) => squash(h).includes(needle))) {
+          problems.push(fill(rules.messages.visible_text, { text: visible.length > 40 ? visible.slice(0, 39) + "…" : visible }));
+        }
+      }
+      count.textContent = String(text.length);
+      count.parentElement.classList.toggle("over", text.length > rules.max_chars);
+      list.replaceChildren(...problems.map((p) => { const li = document.createElement("li"); li.textContent = p; return li; }));
+    };
+    ["input", "change"].forEach((e) => alt.addEventListener(e, check));
+    ["title", "caption", "summary"].forEach((id) => { const el = $("#" + id); if (el) el.addEventListener("input", check); });
+    check();
+  }
+
+  // --- tags as chips ----------------------------------------------------------------------------------------
+  const chips = $("#chips");
+  const vocab = json("vocab-data");
+  const hidden = $("#tags-value");
+  const tagInput = $("#tag-input");
+  const hint = $("#tag-hint");
+  if (chips && vocab && hidden && tagInput) {
+    const known = new Map(vocab.tags.map((t) => [t.tag, t]));
+    const byName = new Map();
+    vocab.tags.forEach((t) => [t.label].concat(t.synonyms || []).forEach((s) => {
+      const k = s.toLowerCase(); if (!byName.has(k)) byName.set(k, t.tag);
+    }));
+    $(".raw-tags").hidden = true;
+    const sync = () => {
+      hidden.value = $$("li.chip:not(.removed)", chips).map((c) => c.dataset.tag).join(", ");
+      hidden.dispatchEvent(new Event("change"));
+    };
+    const addRemove = (chip) => {
+      const b = document.createElement("button");
+      b.type = "button"; b.className = "x"; b.textContent = "×";
+      b.setAttribute("aria-label", "reject tag " + chip.dataset.tag);
+      b.addEventListener("click", () => {
+        if (chip.classList.contains("added")) chip.remove();
+        else chip.classList.toggle("removed");
+        b.textContent = chip.classList.contains("removed") ? "↺" : "×";
+        b.setAttribute("aria-label", (chip.classList.contains("removed") ? "keep tag " : "reject tag ") + chip.dataset.tag);
+        sync();
+      });
+      chip.appendChild(b);
+    };
+    $$("li.chip", chips).forEach(addRemove);
+    const resolve = (raw) => {
+      let v = raw.trim();
+      if (!v) return null;
+      if (known.has(v)) return { tag: v };
+      if (v in vocab.deprecated) {
+        const repl = vocab.deprecated[v];
+        return repl ? { tag: repl, note: v + " is deprecated: added its replacement " + repl }
+          : { error: v + " was removed from the vocabulary and has no replacement" };
+      }
+      const byLabel = byName.get(v.toLowerCase());
+      if (byLabel) return { tag: byLabel };
+      return { error: "“" + v + "” is not in the vocabulary (" + vocab.version + ")" };
+    };
+    const add = () => {
+      const r = resolve(tagInput.value);
+      if (!r) return;
+      if (r.error) { hint.textContent = r.error; hint.className = "hint bad"; return; }
+      const existing = $$("li.chip", chips).find((c) => c.dataset.tag === r.tag);
+      if (existing) {
+        existing.classList.remove("removed");
+      } else {
+        const t = known.get(r.tag);
+        const li = document.createElement("li");
+        li.className = "chip added"; li.dataset.tag = r.tag;
+        const label = document.createElement("span"); label.className = "label"; label.textContent = t ? t.label : r.tag;
+        const id = document.createElement("span"); id.className = "tagid"; id.textContent = r.tag;
+        const src = document.createElement("span"); src.className = "src src-human"; src.textContent = "human";
+        li.append(label, " ", id, " ", src);
+        addRemove(li);
+        chips.appendChild(li);
+      }
+      hint.textContent = r.note || ""; hint.className = "hint";
+      tagInput.value = "";
+      sync();
+    };
+    tagInput.addEventListener("keydown", (ev) => { if (ev.key === "Enter") { ev.preventDefault(); add(); } });
+    tagInput.addEventListener("change", () => { if (known.has(tagInput.value.trim()) || tagInput.value.trim() in vocab.deprecated) add(); });
+  }
+
+  // --- the queue: a current row that j / k move and Enter opens ------------------------------------------------
+  const rows = $$("table.queue tbody tr").filter((tr) => $("a.open", tr));
+  let current = -1;
+  const moveRow = (step) => {
+    if (!rows.length) return false;
+    if (current >= 0) rows[current].classList.remove("current");
+    current = Math.max(0, Math.min(rows.length - 1, current + step));
+    rows[current].classList.add("current");
+    rows[current].scrollIntoView({ block: "nearest" });
+    return true;
+  };
+
+  // --- keyboard shortcuts -----------------------------------------------------------------------------------
+  document.addEventListener("keydown", (ev) => {
+    const t = ev.target;
+    const typing = t && (t.tagName === "INPUT" || t.tagName === "TEXTAREA" || t.tagName === "SELECT" || t.isContentEditable);
+    if (ev.key === "Escape" && typing) { t.blur(); return; }
+    if (typing || ev.ctrlKey || ev.metaKey || ev.altKey) return;
+    const go = (sel) => { const a = $(sel); if (a) { window.location.href = a.href; } };
+    switch (ev.key) {
+      case "j": case "n": if (!moveRow(1)) go("#next"); break;
+      case "k": case "p": if (!moveRow(-1)) go("#prev"); break;
+      case "a": { const b = $("#approve"); if (b) { ev.preventDefault(); b.click(); } break; }
+      case "x": { const b = $("#reject"); if (b) { ev.preventDefault(); b.click(); } break; }
+      case "e": if (alt) { ev.preventDefault(); alt.focus(); alt.setSelectionRange(alt.value.length, alt.value.length); } break;
+      case "t": if (tagInput) { ev.preventDefault(); tagInput.focus(); } break;
+      case "Enter": if (rows.length) { window.location.href = $("a.open", rows[Math.max(0, current)]).href; } break;
+      case "?": toggleHelp(); break;
+      default: return;
+    }
+  });
+})();

@@ -1,0 +1,329 @@
+"""The review web app: a Starlette application, server-rendered Jinja2 templates (autoescaped: record text is
+untrusted), a little vanilla JavaScript, plain CSS. Reads the index's read alias, publishes EditorDecisions to
+`feedback`; never writes the store.
+
+    app = ReviewApp(settings)          # .asgi is the ASGI app; .login_url(base) the URL with the login token
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+import logging
+import threading
+from pathlib import Path
+from typing import Any, Awaitable, Callable
+from urllib.parse import quote, urlencode, urlsplit
+
+import jinja2
+from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+from starlette.templating import Jinja2Templates
+
+from app.review import decisions as dec
+from app.review.auth import COOKIE, Auth, Principal
+from app.review.queries import REASON_GROUPS, STATUSES, Filters, Index, confidence, human_duration
+
+log = logging.getLogger(__name__)
+HERE = Path(__file__).resolve().parent
+SECURITY_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; img-src 'self'; script-src 'self'; style-src 'self'; "
+                               "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",  # the login token never leaves in a Referer (no-referrer would make
+    # Chromium send `Origin: null` on our own form posts)
+    "X-Frame-Options": "DENY",
+}
+Handler = Callable[[Request, Principal], Awaitable[Response]]
+
+
+class ReviewApp:
+    def __init__(self, settings: Any, *, client: Any = None, token: str | None = None, producer: Any = None):
+        from domain.store.client import make_client
+        from domain.taxonomy import taxonomy_from_settings
+        from consumers.validate.alttext import client_rules
+
+        self.settings = settings
+        self.cfg = settings.review
+        self.auth = Auth(self.cfg, token)
+        self.es = client or make_client(settings)
+        self.index = Index(self.es, settings)
+        self.taxonomy = taxonomy_from_settings(settings)
+        self.vocab = dec.vocabulary(self.taxonomy)
+        self.alt_rules = client_rules(settings.validate_.alt_text_max_chars)
+        self._producer = producer
+        self._producer_lock = threading.Lock()
+        env = jinja2.Environment(loader=jinja2.FileSystemLoader(HERE / "templates"), autoescape=True,
+                                 undefined=jinja2.ChainableUndefined)
+        env.filters["when"] = lambda v: (str(v or "")[:16].replace("T", " ") if v else "–")
+        env.filters["duration"] = human_duration
+        env.filters["q"] = lambda v: quote(str(v), safe="")
+        env.globals.update(confidence=confidence, STATUSES=STATUSES)
+        self.templates = Jinja2Templates(env=env)
+        self.registry = CollectorRegistry()
+        self.g_assets = Gauge("assetstream_review_assets", "Indexed assets per status", ["status"],
+                              registry=self.registry)
+        self.g_ttp = Gauge("assetstream_review_time_to_publish_seconds", "Upload (event_time) to approval "
+                           "(reviewed_at) of approved assets, nearest-rank quantile", ["quantile"],
+                           registry=self.registry)
+        self.g_ttp_count = Gauge("assetstream_review_time_to_publish_count", "Approved assets in the "
+                                 "time-to-publish sample", registry=self.registry)
+        self.c_decisions = Counter("assetstream_review_decisions", "EditorDecisions this app published",
+                                   ["verdict"], registry=self.registry)
+        routes = [
+            Route("/", self._authed(self.queue)),
+            Route("/asset/{asset_id:path}", self._authed(self.asset)),
+            Route("/thumb/{asset_id:path}", self._authed(self.thumbnail)),
+            Route("/decide/{asset_id:path}", self._authed(self.decide), methods=["POST"]),
+            Route("/bulk-approve", self._authed(self.bulk_approve), methods=["POST"]),
+            Route("/logout", self._authed(self.logout), methods=["POST"]),
+            Route("/metrics", self._authed(self.metrics)),
+            Route("/login", self.login),
+            Route("/healthz", self.healthz),
+            Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
+        ]
+        self.asgi = Starlette(routes=routes)
+        self.asgi.add_middleware(_Headers)
+
+    # --- plumbing ------------------------------------------------------------------------------------------
+    def login_url(self, base: str) -> str:
+        """Where an editor starts: with the token in token mode (Jupyter-style), the bare URL otherwise."""
+        base = base.rstrip("/")
+        return f"{base}/login?{urlencode({'token': self.auth.token})}" if self.auth.mode == "token" else f"{base}/"
+
+    def producer(self):
+        from confluent_kafka import Producer
+
+        with self._producer_lock:
+            if self._producer is None:
+                # a decision not acknowledged in time expires with the request instead of arriving later unseen
+                self._producer = Producer({**self.settings.kafka.client_config(), "acks": "all",
+                                           "enable.idempotence": True, "linger.ms": 5,
+                                           "message.timeout.ms": int(self.cfg.publish_timeout_s * 1000)})
+            return self._producer
+
+    def close(self) -> None:
+        if self._producer is not None:
+            self._producer.flush(10)
+            self._producer = None  # its client threads end with it
+        self.es.close()
+
+    def publish(self, decisions: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        from app.kpis.feedback import publish_decisions
+
+        sent = publish_decisions(self.settings, decisions, timeout_s=self.cfg.publish_timeout_s,
+                                 producer=self.producer())
+        for d in sent:
+            self.c_decisions.labels(d["status"] or "fields").inc()
+        return sent
+
+    def _authed(self, handler: Handler) -> Callable[[Request], Awaitable[Response]]:
+        async def endpoint(request: Request) -> Response:
+            who = self.auth.authenticate(request)
+            if who is None:
+                return self._unauthorized(request)
+            if request.method == "POST":
+                origin = request.headers.get("origin")
+                if origin and urlsplit(origin).netloc not in self._own_hosts(request):
+                    return self._message(request, None, 403, "Refused", "This request came from another site.")
+                form = await request.form()
+                if not self.auth.csrf_ok(who, request.headers.get("x-csrf-token") or form.get("csrf")):
+                    return self._message(request, None, 403, "Refused",
+                                         "The form's security token is missing or stale: reload the page and try again.")
+            return await handler(request, who)
+
+        return endpoint
+
+    def _own_hosts(self, request: Request) -> set[str]:
+        hosts = {request.headers.get("host") or ""}
+        if self.cfg.public_url:
+            hosts.add(urlsplit(self.cfg.public_url).netloc)
+        return hosts
+
+    def _unauthorized(self, request: Request) -> Response:
+        headers = {"WWW-Authenticate": 'Basic realm="assetstream review", charset="UTF-8"'} \
+            if self.auth.mode == "basic" else {}
+        text = {"token": "Open the login URL printed by `assetstream review` (or `assetstream run --serve`).",
+                "basic": "Sign in with your user name and password.",
+                "header": "Sign in through the proxy in front of this app."}[self.auth.mode]
+        return self._message(request, None, 401, "Sign in", text, headers=headers)
+
+    def _message(self, request: Request, who: Principal | None, status: int, title: str, text: str,
+                 headers: dict[str, str] | None = None) -> Response:
+        return self.templates.TemplateResponse(request, "message.html", {
+            "who": who, "title": title, "text": text, "header": None, "csrf": ""}, status_code=status,
+            headers=headers)
+
+    def _page(self, request: Request, who: Principal, name: str, context: dict[str, Any]) -> Response:
+        return self.templates.TemplateResponse(request, name, {"who": who, "csrf": self.auth.csrf_token(who),
+                                                               **context})
+
+    def _header(self) -> dict[str, Any]:
+        counts = self.index.status_counts()
+        ttp = self.index.time_to_publish()
+        return {"counts": counts, "ttp": ttp}
+
+    # --- pages ---------------------------------------------------------------------------------------------
+    async def login(self, request: Request) -> Response:
+        """Token mode: exchange the login token for a session cookie, then go to the queue (the token leaves
+        the address bar)."""
+        if not self.auth.token_ok(request.query_params.get("token")):
+            return self._unauthorized(request)
+        log.info("review: %s signed in with the login token", self.cfg.token_user)
+        resp = RedirectResponse("/", status_code=303)
+        resp.set_cookie(COOKIE, self.auth.session_cookie(self.cfg.token_user), max_age=self.cfg.session_max_age_s,
+                        httponly=True, samesite="strict", secure=self.cfg.cookie_secure, path="/")
+        return resp
+
+    async def logout(self, request: Request, who: Principal) -> Response:
+        resp = RedirectResponse("/", status_code=303)
+        resp.delete_cookie(COOKIE, path="/")
+        return resp
+
+    async def healthz(self, request: Request) -> Response:
+        return Response("ok\n", media_type="text/plain")
+
+    async def queue(self, request: Request, who: Principal) -> Response:
+        f = Filters.from_params(request.query_params)
+        try:
+            page = int(request.query_params.get("page") or 1)
+        except ValueError:
+            page = 1
+        page = max(1, min(page, 10_000 // self.cfg.page_size))  # the store's result window
+
+        def load():
+            return {"header": self._header(), "result": self.index.queue(f, page),
+                    "reasons": self.index.reason_counts(f), "choices": self.index.choices()}
+
+        data = await run_in_threadpool(load)
+        return self._page(request, who, "queue.html", {**data, "f": f, "reason_groups": list(REASON_GROUPS),
+                                                       "sent": request.query_params.get("sent"),
+                                                       "error": request.query_params.get("error")})
+
+    async def asset(self, request: Request, who: Principal) -> Response:
+        asset_id = request.path_params["asset_id"]
+        f = Filters.from_params(request.query_params)
+
+        def load():
+            doc = self.index.asset(asset_id)
+            if doc is None:
+                return None
+            return {"doc": doc, "header": self._header(),
+                    "fields": dec.field_rows(doc, self.settings.kpis.field_tasks),
+                    "chips": dec.tag_chips(doc, self.taxonomy),
+                    "prompts": dec.prompts(doc, self.settings),
+                    "family": self.index.duplicate_family(doc),
+                    "next_id": self.index.neighbour(f, doc, after=True),
+                    "prev_id": self.index.neighbour(f, doc, after=False)}
+
+        data = await run_in_threadpool(load)
+        if data is None:
+            return self._message(request, who, 404, "Not found", f"No asset {asset_id!r} in the index.")
+        return self._page(request, who, "asset.html", {
+            **data, "f": f, "vocab": self.vocab, "alt_rules": self.alt_rules,
+            "sent": request.query_params.get("sent"), "error": request.query_params.get("error")})
+
+    async def thumbnail(self, request: Request, who: Principal) -> Response:
+        thumb = await run_in_threadpool(self.index.thumbnail, request.path_params["asset_id"])
+        if not thumb or not thumb.get("data"):
+            return Response("no preview", status_code=404, media_type="text/plain")
+        try:
+            data = base64.b64decode(thumb["data"], validate=True)
+        except (binascii.Error, ValueError):
+            return Response("bad preview", status_code=404, media_type="text/plain")
+        media = thumb.get("media_type") if thumb.get("media_type") in ("image/jpeg", "image/png", "image/webp") \
+            else "application/octet-stream"
+        return Response(data, media_type=media, headers={"Cache-Control": "private, max-age=300"})
+
+    async def decide(self, request: Request, who: Principal) -> Response:
+        asset_id = request.path_params["asset_id"]
+        form = await request.form()
+        f = Filters.from_params(form)
+
+        def act() -> str:
+            doc = self.index.asset(asset_id)
+            if doc is None:
+                raise dec.DecisionError(f"no asset {asset_id!r} in the index")
+            decision = dec.from_form(doc, form, who.user, self.taxonomy)
+            sent = self.publish([decision])[0]
+            if sent["status"] and form.get("advance") == "1":
+                nxt = self.index.neighbour(f, doc, after=True)
+                if nxt:
+                    return _asset_url(nxt, f, sent=f"{asset_id}: {sent['status']}")
+                return "/?" + urlencode({**f.params(), "sent": f"{asset_id}: {sent['status']}"})
+            what = sent["status"] or ", ".join(f"{x['field']} {x['action']}" for x in sent["fields"])
+            return _asset_url(asset_id, f, sent=what)
+
+        try:
+            target = await run_in_threadpool(act)
+        except dec.DecisionError as exc:
+            target = _asset_url(asset_id, f, error=str(exc))
+        except Exception as exc:  # the broker did not acknowledge in time: say so, do not pretend
+            log.warning("review: decision for %s not acknowledged: %s", asset_id, exc)
+            target = _asset_url(asset_id, f, error=f"not sent (the broker did not confirm it: {type(exc).__name__}: "
+                                                   f"{exc}); try again")
+        return RedirectResponse(target, status_code=303)
+
+    async def bulk_approve(self, request: Request, who: Principal) -> Response:
+        form = await request.form()
+        f = Filters.from_params(form)
+
+        def act() -> int:
+            chosen = self.index.matching(f) if form.get("scope") == "all" else \
+                self.index.tenants(list(dict.fromkeys(str(i) for i in form.getlist("ids"))))
+            return len(self.publish([dec.approval(i, who.user, t) for i, t in chosen.items()])) if chosen else 0
+
+        try:
+            outcome = {"sent": f"{await run_in_threadpool(act)} asset(s) approved"}
+        except Exception as exc:  # the broker did not acknowledge in time
+            log.warning("review: bulk approval not acknowledged: %s", exc)
+            outcome = {"error": f"not all sent (the broker did not confirm them: {type(exc).__name__}: {exc}); "
+                                "try again"}
+        return RedirectResponse("/?" + urlencode({**f.params(), **outcome}), status_code=303)
+
+    async def metrics(self, request: Request, who: Principal) -> Response:
+        def collect():
+            counts = self.index.status_counts()
+            for status in STATUSES:
+                self.g_assets.labels(status).set(counts[status])
+            ttp = self.index.time_to_publish()
+            for q, key in (("0.5", "p50"), ("0.9", "p90")):
+                self.g_ttp.labels(q).set(ttp[key] if ttp[key] is not None else float("nan"))
+            self.g_ttp_count.set(ttp["count"])
+            return generate_latest(self.registry)
+
+        return Response(await run_in_threadpool(collect), media_type=CONTENT_TYPE_LATEST)
+
+
+def _asset_url(asset_id: str, f: Filters, **extra: str) -> str:
+    return f"/asset/{quote(asset_id, safe='')}?" + urlencode({**f.params(), **extra})
+
+
+class _Headers:
+    """Security headers on every response; HTML and images are never cached by shared caches."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+
+        async def send_with_headers(message):
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers") or [])
+                names = {k.lower() for k, _ in headers}
+                for k, v in SECURITY_HEADERS.items():
+                    if k.lower().encode() not in names:
+                        headers.append((k.lower().encode(), v.encode()))
+                if b"cache-control" not in names:
+                    headers.append((b"cache-control", b"no-store"))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)

@@ -1,0 +1,135 @@
+"""Review app test support: validated records with real JPEG thumbnails (the bundled samples), seeded into a real
+osmem-server through the real index sink; settings for the real broker; a Playwright chromium (Debian's binary)."""
+from __future__ import annotations
+
+import datetime as dt
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+from consumers.enrich.plan import EnrichPlan
+from consumers.index.sink import IndexSink
+from domain.store.client import make_client
+from domain.store.management import read_alias
+from streams.avro import validate
+from tests.kafka_support import make_settings, provision
+from tests.store_support import as_items, validated_asset
+
+SAMPLES = Path(__file__).resolve().parent.parent / "samples"
+T0 = dt.datetime(2026, 11, 2, 8, 0, tzinfo=dt.timezone.utc)
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--no-first-run", "--disable-dev-shm-usage"]
+HOSTILE = '<script>window.__pwned = 1</script><img src=x onerror="window.__pwned = 2">'
+
+
+def jpeg_thumbnail(sample: str, edge: int = 768) -> dict[str, Any]:
+    """What preprocess keeps: a JPEG of the image, long edge <= 768 px."""
+    with Image.open(SAMPLES / sample) as img:
+        img = img.convert("RGB")
+        img.thumbnail((edge, edge))
+        buf = io.BytesIO()
+        img.save(buf, "JPEG", quality=85)
+    return {"data": buf.getvalue(), "media_type": "image/jpeg", "width": img.width, "height": img.height}
+
+
+def review_record(settings: Any, asset_id: str, *, minutes: int, sample: str, title: str, alt_text: str,
+                  tags: list[tuple[str, str]], reasons: list[str], status: str = "needs_review",
+                  confidence: float = 0.62, visible_text: str | None = None, duplicate_of: str | None = None,
+                  approved_after: dt.timedelta | None = None, faces: int = 0) -> dict[str, Any]:
+    """A ValidatedAsset as the pipeline would produce it for review: thumbnail, provenance of the real prompts
+    (hash of this deployment's plan, so the app re-renders the same prompt), raw answers, reasons."""
+    v = validated_asset(asset_id, title=title, alt_text=alt_text, tags=tags, status=status, ocr_text=visible_text or "")
+    at = T0 + dt.timedelta(minutes=minutes)
+    pre = v["enriched"]["pre"]
+    pre["asset"]["event_time"] = at
+    pre["thumbnail"] = jpeg_thumbnail(sample)
+    pre["signals"]["face_count"] = faces
+    plan = EnrichPlan.from_settings(settings)
+    enr = v["enriched"]["enrichment"]
+    enr.update(confidence=confidence, visible_text=visible_text, title=title, alt_text=alt_text,
+               caption=f"{title}.")
+    enr["raw_outputs"] = {
+        "tagging": json.dumps({"tags": [{"tag": f"{f}:{l}", "score": 0.9} for f, l in tags]}),
+        "alt_text": json.dumps({"alt_text": alt_text, "title": title, "decorative": False,
+                                "visible_text": visible_text, "confidence": confidence}),
+    }
+    prov = []
+    for task in ("tagging", "alt_text"):
+        ident = plan.identity(task)
+        prov.append({"task": task, "provider": ident["provider"], "model": ident["model"], "model_version": "1",
+                     "prompt_id": task, "prompt_version": plan.tasks[task].prompt.version,
+                     "prompt_hash": ident["prompt_hash"], "request_id": None, "timestamp": at, "input_tokens": 800,
+                     "output_tokens": 60, "latency_ms": 90.0, "cost_usd": 0.0})
+    v["enriched"]["provenance"] = prov
+    v["enriched"]["duplicate_of"] = duplicate_of
+    v["enriched"]["duplicate_distance"] = 4 if duplicate_of else None
+    v.update(reasons=[*reasons, "taxonomy v2"], visible_text=visible_text, caption=f"{title}.",
+             field_sources={"title": "model", "alt_text": "model", "caption": "model", "summary": "model",
+                            "tags": "model", "credit_text": "embedded", "licensing": "human"})
+    if approved_after is not None:
+        decided = at + approved_after
+        v["status"] = "approved"
+        v["review"] = {"status": "approved", "editor": "carol", "decided_at": decided, "decision_ids": ["seed"],
+                       "fields": [{"field": "title", "action": "accepted", "value": title, "editor": "carol",
+                                   "at": decided}]}
+    validate("ValidatedAsset", v)
+    return v
+
+
+LOW = "confidence 0.62 < 0.7: below the review threshold"
+FACES = "2 faces detected: people in image need consent review"
+RIGHTS = "no licence evidence: rights must be confirmed before use"
+
+
+def seed_records(settings: Any) -> list[dict[str, Any]]:
+    return [
+        review_record(settings, "mug-0001", minutes=1, sample="product_red_mug.jpg", title="Red mug",
+                      alt_text="Image of a red mug with a white handle on a white table",
+                      tags=[("product", "cup"), ("color", "red"), ("color", "white")], reasons=[LOW, FACES], faces=2),
+        review_record(settings, "poster-0002", minutes=2, sample="poster_farmers_market.jpg", title=HOSTILE,
+                      alt_text="A green poster announcing a farmers market", visible_text="FARMERS MARKET " + HOSTILE,
+                      tags=[("content", "text")], reasons=[RIGHTS]),
+        review_record(settings, "paris-0003", minutes=3, sample="photo_paris_sunset.jpg", title="Paris at sunset",
+                      alt_text="The Paris skyline at sunset", tags=[("subject", "city"), ("subject", "sky")],
+                      reasons=[RIGHTS], confidence=0.81),
+        review_record(settings, "paris-0004", minutes=4, sample="photo_paris_sunset_copy.jpg", title="Paris copy",
+                      alt_text="The Paris skyline at sunset, again", tags=[("subject", "city")],
+                      reasons=[RIGHTS, "near-duplicate of paris-0003 (pHash distance 4)"], duplicate_of="paris-0003"),
+        review_record(settings, "auto-0005", minutes=0, sample="gradient_decorative.jpg", title="Gradient",
+                      alt_text="A soft gradient", tags=[("style", "abstract")], reasons=["confidence 0.9 >= 0.85"],
+                      status="auto_applied", confidence=0.9),
+        review_record(settings, "done-0006", minutes=6, sample="product_red_mug.jpg", title="Approved mug",
+                      alt_text="A red mug", tags=[("product", "cup")], reasons=[], approved_after=dt.timedelta(hours=1)),
+        review_record(settings, "done-0007", minutes=7, sample="product_red_mug.jpg", title="Approved mug 2",
+                      alt_text="A red mug again", tags=[("product", "cup")], reasons=[],
+                      approved_after=dt.timedelta(hours=3)),
+    ]
+
+
+def review_settings(broker: str, store_url: str, prefix: str, **review: Any):
+    return make_settings(broker, prefix,
+                         index={"url": store_url, "server_mode": "serverless", "number_of_replicas": 0,
+                                "index": f"{prefix}-assets", "request_timeout_s": 10.0},
+                         review={"port": 0, "token_user": "erin", **review})
+
+
+def seed(settings: Any) -> list[dict[str, Any]]:
+    """Topics, then the records through the real index sink; refreshed so searches see them."""
+    provision(settings)
+    records = seed_records(settings)
+    client = make_client(settings)
+    try:
+        results = IndexSink(settings, client=client).process_batch(as_items(records))
+        assert results == [None] * len(records), results
+        client.indices.refresh(index=read_alias(settings))
+    finally:
+        client.close()
+    return records
+
+
+def launch_chromium(playwright: Any):
+    return playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)

@@ -1,0 +1,47 @@
+"""From the asset form to an EditorDecision (app/review/decisions.py), with the bundled vocabulary."""
+from __future__ import annotations
+
+import pytest
+
+from app.review.decisions import DecisionError, from_form
+from app.settings import Settings
+from domain.review import tags_value
+from domain.taxonomy import taxonomy_from_settings
+
+TAX = taxonomy_from_settings(Settings())
+
+
+def doc(**extra):
+    return {"asset_id": "a1", "version": 3, "tenant": "acme", "title": "Red mug", "alt_text": "A red mug",
+            "tags": ["product:cup", "keyword:from-the-dam"], **extra}
+
+
+def test_untouched_fields_send_nothing_and_a_verdict_alone_is_an_approval():
+    form = {"value.title": "Red mug", "value.alt_text": "A red mug\r\n", "value.tags": "product:cup, keyword:from-the-dam",
+            "verdict": "approve", "shown_version": "3"}
+    assert from_form(doc(), form, "erin", TAX) == {"asset_id": "a1", "editor": "erin", "fields": [],
+                                                   "status": "approved", "tenant": "acme"}
+
+
+def test_edits_accepts_rejects_and_tags_through_the_vocabulary():
+    form = {"value.title": "Red mug", "action.title": "accepted", "value.alt_text": "A red enamel mug",
+            "action.caption": "rejected", "value.tags": "product:cup, keyword:from-the-dam, color:grey, studio",
+            "verdict": "save"}
+    d = from_form(doc(), form, "erin", TAX)
+    assert d["status"] is None
+    assert d["fields"] == [
+        {"field": "title", "action": "accepted", "value": "Red mug"},
+        {"field": "alt_text", "action": "edited", "value": "A red enamel mug"},
+        {"field": "caption", "action": "rejected", "value": None},
+        # deprecated color:grey -> color:gray; a label -> its id; the asset's own DAM keyword is kept
+        {"field": "tags", "action": "edited",
+         "value": tags_value(["product:cup", "keyword:from-the-dam", "color:gray", "setting:studio"])}]
+
+
+def test_unknown_tags_stale_pages_and_empty_decisions_are_refused():
+    with pytest.raises(DecisionError, match="not in the vocabulary"):
+        from_form(doc(), {"value.tags": "product:cup, made-up:thing", "verdict": "save"}, "erin", TAX)
+    with pytest.raises(DecisionError, match="changed while you were looking"):
+        from_form(doc(), {"shown_version": "2", "verdict": "approve"}, "erin", TAX)
+    with pytest.raises(DecisionError, match="nothing to send"):
+        from_form(doc(), {"value.title": "Red mug", "verdict": "save"}, "erin", TAX)
