@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import glob
 import json
+import logging
 import os
 import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +24,8 @@ from typing import Any, Callable
 from pydantic import SecretStr
 
 from app.settings import Settings
+
+log = logging.getLogger(__name__)
 
 STAGE_ORDER = ("preprocess", "enrich", "validate", "index")
 STAGE_OUTPUT = {"preprocess": "preprocessed", "enrich": "enriched", "validate": "validated"}
@@ -166,11 +170,11 @@ class EmbeddedRun:
             overrides["enrich"] = {"provider": self.provider}
         return self.base_settings.with_overrides(**overrides)
 
-    def start_workers(self, settings: Settings) -> None:
+    def start_workers(self, settings: Settings, stages: tuple[str, ...] = STAGE_ORDER) -> None:
         config = write_settings_file(settings, self.workdir)
         env = {k: v for k, v in os.environ.items() if not k.startswith("ASSETSTREAM_")}
         env.update({"ASSETSTREAM_CONFIG": str(config), "OMP_THREAD_LIMIT": "1"})
-        for stage in STAGE_ORDER:
+        for stage in stages:
             log = open(self.workdir / f"{stage}.log", "ab")
             self.workers[stage] = subprocess.Popen(
                 [sys.executable, "-m", "app.cli", "worker", stage], env=env, stdout=log,
@@ -213,7 +217,8 @@ class EmbeddedRun:
         try:
             create_topics(settings)
             ensure_index(make_client(settings), settings)
-            self.start_workers(settings)
+            # serving: the review group too, so an editor's decisions reach the index and the sidecars
+            self.start_workers(settings, STAGE_ORDER + (("review",) if after is not None else ()))
             event_ids, paths = self.publish(settings, images)
             self._say(f"published {len(images)} asset event(s) to {settings.topics.name('raw')}")
             tracker = Tracker(event_ids)
@@ -221,7 +226,15 @@ class EmbeddedRun:
             self.rows = [summary_row(asset_id, path, tracker) for asset_id, path in paths.items()]
             self.write_sidecars(tracker, paths, self.rows)
             if after is not None:
-                after(settings)
+                done = threading.Event()
+                follower = threading.Thread(target=self.follow_decisions, args=(settings, tracker, paths, done),
+                                            name="sidecars", daemon=True)
+                follower.start()
+                try:
+                    after(settings)
+                finally:
+                    done.set()
+                    follower.join(5)
             return tracker, settings
         finally:
             self.stop()
@@ -311,6 +324,40 @@ class EmbeddedRun:
         tracker.reached[stage].add(key)
         if logical == "validated":
             tracker.validated[key] = value
+
+    def follow_decisions(self, settings: Settings, tracker: Tracker, paths: dict[str, Path],
+                         done: threading.Event) -> None:
+        """While serving: each record the review group publishes (an editor's decision applied) replaces the
+        asset's record, so its JSON-LD / XMP sidecars and summary row follow the approved values."""
+        from confluent_kafka import Consumer
+
+        from domain.records import asset_of
+        from streams.avro import Serde
+
+        serde = Serde.for_settings(settings)
+        consumer = Consumer({**settings.kafka.client_config(), "group.id": f"assetstream-run-review-{os.getpid()}",
+                             "enable.auto.commit": False, "auto.offset.reset": "earliest",
+                             "session.timeout.ms": 6000, "heartbeat.interval.ms": 1000})
+        consumer.subscribe([settings.topics.name("validated")])
+        try:
+            while not done.is_set():
+                changed = False
+                for msg in consumer.consume(100, 0.5):
+                    if msg.error() or msg.key() is None:
+                        continue
+                    value = serde.deserialize("validated", msg.value())
+                    asset_id = msg.key().decode()
+                    if (value.get("stamp") or {}).get("stage") == "review" and asset_id in tracker.event_ids \
+                            and asset_of(value)["event_id"] == tracker.event_ids[asset_id]:
+                        tracker.validated[asset_id] = value
+                        changed = True
+                if changed:
+                    self.rows = [summary_row(a, path, tracker) for a, path in paths.items()]
+                    self.write_sidecars(tracker, paths, self.rows)
+        except Exception:  # noqa: BLE001 - the review app keeps serving; the sidecars just stop following
+            log.warning("sidecars stopped following decisions", exc_info=True)
+        finally:
+            consumer.close()
 
     def write_sidecars(self, tracker: Tracker, paths: dict[str, Path], rows: list[dict[str, Any]]) -> None:
         from domain.render import to_jsonld, to_xmp

@@ -12,9 +12,10 @@ from PIL import Image
 
 from consumers.enrich.plan import EnrichPlan
 from consumers.index.sink import IndexSink
+from domain.review import apply_review, merge_decision
 from domain.store.client import make_client
 from domain.store.management import read_alias
-from streams.avro import validate
+from streams.avro import roundtrip, validate
 from tests.kafka_support import make_settings, provision
 from tests.store_support import as_items, validated_asset
 
@@ -70,12 +71,11 @@ def review_record(settings: Any, asset_id: str, *, minutes: int, sample: str, ti
     v.update(reasons=[*reasons, "taxonomy v2"], visible_text=visible_text, caption=f"{title}.",
              field_sources={"title": "model", "alt_text": "model", "caption": "model", "summary": "model",
                             "tags": "model", "credit_text": "embedded", "licensing": "human"})
-    if approved_after is not None:
+    if approved_after is not None:  # carol approved it: the review as the review group would have made it
         decided = at + approved_after
-        v["status"] = "approved"
-        v["review"] = {"status": "approved", "editor": "carol", "decided_at": decided, "decision_ids": ["seed"],
-                       "fields": [{"field": "title", "action": "accepted", "value": title, "editor": "carol",
-                                   "at": decided}]}
+        review = merge_decision(None, {"decision_id": "seed", "editor": "carol", "decided_at": decided,
+                                       "status": "approved", "fields": []}, v)
+        v = roundtrip("ValidatedAsset", apply_review(v, review))  # decoded as a consumer sees it
     validate("ValidatedAsset", v)
     return v
 
