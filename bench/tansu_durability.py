@@ -47,7 +47,8 @@ def run(how: str, restarts: int, rate: float) -> tuple[int, int]:
     broker = Tansu(storage="s3://tansu/", env=s3.tansu_env()).start()
     conf = {"bootstrap.servers": broker.bootstrap}
     topic = f"durability-{uuid.uuid4().hex[:6]}"
-    AdminClient(conf).create_topics([NewTopic(topic, 6, 1)])[topic].result(30)
+    admin = AdminClient(conf)
+    admin.create_topics([NewTopic(topic, 6, 1)])[topic].result(30)
     acked: set[bytes] = set()
     done = threading.Event()
 
