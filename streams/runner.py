@@ -26,7 +26,7 @@ import time
 import uuid
 from collections import deque
 from concurrent.futures.process import BrokenProcessPool
-from typing import Any, Callable, Iterable
+from typing import Any, Callable
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
@@ -35,66 +35,10 @@ from streams.errors import PoisonError, StageError, classify
 from streams.records import now_ms
 from streams.settings import Settings
 from streams.stage import Stage
+from streams.tracker import PartitionTracker
 from streams.work import Abandon, Record, RecordWork, Result, child_chunk, child_init, child_ping
 
 log = logging.getLogger("assetstream.runner")
-
-class _PartitionTracker:
-    """Offsets handed out per partition, in order; the commit position is the first one not done."""
-
-    def __init__(self) -> None:
-        self.order: dict[tuple[str, int], deque[int]] = {}
-        self.done: dict[tuple[str, int], set[int]] = {}
-        self.position: dict[tuple[str, int], int] = {}
-        self.committed: dict[tuple[str, int], int] = {}
-
-    def add(self, tp: tuple[str, int], offset: int) -> None:
-        order = self.order.get(tp)
-        if order is None:
-            order = self.order[tp] = deque()
-            self.done[tp] = set()
-        order.append(offset)
-
-    def finish(self, tp: tuple[str, int], offset: int) -> None:
-        order = self.order.get(tp)
-        if order is None:
-            return  # partition was revoked meanwhile
-        if order and order[0] == offset:  # the common case: records finish in the order they came
-            order.popleft()
-            position = offset + 1
-        else:
-            self.done[tp].add(offset)
-            return
-        done = self.done[tp]
-        while order and order[0] in done:
-            done.discard(order[0])
-            position = order.popleft() + 1
-        self.position[tp] = position
-
-    def in_flight(self, tp: tuple[str, int] | None = None) -> int:
-        if tp is not None:
-            return len(self.order.get(tp, ()))
-        return sum(len(o) for o in self.order.values())
-
-    def pending(self, tps: Iterable[tuple[str, int]], abandoned: set[tuple[tuple[str, int], int]]) -> int:
-        """Records still being worked on (abandoned ones never finish: they are left uncommitted)."""
-        return sum(1 for tp in tps for off in self.order.get(tp, ()) if (tp, off) not in abandoned)
-
-    def to_commit(self, tps: set[tuple[str, int]] | None = None) -> list[TopicPartition]:
-        out = []
-        for tp, pos in self.position.items():
-            if (tps is None or tp in tps) and self.committed.get(tp) != pos:
-                out.append(TopicPartition(tp[0], tp[1], pos))
-        return out
-
-    def mark_committed(self, tps: list[TopicPartition]) -> None:
-        for tp in tps:
-            self.committed[(tp.topic, tp.partition)] = tp.offset
-
-    def drop(self, tp: tuple[str, int]) -> None:
-        for d in (self.order, self.done, self.position, self.committed):
-            d.pop(tp, None)
-
 
 class StageRunner:
     """Run one stage as one consumer group member. `run()` blocks until `stop()` or SIGTERM/SIGINT."""
@@ -114,7 +58,7 @@ class StageRunner:
         self.on_idle = on_idle
         self.health = metrics.Health()
         self.health.ready_checks.append(stage.ready)
-        self.tracker = _PartitionTracker()
+        self.tracker = PartitionTracker()
         self.assigned: set[tuple[str, int]] = set()
         self.paused_tps: set[tuple[str, int]] = set()
         self.pause_reason: str | None = None  # set by a batch worker while the store is unavailable
