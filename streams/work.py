@@ -22,7 +22,7 @@ from typing import Any, Callable, Iterable
 from streams import PIPELINE_VERSION
 from streams.avro import Serde, topic_names
 from streams.errors import PoisonError, StageError, classify
-from streams.records import asset_of, now_ms, to_ms
+from streams.records import now_ms
 from streams.stage import Output, RecordContext, Stage
 
 log = logging.getLogger("assetstream.runner")
@@ -239,11 +239,8 @@ class RecordWork:
             outputs = (result,)
         else:
             outputs = list(result)
-        try:
-            asset = asset_of(value)
-        except (KeyError, TypeError):
-            asset = {}
-        event_time = to_ms(asset.get("event_time")) if asset else None
+        facts = self.stage.output_facts(value)
+        content_id = self.stage.content_id
         trace_b = trace.encode()
         source = f"{rec.topic}/{rec.partition}/{rec.offset}".encode()
         serialized = []
@@ -259,12 +256,12 @@ class RecordWork:
                 if data is None:
                     data = self.serde.serialize(logical, out.value)
             headers = [(TRACE_HEADER, trace_b),
-                       (IDEMPOTENCY_HEADER, idempotency_key(key, out.value, asset).encode()),
+                       (IDEMPOTENCY_HEADER, idempotency_key(key, content_id(out.value), facts.version).encode()),
                        *self._stage_headers, ("source", source)]
             if out.headers:
                 headers += [(k, v.encode()) for k, v in out.headers.items()]
             serialized.append((self.names[logical], key.encode() if key is not None else None, data, headers))
-        return Result(rec, outputs=serialized, event_time_ms=event_time)
+        return Result(rec, outputs=serialized, event_time_ms=facts.event_time_ms)
 
     def _with_input_bytes(self, logical: str, value: dict[str, Any], input_data: bytes) -> bytes | None:
         """The output encoded around the input's own Avro bytes (Stage.embeds_input), or None if not exact.
@@ -326,12 +323,8 @@ class RecordWork:
         return Result(rec, dead_letter=data, error_class=error_class)
 
 
-def idempotency_key(key: str | None, value: dict[str, Any] | None, asset: dict[str, Any]) -> str:
-    """asset id + content hash + pipeline version (+ the asset event version): equal for a replayed record."""
-    content, node = None, value
-    while isinstance(node, dict) and content is None:  # validated -> enriched -> pre -> hashes
-        content = (node.get("hashes") or {}).get("sha256")
-        node = node.get("pre") or node.get("enriched")
-    version = asset.get("version") if asset else None
+def idempotency_key(key: str | None, content: str | None, version: Any) -> str:
+    """Output key + content id + pipeline version + event version (Stage.content_id, Stage.output_facts):
+    equal for a replayed record."""
     raw = f"{key}|{content or '-'}|{PIPELINE_VERSION}|{version}"
     return hashlib.sha256(raw.encode()).hexdigest()[:32]

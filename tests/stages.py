@@ -8,11 +8,11 @@ import os
 import time
 
 from streams.errors import PermanentError, TransientError
-from streams.records import stamp
+from streams.records import PipelineFacts, stamp
 from streams.stage import Output, Stage
 
 
-class EchoStage(Stage):
+class EchoStage(PipelineFacts, Stage):
     name = "echo"
     input_topic = "raw"
     output_topic = "preprocessed"

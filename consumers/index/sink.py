@@ -26,6 +26,7 @@ from consumers.index.document import document_from_validated
 from consumers.index.management import ensure_index, write_alias
 from streams.errors import PermanentError, TransientError
 from streams.metrics import INDEX_BULK_SECONDS, INDEX_ITEMS
+from streams.records import PipelineFacts
 from streams.stage import RecordContext, Stage, StageResult
 
 if TYPE_CHECKING:
@@ -45,7 +46,7 @@ class _Prepared:
         self.size = sum(len(line) + 1 for line in lines)
 
 
-class IndexSink(Stage):
+class IndexSink(PipelineFacts, Stage):
     name = "index"
     input_topic = "validated"
     output_topic = None

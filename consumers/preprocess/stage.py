@@ -9,7 +9,7 @@ from consumers.preprocess import decode as dec
 from consumers.preprocess import hashes, metadata, ocr, signals
 from consumers.preprocess.fetch import FetchPolicy, fetch
 from consumers.preprocess.thumbnail import encode_thumbnail, thumbnail_base
-from streams.records import is_deleted, stamp
+from streams.records import PipelineFacts, is_deleted, stamp
 from streams.stage import Output, RecordContext, Stage
 
 log = logging.getLogger(__name__)
@@ -18,7 +18,7 @@ WORK_EDGE = 800
 """Smallest long edge the reduced (JPEG draft) decode keeps: enough for faces, OCR gating and hashes."""
 
 
-class PreprocessStage(Stage):
+class PreprocessStage(PipelineFacts, Stage):
     name = "preprocess"
     input_topic = "raw"
     output_topic = "preprocessed"

@@ -27,7 +27,7 @@ from consumers.validate.schema import Violation, check_enrichment, check_raw_out
 from consumers.validate.taxonomy import Taxonomy, taxonomy_from_settings
 from streams.errors import PermanentError
 from streams.metrics import DECISIONS
-from streams.records import is_deleted, stamp
+from streams.records import PipelineFacts, is_deleted, stamp
 from streams.stage import Output, RecordContext, Stage
 
 log = logging.getLogger(__name__)
@@ -44,7 +44,7 @@ def _fmt(x: float) -> str:
     return f"{x:.2f}"
 
 
-class ValidateStage(Stage):
+class ValidateStage(PipelineFacts, Stage):
     name = "validate"
     input_topic = "enriched"
     output_topic = "validated"
