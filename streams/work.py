@@ -166,8 +166,9 @@ class RecordWork:
     def run_batch(self, batch: list[Record], abandon: Callable[[Record], None],
                   pause: Callable[[str | None], None]) -> list[Result]:
         """A batch stage's records, in order, in one process_batch call per attempt. Transient item failures
-        are retried (with backoff) until they succeed: a store outage pauses consumption (`pause`) rather
-        than dead-lettering everything; on shutdown the items still failing are abandoned (uncommitted)."""
+        are retried (with backoff) until they succeed: a store outage (an error with a `pause_reason`, e.g.
+        StoreUnavailable) pauses consumption (`pause`) rather than dead-lettering everything; on shutdown the
+        items still failing are abandoned (uncommitted)."""
         results: list[Result] = []
         todo: list[tuple[Record, dict[str, Any], int, int | None]] = []
         for rec in batch:
@@ -186,7 +187,7 @@ class RecordWork:
             except BaseException as exc:  # noqa: BLE001 - the whole batch failed the same way
                 outcomes = [exc] * len(items)
             retry: list[tuple[Record, dict[str, Any], int, int | None]] = []
-            worst_delay = 0.0
+            worst_delay, pause_reason = 0.0, None
             for (rec, value, attempt, first), (_, ctx), outcome in zip(todo, items, outcomes):
                 if isinstance(outcome, BaseException):
                     cls = classify(outcome)
@@ -195,6 +196,7 @@ class RecordWork:
                     if cls == "transient":
                         self.on_retried()
                         worst_delay = max(worst_delay, self.backoff(min(attempt, 8), outcome))
+                        pause_reason = pause_reason or getattr(outcome, "pause_reason", None)
                         retry.append((rec, value, attempt + 1, first))
                     else:
                         results.append(self.failure(rec, outcome, attempt, first))
@@ -209,7 +211,7 @@ class RecordWork:
                     abandon(rec)  # not committed: the next owner retries
                 break
             if retry:
-                pause("store_unavailable")
+                pause(pause_reason)  # a dependency is down (e.g. StoreUnavailable): pause while it lasts
                 log.warning("%s: %d item(s) failed transiently; retrying in %.1fs", self.name, len(retry),
                             worst_delay)
                 self.stop_event.wait(worst_delay)
