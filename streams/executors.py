@@ -70,6 +70,16 @@ class Executor:
                 res = completions.popleft()
             emit(res)
 
+    def _work_each(self, recs: list[Record], hand_over: Callable[[Result], None]) -> None:
+        """A cpu stage's records one after the other (RecordWork.run), each result handed over when done."""
+        for rec in recs:
+            try:
+                result = self.work.run(rec)
+            except Abandon:
+                self.abandon(rec)
+                continue
+            hand_over(result)
+
     def abandon(self, rec: Record) -> None:
         rec.abandoned = True
         self.abandoned.add((rec.tp, rec.offset))  # set.add is atomic; read by the poll thread
@@ -92,13 +102,7 @@ class Inline(Executor):
     """In the poll thread: no hand-off at all."""
 
     def submit(self, recs: list[Record]) -> None:
-        for rec in recs:
-            try:
-                result = self.work.run(rec)
-            except Abandon:
-                self.abandon(rec)
-                continue
-            self.emit(result)
+        self._work_each(recs, self.emit)  # produced right away
 
 
 class Threads(Executor):
@@ -113,18 +117,12 @@ class Threads(Executor):
     def submit(self, recs: list[Record]) -> None:
         n = -(-len(recs) // self.workers)
         for i in range(0, len(recs), n):
-            fut = self.pool.submit(self._work_chunk, recs[i:i + n])
+            fut = self.pool.submit(self._work_each, recs[i:i + n], self._hand_over)
             fut.add_done_callback(self._collect)
 
-    def _work_chunk(self, recs: list[Record]) -> None:
-        for rec in recs:
-            try:
-                result = self.work.run(rec)
-            except Abandon:
-                self.abandon(rec)
-                continue
-            with self.lock:  # hand each record over as it finishes, not at the end of the chunk
-                self.completions.append(result)
+    def _hand_over(self, result: Result) -> None:  # each record as it finishes, not at the end of the chunk
+        with self.lock:
+            self.completions.append(result)
 
     def shutdown(self) -> None:
         self.pool.shutdown(wait=False, cancel_futures=True)
