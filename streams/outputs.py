@@ -20,7 +20,7 @@ from streams.commits import Commits
 from streams.errors import StageError
 from streams.records import now_ms
 from streams.sensors import Sensor
-from streams.tracker import PartitionTracker
+from streams.tracker import TP, PartitionTracker
 from streams.work import Produced, Record, RecordWork, Result
 
 log = logging.getLogger("assetstream.runner")
@@ -34,25 +34,27 @@ _REFUSED = (KafkaError.MSG_SIZE_TOO_LARGE, KafkaError.INVALID_MSG_SIZE, KafkaErr
 class Outputs:
     """Produce each finished record's outputs (or its dead letter) and finish the record once they are acked.
 
-    `current(record)` says whether a record still counts (not abandoned, its partition still assigned, not
-    from before a transaction rewind); `fatal(err)` stops the worker on an unrecoverable client error."""
+    A record still counts while it is not abandoned, its partition is in `assigned` (the runner's set) and it
+    was taken in the current `epoch` (a transaction rewind starts a new one); `fatal(err)` stops the worker
+    on an unrecoverable client error."""
 
     def __init__(self, producer: Producer, commits: Commits, work: RecordWork, tracker: PartitionTracker,
-                 sensor: Sensor, current: Callable[[Record], bool], fatal: Callable[[KafkaError], None]):
+                 sensor: Sensor, assigned: set[TP], fatal: Callable[[KafkaError], None]):
         self.producer, self.commits, self.work, self.tracker, self.sensor = producer, commits, work, tracker, sensor
         self.name = work.name
         self.counts_acks = commits.counts_acks
         self.dead_letter_topic = work.names["dead_letter"]
-        self.current = current
+        self.assigned = assigned
+        self.epoch = 0  # records carry the epoch they were taken in
         self.fatal = fatal
         self.redeliver: list[tuple[float, Record, Produced]] = []  # (due, record, output): owed, produced again
-        self._acked = sensor.on_output_acked
+        self.acked: dict[str, int] = {}  # acknowledged outputs per topic since the last flush_acked
         self._done = sensor.on_record_done
 
     def emit(self, res: Result) -> None:
         """Produce a worked record's outputs, or its dead letter."""
         rec = res.record
-        if not self.current(rec):
+        if rec.abandoned or rec.tp not in self.assigned or rec.epoch != self.epoch:
             return
         rec.event_time_ms = res.event_time_ms
         self.produce_all(rec, [self._letter_output(rec, res)] if res.dead_letter is not None else res.outputs)
@@ -101,17 +103,25 @@ class Outputs:
         due = [r for r in self.redeliver if r[0] <= now]
         self.redeliver = [r for r in self.redeliver if r[0] > now]
         for _, rec, output in due:
-            if self.current(rec):
+            if not (rec.abandoned or rec.tp not in self.assigned or rec.epoch != self.epoch):
                 self.produce_one(rec, output, counted=True)
 
-    def clear(self) -> None:
-        """A transaction was rewound: nothing produced before it is owed any more."""
+    def flush_acked(self) -> None:
+        """Report the acknowledged outputs gathered since the last call (once per poll-loop iteration)."""
+        if self.acked:
+            acked, self.acked = self.acked, {}
+            self.sensor.on_outputs_acked(acked)
+
+    def rewind(self) -> None:
+        """A transaction was rewound: records taken before are ignored and nothing produced before is owed."""
+        self.epoch += 1
         self.redeliver = []
 
     def _delivery_cb(self, rec: Record, output: Produced) -> Callable[[KafkaError | None, Message], None]:
         def cb(err: KafkaError | None, msg: Message) -> None:
             if err is None and self.counts_acks:  # the hot path: one acknowledged output
-                self._acked(output[0])
+                acked = self.acked
+                acked[output[0]] = acked.get(output[0], 0) + 1
                 rec.pending_acks -= 1
                 if rec.pending_acks == 0:
                     self.finish(rec)

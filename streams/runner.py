@@ -65,7 +65,6 @@ class StageRunner:
         self._last_lag = 0.0
         self.metrics_port: int | None = None
         self._http = None
-        self._epoch = 0  # bumped when a transaction is rewound: results of older records are ignored
         self.fatal_error: str | None = None
 
         kafka = settings.kafka
@@ -100,8 +99,8 @@ class StageRunner:
             TransactionalCommits(self.name, self.consumer, self.producer, self.tracker, self.sensor, self._rewind)
             if self.rs.transactional else PlainCommits(self.name, self.consumer, self.tracker, self.sensor))
         self.backpressure = Backpressure(self.name, self.consumer, self.rs, stage.should_pause, self.sensor)
-        self.outputs = Outputs(self.producer, self.commits, self.work, self.tracker, self.sensor,
-                               current=self._current, fatal=self._fatal)
+        self.outputs = Outputs(self.producer, self.commits, self.work, self.tracker, self.sensor, self.assigned,
+                               fatal=self._fatal)
         self.executor = make_executor(
             stage, settings, self.work, self._stop, self.outputs.emit, sensor=self.sensor, tick=self.health.tick,
             fail=self._fail, at_limit=lambda: self.tracker.in_flight() >= self.rs.max_in_flight,
@@ -156,7 +155,7 @@ class StageRunner:
 
     def _accept(self, msgs: list[Message]) -> list[Record]:
         """Track what one consume() returned (one pass, no per-record method calls beyond the essentials)."""
-        received, epoch, assigned, add = time.monotonic(), self._epoch, self.assigned, self.tracker.add
+        received, epoch, assigned, add = time.monotonic(), self.outputs.epoch, self.assigned, self.tracker.add
         accepted: list[Record] = []
         for msg in msgs:
             err = msg.error()
@@ -175,15 +174,12 @@ class StageRunner:
             self.sensor.on_records_in(len(accepted))
         return accepted
 
-    def _current(self, rec: Record) -> bool:
-        """Whether a worked record still counts: not abandoned, still ours, not from before a rewind."""
-        return not rec.abandoned and rec.tp in self.assigned and rec.epoch == self._epoch
-
     def _pump(self) -> None:
         """Produce what workers finished, serve delivery callbacks, finish records."""
         self.executor.pump()
         self.outputs.redeliver_due()
         self.producer.poll(0)
+        self.outputs.flush_acked()
         self.sensor.flush()
 
     def _maybe_commit(self, force: bool = False, tps: set[TP] | None = None) -> None:
@@ -245,12 +241,11 @@ class StageRunner:
     def _rewind(self) -> None:
         """Exactly-once, after an aborted transaction: forget everything since the last commit and seek every
         assigned partition back to its committed offset."""
-        self._epoch += 1  # results of older records are ignored from now on
+        self.outputs.rewind()  # results of older records are ignored from now on
         tps = [TopicPartition(t, p) for t, p in self.assigned]
         for tp in list(self.assigned):
             self.tracker.drop(tp)
         self.executor.forget(None)
-        self.outputs.clear()
         if tps:
             for tp in self.consumer.committed(tps, timeout=30):
                 self.consumer.seek(TopicPartition(tp.topic, tp.partition, tp.offset if tp.offset >= 0 else
@@ -297,7 +292,8 @@ class StageRunner:
             log.warning("%s: consumer close: %s", self.name, exc)
         self.executor.shutdown()
         self.producer.flush(5)
-        self.sensor.flush()  # acknowledgements served by the flush
+        self.outputs.flush_acked()  # acknowledgements served by the flush
+        self.sensor.flush()
         try:
             self.stage.close()
         except Exception as exc:  # noqa: BLE001

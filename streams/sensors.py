@@ -24,8 +24,8 @@ class Sensor:
         """A record finished (all its outputs acknowledged): taken at `received` (monotonic), about an event
         that happened at `event_time_ms` (epoch ms, if the stage said)."""
 
-    def on_output_acked(self, topic: str) -> None:
-        """The broker acknowledged one output (or dead letter) to this topic."""
+    def on_outputs_acked(self, counts: dict[str, int]) -> None:
+        """The broker acknowledged this many outputs (and dead letters) per topic since the last call."""
 
     def on_dead_letter(self, error_class: str) -> None:
         """A record is dead-lettered."""
@@ -63,7 +63,6 @@ class PrometheusSensor(Sensor):
         self._seconds = metrics.HistogramBatch(metrics.PROCESSING_SECONDS.labels(stage))
         self._age = metrics.HistogramBatch(metrics.RECORD_AGE.labels(stage))
         self._out: dict[str, Any] = {}
-        self._acked: dict[str, int] = {}  # acknowledged outputs per topic since the last flush
 
     def on_records_in(self, n: int) -> None:
         self._in.inc(n)
@@ -73,9 +72,12 @@ class PrometheusSensor(Sensor):
         if event_time_ms:
             self._age.observe(max(0.0, (now_ms() - event_time_ms) / 1000))
 
-    def on_output_acked(self, topic: str) -> None:
-        acked = self._acked
-        acked[topic] = acked.get(topic, 0) + 1
+    def on_outputs_acked(self, counts: dict[str, int]) -> None:
+        for topic, n in counts.items():
+            counter = self._out.get(topic)
+            if counter is None:
+                counter = self._out[topic] = metrics.RECORDS_OUT.labels(self.stage, topic)
+            counter.inc(n)
 
     def on_dead_letter(self, error_class: str) -> None:
         metrics.RECORDS_DEAD_LETTERED.labels(self.stage, error_class).inc()
@@ -102,12 +104,5 @@ class PrometheusSensor(Sensor):
         self._in_flight.set(n)
 
     def flush(self) -> None:
-        if self._acked:
-            acked, self._acked = self._acked, {}
-            for topic, n in acked.items():
-                counter = self._out.get(topic)
-                if counter is None:
-                    counter = self._out[topic] = metrics.RECORDS_OUT.labels(self.stage, topic)
-                counter.inc(n)
         self._seconds.flush()
         self._age.flush()
