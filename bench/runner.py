@@ -21,6 +21,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition  # noqa: E402
 
 from streams.embedded import Tansu  # noqa: E402
 from app.producer import AssetPublisher, build_event  # noqa: E402
+from domain.records import PipelineFacts  # noqa: E402
 from streams.records import stamp  # noqa: E402
 from streams.runner import StageRunner  # noqa: E402
 from app.settings import Settings  # noqa: E402
@@ -28,7 +29,7 @@ from streams.stage import Output, Stage  # noqa: E402
 from streams.topics import create_topics  # noqa: E402
 
 
-class NoopStage(Stage):
+class NoopStage(PipelineFacts, Stage):  # the pipeline's hooks: event time, idempotency key
     name = "noop"
     input_topic = "raw"
     output_topic = "preprocessed"

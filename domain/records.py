@@ -7,6 +7,7 @@ import datetime as dt
 from typing import Any
 
 from streams.records import to_ms
+from streams.stage import OutputFacts
 
 
 def asset_of(value: dict[str, Any]) -> dict[str, Any]:
@@ -73,3 +74,25 @@ def record_from_doc(doc: dict[str, Any]) -> dict[str, Any] | None:
                                                 "height": int(thumb.get("height") or 0)}}
         record = {**record, "enriched": {**enriched, "pre": pre}}
     return record
+
+
+class PipelineFacts:
+    """The Stage hooks a stage of this pipeline mixes in (`class MyStage(PipelineFacts, Stage)`), so the runner
+    learns what it needs about pipeline records without knowing their shape: the event time and version of
+    the asset inside the input (Stage.output_facts) and the image hash inside an output (Stage.content_id)."""
+
+    def output_facts(self, value: dict[str, Any]) -> OutputFacts:
+        try:
+            asset = asset_of(value)
+        except (KeyError, TypeError):
+            return OutputFacts()
+        if not asset:
+            return OutputFacts()
+        return OutputFacts(to_ms(asset.get("event_time")), asset.get("version"))
+
+    def content_id(self, value: dict[str, Any] | None) -> str | None:
+        content, node = None, value
+        while isinstance(node, dict) and content is None:  # validated -> enriched -> pre -> hashes
+            content = (node.get("hashes") or {}).get("sha256")
+            node = node.get("pre") or node.get("enriched")
+        return content

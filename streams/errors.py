@@ -3,6 +3,8 @@
 - PoisonError: the record cannot be deserialized. Raised by the runner itself. -> dead letter, commit.
 - PermanentError: the record is bad (not an image, forbidden URL, schema violation). -> dead letter, commit.
 - TransientError: the world is temporarily bad (timeout, 429, 5xx, store down). -> retry with backoff, then dead letter.
+  StoreUnavailable, a TransientError with a `pause_reason`: a dependency every record needs is down; while a
+  batch retries it, consumption is paused with that reason (`assetstream_paused{reason}`).
 
 Any other exception escaping a stage is treated as permanent (a bug must not stall the partition), with its stack.
 """
@@ -29,11 +31,20 @@ class PermanentError(StageError):
 
 class TransientError(StageError):
     error_class = "transient"
+    pause_reason: str | None = None
+    """If set: the failure is not this record's but a dependency's, and while a batch stage retries it the worker
+    pauses consumption with this reason (exported as assetstream_paused{reason})."""
 
     def __init__(self, message: str, *, reason: str | None = None, details: dict[str, str] | None = None,
                  retry_after_s: float | None = None):
         super().__init__(message, reason=reason, details=details)
         self.retry_after_s = retry_after_s
+
+
+class StoreUnavailable(TransientError):
+    """The store a stage writes to or reads from is down or refusing work: retried, and consumption pauses."""
+
+    pause_reason = "store_unavailable"
 
 
 def classify(exc: BaseException) -> str:

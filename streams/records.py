@@ -38,20 +38,3 @@ def worker_name() -> str:
 def stamp(stage: str) -> dict[str, Any]:
     """The StageStamp every stage puts on its output."""
     return {"stage": stage, "version": PIPELINE_VERSION, "worker": worker_name(), "at": now_ms()}
-
-
-def asset_of(value: dict[str, Any]) -> dict[str, Any]:
-    """The AssetEvent inside any pipeline record (raw, preprocessed, enriched, validated)."""
-    if "asset_id" in value:
-        return value
-    if "asset" in value:
-        return value["asset"]
-    if "pre" in value:
-        return value["pre"]["asset"]
-    if "enriched" in value:
-        return value["enriched"]["pre"]["asset"]
-    raise KeyError("not a pipeline record")
-
-
-def is_deleted(value: dict[str, Any]) -> bool:
-    return asset_of(value)["event_type"] == "deleted"

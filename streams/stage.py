@@ -15,7 +15,7 @@ on an asyncio loop with bounded concurrency. Batch stages (the index sink) imple
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar, Iterable, Literal, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar, Iterable, Literal, NamedTuple, Sequence
 
 if TYPE_CHECKING:
     from streams.settings import RuntimeSettings
@@ -50,6 +50,18 @@ class RecordContext:
 StageResult = Output | Iterable[Output] | None
 
 
+class OutputFacts(NamedTuple):
+    """What the runner needs to know about a record without reading its shape (Stage.output_facts)."""
+
+    event_time_ms: int | None = None
+    """When the event the record is about happened (epoch ms): the record-age metric."""
+    version: Any = None
+    """The version of that event: part of the idempotency key of every output of the record."""
+
+
+NO_FACTS = OutputFacts()
+
+
 class Stage:
     """Base class for one consumer group's logic."""
 
@@ -77,6 +89,17 @@ class Stage:
         """Batch stages: one entry per item, in order: a StageResult on success, or the exception
         (PermanentError -> dead letter; TransientError -> the runner retries just that item)."""
         raise NotImplementedError
+
+    def output_facts(self, value: dict[str, Any]) -> OutputFacts:
+        """About an input record (the deserialized value): its event time and version. The runner knows no
+        record shapes; by default nothing is known (no record age; idempotency keys without a version)."""
+        return NO_FACTS
+
+    def content_id(self, value: dict[str, Any] | None) -> str | None:
+        """An id of an output value's content (e.g. the image hash), part of its idempotency key; None if
+        there is none. The idempotency-key header is a hash of output key, content id, PIPELINE_VERSION
+        and the input's event version (output_facts)."""
+        return None
 
     def ready(self) -> bool:
         """Readiness beyond Kafka (e.g. the search store answers). Reported on /readyz."""

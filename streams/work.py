@@ -4,27 +4,25 @@ The runner (`streams.runner`) owns the consumer, the producer, offsets and commi
 a `RecordWork`: decode the Avro value, call the stage, classify a failure (retry a transient one with
 backoff and jitter), and serialize the outputs with their headers, or build the dead letter. It runs in the
 runner's poll thread (`runner.inline`), in its thread pool, on its asyncio loop, or, with
-`runner.processes > 0`, in child processes that rebuild the stage from the settings (`child_init`,
-`child_chunk`): Python code of a CPU stage then uses more than one core.
+`runner.processes > 0`, in child processes that rebuild the stage from the settings (`streams.children`):
+Python code of a CPU stage then uses more than one core. A batch stage's records are worked in order, one
+`process_batch` call per attempt (`run_batch`).
 """
 from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import random
-import signal
 import threading
 import time
 import traceback
 import uuid
-from collections import Counter
 from typing import Any, Callable, Iterable
 
-from streams import PIPELINE_VERSION, metrics
+from streams import PIPELINE_VERSION
 from streams.avro import Serde, topic_names
 from streams.errors import PoisonError, StageError, classify
-from streams.records import asset_of, now_ms, to_ms
+from streams.records import now_ms
 from streams.stage import Output, RecordContext, Stage
 
 log = logging.getLogger("assetstream.runner")
@@ -90,8 +88,8 @@ class Abandon(BaseException):
 class RecordWork:
     """Decode -> stage -> encode for one record, with retries and dead letters. No Kafka types in here.
 
-    `on_failed(error_class)` and `on_retried()` count failed attempts and retries; by default they add to
-    the Prometheus counters of this process (child processes count and report them to the runner instead).
+    `on_failed(error_class)` and `on_retried()` count failed attempts and retries: the runner passes its
+    sensor's (child processes count them and report them to the runner instead).
     """
 
     def __init__(self, stage: Stage, settings: Any, stop: threading.Event | None = None,
@@ -102,8 +100,8 @@ class RecordWork:
         self.names = topic_names(settings)
         self.serde = Serde.for_settings(settings)
         self.stop_event = stop if stop is not None else threading.Event()
-        self.on_failed = on_failed or (lambda cls: metrics.RECORDS_FAILED.labels(self.name, cls).inc())
-        self.on_retried = on_retried or (lambda: metrics.RECORDS_RETRIED.labels(self.name).inc())
+        self.on_failed = on_failed or (lambda cls: None)
+        self.on_retried = on_retried or (lambda: None)
         self._stage_headers = (("stage", self.name.encode()), ("stage-version", PIPELINE_VERSION.encode()))
         self._embed = getattr(stage, "embeds_input", None)  # see Stage.embeds_input
         self._embed_count = 0
@@ -165,6 +163,63 @@ class RecordWork:
                 await asyncio.sleep(retry)
                 attempt += 1
 
+    def run_batch(self, batch: list[Record], abandon: Callable[[Record], None],
+                  pause: Callable[[str | None], None]) -> list[Result]:
+        """A batch stage's records, in order, in one process_batch call per attempt. Transient item failures
+        are retried (with backoff) until they succeed: a store outage (an error with a `pause_reason`, e.g.
+        StoreUnavailable) pauses consumption (`pause`) rather than dead-lettering everything; on shutdown the
+        items still failing are abandoned (uncommitted)."""
+        results: list[Result] = []
+        todo: list[tuple[Record, dict[str, Any], int, int | None]] = []
+        for rec in batch:
+            try:
+                todo.append((rec, self.decode(rec), 1, None))
+            except PoisonError as exc:
+                self.on_failed("poison")
+                results.append(self.failure(rec, exc, 1, now_ms()))
+        while todo:
+            items = [(value, rec.context(attempt)) for rec, value, attempt, _ in todo]
+            try:
+                outcomes = list(self.stage.process_batch(items))
+                if len(outcomes) != len(items):
+                    raise RuntimeError(f"{self.name}.process_batch returned {len(outcomes)} outcomes for "
+                                       f"{len(items)} records")
+            except BaseException as exc:  # noqa: BLE001 - the whole batch failed the same way
+                outcomes = [exc] * len(items)
+            retry: list[tuple[Record, dict[str, Any], int, int | None]] = []
+            worst_delay, pause_reason = 0.0, None
+            for (rec, value, attempt, first), (_, ctx), outcome in zip(todo, items, outcomes):
+                if isinstance(outcome, BaseException):
+                    cls = classify(outcome)
+                    self.on_failed(cls)
+                    first = first or now_ms()
+                    if cls == "transient":
+                        self.on_retried()
+                        worst_delay = max(worst_delay, self.backoff(min(attempt, 8), outcome))
+                        pause_reason = pause_reason or getattr(outcome, "pause_reason", None)
+                        retry.append((rec, value, attempt + 1, first))
+                    else:
+                        results.append(self.failure(rec, outcome, attempt, first))
+                else:
+                    try:
+                        results.append(self.success(rec, value, outcome, ctx.trace_id))
+                    except Exception as exc:  # noqa: BLE001 - as in the single-record path: that record only
+                        self.on_failed(classify(exc))
+                        results.append(self.failure(rec, exc, attempt, first or now_ms()))
+            if retry and self.stopping:
+                for rec, *_ in retry:
+                    abandon(rec)  # not committed: the next owner retries
+                break
+            if retry:
+                pause(pause_reason)  # a dependency is down (e.g. StoreUnavailable): pause while it lasts
+                log.warning("%s: %d item(s) failed transiently; retrying in %.1fs", self.name, len(retry),
+                            worst_delay)
+                self.stop_event.wait(worst_delay)
+            else:
+                pause(None)
+            todo = retry
+        return results
+
     def should_retry(self, exc: BaseException, attempt: int) -> float | None:
         """The delay before the next attempt, or None to dead-letter now."""
         cls = classify(exc)
@@ -186,11 +241,8 @@ class RecordWork:
             outputs = (result,)
         else:
             outputs = list(result)
-        try:
-            asset = asset_of(value)
-        except (KeyError, TypeError):
-            asset = {}
-        event_time = to_ms(asset.get("event_time")) if asset else None
+        facts = self.stage.output_facts(value)
+        content_id = self.stage.content_id
         trace_b = trace.encode()
         source = f"{rec.topic}/{rec.partition}/{rec.offset}".encode()
         serialized = []
@@ -206,12 +258,12 @@ class RecordWork:
                 if data is None:
                     data = self.serde.serialize(logical, out.value)
             headers = [(TRACE_HEADER, trace_b),
-                       (IDEMPOTENCY_HEADER, idempotency_key(key, out.value, asset).encode()),
+                       (IDEMPOTENCY_HEADER, idempotency_key(key, content_id(out.value), facts.version).encode()),
                        *self._stage_headers, ("source", source)]
             if out.headers:
                 headers += [(k, v.encode()) for k, v in out.headers.items()]
             serialized.append((self.names[logical], key.encode() if key is not None else None, data, headers))
-        return Result(rec, outputs=serialized, event_time_ms=event_time)
+        return Result(rec, outputs=serialized, event_time_ms=facts.event_time_ms)
 
     def _with_input_bytes(self, logical: str, value: dict[str, Any], input_data: bytes) -> bytes | None:
         """The output encoded around the input's own Avro bytes (Stage.embeds_input), or None if not exact.
@@ -273,88 +325,8 @@ class RecordWork:
         return Result(rec, dead_letter=data, error_class=error_class)
 
 
-def idempotency_key(key: str | None, value: dict[str, Any] | None, asset: dict[str, Any]) -> str:
-    """asset id + content hash + pipeline version (+ the asset event version): equal for a replayed record."""
-    content, node = None, value
-    while isinstance(node, dict) and content is None:  # validated -> enriched -> pre -> hashes
-        content = (node.get("hashes") or {}).get("sha256")
-        node = node.get("pre") or node.get("enriched")
-    version = asset.get("version") if asset else None
+def idempotency_key(key: str | None, content: str | None, version: Any) -> str:
+    """Output key + content id + pipeline version + event version (Stage.content_id, Stage.output_facts):
+    equal for a replayed record."""
     raw = f"{key}|{content or '-'}|{PIPELINE_VERSION}|{version}"
     return hashlib.sha256(raw.encode()).hexdigest()[:32]
-
-
-# ---------------------------------------------------------------------------------------- child processes
-# With runner.processes > 0 the runner ships chunks of raw records (bytes in, bytes out) to a
-# ProcessPoolExecutor whose children run these two functions. Children never talk to Kafka.
-
-_child_work: RecordWork | None = None
-_child_failed: Counter[str] = Counter()
-_child_retried = 0
-
-
-def _count_failed(cls: str) -> None:
-    _child_failed[cls] += 1
-
-
-def _count_retried() -> None:
-    global _child_retried
-    _child_retried += 1
-
-
-def _watch_parent(parent: int) -> None:
-    """Exit when the runner process is gone (a SIGKILLed runner must not leave its children behind)."""
-    while os.getppid() == parent:
-        time.sleep(1.0)
-    os._exit(0)
-
-
-def child_init(stage_cls: type[Stage], settings: Any, log_level: str = "INFO", ready: Any = None,
-               stop: Any = None) -> None:
-    """ProcessPoolExecutor initializer: build this child's stage from the settings, as the worker did, then
-    count itself in `ready` (a shared integer the runner waits on). `stop` is the runner's stop event (a
-    multiprocessing Event): once set, retries are abandoned and the rest of a chunk is handed back unworked."""
-    global _child_work
-    # signals are the runner's business: it sets `stop`, drains, then shuts the pool down
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s %(name)s[child]: %(message)s")
-    threading.Thread(target=_watch_parent, args=(os.getppid(),), daemon=True).start()
-    _child_work = RecordWork(stage_cls(settings), settings, stop=stop, on_failed=_count_failed,
-                             on_retried=_count_retried)
-    if ready is not None:
-        with ready.get_lock():
-            ready.value += 1
-
-
-def child_ping() -> int:
-    """A no-op task: the runner submits one per child at start-up so the pool spawns them all (each then
-    builds its stage in child_init and counts itself ready)."""
-    assert _child_work is not None, "child_init did not run"
-    return os.getpid()
-
-
-def child_chunk(items: list[tuple]) -> tuple[list[tuple | None], dict[str, int], int, float]:
-    """Work a chunk of (topic, partition, offset, key, value, headers, timestamp_ms) records in order.
-
-    Returns one (outputs, dead_letter, error_class, event_time_ms) per record, or None for a record
-    abandoned because the runner is stopping (it stays uncommitted); the failed-attempt counts by error
-    class and the retry count, which the runner adds to its own metrics; and the seconds spent."""
-    global _child_retried
-    assert _child_work is not None, "child_init did not run"
-    started = time.monotonic()
-    done: list[tuple | None] = []
-    for topic, partition, offset, key, value, headers, ts in items:
-        if _child_work.stopping:
-            done.append(None)
-            continue
-        try:
-            res = _child_work.run(Record(topic, partition, offset, key, value, headers, ts, 0.0))
-        except Abandon:
-            done.append(None)
-            continue
-        done.append((res.outputs, res.dead_letter, res.error_class, res.event_time_ms))
-    failed, retried = dict(_child_failed), _child_retried
-    _child_failed.clear()
-    _child_retried = 0
-    return done, failed, retried, time.monotonic() - started

@@ -8,11 +8,12 @@ import os
 import time
 
 from streams.errors import PermanentError, TransientError
+from domain.records import PipelineFacts
 from streams.records import stamp
 from streams.stage import Output, Stage
 
 
-class EchoStage(Stage):
+class EchoStage(PipelineFacts, Stage):
     name = "echo"
     input_topic = "raw"
     output_topic = "preprocessed"

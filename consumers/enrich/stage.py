@@ -19,7 +19,7 @@ from consumers.enrich.providers import make_provider
 from consumers.enrich.providers.base import Provider
 from streams import metrics
 from streams.errors import PermanentError
-from domain.records import is_deleted
+from domain.records import PipelineFacts, is_deleted
 from streams.records import now_ms, stamp
 from streams.stage import Output, RecordContext, Stage
 
@@ -59,7 +59,7 @@ def minimal_pre(value: dict[str, Any]) -> dict[str, Any]:
     return {"asset": value["asset"], **{k: None for k in PRE_FIELDS}, "stamp": value["stamp"]}
 
 
-class EnrichStage(Stage):
+class EnrichStage(PipelineFacts, Stage):
     name = "enrich"
     input_topic = "preprocessed"
     output_topic = "enriched"

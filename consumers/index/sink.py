@@ -23,11 +23,11 @@ from elasticsearch import ApiError, Elasticsearch, SerializationError, Transport
 
 from domain.store.client import make_client
 from consumers.index.document import document_from_validated
-from domain.records import asset_of, is_deleted, record_from_doc
+from domain.records import PipelineFacts, asset_of, is_deleted, record_from_doc
 from domain.review import apply_review, merge_reviews, same_review
 from domain.store.management import ensure_index, write_alias
 from domain.taxonomy import taxonomy_from_settings
-from streams.errors import PermanentError, TransientError
+from streams.errors import PermanentError, StoreUnavailable, TransientError
 from streams.metrics import INDEX_BULK_SECONDS, INDEX_ITEMS, INDEX_REVIEWS_APPLIED
 from streams.stage import RecordContext, Stage, StageResult
 
@@ -46,7 +46,7 @@ class _Prepared:
         self.size = sum(len(line) + 1 for line in lines)
 
 
-class IndexSink(Stage):
+class IndexSink(PipelineFacts, Stage):
     name = "index"
     input_topic = "validated"
     output_topic = None
@@ -230,12 +230,12 @@ class IndexSink(Stage):
                 retry_after = float(e.meta.headers.get("retry-after"))  # type: ignore[arg-type]
             except (TypeError, ValueError):
                 pass
-            return TransientError(f"index store answered {e.status}", reason=str(e.error),
-                                  details={"status": e.status}, retry_after_s=retry_after)
+            return StoreUnavailable(f"index store answered {e.status}", reason=str(e.error),
+                                    details={"status": e.status}, retry_after_s=retry_after)
         self._mark_down(type(e).__name__)
         self._ensured = False  # it may come back empty (a new cluster, a restored snapshot): re-check the aliases
-        return TransientError(f"index store unreachable: {type(e).__name__}", reason="store_unavailable",
-                              details={"error": type(e).__name__, "url_host": self.cfg.url.split("@")[-1]})
+        return StoreUnavailable(f"index store unreachable: {type(e).__name__}", reason="store_unavailable",
+                                details={"error": type(e).__name__, "url_host": self.cfg.url.split("@")[-1]})
 
     def _send(self, chunk: list[_Prepared], results: list[BaseException | StageResult]) -> None:
         lines = [line for p in chunk for line in p.lines]
@@ -279,7 +279,7 @@ class IndexSink(Stage):
             log.error("bulk answered %d items for %d actions", len(items), len(chunk))
         for i, p in enumerate(chunk):
             if i >= len(items):
-                results[p.pos] = TransientError("bulk response is missing this item", reason="missing_item")
+                results[p.pos] = StoreUnavailable("bulk response is missing this item", reason="missing_item")
                 INDEX_ITEMS.labels(result="retry").inc()
                 continue
             results[p.pos] = self._item_result(p, next(iter(items[i].values())))
@@ -305,11 +305,11 @@ class IndexSink(Stage):
         if status == 404 and "index_not_found" in etype:
             self._ensured = False  # the write alias vanished: recreate on the next batch
             INDEX_ITEMS.labels(result="retry").inc()
-            return TransientError(f"write alias missing: {ereason}", reason=etype, details=details)
+            return StoreUnavailable(f"write alias missing: {ereason}", reason=etype, details=details)
         if status in _RETRYABLE_STATUS or status >= 500:
             INDEX_ITEMS.labels(result="retry").inc()
-            return TransientError(f"index store answered {status} {etype} for this item", reason=etype or str(status),
-                                  details=details)
+            return StoreUnavailable(f"index store answered {status} {etype} for this item",
+                                    reason=etype or str(status), details=details)
         INDEX_ITEMS.labels(result="rejected").inc()
         return PermanentError(f"index store rejected the document: {etype}: {ereason}", reason=etype or str(status),
                               details=details)

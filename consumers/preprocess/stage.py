@@ -9,7 +9,7 @@ from consumers.preprocess import decode as dec
 from consumers.preprocess import hashes, metadata, ocr, signals
 from consumers.preprocess.fetch import FetchPolicy, fetch
 from consumers.preprocess.thumbnail import encode_thumbnail, thumbnail_base
-from domain.records import is_deleted
+from domain.records import PipelineFacts, is_deleted
 from streams.records import stamp
 from streams.stage import Output, RecordContext, Stage
 
@@ -19,7 +19,7 @@ WORK_EDGE = 800
 """Smallest long edge the reduced (JPEG draft) decode keeps: enough for faces, OCR gating and hashes."""
 
 
-class PreprocessStage(Stage):
+class PreprocessStage(PipelineFacts, Stage):
     name = "preprocess"
     input_topic = "raw"
     output_topic = "preprocessed"

@@ -28,7 +28,7 @@ from consumers.validate.schema import Violation, check_enrichment, check_raw_out
 from domain.taxonomy import Taxonomy, taxonomy_from_settings
 from streams.errors import PermanentError
 from streams.metrics import DECISIONS
-from domain.records import is_deleted
+from domain.records import PipelineFacts, is_deleted
 from domain.review import apply_review
 from streams.records import stamp
 from streams.stage import Output, RecordContext, Stage
@@ -83,7 +83,7 @@ class _Decision:
         return chosen
 
 
-class ValidateStage(Stage):
+class ValidateStage(PipelineFacts, Stage):
     name = "validate"
     input_topic = "enriched"
     output_topic = "validated"

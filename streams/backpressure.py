@@ -1,0 +1,89 @@
+"""When the poll loop takes records, and when it pauses the assigned partitions (and why).
+
+At `runner.max_in_flight` the loop stops taking records and serves acknowledgements while work drains; only
+if it stays at the limit for `runner.pause_after_s` are the partitions paused (with hysteresis: resumed at
+half the limit). Pausing at once on every brush with the limit halved throughput: librdkafka drops what it
+prefetched for a paused partition and fetches it again on resume. Partitions are also paused while the
+worker drains, while the work asks for it (`request`, e.g. a store outage seen by a batch) and while the
+stage's `should_pause()` gives a reason. The reason is reported to the sensor (`assetstream_paused{reason}`).
+"""
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any, Callable
+
+from confluent_kafka import Consumer, TopicPartition
+
+from streams.sensors import Sensor
+from streams.tracker import TP
+
+log = logging.getLogger("assetstream.runner")
+
+
+class Backpressure:
+    """The pause state of one worker. Poll thread only, except `request` (from the thread working a batch)."""
+
+    def __init__(self, name: str, consumer: Consumer, rs: Any, should_pause: Callable[[], str | None],
+                 sensor: Sensor):
+        self.name, self.consumer, self.rs, self.should_pause, self.sensor = name, consumer, rs, should_pause, sensor
+        self.paused_tps: set[TP] = set()
+        self.current: str | None = None  # what the assigned partitions are paused for
+        self.requested: str | None = None  # asked for by the work while it lasts (e.g. the store is down)
+        self._resume_due: set[TP] = set()  # newly assigned: resumed (or paused) explicitly
+        self._full_since: float | None = None  # since when in-flight records have been at max_in_flight
+
+    def room(self, in_flight: int) -> int | None:
+        """How many records to take now, or None to take nothing and let the work and its acks drain."""
+        free = self.rs.max_in_flight - in_flight
+        if free <= 0 and not self.paused_tps:
+            # at the limit: pausing is kept for a stall (runner.pause_after_s), a brief wait is far cheaper
+            if self._full_since is None:
+                self._full_since = time.monotonic()
+            return None
+        if free > 0:
+            self._full_since = None
+        return max(1, min(free, 500))
+
+    def request(self, reason: str | None) -> None:
+        """The work asks to pause consumption for this reason until it asks again with None."""
+        self.requested = reason
+
+    def apply(self, assigned: set[TP], in_flight: int, stopping: bool) -> None:
+        """Pause or resume the assigned partitions according to the current reason, if any."""
+        if stopping:
+            reason = "draining"
+        elif self.requested:
+            reason = self.requested
+        elif (stage_reason := self.should_pause()) is not None:
+            reason = stage_reason
+        elif (in_flight >= self.rs.max_in_flight and self._full_since is not None
+              and time.monotonic() - self._full_since >= self.rs.pause_after_s) or (
+                self.current == "backpressure" and in_flight > self.rs.max_in_flight // 2):
+            reason = "backpressure"  # a stall at the limit; with hysteresis: resume at half the limit
+        else:
+            reason = None
+        if reason:
+            todo = assigned - self.paused_tps
+            if todo:
+                self.consumer.pause([TopicPartition(t, p) for t, p in todo])
+                self.paused_tps |= todo
+            self._resume_due -= todo
+        elif self.paused_tps or self._resume_due:
+            tps = (self.paused_tps | self._resume_due) & assigned
+            if tps:
+                self.consumer.resume([TopicPartition(t, p) for t, p in tps])
+            self.paused_tps.clear()
+            self._resume_due.clear()
+        if reason != self.current:
+            self.sensor.on_pause(reason, self.current)
+            if reason and reason != "backpressure":
+                log.info("%s: pausing consumption: %s", self.name, reason)
+            self.current = reason
+
+    def assigned(self, tp: TP) -> None:
+        """librdkafka remembers a pause across revoke and re-assign: decide afresh in the next `apply`."""
+        self._resume_due.add(tp)
+
+    def forget(self, tp: TP) -> None:
+        self.paused_tps.discard(tp)

@@ -1,0 +1,90 @@
+"""The child-process side of `runner.processes`: what runs in each spawned child of the runner's process pool.
+
+The runner (streams.executors.Processes) ships chunks of raw records (bytes in, bytes out) to a
+ProcessPoolExecutor whose children run these functions: each builds its own stage and RecordWork from the
+settings at start-up, then decodes, runs the stage and encodes. Children never talk to Kafka.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+import time
+from collections import Counter
+from typing import Any
+
+from streams.stage import Stage
+from streams.work import Abandon, Record, RecordWork
+
+
+_child_work: RecordWork | None = None
+_child_failed: Counter[str] = Counter()
+_child_retried = 0
+
+
+def _count_failed(cls: str) -> None:
+    _child_failed[cls] += 1
+
+
+def _count_retried() -> None:
+    global _child_retried
+    _child_retried += 1
+
+
+def _watch_parent(parent: int) -> None:
+    """Exit when the runner process is gone (a SIGKILLed runner must not leave its children behind)."""
+    while os.getppid() == parent:
+        time.sleep(1.0)
+    os._exit(0)
+
+
+def child_init(stage_cls: type[Stage], settings: Any, log_level: str = "INFO", ready: Any = None,
+               stop: Any = None) -> None:
+    """ProcessPoolExecutor initializer: build this child's stage from the settings, as the worker did, then
+    count itself in `ready` (a shared integer the runner waits on). `stop` is the runner's stop event (a
+    multiprocessing Event): once set, retries are abandoned and the rest of a chunk is handed back unworked."""
+    global _child_work
+    # signals are the runner's business: it sets `stop`, drains, then shuts the pool down
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s %(name)s[child]: %(message)s")
+    threading.Thread(target=_watch_parent, args=(os.getppid(),), daemon=True).start()
+    _child_work = RecordWork(stage_cls(settings), settings, stop=stop, on_failed=_count_failed,
+                             on_retried=_count_retried)
+    if ready is not None:
+        with ready.get_lock():
+            ready.value += 1
+
+
+def child_ping() -> int:
+    """A no-op task: the runner submits one per child at start-up so the pool spawns them all (each then
+    builds its stage in child_init and counts itself ready)."""
+    assert _child_work is not None, "child_init did not run"
+    return os.getpid()
+
+
+def child_chunk(items: list[tuple]) -> tuple[list[tuple | None], dict[str, int], int, float]:
+    """Work a chunk of (topic, partition, offset, key, value, headers, timestamp_ms) records in order.
+
+    Returns one (outputs, dead_letter, error_class, event_time_ms) per record, or None for a record
+    abandoned because the runner is stopping (it stays uncommitted); the failed-attempt counts by error
+    class and the retry count, which the runner adds to its own metrics; and the seconds spent."""
+    global _child_retried
+    assert _child_work is not None, "child_init did not run"
+    started = time.monotonic()
+    done: list[tuple | None] = []
+    for topic, partition, offset, key, value, headers, ts in items:
+        if _child_work.stopping:
+            done.append(None)
+            continue
+        try:
+            res = _child_work.run(Record(topic, partition, offset, key, value, headers, ts, 0.0))
+        except Abandon:
+            done.append(None)
+            continue
+        done.append((res.outputs, res.dead_letter, res.error_class, res.event_time_ms))
+    failed, retried = dict(_child_failed), _child_retried
+    _child_failed.clear()
+    _child_retried = 0
+    return done, failed, retried, time.monotonic() - started

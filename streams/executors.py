@@ -1,0 +1,330 @@
+"""How a worker runs the per-record work (streams.work.RecordWork): one small interface, five strategies.
+
+    Inline        cpu stage, runner.inline: in the poll thread itself, outputs produced right away
+    Threads       cpu stage: a thread pool of runner.concurrency, records handed over in chunks
+    Processes     cpu stage, runner.processes: chunks of raw records worked in spawned child processes
+    Asyncio       io stage: one asyncio loop, runner.concurrency records at once
+    OrderedBatch  batch stage: one ordered batch at a time (runner.batch_max_records/bytes/wait_s)
+
+The poll thread calls `submit` with the records it accepted, `flush` once per loop iteration, and `pump` to
+take the finished results (the executors' own threads only append to `completions`). A record the work
+abandons (shutdown cut its retries short) is marked and stays uncommitted.
+"""
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures as cf
+import logging
+import multiprocessing
+import threading
+import time
+from collections import deque
+from concurrent.futures.process import BrokenProcessPool
+from typing import Any, Callable
+
+from streams.children import child_chunk, child_init, child_ping
+from streams.sensors import Sensor
+from streams.stage import Stage
+from streams.tracker import TP
+from streams.work import Abandon, Record, RecordWork, Result
+
+log = logging.getLogger("assetstream.runner")
+
+
+class Executor:
+    """The interface, and what every strategy shares: the completions handed to the poll thread."""
+
+    def __init__(self, work: RecordWork, rs: Any, stop: threading.Event, emit: Callable[[Result], None]):
+        self.work, self.rs, self.name = work, rs, work.name
+        self.stop_event = stop  # the runner's
+        self.emit = emit  # produce a result's outputs (poll thread only)
+        self.completions: deque[Result] = deque()
+        self.lock = threading.Lock()
+        self.abandoned: set[tuple[TP, int]] = set()  # (partition, offset) of records that never finish
+
+    def start(self) -> None:
+        """Before the worker joins the group."""
+
+    def submit(self, recs: list[Record]) -> None:
+        raise NotImplementedError
+
+    def flush(self, force: bool = False) -> None:
+        """Once per poll-loop iteration (and while draining, forced): start work that waits for more."""
+
+    def forget(self, tps: set[TP] | None) -> None:
+        """Drop records of these partitions (None: all) that were accepted but not started."""
+
+    def stop(self) -> None:
+        """The runner is stopping (called from any thread)."""
+
+    def shutdown(self) -> None:
+        """After the drain: stop the threads, processes or loop."""
+
+    def pump(self) -> None:
+        """Produce what the workers finished (poll thread)."""
+        completions, lock, emit = self.completions, self.lock, self.emit
+        while True:
+            with lock:
+                if not completions:
+                    return
+                res = completions.popleft()
+            emit(res)
+
+    def _work_each(self, recs: list[Record], hand_over: Callable[[Result], None]) -> None:
+        """A cpu stage's records one after the other (RecordWork.run), each result handed over when done."""
+        for rec in recs:
+            try:
+                result = self.work.run(rec)
+            except Abandon:
+                self.abandon(rec)
+                continue
+            hand_over(result)
+
+    def abandon(self, rec: Record) -> None:
+        rec.abandoned = True
+        self.abandoned.add((rec.tp, rec.offset))  # set.add is atomic; read by the poll thread
+
+    def _collect(self, fut: cf.Future) -> None:
+        try:
+            results = fut.result()
+        except (Abandon, cf.CancelledError):
+            return  # shutting down: the record stays uncommitted and is retried by the next owner
+        except BaseException as exc:  # a bug in the runner itself: loud, and the record stays uncommitted
+            log.error("%s: worker crashed: %r", self.name, exc, exc_info=exc)
+            return
+        if results is None:
+            return  # a chunk: its records were handed over one by one
+        with self.lock:
+            self.completions.extend(results if isinstance(results, list) else [results])
+
+
+class Inline(Executor):
+    """In the poll thread: no hand-off at all."""
+
+    def submit(self, recs: list[Record]) -> None:
+        self._work_each(recs, self.emit)  # produced right away
+
+
+class Threads(Executor):
+    """A thread pool, given chunks, not single records: one Future per chunk keeps the overhead per record
+    small, and records of a chunk still finish (and commit) individually."""
+
+    def __init__(self, work: RecordWork, rs: Any, stop: threading.Event, emit: Callable[[Result], None]):
+        super().__init__(work, rs, stop, emit)
+        self.workers = max(1, rs.concurrency)
+        self.pool = cf.ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix=f"{self.name}-worker")
+
+    def submit(self, recs: list[Record]) -> None:
+        n = -(-len(recs) // self.workers)
+        for i in range(0, len(recs), n):
+            fut = self.pool.submit(self._work_each, recs[i:i + n], self._hand_over)
+            fut.add_done_callback(self._collect)
+
+    def _hand_over(self, result: Result) -> None:  # each record as it finishes, not at the end of the chunk
+        with self.lock:
+            self.completions.append(result)
+
+    def shutdown(self) -> None:
+        self.pool.shutdown(wait=False, cancel_futures=True)
+
+
+class Processes(Executor):
+    """runner.processes: bytes in, serialized outputs (or dead letters) out; the records are finished in the
+    poll thread exactly as the ones worked in this process. A child that dies fails the worker (`fail`)."""
+
+    def __init__(self, work: RecordWork, rs: Any, stop: threading.Event, emit: Callable[[Result], None], *,
+                 stage: Stage, settings: Any, sensor: Sensor, tick: Callable[[], None],
+                 fail: Callable[[str], None]):
+        super().__init__(work, rs, stop, emit)
+        self.processes = rs.processes
+        self.sensor, self.tick, self.fail = sensor, tick, fail
+        self.record_s: float | None = None  # seconds per record in a child (moving average)
+        # spawn, not fork: librdkafka's threads are already running in this process
+        mp = multiprocessing.get_context("spawn")
+        self.ready = mp.Value("i", 0)  # each child adds 1 once its stage is built
+        self.children_stop = mp.Event()  # set with stop(): children abandon retries and unstarted records
+        self.pool = cf.ProcessPoolExecutor(
+            max_workers=self.processes, mp_context=mp, initializer=child_init,
+            initargs=(type(stage), settings, logging.getLevelName(log.getEffectiveLevel()), self.ready,
+                      self.children_stop))
+
+    def start(self) -> None:
+        """Start the children and build their stages before joining the group: a stage that cannot be built
+        fails the worker at start-up, not at its first record."""
+        started = time.monotonic()
+        futures = [self.pool.submit(child_ping) for _ in range(self.processes)]  # one child spawned per task
+        while self.ready.value < self.processes and not self.stop_event.is_set():
+            self.tick()  # loading models can take a while: the liveness probe must not fire
+            failed = next((f for f in futures if f.done() and f.exception() is not None), None)
+            if failed is not None:
+                raise RuntimeError(f"{self.name}: the stage could not be started in a child process "
+                                   "(runner.processes); see the child's error above") from failed.exception()
+            if time.monotonic() - started > 300:
+                raise RuntimeError(f"{self.name}: child processes not ready after 300 s")
+            time.sleep(0.05)
+        log.info("%s: %d child process(es) ready in %.1fs", self.name, self.processes, time.monotonic() - started)
+
+    def submit(self, recs: list[Record]) -> None:
+        n = min(-(-len(recs) // self.processes), self._chunk_size())
+        for i in range(0, len(recs), n):
+            self._submit_chunk(recs[i:i + n])
+
+    def _chunk_size(self) -> int:
+        """Records per chunk: about 50 ms of a child's work, so results of a slow stage come back record by
+        record and a fast one is not drowned in round trips."""
+        per = self.record_s
+        if per is None:
+            return 8  # not measured yet
+        return max(1, min(10_000, int(0.05 / max(per, 1e-6))))
+
+    def _submit_chunk(self, chunk: list[Record]) -> None:
+        items = [(r.topic, r.partition, r.offset, r.key, r.value, r.headers, r.timestamp_ms) for r in chunk]
+        try:
+            fut = self.pool.submit(child_chunk, items)
+        except (BrokenProcessPool, RuntimeError) as exc:  # RuntimeError: the pool is shut down
+            self._child_failed(exc, chunk)
+            return
+
+        def collect(fut: cf.Future) -> None:  # in the pool's management thread
+            if fut.cancelled():
+                for rec in chunk:
+                    self.abandon(rec)  # shutting down: the records stay uncommitted
+                return
+            exc = fut.exception()
+            if exc is not None:
+                self._child_failed(exc, chunk)
+                return
+            done, failed, retried, seconds = fut.result()
+            for cls, n in failed.items():
+                self.sensor.on_failed(cls, n)
+            if retried:
+                self.sensor.on_retried(retried)
+            worked = sum(1 for d in done if d is not None)
+            if worked:
+                per = seconds / worked
+                prev = self.record_s
+                self.record_s = per if prev is None else 0.8 * prev + 0.2 * per
+            results = []
+            for rec, d in zip(chunk, done):
+                if d is None:
+                    self.abandon(rec)  # not started or retries cut short by stop(): left uncommitted
+                else:
+                    results.append(Result(rec, *d))
+            with self.lock:
+                self.completions.extend(results)
+
+        fut.add_done_callback(collect)
+
+    def _child_failed(self, exc: BaseException, chunk: list[Record]) -> None:
+        """A child process died (killed, out of memory, a crash in native code) or cannot be started: its
+        records can never finish, so stop (nothing past them is committed) and let the worker exit 1. The
+        chunk's records are abandoned at once, so the drain does not wait for them."""
+        for rec in chunk:
+            self.abandon(rec)
+        if self.stop_event.is_set() and isinstance(exc, RuntimeError) and not isinstance(exc, BrokenProcessPool):
+            return
+        self.fail(f"a stage child process failed: {exc!r}")
+
+    def stop(self) -> None:
+        self.children_stop.set()
+
+    def shutdown(self) -> None:
+        self.pool.shutdown(wait=False, cancel_futures=True)
+
+
+class Asyncio(Executor):
+    """One asyncio loop in its own thread, runner.concurrency records at once."""
+
+    loop: asyncio.AbstractEventLoop
+    semaphore: asyncio.Semaphore
+
+    def start(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        ready = threading.Event()
+
+        def run() -> None:
+            asyncio.set_event_loop(self.loop)
+            self.semaphore = asyncio.Semaphore(max(1, self.rs.concurrency))
+            ready.set()
+            self.loop.run_forever()
+
+        self.thread = threading.Thread(target=run, name=f"{self.name}-loop", daemon=True)
+        self.thread.start()
+        ready.wait()
+
+    def submit(self, recs: list[Record]) -> None:
+        for rec in recs:
+            fut = asyncio.run_coroutine_threadsafe(self._work(rec), self.loop)
+            fut.add_done_callback(self._collect)
+
+    async def _work(self, rec: Record) -> Result:
+        try:
+            async with self.semaphore:
+                return await self.work.run_async(rec)
+        except Abandon:
+            self.abandon(rec)
+            raise
+
+    def shutdown(self) -> None:
+        if getattr(self, "thread", None) is not None:
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self.thread.join(5)
+
+
+class OrderedBatch(Executor):
+    """One batch at a time, in order, in a worker thread (RecordWork.run_batch). A batch starts when it is
+    full (records or bytes), has waited runner.batch_max_wait_s, or the worker is at its in-flight limit."""
+
+    def __init__(self, work: RecordWork, rs: Any, stop: threading.Event, emit: Callable[[Result], None], *,
+                 at_limit: Callable[[], bool], pause: Callable[[str | None], None]):
+        super().__init__(work, rs, stop, emit)
+        self.at_limit, self.pause = at_limit, pause
+        self.pool = cf.ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"{self.name}-worker")
+        self.batch: list[Record] = []
+        self.batch_bytes = 0
+        self.started = 0.0
+        self.future: cf.Future | None = None  # the one batch in the pool
+
+    def submit(self, recs: list[Record]) -> None:
+        if not self.batch:
+            self.started = recs[0].received
+        self.batch.extend(recs)
+        self.batch_bytes += sum(len(rec.value or b"") for rec in recs)
+
+    def flush(self, force: bool = False) -> None:
+        if not self.batch or (self.future is not None and not self.future.done()):
+            return
+        full = len(self.batch) >= self.rs.batch_max_records or self.batch_bytes >= self.rs.batch_max_bytes
+        due = time.monotonic() - self.started >= self.rs.batch_max_wait_s
+        if full or due or force or self.at_limit():
+            batch, self.batch, self.batch_bytes = self.batch, [], 0
+            self.future = self.pool.submit(self.work.run_batch, batch, self.abandon, self.pause)
+            self.future.add_done_callback(self._collect)
+
+    def forget(self, tps: set[TP] | None) -> None:
+        self.batch = [r for r in self.batch if r.tp not in tps] if tps is not None else []
+        self.batch_bytes = sum(len(r.value or b"") for r in self.batch)
+
+    def shutdown(self) -> None:
+        self.pool.shutdown(wait=False, cancel_futures=True)
+
+
+def make_executor(stage: Stage, settings: Any, work: RecordWork, stop: threading.Event,
+                  emit: Callable[[Result], None], *, sensor: Sensor, tick: Callable[[], None],
+                  fail: Callable[[str], None], at_limit: Callable[[], bool],
+                  pause: Callable[[str | None], None]) -> Executor:
+    """The strategy for a stage's kind and the runner settings."""
+    rs = settings.runner
+    if rs.processes and stage.kind != "cpu":
+        log.warning("%s: runner.processes applies to cpu stages only; %s stages run in this process",
+                    stage.name, stage.kind)
+    if stage.kind == "batch":
+        return OrderedBatch(work, rs, stop, emit, at_limit=at_limit, pause=pause)
+    if stage.kind == "io":
+        return Asyncio(work, rs, stop, emit)
+    if rs.processes:
+        return Processes(work, rs, stop, emit, stage=stage, settings=settings, sensor=sensor, tick=tick,
+                         fail=fail)
+    if rs.inline:
+        return Inline(work, rs, stop, emit)
+    return Threads(work, rs, stop, emit)

@@ -1,0 +1,171 @@
+"""Producing what the work made: outputs and dead letters, delivery callbacks, redelivery, refused outputs.
+
+A record finishes (`PartitionTracker.finish`) only when everything it caused is acknowledged: with plain
+commits each record counts its unacknowledged outputs (`pending_acks`: +1 per produce, -1 per successful
+delivery); in a transaction the transaction commit is the acknowledgement. A dead letter is produced like
+any output. A failed delivery is produced again (never dropped); an output the broker refuses (too large,
+invalid) dead-letters its input instead; a dead letter too large for the broker is produced again with the
+original value cut to 1 KiB. Everything here runs in the runner's poll thread (delivery callbacks are served
+by `producer.poll`).
+"""
+from __future__ import annotations
+
+import logging
+import time
+from typing import Callable
+
+from confluent_kafka import KafkaError, KafkaException, Message, Producer
+
+from streams.commits import Commits
+from streams.errors import StageError
+from streams.records import now_ms
+from streams.sensors import Sensor
+from streams.tracker import TP, PartitionTracker
+from streams.work import Produced, Record, RecordWork, Result
+
+log = logging.getLogger("assetstream.runner")
+
+# what the broker will never take. Kafka's CORRUPT_MESSAGE (code 2) is librdkafka's INVALID_MSG; the name
+# KafkaError.CORRUPT_MESSAGE does not exist, and spelling it made every failed delivery raise AttributeError
+_REFUSED = (KafkaError.MSG_SIZE_TOO_LARGE, KafkaError.INVALID_MSG_SIZE, KafkaError.INVALID_RECORD,
+            KafkaError.INVALID_MSG)
+
+
+class Outputs:
+    """Produce each finished record's outputs (or its dead letter) and finish the record once they are acked.
+
+    A record still counts while it is not abandoned, its partition is in `assigned` (the runner's set) and it
+    was taken in the current `epoch` (a transaction rewind starts a new one); `fatal(err)` stops the worker
+    on an unrecoverable client error."""
+
+    def __init__(self, producer: Producer, commits: Commits, work: RecordWork, tracker: PartitionTracker,
+                 sensor: Sensor, assigned: set[TP], fatal: Callable[[KafkaError], None]):
+        self.producer, self.commits, self.work, self.tracker, self.sensor = producer, commits, work, tracker, sensor
+        self.name = work.name
+        self.counts_acks = commits.counts_acks
+        self.dead_letter_topic = work.names["dead_letter"]
+        self.assigned = assigned
+        self.epoch = 0  # records carry the epoch they were taken in
+        self.fatal = fatal
+        self.redeliver: list[tuple[float, Record, Produced]] = []  # (due, record, output): owed, produced again
+        self.acked: dict[str, int] = {}  # acknowledged outputs per topic since the last flush_acked
+        self._done = sensor.on_record_done
+
+    def emit(self, res: Result) -> None:
+        """Produce a worked record's outputs, or its dead letter."""
+        rec = res.record
+        if rec.abandoned or rec.tp not in self.assigned or rec.epoch != self.epoch:
+            return
+        rec.event_time_ms = res.event_time_ms
+        self.produce_all(rec, [self._letter_output(rec, res)] if res.dead_letter is not None else res.outputs)
+
+    def produce_all(self, rec: Record, outputs: list[Produced]) -> None:
+        if not self.counts_acks:
+            self.commits.begin()
+        if not outputs:
+            if rec.pending_acks == 0:
+                self.finish(rec)
+            return
+        for output in outputs:
+            self.produce_one(rec, output)
+        if not self.counts_acks and rec.pending_acks == 0:
+            self.finish(rec)
+
+    def produce_one(self, rec: Record, output: Produced, counted: bool = False) -> None:
+        """`counted`: the output is already in `pending_acks` (a redelivery of an owed output)."""
+        topic, key, value, headers = output
+        if self.counts_acks and not counted:
+            rec.pending_acks += 1
+        while True:
+            try:
+                self.producer.produce(topic, key=key, value=value, headers=headers,
+                                      on_delivery=self._delivery_cb(rec, output))
+                return
+            except BufferError:
+                self.producer.poll(0.05)  # local queue full: serve callbacks, then try again
+            except KafkaException as exc:  # refused before sending, e.g. larger than message.max.bytes
+                if self.counts_acks:
+                    rec.pending_acks -= 1
+                self._undeliverable(rec, output, exc.args[0])
+                return
+
+    def finish(self, rec: Record) -> None:
+        if rec.abandoned:
+            return
+        self.tracker.finish(rec.tp, rec.offset)
+        self._done(rec.received, rec.event_time_ms)
+
+    def redeliver_due(self) -> None:
+        """Produce again the owed outputs whose wait is over."""
+        if not self.redeliver:
+            return
+        now = time.monotonic()
+        due = [r for r in self.redeliver if r[0] <= now]
+        self.redeliver = [r for r in self.redeliver if r[0] > now]
+        for _, rec, output in due:
+            if not (rec.abandoned or rec.tp not in self.assigned or rec.epoch != self.epoch):
+                self.produce_one(rec, output, counted=True)
+
+    def flush_acked(self) -> None:
+        """Report the acknowledged outputs gathered since the last call (once per poll-loop iteration)."""
+        if self.acked:
+            acked, self.acked = self.acked, {}
+            self.sensor.on_outputs_acked(acked)
+
+    def rewind(self) -> None:
+        """A transaction was rewound: records taken before are ignored and nothing produced before is owed."""
+        self.epoch += 1
+        self.redeliver = []
+
+    def _delivery_cb(self, rec: Record, output: Produced) -> Callable[[KafkaError | None, Message], None]:
+        def cb(err: KafkaError | None, msg: Message) -> None:
+            if err is None and self.counts_acks:  # the hot path: one acknowledged output
+                acked = self.acked
+                acked[output[0]] = acked.get(output[0], 0) + 1
+                rec.pending_acks -= 1
+                if rec.pending_acks == 0:
+                    self.finish(rec)
+                return
+            if not self.counts_acks:
+                if err is not None:
+                    self.commits.delivery_failed(err)
+                return
+            if err.fatal():
+                self.fatal(err)
+                return
+            if err.code() in _REFUSED:
+                rec.pending_acks -= 1  # this output is given up; what replaces it is counted anew
+                self._undeliverable(rec, output, err)
+                return
+            # retriable or not, a delivery is tried again (never dropped): non-retriable errors such as an
+            # authorization failure show as a stalled partition and in the logs until fixed
+            log.warning("%s: delivery to %s failed (%s); producing again", self.name, output[0], err)
+            self.redeliver.append((time.monotonic() + (1.0 if err.retriable() else 5.0), rec, output))
+        return cb
+
+    def _undeliverable(self, rec: Record, output: Produced, err: KafkaError) -> None:
+        """An output the broker will never take. A stage output: the input is dead-lettered instead.
+        A dead letter: it is cut down to fit and produced again (a dead letter is never dropped)."""
+        if output[0] != self.dead_letter_topic:
+            exc = StageError(f"output to {output[0]} rejected: {err.str()}", reason="output_rejected",
+                             details={"kafka_error": err.name()})
+            self.produce_one(rec, self._letter_output(rec, self.work.failure(rec, exc, 1, now_ms())))
+            return
+        if not rec.letter_truncated and rec.value is not None and len(rec.value) > 1024:
+            rec.letter_truncated = True  # once: a cut-down letter that still does not fit is retried below
+            exc = StageError(f"dead letter rejected ({err.str()}); original value truncated",
+                             reason="dead_letter_too_large")
+            letter = self.work.failure(rec, exc, 1, now_ms(), max_value_bytes=1024)
+            self.produce_one(rec, self._letter_output(rec, letter))
+            return
+        log.error("%s: dead letter for %s/%d@%d cannot be delivered (%s); retrying", self.name, rec.topic,
+                  rec.partition, rec.offset, err)
+        if self.counts_acks:
+            rec.pending_acks += 1  # the retry below is still owed
+        self.redeliver.append((time.monotonic() + 5.0, rec, output))
+
+    def _letter_output(self, rec: Record, letter: Result) -> Produced:
+        self.sensor.on_dead_letter(letter.error_class)
+        return (self.dead_letter_topic, rec.key, letter.dead_letter,
+                [(k, v) for k, v in rec.headers if v is not None] +
+                [("dlq-stage", self.name.encode()), ("dlq-error-class", letter.error_class.encode())])

@@ -1,0 +1,79 @@
+"""Which offsets of each partition are finished, and so how far each partition may be committed.
+
+Records of one partition are handed out in offset order but may finish out of order (a thread pool, an
+asyncio loop, child processes). The commit position of a partition is the first offset handed out that is
+not finished yet (or one past the last handed-out offset when all are): committing never passes an
+unfinished record. No Kafka calls in here; `to_commit` only builds the TopicPartitions to commit.
+"""
+from __future__ import annotations
+
+from collections import deque
+from typing import Iterable
+
+from confluent_kafka import TopicPartition
+
+TP = tuple[str, int]  # (topic, partition)
+
+
+class PartitionTracker:
+    """Offsets handed out per partition, in order; the commit position is the first one not finished.
+
+    Single writer: the runner's poll thread calls every method (workers hand results over to it)."""
+
+    def __init__(self) -> None:
+        self.order: dict[TP, deque[int]] = {}  # offsets handed out and not finished before a smaller one
+        self.done: dict[TP, set[int]] = {}  # finished out of order, waiting for the ones before them
+        self.position: dict[TP, int] = {}  # the commit position (next offset to read after a restart)
+        self.committed: dict[TP, int] = {}  # the last position committed
+
+    def add(self, tp: TP, offset: int) -> None:
+        """An offset is handed out (offsets of one partition are added in increasing order)."""
+        order = self.order.get(tp)
+        if order is None:
+            order = self.order[tp] = deque()
+            self.done[tp] = set()
+        order.append(offset)
+
+    def finish(self, tp: TP, offset: int) -> None:
+        """An offset is finished: advance the position over every finished offset at the head."""
+        order = self.order.get(tp)
+        if order is None:
+            return  # partition was revoked meanwhile
+        if order and order[0] == offset:  # the common case: records finish in the order they came
+            order.popleft()
+            position = offset + 1
+        else:
+            self.done[tp].add(offset)
+            return
+        done = self.done[tp]
+        while order and order[0] in done:
+            done.discard(order[0])
+            position = order.popleft() + 1
+        self.position[tp] = position
+
+    def in_flight(self, tp: TP | None = None) -> int:
+        """Offsets handed out and not yet below the commit position (of one partition, or of all)."""
+        if tp is not None:
+            return len(self.order.get(tp, ()))
+        return sum(len(o) for o in self.order.values())
+
+    def pending(self, tps: Iterable[TP], abandoned: set[tuple[TP, int]]) -> int:
+        """Records still being worked on (abandoned ones never finish: they are left uncommitted)."""
+        return sum(1 for tp in tps for off in self.order.get(tp, ()) if (tp, off) not in abandoned)
+
+    def to_commit(self, tps: set[TP] | None = None) -> list[TopicPartition]:
+        """Positions that moved since they were last committed (of these partitions, or of all)."""
+        out = []
+        for tp, pos in self.position.items():
+            if (tps is None or tp in tps) and self.committed.get(tp) != pos:
+                out.append(TopicPartition(tp[0], tp[1], pos))
+        return out
+
+    def mark_committed(self, tps: list[TopicPartition]) -> None:
+        for tp in tps:
+            self.committed[(tp.topic, tp.partition)] = tp.offset
+
+    def drop(self, tp: TP) -> None:
+        """Forget a partition (revoked, lost, or rewound): nothing of it is committed any more."""
+        for d in (self.order, self.done, self.position, self.committed):
+            d.pop(tp, None)
