@@ -7,11 +7,15 @@ import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Callable
 
 from PIL import Image, ImageDraw, ImageFont, TiffImagePlugin
 
 from consumers.preprocess.stage import PreprocessStage
+
+QUALITY_IMAGES = Path(__file__).resolve().parent / "data" / "quality" / "images"
+"""the labelled set of bench/quality.py (tests/data/quality/truth.json says what each image shows)"""
 from app.settings import Settings
 
 R = TiffImagePlugin.IFDRational

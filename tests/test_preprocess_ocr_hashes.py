@@ -90,3 +90,19 @@ def test_colours_and_faces():
     assert signals.face_count(Image.open(io.BytesIO(jpeg(two_faces((1600, 1200)))))) == 2  # scale-independent
     score = signals.nsfw_score(scene(4))
     assert score is not None and 0.0 <= score < 0.5
+
+
+def test_gate_passes_bilevel_images_and_tesseract_reads_them():
+    """A 1-bit sign at <= 640 px: its gradient has two values, so Otsu's threshold is 0 (issue 15)."""
+    from tests.preprocess_support import QUALITY_IMAGES
+
+    for name, expected in (("sign_open_1bit.png", {"open", "daily"}),
+                           ("label_fragile_1bit.png", {"fragile", "handle", "with", "care"})):
+        img = Image.open(QUALITY_IMAGES / name)
+        assert img.mode == "1" and max(img.size) <= 640
+        assert ocr.text_likelihood(img)[0], name
+        assert expected <= words(ocr.run_ocr(img)["text"]), name
+    # a bilevel image without text still stays out
+    blank = Image.new("1", (400, 300), 1)
+    ImageDraw.Draw(blank).rectangle((100, 80, 300, 220), fill=0)
+    assert ocr.text_likelihood(blank)[0] is False

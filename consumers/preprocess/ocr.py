@@ -34,8 +34,12 @@ def text_likelihood(img: Image.Image) -> tuple[bool, int]:
     if h < 16 or w < 16:
         return False, 0
     grad = cv2.morphologyEx(a, cv2.MORPH_GRADIENT, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (3, 3)))
-    _, bw = cv2.threshold(grad, 0, 255, cv2.THRESH_BINARY | cv2.THRESH_OTSU)
-    if cv2.threshold(grad, 0, 255, cv2.THRESH_OTSU)[0] < 20:  # almost no contrast anywhere: flat/gradient
+    otsu, bw = cv2.threshold(grad, 0, 255, cv2.THRESH_BINARY | cv2.THRESH_OTSU)
+    # contrast: Otsu's threshold, except for a two-valued gradient (a bilevel 1-bit image kept at its size: the
+    # gradient is 0 or the full step), where Otsu returns the lower value (0) however sharp the step is
+    levels = np.flatnonzero(np.bincount(grad.ravel(), minlength=256))
+    contrast = float(levels[-1] - levels[0]) if len(levels) <= 2 else otsu
+    if contrast < 20:  # almost no contrast anywhere: flat/gradient
         return False, 0
     joined = cv2.morphologyEx(bw, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_RECT, (9, 1)))
     n, _, stats, _ = cv2.connectedComponentsWithStats(joined, connectivity=8)
