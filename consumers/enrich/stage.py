@@ -12,7 +12,7 @@ from collections import OrderedDict
 from typing import Any, Callable
 
 from consumers.enrich.calling import Caller, PriceTable, SpendLedger, TaskResult
-from consumers.enrich.dedupe import DedupeIndex, ElasticsearchDedupeIndex, InMemoryDedupeIndex
+from consumers.enrich.dedupe import DedupeIndex, ElasticsearchDedupeIndex, InMemoryDedupeIndex, Look
 from consumers.enrich.plan import REPROCESS_TASKS_ATTRIBUTE, TASK_FIELDS, EnrichPlan, stale_reasons
 from consumers.enrich.providers import make_provider
 from consumers.enrich.providers.base import Provider
@@ -88,6 +88,7 @@ class EnrichStage(Stage):
                 dedupe = InMemoryDedupeIndex(self.enrich.dedupe_max_distance, self.enrich.dedupe_lru_size,
                                              self.enrich.dedupe_confirm_distance)
         self.dedupe = dedupe
+        self._identities = self.plan.identities()  # dedupe reuses only enrichments this plan would make
         # task results of records that failed part-way, so a runner retry does not pay twice
         self._partial: OrderedDict[tuple[str, str, str], TaskResult] = OrderedDict()
 
@@ -127,10 +128,11 @@ class EnrichStage(Stage):
         asset = value["asset"]
         hashes = value.get("hashes") or {}
 
+        look = Look.of(value, self._identities) if self.dedupe is not None and hashes else None
         if self.dedupe is not None and hashes and asset.get("event_type") != "reprocess":
             match = await self.dedupe.lookup(hashes.get("sha256"), hashes.get("phash"), hashes.get("phash_bands"),
                                              tenant=asset.get("tenant"), exclude_asset_id=asset["asset_id"],
-                                             dhash_hex=hashes.get("dhash"))
+                                             dhash_hex=hashes.get("dhash"), look=look)
             if match is not None:
                 metrics.DEDUPE.labels(match.kind).inc()
                 prov = [*match.provenance, {
@@ -150,7 +152,7 @@ class EnrichStage(Stage):
         if self.dedupe is not None and hashes:
             await self.dedupe.remember(asset["asset_id"], hashes.get("sha256"), hashes.get("phash"),
                                        hashes.get("phash_bands"), enrichment, provenance, tenant=asset.get("tenant"),
-                                       dhash=hashes.get("dhash"))
+                                       dhash=hashes.get("dhash"), look=look)
         return Output(value=self._record(pre, enrichment, provenance, cost))
 
     async def _kept_results(self, asset: dict[str, Any]) -> dict[str, TaskResult]:
