@@ -33,6 +33,11 @@ VERIFY_MIN_SCORE = 0.5
 PRE_FIELDS = ("image", "thumbnail", "exif", "place", "embedded", "ocr", "hashes", "signals")
 
 
+def _same_model(a: TaskResult, b: TaskResult) -> bool:
+    pa, pb = a.provenance or {}, b.provenance or {}
+    return (pa.get("provider"), pa.get("model")) == (pb.get("provider"), pb.get("model"))
+
+
 def _jaccard(a: set[str], b: set[str]) -> float:
     if not a and not b:
         return 1.0
@@ -274,7 +279,9 @@ class EnrichStage(Stage):
         tags = results["tagging"].data.get("tags", [])
         if "verify" in results and "confidence" in results["verify"].data:  # kept from the previous run
             return float(results["verify"].data["confidence"])
-        if "verify" in results:
+        if "verify" in results and _same_model(results["tagging"], results["verify"]):
+            pass  # the tagger asked again is no second opinion (it agrees with itself): unverified
+        elif "verify" in results:
             first = {t["tag"] for t in tags if float(t["score"]) >= VERIFY_MIN_SCORE}
             second = {t["tag"] for t in results["verify"].data.get("tags", []) if float(t["score"]) >= VERIFY_MIN_SCORE}
             return _jaccard(first, second)

@@ -1,7 +1,8 @@
-"""Dedupe never merges variants (issue 15): real preprocessing of the quality set's images, then the real enrich
+"""Enrich quality on real images (issue 15): real preprocessing of the quality set's images, then the real enrich
 stage with the offline local provider and the in-memory dedupe index. A copy (smaller web copy, recompressed,
 transparent PNG and its flattened copy) reuses the first enrichment; a product in another colour, a photo with a
-caption, two flat fields and an enrichment made by another model do not."""
+caption, two flat fields and an enrichment made by another model do not. A verifier identical to the tagger is
+no second opinion (issue 16.13)."""
 from __future__ import annotations
 
 import asyncio
@@ -94,3 +95,15 @@ def test_an_enrichment_from_another_model_is_not_reused(pre):
     out = _run(stage, value)  # the very same bytes, enriched before by another provider/model/prompt
     assert out["duplicate_of"] is None
     assert "subject:dog" not in {t["tag"] for t in out["enrichment"]["tags"]}
+
+
+def test_a_verifier_identical_to_the_tagger_is_no_second_opinion(pre):
+    """Issue 16.13: the same model asked twice agrees with itself (Jaccard 1.00) and used to auto-apply noise."""
+    same = EnrichStage(Settings().with_overrides(enrich={"provider": "local", "dedupe": "off",
+                                                         "verifier": "local:efficientnet-lite0+minilm"}))
+    plain = EnrichStage(Settings().with_overrides(enrich={"provider": "local", "dedupe": "off"}))
+    value = pre("chelsea.jpg")
+    verified = _run(same, value)
+    assert "verify" in {p["task"] for p in verified["provenance"]}
+    assert verified["enrichment"]["confidence"] < 1.0
+    assert verified["enrichment"]["confidence"] == _run(plain, value)["enrichment"]["confidence"]
