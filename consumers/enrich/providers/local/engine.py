@@ -320,15 +320,24 @@ def confident_text(pre: dict[str, Any]) -> str:
     if not words:
         return ""
     dictionary = _dictionary()
-    kept = []
+    ok = []
     for w in words:
         conf = _f(w.get("confidence"))
         conf = conf * 100.0 if conf <= 1.0 else conf
-        if _word_ok(str(w["text"]), conf, dictionary):
-            kept.append(" ".join(str(w["text"]).split()))
-    if not kept or len(kept) < QUOTE_MIN_SHARE * len(words):
+        ok.append(_word_ok(str(w["text"]), conf, dictionary))
+    if sum(ok) < QUOTE_MIN_SHARE * len(words):
         return ""
-    return " ".join(kept)
+    # whole lines only (a quote with words cut out of its middle says something the image does not), when the
+    # text's lines line up with the words; else the passing words
+    lines = [ln.split() for ln in str(ocr.get("text") or "").splitlines() if ln.split()]
+    if sum(len(ln) for ln in lines) == len(words):
+        kept, i = [], 0
+        for ln in lines:
+            if all(ok[i:i + len(ln)]):
+                kept.append(" ".join(ln))
+            i += len(ln)
+        return " ".join(kept)
+    return " ".join(" ".join(str(w["text"]).split()) for w, good in zip(words, ok) if good)
 
 
 def _first_sure_line(pre: dict[str, Any], sure: str) -> str:
