@@ -136,5 +136,6 @@ def test_glued_words_are_split_only_into_common_words():
     assert ocr.split_glued_words("SUMMERSALE") == "SUMMER SALE"
     assert ocr.split_glued_words("50%OFFEVERYTHING") == "50% OFF EVERYTHING"
     assert ocr.split_glued_words("histogram ofgreyvalues:") == "histogram of grey values:"
-    for kept in ("matpltlib", "TOUTAMOITIEPRIX", "segmentation", "Region-based"):
+    assert ocr.split_glued_words("OPEN DAILY 9 T0 5") == "OPEN DAILY 9 TO 5"  # capitals with a zero for O
+    for kept in ("matpltlib", "TOUTAMOITIEPRIX", "segmentation", "Region-based", "B52"):
         assert ocr.split_glued_words(kept) == kept

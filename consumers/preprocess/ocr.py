@@ -4,7 +4,7 @@ tesseract (pytesseract.image_to_data), gated by a cheap text-likelihood check so
 Engine per image (`ocr_engine: auto`): RapidOCR reads text in photos, on products, logos, banners and signs far
 better than tesseract at about its CPU cost (its detector runs at <= 960 px); a dense page (>= DENSE_LINES lines)
 is read again by tesseract, whose page segmentation keeps the reading order of columns, and tesseract's answer is
-kept when it found as many words. PP-OCR's recogniser often drops the space between tightly set capitals
+kept when it found as many words (PP-OCR's detector also misses a slanted line now and then). PP-OCR's recogniser often drops the space between tightly set capitals
 ("SUMMERSALE"): such runs are split into words with wordninja's English unigram model. Without RapidOCR, tesseract reads everything (logged once).
 
 The gate (text_likelihood) works on a 640 px grayscale: morphological gradient -> Otsu -> horizontal closing
@@ -28,7 +28,7 @@ from consumers.preprocess.decode import flatten, resized  # noqa: E402
 from consumers.preprocess.metadata import clean_text  # noqa: E402
 
 GATE_EDGE = 640
-DENSE_LINES = 10
+DENSE_LINES = 5
 SPLIT_MAX_RANK = 25_000
 RAPID_DET_EDGE = 960
 _log_once = threading.Event()
@@ -161,6 +161,11 @@ def split_glued_words(text: str) -> str:
     max_cost = math.log((SPLIT_MAX_RANK + 1) * math.log(len(known)))
     text = re.sub(r"(?<=[\d%])(?=[A-Za-z]{4})", " ", text)
     text = re.sub(r"(?<=[a-z][.,;:!?])(?=[A-Z][a-z])", " ", text)
+
+    def zero_to_o(m: re.Match) -> str:  # "T0" -> "TO", "G00D" -> "GOOD": capitals with zeros read for O
+        word = m.group(0).replace("0", "O")
+        return word if word.lower() in known else m.group(0)
+    text = re.sub(r"\b(?=[A-Z0]*[A-Z])(?=[A-Z0]*0)[A-Z0]{2,}\b", zero_to_o, text)
 
     def repl(m: re.Match) -> str:
         run = m.group(0)
