@@ -514,3 +514,14 @@ def test_colour_tags_are_few_and_come_after_the_subject(provider, preprocessed_q
     assert max(c["score"] for c in colours) < min(s["score"] for s in subjects)
     alt = _ask_pre(provider, "alt_text", preprocessed_quality("chelsea.jpg")).data
     assert re.search(r"\bcat\b", alt["alt_text"], re.I), alt  # "Egyptian Mau" alone is not plain words
+
+
+def test_a_black_and_white_photo_gets_its_style_not_grey_colour_tags(provider, preprocessed_quality):
+    tags = {t["tag"] for t in _ask_pre(provider, "tagging", preprocessed_quality("gravel.jpg")).data["tags"]}
+    assert "style:black-and-white" in tags
+    assert not {"color:gray", "color:black", "color:white"} & tags
+
+
+def test_a_sign_whose_text_was_read_is_not_a_screenshot(provider, preprocessed_quality):
+    tags = {t["tag"] for t in _ask_pre(provider, "tagging", preprocessed_quality("label_fragile_1bit.png")).data["tags"]}
+    assert "content:text" in tags and "content:screenshot" not in tags

@@ -436,14 +436,16 @@ SHOWN_SCORE = 0.3
 """tags scored below this are dropped by the validate stage (validate.min_tag_score default)"""
 
 
-def class_evidence(idx: VocabIndex, facts: ImageFacts) -> dict[int, float]:
-    """Vocabulary entry -> score from the classifier's top-k: sqrt(p) x calibrated similarity, noisy-or over
-    classes; facets subject/product/content/setting/activity/style only."""
+def class_evidence(idx: VocabIndex, facts: ImageFacts, skip=()) -> dict[int, float]:
+    """Vocabulary entry -> score from the classifier's top-k (classes named in `skip` left out): sqrt(p) x
+    calibrated similarity, noisy-or over classes; facets subject/product/content/setting/activity/style only."""
     scores: dict[int, float] = {}
     if not facts.top or idx.emb is None or not len(idx.entries):
         return scores
     table = idx.imagenet_sims()
     for _name, cls, p in facts.top:
+        if _name in skip:
+            continue
         row = table[cls]
         for i in np.nonzero(row > SIM_MIN)[0]:
             if idx.facets[i] in CLASS_FACETS:
@@ -474,7 +476,8 @@ def tagging(request, facts: ImageFacts, use_embeddings: bool = True) -> dict[str
     # 1. classifier labels -> vocabulary, score = sqrt(p) * calibrated similarity (not for flat fields: the
     #    classifier's guesses on an empty image are noise, "jellyfish" for a blue background)
     if use_embeddings and not is_decorative(facts, n_sure, faces):
-        for i, s in class_evidence(idx, facts).items():
+        # with text OCR is sure of, page-like guesses ("website" -> screenshot) are what the text already says
+        for i, s in class_evidence(idx, facts, skip=_TEXTY if n_sure else ()).items():
             add(i, s)
 
     # 2. text found by OCR (only words it is sure of)
@@ -491,7 +494,8 @@ def tagging(request, facts: ImageFacts, use_embeddings: bool = True) -> dict[str
         add(face, 0.45)
 
     # 4. cheap style facts
-    if facts.ok and facts.saturation < 0.04 and facts.detail > DECORATIVE_DETAIL:
+    greyscale = facts.ok and facts.saturation < 0.04 and facts.detail > DECORATIVE_DETAIL
+    if greyscale:
         add(_best(idx, ["black and white", "monochrome", "grayscale"], ("style",), None), 0.6)
     if facts.ok and facts.height > 1.2 * facts.width:
         add(_best(idx, ["portrait orientation", "vertical"], ("style",), None), 0.5)
@@ -505,6 +509,8 @@ def tagging(request, facts: ImageFacts, use_embeddings: bool = True) -> dict[str
     for name, share in _colors(pre, facts)[:5]:
         neutral = name.lower() in _NEUTRAL or name.lower() in ("charcoal", "tan", "gray", "grey")
         if share < (NEUTRAL_MIN_SHARE if neutral else COLOUR_MIN_SHARE) or colours >= COLOUR_TAGS:
+            continue
+        if neutral and greyscale:  # the greys of a black-and-white photo are its style, not its colours
             continue
         i = _best(idx, [name, *name.split()[-1:]], ("color", "colour"), f"{name} color" if use_embeddings else None, 0.7)
         if i is None:  # a name the vocabulary does not know (coral, mauve): nearest basic colour of its hex
