@@ -139,3 +139,14 @@ def test_glued_words_are_split_only_into_common_words():
     assert ocr.split_glued_words("OPEN DAILY 9 T0 5") == "OPEN DAILY 9 TO 5"  # capitals with a zero for O
     for kept in ("matpltlib", "TOUTAMOITIEPRIX", "segmentation", "Region-based", "B52"):
         assert ocr.split_glued_words(kept) == kept
+
+
+def test_faces_are_confirmed_by_a_second_cascade():
+    """Issue 15: the Haar cascade alone found a face in a photo of coins; real portraits keep their face."""
+    from tests.preprocess_support import QUALITY_IMAGES
+
+    def count(name):
+        return signals.face_count(Image.open(QUALITY_IMAGES / name).convert("RGB"))
+    assert count("coins.jpg") == 0
+    assert count("astronaut.jpg") == 1 and count("grace_hopper.jpg") == 1
+    assert count("chelsea.jpg") == 0
