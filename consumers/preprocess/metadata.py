@@ -174,7 +174,24 @@ def reverse_geocode(lat: float, lon: float) -> dict | None:
         return None
     cc = clean_text(row.get("cc"), 3)
     return {"city": clean_text(row.get("name"), 200), "region": clean_text(row.get("admin1"), 200),
-            "country": COUNTRY_NAMES.get(cc or "", cc), "country_code": cc}
+            "country": country_name(cc), "country_code": cc}
+
+
+def country_name(cc: str | None) -> str | None:
+    """ISO 3166-1 alpha-2 -> the country's name: the common English name from COUNTRY_NAMES, else the ISO name
+    from the `iso3166` package (MIT, all 249 codes); the code itself only when neither knows it."""
+    if not cc:
+        return cc
+    name = COUNTRY_NAMES.get(cc.upper())
+    if name:
+        return name
+    try:
+        import iso3166
+
+        country = iso3166.countries_by_alpha2.get(cc.upper())
+    except Exception:  # noqa: BLE001 - package missing: the code
+        country = None
+    return (getattr(country, "apolitical_name", None) or country.name) if country else cc
 
 
 def place_for(exif_rec: dict | None) -> dict | None:
