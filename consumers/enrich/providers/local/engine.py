@@ -306,7 +306,8 @@ def _word_ok(text: str, conf: float, dictionary: set[str]) -> bool:
         return False
     if core.lower() in dictionary or core.lower().rstrip("s") in dictionary:
         return conf >= QUOTE_KNOWN_CONF
-    return len(core) >= 3 and bool(re.search(r"[aeiouyAEIOUY]", core)) and conf >= QUOTE_SHAPE_CONF
+    # an unknown word must look like one: a vowel, and not so long that it is several words read as one
+    return 3 <= len(core) <= 12 and bool(re.search(r"[aeiouyAEIOUY]", core)) and conf >= QUOTE_SHAPE_CONF
 
 
 def confident_text(pre: dict[str, Any]) -> str:
