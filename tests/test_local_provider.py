@@ -449,18 +449,8 @@ def test_sample_poster_with_ocr_is_described_as_a_poster_with_its_text(provider)
 
 @pytest.fixture(scope="module")
 def preprocessed_quality():
-    from app.settings import Settings
-    from consumers.preprocess.stage import PreprocessStage
-    from tests.preprocess_support import QUALITY_IMAGES
+    from tests.preprocess_support import preprocessed_quality as get
 
-    stage = PreprocessStage(Settings())
-    cache: dict[str, dict] = {}
-
-    def get(name: str) -> dict:
-        if name not in cache:
-            cache[name] = stage.preprocess_bytes({"asset_id": name, "product_context": None},
-                                                 (QUALITY_IMAGES / name).read_bytes())
-        return cache[name]
     return get
 
 

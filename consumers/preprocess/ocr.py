@@ -25,6 +25,7 @@ import numpy as np  # noqa: E402
 from PIL import Image, ImageOps  # noqa: E402
 
 from consumers.preprocess.decode import flatten, resized  # noqa: E402
+from consumers.preprocess.lazy import LazyModel  # noqa: E402
 from consumers.preprocess.metadata import clean_text  # noqa: E402
 
 GATE_EDGE = 640
@@ -110,32 +111,24 @@ def run_ocr(img: Image.Image, *, lang: str = "eng", max_edge: int = 2000, min_co
 
 # --- RapidOCR ---------------------------------------------------------------------------------------------------
 
-_rapid_lock = threading.Lock()
-_rapid = None
-_rapid_failed = False
+def _load_rapid():
+    import logging
+
+    from rapidocr_onnxruntime import RapidOCR
+
+    engine = RapidOCR(intra_op_num_threads=1, inter_op_num_threads=1, det_limit_type="max",
+                      det_limit_side_len=RAPID_DET_EDGE, print_verbose=False)
+    logging.getLogger("RapidOCR").setLevel(logging.WARNING)
+    return engine
+
+
+_rapid = LazyModel(_load_rapid, "RapidOCR unavailable, tesseract reads every image")
 
 
 def rapid_engine():
     """The RapidOCR pipeline, loaded once per process on first use from the wheel's bundled models (never
     downloaded), one onnxruntime thread; None when the package is not installed."""
-    global _rapid, _rapid_failed
-    if _rapid is not None or _rapid_failed:
-        return _rapid
-    with _rapid_lock:
-        if _rapid is None and not _rapid_failed:
-            try:
-                import logging
-
-                from rapidocr_onnxruntime import RapidOCR
-
-                _rapid = RapidOCR(intra_op_num_threads=1, inter_op_num_threads=1, det_limit_type="max",
-                                  det_limit_side_len=RAPID_DET_EDGE, print_verbose=False)
-                logging.getLogger("RapidOCR").setLevel(logging.WARNING)
-            except Exception as exc:  # noqa: BLE001
-                _rapid_failed = True
-                import logging
-                logging.getLogger(__name__).warning("RapidOCR unavailable, tesseract reads every image: %s", exc)
-    return _rapid
+    return _rapid.get()
 
 
 def _language_model():

