@@ -150,3 +150,20 @@ def test_faces_are_confirmed_by_a_second_cascade():
     assert count("coins.jpg") == 0
     assert count("astronaut.jpg") == 1 and count("grace_hopper.jpg") == 1
     assert count("chelsea.jpg") == 0
+
+
+def test_a_transparent_png_hashes_like_its_flattened_copy():
+    """Issue 15: the colour under transparent pixels (here black, as many editors write it) must not count."""
+    import numpy as np
+
+    from consumers.preprocess.decode import flatten
+    from tests.preprocess_support import QUALITY_IMAGES
+
+    logo = Image.open(QUALITY_IMAGES / "matplotlib_logo_alpha.png").convert("RGBA")
+    logo.thumbnail((200, 200))  # small, as icons are: hashed from the decoded image, not the thumbnail
+    a = np.asarray(logo).copy()
+    a[a[..., 3] == 0, :3] = 0
+    black_under = Image.fromarray(a, "RGBA")
+    p_alpha, d_alpha = hashes.perceptual(black_under)
+    p_flat, d_flat = hashes.perceptual(flatten(black_under))
+    assert hashes.hamming(p_alpha, p_flat) <= 2 and hashes.hamming(d_alpha, d_flat) <= 2
