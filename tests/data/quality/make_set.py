@@ -156,7 +156,15 @@ def main(src: Path) -> None:
     logo2 = Image.open(mp / "logo2.png")
     save("matplotlib_logo_alpha.png", logo2)
     save("matplotlib_logo_flat.jpg", flat_white(logo2), quality=90)
-    save("skimage_logo.png", fit(Image.open(sk / "logo.png"), 400))
+    sklogo = Image.open(sk / "logo.png").convert("RGBA")
+    save("skimage_logo.png", fit(sklogo, 400))
+    # the same logo as a small icon, once with black under its transparent pixels (as many editors export it)
+    # and once flattened on white: copies of one another
+    icon = fit(sklogo, 160)
+    a = np.asarray(icon).copy()
+    a[a[..., 3] == 0, :3] = 0
+    save("skimage_logo_icon_alpha.png", Image.fromarray(a, "RGBA"))
+    save("skimage_logo_icon_flat.jpg", flat_white(icon), quality=90)
     gift = Image.open(mp / "Minduka_Present_Blue_Pack.png")
     canvas = Image.new("RGB", (400, 400), (255, 255, 255))
     big = gift.resize((320, 320), Image.Resampling.LANCZOS)
