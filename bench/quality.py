@@ -3,6 +3,7 @@
     OPENBLAS_NUM_THREADS=1 python bench/quality.py                    # this tree vs the base commit (67e5f51)
     python bench/quality.py --baseline none --details                 # this tree only, one row per image
     python bench/quality.py --json out.json
+    python bench/quality.py --baseline none --load 4                  # calm vs 4 CPU burners (issue 21)
 
 Each image of tests/data/quality/images (truth: tests/data/quality/truth.json, sources and licences in
 make_set.py) goes through the real stages in-process, in a fixed shuffled order: PreprocessStage.preprocess_bytes
@@ -248,6 +249,26 @@ def table(cur: dict, base: dict | None) -> str:
     return "\n".join(lines)
 
 
+def _burn(stop) -> None:
+    while not stop.is_set():
+        sum(i * i for i in range(10_000))
+
+
+def _under_load(n: int, names: list[str]) -> dict:
+    import multiprocessing as mp
+
+    stop = mp.Event()
+    burners = [mp.Process(target=_burn, args=(stop,), daemon=True) for _ in range(n)]
+    for b in burners:
+        b.start()
+    try:
+        return run_pipeline(names)
+    finally:
+        stop.set()
+        for b in burners:
+            b.join(5)
+
+
 def _baseline(ref: str, names: list[str]) -> dict:
     """Runs this script against the code of `ref` (git archive into a temp dir) in a subprocess."""
     with tempfile.TemporaryDirectory(prefix="quality-base-") as tmp:
@@ -273,6 +294,9 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=7, help="shuffle of the processing order")
     ap.add_argument("--details", action="store_true", help="one row per image")
     ap.add_argument("--json", help="write both runs' scores here")
+    ap.add_argument("--load", type=int, default=0, metavar="N",
+                    help="run this tree a second time with N CPU-burning processes beside it (issue 21: the same "
+                         "images must get the same metadata on a busy machine) and add that column")
     args = ap.parse_args()
     truth = json.loads((DATA / "truth.json").read_text())["images"]
     if args.order:
@@ -292,6 +316,15 @@ def main() -> None:
     load = os.getloadavg()
     print(f"load average {load[0]:.1f} {load[1]:.1f} {load[2]:.1f} (shared machine: timings are noisy)")
     print(table(cur, base))
+    if args.load:
+        loaded_run = _under_load(args.load, names)
+        loaded = score(loaded_run, truth)
+        changed = [n for n in names if {k: v for k, v in loaded_run["images"][n].items() if not k.endswith("_s")}
+                   != {k: v for k, v in cur_run["images"][n].items() if not k.endswith("_s")}]
+        print(f"\nthe same images with {args.load} CPU burners beside this process:")
+        print(table(loaded, cur).replace("| baseline |", "| calm run |").replace("| this tree |", "| loaded |"))
+        print(f"assets whose metadata differs from the calm run: {len(changed)}" + (f" ({', '.join(changed)})"
+                                                                                   if changed else ""))
     if cur["wrong_links"]:
         print("wrong dedupe links (this tree):", ", ".join(cur["wrong_links"]))
     if base and base["wrong_links"]:

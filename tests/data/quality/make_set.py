@@ -170,12 +170,12 @@ def main(src: Path) -> None:
     big = gift.resize((320, 320), Image.Resampling.LANCZOS)
     canvas.paste(big.convert("RGB"), (40, 40), big.getchannel("A"))
     save("gift_on_white.jpg", canvas)
-    save("gift_on_white_pink.jpg", hue_shift(canvas, 0.42))
+    save("gift_on_white_red.jpg", hue_shift(canvas, 0.42))
 
     # a product on white in two colours (variants: never merged)
-    cup = coffee.crop((120, 20, 520, 400)).resize((380, 360))
+    cup = coffee.crop((110, 0, 470, coffee.height))  # the cup and saucer, inside the photo
     pw = Image.new("RGB", (480, 480), (255, 255, 255))
-    pw.paste(cup, (50, 60))
+    pw.paste(cup, ((480 - cup.width) // 2, (480 - cup.height) // 2))
     save("cup_on_white.jpg", pw)
     save("cup_on_white_green.jpg", hue_shift(pw, 0.33))
 

@@ -431,8 +431,10 @@ def _best(idx: VocabIndex, words: list[str], facets: tuple[str, ...] | None, que
 COLOUR_TAGS = 2
 COLOUR_MIN_SHARE = 0.15
 NEUTRAL_MIN_SHARE = 0.3
-"""colour tags: at most 2, each covering a large share of the (opaque) pixels: >= 15 % for a chromatic colour,
->= 30 % for white/black/gray/beige (backgrounds, shadows: they say little about the image)"""
+"""colour tags: at most 2, each covering a large share of the (opaque) pixels: >= 15 % for a chromatic colour;
+the shades (white, black, gray, brown, beige...) only on graphics and products cut out on white, with >= 30 %"""
+_SHADES = {"white", "black", "gray", "grey", "silver", "charcoal", "beige", "cream", "ivory", "off-white", "tan",
+           "brown"}
 SHOWN_SCORE = 0.3
 """tags scored below this are dropped by the validate stage (validate.min_tag_score default)"""
 
@@ -508,11 +510,11 @@ def tagging(request, facts: ImageFacts, use_embeddings: bool = True) -> dict[str
     ceiling = min(shown) - 0.01 if shown else 0.99
     colours = 0
     for name, share in _colors(pre, facts)[:5]:
-        neutral = name.lower() in _NEUTRAL or name.lower() in ("charcoal", "tan", "gray", "grey")
+        neutral = name.lower() in _SHADES
         if share < (NEUTRAL_MIN_SHARE if neutral else COLOUR_MIN_SHARE) or colours >= COLOUR_TAGS:
             continue
-        if neutral and greyscale:  # the greys of a black-and-white photo are its style, not its colours
-            continue
+        if neutral and (greyscale or not facts.graphic):
+            continue  # a photo's blacks, greys and browns are light and shade (or its black-and-white style)
         i = _best(idx, [name, *name.split()[-1:]], ("color", "colour"), f"{name} color" if use_embeddings else None, 0.7)
         if i is None:  # a name the vocabulary does not know (coral, mauve): nearest basic colour of its hex
             basic = _basic_colour(hexes.get(name))
