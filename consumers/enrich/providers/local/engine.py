@@ -227,6 +227,7 @@ def _analyse(data: bytes | None, top_k: int, threads: int, run_classifier: bool)
 
 
 _face_tls = threading.local()
+FACE_CHECK_EDGE = 400
 
 
 def _largest_face_share(arr: np.ndarray) -> float:
@@ -241,8 +242,12 @@ def _largest_face_share(arr: np.ndarray) -> float:
         _face_tls.cascade = cascade
     if cascade.empty():
         return 0.0
-    g = cv2.equalizeHist(cv2.cvtColor(arr, cv2.COLOR_RGB2GRAY))
-    side = max(24, int(min(g.shape) * 0.08))
+    g = cv2.cvtColor(arr, cv2.COLOR_RGB2GRAY)
+    scale = FACE_CHECK_EDGE / max(g.shape)
+    if scale < 1.0:  # faces that matter are >= 8 % of the short side: 400 px is plenty, and 4x cheaper than 768
+        g = cv2.resize(g, (round(g.shape[1] * scale), round(g.shape[0] * scale)), interpolation=cv2.INTER_AREA)
+    g = cv2.equalizeHist(g)
+    side = max(20, int(min(g.shape) * 0.08))
     faces = cascade.detectMultiScale(g, scaleFactor=1.1, minNeighbors=8, minSize=(side, side))
     if len(faces) == 0:
         return 0.0
