@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import re
+from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
 
@@ -167,3 +168,22 @@ def test_a_transparent_png_hashes_like_its_flattened_copy():
     p_alpha, d_alpha = hashes.perceptual(black_under)
     p_flat, d_flat = hashes.perceptual(flatten(black_under))
     assert hashes.hamming(p_alpha, p_flat) <= 2 and hashes.hamming(d_alpha, d_flat) <= 2
+
+
+def test_two_columns_are_read_one_after_the_other():
+    """Issue 15: keep reading order on multi-column pages (tesseract reads this page row by row across the gutter)."""
+    import pytest
+
+    pytest.importorskip("rapidocr_onnxruntime")
+    serif = Path("/usr/share/fonts/truetype/dejavu/DejaVuSerif.ttf")
+    font = ImageFont.truetype(str(serif), 18) if serif.exists() else ImageFont.load_default(size=18)
+    left = ["The river rose slowly", "through the night and", "by morning the lower", "streets were flooded."]
+    right = ["Volunteers filled bags", "with sand and stacked", "them along the bank", "before the next rain."]
+    img = Image.new("RGB", (640, 220), "white")
+    d = ImageDraw.Draw(img)
+    for i, (a, b) in enumerate(zip(left, right)):
+        d.text((20, 20 + i * 40), a, font=font, fill="black")
+        d.text((340, 20 + i * 40), b, font=font, fill="black")
+    text = " ".join(ocr.read_text(img)["text"].split())
+    assert text.lower().startswith("the river rose slowly through the night"), text
+    assert text.lower().index("flooded") < text.lower().index("volunteers")

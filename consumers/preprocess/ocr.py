@@ -2,10 +2,11 @@
 tesseract (pytesseract.image_to_data), gated by a cheap text-likelihood check so images without text skip it.
 
 Engine per image (`ocr_engine: auto`): RapidOCR reads text in photos, on products, logos, banners and signs far
-better than tesseract at about its CPU cost (its detector runs at <= 960 px); a dense page (>= DENSE_LINES lines)
-is read again by tesseract, whose page segmentation keeps the reading order of columns, and tesseract's answer is
-kept when it found as many words (PP-OCR's detector also misses a slanted line now and then). PP-OCR's recogniser often drops the space between tightly set capitals
-("SUMMERSALE"): such runs are split into words with wordninja's English unigram model. Without RapidOCR, tesseract reads everything (logged once).
+better than tesseract at about its CPU cost (its detector runs at <= 960 px); its lines are regrouped by column
+(in_reading_order); a dense single-column page (>= DENSE_LINES lines) is read again by tesseract, and tesseract's
+answer is kept when it found as many words (PP-OCR's detector misses a slanted line now and then). PP-OCR's
+recogniser often drops the space between tightly set capitals ("SUMMERSALE"): such runs are split into words with
+wordninja's English unigram model. Without RapidOCR, tesseract reads everything (logged once).
 
 The gate (text_likelihood) works on a 640 px grayscale: morphological gradient -> Otsu -> horizontal closing
 joins glyphs into line blobs -> connected components; a component counts as a text line when it is wide and
@@ -186,8 +187,9 @@ def run_rapidocr(img: Image.Image, *, lang: str = "eng", max_edge: int = 2000, m
     sx = full_size[0] / rgb.width if full_size else 1.0
     sy = full_size[1] / rgb.height if full_size else 1.0
     result, _ = engine(np.ascontiguousarray(np.asarray(rgb)[:, :, ::-1]), use_cls=False)
+    result, columns = in_reading_order(list(result or []), rgb.width)
     words, lines, confs = [], [], []
-    for box, raw, score in result or []:
+    for box, raw, score in result:
         conf = float(score) * 100.0
         text = clean_text(split_glued_words(str(raw)), 400)
         if not text or conf < min_confidence or not re.search(r"\w", text):
@@ -209,7 +211,30 @@ def run_rapidocr(img: Image.Image, *, lang: str = "eng", max_edge: int = 2000, m
         lines.append(" ".join(parts))
     return {"text": "\n".join(lines)[:max_chars], "words": words[:2000],
             "mean_confidence": round(sum(confs) / len(confs), 2) if confs else None,
-            "language": lang, "skipped": False, "skip_reason": None}
+            "language": lang, "skipped": False, "skip_reason": None, "columns": columns}
+
+
+def in_reading_order(lines: list, width: int) -> tuple[list, int]:
+    """RapidOCR lines (box, text, score), sorted top to bottom, regrouped by column: when a vertical gutter
+    (>= 2 % of the width, no line box crossing it) splits the lines into groups of >= 2 lines each, each column is
+    read top to bottom, left column first. Returns (lines, number of columns)."""
+    if len(lines) < 4:
+        return lines, 1
+    spans = sorted((min(float(p[0]) for p in ln[0]), max(float(p[0]) for p in ln[0]), i) for i, ln in enumerate(lines))
+    groups: list[list[int]] = []
+    right = -1.0
+    for x0, x1, i in spans:
+        if groups and x0 - right < 0.02 * width:
+            groups[-1].append(i)
+        else:
+            groups.append([i])
+        right = max(right, x1) if len(groups[-1]) > 1 else x1
+    if len(groups) < 2 or any(len(g) < 2 for g in groups):
+        return lines, 1
+
+    def top(i: int) -> float:
+        return min(float(p[1]) for p in lines[i][0])
+    return [lines[i] for g in groups for i in sorted(g, key=top)], len(groups)
 
 
 def read_text(img: Image.Image, *, engine: str = "auto", lang: str = "eng", max_edge: int = 2000,
@@ -224,7 +249,8 @@ def read_text(img: Image.Image, *, engine: str = "auto", lang: str = "eng", max_
                          full_size=full_size)
     if rapid is None:
         return run_ocr(img, **tess)
-    if engine == "auto" and len(rapid["text"].splitlines()) >= DENSE_LINES:
+    columns = rapid.pop("columns", 1)
+    if engine == "auto" and columns == 1 and len(rapid["text"].splitlines()) >= DENSE_LINES:
         page = run_ocr(img, **tess)
         if not page["skipped"] and len(page["words"]) >= len(rapid["words"]):
             return page
