@@ -187,3 +187,21 @@ def test_two_columns_are_read_one_after_the_other():
     text = " ".join(ocr.read_text(img)["text"].split())
     assert text.lower().startswith("the river rose slowly through the night"), text
     assert text.lower().index("flooded") < text.lower().index("volunteers")
+
+
+def test_rapidocr_reads_right_from_several_threads():
+    """The preprocess stage runs records in a thread pool; concurrent reads must not mix up images."""
+    import pytest
+    from concurrent.futures import ThreadPoolExecutor
+
+    pytest.importorskip("rapidocr_onnxruntime")
+    from tests.preprocess_support import QUALITY_IMAGES
+
+    names = ["banner_sale_en.jpg", "label_fragile_1bit.png", "bottle_lemon.jpg", "page_scan.png"] * 3
+    imgs = {n: Image.open(QUALITY_IMAGES / n).convert("RGB") for n in set(names)}
+    # sizes on both sides of RapidOCR's detector tiers (< 960 px, >= 1500 px), which it picks per image
+    imgs["page_scan.png"] = imgs["page_scan.png"].resize((1600, 796))
+    alone = {n: ocr.run_rapidocr(imgs[n])["text"] for n in set(names)}
+    with ThreadPoolExecutor(4) as pool:
+        together = list(pool.map(lambda n: ocr.run_rapidocr(imgs[n])["text"], names))
+    assert together == [alone[n] for n in names]

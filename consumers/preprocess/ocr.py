@@ -2,8 +2,9 @@
 tesseract (pytesseract.image_to_data), gated by a cheap text-likelihood check so images without text skip it.
 
 Engine per image (`ocr_engine: auto`): RapidOCR reads text in photos, on products, logos, banners and signs far
-better than tesseract at about its CPU cost (its detector runs at <= 960 px); its lines are regrouped by column
-(in_reading_order); a dense single-column page (>= DENSE_LINES lines) is read again by tesseract, and tesseract's
+better than tesseract at about its CPU cost (detector limit type "max": an image is never upscaled for detection,
+as the default "min" 736 px did, ~7x the CPU; RapidOCR itself caps the detector input at 960, 1500 or 2000 px by
+the image's size); its lines are regrouped by column (in_reading_order); a dense single-column page (>= DENSE_LINES lines) is read again by tesseract, and tesseract's
 answer is kept when it found as many words (PP-OCR's detector misses a slanted line now and then). PP-OCR's
 recogniser often drops the space between tightly set capitals ("SUMMERSALE"): such runs are split into words with
 wordninja's English unigram model. Without RapidOCR, tesseract reads everything (logged once).
@@ -32,7 +33,6 @@ from consumers.preprocess.metadata import clean_text  # noqa: E402
 GATE_EDGE = 640
 DENSE_LINES = 5
 SPLIT_MAX_RANK = 25_000
-RAPID_DET_EDGE = 960
 _log_once = threading.Event()
 
 
@@ -117,13 +117,13 @@ def _load_rapid():
 
     from rapidocr_onnxruntime import RapidOCR
 
-    engine = RapidOCR(intra_op_num_threads=1, inter_op_num_threads=1, det_limit_type="max",
-                      det_limit_side_len=RAPID_DET_EDGE, print_verbose=False)
+    engine = RapidOCR(intra_op_num_threads=1, inter_op_num_threads=1, det_limit_type="max", print_verbose=False)
     logging.getLogger("RapidOCR").setLevel(logging.WARNING)
     return engine
 
 
 _rapid = LazyModel(_load_rapid, "RapidOCR unavailable, tesseract reads every image")
+_rapid_call_lock = threading.Lock()
 
 
 def rapid_engine():
@@ -186,7 +186,8 @@ def run_rapidocr(img: Image.Image, *, lang: str = "eng", max_edge: int = 2000, m
         rgb = resized(rgb, max_edge)
     sx = full_size[0] / rgb.width if full_size else 1.0
     sy = full_size[1] / rgb.height if full_size else 1.0
-    result, _ = engine(np.ascontiguousarray(np.asarray(rgb)[:, :, ::-1]), use_cls=False)
+    with _rapid_call_lock:  # RapidOCR keeps per-image state on the shared detector (its resize op): one at a time
+        result, _ = engine(np.ascontiguousarray(np.asarray(rgb)[:, :, ::-1]), use_cls=False)
     result, columns = in_reading_order(list(result or []), rgb.width)
     words, lines, confs = [], [], []
     for box, raw, score in result:
