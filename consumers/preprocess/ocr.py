@@ -4,10 +4,11 @@ tesseract (pytesseract.image_to_data), gated by a cheap text-likelihood check so
 Engine per image (`ocr_engine: auto`): RapidOCR reads text in photos, on products, logos, banners and signs far
 better than tesseract at about its CPU cost (detector limit type "max": an image is never upscaled for detection,
 as the default "min" 736 px did, ~7x the CPU; RapidOCR itself caps the detector input at 960, 1500 or 2000 px by
-the image's size); its lines are regrouped by column (in_reading_order); a dense single-column page (>= DENSE_LINES lines) is read again by tesseract, and tesseract's
-answer is kept when it found as many words (PP-OCR's detector misses a slanted line now and then). PP-OCR's
-recogniser often drops the space between tightly set capitals ("SUMMERSALE"): such runs are split into words with
-wordninja's English unigram model. Without RapidOCR, tesseract reads everything (logged once).
+the image's size). Its lines are regrouped by column (in_reading_order); a dense single-column page
+(>= DENSE_LINES lines) is read again by tesseract, and tesseract's answer is kept when it found as many words
+(PP-OCR's detector misses a slanted line now and then). PP-OCR's recogniser often drops the space between tightly
+set capitals ("SUMMERSALE"): such runs are split into words with wordninja's English unigram model. Without
+RapidOCR, tesseract reads everything (logged once).
 
 The gate (text_likelihood) works on a 640 px grayscale: morphological gradient -> Otsu -> horizontal closing
 joins glyphs into line blobs -> connected components; a component counts as a text line when it is wide and
