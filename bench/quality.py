@@ -308,7 +308,13 @@ def main() -> None:
         _load_code(Path(args.code))
         Path(args.raw_json).write_text(json.dumps(run_pipeline(names)))
         return
-    base_run = _baseline(args.baseline, names) if args.baseline != "none" else None
+    base_run = None
+    if args.baseline != "none":
+        try:
+            base_run = _baseline(args.baseline, names)
+        except subprocess.CalledProcessError as exc:  # a shallow clone without the base commit, say
+            print(f"baseline {args.baseline} could not be run ({exc.cmd[:2]}...: exit {exc.returncode}); "
+                  "figures of this tree only", file=sys.stderr)
     _load_code(Path(args.code))
     cur_run = run_pipeline(names)
     cur = score(cur_run, truth)
