@@ -136,6 +136,10 @@ class ValidateStage(Stage):
             conf = None if conf is None else (conf / 100.0 if conf > 1 else conf)
             if conf is None or conf >= cfg.ocr_min_confidence:
                 ocr_text = alttext.meaningful_text(ocr["text"])
+        if ocr_text and m("visible_text") == "":
+            # the model had the OCR text and found nothing in it worth quoting (noise such as "6 @96")
+            reasons.append("OCR text not quoted: the model's visible_text is empty")
+            ocr_text = None
         visible_text = pick("visible_text", [("model", m("visible_text")), ("rule", ocr_text)])
 
         # 3. alt text --------------------------------------------------------------------------------------
