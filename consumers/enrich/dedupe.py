@@ -17,6 +17,14 @@ max_distance (two independent perceptual hashes agreeing; catches slight crops, 
 without accepting a lone pHash that far). Candidates beyond 7 bits are found only if they share a band, which is
 likely but not guaranteed.
 
+Variants are never merged (issue 15): a near match (not the same bytes) is reused only when
+- the image being enriched is not flat or near-flat (a plain field or smooth gradient: pHash says nothing there);
+- the dominant colours agree (a product in another colour is another product): when both images have chromatic
+  colours among their top 4, the two sets must overlap;
+- the OCR text agrees (a bottle with another label, a banner in another language, a photo with a caption);
+- and, for exact and near matches alike, the enrichment was made by the same provider, model and prompt as the
+  current plan (`current` identities, compared with consumers/enrich/plan.py `stale_reasons`).
+
 Known race: two copies enriched at the same moment (different partitions/workers, neither indexed yet) both
 miss and both call the provider. Dedupe saves money; it never loses or merges an asset.
 """
@@ -24,12 +32,15 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import io
 import logging
+import re
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
+from consumers.enrich.plan import stale_reasons
 from streams import metrics
 from streams.records import to_ms
 
@@ -48,6 +59,59 @@ def hamming(a_hex: str, b_hex: str) -> int:
     return (int(a_hex, 16) ^ int(b_hex, 16)).bit_count()
 
 
+NEUTRAL_COLOURS = frozenset({"black", "charcoal", "gray", "grey", "silver", "white", "cream", "beige", "ivory"})
+TOP_COLOURS = 4
+FLAT_DETAIL = 0.6
+"""mean |Laplacian| of the blurred 64x64 grey thumbnail below which an image is flat or a smooth gradient"""
+
+
+def near_flat(thumbnail: bytes | None) -> bool:
+    """True for a plain field or smooth gradient (its perceptual hash is noise; any two would match)."""
+    if not thumbnail:
+        return False
+    try:
+        import cv2
+        import numpy as np
+        from PIL import Image
+
+        with Image.open(io.BytesIO(thumbnail)) as im:
+            im.draft("L", (128, 128))  # JPEG: decode at 1/4-1/8 scale (~1 ms; this runs on the enrich event loop)
+            a = np.asarray(im.convert("L").resize((64, 64), Image.Resampling.BOX), dtype=np.float32)
+    except Exception:  # noqa: BLE001 - undecodable thumbnail: let the hashes decide
+        return False
+    grey = cv2.GaussianBlur(a, (0, 0), 1.0)
+    return float(np.abs(cv2.Laplacian(grey, cv2.CV_32F, ksize=1)[2:-2, 2:-2]).mean()) < FLAT_DETAIL
+
+
+def colour_names(colors: Any) -> list[str]:
+    """Palette names by share from Signals.colors (dicts) or the index document's `colors` (names)."""
+    out = []
+    for c in colors or []:
+        name = c.get("name") if isinstance(c, dict) else c
+        if isinstance(name, str) and name.strip():
+            out.append(name.strip().lower())
+    return out
+
+
+def text_words(text: str | None) -> frozenset[str]:
+    return frozenset(re.findall(r"[^\W\d_]{2,}|\d+", (text or "").lower()))
+
+
+def variant_reason(colors_a: list[str], text_a: frozenset[str], colors_b: list[str],
+                   text_b: frozenset[str]) -> str | None:
+    """Why two perceptually similar images are different assets (None: they may be copies)."""
+    chroma_a = {c for c in colors_a[:TOP_COLOURS] if c not in NEUTRAL_COLOURS}
+    chroma_b = {c for c in colors_b[:TOP_COLOURS] if c not in NEUTRAL_COLOURS}
+    # both colourful, in different colours (one neutral side proves nothing: a logo's colours are measured on
+    # its opaque pixels, its flattened copy's on the white around it too)
+    if chroma_a and chroma_b and not (chroma_a & chroma_b):
+        return "dominant colours differ"
+    if text_a != text_b:
+        if not text_a or not text_b or len(text_a & text_b) / len(text_a | text_b) < 0.5:
+            return "visible text differs"
+    return None
+
+
 @dataclass
 class DedupeMatch:
     asset_id: str
@@ -62,11 +126,11 @@ class DedupeMatch:
 class DedupeIndex(Protocol):
     async def lookup(self, sha256: str | None, phash_hex: str | None, bands: list[str] | None, *,
                      tenant: str | None = None, exclude_asset_id: str | None = None,
-                     dhash_hex: str | None = None) -> DedupeMatch | None: ...
+                     dhash_hex: str | None = None, look: Look | None = None) -> DedupeMatch | None: ...
 
     async def remember(self, asset_id: str, sha256: str | None, phash: str | None, bands: list[str] | None,
                        enrichment: dict[str, Any], provenance: list[dict[str, Any]], *,
-                       tenant: str | None = None, dhash: str | None = None) -> None: ...
+                       tenant: str | None = None, dhash: str | None = None, look: Look | None = None) -> None: ...
 
     async def review(self, asset_id: str) -> dict[str, Any] | None:
         """What people decided about the asset so far (its HumanReview in the index), or None."""
@@ -85,11 +149,31 @@ class _Entry:
     enrichment: dict[str, Any]
     provenance: list[dict[str, Any]]
     dhash: str | None = None
+    colors: list[str] = field(default_factory=list)
+    text: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class Look:
+    """What tells variants apart, of the asset being enriched (see the module doc)."""
+    colors: tuple[str, ...] = ()
+    text: frozenset[str] = frozenset()
+    flat: bool = False
+    current: Any = None
+    """the plan's task identities (EnrichPlan.identities()); None = any enrichment may be reused"""
+
+    @classmethod
+    def of(cls, pre: dict[str, Any], current: Any = None) -> "Look":
+        """From a PreprocessedAsset dict (its thumbnail, colours and OCR text)."""
+        ocr = pre.get("ocr") or {}
+        return cls(tuple(colour_names((pre.get("signals") or {}).get("colors"))),
+                   text_words(None if ocr.get("skipped") else ocr.get("text")),
+                   near_flat((pre.get("thumbnail") or {}).get("data")), current)
 
 
 def _best(candidates: list[_Entry], sha256: str | None, phash_hex: str | None, max_distance: int,
           tenant: str | None, exclude: str | None, dhash_hex: str | None = None,
-          confirm_distance: int | None = None) -> DedupeMatch | None:
+          confirm_distance: int | None = None, look: Look | None = None) -> DedupeMatch | None:
     confirm = max_distance if confirm_distance is None else max(confirm_distance, max_distance)
     best: DedupeMatch | None = None
     for e in candidates:
@@ -97,8 +181,12 @@ def _best(candidates: list[_Entry], sha256: str | None, phash_hex: str | None, m
             continue
         if not e.enrichment:
             continue
+        if look is not None and look.current is not None and stale_reasons(e.provenance, look.current):
+            continue  # made by another provider, model or prompt: not an answer this plan would give
         if sha256 and e.sha256 == sha256:
             return DedupeMatch(e.asset_id, "exact", 0, copy.deepcopy(e.enrichment), copy.deepcopy(e.provenance))
+        if look is not None and (look.flat or variant_reason(list(look.colors), look.text, e.colors, e.text)):
+            continue
         if phash_hex and e.phash:
             d = hamming(phash_hex, e.phash)
             ok = d <= max_distance or (d <= confirm and dhash_hex is not None and e.dhash is not None
@@ -124,7 +212,7 @@ class InMemoryDedupeIndex:
 
     def lookup_sync(self, sha256: str | None, phash_hex: str | None, bands: list[str] | None, *,
                     tenant: str | None = None, exclude_asset_id: str | None = None,
-                    dhash_hex: str | None = None) -> DedupeMatch | None:
+                    dhash_hex: str | None = None, look: Look | None = None) -> DedupeMatch | None:
         ids: set[str] = set()
         if sha256:
             ids |= self._by_sha.get(sha256, set())
@@ -133,22 +221,24 @@ class InMemoryDedupeIndex:
                 ids |= self._by_band.get(b, set())
         cands = [self._entries[i] for i in ids if i in self._entries]
         m = _best(cands, sha256, phash_hex, self.max_distance, tenant, exclude_asset_id, dhash_hex,
-                  self.confirm_distance)
+                  self.confirm_distance, look)
         if m is not None:
             self._entries.move_to_end(m.asset_id)
         return m
 
-    async def lookup(self, sha256, phash_hex, bands, *, tenant=None, exclude_asset_id=None, dhash_hex=None):
+    async def lookup(self, sha256, phash_hex, bands, *, tenant=None, exclude_asset_id=None, dhash_hex=None,
+                     look=None):
         return self.lookup_sync(sha256, phash_hex, bands, tenant=tenant, exclude_asset_id=exclude_asset_id,
-                                dhash_hex=dhash_hex)
+                                dhash_hex=dhash_hex, look=look)
 
     def remember_sync(self, asset_id: str, sha256: str | None, phash: str | None, bands: list[str] | None,
                       enrichment: dict[str, Any], provenance: list[dict[str, Any]], *,
-                      tenant: str | None = None, dhash: str | None = None) -> None:
+                      tenant: str | None = None, dhash: str | None = None, look: Look | None = None) -> None:
         self._forget(asset_id)
         bands = list(bands or (phash_bands(phash) if phash else []))
         self._entries[asset_id] = _Entry(asset_id, sha256, phash, bands, tenant, copy.deepcopy(enrichment),
-                                         copy.deepcopy(provenance), dhash)
+                                         copy.deepcopy(provenance), dhash,
+                                         list(look.colors) if look else [], look.text if look else frozenset())
         if sha256:
             self._by_sha.setdefault(sha256, set()).add(asset_id)
         for b in bands:
@@ -156,8 +246,10 @@ class InMemoryDedupeIndex:
         while len(self._entries) > self.max_size:
             self._forget(next(iter(self._entries)))
 
-    async def remember(self, asset_id, sha256, phash, bands, enrichment, provenance, *, tenant=None, dhash=None):
-        self.remember_sync(asset_id, sha256, phash, bands, enrichment, provenance, tenant=tenant, dhash=dhash)
+    async def remember(self, asset_id, sha256, phash, bands, enrichment, provenance, *, tenant=None, dhash=None,
+                       look=None):
+        self.remember_sync(asset_id, sha256, phash, bands, enrichment, provenance, tenant=tenant, dhash=dhash,
+                           look=look)
 
     def _forget(self, asset_id: str) -> None:
         e = self._entries.pop(asset_id, None)
@@ -241,12 +333,14 @@ class ElasticsearchDedupeIndex:
             q["bool"]["must_not"] = [{"ids": {"values": [exclude_asset_id]}}]
         return q
 
-    def _search(self, sha256, phash_hex, bands, tenant, exclude_asset_id, dhash_hex=None) -> DedupeMatch | None:
+    def _search(self, sha256, phash_hex, bands, tenant, exclude_asset_id, dhash_hex=None,
+                look=None) -> DedupeMatch | None:
         from elasticsearch import NotFoundError
         try:
             res = self.client.options(request_timeout=self.timeout_s).search(
                 index=self.alias, query=self._query(sha256, phash_hex, bands, exclude_asset_id),
-                size=self.candidates, source=["asset_id", "tenant", "hashes", "enrichment", "provenance"])
+                size=self.candidates,
+                source=["asset_id", "tenant", "hashes", "enrichment", "provenance", "colors", "ocr_text"])
         except NotFoundError:  # no index yet: nothing enriched before
             return None
         cands = []
@@ -257,13 +351,14 @@ class ElasticsearchDedupeIndex:
                                 list(hashes.get("phash_bands") or []), src.get("tenant"),
                                 src.get("enrichment") or {},
                                 [_provenance_from_doc(p) for p in src.get("provenance") or []],
-                                hashes.get("dhash")))
+                                hashes.get("dhash"), colour_names(src.get("colors")), text_words(src.get("ocr_text"))))
         return _best(cands, sha256, phash_hex, self.max_distance, tenant, exclude_asset_id, dhash_hex,
-                     self.confirm_distance)
+                     self.confirm_distance, look)
 
-    async def lookup(self, sha256, phash_hex, bands, *, tenant=None, exclude_asset_id=None, dhash_hex=None):
+    async def lookup(self, sha256, phash_hex, bands, *, tenant=None, exclude_asset_id=None, dhash_hex=None,
+                     look=None):
         m = self.lru.lookup_sync(sha256, phash_hex, bands, tenant=tenant, exclude_asset_id=exclude_asset_id,
-                                 dhash_hex=dhash_hex)
+                                 dhash_hex=dhash_hex, look=look)
         if m is not None and m.kind == "exact":
             return m
         if time.monotonic() < self._down_until:  # store recently unreachable: LRU only, no waiting
@@ -272,7 +367,7 @@ class ElasticsearchDedupeIndex:
             return m
         try:
             remote = await asyncio.to_thread(self._search, sha256, phash_hex, bands, tenant, exclude_asset_id,
-                                             dhash_hex)
+                                             dhash_hex, look)
         except Exception as e:  # store down: pay for a call rather than stall (see class doc)
             self._down_until = time.monotonic() + self.down_backoff_s
             metrics.DEDUPE.labels("error").inc()
@@ -311,9 +406,11 @@ class ElasticsearchDedupeIndex:
         metrics.REVIEW_LOOKUPS.labels("found" if review else "none").inc()
         return review
 
-    async def remember(self, asset_id, sha256, phash, bands, enrichment, provenance, *, tenant=None, dhash=None):
+    async def remember(self, asset_id, sha256, phash, bands, enrichment, provenance, *, tenant=None, dhash=None,
+                       look=None):
         # the index sink writes the document after validation; until then the LRU covers this worker
-        self.lru.remember_sync(asset_id, sha256, phash, bands, enrichment, provenance, tenant=tenant, dhash=dhash)
+        self.lru.remember_sync(asset_id, sha256, phash, bands, enrichment, provenance, tenant=tenant, dhash=dhash,
+                               look=look)
 
     async def aclose(self) -> None:
         try:

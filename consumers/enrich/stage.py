@@ -12,7 +12,7 @@ from collections import OrderedDict
 from typing import Any, Callable
 
 from consumers.enrich.calling import Caller, PriceTable, SpendLedger, TaskResult
-from consumers.enrich.dedupe import DedupeIndex, ElasticsearchDedupeIndex, InMemoryDedupeIndex
+from consumers.enrich.dedupe import DedupeIndex, ElasticsearchDedupeIndex, InMemoryDedupeIndex, Look
 from consumers.enrich.plan import EnrichPlan
 from consumers.enrich.results import make_result_cache, result_key
 from consumers.enrich.providers import make_provider
@@ -32,6 +32,11 @@ calibrated, so an unverified answer never reaches a 0.85 auto-apply threshold on
 VERIFY_MIN_SCORE = 0.5
 
 PRE_FIELDS = ("image", "thumbnail", "exif", "place", "embedded", "ocr", "hashes", "signals")
+
+
+def _same_model(a: TaskResult, b: TaskResult) -> bool:
+    pa, pb = a.provenance or {}, b.provenance or {}
+    return (pa.get("provider"), pa.get("model")) == (pb.get("provider"), pb.get("model"))
 
 
 def _jaccard(a: set[str], b: set[str]) -> float:
@@ -90,6 +95,7 @@ class EnrichStage(PipelineFacts, Stage):
                                              self.enrich.dedupe_confirm_distance)
         self.dedupe = dedupe
         self.results = make_result_cache(settings, getattr(dedupe, "client", None))
+        self._identities = self.plan.identities()  # dedupe reuses only enrichments this plan would make
         # task results of records that failed part-way, so a runner retry does not pay twice
         self._partial: OrderedDict[tuple[str, str, str], TaskResult] = OrderedDict()
 
@@ -129,10 +135,11 @@ class EnrichStage(PipelineFacts, Stage):
         asset = value["asset"]
         hashes = value.get("hashes") or {}
 
+        look = Look.of(value, self._identities) if self.dedupe is not None and hashes else None
         if self.dedupe is not None and hashes and asset.get("event_type") != "reprocess":
             match = await self.dedupe.lookup(hashes.get("sha256"), hashes.get("phash"), hashes.get("phash_bands"),
                                              tenant=asset.get("tenant"), exclude_asset_id=asset["asset_id"],
-                                             dhash_hex=hashes.get("dhash"))
+                                             dhash_hex=hashes.get("dhash"), look=look)
             if match is not None:
                 metrics.DEDUPE.labels(match.kind).inc()
                 prov = [*match.provenance, {
@@ -154,7 +161,7 @@ class EnrichStage(PipelineFacts, Stage):
         if self.dedupe is not None and hashes:
             await self.dedupe.remember(asset["asset_id"], hashes.get("sha256"), hashes.get("phash"),
                                        hashes.get("phash_bands"), enrichment, provenance, tenant=asset.get("tenant"),
-                                       dhash=hashes.get("dhash"))
+                                       dhash=hashes.get("dhash"), look=look)
         return Output(value=self._record(pre, enrichment, provenance, cost, review=review))
 
     def _record(self, pre: dict[str, Any], enrichment: dict[str, Any] | None, provenance: list[dict[str, Any]],
@@ -250,7 +257,9 @@ class EnrichStage(PipelineFacts, Stage):
         if "tagging" not in results:
             return 0.0
         tags = results["tagging"].data.get("tags", [])
-        if "verify" in results:
+        if "verify" in results and _same_model(results["tagging"], results["verify"]):
+            pass  # the tagger asked again is no second opinion (it agrees with itself): unverified
+        elif "verify" in results:
             first = {t["tag"] for t in tags if float(t["score"]) >= VERIFY_MIN_SCORE}
             second = {t["tag"] for t in results["verify"].data.get("tags", []) if float(t["score"]) >= VERIFY_MIN_SCORE}
             return _jaccard(first, second)

@@ -6,7 +6,7 @@ import hashlib
 import imagehash
 from PIL import Image
 
-from consumers.preprocess.decode import resized
+from consumers.preprocess.decode import flatten, resized
 
 HASH_EDGE = 256
 """Perceptual hashes are computed from the image scaled to this long edge (they downscale to 32/9 px anyway)."""
@@ -26,8 +26,10 @@ def phash_bands(phash_hex: str) -> list[str]:
 
 
 def perceptual(img: Image.Image) -> tuple[str, str]:
-    """(pHash hex, dHash hex), 16 hex digits each, from an RGB(A) image of any size."""
-    gray = resized(img, HASH_EDGE).convert("L")
+    """(pHash hex, dHash hex), 16 hex digits each, from an RGB(A) image of any size. Transparency is flattened on
+    white first (as the thumbnail is): the colour under transparent pixels is arbitrary (often black), so a
+    transparent PNG and its flattened copy would otherwise hash 30+ bits apart."""
+    gray = flatten(resized(img, HASH_EDGE)).convert("L")
     return str(imagehash.phash(gray)), str(imagehash.dhash(gray))
 
 

@@ -41,6 +41,8 @@ EXIF_IFD, GPS_IFD = 0x8769, 0x8825
 T_MAKE, T_MODEL, T_DATETIME = 0x010F, 0x0110, 0x0132
 T_EXPOSURE, T_FNUMBER, T_ISO, T_DTO, T_OFFSET_DTO, T_FOCAL = 0x829A, 0x829D, 0x8827, 0x9003, 0x9011, 0x920A
 T_LENS_MAKE, T_LENS_MODEL = 0xA433, 0xA434
+EXIF_FIELDS = ("make", "model", "lens", "exposure_time", "f_number", "iso", "focal_length", "capture_time",
+               "gps_lat", "gps_lon", "gps_alt")
 
 
 def _num(v: Any) -> float | None:
@@ -108,7 +110,9 @@ def parse_exif(exif: Image.Exif | None) -> tuple[dict | None, int | None]:
         "f_number": _num(sub.get(T_FNUMBER)),
         "iso": int(iso) if iso is not None and 0 < iso < 2**31 else None,
         "focal_length": _num(sub.get(T_FOCAL)),
-        "capture_time": _capture_time(sub.get(T_DTO) or exif.get(T_DATETIME), sub.get(T_OFFSET_DTO)),
+        # DateTimeOriginal only: IFD0 DateTime (0x0132) is when the file was last changed, not when it was taken;
+        # without it the capture time comes from XMP or IPTC (best_capture_time)
+        "capture_time": _capture_time(sub.get(T_DTO), sub.get(T_OFFSET_DTO)),
         "gps_lat": None, "gps_lon": None, "gps_alt": None,
     }
     if gps:
@@ -170,7 +174,24 @@ def reverse_geocode(lat: float, lon: float) -> dict | None:
         return None
     cc = clean_text(row.get("cc"), 3)
     return {"city": clean_text(row.get("name"), 200), "region": clean_text(row.get("admin1"), 200),
-            "country": COUNTRY_NAMES.get(cc or "", cc), "country_code": cc}
+            "country": country_name(cc), "country_code": cc}
+
+
+def country_name(cc: str | None) -> str | None:
+    """ISO 3166-1 alpha-2 -> the country's name: the common English name from COUNTRY_NAMES, else the ISO name
+    from the `iso3166` package (MIT, all 249 codes); the code itself only when neither knows it."""
+    if not cc:
+        return cc
+    name = COUNTRY_NAMES.get(cc.upper())
+    if name:
+        return name
+    try:
+        import iso3166
+
+        country = iso3166.countries_by_alpha2.get(cc.upper())
+    except Exception:  # noqa: BLE001 - package missing: the code
+        country = None
+    return (getattr(country, "apolitical_name", None) or country.name) if country else cc
 
 
 def place_for(exif_rec: dict | None) -> dict | None:
@@ -190,6 +211,8 @@ NS = {
     "Iptc4xmpCore": "http://iptc.org/std/Iptc4xmpCore/1.0/xmlns/",
     "plus": "http://ns.useplus.org/ldf/xmp/1.0/",
     "cc": "http://creativecommons.org/ns#",
+    "exif": "http://ns.adobe.com/exif/1.0/",
+    "xmp": "http://ns.adobe.com/xap/1.0/",
 }
 _RDF = "{%s}" % NS["rdf"]
 XML_LANG = "{http://www.w3.org/XML/1998/namespace}lang"
@@ -272,8 +295,23 @@ def parse_xmp(packet: bytes | None) -> dict[str, Any]:
         "alt_text": first("Iptc4xmpCore", "AltTextAccessibility"),
         "ext_description": first("Iptc4xmpCore", "ExtDescrAccessibility"),
         "license_url": first("xmpRights", "WebStatement") or first("cc", "license"),
+        # not an EmbeddedMetadata field: best_capture_time's second choice after EXIF (xmp:ModifyDate never)
+        "capture_time": _xmp_date(first("exif", "DateTimeOriginal") or first("photoshop", "DateCreated")
+                                  or first("xmp", "CreateDate")),
     }
     return {k: v for k, v in res.items() if v}
+
+
+def _xmp_date(value: str | None) -> str | None:
+    """XMP date (ISO 8601, 'YYYY-MM-DDThh:mm[:ss][.s][Z|+hh:mm]') -> 'YYYY-MM-DDThh:mm:ss[+hh:mm]'; None when it
+    has no time of day (a bare date is not a capture time we can place on a timeline)."""
+    m = re.match(r"^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2})(?::(\d{2}))?(?:\.\d+)?(Z|[+-]\d{2}:\d{2})?$",
+                 (value or "").strip())
+    if not m or m.group(1) == "0000":
+        return None
+    off = m.group(7)
+    off = "+00:00" if off == "Z" else (off or "")
+    return f"{m.group(1)}-{m.group(2)}-{m.group(3)}T{m.group(4)}:{m.group(5)}:{m.group(6) or '00'}{off}"
 
 
 def _dedupe(values) -> list[str]:
@@ -316,22 +354,65 @@ def parse_iptc(source: Image.Image | None) -> dict[str, Any]:
         "title": one(5) or one(105),
         "description": one(120),
         "keywords": _dedupe(clean_text(k, 100) for k in get(25)),
+        "capture_time": _iptc_date(one(55), one(60)),
     }
     return {k: v for k, v in res.items() if v}
+
+
+def _iptc_date(date: str | None, time_: str | None) -> str | None:
+    """IPTC-IIM 2:55 DateCreated 'CCYYMMDD' + 2:60 TimeCreated 'HHMMSS±HHMM' -> ISO 8601 (offset kept)."""
+    d = re.match(r"^(\d{4})(\d{2})(\d{2})$", (date or "").strip())
+    t = re.match(r"^(\d{2})(\d{2})(\d{2})(?:([+-])(\d{2})(\d{2}))?$", (time_ or "").strip())
+    if not d or not t or d.group(1) == "0000":
+        return None
+    off = f"{t.group(4)}{t.group(5)}:{t.group(6)}" if t.group(4) else ""
+    return f"{d.group(1)}-{d.group(2)}-{d.group(3)}T{t.group(1)}:{t.group(2)}:{t.group(3)}{off}"
 
 
 EMBEDDED_FIELDS = ("creator", "copyright", "credit_line", "usage_terms", "title", "description", "keywords",
                    "alt_text", "ext_description", "license_url")
 
 
-def embedded_metadata(info: dict, source: Image.Image | None) -> dict | None:
-    """EmbeddedMetadata record: XMP wins, IPTC-IIM fills gaps; None when the file carries none of it."""
+T_ARTIST, T_COPYRIGHT = 0x013B, 0x8298
+
+
+def exif_credits(exif: Image.Exif | None) -> dict[str, str]:
+    """EXIF IFD0 Artist (0x013B) and Copyright (0x8298) as creator / copyright."""
+    if exif is None:
+        return {}
+    out = {}
+    for key, tag in (("creator", T_ARTIST), ("copyright", T_COPYRIGHT)):
+        value = exif.get(tag)
+        if isinstance(value, bytes):
+            value = value.decode("utf-8", "replace")
+        # Copyright may hold "photographer\0editor": the photographer's part
+        text = clean_text(str(value).split("\x00")[0], 200) if value else None
+        if text:
+            out[key] = text
+    return out
+
+
+def best_capture_time(exif_rec: dict | None, info: dict, source: Image.Image | None) -> str | None:
+    """EXIF DateTimeOriginal (with OffsetTimeOriginal), else XMP (exif:DateTimeOriginal, photoshop:DateCreated,
+    xmp:CreateDate), else IPTC-IIM DateCreated + TimeCreated; never a modification date."""
+    if exif_rec and exif_rec.get("capture_time"):
+        return exif_rec["capture_time"]
+    try:
+        xmp = parse_xmp(xmp_packet(info, source))
+    except Exception:  # noqa: BLE001
+        xmp = {}
+    return xmp.get("capture_time") or parse_iptc(source).get("capture_time")
+
+
+def embedded_metadata(info: dict, source: Image.Image | None, exif: Image.Exif | None = None) -> dict | None:
+    """EmbeddedMetadata record: XMP wins, IPTC-IIM fills gaps, then EXIF Artist/Copyright; None when the file
+    carries none of it."""
     try:
         xmp = parse_xmp(xmp_packet(info, source))
     except Exception:  # noqa: BLE001 - hostile XMP must not sink a good image
         xmp = {}
     iptc = parse_iptc(source)
-    merged = {**iptc, **xmp}
+    merged = {k: v for k, v in {**exif_credits(exif), **iptc, **xmp}.items() if k in EMBEDDED_FIELDS}
     if not merged:
         return None
     rec: dict[str, Any] = {f: merged.get(f) for f in EMBEDDED_FIELDS}

@@ -40,6 +40,10 @@ class PreprocessSettings(Section):
     ocr_gate: Literal["heuristic", "always"] = Field(
         "heuristic", description="heuristic: a cheap text-likelihood check on a small grayscale skips full OCR on "
                                  "images without text; always: run tesseract on every image")
+    ocr_engine: Literal["auto", "tesseract", "rapidocr"] = Field(
+        "auto", description="auto: RapidOCR (PP-OCR on onnxruntime) when installed; dense pages (>= 5 lines) "
+                            "are read by tesseract too and the answer with more words is kept; tesseract alone "
+                            "when RapidOCR is missing. Or one engine always")
     ocr_max_edge: int = Field(2000, ge=256, description="OCR runs on the image scaled to at most this long edge")
     ocr_min_confidence: float = Field(30.0, ge=0, le=100, description="words below this tesseract confidence are dropped")
     ocr_timeout_s: float = Field(30.0, gt=0, description="tesseract time limit; over it OCR is recorded as skipped")

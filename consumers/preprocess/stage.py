@@ -53,6 +53,9 @@ class PreprocessStage(PipelineFacts, Stage):
         exif_rec, _ = metadata.parse_exif(d.exif)
         exif_rec = metadata.apply_gps_privacy(exif_rec, cfg.gps_privacy, cfg.gps_round_digits)
         place = metadata.place_for(exif_rec) if cfg.gps_privacy != "drop" else None
+        captured = metadata.best_capture_time(exif_rec, d.info, d.source)
+        if captured:
+            exif_rec = {**(exif_rec or dict.fromkeys(metadata.EXIF_FIELDS)), "capture_time": captured}
         if exif_rec is not None and all(v is None for v in exif_rec.values()):
             exif_rec = None
         record = {
@@ -63,7 +66,7 @@ class PreprocessStage(PipelineFacts, Stage):
             "thumbnail": {"data": thumb, "media_type": "image/jpeg", "width": tw, "height": th},
             "exif": exif_rec,
             "place": place,
-            "embedded": metadata.embedded_metadata(d.info, d.source),
+            "embedded": metadata.embedded_metadata(d.info, d.source, d.exif),
             "ocr": self._ocr(d, data),
             "hashes": hashes.hashes_record(data, small_src, sha),
             "signals": self._signals(img, small_src),
@@ -84,8 +87,9 @@ class PreprocessStage(PipelineFacts, Stage):
         if max(img.size) < want:  # reduced decode was too small to read text: decode again, larger
             img = dec.decode(data, max_pixels=cfg.max_pixels, allowed_formats=cfg.allowed_formats,
                              min_edge=want).image
-        return ocr.run_ocr(img, lang=cfg.ocr_lang, max_edge=cfg.ocr_max_edge, min_confidence=cfg.ocr_min_confidence,
-                           timeout_s=cfg.ocr_timeout_s, max_chars=cfg.ocr_max_chars, full_size=(d.width, d.height))
+        return ocr.read_text(img, engine=cfg.ocr_engine, lang=cfg.ocr_lang, max_edge=cfg.ocr_max_edge,
+                             min_confidence=cfg.ocr_min_confidence, timeout_s=cfg.ocr_timeout_s,
+                             max_chars=cfg.ocr_max_chars, full_size=(d.width, d.height))
 
     def _signals(self, img, small) -> dict:
         cfg = self.cfg

@@ -167,6 +167,10 @@ class ValidateStage(PipelineFacts, Stage):
             conf = None if conf is None else (conf / 100.0 if conf > 1 else conf)
             if conf is None or conf >= self.cfg.ocr_min_confidence:
                 ocr_text = alttext.meaningful_text(ocr["text"])
+        if ocr_text and m("visible_text") == "":
+            # the model had the OCR text and found nothing in it worth quoting (noise such as "6 @96")
+            d.reasons.append("OCR text not quoted: the model's visible_text is empty")
+            ocr_text = None
         visible_text = d.pick("visible_text", [("model", m("visible_text")), ("rule", ocr_text)])
         alt, decorative = self._alt_text(human, emb, d.model if d.use_model else None, visible_text or ocr_text,
                                          [caption, title, summary], d.sources, d.suggestions, d.reasons, d.review)

