@@ -26,6 +26,7 @@ STAGES = {
     "validate": "consumers.validate.stage:ValidateStage",
     "index": "consumers.index.sink:IndexSink",
     "review": "consumers.review.stage:ReviewStage",
+    "writeback": "consumers.writeback.sink:WritebackSink",
 }
 
 
@@ -54,7 +55,7 @@ def stage_class(name: str) -> Any:
 
 
 @app.command()
-def worker(stage: str = typer.Argument(..., help="preprocess | enrich | validate | index | review | module:Class"),
+def worker(stage: str = typer.Argument(..., help="preprocess | enrich | validate | index | review | writeback | module:Class"),
            metrics_port: Optional[int] = typer.Option(None, help="override runner.metrics_port (0 = any free)")):
     """Run one consumer group member until SIGTERM (the unit Kubernetes scales)."""
     from streams.runner import StageRunner

@@ -1,0 +1,86 @@
+"""The `writeback` section: where approved metadata goes (consumers/writeback). See docs/writeback.md.
+
+    writeback:
+      targets:
+        - name: dam
+          type: webhook
+          url: https://dam.example/api/assets/{asset_id}
+          method: PATCH
+          fields: {alt_text: altText, caption: caption, tags: keywords}
+          hmac_secret: ...            # or ASSETSTREAM_WRITEBACK__TARGETS='[{"name": "dam", ...}]'
+          bearer_token: ...
+          rate_per_s: 20
+"""
+from __future__ import annotations
+
+import re
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+
+from streams.config import Section
+
+#: the record fields a target may take (ValidatedAsset names); `tags` is the list of tag labels
+WRITABLE_FIELDS = ("title", "alt_text", "caption", "summary", "credit_text", "licensing", "tags", "decorative",
+                   "usage_flag")
+
+
+class TargetSettings(Section):
+    """One write-back target. Its URL comes from here only, never from record data (no SSRF through events)."""
+
+    name: str = Field(..., description="unique per deployment: labels metrics, keys the fingerprints")
+    type: Literal["webhook"] = Field("webhook", description="webhook = a generic DAM REST/webhook endpoint")
+    url: str = Field(..., description="URL template; {asset_id} is replaced by the (URL-quoted) asset id")
+    method: Literal["PATCH", "PUT", "POST"] = "PATCH"
+    mode: Literal["write", "suggest"] = Field(
+        "write", description="write: approved | auto_applied records only; suggest: also needs_review records "
+                             "(the target shows them to an editor)")
+    fields: dict[str, str] = Field(
+        default_factory=lambda: {"alt_text": "alt_text", "caption": "caption", "title": "title"},
+        description="declarative mapping our field -> their JSON field (dots make nested objects: 'meta.alt')")
+    read_current: bool = Field(
+        True, description="GET the URL first: skip fields already equal, never overwrite a field a person changed "
+                          "in the target after our last write, send If-Match with its ETag")
+    protect_unknown: bool = Field(
+        True, description="a field the target already holds a different non-empty value for, and that we never "
+                          "wrote, counts as a person's: left alone (conflict)")
+    hmac_secret: SecretStr | None = Field(None, description="signs each body (X-Assetstream-Signature), as the "
+                                                            "ingest webhook checks it")
+    bearer_token: SecretStr | None = None
+    api_key: SecretStr | None = None
+    api_key_header: str = "X-API-Key"
+    timeout_s: float = Field(10.0, gt=0)
+    rate_per_s: float | None = Field(None, gt=0, description="at most this many requests per second (per worker)")
+    failure_threshold: int = Field(3, ge=1, description="consecutive transient failures that open the breaker")
+    open_s: float = Field(5.0, gt=0, description="how long the open breaker pauses the partitions before a trial")
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        if not re.match(r"^https?://[^/{}]+", v):
+            raise ValueError("url must be http(s)://host/... (the host is fixed: {asset_id} only in the path)")
+        return v
+
+    @field_validator("fields")
+    @classmethod
+    def _fields(cls, v: dict[str, str]) -> dict[str, str]:
+        unknown = sorted(set(v) - set(WRITABLE_FIELDS))
+        if unknown:
+            raise ValueError(f"cannot write {', '.join(unknown)} (one of {', '.join(WRITABLE_FIELDS)})")
+        return v
+
+
+class WritebackSettings(Section):
+    """Write-back targets and the limits that keep a backfill from flooding them."""
+
+    targets: list[TargetSettings] = Field(default_factory=list)
+    rate_per_s: float | None = Field(None, gt=0, description="all targets together, per worker")
+    state_index: str = Field("assetstream-writeback", description="the search-store index (settings.index "
+                             "connection) holding per target and asset what was last written")
+
+    @model_validator(mode="after")
+    def _unique(self):
+        names = [t.name for t in self.targets]
+        if len(names) != len(set(names)):
+            raise ValueError("writeback target names must be unique")
+        return self
