@@ -29,8 +29,11 @@ class TargetSettings(Section):
     """One write-back target. Its URL comes from here only, never from record data (no SSRF through events)."""
 
     name: str = Field(..., description="unique per deployment: labels metrics, keys the fingerprints")
-    type: Literal["webhook"] = Field("webhook", description="webhook = a generic DAM REST/webhook endpoint")
-    url: str = Field(..., description="URL template; {asset_id} is replaced by the (URL-quoted) asset id")
+    type: Literal["webhook", "wordpress"] = Field(
+        "webhook", description="webhook = a generic DAM REST/webhook endpoint; wordpress = media items via the "
+                               "WordPress REST API")
+    url: str = Field(..., description="webhook: URL template, {asset_id} replaced by the (URL-quoted) asset id; "
+                                      "wordpress: the site's URL (REST root <url>/wp-json)")
     method: Literal["PATCH", "PUT", "POST"] = "PATCH"
     mode: Literal["write", "suggest"] = Field(
         "write", description="write: approved | auto_applied records only; suggest: also needs_review records "
@@ -49,6 +52,10 @@ class TargetSettings(Section):
     bearer_token: SecretStr | None = None
     api_key: SecretStr | None = None
     api_key_header: str = "X-API-Key"
+    username: str | None = Field(None, description="wordpress: the user the application password belongs to")
+    application_password: SecretStr | None = Field(None, description="wordpress: an application password")
+    media_id_attribute: str = Field("wordpress_media_id", description="wordpress: the asset event attribute "
+                                    "holding the media id; without it the media item is found by source URL")
     timeout_s: float = Field(10.0, gt=0)
     rate_per_s: float | None = Field(None, gt=0, description="at most this many requests per second (per worker)")
     failure_threshold: int = Field(3, ge=1, description="consecutive transient failures that open the breaker")

@@ -21,7 +21,9 @@ from elasticsearch import ApiError, TransportError
 from consumers.writeback import plan
 from consumers.writeback.limits import Pacer
 from consumers.writeback.state import MAX_CONFLICTS, StateStore, state_id
+from consumers.writeback.http import HttpTarget
 from consumers.writeback.webhook import WebhookTarget
+from consumers.writeback.wordpress import WordPressTarget
 from domain.records import asset_of, is_deleted
 from streams.errors import PermanentError, TransientError
 from streams.metrics import WRITEBACK_CONFLICTS, WRITEBACK_ITEMS
@@ -29,7 +31,7 @@ from streams.stage import RecordContext, Stage, StageResult
 
 log = logging.getLogger(__name__)
 
-TARGET_TYPES = {"webhook": WebhookTarget}
+TARGET_TYPES = {"webhook": WebhookTarget, "wordpress": WordPressTarget}
 
 
 class WritebackSink(Stage):
@@ -90,7 +92,7 @@ class WritebackSink(Stage):
             results.append(next((e for e in errors if isinstance(e, TransientError)), errors[0] if errors else None))
         return results
 
-    def _one(self, target: WebhookTarget, value: dict[str, Any], asset_id: str, known: dict[str, dict]) -> None:
+    def _one(self, target: HttpTarget, value: dict[str, Any], asset_id: str, known: dict[str, dict]) -> None:
         cfg = target.cfg
         if is_deleted(value) or not plan.eligible(value, cfg.mode):
             WRITEBACK_ITEMS.labels(target.name, "skipped").inc()
@@ -103,11 +105,11 @@ class WritebackSink(Stage):
             WRITEBACK_ITEMS.labels(target.name, "noop").inc()
             return
         written = dict(prior.get("written") or {})
-        current, etag = target.read(asset_id) if cfg.read_current else (None, None)
+        current, etag = target.read(value) if cfg.read_current else (None, None)
         decision = plan.decide(wanted, written, current, protect_unknown=cfg.protect_unknown)
         new_etag = None
         if decision.send:
-            new_etag = target.write(asset_id, decision.send, etag)
+            new_etag = target.write(value, decision.send, etag)
         conflicts = list(prior.get("conflicts") or [])
         for field, (ours, theirs) in decision.conflicts.items():
             WRITEBACK_CONFLICTS.labels(target.name, field).inc()
