@@ -39,8 +39,12 @@ class HttpTarget:
         """The target's current values of the mapped fields (absent ones left out) and its ETag, if any."""
         raise NotImplementedError
 
-    def write(self, value: dict[str, Any], fields: dict[str, Any], etag: str | None) -> str | None:
-        """Send these fields (their names); returns the new ETag, if any."""
+    merges_lists = False
+    """True: list fields are merged into the target's (ours added, theirs kept), see plan.decide."""
+
+    def write(self, value: dict[str, Any], fields: dict[str, Any], etag: str | None,
+              previous: dict[str, Any] | None = None) -> str | None:
+        """Send these fields (their names; `previous` = what we last wrote); returns the new ETag, if any."""
         raise NotImplementedError
 
     # --- shared -------------------------------------------------------------------------------------------------

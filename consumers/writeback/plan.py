@@ -83,12 +83,16 @@ class Decision:
 
 
 def decide(wanted: dict[str, Any], written: dict[str, Any], current: dict[str, Any] | None, *,
-           protect_unknown: bool = True) -> Decision:
+           protect_unknown: bool = True, merge_lists: bool = False) -> Decision:
     """`written`: what we last wrote per field (absent = never); `current`: the target's values now, or None when
-    it cannot be read (absent keys = the target does not have that field)."""
+    it cannot be read (absent keys = the target does not have that field). `merge_lists`: list fields (keywords)
+    are merged into the target's, whose own entries always stay (see _merge)."""
     d = Decision()
     for name, ours in wanted.items():
         last = written.get(name, MISSING)
+        if merge_lists and isinstance(ours, list) and current is not None:
+            _merge(d, name, ours, last, current.get(name) or [])
+            continue
         if current is None:
             if last is MISSING or not same(last, ours):
                 d.send[name] = ours
@@ -105,3 +109,17 @@ def decide(wanted: dict[str, Any], written: dict[str, Any], current: dict[str, A
             d.send[name] = ours
             d.owned[name] = ours
     return d
+
+
+def _merge(d: Decision, name: str, ours: list, last: Any, now: list) -> None:
+    """A merged list field: nothing to do when all of ours are there and none we dropped since; a conflict when a
+    person removed one we wrote (we do not add it again); else send ours (the target keeps its own entries)."""
+    mine = set(map(str, last)) if last is not MISSING and last else set()
+    have, want = set(map(str, now)), set(map(str, ours))
+    if mine - have:
+        d.conflicts[name] = (ours, now)
+    elif want <= have and not (mine - want) & have:
+        d.owned[name] = ours
+    else:
+        d.send[name] = ours
+        d.owned[name] = ours

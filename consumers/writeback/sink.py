@@ -21,6 +21,7 @@ from elasticsearch import ApiError, TransportError
 from consumers.writeback import plan
 from consumers.writeback.limits import Pacer
 from consumers.writeback.state import MAX_CONFLICTS, StateStore, state_id
+from consumers.writeback.files import FilesTarget
 from consumers.writeback.http import HttpTarget
 from consumers.writeback.webhook import WebhookTarget
 from consumers.writeback.wordpress import WordPressTarget
@@ -31,7 +32,7 @@ from streams.stage import RecordContext, Stage, StageResult
 
 log = logging.getLogger(__name__)
 
-TARGET_TYPES = {"webhook": WebhookTarget, "wordpress": WordPressTarget}
+TARGET_TYPES = {"webhook": WebhookTarget, "wordpress": WordPressTarget, "files": FilesTarget}
 
 
 class WritebackSink(Stage):
@@ -92,7 +93,7 @@ class WritebackSink(Stage):
             results.append(next((e for e in errors if isinstance(e, TransientError)), errors[0] if errors else None))
         return results
 
-    def _one(self, target: HttpTarget, value: dict[str, Any], asset_id: str, known: dict[str, dict]) -> None:
+    def _one(self, target: HttpTarget | FilesTarget, value: dict[str, Any], asset_id: str, known: dict[str, dict]) -> None:
         cfg = target.cfg
         if is_deleted(value) or not plan.eligible(value, cfg.mode):
             WRITEBACK_ITEMS.labels(target.name, "skipped").inc()
@@ -106,10 +107,11 @@ class WritebackSink(Stage):
             return
         written = dict(prior.get("written") or {})
         current, etag = target.read(value) if cfg.read_current else (None, None)
-        decision = plan.decide(wanted, written, current, protect_unknown=cfg.protect_unknown)
+        decision = plan.decide(wanted, written, current, protect_unknown=cfg.protect_unknown,
+                               merge_lists=target.merges_lists)
         new_etag = None
         if decision.send:
-            new_etag = target.write(value, decision.send, etag)
+            new_etag = target.write(value, decision.send, etag, written)
         conflicts = list(prior.get("conflicts") or [])
         for field, (ours, theirs) in decision.conflicts.items():
             WRITEBACK_CONFLICTS.labels(target.name, field).inc()

@@ -46,7 +46,8 @@ class WebhookTarget(HttpTarget):
                 current[theirs] = v
         return current, resp.headers.get("etag")
 
-    def write(self, value: dict[str, Any], fields: dict[str, Any], etag: str | None) -> str | None:
+    def write(self, value: dict[str, Any], fields: dict[str, Any], etag: str | None,
+              previous: dict[str, Any] | None = None) -> str | None:
         asset_id = asset_of(value)["asset_id"]
         body = json.dumps(nest(fields), sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
         h = {**self._headers(), "Content-Type": "application/json",

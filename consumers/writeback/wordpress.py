@@ -77,7 +77,8 @@ class WordPressTarget(HttpTarget):
                 current[theirs] = v
         return current, None
 
-    def write(self, value: dict[str, Any], fields: dict[str, Any], etag: str | None) -> str | None:
+    def write(self, value: dict[str, Any], fields: dict[str, Any], etag: str | None,
+              previous: dict[str, Any] | None = None) -> str | None:
         body = nest({k: ", ".join(v) if isinstance(v, list) else v for k, v in fields.items()})
         self.request("POST", f"{self.base}/{self.media_id(value)}", auth=self.auth, json=body)
         return None
