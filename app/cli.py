@@ -99,12 +99,18 @@ def run(paths: list[str] = typer.Argument(..., help="image files, directories or
                                              "of starting an embedded store"),
         provider: Optional[str] = typer.Option(None, "--provider", help="local | claude | gemini"),
         timeout: float = typer.Option(900, help="give up after this many seconds"),
-        json_out: bool = typer.Option(False, "--json", help="print the results as JSON")):
+        json_out: bool = typer.Option(False, "--json", help="print the results as JSON"),
+        writeback_url: Optional[str] = typer.Option(
+            None, "--writeback-url", help="also run the writeback group with a generic DAM target, e.g. "
+            "'https://dam.example/api/assets/{asset_id}' (docs/writeback.md)"),
+        writeback_mode: str = typer.Option("write", "--writeback-mode",
+                                           help="write (approved records only) | suggest (also needs_review)")):
     """Run the whole pipeline on some images, on one machine, with nothing configured.
 
     Starts an embedded Kafka-protocol broker and search store (unless --bootstrap / --es-url), all four
     consumer groups plus the sink with the offline local provider, publishes one event per image, and ends
-    with a table plus a JSON-LD file and an XMP sidecar per image in --out."""
+    with a table plus a JSON-LD file and an XMP sidecar per image in --out. With --writeback-url (or targets in the
+    settings' writeback section) the writeback group runs too, and the run waits until it has handled every record."""
     from pathlib import Path
 
     from rich.table import Table
@@ -113,11 +119,13 @@ def run(paths: list[str] = typer.Argument(..., help="image files, directories or
 
     if provider and provider not in ("local", "claude", "gemini"):
         raise typer.BadParameter("use local, claude or gemini", param_hint="--provider")
+    if writeback_mode not in ("write", "suggest"):
+        raise typer.BadParameter("use write or suggest", param_hint="--writeback-mode")
     settings = load_settings()
     setup_logging("WARNING")
     job = EmbeddedRun(paths, out_dir=Path(out_dir), bootstrap=bootstrap, registry=registry, es_url=es_url,
                       provider=provider, timeout_s=timeout, console=console, settings=settings,
-                      show_progress=not json_out)
+                      show_progress=not json_out, writeback_url=writeback_url, writeback_mode=writeback_mode)
     try:
         tracker, _ = job.run()
     except FileNotFoundError as exc:
