@@ -123,6 +123,11 @@ def test_a_persons_edit_in_the_target_is_never_overwritten(broker, unique, store
         assert dam.assets["a-edit"]["caption"] == "cap v2"
         assert json.loads(dam.writes("a-edit")[-1]["body"]) == {"caption": "cap v2"}
         assert count(WRITEBACK_CONFLICTS, "dam", "altText") - conflicts == 1
+        audit = {(a["key"], a["value"]["fields"][0]["field"]): a["value"] for a in read_topic(s, "audit", 2)}
+        entry = audit[("a-edit", "altText")]
+        assert entry["kind"] == "writeback_conflict" and entry["actor"] == "writeback@dam"
+        assert entry["fields"][0]["value"] == "A person's better alt text" and entry["version"] == 2
+        assert audit[("a-kept", "caption")]["fields"][0]["value"] == "Their own caption, set before we ever wrote"
 
 
 def test_an_outage_pauses_the_group_and_loses_nothing(broker, unique, store):

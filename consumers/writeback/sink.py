@@ -12,6 +12,7 @@ the partitions are paused; a target that answers "not this asset" (404, 400, 422
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from typing import Any, Sequence
@@ -28,7 +29,7 @@ from consumers.writeback.wordpress import WordPressTarget
 from domain.records import asset_of, is_deleted
 from streams.errors import PermanentError, TransientError
 from streams.metrics import WRITEBACK_CONFLICTS, WRITEBACK_ITEMS
-from streams.stage import RecordContext, Stage, StageResult
+from streams.stage import Output, RecordContext, Stage, StageResult
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +49,9 @@ class WritebackSink(Stage):
         self.targets = [TARGET_TYPES[t.type](t, pacer) for t in self.cfg.targets]
         self.state = state or StateStore(settings)
         self._store_down: str | None = None
+        # conflict audit entries of records still being retried (another target failed transiently): the
+        # fingerprint is stored already, so the retry answers noop and would not find the conflict again
+        self._pending: dict[tuple[str, int, int], list[Output]] = {}
 
     def should_pause(self) -> str | None:
         for t in self.targets:
@@ -76,35 +80,41 @@ class WritebackSink(Stage):
         except (TransportError, ApiError) as e:
             return [self._store_error(e)] * len(items)
         results: list[BaseException | StageResult] = []
-        for value, asset_id in zip(values, ids):
+        for (value, ctx), asset_id in zip(items, ids):
             if asset_id is None:
                 results.append(PermanentError("not a ValidatedAsset: no asset id", reason="no_asset_id"))
                 continue
             errors = []
+            audit = self._pending.setdefault((ctx.topic, ctx.partition, ctx.offset), [])
             for target in self.targets:
                 try:
-                    self._one(target, value, asset_id, known)
+                    audit += self._one(target, value, asset_id, known, ctx)
                 except (TransientError, PermanentError) as e:
                     WRITEBACK_ITEMS.labels(target.name, "retry" if isinstance(e, TransientError) else "rejected").inc()
                     errors.append(e)
                 except (TransportError, ApiError) as e:
                     errors.append(self._store_error(e))
             # a transient failure wins: the record comes back and the targets already written answer noop
-            results.append(next((e for e in errors if isinstance(e, TransientError)), errors[0] if errors else None))
+            retry = next((e for e in errors if isinstance(e, TransientError)), None)
+            if retry is None:
+                audit = self._pending.pop((ctx.topic, ctx.partition, ctx.offset), [])
+            results.append(retry or (errors[0] if errors else audit or None))
         return results
 
-    def _one(self, target: HttpTarget | FilesTarget, value: dict[str, Any], asset_id: str, known: dict[str, dict]) -> None:
+    def _one(self, target: HttpTarget | FilesTarget, value: dict[str, Any], asset_id: str, known: dict[str, dict],
+             ctx: RecordContext) -> list[Output]:
+        """Write one record to one target; returns the audit entries of its conflicts."""
         cfg = target.cfg
         if is_deleted(value) or not plan.eligible(value, cfg.mode):
             WRITEBACK_ITEMS.labels(target.name, "skipped").inc()
-            return
+            return []
         wanted = plan.desired(value, cfg.fields)
         fp = plan.fingerprint(target.name, cfg.url, wanted)
         sid = state_id(target.name, asset_id)
         prior = known.get(sid) or {}
         if prior.get("fingerprint") == fp:
             WRITEBACK_ITEMS.labels(target.name, "noop").inc()
-            return
+            return []
         written = dict(prior.get("written") or {})
         current, etag = target.read(value) if cfg.read_current else (None, None)
         decision = plan.decide(wanted, written, current, protect_unknown=cfg.protect_unknown,
@@ -127,6 +137,24 @@ class WritebackSink(Stage):
         known[sid] = doc  # the same asset again in this batch sees it
         result = "written" if decision.send else ("conflict" if decision.conflicts else "noop")
         WRITEBACK_ITEMS.labels(target.name, result).inc()
+        return [self._audit(target.name, value, field, theirs, ctx)
+                for field, (_ours, theirs) in decision.conflicts.items()]
+
+    @staticmethod
+    def _audit(target: str, value: dict[str, Any], field: str, theirs: Any, ctx: RecordContext) -> Output:
+        """An AuditEntry: the person's value in the target, which we left alone."""
+        asset = asset_of(value)
+        text = ", ".join(map(str, theirs)) if isinstance(theirs, list) else (None if theirs is None else str(theirs))
+        now = int(time.time() * 1000)
+        ident = f"{target}|{asset['asset_id']}|{asset['version']}|{field}|{text}"
+        return Output(topic="audit", key=asset["asset_id"], value={
+            "entry_id": "wbc:" + hashlib.sha1(ident.encode()).hexdigest(), "asset_id": asset["asset_id"],
+            "kind": "writeback_conflict", "version": int(asset["version"]), "status": value.get("status"),
+            "at": now, "actor": f"writeback@{target}",
+            "fields": [{"field": field, "value": text, "source": "human", "action": None, "prompt_id": None,
+                        "prompt_version": None, "model": None, "editor": None}],
+            "provenance": [], "decision_id": None, "source_topic": ctx.topic, "source_partition": ctx.partition,
+            "source_offset": ctx.offset, "recorded_at": now})
 
     def _store_error(self, e: Exception) -> TransientError:
         reason = f"{e.status} {e.error}" if isinstance(e, ApiError) else type(e).__name__
