@@ -57,7 +57,8 @@ def count(metric, *labels):
     return metric.labels(*labels)._value.get()
 
 
-def test_approved_record_gets_one_signed_patch_and_a_reprocess_sends_nothing(broker, unique, store):
+def test_approved_record_gets_one_signed_patch_and_a_reprocess_sends_nothing(broker, unique, store, caplog):
+    caplog.set_level("DEBUG")
     with FakeDam() as dam:
         s = wb_settings(broker, f"wb{unique}", store.url, dam)
         provision(s)
@@ -100,6 +101,9 @@ def test_approved_record_gets_one_signed_patch_and_a_reprocess_sends_nothing(bro
     assert dead[0]["value"]["error_class"] == "permanent" and dead[0]["value"]["stage"] == "writeback"
     assert "404" in dead[0]["value"]["message"]
     assert SECRET not in json.dumps(dead, default=str) and TOKEN not in json.dumps(dead, default=str)
+    assert SECRET not in caplog.text and TOKEN not in caplog.text
+    shown = json.dumps(s.redacted())  # `assetstream config show`
+    assert dam.url in shown and SECRET not in shown and TOKEN not in shown
 
 
 def test_a_persons_edit_in_the_target_is_never_overwritten(broker, unique, store):
@@ -168,3 +172,22 @@ def test_the_rate_limit_holds(broker, unique, store, rate):
         gaps = [b - a for a, b in zip(at, at[1:])]
         assert min(gaps) >= 1 / rate * 0.8, gaps  # evenly paced: no burst
         assert at[-1] - at[0] >= 7 / rate * 0.95
+
+
+def test_a_slow_target_pauses_the_group_until_it_answers_in_time(broker, unique, store):
+    with FakeDam() as dam:
+        s = wb_settings(broker, f"wbs{unique}", store.url, dam, timeout_s=0.5, read_current=False)
+        provision(s)
+        dam.delay_s = 2.0  # slower than the target's timeout
+        runner = StageRunner(WritebackSink(s), s)
+        with RunnerThread(runner):
+            publish(s, [validated_asset(f"slow-{i}") for i in range(3)])
+            assert wait_for(lambda: runner.stage.should_pause() is not None, 20)
+            assert sum(committed(s, s.groups.name("writeback"), "validated").values()) == 0
+            dam.delay_s = 0.0
+            assert wait_for(done(s, 3), 40)
+            assert wait_for(lambda: runner.stage.should_pause() is None, 10)
+        assert {w["id"] for w in dam.writes()} == {f"slow-{i}" for i in range(3)}
+        for i in range(3):  # a request that timed out and was sent again carries the same key: the DAM can drop it
+            assert len({w["headers"]["Idempotency-Key"] for w in dam.writes(f"slow-{i}")}) == 1
+        assert read_topic(s, "dead_letter", 1, timeout_s=2) == []

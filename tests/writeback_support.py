@@ -75,6 +75,8 @@ class FakeDam:
             def _write(self):
                 asset_id = self._id()
                 raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                if dam.delay_s:
+                    time.sleep(dam.delay_s)
                 with dam.lock:
                     dam.requests.append({"method": self.command, "id": asset_id, "headers": dict(self.headers),
                                          "body": raw, "at": time.monotonic()})
