@@ -9,13 +9,12 @@ import time
 import pytest
 
 from app.ops.ingest import check_signature
-from app.producer import AssetPublisher
 from consumers.writeback.sink import WritebackSink
 from streams.metrics import WRITEBACK_CONFLICTS, WRITEBACK_ITEMS
 from streams.runner import StageRunner
-from tests.kafka_support import RunnerThread, committed, make_settings, provision, read_topic
+from tests.kafka_support import RunnerThread, make_settings, provision, read_topic
 from tests.store_support import store, validated_asset  # noqa: F401  (fixture)
-from tests.writeback_support import FakeDam
+from tests.writeback_support import FakeDam, handled, publish
 
 SECRET = "wb-hmac-secret-value-123"
 TOKEN = "wb-bearer-token-value-456"
@@ -33,11 +32,6 @@ def wb_settings(broker, prefix, store_url, dam, **target):
         runner={"batch_max_wait_s": 0.2, "retry_max_delay_s": 0.5})
 
 
-def publish(s, values):
-    with AssetPublisher(s) as pub:
-        for v in values:
-            pub.send("validated", v["enriched"]["pre"]["asset"]["asset_id"], v)
-        pub.flush()
 
 
 def wait_for(predicate, timeout_s=30.0):
@@ -50,7 +44,7 @@ def wait_for(predicate, timeout_s=30.0):
 
 
 def done(s, n):
-    return lambda: sum(committed(s, s.groups.name("writeback"), "validated").values()) == n
+    return lambda: handled(s) == n
 
 
 def count(metric, *labels):
@@ -148,7 +142,7 @@ def test_an_outage_pauses_the_group_and_loses_nothing(broker, unique, store):
             publish(s, [validated_asset(f"late-{i}", caption=f"late {i}") for i in range(4)])
             assert wait_for(lambda: runner.stage.should_pause() is not None, 15)
             time.sleep(3)
-            assert sum(committed(s, s.groups.name("writeback"), "validated").values()) == 1
+            assert handled(s) == 1
             dam = FakeDam(port).start()  # back, on the same address
             assert wait_for(done(s, 5), 40)
             assert runner.stage.should_pause() is None
@@ -183,7 +177,7 @@ def test_a_slow_target_pauses_the_group_until_it_answers_in_time(broker, unique,
         with RunnerThread(runner):
             publish(s, [validated_asset(f"slow-{i}") for i in range(3)])
             assert wait_for(lambda: runner.stage.should_pause() is not None, 20)
-            assert sum(committed(s, s.groups.name("writeback"), "validated").values()) == 0
+            assert handled(s) == 0
             dam.delay_s = 0.0
             assert wait_for(done(s, 3), 40)
             assert wait_for(lambda: runner.stage.should_pause() is None, 10)

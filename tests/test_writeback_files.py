@@ -6,14 +6,13 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import time
 from pathlib import Path
 
-from app.producer import AssetPublisher
 from consumers.writeback.sink import WritebackSink
 from streams.runner import StageRunner
-from tests.kafka_support import RunnerThread, committed, make_settings, provision
+from tests.kafka_support import RunnerThread, make_settings, provision
 from tests.store_support import store, validated_asset  # noqa: F401  (fixture)
+from tests.writeback_support import run_until
 
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"
 CONFIG = Path(__file__).resolve().parent.parent / "consumers" / "writeback" / "exiftool.config"
@@ -25,15 +24,6 @@ def exif(path: Path, *args: str) -> dict:
     return json.loads(out.stdout)[0]
 
 
-def run_until(s, values, n):
-    with AssetPublisher(s) as pub:
-        for v in values:
-            pub.send("validated", v["enriched"]["pre"]["asset"]["asset_id"], v)
-        pub.flush()
-    deadline = time.monotonic() + 60
-    while sum(committed(s, s.groups.name("writeback"), "validated").values()) < n:
-        assert time.monotonic() < deadline, "the writeback group did not finish"
-        time.sleep(0.2)
 
 
 def record(asset_id, path: Path, **kw):

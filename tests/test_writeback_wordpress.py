@@ -4,17 +4,16 @@ application password; a person's later edit in WordPress is never overwritten; a
 "suggest" targets put suggestions in post meta and leave the live fields alone."""
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
 
-from app.producer import AssetPublisher
 from consumers.writeback.sink import WritebackSink
 from streams.metrics import WRITEBACK_CONFLICTS, WRITEBACK_ITEMS
 from streams.runner import StageRunner
-from tests.kafka_support import RunnerThread, committed, make_settings, provision
+from tests.kafka_support import RunnerThread, make_settings, provision
 from tests.store_support import store, validated_asset  # noqa: F401  (fixture)
+from tests.writeback_support import run_until
 from tests.wordpress_support import LocalWordPress, available
 
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"
@@ -54,15 +53,6 @@ def on_wordpress(asset_id, version=1, *, media=None, source=None, **kw):
     return v
 
 
-def run_until(s, values, n):
-    with AssetPublisher(s) as pub:
-        for v in values:
-            pub.send("validated", v["enriched"]["pre"]["asset"]["asset_id"], v)
-        pub.flush()
-    deadline = time.monotonic() + 60
-    while sum(committed(s, s.groups.name("writeback"), "validated").values()) < n:
-        assert time.monotonic() < deadline, "the writeback group did not finish"
-        time.sleep(0.2)
 
 
 def test_approved_fields_reach_wordpress_and_a_persons_edit_is_kept(broker, unique, store, wordpress):

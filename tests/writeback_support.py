@@ -1,4 +1,5 @@
-"""A real loopback HTTP server playing a DAM's asset API, for the writeback tests and bench/writeback.py.
+"""Writeback test support: a real loopback HTTP server playing a DAM's asset API (also used by bench/writeback.py),
+and publishing `validated` records for the writeback group and waiting until it has handled them.
 
 GET  /api/assets/<id>  -> the asset's JSON and an ETag (404 for ids starting with 'missing')
 PATCH/PUT/POST        -> merges the JSON body; honours If-Match (412 on a stale ETag); records every request
@@ -12,6 +13,31 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import unquote
+
+
+def publish(settings, values: list[dict[str, Any]]) -> None:
+    from app.producer import AssetPublisher
+
+    with AssetPublisher(settings) as pub:
+        for v in values:
+            pub.send("validated", v["enriched"]["pre"]["asset"]["asset_id"], v)
+        pub.flush()
+
+
+def handled(settings) -> int:
+    """How many `validated` records the writeback group has committed."""
+    from tests.kafka_support import committed
+
+    return sum(committed(settings, settings.groups.name("writeback"), "validated").values())
+
+
+def run_until(settings, values: list[dict[str, Any]], n: int, timeout_s: float = 60.0) -> None:
+    """Publish, then wait until the (running) writeback group has handled n records in all."""
+    publish(settings, values)
+    deadline = time.monotonic() + timeout_s
+    while handled(settings) < n:
+        assert time.monotonic() < deadline, f"the writeback group handled {handled(settings)} of {n} records"
+        time.sleep(0.2)
 
 
 class FakeDam:
