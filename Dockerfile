@@ -19,9 +19,9 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     ASSETSTREAM_LOCAL_CACHE_DIR=/tmp/assetstream-local-cache
 
 # tesseract-ocr pulls in tesseract-ocr-eng; tini forwards SIGTERM so the worker can drain, and reaps the
-# tesseract child processes.
+# tesseract child processes; libimage-exiftool-perl: the writeback files target.
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends tesseract-ocr tesseract-ocr-eng tini \
+    && apt-get install -y --no-install-recommends tesseract-ocr tesseract-ocr-eng tini libimage-exiftool-perl \
     && rm -rf /var/lib/apt/lists/*
 
 RUN groupadd --system --gid 10001 assetstream \

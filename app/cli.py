@@ -27,6 +27,7 @@ STAGES = {
     "validate": "consumers.validate.stage:ValidateStage",
     "index": "consumers.index.sink:IndexSink",
     "review": "consumers.review.stage:ReviewStage",
+    "writeback": "consumers.writeback.sink:WritebackSink",
 }
 
 
@@ -55,7 +56,7 @@ def stage_class(name: str) -> Any:
 
 
 @app.command()
-def worker(stage: str = typer.Argument(..., help="preprocess | enrich | validate | index | review | module:Class"),
+def worker(stage: str = typer.Argument(..., help="preprocess | enrich | validate | index | review | writeback | module:Class"),
            metrics_port: Optional[int] = typer.Option(None, help="override runner.metrics_port (0 = any free)")):
     """Run one consumer group member until SIGTERM (the unit Kubernetes scales)."""
     from streams.runner import StageRunner
@@ -101,24 +102,33 @@ def run(paths: list[str] = typer.Argument(..., help="image files, directories or
         timeout: float = typer.Option(900, help="give up after this many seconds"),
         json_out: bool = typer.Option(False, "--json", help="print the results as JSON"),
         serve: bool = typer.Option(False, "--serve", help="then keep broker, store and workers up and serve the "
-                                   "review web app (review.*) until Ctrl-C")):
+                                   "review web app (review.*) until Ctrl-C"),
+        writeback_url: Optional[str] = typer.Option(
+            None, "--writeback-url", help="also run the writeback group with a generic DAM target, e.g. "
+            "'https://dam.example/api/assets/{asset_id}' (docs/writeback.md)"),
+        writeback_mode: str = typer.Option("write", "--writeback-mode",
+                                           help="write (approved records only) | suggest (also needs_review)")):
     """Run the whole pipeline on some images, on one machine, with nothing configured.
 
     Starts an embedded Kafka-protocol broker and search store (unless --bootstrap / --es-url), all four
     consumer groups plus the sink with the offline local provider, publishes one event per image, and ends
     with a table plus a JSON-LD file and an XMP sidecar per image in --out. With --serve, everything stays up and
-    the review web app is served: it prints `review: <URL>` (with the login token) when ready."""
+    the review web app is served: it prints `review: <URL>` (with the login token) when ready. With
+    --writeback-url (or targets in the settings' writeback section) the writeback group runs too, and the run
+    waits until it has handled every record."""
     from pathlib import Path
 
     from app.embedded_run import EmbeddedRun
 
     if provider and provider not in ("local", "claude", "gemini"):
         raise typer.BadParameter("use local, claude or gemini", param_hint="--provider")
+    if writeback_mode not in ("write", "suggest"):
+        raise typer.BadParameter("use write or suggest", param_hint="--writeback-mode")
     settings = load_settings()
     setup_logging("WARNING")
     job = EmbeddedRun(paths, out_dir=Path(out_dir), bootstrap=bootstrap, registry=registry, es_url=es_url,
                       provider=provider, timeout_s=timeout, console=console, settings=settings,
-                      show_progress=not json_out)
+                      show_progress=not json_out, writeback_url=writeback_url, writeback_mode=writeback_mode)
     reported = []
 
     def report() -> None:

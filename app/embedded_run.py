@@ -118,8 +118,9 @@ class EmbeddedRun:
     def __init__(self, inputs: list[str], *, out_dir: Path, bootstrap: str | None = None,
                  registry: str | None = None, es_url: str | None = None, provider: str | None = None,
                  timeout_s: float = 600.0, console: Any = None, settings: Settings | None = None,
-                 show_progress: bool = True):
+                 show_progress: bool = True, writeback_url: str | None = None, writeback_mode: str = "write"):
         self.inputs = inputs
+        self.writeback_url, self.writeback_mode = writeback_url, writeback_mode
         self.out_dir = out_dir
         self.bootstrap = bootstrap
         self.registry = registry
@@ -168,6 +169,9 @@ class EmbeddedRun:
             self._say(f"[dim]started embedded search store (osmem-server) at {store.url}[/dim]")
         if self.provider:
             overrides["enrich"] = {"provider": self.provider}
+        if self.writeback_url:  # the generic DAM target (docs/writeback.md); its fingerprints go to the store
+            overrides["writeback"] = {"targets": [{"name": "dam", "type": "webhook", "url": self.writeback_url,
+                                                   "mode": self.writeback_mode}]}
         return self.base_settings.with_overrides(**overrides)
 
     def start_workers(self, settings: Settings, stages: tuple[str, ...] = STAGE_ORDER) -> None:
@@ -217,12 +221,16 @@ class EmbeddedRun:
         try:
             create_topics(settings)
             ensure_index(make_client(settings), settings)
-            # serving: the review group too, so an editor's decisions reach the index and the sidecars
-            self.start_workers(settings, STAGE_ORDER + (("review",) if after is not None else ()))
+            # serving: the review group too, so an editor's decisions reach the index and the sidecars; with
+            # write-back targets, the writeback group
+            self.start_workers(settings, STAGE_ORDER + (("review",) if after is not None else ())
+                               + (("writeback",) if settings.writeback.targets else ()))
             event_ids, paths = self.publish(settings, images)
             self._say(f"published {len(images)} asset event(s) to {settings.topics.name('raw')}")
             tracker = Tracker(event_ids)
             self.follow(settings, tracker)
+            if "writeback" in self.workers:
+                self.wait_for_group(settings, "writeback", "validated")
             self.rows = [summary_row(asset_id, path, tracker) for asset_id, path in paths.items()]
             self.write_sidecars(tracker, paths, self.rows)
             if after is not None:
@@ -238,6 +246,28 @@ class EmbeddedRun:
             return tracker, settings
         finally:
             self.stop()
+
+    def wait_for_group(self, settings: Settings, stage: str, logical: str) -> None:
+        """Until the group has committed everything on its input topic (its work is done)."""
+        from confluent_kafka import Consumer, TopicPartition
+
+        from streams.avro import topic_names
+
+        topic = topic_names(settings)[logical]
+        c = Consumer({**settings.kafka.client_config(), "group.id": settings.groups.name(stage),
+                      "enable.auto.commit": False})
+        try:
+            tps = [TopicPartition(topic, p) for p in c.list_topics(topic, timeout=10).topics[topic].partitions]
+            ends = {tp.partition: c.get_watermark_offsets(tp, timeout=10)[1] for tp in tps}
+            deadline = time.monotonic() + self.timeout_s
+            while any(max(0, tp.offset) < ends[tp.partition] for tp in c.committed(tps, timeout=10)):
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"the {stage} group did not finish within {self.timeout_s:.0f}s")
+                self.check_workers()
+                time.sleep(0.3)
+        finally:
+            c.close()
+        self._say(f"[dim]{stage}: every validated record handled (logs: {self.workdir / (stage + '.log')})[/dim]")
 
     @staticmethod
     def publish(settings: Settings, images: list[Path]) -> tuple[dict[str, str], dict[str, Path]]:

@@ -14,6 +14,7 @@ from app.review.settings import ReviewSettings
 from consumers.enrich.settings import EnrichSettings
 from consumers.preprocess.settings import PreprocessSettings
 from consumers.validate.settings import ValidateSettings
+from consumers.writeback.settings import WritebackSettings
 from domain.store.settings import IndexSettings
 from streams.settings import CONFIG_ENV, RuntimeSettings
 
@@ -27,6 +28,7 @@ class Settings(RuntimeSettings):
                                         validation_alias=AliasChoices("validate", "assetstream_validate"),
                                         serialization_alias="validate")
     index: IndexSettings = Field(default_factory=IndexSettings)
+    writeback: WritebackSettings = Field(default_factory=WritebackSettings)
     kpis: KpiSettings = Field(default_factory=KpiSettings)
     ops: OpsSettings = Field(default_factory=OpsSettings)
     review: ReviewSettings = Field(default_factory=ReviewSettings)

@@ -57,6 +57,17 @@ INDEX_BULK_SECONDS = Histogram("assetstream_index_bulk_seconds", "Bulk request l
 INDEX_REVIEWS_APPLIED = Counter("assetstream_index_reviews_applied_total",
                                 "Documents written with a human review the index did not have yet")
 
+# --- writeback ------------------------------------------------------------------------------------------
+WRITEBACK_ITEMS = Counter("assetstream_writeback_items_total", "Write-back outcomes per target and record: "
+                          "written | noop (nothing changed since our last write) | skipped (not approved) | "
+                          "conflict (every changed field was a person's) | retry | rejected", ["target", "result"])
+WRITEBACK_CONFLICTS = Counter("assetstream_writeback_conflicts_total", "Fields left alone because a person "
+                              "changed them in the target after our last write", ["target", "field"])
+WRITEBACK_SECONDS = Histogram("assetstream_writeback_request_seconds", "Target request latency (reads and writes)",
+                              ["target", "method"], buckets=LATENCY_BUCKETS)
+WRITEBACK_BREAKER_OPEN = Gauge("assetstream_writeback_breaker_open", "1 while the target's circuit breaker is "
+                               "open (the group's partitions are paused)", ["target"])
+
 
 class HistogramBatch:
     """Observations for one labelled Histogram, gathered on a hot path and added to it in one step.

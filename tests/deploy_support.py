@@ -44,10 +44,10 @@ METRICS_FILE = REPO / "streams" / "metrics.py"
 KPI_METRICS_FILE = REPO / "app" / "kpis" / "metrics.py"
 
 KUSTOMIZATIONS = ("base", "overlays/example", "overlays/example-hpa")
-STAGES = ("preprocess", "enrich", "validate", "index", "review")
+STAGES = ("preprocess", "enrich", "validate", "index", "review", "writeback")
 #: stage -> logical input topic (streams.config.kafka.TopicSettings field)
 STAGE_INPUT = {"preprocess": "raw", "enrich": "preprocessed", "validate": "enriched", "index": "validated",
-               "review": "feedback"}
+               "review": "feedback", "writeback": "validated"}
 #: series Prometheus itself creates for every target; allowed in rules/dashboards, never exported by a worker
 SYNTHETIC_METRICS = frozenset({"up"})
 #: Kubernetes version the built-in objects are validated against

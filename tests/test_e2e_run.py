@@ -78,3 +78,24 @@ def test_run_end_to_end_then_search(store, tmp_path):
     assert hits and hits[0]["asset_id"] == rows["poster_farmers_market.jpg"]["asset_id"]
     red = assetstream("search", "--tag", "color:red", "--json", "--es-url", store.url, env=env, timeout=60)
     assert rows["product_red_mug.jpg"]["asset_id"] in {h["asset_id"] for h in json.loads(red.stdout)}
+
+
+def test_run_with_a_writeback_url_sends_each_asset_to_the_dam(store, tmp_path):
+    from tests.writeback_support import FakeDam
+
+    images = tmp_path / "images"
+    images.mkdir()
+    shutil.copy(SAMPLES / "product_red_mug.jpg", images / "product_red_mug.jpg")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ASSETSTREAM_")}
+    env.update({"ASSETSTREAM_INDEX__SERVER_MODE": "serverless", "ASSETSTREAM_INDEX__NUMBER_OF_REPLICAS": "0",
+                "ASSETSTREAM_INDEX__INDEX": "e2e-wb-assets", "ASSETSTREAM_WRITEBACK__STATE_INDEX": "e2e-wb-state",
+                "PYTHONPATH": str(REPO)})
+    with FakeDam() as dam:
+        # the offline model's samples all need review: a suggest target takes them
+        result = assetstream("run", str(images), "--out", str(tmp_path / "out"), "--es-url", store.url, "--json",
+                             "--writeback-url", dam.url, "--writeback-mode", "suggest", env=env)
+        assert result.returncode == 0, result.stderr[-3000:]
+        [row] = json.loads(result.stdout)
+        [write] = dam.writes()
+    assert write["id"] == row["asset_id"] and write["method"] == "PATCH"
+    assert json.loads(write["body"])["alt_text"] == row["alt_text"]

@@ -15,7 +15,6 @@ See docs/operations.md for the body and signing examples.
 """
 from __future__ import annotations
 
-import hashlib
 import hmac
 import json
 import logging
@@ -31,6 +30,7 @@ import jsonschema
 from confluent_kafka import KafkaError, Producer
 
 from domain import events as ev
+from domain.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign  # noqa: F401  (re-exported: tests, SDK)
 from streams.avro import Serde, topic_names
 from app.ops.settings import OpsSettings, ops_settings
 from app.producer import asset_id_for, build_event
@@ -38,8 +38,6 @@ from app.settings import Settings
 
 log = logging.getLogger("assetstream.ingest")
 
-SIGNATURE_HEADER = "X-Assetstream-Signature"
-TIMESTAMP_HEADER = "X-Assetstream-Timestamp"
 PATH = "/v1/assets"
 
 _STR = {"type": "string", "maxLength": ev.MAX_TEXT}
@@ -86,13 +84,6 @@ WEBHOOK_SCHEMA: dict[str, Any] = {
     ],
 }
 _VALIDATOR = jsonschema.Draft202012Validator(WEBHOOK_SCHEMA)
-
-
-def sign(secret: str | bytes, timestamp: str | int, body: bytes) -> str:
-    """The X-Assetstream-Signature value for a body: 'sha256=<hex>' of HMAC-SHA256(secret, '<ts>.' + body)."""
-    key = secret.encode() if isinstance(secret, str) else secret
-    mac = hmac.new(key, str(timestamp).encode() + b"." + body, hashlib.sha256)
-    return "sha256=" + mac.hexdigest()
 
 
 def check_signature(secret: bytes, timestamp: str | None, signature: str | None, body: bytes, *,

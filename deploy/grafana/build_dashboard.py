@@ -177,6 +177,21 @@ def build() -> dict:
         panel("Index items / s by result", [target(
             f"sum by (result) (rate(assetstream_index_items_total[{RI}]))", "{{result}}")], unit="ops", w=8),
     )
+    panels.append(row("Write-back"))
+    panels += line(
+        panel("Write-back items / s by target and result", [target(
+            f"sum by (target, result) (rate(assetstream_writeback_items_total[{RI}]))", "{{target}} {{result}}")],
+            unit="ops", w=8, description="written / noop (unchanged since our last write) / skipped (not approved) "
+                                         "/ conflict / retry / rejected."),
+        panel("Conflicts / s (a person's edit kept)", [target(
+            f"sum by (target, field) (rate(assetstream_writeback_conflicts_total[{RI}]))", "{{target}} {{field}}")],
+            unit="ops", w=8),
+        panel("Target latency p95, breaker open", [
+            target(f"histogram_quantile(0.95, sum by (target, le) "
+                   f"(rate(assetstream_writeback_request_seconds_bucket[{RI}])))", "p95 {{target}}"),
+            target("max by (target) (assetstream_writeback_breaker_open)", "breaker {{target}}", ref="B"),
+        ], unit="s", w=8, description="A breaker at 1 pauses the writeback group's partitions."),
+    )
     # The KPI app's gauges (app/kpis/metrics.py, job assetstream-kpis), kept in their own row: they are
     # business KPIs computed by `assetstream streams kpis`, not worker telemetry. window = total | hour | day.
     panels.append(row("KPIs (KPI app, window = newest day)"))

@@ -1,0 +1,204 @@
+"""Files: the approved metadata written into a copy of the original as XMP + IPTC with ExifTool.
+
+    - name: files
+      type: files
+      out_dir: /srv/dam-export                  # copies land here: <asset id, file-safe>-<8 hex of its sha1>.<ext>
+      source_roots: [/srv/dam-originals]        # file:// originals are read only under these directories
+
+The first write copies the original; later writes update the copy in place (through a temporary file and an
+atomic rename), so what a person changed in the copy since is still there. Per field (ExifTool tag names, several
+joined with ',' are written together and read from the first):
+
+    alt_text    -> XMP-iptcCore:AltTextAccessibility      summary     -> XMP-iptcCore:ExtDescrAccessibility
+    title       -> XMP-photoshop:Headline, IPTC:Headline  caption     -> XMP-dc:Description, IPTC:Caption-Abstract
+    tags        -> XMP-dc:Subject, IPTC:Keywords          credit_text -> XMP-photoshop:Credit, IPTC:Credit
+    licensing   -> XMP-xmpRights:UsageTerms
+
+Keywords are merged: the file's own (human) keywords stay, ours are added, and ours that we wrote before and no
+longer suggest are removed. Every write also stamps our provenance namespace (XMP-assetstream: asset id, status,
+pipeline version, per task the provider, model, version, prompt id/version/hash and timestamp; the ExifTool
+config next to this module defines it), and every written tag is read back with ExifTool before the copy replaces
+the previous one. IPTC IIM goes only into formats that carry it (JPEG, TIFF); PNG/WebP/HEIC get the XMP.
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib.resources
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlparse
+
+from consumers.writeback.limits import Pacer
+from consumers.writeback.settings import TargetSettings
+from domain.records import asset_of
+from streams.errors import PermanentError, TransientError
+from streams.records import to_ms
+
+IIM_FORMATS = {".jpg", ".jpeg", ".tif", ".tiff"}
+LIST_TAGS = {"XMP-dc:Subject", "IPTC:Keywords"}
+PROVENANCE = (("task", "Task"), ("provider", "Provider"), ("model", "Model"), ("model_version", "ModelVersion"),
+              ("prompt_id", "PromptId"), ("prompt_version", "PromptVersion"), ("prompt_hash", "PromptHash"))
+
+
+def output_name(asset_id: str, suffix: str) -> str:
+    """Unique per asset id (the hash), readable (the id's own characters, file-safe)."""
+    safe = "".join(c if c.isalnum() or c in "-_." else "-" for c in asset_id).strip(".")[:80] or "asset"
+    return f"{safe}-{hashlib.sha1(asset_id.encode()).hexdigest()[:8]}{suffix.lower()}"
+
+
+def _iso(ms: int | None) -> str | None:
+    if ms is None:
+        return None
+    import datetime as dt
+    return dt.datetime.fromtimestamp(ms / 1000, dt.timezone.utc).strftime("%Y:%m:%d %H:%M:%S.%f")[:-3] + "Z"
+
+
+class FilesTarget:
+    merges_lists = True
+
+    def __init__(self, cfg: TargetSettings, global_pacer: Pacer, exiftool: str | None = None):
+        self.cfg, self.name = cfg, cfg.name
+        self.global_pacer, self.pacer = global_pacer, Pacer(cfg.rate_per_s)
+        self.out_dir = Path(cfg.out_dir or ".")
+        self.roots = [Path(r).resolve() for r in cfg.source_roots]
+        self.exiftool = exiftool or shutil.which("exiftool") or "exiftool"
+        self._config = importlib.resources.files("consumers.writeback").joinpath("exiftool.config")
+
+    # --- where ------------------------------------------------------------------------------------------------
+    def source(self, value: dict[str, Any]) -> Path:
+        uri = asset_of(value).get("source_uri") or ""
+        parsed = urlparse(uri)
+        if parsed.scheme not in ("file", "") or parsed.netloc:
+            raise PermanentError(f"{self.name}: only file:// originals can be copied (got {parsed.scheme or '?'}://)",
+                                 reason="unsupported_source", details={"target": self.name})
+        path = Path(unquote(parsed.path)).resolve()
+        if not any(path.is_relative_to(root) for root in self.roots):
+            raise PermanentError(f"{self.name}: the original is not under the configured source_roots",
+                                 reason="forbidden_source", details={"target": self.name})
+        if not path.is_file():
+            raise PermanentError(f"{self.name}: the original {path.name} does not exist", reason="source_missing",
+                                 details={"target": self.name})
+        return path
+
+    def output(self, value: dict[str, Any]) -> Path:
+        return self.out_dir / output_name(asset_of(value)["asset_id"], self.source(value).suffix)
+
+    # --- ExifTool ---------------------------------------------------------------------------------------------
+    def _run(self, args: list[str]) -> subprocess.CompletedProcess:
+        with importlib.resources.as_file(self._config) as config:
+            try:
+                return subprocess.run([self.exiftool, "-config", str(config), "-charset", "iptc=UTF8", *args],
+                                      capture_output=True, timeout=self.cfg.timeout_s)
+            except (OSError, subprocess.TimeoutExpired) as e:
+                raise TransientError(f"{self.name}: exiftool did not run: {type(e).__name__}",
+                                     reason="exiftool_unavailable", details={"target": self.name}) from None
+
+    def read_tags(self, path: Path, tags: list[str]) -> dict[str, Any]:
+        proc = self._run(["-j", "-G1", "-struct", *[f"-{t}" for t in tags], str(path)])
+        if proc.returncode != 0:
+            raise PermanentError(f"{self.name}: exiftool cannot read {path.name}: {proc.stderr.decode()[:200]}",
+                                 reason="unreadable_file", details={"target": self.name})
+        doc = (json.loads(proc.stdout or b"[{}]") or [{}])[0]
+        out = {}
+        for t in tags:
+            if t in doc:
+                v = doc[t]
+                out[t] = [str(x) for x in v] if isinstance(v, list) else ([str(v)] if t in LIST_TAGS else str(v))
+        return out
+
+    def _tags(self, theirs: str, suffix: str) -> list[str]:
+        tags = [t.strip() for t in theirs.split(",") if t.strip()]
+        return [t for t in tags if not t.upper().startswith("IPTC:") or suffix in IIM_FORMATS]
+
+    # --- the target's interface -----------------------------------------------------------------------------
+    def read(self, value: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
+        out = self.output(value)
+        path = out if out.exists() else self.source(value)  # the first time: the original's own (human) values
+        firsts = {theirs: self._tags(theirs, out.suffix)[0] for theirs in self.cfg.fields.values()}
+        found = self.read_tags(path, sorted(set(firsts.values())))
+        return {theirs: found[first] for theirs, first in firsts.items() if first in found}, None
+
+    def write(self, value: dict[str, Any], fields: dict[str, Any], etag: str | None,
+              previous: dict[str, Any] | None = None) -> str | None:
+        self.global_pacer.acquire()
+        self.pacer.acquire()
+        out = self.output(value)
+        base = out if out.exists() else self.source(value)
+        previous = previous or {}
+        args: list[str] = ["-overwrite_original", "-m"]
+        expect: dict[str, Any] = {}
+        if out.suffix in IIM_FORMATS:
+            args.append("-IPTC:CodedCharacterSet=UTF8")
+        for theirs, ours in fields.items():
+            tags = self._tags(theirs, out.suffix)
+            if isinstance(ours, list):
+                have = self.read_tags(base, tags[:1]).get(tags[0], [])
+                dropped = set(map(str, previous.get(theirs) or [])) - set(map(str, ours))
+                merged = [k for k in have if k not in dropped] + [k for k in map(str, ours) if k not in have]
+                for tag in tags:  # several assignments of a list tag = the whole new list
+                    args += [f"-{tag}={_line(k)}" for k in merged] if merged else [f"-{tag}="]
+                expect[tags[0]] = merged
+            else:
+                text = "" if ours is None else _line(str(ours))
+                for tag in tags:
+                    args.append(f"-{tag}={text}")
+                if text:
+                    expect[tags[0]] = text
+        args += self._provenance(value)
+        try:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            fd, tmp_name = tempfile.mkstemp(prefix=".writeback-", suffix=out.suffix, dir=self.out_dir)
+            os.close(fd)
+            tmp = Path(tmp_name)
+            shutil.copyfile(base, tmp)
+        except OSError as e:
+            raise TransientError(f"{self.name}: cannot write to the output folder: {type(e).__name__}",
+                                 reason="output_unavailable", details={"target": self.name}) from None
+        try:
+            argfile = tmp.with_suffix(".args")
+            argfile.write_text("\n".join(args + [str(tmp)]) + "\n", encoding="utf-8")
+            proc = self._run(["-@", str(argfile)])
+            argfile.unlink()
+            if proc.returncode != 0:
+                raise PermanentError(f"{self.name}: exiftool cannot write {base.suffix} metadata: "
+                                     f"{proc.stderr.decode(errors='replace')[:200]}", reason="exiftool_failed",
+                                     details={"target": self.name})
+            back = self.read_tags(tmp, list(expect))
+            wrong = [t for t, v in expect.items() if back.get(t) != v]
+            if wrong:
+                raise PermanentError(f"{self.name}: read back differs for {', '.join(wrong)}",
+                                     reason="verify_failed", details={"target": self.name, "tags": ",".join(wrong)})
+            os.replace(tmp, out)
+        finally:
+            tmp.unlink(missing_ok=True)
+        return None
+
+    def _provenance(self, value: dict[str, Any]) -> list[str]:
+        asset = asset_of(value)
+        stamp = value.get("stamp") or {}
+        args = ["-XMP-assetstream:all="]
+        for name, v in (("AssetId", asset["asset_id"]), ("Status", value.get("status")),
+                        ("PipelineVersion", stamp.get("version")), ("ValidatedAt", _iso(to_ms(stamp.get("at"))))):
+            if v:
+                args.append(f"-XMP-assetstream:{name}={_line(str(v))}")
+        for p in (value.get("enriched") or {}).get("provenance") or []:
+            for key, name in PROVENANCE:
+                args.append(f"-XMP-assetstream:Provenance{name}={_line(str(p.get(key) or ''))}")
+            args.append(f"-XMP-assetstream:ProvenanceTimestamp={_iso(to_ms(p.get('timestamp'))) or ''}")
+        return args
+
+    def paused(self) -> str | None:
+        return None
+
+    def close(self) -> None:
+        pass
+
+
+def _line(text: str) -> str:
+    """One argfile line: ExifTool takes a value per line."""
+    return " ".join(text.splitlines())

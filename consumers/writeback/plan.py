@@ -1,0 +1,125 @@
+"""What a target should receive for one ValidatedAsset, and which of those fields may be sent. Pure functions.
+
+Only approved metadata leaves: `approved` (a person approved it) and `auto_applied` records for `write` targets;
+`suggest` targets also take `needs_review` records (the target shows them to an editor). Per field:
+
+- equal to what the target holds now (when it can be read) or to what we last wrote: nothing to send;
+- the target holds something else than what we last wrote: a person changed it there -> a conflict, left alone;
+- we never wrote the field and the target already holds a different non-empty value: a person's too
+  (`protect_unknown`) -> a conflict;
+- otherwise it is sent.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+WRITABLE_STATUSES = {"write": ("approved", "auto_applied"), "suggest": ("approved", "auto_applied", "needs_review")}
+MISSING = object()
+
+
+def eligible(value: dict[str, Any], mode: str) -> bool:
+    return value.get("status") in WRITABLE_STATUSES[mode]
+
+
+def our_value(value: dict[str, Any], name: str) -> Any:
+    """A record field in the form a target receives: tags as the sorted list of their labels."""
+    if name == "tags":
+        return sorted({str(t.get("label") or t["tag"]) for t in value.get("tags") or []})
+    return value.get(name)
+
+
+def desired(value: dict[str, Any], mapping: dict[str, str]) -> dict[str, Any]:
+    """{their field: our value} for the mapped fields."""
+    return {theirs: our_value(value, ours) for ours, theirs in mapping.items()}
+
+
+def fingerprint(target: str, url: str, wanted: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps([target, url, wanted], sort_keys=True, default=str).encode()).hexdigest()
+
+
+def same(a: Any, b: Any) -> bool:
+    if isinstance(a, list) and isinstance(b, list):
+        return sorted(map(str, a)) == sorted(map(str, b))
+    return _blank(a) and _blank(b) or a == b
+
+
+def _blank(v: Any) -> bool:
+    return v is None or v == "" or v == []
+
+
+def get_path(doc: Any, path: str) -> Any:
+    """A dotted path in a JSON object; MISSING when absent."""
+    node = doc
+    for part in path.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return MISSING
+        node = node[part]
+    return node
+
+
+def nest(flat: dict[str, Any]) -> dict[str, Any]:
+    """{'meta.alt': x} -> {'meta': {'alt': x}}."""
+    out: dict[str, Any] = {}
+    for path, v in flat.items():
+        node = out
+        *parents, leaf = path.split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = v
+    return out
+
+
+@dataclass
+class Decision:
+    send: dict[str, Any] = field(default_factory=dict)
+    """their field -> value to write"""
+    conflicts: dict[str, tuple[Any, Any]] = field(default_factory=dict)
+    """their field -> (ours, theirs now)"""
+    owned: dict[str, Any] = field(default_factory=dict)
+    """their field -> value we now own there (sent, or already equal): the next 'last written'"""
+
+
+def decide(wanted: dict[str, Any], written: dict[str, Any], current: dict[str, Any] | None, *,
+           protect_unknown: bool = True, merge_lists: bool = False) -> Decision:
+    """`written`: what we last wrote per field (absent = never); `current`: the target's values now, or None when
+    it cannot be read (absent keys = the target does not have that field). `merge_lists`: list fields (keywords)
+    are merged into the target's, whose own entries always stay (see _merge)."""
+    d = Decision()
+    for name, ours in wanted.items():
+        last = written.get(name, MISSING)
+        if merge_lists and isinstance(ours, list) and current is not None:
+            _merge(d, name, ours, last, current.get(name) or [])
+            continue
+        if current is None:
+            if last is MISSING or not same(last, ours):
+                d.send[name] = ours
+            d.owned[name] = ours
+            continue
+        now = current.get(name, MISSING)
+        if now is not MISSING and same(now, ours):
+            d.owned[name] = ours
+        elif last is not MISSING and now is not MISSING and not same(now, last):
+            d.conflicts[name] = (ours, now)
+        elif last is MISSING and protect_unknown and now is not MISSING and not _blank(now):
+            d.conflicts[name] = (ours, now)
+        else:
+            d.send[name] = ours
+            d.owned[name] = ours
+    return d
+
+
+def _merge(d: Decision, name: str, ours: list, last: Any, now: list) -> None:
+    """A merged list field: nothing to do when all of ours are there and none we dropped since; a conflict when a
+    person removed one we wrote (we do not add it again); else send ours (the target keeps its own entries)."""
+    mine = set(map(str, last)) if last is not MISSING and last else set()
+    have, want = set(map(str, now)), set(map(str, ours))
+    if mine - have:
+        d.conflicts[name] = (ours, now)
+    elif want <= have and not (mine - want) & have:
+        d.owned[name] = ours
+    else:
+        d.send[name] = ours
+        d.owned[name] = ours

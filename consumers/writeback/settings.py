@@ -1,0 +1,118 @@
+"""The `writeback` section: where approved metadata goes (consumers/writeback). See docs/writeback.md.
+
+    writeback:
+      targets:
+        - name: dam
+          type: webhook
+          url: https://dam.example/api/assets/{asset_id}
+          method: PATCH
+          fields: {alt_text: altText, caption: caption, tags: keywords}
+          hmac_secret: ...            # or ASSETSTREAM_WRITEBACK__TARGETS='[{"name": "dam", ...}]'
+          bearer_token: ...
+          rate_per_s: 20
+"""
+from __future__ import annotations
+
+import re
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+
+from streams.config import Section
+
+#: the record fields a target may take (ValidatedAsset names); `tags` is the list of tag labels
+WRITABLE_FIELDS = ("title", "alt_text", "caption", "summary", "credit_text", "licensing", "tags", "decorative",
+                   "usage_flag")
+
+
+DEFAULT_FIELDS = {
+    "webhook": {"alt_text": "alt_text", "caption": "caption", "title": "title"},
+    "wordpress": {"alt_text": "alt_text", "caption": "caption", "summary": "description"},
+    "files": {"alt_text": "XMP-iptcCore:AltTextAccessibility", "summary": "XMP-iptcCore:ExtDescrAccessibility",
+              "title": "XMP-photoshop:Headline,IPTC:Headline", "caption": "XMP-dc:Description,IPTC:Caption-Abstract",
+              "tags": "XMP-dc:Subject,IPTC:Keywords", "credit_text": "XMP-photoshop:Credit,IPTC:Credit",
+              "licensing": "XMP-xmpRights:UsageTerms"},
+}
+
+
+class TargetSettings(Section):
+    """One write-back target. Its URL comes from here only, never from record data (no SSRF through events)."""
+
+    name: str = Field(..., description="unique per deployment: labels metrics, keys the fingerprints")
+    type: Literal["webhook", "wordpress", "files"] = Field(
+        "webhook", description="webhook = a generic DAM REST/webhook endpoint; wordpress = media items via the "
+                               "WordPress REST API; files = XMP + IPTC in a copy of the original (ExifTool)")
+    url: str | None = Field(None, description="webhook: URL template, {asset_id} replaced by the (URL-quoted) asset id; "
+                                      "wordpress: the site's URL (REST root <url>/wp-json)")
+    method: Literal["PATCH", "PUT", "POST"] = "PATCH"
+    mode: Literal["write", "suggest"] = Field(
+        "write", description="write: approved | auto_applied records only; suggest: also needs_review records "
+                             "(the target shows them to an editor)")
+    fields: dict[str, str] = Field(
+        default_factory=dict,
+        description="declarative mapping our field -> their field: a JSON field for webhook/wordpress (dots make "
+                    "nested objects: 'meta.alt'), ExifTool tags for files ('XMP-dc:Subject,IPTC:Keywords'); "
+                    "empty = the type's default mapping")
+    read_current: bool = Field(
+        True, description="GET the URL first: skip fields already equal, never overwrite a field a person changed "
+                          "in the target after our last write, send If-Match with its ETag")
+    protect_unknown: bool = Field(
+        True, description="a field the target already holds a different non-empty value for, and that we never "
+                          "wrote, counts as a person's: left alone (conflict)")
+    hmac_secret: SecretStr | None = Field(None, description="signs each body (X-Assetstream-Signature), as the "
+                                                            "ingest webhook checks it")
+    bearer_token: SecretStr | None = None
+    api_key: SecretStr | None = None
+    api_key_header: str = "X-API-Key"
+    username: str | None = Field(None, description="wordpress: the user the application password belongs to")
+    application_password: SecretStr | None = Field(None, description="wordpress: an application password")
+    media_id_attribute: str = Field("wordpress_media_id", description="wordpress: the asset event attribute "
+                                    "holding the media id; without it the media item is found by source URL")
+    out_dir: str | None = Field(None, description="files: the folder the copies are written to")
+    source_roots: list[str] = Field(default_factory=list, description="files: file:// originals are read only "
+                                    "under these directories")
+    timeout_s: float = Field(10.0, gt=0)
+    rate_per_s: float | None = Field(None, gt=0, description="at most this many requests per second (per worker)")
+    failure_threshold: int = Field(3, ge=1, description="consecutive transient failures that open the breaker")
+    open_s: float = Field(5.0, gt=0, description="how long the open breaker pauses the partitions before a trial")
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v: str | None) -> str | None:
+        if v is not None and not re.match(r"^https?://[^/{}]+", v):
+            raise ValueError("url must be http(s)://host/... (the host is fixed: {asset_id} only in the path)")
+        return v
+
+    @model_validator(mode="after")
+    def _per_type(self):
+        if self.type in ("webhook", "wordpress") and not self.url:
+            raise ValueError(f"writeback target {self.name!r} ({self.type}) needs a url")
+        if self.type == "files" and not (self.out_dir and self.source_roots):
+            raise ValueError(f"writeback target {self.name!r} (files) needs out_dir and source_roots")
+        if not self.fields:
+            self.fields = dict(DEFAULT_FIELDS[self.type])
+        return self
+
+    @field_validator("fields")
+    @classmethod
+    def _fields(cls, v: dict[str, str]) -> dict[str, str]:
+        unknown = sorted(set(v) - set(WRITABLE_FIELDS))
+        if unknown:
+            raise ValueError(f"cannot write {', '.join(unknown)} (one of {', '.join(WRITABLE_FIELDS)})")
+        return v
+
+
+class WritebackSettings(Section):
+    """Write-back targets and the limits that keep a backfill from flooding them."""
+
+    targets: list[TargetSettings] = Field(default_factory=list)
+    rate_per_s: float | None = Field(None, gt=0, description="all targets together, per worker")
+    state_index: str = Field("assetstream-writeback", description="the search-store index (settings.index "
+                             "connection) holding per target and asset what was last written")
+
+    @model_validator(mode="after")
+    def _unique(self):
+        names = [t.name for t in self.targets]
+        if len(names) != len(set(names)):
+            raise ValueError("writeback target names must be unique")
+        return self

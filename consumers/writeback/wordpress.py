@@ -1,0 +1,84 @@
+"""WordPress: the media item's alt text, caption and description through the REST API
+(`POST <site>/wp-json/wp/v2/media/<id>`, Basic auth with an application password).
+
+    - name: blog
+      type: wordpress
+      url: https://blog.example            # the site; the REST root is <url>/wp-json
+      username: assetstream
+      application_password: "abcd efgh ..."
+      fields: {alt_text: alt_text, caption: caption, summary: description}
+
+"Suggest only": map our fields to post meta instead (`fields: {alt_text: meta.assetstream_suggested_alt_text}`)
+with `mode: suggest`; the site registers those meta keys for the REST API (deploy/wordpress/, a must-use plugin).
+
+Which media item: the asset event's attribute `media_id_attribute` (e.g. the DAM connector puts
+`wordpress_media_id` there), else the media item whose `source_url` is the asset's source URI (one search by file
+name). Record data only ever picks a numeric id on the configured site, never a URL.
+"""
+from __future__ import annotations
+
+import posixpath
+from typing import Any
+from urllib.parse import urlparse
+
+from consumers.writeback.http import HttpTarget
+from consumers.writeback.plan import MISSING, get_path, nest
+from domain.records import asset_of
+from streams.errors import PermanentError
+
+
+class WordPressTarget(HttpTarget):
+    def __init__(self, cfg, global_pacer, client=None):
+        super().__init__(cfg, global_pacer, client)
+        self.base = cfg.url.rstrip("/") + "/wp-json/wp/v2/media"
+        pw = cfg.application_password.get_secret_value() if cfg.application_password else ""
+        self.auth = (cfg.username or "", pw)
+        self._ids: dict[str, int] = {}
+
+    def media_id(self, value: dict[str, Any]) -> int:
+        asset = asset_of(value)
+        asset_id = asset["asset_id"]
+        if asset_id in self._ids:
+            return self._ids[asset_id]
+        given = (asset.get("attributes") or {}).get(self.cfg.media_id_attribute)
+        if given is not None:
+            if not str(given).isdigit():
+                raise PermanentError(f"{self.name}: attribute {self.cfg.media_id_attribute}={given!r} is not a "
+                                     "media id", reason="bad_media_id", details={"target": self.name})
+            media = int(given)
+        else:
+            media = self._lookup(asset.get("source_uri") or "")
+        self._ids[asset_id] = media
+        return media
+
+    def _lookup(self, source: str) -> int:
+        stem = posixpath.splitext(posixpath.basename(urlparse(source).path))[0]
+        if not stem:
+            raise PermanentError(f"{self.name}: the asset has no media id attribute and no source URI",
+                                 reason="no_media_item", details={"target": self.name})
+        resp = self.request("GET", self.base, auth=self.auth,
+                            params={"search": stem, "per_page": 100, "context": "edit", "media_type": "image"})
+        for item in self.json_of(resp) or []:
+            if item.get("source_url") == source:
+                return int(item["id"])
+        raise PermanentError(f"{self.name}: no media item has the source URL {source}", reason="no_media_item",
+                             details={"target": self.name, "source_uri": source})
+
+    def read(self, value: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
+        resp = self.request("GET", f"{self.base}/{self.media_id(value)}", auth=self.auth,
+                            params={"context": "edit"})
+        doc = self.json_of(resp)
+        current = {}
+        for theirs in self.cfg.fields.values():
+            v = get_path(doc, theirs)
+            if isinstance(v, dict) and "raw" in v:  # caption, description: {raw, rendered}
+                v = v["raw"]
+            if v is not MISSING:
+                current[theirs] = v
+        return current, None
+
+    def write(self, value: dict[str, Any], fields: dict[str, Any], etag: str | None,
+              previous: dict[str, Any] | None = None) -> str | None:
+        body = nest({k: ", ".join(v) if isinstance(v, list) else v for k, v in fields.items()})
+        self.request("POST", f"{self.base}/{self.media_id(value)}", auth=self.auth, json=body)
+        return None

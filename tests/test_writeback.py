@@ -1,0 +1,187 @@
+"""The writeback group under the real runner on a real broker, writing to a real loopback HTTP server (a DAM's asset
+API) with its fingerprints in a real search store: one signed PATCH per approved change, nothing on a reprocess,
+never over a person's edit, an outage pauses and loses nothing, the rate limit holds."""
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from app.ops.ingest import check_signature
+from consumers.writeback.sink import WritebackSink
+from streams.metrics import WRITEBACK_CONFLICTS, WRITEBACK_ITEMS
+from streams.runner import StageRunner
+from tests.kafka_support import RunnerThread, make_settings, provision, read_topic
+from tests.store_support import store, validated_asset  # noqa: F401  (fixture)
+from tests.writeback_support import FakeDam, handled, publish
+
+SECRET = "wb-hmac-secret-value-123"
+TOKEN = "wb-bearer-token-value-456"
+FIELDS = {"alt_text": "altText", "caption": "caption", "tags": "meta.keywords"}
+
+
+def wb_settings(broker, prefix, store_url, dam, **target):
+    return make_settings(
+        broker, prefix,
+        index={"url": store_url, "server_mode": "serverless", "number_of_replicas": 0, "index": f"{prefix}-assets",
+               "request_timeout_s": 2.0},
+        writeback={"state_index": f"{prefix}-writeback",
+                   "targets": [{"name": "dam", "url": dam.url, "fields": FIELDS, "hmac_secret": SECRET,
+                                "bearer_token": TOKEN, "timeout_s": 2.0, "open_s": 0.5, **target}]},
+        runner={"batch_max_wait_s": 0.2, "retry_max_delay_s": 0.5})
+
+
+
+
+def wait_for(predicate, timeout_s=30.0):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def done(s, n):
+    return lambda: handled(s) == n
+
+
+def count(metric, *labels):
+    return metric.labels(*labels)._value.get()
+
+
+def test_approved_record_gets_one_signed_patch_and_a_reprocess_sends_nothing(broker, unique, store, caplog):
+    caplog.set_level("DEBUG")
+    with FakeDam() as dam:
+        s = wb_settings(broker, f"wb{unique}", store.url, dam)
+        provision(s)
+        auto = validated_asset("a-auto", status="auto_applied", caption="Red shoe")
+        approved = validated_asset("a-approved", status="approved", alt_text="A shoe, approved")
+        review = validated_asset("a-review", status="needs_review")
+        rejected = validated_asset("a-rejected", status="rejected")
+        missing = validated_asset("missing-1", status="auto_applied")
+        publish(s, [auto, approved, review, rejected, missing])
+        with RunnerThread(StageRunner(WritebackSink(s), s)):
+            assert wait_for(done(s, 5))
+            dead = read_topic(s, "dead_letter", 1)
+            assert {w["id"] for w in dam.writes()} == {"a-auto", "a-approved"}  # (missing-1's GET was a 404)
+            [patch] = dam.writes("a-auto")
+            assert patch["method"] == "PATCH"
+            assert json.loads(patch["body"]) == {"altText": auto["alt_text"], "caption": "Red shoe",
+                                                 "meta": {"keywords": ["red", "shoe", "studio"]}}
+            h = patch["headers"]
+            assert check_signature(SECRET.encode(), h["X-Assetstream-Timestamp"], h["X-Assetstream-Signature"],
+                                   patch["body"], tolerance_s=60) is None
+            assert h["Authorization"] == f"Bearer {TOKEN}" and len(h["Idempotency-Key"]) == 64
+            assert h["If-Match"]  # the GET before answered with an ETag
+            assert dam.assets["a-approved"]["altText"] == "A shoe, approved"
+
+            # the very same records again (a reprocess, a replay): nothing is sent, not even a read
+            before = len(dam.requests)
+            noops = count(WRITEBACK_ITEMS, "dam", "noop")
+            publish(s, [auto, approved])
+            assert wait_for(done(s, 7))
+            assert len(dam.requests) == before
+            assert count(WRITEBACK_ITEMS, "dam", "noop") - noops == 2
+
+            # a new version that changes only the caption: one PATCH with just the caption
+            publish(s, [validated_asset("a-auto", 2, status="auto_applied", caption="Red running shoe")])
+            assert wait_for(done(s, 8))
+            assert [json.loads(w["body"]) for w in dam.writes("a-auto")][1:] == [{"caption": "Red running shoe"}]
+
+    # the target does not know the asset: a dead letter with the status, and no secret anywhere in it
+    assert [d["key"] for d in dead] == ["missing-1"]
+    assert dead[0]["value"]["error_class"] == "permanent" and dead[0]["value"]["stage"] == "writeback"
+    assert "404" in dead[0]["value"]["message"]
+    assert SECRET not in json.dumps(dead, default=str) and TOKEN not in json.dumps(dead, default=str)
+    assert SECRET not in caplog.text and TOKEN not in caplog.text
+    shown = json.dumps(s.redacted())  # `assetstream config show`
+    assert dam.url in shown and SECRET not in shown and TOKEN not in shown
+
+
+def test_a_persons_edit_in_the_target_is_never_overwritten(broker, unique, store):
+    with FakeDam() as dam:
+        s = wb_settings(broker, f"wbc{unique}", store.url, dam)
+        provision(s)
+        dam.assets["a-kept"] = {"caption": "Their own caption, set before we ever wrote"}
+        publish(s, [validated_asset("a-edit", status="approved", alt_text="ours v1", caption="cap v1"),
+                    validated_asset("a-kept", status="approved", alt_text="ours", caption="our caption")])
+        conflicts = count(WRITEBACK_CONFLICTS, "dam", "altText")
+        with RunnerThread(StageRunner(WritebackSink(s), s)):
+            assert wait_for(done(s, 2))
+            assert dam.assets["a-kept"]["caption"] == "Their own caption, set before we ever wrote"
+            assert json.loads(dam.writes("a-kept")[0]["body"]) == {
+                "altText": "ours", "meta": {"keywords": ["red", "shoe", "studio"]}}
+            assert dam.assets["a-edit"]["altText"] == "ours v1"
+            dam.assets["a-edit"]["altText"] = "A person's better alt text"  # edited in the DAM
+            publish(s, [validated_asset("a-edit", 2, status="approved", alt_text="ours v2", caption="cap v2")])
+            assert wait_for(done(s, 3))
+        assert dam.assets["a-edit"]["altText"] == "A person's better alt text"
+        assert dam.assets["a-edit"]["caption"] == "cap v2"
+        assert json.loads(dam.writes("a-edit")[-1]["body"]) == {"caption": "cap v2"}
+        assert count(WRITEBACK_CONFLICTS, "dam", "altText") - conflicts == 1
+        audit = {(a["key"], a["value"]["fields"][0]["field"]): a["value"] for a in read_topic(s, "audit", 2)}
+        entry = audit[("a-edit", "altText")]
+        assert entry["kind"] == "writeback_conflict" and entry["actor"] == "writeback@dam"
+        assert entry["fields"][0]["value"] == "A person's better alt text" and entry["version"] == 2
+        assert audit[("a-kept", "caption")]["fields"][0]["value"] == "Their own caption, set before we ever wrote"
+
+
+def test_an_outage_pauses_the_group_and_loses_nothing(broker, unique, store):
+    dam = FakeDam().start()
+    try:
+        s = wb_settings(broker, f"wbo{unique}", store.url, dam)
+        provision(s)
+        publish(s, [validated_asset("a-0")])
+        runner = StageRunner(WritebackSink(s), s)
+        with RunnerThread(runner):
+            assert wait_for(done(s, 1))
+            port = dam.port
+            dam.stop()  # the DAM goes away
+            publish(s, [validated_asset(f"late-{i}", caption=f"late {i}") for i in range(4)])
+            assert wait_for(lambda: runner.stage.should_pause() is not None, 15)
+            time.sleep(3)
+            assert handled(s) == 1
+            dam = FakeDam(port).start()  # back, on the same address
+            assert wait_for(done(s, 5), 40)
+            assert runner.stage.should_pause() is None
+        assert {w["id"] for w in dam.writes()} == {f"late-{i}" for i in range(4)}
+        assert len(dam.writes()) == 4  # exactly one write each
+        assert read_topic(s, "dead_letter", 1, timeout_s=2) == []  # an outage dead-letters nothing
+    finally:
+        dam.stop()
+
+
+@pytest.mark.parametrize("rate", [5.0])
+def test_the_rate_limit_holds(broker, unique, store, rate):
+    with FakeDam() as dam:
+        s = wb_settings(broker, f"wbr{unique}", store.url, dam, rate_per_s=rate, read_current=False)
+        provision(s)
+        publish(s, [validated_asset(f"r-{i}") for i in range(8)])
+        with RunnerThread(StageRunner(WritebackSink(s), s)):
+            assert wait_for(done(s, 8))
+        at = sorted(w["at"] for w in dam.writes())
+        assert len(at) == 8
+        gaps = [b - a for a, b in zip(at, at[1:])]
+        assert min(gaps) >= 1 / rate * 0.8, gaps  # evenly paced: no burst
+        assert at[-1] - at[0] >= 7 / rate * 0.95
+
+
+def test_a_slow_target_pauses_the_group_until_it_answers_in_time(broker, unique, store):
+    with FakeDam() as dam:
+        s = wb_settings(broker, f"wbs{unique}", store.url, dam, timeout_s=0.5, read_current=False)
+        provision(s)
+        dam.delay_s = 2.0  # slower than the target's timeout
+        runner = StageRunner(WritebackSink(s), s)
+        with RunnerThread(runner):
+            publish(s, [validated_asset(f"slow-{i}") for i in range(3)])
+            assert wait_for(lambda: runner.stage.should_pause() is not None, 20)
+            assert handled(s) == 0
+            dam.delay_s = 0.0
+            assert wait_for(done(s, 3), 40)
+            assert wait_for(lambda: runner.stage.should_pause() is None, 10)
+        assert {w["id"] for w in dam.writes()} == {f"slow-{i}" for i in range(3)}
+        for i in range(3):  # a request that timed out and was sent again carries the same key: the DAM can drop it
+            assert len({w["headers"]["Idempotency-Key"] for w in dam.writes(f"slow-{i}")}) == 1
+        assert read_topic(s, "dead_letter", 1, timeout_s=2) == []

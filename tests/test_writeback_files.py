@@ -1,0 +1,88 @@
+"""The writeback files target under the real runner: approved metadata in a copy of each original as XMP + IPTC,
+every field read back with the real ExifTool; names unique per asset; the photographer's keywords and headline kept;
+a reprocess leaves the copies untouched."""
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+from consumers.writeback.sink import WritebackSink
+from streams.runner import StageRunner
+from tests.kafka_support import RunnerThread, make_settings, provision
+from tests.store_support import store, validated_asset  # noqa: F401  (fixture)
+from tests.writeback_support import run_until
+
+SAMPLES = Path(__file__).resolve().parent.parent / "samples"
+CONFIG = Path(__file__).resolve().parent.parent / "consumers" / "writeback" / "exiftool.config"
+
+
+def exif(path: Path, *args: str) -> dict:
+    out = subprocess.run(["exiftool", "-config", str(CONFIG), "-j", "-G1", "-charset", "iptc=UTF8", *args,
+                          str(path)], check=True, capture_output=True)
+    return json.loads(out.stdout)[0]
+
+
+
+
+def record(asset_id, path: Path, **kw):
+    v = validated_asset(asset_id, status="approved", **kw)
+    v["enriched"]["pre"]["asset"]["source_uri"] = path.as_uri()
+    return v
+
+
+def test_files_carry_every_field_as_exiftool_reads_it(broker, unique, store, tmp_path):
+    originals, out = tmp_path / "originals", tmp_path / "out"
+    (originals / "sub").mkdir(parents=True)
+    jpg, png, sub = originals / "a.jpg", originals / "a.png", originals / "sub" / "a.jpg"
+    shutil.copy(SAMPLES / "product_red_mug.jpg", jpg)
+    shutil.copy(SAMPLES / "logo_badge_alpha.png", png)
+    shutil.copy(SAMPLES / "photo_paris_sunset.jpg", sub)
+    # the photographer's own metadata
+    subprocess.run(["exiftool", "-overwrite_original", "-XMP-dc:Subject=harbour", "-XMP-dc:Subject=Jane's pick",
+                    "-IPTC:Keywords=harbour", "-IPTC:Keywords=Jane's pick", "-XMP-photoshop:Headline=Jane's headline",
+                    str(jpg)], check=True, capture_output=True)
+    original_bytes = jpg.read_bytes()
+    s = make_settings(
+        broker, f"wbf{unique}",
+        index={"url": store.url, "server_mode": "serverless", "number_of_replicas": 0, "index": f"wbf{unique}"},
+        writeback={"state_index": f"wbf{unique}-writeback",
+                   "targets": [{"name": "files", "type": "files", "out_dir": str(out),
+                                "source_roots": [str(originals)]}]},
+        runner={"batch_max_wait_s": 0.2})
+    provision(s)
+    values = [record("a-jpg", jpg, caption="A red mug on a white table", title="Red mug"),
+              record("a-png", png, caption="A badge"), record("sub-a-jpg", sub, caption="Paris")]
+    with RunnerThread(StageRunner(WritebackSink(s), s)):
+        run_until(s, values, 3)
+        files = sorted(p.name for p in out.iterdir())  # three copies of a.*: none overwrites another
+        assert [f.rsplit("-", 1)[0] for f in files] == ["a-jpg", "a-png", "sub-a-jpg"], files
+        copy = next(out.glob("a-jpg-*.jpg"))
+        tags = exif(copy, "-XMP:all", "-IPTC:all")
+        v = values[0]
+        assert tags["XMP-iptcCore:AltTextAccessibility"] == v["alt_text"]
+        assert tags["XMP-iptcCore:ExtDescrAccessibility"] == v["summary"]
+        assert tags["XMP-dc:Description"] == tags["IPTC:Caption-Abstract"] == "A red mug on a white table"
+        assert tags["XMP-photoshop:Credit"] == tags["IPTC:Credit"] == v["credit_text"]
+        assert tags["XMP-xmpRights:UsageTerms"] == "CC-BY-4.0"
+        ours = [t["label"] for t in v["tags"]]
+        assert tags["XMP-dc:Subject"] == ["harbour", "Jane's pick", *sorted(ours)]  # theirs kept, ours added
+        assert tags["IPTC:Keywords"] == ["harbour", "Jane's pick", *sorted(ours)]
+        assert tags["XMP-photoshop:Headline"] == "Jane's headline"  # a person's value is never replaced
+        assert tags["XMP-assetstream:AssetId"] == "a-jpg" and tags["XMP-assetstream:Status"] == "approved"
+        prov = v["enriched"]["provenance"][0]
+        assert tags["XMP-assetstream:ProvenanceModel"] == prov["model"]
+        assert tags["XMP-assetstream:ProvenancePromptHash"] == prov["prompt_hash"]
+        assert tags["XMP-assetstream:ProvenanceTimestamp"].startswith("2026:03:01")
+        assert jpg.read_bytes() == original_bytes  # the original is never touched
+        png_tags = exif(next(out.glob("a-png-*.png")), "-XMP:all")
+        assert png_tags["XMP-dc:Description"] == "A badge" and png_tags["XMP-assetstream:AssetId"] == "a-png"
+
+        # a reprocess: nothing written; a changed tag set: ours replaced, the photographer's kept
+        mtime = copy.stat().st_mtime_ns
+        run_until(s, values, 6)
+        assert copy.stat().st_mtime_ns == mtime
+        run_until(s, [record("a-jpg", jpg, caption="A red mug on a white table", title="Red mug",
+                             tags=[("color", "red"), ("product", "mug")])], 7)
+        assert exif(copy, "-XMP-dc:Subject")["XMP-dc:Subject"] == ["harbour", "Jane's pick", "red", "mug"]

@@ -1,0 +1,104 @@
+"""The writeback group against a real WordPress (Debian packages, MariaDB, `php -S` on loopback, set up by the
+fixture): approved alt text, caption and description reach the media items through the REST API with an
+application password; a person's later edit in WordPress is never overwritten; a reprocess sends nothing;
+"suggest" targets put suggestions in post meta and leave the live fields alone."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from consumers.writeback.sink import WritebackSink
+from streams.metrics import WRITEBACK_CONFLICTS, WRITEBACK_ITEMS
+from streams.runner import StageRunner
+from tests.kafka_support import RunnerThread, make_settings, provision
+from tests.store_support import store, validated_asset  # noqa: F401  (fixture)
+from tests.writeback_support import run_until
+from tests.wordpress_support import LocalWordPress, available
+
+SAMPLES = Path(__file__).resolve().parent.parent / "samples"
+LIVE = {"alt_text": "alt_text", "caption": "caption", "summary": "description"}
+SUGGEST = {"alt_text": "meta.assetstream_suggested_alt_text", "caption": "meta.assetstream_suggested_caption"}
+
+
+@pytest.fixture(scope="session")
+def wordpress():
+    missing = available()
+    if missing:
+        pytest.fail(f"the WordPress tests need {missing} (scripts/system-deps.sh installs them)")
+    wp = LocalWordPress(sorted(SAMPLES.glob("*.jpg"))[:4]).start()
+    try:
+        yield wp
+    finally:
+        wp.stop()
+
+
+def settings(broker, prefix, store_url, wp, targets):
+    base = {"url": wp.url, "type": "wordpress", "username": "admin", "application_password": wp.app_password,
+            "timeout_s": 10.0}
+    return make_settings(
+        broker, prefix,
+        index={"url": store_url, "server_mode": "serverless", "number_of_replicas": 0, "index": f"{prefix}-assets"},
+        writeback={"state_index": f"{prefix}-writeback", "targets": [{**base, **t} for t in targets]},
+        runner={"batch_max_wait_s": 0.2, "retry_max_delay_s": 0.5})
+
+
+def on_wordpress(asset_id, version=1, *, media=None, source=None, **kw):
+    v = validated_asset(asset_id, version, **kw)
+    asset = v["enriched"]["pre"]["asset"]
+    if media is not None:
+        asset["attributes"] = {"wordpress_media_id": str(media["id"])}
+    if source is not None:
+        asset["source_uri"] = source["source_url"]
+    return v
+
+
+
+
+def test_approved_fields_reach_wordpress_and_a_persons_edit_is_kept(broker, unique, store, wordpress):
+    m0, m1, m2 = wordpress.media[:3]
+    s = settings(broker, f"wp{unique}", store.url, wordpress, [{"name": "blog", "fields": LIVE}])
+    provision(s)
+    by_id = on_wordpress("wp-a", media=m0, status="approved", alt_text="A gradient from blue to teal",
+                         caption="Blue gradient")
+    by_url = on_wordpress("wp-b", source=m1, status="auto_applied", alt_text="Paris at sunset")
+    pending = on_wordpress("wp-c", media=m2, status="needs_review", alt_text="not approved yet")
+    with RunnerThread(StageRunner(WritebackSink(s), s)):
+        run_until(s, [by_id, by_url, pending], 3)
+        a = wordpress.media_item(m0["id"])
+        assert (a["alt_text"], a["caption"]["raw"]) == ("A gradient from blue to teal", "Blue gradient")
+        assert a["description"]["raw"] == by_id["summary"]
+        assert wordpress.media_item(m1["id"])["alt_text"] == "Paris at sunset"  # found by its source URL
+        assert wordpress.media_item(m2["id"])["alt_text"] == ""  # needs_review never reaches a live field
+
+        # an editor improves the alt text in WordPress; then a new version of the asset is approved
+        with wordpress.api() as wp:
+            wp.post(f"/media/{m0['id']}", json={"alt_text": "Editor's alt text"}).raise_for_status()
+        conflicts = WRITEBACK_CONFLICTS.labels("blog", "alt_text")._value.get()
+        v2 = on_wordpress("wp-a", 2, media=m0, status="approved", alt_text="Model's new alt text",
+                          caption="Blue-teal gradient")
+        run_until(s, [v2], 4)
+        a = wordpress.media_item(m0["id"])
+        assert a["alt_text"] == "Editor's alt text"
+        assert a["caption"]["raw"] == "Blue-teal gradient"
+        assert WRITEBACK_CONFLICTS.labels("blog", "alt_text")._value.get() - conflicts == 1
+
+        # the same record again: nothing sent (the media item is not even modified)
+        modified, noops = a["modified_gmt"], WRITEBACK_ITEMS.labels("blog", "noop")._value.get()
+        run_until(s, [v2], 5)
+        assert WRITEBACK_ITEMS.labels("blog", "noop")._value.get() - noops == 1
+        assert wordpress.media_item(m0["id"])["modified_gmt"] == modified
+
+
+def test_suggest_mode_writes_post_meta_for_the_editor(broker, unique, store, wordpress):
+    m3 = wordpress.media[3]
+    s = settings(broker, f"wps{unique}", store.url, wordpress,
+                 [{"name": "blog-suggest", "mode": "suggest", "fields": SUGGEST}])
+    provision(s)
+    with RunnerThread(StageRunner(WritebackSink(s), s)):
+        run_until(s, [on_wordpress("wp-d", media=m3, status="needs_review", alt_text="A suggested alt text",
+                                   caption="A suggested caption")], 1)
+    item = wordpress.media_item(m3["id"])
+    assert item["meta"]["assetstream_suggested_alt_text"] == "A suggested alt text"
+    assert item["meta"]["assetstream_suggested_caption"] == "A suggested caption"
+    assert item["alt_text"] == "" and item["caption"]["raw"] == ""  # the live fields wait for the editor
