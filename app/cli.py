@@ -145,10 +145,10 @@ def run(paths: list[str] = typer.Argument(..., help="image files, directories or
         tracker, _ = job.run(after=report_and_serve if serve else None)
     except FileNotFoundError as exc:
         console.print(f"[red]{exc}[/red]")
-        raise typer.Exit(2)
+        raise typer.Exit(2) from None
     except (RuntimeError, TimeoutError) as exc:
         console.print(f"[red]run failed:[/red] {exc}\n[dim]worker logs: {job.workdir}[/dim]")
-        raise typer.Exit(1)
+        raise typer.Exit(1) from None
     if not reported:
         report()
     raise typer.Exit(1 if tracker.dead else 0)
@@ -198,7 +198,7 @@ def search(query: Optional[str] = typer.Argument(None, help="free text over titl
     except Exception as exc:  # connection / missing index: say what to do
         console.print(f"[red]search failed:[/red] {exc}\n[dim]is the store at {settings.index.url} up, and has "
                       f"the index sink created {settings.index.index}-read?[/dim]")
-        raise typer.Exit(1)
+        raise typer.Exit(1) from None
     if json_out:
         out.print_json(json.dumps(hits, default=str))
         return

@@ -39,7 +39,7 @@ def load_settings() -> Settings:
     except Exception as exc:  # configuration errors should read as such, not as a traceback
         console.print("[red]configuration error:[/red]")
         console.print(describe_settings_error(exc), markup=False, highlight=False)
-        raise typer.Exit(2)
+        raise typer.Exit(2) from None
 
 
 def setup_logging(level: str) -> None:

@@ -171,10 +171,10 @@ def main() -> None:
     plain_s = gated_s = 0.0
     ran = 0
     for i, (img, truth) in enumerate(items):  # interleaved per image, alternating which path goes first
-        def plain():
+        def plain(img=img):
             return found(" ".join(pytesseract.image_to_data(img, output_type=pytesseract.Output.DICT)["text"]))
 
-        def gated():
+        def gated(img=img):
             if ocr.text_likelihood(img)[0]:
                 return found(ocr.run_ocr(img)["text"]), 1
             return set(), 0

@@ -6,7 +6,10 @@ import uuid
 
 import pytest
 
+from domain.store.client import make_client
 from streams.embedded import Tansu
+from streams.embedded_store import OsmemStore
+from tests.store_support import settings_for
 
 os.environ.setdefault("OMP_THREAD_LIMIT", "1")
 
@@ -22,3 +25,24 @@ def broker():
 def unique() -> str:
     """A short unique suffix, so tests sharing the session broker never share topics or groups."""
     return uuid.uuid4().hex[:8]
+
+
+@pytest.fixture(scope="session")
+def store():
+    """One osmem-server for the session (tests isolate by index name). Do not stop it: use `own_store`."""
+    with OsmemStore() as s:
+        yield s
+
+
+@pytest.fixture
+def own_store():
+    """A private osmem-server for tests that stop or restart the store."""
+    with OsmemStore() as s:
+        yield s
+
+
+@pytest.fixture
+def es(store):
+    client = make_client(settings_for(store.url))
+    yield client
+    client.close()

@@ -671,7 +671,6 @@ def dockerfile_problems(text: str) -> list[str]:
     if not argv or Path(argv[-1]).name != "assetstream":
         problems.append(f"ENTRYPOINT must end with the `assetstream` console script, got {argv}")
     copies = [a for i, a in final if i in ("COPY", "ADD")]
-    workdir = [a for i, a in final if i == "WORKDIR"]
     if "PYTHONPATH" in env:
         problems.append("PYTHONPATH is set: the installed package is self-contained (package data), the image must "
                         "not import the copied source")
@@ -700,7 +699,7 @@ def dockerignore_excludes(patterns: list[str], path: str) -> bool:
 
 
 def dockerignore_patterns(text: str) -> list[str]:
-    return [l.strip() for l in text.splitlines() if l.strip() and not l.strip().startswith("#")]
+    return [line.strip() for line in text.splitlines() if line.strip() and not line.strip().startswith("#")]
 
 
 def deep(obj: Any) -> Any:

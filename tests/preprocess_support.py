@@ -12,6 +12,7 @@ from typing import Callable
 
 from PIL import Image, ImageDraw, ImageFont, TiffImagePlugin
 
+from app.settings import Settings
 from consumers.preprocess.stage import PreprocessStage
 
 QUALITY_IMAGES = Path(__file__).resolve().parent / "data" / "quality" / "images"
@@ -23,15 +24,13 @@ def preprocessed_quality(name: str) -> dict:
     """A PreprocessedAsset dict of one quality-set image, made by the real PreprocessStage (default settings),
     computed once per test process. Callers must not change it (copy first)."""
     if name not in _quality_cache:
-        from app.settings import Settings
-
         asset = {"asset_id": name, "event_id": f"e-{name}", "event_type": "created", "source_uri": None,
                  "content_type": None, "uploader": None, "uploader_notes": None, "declared_license": None,
                  "product_context": None, "tenant": "default", "event_time": 1763780000000, "version": 1,
                  "human_fields": None, "attributes": {}}
         _quality_cache[name] = PreprocessStage(Settings()).preprocess_bytes(asset, (QUALITY_IMAGES / name).read_bytes())
     return _quality_cache[name]
-from app.settings import Settings
+
 
 R = TiffImagePlugin.IFDRational
 

@@ -54,7 +54,7 @@ def review_record(settings: Any, asset_id: str, *, minutes: int, sample: str, ti
     enr.update(confidence=confidence, visible_text=visible_text, title=title, alt_text=alt_text,
                caption=f"{title}.")
     enr["raw_outputs"] = {
-        "tagging": json.dumps({"tags": [{"tag": f"{f}:{l}", "score": 0.9} for f, l in tags]}),
+        "tagging": json.dumps({"tags": [{"tag": f"{f}:{lab}", "score": 0.9} for f, lab in tags]}),
         "alt_text": json.dumps({"alt_text": alt_text, "title": title, "decorative": False,
                                 "visible_text": visible_text, "confidence": confidence}),
     }

@@ -1,8 +1,5 @@
-"""Search-store test support: realistic ValidatedAsset records and pytest fixtures for a real osmem-server.
-
-Use in a test module:  from tests.store_support import ...  (brings the fixtures `store`, `own_store`, `index_settings`,
-`es`) or import the builders.
-"""
+"""Search-store test support: realistic ValidatedAsset records and settings for a real osmem-server. The fixtures
+`store`, `own_store` and `es` are in tests/conftest.py (every test module has them)."""
 from __future__ import annotations
 
 import datetime as dt
@@ -10,16 +7,11 @@ import hashlib
 import uuid
 from typing import Any
 
-import pytest
-
-from domain.store.client import make_client
 from streams.avro import validate
-from streams.embedded_store import OsmemStore
 from app.settings import Settings
 from streams.stage import RecordContext
 
-__all__ = ["store", "own_store", "settings_for", "es", "validated_asset", "deleted_asset", "ctx_for",
-           "as_items"]
+__all__ = ["settings_for", "validated_asset", "deleted_asset", "ctx_for", "as_items"]
 
 T0 = dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.timezone.utc)
 
@@ -76,7 +68,7 @@ def validated_asset(asset_id: str, version: int = 1, *, title: str = "Red runnin
     }
     enriched = {
         "pre": pre,
-        "enrichment": {"tags": [{"tag": f"{f}:{l}", "score": 0.9} for f, l in tags], "alt_text": alt_text,
+        "enrichment": {"tags": [{"tag": f"{f}:{lab}", "score": 0.9} for f, lab in tags], "alt_text": alt_text,
                        "decorative": False, "caption": caption, "title": title, "summary": f"Studio photo: {title}",
                        "visible_text": ocr_text, "licensing": "CC-BY-4.0", "must_display_credit": True,
                        "credit_text": "Photo: Jane Photographer / Acme", "confidence": 0.87,
@@ -91,7 +83,7 @@ def validated_asset(asset_id: str, version: int = 1, *, title: str = "Red runnin
         "enriched": enriched, "status": status, "reasons": ["confidence>=0.8"], "usage_flag": usage_flag,
         "title": title, "alt_text": alt_text, "decorative": False, "caption": caption,
         "summary": f"Studio photo: {title}", "visible_text": ocr_text,
-        "tags": [_tag(f, l) for f, l in tags], "suggested_tags": ["sneaker"],
+        "tags": [_tag(f, lab) for f, lab in tags], "suggested_tags": ["sneaker"],
         "credit_text": "Photo: Jane Photographer / Acme", "licensing": "CC-BY-4.0",
         "field_sources": {"title": "model", "credit_text": "embedded"}, "model_suggestions": {},
         "taxonomy_version": "2026.02", "stamp": _stamp("validate", at),
@@ -134,24 +126,3 @@ def settings_for(url: str, base: str | None = None, **index: Any) -> Settings:
                                             "index": base or f"test-{uuid.uuid4().hex[:8]}",
                                             "health_check_interval_s": 0.2, "request_timeout_s": 5.0,
                                             **index})
-
-
-@pytest.fixture(scope="session")
-def store():
-    """One osmem-server for the session (tests isolate by index name). Do not stop it: use `own_store`."""
-    with OsmemStore() as s:
-        yield s
-
-
-@pytest.fixture
-def own_store():
-    """A private osmem-server for tests that stop or restart the store."""
-    with OsmemStore() as s:
-        yield s
-
-
-@pytest.fixture
-def es(store):
-    client = make_client(settings_for(store.url))
-    yield client
-    client.close()

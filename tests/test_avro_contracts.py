@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 import fastavro
+from fastavro.read import SchemaResolutionError
 import pytest
 from fastavro.schema import load_schema
 from fastavro.utils import generate_many
@@ -74,7 +75,7 @@ def test_an_incompatible_change_is_caught():
     broken = copy.deepcopy(old)
     broken["fields"].append({"name": "new_required", "type": "string"})
     data = list(generate_many(old, 3))
-    with pytest.raises(Exception):
+    with pytest.raises(SchemaResolutionError):
         write_read(old, fastavro.parse_schema(broken), data)
 
 

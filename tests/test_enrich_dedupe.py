@@ -149,7 +149,8 @@ def test_token_bucket_limits_requests_and_tokens():
     assert b.wait_time(1) == pytest.approx(1.0)
     now[0] = 10.0  # idle: refills to the capacity only
     assert b.tokens <= 2 and b.wait_time(1) == 0
-    b.take(1); b.take(1)
+    b.take(1)
+    b.take(1)
     assert b.wait_time(1) == pytest.approx(1.0)
     t = TokenBucket(60_000, burst_seconds=60.0, initial=None, clock=lambda: now[0])  # 1000 tokens/s, full
     t.take(60_000)

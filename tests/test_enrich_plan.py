@@ -17,7 +17,7 @@ from domain import PROMPTS_DIR
 from domain.store.management import read_alias
 from streams import metrics
 from tests.kafka_support import env_for, make_settings, provision, read_topic
-from tests.store_support import as_items, settings_for, store  # noqa: F401  (fixture)
+from tests.store_support import as_items, settings_for
 from tests.test_enrich_stage import ctx, jpeg, preprocessed
 
 pytest.importorskip("consumers.enrich.providers.local")

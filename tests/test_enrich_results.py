@@ -11,7 +11,6 @@ import uuid
 from app.settings import Settings
 from consumers.enrich.replay import ReplayServer
 from consumers.enrich.stage import EnrichStage
-from tests.store_support import store  # noqa: F401  (fixture)
 from tests.test_enrich_stage import KEY, ctx, preprocessed, script_ok
 
 

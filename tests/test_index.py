@@ -14,8 +14,7 @@ from consumers.index.sink import IndexSink
 from streams.errors import PermanentError, TransientError
 from streams.metrics import INDEX_ITEMS
 from app.settings import Settings
-from tests.store_support import (as_items, deleted_asset, es, own_store, settings_for, store,  # noqa: F401
-                           validated_asset)
+from tests.store_support import as_items, deleted_asset, settings_for, validated_asset
 
 
 def _refresh(sink: IndexSink) -> None:

@@ -10,7 +10,7 @@ from consumers.index.sink import IndexSink
 from app.producer import AssetPublisher
 from streams.runner import StageRunner
 from tests.kafka_support import RunnerThread, committed, make_settings, provision, read_topic
-from tests.store_support import own_store, validated_asset  # noqa: F401  (fixture)
+from tests.store_support import validated_asset
 
 
 def sink_settings(broker, prefix, url):

@@ -207,7 +207,7 @@ def test_known_sequence_gives_exact_kpis(broker, unique):
         assert_kpis(snaps["total"], expected(vs, dps))
         for h in range(3):  # tumbling hour windows: 10:00, 11:00, 12:00
             start = BASE + h * HOUR
-            exp = expected(vs, dps, lambda at: start <= at < start + HOUR, total=False)
+            exp = expected(vs, dps, lambda at, start=start: start <= at < start + HOUR, total=False)
             assert_kpis(snaps[f"hour:{start}"], exp)
             assert snaps[f"hour:{start}"]["window_end"] == datetime.fromtimestamp((start + HOUR) / 1000, timezone.utc)
         day = BASE - BASE % (24 * HOUR)

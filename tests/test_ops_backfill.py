@@ -20,7 +20,7 @@ from app.ops.backfill import current_enrichment
 from app.ops import cli as ops_cli
 from app.producer import asset_id_for
 from tests.kafka_support import REPO, env_for, make_settings, provision, read_topic
-from tests.store_support import as_items, settings_for, store, validated_asset  # noqa: F401
+from tests.store_support import as_items, settings_for, validated_asset
 
 N = 24
 

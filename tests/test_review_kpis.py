@@ -13,7 +13,7 @@ from consumers.index.sink import IndexSink
 from domain.store.client import make_client
 from domain.store.management import read_alias
 from tests.review_support import LOW, review_record
-from tests.store_support import as_items, store  # noqa: F401  (session fixture)
+from tests.store_support import as_items
 from tests.test_kpis import app_for, latest_snapshots, make_env
 
 

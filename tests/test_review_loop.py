@@ -30,7 +30,7 @@ from tests.kafka_support import (
     provision,
     read_topic,
 )
-from tests.store_support import as_items, settings_for, store, validated_asset  # noqa: F401  (fixture)
+from tests.store_support import as_items, settings_for, validated_asset
 from tests.test_enrich_stage import ctx, jpeg, preprocessed
 
 

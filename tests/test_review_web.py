@@ -3,7 +3,6 @@ real osmem-server seeded through the real index sink: what an editor sees and wh
 from __future__ import annotations
 
 import base64
-import datetime as dt
 import json
 import math
 import os
@@ -11,7 +10,6 @@ import re
 import shutil
 import time
 import uuid
-from pathlib import Path
 
 import httpx
 import pytest
@@ -24,7 +22,6 @@ from consumers.enrich.plan import EnrichPlan
 from domain.review import tags_value
 from streams.avro import Serde, topic_names
 from tests.review_support import FACES, HOSTILE, LOW, RIGHTS, launch_chromium, review_settings, seed
-from tests.store_support import store  # noqa: F401  (session fixture: one osmem-server)
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -108,7 +105,6 @@ def nearest_rank(values: list[float], q: float) -> float:
 # --- the editor's path --------------------------------------------------------------------------------------------
 def test_editor_edits_alt_text_and_tags_then_approves(page, server, fleet, tmp_path):
     settings, records = fleet
-    recs = by_id(records)
     page.goto(server.login_url)
     assert page.url.rstrip("/") == server.url and "token" not in page.url  # the token leaves the address bar
 

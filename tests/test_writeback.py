@@ -13,7 +13,7 @@ from consumers.writeback.sink import WritebackSink
 from streams.metrics import WRITEBACK_CONFLICTS, WRITEBACK_ITEMS
 from streams.runner import StageRunner
 from tests.kafka_support import RunnerThread, make_settings, provision, read_topic
-from tests.store_support import store, validated_asset  # noqa: F401  (fixture)
+from tests.store_support import validated_asset
 from tests.writeback_support import FakeDam, handled, publish
 
 SECRET = "wb-hmac-secret-value-123"

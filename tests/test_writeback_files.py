@@ -11,7 +11,7 @@ from pathlib import Path
 from consumers.writeback.sink import WritebackSink
 from streams.runner import StageRunner
 from tests.kafka_support import RunnerThread, make_settings, provision
-from tests.store_support import store, validated_asset  # noqa: F401  (fixture)
+from tests.store_support import validated_asset
 from tests.writeback_support import run_until
 
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"

@@ -97,7 +97,7 @@ def feedback(asset_id: Optional[str] = typer.Argument(None, help="asset the deci
         sent = publish_decisions(settings, decisions) if decisions else []
     except (ValueError, KeyError) as exc:
         console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(2)
+        raise typer.Exit(2) from None
     if json_out:
         out.print_json(json.dumps(sent))
     else:

@@ -61,7 +61,7 @@ def ensure_topics(settings: Settings, create_pipeline: bool = True, timeout_s: f
 def _create(admin: AdminClient, topics: list[NewTopic], timeout_s: float) -> None:
     if not topics:
         return
-    for name, fut in admin.create_topics(topics, operation_timeout=timeout_s).items():
+    for _name, fut in admin.create_topics(topics, operation_timeout=timeout_s).items():
         try:
             fut.result(timeout_s)
         except Exception as exc:  # noqa: BLE001 - already there (another worker raced us) is fine

@@ -35,7 +35,7 @@ def _ops(settings):
         return ops_settings(settings)
     except Exception as exc:
         console.print(f"[red]configuration error (ASSETSTREAM_OPS__*):[/red] {exc}")
-        raise typer.Exit(2)
+        raise typer.Exit(2) from None
 
 
 def _print_json(data: Any) -> None:
@@ -250,7 +250,7 @@ def backfill(
         if json_out:
             _print_json({"dry_run": True, **result.summary()})
         else:
-            for it, etype, version, *_ in plan.publish:
+            for it, etype, _version, *_ in plan.publish:
                 why = "; ".join(plan.stale.get(it.asset_id, []))
                 out.print(f"would publish {etype:9} {it.asset_id}  {it.uri}" + (f"  ({why})" if why else ""))
         raise typer.Exit(1 if problems else 0)

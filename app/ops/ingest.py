@@ -197,7 +197,7 @@ class AckingPublisher:
                     break
                 except BufferError:
                     if time.monotonic() > deadline:
-                        raise TimeoutError("local producer queue full")
+                        raise TimeoutError("local producer queue full") from None
                     time.sleep(0.02)
         if not done.wait(max(0.0, deadline - time.monotonic())):
             raise TimeoutError(f"broker did not acknowledge within {timeout_s}s")

@@ -30,7 +30,7 @@ def review(host: Optional[str] = typer.Option(None, help="interface to bind (def
         server = ReviewServer(settings, host=host, port=port)
     except ValueError as exc:
         console.print(f"[red]configuration error:[/red] {exc}")
-        raise typer.Exit(2)
+        raise typer.Exit(2) from None
     console.print(f"[dim]index {settings.index.url} · feedback topic {settings.topics.name('feedback')} on "
                   f"{settings.kafka.bootstrap_servers} · auth {settings.review.auth}[/dim]")
     serve_until_interrupted(server, announce)

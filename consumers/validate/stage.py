@@ -358,25 +358,26 @@ class ValidateStage(PipelineFacts, Stage):
         model_only = [t for t in ordered if t["source"] == "model"]
         counts["dropped"] = max(len(model_only) - room, 0)
         keep += model_only[:room]
-        by_src = {s: sum(1 for t in keep if t["source"] == s) for s in ("human", "embedded", "model")}
-        parts = [f"{len(keep)} canonical tag{'s' if len(keep) != 1 else ''} "
-                 f"({by_src['human']} human, {by_src['embedded']} embedded, {by_src['model']} model"
-                 + (f", {counts['parents']} implied parents" if counts["parents"] else "") + ")"]
-        if counts["deprecated"]:
-            parts.append(f"{counts['deprecated']} deprecated tag(s) mapped to their replacement")
-        if counts["unknown"]:
-            parts.append(f"{counts['unknown']} unknown model tag(s) "
-                         + ("kept as suggestions" if cfg.unknown_tags == "suggest" else "dropped"))
-        if counts["denied"]:
-            parts.append(f"{counts['denied']} model tag(s) dropped by the deny-list")
-        if counts["removed"]:
-            parts.append(f"{counts['removed']} tag(s) removed in taxonomy {tax.version} dropped")
-        if counts["low"]:
-            parts.append(f"{counts['low']} model tag(s) scored below {_fmt(cfg.min_tag_score)} dropped")
-        if counts["dropped"]:
-            parts.append(f"{counts['dropped']} lowest-scored model tag(s) over the limit of {cfg.max_tags} dropped")
-        reasons.append("tags: " + "; ".join(parts))
+        reasons.append("tags: " + _tag_summary(keep, counts, self.cfg, tax.version))
         return keep, suggested[:50], denied_raw
+
+
+def _tag_summary(keep: list[dict[str, Any]], counts: dict[str, int], cfg: Any, taxonomy_version: str) -> str:
+    """The tags reason: how many canonical tags from which sources, and what was mapped or dropped and why."""
+    by_src = {s: sum(1 for t in keep if t["source"] == s) for s in ("human", "embedded", "model")}
+    parts = [f"{len(keep)} canonical tag{'s' if len(keep) != 1 else ''} "
+             f"({by_src['human']} human, {by_src['embedded']} embedded, {by_src['model']} model"
+             + (f", {counts['parents']} implied parents" if counts["parents"] else "") + ")"]
+    unknown = "kept as suggestions" if cfg.unknown_tags == "suggest" else "dropped"
+    for key, text in (("deprecated", "deprecated tag(s) mapped to their replacement"),
+                      ("unknown", f"unknown model tag(s) {unknown}"),
+                      ("denied", "model tag(s) dropped by the deny-list"),
+                      ("removed", f"tag(s) removed in taxonomy {taxonomy_version} dropped"),
+                      ("low", f"model tag(s) scored below {_fmt(cfg.min_tag_score)} dropped"),
+                      ("dropped", f"lowest-scored model tag(s) over the limit of {cfg.max_tags} dropped")):
+        if counts[key]:
+            parts.append(f"{counts[key]} {text}")
+    return "; ".join(parts)
 
 
 def _scrub(value: dict[str, Any], tax: Taxonomy) -> dict[str, Any]:

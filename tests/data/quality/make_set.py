@@ -18,7 +18,6 @@ Images are resized to <= 512 px (long edge) to keep the set small (< 3 MB).
 from __future__ import annotations
 
 import colorsys
-import json
 import sys
 from pathlib import Path
 
