@@ -16,19 +16,9 @@ import re
 import xml.etree.ElementTree as ET
 from typing import Any
 
-ASSETSTREAM_NS = "https://assetstream.io/ns/xmp/1.0/"
+from domain.xmp import NS, XML_LANG, q, xmp_root
+
 JSONLD_NS = "https://assetstream.io/ns/jsonld/1.0/"
-NS = {
-    "x": "adobe:ns:meta/",
-    "rdf": "http://www.w3.org/1999/02/22-rdf-syntax-ns#",
-    "dc": "http://purl.org/dc/elements/1.1/",
-    "photoshop": "http://ns.adobe.com/photoshop/1.0/",
-    "xmpRights": "http://ns.adobe.com/xap/1.0/rights/",
-    "xmp": "http://ns.adobe.com/xap/1.0/",
-    "Iptc4xmpCore": "http://iptc.org/std/Iptc4xmpCore/1.0/xmlns/",
-    "assetstream": ASSETSTREAM_NS,
-}
-XML_LANG = "{http://www.w3.org/XML/1998/namespace}lang"
 _URL = re.compile(r"^https?://\S+$", re.I)
 _XML_BAD = re.compile(r"[^\x09\x0a\x0d\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 
@@ -180,8 +170,7 @@ def _clean(text: Any) -> str:
     return _XML_BAD.sub("", str(text))
 
 
-def _q(prefix: str, name: str) -> str:
-    return f"{{{NS[prefix]}}}{name}"
+_q = q
 
 
 def _lang_alt(parent: ET.Element, prefix: str, name: str, text: str | None) -> None:
@@ -268,10 +257,8 @@ def to_xmp(validated: dict[str, Any]) -> str:
 
 def parse_xmp(packet: str | bytes) -> dict[str, Any]:
     """Read back the fields to_xmp writes (for tests and write-back checks): {'dc:title': ..., 'dc:subject': [...]}."""
-    text = packet.decode("utf-8") if isinstance(packet, bytes) else packet
-    start, end = text.find("<x:xmpmeta"), text.rfind("</x:xmpmeta>")
-    root = ET.fromstring(text[start:end + len("</x:xmpmeta>")])
-    desc = root.find(f"{_q('rdf', 'RDF')}/{_q('rdf', 'Description')}")
+    root = xmp_root(packet)
+    desc = root.find(f"{_q('rdf', 'RDF')}/{_q('rdf', 'Description')}") if root is not None else None
     out: dict[str, Any] = {}
     if desc is None:
         return out

@@ -8,9 +8,10 @@ import xml.etree.ElementTree as ET
 import pytest
 from PIL import Image
 
-from domain.render import NS, parse_xmp, to_jsonld, to_xmp
-from consumers.validate.stage import ValidateStage
 from app.settings import Settings
+from consumers.validate.stage import ValidateStage
+from domain.render import parse_xmp, to_jsonld, to_xmp
+from domain.xmp import NS
 from tests.validate_support import enriched_asset
 
 TRICKY = 'Trail <Runner> & "Friends" \u2014 l\'été \x07bell'

@@ -8,14 +8,14 @@ from __future__ import annotations
 import math
 import re
 import threading
-import xml.etree.ElementTree as ET
 from typing import Any
 
 from PIL import Image
 
+from domain.xmp import NS, XML_LANG, xmp_root
+
 MAX_TEXT = 2000
 MAX_KEYWORDS = 100
-MAX_XMP_BYTES = 2 * 1024 * 1024
 _CTRL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\u200b-\u200f\u202a-\u202e\u2066-\u2069]")
 
 
@@ -202,20 +202,7 @@ def place_for(exif_rec: dict | None) -> dict | None:
 
 # --- XMP --------------------------------------------------------------------------------------------------
 
-NS = {
-    "x": "adobe:ns:meta/",
-    "rdf": "http://www.w3.org/1999/02/22-rdf-syntax-ns#",
-    "dc": "http://purl.org/dc/elements/1.1/",
-    "photoshop": "http://ns.adobe.com/photoshop/1.0/",
-    "xmpRights": "http://ns.adobe.com/xap/1.0/rights/",
-    "Iptc4xmpCore": "http://iptc.org/std/Iptc4xmpCore/1.0/xmlns/",
-    "plus": "http://ns.useplus.org/ldf/xmp/1.0/",
-    "cc": "http://creativecommons.org/ns#",
-    "exif": "http://ns.adobe.com/exif/1.0/",
-    "xmp": "http://ns.adobe.com/xap/1.0/",
-}
 _RDF = "{%s}" % NS["rdf"]
-XML_LANG = "{http://www.w3.org/XML/1998/namespace}lang"
 
 
 def xmp_packet(info: dict, source: Image.Image | None = None) -> bytes | None:
@@ -238,22 +225,8 @@ def xmp_packet(info: dict, source: Image.Image | None = None) -> bytes | None:
 def parse_xmp(packet: bytes | None) -> dict[str, Any]:
     """XMP -> dict of EmbeddedMetadata fields (missing ones absent). DTDs/entities are refused outright (no
     entity expansion, no external entities); malformed XMP gives {}."""
-    if not packet or len(packet) > MAX_XMP_BYTES:
-        return {}
-    text = packet.decode("utf-8", "replace") if isinstance(packet, bytes) else str(packet)
-    if "<!DOCTYPE" in text.upper() or "<!ENTITY" in text.upper():
-        return {}
-    start = text.find("<x:xmpmeta")
-    if start < 0:
-        start = text.find("<rdf:RDF")
-    end_tag = "</x:xmpmeta>" if text.startswith("<x:xmpmeta", start) else "</rdf:RDF>"
-    end = text.find(end_tag, start)
-    if start < 0 or end < 0:
-        return {}
-    body = re.sub(r"[\x00-\x08\x0b\x0c\x0e-\x1f]", "", text[start:end + len(end_tag)])  # sloppy writers
-    try:
-        root = ET.fromstring(body)
-    except ET.ParseError:
+    root = xmp_root(packet)
+    if root is None:
         return {}
 
     descs = list(root.iter(_RDF + "Description"))

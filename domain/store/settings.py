@@ -1,10 +1,10 @@
 from __future__ import annotations
 
-from streams.config import Section
-
 from typing import Literal
 
 from pydantic import Field, SecretStr
+
+from streams.config import Section
 
 
 class IndexSettings(Section):
