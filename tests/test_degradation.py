@@ -183,3 +183,25 @@ def test_validate_sends_a_degraded_preprocess_to_review():
     assert not any(r.startswith("degraded") for r in complete["reasons"])
     v = vs.validate(enriched)
     assert v["status"] == "needs_review" and v["reasons"][0] == "degraded: ocr timed out"
+
+
+# --- through the real runner on a real broker: the retry path, then degraded ---------------------------------
+
+def test_runner_retries_an_ocr_timeout_then_publishes_it_marked_degraded(broker, unique):
+    from app.producer import AssetPublisher
+    from streams.runner import StageRunner
+    from tests.kafka_support import RunnerThread, make_settings, provision, read_topic
+
+    s = make_settings(broker, f"degraded{unique}",
+                      runner={"concurrency": 1, "retry_max_attempts": 3, "retry_base_delay_s": 0.05},
+                      preprocess={"file_roots": [str(QUALITY_IMAGES)], "ocr_engine": "tesseract",
+                                  "ocr_timeout_s": 0.001})
+    provision(s)
+    retried = metrics.RECORDS_RETRIED.labels("preprocess")._value.get()
+    with AssetPublisher(s) as pub:
+        pub.send("raw", "banner", event("banner_sale_en.jpg") | {"asset_id": "banner"})
+    with RunnerThread(StageRunner(PreprocessStage(s), s)):
+        (out,) = read_topic(s, "preprocessed", 1, timeout_s=60)
+    assert out["value"]["degraded"] == {"ocr": "ocr timed out"}
+    assert metrics.RECORDS_RETRIED.labels("preprocess")._value.get() == retried + 2  # attempts 1, 2 retried
+    assert read_topic(s, "dead_letter", 1, timeout_s=1) == []
