@@ -143,9 +143,8 @@ class ValidateStage(PipelineFacts, Stage):
         """A part that timed out or failed on every attempt (preprocess OCR, an enrich task's template answer)
         left the metadata incomplete: the asset goes to review, reason "degraded: <why>" (issue 21)."""
         parts = {**(d.pre.get("degraded") or {}), **(d.value.get("degraded") or {})}
-        for part, why in sorted(parts.items()):
-            text = why if why.startswith(part) else f"{part}: {why}"
-            d.review.insert(0, f"{DEGRADED_REASON_PREFIX}{text}")
+        d.review[:0] = [DEGRADED_REASON_PREFIX + (why if why.startswith(part) else f"{part}: {why}")
+                        for part, why in sorted(parts.items())]
 
     def _check_schema(self, d: "_Decision") -> None:
         enr = d.value.get("enrichment")
