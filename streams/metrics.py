@@ -33,6 +33,8 @@ RECORD_AGE = Histogram("assetstream_record_age_seconds", "now - the asset event'
 PAUSED = Gauge("assetstream_paused", "1 while the worker has paused consumption (backpressure, budget, store down)",
                ["stage", "reason"])
 COMMITS = Counter("assetstream_offset_commits_total", "Offset commits", ["stage"])
+DEGRADED = Counter("assetstream_degraded_total", "Records that went on with a metadata part degraded (it timed out "
+                   "or failed on every attempt): marked in the record and sent to review", ["stage", "part", "reason"])
 
 # --- enrich ---------------------------------------------------------------------------------------------
 LLM_REQUESTS = Counter("assetstream_llm_requests_total", "Provider requests", ["provider", "model", "task", "outcome"])

@@ -50,6 +50,15 @@ class RecordContext:
 StageResult = Output | Iterable[Output] | None
 
 
+def final_attempt(ctx: RecordContext | None, settings: "RuntimeSettings") -> bool:
+    """Whether this is the record's last attempt (no retry follows a TransientError). A stage whose metadata part
+    timed out or failed raises TransientError before it, and on it goes on with the part marked degraded (issue
+    21). Without a context (a direct call: bench, tools) there is no retry path: final."""
+    if ctx is None:
+        return True
+    return ctx.attempt >= settings.runner.retry_max_attempts
+
+
 class OutputFacts(NamedTuple):
     """What the runner needs to know about a record without reading its shape (Stage.output_facts)."""
 

@@ -138,7 +138,9 @@ def test_only_stale_republishes_exactly_the_stale_assets(broker, unique, store, 
         "old-prompt": _doc("old-prompt", 5, prov(alt_text={"prompt_hash": "0" * 64})),
         "old-model": _doc("old-model", 2, prov(tagging={"model_version": "efficientnet==0.9"})),
         "other-model": _doc("other-model", 4, prov(rights={"provider": "claude", "model": "claude-haiku-4-5"})),
+        "degraded": _doc("degraded", 6, prov()),  # current provenance, but OCR timed out under load (issue 21)
     }
+    docs["degraded"].update(status="needs_review", reasons=["degraded: ocr timed out", "taxonomy 1"])
     sink = IndexSink(idx)
     try:
         assert sink.process_batch(as_items(list(docs.values()))) == [None] * len(docs)
@@ -156,16 +158,17 @@ def test_only_stale_republishes_exactly_the_stale_assets(broker, unique, store, 
     dry = CliRunner().invoke(_app(), args + ["--dry-run"], env=env)
     assert dry.exit_code == 0, dry.output
     assert sorted(json.loads(dry.stdout[dry.stdout.index("{"):])["planned_ids"]) == [
-        "old-model", "old-prompt", "other-model"]
+        "degraded", "old-model", "old-prompt", "other-model"]
 
     run = CliRunner().invoke(_app(), args + ["--rate", "100"], env=env)
     assert run.exit_code == 0, run.output
     summary = json.loads(run.stdout[run.stdout.index("{"):])
     assert summary["skipped_current"] == 2 and summary["skipped_not_indexed"] == 1
     assert "prompt" in summary["stale"]["old-prompt"][0] and "model version" in summary["stale"]["old-model"][0]
+    assert summary["stale"]["degraded"] == ["degraded: ocr timed out"]
 
-    recs = read_topic(s, "raw", 3)
-    assert sorted(r["key"] for r in recs) == ["old-model", "old-prompt", "other-model"]
+    recs = read_topic(s, "raw", 4)
+    assert sorted(r["key"] for r in recs) == ["degraded", "old-model", "old-prompt", "other-model"]
     for r in recs:
         assert r["value"]["event_type"] == "reprocess"
         assert r["value"]["version"] == docs[r["key"]]["enriched"]["pre"]["asset"]["version"] + 1  # index takes it
@@ -173,14 +176,14 @@ def test_only_stale_republishes_exactly_the_stale_assets(broker, unique, store, 
     # resumable too: the same command again publishes nothing (the pipeline has not re-indexed them yet)
     rerun = CliRunner().invoke(_app(), args, env=env)
     assert rerun.exit_code == 0 and json.loads(rerun.stdout[rerun.stdout.index("{"):])["published"] == 0
-    assert len(read_topic(s, "raw", 4, timeout_s=2)) == 3
+    assert len(read_topic(s, "raw", 5, timeout_s=2)) == 4
 
     # a plain backfill skips assets already indexed with the current configuration
     plain = CliRunner().invoke(_app(), ["backfill", str(manifest), "--state", str(tmp_path / "s2"), "--json",
                                         "--dry-run"], env=env)
     assert plain.exit_code == 0, plain.output
     assert sorted(json.loads(plain.stdout[plain.stdout.index("{"):])["planned_ids"]) == [
-        "never-indexed", "old-model", "old-prompt", "other-model"]
+        "degraded", "never-indexed", "old-model", "old-prompt", "other-model"]
 
 
 def test_index_unreachable_degrades_with_a_note(broker, unique, tmp_path):

@@ -13,7 +13,9 @@ and model version per task; for local files also the same sha256) are skipped to
 exactly the source's assets whose indexed enrichment came from another prompt hash / model / model version
 than the current configuration (the enrich stage's own plan, consumers/enrich/plan.py). Enrich then pays only for
 the stale tasks: the others' answers come from its result cache (consumers/enrich/results.py), their inputs being
-unchanged. Assets not in the index are left alone.
+unchanged. Assets not in the index are left alone. An asset indexed as degraded (validate's review reason
+"degraded: ...": a part timed out or failed on every attempt, issue 21) is stale too, whatever its provenance,
+so `--only-stale` redoes it when capacity returns; a plain backfill does not skip it as already indexed either.
 """
 from __future__ import annotations
 
@@ -259,16 +261,27 @@ def current_enrichment(settings: Settings, ops: OpsSettings | None = None) -> di
     return plan.identities(versions)
 
 
+DEGRADED_PREFIX = "degraded: "
+"""validate's review reason for a part that timed out or failed (consumers/validate/stage.py)."""
+
+
+def degraded_reasons(doc: dict[str, Any]) -> list[str]:
+    """The degraded parts of an indexed document ("degraded: ocr timed out", ...); empty = complete."""
+    return [str(r) for r in doc.get("reasons") or [] if str(r).startswith(DEGRADED_PREFIX)]
+
+
 def stale_reasons(doc: dict[str, Any], current: dict[str, dict[str, Any]]) -> list[str]:
-    """Why an indexed document's enrichment differs from the current configuration (empty = current)."""
-    return [f"{task}: {why}" for task, why in task_reasons(doc.get("provenance"), current).items()]
+    """Why an indexed document's enrichment differs from the current configuration or is incomplete (empty =
+    current and complete)."""
+    return [f"{task}: {why}" for task, why in task_reasons(doc.get("provenance"), current).items()] + \
+        degraded_reasons(doc)
 
 
 class IndexView:
     """Read-only lookups of indexed documents by asset id; `error` is set (and lookups return {}) when the
     store cannot be reached."""
 
-    SOURCE = ["asset_id", "version", "provenance", "hashes.sha256", "source_uri"]
+    SOURCE = ["asset_id", "version", "provenance", "hashes.sha256", "source_uri", "reasons"]
 
     def __init__(self, settings: Settings, url: str | None = None):
         from domain.store.client import make_client
@@ -363,8 +376,7 @@ def make_plan(items: list[Item], state: StateFile | None, index: IndexView | Non
             if doc is None:
                 plan.skipped_missing.append(it.asset_id)
                 continue
-            tasks = task_reasons(doc.get("provenance"), current)
-            reasons = [f"{task}: {why}" for task, why in tasks.items()]
+            reasons = stale_reasons(doc, current)
             if not reasons:
                 plan.skipped_current.append(it.asset_id)
                 continue

@@ -177,7 +177,8 @@ def backfill(
                                          "<name>-<hash>.jsonl in the current directory)"),
     only_stale: bool = typer.Option(False, "--only-stale", help="re-publish (event_type reprocess) only "
                                     "assets whose indexed enrichment used another prompt hash / model / "
-                                    "model version than the current configuration"),
+                                    "model version than the current configuration, or was marked degraded "
+                                    "(a part timed out or failed under load)"),
     dry_run: bool = typer.Option(False, "--dry-run", help="show what would be published; publish nothing"),
     es_url: Optional[str] = typer.Option(None, "--es-url", help="search store URL (default index.url)"),
     no_index: bool = typer.Option(False, "--no-index", help="do not consult the index (state file only)"),

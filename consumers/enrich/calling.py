@@ -165,6 +165,9 @@ def check_output(task: str, data: dict[str, Any] | None, raw_text: str, schema: 
 
 # --- results --------------------------------------------------------------------------------------------
 
+FALLBACK_REASON = "model path failed: template answer"
+
+
 @dataclass
 class TaskResult:
     task: str
@@ -174,6 +177,9 @@ class TaskResult:
     cost_usd: float
     attempts: int = 1
     repaired: bool = False
+    degraded: str | None = None
+    """Why the answer is not the model's real one (the provider answered with a template: stop_reason
+    "fallback"), or None. A degraded answer is retried, never cached or reused (issue 21)."""
 
 
 @dataclass
@@ -350,5 +356,6 @@ class Caller:
             "output_tokens": usage.output_tokens, "latency_ms": round(usage.latency_ms, 3),
             "cost_usd": usage.cost_usd, "reused_from": None}
         assert resp.data is not None
+        degraded = FALLBACK_REASON if resp.stop_reason == "fallback" else None
         return TaskResult(task=prompt.id, data=resp.data, raw_text=resp.raw_text, provenance=provenance,
-                          cost_usd=usage.cost_usd, attempts=usage.requests, repaired=repaired)
+                          cost_usd=usage.cost_usd, attempts=usage.requests, repaired=repaired, degraded=degraded)

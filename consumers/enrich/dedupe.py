@@ -46,6 +46,9 @@ from streams.records import to_ms
 
 log = logging.getLogger(__name__)
 
+DEGRADED_REASON_PREFIX = "degraded: "
+"""validate's review reason for a degraded part (consumers/validate/stage.py writes it; the index keeps reasons)."""
+
 BANDS = 8
 
 
@@ -328,9 +331,11 @@ class ElasticsearchDedupeIndex:
         if phash_hex:
             # one clause per band so candidates sharing more bands score higher
             should += [{"term": {"hashes.phash_bands": b}} for b in (bands or phash_bands(phash_hex))]
-        q: dict[str, Any] = {"bool": {"should": should, "minimum_should_match": 1}}
+        # an asset validate sent to review as degraded (a part timed out or failed) is never reused (issue 21)
+        q: dict[str, Any] = {"bool": {"should": should, "minimum_should_match": 1,
+                                      "must_not": [{"prefix": {"reasons": DEGRADED_REASON_PREFIX}}]}}
         if exclude_asset_id:
-            q["bool"]["must_not"] = [{"ids": {"values": [exclude_asset_id]}}]
+            q["bool"]["must_not"].append({"ids": {"values": [exclude_asset_id]}})
         return q
 
     def _search(self, sha256, phash_hex, bands, tenant, exclude_asset_id, dhash_hex=None,

@@ -18,10 +18,10 @@ from consumers.enrich.results import make_result_cache, result_key
 from consumers.enrich.providers import make_provider
 from consumers.enrich.providers.base import Provider
 from streams import metrics
-from streams.errors import PermanentError
+from streams.errors import PermanentError, TransientError
 from domain.records import PipelineFacts, is_deleted
 from streams.records import now_ms, stamp
-from streams.stage import Output, RecordContext, Stage
+from streams.stage import Output, RecordContext, Stage, final_attempt
 
 
 log = logging.getLogger(__name__)
@@ -154,26 +154,32 @@ class EnrichStage(PipelineFacts, Stage):
             metrics.DEDUPE.labels("miss").inc()
 
         review = await self.dedupe.review(asset["asset_id"]) if self.dedupe is not None else None
-        results = await self._run_tasks(value)
+        results = await self._run_tasks(value, final=final_attempt(ctx, self.settings))
         enrichment = self._merge(results)
         provenance = [r.provenance for r in results.values()]
         cost = sum(r.cost_usd for r in results.values())
-        if self.dedupe is not None and hashes:
+        degraded = {name: r.degraded for name, r in results.items() if r.degraded}
+        for name, why in degraded.items():
+            metrics.DEGRADED.labels(self.name, name, why).inc()
+        # a degraded answer (or one made from a degraded preprocess) is never reused for another copy
+        if self.dedupe is not None and hashes and not degraded and not value.get("degraded"):
             await self.dedupe.remember(asset["asset_id"], hashes.get("sha256"), hashes.get("phash"),
                                        hashes.get("phash_bands"), enrichment, provenance, tenant=asset.get("tenant"),
                                        dhash=hashes.get("dhash"), look=look)
-        return Output(value=self._record(pre, enrichment, provenance, cost, review=review))
+        return Output(value=self._record(pre, enrichment, provenance, cost, review=review, degraded=degraded))
 
     def _record(self, pre: dict[str, Any], enrichment: dict[str, Any] | None, provenance: list[dict[str, Any]],
                 cost: float, *, duplicate_of: str | None = None, duplicate_distance: int | None = None,
-                review: dict[str, Any] | None = None) -> dict[str, Any]:
+                review: dict[str, Any] | None = None, degraded: dict[str, str] | None = None) -> dict[str, Any]:
         return {"pre": pre, "enrichment": enrichment, "provenance": provenance, "cost_usd": float(cost),
                 "duplicate_of": duplicate_of, "duplicate_distance": duplicate_distance, "stamp": stamp(self.name),
-                "review": review}
+                "review": review, "degraded": degraded or {}}
 
-    async def _run_tasks(self, value: dict[str, Any]) -> dict[str, TaskResult]:
+    async def _run_tasks(self, value: dict[str, Any], final: bool = True) -> dict[str, TaskResult]:
         """Every planned task's answer: from the result cache when the same question was asked before (same
-        image, task, model, prompt and rendered context), else from the model (and then cached)."""
+        image, task, model, prompt and rendered context), else from the model (and then cached). A degraded
+        answer (the provider's template fallback) raises TransientError unless this is the `final` attempt
+        (the record is retried; finished tasks are kept); it is never cached."""
         asset = value["asset"]
         thumb = value.get("thumbnail") or {}
         image = thumb.get("data") if self.enrich.send_image else None
@@ -213,6 +219,11 @@ class EnrichStage(PipelineFacts, Stage):
                         error = exc
                 else:
                     results[name] = t.result()
+        bad = {name: r.degraded for name, r in results.items() if r.degraded}
+        if error is None and bad and not final:
+            for name in bad:
+                results.pop(name)
+            error = TransientError(f"degraded answer: {bad}", reason="degraded_answer", details=bad)
         if error is not None:
             if not isinstance(error, PermanentError):  # keep finished tasks for the runner's retry
                 for name, r in results.items():
@@ -226,8 +237,9 @@ class EnrichStage(PipelineFacts, Stage):
         if "verify" in results:
             results["verify"].provenance["task"] = "verify"
         if self.results is not None:
-            for name in pending.values():  # newly paid answers only
-                await self.results.put(keys[name], results[name], asset["asset_id"])
+            for name in pending.values():  # newly paid answers only, never a degraded one
+                if not results[name].degraded and not value.get("degraded"):
+                    await self.results.put(keys[name], results[name], asset["asset_id"])
         return {name: results[name] for name in jobs}  # stable order: tagging, alt_text, rights, verify
 
     def _drop_partial(self, key_base: tuple[str, str], jobs: dict[str, Any]) -> None:

@@ -254,9 +254,30 @@ def read_text(img: Image.Image, *, engine: str = "auto", lang: str = "eng", max_
     columns = rapid.pop("columns", 1)
     if engine == "auto" and columns == 1 and len(rapid["text"].splitlines()) >= DENSE_LINES:
         page = run_ocr(img, **tess)
+        if page["skipped"] and page["skip_reason"] in DEGRADING:
+            # a calm run might have kept tesseract's reading: RapidOCR's is kept, flagged (the stage pops the key)
+            return {**rapid, "degraded": DEGRADING[page["skip_reason"]]}
         if not page["skipped"] and len(page["words"]) >= len(rapid["words"]):
             return page
     return rapid
+
+
+DEGRADING = {"timeout": "ocr timed out", "tesseract_error": "ocr failed (tesseract error)"}
+"""skip reasons that mean the text was not read (not that there is none): the record is retried, then marked
+degraded. "disabled", "no_text_detected" and "tesseract_unavailable" (a deployment choice) are not."""
+
+
+def timeout_for(size: tuple[int, int], base_s: float, ref_mpx: float = 1.0) -> float:
+    """Tesseract's time limit for an image OCR reads at `size`: base_s per ref_mpx megapixels, never below base_s."""
+    mpx = size[0] * size[1] / 1e6
+    return base_s * max(1.0, mpx / ref_mpx)
+
+
+def ocr_size(size: tuple[int, int], max_edge: int) -> tuple[int, int]:
+    """The size OCR reads an image of `size` at (scaled down to max_edge)."""
+    w, h = size
+    scale = min(1.0, max_edge / max(w, h, 1))
+    return max(1, round(w * scale)), max(1, round(h * scale))
 
 
 def skipped(lang: str, reason: str) -> dict:

@@ -46,7 +46,13 @@ class PreprocessSettings(Section):
                             "when RapidOCR is missing. Or one engine always")
     ocr_max_edge: int = Field(2000, ge=256, description="OCR runs on the image scaled to at most this long edge")
     ocr_min_confidence: float = Field(30.0, ge=0, le=100, description="words below this tesseract confidence are dropped")
-    ocr_timeout_s: float = Field(30.0, gt=0, description="tesseract time limit; over it OCR is recorded as skipped")
+    ocr_timeout_s: float = Field(30.0, gt=0, description="tesseract time limit for an image of up to "
+                                                        "ocr_timeout_ref_mpx megapixels (as OCR reads it); a larger "
+                                                        "one gets proportionally more. Over it the record is retried "
+                                                        "(TransientError); on the last attempt it goes on with OCR "
+                                                        "marked degraded and validate sends it to review")
+    ocr_timeout_ref_mpx: float = Field(1.0, gt=0, description="megapixels ocr_timeout_s is meant for: the limit is "
+                                                              "ocr_timeout_s x max(1, megapixels / this)")
     ocr_max_chars: int = Field(4000, ge=0, description="OCR text is cut to this many characters")
     # --- metadata / signals ---
     gps_privacy: Literal["keep", "round", "drop"] = Field(

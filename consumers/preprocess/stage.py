@@ -10,8 +10,11 @@ from consumers.preprocess import hashes, metadata, ocr, signals
 from consumers.preprocess.fetch import FetchPolicy, fetch
 from consumers.preprocess.thumbnail import encode_thumbnail, thumbnail_base
 from domain.records import PipelineFacts, is_deleted
+from streams import metrics
+from streams.cpu import cpu_slots
+from streams.errors import TransientError
 from streams.records import stamp
-from streams.stage import Output, RecordContext, Stage
+from streams.stage import Output, RecordContext, Stage, final_attempt
 
 log = logging.getLogger(__name__)
 
@@ -37,10 +40,13 @@ class PreprocessStage(PipelineFacts, Stage):
             return Output(value={"asset": value, "stamp": stamp(self.name)})
         uri = value.get("source_uri")
         fetched = fetch(uri, self.policy)
-        return Output(value=self.preprocess_bytes(value, fetched.data))
+        return Output(value=self.preprocess_bytes(value, fetched.data, final=final_attempt(ctx, self.settings)))
 
-    def preprocess_bytes(self, asset: dict[str, Any], data: bytes) -> dict[str, Any]:
-        """Everything after the fetch, from the source bytes (also used by the benchmark)."""
+    def preprocess_bytes(self, asset: dict[str, Any], data: bytes, *, final: bool = True) -> dict[str, Any]:
+        """Everything after the fetch, from the source bytes (also used by the benchmark). A metadata part that
+        times out or fails raises TransientError (the runner retries the record with backoff) unless this is
+        the `final` attempt: then the record goes on with the part named in `degraded` (validate sends it to
+        review)."""
         cfg = self.cfg
         sha = hashes.sha256_hex(data)
         d = dec.decode(data, max_pixels=cfg.max_pixels, allowed_formats=cfg.allowed_formats,
@@ -58,6 +64,7 @@ class PreprocessStage(PipelineFacts, Stage):
             exif_rec = {**(exif_rec or dict.fromkeys(metadata.EXIF_FIELDS)), "capture_time": captured}
         if exif_rec is not None and all(v is None for v in exif_rec.values()):
             exif_rec = None
+        degraded: dict[str, str] = {}
         record = {
             "asset": asset,
             "image": {"width": d.width, "height": d.height, "format": d.format, "mode": d.mode,
@@ -67,14 +74,27 @@ class PreprocessStage(PipelineFacts, Stage):
             "exif": exif_rec,
             "place": place,
             "embedded": metadata.embedded_metadata(d.info, d.source, d.exif),
-            "ocr": self._ocr(d, data),
+            "ocr": self._ocr(d, data, degraded),
             "hashes": hashes.hashes_record(data, small_src, sha),
             "signals": self._signals(img, small_src),
             "stamp": stamp(self.name),
+            "degraded": degraded,
         }
+        if degraded and not final:
+            part, why = next(iter(degraded.items()))
+            raise TransientError(f"{part}: {why}", reason=f"degraded_{part}", details=degraded)
+        for part, why in degraded.items():
+            metrics.DEGRADED.labels(self.name, part, why).inc()
         return record
 
-    def _ocr(self, d: dec.Decoded, data: bytes) -> dict | None:
+    def _ocr(self, d: dec.Decoded, data: bytes, degraded: dict[str, str]) -> dict | None:
+        rec = self._read(d, data)
+        why = rec.pop("degraded", None) or ocr.DEGRADING.get(rec.get("skip_reason") or "")
+        if why:
+            degraded["ocr"] = why
+        return rec
+
+    def _read(self, d: dec.Decoded, data: bytes) -> dict:
         cfg = self.cfg
         if not cfg.ocr_enabled:
             return ocr.skipped(cfg.ocr_lang, "disabled")
@@ -87,9 +107,12 @@ class PreprocessStage(PipelineFacts, Stage):
         if max(img.size) < want:  # reduced decode was too small to read text: decode again, larger
             img = dec.decode(data, max_pixels=cfg.max_pixels, allowed_formats=cfg.allowed_formats,
                              min_edge=want).image
-        return ocr.read_text(img, engine=cfg.ocr_engine, lang=cfg.ocr_lang, max_edge=cfg.ocr_max_edge,
-                             min_confidence=cfg.ocr_min_confidence, timeout_s=cfg.ocr_timeout_s,
-                             max_chars=cfg.ocr_max_chars, full_size=(d.width, d.height))
+        # the limit scales with the pixels OCR reads; the slot wait (a busy worker) does not count against it
+        timeout = ocr.timeout_for(ocr.ocr_size(img.size, cfg.ocr_max_edge), cfg.ocr_timeout_s, cfg.ocr_timeout_ref_mpx)
+        with cpu_slots():
+            return ocr.read_text(img, engine=cfg.ocr_engine, lang=cfg.ocr_lang, max_edge=cfg.ocr_max_edge,
+                                 min_confidence=cfg.ocr_min_confidence, timeout_s=timeout,
+                                 max_chars=cfg.ocr_max_chars, full_size=(d.width, d.height))
 
     def _signals(self, img, small) -> dict:
         cfg = self.cfg

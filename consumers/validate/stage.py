@@ -83,6 +83,10 @@ class _Decision:
         return chosen
 
 
+DEGRADED_REASON_PREFIX = "degraded: "
+"""The review reason of a degraded part; dedupe (consumers/enrich/dedupe.py) never reuses an asset indexed with it."""
+
+
 class ValidateStage(PipelineFacts, Stage):
     name = "validate"
     input_topic = "enriched"
@@ -119,6 +123,7 @@ class ValidateStage(PipelineFacts, Stage):
         tags, suggested, denied_raw = self._tags(d.human, d.emb, (d.m("tags") or []), d.reasons)  # 4. tags
         fields.update(self._rights(d))            # 5. rights
         self._policy(d, fields)                   # 6. policy
+        self._degraded(d)                         # 7. degraded parts: never auto-applied
         status = "rejected" if d.rejected else "needs_review" if d.review else "auto_applied"
         reasons = d.rejected + d.review + d.reasons if status != "auto_applied" else d.reasons
         reasons.append(f"taxonomy {self.taxonomy.version}")
@@ -132,6 +137,14 @@ class ValidateStage(PipelineFacts, Stage):
             "model_suggestions": d.suggestions, "taxonomy_version": self.taxonomy.version,
             "stamp": stamp(self.name), "review": None,
         }
+
+    @staticmethod
+    def _degraded(d: "_Decision") -> None:
+        """A part that timed out or failed on every attempt (preprocess OCR, an enrich task's template answer)
+        left the metadata incomplete: the asset goes to review, reason "degraded: <why>" (issue 21)."""
+        parts = {**(d.pre.get("degraded") or {}), **(d.value.get("degraded") or {})}
+        d.review[:0] = [DEGRADED_REASON_PREFIX + (why if why.startswith(part) else f"{part}: {why}")
+                        for part, why in sorted(parts.items())]
 
     def _check_schema(self, d: "_Decision") -> None:
         enr = d.value.get("enrichment")

