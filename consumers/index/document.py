@@ -4,6 +4,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import io
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from PIL import Image
@@ -27,11 +28,13 @@ def _provenance(p: dict[str, Any]) -> dict[str, Any]:
     return _drop_none({**p, "timestamp": _iso(p.get("timestamp"))})
 
 
-def document_from_validated(v: dict[str, Any], indexed_at_ms: int | None = None
+def document_from_validated(v: dict[str, Any], indexed_at_ms: int | None = None,
+                            synonyms_of: Callable[[str], Sequence[str]] | None = None
                             ) -> tuple[str, int, dict[str, Any] | None]:
     """(doc _id = asset id, external version = the asset event's version, body or None for a delete).
 
-    A ValidatedAsset with status 'deleted' (or an asset event_type 'deleted') is a delete."""
+    A ValidatedAsset with status 'deleted' (or an asset event_type 'deleted') is a delete. `synonyms_of(tag)`:
+    the vocabulary's synonyms of a canonical tag, indexed as `tag_synonyms` (searchable, and embedded)."""
     enriched = v["enriched"]
     pre = enriched["pre"]
     asset = pre["asset"]
@@ -91,6 +94,8 @@ def document_from_validated(v: dict[str, Any], indexed_at_ms: int | None = None
         "embedded_keywords": embedded.get("keywords") or None,
         "tags": [t["tag"] for t in tags],
         "tag_labels": [t["label"] for t in tags],
+        "tag_synonyms": list(dict.fromkeys(x for t in tags for x in (synonyms_of(t["tag"]) if synonyms_of
+                                                                     else ()))) or None,
         "facets": facets,
         "tag_details": [dict(t) for t in tags],
         "suggested_tags": v.get("suggested_tags") or [],
@@ -127,6 +132,39 @@ def document_from_validated(v: dict[str, Any], indexed_at_ms: int | None = None
         "record": to_plain(without_thumbnail(v)),
     }
     return doc_id, version, _drop_none(body)
+
+
+def embedding_text(body: dict[str, Any]) -> str:
+    """What the text vector says about an asset: title, caption, alt text, summary, tag labels and synonyms,
+    visible text, place and product, one sentence-ish per field (the encoder reads the first 256 tokens)."""
+    place = body.get("place") or {}
+    product = body.get("product") or {}
+    parts: list[Any] = [body.get("title"), body.get("caption"), body.get("alt_text"), body.get("summary"),
+                        ", ".join(body.get("tag_labels") or []), ", ".join(body.get("tag_synonyms") or []),
+                        body.get("visible_text"),
+                        ", ".join(str(place[k]) for k in ("city", "region", "country") if place.get(k)),
+                        " ".join(str(product[k]) for k in ("brand", "name", "category") if product.get(k))]
+    seen: list[str] = []
+    for p in parts:
+        p = " ".join(str(p).split()) if p else ""
+        if p and p not in seen:
+            seen.append(p)
+    return ". ".join(seen)
+
+
+def add_text_vectors(bodies: Sequence[dict[str, Any]], embedder: Any, model: dict[str, str]) -> None:
+    """Embed every body's embedding_text in one batch; store `text_vector` (unit-norm, 384 floats rounded to
+    6 decimals) and `text_vector_model` {id, version} so a model change can be found and backfilled."""
+    texts = [embedding_text(b) for b in bodies]
+    idx = [i for i, t in enumerate(texts) if t]
+    if not idx:
+        return
+    from domain.textembed import DOC_MAX_LEN
+
+    vecs = embedder.embed([texts[i] for i in idx], cache=False, max_len=DOC_MAX_LEN)
+    for i, vec in zip(idx, vecs):
+        bodies[i]["text_vector"] = [round(float(x), 6) for x in vec]
+        bodies[i]["text_vector_model"] = dict(model)
 
 
 PREVIEW_EDGE = 384
