@@ -1,12 +1,14 @@
 """Search that finds what people mean, on a real osmem-server with documents written by the real index sink."""
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
 from consumers.index.sink import IndexSink
 from domain.store.management import index_body, read_alias
-from domain.store.search import expand_query, search
+from domain.store.search import expand_query, hybrid_search, rrf, search, similar
 from domain.taxonomy import load_taxonomy
 from domain.textembed import shared_embedder
 from tests.store_support import as_items, settings_for, store, validated_asset  # noqa: F401
@@ -73,3 +75,68 @@ def test_vector_mapping_per_store():
     assert os_body["mappings"]["properties"]["text_vector"]["method"]["space_type"] == "cosinesimil"
     assert "text_vector" not in index_body(base)["mappings"]["properties"]  # off: _source only
     assert index_body(base)["mappings"]["_meta"]["assetstream_mapping_version"] == 2
+
+
+LIBRARY = [
+    ("h-party", "Kids blowing out birthday candles", "children around a cake with balloons", [("subject", "cake")]),
+    ("h-tax", "Tax form on an office desk", "a printed form and a pen", [("subject", "document")]),
+    ("h-boots", "Leather boots by the door", "brown boots on a mat", [("product", "boot")]),
+    ("h-sofa", "Blue sofa in a living room", "a sofa with cushions", [("product", "sofa")]),
+    ("h-lake", "Mountain lake at dawn", "still water below snowy peaks", [("setting", "outdoor")]),
+    ("h-wedding", "Bride and groom dancing", "a couple dancing at their wedding reception", [("subject", "people")]),
+]
+
+
+@pytest.fixture
+def library(sink):
+    sink.process_batch(as_items([
+        validated_asset(aid, 1, title=title, alt_text=alt, tags=tags, ocr_text="",
+                        status="needs_review" if aid == "h-wedding" else "auto_applied")
+        for aid, title, alt, tags in LIBRARY]))
+    sink.client.indices.refresh(index=read_alias(sink.cfg))
+    return sink
+
+
+def test_hybrid_finds_what_keyword_search_misses(library):
+    c, st = library.client, library.settings
+    assert "h-party" not in _ids(search(c, st, "joyful celebration"))  # no shared word, no tag
+    hits = hybrid_search(c, st, "joyful celebration", size=5)
+    assert _ids(hits)[0] == "h-party"
+    assert hits[0]["title"] == "Kids blowing out birthday candles" and hits[0]["score"] > 0
+    # filters apply inside both legs: the wedding is needs_review, the party is not
+    assert "h-party" not in _ids(hybrid_search(c, st, "joyful celebration", status="needs_review"))
+    assert _ids(hybrid_search(c, st, "joyful celebration", status="needs_review")) == ["h-wedding"]
+    assert _ids(hybrid_search(c, st, "joyful celebration", tags=["product:sofa"])) == ["h-sofa"]
+    # keyword matches still count: an exact word query keeps its document first
+    assert _ids(hybrid_search(c, st, "sofa"))[0] == "h-sofa"
+
+
+def test_more_like_this(library):
+    c, st = library.client, library.settings
+    near = _ids(similar(c, st, "h-party", size=3))
+    assert "h-party" not in near and near[0] == "h-wedding"  # the other celebration
+    with pytest.raises(LookupError):
+        similar(c, st, "nope")
+
+
+def test_rrf_fuses_by_rank():
+    fused = rrf([["a", "b", "c"], ["c", "a"]], k=60)
+    assert [d for d, _ in fused] == ["a", "c", "b"]
+    assert fused[0][1] == pytest.approx(1 / 61 + 1 / 62)
+
+
+def test_cli_search_modes(library):
+    from typer.testing import CliRunner
+
+    from app.cli import app
+
+    cfg = library.cfg
+    env = {"ASSETSTREAM_INDEX__INDEX": cfg.index, "ASSETSTREAM_INDEX__SERVER_MODE": "serverless"}
+    run = CliRunner().invoke
+    hybrid = run(app, ["search", "joyful celebration", "--json", "--size", "3", "--es-url", cfg.url], env=env)
+    assert hybrid.exit_code == 0, hybrid.output
+    assert json.loads(hybrid.output)[0]["asset_id"] == "h-party"
+    keyword = run(app, ["search", "joyful celebration", "--mode", "keyword", "--json", "--es-url", cfg.url], env=env)
+    assert keyword.exit_code == 0 and "h-party" not in keyword.output
+    like = run(app, ["search", "--similar-to", "h-party", "--json", "--size", "1", "--es-url", cfg.url], env=env)
+    assert like.exit_code == 0 and json.loads(like.output)[0]["asset_id"] == "h-wedding"
