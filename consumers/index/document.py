@@ -161,7 +161,8 @@ def add_text_vectors(bodies: Sequence[dict[str, Any]], embedder: Any, model: dic
         return
     from domain.textembed import DOC_MAX_LEN
 
-    vecs = embedder.embed([texts[i] for i in idx], cache=False, max_len=DOC_MAX_LEN)
+    # small batches of similar length (embed sorts by length): padding to a batch's longest text is wasted work
+    vecs = embedder.embed([texts[i] for i in idx], batch_size=8, cache=False, max_len=DOC_MAX_LEN)
     for i, vec in zip(idx, vecs):
         bodies[i]["text_vector"] = [round(float(x), 6) for x in vec]
         bodies[i]["text_vector_model"] = dict(model)
