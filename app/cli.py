@@ -253,6 +253,24 @@ def index_migrate(to_version: Optional[int] = typer.Option(None, help="target ve
             out.print(f"{k}: {v}")
 
 
+@index_app.command("embed")
+def index_embed(json_out: bool = typer.Option(False, "--json")):
+    """Give every document without a current text vector one (MiniLM), at its own version: after
+    `index migrate` to mapping version 2, or a model upgrade. Idempotent."""
+    from domain.store.client import make_client
+    from domain.store.vectors import backfill_vectors
+    from domain.taxonomy import taxonomy_from_settings
+
+    settings = load_settings()
+    tax = taxonomy_from_settings(settings)
+    counts = backfill_vectors(make_client(settings), settings,
+                              lambda t: tax.entries[t].synonyms if t in tax.entries else [])
+    if json_out:
+        out.print_json(json.dumps(counts))
+    else:
+        out.print(f"embedded: {counts['embedded']}, skipped (rewritten meanwhile): {counts['skipped']}")
+
+
 @config_app.command("show")
 def config_show():
     """Print the effective settings as JSON (secrets redacted)."""

@@ -140,3 +140,30 @@ def test_cli_search_modes(library):
     assert keyword.exit_code == 0 and "h-party" not in keyword.output
     like = run(app, ["search", "--similar-to", "h-party", "--json", "--size", "1", "--es-url", cfg.url], env=env)
     assert like.exit_code == 0 and json.loads(like.output)[0]["asset_id"] == "h-wedding"
+
+
+def test_backfill_embeds_documents_indexed_without_vectors(store):
+    from domain.store.vectors import backfill_vectors
+
+    settings = settings_for(store.url, embed_documents=False)
+    old = IndexSink(settings)
+    try:
+        old.process_batch(as_items([validated_asset(aid, 3, title=t, alt_text=a, tags=tags, ocr_text="")
+                                    for aid, t, a, tags in LIBRARY]))
+        c = old.client
+        c.indices.refresh(index=read_alias(settings))
+        assert "text_vector" not in c.get(index=read_alias(settings), id="h-party")["_source"]
+        tax = load_taxonomy()
+        assert backfill_vectors(c, settings, lambda t: tax.entries[t].synonyms if t in tax.entries else []) == \
+            {"embedded": len(LIBRARY), "skipped": 0}
+        doc = c.get(index=read_alias(settings), id="h-party")
+        assert doc["_version"] == 3 and len(doc["_source"]["text_vector"]) == 384  # same external version
+        assert doc["_source"]["title"] == "Kids blowing out birthday candles"
+        assert _ids(hybrid_search(c, settings, "joyful celebration", size=3))[0] == "h-party"
+        assert backfill_vectors(c, settings, lambda t: []) == {"embedded": 0, "skipped": 0}  # idempotent
+        # the sink's next version still lands (external versioning intact)
+        old.process_batch(as_items([validated_asset("h-party", 4, title="Birthday party", tags=[])]))
+        c.indices.refresh(index=read_alias(settings))
+        assert c.get(index=read_alias(settings), id="h-party")["_source"]["title"] == "Birthday party"
+    finally:
+        old.close()

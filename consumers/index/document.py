@@ -134,40 +134,6 @@ def document_from_validated(v: dict[str, Any], indexed_at_ms: int | None = None,
     return doc_id, version, _drop_none(body)
 
 
-def embedding_text(body: dict[str, Any]) -> str:
-    """What the text vector says about an asset: title, caption, alt text, summary, tag labels and synonyms,
-    visible text, place and product, one sentence-ish per field (the encoder reads the first 256 tokens)."""
-    place = body.get("place") or {}
-    product = body.get("product") or {}
-    parts: list[Any] = [body.get("title"), body.get("caption"), body.get("alt_text"), body.get("summary"),
-                        ", ".join(body.get("tag_labels") or []), ", ".join(body.get("tag_synonyms") or []),
-                        body.get("visible_text"),
-                        ", ".join(str(place[k]) for k in ("city", "region", "country") if place.get(k)),
-                        " ".join(str(product[k]) for k in ("brand", "name", "category") if product.get(k))]
-    seen: list[str] = []
-    for p in parts:
-        p = " ".join(str(p).split()) if p else ""
-        if p and p not in seen:
-            seen.append(p)
-    return ". ".join(seen)
-
-
-def add_text_vectors(bodies: Sequence[dict[str, Any]], embedder: Any, model: dict[str, str]) -> None:
-    """Embed every body's embedding_text in one batch; store `text_vector` (unit-norm, 384 floats rounded to
-    6 decimals) and `text_vector_model` {id, version} so a model change can be found and backfilled."""
-    texts = [embedding_text(b) for b in bodies]
-    idx = [i for i, t in enumerate(texts) if t]
-    if not idx:
-        return
-    from domain.textembed import DOC_MAX_LEN
-
-    # small batches of similar length (embed sorts by length): padding to a batch's longest text is wasted work
-    vecs = embedder.embed([texts[i] for i in idx], batch_size=8, cache=False, max_len=DOC_MAX_LEN)
-    for i, vec in zip(idx, vecs):
-        bodies[i]["text_vector"] = [round(float(x), 6) for x in vec]
-        bodies[i]["text_vector_model"] = dict(model)
-
-
 PREVIEW_EDGE = 384
 """Long edge of the preview the index keeps for reviewers (the 768 px thumbnail would triple the index size)."""
 

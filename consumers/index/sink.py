@@ -22,10 +22,11 @@ from typing import Any, Sequence
 from elasticsearch import ApiError, Elasticsearch, SerializationError, TransportError
 
 from domain.store.client import make_client
-from consumers.index.document import add_text_vectors, document_from_validated
+from consumers.index.document import document_from_validated
 from domain.records import PipelineFacts, asset_of, is_deleted, record_from_doc
 from domain.review import apply_review, merge_reviews, same_review
 from domain.store.management import ensure_index, write_alias
+from domain.store.vectors import add_text_vectors, vector_model
 from domain.taxonomy import taxonomy_from_settings
 from streams.errors import PermanentError, StoreUnavailable, TransientError
 from streams.metrics import INDEX_BULK_SECONDS, INDEX_ITEMS, INDEX_REVIEWS_APPLIED
@@ -131,7 +132,7 @@ class IndexSink(PipelineFacts, Stage):
             except (KeyError, TypeError, ValueError) as e:
                 self._reject(results, pos, e)
         if self.cfg.embed_documents:
-            add_text_vectors([b[4] for b in built if b[4] is not None], self._embedder(), self._vector_model())
+            add_text_vectors([b[4] for b in built if b[4] is not None], self._embedder(), vector_model())
         prepared: list[_Prepared] = []
         for pos, version_type, doc_id, version, body in built:
             try:
@@ -212,12 +213,6 @@ class IndexSink(PipelineFacts, Stage):
         from domain.textembed import shared_embedder
 
         return shared_embedder()
-
-    @staticmethod
-    def _vector_model() -> dict[str, str]:
-        from domain.textembed import MODEL_ID, model_version
-
-        return {"id": MODEL_ID, "version": model_version()}
 
     def _label(self, tag: str) -> str | None:
         return self.taxonomy.label(tag) if self.taxonomy.allowed(tag) else None
