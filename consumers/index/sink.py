@@ -132,7 +132,8 @@ class IndexSink(PipelineFacts, Stage):
             except (KeyError, TypeError, ValueError) as e:
                 self._reject(results, pos, e)
         if self.cfg.embed_documents:
-            add_text_vectors([b[4] for b in built if b[4] is not None], self._embedder(), vector_model())
+            add_text_vectors([b[4] for b in built if b[4] is not None], self._embedder(),
+                             vector_model(self.cfg.vector_mode))
         prepared: list[_Prepared] = []
         for pos, version_type, doc_id, version, body in built:
             try:

@@ -21,7 +21,8 @@ import numpy as np
 from elasticsearch import ApiError, Elasticsearch, NotFoundError, helpers
 
 from domain.store.client import index_settings
-from domain.store.management import VECTOR_FIELD, read_alias
+from domain.store.management import PACKED_VECTOR_FIELD, VECTOR_FIELD, read_alias
+from domain.store.vectors import unpack
 
 if TYPE_CHECKING:
     from domain.taxonomy import Taxonomy
@@ -154,11 +155,14 @@ def _exact_cosine(client: Elasticsearch, s: Any, q: np.ndarray, filters: list[di
     """No kNN in the store: read the vectors of at most vector_scan_limit filtered documents and rank them by
     cosine here (stored vectors are unit-norm; the query too)."""
     ids: list[dict[str, Any]] = []
-    vecs: list[list[float]] = []
+    vecs: list[np.ndarray] = []
     body = {"query": {"bool": {"filter": filters}} if filters else {"match_all": {}},
-            "_source": [*HIT_FIELDS, VECTOR_FIELD]}
+            "_source": [*HIT_FIELDS, PACKED_VECTOR_FIELD, VECTOR_FIELD]}
     for h in helpers.scan(client, index=read_alias(s), query=body, size=1000):
-        vec = (h.get("_source") or {}).pop(VECTOR_FIELD, None)
+        src = h.get("_source") or {}
+        vec = unpack(src)
+        src.pop(PACKED_VECTOR_FIELD, None)
+        src.pop(VECTOR_FIELD, None)
         if vec is not None and len(vec) == len(q):
             ids.append(h)
             vecs.append(vec)
@@ -166,7 +170,7 @@ def _exact_cosine(client: Elasticsearch, s: Any, q: np.ndarray, filters: list[di
             break
     if not ids:
         return []
-    sims = np.asarray(vecs, np.float32) @ q
+    sims = np.stack(vecs) @ q
     order = np.argsort(-sims, kind="stable")[:k]
     return [{**ids[i], "_score": float(sims[i])} for i in order]
 
@@ -211,11 +215,13 @@ def similar(client: Elasticsearch, settings: "Any", asset_id: str, tags: Iterabl
     Raises LookupError when the asset is not indexed or has no vector."""
     s = index_settings(settings)
     try:
-        doc = client.get(index=read_alias(s), id=asset_id, source_includes=[VECTOR_FIELD])
+        doc = client.get(index=read_alias(s), id=asset_id, source_includes=[VECTOR_FIELD, PACKED_VECTOR_FIELD])
     except NotFoundError:
         raise LookupError(f"asset {asset_id} is not in {read_alias(s)}") from None
-    vector = (doc.get("_source") or {}).get(VECTOR_FIELD)
-    if not vector:
-        raise LookupError(f"asset {asset_id} has no {VECTOR_FIELD} (indexed before vectors, or embedding off)")
-    near = vector_leg(client, s, vector, build_filters(tuple(tags), status, usage), size, exclude=asset_id)
+    vector = unpack(doc.get("_source") or {})
+    if vector is None:
+        raise LookupError(f"asset {asset_id} has no text vector (indexed before vectors, or embedding off): "
+                          "run `assetstream index embed`")
+    near = vector_leg(client, s, [float(x) for x in vector], build_filters(tuple(tags), status, usage), size,
+                      exclude=asset_id)
     return [_hit(h) for h in near]

@@ -3,19 +3,35 @@ sink per bulk), and re-embedding what an older model or no model embedded (backf
 embed`, after `index migrate` to mapping version 2 or a MiniLM upgrade)."""
 from __future__ import annotations
 
+import base64
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import numpy as np
 from elasticsearch import Elasticsearch, helpers
 
 from domain.store.client import index_settings
-from domain.store.management import VECTOR_FIELD, read_alias, write_alias
+from domain.store.management import PACKED_VECTOR_FIELD, VECTOR_FIELD, read_alias, vector_field, write_alias
 
 
-def vector_model() -> dict[str, str]:
+def vector_model(mode: str = "off") -> dict[str, str]:
+    """text_vector_model: the model, its version, and the field holding the vector (per vector_mode)."""
     from domain.textembed import MODEL_ID, model_version
 
-    return {"id": MODEL_ID, "version": model_version()}
+    return {"id": MODEL_ID, "version": model_version(), "field": vector_field(mode)}
+
+
+def pack(vec: np.ndarray) -> str:
+    return base64.b64encode(np.asarray(vec, "<f4").tobytes()).decode("ascii")
+
+
+def unpack(source: dict[str, Any]) -> np.ndarray | None:
+    """The stored vector of a document's _source (packed or a float list), or None."""
+    packed = source.get(PACKED_VECTOR_FIELD)
+    if packed:
+        return np.frombuffer(base64.b64decode(packed), "<f4")
+    floats = source.get(VECTOR_FIELD)
+    return np.asarray(floats, np.float32) if floats else None
 
 
 def embedding_text(body: dict[str, Any]) -> str:
@@ -37,8 +53,9 @@ def embedding_text(body: dict[str, Any]) -> str:
 
 
 def add_text_vectors(bodies: Sequence[dict[str, Any]], embedder: Any, model: dict[str, str]) -> None:
-    """Embed every body's embedding_text in one batch; store `text_vector` (unit-norm, 384 floats rounded to
-    6 decimals) and `text_vector_model` {id, version} so a model change can be found and backfilled."""
+    """Embed every body's embedding_text in one batch; store the unit vector in model["field"] (`text_vector`:
+    384 floats rounded to 6 decimals, for the store's kNN; `text_vector_b64`: packed) and `text_vector_model`
+    {id, version, field} so a model or mode change can be found and backfilled."""
     texts = [embedding_text(b) for b in bodies]
     idx = [i for i, t in enumerate(texts) if t]
     if not idx:
@@ -48,14 +65,20 @@ def add_text_vectors(bodies: Sequence[dict[str, Any]], embedder: Any, model: dic
     # small batches of similar length (embed sorts by length): padding to a batch's longest text is wasted work
     vecs = embedder.embed([texts[i] for i in idx], batch_size=8, cache=False, max_len=DOC_MAX_LEN)
     for i, vec in zip(idx, vecs):
-        bodies[i][VECTOR_FIELD] = [round(float(x), 6) for x in vec]
+        bodies[i].pop(VECTOR_FIELD, None)
+        bodies[i].pop(PACKED_VECTOR_FIELD, None)
+        if model["field"] == VECTOR_FIELD:
+            bodies[i][VECTOR_FIELD] = [round(float(x), 6) for x in vec]
+        else:
+            bodies[i][PACKED_VECTOR_FIELD] = pack(vec)
         bodies[i]["text_vector_model"] = dict(model)
 
 
 
 def backfill_vectors(client: Elasticsearch, settings: "Any", synonyms_of: Callable[[str], Sequence[str]],
                      embedder: Any = None, batch_size: int = 64) -> dict[str, int]:
-    """Embed every document whose text_vector_model.version is not this code's (none, or an older model).
+    """Embed every document whose text_vector_model version or field is not this code's and mode's (none yet,
+    an older model, or another index.vector_mode before a migrate).
 
     Each is written back whole at its own external version with version_type external_gte: a newer version
     the sink wrote meanwhile wins (409, counted `skipped`). Caveat: a review applied by the sink at the same
@@ -64,9 +87,11 @@ def backfill_vectors(client: Elasticsearch, settings: "Any", synonyms_of: Callab
     from domain.textembed import shared_embedder
 
     s = index_settings(settings)
-    model = vector_model()
+    model = vector_model(s.vector_mode)
     embedder = embedder or shared_embedder()
-    query = {"query": {"bool": {"must_not": [{"term": {"text_vector_model.version": model["version"]}}]}}}
+    current = {"bool": {"filter": [{"term": {"text_vector_model.version": model["version"]}},
+                                   {"term": {"text_vector_model.field": model["field"]}}]}}
+    query = {"query": {"bool": {"must_not": [current]}}}
     counts = {"embedded": 0, "skipped": 0}
     batch: list[dict[str, Any]] = []
 
