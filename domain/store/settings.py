@@ -40,11 +40,11 @@ class IndexSettings(Section):
     vector_mode: Literal["es", "opensearch", "off"] = Field(
         "off", description="how the document's MiniLM text vector (text_vector, 384 floats) is mapped: 'es' = "
         "dense_vector (cosine, HNSW) searched by the store's knn + rrf retriever; 'opensearch' = knn_vector "
-        "(hnsw, lucene, cosinesimil) with index.knn; 'off' = kept in _source only, not indexed (the embedded "
-        "store has no kNN): hybrid search ranks it by exact cosine in the search process. Default 'off' works "
+        "(hnsw, lucene, cosinesimil) with index.knn; 'off' = packed in text_vector_b64, _source only (the "
+        "embedded store has no kNN): hybrid search ranks it by exact cosine in the search process. Default 'off' works "
         "on every store; set 'es' or 'opensearch' in production (a change needs `assetstream index migrate`)")
     embed_documents: bool = Field(True, description="embed each document's text at index time (MiniLM, "
-                                  "~10 ms per document on one core); False = no text_vector (keyword search only)")
+                                  "25-55 ms per document on one core); False = no text_vector (keyword search only)")
     vector_scan_limit: int = Field(20000, description="vector_mode 'off': hybrid/similar search computes cosine "
                                    "over at most this many filtered documents (exact, in the search process)")
     rrf_rank_constant: int = Field(60, description="k of reciprocal rank fusion: score = sum 1 / (k + rank)")
