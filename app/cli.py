@@ -182,19 +182,35 @@ def search(query: Optional[str] = typer.Argument(None, help="free text over titl
            status: Optional[str] = typer.Option(None, help="auto_applied | needs_review | rejected"),
            usage: Optional[str] = typer.Option(None, help="ok | credit_required | restricted | unknown"),
            size: int = typer.Option(20, help="how many hits"),
+           mode: str = typer.Option("hybrid", help="hybrid = words + meaning (BM25 and MiniLM vectors, fused by "
+                                    "reciprocal rank fusion) | keyword = words and vocabulary synonyms only"),
+           similar_to: Optional[str] = typer.Option(None, "--similar-to", help="more like this asset id "
+                                                    "(its text vector's nearest neighbours; the query is ignored)"),
            es_url: Optional[str] = typer.Option(None, "--es-url", help="override index.url"),
            json_out: bool = typer.Option(False, "--json", help="print hits as JSON")):
     """Search indexed assets (read alias) and print a table."""
     from rich.table import Table
 
     from domain.store.client import make_client
+    from domain.store.search import hybrid_search, similar
     from domain.store.search import search as do_search
 
+    if mode not in ("hybrid", "keyword"):
+        console.print(f"[red]--mode must be hybrid or keyword, not {mode!r}[/red]")
+        raise typer.Exit(2)
     settings = load_settings()
     if es_url:
         settings = settings.with_overrides(index={"url": es_url})
     try:
-        hits = do_search(make_client(settings), settings, query, tags=tag, status=status, usage=usage, size=size)
+        client = make_client(settings)
+        if similar_to:
+            hits = similar(client, settings, similar_to, tags=tag, status=status, usage=usage, size=size)
+        else:
+            run = hybrid_search if mode == "hybrid" else do_search
+            hits = run(client, settings, query, tags=tag, status=status, usage=usage, size=size)
+    except LookupError as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(1)
     except Exception as exc:  # connection / missing index: say what to do
         console.print(f"[red]search failed:[/red] {exc}\n[dim]is the store at {settings.index.url} up, and has "
                       f"the index sink created {settings.index.index}-read?[/dim]")
@@ -235,6 +251,24 @@ def index_migrate(to_version: Optional[int] = typer.Option(None, help="target ve
     else:
         for k, v in summary.items():
             out.print(f"{k}: {v}")
+
+
+@index_app.command("embed")
+def index_embed(json_out: bool = typer.Option(False, "--json")):
+    """Give every document without a current text vector one (MiniLM), at its own version: after
+    `index migrate` to mapping version 2, or a model upgrade. Idempotent."""
+    from domain.store.client import make_client
+    from domain.store.vectors import backfill_vectors
+    from domain.taxonomy import taxonomy_from_settings
+
+    settings = load_settings()
+    tax = taxonomy_from_settings(settings)
+    counts = backfill_vectors(make_client(settings), settings,
+                              lambda t: tax.entries[t].synonyms if t in tax.entries else [])
+    if json_out:
+        out.print_json(json.dumps(counts))
+    else:
+        out.print(f"embedded: {counts['embedded']}, skipped (rewritten meanwhile): {counts['skipped']}")
 
 
 @config_app.command("show")

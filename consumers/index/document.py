@@ -4,6 +4,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import io
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from PIL import Image
@@ -27,11 +28,13 @@ def _provenance(p: dict[str, Any]) -> dict[str, Any]:
     return _drop_none({**p, "timestamp": _iso(p.get("timestamp"))})
 
 
-def document_from_validated(v: dict[str, Any], indexed_at_ms: int | None = None
+def document_from_validated(v: dict[str, Any], indexed_at_ms: int | None = None,
+                            synonyms_of: Callable[[str], Sequence[str]] | None = None
                             ) -> tuple[str, int, dict[str, Any] | None]:
     """(doc _id = asset id, external version = the asset event's version, body or None for a delete).
 
-    A ValidatedAsset with status 'deleted' (or an asset event_type 'deleted') is a delete."""
+    A ValidatedAsset with status 'deleted' (or an asset event_type 'deleted') is a delete. `synonyms_of(tag)`:
+    the vocabulary's synonyms of a canonical tag, indexed as `tag_synonyms` (searchable, and embedded)."""
     enriched = v["enriched"]
     pre = enriched["pre"]
     asset = pre["asset"]
@@ -91,6 +94,8 @@ def document_from_validated(v: dict[str, Any], indexed_at_ms: int | None = None
         "embedded_keywords": embedded.get("keywords") or None,
         "tags": [t["tag"] for t in tags],
         "tag_labels": [t["label"] for t in tags],
+        "tag_synonyms": list(dict.fromkeys(x for t in tags for x in (synonyms_of(t["tag"]) if synonyms_of
+                                                                     else ()))) or None,
         "facets": facets,
         "tag_details": [dict(t) for t in tags],
         "suggested_tags": v.get("suggested_tags") or [],

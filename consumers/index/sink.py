@@ -26,6 +26,7 @@ from consumers.index.document import document_from_validated
 from domain.records import PipelineFacts, asset_of, is_deleted, record_from_doc
 from domain.review import apply_review, merge_reviews, same_review
 from domain.store.management import ensure_index, write_alias
+from domain.store.vectors import add_text_vectors, vector_model
 from domain.taxonomy import taxonomy_from_settings
 from streams.errors import PermanentError, StoreUnavailable, TransientError
 from streams.metrics import INDEX_BULK_SECONDS, INDEX_ITEMS, INDEX_REVIEWS_APPLIED
@@ -121,16 +122,24 @@ class IndexSink(PipelineFacts, Stage):
             err = self._request_error(e)
             INDEX_ITEMS.labels(result="retry").inc(len(items))
             return [err] * len(items)
-        prepared: list[_Prepared] = []
+        built: list[tuple[int, str, str, int, dict[str, Any] | None]] = []
         for pos, plan in enumerate(planned):
             try:
                 if isinstance(plan, BaseException):
                     raise plan
-                prepared.append(self._prepare(pos, *plan))
+                value, version_type = plan
+                built.append((pos, version_type, *document_from_validated(value, synonyms_of=self._synonyms)))
+            except (KeyError, TypeError, ValueError) as e:
+                self._reject(results, pos, e)
+        if self.cfg.embed_documents:
+            add_text_vectors([b[4] for b in built if b[4] is not None], self._embedder(),
+                             vector_model(self.cfg.vector_mode))
+        prepared: list[_Prepared] = []
+        for pos, version_type, doc_id, version, body in built:
+            try:
+                prepared.append(self._prepare(pos, doc_id, version, body, version_type))
             except (KeyError, TypeError, ValueError, SerializationError) as e:
-                INDEX_ITEMS.labels(result="rejected").inc()
-                results[pos] = PermanentError(f"cannot build the search document: {e!r}",
-                                              reason="document_error", details={"error": repr(e)})
+                self._reject(results, pos, e)
         for chunk in self._chunks(prepared):
             self._send(chunk, results)
         return results
@@ -190,11 +199,27 @@ class IndexSink(PipelineFacts, Stage):
         resp = self.client.mget(index=self._write_alias, ids=list(dict.fromkeys(ids)), source=fields)
         return {d["_id"]: d.get("_source") or {} for d in resp["docs"] if d.get("found")}
 
+    @staticmethod
+    def _reject(results: list[BaseException | StageResult], pos: int, e: BaseException) -> None:
+        INDEX_ITEMS.labels(result="rejected").inc()
+        results[pos] = PermanentError(f"cannot build the search document: {e!r}",
+                                      reason="document_error", details={"error": repr(e)})
+
+    def _synonyms(self, tag: str) -> list[str]:
+        entry = self.taxonomy.entries.get(tag)
+        return list(entry.synonyms) if entry is not None else []
+
+    @staticmethod
+    def _embedder() -> Any:
+        from domain.textembed import shared_embedder
+
+        return shared_embedder()
+
     def _label(self, tag: str) -> str | None:
         return self.taxonomy.label(tag) if self.taxonomy.allowed(tag) else None
 
-    def _prepare(self, pos: int, value: dict[str, Any], version_type: str = "external") -> _Prepared:
-        doc_id, version, body = document_from_validated(value)
+    def _prepare(self, pos: int, doc_id: str, version: int, body: dict[str, Any] | None,
+                 version_type: str = "external") -> _Prepared:
         if version < 0:
             raise ValueError(f"external version must be >= 0, got {version}")
         meta = {"_index": self._write_alias, "_id": doc_id, "version": version, "version_type": version_type}

@@ -1,52 +1,227 @@
-"""`assetstream search`: full-text + filters over the read alias."""
+"""`assetstream search`: keyword (BM25 + synonyms) or hybrid (BM25 + kNN over MiniLM text vectors, fused by
+reciprocal rank fusion) search over the read alias, with filters applied inside both legs; "more like this".
+
+Hybrid, per index.vector_mode:
+- es: one request, the store's own `retriever: {rrf: {retrievers: [standard, knn]}}` (Elasticsearch 8.16+/9);
+  if the store refuses it (older 8.x, or a license without RRF) two requests (query, then `knn`) fused here;
+- opensearch: the BM25 query and a `knn` query (lucene engine, filter inside), fused here;
+- off (the embedded store: no kNN): the BM25 hits, and exact cosine over the stored vectors of at most
+  index.vector_scan_limit filtered documents, computed in this process, fused here.
+
+Synonyms: every word or phrase of the query (up to 3 words, longest first) that the controlled vocabulary maps
+to a canonical tag (label, synonym, plural, deprecated name, or 'facet:value') adds a `terms` clause on `tags`
+(the canonical tag and the deprecated names that point to it). So "trainers", "sneakers" and
+"product:sneaker" all find the assets tagged product:sneaker, without a reindex when the vocabulary grows.
+"""
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Iterable
 
-from elasticsearch import Elasticsearch
+import numpy as np
+from elasticsearch import ApiError, Elasticsearch, NotFoundError, helpers
 
 from domain.store.client import index_settings
-from domain.store.management import read_alias
+from domain.store.management import PACKED_VECTOR_FIELD, VECTOR_FIELD, read_alias
+from domain.store.vectors import unpack
 
 if TYPE_CHECKING:
-    pass
+    from domain.taxonomy import Taxonomy
 
 SEARCH_FIELDS = ["title^3", "alt_text^2", "caption", "summary", "ocr_text", "visible_text", "tag_labels^2", "tags"]
 HIT_FIELDS = ["asset_id", "title", "alt_text", "tags", "status", "usage_flag"]
 
 
-def build_query(query: str | None, tags: Iterable[str] = (), status: str | None = None,
-                usage: str | None = None) -> dict[str, Any]:
-    """The bool query: multi_match on the text fields (match_all when no text); every tag, the status and the
-    usage flag are exact filters (all must hold)."""
+SYNONYM_BOOST = 2.0
+MAX_PHRASE = 3
+
+
+def expand_query(query: str | None, taxonomy: "Taxonomy | None") -> list[str]:
+    """Canonical tags (and the deprecated names that map to them) that the query's words and phrases name in
+    the vocabulary, in query order. Longest phrase first: "running shoe" maps as a phrase before "shoe"."""
+    if not query or taxonomy is None:
+        return []
+    words = [w.strip(".,;!?\"'()") for w in query.split()]
+    words = [w for w in words if w]
+    found: list[str] = []
+    i = 0
+    while i < len(words):
+        for n in range(min(MAX_PHRASE, len(words) - i), 0, -1):
+            res = taxonomy.resolve(" ".join(words[i:i + n]))
+            if res.mapped is not None:
+                found.append(res.mapped.tag)
+                found.extend(old for old, new in taxonomy.deprecated.items() if new == res.mapped.tag)
+                i += n
+                break
+        else:
+            i += 1
+    return list(dict.fromkeys(found))
+
+
+def build_filters(tags: Iterable[str] = (), status: str | None = None,
+                  usage: str | None = None) -> list[dict[str, Any]]:
+    """Exact filters, all must hold: every tag, the status, the usage flag."""
     filters: list[dict[str, Any]] = [{"term": {"tags": t}} for t in tags]
     if status:
         filters.append({"term": {"status": status}})
     if usage:
         filters.append({"term": {"usage_flag": usage}})
-    must: dict[str, Any]
-    if query and query.strip():
-        must = {"multi_match": {"query": query, "fields": SEARCH_FIELDS, "type": "best_fields",
-                                "lenient": True}}
-    else:
-        must = {"match_all": {}}
-    return {"bool": {"must": [must], "filter": filters}}
+    return filters
+
+
+def build_query(query: str | None, tags: Iterable[str] = (), status: str | None = None,
+                usage: str | None = None, synonyms: Iterable[str] = ()) -> dict[str, Any]:
+    """The bool query: multi_match on the text fields, or a `terms` match on the canonical tags the query's
+    synonyms name (either is enough; match_all when no text); filters as build_filters."""
+    filters = build_filters(tags, status, usage)
+    if not (query and query.strip()):
+        return {"bool": {"must": [{"match_all": {}}], "filter": filters}}
+    should: list[dict[str, Any]] = [{"multi_match": {"query": query, "fields": SEARCH_FIELDS,
+                                                     "type": "best_fields", "lenient": True}}]
+    expanded = list(synonyms)
+    if expanded:
+        should.append({"terms": {"tags": expanded, "boost": SYNONYM_BOOST}})
+    return {"bool": {"should": should, "minimum_should_match": 1, "filter": filters}}
+
+
+def default_taxonomy(settings: Any) -> "Taxonomy":
+    """The deployment's vocabulary when the whole Settings is at hand, else the bundled latest."""
+    from domain.taxonomy import load_taxonomy, taxonomy_from_settings
+
+    return taxonomy_from_settings(settings) if hasattr(settings, "validate_") else load_taxonomy()
 
 
 def search(client: Elasticsearch, settings: "Any", query: str | None,
            tags: Iterable[str] = (), status: str | None = None, usage: str | None = None,
-           size: int = 20) -> list[dict[str, Any]]:
+           size: int = 20, taxonomy: "Taxonomy | None" = None) -> list[dict[str, Any]]:
     """Hits, best first: [{asset_id, title, alt_text, tags, status, usage_flag, score}]."""
     s = index_settings(settings)
-    body_query = build_query(query, tuple(tags), status, usage)
-    sort: list[Any] = ["_score", {"event_time": {"order": "desc", "unmapped_type": "date"}},
-                       {"asset_id": {"order": "asc", "unmapped_type": "keyword"}}]
+    synonyms = expand_query(query, taxonomy if taxonomy is not None else default_taxonomy(settings))
+    body_query = build_query(query, tuple(tags), status, usage, synonyms)
     resp = client.search(index=read_alias(s), query=body_query, size=size, source_includes=HIT_FIELDS,
-                         sort=sort, track_scores=True)
-    hits = []
-    for h in resp["hits"]["hits"]:
+                         sort=_SORT, track_scores=True)
+    return [_hit(h) for h in resp["hits"]["hits"]]
+
+
+_SORT: list[Any] = ["_score", {"event_time": {"order": "desc", "unmapped_type": "date"}},
+                    {"asset_id": {"order": "asc", "unmapped_type": "keyword"}}]
+
+
+def _hit(h: dict[str, Any], score: float | None = None) -> dict[str, Any]:
+    src = h.get("_source") or {}
+    return {"asset_id": src.get("asset_id", h["_id"]), "title": src.get("title"),
+            "alt_text": src.get("alt_text"), "tags": src.get("tags", []), "status": src.get("status"),
+            "usage_flag": src.get("usage_flag"), "score": h.get("_score") if score is None else score}
+
+
+def rrf(rankings: list[list[str]], k: int = 60) -> list[tuple[str, float]]:
+    """Reciprocal rank fusion: score(d) = sum over rankings of 1 / (k + rank of d), rank from 1; best first,
+    ties by first appearance."""
+    scores: dict[str, float] = {}
+    for ranking in rankings:
+        for rank, doc_id in enumerate(ranking, start=1):
+            scores[doc_id] = scores.get(doc_id, 0.0) + 1.0 / (k + rank)
+    return sorted(scores.items(), key=lambda kv: -kv[1])
+
+
+def embed_query(text: str) -> list[float]:
+    from domain.textembed import shared_embedder
+
+    return [float(x) for x in shared_embedder().embed([text], cache=False)[0]]
+
+
+def vector_leg(client: Elasticsearch, settings: "Any", vector: list[float], filters: list[dict[str, Any]],
+               k: int, exclude: str | None = None) -> list[dict[str, Any]]:
+    """The k nearest documents to `vector` (cosine) among those the filters allow, best first, as raw hits
+    (_id, _source with HIT_FIELDS, _score = cosine-derived). The store's kNN where it has one."""
+    s = index_settings(settings)
+    if exclude is not None:
+        filters = [*filters, {"bool": {"must_not": [{"ids": {"values": [exclude]}}]}}]
+    if s.vector_mode == "es":
+        knn = {"field": VECTOR_FIELD, "query_vector": vector, "k": k, "num_candidates": max(100, 2 * k)}
+        if filters:
+            knn["filter"] = filters
+        return client.search(index=read_alias(s), knn=knn, size=k, source_includes=HIT_FIELDS)["hits"]["hits"]
+    if s.vector_mode == "opensearch":
+        clause: dict[str, Any] = {"vector": vector, "k": k}
+        if filters:
+            clause["filter"] = {"bool": {"filter": filters}}
+        return client.search(index=read_alias(s), query={"knn": {VECTOR_FIELD: clause}}, size=k,
+                             source_includes=HIT_FIELDS)["hits"]["hits"]
+    return _exact_cosine(client, s, np.asarray(vector, np.float32), filters, k)
+
+
+def _exact_cosine(client: Elasticsearch, s: Any, q: np.ndarray, filters: list[dict[str, Any]],
+                  k: int) -> list[dict[str, Any]]:
+    """No kNN in the store: read the vectors of at most vector_scan_limit filtered documents and rank them by
+    cosine here (stored vectors are unit-norm; the query too)."""
+    ids: list[dict[str, Any]] = []
+    vecs: list[np.ndarray] = []
+    body = {"query": {"bool": {"filter": filters}} if filters else {"match_all": {}},
+            "_source": [*HIT_FIELDS, PACKED_VECTOR_FIELD, VECTOR_FIELD]}
+    for h in helpers.scan(client, index=read_alias(s), query=body, size=1000):
         src = h.get("_source") or {}
-        hits.append({"asset_id": src.get("asset_id", h["_id"]), "title": src.get("title"),
-                     "alt_text": src.get("alt_text"), "tags": src.get("tags", []), "status": src.get("status"),
-                     "usage_flag": src.get("usage_flag"), "score": h.get("_score")})
-    return hits
+        vec = unpack(src)
+        src.pop(PACKED_VECTOR_FIELD, None)
+        src.pop(VECTOR_FIELD, None)
+        if vec is not None and len(vec) == len(q):
+            ids.append(h)
+            vecs.append(vec)
+        if len(ids) >= s.vector_scan_limit:
+            break
+    if not ids:
+        return []
+    sims = np.stack(vecs) @ q
+    order = np.argsort(-sims, kind="stable")[:k]
+    return [{**ids[i], "_score": float(sims[i])} for i in order]
+
+
+def hybrid_search(client: Elasticsearch, settings: "Any", query: str, tags: Iterable[str] = (),
+                  status: str | None = None, usage: str | None = None, size: int = 20,
+                  taxonomy: "Taxonomy | None" = None) -> list[dict[str, Any]]:
+    """BM25 (with synonyms) + kNN over the text vectors, fused with RRF; the filters apply to both legs.
+    Hits as `search`, score = the RRF score."""
+    if not (query and query.strip()):
+        return search(client, settings, query, tags, status, usage, size, taxonomy)
+    s = index_settings(settings)
+    tags = tuple(tags)
+    filters = build_filters(tags, status, usage)
+    synonyms = expand_query(query, taxonomy if taxonomy is not None else default_taxonomy(settings))
+    keyword_query = build_query(query, tags, status, usage, synonyms)
+    window = max(s.rrf_window, size)
+    vector = embed_query(query)
+    if s.vector_mode == "es":
+        try:
+            knn = {"field": VECTOR_FIELD, "query_vector": vector, "k": window, "num_candidates": max(100, 2 * window)}
+            if filters:
+                knn["filter"] = filters
+            resp = client.search(index=read_alias(s), size=size, source_includes=HIT_FIELDS, retriever={"rrf": {
+                "retrievers": [{"standard": {"query": keyword_query}}, {"knn": knn}],
+                "rank_window_size": window, "rank_constant": s.rrf_rank_constant}})
+            return [_hit(h) for h in resp["hits"]["hits"]]
+        except ApiError as e:
+            if e.status not in (400, 403):
+                raise  # 400: no retriever/rrf in this version; 403: the license has no RRF -> fuse here
+    keyword = client.search(index=read_alias(s), query=keyword_query, size=window, source_includes=HIT_FIELDS,
+                            sort=_SORT, track_scores=True)["hits"]["hits"]
+    near = vector_leg(client, s, vector, filters, window)
+    by_id = {h["_id"]: h for h in near} | {h["_id"]: h for h in keyword}
+    fused = rrf([[h["_id"] for h in keyword], [h["_id"] for h in near]], s.rrf_rank_constant)
+    return [_hit(by_id[doc_id], score) for doc_id, score in fused[:size]]
+
+
+def similar(client: Elasticsearch, settings: "Any", asset_id: str, tags: Iterable[str] = (),
+            status: str | None = None, usage: str | None = None, size: int = 20) -> list[dict[str, Any]]:
+    """"More like this": the assets whose text vectors are nearest to this asset's (itself excluded).
+    Raises LookupError when the asset is not indexed or has no vector."""
+    s = index_settings(settings)
+    try:
+        doc = client.get(index=read_alias(s), id=asset_id, source_includes=[VECTOR_FIELD, PACKED_VECTOR_FIELD])
+    except NotFoundError:
+        raise LookupError(f"asset {asset_id} is not in {read_alias(s)}") from None
+    vector = unpack(doc.get("_source") or {})
+    if vector is None:
+        raise LookupError(f"asset {asset_id} has no text vector (indexed before vectors, or embedding off): "
+                          "run `assetstream index embed`")
+    near = vector_leg(client, s, [float(x) for x in vector], build_filters(tuple(tags), status, usage), size,
+                      exclude=asset_id)
+    return [_hit(h) for h in near]

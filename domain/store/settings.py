@@ -36,6 +36,20 @@ class IndexSettings(Section):
     number_of_shards: int = 1
     number_of_replicas: int = Field(1, description="0 for single-node stores")
 
+    # --- vectors and hybrid search (docs/index.md "Search") -----------------------------------------------------
+    vector_mode: Literal["es", "opensearch", "off"] = Field(
+        "off", description="how the document's MiniLM text vector (text_vector, 384 floats) is mapped: 'es' = "
+        "dense_vector (cosine, HNSW) searched by the store's knn + rrf retriever; 'opensearch' = knn_vector "
+        "(hnsw, lucene, cosinesimil) with index.knn; 'off' = packed in text_vector_b64, _source only (the "
+        "embedded store has no kNN): hybrid search ranks it by exact cosine in the search process. Default 'off' works "
+        "on every store; set 'es' or 'opensearch' in production (a change needs `assetstream index migrate`)")
+    embed_documents: bool = Field(True, description="embed each document's text at index time (MiniLM, "
+                                  "25-55 ms per document on one core); False = no text_vector (keyword search only)")
+    vector_scan_limit: int = Field(20000, description="vector_mode 'off': hybrid/similar search computes cosine "
+                                   "over at most this many filtered documents (exact, in the search process)")
+    rrf_rank_constant: int = Field(60, description="k of reciprocal rank fusion: score = sum 1 / (k + rank)")
+    rrf_window: int = Field(50, description="how many hits of each leg (BM25, kNN) go into the fusion")
+
     # --- bulk writes -------------------------------------------------------------------------------------------
     bulk_max_actions: int = Field(1000, description="split one runner batch into bulk requests of at most this "
                                   "many items (the runner batches by settings.runner.batch_*)")

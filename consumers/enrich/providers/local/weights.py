@@ -10,13 +10,14 @@ Nothing here touches the network.
 from __future__ import annotations
 
 import collections
-import json
 import pickle
 import struct
 import zipfile
 from typing import Any
 
 import numpy as np
+
+from domain.textembed import read_safetensors  # noqa: F401  (moved there: the index sink embeds text too)
 
 _STORAGE_DTYPES = {
     "FloatStorage": np.float32,
@@ -136,25 +137,3 @@ def _read_zip_checkpoint(path: str) -> dict[str, np.ndarray]:
     return _materialize(result)
 
 
-_ST_DTYPES = {"F32": np.float32, "F16": np.float16, "F64": np.float64, "I64": np.int64, "I32": np.int32,
-              "BF16": None}
-
-
-def read_safetensors(path: str) -> dict[str, np.ndarray]:
-    with open(path, "rb") as f:
-        (n,) = struct.unpack("<Q", f.read(8))
-        header = json.loads(f.read(n))
-        buf = f.read()
-    out: dict[str, np.ndarray] = {}
-    for name, meta in header.items():
-        if name == "__metadata__":
-            continue
-        start, end = meta["data_offsets"]
-        dt = meta["dtype"]
-        raw = buf[start:end]
-        if dt == "BF16":
-            arr = (np.frombuffer(raw, dtype=np.uint16).astype(np.uint32) << 16).view(np.float32)
-        else:
-            arr = np.frombuffer(raw, dtype=_ST_DTYPES[dt])
-        out[name] = arr.reshape(meta["shape"]).astype(np.float32, copy=False)
-    return out

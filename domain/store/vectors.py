@@ -1,0 +1,124 @@
+"""The document's text vector: what it says (embedding_text), writing it (add_text_vectors, called by the index
+sink per bulk), and re-embedding what an older model or no model embedded (backfill_vectors, `assetstream index
+embed`, after `index migrate` to mapping version 2 or a MiniLM upgrade)."""
+from __future__ import annotations
+
+import base64
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+from elasticsearch import Elasticsearch, helpers
+
+from domain.store.client import index_settings
+from domain.store.management import PACKED_VECTOR_FIELD, VECTOR_FIELD, read_alias, vector_field, write_alias
+
+
+def vector_model(mode: str = "off") -> dict[str, str]:
+    """text_vector_model: the model, its version, and the field holding the vector (per vector_mode)."""
+    from domain.textembed import MODEL_ID, model_version
+
+    return {"id": MODEL_ID, "version": model_version(), "field": vector_field(mode)}
+
+
+def pack(vec: np.ndarray) -> str:
+    return base64.b64encode(np.asarray(vec, "<f4").tobytes()).decode("ascii")
+
+
+def unpack(source: dict[str, Any]) -> np.ndarray | None:
+    """The stored vector of a document's _source (packed or a float list), or None."""
+    packed = source.get(PACKED_VECTOR_FIELD)
+    if packed:
+        return np.frombuffer(base64.b64decode(packed), "<f4")
+    floats = source.get(VECTOR_FIELD)
+    return np.asarray(floats, np.float32) if floats else None
+
+
+def embedding_text(body: dict[str, Any]) -> str:
+    """What the text vector says about an asset: title, caption, alt text, summary, tag labels and synonyms,
+    visible text, place and product, one sentence-ish per field (the encoder reads the first 256 tokens)."""
+    place = body.get("place") or {}
+    product = body.get("product") or {}
+    parts: list[Any] = [body.get("title"), body.get("caption"), body.get("alt_text"), body.get("summary"),
+                        ", ".join(body.get("tag_labels") or []), ", ".join(body.get("tag_synonyms") or []),
+                        body.get("visible_text"),
+                        ", ".join(str(place[k]) for k in ("city", "region", "country") if place.get(k)),
+                        " ".join(str(product[k]) for k in ("brand", "name", "category") if product.get(k))]
+    seen: list[str] = []
+    for p in parts:
+        p = " ".join(str(p).split()) if p else ""
+        if p and p not in seen:
+            seen.append(p)
+    return ". ".join(seen)
+
+
+def add_text_vectors(bodies: Sequence[dict[str, Any]], embedder: Any, model: dict[str, str]) -> None:
+    """Embed every body's embedding_text in one batch; store the unit vector in model["field"] (`text_vector`:
+    384 floats rounded to 6 decimals, for the store's kNN; `text_vector_b64`: packed) and `text_vector_model`
+    {id, version, field} so a model or mode change can be found and backfilled."""
+    texts = [embedding_text(b) for b in bodies]
+    idx = [i for i, t in enumerate(texts) if t]
+    if not idx:
+        return
+    from domain.textembed import DOC_MAX_LEN
+
+    # small batches of similar length (embed sorts by length): padding to a batch's longest text is wasted work
+    vecs = embedder.embed([texts[i] for i in idx], batch_size=8, cache=False, max_len=DOC_MAX_LEN)
+    for i, vec in zip(idx, vecs):
+        bodies[i].pop(VECTOR_FIELD, None)
+        bodies[i].pop(PACKED_VECTOR_FIELD, None)
+        if model["field"] == VECTOR_FIELD:
+            bodies[i][VECTOR_FIELD] = [round(float(x), 6) for x in vec]
+        else:
+            bodies[i][PACKED_VECTOR_FIELD] = pack(vec)
+        bodies[i]["text_vector_model"] = dict(model)
+
+
+
+def backfill_vectors(client: Elasticsearch, settings: "Any", synonyms_of: Callable[[str], Sequence[str]],
+                     embedder: Any = None, batch_size: int = 64) -> dict[str, int]:
+    """Embed every document whose text_vector_model version or field is not this code's and mode's (none yet,
+    an older model, or another index.vector_mode before a migrate).
+
+    Each is written back whole at its own external version with version_type external_gte: a newer version
+    the sink wrote meanwhile wins (409, counted `skipped`). Caveat: a review applied by the sink at the same
+    version between this read and write is overwritten (run it when reviews are quiet, or run it again: the
+    sink's next write of that asset restores the review from the feedback topic). Returns counts."""
+    from domain.textembed import shared_embedder
+
+    s = index_settings(settings)
+    model = vector_model(s.vector_mode)
+    embedder = embedder or shared_embedder()
+    current = {"bool": {"filter": [{"term": {"text_vector_model.version": model["version"]}},
+                                   {"term": {"text_vector_model.field": model["field"]}}]}}
+    query = {"query": {"bool": {"must_not": [current]}}}
+    counts = {"embedded": 0, "skipped": 0}
+    batch: list[dict[str, Any]] = []
+
+    def flush() -> None:
+        bodies = [h["_source"] for h in batch]
+        for body in bodies:
+            if not body.get("tag_synonyms"):
+                syn = list(dict.fromkeys(x for t in body.get("tags") or [] for x in synonyms_of(t)))
+                if syn:
+                    body["tag_synonyms"] = syn
+        add_text_vectors(bodies, embedder, model)
+        actions = [{"_op_type": "index", "_index": write_alias(s), "_id": h["_id"], "version": h["_version"],
+                    "version_type": "external_gte", "_source": h["_source"]} for h in batch]
+        for ok, item in helpers.streaming_bulk(client, actions, raise_on_error=False, max_retries=3):
+            if ok:
+                counts["embedded"] += 1
+            elif item["index"].get("status") == 409:
+                counts["skipped"] += 1
+            else:
+                raise RuntimeError(f"backfill: {item['index'].get('error')}")
+        batch.clear()
+
+    for hit in helpers.scan(client, index=read_alias(s), query=query, size=batch_size, version=True):
+        batch.append(hit)
+        if len(batch) >= batch_size:
+            flush()
+    if batch:
+        flush()
+    client.indices.refresh(index=read_alias(s))
+    return counts

