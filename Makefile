@@ -4,7 +4,7 @@
 PYTHON ?= python3
 RUN_ARGS ?= samples/
 
-.PHONY: run test install system-deps bench
+.PHONY: run test lint install system-deps bench
 
 system-deps:
 	@bash scripts/system-deps.sh
@@ -19,7 +19,12 @@ install: system-deps
 run: install
 	OMP_THREAD_LIMIT=1 assetstream run $(RUN_ARGS)
 
-test: install
+# the folders are the layers (import-linter contracts in pyproject.toml), and ruff's checks
+lint: install
+	lint-imports
+	ruff check .
+
+test: install lint
 	OMP_THREAD_LIMIT=1 $(PYTHON) -m pytest
 
 bench: install

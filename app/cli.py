@@ -210,7 +210,7 @@ def search(query: Optional[str] = typer.Argument(None, help="free text over titl
             hits = run(client, settings, query, tags=tag, status=status, usage=usage, size=size)
     except LookupError as exc:
         console.print(f"[red]{exc}[/red]")
-        raise typer.Exit(1)
+        raise typer.Exit(1) from None
     except Exception as exc:  # connection / missing index: say what to do
         console.print(f"[red]search failed:[/red] {exc}\n[dim]is the store at {settings.index.url} up, and has "
                       f"the index sink created {settings.index.index}-read?[/dim]")
@@ -219,12 +219,19 @@ def search(query: Optional[str] = typer.Argument(None, help="free text over titl
         out.print_json(json.dumps(hits, default=str))
         return
     table = Table(title=f"{len(hits)} hit(s)")
-    for col in ("asset", "title", "alt text", "tags", "status", "usage"):
+    for col in ("asset", "title", "alt text", "tags", "status", "usage", "source"):
         table.add_column(col, overflow="fold")
     for h in hits:
         table.add_row(h["asset_id"], h.get("title") or "", h.get("alt_text") or "", ", ".join(h.get("tags") or []),
-                      h.get("status") or "", h.get("usage_flag") or "")
+                      h.get("status") or "", h.get("usage_flag") or "", _sources(h))
     out.print(table)
+
+
+def _sources(hit: dict[str, Any]) -> str:
+    """Who set the title, alt text and tags of a hit: `title=human alt_text=human tags=model · maria`."""
+    sources = hit.get("field_sources") or {}
+    text = " ".join(f"{f}={sources.get(f, 'model')}" for f in ("title", "alt_text", "tags"))
+    return text + (f" · {hit['reviewed_by']}" if hit.get("reviewed_by") else "")
 
 
 @index_app.command("create")

@@ -181,7 +181,7 @@ class TextEmbedder:
         for i in range(N_LAYERS):
             p = f"encoder.layer.{i}."
 
-            def lin(t: np.ndarray, name: str) -> np.ndarray:
+            def lin(t: np.ndarray, name: str, p: str = p) -> np.ndarray:
                 wt = w[p + name + ".weight"]
                 return (t.reshape(-1, t.shape[-1]) @ wt + w[p + name + ".bias"]).reshape(n, L, wt.shape[1])
 

@@ -11,6 +11,7 @@ import time
 from PIL import Image
 from typer.testing import CliRunner
 
+from app import cli
 from app.kpis import cli as kpis_cli
 from app.kpis.compute import audit_for_validated
 from app.kpis.feedback import publish_decision
@@ -99,6 +100,12 @@ def test_a_decision_is_published_and_survives_reprocessing(broker, unique, store
         assert doc["reviewed_by"] == "maria" and doc["version"] == 3
         assert doc["model_suggestions"]["alt_text"] == "red running shoe on a white background, side view"
         assert doc["thumbnail"]["data"] == before["thumbnail"]["data"]  # the preview survives the decision
+
+        # what a user sees: `assetstream search` shows the approved values, set by a person
+        found = CliRunner().invoke(cli.app, ["search", "trail running shoe", "--mode", "keyword"], env=env_for(s))
+        assert found.exit_code == 0, found.output
+        assert "Red trail running shoe" in found.output and "approved" in found.output
+        assert "alt_text=human" in found.output and "maria" in found.output
 
         # what went to `validated` is a valid record; the audit credits each field to the person who set it
         (published,) = [r["value"] for r in read_topic(s, "validated", 1)]

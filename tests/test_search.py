@@ -12,7 +12,7 @@ from domain.store.vectors import add_text_vectors, pack, unpack, vector_model
 from domain.store.search import expand_query, hybrid_search, rrf, search, similar
 from domain.taxonomy import load_taxonomy
 from domain.textembed import shared_embedder
-from tests.store_support import as_items, settings_for, store, validated_asset  # noqa: F401
+from tests.store_support import as_items, settings_for, validated_asset
 
 
 @pytest.fixture

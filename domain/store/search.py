@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from domain.taxonomy import Taxonomy
 
 SEARCH_FIELDS = ["title^3", "alt_text^2", "caption", "summary", "ocr_text", "visible_text", "tag_labels^2", "tags"]
-HIT_FIELDS = ["asset_id", "title", "alt_text", "tags", "status", "usage_flag"]
+HIT_FIELDS = ["asset_id", "title", "alt_text", "tags", "status", "usage_flag", "field_sources", "reviewed_by"]
 
 
 SYNONYM_BOOST = 2.0
@@ -110,7 +110,8 @@ def _hit(h: dict[str, Any], score: float | None = None) -> dict[str, Any]:
     src = h.get("_source") or {}
     return {"asset_id": src.get("asset_id", h["_id"]), "title": src.get("title"),
             "alt_text": src.get("alt_text"), "tags": src.get("tags", []), "status": src.get("status"),
-            "usage_flag": src.get("usage_flag"), "score": h.get("_score") if score is None else score}
+            "usage_flag": src.get("usage_flag"), "score": h.get("_score") if score is None else score,
+            "field_sources": src.get("field_sources") or {}, "reviewed_by": src.get("reviewed_by")}
 
 
 def rrf(rankings: list[list[str]], k: int = 60) -> list[tuple[str, float]]:

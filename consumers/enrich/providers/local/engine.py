@@ -639,6 +639,38 @@ def _evidence_subject(idx: VocabIndex | None, facts: ImageFacts) -> str | None:
     return str(entry.get("label") or entry["tag"].split(":", 1)[1]).replace("-", " ").lower()
 
 
+def _subject(product: dict[str, Any], faces: int, label: str | None, conf_top: list, n_raw: int, n_words: int,
+             facts: ImageFacts, evidence: str | None) -> str:
+    """The alt text's subject in plain words, by the strongest evidence: the product named in the event, a
+    confident face, a confident class, text, a weaker class, and only then what the pixels look like."""
+    if product.get("name"):
+        subject = product["name"]
+        if product.get("category"):
+            subject = f"{subject} ({product['category']})"
+    elif faces:
+        subject = "a person" if faces == 1 else ("two people" if faces == 2 else f"a group of {faces} people")
+        if label:
+            subject += f" with {_article(label)}"
+    elif label and not (n_raw >= 3 and (conf_top[0][2] < 0.6 or conf_top[0][0] in _TEXTY)):
+        subject = _article(label)
+    elif n_words or (n_raw >= 3 and facts.graphic):
+        if n_words >= 12 or n_raw >= 20:
+            subject = "a text document"
+        elif facts.height > 1.1 * facts.width and n_words >= 3:
+            subject = "a poster"
+        else:
+            subject = "a sign" if n_words >= 2 else "a text graphic"
+    elif evidence:
+        subject = _article(evidence)
+    elif not facts.ok:
+        subject = "an image"
+    elif not facts.graphic:  # a photograph whose subject we cannot name: never "graphic"/"pattern"
+        subject = "a black-and-white photograph" if facts.saturation < 0.04 else "a photograph"
+    else:
+        subject = "an abstract pattern" if facts.detail > 10 or facts.colour_levels > 100 else "a simple graphic"
+    return subject
+
+
 def alt_text(request, facts: ImageFacts) -> dict[str, Any]:
     pre = _pre(request)
     raw_text, n_raw, _ = _ocr(pre)
@@ -670,31 +702,7 @@ def alt_text(request, facts: ImageFacts) -> dict[str, Any]:
     conf_top = [t for t in facts.top if t[2] >= CONFIDENT]
     label = _plain_label(conf_top[0][0], conf_top[0][1], idx) if conf_top else None
     evidence = None if label else _evidence_subject(idx, facts)
-    if product.get("name"):
-        subject = product["name"]
-        if product.get("category"):
-            subject = f"{subject} ({product['category']})"
-    elif faces:
-        subject = "a person" if faces == 1 else ("two people" if faces == 2 else f"a group of {faces} people")
-        if label:
-            subject += f" with {_article(label)}"
-    elif label and not (n_raw >= 3 and (conf_top[0][2] < 0.6 or conf_top[0][0] in _TEXTY)):
-        subject = _article(label)
-    elif n_words or (n_raw >= 3 and facts.graphic):
-        if n_words >= 12 or n_raw >= 20:
-            subject = "a text document"
-        elif facts.height > 1.1 * facts.width and n_words >= 3:
-            subject = "a poster"
-        else:
-            subject = "a sign" if n_words >= 2 else "a text graphic"
-    elif evidence:
-        subject = _article(evidence)
-    elif not facts.ok:
-        subject = "an image"
-    elif not facts.graphic:  # a photograph whose subject we cannot name: never "graphic"/"pattern"
-        subject = "a black-and-white photograph" if facts.saturation < 0.04 else "a photograph"
-    else:
-        subject = "an abstract pattern" if facts.detail > 10 or facts.colour_levels > 100 else "a simple graphic"
+    subject = _subject(product, faces, label, conf_top, n_raw, n_words, facts, evidence)
     colour_phrase = "" if faces else _colour_phrase(colour_shares)
     base = f"{subject}{colour_phrase}"
     base = base[0].upper() + base[1:]
