@@ -16,7 +16,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     OMP_THREAD_LIMIT=1 \
     OPENBLAS_NUM_THREADS=1 \
-    ASSETSTREAM_LOCAL_CACHE_DIR=/tmp/assetstream-local-cache
+    ASSETSTREAM_ENRICH__LOCAL_CACHE_DIR=/tmp/assetstream-local-cache
 
 # tesseract-ocr pulls in tesseract-ocr-eng; tini forwards SIGTERM so the worker can drain, and reaps the
 # tesseract child processes; libimage-exiftool-perl: the writeback files target.

@@ -202,12 +202,13 @@ class TextEmbedder:
 
     def embed_persistent(self, texts: list[str]) -> np.ndarray:
         """`embed` for a large, stable list (all ImageNet names, a vocabulary's texts), kept on disk between
-        processes in ASSETSTREAM_LOCAL_CACHE_DIR (default ~/.cache/assetstream/local-provider; "off" disables).
-        The file name hashes the weights' package version and the texts, so a stale file is never read."""
+        processes in the cache directory (`enrich.local_cache_dir`, set with `set_cache_dir`; default
+        ~/.cache/assetstream/local-provider; "off" disables). The file name hashes the weights' package version
+        and the texts, so a stale file is never read."""
         import hashlib
         import os
 
-        root = os.environ.get("ASSETSTREAM_LOCAL_CACHE_DIR") or os.path.join(
+        root = _cache_dir or os.path.join(
             os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "assetstream", "local-provider")
         if root == "off":
             return self.embed(texts)
@@ -270,6 +271,14 @@ class TextEmbedder:
 
 
 _shared: TextEmbedder | None = None
+_cache_dir: str | None = None
+
+
+def set_cache_dir(path: str | None) -> None:
+    """Where embed_persistent keeps its files in this process (the local provider sets it from
+    `enrich.local_cache_dir`); None = the default under ~/.cache, "off" = not kept."""
+    global _cache_dir
+    _cache_dir = path
 _shared_lock = threading.Lock()
 
 

@@ -364,9 +364,13 @@ def test_concurrent_requests_share_one_model_load(provider):
 
 
 def test_embeddings_persist_between_processes(tmp_path, monkeypatch):
+    from app.settings import Settings
+    from consumers.enrich.providers.local import LocalProvider
     from consumers.enrich.providers.local.textembed import TextEmbedder
+    from domain import textembed
 
-    monkeypatch.setenv("ASSETSTREAM_LOCAL_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(textembed, "_cache_dir", None)  # restored after the test
+    LocalProvider(Settings().with_overrides(enrich={"local_cache_dir": str(tmp_path)}))  # the setting applies
     texts = ["red", "analog clock", "running shoe"]
     first = TextEmbedder().embed_persistent(texts)
     files = list(tmp_path.glob("minilm-*.npy"))

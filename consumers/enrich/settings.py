@@ -76,6 +76,11 @@ class EnrichSettings(Section):
     dedupe: Literal["elasticsearch", "memory", "off"] = Field(
         "elasticsearch", description="where already-enriched assets are looked up (memory = this process only)")
     dedupe_lru_size: int = 10_000
+    local_threads: int = Field(1, ge=1, description="local provider: onnxruntime threads per forward pass (the stage "
+                                                  "already runs several records at once)")
+    local_cache_dir: str | None = Field(None, description="local provider: where the MiniLM embeddings of the "
+                                        "class names and the vocabulary are kept between processes (default "
+                                        "~/.cache/assetstream/local-provider; 'off' = not kept)")
     prompt_caching: bool = Field(True, description="Claude: mark the stable prefix (output tool + vocabulary, "
                                                    "system prompt) for Anthropic's prompt cache")
     result_cache: Literal["store", "memory", "off"] = Field(

@@ -18,13 +18,13 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 import time
 import uuid
 from functools import lru_cache
 from typing import Any
 
 from consumers.enrich.providers.base import ProviderRequest, ProviderResponse
+from domain.textembed import set_cache_dir
 from streams.cpu import cpu_slots
 from streams.errors import PermanentError
 
@@ -108,8 +108,11 @@ class LocalProvider:
 
     def __init__(self, settings: Any = None) -> None:
         self.settings = settings
+        enrich = getattr(settings, "enrich", None)
         # onnxruntime threads per forward pass; the enrich stage already runs several records concurrently.
-        self.threads = int(os.environ.get("ASSETSTREAM_LOCAL_THREADS", "1"))
+        self.threads = enrich.local_threads if enrich is not None else 1
+        if enrich is not None:
+            set_cache_dir(enrich.local_cache_dir)
         self.top_k = TOP_K
 
     # --- the Provider protocol ---
