@@ -145,6 +145,9 @@ class RunnerSettings(Section):
     retry_max_attempts: int = 5
     retry_base_delay_s: float = 0.2
     retry_max_delay_s: float = 30.0
+    retry_probe_interval_s: float = Field(0.2, gt=0, description="batch stages: while a dependency is down (a "
+                                          "StoreUnavailable), how often the stage's ready() is asked during the "
+                                          "backoff; once it turns ready the batch is retried at once")
     transactional: bool = Field(False, description="exactly-once: produce + offsets in one Kafka transaction")
     inline: bool = Field(False, description="cpu stages: process in the poll thread instead of a pool (fastest for "
                          "cheap stages such as validate; polling waits while a chunk is processed)")
