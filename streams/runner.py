@@ -25,6 +25,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 
 from streams import metrics
 from streams.backpressure import Backpressure
+from streams.clientlog import ClientLog
 from streams.commits import Commits, PlainCommits, TransactionalCommits
 from streams.executors import make_executor
 from streams.outputs import Outputs
@@ -66,6 +67,8 @@ class StageRunner:
         self.metrics_port: int | None = None
         self._http = None
         self.fatal_error: str | None = None
+        # librdkafka's log lines and error callbacks, each distinct error logged once per interval
+        self.client_log = ClientLog(self.name, self.rs.client_log_interval_s)
 
         kafka = settings.kafka
         instance = kafka.instance_id(self.group_id)
@@ -81,6 +84,7 @@ class StageRunner:
             "max.poll.interval.ms": kafka.max_poll_interval_ms,
             "isolation.level": "read_committed",
             "error_cb": self._on_client_error,
+            "logger": self.client_log,
         }
         if instance:
             cconf["group.instance.id"] = instance
@@ -90,6 +94,7 @@ class StageRunner:
             "acks": "all",
             "linger.ms": 5,
             "error_cb": self._on_client_error,
+            "logger": self.client_log,
         }
         if self.rs.transactional:
             pconf["transactional.id"] = f"{self.group_id}-{instance or uuid.uuid4().hex[:12]}"
@@ -161,7 +166,7 @@ class StageRunner:
             err = msg.error()
             if err is not None:
                 if err.code() != KafkaError._PARTITION_EOF:
-                    log.warning("%s: consumer error: %s", self.name, err)
+                    self.client_log.emit(logging.WARNING, f"consumer error: {err.str()}")
                 continue
             ts_type, ts = msg.timestamp()
             rec = Record(msg.topic(), msg.partition(), msg.offset(), msg.key(), msg.value(), msg.headers() or [],
@@ -306,7 +311,7 @@ class StageRunner:
         if err.fatal():
             self._fatal(err)
         else:
-            log.warning("%s: kafka client error: %s", self.name, err)
+            self.client_log.error(err)  # rate-limited, shared with librdkafka's own line for the same error
 
     def _fatal(self, err: KafkaError) -> None:
         """A client error librdkafka cannot recover from (e.g. a fenced idempotent producer): drain what can

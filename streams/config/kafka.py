@@ -154,6 +154,9 @@ class RunnerSettings(Section):
     processes: int = Field(0, ge=0, description="cpu stages: decode, run the stage and encode in this many child "
                            "processes (each builds its own stage from these settings) so Python code uses more "
                            "than one core; 0 = threads in the worker process")
+    client_log_interval_s: float = Field(30.0, gt=0, description="Kafka client errors (librdkafka's log lines and "
+                                         "error callbacks, routed to logger assetstream.kafka): each distinct "
+                                         "error is logged once per this interval, with a count of its repeats")
     drain_timeout_s: float = Field(25.0, description="on SIGTERM, how long to let in-flight work finish")
     metrics_port: int = Field(9400, description="0 = pick a free port; -1 = no HTTP server")
     poll_timeout_s: float = Field(0.05, description="how long one consume() waits to fill a batch; adds up per hop")
