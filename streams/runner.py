@@ -60,6 +60,8 @@ class StageRunner:
         self.health = metrics.Health()
         self.health.ready_checks.append(stage.ready)
         self.tracker = PartitionTracker()
+        gaps = self.rs.detect_offset_gaps
+        self.detect_gaps = (not self.rs.transactional) if gaps is None else gaps
         self.assigned: set[TP] = set()
         self.lags: dict[TP, int] = {}
         self._last_commit = time.monotonic()
@@ -161,6 +163,7 @@ class StageRunner:
     def _accept(self, msgs: list[Message]) -> list[Record]:
         """Track what one consume() returned (one pass, no per-record method calls beyond the essentials)."""
         received, epoch, assigned, add = time.monotonic(), self.outputs.epoch, self.assigned, self.tracker.add
+        gap = self.tracker.gap if self.detect_gaps else None
         accepted: list[Record] = []
         for msg in msgs:
             err = msg.error()
@@ -173,11 +176,21 @@ class StageRunner:
                          ts if ts_type else None, received, epoch)
             if rec.tp not in assigned:
                 continue  # delivered just before a revoke
+            if gap is not None and (first := gap(rec.tp, rec.offset)) is not None:
+                self._offset_gap(rec.topic, rec.partition, first, rec.offset - 1)
             add(rec.tp, rec.offset)
             accepted.append(rec)
         if accepted:
             self.sensor.on_records_in(len(accepted))
         return accepted
+
+    def _offset_gap(self, topic: str, partition: int, first: int, last: int) -> None:
+        """The broker returned a record past the next offset of its partition: first..last were never returned
+        (acknowledged and lost by the broker, or deleted): counted and logged once, with the range."""
+        self.sensor.on_offset_gap(topic, partition, first, last)
+        log.error("%s: offset gap in %s/%d: offsets %d-%d (%d record(s)) were never returned by the broker; "
+                  "consuming on from %d (see docs/monitoring.md#assetstreamoffsetgap)", self.name, topic, partition,
+                  first, last, last - first + 1, last + 1)
 
     def _pump(self) -> None:
         """Produce what workers finished, serve delivery callbacks, finish records."""

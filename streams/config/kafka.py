@@ -149,6 +149,13 @@ class RunnerSettings(Section):
                                           "StoreUnavailable), how often the stage's ready() is asked during the "
                                           "backoff; once it turns ready the batch is retried at once")
     transactional: bool = Field(False, description="exactly-once: produce + offsets in one Kafka transaction")
+    detect_offset_gaps: bool | None = Field(None, description="count (assetstream_offset_gaps_total) and log every "
+                                            "jump in the offsets the broker returns for a partition: records it "
+                                            "acknowledged and never returned. None = on unless runner.transactional "
+                                            "(then the upstream stages write transactions, whose commit markers and "
+                                            "aborted records take offsets no consumer sees: a gap is normal there); "
+                                            "turn it off for compacted input topics and inputs written by "
+                                            "transactional producers")
     inline: bool = Field(False, description="cpu stages: process in the poll thread instead of a pool (fastest for "
                          "cheap stages such as validate; polling waits while a chunk is processed)")
     processes: int = Field(0, ge=0, description="cpu stages: decode, run the stage and encode in this many child "
