@@ -2,6 +2,7 @@
 (stopped) or hung (SIGSTOP), and a hung store is reported as `store_unavailable`, not `backpressure`."""
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import time
@@ -38,36 +39,38 @@ def first_write_after(s, ids: set[str], timeout_s: float = 30.0) -> float:
     return float("inf")
 
 
-def test_refusing_store_first_write_within_2s_of_recovery(broker, unique, own_store):
-    s = recovery_settings(broker, f"rec{unique}", own_store.url)
+LATE = {f"late-{i:02d}" for i in range(20)}
+
+
+@contextlib.contextmanager
+def indexing_sink(broker, prefix, store):
+    """A sink runner that has indexed one record; yields (settings, runner)."""
+    s = recovery_settings(broker, prefix, store.url)
     provision(s)
     ensure_index(make_client(s), s)
     publish_validated(s, [validated_asset("early-0")])
     runner = StageRunner(IndexSink(s), s)
     with RunnerThread(runner):
         assert wait_for(lambda: "early-0" in indexed_ids(s))
+        yield s, runner
+
+
+def test_refusing_store_first_write_within_2s_of_recovery(broker, unique, own_store):
+    with indexing_sink(broker, f"rec{unique}", own_store) as (s, runner):
         own_store.stop()
-        late = {f"late-{i:02d}" for i in range(20)}
-        publish_validated(s, [validated_asset(a) for a in sorted(late)])
+        publish_validated(s, [validated_asset(a) for a in sorted(LATE)])
         time.sleep(OUTAGE_S)
         assert runner.backpressure.current == "store_unavailable"
         own_store.start()  # in-memory: comes back empty; the sink creates the index again
-        took = first_write_after(s, late)
+        took = first_write_after(s, LATE)
         assert took <= 2.0, f"first write {took:.1f}s after the store came back"
 
 
 def test_frozen_store_is_unavailable_and_first_write_within_2s_of_recovery(broker, unique, own_store):
-    s = recovery_settings(broker, f"frz{unique}", own_store.url)
-    provision(s)
-    ensure_index(make_client(s), s)
-    publish_validated(s, [validated_asset("early-0")])
-    runner = StageRunner(IndexSink(s), s)
-    with RunnerThread(runner):
-        assert wait_for(lambda: "early-0" in indexed_ids(s))
+    with indexing_sink(broker, f"frz{unique}", own_store) as (s, runner):
         os.kill(own_store.proc.pid, signal.SIGSTOP)
         try:
-            late = {f"late-{i:02d}" for i in range(20)}
-            publish_validated(s, [validated_asset(a) for a in sorted(late)])
+            publish_validated(s, [validated_asset(a) for a in sorted(LATE)])
             reasons = set()
             deadline = time.monotonic() + OUTAGE_S
             while time.monotonic() < deadline:
@@ -75,6 +78,6 @@ def test_frozen_store_is_unavailable_and_first_write_within_2s_of_recovery(broke
                 time.sleep(0.05)
         finally:
             os.kill(own_store.proc.pid, signal.SIGCONT)
-        took = first_write_after(s, late)
+        took = first_write_after(s, LATE)
         assert "store_unavailable" in reasons and "backpressure" not in reasons, reasons
         assert took <= 2.0, f"first write {took:.1f}s after the store came back"
