@@ -32,6 +32,9 @@ RECORD_AGE = Histogram("assetstream_record_age_seconds", "now - the asset event'
                        ["stage"], buckets=AGE_BUCKETS)
 PAUSED = Gauge("assetstream_paused", "1 while the worker has paused consumption (backpressure, budget, store down)",
                ["stage", "reason"])
+OFFSET_GAPS = Counter("assetstream_offset_gaps_total", "Jumps in a partition a worker reads: the broker returned an "
+                      "offset beyond the next one expected (records acknowledged once and never returned)",
+                      ["stage", "topic", "partition"])
 COMMITS = Counter("assetstream_offset_commits_total", "Offset commits", ["stage"])
 DEGRADED = Counter("assetstream_degraded_total", "Records that went on with a metadata part degraded (it timed out "
                    "or failed on every attempt): marked in the record and sent to review", ["stage", "part", "reason"])

@@ -25,6 +25,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 
 from streams import metrics
 from streams.backpressure import Backpressure
+from streams.clientlog import ClientLog
 from streams.commits import Commits, PlainCommits, TransactionalCommits
 from streams.executors import make_executor
 from streams.outputs import Outputs
@@ -59,6 +60,8 @@ class StageRunner:
         self.health = metrics.Health()
         self.health.ready_checks.append(stage.ready)
         self.tracker = PartitionTracker()
+        gaps = self.rs.detect_offset_gaps
+        self.detect_gaps = (not self.rs.transactional) if gaps is None else gaps
         self.assigned: set[TP] = set()
         self.lags: dict[TP, int] = {}
         self._last_commit = time.monotonic()
@@ -66,6 +69,8 @@ class StageRunner:
         self.metrics_port: int | None = None
         self._http = None
         self.fatal_error: str | None = None
+        # librdkafka's log lines and error callbacks, each distinct error logged once per interval
+        self.client_log = ClientLog(self.name, self.rs.client_log_interval_s)
 
         kafka = settings.kafka
         instance = kafka.instance_id(self.group_id)
@@ -81,6 +86,7 @@ class StageRunner:
             "max.poll.interval.ms": kafka.max_poll_interval_ms,
             "isolation.level": "read_committed",
             "error_cb": self._on_client_error,
+            "logger": self.client_log,
         }
         if instance:
             cconf["group.instance.id"] = instance
@@ -90,6 +96,7 @@ class StageRunner:
             "acks": "all",
             "linger.ms": 5,
             "error_cb": self._on_client_error,
+            "logger": self.client_log,
         }
         if self.rs.transactional:
             pconf["transactional.id"] = f"{self.group_id}-{instance or uuid.uuid4().hex[:12]}"
@@ -156,23 +163,34 @@ class StageRunner:
     def _accept(self, msgs: list[Message]) -> list[Record]:
         """Track what one consume() returned (one pass, no per-record method calls beyond the essentials)."""
         received, epoch, assigned, add = time.monotonic(), self.outputs.epoch, self.assigned, self.tracker.add
+        gap = self.tracker.gap if self.detect_gaps else None
         accepted: list[Record] = []
         for msg in msgs:
             err = msg.error()
             if err is not None:
                 if err.code() != KafkaError._PARTITION_EOF:
-                    log.warning("%s: consumer error: %s", self.name, err)
+                    self.client_log.emit(logging.WARNING, f"consumer error: {err.str()}")
                 continue
             ts_type, ts = msg.timestamp()
             rec = Record(msg.topic(), msg.partition(), msg.offset(), msg.key(), msg.value(), msg.headers() or [],
                          ts if ts_type else None, received, epoch)
             if rec.tp not in assigned:
                 continue  # delivered just before a revoke
+            if gap is not None and (first := gap(rec.tp, rec.offset)) is not None:
+                self._offset_gap(rec.topic, rec.partition, first, rec.offset - 1)
             add(rec.tp, rec.offset)
             accepted.append(rec)
         if accepted:
             self.sensor.on_records_in(len(accepted))
         return accepted
+
+    def _offset_gap(self, topic: str, partition: int, first: int, last: int) -> None:
+        """The broker returned a record past the next offset of its partition: first..last were never returned
+        (acknowledged and lost by the broker, or deleted): counted and logged once, with the range."""
+        self.sensor.on_offset_gap(topic, partition, first, last)
+        log.error("%s: offset gap in %s/%d: offsets %d-%d (%d record(s)) were never returned by the broker; "
+                  "consuming on from %d (see docs/monitoring.md#assetstreamoffsetgap)", self.name, topic, partition,
+                  first, last, last - first + 1, last + 1)
 
     def _pump(self) -> None:
         """Produce what workers finished, serve delivery callbacks, finish records."""
@@ -306,7 +324,7 @@ class StageRunner:
         if err.fatal():
             self._fatal(err)
         else:
-            log.warning("%s: kafka client error: %s", self.name, err)
+            self.client_log.error(err)  # rate-limited, shared with librdkafka's own line for the same error
 
     def _fatal(self, err: KafkaError) -> None:
         """A client error librdkafka cannot recover from (e.g. a fenced idempotent producer): drain what can

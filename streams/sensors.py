@@ -42,6 +42,9 @@ class Sensor:
     def on_pause(self, reason: str | None, previous: str | None) -> None:
         """The reason the assigned partitions are paused changed (None: consuming)."""
 
+    def on_offset_gap(self, topic: str, partition: int, first: int, last: int) -> None:
+        """The broker skipped offsets first..last of a partition this worker reads."""
+
     def on_lag(self, topic: str, partition: int, lag: int) -> None:
         """Consumer lag of an assigned partition (0 once it is revoked)."""
 
@@ -96,6 +99,9 @@ class PrometheusSensor(Sensor):
             metrics.PAUSED.labels(self.stage, previous).set(0)
         if reason:
             metrics.PAUSED.labels(self.stage, reason).set(1)
+
+    def on_offset_gap(self, topic: str, partition: int, first: int, last: int) -> None:
+        metrics.OFFSET_GAPS.labels(self.stage, topic, str(partition)).inc()
 
     def on_lag(self, topic: str, partition: int, lag: int) -> None:
         metrics.CONSUMER_LAG.labels(self.stage, topic, str(partition)).set(lag)

@@ -25,6 +25,7 @@ class PartitionTracker:
         self.done: dict[TP, set[int]] = {}  # finished out of order, waiting for the ones before them
         self.position: dict[TP, int] = {}  # the commit position (next offset to read after a restart)
         self.committed: dict[TP, int] = {}  # the last position committed
+        self.next_offset: dict[TP, int] = {}  # the offset the broker should return next (offset gap detection)
 
     def add(self, tp: TP, offset: int) -> None:
         """An offset is handed out (offsets of one partition are added in increasing order)."""
@@ -33,6 +34,13 @@ class PartitionTracker:
             order = self.order[tp] = deque()
             self.done[tp] = set()
         order.append(offset)
+
+    def gap(self, tp: TP, offset: int) -> int | None:
+        """A record at `offset` was returned: the first offset skipped before it (the gap is first..offset-1), or
+        None. The first record of a partition after it is assigned (or dropped, e.g. rewound) sets the baseline."""
+        expected = self.next_offset.get(tp)
+        self.next_offset[tp] = offset + 1
+        return expected if expected is not None and offset > expected else None
 
     def finish(self, tp: TP, offset: int) -> None:
         """An offset is finished: advance the position over every finished offset at the head."""
@@ -75,5 +83,5 @@ class PartitionTracker:
 
     def drop(self, tp: TP) -> None:
         """Forget a partition (revoked, lost, or rewound): nothing of it is committed any more."""
-        for d in (self.order, self.done, self.position, self.committed):
+        for d in (self.order, self.done, self.position, self.committed, self.next_offset):
             d.pop(tp, None)

@@ -214,11 +214,35 @@ class RecordWork:
                 pause(pause_reason)  # a dependency is down (e.g. StoreUnavailable): pause while it lasts
                 log.warning("%s: %d item(s) failed transiently; retrying in %.1fs", self.name, len(retry),
                             worst_delay)
-                self.stop_event.wait(worst_delay)
+                self.wait_retry(worst_delay, pause_reason is not None)
             else:
                 pause(None)
             todo = retry
         return results
+
+    def wait_retry(self, delay: float, dependency_down: bool) -> None:
+        """Wait `delay` seconds before retrying a batch, or less: when a dependency was down (the failures had a
+        `pause_reason`) and the stage's `ready()` turns from False to True during the wait, retry at once (a
+        long backoff must not outlast the outage by many seconds). A stage whose ready() never says False (the
+        default) waits the whole delay. Ends early on shutdown."""
+        if not dependency_down:
+            self.stop_event.wait(delay)
+            return
+        deadline = time.monotonic() + delay
+        seen_down = False
+        while not self.stop_event.is_set():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            try:
+                up = bool(self.stage.ready())
+            except Exception:  # noqa: BLE001 - a failing probe is a dependency still down
+                up = False
+            if up and seen_down:
+                log.info("%s: %s reports ready again; retrying now", self.name, self.name)
+                return
+            seen_down = seen_down or not up
+            self.stop_event.wait(min(left, self.rs.retry_probe_interval_s))
 
     def should_retry(self, exc: BaseException, attempt: int) -> float | None:
         """The delay before the next attempt, or None to dead-letter now."""

@@ -66,6 +66,7 @@ class IndexSink(PipelineFacts, Stage):
         self._down_reason: str | None = None
         self._last_probe = 0.0
         self._last_probe_ok = False
+        self._busy_since: float | None = None  # when the batch being written started (None: no batch)
 
     # --- health -------------------------------------------------------------------------------------------
     def _probe(self) -> bool:
@@ -99,11 +100,16 @@ class IndexSink(PipelineFacts, Stage):
         return self._probe()
 
     def should_pause(self) -> str | None:
+        """'store_unavailable' while the store is down, or hung: a request outstanding for over a second while
+        a ping gets no answer either is the store being unavailable, not a slow batch (the one spelling of the
+        pause reason, as StoreUnavailable.pause_reason)."""
         if self._down_reason is None:
-            return None
+            busy = self._busy_since
+            if busy is None or time.monotonic() - busy < 1.0 or self._probe():
+                return None
+            self._mark_down("no answer (a request has been waiting %.0fs)" % (time.monotonic() - busy))
         self._probe()
-        reason = self._down_reason
-        return f"index store unavailable: {reason}" if reason else None
+        return StoreUnavailable.pause_reason if self._down_reason else None
 
     def close(self) -> None:
         if self._owns_client:
@@ -112,6 +118,14 @@ class IndexSink(PipelineFacts, Stage):
     # --- batch --------------------------------------------------------------------------------------------
     def process_batch(self, items: Sequence[tuple[dict[str, Any], RecordContext]]
                       ) -> list[BaseException | StageResult]:
+        self._busy_since = time.monotonic()
+        try:
+            return self._process_batch(items)
+        finally:
+            self._busy_since = None
+
+    def _process_batch(self, items: Sequence[tuple[dict[str, Any], RecordContext]]
+                       ) -> list[BaseException | StageResult]:
         results: list[BaseException | StageResult] = [None] * len(items)
         try:
             if not self._ensured:

@@ -27,8 +27,9 @@ class IndexSettings(Section):
     request_timeout_s: float = Field(30.0, description="per-request timeout (bulk, search, admin calls)")
     max_retries: int = Field(0, description="client-level retries on connection errors; the runner already "
                              "retries transient items with backoff, so keep this low")
-    health_check_interval_s: float = Field(2.0, description="while the store is down, how often ready()/"
-                                           "should_pause() probe it again")
+    health_check_interval_s: float = Field(1.0, description="while the store is down, how often ready()/"
+                                           "should_pause() probe it again (a batch waiting out its backoff "
+                                           "retries as soon as a probe answers)")
 
     # --- index layout -----------------------------------------------------------------------------------------
     index: str = Field("assetstream-assets", description="base name: aliases <index>-read/-write, concrete <index>-vN")

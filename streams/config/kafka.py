@@ -145,12 +145,25 @@ class RunnerSettings(Section):
     retry_max_attempts: int = 5
     retry_base_delay_s: float = 0.2
     retry_max_delay_s: float = 30.0
+    retry_probe_interval_s: float = Field(0.2, gt=0, description="batch stages: while a dependency is down (a "
+                                          "StoreUnavailable), how often the stage's ready() is asked during the "
+                                          "backoff; once it turns ready the batch is retried at once")
     transactional: bool = Field(False, description="exactly-once: produce + offsets in one Kafka transaction")
+    detect_offset_gaps: bool | None = Field(None, description="count (assetstream_offset_gaps_total) and log every "
+                                            "jump in the offsets the broker returns for a partition: records it "
+                                            "acknowledged and never returned. None = on unless runner.transactional "
+                                            "(then the upstream stages write transactions, whose commit markers and "
+                                            "aborted records take offsets no consumer sees: a gap is normal there); "
+                                            "turn it off for compacted input topics and inputs written by "
+                                            "transactional producers")
     inline: bool = Field(False, description="cpu stages: process in the poll thread instead of a pool (fastest for "
                          "cheap stages such as validate; polling waits while a chunk is processed)")
     processes: int = Field(0, ge=0, description="cpu stages: decode, run the stage and encode in this many child "
                            "processes (each builds its own stage from these settings) so Python code uses more "
                            "than one core; 0 = threads in the worker process")
+    client_log_interval_s: float = Field(30.0, gt=0, description="Kafka client errors (librdkafka's log lines and "
+                                         "error callbacks, routed to logger assetstream.kafka): each distinct "
+                                         "error is logged once per this interval, with a count of its repeats")
     drain_timeout_s: float = Field(25.0, description="on SIGTERM, how long to let in-flight work finish")
     metrics_port: int = Field(9400, description="0 = pick a free port; -1 = no HTTP server")
     poll_timeout_s: float = Field(0.05, description="how long one consume() waits to fill a batch; adds up per hop")
