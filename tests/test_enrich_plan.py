@@ -2,7 +2,6 @@
 stale, and a prompt change re-runs exactly the task whose prompt changed, keeping the asset's other results."""
 from __future__ import annotations
 
-import asyncio
 import json
 import shutil
 
@@ -10,7 +9,6 @@ import pytest
 from typer.testing import CliRunner
 
 from app.ops import cli as ops_cli
-from consumers.enrich.stage import EnrichStage
 from consumers.index.sink import IndexSink
 from consumers.validate.stage import ValidateStage
 from domain import PROMPTS_DIR
@@ -18,22 +16,11 @@ from domain.store.management import read_alias
 from streams import metrics
 from tests.kafka_support import env_for, make_settings, provision, read_topic
 from tests.store_support import as_items, settings_for
-from tests.test_enrich_stage import ctx, jpeg, preprocessed
+from tests.test_enrich_stage import enrich_values, jpeg, preprocessed
 
 pytest.importorskip("consumers.enrich.providers.local")
 
 IDS = ("plan-a", "plan-b")
-
-
-def _enrich(settings, values: list[dict]) -> list[dict]:
-    stage = EnrichStage(settings)
-
-    async def go():
-        try:
-            return [(await stage.aprocess(v, ctx(v["asset"]["asset_id"]))).value for v in values]
-        finally:
-            await stage.aclose()
-    return asyncio.run(go())
 
 
 def _requests(task: str) -> float:
@@ -60,7 +47,7 @@ def test_default_run_is_current_and_a_prompt_change_reruns_only_that_task(broker
     # a default run: the local provider enriches, validate decides, the sink indexes
     pre = [preprocessed(a, data=jpeg(i * 7, size=(224, 224)), phash=("c3a5f00f0ff0a53c", "1f2e3d4c5b6a7988")[i])
            for i, a in enumerate(IDS)]
-    enriched = _enrich(s, pre)
+    enriched = enrich_values(s, *pre)
     validate = ValidateStage(s)
     sink = IndexSink(s)
     try:
@@ -93,7 +80,7 @@ def test_default_run_is_current_and_a_prompt_change_reruns_only_that_task(broker
     s2 = s.with_overrides(enrich={"prompt_versions": {"alt_text": "v2"}})
     before = {t: _requests(t) for t in ("tagging", "alt_text", "rights")}
     # the reprocess events through preprocess again: the same image and metadata, a new event id and version
-    again = _enrich(s2, [{**p, "asset": {**p["asset"], **{k: events[p["asset"]["asset_id"]][k]
+    again = enrich_values(s2, *[{**p, "asset": {**p["asset"], **{k: events[p["asset"]["asset_id"]][k]
                                                           for k in ("event_id", "event_type", "version")}}}
                          for p in pre])
     spent = {t: _requests(t) - before[t] for t in before}

@@ -3,15 +3,13 @@ real wire format: the same question is never paid twice, whatever the event; a c
 tasks that see it; another worker shares the answers; a store that does not answer costs calls, never a stall."""
 from __future__ import annotations
 
-import asyncio
 import copy
 import time
 import uuid
 
 from app.settings import Settings
 from consumers.enrich.replay import ReplayServer
-from consumers.enrich.stage import EnrichStage
-from tests.test_enrich_stage import KEY, ctx, preprocessed, script_ok
+from tests.test_enrich_stage import KEY, enrich_values, preprocessed, script_ok
 
 
 def _settings(url: str, store_url: str, index: str, **enrich) -> Settings:
@@ -20,17 +18,6 @@ def _settings(url: str, store_url: str, index: str, **enrich) -> Settings:
                "request_timeout_s": 2.0},
         enrich={"provider": "claude", "anthropic_api_key": KEY, "anthropic_base_url": url, "dedupe": "off",
                 "result_cache": "store", "max_attempts": 1, "request_timeout_s": 5.0, **enrich})
-
-
-def _run(settings: Settings, *values):
-    stage = EnrichStage(settings)
-
-    async def go():
-        try:
-            return [(await stage.aprocess(v, ctx(v["asset"]["asset_id"]))).value for v in values]
-        finally:
-            await stage.aclose()
-    return asyncio.run(go())
 
 
 def _update(value: dict, **asset) -> dict:
@@ -46,12 +33,12 @@ def test_the_same_question_is_paid_once(store):  # noqa: F811
         script_ok(srv)
         s = _settings(srv.url, store.url, index)
         original = preprocessed("c1")
-        (first,) = _run(s, original)
+        (first,) = enrich_values(s, original)
         assert srv.count() == 3 and first["cost_usd"] > 0
 
         # another worker (a fresh stage): a metadata-only update that changes no task's input, a replay of the
         # very same event, and a byte-identical copy under another id: no model call at all
-        same, replay, copy_ = _run(s, _update(original, uploader="someone-else"), original,
+        same, replay, copy_ = enrich_values(s, _update(original, uploader="someone-else"), original,
                                    {**copy.deepcopy(original), "asset": {**original["asset"], "asset_id": "c1-copy"}})
         assert srv.count() == 3
         for out in (same, replay, copy_):
@@ -60,14 +47,14 @@ def test_the_same_question_is_paid_once(store):  # noqa: F811
             assert [p["request_id"] for p in out["provenance"]] == [p["request_id"] for p in first["provenance"]]
 
         # the declared licence is shown to the rights prompt only: exactly one new call
-        (relicensed,) = _run(s, _update(original, declared_license="All rights reserved"))
+        (relicensed,) = enrich_values(s, _update(original, declared_license="All rights reserved"))
         assert srv.count() == 4
         provs = {p["task"]: p for p in relicensed["provenance"]}
         assert provs["rights"]["reused_from"] is None and provs["rights"]["cost_usd"] > 0
         assert provs["tagging"]["reused_from"] == provs["alt_text"]["reused_from"] == "c1"
 
         # another model for tagging: only tagging is asked again
-        (other_model,) = _run(_settings(srv.url, store.url, index, models={"tagging": "claude:claude-sonnet-4-6"}),
+        (other_model,) = enrich_values(_settings(srv.url, store.url, index, models={"tagging": "claude:claude-sonnet-4-6"}),
                               original)
         assert srv.count() == 5
         assert {p["task"] for p in other_model["provenance"] if p["reused_from"] is None} == {"tagging"}
@@ -78,6 +65,6 @@ def test_a_store_that_does_not_answer_costs_calls_not_a_stall():
         script_ok(srv)
         s = _settings(srv.url, "http://127.0.0.1:9", f"cache-{uuid.uuid4().hex[:6]}")
         started = time.monotonic()
-        a, b = _run(s, preprocessed("d1"), _update(preprocessed("d1")))
+        a, b = enrich_values(s, preprocessed("d1"), _update(preprocessed("d1")))
         assert srv.count() == 6 and a["cost_usd"] > 0 and b["cost_usd"] > 0
         assert time.monotonic() - started < 20

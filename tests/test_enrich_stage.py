@@ -91,6 +91,18 @@ def srv():
         yield s
 
 
+def enrich_values(settings: Settings, *values: dict) -> list[dict]:
+    """A fresh EnrichStage (as on another worker) over the records in order, closed after; the output records."""
+    stage = EnrichStage(settings)
+
+    async def go():
+        try:
+            return [(await stage.aprocess(v, ctx(v["asset"]["asset_id"]))).value for v in values]
+        finally:
+            await stage.aclose()
+    return asyncio.run(go())
+
+
 def run_stage(stage: EnrichStage, *values: dict):
     async def go():
         outs = []
