@@ -157,13 +157,27 @@ def test_leading_image_of_is_stripped(stage):
     assert out["status"] == "auto_applied"
 
 
-def test_alt_text_without_sentence_boundary_goes_to_review(stage):
+def test_alt_text_without_sentence_boundary_is_cut_at_a_word_and_goes_to_review(stage):
     alt = "Red running sneaker " + "with white laces and " * 6 + "a black heel tab and a white sole"
     assert len(alt) > 125 and "." not in alt
     out = run(stage, enrich={"alt_text": alt})
-    assert out["alt_text"] == alt  # not cut mid-sentence
+    # never published over the 125-character target, whatever the repair could do (issue 16.9)
+    assert len(out["alt_text"]) <= 125 and out["alt_text"].endswith("…")
+    assert alt.startswith(out["alt_text"][:-1]) and alt[len(out["alt_text"]) - 1] == " "  # whole words only
     assert out["status"] == "needs_review"
-    assert has_reason(out, "chars (> 125) with no sentence boundary to cut at")
+    assert has_reason(out, "chars (> 125) with no sentence boundary: cut mid-sentence")
+    assert not has_reason(out, "repaired")
+
+
+def test_no_alt_text_is_published_over_the_hard_cap(stage):
+    long = "A product photo of a red running sneaker with white laces " * 6
+    assert len(long) > 250
+    from_file = run(stage, embedded_meta={"alt_text": long})
+    assert len(from_file["alt_text"]) <= 250 and from_file["status"] == "needs_review"
+    assert has_reason(from_file, "cut to")
+    by_person = run(stage, human_fields={"alt_text": long})
+    assert by_person["alt_text"] == long  # a person's value is never rewritten ...
+    assert by_person["status"] == "needs_review" and has_reason(by_person, "shorten it")  # ... but not published
 
 
 def test_visible_text_is_appended_when_it_appears_nowhere_else(stage):

@@ -3,7 +3,8 @@
 
 1. decorative images get an empty alt (and keep the flag); a decorative image that shows text is a problem
 2. a leading "image of" / "picture of" / "photo of" (and similar) is removed, the first letter capitalised
-3. longer than the limit (125): keep the leading whole sentences that fit; no sentence boundary -> problem
+3. longer than the limit (125): keep the leading whole sentences that fit; no sentence boundary -> cut at the last
+   whole word that fits (never published longer) and a problem
 4. text visible in the image (OCR / the model's visible_text) that appears nowhere else (alt, caption, title,
    summary) is appended as ` Text: "..."` when it fits; otherwise -> problem
 5. no alt text for a non-decorative image -> problem
@@ -51,6 +52,16 @@ def _short(text: str, n: int = 40) -> str:
     return text if len(text) <= n else text[: n - 1] + "…"
 
 
+def cut_at_word(text: str, limit: int) -> str:
+    """The longest prefix of whole words within `limit` characters, ending in an ellipsis."""
+    if len(text) <= limit:
+        return text
+    head = text[:limit - 1].rstrip()
+    if " " in head and not text[limit - 1].isspace():
+        head = head[:head.rfind(" ")].rstrip(" ,;:-")
+    return head + "…"
+
+
 def apply_rules(alt_text: str | None, decorative: bool, *, max_chars: int = 125, visible_text: str | None = None,
                 elsewhere: list[str | None] | None = None) -> AltResult:
     vt = meaningful_text(visible_text)
@@ -88,8 +99,12 @@ def apply_rules(alt_text: str | None, decorative: bool, *, max_chars: int = 125,
         if kept:
             res.alt_text = kept
             res.fixes.append(f"alt text was {n} chars (> {max_chars}): kept the leading sentence(s), {len(kept)} chars")
-        else:
-            res.problems.append(f"alt text is {n} chars (> {max_chars}) with no sentence boundary to cut at")
+        else:  # never published over the limit: cut at the last word that fits, and a person looks at it
+            res.alt_text = cut_at_word(res.alt_text, max_chars)
+            res.fixes.append(f"alt text was {n} chars (> {max_chars}) with no sentence boundary: cut at a word to "
+                             f"{len(res.alt_text)} chars")
+            res.problems.append(f"alt text was {n} chars (> {max_chars}) with no sentence boundary: cut mid-sentence, "
+                                "check it reads well")
 
     if vt and not appears_in(vt, [res.alt_text, *(elsewhere or [])]):
         sep = " " if res.alt_text.endswith((".", "!", "?")) else ". "

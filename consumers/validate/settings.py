@@ -46,7 +46,10 @@ class ValidateSettings(Section):
                           "record (enrichment.tags and the tag lists in raw_outputs)")
 
     # --- alt text ----------------------------------------------------------------------------------------
-    alt_text_max_chars: int = Field(125, ge=16, description="screen-reader friendly limit for alt text")
+    alt_text_max_chars: int = Field(125, ge=16, description="screen-reader friendly limit for alt text: model alt "
+                                                          "text is never published longer")
+    alt_text_hard_max_chars: int = Field(250, ge=16, description="no alt text is published longer; a person's "
+                                                               "longer one goes to review")
     ocr_min_confidence: float = Field(0.6, ge=0.0, le=1.0,
                                       description="OCR mean confidence (0..1; 0..100 is scaled) to trust its text")
 

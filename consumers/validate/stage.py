@@ -162,7 +162,7 @@ class ValidateStage(PipelineFacts, Stage):
             return
         d.model, d.use_model = enr, bool(enr)
         for v in violations:
-            d.reasons.append(f"schema: {v.path} {v.keyword} ({v.message[:80]}); repaired by the alt-text rule")
+            d.reasons.append(f"schema: {v.path} {v.keyword} ({v.message[:80]}); left to the alt-text rule")
         if checked:
             d.reasons.append("model output matches its prompt schemas: " + ", ".join(checked))
 
@@ -285,7 +285,16 @@ class ValidateStage(PipelineFacts, Stage):
             sources["decorative"] = src
             who = "a person" if src == "human" else "the file's XMP/IPTC"
             reasons.append(f"alt text set by {who} kept (human edits win)")
-            if len(val) > cfg.alt_text_max_chars:
+            if len(val) > cfg.alt_text_hard_max_chars and src == "embedded":
+                # a file's alt text is no person's decision here: never published over the hard cap
+                cut = alttext.cut_at_word(val, cfg.alt_text_hard_max_chars)
+                review.append(f"alt text from {who} was {len(val)} chars (> {cfg.alt_text_hard_max_chars}): cut to "
+                              f"{len(cut)}, check it reads well")
+                val = cut
+            elif len(val) > cfg.alt_text_hard_max_chars:
+                review.append(f"alt text set by {who} is {len(val)} chars (> {cfg.alt_text_hard_max_chars}): too "
+                              "long for screen readers; shorten it")
+            elif len(val) > cfg.alt_text_max_chars:
                 reasons.append(f"note: alt text from {who} is {len(val)} chars (> {cfg.alt_text_max_chars}); "
                                f"left unchanged")
             if _has(model_alt) and model_alt != val:
