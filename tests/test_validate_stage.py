@@ -390,3 +390,15 @@ def test_ocr_noise_the_model_did_not_quote_stays_out_of_the_alt_text(stage):
     out = run(stage, ocr_text="M6 lot", ocr_confidence=67.0, enrich={"visible_text": ""})
     assert "M6" not in out["alt_text"] and not out["visible_text"]
     assert has_reason(out, "OCR text not quoted")
+
+
+def test_output_of_a_prompt_version_validate_does_not_know_goes_to_review(stage):
+    """enrich ran alt_text v9, whose output schema this validate does not have: not silently passed (16.9)."""
+    value = enriched_asset()
+    for p in value["provenance"]:
+        if p["task"] == "alt_text":
+            p["prompt_version"] = "v9"
+    out = stage.validate(value)
+    assert out["status"] == "needs_review"
+    assert has_reason(out, "model output of alt_text@v9 not checked")
+    assert not has_reason(run(stage), "not checked")  # the known version is checked as before

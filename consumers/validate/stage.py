@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from consumers.validate import alttext, rights
-from consumers.validate.schema import Violation, check_enrichment, check_raw_outputs
+from consumers.validate.schema import PROMPT_TASKS, Violation, check_enrichment, check_raw_outputs
 from domain.taxonomy import Taxonomy, taxonomy_from_settings
 from streams.errors import PermanentError
 from streams.metrics import DECISIONS
@@ -165,6 +165,13 @@ class ValidateStage(PipelineFacts, Stage):
             d.reasons.append(f"schema: {v.path} {v.keyword} ({v.message[:80]}); left to the alt-text rule")
         if checked:
             d.reasons.append("model output matches its prompt schemas: " + ", ".join(checked))
+        if self.cfg.prompt_schemas:  # a prompt version validate has no schema for is not checked: say so
+            raw = enr.get("raw_outputs") or {}
+            produced = {f"{p.get('task')}@{p.get('prompt_version')}" for p in d.value.get("provenance") or []
+                        if p.get("task") in PROMPT_TASKS and p.get("task") in raw and p.get("prompt_version")}
+            for name in sorted(produced - set(checked)):
+                d.review.append(f"model output of {name} not checked: no output schema for that prompt version here "
+                                "(validate runs other prompts than enrich?)")
 
     def _texts(self, d: "_Decision") -> dict[str, Any]:
         human, emb, m = d.human, d.emb, d.m
