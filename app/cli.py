@@ -149,6 +149,9 @@ def run(paths: list[str] = typer.Argument(..., help="image files, directories or
     except (RuntimeError, TimeoutError) as exc:
         console.print(f"[red]run failed:[/red] {exc}\n[dim]worker logs: {job.workdir}[/dim]")
         raise typer.Exit(1) from None
+    except KeyboardInterrupt:  # Ctrl-C, SIGTERM or SIGHUP: every worker, the broker and the store are stopped
+        console.print("[yellow]interrupted[/yellow]: workers, broker and store stopped")
+        raise typer.Exit(130) from None
     if not reported:
         report()
     raise typer.Exit(1 if tracker.dead else 0)

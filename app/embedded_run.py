@@ -217,8 +217,11 @@ class EmbeddedRun:
         if not images:
             raise FileNotFoundError(f"no images found in {' '.join(self.inputs)}"
                                     + (f" ({len(self.skipped)} file(s) skipped, see above)" if self.skipped else ""))
-        settings = self.configure(images)
+        # SIGTERM and SIGHUP stop the run like Ctrl-C: the finally below stops every worker, the broker and the
+        # store (each child runs in its own session, so nothing else would reach them)
+        previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGTERM, signal.SIGHUP)}
         try:
+            settings = self.configure(images)
             create_topics(settings)
             ensure_index(make_client(settings), settings)
             # serving: the review group too, so an editor's decisions reach the index and the sidecars; with
@@ -246,6 +249,8 @@ class EmbeddedRun:
             return tracker, settings
         finally:
             self.stop()
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
 
     def wait_for_group(self, settings: Settings, stage: str, logical: str) -> None:
         """Until the group has committed everything on its input topic (its work is done)."""
@@ -401,6 +406,10 @@ class EmbeddedRun:
             if asset_id in by_id:
                 by_id[asset_id]["sidecars"] = [f"{name}.jsonld", f"{name}.xmp"]
         (self.out_dir / "summary.json").write_text(json.dumps(rows, indent=2, default=str))
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
 
 
 def sidecar_name(asset_id: str) -> str:

@@ -1,0 +1,62 @@
+"""`assetstream run` stopped by SIGTERM (as `timeout` or `kill` do) leaves nothing behind: every worker, the
+embedded broker and the store it started are stopped, and it exits 130 (issue 16.2)."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from tests.kafka_support import REPO
+
+
+def _children(pid: int) -> set[int]:
+    """Every process whose parent is `pid` (the run starts its children in sessions of their own)."""
+    out = set()
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                fields = (d / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid:
+                out.add(int(d.name))
+    return out
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:  # a zombie is gone for our purpose
+        return (Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]) != "Z"
+    except OSError:
+        return False
+
+
+def test_sigterm_stops_every_child(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ASSETSTREAM_")}
+    env.update({"PYTHONPATH": str(REPO), "OMP_THREAD_LIMIT": "1"})
+    proc = subprocess.Popen([sys.executable, "-m", "app.cli", "run", str(REPO / "samples"), "--out",
+                             str(tmp_path / "out"), "--json"], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        children: set[int] = set()
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and len(children) < 6:  # broker, store and four workers
+            children |= _children(proc.pid)
+            time.sleep(0.2)
+        assert len(children) >= 6, f"only {len(children)} children started"
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(60) == 130
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and any(_alive(c) for c in children):
+            time.sleep(0.2)
+        assert not [c for c in children if _alive(c)], "children left running after SIGTERM"
+        assert "interrupted" in proc.stdout.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
