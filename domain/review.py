@@ -17,6 +17,7 @@ import copy
 import json
 from typing import Any, Iterable
 
+from domain.records import asset_of
 from streams.records import to_ms
 
 #: the fields a person decides on, as they appear on ValidatedAsset
@@ -144,7 +145,7 @@ def apply_review(validated: dict[str, Any], review: dict[str, Any] | None, *, la
     sources = dict(validated.get("field_sources") or {})
     suggestions = dict(validated.get("model_suggestions") or {})
     reasons = list(validated.get("reasons") or [])
-    event_ms = to_ms(_asset(validated).get("event_time")) or 0
+    event_ms = to_ms(asset_of(validated).get("event_time")) or 0
     decided: set[str] = set()
     for f in review["fields"]:
         name, at = f["field"], to_ms(f["at"])
@@ -180,7 +181,3 @@ def apply_review(validated: dict[str, Any], review: dict[str, Any] | None, *, la
             reasons.append(f"approved by {review['editor']}")
     out["reasons"] = reasons
     return out
-
-
-def _asset(validated: dict[str, Any]) -> dict[str, Any]:
-    return ((validated.get("enriched") or {}).get("pre") or {}).get("asset") or {}

@@ -164,6 +164,10 @@ class Taxonomy:
     def label(self, tag: str) -> str:
         return self.entries[tag].label
 
+    def label_if_allowed(self, tag: str) -> str | None:
+        """The label of an allowed tag, else None (what `domain.review.apply_review` takes as `label_of`)."""
+        return self.label(tag) if self.allowed(tag) else None
+
     def ancestors(self, tag: str) -> list[str]:
         out: list[str] = []
         parent = self.entries[tag].parent

@@ -203,7 +203,7 @@ class IndexSink(PipelineFacts, Stage):
         else:
             version_type = "external_gte" if news and doc is not None and int(doc.get("version") or -1) == version \
                 else "external"
-        final = apply_review(value, merged, label_of=self._label) if merged else value
+        final = apply_review(value, merged, label_of=self.taxonomy.label_if_allowed) if merged else value
         state[doc_id] = {"version": int(asset_of(final)["version"]), "review": merged}
         if news:
             INDEX_REVIEWS_APPLIED.inc()
@@ -228,9 +228,6 @@ class IndexSink(PipelineFacts, Stage):
         from domain.textembed import shared_embedder
 
         return shared_embedder()
-
-    def _label(self, tag: str) -> str | None:
-        return self.taxonomy.label(tag) if self.taxonomy.allowed(tag) else None
 
     def _prepare(self, pos: int, doc_id: str, version: int, body: dict[str, Any] | None,
                  version_type: str = "external") -> _Prepared:

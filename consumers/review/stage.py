@@ -66,7 +66,7 @@ class ReviewStage(Stage):
         except ValueError as e:
             raise PermanentError(f"{asset_id}: {e}", reason="invalid_decision",
                                  details={"asset_id": asset_id, "decision_id": decision.get("decision_id")}) from e
-        out = apply_review(record, review, label_of=self._label)
+        out = apply_review(record, review, label_of=self.taxonomy.label_if_allowed)
         return Output(value={**out, "stamp": stamp(self.name)})
 
     def _document(self, asset_id: str) -> dict[str, Any]:
@@ -81,6 +81,3 @@ class ReviewStage(Stage):
             raise TransientError(f"{asset_id} is not in the index (yet)", reason="asset_not_indexed",
                                  details={"asset_id": asset_id})
         return hits[0].get("_source") or {}
-
-    def _label(self, tag: str) -> str | None:
-        return self.taxonomy.label(tag) if self.taxonomy.allowed(tag) else None

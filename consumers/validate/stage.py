@@ -104,12 +104,9 @@ class ValidateStage(PipelineFacts, Stage):
     # --- Stage API --------------------------------------------------------------------------------------
     def process(self, value: dict[str, Any], ctx: RecordContext | None = None) -> Output:
         # human edits win: what people decided (enrich read it from the index) goes on top of everything
-        record = apply_review(self.validate(value), value.get("review"), label_of=self._label)
+        record = apply_review(self.validate(value), value.get("review"), label_of=self.taxonomy.label_if_allowed)
         DECISIONS.labels(status=record["status"], usage_flag=record["usage_flag"]).inc()
         return Output(value=record, headers={STATUS_HEADER: record["status"]})
-
-    def _label(self, tag: str) -> str | None:
-        return self.taxonomy.label(tag) if self.taxonomy.allowed(tag) else None
 
     # --- the decision -----------------------------------------------------------------------------------
     def validate(self, value: dict[str, Any]) -> dict[str, Any]:
