@@ -5,8 +5,14 @@
       out_dir: /srv/dam-export                  # copies land here: <asset id, file-safe>-<8 hex of its sha1>.<ext>
       source_roots: [/srv/dam-originals]        # file:// originals are read only under these directories
 
+or, with an S3 API (AWS, MinIO, SeaweedFS; credentials from the usual AWS environment):
+
+      out_dir: s3://dam-export/enriched          # copies are objects under this prefix
+      source_roots: [s3://dam-originals/library]  # s3:// originals are read only under these prefixes
+      s3_endpoint_url: http://minio:9000          # None = AWS
+
 The first write copies the original; later writes update the copy in place (through a temporary file and an
-atomic rename), so what a person changed in the copy since is still there. Per field (ExifTool tag names, several
+atomic rename, or one PutObject), so what a person changed in the copy since is still there. Per field (ExifTool tag names, several
 joined with ',' are written together and read from the first):
 
     alt_text    -> XMP-iptcCore:AltTextAccessibility      summary     -> XMP-iptcCore:ExtDescrAccessibility
@@ -25,6 +31,7 @@ from __future__ import annotations
 import hashlib
 import importlib.resources
 import json
+import mimetypes
 import os
 import shutil
 import subprocess
@@ -34,6 +41,7 @@ from typing import Any
 from urllib.parse import unquote, urlparse
 
 from consumers.writeback.limits import Pacer
+from consumers.writeback.objects import Location, Objects, S3Key, folder, parse_s3, under
 from consumers.writeback.settings import TargetSettings
 from domain.records import asset_of
 from streams.errors import PermanentError, TransientError
@@ -64,29 +72,51 @@ class FilesTarget:
     def __init__(self, cfg: TargetSettings, global_pacer: Pacer, exiftool: str | None = None):
         self.cfg, self.name = cfg, cfg.name
         self.global_pacer, self.pacer = global_pacer, Pacer(cfg.rate_per_s)
-        self.out_dir = Path(cfg.out_dir or ".")
-        self.roots = [Path(r).resolve() for r in cfg.source_roots]
+        out = folder(cfg.out_dir or ".")
+        self.out_dir = out.resolve() if isinstance(out, Path) else out
+        self.roots = [r.resolve() if isinstance(r, Path) else r for r in map(folder, cfg.source_roots)]
+        self.objects = Objects(cfg.name, cfg.s3_endpoint_url, cfg.s3_region, cfg.timeout_s, cfg.max_bytes)
         self.exiftool = exiftool or shutil.which("exiftool") or "exiftool"
         self._config = importlib.resources.files("consumers.writeback").joinpath("exiftool.config")
 
     # --- where ------------------------------------------------------------------------------------------------
-    def source(self, value: dict[str, Any]) -> Path:
+    def source(self, value: dict[str, Any]) -> Location:
         uri = asset_of(value).get("source_uri") or ""
         parsed = urlparse(uri)
-        if parsed.scheme not in ("file", "") or parsed.netloc:
-            raise PermanentError(f"{self.name}: only file:// originals can be copied (got {parsed.scheme or '?'}://)",
-                                 reason="unsupported_source", details={"target": self.name})
-        path = Path(unquote(parsed.path)).resolve()
-        if not any(path.is_relative_to(root) for root in self.roots):
+        try:
+            loc: Location | None = parse_s3(uri)
+        except ValueError:  # s3 without a bucket, or a `..` segment
+            raise PermanentError(f"{self.name}: {parsed.scheme}:// original outside the configured source_roots",
+                                 reason="forbidden_source", details={"target": self.name}) from None
+        if loc is None:
+            if parsed.scheme not in ("file", "") or parsed.netloc:
+                raise PermanentError(f"{self.name}: only file:// and s3:// originals can be copied "
+                                     f"(got {parsed.scheme or '?'}://)", reason="unsupported_source",
+                                     details={"target": self.name})
+            loc = Path(unquote(parsed.path)).resolve()
+        if not any(under(loc, root) for root in self.roots):
             raise PermanentError(f"{self.name}: the original is not under the configured source_roots",
                                  reason="forbidden_source", details={"target": self.name})
-        if not path.is_file():
-            raise PermanentError(f"{self.name}: the original {path.name} does not exist", reason="source_missing",
+        if isinstance(loc, Path) and not loc.is_file():
+            raise PermanentError(f"{self.name}: the original {loc.name} does not exist", reason="source_missing",
                                  details={"target": self.name})
-        return path
+        return loc
 
-    def output(self, value: dict[str, Any]) -> Path:
-        return self.out_dir / output_name(asset_of(value)["asset_id"], self.source(value).suffix)
+    def output(self, value: dict[str, Any]) -> Location:
+        name = output_name(asset_of(value)["asset_id"], self.source(value).suffix)
+        return self.out_dir.child(name) if isinstance(self.out_dir, S3Key) else self.out_dir / name
+
+    def _base(self, value: dict[str, Any], work: Path) -> tuple[Location, Path]:
+        """(the copy's location, a local file to start from): our earlier copy if there is one, else the original
+        (the first time: the original's own, human, values)."""
+        out = self.output(value)
+        if isinstance(out, Path):
+            if out.exists():
+                return out, out
+        elif (earlier := self.objects.download(out, work, missing_ok=True)) is not None:
+            return out, earlier
+        src = self.source(value)
+        return out, (src if isinstance(src, Path) else self.objects.download(src, work))
 
     # --- ExifTool ---------------------------------------------------------------------------------------------
     def _run(self, args: list[str]) -> subprocess.CompletedProcess:
@@ -117,25 +147,31 @@ class FilesTarget:
 
     # --- the target's interface -----------------------------------------------------------------------------
     def read(self, value: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
-        out = self.output(value)
-        path = out if out.exists() else self.source(value)  # the first time: the original's own (human) values
-        firsts = {theirs: self._tags(theirs, out.suffix)[0] for theirs in self.cfg.fields.values()}
-        found = self.read_tags(path, sorted(set(firsts.values())))
+        with tempfile.TemporaryDirectory(prefix="writeback-") as work:
+            out, path = self._base(value, Path(work))
+            firsts = {theirs: self._tags(theirs, out.suffix)[0] for theirs in self.cfg.fields.values()}
+            found = self.read_tags(path, sorted(set(firsts.values())))
         return {theirs: found[first] for theirs, first in firsts.items() if first in found}, None
 
     def write(self, value: dict[str, Any], fields: dict[str, Any], etag: str | None,
               previous: dict[str, Any] | None = None) -> str | None:
         self.global_pacer.acquire()
         self.pacer.acquire()
-        out = self.output(value)
-        base = out if out.exists() else self.source(value)
-        previous = previous or {}
+        with tempfile.TemporaryDirectory(prefix="writeback-") as work:
+            out, base = self._base(value, Path(work))
+            args, expect = self._assignments(value, fields, previous or {}, base, out.suffix)
+            self._commit(base, out, args, expect, Path(work))
+        return None
+
+    def _assignments(self, value: dict[str, Any], fields: dict[str, Any], previous: dict[str, Any], base: Path,
+                     suffix: str) -> tuple[list[str], dict[str, Any]]:
+        """ExifTool's arguments for the new values, and what each first tag must read back as."""
         args: list[str] = ["-overwrite_original", "-m"]
         expect: dict[str, Any] = {}
-        if out.suffix in IIM_FORMATS:
+        if suffix in IIM_FORMATS:
             args.append("-IPTC:CodedCharacterSet=UTF8")
         for theirs, ours in fields.items():
-            tags = self._tags(theirs, out.suffix)
+            tags = self._tags(theirs, suffix)
             if isinstance(ours, list):
                 have = self.read_tags(base, tags[:1]).get(tags[0], [])
                 dropped = set(map(str, previous.get(theirs) or [])) - set(map(str, ours))
@@ -149,10 +185,15 @@ class FilesTarget:
                     args.append(f"-{tag}={text}")
                 if text:
                     expect[tags[0]] = text
-        args += self._provenance(value)
+        return args + self._provenance(value), expect
+
+    def _commit(self, base: Path, out: Location, args: list[str], expect: dict[str, Any], work: Path) -> None:
+        """Write into a temporary copy, read every tag back, then replace the copy in one step (rename in a
+        folder, one PutObject in S3)."""
+        tmp_dir = out.parent if isinstance(out, Path) else work
         try:
-            self.out_dir.mkdir(parents=True, exist_ok=True)
-            fd, tmp_name = tempfile.mkstemp(prefix=".writeback-", suffix=out.suffix, dir=self.out_dir)
+            tmp_dir.mkdir(parents=True, exist_ok=True)
+            fd, tmp_name = tempfile.mkstemp(prefix=".writeback-", suffix=out.suffix, dir=tmp_dir)
             os.close(fd)
             tmp = Path(tmp_name)
             shutil.copyfile(base, tmp)
@@ -173,10 +214,12 @@ class FilesTarget:
             if wrong:
                 raise PermanentError(f"{self.name}: read back differs for {', '.join(wrong)}",
                                      reason="verify_failed", details={"target": self.name, "tags": ",".join(wrong)})
-            os.replace(tmp, out)
+            if isinstance(out, Path):
+                os.replace(tmp, out)
+            else:
+                self.objects.upload(tmp, out, mimetypes.guess_type(out.name)[0])
         finally:
             tmp.unlink(missing_ok=True)
-        return None
 
     def _provenance(self, value: dict[str, Any]) -> list[str]:
         asset = asset_of(value)

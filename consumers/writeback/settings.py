@@ -68,9 +68,14 @@ class TargetSettings(Section):
     application_password: SecretStr | None = Field(None, description="wordpress: an application password")
     media_id_attribute: str = Field("wordpress_media_id", description="wordpress: the asset event attribute "
                                     "holding the media id; without it the media item is found by source URL")
-    out_dir: str | None = Field(None, description="files: the folder the copies are written to")
-    source_roots: list[str] = Field(default_factory=list, description="files: file:// originals are read only "
-                                    "under these directories")
+    out_dir: str | None = Field(None, description="files: the folder the copies are written to, or "
+                                "s3://bucket/prefix")
+    source_roots: list[str] = Field(default_factory=list, description="files: originals (file:// or s3://) are "
+                                    "read only under these directories or s3://bucket/prefix roots")
+    s3_endpoint_url: str | None = Field(None, description="files: S3-compatible endpoint for s3:// originals and "
+                                        "out_dir (None = AWS); credentials from the usual AWS environment")
+    s3_region: str | None = None
+    max_bytes: int = Field(200 * 1024 * 1024, gt=0, description="files: larger originals are refused (dead letter)")
     timeout_s: float = Field(10.0, gt=0)
     rate_per_s: float | None = Field(None, gt=0, description="at most this many requests per second (per worker)")
     failure_threshold: int = Field(3, ge=1, description="consecutive transient failures that open the breaker")
@@ -87,8 +92,12 @@ class TargetSettings(Section):
     def _per_type(self):
         if self.type in ("webhook", "wordpress") and not self.url:
             raise ValueError(f"writeback target {self.name!r} ({self.type}) needs a url")
-        if self.type == "files" and not (self.out_dir and self.source_roots):
-            raise ValueError(f"writeback target {self.name!r} (files) needs out_dir and source_roots")
+        if self.type == "files":
+            if not (self.out_dir and self.source_roots):
+                raise ValueError(f"writeback target {self.name!r} (files) needs out_dir and source_roots")
+            for spec in (self.out_dir, *self.source_roots):
+                if spec.startswith("s3:") and not re.match(r"^s3://[^/]+(/|$)", spec):
+                    raise ValueError(f"writeback target {self.name!r}: {spec!r} is not s3://bucket/prefix")
         if not self.fields:
             self.fields = dict(DEFAULT_FIELDS[self.type])
         return self
