@@ -274,3 +274,66 @@ def test_a_failing_nsfw_check_is_retried_then_goes_on_marked_degraded(monkeypatc
     assert rec["degraded"] == {"nsfw": "nsfw check failed (RuntimeError)"}
     assert rec["signals"]["nsfw_score"] is None
     avro_validate("PreprocessedAsset", rec)
+
+
+# --- index: the MiniLM text vector --------------------------------------------------------------------------------
+
+def test_index_embedder_failure_is_retried_then_indexed_visibly_without_vector_and_re_embeddable(store):
+    """The real sink on a real store whose embedder fails (as a starved onnx/numpy pass does): a TransientError
+    until the record's last attempt, then the document is indexed without its vector, marked degraded text_vector
+    (filterable, counted), its status untouched; `assetstream index embed` gives it its vector and clears the
+    mark. A record degraded upstream (OCR) is filterable by its part too."""
+    import dataclasses
+
+    from consumers.index.sink import IndexSink
+    from domain.store.management import read_alias
+    from domain.store.search import search
+    from domain.store.vectors import backfill_vectors, unpack
+    from tests.store_support import as_items, settings_for, validated_asset
+
+    class StarvedEmbedder:
+        def embed(self, *a, **k):
+            raise MemoryError("Unable to allocate 12.0 MiB for an array with shape (8, 256, 384)")
+
+    class StarvedSink(IndexSink):
+        @staticmethod
+        def _embedder():
+            return StarvedEmbedder()
+
+    settings = settings_for(store.url)
+    ocr_degraded = validated_asset("e-ocr", 1, title="Poster for a farmers market", status="needs_review")
+    ocr_degraded["enriched"]["pre"]["degraded"] = {"ocr": "ocr timed out"}
+    values = [validated_asset("e-vec", 1, title="Children blowing out birthday candles"), ocr_degraded]
+    sink, starved = IndexSink(settings), StarvedSink(settings)
+    try:
+        first = starved.process_batch(as_items(values))
+        assert all(isinstance(r, TransientError) and r.reason == "degraded_text_vector" for r in first), first
+        alias = read_alias(settings)
+        sink.client.indices.refresh(index=alias)
+        assert sink.client.count(index=alias)["count"] == 0  # nothing indexed on a retried attempt
+        before = degraded_count("index", "text_vector", "text embedder failed (MemoryError)")
+        last = [(v, dataclasses.replace(c, attempt=LAST)) for v, c in as_items(values)]
+        assert not any(isinstance(r, BaseException) for r in starved.process_batch(last))
+        assert degraded_count("index", "text_vector", "text embedder failed (MemoryError)") == before + 2
+        sink.client.indices.refresh(index=alias)
+        doc = sink.client.get(index=alias, id="e-vec")["_source"]
+        assert unpack(doc) is None and "text_vector_model" not in doc
+        assert doc["completeness"] == "degraded" and doc["degraded_parts"] == ["text_vector"]
+        assert doc["degraded"] == {"text_vector": "text embedder failed (MemoryError)"}
+        assert doc["status"] == "auto_applied"  # the metadata is complete; only search by meaning lacks it
+        ids = lambda **f: sorted(h["asset_id"] for h in search(sink.client, settings, None, taxonomy=None, **f))  # noqa: E731
+        assert ids(degraded="any") == ["e-ocr", "e-vec"]
+        assert ids(degraded="ocr") == ["e-ocr"]
+        assert ids(degraded="text_vector") == ["e-ocr", "e-vec"]
+        assert search(sink.client, settings, None, taxonomy=None, degraded="ocr")[0]["degraded_parts"] == \
+            ["ocr", "text_vector"]
+
+        assert backfill_vectors(sink.client, settings, lambda t: []) == {"embedded": 2, "skipped": 0}
+        doc = sink.client.get(index=alias, id="e-vec")["_source"]
+        assert unpack(doc).shape == (384,)
+        assert doc["completeness"] == "complete" and doc["degraded_parts"] == [] and doc["degraded"] == {}
+        assert ids(degraded="any") == ["e-ocr"] and ids(degraded="text_vector") == []
+        assert sink.client.get(index=alias, id="e-ocr")["_source"]["degraded"] == {"ocr": "ocr timed out"}
+    finally:
+        sink.close()
+        starved.close()
