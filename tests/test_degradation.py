@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from app.kpis.compute import audit_for_validated
 from app.settings import Settings
 from consumers.preprocess import ocr
 from consumers.preprocess.stage import PreprocessStage
@@ -164,6 +165,19 @@ def test_template_fallback_is_retried_then_degraded_never_cached_or_deduped_and_
     assert v["status"] == "needs_review"
     assert "degraded: tagging: model path failed: template answer" in v["reasons"]
     avro_validate("ValidatedAsset", v)
+    # per field set in provenance, per field and per asset in the audit log
+    prov = {p["task"]: p["degraded"] for p in out["provenance"]}
+    assert prov == {"tagging": "model path failed: template answer",
+                    "alt_text": "model path failed: template answer", "rights": None}
+    entry = audit_for_validated(v, s.kpis)
+    avro_validate("AuditEntry", entry)
+    assert entry["degraded"] == out["degraded"]
+    fields = {f["field"]: f for f in entry["fields"]}
+    assert fields["alt_text"]["degraded"] == "model path failed: template answer"
+    for f in fields.values():  # every model-written field says whether its task was complete
+        task = s.kpis.field_tasks.get(f["field"])
+        want = out["degraded"].get(task) if f["source"] == "model" else None
+        assert f["degraded"] == want, f
 
 
 def enriched_of(pre: dict) -> dict:
@@ -189,6 +203,10 @@ def test_validate_sends_a_degraded_preprocess_to_review():
     v = vs.validate(enriched)
     assert v["status"] == "needs_review"
     assert v["reasons"][:2] == ["degraded: faces: face count failed", "degraded: ocr timed out"]  # first, in order
+    entry = audit_for_validated(v, Settings().kpis)
+    avro_validate("AuditEntry", entry)
+    assert entry["degraded"] == {"ocr": "ocr timed out", "faces": "face count failed"}
+    assert audit_for_validated(complete, Settings().kpis)["degraded"] == {}
 
 
 # --- through the real runner on a real broker: the retry path, then degraded ---------------------------------

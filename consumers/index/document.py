@@ -10,7 +10,7 @@ from typing import Any
 from PIL import Image
 
 from domain.store.degraded import degraded_fields
-from domain.records import thumbnail_of, to_plain, without_thumbnail
+from domain.records import degraded_of, thumbnail_of, to_plain, without_thumbnail
 from streams.records import now_ms, to_ms
 
 
@@ -78,7 +78,7 @@ def document_from_validated(v: dict[str, Any], indexed_at_ms: int | None = None,
         "usage_flag": v.get("usage_flag"),
         "reasons": v.get("reasons") or [],
         # the parts preprocess or enrich could not complete (the sink adds text_vector when embedding fails)
-        **degraded_fields({**(pre.get("degraded") or {}), **(enriched.get("degraded") or {})}),
+        **degraded_fields(degraded_of(v)),
         "decorative": bool(v.get("decorative", False)),
         "title": v.get("title"),
         "alt_text": v.get("alt_text"),
