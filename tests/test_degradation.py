@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import json
 from pathlib import Path
 
 import pytest
@@ -306,7 +307,7 @@ def test_index_embedder_failure_is_retried_then_indexed_visibly_without_vector_a
     from consumers.index.sink import IndexSink
     from domain.store.management import read_alias
     from domain.store.search import search
-    from domain.store.vectors import backfill_vectors, unpack
+    from domain.store.vectors import unpack
     from tests.store_support import as_items, settings_for, validated_asset
 
     class StarvedEmbedder:
@@ -346,7 +347,19 @@ def test_index_embedder_failure_is_retried_then_indexed_visibly_without_vector_a
         assert search(sink.client, settings, None, taxonomy=None, degraded="ocr")[0]["degraded_parts"] == \
             ["ocr", "text_vector"]
 
-        assert backfill_vectors(sink.client, settings, lambda t: []) == {"embedded": 2, "skipped": 0}
+        # as a user: the CLI lists them, and `index embed` redoes the vectors
+        from typer.testing import CliRunner
+
+        from app.cli import app
+        env = {"ASSETSTREAM_INDEX__INDEX": settings.index.index, "ASSETSTREAM_INDEX__URL": store.url,
+               "ASSETSTREAM_INDEX__SERVER_MODE": "serverless"}
+        listed = CliRunner().invoke(app, ["search", "--degraded", "ocr", "--json"], env=env)
+        assert listed.exit_code == 0, listed.output
+        assert [(h["asset_id"], h["degraded_parts"]) for h in json.loads(listed.output)] == \
+            [("e-ocr", ["ocr", "text_vector"])]
+        embedded = CliRunner().invoke(app, ["index", "embed", "--json"], env=env)
+        assert embedded.exit_code == 0, embedded.output
+        assert json.loads(embedded.output) == {"embedded": 2, "skipped": 0}
         doc = sink.client.get(index=alias, id="e-vec")["_source"]
         assert unpack(doc).shape == (384,)
         assert doc["completeness"] == "complete" and doc["degraded_parts"] == [] and doc["degraded"] == {}
