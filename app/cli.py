@@ -184,6 +184,8 @@ def search(query: Optional[str] = typer.Argument(None, help="free text over titl
            tag: list[str] = typer.Option([], "--tag", help="require this canonical tag (repeatable)"),
            status: Optional[str] = typer.Option(None, help="auto_applied | needs_review | rejected"),
            usage: Optional[str] = typer.Option(None, help="ok | credit_required | restricted | unknown"),
+           degraded: Optional[str] = typer.Option(None, "--degraded", help="only assets marked degraded: any, or "
+                                                  "one part (ocr, faces, nsfw, tagging, alt_text, text_vector, …)"),
            size: int = typer.Option(20, help="how many hits"),
            mode: str = typer.Option("hybrid", help="hybrid = words + meaning (BM25 and MiniLM vectors, fused by "
                                     "reciprocal rank fusion) | keyword = words and vocabulary synonyms only"),
@@ -207,10 +209,11 @@ def search(query: Optional[str] = typer.Argument(None, help="free text over titl
     try:
         client = make_client(settings)
         if similar_to:
-            hits = similar(client, settings, similar_to, tags=tag, status=status, usage=usage, size=size)
+            hits = similar(client, settings, similar_to, tags=tag, status=status, usage=usage, size=size,
+                           degraded=degraded)
         else:
             run = hybrid_search if mode == "hybrid" else do_search
-            hits = run(client, settings, query, tags=tag, status=status, usage=usage, size=size)
+            hits = run(client, settings, query, tags=tag, status=status, usage=usage, size=size, degraded=degraded)
     except LookupError as exc:
         console.print(f"[red]{exc}[/red]")
         raise typer.Exit(1) from None
@@ -222,11 +225,12 @@ def search(query: Optional[str] = typer.Argument(None, help="free text over titl
         out.print_json(json.dumps(hits, default=str))
         return
     table = Table(title=f"{len(hits)} hit(s)")
-    for col in ("asset", "title", "alt text", "tags", "status", "usage", "source"):
+    for col in ("asset", "title", "alt text", "tags", "status", "usage", "source", "degraded"):
         table.add_column(col, overflow="fold")
     for h in hits:
         table.add_row(h["asset_id"], h.get("title") or "", h.get("alt_text") or "", ", ".join(h.get("tags") or []),
-                      h.get("status") or "", h.get("usage_flag") or "", _sources(h))
+                      h.get("status") or "", h.get("usage_flag") or "", _sources(h),
+                      ", ".join(h.get("degraded_parts") or []))
     out.print(table)
 
 
@@ -266,7 +270,8 @@ def index_migrate(to_version: Optional[int] = typer.Option(None, help="target ve
 @index_app.command("embed")
 def index_embed(json_out: bool = typer.Option(False, "--json")):
     """Give every document without a current text vector one (MiniLM), at its own version: after
-    `index migrate` to mapping version 2, or a model upgrade. Idempotent."""
+    `index migrate` to mapping version 2, a model upgrade, or when the sink indexed it without its vector because
+    the embedder failed on every attempt (marked degraded `text_vector`; the mark is cleared). Idempotent."""
     from domain.store.client import make_client
     from domain.store.vectors import backfill_vectors
     from domain.taxonomy import taxonomy_from_settings

@@ -23,6 +23,13 @@ def asset_of(value: dict[str, Any]) -> dict[str, Any]:
     raise KeyError("not a pipeline record")
 
 
+def degraded_of(value: dict[str, Any]) -> dict[str, str]:
+    """{part: reason} of every part of an enriched or validated record that timed out or failed on every attempt
+    (preprocess's `pre.degraded` and enrich's `degraded`, issue 21); empty = complete."""
+    enriched = value.get("enriched", value)
+    return {**((enriched.get("pre") or {}).get("degraded") or {}), **(enriched.get("degraded") or {})}
+
+
 def is_deleted(value: dict[str, Any]) -> bool:
     return asset_of(value)["event_type"] == "deleted"
 

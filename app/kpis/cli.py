@@ -135,6 +135,10 @@ def audit(asset_id: str = typer.Argument(..., help="asset whose history to print
                 table.add_row(*head, "", "", "", "", "")
                 continue
             prompt = f"{f['prompt_id']}@{f['prompt_version']}" if f.get("prompt_id") else ""
-            table.add_row(*head, f["field"], f.get("value") or "",
-                          f["source"] + (f" / {f['action']}" if f.get("action") else ""), prompt, f.get("model") or "")
+            source = f["source"] + (f" / {f['action']}" if f.get("action") else "")
+            if f.get("degraded"):
+                source += f" (degraded: {f['degraded']})"
+            table.add_row(*head, f["field"], f.get("value") or "", source, prompt, f.get("model") or "")
+        for part, why in sorted((e.get("degraded") or {}).items()):  # parts of the asset that are incomplete
+            table.add_row("", "", "", "", "", f"degraded: {part}", why, "", "", "")
     out.print(table)

@@ -14,6 +14,7 @@ from datetime import datetime, timezone
 from typing import Any, Iterable
 
 from app.kpis.settings import KpiSettings
+from domain.records import degraded_of
 
 HOUR_MS = 3600 * 1000
 DAY_MS = 24 * HOUR_MS
@@ -277,6 +278,7 @@ def audit_for_validated(validated: dict[str, Any], ks: KpiSettings, source: tupl
     brief = provenance_brief(provenance)
     sources = validated.get("field_sources") or {}
     reviewed = {f["field"]: f for f in (validated.get("review") or {}).get("fields") or []}
+    degraded = degraded_of(validated)
     fields = []
     deleted = validated["status"] == "deleted"
     for field in () if deleted else AUDITED_FIELDS:
@@ -288,7 +290,8 @@ def audit_for_validated(validated: dict[str, Any], ks: KpiSettings, source: tupl
         person = reviewed.get(field) if source_kind == "human" else None  # a reviewer's value, not the DAM's
         fields.append({"field": field, "value": value, "source": source_kind,
                        "action": person["action"] if person else None, "prompt_id": prompt[0],
-                       "prompt_version": prompt[1], "model": prompt[2], "editor": person["editor"] if person else None})
+                       "prompt_version": prompt[1], "model": prompt[2], "editor": person["editor"] if person else None,
+                       "degraded": degraded.get(ks.field_tasks.get(field) or "") if source_kind == "model" else None})
     stamp = validated["stamp"]
     return {"entry_id": generated_entry_id(validated), "asset_id": asset["asset_id"],
             "kind": "deleted" if deleted else "generated", "version": int(asset["version"]),
@@ -297,7 +300,8 @@ def audit_for_validated(validated: dict[str, Any], ks: KpiSettings, source: tupl
             "fields": fields, "provenance": [{**p, "timestamp": to_ms(p["timestamp"])} for p in provenance],
             "decision_id": None, "source_topic": source[0] if source else None,
             "source_partition": source[1] if source else None, "source_offset": source[2] if source else None,
-            "recorded_at": recorded_at if recorded_at is not None else now_ms()}
+            "recorded_at": recorded_at if recorded_at is not None else now_ms(),
+            "degraded": {} if deleted else degraded}
 
 
 def audit_for_decision(decision: dict[str, Any], state: dict[str, Any] | None, ks: KpiSettings,

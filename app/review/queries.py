@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import re
 from dataclasses import dataclass, fields, replace
 from typing import Any
 from urllib.parse import urlencode
 
 from elasticsearch import Elasticsearch, NotFoundError
 
+from domain.store.degraded import query as degraded_query
 from domain.store.management import read_alias
 
 STATUSES = ("needs_review", "auto_applied", "approved", "rejected")
@@ -35,7 +37,7 @@ REASON_GROUPS: dict[str, tuple[str, ...]] = {
 }
 
 LIST_FIELDS = ["asset_id", "title", "alt_text", "status", "reasons", "tags", "event_time", "reviewed_by",
-               "reviewed_at", "enrichment.confidence", "duplicate_of", "usage_flag"]
+               "reviewed_at", "enrichment.confidence", "duplicate_of", "usage_flag", "degraded_parts", "degraded"]
 SORT = [{"event_time": {"order": "asc", "unmapped_type": "date"}},
         {"asset_id": {"order": "asc", "unmapped_type": "keyword"}}]
 BIG = ["record", "thumbnail"]
@@ -52,6 +54,7 @@ class Filters:
     tag: str = ""
     date_from: str = ""  # YYYY-MM-DD (upload time, UTC)
     date_to: str = ""
+    degraded: str = ""  # "any" (marked degraded at all) or one part ("ocr", "faces", "text_vector", ...)
 
     @classmethod
     def from_params(cls, params: Any) -> "Filters":
@@ -74,7 +77,8 @@ class Filters:
                    reason=params.get("reason") if params.get("reason") in REASON_GROUPS else "",
                    min_conf=num("min_conf"), max_conf=num("max_conf"),
                    prompt=(params.get("prompt") or "").strip()[:200], model=(params.get("model") or "").strip()[:200],
-                   tag=(params.get("tag") or "").strip()[:200], date_from=day("date_from"), date_to=day("date_to"))
+                   tag=(params.get("tag") or "").strip()[:200], date_from=day("date_from"), date_to=day("date_to"),
+                   degraded=deg if re.fullmatch(r"[a-z_]{1,40}", deg := params.get("degraded") or "") else "")
 
     def params(self, **changes: Any) -> dict[str, str]:
         f = replace(self, **changes) if changes else self
@@ -109,7 +113,8 @@ def reason_query(group: str) -> dict[str, Any]:
                      "minimum_should_match": 1}}
 
 
-def clauses(f: Filters, *, with_status: bool = True, with_reason: bool = True) -> list[dict[str, Any]]:
+def clauses(f: Filters, *, with_status: bool = True, with_reason: bool = True,
+            with_degraded: bool = True) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     if with_status and f.status != "all":
         out.append({"term": {"status": f.status}})
@@ -117,6 +122,8 @@ def clauses(f: Filters, *, with_status: bool = True, with_reason: bool = True) -
         out.append(reason_query(f.reason))
     if f.tag:
         out.append({"term": {"tags": f.tag}})
+    if with_degraded and f.degraded:
+        out.append(degraded_query(f.degraded))
     prov: list[dict[str, Any]] = []
     if f.model:
         prov.append({"term": {"provenance.model": f.model}})
@@ -210,6 +217,15 @@ class Index:
                               aggs={"r": {"filters": {"filters": {g: reason_query(g) for g in REASON_GROUPS}}}})
         buckets = resp["aggregations"]["r"]["buckets"]
         return {g: buckets.get(g, {}).get("doc_count", 0) for g in REASON_GROUPS}
+
+    def degraded_counts(self, f: Filters) -> dict[str, int]:
+        """Assets marked degraded within the current filters (except the degraded filter itself): "any", then per
+        part (domain/store/degraded.py; issue 21)."""
+        resp = self.es.search(index=self.alias, size=0, query=_query(clauses(f, with_degraded=False)),
+                              aggs={"any": {"filter": degraded_query()},
+                                    "parts": {"terms": {"field": "degraded_parts", "size": 50}}})
+        aggs = resp["aggregations"]
+        return {"any": aggs["any"]["doc_count"], **{b["key"]: b["doc_count"] for b in aggs["parts"]["buckets"]}}
 
     def choices(self) -> dict[str, list[str]]:
         """Models and prompt versions seen in provenance, for the filter menus."""

@@ -198,7 +198,8 @@ class ReviewApp:
 
         def load():
             return {"header": self._header(), "result": self.index.queue(f, page),
-                    "reasons": self.index.reason_counts(f), "choices": self.index.choices()}
+                    "reasons": self.index.reason_counts(f), "choices": self.index.choices(),
+                    "degraded": self.index.degraded_counts(f)}
 
         data = await run_in_threadpool(load)
         return self._page(request, who, "queue.html", {**data, "f": f, "reason_groups": list(REASON_GROUPS),

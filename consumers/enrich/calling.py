@@ -357,5 +357,6 @@ class Caller:
             "cost_usd": usage.cost_usd, "reused_from": None}
         assert resp.data is not None
         degraded = FALLBACK_REASON if resp.stop_reason == "fallback" else None
+        provenance["degraded"] = degraded
         return TaskResult(task=prompt.id, data=resp.data, raw_text=resp.raw_text, provenance=provenance,
                           cost_usd=usage.cost_usd, attempts=usage.requests, repaired=repaired, degraded=degraded)

@@ -293,7 +293,7 @@ def _provenance_from_doc(p: dict[str, Any]) -> dict[str, Any]:
             "request_id": p.get("request_id"), "timestamp": int(ts or 0),
             "input_tokens": int(p.get("input_tokens") or 0), "output_tokens": int(p.get("output_tokens") or 0),
             "latency_ms": float(p.get("latency_ms") or 0.0), "cost_usd": float(p.get("cost_usd") or 0.0),
-            "reused_from": p.get("reused_from")}
+            "reused_from": p.get("reused_from"), "degraded": p.get("degraded")}
 
 
 class ElasticsearchDedupeIndex:

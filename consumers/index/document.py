@@ -9,7 +9,8 @@ from typing import Any
 
 from PIL import Image
 
-from domain.records import thumbnail_of, to_plain, without_thumbnail
+from domain.store.degraded import degraded_fields
+from domain.records import degraded_of, thumbnail_of, to_plain, without_thumbnail
 from streams.records import now_ms, to_ms
 
 
@@ -76,6 +77,8 @@ def document_from_validated(v: dict[str, Any], indexed_at_ms: int | None = None,
         "status": v.get("status"),
         "usage_flag": v.get("usage_flag"),
         "reasons": v.get("reasons") or [],
+        # the parts preprocess or enrich could not complete (the sink adds text_vector when embedding fails)
+        **degraded_fields(degraded_of(v)),
         "decorative": bool(v.get("decorative", False)),
         "title": v.get("title"),
         "alt_text": v.get("alt_text"),

@@ -25,12 +25,13 @@ from domain.store.client import make_client
 from consumers.index.document import document_from_validated
 from domain.records import PipelineFacts, asset_of, is_deleted, record_from_doc
 from domain.review import apply_review, merge_reviews, same_review
+from domain.store import degraded
 from domain.store.management import ensure_index, write_alias
 from domain.store.vectors import add_text_vectors, vector_model
 from domain.taxonomy import taxonomy_from_settings
 from streams.errors import PermanentError, StoreUnavailable, TransientError
-from streams.metrics import INDEX_BULK_SECONDS, INDEX_ITEMS, INDEX_REVIEWS_APPLIED
-from streams.stage import RecordContext, Stage, StageResult
+from streams.metrics import DEGRADED, INDEX_BULK_SECONDS, INDEX_ITEMS, INDEX_REVIEWS_APPLIED
+from streams.stage import RecordContext, Stage, StageResult, final_attempt
 
 
 log = logging.getLogger(__name__)
@@ -146,8 +147,7 @@ class IndexSink(PipelineFacts, Stage):
             except (KeyError, TypeError, ValueError) as e:
                 self._reject(results, pos, e)
         if self.cfg.embed_documents:
-            add_text_vectors([b[4] for b in built if b[4] is not None], self._embedder(),
-                             vector_model(self.cfg.vector_mode))
+            built = self._embed(built, items, results)
         prepared: list[_Prepared] = []
         for pos, version_type, doc_id, version, body in built:
             try:
@@ -157,6 +157,37 @@ class IndexSink(PipelineFacts, Stage):
         for chunk in self._chunks(prepared):
             self._send(chunk, results)
         return results
+
+    def _embed(self, built: list[tuple[int, str, str, int, dict[str, Any] | None]],
+               items: Sequence[tuple[dict[str, Any], RecordContext]],
+               results: list[BaseException | StageResult]) -> list[tuple[int, str, str, int, dict[str, Any] | None]]:
+        """Give the batch's documents their text vectors. When the embedder fails (out of memory, a starved
+        onnx/numpy pass), each document is a TransientError (retried with backoff) until its record's last attempt;
+        then it is indexed without a vector, marked degraded `text_vector` (visible in search and the review
+        app, counted in assetstream_degraded_total) and `assetstream index embed` gives it its vector later. Its
+        metadata is complete, so its status stays what validate decided (issue 21)."""
+        bodies = [b[4] for b in built if b[4] is not None]
+        if not bodies:
+            return built
+        try:
+            add_text_vectors(bodies, self._embedder(), vector_model(self.cfg.vector_mode))
+            return built
+        except Exception as exc:  # noqa: BLE001 - any failure of the embedder: retried, then marked degraded
+            why = f"text embedder failed ({type(exc).__name__})"
+            log.warning("%s: %s: %s", self.name, why, exc)
+        kept = []
+        for b in built:
+            pos, body = b[0], b[4]
+            if body is None:
+                kept.append(b)
+            elif final_attempt(items[pos][1], self.settings):
+                degraded.mark(body, degraded.VECTOR_PART, why)
+                DEGRADED.labels(self.name, degraded.VECTOR_PART, why).inc()
+                kept.append(b)
+            else:
+                results[pos] = TransientError(why, reason="degraded_text_vector",
+                                              details={degraded.VECTOR_PART: why})
+        return kept
 
     # --- human edits win, again at the single writer ------------------------------------------------------
     def _reconcile(self, values: list[dict[str, Any]]) -> list[tuple[dict[str, Any], str] | BaseException]:

@@ -21,6 +21,10 @@ log = logging.getLogger(__name__)
 WORK_EDGE = 800
 """Smallest long edge the reduced (JPEG draft) decode keeps: enough for faces, OCR gating and hashes."""
 
+SIGNAL_FAILED = {"colours": "colour analysis failed", "faces": "face detection failed",
+                 "nsfw": "nsfw check failed"}
+"""The degraded reason of a signal that raised (followed by the exception's class name)."""
+
 
 class PreprocessStage(PipelineFacts, Stage):
     name = "preprocess"
@@ -76,7 +80,7 @@ class PreprocessStage(PipelineFacts, Stage):
             "embedded": metadata.embedded_metadata(d.info, d.source, d.exif),
             "ocr": self._ocr(d, data, degraded),
             "hashes": hashes.hashes_record(data, small_src, sha),
-            "signals": self._signals(img, small_src),
+            "signals": self._signals(img, small_src, degraded),
             "stamp": stamp(self.name),
             "degraded": degraded,
         }
@@ -114,19 +118,26 @@ class PreprocessStage(PipelineFacts, Stage):
                                  min_confidence=cfg.ocr_min_confidence, timeout_s=timeout,
                                  max_chars=cfg.ocr_max_chars, full_size=(d.width, d.height))
 
-    def _signals(self, img, small) -> dict:
+    def _signals(self, img, small, degraded: dict[str, str]) -> dict:
+        """Colours, face count, NSFW score. A face detection or NSFW check that fails (an exception: out of
+        memory, a broken model session) is a degraded part (issue 21): retried, then the record goes on marked
+        `degraded: {faces|nsfw: why}` with face_count 0 / nsfw_score null, which validate sends to review; it
+        never sinks an otherwise good record. An NSFW model that is not installed is a deployment choice (null
+        score, not degraded), as tesseract_unavailable is for OCR."""
         cfg = self.cfg
         out: dict[str, Any] = {"face_count": 0, "nsfw_score": None, "colors": []}
-        steps = [("colors", lambda: signals.dominant_colours(img if img.mode == "RGBA" else small))]
+        steps = [("colors", "colours", lambda: signals.dominant_colours(img if img.mode == "RGBA" else small))]
         if cfg.faces_enabled:
-            steps.append(("face_count", lambda: signals.face_count(img)))
+            steps.append(("face_count", "faces", lambda: signals.face_count(img)))
         if cfg.nsfw_enabled:
-            steps.append(("nsfw_score", lambda: signals.nsfw_score(small)))
-        for key, fn in steps:
+            steps.append(("nsfw_score", "nsfw", lambda: signals.nsfw_score(small)))
+        for key, part, fn in steps:
             try:
-                out[key] = fn()
-            except Exception as exc:  # noqa: BLE001 - advisory signals never sink an otherwise good record
+                with cpu_slots():
+                    out[key] = fn()
+            except Exception as exc:  # noqa: BLE001 - marked degraded, never sinks an otherwise good record
                 log.warning("signal %s failed: %s", key, type(exc).__name__)
+                degraded[part] = f"{SIGNAL_FAILED[part]} ({type(exc).__name__})"
         return out
 
 

@@ -20,9 +20,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-MAPPING_VERSION = 2
+MAPPING_VERSION = 3
 """Bump when MAPPINGS change in a way that needs a reindex; recorded in the index's _meta.
-2: tag_synonyms (text), text_vector or text_vector_b64 (+ text_vector_model), per index.vector_mode."""
+2: tag_synonyms (text), text_vector or text_vector_b64 (+ text_vector_model), per index.vector_mode.
+3: degraded parts (domain/store/degraded.py): `degraded_parts`, `completeness`, `provenance.degraded` (issue 21)."""
 
 VECTOR_FIELD = "text_vector"
 PACKED_VECTOR_FIELD = "text_vector_b64"
@@ -66,6 +67,10 @@ MAPPINGS: dict[str, Any] = {
         "status": {"type": "keyword"},
         "usage_flag": {"type": "keyword"},
         "reasons": _KW,
+        # parts that timed out or failed on every attempt (domain/store/degraded.py; issue 21)
+        "completeness": {"type": "keyword"},
+        "degraded_parts": {"type": "keyword"},
+        "degraded": _OFF,
         "decorative": {"type": "boolean"},
         # searchable text
         "title": _TEXT,
@@ -125,7 +130,7 @@ MAPPINGS: dict[str, Any] = {
             "prompt_version": {"type": "keyword"}, "prompt_hash": {"type": "keyword"},
             "request_id": {"type": "keyword"}, "timestamp": _DATE, "input_tokens": {"type": "integer"},
             "output_tokens": {"type": "integer"}, "latency_ms": {"type": "double"},
-            "cost_usd": {"type": "double"}}},
+            "cost_usd": {"type": "double"}, "degraded": {"type": "keyword"}}},
         "cost_usd": {"type": "double"},
         # the EnrichedAsset.enrichment record: stored for reuse (dedupe), not indexed
         "enrichment": _OFF,

@@ -21,6 +21,7 @@ import numpy as np
 from elasticsearch import ApiError, Elasticsearch, NotFoundError, helpers
 
 from domain.store.client import index_settings
+from domain.store.degraded import query as degraded_query
 from domain.store.management import PACKED_VECTOR_FIELD, VECTOR_FIELD, read_alias
 from domain.store.vectors import unpack
 
@@ -28,7 +29,8 @@ if TYPE_CHECKING:
     from domain.taxonomy import Taxonomy
 
 SEARCH_FIELDS = ["title^3", "alt_text^2", "caption", "summary", "ocr_text", "visible_text", "tag_labels^2", "tags"]
-HIT_FIELDS = ["asset_id", "title", "alt_text", "tags", "status", "usage_flag", "field_sources", "reviewed_by"]
+HIT_FIELDS = ["asset_id", "title", "alt_text", "tags", "status", "usage_flag", "field_sources", "reviewed_by",
+              "degraded_parts"]
 
 
 SYNONYM_BOOST = 2.0
@@ -58,9 +60,12 @@ def expand_query(query: str | None, taxonomy: "Taxonomy | None") -> list[str]:
 
 
 def build_filters(tags: Iterable[str] = (), status: str | None = None,
-                  usage: str | None = None) -> list[dict[str, Any]]:
-    """Exact filters, all must hold: every tag, the status, the usage flag."""
+                  usage: str | None = None, degraded: str | None = None) -> list[dict[str, Any]]:
+    """Exact filters, all must hold: every tag, the status, the usage flag, and `degraded` ("any" or a part such
+    as "ocr", "faces", "text_vector": documents marked degraded, domain/store/degraded.py)."""
     filters: list[dict[str, Any]] = [{"term": {"tags": t}} for t in tags]
+    if degraded:
+        filters.append(degraded_query(degraded))
     if status:
         filters.append({"term": {"status": status}})
     if usage:
@@ -69,10 +74,10 @@ def build_filters(tags: Iterable[str] = (), status: str | None = None,
 
 
 def build_query(query: str | None, tags: Iterable[str] = (), status: str | None = None,
-                usage: str | None = None, synonyms: Iterable[str] = ()) -> dict[str, Any]:
+                usage: str | None = None, synonyms: Iterable[str] = (), degraded: str | None = None) -> dict[str, Any]:
     """The bool query: multi_match on the text fields, or a `terms` match on the canonical tags the query's
     synonyms name (either is enough; match_all when no text); filters as build_filters."""
-    filters = build_filters(tags, status, usage)
+    filters = build_filters(tags, status, usage, degraded)
     if not (query and query.strip()):
         return {"bool": {"must": [{"match_all": {}}], "filter": filters}}
     should: list[dict[str, Any]] = [{"multi_match": {"query": query, "fields": SEARCH_FIELDS,
@@ -92,11 +97,11 @@ def default_taxonomy(settings: Any) -> "Taxonomy":
 
 def search(client: Elasticsearch, settings: "Any", query: str | None,
            tags: Iterable[str] = (), status: str | None = None, usage: str | None = None,
-           size: int = 20, taxonomy: "Taxonomy | None" = None) -> list[dict[str, Any]]:
-    """Hits, best first: [{asset_id, title, alt_text, tags, status, usage_flag, score}]."""
+           size: int = 20, taxonomy: "Taxonomy | None" = None, degraded: str | None = None) -> list[dict[str, Any]]:
+    """Hits, best first: [{asset_id, title, alt_text, tags, status, usage_flag, degraded_parts, score}]."""
     s = index_settings(settings)
     synonyms = expand_query(query, taxonomy if taxonomy is not None else default_taxonomy(settings))
-    body_query = build_query(query, tuple(tags), status, usage, synonyms)
+    body_query = build_query(query, tuple(tags), status, usage, synonyms, degraded)
     resp = client.search(index=read_alias(s), query=body_query, size=size, source_includes=HIT_FIELDS,
                          sort=_SORT, track_scores=True)
     return [_hit(h) for h in resp["hits"]["hits"]]
@@ -111,7 +116,8 @@ def _hit(h: dict[str, Any], score: float | None = None) -> dict[str, Any]:
     return {"asset_id": src.get("asset_id", h["_id"]), "title": src.get("title"),
             "alt_text": src.get("alt_text"), "tags": src.get("tags", []), "status": src.get("status"),
             "usage_flag": src.get("usage_flag"), "score": h.get("_score") if score is None else score,
-            "field_sources": src.get("field_sources") or {}, "reviewed_by": src.get("reviewed_by")}
+            "field_sources": src.get("field_sources") or {}, "reviewed_by": src.get("reviewed_by"),
+            "degraded_parts": src.get("degraded_parts") or []}
 
 
 def rrf(rankings: list[list[str]], k: int = 60) -> list[tuple[str, float]]:
@@ -178,16 +184,16 @@ def _exact_cosine(client: Elasticsearch, s: Any, q: np.ndarray, filters: list[di
 
 def hybrid_search(client: Elasticsearch, settings: "Any", query: str, tags: Iterable[str] = (),
                   status: str | None = None, usage: str | None = None, size: int = 20,
-                  taxonomy: "Taxonomy | None" = None) -> list[dict[str, Any]]:
+                  taxonomy: "Taxonomy | None" = None, degraded: str | None = None) -> list[dict[str, Any]]:
     """BM25 (with synonyms) + kNN over the text vectors, fused with RRF; the filters apply to both legs.
     Hits as `search`, score = the RRF score."""
     if not (query and query.strip()):
-        return search(client, settings, query, tags, status, usage, size, taxonomy)
+        return search(client, settings, query, tags, status, usage, size, taxonomy, degraded)
     s = index_settings(settings)
     tags = tuple(tags)
-    filters = build_filters(tags, status, usage)
+    filters = build_filters(tags, status, usage, degraded)
     synonyms = expand_query(query, taxonomy if taxonomy is not None else default_taxonomy(settings))
-    keyword_query = build_query(query, tags, status, usage, synonyms)
+    keyword_query = build_query(query, tags, status, usage, synonyms, degraded)
     window = max(s.rrf_window, size)
     vector = embed_query(query)
     if s.vector_mode == "es":
@@ -211,7 +217,8 @@ def hybrid_search(client: Elasticsearch, settings: "Any", query: str, tags: Iter
 
 
 def similar(client: Elasticsearch, settings: "Any", asset_id: str, tags: Iterable[str] = (),
-            status: str | None = None, usage: str | None = None, size: int = 20) -> list[dict[str, Any]]:
+            status: str | None = None, usage: str | None = None, size: int = 20,
+            degraded: str | None = None) -> list[dict[str, Any]]:
     """"More like this": the assets whose text vectors are nearest to this asset's (itself excluded).
     Raises LookupError when the asset is not indexed or has no vector."""
     s = index_settings(settings)
@@ -223,6 +230,6 @@ def similar(client: Elasticsearch, settings: "Any", asset_id: str, tags: Iterabl
     if vector is None:
         raise LookupError(f"asset {asset_id} has no text vector (indexed before vectors, or embedding off): "
                           "run `assetstream index embed`")
-    near = vector_leg(client, s, [float(x) for x in vector], build_filters(tuple(tags), status, usage), size,
+    near = vector_leg(client, s, [float(x) for x in vector], build_filters(tuple(tags), status, usage, degraded), size,
                       exclude=asset_id)
     return [_hit(h) for h in near]

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 from elasticsearch import Elasticsearch, helpers
 
+from domain.store import degraded
 from domain.store.client import index_settings
 from domain.store.management import PACKED_VECTOR_FIELD, VECTOR_FIELD, read_alias, vector_field, write_alias
 
@@ -72,6 +73,7 @@ def add_text_vectors(bodies: Sequence[dict[str, Any]], embedder: Any, model: dic
         else:
             bodies[i][PACKED_VECTOR_FIELD] = pack(vec)
         bodies[i]["text_vector_model"] = dict(model)
+        degraded.clear(bodies[i], degraded.VECTOR_PART)  # a document indexed without its vector has it now
 
 
 
