@@ -135,3 +135,48 @@ class DelayQueue:
                 keep.append(item)
         heapq.heapify(keep)
         self._heap = keep
+
+
+class RetryLane:
+    """runner.retry_mode=topic: an executor (streams.executors interface) that works retry-topic records apart from
+    fresh ones, on their own threads (cpu stages) or asyncio loop (io stages) of runner.concurrency. A slow record's
+    later attempts then never take the slots fresh records need; only its first attempt does, bounded by the
+    stage's own time limits (e.g. preprocess.fetch_timeout_s) or runner.retry_attempt_timeout_s."""
+
+    def __init__(self, fresh: Any, retries: Any, retry_topic: str):
+        self.fresh, self.retries, self.retry_topic = fresh, retries, retry_topic
+        retries.abandoned = fresh.abandoned  # one set: what the drain no longer waits for
+        self.abandoned = fresh.abandoned
+        self.abandon = fresh.abandon
+        self.both = (fresh, retries)
+
+    def submit(self, recs: list[Any]) -> None:
+        fresh = [r for r in recs if r.topic != self.retry_topic]
+        if fresh:
+            self.fresh.submit(fresh)
+        if len(fresh) < len(recs):
+            self.retries.submit([r for r in recs if r.topic == self.retry_topic])
+
+    def start(self) -> None:
+        for ex in self.both:
+            ex.start()
+
+    def flush(self, force: bool = False) -> None:
+        for ex in self.both:
+            ex.flush(force)
+
+    def pump(self) -> None:
+        for ex in self.both:
+            ex.pump()
+
+    def forget(self, tps: set[Any] | None) -> None:
+        for ex in self.both:
+            ex.forget(tps)
+
+    def stop(self) -> None:
+        for ex in self.both:
+            ex.stop()
+
+    def shutdown(self) -> None:
+        for ex in self.both:
+            ex.shutdown()

@@ -27,10 +27,10 @@ from streams import metrics
 from streams.backpressure import Backpressure
 from streams.clientlog import ClientLog
 from streams.commits import Commits, PlainCommits, TransactionalCommits
-from streams.executors import make_executor
+from streams.executors import make_executor, make_retry_executor
 from streams.outputs import Outputs
 from streams.records import now_ms
-from streams.retry import DelayQueue, retry_state
+from streams.retry import DelayQueue, RetryLane, retry_state
 from streams.sensors import PrometheusSensor, Sensor
 from streams.settings import RuntimeSettings
 from streams.stage import Stage
@@ -118,6 +118,9 @@ class StageRunner:
             stage, settings, self.work, self._stop, self.outputs.emit, sensor=self.sensor, tick=self.health.tick,
             fail=self._fail, at_limit=lambda: self.tracker.in_flight() >= self.rs.max_in_flight,
             pause=self.backpressure.request)
+        if self.retry_topic is not None:  # retry records on their own threads / loop
+            self.executor = RetryLane(self.executor, make_retry_executor(stage, settings, self.work, self._stop,
+                                                                         self.outputs.emit), self.retry_topic)
 
     # ------------------------------------------------------------------------------------------ lifecycle
     def stop(self) -> None:
