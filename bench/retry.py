@@ -2,12 +2,12 @@
 """Head-of-line blocking (issue 16.16): good assets' latency through the real preprocess stage when a few URLs are
 slow-loris origins, with in-place retries vs retry topics (runner.retry_mode), every baseline in the same run.
 
-    python bench/retry.py [--assets 300] [--slow-pct 5] [--rate 40] [--fetch-timeout 2]
+    python bench/retry.py [--assets 300] [--slow-pct 5] [--rate 20] [--concurrency 4] [--fetch-timeout 2]
 
 A loopback HTTP server started here serves small JPEGs (good) and slow-loris responses (headers, then one byte
 every 0.3 s: every attempt ends at preprocess.fetch_timeout_s as a transient failure). Assets are published at a
 steady rate to an embedded tansu broker and worked by one preprocess worker (StageRunner, thread pool,
-runner.concurrency=4, default retry_max_attempts=5). Latency of an asset = its `preprocessed` record's timestamp
+runner.concurrency=--concurrency, default retry_max_attempts=5). Latency of an asset = its `preprocessed` record's timestamp
 minus the time it was published. Four runs: clean (no slow URLs) in each mode, then the mixed set in each mode.
 Goal: good assets' p99 with slow URLs mixed in within 2x of the clean run (retry_mode=topic).
 OCR, faces and NSFW are off and the images are 320x240, so the stage's own CPU cost stays small on a shared
@@ -94,13 +94,13 @@ class Origin:
         self.server.shutdown()
 
 
-def settings_for(bootstrap: str, mode: str, fetch_timeout: float) -> Settings:
+def settings_for(bootstrap: str, mode: str, fetch_timeout: float, concurrency: int) -> Settings:
     prefix = f"bench-retry-{mode}-{uuid.uuid4().hex[:6]}."
     return Settings.model_validate({
         "kafka": {"bootstrap_servers": bootstrap, "session_timeout_ms": 6000, "heartbeat_interval_ms": 1000},
         "topics": {"prefix": prefix, "partitions": 3}, "groups": {"prefix": prefix},
         "registry": {"url": "mock://bench-retry", "allow_in_process": True},
-        "runner": {"metrics_port": -1, "concurrency": 4, "retry_mode": mode,
+        "runner": {"metrics_port": -1, "concurrency": concurrency, "retry_mode": mode,
                    "retry_topic_delays_s": [2.0, 10.0, 30.0, 60.0]},
         "preprocess": {"allow_private_networks": True, "fetch_timeout_s": fetch_timeout, "ocr_enabled": False,
                        "faces_enabled": False, "nsfw_enabled": False},
@@ -108,8 +108,8 @@ def settings_for(bootstrap: str, mode: str, fetch_timeout: float) -> Settings:
 
 
 def one_run(bootstrap: str, origin: Origin, mode: str, n: int, slow_pct: float, rate: float,
-            fetch_timeout: float) -> dict[str, float]:
-    s = settings_for(bootstrap, mode, fetch_timeout)
+            fetch_timeout: float, concurrency: int) -> dict[str, float]:
+    s = settings_for(bootstrap, mode, fetch_timeout, concurrency)
     create_topics(s)
     rnd = random.Random(7)  # the same assets are slow in every run
     slow = set(rnd.sample(range(n), int(n * slow_pct / 100))) if slow_pct else set()
@@ -136,7 +136,7 @@ def one_run(bootstrap: str, origin: Origin, mode: str, n: int, slow_pct: float, 
         with AssetPublisher(s) as pub:
             start = time.time()
             for i, ev in enumerate(events):
-                wait = start + i / rate - time.time()
+                wait = start + i / rate - time.time() if rate > 0 else 0
                 if wait > 0:
                     time.sleep(wait)
                 published[ev["asset_id"]] = time.time() * 1000
@@ -144,7 +144,7 @@ def one_run(bootstrap: str, origin: Origin, mode: str, n: int, slow_pct: float, 
 
     pub_thread = threading.Thread(target=publish, daemon=True)
     pub_thread.start()
-    deadline = time.monotonic() + n / rate + 300
+    deadline = time.monotonic() + (n / rate if rate > 0 else 0) + 300
     while not good <= set(arrived) and time.monotonic() < deadline:
         msg = reader.poll(0.2)
         if msg is None or msg.error():
@@ -164,22 +164,25 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--assets", type=int, default=300)
     ap.add_argument("--slow-pct", type=float, default=5.0)
-    ap.add_argument("--rate", type=float, default=40.0, help="assets published per second")
+    ap.add_argument("--rate", type=float, default=20.0, help="assets published per second; 0 = all at once")
+    ap.add_argument("--concurrency", type=int, default=4, help="runner.concurrency (threads of the worker)")
     ap.add_argument("--fetch-timeout", type=float, default=2.0, help="preprocess.fetch_timeout_s")
     args = ap.parse_args()
     origin = Origin()
     results: dict[str, dict[str, float]] = {}
     with Tansu() as broker:
-        one_run(broker.bootstrap, origin, "inplace", 40, 0.0, args.rate, args.fetch_timeout)  # warm-up, not counted
+        one_run(broker.bootstrap, origin, "inplace", 40, 0.0, args.rate, args.fetch_timeout, args.concurrency)  # warm-up, not counted
         for label, mode, pct in (("clean, inplace", "inplace", 0.0), ("clean, topic", "topic", 0.0),
                                  (f"{args.slow_pct:g}% slow, inplace", "inplace", args.slow_pct),
                                  (f"{args.slow_pct:g}% slow, topic", "topic", args.slow_pct)):
-            results[label] = one_run(broker.bootstrap, origin, mode, args.assets, pct, args.rate, args.fetch_timeout)
+            results[label] = one_run(broker.bootstrap, origin, mode, args.assets, pct, args.rate, args.fetch_timeout,
+                                     args.concurrency)
             print(f"  done: {label}: {results[label]}", flush=True)
     origin.close()
     base = results["clean, inplace"]["p99"]
-    print(f"\n{args.assets} assets at {args.rate:g}/s, {args.slow_pct:g}% slow-loris URLs, fetch_timeout_s="
-          f"{args.fetch_timeout:g}, one preprocess worker (4 threads), retry_max_attempts=5")
+    rate = f"{args.rate:g}/s" if args.rate > 0 else "once (all published at once)"
+    print(f"\n{args.assets} assets at {rate}, {args.slow_pct:g}% slow-loris URLs, fetch_timeout_s="
+          f"{args.fetch_timeout:g}, one preprocess worker ({args.concurrency} threads), retry_max_attempts=5")
     print(f"{'run':<22}{'good p50 s':>12}{'good p99 s':>12}{'good max s':>12}{'p99 / clean':>13}{'missing':>9}")
     for label, r in results.items():
         print(f"{label:<22}{r['p50']:>12.3f}{r['p99']:>12.3f}{r['max']:>12.3f}{r['p99'] / base:>12.2f}x"
