@@ -120,3 +120,17 @@ def test_io_stage_attempt_over_its_time_bound_is_retried_through_the_topic(broke
     assert sorted(r["key"] for r in out) == ["asset-0001", "asset-0002", "asset-0003"]
     assert took < 10, took  # not the 30 s the first attempt would have taken
     assert sorted(out, key=lambda r: r["offset"])[-1]["key"] == "asset-0001"
+
+
+def test_retry_topic_with_child_processes(broker, unique):
+    s = make_settings(broker, f"rtproc{unique}", topics={"partitions": 1},
+                      runner={"retry_mode": "topic", "retry_topic_delays_s": [0.3], "processes": 1})
+    provision(s)
+    publish(s, [ev(1, fail="transient:1"), ev(2)])
+    with RunnerThread(StageRunner(EchoStage(s), s)) as runner:
+        out = read_topic(s, "preprocessed", 2)
+        wait_committed(s, runner.group_id, s.topics.retry_name("raw"), 1)
+    keys = [r["key"] for r in sorted(out, key=lambda r: r["offset"])]
+    assert keys == ["asset-0002", "asset-0001"]
+    # the first attempt ran in the child; the retry in the worker's retry pool, once
+    assert len({r["headers"]["pid"] for r in out}) == 2
