@@ -309,6 +309,15 @@ class OrderedBatch(Executor):
         self.pool.shutdown(wait=False, cancel_futures=True)
 
 
+def make_retry_executor(stage: Stage, settings: Any, work: RecordWork, stop: threading.Event,
+                        emit: Callable[[Result], None]) -> Executor:
+    """runner.retry_mode=topic: where retry-topic records run (streams.retry.RetryLane): an asyncio loop for an
+    io stage, else a thread pool (also beside child processes or inline work: retries are the few)."""
+    if stage.kind == "io":
+        return Asyncio(work, settings.runner, stop, emit)
+    return Threads(work, settings.runner, stop, emit)
+
+
 def make_executor(stage: Stage, settings: Any, work: RecordWork, stop: threading.Event,
                   emit: Callable[[Result], None], *, sensor: Sensor, tick: Callable[[], None],
                   fail: Callable[[str], None], at_limit: Callable[[], bool],

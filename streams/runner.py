@@ -27,8 +27,10 @@ from streams import metrics
 from streams.backpressure import Backpressure
 from streams.clientlog import ClientLog
 from streams.commits import Commits, PlainCommits, TransactionalCommits
-from streams.executors import make_executor
+from streams.executors import make_executor, make_retry_executor
 from streams.outputs import Outputs
+from streams.records import now_ms
+from streams.retry import DelayQueue, RetryLane, retry_state
 from streams.sensors import PrometheusSensor, Sensor
 from streams.settings import RuntimeSettings
 from streams.stage import Stage
@@ -54,6 +56,10 @@ class StageRunner:
                                on_retried=self.sensor.on_retried)  # decode -> stage -> encode, no Kafka
         self.names = self.work.names
         self.input_topic = self.names[stage.input_topic]
+        # runner.retry_mode=topic: the input's retry topic is consumed too; its records wait here until due
+        self.retry_topic = self.work.retry.topic if self.work.retry is not None else None
+        self.delayed = DelayQueue()
+        self._retries_paused = False
         self.group_id = group_id or settings.groups.name(stage.name)
         self.install_signal_handlers = install_signal_handlers
         self.on_idle = on_idle
@@ -112,6 +118,9 @@ class StageRunner:
             stage, settings, self.work, self._stop, self.outputs.emit, sensor=self.sensor, tick=self.health.tick,
             fail=self._fail, at_limit=lambda: self.tracker.in_flight() >= self.rs.max_in_flight,
             pause=self.backpressure.request)
+        if self.retry_topic is not None:  # retry records on their own threads / loop
+            self.executor = RetryLane(self.executor, make_retry_executor(stage, settings, self.work, self._stop,
+                                                                         self.outputs.emit), self.retry_topic)
 
     # ------------------------------------------------------------------------------------------ lifecycle
     def stop(self) -> None:
@@ -130,10 +139,11 @@ class StageRunner:
             if self.rs.metrics_port >= 0:
                 self._http, self.metrics_port = metrics.serve(self.health, self.rs.metrics_port)
             self.executor.start()
-            self.consumer.subscribe([self.input_topic], on_assign=self._on_assign, on_revoke=self._on_revoke,
+            topics = [self.input_topic] + ([self.retry_topic] if self.retry_topic else [])
+            self.consumer.subscribe(topics, on_assign=self._on_assign, on_revoke=self._on_revoke,
                                     on_lost=self._on_lost)
             self.health.started = True
-            log.info("%s: consuming %s as group %s", self.name, self.input_topic, self.group_id)
+            log.info("%s: consuming %s as group %s", self.name, " and ".join(topics), self.group_id)
             while not self.stopping:
                 self._iteration()
             self._drain()
@@ -142,14 +152,17 @@ class StageRunner:
 
     def _iteration(self) -> None:
         self.health.tick()
-        self.backpressure.apply(self.assigned, self.tracker.in_flight(), self.stopping)
-        take = self.backpressure.room(self.tracker.in_flight())
+        working = self.tracker.in_flight() - len(self.delayed)  # retry records waiting for their time hold nothing
+        self.backpressure.apply(self.assigned, working, self.stopping)
+        take = self.backpressure.room(working)
         if take is None:  # at the limit: let the work and its acks drain rather than take more
             msgs = None
             self.producer.poll(min(self.rs.poll_timeout_s, 0.01))
         else:
             msgs = self.consumer.consume(num_messages=take, timeout=self.rs.poll_timeout_s)
         accepted = self._accept(msgs) if msgs else []
+        if self.retry_topic is not None:
+            accepted += self._due_retries()
         if accepted:
             self.executor.submit(accepted)
         self.executor.flush()
@@ -179,10 +192,31 @@ class StageRunner:
             if gap is not None and (first := gap(rec.tp, rec.offset)) is not None:
                 self._offset_gap(rec.topic, rec.partition, first, rec.offset - 1)
             add(rec.tp, rec.offset)
+            if rec.topic == self.retry_topic and (due := retry_state(rec.headers).not_before_ms or 0) > now_ms():
+                self.delayed.hold(rec, due)  # tracked (not committed past) but not worked before its time
+                continue
             accepted.append(rec)
         if accepted:
             self.sensor.on_records_in(len(accepted))
         return accepted
+
+    def _due_retries(self) -> list[Record]:
+        """Held retry records whose time has come; the retry partitions are paused while more than
+        runner.retry_held_max records are held (resumed at half)."""
+        due = self.delayed.due() if len(self.delayed) else []
+        held, limit = len(self.delayed), self.rs.retry_held_max
+        if held >= limit or (self._retries_paused and held >= limit // 2):
+            tps = [TopicPartition(t, p) for t, p in self.assigned if t == self.retry_topic]
+            if tps:
+                self.consumer.pause(tps)  # every iteration: a resume by the backpressure must not undo it
+            self._retries_paused = True
+        elif self._retries_paused:
+            self._retries_paused = False
+            tps = [TopicPartition(t, p) for t, p in self.assigned
+                   if t == self.retry_topic and (t, p) not in self.backpressure.paused_tps]
+            if tps:
+                self.consumer.resume(tps)
+        return due
 
     def _offset_gap(self, topic: str, partition: int, first: int, last: int) -> None:
         """The broker returned a record past the next offset of its partition: first..last were never returned
@@ -245,6 +279,7 @@ class StageRunner:
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         revoked = {(tp.topic, tp.partition) for tp in partitions}
         log.info("%s: revoking %s", self.name, sorted(p for _, p in revoked))
+        self.delayed.drop(revoked, self.executor.abandon)  # uncommitted: the next owner holds them
         if not self.stopping:  # when stopping, _drain already waited
             self._settle(revoked, self.rs.drain_timeout_s)
         self._maybe_commit(force=True, tps=revoked)
@@ -253,6 +288,7 @@ class StageRunner:
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         lost = {(tp.topic, tp.partition) for tp in partitions}
         log.warning("%s: partitions lost %s (not committing)", self.name, sorted(p for _, p in lost))
+        self.delayed.drop(lost, self.executor.abandon)
         self._forget(lost)
         self.commits.lost()
 
@@ -263,6 +299,7 @@ class StageRunner:
         tps = [TopicPartition(t, p) for t, p in self.assigned]
         for tp in list(self.assigned):
             self.tracker.drop(tp)
+        self.delayed.drop(None, self.executor.abandon)
         self.executor.forget(None)
         if tps:
             for tp in self.consumer.committed(tps, timeout=30):
@@ -297,6 +334,7 @@ class StageRunner:
     def _drain(self) -> None:
         log.info("%s: draining (%d in flight)", self.name, self.tracker.in_flight())
         self.backpressure.apply(self.assigned, self.tracker.in_flight(), self.stopping)
+        self.delayed.drop(None, self.executor.abandon)  # waiting retries stay uncommitted, redone after restart
         self._settle(None, self.rs.drain_timeout_s)
         self.producer.flush(10)
         self._pump()

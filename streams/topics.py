@@ -12,6 +12,10 @@ from streams.settings import RuntimeSettings
 log = logging.getLogger("assetstream.topics")
 
 PIPELINE = ("raw", "preprocessed", "enriched", "validated")
+RETRIED = ("raw", "preprocessed", "enriched", "feedback")
+"""Inputs of record-by-record stages: each has a retry topic (runner.retry_mode=topic), created with the same
+partition count as its input (tansu cannot add partitions later), whatever the mode, so switching needs no
+provisioning."""
 
 
 def topic_specs(settings: RuntimeSettings) -> dict[str, NewTopic]:
@@ -22,6 +26,9 @@ def topic_specs(settings: RuntimeSettings) -> dict[str, NewTopic]:
                                   config={"retention.ms": str(t.retention_ms)})
     specs["dead_letter"] = NewTopic(t.name("dead_letter"), t.partitions, t.replication_factor,
                                     config={"retention.ms": str(t.dlq_retention_ms)})
+    for logical in RETRIED:
+        specs[f"{logical}_retry"] = NewTopic(t.retry_name(logical), t.partitions, t.replication_factor,
+                                             config={"retention.ms": str(t.retention_ms)})
     # append-only audit log: kept forever (archive it with a sink connector; see docs/kpis.md)
     specs["audit"] = NewTopic(t.name("audit"), t.partitions, t.replication_factor,
                               config={"retention.ms": "-1", "cleanup.policy": "delete"})

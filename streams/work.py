@@ -21,8 +21,9 @@ from typing import Any, Callable, Iterable
 
 from streams import PIPELINE_VERSION
 from streams.avro import Serde, topic_names
-from streams.errors import PoisonError, StageError, classify
+from streams.errors import PoisonError, StageError, TransientError, classify
 from streams.records import now_ms
+from streams.retry import RetryTopic, reason_of, retry_state, without_retry_headers
 from streams.stage import Output, RecordContext, Stage
 
 log = logging.getLogger("assetstream.runner")
@@ -105,6 +106,9 @@ class RecordWork:
         self._stage_headers = (("stage", self.name.encode()), ("stage-version", PIPELINE_VERSION.encode()))
         self._embed = getattr(stage, "embeds_input", None)  # see Stage.embeds_input
         self._embed_count = 0
+        # runner.retry_mode=topic: transient failures go to the input's retry topic, not a backoff in place
+        self.retry = (RetryTopic(settings.topics.retry_name(stage.input_topic), self.rs.retry_topic_delays_s)
+                      if self.rs.retry_mode == "topic" and stage.kind != "batch" else None)
 
     @property
     def stopping(self) -> bool:
@@ -127,8 +131,7 @@ class RecordWork:
     def run(self, rec: Record) -> Result:
         """A cpu stage's record, retried until it succeeds or is dead-lettered. Raises Abandon when shutdown
         interrupts the retries."""
-        first_failure = None
-        attempt = 1
+        attempt, first_failure = self.first_attempt(rec)
         while True:
             try:
                 value = self.decode(rec)
@@ -139,20 +142,32 @@ class RecordWork:
                 retry = self.should_retry(exc, attempt)
                 if retry is None:
                     return self.failure(rec, exc, attempt, first_failure)
+                if self.retry is not None:
+                    return self.to_retry_topic(rec, exc, attempt, first_failure, retry)
                 self.stop_event.wait(retry)
                 attempt += 1
 
     async def run_async(self, rec: Record) -> Result:
-        """An io stage's record (the caller bounds concurrency)."""
+        """An io stage's record (the caller bounds concurrency; runner.retry_attempt_timeout_s bounds each
+        attempt)."""
         import asyncio
 
-        first_failure = None
-        attempt = 1
+        attempt, first_failure = self.first_attempt(rec)
+        bound = self.rs.retry_attempt_timeout_s
         while True:
             try:
                 value = self.decode(rec)
                 ctx = rec.context(attempt)
-                return self.success(rec, value, await self.stage.aprocess(value, ctx), ctx.trace_id)
+                work = self.stage.aprocess(value, ctx)
+                if bound is not None:
+                    try:
+                        result = await asyncio.wait_for(work, bound)
+                    except TimeoutError:
+                        raise TransientError(f"attempt took longer than runner.retry_attempt_timeout_s ({bound}s)",
+                                             reason="attempt_timeout") from None
+                else:
+                    result = await work
+                return self.success(rec, value, result, ctx.trace_id)
             except BaseException as exc:  # noqa: BLE001
                 if isinstance(exc, asyncio.CancelledError):
                     raise
@@ -160,6 +175,8 @@ class RecordWork:
                 retry = self.should_retry(exc, attempt)
                 if retry is None:
                     return self.failure(rec, exc, attempt, first_failure)
+                if self.retry is not None:
+                    return self.to_retry_topic(rec, exc, attempt, first_failure, retry)
                 await asyncio.sleep(retry)
                 attempt += 1
 
@@ -244,15 +261,35 @@ class RecordWork:
             seen_down = seen_down or not up
             self.stop_event.wait(min(left, self.rs.retry_probe_interval_s))
 
+    def first_attempt(self, rec: Record) -> tuple[int, int | None]:
+        """The number of this consumption's first attempt and the time of the first failure: 1 and None, or
+        what the headers of a record from the retry topic say."""
+        state = retry_state(rec.headers) if self.retry is not None else None
+        return (state.attempts + 1, state.first_failure_ms) if state else (1, None)
+
+    def to_retry_topic(self, rec: Record, exc: BaseException, attempt: int, first_failure: int,
+                       delay: float) -> Result:
+        """The record's only output: itself, to the retry topic, due after `delay` (runner.retry_mode=topic)."""
+        assert self.retry is not None
+        headers = self.retry.headers(rec.topic, rec.partition, rec.offset, rec.headers, exc, attempt,
+                                     first_failure, delay)
+        return Result(rec, outputs=[(self.retry.topic, rec.key, rec.value, [h for h in headers if h[1] is not None])])
+
     def should_retry(self, exc: BaseException, attempt: int) -> float | None:
         """The delay before the next attempt, or None to dead-letter now."""
         cls = classify(exc)
         self.on_failed(cls)
-        if cls != "transient" or attempt >= self.rs.retry_max_attempts or self.stopping:
-            if cls == "transient" and self.stopping and attempt < self.rs.retry_max_attempts:
+        in_place = self.retry is None  # moving a record to the retry topic is fine while stopping
+        if cls != "transient" or attempt >= self.rs.retry_max_attempts or (self.stopping and in_place):
+            if cls == "transient" and self.stopping and in_place and attempt < self.rs.retry_max_attempts:
                 raise Abandon()  # shutting down: leave it uncommitted, the next owner retries
             return None
         self.on_retried()
+        if not in_place:
+            delay = max(self.retry.delay_s(attempt), getattr(exc, "retry_after_s", None) or 0.0)
+            log.info("%s: transient error (attempt %d), to the retry topic, due in %.2fs: %s", self.name, attempt,
+                     delay, exc)
+            return delay
         delay = self.backoff(attempt, exc)
         log.info("%s: transient error (attempt %d), retrying in %.2fs: %s", self.name, attempt, delay, exc)
         return delay
@@ -324,14 +361,19 @@ class RecordWork:
         details = ({str(k): str(v) for k, v in raw_details.items()} if isinstance(raw_details, dict) else {})
         if isinstance(exc, StageError):
             details.setdefault("reason", str(exc.reason))
+        retried = retry_state(rec.headers)
+        topic, partition, offset = retried.origin or (rec.topic, rec.partition, rec.offset)
+        if retried.first_reason:  # worked through the retry topic: where it started, and why
+            details.setdefault("first_reason", retried.first_reason)
+            details.setdefault("last_reason", reason_of(exc))
         value = rec.value
         if max_value_bytes is not None and value is not None and len(value) > max_value_bytes:
             details["truncated"] = f"original value cut from {len(value)} to {max_value_bytes} bytes to fit the broker"
             value = value[:max_value_bytes]
         letter = {
-            "original_topic": rec.topic, "original_partition": rec.partition, "original_offset": rec.offset,
+            "original_topic": topic, "original_partition": partition, "original_offset": offset,
             "original_key": rec.key, "original_value": value,
-            "original_headers": [{"key": k, "value": v} for k, v in rec.headers],
+            "original_headers": [{"key": k, "value": v} for k, v in without_retry_headers(rec.headers)],
             "asset_id": asset_id, "stage": self.name, "error_class": error_class,
             "error_type": type(exc).__name__, "message": str(exc) or type(exc).__name__,
             "stack": "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))[-8000:],

@@ -85,8 +85,10 @@ class RunnerThread:
 def read_topic(settings: Settings, logical: str, expect: int, timeout_s: float = 40.0,
                decode: bool = True, distinct_keys: bool = False) -> list[dict[str, Any]]:
     """Read a topic from the beginning until `expect` records (or, with distinct_keys, `expect` different
-    keys) arrived, or time out; returns dicts with key, value (decoded Avro), headers, partition, offset."""
+    keys) arrived, or time out; returns dicts with key, value (decoded Avro), headers, partition, offset.
+    `logical` may also be a full topic name (a retry topic: decode=False)."""
     names = topic_names(settings)
+    names.setdefault(logical, logical)
     serde = Serde.for_settings(settings)
     c = Consumer({**settings.kafka.client_config(), "group.id": f"reader-{uuid.uuid4().hex[:8]}",
                   "enable.auto.commit": False, "auto.offset.reset": "earliest",
@@ -106,7 +108,7 @@ def read_topic(settings: Settings, logical: str, expect: int, timeout_s: float =
             got.append({"key": msg.key().decode() if msg.key() else None,
                         "value": serde.deserialize(logical, msg.value()) if decode else msg.value(),
                         "headers": dict(msg.headers() or []), "partition": msg.partition(),
-                        "offset": msg.offset()})
+                        "offset": msg.offset(), "timestamp_ms": msg.timestamp()[1]})
         # linger briefly to catch unexpected extra records (duplicates)
         end = time.monotonic() + 0.5
         while time.monotonic() < end:
@@ -115,7 +117,7 @@ def read_topic(settings: Settings, logical: str, expect: int, timeout_s: float =
                 got.append({"key": msg.key().decode() if msg.key() else None,
                             "value": serde.deserialize(logical, msg.value()) if decode else msg.value(),
                             "headers": dict(msg.headers() or []), "partition": msg.partition(),
-                            "offset": msg.offset()})
+                            "offset": msg.offset(), "timestamp_ms": msg.timestamp()[1]})
     finally:
         c.close()
     return got
@@ -123,6 +125,7 @@ def read_topic(settings: Settings, logical: str, expect: int, timeout_s: float =
 
 def committed(settings: Settings, group: str, logical: str) -> dict[int, int]:
     names = topic_names(settings)
+    names.setdefault(logical, logical)  # or a full topic name
     c = Consumer({**settings.kafka.client_config(), "group.id": group, "enable.auto.commit": False})
     try:
         md = c.list_topics(names[logical], timeout=10).topics[names[logical]]

@@ -54,3 +54,18 @@ class UnbuildableInChildStage(EchoStage):
         if multiprocessing.parent_process() is not None:
             raise FileNotFoundError("model weights not found: /models/missing.onnx")
         super().__init__(settings)
+
+
+class AsyncEchoStage(EchoStage):
+    """EchoStage as an io stage (asyncio); `stall_first_ms=N` makes its first attempt take N ms."""
+
+    name = "asyncecho"
+    kind = "io"
+
+    async def aprocess(self, value, ctx):
+        import asyncio
+
+        stall = (value.get("attributes") or {}).get("stall_first_ms")
+        if stall and ctx.attempt == 1:
+            await asyncio.sleep(int(stall) / 1000)
+        return self.process(value, ctx)

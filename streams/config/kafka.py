@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import os
 import re
+from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
@@ -109,10 +110,16 @@ class TopicSettings(Section):
     replication_factor: int = 1
     retention_ms: int = 7 * 24 * 3600 * 1000
     dlq_retention_ms: int = 30 * 24 * 3600 * 1000
+    retry_suffix: str = Field("-retry", description="runner.retry_mode=topic: the retry topic of an input topic is "
+                              "its name + this suffix")
 
     def name(self, logical: str) -> str:
         """Full topic name of a logical topic ('raw', 'dead_letter', ...)."""
         return self.prefix + getattr(self, logical)
+
+    def retry_name(self, logical: str) -> str:
+        """The retry topic of an input topic (runner.retry_mode=topic)."""
+        return self.name(logical) + self.retry_suffix
 
     def logical(self, full: str) -> str:
         for field in ("raw", "preprocessed", "enriched", "validated", "dead_letter", "feedback", "kpis", "audit"):
@@ -142,7 +149,22 @@ class RunnerSettings(Section):
                                "taking records until some finish")
     pause_after_s: float = Field(1.0, gt=0, description="when in-flight records stay at max_in_flight this long, pause the "
                                  "partitions (polling goes on, so the group never times the worker out)")
-    retry_max_attempts: int = 5
+    retry_max_attempts: int = Field(5, ge=1, description="attempts of a record failing transiently (in place or "
+                                    "through the retry topic) before it is dead-lettered (transient_exhausted)")
+    retry_mode: Literal["inplace", "topic"] = Field(
+        "inplace", description="cpu and io stages: how a transiently failing record is retried. inplace = in the "
+        "worker with backoff (the record holds its worker slot and its partition's commit meanwhile); topic = "
+        "moved to the input's retry topic (<input>-retry, created by `topics create`) with a not-before time, and "
+        "worked again by the same group after runner.retry_topic_delays_s without holding anything (issue 16.16). "
+        "Batch stages always retry in place")
+    retry_topic_delays_s: list[float] = Field(
+        default_factory=lambda: [2.0, 10.0, 30.0, 60.0],
+        description="retry_mode=topic: the delay before attempt 2, 3, ...; the last one repeats")
+    retry_held_max: int = Field(1000, ge=1, description="retry_mode=topic: retry records held in memory until "
+                                "their not-before time; above it the retry partitions are paused")
+    retry_attempt_timeout_s: float | None = Field(
+        None, gt=0, description="io stages: one attempt taking longer is a transient failure (timeout); None = no "
+        "bound beyond the stage's own timeouts")
     retry_base_delay_s: float = 0.2
     retry_max_delay_s: float = 30.0
     retry_probe_interval_s: float = Field(0.2, gt=0, description="batch stages: while a dependency is down (a "
