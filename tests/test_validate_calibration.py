@@ -95,3 +95,26 @@ def test_the_shipped_calibration_is_monotone_and_never_certain():
         assert list(curve.xs) == sorted(curve.xs), source
         assert list(curve.ys) == sorted(curve.ys), source
         assert 0.0 < min(curve.ys) and max(curve.ys) < 1.0, source  # smoothed: a small set promises no certainty
+
+
+def test_a_verifier_identical_to_the_tagger_changes_no_calibrated_confidence(enriched):
+    """Issue 15.6: the tagger asked again agrees with itself; that must not raise any field's confidence."""
+    value = copy.deepcopy(preprocessed_quality("coins.jpg"))  # its alt text's evidence is the enrichment's confidence
+    value["asset"]["declared_license"] = "CC0 1.0"
+    same = EnrichStage(Settings().with_overrides(enrich={"provider": "local", "dedupe": "off",
+                                                         "verifier": "local:efficientnet-lite0+minilm"}))
+    verified = asyncio.run(same.aprocess(value, RecordContext("preprocessed", 0, 0, "v", {}, None))).value
+    assert "verify" in {p["task"] for p in verified["provenance"]}
+    plain = _validate(enriched("coins.jpg"))
+    again = _validate(verified)
+    assert plain["field_confidence"]["alt_text"] < 0.5
+    assert again["field_confidence"] == plain["field_confidence"] and again["status"] == plain["status"]
+
+
+def test_a_verifier_of_another_model_is_not_read_through_the_local_curves(enriched):
+    value = copy.deepcopy(enriched("sign_open_1bit.png"))
+    tagging = next(p for p in value["provenance"] if p["task"] == "tagging")
+    value["provenance"].append({**tagging, "task": "verify", "provider": "claude", "model": "claude-sonnet-4-6"})
+    out = _validate(value)
+    assert out["field_confidence"] == {} and out["calibration"] is None
+    assert any("verified-by:claude/claude-sonnet-4-6" in r for r in out["reasons"])

@@ -66,11 +66,16 @@ class Calibration:
 
 
 def model_key(provenance: list[dict[str, Any]] | None) -> str | None:
-    """'provider/model' of the tagging answer (reused answers keep their provenance), None without one."""
-    for p in provenance or []:
-        if p.get("task") == "tagging" and p.get("provider") and p.get("model"):
-            return f"{p['provider']}/{p['model']}"
-    return None
+    """'provider/model' of the tagging answer (reused answers keep their provenance), None without one. A
+    verifier of another model changes what the enrichment's confidence means (their agreement), so its answers
+    get their own key ('…+verified-by:provider/model', no curves shipped); the tagger asked again is no second
+    opinion and changes nothing."""
+    by_task = {p.get("task"): f"{p.get('provider')}/{p.get('model')}" for p in provenance or []
+               if p.get("provider") and p.get("model")}
+    key = by_task.get("tagging")
+    if key and by_task.get("verify", key) != key:
+        return f"{key}+verified-by:{by_task['verify']}"
+    return key
 
 
 def tag_group(tag: str) -> str:
