@@ -5,6 +5,7 @@
     python bench/quality.py --json out.json
     python bench/quality.py --baseline none --load 4                  # calm vs 4 CPU burners (issue 21)
     python bench/quality.py --baseline none --load 2 --loaded-ocr-timeout 0.001   # ... and OCR starved
+    python bench/quality.py --baseline none --fit-calibration 2026-12-01.2       # refit validate's calibration
 
 Each image of tests/data/quality/images (truth: tests/data/quality/truth.json, sources and licences in
 make_set.py) goes through the real stages in-process, in a fixed shuffled order: PreprocessStage.preprocess_bytes
@@ -29,6 +30,12 @@ Figures (issue 15 targets in brackets):
   decorative         decorative flag matches the truth
   auto-applied       share of assets auto-applied; share of their tags + alt text that are right   [>= 30 % / >= 95 %]
   s/asset            wall and CPU seconds per asset for the three stages (models warm)             [CPU <= 2x]
+
+Calibrated auto-apply (issue 15 item 6): the images are split by duplicate family into 'fit' and 'held-out'
+(split_of). --fit-calibration fits validate's curves (consumers/validate/calibration.json) on the 'fit' part only;
+every run then prints, per split, the auto-applied share and the share of the auto-applied assets' generated
+fields (tags, alt text, visible text) an editor accepts, with the shipped calibration and with
+validate.calibration=off (the uncalibrated threshold), re-validating the same enrichments. Read the held-out row.
 """
 from __future__ import annotations
 
