@@ -5,6 +5,7 @@
     python bench/quality.py --json out.json
     python bench/quality.py --baseline none --load 4                  # calm vs 4 CPU burners (issue 21)
     python bench/quality.py --baseline none --load 2 --loaded-ocr-timeout 0.001   # ... and OCR starved
+    python bench/quality.py --baseline none --fit-calibration 2026-12-01.2       # refit validate's calibration
 
 Each image of tests/data/quality/images (truth: tests/data/quality/truth.json, sources and licences in
 make_set.py) goes through the real stages in-process, in a fixed shuffled order: PreprocessStage.preprocess_bytes
@@ -29,6 +30,12 @@ Figures (issue 15 targets in brackets):
   decorative         decorative flag matches the truth
   auto-applied       share of assets auto-applied; share of their tags + alt text that are right   [>= 30 % / >= 95 %]
   s/asset            wall and CPU seconds per asset for the three stages (models warm)             [CPU <= 2x]
+
+Calibrated auto-apply (issue 15 item 6): the images are split by duplicate family into 'fit' and 'held-out'
+(split_of). --fit-calibration fits validate's curves (consumers/validate/calibration.json) on the 'fit' part only;
+every run then prints, per split, the auto-applied share and the share of the auto-applied assets' generated
+fields (tags, alt text, visible text) an editor accepts, with the shipped calibration and with
+validate.calibration=off (the uncalibrated threshold), re-validating the same enrichments. Read the held-out row.
 """
 from __future__ import annotations
 
@@ -92,6 +99,7 @@ def run_pipeline(names: list[str], *, per_image: bool = False, preprocess: dict 
     enr_stage.dedupe = InMemoryDedupeIndex(settings.enrich.dedupe_max_distance, settings.enrich.dedupe_lru_size,
                                            settings.enrich.dedupe_confirm_distance)
     out = {}
+    enriched = {}
     before = os.times()
     for name in names:
         path = DATA / "images" / name
@@ -103,6 +111,7 @@ def run_pipeline(names: list[str], *, per_image: bool = False, preprocess: dict 
         t2 = time.perf_counter()
         val = val_stage.validate(enr)
         t3, c3 = time.perf_counter(), time.process_time()
+        enriched[name] = enr
         # tesseract runs in a child process: its CPU time shows up in the children's times
         out[name] = {
             "ocr_text": (pre.get("ocr") or {}).get("text") or "",
@@ -120,7 +129,8 @@ def run_pipeline(names: list[str], *, per_image: bool = False, preprocess: dict 
     child_cpu = (after.children_user + after.children_system) - (before.children_user + before.children_system)
     loop.run_until_complete(enr_stage.aclose())
     loop.close()
-    return {"images": out, "child_cpu_s": child_cpu}
+    # kept in memory only (not in --raw-json): bench calibration re-validates these with other settings
+    return {"images": out, "child_cpu_s": child_cpu, "_enriched": enriched, "_settings": settings}
 
 
 # --- scoring -------------------------------------------------------------------------------------------------
@@ -215,6 +225,126 @@ def score(run: dict, truth: dict) -> dict:
     }
 
 
+# --- calibrated confidence (issue 15 item 6) --------------------------------------------------------------
+
+def split_of(name: str, truth: dict) -> str:
+    """'fit' or 'held-out', by a hash of the asset's duplicate family (copies never straddle the split)."""
+    import zlib
+    group = truth[name].get("family") or name
+    return "fit" if zlib.crc32(group.encode()) % 2 == 0 else "held-out"
+
+
+def _visible_ok(visible: str, truth_text: str | None) -> bool:
+    """Quoted text is right when >= 90 % of its words are in the image's text (quoting a misread is the harm)."""
+    got = Counter(_words(visible))
+    if not truth_text or not got:
+        return False
+    return sum((got & Counter(_words(truth_text))).values()) >= 0.9 * sum(got.values())
+
+
+def label_of(field: str, val: dict, t: dict) -> bool:
+    """Would an editor accept this generated field? (the truth file's judgement, as the figures above use it)"""
+    if field.startswith("tags."):
+        return field[5:] in set(t["tags"]) | set(t["ok"])
+    if field == "alt_text":
+        if val.get("decorative") or not (val.get("alt_text") or "").strip():
+            return bool(t["decorative"])
+        return _names_subject(val["alt_text"], t["subject"]) if t["subject"] else not t["decorative"]
+    if field == "visible_text":
+        return _visible_ok(val.get("visible_text") or "", t["text"])
+    raise ValueError(field)
+
+
+def revalidate(run: dict, calibration) -> dict:
+    """ValidateStage on the run's enriched records again with `calibration` ('off', 'bundled' or a path)."""
+    from consumers.validate.stage import ValidateStage
+    stage = ValidateStage(run["_settings"].with_overrides(validate={"calibration": calibration}))
+    return {name: stage.validate(enr) for name, enr in run["_enriched"].items()}
+
+
+def evidence_rows(run: dict, truth: dict) -> list[dict]:
+    """Every generated field of every asset: split, model, evidence source, raw score, editor's label."""
+    from consumers.validate.calibration import evidence_of, model_key, ocr_confidence
+    rows = []
+    for name, val in revalidate(run, "off").items():
+        enr = run["_enriched"][name]
+        key = model_key(enr.get("provenance"))
+        ev = evidence_of(val, enrichment_confidence=float((enr.get("enrichment") or {}).get("confidence") or 0.0),
+                         ocr_confidence=ocr_confidence(enr["pre"].get("ocr")))
+        for e in ev:
+            rows.append({"name": name, "split": split_of(name, truth), "model": key, "field": e.field,
+                         "source": e.source, "raw": e.raw, "ok": label_of(e.field, val, truth[name])})
+    return rows
+
+
+def fit_calibration(rows: list[dict], version: str) -> dict:
+    """Isotonic regression per (model, evidence source) on the fit part. Each fitted block's rate is smoothed
+    towards 1/2 by half a success and half a failure ((k+0.5)/(n+1), Jeffreys) and made monotone again, so a
+    block of three right answers reads 0.88, not 1.00: a small labelled set cannot promise certainty."""
+    import numpy as np
+    from sklearn.isotonic import IsotonicRegression
+    fit = [r for r in rows if r["split"] == "fit" and r["model"]]
+    models: dict = {}
+    for key in sorted({(r["model"], r["source"]) for r in fit}):
+        part = [r for r in fit if (r["model"], r["source"]) == key]
+        x = np.array([r["raw"] for r in part], dtype=float)
+        y = np.array([float(r["ok"]) for r in part])
+        iso = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(x, y)
+        block = iso.predict(x)
+        # blocks = runs of equal fitted values: smooth each, then isotonic again on the smoothed block rates
+        xs, ys, ws = [], [], []
+        for v in sorted(set(block.round(12))):
+            sel = np.isclose(block, v)
+            k, n = float(y[sel].sum()), int(sel.sum())
+            xs.append(float(x[sel].mean()))
+            ys.append((k + 0.5) / (n + 1.0))
+            ws.append(n + 1.0)
+        smooth = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(xs, ys, sample_weight=ws)
+        curve_x = [round(float(v), 4) for v in smooth.X_thresholds_]
+        curve_y = [round(float(v), 4) for v in smooth.y_thresholds_]
+        models.setdefault(key[0], {})[key[1]] = {"x": curve_x, "y": curve_y, "n": len(part),
+                                                 "accepted": int(y.sum())}
+    return {"version": version, "fitted_on": "tests/data/quality, split 'fit' (bench/quality.py split_of); "
+            "the 'held-out' split is never used to fit", "method": "isotonic regression per evidence source, "
+            "blocks smoothed (k+0.5)/(n+1)", "models": models}
+
+
+def auto_apply_figures(run: dict, truth: dict, calibration, split: str | None) -> dict:
+    """Auto-applied share and the share of their generated fields an editor accepts (tags, alt text, visible
+    text; each counted once), over one split or all."""
+    vals = revalidate(run, calibration)
+    from consumers.validate.calibration import evidence_of, ocr_confidence
+    names = [n for n in vals if split is None or split_of(n, truth) == split]
+    auto = [n for n in names if vals[n]["status"] == "auto_applied"]
+    fields = right = 0
+    for n in auto:
+        enr = run["_enriched"][n]
+        for e in evidence_of(vals[n], enrichment_confidence=float(enr["enrichment"].get("confidence") or 0.0),
+                             ocr_confidence=ocr_confidence(enr["pre"].get("ocr"))):
+            fields += 1
+            right += label_of(e.field, vals[n], truth[n])
+    return {"assets": len(names), "auto": len(auto), "share": len(auto) / len(names) if names else float("nan"),
+            "fields": fields, "precision": right / fields if fields else float("nan"), "names": auto}
+
+
+def calibration_table(run: dict, truth: dict) -> str:
+    from consumers.validate.calibration import Calibration
+    version = Calibration.load().version
+    lines = [f"auto-apply, calibrated (calibration {version}, fitted on the 'fit' split) vs uncalibrated "
+             "(validate.calibration=off), same enrichments:",
+             "| split | assets | auto-applied (calibrated) | fields right (calibrated) | auto-applied (uncalibrated) "
+             "| fields right (uncalibrated) |", "|---|---|---|---|---|---|"]
+    for split in ("held-out", "fit", None):
+        cal = auto_apply_figures(run, truth, "bundled", split)
+        raw = auto_apply_figures(run, truth, "off", split)
+        lines.append(f"| {split or 'all'} | {cal['assets']} | {cal['share']:.2f} ({cal['auto']}) | "
+                     f"{_fmt(cal['precision'])} ({cal['fields']} fields) | {raw['share']:.2f} ({raw['auto']}) | "
+                     f"{_fmt(raw['precision'])} ({raw['fields']} fields) |")
+    held = auto_apply_figures(run, truth, "bundled", "held-out")
+    lines.append("held-out assets auto-applied: " + (", ".join(sorted(held["names"])) or "none"))
+    return "\n".join(lines)
+
+
 ROWS = [
     ("tag precision@5", "tag_p5", ">= 0.75"), ("tag recall", "tag_recall", ""),
     ("colour share of top 5", "colour_share_top5", "<= 0.25"),
@@ -304,6 +434,9 @@ def main() -> None:
     ap.add_argument("--loaded-ocr-timeout", type=float, default=None, metavar="S",
                     help="with --load: tesseract's time limit in the loaded run (e.g. 0.001: a worker starved "
                          "of CPU); the difference must be entirely in assets marked degraded")
+    ap.add_argument("--fit-calibration", metavar="VERSION",
+                    help="fit the confidence calibration on the 'fit' split and write it to "
+                         "consumers/validate/calibration.json with this version (needs scikit-learn)")
     args = ap.parse_args()
     truth = json.loads((DATA / "truth.json").read_text())["images"]
     if args.order:
@@ -313,7 +446,8 @@ def main() -> None:
         random.Random(args.seed).shuffle(names)
     if args.raw_json:  # baseline child
         _load_code(Path(args.code))
-        Path(args.raw_json).write_text(json.dumps(run_pipeline(names)))
+        run = run_pipeline(names)
+        Path(args.raw_json).write_text(json.dumps({k: v for k, v in run.items() if not k.startswith("_")}))
         return
     base_run = None
     if args.baseline != "none":
@@ -324,11 +458,19 @@ def main() -> None:
                   "figures of this tree only", file=sys.stderr)
     _load_code(Path(args.code))
     cur_run = run_pipeline(names)
+    if args.fit_calibration:
+        from consumers.validate.calibration import CALIBRATION_FILE
+        cal = fit_calibration(evidence_rows(cur_run, truth), args.fit_calibration)
+        CALIBRATION_FILE.write_text(json.dumps(cal, indent=1) + "\n")
+        print(f"calibration {args.fit_calibration} written to {CALIBRATION_FILE}")
     cur = score(cur_run, truth)
     base = score(base_run, truth) if base_run else None
     load = os.getloadavg()
     print(f"load average {load[0]:.1f} {load[1]:.1f} {load[2]:.1f} (shared machine: timings are noisy)")
     print(table(cur, base))
+    if (Path(args.code) / "consumers" / "validate" / "calibration.py").exists():
+        print()
+        print(calibration_table(cur_run, truth))
     if args.load:
         over = {"ocr_timeout_s": args.loaded_ocr_timeout} if args.loaded_ocr_timeout else None
         loaded_run = _under_load(args.load, names, over)

@@ -57,6 +57,7 @@ def test_wheel_ships_contracts_prompts_and_taxonomy(installed):
     assert "streams/contracts/io.assetstream.AssetEvent.avsc" in names
     assert "domain/prompts/tagging/v1.md" in names and "domain/prompts/tagging/v1.schema.json" in names
     assert "domain/taxonomy/v1.json" in names
+    assert "consumers/validate/calibration.json" in names  # validate's fitted confidence calibration
     assert not any(n.startswith(("avro/", "prompts/")) for n in names)
 
 

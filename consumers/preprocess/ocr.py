@@ -33,6 +33,9 @@ from consumers.preprocess.metadata import clean_text  # noqa: E402
 
 GATE_EDGE = 640
 DENSE_LINES = 5
+BOX_THRESH = 0.3
+"""PP-OCR detector: mean text probability a line box needs (RapidOCR's default 0.5 skipped a slightly slanted,
+unevenly lit line of a page scan and a code line; on the quality set no image without text gained any)"""
 SPLIT_MAX_RANK = 25_000
 _log_once = threading.Event()
 
@@ -143,10 +146,69 @@ def _language_model():
         return None
 
 
+OTHER_LANGUAGES = ("fr", "es", "de", "it")
+"""Languages tried, in this order, on a glued run English cannot split: pyspellchecker's word-frequency lists
+(OpenSubtitles counts, MIT), accents stripped (OCR of capitals reads "ETE" for "ÉTÉ"), the SPLIT_MAX_RANK most
+frequent words each."""
+ELISION = {"fr": ("c", "d", "j", "l", "m", "n", "s", "t", "qu"), "it": ("d", "l", "un")}
+"""French and Italian elided words before an apostrophe: "SOLDESD'ETE" -> "SOLDES D'ETE"."""
+_foreign_lock = threading.Lock()
+_foreign: dict[str, object] = {}
+
+
+def _strip_accents(word: str) -> str:
+    import unicodedata
+
+    return "".join(c for c in unicodedata.normalize("NFD", word) if not unicodedata.combining(c))
+
+
+def _foreign_model(lang: str):
+    """A wordninja model of one language's most frequent words (built once per process), or None."""
+    with _foreign_lock:
+        if lang not in _foreign:
+            _foreign[lang] = None
+            try:
+                import gzip
+                import io
+                import json
+                from importlib import resources
+
+                import wordninja
+
+                counts = json.loads(gzip.decompress(
+                    (resources.files("spellchecker") / "resources" / f"{lang}.json.gz").read_bytes()))
+                words: list[str] = []
+                seen: set[str] = set()
+                for word, _n in sorted(counts.items(), key=lambda kv: -kv[1]):
+                    w = _strip_accents(word.lower())
+                    if re.fullmatch(r"[a-z]+", w) and w not in seen:
+                        seen.add(w)
+                        words.append(w)
+                        if len(words) >= SPLIT_MAX_RANK:
+                            break
+                _foreign[lang] = wordninja.LanguageModel(io.BytesIO(gzip.compress("\n".join(words).encode())))
+            except Exception:  # noqa: BLE001 - pyspellchecker not installed: English only
+                pass
+        return _foreign[lang]
+
+
+def _split_with(lm, run: str, single: set[str], max_cost: float | None = None) -> list[str] | None:
+    """The run split into words of `lm` (each at most max_cost; one-letter words only from `single`), or None."""
+    known = lm._wordcost
+    parts = lm.split(run)
+    if len(parts) > 1 and "".join(parts) == run and all(
+            p.lower() in known and (max_cost is None or known[p.lower()] <= max_cost)
+            and (len(p) > 1 or p.lower() in single) for p in parts):
+        return parts
+    return None
+
+
 def split_glued_words(text: str) -> str:
     """'SUMMERSALE' -> 'SUMMER SALE', '50%OFFEVERYTHING' -> '50% OFF EVERYTHING', 'background.These' ->
-    'background. These'. A run of letters is split only when it is not a word itself and splits into words of
-    two letters or more ('a'/'I' aside); anything else ('matpltlib', foreign words) is kept as read."""
+    'background. These', 'TOUTAMOITIEPRIX' -> 'TOUT A MOITIE PRIX', "SOLDESD'ETE" -> "SOLDES D'ETE". A run of
+    letters is split only when it is a word in none of the languages (English, then OTHER_LANGUAGES) and splits
+    into common words of two letters or more ('a'/'I', and a language's one-letter words, aside) of one of
+    them; anything else ('matpltlib') is kept as read."""
     lm = _language_model()
     if lm is None:
         return text
@@ -162,17 +224,54 @@ def split_glued_words(text: str) -> str:
         return word if word.lower() in known else m.group(0)
     text = re.sub(r"\b(?=[A-Z0]*[A-Z])(?=[A-Z0]*0)[A-Z0]{2,}\b", zero_to_o, text)
 
-    def repl(m: re.Match) -> str:
-        run = m.group(0)
-        if run.lower() in known:
+    def others():
+        for lang in OTHER_LANGUAGES:
+            other = _foreign_model(lang)
+            if other is not None:
+                yield lang, other
+
+    def split_run(run: str) -> str:
+        low = run.lower()
+        if len(run) < 5 or low in known:
             return run
-        parts = lm.split(run)
-        if len(parts) > 1 and "".join(parts) == run and all(
-                p.lower() in known and known[p.lower()] <= max_cost and (len(p) > 1 or p.lower() in ("a", "i"))
-                for p in parts):
-            return " ".join(parts)
-        return run
-    return re.sub(r"[A-Za-z]{5,}", repl, text)
+        if any(low in other._wordcost for _lang, other in others()):
+            return run  # a word, in another language
+        # every language's split into its common words; the one with the fewest words (then the most frequent
+        # ones) wins: "GRANDES OFERTAS DE VERANO" over a split into short words of another language
+        splits = [(parts, lm) for parts in [_split_with(lm, run, {"a", "i"}, max_cost)] if parts]
+        for _lang, other in others():
+            parts = _split_with(other, run, {w for w in other._wordcost if len(w) == 1 and other._wordcost[w] < 5})
+            # subtitle word lists hold many short fragments ("eso", "fer", "tas"): a foreign split is mostly
+            # words of four letters or more, or it is a random cut
+            if parts and 2 * sum(len(p) <= 3 for p in parts) <= len(parts):
+                splits.append((parts, other))
+        if not splits:
+            return run
+        best, _model = min(splits, key=lambda pm: (len(pm[0]), sum(pm[1]._wordcost[p.lower()] for p in pm[0])))
+        return " ".join(best)
+
+    def elided(left: str, right: str) -> str | None:
+        """'SOLDESD' + 'ETE' -> "SOLDES D'ETE" when a language elides the end of `left` before `right`."""
+        for lang, other in others():
+            if right.lower() not in other._wordcost:
+                continue
+            for e in ELISION.get(lang, ()):
+                head = left[: -len(e)]
+                if left.lower().endswith(e) and len(head) >= 2:
+                    split = split_run(head)
+                    if head.lower() in other._wordcost or head.lower() in known or split != head:
+                        return f"{split} {left[-len(e):]}'{right}"
+        return None
+
+    def repl(m: re.Match) -> str:
+        token = m.group(0)
+        if "'" in token:
+            left, right = token.split("'", 1)
+            if len(left) >= 4 and "'" not in right and left.lower() not in known:
+                return elided(left, right) or f"{split_run(left)}'{right}"
+            return token
+        return split_run(token)
+    return re.sub(r"[A-Za-z]+(?:'[A-Za-z]+)*", repl, text)
 
 
 def run_rapidocr(img: Image.Image, *, lang: str = "eng", max_edge: int = 2000, min_confidence: float = 30.0,
@@ -188,7 +287,7 @@ def run_rapidocr(img: Image.Image, *, lang: str = "eng", max_edge: int = 2000, m
     sx = full_size[0] / rgb.width if full_size else 1.0
     sy = full_size[1] / rgb.height if full_size else 1.0
     with _rapid_call_lock:  # RapidOCR keeps per-image state on the shared detector (its resize op): one at a time
-        result, _ = engine(np.ascontiguousarray(np.asarray(rgb)[:, :, ::-1]), use_cls=False)
+        result, _ = engine(np.ascontiguousarray(np.asarray(rgb)[:, :, ::-1]), use_cls=False, box_thresh=BOX_THRESH)
     result, columns = in_reading_order(list(result or []), rgb.width)
     words, lines, confs = [], [], []
     for box, raw, score in result:

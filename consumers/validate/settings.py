@@ -16,6 +16,11 @@ class ValidateSettings(Section):
     review_threshold: float = Field(0.7, ge=0.0, le=1.0, description="model confidence < this always needs review")
     between_policy: Literal["review", "auto"] = Field(
         "review", description="what to do with confidence in [review_threshold, auto_apply_threshold)")
+    calibration: str | None = Field(
+        "bundled", description="confidence calibration: 'bundled' (consumers/validate/calibration.json, fitted on "
+                               "labelled data), a path to such a file, or 'off'/null for the model's uncalibrated "
+                               "confidence; with it, the thresholds compare the calibrated probability that an "
+                               "editor accepts the weakest generated field")
     faces_need_review: bool = Field(True, description="any detected face routes to review (consent / model release)")
     nsfw_review_threshold: float = Field(0.5, ge=0.0, le=1.0, description="NSFW score >= this routes to review")
     nsfw_reject_threshold: float | None = Field(None, ge=0.0, le=1.0,

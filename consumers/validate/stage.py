@@ -13,7 +13,9 @@ For each EnrichedAsset:
    unknown model tags -> suggested_tags (or dropped); denied tags never pass.
 5. rights: usage_flag from the declared licence, XMP/IPTC and the model's rights summary (rights.py).
 6. policy: confidence thresholds, faces, NSFW, rights and alt-text problems -> auto_applied | needs_review |
-   rejected, each with human-readable reasons.
+   rejected, each with human-readable reasons. Confidence is calibrated per field (consumers/validate/calibration.py):
+   the asset is auto-applied only when every field a model or rule wrote is likely enough to be accepted
+   (the record has one status, so the decision is per asset); `field_confidence` records each field's value.
 """
 from __future__ import annotations
 
@@ -24,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from consumers.validate import alttext, rights
+from consumers.validate.calibration import Calibration, evidence_of, model_key, ocr_confidence
 from consumers.validate.schema import PROMPT_TASKS, Violation, check_enrichment, check_raw_outputs
 from domain.taxonomy import Taxonomy, taxonomy_from_settings
 from streams.errors import PermanentError
@@ -63,6 +66,8 @@ class _Decision:
         self.rejected: list[str] = []
         self.sources: dict[str, str] = {}
         self.suggestions: dict[str, str] = {}
+        self.confidence: dict[str, float] = {}
+        self.calibration: str | None = None
 
     def m(self, field: str) -> Any:
         return self.model.get(field) if self.use_model else None
@@ -98,6 +103,8 @@ class ValidateStage(PipelineFacts, Stage):
         super().__init__(settings)
         self.cfg = settings.validate_
         self.taxonomy = taxonomy or taxonomy_from_settings(settings)
+        cal = self.cfg.calibration
+        self.calibration = None if cal in (None, "", "off") else Calibration.load(None if cal == "bundled" else cal)
         prompts_dir = settings.enrich.prompts_dir  # the prompts enrich used: their schemas check its output
         self._prompts = {"prompts_dir": Path(prompts_dir)} if prompts_dir else {}
 
@@ -119,7 +126,7 @@ class ValidateStage(PipelineFacts, Stage):
         fields = self._texts(d)                   # 2. fields by source priority, 3. alt text
         tags, suggested, denied_raw = self._tags(d.human, d.emb, (d.m("tags") or []), d.reasons)  # 4. tags
         fields.update(self._rights(d))            # 5. rights
-        self._policy(d, fields)                   # 6. policy
+        self._policy(d, fields, tags)             # 6. policy
         self._degraded(d)                         # 7. degraded parts: never auto-applied
         status = "rejected" if d.rejected else "needs_review" if d.review else "auto_applied"
         reasons = d.rejected + d.review + d.reasons if status != "auto_applied" else d.reasons
@@ -132,7 +139,8 @@ class ValidateStage(PipelineFacts, Stage):
             "enriched": enriched, "status": status, "reasons": reasons, **fields,
             "tags": tags, "suggested_tags": suggested, "field_sources": d.sources,
             "model_suggestions": d.suggestions, "taxonomy_version": self.taxonomy.version,
-            "stamp": stamp(self.name), "review": None,
+            "stamp": stamp(self.name), "review": None, "field_confidence": d.confidence,
+            "calibration": d.calibration,
         }
 
     @staticmethod
@@ -215,19 +223,18 @@ class ValidateStage(PipelineFacts, Stage):
                 d.review.append("credit required but no credit line or creator is known")
         return {"usage_flag": decision.flag, "licensing": licensing, "credit_text": credit_text}
 
-    def _policy(self, d: "_Decision", fields: dict[str, Any]) -> None:
+    def _policy(self, d: "_Decision", fields: dict[str, Any], tags: list[dict[str, Any]]) -> None:
         cfg, review = self.cfg, d.review
         if d.use_model:
-            c = float(d.model.get("confidence") or 0.0)
-            hi, lo = cfg.auto_apply_threshold, cfg.review_threshold
-            if c >= hi:
-                d.reasons.insert(0, f"confidence {_fmt(c)} >= {_fmt(hi)}")
-            elif c < lo:
-                review.append(f"confidence {_fmt(c)} < {_fmt(lo)}: below the review threshold")
-            elif cfg.between_policy == "auto":
-                d.reasons.insert(0, f"confidence {_fmt(c)} between {_fmt(lo)} and {_fmt(hi)}: between_policy=auto")
+            key = model_key(d.value.get("provenance"))
+            curves = self.calibration.for_model(key) if self.calibration else None
+            if curves is not None:
+                self._calibrated(d, fields, tags, curves)
             else:
-                review.append(f"confidence {_fmt(c)} between {_fmt(lo)} and {_fmt(hi)}: between_policy=review")
+                if self.calibration is not None:
+                    d.reasons.append(f"confidence not calibrated: calibration {self.calibration.version} has no "
+                                     f"curves for {key or 'this answer'}")
+                self._threshold(d, float(d.model.get("confidence") or 0.0), "confidence")
         signals = d.pre.get("signals") or {}
         faces = int(signals.get("face_count") or 0)
         if faces > 0 and cfg.faces_need_review:
@@ -250,6 +257,45 @@ class ValidateStage(PipelineFacts, Stage):
             d.reasons.append(f"near-duplicate of {d.value['duplicate_of']}"
                              + (f" (pHash distance {dist})" if dist is not None else ""))
 
+    def _threshold(self, d: "_Decision", c: float, what: str) -> None:
+        """The auto-apply / review thresholds on one confidence value."""
+        cfg = self.cfg
+        hi, lo = cfg.auto_apply_threshold, cfg.review_threshold
+        if c >= hi:
+            d.reasons.insert(0, f"{what} {_fmt(c)} >= {_fmt(hi)}")
+        elif c < lo:
+            d.review.append(f"{what} {_fmt(c)} < {_fmt(lo)}: below the review threshold")
+        elif cfg.between_policy == "auto":
+            d.reasons.insert(0, f"{what} {_fmt(c)} between {_fmt(lo)} and {_fmt(hi)}: between_policy=auto")
+        else:
+            d.review.append(f"{what} {_fmt(c)} between {_fmt(lo)} and {_fmt(hi)}: between_policy=review")
+
+    def _calibrated(self, d: "_Decision", fields: dict[str, Any], tags: list[dict[str, Any]], curves) -> None:
+        """Each field a model or rule wrote gets the calibrated probability that an editor accepts it; the asset
+        is judged by its weakest field (one status per record)."""
+        assert self.calibration is not None
+        d.calibration = self.calibration.version
+        partial = {**fields, "tags": tags, "field_sources": d.sources}
+        evidence = evidence_of(partial, enrichment_confidence=float(d.model.get("confidence") or 0.0),
+                               ocr_confidence=ocr_confidence(d.pre.get("ocr")))
+        unknown = sorted({e.source for e in evidence if e.source not in curves})
+        for e in evidence:
+            if e.source in curves:
+                d.confidence[e.field] = round(curves[e.source](e.raw), 4)
+        if unknown:
+            d.review.append("no calibration for evidence " + ", ".join(unknown) + f" (calibration {d.calibration})")
+        if not d.confidence:
+            if not unknown:
+                d.reasons.append("no generated field to judge: every published field comes from a person or the file")
+            return
+        weakest = min(d.confidence, key=lambda f: d.confidence[f])
+        self._threshold(d, d.confidence[weakest], f"calibrated confidence (weakest field {weakest}, calibration "
+                                                   f"{d.calibration})")
+        low = sorted((c, f) for f, c in d.confidence.items() if c < self.cfg.auto_apply_threshold)
+        if low and d.review:
+            d.review.append("fields below the auto-apply threshold: "
+                            + ", ".join(f"{f} {_fmt(c)}" for c, f in low[:6]) + (" …" if len(low) > 6 else ""))
+
     # --- pieces -----------------------------------------------------------------------------------------
     def _deleted(self, value: dict[str, Any]) -> dict[str, Any]:
         asset = value["pre"]["asset"]
@@ -257,7 +303,8 @@ class ValidateStage(PipelineFacts, Stage):
                 "usage_flag": "unknown", "title": None, "alt_text": None, "decorative": False, "caption": None,
                 "summary": None, "visible_text": None, "tags": [], "suggested_tags": [], "credit_text": None,
                 "licensing": None, "field_sources": {}, "model_suggestions": {},
-                "taxonomy_version": self.taxonomy.version, "stamp": stamp(self.name), "review": None}
+                "taxonomy_version": self.taxonomy.version, "stamp": stamp(self.name), "review": None,
+                "field_confidence": {}, "calibration": None}
 
     def _schema_failure(self, asset: dict[str, Any], hard: list[Violation], rejected: list[str]) -> None:
         if self.cfg.schema_violation == "dead_letter":
