@@ -12,7 +12,7 @@ from collections import OrderedDict
 from typing import Any, Callable
 
 from consumers.enrich.calling import Caller, PriceTable, SpendLedger, TaskResult
-from consumers.enrich.dedupe import DedupeIndex, ElasticsearchDedupeIndex, InMemoryDedupeIndex, Look
+from consumers.enrich.dedupe import DedupeIndex, ElasticsearchDedupeIndex, Indexed, InMemoryDedupeIndex, Look
 from consumers.enrich.plan import EnrichPlan
 from consumers.enrich.results import make_result_cache, result_key
 from consumers.enrich.providers import make_provider
@@ -134,6 +134,9 @@ class EnrichStage(PipelineFacts, Stage):
         pre = {**{k: None for k in PRE_FIELDS}, **value}  # the thumbnail rides on: the index keeps it for review
         asset = value["asset"]
         hashes = value.get("hashes") or {}
+        indexed = await self.dedupe.indexed(asset["asset_id"]) if self.dedupe is not None else None
+        self._refuse_stale(asset, indexed)
+        review = indexed.review if indexed is not None else None
 
         look = Look.of(value, self._identities) if self.dedupe is not None and hashes else None
         if self.dedupe is not None and hashes and asset.get("event_type") != "reprocess":
@@ -149,11 +152,9 @@ class EnrichStage(PipelineFacts, Stage):
                     "output_tokens": 0, "latency_ms": 0.0, "cost_usd": 0.0, "reused_from": None}]
                 return Output(value=self._record(pre, normalise_enrichment(match.enrichment), prov, 0.0,
                                                  duplicate_of=match.asset_id,
-                                                 duplicate_distance=match.distance,
-                                                 review=await self.dedupe.review(asset["asset_id"])))
+                                                 duplicate_distance=match.distance, review=review))
             metrics.DEDUPE.labels("miss").inc()
 
-        review = await self.dedupe.review(asset["asset_id"]) if self.dedupe is not None else None
         results = await self._run_tasks(value, final=final_attempt(ctx, self.settings))
         enrichment = self._merge(results)
         provenance = [r.provenance for r in results.values()]
@@ -167,6 +168,18 @@ class EnrichStage(PipelineFacts, Stage):
                                        hashes.get("phash_bands"), enrichment, provenance, tenant=asset.get("tenant"),
                                        dhash=hashes.get("dhash"), look=look)
         return Output(value=self._record(pre, enrichment, provenance, cost, review=review, degraded=degraded))
+
+    def _refuse_stale(self, asset: dict[str, Any], indexed: Indexed | None) -> None:
+        """An event older than the version already indexed is not enriched (no model call): the index would refuse
+        its result anyway (external versioning). It goes to the dead letters with reason `stale_event`, counted in
+        assetstream_stale_events_total; an equal version (a replay, a reprocess) is enriched as usual."""
+        version = asset.get("version")
+        if indexed is None or indexed.version is None or version is None or int(version) >= indexed.version:
+            return
+        metrics.STALE_EVENTS.labels(self.name).inc()
+        raise PermanentError(f"stale event: version {version} is older than the indexed version {indexed.version}; "
+                             "not enriched", reason="stale_event",
+                             details={"version": version, "indexed_version": indexed.version})
 
     def _record(self, pre: dict[str, Any], enrichment: dict[str, Any] | None, provenance: list[dict[str, Any]],
                 cost: float, *, duplicate_of: str | None = None, duplicate_distance: int | None = None,
