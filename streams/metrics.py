@@ -45,6 +45,8 @@ LLM_TOKENS = Counter("assetstream_llm_tokens_total", "Tokens used", ["provider",
 LLM_COST = Counter("assetstream_llm_cost_usd_total", "Spend in USD", ["provider", "model"])
 LLM_LATENCY = Histogram("assetstream_llm_request_seconds", "Provider request latency", ["provider", "model"],
                         buckets=LATENCY_BUCKETS)
+LLM_BATCHES = Counter("assetstream_llm_batches_total", "Provider batch API batches (backfill)",
+                      ["provider", "outcome"])
 DEDUPE = Counter("assetstream_dedupe_total", "Dedupe lookups before calling a provider", ["result"])
 REVIEW_LOOKUPS = Counter("assetstream_review_lookups_total",
                          "Lookups of an asset's human review before validation", ["result"])

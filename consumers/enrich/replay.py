@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+import uuid
 from collections import defaultdict, deque
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 SECRET_HEADERS = {"x-api-key", "authorization", "x-goog-api-key"}
+RECORDED_ORIGINS = ("https://api.anthropic.com",)
 
 
 def load_recording(path: str | Path) -> dict[str, Any]:
@@ -36,6 +38,10 @@ class Seen:
 
 
 def anthropic_route(path: str, body: Any) -> str:
+    if path.startswith("/v1/messages/batches"):  # Message Batches: create (POST), retrieve and results (GET)
+        if isinstance(body, dict) and "requests" in body:
+            return "batch_create"
+        return "batch_results" if path.rstrip("/").endswith("/results") else "batch_retrieve"
     try:
         return str(body["tool_choice"]["name"])
     except (KeyError, TypeError):
@@ -125,7 +131,15 @@ class ReplayServer:
                     with replay._lock:
                         replay.in_flight -= 1
 
-            def do_GET(self):  # noqa: N802  (stats for a server running in another process)
+            def do_GET(self):  # noqa: N802  (stats for a server running in another process; batch polls)
+                if self.path != "/_replay/stats" and self.path.startswith("/v1/"):
+                    headers = {k.lower(): v for k, v in self.headers.items()}
+                    with replay._lock:
+                        replay.requests.append(Seen("GET", self.path, {k: v for k, v in headers.items()
+                                                                       if k not in SECRET_HEADERS}, None,
+                                                    time.monotonic(), any(k in headers for k in SECRET_HEADERS)))
+                    self._respond(None)
+                    return
                 out = json.dumps(replay.stats() if self.path == "/_replay/stats" else {}).encode()
                 self.send_response(200 if self.path == "/_replay/stats" else 404)
                 self.send_header("content-type", "application/json")
@@ -137,11 +151,14 @@ class ReplayServer:
                 key = replay.route(self.path, body)
                 rec = replay._next(key)
                 if replay.transform is not None:
-                    rec = replay.transform(key, body, rec)
+                    rec = replay.transform(key, {"path": self.path, "body": body} if key.startswith("batch_")
+                                           else body, rec)
                 delay = float(rec.get("delay_s", replay.delay_s))
                 if delay:
                     time.sleep(delay)
                 out = rec["raw"].encode() if "raw" in rec else json.dumps(rec.get("body", {})).encode()
+                for origin in RECORDED_ORIGINS:  # URLs in recorded bodies (results_url) point back here
+                    out = out.replace(origin.encode(), replay.url.encode())
                 try:
                     self.send_response(int(rec.get("status", 200)))
                     hdrs = {"content-type": "application/json", **{k.lower(): v for k, v in
@@ -180,6 +197,58 @@ class ReplayServer:
 
     def __exit__(self, *exc: Any) -> None:
         self.stop()
+
+
+class AnthropicBatches:
+    """Message Batches on a ReplayServer, in the API's wire format: the create and retrieve answers are recorded
+    MessageBatch objects (`batch_create`, `batch_retrieve` queues: e.g. in_progress, then ended), given the id of
+    the batch the request names; the results are the API's JSONL, one line per request of that batch
+    (`{"custom_id", "result": {"type": "succeeded", "message": ...}}`) whose message is the recording scripted for
+    the request's tool (the same queues a synchronous call pops), or a recorded `errored` / `expired` line
+    scripted under `batch_entry:<tool>`. `entries` counts the requests sent in batches."""
+
+    def __init__(self, srv: ReplayServer):
+        self.srv = srv
+        self.batches: dict[str, list[tuple[str, str]]] = {}  # batch id -> [(custom_id, tool)]
+        self.entries = 0
+        self.entry_results: dict[str, deque] = defaultdict(deque)
+        srv.transform = self
+
+    def script_entry(self, tool: str, *lines: dict[str, Any]) -> "AnthropicBatches":
+        """Recorded result lines (custom_id is filled in) for the next batch entries of this tool."""
+        self.entry_results[tool].extend(lines)
+        return self
+
+    def __call__(self, key: str, req: Any, rec: dict[str, Any]) -> dict[str, Any]:
+        if not key.startswith("batch_") or int(rec.get("status", 200)) != 200:
+            return rec
+        if key == "batch_create":
+            batch_id = f"msgbatch_{len(self.batches) + 1:04d}{uuid.uuid4().hex[:20]}"
+            entries = [(r["custom_id"], anthropic_route("/v1/messages", r["params"])) for r in req["body"]["requests"]]
+            self.batches[batch_id] = entries
+            self.entries += len(entries)
+            return self._batch(rec, batch_id)
+        batch_id = req["path"].split("/")[4]
+        if key == "batch_retrieve":
+            return self._batch(rec, batch_id)
+        lines = []
+        for cid, tool in self.batches.get(batch_id, []):
+            if self.entry_results[tool]:
+                line = self.entry_results[tool].popleft()
+            else:
+                line = {"result": {"type": "succeeded", "message": self.srv._next(tool).get("body")}}
+            lines.append(json.dumps({**line, "custom_id": cid}))
+        return {**rec, "raw": "\n".join(lines) + "\n"}
+
+    def _batch(self, rec: dict[str, Any], batch_id: str) -> dict[str, Any]:
+        body = json.loads(json.dumps(rec["body"]).replace(rec["body"]["id"], batch_id))
+        n = len(self.batches.get(batch_id, []))
+        counts = body.get("request_counts") or {}
+        if body.get("processing_status") == "ended":
+            body["request_counts"] = {**{k: 0 for k in counts}, "succeeded": n}
+        else:
+            body["request_counts"] = {**{k: 0 for k in counts}, "processing": n}
+        return {**rec, "body": body}
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -63,8 +63,9 @@ class EnrichSettings(Section):
                           "and validate; default: the bundled prompts/ (or ASSETSTREAM_PROMPTS_DIR)")
     prices: dict[str, dict[str, float]] = Field(
         default_factory=dict,
-        description='"provider:model" -> {"input_per_mtok", "output_per_mtok"} USD; merged over built-in '
-                    'list prices; local models cost 0')
+        description='"provider:model" -> {"input_per_mtok", "output_per_mtok"} USD (optional "cache_read_per_mtok", '
+                    '"cache_write_per_mtok", "batch_factor": the batch API price as a share of the synchronous one, '
+                    'default 0.5); merged over built-in list prices; local models cost 0')
     rate_limits: dict[str, RateLimit] = Field(
         default_factory=dict, description='"provider:model" (or "provider") -> requests/min and tokens/min')
     max_tokens: dict[str, int] = Field(default_factory=lambda: {"tagging": 600, "alt_text": 700, "rights": 400},
@@ -83,6 +84,16 @@ class EnrichSettings(Section):
                                         "~/.cache/assetstream/local-provider; 'off' = not kept)")
     prompt_caching: bool = Field(True, description="Claude: mark the stable prefix (output tool + vocabulary, "
                                                    "system prompt) for Anthropic's prompt cache")
+    batch: Literal["off", "backfill"] = Field(
+        "off", description="backfill = records published by `assetstream backfill` (event attribute ingest=backfill*) "
+                           "are enriched through the provider's batch API (Claude Message Batches: half price, "
+                           "results within 24 h); live traffic stays synchronous. A worker that takes backfill in "
+                           "batches needs runner.concurrency and runner.max_in_flight of about batch_max_requests / 3 "
+                           "(each waiting record holds a slot)")
+    batch_max_requests: int = Field(1000, ge=1, description="requests per provider batch (at most 100,000 for Claude)")
+    batch_max_wait_s: float = Field(30.0, gt=0, description="a batch is sent at batch_max_requests or this long after "
+                                                              "its first request, whichever comes first")
+    batch_poll_interval_s: float = Field(60.0, gt=0, description="how often a sent batch is asked whether it ended")
     result_cache: Literal["store", "memory", "off"] = Field(
         "store", description="where model answers are kept by what determines them (image, task, model, prompt, "
                              "rendered context) so the same question is never paid twice; store = <index>-results")

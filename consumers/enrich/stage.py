@@ -11,6 +11,7 @@ import logging
 from collections import OrderedDict
 from typing import Any, Callable
 
+from consumers.enrich.batching import BatchCollector, is_backfill
 from consumers.enrich.calling import Caller, PriceTable, SpendLedger, TaskResult
 from consumers.enrich.dedupe import DedupeIndex, ElasticsearchDedupeIndex, Indexed, InMemoryDedupeIndex, Look
 from consumers.enrich.plan import EnrichPlan
@@ -87,6 +88,8 @@ class EnrichStage(PipelineFacts, Stage):
             if spec.provider not in self.providers:
                 self.providers[spec.provider] = factory(spec.provider, settings)
         self.caller = Caller(self.enrich, self.providers, ledger=self.ledger, prices=self.prices)
+        # backfill through the providers' batch APIs (enrich.batch): live records stay synchronous
+        self.batcher = BatchCollector.from_settings(self.enrich, self.providers) if self.enrich.batch != "off" else None
         if dedupe is None:
             if self.enrich.dedupe == "elasticsearch":
                 dedupe = ElasticsearchDedupeIndex(settings)
@@ -110,6 +113,8 @@ class EnrichStage(PipelineFacts, Stage):
         return self.ledger.spent_usd
 
     async def aclose(self) -> None:
+        if self.batcher is not None:
+            await self.batcher.aclose()
         for p in self.providers.values():
             try:
                 await p.aclose()
@@ -208,6 +213,7 @@ class EnrichStage(PipelineFacts, Stage):
             hits = await self.results.get_many(list(keys.values()))
             results.update({name: hits[k] for name, k in keys.items() if k in hits})
         pending: dict[asyncio.Task, str] = {}
+        batcher = self.batcher if self.batcher is not None and is_backfill(asset) else None
         for name, task in jobs.items():
             if name in results:
                 continue
@@ -215,7 +221,9 @@ class EnrichStage(PipelineFacts, Stage):
             if cached is not None:
                 results[name] = cached
                 continue
-            coro = self.caller.run(task.spec, prompts[name], image=image, media_type=media_type, context=context)
+            coro = self.caller.run(task.spec, prompts[name], image=image, media_type=media_type, context=context,
+                                   batcher=batcher if batcher is not None and batcher.supports(task.spec.provider)
+                                   else None)
             pending[asyncio.ensure_future(coro)] = name
         error: BaseException | None = None
         if pending:

@@ -1,0 +1,147 @@
+"""Backfill through the providers' batch APIs: submit, poll, collect, map back to records.
+
+With `enrich.batch = "backfill"`, every model request of a record published by `assetstream backfill` (event
+attribute `ingest` = `backfill*`) goes to a `BatchCollector` instead of a synchronous call. The collector gathers
+the requests of many records (`enrich.batch_max_requests`, or whatever came within `enrich.batch_max_wait_s` of
+the first), sends them as one batch (Claude: Message Batches, billed at half price), asks every
+`enrich.batch_poll_interval_s` whether it ended, fetches the results and hands each request its own answer by its
+`custom_id`. Live records of the same worker stay synchronous.
+
+Nothing here blocks the consumer: each waiting record is an awaiting coroutine on the io stage's event loop,
+while the runner keeps polling (at `runner.max_in_flight` it stops taking records, then pauses the partitions, so
+`max.poll.interval.ms` is never exceeded). A record finishes only when its batch results are collected; its outputs
+are produced and acknowledged and only then its offset is committed, as for any record. A batch entry that
+errored transiently, expired or was canceled raises TransientError: the calling layer retries it (in the next
+batch), then the runner. Answers go into the result cache like synchronous ones, so a redelivered record finds them.
+
+A provider that supports batches implements `submit_batch(entries) -> batch id`, `batch_ended(batch id) -> bool`
+and `batch_results(batch id, entries) -> {custom_id: ProviderResponse | StageError}`.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from consumers.enrich.providers.base import ProviderRequest, ProviderResponse
+from streams import metrics
+from streams.errors import StageError, TransientError
+
+log = logging.getLogger(__name__)
+
+
+def supports_batches(provider: Any) -> bool:
+    return all(callable(getattr(provider, name, None)) for name in ("submit_batch", "batch_ended", "batch_results"))
+
+
+def is_backfill(asset: dict[str, Any]) -> bool:
+    """Whether the event came from `assetstream backfill` (the only traffic the batch path takes)."""
+    return str((asset.get("attributes") or {}).get("ingest") or "").startswith("backfill")
+
+
+@dataclass
+class _Open:
+    """Requests gathered for a provider's next batch."""
+
+    entries: dict[str, tuple[ProviderRequest, asyncio.Future]] = field(default_factory=dict)
+    timer: asyncio.TimerHandle | None = None
+
+
+class BatchCollector:
+    """One per stage. `await call(provider, request)` returns that request's answer once its batch ended."""
+
+    def __init__(self, providers: dict[str, Any], *, max_requests: int, max_wait_s: float, poll_interval_s: float):
+        self.providers = providers
+        self.max_requests, self.max_wait_s, self.poll_interval_s = max_requests, max_wait_s, poll_interval_s
+        self._open: dict[str, _Open] = {}
+        self._running: set[asyncio.Task] = set()
+        self.batches_sent = 0
+
+    @classmethod
+    def from_settings(cls, enrich: Any, providers: dict[str, Any]) -> "BatchCollector":
+        return cls(providers, max_requests=enrich.batch_max_requests, max_wait_s=enrich.batch_max_wait_s,
+                   poll_interval_s=enrich.batch_poll_interval_s)
+
+    def supports(self, provider: str) -> bool:
+        return supports_batches(self.providers.get(provider))
+
+    async def call(self, provider: str, request: ProviderRequest) -> ProviderResponse:
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future = loop.create_future()
+        pending = self._open.setdefault(provider, _Open())
+        pending.entries[uuid.uuid4().hex] = (request, fut)  # custom_id: [a-zA-Z0-9_-]{1,64}
+        if len(pending.entries) >= self.max_requests:
+            self._send(provider)
+        elif pending.timer is None:
+            pending.timer = loop.call_later(self.max_wait_s, self._send, provider)
+        return await fut
+
+    def _send(self, provider: str) -> None:
+        pending = self._open.pop(provider, None)
+        if pending is None:
+            return
+        if pending.timer is not None:
+            pending.timer.cancel()
+        entries = {cid: e for cid, e in pending.entries.items() if not e[1].done()}  # a cancelled task's are dropped
+        if entries:
+            task = asyncio.ensure_future(self._run(provider, entries))
+            self._running.add(task)
+            task.add_done_callback(self._running.discard)
+
+    async def _run(self, provider_name: str, entries: dict[str, tuple[ProviderRequest, asyncio.Future]]) -> None:
+        provider = self.providers[provider_name]
+        requests = {cid: req for cid, (req, _) in entries.items()}
+        started = time.monotonic()
+        try:
+            batch_id = await provider.submit_batch(list(requests.items()))
+            self.batches_sent += 1
+            metrics.LLM_BATCHES.labels(provider_name, "submitted").inc()
+            log.info("%s batch %s sent: %d requests", provider_name, batch_id, len(requests))
+            while not await provider.batch_ended(batch_id):
+                await asyncio.sleep(self.poll_interval_s)
+            results = await provider.batch_results(batch_id, requests)
+        except asyncio.CancelledError:  # the stage closes: nobody waits for ever
+            _fail(entries, TransientError("enrich stopped while its batch ran", reason="batch_stopped"))
+            raise
+        except Exception as e:  # noqa: BLE001 - every waiting request gets the failure; the caller retries
+            metrics.LLM_BATCHES.labels(provider_name, "failed").inc()
+            _fail(entries, e if isinstance(e, StageError) else TransientError(
+                f"{provider_name} batch failed: {type(e).__name__}", reason="batch_failed"))
+            return
+        metrics.LLM_BATCHES.labels(provider_name, "collected").inc()
+        waited_ms = (time.monotonic() - started) * 1000.0
+        log.info("%s batch %s collected after %.0f s", provider_name, batch_id, waited_ms / 1000.0)
+        for cid, (_, fut) in entries.items():
+            if fut.done():
+                continue
+            result = results.get(cid)
+            if result is None:
+                fut.set_exception(TransientError(f"{provider_name} batch {batch_id}: no result for {cid}",
+                                                 reason="batch_missing_result"))
+            elif isinstance(result, BaseException):
+                fut.set_exception(result)
+            else:
+                result.latency_ms = result.latency_ms or waited_ms
+                fut.set_result(result)
+
+    async def aclose(self) -> None:
+        """Stop waiting: requests still open or in a sent batch fail transiently (their records stay
+        uncommitted and are enriched again after a restart)."""
+        for provider in list(self._open):
+            pending = self._open.pop(provider)
+            if pending.timer is not None:
+                pending.timer.cancel()
+            _fail(pending.entries, TransientError("enrich stopped before the batch was sent", reason="batch_stopped"))
+        for task in list(self._running):
+            task.cancel()
+        if self._running:
+            await asyncio.gather(*self._running, return_exceptions=True)
+
+
+def _fail(entries: dict[str, tuple[ProviderRequest, asyncio.Future]], err: BaseException) -> None:
+    for _, fut in entries.values():
+        if not fut.done():
+            fut.set_exception(err)

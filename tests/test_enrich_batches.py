@@ -1,0 +1,135 @@
+"""Backfill through Claude Message Batches (enrich.batch = "backfill"): the real stage and the real Claude adapter
+(anthropic SDK, client.messages.batches) against a loopback server answering in the API's wire format from
+recordings — create, retrieve (in progress, then ended), the results JSONL. Live records stay synchronous; each
+backfill request is billed at half the synchronous price; an expired entry is asked again in the next batch, an
+errored one dead-letters its record; under the real runner on a real broker, offsets are committed only after the
+batch results were collected and the outputs acknowledged, and the poll loop never waits for a batch."""
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from app.producer import AssetPublisher
+from consumers.enrich.replay import AnthropicBatches, ReplayServer
+from consumers.enrich.stage import EnrichStage
+from streams import metrics
+from streams.errors import PermanentError
+from streams.runner import StageRunner
+from tests.kafka_support import RunnerThread, committed, make_settings, provision, read_topic
+from tests.test_enrich_stage import KEY, ctx, jpeg, make_settings as enrich_settings, preprocessed, rec, script_ok
+
+BATCH = {"batch": "backfill", "batch_max_requests": 6, "batch_max_wait_s": 0.3, "batch_poll_interval_s": 0.05,
+         "dedupe": "off", "result_cache": "off"}
+
+
+def backfill(asset_id: str, seed: int) -> dict:
+    v = preprocessed(asset_id, data=jpeg(seed))
+    v["asset"]["attributes"] = {"ingest": "backfill"}
+    return v
+
+
+def serve_batches(srv: ReplayServer, polls_in_progress: int = 1) -> AnthropicBatches:
+    script_ok(srv)
+    srv.script("batch_create", rec("claude/batch_create.json"))
+    srv.script("batch_retrieve", *[rec("claude/batch_in_progress.json")] * polls_in_progress,
+               rec("claude/batch_ended.json"))
+    srv.script("batch_results", rec("claude/batch_results.json"))
+    return AnthropicBatches(srv)
+
+
+def process(stage: EnrichStage, *values: dict) -> list:
+    async def go():
+        try:
+            return await asyncio.gather(*(stage.aprocess(v, ctx(v["asset"]["asset_id"])) for v in values),
+                                        return_exceptions=True)
+        finally:
+            await stage.aclose()
+    return asyncio.run(go())
+
+
+def test_backfill_goes_through_one_message_batch_at_half_price_and_live_traffic_stays_synchronous():
+    with ReplayServer() as srv:
+        batches = serve_batches(srv, polls_in_progress=2)
+        stage = EnrichStage(enrich_settings(srv.url, **BATCH))
+        live, b1, b2 = process(stage, preprocessed("live"), backfill("bf-1", 1), backfill("bf-2", 2))
+        sync_calls = [r for r in srv.requests if r.path == "/v1/messages"]
+        creates = [r for r in srv.requests if r.path == "/v1/messages/batches"]
+        polls = [r for r in srv.requests if r.method == "GET" and not r.path.endswith("/results")]
+        results = [r for r in srv.requests if r.path.endswith("/results")]
+
+    assert len(sync_calls) == 3  # the live record's three tasks, synchronously
+    assert len(creates) == 1 and batches.entries == 6  # both backfill records' six tasks in one batch
+    assert len(polls) >= 3 and len(results) == 1  # in progress twice, then ended; results fetched once
+    assert all(r.had_api_key for r in srv.requests)
+
+    # a batch entry carries exactly the parameters of the synchronous call (system with cache_control, the forced
+    # output tool, the image), under a custom_id of the API's alphabet
+    sent = {r["params"]["tool_choice"]["name"]: r for r in creates[0].body["requests"]}
+    sync = {r.body["tool_choice"]["name"]: r.body for r in sync_calls}
+    for tool, entry in sent.items():
+        assert set(entry["params"]) == set(sync[tool]) - {"timeout"}
+        assert entry["params"]["system"] == sync[tool]["system"] and entry["params"]["tools"] == sync[tool]["tools"]
+        assert len(entry["custom_id"]) <= 64 and entry["custom_id"].isalnum()
+
+    # same answers and tokens as the synchronous path; each task's cost is exactly half; request id names the entry
+    live_prov = {p["task"]: p for p in live.value["provenance"]}
+    for out in (b1, b2):
+        assert out.value["enrichment"]["alt_text"] == live.value["enrichment"]["alt_text"]
+        assert out.value["enrichment"]["tags"] == live.value["enrichment"]["tags"]
+        for p in out.value["provenance"]:
+            assert p["input_tokens"] == live_prov[p["task"]]["input_tokens"]
+            assert p["cost_usd"] == pytest.approx(live_prov[p["task"]]["cost_usd"] / 2, rel=1e-12)
+            assert p["request_id"].startswith("msgbatch_") and "/" in p["request_id"]
+        assert out.value["cost_usd"] == pytest.approx(live.value["cost_usd"] / 2, rel=1e-12)
+
+
+def test_an_expired_entry_is_asked_again_in_the_next_batch_and_an_errored_one_dead_letters_its_record():
+    with ReplayServer() as srv:
+        batches = serve_batches(srv)
+        srv.script("batch_create", rec("claude/batch_create.json"))
+        srv.script("batch_results", rec("claude/batch_results.json"))
+        batches.script_entry("record_alt_text", rec("claude/batch_entry_expired.json"))
+        stage = EnrichStage(enrich_settings(srv.url, **{**BATCH, "batch_max_requests": 3}))
+        (ok,) = process(stage, backfill("exp-1", 1))
+        assert ok.value["enrichment"]["alt_text"]  # the expired alt_text came back from the second batch
+        assert len([r for r in srv.requests if r.path == "/v1/messages/batches"]) == 2 and batches.entries == 4
+
+        batches.script_entry("record_rights", rec("claude/batch_entry_errored.json"))
+        (bad,) = process(EnrichStage(enrich_settings(srv.url, **{**BATCH, "batch_max_requests": 3})),
+                         backfill("err-1", 2))
+    assert isinstance(bad, PermanentError) and bad.reason == "batch_invalid_request_error"
+    assert "/" in bad.details["request_id"]
+
+
+def test_under_the_runner_offsets_wait_for_the_batch_and_polling_goes_on(broker, unique):
+    with ReplayServer() as srv:
+        serve_batches(srv, polls_in_progress=40)  # the batch runs ~2 s (40 polls, 50 ms apart)
+        s = make_settings(broker, f"batch{unique}", runner={"concurrency": 8, "max_in_flight": 8},
+                          enrich={"provider": "claude", "anthropic_api_key": KEY, "anthropic_base_url": srv.url,
+                                  "request_timeout_s": 5.0, **BATCH})
+        provision(s)
+        with AssetPublisher(s) as pub:
+            pub.send("preprocessed", "bf-1", backfill("bf-1", 1))
+            pub.send("preprocessed", "bf-2", backfill("bf-2", 2))
+        runner = StageRunner(EnrichStage(s), s)
+        submitted = metrics.LLM_BATCHES.labels("claude", "submitted")._value.get()
+        with RunnerThread(runner):
+            deadline = time.monotonic() + 30
+            while metrics.LLM_BATCHES.labels("claude", "submitted")._value.get() == submitted:
+                assert time.monotonic() < deadline, "the batch was never sent"
+                time.sleep(0.05)
+            # the batch is in progress: nothing produced, nothing committed, the poll loop ticks on
+            assert read_topic(s, "enriched", 1, timeout_s=0.5) == []
+            assert sum(committed(s, runner.group_id, "preprocessed").values()) == 0
+            assert runner.health.alive()
+            out = read_topic(s, "enriched", 2, timeout_s=30)
+            deadline = time.monotonic() + 15
+            while sum(committed(s, runner.group_id, "preprocessed").values()) < 2 and time.monotonic() < deadline:
+                time.sleep(0.1)
+            done = sum(committed(s, runner.group_id, "preprocessed").values())
+    assert sorted(r["key"] for r in out) == ["bf-1", "bf-2"]
+    assert all(r["value"]["cost_usd"] > 0 for r in out)
+    assert done == 2
+    assert read_topic(s, "dead_letter", 1, timeout_s=1) == []
