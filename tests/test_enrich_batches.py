@@ -85,6 +85,18 @@ def test_backfill_goes_through_one_message_batch_at_half_price_and_live_traffic_
         assert out.value["cost_usd"] == pytest.approx(live.value["cost_usd"] / 2, rel=1e-12)
 
 
+def test_a_copy_waiting_in_the_same_batch_is_not_asked_twice():
+    with ReplayServer() as srv:
+        batches = serve_batches(srv)
+        original, copy_ = backfill("orig", 1), backfill("copy", 1)  # the same bytes and text under another id
+        copy_["asset"]["source_uri"] = "file:///x/copy.jpg"
+        a, b = process(EnrichStage(enrich_settings(srv.url, **BATCH)), original, copy_)
+    assert batches.entries == 3
+    assert a.value["cost_usd"] > 0 and b.value["cost_usd"] == 0.0
+    assert b.value["enrichment"] == a.value["enrichment"]
+    assert [p["request_id"] for p in b.value["provenance"]] == [p["request_id"] for p in a.value["provenance"]]
+
+
 def test_an_expired_entry_is_asked_again_in_the_next_batch_and_an_errored_one_dead_letters_its_record():
     with ReplayServer() as srv:
         batches = serve_batches(srv)

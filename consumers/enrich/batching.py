@@ -20,6 +20,9 @@ and `batch_results(batch id, entries) -> {custom_id: ProviderResponse | StageErr
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import hashlib
+import json
 import logging
 import time
 import uuid
@@ -58,6 +61,7 @@ class BatchCollector:
         self.max_requests, self.max_wait_s, self.poll_interval_s = max_requests, max_wait_s, poll_interval_s
         self._open: dict[str, _Open] = {}
         self._running: set[asyncio.Task] = set()
+        self._shared: dict[str, asyncio.Future] = {}
         self.batches_sent = 0
 
     @classmethod
@@ -69,15 +73,26 @@ class BatchCollector:
         return supports_batches(self.providers.get(provider))
 
     async def call(self, provider: str, request: ProviderRequest) -> ProviderResponse:
+        """The request's answer once its batch ended. The same request (same model, prompt, rendered text, image)
+        already waiting in an open or sent batch is not sent again: it gets that answer with no tokens of its own
+        (it cost nothing; the request id names the entry that paid), like a result-cache hit."""
+        digest = _digest(provider, request)
+        shared = self._shared.get(digest)
+        if shared is not None:
+            resp = await asyncio.shield(shared)
+            return dataclasses.replace(resp, input_tokens=0, output_tokens=0, cache_read_tokens=0,
+                                       cache_write_tokens=0)
         loop = asyncio.get_running_loop()
         fut: asyncio.Future = loop.create_future()
+        self._shared[digest] = fut
+        fut.add_done_callback(lambda _: self._shared.pop(digest, None))
         pending = self._open.setdefault(provider, _Open())
         pending.entries[uuid.uuid4().hex] = (request, fut)  # custom_id: [a-zA-Z0-9_-]{1,64}
         if len(pending.entries) >= self.max_requests:
             self._send(provider)
         elif pending.timer is None:
             pending.timer = loop.call_later(self.max_wait_s, self._send, provider)
-        return await fut
+        return await asyncio.shield(fut)  # a cancelled record leaves the entry to the others waiting for it
 
     def _send(self, provider: str) -> None:
         pending = self._open.pop(provider, None)
@@ -85,7 +100,7 @@ class BatchCollector:
             return
         if pending.timer is not None:
             pending.timer.cancel()
-        entries = {cid: e for cid, e in pending.entries.items() if not e[1].done()}  # a cancelled task's are dropped
+        entries = {cid: e for cid, e in pending.entries.items() if not e[1].done()}
         if entries:
             task = asyncio.ensure_future(self._run(provider, entries))
             self._running.add(task)
@@ -139,6 +154,18 @@ class BatchCollector:
             task.cancel()
         if self._running:
             await asyncio.gather(*self._running, return_exceptions=True)
+
+
+def _digest(provider: str, request: ProviderRequest) -> str:
+    """What makes two requests the same question (the parts a provider sends)."""
+    h = hashlib.sha256()
+    for part in (provider, request.task, request.model, request.system, request.user_text,
+                 json.dumps(request.output_schema, sort_keys=True), str(request.max_tokens),
+                 str(request.temperature), request.image_media_type, str(request.context.get("output_tool"))):
+        h.update(part.encode("utf-8"))
+        h.update(b"\x00")
+    h.update(hashlib.sha256(request.image).digest() if request.image else b"-")
+    return h.hexdigest()
 
 
 def _fail(entries: dict[str, tuple[ProviderRequest, asyncio.Future]], err: BaseException) -> None:
