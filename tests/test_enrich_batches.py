@@ -145,3 +145,49 @@ def test_under_the_runner_offsets_wait_for_the_batch_and_polling_goes_on(broker,
     assert all(r["value"]["cost_usd"] > 0 for r in out)
     assert done == 2
     assert read_topic(s, "dead_letter", 1, timeout_s=1) == []
+
+
+def test_gemini_backfill_goes_through_batch_mode_one_job_per_model_at_half_price():
+    from consumers.enrich.replay import GeminiBatches, gemini_route
+    with ReplayServer(route=gemini_route) as srv:
+        for task in ("tagging", "alt_text", "rights"):
+            srv.script(f"{task} output", rec(f"gemini/{task}_ok.json"))
+        srv.script("batch_create", rec("gemini/batch_create.json"))
+        srv.script("batch_retrieve", rec("gemini/batch_running.json"), rec("gemini/batch_succeeded.json"))
+        batches = GeminiBatches(srv)
+        s = enrich_settings(srv.url, provider="gemini", gemini_api_key=KEY, gemini_base_url=srv.url, **BATCH)
+        live, b1, b2 = process(EnrichStage(s), preprocessed("live"), backfill("bf-1", 1), backfill("bf-2", 2))
+        creates = [r for r in srv.requests if r.path.endswith(":batchGenerateContent")]
+        sync_calls = [r for r in srv.requests if r.path.endswith(":generateContent")]
+    assert len(sync_calls) == 3 and batches.entries == 6
+    # one job per model: tagging on flash-lite, alt_text and rights on flash
+    assert sorted(r.path.rsplit("/", 1)[-1] for r in creates) == ["gemini-2.5-flash-lite:batchGenerateContent",
+                                                                   "gemini-2.5-flash:batchGenerateContent"]
+    sync = {r.body["generationConfig"]["responseJsonSchema"]["title"]: r.body for r in sync_calls}
+    for create in creates:
+        for item in create.body["batch"]["inputConfig"]["requests"]["requests"]:
+            title = item["request"]["generationConfig"]["responseJsonSchema"]["title"]
+            assert item["request"]["systemInstruction"] == sync[title]["systemInstruction"]
+            assert item["request"]["generationConfig"] == sync[title]["generationConfig"]
+            parts = item["request"]["contents"][0]["parts"]
+            assert parts[0]["inlineData"]["mime_type"] == "image/jpeg" and "untrusted_data" in parts[-1]["text"]
+            assert set(item["metadata"]) == {"key"}
+    live_prov = {p["task"]: p for p in live.value["provenance"]}
+    for out in (b1, b2):
+        assert out.value["enrichment"]["alt_text"] == live.value["enrichment"]["alt_text"]
+        for p in out.value["provenance"]:
+            assert p["cost_usd"] == pytest.approx(live_prov[p["task"]]["cost_usd"] / 2, rel=1e-12)
+            assert p["request_id"].startswith("batches/")
+
+
+def test_a_gemini_batch_entry_error_dead_letters_its_record():
+    from consumers.enrich.replay import GeminiBatches, gemini_route
+    with ReplayServer(route=gemini_route) as srv:
+        for task in ("tagging", "alt_text", "rights"):
+            srv.script(f"{task} output", rec(f"gemini/{task}_ok.json"))
+        srv.script("batch_create", rec("gemini/batch_create.json"))
+        srv.script("batch_retrieve", rec("gemini/batch_succeeded.json"))
+        GeminiBatches(srv).script_entry("rights output", rec("gemini/batch_entry_error.json"))
+        s = enrich_settings(srv.url, provider="gemini", gemini_api_key=KEY, gemini_base_url=srv.url, **BATCH)
+        (bad,) = process(EnrichStage(s), backfill("bf-err", 3))
+    assert isinstance(bad, PermanentError) and bad.reason == "batch_rpc_3"

@@ -3,7 +3,8 @@
 With `enrich.batch = "backfill"`, every model request of a record published by `assetstream backfill` (event
 attribute `ingest` = `backfill*`) goes to a `BatchCollector` instead of a synchronous call. The collector gathers
 the requests of many records (`enrich.batch_max_requests`, or whatever came within `enrich.batch_max_wait_s` of
-the first), sends them as one batch (Claude: Message Batches, billed at half price), asks every
+the first), sends them as one batch (Claude: Message Batches; Gemini: batch mode, one job per model; both billed at
+half price), asks every
 `enrich.batch_poll_interval_s` whether it ended, fetches the results and hands each request its own answer by its
 `custom_id`. Live records of the same worker stay synchronous.
 
@@ -49,6 +50,7 @@ def is_backfill(asset: dict[str, Any]) -> bool:
 class _Open:
     """Requests gathered for a provider's next batch."""
 
+    provider: str
     entries: dict[str, tuple[ProviderRequest, asyncio.Future]] = field(default_factory=dict)
     timer: asyncio.TimerHandle | None = None
 
@@ -86,23 +88,26 @@ class BatchCollector:
         fut: asyncio.Future = loop.create_future()
         self._shared[digest] = fut
         fut.add_done_callback(lambda _: self._shared.pop(digest, None))
-        pending = self._open.setdefault(provider, _Open())
+        # a Gemini batch job is for one model; a Claude batch may mix them
+        group = f"{provider}:{request.model}" if getattr(self.providers[provider], "batch_per_model", False) \
+            else provider
+        pending = self._open.setdefault(group, _Open(provider))
         pending.entries[uuid.uuid4().hex] = (request, fut)  # custom_id: [a-zA-Z0-9_-]{1,64}
         if len(pending.entries) >= self.max_requests:
-            self._send(provider)
+            self._send(group)
         elif pending.timer is None:
-            pending.timer = loop.call_later(self.max_wait_s, self._send, provider)
+            pending.timer = loop.call_later(self.max_wait_s, self._send, group)
         return await asyncio.shield(fut)  # a cancelled record leaves the entry to the others waiting for it
 
-    def _send(self, provider: str) -> None:
-        pending = self._open.pop(provider, None)
+    def _send(self, group: str) -> None:
+        pending = self._open.pop(group, None)
         if pending is None:
             return
         if pending.timer is not None:
             pending.timer.cancel()
         entries = {cid: e for cid, e in pending.entries.items() if not e[1].done()}
         if entries:
-            task = asyncio.ensure_future(self._run(provider, entries))
+            task = asyncio.ensure_future(self._run(pending.provider, entries))
             self._running.add(task)
             task.add_done_callback(self._running.discard)
 
@@ -145,8 +150,8 @@ class BatchCollector:
     async def aclose(self) -> None:
         """Stop waiting: requests still open or in a sent batch fail transiently (their records stay
         uncommitted and are enriched again after a restart)."""
-        for provider in list(self._open):
-            pending = self._open.pop(provider)
+        for group in list(self._open):
+            pending = self._open.pop(group)
             if pending.timer is not None:
                 pending.timer.cancel()
             _fail(pending.entries, TransientError("enrich stopped before the batch was sent", reason="batch_stopped"))

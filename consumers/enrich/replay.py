@@ -49,6 +49,10 @@ def anthropic_route(path: str, body: Any) -> str:
 
 
 def gemini_route(path: str, body: Any) -> str:
+    if path.split("?")[0].endswith(":batchGenerateContent"):
+        return "batch_create"
+    if "/batches/" in path:
+        return "batch_retrieve"
     try:
         return str(body["generationConfig"]["responseJsonSchema"]["title"])
     except (KeyError, TypeError):
@@ -132,7 +136,7 @@ class ReplayServer:
                         replay.in_flight -= 1
 
             def do_GET(self):  # noqa: N802  (stats for a server running in another process; batch polls)
-                if self.path != "/_replay/stats" and self.path.startswith("/v1/"):
+                if self.path != "/_replay/stats" and self.path.startswith("/v1"):
                     headers = {k.lower(): v for k, v in self.headers.items()}
                     with replay._lock:
                         replay.requests.append(Seen("GET", self.path, {k: v for k, v in headers.items()
@@ -248,6 +252,61 @@ class AnthropicBatches:
             body["request_counts"] = {**{k: 0 for k in counts}, "succeeded": n}
         else:
             body["request_counts"] = {**{k: 0 for k in counts}, "processing": n}
+        return {**rec, "body": body}
+
+
+class GeminiBatches:
+    """Gemini batch mode on a ReplayServer, in the API's wire format: `models/<m>:batchGenerateContent` answered with
+    a recorded batch operation (`batch_create`: state BATCH_STATE_PENDING), `batches/<id>` with the recorded
+    `batch_retrieve` queue (pending, then succeeded) for that batch; a succeeded one carries
+    `metadata.output.inlinedResponses.inlinedResponses`, one per request in order with the request's metadata,
+    whose `response` is the recording scripted for the request's response schema (the queues a synchronous call
+    pops), or a recorded `{"error": ...}` entry scripted with `script_entry`. `entries` counts batched requests."""
+
+    def __init__(self, srv: ReplayServer):
+        self.srv = srv
+        self.batches: dict[str, list[tuple[dict[str, Any], str]]] = {}  # batch name -> [(metadata, route)]
+        self._outputs: dict[str, list[dict[str, Any]]] = {}
+        self.entries = 0
+        self.entry_results: dict[str, deque] = defaultdict(deque)
+        srv.transform = self
+
+    def script_entry(self, route: str, *items: dict[str, Any]) -> "GeminiBatches":
+        self.entry_results[route].extend(items)
+        return self
+
+    def __call__(self, key: str, req: Any, rec: dict[str, Any]) -> dict[str, Any]:
+        if not key.startswith("batch_") or int(rec.get("status", 200)) != 200:
+            return rec
+        if key == "batch_create":
+            name = f"batches/{len(self.batches) + 1:04d}{uuid.uuid4().hex[:16]}"
+            items = req["body"]["batch"]["inputConfig"]["requests"]["requests"]
+            self.batches[name] = [(it.get("metadata") or {}, gemini_route("", {"generationConfig": it["request"].get(
+                "generationConfig", {})})) for it in items]
+            self.entries += len(items)
+            return self._job(rec, name)
+        name = "batches/" + req["path"].split("?")[0].rsplit("/", 1)[-1]
+        job = self._job(rec, name)
+        output = job["body"].get("metadata", {}).get("output")
+        if output is not None:
+            lines = self._outputs.get(name)
+            if lines is None:  # a finished job answers the same every time it is asked
+                lines = self._outputs[name] = [
+                    {**(self.entry_results[route].popleft() if self.entry_results[route] else
+                        {"response": self.srv._next(route).get("body")}), "metadata": metadata}
+                    for metadata, route in self.batches.get(name, [])]
+            output["inlinedResponses"] = {"inlinedResponses": lines}
+            job["body"]["response"] = {**job["body"].get("response", {}), "inlinedResponses": {"inlinedResponses": lines}}
+        return job
+
+    def _job(self, rec: dict[str, Any], name: str) -> dict[str, Any]:
+        body = json.loads(json.dumps(rec["body"]).replace(rec["body"]["name"], name))
+        n = str(len(self.batches.get(name, [])))
+        stats = body.get("metadata", {}).get("batchStats")
+        if stats is not None:
+            done = body["metadata"].get("state") == "BATCH_STATE_SUCCEEDED"
+            body["metadata"]["batchStats"] = {"requestCount": n, **({"successfulRequestCount": n} if done
+                                                                     else {"pendingRequestCount": n})}
         return {**rec, "body": body}
 
 

@@ -86,8 +86,8 @@ class EnrichSettings(Section):
                                                    "system prompt) for Anthropic's prompt cache")
     batch: Literal["off", "backfill"] = Field(
         "off", description="backfill = records published by `assetstream backfill` (event attribute ingest=backfill*) "
-                           "are enriched through the provider's batch API (Claude Message Batches: half price, "
-                           "results within 24 h); live traffic stays synchronous. A worker that takes backfill in "
+                           "are enriched through the provider's batch API (Claude Message Batches, Gemini batch mode: half "
+                           "price, results within 24 h); live traffic stays synchronous. A worker that takes backfill in "
                            "batches needs runner.concurrency and runner.max_in_flight of about batch_max_requests / 3 "
                            "(each waiting record holds a slot)")
     batch_max_requests: int = Field(1000, ge=1, description="requests per provider batch (at most 100,000 for Claude)")

@@ -8,14 +8,14 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from typing import Any
+from typing import Any, NoReturn
 
 from google import genai
 from google.genai import errors as genai_errors
 from google.genai import types
 
 from consumers.enrich.providers.base import ProviderRequest, ProviderResponse, connection, parse_json_object
-from streams.errors import PermanentError, TransientError
+from streams.errors import PermanentError, StageError, TransientError
 
 TRANSIENT_STATUS = {408, 429, 500, 502, 503, 504}
 REFUSAL_FINISH = {"SAFETY", "PROHIBITED_CONTENT", "BLOCKLIST", "SPII", "IMAGE_SAFETY", "RECITATION",
@@ -45,6 +45,61 @@ def _enum_name(value: Any) -> str | None:
     return str(getattr(value, "name", None) or value).split(".")[-1]
 
 
+BATCH_ENDED = {"JOB_STATE_SUCCEEDED", "JOB_STATE_FAILED", "JOB_STATE_CANCELLED", "JOB_STATE_EXPIRED"}
+TRANSIENT_RPC_CODES = {4, 8, 10, 13, 14}
+"""google.rpc codes worth asking again: DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED, ABORTED, INTERNAL, UNAVAILABLE"""
+
+
+def _stage_error(e: BaseException, timeout_s: float | None) -> BaseException:
+    """An SDK or transport error as the project's error class (status only; never the key or the body); anything
+    else unchanged."""
+    if isinstance(e, genai_errors.APIError):
+        code = int(e.code or 0)
+        details = {"status": code, "error_status": e.status or ""}
+        if code in TRANSIENT_STATUS or code >= 500:
+            return TransientError(f"gemini {code} {e.status}", reason=f"http_{code}", details=details,
+                                  retry_after_s=_retry_delay(e))
+        return PermanentError(f"gemini {code} {e.status}", reason=f"http_{code}", details=details)
+    name = type(e).__name__
+    if "Timeout" in name:
+        return TransientError(f"gemini timeout after {timeout_s}s", reason="timeout")
+    if any(k in name for k in ("Connect", "Connection", "Disconnected", "ClientOS", "Transport",
+                               "Network", "ReadError", "RemoteProtocol")):
+        return TransientError(f"gemini connection error ({name})", reason="connection")
+    return e
+
+
+def _raise(e: BaseException, timeout_s: float | None) -> NoReturn:
+    mapped = _stage_error(e, timeout_s)
+    if mapped is e:
+        raise e
+    raise mapped from e
+
+
+def _response(resp: Any, request: ProviderRequest, request_id: str | None, latency_ms: float) -> ProviderResponse:
+    """A GenerateContentResponse (synchronous or a batch entry's) as the provider response."""
+    usage = resp.usage_metadata
+    out_tokens = int((usage.candidates_token_count or 0) + (usage.thoughts_token_count or 0)) if usage else 0
+    result = ProviderResponse(data=None, raw_text="", model=request.model, model_version=resp.model_version,
+                              request_id=request_id, input_tokens=int(usage.prompt_token_count or 0) if usage else 0,
+                              output_tokens=out_tokens, latency_ms=latency_ms)
+    block = _enum_name(resp.prompt_feedback.block_reason) if resp.prompt_feedback else None
+    cand = resp.candidates[0] if resp.candidates else None
+    finish = _enum_name(cand.finish_reason) if cand is not None else None
+    result.stop_reason = finish or block
+    if block or finish in REFUSAL_FINISH or cand is None:
+        raise PermanentError("gemini blocked the request", reason="refused",
+                             details={"block_reason": block or "", "finish_reason": finish or "",
+                                      "request_id": result.request_id or "",
+                                      "input_tokens": result.input_tokens,
+                                      "output_tokens": result.output_tokens})
+    text = "".join(p.text or "" for p in (cand.content.parts or []) if not getattr(p, "thought", False)) \
+        if cand.content else ""
+    result.raw_text = text
+    result.data = parse_json_object(text)
+    return result
+
+
 class GeminiProvider:
     name = "gemini"
 
@@ -57,61 +112,83 @@ class GeminiProvider:
             client = genai.Client(api_key=key, http_options=opts)
         self.client = client
 
-    async def generate(self, request: ProviderRequest) -> ProviderResponse:
+    @staticmethod
+    def _contents(request: ProviderRequest) -> list[types.Content]:
         parts: list[Any] = []
         if request.image:
             parts.append(types.Part.from_bytes(data=request.image, mime_type=request.image_media_type))
         parts.append(types.Part.from_text(text=request.user_text))
-        config = types.GenerateContentConfig(
+        return [types.Content(role="user", parts=parts)]
+
+    @staticmethod
+    def _config(request: ProviderRequest, timeout: bool = True) -> types.GenerateContentConfig:
+        return types.GenerateContentConfig(
             system_instruction=request.system, temperature=request.temperature,
             max_output_tokens=request.max_tokens, response_mime_type="application/json",
             response_json_schema=request.output_schema,
-            http_options=types.HttpOptions(timeout=int(request.timeout_s * 1000)))
+            http_options=types.HttpOptions(timeout=int(request.timeout_s * 1000)) if timeout else None)
+
+    async def generate(self, request: ProviderRequest) -> ProviderResponse:
         started = time.monotonic()
         try:
             resp = await asyncio.wait_for(
                 self.client.aio.models.generate_content(
-                    model=request.model, contents=[types.Content(role="user", parts=parts)], config=config),
+                    model=request.model, contents=self._contents(request), config=self._config(request)),
                 timeout=request.timeout_s + 1.0)
-        except genai_errors.APIError as e:
-            code = int(e.code or 0)
-            details = {"status": code, "error_status": e.status or ""}
-            if code in TRANSIENT_STATUS or code >= 500:
-                raise TransientError(f"gemini {code} {e.status}", reason=f"http_{code}", details=details,
-                                     retry_after_s=_retry_delay(e)) from None
-            raise PermanentError(f"gemini {code} {e.status}", reason=f"http_{code}", details=details) from None
         except (asyncio.TimeoutError, TimeoutError) as e:
             raise TransientError(f"gemini timeout after {request.timeout_s}s", reason="timeout") from e
-        except Exception as e:  # transport errors of httpx / aiohttp, whichever the SDK picked
-            name = type(e).__name__
-            if "Timeout" in name:
-                raise TransientError(f"gemini timeout after {request.timeout_s}s", reason="timeout") from e
-            if any(k in name for k in ("Connect", "Connection", "Disconnected", "ClientOS", "Transport",
-                                       "Network", "ReadError", "RemoteProtocol")):
-                raise TransientError(f"gemini connection error ({name})", reason="connection") from e
-            raise
-        latency_ms = (time.monotonic() - started) * 1000.0
-        usage = resp.usage_metadata
-        out_tokens = int((usage.candidates_token_count or 0) + (usage.thoughts_token_count or 0)) if usage else 0
-        result = ProviderResponse(data=None, raw_text="", model=request.model, model_version=resp.model_version,
-                                  request_id=resp.response_id,
-                                  input_tokens=int(usage.prompt_token_count or 0) if usage else 0,
-                                  output_tokens=out_tokens, latency_ms=latency_ms)
-        block = _enum_name(resp.prompt_feedback.block_reason) if resp.prompt_feedback else None
-        cand = resp.candidates[0] if resp.candidates else None
-        finish = _enum_name(cand.finish_reason) if cand is not None else None
-        result.stop_reason = finish or block
-        if block or finish in REFUSAL_FINISH or cand is None:
-            raise PermanentError("gemini blocked the request", reason="refused",
-                                 details={"block_reason": block or "", "finish_reason": finish or "",
-                                          "request_id": result.request_id or "",
-                                          "input_tokens": result.input_tokens,
-                                          "output_tokens": result.output_tokens})
-        text = "".join(p.text or "" for p in (cand.content.parts or []) if not getattr(p, "thought", False)) \
-            if cand.content else ""
-        result.raw_text = text
-        result.data = parse_json_object(text)
-        return result
+        except Exception as e:  # noqa: BLE001 - API errors and transport errors of httpx / aiohttp
+            _raise(e, request.timeout_s)
+        return _response(resp, request, resp.response_id, (time.monotonic() - started) * 1000.0)
+
+    # --- batch mode (consumers/enrich/batching.py drives these): one batch job per model ------------------
+    batch_per_model = True
+
+    async def submit_batch(self, entries: list[tuple[str, ProviderRequest]]) -> str:
+        """One batch job of inlined requests (all of one model), each tagged with its custom id; its name."""
+        src = [types.InlinedRequest(contents=self._contents(r), config=self._config(r, timeout=False),
+                                    metadata={"key": cid}) for cid, r in entries]
+        try:
+            job = await self.client.aio.batches.create(model=entries[0][1].model, src=src)
+        except Exception as e:  # noqa: BLE001
+            _raise(e, None)
+        return str(job.name)
+
+    async def batch_ended(self, batch_id: str) -> bool:
+        try:
+            job = await self.client.aio.batches.get(name=batch_id)
+        except Exception as e:  # noqa: BLE001
+            _raise(e, None)
+        return _enum_name(job.state) in BATCH_ENDED
+
+    async def batch_results(self, batch_id: str,
+                            entries: dict[str, ProviderRequest]) -> dict[str, ProviderResponse | StageError]:
+        try:
+            job = await self.client.aio.batches.get(name=batch_id)
+        except Exception as e:  # noqa: BLE001
+            _raise(e, None)
+        state = _enum_name(job.state)
+        if state != "JOB_STATE_SUCCEEDED":  # failed, cancelled or expired as a whole: ask again
+            raise TransientError(f"gemini batch {batch_id} {state}", reason=f"batch_{str(state).lower()}")
+        out: dict[str, ProviderResponse | StageError] = {}
+        order = list(entries)
+        for i, item in enumerate((job.dest.inlined_responses if job.dest else None) or []):
+            cid = (item.metadata or {}).get("key") or (order[i] if i < len(order) else None)
+            request = entries.get(cid) if cid else None
+            if request is None:
+                continue
+            request_id = f"{batch_id}/{cid}"
+            if item.error is not None or item.response is None:
+                code = int(getattr(item.error, "code", 0) or 0)
+                cls = TransientError if code in TRANSIENT_RPC_CODES or code == 0 else PermanentError
+                out[cid] = cls(f"gemini batch entry error {code}", reason=f"batch_rpc_{code}",
+                               details={"request_id": request_id, "code": code})
+                continue
+            try:
+                out[cid] = _response(item.response, request, request_id, 0.0)
+            except StageError as e:  # blocked
+                out[cid] = e
+        return out
 
     async def aclose(self) -> None:
         try:
