@@ -53,6 +53,8 @@ def gemini_route(path: str, body: Any) -> str:
         return "batch_create"
     if "/batches/" in path:
         return "batch_retrieve"
+    if path.split("?")[0].endswith("/cachedContents"):
+        return "cache_create"
     try:
         return str(body["generationConfig"]["responseJsonSchema"]["title"])
     except (KeyError, TypeError):
@@ -162,7 +164,8 @@ class ReplayServer:
                     time.sleep(delay)
                 out = rec["raw"].encode() if "raw" in rec else json.dumps(rec.get("body", {})).encode()
                 for origin in RECORDED_ORIGINS:  # URLs in recorded bodies (results_url) point back here
-                    out = out.replace(origin.encode(), replay.url.encode())
+                    if origin.encode() in out:
+                        out = out.replace(origin.encode(), replay.url.encode())
                 try:
                     self.send_response(int(rec.get("status", 200)))
                     hdrs = {"content-type": "application/json", **{k.lower(): v for k, v in

@@ -20,9 +20,15 @@ DEFAULT_PRICES: dict[str, dict[str, float]] = {
     "claude:claude-haiku-4-5": {"input_per_mtok": 1.0, "output_per_mtok": 5.0},
     "claude:claude-sonnet-4-6": {"input_per_mtok": 3.0, "output_per_mtok": 15.0},
     "claude:claude-opus-4-6": {"input_per_mtok": 5.0, "output_per_mtok": 25.0},
-    "gemini:gemini-2.5-flash": {"input_per_mtok": 0.30, "output_per_mtok": 2.50},
-    "gemini:gemini-2.5-flash-lite": {"input_per_mtok": 0.10, "output_per_mtok": 0.40},
-    "gemini:gemini-2.5-pro": {"input_per_mtok": 1.25, "output_per_mtok": 10.0},
+    # Gemini context caching: cached tokens read at ~0.1x input; creating a cache bills its tokens once as input
+    # plus storage per hour (1.00 / 4.50 USD per million tokens and hour): cache_write = input + one hour of storage,
+    # right for the default enrich.gemini_cache_ttl_s of 3600 (scale the storage part for another TTL)
+    "gemini:gemini-2.5-flash": {"input_per_mtok": 0.30, "output_per_mtok": 2.50, "cache_read_per_mtok": 0.03,
+                                "cache_write_per_mtok": 1.30},
+    "gemini:gemini-2.5-flash-lite": {"input_per_mtok": 0.10, "output_per_mtok": 0.40, "cache_read_per_mtok": 0.01,
+                                     "cache_write_per_mtok": 1.10},
+    "gemini:gemini-2.5-pro": {"input_per_mtok": 1.25, "output_per_mtok": 10.0, "cache_read_per_mtok": 0.125,
+                              "cache_write_per_mtok": 5.75},
 }
 
 
@@ -83,7 +89,10 @@ class EnrichSettings(Section):
                                         "class names and the vocabulary are kept between processes (default "
                                         "~/.cache/assetstream/local-provider; 'off' = not kept)")
     prompt_caching: bool = Field(True, description="Claude: mark the stable prefix (output tool + vocabulary, "
-                                                   "system prompt) for Anthropic's prompt cache")
+                                                   "system prompt) for Anthropic's prompt cache; Gemini: keep each "
+                                                   "task's system instruction in a context cache per model")
+    gemini_cache_ttl_s: int = Field(3600, ge=60, description="Gemini: lifetime of a context cache (storage is billed "
+                                                            "per hour; a new one is made when it expires)")
     batch: Literal["off", "backfill"] = Field(
         "off", description="backfill = records published by `assetstream backfill` (event attribute ingest=backfill*) "
                            "are enriched through the provider's batch API (Claude Message Batches, Gemini batch mode: half "
