@@ -248,11 +248,10 @@ def test_gemini_success_structured_output_and_request_shape(gemini_server):
     assert parts[1]["text"] == pr.user_text
 
 
-def test_gemini_context_cache_holds_the_system_instruction_and_is_billed_at_its_rates(gemini_server):
-    gemini_server.script("cache_create", rec("gemini/cache_created.json"))
-    gemini_server.script("tagging output", rec("gemini/tagging_ok_cached.json"))
+def gemini_tagging_twice(server):
+    """Two tagging calls through one Gemini provider with context caching on (one Caller, one event loop)."""
     pr = prompt("tagging", provider="gemini", model="gemini-2.5-flash")
-    s, spec, p = settings(provider="gemini"), ModelSpec("gemini", "gemini-2.5-flash"), gemini(gemini_server, True)
+    s, spec, p = settings(provider="gemini"), ModelSpec("gemini", "gemini-2.5-flash"), gemini(server, True)
     c = caller(s, p)
 
     async def twice():
@@ -260,7 +259,13 @@ def test_gemini_context_cache_holds_the_system_instruction_and_is_billed_at_its_
             return [await c.run(spec, pr, image=None, media_type="image/jpeg", context={}) for _ in range(2)]
         finally:
             await p.aclose()
-    first, second = run(twice())
+    return pr, run(twice())
+
+
+def test_gemini_context_cache_holds_the_system_instruction_and_is_billed_at_its_rates(gemini_server):
+    gemini_server.script("cache_create", rec("gemini/cache_created.json"))
+    gemini_server.script("tagging output", rec("gemini/tagging_ok_cached.json"))
+    pr, (first, second) = gemini_tagging_twice(gemini_server)
     create, call1, call2 = gemini_server.requests
     assert create.path.endswith("/cachedContents") and create.body["ttl"] == "3600s"
     assert create.body["model"] == "models/gemini-2.5-flash"
@@ -279,16 +284,7 @@ def test_gemini_context_cache_holds_the_system_instruction_and_is_billed_at_its_
 def test_gemini_context_cache_refused_as_too_small_is_not_asked_again(gemini_server):
     gemini_server.script("cache_create", rec("gemini/cache_too_small.json"))
     gemini_server.script("tagging output", rec("gemini/tagging_ok.json"))
-    pr = prompt("tagging", provider="gemini", model="gemini-2.5-flash")
-    s, spec, p = settings(provider="gemini"), ModelSpec("gemini", "gemini-2.5-flash"), gemini(gemini_server, True)
-    c = caller(s, p)
-
-    async def twice():
-        try:
-            return [await c.run(spec, pr, image=None, media_type="image/jpeg", context={}) for _ in range(2)]
-        finally:
-            await p.aclose()
-    a, b = run(twice())
+    pr, (a, b) = gemini_tagging_twice(gemini_server)
     paths = [r.path.rsplit("/", 1)[-1] for r in gemini_server.requests]
     assert paths == ["cachedContents", "gemini-2.5-flash:generateContent", "gemini-2.5-flash:generateContent"]
     assert all(r.body["systemInstruction"]["parts"][0]["text"] == pr.system for r in gemini_server.requests[1:])

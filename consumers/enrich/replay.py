@@ -206,25 +206,30 @@ class ReplayServer:
         self.stop()
 
 
-class AnthropicBatches:
+class _ScriptedBatches:
+    """A batch API on a ReplayServer (its response transform): the requests of each batch by id, and recorded
+    per-entry results scripted per route ahead of the ones a synchronous call would pop."""
+
+    def __init__(self, srv: ReplayServer):
+        self.srv = srv
+        self.batches: dict[str, list[tuple[Any, str]]] = {}  # batch id -> [(custom id or metadata, route)]
+        self.entries = 0
+        self.entry_results: dict[str, deque] = defaultdict(deque)
+        srv.transform = self
+
+    def script_entry(self, route: str, *items: dict[str, Any]) -> "_ScriptedBatches":
+        """Recorded per-entry results (their id is filled in) for the next batch entries of this route."""
+        self.entry_results[route].extend(items)
+        return self
+
+
+class AnthropicBatches(_ScriptedBatches):
     """Message Batches on a ReplayServer, in the API's wire format: the create and retrieve answers are recorded
     MessageBatch objects (`batch_create`, `batch_retrieve` queues: e.g. in_progress, then ended), given the id of
     the batch the request names; the results are the API's JSONL, one line per request of that batch
     (`{"custom_id", "result": {"type": "succeeded", "message": ...}}`) whose message is the recording scripted for
     the request's tool (the same queues a synchronous call pops), or a recorded `errored` / `expired` line
     scripted under `batch_entry:<tool>`. `entries` counts the requests sent in batches."""
-
-    def __init__(self, srv: ReplayServer):
-        self.srv = srv
-        self.batches: dict[str, list[tuple[str, str]]] = {}  # batch id -> [(custom_id, tool)]
-        self.entries = 0
-        self.entry_results: dict[str, deque] = defaultdict(deque)
-        srv.transform = self
-
-    def script_entry(self, tool: str, *lines: dict[str, Any]) -> "AnthropicBatches":
-        """Recorded result lines (custom_id is filled in) for the next batch entries of this tool."""
-        self.entry_results[tool].extend(lines)
-        return self
 
     def __call__(self, key: str, req: Any, rec: dict[str, Any]) -> dict[str, Any]:
         if not key.startswith("batch_") or int(rec.get("status", 200)) != 200:
@@ -258,7 +263,7 @@ class AnthropicBatches:
         return {**rec, "body": body}
 
 
-class GeminiBatches:
+class GeminiBatches(_ScriptedBatches):
     """Gemini batch mode on a ReplayServer, in the API's wire format: `models/<m>:batchGenerateContent` answered with
     a recorded batch operation (`batch_create`: state BATCH_STATE_PENDING), `batches/<id>` with the recorded
     `batch_retrieve` queue (pending, then succeeded) for that batch; a succeeded one carries
@@ -267,16 +272,8 @@ class GeminiBatches:
     pops), or a recorded `{"error": ...}` entry scripted with `script_entry`. `entries` counts batched requests."""
 
     def __init__(self, srv: ReplayServer):
-        self.srv = srv
-        self.batches: dict[str, list[tuple[dict[str, Any], str]]] = {}  # batch name -> [(metadata, route)]
+        super().__init__(srv)
         self._outputs: dict[str, list[dict[str, Any]]] = {}
-        self.entries = 0
-        self.entry_results: dict[str, deque] = defaultdict(deque)
-        srv.transform = self
-
-    def script_entry(self, route: str, *items: dict[str, Any]) -> "GeminiBatches":
-        self.entry_results[route].extend(items)
-        return self
 
     def __call__(self, key: str, req: Any, rec: dict[str, Any]) -> dict[str, Any]:
         if not key.startswith("batch_") or int(rec.get("status", 200)) != 200:
