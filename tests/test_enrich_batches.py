@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 
 import pytest
 
@@ -15,7 +16,7 @@ from app.producer import AssetPublisher
 from consumers.enrich.replay import AnthropicBatches, ReplayServer
 from consumers.enrich.stage import EnrichStage
 from streams import metrics
-from streams.errors import PermanentError
+from streams.errors import PermanentError, TransientError
 from streams.runner import StageRunner
 from tests.kafka_support import RunnerThread, committed, make_settings, provision, read_topic
 from tests.test_enrich_stage import KEY, ctx, jpeg, make_settings as enrich_settings, preprocessed, rec, script_ok
@@ -95,6 +96,44 @@ def test_a_copy_waiting_in_the_same_batch_is_not_asked_twice():
     assert a.value["cost_usd"] > 0 and b.value["cost_usd"] == 0.0
     assert b.value["enrichment"] == a.value["enrichment"]
     assert [p["request_id"] for p in b.value["provenance"]] == [p["request_id"] for p in a.value["provenance"]]
+
+
+def test_a_worker_restarted_during_a_batch_waits_for_that_batch_instead_of_paying_again(store):
+    """The batch journal in the real search store: worker A sends the batch and stops before it ends (its records
+    stay uncommitted); worker B, given the same records, finds their entries and collects that batch's answers."""
+    with ReplayServer() as srv:
+        serve_batches(srv, polls_in_progress=10_000)  # never ends while A runs
+        s = enrich_settings(srv.url, **{**BATCH, "result_cache": "store"}).with_overrides(
+            index={"url": store.url, "server_mode": "serverless", "number_of_replicas": 0,
+                   "index": f"batchjournal-{uuid.uuid4().hex[:6]}"})
+        records = [backfill("rs-1", 1), backfill("rs-2", 2)]
+        worker_a = EnrichStage(s)
+
+        async def stopped_while_waiting():
+            tasks = [asyncio.ensure_future(worker_a.aprocess(v, ctx(v["asset"]["asset_id"]))) for v in records]
+            deadline = time.monotonic() + 20
+            while metrics.LLM_BATCHES.labels("claude", "submitted")._value.get() == sent_before or \
+                    sum(1 for r in srv.requests if r.method == "GET") < 3:
+                assert time.monotonic() < deadline, "the batch was never sent"
+                await asyncio.sleep(0.05)
+            await worker_a.aclose()  # the worker stops: the records fail transiently, nothing is produced
+            return await asyncio.gather(*tasks, return_exceptions=True)
+        sent_before = metrics.LLM_BATCHES.labels("claude", "submitted")._value.get()
+        stopped = asyncio.run(stopped_while_waiting())
+        assert all(isinstance(r, TransientError) for r in stopped)
+        (create,) = [r for r in srv.requests if r.path == "/v1/messages/batches"]
+
+        srv.rescript("batch_retrieve", rec("claude/batch_ended.json"))  # the batch ends meanwhile
+        outs = process(EnrichStage(s), *records)  # worker B: the same records, redelivered
+        creates = [r for r in srv.requests if r.path == "/v1/messages/batches"]
+    assert creates == [create]  # no second batch: nothing paid twice
+    assert all(o.value["enrichment"]["alt_text"] for o in outs)
+    batch_id = outs[0].value["provenance"][0]["request_id"].split("/")[0]
+    sent_ids = {r["custom_id"] for r in create.body["requests"]}
+    for o in outs:
+        assert o.value["cost_usd"] > 0  # paid once, by the batch A sent, and accounted by B who collected it
+        for p in o.value["provenance"]:
+            assert p["request_id"].split("/") [0] == batch_id and p["request_id"].split("/")[1] in sent_ids
 
 
 def test_an_expired_entry_is_asked_again_in_the_next_batch_and_an_errored_one_dead_letters_its_record():

@@ -84,6 +84,13 @@ class ReplayServer:
             self._queues[key].extend(recordings)
         return self
 
+    def rescript(self, key: str, *recordings: dict[str, Any]) -> "ReplayServer":
+        """Drop what is left for `key` (and its last answer), then script these."""
+        with self._lock:
+            self._queues[key].clear()
+            self._last.pop(key, None)
+        return self.script(key, *recordings)
+
     def count(self, key: str | None = None) -> int:
         with self._lock:
             if key is None:

@@ -11,7 +11,7 @@ import logging
 from collections import OrderedDict
 from typing import Any, Callable
 
-from consumers.enrich.batching import BatchCollector, is_backfill
+from consumers.enrich.batching import BatchCollector, is_backfill, make_batch_journal
 from consumers.enrich.calling import Caller, PriceTable, SpendLedger, TaskResult
 from consumers.enrich.dedupe import DedupeIndex, ElasticsearchDedupeIndex, Indexed, InMemoryDedupeIndex, Look
 from consumers.enrich.plan import EnrichPlan
@@ -88,8 +88,6 @@ class EnrichStage(PipelineFacts, Stage):
             if spec.provider not in self.providers:
                 self.providers[spec.provider] = factory(spec.provider, settings)
         self.caller = Caller(self.enrich, self.providers, ledger=self.ledger, prices=self.prices)
-        # backfill through the providers' batch APIs (enrich.batch): live records stay synchronous
-        self.batcher = BatchCollector.from_settings(self.enrich, self.providers) if self.enrich.batch != "off" else None
         if dedupe is None:
             if self.enrich.dedupe == "elasticsearch":
                 dedupe = ElasticsearchDedupeIndex(settings)
@@ -98,6 +96,10 @@ class EnrichStage(PipelineFacts, Stage):
                                              self.enrich.dedupe_confirm_distance)
         self.dedupe = dedupe
         self.results = make_result_cache(settings, getattr(dedupe, "client", None))
+        # backfill through the providers' batch APIs (enrich.batch): live records stay synchronous
+        self.batcher = BatchCollector.from_settings(
+            self.enrich, self.providers, make_batch_journal(settings, getattr(dedupe, "client", None))) \
+            if self.enrich.batch != "off" else None
         self._identities = self.plan.identities()  # dedupe reuses only enrichments this plan would make
         # task results of records that failed part-way, so a runner retry does not pay twice
         self._partial: OrderedDict[tuple[str, str, str], TaskResult] = OrderedDict()
