@@ -100,6 +100,12 @@ class EnrichStage(PipelineFacts, Stage):
         self.batcher = BatchCollector.from_settings(
             self.enrich, self.providers, make_batch_journal(settings, getattr(dedupe, "client", None))) \
             if self.enrich.batch != "off" else None
+        slots = min(settings.runner.concurrency, settings.runner.max_in_flight)
+        if self.batcher is not None and slots * len(self.plan.tasks) < self.enrich.batch_max_requests:
+            log.warning("enrich.batch=backfill with %d record slots (runner.concurrency / max_in_flight): batches "
+                        "will hold about %d of enrich.batch_max_requests=%d requests, and live records wait for "
+                        "free slots; raise both to about %d", slots, slots * len(self.plan.tasks),
+                        self.enrich.batch_max_requests, -(-self.enrich.batch_max_requests // len(self.plan.tasks)))
         self._identities = self.plan.identities()  # dedupe reuses only enrichments this plan would make
         # task results of records that failed part-way, so a runner retry does not pay twice
         self._partial: OrderedDict[tuple[str, str, str], TaskResult] = OrderedDict()
