@@ -4,9 +4,10 @@ With `enrich.batch = "backfill"`, every model request of a record published by `
 attribute `ingest` = `backfill*`) goes to a `BatchCollector` instead of a synchronous call. The collector gathers
 the requests of many records (`enrich.batch_max_requests`, or whatever came within `enrich.batch_max_wait_s` of
 the first), sends them as one batch (Claude: Message Batches; Gemini: batch mode, one job per model; both billed at
-half price), asks every
-`enrich.batch_poll_interval_s` whether it ended, fetches the results and hands each request its own answer by its
-`custom_id`. Live records of the same worker stay synchronous.
+half price), asks every `enrich.batch_poll_interval_s` whether it ended, fetches the results and hands each request
+its own answer by its `custom_id`. Live records of the same worker stay synchronous. An identical request already
+waiting shares that entry's answer; every sent entry is written to the `BatchJournal`, so a worker that restarts
+(or takes over the partition) during a batch waits for that batch instead of paying for the question again.
 
 Nothing here blocks the consumer: each waiting record is an awaiting coroutine on the io stage's event loop,
 while the runner keeps polling (at `runner.max_in_flight` it stops taking records, then pauses the partitions, so
