@@ -15,6 +15,12 @@ event pays for every task: the naive count), and prints model requests and dolla
 
 Targets (issue 18): unchanged library 0 requests; one prompt changed exactly assets x 1; metadata-only updates 0.
 Dedupe is off in both runs so the cache alone is measured.
+
+Then the same backfill (scenario 1, result cache on, each mode with its own fresh cache) per provider: synchronous
+calls vs the batch API (`enrich.batch=backfill`, events marked `ingest=backfill`; Claude Message Batches and Gemini
+batch mode, the server answering in each API's wire format), printing requests, batches and dollars side by side
+(Gemini with context caching off: no cache recording is replayed).
+Target (issue 18): batch <= 55 % of the synchronous cost.
 """
 from __future__ import annotations
 
@@ -35,7 +41,8 @@ sys.path.insert(0, str(ROOT))
 from PIL import Image, ImageDraw  # noqa: E402
 
 from app.settings import Settings  # noqa: E402
-from consumers.enrich.replay import ReplayServer, load_recording  # noqa: E402
+from consumers.enrich.replay import (AnthropicBatches, GeminiBatches, ReplayServer, anthropic_route,  # noqa: E402
+                                     gemini_route, load_recording)
 from consumers.enrich.stage import EnrichStage  # noqa: E402
 from domain import PROMPTS_DIR  # noqa: E402
 from streams.embedded_store import OsmemStore  # noqa: E402
@@ -82,16 +89,61 @@ def _reprocess(v: dict, **asset) -> dict:
     return out
 
 
-async def _run(settings: Settings, records: list[dict]) -> float:
+async def _run(settings: Settings, records: list[dict], concurrency: int = 1) -> float:
+    """The records through one stage, `concurrency` at once (the runner's io executor); the dollars spent."""
     stage = EnrichStage(settings)
-    cost = 0.0
-    try:
-        for v in records:
+    slots = asyncio.Semaphore(concurrency)
+
+    async def one(v: dict) -> float:
+        async with slots:
             out = await stage.aprocess(v, RecordContext("preprocessed", 0, 0, v["asset"]["asset_id"], {}, None))
-            cost += out.value["cost_usd"]
+            return out.value["cost_usd"]
+    try:
+        return sum(await asyncio.gather(*(one(v) for v in records)))
     finally:
         await stage.aclose()
-    return cost
+
+
+BATCH_REPLAY = {
+    # provider: (route, replay of its batch API, per-task recordings, batch recordings, request path suffixes)
+    "claude": ("anthropic", AnthropicBatches, {"record_tags": "tagging_ok.json", "record_alt_text": "alt_text_ok.json",
+                                               "record_rights": "rights_ok.json"},
+               {"batch_create": ["batch_create.json"], "batch_retrieve": ["batch_in_progress.json", "batch_ended.json"],
+                "batch_results": ["batch_results.json"]}, ("/v1/messages", "/v1/messages/batches")),
+    "gemini": ("gemini", GeminiBatches, {f"{t} output": f"{t}_ok.json" for t in TASKS},
+               {"batch_create": ["batch_create.json"], "batch_retrieve": ["batch_running.json", "batch_succeeded.json"]},
+               (":generateContent", ":batchGenerateContent")),
+}
+
+
+def _batch_vs_sync(store_url: str, library: list[dict], prompts: Path,
+                   provider: str) -> list[tuple[str, int, int, float]]:
+    """The same backfill synchronously and through the provider's batch API: (mode, model requests, batches, USD)."""
+    route, replay, tasks, batch_recs, (sync_path, batch_path) = BATCH_REPLAY[provider]
+    backfill = [{**v, "asset": {**v["asset"], "attributes": {"ingest": "backfill"}}} for v in library]
+    rows = []
+    for mode in ("synchronous", "batch API"):
+        with ReplayServer(route=anthropic_route if route == "anthropic" else gemini_route) as srv:
+            for key, name in tasks.items():
+                srv.script(key, load_recording(ROOT / "tests" / "recordings" / provider / name))
+            for key, names in batch_recs.items():
+                srv.script(key, *[load_recording(ROOT / "tests" / "recordings" / provider / n) for n in names])
+            batches = replay(srv)
+            batch = {"batch": "backfill", "batch_max_requests": 300, "batch_max_wait_s": 0.5,
+                     "batch_poll_interval_s": 0.05} if mode != "synchronous" else {}
+            s = Settings().with_overrides(
+                index={"url": store_url, "server_mode": "serverless", "number_of_replicas": 0,
+                       "index": f"bench-cost-{uuid.uuid4().hex[:6]}"},
+                enrich={"provider": provider, f"{'anthropic' if provider == 'claude' else 'gemini'}_api_key": "bench-key",
+                        f"{'anthropic' if provider == 'claude' else 'gemini'}_base_url": srv.url,
+                        "prompt_caching": provider == "claude", "dedupe": "off", "result_cache": "store",
+                        "max_attempts": 1, "request_timeout_s": 30.0, "prompts_dir": str(prompts),
+                        "prompt_versions": {"alt_text": "v1"}, **batch})
+            usd = asyncio.run(_run(s, backfill, concurrency=len(backfill) if batch else 1))
+            requests = batches.entries + sum(1 for r in srv.requests if r.path.endswith(sync_path))
+            n_batches = sum(1 for r in srv.requests if r.path.endswith(batch_path))
+            rows.append((f"{provider} {mode}", requests, n_batches, usd))
+    return rows
 
 
 def main() -> None:
@@ -144,6 +196,7 @@ def main() -> None:
                 usd = asyncio.run(_run(s, events))
                 row += [srv.count() - before, usd]
             rows.append(row)
+        batch_rows = {p: _batch_vs_sync(store.url, library, prompts, p) for p in BATCH_REPLAY}
     shutil.rmtree(prompts, ignore_errors=True)
 
     print(f"{args.assets} assets, {n_copies} byte-identical copies, {len(updates)} metadata-only updates; "
@@ -156,6 +209,12 @@ def main() -> None:
     total = [sum(r[i] for r in rows) for i in (2, 3, 4, 5)]
     print(f"{'total':40} {sum(r[1] for r in rows):6d} | {total[0]:15d} {total[1]:9.4f} | {total[2]:15d} "
           f"{total[3]:9.4f} | {total[0] / total[2]:6.2f}")
+    print(f"\nbackfill of the same {len(library)} events (result cache on), synchronous vs the batch API")
+    print(f"{'mode':20} {'model requests':>14} {'batches':>7} {'USD':>9} | {'ratio':>6}")
+    for rows_of_provider in batch_rows.values():
+        base = rows_of_provider[0][3]
+        for mode, req, n_batches, usd in rows_of_provider:
+            print(f"{mode:20} {req:14d} {n_batches:7d} {usd:9.4f} | {usd / base:6.2f}")
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ from consumers.enrich.dedupe import ElasticsearchDedupeIndex, InMemoryDedupeInde
 from consumers.enrich.replay import ReplayServer
 from consumers.enrich.stage import EnrichStage
 from streams import metrics
+from streams.errors import PermanentError
 from streams.avro import validate
 from app.settings import Settings
 
@@ -157,3 +158,37 @@ def test_token_bucket_limits_requests_and_tokens():
     assert t.wait_time(5_000) == pytest.approx(5.0)
     t.adjust(-2_000)  # the answer used 2000 tokens fewer than estimated
     assert t.wait_time(5_000) == pytest.approx(3.0)
+
+
+def test_an_event_older_than_the_indexed_version_is_not_enriched(store):
+    """A late event (version 3 arriving after version 5 was indexed) costs no model call: it is refused with reason
+    stale_event (the runner dead-letters it with that reason) and counted; the same or a newer version is enriched."""
+    idx, client = store
+    with ReplayServer() as srv:
+        script_ok(srv)
+        newer = preprocessed("late")
+        newer["asset"]["version"] = 5
+        (indexed,) = run(EnrichStage(settings_for(srv.url, idx)), newer)
+        index_enriched(client, idx, indexed.value)
+        calls = srv.count()
+
+        stale = preprocessed("late", data=jpeg(3), phash="0f0f0f0f0f0f0f0f")  # other bytes: would cost 3 calls
+        stale["asset"].update(version=3, event_id="ev-late-3", event_type="updated")
+        before = metrics.STALE_EVENTS.labels("enrich")._value.get()
+        worker = EnrichStage(settings_for(srv.url, idx))
+        with pytest.raises(PermanentError) as err:
+            run(worker, stale)
+        assert err.value.reason == "stale_event"
+        assert "version 3 is older than the indexed version 5" in err.value.message
+        assert err.value.details == {"version": "3", "indexed_version": "5"}
+        assert srv.count() == calls  # no model call
+        assert metrics.STALE_EVENTS.labels("enrich")._value.get() == before + 1
+
+        # the indexed version again (a replay, a reprocess) and a newer one are enriched as usual
+        for version in (5, 6):
+            event = preprocessed("late", data=jpeg(3), phash="0f0f0f0f0f0f0f0f")
+            event["asset"].update(version=version, event_id=f"ev-late-{version}", event_type="updated")
+            (out,) = run(EnrichStage(settings_for(srv.url, idx)), event)
+            assert out.value["pre"]["asset"]["version"] == version and out.value["enrichment"]["tags"]
+        assert srv.count() > calls
+        assert metrics.STALE_EVENTS.labels("enrich")._value.get() == before + 1

@@ -217,8 +217,8 @@ def test_claude_timeout_is_transient(claude_server):
 
 # --- Gemini -----------------------------------------------------------------------------------------------
 
-def gemini(server) -> GeminiProvider:
-    return GeminiProvider(api_key=GKEY, base_url=server.url)
+def gemini(server, caching: bool = False) -> GeminiProvider:
+    return GeminiProvider(settings(prompt_caching=caching), api_key=GKEY, base_url=server.url)
 
 
 def gcall(server, task: str, s: Settings | None = None, image: bytes | None = None, sleeps=None):
@@ -246,6 +246,60 @@ def test_gemini_success_structured_output_and_request_shape(gemini_server):
     assert base64.urlsafe_b64decode(inline["data"]) == JPEG
     assert (inline.get("mimeType") or inline.get("mime_type")) == "image/jpeg"
     assert parts[1]["text"] == pr.user_text
+
+
+def gemini_tagging_twice(server):
+    """Two tagging calls through one Gemini provider with context caching on (one Caller, one event loop)."""
+    pr = prompt("tagging", provider="gemini", model="gemini-2.5-flash")
+    s, spec, p = settings(provider="gemini"), ModelSpec("gemini", "gemini-2.5-flash"), gemini(server, True)
+    c = caller(s, p)
+
+    async def twice():
+        try:
+            return [await c.run(spec, pr, image=None, media_type="image/jpeg", context={}) for _ in range(2)]
+        finally:
+            await p.aclose()
+    return pr, run(twice())
+
+
+def test_gemini_context_cache_holds_the_system_instruction_and_is_billed_at_its_rates(gemini_server):
+    gemini_server.script("cache_create", rec("gemini/cache_created.json"))
+    gemini_server.script("tagging output", rec("gemini/tagging_ok_cached.json"))
+    pr, (first, second) = gemini_tagging_twice(gemini_server)
+    create, call1, call2 = gemini_server.requests
+    assert create.path.endswith("/cachedContents") and create.body["ttl"] == "3600s"
+    assert create.body["model"] == "models/gemini-2.5-flash"
+    assert create.body["systemInstruction"]["parts"][0]["text"] == pr.system
+    for seen in (call1, call2):  # the cache is referenced by name, the instruction not sent again
+        assert seen.body["cachedContent"] == "cachedContents/4f9kq2m7x1c8v3b6n0z5"
+        assert "systemInstruction" not in seen.body
+    # 2.5 flash: 520 full-rate input tokens at $0.30, 1690 cached at $0.03, 41 output at $2.50 per MTok; the first
+    # request also pays for storing the cache (1690 tokens at $1.30: input once + one hour of storage)
+    plain = (520 * 0.30 + 1690 * 0.03 + 41 * 2.50) / 1e6
+    assert second.provenance["cost_usd"] == pytest.approx(plain, rel=1e-9)
+    assert first.provenance["cost_usd"] == pytest.approx(plain + 1690 * 1.30 / 1e6, rel=1e-9)
+    assert second.provenance["input_tokens"] == 2210
+
+
+def test_gemini_context_cache_refused_as_too_small_is_not_asked_again(gemini_server):
+    gemini_server.script("cache_create", rec("gemini/cache_too_small.json"))
+    gemini_server.script("tagging output", rec("gemini/tagging_ok.json"))
+    pr, (a, b) = gemini_tagging_twice(gemini_server)
+    paths = [r.path.rsplit("/", 1)[-1] for r in gemini_server.requests]
+    assert paths == ["cachedContents", "gemini-2.5-flash:generateContent", "gemini-2.5-flash:generateContent"]
+    assert all(r.body["systemInstruction"]["parts"][0]["text"] == pr.system for r in gemini_server.requests[1:])
+    assert a.provenance["cost_usd"] == b.provenance["cost_usd"] == pytest.approx((2210 * 0.30 + 41 * 2.50) / 1e6)
+
+
+def test_gemini_context_cache_gone_is_made_again_not_dead_lettered(gemini_server):
+    gemini_server.script("cache_create", rec("gemini/cache_created.json"), rec("gemini/cache_created.json"))
+    gemini_server.script("tagging output", rec("gemini/cache_gone_403.json"), rec("gemini/tagging_ok_cached.json"))
+    pr = prompt("tagging", provider="gemini", model="gemini-2.5-flash")
+    s, spec, p = settings(provider="gemini"), ModelSpec("gemini", "gemini-2.5-flash"), gemini(gemini_server, True)
+    res = call(p, spec, pr, s, sleeps=[])
+    paths = [r.path.rsplit("/", 1)[-1] for r in gemini_server.requests]
+    assert paths == ["cachedContents", "gemini-2.5-flash:generateContent"] * 2
+    assert res.data["tags"][0]["tag"] == "product:sneaker"
 
 
 def test_gemini_429_then_success(gemini_server):

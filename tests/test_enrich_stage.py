@@ -347,7 +347,8 @@ def test_gemini_stage_end_to_end():
         g.script("alt_text output", rec("gemini/alt_text_ok.json"))
         g.script("rights output", rec("gemini/rights_ok.json"))
         s = Settings().with_overrides(enrich={"provider": "gemini", "gemini_api_key": "AIza-stage-SECRET",
-                                              "gemini_base_url": g.url, "dedupe": "memory", "max_attempts": 1})
+                                              "gemini_base_url": g.url, "dedupe": "memory", "max_attempts": 1,
+                                              "prompt_caching": False})  # context caching: test_enrich_providers
         stage = EnrichStage(s)
         (out,) = run_stage(stage, preprocessed("gm1"))
         v = out.value

@@ -35,6 +35,8 @@ DEFAULT_MODELS_BY_PROVIDER: dict[str, dict[str, str]] = {
 }
 RAW_OUTPUT_LIMIT = 8000
 IMAGE_TOKEN_ESTIMATE = 1600
+BATCH_FACTOR = 0.5
+"""A batch API request's price as a share of the synchronous one (Anthropic Message Batches, Gemini batch mode)."""
 
 
 @dataclass(frozen=True)
@@ -71,18 +73,21 @@ class PriceTable:
         return spec.provider == "local" or spec.key in self.prices
 
     def cost(self, spec: ModelSpec, input_tokens: int, output_tokens: int, cache_read: int = 0,
-             cache_write: int = 0) -> float:
+             cache_write: int = 0, *, batch: bool = False) -> float:
         """USD. Prompt-cache tokens at their own rates: `cache_read_per_mtok` / `cache_write_per_mtok` when the
-        price entry has them, else Anthropic's published multipliers of the input price (0.1x read, 1.25x write)."""
+        price entry has them, else Anthropic's published multipliers of the input price (0.1x read, 1.25x write).
+        A batch API request costs `batch_factor` (default 0.5: Anthropic's and Google's published batch discount)
+        of all of that."""
         if spec.provider == "local":
             return 0.0
         p = self.prices.get(spec.key)
         if p is None:
             raise PermanentError(f"no price for {spec.key}: add enrich.prices[{spec.key!r}]", reason="config")
         base = float(p.get("input_per_mtok", 0.0))
-        return (input_tokens * base + output_tokens * float(p.get("output_per_mtok", 0.0))
-                + cache_read * float(p.get("cache_read_per_mtok", 0.1 * base))
-                + cache_write * float(p.get("cache_write_per_mtok", 1.25 * base))) / 1_000_000.0
+        factor = float(p.get("batch_factor", BATCH_FACTOR)) if batch else 1.0
+        return factor * (input_tokens * base + output_tokens * float(p.get("output_per_mtok", 0.0))
+                         + cache_read * float(p.get("cache_read_per_mtok", 0.1 * base))
+                         + cache_write * float(p.get("cache_write_per_mtok", 1.25 * base))) / 1_000_000.0
 
 
 class SpendLedger:
@@ -251,10 +256,11 @@ class Caller:
         return lim
 
     def _account(self, spec: ModelSpec, task: str, usage: _Usage, input_tokens: int, output_tokens: int,
-                 latency_ms: float, outcome: str | None, cache_read: int = 0, cache_write: int = 0) -> None:
+                 latency_ms: float, outcome: str | None, cache_read: int = 0, cache_write: int = 0,
+                 batch: bool = False) -> None:
         """outcome=None: the request returned an answer; `run` counts it as ok / invalid_output once validated.
         Provenance counts every input token (full-rate and cached); the cost prices each at its own rate."""
-        cost = self.prices.cost(spec, input_tokens, output_tokens, cache_read, cache_write)
+        cost = self.prices.cost(spec, input_tokens, output_tokens, cache_read, cache_write, batch=batch)
         usage.input_tokens += input_tokens + cache_read + cache_write
         usage.output_tokens += output_tokens
         usage.cost_usd += cost
@@ -270,9 +276,39 @@ class Caller:
             metrics.LLM_TOKENS.labels(spec.provider, spec.model, "cache_write").inc(cache_write)
         metrics.LLM_TOKENS.labels(spec.provider, spec.model, "output").inc(output_tokens)
         metrics.LLM_COST.labels(spec.provider, spec.model).inc(cost)
-        metrics.LLM_LATENCY.labels(spec.provider, spec.model).observe(latency_ms / 1000.0)
+        if not batch:  # a batch entry's wait (minutes to hours) is no request latency
+            metrics.LLM_LATENCY.labels(spec.provider, spec.model).observe(latency_ms / 1000.0)
 
-    async def _once(self, spec: ModelSpec, request: ProviderRequest, usage: _Usage) -> ProviderResponse:
+    async def _accounted(self, spec: ModelSpec, request: ProviderRequest, usage: _Usage, call: Any,
+                         batch: bool = False) -> ProviderResponse:
+        """Await one provider request and account for it, whatever its outcome (refusals still bill the tokens
+        the provider reported)."""
+        started = time.monotonic()
+        try:
+            resp = await call
+        except (asyncio.TimeoutError, TimeoutError):
+            self._account(spec, request.task, usage, 0, 0, (time.monotonic() - started) * 1000, "timeout")
+            raise TransientError(f"{spec.key} timed out after {request.timeout_s}s", reason="timeout") from None
+        except TransientError:
+            self._account(spec, request.task, usage, 0, 0, (time.monotonic() - started) * 1000, "transient",
+                          batch=batch)
+            raise
+        except PermanentError as e:
+            self._account(spec, request.task, usage, int(e.details.get("input_tokens", 0) or 0),
+                          int(e.details.get("output_tokens", 0) or 0), (time.monotonic() - started) * 1000,
+                          "refused" if e.reason == "refused" else "permanent",
+                          int(e.details.get("cache_read_tokens", 0) or 0),
+                          int(e.details.get("cache_write_tokens", 0) or 0), batch=batch)
+            raise
+        resp.latency_ms = resp.latency_ms or (time.monotonic() - started) * 1000
+        self._account(spec, request.task, usage, resp.input_tokens, resp.output_tokens, resp.latency_ms, None,
+                      resp.cache_read_tokens, resp.cache_write_tokens, batch=batch)
+        return resp
+
+    async def _once(self, spec: ModelSpec, request: ProviderRequest, usage: _Usage,
+                    batcher: Any = None) -> ProviderResponse:
+        if batcher is not None:  # waits for its batch: holds no in-flight slot and no rate-limit tokens
+            return await self._accounted(spec, request, usage, batcher.call(spec.provider, request), batch=True)
         provider = self.providers[spec.provider]
         est = (len(request.system) + len(request.user_text)) / 4 + (IMAGE_TOKEN_ESTIMATE if request.image else 0) \
             + request.max_tokens
@@ -280,54 +316,42 @@ class Caller:
         limiter = self.limiter(spec)
         async with semaphore:
             await limiter.acquire(est)
-            started = time.monotonic()
             try:
-                resp = await asyncio.wait_for(provider.generate(request), timeout=request.timeout_s + 2.0)
-            except (asyncio.TimeoutError, TimeoutError):
-                self._account(spec, request.task, usage, 0, 0, (time.monotonic() - started) * 1000, "timeout")
-                limiter.settle(est, 0)
-                raise TransientError(f"{spec.key} timed out after {request.timeout_s}s", reason="timeout") from None
-            except TransientError:
-                self._account(spec, request.task, usage, 0, 0, (time.monotonic() - started) * 1000, "transient")
-                limiter.settle(est, 0)
-                raise
+                resp = await self._accounted(spec, request, usage, asyncio.wait_for(
+                    provider.generate(request), timeout=request.timeout_s + 2.0))
             except PermanentError as e:
-                # refusals still bill the tokens the provider reported
-                tin, tout = int(e.details.get("input_tokens", 0) or 0), int(e.details.get("output_tokens", 0) or 0)
-                self._account(spec, request.task, usage, tin, tout, (time.monotonic() - started) * 1000,
-                              "refused" if e.reason == "refused" else "permanent",
-                              int(e.details.get("cache_read_tokens", 0) or 0),
-                              int(e.details.get("cache_write_tokens", 0) or 0))
-                limiter.settle(est, tin + tout)
+                limiter.settle(est, int(e.details.get("input_tokens", 0) or 0)
+                               + int(e.details.get("output_tokens", 0) or 0))
+                raise
+            except TransientError:
+                limiter.settle(est, 0)
                 raise
         limiter.settle(est, resp.input_tokens + resp.cache_write_tokens + resp.output_tokens)
-        latency = resp.latency_ms or (time.monotonic() - started) * 1000
-        resp.latency_ms = latency
-        self._account(spec, request.task, usage, resp.input_tokens, resp.output_tokens, latency, None,
-                      resp.cache_read_tokens, resp.cache_write_tokens)
         return resp
 
-    async def _with_retries(self, spec: ModelSpec, request: ProviderRequest, usage: _Usage) -> ProviderResponse:
+    async def _with_retries(self, spec: ModelSpec, request: ProviderRequest, usage: _Usage,
+                            batcher: Any = None) -> ProviderResponse:
         retrying = AsyncRetrying(stop=stop_after_attempt(max(1, self.settings.max_attempts))
                                  | _StopOnLongRetryAfter(self.settings.backoff_max_s),
                                  wait=_wait_for(self.settings), retry=retry_if_exception_type(TransientError),
                                  reraise=True, sleep=self._sleep)
         async for attempt in retrying:
             with attempt:
-                return await self._once(spec, request, usage)
+                return await self._once(spec, request, usage, batcher)
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def run(self, spec: ModelSpec, prompt: RenderedPrompt, *, image: bytes | None, media_type: str,
-                  context: dict[str, Any]) -> TaskResult:
+                  context: dict[str, Any], batcher: Any = None) -> TaskResult:
         """One task: call, validate, one repair attempt, provenance. Raises TransientError after the retries
-        are used up, PermanentError("invalid_model_output") if the repaired answer is still invalid."""
+        are used up, PermanentError("invalid_model_output") if the repaired answer is still invalid. With a
+        `batcher` (consumers/enrich/batching.py) every request goes into the provider's next batch, at its price."""
         usage = _Usage()
         request = ProviderRequest(task=prompt.id, model=spec.model, system=prompt.system, user_text=prompt.user_text,
                                   output_schema=prompt.schema, image=image, image_media_type=media_type,
                                   max_tokens=prompt.max_tokens, temperature=prompt.temperature,
                                   timeout_s=self.settings.request_timeout_s,
                                   context={**context, "output_tool": prompt.output_tool})
-        resp = await self._with_retries(spec, request, usage)
+        resp = await self._with_retries(spec, request, usage, batcher)
         error = check_output(prompt.id, resp.data, resp.raw_text, prompt.schema)
         repaired = False
         metrics.LLM_REQUESTS.labels(spec.provider, spec.model, prompt.id,
@@ -337,7 +361,7 @@ class Caller:
                                         "user_text": repair_text(prompt.user_text, resp.raw_text, error),
                                         "context": {**request.context, "repair_of": resp.raw_text,
                                                     "validation_error": error}})
-            resp = await self._with_retries(spec, repair, usage)
+            resp = await self._with_retries(spec, repair, usage, batcher)
             error = check_output(prompt.id, resp.data, resp.raw_text, prompt.schema)
             repaired = True
             metrics.LLM_REQUESTS.labels(spec.provider, spec.model, prompt.id,

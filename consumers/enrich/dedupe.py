@@ -139,7 +139,20 @@ class DedupeIndex(Protocol):
         """What people decided about the asset so far (its HumanReview in the index), or None."""
         ...
 
+    async def indexed(self, asset_id: str) -> "Indexed | None":
+        """The asset's indexed version and review (one lookup), or None when not known."""
+        ...
+
     async def aclose(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class Indexed:
+    """What the index holds of an asset, as enrich needs it: the event version it was published at (the sink's
+    external version) and the human review."""
+
+    version: int | None
+    review: dict[str, Any] | None = None
 
 
 @dataclass
@@ -277,6 +290,9 @@ class InMemoryDedupeIndex:
     async def review(self, asset_id: str) -> dict[str, Any] | None:
         return None  # reviews live in the index; the sink applies them in any case
 
+    async def indexed(self, asset_id: str) -> Indexed | None:
+        return None  # versions live in the index
+
     async def aclose(self) -> None:
         pass
 
@@ -385,31 +401,40 @@ class ElasticsearchDedupeIndex:
             return remote
         return m
 
-    def _get_review(self, asset_id: str) -> dict[str, Any] | None:
+    def _get_indexed(self, asset_id: str) -> Indexed | None:
         from elasticsearch import NotFoundError
         try:
             res = self.client.options(request_timeout=self.timeout_s).search(
-                index=self.alias, query={"ids": {"values": [asset_id]}}, size=1, source=["review"])
+                index=self.alias, query={"ids": {"values": [asset_id]}}, size=1, source=["review", "version"])
         except NotFoundError:
             return None
         hits = res.get("hits", {}).get("hits", [])
-        return (hits[0].get("_source") or {}).get("review") if hits else None
+        if not hits:
+            return None
+        src = hits[0].get("_source") or {}
+        version = src.get("version")
+        return Indexed(int(version) if version is not None else None, src.get("review"))
 
-    async def review(self, asset_id: str) -> dict[str, Any] | None:
-        """Never stalls enrichment: with the store down the record goes on without it (metric result="error"),
-        and the index sink, which applies every review again before it writes, keeps the person's values."""
+    async def indexed(self, asset_id: str) -> Indexed | None:
+        """The asset's indexed version and review in one lookup. Never stalls enrichment: with the store down the
+        record goes on without them (metric result="error"): the index sink, which applies every review again
+        before it writes, keeps the person's values, and external versioning still refuses a stale event."""
         if time.monotonic() < self._down_until:
             metrics.REVIEW_LOOKUPS.labels("skipped").inc()
             return None
         try:
-            review = await asyncio.to_thread(self._get_review, asset_id)
+            found = await asyncio.to_thread(self._get_indexed, asset_id)
         except Exception as e:  # noqa: BLE001
             self._down_until = time.monotonic() + self.down_backoff_s
             metrics.REVIEW_LOOKUPS.labels("error").inc()
             log.warning("review lookup failed (%s); the index sink still applies reviews", type(e).__name__)
             return None
-        metrics.REVIEW_LOOKUPS.labels("found" if review else "none").inc()
-        return review
+        metrics.REVIEW_LOOKUPS.labels("found" if found is not None and found.review else "none").inc()
+        return found
+
+    async def review(self, asset_id: str) -> dict[str, Any] | None:
+        found = await self.indexed(asset_id)
+        return found.review if found is not None else None
 
     async def remember(self, asset_id, sha256, phash, bands, enrichment, provenance, *, tenant=None, dhash=None,
                        look=None):

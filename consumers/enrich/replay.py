@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+import uuid
 from collections import defaultdict, deque
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 SECRET_HEADERS = {"x-api-key", "authorization", "x-goog-api-key"}
+RECORDED_ORIGINS = ("https://api.anthropic.com",)
 
 
 def load_recording(path: str | Path) -> dict[str, Any]:
@@ -36,6 +38,10 @@ class Seen:
 
 
 def anthropic_route(path: str, body: Any) -> str:
+    if path.startswith("/v1/messages/batches"):  # Message Batches: create (POST), retrieve and results (GET)
+        if isinstance(body, dict) and "requests" in body:
+            return "batch_create"
+        return "batch_results" if path.rstrip("/").endswith("/results") else "batch_retrieve"
     try:
         return str(body["tool_choice"]["name"])
     except (KeyError, TypeError):
@@ -43,6 +49,12 @@ def anthropic_route(path: str, body: Any) -> str:
 
 
 def gemini_route(path: str, body: Any) -> str:
+    if path.split("?")[0].endswith(":batchGenerateContent"):
+        return "batch_create"
+    if "/batches/" in path:
+        return "batch_retrieve"
+    if path.split("?")[0].endswith("/cachedContents"):
+        return "cache_create"
     try:
         return str(body["generationConfig"]["responseJsonSchema"]["title"])
     except (KeyError, TypeError):
@@ -71,6 +83,13 @@ class ReplayServer:
         with self._lock:
             self._queues[key].extend(recordings)
         return self
+
+    def rescript(self, key: str, *recordings: dict[str, Any]) -> "ReplayServer":
+        """Drop what is left for `key` (and its last answer), then script these."""
+        with self._lock:
+            self._queues[key].clear()
+            self._last.pop(key, None)
+        return self.script(key, *recordings)
 
     def count(self, key: str | None = None) -> int:
         with self._lock:
@@ -125,7 +144,15 @@ class ReplayServer:
                     with replay._lock:
                         replay.in_flight -= 1
 
-            def do_GET(self):  # noqa: N802  (stats for a server running in another process)
+            def do_GET(self):  # noqa: N802  (stats for a server running in another process; batch polls)
+                if self.path != "/_replay/stats" and self.path.startswith("/v1"):
+                    headers = {k.lower(): v for k, v in self.headers.items()}
+                    with replay._lock:
+                        replay.requests.append(Seen("GET", self.path, {k: v for k, v in headers.items()
+                                                                       if k not in SECRET_HEADERS}, None,
+                                                    time.monotonic(), any(k in headers for k in SECRET_HEADERS)))
+                    self._respond(None)
+                    return
                 out = json.dumps(replay.stats() if self.path == "/_replay/stats" else {}).encode()
                 self.send_response(200 if self.path == "/_replay/stats" else 404)
                 self.send_header("content-type", "application/json")
@@ -137,11 +164,15 @@ class ReplayServer:
                 key = replay.route(self.path, body)
                 rec = replay._next(key)
                 if replay.transform is not None:
-                    rec = replay.transform(key, body, rec)
+                    rec = replay.transform(key, {"path": self.path, "body": body} if key.startswith("batch_")
+                                           else body, rec)
                 delay = float(rec.get("delay_s", replay.delay_s))
                 if delay:
                     time.sleep(delay)
                 out = rec["raw"].encode() if "raw" in rec else json.dumps(rec.get("body", {})).encode()
+                for origin in RECORDED_ORIGINS:  # URLs in recorded bodies (results_url) point back here
+                    if origin.encode() in out:
+                        out = out.replace(origin.encode(), replay.url.encode())
                 try:
                     self.send_response(int(rec.get("status", 200)))
                     hdrs = {"content-type": "application/json", **{k.lower(): v for k, v in
@@ -180,6 +211,110 @@ class ReplayServer:
 
     def __exit__(self, *exc: Any) -> None:
         self.stop()
+
+
+class _ScriptedBatches:
+    """A batch API on a ReplayServer (its response transform): the requests of each batch by id, and recorded
+    per-entry results scripted per route ahead of the ones a synchronous call would pop."""
+
+    def __init__(self, srv: ReplayServer):
+        self.srv = srv
+        self.batches: dict[str, list[tuple[Any, str]]] = {}  # batch id -> [(custom id or metadata, route)]
+        self.entries = 0
+        self.entry_results: dict[str, deque] = defaultdict(deque)
+        srv.transform = self
+
+    def script_entry(self, route: str, *items: dict[str, Any]) -> "_ScriptedBatches":
+        """Recorded per-entry results (their id is filled in) for the next batch entries of this route."""
+        self.entry_results[route].extend(items)
+        return self
+
+
+class AnthropicBatches(_ScriptedBatches):
+    """Message Batches on a ReplayServer, in the API's wire format: the create and retrieve answers are recorded
+    MessageBatch objects (`batch_create`, `batch_retrieve` queues: e.g. in_progress, then ended), given the id of
+    the batch the request names; the results are the API's JSONL, one line per request of that batch
+    (`{"custom_id", "result": {"type": "succeeded", "message": ...}}`) whose message is the recording scripted for
+    the request's tool (the same queues a synchronous call pops), or a recorded `errored` / `expired` line
+    scripted under `batch_entry:<tool>`. `entries` counts the requests sent in batches."""
+
+    def __call__(self, key: str, req: Any, rec: dict[str, Any]) -> dict[str, Any]:
+        if not key.startswith("batch_") or int(rec.get("status", 200)) != 200:
+            return rec
+        if key == "batch_create":
+            batch_id = f"msgbatch_{len(self.batches) + 1:04d}{uuid.uuid4().hex[:20]}"
+            entries = [(r["custom_id"], anthropic_route("/v1/messages", r["params"])) for r in req["body"]["requests"]]
+            self.batches[batch_id] = entries
+            self.entries += len(entries)
+            return self._batch(rec, batch_id)
+        batch_id = req["path"].split("/")[4]
+        if key == "batch_retrieve":
+            return self._batch(rec, batch_id)
+        lines = []
+        for cid, tool in self.batches.get(batch_id, []):
+            if self.entry_results[tool]:
+                line = self.entry_results[tool].popleft()
+            else:
+                line = {"result": {"type": "succeeded", "message": self.srv._next(tool).get("body")}}
+            lines.append(json.dumps({**line, "custom_id": cid}))
+        return {**rec, "raw": "\n".join(lines) + "\n"}
+
+    def _batch(self, rec: dict[str, Any], batch_id: str) -> dict[str, Any]:
+        body = json.loads(json.dumps(rec["body"]).replace(rec["body"]["id"], batch_id))
+        n = len(self.batches.get(batch_id, []))
+        counts = body.get("request_counts") or {}
+        if body.get("processing_status") == "ended":
+            body["request_counts"] = {**{k: 0 for k in counts}, "succeeded": n}
+        else:
+            body["request_counts"] = {**{k: 0 for k in counts}, "processing": n}
+        return {**rec, "body": body}
+
+
+class GeminiBatches(_ScriptedBatches):
+    """Gemini batch mode on a ReplayServer, in the API's wire format: `models/<m>:batchGenerateContent` answered with
+    a recorded batch operation (`batch_create`: state BATCH_STATE_PENDING), `batches/<id>` with the recorded
+    `batch_retrieve` queue (pending, then succeeded) for that batch; a succeeded one carries
+    `metadata.output.inlinedResponses.inlinedResponses`, one per request in order with the request's metadata,
+    whose `response` is the recording scripted for the request's response schema (the queues a synchronous call
+    pops), or a recorded `{"error": ...}` entry scripted with `script_entry`. `entries` counts batched requests."""
+
+    def __init__(self, srv: ReplayServer):
+        super().__init__(srv)
+        self._outputs: dict[str, list[dict[str, Any]]] = {}
+
+    def __call__(self, key: str, req: Any, rec: dict[str, Any]) -> dict[str, Any]:
+        if not key.startswith("batch_") or int(rec.get("status", 200)) != 200:
+            return rec
+        if key == "batch_create":
+            name = f"batches/{len(self.batches) + 1:04d}{uuid.uuid4().hex[:16]}"
+            items = req["body"]["batch"]["inputConfig"]["requests"]["requests"]
+            self.batches[name] = [(it.get("metadata") or {}, gemini_route("", {"generationConfig": it["request"].get(
+                "generationConfig", {})})) for it in items]
+            self.entries += len(items)
+            return self._job(rec, name)
+        name = "batches/" + req["path"].split("?")[0].rsplit("/", 1)[-1]
+        job = self._job(rec, name)
+        output = job["body"].get("metadata", {}).get("output")
+        if output is not None:
+            lines = self._outputs.get(name)
+            if lines is None:  # a finished job answers the same every time it is asked
+                lines = self._outputs[name] = [
+                    {**(self.entry_results[route].popleft() if self.entry_results[route] else
+                        {"response": self.srv._next(route).get("body")}), "metadata": metadata}
+                    for metadata, route in self.batches.get(name, [])]
+            output["inlinedResponses"] = {"inlinedResponses": lines}
+            job["body"]["response"] = {**job["body"].get("response", {}), "inlinedResponses": {"inlinedResponses": lines}}
+        return job
+
+    def _job(self, rec: dict[str, Any], name: str) -> dict[str, Any]:
+        body = json.loads(json.dumps(rec["body"]).replace(rec["body"]["name"], name))
+        n = str(len(self.batches.get(name, [])))
+        stats = body.get("metadata", {}).get("batchStats")
+        if stats is not None:
+            done = body["metadata"].get("state") == "BATCH_STATE_SUCCEEDED"
+            body["metadata"]["batchStats"] = {"requestCount": n, **({"successfulRequestCount": n} if done
+                                                                     else {"pendingRequestCount": n})}
+        return {**rec, "body": body}
 
 
 def main(argv: list[str] | None = None) -> None:

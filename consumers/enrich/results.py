@@ -86,32 +86,30 @@ class MemoryResultCache:
         pass
 
 
-class StoreResultCache:
-    """`<index>-results` in the search store, shared by every enrich worker."""
+class StoreDocs:
+    """Small documents by id in one index of the search store (`<index>-<suffix>`, not searchable, created on first
+    write), read and written with a timeout; callers treat a failure as a miss."""
 
-    MAPPINGS = {"dynamic": False, "properties": {"task": {"type": "keyword"}, "asset_id": {"type": "keyword"},
-                                                  "created_at": {"type": "date"}}}
+    MAPPINGS: dict[str, Any] = {"dynamic": False, "properties": {}}
 
-    def __init__(self, settings: Any, client: Any = None, *, timeout_s: float = 2.0, down_backoff_s: float = 30.0):
+    def __init__(self, settings: Any, client: Any, suffix: str, *, timeout_s: float = 2.0):
         if client is None:
             from domain.store.client import make_client
             client = make_client(settings)
         self.client = client
-        self.index = f"{settings.index.index}-results"
-        self.ttl_s = settings.enrich.result_cache_ttl_days * 86400.0
-        self.timeout_s, self.down_backoff_s = timeout_s, down_backoff_s
-        self._down_until = 0.0
+        self.index = f"{settings.index.index}-{suffix}"
+        self.timeout_s = timeout_s
         self._created = False
 
     def _get(self, keys: list[str]) -> dict[str, dict[str, Any]]:
         from elasticsearch import NotFoundError
         try:
             resp = self.client.options(request_timeout=self.timeout_s).mget(index=self.index, ids=keys)
-        except NotFoundError:  # nothing cached yet
+        except NotFoundError:  # nothing written yet
             return {}
         return {d["_id"]: d["_source"] for d in resp["docs"] if d.get("found")}
 
-    def _put(self, key: str, entry: dict[str, Any]) -> None:
+    def _ensure(self) -> None:
         from elasticsearch import BadRequestError
         if not self._created:
             try:
@@ -120,7 +118,33 @@ class StoreResultCache:
                 if "already_exists" not in str(e):
                     raise
             self._created = True
+
+    def _put(self, key: str, entry: dict[str, Any]) -> None:
+        self._ensure()
         self.client.options(request_timeout=self.timeout_s).index(index=self.index, id=key, document=entry)
+
+    def _put_many(self, entries: dict[str, dict[str, Any]]) -> None:
+        """One bulk request; raises if any document was not written."""
+        self._ensure()
+        ops: list[dict[str, Any]] = []
+        for key, entry in entries.items():
+            ops += [{"index": {"_index": self.index, "_id": key}}, entry]
+        resp = self.client.options(request_timeout=max(self.timeout_s, 10.0)).bulk(operations=ops)
+        if resp.get("errors"):
+            raise RuntimeError(f"{self.index}: some documents were not written")
+
+
+class StoreResultCache(StoreDocs):
+    """`<index>-results` in the search store, shared by every enrich worker."""
+
+    MAPPINGS = {"dynamic": False, "properties": {"task": {"type": "keyword"}, "asset_id": {"type": "keyword"},
+                                                  "created_at": {"type": "date"}}}
+
+    def __init__(self, settings: Any, client: Any = None, *, timeout_s: float = 2.0, down_backoff_s: float = 30.0):
+        super().__init__(settings, client, "results", timeout_s=timeout_s)
+        self.ttl_s = settings.enrich.result_cache_ttl_days * 86400.0
+        self.down_backoff_s = down_backoff_s
+        self._down_until = 0.0
 
     async def get_many(self, keys: list[str]) -> dict[str, TaskResult]:
         if not keys or time.monotonic() < self._down_until:

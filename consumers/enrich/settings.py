@@ -20,9 +20,15 @@ DEFAULT_PRICES: dict[str, dict[str, float]] = {
     "claude:claude-haiku-4-5": {"input_per_mtok": 1.0, "output_per_mtok": 5.0},
     "claude:claude-sonnet-4-6": {"input_per_mtok": 3.0, "output_per_mtok": 15.0},
     "claude:claude-opus-4-6": {"input_per_mtok": 5.0, "output_per_mtok": 25.0},
-    "gemini:gemini-2.5-flash": {"input_per_mtok": 0.30, "output_per_mtok": 2.50},
-    "gemini:gemini-2.5-flash-lite": {"input_per_mtok": 0.10, "output_per_mtok": 0.40},
-    "gemini:gemini-2.5-pro": {"input_per_mtok": 1.25, "output_per_mtok": 10.0},
+    # Gemini context caching: cached tokens read at ~0.1x input; creating a cache bills its tokens once as input
+    # plus storage per hour (1.00 / 4.50 USD per million tokens and hour): cache_write = input + one hour of storage,
+    # right for the default enrich.gemini_cache_ttl_s of 3600 (scale the storage part for another TTL)
+    "gemini:gemini-2.5-flash": {"input_per_mtok": 0.30, "output_per_mtok": 2.50, "cache_read_per_mtok": 0.03,
+                                "cache_write_per_mtok": 1.30},
+    "gemini:gemini-2.5-flash-lite": {"input_per_mtok": 0.10, "output_per_mtok": 0.40, "cache_read_per_mtok": 0.01,
+                                     "cache_write_per_mtok": 1.10},
+    "gemini:gemini-2.5-pro": {"input_per_mtok": 1.25, "output_per_mtok": 10.0, "cache_read_per_mtok": 0.125,
+                              "cache_write_per_mtok": 5.75},
 }
 
 
@@ -63,8 +69,9 @@ class EnrichSettings(Section):
                           "and validate; default: the bundled prompts/ (or ASSETSTREAM_PROMPTS_DIR)")
     prices: dict[str, dict[str, float]] = Field(
         default_factory=dict,
-        description='"provider:model" -> {"input_per_mtok", "output_per_mtok"} USD; merged over built-in '
-                    'list prices; local models cost 0')
+        description='"provider:model" -> {"input_per_mtok", "output_per_mtok"} USD (optional "cache_read_per_mtok", '
+                    '"cache_write_per_mtok", "batch_factor": the batch API price as a share of the synchronous one, '
+                    'default 0.5); merged over built-in list prices; local models cost 0')
     rate_limits: dict[str, RateLimit] = Field(
         default_factory=dict, description='"provider:model" (or "provider") -> requests/min and tokens/min')
     max_tokens: dict[str, int] = Field(default_factory=lambda: {"tagging": 600, "alt_text": 700, "rights": 400},
@@ -82,7 +89,20 @@ class EnrichSettings(Section):
                                         "class names and the vocabulary are kept between processes (default "
                                         "~/.cache/assetstream/local-provider; 'off' = not kept)")
     prompt_caching: bool = Field(True, description="Claude: mark the stable prefix (output tool + vocabulary, "
-                                                   "system prompt) for Anthropic's prompt cache")
+                                                   "system prompt) for Anthropic's prompt cache; Gemini: keep each "
+                                                   "task's system instruction in a context cache per model")
+    gemini_cache_ttl_s: int = Field(3600, ge=60, description="Gemini: lifetime of a context cache (storage is billed "
+                                                            "per hour; a new one is made when it expires)")
+    batch: Literal["off", "backfill"] = Field(
+        "off", description="backfill = records published by `assetstream backfill` (event attribute ingest=backfill*) "
+                           "are enriched through the provider's batch API (Claude Message Batches, Gemini batch mode: half "
+                           "price, results within 24 h); live traffic stays synchronous. A worker that takes backfill in "
+                           "batches needs runner.concurrency and runner.max_in_flight of about batch_max_requests / 3 "
+                           "(each waiting record holds a slot)")
+    batch_max_requests: int = Field(1000, ge=1, description="requests per provider batch (at most 100,000 for Claude)")
+    batch_max_wait_s: float = Field(30.0, gt=0, description="a batch is sent at batch_max_requests or this long after "
+                                                              "its first request, whichever comes first")
+    batch_poll_interval_s: float = Field(60.0, gt=0, description="how often a sent batch is asked whether it ended")
     result_cache: Literal["store", "memory", "off"] = Field(
         "store", description="where model answers are kept by what determines them (image, task, model, prompt, "
                              "rendered context) so the same question is never paid twice; store = <index>-results")

@@ -11,8 +11,9 @@ import logging
 from collections import OrderedDict
 from typing import Any, Callable
 
+from consumers.enrich.batching import BatchCollector, is_backfill, make_batch_journal
 from consumers.enrich.calling import Caller, PriceTable, SpendLedger, TaskResult
-from consumers.enrich.dedupe import DedupeIndex, ElasticsearchDedupeIndex, InMemoryDedupeIndex, Look
+from consumers.enrich.dedupe import DedupeIndex, ElasticsearchDedupeIndex, Indexed, InMemoryDedupeIndex, Look
 from consumers.enrich.plan import EnrichPlan
 from consumers.enrich.results import make_result_cache, result_key
 from consumers.enrich.providers import make_provider
@@ -95,6 +96,16 @@ class EnrichStage(PipelineFacts, Stage):
                                              self.enrich.dedupe_confirm_distance)
         self.dedupe = dedupe
         self.results = make_result_cache(settings, getattr(dedupe, "client", None))
+        # backfill through the providers' batch APIs (enrich.batch): live records stay synchronous
+        self.batcher = BatchCollector.from_settings(
+            self.enrich, self.providers, make_batch_journal(settings, getattr(dedupe, "client", None))) \
+            if self.enrich.batch != "off" else None
+        slots = min(settings.runner.concurrency, settings.runner.max_in_flight)
+        if self.batcher is not None and slots * len(self.plan.tasks) < self.enrich.batch_max_requests:
+            log.warning("enrich.batch=backfill with %d record slots (runner.concurrency / max_in_flight): batches "
+                        "will hold about %d of enrich.batch_max_requests=%d requests, and live records wait for "
+                        "free slots; raise both to about %d", slots, slots * len(self.plan.tasks),
+                        self.enrich.batch_max_requests, -(-self.enrich.batch_max_requests // len(self.plan.tasks)))
         self._identities = self.plan.identities()  # dedupe reuses only enrichments this plan would make
         # task results of records that failed part-way, so a runner retry does not pay twice
         self._partial: OrderedDict[tuple[str, str, str], TaskResult] = OrderedDict()
@@ -110,6 +121,8 @@ class EnrichStage(PipelineFacts, Stage):
         return self.ledger.spent_usd
 
     async def aclose(self) -> None:
+        if self.batcher is not None:
+            await self.batcher.aclose()
         for p in self.providers.values():
             try:
                 await p.aclose()
@@ -134,6 +147,9 @@ class EnrichStage(PipelineFacts, Stage):
         pre = {**{k: None for k in PRE_FIELDS}, **value}  # the thumbnail rides on: the index keeps it for review
         asset = value["asset"]
         hashes = value.get("hashes") or {}
+        indexed = await self.dedupe.indexed(asset["asset_id"]) if self.dedupe is not None else None
+        self._refuse_stale(asset, indexed)
+        review = indexed.review if indexed is not None else None
 
         look = Look.of(value, self._identities) if self.dedupe is not None and hashes else None
         if self.dedupe is not None and hashes and asset.get("event_type") != "reprocess":
@@ -149,11 +165,9 @@ class EnrichStage(PipelineFacts, Stage):
                     "output_tokens": 0, "latency_ms": 0.0, "cost_usd": 0.0, "reused_from": None}]
                 return Output(value=self._record(pre, normalise_enrichment(match.enrichment), prov, 0.0,
                                                  duplicate_of=match.asset_id,
-                                                 duplicate_distance=match.distance,
-                                                 review=await self.dedupe.review(asset["asset_id"])))
+                                                 duplicate_distance=match.distance, review=review))
             metrics.DEDUPE.labels("miss").inc()
 
-        review = await self.dedupe.review(asset["asset_id"]) if self.dedupe is not None else None
         results = await self._run_tasks(value, final=final_attempt(ctx, self.settings))
         enrichment = self._merge(results)
         provenance = [r.provenance for r in results.values()]
@@ -167,6 +181,18 @@ class EnrichStage(PipelineFacts, Stage):
                                        hashes.get("phash_bands"), enrichment, provenance, tenant=asset.get("tenant"),
                                        dhash=hashes.get("dhash"), look=look)
         return Output(value=self._record(pre, enrichment, provenance, cost, review=review, degraded=degraded))
+
+    def _refuse_stale(self, asset: dict[str, Any], indexed: Indexed | None) -> None:
+        """An event older than the version already indexed is not enriched (no model call): the index would refuse
+        its result anyway (external versioning). It goes to the dead letters with reason `stale_event`, counted in
+        assetstream_stale_events_total; an equal version (a replay, a reprocess) is enriched as usual."""
+        version = asset.get("version")
+        if indexed is None or indexed.version is None or version is None or int(version) >= indexed.version:
+            return
+        metrics.STALE_EVENTS.labels(self.name).inc()
+        raise PermanentError(f"stale event: version {version} is older than the indexed version {indexed.version}; "
+                             "not enriched", reason="stale_event",
+                             details={"version": version, "indexed_version": indexed.version})
 
     def _record(self, pre: dict[str, Any], enrichment: dict[str, Any] | None, provenance: list[dict[str, Any]],
                 cost: float, *, duplicate_of: str | None = None, duplicate_distance: int | None = None,
@@ -195,6 +221,7 @@ class EnrichStage(PipelineFacts, Stage):
             hits = await self.results.get_many(list(keys.values()))
             results.update({name: hits[k] for name, k in keys.items() if k in hits})
         pending: dict[asyncio.Task, str] = {}
+        batcher = self.batcher if self.batcher is not None and is_backfill(asset) else None
         for name, task in jobs.items():
             if name in results:
                 continue
@@ -202,7 +229,9 @@ class EnrichStage(PipelineFacts, Stage):
             if cached is not None:
                 results[name] = cached
                 continue
-            coro = self.caller.run(task.spec, prompts[name], image=image, media_type=media_type, context=context)
+            coro = self.caller.run(task.spec, prompts[name], image=image, media_type=media_type, context=context,
+                                   batcher=batcher if batcher is not None and batcher.supports(task.spec.provider)
+                                   else None)
             pending[asyncio.ensure_future(coro)] = name
         error: BaseException | None = None
         if pending:
