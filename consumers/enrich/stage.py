@@ -141,14 +141,15 @@ class EnrichStage(PipelineFacts, Stage):
                 log.debug("enrich close failed", exc_info=True)
 
     # --- processing ---------------------------------------------------------------------------------------
-    async def aprocess(self, value: dict[str, Any], ctx: RecordContext) -> Output:
+    async def aprocess(self, value: dict[str, Any], ctx: RecordContext) -> Output | None:
         if is_deleted(value):
             return Output(value=self._record(minimal_pre(value), None, [], 0.0))
         pre = {**{k: None for k in PRE_FIELDS}, **value}  # the thumbnail rides on: the index keeps it for review
         asset = value["asset"]
         hashes = value.get("hashes") or {}
         indexed = await self.dedupe.indexed(asset["asset_id"]) if self.dedupe is not None else None
-        self._refuse_stale(asset, indexed)
+        if self._stale(asset, indexed):
+            return None
         review = indexed.review if indexed is not None else None
 
         look = Look.of(value, self._identities) if self.dedupe is not None and hashes else None
@@ -182,17 +183,18 @@ class EnrichStage(PipelineFacts, Stage):
                                        dhash=hashes.get("dhash"), look=look)
         return Output(value=self._record(pre, enrichment, provenance, cost, review=review, degraded=degraded))
 
-    def _refuse_stale(self, asset: dict[str, Any], indexed: Indexed | None) -> None:
-        """An event older than the version already indexed is not enriched (no model call): the index would refuse
-        its result anyway (external versioning). It goes to the dead letters with reason `stale_event`, counted in
-        assetstream_stale_events_total; an equal version (a replay, a reprocess) is enriched as usual."""
+    def _stale(self, asset: dict[str, Any], indexed: Indexed | None) -> bool:
+        """An event older than the version already indexed is not enriched (no model call) and produces nothing:
+        the index would refuse its result anyway (external versioning), and a superseded event is not an error
+        that needs a person, so it is no dead letter either. Counted in assetstream_stale_events_total and
+        logged; an equal version (a replay, a reprocess) is enriched as usual."""
         version = asset.get("version")
         if indexed is None or indexed.version is None or version is None or int(version) >= indexed.version:
-            return
+            return False
         metrics.STALE_EVENTS.labels(self.name).inc()
-        raise PermanentError(f"stale event: version {version} is older than the indexed version {indexed.version}; "
-                             "not enriched", reason="stale_event",
-                             details={"version": version, "indexed_version": indexed.version})
+        log.debug("%s: %s version %s is older than the indexed version %s: skipped (no model call)", self.name,
+                 asset.get("asset_id"), version, indexed.version)
+        return True
 
     def _record(self, pre: dict[str, Any], enrichment: dict[str, Any] | None, provenance: list[dict[str, Any]],
                 cost: float, *, duplicate_of: str | None = None, duplicate_distance: int | None = None,
