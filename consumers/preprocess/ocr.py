@@ -283,3 +283,19 @@ def ocr_size(size: tuple[int, int], max_edge: int) -> tuple[int, int]:
 def skipped(lang: str, reason: str) -> dict:
     return {"text": "", "words": [], "mean_confidence": None, "language": lang, "skipped": True,
             "skip_reason": reason}
+
+
+def merged(reads: list[dict], lang: str, max_chars: int) -> dict:
+    """One Ocr record from several frames' (a video's keyframes): each distinct line once, in the order first
+    seen; word boxes are left out (they belong to one frame: each keyframe's text is kept with it)."""
+    lines: dict[str, None] = {}
+    for rec in reads:
+        for line in (rec.get("text") or "").splitlines():
+            if line.strip():
+                lines.setdefault(line.strip(), None)
+    confs = [r["mean_confidence"] for r in reads if r.get("mean_confidence") is not None]
+    read = [r for r in reads if not r.get("skipped")]
+    if not read and reads:
+        return {**skipped(lang, reads[0].get("skip_reason") or "no_text_detected")}
+    return {"text": "\n".join(lines)[:max_chars], "words": [], "language": lang, "skipped": False,
+            "mean_confidence": round(sum(confs) / len(confs), 2) if confs else None, "skip_reason": None}

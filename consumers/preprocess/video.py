@@ -1,0 +1,352 @@
+"""Video assets with PyAV (its wheel carries FFmpeg): recognise a video by content, read the container's facts,
+and select a bounded set of keyframes (first frame + scene changes + an even spread) without decoding the whole
+video.
+
+How the decode stays bounded (a 10-minute 1080p video must not hold a worker for minutes):
+- refused before any frame is decoded: over `video_max_bytes`, `video_max_duration_s`, `video_max_pixels` per
+  frame or `video_max_frames` frames (as the container declares them);
+- pass 1 decodes intra frames only (`skip_frame = "NONKEY"`: FFmpeg's own `-skip_frame nokey`), each scaled
+  by swscale to a 64 px grey signature for scene detection; encoders put an intra frame at a scene cut (x264's
+  `scenecut`, libvpx's auto keyframes), so scene changes are found among them. At most
+  `video_max_scan_keyframes` intra frames are looked at (an all-intra file stops there);
+- pass 2, only when the video has fewer intra frames than the even spread wants: seek to the nearest intra
+  frame before each missing time and decode forward to it;
+- a wall-time cap over both passes (`video_max_wall_s`): past it, the keyframes found so far are used, or
+  the record is dead-lettered when there are none;
+- frames are kept scaled to `video_frame_edge` on the long side (the image treatment runs on those).
+A file FFmpeg cannot demux or decode is a PermanentError (`corrupt_video`), so it dead-letters with a reason.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import io
+import logging
+import re
+import time
+from dataclasses import dataclass, field
+from fractions import Fraction
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from streams.errors import PermanentError
+
+log = logging.getLogger(__name__)
+
+SIGNATURE_EDGE = 64
+"""Long edge of the grey copy of each candidate frame used for scene detection."""
+
+MEDIA_TYPES = {"MP4": "video/mp4", "MOV": "video/quicktime", "WEBM": "video/webm", "MKV": "video/x-matroska"}
+_IMAGE_BRANDS = {b"avif", b"avis", b"heic", b"heix", b"hevc", b"hevx", b"mif1", b"msf1", b"heim", b"heis"}
+
+
+def sniff_video(data: bytes) -> str | None:
+    """Container from magic numbers (never from names or headers): MP4, MOV, WEBM or MKV; None otherwise.
+    HEIF/AVIF stills share the ISO-BMFF `ftyp` box and are left to the image decoder."""
+    head = data[:64]
+    if head[4:8] == b"ftyp":
+        brand = head[8:12]
+        if brand in _IMAGE_BRANDS:
+            return None
+        return "MOV" if brand == b"qt  " else "MP4"
+    if head[4:8] in (b"moov", b"mdat", b"wide", b"free") and len(data) > 16:  # old QuickTime without ftyp
+        return "MOV"
+    if head[:4] == b"\x1aE\xdf\xa3":  # EBML
+        return "WEBM" if b"webm" in head else "MKV"
+    return None
+
+
+@dataclass
+class Keyframe:
+    offset_s: float
+    image: Image.Image
+    """RGB, long edge <= the frame edge, rotated for display."""
+    scene_score: float
+    """Mean absolute grey difference to the previous intra frame (0-1); 1.0 for the first frame."""
+    reason: str
+    """'first' | 'scene' | 'spread'"""
+    signature: np.ndarray | None = None
+
+
+@dataclass
+class Video:
+    container: str
+    codec: str
+    width: int
+    """Display width (after rotation)."""
+    height: int
+    duration_s: float
+    fps: float | None
+    frame_count: int | None
+    rotation: int
+    creation_time: str | None
+    gps: tuple[float, float] | None
+    keyframes: list[Keyframe] = field(default_factory=list)
+    intra_frames: int = 0
+    """How many intra frames pass 1 looked at."""
+    truncated_by: str | None = None
+    """Why keyframe selection stopped early (the wall-time cap), or None."""
+    decode_s: float = 0.0
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_bytes: int = 500 * 1024 * 1024
+    max_duration_s: float = 3 * 3600
+    max_pixels: int = 8192 * 4352
+    max_frames: int = 1_000_000
+    max_keyframes: int = 12
+    max_scan_keyframes: int = 600
+    max_wall_s: float = 30.0
+    frame_edge: int = 960
+    scene_threshold: float = 0.25
+    duplicate_threshold: float = 0.02
+
+    @classmethod
+    def from_settings(cls, cfg: Any) -> "Limits":
+        return cls(max_bytes=cfg.video_max_bytes, max_duration_s=cfg.video_max_duration_s,
+                   max_pixels=cfg.video_max_pixels, max_frames=cfg.video_max_frames,
+                   max_keyframes=cfg.video_max_keyframes, max_scan_keyframes=cfg.video_max_scan_keyframes,
+                   max_wall_s=cfg.video_max_wall_s, frame_edge=cfg.video_frame_edge,
+                   scene_threshold=cfg.video_scene_threshold,
+                   duplicate_threshold=cfg.video_duplicate_threshold)
+
+
+def _corrupt(container: str, exc: BaseException | str, **details: Any) -> PermanentError:
+    msg = str(exc) if isinstance(exc, str) else (str(exc) or type(exc).__name__)
+    truncated = any(w in msg.lower() for w in ("truncat", "end of file", "invalid data", "moov atom not found"))
+    return PermanentError(f"corrupt {container} video{' (truncated?)' if truncated else ''}: {msg[:200]}",
+                          reason="corrupt_video", details={"format": container, "truncated": truncated, **details})
+
+
+def _creation_time(meta: dict[str, str]) -> str | None:
+    """'2026-11-18T14:02:11.000000Z' -> '2026:11:18 14:02:11' (the EXIF form capture_time uses)."""
+    raw = meta.get("creation_time") or meta.get("date")
+    if not raw:
+        return None
+    try:
+        t = dt.datetime.fromisoformat(raw.strip().replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if t.tzinfo is not None:
+        t = t.astimezone(dt.timezone.utc)
+    if t.year < 1971:  # QuickTime's zero epoch (1904) written by encoders that do not know the time
+        return None
+    return t.strftime("%Y:%m:%d %H:%M:%S")
+
+
+_ISO6709 = re.compile(r"^([+-]\d+(?:\.\d+)?)([+-]\d+(?:\.\d+)?)")
+
+
+def _gps(meta: dict[str, str]) -> tuple[float, float] | None:
+    """ISO 6709 `location` (QuickTime / Apple / Android: '+48.8584+002.2945/')."""
+    raw = meta.get("location") or meta.get("com.apple.quicktime.location.ISO6709") or ""
+    m = _ISO6709.match(raw.strip())
+    if not m:
+        return None
+    lat, lon = float(m.group(1)), float(m.group(2))
+    return (lat, lon) if -90 <= lat <= 90 and -180 <= lon <= 180 else None
+
+
+def _scaled(frame: Any, edge: int) -> Image.Image:
+    """The frame as RGB, scaled by swscale so the long edge is at most `edge` (never up)."""
+    w, h = frame.width, frame.height
+    s = min(1.0, edge / max(w, h))
+    return frame.to_image(width=max(2, round(w * s)), height=max(2, round(h * s)))
+
+
+def _signature(img: Image.Image) -> np.ndarray:
+    g = img.convert("L")
+    g.thumbnail((SIGNATURE_EDGE, SIGNATURE_EDGE), Image.Resampling.BILINEAR)
+    return np.asarray(g.resize((SIGNATURE_EDGE, SIGNATURE_EDGE // 2 + 4)), dtype=np.float32) / 255.0
+
+
+def _rotate(img: Image.Image, rotation: int) -> Image.Image:
+    """Display rotation (degrees counter-clockwise, FFmpeg's convention) applied to a decoded frame."""
+    r = rotation % 360
+    if r == 90:
+        return img.transpose(Image.Transpose.ROTATE_90)
+    if r == 180:
+        return img.transpose(Image.Transpose.ROTATE_180)
+    if r == 270:
+        return img.transpose(Image.Transpose.ROTATE_270)
+    return img
+
+
+def select(candidates: list[tuple[float, float]], duration_s: float, cap: int, threshold: float
+           ) -> dict[int, str]:
+    """Indices of the chosen candidates (time, scene score) -> why: the first frame, then scene changes (the
+    strongest first), then an even spread over the duration, `cap` in all."""
+    if not candidates or cap <= 0:
+        return {}
+    chosen: dict[int, str] = {0: "first"}
+    scenes = sorted((i for i, (_, s) in enumerate(candidates) if i and s >= threshold),
+                    key=lambda i: -candidates[i][1])
+    for i in scenes[: cap - 1]:
+        chosen[i] = "scene"
+    slots = cap - len(chosen)
+    if slots > 0 and len(candidates) > len(chosen):
+        times = np.array([t for t, _ in candidates])
+        for k in range(1, slots + 1):
+            target = duration_s * k / (slots + 1)
+            order = np.argsort(np.abs(times - target))
+            for i in order:
+                if int(i) not in chosen:
+                    chosen[int(i)] = "spread"
+                    break
+    return chosen
+
+
+def distinct(keyframes: list[Keyframe], threshold: float) -> list[Keyframe]:
+    """The keyframes in time order without those that look like one already kept (mean grey difference of the
+    signatures below `threshold`): a static shot gives one keyframe, not twelve copies to OCR and tag."""
+    kept: list[Keyframe] = []
+    for k in keyframes:
+        if k.signature is None or all(float(np.abs(k.signature - o.signature).mean()) >= threshold
+                                      for o in kept if o.signature is not None):
+            kept.append(k)
+    return kept
+
+
+def spread_targets(have: list[float], duration_s: float, want: int, min_gap_s: float) -> list[float]:
+    """Times of an even spread (`want` points) that no time in `have` is within `min_gap_s` of."""
+    out = []
+    for k in range(1, want + 1):
+        t = duration_s * k / (want + 1)
+        if all(abs(t - h) >= min_gap_s for h in have):
+            out.append(t)
+    return out
+
+
+def extract(data: bytes, container_name: str, limits: Limits) -> Video:
+    """The video's facts and its keyframes (see the module doc for the bounds). Raises PermanentError with
+    reason corrupt_video, no_video_stream, video_too_long, video_too_large or too_many_frames."""
+    import av  # the FFmpeg libraries load on first use of a video, not with every preprocess worker
+
+    if len(data) > limits.max_bytes:
+        raise PermanentError(f"video of {len(data)} bytes is over video_max_bytes={limits.max_bytes}",
+                             reason="video_too_large", details={"byte_size": len(data)})
+    started = time.monotonic()
+    try:
+        box = av.open(io.BytesIO(data), mode="r", metadata_errors="ignore")
+    except (av.FFmpegError, ValueError, OSError, EOFError) as exc:
+        raise _corrupt(container_name, exc) from None
+    with box:
+        if not box.streams.video:
+            raise PermanentError(f"{container_name} file has no video stream", reason="no_video_stream",
+                                 details={"format": container_name})
+        stream = box.streams.video[0]
+        cc = stream.codec_context
+        cc.thread_count = 1  # the runner parallelises over records: one core per record
+        width, height = int(cc.width or 0), int(cc.height or 0)
+        if width <= 0 or height <= 0:
+            raise _corrupt(container_name, "no frame size in the stream header")
+        if width * height > limits.max_pixels:
+            raise PermanentError(f"video frames of {width}x{height} are over video_max_pixels={limits.max_pixels}",
+                                 reason="video_too_large", details={"width": width, "height": height})
+        tb = stream.time_base or Fraction(1, 1_000_000)
+        if stream.duration:
+            duration = float(stream.duration * tb)
+        elif box.duration:
+            duration = box.duration / 1_000_000
+        else:
+            duration = 0.0
+        if duration > limits.max_duration_s:
+            raise PermanentError(f"video of {duration:.0f} s is over video_max_duration_s={limits.max_duration_s:g}",
+                                 reason="video_too_long", details={"duration_s": round(duration, 3)})
+        rate = stream.average_rate or stream.guessed_rate
+        fps = float(rate) if rate else None
+        frames = int(stream.frames or 0) or (round(duration * fps) if fps else None)
+        if frames and frames > limits.max_frames:
+            raise PermanentError(f"video of {frames} frames is over video_max_frames={limits.max_frames}",
+                                 reason="too_many_frames", details={"frames": frames})
+        meta = {**dict(box.metadata or {}), **dict(stream.metadata or {})}
+        start = float(stream.start_time * tb) if stream.start_time is not None else 0.0
+        deadline = started + limits.max_wall_s
+        truncated_by: str | None = None
+
+        # pass 1: intra frames only, each as a small grey signature for scene detection
+        cc.skip_frame = "NONKEY"
+        cands: list[tuple[float, float]] = []
+        images: list[Image.Image] = []
+        prev: np.ndarray | None = None
+        rotation = 0
+        try:
+            for frame in box.decode(stream):
+                if frame.pts is None:
+                    continue
+                rotation = int(getattr(frame, "rotation", 0) or 0)
+                img = _scaled(frame, limits.frame_edge)
+                sig = _signature(img)
+                score = 1.0 if prev is None else float(np.abs(sig - prev).mean())
+                prev = sig
+                cands.append((max(0.0, float(frame.pts * tb) - start), score))
+                images.append(img)
+                if len(cands) >= limits.max_scan_keyframes:
+                    truncated_by = "max_scan_keyframes"
+                    break
+                if time.monotonic() > deadline:
+                    truncated_by = "max_wall_s"
+                    break
+        except (av.FFmpegError, ValueError, EOFError) as exc:
+            if not cands:
+                raise _corrupt(container_name, exc) from None
+            truncated_by = "decode_error"  # a damaged tail: the keyframes before it are still good
+            log.info("video decode stopped after %d intra frames: %s", len(cands), exc)
+        if not cands:
+            raise _corrupt(container_name, "no decodable frame")
+        duration = duration or cands[-1][0]
+        chosen = select(cands, duration, limits.max_keyframes, limits.scene_threshold)
+        keyframes = [Keyframe(cands[i][0], _rotate(images[i], rotation), cands[i][1], why, _signature(images[i]))
+                     for i, why in sorted(chosen.items())]
+        images.clear()
+
+        # pass 2: too few intra frames for the even spread -> seek and decode forward to the missing times
+        want = limits.max_keyframes - len(keyframes)
+        if want > 0 and truncated_by is None and duration > 0:
+            cc.skip_frame = "DEFAULT"
+            gap = duration / (limits.max_keyframes + 1) / 2
+            for target in spread_targets([k.offset_s for k in keyframes], duration, want, gap):
+                if time.monotonic() > deadline:
+                    truncated_by = "max_wall_s"
+                    break
+                got = _frame_at(box, stream, start + target, tb, limits.frame_edge, deadline)
+                if got is not None:
+                    keyframes.append(Keyframe(max(0.0, got[0] - start), _rotate(got[1], rotation), 0.0, "spread",
+                                              _signature(got[1])))
+        keyframes = distinct(sorted(keyframes, key=lambda k: k.offset_s), limits.duplicate_threshold)
+    w, h = (height, width) if rotation % 180 == 90 else (width, height)
+    return Video(container=container_name, codec=cc.name, width=w, height=h, duration_s=round(duration, 3),
+                 fps=round(fps, 3) if fps else None, frame_count=frames, rotation=rotation % 360,
+                 creation_time=_creation_time(meta), gps=_gps(meta), keyframes=keyframes,
+                 intra_frames=len(cands), truncated_by=truncated_by,
+                 decode_s=round(time.monotonic() - started, 3))
+
+
+def _frame_at(box: Any, stream: Any, t: float, tb: Fraction, edge: int, deadline: float
+              ) -> tuple[float, Image.Image] | None:
+    """The first frame at or after `t` seconds: seek to the intra frame before it and decode forward (bounded
+    by the deadline); None when the decoder cannot get there."""
+    import av
+
+    try:
+        box.seek(int(t / tb), stream=stream, backward=True, any_frame=False)
+        for frame in box.decode(stream):
+            if frame.pts is None:
+                continue
+            ft = float(frame.pts * tb)
+            if ft + 1e-3 >= t or time.monotonic() > deadline:
+                return ft, _scaled(frame, edge)
+    except (av.FFmpegError, ValueError, EOFError):
+        return None
+    return None
+
+
+def poster_index(keyframes: list[Keyframe], min_contrast: float = 8.0) -> int:
+    """The keyframe that stands for the video: the first one that is not a flat frame (a fade from black, a
+    blank title card), else the first."""
+    for i, k in enumerate(keyframes):
+        if float(np.asarray(k.image.convert("L"), dtype=np.float32).std()) >= min_contrast:
+            return i
+    return 0
