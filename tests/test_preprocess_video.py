@@ -1,0 +1,118 @@
+"""Video assets through the real preprocess stage (fetched from file://, decoded by PyAV's FFmpeg): container
+facts, keyframes at the first frame and at a scene cut at a known time, the text rendered into each scene read
+back, and broken or oversized videos failing with their reason while the same stage keeps working."""
+from __future__ import annotations
+
+import io
+import re
+
+import pytest
+from PIL import Image
+
+from streams.avro import roundtrip, validate
+from streams.errors import PermanentError
+from tests.preprocess_support import event, stage
+from tests.video_support import Scene, make_video
+
+
+def words(text: str) -> set[str]:
+    return set(re.findall(r"[a-z]+", text.lower()))
+
+
+def _process(st, path, data: bytes, asset_id: str = "clip"):
+    path.write_bytes(data)
+    rec = st.process(event(f"file://{path}", asset_id=asset_id), None).value
+    validate("PreprocessedAsset", rec)
+    return roundtrip("PreprocessedAsset", rec)
+
+
+def test_mp4_keyframes_scene_cut_text_and_facts(tmp_path):
+    data = make_video(metadata={"creation_time": "2026-05-01T10:00:00Z", "location": "+48.8566+002.3522/"})
+    rec = _process(stage(file_roots=[str(tmp_path)]), tmp_path / "clip.mp4", data)
+    assert rec["media_type"] == "video"
+    v = rec["video"]
+    assert v["container"] == "MP4" and v["codec"] == "h264"
+    assert v["duration_s"] == pytest.approx(6.0, abs=0.15) and v["fps"] == pytest.approx(10.0)
+    assert (rec["image"]["width"], rec["image"]["height"]) == (640, 360)
+    offsets = [k["offset_s"] for k in v["keyframes"]]
+    assert offsets[0] == 0.0 and v["keyframes"][0]["reason"] == "first"
+    cut = [k for k in v["keyframes"] if k["reason"] == "scene"]
+    assert [round(k["offset_s"], 1) for k in cut] == [3.0]  # the scene cut, found where it was made
+    assert len(v["keyframes"]) <= 12
+    # each keyframe read on its own; the video's OCR is the text of all of them (what search looks in)
+    first, second = v["keyframes"][0], cut[0]
+    assert {"fresh", "bread"} <= words(first["ocr_text"]) and not words(first["ocr_text"]) & {"open", "sunday"}
+    assert {"open", "sunday"} <= words(second["ocr_text"])
+    assert {"fresh", "bread", "open", "sunday"} <= words(rec["ocr"]["text"])
+    assert first["phash"] != second["phash"] and "blue" in second["colors"]
+    assert v["transcript"] is None
+    # the poster frame is the thumbnail, a real JPEG of the first scene
+    thumb = Image.open(io.BytesIO(rec["thumbnail"]["data"]))
+    assert thumb.format == "JPEG" and thumb.size == (rec["thumbnail"]["width"], rec["thumbnail"]["height"])
+    assert v["poster_offset_s"] == 0.0 and rec["hashes"]["phash"] == first["phash"]
+    assert Image.open(io.BytesIO(second["thumbnail"])).format == "JPEG"
+    # container metadata: creation time and place
+    assert rec["exif"]["capture_time"] == "2026:05:01 10:00:00"
+    assert rec["place"]["city"] == "Paris"
+
+
+@pytest.mark.parametrize("container,codec,expected", [("webm", "libvpx-vp9", ("WEBM", "vp9")),
+                                                      ("matroska", "libx264", ("MKV", "h264")),
+                                                      ("mov", "libx264", ("MOV", "h264"))])
+def test_other_containers_are_recognised_by_content(tmp_path, container, codec, expected):
+    data = make_video((Scene(1.0, "HELLO", (240, 240, 240)),), size=(320, 180), container=container, codec=codec)
+    rec = _process(stage(file_roots=[str(tmp_path)], ocr_enabled=False), tmp_path / "clip.bin", data)
+    assert (rec["video"]["container"], rec["video"]["codec"]) == expected
+    assert rec["video"]["keyframes"] and rec["ocr"]["skip_reason"] == "disabled"
+
+
+def test_keyframes_are_capped_and_static_shots_give_one(tmp_path):
+    colours = [(200, 30, 30), (30, 160, 40), (30, 60, 200), (240, 200, 40), (20, 20, 20), (230, 230, 230),
+               (150, 40, 160), (30, 170, 170)]
+    cuts = tuple(Scene(0.5, f"SCENE {i}", c, (255 - c[0], 255 - c[1], 255 - c[2])) for i, c in enumerate(colours))
+    st = stage(file_roots=[str(tmp_path)], ocr_enabled=False, video_max_keyframes=4)
+    rec = _process(st, tmp_path / "cuts.mp4", make_video(cuts, size=(320, 180)))
+    assert len(rec["video"]["keyframes"]) == 4
+    # one long static shot, intra frames every second: one keyframe, not twelve copies of it
+    still = make_video((Scene(8.0, "STILL", (250, 250, 250)),), size=(320, 180), gop=10)
+    rec = _process(stage(file_roots=[str(tmp_path)], ocr_enabled=False), tmp_path / "still.mp4", still)
+    assert rec["video"]["intra_frames"] >= 8 and len(rec["video"]["keyframes"]) == 1
+
+
+def test_broken_and_oversized_videos_fail_with_their_reason_then_a_good_one_works(tmp_path):
+    st = stage(file_roots=[str(tmp_path)], video_max_duration_s=10, ocr_enabled=False)
+    good = make_video((Scene(2.0, "OK", (240, 240, 240)),), size=(320, 180))
+    cases = {
+        "truncated.mp4": (good[: len(good) // 3], "corrupt_video"),
+        "header_only.mp4": (good[:40], "corrupt_video"),
+        "garbage.mkv": (b"\x1aE\xdf\xa3" + bytes(range(256)) * 40, "corrupt_video"),
+        "long.mp4": (make_video((Scene(12.0, "LONG", (240, 240, 240)),), size=(160, 96), fps=5), "video_too_long"),
+    }
+    for name, (data, reason) in cases.items():
+        (tmp_path / name).write_bytes(data)
+        with pytest.raises(PermanentError) as err:
+            st.process(event(f"file://{tmp_path / name}", asset_id=name), None)
+        assert err.value.reason == reason, (name, err.value)
+        assert str(err.value)  # a message a person can act on
+    big = stage(file_roots=[str(tmp_path)], video_max_pixels=320 * 100, ocr_enabled=False)
+    (tmp_path / "ok.mp4").write_bytes(good)
+    with pytest.raises(PermanentError) as err:
+        big.process(event(f"file://{tmp_path / 'ok.mp4'}"), None)
+    assert err.value.reason == "video_too_large" and "320x180" in str(err.value)
+    rec = st.process(event(f"file://{tmp_path / 'ok.mp4'}"), None).value
+    assert rec["media_type"] == "video" and rec["video"]["duration_s"] == pytest.approx(2.0, abs=0.15)
+
+
+def test_video_off_dead_letters_as_not_an_image(tmp_path):
+    (tmp_path / "clip.mp4").write_bytes(make_video((Scene(1.0, "X", (200, 200, 200)),), size=(160, 96)))
+    with pytest.raises(PermanentError) as err:
+        stage(file_roots=[str(tmp_path)], video_enabled=False).process(event(f"file://{tmp_path / 'clip.mp4'}"), None)
+    assert err.value.reason == "not_an_image"
+
+
+def test_images_still_have_media_type_image(tmp_path):
+    from tests.preprocess_support import jpeg
+
+    (tmp_path / "a.jpg").write_bytes(jpeg(Image.new("RGB", (200, 120), (200, 30, 30))))
+    rec = _process(stage(file_roots=[str(tmp_path)]), tmp_path / "a.jpg", (tmp_path / "a.jpg").read_bytes())
+    assert rec["media_type"] == "image" and rec["video"] is None
