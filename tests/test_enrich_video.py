@@ -1,0 +1,58 @@
+"""Enriching a video: the offline provider tags it from every keyframe (frequency x confidence) and describes
+its poster frame, with its real models on the bundled sample photos as keyframes."""
+from __future__ import annotations
+
+import io
+
+import pytest
+from PIL import Image
+
+from consumers.enrich.providers.local import LocalProvider
+from tests.test_local_provider import _ask, _pre
+
+SAMPLES = __import__("pathlib").Path(__file__).resolve().parent.parent / "samples"
+
+
+def keyframe(name: str, crop: int = 0) -> bytes:
+    """A sample photo as preprocess keeps a keyframe: a small JPEG (crop: a slightly different frame)."""
+    img = Image.open(SAMPLES / name).convert("RGB")
+    img.thumbnail((256, 256))
+    img = img.crop((crop, 0, img.width, img.height))
+    buf = io.BytesIO()
+    img.save(buf, "JPEG", quality=70)
+    return buf.getvalue()
+
+
+@pytest.fixture(scope="module")
+def provider():
+    return LocalProvider()
+
+
+def scores(answer) -> dict[str, float]:
+    return {t["tag"]: t["score"] for t in answer.data["tags"]}
+
+
+def test_video_tags_aggregate_keyframes_by_frequency_and_confidence(provider):
+    sunset, mug, mug_later = keyframe("photo_paris_sunset.jpg"), keyframe("product_red_mug.jpg"), \
+        keyframe("product_red_mug.jpg", crop=12)
+    alone_sunset = scores(_ask(provider, "tagging", sunset, _pre()))
+    alone_mug = scores(_ask(provider, "tagging", mug, _pre()))
+    # a video whose poster is the sunset, and which shows the mug in two of its three keyframes
+    video = _pre(video={"keyframes": [{"offset_s": t, "thumbnail": k}
+                                      for t, k in ((0.0, sunset), (2.0, mug), (4.0, mug_later))]})
+    answer = _ask(provider, "tagging", sunset, video)
+    assert answer.stop_reason == "stop"
+    got = scores(answer)
+    # the mug, never in the poster, is found; seen in 2 of 3 keyframes it outranks the building seen in 1
+    assert "product:cup" in got and "product:cup" not in alone_sunset
+    assert got["product:cup"] > got["subject:building"]
+    assert got["product:cup"] == pytest.approx(alone_mug["product:cup"] * 2 / 3, abs=0.06)
+    assert got["subject:building"] == pytest.approx(alone_sunset["subject:building"] / 3, abs=0.06)
+
+
+def test_video_alt_text_describes_the_poster_frame(provider):
+    mug = keyframe("product_red_mug.jpg")
+    video = _pre(video={"keyframes": [{"offset_s": 0.0, "thumbnail": mug},
+                                      {"offset_s": 3.0, "thumbnail": keyframe("photo_paris_sunset.jpg")}]})
+    alt = _ask(provider, "alt_text", mug, video).data["alt_text"].lower()
+    assert "cup" in alt or "mug" in alt
