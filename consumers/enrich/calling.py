@@ -35,6 +35,8 @@ DEFAULT_MODELS_BY_PROVIDER: dict[str, dict[str, str]] = {
 }
 RAW_OUTPUT_LIMIT = 8000
 IMAGE_TOKEN_ESTIMATE = 1600
+KEYFRAME_TOKEN_ESTIMATE = 120
+"""a video keyframe's small JPEG (preprocess video_keyframe_thumbnail_edge, 256 px): ~ width x height / 750"""
 
 
 @dataclass(frozen=True)
@@ -275,7 +277,7 @@ class Caller:
     async def _once(self, spec: ModelSpec, request: ProviderRequest, usage: _Usage) -> ProviderResponse:
         provider = self.providers[spec.provider]
         est = (len(request.system) + len(request.user_text)) / 4 + (IMAGE_TOKEN_ESTIMATE if request.image else 0) \
-            + request.max_tokens
+            + KEYFRAME_TOKEN_ESTIMATE * len(request.extra_images) + request.max_tokens
         semaphore = self.semaphore()  # first: a new event loop resets the per-loop limiters
         limiter = self.limiter(spec)
         async with semaphore:
@@ -318,13 +320,13 @@ class Caller:
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def run(self, spec: ModelSpec, prompt: RenderedPrompt, *, image: bytes | None, media_type: str,
-                  context: dict[str, Any]) -> TaskResult:
+                  context: dict[str, Any], extra_images: list[tuple[str, bytes]] | None = None) -> TaskResult:
         """One task: call, validate, one repair attempt, provenance. Raises TransientError after the retries
         are used up, PermanentError("invalid_model_output") if the repaired answer is still invalid."""
         usage = _Usage()
         request = ProviderRequest(task=prompt.id, model=spec.model, system=prompt.system, user_text=prompt.user_text,
                                   output_schema=prompt.schema, image=image, image_media_type=media_type,
-                                  max_tokens=prompt.max_tokens, temperature=prompt.temperature,
+                                  extra_images=list(extra_images or []), max_tokens=prompt.max_tokens, temperature=prompt.temperature,
                                   timeout_s=self.settings.request_timeout_s,
                                   context={**context, "output_tool": prompt.output_tool})
         resp = await self._with_retries(spec, request, usage)

@@ -14,7 +14,8 @@ from google import genai
 from google.genai import errors as genai_errors
 from google.genai import types
 
-from consumers.enrich.providers.base import ProviderRequest, ProviderResponse, connection, parse_json_object
+from consumers.enrich.providers.base import (ProviderRequest, ProviderResponse, connection, images_of,
+                                             parse_json_object)
 from streams.errors import PermanentError, TransientError
 
 TRANSIENT_STATUS = {408, 429, 500, 502, 503, 504}
@@ -59,8 +60,10 @@ class GeminiProvider:
 
     async def generate(self, request: ProviderRequest) -> ProviderResponse:
         parts: list[Any] = []
-        if request.image:
-            parts.append(types.Part.from_bytes(data=request.image, mime_type=request.image_media_type))
+        for label, data, media_type in images_of(request):  # a video: its keyframes in one call
+            if label:
+                parts.append(types.Part.from_text(text=label))
+            parts.append(types.Part.from_bytes(data=data, mime_type=media_type))
         parts.append(types.Part.from_text(text=request.user_text))
         config = types.GenerateContentConfig(
             system_instruction=request.system, temperature=request.temperature,
