@@ -69,10 +69,11 @@ def test_other_containers_are_recognised_by_content(tmp_path, container, codec, 
 def test_keyframes_are_capped_and_static_shots_give_one(tmp_path):
     colours = [(200, 30, 30), (30, 160, 40), (30, 60, 200), (240, 200, 40), (20, 20, 20), (230, 230, 230),
                (150, 40, 160), (30, 170, 170)]
-    cuts = tuple(Scene(0.5, f"SCENE {i}", c, (255 - c[0], 255 - c[1], 255 - c[2])) for i, c in enumerate(colours))
+    cuts = tuple(Scene(3.0, f"SCENE {i}", c, (255 - c[0], 255 - c[1], 255 - c[2])) for i, c in enumerate(colours))
     st = stage(file_roots=[str(tmp_path)], ocr_enabled=False, video_max_keyframes=4)
     rec = _process(st, tmp_path / "cuts.mp4", make_video(cuts, size=(320, 180)))
-    assert len(rec["video"]["keyframes"]) == 4
+    assert rec["video"]["intra_frames"] >= 8
+    assert [k["reason"] for k in rec["video"]["keyframes"]] == ["first", "scene", "scene", "scene"]  # capped
     # one long static shot, intra frames every second: one keyframe, not twelve copies of it
     still = make_video((Scene(8.0, "STILL", (250, 250, 250)),), size=(320, 180), gop=10)
     rec = _process(stage(file_roots=[str(tmp_path)], ocr_enabled=False), tmp_path / "still.mp4", still)
@@ -116,3 +117,22 @@ def test_images_still_have_media_type_image(tmp_path):
     (tmp_path / "a.jpg").write_bytes(jpeg(Image.new("RGB", (200, 120), (200, 30, 30))))
     rec = _process(stage(file_roots=[str(tmp_path)]), tmp_path / "a.jpg", (tmp_path / "a.jpg").read_bytes())
     assert rec["media_type"] == "image" and rec["video"] is None
+
+
+LONG_GOP = tuple(Scene(10.0, f"PART {i}", c) for i, c in enumerate(
+    [(200, 40, 40), (30, 140, 60), (40, 70, 190), (230, 190, 40), (30, 30, 30), (225, 225, 225)]))
+
+
+def test_long_gop_video_is_spread_by_decoding_forward_within_the_wall_time(tmp_path):
+    """One intra frame for a minute (x264 told not to cut at scene changes, like a screen recording): the
+    even spread decodes forward and finds every scene; with a tiny wall-time cap it stops with what it has."""
+    data = make_video(LONG_GOP, size=(320, 180), gop=10_000, options={"sc_threshold": "0"})
+    rec = _process(stage(file_roots=[str(tmp_path)], ocr_enabled=False), tmp_path / "screen.mp4", data)
+    v = rec["video"]
+    assert v["intra_frames"] == 1 and v["truncated_by"] is None
+    # one keyframe per scene (the spread found inside a scene twice is one shot), each within its scene
+    assert [int(k["offset_s"] // 10) for k in v["keyframes"]] == [0, 1, 2, 3, 4, 5]
+    assert [k["reason"] for k in v["keyframes"]] == ["first"] + ["spread"] * 5
+    capped = _process(stage(file_roots=[str(tmp_path)], ocr_enabled=False, video_max_wall_s=0.001),
+                      tmp_path / "screen.mp4", data)
+    assert capped["video"]["truncated_by"] == "max_wall_s" and len(capped["video"]["keyframes"]) >= 1

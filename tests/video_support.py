@@ -31,14 +31,15 @@ def frame_image(scene: Scene, size: tuple[int, int], i: int) -> Image.Image:
 
 def make_video(scenes: tuple[Scene, ...] = TWO_SCENES, *, size: tuple[int, int] = (640, 360), fps: int = 10,
                container: str = "mp4", codec: str = "libx264", gop: int | None = None,
-               metadata: dict[str, str] | None = None) -> bytes:
+               metadata: dict[str, str] | None = None, options: dict[str, str] | None = None) -> bytes:
     """An encoded video (bytes). libx264 puts an intra frame at each scene cut by itself; `gop` caps the
-    distance between intra frames."""
+    distance between intra frames; `options` go to the encoder (e.g. x264's sc_threshold=0: no intra frame at
+    scene cuts)."""
     buf = io.BytesIO()
     with av.open(buf, mode="w", format=container) as out:
         for k, v in (metadata or {}).items():
             out.metadata[k] = v
-        stream = out.add_stream(codec, rate=fps)
+        stream = out.add_stream(codec, rate=fps, options=options or {})
         stream.width, stream.height = size
         stream.pix_fmt = "yuv420p"
         if gop:

@@ -6,11 +6,13 @@ How the decode stays bounded (a 10-minute 1080p video must not hold a worker for
 - refused before any frame is decoded: over `video_max_bytes`, `video_max_duration_s`, `video_max_pixels` per
   frame or `video_max_frames` frames (as the container declares them);
 - pass 1 decodes intra frames only (`skip_frame = "NONKEY"`: FFmpeg's own `-skip_frame nokey`), each scaled
-  by swscale to a 64 px grey signature for scene detection; encoders put an intra frame at a scene cut (x264's
-  `scenecut`, libvpx's auto keyframes), so scene changes are found among them. At most
-  `video_max_scan_keyframes` intra frames are looked at (an all-intra file stops there);
-- pass 2, only when the video has fewer intra frames than the even spread wants: seek to the nearest intra
-  frame before each missing time and decode forward to it;
+  by swscale to the frame edge and a 64 px colour signature for scene detection; encoders put an intra frame
+  at a scene cut (x264's `scenecut`, libvpx's auto keyframes) and every few seconds (x264: 250 frames), so scene
+  changes and an even spread are found among them. At most `video_max_scan_keyframes` intra frames are looked
+  at (an all-intra file stops there);
+- pass 2, only for a long-GOP file (screen recordings, some phones) whose intra frames leave a gap longer than
+  `video_spread_gap_s`: one forward decode of reference frames only (`skip_frame = "NONREF"`), seeking over
+  stretches that need nothing, taking the first frame at or after each missing time of the even spread;
 - a wall-time cap over both passes (`video_max_wall_s`): past it, the keyframes found so far are used, or
   the record is dead-lettered when there are none;
 - frames are kept scaled to `video_frame_edge` on the long side (the image treatment runs on those).
@@ -35,7 +37,7 @@ from streams.errors import PermanentError
 log = logging.getLogger(__name__)
 
 SIGNATURE_EDGE = 64
-"""Long edge of the grey copy of each candidate frame used for scene detection."""
+"""Width of the small colour copy of each candidate frame used for scene detection."""
 
 MEDIA_TYPES = {"MP4": "video/mp4", "MOV": "video/quicktime", "WEBM": "video/webm", "MKV": "video/x-matroska"}
 _IMAGE_BRANDS = {b"avif", b"avis", b"heic", b"heix", b"hevc", b"hevx", b"mif1", b"msf1", b"heim", b"heis"}
@@ -63,7 +65,7 @@ class Keyframe:
     image: Image.Image
     """RGB, long edge <= the frame edge, rotated for display."""
     scene_score: float
-    """Mean absolute grey difference to the previous intra frame (0-1); 1.0 for the first frame."""
+    """Mean absolute colour difference to the previous intra frame (0-1); 1.0 for the first frame."""
     reason: str
     """'first' | 'scene' | 'spread'"""
     signature: np.ndarray | None = None
@@ -102,6 +104,7 @@ class Limits:
     frame_edge: int = 960
     scene_threshold: float = 0.25
     duplicate_threshold: float = 0.02
+    spread_gap_s: float = 20.0
 
     @classmethod
     def from_settings(cls, cfg: Any) -> "Limits":
@@ -110,7 +113,7 @@ class Limits:
                    max_keyframes=cfg.video_max_keyframes, max_scan_keyframes=cfg.video_max_scan_keyframes,
                    max_wall_s=cfg.video_max_wall_s, frame_edge=cfg.video_frame_edge,
                    scene_threshold=cfg.video_scene_threshold,
-                   duplicate_threshold=cfg.video_duplicate_threshold)
+                   duplicate_threshold=cfg.video_duplicate_threshold, spread_gap_s=cfg.video_spread_gap_s)
 
 
 def _corrupt(container: str, exc: BaseException | str, **details: Any) -> PermanentError:
@@ -157,9 +160,9 @@ def _scaled(frame: Any, edge: int) -> Image.Image:
 
 
 def _signature(img: Image.Image) -> np.ndarray:
-    g = img.convert("L")
-    g.thumbnail((SIGNATURE_EDGE, SIGNATURE_EDGE), Image.Resampling.BILINEAR)
-    return np.asarray(g.resize((SIGNATURE_EDGE, SIGNATURE_EDGE // 2 + 4)), dtype=np.float32) / 255.0
+    """A tiny colour copy (a cut between two shots of equal brightness is still a cut)."""
+    small = img.convert("RGB").resize((SIGNATURE_EDGE, SIGNATURE_EDGE * 9 // 16), Image.Resampling.BILINEAR)
+    return np.asarray(small, dtype=np.float32) / 255.0
 
 
 def _rotate(img: Image.Image, rotation: int) -> Image.Image:
@@ -302,19 +305,15 @@ def extract(data: bytes, container_name: str, limits: Limits) -> Video:
                      for i, why in sorted(chosen.items())]
         images.clear()
 
-        # pass 2: too few intra frames for the even spread -> seek and decode forward to the missing times
+        # pass 2: a long-GOP file -> decode forward to the even-spread times its intra frames leave uncovered
         want = limits.max_keyframes - len(keyframes)
-        if want > 0 and truncated_by is None and duration > 0:
-            cc.skip_frame = "DEFAULT"
-            gap = duration / (limits.max_keyframes + 1) / 2
-            for target in spread_targets([k.offset_s for k in keyframes], duration, want, gap):
-                if time.monotonic() > deadline:
-                    truncated_by = "max_wall_s"
-                    break
-                got = _frame_at(box, stream, start + target, tb, limits.frame_edge, deadline)
-                if got is not None:
-                    keyframes.append(Keyframe(max(0.0, got[0] - start), _rotate(got[1], rotation), 0.0, "spread",
-                                              _signature(got[1])))
+        intra = [t for t, _ in cands]
+        targets = spread_targets(intra, duration, want, limits.spread_gap_s / 2) if want > 0 else []
+        if targets and truncated_by is None:
+            got, truncated_by = _frames_at(box, stream, [start + t for t in targets], intra, start, tb,
+                                           limits.frame_edge, deadline)
+            keyframes += [Keyframe(max(0.0, ft - start), _rotate(img, rotation), 0.0, "spread", _signature(img))
+                          for ft, img in got]
         keyframes = distinct(sorted(keyframes, key=lambda k: k.offset_s), limits.duplicate_threshold)
     w, h = (height, width) if rotation % 180 == 90 else (width, height)
     return Video(container=container_name, codec=cc.name, width=w, height=h, duration_s=round(duration, 3),
@@ -324,23 +323,38 @@ def extract(data: bytes, container_name: str, limits: Limits) -> Video:
                  decode_s=round(time.monotonic() - started, 3))
 
 
-def _frame_at(box: Any, stream: Any, t: float, tb: Fraction, edge: int, deadline: float
-              ) -> tuple[float, Image.Image] | None:
-    """The first frame at or after `t` seconds: seek to the intra frame before it and decode forward (bounded
-    by the deadline); None when the decoder cannot get there."""
+def _frames_at(box: Any, stream: Any, times: list[float], intra: list[float], start: float, tb: Fraction,
+               edge: int, deadline: float) -> tuple[list[tuple[float, Image.Image]], str | None]:
+    """The first frame at or after each of `times` (seconds, sorted), from one forward decode of reference
+    frames: a seek (to the intra frame before a time) only when an intra frame lies between the decoder's
+    position and that time. Stops at the deadline: (frames so far, 'max_wall_s'); a decode error ends it."""
     import av
 
+    stream.codec_context.skip_frame = "NONREF"
+    out: list[tuple[float, Image.Image]] = []
+    pos = float("-inf")
+    pending = list(times)
     try:
-        box.seek(int(t / tb), stream=stream, backward=True, any_frame=False)
-        for frame in box.decode(stream):
-            if frame.pts is None:
-                continue
-            ft = float(frame.pts * tb)
-            if ft + 1e-3 >= t or time.monotonic() > deadline:
-                return ft, _scaled(frame, edge)
+        while pending:
+            t = pending[0]
+            if any(pos < start + c <= t for c in intra) or pos == float("-inf"):
+                box.seek(int(t / tb), stream=stream, backward=True, any_frame=False)
+            for frame in box.decode(stream):
+                if time.monotonic() > deadline:
+                    return out, "max_wall_s"
+                if frame.pts is None:
+                    continue
+                pos = float(frame.pts * tb)
+                if pos + 1e-3 >= t:
+                    out.append((pos, _scaled(frame, edge)))
+                    while pending and pending[0] <= pos + 1e-3:
+                        pending.pop(0)
+                    break
+            else:
+                break  # end of the stream
     except (av.FFmpegError, ValueError, EOFError):
-        return None
-    return None
+        return out, "decode_error"
+    return out, None
 
 
 def poster_index(keyframes: list[Keyframe], min_contrast: float = 8.0) -> int:
