@@ -2,15 +2,12 @@
 its poster frame, with its real models on the bundled sample photos as keyframes."""
 from __future__ import annotations
 
-import asyncio
-import base64
 import io
 
 import pytest
 from PIL import Image
 
 from consumers.enrich.providers.local import LocalProvider
-from tests.test_enrich_providers import claude_server, gemini_server  # noqa: F401 - the recording servers
 from tests.test_local_provider import _ask, _pre
 
 SAMPLES = __import__("pathlib").Path(__file__).resolve().parent.parent / "samples"
@@ -59,62 +56,6 @@ def test_video_alt_text_describes_the_poster_frame(provider):
                                       {"offset_s": 3.0, "thumbnail": keyframe("photo_paris_sunset.jpg")}]})
     alt = _ask(provider, "alt_text", mug, video).data["alt_text"].lower()
     assert "cup" in alt or "mug" in alt
-
-
-# --- cloud providers: one call with every keyframe, against recorded answers at the HTTP layer ---------------
-
-def _keyframe_call(provider, spec, pr, s, poster: bytes, extra: list[tuple[str, bytes]]):
-    from tests.test_enrich_providers import caller
-
-    c = caller(s, provider)
-
-    async def go():
-        try:
-            return await c.run(spec, pr, image=poster, media_type="image/jpeg", context={}, extra_images=extra)
-        finally:
-            await provider.aclose()
-    return asyncio.run(go())
-
-
-def _video_frames():
-    poster, cut = keyframe("product_red_mug.jpg"), keyframe("photo_paris_sunset.jpg")
-    return poster, [("Keyframe at 3.0 s", cut)]
-
-
-def test_claude_gets_the_poster_and_keyframes_in_one_call(claude_server):
-    from consumers.enrich.calling import ModelSpec
-    from tests.test_enrich_providers import claude, prompt, rec, settings
-
-    claude_server.script("record_tags", rec("claude/tagging_ok.json"))
-    poster, extra = _video_frames()
-    pr = prompt("tagging")
-    res = _keyframe_call(claude(claude_server), ModelSpec("claude", "claude-haiku-4-5"), pr, settings(), poster, extra)
-    assert res.data["tags"][0]["tag"] == "product:sneaker"  # the recorded answer, validated as usual
-    (seen,) = claude_server.requests  # one request for the whole video
-    content = seen.body["messages"][0]["content"]
-    assert [b["type"] for b in content] == ["text", "image", "text", "image", "text"]
-    assert content[0]["text"] == "Poster frame of the video:" and content[2]["text"] == "Keyframe at 3.0 s:"
-    assert base64.b64decode(content[1]["source"]["data"]) == poster
-    assert base64.b64decode(content[3]["source"]["data"]) == extra[0][1]
-    assert content[4] == {"type": "text", "text": pr.user_text}
-
-
-def test_gemini_gets_the_poster_and_keyframes_in_one_call(gemini_server):
-    from consumers.enrich.calling import ModelSpec
-    from tests.test_enrich_providers import gemini, prompt, rec, settings
-
-    gemini_server.script("alt_text output", rec("gemini/alt_text_ok.json"))
-    poster, extra = _video_frames()
-    pr = prompt("alt_text", provider="gemini", model="gemini-2.5-flash")
-    res = _keyframe_call(gemini(gemini_server), ModelSpec("gemini", "gemini-2.5-flash"), pr,
-                         settings(provider="gemini"), poster, extra)
-    assert res.data["visible_text"] == "RUNFAST 2"
-    (seen,) = gemini_server.requests
-    parts = seen.body["contents"][0]["parts"]
-    assert [p.get("text") for p in parts] == ["Poster frame of the video:", None, "Keyframe at 3.0 s:", None,
-                                              pr.user_text]
-    assert base64.urlsafe_b64decode(parts[1]["inlineData"]["data"]) == poster
-    assert base64.urlsafe_b64decode(parts[3]["inlineData"]["data"]) == extra[0][1]
 
 
 def test_keyframes_sent_are_capped_spread_and_change_the_cached_answer_key():
