@@ -3,6 +3,7 @@
 the same run on the same file.
 
     python bench/video.py [--minutes 2] [--size 1920x1080] [--fps 25] [--scene-s 10] [--rounds 3] [--full]
+                          [--clip PATH]   (made once and kept there; a 10-minute 1080p clip takes minutes to encode)
 
 The clip is made here with PyAV/libx264 (x264's defaults: an intra frame at each scene cut and at most every
 250 frames): a new scene every --scene-s seconds (a colour field with a moving title and texture).
@@ -104,13 +105,20 @@ def main() -> None:
     ap.add_argument("--scene-s", type=float, default=10.0)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--full", action="store_true", help="also time decoding every frame")
+    ap.add_argument("--clip", type=Path, help="read the clip from here if it exists, else make it and keep it there")
     a = ap.parse_args()
     size = tuple(int(x) for x in a.size.split("x"))
-    print(f"making a {a.minutes:g}-minute {a.size} {a.fps} fps H.264 clip (scene every {a.scene_s:g} s) ...",
-          flush=True)
-    t = time.perf_counter()
-    data = make_clip(a.minutes, size, a.fps, a.scene_s)
-    print(f"  {len(data) / 1e6:.1f} MB in {time.perf_counter() - t:.0f} s")
+    if a.clip and a.clip.exists():
+        data = a.clip.read_bytes()
+        print(f"clip {a.clip}: {len(data) / 1e6:.1f} MB")
+    else:
+        print(f"making a {a.minutes:g}-minute {a.size} {a.fps} fps H.264 clip (scene every {a.scene_s:g} s) ...",
+              flush=True)
+        t = time.perf_counter()
+        data = make_clip(a.minutes, size, a.fps, a.scene_s)
+        print(f"  {len(data) / 1e6:.1f} MB in {time.perf_counter() - t:.0f} s")
+        if a.clip:
+            a.clip.write_bytes(data)
 
     from app.settings import Settings
     from consumers.preprocess.stage import PreprocessStage
@@ -131,7 +139,7 @@ def main() -> None:
         full_s, n = best(lambda: full_decode(data), 1)
         rows.append(("full decode (every frame)", full_s, f"{n} frames"))
     minutes = v.duration_s / 60
-    print(f"\n{a.minutes:g}-minute {a.size} H.264, 1 thread, best of {a.rounds} (stage/full: 1 run)")
+    print(f"\n{minutes:g}-minute {v.width}x{v.height} {v.codec}, 1 thread, best of {a.rounds} (stage/full: 1 run)")
     print(f"{'path':56s} {'s':>7s} {'s/video-min':>12s} {'÷ baseline':>11s}  notes")
     for name, s, note in rows:
         print(f"{name:56s} {s:7.2f} {s / minutes:12.3f} {s / base_s:10.2f}x  {note}")

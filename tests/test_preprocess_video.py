@@ -136,3 +136,33 @@ def test_long_gop_video_is_spread_by_decoding_forward_within_the_wall_time(tmp_p
     capped = _process(stage(file_roots=[str(tmp_path)], ocr_enabled=False, video_max_wall_s=0.001),
                       tmp_path / "screen.mp4", data)
     assert capped["video"]["truncated_by"] == "max_wall_s" and len(capped["video"]["keyframes"]) >= 1
+
+
+def test_a_video_may_be_larger_than_max_bytes_an_image_may_not(tmp_path):
+    from tests.preprocess_support import jpeg
+
+    st = stage(file_roots=[str(tmp_path)], ocr_enabled=False, max_bytes=4096, video_max_bytes=1024 * 1024)
+    clip = make_video(LONG_GOP, size=(320, 180))
+    assert 4096 < len(clip) < 1024 * 1024
+    (tmp_path / "clip.mp4").write_bytes(clip)
+    assert st.process(event(f"file://{tmp_path / 'clip.mp4'}"), None).value["media_type"] == "video"
+    noise = Image.effect_noise((200, 200), 80).convert("RGB")
+    (tmp_path / "big.jpg").write_bytes(jpeg(noise))
+    assert (tmp_path / "big.jpg").stat().st_size > 4096
+    with pytest.raises(PermanentError) as err:
+        st.process(event(f"file://{tmp_path / 'big.jpg'}"), None)
+    assert err.value.reason == "too_large" and "max_bytes=4096" in str(err.value)
+    small = stage(file_roots=[str(tmp_path)], max_bytes=4096, video_max_bytes=4096)
+    with pytest.raises(PermanentError) as err:
+        small.process(event(f"file://{tmp_path / 'clip.mp4'}"), None)
+    assert err.value.reason == "too_large"
+
+
+def test_a_shot_cut_back_to_is_not_kept_twice_when_another_scene_needs_the_slot(tmp_path):
+    a, b, c = (Scene(3.0, "ANCHOR", (20, 20, 20), (250, 250, 250)), Scene(3.0, "GUEST", (240, 240, 240)),
+               Scene(3.0, "WEATHER", (30, 60, 200), (255, 255, 255)))
+    data = make_video((a, b, a, b, a, b, c), size=(320, 180))  # a talk show cutting back and forth, then weather
+    rec = _process(stage(file_roots=[str(tmp_path)], video_max_keyframes=3), tmp_path / "show.mp4", data)
+    texts = [k["ocr_text"] for k in rec["video"]["keyframes"]]
+    assert sorted(texts) == ["ANCHOR", "GUEST", "WEATHER"], texts
+    assert {"anchor", "guest", "weather"} <= words(rec["ocr"]["text"])

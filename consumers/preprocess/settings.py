@@ -64,8 +64,9 @@ class PreprocessSettings(Section):
     # --- video (consumers/preprocess/video.py) ---
     video_enabled: bool = Field(True, description="recognise MP4/MOV/WebM/MKV by content and select keyframes; "
                                                   "off: a video is dead-lettered as not an image")
-    video_max_bytes: int = Field(500 * 1024 * 1024, gt=0, description="largest video decoded (the fetch's max_bytes "
-                                                                      "applies first)")
+    video_max_bytes: int = Field(256 * 1024 * 1024, gt=0, description="largest video fetched and decoded (held in "
+                                                                      "memory while it is worked on); an image "
+                                                                      "stays under max_bytes")
     video_max_duration_s: float = Field(3 * 3600.0, gt=0, description="longer videos are refused (video_too_long)")
     video_max_pixels: int = Field(8192 * 4352, gt=0, description="frames with more pixels are refused (video_too_large)")
     video_max_frames: int = Field(1_000_000, gt=0, description="videos declaring more frames are refused "

@@ -2,6 +2,7 @@
 signals). A cpu stage: the runner calls `process` from its thread pool; blocking fetches are fine here."""
 from __future__ import annotations
 
+import dataclasses
 import logging
 from typing import Any
 
@@ -12,7 +13,7 @@ from consumers.preprocess.thumbnail import encode_thumbnail, thumbnail_base
 from domain.records import PipelineFacts, is_deleted
 from streams import metrics
 from streams.cpu import cpu_slots
-from streams.errors import TransientError
+from streams.errors import PermanentError, TransientError
 from streams.records import stamp
 from streams.stage import Output, RecordContext, Stage, final_attempt
 
@@ -33,6 +34,10 @@ class PreprocessStage(PipelineFacts, Stage):
         super().__init__(settings)
         self.cfg = settings.preprocess
         self.policy = FetchPolicy.from_settings(self.cfg)
+        if self.cfg.video_enabled and self.cfg.video_max_bytes > self.cfg.max_bytes:
+            # the fetch cannot know the kind before the bytes: it admits a video's size, an image over
+            # max_bytes is refused right after (preprocess_bytes)
+            self.policy = dataclasses.replace(self.policy, max_bytes=self.cfg.video_max_bytes)
 
     # -- the record path ----------------------------------------------------------------------------------
     def process(self, value: dict[str, Any], ctx: RecordContext | None = None) -> Output:
@@ -51,6 +56,9 @@ class PreprocessStage(PipelineFacts, Stage):
         container = video.sniff_video(data) if cfg.video_enabled else None
         if container:
             return self.preprocess_video(asset, data, container, final=final)
+        if len(data) > cfg.max_bytes:
+            raise PermanentError(f"{len(data)} bytes, over max_bytes={cfg.max_bytes} (only a video may be larger, "
+                                 f"up to video_max_bytes)", reason="too_large", details={"byte_size": len(data)})
         sha = hashes.sha256_hex(data)
         d = dec.decode(data, max_pixels=cfg.max_pixels, allowed_formats=cfg.allowed_formats,
                        min_edge=max(cfg.thumbnail_edge, WORK_EDGE))

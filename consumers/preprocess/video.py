@@ -94,7 +94,7 @@ class Video:
 
 @dataclass(frozen=True)
 class Limits:
-    max_bytes: int = 500 * 1024 * 1024
+    max_bytes: int = 256 * 1024 * 1024
     max_duration_s: float = 3 * 3600
     max_pixels: int = 8192 * 4352
     max_frames: int = 1_000_000
@@ -159,10 +159,21 @@ def _scaled(frame: Any, edge: int) -> Image.Image:
     return frame.to_image(width=max(2, round(w * s)), height=max(2, round(h * s)))
 
 
+SIGNATURE_SIZE = (SIGNATURE_EDGE, SIGNATURE_EDGE * 9 // 16)
+
+
 def _signature(img: Image.Image) -> np.ndarray:
     """A tiny colour copy (a cut between two shots of equal brightness is still a cut)."""
-    small = img.convert("RGB").resize((SIGNATURE_EDGE, SIGNATURE_EDGE * 9 // 16), Image.Resampling.BILINEAR)
-    return np.asarray(small, dtype=np.float32) / 255.0
+    return np.asarray(img.convert("RGB").resize(SIGNATURE_SIZE, Image.Resampling.BILINEAR), dtype=np.float32) / 255.0
+
+
+def _frame_signature(frame: Any) -> np.ndarray:
+    """The same from a decoded frame, scaled by swscale straight from its native pixels (no full-size copy)."""
+    return np.asarray(frame.to_image(width=SIGNATURE_SIZE[0], height=SIGNATURE_SIZE[1]), dtype=np.float32) / 255.0
+
+
+def _differ(sig: np.ndarray, others: list[np.ndarray], threshold: float) -> bool:
+    return all(float(np.abs(sig - o).mean()) >= threshold for o in others)
 
 
 def _rotate(img: Image.Image, rotation: int) -> Image.Image:
@@ -177,27 +188,35 @@ def _rotate(img: Image.Image, rotation: int) -> Image.Image:
     return img
 
 
-def select(candidates: list[tuple[float, float]], duration_s: float, cap: int, threshold: float
-           ) -> dict[int, str]:
+def select(candidates: list[tuple[float, float]], signatures: list[np.ndarray], duration_s: float, cap: int,
+           threshold: float, duplicate: float = 0.0) -> dict[int, str]:
     """Indices of the chosen candidates (time, scene score) -> why: the first frame, then scene changes (the
-    strongest first), then an even spread over the duration, `cap` in all."""
+    strongest first), then the candidates nearest an even spread over the duration, `cap` in all; a candidate
+    that looks like one already chosen (signature difference < `duplicate`) is passed over."""
     if not candidates or cap <= 0:
         return {}
     chosen: dict[int, str] = {0: "first"}
-    scenes = sorted((i for i, (_, s) in enumerate(candidates) if i and s >= threshold),
-                    key=lambda i: -candidates[i][1])
-    for i in scenes[: cap - 1]:
-        chosen[i] = "scene"
+    kept = [signatures[0]]
+
+    def take(i: int, why: str) -> bool:
+        if i in chosen or not _differ(signatures[i], kept, duplicate):
+            return False
+        chosen[i] = why
+        kept.append(signatures[i])
+        return True
+
+    for i in sorted((i for i, (_, s) in enumerate(candidates) if i and s >= threshold),
+                    key=lambda i: -candidates[i][1]):
+        if len(chosen) >= cap:
+            break
+        take(i, "scene")
     slots = cap - len(chosen)
-    if slots > 0 and len(candidates) > len(chosen):
-        times = np.array([t for t, _ in candidates])
-        for k in range(1, slots + 1):
-            target = duration_s * k / (slots + 1)
-            order = np.argsort(np.abs(times - target))
-            for i in order:
-                if int(i) not in chosen:
-                    chosen[int(i)] = "spread"
-                    break
+    times = np.array([t for t, _ in candidates])
+    for k in range(1, slots + 1):
+        target = duration_s * k / (slots + 1)
+        for i in np.argsort(np.abs(times - target)):
+            if take(int(i), "spread"):
+                break
     return chosen
 
 
@@ -269,23 +288,22 @@ def extract(data: bytes, container_name: str, limits: Limits) -> Video:
         deadline = started + limits.max_wall_s
         truncated_by: str | None = None
 
-        # pass 1: intra frames only, each as a small grey signature for scene detection
+        # pass 1: intra frames only, each as a small colour signature for scene detection
         cc.skip_frame = "NONKEY"
         cands: list[tuple[float, float]] = []
-        images: list[Image.Image] = []
-        prev: np.ndarray | None = None
+        sigs: list[np.ndarray] = []
+        pts: list[int] = []
         rotation = 0
         try:
             for frame in box.decode(stream):
                 if frame.pts is None:
                     continue
                 rotation = int(getattr(frame, "rotation", 0) or 0)
-                img = _scaled(frame, limits.frame_edge)
-                sig = _signature(img)
-                score = 1.0 if prev is None else float(np.abs(sig - prev).mean())
-                prev = sig
-                cands.append((max(0.0, float(frame.pts * tb) - start), score))
-                images.append(img)
+                sig = _frame_signature(frame)
+                cands.append((max(0.0, float(frame.pts * tb) - start),
+                              1.0 if not sigs else float(np.abs(sig - sigs[-1]).mean())))
+                sigs.append(sig)
+                pts.append(frame.pts)
                 if len(cands) >= limits.max_scan_keyframes:
                     truncated_by = "max_scan_keyframes"
                     break
@@ -300,10 +318,15 @@ def extract(data: bytes, container_name: str, limits: Limits) -> Video:
         if not cands:
             raise _corrupt(container_name, "no decodable frame")
         duration = duration or cands[-1][0]
-        chosen = select(cands, duration, limits.max_keyframes, limits.scene_threshold)
-        keyframes = [Keyframe(cands[i][0], _rotate(images[i], rotation), cands[i][1], why, _signature(images[i]))
-                     for i, why in sorted(chosen.items())]
-        images.clear()
+        chosen = select(cands, sigs, duration, limits.max_keyframes, limits.scene_threshold,
+                        limits.duplicate_threshold)
+        # the chosen intra frames again, each after a seek, now scaled to the frame edge (pass 1 kept no pixels)
+        got = _intra_frames(box, stream, [pts[i] for i in sorted(chosen)], limits.frame_edge,
+                            deadline if truncated_by is None else None)
+        keyframes = [Keyframe(cands[i][0], _rotate(got[pts[i]], rotation), cands[i][1], why, sigs[i])
+                     for i, why in sorted(chosen.items()) if pts[i] in got]
+        if len(keyframes) < len(chosen) and truncated_by is None:
+            truncated_by = "max_wall_s"
 
         # pass 2: a long-GOP file -> decode forward to the even-spread times its intra frames leave uncovered
         want = limits.max_keyframes - len(keyframes)
@@ -321,6 +344,29 @@ def extract(data: bytes, container_name: str, limits: Limits) -> Video:
                  creation_time=_creation_time(meta), gps=_gps(meta), keyframes=keyframes,
                  intra_frames=len(cands), truncated_by=truncated_by,
                  decode_s=round(time.monotonic() - started, 3))
+
+
+def _intra_frames(box: Any, stream: Any, wanted: list[int], edge: int, deadline: float | None
+                  ) -> dict[int, Image.Image]:
+    """pts -> the intra frame at that pts scaled to `edge`, each found by a seek and an intra-only decode. The
+    first is always fetched; the others only before the deadline (None: no deadline)."""
+    import av
+
+    stream.codec_context.skip_frame = "NONKEY"
+    out: dict[int, Image.Image] = {}
+    for n, p in enumerate(sorted(wanted)):
+        if n and deadline is not None and time.monotonic() > deadline:
+            break
+        try:
+            box.seek(p, stream=stream, backward=True, any_frame=False)
+            for frame in box.decode(stream):
+                if frame.pts is not None and frame.pts >= p:
+                    if frame.pts == p:
+                        out[p] = _scaled(frame, edge)
+                    break
+        except (av.FFmpegError, ValueError, EOFError):
+            continue
+    return out
 
 
 def _frames_at(box: Any, stream: Any, times: list[float], intra: list[float], start: float, tb: Fraction,
