@@ -5,11 +5,12 @@ video.
 How the decode stays bounded (a 10-minute 1080p video must not hold a worker for minutes):
 - refused before any frame is decoded: over `video_max_bytes`, `video_max_duration_s`, `video_max_pixels` per
   frame or `video_max_frames` frames (as the container declares them);
-- pass 1 decodes intra frames only (`skip_frame = "NONKEY"`: FFmpeg's own `-skip_frame nokey`), each scaled
-  by swscale to the frame edge and a 64 px colour signature for scene detection; encoders put an intra frame
-  at a scene cut (x264's `scenecut`, libvpx's auto keyframes) and every few seconds (x264: 250 frames), so scene
-  changes and an even spread are found among them. At most `video_max_scan_keyframes` intra frames are looked
-  at (an all-intra file stops there);
+- pass 1 decodes intra frames only (`skip_frame = "NONKEY"`: FFmpeg's own `-skip_frame nokey`), each kept only
+  as a 64 px colour signature (swscale straight from the decoder's pixels) for scene detection; encoders put
+  an intra frame at a scene cut (x264's `scenecut`, libvpx's auto keyframes) and every few seconds (x264: 250
+  frames), so scene changes and an even spread are found among them. At most `video_max_scan_keyframes` intra
+  frames are looked at (an all-intra file stops there). The chosen ones (<= `video_max_keyframes`) are then
+  decoded again after a seek each, scaled to `video_frame_edge`: memory does not grow with the video;
 - pass 2, only for a long-GOP file (screen recordings, some phones) whose intra frames leave a gap longer than
   `video_spread_gap_s`: one forward decode of reference frames only (`skip_frame = "NONREF"`), seeking over
   stretches that need nothing, taking the first frame at or after each missing time of the even spread;
@@ -221,7 +222,7 @@ def select(candidates: list[tuple[float, float]], signatures: list[np.ndarray], 
 
 
 def distinct(keyframes: list[Keyframe], threshold: float) -> list[Keyframe]:
-    """The keyframes in time order without those that look like one already kept (mean grey difference of the
+    """The keyframes in time order without those that look like one already kept (mean colour difference of the
     signatures below `threshold`): a static shot gives one keyframe, not twelve copies to OCR and tag."""
     kept: list[Keyframe] = []
     for k in keyframes:
