@@ -170,7 +170,8 @@ def _signature(img: Image.Image) -> np.ndarray:
 
 def _frame_signature(frame: Any) -> np.ndarray:
     """The same from a decoded frame, scaled by swscale straight from its native pixels (no full-size copy)."""
-    return np.asarray(frame.to_image(width=SIGNATURE_SIZE[0], height=SIGNATURE_SIZE[1]), dtype=np.float32) / 255.0
+    return np.asarray(frame.to_image(width=SIGNATURE_SIZE[0], height=SIGNATURE_SIZE[1], interpolation="AREA"),
+                      dtype=np.float32) / 255.0
 
 
 def _differ(sig: np.ndarray, others: list[np.ndarray], threshold: float) -> bool:
