@@ -166,3 +166,14 @@ def test_a_shot_cut_back_to_is_not_kept_twice_when_another_scene_needs_the_slot(
     texts = [k["ocr_text"] for k in rec["video"]["keyframes"]]
     assert sorted(texts) == ["ANCHOR", "GUEST", "WEATHER"], texts
     assert {"anchor", "guest", "weather"} <= words(rec["ocr"]["text"])
+
+
+def test_a_phone_video_held_upright_is_read_upright(tmp_path):
+    """Stored landscape with a 90° display rotation (what phones write): the facts and keyframes are portrait,
+    and the text in them reads the right way up."""
+    data = make_video((Scene(2.0, "TALL", (240, 240, 240)),), size=(360, 640), rotation=90)
+    rec = _process(stage(file_roots=[str(tmp_path)], ocr_gate="always"), tmp_path / "phone.mp4", data)
+    assert rec["video"]["rotation"] == 90
+    assert (rec["image"]["width"], rec["image"]["height"]) == (360, 640)
+    assert rec["thumbnail"]["height"] > rec["thumbnail"]["width"]
+    assert "tall" in words(rec["video"]["keyframes"][0]["ocr_text"])

@@ -31,22 +31,26 @@ def frame_image(scene: Scene, size: tuple[int, int], i: int) -> Image.Image:
 
 def make_video(scenes: tuple[Scene, ...] = TWO_SCENES, *, size: tuple[int, int] = (640, 360), fps: int = 10,
                container: str = "mp4", codec: str = "libx264", gop: int | None = None,
-               metadata: dict[str, str] | None = None, options: dict[str, str] | None = None) -> bytes:
+               metadata: dict[str, str] | None = None, options: dict[str, str] | None = None,
+               rotation: int = 0) -> bytes:
     """An encoded video (bytes). libx264 puts an intra frame at each scene cut by itself; `gop` caps the
     distance between intra frames; `options` go to the encoder (e.g. x264's sc_threshold=0: no intra frame at
-    scene cuts)."""
+    scene cuts); `rotation`: the display rotation a phone held upright writes (degrees counter-clockwise): the
+    frames are stored turned the other way, so a player that applies it shows `size` upright."""
     buf = io.BytesIO()
     with av.open(buf, mode="w", format=container) as out:
         for k, v in (metadata or {}).items():
             out.metadata[k] = v
         stream = out.add_stream(codec, rate=fps, options=options or {})
-        stream.width, stream.height = size
+        stream.width, stream.height = size if rotation % 180 == 0 else (size[1], size[0])
         stream.pix_fmt = "yuv420p"
+        if rotation:
+            stream.set_display_rotation(rotation)
         if gop:
             stream.codec_context.gop_size = gop
         for scene in scenes:
             for i in range(round(scene.seconds * fps)):
-                frame = av.VideoFrame.from_image(frame_image(scene, size, i))
+                frame = av.VideoFrame.from_image(frame_image(scene, size, i).rotate(-rotation, expand=True))
                 for packet in stream.encode(frame):
                     out.mux(packet)
         for packet in stream.encode():
