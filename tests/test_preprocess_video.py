@@ -177,3 +177,19 @@ def test_a_phone_video_held_upright_is_read_upright(tmp_path):
     assert (rec["image"]["width"], rec["image"]["height"]) == (360, 640)
     assert rec["thumbnail"]["height"] > rec["thumbnail"]["width"]
     assert "tall" in words(rec["video"]["keyframes"][0]["ocr_text"])
+
+
+def test_a_cut_web_video_whose_start_plays_is_dead_lettered_with_how_far_it_got(tmp_path):
+    """Index first (faststart, as web videos are written): a file cut at 60 % still opens and its first half
+    decodes, but it is a broken upload: dead-lettered, saying how far it decoded."""
+    data = make_video(LONG_GOP, size=(320, 180), gop=50, faststart=True)
+    (tmp_path / "cut.mp4").write_bytes(data[: int(len(data) * 0.6)])
+    st = stage(file_roots=[str(tmp_path)], ocr_enabled=False)
+    with pytest.raises(PermanentError) as err:
+        st.process(event(f"file://{tmp_path / 'cut.mp4'}"), None)
+    assert err.value.reason == "corrupt_video"
+    assert float(err.value.details["duration_s"]) == pytest.approx(60.0, abs=0.2)  # dead-letter details: text
+    assert 10 <= float(err.value.details["decoded_s"]) < 50
+    assert "of 60.0 s" in str(err.value)
+    (tmp_path / "whole.mp4").write_bytes(data)
+    assert st.process(event(f"file://{tmp_path / 'whole.mp4'}"), None).value["video"]["truncated_by"] is None

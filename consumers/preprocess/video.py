@@ -14,8 +14,9 @@ How the decode stays bounded (a 10-minute 1080p video must not hold a worker for
 - pass 2, only for a long-GOP file (screen recordings, some phones) whose intra frames leave a gap longer than
   `video_spread_gap_s`: one forward decode of reference frames only (`skip_frame = "NONREF"`), seeking over
   stretches that need nothing, taking the first frame at or after each missing time of the even spread;
-- a wall-time cap over both passes (`video_max_wall_s`): past it, the keyframes found so far are used, or
-  the record is dead-lettered when there are none;
+- a wall-time cap over both passes (`video_max_wall_s`): past it, the keyframes found so far are used;
+- a decode error anywhere (a cut upload, damaged data) dead-letters the video (`corrupt_video`, with how far it
+  decoded), even when its start plays: publishing it would publish a broken video;
 - frames are kept scaled to `video_frame_edge` on the long side (the image treatment runs on those).
 A file FFmpeg cannot demux or decode is a PermanentError (`corrupt_video`), so it dead-letters with a reason.
 """
@@ -89,7 +90,7 @@ class Video:
     intra_frames: int = 0
     """How many intra frames pass 1 looked at."""
     truncated_by: str | None = None
-    """Why keyframe selection stopped early (the wall-time cap), or None."""
+    """Why keyframe selection stopped early (max_wall_s, max_scan_keyframes), or None."""
     decode_s: float = 0.0
 
 
@@ -120,7 +121,8 @@ class Limits:
 def _corrupt(container: str, exc: BaseException | str, **details: Any) -> PermanentError:
     msg = str(exc) if isinstance(exc, str) else (str(exc) or type(exc).__name__)
     truncated = any(w in msg.lower() for w in ("truncat", "end of file", "invalid data", "moov atom not found"))
-    return PermanentError(f"corrupt {container} video{' (truncated?)' if truncated else ''}: {msg[:200]}",
+    got = f" (decoded {details['decoded_s']:.1f} s of {details['duration_s']:.1f} s)" if "decoded_s" in details else ""
+    return PermanentError(f"corrupt {container} video{' (truncated?)' if truncated else ''}{got}: {msg[:200]}",
                           reason="corrupt_video", details={"format": container, "truncated": truncated, **details})
 
 
@@ -313,10 +315,9 @@ def extract(data: bytes, container_name: str, limits: Limits) -> Video:
                     truncated_by = "max_wall_s"
                     break
         except (av.FFmpegError, ValueError, EOFError) as exc:
-            if not cands:
-                raise _corrupt(container_name, exc) from None
-            truncated_by = "decode_error"  # a damaged tail: the keyframes before it are still good
-            log.info("video decode stopped after %d intra frames: %s", len(cands), exc)
+            # a cut upload or damaged data: even when its start plays, publishing it would publish a broken video
+            raise _corrupt(container_name, exc, decoded_s=cands[-1][0] if cands else 0.0,
+                           duration_s=round(duration, 3)) from None
         if not cands:
             raise _corrupt(container_name, "no decodable frame")
         duration = duration or cands[-1][0]
@@ -337,6 +338,10 @@ def extract(data: bytes, container_name: str, limits: Limits) -> Video:
         if targets and truncated_by is None:
             got, truncated_by = _frames_at(box, stream, [start + t for t in targets], intra, start, tb,
                                            limits.frame_edge, deadline)
+            if truncated_by == "decode_error":
+                raise _corrupt(container_name, "decode error in the middle of the video",
+                               decoded_s=max((ft - start for ft, _ in got), default=0.0),
+                               duration_s=round(duration, 3))
             keyframes += [Keyframe(max(0.0, ft - start), _rotate(img, rotation), 0.0, "spread", _signature(img))
                           for ft, img in got]
         keyframes = distinct(sorted(keyframes, key=lambda k: k.offset_s), limits.duplicate_threshold)
