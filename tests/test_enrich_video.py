@@ -73,3 +73,38 @@ def test_keyframes_sent_are_capped_spread_and_change_the_cached_answer_key():
     pr, spec = prompt("tagging"), ModelSpec("claude", "claude-haiku-4-5")
     assert result_key("tagging", spec, pr, b"poster") != result_key("tagging", spec, pr, b"poster", sent)
     assert result_key("tagging", spec, pr, b"poster", sent[:2]) != result_key("tagging", spec, pr, b"poster", sent)
+
+
+def test_the_same_clip_re_encoded_reuses_the_enrichment_of_the_first(tmp_path):
+    """The clip as MP4/H.264 640x360 and again as WebM/VP9 480x270 (another file, other bytes): preprocess
+    gives both the same poster frame within a few pHash bits and the same keyframe text, so the enrich stage's
+    dedupe answers the second from the first without asking the model."""
+    import asyncio
+
+    from app.settings import Settings
+    from consumers.enrich.stage import EnrichStage
+    from streams.avro import roundtrip
+    from tests.preprocess_support import event, stage as preprocess_stage
+    from tests.test_enrich_stage import ctx
+    from tests.video_support import make_video
+
+    pre = preprocess_stage()
+    first = roundtrip("PreprocessedAsset", pre.preprocess_bytes(event("file:///clip.mp4", asset_id="clip"),
+                                                                make_video()))
+    again = roundtrip("PreprocessedAsset", pre.preprocess_bytes(
+        event("file:///clip.webm", asset_id="clip-webm"),
+        make_video(container="webm", codec="libvpx-vp9", size=(480, 270))))
+    assert first["hashes"]["sha256"] != again["hashes"]["sha256"]
+    enrich = EnrichStage(Settings().with_overrides(enrich={"dedupe": "memory"}))
+
+    async def go():
+        try:
+            return [await enrich.aprocess(v, ctx(v["asset"]["asset_id"])) for v in (first, again)]
+        finally:
+            await enrich.aclose()
+    a, b = asyncio.run(go())
+    assert a.value["duplicate_of"] is None
+    assert b.value["duplicate_of"] == "clip" and b.value["duplicate_distance"] <= 6
+    assert b.value["enrichment"]["tags"] == a.value["enrichment"]["tags"]
+    asked = {p["request_id"] for p in a.value["provenance"]}  # random per model call
+    assert asked and asked <= {p["request_id"] for p in b.value["provenance"]}  # the first's answers, reused
