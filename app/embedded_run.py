@@ -24,6 +24,7 @@ from typing import Any, Callable
 from pydantic import SecretStr
 
 from app.settings import Settings
+from domain.records import media_type_of, thumbnail_of
 
 log = logging.getLogger(__name__)
 
@@ -401,10 +402,16 @@ class EmbeddedRun:
         by_id = {r["asset_id"]: r for r in rows}
         for asset_id, value in tracker.validated.items():
             name = sidecar_name(asset_id)  # a.jpg, a.png and sub/a.jpg are three assets: three pairs of files
-            (self.out_dir / f"{name}.jsonld").write_text(json.dumps(to_jsonld(value), indent=2, default=str))
-            (self.out_dir / f"{name}.xmp").write_text(to_xmp(value))
+            files = [f"{name}.jsonld", f"{name}.xmp"]
+            poster = thumbnail_of(value) if media_type_of(value) == "video" else None
+            if poster and poster.get("data"):  # a video's poster frame, next to its JSON-LD (its thumbnailUrl)
+                files.append(f"{name}.poster.jpg")
+                (self.out_dir / files[-1]).write_bytes(poster["data"])
+            (self.out_dir / files[0]).write_text(json.dumps(
+                to_jsonld(value, thumbnail_url=files[2] if len(files) > 2 else None), indent=2, default=str))
+            (self.out_dir / files[1]).write_text(to_xmp(value))
             if asset_id in by_id:
-                by_id[asset_id]["sidecars"] = [f"{name}.jsonld", f"{name}.xmp"]
+                by_id[asset_id]["sidecars"] = files
         (self.out_dir / "summary.json").write_text(json.dumps(rows, indent=2, default=str))
 
 
@@ -425,7 +432,8 @@ def summary_row(asset_id: str, path: Path, tracker: Tracker) -> dict[str, Any]:
         return {"asset_id": asset_id, "file": str(path), "status": "dead_lettered",
                 "stage": dead.get("stage"), "reason": (dead.get("details") or {}).get("reason"),
                 "message": dead.get("message")}
-    return {"asset_id": asset_id, "file": str(path), "title": v.get("title"), "alt_text": v.get("alt_text"),
+    return {"asset_id": asset_id, "file": str(path), "media_type": media_type_of(v), "title": v.get("title"),
+            "alt_text": v.get("alt_text"),
             "tags": [t["tag"] for t in v.get("tags", [])], "status": v.get("status"),
             "usage_flag": v.get("usage_flag"), "cost_usd": v["enriched"].get("cost_usd", 0.0),
             "duplicate_of": v["enriched"].get("duplicate_of"), "reasons": v.get("reasons", [])}

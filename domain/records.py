@@ -55,6 +55,17 @@ def without_thumbnail(validated: dict[str, Any]) -> dict[str, Any]:
     return {**validated, "enriched": {**enriched, "pre": {**pre, "thumbnail": None}}}
 
 
+def media_type_of(value: dict[str, Any]) -> str:
+    """'image' or 'video', from any pipeline record after preprocess."""
+    for path in ((), ("pre",), ("enriched", "pre")):
+        node: Any = value
+        for key in path:
+            node = (node or {}).get(key)
+        if node and node.get("media_type"):
+            return str(node["media_type"])
+    return "image"
+
+
 def thumbnail_of(value: dict[str, Any]) -> dict[str, Any] | None:
     """The preprocess thumbnail inside any pipeline record after preprocess, or None."""
     for path in (("thumbnail",), ("pre", "thumbnail"), ("enriched", "pre", "thumbnail")):

@@ -88,8 +88,40 @@ def _prune(node: Any) -> Any:
 
 # --- JSON-LD ----------------------------------------------------------------------------------------------
 
-def to_jsonld(validated: dict[str, Any]) -> dict[str, Any]:
-    """schema.org ImageObject for one validated asset (empty values left out)."""
+def iso_duration(seconds: float | None) -> str | None:
+    """ISO 8601 duration: 6.0 -> 'PT6S', 95.5 -> 'PT1M35.5S', 3725 -> 'PT1H2M5S'."""
+    if seconds is None or seconds < 0:
+        return None
+    ms = round(seconds * 1000)
+    h, rest = divmod(ms, 3_600_000)
+    m, rest = divmod(rest, 60_000)
+    sec = rest / 1000
+    out = "PT" + (f"{h}H" if h else "") + (f"{m}M" if m else "")
+    if sec or out == "PT":
+        out += f"{sec:g}S"
+    return out
+
+
+VIDEO_MEDIA_TYPES = {"MP4": "video/mp4", "MOV": "video/quicktime", "WEBM": "video/webm", "MKV": "video/x-matroska"}
+
+
+def _video_terms(pre: dict[str, Any], asset: dict[str, Any], thumbnail_url: str | None) -> dict[str, Any]:
+    """What a schema.org VideoObject adds: duration (ISO 8601), thumbnailUrl (the poster frame), encodingFormat
+    from the sniffed container (a declared content type is only a guess from the file name), the frame size, each
+    keyframe's time and text (our namespace), and the transcript (empty until a speech-to-text stage)."""
+    video = pre.get("video") or {}
+    thumb = _first(thumbnail_url, (asset.get("attributes") or {}).get("thumbnail_url"))
+    return {"@type": "VideoObject", "duration": iso_duration(video.get("duration_s")),
+            "thumbnailUrl": thumb, "encodingFormat": VIDEO_MEDIA_TYPES.get(video.get("container") or ""),
+            "videoFrameSize": f"{(pre.get('image') or {}).get('width')}x{(pre.get('image') or {}).get('height')}",
+            "transcript": video.get("transcript"),
+            "assetstream:keyframes": [{"@type": "Clip", "startOffset": k.get("offset_s"),
+                                       "text": k.get("ocr_text")} for k in video.get("keyframes") or []]}
+
+
+def to_jsonld(validated: dict[str, Any], thumbnail_url: str | None = None) -> dict[str, Any]:
+    """schema.org ImageObject for one validated asset, VideoObject for a video (empty values left out).
+    `thumbnail_url`: where the video's poster frame is published (else the event's `thumbnail_url` attribute)."""
     v = validated
     enriched, pre, asset, _ = _parts(v)
     image = pre.get("image") or {}
@@ -157,6 +189,8 @@ def to_jsonld(validated: dict[str, Any]) -> dict[str, Any]:
         "assetstream:reviewedBy": review.get("editor"),
         "assetstream:reviewedAt": _iso(review.get("decided_at")),
     }
+    if pre.get("media_type") == "video" and pre.get("video"):
+        doc.update(_video_terms(pre, asset, thumbnail_url))
     doc = _prune(doc)
     # a PropertyValue without a value says nothing
     doc["identifier"] = [p for p in doc.get("identifier", []) if "value" in p]

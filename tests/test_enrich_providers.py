@@ -64,7 +64,7 @@ def run(coro):
 
 
 def call(p, spec: ModelSpec, pr, s: Settings, *, image: bytes | None = None, sleeps: list | None = None,
-         c: Caller | None = None):
+         c: Caller | None = None, extra_images: list[tuple[str, bytes]] | None = None):
     """One Caller.run through a real provider against the recording server, then the provider closed."""
     c = c or caller(s, p)
     if sleeps is not None:
@@ -74,7 +74,7 @@ def call(p, spec: ModelSpec, pr, s: Settings, *, image: bytes | None = None, sle
 
     async def go():
         try:
-            return await c.run(spec, pr, image=image, media_type="image/jpeg", context={})
+            return await c.run(spec, pr, image=image, media_type="image/jpeg", context={}, extra_images=extra_images)
         finally:
             await p.aclose()
     return run(go())
@@ -358,3 +358,41 @@ def test_request_outcomes_are_counted_once_per_request(claude_server):
     delta = {o: metrics.LLM_REQUESTS.labels(*labels, o)._value.get() - v for o, v in before.items()}
     assert delta == {"ok": 0, "transient": 1, "invalid_output": 1, "repaired": 1}
     assert claude_server.count() == 3
+
+
+# --- videos: one call with the poster frame and every keyframe (issue 20) ----------------------------------
+
+def _video_frames():
+    """A video's poster frame and one more keyframe (two different small JPEGs)."""
+    return JPEG, [("Keyframe at 3.0 s", (REC.parent.parent / "samples" / "product_red_mug.jpg").read_bytes())]
+
+
+def test_claude_gets_the_poster_and_keyframes_in_one_call(claude_server):
+    claude_server.script("record_tags", rec("claude/tagging_ok.json"))
+    poster, extra = _video_frames()
+    pr = prompt("tagging")
+    res = call(claude(claude_server), ModelSpec("claude", "claude-haiku-4-5"), pr, settings(), image=poster,
+               extra_images=extra)
+    assert res.data["tags"][0]["tag"] == "product:sneaker"  # the recorded answer, validated as usual
+    (seen,) = claude_server.requests  # one request for the whole video
+    content = seen.body["messages"][0]["content"]
+    assert [b["type"] for b in content] == ["text", "image", "text", "image", "text"]
+    assert content[0]["text"] == "Poster frame of the video:" and content[2]["text"] == "Keyframe at 3.0 s:"
+    assert base64.b64decode(content[1]["source"]["data"]) == poster
+    assert base64.b64decode(content[3]["source"]["data"]) == extra[0][1]
+    assert content[4] == {"type": "text", "text": pr.user_text}
+
+
+def test_gemini_gets_the_poster_and_keyframes_in_one_call(gemini_server):
+    gemini_server.script("alt_text output", rec("gemini/alt_text_ok.json"))
+    poster, extra = _video_frames()
+    pr = prompt("alt_text", provider="gemini", model="gemini-2.5-flash")
+    res = call(gemini(gemini_server), ModelSpec("gemini", "gemini-2.5-flash"), pr, settings(provider="gemini"),
+               image=poster, extra_images=extra)
+    assert res.data["visible_text"] == "RUNFAST 2"
+    (seen,) = gemini_server.requests
+    parts = seen.body["contents"][0]["parts"]
+    assert [p.get("text") for p in parts] == ["Poster frame of the video:", None, "Keyframe at 3.0 s:", None,
+                                              pr.user_text]
+    assert base64.urlsafe_b64decode(parts[1]["inlineData"]["data"]) == poster
+    assert base64.urlsafe_b64decode(parts[3]["inlineData"]["data"]) == extra[0][1]

@@ -23,10 +23,11 @@ def test_discovery_takes_heic_and_heif_and_reports_the_rest(tmp_path):
     (tmp_path / "sub").mkdir()
     (tmp_path / ".git" / "objects").mkdir(parents=True)
     for name in ("iphone.HEIC", "camera.heif", "a.jpg", "sub/b.png", "notes.txt", ".DS_Store", "sub/README",
-                 ".git/HEAD", ".git/objects/x.jpg"):
+                 ".git/HEAD", ".git/objects/x.jpg", "clip.MP4", "sub/c.mov", "d.webm", "e.mkv", "f.m4v"):
         (tmp_path / name).write_bytes(b"x")
     images, skipped = find_images([str(tmp_path)])
-    assert sorted(p.name for p in images) == ["a.jpg", "b.png", "camera.heif", "iphone.HEIC"]
+    assert sorted(p.name for p in images) == ["a.jpg", "b.png", "c.mov", "camera.heif", "clip.MP4", "d.webm",
+                                              "e.mkv", "f.m4v", "iphone.HEIC"]  # videos are assets too
     why = {Path(f).name: reason for f, reason in skipped}
     assert set(why) == {"notes.txt", ".DS_Store", "README", ".git"}  # a hidden directory is one line
     assert "not an image extension (.txt" in why["notes.txt"]
@@ -52,11 +53,11 @@ def test_run_says_which_files_it_skipped_and_why(tmp_path):
     """Nothing to publish: exit 2 before any broker starts, naming each skipped file."""
     (tmp_path / "docs").mkdir()
     (tmp_path / "docs" / "brief.txt").write_text("hello")
-    (tmp_path / "docs" / "clip.mov").write_bytes(b"x")
+    (tmp_path / "docs" / "clip.avi").write_bytes(b"x")  # AVI is not a video container preprocess takes
     result = cli("run", "docs", cwd=tmp_path)
     assert result.returncode == 2, result.stderr
     err = " ".join(result.stderr.split())
-    assert "skipped" in err and "brief.txt" in err and "clip.mov" in err
+    assert "skipped" in err and "brief.txt" in err and "clip.avi" in err
     assert "not an image extension" in err and "no images found" in err
 
 

@@ -9,7 +9,9 @@ from pydantic import Field, SecretStr
 
 from streams.config import Section
 
-DEFAULT_IMAGE_EXTENSIONS = [".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".gif", ".bmp", ".heic", ".heif"]
+DEFAULT_IMAGE_EXTENSIONS = [".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".gif", ".bmp", ".heic", ".heif",
+                            ".mp4", ".m4v", ".mov", ".webm", ".mkv"]
+"""Image and video suffixes (preprocess checks the content either way)."""
 
 
 class OpsSettings(Section):
@@ -30,7 +32,8 @@ class OpsSettings(Section):
     backfill_rate: float = Field(50.0, gt=0, description="events per second (token bucket)")
     backfill_burst: int = Field(10, ge=1, description="token bucket size")
     image_extensions: list[str] = Field(default_factory=lambda: list(DEFAULT_IMAGE_EXTENSIONS),
-                                        description="file suffixes (lower-case) a directory backfill picks up")
+                                        description="file suffixes (lower-case) a directory backfill and `assetstream run` "
+                                                    "pick up: images and videos")
     expected_model_versions: dict[str, str] = Field(
         default_factory=dict,
         description="task -> model_version the current configuration produces (for cloud models, whose dated "

@@ -38,6 +38,9 @@ IMAGE_TOKEN_ESTIMATE = 1600
 BATCH_FACTOR = 0.5
 """A batch API request's price as a share of the synchronous one (Anthropic Message Batches, Gemini batch mode)."""
 
+KEYFRAME_TOKEN_ESTIMATE = 120
+"""a video keyframe's small JPEG (preprocess video_keyframe_thumbnail_edge, 256 px): ~ width x height / 750"""
+
 
 @dataclass(frozen=True)
 class ModelSpec:
@@ -311,7 +314,7 @@ class Caller:
             return await self._accounted(spec, request, usage, batcher.call(spec.provider, request), batch=True)
         provider = self.providers[spec.provider]
         est = (len(request.system) + len(request.user_text)) / 4 + (IMAGE_TOKEN_ESTIMATE if request.image else 0) \
-            + request.max_tokens
+            + KEYFRAME_TOKEN_ESTIMATE * len(request.extra_images) + request.max_tokens
         semaphore = self.semaphore()  # first: a new event loop resets the per-loop limiters
         limiter = self.limiter(spec)
         async with semaphore:
@@ -341,14 +344,15 @@ class Caller:
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def run(self, spec: ModelSpec, prompt: RenderedPrompt, *, image: bytes | None, media_type: str,
-                  context: dict[str, Any], batcher: Any = None) -> TaskResult:
+                  context: dict[str, Any], batcher: Any = None,
+                  extra_images: list[tuple[str, bytes]] | None = None) -> TaskResult:
         """One task: call, validate, one repair attempt, provenance. Raises TransientError after the retries
         are used up, PermanentError("invalid_model_output") if the repaired answer is still invalid. With a
         `batcher` (consumers/enrich/batching.py) every request goes into the provider's next batch, at its price."""
         usage = _Usage()
         request = ProviderRequest(task=prompt.id, model=spec.model, system=prompt.system, user_text=prompt.user_text,
                                   output_schema=prompt.schema, image=image, image_media_type=media_type,
-                                  max_tokens=prompt.max_tokens, temperature=prompt.temperature,
+                                  extra_images=list(extra_images or []), max_tokens=prompt.max_tokens, temperature=prompt.temperature,
                                   timeout_s=self.settings.request_timeout_s,
                                   context={**context, "output_tool": prompt.output_tool})
         resp = await self._with_retries(spec, request, usage, batcher)

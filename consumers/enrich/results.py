@@ -22,6 +22,7 @@ import json
 import logging
 import time
 from collections import OrderedDict
+from collections.abc import Sequence
 from typing import Any
 
 from consumers.enrich.calling import ModelSpec, TaskResult
@@ -34,12 +35,14 @@ log = logging.getLogger(__name__)
 KEY_VERSION = "1"
 
 
-def result_key(task: str, spec: ModelSpec, prompt: RenderedPrompt, image: bytes | None) -> str:
-    """sha256 over everything that determines a task's answer."""
+def result_key(task: str, spec: ModelSpec, prompt: RenderedPrompt, image: bytes | None,
+               extra_images: Sequence[tuple[str, bytes]] = ()) -> str:
+    """sha256 over everything that determines a task's answer (a video's keyframes sent with it included)."""
     h = hashlib.sha256()
     for part in (KEY_VERSION, task, spec.provider, spec.model, prompt.id, prompt.version, prompt.hash,
                  hashlib.sha256(prompt.user_text.encode("utf-8")).hexdigest(),
-                 hashlib.sha256(image).hexdigest() if image else "-"):
+                 hashlib.sha256(image).hexdigest() if image else "-",
+                 *(f"{label}={hashlib.sha256(data).hexdigest()}" for label, data in extra_images)):
         h.update(part.encode("utf-8"))
         h.update(b"\x00")
     return h.hexdigest()

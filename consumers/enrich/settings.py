@@ -80,6 +80,8 @@ class EnrichSettings(Section):
     backoff_initial_s: float = 0.5
     backoff_max_s: float = 20.0
     send_image: bool = Field(True, description="send the thumbnail to cloud providers")
+    video_max_images: int = Field(8, ge=1, le=64, description="images of a video sent in its one call per task: the "
+                                                              "poster frame, then keyframes spread over the video")
     dedupe: Literal["elasticsearch", "memory", "off"] = Field(
         "elasticsearch", description="where already-enriched assets are looked up (memory = this process only)")
     dedupe_lru_size: int = 10_000

@@ -61,6 +61,19 @@ def normalise_enrichment(e: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def video_keyframes(pre: dict[str, Any], most: int) -> list[tuple[str, bytes]]:
+    """A video's keyframes other than its poster frame, as (label, JPEG) for one multi-image model call: at most
+    `most`, spread evenly over the video when it has more; [] for an image."""
+    video = pre.get("video") or {}
+    poster = video.get("poster_offset_s")
+    frames = [k for k in video.get("keyframes") or [] if k.get("thumbnail") and k.get("offset_s") != poster]
+    if most <= 0 or not frames:
+        return []
+    if len(frames) > most:
+        frames = [frames[round(i * (len(frames) - 1) / max(1, most - 1))] for i in range(most)]
+    return [(f"Keyframe at {k['offset_s']:.1f} s", k["thumbnail"]) for k in frames]
+
+
 def minimal_pre(value: dict[str, Any]) -> dict[str, Any]:
     return {"asset": value["asset"], **{k: None for k in PRE_FIELDS}, "stamp": value["stamp"]}
 
@@ -212,13 +225,14 @@ class EnrichStage(PipelineFacts, Stage):
         thumb = value.get("thumbnail") or {}
         image = thumb.get("data") if self.enrich.send_image else None
         media_type = thumb.get("media_type") or "image/jpeg"
+        extra = video_keyframes(value, self.enrich.video_max_images - 1) if image else []
         context = {"preprocessed": value, "vocabulary": self.plan.vocabulary,
                    "taxonomy_version": self.plan.taxonomy_version}
         jobs = self.plan.tasks
         key_base = (asset["asset_id"], str(asset.get("event_id")))
         results: dict[str, TaskResult] = {}
         prompts = {name: self.plan.render(task, value) for name, task in jobs.items()}
-        keys = {name: result_key(name, task.spec, prompts[name], image) for name, task in jobs.items()}
+        keys = {name: result_key(name, task.spec, prompts[name], image, extra) for name, task in jobs.items()}
         if self.results is not None:
             hits = await self.results.get_many(list(keys.values()))
             results.update({name: hits[k] for name, k in keys.items() if k in hits})
@@ -233,7 +247,7 @@ class EnrichStage(PipelineFacts, Stage):
                 continue
             coro = self.caller.run(task.spec, prompts[name], image=image, media_type=media_type, context=context,
                                    batcher=batcher if batcher is not None and batcher.supports(task.spec.provider)
-                                   else None)
+                                   else None, extra_images=extra)
             pending[asyncio.ensure_future(coro)] = name
         error: BaseException | None = None
         if pending:

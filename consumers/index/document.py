@@ -116,6 +116,7 @@ def document_from_validated(v: dict[str, Any], indexed_at_ms: int | None = None,
                                                       "f_number", "iso", "focal_length", "gps_alt")}) or None,
         "location": location,
         "place": _drop_none(pre.get("place") or {}) or None,
+        **_video_fields(pre),
         "face_count": signals.get("face_count"),
         "nsfw_score": signals.get("nsfw_score"),
         "colors": [c["name"] for c in signals.get("colors") or []] or None,
@@ -135,6 +136,22 @@ def document_from_validated(v: dict[str, Any], indexed_at_ms: int | None = None,
         "record": to_plain(without_thumbnail(v)),
     }
     return doc_id, version, _drop_none(body)
+
+
+def _video_fields(pre: dict[str, Any]) -> dict[str, Any]:
+    """media_type for every asset; for a video its duration, container facts and keyframes (time, text,
+    hash; their small JPEGs stay out of the index), and the transcript (empty until a speech-to-text stage)."""
+    video = pre.get("video")
+    if not video:
+        return {"media_type": pre.get("media_type") or "image"}
+    frames = [{"offset_s": k["offset_s"], "reason": k.get("reason"), "ocr_text": k.get("ocr_text") or None,
+               "phash": k.get("phash") or None} for k in video.get("keyframes") or []]
+    return {"media_type": "video", "duration_s": video.get("duration_s"), "transcript": video.get("transcript"),
+            "video": _drop_none({"container": video.get("container"), "codec": video.get("codec"),
+                                 "fps": video.get("fps"), "frame_count": video.get("frame_count"),
+                                 "rotation": video.get("rotation"), "poster_offset_s": video.get("poster_offset_s"),
+                                 "truncated_by": video.get("truncated_by"),
+                                 "keyframes": [_drop_none(f) for f in frames]})}
 
 
 PREVIEW_EDGE = 384

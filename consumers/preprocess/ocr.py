@@ -382,3 +382,26 @@ def ocr_size(size: tuple[int, int], max_edge: int) -> tuple[int, int]:
 def skipped(lang: str, reason: str) -> dict:
     return {"text": "", "words": [], "mean_confidence": None, "language": lang, "skipped": True,
             "skip_reason": reason}
+
+
+def merged(reads: list[dict], lang: str, max_chars: int) -> dict:
+    """One Ocr record from several frames' (a video's keyframes): each distinct line once, in the order first
+    seen, with its words (their boxes in the pixels of the keyframe the line was first read in; each keyframe's
+    own text is kept with the keyframe)."""
+    lines: dict[str, list[dict]] = {}
+    for rec in reads:
+        text_lines = [ln for ln in (rec.get("text") or "").splitlines() if ln.split()]
+        words = list(rec.get("words") or [])
+        aligned = sum(len(ln.split()) for ln in text_lines) == len(words)
+        at = 0
+        for ln in text_lines:
+            n = len(ln.split())
+            lines.setdefault(" ".join(ln.split()), words[at:at + n] if aligned else [])
+            at += n
+    confs = [r["mean_confidence"] for r in reads if r.get("mean_confidence") is not None]
+    if reads and all(r.get("skipped") for r in reads):
+        return skipped(lang, reads[0].get("skip_reason") or "no_text_detected")
+    text = "\n".join(lines)[:max_chars]
+    kept = [w for ln, ws in lines.items() if ln in text for w in ws]
+    return {"text": text, "words": kept[:2000], "language": lang, "skipped": False,
+            "mean_confidence": round(sum(confs) / len(confs), 2) if confs else None, "skip_reason": None}

@@ -61,3 +61,30 @@ class PreprocessSettings(Section):
     gps_round_digits: int = Field(2, ge=0, le=6)
     faces_enabled: bool = Field(True, description="count faces with OpenCV's Haar cascade")
     nsfw_enabled: bool = Field(True, description="score with the bundled open_nsfw ONNX model (loaded once, lazily)")
+    # --- video (consumers/preprocess/video.py) ---
+    video_enabled: bool = Field(True, description="recognise MP4/MOV/WebM/MKV by content and select keyframes; "
+                                                  "off: a video is dead-lettered as not an image")
+    video_max_bytes: int = Field(256 * 1024 * 1024, gt=0, description="largest video fetched and decoded (held in "
+                                                                      "memory while it is worked on); an image "
+                                                                      "stays under max_bytes")
+    video_max_duration_s: float = Field(3 * 3600.0, gt=0, description="longer videos are refused (video_too_long)")
+    video_max_pixels: int = Field(8192 * 4352, gt=0, description="frames with more pixels are refused (video_too_large)")
+    video_max_frames: int = Field(1_000_000, gt=0, description="videos declaring more frames are refused "
+                                                               "(too_many_frames)")
+    video_max_keyframes: int = Field(12, ge=1, le=64, description="keyframes kept per video: the first frame, scene "
+                                                                  "changes, then an even spread")
+    video_max_scan_keyframes: int = Field(600, ge=1, description="intra frames looked at for scene changes at most")
+    video_max_wall_s: float = Field(30.0, gt=0, description="wall-time cap of keyframe selection; past it the "
+                                                           "keyframes found so far are used")
+    video_frame_edge: int = Field(960, ge=128, le=4096, description="keyframes are scaled to this long edge as they "
+                                                                   "are decoded (OCR, hashes, colours run on them)")
+    video_scene_threshold: float = Field(0.25, gt=0, le=1, description="mean grey difference (0-1) between intra "
+                                                                      "frames that counts as a scene change")
+    video_duplicate_threshold: float = Field(0.02, ge=0, le=1, description="a keyframe this close to one already "
+                                                                           "kept is dropped (static shots)")
+    video_spread_gap_s: float = Field(20.0, gt=0, description="a long-GOP video whose intra frames leave a gap "
+                                                             "longer than this is decoded forward to fill it "
+                                                             "(bounded by video_max_wall_s)")
+    video_keyframe_thumbnail_edge: int = Field(256, ge=0, le=768, description="long edge of each keyframe's small "
+                                                                             "JPEG for multi-image model calls "
+                                                                             "(0 = none)")

@@ -2,17 +2,18 @@
 signals). A cpu stage: the runner calls `process` from its thread pool; blocking fetches are fine here."""
 from __future__ import annotations
 
+import dataclasses
 import logging
 from typing import Any
 
 from consumers.preprocess import decode as dec
-from consumers.preprocess import hashes, metadata, ocr, signals
+from consumers.preprocess import hashes, metadata, ocr, signals, video
 from consumers.preprocess.fetch import FetchPolicy, fetch
 from consumers.preprocess.thumbnail import encode_thumbnail, thumbnail_base
 from domain.records import PipelineFacts, is_deleted
 from streams import metrics
 from streams.cpu import cpu_slots
-from streams.errors import TransientError
+from streams.errors import PermanentError, TransientError
 from streams.records import stamp
 from streams.stage import Output, RecordContext, Stage, final_attempt
 
@@ -37,6 +38,10 @@ class PreprocessStage(PipelineFacts, Stage):
         super().__init__(settings)
         self.cfg = settings.preprocess
         self.policy = FetchPolicy.from_settings(self.cfg)
+        if self.cfg.video_enabled and self.cfg.video_max_bytes > self.cfg.max_bytes:
+            # the fetch cannot know the kind before the bytes: it admits a video's size, an image over
+            # max_bytes is refused right after (preprocess_bytes)
+            self.policy = dataclasses.replace(self.policy, max_bytes=self.cfg.video_max_bytes)
 
     # -- the record path ----------------------------------------------------------------------------------
     def process(self, value: dict[str, Any], ctx: RecordContext | None = None) -> Output:
@@ -52,6 +57,12 @@ class PreprocessStage(PipelineFacts, Stage):
         the `final` attempt: then the record goes on with the part named in `degraded` (validate sends it to
         review)."""
         cfg = self.cfg
+        container = video.sniff_video(data) if cfg.video_enabled else None
+        if container:
+            return self.preprocess_video(asset, data, container, final=final)
+        if len(data) > cfg.max_bytes:
+            raise PermanentError(f"{len(data)} bytes, over max_bytes={cfg.max_bytes} (only a video may be larger, "
+                                 f"up to video_max_bytes)", reason="too_large", details={"byte_size": len(data)})
         sha = hashes.sha256_hex(data)
         d = dec.decode(data, max_pixels=cfg.max_pixels, allowed_formats=cfg.allowed_formats,
                        min_edge=max(cfg.thumbnail_edge, WORK_EDGE))
@@ -78,12 +89,15 @@ class PreprocessStage(PipelineFacts, Stage):
             "exif": exif_rec,
             "place": place,
             "embedded": metadata.embedded_metadata(d.info, d.source, d.exif),
-            "ocr": self._ocr(d, data, degraded),
+            "ocr": self._degrade(self._read(d, data), degraded),
             "hashes": hashes.hashes_record(data, small_src, sha),
             "signals": self._signals(img, small_src, degraded),
             "stamp": stamp(self.name),
             "degraded": degraded,
         }
+        return self._finish(record, degraded, final)
+
+    def _finish(self, record: dict[str, Any], degraded: dict[str, str], final: bool) -> dict[str, Any]:
         if degraded and not final:
             part, why = next(iter(degraded.items()))
             raise TransientError(f"{part}: {why}", reason=f"degraded_{part}", details=degraded)
@@ -91,32 +105,104 @@ class PreprocessStage(PipelineFacts, Stage):
             metrics.DEGRADED.labels(self.name, part, why).inc()
         return record
 
-    def _ocr(self, d: dec.Decoded, data: bytes, degraded: dict[str, str]) -> dict | None:
-        rec = self._read(d, data)
+    def preprocess_video(self, asset: dict[str, Any], data: bytes, container: str, *,
+                         final: bool = True) -> dict[str, Any]:
+        """A video: its container facts and bounded keyframes (consumers/preprocess/video.py), each keyframe
+        through the image treatment (OCR, hashes, colours, faces, NSFW); the poster frame is the thumbnail,
+        `ocr` holds the text of every keyframe (so search finds a video by text seen in any of them)."""
+        cfg = self.cfg
+        v = video.extract(data, container, video.Limits.from_settings(cfg))
+        degraded: dict[str, str] = {}
+        frames, reads, looks = [], [], []
+        for k in v.keyframes:
+            small = k.image if max(k.image.size) <= hashes.HASH_EDGE else dec.resized(k.image, hashes.HASH_EDGE)
+            read = self._degrade(self._read_frame(k.image), degraded)
+            p, dh = hashes.perceptual(small)
+            look = self._signals(k.image, small)
+            kthumb = None
+            if cfg.video_keyframe_thumbnail_edge:
+                kthumb, _, _ = encode_thumbnail(thumbnail_base(k.image, cfg.video_keyframe_thumbnail_edge),
+                                                max_bytes=32 * 1024, quality=70)
+            frames.append({"offset_s": round(k.offset_s, 3), "reason": k.reason,
+                           "scene_score": round(k.scene_score, 4), "ocr_text": read.get("text") or "",
+                           "phash": p, "dhash": dh, "colors": [c["name"] for c in look["colors"]],
+                           "face_count": look["face_count"], "nsfw_score": look["nsfw_score"], "thumbnail": kthumb})
+            reads.append(read)
+            looks.append(look)
+        poster = video.poster_index(v.keyframes)
+        thumb, tw, th = encode_thumbnail(thumbnail_base(v.keyframes[poster].image, cfg.thumbnail_edge),
+                                         max_bytes=cfg.thumbnail_max_bytes, quality=cfg.thumbnail_quality)
+        sha = hashes.sha256_hex(data)
+        exif_rec = None
+        if v.creation_time or v.gps:
+            exif_rec = {**dict.fromkeys(metadata.EXIF_FIELDS), "capture_time": v.creation_time,
+                        "gps_lat": v.gps[0] if v.gps else None, "gps_lon": v.gps[1] if v.gps else None}
+            exif_rec = metadata.apply_gps_privacy(exif_rec, cfg.gps_privacy, cfg.gps_round_digits)
+        place = metadata.place_for(exif_rec) if exif_rec and cfg.gps_privacy != "drop" else None
+        nsfw = [s["nsfw_score"] for s in looks if s["nsfw_score"] is not None]
+        record = {
+            "asset": asset,
+            "image": {"width": v.width, "height": v.height, "format": v.container, "mode": None,
+                      "byte_size": len(data), "content_sha256": sha, "orientation": None, "has_alpha": False},
+            "thumbnail": {"data": thumb, "media_type": "image/jpeg", "width": tw, "height": th},
+            "exif": exif_rec,
+            "place": place,
+            "embedded": None,
+            "ocr": ocr.merged(reads, cfg.ocr_lang, cfg.ocr_max_chars),
+            "hashes": {"sha256": sha, "phash": frames[poster]["phash"], "dhash": frames[poster]["dhash"],
+                       "phash_bands": hashes.phash_bands(frames[poster]["phash"])},
+            # the most sensitive keyframe decides (a face or NSFW frame anywhere in the video routes to review)
+            "signals": {"face_count": max(s["face_count"] for s in looks), "nsfw_score": max(nsfw) if nsfw else None,
+                        "colors": looks[poster]["colors"]},
+            "stamp": stamp(self.name),
+            "degraded": degraded,
+            "media_type": "video",
+            "video": {"container": v.container, "codec": v.codec, "duration_s": v.duration_s, "fps": v.fps,
+                      "frame_count": v.frame_count, "rotation": v.rotation, "intra_frames": v.intra_frames,
+                      "truncated_by": v.truncated_by, "keyframes": frames,
+                      "poster_offset_s": frames[poster]["offset_s"], "transcript": None},
+        }
+        return self._finish(record, degraded, final)
+
+    @staticmethod
+    def _degrade(rec: dict, degraded: dict[str, str]) -> dict:
         why = rec.pop("degraded", None) or ocr.DEGRADING.get(rec.get("skip_reason") or "")
         if why:
             degraded["ocr"] = why
         return rec
 
-    def _read(self, d: dec.Decoded, data: bytes) -> dict:
+    def _gate(self, img) -> dict | None:
+        """The skipped OCR record when OCR is off or the image shows no text, else None (read it)."""
         cfg = self.cfg
         if not cfg.ocr_enabled:
             return ocr.skipped(cfg.ocr_lang, "disabled")
-        if cfg.ocr_gate == "heuristic":
-            likely, _ = ocr.text_likelihood(d.image)
-            if not likely:
-                return ocr.skipped(cfg.ocr_lang, "no_text_detected")
+        if cfg.ocr_gate == "heuristic" and not ocr.text_likelihood(img)[0]:
+            return ocr.skipped(cfg.ocr_lang, "no_text_detected")
+        return None
+
+    def _read_frame(self, img) -> dict:
+        return self._gate(img) or self._ocr_pass(img, img.size)
+
+    def _read(self, d: dec.Decoded, data: bytes) -> dict:
+        cfg = self.cfg
+        gated = self._gate(d.image)
+        if gated:
+            return gated
         img = d.image
         want = min(cfg.ocr_max_edge, max(d.width, d.height))
         if max(img.size) < want:  # reduced decode was too small to read text: decode again, larger
             img = dec.decode(data, max_pixels=cfg.max_pixels, allowed_formats=cfg.allowed_formats,
                              min_edge=want).image
+        return self._ocr_pass(img, (d.width, d.height))
+
+    def _ocr_pass(self, img, full_size: tuple[int, int]) -> dict:
+        cfg = self.cfg
         # the limit scales with the pixels OCR reads; the slot wait (a busy worker) does not count against it
         timeout = ocr.timeout_for(ocr.ocr_size(img.size, cfg.ocr_max_edge), cfg.ocr_timeout_s, cfg.ocr_timeout_ref_mpx)
         with cpu_slots():
             return ocr.read_text(img, engine=cfg.ocr_engine, lang=cfg.ocr_lang, max_edge=cfg.ocr_max_edge,
                                  min_confidence=cfg.ocr_min_confidence, timeout_s=timeout,
-                                 max_chars=cfg.ocr_max_chars, full_size=(d.width, d.height))
+                                 max_chars=cfg.ocr_max_chars, full_size=full_size)
 
     def _signals(self, img, small, degraded: dict[str, str]) -> dict:
         """Colours, face count, NSFW score. A face detection or NSFW check that fails (an exception: out of

@@ -23,7 +23,8 @@ log = logging.getLogger(__name__)
 MAPPING_VERSION = 3
 """Bump when MAPPINGS change in a way that needs a reindex; recorded in the index's _meta.
 2: tag_synonyms (text), text_vector or text_vector_b64 (+ text_vector_model), per index.vector_mode.
-3: degraded parts (domain/store/degraded.py): `degraded_parts`, `completeness`, `provenance.degraded` (issue 21)."""
+3: degraded parts (domain/store/degraded.py): `degraded_parts`, `completeness`, `provenance.degraded` (issue 21);
+   media_type, duration_s, video (container facts, keyframes with their text), transcript (issue 20)."""
 
 VECTOR_FIELD = "text_vector"
 PACKED_VECTOR_FIELD = "text_vector_b64"
@@ -114,6 +115,14 @@ MAPPINGS: dict[str, Any] = {
             "focal_length": {"type": "double"}, "gps_alt": {"type": "double"}}},
         "location": {"type": "geo_point"},
         "place": {"properties": {"city": _KW, "region": _KW, "country": _KW, "country_code": {"type": "keyword"}}},
+        # video: the container's facts and each keyframe's time and text (ocr_text holds all keyframes' text)
+        "media_type": {"type": "keyword"},
+        "duration_s": {"type": "double"},
+        "transcript": _TEXT_ONLY,
+        "video": {"properties": {
+            "container": {"type": "keyword"}, "codec": {"type": "keyword"}, "fps": {"type": "double"},
+            "keyframes": {"properties": {"offset_s": {"type": "double"}, "ocr_text": _TEXT_ONLY,
+                                         "phash": {"type": "keyword"}}}}},
         # signals
         "face_count": {"type": "integer"},
         "nsfw_score": {"type": "float"},

@@ -53,6 +53,9 @@ class ProviderRequest:
     """JSON Schema the answer must satisfy."""
     image: bytes | None = None
     image_media_type: str = "image/jpeg"
+    extra_images: list[tuple[str, bytes]] = field(default_factory=list)
+    """(label, JPEG) sent after `image` in the same call: a video's other keyframes in time order, e.g.
+    ("Keyframe at 3.0 s", ...); `image` is then the poster frame."""
     max_tokens: int = 1024
     temperature: float = 0.0
     timeout_s: float = 60.0
@@ -76,6 +79,18 @@ class ProviderResponse:
     stop_reason: str | None = None
     cache_read_tokens: int = 0
     cache_write_tokens: int = 0
+
+
+def images_of(request: ProviderRequest) -> list[tuple[str | None, bytes, str]]:
+    """(label or None, bytes, media type) of every image of a request, in the order a cloud model gets them: one
+    unlabelled image, or for a video the poster frame and each keyframe, each after a text label."""
+    if not request.extra_images:
+        return [(None, request.image, request.image_media_type)] if request.image else []
+    out: list[tuple[str | None, bytes, str]] = []
+    if request.image:
+        out.append(("Poster frame of the video:", request.image, request.image_media_type))
+    out += [(f"{label}:", data, "image/jpeg") for label, data in request.extra_images]
+    return out
 
 
 @runtime_checkable

@@ -15,7 +15,8 @@ from typing import Any
 
 import anthropic
 
-from consumers.enrich.providers.base import ProviderRequest, ProviderResponse, connection, parse_json_object
+from consumers.enrich.providers.base import (ProviderRequest, ProviderResponse, connection, images_of,
+                                             parse_json_object)
 from streams.errors import PermanentError, StageError, TransientError
 
 TRANSIENT_STATUS = {408, 409, 429, 500, 502, 503, 504, 529}
@@ -120,9 +121,11 @@ class ClaudeProvider:
     def _params(self, request: ProviderRequest) -> dict[str, Any]:
         """The Messages API parameters of one request (the same for a synchronous call and a batch entry)."""
         content: list[dict[str, Any]] = []
-        if request.image:
-            content.append({"type": "image", "source": {"type": "base64", "media_type": request.image_media_type,
-                                                        "data": base64.b64encode(request.image).decode("ascii")}})
+        for label, data, media_type in images_of(request):  # a video: its keyframes in one call
+            if label:
+                content.append({"type": "text", "text": label})
+            content.append({"type": "image", "source": {"type": "base64", "media_type": media_type,
+                                                        "data": base64.b64encode(data).decode("ascii")}})
         content.append({"type": "text", "text": request.user_text})
         tool_name = _tool_name(request)
         return {"model": request.model, "max_tokens": request.max_tokens,

@@ -16,7 +16,8 @@ from google import genai
 from google.genai import errors as genai_errors
 from google.genai import types
 
-from consumers.enrich.providers.base import ProviderRequest, ProviderResponse, connection, parse_json_object
+from consumers.enrich.providers.base import (ProviderRequest, ProviderResponse, connection, images_of,
+                                             parse_json_object)
 from streams.errors import PermanentError, StageError, TransientError
 
 log = logging.getLogger(__name__)
@@ -136,8 +137,10 @@ class GeminiProvider:
     @staticmethod
     def _contents(request: ProviderRequest) -> list[types.Content]:
         parts: list[Any] = []
-        if request.image:
-            parts.append(types.Part.from_bytes(data=request.image, mime_type=request.image_media_type))
+        for label, data, media_type in images_of(request):  # a video: its keyframes in one call
+            if label:
+                parts.append(types.Part.from_text(text=label))
+            parts.append(types.Part.from_bytes(data=data, mime_type=media_type))
         parts.append(types.Part.from_text(text=request.user_text))
         return [types.Content(role="user", parts=parts)]
 

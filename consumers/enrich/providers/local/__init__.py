@@ -2,7 +2,8 @@
 
 * tagging / verify: EfficientNet-Lite0 (ImageNet, onnxruntime) top-k classes on the thumbnail, mapped onto the
   controlled vocabulary with all-MiniLM-L6-v2 cosine similarity (score = sqrt(p) x similarity), plus colour
-  tags from the preprocessing colours, a text tag when OCR found words, and people tags when faces > 0.
+  tags from the preprocessing colours, a text tag when OCR found words, and people tags when faces > 0. For a
+  video, the classifier runs on every keyframe and its tags are aggregated (frequency x confidence).
 * alt_text: templates over the confident labels, colours, faces, OCR text and product context; decorative
   when the image is a flat field / smooth gradient with no text, face or confident class.
 * rights: rules over declared licence, XMP/IPTC/EXIF usage terms, licence URL, copyright, credit line.
@@ -168,9 +169,14 @@ class LocalProvider:
             return engine.rights(request)
         with cpu_slots():
             facts = engine.analyse_image(request.image, self.top_k, self.threads)
-        if request.task == "alt_text":
+        if request.task == "alt_text":  # a video's alt text describes its poster frame (request.image)
             return engine.alt_text(request, facts)
-        return engine.tagging(request, facts)
+        frames = None
+        keyframes = engine.keyframe_images(request)
+        if keyframes:  # a video: the classifier on every keyframe
+            with cpu_slots():
+                frames = [engine.analyse_image(k, self.top_k, self.threads) for k in keyframes]
+        return engine.tagging(request, facts, frames=frames)
 
 
 def _minimal(schema: dict[str, Any] | None, task: str) -> dict[str, Any]:

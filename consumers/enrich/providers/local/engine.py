@@ -464,7 +464,29 @@ def class_evidence(idx: VocabIndex, facts: ImageFacts, skip=()) -> dict[int, flo
     return scores
 
 
-def tagging(request, facts: ImageFacts, use_embeddings: bool = True) -> dict[str, Any]:
+def keyframe_images(request) -> list[bytes]:
+    """A video's keyframe JPEGs (preprocess `video.keyframes[].thumbnail`), in time order; [] for an image."""
+    frames = _d(_pre(request).get("video")).get("keyframes") or []
+    return [k["thumbnail"] for k in frames if isinstance(k, dict) and k.get("thumbnail")]
+
+
+def keyframe_evidence(idx: VocabIndex, frames: list[ImageFacts], skip=(), n_words: int = 0,
+                      faces: int = 0) -> dict[int, float]:
+    """A video's class evidence: each keyframe's `class_evidence`, aggregated as frequency x confidence (the
+    mean over the keyframes that show something of each tag's score, 0 where a keyframe lacks it): a subject
+    seen throughout outranks one glimpsed once, flat frames (fades, blank cards) do not count."""
+    shown = [f for f in frames if f.ok and not is_decorative(f, n_words, faces)]
+    total: dict[int, float] = {}
+    for f in shown:
+        for i, s in class_evidence(idx, f, skip).items():
+            total[i] = total.get(i, 0.0) + s
+    return {i: s / len(shown) for i, s in total.items()}
+
+
+def tagging(request, facts: ImageFacts, use_embeddings: bool = True,
+            frames: list[ImageFacts] | None = None) -> dict[str, Any]:
+    """Tags for one image (`facts`), or for a video from its keyframes' `frames` (keyframe_evidence) with the
+    text, faces and colours of the whole video."""
     pre = _pre(request)
     vocab = (request.context or {}).get("vocabulary") or []
     allowed = _schema_enum(request.output_schema)
@@ -483,9 +505,13 @@ def tagging(request, facts: ImageFacts, use_embeddings: bool = True) -> dict[str
 
     # 1. classifier labels -> vocabulary, score = sqrt(p) * calibrated similarity (not for flat fields: the
     #    classifier's guesses on an empty image are noise, "jellyfish" for a blue background)
-    if use_embeddings and not is_decorative(facts, n_sure, faces):
-        # with text OCR is sure of, page-like guesses ("website" -> screenshot) are what the text already says
-        for i, s in class_evidence(idx, facts, skip=_TEXTY if n_sure else ()).items():
+    # with text OCR is sure of, page-like guesses ("website" -> screenshot) are what the text already says
+    skip = _TEXTY if n_sure else ()
+    if use_embeddings and frames:
+        for i, s in keyframe_evidence(idx, frames, skip, n_sure, faces).items():
+            add(i, s)
+    elif use_embeddings and not is_decorative(facts, n_sure, faces):
+        for i, s in class_evidence(idx, facts, skip=skip).items():
             add(i, s)
 
     # 2. text found by OCR (only words it is sure of)

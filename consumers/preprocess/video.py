@@ -1,0 +1,419 @@
+"""Video assets with PyAV (its wheel carries FFmpeg): recognise a video by content, read the container's facts,
+and select a bounded set of keyframes (first frame + scene changes + an even spread) without decoding the whole
+video.
+
+How the decode stays bounded (a 10-minute 1080p video must not hold a worker for minutes):
+- refused before any frame is decoded: over `video_max_bytes`, `video_max_duration_s`, `video_max_pixels` per
+  frame or `video_max_frames` frames (as the container declares them);
+- pass 1 decodes intra frames only (`skip_frame = "NONKEY"`: FFmpeg's own `-skip_frame nokey`), each kept only
+  as a 64 px colour signature (swscale straight from the decoder's pixels) for scene detection; encoders put
+  an intra frame at a scene cut (x264's `scenecut`, libvpx's auto keyframes) and every few seconds (x264: 250
+  frames), so scene changes and an even spread are found among them. At most `video_max_scan_keyframes` intra
+  frames are looked at (an all-intra file stops there). The chosen ones (<= `video_max_keyframes`) are then
+  decoded again after a seek each, scaled to `video_frame_edge`: memory does not grow with the video;
+- pass 2, only for a long-GOP file (screen recordings, some phones) whose intra frames leave a gap longer than
+  `video_spread_gap_s`: one forward decode of reference frames only (`skip_frame = "NONREF"`), seeking over
+  stretches that need nothing, taking the first frame at or after each missing time of the even spread;
+- a wall-time cap over both passes (`video_max_wall_s`): past it, the keyframes found so far are used;
+- a decode error anywhere (a cut upload, damaged data) dead-letters the video (`corrupt_video`, with how far it
+  decoded), even when its start plays: publishing it would publish a broken video;
+- frames are kept scaled to `video_frame_edge` on the long side (the image treatment runs on those).
+A file FFmpeg cannot demux or decode is a PermanentError (`corrupt_video`), so it dead-letters with a reason.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import io
+import logging
+import re
+import time
+from dataclasses import dataclass, field
+from fractions import Fraction
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from streams.errors import PermanentError
+
+log = logging.getLogger(__name__)
+
+SIGNATURE_EDGE = 64
+"""Width of the small colour copy of each candidate frame used for scene detection."""
+
+MEDIA_TYPES = {"MP4": "video/mp4", "MOV": "video/quicktime", "WEBM": "video/webm", "MKV": "video/x-matroska"}
+_IMAGE_BRANDS = {b"avif", b"avis", b"heic", b"heix", b"hevc", b"hevx", b"mif1", b"msf1", b"heim", b"heis"}
+
+
+def sniff_video(data: bytes) -> str | None:
+    """Container from magic numbers (never from names or headers): MP4, MOV, WEBM or MKV; None otherwise.
+    HEIF/AVIF stills share the ISO-BMFF `ftyp` box and are left to the image decoder."""
+    head = data[:64]
+    if head[4:8] == b"ftyp":
+        brand = head[8:12]
+        if brand in _IMAGE_BRANDS:
+            return None
+        return "MOV" if brand == b"qt  " else "MP4"
+    if head[4:8] in (b"moov", b"mdat", b"wide", b"free") and len(data) > 16:  # old QuickTime without ftyp
+        return "MOV"
+    if head[:4] == b"\x1aE\xdf\xa3":  # EBML
+        return "WEBM" if b"webm" in head else "MKV"
+    return None
+
+
+@dataclass
+class Keyframe:
+    offset_s: float
+    image: Image.Image
+    """RGB, long edge <= the frame edge, rotated for display."""
+    scene_score: float
+    """Mean absolute colour difference to the previous intra frame (0-1); 1.0 for the first frame."""
+    reason: str
+    """'first' | 'scene' | 'spread'"""
+    signature: np.ndarray | None = None
+
+
+@dataclass
+class Video:
+    container: str
+    codec: str
+    width: int
+    """Display width (after rotation)."""
+    height: int
+    duration_s: float
+    fps: float | None
+    frame_count: int | None
+    rotation: int
+    creation_time: str | None
+    gps: tuple[float, float] | None
+    keyframes: list[Keyframe] = field(default_factory=list)
+    intra_frames: int = 0
+    """How many intra frames pass 1 looked at."""
+    truncated_by: str | None = None
+    """Why keyframe selection stopped early (max_wall_s, max_scan_keyframes), or None."""
+    decode_s: float = 0.0
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_bytes: int = 256 * 1024 * 1024
+    max_duration_s: float = 3 * 3600
+    max_pixels: int = 8192 * 4352
+    max_frames: int = 1_000_000
+    max_keyframes: int = 12
+    max_scan_keyframes: int = 600
+    max_wall_s: float = 30.0
+    frame_edge: int = 960
+    scene_threshold: float = 0.25
+    duplicate_threshold: float = 0.02
+    spread_gap_s: float = 20.0
+
+    @classmethod
+    def from_settings(cls, cfg: Any) -> "Limits":
+        return cls(max_bytes=cfg.video_max_bytes, max_duration_s=cfg.video_max_duration_s,
+                   max_pixels=cfg.video_max_pixels, max_frames=cfg.video_max_frames,
+                   max_keyframes=cfg.video_max_keyframes, max_scan_keyframes=cfg.video_max_scan_keyframes,
+                   max_wall_s=cfg.video_max_wall_s, frame_edge=cfg.video_frame_edge,
+                   scene_threshold=cfg.video_scene_threshold,
+                   duplicate_threshold=cfg.video_duplicate_threshold, spread_gap_s=cfg.video_spread_gap_s)
+
+
+def _corrupt(container: str, exc: BaseException | str, **details: Any) -> PermanentError:
+    msg = str(exc) if isinstance(exc, str) else (str(exc) or type(exc).__name__)
+    truncated = any(w in msg.lower() for w in ("truncat", "end of file", "invalid data", "moov atom not found"))
+    got = f" (decoded {details['decoded_s']:.1f} s of {details['duration_s']:.1f} s)" if "decoded_s" in details else ""
+    return PermanentError(f"corrupt {container} video{' (truncated?)' if truncated else ''}{got}: {msg[:200]}",
+                          reason="corrupt_video", details={"format": container, "truncated": truncated, **details})
+
+
+def _creation_time(meta: dict[str, str]) -> str | None:
+    """'2026-11-18T14:02:11.000000Z' -> '2026:11:18 14:02:11' (the EXIF form capture_time uses)."""
+    raw = meta.get("creation_time") or meta.get("date")
+    if not raw:
+        return None
+    try:
+        t = dt.datetime.fromisoformat(raw.strip().replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if t.tzinfo is not None:
+        t = t.astimezone(dt.timezone.utc)
+    if t.year < 1971:  # QuickTime's zero epoch (1904) written by encoders that do not know the time
+        return None
+    return t.strftime("%Y:%m:%d %H:%M:%S")
+
+
+_ISO6709 = re.compile(r"^([+-]\d+(?:\.\d+)?)([+-]\d+(?:\.\d+)?)")
+
+
+def _gps(meta: dict[str, str]) -> tuple[float, float] | None:
+    """ISO 6709 `location` (QuickTime / Apple / Android: '+48.8584+002.2945/')."""
+    raw = meta.get("location") or meta.get("com.apple.quicktime.location.ISO6709") or ""
+    m = _ISO6709.match(raw.strip())
+    if not m:
+        return None
+    lat, lon = float(m.group(1)), float(m.group(2))
+    return (lat, lon) if -90 <= lat <= 90 and -180 <= lon <= 180 else None
+
+
+def _scaled(frame: Any, edge: int) -> Image.Image:
+    """The frame as RGB, scaled by swscale so the long edge is at most `edge` (never up)."""
+    w, h = frame.width, frame.height
+    s = min(1.0, edge / max(w, h))
+    return frame.to_image(width=max(2, round(w * s)), height=max(2, round(h * s)))
+
+
+SIGNATURE_SIZE = (SIGNATURE_EDGE, SIGNATURE_EDGE * 9 // 16)
+
+
+def _signature(img: Image.Image) -> np.ndarray:
+    """A tiny colour copy (a cut between two shots of equal brightness is still a cut)."""
+    return np.asarray(img.convert("RGB").resize(SIGNATURE_SIZE, Image.Resampling.BILINEAR), dtype=np.float32) / 255.0
+
+
+def _frame_signature(frame: Any) -> np.ndarray:
+    """The same from a decoded frame, scaled by swscale straight from its native pixels (no full-size copy)."""
+    return np.asarray(frame.to_image(width=SIGNATURE_SIZE[0], height=SIGNATURE_SIZE[1], interpolation="AREA"),
+                      dtype=np.float32) / 255.0
+
+
+def _differ(sig: np.ndarray, others: list[np.ndarray], threshold: float) -> bool:
+    return all(float(np.abs(sig - o).mean()) >= threshold for o in others)
+
+
+def _rotate(img: Image.Image, rotation: int) -> Image.Image:
+    """Display rotation (degrees counter-clockwise, FFmpeg's convention) applied to a decoded frame."""
+    r = rotation % 360
+    if r == 90:
+        return img.transpose(Image.Transpose.ROTATE_90)
+    if r == 180:
+        return img.transpose(Image.Transpose.ROTATE_180)
+    if r == 270:
+        return img.transpose(Image.Transpose.ROTATE_270)
+    return img
+
+
+def select(candidates: list[tuple[float, float]], signatures: list[np.ndarray], duration_s: float, cap: int,
+           threshold: float, duplicate: float = 0.0) -> dict[int, str]:
+    """Indices of the chosen candidates (time, scene score) -> why: the first frame, then scene changes (the
+    strongest first), then the candidates nearest an even spread over the duration, `cap` in all; a candidate
+    that looks like one already chosen (signature difference < `duplicate`) is passed over."""
+    if not candidates or cap <= 0:
+        return {}
+    chosen: dict[int, str] = {0: "first"}
+    kept = [signatures[0]]
+
+    def take(i: int, why: str) -> bool:
+        if i in chosen or not _differ(signatures[i], kept, duplicate):
+            return False
+        chosen[i] = why
+        kept.append(signatures[i])
+        return True
+
+    for i in sorted((i for i, (_, s) in enumerate(candidates) if i and s >= threshold),
+                    key=lambda i: -candidates[i][1]):
+        if len(chosen) >= cap:
+            break
+        take(i, "scene")
+    slots = cap - len(chosen)
+    times = np.array([t for t, _ in candidates])
+    for k in range(1, slots + 1):
+        target = duration_s * k / (slots + 1)
+        for i in np.argsort(np.abs(times - target)):
+            if take(int(i), "spread"):
+                break
+    return chosen
+
+
+def distinct(keyframes: list[Keyframe], threshold: float) -> list[Keyframe]:
+    """The keyframes in time order without those that look like one already kept (mean colour difference of the
+    signatures below `threshold`): a static shot gives one keyframe, not twelve copies to OCR and tag."""
+    kept: list[Keyframe] = []
+    for k in keyframes:
+        if k.signature is None or all(float(np.abs(k.signature - o.signature).mean()) >= threshold
+                                      for o in kept if o.signature is not None):
+            kept.append(k)
+    return kept
+
+
+def spread_targets(have: list[float], duration_s: float, want: int, min_gap_s: float) -> list[float]:
+    """Times of an even spread (`want` points) that no time in `have` is within `min_gap_s` of."""
+    out = []
+    for k in range(1, want + 1):
+        t = duration_s * k / (want + 1)
+        if all(abs(t - h) >= min_gap_s for h in have):
+            out.append(t)
+    return out
+
+
+def extract(data: bytes, container_name: str, limits: Limits) -> Video:
+    """The video's facts and its keyframes (see the module doc for the bounds). Raises PermanentError with
+    reason corrupt_video, no_video_stream, video_too_long, video_too_large or too_many_frames."""
+    import av  # the FFmpeg libraries load on first use of a video, not with every preprocess worker
+
+    if len(data) > limits.max_bytes:
+        raise PermanentError(f"video of {len(data)} bytes is over video_max_bytes={limits.max_bytes}",
+                             reason="video_too_large", details={"byte_size": len(data)})
+    started = time.monotonic()
+    try:
+        box = av.open(io.BytesIO(data), mode="r", metadata_errors="ignore")
+    except (av.FFmpegError, ValueError, OSError, EOFError) as exc:
+        raise _corrupt(container_name, exc) from None
+    with box:
+        if not box.streams.video:
+            raise PermanentError(f"{container_name} file has no video stream", reason="no_video_stream",
+                                 details={"format": container_name})
+        stream = box.streams.video[0]
+        cc = stream.codec_context
+        cc.thread_count = 1  # the runner parallelises over records: one core per record
+        width, height = int(cc.width or 0), int(cc.height or 0)
+        if width <= 0 or height <= 0:
+            raise _corrupt(container_name, "no frame size in the stream header")
+        if width * height > limits.max_pixels:
+            raise PermanentError(f"video frames of {width}x{height} are over video_max_pixels={limits.max_pixels}",
+                                 reason="video_too_large", details={"width": width, "height": height})
+        tb = stream.time_base or Fraction(1, 1_000_000)
+        if stream.duration:
+            duration = float(stream.duration * tb)
+        elif box.duration:
+            duration = box.duration / 1_000_000
+        else:
+            duration = 0.0
+        if duration > limits.max_duration_s:
+            raise PermanentError(f"video of {duration:.0f} s is over video_max_duration_s={limits.max_duration_s:g}",
+                                 reason="video_too_long", details={"duration_s": round(duration, 3)})
+        rate = stream.average_rate or stream.guessed_rate
+        fps = float(rate) if rate else None
+        frames = int(stream.frames or 0) or (round(duration * fps) if fps else None)
+        if frames and frames > limits.max_frames:
+            raise PermanentError(f"video of {frames} frames is over video_max_frames={limits.max_frames}",
+                                 reason="too_many_frames", details={"frames": frames})
+        meta = {**dict(box.metadata or {}), **dict(stream.metadata or {})}
+        start = float(stream.start_time * tb) if stream.start_time is not None else 0.0
+        deadline = started + limits.max_wall_s
+        truncated_by: str | None = None
+
+        # pass 1: intra frames only, each as a small colour signature for scene detection
+        cc.skip_frame = "NONKEY"
+        cands: list[tuple[float, float]] = []
+        sigs: list[np.ndarray] = []
+        pts: list[int] = []
+        rotation = 0
+        try:
+            for frame in box.decode(stream):
+                if frame.pts is None:
+                    continue
+                rotation = int(getattr(frame, "rotation", 0) or 0)
+                sig = _frame_signature(frame)
+                cands.append((max(0.0, float(frame.pts * tb) - start),
+                              1.0 if not sigs else float(np.abs(sig - sigs[-1]).mean())))
+                sigs.append(sig)
+                pts.append(frame.pts)
+                if len(cands) >= limits.max_scan_keyframes:
+                    truncated_by = "max_scan_keyframes"
+                    break
+                if time.monotonic() > deadline:
+                    truncated_by = "max_wall_s"
+                    break
+        except (av.FFmpegError, ValueError, EOFError) as exc:
+            # a cut upload or damaged data: even when its start plays, publishing it would publish a broken video
+            raise _corrupt(container_name, exc, decoded_s=cands[-1][0] if cands else 0.0,
+                           duration_s=round(duration, 3)) from None
+        if not cands:
+            raise _corrupt(container_name, "no decodable frame")
+        duration = duration or cands[-1][0]
+        chosen = select(cands, sigs, duration, limits.max_keyframes, limits.scene_threshold,
+                        limits.duplicate_threshold)
+        # the chosen intra frames again, each after a seek, now scaled to the frame edge (pass 1 kept no pixels)
+        got = _intra_frames(box, stream, [pts[i] for i in sorted(chosen)], limits.frame_edge,
+                            deadline if truncated_by is None else None)
+        keyframes = [Keyframe(cands[i][0], _rotate(got[pts[i]], rotation), cands[i][1], why, sigs[i])
+                     for i, why in sorted(chosen.items()) if pts[i] in got]
+        if len(keyframes) < len(chosen) and truncated_by is None:
+            truncated_by = "max_wall_s"
+
+        # pass 2: a long-GOP file -> decode forward to the even-spread times its intra frames leave uncovered
+        want = limits.max_keyframes - len(keyframes)
+        intra = [t for t, _ in cands]
+        targets = spread_targets(intra, duration, want, limits.spread_gap_s / 2) if want > 0 else []
+        if targets and truncated_by is None:
+            got, truncated_by = _frames_at(box, stream, [start + t for t in targets], intra, start, tb,
+                                           limits.frame_edge, deadline)
+            if truncated_by == "decode_error":
+                raise _corrupt(container_name, "decode error in the middle of the video",
+                               decoded_s=max((ft - start for ft, _ in got), default=0.0),
+                               duration_s=round(duration, 3))
+            keyframes += [Keyframe(max(0.0, ft - start), _rotate(img, rotation), 0.0, "spread", _signature(img))
+                          for ft, img in got]
+        keyframes = distinct(sorted(keyframes, key=lambda k: k.offset_s), limits.duplicate_threshold)
+    w, h = (height, width) if rotation % 180 == 90 else (width, height)
+    return Video(container=container_name, codec=cc.name, width=w, height=h, duration_s=round(duration, 3),
+                 fps=round(fps, 3) if fps else None, frame_count=frames, rotation=rotation % 360,
+                 creation_time=_creation_time(meta), gps=_gps(meta), keyframes=keyframes,
+                 intra_frames=len(cands), truncated_by=truncated_by,
+                 decode_s=round(time.monotonic() - started, 3))
+
+
+def _intra_frames(box: Any, stream: Any, wanted: list[int], edge: int, deadline: float | None
+                  ) -> dict[int, Image.Image]:
+    """pts -> the intra frame at that pts scaled to `edge`, each found by a seek and an intra-only decode. The
+    first is always fetched; the others only before the deadline (None: no deadline)."""
+    import av
+
+    stream.codec_context.skip_frame = "NONKEY"
+    out: dict[int, Image.Image] = {}
+    for n, p in enumerate(sorted(wanted)):
+        if n and deadline is not None and time.monotonic() > deadline:
+            break
+        try:
+            box.seek(p, stream=stream, backward=True, any_frame=False)
+            for frame in box.decode(stream):
+                if frame.pts is not None and frame.pts >= p:
+                    if frame.pts == p:
+                        out[p] = _scaled(frame, edge)
+                    break
+        except (av.FFmpegError, ValueError, EOFError):
+            continue
+    return out
+
+
+def _frames_at(box: Any, stream: Any, times: list[float], intra: list[float], start: float, tb: Fraction,
+               edge: int, deadline: float) -> tuple[list[tuple[float, Image.Image]], str | None]:
+    """The first frame at or after each of `times` (seconds, sorted), from one forward decode of reference
+    frames: a seek (to the intra frame before a time) only when an intra frame lies between the decoder's
+    position and that time. Stops at the deadline: (frames so far, 'max_wall_s'); a decode error ends it."""
+    import av
+
+    stream.codec_context.skip_frame = "NONREF"
+    out: list[tuple[float, Image.Image]] = []
+    pos = float("-inf")
+    pending = list(times)
+    try:
+        while pending:
+            t = pending[0]
+            if any(pos < start + c <= t for c in intra) or pos == float("-inf"):
+                box.seek(int(t / tb), stream=stream, backward=True, any_frame=False)
+            for frame in box.decode(stream):
+                if time.monotonic() > deadline:
+                    return out, "max_wall_s"
+                if frame.pts is None:
+                    continue
+                pos = float(frame.pts * tb)
+                if pos + 1e-3 >= t:
+                    out.append((pos, _scaled(frame, edge)))
+                    while pending and pending[0] <= pos + 1e-3:
+                        pending.pop(0)
+                    break
+            else:
+                break  # end of the stream
+    except (av.FFmpegError, ValueError, EOFError):
+        return out, "decode_error"
+    return out, None
+
+
+def poster_index(keyframes: list[Keyframe], min_contrast: float = 8.0) -> int:
+    """The keyframe that stands for the video: the first one that is not a flat frame (a fade from black, a
+    blank title card), else the first."""
+    for i, k in enumerate(keyframes):
+        if float(np.asarray(k.image.convert("L"), dtype=np.float32).std()) >= min_contrast:
+            return i
+    return 0
