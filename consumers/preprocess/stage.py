@@ -118,7 +118,7 @@ class PreprocessStage(PipelineFacts, Stage):
             small = k.image if max(k.image.size) <= hashes.HASH_EDGE else dec.resized(k.image, hashes.HASH_EDGE)
             read = self._degrade(self._read_frame(k.image), degraded)
             p, dh = hashes.perceptual(small)
-            look = self._signals(k.image, small)
+            look = self._signals(k.image, small, degraded)
             kthumb = None
             if cfg.video_keyframe_thumbnail_edge:
                 kthumb, _, _ = encode_thumbnail(thumbnail_base(k.image, cfg.video_keyframe_thumbnail_edge),
