@@ -140,3 +140,29 @@ def test_without_a_store_the_cut_letter_keeps_its_reason_and_replay_refuses_it(b
     said = " ".join(result.stdout.split())
     assert "REFUSED" in said and f"cut to 1024 of {len(original)} bytes" in said
     assert _replayed(s, "asset-huge", raw_records=2) == []
+
+
+def test_a_store_that_cannot_take_the_original_holds_the_letter_until_it_can(broker, unique, tmp_path):
+    """Nothing is cut while the store is down: the letter waits (its input uncommitted, the rest of the stream
+    going on) and goes out whole, with its first reason, once the store takes the original."""
+    from app.producer import AssetPublisher
+    from tests.kafka_support import committed, wait_committed
+
+    blocker = tmp_path / "originals"
+    blocker.write_text("a file where the store's folder should be")  # the store cannot create its folder
+    s = make_settings(broker, f"dlqdown{unique}", dead_letters={"store": str(blocker / "kept")})
+    provision(s)
+    original = _publish_oversize(s, broker, "asset-huge")
+    with AssetPublisher(s) as pub:
+        pub.publish_events([build_event("asset-small", "file:///library/small.jpg", version=1)])
+    with RunnerThread(StageRunner(EchoStage(s), s)) as runner:
+        assert [r["key"] for r in read_topic(s, "preprocessed", 1)] == ["asset-small"]
+        assert read_topic(s, "dead_letter", 1, timeout_s=4) == []  # held, not cut
+        assert sum(committed(s, runner.group_id, "raw").values()) < 2
+        blocker.unlink()  # the store is back
+        dead = read_topic(s, "dead_letter", 1, timeout_s=30)
+        assert wait_committed(s, runner.group_id, "raw", 2, timeout_s=20) == 2
+    letter = dead[0]["value"]
+    assert [d["key"] for d in dead] == ["asset-huge"] and letter["details"]["reason"] == "output_rejected"
+    assert letter["original_value"] is None and letter["original_value_size"] == len(original)
+    assert Path(letter["original_value_ref"].removeprefix("file://")).read_bytes() == original
