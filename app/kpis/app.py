@@ -97,6 +97,8 @@ def count_check_agents(app: faust.App, settings: Settings, serde: Serde, emit) -
     """The agents feeding the end-to-end count check (app/kpis/flow.py): one "p" event per record published on
     raw, one "x" event per dead letter written on the way to validated (validated records send theirs with
     their KPI event)."""
+    if not settings.kpis.flow_enabled:
+        return
     names = topic_names(settings)
     raw = dict(key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
     before_validated = {names[t]: t for t in ("raw", "preprocessed", "enriched")}
@@ -140,6 +142,7 @@ def make_app(settings: Settings, create_topics: bool = True) -> faust.App:
     asset_state = app.Table("asset-state", default=None, partitions=n)
     kpi = app.Table("kpi", default=None, partitions=1)
     flow_table = app.Table("flow", default=None, partitions=1)
+    fold_flow = flow.fold if ks.flow_enabled else flow.ignore
     state: dict[str, Any] = {"dirty": set(), "published_once": False}
 
     async def write_audit(entry: dict[str, Any]) -> None:
@@ -175,7 +178,7 @@ def make_app(settings: Settings, create_topics: bool = True) -> faust.App:
     async def on_kpi_event(stream):
         async for value in stream:
             event = json.loads(value)
-            if not flow.fold(flow_table, event, ks):  # the count check's own events stop there
+            if not fold_flow(flow_table, event, ks):  # the count check's own events stop there
                 fold_kpi_event(kpi, state["dirty"], event, ks)
 
     def ready() -> bool:

@@ -62,6 +62,11 @@ def fold(table: MutableMapping[str, Any], event: dict[str, Any], ks: KpiSettings
     return kind != "validated"
 
 
+def ignore(table: MutableMapping[str, Any], event: dict[str, Any], ks: KpiSettings) -> bool:
+    """`fold` with the count check off (`kpis.flow_enabled=false`): every event is left to the other KPIs."""
+    return False
+
+
 def _fold(table: MutableMapping[str, Any], event: dict[str, Any], kind: str, ks: KpiSettings) -> None:
     key = f"a:{event['asset']}"
     entry = table.get(key) or {"pending": [], "early": [], "done": []}
