@@ -38,13 +38,18 @@ def test_each_publication_is_matched_once_whatever_the_order_of_the_topics():
         {"t": "p", "at": T0 + 6 * MIN, "asset": "a4", "version": 1},  # the next window
         {"t": "p", "at": T0 + 6 * MIN, "asset": "a5", "version": 2},  # lost between hops
         {"t": "v", "at": T0 + 7 * MIN, "asset": "a4", "version": 1},
-        {"t": "v", "at": T0 + 7 * MIN, "asset": "a9", "version": 1},  # a review re-publication: no raw record
+        {"t": "v", "at": T0 + 7 * MIN, "asset": "a4", "version": 1, "by": "review"},  # a person's decision
+        # the same event published twice (a webhook retry), both outcomes read before either publication
+        {"t": "v", "at": T0 + 7 * MIN, "asset": "a6", "version": 5},
+        {"t": "v", "at": T0 + 7 * MIN, "asset": "a6", "version": 5},
+        {"t": "p", "at": T0 + 6 * MIN, "asset": "a6", "version": 5},
+        {"t": "p", "at": T0 + 6 * MIN, "asset": "a6", "version": 5},
     ]
     table = fold_all(events, ks)
     now = T0 + 10 * MIN + 600_000 - 1  # the second window is not settled yet
     rep = flow.report(table, ks, now)
     assert [(w["window_start"], w["published"], w["validated"], w["dead_lettered"]) for w in rep["windows"]] == [
-        (T0, 3, 2, 1), (T0 + 5 * MIN, 2, 1, 0)]
+        (T0, 3, 2, 1), (T0 + 5 * MIN, 4, 3, 0)]
     assert rep["unaccounted"] == 0 and rep["windows"][1]["unaccounted"] == 1  # a5: still in flight
     rep = flow.report(table, ks, now + 1)
     assert rep["unaccounted"] == 1 and rep["oldest_unaccounted_window_start"] == T0 + 5 * MIN

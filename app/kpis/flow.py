@@ -14,10 +14,11 @@ so one agent sees them all in one order and folds them into the `flow` table:
 Table keys: `windows` — the kept window starts; `w:<start ms>` — per 5-minute window (`kpis.flow_window_s`) of publish time: published, validated,
 dead_lettered (each outcome counted in the window its record was published in); `a:<asset id>` — per asset:
 `pending` [[version, window start, publish ms]] published and not yet seen out, `early` [[version, kind, ms]]
-outcomes that arrived before their publication (the agents read their topics independently), `done` the
-last versions seen out (a redelivered duplicate counts once). Matching is by asset id and version; a dead
-letter whose original cannot be decoded (an oversize original kept in the sidecar store, a poison record)
-settles the asset's oldest pending publication.
+outcomes that arrived before their publication (the agents read their topics independently; a redelivered
+duplicate stays there too, until the kept windows have passed). Matching is by asset id and version; a dead
+letter whose original cannot be decoded (an oversize original kept in the sidecar store) settles the asset's
+oldest pending publication. Validated records the review group re-publishes (a person's decision, stamped
+`review`) have no raw record behind them and are left out.
 """
 from __future__ import annotations
 
@@ -27,7 +28,6 @@ from app.kpis.settings import KpiSettings
 
 KINDS = ("validated", "dead_lettered")
 INDEX = "windows"  # the table key listing the kept window starts
-DONE_KEPT = 4
 
 
 def window_of(ks: KpiSettings, at_ms: int) -> int:
@@ -58,7 +58,8 @@ def fold(table: MutableMapping[str, Any], event: dict[str, Any], ks: KpiSettings
     kind = {"p": "published", "v": "validated", "x": "dead_lettered"}.get(event["t"])
     if kind is None:
         return False
-    _fold(table, event, kind, ks)
+    if event.get("by") != "review":  # a person's decision re-published: no raw record behind it
+        _fold(table, event, kind, ks)
     return kind != "validated"
 
 
@@ -69,9 +70,8 @@ def ignore(table: MutableMapping[str, Any], event: dict[str, Any], ks: KpiSettin
 
 def _fold(table: MutableMapping[str, Any], event: dict[str, Any], kind: str, ks: KpiSettings) -> None:
     key = f"a:{event['asset']}"
-    entry = table.get(key) or {"pending": [], "early": [], "done": []}
-    entry = {k: [list(x) for x in entry.get(k) or []] if k != "done" else list(entry.get(k) or [])
-             for k in ("pending", "early", "done")}
+    entry = table.get(key) or {"pending": [], "early": []}
+    entry = {k: [list(x) for x in entry.get(k) or []] for k in ("pending", "early")}
     horizon = event["at"] - int(ks.flow_window_s * 1000) * ks.flow_windows_kept
     entry["pending"] = [p for p in entry["pending"] if p[1] >= window_of(ks, horizon)]  # its window is gone
     entry["early"] = [e for e in entry["early"] if e[2] >= horizon]
@@ -91,10 +91,8 @@ def _fold(table: MutableMapping[str, Any], event: dict[str, Any], kind: str, ks:
         if match is not None:
             entry["pending"].remove(match)
             _bump(table, match[1], ks, kind)
-        elif version is None or version not in entry["done"]:
+        else:  # its publication is still to be read (or this is a redelivered duplicate: kept a day at most)
             entry["early"].append([version, kind, event["at"]])
-        if version is not None and version not in entry["done"]:
-            entry["done"] = (entry["done"] + [version])[-DONE_KEPT:]
     table[key] = entry
 
 
