@@ -150,3 +150,22 @@ def test_a_store_that_cannot_take_the_original_holds_the_letter_until_it_can(bro
     assert [d["key"] for d in dead] == ["asset-huge"] and letter["details"]["reason"] == "output_rejected"
     assert letter["original_value"] is None and letter["original_value_size"] == len(original)
     assert Path(letter["original_value_ref"].removeprefix("file://")).read_bytes() == original
+
+
+def test_the_embedded_run_keeps_large_originals_in_its_output_folder(tmp_path):
+    """`assetstream run` gives its workers a folder store next to its other output, unless one is configured."""
+    import shutil as sh
+
+    from app.embedded_run import EmbeddedRun
+    from app.settings import Settings
+
+    image = tmp_path / "a.jpg"
+    for base, expected in ((None, str((tmp_path / "out" / "dead-letter-originals").resolve())),
+                           (Settings().with_overrides(dead_letters={"store": "s3://kept/originals"}),
+                            "s3://kept/originals")):
+        run = EmbeddedRun([str(image)], out_dir=tmp_path / "out", bootstrap="127.0.0.1:9", es_url="http://127.0.0.1:9",
+                          settings=base)
+        try:
+            assert run.configure([image]).dead_letters.store == expected
+        finally:
+            sh.rmtree(run.workdir, ignore_errors=True)
