@@ -186,7 +186,7 @@ class Outputs:
         try:
             ref = self.originals.put(name, rec.value)
         except OriginalUnavailable as exc:
-            log.error("%s: cannot keep the original value of %s/%d@%d for its dead letter (%s); retrying",
+            log.error("%s: cannot keep the original value of %s/%d@%d in the dead-letter store (%s)",
                       self.name, rec.topic, rec.partition, rec.offset, exc)
             return None
         return self._rewritten(letter, rec.value, {"original_value": None, "original_value_ref": ref}, {})

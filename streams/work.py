@@ -308,8 +308,7 @@ class RecordWork:
                 return full
         return data
 
-    def failure(self, rec: Record, exc: BaseException, attempts: int, first_failure: int,
-                max_value_bytes: int | None = None) -> Result:
+    def failure(self, rec: Record, exc: BaseException, attempts: int, first_failure: int) -> Result:
         """The dead letter for a record. Never raises: a bug while describing a failure must not stall
         the partition, so odd exception attributes are stringified and unknown classes are permanent."""
         try:
@@ -324,13 +323,9 @@ class RecordWork:
         details = ({str(k): str(v) for k, v in raw_details.items()} if isinstance(raw_details, dict) else {})
         if isinstance(exc, StageError):
             details.setdefault("reason", str(exc.reason))
-        value = rec.value
-        if max_value_bytes is not None and value is not None and len(value) > max_value_bytes:
-            details["truncated"] = f"original value cut from {len(value)} to {max_value_bytes} bytes to fit the broker"
-            value = value[:max_value_bytes]
-        letter = {
+        letter = {  # an original too large to carry is moved to the sidecar store by Outputs
             "original_topic": rec.topic, "original_partition": rec.partition, "original_offset": rec.offset,
-            "original_key": rec.key, "original_value": value,
+            "original_key": rec.key, "original_value": rec.value,
             "original_headers": [{"key": k, "value": v} for k, v in rec.headers],
             "asset_id": asset_id, "stage": self.name, "error_class": error_class,
             "error_type": type(exc).__name__, "message": str(exc) or type(exc).__name__,
