@@ -168,6 +168,8 @@ class EmbeddedRun:
             self.services.append(store)
             overrides["index"] = {"url": store.url, "server_mode": "serverless", "number_of_replicas": 0}
             self._say(f"[dim]started embedded search store (osmem-server) at {store.url}[/dim]")
+        if not self.base_settings.dead_letters.store:  # originals too large for a dead letter, for `dlq replay`
+            overrides["dead_letters"] = {"store": str((self.out_dir / "dead-letter-originals").resolve())}
         if self.provider:
             overrides["enrich"] = {"provider": self.provider}
         if self.writeback_url:  # the generic DAM target (docs/writeback.md); its fingerprints go to the store

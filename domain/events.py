@@ -133,3 +133,43 @@ def check_event(event: dict[str, Any]) -> dict[str, Any]:
     if problems:
         raise EventError(problems)
     return event
+
+
+def _cut(notes: list[str], path: str, value: Any, limit: int) -> Any:
+    if isinstance(value, str) and len(value) > limit:
+        notes.append(f"{path} cut from {len(value):,} to {limit:,} characters")
+        return value[:limit]
+    return value
+
+
+def capped_event(event: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """The event with every free-text field cut to the entry limits above (what a stage carries forward from
+    an event that did not come through the SDK or the webhook), and what was cut. The same dict, untouched,
+    when nothing is over a limit; otherwise a copy (the input is never changed)."""
+    notes: list[str] = []
+    out = dict(event)
+    for name in (*LONG_TEXT_FIELDS, *TEXT_FIELDS):
+        if name in out:
+            out[name] = _cut(notes, name, out[name], MAX_LONG_TEXT if name in LONG_TEXT_FIELDS else MAX_TEXT)
+    if out.get("product_context"):
+        out["product_context"] = {k: _cut(notes, f"product_context.{k}", v, MAX_TEXT)
+                                  for k, v in out["product_context"].items()}
+    if out.get("human_fields"):
+        human = dict(out["human_fields"])
+        for name in (*HUMAN_LONG_TEXT, *HUMAN_TEXT):
+            if name in human:
+                limit = MAX_LONG_TEXT if name in HUMAN_LONG_TEXT else MAX_TEXT
+                human[name] = _cut(notes, f"human_fields.{name}", human[name], limit)
+        keywords = human.get("keywords") or []
+        if len(keywords) > MAX_KEYWORDS:
+            notes.append(f"human_fields.keywords cut from {len(keywords)} to {MAX_KEYWORDS}")
+        if keywords:
+            human["keywords"] = [_cut(notes, "human_fields.keywords[]", kw, MAX_TEXT) for kw in keywords[:MAX_KEYWORDS]]
+        out["human_fields"] = human
+    attributes = out.get("attributes") or {}
+    if len(attributes) > MAX_ATTRIBUTES:
+        notes.append(f"attributes cut from {len(attributes)} to {MAX_ATTRIBUTES}")
+    if attributes:
+        out["attributes"] = {k[:MAX_TEXT]: _cut(notes, f"attributes.{k[:80]}", v, MAX_TEXT)
+                             for k, v in list(attributes.items())[:MAX_ATTRIBUTES]}
+    return (out, notes) if notes else (event, [])

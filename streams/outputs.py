@@ -4,9 +4,11 @@ A record finishes (`PartitionTracker.finish`) only when everything it caused is 
 commits each record counts its unacknowledged outputs (`pending_acks`: +1 per produce, -1 per successful
 delivery); in a transaction the transaction commit is the acknowledgement. A dead letter is produced like
 any output. A failed delivery is produced again (never dropped); an output the broker refuses (too large,
-invalid) dead-letters its input instead; a dead letter too large for the broker is produced again with the
-original value cut to 1 KiB. Everything here runs in the runner's poll thread (delivery callbacks are served
-by `producer.poll`).
+invalid) dead-letters its input instead. A dead letter keeps its input's original value: one larger than
+`dead_letters.inline_max_bytes`, or one whose letter the broker refuses, goes to the sidecar store
+(`streams/originals.py`) and the letter references it, keeping its first reason; only without a store is the
+value cut to 1 KiB (the letter then says it cannot be replayed). Everything here runs in the runner's poll
+thread (delivery callbacks are served by `producer.poll`).
 """
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from streams.commits import Commits
 from streams.errors import StageError
+from streams.originals import OriginalStore, OriginalUnavailable, object_name, sha256
 from streams.records import now_ms
 from streams.sensors import Sensor
 from streams.tracker import TP, PartitionTracker
@@ -39,8 +42,10 @@ class Outputs:
     on an unrecoverable client error."""
 
     def __init__(self, producer: Producer, commits: Commits, work: RecordWork, tracker: PartitionTracker,
-                 sensor: Sensor, assigned: set[TP], fatal: Callable[[KafkaError], None]):
+                 sensor: Sensor, assigned: set[TP], fatal: Callable[[KafkaError], None],
+                 originals: OriginalStore | None = None, inline_max_bytes: int = 256 * 1024):
         self.producer, self.commits, self.work, self.tracker, self.sensor = producer, commits, work, tracker, sensor
+        self.originals, self.inline_max_bytes = originals, inline_max_bytes
         self.name = work.name
         self.counts_acks = commits.counts_acks
         self.dead_letter_topic = work.names["dead_letter"]
@@ -145,19 +150,20 @@ class Outputs:
 
     def _undeliverable(self, rec: Record, output: Produced, err: KafkaError) -> None:
         """An output the broker will never take. A stage output: the input is dead-lettered instead.
-        A dead letter: it is cut down to fit and produced again (a dead letter is never dropped)."""
+        A dead letter: its original value goes to the sidecar store (or, with none, is cut to 1 KiB) and it is
+        produced again with its first reason; a dead letter is never dropped."""
         if output[0] != self.dead_letter_topic:
             exc = StageError(f"output to {output[0]} rejected: {err.str()}", reason="output_rejected",
                              details={"kafka_error": err.name()})
             self.produce_one(rec, self._letter_output(rec, self.work.failure(rec, exc, 1, now_ms())))
             return
         if not rec.letter_truncated and rec.value is not None and len(rec.value) > 1024:
-            rec.letter_truncated = True  # once: a cut-down letter that still does not fit is retried below
-            exc = StageError(f"dead letter rejected ({err.str()}); original value truncated",
-                             reason="dead_letter_too_large")
-            letter = self.work.failure(rec, exc, 1, now_ms(), max_value_bytes=1024)
-            self.produce_one(rec, self._letter_output(rec, letter))
-            return
+            rec.letter_truncated = True  # once: a letter that still does not fit is retried below
+            data = self._kept(rec, output[2]) if self.originals is not None else self._cut(rec, output[2], err)
+            if data is not None:
+                self.produce_one(rec, (output[0], output[1], data, output[3]))
+                return
+            rec.letter_truncated = False  # the store is down: nothing is cut, the whole letter is tried again
         log.error("%s: dead letter for %s/%d@%d cannot be delivered (%s); retrying", self.name, rec.topic,
                   rec.partition, rec.offset, err)
         if self.counts_acks:
@@ -166,6 +172,38 @@ class Outputs:
 
     def _letter_output(self, rec: Record, letter: Result) -> Produced:
         self.sensor.on_dead_letter(letter.error_class)
-        return (self.dead_letter_topic, rec.key, letter.dead_letter,
+        data = letter.dead_letter
+        if self.originals is not None and rec.value is not None and len(rec.value) > self.inline_max_bytes:
+            data = self._kept(rec, data) or data  # the store is down: inline, and if the broker refuses, again
+        return (self.dead_letter_topic, rec.key, data,
                 [(k, v) for k, v in rec.headers if v is not None] +
                 [("dlq-stage", self.name.encode()), ("dlq-error-class", letter.error_class.encode())])
+
+    def _kept(self, rec: Record, letter: bytes) -> bytes | None:
+        """The letter with its original value moved to the sidecar store (None when the store cannot take it)."""
+        assert self.originals is not None and rec.value is not None
+        name = object_name(self.dead_letter_topic, rec.topic, rec.partition, rec.offset, rec.value)
+        try:
+            ref = self.originals.put(name, rec.value)
+        except OriginalUnavailable as exc:
+            log.error("%s: cannot keep the original value of %s/%d@%d in the dead-letter store (%s)",
+                      self.name, rec.topic, rec.partition, rec.offset, exc)
+            return None
+        return self._rewritten(letter, rec.value, {"original_value": None, "original_value_ref": ref}, {})
+
+    def _cut(self, rec: Record, letter: bytes, err: KafkaError) -> bytes:
+        """No store: the letter with the original value cut to 1 KiB, saying it cannot be replayed."""
+        assert rec.value is not None
+        log.error("%s: dead letter for %s/%d@%d too large (%s) and no dead_letters.store configured: original "
+                  "value cut to 1 KiB, this letter cannot be replayed", self.name, rec.topic, rec.partition,
+                  rec.offset, err)
+        note = (f"original value cut from {len(rec.value)} to 1024 bytes to fit the broker ({err.str()}); "
+                "configure dead_letters.store to keep originals")
+        return self._rewritten(letter, rec.value, {"original_value": rec.value[:1024]}, {"truncated": note})
+
+    def _rewritten(self, letter: bytes, value: bytes, fields: dict, details: dict[str, str]) -> bytes:
+        """The same letter (first reason, message, stack) with the original value's place changed."""
+        v = self.work.serde.deserialize("dead_letter", letter)
+        v.update(fields, original_value_size=len(value), original_value_sha256=sha256(value))
+        v["details"] = {**(v.get("details") or {}), **details}
+        return self.work.serde.serialize("dead_letter", v)

@@ -28,6 +28,7 @@ from streams.backpressure import Backpressure
 from streams.clientlog import ClientLog
 from streams.commits import Commits, PlainCommits, TransactionalCommits
 from streams.executors import make_executor, make_retry_executor
+from streams.originals import open_store
 from streams.outputs import Outputs
 from streams.records import now_ms
 from streams.retry import DelayQueue, RetryLane, retry_state
@@ -113,7 +114,8 @@ class StageRunner:
             if self.rs.transactional else PlainCommits(self.name, self.consumer, self.tracker, self.sensor))
         self.backpressure = Backpressure(self.name, self.consumer, self.rs, stage.should_pause, self.sensor)
         self.outputs = Outputs(self.producer, self.commits, self.work, self.tracker, self.sensor, self.assigned,
-                               fatal=self._fatal)
+                               fatal=self._fatal, originals=open_store(settings.dead_letters),
+                               inline_max_bytes=settings.dead_letters.inline_max_bytes)
         self.executor = make_executor(
             stage, settings, self.work, self._stop, self.outputs.emit, sensor=self.sensor, tick=self.health.tick,
             fail=self._fail, at_limit=lambda: self.tracker.in_flight() >= self.rs.max_in_flight,

@@ -18,6 +18,7 @@ from pydantic import Field, model_validator
 from pydantic_settings import (BaseSettings, JsonConfigSettingsSource, PydanticBaseSettingsSource,
                                SettingsConfigDict, TomlConfigSettingsSource, YamlConfigSettingsSource)
 
+from streams.config.deadletters import DeadLetterSettings
 from streams.config.kafka import (GroupSettings, KafkaSettings, RegistrySettings, RunnerSettings,
                                   TopicSettings)
 
@@ -33,6 +34,7 @@ class RuntimeSettings(BaseSettings):
     topics: TopicSettings = Field(default_factory=TopicSettings)
     groups: GroupSettings = Field(default_factory=GroupSettings)
     runner: RunnerSettings = Field(default_factory=RunnerSettings)
+    dead_letters: DeadLetterSettings = Field(default_factory=DeadLetterSettings)
     log_level: str = "INFO"
 
     @classmethod

@@ -345,8 +345,7 @@ class RecordWork:
                 return full
         return data
 
-    def failure(self, rec: Record, exc: BaseException, attempts: int, first_failure: int,
-                max_value_bytes: int | None = None) -> Result:
+    def failure(self, rec: Record, exc: BaseException, attempts: int, first_failure: int) -> Result:
         """The dead letter for a record. Never raises: a bug while describing a failure must not stall
         the partition, so odd exception attributes are stringified and unknown classes are permanent."""
         try:
@@ -366,13 +365,9 @@ class RecordWork:
         if retried.first_reason:  # worked through the retry topic: where it started, and why
             details.setdefault("first_reason", retried.first_reason)
             details.setdefault("last_reason", reason_of(exc))
-        value = rec.value
-        if max_value_bytes is not None and value is not None and len(value) > max_value_bytes:
-            details["truncated"] = f"original value cut from {len(value)} to {max_value_bytes} bytes to fit the broker"
-            value = value[:max_value_bytes]
-        letter = {
+        letter = {  # an original too large to carry is moved to the sidecar store by Outputs
             "original_topic": topic, "original_partition": partition, "original_offset": offset,
-            "original_key": rec.key, "original_value": value,
+            "original_key": rec.key, "original_value": rec.value,
             "original_headers": [{"key": k, "value": v} for k, v in without_retry_headers(rec.headers)],
             "asset_id": asset_id, "stage": self.name, "error_class": error_class,
             "error_type": type(exc).__name__, "message": str(exc) or type(exc).__name__,

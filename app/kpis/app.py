@@ -1,13 +1,16 @@
 """The KPI / audit faust-streaming app.
 
+    raw, dlq ──── agents on_published, on_dead_letter ─ count-check events (app/kpis/flow.py) ─┐
     validated ─┐  agent on_validated ─ asset-state table (per asset: latest version, field flags, last provenance)
                │        │ AuditEntry (generated) ──────────────────────────────────────────────> audit
     feedback ──┘  agent on_feedback  ─ reads asset-state for the provenance of what was suggested
                         │ AuditEntry (editor_decision) ────────────────────────────────────────> audit
                         └ KPI events (JSON) -> <app_id>-kpi-events (1 partition)
                               agent on_kpi_event ─ kpi table: 'total', 'hour:<start>', 'day:<start>'
+                                                  └ flow table: published vs validated + dead-lettered per window
                               timer: changed windows -> KpiSnapshot -> kpis, Prometheus gauges
-    web view: GET /kpis (JSON snapshots), GET /metrics (assetstream_kpi_*)
+    web view: GET /kpis (JSON snapshots, the count check), GET /flow (the unaccounted records),
+              GET /metrics (assetstream_kpi_*)
 
 Run: `assetstream streams kpis` or `python -m app.kpis.app`.
 """
@@ -24,10 +27,11 @@ from faust.types import TP
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from streams.avro import Serde, topic_names
-from app.kpis import compute, metrics
+from app.kpis import compute, flow, metrics
 from app.kpis.audit import audit_partition
 from app.kpis.topics import ensure_topics, internal_topic_names
 from app.settings import Settings
+from domain.records import asset_of
 
 log = logging.getLogger("assetstream.kpis")
 
@@ -46,6 +50,72 @@ def faust_settings(settings: Settings) -> dict[str, Any]:
         topic_replication_factor=settings.topics.replication_factor,
         consumer_auto_offset_reset="earliest", producer_acks=-1,
     )
+
+
+def published_event(serde: Serde, value: bytes, timestamp_s: float | None) -> dict[str, Any] | None:
+    """The count check's "p" event of a raw record (None for a poison record: it never counts as published)."""
+    try:
+        record = serde.deserialize("raw", value)
+    except Exception:  # noqa: BLE001 - the runner dead-letters it as poison, which is not counted either
+        return None
+    at = int(timestamp_s * 1000) if timestamp_s else compute.now_ms()
+    return {"t": "p", "at": at, "asset": record["asset_id"], "version": int(record["version"])}
+
+
+def dead_letter_event(serde: Serde, value: bytes, before_validated: dict[str, str]) -> dict[str, Any] | None:
+    """The count check's "x" event of a dead letter written on the way from raw to validated (None for others:
+    a letter of a later hop, a poison record, an undecodable letter)."""
+    try:
+        letter = serde.deserialize("dead_letter", value)
+    except Exception:  # noqa: BLE001
+        return None
+    logical = before_validated.get(letter["original_topic"])
+    if logical is None or letter["error_class"] == "poison" or not letter.get("asset_id"):
+        return None
+    version = None
+    if letter.get("original_value") is not None:
+        try:
+            version = int(asset_of(serde.deserialize(logical, letter["original_value"]))["version"])
+        except Exception:  # noqa: BLE001 - then it settles the asset's oldest pending publication
+            version = None
+    return {"t": "x", "at": compute.to_ms(letter["last_failure_time"]), "asset": letter["asset_id"],
+            "version": version}
+
+
+def fold_kpi_event(kpi: Any, dirty: set[str], event: dict[str, Any], ks: Any) -> None:
+    """Fold a KPI event into the running total and its hour and day windows; drop windows past the kept ones."""
+    for key in compute.window_keys(event["at"]):
+        agg = kpi.get(key) or compute.new_aggregate(key)
+        kpi[key] = compute.fold(agg, key, event, ks)
+        dirty.add(key)
+    for key in compute.expired_windows(list(kpi.keys()), ks):
+        del kpi[key]
+        dirty.discard(key)
+
+
+def count_check_agents(app: faust.App, settings: Settings, serde: Serde, emit) -> None:
+    """The agents feeding the end-to-end count check (app/kpis/flow.py): one "p" event per record published on
+    raw, one "x" event per dead letter written on the way to validated (validated records send theirs with
+    their KPI event)."""
+    if not settings.kpis.flow_enabled:
+        return
+    names = topic_names(settings)
+    raw = dict(key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
+    before_validated = {names[t]: t for t in ("raw", "preprocessed", "enriched")}
+
+    @app.agent(app.topic(names["raw"], **raw), name="assetstream.kpis.on_published")
+    async def on_published(stream):
+        async for event in stream.events():
+            ev = published_event(serde, event.value, event.message.timestamp)
+            if ev is not None:
+                await emit(ev)
+
+    @app.agent(app.topic(names["dead_letter"], **raw), name="assetstream.kpis.on_dead_letter")
+    async def on_dead_letter(stream):
+        async for event in stream.events():
+            ev = dead_letter_event(serde, event.value, before_validated)
+            if ev is not None:
+                await emit(ev)
 
 
 def make_app(settings: Settings, create_topics: bool = True) -> faust.App:
@@ -71,6 +141,8 @@ def make_app(settings: Settings, create_topics: bool = True) -> faust.App:
 
     asset_state = app.Table("asset-state", default=None, partitions=n)
     kpi = app.Table("kpi", default=None, partitions=1)
+    flow_table = app.Table("flow", default=None, partitions=1)
+    fold_flow = flow.fold if ks.flow_enabled else flow.ignore
     state: dict[str, Any] = {"dirty": set(), "published_once": False}
 
     async def write_audit(entry: dict[str, Any]) -> None:
@@ -100,17 +172,14 @@ def make_app(settings: Settings, create_topics: bool = True) -> faust.App:
             await write_audit(compute.audit_for_decision(decision, current, ks, (msg.topic, msg.partition, msg.offset)))
             await emit(compute.decision_event(current, decision, ks))
 
+    count_check_agents(app, settings, serde, emit)
+
     @app.agent(kpi_events, name="assetstream.kpis.on_kpi_event")
     async def on_kpi_event(stream):
         async for value in stream:
             event = json.loads(value)
-            for key in compute.window_keys(event["at"]):
-                agg = kpi.get(key) or compute.new_aggregate(key)
-                kpi[key] = compute.fold(agg, key, event, ks)
-                state["dirty"].add(key)
-            for key in compute.expired_windows(list(kpi.keys()), ks):
-                del kpi[key]
-                state["dirty"].discard(key)
+            if not fold_flow(flow_table, event, ks):  # the count check's own events stop there
+                fold_kpi_event(kpi, state["dirty"], event, ks)
 
     def ready() -> bool:
         recovery = app.tables.recovery
@@ -147,17 +216,25 @@ def make_app(settings: Settings, create_topics: bool = True) -> faust.App:
         for key in newest.values():
             if kpi.get(key):
                 metrics.update(compute.snapshot(key, kpi[key], ks.app_id, ks, now))
+        metrics.update_flow(flow.report(flow_table, ks, now))
 
     @app.page("/kpis")
     async def kpis_view(web, request):
-        return web.json({"app_id": ks.app_id, "ready": ready(), "snapshots": snapshots()})
+        return web.json({"app_id": ks.app_id, "ready": ready(), "snapshots": snapshots(),
+                         "flow": flow.report(flow_table, ks, compute.now_ms())})
+
+    @app.page("/flow")
+    async def flow_view(web, request):
+        now = compute.now_ms()
+        return web.json({**flow.report(flow_table, ks, now),
+                         "unaccounted_records": flow.unaccounted_assets(flow_table, ks, now)})
 
     @app.page("/metrics")
     async def metrics_view(web, request):
         return web.bytes(generate_latest(), content_type=CONTENT_TYPE_LATEST.split(";")[0])
 
-    app.assetstream = {"serde": serde, "asset_state": asset_state, "kpi": kpi, "ready": ready,  # type: ignore[attr-defined]
-                       "snapshots": snapshots, "partitions": n, "audit_partitions": audit_partitions}
+    app.assetstream = {"serde": serde, "asset_state": asset_state, "kpi": kpi, "flow": flow_table,  # type: ignore[attr-defined]
+                       "ready": ready, "snapshots": snapshots, "partitions": n, "audit_partitions": audit_partitions}
     return app
 
 

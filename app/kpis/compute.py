@@ -121,7 +121,8 @@ def apply_validated(state: dict[str, Any] | None, validated: dict[str, Any],
             seen.append(start)
             del seen[:-RECENT_WINDOWS]
     ttp = None if status == "deleted" else at - to_ms(asset["event_time"])
-    event = {"t": "v", "at": at, "asset": asset["asset_id"], "status": status, "ttp_ms": ttp,
+    event = {"t": "v", "at": at, "asset": asset["asset_id"], "version": version,
+             "by": validated["stamp"]["stage"], "status": status, "ttp_ms": ttp,
              "cost": float(validated["enriched"].get("cost_usd") or 0.0), "first": first,
              "cov": {k: after[k] - before[k] for k in after}}
     return new, event

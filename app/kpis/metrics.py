@@ -26,8 +26,15 @@ EDIT_RATE = Gauge("assetstream_kpi_edit_rate", "edited / decisions, per field ('
 OVERRIDE_RATE = Gauge("assetstream_kpi_override_rate", "(edited + rejected) / decisions, per field and prompt and model",
                       W + ["field", "prompt_id", "prompt_version", "model"])
 
+FLOW_RECORDS = Gauge("assetstream_kpi_flow_records", "End-to-end count check over the kept windows: records "
+                     "published on raw, and of those the validated and the dead-lettered ones", ["kind"])
+FLOW_UNACCOUNTED = Gauge("assetstream_kpi_flow_unaccounted", "Records published on raw longer than kpis.flow_grace_s "
+                         "ago (after their window) that are neither validated nor dead-lettered: lost between hops")
+FLOW_OLDEST = Gauge("assetstream_kpi_flow_oldest_unaccounted_timestamp_seconds",
+                    "Start of the oldest window holding an unaccounted record (0 = none)")
+
 ALL = [VALIDATED, ASSETS, STATUS, AUTO_APPLY_SHARE, REVIEW_SHARE, COVERAGE, ACTIVE_ASSETS, TTP, TTP_COUNT,
-       COST_TOTAL, COST_PER_ASSET, DECISIONS, EDIT_RATE, OVERRIDE_RATE]
+       COST_TOTAL, COST_PER_ASSET, DECISIONS, EDIT_RATE, OVERRIDE_RATE, FLOW_RECORDS, FLOW_UNACCOUNTED, FLOW_OLDEST]
 
 
 def update(snap: dict[str, Any]) -> None:
@@ -59,3 +66,11 @@ def update(snap: dict[str, Any]) -> None:
         labels = (w, row["field"], row["prompt_id"], row["prompt_version"], row["model"])
         EDIT_RATE.labels(*labels).set(row["edit_rate"])
         OVERRIDE_RATE.labels(*labels).set(row["override_rate"])
+
+
+def update_flow(report: dict[str, Any]) -> None:
+    for kind in ("published", "validated", "dead_lettered"):
+        FLOW_RECORDS.labels(kind).set(report[kind])
+    FLOW_UNACCOUNTED.set(report["unaccounted"])
+    oldest = report["oldest_unaccounted_window_start"]
+    FLOW_OLDEST.set(oldest / 1000.0 if oldest is not None else 0)

@@ -38,6 +38,15 @@ class KpiSettings(Section):
     audit_retention_ms: int = Field(-1, description="retention.ms of the audit topic (-1 = forever)")
     internal_partitions: int = Field(0, description="partitions of the asset-state changelog; 0 = as many as "
                                      "`validated` has (must match it and `feedback`)")
+    flow_enabled: bool = Field(True, description="the end-to-end count check: read raw and the DLQ too and count "
+                               "what was published against what was validated or dead-lettered (docs/kpis.md)")
+    flow_window_s: int = Field(300, ge=1, description="end-to-end count check: window (by publish time) in which "
+                               "records published on raw are counted against the validated and dead-lettered ones")
+    flow_grace_s: float = Field(900.0, ge=0, description="a published record still neither validated nor "
+                                "dead-lettered this long after its window ended counts as unaccounted "
+                                "(assetstream_kpi_flow_unaccounted, alert AssetstreamRecordsUnaccounted); "
+                                "keep it above the pipeline's worst normal latency, retries included")
+    flow_windows_kept: int = Field(288, ge=1, description="count-check windows kept (288 x 5 min = a day)")
     loglevel: str = Field("WARNING", description="faust worker log level")
     repeated_log_interval_s: float = Field(
         10.0, ge=0, description="faust's backpressure lines ('producer buffer full', 'producer flush took'), logged "

@@ -129,7 +129,7 @@ class RunningApp:
 
         with urllib.request.urlopen(f"http://127.0.0.1:{self.web_port}{path}", timeout=5) as resp:
             body = resp.read()
-        return json.loads(body) if path == "/kpis" else body.decode()
+        return json.loads(body) if path in ("/kpis", "/flow") else body.decode()
 
     def stop(self, timeout_s: float = 30.0) -> int | None:
         from streams.embedded import stop_process

@@ -5,13 +5,13 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from app.settings import Settings
 
-PIPELINE_TOPICS = ("validated", "feedback", "audit", "kpis")
+PIPELINE_TOPICS = ("raw", "validated", "feedback", "dead_letter", "audit", "kpis")  # raw, dead_letter: count check
 
 
 def internal_topic_names(settings: Settings) -> dict[str, str]:
     app_id = settings.kpis.app_id
     return {"asset_state": f"{app_id}-asset-state-changelog", "kpi_events": f"{app_id}-kpi-events",
-            "kpi": f"{app_id}-kpi-changelog"}
+            "kpi": f"{app_id}-kpi-changelog", "flow": f"{app_id}-flow-changelog"}
 
 
 def audit_topic_config(settings: Settings) -> dict[str, str]:
@@ -41,6 +41,8 @@ def ensure_topics(settings: Settings, create_pipeline: bool = True, timeout_s: f
                     config = audit_topic_config(settings)
                 if logical == "kpis":
                     config = {"cleanup.policy": "compact"}
+                if logical == "dead_letter":
+                    config = {"retention.ms": str(t.dlq_retention_ms)}
                 wanted.append(NewTopic(name, t.partitions, t.replication_factor, config=config))
     _create(admin, wanted, timeout_s)
     existing = partition_counts(admin, list(names.values()), timeout_s)

@@ -350,7 +350,8 @@ def dlq_show(
         det = d.detail()
         out.rule(f"dlq {d.ref}  asset {det['asset_id']}")
         for k in ("stage", "error_class", "error_type", "reason", "message", "attempts", "original",
-                  "first_failure", "last_failure", "replayed_from", "original_key", "original_value_bytes"):
+                  "first_failure", "last_failure", "replayed_from", "original_key", "original_value_bytes",
+                  "original_value_ref"):
             out.print(f"[bold]{k}:[/bold] {det[k]}")
         out.print(f"[bold]details:[/bold] {json.dumps(det['details'])}")
         out.print(f"[bold]original headers:[/bold] {json.dumps(det['original_headers'])}")
@@ -399,11 +400,16 @@ def dlq_replay(
             if o.ok:
                 out.print(f"replayed dlq {o.ref} asset {o.asset_id} -> {o.topic} [{o.partition}] @{o.offset}")
             else:
-                out.print(f"[red]FAILED[/red] dlq {o.ref} asset {o.asset_id}: {o.error}")
+                label = "REFUSED" if o.refused else "FAILED"
+                out.print(f"[red]{label}[/red] dlq {o.ref} asset {o.asset_id}: {o.error}")
     failed = [o for o in outcomes if not o.ok]
     if failed:
         console.print(f"[red]{len(failed)} not replayed[/red] (their dead letters are untouched)")
-        console.print("[dim]next:[/dim] check the broker, then run the same replay again")
+        if any(o.refused for o in failed):
+            console.print("[dim]next:[/dim] a refused letter's original cannot be restored as it was; republish "
+                          "that asset from its source (e.g. `assetstream publish`)")
+        if any(not o.refused for o in failed):
+            console.print("[dim]next:[/dim] check the broker, then run the same replay again")
         raise typer.Exit(1)
 
 

@@ -3,6 +3,9 @@
 Reading assigns every partition from the beginning and stops at the end each fetch reported (partition EOF,
 i.e. the broker's high watermark seen by the fetcher, not ListOffsets). Replaying produces the ORIGINAL key,
 value and headers to the ORIGINAL topic, plus `replayed-from: dlq/<partition>/<offset>`, and waits for the ack.
+An original value kept in the sidecar store (`original_value_ref`, `dead_letters.store`) is read back and
+checked against the SHA-256 and size in the letter; a letter whose original cannot be restored byte-identical
+(cut to fit the broker, missing or changed in the store, no store configured) is refused, never sent.
 The dead letter itself stays where it is (Kafka is append-only); a replayed record that fails again is
 dead-lettered again by the runner, with the `replayed-from` header among its original headers.
 """
@@ -16,9 +19,10 @@ import uuid
 from dataclasses import dataclass
 from typing import Any, Iterable
 
-from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
 from streams.avro import Serde, topic_names
+from streams.originals import OriginalStore, OriginalUnavailable, open_store, sha256
 from app.settings import Settings
 
 REPLAYED_FROM = "replayed-from"
@@ -83,7 +87,10 @@ class DeadLetter:
         return {**self.summary(), "key": self.key, "dlq_headers": self.headers,
                 "original_headers": {h["key"]: _text(h.get("value")) for h in v.get("original_headers") or []},
                 "original_key": _text(v.get("original_key")),
-                "original_value_bytes": len(v["original_value"]) if v.get("original_value") is not None else None,
+                "original_value_bytes": (v.get("original_value_size") if v.get("original_value_size") is not None
+                                         else len(v["original_value"]) if v.get("original_value") is not None
+                                         else None),
+                "original_value_ref": v.get("original_value_ref"),
                 "details": dict(v.get("details") or {}), "stack": v.get("stack")}
 
 
@@ -185,6 +192,36 @@ def replay_headers(d: DeadLetter) -> list[tuple[str, bytes | None]]:
     return hdrs + [(REPLAYED_FROM, f"dlq/{d.partition}/{d.offset}".encode())]
 
 
+class NotRestorable(Exception):
+    """A dead letter whose original value cannot be given back byte-identical: it is not replayed."""
+
+
+def original_value(d: DeadLetter, store: OriginalStore | None, store_error: str | None = None) -> bytes | None:
+    """The dead letter's original value exactly as it was consumed, or NotRestorable saying why not."""
+    v = d.value or {}
+    ref, size, digest = v.get("original_value_ref"), v.get("original_value_size"), v.get("original_value_sha256")
+    if ref:
+        if store is None:
+            why = store_error or ("no dead_letters.store is configured (set ASSETSTREAM_DEAD_LETTERS__STORE to "
+                                  "the store the workers use)")
+            raise NotRestorable(f"its original value is kept at {ref}, but {why}")
+        try:
+            data = store.get(ref)
+        except OriginalUnavailable as exc:
+            raise NotRestorable(f"its original value cannot be read back: {exc}") from None
+    else:
+        data = v.get("original_value")
+        cut = (v.get("details") or {}).get("truncated")
+        if cut or (size is not None and len(data or b"") != size):
+            raise NotRestorable(f"its original value was cut to {len(data or b'')} of "
+                                f"{size if size is not None else 'more'} bytes when it was dead-lettered (no "
+                                "dead_letters.store was configured); the record cannot be restored")
+    if (size is not None and len(data or b"") != size) or (digest is not None and sha256(data or b"") != digest):
+        raise NotRestorable(f"the original value at {ref or 'the letter'} does not match the SHA-256 and size the "
+                            "letter recorded; not replayed")
+    return data
+
+
 @dataclass
 class ReplayOutcome:
     ref: str
@@ -194,24 +231,38 @@ class ReplayOutcome:
     partition: int | None = None
     offset: int | None = None
     error: str | None = None
+    refused: bool = False
+    """True when the original could not be restored (nothing was sent); False for a failed or pending send."""
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
 
 
 def replay(settings: Settings, letters: list[DeadLetter], timeout_s: float = 30.0) -> list[ReplayOutcome]:
-    """Produce each dead letter's original record to its original topic; wait for every ack."""
+    """Produce each dead letter's original record to its original topic; wait for every ack.
+
+    The producer's own size limit is raised to the largest original: the broker took each of them once, so
+    the broker (not this client's 1 MB default) decides whether it takes it again."""
+    largest = max([_original_size(d) for d in letters] + [0])
     producer = Producer({**settings.kafka.client_config(), "enable.idempotence": True, "acks": "all",
-                         "linger.ms": 5, "message.timeout.ms": int(timeout_s * 1000)})
+                         "linger.ms": 5, "message.timeout.ms": int(timeout_s * 1000),
+                         "message.max.bytes": min(max(1_000_000, largest + (1 << 20)), 1_000_000_000)})
     outcomes: list[ReplayOutcome] = []
     lock = threading.Lock()
+    store, store_error = _store(settings, letters)
     for d in letters:
         v = d.value
         if v is None:
-            outcomes.append(ReplayOutcome(d.ref, d.asset_id, None, False, error=d.decode_error or "undecodable"))
+            outcomes.append(ReplayOutcome(d.ref, d.asset_id, None, False, error=d.decode_error or "undecodable",
+                                          refused=True))
             continue
         out = ReplayOutcome(d.ref, d.asset_id, v["original_topic"], False)
         outcomes.append(out)
+        try:
+            value = original_value(d, store, store_error)
+        except NotRestorable as exc:
+            out.error, out.refused = f"not restorable: {exc}", True
+            continue
 
         def cb(err: KafkaError | None, msg, out: ReplayOutcome = out) -> None:
             with lock:
@@ -222,14 +273,34 @@ def replay(settings: Settings, letters: list[DeadLetter], timeout_s: float = 30.
 
         while True:
             try:
-                producer.produce(v["original_topic"], key=v.get("original_key"), value=v.get("original_value"),
+                producer.produce(v["original_topic"], key=v.get("original_key"), value=value,
                                  headers=replay_headers(d), on_delivery=cb)
                 break
             except BufferError:
                 producer.poll(0.1)
+            except KafkaException as exc:  # refused before sending (e.g. larger than the limit above)
+                out.error = exc.args[0].str()
+                break
         producer.poll(0)
     left = producer.flush(timeout_s)
     for o in outcomes:
         if not o.ok and o.error is None:
             o.error = f"not acknowledged within {timeout_s}s" if left else "not delivered"
     return outcomes
+
+
+def _original_size(d: DeadLetter) -> int:
+    v = d.value or {}
+    if v.get("original_value_size") is not None:
+        return int(v["original_value_size"])
+    return len(v.get("original_value") or b"")
+
+
+def _store(settings: Settings, letters: list[DeadLetter]) -> tuple[OriginalStore | None, str | None]:
+    """The sidecar store, opened only when a selected letter references it; or why it cannot be opened."""
+    if not any((d.value or {}).get("original_value_ref") for d in letters):
+        return None, None
+    try:
+        return open_store(settings.dead_letters), None
+    except (ValueError, OriginalUnavailable) as exc:
+        return None, f"the dead-letter store cannot be opened: {exc}"

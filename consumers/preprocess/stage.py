@@ -10,6 +10,7 @@ from consumers.preprocess import decode as dec
 from consumers.preprocess import hashes, metadata, ocr, signals, video
 from consumers.preprocess.fetch import FetchPolicy, fetch
 from consumers.preprocess.thumbnail import encode_thumbnail, thumbnail_base
+from domain.events import capped_event
 from domain.records import PipelineFacts, is_deleted
 from streams import metrics
 from streams.cpu import cpu_slots
@@ -45,11 +46,22 @@ class PreprocessStage(PipelineFacts, Stage):
 
     # -- the record path ----------------------------------------------------------------------------------
     def process(self, value: dict[str, Any], ctx: RecordContext | None = None) -> Output:
-        if is_deleted(value):
-            return Output(value={"asset": value, "stamp": stamp(self.name)})
-        uri = value.get("source_uri")
+        # an event that did not come through the SDK or the webhook may hold any amount of text: it is cut to the
+        # entry limits (domain/events.py) before it is carried forward, and the record says so (`degraded`)
+        asset, cut = capped_event(value)
+        if cut:
+            log.warning("%s: event of %s carried forward with over-long text cut: %s", self.name,
+                        value.get("asset_id"), "; ".join(cut))
+        if is_deleted(asset):
+            return Output(value={"asset": asset, "stamp": stamp(self.name)})
+        uri = asset.get("source_uri")
         fetched = fetch(uri, self.policy)
-        return Output(value=self.preprocess_bytes(value, fetched.data, final=final_attempt(ctx, self.settings)))
+        record = self.preprocess_bytes(asset, fetched.data, final=final_attempt(ctx, self.settings))
+        if cut:
+            fields = sorted({c.split(" cut from ", 1)[0].split("[", 1)[0] for c in cut})
+            record["degraded"]["event_text"] = "over-long text cut to the entry limits: " + ", ".join(fields)
+            metrics.DEGRADED.labels(self.name, "event_text", "text_cut").inc()
+        return Output(value=record)
 
     def preprocess_bytes(self, asset: dict[str, Any], data: bytes, *, final: bool = True) -> dict[str, Any]:
         """Everything after the fetch, from the source bytes (also used by the benchmark). A metadata part that
