@@ -359,6 +359,25 @@ def calibration_table(run: dict, truth: dict) -> str:
     return "\n".join(lines)
 
 
+def split_tag_table(run: dict, base_run: dict | None, truth: dict) -> str:
+    """Tag figures per split (read held-out: the calibration that decides which tags are held never saw it)."""
+    lines = ["tags per split (published / published + held suggestions" + ("; baseline" if base_run else "") + "):",
+             "| split | P@5 | recall | P@5 with held | recall with held | colour share |"
+             + (" baseline P@5 | baseline recall |" if base_run else ""),
+             "|---|---|---|---|---|---|" + ("---|---|" if base_run else "")]
+    for split in ("held-out", "fit"):
+        def part(r, split=split):
+            return score({"images": {n: v for n, v in r["images"].items() if split_of(n, truth) == split}}, truth)
+        c = part(run)
+        row = (f"| {split} | {_fmt(c['tag_p5'])} | {_fmt(c['tag_recall'])} | {_fmt(c['tag_p5_with_held'])} | "
+               f"{_fmt(c['tag_recall_with_held'])} | {_fmt(c['colour_share_top5'])} |")
+        if base_run:
+            b = part(base_run)
+            row += f" {_fmt(b['tag_p5'])} | {_fmt(b['tag_recall'])} |"
+        lines.append(row)
+    return "\n".join(lines)
+
+
 ROWS = [
     ("tag precision@5 (published tags)", "tag_p5", ">= 0.75"), ("tag recall (published tags)", "tag_recall", ""),
     ("tag precision@5 (published + held suggestions)", "tag_p5_with_held", ""),
@@ -488,6 +507,8 @@ def main() -> None:
     if (Path(args.code) / "consumers" / "validate" / "calibration.py").exists():
         print()
         print(calibration_table(cur_run, truth))
+        print()
+        print(split_tag_table(cur_run, base_run, truth))
     if args.load:
         over = {"ocr_timeout_s": args.loaded_ocr_timeout} if args.loaded_ocr_timeout else None
         loaded_run = _under_load(args.load, names, over)
