@@ -72,4 +72,7 @@ class ValidateSettings(Section):
     def _thresholds_ordered(self) -> "ValidateSettings":
         if self.review_threshold > self.auto_apply_threshold:
             raise ValueError("review_threshold must be <= auto_apply_threshold")
+        if self.tag_publish_min is not None and self.tag_publish_min > self.auto_apply_threshold:
+            raise ValueError("tag_publish_min must be <= auto_apply_threshold (a tag strong enough to auto-apply "
+                             "is published)")
         return self
