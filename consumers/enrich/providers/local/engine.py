@@ -714,7 +714,10 @@ def alt_text(request, facts: ImageFacts) -> dict[str, Any]:
     label = _plain_label(conf_top[0][0], conf_top[0][1], idx) if conf_top else None
     evidence = None if label else _evidence_subject(idx, facts)
     subject = _subject(product, faces, label, conf_top, n_raw, n_words, facts, evidence)
-    colour_phrase = "" if faces else _colour_phrase(colour_shares)
+    # no colour phrase for people, nor for a black-and-white photograph: its greys are the photo's light and
+    # shade, not "a gray background"
+    bw_photo = facts.ok and not facts.graphic and facts.saturation < 0.04
+    colour_phrase = "" if faces or bw_photo else _colour_phrase(colour_shares)
     base = f"{subject}{colour_phrase}"
     base = base[0].upper() + base[1:]
     alt = base
