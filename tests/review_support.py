@@ -86,7 +86,7 @@ RIGHTS = "no licence evidence: rights must be confirmed before use"
 
 
 def seed_records(settings: Any) -> list[dict[str, Any]]:
-    return [
+    records = [
         review_record(settings, "mug-0001", minutes=1, sample="product_red_mug.jpg", title="Red mug",
                       alt_text="Image of a red mug with a white handle on a white table",
                       tags=[("product", "cup"), ("color", "red"), ("color", "white")], reasons=[LOW, FACES], faces=2),
@@ -108,6 +108,10 @@ def seed_records(settings: Any) -> list[dict[str, Any]]:
                       alt_text="A red mug again", tags=[("product", "cup")], reasons=[],
                       approved_after=dt.timedelta(hours=3)),
     ]
+    # a weak model tag validate held back from the auto-applied gradient (issue 15: per-field auto-apply)
+    records[4]["tag_suggestions"] = [{"tag": "color:blue", "facet": "color", "label": "blue", "score": 0.4,
+                                      "source": "model"}]
+    return records
 
 
 def review_settings(broker: str, store_url: str, prefix: str, **review: Any):

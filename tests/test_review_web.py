@@ -444,3 +444,16 @@ def test_approval_reaches_the_index_through_the_review_group(broker, store, brow
     finally:
         for w in workers:
             stop_process(w)
+
+
+def test_held_tag_suggestions_show_as_suggestions_not_as_applied_tags(server, fleet):
+    """An editor opening an auto-applied asset sees the weak tags validate held back, marked as not applied, and
+    they are not among the asset's tags (the chips the form submits)."""
+    with httpx.Client(base_url=server.url) as c:
+        assert c.get(server.login_url).status_code == 303
+        html = c.get("/asset/auto-0005").text
+    assert "suggested tags (not applied)" in html
+    assert re.search(r'class="chip suggestion" data-tag="color:blue"', html)
+    applied = re.findall(r'<li class="chip" data-tag="([^"]+)"', html)
+    assert applied == ["style:abstract"]
+    assert re.search(r'id="tags-value" value="style:abstract"', html)

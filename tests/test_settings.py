@@ -59,3 +59,14 @@ def test_backpressure_settings_that_would_starve_the_consumer_are_refused():
         Settings.model_validate({"runner": {"pause_after_s": 200}, "kafka": {"max_poll_interval_ms": 300000}})
     ok = Settings.model_validate({"runner": {"pause_after_s": 5}, "kafka": {"max_poll_interval_ms": 300000}})
     assert ok.runner.pause_after_s == 5
+
+
+def test_a_tag_publish_floor_above_the_auto_apply_threshold_is_refused():
+    from pydantic import ValidationError
+
+    from app.settings import Settings
+
+    with pytest.raises(ValidationError, match="tag_publish_min"):
+        Settings.model_validate({"validate": {"tag_publish_min": 0.9}})  # would hold tags strong enough to apply
+    assert Settings.model_validate({"validate": {"tag_publish_min": None}}).validate_.tag_publish_min is None
+    assert Settings().validate_.tag_publish_min == 0.5

@@ -118,3 +118,44 @@ def test_a_verifier_of_another_model_is_not_read_through_the_local_curves(enrich
     out = _validate(value)
     assert out["field_confidence"] == {} and out["calibration"] is None
     assert any("verified-by:claude/claude-sonnet-4-6" in r for r in out["reasons"])
+
+
+def _tags(out: dict, field: str = "tags") -> list[str]:
+    return [t["tag"] for t in out[field]]
+
+
+def test_strong_fields_are_auto_applied_and_a_weak_colour_waits_as_a_suggestion(enriched):
+    """Per-field auto-apply (issue 15 item 6): the sale banner's text, alt text and text tags are strong; its
+    orange colour tag is not. The asset is auto-applied with the strong fields only; the colour is a suggestion."""
+    out = _validate(enriched("banner_sale_en.jpg"))
+    assert out["status"] == "auto_applied", out["reasons"]
+    assert "content:text" in _tags(out) and "color:orange" not in _tags(out)
+    assert _tags(out, "tag_suggestions") == ["color:orange"]
+    assert out["field_confidence"]["tags.color:orange"] < 0.85  # the held tag's confidence is still recorded
+    assert all(c >= 0.85 for f, c in out["field_confidence"].items() if f != "tags.color:orange")
+    assert any("held as suggestions for review" in r and "color:orange" in r for r in out["reasons"])
+    avro_validate("ValidatedAsset", out)
+
+
+def test_without_per_field_tags_the_weak_colour_holds_the_banner_back(enriched):
+    out = _validate_with(enriched("banner_sale_en.jpg"), tag_publish_min=None)
+    assert out["status"] == "needs_review"
+    assert "color:orange" in _tags(out) and out["tag_suggestions"] == []
+    assert any("weakest field tags.color:orange" in r for r in out["reasons"])
+
+
+def test_an_asset_in_review_keeps_its_middling_tags_and_never_publishes_the_weak_ones(enriched):
+    out = _validate(enriched("coins.jpg"))  # generic alt text: review; the classifier's "sport" guess is weak
+    assert out["status"] == "needs_review"
+    weak = [f[5:] for f, c in out["field_confidence"].items() if f.startswith("tags.") and c < 0.5]
+    assert weak and sorted(_tags(out, "tag_suggestions")) == sorted(weak)
+    assert not set(weak) & set(_tags(out))
+    out = _validate(enriched("clock.jpg"))  # "spotlight": review; the lamp/furniture tags it implies are middling
+    assert out["status"] == "needs_review"
+    middling = [f[5:] for f, c in out["field_confidence"].items() if f.startswith("tags.") and 0.5 <= c < 0.85]
+    assert middling and set(middling) <= set(_tags(out))  # the editor confirms these in review
+    assert any(r.startswith("tags below the auto-apply threshold") for r in out["reasons"])
+
+
+def _validate_with(value: dict, **validate) -> dict:
+    return ValidateStage(Settings().with_overrides(validate={"calibration": "bundled", **validate})).validate(value)

@@ -102,6 +102,8 @@ def document_from_validated(v: dict[str, Any], indexed_at_ms: int | None = None,
         "facets": facets,
         "tag_details": [dict(t) for t in tags],
         "suggested_tags": v.get("suggested_tags") or [],
+        # weak model tags held for an editor: searchable as suggestions only, never in tags/facets
+        "tag_suggestions": [t["tag"] for t in v.get("tag_suggestions") or []],
         "taxonomy_version": v.get("taxonomy_version"),
         "field_sources": dict(v.get("field_sources") or {}),
         "model_suggestions": dict(v.get("model_suggestions") or {}),

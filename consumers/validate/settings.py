@@ -45,6 +45,12 @@ class ValidateSettings(Section):
     unknown_tags: Literal["suggest", "drop"] = Field(
         "suggest", description="model tags not in the vocabulary: keep in suggested_tags, or drop")
     min_tag_score: float = Field(0.3, ge=0.0, le=1.0, description="model tags scored below this are dropped")
+    tag_publish_min: float | None = Field(
+        0.5, ge=0.0, le=1.0,
+        description="with a calibration for the answer's model: model tags whose calibrated confidence is below "
+                    "this are not published (not in `tags`, the index's tags/facets, XMP or JSON-LD) but held in "
+                    "`tag_suggestions` for an editor to accept in review; they do not hold the asset back from "
+                    "auto-apply. None publishes every tag (the asset is then judged on its weakest tag)")
     max_tags: int = Field(40, ge=1, description="at most this many canonical tags per asset (best first)")
     scrub_denied_from_raw: bool = Field(
         True, description="also remove deny-listed tags from the enrichment copy carried inside the validated "
@@ -66,4 +72,7 @@ class ValidateSettings(Section):
     def _thresholds_ordered(self) -> "ValidateSettings":
         if self.review_threshold > self.auto_apply_threshold:
             raise ValueError("review_threshold must be <= auto_apply_threshold")
+        if self.tag_publish_min is not None and self.tag_publish_min > self.auto_apply_threshold:
+            raise ValueError("tag_publish_min must be <= auto_apply_threshold (a tag strong enough to auto-apply "
+                             "is published)")
         return self

@@ -16,6 +16,8 @@ For each EnrichedAsset:
    rejected, each with human-readable reasons. Confidence is calibrated per field (consumers/validate/calibration.py):
    the asset is auto-applied only when every field a model or rule wrote is likely enough to be accepted
    (the record has one status, so the decision is per asset); `field_confidence` records each field's value.
+   Per field for tags: a model tag whose calibrated confidence is under `tag_publish_min` is held in
+   `tag_suggestions` (shown in review, never published) and does not hold the asset back.
 """
 from __future__ import annotations
 
@@ -68,6 +70,8 @@ class _Decision:
         self.suggestions: dict[str, str] = {}
         self.confidence: dict[str, float] = {}
         self.calibration: str | None = None
+        self.held_tags: list[dict[str, Any]] = []  # weak model tags: suggestions for review, never published
+        self.pending_tags: list[dict[str, Any]] = []  # tags under auto-apply: held if the asset is auto-applied
 
     def m(self, field: str) -> Any:
         return self.model.get(field) if self.use_model else None
@@ -128,6 +132,7 @@ class ValidateStage(PipelineFacts, Stage):
         fields.update(self._rights(d))            # 5. rights
         self._policy(d, fields, tags)             # 6. policy
         self._degraded(d)                         # 7. degraded parts: never auto-applied
+        self._settle_pending_tags(d, tags)        # 8. per-field tags: weak ones wait as suggestions
         status = "rejected" if d.rejected else "needs_review" if d.review else "auto_applied"
         reasons = d.rejected + d.review + d.reasons if status != "auto_applied" else d.reasons
         reasons.append(f"taxonomy {self.taxonomy.version}")
@@ -140,7 +145,7 @@ class ValidateStage(PipelineFacts, Stage):
             "tags": tags, "suggested_tags": suggested, "field_sources": d.sources,
             "model_suggestions": d.suggestions, "taxonomy_version": self.taxonomy.version,
             "stamp": stamp(self.name), "review": None, "field_confidence": d.confidence,
-            "calibration": d.calibration,
+            "calibration": d.calibration, "tag_suggestions": d.held_tags,
         }
 
     @staticmethod
@@ -271,8 +276,9 @@ class ValidateStage(PipelineFacts, Stage):
             d.review.append(f"{what} {_fmt(c)} between {_fmt(lo)} and {_fmt(hi)}: between_policy=review")
 
     def _calibrated(self, d: "_Decision", fields: dict[str, Any], tags: list[dict[str, Any]], curves) -> None:
-        """Each field a model or rule wrote gets the calibrated probability that an editor accepts it; the asset
-        is judged by its weakest field (one status per record)."""
+        """Each field a model or rule wrote gets the calibrated probability that an editor accepts it. Tags are
+        handled per field (`_hold_weak_tags`); the asset is judged by its weakest other field (one status per
+        record)."""
         assert self.calibration is not None
         d.calibration = self.calibration.version
         partial = {**fields, "tags": tags, "field_sources": d.sources}
@@ -284,17 +290,57 @@ class ValidateStage(PipelineFacts, Stage):
                 d.confidence[e.field] = round(curves[e.source](e.raw), 4)
         if unknown:
             d.review.append("no calibration for evidence " + ", ".join(unknown) + f" (calibration {d.calibration})")
-        if not d.confidence:
+        self._hold_weak_tags(d, tags)
+        judged = {f: c for f, c in d.confidence.items()
+                  if f not in {f"tags.{t['tag']}" for t in d.held_tags + d.pending_tags}}
+        if not judged:
             if not unknown:
                 d.reasons.append("no generated field to judge: every published field comes from a person or the file")
             return
-        weakest = min(d.confidence, key=lambda f: d.confidence[f])
-        self._threshold(d, d.confidence[weakest], f"calibrated confidence (weakest field {weakest}, calibration "
-                                                   f"{d.calibration})")
-        low = sorted((c, f) for f, c in d.confidence.items() if c < self.cfg.auto_apply_threshold)
+        weakest = min(judged, key=lambda f: judged[f])
+        self._threshold(d, judged[weakest], f"calibrated confidence (weakest field {weakest}, calibration "
+                                            f"{d.calibration})")
+        low = sorted((c, f) for f, c in judged.items() if c < self.cfg.auto_apply_threshold)
         if low and d.review:
             d.review.append("fields below the auto-apply threshold: "
                             + ", ".join(f"{f} {_fmt(c)}" for c, f in low[:6]) + (" …" if len(low) > 6 else ""))
+
+    def _hold_weak_tags(self, d: "_Decision", tags: list[dict[str, Any]]) -> None:
+        """Per-field tags (issue 15 item 6). A model tag whose calibrated confidence is under `tag_publish_min`
+        leaves `tags` (in place) for `d.held_tags`: a suggestion an editor sees in review, never published. A model
+        tag between that and `auto_apply_threshold` is *pending*: it does not decide the asset's status; if the
+        asset is auto-applied it is held as a suggestion too (`_settle_pending_tags`), if the asset goes to review
+        it stays a tag for the editor to confirm. A person's or the file's tags are never held."""
+        floor = self.cfg.tag_publish_min
+        if floor is None:
+            return
+        conf = {t["tag"]: d.confidence.get(f"tags.{t['tag']}") for t in tags if t.get("source") == "model"}
+        weak = [t for t in tags if conf.get(t["tag"]) is not None and conf[t["tag"]] < floor]
+        d.pending_tags = [t for t in tags if conf.get(t["tag"]) is not None
+                          and floor <= conf[t["tag"]] < self.cfg.auto_apply_threshold]
+        if weak:
+            self._hold(d, tags, weak, f"calibrated confidence < {_fmt(floor)}")
+
+    def _settle_pending_tags(self, d: "_Decision", tags: list[dict[str, Any]]) -> None:
+        """After the policy: on an asset that goes to review the pending tags stay (the editor confirms them);
+        on an auto-applied one they are held as suggestions, so only strong fields are applied."""
+        if not d.pending_tags:
+            return
+        if d.review or d.rejected:
+            d.review.append("tags below the auto-apply threshold: " + ", ".join(
+                f"{t['tag']} {_fmt(d.confidence['tags.' + t['tag']])}" for t in d.pending_tags[:6])
+                + (" …" if len(d.pending_tags) > 6 else ""))
+            return
+        self._hold(d, tags, d.pending_tags,
+                   f"calibrated confidence < {_fmt(self.cfg.auto_apply_threshold)}: the strong fields are auto-applied")
+
+    @staticmethod
+    def _hold(d: "_Decision", tags: list[dict[str, Any]], which: list[dict[str, Any]], why: str) -> None:
+        d.held_tags += [dict(t) for t in which]
+        tags[:] = [t for t in tags if t not in which]
+        listed = ", ".join(f"{t['tag']} {_fmt(d.confidence['tags.' + t['tag']])}" for t in which[:6])
+        d.reasons.append(f"{len(which)} model tag{'s' if len(which) != 1 else ''} held as suggestions for review "
+                         f"({why}): {listed}" + (" …" if len(which) > 6 else ""))
 
     # --- pieces -----------------------------------------------------------------------------------------
     def _deleted(self, value: dict[str, Any]) -> dict[str, Any]:
@@ -304,7 +350,7 @@ class ValidateStage(PipelineFacts, Stage):
                 "summary": None, "visible_text": None, "tags": [], "suggested_tags": [], "credit_text": None,
                 "licensing": None, "field_sources": {}, "model_suggestions": {},
                 "taxonomy_version": self.taxonomy.version, "stamp": stamp(self.name), "review": None,
-                "field_confidence": {}, "calibration": None}
+                "field_confidence": {}, "calibration": None, "tag_suggestions": []}
 
     def _schema_failure(self, asset: dict[str, Any], hard: list[Violation], rejected: list[str]) -> None:
         if self.cfg.schema_violation == "dead_letter":

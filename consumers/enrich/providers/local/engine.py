@@ -637,6 +637,17 @@ _PLAIN_NOUNS = {"cat", "dog", "bird", "fish", "horse", "insect", "flower", "tree
 """tag words added after a specific class name that lacks them ("Egyptian Mau" -> "Egyptian Mau cat")"""
 
 
+def _merged_top(top: list[tuple[str, int, float]]) -> list[tuple[str, int, float]]:
+    """The classifier's top-k with classes of one name taken together (ImageNet has two "missile" classes,
+    0.19 + 0.11 for a rocket launch: each alone is under CONFIDENT), best first; the best class's index kept."""
+    merged: dict[str, tuple[str, int, float]] = {}
+    for name, cls, p in top:
+        key = name.lower()
+        first = merged.get(key)
+        merged[key] = (first[0], first[1], first[2] + p) if first else (name, cls, p)
+    return sorted(merged.values(), key=lambda t: -t[2])
+
+
 def _plain_label(label: str, cls: int, idx: VocabIndex | None) -> str:
     """A class name in plain words: a breed/species/model name gets its everyday noun when the vocabulary maps
     the class onto one of a few concrete subject tags with high similarity."""
@@ -725,11 +736,14 @@ def alt_text(request, facts: ImageFacts) -> dict[str, Any]:
                 "summary": f"A {tone} background with no text or distinct subject; it carries no information.",
                 "visible_text": ""}
 
-    conf_top = [t for t in facts.top if t[2] >= CONFIDENT]
+    conf_top = [t for t in _merged_top(facts.top) if t[2] >= CONFIDENT]
     label = _plain_label(conf_top[0][0], conf_top[0][1], idx) if conf_top else None
     evidence = None if label else _evidence_subject(idx, facts)
     subject = _subject(product, faces, label, conf_top, n_raw, n_words, facts, evidence)
-    colour_phrase = "" if faces else _colour_phrase(colour_shares)
+    # no colour phrase for people, nor for a black-and-white photograph: its greys are the photo's light and
+    # shade, not "a gray background"
+    bw_photo = facts.ok and not facts.graphic and facts.saturation < 0.04
+    colour_phrase = "" if faces or bw_photo else _colour_phrase(colour_shares)
     base = f"{subject}{colour_phrase}"
     base = base[0].upper() + base[1:]
     alt = base
