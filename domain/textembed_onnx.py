@@ -163,6 +163,22 @@ def load_or_build(path: str | None, weights: dict[str, np.ndarray], n_layers: in
     return data
 
 
+def encoder(path: str | None, weights: dict[str, np.ndarray], n_layers: int, n_heads: int,
+            eps: float) -> "OnnxEncoder":
+    """The session over the cached graph; a cached file onnxruntime cannot load (truncated, damaged) is
+    replaced by a fresh build."""
+    import onnxruntime  # noqa: F401 - missing: ImportError here, before a good cached file is judged damaged
+
+    graph = load_or_build(path, weights, n_layers, n_heads, eps)
+    try:
+        return OnnxEncoder(graph)
+    except Exception:  # noqa: BLE001 - onnxruntime raises its own Fail/InvalidProtobuf types
+        if not isinstance(graph, str):
+            raise
+    Path(graph).unlink(missing_ok=True)
+    return OnnxEncoder(load_or_build(path, weights, n_layers, n_heads, eps))
+
+
 class OnnxEncoder:
     """One onnxruntime session over the graph; `__call__(ids, mask)` -> unit vectors [n, 384]."""
 
