@@ -194,6 +194,7 @@ class TextEmbedder:
                 self._onnx = tox.encoder(tox.graph_path(_cache_dir, package_version()), self.w, N_LAYERS,
                                          N_HEADS, LN_EPS)
                 self.backend = "onnx"
+                self.w = {}  # the session holds its own copy: do not keep ~100 MB twice per process
             except Exception as exc:  # noqa: BLE001 - missing onnx/onnxruntime, a bad cached graph: numpy works
                 if backend == "onnx":
                     raise
@@ -294,9 +295,11 @@ class TextEmbedder:
         order = sorted(range(len(texts)), key=lambda i: len(enc[i]))
         s = 0
         while s < len(order):
-            e = s + 1
+            e, tokens = s + 1, len(enc[order[s]])
+            # grow the batch while padding every text to the longest (the last: sorted) stays within PAD_WASTE
             while e < len(order) and e - s < batch_size and \
-                    (e + 1 - s) * len(enc[order[e]]) * (1 - PAD_WASTE) <= sum(len(enc[j]) for j in order[s:e + 1]):
+                    (e + 1 - s) * len(enc[order[e]]) * (1 - PAD_WASTE) <= tokens + len(enc[order[e]]):
+                tokens += len(enc[order[e]])
                 e += 1
             idx = order[s:e]
             L = len(enc[idx[-1]])
