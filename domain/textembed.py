@@ -167,8 +167,8 @@ class TextEmbedder:
 
     def __init__(self, backend: str = "auto") -> None:
         """backend: "onnx" (onnxruntime, ~3x less CPU per document, see docs/benchmarks.md), "numpy", or
-        "auto" = onnx when onnx/onnxruntime import and the graph builds, else numpy (with a warning). Both give the same vectors
-        (cosine > 0.9999), so `model_version()` does not depend on the backend."""
+        "auto" = onnx when onnx/onnxruntime import and the graph builds, else numpy (with a warning). Both give
+        the same vectors (cosine > 0.9999), so `model_version()` does not depend on the backend."""
         d = model_dir()
         self.tok = WordPiece(d / "vocab.txt")
         w = read_safetensors(str(d / "model.safetensors"))
