@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-GRAPH_VERSION = "1"
+GRAPH_VERSION = "2"
 """bump when build_graph changes"""
 OPSET = 17
 
@@ -65,8 +65,13 @@ def build_graph(w: dict[str, np.ndarray], n_layers: int, n_heads: int, eps: floa
     x = node("Gather", ["word_emb", "input_ids"], "tok")
     x = node("Add", [x, pos], "tok_pos")
     x = node("Add", [x, "type0"], "emb_sum")
-    x = node("LayerNormalization", [x, const("emb_ln_w", w["embeddings.LayerNorm.weight"]),
-                                    const("emb_ln_b", w["embeddings.LayerNorm.bias"])], "emb", axis=-1, epsilon=eps)
+
+    def layer_norm(t: str, prefix: str) -> str:
+        """LayerNorm with the weights `<prefix>.weight`/`.bias`, output named `prefix`"""
+        return node("LayerNormalization", [t, const(prefix + ".w", w[prefix + ".weight"]),
+                                           const(prefix + ".b", w[prefix + ".bias"])], prefix, axis=-1, epsilon=eps)
+
+    x = layer_norm(x, "embeddings.LayerNorm")
     # additive attention mask [n, 1, 1, L]: 0 for tokens, -1e9 for padding
     inv = node("Sub", ["one", "attention_mask"], "mask_inv")
     bias = node("Mul", [inv, "neg_big"], "mask_bias2d")
@@ -85,9 +90,7 @@ def build_graph(w: dict[str, np.ndarray], n_layers: int, n_heads: int, eps: floa
         qkv = node("MatMul", [x, const(a + "qkv.w", qkv_w)], a + "qkv.mm")
         qkv = node("Add", [qkv, const(a + "qkv.b", qkv_b)], a + "qkv")
         qkv = node("Reshape", [qkv, "heads_shape"], a + "qkv_heads")          # [n, L, 3H, hd]
-        nodes.append(helper.make_node("Split", [qkv], [a + "q0", a + "k0", a + "v0"], name=a + "split",
-                                      axis=2, num_outputs=3) if OPSET >= 18 else
-                     helper.make_node("Split", [qkv], [a + "q0", a + "k0", a + "v0"], name=a + "split", axis=2))
+        nodes.append(helper.make_node("Split", [qkv], [a + "q0", a + "k0", a + "v0"], name=a + "split", axis=2))
         q = node("Transpose", [a + "q0"], a + "q", perm=[0, 2, 1, 3])        # [n, H, L, hd]
         k = node("Transpose", [a + "k0"], a + "k", perm=[0, 2, 3, 1])        # [n, H, hd, L]
         v = node("Transpose", [a + "v0"], a + "v", perm=[0, 2, 1, 3])
@@ -99,10 +102,7 @@ def build_graph(w: dict[str, np.ndarray], n_layers: int, n_heads: int, eps: floa
         ctx = node("Transpose", [ctx], a + "ctx_t", perm=[0, 2, 1, 3])
         ctx = node("Reshape", [ctx, "merge_shape"], a + "ctx_merged")
         y = dense(ctx, "attention.output.dense", p)
-        y = node("Add", [y, x], p + "attn_res")
-        x = node("LayerNormalization", [y, const(p + "attn_ln_w", w[p + "attention.output.LayerNorm.weight"]),
-                                        const(p + "attn_ln_b", w[p + "attention.output.LayerNorm.bias"])],
-                 p + "attn_ln", axis=-1, epsilon=eps)
+        x = layer_norm(node("Add", [y, x], p + "attn_res"), p + "attention.output.LayerNorm")
         h = dense(x, "intermediate.dense", p)
         g = node("Mul", [h, "inv_sqrt2"], p + "gelu_s")
         g = node("Erf", [g], p + "gelu_erf")
@@ -110,10 +110,7 @@ def build_graph(w: dict[str, np.ndarray], n_layers: int, n_heads: int, eps: floa
         g = node("Mul", [h, g], p + "gelu_xm")
         g = node("Mul", [g, "half"], p + "gelu")
         y = dense(g, "output.dense", p)
-        y = node("Add", [y, x], p + "out_res")
-        x = node("LayerNormalization", [y, const(p + "out_ln_w", w[p + "output.LayerNorm.weight"]),
-                                        const(p + "out_ln_b", w[p + "output.LayerNorm.bias"])],
-                 p + "out_ln", axis=-1, epsilon=eps)
+        x = layer_norm(node("Add", [y, x], p + "out_res"), p + "output.LayerNorm")
     m = node("Unsqueeze", ["attention_mask", "i64_2"], "mask3")
     s = node("Mul", [x, m], "masked_tokens")
     s = node("ReduceSum", [s, "i64_1"], "sum_tokens", keepdims=0)
