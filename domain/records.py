@@ -6,6 +6,7 @@ import base64
 import datetime as dt
 from typing import Any
 
+from domain.events import scoped_id
 from streams.records import to_ms
 from streams.stage import OutputFacts
 
@@ -21,6 +22,12 @@ def asset_of(value: dict[str, Any]) -> dict[str, Any]:
     if "enriched" in value:
         return value["enriched"]["pre"]["asset"]
     raise KeyError("not a pipeline record")
+
+
+def document_id(value: dict[str, Any]) -> str:
+    """The tenant-scoped id of the asset of any pipeline record: its key and its index document id."""
+    asset = asset_of(value)
+    return scoped_id(asset["asset_id"], asset.get("tenant"))
 
 
 def is_deleted(value: dict[str, Any]) -> bool:

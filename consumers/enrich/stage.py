@@ -19,7 +19,7 @@ from consumers.enrich.providers import make_provider
 from consumers.enrich.providers.base import Provider
 from streams import metrics
 from streams.errors import PermanentError, TransientError
-from domain.records import PipelineFacts, is_deleted
+from domain.records import PipelineFacts, document_id, is_deleted
 from streams.records import now_ms, stamp
 from streams.stage import Output, RecordContext, Stage, final_attempt
 
@@ -150,10 +150,10 @@ class EnrichStage(PipelineFacts, Stage):
                 return Output(value=self._record(pre, normalise_enrichment(match.enrichment), prov, 0.0,
                                                  duplicate_of=match.asset_id,
                                                  duplicate_distance=match.distance,
-                                                 review=await self.dedupe.review(asset["asset_id"])))
+                                                 review=await self.dedupe.review(document_id(value))))
             metrics.DEDUPE.labels("miss").inc()
 
-        review = await self.dedupe.review(asset["asset_id"]) if self.dedupe is not None else None
+        review = await self.dedupe.review(document_id(value)) if self.dedupe is not None else None
         results = await self._run_tasks(value, final=final_attempt(ctx, self.settings))
         enrichment = self._merge(results)
         provenance = [r.provenance for r in results.values()]

@@ -35,7 +35,7 @@ from urllib.parse import unquote, urlparse
 
 from consumers.writeback.limits import Pacer
 from consumers.writeback.settings import TargetSettings
-from domain.records import asset_of
+from domain.records import asset_of, document_id
 from streams.errors import PermanentError, TransientError
 from streams.records import to_ms
 
@@ -86,7 +86,7 @@ class FilesTarget:
         return path
 
     def output(self, value: dict[str, Any]) -> Path:
-        return self.out_dir / output_name(asset_of(value)["asset_id"], self.source(value).suffix)
+        return self.out_dir / output_name(document_id(value), self.source(value).suffix)
 
     # --- ExifTool ---------------------------------------------------------------------------------------------
     def _run(self, args: list[str]) -> subprocess.CompletedProcess:

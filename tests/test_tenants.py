@@ -1,0 +1,103 @@
+"""Tenants are namespaces (issue 16.12): two tenants publishing the same asset id keep two assets end to end —
+the key of every record, the index document and the review decision are tenant-scoped (`acme::shared-1`,
+`globex::shared-1`; the default tenant's ids stay as they were). Real broker, real store."""
+from __future__ import annotations
+
+import io
+import time
+
+import pytest
+from elasticsearch import NotFoundError
+from PIL import Image
+
+from app.kpis.feedback import publish_decision
+from app.producer import AssetPublisher, build_event
+from consumers.index.sink import IndexSink
+from consumers.review.stage import ReviewStage
+from domain.events import EventError, scoped_id
+from domain.records import document_id
+from domain.store.management import read_alias
+from streams.runner import StageRunner
+from tests.kafka_support import RunnerThread, make_settings, provision, read_topic
+from tests.store_support import settings_for, validated_asset
+
+
+def _jpeg() -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", (64, 48), (40, 90, 160)).save(buf, "JPEG")
+    return buf.getvalue()
+
+
+def _validated(tenant: str, version: int, title: str) -> dict:
+    v = validated_asset("shared-1", version, tenant=tenant, title=title)
+    v["enriched"]["pre"]["thumbnail"] = {"data": _jpeg(), "media_type": "image/jpeg", "width": 64, "height": 48}
+    v["status"], v["reasons"] = "needs_review", ["confidence 0.55 < 0.85"]
+    return v
+
+
+def _docs(sink: IndexSink) -> dict[str, dict]:
+    sink.client.indices.refresh(index=read_alias(sink.cfg))
+    res = sink.client.search(index=read_alias(sink.cfg), query={"term": {"asset_id": "shared-1"}},
+                             source_includes=["asset_id", "tenant", "title", "status", "reviewed_by", "version"])
+    return {h["_id"]: h["_source"] for h in res["hits"]["hits"]}
+
+
+def _wait(sink: IndexSink, ok, timeout_s: float = 60.0) -> dict[str, dict]:
+    deadline = time.monotonic() + timeout_s
+    docs: dict[str, dict] = {}
+    while time.monotonic() < deadline:
+        try:
+            docs = _docs(sink)
+        except NotFoundError:  # the sink creates the index when it starts
+            docs = {}
+        if ok(docs):
+            return docs
+        time.sleep(0.3)
+    raise AssertionError(f"the index never got there: {docs}")
+
+
+def test_two_tenants_with_the_same_asset_id_keep_their_own_asset_end_to_end(broker, unique, store):
+    s = make_settings(broker, f"tenants{unique}")
+    s = s.with_overrides(index=settings_for(store.url).index.model_dump(mode="json") | {"refresh": "true"})
+    provision(s)
+
+    # event -> key: the SDK keys each tenant's event by its tenant-scoped id; the event keeps the asset's own id
+    with AssetPublisher(s) as pub:
+        for tenant in ("acme", "globex", "default"):
+            pub.publish_asset("shared-1", "https://dam.example/shared-1.jpg", tenant=tenant, wait=False)
+    raw = sorted((r["key"], r["value"]["asset_id"], r["value"]["tenant"]) for r in read_topic(s, "raw", 3))
+    assert raw == [("acme::shared-1", "shared-1", "acme"), ("globex::shared-1", "shared-1", "globex"),
+                   ("shared-1", "shared-1", "default")]
+
+    # key -> index document: globex's newer version does not replace acme's asset (nor refuse it with a 409)
+    acme, globex = _validated("acme", 3, "Acme red mug"), _validated("globex", 5, "Globex poster")
+    with AssetPublisher(s) as pub:
+        for v in (globex, acme):
+            pub.send("validated", document_id(v), v)
+    sink = IndexSink(s)
+    try:
+        with RunnerThread(StageRunner(IndexSink(s), s)):
+            docs = _wait(sink, lambda d: len(d) == 2)
+        assert docs["acme::shared-1"] | {} == {"asset_id": "shared-1", "tenant": "acme", "title": "Acme red mug",
+                                              "status": "needs_review", "version": 3}
+        assert docs["globex::shared-1"]["title"] == "Globex poster" and docs["globex::shared-1"]["version"] == 5
+
+        # review: acme's editor approves acme's shared-1; globex's asset of the same id is untouched
+        publish_decision(s, {"asset_id": "shared-1", "editor": "maria", "tenant": "acme", "status": "approved",
+                             "fields": []})
+        with RunnerThread(StageRunner(ReviewStage(s), s)), RunnerThread(StageRunner(IndexSink(s), s)):
+            docs = _wait(sink, lambda d: d.get("acme::shared-1", {}).get("status") == "approved")
+        assert docs["acme::shared-1"]["reviewed_by"] == "maria"
+        assert docs["globex::shared-1"]["status"] == "needs_review" and not docs["globex::shared-1"].get("reviewed_by")
+        approved = [r for r in read_topic(s, "validated", 3) if r["value"].get("status") == "approved"]
+        assert [r["key"] for r in approved] == ["acme::shared-1"]
+    finally:
+        sink.close()
+
+
+def test_the_tenant_separator_is_refused_in_asset_ids_and_tenants():
+    assert scoped_id("a1", "default") == "a1" and scoped_id("a1", None) == "a1"
+    assert scoped_id("a1", "acme") == "acme::a1"
+    for fields in ({"asset_id": "acme::a1"}, {"asset_id": "a1", "tenant": "ac::me"}):
+        with pytest.raises(EventError, match="separates the tenant"):
+            build_event(fields["asset_id"], "https://dam.example/a.jpg", tenant=fields.get("tenant", "default"))
