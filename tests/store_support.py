@@ -92,7 +92,7 @@ def validated_asset(asset_id: str, version: int = 1, *, title: str = "Red runnin
     return v
 
 
-def deleted_asset(asset_id: str, version: int, tenant: str = "acme") -> dict[str, Any]:
+def deleted_asset(asset_id: str, version: int, tenant: str = "default") -> dict[str, Any]:
     """A delete as it arrives on `validated`: status 'deleted', only the asset fields set."""
     at = T0 + dt.timedelta(minutes=version)
     asset = {"asset_id": asset_id, "event_id": str(uuid.uuid4()), "event_type": "deleted", "source_uri": None,
