@@ -101,3 +101,44 @@ def test_the_tenant_separator_is_refused_in_asset_ids_and_tenants():
     for fields in ({"asset_id": "acme::a1"}, {"asset_id": "a1", "tenant": "ac::me"}):
         with pytest.raises(EventError, match="separates the tenant"):
             build_event(fields["asset_id"], "https://dam.example/a.jpg", tenant=fields.get("tenant", "default"))
+
+
+def test_writeback_keeps_each_tenants_copy_of_the_same_asset_id(broker, unique, store, tmp_path):
+    """Two tenants' approved `shared-1` written back as file copies: two copies, each with its own metadata
+    (one name per asset id used to let the second overwrite the first) and two writeback states."""
+    import json
+    import shutil
+    import subprocess
+    from pathlib import Path
+
+    from consumers.writeback.sink import WritebackSink
+    from tests.writeback_support import run_until
+
+    samples = Path(__file__).resolve().parent.parent / "samples"
+    originals, out = tmp_path / "originals", tmp_path / "out"
+    originals.mkdir()
+    s = make_settings(
+        broker, f"tenwb{unique}",
+        index={"url": store.url, "server_mode": "serverless", "number_of_replicas": 0, "index": f"tenwb{unique}"},
+        writeback={"state_index": f"tenwb{unique}-writeback",
+                   "targets": [{"name": "files", "type": "files", "out_dir": str(out),
+                                "source_roots": [str(originals)]}]},
+        runner={"batch_max_wait_s": 0.2})
+    provision(s)
+    values = []
+    for tenant, caption in (("acme", "Acme's red mug"), ("globex", "Globex's red mug")):
+        path = originals / f"{tenant}.jpg"
+        shutil.copy(samples / "product_red_mug.jpg", path)
+        v = validated_asset("shared-1", status="approved", tenant=tenant, caption=caption)
+        v["enriched"]["pre"]["asset"]["source_uri"] = path.as_uri()
+        values.append(v)
+    with RunnerThread(StageRunner(WritebackSink(s), s)):
+        run_until(s, values, 2)
+    copies = sorted(out.iterdir())
+    assert len(copies) == 2, [p.name for p in copies]
+    captions = set()
+    for copy in copies:
+        tags = json.loads(subprocess.run(["exiftool", "-j", "-XMP-dc:Description", str(copy)], check=True,
+                                         capture_output=True).stdout)[0]
+        captions.add(tags["Description"])
+    assert captions == {"Acme's red mug", "Globex's red mug"}

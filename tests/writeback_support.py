@@ -17,10 +17,11 @@ from urllib.parse import unquote
 
 def publish(settings, values: list[dict[str, Any]]) -> None:
     from app.producer import AssetPublisher
+    from domain.records import document_id
 
     with AssetPublisher(settings) as pub:
         for v in values:
-            pub.send("validated", v["enriched"]["pre"]["asset"]["asset_id"], v)
+            pub.send("validated", document_id(v), v)
         pub.flush()
 
 
