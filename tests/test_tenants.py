@@ -142,3 +142,47 @@ def test_writeback_keeps_each_tenants_copy_of_the_same_asset_id(broker, unique, 
                                          capture_output=True).stdout)[0]
         captions.add(tags["Description"])
     assert captions == {"Acme's red mug", "Globex's red mug"}
+
+
+def test_the_review_app_shows_and_decides_each_tenants_asset_of_the_same_id(broker, unique, store):
+    """The queue lists both tenants' `shared-1`, each asset page is its own, and decisions (one, and a bulk
+    approval of both) go to `feedback` with the right tenant and key."""
+    import re
+
+    import httpx
+
+    from app.review.server import ReviewServer
+    from domain.store.client import make_client
+    from tests.review_support import LOW, review_record, review_settings
+    from tests.store_support import as_items
+
+    s = review_settings(broker, store.url, f"tenrv{unique}")
+    provision(s)
+    records = []
+    for tenant, title in (("acme", "Acme red mug"), ("globex", "Globex blue mug")):
+        r = review_record(s, "shared-1", minutes=1, sample="product_red_mug.jpg", title=title,
+                          alt_text=f"{title} on a table", tags=[("product", "cup")], reasons=[LOW])
+        r["enriched"]["pre"]["asset"]["tenant"] = tenant
+        records.append(r)
+    client = make_client(s)
+    try:
+        assert IndexSink(s, client=client).process_batch(as_items(records)) == [None, None]
+        client.indices.refresh(index=read_alias(s))
+    finally:
+        client.close()
+    with ReviewServer(s) as srv, httpx.Client(base_url=srv.url) as c:
+        assert c.get(srv.login_url).status_code == 303
+        queue = c.get("/").text
+        assert sorted(re.findall(r'name="ids" value="([^"]+)"', queue)) == ["acme::shared-1", "globex::shared-1"]
+        page = c.get("/asset/globex%3A%3Ashared-1")
+        assert page.status_code == 200 and "Globex blue mug" in page.text and "Acme red mug" not in page.text
+        csrf = re.search(r'name="csrf" value="([^"]+)"', page.text).group(1)
+        r = c.post("/decide/globex%3A%3Ashared-1", data={"csrf": csrf, "verdict": "approve"})
+        assert r.status_code == 303 and "not sent" not in c.get(r.headers["location"]).text
+        r = c.post("/bulk-approve", data={"csrf": csrf, "scope": "selected",
+                                          "ids": ["acme::shared-1", "globex::shared-1"]})
+        assert "2 asset(s) approved" in c.get(r.headers["location"]).text
+    sent = read_topic(s, "feedback", 3)
+    assert sorted((d["key"], d["value"]["asset_id"], d["value"]["tenant"]) for d in sent) == [
+        ("acme::shared-1", "shared-1", "acme"), ("globex::shared-1", "shared-1", "globex"),
+        ("globex::shared-1", "shared-1", "globex")]
