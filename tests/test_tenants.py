@@ -186,3 +186,23 @@ def test_the_review_app_shows_and_decides_each_tenants_asset_of_the_same_id(brok
     assert sorted((d["key"], d["value"]["asset_id"], d["value"]["tenant"]) for d in sent) == [
         ("acme::shared-1", "shared-1", "acme"), ("globex::shared-1", "shared-1", "globex"),
         ("globex::shared-1", "shared-1", "globex")]
+
+
+def test_backfill_keys_each_tenants_events_by_the_scoped_id(broker, unique, tmp_path):
+    """`assetstream backfill` of the same folder for two tenants: the same asset ids, two keys each."""
+    from typer.testing import CliRunner
+
+    from app.ops import cli as ops_cli
+    from tests.kafka_support import env_for
+
+    s = make_settings(broker, f"tenbf{unique}")
+    provision(s)
+    (tmp_path / "lib").mkdir()
+    (tmp_path / "lib" / "mug.jpg").write_bytes(b"\xff\xd8\xff" + bytes(64))
+    for tenant in ("acme", "globex"):
+        r = CliRunner().invoke(ops_cli.app, ["backfill", str(tmp_path / "lib"), "--tenant", tenant, "--no-index",
+                                             "--state", str(tmp_path / f"state-{tenant}")], env=env_for(s))
+        assert r.exit_code == 0, r.output
+    got = sorted((x["key"], x["value"]["tenant"]) for x in read_topic(s, "raw", 2))
+    (own,) = {x["value"]["asset_id"] for x in read_topic(s, "raw", 2)}
+    assert got == [(f"acme::{own}", "acme"), (f"globex::{own}", "globex")]
