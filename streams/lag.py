@@ -4,7 +4,10 @@ The high watermark comes from fetch responses (librdkafka's cached watermarks), 
 brokers such as tansu answer ListOffsets(latest) with the start of the last batch, short of the real end. A
 paused partition is not fetched, so its cached watermark freezes (issue 16.6: "true lag 5, metric 3"): for
 those, a small probe consumer (assign-only, no group membership, fetches of one batch at most) is pointed at
-the end of each paused partition, and the fetch response it gets carries the true high watermark.
+the end of each paused partition, and the fetch response it gets carries the true high watermark. The probe
+costs the poll thread `probe_wait_s` (0.2 s) per update (every 2 s) and only while partitions are paused, when
+the worker takes no records anyway; it is assign-only (never joins the group, never commits) and fetches at
+most one batch per partition (`max.partition.fetch.bytes=1`, `queued.max.messages.kbytes=1`).
 """
 from __future__ import annotations
 
@@ -21,7 +24,7 @@ class ConsumerLag:
     """The lag of one worker's assigned partitions, reported to the sensor. Poll thread only."""
 
     def __init__(self, consumer: Consumer, client_config: dict[str, Any], group_id: str, committed: dict[TP, int],
-                 sensor: Sensor, interval_s: float = 2.0, probe_wait_s: float = 0.5):
+                 sensor: Sensor, interval_s: float = 2.0, probe_wait_s: float = 0.2):
         self.consumer, self.sensor, self.committed = consumer, sensor, committed
         self.interval_s, self.probe_wait_s = interval_s, probe_wait_s
         self.lags: dict[TP, int] = {}
