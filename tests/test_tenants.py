@@ -112,18 +112,12 @@ def test_writeback_keeps_each_tenants_copy_of_the_same_asset_id(broker, unique, 
     from pathlib import Path
 
     from consumers.writeback.sink import WritebackSink
-    from tests.writeback_support import run_until
+    from tests.writeback_support import files_settings, run_until
 
     samples = Path(__file__).resolve().parent.parent / "samples"
     originals, out = tmp_path / "originals", tmp_path / "out"
     originals.mkdir()
-    s = make_settings(
-        broker, f"tenwb{unique}",
-        index={"url": store.url, "server_mode": "serverless", "number_of_replicas": 0, "index": f"tenwb{unique}"},
-        writeback={"state_index": f"tenwb{unique}-writeback",
-                   "targets": [{"name": "files", "type": "files", "out_dir": str(out),
-                                "source_roots": [str(originals)]}]},
-        runner={"batch_max_wait_s": 0.2})
+    s = files_settings(broker, f"tenwb{unique}", store.url, out, originals)
     provision(s)
     values = []
     for tenant, caption in (("acme", "Acme's red mug"), ("globex", "Globex's red mug")):
