@@ -200,3 +200,17 @@ def test_backfill_keys_each_tenants_events_by_the_scoped_id(broker, unique, tmp_
     got = sorted((x["key"], x["value"]["tenant"]) for x in read_topic(s, "raw", 2))
     (own,) = {x["value"]["asset_id"] for x in read_topic(s, "raw", 2)}
     assert got == [(f"acme::{own}", "acme"), (f"globex::{own}", "globex")]
+
+
+def test_enrich_remembers_each_tenants_asset_of_the_same_id():
+    """The in-process dedupe index holds one entry per tenant-scoped id: globex's `shared-1` does not evict acme's,
+    and a copy is found for its own tenant only."""
+    from consumers.enrich.dedupe import InMemoryDedupeIndex
+
+    d = InMemoryDedupeIndex(max_distance=6)
+    d.remember_sync("shared-1", "sha-acme", "ffffffffffffffff", None, {"tags": ["acme"]}, [], tenant="acme")
+    d.remember_sync("shared-1", "sha-globex", "0000000000000000", None, {"tags": ["globex"]}, [], tenant="globex")
+    assert len(d) == 2
+    acme = d.lookup_sync("sha-acme", None, None, tenant="acme", exclude_asset_id="copy-1")
+    assert acme is not None and acme.enrichment == {"tags": ["acme"]}
+    assert d.lookup_sync("sha-acme", None, None, tenant="globex", exclude_asset_id="copy-1") is None
