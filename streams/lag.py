@@ -4,10 +4,10 @@ The high watermark comes from fetch responses (librdkafka's cached watermarks), 
 brokers such as tansu answer ListOffsets(latest) with the start of the last batch, short of the real end. A
 paused partition is not fetched, so its cached watermark freezes (issue 16.6: "true lag 5, metric 3"): for
 those, a small probe consumer (assign-only, no group membership, fetches of one batch at most) is pointed at
-the end of each paused partition, and the fetch response it gets carries the true high watermark. The probe
-costs the poll thread `probe_wait_s` (0.2 s) per update (every 2 s) and only while partitions are paused, when
-the worker takes no records anyway; it is assign-only (never joins the group, never commits) and fetches at
-most one batch per partition (`max.partition.fetch.bytes=1`, `queued.max.messages.kbytes=1`).
+the end of each paused partition, and the fetch responses it gets carry the true high watermark. The probe exists
+only while partitions are paused, never blocks the poll thread (it fetches in librdkafka's threads; an update
+reads its watermarks), is assign-only (never joins the group, never commits) and fetches only what is published
+during the pause, a batch at a time (`max.partition.fetch.bytes=1`, `queued.max.messages.kbytes=1`).
 """
 from __future__ import annotations
 
@@ -24,16 +24,17 @@ class ConsumerLag:
     """The lag of one worker's assigned partitions, reported to the sensor. Poll thread only."""
 
     def __init__(self, consumer: Consumer, client_config: dict[str, Any], group_id: str, committed: dict[TP, int],
-                 sensor: Sensor, interval_s: float = 2.0, probe_wait_s: float = 0.2):
+                 sensor: Sensor, interval_s: float = 2.0):
         self.consumer, self.sensor, self.committed = consumer, sensor, committed
-        self.interval_s, self.probe_wait_s = interval_s, probe_wait_s
+        self.interval_s = interval_s
         self.lags: dict[TP, int] = {}
         self._last = 0.0
         self._probe_config = {**client_config, "group.id": f"{group_id}.lag-probe", "enable.auto.commit": False,
                               "enable.auto.offset.store": False, "isolation.level": "read_committed",
-                              "fetch.wait.max.ms": 10, "max.partition.fetch.bytes": 1,
+                              "fetch.wait.max.ms": 500, "max.partition.fetch.bytes": 1,
                               "queued.max.messages.kbytes": 1}
         self._probe: Consumer | None = None
+        self._probed: set[TP] = set()  # what the probe is assigned to
 
     def update(self, assigned: set[TP], paused: set[TP], force: bool = False) -> None:
         if not force and time.monotonic() - self._last < self.interval_s:
@@ -60,17 +61,21 @@ class ConsumerLag:
             self.sensor.on_lag(tp.topic, tp.partition, self.lags[key])
 
     def _probe_ends(self, tps: set[TP]) -> dict[TP, int]:
-        """The fetch-reported high watermark of partitions the worker does not fetch (paused)."""
+        """The fetch-reported high watermark of partitions the worker does not fetch (paused). Never blocks the
+        poll thread: the probe stays assigned at the end of the paused partitions while they are paused, fetches
+        in librdkafka's background threads, and each update only reads its watermarks and drops what it fetched
+        (so its 1 KB queue never fills and fetching goes on)."""
         if not tps:
-            if self._probe is not None:
+            if self._probed and self._probe is not None:
                 self._probe.unassign()
+            self._probed = set()
             return {}
         if self._probe is None:
             self._probe = Consumer(self._probe_config)
-        self._probe.assign([TopicPartition(t, p, OFFSET_END) for t, p in tps])
-        deadline = time.monotonic() + self.probe_wait_s
-        while time.monotonic() < deadline:
-            self._probe.consume(num_messages=100, timeout=0.05)  # the records themselves are not wanted
+        if tps != self._probed:
+            self._probe.assign([TopicPartition(t, p, OFFSET_END) for t, p in tps])
+            self._probed = set(tps)
+        self._probe.consume(num_messages=1000, timeout=0)  # the records themselves are not wanted
         ends: dict[TP, int] = {}
         for t, p in tps:
             try:
