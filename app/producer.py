@@ -16,6 +16,7 @@ from typing import Any, Iterable
 from confluent_kafka import KafkaError, Producer
 
 from domain.events import EventError, check_event
+from domain.records import document_id
 from streams.avro import Serde
 from streams.records import now_ms
 from app.settings import Settings
@@ -118,7 +119,7 @@ class AssetPublisher:
 
     def publish_asset(self, asset_id: str, source_uri: str | None, *, wait: bool = True, **fields: Any) -> dict:
         event = build_event(asset_id, source_uri, **fields)
-        self.send("raw", asset_id, event)
+        self.send("raw", document_id(event), event)
         if wait:
             self.flush()
         return event
@@ -126,7 +127,7 @@ class AssetPublisher:
     def publish_events(self, events: Iterable[dict[str, Any]]) -> int:
         n = 0
         for event in events:
-            self.send("raw", event["asset_id"], event)
+            self.send("raw", document_id(event), event)
             n += 1
         self.flush()
         return n

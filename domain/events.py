@@ -37,6 +37,10 @@ _ID_RE = re.compile(ID_PATTERN)
 _URI_RE = re.compile(URI_PATTERN)
 _CONTROL_RE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")  # text may hold tabs and newlines, nothing else
 
+DEFAULT_TENANT = "default"
+TENANT_SEPARATOR = "::"
+"""Not allowed in asset ids or tenants, so a tenant-scoped id names one tenant's asset and nothing else."""
+
 LONG_TEXT_FIELDS = ("uploader_notes",)
 TEXT_FIELDS = ("content_type", "uploader", "declared_license")
 HUMAN_LONG_TEXT = ("description",)
@@ -70,6 +74,20 @@ def _identifier(problems: list[dict[str, str]], path: str, value: Any, limit: in
         problems.append({"path": path, "message": f"is {len(value)} characters long; at most {limit}"})
     elif not _ID_RE.match(value):
         problems.append({"path": path, "message": f"{value[:80]!r} contains spaces or control characters"})
+    elif TENANT_SEPARATOR in value and path in ("$.asset_id", "$.tenant"):
+        problems.append({"path": path, "message": f"{value[:80]!r} contains {TENANT_SEPARATOR!r}, which separates "
+                                                  "the tenant from the asset id in keys and document ids"})
+
+
+def scoped_id(asset_id: str, tenant: str | None) -> str:
+    """The id of one tenant's asset wherever assets of every tenant meet: the Kafka key of each of its records
+    (raw, preprocessed, enriched, validated, feedback, dlq), the index document id, the writeback state. Two
+    tenants may use the same asset id without touching each other's records: `acme::a1` and `globex::a1`. The
+    default tenant's ids stay as they are (`a1`), so documents indexed before tenants existed keep their ids.
+    The asset's own id (what a DAM knows it by) stays in the record's `asset_id` and the document's."""
+    if not tenant or tenant == DEFAULT_TENANT:
+        return asset_id
+    return f"{tenant}{TENANT_SEPARATOR}{asset_id}"
 
 
 def uri_problem(uri: str) -> str | None:

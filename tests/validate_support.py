@@ -17,7 +17,7 @@ def _stamp(stage: str) -> dict[str, Any]:
 
 
 def asset_event(asset_id: str = "asset-0001", *, event_type: str = "created", declared_license: str | None = None,
-                human_fields: dict[str, Any] | None = None, tenant: str = "acme") -> dict[str, Any]:
+                human_fields: dict[str, Any] | None = None, tenant: str = "default") -> dict[str, Any]:
     return {
         "asset_id": asset_id, "event_id": f"evt-{asset_id}", "event_type": event_type,
         "source_uri": f"s3://acme-dam/uploads/{asset_id}.jpg", "content_type": "image/jpeg",

@@ -17,11 +17,25 @@ from urllib.parse import unquote
 
 def publish(settings, values: list[dict[str, Any]]) -> None:
     from app.producer import AssetPublisher
+    from domain.records import document_id
 
     with AssetPublisher(settings) as pub:
         for v in values:
-            pub.send("validated", v["enriched"]["pre"]["asset"]["asset_id"], v)
+            pub.send("validated", document_id(v), v)
         pub.flush()
+
+
+def files_settings(broker: str, prefix: str, store_url: str, out, originals):
+    """Settings for a writeback group with one files target (copies of files under `originals` into `out`)."""
+    from tests.kafka_support import make_settings
+
+    return make_settings(
+        broker, prefix,
+        index={"url": store_url, "server_mode": "serverless", "number_of_replicas": 0, "index": prefix},
+        writeback={"state_index": f"{prefix}-writeback",
+                   "targets": [{"name": "files", "type": "files", "out_dir": str(out),
+                                "source_roots": [str(originals)]}]},
+        runner={"batch_max_wait_s": 0.2})
 
 
 def handled(settings) -> int:

@@ -11,6 +11,7 @@ from confluent_kafka import KafkaException, Producer
 
 from app.jsonlines import json_objects
 from domain import review
+from domain.events import scoped_id
 from streams import avro
 from streams.avro import Serde
 from app.settings import Settings
@@ -91,7 +92,7 @@ def publish_decisions(settings: Settings, decisions: Iterable[dict[str, Any]], t
 
     for decision in decisions:
         record = normalize_decision(decision)
-        producer.produce(topic, key=record["asset_id"].encode(), value=serde.serialize("feedback", record),
+        producer.produce(topic, key=scoped_id(record["asset_id"], record.get("tenant")).encode(), value=serde.serialize("feedback", record),
                          on_delivery=on_delivery)
         producer.poll(0)
         sent.append(record)

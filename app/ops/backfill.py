@@ -38,6 +38,7 @@ from app.ops.settings import OpsSettings, ops_settings
 from consumers.enrich.plan import EnrichPlan
 from consumers.enrich.plan import stale_reasons as task_reasons
 from app.producer import EventError, asset_id_for, build_event, source_uri_for
+from domain.records import document_id
 from app.settings import Settings
 
 log = logging.getLogger("assetstream.backfill")
@@ -453,7 +454,7 @@ class BackfillPublisher:
 
         while True:
             try:
-                self.producer.produce(self.names["raw"], key=event["asset_id"].encode(), value=data,
+                self.producer.produce(self.names["raw"], key=document_id(event).encode(), value=data,
                                       headers=[("ingest", b"backfill")], on_delivery=cb)
                 self.in_flight += 1
                 break

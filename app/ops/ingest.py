@@ -30,6 +30,7 @@ import jsonschema
 from confluent_kafka import KafkaError, Producer
 
 from domain import events as ev
+from domain.records import document_id
 from domain.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign  # noqa: F401  (re-exported: tests, SDK)
 from streams.avro import Serde, topic_names
 from app.ops.settings import OpsSettings, ops_settings
@@ -191,7 +192,7 @@ class AckingPublisher:
             data = self.serde.serialize("raw", event)
             while True:
                 try:
-                    self.producer.produce(self.names["raw"], key=event["asset_id"].encode(), value=data,
+                    self.producer.produce(self.names["raw"], key=document_id(event).encode(), value=data,
                                           headers=[("trace-id", uuid.uuid4().hex.encode()), *hdrs],
                                           on_delivery=cb_for(i))
                     break

@@ -36,7 +36,7 @@ REASON_GROUPS: dict[str, tuple[str, ...]] = {
     "changed since approval": ("changed since the approval by *",),
 }
 
-LIST_FIELDS = ["asset_id", "title", "alt_text", "status", "reasons", "tags", "event_time", "reviewed_by",
+LIST_FIELDS = ["asset_id", "tenant", "title", "alt_text", "status", "reasons", "tags", "event_time", "reviewed_by",
                "reviewed_at", "enrichment.confidence", "duplicate_of", "usage_flag", "degraded_parts", "degraded"]
 SORT = [{"event_time": {"order": "asc", "unmapped_type": "date"}},
         {"asset_id": {"order": "asc", "unmapped_type": "keyword"}}]
@@ -193,18 +193,19 @@ class Index:
                               source_includes=includes)
         return [h["_source"] for h in resp["hits"]["hits"]]
 
-    def matching(self, f: Filters) -> dict[str, str | None]:
-        """asset id -> tenant of every asset the filters select (at most review.scan_limit), queue order."""
+    def matching(self, f: Filters) -> list[tuple[str, str | None]]:
+        """(asset id, tenant) of every asset the filters select (at most review.scan_limit), queue order."""
         docs = [d for part in parts(f) for d in self._scan(_query(part), ["asset_id", "tenant", "enrichment.confidence"])]
-        return {d["asset_id"]: d.get("tenant") for d in docs[: self.cfg.scan_limit]
-                if not f.conf_filter or f.conf_ok(d)}
+        return [(d["asset_id"], d.get("tenant")) for d in docs[: self.cfg.scan_limit]
+                if not f.conf_filter or f.conf_ok(d)]
 
-    def tenants(self, ids: list[str]) -> dict[str, str | None]:
-        """asset id -> tenant of the given assets that are in the index."""
+    def tenants(self, ids: list[str]) -> list[tuple[str, str | None]]:
+        """(asset id, tenant) of the given documents (ids: tenant-scoped document ids) that are in the index."""
         if not ids:
-            return {}
+            return []
         docs = self.es.mget(index=self.alias, ids=ids, source_includes=["asset_id", "tenant"])["docs"]
-        return {d["_id"]: (d.get("_source") or {}).get("tenant") for d in docs if d.get("found")}
+        return [(d["_source"].get("asset_id") or d["_id"], d["_source"].get("tenant")) for d in docs
+                if d.get("found") and d.get("_source") is not None]
 
     def status_counts(self) -> dict[str, int]:
         resp = self.es.search(index=self.alias, size=0, aggs={"s": {"terms": {"field": "status", "size": 20}}})
@@ -274,7 +275,7 @@ class Index:
                               source_includes=["asset_id", "enrichment.confidence"])
         for h in resp["hits"]["hits"]:
             if not f.conf_filter or f.conf_ok(h["_source"]):
-                return h["_source"]["asset_id"]
+                return h["_id"]  # the document id (tenant-scoped), as the asset view's URL takes it
         return None
 
     @staticmethod
@@ -295,8 +296,11 @@ class Index:
         resp = self.es.search(index=self.alias, size=50, sort=SORT,
                               query={"bool": {"should": [{"term": {"asset_id": root}},
                                                          {"term": {"duplicate_of": root}}],
+                                              "filter": [{"term": {"tenant": doc["tenant"]}}] if doc.get("tenant")
+                                              else [],
                                               "minimum_should_match": 1}},
-                              source_includes=["asset_id", "title", "status", "duplicate_of", "duplicate_distance"])
+                              source_includes=["asset_id", "tenant", "title", "status", "duplicate_of",
+                                               "duplicate_distance"])
         family = [h["_source"] for h in resp["hits"]["hits"]]
         return family if len(family) > 1 else []
 

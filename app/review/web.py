@@ -27,6 +27,7 @@ from starlette.templating import Jinja2Templates
 
 from app.review import decisions as dec
 from app.review.auth import COOKIE, Auth, Principal
+from domain.events import scoped_id
 from app.review.queries import REASON_GROUPS, STATUSES, Filters, Index, confidence, human_duration
 
 log = logging.getLogger(__name__)
@@ -63,6 +64,7 @@ class ReviewApp:
         env.filters["when"] = lambda v: (str(v or "")[:16].replace("T", " ") if v else "–")
         env.filters["duration"] = human_duration
         env.filters["q"] = lambda v: quote(str(v), safe="")
+        env.filters["docid"] = lambda d: scoped_id(d.get("asset_id"), d.get("tenant"))  # the document's id
         env.globals.update(confidence=confidence, STATUSES=STATUSES)
         self.templates = Jinja2Templates(env=env)
         self.registry = CollectorRegistry()
@@ -277,7 +279,7 @@ class ReviewApp:
         def act() -> int:
             chosen = self.index.matching(f) if form.get("scope") == "all" else \
                 self.index.tenants(list(dict.fromkeys(str(i) for i in form.getlist("ids"))))
-            return len(self.publish([dec.approval(i, who.user, t) for i, t in chosen.items()])) if chosen else 0
+            return len(self.publish([dec.approval(i, who.user, t) for i, t in chosen])) if chosen else 0
 
         try:
             outcome = {"sent": f"{await run_in_threadpool(act)} asset(s) approved"}

@@ -41,6 +41,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 from consumers.enrich.plan import stale_reasons
+from domain.events import scoped_id
 from streams import metrics
 from streams.records import to_ms
 
@@ -239,7 +240,8 @@ class InMemoryDedupeIndex:
         m = _best(cands, sha256, phash_hex, self.max_distance, tenant, exclude_asset_id, dhash_hex,
                   self.confirm_distance, look)
         if m is not None:
-            self._entries.move_to_end(m.asset_id)
+            self._entries.move_to_end(next(scoped_id(e.asset_id, e.tenant) for e in cands if e.asset_id == m.asset_id
+                                           and (tenant is None or e.tenant is None or e.tenant == tenant)))
         return m
 
     async def lookup(self, sha256, phash_hex, bands, *, tenant=None, exclude_asset_id=None, dhash_hex=None,
@@ -250,15 +252,16 @@ class InMemoryDedupeIndex:
     def remember_sync(self, asset_id: str, sha256: str | None, phash: str | None, bands: list[str] | None,
                       enrichment: dict[str, Any], provenance: list[dict[str, Any]], *,
                       tenant: str | None = None, dhash: str | None = None, look: Look | None = None) -> None:
-        self._forget(asset_id)
+        key = scoped_id(asset_id, tenant)  # two tenants' asset of the same id are two entries
+        self._forget(key)
         bands = list(bands or (phash_bands(phash) if phash else []))
-        self._entries[asset_id] = _Entry(asset_id, sha256, phash, bands, tenant, copy.deepcopy(enrichment),
-                                         copy.deepcopy(provenance), dhash,
-                                         list(look.colors) if look else [], look.text if look else frozenset())
+        self._entries[key] = _Entry(asset_id, sha256, phash, bands, tenant, copy.deepcopy(enrichment),
+                                    copy.deepcopy(provenance), dhash,
+                                    list(look.colors) if look else [], look.text if look else frozenset())
         if sha256:
-            self._by_sha.setdefault(sha256, set()).add(asset_id)
+            self._by_sha.setdefault(sha256, set()).add(key)
         for b in bands:
-            self._by_band.setdefault(b, set()).add(asset_id)
+            self._by_band.setdefault(b, set()).add(key)
         while len(self._entries) > self.max_size:
             self._forget(next(iter(self._entries)))
 
@@ -267,25 +270,25 @@ class InMemoryDedupeIndex:
         self.remember_sync(asset_id, sha256, phash, bands, enrichment, provenance, tenant=tenant, dhash=dhash,
                            look=look)
 
-    def _forget(self, asset_id: str) -> None:
-        e = self._entries.pop(asset_id, None)
+    def _forget(self, key: str) -> None:
+        e = self._entries.pop(key, None)
         if e is None:
             return
         if e.sha256:
             s = self._by_sha.get(e.sha256)
             if s is not None:
-                s.discard(asset_id)
+                s.discard(key)
                 if not s:
                     del self._by_sha[e.sha256]
         for b in e.bands:
             s = self._by_band.get(b)
             if s is not None:
-                s.discard(asset_id)
+                s.discard(key)
                 if not s:
                     del self._by_band[b]
 
-    def forget(self, asset_id: str) -> None:
-        self._forget(asset_id)
+    def forget(self, asset_id: str, tenant: str | None = None) -> None:
+        self._forget(scoped_id(asset_id, tenant))
 
     async def review(self, asset_id: str) -> dict[str, Any] | None:
         return None  # reviews live in the index; the sink applies them in any case

@@ -20,7 +20,7 @@ from consumers.enrich.providers import make_provider
 from consumers.enrich.providers.base import Provider
 from streams import metrics
 from streams.errors import PermanentError, TransientError
-from domain.records import PipelineFacts, is_deleted
+from domain.records import PipelineFacts, document_id, is_deleted
 from streams.records import now_ms, stamp
 from streams.stage import Output, RecordContext, Stage, final_attempt
 
@@ -160,7 +160,7 @@ class EnrichStage(PipelineFacts, Stage):
         pre = {**{k: None for k in PRE_FIELDS}, **value}  # the thumbnail rides on: the index keeps it for review
         asset = value["asset"]
         hashes = value.get("hashes") or {}
-        indexed = await self.dedupe.indexed(asset["asset_id"]) if self.dedupe is not None else None
+        indexed = await self.dedupe.indexed(document_id(value)) if self.dedupe is not None else None
         if self._stale(asset, indexed):
             return None
         review = indexed.review if indexed is not None else None

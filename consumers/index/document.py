@@ -9,6 +9,7 @@ from typing import Any
 
 from PIL import Image
 
+from domain.events import scoped_id
 from domain.store.degraded import degraded_fields
 from domain.records import degraded_of, thumbnail_of, to_plain, without_thumbnail
 from streams.records import now_ms, to_ms
@@ -39,7 +40,7 @@ def document_from_validated(v: dict[str, Any], indexed_at_ms: int | None = None,
     enriched = v["enriched"]
     pre = enriched["pre"]
     asset = pre["asset"]
-    doc_id, version = asset["asset_id"], int(asset["version"])
+    doc_id, version = scoped_id(asset["asset_id"], asset.get("tenant")), int(asset["version"])
     if v.get("status") == "deleted" or asset.get("event_type") == "deleted":
         return doc_id, version, None
 
@@ -60,7 +61,7 @@ def document_from_validated(v: dict[str, Any], indexed_at_ms: int | None = None,
     review = v.get("review")
 
     body: dict[str, Any] = {
-        "asset_id": doc_id,
+        "asset_id": asset["asset_id"],
         "event_id": asset.get("event_id"),
         "event_type": asset.get("event_type"),
         "version": version,

@@ -23,7 +23,7 @@ from elasticsearch import ApiError, Elasticsearch, SerializationError, Transport
 
 from domain.store.client import make_client
 from consumers.index.document import document_from_validated
-from domain.records import PipelineFacts, asset_of, is_deleted, record_from_doc
+from domain.records import PipelineFacts, asset_of, document_id, is_deleted, record_from_doc
 from domain.review import apply_review, merge_reviews, same_review
 from domain.store import degraded
 from domain.store.management import ensure_index, write_alias
@@ -203,7 +203,7 @@ class IndexSink(PipelineFacts, Stage):
         for value in values:
             try:
                 if not is_deleted(value):
-                    ids.append(asset_of(value)["asset_id"])
+                    ids.append(document_id(value))
             except (KeyError, TypeError):
                 pass  # _prepare reports it
         state = self._indexed(ids, ["version", "review"]) if ids else {}
@@ -218,8 +218,7 @@ class IndexSink(PipelineFacts, Stage):
     def _reconcile_one(self, value: dict[str, Any], state: dict[str, dict[str, Any]]) -> tuple[dict[str, Any], str]:
         if is_deleted(value) or value.get("status") == "deleted":
             return value, "external"
-        asset = asset_of(value)
-        doc_id, version = asset["asset_id"], int(asset["version"])
+        doc_id, version = document_id(value), int(asset_of(value)["version"])
         doc = state.get(doc_id)
         indexed_review = (doc or {}).get("review")
         merged = merge_reviews(indexed_review, value.get("review"))

@@ -16,7 +16,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from domain.records import record_from_doc
+from domain.events import scoped_id
+from domain.records import document_id, record_from_doc
 from domain.review import apply_review, merge_decision
 from domain.store.client import make_client
 from domain.store.management import read_alias
@@ -52,7 +53,7 @@ class ReviewStage(Stage):
 
     def process(self, decision: dict[str, Any], ctx: RecordContext | None = None) -> Output:
         asset_id = decision["asset_id"]
-        doc = self._document(asset_id)
+        doc = self._document(scoped_id(asset_id, decision.get("tenant")))  # no tenant: the default tenant
         record = record_from_doc(doc)
         if record is None:
             raise PermanentError(f"{asset_id}: its index document predates stored records; reprocess the asset, "
@@ -67,7 +68,7 @@ class ReviewStage(Stage):
             raise PermanentError(f"{asset_id}: {e}", reason="invalid_decision",
                                  details={"asset_id": asset_id, "decision_id": decision.get("decision_id")}) from e
         out = apply_review(record, review, label_of=self.taxonomy.label_if_allowed)
-        return Output(value={**out, "stamp": stamp(self.name)})
+        return Output(value={**out, "stamp": stamp(self.name)}, key=document_id(out))
 
     def _document(self, asset_id: str) -> dict[str, Any]:
         try:

@@ -43,7 +43,7 @@ from urllib.parse import unquote, urlparse
 from consumers.writeback.limits import Pacer
 from consumers.writeback.objects import Location, Objects, S3Key, folder, parse_s3, under
 from consumers.writeback.settings import TargetSettings
-from domain.records import asset_of
+from domain.records import asset_of, document_id
 from streams.errors import PermanentError, TransientError
 from streams.records import to_ms
 
@@ -103,7 +103,7 @@ class FilesTarget:
         return loc
 
     def output(self, value: dict[str, Any]) -> Location:
-        name = output_name(asset_of(value)["asset_id"], self.source(value).suffix)
+        name = output_name(document_id(value), self.source(value).suffix)
         return self.out_dir.child(name) if isinstance(self.out_dir, S3Key) else self.out_dir / name
 
     def _base(self, value: dict[str, Any], work: Path) -> tuple[Location, Path]:

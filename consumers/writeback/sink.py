@@ -26,7 +26,7 @@ from consumers.writeback.files import FilesTarget
 from consumers.writeback.http import HttpTarget
 from consumers.writeback.webhook import WebhookTarget
 from consumers.writeback.wordpress import WordPressTarget
-from domain.records import asset_of, is_deleted
+from domain.records import asset_of, document_id, is_deleted
 from streams.errors import PermanentError, TransientError
 from streams.metrics import WRITEBACK_CONFLICTS, WRITEBACK_ITEMS
 from streams.stage import Output, RecordContext, Stage, StageResult
@@ -71,7 +71,7 @@ class WritebackSink(Stage):
         ids = []
         for v in values:
             try:
-                ids.append(asset_of(v)["asset_id"])
+                ids.append(document_id(v))  # tenant-scoped: two tenants' "a1" are two states
             except (KeyError, TypeError):
                 ids.append(None)
         try:

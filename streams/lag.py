@@ -1,0 +1,99 @@
+"""Consumer lag per assigned partition: the high watermark minus the next offset to consume.
+
+The high watermark comes from fetch responses (librdkafka's cached watermarks), never from ListOffsets alone:
+brokers such as tansu answer ListOffsets(latest) with the start of the last batch, short of the real end. A
+paused partition is not fetched, so its cached watermark freezes (issue 16.6: "true lag 5, metric 3"): for
+those, a small probe consumer (assign-only, no group membership, fetches of one batch at most) is pointed at
+the end of each paused partition, and the fetch responses it gets carry the true high watermark. The probe exists
+only while partitions are paused, never blocks the poll thread (it fetches in librdkafka's threads; an update
+reads its watermarks), is assign-only (never joins the group, never commits) and fetches only what is published
+during the pause, a batch at a time (`max.partition.fetch.bytes=1`, `queued.max.messages.kbytes=1`).
+"""
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from confluent_kafka import OFFSET_END, Consumer, KafkaException, TopicPartition
+
+from streams.sensors import Sensor
+from streams.tracker import TP
+
+
+class ConsumerLag:
+    """The lag of one worker's assigned partitions, reported to the sensor. Poll thread only."""
+
+    def __init__(self, consumer: Consumer, client_config: dict[str, Any], group_id: str, committed: dict[TP, int],
+                 sensor: Sensor, interval_s: float = 2.0):
+        self.consumer, self.sensor, self.committed = consumer, sensor, committed
+        self.interval_s = interval_s
+        self.lags: dict[TP, int] = {}
+        self._last = 0.0
+        self._probe_config = {**client_config, "group.id": f"{group_id}.lag-probe", "enable.auto.commit": False,
+                              "enable.auto.offset.store": False, "isolation.level": "read_committed",
+                              "fetch.wait.max.ms": 500, "max.partition.fetch.bytes": 1,
+                              "queued.max.messages.kbytes": 1}
+        self._probe: Consumer | None = None
+        self._probed: set[TP] = set()  # what the probe is assigned to
+
+    def update(self, assigned: set[TP], paused: set[TP], force: bool = False) -> None:
+        if not force and time.monotonic() - self._last < self.interval_s:
+            return
+        self._last = time.monotonic()
+        if not assigned:
+            return
+        try:
+            positions = self.consumer.position([TopicPartition(t, p) for t, p in assigned])
+        except KafkaException:
+            return
+        probed = self._probe_ends(paused & assigned)
+        for tp in positions:
+            key = (tp.topic, tp.partition)
+            try:
+                low, high = self.consumer.get_watermark_offsets(tp, cached=True)
+            except KafkaException:
+                continue
+            high = max(high if high is not None else -1, probed.get(key, -1))
+            if high < 0:
+                continue
+            pos = tp.offset if tp.offset >= 0 else self.committed.get(key, low)
+            self.lags[key] = max(0, high - max(pos, low if low is not None else 0))
+            self.sensor.on_lag(tp.topic, tp.partition, self.lags[key])
+
+    def _probe_ends(self, tps: set[TP]) -> dict[TP, int]:
+        """The fetch-reported high watermark of partitions the worker does not fetch (paused). Never blocks the
+        poll thread: the probe stays assigned at the end of the paused partitions while they are paused, fetches
+        in librdkafka's background threads, and each update only reads its watermarks and drops what it fetched
+        (so its 1 KB queue never fills and fetching goes on)."""
+        if not tps:
+            if self._probed and self._probe is not None:
+                self._probe.unassign()
+            self._probed = set()
+            return {}
+        if self._probe is None:
+            self._probe = Consumer(self._probe_config)
+        if tps != self._probed:
+            self._probe.assign([TopicPartition(t, p, OFFSET_END) for t, p in tps])
+            self._probed = set(tps)
+        self._probe.consume(num_messages=1000, timeout=0)  # the records themselves are not wanted
+        ends: dict[TP, int] = {}
+        for t, p in tps:
+            try:
+                _, high = self._probe.get_watermark_offsets(TopicPartition(t, p), cached=True)
+            except KafkaException:
+                continue
+            if high is not None and high >= 0:
+                ends[(t, p)] = high
+        return ends
+
+    def forget(self, tp: TP) -> None:
+        self.lags.pop(tp, None)
+        self.sensor.on_lag(tp[0], tp[1], 0)
+
+    def total(self, assigned: set[TP]) -> int:
+        return sum(self.lags.get(tp, 0) for tp in assigned)
+
+    def close(self) -> None:
+        if self._probe is not None:
+            self._probe.close()
+            self._probe = None
