@@ -182,35 +182,48 @@ def _print_run_rows(rows: list[dict[str, Any]], json_out: bool, out_dir: str) ->
 @app.command()
 def search(query: Optional[str] = typer.Argument(None, help="free text over title, alt text, caption, OCR"),
            tag: list[str] = typer.Option([], "--tag", help="require this canonical tag (repeatable)"),
-           status: Optional[str] = typer.Option(None, help="auto_applied | needs_review | rejected"),
+           status: Optional[str] = typer.Option(None, help="auto_applied | needs_review | approved | rejected"),
            usage: Optional[str] = typer.Option(None, help="ok | credit_required | restricted | unknown"),
-           size: int = typer.Option(20, help="how many hits"),
+           date_from: Optional[str] = typer.Option(None, "--date-from", help="uploaded on or after (YYYY-MM-DD, UTC)"),
+           date_to: Optional[str] = typer.Option(None, "--date-to", help="uploaded on or before (YYYY-MM-DD, UTC)"),
+           place: Optional[str] = typer.Option(None, help="exact city, region, country or ISO country code"),
+           family: Optional[str] = typer.Option(None, help="this asset and its near-duplicates (duplicate_of)"),
+           size: int = typer.Option(20, help="how many hits per page"),
+           page: int = typer.Option(1, help="which page of hits"),
            mode: str = typer.Option("hybrid", help="hybrid = words + meaning (BM25 and MiniLM vectors, fused by "
-                                    "reciprocal rank fusion) | keyword = words and vocabulary synonyms only"),
+                                    "reciprocal rank fusion) | keyword = words and vocabulary synonyms only | "
+                                    "semantic = meaning only (MiniLM vectors)"),
            similar_to: Optional[str] = typer.Option(None, "--similar-to", help="more like this asset id "
                                                     "(its text vector's nearest neighbours; the query is ignored)"),
            es_url: Optional[str] = typer.Option(None, "--es-url", help="override index.url"),
-           json_out: bool = typer.Option(False, "--json", help="print hits as JSON")):
-    """Search indexed assets (read alias) and print a table."""
+           json_out: bool = typer.Option(False, "--json", help="print the answer of GET /v1/search as JSON "
+                                         "(hits, total, facets with counts)")):
+    """Search indexed assets (read alias) and print a table; the same code as the API's GET /v1/search."""
+    from pathlib import Path
+
     from rich.table import Table
 
+    from domain.store.api import BadRequest, SearchRequest, run_search, run_similar
     from domain.store.client import make_client
-    from domain.store.search import hybrid_search, similar
-    from domain.store.search import search as do_search
 
-    if mode not in ("hybrid", "keyword"):
-        console.print(f"[red]--mode must be hybrid or keyword, not {mode!r}[/red]")
+    try:
+        req = SearchRequest.from_params({"query": query or "", "mode": mode, "tag": tag, "status": status,
+                                         "usage": usage, "date_from": date_from, "date_to": date_to,
+                                         "place": place, "family": family, "page": page, "size": size,
+                                         "facets": "true" if json_out else "false"})
+    except BadRequest as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+    if similar_to and Path(similar_to).is_file():
+        console.print(f"[red]{similar_to} is a file: similarity to an uploaded image is not available yet; give an "
+                      "indexed asset id[/red]")
         raise typer.Exit(2)
     settings = load_settings()
     if es_url:
         settings = settings.with_overrides(index={"url": es_url})
     try:
         client = make_client(settings)
-        if similar_to:
-            hits = similar(client, settings, similar_to, tags=tag, status=status, usage=usage, size=size)
-        else:
-            run = hybrid_search if mode == "hybrid" else do_search
-            hits = run(client, settings, query, tags=tag, status=status, usage=usage, size=size)
+        answer = run_similar(client, settings, similar_to, req) if similar_to else run_search(client, settings, req)
     except LookupError as exc:
         console.print(f"[red]{exc}[/red]")
         raise typer.Exit(1) from None
@@ -219,9 +232,10 @@ def search(query: Optional[str] = typer.Argument(None, help="free text over titl
                       f"the index sink created {settings.index.index}-read?[/dim]")
         raise typer.Exit(1) from None
     if json_out:
-        out.print_json(json.dumps(hits, default=str))
+        out.print_json(json.dumps(answer, default=str))
         return
-    table = Table(title=f"{len(hits)} hit(s)")
+    hits = answer["hits"]
+    table = Table(title=f"{len(hits)} hit(s) of {answer['total']} · {answer['mode']} · page {answer['page']}")
     for col in ("asset", "title", "alt text", "tags", "status", "usage", "source"):
         table.add_column(col, overflow="fold")
     for h in hits:

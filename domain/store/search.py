@@ -28,7 +28,8 @@ if TYPE_CHECKING:
     from domain.taxonomy import Taxonomy
 
 SEARCH_FIELDS = ["title^3", "alt_text^2", "caption", "summary", "ocr_text", "visible_text", "tag_labels^2", "tags"]
-HIT_FIELDS = ["asset_id", "title", "alt_text", "tags", "status", "usage_flag", "field_sources", "reviewed_by"]
+HIT_FIELDS = ["asset_id", "title", "alt_text", "tags", "status", "usage_flag", "field_sources", "reviewed_by",
+              "event_time", "place", "duplicate_of"]
 
 
 SYNONYM_BOOST = 2.0
@@ -69,10 +70,11 @@ def build_filters(tags: Iterable[str] = (), status: str | None = None,
 
 
 def build_query(query: str | None, tags: Iterable[str] = (), status: str | None = None,
-                usage: str | None = None, synonyms: Iterable[str] = ()) -> dict[str, Any]:
+                usage: str | None = None, synonyms: Iterable[str] = (),
+                filters: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """The bool query: multi_match on the text fields, or a `terms` match on the canonical tags the query's
-    synonyms name (either is enough; match_all when no text); filters as build_filters."""
-    filters = build_filters(tags, status, usage)
+    synonyms name (either is enough; match_all when no text); filters as build_filters, or `filters` as given."""
+    filters = build_filters(tags, status, usage) if filters is None else filters
     if not (query and query.strip()):
         return {"bool": {"must": [{"match_all": {}}], "filter": filters}}
     should: list[dict[str, Any]] = [{"multi_match": {"query": query, "fields": SEARCH_FIELDS,
@@ -92,13 +94,15 @@ def default_taxonomy(settings: Any) -> "Taxonomy":
 
 def search(client: Elasticsearch, settings: "Any", query: str | None,
            tags: Iterable[str] = (), status: str | None = None, usage: str | None = None,
-           size: int = 20, taxonomy: "Taxonomy | None" = None) -> list[dict[str, Any]]:
-    """Hits, best first: [{asset_id, title, alt_text, tags, status, usage_flag, score}]."""
+           size: int = 20, taxonomy: "Taxonomy | None" = None, *, filters: list[dict[str, Any]] | None = None,
+           offset: int = 0) -> list[dict[str, Any]]:
+    """Hits, best first: [{asset_id, title, alt_text, tags, status, usage_flag, score, ...}]. `filters`
+    (build_filters or domain.store.api) replaces tags/status/usage when given; `offset` skips that many hits."""
     s = index_settings(settings)
     synonyms = expand_query(query, taxonomy if taxonomy is not None else default_taxonomy(settings))
-    body_query = build_query(query, tuple(tags), status, usage, synonyms)
-    resp = client.search(index=read_alias(s), query=body_query, size=size, source_includes=HIT_FIELDS,
-                         sort=_SORT, track_scores=True)
+    body_query = build_query(query, tuple(tags), status, usage, synonyms, filters=filters)
+    resp = client.search(index=read_alias(s), query=body_query, size=size, from_=offset or None,
+                         source_includes=HIT_FIELDS, sort=_SORT, track_scores=True)
     return [_hit(h) for h in resp["hits"]["hits"]]
 
 
@@ -111,7 +115,8 @@ def _hit(h: dict[str, Any], score: float | None = None) -> dict[str, Any]:
     return {"asset_id": src.get("asset_id", h["_id"]), "title": src.get("title"),
             "alt_text": src.get("alt_text"), "tags": src.get("tags", []), "status": src.get("status"),
             "usage_flag": src.get("usage_flag"), "score": h.get("_score") if score is None else score,
-            "field_sources": src.get("field_sources") or {}, "reviewed_by": src.get("reviewed_by")}
+            "field_sources": src.get("field_sources") or {}, "reviewed_by": src.get("reviewed_by"),
+            "event_time": src.get("event_time"), "place": src.get("place"), "duplicate_of": src.get("duplicate_of")}
 
 
 def rrf(rankings: list[list[str]], k: int = 60) -> list[tuple[str, float]]:
@@ -178,26 +183,33 @@ def _exact_cosine(client: Elasticsearch, s: Any, q: np.ndarray, filters: list[di
 
 def hybrid_search(client: Elasticsearch, settings: "Any", query: str, tags: Iterable[str] = (),
                   status: str | None = None, usage: str | None = None, size: int = 20,
-                  taxonomy: "Taxonomy | None" = None) -> list[dict[str, Any]]:
+                  taxonomy: "Taxonomy | None" = None, *, filters: list[dict[str, Any]] | None = None,
+                  offset: int = 0, aggs: dict[str, Any] | None = None,
+                  report: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     """BM25 (with synonyms) + kNN over the text vectors, fused with RRF; the filters apply to both legs.
-    Hits as `search`, score = the RRF score."""
+    Hits as `search`, score = the RRF score. `report`, when given, receives how the result set was made, for
+    facets (domain.store.api): `aggregations` (`aggs` computed by the store over the documents of both
+    retrievers, es mode) and `total`, or `keyword_query` and `vector_ids` (the kNN leg's ids, fused here)."""
     if not (query and query.strip()):
-        return search(client, settings, query, tags, status, usage, size, taxonomy)
+        return search(client, settings, query, tags, status, usage, size, taxonomy, filters=filters, offset=offset)
     s = index_settings(settings)
     tags = tuple(tags)
-    filters = build_filters(tags, status, usage)
+    filters = build_filters(tags, status, usage) if filters is None else filters
     synonyms = expand_query(query, taxonomy if taxonomy is not None else default_taxonomy(settings))
-    keyword_query = build_query(query, tags, status, usage, synonyms)
-    window = max(s.rrf_window, size)
+    keyword_query = build_query(query, synonyms=synonyms, filters=filters)
+    window = max(s.rrf_window, offset + size)
     vector = embed_query(query)
     if s.vector_mode == "es":
         try:
             knn = {"field": VECTOR_FIELD, "query_vector": vector, "k": window, "num_candidates": max(100, 2 * window)}
             if filters:
                 knn["filter"] = filters
-            resp = client.search(index=read_alias(s), size=size, source_includes=HIT_FIELDS, retriever={"rrf": {
+            resp = client.search(index=read_alias(s), size=size, from_=offset or None, source_includes=HIT_FIELDS,
+                                 retriever={"rrf": {
                 "retrievers": [{"standard": {"query": keyword_query}}, {"knn": knn}],
-                "rank_window_size": window, "rank_constant": s.rrf_rank_constant}})
+                "rank_window_size": window, "rank_constant": s.rrf_rank_constant}}, aggs=aggs or None)
+            if report is not None:
+                report.update(aggregations=resp.get("aggregations"), total=resp["hits"]["total"]["value"])
             return [_hit(h) for h in resp["hits"]["hits"]]
         except ApiError as e:
             if e.status not in (400, 403):
@@ -205,13 +217,24 @@ def hybrid_search(client: Elasticsearch, settings: "Any", query: str, tags: Iter
     keyword = client.search(index=read_alias(s), query=keyword_query, size=window, source_includes=HIT_FIELDS,
                             sort=_SORT, track_scores=True)["hits"]["hits"]
     near = vector_leg(client, s, vector, filters, window)
+    if report is not None:
+        report.update(keyword_query=keyword_query, vector_ids=[h["_id"] for h in near])
     by_id = {h["_id"]: h for h in near} | {h["_id"]: h for h in keyword}
     fused = rrf([[h["_id"] for h in keyword], [h["_id"] for h in near]], s.rrf_rank_constant)
-    return [_hit(by_id[doc_id], score) for doc_id, score in fused[:size]]
+    return [_hit(by_id[doc_id], score) for doc_id, score in fused[offset:offset + size]]
+
+
+def semantic_search(client: Elasticsearch, settings: "Any", query: str, *, filters: list[dict[str, Any]],
+                    size: int = 20, offset: int = 0) -> list[dict[str, Any]]:
+    """Meaning only: the documents whose text vectors are nearest to the query's (kNN leg alone), best first,
+    score = cosine-derived."""
+    near = vector_leg(client, settings, embed_query(query), filters, offset + size)
+    return [_hit(h) for h in near[offset:offset + size]]
 
 
 def similar(client: Elasticsearch, settings: "Any", asset_id: str, tags: Iterable[str] = (),
-            status: str | None = None, usage: str | None = None, size: int = 20) -> list[dict[str, Any]]:
+            status: str | None = None, usage: str | None = None, size: int = 20, *,
+            filters: list[dict[str, Any]] | None = None, offset: int = 0) -> list[dict[str, Any]]:
     """"More like this": the assets whose text vectors are nearest to this asset's (itself excluded).
     Raises LookupError when the asset is not indexed or has no vector."""
     s = index_settings(settings)
@@ -223,6 +246,6 @@ def similar(client: Elasticsearch, settings: "Any", asset_id: str, tags: Iterabl
     if vector is None:
         raise LookupError(f"asset {asset_id} has no text vector (indexed before vectors, or embedding off): "
                           "run `assetstream index embed`")
-    near = vector_leg(client, s, [float(x) for x in vector], build_filters(tuple(tags), status, usage), size,
-                      exclude=asset_id)
-    return [_hit(h) for h in near]
+    filters = build_filters(tuple(tags), status, usage) if filters is None else filters
+    near = vector_leg(client, s, [float(x) for x in vector], filters, offset + size, exclude=asset_id)
+    return [_hit(h) for h in near[offset:offset + size]]
