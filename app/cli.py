@@ -193,8 +193,10 @@ def search(query: Optional[str] = typer.Argument(None, help="free text over titl
            mode: str = typer.Option("hybrid", help="hybrid = words + meaning (BM25 and MiniLM vectors, fused by "
                                     "reciprocal rank fusion) | keyword = words and vocabulary synonyms only | "
                                     "semantic = meaning only (MiniLM vectors)"),
-           similar_to: Optional[str] = typer.Option(None, "--similar-to", help="more like this asset id "
-                                                    "(its text vector's nearest neighbours; the query is ignored)"),
+           similar_to: Optional[str] = typer.Option(None, "--similar-to", help="more like this: an asset id (its "
+                                                    "image vector's nearest neighbours, or --by text) or an image "
+                                                    "FILE (assets that look like it); the query is ignored"),
+           by: str = typer.Option("auto", help="--similar-to ASSET: image | text | auto (image when it has one)"),
            es_url: Optional[str] = typer.Option(None, "--es-url", help="override index.url"),
            json_out: bool = typer.Option(False, "--json", help="print the answer of GET /v1/search as JSON "
                                          "(hits, total, facets with counts)")):
@@ -203,27 +205,31 @@ def search(query: Optional[str] = typer.Argument(None, help="free text over titl
 
     from rich.table import Table
 
-    from domain.store.api import BadRequest, SearchRequest, run_search, run_similar
+    from domain.store.api import BadRequest, SearchRequest, run_search, run_similar, run_similar_image
     from domain.store.client import make_client
 
     try:
         req = SearchRequest.from_params({"query": query or "", "mode": mode, "tag": tag, "status": status,
                                          "usage": usage, "date_from": date_from, "date_to": date_to,
                                          "place": place, "family": family, "page": page, "size": size,
-                                         "facets": "true" if json_out else "false"})
+                                         "facets": "true" if json_out else "false", "by": by})
     except BadRequest as exc:
         console.print(f"[red]{exc}[/red]")
         raise typer.Exit(2) from None
-    if similar_to and Path(similar_to).is_file():
-        console.print(f"[red]{similar_to} is a file: similarity to an uploaded image is not available yet; give an "
-                      "indexed asset id[/red]")
-        raise typer.Exit(2)
     settings = load_settings()
     if es_url:
         settings = settings.with_overrides(index={"url": es_url})
     try:
         client = make_client(settings)
-        answer = run_similar(client, settings, similar_to, req) if similar_to else run_search(client, settings, req)
+        if similar_to and Path(similar_to).is_file():
+            answer = run_similar_image(client, settings, Path(similar_to).read_bytes(), req)
+        elif similar_to:
+            answer = run_similar(client, settings, similar_to, req)
+        else:
+            answer = run_search(client, settings, req)
+    except BadRequest as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
     except LookupError as exc:
         console.print(f"[red]{exc}[/red]")
         raise typer.Exit(1) from None

@@ -76,7 +76,7 @@ def test_vector_mapping_per_store():
     assert os_body["mappings"]["properties"]["text_vector"]["type"] == "knn_vector"
     assert os_body["mappings"]["properties"]["text_vector"]["method"]["space_type"] == "cosinesimil"
     assert "text_vector" not in index_body(base)["mappings"]["properties"]  # off: _source only
-    assert index_body(base)["mappings"]["_meta"]["assetstream_mapping_version"] == 2
+    assert index_body(base)["mappings"]["_meta"]["assetstream_mapping_version"] == 3
     # with a kNN store the sink writes the float list the mapping expects
     body = {"title": "Kids blowing out birthday candles"}
     add_text_vectors([body], shared_embedder(), vector_model("es"))

@@ -26,7 +26,7 @@ from consumers.index.document import document_from_validated
 from domain.records import PipelineFacts, asset_of, is_deleted, record_from_doc
 from domain.review import apply_review, merge_reviews, same_review
 from domain.store.management import ensure_index, write_alias
-from domain.store.vectors import add_text_vectors, vector_model
+from domain.store.vectors import add_image_vectors, add_text_vectors, image_vector_model, vector_model
 from domain.taxonomy import taxonomy_from_settings
 from streams.errors import PermanentError, StoreUnavailable, TransientError
 from streams.metrics import INDEX_BULK_SECONDS, INDEX_ITEMS, INDEX_REVIEWS_APPLIED
@@ -148,6 +148,11 @@ class IndexSink(PipelineFacts, Stage):
         if self.cfg.embed_documents:
             add_text_vectors([b[4] for b in built if b[4] is not None], self._embedder(),
                              vector_model(self.cfg.vector_mode))
+        if self.cfg.embed_images:
+            from domain.vision.classifier import shared_classifier
+
+            add_image_vectors([b[4] for b in built if b[4] is not None], shared_classifier(),
+                              image_vector_model(self.cfg.vector_mode))
         prepared: list[_Prepared] = []
         for pos, version_type, doc_id, version, body in built:
             try:

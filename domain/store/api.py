@@ -25,7 +25,7 @@ from elasticsearch import Elasticsearch
 
 from domain.store.client import index_settings
 from domain.store.management import read_alias
-from domain.store.search import build_filters, hybrid_search, search, semantic_search, similar
+from domain.store.search import build_filters, hybrid_search, search, semantic_search, similar, similar_to_image
 
 MODES = ("keyword", "semantic", "hybrid")
 STATUSES = ("auto_applied", "needs_review", "approved", "rejected")
@@ -55,6 +55,7 @@ class SearchRequest:
     page: int = 1
     size: int = 20
     facets: bool = True
+    by: str = "auto"  # similar: "image", "text", or "auto" (the image vector when the asset has one)
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any], **defaults: Any) -> "SearchRequest":
@@ -74,13 +75,16 @@ class SearchRequest:
                   date_from=_day("date_from", one("date_from")), date_to=_day("date_to", one("date_to")),
                   place=one("place"), family=one("family"), page=_int("page", one("page"), 1),
                   size=_int("size", one("size"), 20),
-                  facets=(one("facets") or "true").lower() not in ("0", "false", "no", "off"))
+                  facets=(one("facets") or "true").lower() not in ("0", "false", "no", "off"),
+                  by=one("by") or "auto")
         req.check()
         return req
 
     def check(self) -> None:
         if self.mode not in MODES:
             raise BadRequest(f"mode must be one of {', '.join(MODES)}, not {self.mode!r}")
+        if self.by not in ("auto", "image", "text"):
+            raise BadRequest(f"by must be one of auto, image, text, not {self.by!r}")
         if self.status is not None and self.status not in STATUSES:
             raise BadRequest(f"status must be one of {', '.join(STATUSES)}, not {self.status!r}")
         if self.usage is not None and self.usage not in USAGE_FLAGS:
@@ -201,13 +205,47 @@ def run_search(client: Elasticsearch, settings: Any, req: SearchRequest, taxonom
 
 
 def run_similar(client: Elasticsearch, settings: Any, asset_id: str, req: SearchRequest) -> dict[str, Any]:
-    """More like this asset (its text vector's nearest neighbours, itself excluded), with the request's filters
-    and paging. Raises LookupError when the asset is not indexed or has no vector."""
+    """More like this asset: the nearest neighbours of its image vector (by=image), its text vector (by=text),
+    or by=auto the image vector when it has one, else the text vector; itself excluded, with the request's
+    filters and paging. Raises LookupError when the asset is not indexed or has no such vector."""
     filters = req.filters()
     window = max(index_settings(settings).rrf_window, req.page * req.size)
-    near = similar(client, settings, asset_id, size=window, filters=filters)
-    out: dict[str, Any] = {"similar_to": asset_id, "mode": "similar", "page": req.page, "size": req.size,
-                           "request": req.echo(), "hits": near[req.offset:req.offset + req.size]}
+    by = req.by
+    if by == "auto":
+        try:
+            near, by = similar(client, settings, asset_id, size=window, filters=filters, by="image"), "image"
+        except LookupError as exc:
+            if "no image vector" not in str(exc):
+                raise  # not indexed at all
+            near, by = similar(client, settings, asset_id, size=window, filters=filters, by="text"), "text"
+    else:
+        near = similar(client, settings, asset_id, size=window, filters=filters, by=by)
+    return _nearest_answer(client, settings, req, near, filters, similar_to=asset_id, by=by)
+
+
+def run_similar_image(client: Elasticsearch, settings: Any, image: bytes, req: SearchRequest) -> dict[str, Any]:
+    """The assets that look most like an uploaded image (exact cosine over at most index.image_scan_limit
+    documents on the embedded store, the store's kNN otherwise). Raises BadRequest for bytes that are too many
+    or not an image."""
+    limit = index_settings(settings).query_image_max_bytes
+    if len(image) > limit:
+        raise BadRequest(f"the query image is {len(image)} bytes, over the limit of {limit} "
+                         "(index.query_image_max_bytes)")
+    if not image:
+        raise BadRequest("no query image: send the image file as the request body")
+    filters = req.filters()
+    window = max(index_settings(settings).rrf_window, req.page * req.size)
+    try:
+        near = similar_to_image(client, settings, image, filters=filters, size=window)
+    except ValueError as exc:
+        raise BadRequest(str(exc)) from None
+    return _nearest_answer(client, settings, req, near, filters, similar_to="(uploaded image)", by="image")
+
+
+def _nearest_answer(client: Elasticsearch, settings: Any, req: SearchRequest, near: list[dict[str, Any]],
+                    filters: list[dict[str, Any]], *, similar_to: str, by: str) -> dict[str, Any]:
+    out: dict[str, Any] = {"similar_to": similar_to, "mode": "similar", "by": by, "page": req.page,
+                           "size": req.size, "request": req.echo(), "hits": near[req.offset:req.offset + req.size]}
     total, facets = _count_over(client, settings, _ids_query([h["asset_id"] for h in near], filters), req.facets)
     out.update(total=total, facets=facets if req.facets else {}, facets_over="nearest")
     return out

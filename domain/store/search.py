@@ -21,8 +21,8 @@ import numpy as np
 from elasticsearch import ApiError, Elasticsearch, NotFoundError, helpers
 
 from domain.store.client import index_settings
-from domain.store.management import PACKED_VECTOR_FIELD, VECTOR_FIELD, read_alias
-from domain.store.vectors import unpack
+from domain.store.management import VECTOR_FIELD, read_alias
+from domain.store.vectors import KINDS, unpack
 
 if TYPE_CHECKING:
     from domain.taxonomy import Taxonomy
@@ -136,14 +136,16 @@ def embed_query(text: str) -> list[float]:
 
 
 def vector_leg(client: Elasticsearch, settings: "Any", vector: list[float], filters: list[dict[str, Any]],
-               k: int, exclude: str | None = None) -> list[dict[str, Any]]:
+               k: int, exclude: str | None = None, kind: str = "text") -> list[dict[str, Any]]:
     """The k nearest documents to `vector` (cosine) among those the filters allow, best first, as raw hits
-    (_id, _source with HIT_FIELDS, _score = cosine-derived). The store's kNN where it has one."""
+    (_id, _source with HIT_FIELDS, _score = cosine-derived). The store's kNN where it has one. kind: which
+    vector, "text" (MiniLM, 384) or "image" (EfficientNet-Lite0 pooled features, 1280)."""
     s = index_settings(settings)
+    field = KINDS[kind][0]
     if exclude is not None:
         filters = [*filters, {"bool": {"must_not": [{"ids": {"values": [exclude]}}]}}]
     if s.vector_mode == "es":
-        knn = {"field": VECTOR_FIELD, "query_vector": vector, "k": k, "num_candidates": max(100, 2 * k)}
+        knn = {"field": field, "query_vector": vector, "k": k, "num_candidates": max(100, 2 * k)}
         if filters:
             knn["filter"] = filters
         return client.search(index=read_alias(s), knn=knn, size=k, source_includes=HIT_FIELDS)["hits"]["hits"]
@@ -151,28 +153,30 @@ def vector_leg(client: Elasticsearch, settings: "Any", vector: list[float], filt
         clause: dict[str, Any] = {"vector": vector, "k": k}
         if filters:
             clause["filter"] = {"bool": {"filter": filters}}
-        return client.search(index=read_alias(s), query={"knn": {VECTOR_FIELD: clause}}, size=k,
+        return client.search(index=read_alias(s), query={"knn": {field: clause}}, size=k,
                              source_includes=HIT_FIELDS)["hits"]["hits"]
-    return _exact_cosine(client, s, np.asarray(vector, np.float32), filters, k)
+    limit = s.vector_scan_limit if kind == "text" else s.image_scan_limit
+    return _exact_cosine(client, s, np.asarray(vector, np.float32), filters, k, kind, limit)
 
 
 def _exact_cosine(client: Elasticsearch, s: Any, q: np.ndarray, filters: list[dict[str, Any]],
-                  k: int) -> list[dict[str, Any]]:
-    """No kNN in the store: read the vectors of at most vector_scan_limit filtered documents and rank them by
-    cosine here (stored vectors are unit-norm; the query too)."""
+                  k: int, kind: str, limit: int) -> list[dict[str, Any]]:
+    """No kNN in the store: read the vectors of at most `limit` filtered documents (index.vector_scan_limit,
+    index.image_scan_limit) and rank them by cosine here (stored vectors are unit-norm; the query too)."""
     ids: list[dict[str, Any]] = []
     vecs: list[np.ndarray] = []
+    floats_field, packed_field, _ = KINDS[kind]
     body = {"query": {"bool": {"filter": filters}} if filters else {"match_all": {}},
-            "_source": [*HIT_FIELDS, PACKED_VECTOR_FIELD, VECTOR_FIELD]}
+            "_source": [*HIT_FIELDS, packed_field, floats_field]}
     for h in helpers.scan(client, index=read_alias(s), query=body, size=1000):
         src = h.get("_source") or {}
-        vec = unpack(src)
-        src.pop(PACKED_VECTOR_FIELD, None)
-        src.pop(VECTOR_FIELD, None)
+        vec = unpack(src, kind)
+        src.pop(packed_field, None)
+        src.pop(floats_field, None)
         if vec is not None and len(vec) == len(q):
             ids.append(h)
             vecs.append(vec)
-        if len(ids) >= s.vector_scan_limit:
+        if len(ids) >= limit:
             break
     if not ids:
         return []
@@ -234,18 +238,34 @@ def semantic_search(client: Elasticsearch, settings: "Any", query: str, *, filte
 
 def similar(client: Elasticsearch, settings: "Any", asset_id: str, tags: Iterable[str] = (),
             status: str | None = None, usage: str | None = None, size: int = 20, *,
-            filters: list[dict[str, Any]] | None = None, offset: int = 0) -> list[dict[str, Any]]:
-    """"More like this": the assets whose text vectors are nearest to this asset's (itself excluded).
-    Raises LookupError when the asset is not indexed or has no vector."""
+            filters: list[dict[str, Any]] | None = None, offset: int = 0, by: str = "text") -> list[dict[str, Any]]:
+    """"More like this": the assets whose text (by="text") or image (by="image") vectors are nearest to this
+    asset's (itself excluded). Raises LookupError when the asset is not indexed or has no such vector."""
     s = index_settings(settings)
+    floats_field, packed_field, _ = KINDS[by]
     try:
-        doc = client.get(index=read_alias(s), id=asset_id, source_includes=[VECTOR_FIELD, PACKED_VECTOR_FIELD])
+        doc = client.get(index=read_alias(s), id=asset_id, source_includes=[floats_field, packed_field])
     except NotFoundError:
         raise LookupError(f"asset {asset_id} is not in {read_alias(s)}") from None
-    vector = unpack(doc.get("_source") or {})
+    vector = unpack(doc.get("_source") or {}, by)
     if vector is None:
-        raise LookupError(f"asset {asset_id} has no text vector (indexed before vectors, or embedding off): "
-                          "run `assetstream index embed`")
+        raise LookupError(f"asset {asset_id} has no text vector (indexed before vectors, or embedding off): run "
+                          "`assetstream index embed`" if by == "text" else
+                          f"asset {asset_id} has no image vector (indexed before image vectors, with "
+                          "index.embed_images off, or without a preview): reprocess it")
     filters = build_filters(tuple(tags), status, usage) if filters is None else filters
-    near = vector_leg(client, s, [float(x) for x in vector], filters, offset + size, exclude=asset_id)
+    near = vector_leg(client, s, [float(x) for x in vector], filters, offset + size, exclude=asset_id, kind=by)
+    return [_hit(h) for h in near[offset:offset + size]]
+
+
+def similar_to_image(client: Elasticsearch, settings: "Any", image: bytes, *, filters: list[dict[str, Any]],
+                     size: int = 20, offset: int = 0) -> list[dict[str, Any]]:
+    """The assets whose image vectors are nearest to an uploaded image's. Raises ValueError when the bytes are
+    not an image this process can decode."""
+    from domain.store.vectors import embed_image_bytes
+
+    vector = embed_image_bytes(image)
+    if vector is None:
+        raise ValueError("the query image cannot be decoded (JPEG, PNG, WebP, GIF, BMP or TIFF expected)")
+    near = vector_leg(client, settings, [float(x) for x in vector], filters, offset + size, kind="image")
     return [_hit(h) for h in near[offset:offset + size]]

@@ -46,6 +46,14 @@ class IndexSettings(Section):
         "on every store; set 'es' or 'opensearch' in production (a change needs `assetstream index migrate`)")
     embed_documents: bool = Field(True, description="embed each document's text at index time (MiniLM, "
                                   "25-55 ms per document on one core); False = no text_vector (keyword search only)")
+    embed_images: bool = Field(True, description="store each document's image vector at index time "
+                               "(EfficientNet-Lite0 pooled features of the preview, ~15 ms per document on one "
+                               "core): 'more like this image' and search by an uploaded image")
+    image_scan_limit: int = Field(5000, ge=1, description="vector_mode 'off': image similarity computes cosine over "
+                                  "at most this many filtered documents (exact, in the search process; 1280 "
+                                  "float16 each, ~3.4 KB of _source per document read)")
+    query_image_max_bytes: int = Field(10 * 1024 * 1024, ge=1024, description="largest query image the search "
+                                       "API accepts (POST /v1/similar)")
     vector_scan_limit: int = Field(20000, description="vector_mode 'off': hybrid/similar search computes cosine "
                                    "over at most this many filtered documents (exact, in the search process)")
     rrf_rank_constant: int = Field(60, description="k of reciprocal rank fusion: score = sum 1 / (k + rank)")
