@@ -187,7 +187,9 @@ def search(query: Optional[str] = typer.Argument(None, help="free text over titl
            date_from: Optional[str] = typer.Option(None, "--date-from", help="uploaded on or after (YYYY-MM-DD, UTC)"),
            date_to: Optional[str] = typer.Option(None, "--date-to", help="uploaded on or before (YYYY-MM-DD, UTC)"),
            place: Optional[str] = typer.Option(None, help="exact city, region, country or ISO country code"),
-           family: Optional[str] = typer.Option(None, help="this asset and its near-duplicates (duplicate_of)"),
+           family: Optional[str] = typer.Option(None, help="the duplicate family of this asset (all its members)"),
+           collapse: bool = typer.Option(False, "--collapse", help="one hit per duplicate family (its best-ranked "
+                                         "member)"),
            size: int = typer.Option(20, help="how many hits per page"),
            page: int = typer.Option(1, help="which page of hits"),
            mode: str = typer.Option("hybrid", help="hybrid = words + meaning (BM25 and MiniLM vectors, fused by "
@@ -212,7 +214,8 @@ def search(query: Optional[str] = typer.Argument(None, help="free text over titl
         req = SearchRequest.from_params({"query": query or "", "mode": mode, "tag": tag, "status": status,
                                          "usage": usage, "date_from": date_from, "date_to": date_to,
                                          "place": place, "family": family, "page": page, "size": size,
-                                         "facets": "true" if json_out else "false", "by": by})
+                                         "facets": "true" if json_out else "false", "by": by,
+                                         "collapse": "true" if collapse else "false"})
     except BadRequest as exc:
         console.print(f"[red]{exc}[/red]")
         raise typer.Exit(2) from None
@@ -242,11 +245,12 @@ def search(query: Optional[str] = typer.Argument(None, help="free text over titl
         return
     hits = answer["hits"]
     table = Table(title=f"{len(hits)} hit(s) of {answer['total']} · {answer['mode']} · page {answer['page']}")
-    for col in ("asset", "title", "alt text", "tags", "status", "usage", "source"):
+    for col in ("asset", "title", "alt text", "tags", "status", "usage", "source", "family"):
         table.add_column(col, overflow="fold")
     for h in hits:
+        fam = f"{h['family_id']} ({h['family_size']})" if h.get("family_size", 1) > 1 else ""
         table.add_row(h["asset_id"], h.get("title") or "", h.get("alt_text") or "", ", ".join(h.get("tags") or []),
-                      h.get("status") or "", h.get("usage_flag") or "", _sources(h))
+                      h.get("status") or "", h.get("usage_flag") or "", _sources(h), fam)
     out.print(table)
 
 

@@ -13,15 +13,16 @@ fused by RRF (domain/store/search.py). Facet counts are over the result set: eve
 mode), the kNN leg's nearest `max(index.rrf_window, page * size)` (semantic), or the union of both (hybrid);
 `facets_over` says which. Filters apply inside every leg: tags (all), status, usage flag, upload date
 (`event_time`, UTC days, inclusive), place (exact city, region, country or ISO country code) and family (the
-asset named and every asset whose `duplicate_of` names it).
+family of the asset named: its `family_id`, consumers/index/families.py). `collapse=true` keeps the best-ranked
+member of each family (within the top page * size * 5 hits).
 """
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any, Mapping
 
-from elasticsearch import Elasticsearch
+from elasticsearch import Elasticsearch, NotFoundError
 
 from domain.store.client import index_settings
 from domain.store.management import read_alias
@@ -56,6 +57,7 @@ class SearchRequest:
     size: int = 20
     facets: bool = True
     by: str = "auto"  # similar: "image", "text", or "auto" (the image vector when the asset has one)
+    collapse: bool = False  # one hit per duplicate family (its best-ranked member)
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any], **defaults: Any) -> "SearchRequest":
@@ -75,8 +77,8 @@ class SearchRequest:
                   date_from=_day("date_from", one("date_from")), date_to=_day("date_to", one("date_to")),
                   place=one("place"), family=one("family"), page=_int("page", one("page"), 1),
                   size=_int("size", one("size"), 20),
-                  facets=(one("facets") or "true").lower() not in ("0", "false", "no", "off"),
-                  by=one("by") or "auto")
+                  facets=_flag(one("facets"), True),
+                  by=one("by") or "auto", collapse=_flag(one("collapse"), False))
         req.check()
         return req
 
@@ -118,8 +120,7 @@ class SearchRequest:
                                             ("city", "region", "country")] +
                                  [{"term": {"place.country_code": self.place.upper()}}], "minimum_should_match": 1}})
         if self.family:
-            out.append({"bool": {"should": [{"ids": {"values": [self.family]}},
-                                            {"term": {"duplicate_of": self.family}}], "minimum_should_match": 1}})
+            out.append(family_filter(self.family))
         return out
 
     def echo(self) -> dict[str, Any]:
@@ -127,6 +128,10 @@ class SearchRequest:
         d = asdict(self)
         d["tags"] = list(self.tags)
         return d
+
+
+def _flag(value: str | None, default: bool) -> bool:
+    return default if value is None else str(value).lower() not in ("0", "false", "no", "off")
 
 
 def _day(name: str, value: str | None) -> str | None:
@@ -145,6 +150,36 @@ def _int(name: str, value: Any, default: int) -> int:
         return int(value)
     except (TypeError, ValueError):
         raise BadRequest(f"{name} must be a whole number, not {str(value)[:40]!r}") from None
+
+
+def family_filter(family_id: str) -> dict[str, Any]:
+    """The family with this id (the canonical member's asset id); documents indexed before families by their
+    duplicate links."""
+    return {"bool": {"should": [{"term": {"family_id": family_id}}, {"ids": {"values": [family_id]}},
+                                {"term": {"duplicate_of": family_id}}], "minimum_should_match": 1}}
+
+
+def resolve_family(client: Elasticsearch, settings: Any, req: SearchRequest) -> SearchRequest:
+    """family=ASSET names any member: search the family of that member (its family_id)."""
+    if not req.family:
+        return req
+    try:
+        doc = client.get(index=read_alias(index_settings(settings)), id=req.family, source_includes=["family_id"])
+    except NotFoundError:
+        return req
+    fid = (doc.get("_source") or {}).get("family_id")
+    return replace(req, family=fid) if fid else req
+
+
+def collapse_families(hits: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The best-ranked hit of each family, in rank order."""
+    seen: set[str] = set()
+    out = []
+    for h in hits:
+        if h["family_id"] not in seen:
+            seen.add(h["family_id"])
+            out.append(h)
+    return out
 
 
 def facet_aggs() -> dict[str, Any]:
@@ -172,27 +207,30 @@ def run_search(client: Elasticsearch, settings: Any, req: SearchRequest, taxonom
     """The search API's answer for one request (see the module docstring)."""
     from domain.store.search import build_query, default_taxonomy, expand_query
 
+    req = resolve_family(client, settings, req)
     filters = req.filters()
     text = req.query.strip()
     mode = req.mode if text else "keyword"  # no words: every document the filters allow, newest first
     out: dict[str, Any] = {"query": req.query, "mode": mode, "page": req.page, "size": req.size,
-                           "request": req.echo()}
+                           "collapse": req.collapse, "request": req.echo()}
+    # collapsing: rank a window from the top, keep each family's best, then page
+    offset, size = (0, _collapse_window(settings, req)) if req.collapse else (req.offset, req.size)
     if mode == "keyword":
         tax = taxonomy if taxonomy is not None else default_taxonomy(settings)
-        hits = search(client, settings, text, size=req.size, taxonomy=tax, filters=filters, offset=req.offset)
+        hits = search(client, settings, text, size=size, taxonomy=tax, filters=filters, offset=offset)
         total, facets = _count_over(client, settings, build_query(text, synonyms=expand_query(text, tax),
                                                                   filters=filters), req.facets)
         over = "matches"
     elif mode == "semantic":
-        window = max(index_settings(settings).rrf_window, req.page * req.size)
+        window = max(index_settings(settings).rrf_window, offset + size)
         near = semantic_search(client, settings, text, filters=filters, size=window)
-        hits = near[req.offset:req.offset + req.size]
+        hits = near[offset:offset + size]
         total, facets = _count_over(client, settings, _ids_query([h["asset_id"] for h in near], filters), req.facets)
         over = "nearest"
     else:
         report: dict[str, Any] = {}
-        hits = hybrid_search(client, settings, text, size=req.size, taxonomy=taxonomy, filters=filters,
-                             offset=req.offset, aggs=facet_aggs() if req.facets else None, report=report)
+        hits = hybrid_search(client, settings, text, size=size, taxonomy=taxonomy, filters=filters,
+                             offset=offset, aggs=facet_aggs() if req.facets else None, report=report)
         if "aggregations" in report:  # the store fused and counted (es rrf retriever)
             total, facets = report["total"], _facets(report["aggregations"])
         else:
@@ -200,16 +238,29 @@ def run_search(client: Elasticsearch, settings: Any, req: SearchRequest, taxonom
                               "minimum_should_match": 1}}
             total, facets = _count_over(client, settings, union, req.facets)
         over = "matches_and_nearest"
+    if req.collapse:
+        hits = collapse_families(hits)[req.offset:req.offset + req.size]
     out.update(total=total, hits=hits, facets=facets if req.facets else {}, facets_over=over)
     return out
+
+
+COLLAPSE_FACTOR = 5
+
+
+def _collapse_window(settings: Any, req: SearchRequest) -> int:
+    """How many hits to rank before collapsing families: the page's end times COLLAPSE_FACTOR (families of up
+    to 5 members fill a page), at least the RRF window, at most the store's result window."""
+    return min(MAX_WINDOW, max(index_settings(settings).rrf_window, req.page * req.size * COLLAPSE_FACTOR))
 
 
 def run_similar(client: Elasticsearch, settings: Any, asset_id: str, req: SearchRequest) -> dict[str, Any]:
     """More like this asset: the nearest neighbours of its image vector (by=image), its text vector (by=text),
     or by=auto the image vector when it has one, else the text vector; itself excluded, with the request's
     filters and paging. Raises LookupError when the asset is not indexed or has no such vector."""
+    req = resolve_family(client, settings, req)
     filters = req.filters()
-    window = max(index_settings(settings).rrf_window, req.page * req.size)
+    window = _collapse_window(settings, req) if req.collapse else \
+        max(index_settings(settings).rrf_window, req.page * req.size)
     by = req.by
     if by == "auto":
         try:
@@ -233,8 +284,10 @@ def run_similar_image(client: Elasticsearch, settings: Any, image: bytes, req: S
                          "(index.query_image_max_bytes)")
     if not image:
         raise BadRequest("no query image: send the image file as the request body")
+    req = resolve_family(client, settings, req)
     filters = req.filters()
-    window = max(index_settings(settings).rrf_window, req.page * req.size)
+    window = _collapse_window(settings, req) if req.collapse else \
+        max(index_settings(settings).rrf_window, req.page * req.size)
     try:
         near = similar_to_image(client, settings, image, filters=filters, size=window)
     except ValueError as exc:
@@ -244,8 +297,10 @@ def run_similar_image(client: Elasticsearch, settings: Any, image: bytes, req: S
 
 def _nearest_answer(client: Elasticsearch, settings: Any, req: SearchRequest, near: list[dict[str, Any]],
                     filters: list[dict[str, Any]], *, similar_to: str, by: str) -> dict[str, Any]:
+    ranked = collapse_families(near) if req.collapse else near
     out: dict[str, Any] = {"similar_to": similar_to, "mode": "similar", "by": by, "page": req.page,
-                           "size": req.size, "request": req.echo(), "hits": near[req.offset:req.offset + req.size]}
+                           "size": req.size, "collapse": req.collapse, "request": req.echo(),
+                           "hits": ranked[req.offset:req.offset + req.size]}
     total, facets = _count_over(client, settings, _ids_query([h["asset_id"] for h in near], filters), req.facets)
     out.update(total=total, facets=facets if req.facets else {}, facets_over="nearest")
     return out

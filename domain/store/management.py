@@ -23,7 +23,8 @@ log = logging.getLogger(__name__)
 MAPPING_VERSION = 3
 """Bump when MAPPINGS change in a way that needs a reindex; recorded in the index's _meta.
 2: tag_synonyms (text), text_vector or text_vector_b64 (+ text_vector_model), per index.vector_mode.
-3: image_vector or image_vector_b64 (+ image_vector_model): EfficientNet-Lite0 pooled features, per vector_mode."""
+3: image_vector or image_vector_b64 (+ image_vector_model): EfficientNet-Lite0 pooled features, per vector_mode;
+   family_id, family_size, family_canonical (duplicate families)."""
 
 VECTOR_FIELD = "text_vector"
 PACKED_VECTOR_FIELD = "text_vector_b64"
@@ -129,6 +130,10 @@ MAPPINGS: dict[str, Any] = {
                                   "dhash": {"type": "keyword"}, "phash_bands": {"type": "keyword"}}},
         "duplicate_of": {"type": "keyword"},
         "duplicate_distance": {"type": "integer"},
+        # duplicate families (consumers/index/families.py): the canonical member's id, the family's size
+        "family_id": {"type": "keyword"},
+        "family_size": {"type": "integer"},
+        "family_canonical": {"type": "boolean"},
         # provenance and cost
         "provenance": {"type": "nested", "properties": {
             "task": {"type": "keyword"}, "provider": {"type": "keyword"}, "model": {"type": "keyword"},

@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 
 SEARCH_FIELDS = ["title^3", "alt_text^2", "caption", "summary", "ocr_text", "visible_text", "tag_labels^2", "tags"]
 HIT_FIELDS = ["asset_id", "title", "alt_text", "tags", "status", "usage_flag", "field_sources", "reviewed_by",
-              "event_time", "place", "duplicate_of"]
+              "event_time", "place", "duplicate_of", "family_id", "family_size"]
 
 
 SYNONYM_BOOST = 2.0
@@ -116,7 +116,8 @@ def _hit(h: dict[str, Any], score: float | None = None) -> dict[str, Any]:
             "alt_text": src.get("alt_text"), "tags": src.get("tags", []), "status": src.get("status"),
             "usage_flag": src.get("usage_flag"), "score": h.get("_score") if score is None else score,
             "field_sources": src.get("field_sources") or {}, "reviewed_by": src.get("reviewed_by"),
-            "event_time": src.get("event_time"), "place": src.get("place"), "duplicate_of": src.get("duplicate_of")}
+            "event_time": src.get("event_time"), "place": src.get("place"), "duplicate_of": src.get("duplicate_of"),
+            "family_id": src.get("family_id") or src.get("asset_id", h["_id"]), "family_size": src.get("family_size") or 1}
 
 
 def rrf(rankings: list[list[str]], k: int = 60) -> list[tuple[str, float]]:
