@@ -143,6 +143,8 @@ def vector_leg(client: Elasticsearch, settings: "Any", vector: list[float], filt
     vector, "text" (MiniLM, 384) or "image" (EfficientNet-Lite0 pooled features, 1280)."""
     s = index_settings(settings)
     field = KINDS[kind][0]
+    if s.vector_mode == "off":
+        return _exact_cosine(client, s, np.asarray(vector, np.float32), filters, k, kind, exclude)
     if exclude is not None:
         filters = [*filters, {"bool": {"must_not": [{"ids": {"values": [exclude]}}]}}]
     if s.vector_mode == "es":
@@ -150,26 +152,39 @@ def vector_leg(client: Elasticsearch, settings: "Any", vector: list[float], filt
         if filters:
             knn["filter"] = filters
         return client.search(index=read_alias(s), knn=knn, size=k, source_includes=HIT_FIELDS)["hits"]["hits"]
-    if s.vector_mode == "opensearch":
-        clause: dict[str, Any] = {"vector": vector, "k": k}
-        if filters:
-            clause["filter"] = {"bool": {"filter": filters}}
-        return client.search(index=read_alias(s), query={"knn": {field: clause}}, size=k,
-                             source_includes=HIT_FIELDS)["hits"]["hits"]
-    limit = s.vector_scan_limit if kind == "text" else s.image_scan_limit
-    return _exact_cosine(client, s, np.asarray(vector, np.float32), filters, k, kind, limit)
+    clause: dict[str, Any] = {"vector": vector, "k": k}
+    if filters:
+        clause["filter"] = {"bool": {"filter": filters}}
+    return client.search(index=read_alias(s), query={"knn": {field: clause}}, size=k,
+                         source_includes=HIT_FIELDS)["hits"]["hits"]
 
 
 def _exact_cosine(client: Elasticsearch, s: Any, q: np.ndarray, filters: list[dict[str, Any]],
-                  k: int, kind: str, limit: int) -> list[dict[str, Any]]:
-    """No kNN in the store: read the vectors of at most `limit` filtered documents (index.vector_scan_limit,
-    index.image_scan_limit) and rank them by cosine here (stored vectors are unit-norm; the query too)."""
+                  k: int, kind: str, exclude: str | None) -> list[dict[str, Any]]:
+    """No kNN in the store: rank by cosine here (stored vectors are unit-norm; the query too). With
+    index.vector_cache (default) over the vectors this process keeps in memory (domain/store/vector_cache.py),
+    then one mget of the k best; without, over a scan of at most index.vector_scan_limit (text) or
+    index.image_scan_limit (image) filtered documents per query."""
+    alias = read_alias(s)
+    if s.vector_cache:
+        from domain.store.vector_cache import nearest
+
+        best = [(d, sc) for d, sc in nearest(client, s, alias, q, filters, k + (exclude is not None), kind)
+                if d != exclude][:k]
+        if not best:
+            return []
+        docs = client.mget(index=alias, ids=[d for d, _ in best], source_includes=HIT_FIELDS)["docs"]
+        found = {d["_id"]: d for d in docs if d.get("found")}
+        return [{**found[d], "_score": sc} for d, sc in best if d in found]
+    if exclude is not None:
+        filters = [*filters, {"bool": {"must_not": [{"ids": {"values": [exclude]}}]}}]
+    limit = s.vector_scan_limit if kind == "text" else s.image_scan_limit
     ids: list[dict[str, Any]] = []
     vecs: list[np.ndarray] = []
     floats_field, packed_field, _ = KINDS[kind]
     body = {"query": {"bool": {"filter": filters}} if filters else {"match_all": {}},
             "_source": [*HIT_FIELDS, packed_field, floats_field]}
-    for h in helpers.scan(client, index=read_alias(s), query=body, size=1000):
+    for h in helpers.scan(client, index=alias, query=body, size=1000):
         src = h.get("_source") or {}
         vec = unpack(src, kind)
         src.pop(packed_field, None)

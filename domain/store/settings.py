@@ -56,6 +56,15 @@ class IndexSettings(Section):
                                        "API accepts (POST /v1/similar)")
     vector_scan_limit: int = Field(20000, description="vector_mode 'off': hybrid/similar search computes cosine "
                                    "over at most this many filtered documents (exact, in the search process)")
+    vector_cache: bool = Field(True, description="vector_mode 'off': keep the stored vectors in this process's "
+                               "memory for exact cosine (domain/store/vector_cache.py) instead of reading them per "
+                               "query; 100k text vectors = 150 MB")
+    vector_cache_check_s: float = Field(1.0, ge=0, description="vector cache: read what was indexed since, at most "
+                                        "this often (a query waits for it)")
+    vector_cache_reload_s: float = Field(600.0, gt=0, description="vector cache: read everything again at least "
+                                         "this often")
+    vector_cache_max_docs: int = Field(500_000, ge=1, description="vector cache: most documents kept per alias "
+                                       "and kind")
     rrf_rank_constant: int = Field(60, description="k of reciprocal rank fusion: score = sum 1 / (k + rank)")
     rrf_window: int = Field(50, description="how many hits of each leg (BM25, kNN) go into the fusion")
 

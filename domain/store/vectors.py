@@ -4,6 +4,7 @@ embed`, after `index migrate` to mapping version 2 or a MiniLM upgrade)."""
 from __future__ import annotations
 
 import base64
+import datetime as dt
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -154,6 +155,9 @@ def backfill_vectors(client: Elasticsearch, settings: "Any", synonyms_of: Callab
                 if syn:
                     body["tag_synonyms"] = syn
         add_text_vectors(bodies, embedder, model)
+        now = dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds")
+        for body in bodies:
+            body["indexed_at"] = now  # rewritten: search processes' vector caches read it again
         actions = [{"_op_type": "index", "_index": write_alias(s), "_id": h["_id"], "version": h["_version"],
                     "version_type": "external_gte", "_source": h["_source"]} for h in batch]
         for ok, item in helpers.streaming_bulk(client, actions, raise_on_error=False, max_retries=3):
