@@ -9,9 +9,7 @@ import httpx
 import pytest
 
 from app.review.server import ReviewServer
-from consumers.index.sink import IndexSink
-from domain.store.management import read_alias
-from tests.store_support import as_items, settings_for, validated_asset
+from tests.store_support import index_all, settings_for, validated_asset
 
 pytestmark = pytest.mark.timeout(300)
 TOKEN = "search-api-test-token"
@@ -49,14 +47,7 @@ def _record(aid, title, alt, tags, status, day, place, duplicate_of):
 
 @pytest.fixture(scope="module")
 def settings(store):
-    s = settings_for(store.url)
-    sink = IndexSink(s)
-    try:
-        sink.process_batch(as_items([_record(*row) for row in LIBRARY]))
-        sink.client.indices.refresh(index=read_alias(sink.cfg))
-    finally:
-        sink.close()
-    return s
+    return index_all(settings_for(store.url), [_record(*row) for row in LIBRARY])
 
 
 @pytest.fixture(scope="module")

@@ -13,10 +13,9 @@ import pytest
 from PIL import Image
 
 from app.review.server import ReviewServer
-from consumers.index.sink import IndexSink
 from domain.store.management import index_body, read_alias
 from domain.store.vectors import unpack
-from tests.store_support import as_items, settings_for, validated_asset
+from tests.store_support import index_all, settings_for, validated_asset
 
 pytestmark = pytest.mark.timeout(300)
 ROOT = Path(__file__).resolve().parent.parent
@@ -55,13 +54,7 @@ def settings(store):
         v["enriched"]["pre"]["thumbnail"] = _thumbnail(path)
         records.append(v)
     records.append(validated_asset("p-no-preview", 1, title="Item nine", alt_text="Item nine", ocr_text=""))
-    sink = IndexSink(s)
-    try:
-        sink.process_batch(as_items(records))
-        sink.client.indices.refresh(index=read_alias(sink.cfg))
-    finally:
-        sink.close()
-    return s
+    return index_all(s, records)
 
 
 @pytest.fixture(scope="module")
