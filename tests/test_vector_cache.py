@@ -3,6 +3,8 @@ answers as reading every vector per query, kept fresh as documents are indexed, 
 osmem-server, documents written by the real IndexSink."""
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from consumers.index.sink import IndexSink
@@ -25,7 +27,7 @@ def _ids(hits):
 
 @pytest.fixture
 def sink(store):
-    s = IndexSink(settings_for(store.url, vector_cache_check_s=0.0))
+    s = IndexSink(settings_for(store.url, vector_cache_check_s=0.1))
     s.process_batch(as_items([validated_asset(aid, 1, title=t, alt_text=t, tags=tags, status=st, ocr_text="")
                               for aid, t, tags, st in LIBRARY]))
     s.client.indices.refresh(index=read_alias(s.cfg))
@@ -47,18 +49,32 @@ def test_the_cache_answers_as_a_scan_does(sink):
     assert "v-party" not in _ids(near) and _ids(near) == _ids(similar(sink.client, scan, "v-party", size=2))
 
 
+def _eventually(check, timeout_s: float = 10.0) -> bool:
+    """The cache refreshes in the background every vector_cache_check_s (0.1 s here)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(0.1)
+    return False
+
+
 def test_the_cache_follows_new_rewritten_and_deleted_documents(sink):
     c, st = sink.client, sink.settings
-    assert _ids(semantic_search(c, st, "fireworks over the harbour", filters=[], size=1)) != ["v-fireworks"]
+    assert _eventually(lambda: _ids(semantic_search(c, st, "fireworks over the harbour", filters=[], size=1)) !=
+                       ["v-fireworks"])
     sink.process_batch(as_items([validated_asset("v-fireworks", 1, title="Fireworks over the harbour at night",
                                                  alt_text="fireworks", tags=[("setting", "night")], ocr_text="")]))
     c.indices.refresh(index=read_alias(sink.cfg))
-    assert _ids(semantic_search(c, st, "fireworks over the harbour", filters=[], size=1)) == ["v-fireworks"]
+    assert _eventually(lambda: _ids(semantic_search(c, st, "fireworks over the harbour", filters=[], size=1)) ==
+                       ["v-fireworks"])
     # a new version that says something else: its new vector is used
     sink.process_batch(as_items([validated_asset("v-fireworks", 2, title="Spreadsheet of quarterly tax figures",
                                                  alt_text="a spreadsheet", tags=[], ocr_text="")]))
     c.indices.refresh(index=read_alias(sink.cfg))
-    assert _ids(semantic_search(c, st, "fireworks over the harbour", filters=[], size=1)) != ["v-fireworks"]
+    assert _eventually(lambda: _ids(semantic_search(c, st, "fireworks over the harbour", filters=[], size=1)) !=
+                       ["v-fireworks"])
     sink.process_batch(as_items([deleted_asset("v-tax", 2)]))
     c.indices.refresh(index=read_alias(sink.cfg))
+    assert _eventually(lambda: "v-tax" not in _ids(semantic_search(c, st, "tax form paperwork", filters=[], size=10)))
     assert "v-tax" not in _ids(hybrid_search(c, st, "tax form paperwork", size=10))

@@ -59,8 +59,9 @@ class IndexSettings(Section):
     vector_cache: bool = Field(True, description="vector_mode 'off': keep the stored vectors in this process's "
                                "memory for exact cosine (domain/store/vector_cache.py) instead of reading them per "
                                "query; 100k text vectors = 150 MB")
-    vector_cache_check_s: float = Field(1.0, ge=0, description="vector cache: read what was indexed since, at most "
-                                        "this often (a query waits for it)")
+    vector_cache_check_s: float = Field(1.0, ge=0.05, description="vector cache: read what was indexed since this "
+                                        "often, in the background (a document is found by meaning about this long "
+                                        "after it is searchable)")
     vector_cache_reload_s: float = Field(600.0, gt=0, description="vector cache: read everything again at least "
                                          "this often")
     vector_cache_max_docs: int = Field(500_000, ge=1, description="vector cache: most documents kept per alias "
