@@ -1,7 +1,7 @@
 """Search relevance and latency (issue 17): keyword (BM25 + vocabulary synonyms, the baseline: search before
 text vectors) vs semantic (MiniLM kNN alone) vs hybrid (both, fused by RRF), measured in one run.
 
-    python bench/search.py --latency 10000 100000     # starts an embedded osmem store
+    python bench/search.py --latency 10000 100000 --latency-queries 200 --scan-queries 20   # embedded osmem
     python bench/search.py --url http://127.0.0.1:9200 --json out.json
     python bench/search.py --skip-images                                  # the text library only (fast)
 
@@ -236,21 +236,28 @@ def latency_at(url: str, args: argparse.Namespace, n: int, queries: int) -> dict
     t0 = time.perf_counter()
     run_search(client, settings, SearchRequest(query="warm", mode="semantic", size=10, facets=False))
     out["first_semantic_query_ms"] = round((time.perf_counter() - t0) * 1000, 1)  # loads the vector cache
-    for mode in MODES:
-        lat = []
-        for i in range(queries):
-            q = QUERIES[i % len(QUERIES)][1]
-            t = time.perf_counter()
-            run_search(client, settings, SearchRequest(query=q, mode=mode, size=10, facets=False))
-            lat.append((time.perf_counter() - t) * 1000)
-        lat.sort()
-        out[f"{mode}_p50_ms"] = round(statistics.median(lat), 1)
-        out[f"{mode}_p99_ms"] = round(lat[min(len(lat) - 1, math.ceil(0.99 * len(lat)) - 1)], 1)
+    runs = [("", settings, MODES, queries)]
+    if args.scan_queries:  # the baseline, same documents, same run: every query reads every vector
+        runs.append(("scan_", settings.with_overrides(index={"vector_cache": False}), ("semantic", "hybrid"),
+                     args.scan_queries))
+    for prefix, st, modes, count in runs:
+        for mode in modes:
+            lat = []
+            for i in range(count):
+                q = QUERIES[i % len(QUERIES)][1]
+                t = time.perf_counter()
+                run_search(client, st, SearchRequest(query=q, mode=mode, size=10, facets=False))
+                lat.append((time.perf_counter() - t) * 1000)
+            lat.sort()
+            out[f"{prefix}{mode}_p50_ms"] = round(statistics.median(lat), 1)
+            out[f"{prefix}{mode}_p99_ms"] = round(lat[min(len(lat) - 1, math.ceil(0.99 * len(lat)) - 1)], 1)
+    for mode in ("semantic", "hybrid") if args.scan_queries else ():
+        out[f"{mode}_p50_speedup"] = round(out[f"scan_{mode}_p50_ms"] / out[f"{mode}_p50_ms"], 1)
     client.indices.delete(index="*" + settings.index.index + "*")
     client.close()
     print(f"{n} synthetic documents (bulk-loaded in {load_s:.0f} s), {queries} queries per mode, vector cache "
           f"{'on' if settings.index.vector_cache else 'off'}: " + ", ".join(f"{k} {v}" for k, v in out.items()
-                                                                          if k.endswith("_ms")))
+                                                                          if k.endswith(("_ms", "_speedup"))))
     return out
 
 
@@ -265,6 +272,8 @@ def main() -> int:
     ap.add_argument("--latency", type=int, nargs="*", default=[],
                     help="also time the modes over this many synthetic documents, e.g. --latency 10000 100000")
     ap.add_argument("--latency-queries", type=int, default=30, help="queries per mode and size")
+    ap.add_argument("--scan-queries", type=int, default=0, help="also time semantic and hybrid with the cache "
+                    "off (the baseline: every query reads every vector) over this many queries, same documents")
     ap.add_argument("--no-cache", action="store_true", help="latency with index.vector_cache off (every query "
                     "reads every vector: the way before the cache)")
     args = ap.parse_args()
