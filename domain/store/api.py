@@ -192,6 +192,18 @@ def _facets(aggregations: Mapping[str, Any] | None) -> dict[str, list[dict[str, 
                    (aggregations.get(name) or {}).get("buckets", [])] for name in FACETS}
 
 
+def _merge(a: dict[str, list[dict[str, Any]]], b: dict[str, list[dict[str, Any]]]) -> dict[str, list]:
+    """Facet counts of two disjoint sets of documents, added."""
+    out = {}
+    for name in FACETS:
+        counts: dict[Any, int] = {}
+        for bucket in [*a.get(name, []), *b.get(name, [])]:
+            counts[bucket["value"]] = counts.get(bucket["value"], 0) + bucket["count"]
+        ranked = sorted(counts.items(), key=lambda kv: (-kv[1], str(kv[0])))[:FACET_SIZE]
+        out[name] = [{"value": v, "count": c} for v, c in ranked]
+    return out
+
+
 def _count_over(client: Elasticsearch, settings: Any, query: dict[str, Any], facets: bool) -> tuple[int, dict]:
     """Total and facet counts of the documents `query` selects (one size-0 request)."""
     resp = client.search(index=read_alias(index_settings(settings)), query=query, size=0, track_total_hits=True,
@@ -205,7 +217,7 @@ def _ids_query(ids: list[str], filters: list[dict[str, Any]]) -> dict[str, Any]:
 
 def run_search(client: Elasticsearch, settings: Any, req: SearchRequest, taxonomy: Any = None) -> dict[str, Any]:
     """The search API's answer for one request (see the module docstring)."""
-    from domain.store.search import build_query, default_taxonomy, expand_query
+    from domain.store.search import default_taxonomy
 
     req = resolve_family(client, settings, req)
     filters = req.filters()
@@ -217,9 +229,10 @@ def run_search(client: Elasticsearch, settings: Any, req: SearchRequest, taxonom
     offset, size = (0, _collapse_window(settings, req)) if req.collapse else (req.offset, req.size)
     if mode == "keyword":
         tax = taxonomy if taxonomy is not None else default_taxonomy(settings)
-        hits = search(client, settings, text, size=size, taxonomy=tax, filters=filters, offset=offset)
-        total, facets = _count_over(client, settings, build_query(text, synonyms=expand_query(text, tax),
-                                                                  filters=filters), req.facets)
+        report: dict[str, Any] = {}
+        hits = search(client, settings, text, size=size, taxonomy=tax, filters=filters, offset=offset,
+                      aggs=facet_aggs() if req.facets else None, report=report)
+        total, facets = report["total"], _facets(report["aggregations"])
         over = "matches"
     elif mode == "semantic":
         window = max(index_settings(settings).rrf_window, offset + size)
@@ -228,15 +241,16 @@ def run_search(client: Elasticsearch, settings: Any, req: SearchRequest, taxonom
         total, facets = _count_over(client, settings, _ids_query([h["asset_id"] for h in near], filters), req.facets)
         over = "nearest"
     else:
-        report: dict[str, Any] = {}
+        report = {}
         hits = hybrid_search(client, settings, text, size=size, taxonomy=taxonomy, filters=filters,
                              offset=offset, aggs=facet_aggs() if req.facets else None, report=report)
         if "aggregations" in report:  # the store fused and counted (es rrf retriever)
             total, facets = report["total"], _facets(report["aggregations"])
-        else:
-            union = {"bool": {"should": [report["keyword_query"], _ids_query(report["vector_ids"], filters)],
-                              "minimum_should_match": 1}}
-            total, facets = _count_over(client, settings, union, req.facets)
+        else:  # the keyword matches (counted with the keyword leg) + the kNN ids that are not among them
+            rest = {"bool": {"filter": [*filters, {"ids": {"values": report["vector_ids"]}}],
+                             "must_not": [report["keyword_query"]]}}
+            n, more = _count_over(client, settings, rest, req.facets)
+            total, facets = report["keyword_total"] + n, _merge(_facets(report["keyword_aggregations"]), more)
         over = "matches_and_nearest"
     if req.collapse:
         hits = collapse_families(hits)[req.offset:req.offset + req.size]

@@ -95,14 +95,21 @@ def default_taxonomy(settings: Any) -> "Taxonomy":
 def search(client: Elasticsearch, settings: "Any", query: str | None,
            tags: Iterable[str] = (), status: str | None = None, usage: str | None = None,
            size: int = 20, taxonomy: "Taxonomy | None" = None, *, filters: list[dict[str, Any]] | None = None,
-           offset: int = 0) -> list[dict[str, Any]]:
+           offset: int = 0, aggs: dict[str, Any] | None = None,
+           report: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     """Hits, best first: [{asset_id, title, alt_text, tags, status, usage_flag, score, ...}]. `filters`
-    (build_filters or domain.store.api) replaces tags/status/usage when given; `offset` skips that many hits."""
+    (build_filters or domain.store.api) replaces tags/status/usage when given; `offset` skips that many hits.
+    `report`, when given, receives the exact `total` of matches and the `aggregations` of `aggs` over them
+    (the same request: one pass over the matches)."""
     s = index_settings(settings)
     synonyms = expand_query(query, taxonomy if taxonomy is not None else default_taxonomy(settings))
     body_query = build_query(query, tuple(tags), status, usage, synonyms, filters=filters)
+    counted = {"track_total_hits": True, "aggs": aggs or None} if report is not None else {}
     resp = client.search(index=read_alias(s), query=body_query, size=size, from_=offset or None,
-                         source_includes=HIT_FIELDS, sort=_SORT, track_scores=True)
+                         source_includes=HIT_FIELDS, sort=_SORT, track_scores=True, **counted)
+    if report is not None:
+        report.update(total=resp["hits"]["total"]["value"], aggregations=resp.get("aggregations"),
+                      keyword_query=body_query)
     return [_hit(h) for h in resp["hits"]["hits"]]
 
 
@@ -209,7 +216,8 @@ def hybrid_search(client: Elasticsearch, settings: "Any", query: str, tags: Iter
     """BM25 (with synonyms) + kNN over the text vectors, fused with RRF; the filters apply to both legs.
     Hits as `search`, score = the RRF score. `report`, when given, receives how the result set was made, for
     facets (domain.store.api): `aggregations` (`aggs` computed by the store over the documents of both
-    retrievers, es mode) and `total`, or `keyword_query` and `vector_ids` (the kNN leg's ids, fused here)."""
+    retrievers, es mode) and `total`, or `keyword_total` and `keyword_aggregations` (over every keyword match),
+    `keyword_query` and `vector_ids` (the kNN leg's ids, fused here)."""
     if not (query and query.strip()):
         return search(client, settings, query, tags, status, usage, size, taxonomy, filters=filters, offset=offset)
     s = index_settings(settings)
@@ -234,11 +242,14 @@ def hybrid_search(client: Elasticsearch, settings: "Any", query: str, tags: Iter
         except ApiError as e:
             if e.status not in (400, 403):
                 raise  # 400: no retriever/rrf in this version; 403: the license has no RRF -> fuse here
-    keyword = client.search(index=read_alias(s), query=keyword_query, size=window, source_includes=HIT_FIELDS,
-                            sort=_SORT, track_scores=True)["hits"]["hits"]
+    counted = {"track_total_hits": True, "aggs": aggs or None} if report is not None else {}
+    resp = client.search(index=read_alias(s), query=keyword_query, size=window, source_includes=HIT_FIELDS,
+                         sort=_SORT, track_scores=True, **counted)
+    keyword = resp["hits"]["hits"]
     near = vector_leg(client, s, vector, filters, window)
-    if report is not None:
-        report.update(keyword_query=keyword_query, vector_ids=[h["_id"] for h in near])
+    if report is not None:  # the keyword matches, counted; the kNN ids (the caller counts those outside them)
+        report.update(keyword_query=keyword_query, vector_ids=[h["_id"] for h in near],
+                      keyword_total=resp["hits"]["total"]["value"], keyword_aggregations=resp.get("aggregations"))
     by_id = {h["_id"]: h for h in near} | {h["_id"]: h for h in keyword}
     fused = rrf([[h["_id"] for h in keyword], [h["_id"] for h in near]], s.rrf_rank_constant)
     return [_hit(by_id[doc_id], score) for doc_id, score in fused[offset:offset + size]]
