@@ -47,8 +47,8 @@ class IndexSettings(Section):
     embed_documents: bool = Field(True, description="embed each document's text at index time (MiniLM, "
                                   "25-55 ms per document on one core); False = no text_vector (keyword search only)")
     embed_images: bool = Field(True, description="store each document's image vector at index time "
-                               "(EfficientNet-Lite0 pooled features of the preview, ~15 ms per document on one "
-                               "core): 'more like this image' and search by an uploaded image")
+                               "(EfficientNet-Lite0 pooled features of the preview, one 224 px pass per document, "
+                               "~45 ms on a busy core): 'more like this image' and search by an uploaded image")
     image_scan_limit: int = Field(5000, ge=1, description="vector_mode 'off': image similarity computes cosine over "
                                   "at most this many filtered documents (exact, in the search process; 1280 "
                                   "float16 each, ~3.4 KB of _source per document read)")
