@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 from typing import Any, Optional
 
 import typer
@@ -10,6 +11,11 @@ from app.console import console, load_settings, out, setup_logging
 from app.kpis import cli as kpis_cli
 from app.ops import cli as ops_cli
 from app.review import cli as review_cli
+
+# One BLAS thread unless told otherwise, as the Dockerfile sets it (before numpy loads: nothing above imports it). The
+# models here run small matrices (a search query embeds a handful of tokens); OpenBLAS's own threads spinning on a
+# shared CPU made one query embedding take 690 ms instead of 20 ms (docs/benchmarks.md, issue 17).
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 app = typer.Typer(no_args_is_help=True, add_completion=False,
                   help="assetstream: a Kafka consumer fleet that turns raw image-asset events into validated, "
