@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 from typing import Any, Optional
 
 import typer
@@ -10,6 +11,11 @@ from app.console import console, load_settings, out, setup_logging
 from app.kpis import cli as kpis_cli
 from app.ops import cli as ops_cli
 from app.review import cli as review_cli
+
+# One BLAS thread unless told otherwise, as the Dockerfile sets it (before numpy loads: nothing above imports it). The
+# models here run small matrices (a search query embeds a handful of tokens); OpenBLAS's own threads spinning on a
+# shared CPU made one query embedding take 690 ms instead of 20 ms (docs/benchmarks.md, issue 17).
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 app = typer.Typer(no_args_is_help=True, add_completion=False,
                   help="assetstream: a Kafka consumer fleet that turns raw image-asset events into validated, "
@@ -202,38 +208,60 @@ def _print_run_rows(rows: list[dict[str, Any]], json_out: bool, out_dir: str) ->
 @app.command()
 def search(query: Optional[str] = typer.Argument(None, help="free text over title, alt text, caption, OCR"),
            tag: list[str] = typer.Option([], "--tag", help="require this canonical tag (repeatable)"),
-           status: Optional[str] = typer.Option(None, help="auto_applied | needs_review | rejected"),
+           status: Optional[str] = typer.Option(None, help="auto_applied | needs_review | approved | rejected"),
            usage: Optional[str] = typer.Option(None, help="ok | credit_required | restricted | unknown"),
            degraded: Optional[str] = typer.Option(None, "--degraded", help="only assets marked degraded: any, or "
                                                   "one part (ocr, faces, nsfw, tagging, alt_text, text_vector, …)"),
-           size: int = typer.Option(20, help="how many hits"),
+           date_from: Optional[str] = typer.Option(None, "--date-from", help="uploaded on or after (YYYY-MM-DD, UTC)"),
+           date_to: Optional[str] = typer.Option(None, "--date-to", help="uploaded on or before (YYYY-MM-DD, UTC)"),
+           place: Optional[str] = typer.Option(None, help="exact city, region, country or ISO country code"),
+           family: Optional[str] = typer.Option(None, help="the duplicate family of this asset (all its members)"),
+           collapse: bool = typer.Option(False, "--collapse", help="one hit per duplicate family (its best-ranked "
+                                         "member)"),
+           size: int = typer.Option(20, help="how many hits per page"),
+           page: int = typer.Option(1, help="which page of hits"),
            mode: str = typer.Option("hybrid", help="hybrid = words + meaning (BM25 and MiniLM vectors, fused by "
-                                    "reciprocal rank fusion) | keyword = words and vocabulary synonyms only"),
-           similar_to: Optional[str] = typer.Option(None, "--similar-to", help="more like this asset id "
-                                                    "(its text vector's nearest neighbours; the query is ignored)"),
+                                    "reciprocal rank fusion) | keyword = words and vocabulary synonyms only | "
+                                    "semantic = meaning only (MiniLM vectors)"),
+           similar_to: Optional[str] = typer.Option(None, "--similar-to", help="more like this: an asset id (its "
+                                                    "image vector's nearest neighbours, or --by text) or an image "
+                                                    "FILE (assets that look like it); the query is ignored"),
+           by: str = typer.Option("auto", help="--similar-to ASSET: image | text | auto (image when it has one)"),
            es_url: Optional[str] = typer.Option(None, "--es-url", help="override index.url"),
-           json_out: bool = typer.Option(False, "--json", help="print hits as JSON")):
-    """Search indexed assets (read alias) and print a table."""
+           json_out: bool = typer.Option(False, "--json", help="print the answer of GET /v1/search as JSON "
+                                         "(hits, total, facets with counts)")):
+    """Search indexed assets (read alias) and print a table; the same code as the API's GET /v1/search."""
+    from pathlib import Path
+
     from rich.table import Table
 
+    from domain.store.api import BadRequest, SearchRequest, run_search, run_similar, run_similar_image
     from domain.store.client import make_client
-    from domain.store.search import hybrid_search, similar
-    from domain.store.search import search as do_search
 
-    if mode not in ("hybrid", "keyword"):
-        console.print(f"[red]--mode must be hybrid or keyword, not {mode!r}[/red]")
-        raise typer.Exit(2)
+    try:
+        req = SearchRequest.from_params({"query": query or "", "mode": mode, "tag": tag, "status": status,
+                                         "usage": usage, "date_from": date_from, "date_to": date_to,
+                                         "place": place, "family": family, "page": page, "size": size,
+                                         "facets": "true" if json_out else "false", "by": by,
+                                         "collapse": "true" if collapse else "false",
+                                         "degraded": degraded})
+    except BadRequest as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
     settings = load_settings()
     if es_url:
         settings = settings.with_overrides(index={"url": es_url})
     try:
         client = make_client(settings)
-        if similar_to:
-            hits = similar(client, settings, similar_to, tags=tag, status=status, usage=usage, size=size,
-                           degraded=degraded)
+        if similar_to and Path(similar_to).is_file():
+            answer = run_similar_image(client, settings, Path(similar_to).read_bytes(), req)
+        elif similar_to:
+            answer = run_similar(client, settings, similar_to, req)
         else:
-            run = hybrid_search if mode == "hybrid" else do_search
-            hits = run(client, settings, query, tags=tag, status=status, usage=usage, size=size, degraded=degraded)
+            answer = run_search(client, settings, req)
+    except BadRequest as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
     except LookupError as exc:
         console.print(f"[red]{exc}[/red]")
         raise typer.Exit(1) from None
@@ -242,14 +270,16 @@ def search(query: Optional[str] = typer.Argument(None, help="free text over titl
                       f"the index sink created {settings.index.index}-read?[/dim]")
         raise typer.Exit(1) from None
     if json_out:
-        out.print_json(json.dumps(hits, default=str))
+        out.print_json(json.dumps(answer, default=str))
         return
-    table = Table(title=f"{len(hits)} hit(s)")
-    for col in ("asset", "title", "alt text", "tags", "status", "usage", "source", "degraded"):
+    hits = answer["hits"]
+    table = Table(title=f"{len(hits)} hit(s) of {answer['total']} · {answer['mode']} · page {answer['page']}")
+    for col in ("asset", "title", "alt text", "tags", "status", "usage", "source", "family", "degraded"):
         table.add_column(col, overflow="fold")
     for h in hits:
+        fam = f"{h['family_id']} ({h['family_size']})" if h.get("family_size", 1) > 1 else ""
         table.add_row(h["asset_id"], h.get("title") or "", h.get("alt_text") or "", ", ".join(h.get("tags") or []),
-                      h.get("status") or "", h.get("usage_flag") or "", _sources(h),
+                      h.get("status") or "", h.get("usage_flag") or "", _sources(h), fam,
                       ", ".join(h.get("degraded_parts") or []))
     out.print(table)
 

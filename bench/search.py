@@ -1,33 +1,50 @@
-"""Search relevance: keyword (BM25 alone, as before issue 17) vs keyword + vocabulary synonyms vs hybrid
-(BM25 + synonyms + MiniLM kNN, fused with RRF), recall@5 on a small hand-labelled library.
+"""Search relevance and latency (issue 17): keyword (BM25 + vocabulary synonyms, the baseline: search before
+text vectors) vs semantic (MiniLM kNN alone) vs hybrid (both, fused by RRF), measured in one run.
 
-    OMP_THREAD_LIMIT=1 python bench/search.py            # starts an embedded osmem store
+    python bench/search.py --latency 10000 100000 --latency-queries 200 --scan-queries 20   # embedded osmem
     python bench/search.py --url http://127.0.0.1:9200 --json out.json
+    python bench/search.py --skip-images                                  # the text library only (fast)
 
-The library is 24 assets described the way the pipeline publishes them (editor-style title and alt text, canonical
-tags from the bundled vocabulary), written by the real IndexSink (which embeds each document with MiniLM); the
-queries mix plain words, vocabulary synonyms and conceptual phrases, each with the assets a person would expect
-(hand-labelled below). Text only: it measures the search, not the enrichment (bench/quality.py does that).
-Also reported: index-time embedding cost per document and hybrid query latency (this library size only).
+1. The labelled image set (tests/data/quality: 47 real images, truth.json): every image goes through the real
+   stages in-process (preprocess with tesseract, enrich with the offline local provider, validate), then the
+   real IndexSink (text and image vectors). Queries: every subject word and phrase of the truth ("cat",
+   "coffee", "space suit", ...); the relevant assets are the images whose truth lists it. recall@10,
+   precision@10 and nDCG@10 (binary relevance) per mode, and the ratio to keyword.
+2. A hand-written text library (24 assets described the way the pipeline publishes them; plain words,
+   vocabulary synonyms, conceptual phrases, each with the assets a person would expect): the same figures.
+3. `--latency N...`: p50/p99 of keyword, semantic and hybrid queries over N synthetic documents (random unit
+   vectors, bulk-loaded) on the embedded store (vector_mode off: exact cosine in the search process).
 """
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
+import math
+import os
 import statistics
 import sys
 import time
 import uuid
 from pathlib import Path
 
+# as in the Dockerfile: one BLAS thread (a query embeds a handful of tokens; OpenBLAS's threads spinning on a
+# shared machine cost 30x); set before numpy loads
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+os.environ.setdefault("OMP_THREAD_LIMIT", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from app.settings import Settings  # noqa: E402
 from consumers.index.sink import IndexSink  # noqa: E402
+from domain.store.api import SearchRequest, run_search  # noqa: E402
 from domain.store.management import read_alias  # noqa: E402
-from domain.store.search import _SORT, build_query, hybrid_search, search  # noqa: E402
 from streams.embedded_store import OsmemStore  # noqa: E402
 from tests.store_support import as_items, validated_asset  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT / "tests" / "data" / "quality"
+K = 10
+MODES = ("keyword", "semantic", "hybrid")
 
 LIBRARY: list[tuple[str, str, str, list[tuple[str, str]]]] = [
     ("birthday", "Kids blowing out birthday candles", "children around a cake with balloons",
@@ -93,65 +110,154 @@ QUERIES: list[tuple[str, str, set[str]]] = [
     ("concept", "luxury accessories", {"watch"}),
 ]
 
-K = 5
+
+def metrics_at_k(got: list[str], relevant: set[str], k: int = K) -> dict[str, float]:
+    """recall@k, precision@k and nDCG@k (binary relevance) of one ranked list."""
+    top = got[:k]
+    hits = [1.0 if d in relevant else 0.0 for d in top]
+    dcg = sum(h / math.log2(i + 2) for i, h in enumerate(hits))
+    idcg = sum(1.0 / math.log2(i + 2) for i in range(min(len(relevant), k)))
+    return {"recall": sum(hits) / len(relevant), "precision": sum(hits) / k, "ndcg": dcg / idcg if idcg else 0.0}
 
 
-def keyword_no_synonyms(client, settings, q: str, size: int) -> list[dict]:
-    hits = client.search(index=read_alias(settings.index), query=build_query(q), size=size, sort=_SORT,
-                         track_scores=True, source_includes=["asset_id"])["hits"]["hits"]
-    return [{"asset_id": h["_id"]} for h in hits]
+def evaluate(client, settings, queries: list[tuple[str, str, set[str]]]) -> tuple[dict, list[dict]]:
+    """Per mode and query kind: mean recall@10, precision@10, nDCG@10, and the per-query lists."""
+    rows: dict[str, dict] = {}
+    per_query: list[dict] = []
+    for mode in MODES:
+        acc: dict[str, dict[str, list[float]]] = {}
+        lat: list[float] = []
+        for kind, q, rel in queries:
+            t = time.perf_counter()
+            got = [h["asset_id"] for h in run_search(client, settings, SearchRequest(query=q, mode=mode, size=K,
+                                                                                     facets=False))["hits"]]
+            lat.append((time.perf_counter() - t) * 1000)
+            m = metrics_at_k(got, rel)
+            for key in (kind, "all"):
+                for name, v in m.items():
+                    acc.setdefault(key, {}).setdefault(name, []).append(v)
+            per_query.append({"mode": mode, "kind": kind, "query": q, **{k: round(v, 3) for k, v in m.items()},
+                              "top": got, "relevant": sorted(rel)})
+        rows[mode] = {kind: {name: round(statistics.mean(v), 3) for name, v in d.items()} for kind, d in acc.items()}
+        rows[mode]["p50_ms"] = round(statistics.median(lat), 1)
+    return rows, per_query
 
 
-def latency_at(url: str, args: argparse.Namespace, n: int, queries: int = 30) -> dict[str, float]:
-    """p50/p99 ms of keyword and hybrid queries over n synthetic documents (the kNN leg's cost grows with n
-    in vector_mode off: exact cosine over every filtered document, up to index.vector_scan_limit)."""
+def print_rows(title: str, rows: dict, kinds: list[str], n_docs: int, n_queries: int) -> None:
+    print(f"\n{title}: {n_docs} documents, {n_queries} queries (@{K}; ratio = mode / keyword, same run)")
+    print(f"{'mode':<10}{'kind':<9}{'recall':>8}{'prec':>8}{'nDCG':>8}   {'x recall':>9}{'x prec':>8}{'x nDCG':>8}")
+    for mode in MODES:
+        for kind in kinds:
+            r, b = rows[mode][kind], rows["keyword"][kind]
+            ratio = [f"{r[n] / b[n]:.2f}" if b[n] else ("inf" if r[n] else "-") for n in ("recall", "precision",
+                                                                                           "ndcg")]
+            print(f"{mode:<10}{kind:<9}{r['recall']:>8.3f}{r['precision']:>8.3f}{r['ndcg']:>8.3f}   "
+                  f"{ratio[0]:>9}{ratio[1]:>8}{ratio[2]:>8}")
+    print("query p50 ms: " + ", ".join(f"{m} {rows[m]['p50_ms']}" for m in MODES))
+
+
+def labelled_images(settings) -> tuple[list[dict], dict[str, set[str]], dict]:
+    """The labelled set through the real stages: (validated records, subject term -> images, seconds)."""
+    from consumers.enrich.dedupe import InMemoryDedupeIndex
+    from consumers.enrich.stage import EnrichStage
+    from consumers.preprocess.stage import PreprocessStage
+    from consumers.validate.stage import ValidateStage
+    from streams.stage import RecordContext
+
+    truth = json.loads((DATA / "truth.json").read_text())["images"]
+    st = settings.with_overrides(enrich={"provider": "local", "dedupe": "memory"},
+                                 preprocess={"file_roots": [str(DATA)]})
+    pre_stage, enr_stage, val_stage = PreprocessStage(st), EnrichStage(st), ValidateStage(st)
+    enr_stage.dedupe = InMemoryDedupeIndex(st.enrich.dedupe_max_distance, st.enrich.dedupe_lru_size,
+                                           st.enrich.dedupe_confirm_distance)
+    loop = asyncio.new_event_loop()
+    records = []
+    t0 = time.perf_counter()
+    for i, name in enumerate(sorted(truth)):
+        path = DATA / "images" / name
+        event = {"asset_id": name, "event_id": f"e-{name}", "event_type": "created", "source_uri": path.as_uri(),
+                 "content_type": None, "uploader": "bench", "uploader_notes": None, "declared_license": "CC0 1.0",
+                 "product_context": None, "tenant": "default", "event_time": 1763780000000 + i, "version": 1,
+                 "human_fields": None, "attributes": {}}
+        pre = pre_stage.preprocess_bytes(event, path.read_bytes())
+        ctx = RecordContext("preprocessed", 0, i, name, {}, None, attempt=st.runner.retry_max_attempts)
+        records.append(val_stage.validate(loop.run_until_complete(enr_stage.aprocess(pre, ctx)).value))
+    seconds = time.perf_counter() - t0
+    loop.run_until_complete(enr_stage.aclose())
+    loop.close()
+    terms: dict[str, set[str]] = {}
+    for name, t in truth.items():
+        for term in t["subject"]:
+            terms.setdefault(term.lower(), set()).add(name)
+    return records, terms, {"pipeline_s_per_image": round(seconds / len(truth), 2)}
+
+
+def latency_at(url: str, args: argparse.Namespace, n: int, queries: int) -> dict[str, float]:
+    """p50/p99 ms of keyword, semantic and hybrid queries over n synthetic documents (the vector leg's cost
+    grows with n in vector_mode off: exact cosine over every filtered document, up to index.vector_scan_limit,
+    set to n here so every document is ranked)."""
     import numpy as np
     from elasticsearch import helpers
 
+    from domain.store.client import make_client
     from domain.store.management import ensure_index, write_alias
+    from domain.store.vectors import pack, vector_model
 
     settings = Settings().with_overrides(index={
         "url": url, "server_mode": args.server_mode, "index": f"bench-lat-{uuid.uuid4().hex[:6]}",
-        "number_of_replicas": 0, "vector_mode": args.vector_mode, "vector_scan_limit": max(n, 20000)})
-    from domain.store.client import make_client
-
+        "number_of_replicas": 0, "vector_mode": args.vector_mode, "vector_scan_limit": max(n, 20000),
+        "request_timeout_s": 120, "vector_cache": not args.no_cache})
     client = make_client(settings)
     ensure_index(client, settings)
     rng = np.random.default_rng(7)
-    from domain.store.vectors import pack, vector_model
-
     model = vector_model(args.vector_mode)
-
-    def vec_fields(v):
-        packed = model["field"] != "text_vector"
-        return {model["field"]: pack(v) if packed else [round(float(x), 6) for x in v], "text_vector_model": model}
-
     words = [aid.replace("-", " ") for aid, *_ in LIBRARY]
+    hour_ago = time.time() - 3600  # indexed over the last hour (the sink's indexed_at), not all at once
+
+    def stamp(i: int) -> str:
+        return time.strftime("%Y-%m-%dT%H:%M:%S.000+00:00", time.gmtime(hour_ago + 3000 * i / n))
 
     def docs():
         for i in range(n):
             v = rng.standard_normal(384).astype(np.float32)
             v /= np.linalg.norm(v)
+            vec = {model["field"]: pack(v)} if model["field"] != "text_vector" else \
+                {model["field"]: [round(float(x), 6) for x in v]}
             yield {"_index": write_alias(settings), "_id": f"s{i}", "_source": {
                 "asset_id": f"s{i}", "title": f"{words[i % len(words)]} photo {i}", "tags": [],
-                "status": "auto_applied", **vec_fields(v)}}
+                "status": "auto_applied", "family_id": f"s{i}", "indexed_at": stamp(i), **vec,
+                "text_vector_model": model}}
 
+    t0 = time.perf_counter()
     helpers.bulk(client, docs(), chunk_size=1000)
     client.indices.refresh(index=read_alias(settings))
-    out: dict[str, float] = {}
-    for name, run in (("keyword", search), ("hybrid", hybrid_search)):
-        lat = []
-        for i in range(queries):
-            q = QUERIES[i % len(QUERIES)][1]
-            t = time.perf_counter()
-            run(client, settings, q, size=10)
-            lat.append((time.perf_counter() - t) * 1000)
-        lat.sort()
-        out[f"{name}_p50_ms"] = round(statistics.median(lat), 1)
-        out[f"{name}_p99_ms"] = round(lat[min(len(lat) - 1, int(0.99 * len(lat)))], 1)
+    load_s = time.perf_counter() - t0
+    out: dict[str, float] = {"load_s": round(load_s, 1), "queries": queries}
+    t0 = time.perf_counter()
+    run_search(client, settings, SearchRequest(query="warm", mode="semantic", size=10, facets=False))
+    out["first_semantic_query_ms"] = round((time.perf_counter() - t0) * 1000, 1)  # loads the vector cache
+    runs = [("", settings, MODES, queries)]
+    if args.scan_queries:  # the baseline, same documents, same run: every query reads every vector
+        runs.append(("scan_", settings.with_overrides(index={"vector_cache": False}), ("semantic", "hybrid"),
+                     args.scan_queries))
+    for prefix, st, modes, count in runs:
+        for mode in modes:
+            lat = []
+            for i in range(count):
+                q = QUERIES[i % len(QUERIES)][1]
+                t = time.perf_counter()
+                run_search(client, st, SearchRequest(query=q, mode=mode, size=10, facets=False))
+                lat.append((time.perf_counter() - t) * 1000)
+            lat.sort()
+            out[f"{prefix}{mode}_p50_ms"] = round(statistics.median(lat), 1)
+            out[f"{prefix}{mode}_p99_ms"] = round(lat[min(len(lat) - 1, math.ceil(0.99 * len(lat)) - 1)], 1)
+    for mode in ("semantic", "hybrid") if args.scan_queries else ():
+        out[f"{mode}_p50_speedup"] = round(out[f"scan_{mode}_p50_ms"] / out[f"{mode}_p50_ms"], 1)
     client.indices.delete(index="*" + settings.index.index + "*")
     client.close()
-    print(f"{n} synthetic documents: " + ", ".join(f"{k} {v}" for k, v in out.items()))
+    print(f"{n} synthetic documents (bulk-loaded in {load_s:.0f} s), {queries} queries per mode, vector cache "
+          f"{'on' if settings.index.vector_cache else 'off'}: " + ", ".join(f"{k} {v}" for k, v in out.items()
+                                                                          if k.endswith(("_ms", "_speedup"))))
     return out
 
 
@@ -161,70 +267,68 @@ def main() -> int:
     ap.add_argument("--server-mode", default="serverless")
     ap.add_argument("--vector-mode", default="off", choices=["off", "es", "opensearch"])
     ap.add_argument("--json", help="write the figures here")
+    ap.add_argument("--skip-images", action="store_true", help="leave out the labelled image set (slow: the "
+                    "whole pipeline runs on 47 images)")
     ap.add_argument("--latency", type=int, nargs="*", default=[],
-                    help="also time keyword and hybrid queries over this many synthetic documents (random unit "
-                         "vectors, bulk-loaded directly), e.g. --latency 10000 20000")
+                    help="also time the modes over this many synthetic documents, e.g. --latency 10000 100000")
+    ap.add_argument("--latency-queries", type=int, default=30, help="queries per mode and size")
+    ap.add_argument("--scan-queries", type=int, default=0, help="also time semantic and hybrid with the cache "
+                    "off (the baseline: every query reads every vector) over this many queries, same documents")
+    ap.add_argument("--no-cache", action="store_true", help="latency with index.vector_cache off (every query "
+                    "reads every vector: the way before the cache)")
     args = ap.parse_args()
     store = None
     url = args.url
     if url is None:
         store = OsmemStore().start()
         url = store.url
+    result: dict = {}
     try:
-        settings = Settings().with_overrides(index={
-            "url": url, "server_mode": args.server_mode, "index": f"bench-search-{uuid.uuid4().hex[:6]}",
-            "number_of_replicas": 0, "vector_mode": args.vector_mode})
+        base = Settings().with_overrides(index={"url": url, "server_mode": args.server_mode, "number_of_replicas": 0,
+                                                "vector_mode": args.vector_mode})
+        if not args.skip_images:
+            settings = base.with_overrides(index={"index": f"bench-images-{uuid.uuid4().hex[:6]}"})
+            records, terms, timing = labelled_images(settings)
+            for name, flags in (("text_only", {"embed_images": False}), ("neither", {"embed_documents": False,
+                                                                                  "embed_images": False})):
+                other = IndexSink(settings.with_overrides(index={"index": f"{settings.index.index}-{name}", **flags}))
+                other.process_batch(as_items(records[:2]))  # warm
+                t0 = time.perf_counter()
+                other.process_batch(as_items(records))
+                timing[f"sink_ms_per_doc_{name}"] = round((time.perf_counter() - t0) * 1000 / len(records), 1)
+                other.close()
+            sink = IndexSink(settings)
+            sink.process_batch(as_items(records[:2]))  # warm: the image encoder loads once per process
+            t0 = time.perf_counter()
+            sink.process_batch(as_items(records))
+            timing["sink_ms_per_doc"] = round((time.perf_counter() - t0) * 1000 / len(records), 1)
+            sink.client.indices.refresh(index=read_alias(settings.index))
+            queries = [("phrase" if " " in term else "word", term, rel) for term, rel in sorted(terms.items())]
+            rows, per_query = evaluate(sink.client, settings, queries)
+            sink.close()
+            print(f"pipeline {timing['pipeline_s_per_image']} s per image; index sink per document (one batch of "
+                  f"{len(records)}): {timing['sink_ms_per_doc']} ms with text + image vectors, "
+                  f"{timing['sink_ms_per_doc_text_only']} ms text only, {timing['sink_ms_per_doc_neither']} ms neither")
+            print_rows("labelled image set (tests/data/quality)", rows, ["word", "phrase", "all"], len(records),
+                       len(queries))
+            for pq in per_query:
+                if pq["mode"] == "hybrid" and pq["recall"] < 1.0:
+                    print(f"  hybrid misses {pq['query']!r:<18} R@10={pq['recall']:.2f} relevant {pq['relevant']} "
+                          f"top {pq['top'][:5]}")
+            result["images"] = {"rows": rows, "queries": per_query, **timing}
+        settings = base.with_overrides(index={"index": f"bench-text-{uuid.uuid4().hex[:6]}"})
         sink = IndexSink(settings)
-        items = as_items([validated_asset(aid, 1, title=t, alt_text=a, tags=tags, ocr_text="")
-                          for aid, t, a, tags in LIBRARY])
-        sink.process_batch(items[:1])  # warm: the model loads once per process
-        t0 = time.perf_counter()
-        sink.process_batch(items)
-        index_ms = (time.perf_counter() - t0) * 1000 / len(items)
+        sink.process_batch(as_items([validated_asset(aid, 1, title=t, alt_text=a, tags=tags, ocr_text="")
+                                     for aid, t, a, tags in LIBRARY]))
         sink.client.indices.refresh(index=read_alias(settings.index))
-        plain = IndexSink(settings.with_overrides(index={"index": f"{settings.index.index}-novec",
-                                                         "embed_documents": False}))
-        plain.process_batch(items[:1])
-        t0 = time.perf_counter()
-        plain.process_batch(items)
-        plain_ms = (time.perf_counter() - t0) * 1000 / len(items)
-        plain.close()
-        client = sink.client
-        modes = {
-            "keyword (BM25)": lambda q: keyword_no_synonyms(client, settings, q, K),
-            "keyword + synonyms": lambda q: search(client, settings, q, size=K),
-            "hybrid (RRF)": lambda q: hybrid_search(client, settings, q, size=K),
-        }
-        rows: dict[str, dict] = {}
-        per_query: list[dict] = []
-        for name, run in modes.items():
-            recalls: dict[str, list[float]] = {}
-            lat: list[float] = []
-            for kind, q, rel in QUERIES:
-                t = time.perf_counter()
-                got = [h["asset_id"] for h in run(q)][:K]
-                lat.append((time.perf_counter() - t) * 1000)
-                r = len(rel & set(got)) / len(rel)
-                recalls.setdefault(kind, []).append(r)
-                recalls.setdefault("all", []).append(r)
-                per_query.append({"mode": name, "kind": kind, "query": q, "recall@5": round(r, 2), "top5": got})
-            rows[name] = {k: round(statistics.mean(v), 3) for k, v in recalls.items()}
-            rows[name]["p50_ms"] = round(statistics.median(lat), 1)
+        rows, per_query = evaluate(sink.client, settings, QUERIES)
         sink.close()
-        print(f"{len(LIBRARY)} documents, {len(QUERIES)} queries; sink wall time per document (one batch): "
-              f"{index_ms:.1f} ms with the text vector, {plain_ms:.1f} ms without (index.embed_documents=false)")
-        kinds = ["word", "synonym", "concept", "all"]
-        print(f"{'mode':<22}" + "".join(f"{'R@5 ' + k:>14}" for k in kinds) + f"{'p50 ms':>9}")
-        for name, row in rows.items():
-            print(f"{name:<22}" + "".join(f"{row[k]:>14.2f}" for k in kinds) + f"{row['p50_ms']:>9.1f}")
-        for pq in per_query:
-            if pq["mode"] == "hybrid (RRF)":
-                print(f"  hybrid  {pq['query']!r:<30} R@5={pq['recall@5']:.2f}  {pq['top5']}")
-        latency = {n: latency_at(url, args, n) for n in args.latency}
+        print_rows("text library (hand-labelled)", rows, ["word", "synonym", "concept", "all"], len(LIBRARY),
+                   len(QUERIES))
+        result["text"] = {"rows": rows, "queries": per_query}
+        result["latency"] = {n: latency_at(url, args, n, args.latency_queries) for n in args.latency}
         if args.json:
-            Path(args.json).write_text(json.dumps({"rows": rows, "queries": per_query, "latency": latency,
-                                                   "index_ms_per_doc": index_ms,
-                                                   "index_ms_per_doc_without_vector": plain_ms}, indent=1))
+            Path(args.json).write_text(json.dumps(result, indent=1))
     finally:
         if store is not None:
             store.stop()

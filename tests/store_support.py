@@ -11,7 +11,7 @@ from streams.avro import validate
 from app.settings import Settings
 from streams.stage import RecordContext
 
-__all__ = ["settings_for", "validated_asset", "deleted_asset", "ctx_for", "as_items"]
+__all__ = ["settings_for", "validated_asset", "deleted_asset", "ctx_for", "as_items", "index_all"]
 
 T0 = dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.timezone.utc)
 
@@ -126,3 +126,17 @@ def settings_for(url: str, base: str | None = None, **index: Any) -> Settings:
                                             "index": base or f"test-{uuid.uuid4().hex[:8]}",
                                             "health_check_interval_s": 0.2, "request_timeout_s": 5.0,
                                             **index})
+
+
+def index_all(settings: Settings, records: list[dict[str, Any]]) -> Settings:
+    """Write the records through the real IndexSink (one batch), refresh the read alias; returns the settings."""
+    from consumers.index.sink import IndexSink
+    from domain.store.management import read_alias
+
+    sink = IndexSink(settings)
+    try:
+        sink.process_batch(as_items(records))
+        sink.client.indices.refresh(index=read_alias(sink.cfg))
+    finally:
+        sink.close()
+    return settings

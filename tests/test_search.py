@@ -142,11 +142,11 @@ def test_cli_search_modes(library):
     run = CliRunner().invoke
     hybrid = run(app, ["search", "joyful celebration", "--json", "--size", "3", "--es-url", cfg.url], env=env)
     assert hybrid.exit_code == 0, hybrid.output
-    assert json.loads(hybrid.output)[0]["asset_id"] == "h-party"
+    assert json.loads(hybrid.output)["hits"][0]["asset_id"] == "h-party"
     keyword = run(app, ["search", "joyful celebration", "--mode", "keyword", "--json", "--es-url", cfg.url], env=env)
     assert keyword.exit_code == 0 and "h-party" not in keyword.output
     like = run(app, ["search", "--similar-to", "h-party", "--json", "--size", "1", "--es-url", cfg.url], env=env)
-    assert like.exit_code == 0 and json.loads(like.output)[0]["asset_id"] == "h-wedding"
+    assert like.exit_code == 0 and json.loads(like.output)["hits"][0]["asset_id"] == "h-wedding"
 
 
 def test_backfill_embeds_documents_indexed_without_vectors(store):

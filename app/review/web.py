@@ -28,6 +28,7 @@ from starlette.templating import Jinja2Templates
 from app.review import decisions as dec
 from app.review.auth import COOKIE, Auth, Principal
 from domain.events import scoped_id
+from app.review.search_api import search_routes
 from app.review.queries import REASON_GROUPS, STATUSES, Filters, Index, confidence, human_duration
 
 log = logging.getLogger(__name__)
@@ -87,6 +88,7 @@ class ReviewApp:
             Route("/metrics", self._authed(self.metrics)),
             Route("/login", self.login),
             Route("/healthz", self.healthz),
+            *search_routes(self),  # GET /v1/search, /v1/assets/{id}/similar (app/review/search_api.py)
             Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
         ]
         self.asgi = Starlette(routes=routes)

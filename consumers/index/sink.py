@@ -22,12 +22,13 @@ from typing import Any, Sequence
 from elasticsearch import ApiError, Elasticsearch, SerializationError, TransportError
 
 from domain.store.client import make_client
+from consumers.index import families
 from consumers.index.document import document_from_validated
 from domain.records import PipelineFacts, asset_of, document_id, is_deleted, record_from_doc
 from domain.review import apply_review, merge_reviews, same_review
 from domain.store import degraded
 from domain.store.management import ensure_index, write_alias
-from domain.store.vectors import add_text_vectors, vector_model
+from domain.store.vectors import add_image_vectors, add_text_vectors, image_vector_model, vector_model
 from domain.taxonomy import taxonomy_from_settings
 from streams.errors import PermanentError, StoreUnavailable, TransientError
 from streams.metrics import DEGRADED, INDEX_BULK_SECONDS, INDEX_ITEMS, INDEX_REVIEWS_APPLIED
@@ -148,6 +149,12 @@ class IndexSink(PipelineFacts, Stage):
                 self._reject(results, pos, e)
         if self.cfg.embed_documents:
             built = self._embed(built, items, results)
+        if self.cfg.embed_images:
+            from domain.vision.classifier import shared_classifier
+
+            add_image_vectors([b[4] for b in built if b[4] is not None], shared_classifier(),
+                              image_vector_model(self.cfg.vector_mode))
+        repoint = self._families([(doc_id, body) for _pos, _vt, doc_id, _v, body in built if body is not None])
         prepared: list[_Prepared] = []
         for pos, version_type, doc_id, version, body in built:
             try:
@@ -156,6 +163,8 @@ class IndexSink(PipelineFacts, Stage):
                 self._reject(results, pos, e)
         for chunk in self._chunks(prepared):
             self._send(chunk, results)
+        if repoint and not any(isinstance(r, TransientError) for r in results):
+            self._repoint(repoint)
         return results
 
     def _embed(self, built: list[tuple[int, str, str, int, dict[str, Any] | None]],
@@ -188,6 +197,47 @@ class IndexSink(PipelineFacts, Stage):
                 results[pos] = TransientError(why, reason="degraded_text_vector",
                                               details={degraded.VECTOR_PART: why})
         return kept
+
+    # --- duplicate families (consumers/index/families.py) ----------------------------------------------------
+    def _families(self, docs: list[tuple[str, dict[str, Any]]]) -> list[dict[str, Any]]:
+        """Family fields on the batch's bodies; the stored members to re-point. A store error here leaves the
+        bodies without family fields for now (the write itself reports the store's state)."""
+        if not docs:
+            return []
+        latest = dict(docs)  # the same asset twice: its last body speaks for it
+        try:
+            changed = families.assign(self.client, self._write_alias, latest)
+        except (TransportError, ApiError) as e:
+            log.warning("index: duplicate families not assigned in this batch: %s", type(e).__name__)
+            return []
+        for doc_id, body in docs:
+            if body is not latest[doc_id]:
+                body.update({k: latest[doc_id][k] for k in ("family_id", "family_size", "family_canonical")})
+        return changed
+
+    def _repoint(self, changed: list[dict[str, Any]]) -> None:
+        """Rewrite stored members' family fields at their own version (external_gte): a newer write wins (409)."""
+        stored = self.client.mget(index=self._write_alias, ids=[c["asset_id"] for c in changed])["docs"]
+        by_id = {d["_id"]: d for d in stored if d.get("found")}
+        lines: list[bytes] = []
+        for c in changed:
+            doc = by_id.get(c["asset_id"])
+            if doc is None or doc.get("_version") is None:
+                continue
+            body = {**doc["_source"], **{k: c[k] for k in ("family_id", "family_size", "family_canonical")}}
+            lines += [self._dumps({"index": {"_index": self._write_alias, "_id": doc["_id"], "version": doc["_version"],
+                                             "version_type": "external_gte"}}), self._dumps(body)]
+        if not lines:
+            return
+        try:
+            resp = self.client.bulk(operations=lines, require_alias=True).body
+        except (TransportError, ApiError) as e:
+            log.warning("index: re-pointing %d family member(s) failed: %s", len(lines) // 2, type(e).__name__)
+            return
+        for item in resp.get("items") or []:
+            res = next(iter(item.values()))
+            if int(res.get("status", 0)) >= 300 and int(res.get("status", 0)) != 409:
+                log.warning("index: re-pointing family member %s: %s", res.get("_id"), res.get("error"))
 
     # --- human edits win, again at the single writer ------------------------------------------------------
     def _reconcile(self, values: list[dict[str, Any]]) -> list[tuple[dict[str, Any], str] | BaseException]:

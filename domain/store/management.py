@@ -25,18 +25,30 @@ MAPPING_VERSION = 4
 2: tag_synonyms (text), text_vector or text_vector_b64 (+ text_vector_model), per index.vector_mode.
 3: degraded parts (domain/store/degraded.py): `degraded_parts`, `completeness`, `provenance.degraded` (issue 21);
    media_type, duration_s, video (container facts, keyframes with their text), transcript (issue 20).
-4: `tag_suggestions` (keyword): weak model tags held for review, never in `tags`/`facets` (issue 15)."""
+4: `tag_suggestions` (keyword): weak model tags held for review, never in `tags`/`facets` (issue 15);
+   image_vector or image_vector_b64 (+ image_vector_model): EfficientNet-Lite0 pooled features, per vector_mode;
+   family_id, family_size, family_canonical (duplicate families) (issue 17)."""
 
 VECTOR_FIELD = "text_vector"
 PACKED_VECTOR_FIELD = "text_vector_b64"
 """vector_mode 'off': the vector as base64 of 384 little-endian float32 (_source only). Reading 20k of these is
 ~10x cheaper than 20k JSON float lists, which is what the in-process cosine of the embedded store needs."""
 VECTOR_DIMS = 384
+IMAGE_VECTOR_FIELD = "image_vector"
+PACKED_IMAGE_VECTOR_FIELD = "image_vector_b64"
+"""vector_mode 'off': the image vector as base64 of 1280 little-endian float16 (_source only: half the bytes of
+float32, and cosine rankings do not change at that precision)."""
+IMAGE_VECTOR_DIMS = 1280
 
 
 def vector_field(mode: str) -> str:
     """Where the document's vector lives for a vector_mode."""
     return VECTOR_FIELD if mode in ("es", "opensearch") else PACKED_VECTOR_FIELD
+
+
+def image_vector_field(mode: str) -> str:
+    """Where the document's image vector lives for a vector_mode."""
+    return IMAGE_VECTOR_FIELD if mode in ("es", "opensearch") else PACKED_IMAGE_VECTOR_FIELD
 
 _KW = {"type": "keyword", "ignore_above": 1024}
 _TEXT = {"type": "text", "analyzer": "english", "fields": {"raw": {"type": "keyword", "ignore_above": 512}}}
@@ -134,6 +146,10 @@ MAPPINGS: dict[str, Any] = {
                                   "dhash": {"type": "keyword"}, "phash_bands": {"type": "keyword"}}},
         "duplicate_of": {"type": "keyword"},
         "duplicate_distance": {"type": "integer"},
+        # duplicate families (consumers/index/families.py): the canonical member's id, the family's size
+        "family_id": {"type": "keyword"},
+        "family_size": {"type": "integer"},
+        "family_canonical": {"type": "boolean"},
         # provenance and cost
         "provenance": {"type": "nested", "properties": {
             "task": {"type": "keyword"}, "provider": {"type": "keyword"}, "model": {"type": "keyword"},
@@ -148,6 +164,9 @@ MAPPINGS: dict[str, Any] = {
         # MiniLM embedding of the document's text; its type depends on index.vector_mode (vector_mapping)
         "text_vector_model": {"properties": {"id": {"type": "keyword"}, "version": {"type": "keyword"},
                                              "field": {"type": "keyword"}}},
+        # EfficientNet-Lite0 pooled features of the preview; image_vector's type depends on index.vector_mode
+        "image_vector_model": {"properties": {"id": {"type": "keyword"}, "version": {"type": "keyword"},
+                                              "field": {"type": "keyword"}}},
     },
     "dynamic_templates": [
         {"facet_values": {"path_match": "facets.*", "mapping": {"type": "keyword", "ignore_above": 256}}},
@@ -155,14 +174,14 @@ MAPPINGS: dict[str, Any] = {
 }
 
 
-def vector_mapping(mode: str) -> dict[str, Any] | None:
-    """The text_vector field per store: Elasticsearch 8/9 dense_vector (cosine, indexed for kNN), OpenSearch 2/3
-    knn_vector (HNSW on the lucene engine: efficient filtering), or None = not mapped (dynamic: false keeps it
-    in _source, unindexed: the embedded store has neither type)."""
+def vector_mapping(mode: str, dims: int = VECTOR_DIMS) -> dict[str, Any] | None:
+    """A vector field (text_vector, image_vector) per store: Elasticsearch 8/9 dense_vector (cosine, indexed for
+    kNN), OpenSearch 2/3 knn_vector (HNSW on the lucene engine: efficient filtering), or None = not mapped
+    (dynamic: false keeps it in _source, unindexed: the embedded store has neither type)."""
     if mode == "es":
-        return {"type": "dense_vector", "dims": VECTOR_DIMS, "index": True, "similarity": "cosine"}
+        return {"type": "dense_vector", "dims": dims, "index": True, "similarity": "cosine"}
     if mode == "opensearch":
-        return {"type": "knn_vector", "dimension": VECTOR_DIMS,
+        return {"type": "knn_vector", "dimension": dims,
                 "method": {"name": "hnsw", "space_type": "cosinesimil", "engine": "lucene"}}
     return None
 
@@ -172,7 +191,8 @@ def mappings_for(settings: "Any") -> dict[str, Any]:
     vec = vector_mapping(s.vector_mode)
     if vec is None:
         return MAPPINGS
-    return {**MAPPINGS, "properties": {**MAPPINGS["properties"], VECTOR_FIELD: vec}}
+    return {**MAPPINGS, "properties": {**MAPPINGS["properties"], VECTOR_FIELD: vec,
+                                       IMAGE_VECTOR_FIELD: vector_mapping(s.vector_mode, IMAGE_VECTOR_DIMS)}}
 
 
 def index_body(settings: "Any") -> dict[str, Any]:

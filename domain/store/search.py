@@ -22,15 +22,15 @@ from elasticsearch import ApiError, Elasticsearch, NotFoundError, helpers
 
 from domain.store.client import index_settings
 from domain.store.degraded import query as degraded_query
-from domain.store.management import PACKED_VECTOR_FIELD, VECTOR_FIELD, read_alias
-from domain.store.vectors import unpack
+from domain.store.management import VECTOR_FIELD, read_alias
+from domain.store.vectors import KINDS, unpack
 
 if TYPE_CHECKING:
     from domain.taxonomy import Taxonomy
 
 SEARCH_FIELDS = ["title^3", "alt_text^2", "caption", "summary", "ocr_text", "visible_text", "tag_labels^2", "tags"]
 HIT_FIELDS = ["asset_id", "title", "alt_text", "tags", "status", "usage_flag", "field_sources", "reviewed_by",
-              "degraded_parts"]
+              "event_time", "place", "duplicate_of", "family_id", "family_size", "degraded_parts"]
 
 
 SYNONYM_BOOST = 2.0
@@ -74,10 +74,11 @@ def build_filters(tags: Iterable[str] = (), status: str | None = None,
 
 
 def build_query(query: str | None, tags: Iterable[str] = (), status: str | None = None,
-                usage: str | None = None, synonyms: Iterable[str] = (), degraded: str | None = None) -> dict[str, Any]:
+                usage: str | None = None, synonyms: Iterable[str] = (),
+                filters: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """The bool query: multi_match on the text fields, or a `terms` match on the canonical tags the query's
-    synonyms name (either is enough; match_all when no text); filters as build_filters."""
-    filters = build_filters(tags, status, usage, degraded)
+    synonyms name (either is enough; match_all when no text); filters as build_filters, or `filters` as given."""
+    filters = build_filters(tags, status, usage) if filters is None else filters
     if not (query and query.strip()):
         return {"bool": {"must": [{"match_all": {}}], "filter": filters}}
     should: list[dict[str, Any]] = [{"multi_match": {"query": query, "fields": SEARCH_FIELDS,
@@ -97,13 +98,22 @@ def default_taxonomy(settings: Any) -> "Taxonomy":
 
 def search(client: Elasticsearch, settings: "Any", query: str | None,
            tags: Iterable[str] = (), status: str | None = None, usage: str | None = None,
-           size: int = 20, taxonomy: "Taxonomy | None" = None, degraded: str | None = None) -> list[dict[str, Any]]:
-    """Hits, best first: [{asset_id, title, alt_text, tags, status, usage_flag, degraded_parts, score}]."""
+           size: int = 20, taxonomy: "Taxonomy | None" = None, *, filters: list[dict[str, Any]] | None = None,
+           offset: int = 0, aggs: dict[str, Any] | None = None,
+           report: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """Hits, best first: [{asset_id, title, alt_text, tags, status, usage_flag, score, ...}]. `filters`
+    (build_filters or domain.store.api) replaces tags/status/usage when given; `offset` skips that many hits.
+    `report`, when given, receives the exact `total` of matches and the `aggregations` of `aggs` over them
+    (the same request: one pass over the matches)."""
     s = index_settings(settings)
     synonyms = expand_query(query, taxonomy if taxonomy is not None else default_taxonomy(settings))
-    body_query = build_query(query, tuple(tags), status, usage, synonyms, degraded)
-    resp = client.search(index=read_alias(s), query=body_query, size=size, source_includes=HIT_FIELDS,
-                         sort=_SORT, track_scores=True)
+    body_query = build_query(query, tuple(tags), status, usage, synonyms, filters=filters)
+    counted = {"track_total_hits": True, "aggs": aggs or None} if report is not None else {}
+    resp = client.search(index=read_alias(s), query=body_query, size=size, from_=offset or None,
+                         source_includes=HIT_FIELDS, sort=_SORT, track_scores=True, **counted)
+    if report is not None:
+        report.update(total=resp["hits"]["total"]["value"], aggregations=resp.get("aggregations"),
+                      keyword_query=body_query)
     return [_hit(h) for h in resp["hits"]["hits"]]
 
 
@@ -117,6 +127,8 @@ def _hit(h: dict[str, Any], score: float | None = None) -> dict[str, Any]:
             "alt_text": src.get("alt_text"), "tags": src.get("tags", []), "status": src.get("status"),
             "usage_flag": src.get("usage_flag"), "score": h.get("_score") if score is None else score,
             "field_sources": src.get("field_sources") or {}, "reviewed_by": src.get("reviewed_by"),
+            "event_time": src.get("event_time"), "place": src.get("place"), "duplicate_of": src.get("duplicate_of"),
+            "family_id": src.get("family_id") or src.get("asset_id", h["_id"]), "family_size": src.get("family_size") or 1,
             "degraded_parts": src.get("degraded_parts") or []}
 
 
@@ -137,43 +149,62 @@ def embed_query(text: str) -> list[float]:
 
 
 def vector_leg(client: Elasticsearch, settings: "Any", vector: list[float], filters: list[dict[str, Any]],
-               k: int, exclude: str | None = None) -> list[dict[str, Any]]:
+               k: int, exclude: str | None = None, kind: str = "text") -> list[dict[str, Any]]:
     """The k nearest documents to `vector` (cosine) among those the filters allow, best first, as raw hits
-    (_id, _source with HIT_FIELDS, _score = cosine-derived). The store's kNN where it has one."""
+    (_id, _source with HIT_FIELDS, _score = cosine-derived). The store's kNN where it has one. kind: which
+    vector, "text" (MiniLM, 384) or "image" (EfficientNet-Lite0 pooled features, 1280)."""
     s = index_settings(settings)
+    field = KINDS[kind][0]
+    if s.vector_mode == "off":
+        return _exact_cosine(client, s, np.asarray(vector, np.float32), filters, k, kind, exclude)
     if exclude is not None:
         filters = [*filters, {"bool": {"must_not": [{"ids": {"values": [exclude]}}]}}]
     if s.vector_mode == "es":
-        knn = {"field": VECTOR_FIELD, "query_vector": vector, "k": k, "num_candidates": max(100, 2 * k)}
+        knn = {"field": field, "query_vector": vector, "k": k, "num_candidates": max(100, 2 * k)}
         if filters:
             knn["filter"] = filters
         return client.search(index=read_alias(s), knn=knn, size=k, source_includes=HIT_FIELDS)["hits"]["hits"]
-    if s.vector_mode == "opensearch":
-        clause: dict[str, Any] = {"vector": vector, "k": k}
-        if filters:
-            clause["filter"] = {"bool": {"filter": filters}}
-        return client.search(index=read_alias(s), query={"knn": {VECTOR_FIELD: clause}}, size=k,
-                             source_includes=HIT_FIELDS)["hits"]["hits"]
-    return _exact_cosine(client, s, np.asarray(vector, np.float32), filters, k)
+    clause: dict[str, Any] = {"vector": vector, "k": k}
+    if filters:
+        clause["filter"] = {"bool": {"filter": filters}}
+    return client.search(index=read_alias(s), query={"knn": {field: clause}}, size=k,
+                         source_includes=HIT_FIELDS)["hits"]["hits"]
 
 
 def _exact_cosine(client: Elasticsearch, s: Any, q: np.ndarray, filters: list[dict[str, Any]],
-                  k: int) -> list[dict[str, Any]]:
-    """No kNN in the store: read the vectors of at most vector_scan_limit filtered documents and rank them by
-    cosine here (stored vectors are unit-norm; the query too)."""
+                  k: int, kind: str, exclude: str | None) -> list[dict[str, Any]]:
+    """No kNN in the store: rank by cosine here (stored vectors are unit-norm; the query too). With
+    index.vector_cache (default) over the vectors this process keeps in memory (domain/store/vector_cache.py),
+    then one mget of the k best; without, over a scan of at most index.vector_scan_limit (text) or
+    index.image_scan_limit (image) filtered documents per query."""
+    alias = read_alias(s)
+    if s.vector_cache:
+        from domain.store.vector_cache import nearest
+
+        best = [(d, sc) for d, sc in nearest(client, s, alias, q, filters, k + (exclude is not None), kind)
+                if d != exclude][:k]
+        if not best:
+            return []
+        docs = client.mget(index=alias, ids=[d for d, _ in best], source_includes=HIT_FIELDS)["docs"]
+        found = {d["_id"]: d for d in docs if d.get("found")}
+        return [{**found[d], "_score": sc} for d, sc in best if d in found]
+    if exclude is not None:
+        filters = [*filters, {"bool": {"must_not": [{"ids": {"values": [exclude]}}]}}]
+    limit = s.vector_scan_limit if kind == "text" else s.image_scan_limit
     ids: list[dict[str, Any]] = []
     vecs: list[np.ndarray] = []
+    floats_field, packed_field, _ = KINDS[kind]
     body = {"query": {"bool": {"filter": filters}} if filters else {"match_all": {}},
-            "_source": [*HIT_FIELDS, PACKED_VECTOR_FIELD, VECTOR_FIELD]}
-    for h in helpers.scan(client, index=read_alias(s), query=body, size=1000):
+            "_source": [*HIT_FIELDS, packed_field, floats_field]}
+    for h in helpers.scan(client, index=alias, query=body, size=1000):
         src = h.get("_source") or {}
-        vec = unpack(src)
-        src.pop(PACKED_VECTOR_FIELD, None)
-        src.pop(VECTOR_FIELD, None)
+        vec = unpack(src, kind)
+        src.pop(packed_field, None)
+        src.pop(floats_field, None)
         if vec is not None and len(vec) == len(q):
             ids.append(h)
             vecs.append(vec)
-        if len(ids) >= s.vector_scan_limit:
+        if len(ids) >= limit:
             break
     if not ids:
         return []
@@ -184,52 +215,89 @@ def _exact_cosine(client: Elasticsearch, s: Any, q: np.ndarray, filters: list[di
 
 def hybrid_search(client: Elasticsearch, settings: "Any", query: str, tags: Iterable[str] = (),
                   status: str | None = None, usage: str | None = None, size: int = 20,
-                  taxonomy: "Taxonomy | None" = None, degraded: str | None = None) -> list[dict[str, Any]]:
+                  taxonomy: "Taxonomy | None" = None, *, filters: list[dict[str, Any]] | None = None,
+                  offset: int = 0, aggs: dict[str, Any] | None = None,
+                  report: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     """BM25 (with synonyms) + kNN over the text vectors, fused with RRF; the filters apply to both legs.
-    Hits as `search`, score = the RRF score."""
+    Hits as `search`, score = the RRF score. `report`, when given, receives how the result set was made, for
+    facets (domain.store.api): `aggregations` (`aggs` computed by the store over the documents of both
+    retrievers, es mode) and `total`, or `keyword_total` and `keyword_aggregations` (over every keyword match),
+    `keyword_query` and `vector_ids` (the kNN leg's ids, fused here)."""
     if not (query and query.strip()):
-        return search(client, settings, query, tags, status, usage, size, taxonomy, degraded)
+        return search(client, settings, query, tags, status, usage, size, taxonomy, filters=filters, offset=offset)
     s = index_settings(settings)
     tags = tuple(tags)
-    filters = build_filters(tags, status, usage, degraded)
+    filters = build_filters(tags, status, usage) if filters is None else filters
     synonyms = expand_query(query, taxonomy if taxonomy is not None else default_taxonomy(settings))
-    keyword_query = build_query(query, tags, status, usage, synonyms, degraded)
-    window = max(s.rrf_window, size)
+    keyword_query = build_query(query, synonyms=synonyms, filters=filters)
+    window = max(s.rrf_window, offset + size)
     vector = embed_query(query)
     if s.vector_mode == "es":
         try:
             knn = {"field": VECTOR_FIELD, "query_vector": vector, "k": window, "num_candidates": max(100, 2 * window)}
             if filters:
                 knn["filter"] = filters
-            resp = client.search(index=read_alias(s), size=size, source_includes=HIT_FIELDS, retriever={"rrf": {
+            resp = client.search(index=read_alias(s), size=size, from_=offset or None, source_includes=HIT_FIELDS,
+                                 retriever={"rrf": {
                 "retrievers": [{"standard": {"query": keyword_query}}, {"knn": knn}],
-                "rank_window_size": window, "rank_constant": s.rrf_rank_constant}})
+                "rank_window_size": window, "rank_constant": s.rrf_rank_constant}}, aggs=aggs or None)
+            if report is not None:
+                report.update(aggregations=resp.get("aggregations"), total=resp["hits"]["total"]["value"])
             return [_hit(h) for h in resp["hits"]["hits"]]
         except ApiError as e:
             if e.status not in (400, 403):
                 raise  # 400: no retriever/rrf in this version; 403: the license has no RRF -> fuse here
-    keyword = client.search(index=read_alias(s), query=keyword_query, size=window, source_includes=HIT_FIELDS,
-                            sort=_SORT, track_scores=True)["hits"]["hits"]
+    counted = {"track_total_hits": True, "aggs": aggs or None} if report is not None else {}
+    resp = client.search(index=read_alias(s), query=keyword_query, size=window, source_includes=HIT_FIELDS,
+                         sort=_SORT, track_scores=True, **counted)
+    keyword = resp["hits"]["hits"]
     near = vector_leg(client, s, vector, filters, window)
+    if report is not None:  # the keyword matches, counted; the kNN ids (the caller counts those outside them)
+        report.update(keyword_query=keyword_query, vector_ids=[h["_id"] for h in near],
+                      keyword_total=resp["hits"]["total"]["value"], keyword_aggregations=resp.get("aggregations"))
     by_id = {h["_id"]: h for h in near} | {h["_id"]: h for h in keyword}
     fused = rrf([[h["_id"] for h in keyword], [h["_id"] for h in near]], s.rrf_rank_constant)
-    return [_hit(by_id[doc_id], score) for doc_id, score in fused[:size]]
+    return [_hit(by_id[doc_id], score) for doc_id, score in fused[offset:offset + size]]
+
+
+def semantic_search(client: Elasticsearch, settings: "Any", query: str, *, filters: list[dict[str, Any]],
+                    size: int = 20, offset: int = 0) -> list[dict[str, Any]]:
+    """Meaning only: the documents whose text vectors are nearest to the query's (kNN leg alone), best first,
+    score = cosine-derived."""
+    near = vector_leg(client, settings, embed_query(query), filters, offset + size)
+    return [_hit(h) for h in near[offset:offset + size]]
 
 
 def similar(client: Elasticsearch, settings: "Any", asset_id: str, tags: Iterable[str] = (),
-            status: str | None = None, usage: str | None = None, size: int = 20,
-            degraded: str | None = None) -> list[dict[str, Any]]:
-    """"More like this": the assets whose text vectors are nearest to this asset's (itself excluded).
-    Raises LookupError when the asset is not indexed or has no vector."""
+            status: str | None = None, usage: str | None = None, size: int = 20, *,
+            filters: list[dict[str, Any]] | None = None, offset: int = 0, by: str = "text") -> list[dict[str, Any]]:
+    """"More like this": the assets whose text (by="text") or image (by="image") vectors are nearest to this
+    asset's (itself excluded). Raises LookupError when the asset is not indexed or has no such vector."""
     s = index_settings(settings)
+    floats_field, packed_field, _ = KINDS[by]
     try:
-        doc = client.get(index=read_alias(s), id=asset_id, source_includes=[VECTOR_FIELD, PACKED_VECTOR_FIELD])
+        doc = client.get(index=read_alias(s), id=asset_id, source_includes=[floats_field, packed_field])
     except NotFoundError:
         raise LookupError(f"asset {asset_id} is not in {read_alias(s)}") from None
-    vector = unpack(doc.get("_source") or {})
+    vector = unpack(doc.get("_source") or {}, by)
     if vector is None:
-        raise LookupError(f"asset {asset_id} has no text vector (indexed before vectors, or embedding off): "
-                          "run `assetstream index embed`")
-    near = vector_leg(client, s, [float(x) for x in vector], build_filters(tuple(tags), status, usage, degraded), size,
-                      exclude=asset_id)
-    return [_hit(h) for h in near]
+        raise LookupError(f"asset {asset_id} has no text vector (indexed before vectors, or embedding off): run "
+                          "`assetstream index embed`" if by == "text" else
+                          f"asset {asset_id} has no image vector (indexed before image vectors, with "
+                          "index.embed_images off, or without a preview): reprocess it")
+    filters = build_filters(tuple(tags), status, usage) if filters is None else filters
+    near = vector_leg(client, s, [float(x) for x in vector], filters, offset + size, exclude=asset_id, kind=by)
+    return [_hit(h) for h in near[offset:offset + size]]
+
+
+def similar_to_image(client: Elasticsearch, settings: "Any", image: bytes, *, filters: list[dict[str, Any]],
+                     size: int = 20, offset: int = 0) -> list[dict[str, Any]]:
+    """The assets whose image vectors are nearest to an uploaded image's. Raises ValueError when the bytes are
+    not an image this process can decode."""
+    from domain.store.vectors import embed_image_bytes
+
+    vector = embed_image_bytes(image)
+    if vector is None:
+        raise ValueError("the query image cannot be decoded (JPEG, PNG, WebP, GIF, BMP or TIFF expected)")
+    near = vector_leg(client, settings, [float(x) for x in vector], filters, offset + size, kind="image")
+    return [_hit(h) for h in near[offset:offset + size]]

@@ -46,8 +46,26 @@ class IndexSettings(Section):
         "on every store; set 'es' or 'opensearch' in production (a change needs `assetstream index migrate`)")
     embed_documents: bool = Field(True, description="embed each document's text at index time (MiniLM, "
                                   "25-55 ms per document on one core); False = no text_vector (keyword search only)")
+    embed_images: bool = Field(True, description="store each document's image vector at index time "
+                               "(EfficientNet-Lite0 pooled features of the preview, one 224 px pass per document, "
+                               "~45 ms on a busy core): 'more like this image' and search by an uploaded image")
+    image_scan_limit: int = Field(5000, ge=1, description="vector_mode 'off': image similarity computes cosine over "
+                                  "at most this many filtered documents (exact, in the search process; 1280 "
+                                  "float16 each, ~3.4 KB of _source per document read)")
+    query_image_max_bytes: int = Field(10 * 1024 * 1024, ge=1024, description="largest query image the search "
+                                       "API accepts (POST /v1/similar)")
     vector_scan_limit: int = Field(20000, description="vector_mode 'off': hybrid/similar search computes cosine "
                                    "over at most this many filtered documents (exact, in the search process)")
+    vector_cache: bool = Field(True, description="vector_mode 'off': keep the stored vectors in this process's "
+                               "memory for exact cosine (domain/store/vector_cache.py) instead of reading them per "
+                               "query; 100k text vectors = 150 MB")
+    vector_cache_check_s: float = Field(1.0, ge=0.05, description="vector cache: read what was indexed since this "
+                                        "often, in the background (a document is found by meaning about this long "
+                                        "after it is searchable)")
+    vector_cache_reload_s: float = Field(600.0, gt=0, description="vector cache: read everything again at least "
+                                         "this often")
+    vector_cache_max_docs: int = Field(500_000, ge=1, description="vector cache: most documents kept per alias "
+                                       "and kind")
     rrf_rank_constant: int = Field(60, description="k of reciprocal rank fusion: score = sum 1 / (k + rank)")
     rrf_window: int = Field(50, description="how many hits of each leg (BM25, kNN) go into the fusion")
 

@@ -4,6 +4,7 @@ embed`, after `index migrate` to mapping version 2 or a MiniLM upgrade)."""
 from __future__ import annotations
 
 import base64
+import datetime as dt
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -12,7 +13,12 @@ from elasticsearch import Elasticsearch, helpers
 
 from domain.store import degraded
 from domain.store.client import index_settings
-from domain.store.management import PACKED_VECTOR_FIELD, VECTOR_FIELD, read_alias, vector_field, write_alias
+from domain.store.management import (IMAGE_VECTOR_FIELD, PACKED_IMAGE_VECTOR_FIELD, PACKED_VECTOR_FIELD,
+                                     VECTOR_FIELD, image_vector_field, read_alias, vector_field, write_alias)
+
+#: kind -> (float list field, packed field, packed dtype)
+KINDS = {"text": (VECTOR_FIELD, PACKED_VECTOR_FIELD, "<f4"),
+         "image": (IMAGE_VECTOR_FIELD, PACKED_IMAGE_VECTOR_FIELD, "<f2")}
 
 
 def vector_model(mode: str = "off") -> dict[str, str]:
@@ -22,17 +28,63 @@ def vector_model(mode: str = "off") -> dict[str, str]:
     return {"id": MODEL_ID, "version": model_version(), "field": vector_field(mode)}
 
 
-def pack(vec: np.ndarray) -> str:
-    return base64.b64encode(np.asarray(vec, "<f4").tobytes()).decode("ascii")
+def pack(vec: np.ndarray, dtype: str = "<f4") -> str:
+    return base64.b64encode(np.asarray(vec, dtype).tobytes()).decode("ascii")
 
 
-def unpack(source: dict[str, Any]) -> np.ndarray | None:
-    """The stored vector of a document's _source (packed or a float list), or None."""
-    packed = source.get(PACKED_VECTOR_FIELD)
+def unpack(source: dict[str, Any], kind: str = "text") -> np.ndarray | None:
+    """The stored text (or image) vector of a document's _source (packed or a float list), or None."""
+    floats_field, packed_field, dtype = KINDS[kind]
+    packed = source.get(packed_field)
     if packed:
-        return np.frombuffer(base64.b64decode(packed), "<f4")
-    floats = source.get(VECTOR_FIELD)
+        return np.frombuffer(base64.b64decode(packed), dtype).astype(np.float32)
+    floats = source.get(floats_field)
     return np.asarray(floats, np.float32) if floats else None
+
+
+def image_vector_model(mode: str = "off") -> dict[str, str]:
+    """image_vector_model: the image encoder, its weights' version, and the field holding the vector."""
+    from domain.vision.classifier import image_model
+
+    return {**image_model(), "field": image_vector_field(mode)}
+
+
+def embed_image_bytes(data: bytes, encoder: Any = None) -> np.ndarray | None:
+    """The image vector of an image file's bytes (JPEG, PNG, WebP, ...), or None when it cannot be decoded."""
+    from domain.vision.classifier import decode_image, shared_classifier
+
+    image = decode_image(data)
+    if image is None:
+        return None
+    return (encoder or shared_classifier()).features([image])[0]
+
+
+def add_image_vectors(bodies: Sequence[dict[str, Any]], encoder: Any, model: dict[str, str]) -> None:
+    """Embed every body's preview (`thumbnail`, the image the review app shows) in one batch; store the unit
+    vector in model["field"] (`image_vector`: 1280 floats for the store's kNN; `image_vector_b64`: packed
+    float16) and `image_vector_model` {id, version, field}. A body without a decodable preview gets none."""
+    from domain.vision.classifier import decode_image
+
+    images, idx = [], []
+    for i, body in enumerate(bodies):
+        thumb = body.get("thumbnail") or {}
+        try:
+            image = decode_image(base64.b64decode(thumb["data"])) if thumb.get("data") else None
+        except ValueError:
+            image = None
+        if image is not None:
+            images.append(image)
+            idx.append(i)
+    if not images:
+        return
+    for i, vec in zip(idx, encoder.features(images)):
+        bodies[i].pop(IMAGE_VECTOR_FIELD, None)
+        bodies[i].pop(PACKED_IMAGE_VECTOR_FIELD, None)
+        if model["field"] == IMAGE_VECTOR_FIELD:
+            bodies[i][IMAGE_VECTOR_FIELD] = [round(float(x), 6) for x in vec]
+        else:
+            bodies[i][PACKED_IMAGE_VECTOR_FIELD] = pack(vec, "<f2")
+        bodies[i]["image_vector_model"] = dict(model)
 
 
 def embedding_text(body: dict[str, Any]) -> str:
@@ -105,6 +157,9 @@ def backfill_vectors(client: Elasticsearch, settings: "Any", synonyms_of: Callab
                 if syn:
                     body["tag_synonyms"] = syn
         add_text_vectors(bodies, embedder, model)
+        now = dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds")
+        for body in bodies:
+            body["indexed_at"] = now  # rewritten: search processes' vector caches read it again
         actions = [{"_op_type": "index", "_index": write_alias(s), "_id": h["_id"], "version": h["_version"],
                     "version_type": "external_gte", "_source": h["_source"]} for h in batch]
         for ok, item in helpers.streaming_bulk(client, actions, raise_on_error=False, max_retries=3):

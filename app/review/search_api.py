@@ -1,0 +1,85 @@
+"""The search API, served by the review app's process with the review app's auth (token: `Authorization: Bearer
+<token>` or the session cookie; basic; trusted proxy header). JSON in, JSON out; read-only (GET), so no CSRF token.
+
+    GET /v1/search?query=trainers&mode=hybrid&tag=color:white&status=approved&usage=ok
+                  &date_from=2026-11-01&date_to=2026-11-30&place=France&family=ASSET&page=1&size=20&facets=true
+    GET /v1/assets/{asset_id}/similar?by=auto|image|text&size=10&status=approved
+    POST /v1/similar?size=10&status=approved     body: the query image's bytes (Content-Type image/*), at most
+                                                 index.query_image_max_bytes (413 over it)
+
+The answer is domain.store.api's (hits, total, facets with counts); a bad parameter is 400 with the reason, an
+unknown asset (or one without a vector) 404, an unreachable store 503 — never a stack trace, never a document to an
+unauthenticated caller (401). POST searches too (it changes nothing), so it needs no CSRF token; a POST sent by
+another site (its Origin header) is refused all the same.
+"""
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any, Awaitable, Callable
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+from urllib.parse import urlsplit
+
+from domain.store.api import BadRequest, SearchRequest, run_search, run_similar, run_similar_image
+
+if TYPE_CHECKING:
+    from app.review.web import ReviewApp
+
+log = logging.getLogger(__name__)
+
+
+def _error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status, headers=headers)
+
+
+def search_routes(app: "ReviewApp") -> list[Route]:
+    """The /v1 routes for one ReviewApp (its store client, settings, vocabulary and auth)."""
+
+    def api(handler: Callable[..., Any]) -> Callable[[Request], Awaitable[Response]]:
+        async def endpoint(request: Request) -> Response:
+            if app.auth.authenticate(request) is None:
+                headers = {"WWW-Authenticate": 'Basic realm="assetstream review", charset="UTF-8"'} \
+                    if app.auth.mode == "basic" else {"WWW-Authenticate": "Bearer"} if app.auth.mode == "token" else {}
+                return _error(401, "authentication required", headers)
+            body = b""
+            if request.method == "POST":
+                origin = request.headers.get("origin")
+                if origin and urlsplit(origin).netloc not in app._own_hosts(request):
+                    return _error(403, "this request came from another site")
+                limit = app.settings.index.query_image_max_bytes
+                async for chunk in request.stream():
+                    body += chunk
+                    if len(body) > limit:
+                        return _error(413, f"the query image is over the limit of {limit} bytes "
+                                           "(index.query_image_max_bytes)")
+            try:
+                return JSONResponse(await run_in_threadpool(handler, request, body))
+            except BadRequest as exc:
+                return _error(400, str(exc))
+            except LookupError as exc:
+                return _error(404, str(exc))
+            except Exception as exc:  # the store: unreachable, or refused the request
+                log.warning("search API: %s %s failed: %s: %s", request.method, request.url.path,
+                            type(exc).__name__, exc)
+                return _error(503, f"the search store failed: {type(exc).__name__}")
+
+        return endpoint
+
+    def do_search(request: Request, _body: bytes) -> dict[str, Any]:
+        req = SearchRequest.from_params(request.query_params)
+        return run_search(app.es, app.settings, req, taxonomy=app.taxonomy)
+
+    def do_similar(request: Request, _body: bytes) -> dict[str, Any]:
+        req = SearchRequest.from_params(request.query_params)
+        return run_similar(app.es, app.settings, request.path_params["asset_id"], req)
+
+    def do_similar_image(request: Request, body: bytes) -> dict[str, Any]:
+        req = SearchRequest.from_params(request.query_params)
+        return run_similar_image(app.es, app.settings, body, req)
+
+    return [Route("/v1/search", api(do_search), methods=["GET"]),
+            Route("/v1/assets/{asset_id:path}/similar", api(do_similar), methods=["GET"]),
+            Route("/v1/similar", api(do_similar_image), methods=["POST"])]

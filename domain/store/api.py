@@ -1,0 +1,326 @@
+"""One search API: what `GET /v1/search`, `GET /v1/assets/{id}/similar` (app/review/search_api.py) and
+`assetstream search` all run. A SearchRequest is parsed from query parameters (or CLI options) with a clear error
+for bad input; `run_search` / `run_similar` return the JSON a client gets:
+
+    {"query": "trainers", "mode": "hybrid", "page": 1, "size": 20, "total": 3,
+     "hits": [{"asset_id": ..., "title": ..., "score": ..., ...}],
+     "facets": {"tags": [{"value": "product:sneaker", "count": 3}, ...], "status": [...], "usage_flag": [...],
+                "country": [...]},
+     "facets_over": "matches"}
+
+Modes: keyword = BM25 + vocabulary synonyms; semantic = the kNN leg alone (MiniLM text vectors); hybrid = both
+fused by RRF (domain/store/search.py). Facet counts are over the result set: every keyword match (keyword
+mode, from the search request itself), the kNN leg's nearest `max(index.rrf_window, page * size)` (semantic),
+or the union of both (hybrid: the keyword leg's counts plus those of the kNN ids outside the keyword matches);
+`facets_over` says which. Filters apply inside every leg: tags (all), status, usage flag, upload date
+(`event_time`, UTC days, inclusive), place (exact city, region, country or ISO country code) and family (the
+family of the asset named: its `family_id`, consumers/index/families.py). `collapse=true` keeps the best-ranked
+member of each family (within the top page * size * 5 hits).
+"""
+from __future__ import annotations
+
+import datetime as dt
+import re
+from dataclasses import asdict, dataclass, replace
+from typing import Any, Mapping
+
+from elasticsearch import Elasticsearch, NotFoundError
+
+from domain.store.client import index_settings
+from domain.store.management import read_alias
+from domain.store.search import build_filters, hybrid_search, search, semantic_search, similar, similar_to_image
+
+MODES = ("keyword", "semantic", "hybrid")
+STATUSES = ("auto_applied", "needs_review", "approved", "rejected")
+USAGE_FLAGS = ("ok", "credit_required", "restricted", "unknown")
+MAX_SIZE = 100
+MAX_WINDOW = 10_000  # the store's result window: page * size may not pass it
+MAX_TEXT = 500
+FACETS = {"tags": "tags", "status": "status", "usage_flag": "usage_flag", "country": "place.country"}
+FACET_SIZE = 30
+
+
+class BadRequest(ValueError):
+    """A request that cannot be run; the message says which parameter and why (HTTP 400, CLI exit 2)."""
+
+
+@dataclass(frozen=True)
+class SearchRequest:
+    query: str = ""
+    mode: str = "hybrid"
+    tags: tuple[str, ...] = ()
+    status: str | None = None
+    usage: str | None = None
+    date_from: str | None = None  # YYYY-MM-DD, upload time (UTC), inclusive
+    date_to: str | None = None
+    place: str | None = None
+    family: str | None = None
+    page: int = 1
+    size: int = 20
+    facets: bool = True
+    by: str = "auto"  # similar: "image", "text", or "auto" (the image vector when the asset has one)
+    collapse: bool = False  # one hit per duplicate family (its best-ranked member)
+    degraded: str | None = None  # only documents marked degraded: "any" or one part (domain/store/degraded.py)
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any], **defaults: Any) -> "SearchRequest":
+        """From URL query parameters (`tag` repeatable, or `tags` comma-separated) or CLI options."""
+        def one(name: str) -> str | None:
+            v = params.get(name)
+            v = v.strip() if isinstance(v, str) else v
+            return str(v) if v not in (None, "") else defaults.get(name)
+
+        getlist = getattr(params, "getlist", None)
+        tags = list(getlist("tag")) if getlist else list(params.get("tag") or [])
+        joined = params.get("tags")
+        tags += joined.split(",") if isinstance(joined, str) else list(joined or [])
+        req = cls(query=(one("query") or one("q") or "")[:MAX_TEXT], mode=one("mode") or "hybrid",
+                  tags=tuple(dict.fromkeys(t.strip() for t in tags if t and t.strip())),
+                  status=one("status"), usage=one("usage") or one("usage_flag"),
+                  date_from=_day("date_from", one("date_from")), date_to=_day("date_to", one("date_to")),
+                  place=one("place"), family=one("family"), page=_int("page", one("page"), 1),
+                  size=_int("size", one("size"), 20),
+                  facets=_flag(one("facets"), True),
+                  by=one("by") or "auto", collapse=_flag(one("collapse"), False), degraded=one("degraded"))
+        req.check()
+        return req
+
+    def check(self) -> None:
+        if self.mode not in MODES:
+            raise BadRequest(f"mode must be one of {', '.join(MODES)}, not {self.mode!r}")
+        if self.by not in ("auto", "image", "text"):
+            raise BadRequest(f"by must be one of auto, image, text, not {self.by!r}")
+        if self.status is not None and self.status not in STATUSES:
+            raise BadRequest(f"status must be one of {', '.join(STATUSES)}, not {self.status!r}")
+        if self.usage is not None and self.usage not in USAGE_FLAGS:
+            raise BadRequest(f"usage must be one of {', '.join(USAGE_FLAGS)}, not {self.usage!r}")
+        if not 1 <= self.size <= MAX_SIZE:
+            raise BadRequest(f"size must be between 1 and {MAX_SIZE}, not {self.size}")
+        if self.page < 1 or self.page * self.size > MAX_WINDOW:
+            raise BadRequest(f"page must be at least 1 and page * size at most {MAX_WINDOW} (page {self.page}, "
+                             f"size {self.size})")
+        if self.date_from and self.date_to and self.date_from > self.date_to:
+            raise BadRequest(f"date_from {self.date_from} is after date_to {self.date_to}")
+        if self.degraded is not None and not re.fullmatch(r"[a-z_]{1,40}", self.degraded):
+            raise BadRequest(f"degraded must be any or a part name (ocr, faces, text_vector, ...), not "
+                             f"{self.degraded[:40]!r}")
+        if any(len(t) > 200 for t in self.tags) or len(self.tags) > 20:
+            raise BadRequest("at most 20 tags of at most 200 characters each")
+
+    @property
+    def offset(self) -> int:
+        return (self.page - 1) * self.size
+
+    def filters(self) -> list[dict[str, Any]]:
+        """Every filter as store query clauses, all must hold."""
+        out = build_filters(self.tags, self.status, self.usage, self.degraded)
+        if self.date_from or self.date_to:
+            rng: dict[str, str] = {}
+            if self.date_from:
+                rng["gte"] = f"{self.date_from}T00:00:00.000Z"
+            if self.date_to:
+                rng["lt"] = f"{dt.date.fromisoformat(self.date_to) + dt.timedelta(days=1)}T00:00:00.000Z"
+            out.append({"range": {"event_time": rng}})
+        if self.place:
+            out.append({"bool": {"should": [{"term": {f"place.{k}": self.place}} for k in
+                                            ("city", "region", "country")] +
+                                 [{"term": {"place.country_code": self.place.upper()}}], "minimum_should_match": 1}})
+        if self.family:
+            out.append(family_filter(self.family))
+        return out
+
+    def echo(self) -> dict[str, Any]:
+        """The request as the response repeats it."""
+        d = asdict(self)
+        d["tags"] = list(self.tags)
+        return d
+
+
+def _flag(value: str | None, default: bool) -> bool:
+    return default if value is None else str(value).lower() not in ("0", "false", "no", "off")
+
+
+def _day(name: str, value: str | None) -> str | None:
+    if value is None:
+        return None
+    try:
+        return dt.date.fromisoformat(value).isoformat()
+    except ValueError:
+        raise BadRequest(f"{name} must be a date YYYY-MM-DD, not {value[:40]!r}") from None
+
+
+def _int(name: str, value: Any, default: int) -> int:
+    if value is None:
+        return default
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise BadRequest(f"{name} must be a whole number, not {str(value)[:40]!r}") from None
+
+
+def family_filter(family_id: str) -> dict[str, Any]:
+    """The family with this id (the canonical member's asset id); documents indexed before families by their
+    duplicate links."""
+    return {"bool": {"should": [{"term": {"family_id": family_id}}, {"ids": {"values": [family_id]}},
+                                {"term": {"duplicate_of": family_id}}], "minimum_should_match": 1}}
+
+
+def resolve_family(client: Elasticsearch, settings: Any, req: SearchRequest) -> SearchRequest:
+    """family=ASSET names any member: search the family of that member (its family_id)."""
+    if not req.family:
+        return req
+    try:
+        doc = client.get(index=read_alias(index_settings(settings)), id=req.family, source_includes=["family_id"])
+    except NotFoundError:
+        return req
+    fid = (doc.get("_source") or {}).get("family_id")
+    return replace(req, family=fid) if fid else req
+
+
+def collapse_families(hits: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The best-ranked hit of each family, in rank order."""
+    seen: set[str] = set()
+    out = []
+    for h in hits:
+        if h["family_id"] not in seen:
+            seen.add(h["family_id"])
+            out.append(h)
+    return out
+
+
+def facet_aggs() -> dict[str, Any]:
+    return {name: {"terms": {"field": fld, "size": FACET_SIZE}} for name, fld in FACETS.items()}
+
+
+def _facets(aggregations: Mapping[str, Any] | None) -> dict[str, list[dict[str, Any]]]:
+    aggregations = aggregations or {}
+    return {name: [{"value": b["key"], "count": b["doc_count"]} for b in
+                   (aggregations.get(name) or {}).get("buckets", [])] for name in FACETS}
+
+
+def _merge(a: dict[str, list[dict[str, Any]]], b: dict[str, list[dict[str, Any]]]) -> dict[str, list]:
+    """Facet counts of two disjoint sets of documents, added."""
+    out = {}
+    for name in FACETS:
+        counts: dict[Any, int] = {}
+        for bucket in [*a.get(name, []), *b.get(name, [])]:
+            counts[bucket["value"]] = counts.get(bucket["value"], 0) + bucket["count"]
+        ranked = sorted(counts.items(), key=lambda kv: (-kv[1], str(kv[0])))[:FACET_SIZE]
+        out[name] = [{"value": v, "count": c} for v, c in ranked]
+    return out
+
+
+def _count_over(client: Elasticsearch, settings: Any, query: dict[str, Any], facets: bool) -> tuple[int, dict]:
+    """Total and facet counts of the documents `query` selects (one size-0 request)."""
+    resp = client.search(index=read_alias(index_settings(settings)), query=query, size=0, track_total_hits=True,
+                         aggs=facet_aggs() if facets else None)
+    return resp["hits"]["total"]["value"], _facets(resp.get("aggregations"))
+
+
+def _ids_query(ids: list[str], filters: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"bool": {"filter": [*filters, {"ids": {"values": ids}}]}}
+
+
+def run_search(client: Elasticsearch, settings: Any, req: SearchRequest, taxonomy: Any = None) -> dict[str, Any]:
+    """The search API's answer for one request (see the module docstring)."""
+    from domain.store.search import default_taxonomy
+
+    req = resolve_family(client, settings, req)
+    filters = req.filters()
+    text = req.query.strip()
+    mode = req.mode if text else "keyword"  # no words: every document the filters allow, newest first
+    out: dict[str, Any] = {"query": req.query, "mode": mode, "page": req.page, "size": req.size,
+                           "collapse": req.collapse, "request": req.echo()}
+    # collapsing: rank a window from the top, keep each family's best, then page
+    offset, size = (0, _collapse_window(settings, req)) if req.collapse else (req.offset, req.size)
+    if mode == "keyword":
+        tax = taxonomy if taxonomy is not None else default_taxonomy(settings)
+        report: dict[str, Any] = {}
+        hits = search(client, settings, text, size=size, taxonomy=tax, filters=filters, offset=offset,
+                      aggs=facet_aggs() if req.facets else None, report=report)
+        total, facets = report["total"], _facets(report["aggregations"])
+        over = "matches"
+    elif mode == "semantic":
+        window = max(index_settings(settings).rrf_window, offset + size)
+        near = semantic_search(client, settings, text, filters=filters, size=window)
+        hits = near[offset:offset + size]
+        total, facets = _count_over(client, settings, _ids_query([h["asset_id"] for h in near], filters), req.facets)
+        over = "nearest"
+    else:
+        report = {}
+        hits = hybrid_search(client, settings, text, size=size, taxonomy=taxonomy, filters=filters,
+                             offset=offset, aggs=facet_aggs() if req.facets else None, report=report)
+        if "aggregations" in report:  # the store fused and counted (es rrf retriever)
+            total, facets = report["total"], _facets(report["aggregations"])
+        else:  # the keyword matches (counted with the keyword leg) + the kNN ids that are not among them
+            rest = {"bool": {"filter": [*filters, {"ids": {"values": report["vector_ids"]}}],
+                             "must_not": [report["keyword_query"]]}}
+            n, more = _count_over(client, settings, rest, req.facets)
+            total, facets = report["keyword_total"] + n, _merge(_facets(report["keyword_aggregations"]), more)
+        over = "matches_and_nearest"
+    if req.collapse:
+        hits = collapse_families(hits)[req.offset:req.offset + req.size]
+    out.update(total=total, hits=hits, facets=facets if req.facets else {}, facets_over=over)
+    return out
+
+
+COLLAPSE_FACTOR = 5
+
+
+def _collapse_window(settings: Any, req: SearchRequest) -> int:
+    """How many hits to rank before collapsing families: the page's end times COLLAPSE_FACTOR (families of up
+    to 5 members fill a page), at least the RRF window, at most the store's result window."""
+    return min(MAX_WINDOW, max(index_settings(settings).rrf_window, req.page * req.size * COLLAPSE_FACTOR))
+
+
+def run_similar(client: Elasticsearch, settings: Any, asset_id: str, req: SearchRequest) -> dict[str, Any]:
+    """More like this asset: the nearest neighbours of its image vector (by=image), its text vector (by=text),
+    or by=auto the image vector when it has one, else the text vector; itself excluded, with the request's
+    filters and paging. Raises LookupError when the asset is not indexed or has no such vector."""
+    req = resolve_family(client, settings, req)
+    filters = req.filters()
+    window = _collapse_window(settings, req) if req.collapse else \
+        max(index_settings(settings).rrf_window, req.page * req.size)
+    by = req.by
+    if by == "auto":
+        try:
+            near, by = similar(client, settings, asset_id, size=window, filters=filters, by="image"), "image"
+        except LookupError as exc:
+            if "no image vector" not in str(exc):
+                raise  # not indexed at all
+            near, by = similar(client, settings, asset_id, size=window, filters=filters, by="text"), "text"
+    else:
+        near = similar(client, settings, asset_id, size=window, filters=filters, by=by)
+    return _nearest_answer(client, settings, req, near, filters, similar_to=asset_id, by=by)
+
+
+def run_similar_image(client: Elasticsearch, settings: Any, image: bytes, req: SearchRequest) -> dict[str, Any]:
+    """The assets that look most like an uploaded image (exact cosine over at most index.image_scan_limit
+    documents on the embedded store, the store's kNN otherwise). Raises BadRequest for bytes that are too many
+    or not an image."""
+    limit = index_settings(settings).query_image_max_bytes
+    if len(image) > limit:
+        raise BadRequest(f"the query image is {len(image)} bytes, over the limit of {limit} "
+                         "(index.query_image_max_bytes)")
+    if not image:
+        raise BadRequest("no query image: send the image file as the request body")
+    req = resolve_family(client, settings, req)
+    filters = req.filters()
+    window = _collapse_window(settings, req) if req.collapse else \
+        max(index_settings(settings).rrf_window, req.page * req.size)
+    try:
+        near = similar_to_image(client, settings, image, filters=filters, size=window)
+    except ValueError as exc:
+        raise BadRequest(str(exc)) from None
+    return _nearest_answer(client, settings, req, near, filters, similar_to="(uploaded image)", by="image")
+
+
+def _nearest_answer(client: Elasticsearch, settings: Any, req: SearchRequest, near: list[dict[str, Any]],
+                    filters: list[dict[str, Any]], *, similar_to: str, by: str) -> dict[str, Any]:
+    ranked = collapse_families(near) if req.collapse else near
+    out: dict[str, Any] = {"similar_to": similar_to, "mode": "similar", "by": by, "page": req.page,
+                           "size": req.size, "collapse": req.collapse, "request": req.echo(),
+                           "hits": ranked[req.offset:req.offset + req.size]}
+    total, facets = _count_over(client, settings, _ids_query([h["asset_id"] for h in near], filters), req.facets)
+    out.update(total=total, facets=facets if req.facets else {}, facets_over="nearest")
+    return out

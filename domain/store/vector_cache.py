@@ -1,0 +1,185 @@
+"""The embedded store has no kNN (vector_mode 'off'): semantic, hybrid and "more like this" rank by exact cosine in
+the search process. Reading every stored vector per query costs ~40 µs a document (4 s at 100k), so a long-lived
+search process (the review app / API) keeps the vectors in memory instead, one matrix per (store, alias, kind):
+
+- loaded once, with one scan of the packed vectors (at most `index.vector_cache_max_docs` text vectors, 1.5 KB
+  each, or `index.image_scan_limit` image vectors, 5 KB each: documents past the limit are not ranked);
+- kept fresh in the background (a query never waits for it): every `index.vector_cache_check_s` a thread reads
+  the ids and `indexed_at` of what was indexed since the newest `indexed_at` it has seen (less a slack for
+  refresh delays and clock skew between sink workers), then the vectors of the new or changed ones, and compares
+  the store's document count (a delete makes it reload everything); every `index.vector_cache_reload_s`
+  everything is read again;
+- filters are the store's: with filters the query asks the store for the ids of the matching documents
+  (`_source: false`, `index.vector_scan_limit` at most), and ranks those rows only.
+
+A query then costs one matrix product (100k x 384 float32: ~10 ms on one core), one `mget` of the k best
+documents' hit fields, and the checks above. A one-shot process (the CLI) pays the load once, as before.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from elasticsearch import Elasticsearch, helpers
+
+from domain.store.vectors import KINDS, unpack
+
+SLACK_S = 30.0
+MGET_CHUNK = 1000
+MAX_ERRORS = 3
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class _Entry:
+    ids: list[str] = field(default_factory=list)
+    rows: dict[str, int] = field(default_factory=dict)
+    stamps: dict[str, str | None] = field(default_factory=dict)  # id -> indexed_at of the vector held
+    mat: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))
+    live: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))  # False: no vector (or another size)
+    newest: str | None = None  # the newest indexed_at seen (ISO)
+    loaded: float = 0.0
+    used: float = 0.0
+    refresher: threading.Thread | None = None
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+_entries: dict[tuple[str, str, str], _Entry] = {}
+_entries_lock = threading.Lock()
+
+
+def _entry(key: tuple[str, str, str]) -> _Entry:
+    with _entries_lock:
+        return _entries.setdefault(key, _Entry())
+
+
+def _scan(client: Elasticsearch, alias: str, kind: str, query: dict[str, Any], limit: int):
+    floats_field, packed_field, _ = KINDS[kind]
+    body = {"query": query, "_source": [packed_field, floats_field, "indexed_at"]}
+    for n, h in enumerate(helpers.scan(client, index=alias, query=body, size=2000)):
+        if n >= limit:
+            break
+        src = h.get("_source") or {}
+        yield h["_id"], unpack(src, kind), src.get("indexed_at")
+
+
+def _load(e: _Entry, client: Elasticsearch, alias: str, kind: str, dims: int, limit: int) -> None:
+    """Read every vector (built aside, swapped in under the lock: queries go on with the old arrays)."""
+    ids, vecs, stamps, newest = [], [], {}, None
+    for doc_id, vec, at in _scan(client, alias, kind, {"match_all": {}}, limit):
+        ids.append(doc_id)
+        vecs.append(vec if vec is not None and len(vec) == dims else None)
+        stamps[doc_id] = at
+        newest = max(newest or "", at or "") or None
+    live = np.array([v is not None for v in vecs], bool)
+    mat = np.stack([v if v is not None else np.zeros(dims, np.float32) for v in vecs]) if vecs else \
+        np.zeros((0, dims), np.float32)
+    with e.lock:
+        e.ids, e.rows, e.stamps, e.live, e.mat = ids, {d: i for i, d in enumerate(ids)}, stamps, live, mat
+        e.newest, e.loaded = newest, time.monotonic()
+
+
+def _since(e: _Entry, client: Elasticsearch, alias: str, kind: str, dims: int, limit: int) -> bool:
+    """Apply what was indexed since the newest indexed_at seen (less SLACK_S): the ids and stamps of that window,
+    then the vectors of the documents new or changed in it; False when a full reload is needed."""
+    if e.newest is None:  # documents without indexed_at (not written by the sink): only the count tells
+        return int(client.count(index=alias)["count"]) == len(e.ids)
+    start = (dt.datetime.fromisoformat(e.newest.replace("Z", "+00:00")) - dt.timedelta(seconds=SLACK_S))
+    query = {"range": {"indexed_at": {"gte": start.isoformat(timespec="milliseconds").replace("+00:00", "Z")}}}
+    window = {h["_id"]: (h.get("_source") or {}).get("indexed_at") for h in helpers.scan(
+        client, index=alias, query={"query": query, "_source": ["indexed_at"]}, size=5000)}
+    changed = [d for d, at in window.items() if e.stamps.get(d, "-") != at]
+    floats_field, packed_field, _ = KINDS[kind]
+    fresh: list[tuple[str, np.ndarray | None, str | None]] = []
+    for i in range(0, len(changed), MGET_CHUNK):
+        docs = client.mget(index=alias, ids=changed[i:i + MGET_CHUNK],
+                           source_includes=[packed_field, floats_field, "indexed_at"])["docs"]
+        fresh += [(d["_id"], unpack(d["_source"], kind), d["_source"].get("indexed_at")) for d in docs
+                  if d.get("found")]
+    with e.lock:
+        added_ids, added = [], []
+        for doc_id, vec, at in fresh:
+            ok = vec is not None and len(vec) == dims
+            row = e.rows.get(doc_id)
+            if row is not None:  # in place: a query running now may see this one row half written
+                e.mat[row] = vec if ok else 0.0
+                e.live[row] = ok
+            else:
+                added_ids.append(doc_id)
+                added.append((vec if ok else np.zeros(dims, np.float32), ok))
+            e.stamps[doc_id] = at
+            e.newest = max(e.newest or "", at or "") or None
+        if added:
+            e.rows = {**e.rows, **{d: len(e.ids) + i for i, d in enumerate(added_ids)}}
+            e.ids = e.ids + added_ids
+            e.mat = np.concatenate([e.mat, np.stack([v for v, _ in added])])
+            e.live = np.concatenate([e.live, np.array([ok for _, ok in added], bool)])
+        n = len(e.ids)
+    return int(client.count(index=alias)["count"]) == n and n <= limit
+
+
+def _refresh_loop(e: _Entry, client: Elasticsearch, alias: str, kind: str, dims: int, limit: int, s: Any) -> None:
+    """In the background, so a query never waits for it: every vector_cache_check_s what was indexed since;
+    everything again every vector_cache_reload_s or when the count disagrees (a delete). Ends when no query
+    used the cache for vector_cache_reload_s, or after MAX_ERRORS failures in a row (the next query loads
+    again)."""
+    errors = 0
+    while True:
+        time.sleep(max(0.05, s.vector_cache_check_s))
+        if time.monotonic() - e.used > s.vector_cache_reload_s:
+            break
+        try:
+            if time.monotonic() - e.loaded > s.vector_cache_reload_s or \
+                    not _since(e, client, alias, kind, dims, limit):
+                _load(e, client, alias, kind, dims, limit)
+            errors = 0
+        except Exception as exc:  # the store is down or the alias is gone: try again, then give up
+            errors += 1
+            log.debug("vector cache %s/%s: refresh failed: %s", alias, kind, type(exc).__name__)
+            if errors >= MAX_ERRORS:
+                break
+    with e.lock:
+        e.loaded, e.refresher = 0.0, None
+
+
+def nearest(client: Elasticsearch, s: Any, alias: str, q: np.ndarray, filters: list[dict[str, Any]], k: int,
+            kind: str) -> list[tuple[str, float]]:
+    """The k (id, cosine) nearest to the unit vector q among the documents the filters allow, best first."""
+    e = _entry((s.url, alias, kind))
+    dims = len(q)
+    limit = s.vector_cache_max_docs if kind == "text" else s.image_scan_limit  # 1280 floats: 5 KB a document
+    e.used = time.monotonic()
+    if not e.loaded:
+        _load(e, client, alias, kind, dims, limit)  # the first query of this process (or after a failure) waits
+    with e.lock:
+        if e.refresher is None:
+            e.refresher = threading.Thread(target=_refresh_loop, args=(e, client, alias, kind, dims, limit, s),
+                                           daemon=True, name=f"vector-cache-{alias}-{kind}")
+            e.refresher.start()
+        ids, mat, live, rows = e.ids, e.mat, e.live, e.rows
+    if not ids or mat.shape[1] != dims:
+        return []
+    mask = live.copy()
+    if filters:
+        allowed = np.zeros(len(ids), bool)
+        body = {"query": {"bool": {"filter": filters}}, "_source": False}
+        for n, h in enumerate(helpers.scan(client, index=alias, query=body, size=5000)):
+            if n >= s.vector_scan_limit:
+                break
+            row = rows.get(h["_id"])
+            if row is not None and row < len(allowed):
+                allowed[row] = True
+        mask &= allowed
+    candidates = np.flatnonzero(mask)
+    if not len(candidates):
+        return []
+    sims = (mat @ q)[candidates] if 2 * len(candidates) > len(ids) else mat[candidates] @ q
+    top = np.argpartition(-sims, min(k, len(sims)) - 1)[:k] if len(sims) > k else np.arange(len(sims))
+    top = top[np.argsort(-sims[top], kind="stable")]
+    return [(ids[candidates[i]], float(sims[i])) for i in top]

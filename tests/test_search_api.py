@@ -1,0 +1,207 @@
+"""The one search API (GET /v1/search, GET /v1/assets/{id}/similar) over real HTTP, served by the review app's
+process (uvicorn) with its auth, against a real osmem-server seeded through the real index sink."""
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import httpx
+import pytest
+
+from app.review.server import ReviewServer
+from tests.store_support import index_all, settings_for, validated_asset
+
+pytestmark = pytest.mark.timeout(300)
+TOKEN = "search-api-test-token"
+
+BERLIN = {"city": "Berlin", "region": "Berlin", "country": "Germany", "country_code": "DE"}
+#: id, title, alt text, tags, status, upload day (November 2026), place (None: Paris), duplicate_of
+LIBRARY = [
+    ("a-party", "Kids blowing out birthday candles", "children around a cake with balloons", [("subject", "cake")],
+     "auto_applied", 2, None, None),
+    ("a-tax", "Tax form on an office desk", "a printed form and a pen", [("subject", "document")],
+     "auto_applied", 3, None, None),
+    ("a-shoe", "Athletic footwear on a bench", "white shoes on wood", [("product", "sneaker"), ("color", "white")],
+     "approved", 5, None, None),
+    ("a-boots", "Leather boots by the door", "brown boots on a mat", [("product", "boot"), ("color", "brown")],
+     "auto_applied", 8, None, None),
+    ("a-sofa", "Blue sofa in a living room", "a sofa with cushions", [("product", "sofa")], "auto_applied", 12,
+     None, None),
+    ("a-wedding", "Bride and groom dancing", "a couple dancing at their wedding reception",
+     [("subject", "people")], "needs_review", 20, BERLIN, None),
+    ("a-wedding-2", "Bride and groom dancing, second take", "a couple dancing at their wedding reception",
+     [("subject", "people")], "needs_review", 21, BERLIN, "a-wedding"),
+]
+
+
+def _record(aid, title, alt, tags, status, day, place, duplicate_of):
+    v = validated_asset(aid, 1, title=title, alt_text=alt, tags=tags, status=status, ocr_text="")
+    pre = v["enriched"]["pre"]
+    pre["asset"]["event_time"] = dt.datetime(2026, 11, day, 9, 30, tzinfo=dt.timezone.utc)
+    if place:
+        pre["place"] = place
+    v["enriched"]["duplicate_of"] = duplicate_of
+    v["enriched"]["duplicate_distance"] = 3 if duplicate_of else None
+    return v
+
+
+@pytest.fixture(scope="module")
+def settings(store):
+    return index_all(settings_for(store.url), [_record(*row) for row in LIBRARY])
+
+
+@pytest.fixture(scope="module")
+def server(settings):
+    with ReviewServer(settings, port=0, token=TOKEN) as srv:
+        yield srv
+
+
+@pytest.fixture
+def api(server):
+    with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=60) as c:
+        yield c
+
+
+def _get(api, path, **params):
+    r = api.get(path, params=params)
+    assert r.status_code == 200, r.text
+    assert r.headers["content-type"].startswith("application/json")
+    return r.json()
+
+
+def _ids(answer):
+    return [h["asset_id"] for h in answer["hits"]]
+
+
+def _facet(answer, name):
+    return {b["value"]: b["count"] for b in answer["facets"][name]}
+
+
+def test_no_data_without_auth(server):
+    for path in ("/v1/search?query=sofa", "/v1/assets/a-party/similar"):
+        for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": f"Basic {TOKEN}"}):
+            r = httpx.get(server.url + path, headers=headers)
+            assert r.status_code == 401, (path, headers)
+            assert "a-sofa" not in r.text and "Blue sofa" not in r.text and "a-wedding" not in r.text
+    # the session cookie from the token login opens the API too, as it opens the app
+    with httpx.Client(base_url=server.url) as browser:
+        assert browser.get("/login", params={"token": TOKEN}).status_code == 303  # cookie set
+        assert _ids(_get(browser, "/v1/search", query="sofa", mode="keyword")) == ["a-sofa"]
+
+
+def test_basic_and_header_auth(settings):
+    basic = settings.with_overrides(review={"auth": "basic", "users": {"maria": "s3cret-pw"}})
+    with ReviewServer(basic, port=0) as srv:
+        assert httpx.get(srv.url + "/v1/search").status_code == 401
+        assert httpx.get(srv.url + "/v1/search", auth=("maria", "nope")).status_code == 401
+        r = httpx.get(srv.url + "/v1/search", params={"query": "sofa"}, auth=("maria", "s3cret-pw"))
+        assert r.status_code == 200 and r.json()["hits"][0]["asset_id"] == "a-sofa"
+    proxied = settings.with_overrides(review={"auth": "header", "trusted_header": "X-Auth-User"})
+    with ReviewServer(proxied, port=0) as srv:
+        assert httpx.get(srv.url + "/v1/search").status_code == 401
+        r = httpx.get(srv.url + "/v1/assets/a-party/similar", headers={"X-Auth-User": "maria"})
+        assert r.status_code == 200 and r.json()["hits"]
+
+
+def test_modes(api):
+    hybrid = _get(api, "/v1/search", query="joyful celebration", mode="hybrid", size=3)
+    assert hybrid["mode"] == "hybrid" and _ids(hybrid)[0] == "a-party" and hybrid["hits"][0]["score"] > 0
+    semantic = _get(api, "/v1/search", query="joyful celebration", mode="semantic", size=3)
+    assert _ids(semantic)[0] == "a-party" and len(semantic["hits"]) == 3
+    keyword = _get(api, "/v1/search", query="joyful celebration", mode="keyword")
+    assert keyword["total"] == 0 and keyword["hits"] == []  # no shared word, no tag
+    # vocabulary synonyms in keyword and hybrid mode
+    assert _ids(_get(api, "/v1/search", query="trainers", mode="keyword")) == ["a-shoe"]
+    assert _ids(_get(api, "/v1/search", query="trainers", mode="hybrid"))[0] == "a-shoe"
+    # no words: every document the filters allow
+    assert _get(api, "/v1/search")["total"] == len(LIBRARY)
+
+
+def test_facets_count_the_result_set(api):
+    everything = _get(api, "/v1/search")
+    assert everything["facets_over"] == "matches"
+    assert _facet(everything, "status") == {"auto_applied": 4, "approved": 1, "needs_review": 2}
+    assert _facet(everything, "country") == {"France": 5, "Germany": 2}
+    assert _facet(everything, "tags")["subject:people"] == 2
+    boots = _get(api, "/v1/search", query="boots", mode="keyword")
+    assert boots["total"] == 1 and _facet(boots, "tags") == {"product:boot": 1, "color:brown": 1}
+    # hybrid: the keyword matches and the nearest neighbours, counted by the store
+    hybrid = _get(api, "/v1/search", query="boots", mode="hybrid", status="auto_applied")
+    assert hybrid["facets_over"] == "matches_and_nearest"
+    assert _facet(hybrid, "status") == {"auto_applied": hybrid["total"]} and hybrid["total"] >= 1
+    assert _get(api, "/v1/search", query="boots", facets="false")["facets"] == {}
+
+
+def test_filters_apply_in_every_mode(api):
+    for mode in ("keyword", "semantic", "hybrid"):
+        q = "couple dancing" if mode != "semantic" else "a wedding"
+        assert set(_ids(_get(api, "/v1/search", query=q, mode=mode, place="DE"))) == {"a-wedding", "a-wedding-2"}
+        assert _ids(_get(api, "/v1/search", query=q, mode=mode, place="Paris", size=50)).count("a-wedding") == 0
+        assert set(_ids(_get(api, "/v1/search", query=q, mode=mode, family="a-wedding"))) == \
+            {"a-wedding", "a-wedding-2"}
+        assert _ids(_get(api, "/v1/search", query=q, mode=mode, date_from="2026-11-21", date_to="2026-11-21")) == \
+            ["a-wedding-2"]
+        assert _ids(_get(api, "/v1/search", query="shoes", mode=mode, status="approved")) == ["a-shoe"]
+    days = _get(api, "/v1/search", date_from="2026-11-03", date_to="2026-11-08", size=50)
+    assert set(_ids(days)) == {"a-tax", "a-shoe", "a-boots"}  # both ends inclusive
+    tagged = _get(api, "/v1/search", query="footwear", tag=["product:boot", "color:brown"])
+    assert _ids(tagged) == ["a-boots"]
+    assert _get(api, "/v1/search", tags="product:boot,color:white")["total"] == 0
+
+
+def test_pages(api):
+    for mode in ("keyword", "semantic", "hybrid"):
+        q = "a photo" if mode != "keyword" else ""
+        whole = _ids(_get(api, "/v1/search", query=q, mode=mode, size=6))
+        first = _ids(_get(api, "/v1/search", query=q, mode=mode, size=3, page=1))
+        second = _get(api, "/v1/search", query=q, mode=mode, size=3, page=2)
+        assert second["page"] == 2 and first + _ids(second) == whole, mode
+
+
+def test_bad_requests_say_why(api):
+    cases = {"mode": ("fuzzy", "mode must be one of keyword, semantic, hybrid"),
+             "date_from": ("yesterday", "date_from must be a date YYYY-MM-DD"),
+             "size": ("1000", "size must be between 1 and 100"),
+             "page": ("x", "page must be a whole number"),
+             "status": ("published", "status must be one of")}
+    for name, (value, reason) in cases.items():
+        r = api.get("/v1/search", params={"query": "sofa", name: value})
+        assert r.status_code == 400 and reason in r.json()["error"], (name, r.text)
+    r = api.get("/v1/search", params={"date_from": "2026-11-09", "date_to": "2026-11-01"})
+    assert r.status_code == 400 and "after" in r.json()["error"]
+
+
+def test_similar(api):
+    near = _get(api, "/v1/assets/a-wedding/similar", size=3)
+    assert near["similar_to"] == "a-wedding" and "a-wedding" not in _ids(near)
+    assert _ids(near)[0] == "a-wedding-2"  # the second take
+    party = _get(api, "/v1/assets/a-party/similar", status="auto_applied", size=10)
+    assert party["hits"] and {h["status"] for h in party["hits"]} == {"auto_applied"}
+    r = api.get("/v1/assets/no-such-asset/similar")
+    assert r.status_code == 404 and "no-such-asset" in r.json()["error"]
+
+
+def test_store_down_is_503_without_details(settings):
+    broken = settings.with_overrides(index={"url": "http://127.0.0.1:9", "request_timeout_s": 1.0})
+    with ReviewServer(broken, port=0, token=TOKEN) as srv:
+        r = httpx.get(srv.url + "/v1/search", params={"query": "sofa", "mode": "keyword"},
+                      headers={"Authorization": f"Bearer {TOKEN}"}, timeout=60)
+        assert r.status_code == 503 and "search store failed" in r.json()["error"]
+        assert "127.0.0.1:9" not in r.text
+
+
+def test_cli_uses_the_same_answer(settings, api):
+    from typer.testing import CliRunner
+
+    from app.cli import app
+
+    cfg = settings.index
+    env = {"ASSETSTREAM_INDEX__INDEX": cfg.index, "ASSETSTREAM_INDEX__SERVER_MODE": "serverless"}
+    args = ["--mode", "semantic", "--place", "DE", "--size", "2", "--es-url", cfg.url]
+    got = CliRunner().invoke(app, ["search", "a wedding", "--json", *args], env=env)
+    assert got.exit_code == 0, got.output
+    answer = json.loads(got.output)
+    via_http = _get(api, "/v1/search", query="a wedding", mode="semantic", place="DE", size=2)
+    assert _ids(answer) == _ids(via_http) and answer["facets"] == via_http["facets"]
+    bad = CliRunner().invoke(app, ["search", "x", "--mode", "fuzzy", "--es-url", cfg.url], env=env)
+    assert bad.exit_code == 2 and "mode must be one of" in bad.output

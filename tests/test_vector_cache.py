@@ -1,0 +1,80 @@
+"""The in-process vector cache of the embedded store's exact cosine (domain/store/vector_cache.py): the same
+answers as reading every vector per query, kept fresh as documents are indexed, rewritten and deleted. Real
+osmem-server, documents written by the real IndexSink."""
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from consumers.index.sink import IndexSink
+from domain.store.management import read_alias
+from domain.store.search import hybrid_search, semantic_search, similar
+from tests.store_support import as_items, deleted_asset, settings_for, validated_asset
+
+LIBRARY = [
+    ("v-party", "Kids blowing out birthday candles", [("subject", "cake")], "auto_applied"),
+    ("v-wedding", "Bride and groom dancing at their wedding", [("subject", "people")], "needs_review"),
+    ("v-tax", "Tax form on an office desk", [("subject", "document")], "auto_applied"),
+    ("v-sofa", "Blue sofa in a living room", [("product", "sofa")], "auto_applied"),
+    ("v-lake", "Mountain lake at dawn", [("setting", "outdoor")], "auto_applied"),
+]
+
+
+def _ids(hits):
+    return [h["asset_id"] for h in hits]
+
+
+@pytest.fixture
+def sink(store):
+    s = IndexSink(settings_for(store.url, vector_cache_check_s=0.1))
+    s.process_batch(as_items([validated_asset(aid, 1, title=t, alt_text=t, tags=tags, status=st, ocr_text="")
+                              for aid, t, tags, st in LIBRARY]))
+    s.client.indices.refresh(index=read_alias(s.cfg))
+    yield s
+    s.close()
+
+
+def test_the_cache_answers_as_a_scan_does(sink):
+    cached = sink.settings
+    scan = cached.with_overrides(index={"vector_cache": False})
+    for q in ("joyful celebration", "paperwork", "somewhere to sit"):
+        a = semantic_search(sink.client, cached, q, filters=[], size=5)
+        b = semantic_search(sink.client, scan, q, filters=[], size=5)
+        assert _ids(a) == _ids(b) and [h["score"] for h in a] == pytest.approx([h["score"] for h in b], abs=1e-5)
+        assert a[0]["title"]  # hit fields come from the store
+    flt = [{"term": {"status": "needs_review"}}]
+    assert _ids(semantic_search(sink.client, cached, "joyful celebration", filters=flt, size=5)) == ["v-wedding"]
+    near = similar(sink.client, cached, "v-party", size=2)
+    assert "v-party" not in _ids(near) and _ids(near) == _ids(similar(sink.client, scan, "v-party", size=2))
+
+
+def _eventually(check, timeout_s: float = 10.0) -> bool:
+    """The cache refreshes in the background every vector_cache_check_s (0.1 s here)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def test_the_cache_follows_new_rewritten_and_deleted_documents(sink):
+    c, st = sink.client, sink.settings
+    assert _eventually(lambda: _ids(semantic_search(c, st, "fireworks over the harbour", filters=[], size=1)) !=
+                       ["v-fireworks"])
+    sink.process_batch(as_items([validated_asset("v-fireworks", 1, title="Fireworks over the harbour at night",
+                                                 alt_text="fireworks", tags=[("setting", "night")], ocr_text="")]))
+    c.indices.refresh(index=read_alias(sink.cfg))
+    assert _eventually(lambda: _ids(semantic_search(c, st, "fireworks over the harbour", filters=[], size=1)) ==
+                       ["v-fireworks"])
+    # a new version that says something else: its new vector is used
+    sink.process_batch(as_items([validated_asset("v-fireworks", 2, title="Spreadsheet of quarterly tax figures",
+                                                 alt_text="a spreadsheet", tags=[], ocr_text="")]))
+    c.indices.refresh(index=read_alias(sink.cfg))
+    assert _eventually(lambda: _ids(semantic_search(c, st, "fireworks over the harbour", filters=[], size=1)) !=
+                       ["v-fireworks"])
+    sink.process_batch(as_items([deleted_asset("v-tax", 2)]))
+    c.indices.refresh(index=read_alias(sink.cfg))
+    assert _eventually(lambda: "v-tax" not in _ids(semantic_search(c, st, "tax form paperwork", filters=[], size=10)))
+    assert "v-tax" not in _ids(hybrid_search(c, st, "tax form paperwork", size=10))
