@@ -306,7 +306,7 @@ def test_index_embedder_failure_is_retried_then_indexed_visibly_without_vector_a
 
     from consumers.index.sink import IndexSink
     from domain.store.management import read_alias
-    from domain.store.search import search
+    from domain.store.search import build_filters, search
     from domain.store.vectors import unpack
     from tests.store_support import as_items, settings_for, validated_asset
 
@@ -340,12 +340,12 @@ def test_index_embedder_failure_is_retried_then_indexed_visibly_without_vector_a
         assert doc["completeness"] == "degraded" and doc["degraded_parts"] == ["text_vector"]
         assert doc["degraded"] == {"text_vector": "text embedder failed (MemoryError)"}
         assert doc["status"] == "auto_applied"  # the metadata is complete; only search by meaning lacks it
-        ids = lambda **f: sorted(h["asset_id"] for h in search(sink.client, settings, None, taxonomy=None, **f))  # noqa: E731
-        assert ids(degraded="any") == ["e-ocr", "e-vec"]
-        assert ids(degraded="ocr") == ["e-ocr"]
-        assert ids(degraded="text_vector") == ["e-ocr", "e-vec"]
-        assert search(sink.client, settings, None, taxonomy=None, degraded="ocr")[0]["degraded_parts"] == \
-            ["ocr", "text_vector"]
+        def only(part: str) -> list[dict]:
+            return search(sink.client, settings, None, taxonomy=None, filters=build_filters(degraded=part))
+        assert sorted(h["asset_id"] for h in only("any")) == ["e-ocr", "e-vec"]
+        assert [h["asset_id"] for h in only("ocr")] == ["e-ocr"]
+        assert sorted(h["asset_id"] for h in only("text_vector")) == ["e-ocr", "e-vec"]
+        assert only("ocr")[0]["degraded_parts"] == ["ocr", "text_vector"]
 
         # as a user: the CLI lists them, and `index embed` redoes the vectors
         from typer.testing import CliRunner
@@ -355,7 +355,7 @@ def test_index_embedder_failure_is_retried_then_indexed_visibly_without_vector_a
                "ASSETSTREAM_INDEX__SERVER_MODE": "serverless"}
         listed = CliRunner().invoke(app, ["search", "--degraded", "ocr", "--json"], env=env)
         assert listed.exit_code == 0, listed.output
-        assert [(h["asset_id"], h["degraded_parts"]) for h in json.loads(listed.output)] == \
+        assert [(h["asset_id"], h["degraded_parts"]) for h in json.loads(listed.output)["hits"]] == \
             [("e-ocr", ["ocr", "text_vector"])]
         embedded = CliRunner().invoke(app, ["index", "embed", "--json"], env=env)
         assert embedded.exit_code == 0, embedded.output
@@ -363,7 +363,7 @@ def test_index_embedder_failure_is_retried_then_indexed_visibly_without_vector_a
         doc = sink.client.get(index=alias, id="e-vec")["_source"]
         assert unpack(doc).shape == (384,)
         assert doc["completeness"] == "complete" and doc["degraded_parts"] == [] and doc["degraded"] == {}
-        assert ids(degraded="any") == ["e-ocr"] and ids(degraded="text_vector") == []
+        assert [h["asset_id"] for h in only("any")] == ["e-ocr"] and only("text_vector") == []
         assert sink.client.get(index=alias, id="e-ocr")["_source"]["degraded"] == {"ocr": "ocr timed out"}
     finally:
         sink.close()
