@@ -13,7 +13,8 @@ from typing import Any, Callable
 
 from consumers.enrich.batching import BatchCollector, is_backfill, make_batch_journal
 from consumers.enrich.calling import Caller, PriceTable, SpendLedger, TaskResult
-from consumers.enrich.dedupe import DedupeIndex, ElasticsearchDedupeIndex, Indexed, InMemoryDedupeIndex, Look
+from consumers.enrich.dedupe import (DedupeIndex, ElasticsearchDedupeIndex, Indexed, InMemoryDedupeIndex, Look,
+                                    clip_rule)
 from consumers.enrich.plan import EnrichPlan
 from consumers.enrich.results import make_result_cache, result_key
 from consumers.enrich.providers import make_provider
@@ -33,6 +34,8 @@ calibrated, so an unverified answer never reaches a 0.85 auto-apply threshold on
 VERIFY_MIN_SCORE = 0.5
 
 PRE_FIELDS = ("image", "thumbnail", "exif", "place", "embedded", "ocr", "hashes", "signals")
+DEDUPE_MODEL = {"exact": "sha256", "near": "phash", "clip": "keyframes"}
+"""what a dedupe match compared (its provenance entry's model)"""
 
 
 def _same_model(a: TaskResult, b: TaskResult) -> bool:
@@ -106,7 +109,7 @@ class EnrichStage(PipelineFacts, Stage):
                 dedupe = ElasticsearchDedupeIndex(settings)
             elif self.enrich.dedupe == "memory":
                 dedupe = InMemoryDedupeIndex(self.enrich.dedupe_max_distance, self.enrich.dedupe_lru_size,
-                                             self.enrich.dedupe_confirm_distance)
+                                             self.enrich.dedupe_confirm_distance, clip_rule(self.enrich))
         self.dedupe = dedupe
         self.results = make_result_cache(settings, getattr(dedupe, "client", None))
         # backfill through the providers' batch APIs (enrich.batch): live records stay synchronous
@@ -173,7 +176,7 @@ class EnrichStage(PipelineFacts, Stage):
             if match is not None:
                 metrics.DEDUPE.labels(match.kind).inc()
                 prov = [*match.provenance, {
-                    "task": "dedupe", "provider": "dedupe", "model": "sha256" if match.kind == "exact" else "phash",
+                    "task": "dedupe", "provider": "dedupe", "model": DEDUPE_MODEL[match.kind],
                     "model_version": None, "prompt_id": "dedupe", "prompt_version": match.kind,
                     "prompt_hash": "", "request_id": match.asset_id, "timestamp": now_ms(), "input_tokens": 0,
                     "output_tokens": 0, "latency_ms": 0.0, "cost_usd": 0.0, "reused_from": None}]
