@@ -161,6 +161,8 @@ class EnrichStage(PipelineFacts, Stage):
         if is_deleted(value):
             return Output(value=self._record(minimal_pre(value), None, [], 0.0))
         pre = {**{k: None for k in PRE_FIELDS}, **value}  # the thumbnail rides on: the index keeps it for review
+        if (pre.get("video") or {}).get("data") is not None:  # the file was for the model: not on to later topics
+            pre["video"] = {**pre["video"], "data": None}
         asset = value["asset"]
         hashes = value.get("hashes") or {}
         indexed = await self.dedupe.indexed(asset["asset_id"]) if self.dedupe is not None else None
@@ -219,6 +221,19 @@ class EnrichStage(PipelineFacts, Stage):
                 "duplicate_of": duplicate_of, "duplicate_distance": duplicate_distance, "stamp": stamp(self.name),
                 "review": review, "degraded": degraded or {}}
 
+    GEMINI_VIDEO_TYPES = {"MP4": "video/mp4", "MOV": "video/mov", "WEBM": "video/webm"}
+    """containers Gemini takes as video input, with the mime types its API lists (no Matroska)"""
+
+    def _video_input(self, value: dict[str, Any]) -> tuple[str, bytes] | None:
+        """(mime type, file) when the video itself goes to Gemini (enrich.gemini_video, the record carries it,
+        within gemini_video_max_bytes, a container Gemini takes), else None (its keyframes are sent)."""
+        video = value.get("video") or {}
+        data, mime = video.get("data"), self.GEMINI_VIDEO_TYPES.get(str(video.get("container") or "").upper())
+        if not (self.enrich.gemini_video and self.enrich.send_image and data and mime) \
+                or len(data) > self.enrich.gemini_video_max_bytes:
+            return None
+        return mime, data
+
     async def _run_tasks(self, value: dict[str, Any], final: bool = True) -> dict[str, TaskResult]:
         """Every planned task's answer: from the result cache when the same question was asked before (same
         image, task, model, prompt and rendered context), else from the model (and then cached). A degraded
@@ -229,13 +244,18 @@ class EnrichStage(PipelineFacts, Stage):
         image = thumb.get("data") if self.enrich.send_image else None
         media_type = thumb.get("media_type") or "image/jpeg"
         extra = video_keyframes(value, self.enrich.video_max_images - 1) if image else []
+        jobs = self.plan.tasks
+        video = self._video_input(value)
+        sends = {name: video if video is not None and task.spec.provider == "gemini" else None
+                 for name, task in jobs.items()}  # Gemini takes the video itself; the others its keyframes
         context = {"preprocessed": value, "vocabulary": self.plan.vocabulary,
                    "taxonomy_version": self.plan.taxonomy_version}
-        jobs = self.plan.tasks
         key_base = (asset["asset_id"], str(asset.get("event_id")))
         results: dict[str, TaskResult] = {}
         prompts = {name: self.plan.render(task, value) for name, task in jobs.items()}
-        keys = {name: result_key(name, task.spec, prompts[name], image, extra) for name, task in jobs.items()}
+        keys = {name: result_key(name, task.spec, prompts[name], image,
+                                 [(f"video {sends[name][0]}", sends[name][1])] if sends[name] else extra)
+                for name, task in jobs.items()}
         if self.results is not None:
             hits = await self.results.get_many(list(keys.values()))
             results.update({name: hits[k] for name, k in keys.items() if k in hits})
@@ -250,7 +270,7 @@ class EnrichStage(PipelineFacts, Stage):
                 continue
             coro = self.caller.run(task.spec, prompts[name], image=image, media_type=media_type, context=context,
                                    batcher=batcher if batcher is not None and batcher.supports(task.spec.provider)
-                                   else None, extra_images=extra)
+                                   else None, extra_images=[] if sends[name] else extra, video=sends[name])
             pending[asyncio.ensure_future(coro)] = name
         error: BaseException | None = None
         if pending:
