@@ -4,6 +4,8 @@ the same run on the same file.
 
     python bench/video.py [--minutes 2] [--size 1920x1080] [--fps 25] [--scene-s 10] [--rounds 3] [--full]
                           [--clip PATH]   (made once and kept there; a 10-minute 1080p clip takes minutes to encode)
+                          [--gop N]       (long-GOP, like a screen recording: an intra frame only every N frames and
+                                           none at scene cuts, x264 keyint=N with scenecut off)
 
 The clip is made here with PyAV/libx264 (x264's defaults: an intra frame at each scene cut and at most every
 250 frames): a new scene every --scene-s seconds (a colour field with a moving title and texture).
@@ -39,7 +41,7 @@ COLOURS = [(200, 40, 40), (30, 140, 60), (40, 70, 190), (230, 190, 40), (30, 30,
            (140, 50, 160), (30, 160, 160)]
 
 
-def make_clip(minutes: float, size: tuple[int, int], fps: int, scene_s: float) -> bytes:
+def make_clip(minutes: float, size: tuple[int, int], fps: int, scene_s: float, gop: int | None = None) -> bytes:
     w, h = size
     rng = np.random.default_rng(7)
     texture = rng.integers(0, 40, size=(h, w, 1), dtype=np.uint8)
@@ -52,8 +54,11 @@ def make_clip(minutes: float, size: tuple[int, int], fps: int, scene_s: float) -
         scenes.append(np.clip(np.asarray(img, dtype=np.int16) + texture - 20, 0, 255).astype(np.uint8))
     buf = io.BytesIO()
     with av.open(buf, mode="w", format="mp4") as out:
-        s = out.add_stream("libx264", rate=fps, options={"preset": "ultrafast"})
+        s = out.add_stream("libx264", rate=fps, options={"preset": "ultrafast",
+                                                         **({"sc_threshold": "0"} if gop else {})})
         s.width, s.height, s.pix_fmt = w, h, "yuv420p"
+        if gop:
+            s.codec_context.gop_size = gop
         total = int(minutes * 60 * fps)
         per_scene = int(scene_s * fps)
         for n in range(total):
@@ -105,6 +110,7 @@ def main() -> None:
     ap.add_argument("--scene-s", type=float, default=10.0)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--full", action="store_true", help="also time decoding every frame")
+    ap.add_argument("--gop", type=int, help="long-GOP clip: an intra frame every N frames, none at scene cuts")
     ap.add_argument("--clip", type=Path, help="read the clip from here if it exists, else make it and keep it there")
     a = ap.parse_args()
     size = tuple(int(x) for x in a.size.split("x"))
@@ -112,10 +118,11 @@ def main() -> None:
         data = a.clip.read_bytes()
         print(f"clip {a.clip}: {len(data) / 1e6:.1f} MB")
     else:
-        print(f"making a {a.minutes:g}-minute {a.size} {a.fps} fps H.264 clip (scene every {a.scene_s:g} s) ...",
+        gop = f", intra frame every {a.gop} frames only" if a.gop else ""
+        print(f"making a {a.minutes:g}-minute {a.size} {a.fps} fps H.264 clip (scene every {a.scene_s:g} s{gop}) ...",
               flush=True)
         t = time.perf_counter()
-        data = make_clip(a.minutes, size, a.fps, a.scene_s)
+        data = make_clip(a.minutes, size, a.fps, a.scene_s, a.gop)
         print(f"  {len(data) / 1e6:.1f} MB in {time.perf_counter() - t:.0f} s")
         if a.clip:
             a.clip.write_bytes(data)

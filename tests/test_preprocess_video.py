@@ -66,6 +66,23 @@ def test_other_containers_are_recognised_by_content(tmp_path, container, codec, 
     assert rec["video"]["keyframes"] and rec["ocr"]["skip_reason"] == "disabled"
 
 
+@pytest.mark.parametrize("tags", [{"LOCATION": "+48.8566+002.3522/", "DATE_RECORDED": "2026-05-01T10:00:00Z"},
+                                  {"LOCATION-eng": "+48.8566+002.3522+035.000/", "creation_time": "2026-05-01T10:00:00Z"}])
+def test_matroska_tags_give_the_place_and_time(tmp_path, tags):
+    """Matroska/WebM tags are upper-case (FFmpeg writes `location` as LOCATION; mkvpropedit may add a language)."""
+    data = make_video((Scene(1.0, "HELLO", (240, 240, 240)),), size=(320, 180), container="matroska",
+                      metadata=tags)
+    rec = _process(stage(file_roots=[str(tmp_path)], ocr_enabled=False), tmp_path / "clip.mkv", data)
+    assert rec["video"]["container"] == "MKV"
+    assert rec["exif"]["capture_time"] == "2026:05:01 10:00:00"
+    assert rec["place"]["city"] == "Paris"
+    # a country code in RECORDING_LOCATION is no position
+    data = make_video((Scene(1.0, "HELLO", (240, 240, 240)),), size=(320, 180), container="matroska",
+                      metadata={"RECORDING_LOCATION": "FR"})
+    rec = _process(stage(file_roots=[str(tmp_path)], ocr_enabled=False), tmp_path / "fr.mkv", data)
+    assert rec["place"] is None and (rec["exif"] or {}).get("gps_lat") is None
+
+
 def test_keyframes_are_capped_and_static_shots_give_one(tmp_path):
     colours = [(200, 30, 30), (30, 160, 40), (30, 60, 200), (240, 200, 40), (20, 20, 20), (230, 230, 230),
                (150, 40, 160), (30, 170, 170)]

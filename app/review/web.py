@@ -66,7 +66,7 @@ class ReviewApp:
         env.filters["duration"] = human_duration
         env.filters["q"] = lambda v: quote(str(v), safe="")
         env.filters["docid"] = lambda d: scoped_id(d.get("asset_id"), d.get("tenant"))  # the document's id
-        env.globals.update(confidence=confidence, STATUSES=STATUSES)
+        env.globals.update(confidence=confidence, STATUSES=STATUSES, clock=clock)
         self.templates = Jinja2Templates(env=env)
         self.registry = CollectorRegistry()
         self.g_assets = Gauge("assetstream_review_assets", "Indexed assets per status", ["status"],
@@ -235,6 +235,11 @@ class ReviewApp:
 
     async def thumbnail(self, request: Request, who: Principal) -> Response:
         thumb = await run_in_threadpool(self.index.thumbnail, request.path_params["asset_id"])
+        k = request.query_params.get("k")  # a video's keyframe (its index in video.keyframes)
+        if thumb and k is not None:
+            frames = thumb.get("keyframes") or []
+            i = int(k) if k.isdigit() else -1
+            thumb = {"data": frames[i], "media_type": "image/jpeg"} if 0 <= i < len(frames) else None
         if not thumb or not thumb.get("data"):
             return Response("no preview", status_code=404, media_type="text/plain")
         try:
@@ -303,6 +308,15 @@ class ReviewApp:
             return generate_latest(self.registry)
 
         return Response(await run_in_threadpool(collect), media_type=CONTENT_TYPE_LATEST)
+
+
+def clock(seconds: float | None) -> str:
+    """A time in a video as a player shows it: m:ss.s (h:mm:ss past an hour)."""
+    if seconds is None:
+        return "–"
+    m, sec = divmod(float(seconds), 60)
+    h, m = divmod(int(m), 60)
+    return f"{h}:{m:02d}:{sec:04.1f}" if h else f"{m}:{sec:04.1f}"
 
 
 def _asset_url(asset_id: str, f: Filters, **extra: str) -> str:

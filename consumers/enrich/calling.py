@@ -40,6 +40,8 @@ BATCH_FACTOR = 0.5
 
 KEYFRAME_TOKEN_ESTIMATE = 120
 """a video keyframe's small JPEG (preprocess video_keyframe_thumbnail_edge, 256 px): ~ width x height / 750"""
+VIDEO_TOKEN_ESTIMATE = 9000
+"""a video sent whole to Gemini: ~300 tokens per second (1 frame/s at 258 + audio), for a 30 s clip"""
 
 
 @dataclass(frozen=True)
@@ -314,7 +316,8 @@ class Caller:
             return await self._accounted(spec, request, usage, batcher.call(spec.provider, request), batch=True)
         provider = self.providers[spec.provider]
         est = (len(request.system) + len(request.user_text)) / 4 + (IMAGE_TOKEN_ESTIMATE if request.image else 0) \
-            + KEYFRAME_TOKEN_ESTIMATE * len(request.extra_images) + request.max_tokens
+            + KEYFRAME_TOKEN_ESTIMATE * len(request.extra_images) + request.max_tokens \
+            + (VIDEO_TOKEN_ESTIMATE if request.video is not None else 0)
         semaphore = self.semaphore()  # first: a new event loop resets the per-loop limiters
         limiter = self.limiter(spec)
         async with semaphore:
@@ -345,14 +348,16 @@ class Caller:
 
     async def run(self, spec: ModelSpec, prompt: RenderedPrompt, *, image: bytes | None, media_type: str,
                   context: dict[str, Any], batcher: Any = None,
-                  extra_images: list[tuple[str, bytes]] | None = None) -> TaskResult:
+                  extra_images: list[tuple[str, bytes]] | None = None,
+                  video: tuple[str, bytes] | None = None) -> TaskResult:
         """One task: call, validate, one repair attempt, provenance. Raises TransientError after the retries
         are used up, PermanentError("invalid_model_output") if the repaired answer is still invalid. With a
         `batcher` (consumers/enrich/batching.py) every request goes into the provider's next batch, at its price."""
         usage = _Usage()
         request = ProviderRequest(task=prompt.id, model=spec.model, system=prompt.system, user_text=prompt.user_text,
                                   output_schema=prompt.schema, image=image, image_media_type=media_type,
-                                  extra_images=list(extra_images or []), max_tokens=prompt.max_tokens, temperature=prompt.temperature,
+                                  extra_images=list(extra_images or []), video=video,
+                                  max_tokens=prompt.max_tokens, temperature=prompt.temperature,
                                   timeout_s=self.settings.request_timeout_s,
                                   context={**context, "output_tool": prompt.output_tool})
         resp = await self._with_retries(spec, request, usage, batcher)

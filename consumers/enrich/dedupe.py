@@ -25,6 +25,16 @@ Variants are never merged (issue 15): a near match (not the same bytes) is reuse
 - and, for exact and near matches alike, the enrichment was made by the same provider, model and prompt as the
   current plan (`current` identities, compared with consumers/enrich/plan.py `stale_reasons`).
 
+Videos (issue 20): a video is compared with another video by its keyframes (`video.keyframes[].phash`, their
+time offsets and text), not by its poster frame alone: a clip trimmed by a few seconds has another poster, and a
+different clip with the same logo intro has the same one. Two videos are the same clip (kind "clip") when
+- their durations differ by at most `dedupe_video_max_trim_s` (re-encoded: ~0; trimmed at either end: the cut);
+- at least two keyframes match (pHash within `max_distance`, their OCR text agreeing), and the matching keyframes
+  are at least `dedupe_video_min_share` of each clip's keyframes (flat ones, a fade or a black frame, aside);
+- and, as for images, the enrichment was made by the current provider, model and prompt.
+Candidates: in the LRU by any keyframe's pHash band; in the store, videos of a duration within the trim (the
+document's `duration_s`), ranked by shared poster bands and exact keyframe hashes.
+
 Known race: two copies enriched at the same moment (different partitions/workers, neither indexed yet) both
 miss and both call the provider. Dedupe saves money; it never loses or merges an asset.
 """
@@ -120,7 +130,7 @@ def variant_reason(colors_a: list[str], text_a: frozenset[str], colors_b: list[s
 class DedupeMatch:
     asset_id: str
     kind: str
-    """'exact' (same content sha256) | 'near' (pHash within the distance)"""
+    """'exact' (same content sha256) | 'near' (pHash within the distance) | 'clip' (a video's keyframes)"""
     distance: int
     enrichment: dict[str, Any]
     provenance: list[dict[str, Any]] = field(default_factory=list)
@@ -168,6 +178,58 @@ class _Entry:
     dhash: str | None = None
     colors: list[str] = field(default_factory=list)
     text: frozenset[str] = frozenset()
+    frames: tuple[Frame, ...] = ()
+    duration_s: float | None = None
+
+
+@dataclass(frozen=True)
+class Frame:
+    """A video keyframe as dedupe compares it."""
+    offset_s: float
+    phash: str
+    text: frozenset[str] = frozenset()
+
+
+def frames_of(keyframes: Any, *, skip_flat: bool = False) -> tuple[Frame, ...]:
+    """Frames with a pHash from VideoKeyframe dicts (the record's, or the index document's: no thumbnails);
+    `skip_flat`: leave out flat keyframes (a fade, a black frame: their pHash matches any other)."""
+    return tuple(Frame(float(k.get("offset_s") or 0.0), k["phash"], text_words(k.get("ocr_text")))
+                 for k in keyframes or [] if k.get("phash") and not (skip_flat and near_flat(k.get("thumbnail"))))
+
+
+@dataclass(frozen=True)
+class ClipRule:
+    """When two videos are the same clip (see the module doc)."""
+    max_trim_s: float = 6.0
+    min_share: float = 0.5
+    min_frames: int = 2
+
+    def distance(self, a: tuple[Frame, ...], dur_a: float | None, b: tuple[Frame, ...], dur_b: float | None,
+                 max_distance: int) -> int | None:
+        """The largest pHash distance among the matched keyframes when `a` and `b` are the same clip, else None."""
+        if not a or not b or dur_a is None or dur_b is None or abs(dur_a - dur_b) > self.max_trim_s:
+            return None
+        matched_a: set[int] = set()
+        matched_b: set[int] = set()
+        worst = 0
+        for i, fa in enumerate(a):
+            best = None
+            for j, fb in enumerate(b):
+                d = hamming(fa.phash, fb.phash)
+                if d <= max_distance and _same_text(fa.text, fb.text) and (best is None or d < best[0]):
+                    best = (d, j)
+            if best is not None:
+                matched_a.add(i)
+                matched_b.add(best[1])
+                worst = max(worst, best[0])
+        if min(len(matched_a), len(matched_b)) < min(self.min_frames, len(a), len(b)) or \
+                len(matched_a) < self.min_share * len(a) or len(matched_b) < self.min_share * len(b):
+            return None
+        return worst
+
+
+def _same_text(a: frozenset[str], b: frozenset[str]) -> bool:
+    return a == b or bool(a and b and len(a & b) / len(a | b) >= 0.5)
 
 
 @dataclass(frozen=True)
@@ -178,20 +240,34 @@ class Look:
     flat: bool = False
     current: Any = None
     """the plan's task identities (EnrichPlan.identities()); None = any enrichment may be reused"""
+    frames: tuple[Frame, ...] = ()
+    """a video's keyframes (flat ones left out); () for an image"""
+    duration_s: float | None = None
 
     @classmethod
     def of(cls, pre: dict[str, Any], current: Any = None) -> "Look":
-        """From a PreprocessedAsset dict (its thumbnail, colours and OCR text)."""
+        """From a PreprocessedAsset dict (its thumbnail, colours and OCR text; a video's keyframes)."""
         ocr = pre.get("ocr") or {}
+        video = pre.get("video") or {}
         return cls(tuple(colour_names((pre.get("signals") or {}).get("colors"))),
                    text_words(None if ocr.get("skipped") else ocr.get("text")),
-                   near_flat((pre.get("thumbnail") or {}).get("data")), current)
+                   near_flat((pre.get("thumbnail") or {}).get("data")), current,
+                   frames_of(video.get("keyframes"), skip_flat=True), video.get("duration_s"))
+
+    def bands(self, bands: list[str] | None, phash_hex: str | None) -> list[str]:
+        """The poster's pHash bands and, for a video, its keyframes' (candidates in the LRU)."""
+        out = list(bands or (phash_bands(phash_hex) if phash_hex else []))
+        for f in self.frames:
+            out += [b for b in phash_bands(f.phash) if b not in out]
+        return out
 
 
 def _best(candidates: list[_Entry], sha256: str | None, phash_hex: str | None, max_distance: int,
           tenant: str | None, exclude: str | None, dhash_hex: str | None = None,
-          confirm_distance: int | None = None, look: Look | None = None) -> DedupeMatch | None:
+          confirm_distance: int | None = None, look: Look | None = None,
+          clip: ClipRule | None = None) -> DedupeMatch | None:
     confirm = max_distance if confirm_distance is None else max(confirm_distance, max_distance)
+    clip = clip or ClipRule()
     best: DedupeMatch | None = None
     for e in candidates:
         if e.asset_id == exclude or (tenant is not None and e.tenant is not None and e.tenant != tenant):
@@ -202,6 +278,11 @@ def _best(candidates: list[_Entry], sha256: str | None, phash_hex: str | None, m
             continue  # made by another provider, model or prompt: not an answer this plan would give
         if sha256 and e.sha256 == sha256:
             return DedupeMatch(e.asset_id, "exact", 0, copy.deepcopy(e.enrichment), copy.deepcopy(e.provenance))
+        if e.frames or (look is not None and look.frames):  # a video: by its keyframes, never the poster alone
+            d = clip.distance(look.frames, look.duration_s, e.frames, e.duration_s, max_distance) if look else None
+            if d is not None and (best is None or d < best.distance):
+                best = DedupeMatch(e.asset_id, "clip", d, copy.deepcopy(e.enrichment), copy.deepcopy(e.provenance))
+            continue
         if look is not None and (look.flat or variant_reason(list(look.colors), look.text, e.colors, e.text)):
             continue
         if phash_hex and e.phash:
@@ -216,9 +297,11 @@ def _best(candidates: list[_Entry], sha256: str | None, phash_hex: str | None, m
 class InMemoryDedupeIndex:
     """LRU of recently enriched assets with a band index for near lookups. One process only."""
 
-    def __init__(self, max_distance: int = 6, max_size: int = 10_000, confirm_distance: int | None = None):
+    def __init__(self, max_distance: int = 6, max_size: int = 10_000, confirm_distance: int | None = None,
+                 clip: ClipRule | None = None):
         self.max_distance = max_distance
         self.confirm_distance = confirm_distance
+        self.clip = clip or ClipRule()
         self.max_size = max_size
         self._entries: OrderedDict[str, _Entry] = OrderedDict()
         self._by_sha: dict[str, set[str]] = {}
@@ -233,12 +316,12 @@ class InMemoryDedupeIndex:
         ids: set[str] = set()
         if sha256:
             ids |= self._by_sha.get(sha256, set())
-        if phash_hex:
-            for b in bands or phash_bands(phash_hex):
-                ids |= self._by_band.get(b, set())
+        for b in look.bands(bands, phash_hex) if look is not None else (
+                bands or (phash_bands(phash_hex) if phash_hex else [])):
+            ids |= self._by_band.get(b, set())
         cands = [self._entries[i] for i in ids if i in self._entries]
         m = _best(cands, sha256, phash_hex, self.max_distance, tenant, exclude_asset_id, dhash_hex,
-                  self.confirm_distance, look)
+                  self.confirm_distance, look, self.clip)
         if m is not None:
             self._entries.move_to_end(next(scoped_id(e.asset_id, e.tenant) for e in cands if e.asset_id == m.asset_id
                                            and (tenant is None or e.tenant is None or e.tenant == tenant)))
@@ -254,10 +337,11 @@ class InMemoryDedupeIndex:
                       tenant: str | None = None, dhash: str | None = None, look: Look | None = None) -> None:
         key = scoped_id(asset_id, tenant)  # two tenants' asset of the same id are two entries
         self._forget(key)
-        bands = list(bands or (phash_bands(phash) if phash else []))
+        bands = look.bands(bands, phash) if look is not None else list(bands or (phash_bands(phash) if phash else []))
         self._entries[key] = _Entry(asset_id, sha256, phash, bands, tenant, copy.deepcopy(enrichment),
                                     copy.deepcopy(provenance), dhash,
-                                    list(look.colors) if look else [], look.text if look else frozenset())
+                                    list(look.colors) if look else [], look.text if look else frozenset(),
+                                    look.frames if look else (), look.duration_s if look else None)
         if sha256:
             self._by_sha.setdefault(sha256, set()).add(key)
         for b in bands:
@@ -300,6 +384,11 @@ class InMemoryDedupeIndex:
         pass
 
 
+def clip_rule(enrich: Any) -> ClipRule:
+    """The clip rule from EnrichSettings."""
+    return ClipRule(enrich.dedupe_video_max_trim_s, enrich.dedupe_video_min_share)
+
+
 def _provenance_from_doc(p: dict[str, Any]) -> dict[str, Any]:
     """The index stores provenance with ISO timestamps and None fields dropped; back to the Avro shape."""
     ts = p.get("timestamp")
@@ -332,8 +421,9 @@ class ElasticsearchDedupeIndex:
         self.confirm_distance = enrich.dedupe_confirm_distance
         self.alias = f"{settings.index.index}-read"
         self.candidates = candidates
+        self.clip = clip_rule(enrich)
         self.lru = InMemoryDedupeIndex(enrich.dedupe_max_distance, enrich.dedupe_lru_size,
-                                       enrich.dedupe_confirm_distance)
+                                       enrich.dedupe_confirm_distance, self.clip)
         if client is None:
             from domain.store.client import make_client
             client = make_client(settings)
@@ -343,8 +433,16 @@ class ElasticsearchDedupeIndex:
         self._down_until = 0.0
 
     def _query(self, sha256: str | None, phash_hex: str | None, bands: list[str] | None,
-               exclude_asset_id: str | None) -> dict[str, Any]:
+               exclude_asset_id: str | None, look: Look | None = None) -> dict[str, Any]:
         should: list[dict[str, Any]] = []
+        if look is not None and look.frames and look.duration_s is not None:
+            # a video: the videos as long as it give or take the trim (the clip rule decides); exact keyframe
+            # hashes (a re-encode often keeps some) rank first among them
+            should.append({"bool": {"filter": [
+                {"term": {"media_type": "video"}},
+                {"range": {"duration_s": {"gte": look.duration_s - self.clip.max_trim_s,
+                                          "lte": look.duration_s + self.clip.max_trim_s}}}],
+                "should": [{"terms": {"video.keyframes.phash": [f.phash for f in look.frames]}}]}})
         if sha256:
             should.append({"term": {"hashes.sha256": {"value": sha256, "boost": 100.0}}})
         if phash_hex:
@@ -362,9 +460,10 @@ class ElasticsearchDedupeIndex:
         from elasticsearch import NotFoundError
         try:
             res = self.client.options(request_timeout=self.timeout_s).search(
-                index=self.alias, query=self._query(sha256, phash_hex, bands, exclude_asset_id),
+                index=self.alias, query=self._query(sha256, phash_hex, bands, exclude_asset_id, look),
                 size=self.candidates,
-                source=["asset_id", "tenant", "hashes", "enrichment", "provenance", "colors", "ocr_text"])
+                source=["asset_id", "tenant", "hashes", "enrichment", "provenance", "colors", "ocr_text",
+                        "duration_s", "video.keyframes"])
         except NotFoundError:  # no index yet: nothing enriched before
             return None
         cands = []
@@ -375,9 +474,10 @@ class ElasticsearchDedupeIndex:
                                 list(hashes.get("phash_bands") or []), src.get("tenant"),
                                 src.get("enrichment") or {},
                                 [_provenance_from_doc(p) for p in src.get("provenance") or []],
-                                hashes.get("dhash"), colour_names(src.get("colors")), text_words(src.get("ocr_text"))))
+                                hashes.get("dhash"), colour_names(src.get("colors")), text_words(src.get("ocr_text")),
+                                frames_of((src.get("video") or {}).get("keyframes")), src.get("duration_s")))
         return _best(cands, sha256, phash_hex, self.max_distance, tenant, exclude_asset_id, dhash_hex,
-                     self.confirm_distance, look)
+                     self.confirm_distance, look, self.clip)
 
     async def lookup(self, sha256, phash_hex, bands, *, tenant=None, exclude_asset_id=None, dhash_hex=None,
                      look=None):

@@ -113,3 +113,17 @@ class EnrichSettings(Section):
         10, description="pHash distance up to which a copy still counts as near-duplicate when its dHash is "
                         "also within dedupe_max_distance (slight crops move pHash 6-10 bits); set it equal to "
                         "dedupe_max_distance to use pHash alone")
+    dedupe_video_max_trim_s: float = Field(
+        6.0, ge=0, description="videos: two clips are the same one re-encoded or trimmed when their durations differ "
+                               "by at most this much and their keyframes match (dedupe_video_min_share)")
+    dedupe_video_min_share: float = Field(
+        0.5, gt=0, le=1, description="videos: the share of each clip's keyframes (flat ones aside) that must have a "
+                                     "near-identical keyframe (pHash within dedupe_max_distance, same text) in the "
+                                     "other; at least two keyframes must match, so a shared logo intro alone never does")
+    gemini_video: bool = Field(
+        False, description="Gemini: send a video itself (inline, its container's mime type) instead of its keyframe "
+                           "JPEGs, when the record carries it (preprocess.video_inline_max_bytes) and it is at most "
+                           "gemini_video_max_bytes; MKV (not a Gemini input format) and larger videos go as keyframes")
+    gemini_video_max_bytes: int = Field(
+        8 * 1024 * 1024, gt=0, le=19 * 1024 * 1024, description="largest video sent inline to Gemini (the API takes "
+                                                                "at most 20 MB per request)")

@@ -13,7 +13,8 @@ from typing import Any, Callable
 
 from consumers.enrich.batching import BatchCollector, is_backfill, make_batch_journal
 from consumers.enrich.calling import Caller, PriceTable, SpendLedger, TaskResult
-from consumers.enrich.dedupe import DedupeIndex, ElasticsearchDedupeIndex, Indexed, InMemoryDedupeIndex, Look
+from consumers.enrich.dedupe import (DedupeIndex, ElasticsearchDedupeIndex, Indexed, InMemoryDedupeIndex, Look,
+                                    clip_rule)
 from consumers.enrich.plan import EnrichPlan
 from consumers.enrich.results import make_result_cache, result_key
 from consumers.enrich.providers import make_provider
@@ -33,6 +34,8 @@ calibrated, so an unverified answer never reaches a 0.85 auto-apply threshold on
 VERIFY_MIN_SCORE = 0.5
 
 PRE_FIELDS = ("image", "thumbnail", "exif", "place", "embedded", "ocr", "hashes", "signals")
+DEDUPE_MODEL = {"exact": "sha256", "near": "phash", "clip": "keyframes"}
+"""what a dedupe match compared (its provenance entry's model)"""
 
 
 def _same_model(a: TaskResult, b: TaskResult) -> bool:
@@ -106,7 +109,7 @@ class EnrichStage(PipelineFacts, Stage):
                 dedupe = ElasticsearchDedupeIndex(settings)
             elif self.enrich.dedupe == "memory":
                 dedupe = InMemoryDedupeIndex(self.enrich.dedupe_max_distance, self.enrich.dedupe_lru_size,
-                                             self.enrich.dedupe_confirm_distance)
+                                             self.enrich.dedupe_confirm_distance, clip_rule(self.enrich))
         self.dedupe = dedupe
         self.results = make_result_cache(settings, getattr(dedupe, "client", None))
         # backfill through the providers' batch APIs (enrich.batch): live records stay synchronous
@@ -158,6 +161,8 @@ class EnrichStage(PipelineFacts, Stage):
         if is_deleted(value):
             return Output(value=self._record(minimal_pre(value), None, [], 0.0))
         pre = {**{k: None for k in PRE_FIELDS}, **value}  # the thumbnail rides on: the index keeps it for review
+        if (pre.get("video") or {}).get("data") is not None:  # the file was for the model: not on to later topics
+            pre["video"] = {**pre["video"], "data": None}
         asset = value["asset"]
         hashes = value.get("hashes") or {}
         indexed = await self.dedupe.indexed(document_id(value)) if self.dedupe is not None else None
@@ -173,7 +178,7 @@ class EnrichStage(PipelineFacts, Stage):
             if match is not None:
                 metrics.DEDUPE.labels(match.kind).inc()
                 prov = [*match.provenance, {
-                    "task": "dedupe", "provider": "dedupe", "model": "sha256" if match.kind == "exact" else "phash",
+                    "task": "dedupe", "provider": "dedupe", "model": DEDUPE_MODEL[match.kind],
                     "model_version": None, "prompt_id": "dedupe", "prompt_version": match.kind,
                     "prompt_hash": "", "request_id": match.asset_id, "timestamp": now_ms(), "input_tokens": 0,
                     "output_tokens": 0, "latency_ms": 0.0, "cost_usd": 0.0, "reused_from": None}]
@@ -216,6 +221,19 @@ class EnrichStage(PipelineFacts, Stage):
                 "duplicate_of": duplicate_of, "duplicate_distance": duplicate_distance, "stamp": stamp(self.name),
                 "review": review, "degraded": degraded or {}}
 
+    GEMINI_VIDEO_TYPES = {"MP4": "video/mp4", "MOV": "video/mov", "WEBM": "video/webm"}
+    """containers Gemini takes as video input, with the mime types its API lists (no Matroska)"""
+
+    def _video_input(self, value: dict[str, Any]) -> tuple[str, bytes] | None:
+        """(mime type, file) when the video itself goes to Gemini (enrich.gemini_video, the record carries it,
+        within gemini_video_max_bytes, a container Gemini takes), else None (its keyframes are sent)."""
+        video = value.get("video") or {}
+        data, mime = video.get("data"), self.GEMINI_VIDEO_TYPES.get(str(video.get("container") or "").upper())
+        if not (self.enrich.gemini_video and self.enrich.send_image and data and mime) \
+                or len(data) > self.enrich.gemini_video_max_bytes:
+            return None
+        return mime, data
+
     async def _run_tasks(self, value: dict[str, Any], final: bool = True) -> dict[str, TaskResult]:
         """Every planned task's answer: from the result cache when the same question was asked before (same
         image, task, model, prompt and rendered context), else from the model (and then cached). A degraded
@@ -226,13 +244,18 @@ class EnrichStage(PipelineFacts, Stage):
         image = thumb.get("data") if self.enrich.send_image else None
         media_type = thumb.get("media_type") or "image/jpeg"
         extra = video_keyframes(value, self.enrich.video_max_images - 1) if image else []
+        jobs = self.plan.tasks
+        video = self._video_input(value)
+        sends = {name: video if video is not None and task.spec.provider == "gemini" else None
+                 for name, task in jobs.items()}  # Gemini takes the video itself; the others its keyframes
         context = {"preprocessed": value, "vocabulary": self.plan.vocabulary,
                    "taxonomy_version": self.plan.taxonomy_version}
-        jobs = self.plan.tasks
         key_base = (asset["asset_id"], str(asset.get("event_id")))
         results: dict[str, TaskResult] = {}
         prompts = {name: self.plan.render(task, value) for name, task in jobs.items()}
-        keys = {name: result_key(name, task.spec, prompts[name], image, extra) for name, task in jobs.items()}
+        keys = {name: result_key(name, task.spec, prompts[name], image,
+                                 [(f"video {sends[name][0]}", sends[name][1])] if sends[name] else extra)
+                for name, task in jobs.items()}
         if self.results is not None:
             hits = await self.results.get_many(list(keys.values()))
             results.update({name: hits[k] for name, k in keys.items() if k in hits})
@@ -247,7 +270,7 @@ class EnrichStage(PipelineFacts, Stage):
                 continue
             coro = self.caller.run(task.spec, prompts[name], image=image, media_type=media_type, context=context,
                                    batcher=batcher if batcher is not None and batcher.supports(task.spec.provider)
-                                   else None, extra_images=extra)
+                                   else None, extra_images=[] if sends[name] else extra, video=sends[name])
             pending[asyncio.ensure_future(coro)] = name
         error: BaseException | None = None
         if pending:

@@ -162,9 +162,20 @@ PREVIEW_EDGE = 384
 
 
 def _thumbnail(v: dict[str, Any]) -> dict[str, Any] | None:
+    """The preview for reviewers; for a video also each keyframe's small JPEG (`keyframes`, in the order of
+    `video.keyframes`, None where preprocess kept none), so an editor sees what the video shows."""
     thumb = thumbnail_of(v)
     if not thumb or not thumb.get("data"):
         return None
+    out = _preview(thumb)
+    video = ((v.get("enriched") or {}).get("pre") or {}).get("video") or {}
+    if video.get("keyframes"):
+        out["keyframes"] = [base64.b64encode(k["thumbnail"]).decode("ascii") if k.get("thumbnail") else None
+                            for k in video["keyframes"]]
+    return out
+
+
+def _preview(thumb: dict[str, Any]) -> dict[str, Any]:
     data, media_type = thumb["data"], thumb.get("media_type") or "image/jpeg"
     width, height = thumb.get("width"), thumb.get("height")
     if max(width or 0, height or 0) > PREVIEW_EDGE:

@@ -88,3 +88,8 @@ class PreprocessSettings(Section):
     video_keyframe_thumbnail_edge: int = Field(256, ge=0, le=768, description="long edge of each keyframe's small "
                                                                              "JPEG for multi-image model calls "
                                                                              "(0 = none)")
+    video_inline_max_bytes: int = Field(0, ge=0, le=16 * 1024 * 1024, description="a video file of at most this "
+                                        "size rides along in the record (video.data) so enrich can send it to a "
+                                        "provider that takes video directly (enrich.gemini_video); 0 = never. "
+                                        "Keep it under the broker's message size limit (message.max.bytes, "
+                                        "~1 MB by default) less the keyframes' JPEGs")

@@ -172,7 +172,8 @@ class PreprocessStage(PipelineFacts, Stage):
             "video": {"container": v.container, "codec": v.codec, "duration_s": v.duration_s, "fps": v.fps,
                       "frame_count": v.frame_count, "rotation": v.rotation, "intra_frames": v.intra_frames,
                       "truncated_by": v.truncated_by, "keyframes": frames,
-                      "poster_offset_s": frames[poster]["offset_s"], "transcript": None},
+                      "poster_offset_s": frames[poster]["offset_s"], "transcript": None,
+                      "data": data if len(data) <= cfg.video_inline_max_bytes else None},
         }
         return self._finish(record, degraded, final)
 

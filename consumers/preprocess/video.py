@@ -126,9 +126,22 @@ def _corrupt(container: str, exc: BaseException | str, **details: Any) -> Perman
                           reason="corrupt_video", details={"format": container, "truncated": truncated, **details})
 
 
+def _tags(meta: dict[str, str]) -> dict[str, str]:
+    """Container tags with lower-case names and no language suffix: Matroska/WebM tags are upper-case and may
+    carry one ('LOCATION', 'DATE_RECORDED', 'LOCATION-eng'); MP4/MOV's are lower-case. The first of a name wins."""
+    out: dict[str, str] = {}
+    for k, v in meta.items():
+        name = str(k).lower()
+        name = re.sub(r"-[a-z]{3}$", "", name)  # ISO 639-2 language of a Matroska tag
+        if isinstance(v, str) and v.strip():
+            out.setdefault(name, v)
+    return out
+
+
 def _creation_time(meta: dict[str, str]) -> str | None:
-    """'2026-11-18T14:02:11.000000Z' -> '2026:11:18 14:02:11' (the EXIF form capture_time uses)."""
-    raw = meta.get("creation_time") or meta.get("date")
+    """'2026-11-18T14:02:11.000000Z' -> '2026:11:18 14:02:11' (the EXIF form capture_time uses); Matroska's
+    segment date comes as creation_time, its DATE_RECORDED tag is the fallback."""
+    raw = meta.get("creation_time") or meta.get("date") or meta.get("date_recorded")
     if not raw:
         return None
     try:
@@ -146,8 +159,9 @@ _ISO6709 = re.compile(r"^([+-]\d+(?:\.\d+)?)([+-]\d+(?:\.\d+)?)")
 
 
 def _gps(meta: dict[str, str]) -> tuple[float, float] | None:
-    """ISO 6709 `location` (QuickTime / Apple / Android: '+48.8584+002.2945/')."""
-    raw = meta.get("location") or meta.get("com.apple.quicktime.location.ISO6709") or ""
+    """ISO 6709 `location` (QuickTime / Apple / Android: '+48.8584+002.2945/'; Matroska/WebM: a `LOCATION` tag,
+    as FFmpeg and mkvpropedit write it; RECORDING_LOCATION is a country code, no position)."""
+    raw = meta.get("location") or meta.get("com.apple.quicktime.location.iso6709") or ""
     m = _ISO6709.match(raw.strip())
     if not m:
         return None
@@ -287,7 +301,7 @@ def extract(data: bytes, container_name: str, limits: Limits) -> Video:
         if frames and frames > limits.max_frames:
             raise PermanentError(f"video of {frames} frames is over video_max_frames={limits.max_frames}",
                                  reason="too_many_frames", details={"frames": frames})
-        meta = {**dict(box.metadata or {}), **dict(stream.metadata or {})}
+        meta = _tags({**dict(box.metadata or {}), **dict(stream.metadata or {})})
         start = float(stream.start_time * tb) if stream.start_time is not None else 0.0
         deadline = started + limits.max_wall_s
         truncated_by: str | None = None

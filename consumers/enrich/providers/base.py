@@ -56,6 +56,9 @@ class ProviderRequest:
     extra_images: list[tuple[str, bytes]] = field(default_factory=list)
     """(label, JPEG) sent after `image` in the same call: a video's other keyframes in time order, e.g.
     ("Keyframe at 3.0 s", ...); `image` is then the poster frame."""
+    video: tuple[str, bytes] | None = None
+    """(mime type, file) of a video sent as it is (Gemini, enrich.gemini_video), instead of `image` and
+    `extra_images`; providers that take no video ignore it."""
     max_tokens: int = 1024
     temperature: float = 0.0
     timeout_s: float = 60.0

@@ -137,7 +137,10 @@ class GeminiProvider:
     @staticmethod
     def _contents(request: ProviderRequest) -> list[types.Content]:
         parts: list[Any] = []
-        for label, data, media_type in images_of(request):  # a video: its keyframes in one call
+        if request.video is not None:  # the video itself (its frames and sound), in place of its keyframes
+            mime, data = request.video
+            parts += [types.Part.from_text(text="The video:"), types.Part.from_bytes(data=data, mime_type=mime)]
+        for label, data, media_type in [] if request.video is not None else images_of(request):
             if label:
                 parts.append(types.Part.from_text(text=label))
             parts.append(types.Part.from_bytes(data=data, mime_type=media_type))

@@ -1,0 +1,94 @@
+"""The review app shows a video as an editor needs it (issue 20): its poster, its duration, and its keyframes in time
+order, each with its time offset, its picture and the text read in it. A video the test makes (PyAV, two scenes
+with known text, the cut at 3 s) goes through the real preprocess stage, then through the real index sink into a
+real osmem-server; Playwright drives Debian's chromium against the real review server."""
+from __future__ import annotations
+
+import uuid
+
+import httpx
+import pytest
+from playwright import sync_api as playwright_api
+
+from app.review.server import ReviewServer
+from consumers.index.sink import IndexSink
+from domain.store.client import make_client
+from domain.store.management import read_alias
+from streams.avro import roundtrip, validate
+from tests.kafka_support import provision
+from tests.preprocess_support import event, stage as preprocess_stage
+from tests.review_support import LOW, launch_chromium, review_record, review_settings
+from tests.store_support import as_items
+from tests.video_support import make_video
+
+pytestmark = pytest.mark.timeout(300)
+PRE_FROM_VIDEO = ("media_type", "video", "thumbnail", "image", "hashes", "ocr")
+
+
+@pytest.fixture(scope="module")
+def clip():
+    """The preprocessed video: 6 s, "FRESH BREAD" then "OPEN SUNDAY" from 3 s."""
+    return roundtrip("PreprocessedAsset", preprocess_stage().preprocess_bytes(
+        event("file:///bakery.mp4", asset_id="clip-0001"), make_video()))
+
+
+@pytest.fixture(scope="module")
+def server(broker, store, clip):  # noqa: F811
+    settings = review_settings(broker, store.url, f"rvv{uuid.uuid4().hex[:6]}")
+    provision(settings)
+    v = review_record(settings, "clip-0001", minutes=1, sample="product_red_mug.jpg", title="Bakery clip",
+                      alt_text="A bakery sign that reads fresh bread, then open sunday",
+                      tags=[("content", "text")], reasons=[LOW], visible_text="FRESH BREAD OPEN SUNDAY")
+    v["enriched"]["pre"].update({k: clip[k] for k in PRE_FROM_VIDEO})
+    validate("ValidatedAsset", v)
+    client = make_client(settings)
+    try:
+        assert IndexSink(settings, client=client).process_batch(as_items([v])) == [None]
+        client.indices.refresh(index=read_alias(settings))
+    finally:
+        client.close()
+    with ReviewServer(settings) as srv:
+        yield srv
+
+
+def test_an_editor_sees_the_video_poster_duration_and_keyframes_with_times_and_text(server, clip):
+    frames = clip["video"]["keyframes"]
+    assert len(frames) >= 2 and any(k["offset_s"] == pytest.approx(3.0, abs=0.15) for k in frames)
+    with playwright_api.sync_playwright() as p:
+        browser = launch_chromium(p)
+        try:
+            page = browser.new_context(viewport={"width": 1360, "height": 1000}).new_page()
+            errors: list[str] = []
+            page.on("pageerror", lambda exc: errors.append(str(exc)))
+            page.goto(server.login_url)
+            page.goto(f"{server.url}/asset/clip-0001")
+            assert page.locator("#video-duration").inner_text() == "0:06.0"
+            poster = clip["video"]["poster_offset_s"]
+            assert f"video · poster frame at {poster:.1f} s" in page.locator("figure.preview figcaption").inner_text()
+            items = page.locator("ol.keyframes li.keyframe")
+            assert items.count() == len(frames)
+            times = [items.nth(i).locator(".at").inner_text().split(" · ")[0] for i in range(items.count())]
+            assert times == [f"0:{k['offset_s']:04.1f}" for k in frames]  # in time order, as a player shows them
+            assert page.locator("li.keyframe.poster").count() == 1
+            for i, k in enumerate(frames):  # each keyframe's own picture and the text read in it
+                img = items.nth(i).locator("img")
+                img.scroll_into_view_if_needed()
+                page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=img.element_handle())
+                assert k["ocr_text"] and items.nth(i).locator(".ocr").inner_text() == k["ocr_text"]
+            after_cut = [i for i, k in enumerate(frames) if k["offset_s"] >= 2.95]
+            before_cut = [i for i, k in enumerate(frames) if k["offset_s"] < 2.95]
+            assert all("SUNDAY" in items.nth(i).inner_text().upper() for i in after_cut)
+            assert all("BREAD" in items.nth(i).inner_text().upper() for i in before_cut)
+            # the keyframe pictures differ (the blue scene after the cut is another picture)
+            first = page.request.get(f"{server.url}/thumb/clip-0001?k={before_cut[0]}")
+            second = page.request.get(f"{server.url}/thumb/clip-0001?k={after_cut[0]}")
+            assert first.ok and second.ok and first.headers["content-type"] == "image/jpeg"
+            assert first.body() != second.body()
+            assert page.request.get(f"{server.url}/thumb/clip-0001?k={len(frames)}").status == 404
+            assert not errors, errors
+        finally:
+            browser.close()
+
+
+def test_keyframe_pictures_need_sign_in(server):
+    assert httpx.get(f"{server.url}/thumb/clip-0001?k=0").status_code == 401
