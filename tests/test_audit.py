@@ -11,6 +11,8 @@ from typer.testing import CliRunner
 from app.kpis import testing as T
 from app.kpis.audit import history
 from app.kpis import cli as kpis_cli
+from app.kpis.feedback import publish_decisions
+from domain.events import scoped_id
 from tests.test_kpis import BASE, HOUR, V, app_for, make_env
 
 
@@ -97,3 +99,62 @@ def test_feedback_cli_publishes_a_jsonl_file(broker, unique, tmp_path):
     assert got == [("f1", "ann", None, [("tags", "rejected", None)]), ("f2", "bo", "d-2", [("title", "edited", "Better")])]
     f1 = next(d for k, d in T.read_all(settings, "feedback") if k == "f1")
     assert f1["decided_at"].isoformat() == "2026-01-05T10:00:00+00:00"
+
+
+def _tenant_version(tenant: str, version: int, prompt: str, title: str) -> tuple[str, dict]:
+    """(key, record) of tenant's `shared` asset, version `version`, its alt text written by prompt `prompt`."""
+    record = V("shared", version, "auto_applied", BASE + version * HOUR, BASE + version * HOUR + 1000, title,
+               f"{title} alt", ("color:red",), 0.01, prompt, "model-a").record()
+    record["enriched"]["pre"]["asset"]["tenant"] = tenant
+    return scoped_id("shared", tenant), record
+
+
+def test_two_tenants_with_the_same_asset_id_get_separate_audit_histories(broker, unique):
+    """Issue 16.12: the audit trail is tenant-scoped like every other topic. acme's, globex's and the default
+    tenant's `shared` each have their own history (keyed acme::shared, globex::shared, shared), and an editor
+    decision on acme's asset is charged to the prompt of acme's latest version, not globex's."""
+    settings, env, port = make_env(broker, unique)
+    runner = CliRunner()
+    with app_for(env, port):
+        T.produce(settings, "validated", [_tenant_version("acme", 1, "acme-p1", "Acme mug")])
+        T.wait_for(lambda: len(history(settings, "acme::shared")) == 1, 30, 0.5, "acme's generated entry")
+        # globex's versions of the same asset id come after acme's: its state must not replace acme's
+        T.produce(settings, "validated", [_tenant_version("globex", 1, "globex-p1", "Globex lamp"),
+                                          _tenant_version("globex", 2, "globex-p2", "Globex lamp v2"),
+                                          _tenant_version("default", 1, "default-p1", "Plain chair")])
+        T.wait_for(lambda: len(history(settings, "shared", tenant="globex")) == 2, 30, 0.5, "globex's 2 entries")
+        T.wait_for(lambda: len(history(settings, "shared")) == 1, 30, 0.5, "the default tenant's entry")
+        sent = publish_decisions(settings, [{"asset_id": "shared", "tenant": "acme", "editor": "alice",
+                                             "fields": [{"field": "alt_text", "action": "accepted"}]}])
+        T.wait_for(lambda: len(history(settings, "acme::shared")) == 2, 30, 0.5, "acme's decision entry")
+        acme = history(settings, "acme::shared")
+        globex = history(settings, "globex::shared")
+        plain = history(settings, "shared")
+
+    assert [(e["kind"], e["version"], e["tenant"]) for e in acme] == \
+        [("generated", 1, "acme"), ("editor_decision", 1, "acme")]
+    assert [f["value"] for f in acme[0]["fields"] if f["field"] == "title"] == ["Acme mug"]
+    # charged to acme's prompt: the asset state is per tenant (globex's v2 was validated after acme's v1)
+    assert acme[1]["entry_id"] == "dec:" + sent[0]["decision_id"]
+    assert [(f["field"], f["prompt_version"]) for f in acme[1]["fields"]] == [("alt_text", "acme-p1")]
+    assert [(e["kind"], e["version"], e["tenant"]) for e in globex] == \
+        [("generated", 1, "globex"), ("generated", 2, "globex")]
+    assert [(e["kind"], e["tenant"]) for e in plain] == [("generated", "default")]
+    assert [f["value"] for f in plain[0]["fields"] if f["field"] == "title"] == ["Plain chair"]
+    assert all(e["asset_id"] == "shared" for e in acme + globex + plain)  # the asset's own id stays in the entry
+    # on the topic: every entry keyed by its tenant-scoped id
+    assert sorted({k for k, _ in T.read_all(settings, "audit")}) == ["acme::shared", "globex::shared", "shared"]
+
+    # `assetstream audit` takes the scoped id, or the asset id with --tenant; the plain id is the default tenant's
+    def audit_ids(*args: str) -> list[str]:
+        res = runner.invoke(cli(), ["audit", *args, "--json"], env=env)
+        assert res.exit_code == 0, res.output
+        return [e["entry_id"] for e in json.loads(res.output)]
+
+    assert audit_ids("acme::shared") == audit_ids("shared", "--tenant", "acme") == [e["entry_id"] for e in acme]
+    assert audit_ids("shared", "--tenant", "globex") == [e["entry_id"] for e in globex]
+    assert audit_ids("shared") == audit_ids("shared", "--tenant", "default") == [plain[0]["entry_id"]]
+    res = runner.invoke(cli(), ["audit", "acme::shared", "--tenant", "globex"], env=env)
+    assert res.exit_code == 2 and "another tenant" in res.output
+    res = runner.invoke(cli(), ["audit", "shared", "--tenant", "initech"], env={**env, "COLUMNS": "250"})
+    assert res.exit_code == 1 and "no audit entries for initech::shared" in res.output

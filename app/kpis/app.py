@@ -28,10 +28,11 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from streams.avro import Serde, topic_names
 from app.kpis import compute, flow, metrics
-from app.kpis.audit import audit_partition
+from app.kpis.audit import audit_key, audit_partition
 from app.kpis.topics import ensure_topics, internal_topic_names
 from app.settings import Settings
-from domain.records import asset_of
+from domain.events import scoped_id
+from domain.records import asset_of, document_id
 
 log = logging.getLogger("assetstream.kpis")
 
@@ -146,8 +147,9 @@ def make_app(settings: Settings, create_topics: bool = True) -> faust.App:
     state: dict[str, Any] = {"dirty": set(), "published_once": False}
 
     async def write_audit(entry: dict[str, Any]) -> None:
-        await audit_topic.send(key=entry["asset_id"].encode(), value=serde.serialize("audit", entry),
-                               partition=audit_partition(entry["asset_id"], audit_partitions))
+        key = audit_key(entry)
+        await audit_topic.send(key=key.encode(), value=serde.serialize("audit", entry),
+                               partition=audit_partition(key, audit_partitions))
 
     async def emit(event: dict[str, Any]) -> None:
         await kpi_events.send(key=b"kpi", value=json.dumps(event).encode(), partition=0)
@@ -156,9 +158,9 @@ def make_app(settings: Settings, create_topics: bool = True) -> faust.App:
     async def on_validated(stream):
         async for event in stream.events():
             record = serde.deserialize("validated", event.value)
-            asset_id = compute.asset_id_of(record)
-            new_state, kpi_event = compute.apply_validated(asset_state.get(asset_id), record, ks)
-            asset_state[asset_id] = new_state
+            key = document_id(record)  # the tenant-scoped id, as the record's key
+            new_state, kpi_event = compute.apply_validated(asset_state.get(key), record, ks)
+            asset_state[key] = new_state
             msg = event.message
             await write_audit(compute.audit_for_validated(record, ks, (msg.topic, msg.partition, msg.offset)))
             await emit(kpi_event)
@@ -167,7 +169,7 @@ def make_app(settings: Settings, create_topics: bool = True) -> faust.App:
     async def on_feedback(stream):
         async for event in stream.events():
             decision = serde.deserialize("feedback", event.value)
-            current = asset_state.get(decision["asset_id"])
+            current = asset_state.get(scoped_id(decision["asset_id"], decision.get("tenant")))
             msg = event.message
             await write_audit(compute.audit_for_decision(decision, current, ks, (msg.topic, msg.partition, msg.offset)))
             await emit(compute.decision_event(current, decision, ks))

@@ -1,8 +1,10 @@
 """The append-only audit log: who or what wrote each field of an asset, with which prompt and model, when.
 
 The KPI app writes one AuditEntry per validated record (its generated field set + provenance) and one per editor
-decision, key = asset id, to an explicit partition: `audit_partition(asset_id, n)` = the Java client's default
-partitioner (murmur2 of the key bytes), which is also aiokafka's. `history()` reads only that partition.
+decision (and the writeback sink one per conflict), key = the tenant-scoped asset id (`audit_key`: `acme::a1`, the
+plain id for the default tenant, as every other topic), to an explicit partition: `audit_partition(key, n)` = the
+Java client's default partitioner (murmur2 of the key bytes), which is also aiokafka's. `history()` reads only that
+partition, and only that key: two tenants' entries for the same asset id never mix.
 """
 from __future__ import annotations
 
@@ -13,8 +15,24 @@ from typing import Any
 from aiokafka.partitioner import murmur2
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
 
+from domain.events import TENANT_SEPARATOR, scoped_id
 from streams.avro import Serde
 from app.settings import Settings
+
+
+def audit_key(entry: dict[str, Any]) -> str:
+    """The Kafka key of an AuditEntry: its asset's tenant-scoped id."""
+    return scoped_id(entry["asset_id"], entry.get("tenant"))
+
+
+def history_key(asset_id: str, tenant: str | None = None) -> str:
+    """The key whose history to read: a scoped id (`acme::a1`) as given, or the asset id in `tenant` (none: the
+    default tenant). A scoped id and a different tenant contradict each other: ValueError."""
+    if TENANT_SEPARATOR in asset_id:
+        if tenant and not asset_id.startswith(f"{tenant}{TENANT_SEPARATOR}"):
+            raise ValueError(f"{asset_id!r} is a tenant-scoped id of another tenant than {tenant!r}")
+        return asset_id
+    return scoped_id(asset_id, tenant)
 
 
 def audit_partition(asset_id: str, partitions: int) -> int:
@@ -22,9 +40,12 @@ def audit_partition(asset_id: str, partitions: int) -> int:
     return (murmur2(asset_id.encode("utf-8")) & 0x7FFFFFFF) % partitions
 
 
-def history(settings: Settings, asset_id: str, timeout_s: float = 30.0) -> list[dict[str, Any]]:
+def history(settings: Settings, asset_id: str, timeout_s: float = 30.0,
+            tenant: str | None = None) -> list[dict[str, Any]]:
     """Every audit entry of the asset, deduplicated by entry_id (first occurrence wins), ordered by `at`
-    (ties: log order). Reads the asset's partition from the beginning to its high watermark."""
+    (ties: log order). Reads the asset's partition from the beginning to its high watermark. `asset_id` is the
+    tenant-scoped id (`acme::a1`), or the asset's own id with `tenant` (none: the default tenant)."""
+    asset_id = history_key(asset_id, tenant)
     topic = settings.topics.name("audit")
     conf = {**settings.kafka.client_config(), "group.id": f"assetstream-audit-reader-{uuid.uuid4().hex[:8]}",
             "enable.auto.commit": False, "auto.offset.reset": "earliest", "enable.partition.eof": True}

@@ -3,7 +3,7 @@
     assetstream streams kpis                                   run the faust KPI + audit app
     assetstream feedback ASSET_ID --field alt_text=accepted --field title=edited:"New title" --editor NAME
     assetstream feedback --file decisions.jsonl
-    assetstream audit ASSET_ID [--json]
+    assetstream audit ASSET_ID [--tenant T] [--json]   (ASSET_ID: acme::a1, or a1 --tenant acme)
 """
 from __future__ import annotations
 
@@ -111,11 +111,19 @@ def feedback(asset_id: Optional[str] = typer.Argument(None, help="asset the deci
         raise typer.Exit(1)
 
 @app.command("audit")
-def audit(asset_id: str = typer.Argument(..., help="asset whose history to print"),
+def audit(asset_id: str = typer.Argument(..., help="asset whose history to print: its tenant-scoped id "
+                                           "(acme::a1) or its own id with --tenant (none: the default tenant)"),
+          tenant: Optional[str] = typer.Option(None, "--tenant", help="the asset's tenant (default: the default "
+                                               "tenant, or the one a scoped ASSET_ID names)"),
           json_out: bool = typer.Option(False, "--json", help="machine-readable output")):
     """Print the asset's audit history in order: every generated field set with provenance, every decision."""
-    from app.kpis.audit import history
+    from app.kpis.audit import history, history_key
 
+    try:
+        asset_id = history_key(asset_id, tenant)
+    except ValueError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
     entries = history(_settings(), asset_id)
     if json_out:
         out.print_json(json.dumps(_jsonable(entries)))

@@ -57,10 +57,6 @@ def parse_window_key(key: str) -> tuple[str, int | None, int | None]:
 
 # --- per-asset state ------------------------------------------------------------------------------------
 
-def asset_id_of(validated: dict[str, Any]) -> str:
-    return validated["enriched"]["pre"]["asset"]["asset_id"]
-
-
 def field_flags(validated: dict[str, Any]) -> dict[str, bool]:
     return {"title": bool((validated.get("title") or "").strip()),
             "alt_text": bool((validated.get("alt_text") or "").strip()) or bool(validated.get("decorative")),
@@ -302,7 +298,7 @@ def audit_for_validated(validated: dict[str, Any], ks: KpiSettings, source: tupl
             "decision_id": None, "source_topic": source[0] if source else None,
             "source_partition": source[1] if source else None, "source_offset": source[2] if source else None,
             "recorded_at": recorded_at if recorded_at is not None else now_ms(),
-            "degraded": {} if deleted else degraded}
+            "degraded": {} if deleted else degraded, "tenant": asset.get("tenant")}
 
 
 def audit_for_decision(decision: dict[str, Any], state: dict[str, Any] | None, ks: KpiSettings,
@@ -319,4 +315,4 @@ def audit_for_decision(decision: dict[str, Any], state: dict[str, Any] | None, k
             "actor": decision["editor"], "fields": fields, "provenance": [],
             "decision_id": decision["decision_id"], "source_topic": source[0] if source else None,
             "source_partition": source[1] if source else None, "source_offset": source[2] if source else None,
-            "recorded_at": recorded_at if recorded_at is not None else now_ms()}
+            "recorded_at": recorded_at if recorded_at is not None else now_ms(), "tenant": decision.get("tenant")}

@@ -146,15 +146,16 @@ class WritebackSink(Stage):
         asset = asset_of(value)
         text = ", ".join(map(str, theirs)) if isinstance(theirs, list) else (None if theirs is None else str(theirs))
         now = int(time.time() * 1000)
-        ident = f"{target}|{asset['asset_id']}|{asset['version']}|{field}|{text}"
-        return Output(topic="audit", key=asset["asset_id"], value={
+        key = document_id(value)  # the tenant-scoped id, as every audit entry's key
+        ident = f"{target}|{key}|{asset['version']}|{field}|{text}"
+        return Output(topic="audit", key=key, value={
             "entry_id": "wbc:" + hashlib.sha1(ident.encode()).hexdigest(), "asset_id": asset["asset_id"],
             "kind": "writeback_conflict", "version": int(asset["version"]), "status": value.get("status"),
             "at": now, "actor": f"writeback@{target}",
             "fields": [{"field": field, "value": text, "source": "human", "action": None, "prompt_id": None,
                         "prompt_version": None, "model": None, "editor": None}],
             "provenance": [], "decision_id": None, "source_topic": ctx.topic, "source_partition": ctx.partition,
-            "source_offset": ctx.offset, "recorded_at": now})
+            "source_offset": ctx.offset, "recorded_at": now, "tenant": asset.get("tenant")})
 
     def _store_error(self, e: Exception) -> TransientError:
         reason = f"{e.status} {e.error}" if isinstance(e, ApiError) else type(e).__name__
