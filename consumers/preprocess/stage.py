@@ -31,6 +31,7 @@ class PreprocessStage(PipelineFacts, Stage):
     input_topic = "raw"
     output_topic = "preprocessed"
     kind = "cpu"
+    concurrency = 16  # threads mostly wait on fetches; decode, OCR, hashes and signals run inside cpu_slots()
     embeds_input = "asset"  # the input record, unchanged: its Avro bytes are reused
 
     def __init__(self, settings):
@@ -52,12 +53,14 @@ class PreprocessStage(PipelineFacts, Stage):
         the `final` attempt: then the record goes on with the part named in `degraded` (validate sends it to
         review)."""
         cfg = self.cfg
-        sha = hashes.sha256_hex(data)
-        d = dec.decode(data, max_pixels=cfg.max_pixels, allowed_formats=cfg.allowed_formats,
-                       min_edge=max(cfg.thumbnail_edge, WORK_EDGE))
-        img = d.image
-        base = thumbnail_base(img, cfg.thumbnail_edge)
-        thumb, tw, th = encode_thumbnail(base, max_bytes=cfg.thumbnail_max_bytes, quality=cfg.thumbnail_quality)
+        with cpu_slots():  # CPU-heavy: bounded by the worker's CPUs, not by its (many, mostly fetching) threads
+            sha = hashes.sha256_hex(data)
+            d = dec.decode(data, max_pixels=cfg.max_pixels, allowed_formats=cfg.allowed_formats,
+                           min_edge=max(cfg.thumbnail_edge, WORK_EDGE))
+            img = d.image
+            base = thumbnail_base(img, cfg.thumbnail_edge)
+            thumb, tw, th = encode_thumbnail(base, max_bytes=cfg.thumbnail_max_bytes,
+                                             quality=cfg.thumbnail_quality)
         # small derivatives come from the thumbnail-sized copy when it is big enough (cheaper than the work image)
         small_src = base if max(base.size) >= hashes.HASH_EDGE else img
         exif_rec, _ = metadata.parse_exif(d.exif)
@@ -79,7 +82,7 @@ class PreprocessStage(PipelineFacts, Stage):
             "place": place,
             "embedded": metadata.embedded_metadata(d.info, d.source, d.exif),
             "ocr": self._ocr(d, data, degraded),
-            "hashes": hashes.hashes_record(data, small_src, sha),
+            "hashes": self._hashes(data, small_src, sha),
             "signals": self._signals(img, small_src, degraded),
             "stamp": stamp(self.name),
             "degraded": degraded,
@@ -90,6 +93,11 @@ class PreprocessStage(PipelineFacts, Stage):
         for part, why in degraded.items():
             metrics.DEGRADED.labels(self.name, part, why).inc()
         return record
+
+    @staticmethod
+    def _hashes(data: bytes, small, sha: str) -> dict:
+        with cpu_slots():
+            return hashes.hashes_record(data, small, sha)
 
     def _ocr(self, d: dec.Decoded, data: bytes, degraded: dict[str, str]) -> dict | None:
         rec = self._read(d, data)
