@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import threading
 import time
-from http.server import BaseHTTPRequestHandler
 
 from prometheus_client import REGISTRY
 
@@ -20,31 +19,9 @@ from domain.store.client import make_client
 from domain.store.management import ensure_index, read_alias
 from streams.runner import StageRunner
 from tests.kafka_support import RunnerThread, committed, make_settings, provision, read_topic
-from tests.preprocess_support import LocalServer, jpeg, scene
+from tests.preprocess_support import LocalServer, hanging_until, jpeg, scene
 
 ATTEMPTS = 8
-
-
-def hanging_until(recovered: threading.Event, body: bytes):
-    """Headers at once, then one byte every 0.2 s (every attempt runs into fetch_timeout_s) until `recovered`;
-    from then on the image at once."""
-    def handle(h: BaseHTTPRequestHandler) -> None:
-        h.send_response(200)
-        h.send_header("Content-Type", "image/jpeg")
-        h.send_header("Content-Length", str(len(body)))
-        h.end_headers()
-        try:
-            if recovered.is_set():
-                h.wfile.write(body)
-                return
-            for i in range(len(body)):
-                if recovered.wait(0.2) or i > 50:
-                    return
-                h.wfile.write(body[i:i + 1])
-                h.wfile.flush()
-        except OSError:
-            pass  # the worker gave up on this attempt
-    return handle
 
 
 def indexed(s) -> set[str]:
