@@ -8,8 +8,7 @@ A loopback HTTP server started here serves small JPEGs (good) and slow-loris res
 every 0.3 s: every attempt ends at preprocess.fetch_timeout_s as a transient failure). Assets are published at a
 steady rate to an embedded tansu broker and worked by one preprocess worker (StageRunner, thread pool,
 runner.concurrency=--concurrency or the stage's default, default retry_max_attempts=5). Latency of an asset = its
-`preprocessed` record's timestamp
-minus the time it was published. Four runs: clean (no slow URLs) in each mode, then the mixed set in each mode.
+`preprocessed` record's timestamp minus the time it was published. Four runs: clean (no slow URLs) in each mode, then the mixed set in each mode.
 Goal: good assets' p99 with slow URLs mixed in within 2x of the clean run (retry_mode=topic).
 OCR, faces and NSFW are off and the images are 320x240, so the stage's own CPU cost stays small on a shared
 machine: the figure is about waiting, not about decoding.
