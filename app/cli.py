@@ -65,6 +65,7 @@ def stage_class(name: str) -> Any:
 def worker(stage: str = typer.Argument(..., help="preprocess | enrich | validate | index | review | writeback | module:Class"),
            metrics_port: Optional[int] = typer.Option(None, help="override runner.metrics_port (0 = any free)")):
     """Run one consumer group member until SIGTERM (the unit Kubernetes scales)."""
+    from streams.retry import RetryTopicMissing
     from streams.runner import StageRunner
 
     settings = load_settings()
@@ -75,7 +76,11 @@ def worker(stage: str = typer.Argument(..., help="preprocess | enrich | validate
     setup_logging(settings.log_level)
     if metrics_port is not None:
         settings = settings.with_overrides(runner={"metrics_port": metrics_port})
-    runner = StageRunner(stage_class(stage)(settings), settings, install_signal_handlers=True)
+    try:
+        runner = StageRunner(stage_class(stage)(settings), settings, install_signal_handlers=True)
+    except RetryTopicMissing as exc:  # runner.retry_mode=topic without its topic: no silent in-place fallback
+        console.print(f"[red]refusing to start:[/red] {exc}")
+        raise typer.Exit(2) from None
     runner.run()
     if runner.fatal_error:
         console.print(f"[red]{runner.fatal_error}[/red]")

@@ -145,7 +145,9 @@ class EmbeddedRun:
         from streams.embedded import Tansu
 
         overrides: dict[str, dict[str, Any]] = {
-            "runner": {"metrics_port": 0, "drain_timeout_s": 10},
+            # retry topics (created below with the others): a slow or failing source holds back no other image
+            "runner": {"metrics_port": 0, "drain_timeout_s": 10,
+                       **({"retry_mode": "topic"} if self.base_settings.runner.retry_mode == "auto" else {})},
             "preprocess": {"file_roots": sorted({str(p.parent) for p in images})},
         }
         if self.bootstrap:

@@ -2,13 +2,13 @@
 """Head-of-line blocking (issue 16.16): good assets' latency through the real preprocess stage when a few URLs are
 slow-loris origins, with in-place retries vs retry topics (runner.retry_mode), every baseline in the same run.
 
-    python bench/retry.py [--assets 300] [--slow-pct 5] [--rate 20] [--concurrency 4] [--fetch-timeout 2]
+    python bench/retry.py [--assets 300] [--slow-pct 5] [--rate 20] [--concurrency N] [--fetch-timeout 2]
 
 A loopback HTTP server started here serves small JPEGs (good) and slow-loris responses (headers, then one byte
 every 0.3 s: every attempt ends at preprocess.fetch_timeout_s as a transient failure). Assets are published at a
 steady rate to an embedded tansu broker and worked by one preprocess worker (StageRunner, thread pool,
-runner.concurrency=--concurrency, default retry_max_attempts=5). Latency of an asset = its `preprocessed` record's timestamp
-minus the time it was published. Four runs: clean (no slow URLs) in each mode, then the mixed set in each mode.
+runner.concurrency=--concurrency or the stage's default, default retry_max_attempts=5). Latency of an asset = its
+`preprocessed` record's timestamp minus the time it was published. Four runs: clean (no slow URLs) in each mode, then the mixed set in each mode.
 Goal: good assets' p99 with slow URLs mixed in within 2x of the clean run (retry_mode=topic).
 OCR, faces and NSFW are off and the images are 320x240, so the stage's own CPU cost stays small on a shared
 machine: the figure is about waiting, not about decoding.
@@ -94,21 +94,21 @@ class Origin:
         self.server.shutdown()
 
 
-def settings_for(bootstrap: str, mode: str, fetch_timeout: float, concurrency: int) -> Settings:
+def settings_for(bootstrap: str, mode: str, fetch_timeout: float, concurrency: int | None) -> Settings:
     prefix = f"bench-retry-{mode}-{uuid.uuid4().hex[:6]}."
     return Settings.model_validate({
         "kafka": {"bootstrap_servers": bootstrap, "session_timeout_ms": 6000, "heartbeat_interval_ms": 1000},
         "topics": {"prefix": prefix, "partitions": 3}, "groups": {"prefix": prefix},
         "registry": {"url": "mock://bench-retry", "allow_in_process": True},
-        "runner": {"metrics_port": -1, "concurrency": concurrency, "retry_mode": mode,
-                   "retry_topic_delays_s": [2.0, 10.0, 30.0, 60.0]},
+        "runner": {"metrics_port": -1, "retry_mode": mode, "retry_topic_delays_s": [2.0, 10.0, 30.0, 60.0],
+                   **({"concurrency": concurrency} if concurrency else {})},
         "preprocess": {"allow_private_networks": True, "fetch_timeout_s": fetch_timeout, "ocr_enabled": False,
                        "faces_enabled": False, "nsfw_enabled": False},
     })
 
 
 def one_run(bootstrap: str, origin: Origin, mode: str, n: int, slow_pct: float, rate: float,
-            fetch_timeout: float, concurrency: int) -> dict[str, float]:
+            fetch_timeout: float, concurrency: int | None) -> dict[str, float]:
     s = settings_for(bootstrap, mode, fetch_timeout, concurrency)
     create_topics(s)
     rnd = random.Random(7)  # the same assets are slow in every run
@@ -165,7 +165,8 @@ def main() -> None:
     ap.add_argument("--assets", type=int, default=300)
     ap.add_argument("--slow-pct", type=float, default=5.0)
     ap.add_argument("--rate", type=float, default=20.0, help="assets published per second; 0 = all at once")
-    ap.add_argument("--concurrency", type=int, default=4, help="runner.concurrency (threads of the worker)")
+    ap.add_argument("--concurrency", type=int, default=None,
+                    help="runner.concurrency (threads of the worker); default: the stage's own (PreprocessStage: 16)")
     ap.add_argument("--fetch-timeout", type=float, default=2.0, help="preprocess.fetch_timeout_s")
     args = ap.parse_args()
     origin = Origin()
@@ -182,7 +183,8 @@ def main() -> None:
     base = results["clean, inplace"]["p99"]
     rate = f"{args.rate:g}/s" if args.rate > 0 else "once (all published at once)"
     print(f"\n{args.assets} assets at {rate}, {args.slow_pct:g}% slow-loris URLs, fetch_timeout_s="
-          f"{args.fetch_timeout:g}, one preprocess worker ({args.concurrency} threads), retry_max_attempts=5")
+          f"{args.fetch_timeout:g}, one preprocess worker ({args.concurrency or PreprocessStage.concurrency} threads"
+          f"{'' if args.concurrency else ', the default'}), retry_max_attempts=5")
     print(f"{'run':<22}{'good p50 s':>12}{'good p99 s':>12}{'good max s':>12}{'p99 / clean':>13}{'missing':>9}")
     for label, r in results.items():
         print(f"{label:<22}{r['p50']:>12.3f}{r['p99']:>12.3f}{r['max']:>12.3f}{r['p99'] / base:>12.2f}x"

@@ -1,7 +1,7 @@
 """How a worker runs the per-record work (streams.work.RecordWork): one small interface, five strategies.
 
     Inline        cpu stage, runner.inline: in the poll thread itself, outputs produced right away
-    Threads       cpu stage: a thread pool of runner.concurrency, records handed over in chunks
+    Threads       cpu stage: runner.concurrency threads taking records one at a time from one queue
     Processes     cpu stage, runner.processes: chunks of raw records worked in spawned child processes
     Asyncio       io stage: one asyncio loop, runner.concurrency records at once
     OrderedBatch  batch stage: one ordered batch at a time (runner.batch_max_records/bytes/wait_s)
@@ -16,6 +16,7 @@ import asyncio
 import concurrent.futures as cf
 import logging
 import multiprocessing
+import queue
 import threading
 import time
 from collections import deque
@@ -106,26 +107,54 @@ class Inline(Executor):
 
 
 class Threads(Executor):
-    """A thread pool, given chunks, not single records: one Future per chunk keeps the overhead per record
-    small, and records of a chunk still finish (and commit) individually."""
+    """runner.concurrency threads (Stage.concurrency by default) taking records one at a time from one queue: a
+    record that takes long (a slow fetch) holds its own thread only, never records handed over with it."""
 
     def __init__(self, work: RecordWork, rs: Any, stop: threading.Event, emit: Callable[[Result], None]):
         super().__init__(work, rs, stop, emit)
-        self.workers = max(1, rs.concurrency)
-        self.pool = cf.ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix=f"{self.name}-worker")
+        self.workers = concurrency(work.stage, rs)
+        self.queue: queue.SimpleQueue[Record | None] = queue.SimpleQueue()
+        self.threads: list[threading.Thread] = []
+
+    def start(self) -> None:
+        if self.threads:
+            return
+        for i in range(self.workers):
+            t = threading.Thread(target=self._loop, name=f"{self.name}-worker-{i}", daemon=True)
+            t.start()
+            self.threads.append(t)
 
     def submit(self, recs: list[Record]) -> None:
-        n = -(-len(recs) // self.workers)
-        for i in range(0, len(recs), n):
-            fut = self.pool.submit(self._work_each, recs[i:i + n], self._hand_over)
-            fut.add_done_callback(self._collect)
+        if not self.threads:
+            self.start()
+        put = self.queue.put
+        for rec in recs:
+            put(rec)
 
-    def _hand_over(self, result: Result) -> None:  # each record as it finishes, not at the end of the chunk
+    def _loop(self) -> None:
+        get, hand_over = self.queue.get, self._hand_over
+        while True:
+            rec = get()
+            if rec is None:
+                return
+            try:
+                self._work_each([rec], hand_over)
+            except BaseException as exc:  # noqa: BLE001 - a bug in the runner itself: loud, the record stays uncommitted
+                log.error("%s: worker crashed: %r", self.name, exc, exc_info=exc)
+
+    def _hand_over(self, result: Result) -> None:
         with self.lock:
             self.completions.append(result)
 
     def shutdown(self) -> None:
-        self.pool.shutdown(wait=False, cancel_futures=True)
+        try:  # after the drain: records not started stay uncommitted, as with a cancelled future
+            while True:
+                self.queue.get_nowait()
+        except queue.Empty:
+            pass
+        for _ in self.threads:
+            self.queue.put(None)
+        self.threads = []
 
 
 class Processes(Executor):
@@ -244,7 +273,7 @@ class Asyncio(Executor):
 
         def run() -> None:
             asyncio.set_event_loop(self.loop)
-            self.semaphore = asyncio.Semaphore(max(1, self.rs.concurrency))
+            self.semaphore = asyncio.Semaphore(concurrency(self.work.stage, self.rs))
             ready.set()
             self.loop.run_forever()
 
@@ -307,6 +336,11 @@ class OrderedBatch(Executor):
 
     def shutdown(self) -> None:
         self.pool.shutdown(wait=False, cancel_futures=True)
+
+
+def concurrency(stage: Stage, rs: Any) -> int:
+    """runner.concurrency, or the stage's own default (Stage.concurrency)."""
+    return max(1, rs.concurrency or stage.concurrency)
 
 
 def make_retry_executor(stage: Stage, settings: Any, work: RecordWork, stop: threading.Event,

@@ -35,6 +35,8 @@ PAUSED = Gauge("assetstream_paused", "1 while the worker has paused consumption 
 OFFSET_GAPS = Counter("assetstream_offset_gaps_total", "Jumps in a partition a worker reads: the broker returned an "
                       "offset beyond the next one expected (records acknowledged once and never returned)",
                       ["stage", "topic", "partition"])
+RETRY_HELD = Gauge("assetstream_retry_held", "Records from the retry topic held in memory until their not-before time "
+                   "(runner.retry_mode=topic); at runner.retry_held_max the retry partitions are paused", ["stage"])
 COMMITS = Counter("assetstream_offset_commits_total", "Offset commits", ["stage"])
 DEGRADED = Counter("assetstream_degraded_total", "Records that went on with a metadata part degraded (it timed out "
                    "or failed on every attempt): marked in the record and sent to review", ["stage", "part", "reason"])

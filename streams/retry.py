@@ -21,6 +21,7 @@ import heapq
 import itertools
 from typing import Any, Callable, NamedTuple
 
+from streams import metrics
 from streams.errors import StageError
 from streams.records import now_ms
 
@@ -33,6 +34,10 @@ ORIGIN = "retry-origin"  # topic/partition/offset where the record was first con
 HEADERS = frozenset((ATTEMPTS, NOT_BEFORE, FIRST_FAILURE, FIRST_REASON, LAST_REASON, ORIGIN))
 
 Headers = list[tuple[str, bytes | None]]
+
+
+class RetryTopicMissing(RuntimeError):
+    """runner.retry_mode=topic and the worker's retry topic does not exist: the worker refuses to start."""
 
 
 class RetryState(NamedTuple):
@@ -105,17 +110,21 @@ class RetryTopic:
 
 
 class DelayQueue:
-    """Retry records waiting for their not-before time, earliest first (runner's poll thread only)."""
+    """Retry records waiting for their not-before time, earliest first (runner's poll thread only); how many are
+    held is exported as assetstream_retry_held{stage}."""
 
-    def __init__(self) -> None:
+    def __init__(self, stage: str) -> None:
         self._heap: list[tuple[int, int, Any]] = []
         self._seq = itertools.count()
+        self._held = metrics.RETRY_HELD.labels(stage)
+        self._held.set(0)
 
     def __len__(self) -> int:
         return len(self._heap)
 
     def hold(self, rec: Any, not_before_ms: int) -> None:
         heapq.heappush(self._heap, (not_before_ms, next(self._seq), rec))
+        self._held.set(len(self._heap))
 
     def due(self, now: int | None = None) -> list[Any]:
         """The held records whose time has come, earliest first."""
@@ -123,6 +132,8 @@ class DelayQueue:
         out = []
         while self._heap and self._heap[0][0] <= now:
             out.append(heapq.heappop(self._heap)[2])
+        if out:
+            self._held.set(len(self._heap))
         return out
 
     def drop(self, tps: set[Any] | None, abandon: Callable[[Any], None]) -> None:
@@ -135,6 +146,7 @@ class DelayQueue:
                 keep.append(item)
         heapq.heapify(keep)
         self._heap = keep
+        self._held.set(len(keep))
 
 
 class RetryLane:

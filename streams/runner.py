@@ -32,7 +32,7 @@ from streams.lag import ConsumerLag
 from streams.originals import open_store
 from streams.outputs import Outputs
 from streams.records import now_ms
-from streams.retry import DelayQueue, RetryLane, retry_state
+from streams.retry import DelayQueue, RetryLane, RetryTopicMissing, retry_state
 from streams.sensors import PrometheusSensor, Sensor
 from streams.settings import RuntimeSettings
 from streams.stage import Stage
@@ -58,9 +58,9 @@ class StageRunner:
                                on_retried=self.sensor.on_retried)  # decode -> stage -> encode, no Kafka
         self.names = self.work.names
         self.input_topic = self.names[stage.input_topic]
-        # runner.retry_mode=topic: the input's retry topic is consumed too; its records wait here until due
-        self.retry_topic = self.work.retry.topic if self.work.retry is not None else None
-        self.delayed = DelayQueue()
+        # runner.retry_mode=topic/auto: the input's retry topic is consumed too; its records wait here until due
+        self.retry_topic: str | None = None  # set once the mode is resolved (_resolve_retry_mode)
+        self.delayed = DelayQueue(self.name)
         self._retries_paused = False
         self.group_id = group_id or settings.groups.name(stage.name)
         self.install_signal_handlers = install_signal_handlers
@@ -108,6 +108,8 @@ class StageRunner:
             pconf["transactional.id"] = f"{self.group_id}-{instance or uuid.uuid4().hex[:12]}"
         self.consumer = Consumer(cconf)
         self.producer = Producer(pconf)
+        settings = self._resolve_retry_mode(settings)
+        self.retry_topic = self.work.retry.topic if self.work.retry is not None else None
         self.commits: Commits = (
             TransactionalCommits(self.name, self.consumer, self.producer, self.tracker, self.sensor, self._rewind)
             if self.rs.transactional else PlainCommits(self.name, self.consumer, self.tracker, self.sensor))
@@ -125,6 +127,33 @@ class StageRunner:
         if self.retry_topic is not None:  # retry records on their own threads / loop
             self.executor = RetryLane(self.executor, make_retry_executor(stage, settings, self.work, self._stop,
                                                                          self.outputs.emit), self.retry_topic)
+
+    def _resolve_retry_mode(self, settings: RuntimeSettings) -> RuntimeSettings:
+        """runner.retry_mode for this worker, from whether its retry topic exists: `topic` without it refuses to
+        start (a clear error naming the topic); `auto` falls back to in-place retries with a warning. Returns
+        the settings the stage's child processes (runner.processes) are built from, with the mode resolved."""
+        retry, mode = self.work.retry, self.rs.retry_mode
+        if retry is None:
+            return settings
+        try:
+            exists = retry.topic in self.consumer.list_topics(timeout=self.rs.retry_topic_check_timeout_s).topics
+        except KafkaException as exc:
+            self.consumer.close()
+            raise RuntimeError(f"{self.name}: cannot check for the retry topic {retry.topic} "
+                               f"(runner.retry_mode={mode}): {exc}") from exc
+        if exists:
+            log.info("%s: transient failures go to the retry topic %s", self.name, retry.topic)
+            return settings
+        if mode == "topic":
+            self.consumer.close()
+            raise RetryTopicMissing(f"{self.name}: runner.retry_mode=topic but the retry topic {retry.topic} does "
+                                    "not exist; create it with `assetstream topics create` (or set "
+                                    "runner.retry_mode=auto or inplace)")
+        log.warning("%s: the retry topic %s does not exist; retrying transient failures in place (they hold the "
+                    "partition meanwhile). Create it with `assetstream topics create` and restart the worker",
+                    self.name, retry.topic)
+        self.work.retry = None
+        return settings.with_overrides(runner={"retry_mode": "inplace"})
 
     # ------------------------------------------------------------------------------------------ lifecycle
     def stop(self) -> None:

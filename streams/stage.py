@@ -78,6 +78,10 @@ class Stage:
     input_topic: ClassVar[str] = "raw"
     output_topic: ClassVar[str | None] = None
     kind: ClassVar[Literal["cpu", "io", "batch"]] = "cpu"
+    concurrency: ClassVar[int] = 4
+    """Records worked at once (threads of a cpu stage, tasks of an io stage) when runner.concurrency is not set.
+    A cpu stage whose records mostly wait (a fetch) sets more and runs its CPU-heavy calls inside
+    `streams.cpu.cpu_slots()`, which bounds them by the CPUs the worker really has."""
     embeds_input: ClassVar[str | None] = None
     """The output field that holds the input record itself (the very dict the stage was given, unchanged),
     e.g. "asset": the runner then copies the input's Avro bytes into the output instead of encoding that

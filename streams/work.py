@@ -106,9 +106,10 @@ class RecordWork:
         self._stage_headers = (("stage", self.name.encode()), ("stage-version", PIPELINE_VERSION.encode()))
         self._embed = getattr(stage, "embeds_input", None)  # see Stage.embeds_input
         self._embed_count = 0
-        # runner.retry_mode=topic: transient failures go to the input's retry topic, not a backoff in place
+        # runner.retry_mode=topic (or auto; the runner sets this to None when auto finds no retry topic):
+        # transient failures go to the input's retry topic, not a backoff in place
         self.retry = (RetryTopic(settings.topics.retry_name(stage.input_topic), self.rs.retry_topic_delays_s)
-                      if self.rs.retry_mode == "topic" and stage.kind != "batch" else None)
+                      if self.rs.retry_mode != "inplace" and stage.kind != "batch" else None)
 
     @property
     def stopping(self) -> bool:

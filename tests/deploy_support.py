@@ -272,11 +272,16 @@ def _quantity_cpu(q: str) -> float:
     return float(q[:-1]) / 1000 if q.endswith("m") else float(q)
 
 
+RETRY_TOPIC_STAGES = ("preprocess", "enrich")
+"""Groups whose transient failures are per record: their manifests ask for retry topics explicitly."""
+
+
 def worker_problems(docs: list[dict], tmp_dir: Path) -> list[str]:
     problems = []
     deployments = by_name(docs, "Deployment")
     pdbs = objects(docs, "PodDisruptionBudget")
     cpu: dict[str, float] = {}
+    threads: dict[str, int | None] = {}
     for stage in STAGES:
         name = f"assetstream-{stage}"
         dep = deployments.get(name)
@@ -315,8 +320,16 @@ def worker_problems(docs: list[dict], tmp_dir: Path) -> list[str]:
             problems.append(f"{name}: no PodDisruptionBudget selects its pods")
         if not spec.get("securityContext", {}).get("runAsNonRoot"):
             problems.append(f"{name}: pod securityContext.runAsNonRoot is not true")
+        if stage in RETRY_TOPIC_STAGES and settings.runner.retry_mode != "topic":
+            problems.append(f"{name}: runner.retry_mode is {settings.runner.retry_mode}, want topic (a slow or "
+                            "failing record must not hold its partition; issue 16.16)")
+        threads[stage] = settings.runner.concurrency
     if {"preprocess", "enrich"} <= set(cpu) and not cpu["preprocess"] > cpu["enrich"]:
         problems.append("preprocess (CPU-bound) must request more CPU than enrich (I/O-bound)")
+    if "preprocess" in cpu and (threads["preprocess"] or 16) < 4 * cpu["preprocess"]:
+        problems.append(f"assetstream-preprocess: runner.concurrency {threads['preprocess']} < 4 x its "
+                        f"{cpu['preprocess']:g} CPUs: slow fetches would take the threads good assets need "
+                        "(the CPU-heavy work is bounded by the CPU slots, not by the threads)")
     return problems
 
 

@@ -28,7 +28,7 @@ def make_settings(broker: str, prefix: str, **overrides: dict[str, Any]) -> Sett
         "groups": {"prefix": f"{prefix}."},
         "registry": {"url": "mock://assetstream-tests", "allow_in_process": True},
         "runner": {"metrics_port": -1, "retry_base_delay_s": 0.05, "retry_max_delay_s": 0.5,
-                   "drain_timeout_s": 10},
+                   "retry_topic_delays_s": [0.05, 0.2, 0.5], "drain_timeout_s": 10},
     }
     for section, values in overrides.items():
         base.setdefault(section, {}).update(values)

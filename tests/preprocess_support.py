@@ -203,12 +203,16 @@ class LocalServer:
         self.httpd.server_close()
 
 
+def _image_headers(h: BaseHTTPRequestHandler, body: bytes) -> None:
+    h.send_response(200)
+    h.send_header("Content-Type", "image/jpeg")
+    h.send_header("Content-Length", str(len(body)))
+    h.end_headers()
+
+
 def slow_route(delay_s: float, body: bytes) -> Route:
     def handle(h: BaseHTTPRequestHandler) -> None:
-        h.send_response(200)
-        h.send_header("Content-Type", "image/jpeg")
-        h.send_header("Content-Length", str(len(body)))
-        h.end_headers()
+        _image_headers(h, body)
         try:
             h.wfile.write(body[:10])
             h.wfile.flush()
@@ -216,6 +220,25 @@ def slow_route(delay_s: float, body: bytes) -> Route:
             h.wfile.write(body[10:])
         except (BrokenPipeError, ConnectionResetError):
             pass
+    return handle
+
+
+def hanging_until(recovered: threading.Event, body: bytes) -> Route:
+    """Headers at once, then one byte every 0.2 s (every attempt runs into fetch_timeout_s) until `recovered`;
+    from then on the image at once."""
+    def handle(h: BaseHTTPRequestHandler) -> None:
+        _image_headers(h, body)
+        try:
+            if recovered.is_set():
+                h.wfile.write(body)
+                return
+            for i in range(len(body)):
+                if recovered.wait(0.2) or i > 50:
+                    return
+                h.wfile.write(body[i:i + 1])
+                h.wfile.flush()
+        except OSError:
+            pass  # the worker gave up on this attempt
     return handle
 
 

@@ -168,6 +168,17 @@ def b_preprocess_starved(docs):
     _container(docs, "preprocess")["resources"]["requests"]["cpu"] = "100m"
 
 
+def b_inplace_retries(docs):
+    c = _container(docs, "enrich")
+    c["env"] = [e for e in c["env"] if e["name"] != "ASSETSTREAM_RUNNER__RETRY_MODE"]
+
+
+def b_preprocess_few_threads(docs):
+    for e in _container(docs, "preprocess")["env"]:
+        if e["name"] == "ASSETSTREAM_RUNNER__CONCURRENCY":
+            e["value"] = "2"
+
+
 def b_no_pdb(docs):
     docs[:] = [d for d in docs if not (d["kind"] == "PodDisruptionBudget" and d["metadata"]["name"] == "assetstream-enrich")]
 
@@ -274,6 +285,8 @@ BROKEN = [
     ("base", b_no_limits, "workers", "resources.limits"),
     ("base", b_preprocess_starved, "workers", "CPU-bound"),
     ("base", b_no_pdb, "workers", "PodDisruptionBudget"),
+    ("base", b_inplace_retries, "workers", "assetstream-enrich: runner.retry_mode is auto"),
+    ("base", b_preprocess_few_threads, "workers", "runner.concurrency 2 < 4 x"),
     ("base", b_literal_api_key, "secrets", "ANTHROPIC_API_KEY"),
     ("base", b_secret_object, "secrets", "Secret/assetstream-secrets"),
     ("base", b_secret_in_config, "secrets", "sasl_password"),

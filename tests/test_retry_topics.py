@@ -4,13 +4,20 @@ the last attempt it is dead-lettered with its first and last reason; an older re
 after a newer one does not win."""
 from __future__ import annotations
 
+import logging
+import subprocess
+import sys
 import time
+
+from confluent_kafka.admin import AdminClient
 
 from app.producer import AssetPublisher, build_event
 from consumers.index.sink import IndexSink
 from domain.store.management import read_alias
 from streams.runner import StageRunner
-from tests.kafka_support import RunnerThread, committed, make_settings, provision, read_topic, wait_committed
+from streams.topics import topic_specs, wait_for_topics
+from tests.kafka_support import (RunnerThread, committed, env_for, make_settings, provision, read_topic,
+                                 wait_committed)
 from tests.stages import AsyncEchoStage, EchoStage
 from tests.store_support import as_items, settings_for, validated_asset
 
@@ -134,3 +141,42 @@ def test_retry_topic_with_child_processes(broker, unique):
     assert keys == ["asset-0002", "asset-0001"]
     # the first attempt ran in the child; the retry in the worker's retry pool, once
     assert len({r["headers"]["pid"] for r in out}) == 2
+
+
+def without_retry_topics(s) -> None:
+    """Every topic but the retry topics, as a cluster provisioned before retry topics existed has them."""
+    admin = AdminClient(s.kafka.client_config())
+    specs = [spec for logical, spec in topic_specs(s).items() if not logical.endswith("_retry")]
+    for fut in admin.create_topics(specs).values():
+        fut.result(30)
+    wait_for_topics(admin, [spec.topic for spec in specs], 30)
+
+
+def test_an_explicit_topic_mode_without_its_retry_topic_refuses_to_start(broker, unique):
+    s = make_settings(broker, f"rtmiss{unique}", topics={"partitions": 1}, runner={"retry_mode": "topic"})
+    without_retry_topics(s)
+    env = env_for(s)
+    env["ASSETSTREAM_RUNNER__RETRY_MODE"] = "topic"
+    result = subprocess.run([sys.executable, "-m", "app.cli", "worker", "tests.stages:EchoStage"], env=env,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2, result.stdout + result.stderr
+    said = " ".join((result.stdout + result.stderr).split())
+    assert f"refusing to start: echo: runner.retry_mode=topic but the retry topic {s.topics.retry_name('raw')} " \
+           "does not exist; create it with `assetstream topics create`" in said
+    assert "Traceback" not in result.stderr
+
+
+def test_the_default_mode_without_a_retry_topic_retries_in_place_and_says_so(broker, unique, caplog):
+    s = make_settings(broker, f"rtauto{unique}", topics={"partitions": 1}, runner={"inline": True})
+    assert s.runner.retry_mode == "auto"
+    without_retry_topics(s)
+    publish(s, [ev(1, fail="transient:1"), ev(2)])
+    with caplog.at_level(logging.WARNING, logger="assetstream.runner"):
+        runner = StageRunner(EchoStage(s), s)
+    assert runner.retry_topic is None
+    assert f"the retry topic {s.topics.retry_name('raw')} does not exist; retrying transient failures in place" \
+        in caplog.text
+    with RunnerThread(runner):
+        out = read_topic(s, "preprocessed", 2)
+    # in place and inline: the failing record held the partition, so it still came first
+    assert [r["key"] for r in sorted(out, key=lambda r: r["offset"])] == ["asset-0001", "asset-0002"]

@@ -195,8 +195,10 @@ def test_an_oversize_record_is_dead_lettered_truncated_and_the_worker_keeps_goin
 
 
 def test_shutdown_with_abandoned_work_waits_the_drain_timeout_once(broker, unique):
-    s = make_settings(broker, f"aband{unique}", runner={"drain_timeout_s": 3, "retry_max_attempts": 1000,
-                                                       "retry_base_delay_s": 0.2, "retry_max_delay_s": 0.2})
+    # in-place retries on purpose: the record is mid-backoff in its worker thread when the worker stops
+    s = make_settings(broker, f"aband{unique}", runner={"retry_mode": "inplace", "drain_timeout_s": 3,
+                                                       "retry_max_attempts": 1000, "retry_base_delay_s": 0.2,
+                                                       "retry_max_delay_s": 0.2})
     provision(s)
     publish(s, [ev(1, fail="transient:100000")])
     thread = RunnerThread(StageRunner(EchoStage(s), s))

@@ -23,8 +23,9 @@ def failed_count(stage: str, error_class: str) -> float:
 
 
 def test_child_processes_deliver_dead_letter_retry_and_commit(broker, unique):
+    # in place: the transient record's retries run in the child too (topic mode: tests/test_retry_topics.py)
     s = make_settings(broker, f"procs{unique}", runner={"processes": 2, "max_in_flight": 200,
-                                                         "retry_max_attempts": 4})
+                                                         "retry_max_attempts": 4, "retry_mode": "inplace"})
     provision(s)
     p = Producer({"bootstrap.servers": broker})
     p.produce(s.topics.name("raw"), key=b"asset-poison", value=b"\x00not-avro", headers=[("x", b"1")])
@@ -112,7 +113,8 @@ def test_the_preprocess_stage_runs_in_child_processes(broker, unique, tmp_path):
 
 
 def test_stopping_cuts_a_childs_retries_short_and_leaves_the_record_uncommitted(broker, unique):
-    s = make_settings(broker, f"procstop{unique}", runner={"processes": 1, "max_in_flight": 50,
+    # in place: the child is mid-backoff when the worker stops
+    s = make_settings(broker, f"procstop{unique}", runner={"retry_mode": "inplace", "processes": 1, "max_in_flight": 50,
                                                             "retry_base_delay_s": 4, "retry_max_delay_s": 4,
                                                             "retry_max_attempts": 10})
     provision(s)

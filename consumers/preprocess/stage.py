@@ -33,6 +33,7 @@ class PreprocessStage(PipelineFacts, Stage):
     input_topic = "raw"
     output_topic = "preprocessed"
     kind = "cpu"
+    concurrency = 16  # threads mostly wait on fetches; decode, OCR, hashes and signals run inside cpu_slots()
     embeds_input = "asset"  # the input record, unchanged: its Avro bytes are reused
 
     def __init__(self, settings):
@@ -75,12 +76,14 @@ class PreprocessStage(PipelineFacts, Stage):
         if len(data) > cfg.max_bytes:
             raise PermanentError(f"{len(data)} bytes, over max_bytes={cfg.max_bytes} (only a video may be larger, "
                                  f"up to video_max_bytes)", reason="too_large", details={"byte_size": len(data)})
-        sha = hashes.sha256_hex(data)
-        d = dec.decode(data, max_pixels=cfg.max_pixels, allowed_formats=cfg.allowed_formats,
-                       min_edge=max(cfg.thumbnail_edge, WORK_EDGE))
-        img = d.image
-        base = thumbnail_base(img, cfg.thumbnail_edge)
-        thumb, tw, th = encode_thumbnail(base, max_bytes=cfg.thumbnail_max_bytes, quality=cfg.thumbnail_quality)
+        with cpu_slots():  # CPU-heavy: bounded by the worker's CPUs, not by its (many, mostly fetching) threads
+            sha = hashes.sha256_hex(data)
+            d = dec.decode(data, max_pixels=cfg.max_pixels, allowed_formats=cfg.allowed_formats,
+                           min_edge=max(cfg.thumbnail_edge, WORK_EDGE))
+            img = d.image
+            base = thumbnail_base(img, cfg.thumbnail_edge)
+            thumb, tw, th = encode_thumbnail(base, max_bytes=cfg.thumbnail_max_bytes,
+                                             quality=cfg.thumbnail_quality)
         # small derivatives come from the thumbnail-sized copy when it is big enough (cheaper than the work image)
         small_src = base if max(base.size) >= hashes.HASH_EDGE else img
         exif_rec, _ = metadata.parse_exif(d.exif)
@@ -102,7 +105,7 @@ class PreprocessStage(PipelineFacts, Stage):
             "place": place,
             "embedded": metadata.embedded_metadata(d.info, d.source, d.exif),
             "ocr": self._degrade(self._read(d, data), degraded),
-            "hashes": hashes.hashes_record(data, small_src, sha),
+            "hashes": self._hashes(data, small_src, sha),
             "signals": self._signals(img, small_src, degraded),
             "stamp": stamp(self.name),
             "degraded": degraded,
@@ -123,7 +126,8 @@ class PreprocessStage(PipelineFacts, Stage):
         through the image treatment (OCR, hashes, colours, faces, NSFW); the poster frame is the thumbnail,
         `ocr` holds the text of every keyframe (so search finds a video by text seen in any of them)."""
         cfg = self.cfg
-        v = video.extract(data, container, video.Limits.from_settings(cfg))
+        with cpu_slots():  # decoding is the CPU-heavy part; per-keyframe OCR and signals take their own slots
+            v = video.extract(data, container, video.Limits.from_settings(cfg))
         degraded: dict[str, str] = {}
         frames, reads, looks = [], [], []
         for k in v.keyframes:
@@ -176,6 +180,11 @@ class PreprocessStage(PipelineFacts, Stage):
                       "data": data if len(data) <= cfg.video_inline_max_bytes else None},
         }
         return self._finish(record, degraded, final)
+
+    @staticmethod
+    def _hashes(data: bytes, small, sha: str) -> dict:
+        with cpu_slots():
+            return hashes.hashes_record(data, small, sha)
 
     @staticmethod
     def _degrade(rec: dict, degraded: dict[str, str]) -> dict:

@@ -114,9 +114,13 @@ def build() -> dict:
     )
     panels += line(
         panel("Paused consumption", [target(f"max by (stage, reason) (assetstream_paused{{{S}}})", "{{stage}} {{reason}}")],
-              w=12, description="1 while a worker keeps its partitions paused (backpressure, budget, store down)."),
+              w=8, description="1 while a worker keeps its partitions paused (backpressure, budget, store down)."),
         panel("Offset commits / s", [target(f"sum by (stage) (rate(assetstream_offset_commits_total{{{S}}}[{RI}]))",
-                                            "{{stage}}")], unit="ops", w=12),
+                                            "{{stage}}")], unit="ops", w=8),
+        panel("Retry records held", [target(f"sum by (stage) (assetstream_retry_held{{{S}}})", "{{stage}}")], w=8,
+              description="Records from a retry topic waiting in memory for their time (runner.retry_mode=topic); "
+                          "at runner.retry_held_max the retry partitions pause. Rising with a flat input rate = a "
+                          "dependency failing transiently."),
     )
     panels.append(row("Latency"))
     panels += line(

@@ -144,19 +144,23 @@ class GroupSettings(Section):
 
 
 class RunnerSettings(Section):
-    concurrency: int = Field(4, description="worker threads (or asyncio tasks for I/O stages) per process")
+    concurrency: int | None = Field(None, ge=1, description="worker threads (or asyncio tasks for I/O stages) per "
+                                    "process; None = the stage's own default (Stage.concurrency: 4, preprocess 16: "
+                                    "its threads mostly wait on fetches, the CPU-heavy parts run inside the CPU "
+                                    "slots of streams.cpu)")
     max_in_flight: int = Field(64, ge=1, description="records taken but not yet finished; at the limit the worker stops "
                                "taking records until some finish")
     pause_after_s: float = Field(1.0, gt=0, description="when in-flight records stay at max_in_flight this long, pause the "
                                  "partitions (polling goes on, so the group never times the worker out)")
     retry_max_attempts: int = Field(5, ge=1, description="attempts of a record failing transiently (in place or "
                                     "through the retry topic) before it is dead-lettered (transient_exhausted)")
-    retry_mode: Literal["inplace", "topic"] = Field(
-        "inplace", description="cpu and io stages: how a transiently failing record is retried. inplace = in the "
+    retry_mode: Literal["auto", "inplace", "topic"] = Field(
+        "auto", description="cpu and io stages: how a transiently failing record is retried. inplace = in the "
         "worker with backoff (the record holds its worker slot and its partition's commit meanwhile); topic = "
         "moved to the input's retry topic (<input>-retry, created by `topics create`) with a not-before time, and "
-        "worked again by the same group after runner.retry_topic_delays_s without holding anything (issue 16.16). "
-        "Batch stages always retry in place")
+        "worked again by the same group after runner.retry_topic_delays_s without holding anything (issue 16.16); "
+        "a worker whose retry topic is missing refuses to start. auto (default) = topic when the retry topic "
+        "exists at start-up, else inplace with a warning. Batch stages always retry in place")
     retry_topic_delays_s: list[float] = Field(
         default_factory=lambda: [2.0, 10.0, 30.0, 60.0],
         description="retry_mode=topic: the delay before attempt 2, 3, ...; the last one repeats")
@@ -165,6 +169,8 @@ class RunnerSettings(Section):
     retry_attempt_timeout_s: float | None = Field(
         None, gt=0, description="io stages: one attempt taking longer is a transient failure (timeout); None = no "
         "bound beyond the stage's own timeouts")
+    retry_topic_check_timeout_s: float = Field(10.0, gt=0, description="retry_mode topic/auto: how long a starting "
+                                               "worker waits for the broker's topic list to see its retry topic")
     retry_base_delay_s: float = 0.2
     retry_max_delay_s: float = 30.0
     retry_probe_interval_s: float = Field(0.2, gt=0, description="batch stages: while a dependency is down (a "
