@@ -116,7 +116,7 @@ class EnrichStage(PipelineFacts, Stage):
         self.batcher = BatchCollector.from_settings(
             self.enrich, self.providers, make_batch_journal(settings, getattr(dedupe, "client", None))) \
             if self.enrich.batch != "off" else None
-        slots = min(settings.runner.concurrency, settings.runner.max_in_flight)
+        slots = min(settings.runner.concurrency or self.concurrency, settings.runner.max_in_flight)
         if self.batcher is not None and slots * len(self.plan.tasks) < self.enrich.batch_max_requests:
             log.warning("enrich.batch=backfill with %d record slots (runner.concurrency / max_in_flight): batches "
                         "will hold about %d of enrich.batch_max_requests=%d requests, and live records wait for "
