@@ -177,6 +177,26 @@ def check_output(task: str, data: dict[str, Any] | None, raw_text: str, schema: 
 
 FALLBACK_REASON = "model path failed: template answer"
 
+NOT_DEGRADING = frozenset({"batch_stopped"})
+"""TransientError reasons that are no failure of the provider (enrich is stopping): never marked degraded, the
+record is retried after the restart."""
+
+_FAILED_AS = {"timeout": "timed out", "connection": "connection failed", "http_429": "rate limited (429)",
+              "batch_expired": "batch entry expired", "batch_canceled": "batch entry canceled"}
+
+
+def degraded_reason(provider: str, error: TransientError, attempts: int) -> str:
+    """The degraded reason of a provider call that still failed transiently on the record's last attempt, e.g.
+    "claude timed out after 3 attempts" (a metric label too: provider x failure kind x attempts stays small)."""
+    kind = error.reason or "error"
+    if kind in _FAILED_AS:
+        what = _FAILED_AS[kind]
+    elif kind.startswith("http_"):
+        what = f"server error ({kind[5:]})"
+    else:
+        what = f"failed ({kind})"
+    return f"{provider} {what} after {attempts} attempt{'s' if attempts != 1 else ''}"
+
 
 @dataclass
 class TaskResult:
@@ -189,7 +209,10 @@ class TaskResult:
     repaired: bool = False
     degraded: str | None = None
     """Why the answer is not the model's real one (the provider answered with a template: stop_reason
-    "fallback"), or None. A degraded answer is retried, never cached or reused (issue 21)."""
+    "fallback"; or the call failed transiently on the record's last attempt: then there is no answer at all,
+    `answered` is False), or None. A degraded answer is retried, never cached or reused (issue 21)."""
+    answered: bool = True
+    """False: the provider call never returned an answer (data {}, raw_text ""); no field comes from this task."""
 
 
 @dataclass
@@ -349,11 +372,42 @@ class Caller:
     async def run(self, spec: ModelSpec, prompt: RenderedPrompt, *, image: bytes | None, media_type: str,
                   context: dict[str, Any], batcher: Any = None,
                   extra_images: list[tuple[str, bytes]] | None = None,
-                  video: tuple[str, bytes] | None = None) -> TaskResult:
+                  video: tuple[str, bytes] | None = None, degrade_after: int | None = None) -> TaskResult:
         """One task: call, validate, one repair attempt, provenance. Raises TransientError after the retries
         are used up, PermanentError("invalid_model_output") if the repaired answer is still invalid. With a
-        `batcher` (consumers/enrich/batching.py) every request goes into the provider's next batch, at its price."""
+        `batcher` (consumers/enrich/batching.py) every request goes into the provider's next batch, at its price.
+
+        `degrade_after` = the record's attempt number when this is its last one: then a call that still fails
+        transiently (timeouts, 429, 5xx, connection errors, a batch entry that keeps expiring) returns a degraded
+        result without an answer instead of raising (issue 21); permanent failures still raise."""
         usage = _Usage()
+        try:
+            return await self._run(spec, prompt, usage, image=image, media_type=media_type, context=context,
+                                   batcher=batcher, extra_images=extra_images, video=video)
+        except TransientError as e:
+            if degrade_after is None or e.reason in NOT_DEGRADING:
+                raise
+            why = degraded_reason(spec.provider, e, degrade_after)
+            log.warning("%s %s: %s: going on without its answer, marked degraded", spec.key, prompt.id, why)
+            return TaskResult(task=prompt.id, data={}, raw_text="", provenance=self._provenance(
+                spec, prompt, usage, None, None, why), cost_usd=usage.cost_usd, attempts=usage.requests,
+                degraded=why, answered=False)
+
+    @staticmethod
+    def _provenance(spec: ModelSpec, prompt: RenderedPrompt, usage: _Usage, model_version: str | None,
+                    request_id: str | None, degraded: str | None) -> dict[str, Any]:
+        return {
+            # the configured model id, as the enrich plan knows it ahead; what exactly ran is the model version
+            "task": prompt.id, "provider": spec.provider, "model": spec.model,
+            "model_version": model_version,
+            "prompt_id": prompt.id, "prompt_version": prompt.version, "prompt_hash": prompt.hash,
+            "request_id": request_id, "timestamp": now_ms(), "input_tokens": usage.input_tokens,
+            "output_tokens": usage.output_tokens, "latency_ms": round(usage.latency_ms, 3),
+            "cost_usd": usage.cost_usd, "reused_from": None, "degraded": degraded}
+
+    async def _run(self, spec: ModelSpec, prompt: RenderedPrompt, usage: _Usage, *, image: bytes | None,
+                   media_type: str, context: dict[str, Any], batcher: Any,
+                   extra_images: list[tuple[str, bytes]] | None, video: tuple[str, bytes] | None) -> TaskResult:
         request = ProviderRequest(task=prompt.id, model=spec.model, system=prompt.system, user_text=prompt.user_text,
                                   output_schema=prompt.schema, image=image, image_media_type=media_type,
                                   extra_images=list(extra_images or []), video=video,
@@ -380,16 +434,8 @@ class Caller:
                                      reason="invalid_model_output",
                                      details={"task": prompt.id, "model": spec.key, "validation_error": error,
                                               "raw_output": resp.raw_text[:RAW_OUTPUT_LIMIT]})
-        provenance = {
-            # the configured model id, as the enrich plan knows it ahead; what exactly ran is the model version
-            "task": prompt.id, "provider": spec.provider, "model": spec.model,
-            "model_version": resp.model_version,
-            "prompt_id": prompt.id, "prompt_version": prompt.version, "prompt_hash": prompt.hash,
-            "request_id": resp.request_id, "timestamp": now_ms(), "input_tokens": usage.input_tokens,
-            "output_tokens": usage.output_tokens, "latency_ms": round(usage.latency_ms, 3),
-            "cost_usd": usage.cost_usd, "reused_from": None}
         assert resp.data is not None
         degraded = FALLBACK_REASON if resp.stop_reason == "fallback" else None
-        provenance["degraded"] = degraded
+        provenance = self._provenance(spec, prompt, usage, resp.model_version, resp.request_id, degraded)
         return TaskResult(task=prompt.id, data=resp.data, raw_text=resp.raw_text, provenance=provenance,
                           cost_usd=usage.cost_usd, attempts=usage.requests, repaired=repaired, degraded=degraded)

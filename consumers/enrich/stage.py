@@ -187,7 +187,8 @@ class EnrichStage(PipelineFacts, Stage):
                                                  duplicate_distance=match.distance, review=review))
             metrics.DEDUPE.labels("miss").inc()
 
-        results = await self._run_tasks(value, final=final_attempt(ctx, self.settings))
+        final = final_attempt(ctx, self.settings)
+        results = await self._run_tasks(value, final=final, attempt=ctx.attempt if ctx is not None else 1)
         enrichment = self._merge(results)
         provenance = [r.provenance for r in results.values()]
         cost = sum(r.cost_usd for r in results.values())
@@ -234,11 +235,13 @@ class EnrichStage(PipelineFacts, Stage):
             return None
         return mime, data
 
-    async def _run_tasks(self, value: dict[str, Any], final: bool = True) -> dict[str, TaskResult]:
+    async def _run_tasks(self, value: dict[str, Any], final: bool = True, attempt: int = 1) -> dict[str, TaskResult]:
         """Every planned task's answer: from the result cache when the same question was asked before (same
         image, task, model, prompt and rendered context), else from the model (and then cached). A degraded
         answer (the provider's template fallback) raises TransientError unless this is the `final` attempt
-        (the record is retried; finished tasks are kept); it is never cached."""
+        (the record is retried; finished tasks are kept); it is never cached. On the `final` attempt a provider
+        call that still fails transiently is a degraded task without an answer (Caller.run's `degrade_after`):
+        the record goes on, the other tasks are not cancelled."""
         asset = value["asset"]
         thumb = value.get("thumbnail") or {}
         image = thumb.get("data") if self.enrich.send_image else None
@@ -270,7 +273,8 @@ class EnrichStage(PipelineFacts, Stage):
                 continue
             coro = self.caller.run(task.spec, prompts[name], image=image, media_type=media_type, context=context,
                                    batcher=batcher if batcher is not None and batcher.supports(task.spec.provider)
-                                   else None, extra_images=[] if sends[name] else extra, video=sends[name])
+                                   else None, extra_images=[] if sends[name] else extra, video=sends[name],
+                                   degrade_after=attempt if final else None)
             pending[asyncio.ensure_future(coro)] = name
         error: BaseException | None = None
         if pending:
@@ -315,6 +319,9 @@ class EnrichStage(PipelineFacts, Stage):
             self._partial.pop((*key_base, name), None)
 
     def _merge(self, results: dict[str, TaskResult]) -> dict[str, Any]:
+        """The enrichment of the tasks that answered: a task whose call failed on every attempt (degraded, no
+        answer) writes no field and no raw output; its fields keep their empty defaults, nothing is invented."""
+        results = {name: r for name, r in results.items() if r.answered}
         e: dict[str, Any] = {**ENRICHMENT_DEFAULTS, "tags": [], "raw_outputs": {}}
         for name, r in results.items():
             e["raw_outputs"][name] = r.raw_text

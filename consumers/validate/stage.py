@@ -403,9 +403,9 @@ class ValidateStage(PipelineFacts, Stage):
             return None, False
         res = alttext.apply_rules(model_alt, model_dec, max_chars=cfg.alt_text_max_chars, visible_text=visible,
                                   elsewhere=elsewhere)
-        src = "rule" if res.changed else "model"
-        sources["alt_text"] = src
-        sources["decorative"] = "model"
+        if model_alt is not None or model_dec:  # no alt_text answer (task degraded or not run): no source claimed
+            sources["alt_text"] = "rule" if res.changed else "model"
+            sources["decorative"] = "model"
         reasons.extend(res.fixes)
         review.extend(res.problems)
         return res.alt_text, res.decorative
