@@ -15,7 +15,7 @@ import pytest
 
 from app.kpis.compute import audit_for_validated
 from app.settings import Settings
-from consumers.enrich.replay import ReplayServer, gemini_route
+from consumers.enrich.replay import AnthropicBatches, ReplayServer, gemini_route
 from consumers.enrich.stage import EnrichStage
 from consumers.index.document import document_from_validated
 from consumers.validate.stage import ValidateStage
@@ -23,7 +23,7 @@ from streams import metrics
 from streams.avro import validate as avro_validate
 from streams.errors import PermanentError, TransientError
 from streams.stage import RecordContext
-from tests.test_enrich_stage import make_settings, preprocessed, rec
+from tests.test_enrich_stage import make_settings, preprocessed, rec, script_ok
 
 LAST = Settings().runner.retry_max_attempts
 
@@ -33,9 +33,9 @@ def ctx(asset_id: str, attempt: int) -> RecordContext:
                          attempt=attempt)
 
 
-def attempts(stage: EnrichStage, *runs: tuple[dict, int]) -> list:
+def attempts(stage: EnrichStage, *runs: tuple[dict, int], close: bool = False) -> list:
     """stage.aprocess over (record, attempt number) in order, on one event loop; each outcome (the output value or
-    the exception raised), then the providers closed."""
+    the exception raised), then the providers closed (`close`: the whole stage, its batcher too)."""
     async def go():
         out: list = []
         try:
@@ -46,8 +46,11 @@ def attempts(stage: EnrichStage, *runs: tuple[dict, int]) -> list:
                 except (TransientError, PermanentError) as e:
                     out.append(e)
         finally:
-            for p in stage.providers.values():
-                await p.aclose()
+            if close:
+                await stage.aclose()
+            else:
+                for p in stage.providers.values():
+                    await p.aclose()
         return out
     return asyncio.run(go())
 
@@ -159,3 +162,23 @@ def test_permanent_failures_on_the_last_attempt_stay_dead_letters(name, reason):
         srv.script("record_alt_text", rec(name))
         (out,) = attempts(EnrichStage(make_settings(srv.url)), (preprocessed("p1"), LAST))
     assert isinstance(out, PermanentError) and out.reason == reason
+
+
+def test_a_backfill_batch_entry_that_keeps_expiring_is_degraded_on_the_last_attempt():
+    why = f"claude batch entry expired after {LAST} attempts"
+    with ReplayServer() as srv:
+        script_ok(srv)
+        srv.script("batch_create", rec("claude/batch_create.json"))
+        srv.script("batch_retrieve", rec("claude/batch_in_progress.json"), rec("claude/batch_ended.json"))
+        srv.script("batch_results", rec("claude/batch_results.json"))
+        batches = AnthropicBatches(srv)
+        batches.script_entry("record_alt_text", *[rec("claude/batch_entry_expired.json")] * 2)
+        s = make_settings(srv.url, batch="backfill", batch_max_requests=3, batch_max_wait_s=0.3,
+                          batch_poll_interval_s=0.05, dedupe="off", result_cache="off", max_attempts=2)
+        v = preprocessed("bf-1")
+        v["asset"]["attributes"] = {"ingest": "backfill"}
+        (out,) = attempts(EnrichStage(s), (v, LAST), close=True)
+        assert batches.entries == 4  # 3 in the first batch, the expired alt_text again in a second one
+    avro_validate("EnrichedAsset", out)
+    assert out["degraded"] == {"alt_text": why}
+    assert out["enrichment"]["alt_text"] is None and out["enrichment"]["tags"]
