@@ -182,3 +182,32 @@ def test_a_backfill_batch_entry_that_keeps_expiring_is_degraded_on_the_last_atte
     avro_validate("EnrichedAsset", out)
     assert out["degraded"] == {"alt_text": why}
     assert out["enrichment"]["alt_text"] is None and out["enrichment"]["tags"]
+
+
+def test_runner_retries_a_failing_claude_call_then_publishes_the_record_degraded_not_dead_lettered(broker, unique):
+    from app.producer import AssetPublisher
+    from streams.runner import StageRunner
+    from tests.kafka_support import RunnerThread, make_settings as kafka_settings, provision, read_topic
+    from tests.test_enrich_stage import KEY
+
+    with ReplayServer() as srv:
+        srv.script("record_tags", rec("claude/tagging_ok.json"))
+        srv.script("record_rights", rec("claude/rights_ok.json"))
+        srv.script("record_alt_text", rec("claude/500.json"))
+        s = kafka_settings(broker, f"provdeg{unique}", runner={"concurrency": 1, "retry_max_attempts": 3},
+                           enrich={"provider": "claude", "anthropic_api_key": KEY, "anthropic_base_url": srv.url,
+                                   "dedupe": "memory", "max_attempts": 1, "backoff_initial_s": 0.01,
+                                   "request_timeout_s": 5.0})
+        provision(s)
+        retried = metrics.RECORDS_RETRIED.labels("enrich")._value.get()
+        with AssetPublisher(s) as pub:
+            pub.send("preprocessed", "r1", preprocessed("r1"))
+        with RunnerThread(StageRunner(EnrichStage(s), s)):
+            (out,) = read_topic(s, "enriched", 1, timeout_s=60)
+        assert srv.count("record_alt_text") == 3 and srv.count("record_tags") == 1  # one request per attempt
+    why = "claude server error (500) after 3 attempts"
+    assert out["value"]["degraded"] == {"alt_text": why}
+    assert metrics.RECORDS_RETRIED.labels("enrich")._value.get() == retried + 2  # attempts 1 and 2 retried
+    assert read_topic(s, "dead_letter", 1, timeout_s=1) == []
+    validated = ValidateStage(s).process(out["value"]).value
+    assert validated["status"] == "needs_review" and validated["reasons"][0] == f"degraded: alt_text: {why}"
