@@ -211,3 +211,22 @@ def test_runner_retries_a_failing_claude_call_then_publishes_the_record_degraded
     assert read_topic(s, "dead_letter", 1, timeout_s=1) == []
     validated = ValidateStage(s).process(out["value"]).value
     assert validated["status"] == "needs_review" and validated["reasons"][0] == f"degraded: alt_text: {why}"
+
+
+def test_a_verifier_call_failing_on_the_last_attempt_leaves_the_answer_unverified_and_in_review():
+    why = f"claude server error (529) after {LAST} attempts"
+    with ReplayServer() as srv:
+        srv.route = lambda path, body: f"{body['tool_choice']['name']}/{body['model']}"  # verify shares the tool
+        srv.script("record_tags/claude-haiku-4-5", rec("claude/tagging_ok.json"))
+        srv.script("record_tags/claude-sonnet-4-6", rec("claude/529.json"))
+        srv.script("record_alt_text/claude-sonnet-4-6", rec("claude/alt_text_ok.json"))
+        srv.script("record_rights/claude-sonnet-4-6", rec("claude/rights_ok.json"))
+        s = make_settings(srv.url, verifier="claude:claude-sonnet-4-6")
+        (out,) = attempts(EnrichStage(s), (preprocessed("v1"), LAST))
+    assert out["degraded"] == {"verify": why}
+    e = out["enrichment"]
+    # no second opinion: the unverified confidence (discounted self-reported scores), not an agreement of 0
+    assert e["confidence"] == pytest.approx(0.8 * sum(t["score"] for t in e["tags"]) / len(e["tags"]), abs=1e-4)
+    assert e["alt_text"] and "verify" not in e["raw_outputs"]
+    validated = ValidateStage(s).process(out).value
+    assert validated["status"] == "needs_review" and validated["reasons"][0] == f"degraded: verify: {why}"
