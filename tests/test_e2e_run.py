@@ -80,10 +80,10 @@ def test_run_end_to_end_then_search(store, tmp_path):
     # indexed and searchable, with the same decisions
     found = assetstream("search", "market", "--json", "--es-url", store.url, env=env, timeout=60)
     assert found.returncode == 0, found.stderr
-    hits = json.loads(found.stdout)
+    hits = json.loads(found.stdout)["hits"]
     assert hits and hits[0]["asset_id"] == rows["poster_farmers_market.jpg"]["asset_id"]
     red = assetstream("search", "--tag", "color:red", "--json", "--es-url", store.url, env=env, timeout=60)
-    assert rows["product_red_mug.jpg"]["asset_id"] in {h["asset_id"] for h in json.loads(red.stdout)}
+    assert rows["product_red_mug.jpg"]["asset_id"] in {h["asset_id"] for h in json.loads(red.stdout)["hits"]}
 
 
 def test_run_with_a_writeback_url_sends_each_asset_to_the_dam(store, tmp_path):
@@ -146,9 +146,9 @@ def test_run_indexes_one_searchable_video_object_per_video(store, tmp_path):
     for query in ("sunday", "fresh bread"):
         found = assetstream("search", query, "--json", "--es-url", store.url, env=env, timeout=60)
         assert found.returncode == 0, found.stderr
-        assert json.loads(found.stdout)[0]["asset_id"] == video["asset_id"], query
+        assert json.loads(found.stdout)["hits"][0]["asset_id"] == video["asset_id"], query
         words = assetstream("search", query, "--mode", "keyword", "--json", "--es-url", store.url, env=env, timeout=60)
-        assert [h["asset_id"] for h in json.loads(words.stdout)] == [video["asset_id"]], query
+        assert [h["asset_id"] for h in json.loads(words.stdout)["hits"]] == [video["asset_id"]], query
     es = make_client(settings_for(store.url))
     body = es.get(index="video-assets-read", id=video["asset_id"]).body["_source"]
     assert body["media_type"] == "video" and body["duration_s"] == pytest.approx(6.0, abs=0.15)

@@ -73,6 +73,11 @@ def test_a_hanging_origin_holds_back_no_good_asset_and_is_indexed_once_it_recove
         # the good assets are searchable, and preprocess committed past the hanging ones, while both still fail
         assert set(good) <= indexed(s), f"good assets not indexed: {set(good) - indexed(s)}"
         assert "flaky" not in indexed(s) and "gone" not in indexed(s)
+        # (the commit follows the outputs' acks on the runner's commit interval: give it that long under load,
+        # while both origins still hang)
+        commit_deadline = time.monotonic() + 20
+        while committed(s, runners[0].group_id, "raw") != {0: len(events)} and time.monotonic() < commit_deadline:
+            time.sleep(0.5)
         assert committed(s, runners[0].group_id, "raw") == {0: len(events)}, "a hanging fetch held the partition"
         while seen_held == 0 and time.monotonic() < deadline:  # waiting for its next attempt, in memory
             seen_held = max(seen_held, held("preprocess"))

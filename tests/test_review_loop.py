@@ -126,7 +126,9 @@ def test_a_decision_is_published_and_survives_reprocessing(broker, unique, store
         # enrich reads the review from the index, so validate applies it and `validated` tells the truth
         stage = EnrichStage(s.with_overrides(enrich={"provider": "local", "dedupe": "elasticsearch"}))
         try:
-            out = asyncio.run(stage.aprocess(preprocessed("rv-1", tenant="acme", data=jpeg(3, size=(224, 224))), ctx("rv-1"))).value
+            event = preprocessed("rv-1", tenant="acme", data=jpeg(3, size=(224, 224)))
+            event["asset"]["version"] = 4  # a reprocess of the indexed version (an older one is skipped as stale)
+            out = asyncio.run(stage.aprocess(event, ctx("rv-1"))).value
         finally:
             asyncio.run(stage.aclose())
         assert out["review"]["status"] == "approved" and out["review"]["editor"] == "maria"
