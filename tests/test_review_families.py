@@ -10,18 +10,18 @@ import uuid
 
 import httpx
 import pytest
-from playwright import sync_api as playwright_api
 
 from app.review.server import ReviewServer
 from consumers.index.sink import IndexSink
 from domain.store.client import make_client
 from domain.store.management import read_alias
-from tests.review_support import LOW, RIGHTS, launch_chromium, review_record, review_settings
 from tests.kafka_support import provision
+from tests import review_support
+from tests.review_support import LOW, RIGHTS, feedback, review_record, review_settings
 from tests.store_support import as_items
-from tests.test_review_web import feedback
 
 pytestmark = pytest.mark.timeout(300)
+browser, page = review_support.browser, review_support.page  # the shared Playwright fixtures
 ORIG_ALT = "The Paris skyline at sunset, the Eiffel Tower on the left"
 
 
@@ -69,32 +69,12 @@ def server(fleet):
         yield srv
 
 
-@pytest.fixture(scope="module")
-def browser():
-    with playwright_api.sync_playwright() as p:
-        b = launch_chromium(p)
-        yield b
-        b.close()
-
-
-@pytest.fixture
-def page(browser, server):
-    context = browser.new_context(viewport={"width": 1360, "height": 1000})
-    pg = context.new_page()
-    errors: list[str] = []
-    pg.on("pageerror", lambda exc: errors.append(str(exc)))
-    pg.on("dialog", lambda d: d.accept())
-    pg.goto(server.login_url)
-    yield pg
-    context.close()
-    assert not errors, errors
-
-
 def _loaded(img) -> bool:
     return img.evaluate("i => i.complete && i.naturalWidth > 0")
 
 
 def test_the_asset_page_shows_the_family_with_previews_and_the_canonical_marked(page, server):
+    page.goto(server.login_url)
     page.goto(f"{server.url}/asset/fam-small")
     members = page.locator("ul.family li.member")
     assert [m.get_attribute("data-asset") for m in members.all()] == ["fam-orig", "fam-web", "fam-small"]
@@ -115,6 +95,7 @@ def test_the_asset_page_shows_the_family_with_previews_and_the_canonical_marked(
 
 def test_propagated_values_are_marked_and_approval_pins_them(page, server, fleet):
     settings, _records = fleet
+    page.goto(server.login_url)
     page.goto(f"{server.url}/asset/fam-web")
     assert page.locator("textarea#alt_text").input_value() == ORIG_ALT
     alt_box = page.locator("fieldset[data-field=alt_text]")
@@ -134,6 +115,7 @@ def test_propagated_values_are_marked_and_approval_pins_them(page, server, fleet
 
 
 def test_the_queue_collapses_families(page, server, fleet):
+    page.goto(server.login_url)
     def listed() -> list[str]:
         return [x.get_attribute("value") for x in page.locator("table.queue input[name=ids]").all()]
 
