@@ -125,3 +125,36 @@ def test_off_unless_enabled(store):
         assert docs["o-web"]["family_id"] == "o-orig"
     finally:
         sink.close()
+
+
+def test_an_editors_approval_through_the_review_group_reaches_the_family(store):
+    """The review group applies an EditorDecision to a member's stored record and emits it to `validated`; the sink
+    writing that record propagates the approved values to the rest of the family."""
+    from consumers.review.stage import ReviewStage
+
+    sink = _sink(store, family_propagation=True, family_decay=0.9)
+    group = ReviewStage(sink.settings, client=sink.client)
+    try:
+        fam = [_record("e-orig", None, alt_text="boats", tags=[("subject", "water")]),
+               _record("e-web", "e-orig", alt_text="harbour", tags=[("subject", "water")])]
+        sink.process_batch(as_items(fam))
+        before = _docs(sink)
+        # both auto-applied at 0.87: 0.78 < 0.85, e-orig's alt text is only suggested
+        assert before["e-web"]["propagated"]["applied"] == {"tags": []}
+        assert before["e-web"]["propagated"]["suggested"]["alt_text"] == "boats"
+        assert before["e-web"]["alt_text"] == "harbour"
+        decision = {"decision_id": "d-1", "asset_id": "e-orig", "editor": "erin", "decided_at": 1_800_000_000_000,
+                    "status": "approved", "tenant": "default",
+                    "fields": [{"field": "alt_text", "action": "edited", "value": ORIG_ALT},
+                               {"field": "tags", "action": "edited", "value": '["subject:water", "subject:boat"]'}]}
+        out = group.process(decision)
+        assert sink.process_batch(as_items([out.value])) == [None]
+        docs = _docs(sink)
+        assert docs["e-orig"]["status"] == "approved" and docs["e-orig"]["field_sources"]["alt_text"] == "human"
+        web = docs["e-web"]
+        assert web["alt_text"] == ORIG_ALT and web["field_sources"]["alt_text"] == "propagated"
+        assert "subject:boat" in web["tags"] and web["propagated"]["from"] == "e-orig"
+        assert web["_version"] == 1 and web["status"] == "auto_applied"
+    finally:
+        group.close()
+        sink.close()
