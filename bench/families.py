@@ -13,6 +13,7 @@ and would hide the difference). After each round the bench checks that every cop
 from __future__ import annotations
 
 import argparse
+import contextlib
 import random
 import statistics
 import sys
@@ -54,52 +55,49 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     args = ap.parse_args()
 
-    store = None
-    url = args.url
-    if url is None:
-        store = OsmemStore().start()
-        url = store.url
-    try:
-        items = as_items(records(args.docs, args.family))
-        off_rates, on_rates = [], []
-        for rnd in range(args.rounds):
-            base = f"benchfam-{uuid.uuid4().hex[:6]}"
-            sinks = {}
-            for mode, on in (("off", False), ("on", True)):
-                sinks[mode] = IndexSink(Settings().with_overrides(index={
-                    "url": url, "server_mode": "serverless", "index": f"{base}-{mode}", "number_of_replicas": 0,
-                    "embed_documents": False, "embed_images": False, "family_propagation": on}))
-            took = {"off": 0.0, "on": 0.0}
-            for k, start in enumerate(range(0, len(items), args.batch)):
-                batch = items[start:start + args.batch]
-                for mode in (("off", "on") if k % 2 == 0 else ("on", "off")):
-                    t0 = time.perf_counter()
-                    results = sinks[mode].process_batch(batch)
-                    took[mode] += time.perf_counter() - t0
-                    assert all(r is None for r in results), [r for r in results if r is not None][:3]
-                    sinks[mode].client.indices.refresh(index=read_alias(sinks[mode].cfg))  # both: same cost
-            on = sinks["on"]
-            copies = on.client.search(index=read_alias(on.cfg), size=10_000, query={"term": {"status": "auto_applied"}},
-                                      source_includes=["asset_id", "alt_text", "field_sources"])["hits"]["hits"]
-            wrong = [h["_id"] for h in copies
-                     if not (h["_source"].get("alt_text") or "").endswith(", copy 0")
-                     or h["_source"]["field_sources"].get("alt_text") != "propagated"]
-            assert copies and not wrong, wrong[:5]
-            off_rates.append(args.docs / took["off"])
-            on_rates.append(args.docs / took["on"])
-            print(f"round {rnd + 1}: propagation off {off_rates[-1]:6.0f} docs/s   on {on_rates[-1]:6.0f} docs/s   "
-                  f"ratio on/off {on_rates[-1] / off_rates[-1]:.2f}   ({len(copies)} copies given the original's "
-                  f"alt text)", flush=True)
-            on.client.indices.delete(index=f"{base}-*")
-            for sink in sinks.values():
-                sink.close()
-        ratio = statistics.median(a / b for a, b in zip(on_rates, off_rates))
-        print(f"median over {args.rounds} rounds, {args.docs} docs in families of {args.family}, batch {args.batch}: "
-              f"off {statistics.median(off_rates):.0f} docs/s, on {statistics.median(on_rates):.0f} docs/s, "
-              f"median per-round ratio on/off {ratio:.2f}")
-    finally:
-        if store is not None:
-            store.stop()
+    with contextlib.ExitStack() as stack:
+        url = args.url or stack.enter_context(OsmemStore()).url
+        run(url, args)
+
+
+def run(url: str, args: argparse.Namespace) -> None:
+    items = as_items(records(args.docs, args.family))
+    off_rates, on_rates = [], []
+    for rnd in range(args.rounds):
+        base = f"benchfam-{uuid.uuid4().hex[:6]}"
+        sinks = {}
+        for mode, on in (("off", False), ("on", True)):
+            sinks[mode] = IndexSink(Settings().with_overrides(index={
+                "url": url, "server_mode": "serverless", "index": f"{base}-{mode}", "number_of_replicas": 0,
+                "embed_documents": False, "embed_images": False, "family_propagation": on}))
+        took = {"off": 0.0, "on": 0.0}
+        for k, start in enumerate(range(0, len(items), args.batch)):
+            batch = items[start:start + args.batch]
+            for mode in (("off", "on") if k % 2 == 0 else ("on", "off")):
+                t0 = time.perf_counter()
+                results = sinks[mode].process_batch(batch)
+                took[mode] += time.perf_counter() - t0
+                assert all(r is None for r in results), [r for r in results if r is not None][:3]
+                sinks[mode].client.indices.refresh(index=read_alias(sinks[mode].cfg))  # both: same cost
+        on = sinks["on"]
+        copies = on.client.search(index=read_alias(on.cfg), size=10_000, query={"term": {"status": "auto_applied"}},
+                                  source_includes=["asset_id", "alt_text", "field_sources"])["hits"]["hits"]
+        wrong = [h["_id"] for h in copies
+                 if not (h["_source"].get("alt_text") or "").endswith(", copy 0")
+                 or h["_source"]["field_sources"].get("alt_text") != "propagated"]
+        assert copies and not wrong, wrong[:5]
+        off_rates.append(args.docs / took["off"])
+        on_rates.append(args.docs / took["on"])
+        print(f"round {rnd + 1}: propagation off {off_rates[-1]:6.0f} docs/s   on {on_rates[-1]:6.0f} docs/s   "
+              f"ratio on/off {on_rates[-1] / off_rates[-1]:.2f}   ({len(copies)} copies given the original's "
+              f"alt text)", flush=True)
+        on.client.indices.delete(index=f"{base}-*")
+        for sink in sinks.values():
+            sink.close()
+    ratio = statistics.median(a / b for a, b in zip(on_rates, off_rates))
+    print(f"median over {args.rounds} rounds, {args.docs} docs in families of {args.family}, batch {args.batch}: "
+          f"off {statistics.median(off_rates):.0f} docs/s, on {statistics.median(on_rates):.0f} docs/s, "
+          f"median per-round ratio on/off {ratio:.2f}")
 
 
 if __name__ == "__main__":
