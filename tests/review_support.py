@@ -5,17 +5,22 @@ from __future__ import annotations
 import datetime as dt
 import io
 import json
+import time
+import uuid
 from pathlib import Path
 from typing import Any
 
+import pytest
+from confluent_kafka import Consumer, TopicPartition
 from PIL import Image
+from playwright import sync_api as playwright_api
 
 from consumers.enrich.plan import EnrichPlan
 from consumers.index.sink import IndexSink
 from domain.review import apply_review, merge_decision
 from domain.store.client import make_client
 from domain.store.management import read_alias
-from streams.avro import roundtrip, validate
+from streams.avro import Serde, roundtrip, topic_names, validate
 from tests.kafka_support import make_settings, provision
 from tests.store_support import as_items, validated_asset
 
@@ -137,3 +142,54 @@ def seed(settings: Any) -> list[dict[str, Any]]:
 
 def launch_chromium(playwright: Any):
     return playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+
+
+# --- fixtures and helpers of the browser tests (tests/test_review_*.py import them) ------------------------------
+@pytest.fixture(scope="module")
+def browser():
+    with playwright_api.sync_playwright() as p:
+        b = launch_chromium(p)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser, server):
+    context = browser.new_context(viewport={"width": 1360, "height": 1000})
+    pg = context.new_page()
+    errors: list[str] = []
+    pg.on("pageerror", lambda exc: errors.append(str(exc)))
+    pg.on("dialog", lambda d: d.accept())
+    yield pg
+    context.close()
+    assert not errors, errors
+
+
+def feedback(settings) -> list[dict]:
+    """Every EditorDecision on `feedback`: read past the high watermark of each partition until quiet."""
+    name = topic_names(settings)["feedback"]
+    serde = Serde.for_settings(settings)
+    c = Consumer({**settings.kafka.client_config(), "group.id": f"rv-read-{uuid.uuid4().hex[:6]}",
+                  "enable.auto.commit": False})
+    try:
+        parts = c.list_topics(name, timeout=10).topics[name].partitions
+        high = {p: c.get_watermark_offsets(TopicPartition(name, p), timeout=10)[1] for p in parts}
+        c.assign([TopicPartition(name, p, 0) for p in parts])
+        got, seen = [], {p: 0 for p in parts}
+        deadline = time.monotonic() + 30
+        quiet_until = None  # tansu's high watermark can end inside a multi-record batch: read on until quiet
+        while time.monotonic() < deadline:
+            if quiet_until is None and all(seen[p] >= high[p] for p in parts):
+                quiet_until = time.monotonic() + 1.0
+            if quiet_until is not None and time.monotonic() > quiet_until:
+                break
+            msg = c.poll(0.2)
+            if msg is None or msg.error():
+                continue
+            seen[msg.partition()] = msg.offset() + 1
+            got.append(serde.deserialize("feedback", msg.value()))
+            if quiet_until is not None:
+                quiet_until = time.monotonic() + 1.0
+        return got
+    finally:
+        c.close()

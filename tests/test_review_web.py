@@ -13,17 +13,16 @@ import uuid
 
 import httpx
 import pytest
-from confluent_kafka import Consumer, TopicPartition
-from playwright import sync_api as playwright_api
 
 from app.review.queries import human_duration
 from app.review.server import ReviewServer
 from consumers.enrich.plan import EnrichPlan
 from domain.review import tags_value
-from streams.avro import Serde, topic_names
-from tests.review_support import FACES, HOSTILE, LOW, RIGHTS, launch_chromium, review_settings, seed
+from tests import review_support
+from tests.review_support import FACES, HOSTILE, LOW, RIGHTS, feedback, review_settings, seed
 
 pytestmark = pytest.mark.timeout(300)
+browser, page = review_support.browser, review_support.page  # the shared Playwright fixtures
 
 
 # --- fixtures ---------------------------------------------------------------------------------------------------
@@ -37,56 +36,6 @@ def fleet(broker, store):  # noqa: F811
 def server(fleet):
     with ReviewServer(fleet[0]) as srv:
         yield srv
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with playwright_api.sync_playwright() as p:
-        b = launch_chromium(p)
-        yield b
-        b.close()
-
-
-@pytest.fixture
-def page(browser, server):
-    context = browser.new_context(viewport={"width": 1360, "height": 1000})
-    pg = context.new_page()
-    errors: list[str] = []
-    pg.on("pageerror", lambda exc: errors.append(str(exc)))
-    pg.on("dialog", lambda d: d.accept())
-    yield pg
-    context.close()
-    assert not errors, errors
-
-
-def feedback(settings) -> list[dict]:
-    """Every EditorDecision on `feedback`: read past the high watermark of each partition until quiet."""
-    name = topic_names(settings)["feedback"]
-    serde = Serde.for_settings(settings)
-    c = Consumer({**settings.kafka.client_config(), "group.id": f"rv-read-{uuid.uuid4().hex[:6]}",
-                  "enable.auto.commit": False})
-    try:
-        parts = c.list_topics(name, timeout=10).topics[name].partitions
-        high = {p: c.get_watermark_offsets(TopicPartition(name, p), timeout=10)[1] for p in parts}
-        c.assign([TopicPartition(name, p, 0) for p in parts])
-        got, seen = [], {p: 0 for p in parts}
-        deadline = time.monotonic() + 30
-        quiet_until = None  # tansu's high watermark can end inside a multi-record batch: read on until quiet
-        while time.monotonic() < deadline:
-            if quiet_until is None and all(seen[p] >= high[p] for p in parts):
-                quiet_until = time.monotonic() + 1.0
-            if quiet_until is not None and time.monotonic() > quiet_until:
-                break
-            msg = c.poll(0.2)
-            if msg is None or msg.error():
-                continue
-            seen[msg.partition()] = msg.offset() + 1
-            got.append(serde.deserialize("feedback", msg.value()))
-            if quiet_until is not None:
-                quiet_until = time.monotonic() + 1.0
-        return got
-    finally:
-        c.close()
 
 
 def of(decisions: list[dict], asset_id: str) -> list[dict]:

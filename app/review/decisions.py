@@ -81,15 +81,32 @@ def from_form(doc: dict[str, Any], form: Any, editor: str, tax: Taxonomy) -> dic
             out_fields.append({"field": name, "action": "edited", "value": submitted})
         elif action == "accepted":
             out_fields.append({"field": name, "action": "accepted", "value": current})
+    if verdict == "approved":  # a value the family gave it is what the person approved: pin it (see approval)
+        named = {x["field"] for x in out_fields}
+        out_fields += [accepted for accepted in propagated_acceptances(doc) if accepted["field"] not in named]
     if not out_fields and verdict is None:
         raise DecisionError("nothing to send: accept, edit or reject a field, or approve / reject the asset")
     return {"asset_id": doc["asset_id"], "editor": editor, "fields": out_fields, "status": verdict,
             "tenant": doc.get("tenant")}
 
 
-def approval(asset_id: str, editor: str, tenant: str | None = None) -> dict[str, Any]:
-    """'Approve all': the verdict alone (the merge pins every value the asset shows)."""
-    return {"asset_id": asset_id, "editor": editor, "fields": [], "status": "approved", "tenant": tenant}
+def approval(asset_id: str, editor: str, tenant: str | None = None,
+             doc: dict[str, Any] | None = None) -> dict[str, Any]:
+    """'Approve all': the verdict (the merge pins every value of the asset's record), and the values its duplicate
+    family gave it (`propagated`, index-only: not in the record) accepted as the person saw them."""
+    return {"asset_id": asset_id, "editor": editor, "fields": propagated_acceptances(doc or {}),
+            "status": "approved", "tenant": tenant}
+
+
+def propagated_fields(doc: dict[str, Any]) -> list[str]:
+    """The reviewable fields holding a value propagated from the asset's duplicate family (the index sink's
+    consumers/index/propagate.py)."""
+    applied = (doc.get("propagated") or {}).get("applied") or {}
+    return [name for name in ("alt_text", "tags") if applied.get(name)]
+
+
+def propagated_acceptances(doc: dict[str, Any]) -> list[dict[str, Any]]:
+    return [{"field": name, "action": "accepted", "value": doc_value(doc, name)} for name in propagated_fields(doc)]
 
 
 # --- the asset view ------------------------------------------------------------------------------------------
@@ -102,6 +119,8 @@ def field_rows(doc: dict[str, Any], field_tasks: dict[str, str]) -> list[dict[st
     sources = doc.get("field_sources") or {}
     suggestions = doc.get("model_suggestions") or {}
     decided = {f["field"]: f for f in (doc.get("review") or {}).get("fields") or []}
+    prop = doc.get("propagated") or {}
+    given = set(propagated_fields(doc))
     rows = []
     for name in review.FIELDS:
         source = sources.get(name) or ("model" if doc.get(name) else None)
@@ -111,7 +130,11 @@ def field_rows(doc: dict[str, Any], field_tasks: dict[str, str]) -> list[dict[st
         rows.append({"name": name, "label": LABELS[name], "value": doc_value(doc, name) if name != "tags" else "",
                      "source": source, "provenance": prov.get(field_tasks.get(name)) if source == "model" else None,
                      "suggestion": suggestions.get(name), "decided": decided.get(name),
-                     "multiline": name in MULTILINE})
+                     "multiline": name in MULTILINE,
+                     # from the duplicate family: applied here, or offered (index.family_propagation)
+                     "propagated": {"from": prop.get("from"), "confidence": prop.get("confidence")}
+                     if name in given else None,
+                     "family_suggestion": ((prop.get("suggested") or {}).get(name) or None) if prop else None})
     return rows
 
 

@@ -37,10 +37,12 @@ REASON_GROUPS: dict[str, tuple[str, ...]] = {
 }
 
 LIST_FIELDS = ["asset_id", "tenant", "title", "alt_text", "status", "reasons", "tags", "event_time", "reviewed_by",
-               "reviewed_at", "enrichment.confidence", "duplicate_of", "usage_flag", "degraded_parts", "degraded"]
+               "reviewed_at", "enrichment.confidence", "duplicate_of", "usage_flag", "degraded_parts", "degraded",
+               "family_id", "family_size", "family_canonical"]
 SORT = [{"event_time": {"order": "asc", "unmapped_type": "date"}},
         {"asset_id": {"order": "asc", "unmapped_type": "keyword"}}]
 BIG = ["record", "thumbnail"]
+FAMILY_SHOWN = 50  # members listed on the asset page
 
 
 @dataclass(frozen=True)
@@ -55,6 +57,7 @@ class Filters:
     date_from: str = ""  # YYYY-MM-DD (upload time, UTC)
     date_to: str = ""
     degraded: str = ""  # "any" (marked degraded at all) or one part ("ocr", "faces", "text_vector", ...)
+    collapse: str = ""  # "1": one row per duplicate family (its first in queue order)
 
     @classmethod
     def from_params(cls, params: Any) -> "Filters":
@@ -78,7 +81,8 @@ class Filters:
                    min_conf=num("min_conf"), max_conf=num("max_conf"),
                    prompt=(params.get("prompt") or "").strip()[:200], model=(params.get("model") or "").strip()[:200],
                    tag=(params.get("tag") or "").strip()[:200], date_from=day("date_from"), date_to=day("date_to"),
-                   degraded=deg if re.fullmatch(r"[a-z_]{1,40}", deg := params.get("degraded") or "") else "")
+                   degraded=deg if re.fullmatch(r"[a-z_]{1,40}", deg := params.get("degraded") or "") else "",
+                   collapse="1" if params.get("collapse") in ("1", "true", "on") else "")
 
     def params(self, **changes: Any) -> dict[str, str]:
         f = replace(self, **changes) if changes else self
@@ -172,6 +176,12 @@ class Index:
         size = self.cfg.page_size
         page = max(1, page)
         start, rows, total = (page - 1) * size, [], 0
+        if f.collapse:  # one row per family over the whole queue (each part read up to review.scan_limit)
+            docs = [d for part in parts(f) for d in self._scan(_query(part), LIST_FIELDS)
+                    if not f.conf_filter or f.conf_ok(d)]
+            rows = collapse_families(docs)
+            return {"rows": rows[start: start + size], "total": len(rows), "page": page,
+                    "pages": max(1, math.ceil(len(rows) / size))}
         for part in parts(f):
             query = _query(part)
             first, want = max(0, start + len(rows) - total), size - len(rows)  # this part's share of the page
@@ -206,6 +216,15 @@ class Index:
         docs = self.es.mget(index=self.alias, ids=ids, source_includes=["asset_id", "tenant"])["docs"]
         return [(d["_source"].get("asset_id") or d["_id"], d["_source"].get("tenant")) for d in docs
                 if d.get("found") and d.get("_source") is not None]
+
+    def propagated(self, ids: list[str]) -> dict[str, dict[str, Any]]:
+        """Document id -> {asset_id, alt_text, tags, propagated} of those documents holding values propagated from
+        their duplicate family (for bulk approval)."""
+        if not ids:
+            return {}
+        docs = self.es.mget(index=self.alias, ids=ids, source_includes=["asset_id", "alt_text", "tags",
+                                                                         "propagated"])["docs"]
+        return {d["_id"]: d["_source"] for d in docs if d.get("found") and (d.get("_source") or {}).get("propagated")}
 
     def status_counts(self) -> dict[str, int]:
         resp = self.es.search(index=self.alias, size=0, aggs={"s": {"terms": {"field": "status", "size": 20}}})
@@ -291,17 +310,22 @@ class Index:
             "minimum_should_match": 1}}
 
     def duplicate_family(self, doc: dict[str, Any]) -> list[dict[str, Any]]:
-        """The original this asset duplicates and every asset that names it (or this asset) as original."""
-        root = doc.get("duplicate_of") or doc["asset_id"]
-        resp = self.es.search(index=self.alias, size=50, sort=SORT,
-                              query={"bool": {"should": [{"term": {"asset_id": root}},
-                                                         {"term": {"duplicate_of": root}}],
-                                              "filter": [{"term": {"tenant": doc["tenant"]}}] if doc.get("tenant")
-                                              else [],
-                                              "minimum_should_match": 1}},
-                              source_includes=["asset_id", "tenant", "title", "status", "duplicate_of",
-                                               "duplicate_distance"])
+        """The asset's duplicate family (consumers/index/families.py): the canonical member first, then by quality.
+        A document indexed before families (no family_id): the original it duplicates and every asset that names
+        it (or this asset) as original. Empty for an asset alone in its family."""
+        tenant = [{"term": {"tenant": doc["tenant"]}}] if doc.get("tenant") else []
+        if doc.get("family_id"):
+            query: dict[str, Any] = {"bool": {"filter": [{"term": {"family_id": doc["family_id"]}}, *tenant]}}
+        else:
+            root = doc.get("duplicate_of") or doc["asset_id"]
+            query = {"bool": {"should": [{"term": {"asset_id": root}}, {"term": {"duplicate_of": root}}],
+                              "filter": tenant, "minimum_should_match": 1}}
+        resp = self.es.search(index=self.alias, size=FAMILY_SHOWN, sort=SORT, query=query, source_includes=[
+            "asset_id", "tenant", "title", "status", "duplicate_of", "duplicate_distance", "width", "height",
+            "byte_size", "family_id", "family_canonical", "propagated"])
         family = [h["_source"] for h in resp["hits"]["hits"]]
+        family.sort(key=lambda m: (not m.get("family_canonical"), -int(m.get("width") or 0) * int(m.get("height") or 0),
+                                   -int(m.get("byte_size") or 0), str(m.get("asset_id"))))
         return family if len(family) > 1 else []
 
     # --- figures for the header and /metrics ---------------------------------------------------------------
@@ -319,6 +343,19 @@ class Index:
                 samples.append((end - start).total_seconds())
         samples.sort()
         return {"count": len(samples), "p50": nearest_rank(samples, 0.5), "p90": nearest_rank(samples, 0.9)}
+
+
+def collapse_families(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per duplicate family, the family's first in the given (queue) order; `family_in_queue` counts the
+    family's rows this stands for. A document without a family_id is its own family."""
+    first: dict[str, dict[str, Any]] = {}
+    for d in docs:
+        key = d.get("family_id") or d.get("asset_id")
+        if key in first:
+            first[key]["family_in_queue"] += 1
+        else:
+            first[key] = {**d, "family_in_queue": 1}
+    return list(first.values())
 
 
 def nearest_rank(sorted_values: list[float], q: float) -> float | None:

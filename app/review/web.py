@@ -286,7 +286,10 @@ class ReviewApp:
         def act() -> int:
             chosen = self.index.matching(f) if form.get("scope") == "all" else \
                 self.index.tenants(list(dict.fromkeys(str(i) for i in form.getlist("ids"))))
-            return len(self.publish([dec.approval(i, who.user, t) for i, t in chosen])) if chosen else 0
+            if not chosen:
+                return 0
+            given = self.index.propagated([scoped_id(i, t) for i, t in chosen])
+            return len(self.publish([dec.approval(i, who.user, t, given.get(scoped_id(i, t))) for i, t in chosen]))
 
         try:
             outcome = {"sent": f"{await run_in_threadpool(act)} asset(s) approved"}

@@ -23,6 +23,7 @@ from elasticsearch import Elasticsearch
 log = logging.getLogger(__name__)
 
 FIELDS = ["asset_id", "duplicate_of", "width", "height", "byte_size", "family_id", "family_size", "family_canonical"]
+FAMILY_FIELDS = ("family_id", "family_size", "family_canonical")
 MAX_MEMBERS = 500
 MAX_ROUNDS = 6
 
@@ -87,11 +88,18 @@ def assign(client: Elasticsearch, alias: str, bodies: dict[str, dict[str, Any]])
     """Set family_id / family_size / family_canonical on the batch's bodies (asset id -> document body, changed
     in place) and return the stored members whose family fields must change: [{asset_id, _version, family_id,
     family_size, family_canonical}]."""
+    return assign_families(client, alias, bodies)[0]
+
+
+def assign_families(client: Elasticsearch, alias: str, bodies: dict[str, dict[str, Any]]
+                    ) -> tuple[list[dict[str, Any]], list[list[str]]]:
+    """`assign`, and the families of the batch's bodies (each a list of document ids)."""
     if not bodies:
-        return []
+        return [], []
     known = gather(client, alias, bodies)
     changed: list[dict[str, Any]] = []
-    for members in components(known):
+    groups = components(known)
+    for members in groups:
         canonical = min((known[i] for i in members), key=quality_rank)["asset_id"]
         for i in members:
             fam = {"family_id": canonical, "family_size": len(members), "family_canonical": i == canonical}
@@ -99,4 +107,4 @@ def assign(client: Elasticsearch, alias: str, bodies: dict[str, dict[str, Any]])
                 bodies[i].update(fam)
             elif _family_of(known[i]) != _family_of(fam):
                 changed.append({"asset_id": i, "_version": known[i].get("_version"), **fam})
-    return changed
+    return changed, groups

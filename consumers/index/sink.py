@@ -14,6 +14,7 @@ The same asset twice in one batch: both are sent, in order; external versioning 
 """
 from __future__ import annotations
 
+import copy
 import logging
 import threading
 import time
@@ -22,7 +23,7 @@ from typing import Any, Sequence
 from elasticsearch import ApiError, Elasticsearch, SerializationError, TransportError
 
 from domain.store.client import make_client
-from consumers.index import families
+from consumers.index import families, propagate
 from consumers.index.document import document_from_validated
 from domain.records import PipelineFacts, asset_of, document_id, is_deleted, record_from_doc
 from domain.review import apply_review, merge_reviews, same_review
@@ -154,7 +155,7 @@ class IndexSink(PipelineFacts, Stage):
 
             add_image_vectors([b[4] for b in built if b[4] is not None], shared_classifier(),
                               image_vector_model(self.cfg.vector_mode))
-        repoint = self._families([(doc_id, body) for _pos, _vt, doc_id, _v, body in built if body is not None])
+        rewrites = self._families([(doc_id, body) for _pos, _vt, doc_id, _v, body in built if body is not None])
         prepared: list[_Prepared] = []
         for pos, version_type, doc_id, version, body in built:
             try:
@@ -163,8 +164,8 @@ class IndexSink(PipelineFacts, Stage):
                 self._reject(results, pos, e)
         for chunk in self._chunks(prepared):
             self._send(chunk, results)
-        if repoint and not any(isinstance(r, TransientError) for r in results):
-            self._repoint(repoint)
+        if rewrites and not any(isinstance(r, TransientError) for r in results):
+            self._rewrite(rewrites)
         return results
 
     def _embed(self, built: list[tuple[int, str, str, int, dict[str, Any] | None]],
@@ -199,45 +200,60 @@ class IndexSink(PipelineFacts, Stage):
         return kept
 
     # --- duplicate families (consumers/index/families.py) ----------------------------------------------------
-    def _families(self, docs: list[tuple[str, dict[str, Any]]]) -> list[dict[str, Any]]:
-        """Family fields on the batch's bodies; the stored members to re-point. A store error here leaves the
-        bodies without family fields for now (the write itself reports the store's state)."""
+    def _families(self, docs: list[tuple[str, dict[str, Any]]]) -> list[tuple[str, int, dict[str, Any]]]:
+        """Family fields (and, with index.family_propagation, propagated alt text and tags) on the batch's bodies;
+        the stored members to write again: (document id, its version, its new body). A store error here leaves
+        the bodies without family fields for now (the write itself reports the store's state)."""
         if not docs:
             return []
         latest = dict(docs)  # the same asset twice: its last body speaks for it
         try:
-            changed = families.assign(self.client, self._write_alias, latest)
+            changed, groups = families.assign_families(self.client, self._write_alias, latest)
+            if self.cfg.family_propagation:
+                groups = [g for g in groups if len(g) > 1]
+            else:
+                groups = []
+            wanted = {c["asset_id"] for c in changed} | {i for g in groups for i in g if i not in latest}
+            stored = self.client.mget(index=self._write_alias, ids=sorted(wanted))["docs"] if wanted else []
         except (TransportError, ApiError) as e:
             log.warning("index: duplicate families not assigned in this batch: %s", type(e).__name__)
             return []
+        found = {d["_id"]: d for d in stored if d.get("found") and d.get("_version") is not None}
+        out: dict[str, dict[str, Any]] = {}
+        for c in changed:
+            if c["asset_id"] in found:
+                out[c["asset_id"]] = {**found[c["asset_id"]]["_source"],
+                                      **{k: c[k] for k in families.FAMILY_FIELDS}}
+        threshold = self.cfg.family_apply_threshold
+        if threshold is None:
+            threshold = self.settings.validate_.auto_apply_threshold
+        for group in groups:
+            members = {i: latest[i] if i in latest else out.get(i) or copy.deepcopy(found[i]["_source"])
+                       for i in group if i in latest or i in found}
+            propagate.family(members, self.cfg.family_decay, threshold)
+            for i, body in members.items():
+                if i not in latest and body != found[i]["_source"]:
+                    out[i] = body
         for doc_id, body in docs:
             if body is not latest[doc_id]:
-                body.update({k: latest[doc_id][k] for k in ("family_id", "family_size", "family_canonical")})
-        return changed
+                body.update({k: latest[doc_id][k] for k in families.FAMILY_FIELDS})
+        return [(i, int(found[i]["_version"]), body) for i, body in out.items()]
 
-    def _repoint(self, changed: list[dict[str, Any]]) -> None:
-        """Rewrite stored members' family fields at their own version (external_gte): a newer write wins (409)."""
-        stored = self.client.mget(index=self._write_alias, ids=[c["asset_id"] for c in changed])["docs"]
-        by_id = {d["_id"]: d for d in stored if d.get("found")}
+    def _rewrite(self, rewrites: list[tuple[str, int, dict[str, Any]]]) -> None:
+        """Write stored family members again at their own version (external_gte): a newer write wins (409)."""
         lines: list[bytes] = []
-        for c in changed:
-            doc = by_id.get(c["asset_id"])
-            if doc is None or doc.get("_version") is None:
-                continue
-            body = {**doc["_source"], **{k: c[k] for k in ("family_id", "family_size", "family_canonical")}}
-            lines += [self._dumps({"index": {"_index": self._write_alias, "_id": doc["_id"], "version": doc["_version"],
+        for doc_id, version, body in rewrites:
+            lines += [self._dumps({"index": {"_index": self._write_alias, "_id": doc_id, "version": version,
                                              "version_type": "external_gte"}}), self._dumps(body)]
-        if not lines:
-            return
         try:
             resp = self.client.bulk(operations=lines, require_alias=True).body
         except (TransportError, ApiError) as e:
-            log.warning("index: re-pointing %d family member(s) failed: %s", len(lines) // 2, type(e).__name__)
+            log.warning("index: re-writing %d family member(s) failed: %s", len(rewrites), type(e).__name__)
             return
         for item in resp.get("items") or []:
             res = next(iter(item.values()))
             if int(res.get("status", 0)) >= 300 and int(res.get("status", 0)) != 409:
-                log.warning("index: re-pointing family member %s: %s", res.get("_id"), res.get("error"))
+                log.warning("index: re-writing family member %s: %s", res.get("_id"), res.get("error"))
 
     # --- human edits win, again at the single writer ------------------------------------------------------
     def _reconcile(self, values: list[dict[str, Any]]) -> list[tuple[dict[str, Any], str] | BaseException]:

@@ -69,6 +69,16 @@ class IndexSettings(Section):
     rrf_rank_constant: int = Field(60, description="k of reciprocal rank fusion: score = sum 1 / (k + rank)")
     rrf_window: int = Field(50, description="how many hits of each leg (BM25, kNN) go into the fusion")
 
+    # --- duplicate families (consumers/index/families.py, propagate.py; docs/index.md "Duplicate families") ----
+    family_propagation: bool = Field(False, description="offer the alt text and tags of a family's approved (or "
+                                     "most confident auto-applied) member to the other members, marked "
+                                     "'propagated'; a field a person set is never changed")
+    family_decay: float = Field(0.9, gt=0.0, le=1.0, description="propagated confidence = the source's confidence "
+                                "(1.0 when a person approved it; per tag its score) x this")
+    family_apply_threshold: float | None = Field(None, ge=0.0, le=1.0, description="a propagated value at or "
+                                                 "above this confidence is applied, below it is a suggestion; "
+                                                 "None = validate.auto_apply_threshold")
+
     # --- bulk writes -------------------------------------------------------------------------------------------
     bulk_max_actions: int = Field(1000, description="split one runner batch into bulk requests of at most this "
                                   "many items (the runner batches by settings.runner.batch_*)")

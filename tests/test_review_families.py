@@ -1,0 +1,151 @@
+"""Duplicate families in the review app (issue 17 item 4), in a real browser (Playwright driving Debian's chromium)
+against the real tansu broker and a real osmem-server seeded through the real index sink with family propagation
+on: the asset page shows the family with previews and the canonical member marked, the values the family gave the
+asset are marked and approving pins them, and the queue can show one row per family."""
+from __future__ import annotations
+
+import datetime as dt
+import re
+import uuid
+
+import httpx
+import pytest
+
+from app.review.server import ReviewServer
+from consumers.index.sink import IndexSink
+from domain.store.client import make_client
+from domain.store.management import read_alias
+from tests.kafka_support import provision
+from tests import review_support
+from tests.review_support import LOW, RIGHTS, feedback, review_record, review_settings
+from tests.store_support import as_items
+
+pytestmark = pytest.mark.timeout(300)
+browser, page = review_support.browser, review_support.page  # the shared Playwright fixtures
+ORIG_ALT = "The Paris skyline at sunset, the Eiffel Tower on the left"
+
+
+def _records(settings) -> list[dict]:
+    def sized(v, w, h, size):
+        v["enriched"]["pre"]["image"].update(width=w, height=h, byte_size=size)
+        return v
+
+    return [
+        # the original, approved by carol: its alt text and tags go to its copies (1.0 x 0.9 >= 0.85)
+        sized(review_record(settings, "fam-orig", minutes=1, sample="photo_paris_sunset.jpg", title="Paris original",
+                            alt_text=ORIG_ALT, tags=[("subject", "city"), ("subject", "sky")], reasons=[],
+                            approved_after=dt.timedelta(hours=1)), 4000, 3000, 5_000_000),
+        sized(review_record(settings, "fam-web", minutes=2, sample="photo_paris_sunset_copy.jpg", title="Paris web",
+                            alt_text="A city", tags=[("subject", "city")], reasons=[RIGHTS],
+                            duplicate_of="fam-orig"), 1600, 1200, 400_000),
+        sized(review_record(settings, "fam-small", minutes=3, sample="photo_paris_sunset_copy.jpg",
+                            title="Paris small", alt_text="A small city", tags=[("subject", "city")],
+                            reasons=[LOW], duplicate_of="fam-web"), 640, 480, 50_000),
+        review_record(settings, "solo-mug", minutes=4, sample="product_red_mug.jpg", title="Red mug",
+                      alt_text="A red mug", tags=[("product", "cup")], reasons=[LOW]),
+    ]
+
+
+@pytest.fixture(scope="module")
+def fleet(broker, store):  # noqa: F811
+    settings = review_settings(broker, store.url, f"rf{uuid.uuid4().hex[:6]}")
+    settings = settings.with_overrides(index={"family_propagation": True, "family_decay": 0.9})
+    provision(settings)
+    records = _records(settings)
+    client = make_client(settings)
+    try:
+        sink = IndexSink(settings, client=client)
+        for rec in records:  # one batch each, as they would arrive
+            assert sink.process_batch(as_items([rec])) == [None]
+            client.indices.refresh(index=read_alias(settings))
+    finally:
+        client.close()
+    return settings, records
+
+
+@pytest.fixture(scope="module")
+def server(fleet):
+    with ReviewServer(fleet[0]) as srv:
+        yield srv
+
+
+def _loaded(img) -> bool:
+    return img.evaluate("i => i.complete && i.naturalWidth > 0")
+
+
+def test_the_asset_page_shows_the_family_with_previews_and_the_canonical_marked(page, server):
+    page.goto(server.login_url)
+    page.goto(f"{server.url}/asset/fam-small")
+    members = page.locator("ul.family li.member")
+    assert [m.get_attribute("data-asset") for m in members.all()] == ["fam-orig", "fam-web", "fam-small"]
+    canonical = page.locator("ul.family li.canonical")
+    assert canonical.count() == 1 and canonical.get_attribute("data-asset") == "fam-orig"
+    assert canonical.locator(".canonical-badge").text_content() == "canonical"
+    assert "(this)" in page.locator("ul.family li.this").text_content()
+    for img in page.locator("ul.family img").all():  # every member's preview, from the index
+        img.scroll_into_view_if_needed()
+        page.wait_for_function("i => i.complete", arg=img.element_handle())
+        assert _loaded(img), img.get_attribute("src")
+    page.locator("ul.family li[data-asset=fam-orig] a").first.click()
+    page.wait_for_url(re.compile("/asset/fam-orig"))
+    # the singleton has no family section
+    page.goto(f"{server.url}/asset/solo-mug")
+    assert page.locator("ul.family").count() == 0
+
+
+def test_propagated_values_are_marked_and_approval_pins_them(page, server, fleet):
+    settings, _records = fleet
+    page.goto(server.login_url)
+    page.goto(f"{server.url}/asset/fam-web")
+    assert page.locator("textarea#alt_text").input_value() == ORIG_ALT
+    alt_box = page.locator("fieldset[data-field=alt_text]")
+    assert alt_box.locator("legend .src").text_content() == "propagated"
+    assert "propagated from its duplicate family: fam-orig, confidence 0.90" in \
+        alt_box.locator("p.propagated").text_content()
+    sky = page.locator("#chips li[data-tag='subject:sky']")
+    assert sky.locator(".src").text_content() == "propagated" and sky.locator(".score").text_content() == "0.90"
+    before = {d["decision_id"] for d in feedback(settings)}
+    page.locator("#approve").click()
+    page.wait_for_url(re.compile("sent="))
+    new = [d for d in feedback(settings) if d["decision_id"] not in before]
+    assert len(new) == 1 and new[0]["asset_id"] == "fam-web" and new[0]["status"] == "approved"
+    fields = {f["field"]: f for f in new[0]["fields"]}
+    assert fields["alt_text"]["action"] == "accepted" and fields["alt_text"]["value"] == ORIG_ALT
+    assert fields["tags"]["action"] == "accepted" and "subject:sky" in fields["tags"]["value"]
+
+
+def test_the_queue_collapses_families(page, server, fleet):
+    page.goto(server.login_url)
+    def listed() -> list[str]:
+        return [x.get_attribute("value") for x in page.locator("table.queue input[name=ids]").all()]
+
+    page.goto(f"{server.url}/?status=all")
+    assert listed() == ["fam-web", "fam-small", "solo-mug", "fam-orig"]
+    page.locator("input[name=collapse]").check()
+    page.get_by_role("button", name="Filter").click()
+    page.wait_for_url(re.compile("collapse=1"))
+    assert listed() == ["fam-web", "solo-mug"]
+    row = page.locator("table.queue tr", has=page.locator("input[name=ids][value=fam-web]"))
+    assert row.locator(".family-note").text_content().strip() == "family of 3 · +2 more here"
+    assert page.locator("p.summary").text_content().startswith("2 asset(s)")
+    # the filters keep it: the waiting assets only, one row per family
+    page.goto(f"{server.url}/?status=needs_review&collapse=1")
+    assert listed() == ["fam-web", "solo-mug"]
+    assert "+1 more here" in page.locator("table.queue .family-note").first.text_content()
+
+
+def test_bulk_approval_pins_the_propagated_values(server, fleet):
+    settings, _records = fleet
+    with httpx.Client(base_url=server.url) as c:
+        assert c.get(server.login_url).status_code == 303
+        html = c.get("/?status=needs_review").text
+        csrf = re.search(r'name="csrf" value="([^"]+)"', html).group(1)
+        before = {d["decision_id"] for d in feedback(settings)}
+        r = c.post("/bulk-approve", data={"csrf": csrf, "scope": "selected", "ids": ["fam-small", "solo-mug"],
+                                          "status": "needs_review"})
+        assert r.status_code == 303
+    new = {d["asset_id"]: d for d in feedback(settings) if d["decision_id"] not in before}
+    assert set(new) == {"fam-small", "solo-mug"}
+    assert new["solo-mug"]["fields"] == []
+    small = {f["field"]: f for f in new["fam-small"]["fields"]}
+    assert small["alt_text"] == {**small["alt_text"], "action": "accepted", "value": ORIG_ALT}
