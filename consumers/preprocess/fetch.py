@@ -327,17 +327,14 @@ class _Deadline:
 
     def left(self, timeout: float | None = None) -> float:
         """How long the next socket operation may block: its own timeout, capped by the deadline (and, on a first
-        attempt with no declared length yet, by the first-attempt cut)."""
+        attempt with no declared length yet, by the first-attempt cut, so a blocked operation wakes for it)."""
         now = time.monotonic()
         left = self.deadline - now
         if left <= 0:
             raise TransientError(f"fetch took longer than fetch_timeout_s={self.policy.timeout_s:g}s (connect, "
                                  "headers and body together)", reason="timeout", details={"uri": redact(self.uri)})
-        if self.first_cut is not None:
-            if now >= self.first_cut:
-                self.check_on_course(now)
-            elif not self.told:
-                left = min(left, self.first_cut - now)
+        if self.first_cut is not None and not self.told and now < self.first_cut:
+            left = min(left, self.first_cut - now)
         return left if timeout is None else min(timeout, left)
 
     def check_on_course(self, now: float) -> None:
@@ -360,8 +357,8 @@ class _Deadline:
                              f"{self.policy.first_attempt_timeout_s:g}s ({why}); retried with the full "
                              "fetch_timeout_s", reason="too_slow", details={"uri": redact(self.uri)})
 
-    def past_first_cut(self) -> bool:
-        return self.first_cut is not None and time.monotonic() >= self.first_cut - 0.01  # a timer may fire early
+    def past_first_cut(self, slack: float = 0.0) -> bool:
+        return self.first_cut is not None and time.monotonic() >= self.first_cut - slack
 
     def check_rate(self, started: float, received: int) -> None:
         elapsed = time.monotonic() - started
@@ -381,6 +378,13 @@ class _GuardedStream(httpcore.NetworkStream):
         self.received = 0
 
     def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        if self.clock.past_first_cut():
+            # the first-attempt cut applies to waiting on the source, not to this thread being late (a busy
+            # worker): bytes that have already arrived are taken; only a read that would wait is judged
+            try:
+                return self._got(self.inner.read(max_bytes, 0.001))
+            except httpcore.ReadTimeout:
+                self.clock.check_on_course(time.monotonic())
         began = time.monotonic()
         while True:
             wait = self.clock.left(timeout if timeout is None else timeout - (time.monotonic() - began))
@@ -392,12 +396,17 @@ class _GuardedStream(httpcore.NetworkStream):
                 if timeout is not None and time.monotonic() - began >= timeout:
                     raise
                 self.clock.check_rate(self.started, self.received)
+                if self.clock.past_first_cut():
+                    self.clock.check_on_course(time.monotonic())
                 continue
-            self.received += len(data)
-            self.clock.received += len(data)
-            if data:
-                self.clock.check_rate(self.started, self.received)
-            return data
+            return self._got(data)
+
+    def _got(self, data: bytes) -> bytes:
+        self.received += len(data)
+        self.clock.received += len(data)
+        if data:
+            self.clock.check_rate(self.started, self.received)
+        return data
 
     def write(self, buffer: bytes, timeout: float | None = None) -> None:
         self.inner.write(buffer, self.clock.left(timeout))
@@ -419,6 +428,8 @@ class _GuardedBackend(httpcore.NetworkBackend):
         self.clock, self.inner = clock, httpcore.SyncBackend()
 
     def connect_tcp(self, host, port, timeout=None, local_address=None, socket_options=None):
+        if self.clock.past_first_cut():  # a redirect hop begun after the cut
+            self.clock.check_on_course(time.monotonic())
         stream = self.inner.connect_tcp(host, port, self.clock.left(timeout), local_address, socket_options)
         return _GuardedStream(stream, self.clock)
 
@@ -480,7 +491,7 @@ def fetch_http(uri: str, policy: FetchPolicy, first_attempt: bool = False) -> Fe
                 _check_nonempty(data, url)
                 return Fetched(data=data, final_uri=redact(url), declared_type=resp.headers.get("content-type"))
         except httpx.TimeoutException:
-            if clock.past_first_cut():  # a connect or TLS handshake cut short on a first attempt
+            if clock.past_first_cut(slack=0.01):  # a connect or TLS handshake cut short on a first attempt
                 clock.check_on_course(time.monotonic())
             raise TransientError(f"timed out fetching from {host}", reason="timeout",
                                  details={"uri": redact(url)}) from None
