@@ -13,6 +13,13 @@ redirect hop) has one wall-clock deadline, `fetch_timeout_s`, enforced on every 
 that trickles its headers or body a byte at a time cannot hold it open longer; and once `fetch_rate_grace_s`
 have passed on a connection, it must have delivered at least `fetch_min_rate_bytes_s` per second on average
 (else `too_slow`).
+
+A record's first attempt is held to less (`first_attempt_timeout_s`, `fetch(..., first_attempt=True)`): a slow
+origin should not hold a worker thread for the whole `fetch_timeout_s` while fresh records queue behind it (head-
+of-line blocking, issue 16.16). Past that point the attempt goes on only while the source has declared its length
+and its average rate so far would finish the body within `fetch_timeout_s`, so a large image on a slow but steady
+link still arrives in one attempt; anything else (no headers yet, no Content-Length, a trickle) fails as a transient
+`too_slow` and is worked again from the retry topic with the full `fetch_timeout_s`.
 """
 from __future__ import annotations
 
@@ -60,6 +67,7 @@ class FetchPolicy:
     allow_hosts: tuple[str, ...] = ()
     max_bytes: int = 50 * 1024 * 1024
     timeout_s: float = 20.0
+    first_attempt_timeout_s: float = 0.0  # 0: first attempts get timeout_s too
     max_redirects: int = 3
     min_rate_bytes_s: int = 1024
     rate_grace_s: float = 5.0
@@ -71,6 +79,7 @@ class FetchPolicy:
     def from_settings(cls, s) -> "FetchPolicy":
         return cls(file_roots=tuple(s.file_roots), allow_private_networks=s.allow_private_networks,
                    allow_hosts=tuple(s.allow_hosts), max_bytes=s.max_bytes, timeout_s=s.fetch_timeout_s,
+                   first_attempt_timeout_s=s.first_attempt_timeout_s,
                    max_redirects=s.max_redirects, min_rate_bytes_s=s.fetch_min_rate_bytes_s,
                    rate_grace_s=s.fetch_rate_grace_s, s3_endpoint_url=s.s3_endpoint_url, s3_region=s.s3_region,
                    ca_bundle=s.ca_bundle)
@@ -93,14 +102,16 @@ def redact(uri: str) -> str:
     return urllib.parse.urlunsplit((p.scheme, netloc, p.path, "", ""))[:300]
 
 
-def fetch(uri: str, policy: FetchPolicy) -> Fetched:
+def fetch(uri: str, policy: FetchPolicy, *, first_attempt: bool = False) -> Fetched:
+    """The source's bytes. `first_attempt`: the record's first of several attempts, so an http(s) fetch is held to
+    `policy.first_attempt_timeout_s` unless it is on course to finish within `timeout_s` (see the module doc)."""
     if not isinstance(uri, str) or not uri.strip():
         raise PermanentError("the event has no source_uri", reason="missing_source_uri")
     scheme = uri.split(":", 1)[0].lower() if ":" in uri else ""
     if scheme == "file":
         return fetch_file(uri, policy)
     if scheme in ("http", "https"):
-        return fetch_http(uri, policy)
+        return fetch_http(uri, policy, first_attempt=first_attempt)
     if scheme == "s3":
         return fetch_s3(uri, policy)
     raise PermanentError(f"unsupported URI scheme {scheme or '(none)'!r}; use file://, http(s):// or s3://",
@@ -293,22 +304,61 @@ def _ssl_context(ca_bundle: str | None):
 
 
 class _Deadline:
-    """One fetch attempt's clock: a total deadline over every socket operation of every hop, and a minimum
-    average transfer rate per connection once its grace period has passed. Raises TransientError."""
+    """One fetch attempt's clock: a total deadline over every socket operation of every hop, a minimum average
+    transfer rate per connection once its grace period has passed and, on a first attempt, the earlier cut
+    (`first_attempt_timeout_s`) that only a download on course to finish in time passes. Raises TransientError."""
 
     POLL_S = 0.25  # a blocked read wakes this often to check the deadline and the rate
 
-    def __init__(self, policy: FetchPolicy, uri: str):
+    def __init__(self, policy: FetchPolicy, uri: str, first_attempt: bool = False):
         self.policy, self.uri = policy, uri
-        self.deadline = time.monotonic() + policy.timeout_s
+        self.started = time.monotonic()
+        self.deadline = self.started + policy.timeout_s
+        cut = policy.first_attempt_timeout_s if first_attempt else 0.0
+        self.first_cut = self.started + cut if 0 < cut < policy.timeout_s else None
+        self.received = 0  # bytes the server sent in this attempt (every hop, headers and body)
+        self.expected: int | None = None  # body length the final response declared
+        self.body_from = 0  # self.received when that response's headers were read
+        self.told = False  # whether expect() was called
+
+    def expect(self, length: int | None) -> None:
+        """The final response's declared body length (None: not declared), told once its headers are read."""
+        self.expected, self.body_from, self.told = length, self.received, True
 
     def left(self, timeout: float | None = None) -> float:
-        """How long the next socket operation may block: its own timeout, capped by the deadline."""
-        left = self.deadline - time.monotonic()
+        """How long the next socket operation may block: its own timeout, capped by the deadline (and, on a first
+        attempt with no declared length yet, by the first-attempt cut, so a blocked operation wakes for it)."""
+        now = time.monotonic()
+        left = self.deadline - now
         if left <= 0:
             raise TransientError(f"fetch took longer than fetch_timeout_s={self.policy.timeout_s:g}s (connect, "
                                  "headers and body together)", reason="timeout", details={"uri": redact(self.uri)})
+        if self.first_cut is not None and not self.told and now < self.first_cut:
+            left = min(left, self.first_cut - now)
         return left if timeout is None else min(timeout, left)
+
+    def check_on_course(self, now: float) -> None:
+        """Past the first-attempt cut: go on only if the declared body would arrive within the deadline at the
+        rate its bytes have come so far, averaged over the whole attempt (time spent on connecting, redirects
+        and headers counts against it; their bytes do not)."""
+        if self.expected is not None:
+            body = self.received - self.body_from
+            remaining = max(0, self.expected - body)
+            rate = body / max(now - self.started, 1e-6)
+            if remaining == 0 or (rate > 0 and now + remaining / rate <= self.deadline):
+                return
+            why = (f"{remaining} of {self.expected} bytes still to come at {rate:.0f} bytes/s would not arrive "
+                   f"within fetch_timeout_s={self.policy.timeout_s:g}s")
+        elif self.told:
+            why = "the response declares no length, so it cannot be told to finish in time"
+        else:
+            why = "no response headers yet" if self.received else "no response yet"
+        raise TransientError(f"first attempt not done within first_attempt_timeout_s="
+                             f"{self.policy.first_attempt_timeout_s:g}s ({why}); retried with the full "
+                             "fetch_timeout_s", reason="too_slow", details={"uri": redact(self.uri)})
+
+    def past_first_cut(self, slack: float = 0.0) -> bool:
+        return self.first_cut is not None and time.monotonic() >= self.first_cut - slack
 
     def check_rate(self, started: float, received: int) -> None:
         elapsed = time.monotonic() - started
@@ -328,6 +378,13 @@ class _GuardedStream(httpcore.NetworkStream):
         self.received = 0
 
     def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        if self.clock.past_first_cut():
+            # the first-attempt cut applies to waiting on the source, not to this thread being late (a busy
+            # worker): bytes that have already arrived are taken; only a read that would wait is judged
+            try:
+                return self._got(self.inner.read(max_bytes, 0.001))
+            except httpcore.ReadTimeout:
+                self.clock.check_on_course(time.monotonic())
         began = time.monotonic()
         while True:
             wait = self.clock.left(timeout if timeout is None else timeout - (time.monotonic() - began))
@@ -339,11 +396,17 @@ class _GuardedStream(httpcore.NetworkStream):
                 if timeout is not None and time.monotonic() - began >= timeout:
                     raise
                 self.clock.check_rate(self.started, self.received)
+                if self.clock.past_first_cut():
+                    self.clock.check_on_course(time.monotonic())
                 continue
-            self.received += len(data)
-            if data:
-                self.clock.check_rate(self.started, self.received)
-            return data
+            return self._got(data)
+
+    def _got(self, data: bytes) -> bytes:
+        self.received += len(data)
+        self.clock.received += len(data)
+        if data:
+            self.clock.check_rate(self.started, self.received)
+        return data
 
     def write(self, buffer: bytes, timeout: float | None = None) -> None:
         self.inner.write(buffer, self.clock.left(timeout))
@@ -365,6 +428,8 @@ class _GuardedBackend(httpcore.NetworkBackend):
         self.clock, self.inner = clock, httpcore.SyncBackend()
 
     def connect_tcp(self, host, port, timeout=None, local_address=None, socket_options=None):
+        if self.clock.past_first_cut():  # a redirect hop begun after the cut
+            self.clock.check_on_course(time.monotonic())
         stream = self.inner.connect_tcp(host, port, self.clock.left(timeout), local_address, socket_options)
         return _GuardedStream(stream, self.clock)
 
@@ -384,8 +449,8 @@ def _guarded_client(clock: _Deadline, ssl_ctx, timeout: httpx.Timeout) -> httpx.
     return httpx.Client(transport=transport, timeout=timeout, follow_redirects=False, trust_env=False)
 
 
-def fetch_http(uri: str, policy: FetchPolicy) -> Fetched:
-    clock = _Deadline(policy, uri)
+def fetch_http(uri: str, policy: FetchPolicy, first_attempt: bool = False) -> Fetched:
+    clock = _Deadline(policy, uri, first_attempt)
     deadline = clock.deadline
     url = uri
     timeout = httpx.Timeout(policy.timeout_s, connect=min(policy.timeout_s, 10.0))
@@ -412,6 +477,7 @@ def fetch_http(uri: str, policy: FetchPolicy) -> Fetched:
                 if declared_len and declared_len.isdigit() and int(declared_len) > policy.max_bytes:
                     raise PermanentError(f"server declares {declared_len} bytes, over max_bytes="
                                          f"{policy.max_bytes}", reason="too_large", details={"uri": redact(url)})
+                clock.expect(int(declared_len) if declared_len and declared_len.isdigit() else None)
                 buf = bytearray()
                 for chunk in resp.iter_raw(chunk_size=256 * 1024):
                     buf += chunk
@@ -425,6 +491,8 @@ def fetch_http(uri: str, policy: FetchPolicy) -> Fetched:
                 _check_nonempty(data, url)
                 return Fetched(data=data, final_uri=redact(url), declared_type=resp.headers.get("content-type"))
         except httpx.TimeoutException:
+            if clock.past_first_cut(slack=0.01):  # a connect or TLS handshake cut short on a first attempt
+                clock.check_on_course(time.monotonic())
             raise TransientError(f"timed out fetching from {host}", reason="timeout",
                                  details={"uri": redact(url)}) from None
         except httpx.ConnectError as exc:

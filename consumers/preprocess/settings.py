@@ -17,6 +17,11 @@ class PreprocessSettings(Section):
     max_bytes: int = Field(50 * 1024 * 1024, gt=0, description="largest source accepted (streamed, stops here)")
     fetch_timeout_s: float = Field(20.0, gt=0, description="wall-clock limit for one fetch attempt: connect, TLS, "
                                                          "headers and body of every redirect hop together")
+    first_attempt_timeout_s: float = Field(5.0, ge=0, description="a record's FIRST http(s) fetch attempt that is "
+                                           "not done by then fails as a transient too_slow and goes to the retry "
+                                           "topic (later attempts get the full fetch_timeout_s), unless the source "
+                                           "declared its length and is sending fast enough to finish within "
+                                           "fetch_timeout_s; 0 = off (every attempt gets fetch_timeout_s)")
     fetch_min_rate_bytes_s: int = Field(1024, ge=0, description="after fetch_rate_grace_s on a connection, an http(s) "
                                                               "source must average at least this many bytes/s, else "
                                                               "the attempt fails as too_slow (0 = no floor)")

@@ -56,8 +56,11 @@ class PreprocessStage(PipelineFacts, Stage):
         if is_deleted(asset):
             return Output(value={"asset": asset, "stamp": stamp(self.name)})
         uri = asset.get("source_uri")
-        fetched = fetch(uri, self.policy)
-        record = self.preprocess_bytes(asset, fetched.data, final=final_attempt(ctx, self.settings))
+        final = final_attempt(ctx, self.settings)
+        # a first attempt with more to come is held to preprocess.first_attempt_timeout_s (unless on course to
+        # finish): a slow origin then costs a thread seconds, not fetch_timeout_s, and goes to the retry topic
+        fetched = fetch(uri, self.policy, first_attempt=ctx is not None and ctx.attempt == 1 and not final)
+        record = self.preprocess_bytes(asset, fetched.data, final=final)
         if cut:
             fields = sorted({c.split(" cut from ", 1)[0].split("[", 1)[0] for c in cut})
             record["degraded"]["event_text"] = "over-long text cut to the entry limits: " + ", ".join(fields)
