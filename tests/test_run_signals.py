@@ -41,7 +41,8 @@ def test_sigterm_stops_every_child(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("ASSETSTREAM_")}
     env.update({"PYTHONPATH": str(REPO), "OMP_THREAD_LIMIT": "1"})
     proc = subprocess.Popen([sys.executable, "-m", "app.cli", "run", str(REPO / "samples"), "--out",
-                             str(tmp_path / "out"), "--json"], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                             str(tmp_path / "out"), "--json", "--serve"],  # --serve: still up when signalled,
+                            cwd=tmp_path, env=env, stdout=subprocess.PIPE,  # however fast the samples finish
                             stderr=subprocess.STDOUT, text=True, start_new_session=True)
     try:
         children: set[int] = set()
