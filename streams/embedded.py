@@ -128,6 +128,8 @@ class SeaweedS3:
     proc: subprocess.Popen | None = None
     access_key: str = "assetstream"
     secret_key: str = "assetstream-secret"
+    metrics_port: int | None = None
+    """Serve SeaweedFS's Prometheus metrics (its request counts) on this loopback port; 0 = a free one."""
 
     @property
     def endpoint(self) -> str:
@@ -154,10 +156,18 @@ class SeaweedS3:
              f"-volume.port={volume}", f"-filer.port={filer}", "-master.volumeSizeLimitMB=64",
              # the Iceberg and Lance listeners default to fixed ports (8181, 9101): off, so that two servers
              # (two test runs, two embedded runs) can share a machine
-             "-s3.port.iceberg=0", "-s3.port.lance=0"],
+             "-s3.port.iceberg=0", "-s3.port.lance=0", *self._metrics_args()],
             stdout=open(self.data_dir / "weed.log", "ab"), stderr=subprocess.STDOUT, start_new_session=True)
         wait_port("127.0.0.1", self.port, timeout_s, self.proc, "seaweedfs s3")
+        if self.metrics_port:
+            wait_port("127.0.0.1", self.metrics_port, timeout_s, self.proc, "seaweedfs metrics")
         return self
+
+    def _metrics_args(self) -> list[str]:
+        if self.metrics_port is None:
+            return []
+        self.metrics_port = self.metrics_port or free_port(20000, 45000)
+        return ["-metricsIp=127.0.0.1", f"-metricsPort={self.metrics_port}"]
 
     def stop(self) -> None:
         stop_process(self.proc)
