@@ -336,13 +336,14 @@ class LocalTLSServer(LocalServer):
 
 
 def local_s3(data_dir):
-    """SeaweedFS `weed server -s3` on loopback (the project's own embedded S3, with this suite's credentials)."""
+    """SeaweedFS `weed server -s3` on loopback (the project's own embedded S3, with this suite's credentials; its
+    request counters on `metrics_port`; room for the buckets of a whole test module)."""
     from pathlib import Path
 
     from streams.embedded import SeaweedS3
 
     return SeaweedS3(data_dir=Path(data_dir), access_key="preprocess", secret_key="preprocess-secret",
-                     metrics_port=0).start()
+                     metrics_port=0, max_volumes=64).start()
 
 
 def s3_requests(server, bucket: str, kind: str = "GET") -> int:

@@ -98,8 +98,8 @@ def test_a_changed_record_downloads_each_object_once(s3, monkeypatch, broker, un
         index={"url": store.url, "server_mode": "serverless", "number_of_replicas": 0, "index": f"wbo{unique}"},
         writeback={"state_index": f"wbo{unique}-writeback",
                    "targets": [{"name": "files", "type": "files", "out_dir": f"s3://{export}/enriched",
-                                "source_roots": [f"s3://{originals}/library"], "s3_endpoint_url": s3.endpoint,
-                                "s3_region": "us-east-1"}]},
+                                "source_roots": [f"s3://{originals}/library", f"s3://absent{unique}/library"],
+                                "s3_endpoint_url": s3.endpoint, "s3_region": "us-east-1"}]},
         runner={"batch_max_wait_s": 0.2})
     provision(s)
     uri = f"s3://{originals}/library/mug.jpg"
@@ -135,9 +135,11 @@ def test_a_changed_record_downloads_each_object_once(s3, monkeypatch, broker, un
         assert delta(before) == (0, 1, 0)
         assert client.head_object(Bucket=export, Key=key)["ETag"] == etag
 
-        # an original that is not there: a dead letter, and its (empty) download folder is gone too
-        run_until(s, [record("gone-1", f"s3://{originals}/library/gone.jpg")], 4)
+        # an original that is not there, or whose bucket is not: dead letters, and their download folders are gone
+        run_until(s, [record("gone-1", f"s3://{originals}/library/gone.jpg"),
+                      record("nobucket-1", f"s3://absent{unique}/library/a.jpg")], 5)
         assert list(scratch.iterdir()) == []
 
-    dead = read_topic(s, "dead_letter", 1)
-    assert [(d["key"], d["value"]["details"]["reason"]) for d in dead] == [("gone-1", "source_missing")]
+    dead = read_topic(s, "dead_letter", 2)
+    assert sorted((d["key"], d["value"]["details"]["reason"]) for d in dead) == [
+        ("gone-1", "source_missing"), ("nobucket-1", "no_bucket")]
