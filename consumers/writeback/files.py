@@ -13,8 +13,8 @@ or, with an S3 API (AWS, MinIO, SeaweedFS; credentials from the usual AWS enviro
 
 The first write copies the original; later writes update the copy in place (through a temporary file and an
 atomic rename, or one PutObject), so what a person changed in the copy since is still there. An S3 object read()
-downloaded is the one write() starts from (one GET per changed record; dropped by write() or the sink's release()). Per field (ExifTool tag names, several
-joined with ',' are written together and read from the first):
+downloaded is the one write() starts from (one GET per changed record; dropped by write() or the sink's release()).
+Per field (ExifTool tag names, several joined with ',' are written together and read from the first):
 
     alt_text    -> XMP-iptcCore:AltTextAccessibility      summary     -> XMP-iptcCore:ExtDescrAccessibility
     title       -> XMP-photoshop:Headline, IPTC:Headline  caption     -> XMP-dc:Description, IPTC:Caption-Abstract
