@@ -128,6 +128,10 @@ class SeaweedS3:
     proc: subprocess.Popen | None = None
     access_key: str = "assetstream"
     secret_key: str = "assetstream-secret"
+    metrics_port: int | None = None
+    """Serve SeaweedFS's Prometheus metrics (its request counts) on this loopback port; 0 = a free one."""
+    max_volumes: int | None = None
+    """SeaweedFS's volume slots (its default, 8, holds about two buckets: each bucket grows its own volumes)."""
 
     @property
     def endpoint(self) -> str:
@@ -154,10 +158,19 @@ class SeaweedS3:
              f"-volume.port={volume}", f"-filer.port={filer}", "-master.volumeSizeLimitMB=64",
              # the Iceberg and Lance listeners default to fixed ports (8181, 9101): off, so that two servers
              # (two test runs, two embedded runs) can share a machine
-             "-s3.port.iceberg=0", "-s3.port.lance=0"],
+             "-s3.port.iceberg=0", "-s3.port.lance=0", *self._extra_args()],
             stdout=open(self.data_dir / "weed.log", "ab"), stderr=subprocess.STDOUT, start_new_session=True)
         wait_port("127.0.0.1", self.port, timeout_s, self.proc, "seaweedfs s3")
+        if self.metrics_port:
+            wait_port("127.0.0.1", self.metrics_port, timeout_s, self.proc, "seaweedfs metrics")
         return self
+
+    def _extra_args(self) -> list[str]:
+        args = [f"-volume.max={self.max_volumes}"] if self.max_volumes else []
+        if self.metrics_port is not None:
+            self.metrics_port = self.metrics_port or free_port(20000, 45000)
+            args += ["-metricsIp=127.0.0.1", f"-metricsPort={self.metrics_port}"]
+        return args
 
     def stop(self) -> None:
         stop_process(self.proc)

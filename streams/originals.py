@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Protocol
 from urllib.parse import quote, unquote, urlparse
 
+from streams import s3
 from streams.config.deadletters import DeadLetterSettings
 
 
@@ -75,17 +76,13 @@ class FolderStore:
 class S3Store:
     def __init__(self, bucket: str, prefix: str, endpoint_url: str | None, region: str | None):
         try:
-            import boto3  # optional dependency: pip install 'assetstream[s3]'
-            import botocore.config
-        except ImportError:
-            raise OriginalUnavailable("an s3:// dead-letter store needs boto3 (pip install 'assetstream[s3]')") from None
-        import botocore.exceptions
-
-        self.bucket, self.prefix = bucket, prefix.strip("/")
+            self.client = s3.new_client(s3.S3Config(endpoint_url=endpoint_url, region=region, connect_timeout_s=5,
+                                                    read_timeout_s=30, max_attempts=3))
+        except s3.S3Unavailable as exc:
+            raise OriginalUnavailable(f"the dead-letter store: {exc}") from None
+        self.root = s3.S3Key(bucket, prefix.strip("/"))
+        self.bucket, self.prefix = bucket, self.root.key
         self.uri = f"s3://{bucket}/{self.prefix}" if self.prefix else f"s3://{bucket}"
-        cfg = botocore.config.Config(connect_timeout=5, read_timeout=30, retries={"max_attempts": 3})
-        self.client = boto3.session.Session().client("s3", endpoint_url=endpoint_url, region_name=region, config=cfg)
-        self._errors = (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError)
         self._bucket_ready = False
 
     def _key(self, name: str) -> str:
@@ -97,8 +94,8 @@ class S3Store:
             if not self._bucket_ready:
                 self._ensure_bucket()
             self.client.put_object(Bucket=self.bucket, Key=key, Body=data)
-        except self._errors as exc:
-            raise OriginalUnavailable(f"cannot write s3://{self.bucket}/{key}: {_s3_error(exc)}") from exc
+        except s3.errors() as exc:
+            raise OriginalUnavailable(f"cannot write s3://{self.bucket}/{key}: {s3.describe(exc)}") from exc
         return f"s3://{self.bucket}/{quote(key)}"
 
     def _ensure_bucket(self) -> None:
@@ -111,34 +108,29 @@ class S3Store:
         self._bucket_ready = True
 
     def get(self, ref: str) -> bytes:
-        u = urlparse(ref)
-        key = unquote(u.path.lstrip("/"))
-        if u.scheme != "s3" or u.netloc != self.bucket or not (key.startswith(self.prefix + "/") or not self.prefix):
+        try:
+            loc = s3.parse_uri(ref, require_key=True, refuse_dot_segments=True)
+        except ValueError:
+            loc = None
+        if loc is None or not loc.under(self.root):
             raise OriginalUnavailable(f"{ref} is not in the configured dead-letter store {self.uri}")
         try:
-            return self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
-        except self._errors as exc:
-            raise OriginalUnavailable(f"cannot read {ref}: {_s3_error(exc)}") from exc
-
-
-def _s3_error(exc: Exception) -> str:
-    """The error code and status, never the request (it may carry signed headers)."""
-    resp = getattr(exc, "response", None) or {}
-    err = resp.get("Error") or {}
-    if err:
-        return f"{err.get('Code')} (HTTP {(resp.get('ResponseMetadata') or {}).get('HTTPStatusCode')})"
-    return type(exc).__name__
+            return self.client.get_object(Bucket=loc.bucket, Key=loc.key)["Body"].read()
+        except s3.errors() as exc:
+            raise OriginalUnavailable(f"cannot read {ref}: {s3.describe(exc)}") from exc
 
 
 def open_store(settings: DeadLetterSettings) -> OriginalStore | None:
     """The configured store, or None when `dead_letters.store` is not set."""
     if not settings.store:
         return None
+    try:
+        root = s3.parse_uri(settings.store)
+    except ValueError:
+        raise ValueError(f"dead_letters.store {settings.store!r}: use s3://bucket/prefix") from None
+    if root is not None:
+        return S3Store(root.bucket, root.key, settings.s3_endpoint_url, settings.s3_region)
     u = urlparse(settings.store)
-    if u.scheme == "s3":
-        if not u.netloc:
-            raise ValueError(f"dead_letters.store {settings.store!r}: use s3://bucket/prefix")
-        return S3Store(u.netloc, unquote(u.path), settings.s3_endpoint_url, settings.s3_region)
     if u.scheme == "file":
         return FolderStore(Path(unquote(u.path)))
     if u.scheme:

@@ -336,12 +336,27 @@ class LocalTLSServer(LocalServer):
 
 
 def local_s3(data_dir):
-    """SeaweedFS `weed server -s3` on loopback (the project's own embedded S3, with this suite's credentials)."""
+    """SeaweedFS `weed server -s3` on loopback (the project's own embedded S3, with this suite's credentials; its
+    request counters on `metrics_port`; room for the buckets of a whole test module)."""
     from pathlib import Path
 
     from streams.embedded import SeaweedS3
 
-    return SeaweedS3(data_dir=Path(data_dir), access_key="preprocess", secret_key="preprocess-secret").start()
+    return SeaweedS3(data_dir=Path(data_dir), access_key="preprocess", secret_key="preprocess-secret",
+                     metrics_port=0, max_volumes=64).start()
+
+
+def s3_requests(server, bucket: str, kind: str = "GET") -> int:
+    """How many `kind` requests (SeaweedFS counts HEAD as GET) the S3 server has answered for `bucket`, whatever
+    the status, from its own Prometheus counters."""
+    import httpx
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = httpx.get(f"http://127.0.0.1:{server.metrics_port}/metrics", timeout=10).text
+    return int(sum(sample.value for family in text_string_to_metric_families(text)
+                   for sample in family.samples
+                   if sample.name == "SeaweedFS_s3_request_total" and sample.labels.get("bucket") == bucket
+                   and sample.labels.get("type") == kind))
 
 
 def png_header_only(w: int, h: int) -> bytes:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from confluent_kafka import Producer
 from typer.testing import CliRunner
 
@@ -169,3 +170,27 @@ def test_the_embedded_run_keeps_large_originals_in_its_output_folder(tmp_path):
             assert run.configure([image]).dead_letters.store == expected
         finally:
             sh.rmtree(run.workdir, ignore_errors=True)
+
+
+def test_s3_store_reads_back_only_its_own_objects(s3, unique, monkeypatch):
+    """The S3 store on SeaweedFS: what it put comes back; a reference outside its bucket and prefix (another
+    bucket, a sibling prefix, a `..` segment) is refused before any request; a missing object says its S3 code,
+    never the credentials."""
+    from streams.config.deadletters import DeadLetterSettings
+    from streams.originals import OriginalUnavailable, open_store
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", s3.access_key)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", s3.secret_key)
+    bucket = f"letters-{unique}"
+    store = open_store(DeadLetterSettings(store=f"s3://{bucket}/kept/", s3_endpoint_url=s3.endpoint,
+                                          s3_region="us-east-1"))
+    assert store.uri == f"s3://{bucket}/kept"
+    ref = store.put("dead_letter/raw/0/7-abc", b"\x00original bytes")
+    assert ref == f"s3://{bucket}/kept/dead_letter/raw/0/7-abc" and store.get(ref) == b"\x00original bytes"
+    for forged in (f"s3://other-{unique}/kept/dead_letter/raw/0/7-abc", f"s3://{bucket}/kept-too/x",
+                   f"s3://{bucket}/kept/../secret", f"s3://{bucket}/kept", "file:///etc/passwd"):
+        with pytest.raises(OriginalUnavailable, match="is not in the configured dead-letter store"):
+            store.get(forged)
+    with pytest.raises(OriginalUnavailable) as ei:
+        store.get(f"s3://{bucket}/kept/dead_letter/raw/0/8-gone")
+    assert "NoSuchKey (HTTP 404)" in str(ei.value) and s3.secret_key not in str(ei.value)

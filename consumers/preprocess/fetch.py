@@ -27,7 +27,6 @@ import functools
 import ipaddress
 import os
 import socket
-import threading
 import time
 import urllib.parse
 from dataclasses import dataclass
@@ -37,6 +36,7 @@ from typing import Iterable
 import httpcore
 import httpx
 
+from streams import s3
 from streams.errors import PermanentError, TransientError
 
 METADATA_ADDRESSES = frozenset(ipaddress.ip_address(a) for a in (
@@ -525,34 +525,23 @@ def _check_status(code: int, url: str, retry_after: str | None) -> None:
 
 # --- s3:// ------------------------------------------------------------------------------------------------
 
-_s3_clients: dict[tuple, object] = {}
-_s3_lock = threading.Lock()
+_s3_clients = s3.ClientCache()  # one client per (endpoint, region, timeout), shared by every fetch
 
 
 def fetch_s3(uri: str, policy: FetchPolicy) -> Fetched:
-    p = urllib.parse.urlsplit(uri)
-    bucket, key = p.netloc, urllib.parse.unquote(p.path.lstrip("/"))
-    if not bucket or not key:
+    try:
+        loc = s3.parse_uri(uri, require_key=True)
+    except ValueError:
+        loc = None
+    if loc is None:
         raise PermanentError("s3 URI must be s3://bucket/key", reason="forbidden_url", details={"uri": redact(uri)})
     try:
-        import boto3  # optional dependency: pip install 'assetstream[s3]'
-        import botocore.config
-        import botocore.exceptions
-    except ImportError:
-        raise PermanentError("s3:// sources need boto3 (pip install 'assetstream[s3]')",
-                             reason="s3_unavailable") from None
-    ck = (policy.s3_endpoint_url, policy.s3_region, policy.timeout_s)
-    with _s3_lock:
-        client = _s3_clients.get(ck)
-    if client is None:
-        cfg = botocore.config.Config(connect_timeout=min(policy.timeout_s, 10.0), read_timeout=policy.timeout_s,
-                                     retries={"max_attempts": 1})
-        client = boto3.session.Session().client("s3", endpoint_url=policy.s3_endpoint_url,
-                                                region_name=policy.s3_region, config=cfg)
-        with _s3_lock:
-            client = _s3_clients.setdefault(ck, client)
+        client = _s3_clients.get(s3.S3Config.for_timeout(policy.s3_endpoint_url, policy.s3_region, policy.timeout_s,
+                                                         max_attempts=1))
+    except s3.S3Unavailable as exc:
+        raise PermanentError(str(exc), reason="s3_unavailable") from None
     try:
-        obj = client.get_object(Bucket=bucket, Key=key)
+        obj = client.get_object(Bucket=loc.bucket, Key=loc.key)
         size = obj.get("ContentLength")
         if size is not None and size > policy.max_bytes:
             obj["Body"].close()
@@ -560,20 +549,19 @@ def fetch_s3(uri: str, policy: FetchPolicy) -> Fetched:
                                  details={"uri": redact(uri)})
         data = obj["Body"].read(policy.max_bytes + 1)
         obj["Body"].close()
-    except botocore.exceptions.ClientError as exc:
-        code = str(exc.response.get("Error", {}).get("Code", ""))
-        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0
-        d = {"uri": redact(uri), "code": code}
-        if code in ("NoSuchKey", "NoSuchBucket", "404") or status == 404:
+    except s3.errors() as exc:
+        failure = s3.classify(exc)
+        d = {"uri": redact(uri), "code": failure.code}
+        if failure.kind == "missing":
             raise PermanentError("s3 object not found", reason="not_found", details=d) from None
-        if code in ("AccessDenied", "403", "InvalidAccessKeyId", "SignatureDoesNotMatch") or status == 403:
+        if failure.kind == "denied":
             raise PermanentError("s3 access denied", reason="access_denied", details=d) from None
-        raise TransientError(f"s3 error {code or status}", reason="upstream_unavailable", details=d) from None
-    except (botocore.exceptions.BotoCoreError, OSError) as exc:
-        if isinstance(exc, botocore.exceptions.NoCredentialsError):
+        if failure.kind == "credentials":
             raise PermanentError("no S3 credentials configured", reason="access_denied",
                                  details={"uri": redact(uri)}) from None
-        raise TransientError(f"cannot reach S3: {type(exc).__name__}", reason="unreachable",
+        if failure.answered:
+            raise TransientError(f"s3 error {failure.code}", reason="upstream_unavailable", details=d) from None
+        raise TransientError(f"cannot reach S3: {failure.code}", reason="unreachable",
                              details={"uri": redact(uri)}) from None
     if len(data) > policy.max_bytes:
         raise PermanentError(f"object is over max_bytes={policy.max_bytes}", reason="too_large",

@@ -12,8 +12,9 @@ or, with an S3 API (AWS, MinIO, SeaweedFS; credentials from the usual AWS enviro
       s3_endpoint_url: http://minio:9000          # None = AWS
 
 The first write copies the original; later writes update the copy in place (through a temporary file and an
-atomic rename, or one PutObject), so what a person changed in the copy since is still there. Per field (ExifTool tag names, several
-joined with ',' are written together and read from the first):
+atomic rename, or one PutObject), so what a person changed in the copy since is still there. An S3 object read()
+downloaded is the one write() starts from (one GET per changed record; dropped by write() or the sink's release()).
+Per field (ExifTool tag names, several joined with ',' are written together and read from the first):
 
     alt_text    -> XMP-iptcCore:AltTextAccessibility      summary     -> XMP-iptcCore:ExtDescrAccessibility
     title       -> XMP-photoshop:Headline, IPTC:Headline  caption     -> XMP-dc:Description, IPTC:Caption-Abstract
@@ -36,6 +37,8 @@ import os
 import shutil
 import subprocess
 import tempfile
+import threading
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
@@ -78,6 +81,9 @@ class FilesTarget:
         self.objects = Objects(cfg.name, cfg.s3_endpoint_url, cfg.s3_region, cfg.timeout_s, cfg.max_bytes)
         self.exiftool = exiftool or shutil.which("exiftool") or "exiftool"
         self._config = importlib.resources.files("consumers.writeback").joinpath("exiftool.config")
+        # per record between read() and write(): at most one download each, dropped by write() or release()
+        self._held: dict[str, _Held] = {}
+        self._held_lock = threading.Lock()
 
     # --- where ------------------------------------------------------------------------------------------------
     def source(self, value: dict[str, Any]) -> Location:
@@ -147,21 +153,51 @@ class FilesTarget:
 
     # --- the target's interface -----------------------------------------------------------------------------
     def read(self, value: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
-        with tempfile.TemporaryDirectory(prefix="writeback-") as work:
-            out, path = self._base(value, Path(work))
+        work = tempfile.TemporaryDirectory(prefix="writeback-")
+        try:
+            out, path = self._base(value, Path(work.name))
             firsts = {theirs: self._tags(theirs, out.suffix)[0] for theirs in self.cfg.fields.values()}
             found = self.read_tags(path, sorted(set(firsts.values())))
+        except BaseException:
+            work.cleanup()
+            raise
+        if path.is_relative_to(work.name):  # downloaded from S3: the write starts from these bytes
+            self._hold(value, _Held(work, out, path))
+        else:
+            work.cleanup()
         return {theirs: found[first] for theirs, first in firsts.items() if first in found}, None
 
     def write(self, value: dict[str, Any], fields: dict[str, Any], etag: str | None,
               previous: dict[str, Any] | None = None) -> str | None:
-        self.global_pacer.acquire()
-        self.pacer.acquire()
-        with tempfile.TemporaryDirectory(prefix="writeback-") as work:
-            out, base = self._base(value, Path(work))
+        held = self._take(value)
+        work = held.work if held else tempfile.TemporaryDirectory(prefix="writeback-")
+        try:
+            self.global_pacer.acquire()
+            self.pacer.acquire()
+            out, base = (held.out, held.base) if held else self._base(value, Path(work.name))
             args, expect = self._assignments(value, fields, previous or {}, base, out.suffix)
-            self._commit(base, out, args, expect, Path(work))
+            self._commit(base, out, args, expect, Path(work.name))
+        finally:
+            work.cleanup()
         return None
+
+    def release(self, value: dict[str, Any]) -> None:
+        """The record is done with (written, nothing to write, or failed): drop what read() kept for it."""
+        held = self._take(value)
+        if held:
+            held.work.cleanup()
+
+    # --- the object read() downloaded, kept for write() ----------------------------------------------------
+    def _hold(self, value: dict[str, Any], held: "_Held") -> None:
+        with self._held_lock:
+            earlier = self._held.pop(document_id(value), None)
+            self._held[document_id(value)] = held
+        if earlier:
+            earlier.work.cleanup()
+
+    def _take(self, value: dict[str, Any]) -> "_Held | None":
+        with self._held_lock:
+            return self._held.pop(document_id(value), None)
 
     def _assignments(self, value: dict[str, Any], fields: dict[str, Any], previous: dict[str, Any], base: Path,
                      suffix: str) -> tuple[list[str], dict[str, Any]]:
@@ -239,7 +275,18 @@ class FilesTarget:
         return None
 
     def close(self) -> None:
-        pass
+        with self._held_lock:
+            held, self._held = list(self._held.values()), {}
+        for h in held:
+            h.work.cleanup()
+
+
+@dataclass
+class _Held:
+    """An S3 object read() downloaded (into its own temporary folder), for the write() of the same record."""
+    work: tempfile.TemporaryDirectory
+    out: Location
+    base: Path
 
 
 def _line(text: str) -> str:

@@ -47,6 +47,9 @@ class HttpTarget:
         """Send these fields (their names; `previous` = what we last wrote); returns the new ETag, if any."""
         raise NotImplementedError
 
+    def release(self, value: dict[str, Any]) -> None:
+        """The sink is done with this record (after write, or without one): drop anything read() kept for it."""
+
     # --- shared -------------------------------------------------------------------------------------------------
     def request(self, method: str, url: str, **kw: Any) -> httpx.Response:
         if not self.breaker.allow():

@@ -116,12 +116,15 @@ class WritebackSink(Stage):
             WRITEBACK_ITEMS.labels(target.name, "noop").inc()
             return []
         written = dict(prior.get("written") or {})
-        current, etag = target.read(value) if cfg.read_current else (None, None)
-        decision = plan.decide(wanted, written, current, protect_unknown=cfg.protect_unknown,
-                               merge_lists=target.merges_lists)
-        new_etag = None
-        if decision.send:
-            new_etag = target.write(value, decision.send, etag, written)
+        try:
+            current, etag = target.read(value) if cfg.read_current else (None, None)
+            decision = plan.decide(wanted, written, current, protect_unknown=cfg.protect_unknown,
+                                   merge_lists=target.merges_lists)
+            new_etag = None
+            if decision.send:
+                new_etag = target.write(value, decision.send, etag, written)
+        finally:
+            target.release(value)  # what the read kept for the write (the files target's S3 download)
         conflicts = list(prior.get("conflicts") or [])
         for field, (ours, theirs) in decision.conflicts.items():
             WRITEBACK_CONFLICTS.labels(target.name, field).inc()
