@@ -160,6 +160,15 @@ def test_a_weak_person_box_is_not_the_subject(provider):
     assert "subject:person" not in tags
 
 
+def test_a_large_confident_person_box_names_the_person(provider):
+    """camera.jpg (the cameraman; preprocess finds no face): the classifier's confident class is the tripod, the
+    detector a large person box at 0.88: the alt text names both, and the person is tagged."""
+    alt = _ask(provider, "alt_text", "camera.jpg").data
+    assert alt["alt_text"].startswith("A person with a tripod"), alt
+    tags = {t["tag"] for t in _ask(provider, "tagging", "camera.jpg").data["tags"]}
+    assert "subject:person" in tags
+
+
 def test_the_detector_is_part_of_the_model_version(provider):
     resp = _ask(provider, "alt_text", "horse_flat.png")
     assert resp.model == "local/efficientnet-lite0+nanodet+minilm"

@@ -861,6 +861,8 @@ def _detected_subject(idx: VocabIndex | None, facts: ImageFacts, faces: int, con
         return None
     if agree or conf_top[0][2] < DET_BEATS_CLASS:
         return _detection_phrase(det, n)
+    if det.label == "person":  # a confident class that is not a person: what the person is with ("a tripod")
+        return f"{_detection_phrase(det, n)} with {_article(_plain_label(conf_top[0][0], conf_top[0][1], idx))}"
     return None
 
 
