@@ -21,7 +21,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -456,7 +455,7 @@ def _graph_path(cache_dir: str | None, digest: str) -> Path | None:
 
 
 class Detector:
-    """One onnxruntime session (1 intra-op thread by default); `detect` is thread-safe."""
+    """One onnxruntime session (1 intra-op thread by default); `detect` is thread-safe (onnxruntime's run is)."""
 
     def __init__(self, directory: str | None = None, intra_op_threads: int = 1, cache_dir: str | None = None) -> None:
         import onnxruntime as ort
@@ -487,7 +486,6 @@ class Detector:
         self._session = ort.InferenceSession(graph, opts, providers=["CPUExecutionProvider"])
         self._input = self._session.get_inputs()[0].name
         self._outputs = [o.name for o in self._session.get_outputs()]
-        self._lock = threading.Lock()
 
     def raw(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         return dict(zip(self._outputs, self._session.run(self._outputs, {self._input: batch})))
