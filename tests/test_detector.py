@@ -190,3 +190,50 @@ def test_a_missing_model_file_stops_the_worker_at_start(tmp_path):
         f.truncate(1000)
     with pytest.raises(det.DetectorUnavailable, match="does not match its sha256"):
         EnrichStage(settings)
+
+
+def test_the_enrichment_provenance_names_the_detector():
+    """What wrote each answer is in the provenance (model id and version): the result cache and dedupe reuse key
+    on the model id, so answers made before the detector are never reused for it."""
+    from app.settings import Settings
+    from consumers.enrich.stage import EnrichStage
+    from streams.stage import RecordContext
+
+    stage = EnrichStage(Settings().with_overrides(enrich={"provider": "local", "dedupe": "off",
+                                                          "result_cache": "off"}))
+    value = copy.deepcopy(preprocessed_quality("horse_flat.png"))
+    out = asyncio.run(stage.aprocess(value, RecordContext("preprocessed", 0, 0, "h", {}, None))).value
+    prov = {p["task"]: p for p in out["provenance"]}
+    for task in ("tagging", "alt_text"):
+        assert prov[task]["model"] == "efficientnet-lite0+nanodet+minilm", prov[task]
+        assert f"{det.PACKAGE}@{det.PACKAGE_VERSION}/g{det.GRAPH_VERSION}" in prov[task]["model_version"]
+    assert out["enrichment"]["alt_text"].startswith("A horse")
+
+
+def _run_fetch(dest, path_env: str):
+    import os
+    import subprocess
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parent.parent / "scripts" / "fetch-models.sh"
+    return subprocess.run([shutil.which("bash"), str(script), str(dest)], capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "PATH": path_env})
+
+
+def test_the_fetch_script_keeps_good_files_and_refuses_to_run_without_npm(tmp_path):
+    """scripts/fetch-models.sh (make install): files already there with the right sha256 are kept without touching
+    the network; a damaged file is fetched again, which needs npm, and without npm it says so (exit 1)."""
+    bare = tmp_path / "bin"
+    bare.mkdir()
+    for tool in ("sha256sum", "cut", "mktemp", "rm", "ls", "tar", "mkdir", "cp", "mv"):
+        if (found := shutil.which(tool)):
+            (bare / tool).symlink_to(found)
+    dest = tmp_path / "models"
+    dest.mkdir()
+    for name in (*det.MODEL_FILES, "LICENSE"):
+        shutil.copy(det.models_dir() / name, dest / name)
+    ok = _run_fetch(dest, str(bare))
+    assert ok.returncode == 0, ok.stderr
+    (dest / "nanodet.json").write_text("{}")
+    bad = _run_fetch(dest, str(bare))
+    assert bad.returncode == 1 and "npm is needed" in bad.stderr, bad.stderr
