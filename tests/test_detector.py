@@ -103,6 +103,10 @@ def test_the_built_graph_is_cached_and_reused(tmp_path):
     again = det.Detector(cache_dir=str(tmp_path))
     img = _image("horse_flat.png")
     assert [d.label for d in again.detect(img)] == [d.label for d in first.detect(img)]
+    cached[0].write_bytes(cached[0].read_bytes()[:1000])  # a cache file cut short (disk full, killed writer)
+    rebuilt = det.Detector(cache_dir=str(tmp_path))
+    assert [d.label for d in rebuilt.detect(img)] == [d.label for d in first.detect(img)]
+    assert cached[0].stat().st_size > 1_000_000
 
 
 # --- the local provider ---------------------------------------------------------------------------------

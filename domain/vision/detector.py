@@ -468,13 +468,20 @@ class Detector:
         raw = files["nanodet.json"].read_bytes()
         digest = hashlib.sha256(raw + files["nanodet.bin"].read_bytes()).hexdigest()
         self.weights_sha256 = digest
-        graph = None
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = intra_op_threads
+        opts.inter_op_num_threads = 1
         path = _graph_path(cache_dir, digest)
+        session = None
         if path is not None and path.is_file():
-            graph = path.read_bytes()
-        if graph is None:
+            try:
+                session = ort.InferenceSession(path.read_bytes(), opts, providers=["CPUExecutionProvider"])
+            except Exception:  # noqa: BLE001 - a truncated/corrupt cached graph: build it again below
+                session = None
+        if session is None:
             model = json.loads(raw)
             graph, _ = build_onnx(model, read_weights(model, self.directory))
+            session = ort.InferenceSession(graph, opts, providers=["CPUExecutionProvider"])
             if path is not None:
                 try:
                     path.parent.mkdir(parents=True, exist_ok=True)
@@ -483,10 +490,7 @@ class Detector:
                     os.replace(tmp, path)
                 except OSError:
                     pass  # a read-only cache: build per process
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = intra_op_threads
-        opts.inter_op_num_threads = 1
-        self._session = ort.InferenceSession(graph, opts, providers=["CPUExecutionProvider"])
+        self._session = session
         self._input = self._session.get_inputs()[0].name
         self._outputs = [o.name for o in self._session.get_outputs()]
 
