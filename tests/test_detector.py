@@ -160,6 +160,7 @@ def test_a_weak_person_box_is_not_the_subject(provider):
     """The cat photo has a full-frame 'person' box at 0.60: not large and confident enough without a face."""
     alt = _ask(provider, "alt_text", "chelsea.jpg").data
     assert "person" not in alt["alt_text"].lower() and "cat" in alt["alt_text"].lower(), alt
+    assert "person" not in alt["summary"].lower(), alt
     tags = {t["tag"] for t in _ask(provider, "tagging", "chelsea.jpg").data["tags"]}
     assert "subject:person" not in tags
 

@@ -976,7 +976,8 @@ def alt_text(request, facts: ImageFacts) -> dict[str, Any]:
     parts = [base + "."]
     if facts.top:
         parts.append("Likely contents: " + ", ".join(f"{n} ({p:.0%})" for n, _, p in facts.top[:3]) + ".")
-    shown = [d for d in facts.objects if d.label in SUBJECT_NOUNS and d.score >= DET_TAG_MIN and d.area >= DET_MIN_AREA]
+    shown = [d for d in facts.objects if d.label in SUBJECT_NOUNS and d.score >= DET_TAG_MIN and d.area >= DET_MIN_AREA
+             and (d.label != "person" or faces or (d.score >= PERSON_SUBJECT_MIN and d.area >= PERSON_SUBJECT_AREA))]
     if shown:
         parts.append("Objects: " + ", ".join(f"{SUBJECT_NOUNS[d.label][0]} ({d.score:.0%})" for d in shown[:3]) + ".")
     if colours:
