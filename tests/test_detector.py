@@ -51,6 +51,18 @@ def test_the_detector_finds_the_object_with_a_sane_box(detector, name, label, bo
     assert _iou(best.box, box) >= 0.7, best
 
 
+def test_boxes_map_back_to_the_image_whatever_its_shape(detector):
+    """The input is letterboxed: on a wide canvas with the horse in its left third, the box is in that third."""
+    horse = _image("horse_flat.png")  # 400 x 328
+    h, w = horse.shape[:2]
+    wide = np.full((h, 3 * w, 3), 255, np.uint8)
+    wide[:, :w] = horse
+    found = [d for d in detector.detect(wide) if d.label == "horse"]
+    assert found, detector.detect(wide)
+    x0, y0, x1, y1 = found[0].box
+    assert x1 <= 0.36 and _iou(found[0].box, (0.0, 0.02, 0.33, 0.98)) >= 0.7, found[0]
+
+
 def test_flat_images_have_no_detections(detector):
     for name in ("flat_red.png", "gradient_teal.jpg", "document_report.png"):
         assert detector.detect(_image(name)) == [], name
@@ -70,7 +82,7 @@ def test_the_first_convolution_matches_a_numpy_reference():
     first_act = next(n for n in m.graph.node if n.op_type == "LeakyRelu")
     m.graph.output.append(onnx.helper.make_tensor_value_info(first_act.output[0], onnx.TensorProto.FLOAT, None))
     sess = ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"])
-    x = det.preprocess(_image("motorcycle.jpg"))
+    x = det.preprocess(_image("motorcycle.jpg"))[0]
     got = sess.run([first_act.output[0]], {"input_1": x})[0]
 
     nodes = {n["name"]: n for n in model["modelTopology"]["node"]}

@@ -14,7 +14,7 @@ weights' sha256 and GRAPH_VERSION.
 
 Decoding (GFL head): per stride 8/16/32 the model gives sigmoid class scores [N, 80] and a distribution over
 reg_max+1 = 11 bins for each side's distance (left, top, right, bottom, in strides) from the cell centre; the
-expected distance x stride is the box edge. Boxes above a score threshold go through per-class NMS.
+expected distance x stride is the box edge. Boxes above a score threshold go through per-class NMS. The input is letterboxed (aspect ratio kept).
 """
 from __future__ import annotations
 
@@ -35,8 +35,8 @@ MODEL_FILES = {
     "nanodet.json": "4495eb0ec74bd33ee40a79aa06ebc1ccd7e28be1bf7355d93ffb570b8d77f45d",
     "nanodet.bin": "5d0e4f8c4eded666287330be03017d494787d35f523fd77ca23f59db984a4ad9",
 }
-GRAPH_VERSION = "1"
-"""bump when build_onnx or the decoding changes what the detector reports"""
+GRAPH_VERSION = "2"
+"""bump when build_onnx, the input preparation or the decoding changes what the detector reports"""
 MODEL_ID = "nanodet-m-416/coco80"
 INPUT_SIZE = 416
 STRIDES = (8, 16, 32)
@@ -435,19 +435,27 @@ def decode(outputs: dict[str, np.ndarray], score_min: float = SCORE_MIN, iou: fl
 
 # NanoDet's own normalisation (BGR channel order, its config's mean/std). Human feeds RGB/255, which measured far
 # worse on the quality set (cat -> "mouse", horse -> "person", motorcycle -> "vase"); with these the same images
-# give cat, horse 0.60, motorcycle 0.79.
+# give cat, horse, motorcycle.
 MEAN_BGR = np.array([103.53, 116.28, 123.675], np.float32)
 STD_BGR = np.array([57.375, 57.12, 58.395], np.float32)
 
 
-def preprocess(image: np.ndarray) -> np.ndarray:
-    """RGB uint8 HxWx3 -> 1x3x416x416 float32: the whole frame stretched to 416x416, BGR, mean/std normalised."""
+def preprocess(image: np.ndarray) -> tuple[np.ndarray, tuple[float, float]]:
+    """RGB uint8 HxWx3 -> (1x3x416x416 float32, (sx, sy)): the image scaled to fit 416x416 keeping its aspect
+    ratio, at the top left of a canvas of the mean colour (0 after normalisation), BGR, mean/std normalised; sx, sy
+    = the share of the canvas the image fills. Letterboxing measured better than stretching on the quality set
+    (the right class's score summed over 13 images with a COCO object: 7.15 against 6.57; cat and bottle become
+    the top class)."""
     import cv2
 
     h, w = image.shape[:2]
-    interp = cv2.INTER_AREA if min(h, w) > INPUT_SIZE else cv2.INTER_LINEAR
-    resized = cv2.resize(image, (INPUT_SIZE, INPUT_SIZE), interpolation=interp).astype(np.float32)[..., ::-1]
-    return ((resized - MEAN_BGR) / STD_BGR).transpose(2, 0, 1)[None].copy()
+    scale = INPUT_SIZE / max(h, w)
+    nh, nw = max(1, min(INPUT_SIZE, round(h * scale))), max(1, min(INPUT_SIZE, round(w * scale)))
+    interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+    resized = cv2.resize(image, (nw, nh), interpolation=interp).astype(np.float32)[..., ::-1]
+    canvas = np.zeros((INPUT_SIZE, INPUT_SIZE, 3), np.float32)
+    canvas[:nh, :nw] = (resized - MEAN_BGR) / STD_BGR
+    return canvas.transpose(2, 0, 1)[None].copy(), (nw / INPUT_SIZE, nh / INPUT_SIZE)
 
 
 def _graph_path(cache_dir: str | None, digest: str) -> Path | None:
@@ -498,9 +506,15 @@ class Detector:
         return dict(zip(self._outputs, self._session.run(self._outputs, {self._input: batch})))
 
     def detect(self, image: np.ndarray, score_min: float = SCORE_MIN) -> list[Detection]:
-        """Detections on an RGB uint8 image, best first; boxes as shares of the image (the input is stretched
-        to 416x416, so shares map back unchanged)."""
-        return decode(self.raw(preprocess(image)), score_min=score_min)
+        """Detections on an RGB uint8 image, best first; boxes as shares of the image's width and height."""
+        batch, (sx, sy) = preprocess(image)
+        out = []
+        for d in decode(self.raw(batch), score_min=score_min):
+            x0, y0, x1, y1 = d.box
+            box = (min(1.0, x0 / sx), min(1.0, y0 / sy), min(1.0, x1 / sx), min(1.0, y1 / sy))
+            if box[2] > box[0] and box[3] > box[1]:  # a box wholly in the padding is no object of the image
+                out.append(Detection(d.label, d.cls, d.score, box))
+        return out
 
 
 def model_info() -> dict[str, str]:
