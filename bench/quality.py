@@ -9,8 +9,8 @@
 
 Each image of tests/data/quality/images (truth: tests/data/quality/truth.json, sources and licences in
 make_set.py) goes through the real stages in-process, in a fixed shuffled order: PreprocessStage.preprocess_bytes
-(real tesseract, Haar/open_nsfw, hashes) -> EnrichStage.aprocess (local provider: EfficientNet-Lite0 + MiniLM on
-onnxruntime; in-memory dedupe, so copies reuse an earlier enrichment as in production) -> ValidateStage.validate
+(real tesseract, Haar/open_nsfw, hashes) -> EnrichStage.aprocess (local provider: EfficientNet-Lite0 + NanoDet-m +
+MiniLM on onnxruntime; in-memory dedupe, so copies reuse an earlier enrichment as in production) -> ValidateStage.validate
 (taxonomy, policy, auto-apply). Every asset declares a CC0 licence so rights never hold an asset back: the
 auto-apply figures measure the model's confidence alone.
 
@@ -419,6 +419,30 @@ def table(cur: dict, base: dict | None) -> str:
     return "\n".join(lines)
 
 
+def model_times_table(names: list[str]) -> str:
+    """Per-image CPU of one forward pass of each local model, on the full images, in this process (1 intra-op
+    thread, best of 3): the object detector next to the classifier that ran alone before it."""
+    from consumers.enrich.providers.local import engine
+    from domain.vision.classifier import decode_image
+
+    clf, det = engine.classifier(1), engine.detector(1)
+    c_ms, d_ms = [], []
+    for name in names:
+        arr = decode_image((DATA / "images" / name).read_bytes())
+        for model, out in ((lambda a: clf.predict(a), c_ms), (lambda a: det.detect(a), d_ms)):
+            model(arr)
+            best = float("inf")
+            for _ in range(3):
+                c0 = time.process_time()
+                model(arr)
+                best = min(best, time.process_time() - c0)
+            out.append(best * 1000.0)
+    c, d = sum(c_ms) / len(c_ms), sum(d_ms) / len(d_ms)
+    return ("CPU per forward pass (ms, mean over the images, resize included, decode not; best of 3):\n"
+            "| classifier (EfficientNet-Lite0 224) | detector (NanoDet-m 416) | detector / classifier |\n"
+            f"|---|---|---|\n| {c:.1f} | {d:.1f} | {d / c:.2f}x |")
+
+
 def _burn(stop) -> None:
     while not stop.is_set():
         sum(i * i for i in range(10_000))
@@ -509,6 +533,9 @@ def main() -> None:
         print(calibration_table(cur_run, truth))
         print()
         print(split_tag_table(cur_run, base_run, truth))
+    if (Path(args.code) / "domain" / "vision" / "detector.py").exists():
+        print()
+        print(model_times_table(sorted(names)))
     if args.load:
         over = {"ocr_timeout_s": args.loaded_ocr_timeout} if args.loaded_ocr_timeout else None
         loaded_run = _under_load(args.load, names, over)

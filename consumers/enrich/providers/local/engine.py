@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from domain.vision.detector import Detection, Detector, check_files, models_dir
+
 from .classifier import Classifier, decode_image
 
 # --- models, loaded lazily once per process -------------------------------------------------------------
@@ -21,6 +23,29 @@ from .classifier import Classifier, decode_image
 _models_lock = threading.Lock()
 _classifier: Classifier | None = None
 _embedder: Any = None
+_detector: Detector | None = None
+_detector_dirs: tuple[str | None, str | None] = (None, None)
+
+
+def configure_detector(directory: str | None, cache_dir: str | None) -> None:
+    """Where the detector's model files are (enrich.local_models_dir) and its built graph is kept
+    (enrich.local_cache_dir). Checks the files now (DetectorUnavailable, at worker start); the model itself is
+    built on first use."""
+    global _detector_dirs, _detector
+    check_files(models_dir(directory))
+    with _models_lock:
+        if (directory, cache_dir) != _detector_dirs:
+            _detector_dirs = (directory, cache_dir)
+            _detector = None
+
+
+def detector(threads: int = 1) -> Detector:
+    global _detector
+    if _detector is None:
+        with _models_lock:
+            if _detector is None:
+                _detector = Detector(_detector_dirs[0], intra_op_threads=threads, cache_dir=_detector_dirs[1])
+    return _detector
 
 
 def classifier(threads: int = 1) -> Classifier:
@@ -163,6 +188,8 @@ class ImageFacts:
     noise, texture), 0.2-1.0 for renders, logos, text on plain ground and products cut out on white"""
     face_share: float = 0.0
     """area of the largest face the stricter on-thumbnail check confirms, as a share of the image (0 = none)"""
+    objects: list[Detection] = field(default_factory=list)
+    """COCO detections (NanoDet-m), best first, boxes as shares of the image"""
 
     @property
     def graphic(self) -> bool:
@@ -174,17 +201,19 @@ _facts_cache: "OrderedDict[tuple[str, int], ImageFacts]" = OrderedDict()
 _facts_lock = threading.Lock()
 
 
-def analyse_image(data: bytes | None, top_k: int, threads: int, run_classifier: bool = True) -> ImageFacts:
-    """Image facts, cached for the last 64 images: tagging and alt_text of one asset share one forward pass."""
+def analyse_image(data: bytes | None, top_k: int, threads: int, run_classifier: bool = True,
+                  detect: bool = True) -> ImageFacts:
+    """Image facts, cached for the last 64 images: tagging and alt_text of one asset share one forward pass
+    (classifier + detector). `detect=False` leaves the detector out (a video's keyframes: CPU bound)."""
     if not data or not run_classifier:
-        return _analyse(data, top_k, threads, run_classifier)
-    key = (hashlib.sha1(data).hexdigest(), top_k)
+        return _analyse(data, top_k, threads, run_classifier, False)
+    key = (hashlib.sha1(data).hexdigest(), top_k, detect)
     with _facts_lock:
         hit = _facts_cache.get(key)
         if hit is not None:
             _facts_cache.move_to_end(key)
             return hit
-    facts = _analyse(data, top_k, threads, run_classifier)
+    facts = _analyse(data, top_k, threads, run_classifier, detect)
     with _facts_lock:
         _facts_cache[key] = facts
         while len(_facts_cache) > 64:
@@ -192,7 +221,7 @@ def analyse_image(data: bytes | None, top_k: int, threads: int, run_classifier: 
     return facts
 
 
-def _analyse(data: bytes | None, top_k: int, threads: int, run_classifier: bool) -> ImageFacts:
+def _analyse(data: bytes | None, top_k: int, threads: int, run_classifier: bool, detect: bool) -> ImageFacts:
     import cv2
 
     facts = ImageFacts()
@@ -223,6 +252,8 @@ def _analyse(data: bytes | None, top_k: int, threads: int, run_classifier: bool)
     if run_classifier:
         facts.top = classifier(threads).predict(arr, top_k=top_k)
         facts.face_share = _largest_face_share(arr)
+    if run_classifier and detect:
+        facts.objects = detector(threads).detect(arr)
     return facts
 
 
@@ -464,6 +495,129 @@ def class_evidence(idx: VocabIndex, facts: ImageFacts, skip=()) -> dict[int, flo
     return scores
 
 
+# --- object detections (NanoDet-m, COCO) -> tags and subjects --------------------------------------------
+
+COCO_TAGS: dict[str, tuple[str, ...]] = {
+    "person": ("subject:person",), "bicycle": ("subject:bicycle", "subject:vehicle"),
+    "car": ("subject:automobile", "subject:vehicle"), "motorcycle": ("subject:motorcycle", "subject:vehicle"),
+    "airplane": ("subject:aircraft", "subject:vehicle"), "bus": ("subject:vehicle",),
+    "train": ("subject:train", "subject:vehicle"), "truck": ("subject:truck", "subject:vehicle"),
+    "boat": ("subject:boat",), "bird": ("subject:bird", "subject:animal"), "cat": ("subject:cat", "subject:animal"),
+    "dog": ("subject:dog", "subject:animal"), "horse": ("subject:horse", "subject:animal"),
+    "sheep": ("subject:farm-animal", "subject:animal"), "cow": ("subject:farm-animal", "subject:animal"),
+    "elephant": ("subject:wild-animal", "subject:animal"), "bear": ("subject:wild-animal", "subject:animal"),
+    "zebra": ("subject:wild-animal", "subject:animal"), "giraffe": ("subject:wild-animal", "subject:animal"),
+    "backpack": ("product:bag",), "handbag": ("product:bag",), "suitcase": ("product:bag",),
+    "bottle": ("product:bottle",), "wine glass": ("product:kitchenware",), "cup": ("product:cup",),
+    "fork": ("product:kitchenware",), "knife": ("product:kitchenware",), "spoon": ("product:kitchenware",),
+    "bowl": ("product:kitchenware",), "banana": ("subject:fruit", "subject:food"),
+    "apple": ("subject:fruit", "subject:food"), "orange": ("subject:fruit", "subject:food"),
+    "broccoli": ("subject:vegetable", "subject:food"), "carrot": ("subject:vegetable", "subject:food"),
+    "sandwich": ("subject:food",), "hot dog": ("subject:food",), "pizza": ("subject:food",),
+    "donut": ("subject:dessert", "subject:food"), "cake": ("subject:dessert", "subject:food"),
+    "chair": ("product:chair", "product:furniture"), "couch": ("product:sofa", "product:furniture"),
+    "potted plant": ("subject:plant",), "tv": ("product:television", "product:electronics"),
+    "laptop": ("product:laptop", "product:computer"), "keyboard": ("product:electronics",),
+    "cell phone": ("product:mobile-phone", "product:electronics"), "book": ("subject:book",),
+    "teddy bear": ("subject:toy",), "scissors": ("subject:tool",),
+}
+"""COCO class -> controlled-vocabulary tags, only where the vocabulary has the right term (no tag for a toilet,
+sink, bed, dining table, kite, surfboard...: those are also the detector's commonest false positives on the
+quality set, full-frame guesses on textures and logos)"""
+SUBJECT_NOUNS: dict[str, tuple[str, str]] = {
+    "person": ("person", "people"), "bicycle": ("bicycle", "bicycles"), "car": ("car", "cars"),
+    "motorcycle": ("motorcycle", "motorcycles"), "airplane": ("airplane", "airplanes"), "bus": ("bus", "buses"),
+    "train": ("train", "trains"), "truck": ("truck", "trucks"), "boat": ("boat", "boats"),
+    "bird": ("bird", "birds"), "cat": ("cat", "cats"), "dog": ("dog", "dogs"), "horse": ("horse", "horses"),
+    "sheep": ("sheep", "sheep"), "cow": ("cow", "cows"), "elephant": ("elephant", "elephants"),
+    "bear": ("bear", "bears"), "zebra": ("zebra", "zebras"), "giraffe": ("giraffe", "giraffes"),
+    "backpack": ("backpack", "backpacks"), "handbag": ("handbag", "handbags"), "suitcase": ("suitcase", "suitcases"),
+    "bottle": ("bottle", "bottles"), "wine glass": ("wine glass", "wine glasses"), "cup": ("cup", "cups"),
+    "banana": ("banana", "bananas"), "apple": ("apple", "apples"), "orange": ("orange", "oranges"),
+    "broccoli": ("broccoli", "broccoli"), "carrot": ("carrot", "carrots"), "sandwich": ("sandwich", "sandwiches"),
+    "pizza": ("pizza", "pizzas"), "donut": ("donut", "donuts"), "cake": ("cake", "cakes"),
+    "chair": ("chair", "chairs"), "couch": ("sofa", "sofas"), "potted plant": ("potted plant", "potted plants"),
+    "tv": ("television", "televisions"), "laptop": ("laptop", "laptops"), "cell phone": ("mobile phone",
+                                                                                       "mobile phones"),
+    "book": ("book", "books"), "teddy bear": ("teddy bear", "teddy bears"),
+}
+"""classes that may name the alt text's subject, in plain words (singular, plural)"""
+DET_TAG_MIN = 0.5
+"""detection score for a tag on the detector's word alone (NanoDet's quality-focal scores: right objects 0.5-0.9,
+its false positives mostly 0.25-0.45)"""
+DET_AGREE_MIN = 0.3
+"""... when the classifier's evidence supports the same tag (agreement raises the tag's score by noisy-or)"""
+DET_MIN_AREA = 0.01
+"""boxes smaller than 1 % of the image are not evidence (the detector's texture false positives are small)"""
+DET_SOLO_AREA = 0.05
+"""a box the classifier does not back must cover >= 5 % of the image to tag on its own (bowls and clocks on the
+coins photo: 2 % boxes at 0.55-0.61)"""
+DET_SUBJECT_MIN = 0.5
+DET_SUBJECT_AREA = 0.08
+"""a detection names the subject when score >= DET_SUBJECT_MIN and its box covers >= DET_SUBJECT_AREA"""
+PERSON_SUBJECT_MIN = 0.7
+PERSON_SUBJECT_AREA = 0.1
+"""a person box must be large and confident to be the subject (or tag) without a face (a cat scored 'person' 0.60)"""
+DET_BEATS_CLASS = 0.5
+"""a subject detection replaces a classifier label whose probability is below this (a weak ImageNet class)"""
+DET_COUNT_MIN = 0.4
+"""further boxes of the subject's class at this score (and DET_MIN_AREA) count in the subject ("two horses")"""
+_NUMBERS = {2: "two", 3: "three", 4: "four", 5: "five", 6: "six"}
+
+
+def _tag_positions(idx: VocabIndex) -> dict[str, int]:
+    return {str(e["tag"]): i for i, e in enumerate(idx.entries)}
+
+
+def detection_evidence(idx: VocabIndex, facts: ImageFacts, class_scores: dict[int, float],
+                       faces: int = 0) -> dict[int, float]:
+    """Vocabulary entry -> score from the detections: a box's score (x0.8 under 5 % of the image), noisy-or over
+    boxes; a tag needs DET_TAG_MIN and DET_SOLO_AREA alone, or DET_AGREE_MIN when the classifier (class_scores)
+    or, for a person, a face agrees; a person box without a face must be large and confident."""
+    pos = _tag_positions(idx)
+    scores: dict[int, float] = {}
+    for d in facts.objects:
+        if d.area < DET_MIN_AREA:
+            continue
+        targets = [pos[t] for t in COCO_TAGS.get(d.label, ()) if t in pos]
+        if not targets:
+            continue
+        if d.label == "person" and not faces and (d.score < PERSON_SUBJECT_MIN or d.area < PERSON_SUBJECT_AREA):
+            continue
+        agree = any(i in class_scores for i in targets) or (d.label == "person" and faces > 0)
+        if d.score < (DET_AGREE_MIN if agree else DET_TAG_MIN) or (not agree and d.area < DET_SOLO_AREA):
+            continue
+        s = min(0.95, d.score * (1.0 if d.area >= 0.05 else 0.8))
+        for i in targets:
+            scores[i] = 1.0 - (1.0 - scores.get(i, 0.0)) * (1.0 - s)
+    return scores
+
+
+def subject_detection(facts: ImageFacts, faces: int = 0) -> tuple[Detection, int] | None:
+    """The detection that may name the subject (best score among large, confident boxes of a nameable class) and
+    how many boxes of its class there are, or None."""
+    def strong(d: Detection) -> bool:
+        if d.label not in SUBJECT_NOUNS:
+            return False
+        if d.label == "person":
+            return d.score >= PERSON_SUBJECT_MIN and d.area >= PERSON_SUBJECT_AREA
+        return d.score >= DET_SUBJECT_MIN and d.area >= DET_SUBJECT_AREA
+
+    cand = [d for d in facts.objects if strong(d)]
+    if not cand:
+        return None
+    best = max(cand, key=lambda d: d.score)
+    n = sum(1 for d in facts.objects if d.label == best.label and d.score >= DET_COUNT_MIN and d.area >= DET_MIN_AREA)
+    return best, max(1, n)
+
+
+def _detection_phrase(det: Detection, n: int) -> str:
+    one, many = SUBJECT_NOUNS[det.label]
+    if n == 1:
+        return _article(one)
+    return f"{_NUMBERS.get(n, 'several')} {many}"
+
+
 def keyframe_images(request) -> list[bytes]:
     """A video's keyframe JPEGs (preprocess `video.keyframes[].thumbnail`), in time order; [] for an image."""
     frames = _d(_pre(request).get("video")).get("keyframes") or []
@@ -511,7 +665,14 @@ def tagging(request, facts: ImageFacts, use_embeddings: bool = True,
         for i, s in keyframe_evidence(idx, frames, skip, n_sure, faces).items():
             add(i, s)
     elif use_embeddings and not is_decorative(facts, n_sure, faces):
-        for i, s in class_evidence(idx, facts, skip=skip).items():
+        cls_scores = class_evidence(idx, facts, skip=skip)
+        for i, s in cls_scores.items():
+            add(i, s)
+        # 1b. detected objects (the poster frame of a video too): agreement with the classifier raises the score
+        for i, s in detection_evidence(idx, facts, cls_scores, faces).items():
+            add(i, s)
+    if use_embeddings and frames and facts.objects:
+        for i, s in detection_evidence(idx, facts, {}, faces).items():
             add(i, s)
 
     # 2. text found by OCR (only words it is sure of)
@@ -620,7 +781,7 @@ _TEXTY = {"website", "menu", "envelope", "book jacket", "comic book", "crossword
 
 def is_decorative(facts: ImageFacts, n_words: int, faces: int) -> bool:
     """No text, no faces, no confident class, and (almost) no structure: flat fields and smooth gradients."""
-    if not facts.ok or n_words or faces:
+    if not facts.ok or n_words or faces or subject_detection(facts):
         return False
     top_p = facts.top[0][2] if facts.top else 0.0
     return facts.detail < DECORATIVE_DETAIL and top_p < 0.5
@@ -676,10 +837,43 @@ def _evidence_subject(idx: VocabIndex | None, facts: ImageFacts) -> str | None:
     return str(entry.get("label") or entry["tag"].split(":", 1)[1]).replace("-", " ").lower()
 
 
+def _label_agrees(idx: VocabIndex | None, cls: int, det: Detection) -> bool:
+    """The classifier's class names what the detection's vocabulary tags name ("tabby" and a cat box)."""
+    if idx is None or idx.emb is None or not len(idx.entries):
+        return False
+    row = idx.imagenet_sims()[cls]
+    pos = _tag_positions(idx)
+    return any(row[pos[t]] >= 0.6 for t in COCO_TAGS.get(det.label, ()) if t in pos)
+
+
+def _detected_subject(idx: VocabIndex | None, facts: ImageFacts, faces: int, conf_top: list) -> str | None:
+    """The subject phrase from the detector ("a horse", "two cups"), when it should name the subject: a large,
+    confident box, and the classifier has no confident label, a weak one (< DET_BEATS_CLASS) or one that agrees
+    but there are several boxes (the count is the detector's). A classifier label that agrees with a single box
+    is kept: it is the more specific name ("tabby cat")."""
+    if faces:
+        return None
+    found = subject_detection(facts, faces)
+    if found is None:
+        return None
+    det, n = found
+    if not conf_top:
+        return _detection_phrase(det, n)
+    agree = _label_agrees(idx, conf_top[0][1], det)
+    if agree and n == 1:
+        return None
+    if agree or conf_top[0][2] < DET_BEATS_CLASS:
+        return _detection_phrase(det, n)
+    if det.label == "person":  # a confident class that is not a person: what the person is with ("a tripod")
+        return f"{_detection_phrase(det, n)} with {_article(_plain_label(conf_top[0][0], conf_top[0][1], idx))}"
+    return None
+
+
 def _subject(product: dict[str, Any], faces: int, label: str | None, conf_top: list, n_raw: int, n_words: int,
-             facts: ImageFacts, evidence: str | None) -> str:
+             facts: ImageFacts, evidence: str | None, detected: str | None = None) -> str:
     """The alt text's subject in plain words, by the strongest evidence: the product named in the event, a
-    confident face, a confident class, text, a weaker class, and only then what the pixels look like."""
+    confident face, a large confident detected object, a confident class, text, a weaker class, and only then
+    what the pixels look like."""
     if product.get("name"):
         subject = product["name"]
         if product.get("category"):
@@ -688,6 +882,8 @@ def _subject(product: dict[str, Any], faces: int, label: str | None, conf_top: l
         subject = "a person" if faces == 1 else ("two people" if faces == 2 else f"a group of {faces} people")
         if label:
             subject += f" with {_article(label)}"
+    elif detected:
+        subject = detected
     elif label and not (n_raw >= 3 and (conf_top[0][2] < 0.6 or conf_top[0][0] in _TEXTY)):
         subject = _article(label)
     elif n_words or (n_raw >= 3 and facts.graphic):
@@ -738,8 +934,11 @@ def alt_text(request, facts: ImageFacts) -> dict[str, Any]:
 
     conf_top = [t for t in _merged_top(facts.top) if t[2] >= CONFIDENT]
     label = _plain_label(conf_top[0][0], conf_top[0][1], idx) if conf_top else None
-    evidence = None if label else _evidence_subject(idx, facts)
-    subject = _subject(product, faces, label, conf_top, n_raw, n_words, facts, evidence)
+    detected = _detected_subject(idx, facts, faces, conf_top)
+    if detected:
+        label = None
+    evidence = None if label or detected else _evidence_subject(idx, facts)
+    subject = _subject(product, faces, label, conf_top, n_raw, n_words, facts, evidence, detected)
     # no colour phrase for people, nor for a black-and-white photograph: its greys are the photo's light and
     # shade, not "a gray background"
     bw_photo = facts.ok and not facts.graphic and facts.saturation < 0.04
@@ -774,12 +973,16 @@ def alt_text(request, facts: ImageFacts) -> dict[str, Any]:
     elif n_words:
         title_src = _clip(_first_sure_line(pre, text), 60) or "Text graphic"
     else:
-        title_src = re.sub(r"^(an?|two)\s+", "", subject)
+        title_src = re.sub(r"^(an?)\s+", "", subject)
     title_src = title_src or "Image"
     title = _clip(title_src[0].upper() + title_src[1:], _max_len(request.output_schema, "title", 120))
     parts = [base + "."]
     if facts.top:
         parts.append("Likely contents: " + ", ".join(f"{n} ({p:.0%})" for n, _, p in facts.top[:3]) + ".")
+    shown = [d for d in facts.objects if d.label in SUBJECT_NOUNS and d.score >= DET_TAG_MIN and d.area >= DET_MIN_AREA
+             and (d.label != "person" or faces or (d.score >= PERSON_SUBJECT_MIN and d.area >= PERSON_SUBJECT_AREA))]
+    if shown:
+        parts.append("Objects: " + ", ".join(f"{SUBJECT_NOUNS[d.label][0]} ({d.score:.0%})" for d in shown[:3]) + ".")
     if colours:
         parts.append("Dominant colours: " + ", ".join(colours) + ".")
     if faces:
