@@ -174,3 +174,40 @@ def test_backfill_embeds_documents_indexed_without_vectors(store):
         assert c.get(index=read_alias(settings), id="h-party")["_source"]["title"] == "Birthday party"
     finally:
         old.close()
+
+
+def _with_weak_tags(v, held=(), proposed=()):
+    """A validated asset whose model also proposed `proposed` (below every threshold: validate dropped them)
+    and whose `held` tags validate kept back as suggestions for an editor."""
+    v["tag_suggestions"] = [{"tag": t, "facet": t.split(":")[0], "label": t.split(":")[1], "score": 0.4,
+                             "source": "model"} for t in held]
+    v["enriched"]["enrichment"]["tags"] += [{"tag": t, "score": 0.17} for t in proposed]
+    return v
+
+
+def test_hybrid_finds_tags_held_back_or_weakly_proposed_after_the_published_ones(sink):
+    """The offline provider titles a flower photo by its colours and proposes subject:flower at 0.17; validate
+    drops it. Before the tag leg, "blossom" could not find it; now it ranks right after the asset that carries
+    the tag, and an asset where the tag waits for an editor comes in between."""
+    sink.process_batch(as_items([
+        validated_asset("w-pub", 1, title="Tulips in a vase", alt_text="red tulips", tags=[("subject", "flower")]),
+        _with_weak_tags(validated_asset("w-held", 1, title="Photograph", alt_text="a photograph in pink",
+                                        tags=[("color", "pink")]), held=["subject:flower"]),
+        _with_weak_tags(validated_asset("w-weak", 1, title="Photograph", alt_text="a photograph in dark green",
+                                        tags=[("color", "green")]), proposed=["subject:flower", "subject:fruit"]),
+        *[validated_asset(f"w-other-{i}", 1, title=t, alt_text=t.lower(), tags=[("subject", s)])
+          for i, (t, s) in enumerate([("Red car on a street", "car"), ("Cat on a sofa", "cat"),
+                                      ("Office desk", "office"), ("Mountain lake", "landscape"),
+                                      ("Birthday cake", "dessert"), ("Laptop and coffee", "drink")])],
+    ]))
+    sink.client.indices.refresh(index=read_alias(sink.cfg))
+    doc = sink.client.get(index=read_alias(sink.cfg), id="w-weak")["_source"]
+    assert doc["model_tags"] == ["subject:flower", "subject:fruit"] and "subject:flower" not in doc["tags"]
+    got = _ids(hybrid_search(sink.client, sink.settings, "blossom", size=10))
+    assert got[:3] == ["w-pub", "w-held", "w-weak"], got
+    # weak evidence is never a tag: keyword search and tag filters see published tags only
+    assert _ids(search(sink.client, sink.settings, "blossom")) == ["w-pub"]
+    assert _ids(hybrid_search(sink.client, sink.settings, "blossom", tags=["subject:flower"])) == ["w-pub"]
+    # off: the weak ones are found only as far as their text says so
+    off = sink.settings.with_overrides(index={"tag_leg": False})
+    assert _ids(hybrid_search(sink.client, off, "blossom", size=10))[:1] == ["w-pub"]

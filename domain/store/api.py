@@ -242,7 +242,7 @@ def run_search(client: Elasticsearch, settings: Any, req: SearchRequest, taxonom
         over = "matches"
     elif mode == "semantic":
         window = max(index_settings(settings).rrf_window, offset + size)
-        near = semantic_search(client, settings, text, filters=filters, size=window)
+        near = semantic_search(client, settings, text, filters=filters, size=window, taxonomy=taxonomy)
         hits = near[offset:offset + size]
         total, facets = _count_over(client, settings, _ids_query([h["asset_id"] for h in near], filters), req.facets)
         over = "nearest"

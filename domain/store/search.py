@@ -89,6 +89,22 @@ def build_query(query: str | None, tags: Iterable[str] = (), status: str | None 
     return {"bool": {"should": should, "minimum_should_match": 1, "filter": filters}}
 
 
+TAG_LEG_BOOSTS = (("tags", 4.0), ("tag_suggestions", 2.0), ("model_tags", 1.0))
+"""The tag leg's order: documents carrying a tag the query names (published), then those where it is held as a
+suggestion for an editor, then those where the model proposed it below the hold threshold."""
+
+
+def build_tag_query(synonyms: Iterable[str], filters: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """Hybrid search's third ranking, when the query names vocabulary tags: the documents with one of them as a
+    published tag, a held suggestion or a weaker model tag (TAG_LEG_BOOSTS), filters as the other legs. None
+    when the query names no tag."""
+    tags = list(synonyms)
+    if not tags:
+        return None
+    return {"bool": {"should": [{"terms": {field: tags, "boost": boost}} for field, boost in TAG_LEG_BOOSTS],
+                     "minimum_should_match": 1, "filter": filters}}
+
+
 def default_taxonomy(settings: Any) -> "Taxonomy":
     """The deployment's vocabulary when the whole Settings is at hand, else the bundled latest."""
     from domain.taxonomy import load_taxonomy, taxonomy_from_settings
@@ -140,6 +156,16 @@ def rrf(rankings: list[list[str]], k: int = 60) -> list[tuple[str, float]]:
         for rank, doc_id in enumerate(ranking, start=1):
             scores[doc_id] = scores.get(doc_id, 0.0) + 1.0 / (k + rank)
     return sorted(scores.items(), key=lambda kv: -kv[1])
+
+
+def vector_query_text(query: str, synonyms: Iterable[str], taxonomy: "Taxonomy | None") -> str:
+    """What the kNN leg embeds: the query, and the labels of the vocabulary tags it names that it does not
+    already say ("blossom" -> "blossom (flower)"), the words documents are embedded with."""
+    if taxonomy is None:
+        return query
+    labels = [taxonomy.label(t) for t in synonyms if t in taxonomy.entries]
+    labels = [x for x in dict.fromkeys(labels) if x.lower() not in query.lower()]
+    return f"{query} ({', '.join(labels)})" if labels else query
 
 
 def embed_query(text: str) -> list[float]:
@@ -218,29 +244,34 @@ def hybrid_search(client: Elasticsearch, settings: "Any", query: str, tags: Iter
                   taxonomy: "Taxonomy | None" = None, *, filters: list[dict[str, Any]] | None = None,
                   offset: int = 0, aggs: dict[str, Any] | None = None,
                   report: dict[str, Any] | None = None) -> list[dict[str, Any]]:
-    """BM25 (with synonyms) + kNN over the text vectors, fused with RRF; the filters apply to both legs.
+    """BM25 (with synonyms) + kNN over the text vectors (+ the tag leg, build_tag_query, when the query names
+    vocabulary tags and index.tag_leg is on), fused with RRF; the filters apply to every leg.
     Hits as `search`, score = the RRF score. `report`, when given, receives how the result set was made, for
     facets (domain.store.api): `aggregations` (`aggs` computed by the store over the documents of both
     retrievers, es mode) and `total`, or `keyword_total` and `keyword_aggregations` (over every keyword match),
-    `keyword_query` and `vector_ids` (the kNN leg's ids, fused here)."""
+    `keyword_query` and `vector_ids` (the kNN and tag legs' ids, fused here)."""
     if not (query and query.strip()):
         return search(client, settings, query, tags, status, usage, size, taxonomy, filters=filters, offset=offset)
     s = index_settings(settings)
     tags = tuple(tags)
     filters = build_filters(tags, status, usage) if filters is None else filters
-    synonyms = expand_query(query, taxonomy if taxonomy is not None else default_taxonomy(settings))
+    taxonomy = taxonomy if taxonomy is not None else default_taxonomy(settings)
+    synonyms = expand_query(query, taxonomy)
     keyword_query = build_query(query, synonyms=synonyms, filters=filters)
+    tag_query = build_tag_query(synonyms, filters) if s.tag_leg else None
     window = max(s.rrf_window, offset + size)
-    vector = embed_query(query)
+    vector = embed_query(vector_query_text(query, synonyms, taxonomy))
     if s.vector_mode == "es":
         try:
             knn = {"field": VECTOR_FIELD, "query_vector": vector, "k": window, "num_candidates": max(100, 2 * window)}
             if filters:
                 knn["filter"] = filters
+            retrievers: list[dict[str, Any]] = [{"standard": {"query": keyword_query}}, {"knn": knn}]
+            if tag_query is not None:
+                retrievers.append({"standard": {"query": tag_query}})
             resp = client.search(index=read_alias(s), size=size, from_=offset or None, source_includes=HIT_FIELDS,
-                                 retriever={"rrf": {
-                "retrievers": [{"standard": {"query": keyword_query}}, {"knn": knn}],
-                "rank_window_size": window, "rank_constant": s.rrf_rank_constant}}, aggs=aggs or None)
+                                 retriever={"rrf": {"retrievers": retrievers, "rank_window_size": window,
+                                                    "rank_constant": s.rrf_rank_constant}}, aggs=aggs or None)
             if report is not None:
                 report.update(aggregations=resp.get("aggregations"), total=resp["hits"]["total"]["value"])
             return [_hit(h) for h in resp["hits"]["hits"]]
@@ -252,19 +283,26 @@ def hybrid_search(client: Elasticsearch, settings: "Any", query: str, tags: Iter
                          sort=_SORT, track_scores=True, **counted)
     keyword = resp["hits"]["hits"]
     near = vector_leg(client, s, vector, filters, window)
-    if report is not None:  # the keyword matches, counted; the kNN ids (the caller counts those outside them)
-        report.update(keyword_query=keyword_query, vector_ids=[h["_id"] for h in near],
+    tagged = client.search(index=read_alias(s), query=tag_query, size=window, source_includes=HIT_FIELDS,
+                           sort=_SORT, track_scores=True)["hits"]["hits"] if tag_query is not None else []
+    if report is not None:  # the keyword matches, counted; the other legs' ids (the caller counts those outside)
+        report.update(keyword_query=keyword_query, vector_ids=[h["_id"] for h in near + tagged],
                       keyword_total=resp["hits"]["total"]["value"], keyword_aggregations=resp.get("aggregations"))
-    by_id = {h["_id"]: h for h in near} | {h["_id"]: h for h in keyword}
-    fused = rrf([[h["_id"] for h in keyword], [h["_id"] for h in near]], s.rrf_rank_constant)
+    by_id = {h["_id"]: h for h in near + tagged} | {h["_id"]: h for h in keyword}
+    rankings = [[h["_id"] for h in keyword], [h["_id"] for h in near]]
+    if tagged:
+        rankings.append([h["_id"] for h in tagged])
+    fused = rrf(rankings, s.rrf_rank_constant)
     return [_hit(by_id[doc_id], score) for doc_id, score in fused[offset:offset + size]]
 
 
 def semantic_search(client: Elasticsearch, settings: "Any", query: str, *, filters: list[dict[str, Any]],
-                    size: int = 20, offset: int = 0) -> list[dict[str, Any]]:
-    """Meaning only: the documents whose text vectors are nearest to the query's (kNN leg alone), best first,
-    score = cosine-derived."""
-    near = vector_leg(client, settings, embed_query(query), filters, offset + size)
+                    size: int = 20, offset: int = 0, taxonomy: "Taxonomy | None" = None) -> list[dict[str, Any]]:
+    """Meaning only: the documents whose text vectors are nearest to the query's (kNN leg alone; the query
+    with the labels of the vocabulary tags it names, vector_query_text), best first, score = cosine-derived."""
+    taxonomy = taxonomy if taxonomy is not None else default_taxonomy(settings)
+    text = vector_query_text(query, expand_query(query, taxonomy), taxonomy)
+    near = vector_leg(client, settings, embed_query(text), filters, offset + size)
     return [_hit(h) for h in near[offset:offset + size]]
 
 

@@ -68,6 +68,9 @@ class IndexSettings(Section):
                                        "and kind")
     rrf_rank_constant: int = Field(60, description="k of reciprocal rank fusion: score = sum 1 / (k + rank)")
     rrf_window: int = Field(50, description="how many hits of each leg (BM25, kNN) go into the fusion")
+    tag_leg: bool = Field(True, description="hybrid search: when the query names vocabulary tags (synonyms "
+                          "included), fuse a third ranking of the documents carrying them: published tags first, "
+                          "then held suggestions, then the model's weaker proposals (model_tags)")
 
     # --- duplicate families (consumers/index/families.py, propagate.py; docs/index.md "Duplicate families") ----
     family_propagation: bool = Field(False, description="offer the alt text and tags of a family's approved (or "
