@@ -268,7 +268,7 @@ def ensure_index(client: Elasticsearch, settings: "Any") -> str:
                               aliases={read_alias(s): {}, write_alias(s): {"is_write_index": True}})
         log.info("created index %s behind %s and %s", name, write_alias(s), read_alias(s))
     except ApiError as e:
-        if e.status != 400 or "already_exists" not in str(e.error):
+        if e.status_code != 400 or "already_exists" not in str(e.error):
             raise
         # another worker created it first; make sure the aliases are there
         actions: list[dict[str, Any]] = []
@@ -297,9 +297,9 @@ def _copy(client: Elasticsearch, s: "IndexSettings", source: str, dest: str, use
                     "copied": r.get("created", 0) + r.get("updated", 0),
                     "version_conflicts": r.get("version_conflicts", 0)}
         except ApiError as e:
-            if e.status not in (400, 404, 405, 501):
+            if e.status_code not in (400, 404, 405, 501):
                 raise
-            log.warning("store has no usable _reindex (%s); copying with scan + bulk", e.status)
+            log.warning("store has no usable _reindex (%s); copying with scan + bulk", e.status_code)
     total = copied = conflicts = 0
     failures: list[dict[str, Any]] = []
 

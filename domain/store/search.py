@@ -174,6 +174,48 @@ def embed_query(text: str) -> list[float]:
     return [float(x) for x in shared_embedder().embed([text], cache=False)[0]]
 
 
+# --- request bodies for a store with kNN (index.vector_mode es | opensearch). Checked field by field against:
+# Elasticsearch search API `knn` section and kNN retriever: field, query_vector, k, num_candidates (>= k and at
+#   most 10,000), filter (a query or a list of queries)
+#   https://www.elastic.co/docs/reference/elasticsearch/rest-apis/retrievers/knn-retriever
+#   https://www.elastic.co/guide/en/elasticsearch/reference/current/knn-search-api.html (and the client spec's
+#   KnnSearch / KnnRetriever / RetrieverBase types, elasticsearch-js docs/reference/typescript-api/types/)
+# Elasticsearch RRF retriever (GA in 8.16; 8.14/8.15 named the window `window_size`, so those answer 400 and
+#   the legs are fused here): retrievers (two or more), rank_window_size, rank_constant (>= 1); standard retriever:
+#   query. https://www.elastic.co/guide/en/elasticsearch/reference/8.14/retriever.html, RRFRetriever type
+# OpenSearch `knn` query: {"knn": {<field>: {"vector": [...], "k": 1..10,000, "filter": <query>}}}; filter inside
+#   the query is efficient filtering on the lucene engine (2.4+), which the knn_vector mapping names.
+#   https://docs.opensearch.org/latest/query-dsl/specialized/k-nn/index
+#   https://docs.opensearch.org/docs/vector-search/filter-search-knn/efficient-knn-filtering
+#   https://docs.opensearch.org/latest/mappings/supported-field-types/knn-vector
+MAX_KNN = 10_000  # Elasticsearch: num_candidates <= 10,000; OpenSearch: k in [1, 10,000]
+
+
+def es_knn(field: str, vector: list[float], k: int, filters: list[dict[str, Any]]) -> dict[str, Any]:
+    """The Elasticsearch `knn` search section, also the body of a `knn` retriever: k nearest of num_candidates
+    per shard (twice k, at least 100, at most 10,000, never below k)."""
+    k = max(1, min(k, MAX_KNN))
+    knn: dict[str, Any] = {"field": field, "query_vector": vector, "k": k,
+                           "num_candidates": min(MAX_KNN, max(100, 2 * k))}
+    if filters:
+        knn["filter"] = filters
+    return knn
+
+
+def es_rrf_retriever(legs: list[dict[str, Any]], window: int, rank_constant: int) -> dict[str, Any]:
+    """The Elasticsearch `retriever` of hybrid search: `rrf` over the legs (each a retriever: {"standard":
+    {"query": ...}} or {"knn": es_knn(...)})."""
+    return {"rrf": {"retrievers": legs, "rank_window_size": window, "rank_constant": max(1, rank_constant)}}
+
+
+def opensearch_knn(field: str, vector: list[float], k: int, filters: list[dict[str, Any]]) -> dict[str, Any]:
+    """The OpenSearch `knn` query, the filters inside it (efficient filtering)."""
+    clause: dict[str, Any] = {"vector": vector, "k": max(1, min(k, MAX_KNN))}
+    if filters:
+        clause["filter"] = {"bool": {"filter": filters}}
+    return {"knn": {field: clause}}
+
+
 def vector_leg(client: Elasticsearch, settings: "Any", vector: list[float], filters: list[dict[str, Any]],
                k: int, exclude: str | None = None, kind: str = "text") -> list[dict[str, Any]]:
     """The k nearest documents to `vector` (cosine) among those the filters allow, best first, as raw hits
@@ -186,14 +228,9 @@ def vector_leg(client: Elasticsearch, settings: "Any", vector: list[float], filt
     if exclude is not None:
         filters = [*filters, {"bool": {"must_not": [{"ids": {"values": [exclude]}}]}}]
     if s.vector_mode == "es":
-        knn = {"field": field, "query_vector": vector, "k": k, "num_candidates": max(100, 2 * k)}
-        if filters:
-            knn["filter"] = filters
-        return client.search(index=read_alias(s), knn=knn, size=k, source_includes=HIT_FIELDS)["hits"]["hits"]
-    clause: dict[str, Any] = {"vector": vector, "k": k}
-    if filters:
-        clause["filter"] = {"bool": {"filter": filters}}
-    return client.search(index=read_alias(s), query={"knn": {field: clause}}, size=k,
+        return client.search(index=read_alias(s), knn=es_knn(field, vector, k, filters), size=k,
+                             source_includes=HIT_FIELDS)["hits"]["hits"]
+    return client.search(index=read_alias(s), query=opensearch_knn(field, vector, k, filters), size=k,
                          source_includes=HIT_FIELDS)["hits"]["hits"]
 
 
@@ -263,20 +300,17 @@ def hybrid_search(client: Elasticsearch, settings: "Any", query: str, tags: Iter
     vector = embed_query(vector_query_text(query, synonyms, taxonomy))
     if s.vector_mode == "es":
         try:
-            knn = {"field": VECTOR_FIELD, "query_vector": vector, "k": window, "num_candidates": max(100, 2 * window)}
-            if filters:
-                knn["filter"] = filters
-            retrievers: list[dict[str, Any]] = [{"standard": {"query": keyword_query}}, {"knn": knn}]
+            legs: list[dict[str, Any]] = [{"standard": {"query": keyword_query}},
+                                          {"knn": es_knn(VECTOR_FIELD, vector, window, filters)}]
             if tag_query is not None:
-                retrievers.append({"standard": {"query": tag_query}})
+                legs.append({"standard": {"query": tag_query}})
             resp = client.search(index=read_alias(s), size=size, from_=offset or None, source_includes=HIT_FIELDS,
-                                 retriever={"rrf": {"retrievers": retrievers, "rank_window_size": window,
-                                                    "rank_constant": s.rrf_rank_constant}}, aggs=aggs or None)
+                                 retriever=es_rrf_retriever(legs, window, s.rrf_rank_constant), aggs=aggs or None)
             if report is not None:
                 report.update(aggregations=resp.get("aggregations"), total=resp["hits"]["total"]["value"])
             return [_hit(h) for h in resp["hits"]["hits"]]
         except ApiError as e:
-            if e.status not in (400, 403):
+            if e.status_code not in (400, 403):
                 raise  # 400: no retriever/rrf in this version; 403: the license has no RRF -> fuse here
     counted = {"track_total_hits": True, "aggs": aggs or None} if report is not None else {}
     resp = client.search(index=read_alias(s), query=keyword_query, size=window, source_includes=HIT_FIELDS,
