@@ -64,6 +64,10 @@ class IndexSettings(Section):
                                         "after it is searchable)")
     vector_cache_reload_s: float = Field(600.0, gt=0, description="vector cache: read everything again at least "
                                          "this often")
+    vector_cache_dir: str = Field("~/.cache/assetstream/vectors", description="vector cache: where a process "
+                                  "saves what it loaded (a float32 .npy, memory-mapped by the next process, and "
+                                  "the ids) so the first query of a fresh `assetstream search` reads the file and "
+                                  "only what was indexed since, not every vector; empty = never saved")
     vector_cache_max_docs: int = Field(500_000, ge=1, description="vector cache: most documents kept per alias "
                                        "and kind")
     rrf_rank_constant: int = Field(60, description="k of reciprocal rank fusion: score = sum 1 / (k + rank)")
