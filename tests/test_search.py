@@ -271,3 +271,15 @@ def test_a_fresh_search_process_starts_from_the_saved_vector_cache(store, tmp_pa
         assert "c-ski" not in json.loads(open(meta).read())["ids"]
     finally:
         sink.close()
+
+
+def test_only_a_query_made_of_vocabulary_terms_names_tags():
+    from domain.store.search import names_tags_only, vector_query_text
+
+    tax = load_taxonomy()
+    assert names_tags_only("blossom", tax) and names_tags_only("white trainers", tax)
+    assert names_tags_only("a cat on the sofa", tax)  # stopwords aside
+    assert not names_tags_only("space suit", tax)  # "suit" alone is product:jacket: not what was asked
+    assert not names_tags_only("zzqx", tax)
+    assert vector_query_text("blossom", expand_query("blossom", tax), tax) == "blossom (flower)"
+    assert vector_query_text("flower", expand_query("flower", tax), tax) == "flower"

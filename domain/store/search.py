@@ -37,14 +37,28 @@ SYNONYM_BOOST = 2.0
 MAX_PHRASE = 3
 
 
+STOPWORDS = frozenset("a an and at by for from in of on or the to with".split())
+
+
 def expand_query(query: str | None, taxonomy: "Taxonomy | None") -> list[str]:
     """Canonical tags (and the deprecated names that map to them) that the query's words and phrases name in
     the vocabulary, in query order. Longest phrase first: "running shoe" maps as a phrase before "shoe"."""
+    return _expand(query, taxonomy)[0]
+
+
+def names_tags_only(query: str | None, taxonomy: "Taxonomy | None") -> bool:
+    """True when every word of the query (but STOPWORDS) is part of a vocabulary term: "blossom", "white
+    trainers". False for "space suit", where "suit" alone maps (product:jacket) and says something else."""
+    return _expand(query, taxonomy)[1]
+
+
+def _expand(query: str | None, taxonomy: "Taxonomy | None") -> tuple[list[str], bool]:
     if not query or taxonomy is None:
-        return []
+        return [], False
     words = [w.strip(".,;!?\"'()") for w in query.split()]
     words = [w for w in words if w]
     found: list[str] = []
+    covered = True
     i = 0
     while i < len(words):
         for n in range(min(MAX_PHRASE, len(words) - i), 0, -1):
@@ -55,8 +69,9 @@ def expand_query(query: str | None, taxonomy: "Taxonomy | None") -> list[str]:
                 i += n
                 break
         else:
+            covered = covered and words[i].lower() in STOPWORDS
             i += 1
-    return list(dict.fromkeys(found))
+    return list(dict.fromkeys(found)), covered and bool(found)
 
 
 def build_filters(tags: Iterable[str] = (), status: str | None = None,
@@ -95,9 +110,9 @@ suggestion for an editor, then those where the model proposed it below the hold 
 
 
 def build_tag_query(synonyms: Iterable[str], filters: list[dict[str, Any]]) -> dict[str, Any] | None:
-    """Hybrid search's third ranking, when the query names vocabulary tags: the documents with one of them as a
-    published tag, a held suggestion or a weaker model tag (TAG_LEG_BOOSTS), filters as the other legs. None
-    when the query names no tag."""
+    """Hybrid search's third ranking, when the query names vocabulary tags (names_tags_only: every word): the
+    documents with one of them as a published tag, a held suggestion or a weaker model tag (TAG_LEG_BOOSTS),
+    filters as the other legs. None when the query names no tag."""
     tags = list(synonyms)
     if not tags:
         return None
@@ -293,11 +308,12 @@ def hybrid_search(client: Elasticsearch, settings: "Any", query: str, tags: Iter
     tags = tuple(tags)
     filters = build_filters(tags, status, usage) if filters is None else filters
     taxonomy = taxonomy if taxonomy is not None else default_taxonomy(settings)
-    synonyms = expand_query(query, taxonomy)
+    synonyms, named = _expand(query, taxonomy)
     keyword_query = build_query(query, synonyms=synonyms, filters=filters)
-    tag_query = build_tag_query(synonyms, filters) if s.tag_leg else None
+    # the query names vocabulary tags (every word of it): rank the documents carrying them, and embed the labels
+    tag_query = build_tag_query(synonyms, filters) if s.tag_leg and named else None
     window = max(s.rrf_window, offset + size)
-    vector = embed_query(vector_query_text(query, synonyms, taxonomy))
+    vector = embed_query(vector_query_text(query, synonyms if named else (), taxonomy))
     if s.vector_mode == "es":
         try:
             legs: list[dict[str, Any]] = [{"standard": {"query": keyword_query}},
@@ -335,7 +351,8 @@ def semantic_search(client: Elasticsearch, settings: "Any", query: str, *, filte
     """Meaning only: the documents whose text vectors are nearest to the query's (kNN leg alone; the query
     with the labels of the vocabulary tags it names, vector_query_text), best first, score = cosine-derived."""
     taxonomy = taxonomy if taxonomy is not None else default_taxonomy(settings)
-    text = vector_query_text(query, expand_query(query, taxonomy), taxonomy)
+    synonyms, named = _expand(query, taxonomy)
+    text = vector_query_text(query, synonyms if named else (), taxonomy)
     near = vector_leg(client, settings, embed_query(text), filters, offset + size)
     return [_hit(h) for h in near[offset:offset + size]]
 
