@@ -18,7 +18,8 @@ documents' hit fields, and the checks above.
 A one-shot process (`assetstream search`) would pay the whole load (3-7 s at 100k) on every run, so every full
 load is also saved under `index.vector_cache_dir` (one `.npy` matrix + a JSON of ids, `indexed_at` stamps and the
 concrete indices behind the alias, per store URL, alias and kind; written aside and renamed). A fresh process
-memory-maps the matrix (copy-on-write) and brings it up to date the same way the background refresh does: the
+memory-maps the matrix (copy-on-write; the background thread then copies it into memory, so a later query never
+waits for a file page dropped under memory pressure) and brings it up to date the same way the background refresh does: the
 documents indexed since the newest `indexed_at` in the file (less the slack), and the document count; a count that
 disagrees (a delete) or an alias that points elsewhere now (a migration) means a full load, saved again. A row of a
 deleted document that survives that check is harmless: its id is not found by the `mget` of the k best. A file
@@ -202,6 +203,12 @@ def _refresh_loop(e: _Entry, client: Elasticsearch, alias: str, kind: str, dims:
     used the cache for vector_cache_reload_s, or after MAX_ERRORS failures in a row (the next query loads
     again)."""
     errors = 0
+    if isinstance(e.mat, np.memmap):  # restored from the saved file: into this process's memory, off the query path
+        held = e.mat  # (file pages can be dropped under memory pressure and read back inside a query)
+        copy = np.array(held)
+        with e.lock:
+            if e.mat is held:
+                e.mat = copy
     while True:
         time.sleep(max(0.05, s.vector_cache_check_s))
         if time.monotonic() - e.used > s.vector_cache_reload_s:
