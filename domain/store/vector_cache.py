@@ -154,7 +154,7 @@ def _save(e: _Entry, client: Elasticsearch, s: Any, alias: str, kind: str) -> No
     with e.lock:
         ids, stamps, mat, live, newest = list(e.ids), dict(e.stamps), e.mat, e.live.copy(), e.newest
     try:
-        os.makedirs(os.path.dirname(paths[0]), exist_ok=True)
+        os.makedirs(os.path.dirname(paths[0]), mode=0o700, exist_ok=True)  # ids and vectors: this user only
         meta = {"alias": alias, "kind": kind, "targets": alias_targets(client, alias), "dims": int(mat.shape[1]),
                 "ids": ids, "stamps": [stamps.get(d) for d in ids], "live": live.tolist(), "newest": newest}
         tmp = f"{paths[0]}.{os.getpid()}.tmp"
