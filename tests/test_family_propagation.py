@@ -158,3 +158,59 @@ def test_an_editors_approval_through_the_review_group_reaches_the_family(store):
     finally:
         group.close()
         sink.close()
+
+
+def test_propagated_values_are_in_the_members_text_vectors(store):
+    """A member given the source's alt text and tags is found by meaning with them: its text vector is
+    re-embedded, both when it is a stored member rewritten (the original arrives last) and when it is in the
+    batch (the original came first); and the vector cache of a search process notices the rewrite."""
+    import numpy as np
+
+    from domain.store.api import SearchRequest, run_search
+    from domain.store.vectors import embedding_text, unpack
+    from domain.textembed import shared_embedder
+
+    sink = IndexSink(settings_for(store.url, embed_images=False, family_propagation=True, family_decay=0.9))
+    try:
+        def vector_of(doc):
+            return unpack(doc)
+
+        query = SearchRequest(query="fishing boats moored at dusk", mode="semantic", size=5, facets=False)
+
+        def score(aid):
+            return {h["asset_id"]: h["score"] for h in run_search(sink.client, sink.settings, query)["hits"]}[aid]
+
+        web, small = _record("q-web", None, alt_text="blurry picture"), _record("q-small", "q-web",
+                                                                               alt_text="grey rectangle")
+        sink.process_batch(as_items([web, small]))
+        sink.client.indices.refresh(index=read_alias(sink.cfg))
+        before = vector_of(_docs(sink)["q-web"])
+        score_before = score("q-web")  # loads this process's vector cache
+        sink.process_batch(as_items([_record("q-orig", "q-web", status="approved", alt_text=ORIG_ALT,
+                                             tags=[("subject", "water"), ("subject", "boat")])]))
+        docs = _docs(sink)
+        for aid in ("q-web", "q-small"):
+            doc = docs[aid]
+            assert doc["alt_text"] == ORIG_ALT and doc["field_sources"]["alt_text"] == "propagated"
+            text = embedding_text(doc)
+            assert ORIG_ALT in text and "boat" in text
+            expected = shared_embedder().embed([text], cache=False, max_len=256)[0]
+            assert float(vector_of(doc) @ expected) > 0.999, aid
+        assert float(vector_of(docs["q-web"]) @ before) < 0.99  # it did change
+        # the search process's cache (loaded above, before the rewrite) picks the new vector up
+        import time
+        deadline = time.monotonic() + 15
+        while score("q-web") < score_before + 0.1 and time.monotonic() < deadline:
+            time.sleep(0.3)
+        assert score("q-web") == pytest.approx(score("q-orig"), abs=0.05) and score("q-web") > score_before + 0.1
+
+        # a copy arriving after its original is embedded with what it is given, in the same batch
+        sink.process_batch(as_items([_record("r-orig", None, status="approved", alt_text=ORIG_ALT,
+                                             tags=[("subject", "water"), ("subject", "boat")])]))
+        sink.process_batch(as_items([_record("r-web", "r-orig", alt_text="blurry picture")]))
+        doc = _docs(sink)["r-web"]
+        assert doc["alt_text"] == ORIG_ALT
+        expected = shared_embedder().embed([embedding_text(doc)], cache=False, max_len=256)[0]
+        assert float(np.dot(vector_of(doc), expected)) > 0.999
+    finally:
+        sink.close()

@@ -174,3 +174,112 @@ def test_backfill_embeds_documents_indexed_without_vectors(store):
         assert c.get(index=read_alias(settings), id="h-party")["_source"]["title"] == "Birthday party"
     finally:
         old.close()
+
+
+def _with_weak_tags(v, held=(), proposed=()):
+    """A validated asset whose model also proposed `proposed` (below every threshold: validate dropped them)
+    and whose `held` tags validate kept back as suggestions for an editor."""
+    v["tag_suggestions"] = [{"tag": t, "facet": t.split(":")[0], "label": t.split(":")[1], "score": 0.4,
+                             "source": "model"} for t in held]
+    v["enriched"]["enrichment"]["tags"] += [{"tag": t, "score": 0.17} for t in proposed]
+    return v
+
+
+def test_hybrid_finds_tags_held_back_or_weakly_proposed_after_the_published_ones(sink):
+    """The offline provider titles a flower photo by its colours and proposes subject:flower at 0.17; validate
+    drops it. Before the tag leg, "blossom" could not find it; now it ranks right after the asset that carries
+    the tag, and an asset where the tag waits for an editor comes in between."""
+    sink.process_batch(as_items([
+        validated_asset("w-pub", 1, title="Tulips in a vase", alt_text="red tulips", tags=[("subject", "flower")]),
+        _with_weak_tags(validated_asset("w-held", 1, title="Photograph", alt_text="a photograph in pink",
+                                        tags=[("color", "pink")]), held=["subject:flower"]),
+        _with_weak_tags(validated_asset("w-weak", 1, title="Photograph", alt_text="a photograph in dark green",
+                                        tags=[("color", "green")]), proposed=["subject:flower", "subject:fruit"]),
+        *[validated_asset(f"w-other-{i}", 1, title=t, alt_text=t.lower(), tags=[("subject", s)])
+          for i, (t, s) in enumerate([("Red car on a street", "car"), ("Cat on a sofa", "cat"),
+                                      ("Office desk", "office"), ("Mountain lake", "landscape"),
+                                      ("Birthday cake", "dessert"), ("Laptop and coffee", "drink")])],
+    ]))
+    sink.client.indices.refresh(index=read_alias(sink.cfg))
+    doc = sink.client.get(index=read_alias(sink.cfg), id="w-weak")["_source"]
+    assert doc["model_tags"] == ["subject:flower", "subject:fruit"] and "subject:flower" not in doc["tags"]
+    got = _ids(hybrid_search(sink.client, sink.settings, "blossom", size=10))
+    assert got[:3] == ["w-pub", "w-held", "w-weak"], got
+    # weak evidence is never a tag: keyword search and tag filters see published tags only
+    assert _ids(search(sink.client, sink.settings, "blossom")) == ["w-pub"]
+    assert _ids(hybrid_search(sink.client, sink.settings, "blossom", tags=["subject:flower"])) == ["w-pub"]
+    # off: the weak ones are found only as far as their text says so
+    off = sink.settings.with_overrides(index={"tag_leg": False})
+    assert _ids(hybrid_search(sink.client, off, "blossom", size=10))[:1] == ["w-pub"]
+
+
+def test_a_fresh_search_process_starts_from_the_saved_vector_cache(store, tmp_path):
+    """`assetstream search` in a new process memory-maps the vectors the previous one saved (it does not read
+    every stored vector again), adds what was indexed since, and loads everything again after a delete."""
+    import os
+    import subprocess
+    import sys
+
+    from domain.store.vector_cache import _paths
+    from tests.store_support import deleted_asset
+
+    cache = tmp_path / "vectors"
+    sink = IndexSink(settings_for(store.url, vector_cache_dir=str(cache), embed_images=False))
+    env = {**os.environ, "ASSETSTREAM_INDEX__URL": store.url, "ASSETSTREAM_INDEX__INDEX": sink.cfg.index,
+           "ASSETSTREAM_INDEX__SERVER_MODE": "serverless", "ASSETSTREAM_INDEX__VECTOR_CACHE_DIR": str(cache)}
+
+    scores: dict[str, float] = {}
+
+    def cli_search(q: str) -> list[str]:
+        run = subprocess.run([sys.executable, "-m", "app.cli", "search", q, "--mode", "semantic", "--size", "3",
+                              "--json"], env=env, capture_output=True, text=True, timeout=120)
+        assert run.returncode == 0, run.stdout + run.stderr
+        hits = json.loads(run.stdout)["hits"]
+        scores.clear()
+        scores.update({h["asset_id"]: h["score"] for h in hits})
+        return [h["asset_id"] for h in hits]
+
+    try:
+        sink.process_batch(as_items([
+            validated_asset("c-cat", 1, title="Cat asleep on a windowsill", alt_text="a tabby cat", tags=[]),
+            validated_asset("c-tax", 1, title="Tax form and a pen", alt_text="paperwork on a desk", tags=[]),
+            validated_asset("c-ski", 1, title="Skier on fresh powder", alt_text="a skier in deep snow", tags=[]),
+        ]))
+        sink.client.indices.refresh(index=read_alias(sink.cfg))
+        assert cli_search("kitten")[0] == "c-cat"
+        npy, meta = _paths(sink.cfg, read_alias(sink.cfg), "text")
+        assert os.path.exists(npy) and os.path.exists(meta)
+        # proof that the next process reads the file: give the tax form the cat's vector in the saved copy only
+        ids = json.loads(open(meta).read())["ids"]
+        mat = np.load(npy)
+        mat[ids.index("c-tax")] = mat[ids.index("c-cat")]
+        np.save(npy, mat)
+        assert set(cli_search("kitten")[:2]) == {"c-cat", "c-tax"}
+        assert scores["c-tax"] == pytest.approx(scores["c-cat"], abs=1e-6)
+        # what was indexed since the file is added (the file's other rows stay as saved)
+        sink.process_batch(as_items([validated_asset("c-dog", 1, title="Puppy chewing a shoe",
+                                                     alt_text="a small dog", tags=[])]))
+        sink.client.indices.refresh(index=read_alias(sink.cfg))
+        got = cli_search("puppy")
+        assert got[0] == "c-dog" and "c-dog" in json.loads(open(meta).read())["ids"]
+        # a delete changes the count: everything is read again, and the tampered row is gone
+        sink.process_batch(as_items([deleted_asset("c-ski", 2)]))
+        sink.client.indices.refresh(index=read_alias(sink.cfg))
+        got = cli_search("kitten")
+        assert got[0] == "c-cat" and "c-ski" not in got
+        assert scores["c-tax"] < scores["c-cat"] - 0.1
+        assert "c-ski" not in json.loads(open(meta).read())["ids"]
+    finally:
+        sink.close()
+
+
+def test_only_a_query_made_of_vocabulary_terms_names_tags():
+    from domain.store.search import names_tags_only, vector_query_text
+
+    tax = load_taxonomy()
+    assert names_tags_only("blossom", tax) and names_tags_only("white trainers", tax)
+    assert names_tags_only("a cat on the sofa", tax)  # stopwords aside
+    assert not names_tags_only("space suit", tax)  # "suit" alone is product:jacket: not what was asked
+    assert not names_tags_only("zzqx", tax)
+    assert vector_query_text("blossom", expand_query("blossom", tax), tax) == "blossom (flower)"
+    assert vector_query_text("flower", expand_query("flower", tax), tax) == "flower"

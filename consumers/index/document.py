@@ -105,6 +105,9 @@ def document_from_validated(v: dict[str, Any], indexed_at_ms: int | None = None,
         "suggested_tags": v.get("suggested_tags") or [],
         # weak model tags held for an editor: searchable as suggestions only, never in tags/facets
         "tag_suggestions": [t["tag"] for t in v.get("tag_suggestions") or []],
+        # every other tag the model proposed (below the hold threshold: neither published nor held), as weak
+        # evidence for search only (a low-weight leg of hybrid search, domain/store/search.py)
+        "model_tags": _model_tags(enriched, tags, v.get("tag_suggestions")),
         "taxonomy_version": v.get("taxonomy_version"),
         "field_sources": dict(v.get("field_sources") or {}),
         "model_suggestions": dict(v.get("model_suggestions") or {}),
@@ -139,6 +142,15 @@ def document_from_validated(v: dict[str, Any], indexed_at_ms: int | None = None,
         "record": to_plain(without_thumbnail(v)),
     }
     return doc_id, version, _drop_none(body)
+
+
+def _model_tags(enriched: dict[str, Any], published: list[dict[str, Any]],
+                held: list[dict[str, Any]] | None) -> list[str] | None:
+    """The model's own tags ('facet:value') that validate neither published nor held, most confident first."""
+    known = {t["tag"] for t in published} | {t["tag"] for t in held or []}
+    proposed = sorted(((enriched.get("enrichment") or {}).get("tags") or []), key=lambda t: -(t.get("score") or 0))
+    out = [t["tag"] for t in proposed if ":" in str(t.get("tag") or "") and t["tag"] not in known]
+    return list(dict.fromkeys(out)) or None
 
 
 def _video_fields(pre: dict[str, Any]) -> dict[str, Any]:

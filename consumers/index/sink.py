@@ -15,6 +15,7 @@ The same asset twice in one batch: both are sent, in order; external versioning 
 from __future__ import annotations
 
 import copy
+import datetime as dt
 import logging
 import threading
 import time
@@ -29,7 +30,8 @@ from domain.records import PipelineFacts, asset_of, document_id, is_deleted, rec
 from domain.review import apply_review, merge_reviews, same_review
 from domain.store import degraded
 from domain.store.management import ensure_index, write_alias
-from domain.store.vectors import add_image_vectors, add_text_vectors, image_vector_model, vector_model
+from domain.store.vectors import (add_image_vectors, add_text_vectors, embedding_text, image_vector_model,
+                                  vector_model)
 from domain.taxonomy import taxonomy_from_settings
 from streams.errors import PermanentError, StoreUnavailable, TransientError
 from streams.metrics import DEGRADED, INDEX_BULK_SECONDS, INDEX_ITEMS, INDEX_REVIEWS_APPLIED
@@ -148,14 +150,16 @@ class IndexSink(PipelineFacts, Stage):
                 built.append((pos, version_type, *document_from_validated(value, synonyms_of=self._synonyms)))
             except (KeyError, TypeError, ValueError) as e:
                 self._reject(results, pos, e)
+        # families first: the text vectors below read the alt text and tags propagation gives the batch's bodies
+        rewrites = self._families([(doc_id, body) for _pos, _vt, doc_id, _v, body in built if body is not None])
         if self.cfg.embed_documents:
             built = self._embed(built, items, results)
+            self._reembed(rewrites)
         if self.cfg.embed_images:
             from domain.vision.classifier import shared_classifier
 
             add_image_vectors([b[4] for b in built if b[4] is not None], shared_classifier(),
                               image_vector_model(self.cfg.vector_mode))
-        rewrites = self._families([(doc_id, body) for _pos, _vt, doc_id, _v, body in built if body is not None])
         prepared: list[_Prepared] = []
         for pos, version_type, doc_id, version, body in built:
             try:
@@ -199,11 +203,28 @@ class IndexSink(PipelineFacts, Stage):
                                               details={degraded.VECTOR_PART: why})
         return kept
 
+    def _reembed(self, rewrites: list[tuple[str, int, dict[str, Any], str]]) -> None:
+        """New text vectors for the stored family members whose embedded text propagation changed (a propagated
+        alt text or tag, or one taken back). When the embedder fails they keep the vector they had (it
+        describes their own values; `assetstream index embed` does not see it as stale)."""
+        stale = [body for _i, _v, body, old_text in rewrites if embedding_text(body) != old_text]
+        if not stale:
+            return
+        try:
+            add_text_vectors(stale, self._embedder(), vector_model(self.cfg.vector_mode))
+            now = dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds")
+            for body in stale:
+                body["indexed_at"] = now  # a search process's vector cache reads what was indexed since
+        except Exception as exc:  # noqa: BLE001 - the members are rewritten with their previous vectors
+            log.warning("%s: re-embedding %d propagated family member(s) failed: %s", self.name, len(stale),
+                        type(exc).__name__)
+
     # --- duplicate families (consumers/index/families.py) ----------------------------------------------------
-    def _families(self, docs: list[tuple[str, dict[str, Any]]]) -> list[tuple[str, int, dict[str, Any]]]:
+    def _families(self, docs: list[tuple[str, dict[str, Any]]]) -> list[tuple[str, int, dict[str, Any], str]]:
         """Family fields (and, with index.family_propagation, propagated alt text and tags) on the batch's bodies;
-        the stored members to write again: (document id, its version, its new body). A store error here leaves
-        the bodies without family fields for now (the write itself reports the store's state)."""
+        the stored members to write again: (document id, its version, its new body, the text its stored vector
+        was embedded from). A store error here leaves the bodies without family fields for now (the write
+        itself reports the store's state)."""
         if not docs:
             return []
         latest = dict(docs)  # the same asset twice: its last body speaks for it
@@ -237,12 +258,12 @@ class IndexSink(PipelineFacts, Stage):
         for doc_id, body in docs:
             if body is not latest[doc_id]:
                 body.update({k: latest[doc_id][k] for k in families.FAMILY_FIELDS})
-        return [(i, int(found[i]["_version"]), body) for i, body in out.items()]
+        return [(i, int(found[i]["_version"]), body, embedding_text(found[i]["_source"])) for i, body in out.items()]
 
-    def _rewrite(self, rewrites: list[tuple[str, int, dict[str, Any]]]) -> None:
+    def _rewrite(self, rewrites: list[tuple[str, int, dict[str, Any], str]]) -> None:
         """Write stored family members again at their own version (external_gte): a newer write wins (409)."""
         lines: list[bytes] = []
-        for doc_id, version, body in rewrites:
+        for doc_id, version, body, _text in rewrites:
             lines += [self._dumps({"index": {"_index": self._write_alias, "_id": doc_id, "version": version,
                                              "version_type": "external_gte"}}), self._dumps(body)]
         try:

@@ -11,7 +11,8 @@ for bad input; `run_search` / `run_similar` return the JSON a client gets:
 Modes: keyword = BM25 + vocabulary synonyms; semantic = the kNN leg alone (MiniLM text vectors); hybrid = both
 fused by RRF (domain/store/search.py). Facet counts are over the result set: every keyword match (keyword
 mode, from the search request itself), the kNN leg's nearest `max(index.rrf_window, page * size)` (semantic),
-or the union of both (hybrid: the keyword leg's counts plus those of the kNN ids outside the keyword matches);
+or the union of the legs (hybrid: the keyword leg's counts plus those of the kNN and tag legs' ids outside the
+keyword matches);
 `facets_over` says which. Filters apply inside every leg: tags (all), status, usage flag, upload date
 (`event_time`, UTC days, inclusive), place (exact city, region, country or ISO country code) and family (the
 family of the asset named: its `family_id`, consumers/index/families.py). `collapse=true` keeps the best-ranked
@@ -242,7 +243,7 @@ def run_search(client: Elasticsearch, settings: Any, req: SearchRequest, taxonom
         over = "matches"
     elif mode == "semantic":
         window = max(index_settings(settings).rrf_window, offset + size)
-        near = semantic_search(client, settings, text, filters=filters, size=window)
+        near = semantic_search(client, settings, text, filters=filters, size=window, taxonomy=taxonomy)
         hits = near[offset:offset + size]
         total, facets = _count_over(client, settings, _ids_query([h["asset_id"] for h in near], filters), req.facets)
         over = "nearest"

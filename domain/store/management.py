@@ -20,14 +20,15 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-MAPPING_VERSION = 4
+MAPPING_VERSION = 5
 """Bump when MAPPINGS change in a way that needs a reindex; recorded in the index's _meta.
 2: tag_synonyms (text), text_vector or text_vector_b64 (+ text_vector_model), per index.vector_mode.
 3: degraded parts (domain/store/degraded.py): `degraded_parts`, `completeness`, `provenance.degraded` (issue 21);
    media_type, duration_s, video (container facts, keyframes with their text), transcript (issue 20).
 4: `tag_suggestions` (keyword): weak model tags held for review, never in `tags`/`facets` (issue 15);
    image_vector or image_vector_b64 (+ image_vector_model): EfficientNet-Lite0 pooled features, per vector_mode;
-   family_id, family_size, family_canonical (duplicate families) (issue 17)."""
+   family_id, family_size, family_canonical (duplicate families) (issue 17).
+5: `model_tags` (keyword): the model's other proposed tags, weak evidence for search's tag leg (issue 17)."""
 
 VECTOR_FIELD = "text_vector"
 PACKED_VECTOR_FIELD = "text_vector_b64"
@@ -112,6 +113,7 @@ MAPPINGS: dict[str, Any] = {
             "score": {"type": "float"}, "source": {"type": "keyword"}}},
         "suggested_tags": {"type": "keyword"},
         "tag_suggestions": {"type": "keyword"},
+        "model_tags": {"type": "keyword"},
         "taxonomy_version": {"type": "keyword"},
         "field_sources": _OFF,
         "model_suggestions": _OFF,
@@ -266,7 +268,7 @@ def ensure_index(client: Elasticsearch, settings: "Any") -> str:
                               aliases={read_alias(s): {}, write_alias(s): {"is_write_index": True}})
         log.info("created index %s behind %s and %s", name, write_alias(s), read_alias(s))
     except ApiError as e:
-        if e.status != 400 or "already_exists" not in str(e.error):
+        if e.status_code != 400 or "already_exists" not in str(e.error):
             raise
         # another worker created it first; make sure the aliases are there
         actions: list[dict[str, Any]] = []
@@ -295,9 +297,9 @@ def _copy(client: Elasticsearch, s: "IndexSettings", source: str, dest: str, use
                     "copied": r.get("created", 0) + r.get("updated", 0),
                     "version_conflicts": r.get("version_conflicts", 0)}
         except ApiError as e:
-            if e.status not in (400, 404, 405, 501):
+            if e.status_code not in (400, 404, 405, 501):
                 raise
-            log.warning("store has no usable _reindex (%s); copying with scan + bulk", e.status)
+            log.warning("store has no usable _reindex (%s); copying with scan + bulk", e.status_code)
     total = copied = conflicts = 0
     failures: list[dict[str, Any]] = []
 

@@ -37,14 +37,28 @@ SYNONYM_BOOST = 2.0
 MAX_PHRASE = 3
 
 
+STOPWORDS = frozenset("a an and at by for from in of on or the to with".split())
+
+
 def expand_query(query: str | None, taxonomy: "Taxonomy | None") -> list[str]:
     """Canonical tags (and the deprecated names that map to them) that the query's words and phrases name in
     the vocabulary, in query order. Longest phrase first: "running shoe" maps as a phrase before "shoe"."""
+    return _expand(query, taxonomy)[0]
+
+
+def names_tags_only(query: str | None, taxonomy: "Taxonomy | None") -> bool:
+    """True when every word of the query (but STOPWORDS) is part of a vocabulary term: "blossom", "white
+    trainers". False for "space suit", where "suit" alone maps (product:jacket) and says something else."""
+    return _expand(query, taxonomy)[1]
+
+
+def _expand(query: str | None, taxonomy: "Taxonomy | None") -> tuple[list[str], bool]:
     if not query or taxonomy is None:
-        return []
+        return [], False
     words = [w.strip(".,;!?\"'()") for w in query.split()]
     words = [w for w in words if w]
     found: list[str] = []
+    covered = True
     i = 0
     while i < len(words):
         for n in range(min(MAX_PHRASE, len(words) - i), 0, -1):
@@ -55,8 +69,9 @@ def expand_query(query: str | None, taxonomy: "Taxonomy | None") -> list[str]:
                 i += n
                 break
         else:
+            covered = covered and words[i].lower() in STOPWORDS
             i += 1
-    return list(dict.fromkeys(found))
+    return list(dict.fromkeys(found)), covered and bool(found)
 
 
 def build_filters(tags: Iterable[str] = (), status: str | None = None,
@@ -87,6 +102,22 @@ def build_query(query: str | None, tags: Iterable[str] = (), status: str | None 
     if expanded:
         should.append({"terms": {"tags": expanded, "boost": SYNONYM_BOOST}})
     return {"bool": {"should": should, "minimum_should_match": 1, "filter": filters}}
+
+
+TAG_LEG_BOOSTS = (("tags", 4.0), ("tag_suggestions", 2.0), ("model_tags", 1.0))
+"""The tag leg's order: documents carrying a tag the query names (published), then those where it is held as a
+suggestion for an editor, then those where the model proposed it below the hold threshold."""
+
+
+def build_tag_query(synonyms: Iterable[str], filters: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """Hybrid search's third ranking, when the query names vocabulary tags (names_tags_only: every word): the
+    documents with one of them as a published tag, a held suggestion or a weaker model tag (TAG_LEG_BOOSTS),
+    filters as the other legs. None when the query names no tag."""
+    tags = list(synonyms)
+    if not tags:
+        return None
+    return {"bool": {"should": [{"terms": {field: tags, "boost": boost}} for field, boost in TAG_LEG_BOOSTS],
+                     "minimum_should_match": 1, "filter": filters}}
 
 
 def default_taxonomy(settings: Any) -> "Taxonomy":
@@ -142,10 +173,62 @@ def rrf(rankings: list[list[str]], k: int = 60) -> list[tuple[str, float]]:
     return sorted(scores.items(), key=lambda kv: -kv[1])
 
 
+def vector_query_text(query: str, synonyms: Iterable[str], taxonomy: "Taxonomy | None") -> str:
+    """What the kNN leg embeds: the query, and the labels of the vocabulary tags it names that it does not
+    already say ("blossom" -> "blossom (flower)"), the words documents are embedded with."""
+    if taxonomy is None:
+        return query
+    labels = [taxonomy.label(t) for t in synonyms if t in taxonomy.entries]
+    labels = [x for x in dict.fromkeys(labels) if x.lower() not in query.lower()]
+    return f"{query} ({', '.join(labels)})" if labels else query
+
+
 def embed_query(text: str) -> list[float]:
     from domain.textembed import shared_embedder
 
     return [float(x) for x in shared_embedder().embed([text], cache=False)[0]]
+
+
+# --- request bodies for a store with kNN (index.vector_mode es | opensearch). Checked field by field against:
+# Elasticsearch search API `knn` section and kNN retriever: field, query_vector, k, num_candidates (>= k and at
+#   most 10,000), filter (a query or a list of queries)
+#   https://www.elastic.co/docs/reference/elasticsearch/rest-apis/retrievers/knn-retriever
+#   https://www.elastic.co/guide/en/elasticsearch/reference/current/knn-search-api.html (and the client spec's
+#   KnnSearch / KnnRetriever / RetrieverBase types, elasticsearch-js docs/reference/typescript-api/types/)
+# Elasticsearch RRF retriever (GA in 8.16; 8.14/8.15 named the window `window_size`, so those answer 400 and
+#   the legs are fused here): retrievers (two or more), rank_window_size, rank_constant (>= 1); standard retriever:
+#   query. https://www.elastic.co/guide/en/elasticsearch/reference/8.14/retriever.html, RRFRetriever type
+# OpenSearch `knn` query: {"knn": {<field>: {"vector": [...], "k": 1..10,000, "filter": <query>}}}; filter inside
+#   the query is efficient filtering on the lucene engine (2.4+), which the knn_vector mapping names.
+#   https://docs.opensearch.org/latest/query-dsl/specialized/k-nn/index
+#   https://docs.opensearch.org/docs/vector-search/filter-search-knn/efficient-knn-filtering
+#   https://docs.opensearch.org/latest/mappings/supported-field-types/knn-vector
+MAX_KNN = 10_000  # Elasticsearch: num_candidates <= 10,000; OpenSearch: k in [1, 10,000]
+
+
+def es_knn(field: str, vector: list[float], k: int, filters: list[dict[str, Any]]) -> dict[str, Any]:
+    """The Elasticsearch `knn` search section, also the body of a `knn` retriever: k nearest of num_candidates
+    per shard (twice k, at least 100, at most 10,000, never below k)."""
+    k = max(1, min(k, MAX_KNN))
+    knn: dict[str, Any] = {"field": field, "query_vector": vector, "k": k,
+                           "num_candidates": min(MAX_KNN, max(100, 2 * k))}
+    if filters:
+        knn["filter"] = filters
+    return knn
+
+
+def es_rrf_retriever(legs: list[dict[str, Any]], window: int, rank_constant: int) -> dict[str, Any]:
+    """The Elasticsearch `retriever` of hybrid search: `rrf` over the legs (each a retriever: {"standard":
+    {"query": ...}} or {"knn": es_knn(...)})."""
+    return {"rrf": {"retrievers": legs, "rank_window_size": window, "rank_constant": max(1, rank_constant)}}
+
+
+def opensearch_knn(field: str, vector: list[float], k: int, filters: list[dict[str, Any]]) -> dict[str, Any]:
+    """The OpenSearch `knn` query, the filters inside it (efficient filtering)."""
+    clause: dict[str, Any] = {"vector": vector, "k": max(1, min(k, MAX_KNN))}
+    if filters:
+        clause["filter"] = {"bool": {"filter": filters}}
+    return {"knn": {field: clause}}
 
 
 def vector_leg(client: Elasticsearch, settings: "Any", vector: list[float], filters: list[dict[str, Any]],
@@ -160,14 +243,9 @@ def vector_leg(client: Elasticsearch, settings: "Any", vector: list[float], filt
     if exclude is not None:
         filters = [*filters, {"bool": {"must_not": [{"ids": {"values": [exclude]}}]}}]
     if s.vector_mode == "es":
-        knn = {"field": field, "query_vector": vector, "k": k, "num_candidates": max(100, 2 * k)}
-        if filters:
-            knn["filter"] = filters
-        return client.search(index=read_alias(s), knn=knn, size=k, source_includes=HIT_FIELDS)["hits"]["hits"]
-    clause: dict[str, Any] = {"vector": vector, "k": k}
-    if filters:
-        clause["filter"] = {"bool": {"filter": filters}}
-    return client.search(index=read_alias(s), query={"knn": {field: clause}}, size=k,
+        return client.search(index=read_alias(s), knn=es_knn(field, vector, k, filters), size=k,
+                             source_includes=HIT_FIELDS)["hits"]["hits"]
+    return client.search(index=read_alias(s), query=opensearch_knn(field, vector, k, filters), size=k,
                          source_includes=HIT_FIELDS)["hits"]["hits"]
 
 
@@ -218,53 +296,64 @@ def hybrid_search(client: Elasticsearch, settings: "Any", query: str, tags: Iter
                   taxonomy: "Taxonomy | None" = None, *, filters: list[dict[str, Any]] | None = None,
                   offset: int = 0, aggs: dict[str, Any] | None = None,
                   report: dict[str, Any] | None = None) -> list[dict[str, Any]]:
-    """BM25 (with synonyms) + kNN over the text vectors, fused with RRF; the filters apply to both legs.
+    """BM25 (with synonyms) + kNN over the text vectors (+ the tag leg, build_tag_query, when the query names
+    vocabulary tags and index.tag_leg is on), fused with RRF; the filters apply to every leg.
     Hits as `search`, score = the RRF score. `report`, when given, receives how the result set was made, for
     facets (domain.store.api): `aggregations` (`aggs` computed by the store over the documents of both
     retrievers, es mode) and `total`, or `keyword_total` and `keyword_aggregations` (over every keyword match),
-    `keyword_query` and `vector_ids` (the kNN leg's ids, fused here)."""
+    `keyword_query` and `vector_ids` (the kNN and tag legs' ids, fused here)."""
     if not (query and query.strip()):
         return search(client, settings, query, tags, status, usage, size, taxonomy, filters=filters, offset=offset)
     s = index_settings(settings)
     tags = tuple(tags)
     filters = build_filters(tags, status, usage) if filters is None else filters
-    synonyms = expand_query(query, taxonomy if taxonomy is not None else default_taxonomy(settings))
+    taxonomy = taxonomy if taxonomy is not None else default_taxonomy(settings)
+    synonyms, named = _expand(query, taxonomy)
     keyword_query = build_query(query, synonyms=synonyms, filters=filters)
+    # the query names vocabulary tags (every word of it): rank the documents carrying them, and embed the labels
+    tag_query = build_tag_query(synonyms, filters) if s.tag_leg and named else None
     window = max(s.rrf_window, offset + size)
-    vector = embed_query(query)
+    vector = embed_query(vector_query_text(query, synonyms if named else (), taxonomy))
     if s.vector_mode == "es":
         try:
-            knn = {"field": VECTOR_FIELD, "query_vector": vector, "k": window, "num_candidates": max(100, 2 * window)}
-            if filters:
-                knn["filter"] = filters
+            legs: list[dict[str, Any]] = [{"standard": {"query": keyword_query}},
+                                          {"knn": es_knn(VECTOR_FIELD, vector, window, filters)}]
+            if tag_query is not None:
+                legs.append({"standard": {"query": tag_query}})
             resp = client.search(index=read_alias(s), size=size, from_=offset or None, source_includes=HIT_FIELDS,
-                                 retriever={"rrf": {
-                "retrievers": [{"standard": {"query": keyword_query}}, {"knn": knn}],
-                "rank_window_size": window, "rank_constant": s.rrf_rank_constant}}, aggs=aggs or None)
+                                 retriever=es_rrf_retriever(legs, window, s.rrf_rank_constant), aggs=aggs or None)
             if report is not None:
                 report.update(aggregations=resp.get("aggregations"), total=resp["hits"]["total"]["value"])
             return [_hit(h) for h in resp["hits"]["hits"]]
         except ApiError as e:
-            if e.status not in (400, 403):
+            if e.status_code not in (400, 403):
                 raise  # 400: no retriever/rrf in this version; 403: the license has no RRF -> fuse here
     counted = {"track_total_hits": True, "aggs": aggs or None} if report is not None else {}
     resp = client.search(index=read_alias(s), query=keyword_query, size=window, source_includes=HIT_FIELDS,
                          sort=_SORT, track_scores=True, **counted)
     keyword = resp["hits"]["hits"]
     near = vector_leg(client, s, vector, filters, window)
-    if report is not None:  # the keyword matches, counted; the kNN ids (the caller counts those outside them)
-        report.update(keyword_query=keyword_query, vector_ids=[h["_id"] for h in near],
+    tagged = client.search(index=read_alias(s), query=tag_query, size=window, source_includes=HIT_FIELDS,
+                           sort=_SORT, track_scores=True)["hits"]["hits"] if tag_query is not None else []
+    if report is not None:  # the keyword matches, counted; the other legs' ids (the caller counts those outside)
+        report.update(keyword_query=keyword_query, vector_ids=[h["_id"] for h in near + tagged],
                       keyword_total=resp["hits"]["total"]["value"], keyword_aggregations=resp.get("aggregations"))
-    by_id = {h["_id"]: h for h in near} | {h["_id"]: h for h in keyword}
-    fused = rrf([[h["_id"] for h in keyword], [h["_id"] for h in near]], s.rrf_rank_constant)
+    by_id = {h["_id"]: h for h in near + tagged} | {h["_id"]: h for h in keyword}
+    rankings = [[h["_id"] for h in keyword], [h["_id"] for h in near]]
+    if tagged:
+        rankings.append([h["_id"] for h in tagged])
+    fused = rrf(rankings, s.rrf_rank_constant)
     return [_hit(by_id[doc_id], score) for doc_id, score in fused[offset:offset + size]]
 
 
 def semantic_search(client: Elasticsearch, settings: "Any", query: str, *, filters: list[dict[str, Any]],
-                    size: int = 20, offset: int = 0) -> list[dict[str, Any]]:
-    """Meaning only: the documents whose text vectors are nearest to the query's (kNN leg alone), best first,
-    score = cosine-derived."""
-    near = vector_leg(client, settings, embed_query(query), filters, offset + size)
+                    size: int = 20, offset: int = 0, taxonomy: "Taxonomy | None" = None) -> list[dict[str, Any]]:
+    """Meaning only: the documents whose text vectors are nearest to the query's (kNN leg alone; the query
+    with the labels of the vocabulary tags it names, vector_query_text), best first, score = cosine-derived."""
+    taxonomy = taxonomy if taxonomy is not None else default_taxonomy(settings)
+    synonyms, named = _expand(query, taxonomy)
+    text = vector_query_text(query, synonyms if named else (), taxonomy)
+    near = vector_leg(client, settings, embed_query(text), filters, offset + size)
     return [_hit(h) for h in near[offset:offset + size]]
 
 

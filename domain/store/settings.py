@@ -64,10 +64,17 @@ class IndexSettings(Section):
                                         "after it is searchable)")
     vector_cache_reload_s: float = Field(600.0, gt=0, description="vector cache: read everything again at least "
                                          "this often")
+    vector_cache_dir: str = Field("~/.cache/assetstream/vectors", description="vector cache: where a process "
+                                  "saves what it loaded (a float32 .npy, memory-mapped by the next process, and "
+                                  "the ids) so the first query of a fresh `assetstream search` reads the file and "
+                                  "only what was indexed since, not every vector; empty = never saved")
     vector_cache_max_docs: int = Field(500_000, ge=1, description="vector cache: most documents kept per alias "
                                        "and kind")
     rrf_rank_constant: int = Field(60, description="k of reciprocal rank fusion: score = sum 1 / (k + rank)")
     rrf_window: int = Field(50, description="how many hits of each leg (BM25, kNN) go into the fusion")
+    tag_leg: bool = Field(True, description="hybrid search: when the query names vocabulary tags (synonyms "
+                          "included), fuse a third ranking of the documents carrying them: published tags first, "
+                          "then held suggestions, then the model's weaker proposals (model_tags)")
 
     # --- duplicate families (consumers/index/families.py, propagate.py; docs/index.md "Duplicate families") ----
     family_propagation: bool = Field(False, description="offer the alt text and tags of a family's approved (or "

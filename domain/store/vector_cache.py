@@ -13,12 +13,25 @@ search process (the review app / API) keeps the vectors in memory instead, one m
   (`_source: false`, `index.vector_scan_limit` at most), and ranks those rows only.
 
 A query then costs one matrix product (100k x 384 float32: ~10 ms on one core), one `mget` of the k best
-documents' hit fields, and the checks above. A one-shot process (the CLI) pays the load once, as before.
+documents' hit fields, and the checks above.
+
+A one-shot process (`assetstream search`) would pay the whole load (3-7 s at 100k) on every run, so every full
+load is also saved under `index.vector_cache_dir` (one `.npy` matrix + a JSON of ids, `indexed_at` stamps and the
+concrete indices behind the alias, per store URL, alias and kind; written aside and renamed). A fresh process
+memory-maps the matrix (copy-on-write; the background thread then copies it into memory, so a later query never
+waits for a file page dropped under memory pressure) and brings it up to date the same way the background refresh does: the
+documents indexed since the newest `indexed_at` in the file (less the slack), and the document count; a count that
+disagrees (a delete) or an alias that points elsewhere now (a migration) means a full load, saved again. A row of a
+deleted document that survives that check is harmless: its id is not found by the `mget` of the k best. A file
+that cannot be read or written is ignored (logged at debug level).
 """
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import json
 import logging
+import os
 import threading
 import time
 from dataclasses import dataclass, field
@@ -27,6 +40,7 @@ from typing import Any
 import numpy as np
 from elasticsearch import Elasticsearch, helpers
 
+from domain.store.management import alias_targets
 from domain.store.vectors import KINDS, unpack
 
 SLACK_S = 30.0
@@ -124,12 +138,77 @@ def _since(e: _Entry, client: Elasticsearch, alias: str, kind: str, dims: int, l
     return int(client.count(index=alias)["count"]) == n and n <= limit
 
 
+def _paths(s: Any, alias: str, kind: str) -> tuple[str, str] | None:
+    if not s.vector_cache_dir:
+        return None
+    key = hashlib.sha256(json.dumps([s.url, alias, kind]).encode()).hexdigest()[:24]
+    base = os.path.join(os.path.expanduser(s.vector_cache_dir), f"{kind}-{key}")
+    return base + ".npy", base + ".json"
+
+
+def _save(e: _Entry, client: Elasticsearch, s: Any, alias: str, kind: str) -> None:
+    """Write what the entry holds to vector_cache_dir (aside, then renamed: a reader never sees half a file)."""
+    paths = _paths(s, alias, kind)
+    if paths is None:
+        return
+    with e.lock:
+        ids, stamps, mat, live, newest = list(e.ids), dict(e.stamps), e.mat, e.live.copy(), e.newest
+    try:
+        os.makedirs(os.path.dirname(paths[0]), mode=0o700, exist_ok=True)  # ids and vectors: this user only
+        meta = {"alias": alias, "kind": kind, "targets": alias_targets(client, alias), "dims": int(mat.shape[1]),
+                "ids": ids, "stamps": [stamps.get(d) for d in ids], "live": live.tolist(), "newest": newest}
+        tmp = f"{paths[0]}.{os.getpid()}.tmp"
+        with open(tmp, "wb") as fh:
+            np.save(fh, np.ascontiguousarray(mat, np.float32))
+        os.replace(tmp, paths[0])
+        with open(f"{paths[1]}.{os.getpid()}.tmp", "w", encoding="utf-8") as fh:
+            json.dump(meta, fh)
+        os.replace(f"{paths[1]}.{os.getpid()}.tmp", paths[1])
+    except (OSError, ValueError) as exc:
+        log.debug("vector cache %s/%s: not saved: %s", alias, kind, exc)
+
+
+def _restore(e: _Entry, client: Elasticsearch, s: Any, alias: str, kind: str, dims: int, limit: int) -> bool:
+    """Take the saved matrix (memory-mapped) and bring it up to date; False when there is none that fits."""
+    paths = _paths(s, alias, kind)
+    if paths is None:
+        return False
+    try:
+        with open(paths[1], encoding="utf-8") as fh:
+            meta = json.load(fh)
+        mat = np.load(paths[0], mmap_mode="c")  # copy-on-write: in-place updates stay in this process
+    except (OSError, ValueError) as exc:
+        log.debug("vector cache %s/%s: no saved copy: %s", alias, kind, exc)
+        return False
+    ids = meta.get("ids") or []
+    if meta.get("dims") != dims or mat.shape != (len(ids), dims) or len(ids) > limit or \
+            meta.get("targets") != alias_targets(client, alias):
+        return False
+    with e.lock:
+        e.ids, e.rows = ids, {d: i for i, d in enumerate(ids)}
+        e.stamps = dict(zip(ids, meta.get("stamps") or [None] * len(ids)))
+        e.live, e.mat, e.newest = np.asarray(meta.get("live"), bool), mat, meta.get("newest")
+    changed = len(e.ids)
+    if not _since(e, client, alias, kind, dims, limit):
+        return False
+    if len(e.ids) != changed or any(e.stamps.get(d) != at for d, at in zip(ids, meta.get("stamps") or [])):
+        _save(e, client, s, alias, kind)  # the next process starts from here
+    e.loaded = time.monotonic()
+    return True
+
+
 def _refresh_loop(e: _Entry, client: Elasticsearch, alias: str, kind: str, dims: int, limit: int, s: Any) -> None:
     """In the background, so a query never waits for it: every vector_cache_check_s what was indexed since;
     everything again every vector_cache_reload_s or when the count disagrees (a delete). Ends when no query
     used the cache for vector_cache_reload_s, or after MAX_ERRORS failures in a row (the next query loads
     again)."""
     errors = 0
+    if isinstance(e.mat, np.memmap):  # restored from the saved file: into this process's memory, off the query path
+        held = e.mat  # (file pages can be dropped under memory pressure and read back inside a query)
+        copy = np.array(held)
+        with e.lock:
+            if e.mat is held:
+                e.mat = copy
     while True:
         time.sleep(max(0.05, s.vector_cache_check_s))
         if time.monotonic() - e.used > s.vector_cache_reload_s:
@@ -138,6 +217,7 @@ def _refresh_loop(e: _Entry, client: Elasticsearch, alias: str, kind: str, dims:
             if time.monotonic() - e.loaded > s.vector_cache_reload_s or \
                     not _since(e, client, alias, kind, dims, limit):
                 _load(e, client, alias, kind, dims, limit)
+                _save(e, client, s, alias, kind)
             errors = 0
         except Exception as exc:  # the store is down or the alias is gone: try again, then give up
             errors += 1
@@ -155,8 +235,9 @@ def nearest(client: Elasticsearch, s: Any, alias: str, q: np.ndarray, filters: l
     dims = len(q)
     limit = s.vector_cache_max_docs if kind == "text" else s.image_scan_limit  # 1280 floats: 5 KB a document
     e.used = time.monotonic()
-    if not e.loaded:
+    if not e.loaded and not _restore(e, client, s, alias, kind, dims, limit):
         _load(e, client, alias, kind, dims, limit)  # the first query of this process (or after a failure) waits
+        _save(e, client, s, alias, kind)
     with e.lock:
         if e.refresher is None:
             e.refresher = threading.Thread(target=_refresh_loop, args=(e, client, alias, kind, dims, limit, s),

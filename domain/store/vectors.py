@@ -87,16 +87,30 @@ def add_image_vectors(bodies: Sequence[dict[str, Any]], encoder: Any, model: dic
         bodies[i]["image_vector_model"] = dict(model)
 
 
+WEAK_TAGS_EMBEDDED = 3
+"""How many of the model's weaker proposals (model_tags, most confident first) the text vector reads."""
+
+
+def _weak_tags(body: dict[str, Any]) -> str | None:
+    """'possibly <held suggestions>, <the model's first weaker proposals>' as words ('product:water-bottle' ->
+    'water bottle'): the evidence validate did not publish, last and marked as a guess."""
+    tags = [*(body.get("tag_suggestions") or []), *(body.get("model_tags") or [])[:WEAK_TAGS_EMBEDDED]]
+    words = list(dict.fromkeys(str(t).split(":", 1)[-1].replace("-", " ") for t in tags))
+    return "possibly " + ", ".join(words) if words else None
+
+
 def embedding_text(body: dict[str, Any]) -> str:
     """What the text vector says about an asset: title, caption, alt text, summary, tag labels and synonyms,
-    visible text, place and product, one sentence-ish per field (the encoder reads the first 256 tokens)."""
+    visible text, place and product, one sentence-ish per field (the encoder reads the first 256 tokens), then
+    the tags held back or proposed weakly ("possibly ...", _weak_tags)."""
     place = body.get("place") or {}
     product = body.get("product") or {}
     parts: list[Any] = [body.get("title"), body.get("caption"), body.get("alt_text"), body.get("summary"),
                         ", ".join(body.get("tag_labels") or []), ", ".join(body.get("tag_synonyms") or []),
                         body.get("visible_text"),
                         ", ".join(str(place[k]) for k in ("city", "region", "country") if place.get(k)),
-                        " ".join(str(product[k]) for k in ("brand", "name", "category") if product.get(k))]
+                        " ".join(str(product[k]) for k in ("brand", "name", "category") if product.get(k)),
+                        _weak_tags(body)]
     seen: list[str] = []
     for p in parts:
         p = " ".join(str(p).split()) if p else ""

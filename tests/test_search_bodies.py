@@ -1,0 +1,180 @@
+"""The production kNN request bodies (index.vector_mode es | opensearch) have the shape the stores document.
+
+No Elasticsearch or OpenSearch cluster runs here, so the test starts a real HTTP server that answers like one (an
+empty result, or the 400 an Elasticsearch older than 8.16 gives a `retriever` with `rank_window_size`) and records
+every `_search` body the real client sends from the real search code. Each body is then checked:
+
+- Elasticsearch `knn` (search section and kNN retriever): rebuilt with the client's own DSL
+  (`elasticsearch.dsl.Search().knn`, which takes only the documented parameters) and compared; num_candidates
+  >= k and <= 10,000 (the knn retriever reference);
+- the RRF retriever and its children: only the documented keys (the client specification's RRFRetriever,
+  StandardRetriever, KnnRetriever and RetrieverBase types);
+- OpenSearch `knn` query: {field: {vector, k in 1..10,000, filter}} (the k-NN query reference).
+The doc pages are cited in domain/store/search.py.
+"""
+from __future__ import annotations
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+from elasticsearch import Elasticsearch
+from elasticsearch.dsl import Search
+
+from domain.store.api import SearchRequest, run_search
+from domain.store.search import hybrid_search, semantic_search, similar
+from tests.store_support import settings_for
+
+# documented keys (elasticsearch-specification types as published by elasticsearch-js; OpenSearch k-NN query)
+RETRIEVER_BASE = {"filter", "min_score", "_name"}
+RRF_KEYS = RETRIEVER_BASE | {"retrievers", "rank_constant", "rank_window_size", "query", "fields"}
+STANDARD_KEYS = RETRIEVER_BASE | {"query", "search_after", "terminate_after", "sort", "collapse"}
+KNN_RETRIEVER_KEYS = RETRIEVER_BASE | {"field", "query_vector", "query_vector_builder", "k", "num_candidates",
+                                       "visit_percentage", "similarity", "rescore_vector"}
+OPENSEARCH_KNN_KEYS = {"vector", "k", "min_score", "max_distance", "filter", "method_parameters", "rescore",
+                       "expand_nested_docs"}
+EMPTY = {"took": 1, "timed_out": False, "_shards": {"total": 1, "successful": 1, "skipped": 0, "failed": 0},
+         "hits": {"total": {"value": 0, "relation": "eq"}, "max_score": None, "hits": []}}
+DOC = {"_index": "x", "_id": "a1", "_version": 1, "_seq_no": 0, "_primary_term": 1, "found": True,
+       "_source": {"text_vector": [0.05] * 384, "image_vector": [0.02] * 1280}}
+
+
+class _Store:
+    """A loopback HTTP server that answers like Elasticsearch and keeps every request body."""
+
+    def __init__(self, reject_retriever: bool = False):
+        self.bodies: list[tuple[str, dict]] = []
+        store = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):  # quiet
+                pass
+
+            def _answer(self, status: int, body: dict) -> None:
+                data = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("X-Elastic-Product", "Elasticsearch")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_GET(self):
+                if "/_doc/" in self.path:
+                    return self._answer(200, DOC)
+                self._answer(200, {"version": {"number": "9.1.0"}, "tagline": "You Know, for Search"})
+
+            def do_POST(self):
+                raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                body = json.loads(raw) if raw else {}
+                store.bodies.append((self.path, body))
+                if reject_retriever and "retriever" in body:
+                    return self._answer(400, {"error": {"type": "x_content_parse_exception",
+                                                        "reason": "[1:2] unknown field [rank_window_size]"},
+                                              "status": 400})
+                self._answer(200, EMPTY)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def searches(self) -> list[dict]:
+        return [b for path, b in self.bodies if path.split("?")[0].endswith("/_search")]
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def es_like():
+    stores: list[_Store] = []
+
+    def make(**kw) -> _Store:
+        stores.append(_Store(**kw))
+        return stores[-1]
+
+    yield make
+    for s in stores:
+        s.close()
+
+
+def _client(store: _Store) -> Elasticsearch:
+    return Elasticsearch(store.url, request_timeout=10, max_retries=0)
+
+
+def _check_es_knn(knn: dict) -> None:
+    """The section equals what the client's DSL builds from the same documented parameters."""
+    rebuilt = Search().knn(**knn).to_dict()["knn"]
+    assert rebuilt == knn
+    assert knn["k"] <= knn["num_candidates"] <= 10_000
+    assert len(knn["query_vector"]) == 384 and all(isinstance(x, float) for x in knn["query_vector"])
+
+
+FILTERS = dict(tags=("subject:flower",), status="auto_applied")
+
+
+def test_elasticsearch_hybrid_is_one_rrf_retriever_request_with_documented_fields(es_like):
+    store = es_like()
+    settings = settings_for(store.url, vector_mode="es")
+    hybrid_search(_client(store), settings, "blossom", size=10, **FILTERS)
+    (body,) = store.searches()
+    assert set(body) <= {"retriever", "size", "_source", "aggs", "from"} and body["size"] == 10
+    rrf = body["retriever"]["rrf"]
+    assert set(rrf) <= RRF_KEYS and rrf["rank_window_size"] >= body["size"] and rrf["rank_constant"] >= 1
+    legs = rrf["retrievers"]
+    assert len(legs) == 3  # BM25, kNN, the tag leg ("blossom" names subject:flower)
+    for leg in legs:
+        (kind, spec), = leg.items()
+        assert kind in ("standard", "knn")
+        assert set(spec) <= (STANDARD_KEYS if kind == "standard" else KNN_RETRIEVER_KEYS)
+    knn = legs[1]["knn"]
+    assert set(knn) >= {"field", "query_vector", "k", "num_candidates"}  # all four required in a knn retriever
+    _check_es_knn(knn)
+    assert knn["field"] == "text_vector" and knn["k"] == rrf["rank_window_size"]
+    # the filters are inside every leg
+    assert {"term": {"tags": "subject:flower"}} in knn["filter"]
+    for leg in (legs[0], legs[2]):
+        assert {"term": {"status": "auto_applied"}} in leg["standard"]["query"]["bool"]["filter"]
+
+
+def test_elasticsearch_before_rrf_retrievers_falls_back_to_documented_query_and_knn_requests(es_like):
+    store = es_like(reject_retriever=True)
+    settings = settings_for(store.url, vector_mode="es")
+    hybrid_search(_client(store), settings, "blossom", size=10, **FILTERS)
+    first, *rest = store.searches()
+    assert "retriever" in first
+    knn_bodies = [b for b in rest if "knn" in b]
+    assert len(knn_bodies) == 1 and len(rest) == 3  # BM25, kNN, tag leg
+    _check_es_knn(knn_bodies[0]["knn"])
+
+
+def test_elasticsearch_deep_pages_keep_num_candidates_within_the_documented_limit(es_like):
+    store = es_like()
+    settings = settings_for(store.url, vector_mode="es")
+    # page 100 of 100: a window of 10,000 (num_candidates was 2 x 10,000 = 20,000 before, a 400 from the store)
+    run_search(_client(store), settings, SearchRequest(query="red shoe", mode="semantic", page=100, size=100))
+    knn = next(b["knn"] for b in store.searches() if "knn" in b)
+    _check_es_knn(knn)
+    assert knn["k"] == 10_000 and knn["num_candidates"] == 10_000
+
+
+def test_opensearch_knn_query_has_the_documented_shape(es_like):
+    store = es_like()
+    settings = settings_for(store.url, vector_mode="opensearch")
+    client = _client(store)
+    semantic_search(client, settings, "blossom", filters=[{"term": {"status": "auto_applied"}}], size=10)
+    similar(client, settings, "a1", size=5, by="image")
+    hybrid_search(client, settings, "blossom", size=10, **FILTERS)
+    knn_queries = [b["query"]["knn"] for b in store.searches() if "knn" in (b.get("query") or {})]
+    assert len(knn_queries) == 3
+    for q in knn_queries:
+        (field, clause), = q.items()
+        assert field in ("text_vector", "image_vector")
+        assert set(clause) <= OPENSEARCH_KNN_KEYS and 1 <= clause["k"] <= 10_000
+        assert len(clause["vector"]) == (384 if field == "text_vector" else 1280)
+        assert set(clause["filter"]) == {"bool"}  # one query object (efficient filtering, lucene engine)
+    # "more like this" excludes the asset itself inside the kNN filter, not after it
+    image = next(q["image_vector"] for q in knn_queries if "image_vector" in q)
+    assert {"bool": {"must_not": [{"ids": {"values": ["a1"]}}]}} in image["filter"]["bool"]["filter"]
