@@ -2,10 +2,16 @@
 `store`, `own_store` and `es` are in tests/conftest.py (every test module has them)."""
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
+import json
+import threading
+import urllib.error
+import urllib.request
 import uuid
-from typing import Any
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Iterator
 
 from streams.avro import validate
 from app.settings import Settings
@@ -140,3 +146,56 @@ def index_all(settings: Settings, records: list[dict[str, Any]]) -> Settings:
     finally:
         sink.close()
     return settings
+
+
+@contextlib.contextmanager
+def answering(status: int, error_type: str = "cluster_block_exception", *, only: str = "",
+              upstream: str = "") -> Iterator[str]:
+    """A loopback HTTP server that answers as Elasticsearch does when it refuses work (a red cluster, a 503 from a
+    proxy in front of it, a 429, a 400 for a bad request): the status and an error body. With `upstream` (a real
+    store's URL), only requests whose path contains `only` are refused and the rest are passed through to it.
+    Yields its URL."""
+
+    class Refusing(BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def _answer(self):
+            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            if upstream and only not in self.path:
+                return self._forward(body)
+            data = json.dumps({"error": {"type": error_type, "reason": "refused"}, "status": status}).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("X-Elastic-Product", "Elasticsearch")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def _forward(self, body: bytes) -> None:
+            req = urllib.request.Request(upstream + self.path, data=body if self.command not in ("GET", "HEAD") or
+                                         body else None, method=self.command,
+                                         headers={"Content-Type": self.headers.get("Content-Type") or
+                                                  "application/json"})
+            try:
+                with urllib.request.urlopen(req, timeout=10) as r:
+                    code, headers, data = r.status, r.headers, r.read()
+            except urllib.error.HTTPError as e:
+                code, headers, data = e.code, e.headers, e.read()
+            self.send_response(code)
+            for k in ("Content-Type", "X-Elastic-Product"):
+                if headers.get(k):
+                    self.send_header(k, headers[k])
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        do_GET = do_POST = do_PUT = do_HEAD = do_DELETE = _answer
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Refusing)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()

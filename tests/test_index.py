@@ -306,3 +306,35 @@ def test_held_tag_suggestions_are_stored_but_never_searchable_as_tags(sink):
     assert doc["tags"] == ["product:packaging"] and "color" not in doc["facets"]
     assert search(sink.client, sink.settings, None, tags=["color:gray"]) == []
     assert [h["asset_id"] for h in search(sink.client, sink.settings, None, tags=["product:packaging"])] == ["held-1"]
+
+
+def test_a_store_answering_503_is_an_outage_that_names_its_status():
+    """A cluster that answers 503 to the bulk request pauses the sink and gives every record back as transient,
+    with the status in the reason. It used to raise AttributeError (ApiError has status_code, not status)."""
+    from tests.store_support import answering
+
+    with answering(503) as url:
+        sink = IndexSink(settings_for(url))
+        try:
+            results = sink.process_batch(as_items([validated_asset("r-1"), validated_asset("r-2")]))
+            assert len(results) == 2 and all(isinstance(r, TransientError) for r in results), results
+            assert "503" in str(results[0])
+            assert sink.should_pause() is not None  # the group pauses until the store answers again
+        finally:
+            sink.close()
+
+
+def test_a_bulk_request_the_store_refuses_is_bisected_down_to_permanent_record_errors(store):
+    """A 400 to the whole bulk request (one invalid action, a request too large) is bisected down to single
+    records, and a record the store still refuses alone is a permanent error with the store's reason."""
+    from tests.store_support import answering
+
+    with answering(400, "x_content_parse_exception", only="_bulk", upstream=store.url) as url:
+        sink = IndexSink(settings_for(url))
+        try:
+            results = sink.process_batch(as_items([validated_asset(f"b-{i}") for i in range(3)]))
+            assert len(results) == 3 and all(isinstance(r, PermanentError) for r in results), results
+            assert [(r.reason, r.details["status"]) for r in results] == [("x_content_parse_exception", "400")] * 3
+            assert sink.should_pause() is None  # a refused record is no outage
+        finally:
+            sink.close()

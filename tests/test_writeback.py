@@ -191,3 +191,24 @@ def test_a_slow_target_pauses_the_group_until_it_answers_in_time(broker, unique,
         for i in range(3):  # a request that timed out and was sent again carries the same key: the DAM can drop it
             assert len({w["headers"]["Idempotency-Key"] for w in dam.writes(f"slow-{i}")}) == 1
         assert read_topic(s, "dead_letter", 1, timeout_s=2) == []
+
+
+def test_a_state_store_answering_503_pauses_the_group_with_its_status(broker, unique):
+    """An Elasticsearch that answers 503 (a red cluster, a proxy in front of it) is a store outage: every record
+    of the batch comes back as a transient failure that names the status, and the group pauses. It used to
+    raise AttributeError (ApiError has status_code, not status) and take the worker down."""
+    from streams.errors import TransientError
+    from tests.store_support import answering, ctx_for
+
+    dam = FakeDam().start()
+    try:
+        with answering(503) as url:
+            sink = WritebackSink(wb_settings(broker, f"wb503{unique}", url, dam))
+            v = validated_asset("a-0")
+            results = sink.process_batch([(v, ctx_for(v))])
+            assert len(results) == 1 and isinstance(results[0], TransientError)
+            assert "503" in str(results[0]) and results[0].reason == "state_store_unavailable"
+            assert "503" in (sink.should_pause() or "")
+            assert dam.writes() == []
+    finally:
+        dam.stop()

@@ -373,18 +373,19 @@ class IndexSink(PipelineFacts, Stage):
 
     def _request_error(self, e: Exception) -> TransientError:
         if isinstance(e, ApiError):
-            reason = f"{e.status} {e.error}"
-            if e.status in (401, 403):
-                self._mark_down(f"store refused the credentials ({e.status})")
-            elif e.status >= 500 or e.status == 429:
+            status = e.status_code  # elasticsearch-py's ApiError has status_code, no .status
+            reason = f"{status} {e.error}"
+            if status in (401, 403):
+                self._mark_down(f"store refused the credentials ({status})")
+            elif status >= 500 or status == 429:
                 self._mark_down(reason)
             retry_after = None
             try:
                 retry_after = float(e.meta.headers.get("retry-after"))  # type: ignore[arg-type]
             except (TypeError, ValueError):
                 pass
-            return StoreUnavailable(f"index store answered {e.status}", reason=str(e.error),
-                                    details={"status": e.status}, retry_after_s=retry_after)
+            return StoreUnavailable(f"index store answered {status}", reason=str(e.error),
+                                    details={"status": status}, retry_after_s=retry_after)
         self._mark_down(type(e).__name__)
         self._ensured = False  # it may come back empty (a new cluster, a restored snapshot): re-check the aliases
         return StoreUnavailable(f"index store unreachable: {type(e).__name__}", reason="store_unavailable",
@@ -400,20 +401,21 @@ class IndexSink(PipelineFacts, Stage):
             resp = self.client.bulk(operations=lines, **params).body
         except ApiError as e:
             INDEX_BULK_SECONDS.observe(time.perf_counter() - started)
-            if e.status in (400, 413) and len(chunk) > 1:
+            status = e.status_code
+            if status in (400, 413) and len(chunk) > 1:
                 # the request as a whole was refused (too large, or one action is invalid): bisect
                 half = len(chunk) // 2
                 self._send(chunk[:half], results)
                 self._send(chunk[half:], results)
                 return
-            if e.status in _RETRYABLE_REQUEST_STATUS or e.status == 404:
-                if e.status == 404:
+            if status in _RETRYABLE_REQUEST_STATUS or status == 404:
+                if status == 404:
                     self._ensured = False
                 err: BaseException = self._request_error(e)
                 INDEX_ITEMS.labels(result="retry").inc(len(chunk))
             else:
-                err = PermanentError(f"index store refused the request: {e.status} {e.error}",
-                                     reason=str(e.error), details={"status": e.status, "error": str(e.error)})
+                err = PermanentError(f"index store refused the request: {status} {e.error}",
+                                     reason=str(e.error), details={"status": status, "error": str(e.error)})
                 INDEX_ITEMS.labels(result="rejected").inc(len(chunk))
             for p in chunk:
                 results[p.pos] = err

@@ -161,7 +161,7 @@ class WritebackSink(Stage):
             "source_offset": ctx.offset, "recorded_at": now, "tenant": asset.get("tenant")})
 
     def _store_error(self, e: Exception) -> TransientError:
-        reason = f"{e.status} {e.error}" if isinstance(e, ApiError) else type(e).__name__
+        reason = f"{e.status_code} {e.error}" if isinstance(e, ApiError) else type(e).__name__
         if self._store_down is None:
             log.warning("writeback state store unavailable: %s", reason)
         self._store_down = reason
