@@ -284,43 +284,69 @@ def evidence_rows(run: dict, truth: dict) -> list[dict]:
         enr = run["_enriched"][name]
         key = model_key(enr.get("provenance"))
         ev = evidence_of(val, enrichment_confidence=float((enr.get("enrichment") or {}).get("confidence") or 0.0),
-                         ocr_confidence=ocr_confidence(enr["pre"].get("ocr")))
+                         ocr_confidence=ocr_confidence(enr["pre"].get("ocr")),
+                         subject_evidence=(enr.get("enrichment") or {}).get("subject_evidence"))
         for e in ev:
             rows.append({"name": name, "split": split_of(name, truth), "model": key, "field": e.field,
-                         "source": e.source, "raw": e.raw, "ok": label_of(e.field, val, truth[name])})
+                         "source": e.source, "keys": list(e.keys), "raw": e.raw,
+                         "ok": label_of(e.field, val, truth[name])})
     return rows
 
 
-def fit_calibration(rows: list[dict], version: str) -> dict:
-    """Isotonic regression per (model, evidence source) on the fit part. Each fitted block's rate is smoothed
-    towards 1/2 by half a success and half a failure ((k+0.5)/(n+1), Jeffreys) and made monotone again, so a
-    block of three right answers reads 0.88, not 1.00: a small labelled set cannot promise certainty."""
+MIN_SAMPLES = 5
+"""labelled fields a per-source (or origin family) curve needs on the fit split; fewer: the next curve along the
+field's keys (origin family, then pooled). With the (k+0.5)/(n+1) smoothing a curve must see at least 3 straight
+accepted fields to reach 0.85 anyway; 5 keeps one or two lucky answers from getting a curve of their own."""
+
+
+def _isotonic(x, y) -> dict:
+    """Isotonic regression, each fitted block's rate smoothed (k+0.5)/(n+1) and made monotone again."""
     import numpy as np
     from sklearn.isotonic import IsotonicRegression
+    iso = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(x, y)
+    block = iso.predict(x)
+    # blocks = runs of equal fitted values: smooth each, then isotonic again on the smoothed block rates
+    xs, ys, ws = [], [], []
+    for v in sorted(set(block.round(12))):
+        sel = np.isclose(block, v)
+        k, n = float(y[sel].sum()), int(sel.sum())
+        xs.append(float(x[sel].mean()))
+        ys.append((k + 0.5) / (n + 1.0))
+        ws.append(n + 1.0)
+    smooth = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(xs, ys, sample_weight=ws)
+    return {"x": [round(float(v), 4) for v in smooth.X_thresholds_],
+            "y": [round(float(v), 4) for v in smooth.y_thresholds_], "n": len(x), "accepted": int(y.sum())}
+
+
+def fit_calibration(rows: list[dict], version: str, min_samples: int = MIN_SAMPLES) -> dict:
+    """Isotonic regression per (model, pooled evidence source) on the fit part, and per (model, evidence source
+    with its origin: 'tag:class|detector+classifier') where the fit part has >= min_samples of it; a per-source key
+    with fewer is listed with "fallback": its pooled source. Each fitted block's rate is smoothed towards 1/2 by
+    half a success and half a failure ((k+0.5)/(n+1), Jeffreys) and made monotone again, so a block of three right
+    answers reads 0.88, not 1.00: a small labelled set cannot promise certainty."""
+    import numpy as np
     fit = [r for r in rows if r["split"] == "fit" and r["model"]]
     models: dict = {}
-    for key in sorted({(r["model"], r["source"]) for r in fit}):
-        part = [r for r in fit if (r["model"], r["source"]) == key]
-        x = np.array([r["raw"] for r in part], dtype=float)
-        y = np.array([float(r["ok"]) for r in part])
-        iso = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(x, y)
-        block = iso.predict(x)
-        # blocks = runs of equal fitted values: smooth each, then isotonic again on the smoothed block rates
-        xs, ys, ws = [], [], []
-        for v in sorted(set(block.round(12))):
-            sel = np.isclose(block, v)
-            k, n = float(y[sel].sum()), int(sel.sum())
-            xs.append(float(x[sel].mean()))
-            ys.append((k + 0.5) / (n + 1.0))
-            ws.append(n + 1.0)
-        smooth = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(xs, ys, sample_weight=ws)
-        curve_x = [round(float(v), 4) for v in smooth.X_thresholds_]
-        curve_y = [round(float(v), 4) for v in smooth.y_thresholds_]
-        models.setdefault(key[0], {})[key[1]] = {"x": curve_x, "y": curve_y, "n": len(part),
-                                                 "accepted": int(y.sum())}
+
+    def xy(part):
+        return (np.array([r["raw"] for r in part], dtype=float), np.array([float(r["ok"]) for r in part]))
+
+    for model, pooled in sorted({(r["model"], r["keys"][-1]) for r in fit}):
+        models.setdefault(model, {})[pooled] = _isotonic(*xy([r for r in fit if (r["model"], r["keys"][-1])
+                                                              == (model, pooled)]))
+    for model, key in sorted({(r["model"], k) for r in fit for k in r["keys"][:-1]}):
+        part = [r for r in fit if r["model"] == model and key in r["keys"][:-1]]
+        if len(part) >= min_samples:
+            models[model][key] = _isotonic(*xy(part))
+        else:
+            nxt = sorted({r["keys"][r["keys"].index(key) + 1] for r in part})
+            models[model][key] = {"fallback": " | ".join(nxt), "n": len(part),
+                                  "accepted": int(sum(r["ok"] for r in part))}
     return {"version": version, "fitted_on": "tests/data/quality, split 'fit' (bench/quality.py split_of); "
             "the 'held-out' split is never used to fit", "method": "isotonic regression per evidence source, "
-            "blocks smoothed (k+0.5)/(n+1)", "models": models}
+            "blocks smoothed (k+0.5)/(n+1); per evidence origin ('<group>|<origin>', then its family '<group>|box') "
+            "where the fit split has >= min_samples fields of it, else the next key (entries with \"fallback\")",
+            "min_samples": min_samples, "models": models}
 
 
 def auto_apply_figures(run: dict, truth: dict, calibration, split: str | None) -> dict:
@@ -334,7 +360,8 @@ def auto_apply_figures(run: dict, truth: dict, calibration, split: str | None) -
     for n in auto:
         enr = run["_enriched"][n]
         for e in evidence_of(vals[n], enrichment_confidence=float(enr["enrichment"].get("confidence") or 0.0),
-                             ocr_confidence=ocr_confidence(enr["pre"].get("ocr"))):
+                             ocr_confidence=ocr_confidence(enr["pre"].get("ocr")),
+                             subject_evidence=enr["enrichment"].get("subject_evidence")):
             fields += 1
             right += label_of(e.field, vals[n], truth[n])
     return {"assets": len(names), "auto": len(auto), "share": len(auto) / len(names) if names else float("nan"),

