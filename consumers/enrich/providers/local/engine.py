@@ -15,6 +15,8 @@ from typing import Any
 import numpy as np
 
 from domain.vision.detector import Detection, Detector, check_files, models_dir
+from domain.vision.faces import FaceDetector
+from domain.vision.faces import check_files as check_face_files
 
 from .classifier import Classifier, decode_image
 
@@ -25,6 +27,8 @@ _classifier: Classifier | None = None
 _embedder: Any = None
 _detector: Detector | None = None
 _detector_dirs: tuple[str | None, str | None] = (None, None)
+_face_model: FaceDetector | None = None
+_face_dirs: tuple[str | None, str | None] = (None, None)
 
 
 def configure_detector(directory: str | None, cache_dir: str | None) -> None:
@@ -37,6 +41,25 @@ def configure_detector(directory: str | None, cache_dir: str | None) -> None:
         if (directory, cache_dir) != _detector_dirs:
             _detector_dirs = (directory, cache_dir)
             _detector = None
+
+
+def configure_faces(directory: str | None, cache_dir: str | None) -> None:
+    """Where the face detector's model files are (vision.models_dir, else enrich.local_models_dir) and its built
+    graphs are kept; checks the files now (FaceModelUnavailable, at worker start)."""
+    global _face_dirs, _face_model
+    check_face_files(directory)
+    with _models_lock:
+        if (directory, cache_dir) != _face_dirs:
+            _face_dirs, _face_model = (directory, cache_dir), None
+
+
+def face_detector(threads: int = 1) -> FaceDetector:
+    global _face_model
+    if _face_model is None:
+        with _models_lock:
+            if _face_model is None:
+                _face_model = FaceDetector(_face_dirs[0], intra_op_threads=threads, cache_dir=_face_dirs[1])
+    return _face_model
 
 
 def detector(threads: int = 1) -> Detector:
@@ -257,32 +280,18 @@ def _analyse(data: bytes | None, top_k: int, threads: int, run_classifier: bool,
     return facts
 
 
-_face_tls = threading.local()
-FACE_CHECK_EDGE = 400
+FACE_SUBJECT_SCORE = 0.75
+"""BlazeFace score a face needs to be measured for the subject (the preprocess count takes candidates from 0.5)"""
+FACE_SUBJECT_MIN_SIDE = 0.08
+"""faces that may become the subject are at least this share of the image's short side"""
 
 
 def _largest_face_share(arr: np.ndarray) -> float:
-    """Largest frontal face as a share of the image, by the Haar cascade with stricter settings than the
-    preprocess count (more neighbours, faces >= 8 % of the short side): a face only becomes the subject of the
-    alt text when it is large and confidently found."""
-    import cv2
-
-    cascade = getattr(_face_tls, "cascade", None)
-    if cascade is None:
-        cascade = cv2.CascadeClassifier(cv2.data.haarcascades + "haarcascade_frontalface_default.xml")
-        _face_tls.cascade = cascade
-    if cascade.empty():
-        return 0.0
-    g = cv2.cvtColor(arr, cv2.COLOR_RGB2GRAY)
-    scale = FACE_CHECK_EDGE / max(g.shape)
-    if scale < 1.0:  # faces that matter are >= 8 % of the short side: 400 px is plenty, and 4x cheaper than 768
-        g = cv2.resize(g, (round(g.shape[1] * scale), round(g.shape[0] * scale)), interpolation=cv2.INTER_AREA)
-    g = cv2.equalizeHist(g)
-    side = max(20, int(min(g.shape) * 0.08))
-    faces = cascade.detectMultiScale(g, scaleFactor=1.1, minNeighbors=8, minSize=(side, side))
-    if len(faces) == 0:
-        return 0.0
-    return float(max(w * h for _, _, w, h in faces)) / float(g.shape[0] * g.shape[1])
+    """Largest face as a share of the image, by the same face detector as the preprocess count (BlazeFace
+    confirmed by the face mesh model) with stricter settings (BlazeFace score >= 0.75, faces >= 8 % of the short
+    side): a face only becomes the subject of the alt text when it is large and confidently found."""
+    faces = face_detector(1).detect(arr, score_min=FACE_SUBJECT_SCORE, min_side=FACE_SUBJECT_MIN_SIDE)
+    return max((f.area for f in faces), default=0.0)
 
 
 # --- helpers on the preprocessed record -----------------------------------------------------------------
