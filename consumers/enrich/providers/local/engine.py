@@ -25,50 +25,54 @@ from .classifier import Classifier, decode_image
 _models_lock = threading.Lock()
 _classifier: Classifier | None = None
 _embedder: Any = None
-_detector: Detector | None = None
-_detector_dirs: tuple[str | None, str | None] = (None, None)
-_face_model: FaceDetector | None = None
-_face_dirs: tuple[str | None, str | None] = (None, None)
+
+
+class _FileModel:
+    """A model whose files sit in a configured directory: checked when configured (at worker start, so a missing
+    file stops the worker), built on first use once per process, built again when the directories change."""
+
+    def __init__(self, check: Any, build: Any) -> None:
+        self._check, self._build = check, build
+        self._dirs: tuple[str | None, str | None] = (None, None)
+        self._model: Any = None
+
+    def configure(self, directory: str | None, cache_dir: str | None) -> None:
+        self._check(directory)
+        with _models_lock:
+            if (directory, cache_dir) != self._dirs:
+                self._dirs, self._model = (directory, cache_dir), None
+
+    def get(self, threads: int) -> Any:
+        if self._model is None:
+            with _models_lock:
+                if self._model is None:
+                    self._model = self._build(self._dirs[0], intra_op_threads=threads, cache_dir=self._dirs[1])
+        return self._model
+
+
+_detector = _FileModel(lambda d: check_files(models_dir(d)), Detector)
+_face_model = _FileModel(check_face_files, FaceDetector)
 
 
 def configure_detector(directory: str | None, cache_dir: str | None) -> None:
     """Where the detector's model files are (enrich.local_models_dir) and its built graph is kept
     (enrich.local_cache_dir). Checks the files now (DetectorUnavailable, at worker start); the model itself is
     built on first use."""
-    global _detector_dirs, _detector
-    check_files(models_dir(directory))
-    with _models_lock:
-        if (directory, cache_dir) != _detector_dirs:
-            _detector_dirs = (directory, cache_dir)
-            _detector = None
+    _detector.configure(directory, cache_dir)
 
 
 def configure_faces(directory: str | None, cache_dir: str | None) -> None:
     """Where the face detector's model files are (vision.models_dir, else enrich.local_models_dir) and its built
     graphs are kept; checks the files now (FaceModelUnavailable, at worker start)."""
-    global _face_dirs, _face_model
-    check_face_files(directory)
-    with _models_lock:
-        if (directory, cache_dir) != _face_dirs:
-            _face_dirs, _face_model = (directory, cache_dir), None
+    _face_model.configure(directory, cache_dir)
 
 
 def face_detector(threads: int = 1) -> FaceDetector:
-    global _face_model
-    if _face_model is None:
-        with _models_lock:
-            if _face_model is None:
-                _face_model = FaceDetector(_face_dirs[0], intra_op_threads=threads, cache_dir=_face_dirs[1])
-    return _face_model
+    return _face_model.get(threads)
 
 
 def detector(threads: int = 1) -> Detector:
-    global _detector
-    if _detector is None:
-        with _models_lock:
-            if _detector is None:
-                _detector = Detector(_detector_dirs[0], intra_op_threads=threads, cache_dir=_detector_dirs[1])
-    return _detector
+    return _detector.get(threads)
 
 
 def classifier(threads: int = 1) -> Classifier:
