@@ -4,6 +4,7 @@ run, with CPU ms per image.
     OMP_THREAD_LIMIT=1 python bench/faces.py                                   # quality set + derived hard set
     python bench/faces.py --skimage-data DIR       # + scikit-image's sample data (LFW faces/non-faces, extras)
     python bench/faces.py --details                # every image where either detector is wrong
+    python bench/faces.py --no-confirm             # BlazeFace alone (face mesh confirmation off): the ablation
 
 Both columns are `face_count(img)` as preprocess runs it: the baseline is consumers/preprocess/signals.py of
 --baseline (default: the commit before BlazeFace) loaded from git, the other is this tree's. Per set: images,
@@ -144,16 +145,26 @@ def main() -> None:
     ap.add_argument("--baseline", default=BASE_REF, help="git ref whose preprocess face count is the baseline")
     ap.add_argument("--skimage-data", help="scikit-image's skimage/data folder (adds the LFW subset etc.)")
     ap.add_argument("--details", action="store_true", help="list every image where either detector is wrong")
+    ap.add_argument("--no-confirm", action="store_true", help="count BlazeFace's candidates without the face mesh "
+                    "confirmation (every candidate's face-presence is still computed, so CPU is not lower)")
     ap.add_argument("--json", help="write the figures here")
     args = ap.parse_args()
     from consumers.preprocess import signals
 
     detectors = {"haar": baseline_face_count(args.baseline), "blazeface": signals.face_count}
+    if args.no_confirm:
+        from consumers.preprocess.decode import flatten, resized
+
+        def unconfirmed(img: Image.Image) -> int:
+            arr = np.asarray(resized(flatten(img), signals.FACE_EDGE))
+            return len(signals.face_detector().detect(arr, faceflag_min=0.0))
+        detectors = {"haar": detectors["haar"], "bf-alone": unconfirmed}
     quality = quality_set()
     sets = {"quality": quality, "hard": hard_set(quality)}
     if args.skimage_data:
         sets["skimage"] = skimage_set(Path(args.skimage_data))
-    print(f"baseline {args.baseline} (Haar cascades) vs this tree (BlazeFace + face mesh); 1 thread")
+    what = "BlazeFace alone, score >= 0.5" if args.no_confirm else "BlazeFace + face mesh"
+    print(f"baseline {args.baseline} (Haar cascades) vs this tree ({what}); 1 thread")
     out = {name: run(name, images, detectors, args.details) for name, images in sets.items()}
     everything = [x for images in sets.values() for x in images]
     out["all"] = run("all sets", everything, detectors, False)
