@@ -128,3 +128,45 @@ def test_the_local_provider_stops_at_start_without_the_face_model_files(tmp_path
                                                  "local_models_dir": str(tmp_path)})
     with pytest.raises(faces.FaceModelUnavailable, match=r"blazeface-back\.json is missing"):
         EnrichStage(settings)
+
+
+def test_the_converter_translates_blazeface_ops_like_tensorflow_computes_them():
+    """The TF ops BlazeFace and the face mesh add to the converter (DepthwiseConv2dNative with a channel multiplier,
+    _FusedConv2D with BiasAdd + Relu / Prelu), on a small TFJS graph with random weights, against numpy written from
+    TF's definitions (NHWC, SAME padding; depthwise output channel c * multiplier + m)."""
+    import base64
+
+    import onnxruntime as ort
+
+    from domain.vision.tfjs import build_onnx
+
+    rng = np.random.default_rng(3)
+    w = {"dw": rng.normal(size=(3, 3, 3, 2)).astype(np.float32), "pw": rng.normal(size=(1, 1, 6, 4)).astype(np.float32),
+         "b": rng.normal(size=4).astype(np.float32), "a": rng.uniform(0.1, 0.3, size=4).astype(np.float32)}
+    b64 = lambda v: base64.b64encode(v.encode()).decode()  # noqa: E731
+    conv_attr = {"padding": {"s": b64("SAME")}, "strides": {"list": {"i": ["1", "1", "1", "1"]}},
+                 "data_format": {"s": b64("NHWC")}}
+    const = lambda n: {"name": n, "op": "Const", "attr": {"value": {"tensor": {"dtype": "DT_FLOAT"}}}}  # noqa: E731
+    model = {"modelTopology": {"node": [
+        {"name": "input", "op": "Placeholder", "attr": {"shape": {"shape": {"dim": [
+            {"size": "-1"}, {"size": "6"}, {"size": "6"}, {"size": "3"}]}}}},
+        const("dw"), const("pw"), const("b"), const("a"),
+        {"name": "depthwise", "op": "DepthwiseConv2dNative", "input": ["input", "dw"], "attr": conv_attr},
+        {"name": "relu", "op": "Relu", "input": ["depthwise"]},
+        {"name": "fused", "op": "_FusedConv2D", "input": ["relu", "pw", "b", "a"],
+         "attr": {**conv_attr, "fused_ops": {"list": {"s": [b64("BiasAdd"), b64("Prelu")]}}}},
+        {"name": "Identity", "op": "Identity", "input": ["fused"]},
+    ]}}
+    graph, shapes = build_onnx(model, w, "ops")
+    assert shapes == {"Identity": (1, 6, 6, 4)}
+    x = rng.normal(size=(1, 6, 6, 3)).astype(np.float32)
+    got = ort.InferenceSession(graph, providers=["CPUExecutionProvider"]).run(None, {"input": x})[0]
+
+    pad = np.pad(x[0], ((1, 1), (1, 1), (0, 0)))
+    depth = np.zeros((6, 6, 6), np.float32)
+    for c in range(3):
+        for m in range(2):
+            depth[..., c * 2 + m] = sum(pad[i:i + 6, j:j + 6, c] * w["dw"][i, j, c, m] for i in range(3) for j in range(3))
+    point = np.maximum(depth, 0) @ w["pw"][0, 0] + w["b"]
+    want = np.where(point > 0, point, point * w["a"])
+    np.testing.assert_allclose(got[0], want, rtol=1e-4, atol=1e-4)
