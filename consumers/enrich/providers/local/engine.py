@@ -15,6 +15,8 @@ from typing import Any
 import numpy as np
 
 from domain.vision.detector import Detection, Detector, check_files, models_dir
+from domain.vision.faces import FaceDetector
+from domain.vision.faces import check_files as check_face_files
 
 from .classifier import Classifier, decode_image
 
@@ -23,29 +25,54 @@ from .classifier import Classifier, decode_image
 _models_lock = threading.Lock()
 _classifier: Classifier | None = None
 _embedder: Any = None
-_detector: Detector | None = None
-_detector_dirs: tuple[str | None, str | None] = (None, None)
+
+
+class _FileModel:
+    """A model whose files sit in a configured directory: checked when configured (at worker start, so a missing
+    file stops the worker), built on first use once per process, built again when the directories change."""
+
+    def __init__(self, check: Any, build: Any) -> None:
+        self._check, self._build = check, build
+        self._dirs: tuple[str | None, str | None] = (None, None)
+        self._model: Any = None
+
+    def configure(self, directory: str | None, cache_dir: str | None) -> None:
+        self._check(directory)
+        with _models_lock:
+            if (directory, cache_dir) != self._dirs:
+                self._dirs, self._model = (directory, cache_dir), None
+
+    def get(self, threads: int) -> Any:
+        if self._model is None:
+            with _models_lock:
+                if self._model is None:
+                    self._model = self._build(self._dirs[0], intra_op_threads=threads, cache_dir=self._dirs[1])
+        return self._model
+
+
+_detector = _FileModel(lambda d: check_files(models_dir(d)), Detector)
+_face_model = _FileModel(check_face_files, FaceDetector)
 
 
 def configure_detector(directory: str | None, cache_dir: str | None) -> None:
     """Where the detector's model files are (enrich.local_models_dir) and its built graph is kept
     (enrich.local_cache_dir). Checks the files now (DetectorUnavailable, at worker start); the model itself is
     built on first use."""
-    global _detector_dirs, _detector
-    check_files(models_dir(directory))
-    with _models_lock:
-        if (directory, cache_dir) != _detector_dirs:
-            _detector_dirs = (directory, cache_dir)
-            _detector = None
+    _detector.configure(directory, cache_dir)
+
+
+def configure_faces(directory: str | None, cache_dir: str | None) -> None:
+    """Where the face detector's model files are (vision.models_dir, else enrich.local_models_dir) and its built
+    graphs are kept; checks the files now (FaceModelUnavailable, at worker start)."""
+    _face_model.configure(directory, cache_dir)
+
+
+def face_detector(threads: int = 1) -> FaceDetector:
+    return _face_model.get(threads)
 
 
 def detector(threads: int = 1) -> Detector:
-    global _detector
-    if _detector is None:
-        with _models_lock:
-            if _detector is None:
-                _detector = Detector(_detector_dirs[0], intra_op_threads=threads, cache_dir=_detector_dirs[1])
-    return _detector
+    return _detector.get(threads)
 
 
 def classifier(threads: int = 1) -> Classifier:
@@ -257,32 +284,18 @@ def _analyse(data: bytes | None, top_k: int, threads: int, run_classifier: bool,
     return facts
 
 
-_face_tls = threading.local()
-FACE_CHECK_EDGE = 400
+FACE_SUBJECT_SCORE = 0.75
+"""BlazeFace score a face needs to be measured for the subject (the preprocess count takes candidates from 0.5)"""
+FACE_SUBJECT_MIN_SIDE = 0.08
+"""faces that may become the subject are at least this share of the image's short side"""
 
 
 def _largest_face_share(arr: np.ndarray) -> float:
-    """Largest frontal face as a share of the image, by the Haar cascade with stricter settings than the
-    preprocess count (more neighbours, faces >= 8 % of the short side): a face only becomes the subject of the
-    alt text when it is large and confidently found."""
-    import cv2
-
-    cascade = getattr(_face_tls, "cascade", None)
-    if cascade is None:
-        cascade = cv2.CascadeClassifier(cv2.data.haarcascades + "haarcascade_frontalface_default.xml")
-        _face_tls.cascade = cascade
-    if cascade.empty():
-        return 0.0
-    g = cv2.cvtColor(arr, cv2.COLOR_RGB2GRAY)
-    scale = FACE_CHECK_EDGE / max(g.shape)
-    if scale < 1.0:  # faces that matter are >= 8 % of the short side: 400 px is plenty, and 4x cheaper than 768
-        g = cv2.resize(g, (round(g.shape[1] * scale), round(g.shape[0] * scale)), interpolation=cv2.INTER_AREA)
-    g = cv2.equalizeHist(g)
-    side = max(20, int(min(g.shape) * 0.08))
-    faces = cascade.detectMultiScale(g, scaleFactor=1.1, minNeighbors=8, minSize=(side, side))
-    if len(faces) == 0:
-        return 0.0
-    return float(max(w * h for _, _, w, h in faces)) / float(g.shape[0] * g.shape[1])
+    """Largest face as a share of the image, by the same face detector as the preprocess count (BlazeFace
+    confirmed by the face mesh model) with stricter settings (BlazeFace score >= 0.75, faces >= 8 % of the short
+    side): a face only becomes the subject of the alt text when it is large and confidently found."""
+    faces = face_detector(1).detect(arr, score_min=FACE_SUBJECT_SCORE, min_side=FACE_SUBJECT_MIN_SIDE)
+    return max((f.area for f in faces), default=0.0)
 
 
 # --- helpers on the preprocessed record -----------------------------------------------------------------
