@@ -50,3 +50,17 @@ def test_the_uncommitted_window_behind_a_slow_record_is_bounded(broker, unique):
     # the partition waits for the slow record's commit
     assert 9 <= keys.index("asset-0000") <= 12, keys
     assert position == 41  # and then it went on to the end, everything committed
+
+
+def test_finished_records_behind_an_unfinished_one_are_uncommitted_but_not_worked():
+    from streams.tracker import PartitionTracker
+
+    t, a, b = PartitionTracker(), ("raw", 0), ("raw", 1)
+    for off in range(5):
+        t.add(a, off)
+    t.add(b, 0)
+    for off in (1, 2, 3):  # offset 0 of partition 0 is the slow one
+        t.finish(a, off)
+    assert t.in_flight() == 6 and t.working() == 3  # a: 0 and 4 being worked; b: 0
+    t.finish(a, 0)
+    assert t.in_flight(a) == 1 and t.working() == 2 and t.position[a] == 4
