@@ -135,6 +135,7 @@ class EmbeddedRun:
         self.workers: dict[str, subprocess.Popen] = {}
         self.workdir = Path(tempfile.mkdtemp(prefix="assetstream-run-"))
         self.skipped: list[tuple[str, str]] = []  # (file, why) for every file found but not published
+        self.drain_timeout_s = 10.0 if bootstrap else 2.0  # see configure()
 
     # ------------------------------------------------------------------------------------------ setup
     def _say(self, text: str) -> None:
@@ -146,7 +147,11 @@ class EmbeddedRun:
 
         overrides: dict[str, dict[str, Any]] = {
             # retry topics (created below with the others): a slow or failing source holds back no other image
-            "runner": {"metrics_port": 0, "drain_timeout_s": 10,
+            # how long an interrupted worker finishes what it has taken (Ctrl-C, SIGTERM, SIGHUP): 10 s against a
+            # real cluster (--bootstrap: its offsets outlive the run); 2 s on the embedded broker, whose memory
+            # storage is gone once the run stops, so a longer drain only made Ctrl-C wait (11 s with OCR busy on
+            # 300 large images: preprocess sat out its whole drain timeout on 61 taken records)
+            "runner": {"metrics_port": 0, "drain_timeout_s": self.drain_timeout_s,
                        **({"retry_mode": "topic"} if self.base_settings.runner.retry_mode == "auto" else {})},
             "preprocess": {"file_roots": sorted({str(p.parent) for p in images})},
         }
@@ -193,9 +198,9 @@ class EmbeddedRun:
         for proc in self.workers.values():
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
-        # a worker exits within its drain timeout (runner.drain_timeout_s, 10 s here; abandoned work is not
+        # a worker exits within its drain timeout (runner.drain_timeout_s, see configure(); abandoned work is not
         # waited for): a little more, then it is killed
-        deadline = time.monotonic() + 12
+        deadline = time.monotonic() + self.drain_timeout_s + 2
         for proc in self.workers.values():
             try:
                 proc.wait(max(0.1, deadline - time.monotonic()))

@@ -3,7 +3,7 @@
 slow-loris origins, with in-place retries vs retry topics (runner.retry_mode), every baseline in the same run.
 
     python bench/retry.py [--assets 300] [--slow-pct 5] [--rate 20] [--concurrency N] [--fetch-timeout 2]
-                          [--first-attempt-timeout 0.5]
+                          [--first-attempt-timeout 0.5] [--repeat 1] [--skip-slow-baselines]
 
 A loopback HTTP server started here serves small JPEGs (good) and slow-loris responses (headers, then one byte
 every 0.3 s: every attempt ends at preprocess.fetch_timeout_s as a transient failure). Assets are published at a
@@ -14,6 +14,10 @@ then the mixed set in each mode, and the mixed set with retry topics but no firs
 (preprocess.first_attempt_timeout_s=0: every attempt may take the whole fetch timeout). The fetch limits are the
 defaults scaled by 1/10 (fetch_timeout_s 20 -> 2, first_attempt_timeout_s 5 -> 0.5) so a run takes seconds.
 Goal: good assets' p99 with slow URLs mixed in within 2x of the clean run (retry_mode=topic).
+On a shared machine one run's p99 moves with other load: `--repeat N` does the runs N times, interleaved (round
+after round of every run), and reports each run's median figures and the median over the rounds of its p99 / the
+clean in-place p99 of the same round, with every round's ratio; `--skip-slow-baselines` leaves out the two long
+runs (mixed set in place, and without the cut) that are there to show what the retry topics and the cut remove.
 OCR, faces and NSFW are off and the images are 320x240, so the stage's own CPU cost stays small on a shared
 machine: the figure is about waiting, not about decoding.
 """
@@ -62,6 +66,8 @@ class Origin:
 
     def __init__(self) -> None:
         images = [jpeg(i) for i in range(16)]
+        origin = self
+        self.good_aborted = 0
         stop = threading.Event()
         self.stop_event = stop
 
@@ -77,7 +83,10 @@ class Origin:
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 if kind == "good":
-                    self.wfile.write(body)
+                    try:
+                        self.wfile.write(body)
+                    except OSError:  # the client closed first: counted (and printed per run), not a traceback
+                        origin.good_aborted += 1
                     return
                 try:
                     for i in range(200):
@@ -197,32 +206,47 @@ def main() -> None:
                     help="runner.concurrency (threads of the worker); default: the stage's own (PreprocessStage: 16)")
     ap.add_argument("--fetch-timeout", type=float, default=2.0, help="preprocess.fetch_timeout_s")
     ap.add_argument("--first-attempt-timeout", type=float, default=0.5, help="preprocess.first_attempt_timeout_s")
+    ap.add_argument("--repeat", type=int, default=1, help="rounds of every run, interleaved; medians reported")
+    ap.add_argument("--skip-slow-baselines", action="store_true",
+                    help="leave out the mixed in-place and the 'no cut' runs (the long ones)")
     args = ap.parse_args()
     origin = Origin()
-    results: dict[str, dict[str, float]] = {}
+    first = args.first_attempt_timeout
+    slow = f"{args.slow_pct:g}% slow"
+    runs = [("clean, inplace", "inplace", 0.0, first), ("clean, topic", "topic", 0.0, first),
+            (f"{slow}, inplace", "inplace", args.slow_pct, first),
+            (f"{slow}, topic, no cut", "topic", args.slow_pct, 0.0), (f"{slow}, topic", "topic", args.slow_pct, first)]
+    if args.skip_slow_baselines:
+        runs = [r for r in runs if r[0] not in (f"{slow}, inplace", f"{slow}, topic, no cut")]
+    rounds: list[dict[str, dict[str, float]]] = []
     with Tansu() as broker:
-        first = args.first_attempt_timeout
         one_run(broker.bootstrap, origin, "inplace", 40, 0.0, args.rate, args.fetch_timeout, first,
                 args.concurrency)  # warm-up, not counted
-        slow = f"{args.slow_pct:g}% slow"
-        for label, mode, pct, cut in (("clean, inplace", "inplace", 0.0, first), ("clean, topic", "topic", 0.0, first),
-                                      (f"{slow}, inplace", "inplace", args.slow_pct, first),
-                                      (f"{slow}, topic, no cut", "topic", args.slow_pct, 0.0),
-                                      (f"{slow}, topic", "topic", args.slow_pct, first)):
-            results[label] = one_run(broker.bootstrap, origin, mode, args.assets, pct, args.rate, args.fetch_timeout,
-                                     cut, args.concurrency)
-            print(f"  done: {label}: {results[label]}", flush=True)
+        for i in range(args.repeat):
+            results: dict[str, dict[str, float]] = {}
+            for label, mode, pct, cut in runs:
+                results[label] = one_run(broker.bootstrap, origin, mode, args.assets, pct, args.rate,
+                                         args.fetch_timeout, cut, args.concurrency)
+                print(f"  done: round {i + 1}, {label}: {results[label]} (load {os.getloadavg()[0]:.2f}, good "
+                      f"responses the client closed early so far: {origin.good_aborted})", flush=True)
+            rounds.append(results)
     origin.close()
-    base = results["clean, inplace"]["p99"]
     rate = f"{args.rate:g}/s" if args.rate > 0 else "once (all published at once)"
     print(f"\n{args.assets} assets at {rate}, {args.slow_pct:g}% slow-loris URLs, fetch_timeout_s="
           f"{args.fetch_timeout:g}, first_attempt_timeout_s={args.first_attempt_timeout:g} ('no cut': 0), one "
           f"preprocess worker ({args.concurrency or PreprocessStage.concurrency} threads"
-          f"{'' if args.concurrency else ', the default'}), retry_max_attempts=5")
-    print(f"{'run':<28}{'good p50 s':>12}{'good p99 s':>12}{'good max s':>12}{'p99 / clean':>13}{'missing':>9}{'good retried':>14}")
-    for label, r in results.items():
-        print(f"{label:<28}{r['p50']:>12.3f}{r['p99']:>12.3f}{r['max']:>12.3f}{r['p99'] / base:>12.2f}x"
-              f"{r['missing']:>9}{r['good_retried']:>14}")
+          f"{'' if args.concurrency else ', the default'}), retry_max_attempts=5"
+          + (f"; medians of {args.repeat} interleaved rounds" if args.repeat > 1 else ""))
+    print(f"{'run':<28}{'good p50 s':>12}{'good p99 s':>12}{'good max s':>12}{'p99 / clean':>13}{'missing':>9}"
+          f"{'good retried':>14}" + ("  p99 / clean per round" if args.repeat > 1 else ""))
+    for label, *_ in runs:
+        rs = [r[label] for r in rounds]
+        ratios = [r[label]["p99"] / r["clean, inplace"]["p99"] for r in rounds]
+        med = {k: statistics.median(x[k] for x in rs) for k in ("p50", "p99", "max")}
+        print(f"{label:<28}{med['p50']:>12.3f}{med['p99']:>12.3f}{med['max']:>12.3f}"
+              f"{statistics.median(ratios):>12.2f}x{sum(x['missing'] for x in rs):>9}"
+              f"{sum(x['good_retried'] for x in rs):>14}"
+              + ("  " + " ".join(f"{x:.2f}" for x in ratios) if args.repeat > 1 else ""))
 
 
 if __name__ == "__main__":

@@ -32,6 +32,7 @@ class Backpressure:
         self.requested: str | None = None  # asked for by the work while it lasts (e.g. the store is down)
         self._resume_due: set[TP] = set()  # newly assigned: resumed (or paused) explicitly
         self._full_since: float | None = None  # since when in-flight records have been at max_in_flight
+        self.window_held: set[TP] = set()  # paused alone: too many uncommitted records (runner.max_uncommitted)
 
     def room(self, in_flight: int) -> int | None:
         """How many records to take now, or None to take nothing and let the work and its acks drain."""
@@ -81,9 +82,30 @@ class Backpressure:
                 log.info("%s: pausing consumption: %s", self.name, reason)
             self.current = reason
 
+    def hold_windows(self, assigned: set[TP], window: Callable[[TP], int]) -> None:
+        """A partition whose uncommitted window (its records from the commit position on, finished ones behind
+        an unfinished one included) reaches runner.max_uncommitted is paused on its own until the window is down to
+        half: a record stuck at its head bounds what a restart would redo there, and the other partitions go on.
+        Called after `apply` in every iteration, so a resume of every partition there does not undo it."""
+        limit = self.rs.max_uncommitted
+        for tp in assigned:
+            n = window(tp)
+            if n >= limit:
+                if tp not in self.window_held:
+                    log.info("%s: pausing %s/%d: %d records uncommitted behind its oldest unfinished one "
+                             "(runner.max_uncommitted)", self.name, tp[0], tp[1], n)
+                self.window_held.add(tp)
+            elif tp in self.window_held and n <= limit // 2:
+                self.window_held.discard(tp)
+                if tp not in self.paused_tps:
+                    self.consumer.resume([TopicPartition(*tp)])
+        if self.window_held:
+            self.consumer.pause([TopicPartition(*tp) for tp in self.window_held & assigned])
+
     def assigned(self, tp: TP) -> None:
         """librdkafka remembers a pause across revoke and re-assign: decide afresh in the next `apply`."""
         self._resume_due.add(tp)
 
     def forget(self, tp: TP) -> None:
         self.paused_tps.discard(tp)
+        self.window_held.discard(tp)

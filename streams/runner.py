@@ -122,7 +122,7 @@ class StageRunner:
                                inline_max_bytes=settings.dead_letters.inline_max_bytes)
         self.executor = make_executor(
             stage, settings, self.work, self._stop, self.outputs.emit, sensor=self.sensor, tick=self.health.tick,
-            fail=self._fail, at_limit=lambda: self.tracker.in_flight() >= self.rs.max_in_flight,
+            fail=self._fail, at_limit=lambda: self.tracker.working() >= self.rs.max_in_flight,
             pause=self.backpressure.request)
         if self.retry_topic is not None:  # retry records on their own threads / loop
             self.executor = RetryLane(self.executor, make_retry_executor(stage, settings, self.work, self._stop,
@@ -185,8 +185,11 @@ class StageRunner:
 
     def _iteration(self) -> None:
         self.health.tick()
-        working = self.tracker.in_flight() - len(self.delayed)  # retry records waiting for their time hold nothing
+        # records being worked: finished ones waiting behind a slow one of their partition, and retry records
+        # waiting for their time, hold nothing (counting them let one slow record stop the whole worker)
+        working = self.tracker.working() - len(self.delayed)
         self.backpressure.apply(self.assigned, working, self.stopping)
+        self.backpressure.hold_windows(self.assigned, self.tracker.in_flight)
         take = self.backpressure.room(working)
         if take is None:  # at the limit: let the work and its acks drain rather than take more
             msgs = None
@@ -246,7 +249,8 @@ class StageRunner:
         elif self._retries_paused:
             self._retries_paused = False
             tps = [TopicPartition(t, p) for t, p in self.assigned
-                   if t == self.retry_topic and (t, p) not in self.backpressure.paused_tps]
+                   if t == self.retry_topic and (t, p) not in self.backpressure.paused_tps
+                   and (t, p) not in self.backpressure.window_held]
             if tps:
                 self.consumer.resume(tps)
         return due

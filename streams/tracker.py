@@ -65,6 +65,12 @@ class PartitionTracker:
             return len(self.order.get(tp, ()))
         return sum(len(o) for o in self.order.values())
 
+    def working(self) -> int:
+        """Offsets handed out and not finished yet, of all partitions: what runner.max_in_flight bounds. Finished
+        offsets waiting behind an unfinished one of their partition (in `in_flight`, not here) hold no work."""
+        done = self.done
+        return sum(len(o) - len(done[tp]) for tp, o in self.order.items())
+
     def pending(self, tps: Iterable[TP], abandoned: set[tuple[TP, int]]) -> int:
         """Records still being worked on (abandoned ones never finish: they are left uncommitted)."""
         return sum(1 for tp in tps for off in self.order.get(tp, ()) if (tp, off) not in abandoned)

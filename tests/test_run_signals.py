@@ -95,3 +95,81 @@ def test_a_worker_given_sigterm_exits_within_its_drain_timeout(broker, unique, t
     text = log.read_text()
     assert "abandoning them uncommitted" in text, text[-2000:]
     assert code == 0 and took < 4 + 3, f"exited {code} after {took:.1f}s with a 4 s drain timeout"
+
+
+def _text_images(folder: Path, n: int) -> None:
+    """Large photos with lines of text: each takes preprocess seconds of OCR on this machine."""
+    import random
+
+    from PIL import Image, ImageDraw, ImageFont
+
+    folder.mkdir()
+    font = ImageFont.load_default(size=60)
+    for i in range(n):
+        rnd = random.Random(i)
+        img = Image.new("RGB", (2400, 1800), tuple(rnd.randint(150, 255) for _ in range(3)))
+        d = ImageDraw.Draw(img)
+        for _ in range(30):
+            x, y = rnd.randint(0, 2300), rnd.randint(0, 1700)
+            d.rectangle([x, y, x + rnd.randint(20, 300), y + rnd.randint(20, 300)],
+                        fill=tuple(rnd.randint(0, 255) for _ in range(3)))
+        for j in range(6):
+            d.text((100, 200 + j * 250), f"SALE {i} PRODUCT LABEL LINE {j}", fill=(0, 0, 0), font=font)
+        img.save(folder / f"photo-{i:03d}.jpg", "JPEG", quality=90)
+
+
+def _worker_log(children: set[int], stage: str) -> Path:
+    """The log of the run's worker for `stage`: in the run's work folder, next to the settings file its
+    environment names."""
+    for pid in children:
+        try:
+            cmd = [c for c in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0") if c]
+            env = dict(e.split(b"=", 1) for e in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0") if b"=" in e)
+        except OSError:
+            continue
+        if cmd[-2:] == [b"worker", stage.encode()] and b"ASSETSTREAM_CONFIG" in env:
+            return Path(env[b"ASSETSTREAM_CONFIG"].decode()).parent / f"{stage}.log"
+    raise AssertionError(f"no {stage} worker among the run's children")
+
+
+def test_ctrl_c_while_preprocess_is_busy_stops_the_run_without_sitting_out_a_drain(tmp_path):
+    """Ctrl-C (SIGINT to the terminal's foreground process group) while preprocess has dozens of OCR-heavy images
+    taken: the embedded broker keeps nothing after the run, so the workers' drain is short (2 s) and the prompt comes
+    back in seconds with no child left; it took 11 s (a 10 s drain on work that is then thrown away, issue 16.2)."""
+    _text_images(tmp_path / "photos", 48)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ASSETSTREAM_")}
+    env.update({"PYTHONPATH": str(REPO), "OMP_THREAD_LIMIT": "1"})
+    out = tmp_path / "stdout.txt"
+    with open(out, "w") as stdout:
+        proc = subprocess.Popen([sys.executable, "-m", "app.cli", "run", str(tmp_path / "photos"), "--out",
+                                 str(tmp_path / "out")], cwd=tmp_path, env=env, stdout=stdout,
+                                stderr=subprocess.STDOUT, start_new_session=True)  # its own group, as in a shell
+    try:
+        children: set[int] = set()
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and "published" not in out.read_text(errors="replace"):
+            children |= _children(proc.pid)
+            assert proc.poll() is None, out.read_text(errors="replace")[-2000:]
+            time.sleep(0.2)
+        children |= _children(proc.pid)
+        assert len(children) >= 6, f"only {len(children)} children started"
+        preprocess_log = _worker_log(children, "preprocess")
+        while time.monotonic() < deadline and "assigned" not in preprocess_log.read_text(errors="replace"):
+            time.sleep(0.2)
+        time.sleep(3)  # it has taken the images: 48 OCR reads take preprocess far longer than 10 s here
+        started = time.monotonic()
+        os.killpg(proc.pid, signal.SIGINT)
+        assert proc.wait(60) == 130
+        took = time.monotonic() - started
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and any(_alive(c) for c in children):
+            time.sleep(0.1)
+        assert not [c for c in children if _alive(c)], "children left running after Ctrl-C"
+        assert took < 2 + 5, f"assetstream run took {took:.1f}s to stop after Ctrl-C"
+        text = out.read_text(errors="replace")
+        assert "interrupted" in text
+        assert "abandoning them uncommitted" in preprocess_log.read_text(errors="replace")  # it was busy
+        assert "300/300" not in text and "48/48" not in text  # stopped mid-run, not after the images were done
+    finally:
+        if proc.poll() is None:
+            proc.kill()
