@@ -238,6 +238,7 @@ def search(query: Optional[str] = typer.Argument(None, help="free text over titl
     """Search indexed assets (read alias) and print a table; the same code as the API's GET /v1/search."""
     from pathlib import Path
 
+    from elasticsearch import ApiError
     from rich.table import Table
 
     from domain.store.api import BadRequest, SearchRequest, run_search, run_similar, run_similar_image
@@ -256,14 +257,24 @@ def search(query: Optional[str] = typer.Argument(None, help="free text over titl
     settings = load_settings()
     if es_url:
         settings = settings.with_overrides(index={"url": es_url})
-    try:
+    def ask(settings: Any) -> dict[str, Any]:
         client = make_client(settings)
         if similar_to and Path(similar_to).is_file():
-            answer = run_similar_image(client, settings, Path(similar_to).read_bytes(), req)
-        elif similar_to:
-            answer = run_similar(client, settings, similar_to, req)
-        else:
-            answer = run_search(client, settings, req)
+            return run_similar_image(client, settings, Path(similar_to).read_bytes(), req)
+        if similar_to:
+            return run_similar(client, settings, similar_to, req)
+        return run_search(client, settings, req)
+
+    try:
+        try:
+            answer = ask(settings)
+        except ApiError as exc:
+            if exc.status_code != 406 or settings.index.server_mode != "stack":
+                raise
+            # the store refuses Elasticsearch's compatibility media type (OpenSearch, the osmem store of
+            # `assetstream run`, Elastic Serverless): ask again in plain JSON, as index.server_mode=serverless does
+            settings = settings.with_overrides(index={"server_mode": "serverless"})
+            answer = ask(settings)
     except BadRequest as exc:
         console.print(f"[red]{exc}[/red]")
         raise typer.Exit(2) from None

@@ -12,6 +12,7 @@ from datetime import datetime, timezone
 from typing import Any, List, Optional
 
 import typer
+from confluent_kafka import KafkaException
 from rich.table import Table
 
 from app.console import console, load_settings, out
@@ -19,6 +20,14 @@ from app.console import console, load_settings, out
 
 
 _settings = load_settings  # one place turns a bad configuration into a clear exit 2
+
+
+def _broker_down(settings: Any, what: str, exc: Exception, code: int) -> None:
+    """A broker that cannot be reached or does not acknowledge: what failed and what to check, not a traceback."""
+    console.print(f"[red]error:[/red] {what}: {exc}", highlight=False)
+    console.print(f"[dim]next:[/dim] check the broker at {settings.kafka.bootstrap_servers} "
+                  "(ASSETSTREAM_KAFKA__BOOTSTRAP_SERVERS), then run the same command again", highlight=False)
+    raise typer.Exit(code)
 
 
 def _iso(value: Any) -> str:
@@ -98,6 +107,8 @@ def feedback(asset_id: Optional[str] = typer.Argument(None, help="asset the deci
     except (ValueError, KeyError) as exc:
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from None
+    except (TimeoutError, KafkaException) as exc:  # no broker, or it did not acknowledge: nothing was sent
+        _broker_down(settings, "editor decisions not sent", exc, 1)
     if json_out:
         out.print_json(json.dumps(sent))
     else:
@@ -124,12 +135,19 @@ def audit(asset_id: str = typer.Argument(..., help="asset whose history to print
     except ValueError as exc:
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from None
-    entries = history(_settings(), asset_id)
+    settings = _settings()
+    try:
+        entries = history(settings, asset_id)
+    except KafkaException as exc:
+        _broker_down(settings, "cannot read the audit log", exc, 2)
     if json_out:
         out.print_json(json.dumps(_jsonable(entries)))
         return
     if not entries:
-        console.print(f"no audit entries for {asset_id}")
+        console.print(f"no audit entries for {asset_id} in {settings.topics.name('audit')}", highlight=False)
+        console.print("[dim]next:[/dim] check the asset id (`assetstream search`); the audit log is written by the "
+                      "KPI app, `assetstream streams kpis`, which must run against this broker (`assetstream run` "
+                      "does not start it)", highlight=False)
         raise typer.Exit(1)
     table = Table(title=f"audit history of {asset_id}")
     for col in ("at", "kind", "version", "status", "actor", "field", "value", "source / action", "prompt", "model"):

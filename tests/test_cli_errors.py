@@ -1,0 +1,69 @@
+"""What a user sees when a CLI command meets the wrong store or no broker: an answer or a clear message with
+what to check, never a traceback. Real parts: an osmem-server store (the one `assetstream run` embeds), the
+session's tansu broker, and a loopback port with nothing listening on it."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from app.cli import app
+from streams.embedded import free_port
+from tests.store_support import index_all, settings_for, validated_asset
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _cli(args: list[str], env: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """`python -m app.cli ARGS` as a user runs it (stdout and stderr as text), with only ASSETSTREAM_* from env."""
+    base = {k: v for k, v in os.environ.items() if not k.startswith("ASSETSTREAM_")}
+    return subprocess.run([sys.executable, "-m", "app.cli", *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=timeout, env={**base, "PYTHONPATH": str(ROOT), "COLUMNS": "200", **env})
+
+
+def test_search_with_only_es_url_answers_from_the_embedded_store(store):
+    """docs/review.md: point `assetstream search --es-url <store>` at the store `run --serve` prints. That store
+    (osmem) refuses Elasticsearch's compatibility media type, which index.server_mode's default (`stack`) sends."""
+    settings = index_all(settings_for(store.url), [validated_asset("cli-mug", title="Red enamel mug on a shelf")])
+    env = {"ASSETSTREAM_INDEX__INDEX": settings.index.index}  # nothing else configured: server_mode is `stack`
+    for args in (["search", "enamel mug", "--mode", "keyword"], ["search", "--similar-to", "cli-mug", "--by", "text"]):
+        res = CliRunner().invoke(app, [*args, "--json", "--es-url", store.url], env=env)
+        assert res.exit_code == 0, res.output
+        answer = json.loads(res.output)
+        assert "search failed" not in res.output
+        if args[1] == "enamel mug":
+            assert [h["asset_id"] for h in answer["hits"]] == ["cli-mug"]
+        else:
+            assert answer["similar_to"] == "cli-mug" and answer["total"] == 0  # the only document is itself
+
+
+def test_feedback_without_a_broker_says_nothing_was_sent_and_what_to_check():
+    closed = f"127.0.0.1:{free_port()}"  # nothing listens there
+    res = _cli(["feedback", "mug-1", "--approve", "--editor", "alice"],
+               {"ASSETSTREAM_KAFKA__BOOTSTRAP_SERVERS": closed,
+                "ASSETSTREAM_KAFKA__EXTRA": json.dumps({"message.timeout.ms": "3000"})})
+    assert res.returncode == 1, res.stderr
+    assert "Traceback" not in res.stderr and "Traceback" not in res.stdout
+    assert "editor decisions not sent" in res.stderr
+    assert f"check the broker at {closed} (ASSETSTREAM_KAFKA__BOOTSTRAP_SERVERS)" in res.stderr
+    assert "sent " not in res.stdout
+
+
+def test_audit_without_a_broker_is_a_message_not_a_traceback():
+    closed = f"127.0.0.1:{free_port()}"
+    res = _cli(["audit", "mug-1"], {"ASSETSTREAM_KAFKA__BOOTSTRAP_SERVERS": closed})
+    assert res.returncode == 2, res.stderr
+    assert "Traceback" not in res.stderr and "Traceback" not in res.stdout
+    assert "cannot read the audit log" in res.stderr and f"check the broker at {closed}" in res.stderr
+
+
+def test_audit_of_an_asset_without_entries_names_the_app_that_writes_them(broker, unique):
+    res = _cli(["audit", "never-seen"], {"ASSETSTREAM_KAFKA__BOOTSTRAP_SERVERS": broker,
+                                         "ASSETSTREAM_TOPICS__PREFIX": f"t{unique}."})
+    assert res.returncode == 1
+    assert f"no audit entries for never-seen in t{unique}.audit" in res.stderr
+    assert "assetstream streams kpis" in res.stderr and "`assetstream run` does not start it" in res.stderr
