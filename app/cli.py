@@ -7,7 +7,7 @@ import os
 from typing import Any, Optional
 
 import typer
-from app.console import console, load_settings, out, setup_logging
+from app.console import broker_down, console, describe_settings_error, load_settings, out, setup_logging, store_down
 from app.kpis import cli as kpis_cli
 from app.ops import cli as ops_cli
 from app.review import cli as review_cli
@@ -112,13 +112,34 @@ def topics_create(json_out: bool = typer.Option(False, "--json", help="machine-r
     """Create all assetstream topics that do not exist yet (idempotent)."""
     from streams.topics import create_topics
 
+    from confluent_kafka import KafkaException
+
     settings = load_settings()
-    result = create_topics(settings)
+    try:
+        result = create_topics(settings)
+    except KafkaException as exc:
+        broker_down(settings, "topics not created", exc, 1)
     if json_out:
         out.print_json(json.dumps(result))
     else:
         for topic, state in result.items():
             out.print(f"{state:8} {topic}")
+
+
+API_KEYS = {"claude": ("anthropic_api_key", "ASSETSTREAM_ENRICH__ANTHROPIC_API_KEY"),
+            "gemini": ("gemini_api_key", "ASSETSTREAM_ENRICH__GEMINI_API_KEY")}
+
+
+def _missing_api_keys(settings: Any, provider: str | None) -> str | None:
+    """Which cloud provider the run would call without its API key (the default provider, or a task's or the
+    verifier's "provider:model"), as a sentence naming the variable to set; None when every key is there."""
+    enrich = settings.enrich
+    named = [provider or enrich.provider, *(m.split(":", 1)[0] for m in enrich.models.values() if ":" in m),
+             *([enrich.verifier.split(":", 1)[0]] if enrich.verifier and ":" in enrich.verifier else [])]
+    missing = [p for p in dict.fromkeys(named) if p in API_KEYS and getattr(enrich, API_KEYS[p][0]) is None]
+    if not missing:
+        return None
+    return "; ".join(f"the {p} provider needs an API key: {API_KEYS[p][1]} is not set" for p in missing)
 
 
 @app.command()
@@ -149,6 +170,8 @@ def run(paths: list[str] = typer.Argument(..., help="image files, directories or
     waits until it has handled every record."""
     from pathlib import Path
 
+    from pydantic import ValidationError
+
     from app.embedded_run import EmbeddedRun
 
     if provider and provider not in ("local", "claude", "gemini"):
@@ -156,6 +179,13 @@ def run(paths: list[str] = typer.Argument(..., help="image files, directories or
     if writeback_mode not in ("write", "suggest"):
         raise typer.BadParameter("use write or suggest", param_hint="--writeback-mode")
     settings = load_settings()
+    missing = _missing_api_keys(settings, provider)
+    if missing:  # refused before anything starts, not as a worker's traceback after the broker is up
+        console.print(f"[red]error:[/red] {missing}", highlight=False)
+        console.print("[dim]next:[/dim] set it in the environment or the config file (ASSETSTREAM_CONFIG), or "
+                      "choose another provider (--provider local runs offline; enrich.models and enrich.verifier "
+                      "name providers too)", highlight=False)
+        raise typer.Exit(2)
     setup_logging("WARNING")
     job = EmbeddedRun(paths, out_dir=Path(out_dir), bootstrap=bootstrap, registry=registry, es_url=es_url,
                       provider=provider, timeout_s=timeout, console=console, settings=settings,
@@ -176,6 +206,10 @@ def run(paths: list[str] = typer.Argument(..., help="image files, directories or
         tracker, _ = job.run(after=report_and_serve if serve else None)
     except FileNotFoundError as exc:
         console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+    except ValidationError as exc:  # an option that makes the settings invalid, e.g. --writeback-url notaurl
+        console.print("[red]configuration error:[/red]")
+        console.print(describe_settings_error(exc), markup=False, highlight=False)
         raise typer.Exit(2) from None
     except (RuntimeError, TimeoutError) as exc:
         console.print(f"[red]run failed:[/red] {exc}\n[dim]worker logs: {job.workdir}[/dim]")
@@ -313,8 +347,14 @@ def index_create():
     from domain.store.client import make_client
     from domain.store.management import ensure_index
 
+    from elasticsearch import ApiError, TransportError
+
     settings = load_settings()
-    out.print(f"write alias -> {ensure_index(make_client(settings), settings)}")
+    try:
+        alias = ensure_index(make_client(settings), settings)
+    except (ApiError, TransportError) as exc:
+        store_down(settings, "index not created", exc)
+    out.print(f"write alias -> {alias}")
 
 
 @index_app.command("migrate")
@@ -324,8 +364,13 @@ def index_migrate(to_version: Optional[int] = typer.Option(None, help="target ve
     from domain.store.client import make_client
     from domain.store.management import migrate
 
+    from elasticsearch import ApiError, TransportError
+
     settings = load_settings()
-    summary = migrate(make_client(settings), settings, to_version=to_version)
+    try:
+        summary = migrate(make_client(settings), settings, to_version=to_version)
+    except (ApiError, TransportError) as exc:
+        store_down(settings, "index not migrated", exc)
     if json_out:
         out.print_json(json.dumps(summary, default=str))
     else:
@@ -342,10 +387,15 @@ def index_embed(json_out: bool = typer.Option(False, "--json")):
     from domain.store.vectors import backfill_vectors
     from domain.taxonomy import taxonomy_from_settings
 
+    from elasticsearch import ApiError, TransportError
+
     settings = load_settings()
     tax = taxonomy_from_settings(settings)
-    counts = backfill_vectors(make_client(settings), settings,
-                              lambda t: tax.entries[t].synonyms if t in tax.entries else [])
+    try:
+        counts = backfill_vectors(make_client(settings), settings,
+                                  lambda t: tax.entries[t].synonyms if t in tax.entries else [])
+    except (ApiError, TransportError) as exc:
+        store_down(settings, "vectors not written", exc)
     if json_out:
         out.print_json(json.dumps(counts))
     else:

@@ -42,6 +42,24 @@ def load_settings() -> Settings:
         raise typer.Exit(2) from None
 
 
+def broker_down(settings: Settings, what: str, exc: Exception, code: int) -> None:
+    """A broker that cannot be reached or does not acknowledge: what failed and what to check, not a traceback."""
+    console.print(f"[red]error:[/red] {what}: {exc}", highlight=False)
+    console.print(f"[dim]next:[/dim] check the broker at {settings.kafka.bootstrap_servers} "
+                  "(ASSETSTREAM_KAFKA__BOOTSTRAP_SERVERS), then run the same command again", highlight=False)
+    raise typer.Exit(code)
+
+
+def store_down(settings: Settings, what: str, exc: Exception) -> None:
+    """The search store refused or could not be reached (exit 1), with the settings that point at it."""
+    console.print(f"[red]error:[/red] {what}: {exc}", highlight=False)
+    hint = f"check the store at {settings.index.url} (ASSETSTREAM_INDEX__URL)"
+    if getattr(exc, "status_code", None) == 406:  # OpenSearch / osmem refuse the ES compatibility media type
+        hint += "; an OpenSearch-API store needs ASSETSTREAM_INDEX__SERVER_MODE=serverless"
+    console.print(f"[dim]next:[/dim] {hint}", highlight=False)
+    raise typer.Exit(1)
+
+
 def setup_logging(level: str) -> None:
     logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)

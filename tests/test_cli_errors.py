@@ -67,3 +67,40 @@ def test_audit_of_an_asset_without_entries_names_the_app_that_writes_them(broker
     assert res.returncode == 1
     assert f"no audit entries for never-seen in t{unique}.audit" in res.stderr
     assert "assetstream streams kpis" in res.stderr and "`assetstream run` does not start it" in res.stderr
+
+
+def test_run_with_a_cloud_provider_and_no_key_refuses_before_starting_anything():
+    sample = str(ROOT / "samples" / "product_red_mug.jpg")
+    res = _cli(["run", sample, "--provider", "claude"], {})
+    assert res.returncode == 2, res.stderr
+    assert "Traceback" not in res.stderr and "PermanentError" not in res.stderr
+    assert "the claude provider needs an API key: ASSETSTREAM_ENRICH__ANTHROPIC_API_KEY is not set" in res.stderr
+    assert "started embedded" not in res.stderr  # refused before a broker or store was started
+    # a task routed to another cloud provider needs that provider's key too
+    res = _cli(["run", sample], {"ASSETSTREAM_ENRICH__MODELS": json.dumps({"alt_text": "gemini:gemini-2.5-flash"})})
+    assert res.returncode == 2 and "ASSETSTREAM_ENRICH__GEMINI_API_KEY is not set" in res.stderr
+
+
+def test_run_with_a_bad_writeback_url_is_a_configuration_error(tmp_path):
+    res = _cli(["run", str(ROOT / "samples" / "product_red_mug.jpg"), "--out", str(tmp_path),
+                "--writeback-url", "dam.example/assets/{asset_id}"], {})
+    assert res.returncode == 2, res.stderr
+    assert "Traceback" not in res.stderr and "ValidationError" not in res.stderr
+    assert "configuration error" in res.stderr and "writeback.targets.0.url: Value error, url must be http(s)://" \
+        in res.stderr
+
+
+def test_topics_and_index_commands_without_their_servers_say_what_to_check(store):
+    closed = free_port()
+    res = _cli(["topics", "create"], {"ASSETSTREAM_KAFKA__BOOTSTRAP_SERVERS": f"127.0.0.1:{closed}"})
+    assert res.returncode == 1 and "Traceback" not in res.stderr
+    assert "topics not created" in res.stderr and f"check the broker at 127.0.0.1:{closed}" in res.stderr
+    for args in (["index", "create"], ["index", "migrate"], ["index", "embed"]):
+        res = _cli(args, {"ASSETSTREAM_INDEX__URL": f"http://127.0.0.1:{closed}",
+                          "ASSETSTREAM_INDEX__MAX_RETRIES": "0"})
+        assert res.returncode == 1 and "Traceback" not in res.stderr, (args, res.stderr)
+        assert f"check the store at http://127.0.0.1:{closed} (ASSETSTREAM_INDEX__URL)" in res.stderr
+    # the embedded run's store speaks plain JSON only: the message names the setting that fixes it
+    res = _cli(["index", "embed"], {"ASSETSTREAM_INDEX__URL": store.url, "ASSETSTREAM_INDEX__INDEX": "cli-errors"})
+    assert res.returncode == 1 and "Traceback" not in res.stderr, res.stderr
+    assert "ASSETSTREAM_INDEX__SERVER_MODE=serverless" in res.stderr

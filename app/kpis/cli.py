@@ -15,19 +15,11 @@ import typer
 from confluent_kafka import KafkaException
 from rich.table import Table
 
-from app.console import console, load_settings, out
+from app.console import broker_down, console, load_settings, out
 
 
 
 _settings = load_settings  # one place turns a bad configuration into a clear exit 2
-
-
-def _broker_down(settings: Any, what: str, exc: Exception, code: int) -> None:
-    """A broker that cannot be reached or does not acknowledge: what failed and what to check, not a traceback."""
-    console.print(f"[red]error:[/red] {what}: {exc}", highlight=False)
-    console.print(f"[dim]next:[/dim] check the broker at {settings.kafka.bootstrap_servers} "
-                  "(ASSETSTREAM_KAFKA__BOOTSTRAP_SERVERS), then run the same command again", highlight=False)
-    raise typer.Exit(code)
 
 
 def _iso(value: Any) -> str:
@@ -108,7 +100,7 @@ def feedback(asset_id: Optional[str] = typer.Argument(None, help="asset the deci
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from None
     except (TimeoutError, KafkaException) as exc:  # no broker, or it did not acknowledge: nothing was sent
-        _broker_down(settings, "editor decisions not sent", exc, 1)
+        broker_down(settings, "editor decisions not sent", exc, 1)
     if json_out:
         out.print_json(json.dumps(sent))
     else:
@@ -139,7 +131,7 @@ def audit(asset_id: str = typer.Argument(..., help="asset whose history to print
     try:
         entries = history(settings, asset_id)
     except KafkaException as exc:
-        _broker_down(settings, "cannot read the audit log", exc, 2)
+        broker_down(settings, "cannot read the audit log", exc, 2)
     if json_out:
         out.print_json(json.dumps(_jsonable(entries)))
         return
