@@ -152,7 +152,8 @@ def run(paths: list[str] = typer.Argument(..., help="image files, directories or
                                              "of starting an embedded store"),
         provider: Optional[str] = typer.Option(None, "--provider", help="local | claude | gemini"),
         timeout: float = typer.Option(900, help="give up after this many seconds"),
-        json_out: bool = typer.Option(False, "--json", help="print the results as JSON"),
+        json_out: bool = typer.Option(False, "--json", help="print the results as JSON: one row per file found "
+                                      "(indexed, dead_lettered or skipped, with the reason)"),
         serve: bool = typer.Option(False, "--serve", help="then keep broker, store and workers up and serve the "
                                    "review web app (review.*) until Ctrl-C"),
         writeback_url: Optional[str] = typer.Option(
@@ -167,7 +168,10 @@ def run(paths: list[str] = typer.Argument(..., help="image files, directories or
     with a table plus a JSON-LD file and an XMP sidecar per image in --out. With --serve, everything stays up and
     the review web app is served: it prints `review: <URL>` (with the login token) when ready. With
     --writeback-url (or targets in the settings' writeback section) the writeback group runs too, and the run
-    waits until it has handled every record."""
+    waits until it has handled every record.
+
+    Exit code: 0 done, 1 an input was dead-lettered (its row says why) or a worker failed, 2 nothing to publish or
+    a configuration error, 130 interrupted."""
     from pathlib import Path
 
     from pydantic import ValidationError
@@ -194,7 +198,7 @@ def run(paths: list[str] = typer.Argument(..., help="image files, directories or
 
     def report() -> None:
         reported.append(True)
-        _print_run_rows(job.rows, json_out, out_dir)
+        _print_run_rows(job.rows, json_out, out_dir, job.skipped)
 
     def report_and_serve(running) -> None:
         from app.review.cli import serve_embedded
@@ -222,13 +226,17 @@ def run(paths: list[str] = typer.Argument(..., help="image files, directories or
     raise typer.Exit(1 if tracker.dead else 0)
 
 
-def _print_run_rows(rows: list[dict[str, Any]], json_out: bool, out_dir: str) -> None:
+def _print_run_rows(rows: list[dict[str, Any]], json_out: bool, out_dir: str,
+                    skipped: list[tuple[str, str]] = ()) -> None:
+    """The run's results: one row per published input, and with --json also one per file found but not
+    published (status `skipped`, with the reason), so every input is accounted for in the one output."""
     from pathlib import Path
 
     from rich.table import Table
 
     if json_out:
-        out.print_json(json.dumps(rows, default=str))
+        out.print_json(json.dumps([*rows, *({"asset_id": None, "file": name, "status": "skipped", "reason": why}
+                                            for name, why in skipped)], default=str))
     else:
         table = Table(title=f"{len(rows)} asset(s)", show_lines=True)
         for col in ("asset", "title", "alt text", "tags", "status", "usage", "cost $"):
