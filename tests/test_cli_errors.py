@@ -104,3 +104,29 @@ def test_topics_and_index_commands_without_their_servers_say_what_to_check(store
     res = _cli(["index", "embed"], {"ASSETSTREAM_INDEX__URL": store.url, "ASSETSTREAM_INDEX__INDEX": "cli-errors"})
     assert res.returncode == 1 and "Traceback" not in res.stderr, res.stderr
     assert "ASSETSTREAM_INDEX__SERVER_MODE=serverless" in res.stderr
+
+
+def test_an_unsigned_webhook_is_refused_on_a_non_loopback_address(broker):
+    """--insecure-no-auth accepts events from anyone who can connect, and an event may name a file:// source
+    (this machine's files): it serves loopback only."""
+    from app.ops.ingest import IngestServer
+    from app.ops.settings import OpsSettings
+    from app.settings import Settings
+
+    env = {"ASSETSTREAM_KAFKA__BOOTSTRAP_SERVERS": broker}
+    for host in ("0.0.0.0", "::"):
+        res = CliRunner().invoke(app, ["ingest-server", "--insecure-no-auth", "--host", host, "--port", "0"], env=env)
+        assert res.exit_code == 2, res.output
+        assert f"--insecure-no-auth listens on loopback only, not {host}" in res.output
+        assert "ASSETSTREAM_OPS__WEBHOOK_SECRET" in res.output
+    settings = Settings().with_overrides(kafka={"bootstrap_servers": broker})
+    server = IngestServer(settings, host="127.0.0.1", port=0, insecure_no_auth=True, ops=OpsSettings())
+    try:
+        assert server.url.startswith("http://127.0.0.1:")  # a local experiment still starts
+    finally:
+        server.httpd.server_close()
+        server.publisher.close()
+    # with a secret, other hosts may send signed requests
+    signed = IngestServer(settings, host="0.0.0.0", port=0, ops=OpsSettings(webhook_secret="s3cret-for-test"))
+    signed.httpd.server_close()
+    signed.publisher.close()
