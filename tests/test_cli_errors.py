@@ -130,3 +130,25 @@ def test_an_unsigned_webhook_is_refused_on_a_non_loopback_address(broker):
     signed = IngestServer(settings, host="0.0.0.0", port=0, ops=OpsSettings(webhook_secret="s3cret-for-test"))
     signed.httpd.server_close()
     signed.publisher.close()
+
+
+def test_backfill_of_a_directory_lists_the_files_it_does_not_publish(tmp_path):
+    """Every file is accounted for, as `assetstream run` does: not an image extension, hidden, with the reason."""
+    lib = tmp_path / "lib"
+    (lib / "2024").mkdir(parents=True)
+    (lib / ".thumbnails").mkdir()
+    (lib / "2024" / "mug.jpg").write_bytes((ROOT / "samples" / "product_red_mug.jpg").read_bytes())
+    (lib / "2024" / "contract.pdf").write_bytes(b"%PDF-1.4")
+    (lib / ".thumbnails" / "mug.jpg").write_bytes(b"x")
+    res = _cli(["backfill", str(lib), "--dry-run", "--no-index", "--json", "--state", str(tmp_path / "state.jsonl")],
+               {})
+    assert res.returncode == 0, res.stderr
+    summary = json.loads(res.stdout)
+    assert summary["planned_ids"] and summary["planned_ids"][0].startswith("mug-")
+    why = {Path(s["file"]).name: s["reason"] for s in summary["skipped_files"]}
+    assert set(why) == {"contract.pdf", ".thumbnails"}
+    assert why["contract.pdf"].startswith("not an image extension (.pdf")
+    assert why[".thumbnails"] == "hidden directory, not searched"
+    err = " ".join(res.stderr.split())
+    assert f"skipped {lib / '2024' / 'contract.pdf'}: not an image extension" in err
+    assert "2 file(s) not assets, listed above" in err
