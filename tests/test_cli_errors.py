@@ -152,3 +152,11 @@ def test_backfill_of_a_directory_lists_the_files_it_does_not_publish(tmp_path):
     err = " ".join(res.stderr.split())
     assert f"skipped {lib / '2024' / 'contract.pdf'}: not an image extension" in err
     assert "2 file(s) not assets, listed above" in err
+
+
+def test_publish_of_a_directory_points_to_backfill(tmp_path):
+    res = CliRunner().invoke(app, ["publish", str(tmp_path)], env={"COLUMNS": "200"})
+    assert res.exit_code == 2
+    text = " ".join(res.output.split())
+    assert f"{tmp_path} is a directory: publish takes image files and URLs" in text and "no such file" not in text
+    assert f"`assetstream backfill {tmp_path}` publishes every image under it" in text

@@ -96,6 +96,9 @@ def publish(
             if _is_uri(src):
                 uri = src
             else:
+                if Path(src).is_dir():
+                    _fail(f"{src} is a directory: publish takes image files and URLs",
+                          f"`assetstream backfill {src}` publishes every image under it (rate-limited, resumable)", 2)
                 if not Path(src).is_file():
                     _fail(f"{src}: no such file", "give an existing image path or a URL", 2)
                 uri = source_uri_for(src)
