@@ -160,3 +160,11 @@ def test_publish_of_a_directory_points_to_backfill(tmp_path):
     text = " ".join(res.output.split())
     assert f"{tmp_path} is a directory: publish takes image files and URLs" in text and "no such file" not in text
     assert f"`assetstream backfill {tmp_path}` publishes every image under it" in text
+
+
+def test_the_kpi_app_without_a_broker_is_a_message_not_a_traceback(tmp_path):
+    closed = f"127.0.0.1:{free_port()}"
+    res = _cli(["streams", "kpis", "--data-dir", str(tmp_path)], {"ASSETSTREAM_KAFKA__BOOTSTRAP_SERVERS": closed})
+    assert res.returncode == 1, res.stderr
+    assert "Traceback" not in res.stderr and "the KPI app cannot start" in res.stderr
+    assert f"check the broker at {closed}" in res.stderr

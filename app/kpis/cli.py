@@ -55,7 +55,10 @@ def kpis(web_port: Optional[int] = typer.Option(None, help="override kpis.web_po
     overrides = {k: v for k, v in (("web_port", web_port), ("data_dir", data_dir)) if v is not None}
     if overrides:
         settings = settings.with_overrides(kpis=overrides)
-    run(settings)
+    try:
+        run(settings)
+    except KafkaException as exc:  # no broker at start (its topics are created first)
+        broker_down(settings, "the KPI app cannot start", exc, 1)
 
 @app.command("feedback")
 def feedback(asset_id: Optional[str] = typer.Argument(None, help="asset the decision is about"),
