@@ -7,7 +7,8 @@ import os
 from typing import Any, Optional
 
 import typer
-from app.console import broker_down, console, describe_settings_error, load_settings, out, setup_logging, store_down
+from app.console import (broker_down, console, describe_settings_error, load_settings, out, redact_url, redact_urls,
+                         setup_logging, store_down)
 from app.kpis import cli as kpis_cli
 from app.ops import cli as ops_cli
 from app.review import cli as review_cli
@@ -324,7 +325,7 @@ def search(query: Optional[str] = typer.Argument(None, help="free text over titl
         console.print(f"[red]{exc}[/red]")
         raise typer.Exit(1) from None
     except Exception as exc:  # connection / missing index: say what to do
-        console.print(f"[red]search failed:[/red] {exc}\n[dim]is the store at {settings.index.url} up, and has "
+        console.print(f"[red]search failed:[/red] {exc}\n[dim]is the store at {redact_url(settings.index.url)} up, and has "
                       f"the index sink created {settings.index.index}-read?[/dim]")
         raise typer.Exit(1) from None
     if json_out:
@@ -413,7 +414,7 @@ def index_embed(json_out: bool = typer.Option(False, "--json")):
 @config_app.command("show")
 def config_show():
     """Print the effective settings as JSON (secrets redacted)."""
-    out.print_json(json.dumps(load_settings().redacted(), default=str))
+    out.print_json(json.dumps(redact_urls(load_settings().redacted()), default=str))
 
 
 app.add_typer(ops_cli.app)  # publish, ingest-server, backfill, dlq

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -168,3 +169,30 @@ def test_the_kpi_app_without_a_broker_is_a_message_not_a_traceback(tmp_path):
     assert res.returncode == 1, res.stderr
     assert "Traceback" not in res.stderr and "the KPI app cannot start" in res.stderr
     assert f"check the broker at {closed}" in res.stderr
+
+
+def test_a_password_in_the_store_url_is_never_printed(tmp_path):
+    """index.url may carry basic-auth credentials (https://elastic:pw@es:9200): config show, error messages and
+    the review app's start-up line print it with the password replaced."""
+    closed = free_port()
+    env = {"ASSETSTREAM_INDEX__URL": f"http://elastic:hunter2-secret@127.0.0.1:{closed}",
+           "ASSETSTREAM_INDEX__MAX_RETRIES": "0"}
+    shown = _cli(["config", "show"], env)
+    assert shown.returncode == 0
+    assert json.loads(shown.stdout)["index"]["url"] == f"http://elastic:***@127.0.0.1:{closed}"
+    for args in (["search", "mug"], ["index", "create"]):
+        res = _cli(args, env)
+        assert res.returncode == 1, res.stderr
+        assert f"http://elastic:***@127.0.0.1:{closed}" in res.stderr, (args, res.stderr)
+        assert "hunter2-secret" not in res.stdout + res.stderr, args
+    review = subprocess.Popen([sys.executable, "-m", "app.cli", "review", "--port", "0"], cwd=ROOT, text=True,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              env={**{k: v for k, v in os.environ.items() if not k.startswith("ASSETSTREAM_")},
+                                   "PYTHONPATH": str(ROOT), **env})
+    try:
+        assert review.stdout.readline().startswith("review: http://127.0.0.1:")  # up: the start-up line is out
+    finally:
+        review.send_signal(signal.SIGINT)
+        out, err = review.communicate(timeout=30)
+    assert f"index http://elastic:***@127.0.0.1:{closed}" in " ".join(err.split())
+    assert "hunter2-secret" not in out + err

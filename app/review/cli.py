@@ -5,7 +5,7 @@ from typing import Optional
 
 import typer
 
-from app.console import console, load_settings, setup_logging
+from app.console import console, load_settings, redact_url, setup_logging
 
 app = typer.Typer(add_completion=False)
 
@@ -31,7 +31,7 @@ def review(host: Optional[str] = typer.Option(None, help="interface to bind (def
     except ValueError as exc:
         console.print(f"[red]configuration error:[/red] {exc}")
         raise typer.Exit(2) from None
-    console.print(f"[dim]index {settings.index.url} · feedback topic {settings.topics.name('feedback')} on "
+    console.print(f"[dim]index {redact_url(settings.index.url)} · feedback topic {settings.topics.name('feedback')} on "
                   f"{settings.kafka.bootstrap_servers} · auth {settings.review.auth}[/dim]")
     serve_until_interrupted(server, announce)
 
@@ -42,7 +42,7 @@ def fleet_env(settings) -> str:
     import shlex
 
     env = {"ASSETSTREAM_KAFKA__BOOTSTRAP_SERVERS": settings.kafka.bootstrap_servers,
-           "ASSETSTREAM_INDEX__URL": settings.index.url, "ASSETSTREAM_INDEX__SERVER_MODE": settings.index.server_mode}
+           "ASSETSTREAM_INDEX__URL": redact_url(settings.index.url), "ASSETSTREAM_INDEX__SERVER_MODE": settings.index.server_mode}
     if not settings.registry.url.startswith("mock://"):  # the in-process registry needs no address
         env["ASSETSTREAM_REGISTRY__URL"] = settings.registry.url
     if settings.dead_letters.store:
@@ -57,7 +57,7 @@ def serve_embedded(settings) -> None:
     from app.review.server import ReviewServer, serve_until_interrupted
 
     print(f"broker: {settings.kafka.bootstrap_servers}", flush=True)
-    print(f"store: {settings.index.url}", flush=True)
+    print(f"store: {redact_url(settings.index.url)}", flush=True)
     print(f"env: {fleet_env(settings)}", flush=True)
     serve_until_interrupted(ReviewServer(settings), announce)
     console.print("[dim]review app stopped; stopping the workers, broker and store[/dim]")
