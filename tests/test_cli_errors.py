@@ -175,14 +175,17 @@ def test_a_password_in_the_store_url_is_never_printed(tmp_path):
     """index.url may carry basic-auth credentials (https://elastic:pw@es:9200): config show, error messages and
     the review app's start-up line print it with the password replaced."""
     closed = free_port()
+    (tmp_path / "lib").mkdir()
+    (tmp_path / "lib" / "mug.jpg").write_bytes((ROOT / "samples" / "product_red_mug.jpg").read_bytes())
     env = {"ASSETSTREAM_INDEX__URL": f"http://elastic:hunter2-secret@127.0.0.1:{closed}",
            "ASSETSTREAM_INDEX__MAX_RETRIES": "0"}
     shown = _cli(["config", "show"], env)
     assert shown.returncode == 0
     assert json.loads(shown.stdout)["index"]["url"] == f"http://elastic:***@127.0.0.1:{closed}"
-    for args in (["search", "mug"], ["index", "create"]):
+    for args in (["search", "mug"], ["index", "create"], ["backfill", str(tmp_path / "lib"), "--dry-run", "--state",
+                                                           str(tmp_path / "state.jsonl")]):
         res = _cli(args, env)
-        assert res.returncode == 1, res.stderr
+        assert res.returncode == (0 if args[0] == "backfill" else 1), res.stderr
         assert f"http://elastic:***@127.0.0.1:{closed}" in res.stderr, (args, res.stderr)
         assert "hunter2-secret" not in res.stdout + res.stderr, args
     review = subprocess.Popen([sys.executable, "-m", "app.cli", "review", "--port", "0"], cwd=ROOT, text=True,

@@ -287,11 +287,12 @@ class IndexView:
     SOURCE = ["asset_id", "version", "provenance", "hashes.sha256", "source_uri", "reasons"]
 
     def __init__(self, settings: Settings, url: str | None = None):
+        from app.console import redact_url
         from domain.store.client import make_client
         from domain.store.management import read_alias
 
         s = settings.index if url is None else settings.index.model_copy(update={"url": url})
-        self.url = s.url
+        self.url = redact_url(s.url)  # for messages: a password inside the URL is never printed
         self.alias = read_alias(s)
         self.error: str | None = None
         self.client = make_client(s.model_copy(update={"request_timeout_s": min(s.request_timeout_s, 10.0)}))
