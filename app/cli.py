@@ -167,7 +167,8 @@ def run(paths: list[str] = typer.Argument(..., help="image files, directories or
     Starts an embedded Kafka-protocol broker and search store (unless --bootstrap / --es-url), all four
     consumer groups plus the sink with the offline local provider, publishes one event per image, and ends
     with a table plus a JSON-LD file and an XMP sidecar per image in --out. With --serve, everything stays up and
-    the review web app is served: it prints `review: <URL>` (with the login token) when ready. With
+    the review web app is served: it prints an `env: …` line that points the other commands (search, feedback,
+    dlq, backfill) at this run, and `review: <URL>` (with the login token) when ready. With
     --writeback-url (or targets in the settings' writeback section) the writeback group runs too, and the run
     waits until it has handled every record.
 
