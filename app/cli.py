@@ -7,7 +7,8 @@ import os
 from typing import Any, Optional
 
 import typer
-from app.console import console, load_settings, out, setup_logging
+from app.console import (broker_down, console, describe_settings_error, load_settings, out, redact_url, redact_urls,
+                         setup_logging, store_down)
 from app.kpis import cli as kpis_cli
 from app.ops import cli as ops_cli
 from app.review import cli as review_cli
@@ -112,13 +113,34 @@ def topics_create(json_out: bool = typer.Option(False, "--json", help="machine-r
     """Create all assetstream topics that do not exist yet (idempotent)."""
     from streams.topics import create_topics
 
+    from confluent_kafka import KafkaException
+
     settings = load_settings()
-    result = create_topics(settings)
+    try:
+        result = create_topics(settings)
+    except KafkaException as exc:
+        broker_down(settings, "topics not created", exc, 1)
     if json_out:
         out.print_json(json.dumps(result))
     else:
         for topic, state in result.items():
             out.print(f"{state:8} {topic}")
+
+
+API_KEYS = {"claude": ("anthropic_api_key", "ASSETSTREAM_ENRICH__ANTHROPIC_API_KEY"),
+            "gemini": ("gemini_api_key", "ASSETSTREAM_ENRICH__GEMINI_API_KEY")}
+
+
+def _missing_api_keys(settings: Any, provider: str | None) -> str | None:
+    """Which cloud provider the run would call without its API key (the default provider, or a task's or the
+    verifier's "provider:model"), as a sentence naming the variable to set; None when every key is there."""
+    enrich = settings.enrich
+    named = [provider or enrich.provider, *(m.split(":", 1)[0] for m in enrich.models.values() if ":" in m),
+             *([enrich.verifier.split(":", 1)[0]] if enrich.verifier and ":" in enrich.verifier else [])]
+    missing = [p for p in dict.fromkeys(named) if p in API_KEYS and getattr(enrich, API_KEYS[p][0]) is None]
+    if not missing:
+        return None
+    return "; ".join(f"the {p} provider needs an API key: {API_KEYS[p][1]} is not set" for p in missing)
 
 
 @app.command()
@@ -131,7 +153,8 @@ def run(paths: list[str] = typer.Argument(..., help="image files, directories or
                                              "of starting an embedded store"),
         provider: Optional[str] = typer.Option(None, "--provider", help="local | claude | gemini"),
         timeout: float = typer.Option(900, help="give up after this many seconds"),
-        json_out: bool = typer.Option(False, "--json", help="print the results as JSON"),
+        json_out: bool = typer.Option(False, "--json", help="print the results as JSON: one row per file found "
+                                      "(indexed, dead_lettered or skipped, with the reason)"),
         serve: bool = typer.Option(False, "--serve", help="then keep broker, store and workers up and serve the "
                                    "review web app (review.*) until Ctrl-C"),
         writeback_url: Optional[str] = typer.Option(
@@ -144,10 +167,16 @@ def run(paths: list[str] = typer.Argument(..., help="image files, directories or
     Starts an embedded Kafka-protocol broker and search store (unless --bootstrap / --es-url), all four
     consumer groups plus the sink with the offline local provider, publishes one event per image, and ends
     with a table plus a JSON-LD file and an XMP sidecar per image in --out. With --serve, everything stays up and
-    the review web app is served: it prints `review: <URL>` (with the login token) when ready. With
+    the review web app is served: it prints an `env: …` line that points the other commands (search, feedback,
+    dlq, backfill) at this run, and `review: <URL>` (with the login token) when ready. With
     --writeback-url (or targets in the settings' writeback section) the writeback group runs too, and the run
-    waits until it has handled every record."""
+    waits until it has handled every record.
+
+    Exit code: 0 done, 1 an input was dead-lettered (its row says why) or a worker failed, 2 nothing to publish or
+    a configuration error, 130 interrupted."""
     from pathlib import Path
+
+    from pydantic import ValidationError
 
     from app.embedded_run import EmbeddedRun
 
@@ -156,6 +185,13 @@ def run(paths: list[str] = typer.Argument(..., help="image files, directories or
     if writeback_mode not in ("write", "suggest"):
         raise typer.BadParameter("use write or suggest", param_hint="--writeback-mode")
     settings = load_settings()
+    missing = _missing_api_keys(settings, provider)
+    if missing:  # refused before anything starts, not as a worker's traceback after the broker is up
+        console.print(f"[red]error:[/red] {missing}", highlight=False)
+        console.print("[dim]next:[/dim] set it in the environment or the config file (ASSETSTREAM_CONFIG), or "
+                      "choose another provider (--provider local runs offline; enrich.models and enrich.verifier "
+                      "name providers too)", highlight=False)
+        raise typer.Exit(2)
     setup_logging("WARNING")
     job = EmbeddedRun(paths, out_dir=Path(out_dir), bootstrap=bootstrap, registry=registry, es_url=es_url,
                       provider=provider, timeout_s=timeout, console=console, settings=settings,
@@ -164,7 +200,7 @@ def run(paths: list[str] = typer.Argument(..., help="image files, directories or
 
     def report() -> None:
         reported.append(True)
-        _print_run_rows(job.rows, json_out, out_dir)
+        _print_run_rows(job.rows, json_out, out_dir, job.skipped)
 
     def report_and_serve(running) -> None:
         from app.review.cli import serve_embedded
@@ -177,6 +213,10 @@ def run(paths: list[str] = typer.Argument(..., help="image files, directories or
     except FileNotFoundError as exc:
         console.print(f"[red]{exc}[/red]")
         raise typer.Exit(2) from None
+    except ValidationError as exc:  # an option that makes the settings invalid, e.g. --writeback-url notaurl
+        console.print("[red]configuration error:[/red]")
+        console.print(describe_settings_error(exc), markup=False, highlight=False)
+        raise typer.Exit(2) from None
     except (RuntimeError, TimeoutError) as exc:
         console.print(f"[red]run failed:[/red] {exc}\n[dim]worker logs: {job.workdir}[/dim]")
         raise typer.Exit(1) from None
@@ -188,13 +228,17 @@ def run(paths: list[str] = typer.Argument(..., help="image files, directories or
     raise typer.Exit(1 if tracker.dead else 0)
 
 
-def _print_run_rows(rows: list[dict[str, Any]], json_out: bool, out_dir: str) -> None:
+def _print_run_rows(rows: list[dict[str, Any]], json_out: bool, out_dir: str,
+                    skipped: list[tuple[str, str]] = ()) -> None:
+    """The run's results: one row per published input, and with --json also one per file found but not
+    published (status `skipped`, with the reason), so every input is accounted for in the one output."""
     from pathlib import Path
 
     from rich.table import Table
 
     if json_out:
-        out.print_json(json.dumps(rows, default=str))
+        out.print_json(json.dumps([*rows, *({"asset_id": None, "file": name, "status": "skipped", "reason": why}
+                                            for name, why in skipped)], default=str))
     else:
         table = Table(title=f"{len(rows)} asset(s)", show_lines=True)
         for col in ("asset", "title", "alt text", "tags", "status", "usage", "cost $"):
@@ -238,6 +282,7 @@ def search(query: Optional[str] = typer.Argument(None, help="free text over titl
     """Search indexed assets (read alias) and print a table; the same code as the API's GET /v1/search."""
     from pathlib import Path
 
+    from elasticsearch import ApiError
     from rich.table import Table
 
     from domain.store.api import BadRequest, SearchRequest, run_search, run_similar, run_similar_image
@@ -256,14 +301,24 @@ def search(query: Optional[str] = typer.Argument(None, help="free text over titl
     settings = load_settings()
     if es_url:
         settings = settings.with_overrides(index={"url": es_url})
-    try:
+    def ask(settings: Any) -> dict[str, Any]:
         client = make_client(settings)
         if similar_to and Path(similar_to).is_file():
-            answer = run_similar_image(client, settings, Path(similar_to).read_bytes(), req)
-        elif similar_to:
-            answer = run_similar(client, settings, similar_to, req)
-        else:
-            answer = run_search(client, settings, req)
+            return run_similar_image(client, settings, Path(similar_to).read_bytes(), req)
+        if similar_to:
+            return run_similar(client, settings, similar_to, req)
+        return run_search(client, settings, req)
+
+    try:
+        try:
+            answer = ask(settings)
+        except ApiError as exc:
+            if exc.status_code != 406 or settings.index.server_mode != "stack":
+                raise
+            # the store refuses Elasticsearch's compatibility media type (OpenSearch, the osmem store of
+            # `assetstream run`, Elastic Serverless): ask again in plain JSON, as index.server_mode=serverless does
+            settings = settings.with_overrides(index={"server_mode": "serverless"})
+            answer = ask(settings)
     except BadRequest as exc:
         console.print(f"[red]{exc}[/red]")
         raise typer.Exit(2) from None
@@ -271,7 +326,7 @@ def search(query: Optional[str] = typer.Argument(None, help="free text over titl
         console.print(f"[red]{exc}[/red]")
         raise typer.Exit(1) from None
     except Exception as exc:  # connection / missing index: say what to do
-        console.print(f"[red]search failed:[/red] {exc}\n[dim]is the store at {settings.index.url} up, and has "
+        console.print(f"[red]search failed:[/red] {exc}\n[dim]is the store at {redact_url(settings.index.url)} up, and has "
                       f"the index sink created {settings.index.index}-read?[/dim]")
         raise typer.Exit(1) from None
     if json_out:
@@ -302,8 +357,14 @@ def index_create():
     from domain.store.client import make_client
     from domain.store.management import ensure_index
 
+    from elasticsearch import ApiError, TransportError
+
     settings = load_settings()
-    out.print(f"write alias -> {ensure_index(make_client(settings), settings)}")
+    try:
+        alias = ensure_index(make_client(settings), settings)
+    except (ApiError, TransportError) as exc:
+        store_down(settings, "index not created", exc)
+    out.print(f"write alias -> {alias}")
 
 
 @index_app.command("migrate")
@@ -313,8 +374,13 @@ def index_migrate(to_version: Optional[int] = typer.Option(None, help="target ve
     from domain.store.client import make_client
     from domain.store.management import migrate
 
+    from elasticsearch import ApiError, TransportError
+
     settings = load_settings()
-    summary = migrate(make_client(settings), settings, to_version=to_version)
+    try:
+        summary = migrate(make_client(settings), settings, to_version=to_version)
+    except (ApiError, TransportError) as exc:
+        store_down(settings, "index not migrated", exc)
     if json_out:
         out.print_json(json.dumps(summary, default=str))
     else:
@@ -331,10 +397,15 @@ def index_embed(json_out: bool = typer.Option(False, "--json")):
     from domain.store.vectors import backfill_vectors
     from domain.taxonomy import taxonomy_from_settings
 
+    from elasticsearch import ApiError, TransportError
+
     settings = load_settings()
     tax = taxonomy_from_settings(settings)
-    counts = backfill_vectors(make_client(settings), settings,
-                              lambda t: tax.entries[t].synonyms if t in tax.entries else [])
+    try:
+        counts = backfill_vectors(make_client(settings), settings,
+                                  lambda t: tax.entries[t].synonyms if t in tax.entries else [])
+    except (ApiError, TransportError) as exc:
+        store_down(settings, "vectors not written", exc)
     if json_out:
         out.print_json(json.dumps(counts))
     else:
@@ -344,7 +415,7 @@ def index_embed(json_out: bool = typer.Option(False, "--json")):
 @config_app.command("show")
 def config_show():
     """Print the effective settings as JSON (secrets redacted)."""
-    out.print_json(json.dumps(load_settings().redacted(), default=str))
+    out.print_json(json.dumps(redact_urls(load_settings().redacted()), default=str))
 
 
 app.add_typer(ops_cli.app)  # publish, ingest-server, backfill, dlq

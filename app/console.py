@@ -42,6 +42,47 @@ def load_settings() -> Settings:
         raise typer.Exit(2) from None
 
 
+def redact_url(url: str) -> str:
+    """A URL fit to print: a password in its userinfo (`https://elastic:pw@es:9200`) replaced by `***`."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return url
+    if parts.password is None:
+        return url
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}"))
+
+
+def redact_urls(value: object) -> object:
+    """Every string in a JSON-like value that is a URL with a password, redacted (`redact_url`)."""
+    if isinstance(value, dict):
+        return {k: redact_urls(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [redact_urls(v) for v in value]
+    return redact_url(value) if isinstance(value, str) and "://" in value and "@" in value else value
+
+
+def broker_down(settings: Settings, what: str, exc: Exception, code: int) -> None:
+    """A broker that cannot be reached or does not acknowledge: what failed and what to check, not a traceback."""
+    console.print(f"[red]error:[/red] {what}: {exc}", highlight=False)
+    console.print(f"[dim]next:[/dim] check the broker at {settings.kafka.bootstrap_servers} "
+                  "(ASSETSTREAM_KAFKA__BOOTSTRAP_SERVERS), then run the same command again", highlight=False)
+    raise typer.Exit(code)
+
+
+def store_down(settings: Settings, what: str, exc: Exception) -> None:
+    """The search store refused or could not be reached (exit 1), with the settings that point at it."""
+    console.print(f"[red]error:[/red] {what}: {exc}", highlight=False)
+    hint = f"check the store at {redact_url(settings.index.url)} (ASSETSTREAM_INDEX__URL)"
+    if getattr(exc, "status_code", None) == 406:  # OpenSearch / osmem refuse the ES compatibility media type
+        hint += "; an OpenSearch-API store needs ASSETSTREAM_INDEX__SERVER_MODE=serverless"
+    console.print(f"[dim]next:[/dim] {hint}", highlight=False)
+    raise typer.Exit(1)
+
+
 def setup_logging(level: str) -> None:
     logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)

@@ -2,9 +2,11 @@
 whole pipeline, then the review app until Ctrl-C."""
 from __future__ import annotations
 
+import json
 import os
 import queue
 import re
+import shlex
 import shutil
 import signal
 import subprocess
@@ -57,6 +59,20 @@ def test_run_serve_prints_the_login_url_and_serves_until_ctrl_c(tmp_path):
             assert asset_id.startswith("product_red_mug-")
             assert editor.get(f"{base}/thumb/{asset_id}").headers["content-type"] == "image/jpeg"
             assert httpx.get(f"{store}/").status_code == 200  # the embedded store is still up while serving
+
+        # the `env:` line points the other commands at this run: search finds the image, dlq reads its topic
+        fleet = dict(item.split("=", 1)
+                     for item in shlex.split(next(line for line in seen if line.startswith("env: "))[5:]))
+        assert fleet["ASSETSTREAM_INDEX__URL"] == store and fleet["ASSETSTREAM_KAFKA__BOOTSTRAP_SERVERS"] == broker
+        assert Path(fleet["ASSETSTREAM_DEAD_LETTERS__STORE"]) == tmp_path / "out" / "dead-letter-originals"
+        other = {**{k: v for k, v in env.items() if not k.startswith("ASSETSTREAM_")}, **fleet}
+        found = subprocess.run([sys.executable, "-m", "app.cli", "search", "mug", "--json"], env=other,
+                               cwd=str(REPO), capture_output=True, text=True, timeout=120)
+        assert found.returncode == 0, found.stderr
+        assert [h["asset_id"] for h in json.loads(found.stdout)["hits"]] == [asset_id]
+        letters = subprocess.run([sys.executable, "-m", "app.cli", "dlq", "list", "--json"], env=other,
+                                 cwd=str(REPO), capture_output=True, text=True, timeout=120)
+        assert letters.returncode == 0 and json.loads(letters.stdout) == [], letters.stderr
 
         proc.send_signal(signal.SIGINT)  # Ctrl-C
         assert proc.wait(60) == 0

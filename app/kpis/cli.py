@@ -12,9 +12,10 @@ from datetime import datetime, timezone
 from typing import Any, List, Optional
 
 import typer
+from confluent_kafka import KafkaException
 from rich.table import Table
 
-from app.console import console, load_settings, out
+from app.console import broker_down, console, load_settings, out
 
 
 
@@ -54,7 +55,10 @@ def kpis(web_port: Optional[int] = typer.Option(None, help="override kpis.web_po
     overrides = {k: v for k, v in (("web_port", web_port), ("data_dir", data_dir)) if v is not None}
     if overrides:
         settings = settings.with_overrides(kpis=overrides)
-    run(settings)
+    try:
+        run(settings)
+    except KafkaException as exc:  # no broker at start (its topics are created first)
+        broker_down(settings, "the KPI app cannot start", exc, 1)
 
 @app.command("feedback")
 def feedback(asset_id: Optional[str] = typer.Argument(None, help="asset the decision is about"),
@@ -98,6 +102,8 @@ def feedback(asset_id: Optional[str] = typer.Argument(None, help="asset the deci
     except (ValueError, KeyError) as exc:
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from None
+    except (TimeoutError, KafkaException) as exc:  # no broker, or it did not acknowledge: nothing was sent
+        broker_down(settings, "editor decisions not sent", exc, 1)
     if json_out:
         out.print_json(json.dumps(sent))
     else:
@@ -124,12 +130,19 @@ def audit(asset_id: str = typer.Argument(..., help="asset whose history to print
     except ValueError as exc:
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from None
-    entries = history(_settings(), asset_id)
+    settings = _settings()
+    try:
+        entries = history(settings, asset_id)
+    except KafkaException as exc:
+        broker_down(settings, "cannot read the audit log", exc, 2)
     if json_out:
         out.print_json(json.dumps(_jsonable(entries)))
         return
     if not entries:
-        console.print(f"no audit entries for {asset_id}")
+        console.print(f"no audit entries for {asset_id} in {settings.topics.name('audit')}", highlight=False)
+        console.print("[dim]next:[/dim] check the asset id (`assetstream search`); the audit log is written by the "
+                      "KPI app, `assetstream streams kpis`, which must run against this broker (`assetstream run` "
+                      "does not start it)", highlight=False)
         raise typer.Exit(1)
     table = Table(title=f"audit history of {asset_id}")
     for col in ("at", "kind", "version", "status", "actor", "field", "value", "source / action", "prompt", "model"):

@@ -28,7 +28,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable
 
 from confluent_kafka import KafkaError, Producer
 
@@ -90,15 +90,14 @@ def _local_item(path: Path, use_hash: bool, asset_id: str | None = None, version
                 fields or {}, row)
 
 
-def walk_dir(root: Path, extensions: Iterable[str], use_hash: bool = False) -> Iterator[Item]:
-    """Image files under root (sorted, hidden dirs skipped), by suffix."""
-    exts = {e.lower() if e.startswith(".") else "." + e.lower() for e in extensions}
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        for name in sorted(filenames):
-            p = Path(dirpath) / name
-            if p.suffix.lower() in exts and not name.startswith(".") and p.is_file():
-                yield _local_item(p, use_hash, row=str(p))
+def walk_dir(root: Path, extensions: Iterable[str],
+             use_hash: bool = False) -> tuple[list[Item], list[tuple[str, str]]]:
+    """(items, skipped): the image files under root by suffix (sorted, hidden directories not searched), and
+    every other file found with the reason it is not published — the same discovery `assetstream run` uses."""
+    from app.embedded_run import find_images
+
+    files, skipped = find_images([str(root)], list(extensions))
+    return [_local_item(p, use_hash, row=str(p)) for p in files], skipped
 
 
 def _row_item(row: dict[str, Any], where: str, base: Path, use_hash: bool) -> Item:
@@ -170,11 +169,14 @@ def read_manifest(path: Path, use_hash: bool = False) -> tuple[list[Item], list[
     return items, bad
 
 
-def enumerate_source(source: Path, ops: OpsSettings, use_hash: bool = False) -> tuple[list[Item], list[str]]:
+def enumerate_source(source: Path, ops: OpsSettings,
+                     use_hash: bool = False) -> tuple[list[Item], list[str], list[tuple[str, str]]]:
+    """(items, bad manifest rows, files of a directory not published with the reason)."""
     if source.is_dir():
-        return list(walk_dir(source, ops.image_extensions, use_hash)), []
+        items, skipped = walk_dir(source, ops.image_extensions, use_hash)
+        return items, [], skipped
     if source.is_file():
-        return read_manifest(source, use_hash)
+        return (*read_manifest(source, use_hash), [])
     raise BackfillError(f"{source}: no such directory or manifest file")
 
 
@@ -285,11 +287,12 @@ class IndexView:
     SOURCE = ["asset_id", "version", "provenance", "hashes.sha256", "source_uri", "reasons"]
 
     def __init__(self, settings: Settings, url: str | None = None):
+        from app.console import redact_url
         from domain.store.client import make_client
         from domain.store.management import read_alias
 
         s = settings.index if url is None else settings.index.model_copy(update={"url": url})
-        self.url = s.url
+        self.url = redact_url(s.url)  # for messages: a password inside the URL is never printed
         self.alias = read_alias(s)
         self.error: str | None = None
         self.client = make_client(s.model_copy(update={"request_timeout_s": min(s.request_timeout_s, 10.0)}))
@@ -339,6 +342,8 @@ class Plan:
     stale: dict[str, list[str]] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    skipped_files: list[tuple[str, str]] = field(default_factory=list)
+    """(file, why) for every file of a source directory that is not an asset (not an image extension, hidden)"""
 
 
 @dataclass
@@ -354,6 +359,7 @@ class Result:
                 "skipped_already_published": len(p.skipped_state), "skipped_already_indexed": len(p.skipped_indexed),
                 "skipped_current": len(p.skipped_current), "skipped_not_indexed": len(p.skipped_missing),
                 "stale": p.stale, "problems": p.problems, "notes": p.notes, "interrupted": self.interrupted,
+                "skipped_files": [{"file": f, "reason": why} for f, why in p.skipped_files],
                 "published_ids": self.published, "failed_ids": self.failed,
                 "planned_ids": [it.asset_id for it, *_ in p.publish]}
 

@@ -96,6 +96,9 @@ def publish(
             if _is_uri(src):
                 uri = src
             else:
+                if Path(src).is_dir():
+                    _fail(f"{src} is a directory: publish takes image files and URLs",
+                          f"`assetstream backfill {src}` publishes every image under it (rate-limited, resumable)", 2)
                 if not Path(src).is_file():
                     _fail(f"{src}: no such file", "give an existing image path or a URL", 2)
                 uri = source_uri_for(src)
@@ -204,9 +207,11 @@ def backfill(
     if rate <= 0:
         _fail("--rate must be > 0", code=2)
     try:
-        items, problems = bf.enumerate_source(source, ops, use_hash)
+        items, problems, skipped_files = bf.enumerate_source(source, ops, use_hash)
     except bf.BackfillError as exc:
         _fail(str(exc), "give a directory of images or a .csv/.jsonl manifest", 2)
+    for name, why in skipped_files:  # never silently: as `assetstream run` reports them
+        console.print(f"[yellow]skipped[/yellow] {name}: {why}", highlight=False)
     for p in problems[:20]:
         console.print(f"[yellow]skipping row[/yellow] {p}")
     if len(problems) > 20:
@@ -238,6 +243,7 @@ def backfill(
         if index is not None:
             index.close()
     plan.problems[:0] = problems  # the rows not published, in the summary (--json) as well as on stderr
+    plan.skipped_files = skipped_files
     for note in plan.notes:
         console.print(f"[yellow]note:[/yellow] {note}")
     skipped = len(plan.skipped_state) + len(plan.skipped_indexed) + len(plan.skipped_current) + \
@@ -245,7 +251,8 @@ def backfill(
     console.print(f"{len(items)} asset(s) in {source}: {len(plan.publish)} to publish, {skipped} skipped "
                   f"(already published {len(plan.skipped_state)}, already indexed {len(plan.skipped_indexed)}"
                   + (f", current {len(plan.skipped_current)}, not indexed {len(plan.skipped_missing)}"
-                     if only_stale else "") + f"); state {state_path}")
+                     if only_stale else "") + f"); state {state_path}"
+                  + (f"; {len(skipped_files)} file(s) not assets, listed above" if skipped_files else ""))
     if dry_run:
         result = bf.Result(plan)
         if json_out:

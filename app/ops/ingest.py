@@ -315,23 +315,39 @@ class _Handler(BaseHTTPRequestHandler):
         self._reply(202, {"accepted": len(acked), "assets": acked})
 
 
+def _loopback(host: str) -> bool:
+    """Whether binding `host` serves this machine only (a name is resolved: `localhost`, a hosts-file alias)."""
+    import ipaddress
+    import socket
+
+    try:
+        return all(ipaddress.ip_address(info[4][0].split("%")[0]).is_loopback
+                   for info in socket.getaddrinfo(host, None))
+    except (OSError, ValueError):
+        return False
+
+
 class IngestServer:
     """The webhook HTTP server (threaded). `start()` serves in a background thread; `serve_forever()` blocks."""
 
     def __init__(self, settings: Settings, *, host: str | None = None, port: int | None = None,
                  insecure_no_auth: bool = False, ops: OpsSettings | None = None):
         ops = ops or ops_settings(settings)
+        bind = host or ops.webhook_host
         if ops.webhook_secret is None or not ops.webhook_secret.get_secret_value():
             if not insecure_no_auth:
                 raise ValueError("no webhook secret: set ASSETSTREAM_OPS__WEBHOOK_SECRET (or ops.webhook_secret "
                                  "in the config file), or pass --insecure-no-auth for a local test only")
+            if not _loopback(bind):  # unsigned events name file:// sources: this machine's files, to anyone
+                raise ValueError(f"--insecure-no-auth listens on loopback only, not {bind}: set "
+                                 "ASSETSTREAM_OPS__WEBHOOK_SECRET to accept signed requests from other hosts")
             secret = None
         else:
             secret = ops.webhook_secret.get_secret_value().encode()
         self.cfg = _Config(secret, ops.webhook_tolerance_s, ops.webhook_max_body_bytes, ops.webhook_max_batch,
                            ops.webhook_ack_timeout_s)
         handler = type("IngestHandler", (_Handler,), {"cfg": self.cfg})
-        self.httpd = ThreadingHTTPServer((host or ops.webhook_host, ops.webhook_port if port is None else port),
+        self.httpd = ThreadingHTTPServer((bind, ops.webhook_port if port is None else port),
                                          handler)  # bind first: a busy port fails before a producer exists
         self.httpd.daemon_threads = True
         self.publisher = AckingPublisher(settings)

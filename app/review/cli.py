@@ -5,7 +5,7 @@ from typing import Optional
 
 import typer
 
-from app.console import console, load_settings, setup_logging
+from app.console import console, load_settings, redact_url, setup_logging
 
 app = typer.Typer(add_completion=False)
 
@@ -31,17 +31,33 @@ def review(host: Optional[str] = typer.Option(None, help="interface to bind (def
     except ValueError as exc:
         console.print(f"[red]configuration error:[/red] {exc}")
         raise typer.Exit(2) from None
-    console.print(f"[dim]index {settings.index.url} · feedback topic {settings.topics.name('feedback')} on "
+    console.print(f"[dim]index {redact_url(settings.index.url)} · feedback topic {settings.topics.name('feedback')} on "
                   f"{settings.kafka.bootstrap_servers} · auth {settings.review.auth}[/dim]")
     serve_until_interrupted(server, announce)
 
 
+def fleet_env(settings) -> str:
+    """The variables that point the other commands (search, feedback, dlq, audit, backfill) at this run's broker,
+    store and dead-letter originals, as one line to `export` or put in front of a command."""
+    import shlex
+
+    env = {"ASSETSTREAM_KAFKA__BOOTSTRAP_SERVERS": settings.kafka.bootstrap_servers,
+           "ASSETSTREAM_INDEX__URL": redact_url(settings.index.url), "ASSETSTREAM_INDEX__SERVER_MODE": settings.index.server_mode}
+    if not settings.registry.url.startswith("mock://"):  # the in-process registry needs no address
+        env["ASSETSTREAM_REGISTRY__URL"] = settings.registry.url
+    if settings.dead_letters.store:
+        env["ASSETSTREAM_DEAD_LETTERS__STORE"] = settings.dead_letters.store
+    return " ".join(f"{k}={shlex.quote(str(v))}" for k, v in env.items())
+
+
 def serve_embedded(settings) -> None:
-    """`assetstream run DIR --serve`: name the embedded broker and store, then serve the review app until Ctrl-C
-    (the run stops its workers, broker and store afterwards)."""
+    """`assetstream run DIR --serve`: name the embedded broker and store (and the `env:` line that points the other
+    commands at them), then serve the review app until Ctrl-C (the run stops its workers, broker and store
+    afterwards)."""
     from app.review.server import ReviewServer, serve_until_interrupted
 
     print(f"broker: {settings.kafka.bootstrap_servers}", flush=True)
-    print(f"store: {settings.index.url}", flush=True)
+    print(f"store: {redact_url(settings.index.url)}", flush=True)
+    print(f"env: {fleet_env(settings)}", flush=True)
     serve_until_interrupted(ReviewServer(settings), announce)
     console.print("[dim]review app stopped; stopping the workers, broker and store[/dim]")

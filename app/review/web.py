@@ -15,6 +15,8 @@ from typing import Any, Awaitable, Callable
 from urllib.parse import quote, urlencode, urlsplit
 
 import jinja2
+from elastic_transport import TransportError
+from elasticsearch import ApiError, NotFoundError
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from starlette.applications import Starlette
@@ -139,9 +141,24 @@ class ReviewApp:
                 if not self.auth.csrf_ok(who, request.headers.get("x-csrf-token") or form.get("csrf")):
                     return self._message(request, None, 403, "Refused",
                                          "The form's security token is missing or stale: reload the page and try again.")
-            return await handler(request, who)
+            try:
+                return await handler(request, who)
+            except (ApiError, TransportError) as exc:  # the store: a page that says so, not a bare 500
+                return self._store_failed(request, who, exc)
 
         return endpoint
+
+    def _store_failed(self, request: Request, who: Principal, exc: Exception) -> Response:
+        """503 with what an editor can do; the log line names the failure (no stack trace, no document)."""
+        log.warning("review app: %s %s: the search store failed: %s", request.method, request.url.path,
+                    type(exc).__name__)
+        if isinstance(exc, NotFoundError) and "index_not_found" in str(exc):
+            text = ("The search index does not exist yet: it is created when the index sink starts "
+                    "(`assetstream worker index`) or by `assetstream index create`. Reload this page then.")
+        else:
+            text = ("The search index cannot be reached right now, so nothing can be shown or decided. Reload "
+                    "this page in a moment; if it persists, ask an operator to check the store (index.url).")
+        return self._message(request, who, 503, "Search index unavailable", text)
 
     def _own_hosts(self, request: Request) -> set[str]:
         hosts = {request.headers.get("host") or ""}

@@ -1,0 +1,201 @@
+"""What a user sees when a CLI command meets the wrong store or no broker: an answer or a clear message with
+what to check, never a traceback. Real parts: an osmem-server store (the one `assetstream run` embeds), the
+session's tansu broker, and a loopback port with nothing listening on it."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from app.cli import app
+from streams.embedded import free_port
+from tests.store_support import index_all, settings_for, validated_asset
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _cli(args: list[str], env: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """`python -m app.cli ARGS` as a user runs it (stdout and stderr as text), with only ASSETSTREAM_* from env."""
+    base = {k: v for k, v in os.environ.items() if not k.startswith("ASSETSTREAM_")}
+    return subprocess.run([sys.executable, "-m", "app.cli", *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=timeout, env={**base, "PYTHONPATH": str(ROOT), "COLUMNS": "200", **env})
+
+
+def test_search_with_only_es_url_answers_from_the_embedded_store(store):
+    """docs/review.md: point `assetstream search --es-url <store>` at the store `run --serve` prints. That store
+    (osmem) refuses Elasticsearch's compatibility media type, which index.server_mode's default (`stack`) sends."""
+    settings = index_all(settings_for(store.url), [validated_asset("cli-mug", title="Red enamel mug on a shelf")])
+    env = {"ASSETSTREAM_INDEX__INDEX": settings.index.index}  # nothing else configured: server_mode is `stack`
+    for args in (["search", "enamel mug", "--mode", "keyword"], ["search", "--similar-to", "cli-mug", "--by", "text"]):
+        res = CliRunner().invoke(app, [*args, "--json", "--es-url", store.url], env=env)
+        assert res.exit_code == 0, res.output
+        answer = json.loads(res.output)
+        assert "search failed" not in res.output
+        if args[1] == "enamel mug":
+            assert [h["asset_id"] for h in answer["hits"]] == ["cli-mug"]
+        else:
+            assert answer["similar_to"] == "cli-mug" and answer["total"] == 0  # the only document is itself
+
+
+def test_feedback_without_a_broker_says_nothing_was_sent_and_what_to_check():
+    closed = f"127.0.0.1:{free_port()}"  # nothing listens there
+    res = _cli(["feedback", "mug-1", "--approve", "--editor", "alice"],
+               {"ASSETSTREAM_KAFKA__BOOTSTRAP_SERVERS": closed,
+                "ASSETSTREAM_KAFKA__EXTRA": json.dumps({"message.timeout.ms": "3000"})})
+    assert res.returncode == 1, res.stderr
+    assert "Traceback" not in res.stderr and "Traceback" not in res.stdout
+    assert "editor decisions not sent" in res.stderr
+    assert f"check the broker at {closed} (ASSETSTREAM_KAFKA__BOOTSTRAP_SERVERS)" in res.stderr
+    assert "sent " not in res.stdout
+
+
+def test_audit_without_a_broker_is_a_message_not_a_traceback():
+    closed = f"127.0.0.1:{free_port()}"
+    res = _cli(["audit", "mug-1"], {"ASSETSTREAM_KAFKA__BOOTSTRAP_SERVERS": closed})
+    assert res.returncode == 2, res.stderr
+    assert "Traceback" not in res.stderr and "Traceback" not in res.stdout
+    assert "cannot read the audit log" in res.stderr and f"check the broker at {closed}" in res.stderr
+
+
+def test_audit_of_an_asset_without_entries_names_the_app_that_writes_them(broker, unique):
+    res = _cli(["audit", "never-seen"], {"ASSETSTREAM_KAFKA__BOOTSTRAP_SERVERS": broker,
+                                         "ASSETSTREAM_TOPICS__PREFIX": f"t{unique}."})
+    assert res.returncode == 1
+    assert f"no audit entries for never-seen in t{unique}.audit" in res.stderr
+    assert "assetstream streams kpis" in res.stderr and "`assetstream run` does not start it" in res.stderr
+
+
+def test_run_with_a_cloud_provider_and_no_key_refuses_before_starting_anything():
+    sample = str(ROOT / "samples" / "product_red_mug.jpg")
+    res = _cli(["run", sample, "--provider", "claude"], {})
+    assert res.returncode == 2, res.stderr
+    assert "Traceback" not in res.stderr and "PermanentError" not in res.stderr
+    assert "the claude provider needs an API key: ASSETSTREAM_ENRICH__ANTHROPIC_API_KEY is not set" in res.stderr
+    assert "started embedded" not in res.stderr  # refused before a broker or store was started
+    # a task routed to another cloud provider needs that provider's key too
+    res = _cli(["run", sample], {"ASSETSTREAM_ENRICH__MODELS": json.dumps({"alt_text": "gemini:gemini-2.5-flash"})})
+    assert res.returncode == 2 and "ASSETSTREAM_ENRICH__GEMINI_API_KEY is not set" in res.stderr
+
+
+def test_run_with_a_bad_writeback_url_is_a_configuration_error(tmp_path):
+    res = _cli(["run", str(ROOT / "samples" / "product_red_mug.jpg"), "--out", str(tmp_path),
+                "--writeback-url", "dam.example/assets/{asset_id}"], {})
+    assert res.returncode == 2, res.stderr
+    assert "Traceback" not in res.stderr and "ValidationError" not in res.stderr
+    assert "configuration error" in res.stderr and "writeback.targets.0.url: Value error, url must be http(s)://" \
+        in res.stderr
+
+
+def test_topics_and_index_commands_without_their_servers_say_what_to_check(store):
+    closed = free_port()
+    res = _cli(["topics", "create"], {"ASSETSTREAM_KAFKA__BOOTSTRAP_SERVERS": f"127.0.0.1:{closed}"})
+    assert res.returncode == 1 and "Traceback" not in res.stderr
+    assert "topics not created" in res.stderr and f"check the broker at 127.0.0.1:{closed}" in res.stderr
+    for args in (["index", "create"], ["index", "migrate"], ["index", "embed"]):
+        res = _cli(args, {"ASSETSTREAM_INDEX__URL": f"http://127.0.0.1:{closed}",
+                          "ASSETSTREAM_INDEX__MAX_RETRIES": "0"})
+        assert res.returncode == 1 and "Traceback" not in res.stderr, (args, res.stderr)
+        assert f"check the store at http://127.0.0.1:{closed} (ASSETSTREAM_INDEX__URL)" in res.stderr
+    # the embedded run's store speaks plain JSON only: the message names the setting that fixes it
+    res = _cli(["index", "embed"], {"ASSETSTREAM_INDEX__URL": store.url, "ASSETSTREAM_INDEX__INDEX": "cli-errors"})
+    assert res.returncode == 1 and "Traceback" not in res.stderr, res.stderr
+    assert "ASSETSTREAM_INDEX__SERVER_MODE=serverless" in res.stderr
+
+
+def test_an_unsigned_webhook_is_refused_on_a_non_loopback_address(broker):
+    """--insecure-no-auth accepts events from anyone who can connect, and an event may name a file:// source
+    (this machine's files): it serves loopback only."""
+    from app.ops.ingest import IngestServer
+    from app.ops.settings import OpsSettings
+    from app.settings import Settings
+
+    env = {"ASSETSTREAM_KAFKA__BOOTSTRAP_SERVERS": broker}
+    for host in ("0.0.0.0", "::"):
+        res = CliRunner().invoke(app, ["ingest-server", "--insecure-no-auth", "--host", host, "--port", "0"], env=env)
+        assert res.exit_code == 2, res.output
+        assert f"--insecure-no-auth listens on loopback only, not {host}" in res.output
+        assert "ASSETSTREAM_OPS__WEBHOOK_SECRET" in res.output
+    settings = Settings().with_overrides(kafka={"bootstrap_servers": broker})
+    server = IngestServer(settings, host="127.0.0.1", port=0, insecure_no_auth=True, ops=OpsSettings())
+    try:
+        assert server.url.startswith("http://127.0.0.1:")  # a local experiment still starts
+    finally:
+        server.httpd.server_close()
+        server.publisher.close()
+    # with a secret, other hosts may send signed requests
+    signed = IngestServer(settings, host="0.0.0.0", port=0, ops=OpsSettings(webhook_secret="s3cret-for-test"))
+    signed.httpd.server_close()
+    signed.publisher.close()
+
+
+def test_backfill_of_a_directory_lists_the_files_it_does_not_publish(tmp_path):
+    """Every file is accounted for, as `assetstream run` does: not an image extension, hidden, with the reason."""
+    lib = tmp_path / "lib"
+    (lib / "2024").mkdir(parents=True)
+    (lib / ".thumbnails").mkdir()
+    (lib / "2024" / "mug.jpg").write_bytes((ROOT / "samples" / "product_red_mug.jpg").read_bytes())
+    (lib / "2024" / "contract.pdf").write_bytes(b"%PDF-1.4")
+    (lib / ".thumbnails" / "mug.jpg").write_bytes(b"x")
+    res = _cli(["backfill", str(lib), "--dry-run", "--no-index", "--json", "--state", str(tmp_path / "state.jsonl")],
+               {})
+    assert res.returncode == 0, res.stderr
+    summary = json.loads(res.stdout)
+    assert summary["planned_ids"] and summary["planned_ids"][0].startswith("mug-")
+    why = {Path(s["file"]).name: s["reason"] for s in summary["skipped_files"]}
+    assert set(why) == {"contract.pdf", ".thumbnails"}
+    assert why["contract.pdf"].startswith("not an image extension (.pdf")
+    assert why[".thumbnails"] == "hidden directory, not searched"
+    err = " ".join(res.stderr.split())
+    assert f"skipped {lib / '2024' / 'contract.pdf'}: not an image extension" in err
+    assert "2 file(s) not assets, listed above" in err
+
+
+def test_publish_of_a_directory_points_to_backfill(tmp_path):
+    res = CliRunner().invoke(app, ["publish", str(tmp_path)], env={"COLUMNS": "200"})
+    assert res.exit_code == 2
+    text = " ".join(res.output.split())
+    assert f"{tmp_path} is a directory: publish takes image files and URLs" in text and "no such file" not in text
+    assert f"`assetstream backfill {tmp_path}` publishes every image under it" in text
+
+
+def test_the_kpi_app_without_a_broker_is_a_message_not_a_traceback(tmp_path):
+    closed = f"127.0.0.1:{free_port()}"
+    res = _cli(["streams", "kpis", "--data-dir", str(tmp_path)], {"ASSETSTREAM_KAFKA__BOOTSTRAP_SERVERS": closed})
+    assert res.returncode == 1, res.stderr
+    assert "Traceback" not in res.stderr and "the KPI app cannot start" in res.stderr
+    assert f"check the broker at {closed}" in res.stderr
+
+
+def test_a_password_in_the_store_url_is_never_printed(tmp_path):
+    """index.url may carry basic-auth credentials (https://elastic:pw@es:9200): config show, error messages and
+    the review app's start-up line print it with the password replaced."""
+    closed = free_port()
+    (tmp_path / "lib").mkdir()
+    (tmp_path / "lib" / "mug.jpg").write_bytes((ROOT / "samples" / "product_red_mug.jpg").read_bytes())
+    env = {"ASSETSTREAM_INDEX__URL": f"http://elastic:hunter2-secret@127.0.0.1:{closed}",
+           "ASSETSTREAM_INDEX__MAX_RETRIES": "0"}
+    shown = _cli(["config", "show"], env)
+    assert shown.returncode == 0
+    assert json.loads(shown.stdout)["index"]["url"] == f"http://elastic:***@127.0.0.1:{closed}"
+    for args in (["search", "mug"], ["index", "create"], ["backfill", str(tmp_path / "lib"), "--dry-run", "--state",
+                                                           str(tmp_path / "state.jsonl")]):
+        res = _cli(args, env)
+        assert res.returncode == (0 if args[0] == "backfill" else 1), res.stderr
+        assert f"http://elastic:***@127.0.0.1:{closed}" in res.stderr, (args, res.stderr)
+        assert "hunter2-secret" not in res.stdout + res.stderr, args
+    review = subprocess.Popen([sys.executable, "-m", "app.cli", "review", "--port", "0"], cwd=ROOT, text=True,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              env={**{k: v for k, v in os.environ.items() if not k.startswith("ASSETSTREAM_")},
+                                   "PYTHONPATH": str(ROOT), **env})
+    try:
+        assert review.stdout.readline().startswith("review: http://127.0.0.1:")  # up: the start-up line is out
+    finally:
+        review.send_signal(signal.SIGINT)
+        out, err = review.communicate(timeout=30)
+    assert f"index http://elastic:***@127.0.0.1:{closed}" in " ".join(err.split())
+    assert "hunter2-secret" not in out + err

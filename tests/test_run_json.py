@@ -1,0 +1,31 @@
+"""`assetstream run DIR --json` accounts for every input in the one JSON answer a script reads: each published
+file is a row (indexed with its status, or dead-lettered with the stage and reason), and each file the run found
+but did not publish is a row with status `skipped` and the reason. A real run (embedded broker and store)."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from tests.test_run_inputs import REPO, cli
+
+
+def test_json_rows_account_for_every_file_found(tmp_path):
+    lib = tmp_path / "lib"
+    (lib / "sub").mkdir(parents=True)
+    (lib / ".cache").mkdir()
+    shutil.copy(REPO / "samples" / "product_red_mug.jpg", lib / "mug.jpg")
+    (lib / "sub" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    (lib / "notes.txt").write_text("not an image")
+    (lib / ".cache" / "thumb.jpg").write_bytes(b"x")
+    result = cli("run", str(lib), "--out", str(tmp_path / "out"), "--json", cwd=tmp_path, timeout=300)
+    assert result.returncode == 1, result.stderr  # an input was dead-lettered
+    rows = {Path(r["file"]).relative_to(lib).as_posix(): r for r in json.loads(result.stdout)}
+    assert sorted(rows) == [".cache", "mug.jpg", "notes.txt", "sub/broken.png"]
+    assert rows["mug.jpg"]["status"] in ("needs_review", "auto_applied") and rows["mug.jpg"]["asset_id"]
+    assert (rows["sub/broken.png"]["status"], rows["sub/broken.png"]["stage"]) == ("dead_lettered", "preprocess")
+    assert rows["sub/broken.png"]["reason"]
+    assert rows["notes.txt"] == {"asset_id": None, "file": str(lib / "notes.txt"), "status": "skipped",
+                                 "reason": rows["notes.txt"]["reason"]}
+    assert rows["notes.txt"]["reason"].startswith("not an image extension (.txt")
+    assert (rows[".cache"]["status"], rows[".cache"]["reason"]) == ("skipped", "hidden directory, not searched")
