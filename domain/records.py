@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+from functools import lru_cache
 from typing import Any
 
+from fastavro.schema import load_schema
+
 from domain.events import scoped_id
+from streams import AVRO_DIR
 from streams.records import to_ms
 from streams.stage import OutputFacts
 
@@ -90,6 +94,7 @@ def record_from_doc(doc: dict[str, Any]) -> dict[str, Any] | None:
     record = doc.get("record")
     if not record:
         return None
+    record = _maps_restored(record, _validated_schema(), {})
     thumb = doc.get("thumbnail")
     if thumb and thumb.get("data"):
         enriched = record["enriched"]
@@ -99,6 +104,55 @@ def record_from_doc(doc: dict[str, Any]) -> dict[str, Any] | None:
                                                 "height": int(thumb.get("height") or 0)}}
         record = {**record, "enriched": {**enriched, "pre": pre}}
     return record
+
+
+@lru_cache(maxsize=1)
+def _validated_schema() -> dict[str, Any]:
+    return load_schema(str(AVRO_DIR / "io.assetstream.ValidatedAsset.avsc"), _write_hint=False)
+
+
+def _maps_restored(value: Any, schema: Any, named: dict[str, Any]) -> Any:
+    """The value with every Avro map of plain values flat again. Map keys may hold dots (field_confidence's
+    "tags.subject:cat", an uploader's attribute "dc.rights"), and a store that filters `_source` by path may
+    hand such a key back as nested objects ({"tags": {"subject:cat": 0.2}}): the review worker and the index
+    sink read records with `_source` filtering, and the nested shape failed Avro serialization."""
+    if isinstance(schema, str):
+        schema = named.get(schema, schema)
+    if isinstance(schema, list):  # a union: the branch that fits
+        if value is None:
+            return None
+        branches = [b for b in schema if b != "null"]
+        return _maps_restored(value, branches[0], named) if len(branches) == 1 else value
+    if not isinstance(schema, dict):
+        return value
+    kind = schema.get("type")
+    if kind == "record":
+        named[schema["name"]] = schema
+        if not isinstance(value, dict):
+            return value
+        out = dict(value)
+        for field in schema["fields"]:
+            if field["name"] in out:
+                out[field["name"]] = _maps_restored(out[field["name"]], field["type"], named)
+        return out
+    if kind == "array":
+        return [_maps_restored(v, schema["items"], named) for v in value] if isinstance(value, list) else value
+    if kind == "map" and isinstance(value, dict):
+        if isinstance(schema["values"], str) and schema["values"] not in named:  # plain values
+            return _flat(value)
+        return {k: _maps_restored(v, schema["values"], named) for k, v in value.items()}
+    return value
+
+
+def _flat(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in tree.items():
+        key = f"{prefix}.{k}" if prefix else k
+        if isinstance(v, dict):
+            out.update(_flat(v, key))
+        else:
+            out[key] = v
+    return out
 
 
 class PipelineFacts:

@@ -48,6 +48,11 @@ def _asset(asset_id: str, version: int, **kw) -> dict:
     v["status"], v["reasons"] = "needs_review", ["confidence 0.55 < 0.85"]
     v["field_sources"] = {"title": "model", "alt_text": "model", "caption": "model", "summary": "model",
                           "tags": "model", "credit_text": "embedded", "licensing": "human"}
+    # as validate writes them: per-field keys with dots (a store that filters _source by path may hand them back
+    # nested; the review worker read them so and dead-lettered every decision), and an uploader's dotted attribute
+    v["field_confidence"] = {"tags.product:shoe": 0.62, "tags.color:red": 0.91, "alt_text": 0.41}
+    v["field_evidence"] = {"tags.product:shoe": "tag:product|classifier", "alt_text": "alt:tag|classifier"}
+    v["enriched"]["pre"]["asset"]["attributes"] = {"dc.rights": "CC-BY-4.0"}
     return v
 
 
