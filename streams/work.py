@@ -21,7 +21,7 @@ from typing import Any, Callable, Iterable
 
 from streams import PIPELINE_VERSION
 from streams.avro import Serde, topic_names
-from streams.errors import PoisonError, StageError, TransientError, classify
+from streams.errors import PermanentError, PoisonError, StageError, TransientError, classify
 from streams.records import now_ms
 from streams.retry import RetryTopic, reason_of, retry_state, without_retry_headers
 from streams.stage import Output, RecordContext, Stage
@@ -315,10 +315,14 @@ class RecordWork:
             key = out.key if out.key is not None else (rec.key.decode() if rec.key is not None else None)
             data = None
             if out.value is not None:
-                if self._embed and rec.value is not None and out.value.get(self._embed) is value:
-                    data = self._with_input_bytes(logical, out.value, rec.value)
-                if data is None:
-                    data = self.serde.serialize(logical, out.value)
+                try:
+                    if self._embed and rec.value is not None and out.value.get(self._embed) is value:
+                        data = self._with_input_bytes(logical, out.value, rec.value)
+                    if data is None:
+                        data = self.serde.serialize(logical, out.value)
+                except (TypeError, ValueError, AttributeError, KeyError) as exc:  # fastavro: the value, not Kafka
+                    raise PermanentError(f"the stage's {logical} output does not fit its schema: {exc}",
+                                         reason="output_not_serializable", details={"output_topic": logical}) from exc
             headers = [(TRACE_HEADER, trace_b),
                        (IDEMPOTENCY_HEADER, idempotency_key(key, content_id(out.value), facts.version).encode()),
                        *self._stage_headers, ("source", source)]

@@ -1,6 +1,6 @@
 """A real stage for exercising the runner: copies raw AssetEvents to `preprocessed`, and misbehaves on
 request through the event's attributes (fail=permanent | fail=transient:N | slow_ms=N | exit_child=1, which
-ends the process when the stage runs in a runner.processes child). Each output says which process made it."""
+ends the process when the stage runs in a runner.processes child | bad_output=1, an output its schema refuses). Each output says which process made it."""
 from __future__ import annotations
 
 import multiprocessing
@@ -31,7 +31,10 @@ class EchoStage(PipelineFacts, Stage):
             time.sleep(int(attrs["slow_ms"]) / 1000)
         if attrs.get("exit_child") == "1" and multiprocessing.parent_process() is not None:
             os._exit(3)  # like an OOM kill of a child process
-        return Output(value={"asset": value, "stamp": stamp(self.name)}, headers={"echo": "1", "pid": str(os.getpid())})
+        out_stamp = stamp(self.name)
+        if attrs.get("bad_output") == "1":  # a bug in a stage: a field of the wrong type
+            out_stamp["at"] = {"when": "now"}
+        return Output(value={"asset": value, "stamp": out_stamp}, headers={"echo": "1", "pid": str(os.getpid())})
 
 
 class HoldableEchoStage(EchoStage):

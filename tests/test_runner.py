@@ -49,14 +49,19 @@ def test_poison_and_permanent_failures_are_dead_lettered_and_the_stream_continue
     p = Producer({"bootstrap.servers": broker})
     p.produce(s.topics.name("raw"), key=b"asset-poison", value=b"\x00garbage-not-avro", headers=[("x", b"1")])
     p.flush(10)
-    publish(s, [ev(1, fail="permanent"), ev(2), ev(3)])
+    publish(s, [ev(1, fail="permanent"), ev(2), ev(3), ev(4, bad_output="1")])
     with RunnerThread(StageRunner(EchoStage(s), s)) as runner:
         out = read_topic(s, "preprocessed", 2)
-        dead = read_topic(s, "dead_letter", 2)
-        wait_committed(s, runner.group_id, "raw", 4, timeout_s=10)
+        dead = read_topic(s, "dead_letter", 3)
+        wait_committed(s, runner.group_id, "raw", 5, timeout_s=10)
     assert sorted(r["key"] for r in out) == ["asset-0002", "asset-0003"]
     by_key = {d["key"]: d["value"] for d in dead}
-    assert set(by_key) == {"asset-poison", "asset-0001"}
+    assert set(by_key) == {"asset-poison", "asset-0001", "asset-0004"}
+    # an output its schema refuses is the stage's bug, said as such: a reason, the topic and the Avro message
+    unserializable = by_key["asset-0004"]
+    assert unserializable["error_class"] == "permanent"
+    assert unserializable["details"]["reason"] == "output_not_serializable"
+    assert unserializable["details"]["output_topic"] == "preprocessed" and "stamp" in unserializable["message"]
     poison, perm = by_key["asset-poison"], by_key["asset-0001"]
     assert poison["error_class"] == "poison" and poison["original_value"] == b"\x00garbage-not-avro"
     assert poison["original_headers"][0] == {"key": "x", "value": b"1"}
@@ -64,8 +69,8 @@ def test_poison_and_permanent_failures_are_dead_lettered_and_the_stream_continue
     assert perm["message"] == "asked to fail permanently" and "PermanentError" in perm["stack"]
     assert perm["original_topic"] == s.topics.name("raw") and perm["stage"] == "echo"
     assert perm["attempts"] == 1 and perm["first_failure_time"] <= perm["last_failure_time"]
-    # everything, including both dead letters, is committed
-    assert sum(committed(s, s.groups.name("echo"), "raw").values()) == 4
+    # everything, including the dead letters, is committed
+    assert sum(committed(s, s.groups.name("echo"), "raw").values()) == 5
 
 
 def test_transient_failure_is_retried_then_succeeds_without_duplicates(broker, unique):
