@@ -283,3 +283,45 @@ def test_only_a_query_made_of_vocabulary_terms_names_tags():
     assert not names_tags_only("zzqx", tax)
     assert vector_query_text("blossom", expand_query("blossom", tax), tax) == "blossom (flower)"
     assert vector_query_text("flower", expand_query("flower", tax), tax) == "flower"
+
+
+def test_a_saved_matrix_without_its_own_ids_file_is_not_used(store, tmp_path):
+    """The vector cache is two files (the matrix, then its ids) each renamed into place: a process that stops
+    between the two renames, or two processes saving at once, leave a matrix beside another save's ids. Its rows
+    are then other documents' vectors: a fresh process must load everything again, not rank with them."""
+    import os
+    import subprocess
+    import sys
+
+    from domain.store.vector_cache import _paths
+
+    cache = tmp_path / "vectors"
+    sink = IndexSink(settings_for(store.url, vector_cache_dir=str(cache), embed_images=False))
+    env = {**os.environ, "ASSETSTREAM_INDEX__URL": store.url, "ASSETSTREAM_INDEX__INDEX": sink.cfg.index,
+           "ASSETSTREAM_INDEX__SERVER_MODE": "serverless", "ASSETSTREAM_INDEX__VECTOR_CACHE_DIR": str(cache)}
+
+    def cli_search(q: str) -> list[str]:
+        run = subprocess.run([sys.executable, "-m", "app.cli", "search", q, "--mode", "semantic", "--size", "3",
+                              "--json"], env=env, capture_output=True, text=True, timeout=120)
+        assert run.returncode == 0, run.stdout + run.stderr
+        return [h["asset_id"] for h in json.loads(run.stdout)["hits"]]
+
+    try:
+        sink.process_batch(as_items([
+            validated_asset("t-cat", 1, title="Cat asleep on a windowsill", alt_text="a tabby cat", tags=[]),
+            validated_asset("t-tax", 1, title="Tax form and a pen", alt_text="paperwork on a desk", tags=[]),
+            validated_asset("t-ski", 1, title="Skier on fresh powder", alt_text="a skier in deep snow", tags=[]),
+        ]))
+        sink.client.indices.refresh(index=read_alias(sink.cfg))
+        assert cli_search("kitten")[0] == "t-cat"
+        npy, meta = _paths(sink.cfg, read_alias(sink.cfg), "text")
+        # another save's matrix renamed into place (its rows in another order), its ids file not (yet) written
+        mat = np.load(npy)
+        tmp = f"{npy}.other.tmp"
+        with open(tmp, "wb") as fh:
+            np.save(fh, mat[::-1].copy())
+        os.replace(tmp, npy)
+        assert cli_search("kitten")[0] == "t-cat"
+        assert cli_search("snowboarding")[0] == "t-ski"
+    finally:
+        sink.close()
