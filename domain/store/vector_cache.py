@@ -17,7 +17,8 @@ documents' hit fields, and the checks above.
 
 A one-shot process (`assetstream search`) would pay the whole load (3-7 s at 100k) on every run, so every full
 load is also saved under `index.vector_cache_dir` (one `.npy` matrix + a JSON of ids, `indexed_at` stamps and the
-concrete indices behind the alias, per store URL, alias and kind; written aside and renamed). A fresh process
+concrete indices behind the alias, per store URL, alias and kind; written aside and renamed; the JSON names the
+matrix file it goes with, so a matrix another save renamed into place is never read with these ids). A fresh process
 memory-maps the matrix (copy-on-write; the background thread then copies it into memory, so a later query never
 waits for a file page dropped under memory pressure) and brings it up to date the same way the background refresh does: the
 documents indexed since the newest `indexed_at` in the file (less the slack), and the document count; a count that
@@ -160,12 +161,20 @@ def _save(e: _Entry, client: Elasticsearch, s: Any, alias: str, kind: str) -> No
         tmp = f"{paths[0]}.{os.getpid()}.tmp"
         with open(tmp, "wb") as fh:
             np.save(fh, np.ascontiguousarray(mat, np.float32))
+            fh.flush()
+            meta["matrix"] = _identity(os.fstat(fh.fileno()))  # kept by the rename
         os.replace(tmp, paths[0])
         with open(f"{paths[1]}.{os.getpid()}.tmp", "w", encoding="utf-8") as fh:
             json.dump(meta, fh)
         os.replace(f"{paths[1]}.{os.getpid()}.tmp", paths[1])
     except (OSError, ValueError) as exc:
         log.debug("vector cache %s/%s: not saved: %s", alias, kind, exc)
+
+
+def _identity(st: os.stat_result) -> list[int]:
+    """Which file a saved matrix is: the ids file names the matrix written with it, so a matrix renamed into place
+    by another save (two processes at once, or a stop between the two renames) is never read beside these ids."""
+    return [st.st_dev, st.st_ino, st.st_size]
 
 
 def _restore(e: _Entry, client: Elasticsearch, s: Any, alias: str, kind: str, dims: int, limit: int) -> bool:
@@ -177,8 +186,12 @@ def _restore(e: _Entry, client: Elasticsearch, s: Any, alias: str, kind: str, di
         with open(paths[1], encoding="utf-8") as fh:
             meta = json.load(fh)
         mat = np.load(paths[0], mmap_mode="c")  # copy-on-write: in-place updates stay in this process
+        held = _identity(os.stat(paths[0]))  # after the load: a matrix replaced meanwhile is not the one mapped
     except (OSError, ValueError) as exc:
         log.debug("vector cache %s/%s: no saved copy: %s", alias, kind, exc)
+        return False
+    if meta.get("matrix") != held:
+        log.debug("vector cache %s/%s: the saved matrix is not the one its ids were saved with", alias, kind)
         return False
     ids = meta.get("ids") or []
     if meta.get("dims") != dims or mat.shape != (len(ids), dims) or len(ids) > limit or \

@@ -122,10 +122,11 @@ class LocalProvider:
             set_cache_dir(enrich.local_cache_dir)
         # the detector's model files are checked here, at worker start: a missing or corrupt file stops the
         # worker with what to run, instead of every record falling back to a template answer
-        engine.configure_detector(enrich.local_models_dir if enrich is not None else None,
+        # enrich.local_models_dir, else vision.models_dir (the directory of every vision model's files)
+        vision_dir = getattr(getattr(settings, "vision", None), "models_dir", None)
+        engine.configure_detector((enrich.local_models_dir if enrich is not None else None) or vision_dir,
                                   enrich.local_cache_dir if enrich is not None else None)
-        vision = getattr(settings, "vision", None)
-        engine.configure_faces(getattr(vision, "models_dir", None) or (enrich.local_models_dir if enrich else None),
+        engine.configure_faces(vision_dir or (enrich.local_models_dir if enrich else None),
                                enrich.local_cache_dir if enrich is not None else None)
         self.top_k = TOP_K
 
