@@ -88,6 +88,7 @@ class Backpressure:
         half: a record stuck at its head bounds what a restart would redo there, and the other partitions go on.
         Called after `apply` in every iteration, so a resume of every partition there does not undo it."""
         limit = self.rs.max_uncommitted
+        was_held = bool(self.window_held)
         for tp in assigned:
             n = window(tp)
             if n >= limit:
@@ -101,6 +102,8 @@ class Backpressure:
                     self.consumer.resume([TopicPartition(*tp)])
         if self.window_held:
             self.consumer.pause([TopicPartition(*tp) for tp in self.window_held & assigned])
+        if bool(self.window_held) != was_held:  # exported as assetstream_paused{reason="uncommitted_window"}
+            self.sensor.on_pause(*(("uncommitted_window", None) if self.window_held else (None, "uncommitted_window")))
 
     def assigned(self, tp: TP) -> None:
         """librdkafka remembers a pause across revoke and re-assign: decide afresh in the next `apply`."""

@@ -50,6 +50,9 @@ class PartitionTracker:
         if order and order[0] == offset:  # the common case: records finish in the order they came
             order.popleft()
             position = offset + 1
+        elif not order or offset < order[0] or offset > order[-1]:
+            return  # not handed out now (a copy from before the partition was revoked and given back): kept
+            # out of `done`, where it would stay for good and make working() count one record too few
         else:
             self.done[tp].add(offset)
             return

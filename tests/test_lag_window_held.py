@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 
 from app.producer import AssetPublisher, build_event
+from streams import metrics
 from streams.avro import topic_names
 from streams.runner import StageRunner
 from tests.kafka_support import RunnerThread, make_settings, provision
@@ -39,3 +40,5 @@ def test_lag_counts_records_published_while_a_partition_is_window_held(broker, u
             time.sleep(0.5)
         assert shown == expected, f"lag {shown} while window-held, true lag {expected} ({taken} taken of 35)"
         assert tp in runner.backpressure.window_held and runner.tracker.in_flight(tp) == taken
+        # and an operator sees why the partition is not consumed
+        assert metrics.PAUSED.labels(runner.stage.name, "uncommitted_window")._value.get() == 1

@@ -64,3 +64,19 @@ def test_finished_records_behind_an_unfinished_one_are_uncommitted_but_not_worke
     assert t.in_flight() == 6 and t.working() == 3  # a: 0 and 4 being worked; b: 0
     t.finish(a, 0)
     assert t.in_flight(a) == 1 and t.working() == 2 and t.position[a] == 4
+
+
+def test_a_finish_from_before_a_partition_came_back_does_not_skew_the_working_count():
+    """A record still running when its partition was revoked and given back finishes late: that offset is no
+    longer (or not yet again) handed out, so it must not sit in the finished set for good."""
+    from streams.tracker import PartitionTracker
+
+    t, a = PartitionTracker(), ("raw", 0)
+    for off in range(10, 14):  # handed out again after the partition came back at 10
+        t.add(a, off)
+    t.finish(a, 7)  # the old copy of offset 7 (committed before the revoke) finishes now
+    t.finish(a, 20)  # and one the worker had fetched past what it has now
+    assert t.working() == 4 and t.in_flight(a) == 4
+    for off in range(10, 14):
+        t.finish(a, off)
+    assert t.working() == 0 and t.in_flight() == 0 and t.position[a] == 14

@@ -32,7 +32,9 @@ from streams.records import now_ms
 
 log = logging.getLogger(__name__)
 
-KEY_VERSION = "1"
+KEY_VERSION = "2"
+"""Part of every key: bump it when answers cached before would now be wrong. 2: the local provider's answers
+carry their evidence (issue 15 item 6) and its faces come from BlazeFace; answers cached before had neither."""
 
 
 def result_key(task: str, spec: ModelSpec, prompt: RenderedPrompt, image: bytes | None,

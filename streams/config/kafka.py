@@ -151,7 +151,7 @@ class RunnerSettings(Section):
     max_in_flight: int = Field(64, ge=1, description="records taken but not yet finished; at the limit the worker stops "
                                "taking records until some finish. Finished records waiting behind a slower one of "
                                "their partition to be committed do not count (see max_uncommitted)")
-    max_uncommitted: int = Field(5000, ge=1, description="per partition: records taken and not yet committed (finished "
+    max_uncommitted: int = Field(1000, ge=1, description="per partition: records taken and not yet committed (finished "
                                  "ones behind an unfinished one included); at the limit that partition alone is paused "
                                  "until half of them are committed. Bounds what a restart redoes behind a stuck record")
     pause_after_s: float = Field(1.0, gt=0, description="when in-flight records stay at max_in_flight this long, pause the "
