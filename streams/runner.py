@@ -281,7 +281,11 @@ class StageRunner:
     def _update_lag(self, force: bool = False) -> None:
         # every partition the consumer does not fetch (paused for all, or held alone by runner.max_uncommitted):
         # its cached high watermark is frozen, so the probe reads its end
-        self.consumer_lag.update(self.assigned, self.backpressure.paused_tps | self.backpressure.window_held, force)
+        # — and the retry topic's partitions while too many retries are held in memory (runner.retry_held_max)
+        unfetched = self.backpressure.paused_tps | self.backpressure.window_held
+        if self._retries_paused:
+            unfetched = unfetched | {tp for tp in self.assigned if tp[0] == self.retry_topic}
+        self.consumer_lag.update(self.assigned, unfetched, force)
 
     @property
     def lags(self) -> dict[TP, int]:

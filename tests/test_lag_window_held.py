@@ -42,3 +42,35 @@ def test_lag_counts_records_published_while_a_partition_is_window_held(broker, u
         assert tp in runner.backpressure.window_held and runner.tracker.in_flight(tp) == taken
         # and an operator sees why the partition is not consumed
         assert metrics.PAUSED.labels(runner.stage.name, "uncommitted_window")._value.get() == 1
+
+
+def test_lag_counts_retry_records_while_the_retry_partitions_are_held(broker, unique):
+    """While more retries than runner.retry_held_max wait in memory the retry topic's partitions are paused:
+    their lag must still count the retries not yet taken, not a frozen fetch watermark."""
+    s = make_settings(broker, f"lagrt{unique}", topics={"partitions": 1},
+                      runner={"retry_mode": "topic", "retry_topic_delays_s": [60], "retry_held_max": 2,
+                              "drain_timeout_s": 1})
+    provision(s)
+    retry_tp = (s.topics.retry_name("raw"), 0)
+    with RunnerThread(StageRunner(EchoStage(s), s)) as runner:
+        time.sleep(1.0)  # assigned, both topics fetched once
+        def wave(start, n):  # every one fails once and waits 60 s in the retry topic
+            with AssetPublisher(s) as pub:
+                pub.publish_events([build_event(f"lr-{i:04d}", f"file:///library/{i}.jpg", version=1,
+                                                attributes={"fail": "transient:1"}) for i in range(start, start + n)])
+
+        wave(0, 4)
+        deadline = time.monotonic() + 30
+        while not runner._retries_paused and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert runner._retries_paused, "the retry partitions were never held"
+        wave(4, 8)  # these reach the retry topic while its partition is paused
+        shown, expected = None, None
+        while time.monotonic() < deadline + 15:
+            expected = 12 - len(runner.delayed)  # in the retry topic, not taken
+            shown = runner.lags.get(retry_tp)
+            if shown == expected and expected > 0:
+                break
+            time.sleep(0.5)
+        assert runner._retries_paused, "the retry partitions were never held"
+        assert shown == expected and expected > 0, f"retry lag {shown}, true {expected}"
