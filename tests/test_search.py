@@ -321,3 +321,30 @@ def test_a_saved_matrix_without_its_own_ids_file_is_not_used(store, tmp_path):
         assert cli_search("snowboarding")[0] == "t-ski"
     finally:
         sink.close()
+
+
+def test_a_save_killed_mid_write_leaves_no_growing_pile_of_temp_files(store, tmp_path):
+    """A search process killed while saving the vector cache leaves `<file>.<pid>.tmp` behind (~150 MB per 100k
+    vectors); the next save removes those of processes that are gone and keeps a live writer's."""
+    import os
+    import subprocess
+
+    from domain.store.vector_cache import _paths
+
+    sink, cli_search = _cache_and_cli(store, tmp_path, {})
+    try:
+        npy, meta = _paths(sink.cfg, read_alias(sink.cfg), "text")
+        os.makedirs(os.path.dirname(npy), exist_ok=True)
+        gone = subprocess.Popen(["true"])
+        gone.wait()
+        dead = [f"{npy}.{gone.pid}.tmp", f"{meta}.{gone.pid}.tmp"]
+        alive = f"{npy}.{os.getpid()}.tmp"  # a writer that is still running (this test process)
+        for path in (*dead, alive):
+            with open(path, "wb") as fh:
+                fh.write(b"\0" * 4096)
+        _three_searched(sink, cli_search, "k")  # the first search saves the cache
+        assert os.path.exists(npy) and os.path.exists(meta)
+        assert not any(os.path.exists(p) for p in dead)
+        assert os.path.exists(alive)
+    finally:
+        sink.close()

@@ -28,7 +28,9 @@ that cannot be read or written is ignored (logged at debug level).
 """
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import glob
 import hashlib
 import json
 import logging
@@ -156,6 +158,7 @@ def _save(e: _Entry, client: Elasticsearch, s: Any, alias: str, kind: str) -> No
         ids, stamps, mat, live, newest = list(e.ids), dict(e.stamps), e.mat, e.live.copy(), e.newest
     try:
         os.makedirs(os.path.dirname(paths[0]), mode=0o700, exist_ok=True)  # ids and vectors: this user only
+        _sweep(paths)
         meta = {"alias": alias, "kind": kind, "targets": alias_targets(client, alias), "dims": int(mat.shape[1]),
                 "ids": ids, "stamps": [stamps.get(d) for d in ids], "live": live.tolist(), "newest": newest}
         tmp = f"{paths[0]}.{os.getpid()}.tmp"
@@ -169,6 +172,28 @@ def _save(e: _Entry, client: Elasticsearch, s: Any, alias: str, kind: str) -> No
         os.replace(f"{paths[1]}.{os.getpid()}.tmp", paths[1])
     except (OSError, ValueError) as exc:
         log.debug("vector cache %s/%s: not saved: %s", alias, kind, exc)
+        for path in paths:  # a disk that filled up mid-write keeps nothing of this save
+            with contextlib.suppress(OSError):
+                os.unlink(f"{path}.{os.getpid()}.tmp")
+
+
+def _sweep(paths: tuple[str, str]) -> None:
+    """Remove what a save killed mid-write left behind (`<file>.<pid>.tmp` of a process that is gone): ~150 MB per
+    100k vectors each, which would otherwise pile up with every crash."""
+    for path in paths:
+        for tmp in glob.glob(glob.escape(path) + ".*.tmp"):
+            pid = tmp[len(path) + 1:-len(".tmp")]
+            if not pid.isdigit() or int(pid) == os.getpid():
+                continue
+            try:
+                os.kill(int(pid), 0)
+                continue  # that process is alive: maybe saving right now
+            except ProcessLookupError:
+                pass
+            except PermissionError:
+                continue  # alive, another user's
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
 
 
 def _identity(st: os.stat_result) -> list[int]:

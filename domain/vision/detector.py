@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from domain.vision.tfjs import (PACKAGE, PACKAGE_VERSION, build_onnx, check_model_files, default_models_dir,
+from domain.vision.tfjs import (PACKAGE, PACKAGE_VERSION, build_onnx, check_model_files, default_models_dir, graph_path,
                                 files_digest, nms, onnx_session, read_weights)
 
 __all__ = ["Detection", "Detector", "DetectorUnavailable", "build_onnx", "check_files", "decode", "model_info",
@@ -152,11 +152,6 @@ def preprocess(image: np.ndarray) -> tuple[np.ndarray, tuple[float, float]]:
     return canvas.transpose(2, 0, 1)[None].copy(), (nw / INPUT_SIZE, nh / INPUT_SIZE)
 
 
-def _graph_path(cache_dir: str | None, digest: str) -> Path | None:
-    if cache_dir == "off":
-        return None
-    root = Path(cache_dir) if cache_dir else Path(default_models_dir()).parent.parent / "local-provider"
-    return root / f"nanodet-{digest[:16]}-g{GRAPH_VERSION}.onnx"
 
 
 class Detector:
@@ -167,7 +162,7 @@ class Detector:
         self.directory = files["nanodet.json"].parent
         digest = files_digest(files["nanodet.json"], files["nanodet.bin"])
         self.weights_sha256 = digest
-        self._session = onnx_session(files["nanodet.json"], _graph_path(cache_dir, digest), intra_op_threads,
+        self._session = onnx_session(files["nanodet.json"], graph_path(cache_dir, "nanodet", digest, GRAPH_VERSION), intra_op_threads,
                                      "nanodet")
         self._input = self._session.get_inputs()[0].name
         self._outputs = [o.name for o in self._session.get_outputs()]

