@@ -148,6 +148,17 @@ def index_all(settings: Settings, records: list[dict[str, Any]]) -> Settings:
     return settings
 
 
+def send_es_json(handler: BaseHTTPRequestHandler, status: int, body: dict[str, Any]) -> None:
+    """Answer a request the way Elasticsearch does: JSON, with the product header the official client checks."""
+    data = json.dumps(body).encode()
+    handler.send_response(status)
+    handler.send_header("Content-Type", "application/json")
+    handler.send_header("X-Elastic-Product", "Elasticsearch")
+    handler.send_header("Content-Length", str(len(data)))
+    handler.end_headers()
+    handler.wfile.write(data)
+
+
 @contextlib.contextmanager
 def answering(status: int, error_type: str = "cluster_block_exception", *, only: str = "",
               upstream: str = "") -> Iterator[str]:
@@ -164,13 +175,7 @@ def answering(status: int, error_type: str = "cluster_block_exception", *, only:
             body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
             if upstream and only not in self.path:
                 return self._forward(body)
-            data = json.dumps({"error": {"type": error_type, "reason": "refused"}, "status": status}).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("X-Elastic-Product", "Elasticsearch")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
+            send_es_json(self, status, {"error": {"type": error_type, "reason": "refused"}, "status": status})
 
         def _forward(self, body: bytes) -> None:
             req = urllib.request.Request(upstream + self.path, data=body if self.command not in ("GET", "HEAD") or

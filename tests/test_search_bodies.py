@@ -24,7 +24,7 @@ from elasticsearch.dsl import Search
 
 from domain.store.api import SearchRequest, run_search
 from domain.store.search import hybrid_search, semantic_search, similar
-from tests.store_support import settings_for
+from tests.store_support import send_es_json, settings_for
 
 # documented keys (elasticsearch-specification types as published by elasticsearch-js; OpenSearch k-NN query)
 RETRIEVER_BASE = {"filter", "min_score", "_name"}
@@ -52,13 +52,7 @@ class _Store:
                 pass
 
             def _answer(self, status: int, body: dict) -> None:
-                data = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("X-Elastic-Product", "Elasticsearch")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                send_es_json(self, status, body)
 
             def do_GET(self):
                 if "/_doc/" in self.path:
