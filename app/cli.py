@@ -236,9 +236,10 @@ def _print_run_rows(rows: list[dict[str, Any]], json_out: bool, out_dir: str,
 
     from rich.table import Table
 
+    from app.embedded_run import skipped_rows
+
     if json_out:
-        out.print_json(json.dumps([*rows, *({"asset_id": None, "file": name, "status": "skipped", "reason": why}
-                                            for name, why in skipped)], default=str))
+        out.print_json(json.dumps([*rows, *skipped_rows(list(skipped))], default=str))
     else:
         table = Table(title=f"{len(rows)} asset(s)", show_lines=True)
         for col in ("asset", "title", "alt text", "tags", "status", "usage", "cost $"):
