@@ -74,11 +74,11 @@ def search_routes(app: "ReviewApp") -> list[Route]:
 
     def do_similar(request: Request, _body: bytes) -> dict[str, Any]:
         req = SearchRequest.from_params(request.query_params)
-        return run_similar(app.es, app.settings, request.path_params["asset_id"], req)
+        return run_similar(app.es, app.settings, request.path_params["asset_id"], req, taxonomy=app.taxonomy)
 
     def do_similar_image(request: Request, body: bytes) -> dict[str, Any]:
         req = SearchRequest.from_params(request.query_params)
-        return run_similar_image(app.es, app.settings, body, req)
+        return run_similar_image(app.es, app.settings, body, req, taxonomy=app.taxonomy)
 
     return [Route("/v1/search", api(do_search), methods=["GET"]),
             Route("/v1/assets/{asset_id:path}/similar", api(do_similar), methods=["GET"]),
