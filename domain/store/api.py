@@ -216,6 +216,15 @@ def collapse_families(hits: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
+def collapsed_total(ranked: list[dict[str, Any]], matches: int) -> tuple[int, str]:
+    """The total of a collapsed answer: the families among the ranked hits, with its relation like the store's
+    `hits.total.relation` — "eq" when the ranked window holds every match, else "gte" (a lower bound: families
+    beyond the window are not known; Elasticsearch's own `collapse` reports the uncollapsed count, and a
+    cardinality aggregation would be approximate and miss the documents indexed before families)."""
+    families = len({h["family_id"] for h in ranked})
+    return families, "eq" if len(ranked) >= matches else "gte"
+
+
 def facet_aggs() -> dict[str, Any]:
     return {name: {"terms": {"field": fld, "size": FACET_SIZE}} for name, fld in FACETS.items()}
 
@@ -284,9 +293,13 @@ def run_search(client: Elasticsearch, settings: Any, req: SearchRequest, taxonom
             n, more = _count_over(client, settings, rest, req.facets)
             total, facets = report["keyword_total"] + n, _merge(_facets(report["keyword_aggregations"]), more)
         over = "matches_and_nearest"
-    if req.collapse:
+    relation = "eq"
+    if req.collapse:  # the total counts families, as the hits do (the documents matched: `matches`)
+        out["matches"] = total
+        total, relation = collapsed_total(hits, total)
         hits = collapse_families(hits)[req.offset:req.offset + req.size]
-    out.update(total=total, hits=hits, facets=facets if req.facets else {}, facets_over=over)
+    out.update(total=total, total_relation=relation, hits=hits, facets=facets if req.facets else {},
+               facets_over=over)
     return out
 
 
@@ -361,5 +374,7 @@ def _nearest_answer(client: Elasticsearch, settings: Any, req: SearchRequest, ne
                            "size": req.size, "collapse": req.collapse, "request": req.echo(),
                            "hits": ranked[req.offset:req.offset + req.size]}
     total, facets = _count_over(client, settings, _ids_query([h["asset_id"] for h in near], filters), req.facets)
-    out.update(total=total, facets=facets if req.facets else {}, facets_over="nearest")
+    if req.collapse:  # the nearest window is the whole result set: its families, exactly
+        out["matches"], total = total, len(ranked)
+    out.update(total=total, total_relation="eq", facets=facets if req.facets else {}, facets_over="nearest")
     return out
