@@ -378,3 +378,15 @@ def _nearest_answer(client: Elasticsearch, settings: Any, req: SearchRequest, ne
         out["matches"], total = total, len(ranked)
     out.update(total=total, total_relation="eq", facets=facets if req.facets else {}, facets_over="nearest")
     return out
+
+
+def indexed_ids(client: Elasticsearch, settings: Any, ids: list[str]) -> set[str]:
+    """Which of these document ids (tenant-scoped: domain.events.scoped_id) the read alias holds, as the review
+    group looks a decision's asset up. Raises what the client raises (unreachable store, missing index)."""
+    found: set[str] = set()
+    for i in range(0, len(ids), 500):
+        chunk = ids[i:i + 500]
+        resp = client.search(index=read_alias(index_settings(settings)), query={"ids": {"values": chunk}},
+                             size=len(chunk), source=False)
+        found.update(h["_id"] for h in resp["hits"]["hits"])
+    return found
