@@ -236,9 +236,10 @@ def _print_run_rows(rows: list[dict[str, Any]], json_out: bool, out_dir: str,
 
     from rich.table import Table
 
+    from app.embedded_run import skipped_rows
+
     if json_out:
-        out.print_json(json.dumps([*rows, *({"asset_id": None, "file": name, "status": "skipped", "reason": why}
-                                            for name, why in skipped)], default=str))
+        out.print_json(json.dumps([*rows, *skipped_rows(list(skipped))], default=str))
     else:
         table = Table(title=f"{len(rows)} asset(s)", show_lines=True)
         for col in ("asset", "title", "alt text", "tags", "status", "usage", "cost $"):
@@ -333,7 +334,10 @@ def search(query: Optional[str] = typer.Argument(None, help="free text over titl
         out.print_json(json.dumps(answer, default=str))
         return
     hits = answer["hits"]
-    table = Table(title=f"{len(hits)} hit(s) of {answer['total']} · {answer['mode']} · page {answer['page']}")
+    of = f"{'≥ ' if answer.get('total_relation') == 'gte' else ''}{answer['total']}"
+    if answer.get("collapse"):
+        of += f" famil{'y' if answer['total'] == 1 else 'ies'} ({answer.get('matches', '?')} matching assets)"
+    table = Table(title=f"{len(hits)} hit(s) of {of} · {answer['mode']} · page {answer['page']}")
     for col in ("asset", "title", "alt text", "tags", "status", "usage", "source", "family", "degraded"):
         table.add_column(col, overflow="fold")
     for h in hits:

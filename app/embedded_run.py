@@ -423,7 +423,9 @@ class EmbeddedRun:
             (self.out_dir / files[1]).write_text(to_xmp(value))
             if asset_id in by_id:
                 by_id[asset_id]["sidecars"] = files
-        (self.out_dir / "summary.json").write_text(json.dumps(rows, indent=2, default=str))
+        # every input, as `run --json` prints them: the published rows, then the files found but not published
+        (self.out_dir / "summary.json").write_text(json.dumps([*rows, *skipped_rows(self.skipped)], indent=2,
+                                                              default=str))
 
 
 def _interrupt(signum: int, frame: Any) -> None:
@@ -434,6 +436,12 @@ def sidecar_name(asset_id: str) -> str:
     """The sidecar file stem of an asset: its id (readable stem + hash of the file's URI, unique per file),
     made safe as a file name."""
     return "".join(c if c.isalnum() or c in "-_." else "-" for c in asset_id).strip(".") or "asset"
+
+
+def skipped_rows(skipped: list[tuple[str, str]]) -> list[dict[str, Any]]:
+    """The summary rows of the files a run found but did not publish (status `skipped`, with the reason): the
+    same in `run --json` and in summary.json."""
+    return [{"asset_id": None, "file": name, "status": "skipped", "reason": why} for name, why in skipped]
 
 
 def summary_row(asset_id: str, path: Path, tracker: Tracker) -> dict[str, Any]:

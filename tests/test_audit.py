@@ -37,7 +37,7 @@ def test_audit_history_lists_every_version_in_order(broker, unique):
         res = runner.invoke(cli(), ["feedback", "x1", "--field", "alt_text=accepted", "--field",
                                     "title=edited:New title", "--editor", "alice", "--json"], env=env)
         assert res.exit_code == 0, res.output
-        sent = json.loads(res.output)[0]
+        sent = json.loads(res.stdout)[0]
         T.produce(settings, "validated", [("x1", records[2])])  # a replay of v2: same entry id
         T.wait_for(lambda: len([k for k, _ in T.read_all(settings, "audit") if k == "x1"]) == 5, 30, 0.5,
                    "5 audit records for x1 (one a replay)")

@@ -199,3 +199,36 @@ def test_a_password_in_the_store_url_is_never_printed(tmp_path):
         out, err = review.communicate(timeout=30)
     assert f"index http://elastic:***@127.0.0.1:{closed}" in " ".join(err.split())
     assert "hunter2-secret" not in out + err
+
+
+def test_feedback_about_an_asset_the_index_does_not_hold_is_refused(store, broker, unique, tmp_path):
+    """`feedback nonexistent --approve` was accepted (exit 0) and dead-lettered by the review group after its
+    retries: with the index reachable, an unknown (tenant-scoped) id is refused, nothing sent; with the index
+    unreachable the decision is sent as before, with a warning that it could not be checked."""
+    from tests.kafka_support import make_settings, provision, read_topic
+
+    s = make_settings(broker, f"fbcheck{unique}")
+    provision(s)
+    indexed = index_all(settings_for(store.url), [validated_asset("fb-mug", title="Red enamel mug")])
+    env = {"ASSETSTREAM_KAFKA__BOOTSTRAP_SERVERS": broker, "ASSETSTREAM_TOPICS__PREFIX": f"fbcheck{unique}.",
+           "ASSETSTREAM_REGISTRY__URL": s.registry.url, "ASSETSTREAM_REGISTRY__ALLOW_IN_PROCESS": "true",
+           "ASSETSTREAM_INDEX__URL": store.url, "ASSETSTREAM_INDEX__INDEX": indexed.index.index, "COLUMNS": "200"}
+    cli = CliRunner()
+    res = cli.invoke(app, ["feedback", "nonexistent", "--approve", "--editor", "alice"], env=env)
+    assert res.exit_code == 1, res.output
+    assert "asset 'nonexistent' is not in the index" in res.output and "nothing sent" in res.output
+    ok = cli.invoke(app, ["feedback", "fb-mug", "--approve", "--editor", "alice"], env=env)
+    assert ok.exit_code == 0 and "sent " in ok.output and "not in the index" not in ok.output, ok.output
+    # --file: the decision about another tenant's fb-mug (acme::fb-mug, not indexed) is reported, the other sent
+    decisions = tmp_path / "decisions.jsonl"
+    decisions.write_text("".join(json.dumps({"asset_id": "fb-mug", "editor": "bo", "status": "approved",
+                                             "fields": [], **tenant}) + "\n"
+                                 for tenant in ({}, {"tenant": "acme"})))
+    batch = cli.invoke(app, ["feedback", "--file", str(decisions)], env=env)
+    assert batch.exit_code == 1 and "asset 'acme::fb-mug' is not in the index" in batch.output, batch.output
+    down = cli.invoke(app, ["feedback", "fb-mug", "--field", "title=accepted", "--editor", "cy"],
+                      env=env | {"ASSETSTREAM_INDEX__URL": f"http://127.0.0.1:{free_port()}"})
+    assert down.exit_code == 0 and "could not check" in down.output and "sent " in down.output, down.output
+    sent = read_topic(s, "feedback", 3)
+    assert [(d["key"], d["value"]["editor"]) for d in sent] == [("fb-mug", "alice"), ("fb-mug", "bo"),
+                                                                ("fb-mug", "cy")]

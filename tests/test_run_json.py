@@ -29,3 +29,9 @@ def test_json_rows_account_for_every_file_found(tmp_path):
                                  "reason": rows["notes.txt"]["reason"]}
     assert rows["notes.txt"]["reason"].startswith("not an image extension (.txt")
     assert (rows[".cache"]["status"], rows[".cache"]["reason"]) == ("skipped", "hidden directory, not searched")
+    # summary.json (written by the same run) lists the same rows, skipped files included
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    by_file = {Path(r["file"]).relative_to(lib).as_posix(): r for r in summary}
+    assert sorted(by_file) == sorted(rows)
+    assert by_file["notes.txt"] == rows["notes.txt"] and by_file[".cache"] == rows[".cache"]
+    assert by_file["sub/broken.png"]["status"] == "dead_lettered"

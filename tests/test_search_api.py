@@ -205,3 +205,30 @@ def test_cli_uses_the_same_answer(settings, api):
     assert _ids(answer) == _ids(via_http) and answer["facets"] == via_http["facets"]
     bad = CliRunner().invoke(app, ["search", "x", "--mode", "fuzzy", "--es-url", cfg.url], env=env)
     assert bad.exit_code == 2 and "mode must be one of" in bad.output
+
+
+def test_a_tag_or_degraded_part_outside_the_vocabulary_is_refused_with_a_suggestion(settings, api):
+    """`tag=red` (the vocabulary has color:red) and `degraded=bogus` used to answer 0 hits: now 400 with the
+    reason and a suggestion, and the CLI exits 2 with the same message (one check, SearchRequest)."""
+    from typer.testing import CliRunner
+
+    from app.cli import app
+
+    assert _ids(_get(api, "/v1/search", tag="color:white", mode="keyword")) == ["a-shoe"]  # a canonical tag
+    for params, says in (({"tag": "red"}, "did you mean color:red?"),
+                         ({"tag": "trainers", "mode": "keyword"}, "did you mean product:sneaker?"),
+                         ({"tags": "color:white,colour:whte"}, "'colour:whte' is not a tag of the vocabulary"),
+                         ({"degraded": "bogus"}, "degraded must be any or one of ocr,"),
+                         ({"degraded": "face"}, "did you mean faces?")):
+        r = api.get("/v1/search", params={"query": "shoe", **params})
+        assert r.status_code == 400 and says in r.json()["error"], (params, r.text)
+    r = api.get("/v1/assets/a-shoe/similar", params={"tag": "red"})
+    assert r.status_code == 400 and "did you mean color:red?" in r.json()["error"]
+    cfg = settings.index
+    env = {"ASSETSTREAM_INDEX__INDEX": cfg.index, "ASSETSTREAM_INDEX__SERVER_MODE": "serverless"}
+    for args, says in ((["--tag", "red"], "did you mean color:red?"), (["--degraded", "bogus"], "degraded must be")):
+        got = CliRunner().invoke(app, ["search", "shoe", *args, "--es-url", cfg.url], env=env)
+        assert got.exit_code == 2 and says in " ".join(got.output.split()), (args, got.output)
+    ok = CliRunner().invoke(app, ["search", "--tag", "color:white", "--degraded", "any", "--es-url", cfg.url],
+                            env=env)
+    assert ok.exit_code == 0, ok.output

@@ -95,6 +95,48 @@ def test_search_collapses_and_filters_families(store):
             r = httpx.get(srv.url + "/v1/search", params={"query": "harbour", "collapse": "true"},
                           headers={"Authorization": "Bearer fam-token"})
             assert r.status_code == 200 and len(r.json()["hits"]) == 2
+            # the total counts families like the hits (it said 4: the documents), the documents are `matches`
+            assert (r.json()["total"], r.json()["total_relation"], r.json()["matches"]) == (2, "eq", 4)
             assert {h["family_size"] for h in r.json()["hits"]} == {3, 1}
+    finally:
+        sink.close()
+
+
+def test_a_collapsed_total_counts_families_and_says_when_it_is_a_lower_bound(store):
+    """`search --collapse` said "2 hit(s) of 8" for 6 families: the total is the families' count, exact when
+    every match was ranked, else a lower bound ("≥ N", total_relation gte), in the API and the CLI alike."""
+    from typer.testing import CliRunner
+
+    from app.cli import app
+
+    settings = settings_for(store.url, rrf_window=1)  # collapse ranks max(rrf_window, page * size * 5) hits
+    sink = IndexSink(settings)
+    try:
+        sink.process_batch(as_items([_record("g-small", None)]))
+        sink.client.indices.refresh(index=read_alias(sink.cfg))
+        sink.process_batch(as_items([_record("g-orig", "g-small"), _record("g-web", "g-small"),
+                                     *(_record(f"g-single{i}", None, title=f"Harbour scene {i}")
+                                       for i in range(5))]))
+        sink.client.indices.refresh(index=read_alias(sink.cfg))
+        whole = run_search(sink.client, settings, SearchRequest(query="harbour", mode="keyword", collapse=True,
+                                                                 size=2))  # 10 ranked: all 8 matches
+        assert (whole["total"], whole["total_relation"], whole["matches"]) == (6, "eq", 8)
+        part = run_search(sink.client, settings, SearchRequest(query="harbour", mode="keyword", collapse=True,
+                                                                size=1))  # 5 ranked of 8 matches
+        assert part["total_relation"] == "gte" and part["matches"] == 8
+        assert 3 <= part["total"] <= 6 and len(part["hits"]) == 1
+        flat = run_search(sink.client, settings, SearchRequest(query="harbour", mode="keyword"))
+        assert (flat["total"], flat["total_relation"], "matches" not in flat) == (8, "eq", True)
+        for mode in ("semantic", "hybrid"):
+            got = run_search(sink.client, settings, SearchRequest(query="harbour", mode=mode, collapse=True))
+            assert got["total"] == len({h["family_id"] for h in got["hits"]}) <= 6, mode
+        env = {"ASSETSTREAM_INDEX__INDEX": settings.index.index, "ASSETSTREAM_INDEX__SERVER_MODE": "serverless",
+               "ASSETSTREAM_INDEX__RRF_WINDOW": "1", "COLUMNS": "200"}
+        cli = CliRunner()
+        for size, says in (("2", "2 hit(s) of 6 families (8 matching assets)"),
+                           ("1", f"1 hit(s) of ≥ {part['total']} families (8 matching assets)")):
+            got = cli.invoke(app, ["search", "harbour", "--mode", "keyword", "--collapse", "--size", size,
+                                   "--es-url", store.url], env=env)
+            assert got.exit_code == 0 and says in got.output, got.output
     finally:
         sink.close()

@@ -108,6 +108,17 @@ def test_search_by_an_uploaded_image(api):
                      headers={"Content-Type": "image/jpeg"})
         assert r.status_code == 200, r.text
         assert r.json()["by"] == "image" and _ids(r.json())[0] == expected
+    # an HTML form / curl -F upload: the file field `file` or `image` (it said "cannot be decoded")
+    for field in ("file", "image"):
+        r = api.post("/v1/similar", params={"size": 3}, data={"note": "x"},
+                     files={field: ("chelsea.jpg", (QUALITY / "chelsea_web.jpg").read_bytes(), "image/jpeg")})
+        assert r.status_code == 200, r.text
+        assert _ids(r.json())[0] == "p-cat"
+    r = api.post("/v1/similar", files={"photo": ("c.jpg", b"\xff\xd8", "image/jpeg")})
+    assert r.status_code == 400 and "no file field named file or image (it has: photo)" in r.json()["error"]
+    assert "curl -F file=@photo.jpg" in r.json()["error"]
+    r = api.post("/v1/similar", data={"file": "photo.jpg"})  # a url-encoded form holds no file
+    assert r.status_code == 415 and "curl --data-binary @photo.jpg" in r.json()["error"]
     bad = api.post("/v1/similar", content=b"not an image at all")
     assert bad.status_code == 400 and "cannot be decoded" in bad.json()["error"]
     empty = api.post("/v1/similar", content=b"")
@@ -123,6 +134,8 @@ def test_uploads_need_auth_a_size_limit_and_the_same_site(settings):
         assert r.status_code == 401 and "p-cat" not in r.text
         auth = {"Authorization": f"Bearer {TOKEN}"}
         r = httpx.post(srv.url + "/v1/similar", content=data, headers=auth)
+        assert r.status_code == 413 and "2048" in r.json()["error"]
+        r = httpx.post(srv.url + "/v1/similar", files={"file": ("c.jpg", data, "image/jpeg")}, headers=auth)
         assert r.status_code == 413 and "2048" in r.json()["error"]
         r = httpx.post(srv.url + "/v1/similar", content=data[:1000],
                        headers={**auth, "Origin": "https://evil.example"})

@@ -15,7 +15,7 @@ import typer
 from confluent_kafka import KafkaException
 from rich.table import Table
 
-from app.console import broker_down, console, load_settings, out
+from app.console import broker_down, console, load_settings, out, redact_url
 
 
 
@@ -70,11 +70,17 @@ def feedback(asset_id: Optional[str] = typer.Argument(None, help="asset the deci
              reject: bool = typer.Option(False, "--reject", help="reject the asset (not publishable)"),
              file: Optional[str] = typer.Option(None, "--file",
                                                 help="JSON Lines of EditorDecision records instead"),
+             no_check: bool = typer.Option(False, "--no-check", help="send without checking that the asset is "
+                                           "indexed (e.g. one the pipeline is still processing)"),
              json_out: bool = typer.Option(False, "--json", help="print the records as sent")):
     """Report what an editor did with the suggestions for an asset (EditorDecision on `feedback`).
 
-    With --file, every line is checked on its own: the valid decisions are sent, each bad line is reported
-    (file:line: why) and the exit code is 1."""
+    The asset must be indexed (its tenant-scoped id, in the read alias): a decision about an unknown asset is
+    refused (exit 1), not sent to be dead-lettered by the review group. When the index cannot be reached the
+    decision is sent as before, with a warning that it could not be checked.
+
+    With --file, every line is checked on its own: the valid decisions are sent, each bad line (or unknown
+    asset) is reported (file:line: why) and the exit code is 1."""
     from app.kpis.feedback import parse_field_spec, publish_decisions, read_decisions_file
 
     problems: list[str] = []
@@ -98,6 +104,15 @@ def feedback(asset_id: Optional[str] = typer.Argument(None, help="asset the deci
             decisions = [{"asset_id": asset_id, "editor": editor, "status": verdict,
                           "fields": [parse_field_spec(spec) for spec in field]}]
         settings = _settings()
+        if decisions and not no_check:
+            decisions, unknown = _known_assets(settings, decisions)
+            if unknown and not file:
+                console.print(f"[red]error:[/red] {unknown[0]}; nothing sent (check the id, its tenant, and "
+                              f"that the pipeline has indexed it; --no-check sends it anyway)")
+                raise typer.Exit(1)
+            for p in unknown:
+                console.print(f"[yellow]not sent[/yellow] {p}")
+            problems += unknown
         sent = publish_decisions(settings, decisions) if decisions else []
     except (ValueError, KeyError) as exc:
         console.print(f"[red]error:[/red] {exc}")
@@ -115,6 +130,40 @@ def feedback(asset_id: Optional[str] = typer.Argument(None, help="asset the deci
         console.print(f"[red]{len(problems)} line(s) not sent[/red], {len(sent)} decision(s) sent; fix those lines "
                       "and send them again")
         raise typer.Exit(1)
+
+def _known_assets(settings: Any, decisions: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[str]]:
+    """(the decisions about indexed assets, why each other one is not sent). An index that cannot be asked
+    (unreachable, no read alias, refused) checks nothing: every decision goes on, with a warning."""
+    from elasticsearch import ApiError
+
+    from domain.events import scoped_id
+    from domain.store.api import indexed_ids
+    from domain.store.client import make_client
+
+    ids = list(dict.fromkeys(scoped_id(d["asset_id"], d.get("tenant")) for d in decisions))
+    quick = settings.with_overrides(index={"max_retries": 0,
+                                           "request_timeout_s": min(settings.index.request_timeout_s, 5.0)})
+    try:
+        try:
+            found = indexed_ids(make_client(quick), quick, ids)
+        except ApiError as exc:
+            if exc.status_code != 406 or quick.index.server_mode != "stack":
+                raise
+            # a store that refuses Elasticsearch's compatibility media type (osmem, OpenSearch): plain JSON
+            quick = quick.with_overrides(index={"server_mode": "serverless"})
+            found = indexed_ids(make_client(quick), quick, ids)
+    except Exception as exc:  # noqa: BLE001 - cannot check: send as before, and say so
+        why = type(exc).__name__ + (f" {exc.status_code}" if isinstance(exc, ApiError) else "")
+        console.print(f"[yellow]warning:[/yellow] could not check that the asset(s) are indexed (the store at "
+                      f"{redact_url(settings.index.url)}: {why}); sending anyway — a decision about an unknown "
+                      "asset is dead-lettered by the review group")
+        return decisions, []
+    known = [d for d in decisions if scoped_id(d["asset_id"], d.get("tenant")) in found]
+    unknown = [f"asset {scoped_id(d['asset_id'], d.get('tenant'))!r} is not in the index "
+               f"({settings.index.index}-read at {redact_url(settings.index.url)})"
+               for d in decisions if scoped_id(d["asset_id"], d.get("tenant")) not in found]
+    return known, unknown
+
 
 @app.command("audit")
 def audit(asset_id: str = typer.Argument(..., help="asset whose history to print: its tenant-scoped id "

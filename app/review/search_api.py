@@ -4,7 +4,9 @@
     GET /v1/search?query=trainers&mode=hybrid&tag=color:white&status=approved&usage=ok
                   &date_from=2026-11-01&date_to=2026-11-30&place=France&family=ASSET&page=1&size=20&facets=true
     GET /v1/assets/{asset_id}/similar?by=auto|image|text&size=10&status=approved
-    POST /v1/similar?size=10&status=approved     body: the query image's bytes (Content-Type image/*), at most
+    POST /v1/similar?size=10&status=approved     body: the query image's bytes (Content-Type image/*), or a
+                                                 multipart/form-data upload with the file in field `file` or
+                                                 `image` (curl -F file=@photo.jpg); at most
                                                  index.query_image_max_bytes (413 over it)
 
 The answer is domain.store.api's (hits, total, facets with counts); a bad parameter is 400 with the reason, an
@@ -15,9 +17,11 @@ another site (its Origin header) is refused all the same.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any, Awaitable, Callable
+from typing import TYPE_CHECKING, Any, AsyncIterator, Awaitable, Callable
 
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
+from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -35,6 +39,39 @@ def _error(status: int, message: str, headers: dict[str, str] | None = None) -> 
     return JSONResponse({"error": message}, status_code=status, headers=headers)
 
 
+HOW_TO_SEND = ("the raw bytes as the body (curl --data-binary @photo.jpg -H 'Content-Type: image/jpeg' URL) or a "
+               "multipart form with the file in a field named file or image (curl -F file=@photo.jpg URL)")
+FORM_FIELDS = ("file", "image")
+FORM_SLACK = 64 * 1024
+"""What a multipart body may add to the image's own bytes (boundaries, part headers, small fields)."""
+
+
+def _is_form(request: Request) -> str | None:
+    """"multipart" / "urlencoded" for an HTML-form body, else None (the body is the image's bytes)."""
+    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    return {"multipart/form-data": "multipart", "application/x-www-form-urlencoded": "urlencoded"}.get(kind)
+
+
+async def _form_file(request: Request, body: bytes) -> bytes:
+    """The uploaded file's bytes from a multipart/form-data body (field `file` or `image`; Starlette's parser,
+    python-multipart). BadRequest when it cannot be parsed or holds no such file."""
+    async def chunks() -> AsyncIterator[bytes]:
+        yield body
+
+    try:
+        form = await MultiPartParser(request.headers, chunks(), max_files=2, max_fields=50).parse()
+    except MultiPartException as exc:
+        raise BadRequest(f"the multipart body cannot be parsed ({exc.message}); send {HOW_TO_SEND}") from None
+    try:
+        upload = next((v for name in FORM_FIELDS for v in form.getlist(name) if isinstance(v, UploadFile)), None)
+        if upload is None:
+            raise BadRequest(f"the multipart body has no file field named file or image (it has: "
+                             f"{', '.join(form.keys())[:200] or 'none'}); send {HOW_TO_SEND}")
+        return await upload.read()
+    finally:
+        await form.close()
+
+
 def search_routes(app: "ReviewApp") -> list[Route]:
     """The /v1 routes for one ReviewApp (its store client, settings, vocabulary and auth)."""
 
@@ -50,8 +87,19 @@ def search_routes(app: "ReviewApp") -> list[Route]:
                 if origin and urlsplit(origin).netloc not in app._own_hosts(request):
                     return _error(403, "this request came from another site")
                 limit = app.settings.index.query_image_max_bytes
+                form = _is_form(request)
+                if form == "urlencoded":
+                    return _error(415, f"send the image file itself: {HOW_TO_SEND}")
                 async for chunk in request.stream():
                     body += chunk
+                    if len(body) > limit + (FORM_SLACK if form else 0):
+                        return _error(413, f"the query image is over the limit of {limit} bytes "
+                                           "(index.query_image_max_bytes)")
+                if form:
+                    try:
+                        body = await _form_file(request, body)
+                    except BadRequest as exc:
+                        return _error(400, str(exc))
                     if len(body) > limit:
                         return _error(413, f"the query image is over the limit of {limit} bytes "
                                            "(index.query_image_max_bytes)")
@@ -74,11 +122,11 @@ def search_routes(app: "ReviewApp") -> list[Route]:
 
     def do_similar(request: Request, _body: bytes) -> dict[str, Any]:
         req = SearchRequest.from_params(request.query_params)
-        return run_similar(app.es, app.settings, request.path_params["asset_id"], req)
+        return run_similar(app.es, app.settings, request.path_params["asset_id"], req, taxonomy=app.taxonomy)
 
     def do_similar_image(request: Request, body: bytes) -> dict[str, Any]:
         req = SearchRequest.from_params(request.query_params)
-        return run_similar_image(app.es, app.settings, body, req)
+        return run_similar_image(app.es, app.settings, body, req, taxonomy=app.taxonomy)
 
     return [Route("/v1/search", api(do_search), methods=["GET"]),
             Route("/v1/assets/{asset_id:path}/similar", api(do_similar), methods=["GET"]),

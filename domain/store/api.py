@@ -21,15 +21,19 @@ member of each family (within the top page * size * 5 hits).
 from __future__ import annotations
 
 import datetime as dt
-import re
+import difflib
 from dataclasses import asdict, dataclass, replace
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 from elasticsearch import Elasticsearch, NotFoundError
 
 from domain.store.client import index_settings
+from domain.store.degraded import PARTS as DEGRADED_PARTS
 from domain.store.management import read_alias
 from domain.store.search import build_filters, hybrid_search, search, semantic_search, similar, similar_to_image
+
+if TYPE_CHECKING:
+    from domain.taxonomy import Taxonomy
 
 MODES = ("keyword", "semantic", "hybrid")
 STATUSES = ("auto_applied", "needs_review", "approved", "rejected")
@@ -102,11 +106,25 @@ class SearchRequest:
                              f"size {self.size})")
         if self.date_from and self.date_to and self.date_from > self.date_to:
             raise BadRequest(f"date_from {self.date_from} is after date_to {self.date_to}")
-        if self.degraded is not None and not re.fullmatch(r"[a-z_]{1,40}", self.degraded):
-            raise BadRequest(f"degraded must be any or a part name (ocr, faces, text_vector, ...), not "
-                             f"{self.degraded[:40]!r}")
+        if self.degraded is not None and self.degraded not in ("any", *DEGRADED_PARTS):
+            raise BadRequest(f"degraded must be any or one of {', '.join(DEGRADED_PARTS)}, not "
+                             f"{self.degraded[:40]!r}{_did_you_mean(self.degraded, ('any', *DEGRADED_PARTS))}")
         if any(len(t) > 200 for t in self.tags) or len(self.tags) > 20:
             raise BadRequest("at most 20 tags of at most 200 characters each")
+
+    def check_vocabulary(self, taxonomy: "Taxonomy") -> None:
+        """Every tag filter must be a tag of the controlled vocabulary (canonical, or a deprecated name that
+        documents may still carry): a filter matches tags exactly, so "red" or "trainers" would find nothing.
+        The error suggests the canonical tag the word resolves to (label, synonym, plural: "did you mean
+        color:red?"), else the closest tags by spelling."""
+        for tag in self.tags:
+            if tag in taxonomy.entries or tag in taxonomy.deprecated:
+                continue
+            mapped = taxonomy.map(tag)
+            hint = f"; did you mean {mapped.tag}?" if mapped is not None else \
+                _did_you_mean(tag, [*taxonomy.entries, *(e.value for e in taxonomy.entries.values())], taxonomy)
+            raise BadRequest(f"tag {tag[:60]!r} is not a tag of the vocabulary (taxonomy {taxonomy.version}); "
+                             f"tags are facet:value{hint}")
 
     @property
     def offset(self) -> int:
@@ -135,6 +153,15 @@ class SearchRequest:
         d = asdict(self)
         d["tags"] = list(self.tags)
         return d
+
+
+def _did_you_mean(value: str, choices: list[str] | tuple[str, ...], taxonomy: "Taxonomy | None" = None) -> str:
+    """"; did you mean X?" for the closest choices by spelling (bare values mapped to their tags), or ""."""
+    close = difflib.get_close_matches(value.lower(), choices, n=2, cutoff=0.75)
+    if taxonomy is not None:
+        close = [c if c in taxonomy.entries else getattr(taxonomy.map(c), "tag", c) for c in close]
+    close = list(dict.fromkeys(close))
+    return f"; did you mean {' or '.join(close)}?" if close else ""
 
 
 def _flag(value: str | None, default: bool) -> bool:
@@ -189,6 +216,15 @@ def collapse_families(hits: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
+def collapsed_total(ranked: list[dict[str, Any]], matches: int) -> tuple[int, str]:
+    """The total of a collapsed answer: the families among the ranked hits, with its relation like the store's
+    `hits.total.relation` — "eq" when the ranked window holds every match, else "gte" (a lower bound: families
+    beyond the window are not known; Elasticsearch's own `collapse` reports the uncollapsed count, and a
+    cardinality aggregation would be approximate and miss the documents indexed before families)."""
+    families = len({h["family_id"] for h in ranked})
+    return families, "eq" if len(ranked) >= matches else "gte"
+
+
 def facet_aggs() -> dict[str, Any]:
     return {name: {"terms": {"field": fld, "size": FACET_SIZE}} for name, fld in FACETS.items()}
 
@@ -224,8 +260,7 @@ def _ids_query(ids: list[str], filters: list[dict[str, Any]]) -> dict[str, Any]:
 
 def run_search(client: Elasticsearch, settings: Any, req: SearchRequest, taxonomy: Any = None) -> dict[str, Any]:
     """The search API's answer for one request (see the module docstring)."""
-    from domain.store.search import default_taxonomy
-
+    tax = _checked(settings, req, taxonomy)
     req = resolve_family(client, settings, req)
     filters = req.filters()
     text = req.query.strip()
@@ -235,7 +270,6 @@ def run_search(client: Elasticsearch, settings: Any, req: SearchRequest, taxonom
     # collapsing: rank a window from the top, keep each family's best, then page
     offset, size = (0, _collapse_window(settings, req)) if req.collapse else (req.offset, req.size)
     if mode == "keyword":
-        tax = taxonomy if taxonomy is not None else default_taxonomy(settings)
         report: dict[str, Any] = {}
         hits = search(client, settings, text, size=size, taxonomy=tax, filters=filters, offset=offset,
                       aggs=facet_aggs() if req.facets else None, report=report)
@@ -259,10 +293,23 @@ def run_search(client: Elasticsearch, settings: Any, req: SearchRequest, taxonom
             n, more = _count_over(client, settings, rest, req.facets)
             total, facets = report["keyword_total"] + n, _merge(_facets(report["keyword_aggregations"]), more)
         over = "matches_and_nearest"
-    if req.collapse:
+    relation = "eq"
+    if req.collapse:  # the total counts families, as the hits do (the documents matched: `matches`)
+        out["matches"] = total
+        total, relation = collapsed_total(hits, total)
         hits = collapse_families(hits)[req.offset:req.offset + req.size]
-    out.update(total=total, hits=hits, facets=facets if req.facets else {}, facets_over=over)
+    out.update(total=total, total_relation=relation, hits=hits, facets=facets if req.facets else {},
+               facets_over=over)
     return out
+
+
+def _checked(settings: Any, req: SearchRequest, taxonomy: "Taxonomy | None") -> "Taxonomy":
+    """The vocabulary (given, or the deployment's), after checking the request's tag filters against it."""
+    from domain.store.search import default_taxonomy
+
+    tax = taxonomy if taxonomy is not None else default_taxonomy(settings)
+    req.check_vocabulary(tax)
+    return tax
 
 
 COLLAPSE_FACTOR = 5
@@ -274,10 +321,12 @@ def _collapse_window(settings: Any, req: SearchRequest) -> int:
     return min(MAX_WINDOW, max(index_settings(settings).rrf_window, req.page * req.size * COLLAPSE_FACTOR))
 
 
-def run_similar(client: Elasticsearch, settings: Any, asset_id: str, req: SearchRequest) -> dict[str, Any]:
+def run_similar(client: Elasticsearch, settings: Any, asset_id: str, req: SearchRequest,
+                taxonomy: "Taxonomy | None" = None) -> dict[str, Any]:
     """More like this asset: the nearest neighbours of its image vector (by=image), its text vector (by=text),
     or by=auto the image vector when it has one, else the text vector; itself excluded, with the request's
     filters and paging. Raises LookupError when the asset is not indexed or has no such vector."""
+    _checked(settings, req, taxonomy)
     req = resolve_family(client, settings, req)
     filters = req.filters()
     window = _collapse_window(settings, req) if req.collapse else \
@@ -295,7 +344,8 @@ def run_similar(client: Elasticsearch, settings: Any, asset_id: str, req: Search
     return _nearest_answer(client, settings, req, near, filters, similar_to=asset_id, by=by)
 
 
-def run_similar_image(client: Elasticsearch, settings: Any, image: bytes, req: SearchRequest) -> dict[str, Any]:
+def run_similar_image(client: Elasticsearch, settings: Any, image: bytes, req: SearchRequest,
+                      taxonomy: "Taxonomy | None" = None) -> dict[str, Any]:
     """The assets that look most like an uploaded image (exact cosine over at most index.image_scan_limit
     documents on the embedded store, the store's kNN otherwise). Raises BadRequest for bytes that are too many
     or not an image."""
@@ -305,6 +355,7 @@ def run_similar_image(client: Elasticsearch, settings: Any, image: bytes, req: S
                          "(index.query_image_max_bytes)")
     if not image:
         raise BadRequest("no query image: send the image file as the request body")
+    _checked(settings, req, taxonomy)
     req = resolve_family(client, settings, req)
     filters = req.filters()
     window = _collapse_window(settings, req) if req.collapse else \
@@ -323,5 +374,19 @@ def _nearest_answer(client: Elasticsearch, settings: Any, req: SearchRequest, ne
                            "size": req.size, "collapse": req.collapse, "request": req.echo(),
                            "hits": ranked[req.offset:req.offset + req.size]}
     total, facets = _count_over(client, settings, _ids_query([h["asset_id"] for h in near], filters), req.facets)
-    out.update(total=total, facets=facets if req.facets else {}, facets_over="nearest")
+    if req.collapse:  # the nearest window is the whole result set: its families, exactly
+        out["matches"], total = total, len(ranked)
+    out.update(total=total, total_relation="eq", facets=facets if req.facets else {}, facets_over="nearest")
     return out
+
+
+def indexed_ids(client: Elasticsearch, settings: Any, ids: list[str]) -> set[str]:
+    """Which of these document ids (tenant-scoped: domain.events.scoped_id) the read alias holds, as the review
+    group looks a decision's asset up. Raises what the client raises (unreachable store, missing index)."""
+    found: set[str] = set()
+    for i in range(0, len(ids), 500):
+        chunk = ids[i:i + 500]
+        resp = client.search(index=read_alias(index_settings(settings)), query={"ids": {"values": chunk}},
+                             size=len(chunk), source=False)
+        found.update(h["_id"] for h in resp["hits"]["hits"])
+    return found

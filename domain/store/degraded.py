@@ -19,6 +19,12 @@ COMPLETE, DEGRADED = "complete", "degraded"
 VECTOR_PART = "text_vector"
 """The part the index sink adds when the MiniLM text vector of a document could not be computed."""
 
+PARTS = ("ocr", "event_text", "colours", "faces", "nsfw", "tagging", "alt_text", "rights", "verify", VECTOR_PART)
+"""Every part a document can be marked degraded for: preprocess's OCR, over-long event text and signals
+(consumers/preprocess), enrich's model tasks (consumers/enrich: tagging, alt_text, rights and the verifier),
+the index sink's text vector. `search --degraded` takes one of them or "any"
+(tests/test_search_validation.py keeps this list in step with the consumers)."""
+
 
 def degraded_fields(parts: Mapping[str, str] | None) -> dict[str, Any]:
     """The three document fields for {part: reason} (empty: complete)."""
