@@ -279,11 +279,9 @@ class EnrichStage(PipelineFacts, Stage):
             pending[asyncio.ensure_future(coro)] = name
         error: BaseException | None = None
         if pending:
-            done, rest = await asyncio.wait(pending, return_when=asyncio.FIRST_EXCEPTION)
-            for t in rest:  # one task failed: stop paying for the others
-                t.cancel()
-            if rest:
-                await asyncio.gather(*rest, return_exceptions=True)
+            # every task runs to its end even when another fails: a request already sent is paid for, so its
+            # answer is kept for the retry (cancelling it paid twice: once now, once on the next attempt)
+            done, _ = await asyncio.wait(pending)
             for t in done:
                 name = pending[t]
                 if t.exception() is not None:
