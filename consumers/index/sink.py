@@ -52,6 +52,10 @@ class _Prepared:
         self.size = sum(len(line) + 1 for line in lines)
 
 
+HUNG_AFTER_S = 0.5
+"""A request outstanding this long makes should_pause() ping the store (see there)."""
+
+
 class IndexSink(PipelineFacts, Stage):
     name = "index"
     input_topic = "validated"
@@ -105,12 +109,14 @@ class IndexSink(PipelineFacts, Stage):
         return self._probe()
 
     def should_pause(self) -> str | None:
-        """'store_unavailable' while the store is down, or hung: a request outstanding for over a second while
-        a ping gets no answer either is the store being unavailable, not a slow batch (the one spelling of the
-        pause reason, as StoreUnavailable.pause_reason)."""
+        """'store_unavailable' while the store is down, or hung: a request outstanding for over half a second
+        while a ping gets no answer either is the store being unavailable, not a slow batch (the one spelling of
+        the pause reason, as StoreUnavailable.pause_reason). Half a second, under the runner's pause_after_s
+        (1 s): a batch taken at the in-flight limit starts a little after the limit was reached, and a hung
+        store must be named before the runner calls the stall `backpressure`."""
         if self._down_reason is None:
             busy = self._busy_since
-            if busy is None or time.monotonic() - busy < 1.0 or self._probe():
+            if busy is None or time.monotonic() - busy < HUNG_AFTER_S or self._probe():
                 return None
             self._mark_down("no answer (a request has been waiting %.0fs)" % (time.monotonic() - busy))
         self._probe()
