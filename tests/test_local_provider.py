@@ -525,6 +525,14 @@ def test_a_sign_whose_text_was_read_is_not_a_screenshot(provider, preprocessed_q
     assert "content:text" in tags and "content:screenshot" not in tags
 
 
+def test_a_page_of_running_text_is_tagged_a_document_and_a_short_sign_is_not(provider, preprocessed_quality):
+    for name in ("document_report.png", "page_scan.png"):
+        tags = {t["tag"] for t in _ask_pre(provider, "tagging", preprocessed_quality(name)).data["tags"]}
+        assert {"content:document", "content:text"} <= tags, (name, tags)
+    sign = {t["tag"] for t in _ask_pre(provider, "tagging", preprocessed_quality("label_fragile_1bit.png")).data["tags"]}
+    assert "content:document" not in sign
+
+
 def test_the_lite2_classifier_can_be_measured_instead():
     """ASSETSTREAM_LOCAL_CLASSIFIER=lite2 (what bench/quality.py compared; not the default)."""
     import os

@@ -710,6 +710,9 @@ def tagging(request, facts: ImageFacts, use_embeddings: bool = True,
     if n_sure:
         i = _best(idx, ["text", "typography", "lettering", "words"], ("content",), "text" if use_embeddings else None)
         add(i, 0.35 + 0.6 * min(1.0, n_sure / 8.0) * max(conf, 0.3), "ocr")
+        if n_sure >= 12:  # running text, as the alt text's "a text document": a document, whatever the classifier says
+            add(_best(idx, ["document", "page"], ("content",), None), 0.3 + 0.6 * min(1.0, n_sure / 30.0) * max(conf, 0.3),
+                "ocr")
 
     # 3. faces -> people tags
     if faces:
