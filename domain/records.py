@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
-from functools import lru_cache
 from typing import Any
 
-from fastavro.schema import load_schema
-
 from domain.events import scoped_id
-from streams import AVRO_DIR
 from streams.records import to_ms
+from streams.schemas import parsed_schema
 from streams.stage import OutputFacts
 
 
@@ -94,7 +91,7 @@ def record_from_doc(doc: dict[str, Any]) -> dict[str, Any] | None:
     record = doc.get("record")
     if not record:
         return None
-    record = _maps_restored(record, _validated_schema(), {})
+    record = _maps_restored(record, parsed_schema("ValidatedAsset"), {})
     thumb = doc.get("thumbnail")
     if thumb and thumb.get("data"):
         enriched = record["enriched"]
@@ -104,11 +101,6 @@ def record_from_doc(doc: dict[str, Any]) -> dict[str, Any] | None:
                                                 "height": int(thumb.get("height") or 0)}}
         record = {**record, "enriched": {**enriched, "pre": pre}}
     return record
-
-
-@lru_cache(maxsize=1)
-def _validated_schema() -> dict[str, Any]:
-    return load_schema(str(AVRO_DIR / "io.assetstream.ValidatedAsset.avsc"), _write_hint=False)
 
 
 def _maps_restored(value: Any, schema: Any, named: dict[str, Any]) -> Any:

@@ -8,17 +8,12 @@ from __future__ import annotations
 import io
 import json
 import threading
-from functools import lru_cache
-from pathlib import Path
 from typing import Any
 
 import fastavro
-from fastavro.schema import load_schema
 from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 
-from streams import AVRO_DIR
-
-NAMESPACE = "io.assetstream"
+from streams.schemas import NAMESPACE, parsed_schema, schema_json, schema_path  # noqa: F401 - re-exported
 
 TOPIC_RECORDS: dict[str, str] = {
     "raw": "AssetEvent",
@@ -36,40 +31,6 @@ TOPIC_RECORDS: dict[str, str] = {
 def topic_names(settings: Any) -> dict[str, str]:
     """Logical topic -> full topic name (settings.topics prefix) for every topic with a contract."""
     return {logical: settings.topics.name(logical) for logical in TOPIC_RECORDS}
-
-
-def schema_path(record: str, avro_dir: Path = AVRO_DIR) -> Path:
-    return avro_dir / f"{NAMESPACE}.{record}.avsc"
-
-
-@lru_cache(maxsize=None)
-def _loaded(record: str, avro_dir: Path = AVRO_DIR) -> dict[str, Any]:
-    """The schema with named types from sibling files inlined (not marked as parsed)."""
-    return load_schema(str(schema_path(record, avro_dir)), _write_hint=False)
-
-
-@lru_cache(maxsize=None)
-def parsed_schema(record: str, avro_dir: Path = AVRO_DIR) -> dict[str, Any]:
-    """The fully expanded schema, parsed once by fastavro (parse results are reused by reader/writer)."""
-    return fastavro.parse_schema(json.loads(schema_json(record, avro_dir)))
-
-
-@lru_cache(maxsize=None)
-def schema_json(record: str, avro_dir: Path = AVRO_DIR) -> str:
-    """The fully expanded schema as JSON text: what the registry stores."""
-    return json.dumps(_expanded(record, avro_dir))
-
-
-def _expanded(record: str, avro_dir: Path) -> Any:
-    schema = _loaded(record, avro_dir)
-    # load_schema inlines named types at first use; strip fastavro's internal keys
-    def clean(node: Any) -> Any:
-        if isinstance(node, dict):
-            return {k: clean(v) for k, v in node.items() if not k.startswith("__")}
-        if isinstance(node, list):
-            return [clean(v) for v in node]
-        return node
-    return clean(schema)
 
 
 def validate(record: str, value: dict[str, Any]) -> None:
