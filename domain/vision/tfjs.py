@@ -418,6 +418,15 @@ def files_digest(*paths: Path) -> str:
 
 # --- post-processing ---
 
+def box_iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    """Intersection over union of one (x0, y0, x1, y1) box with each of `boxes`."""
+    x0, y0 = np.maximum(box[0], boxes[:, 0]), np.maximum(box[1], boxes[:, 1])
+    x1, y1 = np.minimum(box[2], boxes[:, 2]), np.minimum(box[3], boxes[:, 3])
+    inter = np.clip(x1 - x0, 0, None) * np.clip(y1 - y0, 0, None)
+    area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    return inter / np.maximum((box[2] - box[0]) * (box[3] - box[1]) + area - inter, 1e-9)
+
+
 def nms(boxes: np.ndarray, scores: np.ndarray, iou: float) -> list[int]:
     order = list(np.argsort(-scores))
     keep: list[int] = []
@@ -426,14 +435,7 @@ def nms(boxes: np.ndarray, scores: np.ndarray, iou: float) -> list[int]:
         keep.append(int(i))
         if not order:
             break
-        rest = np.array(order)
-        x0 = np.maximum(boxes[i, 0], boxes[rest, 0])
-        y0 = np.maximum(boxes[i, 1], boxes[rest, 1])
-        x1 = np.minimum(boxes[i, 2], boxes[rest, 2])
-        y1 = np.minimum(boxes[i, 3], boxes[rest, 3])
-        inter = np.clip(x1 - x0, 0, None) * np.clip(y1 - y0, 0, None)
-        area = lambda b: (b[..., 2] - b[..., 0]) * (b[..., 3] - b[..., 1])  # noqa: E731
-        ious = inter / np.maximum(area(boxes[i]) + area(boxes[rest]) - inter, 1e-9)
+        ious = box_iou(boxes[i], boxes[np.array(order)])
         order = [j for j, v in zip(order, ious) if v <= iou]
     return keep
 
