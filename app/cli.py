@@ -7,7 +7,7 @@ import os
 from typing import Any, Optional
 
 import typer
-from app.console import (broker_down, console, describe_settings_error, load_settings, out, redact_url, redact_urls,
+from app.console import (broker_down, console, describe_settings_error, load_settings, out, redact_url,
                          setup_logging, store_down)
 from app.kpis import cli as kpis_cli
 from app.ops import cli as ops_cli
@@ -419,7 +419,7 @@ def index_embed(json_out: bool = typer.Option(False, "--json")):
 @config_app.command("show")
 def config_show():
     """Print the effective settings as JSON (secrets redacted)."""
-    out.print_json(json.dumps(redact_urls(load_settings().redacted()), default=str))
+    out.print_json(json.dumps(load_settings().redacted(), default=str))
 
 
 app.add_typer(ops_cli.app)  # publish, ingest-server, backfill, dlq

@@ -9,6 +9,7 @@ import typer
 from rich.console import Console
 
 from app.settings import Settings
+from streams.settings import redact_url  # noqa: F401 - for the CLI modules
 
 console = Console(stderr=True)
 out = Console()
@@ -40,29 +41,6 @@ def load_settings() -> Settings:
         console.print("[red]configuration error:[/red]")
         console.print(describe_settings_error(exc), markup=False, highlight=False)
         raise typer.Exit(2) from None
-
-
-def redact_url(url: str) -> str:
-    """A URL fit to print: a password in its userinfo (`https://elastic:pw@es:9200`) replaced by `***`."""
-    from urllib.parse import urlsplit, urlunsplit
-
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return url
-    if parts.password is None:
-        return url
-    host = parts.netloc.rpartition("@")[2]
-    return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}"))
-
-
-def redact_urls(value: object) -> object:
-    """Every string in a JSON-like value that is a URL with a password, redacted (`redact_url`)."""
-    if isinstance(value, dict):
-        return {k: redact_urls(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [redact_urls(v) for v in value]
-    return redact_url(value) if isinstance(value, str) and "://" in value and "@" in value else value
 
 
 def broker_down(settings: Settings, what: str, exc: Exception, code: int) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import Field, model_validator
 from pydantic_settings import (BaseSettings, JsonConfigSettingsSource, PydanticBaseSettingsSource,
@@ -75,5 +76,27 @@ class RuntimeSettings(BaseSettings):
         return type(self).model_validate(data)
 
     def redacted(self) -> dict[str, Any]:
-        """For logs and `assetstream config`: SecretStr fields print as '**********'."""
-        return self.model_dump(mode="json", by_alias=True)
+        """For logs and `assetstream config`: SecretStr fields print as '**********', and a password inside a URL
+        (`https://elastic:pw@es:9200`) as '***'."""
+        return redact_urls(self.model_dump(mode="json", by_alias=True))
+
+
+def redact_url(url: str) -> str:
+    """A URL fit to print: a password in its userinfo (`https://elastic:pw@es:9200`) replaced by `***`."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return url
+    if parts.password is None:
+        return url
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}"))
+
+
+def redact_urls(value: object) -> object:
+    """Every string in a JSON-like value that is a URL with a password, redacted (`redact_url`)."""
+    if isinstance(value, dict):
+        return {k: redact_urls(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [redact_urls(v) for v in value]
+    return redact_url(value) if isinstance(value, str) and "://" in value and "@" in value else value
