@@ -102,8 +102,11 @@ class Backpressure:
                     self.consumer.resume([TopicPartition(*tp)])
         if self.window_held:
             self.consumer.pause([TopicPartition(*tp) for tp in self.window_held & assigned])
-        if bool(self.window_held) != was_held:  # exported as assetstream_paused{reason="uncommitted_window"}
-            self.sensor.on_pause(*(("uncommitted_window", None) if self.window_held else (None, "uncommitted_window")))
+        # exported as assetstream_paused{reason="uncommitted_window"} while any partition is held
+        if self.window_held and not was_held:
+            self.sensor.on_pause("uncommitted_window", None)
+        elif was_held and not self.window_held:
+            self.sensor.on_pause(None, "uncommitted_window")
 
     def assigned(self, tp: TP) -> None:
         """librdkafka remembers a pause across revoke and re-assign: decide afresh in the next `apply`."""
