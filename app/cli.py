@@ -7,7 +7,7 @@ import os
 from typing import Any, Optional
 
 import typer
-from app.console import (broker_down, console, describe_settings_error, load_settings, out, redact_url,
+from app.console import (ask_store, broker_down, console, describe_settings_error, load_settings, out, redact_url,
                          setup_logging, store_down)
 from app.kpis import cli as kpis_cli
 from app.ops import cli as ops_cli
@@ -283,7 +283,6 @@ def search(query: Optional[str] = typer.Argument(None, help="free text over titl
     """Search indexed assets (read alias) and print a table; the same code as the API's GET /v1/search."""
     from pathlib import Path
 
-    from elasticsearch import ApiError
     from rich.table import Table
 
     from domain.store.api import BadRequest, SearchRequest, run_search, run_similar, run_similar_image
@@ -311,15 +310,7 @@ def search(query: Optional[str] = typer.Argument(None, help="free text over titl
         return run_search(client, settings, req)
 
     try:
-        try:
-            answer = ask(settings)
-        except ApiError as exc:
-            if exc.status_code != 406 or settings.index.server_mode != "stack":
-                raise
-            # the store refuses Elasticsearch's compatibility media type (OpenSearch, the osmem store of
-            # `assetstream run`, Elastic Serverless): ask again in plain JSON, as index.server_mode=serverless does
-            settings = settings.with_overrides(index={"server_mode": "serverless"})
-            answer = ask(settings)
+        answer = ask_store(settings, ask)
     except BadRequest as exc:
         console.print(f"[red]{exc}[/red]")
         raise typer.Exit(2) from None

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import logging
 import sys
+from typing import Callable, TypeVar
 
 import typer
 from rich.console import Console
 
 from app.settings import Settings
 from streams.settings import redact_url  # noqa: F401 - for the CLI modules
+
+T = TypeVar("T")
 
 console = Console(stderr=True)
 out = Console()
@@ -49,6 +52,20 @@ def broker_down(settings: Settings, what: str, exc: Exception, code: int) -> Non
     console.print(f"[dim]next:[/dim] check the broker at {settings.kafka.bootstrap_servers} "
                   "(ASSETSTREAM_KAFKA__BOOTSTRAP_SERVERS), then run the same command again", highlight=False)
     raise typer.Exit(code)
+
+
+def ask_store(settings: Settings, ask: Callable[[Settings], T]) -> T:
+    """ask(settings), and once more in plain JSON (index.server_mode=serverless) when the store answers 406 to
+    Elasticsearch's compatibility media type (OpenSearch, the osmem store of `assetstream run`, Elastic
+    Serverless). Anything else the client raises goes to the caller."""
+    from elasticsearch import ApiError
+
+    try:
+        return ask(settings)
+    except ApiError as exc:
+        if exc.status_code != 406 or settings.index.server_mode != "stack":
+            raise
+        return ask(settings.with_overrides(index={"server_mode": "serverless"}))
 
 
 def store_down(settings: Settings, what: str, exc: Exception) -> None:

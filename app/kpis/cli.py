@@ -15,7 +15,7 @@ import typer
 from confluent_kafka import KafkaException
 from rich.table import Table
 
-from app.console import broker_down, console, load_settings, out, redact_url
+from app.console import ask_store, broker_down, console, load_settings, out, redact_url
 
 
 
@@ -144,14 +144,7 @@ def _known_assets(settings: Any, decisions: list[dict[str, Any]]) -> tuple[list[
     quick = settings.with_overrides(index={"max_retries": 0,
                                            "request_timeout_s": min(settings.index.request_timeout_s, 5.0)})
     try:
-        try:
-            found = indexed_ids(make_client(quick), quick, ids)
-        except ApiError as exc:
-            if exc.status_code != 406 or quick.index.server_mode != "stack":
-                raise
-            # a store that refuses Elasticsearch's compatibility media type (osmem, OpenSearch): plain JSON
-            quick = quick.with_overrides(index={"server_mode": "serverless"})
-            found = indexed_ids(make_client(quick), quick, ids)
+        found = ask_store(quick, lambda s: indexed_ids(make_client(s), s, ids))
     except Exception as exc:  # noqa: BLE001 - cannot check: send as before, and say so
         why = type(exc).__name__ + (f" {exc.status_code}" if isinstance(exc, ApiError) else "")
         console.print(f"[yellow]warning:[/yellow] could not check that the asset(s) are indexed (the store at "
