@@ -25,6 +25,7 @@ from pydantic import SecretStr
 
 from app.settings import Settings
 from domain.records import media_type_of, thumbnail_of
+from streams.embedded import die_with_parent
 
 log = logging.getLogger(__name__)
 
@@ -192,7 +193,7 @@ class EmbeddedRun:
             log = open(self.workdir / f"{stage}.log", "ab")
             self.workers[stage] = subprocess.Popen(
                 [sys.executable, "-m", "app.cli", "worker", stage], env=env, stdout=log,
-                stderr=subprocess.STDOUT, start_new_session=True)
+                stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=die_with_parent(signal.SIGTERM))
 
     def stop(self) -> None:
         for proc in self.workers.values():

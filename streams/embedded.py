@@ -56,6 +56,31 @@ def bundled_binary(path: Path, what: str, package: str) -> Path:
     return path
 
 
+def die_with_parent(sig: int = signal.SIGKILL):
+    """A `preexec_fn` for Popen: the child is sent `sig` when the process that started it dies, by any signal,
+    SIGKILL included (Linux PR_SET_PDEATHSIG), so a killed run leaves no broker or worker behind. None where that
+    does not hold: off Linux, or off the main thread (the kernel sends the signal when the starting *thread* ends)."""
+    import sys
+    import threading
+
+    if not sys.platform.startswith("linux") or threading.current_thread() is not threading.main_thread():
+        return None
+    import ctypes
+
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    parent = os.getpid()
+
+    def arm() -> None:  # in the child, between fork and exec: async-signal-safe calls only
+        prctl(1, sig, 0, 0, 0)  # PR_SET_PDEATHSIG
+        if os.getppid() != parent:  # the parent died before the line above: nobody will send it
+            os.kill(os.getpid(), sig)
+
+    return arm
+
+
 def stop_process(proc: subprocess.Popen | None, timeout_s: float = 10.0) -> int | None:
     """SIGTERM, wait, then SIGKILL. Returns the exit code (None if there was no process)."""
     if proc is None:
@@ -104,7 +129,8 @@ class Tansu:
         self.proc = subprocess.Popen(
             [str(tansu_binary()), "broker", "--listener-url", url, "--advertised-listener-url", url,
              "--storage-engine", self.storage],
-            stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **self.env}, start_new_session=True)
+            stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **self.env}, start_new_session=True,
+            preexec_fn=die_with_parent(signal.SIGKILL))  # tansu ignores SIGTERM
         wait_port("127.0.0.1", self.port, timeout_s, self.proc, "tansu")
         return self
 

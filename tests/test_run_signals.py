@@ -37,33 +37,60 @@ def _alive(pid: int) -> bool:
         return False
 
 
-def test_sigterm_stops_every_child(tmp_path):
+def _start_run(tmp_path) -> tuple[subprocess.Popen, set[int]]:
+    """`assetstream run samples/ --serve` (still up when signalled, however fast the samples finish), and its
+    children once all six are up: broker, store and four workers."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("ASSETSTREAM_")}
     env.update({"PYTHONPATH": str(REPO), "OMP_THREAD_LIMIT": "1"})
     proc = subprocess.Popen([sys.executable, "-m", "app.cli", "run", str(REPO / "samples"), "--out",
-                             str(tmp_path / "out"), "--json", "--serve"],  # --serve: still up when signalled,
-                            cwd=tmp_path, env=env, stdout=subprocess.PIPE,  # however fast the samples finish
-                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+                             str(tmp_path / "out"), "--json", "--serve"], cwd=tmp_path, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    children: set[int] = set()
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and len(children) < 6:
+        children |= _children(proc.pid)
+        time.sleep(0.2)
+    if len(children) < 6:
+        proc.kill()
+        raise AssertionError(f"only {len(children)} children started")
+    return proc, children
+
+
+def _left_running(children: set[int], within_s: float) -> list[int]:
+    deadline = time.monotonic() + within_s
+    while time.monotonic() < deadline and any(_alive(c) for c in children):
+        time.sleep(0.2)
+    return [c for c in children if _alive(c)]
+
+
+def test_sigterm_stops_every_child(tmp_path):
+    proc, children = _start_run(tmp_path)
     try:
-        children: set[int] = set()
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and len(children) < 6:  # broker, store and four workers
-            children |= _children(proc.pid)
-            time.sleep(0.2)
-        assert len(children) >= 6, f"only {len(children)} children started"
         started = time.monotonic()
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(60) == 130
         took = time.monotonic() - started  # the workers' drain timeout is 10 s: stopped within it, plus a little
         assert took < 10 + 3, f"assetstream run took {took:.1f}s to stop after SIGTERM"
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and any(_alive(c) for c in children):
-            time.sleep(0.2)
-        assert not [c for c in children if _alive(c)], "children left running after SIGTERM"
+        assert not _left_running(children, 10), "children left running after SIGTERM"
         assert "interrupted" in proc.stdout.read()
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+def test_a_run_killed_with_sigkill_leaves_no_broker_store_or_worker_behind(tmp_path):
+    """Nothing can catch SIGKILL (the OOM killer, `kill -9`): the children are told by the kernel instead
+    (the broker is killed, the workers get SIGTERM and drain, the store watches its parent)."""
+    proc, children = _start_run(tmp_path)
+    try:
+        proc.kill()
+        proc.wait(10)
+        left = _left_running(children, 20)
+    finally:
+        for pid in children:  # never leave a broker on the machine, even when the test fails
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
+    assert not left, f"{len(left)} of {len(children)} children left running after the run was SIGKILLed"
 
 
 def test_a_worker_given_sigterm_exits_within_its_drain_timeout(broker, unique, tmp_path):
