@@ -217,11 +217,16 @@ class ImageFacts:
     """area of the largest face the stricter on-thumbnail check confirms, as a share of the image (0 = none)"""
     objects: list[Detection] = field(default_factory=list)
     """COCO detections (NanoDet-m), best first, boxes as shares of the image"""
+    logo_look: bool = False
+    """drawn like a logo (`logo_look`): coloured shapes of few, evenly filled colours on a plain light (or
+    transparent, flattened on white) ground; `is_logo` adds what the text and the detector say"""
 
     @property
     def graphic(self) -> bool:
-        """A drawn/rendered image (not a photograph): large exactly-flat areas, or no structure at all."""
-        return self.ok and (self.flat_share >= GRAPHIC_FLAT_SHARE or self.detail < DECORATIVE_DETAIL)
+        """A drawn/rendered image (not a photograph): large exactly-flat areas, no structure at all, or drawn like
+        a logo (a small JPEG icon has no exactly-flat areas left)."""
+        return self.ok and (self.flat_share >= GRAPHIC_FLAT_SHARE or self.detail < DECORATIVE_DETAIL
+                            or self.logo_look)
 
 
 _facts_cache: "OrderedDict[tuple[str, int], ImageFacts]" = OrderedDict()
@@ -276,12 +281,60 @@ def _analyse(data: bytes | None, top_k: int, threads: int, run_classifier: bool,
     grey128 = cv2.cvtColor(cv2.resize(arr, (128, 128), interpolation=cv2.INTER_AREA), cv2.COLOR_RGB2GRAY)
     k3 = np.ones((3, 3), np.uint8)
     facts.flat_share = float(np.mean(cv2.dilate(grey128, k3) == cv2.erode(grey128, k3)))
+    facts.logo_look = logo_look(arr)
     if run_classifier:
         facts.top = classifier(threads).predict(arr, top_k=top_k)
         facts.face_share = _largest_face_share(arr)
     if run_classifier and detect:
         facts.objects = detector(threads).detect(arr)
     return facts
+
+
+LOGO_GROUND_PLAIN = 0.9
+"""share of the image's 2-pixel outer ring (128 px) within LOGO_TOLERANCE of its median: the ground is plain"""
+LOGO_GROUND_LIGHT = 220
+LOGO_GROUND_GREY = 20
+"""... and light and neutral (white, off-white; a transparent ground is flattened on white before analysis): a
+logo file, not a banner or a web page on a coloured field"""
+LOGO_TOLERANCE = 28
+"""channel difference from the ground above which a pixel is part of the drawing"""
+LOGO_DRAWN_SHARE = (0.08, 0.85)
+"""the drawing covers a compact part of the image, neither a speck nor the whole frame (a photo)"""
+LOGO_SATURATION = 0.3
+"""mean HSV saturation of the drawing: brand colours (a black silhouette, a black-on-white sign or page is not a
+logo by its pixels)"""
+LOGO_FEW_COLOURS = 0.6
+"""share of the drawing in its 3 commonest colours (4 levels per channel): few colours"""
+LOGO_EVEN_FILL = 6.0
+"""std of the brightness inside the commonest colour: evenly filled (a logo's flat colour: 3-4; a product's or
+render's shading: 9-17 on the quality set)"""
+
+
+def logo_look(arr: np.ndarray) -> bool:
+    """Pixels drawn like a logo: a plain light ground (its outer ring), and on it a compact drawing in few,
+    saturated, evenly filled colours. Decided from the image alone (`is_logo` adds text and detections)."""
+    import cv2
+
+    small = cv2.resize(arr, (128, 128), interpolation=cv2.INTER_AREA)
+    px = small.astype(np.int16)
+    ring = np.concatenate([px[:2].reshape(-1, 3), px[-2:].reshape(-1, 3), px[:, :2].reshape(-1, 3),
+                           px[:, -2:].reshape(-1, 3)])
+    ground = np.median(ring, axis=0)
+    if (float(np.mean(np.abs(ring - ground).max(1) <= LOGO_TOLERANCE)) < LOGO_GROUND_PLAIN
+            or ground.min() < LOGO_GROUND_LIGHT or ground.max() - ground.min() > LOGO_GROUND_GREY):
+        return False
+    drawn = np.abs(px - ground).max(2) > LOGO_TOLERANCE
+    if not LOGO_DRAWN_SHARE[0] <= float(drawn.mean()) <= LOGO_DRAWN_SHARE[1]:
+        return False
+    if float(cv2.cvtColor(small, cv2.COLOR_RGB2HSV)[..., 1][drawn].mean()) / 255.0 < LOGO_SATURATION:
+        return False
+    ink = px[drawn]
+    q = ink // 64
+    bins = q[:, 0] * 16 + q[:, 1] * 4 + q[:, 2]
+    counts = np.bincount(bins, minlength=64)
+    if float(np.sort(counts)[::-1][:3].sum()) / len(ink) < LOGO_FEW_COLOURS:
+        return False
+    return float(ink[bins == int(counts.argmax())].max(1).std()) <= LOGO_EVEN_FILL
 
 
 FACE_SUBJECT_SCORE = 0.75
@@ -553,6 +606,8 @@ COCO_TAGS: dict[str, tuple[str, ...]] = {
 """COCO class -> controlled-vocabulary tags, only where the vocabulary has the right term (no tag for a toilet,
 sink, bed, dining table, kite, surfboard...: those are also the detector's commonest false positives on the
 quality set, full-frame guesses on textures and logos)"""
+LOGO_TAG_SCORE = 0.7
+"""content:logo's raw score when `is_logo` holds (validate calibrates it per evidence source, 'tag:content|pixels')"""
 SUBJECT_NOUNS: dict[str, tuple[str, str]] = {
     "person": ("person", "people"), "bicycle": ("bicycle", "bicycles"), "car": ("car", "cars"),
     "motorcycle": ("motorcycle", "motorcycles"), "airplane": ("airplane", "airplanes"), "bus": ("bus", "buses"),
@@ -687,6 +742,8 @@ def tagging(request, facts: ImageFacts, use_embeddings: bool = True,
     text, n_words, conf = _ocr(pre)
     n_sure = len(confident_text(pre).split())
     faces = _subject_faces(pre, facts)
+    # a logo, decided from the pixels: content:logo, and the classifier's guesses on it are not evidence
+    logo = not frames and is_logo(facts, n_sure, n_words, faces, idx)
 
     # 1. classifier labels -> vocabulary, score = sqrt(p) * calibrated similarity (not for flat fields: the
     #    classifier's guesses on an empty image are noise, "jellyfish" for a blue background)
@@ -695,7 +752,7 @@ def tagging(request, facts: ImageFacts, use_embeddings: bool = True,
     if use_embeddings and frames:
         for i, s in keyframe_evidence(idx, frames, skip, n_sure, faces).items():
             add(i, s, "classifier")
-    elif use_embeddings and not is_decorative(facts, n_sure, faces):
+    elif use_embeddings and not logo and not is_decorative(facts, n_sure, faces):
         cls_scores = class_evidence(idx, facts, skip=skip)
         for i, s in cls_scores.items():
             add(i, s, "classifier")
@@ -713,6 +770,9 @@ def tagging(request, facts: ImageFacts, use_embeddings: bool = True,
         if n_sure >= 12:  # running text, as the alt text's "a text document": a document, whatever the classifier says
             add(_best(idx, ["document", "page"], ("content",), None), 0.3 + 0.6 * min(1.0, n_sure / 30.0) * max(conf, 0.3),
                 "ocr")
+
+    if logo:
+        add(_best(idx, ["logo"], ("content",), None), LOGO_TAG_SCORE, "pixels")
 
     # 3. faces -> people tags
     if faces:
@@ -860,6 +920,57 @@ def _plain_label(label: str, cls: int, idx: VocabIndex | None) -> str:
     return label
 
 
+LOGO_WORDMARK_WORDS = 2
+"""a logo's text is a wordmark: at most this many words OCR is sure of (and at most LOGO_RAW_WORDS read at all);
+more is a sign, a banner's sale sentence, a label or a page"""
+LOGO_RAW_WORDS = 3
+LOGO_OBJECT_BOX = 0.4
+LOGO_OBJECT_AREA = (0.1, 0.85)
+"""a detector box at this score covering this share of the image says the drawing is of an object (a bottle or a
+mug drawn flat); full-frame boxes are the detector's guesses on a round or square logo ('bowl' 0.45 on the
+scikit-image disc), specks are parts"""
+LOGO_PRODUCT_CLASS = 0.5
+"""product-tag class evidence at which the classifier sees a product in the drawing ('lotion' for a bottle)"""
+
+
+def is_logo(facts: ImageFacts, n_sure: int, n_raw: int, faces: int, idx: VocabIndex | None = None) -> bool:
+    """A logo: drawn like one (`ImageFacts.logo_look`, from the pixels), its text at most a short wordmark, no
+    face, and nothing the detector or the classifier names as an object or product (a flat-drawn bottle with
+    "LEMON" on its label looks like a logo too)."""
+    if not facts.logo_look or faces or n_sure > LOGO_WORDMARK_WORDS or n_raw > LOGO_RAW_WORDS:
+        return False
+    if subject_detection(facts) or any(d.score >= LOGO_OBJECT_BOX and LOGO_OBJECT_AREA[0] <= d.area
+                                       <= LOGO_OBJECT_AREA[1] for d in facts.objects):
+        return False
+    if idx is not None and idx.emb is not None:
+        products = [s for i, s in class_evidence(idx, facts).items() if idx.facets[i] == "product"]
+        if max(products, default=0.0) >= LOGO_PRODUCT_CLASS:
+            return False
+    return True
+
+
+def _wordmark(text: str) -> str:
+    """The logo's name from the text OCR is sure of (already confident and word-shaped: `confident_text`), when
+    it is one or two words; else ''."""
+    words = text.split()
+    name = " ".join(words)
+    return name if 1 <= len(words) <= LOGO_WORDMARK_WORDS and len(name) <= 24 else ""
+
+
+GRAPHIC_CLASS_MIN = 0.7
+"""on a drawing (ImageFacts.graphic) an ImageNet class names the subject only at this probability, or when a
+detector box of the same thing agrees: the classifier knows photographs, its guesses on drawings are shapes
+("plectrum" for a round logo, "tool kit" for a wordmark)"""
+
+
+def _class_backed(idx: VocabIndex | None, facts: ImageFacts, top: tuple[str, int, float]) -> bool:
+    """A class that may name a drawing's subject: very confident, or a box (DET_AGREE_MIN, DET_MIN_AREA) agrees."""
+    if top[2] >= GRAPHIC_CLASS_MIN:
+        return True
+    return any(d.score >= DET_AGREE_MIN and d.area >= DET_MIN_AREA and _label_agrees(idx, top[1], d)
+               for d in facts.objects)
+
+
 def _evidence_subject(idx: VocabIndex | None, facts: ImageFacts) -> str | None:
     """The subject/product tag the classifier's top-k supports best, as a plain noun ("building"), or None."""
     if idx is None:
@@ -911,16 +1022,19 @@ def _detected_subject(idx: VocabIndex | None, facts: ImageFacts, faces: int,
 
 def _subject(product: dict[str, Any], faces: int, label: str | None, conf_top: list, n_raw: int, n_words: int,
              facts: ImageFacts, evidence: str | None, detected: tuple[str, str] | None = None,
-             boxed: bool = False) -> tuple[str, str]:
+             boxed: bool = False, logo: bool = False, wordmark: str = "") -> tuple[str, str]:
     """The alt text's subject in plain words, by the strongest evidence: the product named in the event, a
     confident face, a large confident detected object, a confident class, text, a weaker class, and only then
     what the pixels look like; and what named it (`evidence_name` origins: 'product', 'face',
     'detector+classifier', 'detector', 'classifier' (`boxed`: a box of the same class agrees), 'ocr',
-    'classifier-weak', 'none')."""
+    'classifier-weak', 'none'; 'logo' when `is_logo` decided it: "the matplotlib logo" with a sure `wordmark`,
+    else "a logo")."""
     if product.get("name"):
         subject, source = product["name"], "product"
         if product.get("category"):
             subject = f"{subject} ({product['category']})"
+    elif logo:
+        subject, source = (f"the {wordmark} logo" if wordmark else "a logo"), "logo"
     elif faces:
         subject = "a person" if faces == 1 else ("two people" if faces == 2 else f"a group of {faces} people")
         source = "face"
@@ -980,17 +1094,21 @@ def alt_text(request, facts: ImageFacts) -> dict[str, Any]:
                 "visible_text": "", EVIDENCE: "pixels"}
 
     conf_top = [t for t in _merged_top(facts.top) if t[2] >= CONFIDENT]
+    logo = is_logo(facts, n_words, n_raw, faces, idx)
+    if logo or (facts.graphic and conf_top and not _class_backed(idx, facts, conf_top[0])):
+        conf_top = []  # the classifier's guess on a drawing ("plectrum", "tool kit") is not its subject
     label = _plain_label(conf_top[0][0], conf_top[0][1], idx) if conf_top else None
-    detected = _detected_subject(idx, facts, faces, conf_top)
+    detected = None if logo else _detected_subject(idx, facts, faces, conf_top)
     if detected:
         label = None
-    evidence = None if label or detected else _evidence_subject(idx, facts)
+    evidence = None if label or detected or facts.graphic else _evidence_subject(idx, facts)
     # a classifier subject is detector-backed too when the subject box's class names it ("Egyptian Mau cat")
     found = subject_detection(facts, faces) if label and conf_top else None
     boxed = found is not None and (_label_agrees(idx, conf_top[0][1], found[0]) or re.search(
         r"\b" + re.escape(SUBJECT_NOUNS[found[0].label][0]) + r"\b", label or "", re.I) is not None)
+    wordmark = _wordmark(text) if logo else ""
     subject, subject_source = _subject(product, faces, label, conf_top, n_raw, n_words, facts, evidence, detected,
-                                       boxed)
+                                       boxed, logo=logo, wordmark=wordmark)
     # no colour phrase for people, nor for a black-and-white photograph: its greys are the photo's light and
     # shade, not "a gray background"
     bw_photo = facts.ok and not facts.graphic and facts.saturation < 0.04
@@ -999,7 +1117,7 @@ def alt_text(request, facts: ImageFacts) -> dict[str, Any]:
     base = base[0].upper() + base[1:]
     alt = base
     limit = _max_len(request.output_schema, "alt_text", 125)
-    if n_words:
+    if n_words and not (subject_source == "logo" and wordmark):
         room = limit - len(alt) - len(' with the text ""')
         if room >= 12:
             alt += f' with the text "{_clip(text, room)}"'
@@ -1020,6 +1138,8 @@ def alt_text(request, facts: ImageFacts) -> dict[str, Any]:
         title_src = author_title
     elif product.get("name"):
         title_src = product["name"]
+    elif subject_source == "logo":
+        title_src = f"{wordmark} logo" if wordmark else "Logo"
     elif subject.startswith(("a ", "an ")) and label and label in subject:
         title_src = label
     elif n_words:

