@@ -35,12 +35,17 @@ OWN_NOT_LOGOS = ["product_render_mug.png", "icon_photo_coffee.jpg", "chart_bars.
 
 
 @functools.lru_cache(maxsize=None)
-def _own(name: str) -> dict:
-    asset = {"asset_id": name, "event_id": f"e-{name}", "event_type": "created", "source_uri": None,
+def _preprocessed(path: Path) -> dict:
+    """The real preprocess stage's record of one image file (default settings)."""
+    asset = {"asset_id": path.name, "event_id": f"e-{path.name}", "event_type": "created", "source_uri": None,
              "content_type": None, "uploader": None, "uploader_notes": None, "declared_license": None,
              "product_context": None, "tenant": "default", "event_time": 1763780000000, "version": 1,
              "human_fields": None, "attributes": {}}
-    return PreprocessStage(Settings()).preprocess_bytes(asset, (NONLOGO_IMAGES / name).read_bytes())
+    return PreprocessStage(Settings()).preprocess_bytes(asset, path.read_bytes())
+
+
+def _own(name: str) -> dict:
+    return _preprocessed(NONLOGO_IMAGES / name)
 
 
 def _pre(name: str) -> dict:
@@ -127,3 +132,20 @@ def test_a_sure_wordmark_names_the_logo_and_an_unsure_one_is_not_quoted():
     # a sentence is not a wordmark: the same drawing with a sale line is not a logo
     sale = _enrich(_with_ocr(_pre("matplotlib_logo_flat.jpg"), [(w, 96.0) for w in "Summer sale every item half price".split()]))
     assert "content:logo" not in {t["tag"] for t in sale["tags"]}
+
+
+SAMPLES = Path(__file__).resolve().parents[1] / "samples"
+
+
+@pytest.mark.parametrize("name,logo", [("logo_badge_alpha.png", True), ("product_red_mug.jpg", False)])
+def test_repository_samples_not_seen_when_the_rule_was_made(name, logo):
+    """samples/ (made by samples/make_samples.py): a transparent badge logo and a product photo on white, which
+    passes the pixel look (the detector's cup and the classifier's cup classes stop it)."""
+    path = SAMPLES / name
+    if not path.exists():
+        pytest.skip(f"{path} not in this checkout")
+    pre = _preprocessed(path)
+    assert _decision(pre) is logo
+    out = _enrich(pre)
+    assert ("content:logo" in {t["tag"] for t in out["tags"]}) is logo
+    assert out["alt_text"].startswith("A logo") is logo, out["alt_text"]
