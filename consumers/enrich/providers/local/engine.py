@@ -950,11 +950,16 @@ def is_logo(facts: ImageFacts, n_sure: int, n_raw: int, faces: int, idx: VocabIn
 
 
 def _wordmark(text: str) -> str:
-    """The logo's name from the text OCR is sure of (already confident and word-shaped: `confident_text`), when
-    it is one or two words; else ''."""
+    """The logo's name from the text OCR is sure of (`confident_text`), when it is one or two words the dictionary
+    knows; else '' (the text, if any, is then quoted as read, not asserted as the name). Tesseract reads the
+    matplotlib wordmark, whose "o" is a drawing, as "matpltlib" at confidence 99: an unknown word is a misread as
+    often as a brand."""
     words = text.split()
     name = " ".join(words)
-    return name if 1 <= len(words) <= LOGO_WORDMARK_WORDS and len(name) <= 24 else ""
+    if not 1 <= len(words) <= LOGO_WORDMARK_WORDS or len(name) > 24:
+        return ""
+    dictionary = _dictionary()
+    return name if all(w.strip(_EDGE_PUNCT).lower() in dictionary for w in words) else ""
 
 
 GRAPHIC_CLASS_MIN = 0.7

@@ -1,6 +1,7 @@
-"""Builds tests/data/logo/images: graphics that are NOT logos but look like one to a simple rule (plain ground,
-few colours, compact shapes), for the local provider's logo decision (issue 15 item 1). Deterministic; the
-committed images are its output.
+"""Builds tests/data/logo/images for the local provider's logo decision (issue 15 item 1): graphics that are NOT
+logos but look like one to a simple rule (plain ground, few colours, compact shapes), and one logo with a wordmark
+(made after the rule, to run the wordmark path through real OCR). Deterministic; the committed images are its
+output.
 
 * product_render_mug.png   a shaded mug with a handle and a soft shadow, rendered here on white (a product render)
 * icon_photo_coffee.jpg    the quality set's coffee photo (skimage, CC0) cropped square round the cup and made
@@ -8,10 +9,12 @@ committed images are its output.
 * chart_bars.png           a bar chart drawn by matplotlib (axes, ticks, labels, two colours on white)
 * ui_screenshot.png        a settings window drawn here: title bar, sidebar, fields, buttons, text
 * banner_flat_green.png    a flat green web banner with a short white headline ("NEW ARRIVALS")
+* logo_wordmark_harbor.png a logo: an orange disc with a white wave and the wordmark "Harbor" in navy, on a
+                           transparent ground
 
     pip install --target /tmp/mpl --no-deps matplotlib contourpy cycler fonttools kiwisolver pyparsing \
         python-dateutil six
-    PYTHONPATH=/tmp/mpl python tests/data/logo/make_nonlogos.py
+    PYTHONPATH=/tmp/mpl python tests/data/logo/make_images.py
 """
 from __future__ import annotations
 
@@ -126,6 +129,16 @@ def banner_flat_green() -> Image.Image:
     return img
 
 
+def logo_wordmark_harbor() -> Image.Image:
+    img = Image.new("RGBA", (520, 200), (0, 0, 0, 0))
+    d = ImageDraw.Draw(img)
+    d.ellipse((20, 20, 180, 180), fill=(240, 120, 30, 255))
+    d.arc((45, 70, 115, 140), start=200, end=340, fill=(255, 255, 255, 255), width=12)
+    d.arc((85, 70, 155, 140), start=200, end=340, fill=(255, 255, 255, 255), width=12)
+    d.text((205, 52), "Harbor", font=ImageFont.truetype(FONT_BOLD, 76), fill=(20, 40, 90, 255))
+    return img
+
+
 def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     product_render_mug().save(OUT / "product_render_mug.png", optimize=True)
@@ -133,6 +146,7 @@ def main() -> None:
     chart_bars().save(OUT / "chart_bars.png", optimize=True)
     ui_screenshot().save(OUT / "ui_screenshot.png", optimize=True)
     banner_flat_green().save(OUT / "banner_flat_green.png", optimize=True)
+    logo_wordmark_harbor().save(OUT / "logo_wordmark_harbor.png", optimize=True)
 
 
 if __name__ == "__main__":
