@@ -1,6 +1,6 @@
 """Logos named as logos (issue 15 item 1), by the offline local provider, on real images through real
 preprocessing: the quality set's logos (scikit-image, matplotlib) and graphics that are not logos: the set's
-products, signs, banners, documents and flat fields, and the renders of tests/data/logo/make_nonlogos.py (a
+products, signs, banners, documents and flat fields, and the renders of tests/data/logo/make_images.py (a
 product render on white, an icon-sized photo, a matplotlib chart, a UI screenshot, a flat banner).
 
 The rule was designed having seen the set's logos; the non-logos are there to show where it stops."""
