@@ -98,7 +98,7 @@ def test_a_logo_is_called_a_logo_not_its_weak_class(name, weak):
     out = _enrich(_pre(name))
     assert re.match(r"A logo\b", out["alt_text"]), out["alt_text"]
     assert out["title"] == "Logo"
-    assert weak not in f"{out['alt_text']} {out['title']} {out['caption']}".lower()
+    assert weak not in f"{out['alt_text']} {out['title']} {out['caption']} {out['summary']}".lower()
     tags = {t["tag"]: t for t in out["tags"]}
     assert tags["content:logo"]["evidence"] == "pixels"
     assert out["subject_evidence"] == "logo"

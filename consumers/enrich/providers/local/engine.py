@@ -1032,7 +1032,7 @@ def _subject(product: dict[str, Any], faces: int, label: str | None, conf_top: l
     confident face, a large confident detected object, a confident class, text, a weaker class, and only then
     what the pixels look like; and what named it (`evidence_name` origins: 'product', 'face',
     'detector+classifier', 'detector', 'classifier' (`boxed`: a box of the same class agrees), 'ocr',
-    'classifier-weak', 'none'; 'logo' when `is_logo` decided it: "the matplotlib logo" with a sure `wordmark`,
+    'classifier-weak', 'none'; 'logo' when `is_logo` decided it: "the Harbor logo" with a sure `wordmark`,
     else "a logo")."""
     if product.get("name"):
         subject, source = product["name"], "product"
@@ -1154,7 +1154,7 @@ def alt_text(request, facts: ImageFacts) -> dict[str, Any]:
     title_src = title_src or "Image"
     title = _clip(title_src[0].upper() + title_src[1:], _max_len(request.output_schema, "title", 120))
     parts = [base + "."]
-    if facts.top:
+    if facts.top and subject_source != "logo":  # not the classifier's shapes ("plectrum") for a logo
         parts.append("Likely contents: " + ", ".join(f"{n} ({p:.0%})" for n, _, p in facts.top[:3]) + ".")
     shown = [d for d in facts.objects if d.label in SUBJECT_NOUNS and d.score >= DET_TAG_MIN and d.area >= DET_MIN_AREA
              and (d.label != "person" or faces or (d.score >= PERSON_SUBJECT_MIN and d.area >= PERSON_SUBJECT_AREA))]
