@@ -68,3 +68,39 @@ def test_a_store_that_does_not_answer_costs_calls_not_a_stall():
         a, b = enrich_values(s, preprocessed("d1"), _update(preprocessed("d1")))
         assert srv.count() == 6 and a["cost_usd"] > 0 and b["cost_usd"] > 0
         assert time.monotonic() - started < 20
+
+
+def test_local_answers_cached_before_a_rules_change_are_asked_again(store):  # noqa: F811
+    """The local provider's answers come from its rules as much as from its models: a worker whose rules answer
+    differently (another `answer_revision`, as after an upgrade) asks again instead of serving the old answers
+    from the cache; the same rules reuse them. A cloud provider has no revision: its keys do not change."""
+    from consumers.enrich.calling import ModelSpec
+    from consumers.enrich.providers.local import LocalProvider
+    from consumers.enrich.results import result_key
+    from consumers.enrich.stage import EnrichStage
+    from tests.test_enrich_providers import prompt
+    from tests.test_enrich_stage import run_stage
+
+    index = f"cache-local-{uuid.uuid4().hex[:6]}"
+    s = Settings().with_overrides(
+        index={"url": store.url, "server_mode": "serverless", "number_of_replicas": 0, "index": index},
+        enrich={"provider": "local", "dedupe": "off", "result_cache": "store"})
+    value = preprocessed("l1")
+
+    def provenance(revision: str | None) -> list[dict]:
+        stage = EnrichStage(s)
+        if revision is not None:  # what another release of the rules would carry
+            stage.providers["local"].answer_revision = revision
+        (out,) = run_stage(stage, value)
+        return out.value["provenance"]
+
+    first = provenance(None)
+    assert {p["reused_from"] for p in first} == {None}
+    assert {p["reused_from"] for p in provenance(None)} == {"l1"}  # same rules: from the cache
+    assert {p["reused_from"] for p in provenance(LocalProvider.answer_revision + "-next")} == {None}
+
+    pr = prompt("tagging")
+    cloud = ModelSpec("claude", "claude-haiku-4-5")
+    assert result_key("tagging", cloud, pr, b"img") == result_key("tagging", cloud, pr, b"img", (), "")
+    local = ModelSpec("local", "local/efficientnet-lite0+nanodet+minilm")
+    assert result_key("tagging", local, pr, b"img", (), "a") != result_key("tagging", local, pr, b"img", (), "b")

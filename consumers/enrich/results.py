@@ -38,10 +38,13 @@ carry their evidence (issue 15 item 6) and its faces come from BlazeFace; answer
 
 
 def result_key(task: str, spec: ModelSpec, prompt: RenderedPrompt, image: bytes | None,
-               extra_images: Sequence[tuple[str, bytes]] = ()) -> str:
-    """sha256 over everything that determines a task's answer (a video's keyframes sent with it included)."""
+               extra_images: Sequence[tuple[str, bytes]] = (), revision: str = "") -> str:
+    """sha256 over everything that determines a task's answer (a video's keyframes sent with it included, and
+    the provider's `answer_revision` when it has one: only then is it part of the key, so that the keys of
+    answers cached from a provider without one never change)."""
     h = hashlib.sha256()
-    for part in (KEY_VERSION, task, spec.provider, spec.model, prompt.id, prompt.version, prompt.hash,
+    for part in (KEY_VERSION, *((f"revision={revision}",) if revision else ()),
+                 task, spec.provider, spec.model, prompt.id, prompt.version, prompt.hash,
                  hashlib.sha256(prompt.user_text.encode("utf-8")).hexdigest(),
                  hashlib.sha256(image).hexdigest() if image else "-",
                  *(f"{label}={hashlib.sha256(data).hexdigest()}" for label, data in extra_images)):

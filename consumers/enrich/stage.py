@@ -258,7 +258,8 @@ class EnrichStage(PipelineFacts, Stage):
         results: dict[str, TaskResult] = {}
         prompts = {name: self.plan.render(task, value) for name, task in jobs.items()}
         keys = {name: result_key(name, task.spec, prompts[name], image,
-                                 [(f"video {sends[name][0]}", sends[name][1])] if sends[name] else extra)
+                                 [(f"video {sends[name][0]}", sends[name][1])] if sends[name] else extra,
+                                 getattr(self.caller.providers.get(task.spec.provider), "answer_revision", ""))
                 for name, task in jobs.items()}
         if self.results is not None:
             hits = await self.results.get_many(list(keys.values()))

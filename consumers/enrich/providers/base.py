@@ -104,6 +104,9 @@ def images_of(request: ProviderRequest) -> list[tuple[str | None, bytes, str]]:
 class Provider(Protocol):
     name: str
     """'claude' | 'gemini' | 'local'"""
+    # A provider may also have `answer_revision: str`: the revision of the code that turns a model's output into
+    # its answer, part of the result cache's key (consumers/enrich/results.py) so that a change there is not
+    # answered from cache. The local provider has one; a cloud model's answers are the model's own.
 
     async def generate(self, request: ProviderRequest) -> ProviderResponse: ...
 

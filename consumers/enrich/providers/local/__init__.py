@@ -112,6 +112,7 @@ def _fallbacks(request: ProviderRequest):
 
 class LocalProvider:
     name = "local"
+    answer_revision = engine.RULES_REVISION
 
     def __init__(self, settings: Any = None) -> None:
         self.settings = settings

@@ -182,6 +182,10 @@ def vocab_index(vocabulary: list[dict[str, Any]], with_embeddings: bool) -> Voca
 
 # --- image facts ----------------------------------------------------------------------------------------
 
+RULES_REVISION = "2026-12-01.logo"
+"""Bump when these rules answer differently for the same image, models and prompt (the result cache keys on it,
+consumers/enrich/results.py): "2026-12-01.logo" names logos from the pixels (docs/local-provider.md)."""
+
 _PALETTE = {
     "black": (20, 20, 20), "white": (245, 245, 245), "gray": (128, 128, 128), "red": (200, 30, 30),
     "orange": (240, 140, 20), "yellow": (240, 220, 40), "green": (40, 160, 60), "blue": (40, 80, 200),
