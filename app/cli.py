@@ -176,6 +176,7 @@ def run(paths: list[str] = typer.Argument(..., help="image files, directories or
     a configuration error, 130 interrupted."""
     from pathlib import Path
 
+    from elasticsearch import ApiError, TransportError
     from pydantic import ValidationError
 
     from app.embedded_run import EmbeddedRun
@@ -220,6 +221,8 @@ def run(paths: list[str] = typer.Argument(..., help="image files, directories or
     except (RuntimeError, TimeoutError) as exc:
         console.print(f"[red]run failed:[/red] {exc}\n[dim]worker logs: {job.workdir}[/dim]")
         raise typer.Exit(1) from None
+    except (ApiError, TransportError) as exc:  # --es-url refused (406: an OpenSearch API) or cannot be reached
+        store_down(settings.with_overrides(index={"url": es_url}) if es_url else settings, "run failed", exc)
     except KeyboardInterrupt:  # Ctrl-C, SIGTERM or SIGHUP: every worker, the broker and the store are stopped
         console.print("[yellow]interrupted[/yellow]: workers, broker and store stopped")
         raise typer.Exit(130) from None

@@ -232,3 +232,22 @@ def test_feedback_about_an_asset_the_index_does_not_hold_is_refused(store, broke
     sent = read_topic(s, "feedback", 3)
     assert [(d["key"], d["value"]["editor"]) for d in sent] == [("fb-mug", "alice"), ("fb-mug", "bo"),
                                                                 ("fb-mug", "cy")]
+
+
+def test_run_against_a_store_that_refuses_the_compatibility_media_type_says_which_setting_fixes_it(
+        store, broker, unique, tmp_path):
+    """Trial 2: `assetstream run DIR --bootstrap B --es-url <an OpenSearch-API store>` (the durable-broker run)
+    died with a 60-line ApiError(406) traceback while creating the index. Now: exit 1, what failed, which store,
+    and the setting that fixes it; the same for a store nobody answers at."""
+    sample = str(ROOT / "samples" / "product_red_mug.jpg")
+    env = {"ASSETSTREAM_TOPICS__PREFIX": f"t{unique}.", "ASSETSTREAM_INDEX__INDEX": f"run-{unique}"}
+    res = _cli(["run", sample, "--out", str(tmp_path), "--bootstrap", broker, "--es-url", store.url], env)
+    assert res.returncode == 1, res.stderr
+    assert "Traceback" not in res.stderr and "╭" not in res.stderr, res.stderr
+    assert "run failed" in res.stderr and f"check the store at {store.url}" in res.stderr
+    assert "ASSETSTREAM_INDEX__SERVER_MODE=serverless" in res.stderr
+    closed = free_port()
+    res = _cli(["run", sample, "--out", str(tmp_path), "--bootstrap", broker, "--es-url",
+                f"http://127.0.0.1:{closed}"], {**env, "ASSETSTREAM_INDEX__MAX_RETRIES": "0"})
+    assert res.returncode == 1 and "Traceback" not in res.stderr and "╭" not in res.stderr, res.stderr
+    assert f"check the store at http://127.0.0.1:{closed} (ASSETSTREAM_INDEX__URL)" in res.stderr
