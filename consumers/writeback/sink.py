@@ -118,8 +118,9 @@ class WritebackSink(Stage):
         written = dict(prior.get("written") or {})
         try:
             current, etag = target.read(value) if cfg.read_current else (None, None)
+            edited = plan.edited_fields(value, cfg.fields) if target.holds_the_original else set()
             decision = plan.decide(wanted, written, current, protect_unknown=cfg.protect_unknown,
-                                   merge_lists=target.merges_lists)
+                                   merge_lists=target.merges_lists, edited=edited)
             new_etag = None
             if decision.send:
                 new_etag = target.write(value, decision.send, etag, written)
