@@ -224,7 +224,13 @@ def run(paths: list[str] = typer.Argument(..., help="image files, directories or
     except (ApiError, TransportError) as exc:  # --es-url refused (406: an OpenSearch API) or cannot be reached
         store_down(settings.with_overrides(index={"url": es_url}) if es_url else settings, "run failed", exc)
     except KeyboardInterrupt:  # Ctrl-C, SIGTERM or SIGHUP: every worker, the broker and the store are stopped
-        console.print("[yellow]interrupted[/yellow]: workers, broker and store stopped")
+        ours = ["workers", *(["broker"] if not bootstrap else []), *(["store"] if not es_url else [])]
+        kept = [*([f"the broker at {bootstrap}"] if bootstrap else []),
+                *([f"the store at {redact_url(es_url)}"] if es_url else [])]
+        console.print(f"[yellow]interrupted[/yellow]: {', '.join(ours[:-1])}{' and ' if len(ours) > 1 else ''}"
+                      f"{ours[-1]} stopped" + (f"; {' and '.join(kept)} (not started by this run) left as "
+                                               "they are: run the same command again to finish" if kept else ""),
+                      highlight=False)
         raise typer.Exit(130) from None
     if not reported:
         report()
