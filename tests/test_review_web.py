@@ -406,3 +406,23 @@ def test_held_tag_suggestions_show_as_suggestions_not_as_applied_tags(server, fl
     applied = re.findall(r'<li class="chip" data-tag="([^"]+)"', html)
     assert applied == ["style:abstract"]
     assert re.search(r'id="tags-value" value="style:abstract"', html)
+
+
+def test_sign_out_ends_the_session_for_every_copy_of_its_cookie(server, fleet):
+    """Trial 2: after 'sign out' the browser dropped its cookie, but the same cookie (kept by another tab's
+    export, a proxy log, a shared machine's profile backup) still opened the queue for its remaining 12 hours."""
+    title = by_id(fleet[1])["mug-0001"]["title"]
+    with httpx.Client(base_url=server.url, follow_redirects=True) as browser_a:
+        assert browser_a.get(server.login_url).status_code == 200  # 303 to the queue, followed
+        kept = browser_a.cookies.get("assetstream_review")
+        assert kept and title in browser_a.get("/asset/mug-0001").text
+        queue = browser_a.get("/").text
+        csrf = queue.split('name="csrf" value="', 1)[1].split('"', 1)[0]
+        assert browser_a.post("/logout", data={"csrf": csrf}).status_code == 401  # the redirect: signed out
+    with httpx.Client(base_url=server.url, cookies={"assetstream_review": kept}) as copy:
+        for path in ("/", "/asset/mug-0001", "/thumb/mug-0001"):
+            r = copy.get(path)
+            assert r.status_code == 401, (path, r.status_code)
+            assert title not in r.text
+    with httpx.Client(base_url=server.url, follow_redirects=True) as again:  # signing in again works
+        assert again.get(server.login_url).status_code == 200 and title in again.get("/asset/mug-0001").text

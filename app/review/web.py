@@ -202,6 +202,7 @@ class ReviewApp:
         return resp
 
     async def logout(self, request: Request, who: Principal) -> Response:
+        self.auth.end_session(who)
         resp = RedirectResponse("/", status_code=303)
         resp.delete_cookie(COOKIE, path="/")
         return resp
