@@ -234,6 +234,32 @@ def test_feedback_about_an_asset_the_index_does_not_hold_is_refused(store, broke
                                                                 ("fb-mug", "cy")]
 
 
+def test_feedback_with_a_tag_outside_the_vocabulary_is_refused(store, broker, unique):
+    """Trial 2: `feedback A --field "tags=edited:color:purplish, madeup"` was sent, and the review group published
+    both made-up ids as the asset's approved tags. The CLI now refuses it, naming each tag (and the vocabulary id
+    a label means), and sends nothing; vocabulary ids are sent."""
+    from tests.kafka_support import make_settings, provision, read_topic
+
+    s = make_settings(broker, f"fbtags{unique}")
+    provision(s)
+    indexed = index_all(settings_for(store.url), [validated_asset("fb-cup", title="Red enamel cup")])
+    env = {"ASSETSTREAM_KAFKA__BOOTSTRAP_SERVERS": broker, "ASSETSTREAM_TOPICS__PREFIX": f"fbtags{unique}.",
+           "ASSETSTREAM_REGISTRY__URL": s.registry.url, "ASSETSTREAM_REGISTRY__ALLOW_IN_PROCESS": "true",
+           "ASSETSTREAM_INDEX__URL": store.url, "ASSETSTREAM_INDEX__INDEX": indexed.index.index, "COLUMNS": "200"}
+    cli = CliRunner()
+    res = cli.invoke(app, ["feedback", "fb-cup", "--approve", "--editor", "alice", "--field",
+                           "tags=edited:color:purplish, red"], env=env)
+    assert res.exit_code == 1, res.output
+    text = " ".join(res.output.split())
+    assert "'color:purplish' is not in the vocabulary" in text and "did you mean color:red?" in text, text
+    assert "nothing sent" in text
+    ok = cli.invoke(app, ["feedback", "fb-cup", "--approve", "--editor", "alice", "--field",
+                          "tags=edited:color:red"], env=env)
+    assert ok.exit_code == 0 and "sent " in ok.output, ok.output
+    sent = read_topic(s, "feedback", 1, timeout_s=10)
+    assert [f["value"] for d in sent for f in d["value"]["fields"]] == ["color:red"]  # only the good one
+
+
 def test_run_against_a_store_that_refuses_the_compatibility_media_type_says_which_setting_fixes_it(
         store, broker, unique, tmp_path):
     """Trial 2: `assetstream run DIR --bootstrap B --es-url <an OpenSearch-API store>` (the durable-broker run)

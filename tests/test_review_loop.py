@@ -203,3 +203,34 @@ def test_unknown_asset_and_another_tenants_decision_dead_letter_with_reasons(bro
         assert _doc(sink, "rv-5")["status"] == "needs_review"
     finally:
         sink.close()
+
+
+def test_a_decision_with_tags_outside_the_vocabulary_is_dead_lettered_not_published(broker, unique, store):  # noqa: F811
+    """Trial 2: `assetstream feedback A --field "tags=edited:color:purplish, madeup" --approve` (or the SDK) put both
+    made-up ids into the index as the asset's approved tags: the review app checks the vocabulary, the review group
+    did not. Now such a decision is dead-lettered (`invalid_decision`, naming each tag and the id it probably means)
+    and the published record is left as it was; a decision with vocabulary ids goes through."""
+    s = _settings(broker, unique, store.url)
+    provision(s)
+    sink = IndexSink(s)
+    try:
+        assert sink.process_batch(as_items([_asset("rv-6", 1)])) == [None]
+    finally:
+        sink.close()
+    bad = {"asset_id": "rv-6", "editor": "maria", "status": "approved", "tenant": "acme", "decision_id": "bad-1",
+           "fields": [{"field": "tags", "action": "edited", "value": "color:purplish, madeup, red"}]}
+    publish_decision(s, bad)
+    publish_decision(s, {**bad, "decision_id": "good-1",
+                         "fields": [{"field": "tags", "action": "edited", "value": "product:shoe, color:white"}]})
+    sink = IndexSink(s)
+    try:
+        with RunnerThread(StageRunner(ReviewStage(s), s)), RunnerThread(StageRunner(IndexSink(s), s)):
+            letter = read_topic(s, "dead_letter", 1)[0]["value"]
+            doc = _wait_doc(sink, "rv-6", lambda d: d.get("status") == "approved")
+    finally:
+        sink.close()
+    assert letter["details"]["reason"] == "invalid_decision" and letter["error_class"] == "permanent"
+    assert "'color:purplish' is not in the vocabulary" in letter["message"]
+    assert "'madeup' is not in the vocabulary" in letter["message"]
+    assert "'red' is not in the vocabulary" in letter["message"] and "did you mean color:red?" in letter["message"]
+    assert sorted(doc["tags"]) == ["color:white", "product:shoe"]  # the good decision, none of the bad one's
