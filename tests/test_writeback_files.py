@@ -82,7 +82,8 @@ def test_files_carry_every_field_as_exiftool_reads_it(broker, unique, store, tmp
         assert exif(copy, "-XMP-dc:Subject")["XMP-dc:Subject"] == ["harbour", "Jane's pick", "red", "mug"]
 
 
-def test_an_editors_edit_replaces_the_originals_own_value_an_accepted_one_does_not(broker, unique, store, tmp_path):
+def test_an_editors_edit_replaces_the_originals_own_value_an_accepted_one_does_not(broker, unique, store, tmp_path,
+                                                                                   caplog):
     """Trial 2: the photographer's file carried an alt text; the editor replaced it in the review app and approved.
     The index and the run's sidecar had the edit, the files target's copy kept the file's old alt text (taken for
     a person's change in the target, `protect_unknown`). The copy's values we never wrote are the original's, which
@@ -110,3 +111,8 @@ def test_an_editors_edit_replaces_the_originals_own_value_an_accepted_one_does_n
     assert tags["XMP-iptcCore:AltTextAccessibility"] == edited  # the editor's value, as in the index
     assert tags["XMP-photoshop:Headline"] == "Jane's headline"  # accepted, not typed: the file's own stays
     assert tags["XMP-dc:Description"] == "Paris"  # the original had none
+    # the log says why the headline was left alone (it said "changed in the target after our last write")
+    left = [r.getMessage() for r in caplog.records if "left alone" in r.getMessage()]
+    assert "writeback files: sunset field 'XMP-photoshop:Headline,IPTC:Headline' already holds a value we never " \
+        "wrote (protect_unknown: a person's, or the file's own); left alone" in left, left
+    assert not [m for m in left if "after our last write" in m]
