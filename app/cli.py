@@ -150,7 +150,8 @@ def run(paths: list[str] = typer.Argument(..., help="image files, directories or
                                                 "starting an embedded broker"),
         registry: Optional[str] = typer.Option(None, "--registry", help="Schema Registry URL (default mock://)"),
         es_url: Optional[str] = typer.Option(None, "--es-url", help="use this Elasticsearch/OpenSearch instead "
-                                             "of starting an embedded store"),
+                                             "of starting an embedded store (OpenSearch also needs "
+                                             "ASSETSTREAM_INDEX__SERVER_MODE=serverless)"),
         provider: Optional[str] = typer.Option(None, "--provider", help="local | claude | gemini"),
         timeout: float = typer.Option(900, help="give up after this many seconds"),
         json_out: bool = typer.Option(False, "--json", help="print the results as JSON: one row per file found "
