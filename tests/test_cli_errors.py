@@ -201,18 +201,26 @@ def test_a_password_in_the_store_url_is_never_printed(tmp_path):
     assert "hunter2-secret" not in out + err
 
 
+def _feedback_fleet(broker, store, prefix: str, asset_id: str, title: str):
+    """(settings, the CLI's environment) of a fleet whose index holds one asset, for `assetstream feedback`."""
+    from tests.kafka_support import make_settings, provision
+
+    s = make_settings(broker, prefix)
+    provision(s)
+    indexed = index_all(settings_for(store.url), [validated_asset(asset_id, title=title)])
+    return s, {"ASSETSTREAM_KAFKA__BOOTSTRAP_SERVERS": broker, "ASSETSTREAM_TOPICS__PREFIX": f"{prefix}.",
+               "ASSETSTREAM_REGISTRY__URL": s.registry.url, "ASSETSTREAM_REGISTRY__ALLOW_IN_PROCESS": "true",
+               "ASSETSTREAM_INDEX__URL": store.url, "ASSETSTREAM_INDEX__INDEX": indexed.index.index,
+               "COLUMNS": "200"}
+
+
 def test_feedback_about_an_asset_the_index_does_not_hold_is_refused(store, broker, unique, tmp_path):
     """`feedback nonexistent --approve` was accepted (exit 0) and dead-lettered by the review group after its
     retries: with the index reachable, an unknown (tenant-scoped) id is refused, nothing sent; with the index
     unreachable the decision is sent as before, with a warning that it could not be checked."""
-    from tests.kafka_support import make_settings, provision, read_topic
+    from tests.kafka_support import read_topic
 
-    s = make_settings(broker, f"fbcheck{unique}")
-    provision(s)
-    indexed = index_all(settings_for(store.url), [validated_asset("fb-mug", title="Red enamel mug")])
-    env = {"ASSETSTREAM_KAFKA__BOOTSTRAP_SERVERS": broker, "ASSETSTREAM_TOPICS__PREFIX": f"fbcheck{unique}.",
-           "ASSETSTREAM_REGISTRY__URL": s.registry.url, "ASSETSTREAM_REGISTRY__ALLOW_IN_PROCESS": "true",
-           "ASSETSTREAM_INDEX__URL": store.url, "ASSETSTREAM_INDEX__INDEX": indexed.index.index, "COLUMNS": "200"}
+    s, env = _feedback_fleet(broker, store, f"fbcheck{unique}", "fb-mug", "Red enamel mug")
     cli = CliRunner()
     res = cli.invoke(app, ["feedback", "nonexistent", "--approve", "--editor", "alice"], env=env)
     assert res.exit_code == 1, res.output
@@ -238,14 +246,9 @@ def test_feedback_with_a_tag_outside_the_vocabulary_is_refused(store, broker, un
     """Trial 2: `feedback A --field "tags=edited:color:purplish, madeup"` was sent, and the review group published
     both made-up ids as the asset's approved tags. The CLI now refuses it, naming each tag (and the vocabulary id
     a label means), and sends nothing; vocabulary ids are sent."""
-    from tests.kafka_support import make_settings, provision, read_topic
+    from tests.kafka_support import read_topic
 
-    s = make_settings(broker, f"fbtags{unique}")
-    provision(s)
-    indexed = index_all(settings_for(store.url), [validated_asset("fb-cup", title="Red enamel cup")])
-    env = {"ASSETSTREAM_KAFKA__BOOTSTRAP_SERVERS": broker, "ASSETSTREAM_TOPICS__PREFIX": f"fbtags{unique}.",
-           "ASSETSTREAM_REGISTRY__URL": s.registry.url, "ASSETSTREAM_REGISTRY__ALLOW_IN_PROCESS": "true",
-           "ASSETSTREAM_INDEX__URL": store.url, "ASSETSTREAM_INDEX__INDEX": indexed.index.index, "COLUMNS": "200"}
+    s, env = _feedback_fleet(broker, store, f"fbtags{unique}", "fb-cup", "Red enamel cup")
     cli = CliRunner()
     res = cli.invoke(app, ["feedback", "fb-cup", "--approve", "--editor", "alice", "--field",
                            "tags=edited:color:purplish, red"], env=env)
