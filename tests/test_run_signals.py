@@ -199,6 +199,7 @@ def test_sigterm_to_a_run_on_an_external_broker_and_store_says_they_were_left_ru
         assert proc.wait(60) == 130
         text = " ".join(out.read_text(errors="replace").split())
         assert "interrupted: workers stopped" in text, text[-1500:]
+        assert "stopping the workers, broker and store" not in text
         assert f"the broker at {broker} and the store at {store.url} (not started by this run) left as they are" \
             in text
     finally:

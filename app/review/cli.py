@@ -60,4 +60,4 @@ def serve_embedded(settings) -> None:
     print(f"store: {redact_url(settings.index.url)}", flush=True)
     print(f"env: {fleet_env(settings)}", flush=True)
     serve_until_interrupted(ReviewServer(settings), announce)
-    console.print("[dim]review app stopped; stopping the workers, broker and store[/dim]")
+    console.print("[dim]review app stopped; stopping the workers (and the broker and store the run started)[/dim]")
