@@ -3,6 +3,8 @@ real osmem-server seeded through the real index sink: what an editor sees and wh
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 import json
 import math
 import os
@@ -426,3 +428,23 @@ def test_sign_out_ends_the_session_for_every_copy_of_its_cookie(server, fleet):
             assert title not in r.text
     with httpx.Client(base_url=server.url, follow_redirects=True) as again:  # signing in again works
         assert again.get(server.login_url).status_code == 200 and title in again.get("/asset/mug-0001").text
+
+
+def test_a_decision_after_the_session_expired_says_it_was_not_sent(fleet):
+    """Trial 2: an editor whose session expired while editing pressed Approve and got a bare "Sign in" page: nothing
+    said that the decision was lost. Now the page says nothing was sent and what to do; nothing reaches feedback."""
+    settings = fleet[0].with_overrides(review={"session_secret": "trial2-secret"})
+    secret = b"trial2-secret"
+    data = base64.urlsafe_b64encode(json.dumps({"u": "erin", "s": "expired", "e": int(time.time()) - 5},
+                                               separators=(",", ":")).encode()).decode()
+    expired = f"{data}.{hmac.new(secret, data.encode(), hashlib.sha256).hexdigest()}"
+    before = len(feedback(settings))
+    with ReviewServer(settings) as srv, httpx.Client(base_url=srv.url, cookies={"assetstream_review": expired}) as c:
+        r = c.post("/decide/mug-0001", data={"verdict": "approve", "value.alt_text": "A red mug, edited"})
+        page = c.get("/")
+    assert r.status_code == 401
+    text = " ".join(r.text.split())
+    assert "Nothing was sent: you are not signed in (your session may have expired)" in text, text
+    assert "repeat your decision" in text
+    assert page.status_code == 401 and "Nothing was sent" not in page.text  # a page view is just "sign in"
+    assert len(feedback(settings)) == before
