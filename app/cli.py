@@ -150,7 +150,8 @@ def run(paths: list[str] = typer.Argument(..., help="image files, directories or
                                                 "starting an embedded broker"),
         registry: Optional[str] = typer.Option(None, "--registry", help="Schema Registry URL (default mock://)"),
         es_url: Optional[str] = typer.Option(None, "--es-url", help="use this Elasticsearch/OpenSearch instead "
-                                             "of starting an embedded store"),
+                                             "of starting an embedded store (OpenSearch also needs "
+                                             "ASSETSTREAM_INDEX__SERVER_MODE=serverless)"),
         provider: Optional[str] = typer.Option(None, "--provider", help="local | claude | gemini"),
         timeout: float = typer.Option(900, help="give up after this many seconds"),
         json_out: bool = typer.Option(False, "--json", help="print the results as JSON: one row per file found "
@@ -176,6 +177,7 @@ def run(paths: list[str] = typer.Argument(..., help="image files, directories or
     a configuration error, 130 interrupted."""
     from pathlib import Path
 
+    from elasticsearch import ApiError, TransportError
     from pydantic import ValidationError
 
     from app.embedded_run import EmbeddedRun
@@ -220,8 +222,16 @@ def run(paths: list[str] = typer.Argument(..., help="image files, directories or
     except (RuntimeError, TimeoutError) as exc:
         console.print(f"[red]run failed:[/red] {exc}\n[dim]worker logs: {job.workdir}[/dim]")
         raise typer.Exit(1) from None
+    except (ApiError, TransportError) as exc:  # --es-url refused (406: an OpenSearch API) or cannot be reached
+        store_down(settings.with_overrides(index={"url": es_url}) if es_url else settings, "run failed", exc)
     except KeyboardInterrupt:  # Ctrl-C, SIGTERM or SIGHUP: every worker, the broker and the store are stopped
-        console.print("[yellow]interrupted[/yellow]: workers, broker and store stopped")
+        ours = ["workers", *(["broker"] if not bootstrap else []), *(["store"] if not es_url else [])]
+        kept = [*([f"the broker at {bootstrap}"] if bootstrap else []),
+                *([f"the store at {redact_url(es_url)}"] if es_url else [])]
+        console.print(f"[yellow]interrupted[/yellow]: {', '.join(ours[:-1])}{' and ' if len(ours) > 1 else ''}"
+                      f"{ours[-1]} stopped" + (f"; {' and '.join(kept)} (not started by this run) left as "
+                                               "they are: run the same command again to finish" if kept else ""),
+                      highlight=False)
         raise typer.Exit(130) from None
     if not reported:
         report()

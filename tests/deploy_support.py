@@ -372,6 +372,35 @@ def role_problems(docs: list[dict]) -> list[str]:
     return problems
 
 
+OPEN_PORTS = {"assetstream-ingest": {8080}}
+"""Ports that authenticate their own requests (the signed webhook): reachable from anywhere. Every other port
+(the workers' /metrics and probes, the KPI app's /kpis and /metrics) answers without auth."""
+
+
+def exposure_problems(docs: list[dict]) -> list[str]:
+    """Each container port of each Deployment is admitted by a NetworkPolicy that selects the pod, and only from
+    named peers (a namespace or pod selector), unless it is in OPEN_PORTS. A pod no policy selects takes
+    connections from every pod in the cluster."""
+    problems = []
+    policies = objects(docs, "NetworkPolicy")
+    for name, dep in by_name(docs, "Deployment").items():
+        labels = dep["spec"]["template"]["metadata"]["labels"]
+        mine = [p for p in policies if _matches(p["spec"].get("podSelector", {}), labels)
+                and "Ingress" in p["spec"].get("policyTypes", ["Ingress"])]
+        ports = {p["containerPort"] for c in pod_spec(dep)["containers"] for p in c.get("ports", [])}
+        if not mine:
+            problems.append(f"{name}: no NetworkPolicy selects its pods: ports {sorted(ports)} are open to every pod")
+            continue
+        for port in sorted(ports):
+            rules = [r for p in mine for r in p["spec"].get("ingress") or []
+                     if not r.get("ports") or any(rp.get("port") == port for rp in r["ports"])]
+            if not rules:
+                problems.append(f"{name}: port {port} is admitted by no rule (Prometheus cannot scrape it)")
+            elif port not in OPEN_PORTS.get(name, set()) and any(not r.get("from") for r in rules):
+                problems.append(f"{name}: port {port} answers without auth and is open to every peer")
+    return problems
+
+
 def monitoring_problems(docs: list[dict]) -> list[str]:
     """The metrics Service selects every worker and the ServiceMonitor selects that Service's port."""
     problems = []

@@ -158,3 +158,35 @@ def test_two_tenants_with_the_same_asset_id_get_separate_audit_histories(broker,
     assert res.exit_code == 2 and "another tenant" in res.output
     res = runner.invoke(cli(), ["audit", "shared", "--tenant", "initech"], env={**env, "COLUMNS": "250"})
     assert res.exit_code == 1 and "no audit entries for initech::shared" in res.output
+
+
+def test_an_editors_verdict_is_in_the_audit_trail(broker, unique):
+    """Trial 2: an asset rejected (or approved) in the review app left an `editor_decision` entry with no status
+    and no fields, so `assetstream audit` showed that 'root' did something, not that root rejected it. The verdict
+    is the entry's status; a decision the app cannot charge to a prompt yet shows no prompt, not unknown@unknown."""
+    settings, env, port = make_env(broker, unique)
+    runner = CliRunner()
+    record = V("r1", 1, "needs_review", BASE, BASE + 1000, "Spotlight", "A spotlight", ("color:red",), 0.01, "p1",
+               "model-a").record()
+    with app_for(env, port):
+        T.produce(settings, "validated", [("r1", record)])
+        T.wait_for(lambda: len(history(settings, "r1")) == 1, 30, 0.5, "r1's generated entry")
+        res = runner.invoke(cli(), ["feedback", "r1", "--reject", "--editor", "carol"], env=env)
+        assert res.exit_code == 0, res.output
+        # a decision about an asset the app has no version of yet (it reads feedback ahead of validated)
+        publish_decisions(settings, [{"asset_id": "r2", "editor": "dan", "status": "approved",
+                                      "fields": [{"field": "alt_text", "action": "edited", "value": "A red mug"}]}])
+        T.wait_for(lambda: len(history(settings, "r1")) == 2 and history(settings, "r2"), 30, 0.5,
+                   "both decisions in the audit log")
+        r1, r2 = history(settings, "r1"), history(settings, "r2")
+    assert [(e["kind"], e["status"]) for e in r1] == [("generated", "needs_review"), ("editor_decision", "rejected")]
+    assert r1[1]["actor"] == "carol"
+    assert [(e["kind"], e["actor"], e["status"]) for e in r2] == [("editor_decision", "dan", "approved")]
+    assert [(f["field"], f["action"], f["value"], f["prompt_id"], f["model"]) for f in r2[0]["fields"]] == \
+        [("alt_text", "edited", "A red mug", None, None)]
+    res = runner.invoke(cli(), ["audit", "r1"], env={**env, "COLUMNS": "250"})
+    assert res.exit_code == 0, res.output
+    row = next(line for line in res.output.splitlines() if "editor_decision" in line)
+    assert "carol" in row and "rejected" in row
+    res = runner.invoke(cli(), ["audit", "r2"], env={**env, "COLUMNS": "250"})
+    assert "unknown" not in res.output and "approved" in res.output

@@ -201,18 +201,26 @@ def test_a_password_in_the_store_url_is_never_printed(tmp_path):
     assert "hunter2-secret" not in out + err
 
 
+def _feedback_fleet(broker, store, prefix: str, asset_id: str, title: str):
+    """(settings, the CLI's environment) of a fleet whose index holds one asset, for `assetstream feedback`."""
+    from tests.kafka_support import make_settings, provision
+
+    s = make_settings(broker, prefix)
+    provision(s)
+    indexed = index_all(settings_for(store.url), [validated_asset(asset_id, title=title)])
+    return s, {"ASSETSTREAM_KAFKA__BOOTSTRAP_SERVERS": broker, "ASSETSTREAM_TOPICS__PREFIX": f"{prefix}.",
+               "ASSETSTREAM_REGISTRY__URL": s.registry.url, "ASSETSTREAM_REGISTRY__ALLOW_IN_PROCESS": "true",
+               "ASSETSTREAM_INDEX__URL": store.url, "ASSETSTREAM_INDEX__INDEX": indexed.index.index,
+               "COLUMNS": "200"}
+
+
 def test_feedback_about_an_asset_the_index_does_not_hold_is_refused(store, broker, unique, tmp_path):
     """`feedback nonexistent --approve` was accepted (exit 0) and dead-lettered by the review group after its
     retries: with the index reachable, an unknown (tenant-scoped) id is refused, nothing sent; with the index
     unreachable the decision is sent as before, with a warning that it could not be checked."""
-    from tests.kafka_support import make_settings, provision, read_topic
+    from tests.kafka_support import read_topic
 
-    s = make_settings(broker, f"fbcheck{unique}")
-    provision(s)
-    indexed = index_all(settings_for(store.url), [validated_asset("fb-mug", title="Red enamel mug")])
-    env = {"ASSETSTREAM_KAFKA__BOOTSTRAP_SERVERS": broker, "ASSETSTREAM_TOPICS__PREFIX": f"fbcheck{unique}.",
-           "ASSETSTREAM_REGISTRY__URL": s.registry.url, "ASSETSTREAM_REGISTRY__ALLOW_IN_PROCESS": "true",
-           "ASSETSTREAM_INDEX__URL": store.url, "ASSETSTREAM_INDEX__INDEX": indexed.index.index, "COLUMNS": "200"}
+    s, env = _feedback_fleet(broker, store, f"fbcheck{unique}", "fb-mug", "Red enamel mug")
     cli = CliRunner()
     res = cli.invoke(app, ["feedback", "nonexistent", "--approve", "--editor", "alice"], env=env)
     assert res.exit_code == 1, res.output
@@ -232,3 +240,43 @@ def test_feedback_about_an_asset_the_index_does_not_hold_is_refused(store, broke
     sent = read_topic(s, "feedback", 3)
     assert [(d["key"], d["value"]["editor"]) for d in sent] == [("fb-mug", "alice"), ("fb-mug", "bo"),
                                                                 ("fb-mug", "cy")]
+
+
+def test_feedback_with_a_tag_outside_the_vocabulary_is_refused(store, broker, unique):
+    """Trial 2: `feedback A --field "tags=edited:color:purplish, madeup"` was sent, and the review group published
+    both made-up ids as the asset's approved tags. The CLI now refuses it, naming each tag (and the vocabulary id
+    a label means), and sends nothing; vocabulary ids are sent."""
+    from tests.kafka_support import read_topic
+
+    s, env = _feedback_fleet(broker, store, f"fbtags{unique}", "fb-cup", "Red enamel cup")
+    cli = CliRunner()
+    res = cli.invoke(app, ["feedback", "fb-cup", "--approve", "--editor", "alice", "--field",
+                           "tags=edited:color:purplish, red"], env=env)
+    assert res.exit_code == 1, res.output
+    text = " ".join(res.output.split())
+    assert "'color:purplish' is not in the vocabulary" in text and "did you mean color:red?" in text, text
+    assert "nothing sent" in text
+    ok = cli.invoke(app, ["feedback", "fb-cup", "--approve", "--editor", "alice", "--field",
+                          "tags=edited:color:red"], env=env)
+    assert ok.exit_code == 0 and "sent " in ok.output, ok.output
+    sent = read_topic(s, "feedback", 1, timeout_s=10)
+    assert [f["value"] for d in sent for f in d["value"]["fields"]] == ["color:red"]  # only the good one
+
+
+def test_run_against_a_store_that_refuses_the_compatibility_media_type_says_which_setting_fixes_it(
+        store, broker, unique, tmp_path):
+    """Trial 2: `assetstream run DIR --bootstrap B --es-url <an OpenSearch-API store>` (the durable-broker run)
+    died with a 60-line ApiError(406) traceback while creating the index. Now: exit 1, what failed, which store,
+    and the setting that fixes it; the same for a store nobody answers at."""
+    sample = str(ROOT / "samples" / "product_red_mug.jpg")
+    env = {"ASSETSTREAM_TOPICS__PREFIX": f"t{unique}.", "ASSETSTREAM_INDEX__INDEX": f"run-{unique}"}
+    res = _cli(["run", sample, "--out", str(tmp_path), "--bootstrap", broker, "--es-url", store.url], env)
+    assert res.returncode == 1, res.stderr
+    assert "Traceback" not in res.stderr and "╭" not in res.stderr, res.stderr
+    assert "run failed" in res.stderr and f"check the store at {store.url}" in res.stderr
+    assert "ASSETSTREAM_INDEX__SERVER_MODE=serverless" in res.stderr
+    closed = free_port()
+    res = _cli(["run", sample, "--out", str(tmp_path), "--bootstrap", broker, "--es-url",
+                f"http://127.0.0.1:{closed}"], {**env, "ASSETSTREAM_INDEX__MAX_RETRIES": "0"})
+    assert res.returncode == 1 and "Traceback" not in res.stderr and "╭" not in res.stderr, res.stderr
+    assert f"check the store at http://127.0.0.1:{closed} (ASSETSTREAM_INDEX__URL)" in res.stderr

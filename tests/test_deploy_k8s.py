@@ -58,6 +58,13 @@ def test_other_roles(kustomization):
     assert ds.role_problems(ds.rendered(kustomization)) == []
 
 
+def test_unauthenticated_ports_are_reachable_only_from_monitoring(kustomization):
+    """Trial 2: the workers' /metrics and the KPI app's /kpis (cost, editors' edit rates; web_host 0.0.0.0 in the
+    config) answer without auth, and no NetworkPolicy limited who could reach them: any pod in the cluster could.
+    Now only the monitoring namespace can; the signed ingest webhook stays open."""
+    assert ds.exposure_problems(ds.rendered(kustomization)) == []
+
+
 def test_monitoring_wiring(kustomization):
     assert ds.monitoring_problems(ds.rendered(kustomization)) == []
 

@@ -81,6 +81,16 @@ def _wait_doc(sink: IndexSink, asset_id: str, ok, timeout_s: float = 40.0) -> di
     raise AssertionError(f"document never got there: {doc}")
 
 
+def _provision_with(s: Settings, record: dict) -> None:
+    """Topics, and the record indexed through the real sink."""
+    provision(s)
+    sink = IndexSink(s)
+    try:
+        assert sink.process_batch(as_items([record])) == [None]
+    finally:
+        sink.close()
+
+
 DECISION = {"asset_id": "rv-1", "editor": "maria", "status": "approved", "tenant": "acme",
             "fields": [{"field": "alt_text", "action": "edited", "value": "Red trail running shoe, side view"},
                        {"field": "tags", "action": "edited", "value": tags_value(["product:shoe", "color:white"])},
@@ -180,12 +190,7 @@ def test_validate_applies_the_review_enrich_read(broker, unique, store):  # noqa
 def test_unknown_asset_and_another_tenants_decision_dead_letter_with_reasons(broker, unique, store):  # noqa: F811
     s = _settings(broker, unique, store.url).with_overrides(runner={"retry_max_attempts": 2,
                                                                     "retry_base_delay_s": 0.01})
-    provision(s)
-    sink = IndexSink(s)
-    try:
-        assert sink.process_batch(as_items([_asset("rv-5", 1)])) == [None]
-    finally:
-        sink.close()
+    _provision_with(s, _asset("rv-5", 1))
     sent = CliRunner().invoke(kpis_cli.app, ["feedback", "nobody", "--approve", "--editor", "maria", "--json", "--no-check"],
                               env=env_for(s))
     assert sent.exit_code == 0, sent.output
@@ -203,3 +208,29 @@ def test_unknown_asset_and_another_tenants_decision_dead_letter_with_reasons(bro
         assert _doc(sink, "rv-5")["status"] == "needs_review"
     finally:
         sink.close()
+
+
+def test_a_decision_with_tags_outside_the_vocabulary_is_dead_lettered_not_published(broker, unique, store):  # noqa: F811
+    """Trial 2: `assetstream feedback A --field "tags=edited:color:purplish, madeup" --approve` (or the SDK) put both
+    made-up ids into the index as the asset's approved tags: the review app checks the vocabulary, the review group
+    did not. Now such a decision is dead-lettered (`invalid_decision`, naming each tag and the id it probably means)
+    and the published record is left as it was; a decision with vocabulary ids goes through."""
+    s = _settings(broker, unique, store.url)
+    _provision_with(s, _asset("rv-6", 1))
+    bad = {"asset_id": "rv-6", "editor": "maria", "status": "approved", "tenant": "acme", "decision_id": "bad-1",
+           "fields": [{"field": "tags", "action": "edited", "value": "color:purplish, madeup, red"}]}
+    publish_decision(s, bad)
+    publish_decision(s, {**bad, "decision_id": "good-1",
+                         "fields": [{"field": "tags", "action": "edited", "value": "product:shoe, color:white"}]})
+    sink = IndexSink(s)
+    try:
+        with RunnerThread(StageRunner(ReviewStage(s), s)), RunnerThread(StageRunner(IndexSink(s), s)):
+            letter = read_topic(s, "dead_letter", 1)[0]["value"]
+            doc = _wait_doc(sink, "rv-6", lambda d: d.get("status") == "approved")
+    finally:
+        sink.close()
+    assert letter["details"]["reason"] == "invalid_decision" and letter["error_class"] == "permanent"
+    assert "'color:purplish' is not in the vocabulary" in letter["message"]
+    assert "'madeup' is not in the vocabulary" in letter["message"]
+    assert "'red' is not in the vocabulary" in letter["message"] and "did you mean color:red?" in letter["message"]
+    assert sorted(doc["tags"]) == ["color:white", "product:shoe"]  # the good decision, none of the bad one's

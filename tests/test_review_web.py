@@ -3,6 +3,8 @@ real osmem-server seeded through the real index sink: what an editor sees and wh
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 import json
 import math
 import os
@@ -406,3 +408,43 @@ def test_held_tag_suggestions_show_as_suggestions_not_as_applied_tags(server, fl
     applied = re.findall(r'<li class="chip" data-tag="([^"]+)"', html)
     assert applied == ["style:abstract"]
     assert re.search(r'id="tags-value" value="style:abstract"', html)
+
+
+def test_sign_out_ends_the_session_for_every_copy_of_its_cookie(server, fleet):
+    """Trial 2: after 'sign out' the browser dropped its cookie, but the same cookie (kept by another tab's
+    export, a proxy log, a shared machine's profile backup) still opened the queue for its remaining 12 hours."""
+    title = by_id(fleet[1])["mug-0001"]["title"]
+    with httpx.Client(base_url=server.url, follow_redirects=True) as browser_a:
+        assert browser_a.get(server.login_url).status_code == 200  # 303 to the queue, followed
+        kept = browser_a.cookies.get("assetstream_review")
+        assert kept and title in browser_a.get("/asset/mug-0001").text
+        queue = browser_a.get("/").text
+        csrf = queue.split('name="csrf" value="', 1)[1].split('"', 1)[0]
+        assert browser_a.post("/logout", data={"csrf": csrf}).status_code == 401  # the redirect: signed out
+    with httpx.Client(base_url=server.url, cookies={"assetstream_review": kept}) as copy:
+        for path in ("/", "/asset/mug-0001", "/thumb/mug-0001"):
+            r = copy.get(path)
+            assert r.status_code == 401, (path, r.status_code)
+            assert title not in r.text
+    with httpx.Client(base_url=server.url, follow_redirects=True) as again:  # signing in again works
+        assert again.get(server.login_url).status_code == 200 and title in again.get("/asset/mug-0001").text
+
+
+def test_a_decision_after_the_session_expired_says_it_was_not_sent(fleet):
+    """Trial 2: an editor whose session expired while editing pressed Approve and got a bare "Sign in" page: nothing
+    said that the decision was lost. Now the page says nothing was sent and what to do; nothing reaches feedback."""
+    settings = fleet[0].with_overrides(review={"session_secret": "trial2-secret"})
+    secret = b"trial2-secret"
+    data = base64.urlsafe_b64encode(json.dumps({"u": "erin", "s": "expired", "e": int(time.time()) - 5},
+                                               separators=(",", ":")).encode()).decode()
+    expired = f"{data}.{hmac.new(secret, data.encode(), hashlib.sha256).hexdigest()}"
+    before = len(feedback(settings))
+    with ReviewServer(settings) as srv, httpx.Client(base_url=srv.url, cookies={"assetstream_review": expired}) as c:
+        r = c.post("/decide/mug-0001", data={"verdict": "approve", "value.alt_text": "A red mug, edited"})
+        page = c.get("/")
+    assert r.status_code == 401
+    text = " ".join(r.text.split())
+    assert "Nothing was sent: you are not signed in (your session may have expired)" in text, text
+    assert "repeat your decision" in text
+    assert page.status_code == 401 and "Nothing was sent" not in page.text  # a page view is just "sign in"
+    assert len(feedback(settings)) == before

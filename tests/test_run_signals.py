@@ -200,3 +200,35 @@ def test_ctrl_c_while_preprocess_is_busy_stops_the_run_without_sitting_out_a_dra
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+def test_sigterm_to_a_run_on_an_external_broker_and_store_says_they_were_left_running(broker, store, unique,
+                                                                                        tmp_path):
+    """Trial 2: `assetstream run DIR --bootstrap B --es-url S` (the durable-broker run) stopped by SIGTERM said
+    'workers, broker and store stopped', though it had started neither and both kept running (as they should: the
+    rerun continues on them). Now it names what it stopped and what it left."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ASSETSTREAM_")}
+    env.update({"PYTHONPATH": str(REPO), "OMP_THREAD_LIMIT": "1", "ASSETSTREAM_TOPICS__PREFIX": f"t{unique}.",
+                "ASSETSTREAM_GROUPS__PREFIX": f"g{unique}.", "ASSETSTREAM_INDEX__INDEX": f"sig-{unique}",
+                "ASSETSTREAM_INDEX__SERVER_MODE": "serverless"})
+    out = tmp_path / "stdout.txt"
+    with open(out, "w") as stdout:
+        proc = subprocess.Popen([sys.executable, "-m", "app.cli", "run", str(REPO / "samples"), "--out",
+                                 str(tmp_path / "out"), "--serve", "--bootstrap", broker, "--es-url", store.url],
+                                cwd=tmp_path, env=env, stdout=stdout, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and "published" not in out.read_text(errors="replace"):
+            assert proc.poll() is None, out.read_text(errors="replace")[-2000:]
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(60) == 130
+        text = " ".join(out.read_text(errors="replace").split())
+        assert "interrupted: workers stopped" in text, text[-1500:]
+        assert "stopping the workers, broker and store" not in text
+        assert f"the broker at {broker} and the store at {store.url} (not started by this run) left as they are" \
+            in text
+    finally:
+        if proc.poll() is None:
+            proc.kill()

@@ -68,3 +68,18 @@ def test_which_properties_are_secret(name, secret):
     from streams.config.kafka import is_secret_property
 
     assert is_secret_property(name) is secret
+
+
+def test_the_env_line_of_run_serve_never_prints_a_password_in_a_url():
+    """Trial 2: `assetstream run DIR --serve --registry https://user:PASSWORD@sr:8081` printed the registry URL with
+    its password in the `env:` line (the store's URL was already redacted there)."""
+    from app.review.cli import fleet_env
+    from app.settings import Settings
+
+    s = Settings().with_overrides(registry={"url": "https://sr-user:hunter2-registry@sr.example:8081"},
+                                  index={"url": "https://elastic:hunter2-store@es.example:9200"},
+                                  kafka={"bootstrap_servers": "kafka.example:9092"})
+    line = fleet_env(s)
+    assert "hunter2" not in line, line
+    assert "ASSETSTREAM_REGISTRY__URL=" in line and "sr.example:8081" in line
+    assert "ASSETSTREAM_KAFKA__BOOTSTRAP_SERVERS=kafka.example:9092" in line

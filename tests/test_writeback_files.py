@@ -80,3 +80,39 @@ def test_files_carry_every_field_as_exiftool_reads_it(broker, unique, store, tmp
         run_until(s, [record("a-jpg", jpg, caption="A red mug on a white table", title="Red mug",
                              tags=[("color", "red"), ("product", "mug")])], 7)
         assert exif(copy, "-XMP-dc:Subject")["XMP-dc:Subject"] == ["harbour", "Jane's pick", "red", "mug"]
+
+
+def test_an_editors_edit_replaces_the_originals_own_value_an_accepted_one_does_not(broker, unique, store, tmp_path,
+                                                                                   caplog):
+    """Trial 2: the photographer's file carried an alt text; the editor replaced it in the review app and approved.
+    The index and the run's sidecar had the edit, the files target's copy kept the file's old alt text (taken for
+    a person's change in the target, `protect_unknown`). The copy's values we never wrote are the original's, which
+    the editor saw in review: an edited field replaces them; an accepted one (or one nobody reviewed) does not."""
+    originals, out = tmp_path / "originals", tmp_path / "out"
+    originals.mkdir()
+    jpg = originals / "sunset.jpg"
+    shutil.copy(SAMPLES / "photo_paris_sunset.jpg", jpg)
+    subprocess.run(["exiftool", "-overwrite_original", "-XMP-photoshop:Headline=Jane's headline", str(jpg)],
+                   check=True, capture_output=True)
+    assert exif(jpg, "-XMP-iptcCore:AltTextAccessibility")["XMP-iptcCore:AltTextAccessibility"].startswith(
+        "The Paris skyline")
+    s = files_settings(broker, f"wbe{unique}", store.url, out, originals)
+    provision(s)
+    edited = "Eiffel Tower silhouette at sunset over the Seine"
+    v = record("sunset", jpg, alt_text=edited, title="Paris at dusk", caption="Paris")
+    at = 1_772_323_200_000  # 2026-03-01
+    v["review"] = {"status": "approved", "editor": "Mia", "decided_at": at, "decision_ids": ["d1"],
+                   "fields": [{"field": "alt_text", "action": "edited", "value": edited, "editor": "Mia", "at": at},
+                              {"field": "title", "action": "accepted", "value": "Paris at dusk", "editor": "Mia",
+                               "at": at}]}
+    with RunnerThread(StageRunner(WritebackSink(s), s)):
+        run_until(s, [v], 1)
+        tags = exif(next(out.glob("sunset-*.jpg")), "-XMP:all")
+    assert tags["XMP-iptcCore:AltTextAccessibility"] == edited  # the editor's value, as in the index
+    assert tags["XMP-photoshop:Headline"] == "Jane's headline"  # accepted, not typed: the file's own stays
+    assert tags["XMP-dc:Description"] == "Paris"  # the original had none
+    # the log says why the headline was left alone (it said "changed in the target after our last write")
+    left = [r.getMessage() for r in caplog.records if "left alone" in r.getMessage()]
+    assert "writeback files: sunset field 'XMP-photoshop:Headline,IPTC:Headline' already holds a value we never " \
+        "wrote (protect_unknown: a person's, or the file's own); left alone" in left, left
+    assert not [m for m in left if "after our last write" in m]

@@ -105,6 +105,15 @@ def feedback(asset_id: Optional[str] = typer.Argument(None, help="asset the deci
                           "fields": [parse_field_spec(spec) for spec in field]}]
         settings = _settings()
         if decisions and not no_check:
+            decisions, bad_tags = _vocabulary_tags(settings, decisions)
+            if bad_tags and not file:
+                console.print(f"[red]error:[/red] {bad_tags[0]}; nothing sent (--no-check sends it anyway: the "
+                              "review group keeps a tag the asset already has and dead-letters any other)",
+                              highlight=False)
+                raise typer.Exit(1)
+            for p in bad_tags:
+                console.print(f"[yellow]not sent[/yellow] {p}", highlight=False)
+            problems += bad_tags
             decisions, unknown = _known_assets(settings, decisions)
             if unknown and not file:
                 console.print(f"[red]error:[/red] {unknown[0]}; nothing sent (check the id, its tenant, and "
@@ -130,6 +139,22 @@ def feedback(asset_id: Optional[str] = typer.Argument(None, help="asset the deci
         console.print(f"[red]{len(problems)} line(s) not sent[/red], {len(sent)} decision(s) sent; fix those lines "
                       "and send them again")
         raise typer.Exit(1)
+
+def _vocabulary_tags(settings: Any, decisions: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[str]]:
+    """(the decisions whose tags are vocabulary ids, why each other one is not sent)."""
+    from consumers.review.stage import tag_problems
+    from domain.taxonomy import taxonomy_from_settings
+
+    tax = taxonomy_from_settings(settings)
+    ok, bad = [], []
+    for d in decisions:
+        problems = tag_problems(d, tax)
+        if problems:
+            bad.append(f"{d['asset_id']}: {'; '.join(problems)}")
+        else:
+            ok.append(d)
+    return ok, bad
+
 
 def _known_assets(settings: Any, decisions: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[str]]:
     """(the decisions about indexed assets, why each other one is not sent). An index that cannot be asked

@@ -303,15 +303,18 @@ def audit_for_validated(validated: dict[str, Any], ks: KpiSettings, source: tupl
 
 def audit_for_decision(decision: dict[str, Any], state: dict[str, Any] | None, ks: KpiSettings,
                        source: tuple[str, int, int] | None = None, recorded_at: int | None = None) -> dict[str, Any]:
+    """The decision as an audit entry: its verdict (approved / rejected, or none for field decisions only) as the
+    entry's status, each field charged to the prompt of the asset's latest version (none when the app has not
+    seen a version of the asset yet: an unknown prompt is left empty, not printed as 'unknown@unknown')."""
     prov = (state or {}).get("prov") or []
     fields = []
     for fd in decision["fields"]:
-        prompt = prompt_for(fd["field"], prov, ks)
+        prompt = tuple(None if p == UNKNOWN else p for p in prompt_for(fd["field"], prov, ks))
         fields.append({"field": fd["field"], "value": fd.get("value"), "source": "editor", "action": fd["action"],
                        "prompt_id": prompt[0], "prompt_version": prompt[1], "model": prompt[2],
                        "editor": decision["editor"]})
     return {"entry_id": "dec:" + decision["decision_id"], "asset_id": decision["asset_id"], "kind": "editor_decision",
-            "version": (state or {}).get("v"), "status": None, "at": to_ms(decision["decided_at"]),
+            "version": (state or {}).get("v"), "status": decision.get("status"), "at": to_ms(decision["decided_at"]),
             "actor": decision["editor"], "fields": fields, "provenance": [],
             "decision_id": decision["decision_id"], "source_topic": source[0] if source else None,
             "source_partition": source[1] if source else None, "source_offset": source[2] if source else None,

@@ -36,6 +36,7 @@ class Auth:
         self.token = token or (cfg.token.get_secret_value() if cfg.token else secrets.token_urlsafe(24))
         self.secret = (cfg.session_secret.get_secret_value().encode() if cfg.session_secret
                        else secrets.token_bytes(32))
+        self._ended: dict[str, int] = {}  # session id -> its expiry: signed out, refused until it would expire
 
     # --- signing -------------------------------------------------------------------------------------------
     def _sign(self, payload: bytes) -> str:
@@ -57,9 +58,19 @@ class Auth:
             body = json.loads(base64.urlsafe_b64decode(data.encode()))
         except ValueError:
             return None
-        if int(body.get("e", 0)) < time.time():
+        if int(body.get("e", 0)) < time.time() or str(body.get("s")) in self._ended:
             return None
         return Principal(str(body["u"]), str(body["s"]))
+
+    def end_session(self, who: Principal) -> None:
+        """Sign out: the session's cookie is refused from now on, also a copy of it that was kept elsewhere (a
+        cookie is valid on its own until it expires). Kept in this process: one review app per session secret."""
+        if not who.session:  # basic / header / bearer: every request authenticates itself
+            return
+        now = time.time()
+        for sid in [s for s, e in self._ended.items() if e < now]:  # expired anyway: forget them
+            del self._ended[sid]
+        self._ended[who.session] = int(now) + self.cfg.session_max_age_s
 
     def csrf_token(self, who: Principal) -> str:
         return self._sign(f"csrf\n{who.user}\n{who.session}".encode())

@@ -44,7 +44,7 @@ def fleet_env(settings) -> str:
     env = {"ASSETSTREAM_KAFKA__BOOTSTRAP_SERVERS": settings.kafka.bootstrap_servers,
            "ASSETSTREAM_INDEX__URL": redact_url(settings.index.url), "ASSETSTREAM_INDEX__SERVER_MODE": settings.index.server_mode}
     if not settings.registry.url.startswith("mock://"):  # the in-process registry needs no address
-        env["ASSETSTREAM_REGISTRY__URL"] = settings.registry.url
+        env["ASSETSTREAM_REGISTRY__URL"] = redact_url(settings.registry.url)
     if settings.dead_letters.store:
         env["ASSETSTREAM_DEAD_LETTERS__STORE"] = settings.dead_letters.store
     return " ".join(f"{k}={shlex.quote(str(v))}" for k, v in env.items())
@@ -60,4 +60,4 @@ def serve_embedded(settings) -> None:
     print(f"store: {redact_url(settings.index.url)}", flush=True)
     print(f"env: {fleet_env(settings)}", flush=True)
     serve_until_interrupted(ReviewServer(settings), announce)
-    console.print("[dim]review app stopped; stopping the workers, broker and store[/dim]")
+    console.print("[dim]review app stopped; stopping the workers (and the broker and store the run started)[/dim]")

@@ -172,6 +172,9 @@ class ReviewApp:
         text = {"token": "Open the login URL printed by `assetstream review` (or `assetstream run --serve`).",
                 "basic": "Sign in with your user name and password.",
                 "header": "Sign in through the proxy in front of this app."}[self.auth.mode]
+        if request.method == "POST":  # e.g. a decision made after the session expired: it must not look sent
+            text = ("Nothing was sent: you are not signed in (your session may have expired). " + text +
+                    " Then open the asset again and repeat your decision.")
         return self._message(request, None, 401, "Sign in", text, headers=headers)
 
     def _message(self, request: Request, who: Principal | None, status: int, title: str, text: str,
@@ -202,6 +205,7 @@ class ReviewApp:
         return resp
 
     async def logout(self, request: Request, who: Principal) -> Response:
+        self.auth.end_session(who)
         resp = RedirectResponse("/", status_code=303)
         resp.delete_cookie(COOKIE, path="/")
         return resp

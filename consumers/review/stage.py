@@ -9,8 +9,9 @@ event racing the decision cannot drop it (see IndexSink._reconcile). The KPI app
 and the published record on `validated`: its audit entry credits each field to the person who set it.
 
 Errors: a decision for an asset the index does not hold (yet) is transient (retried with backoff, then dead-
-lettered as `asset_not_indexed`); a decision that names an unknown field, action or verdict, or another tenant's
-asset, is permanent (`invalid_decision`, `tenant_mismatch`).
+lettered as `asset_not_indexed`); a decision that names an unknown field, action or verdict, a tag that is
+neither a vocabulary id nor already on the asset, or another tenant's asset, is permanent (`invalid_decision`,
+`tenant_mismatch`).
 """
 from __future__ import annotations
 
@@ -18,13 +19,30 @@ from typing import Any
 
 from domain.events import scoped_id
 from domain.records import document_id, record_from_doc
-from domain.review import apply_review, merge_decision
+from domain.review import apply_review, merge_decision, parse_tags_value
 from domain.store.client import make_client
 from domain.store.management import read_alias
 from domain.taxonomy import taxonomy_from_settings
 from streams.errors import PermanentError, TransientError
 from streams.records import stamp
 from streams.stage import Output, RecordContext, Stage
+
+
+def tag_problems(decision: dict[str, Any], taxonomy: Any, have: set[str] = frozenset()) -> list[str]:
+    """Why the tags a decision sets cannot be published: each id that is neither in the vocabulary nor already on
+    the asset (`have`: e.g. a DAM keyword a person set), with the vocabulary id it probably means. The review app
+    maps labels and deprecated ids before it sends; `assetstream feedback` and the SDK send what they are given."""
+    problems = []
+    for f in decision.get("fields") or []:
+        if f.get("field") != "tags" or f.get("action") == "rejected":
+            continue
+        for tag in parse_tags_value(f.get("value")):
+            if tag in taxonomy.entries or tag in have:
+                continue
+            res = taxonomy.resolve(tag)
+            hint = f": did you mean {res.mapped.tag}?" if res.outcome == "mapped" and res.mapped else ""
+            problems.append(f"{tag!r} is not in the vocabulary ({taxonomy.version}){hint}")
+    return problems
 
 
 class ReviewStage(Stage):
@@ -62,6 +80,10 @@ class ReviewStage(Stage):
         if tenant and doc.get("tenant") and tenant != doc["tenant"]:
             raise PermanentError(f"decision for tenant {tenant!r} on an asset of tenant {doc['tenant']!r}",
                                  reason="tenant_mismatch", details={"asset_id": asset_id})
+        problems = tag_problems(decision, self.taxonomy, {t["tag"] for t in record.get("tags") or []})
+        if problems:
+            raise PermanentError(f"{asset_id}: {'; '.join(problems)}", reason="invalid_decision",
+                                 details={"asset_id": asset_id, "decision_id": decision.get("decision_id")})
         try:
             review = merge_decision(doc.get("review"), decision, record)
         except ValueError as e:

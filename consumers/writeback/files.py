@@ -71,6 +71,9 @@ def _iso(ms: int | None) -> str | None:
 
 class FilesTarget:
     merges_lists = True
+    holds_the_original = True
+    """A value in the copy we never wrote is the original file's own, which preprocess read and the review app
+    showed: an editor's edit of that field replaces it (plan.decide's `edited`); an accepted value does not."""
 
     def __init__(self, cfg: TargetSettings, global_pacer: Pacer, exiftool: str | None = None):
         self.cfg, self.name = cfg, cfg.name

@@ -42,6 +42,9 @@ class HttpTarget:
     merges_lists = False
     """True: list fields are merged into the target's (ours added, theirs kept), see plan.decide."""
 
+    holds_the_original = False
+    """True: the values the target holds that we never wrote are the asset file's own (FilesTarget)."""
+
     def write(self, value: dict[str, Any], fields: dict[str, Any], etag: str | None,
               previous: dict[str, Any] | None = None) -> str | None:
         """Send these fields (their names; `previous` = what we last wrote); returns the new ETag, if any."""

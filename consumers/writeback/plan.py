@@ -6,7 +6,8 @@ Only approved metadata leaves: `approved` (a person approved it) and `auto_appli
 - equal to what the target holds now (when it can be read) or to what we last wrote: nothing to send;
 - the target holds something else than what we last wrote: a person changed it there -> a conflict, left alone;
 - we never wrote the field and the target already holds a different non-empty value: a person's too
-  (`protect_unknown`) -> a conflict;
+  (`protect_unknown`) -> a conflict, unless the target's values are the original file's own, which the editor
+  saw in review and replaced (`edited`: the files target, see `edited_fields`);
 - otherwise it is sent.
 """
 from __future__ import annotations
@@ -82,11 +83,19 @@ class Decision:
     """their field -> value we now own there (sent, or already equal): the next 'last written'"""
 
 
+def edited_fields(value: dict[str, Any], mapping: dict[str, str]) -> set[str]:
+    """Their fields whose value an editor typed in review (action `edited`) on this record."""
+    review = value.get("review") or {}
+    return {mapping[f["field"]] for f in review.get("fields") or []
+            if f.get("action") == "edited" and f.get("field") in mapping}
+
+
 def decide(wanted: dict[str, Any], written: dict[str, Any], current: dict[str, Any] | None, *,
-           protect_unknown: bool = True, merge_lists: bool = False) -> Decision:
+           protect_unknown: bool = True, merge_lists: bool = False, edited: set[str] = frozenset()) -> Decision:
     """`written`: what we last wrote per field (absent = never); `current`: the target's values now, or None when
     it cannot be read (absent keys = the target does not have that field). `merge_lists`: list fields (keywords)
-    are merged into the target's, whose own entries always stay (see _merge)."""
+    are merged into the target's, whose own entries always stay (see _merge). `edited`: fields whose value an
+    editor typed over the one the target holds and we never wrote (not protected by `protect_unknown`)."""
     d = Decision()
     for name, ours in wanted.items():
         last = written.get(name, MISSING)
@@ -103,7 +112,7 @@ def decide(wanted: dict[str, Any], written: dict[str, Any], current: dict[str, A
             d.owned[name] = ours
         elif last is not MISSING and now is not MISSING and not same(now, last):
             d.conflicts[name] = (ours, now)
-        elif last is MISSING and protect_unknown and now is not MISSING and not _blank(now):
+        elif last is MISSING and protect_unknown and now is not MISSING and not _blank(now) and name not in edited:
             d.conflicts[name] = (ours, now)
         else:
             d.send[name] = ours

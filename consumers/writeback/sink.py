@@ -118,8 +118,9 @@ class WritebackSink(Stage):
         written = dict(prior.get("written") or {})
         try:
             current, etag = target.read(value) if cfg.read_current else (None, None)
+            edited = plan.edited_fields(value, cfg.fields) if target.holds_the_original else set()
             decision = plan.decide(wanted, written, current, protect_unknown=cfg.protect_unknown,
-                                   merge_lists=target.merges_lists)
+                                   merge_lists=target.merges_lists, edited=edited)
             new_etag = None
             if decision.send:
                 new_etag = target.write(value, decision.send, etag, written)
@@ -128,8 +129,9 @@ class WritebackSink(Stage):
         conflicts = list(prior.get("conflicts") or [])
         for field, (ours, theirs) in decision.conflicts.items():
             WRITEBACK_CONFLICTS.labels(target.name, field).inc()
-            log.warning("writeback %s: %s field %r was changed in the target after our last write; left alone",
-                        target.name, asset_id, field)
+            log.warning("writeback %s: %s field %r %s; left alone", target.name, asset_id, field,
+                        "was changed in the target after our last write" if field in written else
+                        "already holds a value we never wrote (protect_unknown: a person's, or the file's own)")
             conflicts.append({"field": field, "ours": ours, "theirs": theirs, "at": int(time.time() * 1000),
                               "version": int(asset_of(value)["version"])})
         doc = {"target": target.name, "asset_id": asset_id, "fingerprint": fp,
