@@ -8,6 +8,12 @@ Hybrid, per index.vector_mode:
 - off (the embedded store: no kNN): the BM25 hits, and exact cosine over the stored vectors of at most
   index.vector_scan_limit filtered documents, computed in this process, fused here.
 
+The visual leg (index.visual_leg): when the query's MiniLM vector is close to ImageNet class names, the image
+vectors are ranked against those classes' prototypes (domain/vision/prototypes.py) as one more kNN leg (a `knn`
+retriever on `image_vector` in es mode, a `knn` query on opensearch, exact cosine on the embedded store), with the
+same filters and only over image vectors this process's image model wrote. Hybrid only: semantic stays the text
+kNN leg alone (its scores are text cosines; a class-prototype cosine is not on that scale).
+
 Synonyms: every word or phrase of the query (up to 3 words, longest first) that the controlled vocabulary maps
 to a canonical tag (label, synonym, plural, deprecated name, or 'facet:value') adds a `terms` clause on `tags`
 (the canonical tag and the deprecated names that point to it). So "trainers", "sneakers" and
@@ -22,11 +28,12 @@ from elasticsearch import ApiError, Elasticsearch, NotFoundError, helpers
 
 from domain.store.client import index_settings
 from domain.store.degraded import query as degraded_query
-from domain.store.management import VECTOR_FIELD, read_alias
+from domain.store.management import IMAGE_VECTOR_FIELD, VECTOR_FIELD, read_alias
 from domain.store.vectors import KINDS, unpack
 
 if TYPE_CHECKING:
     from domain.taxonomy import Taxonomy
+    from domain.vision.prototypes import VisualQuery
 
 SEARCH_FIELDS = ["title^3", "alt_text^2", "caption", "summary", "ocr_text", "visible_text", "tag_labels^2", "tags"]
 HIT_FIELDS = ["asset_id", "title", "alt_text", "tags", "status", "usage_flag", "field_sources", "reviewed_by",
@@ -189,6 +196,36 @@ def embed_query(text: str) -> list[float]:
     return [float(x) for x in shared_embedder().embed([text], cache=False)[0]]
 
 
+def visual_query(s: Any, query: str, query_vector: list[float] | None = None) -> "VisualQuery | None":
+    """The visual leg's image-space query for a text (its MiniLM vector when the caller has it): the prototypes
+    of the ImageNet classes whose names are within index.visual_leg_threshold of it, or None (no class close
+    enough, or index.visual_leg off)."""
+    if not s.visual_leg:
+        return None
+    from domain.vision.prototypes import shared_prototypes
+
+    return shared_prototypes().query(query, s.visual_leg_threshold, s.visual_leg_max_classes,
+                                     None if query_vector is None else np.asarray(query_vector, np.float32))
+
+
+def image_model_filter(model: dict[str, str]) -> list[dict[str, Any]]:
+    """Only documents whose image vector this image model wrote (id and weights' version)."""
+    return [{"term": {"image_vector_model.id": model["id"]}}, {"term": {"image_vector_model.version": model["version"]}}]
+
+
+def visual_filters(client: Elasticsearch, s: Any, model: dict[str, str],
+                   filters: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The visual leg's filters: the query's, and image_model_filter. On the embedded store (vector_mode off) the
+    model filter is added only when some document's image vector was written by another model (one count): a
+    filter makes the vector cache ask the store for the ids it allows, per query."""
+    if s.vector_mode == "off":
+        foreign = {"bool": {"filter": [{"exists": {"field": "image_vector_model.id"}}],
+                            "must_not": [{"bool": {"filter": image_model_filter(model)}}]}}
+        if not client.count(index=read_alias(s), query=foreign)["count"]:
+            return filters
+    return [*filters, *image_model_filter(model)]
+
+
 # --- request bodies for a store with kNN (index.vector_mode es | opensearch). Checked field by field against:
 # Elasticsearch search API `knn` section and kNN retriever: field, query_vector, k, num_candidates (>= k and at
 #   most 10,000), filter (a query or a list of queries)
@@ -297,11 +334,13 @@ def hybrid_search(client: Elasticsearch, settings: "Any", query: str, tags: Iter
                   offset: int = 0, aggs: dict[str, Any] | None = None,
                   report: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     """BM25 (with synonyms) + kNN over the text vectors (+ the tag leg, build_tag_query, when the query names
-    vocabulary tags and index.tag_leg is on), fused with RRF; the filters apply to every leg.
+    vocabulary tags and index.tag_leg is on; + the visual leg, visual_query, when the query is close to ImageNet
+    class names and index.visual_leg is on), fused with RRF; the filters apply to every leg.
     Hits as `search`, score = the RRF score. `report`, when given, receives how the result set was made, for
-    facets (domain.store.api): `aggregations` (`aggs` computed by the store over the documents of both
-    retrievers, es mode) and `total`, or `keyword_total` and `keyword_aggregations` (over every keyword match),
-    `keyword_query` and `vector_ids` (the kNN and tag legs' ids, fused here)."""
+    facets (domain.store.api): `aggregations` (`aggs` computed by the store over the documents of every
+    retriever, es mode) and `total`, or `keyword_total` and `keyword_aggregations` (over every keyword match),
+    `keyword_query` and `vector_ids` (the kNN, tag and visual legs' ids, fused here); and `visual_leg`
+    (visual_report: the classes it used, or why it took no part)."""
     if not (query and query.strip()):
         return search(client, settings, query, tags, status, usage, size, taxonomy, filters=filters, offset=offset)
     s = index_settings(settings)
@@ -313,13 +352,20 @@ def hybrid_search(client: Elasticsearch, settings: "Any", query: str, tags: Iter
     # the query names vocabulary tags (every word of it): rank the documents carrying them, and embed the labels
     tag_query = build_tag_query(synonyms, filters) if s.tag_leg and named else None
     window = max(s.rrf_window, offset + size)
-    vector = embed_query(vector_query_text(query, synonyms if named else (), taxonomy))
+    text = vector_query_text(query, synonyms if named else (), taxonomy)
+    vector = embed_query(text)
+    visual = visual_query(s, query, vector if text == query else None)
+    image_filters = visual_filters(client, s, visual.model, filters) if visual is not None else filters
+    if report is not None:
+        report["visual_leg"] = visual_report(s, visual)
     if s.vector_mode == "es":
         try:
             legs: list[dict[str, Any]] = [{"standard": {"query": keyword_query}},
                                           {"knn": es_knn(VECTOR_FIELD, vector, window, filters)}]
             if tag_query is not None:
                 legs.append({"standard": {"query": tag_query}})
+            if visual is not None:
+                legs.append({"knn": es_knn(IMAGE_VECTOR_FIELD, visual.vector, window, image_filters)})
             resp = client.search(index=read_alias(s), size=size, from_=offset or None, source_includes=HIT_FIELDS,
                                  retriever=es_rrf_retriever(legs, window, s.rrf_rank_constant), aggs=aggs or None)
             if report is not None:
@@ -335,15 +381,27 @@ def hybrid_search(client: Elasticsearch, settings: "Any", query: str, tags: Iter
     near = vector_leg(client, s, vector, filters, window)
     tagged = client.search(index=read_alias(s), query=tag_query, size=window, source_includes=HIT_FIELDS,
                            sort=_SORT, track_scores=True)["hits"]["hits"] if tag_query is not None else []
+    seen = vector_leg(client, s, visual.vector, image_filters, window, kind="image") if visual is not None else []
     if report is not None:  # the keyword matches, counted; the other legs' ids (the caller counts those outside)
-        report.update(keyword_query=keyword_query, vector_ids=[h["_id"] for h in near + tagged],
+        report.update(keyword_query=keyword_query, vector_ids=list(dict.fromkeys(h["_id"] for h in
+                                                                                   near + tagged + seen)),
                       keyword_total=resp["hits"]["total"]["value"], keyword_aggregations=resp.get("aggregations"))
-    by_id = {h["_id"]: h for h in near + tagged} | {h["_id"]: h for h in keyword}
+    by_id = {h["_id"]: h for h in near + tagged + seen} | {h["_id"]: h for h in keyword}
     rankings = [[h["_id"] for h in keyword], [h["_id"] for h in near]]
-    if tagged:
-        rankings.append([h["_id"] for h in tagged])
+    for leg in (tagged, seen):
+        if leg:
+            rankings.append([h["_id"] for h in leg])
     fused = rrf(rankings, s.rrf_rank_constant)
     return [_hit(by_id[doc_id], score) for doc_id, score in fused[offset:offset + size]]
+
+
+def visual_report(s: Any, visual: "VisualQuery | None") -> dict[str, Any]:
+    """How the visual leg took part in a hybrid answer: the classes it used, or why it did not."""
+    if visual is not None:
+        return {"used": True, **visual.explain()}
+    reason = "index.visual_leg is off" if not s.visual_leg else \
+        f"no ImageNet class name within index.visual_leg_threshold ({s.visual_leg_threshold}) of the query"
+    return {"used": False, "reason": reason}
 
 
 def semantic_search(client: Elasticsearch, settings: "Any", query: str, *, filters: list[dict[str, Any]],

@@ -3,7 +3,8 @@ the search process. Reading every stored vector per query costs ~40 µs a docume
 search process (the review app / API) keeps the vectors in memory instead, one matrix per (store, alias, kind):
 
 - loaded once, with one scan of the packed vectors (at most `index.vector_cache_max_docs` text vectors, 1.5 KB
-  each, or `index.image_scan_limit` image vectors, 5 KB each: documents past the limit are not ranked);
+  each, or `index.image_cache_max_docs` image vectors, 5 KB each: documents past the limit are not ranked, and
+  a store holding more than the limit is not read again on every check, only every `vector_cache_reload_s`);
 - kept fresh in the background (a query never waits for it): every `index.vector_cache_check_s` a thread reads
   the ids and `indexed_at` of what was indexed since the newest `indexed_at` it has seen (less a slack for
   refresh delays and clock skew between sink workers), then the vectors of the new or changed ones, and compares
@@ -138,7 +139,9 @@ def _since(e: _Entry, client: Elasticsearch, alias: str, kind: str, dims: int, l
             e.mat = np.concatenate([e.mat, np.stack([v for v, _ in added])])
             e.live = np.concatenate([e.live, np.array([ok for _, ok in added], bool)])
         n = len(e.ids)
-    return int(client.count(index=alias)["count"]) == n and n <= limit
+    # over the limit the count can never agree: the documents past it stay unranked until the periodic reload
+    # (a reload on every check would read `limit` vectors every vector_cache_check_s)
+    return n >= limit or int(client.count(index=alias)["count"]) == n
 
 
 def _paths(s: Any, alias: str, kind: str) -> tuple[str, str] | None:
@@ -271,7 +274,7 @@ def nearest(client: Elasticsearch, s: Any, alias: str, q: np.ndarray, filters: l
     """The k (id, cosine) nearest to the unit vector q among the documents the filters allow, best first."""
     e = _entry((s.url, alias, kind))
     dims = len(q)
-    limit = s.vector_cache_max_docs if kind == "text" else s.image_scan_limit  # 1280 floats: 5 KB a document
+    limit = s.vector_cache_max_docs if kind == "text" else s.image_cache_max_docs  # 1280 floats: 5 KB a document
     e.used = time.monotonic()
     if not e.loaded and not _restore(e, client, s, alias, kind, dims, limit):
         _load(e, client, alias, kind, dims, limit)  # the first query of this process (or after a failure) waits
