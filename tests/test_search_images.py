@@ -220,7 +220,7 @@ def test_the_visual_leg_ranks_only_image_vectors_of_this_image_model(store):
     """A document whose image vector another model wrote (another ImageNet head, another space) is not ranked
     by the class prototypes of this one, even when its vector is the cat's."""
     from domain.store.client import make_client
-    from domain.store.search import visual_filters, visual_query, vector_leg
+    from domain.store.search import vector_leg, visual_filters, visual_leg, visual_query
 
     s = settings_for(store.url)
     records = []
@@ -238,12 +238,28 @@ def test_the_visual_leg_ranks_only_image_vectors_of_this_image_model(store):
     visual = visual_query(s.index, "kitten")
     assert visual is not None
     for st in (s, s.with_overrides(index={"vector_cache": False})):  # in memory; read per query with a filter
-        ranked = [h["_id"] for h in vector_leg(client, st, visual.vector, visual_filters(st.index, visual.model, []),
-                                               10, kind="image")]
+        ranked = [h["_id"] for h in visual_leg(client, st, visual, visual_filters(st.index, visual.model, []), 10)]
         assert ranked == ["cat", "moon"]
     # read per query and unfiltered, the same vector ranks (it is the cat)
     scan = s.with_overrides(index={"vector_cache": False})
     assert "cat-by-other-model" in [h["_id"] for h in vector_leg(client, scan, visual.vector, [], 10, kind="image")]
+    client.close()
+
+
+def test_the_cached_class_scores_rank_as_the_image_vectors_do(settings, store):
+    """The embedded store's cache ranks the visual leg by class scores (a few columns per query): the same
+    documents, in the same order, with the same cosines as the image vectors read from the store."""
+    from domain.store.client import make_client
+    from domain.store.search import visual_filters, visual_leg, visual_query
+
+    client = make_client(settings)
+    scan = settings.with_overrides(index={"vector_cache": False})
+    for query in ("kitten", "mug", "espresso", "tower"):
+        visual = visual_query(settings.index, query)
+        cached = visual_leg(client, settings, visual, visual_filters(settings.index, visual.model, []), 9)
+        read = visual_leg(client, scan, visual, visual_filters(scan.index, visual.model, []), 9)
+        assert [h["_id"] for h in cached] == [h["_id"] for h in read] and len(cached) == 8  # no-preview: none
+        assert all(abs(a["_score"] - b["_score"]) < 2e-3 for a, b in zip(cached, read))  # float16 in the store
     client.close()
 
 
@@ -259,6 +275,6 @@ def test_an_index_without_image_vectors_answers_hybrid_as_before(store):
     before = run_search(client, s.with_overrides(index={"visual_leg": False}), SearchRequest(query="kitten"))
     assert _ids(answer) == _ids(before) == ["t1", "t2"] and answer["visual_leg"]["used"] is True
     assert [h["score"] for h in answer["hits"]] == [h["score"] for h in before["hits"]]  # the leg ranked nothing
-    (entry,) = [e for (url, alias, kind), e in _entries.items() if alias == read_alias(s.index) and kind == "image"]
+    (entry,) = [e for (url, alias, kind), e in _entries.items() if alias == read_alias(s.index) and kind == "classes"]
     assert not entry.live.any()
     client.close()

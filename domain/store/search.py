@@ -283,6 +283,33 @@ def vector_leg(client: Elasticsearch, settings: "Any", vector: list[float], filt
                          source_includes=HIT_FIELDS)["hits"]["hits"]
 
 
+def visual_leg(client: Elasticsearch, settings: "Any", visual: "VisualQuery", filters: list[dict[str, Any]],
+               k: int) -> list[dict[str, Any]]:
+    """The visual leg's k best documents, as vector_leg's hits (score = the image vector's cosine with
+    visual.vector). The embedded store's vector cache ranks by the documents' class scores (kind "classes",
+    domain/store/vector_cache.py): the query reads its few classes' columns, not the 1280-d image matrix (the
+    same cosines; 100k image vectors are 512 MB to read per query)."""
+    s = index_settings(settings)
+    if s.vector_mode == "off" and s.vector_cache:
+        return _cached(client, s, read_alias(s), np.asarray(visual.weights, np.float32), filters, k, "classes", None)
+    return vector_leg(client, s, visual.vector, filters, k, kind="image")
+
+
+def _cached(client: Elasticsearch, s: Any, alias: str, q: np.ndarray, filters: list[dict[str, Any]], k: int,
+            kind: str, exclude: str | None) -> list[dict[str, Any]]:
+    """The k best by the vectors this process keeps in memory (domain/store/vector_cache.py), then one mget of
+    them."""
+    from domain.store.vector_cache import nearest
+
+    best = [(d, sc) for d, sc in nearest(client, s, alias, q, filters, k + (exclude is not None), kind)
+            if d != exclude][:k]
+    if not best:
+        return []
+    docs = client.mget(index=alias, ids=[d for d, _ in best], source_includes=HIT_FIELDS)["docs"]
+    found = {d["_id"]: d for d in docs if d.get("found")}
+    return [{**found[d], "_score": sc} for d, sc in best if d in found]
+
+
 def _exact_cosine(client: Elasticsearch, s: Any, q: np.ndarray, filters: list[dict[str, Any]],
                   k: int, kind: str, exclude: str | None) -> list[dict[str, Any]]:
     """No kNN in the store: rank by cosine here (stored vectors are unit-norm; the query too). With
@@ -291,15 +318,7 @@ def _exact_cosine(client: Elasticsearch, s: Any, q: np.ndarray, filters: list[di
     index.image_scan_limit (image) filtered documents per query."""
     alias = read_alias(s)
     if s.vector_cache:
-        from domain.store.vector_cache import nearest
-
-        best = [(d, sc) for d, sc in nearest(client, s, alias, q, filters, k + (exclude is not None), kind)
-                if d != exclude][:k]
-        if not best:
-            return []
-        docs = client.mget(index=alias, ids=[d for d, _ in best], source_includes=HIT_FIELDS)["docs"]
-        found = {d["_id"]: d for d in docs if d.get("found")}
-        return [{**found[d], "_score": sc} for d, sc in best if d in found]
+        return _cached(client, s, alias, q, filters, k, kind, exclude)
     if exclude is not None:
         filters = [*filters, {"bool": {"must_not": [{"ids": {"values": [exclude]}}]}}]
     limit = s.vector_scan_limit if kind == "text" else s.image_scan_limit
@@ -378,7 +397,7 @@ def hybrid_search(client: Elasticsearch, settings: "Any", query: str, tags: Iter
     near = vector_leg(client, s, vector, filters, window)
     tagged = client.search(index=read_alias(s), query=tag_query, size=window, source_includes=HIT_FIELDS,
                            sort=_SORT, track_scores=True)["hits"]["hits"] if tag_query is not None else []
-    seen = vector_leg(client, s, visual.vector, image_filters, window, kind="image") if visual is not None else []
+    seen = visual_leg(client, s, visual, image_filters, window) if visual is not None else []
     if report is not None:  # the keyword matches, counted; the other legs' ids (the caller counts those outside)
         report.update(keyword_query=keyword_query, vector_ids=list(dict.fromkeys(h["_id"] for h in
                                                                                    near + tagged + seen)),

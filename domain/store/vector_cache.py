@@ -54,6 +54,7 @@ from domain.store.management import alias_targets
 from domain.store.vectors import KINDS, unpack
 
 SLACK_S = 30.0
+SPARSE = 8  # a query vector with fewer than 1/SPARSE of its entries non-zero reads only those columns
 MGET_CHUNK = 1000
 MAX_ERRORS = 3
 
@@ -83,12 +84,22 @@ def _entry(key: tuple[str, str, str]) -> _Entry:
         return _entries.setdefault(key, _Entry())
 
 
+DERIVED = {"classes": "image"}
+"""kinds an entry computes from another's stored vectors: "classes" = each image vector's cosine with the 1000
+ImageNet class rows (domain.vision.prototypes.class_scores), what hybrid search's visual leg ranks by"""
+
+
+def _stored(kind: str) -> str:
+    """The kind of vector read from the store for an entry of this kind."""
+    return DERIVED.get(kind, kind)
+
+
 @functools.lru_cache(maxsize=None)
 def _scope_of(kind: str) -> tuple[tuple[str, str], ...]:
     """Which documents an entry holds, as (field, value) terms all must hold: for image vectors those this
     process's image model wrote (id and weights' version; domain.vision.classifier.image_model) — a vector of
     another model is in another space, and ranking it with this one's would be noise; text: every document."""
-    if kind != "image":
+    if _stored(kind) != "image":
         return ()
     from domain.vision.classifier import image_model
 
@@ -100,12 +111,28 @@ def _vector(src: dict[str, Any], kind: str) -> np.ndarray | None:
     model = src.get("image_vector_model") or {}
     if any(model.get(f.rsplit(".", 1)[1]) != v for f, v in _scope_of(kind)):
         return None
-    return unpack(src, kind)
+    return unpack(src, _stored(kind))
+
+
+def _derive(kind: str, vecs: list[np.ndarray | None], dims: int) -> list[np.ndarray | None]:
+    """The entry's vectors from the stored ones (None: none, or not of the stored kind's size): the same for a
+    stored kind, in one batch for a DERIVED one."""
+    if kind not in DERIVED:
+        return [v if v is not None and len(v) == dims else None for v in vecs]
+    from domain.store.management import IMAGE_VECTOR_DIMS
+    from domain.vision.prototypes import class_scores
+
+    idx = [i for i, v in enumerate(vecs) if v is not None and len(v) == IMAGE_VECTOR_DIMS]
+    out: list[np.ndarray | None] = [None] * len(vecs)
+    if idx:
+        for i, row in zip(idx, class_scores(np.stack([vecs[i] for i in idx]))):
+            out[i] = row
+    return out
 
 
 def _fields(kind: str) -> list[str]:
     """What an entry reads of each document's _source."""
-    floats_field, packed_field, _ = KINDS[kind]
+    floats_field, packed_field, _ = KINDS[_stored(kind)]
     return [packed_field, floats_field, "indexed_at", *(["image_vector_model"] if _scope_of(kind) else [])]
 
 
@@ -123,9 +150,10 @@ def _load(e: _Entry, client: Elasticsearch, alias: str, kind: str, dims: int, li
     ids, vecs, stamps, newest = [], [], {}, None
     for doc_id, vec, at in _scan(client, alias, kind, {"match_all": {}}, limit):
         ids.append(doc_id)
-        vecs.append(vec if vec is not None and len(vec) == dims else None)
+        vecs.append(vec)
         stamps[doc_id] = at
         newest = max(newest or "", at or "") or None
+    vecs = _derive(kind, vecs, dims)
     live = np.array([v is not None for v in vecs], bool)
     mat = np.stack([v if v is not None else np.zeros(dims, np.float32) for v in vecs]) if vecs else \
         np.zeros((0, dims), np.float32)
@@ -149,6 +177,7 @@ def _since(e: _Entry, client: Elasticsearch, alias: str, kind: str, dims: int, l
         docs = client.mget(index=alias, ids=changed[i:i + MGET_CHUNK], source_includes=_fields(kind))["docs"]
         fresh += [(d["_id"], _vector(d["_source"], kind), d["_source"].get("indexed_at")) for d in docs
                   if d.get("found")]
+    fresh = [(d, vec, at) for (d, _, at), vec in zip(fresh, _derive(kind, [v for _, v, _ in fresh], dims))]
     with e.lock:
         added_ids, added = [], []
         for doc_id, vec, at in fresh:
@@ -300,7 +329,9 @@ def _refresh_loop(e: _Entry, client: Elasticsearch, alias: str, kind: str, dims:
 
 def nearest(client: Elasticsearch, s: Any, alias: str, q: np.ndarray, filters: list[dict[str, Any]], k: int,
             kind: str) -> list[tuple[str, float]]:
-    """The k (id, cosine) nearest to the unit vector q among the documents the filters allow, best first."""
+    """The k (id, cosine) nearest to the unit vector q among the documents the filters allow, best first. kind
+    "classes" (DERIVED): q weighs class scores (domain.vision.prototypes.VisualQuery.weights), the score is the
+    image vector's cosine with the visual leg's query."""
     e = _entry((s.url, alias, kind))
     dims = len(q)
     limit = s.vector_cache_max_docs if kind == "text" else s.image_cache_max_docs  # 1280 floats: 5 KB a document
@@ -330,7 +361,11 @@ def nearest(client: Elasticsearch, s: Any, alias: str, q: np.ndarray, filters: l
     candidates = np.flatnonzero(mask)
     if not len(candidates):
         return []
-    sims = (mat @ q)[candidates] if 2 * len(candidates) > len(ids) else mat[candidates] @ q
+    nz = np.flatnonzero(q)
+    if len(nz) * SPARSE < dims:  # a few classes' columns (the visual leg), not the whole matrix
+        sims = (mat[:, nz] @ q[nz])[candidates]
+    else:
+        sims = (mat @ q)[candidates] if 2 * len(candidates) > len(ids) else mat[candidates] @ q
     top = np.argpartition(-sims, min(k, len(sims)) - 1)[:k] if len(sims) > k else np.arange(len(sims))
     top = top[np.argsort(-sims[top], kind="stable")]
     return [(ids[candidates[i]], float(sims[i])) for i in top]

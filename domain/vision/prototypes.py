@@ -15,6 +15,7 @@ file the local provider also reads: same names, same normalisation), so a fresh 
 """
 from __future__ import annotations
 
+import functools
 import re
 import threading
 from dataclasses import dataclass
@@ -40,6 +41,9 @@ class VisualQuery:
     vector: list[float]
     classes: list[tuple[str, float]]
     model: dict[str, str]
+    weights: list[float]
+    """the same query over class scores (class_scores): 1 / |sum of the rows| at the classes used, 0 elsewhere,
+    so class_scores(v) . weights == v . vector for every image vector v"""
 
     def explain(self) -> dict[str, Any]:
         """For a search answer: which classes, how close, and the model."""
@@ -47,16 +51,38 @@ class VisualQuery:
                 "image_model": dict(self.model)}
 
 
+@functools.lru_cache(maxsize=1)
+def class_rows() -> np.ndarray:
+    """(1000, 1280) float32: the classifier's last-layer rows, unit norm, from the weights file of the variant
+    `image_model()` names (read once per process)."""
+    from domain.vision.classifier import weights_path
+    from domain.vision.weights import read_torch_checkpoint
+
+    rows = read_torch_checkpoint(weights_path())["_fc.weight"].astype(np.float32)
+    rows = rows / np.maximum(np.linalg.norm(rows, axis=1, keepdims=True), 1e-12)
+    rows.flags.writeable = False
+    return rows
+
+
+def class_scores(vectors: np.ndarray, chunk: int = 8192) -> np.ndarray:
+    """(n, 1000) float32: each image vector's cosine with every class row (the vectors are unit norm). The
+    embedded store's vector cache holds these for the visual leg: a query then reads its few classes' columns
+    (VisualQuery.weights) instead of the whole 1280-d image matrix."""
+    rows = class_rows()
+    out = np.empty((len(vectors), len(rows)), np.float32)
+    for i in range(0, len(vectors), chunk):
+        out[i:i + chunk] = vectors[i:i + chunk] @ rows.T
+    return out
+
+
 class Prototypes:
     """The class rows (unit norm) and the class names' text embeddings."""
 
     def __init__(self, embedder: Any = None) -> None:
         from domain.textembed import shared_embedder
-        from domain.vision.classifier import image_model, weights_path
-        from domain.vision.weights import read_torch_checkpoint
+        from domain.vision.classifier import image_model
 
-        rows = read_torch_checkpoint(weights_path())["_fc.weight"].astype(np.float32)
-        self.rows = rows / np.maximum(np.linalg.norm(rows, axis=1, keepdims=True), 1e-12)
+        self.rows = class_rows()
         self.names = IMAGENET_CLASSES
         self.embedder = embedder or shared_embedder()
         self.name_vectors = self.embedder.embed_persistent([class_text(n) for n in self.names])
@@ -80,8 +106,11 @@ class Prototypes:
         if not matched:
             return None
         v = self.rows[[i for i, _ in matched]].sum(0)
-        v = v / max(float(np.linalg.norm(v)), 1e-12)
-        return VisualQuery([float(x) for x in v], [(self.names[i], s) for i, s in matched], dict(self.model))
+        norm = max(float(np.linalg.norm(v)), 1e-12)
+        weights = np.zeros(len(self.rows), np.float32)
+        weights[[i for i, _ in matched]] = 1.0 / norm
+        return VisualQuery([float(x) for x in v / norm], [(self.names[i], s) for i, s in matched], dict(self.model),
+                           [float(x) for x in weights])
 
 
 _shared: Prototypes | None = None
