@@ -70,9 +70,10 @@ class IndexSettings(Section):
                                   "only what was indexed since, not every vector; empty = never saved")
     vector_cache_max_docs: int = Field(500_000, ge=1, description="vector cache: most documents kept per alias "
                                        "and kind")
-    image_cache_max_docs: int = Field(100_000, ge=1, description="vector cache: most image vectors kept per "
-                                      "alias (1280 float32, 5 KB each: 100k = 512 MB); the documents past it are "
-                                      "not ranked by image similarity nor by hybrid search's visual leg")
+    image_cache_max_docs: int = Field(100_000, ge=1, description="vector cache: most documents kept per alias "
+                                      "for image similarity (1280 float32, 5 KB each: 100k = 512 MB) and for "
+                                      "hybrid search's visual leg (1000 class scores, 4 KB each: 400 MB); the "
+                                      "documents past it are not ranked by them")
     rrf_rank_constant: int = Field(60, description="k of reciprocal rank fusion: score = sum 1 / (k + rank)")
     rrf_window: int = Field(50, description="how many hits of each leg (BM25, kNN) go into the fusion")
     tag_leg: bool = Field(True, description="hybrid search: when the query names vocabulary tags (synonyms "

@@ -10,6 +10,9 @@ search process (the review app / API) keeps the vectors in memory instead, one m
   refresh delays and clock skew between sink workers), then the vectors of the new or changed ones, and compares
   the store's document count (a delete makes it reload everything); every `index.vector_cache_reload_s`
   everything is read again;
+- hybrid search's visual leg ranks by class scores (kind "classes", DERIVED from the image vectors: each one's
+  cosine with the 1000 ImageNet class rows, 4 KB a document, computed in batches when loaded or refreshed), so a
+  query reads its few classes' columns (~2 MB at 100k) instead of the 1280-d image matrix (512 MB);
 - image vectors: only those this process's image model wrote (`image_vector_model` id and version, read with each
   vector; another model's is held as no vector, like a document without one), so "more like this image" and hybrid
   search's visual leg never rank a vector of another model's space; the saved file's name includes the model. (A
