@@ -25,6 +25,7 @@ import json
 import math
 import os
 import statistics
+import subprocess
 import sys
 import time
 import uuid
@@ -125,8 +126,9 @@ def metrics_at_k(got: list[str], relevant: set[str], k: int = K) -> dict[str, fl
 def variants(settings, thresholds: list[float] = ()) -> list[tuple[str, str, list[tuple[object, object]]]]:
     """(label, search mode, runs): each run is (settings, context) and a variant's figures are over all its runs.
     hybrid = with the visual leg (index.visual_leg, the default); hyb-novis = the same without it; hyb-ctrl = the
-    visual leg with random class prototypes (every class name's row swapped for another class's, same count of
-    classes per query, three permutations): an honesty check that the leg's gain comes from the classes it names."""
+    visual leg with random class prototypes (every class name's embedding moved to another class, so the same
+    count of classes per query point to random prototypes; three permutations): an honesty check that the leg's
+    gain comes from the classes it names."""
     novis = settings.with_overrides(index={"visual_leg": False})
     out = [("keyword", "keyword", [(settings, None)]), ("semantic", "semantic", [(settings, None)]),
            ("hyb-novis", "hybrid", [(novis, None)]), ("hybrid", "hybrid", [(settings, None)]),
@@ -138,7 +140,8 @@ def variants(settings, thresholds: list[float] = ()) -> list[tuple[str, str, lis
 
 @contextlib.contextmanager
 def random_prototypes(seed: int | None):
-    """The visual leg's class rows permuted (seed), for the control; nothing when seed is None."""
+    """For the control: the class names' embeddings permuted (seed), so a query that names k classes gets k
+    random classes' prototypes (image rows and class-score columns alike); nothing when seed is None."""
     if seed is None:
         yield
         return
@@ -148,7 +151,7 @@ def random_prototypes(seed: int | None):
 
     real = prototypes.shared_prototypes()
     control = copy.copy(real)
-    control.rows = real.rows[np.random.default_rng(seed).permutation(len(real.rows))]
+    control.name_vectors = real.name_vectors[np.random.default_rng(seed).permutation(len(real.name_vectors))]
     prototypes._shared = control
     try:
         yield
@@ -282,6 +285,27 @@ def synthetic_docs(index: str, args: argparse.Namespace, n: int):
             "status": "auto_applied", "family_id": f"s{i}", "indexed_at": stamp, **vec, "text_vector_model": model}}
 
 
+def visual_first_queries(client, settings, env: dict | None) -> dict[str, float]:
+    """The first hybrid query with the visual leg (it loads the class scores, or the saved file), a one-shot hybrid
+    CLI process with the files saved (when `env` runs the CLI against this store), and how many library queries
+    get the leg."""
+    out: dict[str, float] = {}
+    t0 = time.perf_counter()
+    run_search(client, settings, SearchRequest(query="cat", mode="hybrid", size=10, facets=False))
+    out["first_visual_query_ms"] = round((time.perf_counter() - t0) * 1000, 1)
+    if env is not None:
+        timings = []
+        for _ in range(3):
+            t0 = time.perf_counter()
+            subprocess.run([sys.executable, "-m", "app.cli", "search", "cat", "--json"], env=env, check=True,
+                           capture_output=True, cwd=ROOT)
+            timings.append(time.perf_counter() - t0)
+        out["cli_hybrid_visual_from_file_s"] = round(statistics.median(timings), 2)
+    out["visual_leg_queries"] = sum(bool(run_search(client, settings, SearchRequest(
+        query=q, mode="hybrid", size=10, facets=False))["visual_leg"]["used"]) for _, q, _ in QUERIES)
+    return out
+
+
 def latency_at(url: str, args: argparse.Namespace, n: int, queries: int) -> dict[str, float]:
     """p50/p99 ms of keyword, semantic and hybrid queries over n synthetic documents (the vector leg's cost
     grows with n in vector_mode off: exact cosine over every filtered document, up to index.vector_scan_limit,
@@ -308,6 +332,7 @@ def latency_at(url: str, args: argparse.Namespace, n: int, queries: int) -> dict
     t0 = time.perf_counter()
     run_search(client, settings, SearchRequest(query="warm", mode="semantic", size=10, facets=False))
     out["first_semantic_query_ms"] = round((time.perf_counter() - t0) * 1000, 1)  # loads the vector cache
+    env: dict | None = None  # the environment a one-shot CLI process runs with, when the cache is saved
     if settings.index.vector_cache and settings.index.vector_cache_dir:
         # a fresh process, as `assetstream search` is: no cache in memory; baseline = the full load (no saved
         # file), then the same first query with the file the load saved (memory-mapped + what was indexed since)
@@ -327,12 +352,11 @@ def latency_at(url: str, args: argparse.Namespace, n: int, queries: int) -> dict
         out["first_query_speedup"] = round(out["first_query_full_load_ms"] / out["first_query_from_file_ms"], 1)
         # the user's view: a whole one-shot `assetstream search --mode semantic` process (start, imports, MiniLM,
         # the cache, the query), wall time, without and with the saved file
-        import subprocess
-
         env = {**os.environ, "ASSETSTREAM_INDEX__URL": url, "ASSETSTREAM_INDEX__INDEX": settings.index.index,
                "ASSETSTREAM_INDEX__SERVER_MODE": args.server_mode,
                "ASSETSTREAM_INDEX__VECTOR_CACHE_DIR": settings.index.vector_cache_dir,
-               "ASSETSTREAM_INDEX__REQUEST_TIMEOUT_S": "120", "ASSETSTREAM_INDEX__VECTOR_CACHE_MAX_DOCS": str(n)}
+               "ASSETSTREAM_INDEX__REQUEST_TIMEOUT_S": "120", "ASSETSTREAM_INDEX__VECTOR_CACHE_MAX_DOCS": str(n),
+               "ASSETSTREAM_INDEX__IMAGE_CACHE_MAX_DOCS": str(max(n, 100_000))}
         for label, saved in (("cli_full_load_s", False), ("cli_from_file_s", True)):
             timings = []
             for _ in range(3):
@@ -345,12 +369,8 @@ def latency_at(url: str, args: argparse.Namespace, n: int, queries: int) -> dict
                                 "--json"], env=env, check=True, capture_output=True, cwd=ROOT)
                 timings.append(time.perf_counter() - t0)
             out[label] = round(statistics.median(timings), 2)
-    if args.image_vectors:  # the first hybrid query with the visual leg loads the image vectors (or the saved file)
-        t0 = time.perf_counter()
-        run_search(client, settings, SearchRequest(query="cat", mode="hybrid", size=10, facets=False))
-        out["first_visual_query_ms"] = round((time.perf_counter() - t0) * 1000, 1)
-        out["visual_leg_queries"] = sum(bool(run_search(client, settings, SearchRequest(
-            query=q, mode="hybrid", size=10, facets=False))["visual_leg"]["used"]) for _, q, _ in QUERIES)
+    if args.image_vectors:
+        out.update(visual_first_queries(client, settings, env))
     runs = [("", settings, MODES, queries)]
     if args.image_vectors:  # the same queries, the same documents, hybrid without the visual leg: its cost
         runs.append(("novis_", settings.with_overrides(index={"visual_leg": False}), ("hybrid",), queries))
@@ -374,7 +394,7 @@ def latency_at(url: str, args: argparse.Namespace, n: int, queries: int) -> dict
         for q in ("p50", "p99"):
             out[f"visual_leg_{q}_cost_ratio"] = round(out[f"hybrid_{q}_ms"] / out[f"novis_hybrid_{q}_ms"], 2)
     vector_cache._entries.clear()
-    for kind in ("text", "image"):
+    for kind in ("text", "image", "classes"):
         for path in vector_cache._paths(settings.index, read_alias(settings), kind) or ():
             if os.path.exists(path):
                 os.remove(path)
