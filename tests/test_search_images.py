@@ -278,3 +278,32 @@ def test_an_index_without_image_vectors_answers_hybrid_as_before(store):
     (entry,) = [e for (url, alias, kind), e in _entries.items() if alias == read_alias(s.index) and kind == "classes"]
     assert not entry.live.any()
     client.close()
+
+
+def test_the_visual_leg_finds_what_was_indexed_after_its_first_query(store):
+    """The class scores are kept fresh like the other cached vectors: an image indexed after the first hybrid
+    query is ranked by the visual leg about index.vector_cache_check_s later, without a reload."""
+    import time
+
+    from domain.store.client import make_client
+    from domain.store.search import visual_filters, visual_leg, visual_query
+
+    def record(aid, path):
+        v = validated_asset(aid, 1, title="Untitled", alt_text="Untitled", ocr_text="")
+        v["enriched"]["pre"]["thumbnail"] = _thumbnail(path)
+        return v
+
+    s = index_all(settings_for(store.url, vector_cache_check_s=0.1), [record("cat", QUALITY / "chelsea.jpg")])
+    client = make_client(s)
+    visual = visual_query(s.index, "espresso")
+
+    def ranked():
+        return [h["_id"] for h in visual_leg(client, s, visual, visual_filters(s.index, visual.model, []), 5)]
+
+    assert ranked() == ["cat"]
+    index_all(s, [record("coffee", QUALITY / "coffee.jpg")])
+    deadline = time.monotonic() + 10
+    while ranked() != ["coffee", "cat"] and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert ranked() == ["coffee", "cat"]
+    client.close()
