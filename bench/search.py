@@ -19,10 +19,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import copy
 import json
 import math
 import os
 import statistics
+import subprocess
 import sys
 import time
 import uuid
@@ -120,40 +123,101 @@ def metrics_at_k(got: list[str], relevant: set[str], k: int = K) -> dict[str, fl
     return {"recall": sum(hits) / len(relevant), "precision": sum(hits) / k, "ndcg": dcg / idcg if idcg else 0.0}
 
 
-def evaluate(client, settings, queries: list[tuple[str, str, set[str]]]) -> tuple[dict, list[dict]]:
-    """Per mode and query kind: mean recall@10, precision@10, nDCG@10, and the per-query lists."""
+def variants(settings, thresholds: list[float] = ()) -> list[tuple[str, str, list[tuple[object, object]]]]:
+    """(label, search mode, runs): each run is (settings, context) and a variant's figures are over all its runs.
+    hybrid = with the visual leg (index.visual_leg, the default); hyb-novis = the same without it; hyb-ctrl = the
+    visual leg with random class prototypes (every class name's embedding moved to another class, so the same
+    count of classes per query point to random prototypes; three permutations): an honesty check that the leg's
+    gain comes from the classes it names."""
+    novis = settings.with_overrides(index={"visual_leg": False})
+    out = [("keyword", "keyword", [(settings, None)]), ("semantic", "semantic", [(settings, None)]),
+           ("hyb-novis", "hybrid", [(novis, None)]), ("hybrid", "hybrid", [(settings, None)]),
+           ("hyb-ctrl", "hybrid", [(settings, seed) for seed in (0, 1, 2)])]
+    out += [(f"hyb@{t:g}", "hybrid", [(settings.with_overrides(index={"visual_leg_threshold": t}), None)])
+            for t in thresholds]
+    return out
+
+
+@contextlib.contextmanager
+def random_prototypes(seed: int | None):
+    """For the control: the class names' embeddings permuted (seed), so a query that names k classes gets k
+    random classes' prototypes (image rows and class-score columns alike); nothing when seed is None."""
+    if seed is None:
+        yield
+        return
+    import numpy as np
+
+    from domain.vision import prototypes
+
+    real = prototypes.shared_prototypes()
+    control = copy.copy(real)
+    control.name_vectors = real.name_vectors[np.random.default_rng(seed).permutation(len(real.name_vectors))]
+    prototypes._shared = control
+    try:
+        yield
+    finally:
+        prototypes._shared = real
+
+
+def evaluate(client, settings, queries: list[tuple[str, str, set[str]]],
+             thresholds: list[float] = ()) -> tuple[dict, list[dict]]:
+    """Per variant and query kind: mean recall@10, precision@10, nDCG@10, and the per-query lists."""
     rows: dict[str, dict] = {}
     per_query: list[dict] = []
-    for mode in MODES:
+    for label, mode, runs in variants(settings, thresholds):
         acc: dict[str, dict[str, list[float]]] = {}
         lat: list[float] = []
-        for kind, q, rel in queries:
-            t = time.perf_counter()
-            got = [h["asset_id"] for h in run_search(client, settings, SearchRequest(query=q, mode=mode, size=K,
-                                                                                     facets=False))["hits"]]
-            lat.append((time.perf_counter() - t) * 1000)
-            m = metrics_at_k(got, rel)
-            for key in (kind, "all") if kind != "held-out word" else (kind,):  # held-out: a subset of word
-                for name, v in m.items():
-                    acc.setdefault(key, {}).setdefault(name, []).append(v)
-            per_query.append({"mode": mode, "kind": kind, "query": q, **{k: round(v, 3) for k, v in m.items()},
-                              "top": got, "relevant": sorted(rel)})
-        rows[mode] = {kind: {name: round(statistics.mean(v), 3) for name, v in d.items()} for kind, d in acc.items()}
-        rows[mode]["p50_ms"] = round(statistics.median(lat), 1)
+        for st, seed in runs:
+            with random_prototypes(seed):
+                for kind, q, rel in queries:
+                    t = time.perf_counter()
+                    answer = run_search(client, st, SearchRequest(query=q, mode=mode, size=K, facets=False))
+                    lat.append((time.perf_counter() - t) * 1000)
+                    got = [h["asset_id"] for h in answer["hits"]]
+                    m = metrics_at_k(got, rel)
+                    for key in (kind, "all") if kind != "held-out word" else (kind,):  # held-out: a subset of word
+                        for name, v in m.items():
+                            acc.setdefault(key, {}).setdefault(name, []).append(v)
+                    if seed is None:
+                        per_query.append({"mode": label, "kind": kind, "query": q,
+                                          **{k: round(v, 3) for k, v in m.items()}, "top": got,
+                                          "relevant": sorted(rel), "visual_leg": answer.get("visual_leg")})
+        rows[label] = {kind: {name: round(statistics.mean(v), 3) for name, v in d.items()} for kind, d in acc.items()}
+        rows[label]["p50_ms"] = round(statistics.median(lat), 1)
     return rows, per_query
 
 
+def _ratios(r: dict, b: dict) -> list[str]:
+    return [f"{r[n] / b[n]:.2f}" if b[n] else ("inf" if r[n] else "-") for n in ("recall", "precision", "ndcg")]
+
+
 def print_rows(title: str, rows: dict, kinds: list[str], n_docs: int, n_queries: int) -> None:
-    print(f"\n{title}: {n_docs} documents, {n_queries} queries (@{K}; ratio = mode / keyword, same run)")
-    print(f"{'mode':<10}{'kind':<9}{'recall':>8}{'prec':>8}{'nDCG':>8}   {'x recall':>9}{'x prec':>8}{'x nDCG':>8}")
-    for mode in MODES:
+    print(f"\n{title}: {n_docs} documents, {n_queries} queries (@{K}; x = variant / keyword, v = variant / hybrid "
+          "without the visual leg (hyb-novis), same run)")
+    print(f"{'variant':<11}{'kind':<14}{'recall':>8}{'prec':>8}{'nDCG':>8}   {'x recall':>9}{'x prec':>8}"
+          f"{'x nDCG':>8}   {'v recall':>9}{'v prec':>8}{'v nDCG':>8}")
+    for label in rows:
         for kind in kinds:
-            r, b = rows[mode][kind], rows["keyword"][kind]
-            ratio = [f"{r[n] / b[n]:.2f}" if b[n] else ("inf" if r[n] else "-") for n in ("recall", "precision",
-                                                                                           "ndcg")]
-            print(f"{mode:<10}{kind:<9}{r['recall']:>8.3f}{r['precision']:>8.3f}{r['ndcg']:>8.3f}   "
-                  f"{ratio[0]:>9}{ratio[1]:>8}{ratio[2]:>8}")
-    print("query p50 ms: " + ", ".join(f"{m} {rows[m]['p50_ms']}" for m in MODES))
+            r = rows[label][kind]
+            x, v = _ratios(r, rows["keyword"][kind]), _ratios(r, rows["hyb-novis"][kind])
+            print(f"{label:<11}{kind:<14}{r['recall']:>8.3f}{r['precision']:>8.3f}{r['ndcg']:>8.3f}   "
+                  f"{x[0]:>9}{x[1]:>8}{x[2]:>8}   {v[0]:>9}{v[1]:>8}{v[2]:>8}")
+    print("query p50 ms: " + ", ".join(f"{m} {rows[m]['p50_ms']}" for m in rows))
+
+
+def print_visual_details(per_query: list[dict]) -> None:
+    """Every query whose recall@10 or precision@10 the visual leg changed, with the classes it used."""
+    before = {(pq["kind"], pq["query"]): pq for pq in per_query if pq["mode"] == "hyb-novis"}
+    print("\nvisual leg, per query (hyb-novis -> hybrid; only the queries it changed):")
+    for pq in per_query:
+        b = before.get((pq["kind"], pq["query"]))
+        if pq["mode"] != "hybrid" or b is None or pq["kind"] == "held-out word" or \
+                (b["recall"], b["precision"]) == (pq["recall"], pq["precision"]):
+            continue
+        leg = pq.get("visual_leg") or {}
+        classes = ", ".join(c["name"] for c in leg.get("classes", [])) or "-"
+        print(f"  {pq['kind']:<7}{pq['query']!r:<20} R@10 {b['recall']:.2f} -> {pq['recall']:.2f}  "
+              f"P@10 {b['precision']:.2f} -> {pq['precision']:.2f}  classes: {classes}")
 
 
 def labelled_images(settings) -> tuple[list[dict], dict[str, set[str]], dict]:
@@ -192,45 +256,74 @@ def labelled_images(settings) -> tuple[list[dict], dict[str, set[str]], dict]:
     return records, terms, {"pipeline_s_per_image": round(seconds / len(truth), 2)}
 
 
+def synthetic_docs(index: str, args: argparse.Namespace, n: int):
+    """n bulk actions: a title from the library's words, a random unit text vector, and (--image-vectors) a
+    random unit image vector written by this image model; indexed_at spread over the last hour."""
+    import numpy as np
+
+    from domain.store.vectors import image_vector_model, pack, vector_model
+
+    rng = np.random.default_rng(7)
+    model = vector_model(args.vector_mode)
+    image_model = image_vector_model(args.vector_mode)
+    words = [aid.replace("-", " ") for aid, *_ in LIBRARY]
+    hour_ago = time.time() - 3600  # indexed over the last hour (the sink's indexed_at), not all at once
+    for i in range(n):
+        v = rng.standard_normal(384).astype(np.float32)
+        v /= np.linalg.norm(v)
+        vec = {model["field"]: pack(v)} if model["field"] != "text_vector" else \
+            {model["field"]: [round(float(x), 6) for x in v]}
+        if args.image_vectors:  # the visual leg's (and image similarity's) cost: every document has one
+            w = rng.standard_normal(1280).astype(np.float32)
+            w /= np.linalg.norm(w)
+            vec.update({image_model["field"]: pack(w, "<f2")} if image_model["field"] != "image_vector" else
+                       {image_model["field"]: [round(float(x), 6) for x in w]})
+            vec["image_vector_model"] = image_model
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S.000+00:00", time.gmtime(hour_ago + 3000 * i / n))
+        yield {"_index": index, "_id": f"s{i}", "_source": {
+            "asset_id": f"s{i}", "title": f"{words[i % len(words)]} photo {i}", "tags": [],
+            "status": "auto_applied", "family_id": f"s{i}", "indexed_at": stamp, **vec, "text_vector_model": model}}
+
+
+def visual_first_queries(client, settings, env: dict | None) -> dict[str, float]:
+    """The first hybrid query with the visual leg (it loads the class scores, or the saved file), a one-shot hybrid
+    CLI process with the files saved (when `env` runs the CLI against this store), and how many library queries
+    get the leg."""
+    out: dict[str, float] = {}
+    t0 = time.perf_counter()
+    run_search(client, settings, SearchRequest(query="cat", mode="hybrid", size=10, facets=False))
+    out["first_visual_query_ms"] = round((time.perf_counter() - t0) * 1000, 1)
+    if env is not None:
+        timings = []
+        for _ in range(3):
+            t0 = time.perf_counter()
+            subprocess.run([sys.executable, "-m", "app.cli", "search", "cat", "--json"], env=env, check=True,
+                           capture_output=True, cwd=ROOT)
+            timings.append(time.perf_counter() - t0)
+        out["cli_hybrid_visual_from_file_s"] = round(statistics.median(timings), 2)
+    out["visual_leg_queries"] = sum(bool(run_search(client, settings, SearchRequest(
+        query=q, mode="hybrid", size=10, facets=False))["visual_leg"]["used"]) for _, q, _ in QUERIES)
+    return out
+
+
 def latency_at(url: str, args: argparse.Namespace, n: int, queries: int) -> dict[str, float]:
     """p50/p99 ms of keyword, semantic and hybrid queries over n synthetic documents (the vector leg's cost
     grows with n in vector_mode off: exact cosine over every filtered document, up to index.vector_scan_limit,
     set to n here so every document is ranked)."""
-    import numpy as np
     from elasticsearch import helpers
 
     from domain.store.client import make_client
     from domain.store.management import ensure_index, write_alias
-    from domain.store.vectors import pack, vector_model
 
     settings = Settings().with_overrides(index={
         "url": url, "server_mode": args.server_mode, "index": f"bench-lat-{uuid.uuid4().hex[:6]}",
         "number_of_replicas": 0, "vector_mode": args.vector_mode, "vector_scan_limit": max(n, 20000),
-        "request_timeout_s": 120, "vector_cache": not args.no_cache,
-        "vector_cache_dir": os.path.join(args.cache_dir, "vectors")})
+        "request_timeout_s": 120, "vector_cache": not args.no_cache, "image_cache_max_docs": max(n, 100_000),
+        "image_scan_limit": max(n, 5000), "vector_cache_dir": os.path.join(args.cache_dir, "vectors")})
     client = make_client(settings)
     ensure_index(client, settings)
-    rng = np.random.default_rng(7)
-    model = vector_model(args.vector_mode)
-    words = [aid.replace("-", " ") for aid, *_ in LIBRARY]
-    hour_ago = time.time() - 3600  # indexed over the last hour (the sink's indexed_at), not all at once
-
-    def stamp(i: int) -> str:
-        return time.strftime("%Y-%m-%dT%H:%M:%S.000+00:00", time.gmtime(hour_ago + 3000 * i / n))
-
-    def docs():
-        for i in range(n):
-            v = rng.standard_normal(384).astype(np.float32)
-            v /= np.linalg.norm(v)
-            vec = {model["field"]: pack(v)} if model["field"] != "text_vector" else \
-                {model["field"]: [round(float(x), 6) for x in v]}
-            yield {"_index": write_alias(settings), "_id": f"s{i}", "_source": {
-                "asset_id": f"s{i}", "title": f"{words[i % len(words)]} photo {i}", "tags": [],
-                "status": "auto_applied", "family_id": f"s{i}", "indexed_at": stamp(i), **vec,
-                "text_vector_model": model}}
-
     t0 = time.perf_counter()
-    helpers.bulk(client, docs(), chunk_size=1000)
+    helpers.bulk(client, synthetic_docs(write_alias(settings), args, n), chunk_size=1000)
     client.indices.refresh(index=read_alias(settings))
     load_s = time.perf_counter() - t0
     out: dict[str, float] = {"load_s": round(load_s, 1), "queries": queries}
@@ -239,6 +332,7 @@ def latency_at(url: str, args: argparse.Namespace, n: int, queries: int) -> dict
     t0 = time.perf_counter()
     run_search(client, settings, SearchRequest(query="warm", mode="semantic", size=10, facets=False))
     out["first_semantic_query_ms"] = round((time.perf_counter() - t0) * 1000, 1)  # loads the vector cache
+    env: dict | None = None  # the environment a one-shot CLI process runs with, when the cache is saved
     if settings.index.vector_cache and settings.index.vector_cache_dir:
         # a fresh process, as `assetstream search` is: no cache in memory; baseline = the full load (no saved
         # file), then the same first query with the file the load saved (memory-mapped + what was indexed since)
@@ -258,12 +352,11 @@ def latency_at(url: str, args: argparse.Namespace, n: int, queries: int) -> dict
         out["first_query_speedup"] = round(out["first_query_full_load_ms"] / out["first_query_from_file_ms"], 1)
         # the user's view: a whole one-shot `assetstream search --mode semantic` process (start, imports, MiniLM,
         # the cache, the query), wall time, without and with the saved file
-        import subprocess
-
         env = {**os.environ, "ASSETSTREAM_INDEX__URL": url, "ASSETSTREAM_INDEX__INDEX": settings.index.index,
                "ASSETSTREAM_INDEX__SERVER_MODE": args.server_mode,
                "ASSETSTREAM_INDEX__VECTOR_CACHE_DIR": settings.index.vector_cache_dir,
-               "ASSETSTREAM_INDEX__REQUEST_TIMEOUT_S": "120", "ASSETSTREAM_INDEX__VECTOR_CACHE_MAX_DOCS": str(n)}
+               "ASSETSTREAM_INDEX__REQUEST_TIMEOUT_S": "120", "ASSETSTREAM_INDEX__VECTOR_CACHE_MAX_DOCS": str(n),
+               "ASSETSTREAM_INDEX__IMAGE_CACHE_MAX_DOCS": str(max(n, 100_000))}
         for label, saved in (("cli_full_load_s", False), ("cli_from_file_s", True)):
             timings = []
             for _ in range(3):
@@ -276,7 +369,11 @@ def latency_at(url: str, args: argparse.Namespace, n: int, queries: int) -> dict
                                 "--json"], env=env, check=True, capture_output=True, cwd=ROOT)
                 timings.append(time.perf_counter() - t0)
             out[label] = round(statistics.median(timings), 2)
+    if args.image_vectors:
+        out.update(visual_first_queries(client, settings, env))
     runs = [("", settings, MODES, queries)]
+    if args.image_vectors:  # the same queries, the same documents, hybrid without the visual leg: its cost
+        runs.append(("novis_", settings.with_overrides(index={"visual_leg": False}), ("hybrid",), queries))
     if args.scan_queries:  # the baseline, same documents, same run: every query reads every vector
         runs.append(("scan_", settings.with_overrides(index={"vector_cache": False}), ("semantic", "hybrid"),
                      args.scan_queries))
@@ -293,15 +390,20 @@ def latency_at(url: str, args: argparse.Namespace, n: int, queries: int) -> dict
             out[f"{prefix}{mode}_p99_ms"] = round(lat[min(len(lat) - 1, math.ceil(0.99 * len(lat)) - 1)], 1)
     for mode in ("semantic", "hybrid") if args.scan_queries else ():
         out[f"{mode}_p50_speedup"] = round(out[f"scan_{mode}_p50_ms"] / out[f"{mode}_p50_ms"], 1)
+    if args.image_vectors:
+        for q in ("p50", "p99"):
+            out[f"visual_leg_{q}_cost_ratio"] = round(out[f"hybrid_{q}_ms"] / out[f"novis_hybrid_{q}_ms"], 2)
     vector_cache._entries.clear()
-    for path in vector_cache._paths(settings.index, read_alias(settings), "text") or ():
-        if os.path.exists(path):
-            os.remove(path)
+    for kind in ("text", "image", "classes"):
+        for path in vector_cache._paths(settings.index, read_alias(settings), kind) or ():
+            if os.path.exists(path):
+                os.remove(path)
     client.indices.delete(index="*" + settings.index.index + "*")
     client.close()
     print(f"{n} synthetic documents (bulk-loaded in {load_s:.0f} s), {queries} queries per mode, vector cache "
           f"{'on' if settings.index.vector_cache else 'off'}: " + ", ".join(f"{k} {v}" for k, v in out.items()
-                                                                          if k.endswith(("_ms", "_s", "_speedup"))))
+                                                                          if k.endswith(("_ms", "_s", "_speedup",
+                                                                                         "_ratio", "_queries"))))
     return out
 
 
@@ -318,11 +420,16 @@ def main() -> int:
     ap.add_argument("--latency-queries", type=int, default=30, help="queries per mode and size")
     ap.add_argument("--scan-queries", type=int, default=0, help="also time semantic and hybrid with the cache "
                     "off (the baseline: every query reads every vector) over this many queries, same documents")
+    ap.add_argument("--image-vectors", action=argparse.BooleanOptionalAction, default=True,
+                    help="latency: give every synthetic document an image vector (random, unit) so hybrid pays the "
+                    "visual leg, and time hybrid without it too (novis_*)")
     ap.add_argument("--no-cache", action="store_true", help="latency with index.vector_cache off (every query "
                     "reads every vector: the way before the cache)")
     ap.add_argument("--cache-dir", default=os.path.join(os.environ.get("TMPDIR", "/tmp"), "assetstream-bench"),
                     help="where the latency part saves the vector cache (index.vector_cache_dir)")
     ap.add_argument("--details", action="store_true", help="print every hybrid miss of the labelled set")
+    ap.add_argument("--visual-thresholds", type=float, nargs="*", default=[], help="also hybrid with the visual "
+                    "leg at these index.visual_leg_threshold values (rows hyb@T), e.g. 0.45 0.55")
     args = ap.parse_args()
     store = None
     url = args.url
@@ -357,7 +464,7 @@ def main() -> int:
             truth = json.loads((DATA / "truth.json").read_text())["images"]
             queries += [("held-out word", term, rel) for kind, term, rel in queries if kind == "word"
                         and all(split_of(name, truth) == "held-out" for name in rel)]
-            rows, per_query = evaluate(sink.client, settings, queries)
+            rows, per_query = evaluate(sink.client, settings, queries, args.visual_thresholds)
             sink.close()
             print(f"pipeline {timing['pipeline_s_per_image']} s per image; index sink per document (one batch of "
                   f"{len(records)}): {timing['sink_ms_per_doc']} ms with text + image vectors, "
@@ -368,13 +475,14 @@ def main() -> int:
                 if args.details and pq["mode"] == "hybrid" and pq["recall"] < 1.0 and pq["kind"] != "held-out word":
                     print(f"  hybrid misses {pq['query']!r:<18} R@10={pq['recall']:.2f} relevant {pq['relevant']} "
                           f"top {pq['top'][:5]}")
+            print_visual_details(per_query)
             result["images"] = {"rows": rows, "queries": per_query, **timing}
         settings = base.with_overrides(index={"index": f"bench-text-{uuid.uuid4().hex[:6]}"})
         sink = IndexSink(settings)
         sink.process_batch(as_items([validated_asset(aid, 1, title=t, alt_text=a, tags=tags, ocr_text="")
                                      for aid, t, a, tags in LIBRARY]))
         sink.client.indices.refresh(index=read_alias(settings.index))
-        rows, per_query = evaluate(sink.client, settings, QUERIES)
+        rows, per_query = evaluate(sink.client, settings, QUERIES, args.visual_thresholds)
         sink.close()
         print_rows("text library (hand-labelled)", rows, ["word", "synonym", "concept", "all"], len(LIBRARY),
                    len(QUERIES))

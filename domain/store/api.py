@@ -9,7 +9,10 @@ for bad input; `run_search` / `run_similar` return the JSON a client gets:
      "facets_over": "matches"}
 
 Modes: keyword = BM25 + vocabulary synonyms; semantic = the kNN leg alone (MiniLM text vectors); hybrid = both
-fused by RRF (domain/store/search.py). Facet counts are over the result set: every keyword match (keyword
+fused by RRF (domain/store/search.py), with the tag leg and the visual leg (image vectors against the ImageNet
+classes the query names, domain/vision/prototypes.py) when they apply; a hybrid answer's `visual_leg` says which
+classes it used (`{"used": true, "classes": [{"name": "tabby cat", "similarity": 0.62}, ...], "image_model":
+{...}}`) or why it took no part (`{"used": false, "reason": ...}`). Facet counts are over the result set: every keyword match (keyword
 mode, from the search request itself), the kNN leg's nearest `max(index.rrf_window, page * size)` (semantic),
 or the union of the legs (hybrid: the keyword leg's counts plus those of the kNN and tag legs' ids outside the
 keyword matches);
@@ -293,6 +296,7 @@ def run_search(client: Elasticsearch, settings: Any, req: SearchRequest, taxonom
             n, more = _count_over(client, settings, rest, req.facets)
             total, facets = report["keyword_total"] + n, _merge(_facets(report["keyword_aggregations"]), more)
         over = "matches_and_nearest"
+        out["visual_leg"] = report.get("visual_leg")
     relation = "eq"
     if req.collapse:  # the total counts families, as the hits do (the documents matched: `matches`)
         out["matches"] = total

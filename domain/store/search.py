@@ -8,6 +8,13 @@ Hybrid, per index.vector_mode:
 - off (the embedded store: no kNN): the BM25 hits, and exact cosine over the stored vectors of at most
   index.vector_scan_limit filtered documents, computed in this process, fused here.
 
+The visual leg (index.visual_leg): when the query's MiniLM vector is close to ImageNet class names, the image
+vectors are ranked against those classes' prototypes (domain/vision/prototypes.py) as one more kNN leg (a `knn`
+retriever on `image_vector` in es mode, a `knn` query on opensearch, exact cosine on the embedded store), with the
+same filters and only over image vectors this process's image model wrote (a filter; on the embedded store the
+vector cache holds no others). Hybrid only: semantic stays the text kNN leg alone (its scores are text cosines; a
+class-prototype cosine is not on that scale).
+
 Synonyms: every word or phrase of the query (up to 3 words, longest first) that the controlled vocabulary maps
 to a canonical tag (label, synonym, plural, deprecated name, or 'facet:value') adds a `terms` clause on `tags`
 (the canonical tag and the deprecated names that point to it). So "trainers", "sneakers" and
@@ -22,11 +29,12 @@ from elasticsearch import ApiError, Elasticsearch, NotFoundError, helpers
 
 from domain.store.client import index_settings
 from domain.store.degraded import query as degraded_query
-from domain.store.management import VECTOR_FIELD, read_alias
+from domain.store.management import IMAGE_VECTOR_FIELD, VECTOR_FIELD, read_alias
 from domain.store.vectors import KINDS, unpack
 
 if TYPE_CHECKING:
     from domain.taxonomy import Taxonomy
+    from domain.vision.prototypes import VisualQuery
 
 SEARCH_FIELDS = ["title^3", "alt_text^2", "caption", "summary", "ocr_text", "visible_text", "tag_labels^2", "tags"]
 HIT_FIELDS = ["asset_id", "title", "alt_text", "tags", "status", "usage_flag", "field_sources", "reviewed_by",
@@ -189,6 +197,32 @@ def embed_query(text: str) -> list[float]:
     return [float(x) for x in shared_embedder().embed([text], cache=False)[0]]
 
 
+def visual_query(s: Any, query: str, query_vector: list[float] | None = None) -> "VisualQuery | None":
+    """The visual leg's image-space query for a text (its MiniLM vector when the caller has it): the prototypes
+    of the ImageNet classes whose names are within index.visual_leg_threshold of it, or None (no class close
+    enough, or index.visual_leg off)."""
+    if not s.visual_leg:
+        return None
+    from domain.vision.prototypes import shared_prototypes
+
+    return shared_prototypes().query(query, s.visual_leg_threshold, s.visual_leg_max_classes,
+                                     None if query_vector is None else np.asarray(query_vector, np.float32))
+
+
+def image_model_filter(model: dict[str, str]) -> list[dict[str, Any]]:
+    """Only documents whose image vector this image model wrote (id and weights' version)."""
+    return [{"term": {"image_vector_model.id": model["id"]}}, {"term": {"image_vector_model.version": model["version"]}}]
+
+
+def visual_filters(s: Any, model: dict[str, str], filters: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The visual leg's filters: the query's, and image_model_filter — but with the embedded store's vector cache,
+    which holds only this model's image vectors (domain/store/vector_cache.py): there a filter would make it ask
+    the store for the ids it allows on every query (~0.3 s at 100k documents)."""
+    if s.vector_mode == "off" and s.vector_cache:
+        return filters
+    return [*filters, *image_model_filter(model)]
+
+
 # --- request bodies for a store with kNN (index.vector_mode es | opensearch). Checked field by field against:
 # Elasticsearch search API `knn` section and kNN retriever: field, query_vector, k, num_candidates (>= k and at
 #   most 10,000), filter (a query or a list of queries)
@@ -249,6 +283,33 @@ def vector_leg(client: Elasticsearch, settings: "Any", vector: list[float], filt
                          source_includes=HIT_FIELDS)["hits"]["hits"]
 
 
+def visual_leg(client: Elasticsearch, settings: "Any", visual: "VisualQuery", filters: list[dict[str, Any]],
+               k: int) -> list[dict[str, Any]]:
+    """The visual leg's k best documents, as vector_leg's hits (score = the image vector's cosine with
+    visual.vector). The embedded store's vector cache ranks by the documents' class scores (kind "classes",
+    domain/store/vector_cache.py): the query reads its few classes' columns, not the 1280-d image matrix (the
+    same cosines; 100k image vectors are 512 MB to read per query)."""
+    s = index_settings(settings)
+    if s.vector_mode == "off" and s.vector_cache:
+        return _cached(client, s, read_alias(s), np.asarray(visual.weights, np.float32), filters, k, "classes", None)
+    return vector_leg(client, s, visual.vector, filters, k, kind="image")
+
+
+def _cached(client: Elasticsearch, s: Any, alias: str, q: np.ndarray, filters: list[dict[str, Any]], k: int,
+            kind: str, exclude: str | None) -> list[dict[str, Any]]:
+    """The k best by the vectors this process keeps in memory (domain/store/vector_cache.py), then one mget of
+    them."""
+    from domain.store.vector_cache import nearest
+
+    best = [(d, sc) for d, sc in nearest(client, s, alias, q, filters, k + (exclude is not None), kind)
+            if d != exclude][:k]
+    if not best:
+        return []
+    docs = client.mget(index=alias, ids=[d for d, _ in best], source_includes=HIT_FIELDS)["docs"]
+    found = {d["_id"]: d for d in docs if d.get("found")}
+    return [{**found[d], "_score": sc} for d, sc in best if d in found]
+
+
 def _exact_cosine(client: Elasticsearch, s: Any, q: np.ndarray, filters: list[dict[str, Any]],
                   k: int, kind: str, exclude: str | None) -> list[dict[str, Any]]:
     """No kNN in the store: rank by cosine here (stored vectors are unit-norm; the query too). With
@@ -257,15 +318,7 @@ def _exact_cosine(client: Elasticsearch, s: Any, q: np.ndarray, filters: list[di
     index.image_scan_limit (image) filtered documents per query."""
     alias = read_alias(s)
     if s.vector_cache:
-        from domain.store.vector_cache import nearest
-
-        best = [(d, sc) for d, sc in nearest(client, s, alias, q, filters, k + (exclude is not None), kind)
-                if d != exclude][:k]
-        if not best:
-            return []
-        docs = client.mget(index=alias, ids=[d for d, _ in best], source_includes=HIT_FIELDS)["docs"]
-        found = {d["_id"]: d for d in docs if d.get("found")}
-        return [{**found[d], "_score": sc} for d, sc in best if d in found]
+        return _cached(client, s, alias, q, filters, k, kind, exclude)
     if exclude is not None:
         filters = [*filters, {"bool": {"must_not": [{"ids": {"values": [exclude]}}]}}]
     limit = s.vector_scan_limit if kind == "text" else s.image_scan_limit
@@ -297,11 +350,13 @@ def hybrid_search(client: Elasticsearch, settings: "Any", query: str, tags: Iter
                   offset: int = 0, aggs: dict[str, Any] | None = None,
                   report: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     """BM25 (with synonyms) + kNN over the text vectors (+ the tag leg, build_tag_query, when the query names
-    vocabulary tags and index.tag_leg is on), fused with RRF; the filters apply to every leg.
+    vocabulary tags and index.tag_leg is on; + the visual leg, visual_query, when the query is close to ImageNet
+    class names and index.visual_leg is on), fused with RRF; the filters apply to every leg.
     Hits as `search`, score = the RRF score. `report`, when given, receives how the result set was made, for
-    facets (domain.store.api): `aggregations` (`aggs` computed by the store over the documents of both
-    retrievers, es mode) and `total`, or `keyword_total` and `keyword_aggregations` (over every keyword match),
-    `keyword_query` and `vector_ids` (the kNN and tag legs' ids, fused here)."""
+    facets (domain.store.api): `aggregations` (`aggs` computed by the store over the documents of every
+    retriever, es mode) and `total`, or `keyword_total` and `keyword_aggregations` (over every keyword match),
+    `keyword_query` and `vector_ids` (the kNN, tag and visual legs' ids, fused here); and `visual_leg`
+    (visual_report: the classes it used, or why it took no part)."""
     if not (query and query.strip()):
         return search(client, settings, query, tags, status, usage, size, taxonomy, filters=filters, offset=offset)
     s = index_settings(settings)
@@ -313,13 +368,20 @@ def hybrid_search(client: Elasticsearch, settings: "Any", query: str, tags: Iter
     # the query names vocabulary tags (every word of it): rank the documents carrying them, and embed the labels
     tag_query = build_tag_query(synonyms, filters) if s.tag_leg and named else None
     window = max(s.rrf_window, offset + size)
-    vector = embed_query(vector_query_text(query, synonyms if named else (), taxonomy))
+    text = vector_query_text(query, synonyms if named else (), taxonomy)
+    vector = embed_query(text)
+    visual = visual_query(s, query, vector if text == query else None)
+    image_filters = visual_filters(s, visual.model, filters) if visual is not None else filters
+    if report is not None:
+        report["visual_leg"] = visual_report(s, visual)
     if s.vector_mode == "es":
         try:
             legs: list[dict[str, Any]] = [{"standard": {"query": keyword_query}},
                                           {"knn": es_knn(VECTOR_FIELD, vector, window, filters)}]
             if tag_query is not None:
                 legs.append({"standard": {"query": tag_query}})
+            if visual is not None:
+                legs.append({"knn": es_knn(IMAGE_VECTOR_FIELD, visual.vector, window, image_filters)})
             resp = client.search(index=read_alias(s), size=size, from_=offset or None, source_includes=HIT_FIELDS,
                                  retriever=es_rrf_retriever(legs, window, s.rrf_rank_constant), aggs=aggs or None)
             if report is not None:
@@ -335,15 +397,27 @@ def hybrid_search(client: Elasticsearch, settings: "Any", query: str, tags: Iter
     near = vector_leg(client, s, vector, filters, window)
     tagged = client.search(index=read_alias(s), query=tag_query, size=window, source_includes=HIT_FIELDS,
                            sort=_SORT, track_scores=True)["hits"]["hits"] if tag_query is not None else []
+    seen = visual_leg(client, s, visual, image_filters, window) if visual is not None else []
     if report is not None:  # the keyword matches, counted; the other legs' ids (the caller counts those outside)
-        report.update(keyword_query=keyword_query, vector_ids=[h["_id"] for h in near + tagged],
+        report.update(keyword_query=keyword_query, vector_ids=list(dict.fromkeys(h["_id"] for h in
+                                                                                   near + tagged + seen)),
                       keyword_total=resp["hits"]["total"]["value"], keyword_aggregations=resp.get("aggregations"))
-    by_id = {h["_id"]: h for h in near + tagged} | {h["_id"]: h for h in keyword}
+    by_id = {h["_id"]: h for h in near + tagged + seen} | {h["_id"]: h for h in keyword}
     rankings = [[h["_id"] for h in keyword], [h["_id"] for h in near]]
-    if tagged:
-        rankings.append([h["_id"] for h in tagged])
+    for leg in (tagged, seen):
+        if leg:
+            rankings.append([h["_id"] for h in leg])
     fused = rrf(rankings, s.rrf_rank_constant)
     return [_hit(by_id[doc_id], score) for doc_id, score in fused[offset:offset + size]]
+
+
+def visual_report(s: Any, visual: "VisualQuery | None") -> dict[str, Any]:
+    """How the visual leg took part in a hybrid answer: the classes it used, or why it did not."""
+    if visual is not None:
+        return {"used": True, **visual.explain()}
+    reason = "index.visual_leg is off" if not s.visual_leg else \
+        f"no ImageNet class name within index.visual_leg_threshold ({s.visual_leg_threshold}) of the query"
+    return {"used": False, "reason": reason}
 
 
 def semantic_search(client: Elasticsearch, settings: "Any", query: str, *, filters: list[dict[str, Any]],

@@ -70,11 +70,25 @@ class IndexSettings(Section):
                                   "only what was indexed since, not every vector; empty = never saved")
     vector_cache_max_docs: int = Field(500_000, ge=1, description="vector cache: most documents kept per alias "
                                        "and kind")
+    image_cache_max_docs: int = Field(100_000, ge=1, description="vector cache: most documents kept per alias "
+                                      "for image similarity (1280 float32, 5 KB each: 100k = 512 MB) and for "
+                                      "hybrid search's visual leg (1000 class scores, 4 KB each: 400 MB); the "
+                                      "documents past it are not ranked by them")
     rrf_rank_constant: int = Field(60, description="k of reciprocal rank fusion: score = sum 1 / (k + rank)")
     rrf_window: int = Field(50, description="how many hits of each leg (BM25, kNN) go into the fusion")
     tag_leg: bool = Field(True, description="hybrid search: when the query names vocabulary tags (synonyms "
                           "included), fuse a third ranking of the documents carrying them: published tags first, "
                           "then held suggestions, then the model's weaker proposals (model_tags)")
+    visual_leg: bool = Field(True, description="hybrid search: when the query's words are close to ImageNet class "
+                             "names (MiniLM cosine >= visual_leg_threshold), fuse a ranking of the documents' image "
+                             "vectors against those classes' prototypes (the classifier's last-layer rows, "
+                             "domain/vision/prototypes.py): finds images whose text never names what they show. "
+                             "Only image vectors written by this process's image model are ranked")
+    visual_leg_threshold: float = Field(0.5, ge=0.0, le=1.0, description="visual leg: the least cosine between the "
+                                        "query's and a class name's MiniLM vectors for the class to count (lower "
+                                        "= more queries get the leg, and more noise)")
+    visual_leg_max_classes: int = Field(5, ge=1, le=1000, description="visual leg: at most this many classes, "
+                                        "closest first; their prototypes are summed into one query vector")
 
     # --- duplicate families (consumers/index/families.py, propagate.py; docs/index.md "Duplicate families") ----
     family_propagation: bool = Field(False, description="offer the alt text and tags of a family's approved (or "

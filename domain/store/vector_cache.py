@@ -3,12 +3,21 @@ the search process. Reading every stored vector per query costs ~40 µs a docume
 search process (the review app / API) keeps the vectors in memory instead, one matrix per (store, alias, kind):
 
 - loaded once, with one scan of the packed vectors (at most `index.vector_cache_max_docs` text vectors, 1.5 KB
-  each, or `index.image_scan_limit` image vectors, 5 KB each: documents past the limit are not ranked);
+  each, or `index.image_cache_max_docs` image vectors, 5 KB each: documents past the limit are not ranked, and
+  a store holding more than the limit is not read again on every check, only every `vector_cache_reload_s`);
 - kept fresh in the background (a query never waits for it): every `index.vector_cache_check_s` a thread reads
   the ids and `indexed_at` of what was indexed since the newest `indexed_at` it has seen (less a slack for
   refresh delays and clock skew between sink workers), then the vectors of the new or changed ones, and compares
   the store's document count (a delete makes it reload everything); every `index.vector_cache_reload_s`
   everything is read again;
+- hybrid search's visual leg ranks by class scores (kind "classes", DERIVED from the image vectors: each one's
+  cosine with the 1000 ImageNet class rows, 4 KB a document, computed in batches when loaded or refreshed), so a
+  query reads its few classes' columns (~2 MB at 100k) instead of the 1280-d image matrix (512 MB);
+- image vectors: only those this process's image model wrote (`image_vector_model` id and version, read with each
+  vector; another model's is held as no vector, like a document without one), so "more like this image" and hybrid
+  search's visual leg never rank a vector of another model's space; the saved file's name includes the model. (A
+  filter in the store's scan and count would do the same, but osmem answers a filtered count of 100k documents in
+  ~0.1 s, against a few ms for the refresh window, and the refresh runs every second);
 - filters are the store's: with filters the query asks the store for the ids of the matching documents
   (`_source: false`, `index.vector_scan_limit` at most), and ranks those rows only.
 
@@ -30,6 +39,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import functools
 import glob
 import hashlib
 import json
@@ -47,6 +57,7 @@ from domain.store.management import alias_targets
 from domain.store.vectors import KINDS, unpack
 
 SLACK_S = 30.0
+SPARSE = 8  # a query vector with fewer than 1/SPARSE of its entries non-zero reads only those columns
 MGET_CHUNK = 1000
 MAX_ERRORS = 3
 
@@ -76,14 +87,65 @@ def _entry(key: tuple[str, str, str]) -> _Entry:
         return _entries.setdefault(key, _Entry())
 
 
+DERIVED = {"classes": "image"}
+"""kinds an entry computes from another's stored vectors: "classes" = each image vector's cosine with the 1000
+ImageNet class rows (domain.vision.prototypes.class_scores), what hybrid search's visual leg ranks by"""
+
+
+def _stored(kind: str) -> str:
+    """The kind of vector read from the store for an entry of this kind."""
+    return DERIVED.get(kind, kind)
+
+
+@functools.lru_cache(maxsize=None)
+def _scope_of(kind: str) -> tuple[tuple[str, str], ...]:
+    """Which documents an entry holds, as (field, value) terms all must hold: for image vectors those this
+    process's image model wrote (id and weights' version; domain.vision.classifier.image_model) — a vector of
+    another model is in another space, and ranking it with this one's would be noise; text: every document."""
+    if _stored(kind) != "image":
+        return ()
+    from domain.vision.classifier import image_model
+
+    return tuple((f"image_vector_model.{k}", v) for k, v in sorted(image_model().items()))
+
+
+def _vector(src: dict[str, Any], kind: str) -> np.ndarray | None:
+    """The stored vector of a _source, None when it has none or it is out of the entry's scope (_scope_of)."""
+    model = src.get("image_vector_model") or {}
+    if any(model.get(f.rsplit(".", 1)[1]) != v for f, v in _scope_of(kind)):
+        return None
+    return unpack(src, _stored(kind))
+
+
+def _derive(kind: str, vecs: list[np.ndarray | None], dims: int) -> list[np.ndarray | None]:
+    """The entry's vectors from the stored ones (None: none, or not of the stored kind's size): the same for a
+    stored kind, in one batch for a DERIVED one."""
+    if kind not in DERIVED:
+        return [v if v is not None and len(v) == dims else None for v in vecs]
+    from domain.store.management import IMAGE_VECTOR_DIMS
+    from domain.vision.prototypes import class_scores
+
+    idx = [i for i, v in enumerate(vecs) if v is not None and len(v) == IMAGE_VECTOR_DIMS]
+    out: list[np.ndarray | None] = [None] * len(vecs)
+    if idx:
+        for i, row in zip(idx, class_scores(np.stack([vecs[i] for i in idx]))):
+            out[i] = row
+    return out
+
+
+def _fields(kind: str) -> list[str]:
+    """What an entry reads of each document's _source."""
+    floats_field, packed_field, _ = KINDS[_stored(kind)]
+    return [packed_field, floats_field, "indexed_at", *(["image_vector_model"] if _scope_of(kind) else [])]
+
+
 def _scan(client: Elasticsearch, alias: str, kind: str, query: dict[str, Any], limit: int):
-    floats_field, packed_field, _ = KINDS[kind]
-    body = {"query": query, "_source": [packed_field, floats_field, "indexed_at"]}
+    body = {"query": query, "_source": _fields(kind)}
     for n, h in enumerate(helpers.scan(client, index=alias, query=body, size=2000)):
         if n >= limit:
             break
         src = h.get("_source") or {}
-        yield h["_id"], unpack(src, kind), src.get("indexed_at")
+        yield h["_id"], _vector(src, kind), src.get("indexed_at")
 
 
 def _load(e: _Entry, client: Elasticsearch, alias: str, kind: str, dims: int, limit: int) -> None:
@@ -91,9 +153,10 @@ def _load(e: _Entry, client: Elasticsearch, alias: str, kind: str, dims: int, li
     ids, vecs, stamps, newest = [], [], {}, None
     for doc_id, vec, at in _scan(client, alias, kind, {"match_all": {}}, limit):
         ids.append(doc_id)
-        vecs.append(vec if vec is not None and len(vec) == dims else None)
+        vecs.append(vec)
         stamps[doc_id] = at
         newest = max(newest or "", at or "") or None
+    vecs = _derive(kind, vecs, dims)
     live = np.array([v is not None for v in vecs], bool)
     mat = np.stack([v if v is not None else np.zeros(dims, np.float32) for v in vecs]) if vecs else \
         np.zeros((0, dims), np.float32)
@@ -112,13 +175,12 @@ def _since(e: _Entry, client: Elasticsearch, alias: str, kind: str, dims: int, l
     window = {h["_id"]: (h.get("_source") or {}).get("indexed_at") for h in helpers.scan(
         client, index=alias, query={"query": query, "_source": ["indexed_at"]}, size=5000)}
     changed = [d for d, at in window.items() if e.stamps.get(d, "-") != at]
-    floats_field, packed_field, _ = KINDS[kind]
     fresh: list[tuple[str, np.ndarray | None, str | None]] = []
     for i in range(0, len(changed), MGET_CHUNK):
-        docs = client.mget(index=alias, ids=changed[i:i + MGET_CHUNK],
-                           source_includes=[packed_field, floats_field, "indexed_at"])["docs"]
-        fresh += [(d["_id"], unpack(d["_source"], kind), d["_source"].get("indexed_at")) for d in docs
+        docs = client.mget(index=alias, ids=changed[i:i + MGET_CHUNK], source_includes=_fields(kind))["docs"]
+        fresh += [(d["_id"], _vector(d["_source"], kind), d["_source"].get("indexed_at")) for d in docs
                   if d.get("found")]
+    fresh = [(d, vec, at) for (d, _, at), vec in zip(fresh, _derive(kind, [v for _, v, _ in fresh], dims))]
     with e.lock:
         added_ids, added = [], []
         for doc_id, vec, at in fresh:
@@ -138,13 +200,15 @@ def _since(e: _Entry, client: Elasticsearch, alias: str, kind: str, dims: int, l
             e.mat = np.concatenate([e.mat, np.stack([v for v, _ in added])])
             e.live = np.concatenate([e.live, np.array([ok for _, ok in added], bool)])
         n = len(e.ids)
-    return int(client.count(index=alias)["count"]) == n and n <= limit
+    # over the limit the count can never agree: the documents past it stay unranked until the periodic reload
+    # (a reload on every check would read `limit` vectors every vector_cache_check_s)
+    return n >= limit or int(client.count(index=alias)["count"]) == n
 
 
 def _paths(s: Any, alias: str, kind: str) -> tuple[str, str] | None:
     if not s.vector_cache_dir:
         return None
-    key = hashlib.sha256(json.dumps([s.url, alias, kind]).encode()).hexdigest()[:24]
+    key = hashlib.sha256(json.dumps([s.url, alias, kind, *_scope_of(kind)]).encode()).hexdigest()[:24]
     base = os.path.join(os.path.expanduser(s.vector_cache_dir), f"{kind}-{key}")
     return base + ".npy", base + ".json"
 
@@ -268,10 +332,12 @@ def _refresh_loop(e: _Entry, client: Elasticsearch, alias: str, kind: str, dims:
 
 def nearest(client: Elasticsearch, s: Any, alias: str, q: np.ndarray, filters: list[dict[str, Any]], k: int,
             kind: str) -> list[tuple[str, float]]:
-    """The k (id, cosine) nearest to the unit vector q among the documents the filters allow, best first."""
+    """The k (id, cosine) nearest to the unit vector q among the documents the filters allow, best first. kind
+    "classes" (DERIVED): q weighs class scores (domain.vision.prototypes.VisualQuery.weights), the score is the
+    image vector's cosine with the visual leg's query."""
     e = _entry((s.url, alias, kind))
     dims = len(q)
-    limit = s.vector_cache_max_docs if kind == "text" else s.image_scan_limit  # 1280 floats: 5 KB a document
+    limit = s.vector_cache_max_docs if kind == "text" else s.image_cache_max_docs  # 1280 floats: 5 KB a document
     e.used = time.monotonic()
     if not e.loaded and not _restore(e, client, s, alias, kind, dims, limit):
         _load(e, client, alias, kind, dims, limit)  # the first query of this process (or after a failure) waits
@@ -298,7 +364,11 @@ def nearest(client: Elasticsearch, s: Any, alias: str, q: np.ndarray, filters: l
     candidates = np.flatnonzero(mask)
     if not len(candidates):
         return []
-    sims = (mat @ q)[candidates] if 2 * len(candidates) > len(ids) else mat[candidates] @ q
+    nz = np.flatnonzero(q)
+    if len(nz) * SPARSE < dims:  # a few classes' columns (the visual leg), not the whole matrix
+        sims = (mat[:, nz] @ q[nz])[candidates]
+    else:
+        sims = (mat @ q)[candidates] if 2 * len(candidates) > len(ids) else mat[candidates] @ q
     top = np.argpartition(-sims, min(k, len(sims)) - 1)[:k] if len(sims) > k else np.arange(len(sims))
     top = top[np.argsort(-sims[top], kind="stable")]
     return [(ids[candidates[i]], float(sims[i])) for i in top]
