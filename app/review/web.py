@@ -269,7 +269,8 @@ class ReviewApp:
             return Response("bad preview", status_code=404, media_type="text/plain")
         media = thumb.get("media_type") if thumb.get("media_type") in ("image/jpeg", "image/png", "image/webp") \
             else "application/octet-stream"
-        return Response(data, media_type=media, headers={"Cache-Control": "private, max-age=300"})
+        # never kept by the browser: a signed-out (or expired) browser asks again and gets 401, not the image
+        return Response(data, media_type=media, headers={"Cache-Control": "private, no-store"})
 
     async def decide(self, request: Request, who: Principal) -> Response:
         asset_id = request.path_params["asset_id"]
