@@ -31,7 +31,7 @@ from app.review import decisions as dec
 from app.review.auth import COOKIE, Auth, Principal
 from domain.events import scoped_id
 from app.review.search_api import search_routes
-from app.review.queries import REASON_GROUPS, STATUSES, Filters, Index, confidence, human_duration
+from app.review.queries import REASON_GROUPS, STATUSES, Filters, Index, human_duration
 
 log = logging.getLogger(__name__)
 HERE = Path(__file__).resolve().parent
@@ -68,7 +68,7 @@ class ReviewApp:
         env.filters["duration"] = human_duration
         env.filters["q"] = lambda v: quote(str(v), safe="")
         env.filters["docid"] = lambda d: scoped_id(d.get("asset_id"), d.get("tenant"))  # the document's id
-        env.globals.update(confidence=confidence, STATUSES=STATUSES, clock=clock)
+        env.globals.update(confidence=self.index.confidence, STATUSES=STATUSES, clock=clock)
         self.templates = Jinja2Templates(env=env)
         self.registry = CollectorRegistry()
         self.g_assets = Gauge("assetstream_review_assets", "Indexed assets per status", ["status"],
