@@ -5,17 +5,16 @@ the app, the session's tansu broker (`feedback`), an osmem-server seeded through
 from __future__ import annotations
 
 import re
-import uuid
 
 import httpx
 import pytest
 
-from app.review.server import ReviewServer
 from tests import review_support
-from tests.review_support import feedback, review_settings, seed
+from tests.review_support import feedback
 
 pytestmark = pytest.mark.timeout(300)
 browser, page = review_support.browser, review_support.page  # the shared Playwright fixtures
+fleet, server = review_support.fleet, review_support.server  # the seeded records and the app over them
 
 LONG = ("A red enamel mug with a white handle on a white kitchen table next to a folded blue tea towel, a small "
         "plate of biscuits and a silver spoon, morning light from a window on the left, steam rising from the "
@@ -23,16 +22,6 @@ LONG = ("A red enamel mug with a white handle on a white kitchen table next to a
 MEDIUM = LONG[:140].rstrip()
 
 
-@pytest.fixture(scope="module")
-def fleet(broker, store):  # noqa: F811
-    settings = review_settings(broker, store.url, f"ra{uuid.uuid4().hex[:6]}")
-    return settings, seed(settings)
-
-
-@pytest.fixture(scope="module")
-def server(fleet):
-    with ReviewServer(fleet[0]) as srv:
-        yield srv
 
 
 def _mine(settings, editor: str = "erin") -> list[str]:

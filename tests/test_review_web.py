@@ -25,19 +25,9 @@ from tests.review_support import FACES, HOSTILE, LOW, RIGHTS, feedback, review_s
 
 pytestmark = pytest.mark.timeout(300)
 browser, page = review_support.browser, review_support.page  # the shared Playwright fixtures
+fleet, server = review_support.fleet, review_support.server  # the seeded records and the app over them
 
 
-# --- fixtures ---------------------------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def fleet(broker, store):  # noqa: F811
-    settings = review_settings(broker, store.url, f"rv{uuid.uuid4().hex[:6]}")
-    return settings, seed(settings)
-
-
-@pytest.fixture(scope="module")
-def server(fleet):
-    with ReviewServer(fleet[0]) as srv:
-        yield srv
 
 
 def of(decisions: list[dict], asset_id: str) -> list[dict]:
