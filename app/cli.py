@@ -180,7 +180,7 @@ def run(paths: list[str] = typer.Argument(..., help="image files, directories or
     from elasticsearch import ApiError, TransportError
     from pydantic import ValidationError
 
-    from app.embedded_run import EmbeddedRun
+    from app.embedded_run import EmbeddedRun, skipped_rows
 
     if provider and provider not in ("local", "claude", "gemini"):
         raise typer.BadParameter("use local, claude or gemini", param_hint="--provider")
@@ -225,6 +225,13 @@ def run(paths: list[str] = typer.Argument(..., help="image files, directories or
     except (ApiError, TransportError) as exc:  # --es-url refused (406: an OpenSearch API) or cannot be reached
         store_down(settings.with_overrides(index={"url": es_url}) if es_url else settings, "run failed", exc)
     except KeyboardInterrupt:  # Ctrl-C, SIGTERM or SIGHUP: every worker, the broker and the store are stopped
+        if not reported:  # what was done so far: every input accounted for (done, skipped, or interrupted)
+            rows = job.interrupted_rows()
+            if json_out:
+                out.print_json(json.dumps([*rows, *skipped_rows(job.skipped)], default=str))
+            done = sum(r["status"] != "interrupted" for r in rows)
+            console.print(f"{done} of {len(rows)} input(s) finished before the interruption; every input's row is "
+                          f"in {Path(out_dir).resolve() / 'summary.json'}", highlight=False)
         ours = ["workers", *(["broker"] if not bootstrap else []), *(["store"] if not es_url else [])]
         kept = [*([f"the broker at {bootstrap}"] if bootstrap else []),
                 *([f"the store at {redact_url(es_url)}"] if es_url else [])]

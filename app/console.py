@@ -32,6 +32,10 @@ def describe_settings_error(exc: Exception) -> str:
         where = ".".join(str(p) for p in err["loc"]  # minus pydantic's union-member tags
                          if str(p) != "str" and not str(p).startswith(("lax-or-strict", "function-")))
         line = f"{where or 'settings'}: {err['msg']}"
+        if err["type"] == "extra_forbidden":  # a misspelt key: name the closest one the section has
+            near = Settings.near_keys(tuple(err["loc"]))
+            if near:
+                line += f" (did you mean {' or '.join(repr(k) for k in near)}?)"
         if line not in lines:
             lines.append(line)
     return "\n".join(lines)

@@ -136,6 +136,10 @@ class EmbeddedRun:
         self.workers: dict[str, subprocess.Popen] = {}
         self.workdir = Path(tempfile.mkdtemp(prefix="assetstream-run-"))
         self.skipped: list[tuple[str, str]] = []  # (file, why) for every file found but not published
+        # what the run has done so far, for the summary of an interrupted run (`interrupted_rows`)
+        self.images: list[Path] = []
+        self.tracker = Tracker({})
+        self.paths: dict[str, Path] = {}
         self.drain_timeout_s = 10.0 if bootstrap else 2.0  # see configure()
 
     # ------------------------------------------------------------------------------------------ setup
@@ -225,6 +229,7 @@ class EmbeddedRun:
         from streams.topics import create_topics
 
         images, self.skipped = find_images(self.inputs, self.base_settings.ops.image_extensions)
+        self.images = images
         for name, why in self.skipped:
             self._say(f"[yellow]skipped[/yellow] {name}: {why}")
         if not images:
@@ -241,9 +246,9 @@ class EmbeddedRun:
             # write-back targets, the writeback group
             self.start_workers(settings, STAGE_ORDER + (("review",) if after is not None else ())
                                + (("writeback",) if settings.writeback.targets else ()))
-            event_ids, paths = self.publish(settings, images)
+            tracker, paths = self.tracker, self.paths
+            self.publish(settings, images, event_ids=tracker.event_ids, paths=paths)
             self._say(f"published {len(images)} asset event(s) to {settings.topics.name('raw')}")
-            tracker = Tracker(event_ids)
             self.follow(settings, tracker)
             if "writeback" in self.workers:
                 self.wait_for_group(settings, "writeback", "validated")
@@ -288,12 +293,14 @@ class EmbeddedRun:
         self._say(f"[dim]{stage}: every validated record handled (logs: {self.workdir / (stage + '.log')})[/dim]")
 
     @staticmethod
-    def publish(settings: Settings, images: list[Path]) -> tuple[dict[str, str], dict[str, Path]]:
-        """One AssetEvent per image; the producer is gone when this returns (no client outlives the run)."""
+    def publish(settings: Settings, images: list[Path], *, event_ids: dict[str, str] | None = None,
+                paths: dict[str, Path] | None = None) -> tuple[dict[str, str], dict[str, Path]]:
+        """One AssetEvent per image; the producer is gone when this returns (no client outlives the run).
+        event_ids / paths (asset id -> event id / file) are filled as each event is handed to the producer."""
         from app.producer import AssetPublisher, asset_id_for, source_uri_for
 
-        event_ids: dict[str, str] = {}
-        paths: dict[str, Path] = {}
+        event_ids = {} if event_ids is None else event_ids
+        paths = {} if paths is None else paths
         with AssetPublisher(settings) as pub:
             for path in images:
                 asset_id = asset_id_for(path)  # the same id `publish` and `backfill` give this file
@@ -427,6 +434,36 @@ class EmbeddedRun:
         # every input, as `run --json` prints them: the published rows, then the files found but not published
         (self.out_dir / "summary.json").write_text(json.dumps([*rows, *skipped_rows(self.skipped)], indent=2,
                                                               default=str))
+
+
+    def interrupted_rows(self) -> list[dict[str, Any]]:
+        """After an interrupted run (Ctrl-C, SIGTERM, SIGHUP): one row per image found, as far as it got. An
+        indexed or dead-lettered asset has its usual row; any other has status `interrupted`, the last stage
+        whose output it reached (`raw`: published only; null: not published) and the reason. Its sidecars and
+        summary.json are written for what finished. The files found but not published are added by the caller
+        (`skipped_rows`), as after a finished run."""
+        from app.producer import asset_id_for
+
+        tracker = self.tracker
+        rows: list[dict[str, Any]] = []
+        for path in self.images:
+            asset_id = asset_id_for(path)
+            if asset_id in tracker.event_ids and tracker.finished(asset_id):
+                rows.append(summary_row(asset_id, path, tracker))
+                continue
+            reached = [s for s in STAGE_ORDER if asset_id in tracker.reached[s]]
+            last = reached[-1] if reached else "raw" if asset_id in tracker.event_ids else None
+            rows.append({"asset_id": asset_id, "file": str(path), "status": "interrupted", "reached": last,
+                         "reason": "the run was interrupted before this input was "
+                                   + ("published" if last is None else f"indexed (its last output: {last})")})
+        finished = {a: p for a, p in self.paths.items() if a in tracker.validated and tracker.finished(a)}
+        try:
+            self.write_sidecars(Tracker(tracker.event_ids, tracker.reached,
+                                        {a: v for a, v in tracker.validated.items() if a in finished}, tracker.dead),
+                                finished, rows)
+        except OSError as exc:  # the summary is still printed; the files are a convenience
+            log.warning("could not write the interrupted run's sidecars in %s: %s", self.out_dir, exc)
+        return rows
 
 
 def _interrupt(signum: int, frame: Any) -> None:

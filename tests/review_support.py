@@ -146,6 +146,22 @@ def launch_chromium(playwright: Any):
 
 # --- fixtures and helpers of the browser tests (tests/test_review_*.py import them) ------------------------------
 @pytest.fixture(scope="module")
+def fleet(broker, store):
+    """(settings, records): the seeded review records in an index and topics of this module's own."""
+    settings = review_settings(broker, store.url, f"rv{uuid.uuid4().hex[:6]}")
+    return settings, seed(settings)
+
+
+@pytest.fixture(scope="module")
+def server(fleet):
+    """The review app over `fleet`, on a free port."""
+    from app.review.server import ReviewServer
+
+    with ReviewServer(fleet[0]) as srv:
+        yield srv
+
+
+@pytest.fixture(scope="module")
 def browser():
     with playwright_api.sync_playwright() as p:
         b = launch_chromium(p)

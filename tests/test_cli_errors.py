@@ -280,3 +280,65 @@ def test_run_against_a_store_that_refuses_the_compatibility_media_type_says_whic
                 f"http://127.0.0.1:{closed}"], {**env, "ASSETSTREAM_INDEX__MAX_RETRIES": "0"})
     assert res.returncode == 1 and "Traceback" not in res.stderr and "╭" not in res.stderr, res.stderr
     assert f"check the store at http://127.0.0.1:{closed} (ASSETSTREAM_INDEX__URL)" in res.stderr
+
+
+def test_a_misspelt_settings_key_names_the_one_meant(tmp_path):
+    """Trial 2: `bootstrap_server` for `bootstrap_servers` said only 'Extra inputs are not permitted'. The error
+    still names the key, and now the section's closest key, from the environment and from a config file."""
+    res = _cli(["config", "show"], {"ASSETSTREAM_KAFKA__BOOTSTRAP_SERVER": "broker:9092"})
+    assert res.returncode == 2, res.stderr
+    assert "kafka.bootstrap_server: Extra inputs are not permitted (did you mean 'bootstrap_servers'?)" \
+        in res.stderr
+    config = tmp_path / "assetstream.yaml"
+    config.write_text("review:\n  tokn: s3cret-value\nvalidat:\n  auto_apply_threshold: 0.9\n"
+                      "writeback:\n  targets:\n    - name: dam\n      url: http://dam.example/{asset_id}\n"
+                      "      mode: write\n      metod: PUT\n")
+    res = _cli(["config", "show"], {"ASSETSTREAM_CONFIG": str(config)})
+    assert res.returncode == 2, res.stderr
+    assert "review.tokn: Extra inputs are not permitted (did you mean 'token'?)" in res.stderr
+    assert "validat: Extra inputs are not permitted (did you mean 'validate'?)" in res.stderr
+    assert "writeback.targets.0.metod: Extra inputs are not permitted (did you mean 'method' or 'mode'?)" in res.stderr
+    assert "s3cret-value" not in res.stderr and "Traceback" not in res.stderr
+    res = _cli(["config", "show"], {"ASSETSTREAM_KAFKA__ZZQQ": "1"})  # nothing close: no guess
+    assert res.returncode == 2 and "kafka.zzqq: Extra inputs are not permitted\n" in res.stderr
+
+
+def test_feedback_with_an_over_long_alt_text_warns_or_needs_force(store, broker, unique, tmp_path):
+    """Trial 2: `feedback A --field "alt_text=edited:<300 chars>"` went through without a word. Over
+    validate.alt_text_max_chars (125) the CLI warns and sends; over validate.alt_text_hard_max_chars (250) it
+    refuses and sends nothing unless --force. The person's text is never cut."""
+    from tests.kafka_support import read_topic
+
+    s, env = _feedback_fleet(broker, store, f"fbalt{unique}", "fb-plate", "Blue plate")
+    long_alt = ("A blue ceramic dinner plate with a white rim, photographed from above on a wooden table next to "
+                "a folded linen napkin, a silver fork and a glass of water, with soft daylight from a window on "
+                "the left casting a long shadow across the table and the plate's glazed surface showing a faint "
+                "reflection")
+    assert len(long_alt) > 250
+    cli = CliRunner()
+    res = cli.invoke(app, ["feedback", "fb-plate", "--editor", "alice", "--field", f"alt_text=edited:{long_alt}"],
+                     env=env)
+    text = " ".join(res.output.split())
+    assert res.exit_code == 1, text
+    assert f"alt_text is {len(long_alt)} characters, more than the 250" in text and "nothing sent" in text
+    assert "--force" in text and "never cut" in text
+    medium = long_alt[:140].rstrip()
+    warned = cli.invoke(app, ["feedback", "fb-plate", "--editor", "bo", "--field", f"alt_text=edited:{medium}"],
+                        env=env)
+    text = " ".join(warned.output.split())
+    assert warned.exit_code == 0 and "sent " in text, text
+    assert f"warning: fb-plate: alt_text is {len(medium)} characters, over the 125" in text
+    forced = cli.invoke(app, ["feedback", "fb-plate", "--editor", "cy", "--force", "--field",
+                              f"alt_text=edited:{long_alt}"], env=env)
+    text = " ".join(forced.output.split())
+    assert forced.exit_code == 0 and "sent " in text and "warning: fb-plate: alt_text is" in text, text
+    # --file: the over-long line is reported and not sent, the line after it is
+    decisions = tmp_path / "decisions.jsonl"
+    decisions.write_text("".join(json.dumps({"asset_id": "fb-plate", "editor": who, "fields": [
+        {"field": "alt_text", "action": "edited", "value": alt}]}) + "\n" for who, alt in (("dee", long_alt),
+                                                                                             ("eve", "A blue plate"))))
+    batch = cli.invoke(app, ["feedback", "--file", str(decisions)], env=env)
+    assert batch.exit_code == 1 and "not sent" in batch.output and "1 line(s) not sent" in batch.output, batch.output
+    sent = read_topic(s, "feedback", 3, timeout_s=10)
+    assert [(d["value"]["editor"], d["value"]["fields"][0]["value"]) for d in sent] == [
+        ("bo", medium), ("cy", long_alt), ("eve", "A blue plate")]  # as written, never truncated

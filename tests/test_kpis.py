@@ -71,7 +71,8 @@ def expected(vs: list[V], ds: list[tuple[D, dict[str, tuple[str, str]]]], in_win
     """ds: each decision with the prompt (version, model) per field that was current when it was made."""
     win = [v for v in vs if in_window(v.published)]
     assets = {v.asset for v in win}
-    counts = {s: sum(1 for v in win if v.status == s) for s in ("auto_applied", "needs_review", "rejected", "deleted")}
+    counts = {s: sum(1 for v in win if v.status == s)
+              for s in ("auto_applied", "needs_review", "rejected", "deleted", "approved")}
     decided = counts["auto_applied"] + counts["needs_review"] + counts["rejected"]
     ttp = [v.published - v.event_time for v in win if v.status != "deleted"]
     cost = sum(v.cost for v in win)
@@ -114,7 +115,7 @@ def expected(vs: list[V], ds: list[tuple[D, dict[str, tuple[str, str]]]], in_win
 
 def observed(snap: dict) -> dict:
     out = {k: snap[k] for k in ("validated_records", "assets", "auto_applied", "needs_review", "rejected", "deleted",
-                                "auto_apply_share", "review_share", "decisions")}
+                                "approved", "auto_apply_share", "review_share", "decisions")}
     out["ttp"] = snap["time_to_publish"]
     out["cost_total"] = snap["cost"]["total_usd"]
     out["cost_per_asset"] = snap["cost"]["per_asset_mean_usd"]
@@ -182,6 +183,9 @@ def phase1() -> list[V]:
     return [
         V("a0", 1, "auto_applied", BASE - 4000, BASE + 1000, "Red shoe", "A red shoe", ("color:red",), 0.010, "p1", MODEL_A),
         V("a1", 1, "needs_review", BASE - 9000, BASE + 2000, "Blue bag", None, ("color:blue",), 0.020, "p2", MODEL_A),
+        # an editor approved a1 (trial 2: approvals were missing from the status counts)
+        V("a1", 2, "approved", BASE - 9000, BASE + HOUR + 9000, "Blue bag", "A blue bag", ("color:blue",), 0.0, "p2",
+          MODEL_A),
         V("a2", 1, "auto_applied", BASE - 1500, BASE + 3000, None, "A lamp", (), 0.005, "p1", MODEL_B),
         V("a3", 1, "rejected", BASE - 30000, BASE + 4000, "Chair", "A chair", ("object:chair",), 0.040, "p2", MODEL_B),
         V("a3", 2, "auto_applied", BASE + 3000, BASE + HOUR + 500, "Chair", "A wooden chair", ("object:chair",), 0.030, "p2", MODEL_B),
@@ -220,6 +224,10 @@ def test_known_sequence_gives_exact_kpis(broker, unique):
         text = app.view("/metrics")
         exp_total = expected(vs, dps)
         assert f'assetstream_kpi_validated_records{{window="total"}} {float(len(vs))}' in text
+        for status in ("auto_applied", "needs_review", "rejected", "approved"):
+            n = float(exp_total[status])
+            assert f'assetstream_kpi_status_records{{status="{status}",window="total"}} {n}' in text
+        assert exp_total["approved"] == 1 and view["total"]["approved"] == 1
         assert (f'assetstream_kpi_coverage_ratio{{field="complete"}} '
                 f'{exp_total["coverage"]["complete_share"]}') in text
         row = exp_total["edit_rates"][("*", "alt-text", "p2", MODEL_A)]

@@ -25,19 +25,9 @@ from tests.review_support import FACES, HOSTILE, LOW, RIGHTS, feedback, review_s
 
 pytestmark = pytest.mark.timeout(300)
 browser, page = review_support.browser, review_support.page  # the shared Playwright fixtures
+fleet, server = review_support.fleet, review_support.server  # the seeded records and the app over them
 
 
-# --- fixtures ---------------------------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def fleet(broker, store):  # noqa: F811
-    settings = review_settings(broker, store.url, f"rv{uuid.uuid4().hex[:6]}")
-    return settings, seed(settings)
-
-
-@pytest.fixture(scope="module")
-def server(fleet):
-    with ReviewServer(fleet[0]) as srv:
-        yield srv
 
 
 def of(decisions: list[dict], asset_id: str) -> list[dict]:
@@ -448,3 +438,35 @@ def test_a_decision_after_the_session_expired_says_it_was_not_sent(fleet):
     assert "repeat your decision" in text
     assert page.status_code == 401 and "Nothing was sent" not in page.text  # a page view is just "sign in"
     assert len(feedback(settings)) == before
+
+
+def test_a_signed_out_browser_does_not_show_thumbnails_it_saw(browser, server, fleet):
+    """Trial 2: thumbnails were `Cache-Control: private, max-age=300`, so for five minutes after 'sign out' the
+    browser still showed them from its cache. Now it asks the app again, which answers 401. Cost to the queue
+    page: every visit downloads its previews again (counted here, see docs/review.md)."""
+    context = browser.new_context()
+    pg = context.new_page()
+    thumbs: list[tuple[str, int]] = []
+    pg.on("requestfinished", lambda req: thumbs.append((req.url, req.sizes()["responseBodySize"]))
+          if "/thumb/" in req.url else None)
+    try:
+        pg.goto(server.login_url)
+        pg.wait_for_load_state("networkidle")
+        first = list(thumbs)
+        assert first, "the queue shows previews"
+        pg.goto(server.url + "/")
+        pg.wait_for_load_state("networkidle")
+        again = thumbs[len(first):]
+        assert sorted(u for u, _ in again) == sorted(u for u, _ in first)
+        assert all(size > 0 for _, size in again), again  # downloaded again, not served from the cache
+        print(f"queue page: {len(first)} previews, {sum(b for _, b in again)} bytes downloaded again per visit")
+        shown = pg.goto(server.url + "/thumb/mug-0001")
+        assert shown.status == 200 and shown.headers["cache-control"] == "private, no-store"
+        pg.goto(server.url + "/")
+        pg.get_by_role("button", name="sign out").click()
+        pg.wait_for_load_state("networkidle")
+        after = pg.goto(server.url + "/thumb/mug-0001")
+        assert after.status == 401 and not after.request.redirected_from
+        assert (after.headers.get("content-type") or "").split(";")[0] != "image/jpeg"
+    finally:
+        context.close()

@@ -232,3 +232,58 @@ def test_sigterm_to_a_run_on_an_external_broker_and_store_says_they_were_left_ru
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+def test_an_interrupted_json_run_prints_what_it_did_so_far(tmp_path):
+    """Trial 2: SIGTERM (or Ctrl-C) of `assetstream run DIR --json` printed nothing on stdout. It now prints the
+    JSON summary of the inputs as far as they got — each indexed or dead-lettered one with its usual row, each
+    other with status `interrupted` and its last stage, each file not published as `skipped` — writes the same
+    rows to summary.json, and exits 130."""
+    import json
+    import shutil
+    import threading
+
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    for name in ("product_red_mug.jpg", "poster_farmers_market.jpg", "photo_paris_sunset.jpg",
+                 "logo_badge_alpha.png", "gradient_decorative.jpg"):
+        shutil.copy(REPO / "samples" / name, lib / name)
+    (lib / "notes.txt").write_text("not an image")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ASSETSTREAM_")}
+    env.update({"PYTHONPATH": str(REPO), "OMP_THREAD_LIMIT": "1"})
+    proc = subprocess.Popen([sys.executable, "-m", "app.cli", "run", str(lib), "--out", str(tmp_path / "out"),
+                             "--json"], cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True)
+    published = threading.Event()
+    stderr: list[str] = []
+
+    def read_stderr() -> None:
+        for line in proc.stderr:
+            stderr.append(line)
+            if line.startswith("published "):
+                published.set()
+
+    reader = threading.Thread(target=read_stderr, daemon=True)
+    reader.start()
+    try:
+        assert published.wait(120), "".join(stderr)
+        proc.send_signal(signal.SIGTERM)
+        stdout = proc.stdout.read()
+        assert proc.wait(60) == 130, "".join(stderr)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    reader.join(5)
+    rows = json.loads(stdout)
+    by_file = {Path(r["file"]).name: r for r in rows}
+    assert sorted(by_file) == sorted(p.name for p in lib.iterdir())  # every input, once
+    assert by_file["notes.txt"]["status"] == "skipped"
+    interrupted = [r for r in rows if r["status"] == "interrupted"]
+    assert interrupted, rows  # SIGTERM right after publishing: not every image can be through four stages
+    for r in interrupted:
+        assert r["asset_id"] and r["reached"] in ("raw", "preprocess", "enrich", "validate")
+        assert r["reason"].startswith("the run was interrupted before this input was indexed")
+    for r in rows:
+        assert r["status"] in ("interrupted", "skipped", "dead_lettered", "auto_applied", "needs_review", "rejected")
+    assert f"{len(rows) - 1 - len(interrupted)} of {len(rows) - 1} input(s) finished" in "".join(stderr)
+    assert json.loads((tmp_path / "out" / "summary.json").read_text()) == rows

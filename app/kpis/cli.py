@@ -70,6 +70,8 @@ def feedback(asset_id: Optional[str] = typer.Argument(None, help="asset the deci
              reject: bool = typer.Option(False, "--reject", help="reject the asset (not publishable)"),
              file: Optional[str] = typer.Option(None, "--file",
                                                 help="JSON Lines of EditorDecision records instead"),
+             force: bool = typer.Option(False, "--force", help="send an edited alt text longer than "
+                                        "validate.alt_text_hard_max_chars (refused without it; never cut)"),
              no_check: bool = typer.Option(False, "--no-check", help="send without checking that the asset is "
                                            "indexed (e.g. one the pipeline is still processing)"),
              json_out: bool = typer.Option(False, "--json", help="print the records as sent")):
@@ -104,6 +106,14 @@ def feedback(asset_id: Optional[str] = typer.Argument(None, help="asset the deci
             decisions = [{"asset_id": asset_id, "editor": editor, "status": verdict,
                           "fields": [parse_field_spec(spec) for spec in field]}]
         settings = _settings()
+        decisions, too_long = _alt_text_lengths(settings, decisions, force)
+        if too_long and not file:
+            console.print(f"[red]error:[/red] {too_long[0]}; nothing sent (--force sends it as written)",
+                          highlight=False)
+            raise typer.Exit(1)
+        for p in too_long:
+            console.print(f"[yellow]not sent[/yellow] {p} (--force sends it as written)", highlight=False)
+        problems += too_long
         if decisions and not no_check:
             decisions, bad_tags = _vocabulary_tags(settings, decisions)
             if bad_tags and not file:
@@ -139,6 +149,26 @@ def feedback(asset_id: Optional[str] = typer.Argument(None, help="asset the deci
         console.print(f"[red]{len(problems)} line(s) not sent[/red], {len(sent)} decision(s) sent; fix those lines "
                       "and send them again")
         raise typer.Exit(1)
+
+def _alt_text_lengths(settings: Any, decisions: list[dict[str, Any]], force: bool
+                      ) -> tuple[list[dict[str, Any]], list[str]]:
+    """(the decisions to send, why each other one is not): a warning for each alt text over
+    validate.alt_text_max_chars, and a decision with one over validate.alt_text_hard_max_chars held back unless
+    --force."""
+    from app.kpis.feedback import alt_text_length
+
+    v = settings.validate_settings
+    ok, refused = [], []
+    for d in decisions:
+        warnings, refusals = alt_text_length(d, v.alt_text_max_chars, v.alt_text_hard_max_chars)
+        for w in warnings + (refusals if force else []):
+            console.print(f"[yellow]warning:[/yellow] {w}", highlight=False)
+        if refusals and not force:
+            refused += refusals
+        else:
+            ok.append(d)
+    return ok, refused
+
 
 def _vocabulary_tags(settings: Any, decisions: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[str]]:
     """(the decisions whose tags are vocabulary ids, why each other one is not sent)."""

@@ -18,7 +18,7 @@ from domain.records import degraded_of
 
 HOUR_MS = 3600 * 1000
 DAY_MS = 24 * HOUR_MS
-STATUSES = ("auto_applied", "needs_review", "rejected", "deleted")
+STATUSES = ("auto_applied", "needs_review", "rejected", "deleted", "approved")  # every ValidatedAsset status
 ACTIONS = ("accepted", "edited", "rejected")
 AUDITED_FIELDS = ("title", "alt_text", "caption", "summary", "visible_text", "tags", "credit_text", "licensing")
 UNKNOWN = "unknown"
@@ -231,6 +231,7 @@ def snapshot(key: str, agg: dict[str, Any], app_id: str, ks: KpiSettings, comput
         "cost": {"total_usd": agg["cost"], "per_asset_mean_usd": agg["cost"] / agg["assets"] if agg["assets"] else None},
         "decisions": agg["decisions"],
         "edit_rates": rows,
+        "approved": st.get("approved", 0),
     }
 
 

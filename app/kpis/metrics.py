@@ -6,6 +6,8 @@ from typing import Any
 
 from prometheus_client import Gauge
 
+from app.kpis.compute import STATUSES
+
 W = ["window"]
 VALIDATED = Gauge("assetstream_kpi_validated_records", "Validated records in the window", W)
 ASSETS = Gauge("assetstream_kpi_assets", "Distinct assets validated in the window", W)
@@ -41,8 +43,8 @@ def update(snap: dict[str, Any]) -> None:
     w = snap["window"]
     VALIDATED.labels(w).set(snap["validated_records"])
     ASSETS.labels(w).set(snap["assets"])
-    for status in ("auto_applied", "needs_review", "rejected", "deleted"):
-        STATUS.labels(w, status).set(snap[status])
+    for status in STATUSES:
+        STATUS.labels(w, status).set(snap.get(status) or 0)
     if snap["auto_apply_share"] is not None:
         AUTO_APPLY_SHARE.labels(w).set(snap["auto_apply_share"])
         REVIEW_SHARE.labels(w).set(snap["review_share"])

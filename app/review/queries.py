@@ -3,8 +3,10 @@
 Queue order: oldest upload first (`event_time`, then `asset_id`); the `all` view lists the assets needing review
 first. The reasons an asset needs review are free text
 written by the validate stage; REASON_GROUPS sorts them into the groups the queue filters and counts by, with
-wildcards on the `reasons` keyword. `enrichment.confidence` is stored but not indexed, so the confidence filter is
-applied here, over at most `review.scan_limit` documents.
+wildcards on the `reasons` keyword. The confidence shown and filtered on is the one validate's auto-apply decision
+used (`decision_confidence`): the weakest judged field's calibrated confidence when the record was calibrated, else
+the model's own figure. Neither is indexed, so the confidence filter is applied here, over at most
+`review.scan_limit` documents.
 """
 from __future__ import annotations
 
@@ -24,7 +26,9 @@ STATUSES = ("needs_review", "auto_applied", "approved", "rejected")
 
 #: group -> wildcard patterns on `reasons` (as consumers/validate and domain/review word them)
 REASON_GROUPS: dict[str, tuple[str, ...]] = {
-    "low confidence": ("confidence * below the review threshold", "confidence *between_policy=review"),
+    "low confidence": ("confidence * below the review threshold", "confidence *between_policy=review",
+                       "calibrated confidence * below the review threshold",
+                       "calibrated confidence *between_policy=review"),
     "faces": ("* detected: people in image need consent review",),
     "NSFW": ("NSFW score *",),
     "rights": ("licence restricts use*", "no licence evidence*", "credit must be displayed*",
@@ -36,8 +40,10 @@ REASON_GROUPS: dict[str, tuple[str, ...]] = {
     "changed since approval": ("changed since the approval by *",),
 }
 
+#: what `decision_confidence` reads
+CONF_FIELDS = ["enrichment.confidence", "record.field_confidence", "record.calibration", "record.tag_suggestions"]
 LIST_FIELDS = ["asset_id", "tenant", "title", "alt_text", "status", "reasons", "tags", "event_time", "reviewed_by",
-               "reviewed_at", "enrichment.confidence", "duplicate_of", "usage_flag", "degraded_parts", "degraded",
+               "reviewed_at", *CONF_FIELDS, "duplicate_of", "usage_flag", "degraded_parts", "degraded",
                "family_id", "family_size", "family_canonical"]
 SORT = [{"event_time": {"order": "asc", "unmapped_type": "date"}},
         {"asset_id": {"order": "asc", "unmapped_type": "keyword"}}]
@@ -100,16 +106,63 @@ class Filters:
     def conf_filter(self) -> bool:
         return self.min_conf is not None or self.max_conf is not None
 
-    def conf_ok(self, doc: dict[str, Any]) -> bool:
-        c = confidence(doc)
+    def conf_ok(self, c: "Confidence | None") -> bool:
         if c is None:
             return False
-        return (self.min_conf is None or c >= self.min_conf) and (self.max_conf is None or c <= self.max_conf)
+        return (self.min_conf is None or c.value >= self.min_conf) and (self.max_conf is None or c.value <= self.max_conf)
 
 
-def confidence(doc: dict[str, Any]) -> float | None:
-    c = (doc.get("enrichment") or {}).get("confidence")
-    return float(c) if isinstance(c, (int, float)) else None
+@dataclass(frozen=True)
+class Confidence:
+    """The confidence validate's auto-apply decision used (`value`), and the model's own figure beside it."""
+    value: float
+    raw: float | None  # the model's own (uncalibrated) figure, enrichment.confidence
+    calibration: str | None = None  # the calibration version when value is calibrated
+    field: str | None = None  # the weakest judged field whose calibrated confidence value is
+
+    @property
+    def basis(self) -> str:
+        if self.calibration is None:
+            return "the model's own figure (not calibrated)"
+        return f"calibrated: weakest field {self.field}, calibration {self.calibration}"
+
+    @property
+    def title(self) -> str:
+        """A tooltip: what the figure is, and the model's own figure when it differs."""
+        raw = f"; the model's own figure: {self.raw:.2f}" if self.calibration is not None and self.raw is not None \
+            else ""
+        return f"confidence {self.value:.2f}, {self.basis}{raw}"
+
+
+def decision_confidence(doc: dict[str, Any], auto_apply: float, publish_min: float | None) -> Confidence | None:
+    """As consumers/validate judged the asset: with a calibration, the weakest calibrated field leaving out model
+    tags held as suggestions (`tag_suggestions`) and tags pending between `publish_min` and `auto_apply`; without
+    one, the model's own confidence. The thresholds are this deployment's validate settings."""
+    raw = (doc.get("enrichment") or {}).get("confidence")
+    raw = float(raw) if isinstance(raw, (int, float)) else None
+    record = doc.get("record") or {}
+    fields = _flat(record.get("field_confidence") or {})
+    if not record.get("calibration") or not fields:
+        return Confidence(raw, raw) if raw is not None else None
+    held = {f"tags.{t.get('tag')}" for t in record.get("tag_suggestions") or []}
+    judged = {f: c for f, c in fields.items() if f not in held and not (
+        f.startswith("tags.") and publish_min is not None and publish_min <= c < auto_apply)}
+    if not judged:
+        return Confidence(raw, raw) if raw is not None else None
+    weakest = min(judged, key=lambda f: judged[f])
+    return Confidence(judged[weakest], raw, str(record["calibration"]), weakest)
+
+
+def _flat(value: dict[str, Any], prefix: str = "") -> dict[str, float]:
+    """field_confidence as validate wrote it: a store that filters `_source` by path may hand a dotted key
+    ("tags.subject:cat") back nested ({"tags": {"subject:cat": 0.2}})."""
+    out: dict[str, float] = {}
+    for k, v in value.items():
+        if isinstance(v, dict):
+            out.update(_flat(v, f"{prefix}{k}."))
+        elif isinstance(v, (int, float)):
+            out[f"{prefix}{k}"] = float(v)
+    return out
 
 
 def reason_query(group: str) -> dict[str, Any]:
@@ -171,14 +224,20 @@ class Index:
         self.alias = read_alias(settings)
         self.cfg = settings.review
 
+    def confidence(self, doc: dict[str, Any]) -> Confidence | None:
+        v = self.settings.validate_settings
+        return decision_confidence(doc, v.auto_apply_threshold, v.tag_publish_min)
+
+    def _conf_ok(self, f: Filters, doc: dict[str, Any]) -> bool:
+        return not f.conf_filter or f.conf_ok(self.confidence(doc))
+
     # --- queue ---------------------------------------------------------------------------------------------
     def queue(self, f: Filters, page: int) -> dict[str, Any]:
         size = self.cfg.page_size
         page = max(1, page)
         start, rows, total = (page - 1) * size, [], 0
         if f.collapse:  # one row per family over the whole queue (each part read up to review.scan_limit)
-            docs = [d for part in parts(f) for d in self._scan(_query(part), LIST_FIELDS)
-                    if not f.conf_filter or f.conf_ok(d)]
+            docs = [d for part in parts(f) for d in self._scan(_query(part), LIST_FIELDS) if self._conf_ok(f, d)]
             rows = collapse_families(docs)
             return {"rows": rows[start: start + size], "total": len(rows), "page": page,
                     "pages": max(1, math.ceil(len(rows) / size))}
@@ -186,7 +245,7 @@ class Index:
             query = _query(part)
             first, want = max(0, start + len(rows) - total), size - len(rows)  # this part's share of the page
             if f.conf_filter:
-                matching = [d for d in self._scan(query, LIST_FIELDS) if f.conf_ok(d)]
+                matching = [d for d in self._scan(query, LIST_FIELDS) if self._conf_ok(f, d)]
                 n, wanted = len(matching), matching[first: first + want]
             else:
                 n, wanted = self.es.count(index=self.alias, query=query)["count"], []
@@ -205,9 +264,8 @@ class Index:
 
     def matching(self, f: Filters) -> list[tuple[str, str | None]]:
         """(asset id, tenant) of every asset the filters select (at most review.scan_limit), queue order."""
-        docs = [d for part in parts(f) for d in self._scan(_query(part), ["asset_id", "tenant", "enrichment.confidence"])]
-        return [(d["asset_id"], d.get("tenant")) for d in docs[: self.cfg.scan_limit]
-                if not f.conf_filter or f.conf_ok(d)]
+        docs = [d for part in parts(f) for d in self._scan(_query(part), ["asset_id", "tenant", *CONF_FIELDS])]
+        return [(d["asset_id"], d.get("tenant")) for d in docs[: self.cfg.scan_limit] if self._conf_ok(f, d)]
 
     def tenants(self, ids: list[str]) -> list[tuple[str, str | None]]:
         """(asset id, tenant) of the given documents (ids: tenant-scoped document ids) that are in the index."""
@@ -291,9 +349,9 @@ class Index:
         size = self.cfg.scan_limit if f.conf_filter else 1
         position = [self._after(doc, after)] if doc is not None else []
         resp = self.es.search(index=self.alias, query=_query([*part, *position]), sort=sort, size=size,
-                              source_includes=["asset_id", "enrichment.confidence"])
+                              source_includes=["asset_id", *CONF_FIELDS])
         for h in resp["hits"]["hits"]:
-            if not f.conf_filter or f.conf_ok(h["_source"]):
+            if self._conf_ok(f, h["_source"]):
                 return h["_id"]  # the document id (tenant-scoped), as the asset view's URL takes it
         return None
 

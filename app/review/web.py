@@ -27,11 +27,12 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
+from app.kpis.feedback import alt_text_length
 from app.review import decisions as dec
 from app.review.auth import COOKIE, Auth, Principal
 from domain.events import scoped_id
 from app.review.search_api import search_routes
-from app.review.queries import REASON_GROUPS, STATUSES, Filters, Index, confidence, human_duration
+from app.review.queries import REASON_GROUPS, STATUSES, Filters, Index, human_duration
 
 log = logging.getLogger(__name__)
 HERE = Path(__file__).resolve().parent
@@ -59,7 +60,11 @@ class ReviewApp:
         self.index = Index(self.es, settings)
         self.taxonomy = taxonomy_from_settings(settings)
         self.vocab = dec.vocabulary(self.taxonomy)
-        self.alt_rules = client_rules(settings.validate_.alt_text_max_chars)
+        rules = client_rules(settings.validate_.alt_text_max_chars)
+        self.alt_rules = {**rules, "hard_max_chars": settings.validate_.alt_text_hard_max_chars, "messages": {
+            **rules["messages"],  # type: ignore[dict-item]
+            "too_long_hard": "{n} characters (> {max}): no alt text is published longer. Shorten it (it is never "
+                             "cut for you), or tick \"send as written\""}}
         self._producer = producer
         self._producer_lock = threading.Lock()
         env = jinja2.Environment(loader=jinja2.FileSystemLoader(HERE / "templates"), autoescape=True,
@@ -68,7 +73,7 @@ class ReviewApp:
         env.filters["duration"] = human_duration
         env.filters["q"] = lambda v: quote(str(v), safe="")
         env.filters["docid"] = lambda d: scoped_id(d.get("asset_id"), d.get("tenant"))  # the document's id
-        env.globals.update(confidence=confidence, STATUSES=STATUSES, clock=clock)
+        env.globals.update(confidence=self.index.confidence, STATUSES=STATUSES, clock=clock)
         self.templates = Jinja2Templates(env=env)
         self.registry = CollectorRegistry()
         self.g_assets = Gauge("assetstream_review_assets", "Indexed assets per status", ["status"],
@@ -269,7 +274,8 @@ class ReviewApp:
             return Response("bad preview", status_code=404, media_type="text/plain")
         media = thumb.get("media_type") if thumb.get("media_type") in ("image/jpeg", "image/png", "image/webp") \
             else "application/octet-stream"
-        return Response(data, media_type=media, headers={"Cache-Control": "private, max-age=300"})
+        # never kept by the browser: a signed-out (or expired) browser asks again and gets 401, not the image
+        return Response(data, media_type=media, headers={"Cache-Control": "private, no-store"})
 
     async def decide(self, request: Request, who: Principal) -> Response:
         asset_id = request.path_params["asset_id"]
@@ -281,14 +287,20 @@ class ReviewApp:
             if doc is None:
                 raise dec.DecisionError(f"no asset {asset_id!r} in the index")
             decision = dec.from_form(doc, form, who.user, self.taxonomy)
+            v = self.settings.validate_
+            warnings, refusals = alt_text_length(decision, v.alt_text_max_chars, v.alt_text_hard_max_chars)
+            if refusals and form.get("force_alt") != "1":
+                raise dec.DecisionError(f"nothing was sent: {refusals[0].split(': ', 1)[1]}, or tick \"send as "
+                                        "written\" and send it again")
             sent = self.publish([decision])[0]
+            note = "".join(f" (warning: {w.split(': ', 1)[1]})" for w in warnings + refusals)
             if sent["status"] and form.get("advance") == "1":
                 nxt = self.index.neighbour(f, doc, after=True)
                 if nxt:
-                    return _asset_url(nxt, f, sent=f"{asset_id}: {sent['status']}")
-                return "/?" + urlencode({**f.params(), "sent": f"{asset_id}: {sent['status']}"})
+                    return _asset_url(nxt, f, sent=f"{asset_id}: {sent['status']}{note}")
+                return "/?" + urlencode({**f.params(), "sent": f"{asset_id}: {sent['status']}{note}"})
             what = sent["status"] or ", ".join(f"{x['field']} {x['action']}" for x in sent["fields"])
-            return _asset_url(asset_id, f, sent=what)
+            return _asset_url(asset_id, f, sent=what + note)
 
         try:
             target = await run_in_threadpool(act)

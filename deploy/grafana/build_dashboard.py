@@ -212,10 +212,14 @@ def build() -> dict:
     )
     panels += line(
         panel("Cost per asset", [target('max(assetstream_kpi_cost_per_asset_usd{window="day"})', "USD / asset")],
-              unit="currencyUSD", w=12),
+              unit="currencyUSD", w=8),
+        panel("Validated records by status", [target(
+            'max by (status) (assetstream_kpi_status_records{window="day"})', "{{status}}")], w=8,
+            description="auto_applied / needs_review / rejected / deleted by the pipeline, approved by an editor "
+                        "(the review group republishes the record), in the newest day."),
         panel("Editor override rate by model", [target(
             'max by (model, prompt_version) (assetstream_kpi_override_rate{window="day",field="*"})',
-            "{{model}} {{prompt_version}}")], unit="percentunit", w=12,
+            "{{model}} {{prompt_version}}")], unit="percentunit", w=8,
             description="(edited + rejected) / editor decisions: how often people correct the model."),
     )
     return {

@@ -44,13 +44,17 @@
     const prefix = new RegExp(rules.prefix_pattern, "i");
     const count = $("#alt-count");
     const list = $("#alt-problems");
+    const force = $("#force-alt-label");
     const check = () => {
       const text = alt.value.replace(/\s+/g, " ").trim();
       const problems = [];
       if (!text && !alt.dataset.decorative) problems.push(rules.messages.empty);
       const m = text.match(prefix);
       if (m && text.length > m[0].length) problems.push(fill(rules.messages.prefix, { match: m[0].trim() }));
-      if (text.length > rules.max_chars) problems.push(fill(rules.messages.too_long, { n: text.length, max: rules.max_chars }));
+      const hard = text.length > rules.hard_max_chars && alt.value.trim() !== alt.defaultValue.trim();
+      if (hard) problems.push(fill(rules.messages.too_long_hard, { n: text.length, max: rules.hard_max_chars }));
+      else if (text.length > rules.max_chars) problems.push(fill(rules.messages.too_long, { n: text.length, max: rules.max_chars }));
+      if (force) force.hidden = !hard;
       const visible = (alt.dataset.visible || "").replace(/\s+/g, " ").trim();
       if ((visible.match(/[0-9A-Za-z]/g) || []).length >= 2) {
         const others = ["title", "caption", "summary"].map((id) => ($("#" + id) || {}).value || "");
@@ -64,6 +68,13 @@
       list.replaceChildren(...problems.map((p) => { const li = document.createElement("li"); li.textContent = p; return li; }));
     };
     ["input", "change"].forEach((e) => alt.addEventListener(e, check));
+    // an edited alt text over the hard limit is not sent until the person ticks "send as written"
+    if (alt.form) alt.form.addEventListener("submit", (ev) => {
+      if (force && !force.hidden && !$("#force-alt").checked) {
+        ev.preventDefault();
+        $("#force-alt").focus();
+      }
+    });
     ["title", "caption", "summary"].forEach((id) => { const el = $("#" + id); if (el) el.addEventListener("input", check); });
     check();
   }
