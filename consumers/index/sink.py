@@ -76,6 +76,7 @@ class IndexSink(PipelineFacts, Stage):
         self._last_probe = 0.0
         self._last_probe_ok = False
         self._busy_since: float | None = None  # when the batch being written started (None: no batch)
+        self._recent = families.Recent()  # family fields of what this sink wrote, searchable or not yet
 
     # --- health -------------------------------------------------------------------------------------------
     def _probe(self) -> bool:
@@ -235,7 +236,7 @@ class IndexSink(PipelineFacts, Stage):
             return []
         latest = dict(docs)  # the same asset twice: its last body speaks for it
         try:
-            changed, groups = families.assign_families(self.client, self._write_alias, latest)
+            changed, groups = families.assign_families(self.client, self._write_alias, latest, self._recent)
             if self.cfg.family_propagation:
                 groups = [g for g in groups if len(g) > 1]
             else:
@@ -249,8 +250,7 @@ class IndexSink(PipelineFacts, Stage):
         out: dict[str, dict[str, Any]] = {}
         for c in changed:
             if c["asset_id"] in found:
-                out[c["asset_id"]] = {**found[c["asset_id"]]["_source"],
-                                      **{k: c[k] for k in families.FAMILY_FIELDS}}
+                out[c["asset_id"]] = families.apply(dict(found[c["asset_id"]]["_source"]), c)
         threshold = self.cfg.family_apply_threshold
         if threshold is None:
             threshold = self.settings.validate_.auto_apply_threshold
@@ -263,7 +263,11 @@ class IndexSink(PipelineFacts, Stage):
                     out[i] = body
         for doc_id, body in docs:
             if body is not latest[doc_id]:
-                body.update({k: latest[doc_id][k] for k in families.FAMILY_FIELDS})
+                families.apply(body, {k: latest[doc_id].get(k) for k in families.WRITTEN})
+        for doc_id, body in latest.items():
+            self._recent.add(doc_id, body, body.get("version"))
+        for doc_id, body in out.items():
+            self._recent.add(doc_id, body, int(found[doc_id]["_version"]))
         return [(i, int(found[i]["_version"]), body, embedding_text(found[i]["_source"])) for i, body in out.items()]
 
     def _rewrite(self, rewrites: list[tuple[str, int, dict[str, Any], str]]) -> None:
