@@ -134,6 +134,13 @@ class DedupeMatch:
     distance: int
     enrichment: dict[str, Any]
     provenance: list[dict[str, Any]] = field(default_factory=list)
+    family_id: str | None = None
+    """the matched asset's family (its canonical member's document id) when the index knows it"""
+
+    @property
+    def link(self) -> str:
+        """Whom the copy is a duplicate of: the family's canonical member, else the matched asset."""
+        return self.family_id or self.asset_id
 
 
 @runtime_checkable
@@ -180,6 +187,11 @@ class _Entry:
     text: frozenset[str] = frozenset()
     frames: tuple[Frame, ...] = ()
     duration_s: float | None = None
+    family_id: str | None = None
+
+    def match(self, kind: str, distance: int) -> DedupeMatch:
+        return DedupeMatch(self.asset_id, kind, distance, copy.deepcopy(self.enrichment),
+                           copy.deepcopy(self.provenance), self.family_id)
 
 
 @dataclass(frozen=True)
@@ -277,11 +289,11 @@ def _best(candidates: list[_Entry], sha256: str | None, phash_hex: str | None, m
         if look is not None and look.current is not None and stale_reasons(e.provenance, look.current):
             continue  # made by another provider, model or prompt: not an answer this plan would give
         if sha256 and e.sha256 == sha256:
-            return DedupeMatch(e.asset_id, "exact", 0, copy.deepcopy(e.enrichment), copy.deepcopy(e.provenance))
+            return e.match("exact", 0)
         if e.frames or (look is not None and look.frames):  # a video: by its keyframes, never the poster alone
             d = clip.distance(look.frames, look.duration_s, e.frames, e.duration_s, max_distance) if look else None
             if d is not None and (best is None or d < best.distance):
-                best = DedupeMatch(e.asset_id, "clip", d, copy.deepcopy(e.enrichment), copy.deepcopy(e.provenance))
+                best = e.match("clip", d)
             continue
         if look is not None and (look.flat or variant_reason(list(look.colors), look.text, e.colors, e.text)):
             continue
@@ -290,7 +302,7 @@ def _best(candidates: list[_Entry], sha256: str | None, phash_hex: str | None, m
             ok = d <= max_distance or (d <= confirm and dhash_hex is not None and e.dhash is not None
                                        and hamming(dhash_hex, e.dhash) <= max_distance)
             if ok and (best is None or d < best.distance):
-                best = DedupeMatch(e.asset_id, "near", d, copy.deepcopy(e.enrichment), copy.deepcopy(e.provenance))
+                best = e.match("near", d)
     return best
 
 
@@ -463,7 +475,7 @@ class ElasticsearchDedupeIndex:
                 index=self.alias, query=self._query(sha256, phash_hex, bands, exclude_asset_id, look),
                 size=self.candidates,
                 source=["asset_id", "tenant", "hashes", "enrichment", "provenance", "colors", "ocr_text",
-                        "duration_s", "video.keyframes"])
+                        "duration_s", "video.keyframes", "family_id"])
         except NotFoundError:  # no index yet: nothing enriched before
             return None
         cands = []
@@ -475,7 +487,8 @@ class ElasticsearchDedupeIndex:
                                 src.get("enrichment") or {},
                                 [_provenance_from_doc(p) for p in src.get("provenance") or []],
                                 hashes.get("dhash"), colour_names(src.get("colors")), text_words(src.get("ocr_text")),
-                                frames_of((src.get("video") or {}).get("keyframes")), src.get("duration_s")))
+                                frames_of((src.get("video") or {}).get("keyframes")), src.get("duration_s"),
+                                src.get("family_id")))
         return _best(cands, sha256, phash_hex, self.max_distance, tenant, exclude_asset_id, dhash_hex,
                      self.confirm_distance, look, self.clip)
 

@@ -183,9 +183,12 @@ class EnrichStage(PipelineFacts, Stage):
                     "model_version": None, "prompt_id": "dedupe", "prompt_version": match.kind,
                     "prompt_hash": "", "request_id": match.asset_id, "timestamp": now_ms(), "input_tokens": 0,
                     "output_tokens": 0, "latency_ms": 0.0, "cost_usd": 0.0, "reused_from": None}]
+                # linked to the family's canonical member; none when that is this asset (a rerun of the
+                # canonical member finds its own copies: linking to them would make a loop)
+                link = None if match.link in (asset["asset_id"], document_id(value)) else match.link
                 return Output(value=self._record(pre, normalise_enrichment(match.enrichment), prov, 0.0,
-                                                 duplicate_of=match.asset_id,
-                                                 duplicate_distance=match.distance, review=review))
+                                                 duplicate_of=link, duplicate_distance=match.distance
+                                                 if link == match.asset_id else None, review=review))
             metrics.DEDUPE.labels("miss").inc()
 
         final = final_attempt(ctx, self.settings)

@@ -34,6 +34,8 @@ from typing import Any
 
 from elasticsearch import Elasticsearch
 
+from domain.events import TENANT_SEPARATOR, scoped_id
+
 log = logging.getLogger(__name__)
 
 FIELDS = ["asset_id", "tenant", "version", "duplicate_of", "duplicate_distance", "width", "height", "byte_size",
@@ -138,6 +140,9 @@ def gather(client: Elasticsearch, alias: str, bodies: dict[str, dict[str, Any]],
     """The batch's documents and every stored document linked to them (through duplicate_of, either way, or the
     same content), breadth first, at most MAX_MEMBERS. The batch's bodies win over their stored versions; a
     batch document's stored links and family are followed too (its former family is recomputed when it leaves)."""
+    for b in bodies.values():  # enrich names an asset; families name documents (a tenant's are scoped)
+        if b.get("duplicate_of") and TENANT_SEPARATOR not in b["duplicate_of"]:
+            b["duplicate_of"] = scoped_id(b["duplicate_of"], b.get("tenant"))
     known: dict[str, dict[str, Any]] = dict(bodies)
     frontier = set(bodies) | {b["duplicate_of"] for b in bodies.values() if b.get("duplicate_of")}
     contents = {c for c in map(_content, bodies.values()) if c}
