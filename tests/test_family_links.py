@@ -141,3 +141,19 @@ def test_copies_of_another_tenant_are_not_family(store):
     finally:
         sink.close()
     assert {i: d["family_size"] for i, d in found.items()} == {"t-a": 1, "globex::t-b": 1}
+
+
+def test_a_deleted_copy_is_no_member(store):
+    from tests.store_support import deleted_asset
+
+    sink = IndexSink(settings_for(store.url))
+    try:
+        sink.process_batch(as_items([copy_record("d-a", "poster")]))
+        sink.process_batch(as_items([deleted_asset("d-a", 2)]))
+        sink.client.indices.refresh(index=read_alias(sink.cfg))
+        sink.process_batch(as_items([copy_record("d-b", "poster")]))
+        found = docs(sink)
+    finally:
+        sink.close()
+    assert found == {"d-b": {"family_id": "d-b", "family_size": 1, "family_canonical": True, "duplicate_of": None,
+                             "duplicate_distance": None}}

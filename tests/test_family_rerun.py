@@ -18,7 +18,7 @@ from consumers.enrich.stage import EnrichStage
 from consumers.index.sink import IndexSink
 from consumers.validate.stage import ValidateStage
 from domain.store.management import read_alias
-from tests.store_support import as_items, settings_for
+from tests.store_support import index_all, settings_for
 from tests.test_enrich_stage import KEY, ctx, preprocessed, script_ok
 
 pytestmark = pytest.mark.timeout(300)
@@ -52,13 +52,7 @@ def run(settings, ids: list[str], version: int, *, together: bool, workers: int 
                 await stage.aclose()
 
     enriched = [out.value for out in asyncio.run(enrich())]
-    validated = [ValidateStage(settings).process(e).value for e in enriched]
-    sink = IndexSink(settings)
-    try:
-        sink.process_batch(as_items(validated))
-        sink.client.indices.refresh(index=read_alias(sink.cfg))
-    finally:
-        sink.close()
+    index_all(settings, [ValidateStage(settings).process(e).value for e in enriched])
     return enriched
 
 

@@ -436,7 +436,9 @@ class InFlight:
                                     dhash_hex=dhash_hex, look=look)
         if m is None:
             return None
-        answer = await asyncio.shield(self._answers[scoped_id(m.asset_id, tenant)])
+        key = next(k for k, e in self._index._entries.items() if e.asset_id == m.asset_id
+                   and (tenant is None or e.tenant is None or e.tenant == tenant))
+        answer = await asyncio.shield(self._answers[key])
         if answer is None:
             return None
         return DedupeMatch(m.asset_id, m.kind, m.distance, copy.deepcopy(answer[0]), copy.deepcopy(answer[1]))

@@ -100,6 +100,10 @@ class Recent:
         while len(self._docs) > self.max_size:
             self._docs.popitem(last=False)
 
+    def forget(self, doc_id: str) -> None:
+        """A deleted document is nobody's family member any more."""
+        self._docs.pop(doc_id, None)
+
     def matching(self, ids: set[str], contents: set[tuple[str, str]]) -> dict[str, dict[str, Any]]:
         """Documents named by `ids`, linked to one of them, or of one of `contents` ((tenant, sha256))."""
         return {i: dict(d) for i, d in self._docs.items()

@@ -157,6 +157,9 @@ class IndexSink(PipelineFacts, Stage):
                 built.append((pos, version_type, *document_from_validated(value, synonyms_of=self._synonyms)))
             except (KeyError, TypeError, ValueError) as e:
                 self._reject(results, pos, e)
+        for _pos, _vt, doc_id, _v, body in built:
+            if body is None:  # deleted
+                self._recent.forget(doc_id)
         # families first: the text vectors below read the alt text and tags propagation gives the batch's bodies
         rewrites = self._families([(doc_id, body) for _pos, _vt, doc_id, _v, body in built if body is not None])
         if self.cfg.embed_documents:
