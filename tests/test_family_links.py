@@ -157,3 +157,18 @@ def test_a_deleted_copy_is_no_member(store):
         sink.close()
     assert found == {"d-b": {"family_id": "d-b", "family_size": 1, "family_canonical": True, "duplicate_of": None,
                              "duplicate_distance": None}}
+
+
+def test_a_copy_indexed_before_the_asset_it_links_to_joins_it_when_it_arrives(store):
+    """Enrich matched the copy with an original enriched a moment earlier, but the copy reaches the index first."""
+    sink = IndexSink(settings_for(store.url))
+    try:
+        sink.process_batch(as_items([copy_record("e-web", "web", "e-orig", phash="c3a5f00f0ff0a53c")]))
+        sink.process_batch(as_items([copy_record("e-other", "other")]))
+        sink.process_batch(as_items([copy_record("e-orig", "orig", size=ORIG, phash="c2a4f10e0ff0a53c")]))
+        found = docs(sink)
+    finally:
+        sink.close()
+    assert_families_sound(found)
+    assert found["e-web"] == {"family_id": "e-orig", "family_size": 2, "family_canonical": False,
+                              "duplicate_of": "e-orig", "duplicate_distance": 4}

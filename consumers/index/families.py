@@ -13,7 +13,9 @@ The canonical member is the highest-quality one: most pixels, then most bytes (l
 asset id (a tie broken by the data, never by arrival order). The links are then rewritten as a star: every other
 member's `duplicate_of` is the canonical member (`duplicate_distance`: 0 for the same bytes, else the pHash
 distance to it), the canonical member has none, so no asset is a duplicate of itself or of a member pointing back,
-and processing the same assets again computes the same documents. A late original with more pixels re-points the
+and processing the same assets again computes the same documents. A link to a document that is not indexed yet
+(a copy indexed before the asset enrich matched it with) is kept as it is: it is the only trace of that family
+until the other document arrives, whose write then finds the link and rebuilds the star. A late original with more pixels re-points the
 whole family: the sink rewrites the other members' family and link fields (their stored `_source` at their own
 version, `version_type=external_gte`, so a newer write of a member wins and carries its own family).
 
@@ -233,7 +235,13 @@ def assign_families(client: Elasticsearch, alias: str, bodies: dict[str, dict[st
     for members in groups:
         canonical = min(members, key=lambda i: quality_rank({**known[i], "asset_id": i}))
         for i in members:
-            link, distance = (None, None) if i == canonical else (canonical, _distance(known[i], known[canonical]))
+            own = known[i].get("duplicate_of")
+            if own and own not in known:  # a link to a document not indexed yet (or not read): the only trace
+                link, distance = own, known[i].get("duplicate_distance")  # of that family until it arrives
+            elif i == canonical:
+                link, distance = None, None
+            else:
+                link, distance = canonical, _distance(known[i], known[canonical])
             fam = {"family_id": canonical, "family_size": len(members), "family_canonical": i == canonical,
                    "duplicate_of": link, "duplicate_distance": distance}
             if i in bodies:
