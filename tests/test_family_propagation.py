@@ -77,8 +77,11 @@ def test_an_approved_members_alt_text_and_tags_reach_the_family(store):
             sink.process_batch(as_items([rec]))
         assert _docs(sink) == docs
 
-        # a newer version of the copy gets the family's values again
-        sink.process_batch(as_items([_record("p-web", None, alt_text="boats again", version=2)]))
+        # a newer version of the copy (the same image, reprocessed: no link of its own) stays in the family
+        # and gets the family's values again
+        newer = _record("p-web", None, alt_text="boats again", version=2)
+        newer["enriched"]["pre"]["hashes"] = _record("p-web", None)["enriched"]["pre"]["hashes"]
+        sink.process_batch(as_items([newer]))
         again = _docs(sink)["p-web"]
         assert again["_version"] == 2 and again["alt_text"] == ORIG_ALT and "subject:boat" in again["tags"]
     finally:

@@ -35,13 +35,20 @@ different clip with the same logo intro has the same one. Two videos are the sam
 Candidates: in the LRU by any keyframe's pHash band; in the store, videos of a duration within the trim (the
 document's `duration_s`), ranked by shared poster bands and exact keyframe hashes.
 
-Known race: two copies enriched at the same moment (different partitions/workers, neither indexed yet) both
-miss and both call the provider. Dedupe saves money; it never loses or merges an asset.
+Copies enriched at the same moment: in one worker, the first to miss claims its hashes (`InFlight`) and the
+others wait for its answer and reuse it. On different partitions/workers (neither indexed yet) both miss and both
+call the provider; the index sink still puts byte copies in one family (consumers/index/families.py), near copies
+stay two families until one of them is enriched again. Dedupe saves money; it never loses or merges an asset.
+
+Links: a copy is `duplicate_of` its match's family canonical member (the index's `family_id`), else the match; a
+canonical member that finds its own copies (a rerun) links to nobody. The index sink rewrites every member's link
+to the canonical member in any case (no loops, whatever the records say).
 """
 from __future__ import annotations
 
 import asyncio
 import copy
+import dataclasses
 import io
 import logging
 import re
@@ -134,6 +141,13 @@ class DedupeMatch:
     distance: int
     enrichment: dict[str, Any]
     provenance: list[dict[str, Any]] = field(default_factory=list)
+    family_id: str | None = None
+    """the matched asset's family (its canonical member's document id) when the index knows it"""
+
+    @property
+    def link(self) -> str:
+        """Whom the copy is a duplicate of: the family's canonical member, else the matched asset."""
+        return self.family_id or self.asset_id
 
 
 @runtime_checkable
@@ -180,6 +194,11 @@ class _Entry:
     text: frozenset[str] = frozenset()
     frames: tuple[Frame, ...] = ()
     duration_s: float | None = None
+    family_id: str | None = None
+
+    def match(self, kind: str, distance: int) -> DedupeMatch:
+        return DedupeMatch(self.asset_id, kind, distance, copy.deepcopy(self.enrichment),
+                           copy.deepcopy(self.provenance), self.family_id)
 
 
 @dataclass(frozen=True)
@@ -277,11 +296,11 @@ def _best(candidates: list[_Entry], sha256: str | None, phash_hex: str | None, m
         if look is not None and look.current is not None and stale_reasons(e.provenance, look.current):
             continue  # made by another provider, model or prompt: not an answer this plan would give
         if sha256 and e.sha256 == sha256:
-            return DedupeMatch(e.asset_id, "exact", 0, copy.deepcopy(e.enrichment), copy.deepcopy(e.provenance))
+            return e.match("exact", 0)
         if e.frames or (look is not None and look.frames):  # a video: by its keyframes, never the poster alone
             d = clip.distance(look.frames, look.duration_s, e.frames, e.duration_s, max_distance) if look else None
             if d is not None and (best is None or d < best.distance):
-                best = DedupeMatch(e.asset_id, "clip", d, copy.deepcopy(e.enrichment), copy.deepcopy(e.provenance))
+                best = e.match("clip", d)
             continue
         if look is not None and (look.flat or variant_reason(list(look.colors), look.text, e.colors, e.text)):
             continue
@@ -290,7 +309,7 @@ def _best(candidates: list[_Entry], sha256: str | None, phash_hex: str | None, m
             ok = d <= max_distance or (d <= confirm and dhash_hex is not None and e.dhash is not None
                                        and hamming(dhash_hex, e.dhash) <= max_distance)
             if ok and (best is None or d < best.distance):
-                best = DedupeMatch(e.asset_id, "near", d, copy.deepcopy(e.enrichment), copy.deepcopy(e.provenance))
+                best = e.match("near", d)
     return best
 
 
@@ -374,6 +393,10 @@ class InMemoryDedupeIndex:
     def forget(self, asset_id: str, tenant: str | None = None) -> None:
         self._forget(scoped_id(asset_id, tenant))
 
+    def forget_key(self, key: str) -> None:
+        """Forget the entry stored under `key` (scoped_id(asset_id, tenant))."""
+        self._forget(key)
+
     async def review(self, asset_id: str) -> dict[str, Any] | None:
         return None  # reviews live in the index; the sink applies them in any case
 
@@ -382,6 +405,71 @@ class InMemoryDedupeIndex:
 
     async def aclose(self) -> None:
         pass
+
+
+class InFlight:
+    """Copies enriched at the same moment in one worker (issue 15: "copies processed at the same time are still
+    linked"): a record that misses the dedupe lookup claims its hashes until its answer is known; a copy that
+    misses while such a claim is open (by the same rules: same bytes, or near without a variant reason) waits for
+    that answer and reuses it instead of paying for its own. The check and the claim run without an await between
+    them, so of two copies exactly one claims and the other waits (no cycle: a waiter holds no claim). A claim
+    whose record fails or is degraded releases its waiters with nothing (each then asks on its own). The last
+    `keep` answers stay: a copy whose store lookup was under way while its twin finished still finds it here."""
+
+    def __init__(self, max_distance: int = 6, confirm_distance: int | None = None, clip: ClipRule | None = None,
+                 keep: int = 1024):
+        self._index = InMemoryDedupeIndex(max_distance, 1 << 30, confirm_distance, clip)
+        self._answers: OrderedDict[str, asyncio.Future] = OrderedDict()
+        self.keep = keep
+
+    def __len__(self) -> int:
+        return sum(not f.done() for f in self._answers.values())
+
+    async def wait(self, sha256: str | None, phash_hex: str | None, bands: list[str] | None, *,
+                   tenant: str | None = None, exclude_asset_id: str | None = None, dhash_hex: str | None = None,
+                   look: Look | None = None) -> DedupeMatch | None:
+        """The answer of a copy in flight or just finished (None: there is none, or it ended without a
+        reusable answer)."""
+        if look is not None:  # the answer is being made by the current plan: no provenance to compare yet
+            look = dataclasses.replace(look, current=None)
+        m = self._index.lookup_sync(sha256, phash_hex, bands, tenant=tenant, exclude_asset_id=exclude_asset_id,
+                                    dhash_hex=dhash_hex, look=look)
+        if m is None:
+            return None
+        key = next(k for k, e in self._index._entries.items() if e.asset_id == m.asset_id
+                   and (tenant is None or e.tenant is None or e.tenant == tenant))
+        answer = await asyncio.shield(self._answers[key])
+        if answer is None:
+            return None
+        return DedupeMatch(m.asset_id, m.kind, m.distance, copy.deepcopy(answer[0]), copy.deepcopy(answer[1]))
+
+    def claim(self, asset_id: str, sha256: str | None, phash: str | None, bands: list[str] | None, *,
+              tenant: str | None = None, dhash: str | None = None, look: Look | None = None) -> str | None:
+        """Open a claim (None when this asset already holds one: an older version in flight)."""
+        key = scoped_id(asset_id, tenant)
+        if key in self._answers and not self._answers[key].done():
+            return None
+        self._answers.pop(key, None)
+        self._answers[key] = asyncio.get_running_loop().create_future()
+        self._index.remember_sync(asset_id, sha256, phash, bands, {"in_flight": True}, [], tenant=tenant,
+                                  dhash=dhash, look=look)
+        return key
+
+    def resolve(self, key: str | None, enrichment: dict[str, Any] | None = None,
+                provenance: list[dict[str, Any]] | None = None) -> None:
+        """Close the claim: waiters get (enrichment, provenance), or nothing when enrichment is None."""
+        if key is None or key not in self._answers:
+            return
+        future = self._answers[key]
+        if not future.done():
+            future.set_result(None if enrichment is None else (enrichment, provenance or []))
+        if enrichment is None:
+            self._answers.pop(key)
+            self._index.forget_key(key)
+        done = [k for k, f in self._answers.items() if f.done()]
+        for k in done[:max(0, len(done) - self.keep)]:
+            self._answers.pop(k)
+            self._index.forget_key(k)
 
 
 def clip_rule(enrich: Any) -> ClipRule:
@@ -463,7 +551,7 @@ class ElasticsearchDedupeIndex:
                 index=self.alias, query=self._query(sha256, phash_hex, bands, exclude_asset_id, look),
                 size=self.candidates,
                 source=["asset_id", "tenant", "hashes", "enrichment", "provenance", "colors", "ocr_text",
-                        "duration_s", "video.keyframes"])
+                        "duration_s", "video.keyframes", "family_id"])
         except NotFoundError:  # no index yet: nothing enriched before
             return None
         cands = []
@@ -475,7 +563,8 @@ class ElasticsearchDedupeIndex:
                                 src.get("enrichment") or {},
                                 [_provenance_from_doc(p) for p in src.get("provenance") or []],
                                 hashes.get("dhash"), colour_names(src.get("colors")), text_words(src.get("ocr_text")),
-                                frames_of((src.get("video") or {}).get("keyframes")), src.get("duration_s")))
+                                frames_of((src.get("video") or {}).get("keyframes")), src.get("duration_s"),
+                                src.get("family_id")))
         return _best(cands, sha256, phash_hex, self.max_distance, tenant, exclude_asset_id, dhash_hex,
                      self.confirm_distance, look, self.clip)
 

@@ -13,8 +13,8 @@ from typing import Any, Callable
 
 from consumers.enrich.batching import BatchCollector, is_backfill, make_batch_journal
 from consumers.enrich.calling import EVIDENCE_KEY, Caller, PriceTable, SpendLedger, TaskResult
-from consumers.enrich.dedupe import (DedupeIndex, ElasticsearchDedupeIndex, Indexed, InMemoryDedupeIndex, Look,
-                                    clip_rule)
+from consumers.enrich.dedupe import (DedupeIndex, ElasticsearchDedupeIndex, Indexed, InFlight, InMemoryDedupeIndex,
+                                    Look, clip_rule)
 from consumers.enrich.plan import EnrichPlan
 from consumers.enrich.results import make_result_cache, result_key
 from consumers.enrich.providers import make_provider
@@ -112,6 +112,8 @@ class EnrichStage(PipelineFacts, Stage):
                 dedupe = InMemoryDedupeIndex(self.enrich.dedupe_max_distance, self.enrich.dedupe_lru_size,
                                              self.enrich.dedupe_confirm_distance, clip_rule(self.enrich))
         self.dedupe = dedupe
+        self.in_flight = InFlight(self.enrich.dedupe_max_distance, self.enrich.dedupe_confirm_distance,
+                                  clip_rule(self.enrich))  # copies enriched at the same moment in this worker
         self.results = make_result_cache(settings, getattr(dedupe, "client", None))
         # backfill through the providers' batch APIs (enrich.batch): live records stay synchronous
         self.batcher = BatchCollector.from_settings(
@@ -176,6 +178,11 @@ class EnrichStage(PipelineFacts, Stage):
             match = await self.dedupe.lookup(hashes.get("sha256"), hashes.get("phash"), hashes.get("phash_bands"),
                                              tenant=asset.get("tenant"), exclude_asset_id=asset["asset_id"],
                                              dhash_hex=hashes.get("dhash"), look=look)
+            if match is None:  # a copy being enriched in this worker right now: its answer, not a second call
+                match = await self.in_flight.wait(hashes.get("sha256"), hashes.get("phash"),
+                                                  hashes.get("phash_bands"), tenant=asset.get("tenant"),
+                                                  exclude_asset_id=asset["asset_id"], dhash_hex=hashes.get("dhash"),
+                                                  look=look)
             if match is not None:
                 metrics.DEDUPE.labels(match.kind).inc()
                 prov = [*match.provenance, {
@@ -183,25 +190,37 @@ class EnrichStage(PipelineFacts, Stage):
                     "model_version": None, "prompt_id": "dedupe", "prompt_version": match.kind,
                     "prompt_hash": "", "request_id": match.asset_id, "timestamp": now_ms(), "input_tokens": 0,
                     "output_tokens": 0, "latency_ms": 0.0, "cost_usd": 0.0, "reused_from": None}]
+                # linked to the family's canonical member; none when that is this asset (a rerun of the
+                # canonical member finds its own copies: linking to them would make a loop)
+                link = None if match.link in (asset["asset_id"], document_id(value)) else match.link
                 return Output(value=self._record(pre, normalise_enrichment(match.enrichment), prov, 0.0,
-                                                 duplicate_of=match.asset_id,
-                                                 duplicate_distance=match.distance, review=review))
+                                                 duplicate_of=link, duplicate_distance=match.distance
+                                                 if link == match.asset_id else None, review=review))
             metrics.DEDUPE.labels("miss").inc()
-
-        final = final_attempt(ctx, self.settings)
-        results = await self._run_tasks(value, final=final, attempt=ctx.attempt if ctx is not None else 1)
-        enrichment = self._merge(results)
-        provenance = [r.provenance for r in results.values()]
-        cost = sum(r.cost_usd for r in results.values())
-        degraded = {name: r.degraded for name, r in results.items() if r.degraded}
-        for name, why in degraded.items():
-            metrics.DEGRADED.labels(self.name, name, why).inc()
-        # a degraded answer (or one made from a degraded preprocess) is never reused for another copy
-        if self.dedupe is not None and hashes and not degraded and not value.get("degraded"):
-            await self.dedupe.remember(asset["asset_id"], hashes.get("sha256"), hashes.get("phash"),
-                                       hashes.get("phash_bands"), enrichment, provenance, tenant=asset.get("tenant"),
-                                       dhash=hashes.get("dhash"), look=look)
-        return Output(value=self._record(pre, enrichment, provenance, cost, review=review, degraded=degraded))
+            claim = self.in_flight.claim(asset["asset_id"], hashes.get("sha256"), hashes.get("phash"),
+                                         hashes.get("phash_bands"), tenant=asset.get("tenant"),
+                                         dhash=hashes.get("dhash"), look=look)
+        else:
+            claim = None
+        reusable: tuple[dict[str, Any], list[dict[str, Any]]] | None = None
+        try:
+            final = final_attempt(ctx, self.settings)
+            results = await self._run_tasks(value, final=final, attempt=ctx.attempt if ctx is not None else 1)
+            enrichment = self._merge(results)
+            provenance = [r.provenance for r in results.values()]
+            cost = sum(r.cost_usd for r in results.values())
+            degraded = {name: r.degraded for name, r in results.items() if r.degraded}
+            for name, why in degraded.items():
+                metrics.DEGRADED.labels(self.name, name, why).inc()
+            # a degraded answer (or one made from a degraded preprocess) is never reused for another copy
+            if self.dedupe is not None and hashes and not degraded and not value.get("degraded"):
+                await self.dedupe.remember(asset["asset_id"], hashes.get("sha256"), hashes.get("phash"),
+                                           hashes.get("phash_bands"), enrichment, provenance,
+                                           tenant=asset.get("tenant"), dhash=hashes.get("dhash"), look=look)
+                reusable = (enrichment, provenance)
+            return Output(value=self._record(pre, enrichment, provenance, cost, review=review, degraded=degraded))
+        finally:  # copies waiting for this answer get it, or (failed, degraded) ask on their own
+            self.in_flight.resolve(claim, *(reusable or (None, None)))
 
     def _stale(self, asset: dict[str, Any], indexed: Indexed | None) -> bool:
         """An event older than the version already indexed is not enriched (no model call) and produces nothing:

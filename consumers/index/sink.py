@@ -76,6 +76,7 @@ class IndexSink(PipelineFacts, Stage):
         self._last_probe = 0.0
         self._last_probe_ok = False
         self._busy_since: float | None = None  # when the batch being written started (None: no batch)
+        self._recent = families.Recent()  # family fields of what this sink wrote, searchable or not yet
 
     # --- health -------------------------------------------------------------------------------------------
     def _probe(self) -> bool:
@@ -156,6 +157,9 @@ class IndexSink(PipelineFacts, Stage):
                 built.append((pos, version_type, *document_from_validated(value, synonyms_of=self._synonyms)))
             except (KeyError, TypeError, ValueError) as e:
                 self._reject(results, pos, e)
+        for _pos, _vt, doc_id, _v, body in built:
+            if body is None:  # deleted
+                self._recent.forget(doc_id)
         # families first: the text vectors below read the alt text and tags propagation gives the batch's bodies
         rewrites = self._families([(doc_id, body) for _pos, _vt, doc_id, _v, body in built if body is not None])
         if self.cfg.embed_documents:
@@ -235,7 +239,7 @@ class IndexSink(PipelineFacts, Stage):
             return []
         latest = dict(docs)  # the same asset twice: its last body speaks for it
         try:
-            changed, groups = families.assign_families(self.client, self._write_alias, latest)
+            changed, groups = families.assign_families(self.client, self._write_alias, latest, self._recent)
             if self.cfg.family_propagation:
                 groups = [g for g in groups if len(g) > 1]
             else:
@@ -249,8 +253,7 @@ class IndexSink(PipelineFacts, Stage):
         out: dict[str, dict[str, Any]] = {}
         for c in changed:
             if c["asset_id"] in found:
-                out[c["asset_id"]] = {**found[c["asset_id"]]["_source"],
-                                      **{k: c[k] for k in families.FAMILY_FIELDS}}
+                out[c["asset_id"]] = families.apply(dict(found[c["asset_id"]]["_source"]), c)
         threshold = self.cfg.family_apply_threshold
         if threshold is None:
             threshold = self.settings.validate_.auto_apply_threshold
@@ -263,7 +266,11 @@ class IndexSink(PipelineFacts, Stage):
                     out[i] = body
         for doc_id, body in docs:
             if body is not latest[doc_id]:
-                body.update({k: latest[doc_id][k] for k in families.FAMILY_FIELDS})
+                families.apply(body, {k: latest[doc_id].get(k) for k in families.WRITTEN})
+        for doc_id, body in latest.items():
+            self._recent.add(doc_id, body, body.get("version"))
+        for doc_id, body in out.items():
+            self._recent.add(doc_id, body, int(found[doc_id]["_version"]))
         return [(i, int(found[i]["_version"]), body, embedding_text(found[i]["_source"])) for i, body in out.items()]
 
     def _rewrite(self, rewrites: list[tuple[str, int, dict[str, Any], str]]) -> None:
