@@ -187,7 +187,8 @@ def test_without_the_visual_leg_the_text_alone_does_not_find_them(settings, stor
     for query, expected in (("kitten", "p-cat"), ("espresso", "p-coffee")):
         with_leg = run_search(client, settings, SearchRequest(query=query, size=3, facets=False))
         without = run_search(client, off, SearchRequest(query=query, size=3, facets=False))
-        assert _ids(with_leg)[0] == expected and _ids(without)[0] != expected
+        # without it, nothing or something else first (the "Item N" texts are mostly under the relevance floor)
+        assert _ids(with_leg)[0] == expected and expected not in _ids(without)[:1]
         assert without["visual_leg"] == {"used": False, "reason": "index.visual_leg is off"}
     mug = run_search(client, off, SearchRequest(query="mug", size=3, facets=False))
     assert "p-mug" not in _ids(mug)
