@@ -130,13 +130,15 @@ def variants(settings, thresholds: list[float] = (),
     visual leg with random class prototypes (every class name's embedding moved to another class, so the same
     count of classes per query point to random prototypes; three permutations): an honesty check that the leg's
     gain comes from the classes it names. sem-nofloor / hyb-nofloor = semantic / hybrid without the relevance
-    floor (index.semantic_min_similarity None: the k nearest, however far), the baseline of the floor."""
+    floor (index.semantic_min_similarity None: the k nearest, however far), the baseline of the floor;
+    hyb-visall = hybrid with the visual leg's whole window in the fusion (index.visual_leg_max_hits None)."""
     novis = settings.with_overrides(index={"visual_leg": False})
     nofloor = settings.with_overrides(index={"semantic_min_similarity": None})
     out = [("keyword", "keyword", [(settings, None)]), ("semantic", "semantic", [(settings, None)]),
            ("sem-nofloor", "semantic", [(nofloor, None)]),
            ("hyb-novis", "hybrid", [(novis, None)]), ("hybrid", "hybrid", [(settings, None)]),
            ("hyb-nofloor", "hybrid", [(nofloor, None)]),
+           ("hyb-visall", "hybrid", [(settings.with_overrides(index={"visual_leg_max_hits": None}), None)]),
            ("hyb-ctrl", "hybrid", [(settings, seed) for seed in (0, 1, 2)])]
     out += [(f"hyb@{t:g}", "hybrid", [(settings.with_overrides(index={"visual_leg_threshold": t}), None)])
             for t in thresholds]
@@ -198,27 +200,31 @@ def evaluate(client, settings, queries: list[tuple[str, str, set[str]]],
 NONSENSE = ["zxqvbnm", "blorftangle", "qwpzrk vlemt", "asdfghjkl", "florbix wuzzle", "xyzzy", "mrrglpth",
             "snarfblat"]
 """Made-up words no asset means: every hit a vector leg adds is padding."""
+CLASS_WORDS = ["zebrawood", "tarantula", "accordion", "snowmobile", "harmonica", "flamingo"]
+"""Words close to an ImageNet class name (the visual leg takes part) that no asset of the sets shows (checked
+against the labelled set's truth in main): hits past the keyword matches are padding from the vector legs."""
 
 
-def nonsense_hits(client, settings, floors: list[float] = ()) -> dict[str, dict[str, float]]:
+def nonsense_hits(client, settings, floors: list[float] = (), queries: list[str] = NONSENSE) -> dict[str, dict[str, float]]:
     """Mean hits and mean `total` per mode (with and without the floor, and at each of `floors`) over the
-    NONSENSE queries."""
+    queries (NONSENSE or CLASS_WORDS)."""
     nofloor = settings.with_overrides(index={"semantic_min_similarity": None})
     runs = [("keyword", "keyword", settings), ("semantic", "semantic", settings), ("sem-nofloor", "semantic", nofloor),
-            ("hybrid", "hybrid", settings), ("hyb-nofloor", "hybrid", nofloor)]
+            ("hybrid", "hybrid", settings), ("hyb-nofloor", "hybrid", nofloor),
+            ("hyb-visall", "hybrid", settings.with_overrides(index={"visual_leg_max_hits": None}))]
     for f in floors:
         floored = settings.with_overrides(index={"semantic_min_similarity": f})
         runs += [(f"sem>={f:g}", "semantic", floored), (f"hyb>={f:g}", "hybrid", floored)]
     out: dict[str, dict[str, float]] = {}
     for label, mode, st in runs:
-        answers = [run_search(client, st, SearchRequest(query=q, mode=mode, size=20, facets=True)) for q in NONSENSE]
+        answers = [run_search(client, st, SearchRequest(query=q, mode=mode, size=20, facets=True)) for q in queries]
         out[label] = {"hits": statistics.mean(len(a["hits"]) for a in answers),
                       "total": statistics.mean(a["total"] for a in answers)}
     return out
 
 
-def print_nonsense(title: str, figures: dict[str, dict[str, float]]) -> None:
-    print(f"\n{title}: {len(NONSENSE)} nonsense queries ({', '.join(NONSENSE)}), page size 20: mean hits / total")
+def print_nonsense(title: str, figures: dict[str, dict[str, float]], queries: list[str] = NONSENSE) -> None:
+    print(f"\n{title}: {len(queries)} queries ({', '.join(queries)}), page size 20: mean hits / total")
     print("  " + ", ".join(f"{m} {f['hits']:.1f} / {f['total']:.1f}" for m, f in figures.items()))
 
 
@@ -548,6 +554,8 @@ def main() -> int:
             rows, per_query = evaluate(sink.client, settings, queries, args.visual_thresholds, args.floors)
             gap, nonsense = cosine_gap(sink.client, settings, queries), nonsense_hits(sink.client, settings,
                                                                                       args.floors)
+            absent = [w for w in CLASS_WORDS if w not in terms]
+            classwords = nonsense_hits(sink.client, settings, args.floors, absent)
             sink.close()
             print(f"pipeline {timing['pipeline_s_per_image']} s per image; index sink per document (one batch of "
                   f"{len(records)}): {timing['sink_ms_per_doc']} ms with text + image vectors, "
@@ -561,7 +569,9 @@ def main() -> int:
             print_visual_details(per_query)
             print_cosines("labelled image set", gap)
             print_nonsense("labelled image set", nonsense)
-            result["images"] = {"rows": rows, "queries": per_query, "cosines": gap, "nonsense": nonsense, **timing}
+            print_nonsense("labelled image set, class words no image shows", classwords, absent)
+            result["images"] = {"rows": rows, "queries": per_query, "cosines": gap, "nonsense": nonsense,
+                                "class_words": classwords, **timing}
         settings = base.with_overrides(index={"index": f"bench-text-{uuid.uuid4().hex[:6]}"})
         sink = IndexSink(settings)
         sink.process_batch(as_items([validated_asset(aid, 1, title=t, alt_text=a, tags=tags, ocr_text="")

@@ -195,7 +195,7 @@ def test_elasticsearch_hybrid_adds_the_visual_leg_as_a_documented_knn_retriever(
     image = knns[1]
     assert set(image) <= KNN_RETRIEVER_KEYS and set(image) >= {"field", "query_vector", "k", "num_candidates"}
     _check_es_knn(image, dims=1280)
-    assert image["k"] == rrf["rank_window_size"]
+    assert image["k"] == settings.index.visual_leg_max_hits == 10  # its best images only, not the whole window
     assert {"term": {"tags": "subject:flower"}} in image["filter"] and {"term": {"status": "auto_applied"}} in \
         image["filter"]
     assert all(f in image["filter"] for f in MODEL_FILTER)

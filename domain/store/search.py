@@ -389,6 +389,7 @@ def hybrid_search(client: Elasticsearch, settings: "Any", query: str, tags: Iter
     # the query names vocabulary tags (every word of it): rank the documents carrying them, and embed the labels
     tag_query = build_tag_query(synonyms, filters) if s.tag_leg and named else None
     window = max(s.rrf_window, offset + size)
+    visual_k = min(window, s.visual_leg_max_hits or window)  # the visual leg's share: its best images only
     text = vector_query_text(query, synonyms if named else (), taxonomy)
     vector = embed_query(text)
     visual = visual_query(s, query, vector if text == query else None)
@@ -403,7 +404,7 @@ def hybrid_search(client: Elasticsearch, settings: "Any", query: str, tags: Iter
             if tag_query is not None:
                 legs.append({"standard": {"query": tag_query}})
             if visual is not None:
-                legs.append({"knn": es_knn(IMAGE_VECTOR_FIELD, visual.vector, window, image_filters,
+                legs.append({"knn": es_knn(IMAGE_VECTOR_FIELD, visual.vector, visual_k, image_filters,
                                            s.visual_min_similarity)})
             resp = client.search(index=read_alias(s), size=size, from_=offset or None, source_includes=HIT_FIELDS,
                                  retriever=es_rrf_retriever(legs, window, s.rrf_rank_constant), aggs=aggs or None)
@@ -420,7 +421,7 @@ def hybrid_search(client: Elasticsearch, settings: "Any", query: str, tags: Iter
     near = vector_leg(client, s, vector, filters, window, min_similarity=s.semantic_min_similarity)
     tagged = client.search(index=read_alias(s), query=tag_query, size=window, source_includes=HIT_FIELDS,
                            sort=_SORT, track_scores=True)["hits"]["hits"] if tag_query is not None else []
-    seen = visual_leg(client, s, visual, image_filters, window, s.visual_min_similarity) if visual is not None \
+    seen = visual_leg(client, s, visual, image_filters, visual_k, s.visual_min_similarity) if visual is not None \
         else []
     if report is not None:  # the keyword matches, counted; the other legs' ids (the caller counts those outside)
         report.update(keyword_query=keyword_query, vector_ids=list(dict.fromkeys(h["_id"] for h in

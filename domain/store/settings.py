@@ -87,6 +87,12 @@ class IndexSettings(Section):
                                                 "prototype query; None (default) = no floor, the leg is gated by "
                                                 "visual_leg_threshold on the query's words instead (measured: no "
                                                 "gap between relevant and irrelevant image scores)")
+    visual_leg_max_hits: int | None = Field(10, ge=1, le=10_000, description="hybrid's visual leg: at most "
+                                            "this many images (its best) go into the fusion and the answer's "
+                                            "total; None = as many as the other legs (rrf_window). The leg has "
+                                            "no score floor (visual_min_similarity): this bounds how many "
+                                            "images a word that names an ImageNet class ('zebrawood' -> zebra) "
+                                            "adds to an answer")
     rrf_rank_constant: int = Field(60, description="k of reciprocal rank fusion: score = sum 1 / (k + rank)")
     rrf_window: int = Field(50, description="how many hits of each leg (BM25, kNN) go into the fusion")
     tag_leg: bool = Field(True, description="hybrid search: when the query names vocabulary tags (synonyms "
