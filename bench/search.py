@@ -131,7 +131,8 @@ def variants(settings, thresholds: list[float] = (),
     count of classes per query point to random prototypes; three permutations): an honesty check that the leg's
     gain comes from the classes it names. sem-nofloor / hyb-nofloor = semantic / hybrid without the relevance
     floor (index.semantic_min_similarity None: the k nearest, however far), the baseline of the floor;
-    hyb-visall = hybrid with the visual leg's whole window in the fusion (index.visual_leg_max_hits None)."""
+    hyb-visall = hybrid with the visual leg's whole window in the fusion (index.visual_leg_max_hits None);
+    hyb-before = neither the floor nor the cap: hybrid as it was before them."""
     novis = settings.with_overrides(index={"visual_leg": False})
     nofloor = settings.with_overrides(index={"semantic_min_similarity": None})
     out = [("keyword", "keyword", [(settings, None)]), ("semantic", "semantic", [(settings, None)]),
@@ -139,6 +140,8 @@ def variants(settings, thresholds: list[float] = (),
            ("hyb-novis", "hybrid", [(novis, None)]), ("hybrid", "hybrid", [(settings, None)]),
            ("hyb-nofloor", "hybrid", [(nofloor, None)]),
            ("hyb-visall", "hybrid", [(settings.with_overrides(index={"visual_leg_max_hits": None}), None)]),
+           ("hyb-before", "hybrid", [(settings.with_overrides(index={"visual_leg_max_hits": None,
+                                                                     "semantic_min_similarity": None}), None)]),
            ("hyb-ctrl", "hybrid", [(settings, seed) for seed in (0, 1, 2)])]
     out += [(f"hyb@{t:g}", "hybrid", [(settings.with_overrides(index={"visual_leg_threshold": t}), None)])
             for t in thresholds]
@@ -211,7 +214,9 @@ def nonsense_hits(client, settings, floors: list[float] = (), queries: list[str]
     nofloor = settings.with_overrides(index={"semantic_min_similarity": None})
     runs = [("keyword", "keyword", settings), ("semantic", "semantic", settings), ("sem-nofloor", "semantic", nofloor),
             ("hybrid", "hybrid", settings), ("hyb-nofloor", "hybrid", nofloor),
-            ("hyb-visall", "hybrid", settings.with_overrides(index={"visual_leg_max_hits": None}))]
+            ("hyb-visall", "hybrid", settings.with_overrides(index={"visual_leg_max_hits": None})),
+            ("hyb-before", "hybrid", settings.with_overrides(index={"visual_leg_max_hits": None,
+                                                                    "semantic_min_similarity": None}))]
     for f in floors:
         floored = settings.with_overrides(index={"semantic_min_similarity": f})
         runs += [(f"sem>={f:g}", "semantic", floored), (f"hyb>={f:g}", "hybrid", floored)]
@@ -386,6 +391,28 @@ def visual_first_queries(client, settings, env: dict | None) -> dict[str, float]
     return out
 
 
+def floor_latency(client, settings, queries: int) -> dict[str, float]:
+    """The relevance floor's cost: each query with and without it (index.semantic_min_similarity None), one
+    after the other (alternating which goes first), so a busy machine weighs on both alike."""
+    nofloor = settings.with_overrides(index={"semantic_min_similarity": None})
+    out: dict[str, float] = {}
+    for mode in ("semantic", "hybrid"):
+        lats: dict[str, list[float]] = {"floor_": [], "nofloor_": []}
+        for i in range(queries):
+            q = QUERIES[i % len(QUERIES)][1]
+            pair = (("floor_", settings), ("nofloor_", nofloor))
+            for prefix, st in pair if i % 2 else pair[::-1]:
+                t = time.perf_counter()
+                run_search(client, st, SearchRequest(query=q, mode=mode, size=10, facets=False))
+                lats[prefix].append((time.perf_counter() - t) * 1000)
+        for prefix, lat in lats.items():
+            lat.sort()
+            out[f"{prefix}{mode}_p50_ms"] = round(statistics.median(lat), 1)
+            out[f"{prefix}{mode}_p99_ms"] = round(lat[min(len(lat) - 1, math.ceil(0.99 * len(lat)) - 1)], 1)
+        out[f"floor_{mode}_p50_ratio"] = round(out[f"floor_{mode}_p50_ms"] / out[f"nofloor_{mode}_p50_ms"], 2)
+    return out
+
+
 def latency_at(url: str, args: argparse.Namespace, n: int, queries: int) -> dict[str, float]:
     """p50/p99 ms of keyword, semantic and hybrid queries over n synthetic documents (the vector leg's cost
     grows with n in vector_mode off: exact cosine over every filtered document, up to index.vector_scan_limit,
@@ -454,9 +481,6 @@ def latency_at(url: str, args: argparse.Namespace, n: int, queries: int) -> dict
     runs = [("", settings, MODES, queries)]
     if args.image_vectors:  # the same queries, the same documents, hybrid without the visual leg: its cost
         runs.append(("novis_", settings.with_overrides(index={"visual_leg": False}), ("hybrid",), queries))
-    # the relevance floor's cost: the same queries without it (index.semantic_min_similarity None)
-    runs.append(("nofloor_", settings.with_overrides(index={"semantic_min_similarity": None}), ("semantic", "hybrid"),
-                 queries))
     if args.scan_queries:  # the baseline, same documents, same run: every query reads every vector
         runs.append(("scan_", settings.with_overrides(index={"vector_cache": False}), ("semantic", "hybrid"),
                      args.scan_queries))
@@ -476,8 +500,7 @@ def latency_at(url: str, args: argparse.Namespace, n: int, queries: int) -> dict
     if args.image_vectors:
         for q in ("p50", "p99"):
             out[f"visual_leg_{q}_cost_ratio"] = round(out[f"hybrid_{q}_ms"] / out[f"novis_hybrid_{q}_ms"], 2)
-    for mode in ("semantic", "hybrid"):
-        out[f"floor_{mode}_p50_ratio"] = round(out[f"{mode}_p50_ms"] / out[f"nofloor_{mode}_p50_ms"], 2)
+    out.update(floor_latency(client, settings, queries))
     vector_cache._entries.clear()
     for kind in ("text", "image", "classes"):
         for path in vector_cache._paths(settings.index, read_alias(settings), kind) or ():
