@@ -15,6 +15,10 @@ same filters and only over image vectors this process's image model wrote (a fil
 vector cache holds no others). Hybrid only: semantic stays the text kNN leg alone (its scores are text cosines; a
 class-prototype cosine is not on that scale).
 
+Relevance floor: the text kNN leg of hybrid and semantic search keeps only documents whose cosine with the query
+is at least index.semantic_min_similarity (vector_leg's min_similarity), so a query nothing is about is not
+padded with the k nearest however far; the visual leg adds at most index.visual_leg_max_hits images (its best).
+
 Synonyms: every word or phrase of the query (up to 3 words, longest first) that the controlled vocabulary maps
 to a canonical tag (label, synonym, plural, deprecated name, or 'facet:value') adds a `terms` clause on `tags`
 (the canonical tag and the deprecated names that point to it). So "trainers", "sneakers" and
