@@ -123,18 +123,31 @@ def metrics_at_k(got: list[str], relevant: set[str], k: int = K) -> dict[str, fl
     return {"recall": sum(hits) / len(relevant), "precision": sum(hits) / k, "ndcg": dcg / idcg if idcg else 0.0}
 
 
-def variants(settings, thresholds: list[float] = ()) -> list[tuple[str, str, list[tuple[object, object]]]]:
+def variants(settings, thresholds: list[float] = (),
+             floors: list[float] = ()) -> list[tuple[str, str, list[tuple[object, object]]]]:
     """(label, search mode, runs): each run is (settings, context) and a variant's figures are over all its runs.
     hybrid = with the visual leg (index.visual_leg, the default); hyb-novis = the same without it; hyb-ctrl = the
     visual leg with random class prototypes (every class name's embedding moved to another class, so the same
     count of classes per query point to random prototypes; three permutations): an honesty check that the leg's
-    gain comes from the classes it names."""
+    gain comes from the classes it names. sem-nofloor / hyb-nofloor = semantic / hybrid without the relevance
+    floor (index.semantic_min_similarity None: the k nearest, however far), the baseline of the floor;
+    hyb-visall = hybrid with the visual leg's whole window in the fusion (index.visual_leg_max_hits None);
+    hyb-before = neither the floor nor the cap: hybrid as it was before them."""
     novis = settings.with_overrides(index={"visual_leg": False})
+    nofloor = settings.with_overrides(index={"semantic_min_similarity": None})
     out = [("keyword", "keyword", [(settings, None)]), ("semantic", "semantic", [(settings, None)]),
+           ("sem-nofloor", "semantic", [(nofloor, None)]),
            ("hyb-novis", "hybrid", [(novis, None)]), ("hybrid", "hybrid", [(settings, None)]),
+           ("hyb-nofloor", "hybrid", [(nofloor, None)]),
+           ("hyb-visall", "hybrid", [(settings.with_overrides(index={"visual_leg_max_hits": None}), None)]),
+           ("hyb-before", "hybrid", [(settings.with_overrides(index={"visual_leg_max_hits": None,
+                                                                     "semantic_min_similarity": None}), None)]),
            ("hyb-ctrl", "hybrid", [(settings, seed) for seed in (0, 1, 2)])]
     out += [(f"hyb@{t:g}", "hybrid", [(settings.with_overrides(index={"visual_leg_threshold": t}), None)])
             for t in thresholds]
+    for f in floors:
+        floored = settings.with_overrides(index={"semantic_min_similarity": f})
+        out += [(f"sem>={f:g}", "semantic", [(floored, None)]), (f"hyb>={f:g}", "hybrid", [(floored, None)])]
     return out
 
 
@@ -160,11 +173,11 @@ def random_prototypes(seed: int | None):
 
 
 def evaluate(client, settings, queries: list[tuple[str, str, set[str]]],
-             thresholds: list[float] = ()) -> tuple[dict, list[dict]]:
+             thresholds: list[float] = (), floors: list[float] = ()) -> tuple[dict, list[dict]]:
     """Per variant and query kind: mean recall@10, precision@10, nDCG@10, and the per-query lists."""
     rows: dict[str, dict] = {}
     per_query: list[dict] = []
-    for label, mode, runs in variants(settings, thresholds):
+    for label, mode, runs in variants(settings, thresholds, floors):
         acc: dict[str, dict[str, list[float]]] = {}
         lat: list[float] = []
         for st, seed in runs:
@@ -185,6 +198,78 @@ def evaluate(client, settings, queries: list[tuple[str, str, set[str]]],
         rows[label] = {kind: {name: round(statistics.mean(v), 3) for name, v in d.items()} for kind, d in acc.items()}
         rows[label]["p50_ms"] = round(statistics.median(lat), 1)
     return rows, per_query
+
+
+NONSENSE = ["zxqvbnm", "blorftangle", "qwpzrk vlemt", "asdfghjkl", "florbix wuzzle", "xyzzy", "mrrglpth",
+            "snarfblat"]
+"""Made-up words no asset means: every hit a vector leg adds is padding."""
+CLASS_WORDS = ["zebrawood", "tarantula", "accordion", "snowmobile", "harmonica", "flamingo"]
+"""Words close to an ImageNet class name (the visual leg takes part) that no asset of the sets shows (checked
+against the labelled set's truth in main): hits past the keyword matches are padding from the vector legs."""
+
+
+def nonsense_hits(client, settings, floors: list[float] = (), queries: list[str] = NONSENSE) -> dict[str, dict[str, float]]:
+    """Mean hits and mean `total` per mode (with and without the floor, and at each of `floors`) over the
+    queries (NONSENSE or CLASS_WORDS)."""
+    nofloor = settings.with_overrides(index={"semantic_min_similarity": None})
+    runs = [("keyword", "keyword", settings), ("semantic", "semantic", settings), ("sem-nofloor", "semantic", nofloor),
+            ("hybrid", "hybrid", settings), ("hyb-nofloor", "hybrid", nofloor),
+            ("hyb-visall", "hybrid", settings.with_overrides(index={"visual_leg_max_hits": None})),
+            ("hyb-before", "hybrid", settings.with_overrides(index={"visual_leg_max_hits": None,
+                                                                    "semantic_min_similarity": None}))]
+    for f in floors:
+        floored = settings.with_overrides(index={"semantic_min_similarity": f})
+        runs += [(f"sem>={f:g}", "semantic", floored), (f"hyb>={f:g}", "hybrid", floored)]
+    out: dict[str, dict[str, float]] = {}
+    for label, mode, st in runs:
+        answers = [run_search(client, st, SearchRequest(query=q, mode=mode, size=20, facets=True)) for q in queries]
+        out[label] = {"hits": statistics.mean(len(a["hits"]) for a in answers),
+                      "total": statistics.mean(a["total"] for a in answers)}
+    return out
+
+
+def print_nonsense(title: str, figures: dict[str, dict[str, float]], queries: list[str] = NONSENSE) -> None:
+    print(f"\n{title}: {len(queries)} queries ({', '.join(queries)}), page size 20: mean hits / total")
+    print("  " + ", ".join(f"{m} {f['hits']:.1f} / {f['total']:.1f}" for m, f in figures.items()))
+
+
+def cosine_gap(client, settings, queries: list[tuple[str, str, set[str]]]) -> dict[str, list[float]]:
+    """The MiniLM cosine of every (query, document) pair, split by relevance (the query embedded as semantic
+    search embeds it), and each nonsense query's best cosine: the data the floor's default is chosen from."""
+    from domain.store.search import _expand, default_taxonomy, embed_query, vector_leg, vector_query_text
+
+    st = settings.with_overrides(index={"semantic_min_similarity": None})
+    tax = default_taxonomy(st)
+    out: dict[str, list[float]] = {"relevant": [], "irrelevant": [], "best irrelevant": [], "worst relevant": [],
+                                   "nonsense best": []}
+    for kind, q, rel in [*queries, *(("nonsense", q, set()) for q in NONSENSE)]:
+        if kind == "held-out word":
+            continue
+        synonyms, named = _expand(q, tax)
+        near = vector_leg(client, st, embed_query(vector_query_text(q, synonyms if named else (), tax)), [], 10_000)
+        scores = {h["_id"]: float(h["_score"]) for h in near}
+        if kind == "nonsense":
+            out["nonsense best"].append(max(scores.values()))
+            continue
+        good = [v for d, v in scores.items() if d in rel]
+        bad = [v for d, v in scores.items() if d not in rel]
+        out["relevant"] += good
+        out["irrelevant"] += bad
+        if good:
+            out["worst relevant"].append(min(good))
+        if bad:
+            out["best irrelevant"].append(max(bad))
+    return out
+
+
+def print_cosines(title: str, gap: dict[str, list[float]]) -> None:
+    import numpy as np
+
+    print(f"\n{title}: MiniLM cosine of query and document (percentiles 5/25/50/75/95, n)")
+    for name, v in gap.items():
+        if v:
+            p = np.percentile(v, [5, 25, 50, 75, 95])
+            print(f"  {name:<16}" + " ".join(f"{x:6.3f}" for x in p) + f"  n={len(v)}")
 
 
 def _ratios(r: dict, b: dict) -> list[str]:
@@ -306,6 +391,28 @@ def visual_first_queries(client, settings, env: dict | None) -> dict[str, float]
     return out
 
 
+def floor_latency(client, settings, queries: int) -> dict[str, float]:
+    """The relevance floor's cost: each query with and without it (index.semantic_min_similarity None), one
+    after the other (alternating which goes first), so a busy machine weighs on both alike."""
+    nofloor = settings.with_overrides(index={"semantic_min_similarity": None})
+    out: dict[str, float] = {}
+    for mode in ("semantic", "hybrid"):
+        lats: dict[str, list[float]] = {"floor_": [], "nofloor_": []}
+        for i in range(queries):
+            q = QUERIES[i % len(QUERIES)][1]
+            pair = (("floor_", settings), ("nofloor_", nofloor))
+            for prefix, st in pair if i % 2 else pair[::-1]:
+                t = time.perf_counter()
+                run_search(client, st, SearchRequest(query=q, mode=mode, size=10, facets=False))
+                lats[prefix].append((time.perf_counter() - t) * 1000)
+        for prefix, lat in lats.items():
+            lat.sort()
+            out[f"{prefix}{mode}_p50_ms"] = round(statistics.median(lat), 1)
+            out[f"{prefix}{mode}_p99_ms"] = round(lat[min(len(lat) - 1, math.ceil(0.99 * len(lat)) - 1)], 1)
+        out[f"floor_{mode}_p50_ratio"] = round(out[f"floor_{mode}_p50_ms"] / out[f"nofloor_{mode}_p50_ms"], 2)
+    return out
+
+
 def latency_at(url: str, args: argparse.Namespace, n: int, queries: int) -> dict[str, float]:
     """p50/p99 ms of keyword, semantic and hybrid queries over n synthetic documents (the vector leg's cost
     grows with n in vector_mode off: exact cosine over every filtered document, up to index.vector_scan_limit,
@@ -393,6 +500,7 @@ def latency_at(url: str, args: argparse.Namespace, n: int, queries: int) -> dict
     if args.image_vectors:
         for q in ("p50", "p99"):
             out[f"visual_leg_{q}_cost_ratio"] = round(out[f"hybrid_{q}_ms"] / out[f"novis_hybrid_{q}_ms"], 2)
+    out.update(floor_latency(client, settings, queries))
     vector_cache._entries.clear()
     for kind in ("text", "image", "classes"):
         for path in vector_cache._paths(settings.index, read_alias(settings), kind) or ():
@@ -430,6 +538,8 @@ def main() -> int:
     ap.add_argument("--details", action="store_true", help="print every hybrid miss of the labelled set")
     ap.add_argument("--visual-thresholds", type=float, nargs="*", default=[], help="also hybrid with the visual "
                     "leg at these index.visual_leg_threshold values (rows hyb@T), e.g. 0.45 0.55")
+    ap.add_argument("--floors", type=float, nargs="*", default=[], help="also semantic and hybrid with "
+                    "index.semantic_min_similarity at these values (rows sem>=F, hyb>=F), e.g. 0.1 0.15 0.2")
     args = ap.parse_args()
     store = None
     url = args.url
@@ -464,7 +574,11 @@ def main() -> int:
             truth = json.loads((DATA / "truth.json").read_text())["images"]
             queries += [("held-out word", term, rel) for kind, term, rel in queries if kind == "word"
                         and all(split_of(name, truth) == "held-out" for name in rel)]
-            rows, per_query = evaluate(sink.client, settings, queries, args.visual_thresholds)
+            rows, per_query = evaluate(sink.client, settings, queries, args.visual_thresholds, args.floors)
+            gap, nonsense = cosine_gap(sink.client, settings, queries), nonsense_hits(sink.client, settings,
+                                                                                      args.floors)
+            absent = [w for w in CLASS_WORDS if w not in terms]
+            classwords = nonsense_hits(sink.client, settings, args.floors, absent)
             sink.close()
             print(f"pipeline {timing['pipeline_s_per_image']} s per image; index sink per document (one batch of "
                   f"{len(records)}): {timing['sink_ms_per_doc']} ms with text + image vectors, "
@@ -476,17 +590,24 @@ def main() -> int:
                     print(f"  hybrid misses {pq['query']!r:<18} R@10={pq['recall']:.2f} relevant {pq['relevant']} "
                           f"top {pq['top'][:5]}")
             print_visual_details(per_query)
-            result["images"] = {"rows": rows, "queries": per_query, **timing}
+            print_cosines("labelled image set", gap)
+            print_nonsense("labelled image set", nonsense)
+            print_nonsense("labelled image set, class words no image shows", classwords, absent)
+            result["images"] = {"rows": rows, "queries": per_query, "cosines": gap, "nonsense": nonsense,
+                                "class_words": classwords, **timing}
         settings = base.with_overrides(index={"index": f"bench-text-{uuid.uuid4().hex[:6]}"})
         sink = IndexSink(settings)
         sink.process_batch(as_items([validated_asset(aid, 1, title=t, alt_text=a, tags=tags, ocr_text="")
                                      for aid, t, a, tags in LIBRARY]))
         sink.client.indices.refresh(index=read_alias(settings.index))
-        rows, per_query = evaluate(sink.client, settings, QUERIES, args.visual_thresholds)
+        rows, per_query = evaluate(sink.client, settings, QUERIES, args.visual_thresholds, args.floors)
+        gap, nonsense = cosine_gap(sink.client, settings, QUERIES), nonsense_hits(sink.client, settings, args.floors)
         sink.close()
         print_rows("text library (hand-labelled)", rows, ["word", "synonym", "concept", "all"], len(LIBRARY),
                    len(QUERIES))
-        result["text"] = {"rows": rows, "queries": per_query}
+        print_cosines("text library", gap)
+        print_nonsense("text library", nonsense)
+        result["text"] = {"rows": rows, "queries": per_query, "cosines": gap, "nonsense": nonsense}
         result["latency"] = {n: latency_at(url, args, n, args.latency_queries) for n in args.latency}
         if args.json:
             Path(args.json).write_text(json.dumps(result, indent=1))

@@ -284,7 +284,8 @@ def test_a_fresh_search_process_starts_from_the_saved_vector_cache(store, tmp_pa
         sink.client.indices.refresh(index=read_alias(sink.cfg))
         got = cli_search("kitten")
         assert got[0] == "c-cat" and "c-ski" not in got
-        assert scores["c-tax"] < scores["c-cat"] - 0.1
+        # the tax form's real vector again: far from a kitten (under the relevance floor, or far below the cat)
+        assert "c-tax" not in scores or scores["c-tax"] < scores["c-cat"] - 0.1
         assert "c-ski" not in json.loads(open(meta).read())["ids"]
     finally:
         sink.close()

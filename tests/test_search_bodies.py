@@ -43,7 +43,7 @@ DOC = {"_index": "x", "_id": "a1", "_version": 1, "_seq_no": 0, "_primary_term":
 class _Store:
     """A loopback HTTP server that answers like Elasticsearch and keeps every request body."""
 
-    def __init__(self, reject_retriever: bool = False):
+    def __init__(self, reject_retriever: bool = False, knn_hits: list[dict] | None = None):
         self.bodies: list[tuple[str, dict]] = []
         store = self
 
@@ -67,6 +67,9 @@ class _Store:
                     return self._answer(400, {"error": {"type": "x_content_parse_exception",
                                                         "reason": "[1:2] unknown field [rank_window_size]"},
                                               "status": 400})
+                if knn_hits is not None and "knn" in (body.get("query") or {}):  # OpenSearch: k hits, scored
+                    return self._answer(200, {**EMPTY, "hits": {"total": {"value": len(knn_hits), "relation": "eq"},
+                                                                "max_score": None, "hits": knn_hits}})
                 self._answer(200, EMPTY)
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
@@ -192,7 +195,7 @@ def test_elasticsearch_hybrid_adds_the_visual_leg_as_a_documented_knn_retriever(
     image = knns[1]
     assert set(image) <= KNN_RETRIEVER_KEYS and set(image) >= {"field", "query_vector", "k", "num_candidates"}
     _check_es_knn(image, dims=1280)
-    assert image["k"] == rrf["rank_window_size"]
+    assert image["k"] == settings.index.visual_leg_max_hits == 10  # its best images only, not the whole window
     assert {"term": {"tags": "subject:flower"}} in image["filter"] and {"term": {"status": "auto_applied"}} in \
         image["filter"]
     assert all(f in image["filter"] for f in MODEL_FILTER)
@@ -217,3 +220,62 @@ def test_the_visual_leg_without_rrf_retrievers_and_on_opensearch(es_like):
     assert set(clause["filter"]) == {"bool"}
     assert {"term": {"status": "auto_applied"}} in clause["filter"]["bool"]["filter"]
     assert all(f in clause["filter"]["bool"]["filter"] for f in MODEL_FILTER)
+
+
+# the relevance floor (index.semantic_min_similarity): a cosine; Elasticsearch takes it as the knn section's
+# `similarity` ("the minimum similarity for a vector to be a match ... relates to the raw similarity used, not the
+# document score": for `similarity: cosine` the cosine), OpenSearch's knn query cannot combine k with min_score, so
+# its hits are filtered here by their lucene cosinesimil score (1 + cos) / 2
+
+
+def test_elasticsearch_knn_legs_carry_the_floor_as_the_documented_similarity(es_like):
+    store = es_like()
+    settings = settings_for(store.url, vector_mode="es", semantic_min_similarity=0.2)
+    hybrid_search(_client(store), settings, "blossom", size=10, **FILTERS)
+    (body,) = store.searches()
+    knn = next(leg["knn"] for leg in body["retriever"]["rrf"]["retrievers"] if "knn" in leg)
+    _check_es_knn(knn)  # the client's DSL builds `similarity` from the same parameter
+    assert knn["similarity"] == 0.2 and set(knn) <= KNN_RETRIEVER_KEYS
+    store.bodies.clear()
+    semantic_search(_client(store), settings, "blossom", filters=[], size=10)
+    (body,) = store.searches()
+    _check_es_knn(body["knn"])
+    assert body["knn"]["similarity"] == 0.2
+    # before rrf retrievers: the kNN request of the fallback has it too
+    old = es_like(reject_retriever=True)
+    hybrid_search(_client(old), settings_for(old.url, vector_mode="es", semantic_min_similarity=0.2), "blossom",
+                  size=10, **FILTERS)
+    knn = next(b["knn"] for b in old.searches() if "knn" in b)
+    _check_es_knn(knn)
+    assert knn["similarity"] == 0.2
+    # no floor: no similarity (the k nearest, however far), as before
+    none = es_like()
+    semantic_search(_client(none), settings_for(none.url, vector_mode="es", semantic_min_similarity=None), "blossom",
+                    filters=[], size=10)
+    assert "similarity" not in none.searches()[0]["knn"]
+
+
+def _os_hit(doc_id: str, cosine: float) -> dict:
+    return {"_index": "x", "_id": doc_id, "_score": (1 + cosine) / 2, "_source": {"asset_id": doc_id}}
+
+
+def test_opensearch_keeps_only_the_hits_whose_cosine_passes_the_floor(es_like):
+    hits = [_os_hit("near", 0.62), _os_hit("edge", 0.2), _os_hit("far", 0.19), _os_hit("opposite", -0.3)]
+    store = es_like(knn_hits=hits)
+    settings = settings_for(store.url, vector_mode="opensearch", semantic_min_similarity=0.2)
+    got = semantic_search(_client(store), settings, "blossom", filters=[], size=10)
+    assert [h["asset_id"] for h in got] == ["near", "edge"]
+    (body,) = store.searches()
+    clause = body["query"]["knn"]["text_vector"]
+    assert set(clause) <= OPENSEARCH_KNN_KEYS and "min_score" not in clause and clause["k"] == 10  # k alone
+    # run_search's total and facets count only what the leg kept (the ids it asks the store to count)
+    store.bodies.clear()
+    run_search(_client(store), settings, SearchRequest(query="blossom", mode="semantic", size=10))
+    count = next(b for b in store.searches() if b.get("size") == 0)
+    ids = next(f["ids"]["values"] for f in count["query"]["bool"]["filter"] if "ids" in f)
+    assert ids == ["near", "edge"]
+    # no floor: every hit the store returned
+    none = es_like(knn_hits=hits)
+    got = semantic_search(_client(none), settings_for(none.url, vector_mode="opensearch",
+                                                      semantic_min_similarity=None), "blossom", filters=[], size=10)
+    assert [h["asset_id"] for h in got] == ["near", "edge", "far", "opposite"]

@@ -15,6 +15,10 @@ same filters and only over image vectors this process's image model wrote (a fil
 vector cache holds no others). Hybrid only: semantic stays the text kNN leg alone (its scores are text cosines; a
 class-prototype cosine is not on that scale).
 
+Relevance floor: the text kNN leg of hybrid and semantic search keeps only documents whose cosine with the query
+is at least index.semantic_min_similarity (vector_leg's min_similarity), so a query nothing is about is not
+padded with the k nearest however far; the visual leg adds at most index.visual_leg_max_hits images (its best).
+
 Synonyms: every word or phrase of the query (up to 3 words, longest first) that the controlled vocabulary maps
 to a canonical tag (label, synonym, plural, deprecated name, or 'facet:value') adds a `terms` clause on `tags`
 (the canonical tag and the deprecated names that point to it). So "trainers", "sneakers" and
@@ -240,14 +244,19 @@ def visual_filters(s: Any, model: dict[str, str], filters: list[dict[str, Any]])
 MAX_KNN = 10_000  # Elasticsearch: num_candidates <= 10,000; OpenSearch: k in [1, 10,000]
 
 
-def es_knn(field: str, vector: list[float], k: int, filters: list[dict[str, Any]]) -> dict[str, Any]:
+def es_knn(field: str, vector: list[float], k: int, filters: list[dict[str, Any]],
+           min_similarity: float | None = None) -> dict[str, Any]:
     """The Elasticsearch `knn` search section, also the body of a `knn` retriever: k nearest of num_candidates
-    per shard (twice k, at least 100, at most 10,000, never below k)."""
+    per shard (twice k, at least 100, at most 10,000, never below k); `similarity` = min_similarity when given,
+    the raw cosine a vector needs to be a match ("relates to the raw similarity used, not the document score":
+    for `similarity: cosine` the cosine itself, not the _score (1 + cosine) / 2)."""
     k = max(1, min(k, MAX_KNN))
     knn: dict[str, Any] = {"field": field, "query_vector": vector, "k": k,
                            "num_candidates": min(MAX_KNN, max(100, 2 * k))}
     if filters:
         knn["filter"] = filters
+    if min_similarity is not None:
+        knn["similarity"] = min_similarity
     return knn
 
 
@@ -265,44 +274,59 @@ def opensearch_knn(field: str, vector: list[float], k: int, filters: list[dict[s
     return {"knn": {field: clause}}
 
 
+def opensearch_cosine(score: float) -> float:
+    """The cosine behind an OpenSearch lucene `cosinesimil` hit score: score = (2 - d) / 2 with d = 1 - cosine,
+    i.e. (1 + cosine) / 2 (https://docs.opensearch.org/latest/mappings/supported-field-types/knn-spaces)."""
+    return 2.0 * score - 1.0
+
+
 def vector_leg(client: Elasticsearch, settings: "Any", vector: list[float], filters: list[dict[str, Any]],
-               k: int, exclude: str | None = None, kind: str = "text") -> list[dict[str, Any]]:
+               k: int, exclude: str | None = None, kind: str = "text",
+               min_similarity: float | None = None) -> list[dict[str, Any]]:
     """The k nearest documents to `vector` (cosine) among those the filters allow, best first, as raw hits
     (_id, _source with HIT_FIELDS, _score = cosine-derived). The store's kNN where it has one. kind: which
-    vector, "text" (MiniLM, 384) or "image" (EfficientNet-Lite0 pooled features, 1280)."""
+    vector, "text" (MiniLM, 384) or "image" (EfficientNet-Lite0 pooled features, 1280). min_similarity: the
+    relevance floor, a cosine: documents below it are not returned (fewer than k, or none), on every path:
+    exact cosine here (off), the knn section's `similarity` (es), the hits' scores converted back (opensearch:
+    its knn query takes k, or min_score / max_distance, not both)."""
     s = index_settings(settings)
     field = KINDS[kind][0]
     if s.vector_mode == "off":
-        return _exact_cosine(client, s, np.asarray(vector, np.float32), filters, k, kind, exclude)
+        return _exact_cosine(client, s, np.asarray(vector, np.float32), filters, k, kind, exclude, min_similarity)
     if exclude is not None:
         filters = [*filters, {"bool": {"must_not": [{"ids": {"values": [exclude]}}]}}]
     if s.vector_mode == "es":
-        return client.search(index=read_alias(s), knn=es_knn(field, vector, k, filters), size=k,
+        return client.search(index=read_alias(s), knn=es_knn(field, vector, k, filters, min_similarity), size=k,
                              source_includes=HIT_FIELDS)["hits"]["hits"]
-    return client.search(index=read_alias(s), query=opensearch_knn(field, vector, k, filters), size=k,
+    hits = client.search(index=read_alias(s), query=opensearch_knn(field, vector, k, filters), size=k,
                          source_includes=HIT_FIELDS)["hits"]["hits"]
+    if min_similarity is None:
+        return hits
+    return [h for h in hits if opensearch_cosine(h.get("_score") or 0.0) >= min_similarity - 1e-6]
 
 
 def visual_leg(client: Elasticsearch, settings: "Any", visual: "VisualQuery", filters: list[dict[str, Any]],
-               k: int) -> list[dict[str, Any]]:
+               k: int, min_similarity: float | None = None) -> list[dict[str, Any]]:
     """The visual leg's k best documents, as vector_leg's hits (score = the image vector's cosine with
     visual.vector). The embedded store's vector cache ranks by the documents' class scores (kind "classes",
     domain/store/vector_cache.py): the query reads its few classes' columns, not the 1280-d image matrix (the
     same cosines; 100k image vectors are 512 MB to read per query)."""
     s = index_settings(settings)
     if s.vector_mode == "off" and s.vector_cache:
-        return _cached(client, s, read_alias(s), np.asarray(visual.weights, np.float32), filters, k, "classes", None)
-    return vector_leg(client, s, visual.vector, filters, k, kind="image")
+        return _cached(client, s, read_alias(s), np.asarray(visual.weights, np.float32), filters, k, "classes", None,
+                       min_similarity)
+    return vector_leg(client, s, visual.vector, filters, k, kind="image", min_similarity=min_similarity)
 
 
 def _cached(client: Elasticsearch, s: Any, alias: str, q: np.ndarray, filters: list[dict[str, Any]], k: int,
-            kind: str, exclude: str | None) -> list[dict[str, Any]]:
-    """The k best by the vectors this process keeps in memory (domain/store/vector_cache.py), then one mget of
-    them."""
+            kind: str, exclude: str | None, min_similarity: float | None = None) -> list[dict[str, Any]]:
+    """The k best by the vectors this process keeps in memory (domain/store/vector_cache.py), at least
+    min_similarity when given, then one mget of them."""
     from domain.store.vector_cache import nearest
 
+    floor = -np.inf if min_similarity is None else min_similarity
     best = [(d, sc) for d, sc in nearest(client, s, alias, q, filters, k + (exclude is not None), kind)
-            if d != exclude][:k]
+            if d != exclude and sc >= floor][:k]
     if not best:
         return []
     docs = client.mget(index=alias, ids=[d for d, _ in best], source_includes=HIT_FIELDS)["docs"]
@@ -311,14 +335,14 @@ def _cached(client: Elasticsearch, s: Any, alias: str, q: np.ndarray, filters: l
 
 
 def _exact_cosine(client: Elasticsearch, s: Any, q: np.ndarray, filters: list[dict[str, Any]],
-                  k: int, kind: str, exclude: str | None) -> list[dict[str, Any]]:
+                  k: int, kind: str, exclude: str | None, min_similarity: float | None = None) -> list[dict[str, Any]]:
     """No kNN in the store: rank by cosine here (stored vectors are unit-norm; the query too). With
     index.vector_cache (default) over the vectors this process keeps in memory (domain/store/vector_cache.py),
     then one mget of the k best; without, over a scan of at most index.vector_scan_limit (text) or
-    index.image_scan_limit (image) filtered documents per query."""
+    index.image_scan_limit (image) filtered documents per query. Below min_similarity: not returned."""
     alias = read_alias(s)
     if s.vector_cache:
-        return _cached(client, s, alias, q, filters, k, kind, exclude)
+        return _cached(client, s, alias, q, filters, k, kind, exclude, min_similarity)
     if exclude is not None:
         filters = [*filters, {"bool": {"must_not": [{"ids": {"values": [exclude]}}]}}]
     limit = s.vector_scan_limit if kind == "text" else s.image_scan_limit
@@ -341,7 +365,8 @@ def _exact_cosine(client: Elasticsearch, s: Any, q: np.ndarray, filters: list[di
         return []
     sims = np.stack(vecs) @ q
     order = np.argsort(-sims, kind="stable")[:k]
-    return [{**ids[i], "_score": float(sims[i])} for i in order]
+    floor = -np.inf if min_similarity is None else min_similarity
+    return [{**ids[i], "_score": float(sims[i])} for i in order if sims[i] >= floor]
 
 
 def hybrid_search(client: Elasticsearch, settings: "Any", query: str, tags: Iterable[str] = (),
@@ -368,6 +393,7 @@ def hybrid_search(client: Elasticsearch, settings: "Any", query: str, tags: Iter
     # the query names vocabulary tags (every word of it): rank the documents carrying them, and embed the labels
     tag_query = build_tag_query(synonyms, filters) if s.tag_leg and named else None
     window = max(s.rrf_window, offset + size)
+    visual_k = min(window, s.visual_leg_max_hits or window)  # the visual leg's share: its best images only
     text = vector_query_text(query, synonyms if named else (), taxonomy)
     vector = embed_query(text)
     visual = visual_query(s, query, vector if text == query else None)
@@ -377,11 +403,13 @@ def hybrid_search(client: Elasticsearch, settings: "Any", query: str, tags: Iter
     if s.vector_mode == "es":
         try:
             legs: list[dict[str, Any]] = [{"standard": {"query": keyword_query}},
-                                          {"knn": es_knn(VECTOR_FIELD, vector, window, filters)}]
+                                          {"knn": es_knn(VECTOR_FIELD, vector, window, filters,
+                                                         s.semantic_min_similarity)}]
             if tag_query is not None:
                 legs.append({"standard": {"query": tag_query}})
             if visual is not None:
-                legs.append({"knn": es_knn(IMAGE_VECTOR_FIELD, visual.vector, window, image_filters)})
+                legs.append({"knn": es_knn(IMAGE_VECTOR_FIELD, visual.vector, visual_k, image_filters,
+                                           s.visual_min_similarity)})
             resp = client.search(index=read_alias(s), size=size, from_=offset or None, source_includes=HIT_FIELDS,
                                  retriever=es_rrf_retriever(legs, window, s.rrf_rank_constant), aggs=aggs or None)
             if report is not None:
@@ -394,10 +422,11 @@ def hybrid_search(client: Elasticsearch, settings: "Any", query: str, tags: Iter
     resp = client.search(index=read_alias(s), query=keyword_query, size=window, source_includes=HIT_FIELDS,
                          sort=_SORT, track_scores=True, **counted)
     keyword = resp["hits"]["hits"]
-    near = vector_leg(client, s, vector, filters, window)
+    near = vector_leg(client, s, vector, filters, window, min_similarity=s.semantic_min_similarity)
     tagged = client.search(index=read_alias(s), query=tag_query, size=window, source_includes=HIT_FIELDS,
                            sort=_SORT, track_scores=True)["hits"]["hits"] if tag_query is not None else []
-    seen = visual_leg(client, s, visual, image_filters, window) if visual is not None else []
+    seen = visual_leg(client, s, visual, image_filters, visual_k, s.visual_min_similarity) if visual is not None \
+        else []
     if report is not None:  # the keyword matches, counted; the other legs' ids (the caller counts those outside)
         report.update(keyword_query=keyword_query, vector_ids=list(dict.fromkeys(h["_id"] for h in
                                                                                    near + tagged + seen)),
@@ -423,11 +452,13 @@ def visual_report(s: Any, visual: "VisualQuery | None") -> dict[str, Any]:
 def semantic_search(client: Elasticsearch, settings: "Any", query: str, *, filters: list[dict[str, Any]],
                     size: int = 20, offset: int = 0, taxonomy: "Taxonomy | None" = None) -> list[dict[str, Any]]:
     """Meaning only: the documents whose text vectors are nearest to the query's (kNN leg alone; the query
-    with the labels of the vocabulary tags it names, vector_query_text), best first, score = cosine-derived."""
+    with the labels of the vocabulary tags it names, vector_query_text), best first, score = cosine-derived;
+    only those at or above index.semantic_min_similarity (a nonsense word: none)."""
     taxonomy = taxonomy if taxonomy is not None else default_taxonomy(settings)
     synonyms, named = _expand(query, taxonomy)
     text = vector_query_text(query, synonyms if named else (), taxonomy)
-    near = vector_leg(client, settings, embed_query(text), filters, offset + size)
+    near = vector_leg(client, settings, embed_query(text), filters, offset + size,
+                      min_similarity=index_settings(settings).semantic_min_similarity)
     return [_hit(h) for h in near[offset:offset + size]]
 
 

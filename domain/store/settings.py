@@ -74,6 +74,25 @@ class IndexSettings(Section):
                                       "for image similarity (1280 float32, 5 KB each: 100k = 512 MB) and for "
                                       "hybrid search's visual leg (1000 class scores, 4 KB each: 400 MB); the "
                                       "documents past it are not ranked by them")
+    semantic_min_similarity: float | None = Field(0.08, ge=-1.0, le=1.0, description="hybrid and semantic "
+                                                  "search: the text kNN leg keeps only documents whose MiniLM "
+                                                  "cosine with the query is at least this, and `total`/facets "
+                                                  "count only those; None = no floor (the k nearest, however "
+                                                  "far). 0.08 is the highest value that lowers no hybrid "
+                                                  "recall@10 on the bench's sets; higher values drop more "
+                                                  "padding for nonsense words but lose relevant assets "
+                                                  "(docs/benchmarks.md, 'A relevance floor')")
+    visual_min_similarity: float | None = Field(None, ge=-1.0, le=1.0, description="hybrid's visual leg: the "
+                                                "least cosine between an image vector and the leg's class "
+                                                "prototype query; None (default) = no floor, the leg is gated by "
+                                                "visual_leg_threshold on the query's words instead (measured: no "
+                                                "gap between relevant and irrelevant image scores)")
+    visual_leg_max_hits: int | None = Field(10, ge=1, le=10_000, description="hybrid's visual leg: at most "
+                                            "this many images (its best) go into the fusion and the answer's "
+                                            "total; None = as many as the other legs (rrf_window). The leg has "
+                                            "no score floor (visual_min_similarity): this bounds how many "
+                                            "images a word that names an ImageNet class ('zebrawood' -> zebra) "
+                                            "adds to an answer")
     rrf_rank_constant: int = Field(60, description="k of reciprocal rank fusion: score = sum 1 / (k + rank)")
     rrf_window: int = Field(50, description="how many hits of each leg (BM25, kNN) go into the fusion")
     tag_leg: bool = Field(True, description="hybrid search: when the query names vocabulary tags (synonyms "
