@@ -103,6 +103,11 @@ def run_pipeline(names: list[str], *, per_image: bool = False, preprocess: dict 
     enrich(pre_stage.preprocess_bytes(_asset("warm-up", warm), warm.read_bytes()))
     enr_stage.dedupe = InMemoryDedupeIndex(settings.enrich.dedupe_max_distance, settings.enrich.dedupe_lru_size,
                                            settings.enrich.dedupe_confirm_distance)
+    if hasattr(enr_stage, "in_flight"):  # its recent answers too (a tree with InFlight: copies in flight together)
+        from consumers.enrich.dedupe import clip_rule
+
+        enr_stage.in_flight = type(enr_stage.in_flight)(settings.enrich.dedupe_max_distance,
+                                                        settings.enrich.dedupe_confirm_distance, clip_rule(settings.enrich))
     out = {}
     enriched = {}
     before = os.times()
