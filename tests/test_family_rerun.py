@@ -159,3 +159,28 @@ def test_a_claim_that_ends_without_an_answer_lets_the_copy_ask_on_its_own():
         assert await flight.wait("sha-2", None, None, exclude_asset_id="c", look=look) is None
 
     asyncio.run(go())
+
+
+def test_a_deleted_asset_is_no_copys_original_in_the_workers_memory(store):
+    """The worker that enriched an asset remembers its answer (its LRU, and the answers of copies it had in
+    flight). Once the asset is deleted, a byte copy uploaded later is enriched on its own: not linked to the
+    deleted asset, not given its answer (the result cache, off here, may still answer the same question again:
+    that is paying once for the same bytes and prompt, not a family link)."""
+    with ReplayServer() as srv:
+        script_ok(srv)
+        settings = enrich_settings(store, srv).with_overrides(enrich={"result_cache": "off"})
+
+        async def go() -> dict:
+            stage = EnrichStage(settings)
+            try:
+                await stage.aprocess(pre("gone", 1), ctx("gone"))
+                deleted = pre("gone", 2)
+                deleted["asset"]["event_type"] = "deleted"
+                await stage.aprocess(deleted, ctx("gone"))
+                return (await stage.aprocess(pre("later", 1), ctx("later"))).value
+            finally:
+                await stage.aclose()
+
+        later = asyncio.run(go())
+        assert later["duplicate_of"] is None
+        assert {p["reused_from"] for p in later["provenance"]} == {None} and srv.count() == 6

@@ -168,6 +168,10 @@ class DedupeIndex(Protocol):
         """The asset's indexed version and review (one lookup), or None when not known."""
         ...
 
+    def forget(self, asset_id: str, tenant: str | None = None) -> None:
+        """The asset was deleted: never offer it as a copy's original again."""
+        ...
+
     async def aclose(self) -> None: ...
 
 
@@ -455,6 +459,14 @@ class InFlight:
                                   dhash=dhash, look=look)
         return key
 
+    def forget(self, asset_id: str, tenant: str | None = None) -> None:
+        """A deleted asset: its kept answer is no copy's any more (a claim still open keeps its waiters)."""
+        key = scoped_id(asset_id, tenant)
+        future = self._answers.get(key)
+        if future is not None and future.done():
+            self._answers.pop(key)
+            self._index.forget_key(key)
+
     def resolve(self, key: str | None, enrichment: dict[str, Any] | None = None,
                 provenance: list[dict[str, Any]] | None = None) -> None:
         """Close the claim: waiters get (enrichment, provenance), or nothing when enrichment is None."""
@@ -519,6 +531,10 @@ class ElasticsearchDedupeIndex:
         self.timeout_s = timeout_s
         self.down_backoff_s = down_backoff_s
         self._down_until = 0.0
+
+    def forget(self, asset_id: str, tenant: str | None = None) -> None:
+        """A deleted asset: this worker's LRU no longer offers it (the store stops on its own)."""
+        self.lru.forget(asset_id, tenant)
 
     def _query(self, sha256: str | None, phash_hex: str | None, bands: list[str] | None,
                exclude_asset_id: str | None, look: Look | None = None) -> dict[str, Any]:

@@ -161,7 +161,11 @@ class EnrichStage(PipelineFacts, Stage):
 
     # --- processing ---------------------------------------------------------------------------------------
     async def aprocess(self, value: dict[str, Any], ctx: RecordContext) -> Output | None:
-        if is_deleted(value):
+        if is_deleted(value):  # no copy may be linked to it from this worker's memory any more
+            asset = value["asset"]
+            self.in_flight.forget(asset["asset_id"], asset.get("tenant"))
+            if self.dedupe is not None:
+                self.dedupe.forget(asset["asset_id"], asset.get("tenant"))
             return Output(value=self._record(minimal_pre(value), None, [], 0.0))
         pre = {**{k: None for k in PRE_FIELDS}, **value}  # the thumbnail rides on: the index keeps it for review
         if (pre.get("video") or {}).get("data") is not None:  # the file was for the model: not on to later topics

@@ -97,6 +97,9 @@ class Recent:
         doc = {k: body.get(k) for k in ("asset_id", "tenant", *WRITTEN, "width", "height", "byte_size")}
         doc["hashes"] = {k: (body.get("hashes") or {}).get(k) for k in ("sha256", "phash")}
         doc["_version"] = version
+        held = self._docs.get(doc_id)
+        if held is not None and version is not None and (held.get("_version") or 0) > version:
+            return  # an older event, which the store refuses: the newer entry stays
         self._docs.pop(doc_id, None)
         self._docs[doc_id] = doc
         while len(self._docs) > self.max_size:
@@ -167,7 +170,8 @@ def gather(client: Elasticsearch, alias: str, bodies: dict[str, dict[str, Any]],
                  for h in resp["hits"]["hits"]}
         if recent is not None:  # written by this sink and maybe not yet searchable: the newer version wins
             for i, d in recent.matching(set(ids), new_contents).items():
-                if i not in found or (d.get("_version") or 0) > (found[i].get("_version") or 0):
+                # a tie is this sink's own rewrite of that version (same _version): the search shows what was before
+                if i not in found or (d.get("_version") or 0) >= (found[i].get("_version") or 0):
                     found[i] = {**d, "asset_id": i}
         frontier = set()
         for i, doc in found.items():
