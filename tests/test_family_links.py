@@ -197,3 +197,36 @@ def test_a_rewrite_not_yet_searchable_is_not_undone_by_the_stale_view(store):
     assert {i: d["family_id"] for i, d in found.items()} == {"r-orig": "r-orig", "r-web": "r-orig",
                                                               "r-web2": "r-orig"}
     assert_families_sound(found)
+
+
+def test_deleting_the_canonical_member_regroups_the_others_around_the_best_left(store):
+    """The original is deleted; its web copies stay one family (the best of them canonical), none keeps a link
+    to the deleted document, and re-indexing one of them changes nothing. A member deleted later only shrinks
+    the family."""
+    from tests.store_support import deleted_asset
+
+    sink = IndexSink(settings_for(store.url))
+    try:
+        sink.process_batch(as_items([copy_record("n-orig", "orig", size=ORIG, phash="c2a4f10e0ff0a53c")]))
+        sink.process_batch(as_items([copy_record("n-web", "web", "n-orig", phash="c3a5f00f0ff0a53c"),
+                                     copy_record("n-web2", "web2", "n-web", size=(1200, 900, 200_000),
+                                                 phash="c3a5f00f0ff0a53d")]))
+        assert {i: d["family_id"] for i, d in docs(sink).items()} == dict.fromkeys(["n-orig", "n-web", "n-web2"],
+                                                                                    "n-orig")
+        sink.process_batch(as_items([deleted_asset("n-orig", 2)]))
+        after = docs(sink)
+        # a new version of a copy: enrich no longer finds the deleted original (its lookup and memory forget it)
+        sink.process_batch(as_items([copy_record("n-web", "web", version=2, phash="c3a5f00f0ff0a53c")]))
+        again = docs(sink)
+        sink.process_batch(as_items([deleted_asset("n-web2", 2)]))
+        last = docs(sink)
+    finally:
+        sink.close()
+    assert after == {
+        "n-web": {"family_id": "n-web", "family_size": 2, "family_canonical": True, "duplicate_of": None,
+                  "duplicate_distance": None},
+        "n-web2": {"family_id": "n-web", "family_size": 2, "family_canonical": False, "duplicate_of": "n-web",
+                   "duplicate_distance": 1}}
+    assert again == after
+    assert last == {"n-web": {"family_id": "n-web", "family_size": 1, "family_canonical": True,
+                              "duplicate_of": None, "duplicate_distance": None}}

@@ -22,8 +22,12 @@ version, `version_type=external_gte`, so a newer write of a member wins and carr
 Documents this sink wrote recently (`Recent`) are found even before the store refreshes (a search does not see a
 write until the next refresh): two copies written in consecutive batches are still linked.
 
-Known limits: a family is read up to `MAX_MEMBERS` documents; a deleted member leaves the others' family fields
-as they were until one of them is indexed again; two sink members indexing two new members of one family at the
+A deleted member leaves its family (`after_delete`): the others' `family_size` drops; when it was the canonical
+member, the remaining members regroup around the best of them (a member within `max_distance` pHash bits of it, or
+with the same bytes, joins it; the others regroup among themselves the same way), so no member keeps a link to a
+document that is gone.
+
+Known limits: a family is read up to `MAX_MEMBERS` documents; two sink members indexing two new members of one family at the
 same moment may each miss the other (the next write of any member sets it right); near (not byte-identical)
 copies enriched at the same moment are linked only by enrich's dedupe, so they stay two families until one of
 them is enriched again.
@@ -219,6 +223,48 @@ def _distance(doc: dict[str, Any], canonical: dict[str, Any]) -> int | None:
         return 0
     a, b = _phash(doc), _phash(canonical)
     return (int(a, 16) ^ int(b, 16)).bit_count() if a and b else None
+
+
+def after_delete(client: Elasticsearch, alias: str, deleted: set[str], recent: Recent | None = None,
+                 max_distance: int = 6) -> list[dict[str, Any]]:
+    """The stored members whose fields change because the documents `deleted` leave their families (the same
+    entries as `assign`'s). Reads the deleted documents' own family fields first: call before they are deleted."""
+    if not deleted:
+        return []
+    ids = sorted(deleted)
+    gone = {d["_id"]: d.get("_source") or {} for d in client.mget(index=alias, ids=ids, source_includes=FIELDS)["docs"]
+            if d.get("found")}
+    fams = {f for f in (g.get("family_id") for g in gone.values()) if f} | set(ids)
+    resp = client.search(index=alias, size=MAX_MEMBERS, source_includes=FIELDS, version=True, query={"bool": {
+        "should": [{"terms": {"family_id": sorted(fams)}}, {"terms": {"duplicate_of": ids}}],
+        "minimum_should_match": 1, "must_not": [{"ids": {"values": ids}}]}})
+    left = {h["_id"]: {**(h.get("_source") or {}), "asset_id": h["_id"], "_version": h.get("_version")}
+            for h in resp["hits"]["hits"]}
+    if recent is not None:
+        for i, d in recent.matching(set(ids), set()).items():
+            if i not in deleted and (i not in left or (d.get("_version") or 0) >= (left[i].get("_version") or 0)):
+                left[i] = {**d, "asset_id": i}
+    groups: dict[str, list[str]] = {}
+    for i, d in left.items():
+        fam = d.get("family_id") if d.get("family_id") in fams else d.get("duplicate_of")
+        groups.setdefault(fam or i, []).append(i)
+    changed: list[dict[str, Any]] = []
+    for fam, members in groups.items():
+        remaining = sorted(members, key=lambda i: quality_rank(left[i]))
+        while remaining:  # the best left is canonical; what is near it joins it; the rest regroup the same way
+            canonical = remaining[0] if fam in deleted or fam not in left else fam
+            near = [i for i in remaining if i == canonical or (d := _distance(left[i], left[canonical])) is not None
+                    and d <= max_distance]
+            if fam not in deleted and fam in left:
+                near = list(remaining)  # its canonical is still there: the family only shrinks
+            for i in near:
+                fields = {"family_id": canonical, "family_size": len(near), "family_canonical": i == canonical,
+                          "duplicate_of": None if i == canonical else canonical,
+                          "duplicate_distance": None if i == canonical else _distance(left[i], left[canonical])}
+                if _written(left[i]) != _written(fields):
+                    changed.append({"asset_id": i, "_version": left[i].get("_version"), **fields})
+            remaining = [i for i in remaining if i not in near]
+    return changed
 
 
 def assign(client: Elasticsearch, alias: str, bodies: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:

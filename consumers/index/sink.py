@@ -161,7 +161,8 @@ class IndexSink(PipelineFacts, Stage):
             if body is None:  # deleted
                 self._recent.forget(doc_id)
         # families first: the text vectors below read the alt text and tags propagation gives the batch's bodies
-        rewrites = self._families([(doc_id, body) for _pos, _vt, doc_id, _v, body in built if body is not None])
+        rewrites = self._families([(doc_id, body) for _pos, _vt, doc_id, _v, body in built if body is not None],
+                                  {doc_id for _pos, _vt, doc_id, _v, body in built if body is None})
         if self.cfg.embed_documents:
             built = self._embed(built, items, results)
             self._reembed(rewrites)
@@ -230,16 +231,22 @@ class IndexSink(PipelineFacts, Stage):
                         type(exc).__name__)
 
     # --- duplicate families (consumers/index/families.py) ----------------------------------------------------
-    def _families(self, docs: list[tuple[str, dict[str, Any]]]) -> list[tuple[str, int, dict[str, Any], str]]:
+    def _families(self, docs: list[tuple[str, dict[str, Any]]],
+                  deleted: set[str] = frozenset()) -> list[tuple[str, int, dict[str, Any], str]]:
         """Family fields (and, with index.family_propagation, propagated alt text and tags) on the batch's bodies;
         the stored members to write again: (document id, its version, its new body, the text its stored vector
         was embedded from). A store error here leaves the bodies without family fields for now (the write
         itself reports the store's state)."""
-        if not docs:
+        deleted = set(deleted) - {doc_id for doc_id, _ in docs}  # deleted, then indexed again in one batch
+        if not docs and not deleted:
             return []
         latest = dict(docs)  # the same asset twice: its last body speaks for it
         try:
             changed, groups = families.assign_families(self.client, self._write_alias, latest, self._recent)
+            # the members the batch's deleted documents leave behind (read before the deletes are sent)
+            left = families.after_delete(self.client, self._write_alias, deleted, self._recent,
+                                         self.settings.enrich.dedupe_max_distance)
+            changed += [c for c in left if c["asset_id"] not in {x["asset_id"] for x in changed}]
             if self.cfg.family_propagation:
                 groups = [g for g in groups if len(g) > 1]
             else:
