@@ -78,3 +78,25 @@ def test_the_cache_follows_new_rewritten_and_deleted_documents(sink):
     c.indices.refresh(index=read_alias(sink.cfg))
     assert _eventually(lambda: "v-tax" not in _ids(semantic_search(c, st, "tax form paperwork", filters=[], size=10)))
     assert "v-tax" not in _ids(hybrid_search(c, st, "tax form paperwork", size=10))
+
+
+def test_past_its_limit_the_cache_stays_within_it(store):
+    """index.vector_cache_max_docs bounds the memory: documents indexed once the cache holds that many are not
+    added between the periodic reloads (they are unranked until then, as documented), however many arrive."""
+    from domain.store import vector_cache
+
+    s = IndexSink(settings_for(store.url, vector_cache_check_s=0.1, vector_cache_max_docs=4))
+    try:
+        s.process_batch(as_items([validated_asset(aid, 1, title=t, alt_text=t, tags=tags, status=st, ocr_text="")
+                                  for aid, t, tags, st in LIBRARY[:4]]))
+        s.client.indices.refresh(index=read_alias(s.cfg))
+        st = s.settings
+        assert len(semantic_search(s.client, st, "birthday", filters=[], size=10)) >= 1  # loaded: 4 rows
+        s.process_batch(as_items([validated_asset(f"v-more-{i}", 1, title=f"Harbour fireworks {i}",
+                                                  alt_text="fireworks", tags=[], ocr_text="") for i in range(6)]))
+        s.client.indices.refresh(index=read_alias(s.cfg))
+        time.sleep(1.5)  # fifteen checks of the background refresh
+        sizes = [len(e.ids) for key, e in vector_cache._entries.items() if key[1] == read_alias(s.cfg)]
+    finally:
+        s.close()
+    assert sizes and max(sizes) <= 4, sizes

@@ -189,9 +189,10 @@ def _since(e: _Entry, client: Elasticsearch, alias: str, kind: str, dims: int, l
             if row is not None:  # in place: a query running now may see this one row half written
                 e.mat[row] = vec if ok else 0.0
                 e.live[row] = ok
-            else:
+            elif len(e.ids) + len(added_ids) < limit:
                 added_ids.append(doc_id)
                 added.append((vec if ok else np.zeros(dims, np.float32), ok))
+            # else past the limit: unranked until the periodic reload, and the cache stays within its memory
             e.stamps[doc_id] = at
             e.newest = max(e.newest or "", at or "") or None
         if added:
