@@ -230,3 +230,4 @@ def test_deleting_the_canonical_member_regroups_the_others_around_the_best_left(
     assert again == after
     assert last == {"n-web": {"family_id": "n-web", "family_size": 1, "family_canonical": True,
                               "duplicate_of": None, "duplicate_distance": None}}
+

@@ -179,6 +179,9 @@ class IndexSink(PipelineFacts, Stage):
                 self._reject(results, pos, e)
         for chunk in self._chunks(prepared):
             self._send(chunk, results)
+        for pos, _vt, doc_id, _v, body in built:  # remembered once written: a refused one is nobody's member
+            if body is not None and not isinstance(results[pos], BaseException):  # None: written (or 409)
+                self._recent.add(doc_id, body, body.get("version"))
         if rewrites and not any(isinstance(r, TransientError) for r in results):
             self._rewrite(rewrites)
         return results
@@ -274,8 +277,6 @@ class IndexSink(PipelineFacts, Stage):
         for doc_id, body in docs:
             if body is not latest[doc_id]:
                 families.apply(body, {k: latest[doc_id].get(k) for k in families.WRITTEN})
-        for doc_id, body in latest.items():
-            self._recent.add(doc_id, body, body.get("version"))
         for doc_id, body in out.items():
             self._recent.add(doc_id, body, int(found[doc_id]["_version"]))
         return [(i, int(found[i]["_version"]), body, embedding_text(found[i]["_source"])) for i, body in out.items()]
