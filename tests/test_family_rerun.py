@@ -184,3 +184,18 @@ def test_a_deleted_asset_is_no_copys_original_in_the_workers_memory(store):
         later = asyncio.run(go())
         assert later["duplicate_of"] is None
         assert {p["reused_from"] for p in later["provenance"]} == {None} and srv.count() == 6
+
+
+def test_a_tenants_copy_links_by_asset_id_with_its_distance(store):
+    """A tenant's documents have scoped ids (acme::mug) and so do their family ids; the copy enrich links finds
+    its original through the store, and its link names the asset (mug) with its distance, as the default
+    tenant's do."""
+    with ReplayServer() as srv:
+        script_ok(srv)
+        settings = enrich_settings(store, srv)
+        orig, near = pre("mug", 1), pre("mug_web", 1, phash="c3a5f00f0ff0a53d")
+        for v in (orig, near):
+            v["asset"]["tenant"] = "acme"
+        run(settings, [], 1, together=False, values=[orig])
+        (copy_,) = run(settings, [], 1, together=False, values=[near])
+    assert copy_["duplicate_of"] == "mug" and copy_["duplicate_distance"] == 0  # the same bytes

@@ -21,6 +21,7 @@ from consumers.enrich.providers import make_provider
 from consumers.enrich.providers.base import Provider
 from streams import metrics
 from streams.errors import PermanentError, TransientError
+from domain.events import TENANT_SEPARATOR
 from domain.records import PipelineFacts, document_id, is_deleted
 from streams.records import now_ms, stamp
 from streams.stage import Output, RecordContext, Stage, final_attempt
@@ -196,7 +197,11 @@ class EnrichStage(PipelineFacts, Stage):
                     "output_tokens": 0, "latency_ms": 0.0, "cost_usd": 0.0, "reused_from": None}]
                 # linked to the family's canonical member; none when that is this asset (a rerun of the
                 # canonical member finds its own copies: linking to them would make a loop)
-                link = None if match.link in (asset["asset_id"], document_id(value)) else match.link
+                link = match.link
+                if link and link.startswith(f"{asset.get('tenant')}{TENANT_SEPARATOR}"):
+                    link = link.split(TENANT_SEPARATOR, 1)[1]  # an asset id, as every other link (the store's
+                    # family ids are document ids: scoped for a tenant's assets)
+                link = None if link in (asset["asset_id"], document_id(value)) else link
                 return Output(value=self._record(pre, normalise_enrichment(match.enrichment), prov, 0.0,
                                                  duplicate_of=link, duplicate_distance=match.distance
                                                  if link == match.asset_id else None, review=review))
