@@ -148,6 +148,21 @@ def _query(ids: list[str], contents: set[tuple[str, str]]) -> dict[str, Any]:
     return {"bool": {"should": should, "minimum_should_match": 1}}
 
 
+def _read(client: Elasticsearch, alias: str, query: dict[str, Any], recent: Recent | None, ids: set[str],
+          contents: set[tuple[str, str]], skip: set[str] = frozenset()) -> dict[str, dict[str, Any]]:
+    """The stored documents `query` finds (id -> family fields, asset_id and _version), with what this sink wrote
+    that the search may not show yet (`recent.matching(ids, contents)`, less `skip`): the newer version wins, and a
+    tie is this sink's own rewrite of that version (same _version), which the search still shows as it was."""
+    resp = client.search(index=alias, size=MAX_MEMBERS, source_includes=FIELDS, version=True, query=query)
+    found = {h["_id"]: {**(h.get("_source") or {}), "asset_id": h["_id"], "_version": h.get("_version")}
+             for h in resp["hits"]["hits"]}
+    if recent is not None:
+        for i, d in recent.matching(ids, contents).items():
+            if i not in skip and (i not in found or (d.get("_version") or 0) >= (found[i].get("_version") or 0)):
+                found[i] = {**d, "asset_id": i}
+    return found
+
+
 def gather(client: Elasticsearch, alias: str, bodies: dict[str, dict[str, Any]],
            recent: Recent | None = None) -> dict[str, dict[str, Any]]:
     """The batch's documents and every stored document linked to them (through duplicate_of, either way, or the
@@ -168,15 +183,7 @@ def gather(client: Elasticsearch, alias: str, bodies: dict[str, dict[str, Any]],
             break
         asked |= set(ids)
         asked_contents |= new_contents
-        resp = client.search(index=alias, size=MAX_MEMBERS, source_includes=FIELDS, version=True,
-                             query=_query(ids, new_contents))
-        found = {h["_id"]: {**(h.get("_source") or {}), "asset_id": h["_id"], "_version": h.get("_version")}
-                 for h in resp["hits"]["hits"]}
-        if recent is not None:  # written by this sink and maybe not yet searchable: the newer version wins
-            for i, d in recent.matching(set(ids), new_contents).items():
-                # a tie is this sink's own rewrite of that version (same _version): the search shows what was before
-                if i not in found or (d.get("_version") or 0) >= (found[i].get("_version") or 0):
-                    found[i] = {**d, "asset_id": i}
+        found = _read(client, alias, _query(ids, new_contents), recent, set(ids), new_contents)
         frontier = set()
         for i, doc in found.items():
             if i in known:
@@ -235,15 +242,9 @@ def after_delete(client: Elasticsearch, alias: str, deleted: set[str], recent: R
     gone = {d["_id"]: d.get("_source") or {} for d in client.mget(index=alias, ids=ids, source_includes=FIELDS)["docs"]
             if d.get("found")}
     fams = {f for f in (g.get("family_id") for g in gone.values()) if f} | set(ids)
-    resp = client.search(index=alias, size=MAX_MEMBERS, source_includes=FIELDS, version=True, query={"bool": {
-        "should": [{"terms": {"family_id": sorted(fams)}}, {"terms": {"duplicate_of": ids}}],
-        "minimum_should_match": 1, "must_not": [{"ids": {"values": ids}}]}})
-    left = {h["_id"]: {**(h.get("_source") or {}), "asset_id": h["_id"], "_version": h.get("_version")}
-            for h in resp["hits"]["hits"]}
-    if recent is not None:
-        for i, d in recent.matching(set(ids), set()).items():
-            if i not in deleted and (i not in left or (d.get("_version") or 0) >= (left[i].get("_version") or 0)):
-                left[i] = {**d, "asset_id": i}
+    query = {"bool": {"should": [{"terms": {"family_id": sorted(fams)}}, {"terms": {"duplicate_of": ids}}],
+                       "minimum_should_match": 1, "must_not": [{"ids": {"values": ids}}]}}
+    left = _read(client, alias, query, recent, set(ids), set(), skip=deleted)
     groups: dict[str, list[str]] = {}
     for i, d in left.items():
         fam = d.get("family_id") if d.get("family_id") in fams else d.get("duplicate_of")

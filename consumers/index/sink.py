@@ -249,7 +249,8 @@ class IndexSink(PipelineFacts, Stage):
             # the members the batch's deleted documents leave behind (read before the deletes are sent)
             left = families.after_delete(self.client, self._write_alias, deleted, self._recent,
                                          self.settings.enrich.dedupe_max_distance)
-            changed += [c for c in left if c["asset_id"] not in {x["asset_id"] for x in changed}]
+            assigned = {c["asset_id"] for c in changed}
+            changed += [c for c in left if c["asset_id"] not in assigned]
             if self.cfg.family_propagation:
                 groups = [g for g in groups if len(g) > 1]
             else:
