@@ -27,8 +27,8 @@ from domain.vision.imagenet_labels import IMAGENET_CLASSES
 
 
 def class_text(name: str) -> str:
-    """What is embedded of a class name ("cardboard box / carton" -> "cardboard box carton"): the local
-    provider's normalisation (consumers/enrich/providers/local/engine.py `_norm`), so both read one cached file."""
+    """What is embedded of a class name ("cardboard box / carton" -> "cardboard box carton"); the local provider
+    normalises its labels and class names with this too, so both read one cached file of class-name vectors."""
     return " ".join(re.sub(r"[-_/]+", " ", str(name)).lower().split())
 
 

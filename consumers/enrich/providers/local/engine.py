@@ -17,6 +17,7 @@ import numpy as np
 from domain.vision.detector import Detection, Detector, check_files, models_dir
 from domain.vision.faces import FaceDetector
 from domain.vision.faces import check_files as check_face_files
+from domain.vision.prototypes import class_text
 
 from .classifier import Classifier, decode_image
 
@@ -97,8 +98,9 @@ def embedder():
 
 # --- vocabulary index (embeddings cached per vocabulary) ------------------------------------------------
 
-def _norm(s: str) -> str:
-    return " ".join(re.sub(r"[-_/]+", " ", str(s)).lower().split())
+# one normalisation of labels and class names: the class names' embeddings are read from the cache file
+# search's visual leg (domain/vision/prototypes.py) writes and reads too
+_norm = class_text
 
 
 @dataclass
