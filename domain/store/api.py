@@ -280,9 +280,10 @@ def run_search(client: Elasticsearch, settings: Any, req: SearchRequest, taxonom
         over = "matches"
     elif mode == "semantic":
         window = max(index_settings(settings).rrf_window, offset + size)
-        near = semantic_search(client, settings, text, filters=filters, size=window, taxonomy=taxonomy)
+        ids: list[str] = []  # document ids (tenant-scoped), not the hits' asset ids
+        near = semantic_search(client, settings, text, filters=filters, size=window, taxonomy=taxonomy, doc_ids=ids)
         hits = near[offset:offset + size]
-        total, facets = _count_over(client, settings, _ids_query([h["asset_id"] for h in near], filters), req.facets)
+        total, facets = _count_over(client, settings, _ids_query(ids, filters), req.facets)
         over = "nearest"
     else:
         report = {}
@@ -336,16 +337,19 @@ def run_similar(client: Elasticsearch, settings: Any, asset_id: str, req: Search
     window = _collapse_window(settings, req) if req.collapse else \
         max(index_settings(settings).rrf_window, req.page * req.size)
     by = req.by
+    ids: list[str] = []
     if by == "auto":
         try:
-            near, by = similar(client, settings, asset_id, size=window, filters=filters, by="image"), "image"
+            near, by = similar(client, settings, asset_id, size=window, filters=filters, by="image",
+                               doc_ids=ids), "image"
         except LookupError as exc:
             if "no image vector" not in str(exc):
                 raise  # not indexed at all
-            near, by = similar(client, settings, asset_id, size=window, filters=filters, by="text"), "text"
+            near, by = similar(client, settings, asset_id, size=window, filters=filters, by="text",
+                               doc_ids=ids), "text"
     else:
-        near = similar(client, settings, asset_id, size=window, filters=filters, by=by)
-    return _nearest_answer(client, settings, req, near, filters, similar_to=asset_id, by=by)
+        near = similar(client, settings, asset_id, size=window, filters=filters, by=by, doc_ids=ids)
+    return _nearest_answer(client, settings, req, near, ids, filters, similar_to=asset_id, by=by)
 
 
 def run_similar_image(client: Elasticsearch, settings: Any, image: bytes, req: SearchRequest,
@@ -364,20 +368,22 @@ def run_similar_image(client: Elasticsearch, settings: Any, image: bytes, req: S
     filters = req.filters()
     window = _collapse_window(settings, req) if req.collapse else \
         max(index_settings(settings).rrf_window, req.page * req.size)
+    ids: list[str] = []
     try:
-        near = similar_to_image(client, settings, image, filters=filters, size=window)
+        near = similar_to_image(client, settings, image, filters=filters, size=window, doc_ids=ids)
     except ValueError as exc:
         raise BadRequest(str(exc)) from None
-    return _nearest_answer(client, settings, req, near, filters, similar_to="(uploaded image)", by="image")
+    return _nearest_answer(client, settings, req, near, ids, filters, similar_to="(uploaded image)", by="image")
 
 
 def _nearest_answer(client: Elasticsearch, settings: Any, req: SearchRequest, near: list[dict[str, Any]],
-                    filters: list[dict[str, Any]], *, similar_to: str, by: str) -> dict[str, Any]:
+                    doc_ids: list[str], filters: list[dict[str, Any]], *, similar_to: str, by: str) -> dict[str, Any]:
+    """The answer over the nearest window `near` (its document ids: doc_ids, the same order)."""
     ranked = collapse_families(near) if req.collapse else near
     out: dict[str, Any] = {"similar_to": similar_to, "mode": "similar", "by": by, "page": req.page,
                            "size": req.size, "collapse": req.collapse, "request": req.echo(),
                            "hits": ranked[req.offset:req.offset + req.size]}
-    total, facets = _count_over(client, settings, _ids_query([h["asset_id"] for h in near], filters), req.facets)
+    total, facets = _count_over(client, settings, _ids_query(doc_ids, filters), req.facets)
     if req.collapse:  # the nearest window is the whole result set: its families, exactly
         out["matches"], total = total, len(ranked)
     out.update(total=total, total_relation="eq", facets=facets if req.facets else {}, facets_over="nearest")

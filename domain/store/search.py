@@ -175,6 +175,15 @@ def _hit(h: dict[str, Any], score: float | None = None) -> dict[str, Any]:
             "degraded_parts": src.get("degraded_parts") or []}
 
 
+def hits_with_ids(raw: list[dict[str, Any]], doc_ids: list[str] | None) -> list[dict[str, Any]]:
+    """The hits of these raw store hits; their document ids (`_id`, tenant-scoped: domain.events.scoped_id, e.g.
+    `acme::a1` where the hit says asset_id `a1`) appended to doc_ids when given, in the same order, for whoever
+    counts or looks the documents up again (a hit's asset_id does not name another tenant's document)."""
+    if doc_ids is not None:
+        doc_ids.extend(h["_id"] for h in raw)
+    return [_hit(h) for h in raw]
+
+
 def rrf(rankings: list[list[str]], k: int = 60) -> list[tuple[str, float]]:
     """Reciprocal rank fusion: score(d) = sum over rankings of 1 / (k + rank of d), rank from 1; best first,
     ties by first appearance."""
@@ -450,23 +459,27 @@ def visual_report(s: Any, visual: "VisualQuery | None") -> dict[str, Any]:
 
 
 def semantic_search(client: Elasticsearch, settings: "Any", query: str, *, filters: list[dict[str, Any]],
-                    size: int = 20, offset: int = 0, taxonomy: "Taxonomy | None" = None) -> list[dict[str, Any]]:
+                    size: int = 20, offset: int = 0, taxonomy: "Taxonomy | None" = None,
+                    doc_ids: list[str] | None = None) -> list[dict[str, Any]]:
     """Meaning only: the documents whose text vectors are nearest to the query's (kNN leg alone; the query
     with the labels of the vocabulary tags it names, vector_query_text), best first, score = cosine-derived;
-    only those at or above index.semantic_min_similarity (a nonsense word: none)."""
+    only those at or above index.semantic_min_similarity (a nonsense word: none). `doc_ids`, when given,
+    receives the hits' document ids (hits_with_ids)."""
     taxonomy = taxonomy if taxonomy is not None else default_taxonomy(settings)
     synonyms, named = _expand(query, taxonomy)
     text = vector_query_text(query, synonyms if named else (), taxonomy)
     near = vector_leg(client, settings, embed_query(text), filters, offset + size,
                       min_similarity=index_settings(settings).semantic_min_similarity)
-    return [_hit(h) for h in near[offset:offset + size]]
+    return hits_with_ids(near[offset:offset + size], doc_ids)
 
 
 def similar(client: Elasticsearch, settings: "Any", asset_id: str, tags: Iterable[str] = (),
             status: str | None = None, usage: str | None = None, size: int = 20, *,
-            filters: list[dict[str, Any]] | None = None, offset: int = 0, by: str = "text") -> list[dict[str, Any]]:
+            filters: list[dict[str, Any]] | None = None, offset: int = 0, by: str = "text",
+            doc_ids: list[str] | None = None) -> list[dict[str, Any]]:
     """"More like this": the assets whose text (by="text") or image (by="image") vectors are nearest to this
-    asset's (itself excluded). Raises LookupError when the asset is not indexed or has no such vector."""
+    asset's (itself excluded; `asset_id` is its document id, tenant-scoped). Raises LookupError when the asset
+    is not indexed or has no such vector. `doc_ids`: as semantic_search's."""
     s = index_settings(settings)
     floats_field, packed_field, _ = KINDS[by]
     try:
@@ -481,17 +494,17 @@ def similar(client: Elasticsearch, settings: "Any", asset_id: str, tags: Iterabl
                           "index.embed_images off, or without a preview): reprocess it")
     filters = build_filters(tuple(tags), status, usage) if filters is None else filters
     near = vector_leg(client, s, [float(x) for x in vector], filters, offset + size, exclude=asset_id, kind=by)
-    return [_hit(h) for h in near[offset:offset + size]]
+    return hits_with_ids(near[offset:offset + size], doc_ids)
 
 
 def similar_to_image(client: Elasticsearch, settings: "Any", image: bytes, *, filters: list[dict[str, Any]],
-                     size: int = 20, offset: int = 0) -> list[dict[str, Any]]:
+                     size: int = 20, offset: int = 0, doc_ids: list[str] | None = None) -> list[dict[str, Any]]:
     """The assets whose image vectors are nearest to an uploaded image's. Raises ValueError when the bytes are
-    not an image this process can decode."""
+    not an image this process can decode. `doc_ids`: as semantic_search's."""
     from domain.store.vectors import embed_image_bytes
 
     vector = embed_image_bytes(image)
     if vector is None:
         raise ValueError("the query image cannot be decoded (JPEG, PNG, WebP, GIF, BMP or TIFF expected)")
     near = vector_leg(client, settings, [float(x) for x in vector], filters, offset + size, kind="image")
-    return [_hit(h) for h in near[offset:offset + size]]
+    return hits_with_ids(near[offset:offset + size], doc_ids)
