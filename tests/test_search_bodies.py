@@ -195,10 +195,18 @@ def test_elasticsearch_hybrid_adds_the_visual_leg_as_a_documented_knn_retriever(
     image = knns[1]
     assert set(image) <= KNN_RETRIEVER_KEYS and set(image) >= {"field", "query_vector", "k", "num_candidates"}
     _check_es_knn(image, dims=1280)
-    assert image["k"] == settings.index.visual_leg_max_hits == 10  # its best images only, not the whole window
+    # its best images only, not the whole window; "kitten" names its closest class weakly (tabby cat, cosine
+    # 0.59 < index.visual_leg_weak_below 0.6): its 3 best
+    assert image["k"] == settings.index.visual_leg_weak_hits == 3
     assert {"term": {"tags": "subject:flower"}} in image["filter"] and {"term": {"status": "auto_applied"}} in \
         image["filter"]
     assert all(f in image["filter"] for f in MODEL_FILTER)
+    store.bodies.clear()  # "espresso" is a class name: the leg's share is visual_leg_max_hits
+    hybrid_search(_client(store), settings, "espresso", size=10, **FILTERS)
+    (body,) = store.searches()
+    image = next(leg["knn"] for leg in body["retriever"]["rrf"]["retrievers"] if leg.get("knn", {}).get(
+        "field") == "image_vector")
+    assert image["k"] == settings.index.visual_leg_max_hits == 10
     # off: the legs it had before
     store.bodies.clear()
     hybrid_search(_client(store), settings.with_overrides(index={"visual_leg": False}), "kitten", size=10, **FILTERS)

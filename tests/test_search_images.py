@@ -322,10 +322,33 @@ def test_a_word_naming_a_class_adds_only_the_visual_legs_best_images(settings, s
     text_off = {"semantic_min_similarity": 0.99}
     capped = run_search(client, settings.with_overrides(index={**text_off, "visual_leg_max_hits": 2}),
                         SearchRequest(query="kitten", size=9))
-    whole = run_search(client, settings.with_overrides(index={**text_off, "visual_leg_max_hits": None}),
+    whole = run_search(client, settings.with_overrides(index={**text_off, "visual_leg_max_hits": None,
+                                                              "visual_leg_weak_below": None}),
                        SearchRequest(query="kitten", size=9))
     assert capped["visual_leg"]["used"] and _ids(capped)[0] == "p-cat"
     assert capped["total"] == len(capped["hits"]) == 2
     assert whole["total"] == len(whole["hits"]) == 8  # every image with an image vector (p-no-preview has none)
     assert sum(b["count"] for b in capped["facets"]["status"]) == 2  # the facets count what the answer holds
+    client.close()
+
+
+def test_a_weak_class_match_adds_fewer_images_than_a_class_name(settings, store):
+    """index.visual_leg_weak_below: a query whose closest class name is below 0.6 ("kitten" -> tabby cat 0.59)
+    puts only the leg's index.visual_leg_weak_hits (3) best images into the fusion, a class name itself
+    ("espresso") its visual_leg_max_hits (10); the answer says how many."""
+    from domain.store.api import SearchRequest, run_search
+    from domain.store.client import make_client
+
+    client = make_client(settings)
+    text_off = settings.with_overrides(index={"semantic_min_similarity": 0.99})  # what is left: the visual leg
+    weak = run_search(client, text_off, SearchRequest(query="kitten", size=9))
+    assert weak["visual_leg"]["classes"][0]["similarity"] < 0.6 and weak["visual_leg"]["images"] == 3
+    assert _ids(weak)[0] == "p-cat" and weak["total"] == len(weak["hits"]) == 3
+    strong = run_search(client, text_off, SearchRequest(query="espresso", size=9))
+    assert strong["visual_leg"]["classes"][0]["similarity"] >= 0.6 and strong["visual_leg"]["images"] == 10
+    assert _ids(strong)[0] == "p-coffee" and strong["total"] == len(strong["hits"]) == 8  # every image vector
+    # off (None): the weak match's leg contributes visual_leg_max_hits too, as before
+    before = run_search(client, text_off.with_overrides(index={"visual_leg_weak_below": None}),
+                        SearchRequest(query="kitten", size=9))
+    assert before["visual_leg"]["images"] == 10 and before["total"] == 8
     client.close()

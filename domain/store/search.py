@@ -389,8 +389,9 @@ def hybrid_search(client: Elasticsearch, settings: "Any", query: str, tags: Iter
     Hits as `search`, score = the RRF score. `report`, when given, receives how the result set was made, for
     facets (domain.store.api): `aggregations` (`aggs` computed by the store over the documents of every
     retriever, es mode) and `total`, or `keyword_total` and `keyword_aggregations` (over every keyword match),
-    `keyword_query` and `vector_ids` (the kNN, tag and visual legs' ids, fused here); and `visual_leg`
-    (visual_report: the classes it used, or why it took no part)."""
+    `keyword_query` and `vector_ids` (the kNN, tag and visual legs' ids, fused here) and `legs` (each leg's
+    ranking, document ids best first: keyword, text, tag, visual); and `visual_leg` (visual_report: the
+    classes it used and its share of images, or why it took no part)."""
     if not (query and query.strip()):
         return search(client, settings, query, tags, status, usage, size, taxonomy, filters=filters, offset=offset)
     s = index_settings(settings)
@@ -402,13 +403,13 @@ def hybrid_search(client: Elasticsearch, settings: "Any", query: str, tags: Iter
     # the query names vocabulary tags (every word of it): rank the documents carrying them, and embed the labels
     tag_query = build_tag_query(synonyms, filters) if s.tag_leg and named else None
     window = max(s.rrf_window, offset + size)
-    visual_k = min(window, s.visual_leg_max_hits or window)  # the visual leg's share: its best images only
     text = vector_query_text(query, synonyms if named else (), taxonomy)
     vector = embed_query(text)
     visual = visual_query(s, query, vector if text == query else None)
+    visual_k = visual_share(s, visual, window)
     image_filters = visual_filters(s, visual.model, filters) if visual is not None else filters
     if report is not None:
-        report["visual_leg"] = visual_report(s, visual)
+        report["visual_leg"] = visual_report(s, visual, visual_k)
     if s.vector_mode == "es":
         try:
             legs: list[dict[str, Any]] = [{"standard": {"query": keyword_query}},
@@ -439,7 +440,9 @@ def hybrid_search(client: Elasticsearch, settings: "Any", query: str, tags: Iter
     if report is not None:  # the keyword matches, counted; the other legs' ids (the caller counts those outside)
         report.update(keyword_query=keyword_query, vector_ids=list(dict.fromkeys(h["_id"] for h in
                                                                                    near + tagged + seen)),
-                      keyword_total=resp["hits"]["total"]["value"], keyword_aggregations=resp.get("aggregations"))
+                      keyword_total=resp["hits"]["total"]["value"], keyword_aggregations=resp.get("aggregations"),
+                      legs={name: [h["_id"] for h in leg] for name, leg in
+                            (("keyword", keyword), ("text", near), ("tag", tagged), ("visual", seen))})
     by_id = {h["_id"]: h for h in near + tagged + seen} | {h["_id"]: h for h in keyword}
     rankings = [[h["_id"] for h in keyword], [h["_id"] for h in near]]
     for leg in (tagged, seen):
@@ -449,10 +452,22 @@ def hybrid_search(client: Elasticsearch, settings: "Any", query: str, tags: Iter
     return [_hit(by_id[doc_id], score) for doc_id, score in fused[offset:offset + size]]
 
 
-def visual_report(s: Any, visual: "VisualQuery | None") -> dict[str, Any]:
-    """How the visual leg took part in a hybrid answer: the classes it used, or why it did not."""
+def visual_share(s: Any, visual: "VisualQuery | None", window: int) -> int:
+    """How many of the visual leg's best images go into the fusion (every leg's ranking is cut to its share;
+    the Elasticsearch retriever's knn `k` is the same number): index.visual_leg_max_hits (at most the window),
+    or index.visual_leg_weak_hits when the query's closest class name is below index.visual_leg_weak_below —
+    a weak match's images then cannot fill the page past what the text legs rank ("galaxy" -> mobile phone)."""
+    k = min(window, s.visual_leg_max_hits or window)
+    if visual is not None and s.visual_leg_weak_below is not None and visual.classes[0][1] < s.visual_leg_weak_below:
+        k = min(k, s.visual_leg_weak_hits)
+    return k
+
+
+def visual_report(s: Any, visual: "VisualQuery | None", images: int | None = None) -> dict[str, Any]:
+    """How the visual leg took part in a hybrid answer: the classes it used and how many of its best images
+    went into the fusion (visual_share), or why it did not take part."""
     if visual is not None:
-        return {"used": True, **visual.explain()}
+        return {"used": True, **visual.explain(), **({"images": images} if images is not None else {})}
     reason = "index.visual_leg is off" if not s.visual_leg else \
         f"no ImageNet class name within index.visual_leg_threshold ({s.visual_leg_threshold}) of the query"
     return {"used": False, "reason": reason}
