@@ -48,6 +48,9 @@ ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "tests" / "data" / "quality"
 K = 10
 MODES = ("keyword", "semantic", "hybrid")
+SUBSETS = ("fit word", "held-out word")
+"""Query kinds that are subsets of "word" (the quality bench's split by duplicate family: a held-out word's relevant
+images are all held out, a fit word's are not); counted in their own rows only, not again in "all"."""
 
 LIBRARY: list[tuple[str, str, str, list[tuple[str, str]]]] = [
     ("birthday", "Kids blowing out birthday candles", "children around a cake with balloons",
@@ -132,7 +135,9 @@ def variants(settings, thresholds: list[float] = (),
     gain comes from the classes it names. sem-nofloor / hyb-nofloor = semantic / hybrid without the relevance
     floor (index.semantic_min_similarity None: the k nearest, however far), the baseline of the floor;
     hyb-visall = hybrid with the visual leg's whole window in the fusion (index.visual_leg_max_hits None);
-    hyb-before = neither the floor nor the cap: hybrid as it was before them."""
+    hyb-before = neither the floor nor the cap: hybrid as it was before them; hyb-main = hybrid with every visual
+    leg contributing visual_leg_max_hits images, however weakly the query names its classes
+    (index.visual_leg_weak_below None: main's default before branch fuse)."""
     novis = settings.with_overrides(index={"visual_leg": False})
     nofloor = settings.with_overrides(index={"semantic_min_similarity": None})
     out = [("keyword", "keyword", [(settings, None)]), ("semantic", "semantic", [(settings, None)]),
@@ -142,7 +147,8 @@ def variants(settings, thresholds: list[float] = (),
            ("hyb-visall", "hybrid", [(settings.with_overrides(index={"visual_leg_max_hits": None}), None)]),
            ("hyb-before", "hybrid", [(settings.with_overrides(index={"visual_leg_max_hits": None,
                                                                      "semantic_min_similarity": None}), None)]),
-           ("hyb-ctrl", "hybrid", [(settings, seed) for seed in (0, 1, 2)])]
+           ("hyb-ctrl", "hybrid", [(settings, seed) for seed in (0, 1, 2)]),
+           ("hyb-main", "hybrid", [(settings.with_overrides(index={"visual_leg_weak_below": None}), None)])]
     out += [(f"hyb@{t:g}", "hybrid", [(settings.with_overrides(index={"visual_leg_threshold": t}), None)])
             for t in thresholds]
     for f in floors:
@@ -188,7 +194,7 @@ def evaluate(client, settings, queries: list[tuple[str, str, set[str]]],
                     lat.append((time.perf_counter() - t) * 1000)
                     got = [h["asset_id"] for h in answer["hits"]]
                     m = metrics_at_k(got, rel)
-                    for key in (kind, "all") if kind != "held-out word" else (kind,):  # held-out: a subset of word
+                    for key in (kind, "all") if kind not in SUBSETS else (kind,):
                         for name, v in m.items():
                             acc.setdefault(key, {}).setdefault(name, []).append(v)
                     if seed is None:
@@ -243,7 +249,7 @@ def cosine_gap(client, settings, queries: list[tuple[str, str, set[str]]]) -> di
     out: dict[str, list[float]] = {"relevant": [], "irrelevant": [], "best irrelevant": [], "worst relevant": [],
                                    "nonsense best": []}
     for kind, q, rel in [*queries, *(("nonsense", q, set()) for q in NONSENSE)]:
-        if kind == "held-out word":
+        if kind in SUBSETS:
             continue
         synonyms, named = _expand(q, tax)
         near = vector_leg(client, st, embed_query(vector_query_text(q, synonyms if named else (), tax)), [], 10_000)
@@ -290,18 +296,21 @@ def print_rows(title: str, rows: dict, kinds: list[str], n_docs: int, n_queries:
     print("query p50 ms: " + ", ".join(f"{m} {rows[m]['p50_ms']}" for m in rows))
 
 
-def print_visual_details(per_query: list[dict]) -> None:
-    """Every query whose recall@10 or precision@10 the visual leg changed, with the classes it used."""
-    before = {(pq["kind"], pq["query"]): pq for pq in per_query if pq["mode"] == "hyb-novis"}
-    print("\nvisual leg, per query (hyb-novis -> hybrid; only the queries it changed):")
+def print_visual_details(per_query: list[dict], base: str = "hyb-novis", title: str = "visual leg") -> None:
+    """Every query whose recall@10 or precision@10 hybrid changed against variant `base`, with the classes the
+    visual leg used (held-out words: under their word, marked)."""
+    before = {(pq["kind"], pq["query"]): pq for pq in per_query if pq["mode"] == base}
+    held_out = {pq["query"] for pq in per_query if pq["kind"] == "held-out word"}
+    print(f"\n{title}, per query ({base} -> hybrid; only the queries it changed; * = held-out word):")
     for pq in per_query:
         b = before.get((pq["kind"], pq["query"]))
-        if pq["mode"] != "hybrid" or b is None or pq["kind"] == "held-out word" or \
+        if pq["mode"] != "hybrid" or b is None or pq["kind"] in SUBSETS or \
                 (b["recall"], b["precision"]) == (pq["recall"], pq["precision"]):
             continue
         leg = pq.get("visual_leg") or {}
         classes = ", ".join(c["name"] for c in leg.get("classes", [])) or "-"
-        print(f"  {pq['kind']:<7}{pq['query']!r:<20} R@10 {b['recall']:.2f} -> {pq['recall']:.2f}  "
+        mark = "*" if pq["query"] in held_out else " "
+        print(f"  {pq['kind']:<7}{pq['query']!r:<19}{mark} R@10 {b['recall']:.2f} -> {pq['recall']:.2f}  "
               f"P@10 {b['precision']:.2f} -> {pq['precision']:.2f}  classes: {classes}")
 
 
@@ -339,6 +348,20 @@ def labelled_images(settings) -> tuple[list[dict], dict[str, set[str]], dict]:
         for term in t["subject"]:
             terms.setdefault(term.lower(), set()).add(name)
     return records, terms, {"pipeline_s_per_image": round(seconds / len(truth), 2)}
+
+
+def labelled_queries(terms: dict[str, set[str]]) -> list[tuple[str, str, set[str]]]:
+    """(kind, query, relevant images) of the labelled set: every subject word and phrase, then each word again
+    as "held-out word" (the quality bench's split, by duplicate family: its relevant images are all held out)
+    or "fit word" (the others)."""
+    from bench.quality import split_of
+
+    truth = json.loads((DATA / "truth.json").read_text())["images"]
+    queries = [("phrase" if " " in term else "word", term, rel) for term, rel in sorted(terms.items())]
+    held = {term for kind, term, rel in queries if kind == "word"
+            and all(split_of(name, truth) == "held-out" for name in rel)}
+    return queries + [("held-out word" if term in held else "fit word", term, rel)
+                      for kind, term, rel in queries if kind == "word"]
 
 
 def synthetic_docs(index: str, args: argparse.Namespace, n: int):
@@ -567,13 +590,7 @@ def main() -> int:
             sink.process_batch(as_items(records))
             timing["sink_ms_per_doc"] = round((time.perf_counter() - t0) * 1000 / len(records), 1)
             sink.client.indices.refresh(index=read_alias(settings.index))
-            queries = [("phrase" if " " in term else "word", term, rel) for term, rel in sorted(terms.items())]
-            # the quality bench's split (by duplicate family): queries whose relevant images are all held out
-            from bench.quality import split_of
-
-            truth = json.loads((DATA / "truth.json").read_text())["images"]
-            queries += [("held-out word", term, rel) for kind, term, rel in queries if kind == "word"
-                        and all(split_of(name, truth) == "held-out" for name in rel)]
+            queries = labelled_queries(terms)
             rows, per_query = evaluate(sink.client, settings, queries, args.visual_thresholds, args.floors)
             gap, nonsense = cosine_gap(sink.client, settings, queries), nonsense_hits(sink.client, settings,
                                                                                       args.floors)
@@ -583,13 +600,15 @@ def main() -> int:
             print(f"pipeline {timing['pipeline_s_per_image']} s per image; index sink per document (one batch of "
                   f"{len(records)}): {timing['sink_ms_per_doc']} ms with text + image vectors, "
                   f"{timing['sink_ms_per_doc_text_only']} ms text only, {timing['sink_ms_per_doc_neither']} ms neither")
-            print_rows("labelled image set (tests/data/quality)", rows, ["word", "held-out word", "phrase", "all"],
+            print_rows("labelled image set (tests/data/quality)", rows, ["word", "fit word", "held-out word",
+                                                                         "phrase", "all"],
                        len(records), len(queries))
             for pq in per_query:
-                if args.details and pq["mode"] == "hybrid" and pq["recall"] < 1.0 and pq["kind"] != "held-out word":
+                if args.details and pq["mode"] == "hybrid" and pq["recall"] < 1.0 and pq["kind"] not in SUBSETS:
                     print(f"  hybrid misses {pq['query']!r:<18} R@10={pq['recall']:.2f} relevant {pq['relevant']} "
                           f"top {pq['top'][:5]}")
             print_visual_details(per_query)
+            print_visual_details(per_query, "hyb-main", "the weak visual leg's share (index.visual_leg_weak_below)")
             print_cosines("labelled image set", gap)
             print_nonsense("labelled image set", nonsense)
             print_nonsense("labelled image set, class words no image shows", classwords, absent)
