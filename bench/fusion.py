@@ -164,7 +164,9 @@ def main() -> int:
           f"visual leg in {sum(q['best_class'] is not None for q in images)} of {len(images)} labelled-set "
           f"queries, {sum(q['best_class'] is not None for q in text)} of {len(text)} text-library queries")
     counts = {k: sum(q["kind"] == k for q in images) for k in KINDS}
-    print(f"\n{'':<22}" + "".join(f"{f'{k} ({counts[k]})':>16}" for k in KINDS) + f"{'text library':>16}")
+    label = {"fit word": "fit words", "held-out word": "held-out", "phrase": "phrases"}
+    print(f"\n{'':<22}" + "".join(f"{f'{label[k]} ({counts[k]})':>16}" for k in KINDS) +
+          f"{f'text ({len(text)})':>16}")
     print(f"{'':<22}" + "   R@10   nDCG" * 4)
     result: dict = {"images": images, "text": text, "families": {}}
     for family, params in families().items():
