@@ -48,6 +48,8 @@ ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "tests" / "data" / "quality"
 K = 10
 MODES = ("keyword", "semantic", "hybrid")
+WHOLE_LEG = {"visual_leg_max_hits": None, "visual_leg_weak_below": None}
+"""The visual leg's whole window in the fusion, however weak its class match (no cap, no weak share)."""
 SUBSETS = ("fit word", "held-out word")
 """Query kinds that are subsets of "word" (the quality bench's split by duplicate family: a held-out word's relevant
 images are all held out, a fit word's are not); counted in their own rows only, not again in "all"."""
@@ -134,7 +136,7 @@ def variants(settings, thresholds: list[float] = (),
     count of classes per query point to random prototypes; three permutations): an honesty check that the leg's
     gain comes from the classes it names. sem-nofloor / hyb-nofloor = semantic / hybrid without the relevance
     floor (index.semantic_min_similarity None: the k nearest, however far), the baseline of the floor;
-    hyb-visall = hybrid with the visual leg's whole window in the fusion (index.visual_leg_max_hits None);
+    hyb-visall = hybrid with the visual leg's whole window in the fusion (WHOLE_LEG);
     hyb-before = neither the floor nor the cap: hybrid as it was before them; hyb-main = hybrid with every visual
     leg contributing visual_leg_max_hits images, however weakly the query names its classes
     (index.visual_leg_weak_below None: main's default before branch fuse)."""
@@ -144,9 +146,9 @@ def variants(settings, thresholds: list[float] = (),
            ("sem-nofloor", "semantic", [(nofloor, None)]),
            ("hyb-novis", "hybrid", [(novis, None)]), ("hybrid", "hybrid", [(settings, None)]),
            ("hyb-nofloor", "hybrid", [(nofloor, None)]),
-           ("hyb-visall", "hybrid", [(settings.with_overrides(index={"visual_leg_max_hits": None}), None)]),
-           ("hyb-before", "hybrid", [(settings.with_overrides(index={"visual_leg_max_hits": None,
-                                                                     "semantic_min_similarity": None}), None)]),
+           ("hyb-visall", "hybrid", [(settings.with_overrides(index=WHOLE_LEG), None)]),
+           ("hyb-before", "hybrid", [(settings.with_overrides(index={**WHOLE_LEG, "semantic_min_similarity": None}),
+                                        None)]),
            ("hyb-ctrl", "hybrid", [(settings, seed) for seed in (0, 1, 2)]),
            ("hyb-main", "hybrid", [(settings.with_overrides(index={"visual_leg_weak_below": None}), None)])]
     out += [(f"hyb@{t:g}", "hybrid", [(settings.with_overrides(index={"visual_leg_threshold": t}), None)])
@@ -220,9 +222,8 @@ def nonsense_hits(client, settings, floors: list[float] = (), queries: list[str]
     nofloor = settings.with_overrides(index={"semantic_min_similarity": None})
     runs = [("keyword", "keyword", settings), ("semantic", "semantic", settings), ("sem-nofloor", "semantic", nofloor),
             ("hybrid", "hybrid", settings), ("hyb-nofloor", "hybrid", nofloor),
-            ("hyb-visall", "hybrid", settings.with_overrides(index={"visual_leg_max_hits": None})),
-            ("hyb-before", "hybrid", settings.with_overrides(index={"visual_leg_max_hits": None,
-                                                                    "semantic_min_similarity": None}))]
+            ("hyb-visall", "hybrid", settings.with_overrides(index=WHOLE_LEG)),
+            ("hyb-before", "hybrid", settings.with_overrides(index={**WHOLE_LEG, "semantic_min_similarity": None}))]
     for f in floors:
         floored = settings.with_overrides(index={"semantic_min_similarity": f})
         runs += [(f"sem>={f:g}", "semantic", floored), (f"hyb>={f:g}", "hybrid", floored)]
