@@ -770,6 +770,20 @@ def medium(facts: ImageFacts, logo: bool) -> str | None:
     return None if seen else "graphic"
 
 
+def _add_medium(idx: VocabIndex, kind: str | None, scores: dict[int, float], origins: dict[int, set[str]]) -> None:
+    """The medium tag (`medium`), scored just below every other tag shown, unless the image is a page of running
+    text (content:document from OCR) or a screen (content:screenshot): those say what it is. The classifier's
+    own "document" (an envelope icon) does not count."""
+    doc, screen = (_best(idx, [w], ("content",), None) for w in ("document", "screenshot"))
+    if not kind or "ocr" in origins.get(doc, ()) or (screen is not None and scores.get(screen, 0.0) >= SHOWN_SCORE):
+        return
+    i = _best(idx, [kind], ("content",), None)
+    if i is not None and i not in scores:
+        shown = [v for v in scores.values() if v >= SHOWN_SCORE]
+        scores[i] = max(SHOWN_SCORE, min([MEDIUM_TAG_SCORE, *(v - 0.005 for v in shown)]))
+        origins[i] = {"pixels"}
+
+
 def tagging(request, facts: ImageFacts, use_embeddings: bool = True,
             frames: list[ImageFacts] | None = None) -> dict[str, Any]:
     """Tags for one image (`facts`), or for a video from its keyframes' `frames` (keyframe_evidence) with the
@@ -838,19 +852,10 @@ def tagging(request, facts: ImageFacts, use_embeddings: bool = True,
     if facts.ok and facts.height > 1.2 * facts.width:
         add(_best(idx, ["portrait orientation", "vertical"], ("style",), None), 0.5, "pixels")
 
-    # 4b. the medium (content:photo / content:graphic) from the pixels, ranked after every other tag: not for a
-    #     video, a decorative image (no content tags, as for the classifier's), nor a page of running text
-    #     (content:document from OCR) or a screen (content:screenshot): those say what the image is. The
-    #     classifier's own "document" (an envelope icon) does not count.
-    kind = None if frames or is_decorative(facts, n_sure, faces) else medium(facts, logo)
-    doc, screen = (_best(idx, [w], ("content",), None) for w in ("document", "screenshot"))
-    said = "ocr" in origins.get(doc, ()) or (screen is not None and scores.get(screen, 0.0) >= SHOWN_SCORE)
-    if kind and not said:
-        i = _best(idx, [kind], ("content",), None)
-        if i is not None and i not in scores:
-            shown = [v for v in scores.values() if v >= SHOWN_SCORE]
-            scores[i] = max(SHOWN_SCORE, min([MEDIUM_TAG_SCORE, *(v - 0.005 for v in shown)]))
-            origins[i] = {"pixels"}
+    # 4b. the medium (content:photo / content:graphic) from the pixels, ranked after every other tag; not for a
+    #     video, nor a decorative image (no content tags, as for the classifier's)
+    if not frames and not is_decorative(facts, n_sure, faces):
+        _add_medium(idx, medium(facts, logo), scores, origins)
 
     # 5. dominant colours, last: at most COLOUR_TAGS, only colours covering a large share, scored below every
     #    other tag an editor would see so they never push a subject out of the top 5
