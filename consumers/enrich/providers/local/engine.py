@@ -749,8 +749,10 @@ MEDIUM_OBJECT = 0.4
 """a classifier class (p) or a detector box (score, >= DET_SOLO_AREA) at this level on a flat ground: the image
 shows an object that may have been photographed (a cup cut out on white): no medium is claimed"""
 MEDIUM_TAG_SCORE = 0.6
-"""the medium tag's raw score; it is ranked after every other tag and before the colours (issue 15 item 1).
-Validate calibrates it on 'tag:content|pixels' (its pooled 'tag:content' curve until one is fitted)"""
+"""the medium tag's raw score when it is the only tag but colours (raised above them if they score more); with
+other tags it is scored just below the lowest of them: it ranks between them and the colours (issue 15 item 1)
+without changing any colour's score. Validate calibrates it on 'tag:content|pixels' (its pooled
+'tag:content' curve until one is fitted): the raw score is a rank, not evidence strength"""
 
 
 def medium(facts: ImageFacts, logo: bool) -> str | None:
@@ -771,17 +773,23 @@ def medium(facts: ImageFacts, logo: bool) -> str | None:
 
 
 def _add_medium(idx: VocabIndex, kind: str | None, scores: dict[int, float], origins: dict[int, set[str]]) -> None:
-    """The medium tag (`medium`), scored just below every other tag shown, unless the image is a page of running
-    text (content:document from OCR) or a screen (content:screenshot): those say what it is. The classifier's
-    own "document" (an envelope icon) does not count."""
+    """The medium tag (`medium`), after the colours were scored: ranked below every other tag shown and above the
+    colours, which stay exactly as they were without it. None when the image is a page of running text
+    (content:document from OCR) or a screen (content:screenshot): those say what it is. The classifier's own
+    "document" (an envelope icon) does not count."""
     doc, screen = (_best(idx, [w], ("content",), None) for w in ("document", "screenshot"))
     if not kind or "ocr" in origins.get(doc, ()) or (screen is not None and scores.get(screen, 0.0) >= SHOWN_SCORE):
         return
     i = _best(idx, [kind], ("content",), None)
-    if i is not None and i not in scores:
-        shown = [v for v in scores.values() if v >= SHOWN_SCORE]
-        scores[i] = max(SHOWN_SCORE, min([MEDIUM_TAG_SCORE, *(v - 0.005 for v in shown)]))
-        origins[i] = {"pixels"}
+    if i is None or i in scores:
+        return
+    others = [v for j, v in scores.items() if v >= SHOWN_SCORE and origins.get(j) != {"colour"}]
+    colours = [v for j, v in scores.items() if origins.get(j) == {"colour"}]
+    if others:  # the colours are scored <= min(others) - 0.01
+        scores[i] = max(SHOWN_SCORE, min(others) - 0.005)
+    else:
+        scores[i] = min(0.99, max([MEDIUM_TAG_SCORE, *(v + 0.005 for v in colours)]))
+    origins[i] = {"pixels"}
 
 
 def tagging(request, facts: ImageFacts, use_embeddings: bool = True,
@@ -852,11 +860,6 @@ def tagging(request, facts: ImageFacts, use_embeddings: bool = True,
     if facts.ok and facts.height > 1.2 * facts.width:
         add(_best(idx, ["portrait orientation", "vertical"], ("style",), None), 0.5, "pixels")
 
-    # 4b. the medium (content:photo / content:graphic) from the pixels, ranked after every other tag; not for a
-    #     video, nor a decorative image (no content tags, as for the classifier's)
-    if not frames and not is_decorative(facts, n_sure, faces):
-        _add_medium(idx, medium(facts, logo), scores, origins)
-
     # 5. dominant colours, last: at most COLOUR_TAGS, only colours covering a large share, scored below every
     #    other tag an editor would see so they never push a subject out of the top 5
     hexes = {str(c.get("name")): c.get("hex") for c in (_signals(pre).get("colors") or []) if isinstance(c, dict)}
@@ -878,6 +881,11 @@ def tagging(request, facts: ImageFacts, use_embeddings: bool = True,
         colours += 1
         scores[i] = min(0.35 + 0.6 * min(1.0, share / 0.6), ceiling)
         origins[i] = {"colour"}
+
+    # 6. the medium (content:photo / content:graphic) from the pixels, ranked between the other tags and the
+    #    colours; not for a video, nor a decorative image (no content tags, as for the classifier's)
+    if not frames and not is_decorative(facts, n_sure, faces):
+        _add_medium(idx, medium(facts, logo), scores, origins)
 
     out = []
     for i, s in sorted(scores.items(), key=lambda kv: -kv[1]):
