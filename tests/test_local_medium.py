@@ -152,35 +152,25 @@ def test_validate_publishes_the_medium_with_a_calibrated_confidence():
     assert validated["field_confidence"]["tags.content:photo"] >= 0.5
 
 
-def _keyframe(name: str, crop: int = 0) -> bytes:
-    """A quality-set photo as preprocess keeps a video keyframe: a small JPEG (crop: a slightly different frame)."""
-    from tests.preprocess_support import QUALITY_IMAGES
-
-    img = Image.open(QUALITY_IMAGES / name).convert("RGB")
-    img.thumbnail((256, 256))
-    img = img.crop((crop, 0, img.width, img.height))
-    buf = io.BytesIO()
-    img.save(buf, "JPEG", quality=70)
-    return buf.getvalue()
-
-
 def test_a_video_gets_no_medium_its_poster_frame_as_a_still_does():
     """A video is neither a photo nor a graphic: its poster frame (the motorcycle photo) tagged as a still image
     gets content:photo; as the poster of a video with keyframes it gets no medium tag."""
     import copy
 
     from consumers.enrich.providers.local import LocalProvider
+    from tests.preprocess_support import QUALITY_IMAGES
+    from tests.test_enrich_video import keyframe
     from tests.test_local_provider import SCHEMAS, _ask, _pre, _taxonomy_vocabulary
 
     provider = LocalProvider()
     schema = copy.deepcopy(SCHEMAS["tagging"])
     schema["properties"]["tags"]["items"]["properties"]["tag"].pop("enum", None)
     vocab = list(_taxonomy_vocabulary())  # the bundled taxonomy's, as the enrich stage asks
-    poster = _keyframe("motorcycle.jpg")
+    poster = keyframe("motorcycle.jpg", folder=QUALITY_IMAGES)
     still = [t["tag"] for t in _ask(provider, "tagging", poster, _pre(), schema, vocab).data["tags"]]
     assert "content:photo" in still, still
     video = _pre(video={"keyframes": [{"offset_s": t, "thumbnail": k} for t, k in
-                                      ((0.0, poster), (2.0, _keyframe("motorcycle.jpg", crop=12)))]})
+                                      ((0.0, poster), (2.0, keyframe("motorcycle.jpg", 12, QUALITY_IMAGES)))]})
     answer = _ask(provider, "tagging", poster, video, schema, vocab)
     assert answer.stop_reason == "stop"
     tags = {t["tag"] for t in answer.data["tags"]}
