@@ -13,9 +13,10 @@ from tests.test_local_provider import _ask, _pre
 SAMPLES = __import__("pathlib").Path(__file__).resolve().parent.parent / "samples"
 
 
-def keyframe(name: str, crop: int = 0) -> bytes:
-    """A sample photo as preprocess keeps a keyframe: a small JPEG (crop: a slightly different frame)."""
-    img = Image.open(SAMPLES / name).convert("RGB")
+def keyframe(name: str, crop: int = 0, folder=SAMPLES) -> bytes:
+    """A sample photo (or one from `folder`) as preprocess keeps a keyframe: a small JPEG (crop: a slightly
+    different frame)."""
+    img = Image.open(folder / name).convert("RGB")
     img.thumbnail((256, 256))
     img = img.crop((crop, 0, img.width, img.height))
     buf = io.BytesIO()

@@ -184,9 +184,10 @@ def vocab_index(vocabulary: list[dict[str, Any]], with_embeddings: bool) -> Voca
 
 # --- image facts ----------------------------------------------------------------------------------------
 
-RULES_REVISION = "2026-12-01.logo"
+RULES_REVISION = "2026-12-01.medium"
 """Bump when these rules answer differently for the same image, models and prompt (the result cache keys on it,
-consumers/enrich/results.py): "2026-12-01.logo" names logos from the pixels (docs/local-provider.md)."""
+consumers/enrich/results.py): "2026-12-01.logo" named logos from the pixels, "2026-12-01.medium" tags the medium
+(content:photo / content:graphic, docs/local-provider.md)."""
 
 _PALETTE = {
     "black": (20, 20, 20), "white": (245, 245, 245), "gray": (128, 128, 128), "red": (200, 30, 30),
@@ -219,6 +220,9 @@ class ImageFacts:
     flat_share: float = 0.0
     """share of pixels (128 px grey) whose 3x3 neighbourhood is exactly one value: 0-0.15 for photos (sensor
     noise, texture), 0.2-1.0 for renders, logos, text on plain ground and products cut out on white"""
+    figure_flat_share: float = 0.0
+    """flat_share of the pixels that differ from the image's border (its ground): high when the drawing itself is
+    flat-filled (a silhouette, a flat render), low for an object photographed on a plain ground"""
     face_share: float = 0.0
     """area of the largest face the stricter on-thumbnail check confirms, as a share of the image (0 = none)"""
     objects: list[Detection] = field(default_factory=list)
@@ -286,7 +290,11 @@ def _analyse(data: bytes | None, top_k: int, threads: int, run_classifier: bool,
     facts.colors = [(pal_names[i], float(counts[i])) for i in np.argsort(-counts) if counts[i] >= 0.05]
     grey128 = cv2.cvtColor(cv2.resize(arr, (128, 128), interpolation=cv2.INTER_AREA), cv2.COLOR_RGB2GRAY)
     k3 = np.ones((3, 3), np.uint8)
-    facts.flat_share = float(np.mean(cv2.dilate(grey128, k3) == cv2.erode(grey128, k3)))
+    flat = cv2.dilate(grey128, k3) == cv2.erode(grey128, k3)
+    facts.flat_share = float(np.mean(flat))
+    ring = np.concatenate([grey128[:2].ravel(), grey128[-2:].ravel(), grey128[:, :2].ravel(), grey128[:, -2:].ravel()])
+    figure = np.abs(grey128.astype(np.int16) - int(np.median(ring))) > 2
+    facts.figure_flat_share = float(flat[figure].mean()) if figure.mean() >= 0.02 else facts.flat_share
     facts.logo_look = logo_look(arr)
     if run_classifier:
         facts.top = classifier(threads).predict(arr, top_k=top_k)
@@ -727,6 +735,63 @@ def keyframe_evidence(idx: VocabIndex, frames: list[ImageFacts], skip=(), n_word
     return {i: s / len(shown) for i, s in total.items()}
 
 
+MEDIUM_PHOTO_FLAT = 0.12
+"""a photograph for the medium tag: not a graphic and at most this share of exactly-flat pixels (quality set:
+photos 0-0.10, one at 0.15; graphics from 0.2): between this and GRAPHIC_FLAT_SHARE no medium is claimed"""
+MEDIUM_DRAWN_FLAT = 0.6
+"""exactly-flat share of the image, with MEDIUM_FIGURE_FLAT of its figure (ImageFacts.figure_flat_share), from
+which the drawing itself is flat-filled, not only its ground: a graphic whatever the detector sees in it (a drawn
+horse); a small product photographed on a large white ground is flat only around it"""
+MEDIUM_FIGURE_FLAT = 0.3
+"""... of its figure (thumbnails of the quality set: drawn horse 0.55, drawn bottles 0.67; cups and gifts on white
+0.00-0.08)"""
+MEDIUM_OBJECT = 0.4
+"""a classifier class (p) or a detector box (score, >= DET_SOLO_AREA) at this level on a flat ground: the image
+shows an object that may have been photographed (a cup cut out on white): no medium is claimed"""
+MEDIUM_TAG_SCORE = 0.6
+"""the medium tag's raw score when it is the only tag but colours (raised above them if they score more); with
+other tags it is scored just below the lowest of them: it ranks between them and the colours (issue 15 item 1)
+without changing any colour's score. Validate calibrates it on 'tag:content|pixels' (its pooled
+'tag:content' curve until one is fitted): the raw score is a rank, not evidence strength"""
+
+
+def medium(facts: ImageFacts, logo: bool) -> str | None:
+    """'photo' / 'graphic' when the pixels say so clearly (ImageFacts.flat_share, is_logo), else None: a
+    product on a white ground that the classifier or detector names may be a photograph (cup_on_white) or a
+    render, and an image that is a "graphic" only for its lack of detail may be a smooth photograph."""
+    if not facts.ok or not facts.top:  # the classifier did not run (template answer): no object evidence to check
+        return None
+    if not facts.graphic:
+        return "photo" if facts.flat_share <= MEDIUM_PHOTO_FLAT else None
+    if logo or (facts.flat_share >= MEDIUM_DRAWN_FLAT and facts.figure_flat_share >= MEDIUM_FIGURE_FLAT):
+        return "graphic"  # (a logo_look alone is not enough: is_logo also asks the detector and the classifier)
+    if facts.flat_share < GRAPHIC_FLAT_SHARE:
+        return None
+    seen = facts.top[0][2] >= MEDIUM_OBJECT or any(d.score >= MEDIUM_OBJECT and d.area >= DET_SOLO_AREA
+                                                    for d in facts.objects)
+    return None if seen else "graphic"
+
+
+def _add_medium(idx: VocabIndex, kind: str | None, scores: dict[int, float], origins: dict[int, set[str]]) -> None:
+    """The medium tag (`medium`), after the colours were scored: ranked below every other tag shown and above the
+    colours, which stay exactly as they were without it. None when the image is a page of running text
+    (content:document from OCR) or a screen (content:screenshot): those say what it is. The classifier's own
+    "document" (an envelope icon) does not count."""
+    doc, screen = (_best(idx, [w], ("content",), None) for w in ("document", "screenshot"))
+    if not kind or "ocr" in origins.get(doc, ()) or (screen is not None and scores.get(screen, 0.0) >= SHOWN_SCORE):
+        return
+    i = _best(idx, [kind], ("content",), None)
+    if i is None or i in scores:
+        return
+    others = [v for j, v in scores.items() if v >= SHOWN_SCORE and origins.get(j) != {"colour"}]
+    colours = [v for j, v in scores.items() if origins.get(j) == {"colour"}]
+    if others:  # the colours are scored <= min(others) - 0.01
+        scores[i] = max(SHOWN_SCORE, min(others) - 0.005)
+    else:
+        scores[i] = min(0.99, max([MEDIUM_TAG_SCORE, *(v + 0.005 for v in colours)]))
+    origins[i] = {"pixels"}
+
+
 def tagging(request, facts: ImageFacts, use_embeddings: bool = True,
             frames: list[ImageFacts] | None = None) -> dict[str, Any]:
     """Tags for one image (`facts`), or for a video from its keyframes' `frames` (keyframe_evidence) with the
@@ -816,6 +881,11 @@ def tagging(request, facts: ImageFacts, use_embeddings: bool = True,
         colours += 1
         scores[i] = min(0.35 + 0.6 * min(1.0, share / 0.6), ceiling)
         origins[i] = {"colour"}
+
+    # 6. the medium (content:photo / content:graphic) from the pixels, ranked between the other tags and the
+    #    colours; not for a video, nor a decorative image (no content tags, as for the classifier's)
+    if not frames and not is_decorative(facts, n_sure, faces):
+        _add_medium(idx, medium(facts, logo), scores, origins)
 
     out = []
     for i, s in sorted(scores.items(), key=lambda kv: -kv[1]):
