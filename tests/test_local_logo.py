@@ -126,8 +126,8 @@ def _with_ocr(pre: dict, words: list[tuple[str, float]]) -> dict:
 
 @functools.lru_cache(maxsize=None)
 def _read_always(path: Path) -> dict:
-    """Preprocessed with preprocess.ocr_gate=always: the default heuristic text gate finds no text line in either
-    wordmark logo (not even with the Harbor logo pasted on a tall white page), so tesseract reads them only so."""
+    """Preprocessed with preprocess.ocr_gate=always: OCR reads the image whatever the text gate says (the gate
+    has its own tests below)."""
     asset = {**_preprocessed(path)["asset"], "asset_id": f"always-{path.name}"}
     stage = PreprocessStage(Settings().with_overrides(preprocess={"ocr_gate": "always"}))
     return stage.preprocess_bytes(asset, path.read_bytes())

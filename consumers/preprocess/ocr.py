@@ -12,7 +12,9 @@ RapidOCR, tesseract reads everything (logged once).
 
 The gate (text_likelihood) works on a 640 px grayscale: morphological gradient -> Otsu -> horizontal closing
 joins glyphs into line blobs -> connected components; a component counts as a text line when it is wide and
-short, mostly filled, and of glyph height. It costs ~2-4 ms per image against ~150-1500 ms for tesseract.
+short, mostly filled, and of glyph height. When none is, `wordmark_row` looks for a logo's word in letters too
+large for that (a row of letter-shaped components on a plain ground). It costs ~2-4 ms per image against
+~150-1500 ms for tesseract.
 """
 from __future__ import annotations
 
