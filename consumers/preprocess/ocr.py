@@ -12,7 +12,9 @@ RapidOCR, tesseract reads everything (logged once).
 
 The gate (text_likelihood) works on a 640 px grayscale: morphological gradient -> Otsu -> horizontal closing
 joins glyphs into line blobs -> connected components; a component counts as a text line when it is wide and
-short, mostly filled, and of glyph height. It costs ~2-4 ms per image against ~150-1500 ms for tesseract.
+short, mostly filled, and of glyph height. When none is, `wordmark_row` looks for a logo's word in letters too
+large for that (a row of letter-shaped components on a plain ground). It costs ~2-4 ms per image against
+~150-1500 ms for tesseract.
 """
 from __future__ import annotations
 
@@ -41,8 +43,9 @@ _log_once = threading.Event()
 
 
 def text_likelihood(img: Image.Image) -> tuple[bool, int]:
-    """(looks like it has text, number of text-line candidates) on a small grayscale copy."""
-    g = img.convert("L")
+    """(looks like it has text, number of text-line candidates) on a small grayscale copy (transparency on white,
+    as OCR reads it: a plain convert("L") makes transparent pixels black, and dark text on them invisible)."""
+    g = flatten(img).convert("L")
     if max(g.size) > GATE_EDGE:
         g = resized(g, GATE_EDGE)
     a = np.asarray(g)
@@ -71,7 +74,61 @@ def text_likelihood(img: Image.Image) -> tuple[bool, int]:
             transitions = int(np.count_nonzero(row[1:] != row[:-1]))
             if transitions >= max(4, cw // (ch * 2)):
                 lines += 1
+    if lines == 0 and wordmark_row(a):
+        return True, 1
     return lines >= 1, lines
+
+
+PLAIN_GROUND = 0.9
+"""share of the border pixels within GROUND_TOLERANCE grey levels of their median a plain ground needs"""
+GROUND_TOLERANCE = 12
+WORDMARK_GLYPHS = 4
+"""glyphs in a row that make a wordmark (fewer is a mark, a pair of shapes, an icon)"""
+
+
+def wordmark_row(a: np.ndarray) -> bool:
+    """A logo's wordmark on the gate's grayscale `a`: a short word in large letters (taller than the line check's
+    glyph height, or outlined by the gradient so thinly that its line blobs are hollow) on a plain ground.
+
+    Only for a plain ground (>= PLAIN_GROUND of the border pixels within GROUND_TOLERANCE of their median: a
+    logo, an icon, a product on white; photographs are not): the pixels differing from the ground by >= 48
+    grey levels are split into connected components, and a component is glyph-like when it is 8 px to 95 % of
+    the image tall, 0.12-1.6 times as wide as tall and 12-80 % filled (a filled bar, disc or product silhouette
+    is fuller, a thin frame emptier). A wordmark is >= WORDMARK_GLYPHS glyphs in a row: each next to the last
+    (gap < 0.6 x the taller one's height, heights within 2.8x), sharing its baseline or its top (descenders,
+    ascenders), and of more than one shape (a row of equal dots or stars is not a word)."""
+    h, w = a.shape
+    border = np.concatenate([a[:2].ravel(), a[-2:].ravel(), a[:, :2].ravel(), a[:, -2:].ravel()]).astype(np.int16)
+    ground = int(np.median(border))
+    if np.mean(np.abs(border - ground) <= GROUND_TOLERANCE) < PLAIN_GROUND:
+        return False
+    ink = (np.abs(a.astype(np.int16) - ground) >= 48).astype(np.uint8)
+    n, _, stats, _ = cv2.connectedComponentsWithStats(ink, connectivity=8)
+    glyphs = []
+    for i in range(1, n):
+        x, y, cw, ch, area = (int(v) for v in stats[i])
+        if 8 <= ch <= 0.95 * h and 0.12 <= cw / ch <= 1.6 and 0.12 <= area / (cw * ch) <= 0.8:
+            glyphs.append((x, y, cw, ch, area / (cw * ch)))
+    if len(glyphs) < WORDMARK_GLYPHS:
+        return False
+    glyphs.sort()
+    for start in range(len(glyphs) - WORDMARK_GLYPHS + 1):
+        row = [glyphs[start]]
+        for g in glyphs[start + 1:]:
+            x, y, cw, ch, _ = row[-1]
+            gx, gy, gw, gh, _ = g
+            tall = max(ch, gh)
+            if gx - (x + cw) >= 0.6 * tall:
+                break
+            if gx < x + cw // 2 or not 1 / 2.8 <= gh / ch <= 2.8:
+                continue  # overlapping (a dot over its stem, a part of the last glyph) or of another size
+            if abs((gy + gh) - (y + ch)) <= 0.12 * tall or abs(gy - y) <= 0.12 * tall:
+                row.append(g)
+        if len(row) >= WORDMARK_GLYPHS:
+            shapes = {(round(cw / ch * 4), round(fill * 5)) for _, _, cw, ch, fill in row}
+            if len(shapes) >= 2:
+                return True
+    return False
 
 
 def run_ocr(img: Image.Image, *, lang: str = "eng", max_edge: int = 2000, min_confidence: float = 30.0,
@@ -287,12 +344,24 @@ def run_rapidocr(img: Image.Image, *, lang: str = "eng", max_edge: int = 2000, m
     sx = full_size[0] / rgb.width if full_size else 1.0
     sy = full_size[1] / rgb.height if full_size else 1.0
     with _rapid_call_lock:  # RapidOCR keeps per-image state on the shared detector (its resize op): one at a time
-        result, _ = engine(np.ascontiguousarray(np.asarray(rgb)[:, :, ::-1]), use_cls=False, box_thresh=BOX_THRESH)
-    result, columns = in_reading_order(list(result or []), rgb.width)
+        result, _ = engine(np.ascontiguousarray(np.asarray(rgb)[:, :, ::-1]), use_cls=False, box_thresh=BOX_THRESH,
+                           return_word_box=True)
+    gray = None
+    read = []
+    for line in result or []:
+        box, raw, score = line[0], str(line[1]), line[2]
+        if len(line) >= 5 and len(line[4]) == len(raw):  # its characters' boxes: a letter drawn as a mark?
+            gray = np.asarray(rgb.convert("L")) if gray is None else gray
+            drawn = drawn_letters(gray, raw, line[3])
+            if drawn != raw:  # a wordmark with a drawn letter is a name: kept whole, not split into words
+                read.append((box, drawn, score))
+                continue
+        read.append((box, split_glued_words(raw), score))
+    result, columns = in_reading_order(read, rgb.width)
     words, lines, confs = [], [], []
     for box, raw, score in result:
         conf = float(score) * 100.0
-        text = clean_text(split_glued_words(str(raw)), 400)
+        text = clean_text(raw, 400)
         if not text or conf < min_confidence or not re.search(r"\w", text):
             continue
         if re.fullmatch(r"(.)\1{2,}", text.replace(" ", "")):  # a row of dots or circles read as "00000"
@@ -313,6 +382,45 @@ def run_rapidocr(img: Image.Image, *, lang: str = "eng", max_edge: int = 2000, m
     return {"text": "\n".join(lines)[:max_chars], "words": words[:2000],
             "mean_confidence": round(sum(confs) / len(confs), 2) if confs else None,
             "language": lang, "skipped": False, "skip_reason": None, "columns": columns}
+
+
+def drawn_letters(gray: np.ndarray, text: str, char_boxes: list) -> str:
+    """`text` (one RapidOCR line) with an "o" where the wordmark draws it as a round mark: matplotlib's "o" is a
+    polar chart, read "matpltlib". Between two letters whose boxes leave at least half a letter's room, a circle
+    (OpenCV's HOUGH_GRADIENT_ALT, perfectness >= 0.8) of 0.2-0.6 times the letters' height, centred in that gap
+    and in the middle half of the line, is read as the one round letter: "o" ("O" between capitals). A circle
+    inside a letter's box is that letter's business (an "O" is read as one); a logo mark beside the word is
+    not between two letters."""
+    spans = [(min(float(p[0]) for p in b), max(float(p[0]) for p in b), min(float(p[1]) for p in b),
+              max(float(p[1]) for p in b)) for b in char_boxes]
+    gaps = [i for i in range(len(text) - 1) if text[i].isalpha() and text[i + 1].isalpha()]
+    if not gaps:
+        return text
+    widths = sorted(x1 - x0 for x0, x1, _, _ in spans)
+    heights = sorted(y1 - y0 for _, _, y0, y1 in spans)
+    cell, tall = widths[len(widths) // 2], heights[len(heights) // 2]
+    gaps = [i for i in gaps if spans[i + 1][0] - spans[i][1] >= 0.5 * cell]
+    if not gaps or tall < 8:
+        return text
+    top = max(0, int(min(s[2] for s in spans) - 0.3 * tall))
+    bottom = min(gray.shape[0], int(max(s[3] for s in spans) + 0.3 * tall))
+    left = max(0, int(spans[0][0] - tall))
+    crop = np.ascontiguousarray(gray[top:bottom, left:int(spans[-1][1] + tall)])
+    found = cv2.HoughCircles(crop, cv2.HOUGH_GRADIENT_ALT, 1.5, tall / 2, param1=300, param2=0.8,
+                             minRadius=int(0.2 * tall), maxRadius=int(0.6 * tall) + 1)
+    if found is None:
+        return text
+    out = list(text)
+    for i in reversed(gaps):
+        x0, x1 = spans[i][1], spans[i + 1][0]
+        y0 = min(spans[i][2], spans[i + 1][2])
+        y1 = max(spans[i][3], spans[i + 1][3])
+        for cx, cy, _r in found[0]:
+            cx, cy = cx + left, cy + top
+            if x0 <= cx <= x1 and y0 + 0.25 * (y1 - y0) <= cy <= y1 - 0.25 * (y1 - y0):
+                out.insert(i + 1, "O" if text[i].isupper() and text[i + 1].isupper() else "o")
+                break
+    return "".join(out)
 
 
 def in_reading_order(lines: list, width: int) -> tuple[list, int]:

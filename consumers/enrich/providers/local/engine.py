@@ -184,10 +184,12 @@ def vocab_index(vocabulary: list[dict[str, Any]], with_embeddings: bool) -> Voca
 
 # --- image facts ----------------------------------------------------------------------------------------
 
-RULES_REVISION = "2026-12-01.medium"
+RULES_REVISION = "2026-12-01.medium+wordmark"
 """Bump when these rules answer differently for the same image, models and prompt (the result cache keys on it,
-consumers/enrich/results.py): "2026-12-01.logo" named logos from the pixels, "2026-12-01.medium" tags the medium
-(content:photo / content:graphic, docs/local-provider.md)."""
+consumers/enrich/results.py): "2026-12-01.logo" names logos from the pixels (docs/local-provider.md);
+"2026-12-01.medium" tags the medium (content:photo / content:graphic); "2026-12-01.wordmark" titles a logo by a
+wordmark OCR is sure of that the dictionary does not know, and no longer quotes unknown words with a run of
+MAX_CONSONANT_RUN + 1 consonants; "2026-12-01.medium+wordmark" is both."""
 
 _PALETTE = {
     "black": (20, 20, 20), "white": (245, 245, 245), "gray": (128, 128, 128), "red": (200, 30, 30),
@@ -391,6 +393,10 @@ QUOTE_KNOWN_CONF = 60.0
 """OCR word confidence (0-100) a dictionary word needs to be quoted"""
 QUOTE_SHAPE_CONF = 88.0
 """... and a word the dictionary does not know (names, brands, numbers), which must also look like a word"""
+MAX_CONSONANT_RUN = 4
+"""an unknown word with a longer run of consonants (y counts as a vowel) does not look like a word of a European
+language: a misread that dropped or merged letters ("matpltlib" for matplotlib's wordmark, whose "o" is drawn;
+"Brxtnk"). English spelling rarely has more than four in a row ("angstrom", "strengths" are dictionary words)"""
 QUOTE_MIN_SHARE = 0.6
 """no text is quoted when fewer than this share of the OCR words pass: what is left would be fragments"""
 _EDGE_PUNCT = "\"'“”‘’.,;:!?()[]{}<>«»-–—*·•|/\\"
@@ -422,8 +428,10 @@ def _word_ok(text: str, conf: float, dictionary: set[str]) -> bool:
         return False
     if core.lower() in dictionary or core.lower().rstrip("s") in dictionary:
         return conf >= QUOTE_KNOWN_CONF
-    # an unknown word must look like one: a vowel, and not so long that it is several words read as one
-    return 3 <= len(core) <= 12 and bool(re.search(r"[aeiouyAEIOUY]", core)) and conf >= QUOTE_SHAPE_CONF
+    # an unknown word must look like one: a vowel, no unpronounceable run of consonants, and not so long that
+    # it is several words read as one
+    return (3 <= len(core) <= 12 and bool(re.search(r"[aeiouyAEIOUY]", core)) and conf >= QUOTE_SHAPE_CONF
+            and not re.search(r"[^aeiouy\W\d_'’-]{%d}" % (MAX_CONSONANT_RUN + 1), core.lower()))
 
 
 def confident_text(pre: dict[str, Any]) -> str:
@@ -1025,17 +1033,36 @@ def is_logo(facts: ImageFacts, n_sure: int, n_raw: int, faces: int, idx: VocabIn
     return True
 
 
+WORDMARK_CONF = 95.0
+"""OCR word confidence at which a wordmark the dictionary does not know ("Zentorix", a product name) titles the
+logo, quoted as read ('"Zentorix" logo'); below it, and at >= QUOTE_SHAPE_CONF, it is only quoted in the alt text"""
+
+
 def _wordmark(text: str) -> str:
     """The logo's name from the text OCR is sure of (`confident_text`), when it is one or two words the dictionary
-    knows; else '' (the text, if any, is then quoted as read, not asserted as the name). Tesseract reads the
-    matplotlib wordmark, whose "o" is a drawing, as "matpltlib" at confidence 99: an unknown word is a misread as
-    often as a brand."""
+    knows; else '' (the text, if any, is then quoted as read, not asserted as the name: an unknown word is a
+    misread as often as a brand, see `_read_wordmark`)."""
     words = text.split()
     name = " ".join(words)
     if not 1 <= len(words) <= LOGO_WORDMARK_WORDS or len(name) > 24:
         return ""
     dictionary = _dictionary()
     return name if all(w.strip(_EDGE_PUNCT).lower() in dictionary for w in words) else ""
+
+
+def _read_wordmark(pre: dict[str, Any], text: str) -> str:
+    """A logo's wordmark the dictionary does not know, as OCR read it, when OCR is sure of it: the sure text
+    (`confident_text`: word shape, no run of more than MAX_CONSONANT_RUN consonants) is one or two words, they
+    are every word OCR read, and each was read at >= WORDMARK_CONF. The logo is then titled by it in quotes
+    ('"Zentorix" logo'): what the image says, not a claim of whose logo it is. Else ''."""
+    words = text.split()
+    if not 1 <= len(words) <= LOGO_WORDMARK_WORDS or len(text) > 24:
+        return ""
+    read = [w for w in (_d(pre.get("ocr")).get("words") or []) if isinstance(w, dict)]
+    if [" ".join(str(w.get("text") or "").split()) for w in read] != words:
+        return ""
+    confs = [_f(w.get("confidence")) for w in read]
+    return text if all((c * 100.0 if c <= 1.0 else c) >= WORDMARK_CONF for c in confs) else ""
 
 
 GRAPHIC_CLASS_MIN = 0.7
@@ -1198,6 +1225,7 @@ def alt_text(request, facts: ImageFacts) -> dict[str, Any]:
     base = base[0].upper() + base[1:]
     alt = base
     limit = _max_len(request.output_schema, "alt_text", 125)
+    read_mark = _read_wordmark(pre, text) if logo and not wordmark else ""
     if n_words and not (subject_source == "logo" and wordmark):
         room = limit - len(alt) - len(' with the text ""')
         if room >= 12:
@@ -1220,7 +1248,7 @@ def alt_text(request, facts: ImageFacts) -> dict[str, Any]:
     elif product.get("name"):
         title_src = product["name"]
     elif subject_source == "logo":
-        title_src = f"{wordmark} logo" if wordmark else "Logo"
+        title_src = f"{wordmark} logo" if wordmark else (f'"{read_mark}" logo' if read_mark else "Logo")
     elif subject.startswith(("a ", "an ")) and label and label in subject:
         title_src = label
     elif n_words:
