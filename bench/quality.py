@@ -6,6 +6,7 @@
     python bench/quality.py --baseline none --load 4                  # calm vs 4 CPU burners (issue 21)
     python bench/quality.py --baseline none --load 2 --loaded-ocr-timeout 0.001   # ... and OCR starved
     python bench/quality.py --baseline none --fit-calibration 2026-12-01.2       # refit validate's calibration
+    python bench/quality.py --baseline none --compare-calibration old.json     # another calibration file, same run
 
 Each image of tests/data/quality/images (truth: tests/data/quality/truth.json, sources and licences in
 make_set.py) goes through the real stages in-process, in a fixed shuffled order: PreprocessStage.preprocess_bytes
@@ -41,6 +42,9 @@ Calibrated auto-apply (issue 15 item 6): the images are split by duplicate famil
 every run then prints, per split, the auto-applied share and the share of the auto-applied assets' generated
 fields (tags, alt text, visible text) an editor accepts, with the shipped calibration and with
 validate.calibration=off (the uncalibrated threshold), re-validating the same enrichments. Read the held-out row.
+With --fit-calibration (or --compare-calibration FILE) it also prints the calibration it replaces next to
+the new one, per split, on the same enrichments: auto-apply and the tag figures (the first table's tags were
+decided with the calibration loaded when the run started, i.e. the old one).
 """
 from __future__ import annotations
 
@@ -391,6 +395,40 @@ def calibration_table(run: dict, truth: dict) -> str:
     return "\n".join(lines)
 
 
+def _revalidated(run: dict, calibration) -> dict:
+    """The run's images with status and published / held tags as validate gives them under `calibration`."""
+    vals = revalidate(run, calibration)
+    return {"images": {n: {**r, "status": vals[n]["status"], "tags": [t["tag"] for t in vals[n].get("tags") or []],
+                           "held_tags": [t["tag"] for t in vals[n].get("tag_suggestions") or []]}
+                       for n, r in run["images"].items()}}
+
+
+def calibration_compare(run: dict, truth: dict, before: str, after: str = "bundled") -> str:
+    """Two calibrations on the same enrichments, per split: auto-apply and the tag figures (which tags are
+    published or held as suggestions depends on the calibration)."""
+    from consumers.validate.calibration import Calibration
+    names = {c: Calibration.load(None if c == "bundled" else c).version for c in (before, after)}
+    lines = [f"calibration {names[before]} (before) vs {names[after]} (after), same enrichments:",
+             "| split | calibration | auto-applied | fields right | tag P@5 | tag recall | P@5 with held | "
+             "recall with held | colour share |", "|---|---|---|---|---|---|---|---|---|"]
+    for split in ("held-out", "fit", None):
+        if not any(split is None or split_of(n, truth) == split for n in run["images"]):
+            continue  # (--order with images of one split)
+        for cal in (before, after):
+            a = auto_apply_figures(run, truth, cal, split)
+            imgs = _revalidated(run, cal)["images"]
+            c = score({"images": {n: v for n, v in imgs.items() if split is None or split_of(n, truth) == split}},
+                      truth)
+            lines.append(f"| {split or 'all'} | {names[cal]} | {a['share']:.2f} ({a['auto']}/{a['assets']}) | "
+                         f"{_fmt(a['precision'])} ({a['fields']}) | {_fmt(c['tag_p5'])} | {_fmt(c['tag_recall'])} | "
+                         f"{_fmt(c['tag_p5_with_held'])} | {_fmt(c['tag_recall_with_held'])} | "
+                         f"{_fmt(c['colour_share_top5'])} |")
+    for cal in (before, after):
+        held = auto_apply_figures(run, truth, cal, "held-out")["names"]
+        lines.append(f"held-out auto-applied with {names[cal]}: " + (", ".join(sorted(held)) or "none"))
+    return "\n".join(lines)
+
+
 def split_tag_table(run: dict, base_run: dict | None, truth: dict) -> str:
     """Tag figures per split (read held-out: the calibration that decides which tags are held never saw it)."""
     lines = ["tags per split (published / published + held suggestions" + ("; baseline" if base_run else "") + "):",
@@ -398,6 +436,8 @@ def split_tag_table(run: dict, base_run: dict | None, truth: dict) -> str:
              + (" baseline P@5 | baseline recall |" if base_run else ""),
              "|---|---|---|---|---|---|" + ("---|---|" if base_run else "")]
     for split in ("held-out", "fit"):
+        if not any(split_of(n, truth) == split for n in run["images"]):
+            continue
         def part(r, split=split):
             return score({"images": {n: v for n, v in r["images"].items() if split_of(n, truth) == split}}, truth)
         c = part(run)
@@ -529,6 +569,9 @@ def main() -> None:
     ap.add_argument("--fit-calibration", metavar="VERSION",
                     help="fit the confidence calibration on the 'fit' split and write it to "
                          "consumers/validate/calibration.json with this version (needs scikit-learn)")
+    ap.add_argument("--compare-calibration", metavar="FILE",
+                    help="also print auto-apply and tag figures per split with this calibration file next to the "
+                         "shipped one, on the same enrichments (with --fit-calibration: the file it replaces)")
     args = ap.parse_args()
     truth = json.loads((DATA / "truth.json").read_text())["images"]
     if args.order:
@@ -553,6 +596,9 @@ def main() -> None:
     if args.fit_calibration:
         from consumers.validate.calibration import CALIBRATION_FILE
         cal = fit_calibration(evidence_rows(cur_run, truth), args.fit_calibration)
+        previous = Path(tempfile.mkdtemp()) / "calibration-before.json"  # compared below, same enrichments
+        previous.write_text(CALIBRATION_FILE.read_text())
+        args.compare_calibration = args.compare_calibration or str(previous)
         CALIBRATION_FILE.write_text(json.dumps(cal, indent=1) + "\n")
         print(f"calibration {args.fit_calibration} written to {CALIBRATION_FILE}")
     cur = score(cur_run, truth)
@@ -563,6 +609,9 @@ def main() -> None:
     if (Path(args.code) / "consumers" / "validate" / "calibration.py").exists():
         print()
         print(calibration_table(cur_run, truth))
+        if args.compare_calibration:
+            print()
+            print(calibration_compare(cur_run, truth, args.compare_calibration))
         print()
         print(split_tag_table(cur_run, base_run, truth))
     if (Path(args.code) / "domain" / "vision" / "detector.py").exists():

@@ -149,3 +149,31 @@ def test_an_asset_in_review_keeps_its_middling_tags_and_never_publishes_the_weak
 
 def _validate_with(value: dict, **validate) -> dict:
     return ValidateStage(Settings().with_overrides(validate={"calibration": "bundled", **validate})).validate(value)
+
+
+def test_the_quality_bench_puts_another_calibration_next_to_the_shipped_one(tmp_path):
+    """bench/quality.py --compare-calibration: two calibrations on the same enrichments, per split. A copy of the
+    shipped file whose OCR curve doubts every reading (0.5) keeps the clear sign in review; the shipped one
+    auto-applies it. The generic coins photo is in review with both."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    doubt = json.loads(CALIBRATION_FILE.read_text())
+    shipped = doubt["version"]
+    doubt["version"] = "test-ocr-doubt"
+    for curves in doubt["models"].values():
+        curves["ocr"] = {"x": [0.0, 1.0], "y": [0.5, 0.5], "n": 1}
+    path = tmp_path / "doubt.json"
+    path.write_text(json.dumps(doubt))
+    root = Path(__file__).resolve().parent.parent
+    out = subprocess.run([sys.executable, "bench/quality.py", "--baseline", "none", "--order",
+                          "sign_open_1bit.png,coins.jpg", "--compare-calibration", str(path)],
+                         cwd=root, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    rows = {tuple(c.strip() for c in line.strip("|").split("|")[:3]) for line in out.stdout.splitlines()
+            if line.startswith("| held-out |")}
+    assert ("held-out", "test-ocr-doubt", "0.00 (0/2)") in rows
+    assert ("held-out", shipped, "0.50 (1/2)") in rows
+    assert "held-out auto-applied with test-ocr-doubt: none" in out.stdout
+    assert f"held-out auto-applied with {shipped}: sign_open_1bit.png" in out.stdout
