@@ -23,13 +23,19 @@ _quality_cache: dict[str, dict] = {}
 def preprocessed_quality(name: str) -> dict:
     """A PreprocessedAsset dict of one quality-set image, made by the real PreprocessStage (default settings),
     computed once per test process. Callers must not change it (copy first)."""
-    if name not in _quality_cache:
-        asset = {"asset_id": name, "event_id": f"e-{name}", "event_type": "created", "source_uri": None,
+    return preprocessed_file(QUALITY_IMAGES / name)
+
+
+def preprocessed_file(path: Path) -> dict:
+    """The same for any image file (asset id = its name), cached by path."""
+    key = str(path)
+    if key not in _quality_cache:
+        asset = {"asset_id": path.name, "event_id": f"e-{path.name}", "event_type": "created", "source_uri": None,
                  "content_type": None, "uploader": None, "uploader_notes": None, "declared_license": None,
                  "product_context": None, "tenant": "default", "event_time": 1763780000000, "version": 1,
                  "human_fields": None, "attributes": {}}
-        _quality_cache[name] = PreprocessStage(Settings()).preprocess_bytes(asset, (QUALITY_IMAGES / name).read_bytes())
-    return _quality_cache[name]
+        _quality_cache[key] = PreprocessStage(Settings()).preprocess_bytes(asset, path.read_bytes())
+    return _quality_cache[key]
 
 
 R = TiffImagePlugin.IFDRational

@@ -184,12 +184,14 @@ def vocab_index(vocabulary: list[dict[str, Any]], with_embeddings: bool) -> Voca
 
 # --- image facts ----------------------------------------------------------------------------------------
 
-RULES_REVISION = "2026-12-01.medium+wordmark"
+RULES_REVISION = "2026-12-01.writing"
 """Bump when these rules answer differently for the same image, models and prompt (the result cache keys on it,
 consumers/enrich/results.py): "2026-12-01.logo" names logos from the pixels (docs/local-provider.md);
 "2026-12-01.medium" tags the medium (content:photo / content:graphic); "2026-12-01.wordmark" titles a logo by a
 wordmark OCR is sure of that the dictionary does not know, and no longer quotes unknown words with a run of
-MAX_CONSONANT_RUN + 1 consonants; "2026-12-01.medium+wordmark" is both."""
+MAX_CONSONANT_RUN + 1 consonants; "2026-12-01.medium+wordmark" is both; "2026-12-01.writing" adds to them
+that writing OCR could not read is named ("A black-and-white photograph showing writing that could not be read",
+`unread_writing`)."""
 
 _PALETTE = {
     "black": (20, 20, 20), "white": (245, 245, 245), "gray": (128, 128, 128), "red": (200, 30, 30),
@@ -229,6 +231,8 @@ class ImageFacts:
     """area of the largest face the stricter on-thumbnail check confirms, as a share of the image (0 = none)"""
     objects: list[Detection] = field(default_factory=list)
     """COCO detections (NanoDet-m), best first, boxes as shares of the image"""
+    ink: "Ink | None" = None
+    """dark thin strokes on a light ground (`ink_on_ground`): what writing on paper looks like"""
     logo_look: bool = False
     """drawn like a logo (`logo_look`): coloured shapes of few, evenly filled colours on a plain light (or
     transparent, flattened on white) ground; `is_logo` adds what the text and the detector say"""
@@ -298,12 +302,54 @@ def _analyse(data: bytes | None, top_k: int, threads: int, run_classifier: bool,
     figure = np.abs(grey128.astype(np.int16) - int(np.median(ring))) > 2
     facts.figure_flat_share = float(flat[figure].mean()) if figure.mean() >= 0.02 else facts.flat_share
     facts.logo_look = logo_look(arr)
+    facts.ink = ink_on_ground(arr)
     if run_classifier:
         facts.top = classifier(threads).predict(arr, top_k=top_k)
         facts.face_share = _largest_face_share(arr)
     if run_classifier and detect:
         facts.objects = detector(threads).detect(arr)
     return facts
+
+
+INK_EDGE = 640
+"""long edge (px) the ink is measured at (as preprocess's OCR gate sees an image; a smaller image is not enlarged)"""
+INK_STEP = 40
+"""grey levels a pixel must be darker than its local ground to be ink"""
+
+
+@dataclass(frozen=True)
+class Ink:
+    ground: float
+    """median brightness (0-255) of the ground, the image with its dark strokes closed away"""
+    share: float
+    """share of the pixels that are ink (>= INK_STEP darker than the ground around them)"""
+    stroke: float
+    """mean stroke width (px at INK_EDGE): twice the mean distance of an ink pixel to the ground"""
+
+
+def ink_on_ground(arr: np.ndarray) -> Ink:
+    """Dark strokes on a lighter ground, on the grey image at <= INK_EDGE px: the ground is the image closed
+    (a grey-level closing with a disc of 6 % of the short side fills strokes thinner than that with the ground
+    around them); ink is what is INK_STEP darker than its ground. Writing on paper: a light ground (quality set's
+    handwriting 144, rendered pages 200+), 2-20 % ink in strokes 2-3 px wide; grass, gravel and foliage are 30-85 %
+    'ink' in wider blobs; a star field or a night photo has a dark ground."""
+    import cv2
+
+    grey = cv2.cvtColor(arr, cv2.COLOR_RGB2GRAY)
+    h, w = grey.shape
+    if max(h, w) > INK_EDGE:
+        scale = INK_EDGE / max(h, w)
+        grey = cv2.resize(grey, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
+    if min(grey.shape) < 16:
+        return Ink(0.0, 0.0, 0.0)
+    k = max(7, int(min(grey.shape) * 0.06)) | 1
+    ground = cv2.morphologyEx(grey, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k)))
+    ground = cv2.medianBlur(ground, 5)
+    dark = (ground.astype(np.int16) - grey.astype(np.int16)) >= INK_STEP
+    if not dark.any():
+        return Ink(float(np.median(ground)), 0.0, 0.0)
+    dist = cv2.distanceTransform(dark.astype(np.uint8), cv2.DIST_L2, 3)
+    return Ink(float(np.median(ground)), float(dark.mean()), float(2.0 * dist[dark].mean()))
 
 
 LOGO_GROUND_PLAIN = 0.9
@@ -966,6 +1012,34 @@ def is_decorative(facts: ImageFacts, n_words: int, faces: int) -> bool:
     return facts.detail < DECORATIVE_DETAIL and top_p < 0.5
 
 
+WRITING_GROUND = 120
+"""Ink.ground a page needs (quality set: handwriting 144; coins 99, a star field 64)"""
+WRITING_SATURATION = 0.15
+"""ImageFacts.saturation below which the image is ink on paper-like ground (handwriting 0.00; a leafy or
+coloured photo 0.3+)"""
+WRITING_INK = (0.02, 0.2)
+"""Ink.share of writing: strokes over a ground (handwriting 0.09; grass 0.8, gravel 0.65, brick 0.38)"""
+WRITING_STROKE = 3.5
+"""Ink.stroke (px at INK_EDGE) at most: pen lines, not blobs (handwriting 2.5; grass 4.8, a star field 7.3)"""
+
+
+UNREAD = " that could not be read"
+
+
+def unread_writing(pre: dict[str, Any], facts: ImageFacts, n_words: int, faces: int) -> bool:
+    """Writing OCR could not read: preprocess's OCR gate found text-line candidates (the OCR record is not
+    skipped), OCR is sure of no word to quote, no face, and the photo is thin dark strokes on a light, colourless
+    ground (`ink_on_ground`: WRITING_GROUND, WRITING_SATURATION, WRITING_INK, WRITING_STROKE). Handwriting,
+    formulas on a board or a page too blurred to read; not grass, gravel, brick, fabric or foliage (too much
+    'ink', in blobs, or coloured), not a star field (a dark ground), not a drawing (`graphic`)."""
+    ocr = _d(pre.get("ocr"))
+    ink = facts.ink
+    if not ocr or ocr.get("skipped") or n_words or faces or ink is None or not facts.ok or facts.graphic:
+        return False
+    return (facts.saturation < WRITING_SATURATION and ink.ground >= WRITING_GROUND
+            and WRITING_INK[0] <= ink.share <= WRITING_INK[1] and 0 < ink.stroke <= WRITING_STROKE)
+
+
 GRAPHIC_FLAT_SHARE = 0.2
 """ImageFacts.flat_share from which an image is a graphic, not a photograph (quality set: photos <= 0.15)"""
 EVIDENCE_SUBJECT = 0.4
@@ -1130,13 +1204,13 @@ def _detected_subject(idx: VocabIndex | None, facts: ImageFacts, faces: int,
 
 def _subject(product: dict[str, Any], faces: int, label: str | None, conf_top: list, n_raw: int, n_words: int,
              facts: ImageFacts, evidence: str | None, detected: tuple[str, str] | None = None,
-             boxed: bool = False, logo: bool = False, wordmark: str = "") -> tuple[str, str]:
+             boxed: bool = False, logo: bool = False, wordmark: str = "", writing: bool = False) -> tuple[str, str]:
     """The alt text's subject in plain words, by the strongest evidence: the product named in the event, a
     confident face, a large confident detected object, a confident class, text, a weaker class, and only then
     what the pixels look like; and what named it (`evidence_name` origins: 'product', 'face',
     'detector+classifier', 'detector', 'classifier' (`boxed`: a box of the same class agrees), 'ocr',
     'classifier-weak', 'none'; 'logo' when `is_logo` decided it: "the Harbor logo" with a sure `wordmark`,
-    else "a logo")."""
+    else "a logo"; 'ink' for `writing` that OCR could not read: "a photograph showing writing")."""
     if product.get("name"):
         subject, source = product["name"], "product"
         if product.get("category"):
@@ -1160,6 +1234,10 @@ def _subject(product: dict[str, Any], faces: int, label: str | None, conf_top: l
         else:
             subject = "a sign" if n_words >= 2 else "a text graphic"
         source = "ocr"
+    elif writing:
+        # "photograph showing": "... photograph of ..." is a phrase the enrich stage rejects (_BAD_PHRASE)
+        subject = ("a black-and-white photograph" if facts.saturation < 0.04 else "a photograph") + " showing writing"
+        source = "ink"
     elif evidence:
         subject, source = _article(evidence), "classifier-weak"
     elif not facts.ok:
@@ -1202,6 +1280,9 @@ def alt_text(request, facts: ImageFacts) -> dict[str, Any]:
                 "visible_text": "", EVIDENCE: "pixels"}
 
     conf_top = [t for t in _merged_top(facts.top) if t[2] >= CONFIDENT]
+    writing = unread_writing(pre, facts, n_words, faces)
+    if writing and conf_top and conf_top[0][0] in _TEXTY:
+        conf_top = []  # "website", "menu": the classifier's guess for a page; the page is what we can say
     logo = is_logo(facts, n_words, n_raw, faces, idx)
     if logo or (facts.graphic and conf_top and not _class_backed(idx, facts, conf_top[0])):
         conf_top = []  # the classifier's guess on a drawing ("plectrum", "tool kit") is not its subject
@@ -1216,16 +1297,18 @@ def alt_text(request, facts: ImageFacts) -> dict[str, Any]:
         r"\b" + re.escape(SUBJECT_NOUNS[found[0].label][0]) + r"\b", label or "", re.I) is not None)
     wordmark = _wordmark(text) if logo else ""
     subject, subject_source = _subject(product, faces, label, conf_top, n_raw, n_words, facts, evidence, detected,
-                                       boxed, logo=logo, wordmark=wordmark)
+                                       boxed, logo=logo, wordmark=wordmark, writing=writing)
     # no colour phrase for people, nor for a black-and-white photograph: its greys are the photo's light and
     # shade, not "a gray background"
     bw_photo = facts.ok and not facts.graphic and facts.saturation < 0.04
-    colour_phrase = "" if faces or bw_photo else _colour_phrase(colour_shares)
+    colour_phrase = "" if faces or bw_photo or subject_source == "ink" else _colour_phrase(colour_shares)
     base = f"{subject}{colour_phrase}"
     base = base[0].upper() + base[1:]
     alt = base
     limit = _max_len(request.output_schema, "alt_text", 125)
     read_mark = _read_wordmark(pre, text) if logo and not wordmark else ""
+    if subject_source == "ink":
+        alt += UNREAD  # never what OCR guessed: nothing it read was sure
     if n_words and not (subject_source == "logo" and wordmark):
         room = limit - len(alt) - len(' with the text ""')
         if room >= 12:
@@ -1237,7 +1320,9 @@ def alt_text(request, facts: ImageFacts) -> dict[str, Any]:
 
     # caption: 1-2 sentences
     sentences = [base + "."]
-    if n_words:
+    if subject_source == "ink":
+        sentences.append("The writing could not be read.")
+    elif n_words:
         sentences.append(f'Visible text reads "{_clip(text, 120)}".')
     elif len(conf_top) > 1:
         sentences.append(f"It may also show {_article(conf_top[1][0])}.")
@@ -1249,6 +1334,8 @@ def alt_text(request, facts: ImageFacts) -> dict[str, Any]:
         title_src = product["name"]
     elif subject_source == "logo":
         title_src = f"{wordmark} logo" if wordmark else (f'"{read_mark}" logo' if read_mark else "Logo")
+    elif subject_source == "ink":
+        title_src = "Unreadable writing"
     elif subject.startswith(("a ", "an ")) and label and label in subject:
         title_src = label
     elif n_words:
