@@ -139,7 +139,7 @@ def variants(settings, thresholds: list[float] = (),
     hyb-visall = hybrid with the visual leg's whole window in the fusion (WHOLE_LEG);
     hyb-before = neither the floor nor the cap: hybrid as it was before them; hyb-main = hybrid with every visual
     leg contributing visual_leg_max_hits images, however weakly the query names its classes
-    (index.visual_leg_weak_below None: main's default before branch fuse)."""
+    (index.visual_leg_weak_below None: the default); hyb-weak = the weak share on (0.6, branch fuse's pick)."""
     novis = settings.with_overrides(index={"visual_leg": False})
     nofloor = settings.with_overrides(index={"semantic_min_similarity": None})
     out = [("keyword", "keyword", [(settings, None)]), ("semantic", "semantic", [(settings, None)]),
@@ -150,7 +150,8 @@ def variants(settings, thresholds: list[float] = (),
            ("hyb-before", "hybrid", [(settings.with_overrides(index={**WHOLE_LEG, "semantic_min_similarity": None}),
                                         None)]),
            ("hyb-ctrl", "hybrid", [(settings, seed) for seed in (0, 1, 2)]),
-           ("hyb-main", "hybrid", [(settings.with_overrides(index={"visual_leg_weak_below": None}), None)])]
+           ("hyb-main", "hybrid", [(settings.with_overrides(index={"visual_leg_weak_below": None}), None)]),
+           ("hyb-weak", "hybrid", [(settings.with_overrides(index={"visual_leg_weak_below": 0.6}), None)])]
     out += [(f"hyb@{t:g}", "hybrid", [(settings.with_overrides(index={"visual_leg_threshold": t}), None)])
             for t in thresholds]
     for f in floors:
@@ -297,15 +298,16 @@ def print_rows(title: str, rows: dict, kinds: list[str], n_docs: int, n_queries:
     print("query p50 ms: " + ", ".join(f"{m} {rows[m]['p50_ms']}" for m in rows))
 
 
-def print_visual_details(per_query: list[dict], base: str = "hyb-novis", title: str = "visual leg") -> None:
-    """Every query whose recall@10 or precision@10 hybrid changed against variant `base`, with the classes the
+def print_visual_details(per_query: list[dict], base: str = "hyb-novis", title: str = "visual leg",
+                         variant: str = "hybrid") -> None:
+    """Every query whose recall@10 or precision@10 `variant` changed against variant `base`, with the classes the
     visual leg used (held-out words: under their word, marked)."""
     before = {(pq["kind"], pq["query"]): pq for pq in per_query if pq["mode"] == base}
     held_out = {pq["query"] for pq in per_query if pq["kind"] == "held-out word"}
-    print(f"\n{title}, per query ({base} -> hybrid; only the queries it changed; * = held-out word):")
+    print(f"\n{title}, per query ({base} -> {variant}; only the queries it changed; * = held-out word):")
     for pq in per_query:
         b = before.get((pq["kind"], pq["query"]))
-        if pq["mode"] != "hybrid" or b is None or pq["kind"] in SUBSETS or \
+        if pq["mode"] != variant or b is None or pq["kind"] in SUBSETS or \
                 (b["recall"], b["precision"]) == (pq["recall"], pq["precision"]):
             continue
         leg = pq.get("visual_leg") or {}
@@ -609,7 +611,8 @@ def main() -> int:
                     print(f"  hybrid misses {pq['query']!r:<18} R@10={pq['recall']:.2f} relevant {pq['relevant']} "
                           f"top {pq['top'][:5]}")
             print_visual_details(per_query)
-            print_visual_details(per_query, "hyb-main", "the weak visual leg's share (index.visual_leg_weak_below)")
+            print_visual_details(per_query, "hyb-main", "the weak visual leg's share (index.visual_leg_weak_below)",
+                                 variant="hyb-weak")
             print_cosines("labelled image set", gap)
             print_nonsense("labelled image set", nonsense)
             print_nonsense("labelled image set, class words no image shows", classwords, absent)
