@@ -274,6 +274,18 @@ def test_a_wordmark_read_as_noise_is_not_quoted(source):
     assert out["visible_text"] == ""
 
 
+@pytest.mark.parametrize("name", ["Nightshade", "Catchphrase"])
+def test_a_wordmark_with_five_consonant_letters_but_fewer_sounds_is_quoted(name):
+    """The noise check counts consonant sounds, not letters: "ghtsh" in Nightshade and "tchphr" in Catchphrase are
+    five and six letters but three and four sounds, so a logo's name read by real OCR is quoted and titles it (a
+    count by letters refused both, as it refuses "Krtsplom" above)."""
+    pre = _made_up(name, ocr_gate="always")
+    assert pre["ocr"]["text"] == name and min(w["confidence"] for w in pre["ocr"]["words"]) >= engine.WORDMARK_CONF
+    out = _enrich(pre)
+    assert f'with the text "{name}"' in out["alt_text"] and out["title"] == f'"{name}" logo', out
+    assert out["visible_text"] == name
+
+
 def test_a_wordmark_ocr_is_not_sure_enough_of_is_not_a_title():
     """The same made-up logo, its word read at lower confidence: at 90 it is quoted in the alt text (an unknown
     word's bar, QUOTE_SHAPE_CONF) but does not title the logo (WORDMARK_CONF); at 70 it is not quoted at all."""

@@ -184,14 +184,14 @@ def vocab_index(vocabulary: list[dict[str, Any]], with_embeddings: bool) -> Voca
 
 # --- image facts ----------------------------------------------------------------------------------------
 
-RULES_REVISION = "2026-12-01.writing"
+RULES_REVISION = "2026-12-01.sounds"
 """Bump when these rules answer differently for the same image, models and prompt (the result cache keys on it,
 consumers/enrich/results.py): "2026-12-01.logo" names logos from the pixels (docs/local-provider.md);
 "2026-12-01.medium" tags the medium (content:photo / content:graphic); "2026-12-01.wordmark" titles a logo by a
 wordmark OCR is sure of that the dictionary does not know, and no longer quotes unknown words with a run of
 MAX_CONSONANT_RUN + 1 consonants; "2026-12-01.medium+wordmark" is both; "2026-12-01.writing" adds to them
 that writing OCR could not read is named ("A black-and-white photograph showing writing that could not be read",
-`unread_writing`)."""
+`unread_writing`); "2026-12-01.sounds" counts a consonant run by sounds ("Nightshade" is quoted)."""
 
 _PALETTE = {
     "black": (20, 20, 20), "white": (245, 245, 245), "gray": (128, 128, 128), "red": (200, 30, 30),
@@ -440,9 +440,12 @@ QUOTE_KNOWN_CONF = 60.0
 QUOTE_SHAPE_CONF = 88.0
 """... and a word the dictionary does not know (names, brands, numbers), which must also look like a word"""
 MAX_CONSONANT_RUN = 4
-"""an unknown word with a longer run of consonants (y counts as a vowel) does not look like a word of a European
+"""an unknown word with a longer run of consonant sounds (y counts as a vowel; a spelling of one sound, "ght",
+"tch", "sch", "ch", "ck", "gh", "ng", "ph", "sh", "th", counts once) does not look like a word of a European
 language: a misread that dropped or merged letters ("matpltlib" for matplotlib's wordmark, whose "o" is drawn;
-"Brxtnk"). English spelling rarely has more than four in a row ("angstrom", "strengths" are dictionary words)"""
+"Brxtnk"). English spelling rarely has more than four in a row ("angstrom", "strengths" are dictionary words);
+names and compounds such as "Nightshade", "Catchphrase", "Hirschfeld" have five letters but three or four sounds"""
+_ONE_SOUND = re.compile(r"ght|tch|sch|ch|ck|gh|ng|ph|sh|th")
 QUOTE_MIN_SHARE = 0.6
 """no text is quoted when fewer than this share of the OCR words pass: what is left would be fragments"""
 _EDGE_PUNCT = "\"'“”‘’.,;:!?()[]{}<>«»-–—*·•|/\\"
@@ -477,7 +480,8 @@ def _word_ok(text: str, conf: float, dictionary: set[str]) -> bool:
     # an unknown word must look like one: a vowel, no unpronounceable run of consonants, and not so long that
     # it is several words read as one
     return (3 <= len(core) <= 12 and bool(re.search(r"[aeiouyAEIOUY]", core)) and conf >= QUOTE_SHAPE_CONF
-            and not re.search(r"[^aeiouy\W\d_'’-]{%d}" % (MAX_CONSONANT_RUN + 1), core.lower()))
+            and not re.search(r"[^aeiouy\W\d_'’-]{%d}" % (MAX_CONSONANT_RUN + 1),
+                              _ONE_SOUND.sub("c", core.lower())))
 
 
 def confident_text(pre: dict[str, Any]) -> str:
