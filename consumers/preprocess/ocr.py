@@ -388,9 +388,11 @@ def drawn_letters(gray: np.ndarray, text: str, char_boxes: list) -> str:
     """`text` (one RapidOCR line) with an "o" where the wordmark draws it as a round mark: matplotlib's "o" is a
     polar chart, read "matpltlib". Between two letters whose boxes leave at least half a letter's room, a circle
     (OpenCV's HOUGH_GRADIENT_ALT, perfectness >= 0.8) of 0.2-0.6 times the letters' height, centred in that gap
-    and in the middle half of the line, is read as the one round letter: "o" ("O" between capitals). A circle
-    inside a letter's box is that letter's business (an "O" is read as one); a logo mark beside the word is
-    not between two letters."""
+    and in the middle half of the line, is read as the one round letter: "o" ("O" between capitals) when it is
+    a mark of its own (`own_mark`): RapidOCR's letter boxes are of one width, so a wide "m" overhangs its box and
+    its arch sits in the "gap" ("community" read right would become "comomunity"). A circle inside a letter's
+    box is that letter's business (an "O" is read as one); a logo mark beside the word is not between two
+    letters."""
     spans = [(min(float(p[0]) for p in b), max(float(p[0]) for p in b), min(float(p[1]) for p in b),
               max(float(p[1]) for p in b)) for b in char_boxes]
     gaps = [i for i in range(len(text) - 1) if text[i].isalpha() and text[i + 1].isalpha()]
@@ -406,21 +408,83 @@ def drawn_letters(gray: np.ndarray, text: str, char_boxes: list) -> str:
     bottom = min(gray.shape[0], int(max(s[3] for s in spans) + 0.3 * tall))
     left = max(0, int(spans[0][0] - tall))
     crop = np.ascontiguousarray(gray[top:bottom, left:int(spans[-1][1] + tall)])
+    if min(crop.shape) < 8:
+        return text
     found = cv2.HoughCircles(crop, cv2.HOUGH_GRADIENT_ALT, 1.5, tall / 2, param1=300, param2=0.8,
                              minRadius=int(0.2 * tall), maxRadius=int(0.6 * tall) + 1)
     if found is None:
         return text
+    labels = None
     out = list(text)
     for i in reversed(gaps):
         x0, x1 = spans[i][1], spans[i + 1][0]
         y0 = min(spans[i][2], spans[i + 1][2])
         y1 = max(spans[i][3], spans[i + 1][3])
-        for cx, cy, _r in found[0]:
-            cx, cy = cx + left, cy + top
-            if x0 <= cx <= x1 and y0 + 0.25 * (y1 - y0) <= cy <= y1 - 0.25 * (y1 - y0):
+        for cx, cy, r in found[0]:
+            if not (x0 <= cx + left <= x1 and y0 + 0.25 * (y1 - y0) <= cy + top <= y1 - 0.25 * (y1 - y0)):
+                continue
+            labels = ink_components(crop) if labels is None else labels
+            beside = ((spans[i][0] - left, x0 - left), (x1 - left, spans[i + 1][1] - left))
+            if own_mark(labels, float(cx), float(cy), float(r), beside):
                 out.insert(i + 1, "O" if text[i].isupper() and text[i + 1].isupper() else "o")
                 break
     return "".join(out)
+
+
+INK_STEP = 48
+"""grey levels from the ground that make a pixel ink (the gate's wordmark check and drawn_letters)"""
+
+
+def ink_components(crop: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(label image, stats) of the ink of a grayscale crop: pixels >= INK_STEP from its ground (the median of
+    its border), 8-connected."""
+    border = np.concatenate([crop[0], crop[-1], crop[:, 0], crop[:, -1]]).astype(np.int16)
+    ink = (np.abs(crop.astype(np.int16) - int(np.median(border))) >= INK_STEP).astype(np.uint8)
+    _, labels, stats, _ = cv2.connectedComponentsWithStats(ink, connectivity=8)
+    return labels, stats
+
+
+MARK_MARGIN = 0.25
+"""how far (times the radius) past a drawn letter's circle its own ink may reach (anti-aliasing, a ring's width)"""
+MARK_SPAN = 0.7
+"""its own ink must span at least this share of the circle's diameter, across and down"""
+
+
+def own_mark(components: tuple[np.ndarray, np.ndarray], cx: float, cy: float, r: float,
+             beside: tuple[tuple[float, float], tuple[float, float]]) -> bool:
+    """Is the circle (cx, cy, r) on the crop a mark of its own, lying in the gap between the letter boxes
+    `beside` ((x0, x1) of each, crop pixels)? Its own ink is the components on its outline (within
+    max(2, r / 10) px of it) lying inside its square grown by MARK_MARGIN (a ring and what is drawn in it): it
+    must span >= MARK_SPAN of the circle's diameter across and down, and lie mostly outside both letter boxes
+    (less than half its width in either). A letter's arch or bowl found as a circle is part of a component
+    running on beyond it (a wide "m" overhanging its box: "community" would become "comomunity"), a letter whose
+    box is off by a little is still mostly in it, and a neighbouring letter set close to the mark may graze its
+    outline without counting (matplotlib's "p" and "l")."""
+    labels, stats = components
+    h, w = labels.shape
+    band = max(2.0, r / 10)
+    reach = r + band
+    y_lo, x_lo = max(0, int(cy - reach)), max(0, int(cx - reach))
+    window = labels[y_lo:min(h, int(cy + reach) + 1), x_lo:min(w, int(cx + reach) + 1)]
+    ys, xs = np.nonzero(window)
+    dy, dx = ys + y_lo - cy, xs + x_lo - cx
+    on = np.abs(np.hypot(dx, dy) - r) <= band
+    lo_x, hi_x = cx - r * (1 + MARK_MARGIN), cx + r * (1 + MARK_MARGIN)
+    lo_y, hi_y = cy - r * (1 + MARK_MARGIN), cy + r * (1 + MARK_MARGIN)
+    own = []
+    for k in np.unique(window[ys[on], xs[on]]):
+        x, y, cw, ch = (int(v) for v in stats[k, :4])
+        if lo_x <= x and x + cw <= hi_x and lo_y <= y and y + ch <= hi_y:
+            own.append(k)
+    if not own:
+        return False
+    x0 = min(int(stats[k, 0]) for k in own)
+    x1 = max(int(stats[k, 0] + stats[k, 2]) for k in own)
+    y0 = min(int(stats[k, 1]) for k in own)
+    y1 = max(int(stats[k, 1] + stats[k, 3]) for k in own)
+    if min(x1 - x0, y1 - y0) < MARK_SPAN * 2 * r:
+        return False
+    return all(min(x1, b1) - max(x0, b0) < 0.5 * (x1 - x0) for b0, b1 in beside)
 
 
 def in_reading_order(lines: list, width: int) -> tuple[list, int]:
