@@ -377,3 +377,19 @@ def test_photos_icons_and_rows_of_shapes_are_not_sent_to_ocr(name):
     else:
         pre = _pre(name)
     assert pre["ocr"]["skipped"] and pre["ocr"]["skip_reason"] == "no_text_detected", pre["ocr"]
+
+
+def test_the_wordmark_search_gives_up_on_a_grid_of_letter_sized_cells():
+    """A 640 px grid of small outlined cells on white (the review's repro: ~5,000 letter-shaped components, the
+    row search took 8-14 s in the gate): past WORDMARK_MAX_GLYPHS candidates no row is searched for, and the
+    gate skips the image. (Its time, 8-14 s before and ~20 ms after, is in the commit, not asserted here.)"""
+    import cv2
+    import numpy as np
+
+    a = np.full((640, 640), 255, np.uint8)
+    for y in range(20, 612, 10):
+        for x in range(20, 616, 6):
+            cv2.rectangle(a, (x, y), (x + 3, y + 7), 0, 1)
+    assert len(ocr.glyph_candidates(a)) > ocr.WORDMARK_MAX_GLYPHS
+    assert not ocr.wordmark_row(a)
+    assert ocr.text_likelihood(Image.fromarray(a).convert("RGB")) == (False, 0)

@@ -82,8 +82,30 @@ def text_likelihood(img: Image.Image) -> tuple[bool, int]:
 PLAIN_GROUND = 0.9
 """share of the border pixels within GROUND_TOLERANCE grey levels of their median a plain ground needs"""
 GROUND_TOLERANCE = 12
+INK_STEP = 48
+"""grey levels from the ground that make a pixel ink (the gate's wordmark check and drawn_letters)"""
 WORDMARK_GLYPHS = 4
 """glyphs in a row that make a wordmark (fewer is a mark, a pair of shapes, an icon)"""
+WORDMARK_MAX_GLYPHS = 200
+"""more glyph-like components than this is no wordmark (a short word, perhaps with a tagline, whose small text
+the line check finds) but a grid, a pattern, a page: the row search, quadratic in them, is not run (a 640 px grid
+of small outlined cells, ~5,000 of them, took 8-14 s)"""
+
+
+def glyph_candidates(a: np.ndarray) -> list[tuple[int, int, int, int, float]] | None:
+    """The letter-shaped ink components (x, y, width, height, fill) of the gate's grayscale `a` on a plain
+    ground (see wordmark_row), or None when the ground is not plain."""
+    h = a.shape[0]
+    border = np.concatenate([a[:2].ravel(), a[-2:].ravel(), a[:, :2].ravel(), a[:, -2:].ravel()]).astype(np.int16)
+    ground = int(np.median(border))
+    if np.mean(np.abs(border - ground) <= GROUND_TOLERANCE) < PLAIN_GROUND:
+        return None
+    ink = (np.abs(a.astype(np.int16) - ground) >= INK_STEP).astype(np.uint8)
+    n, _, stats, _ = cv2.connectedComponentsWithStats(ink, connectivity=8)
+    x, y, cw, ch, area = (stats[1:, k].astype(np.int64) for k in range(5))
+    fill = area / np.maximum(cw * ch, 1)
+    keep = (ch >= 8) & (ch <= 0.95 * h) & (cw >= 0.12 * ch) & (cw <= 1.6 * ch) & (fill >= 0.12) & (fill <= 0.8)
+    return [(int(x[i]), int(y[i]), int(cw[i]), int(ch[i]), float(fill[i])) for i in np.flatnonzero(keep)]
 
 
 def wordmark_row(a: np.ndarray) -> bool:
@@ -96,20 +118,10 @@ def wordmark_row(a: np.ndarray) -> bool:
     the image tall, 0.12-1.6 times as wide as tall and 12-80 % filled (a filled bar, disc or product silhouette
     is fuller, a thin frame emptier). A wordmark is >= WORDMARK_GLYPHS glyphs in a row: each next to the last
     (gap < 0.6 x the taller one's height, heights within 2.8x), sharing its baseline or its top (descenders,
-    ascenders), and of more than one shape (a row of equal dots or stars is not a word)."""
-    h, w = a.shape
-    border = np.concatenate([a[:2].ravel(), a[-2:].ravel(), a[:, :2].ravel(), a[:, -2:].ravel()]).astype(np.int16)
-    ground = int(np.median(border))
-    if np.mean(np.abs(border - ground) <= GROUND_TOLERANCE) < PLAIN_GROUND:
-        return False
-    ink = (np.abs(a.astype(np.int16) - ground) >= 48).astype(np.uint8)
-    n, _, stats, _ = cv2.connectedComponentsWithStats(ink, connectivity=8)
-    glyphs = []
-    for i in range(1, n):
-        x, y, cw, ch, area = (int(v) for v in stats[i])
-        if 8 <= ch <= 0.95 * h and 0.12 <= cw / ch <= 1.6 and 0.12 <= area / (cw * ch) <= 0.8:
-            glyphs.append((x, y, cw, ch, area / (cw * ch)))
-    if len(glyphs) < WORDMARK_GLYPHS:
+    ascenders), and of more than one shape (a row of equal dots or stars is not a word). Past
+    WORDMARK_MAX_GLYPHS glyph-like components there is none."""
+    glyphs = glyph_candidates(a)
+    if glyphs is None or not WORDMARK_GLYPHS <= len(glyphs) <= WORDMARK_MAX_GLYPHS:
         return False
     glyphs.sort()
     for start in range(len(glyphs) - WORDMARK_GLYPHS + 1):
@@ -429,10 +441,6 @@ def drawn_letters(gray: np.ndarray, text: str, char_boxes: list) -> str:
                 out.insert(i + 1, "O" if text[i].isupper() and text[i + 1].isupper() else "o")
                 break
     return "".join(out)
-
-
-INK_STEP = 48
-"""grey levels from the ground that make a pixel ink (the gate's wordmark check and drawn_letters)"""
 
 
 def ink_components(crop: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
