@@ -42,13 +42,32 @@ SPLIT_MAX_RANK = 25_000
 _log_once = threading.Event()
 
 
+BAND_PIXELS = 4_000_000
+"""source pixels flattened at a time by flat_small"""
+
+
+def flat_small(img: Image.Image, edge: int, mode: str = "L") -> Image.Image:
+    """`resized(flatten(img).convert(mode), edge)` (transparency on white, long edge at most `edge`) without a
+    full-size flattened copy (~240 MB for an 80 MP image): the image is flattened and box-reduced by the
+    same integer factor resized's first step takes, a band of rows (a multiple of that factor, ~BAND_PIXELS) at
+    a time, then resized the rest of the way. The pixels are the same."""
+    w, h = img.size
+    scale = edge / max(w, h)
+    k = min(w // max(1, round(w * scale)), h // max(1, round(h * scale))) if scale < 1 else 1
+    if k < 2:
+        return resized(flatten(img).convert(mode), edge)
+    rows = k * max(1, BAND_PIXELS // (w * k))
+    out = Image.new(mode, (-(-w // k), -(-h // k)))
+    for top in range(0, h, rows):
+        band = flatten(img.crop((0, top, w, min(h, top + rows)))).convert(mode)
+        out.paste(band.reduce(k), (0, top // k))
+    return resized(out, edge)
+
+
 def text_likelihood(img: Image.Image) -> tuple[bool, int]:
     """(looks like it has text, number of text-line candidates) on a small grayscale copy (transparency on white,
     as OCR reads it: a plain convert("L") makes transparent pixels black, and dark text on them invisible)."""
-    g = flatten(img).convert("L")
-    if max(g.size) > GATE_EDGE:
-        g = resized(g, GATE_EDGE)
-    a = np.asarray(g)
+    a = np.asarray(flat_small(img, GATE_EDGE))
     h, w = a.shape
     if h < 16 or w < 16:
         return False, 0
@@ -149,9 +168,7 @@ def run_ocr(img: Image.Image, *, lang: str = "eng", max_edge: int = 2000, min_co
     `full_size` (the oriented source) when given, else of `img`."""
     import pytesseract
 
-    gray = flatten(img).convert("L")
-    if max(gray.size) > max_edge:
-        gray = resized(gray, max_edge)
+    gray = flat_small(img, max_edge)
     sx = full_size[0] / gray.width if full_size else 1.0
     sy = full_size[1] / gray.height if full_size else 1.0
     gray = ImageOps.autocontrast(gray, cutoff=1)  # coloured text on coloured ground reads better stretched
@@ -350,9 +367,7 @@ def run_rapidocr(img: Image.Image, *, lang: str = "eng", max_edge: int = 2000, m
     engine = rapid_engine()
     if engine is None:
         return None
-    rgb = flatten(img).convert("RGB")
-    if max(rgb.size) > max_edge:
-        rgb = resized(rgb, max_edge)
+    rgb = flat_small(img, max_edge, "RGB")
     sx = full_size[0] / rgb.width if full_size else 1.0
     sy = full_size[1] / rgb.height if full_size else 1.0
     with _rapid_call_lock:  # RapidOCR keeps per-image state on the shared detector (its resize op): one at a time
