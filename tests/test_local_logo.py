@@ -258,6 +258,59 @@ def test_a_round_mark_standing_for_an_o_is_read_as_one():
     assert 'with the text "Dovana"' in _enrich(pre)["alt_text"]
 
 
+M_WORDS = ["community", "numbers", "formula", "computer", "members", "million", "template", "someone", "commune",
+           "minister", "military", "Mozilla"]
+"""common words with an "m": RapidOCR's letter boxes are of one width, a wide "m" overhangs its box and
+HoughCircles finds its arch in the "gap" after it (the review of issue 15 saw "comomunity", "formoula",
+"memobers", "Moozilla")"""
+
+
+def _word_image(word: str, font_file: str, size: int, ink=(0, 0, 0)) -> Image.Image:
+    from PIL import ImageDraw, ImageFont
+
+    font = ImageFont.truetype(font_file, size)
+    img = Image.new("RGB", (int(font.getlength(word)) + 2 * size, 2 * size), (255, 255, 255))
+    ImageDraw.Draw(img).text((size, size // 2), word, font=font, fill=ink)
+    return img
+
+
+@pytest.mark.parametrize("face", ["DejaVuSans-Bold", "DejaVuSans-ExtraLight", "DejaVuSansCondensed"])
+@pytest.mark.parametrize("size", [56, 72])
+def test_a_letter_m_is_not_read_as_a_drawn_o(face, size):
+    """Each word drawn in large black letters on white, read by RapidOCR with its letter boxes (as run_rapidocr
+    calls it): the drawn-letter check leaves the line as OCR read it, and a word OCR read right stays right."""
+    import numpy as np
+
+    rapid = ocr.rapid_engine()
+    assert rapid is not None
+    right = 0
+    for word in M_WORDS:
+        img = _word_image(word, f"/usr/share/fonts/truetype/dejavu/{face}.ttf", size)
+        lines, _ = rapid(np.ascontiguousarray(np.asarray(img)[:, :, ::-1]), use_cls=False,
+                         box_thresh=ocr.BOX_THRESH, return_word_box=True)
+        (line,) = lines
+        assert ocr.drawn_letters(np.asarray(img.convert("L")), str(line[1]), line[3]) == line[1], (word, line[1])
+        if line[1] == word:
+            right += 1
+            assert ocr.read_text(img)["text"] == word
+    assert right >= len(M_WORDS) - 2  # the words were read: the check above ran on real letter boxes
+
+
+def test_a_word_with_an_m_keeps_its_spelling_in_the_title_and_alt_text():
+    """End to end (the review's repro): "community" in navy bold on white through the real preprocess and enrich
+    stages."""
+    import io
+
+    buf = io.BytesIO()
+    _word_image("community", BOLD, 56, ink=(20, 40, 90)).save(buf, "PNG")
+    asset = {**_own("logo_wordmark_harbor.png")["asset"], "asset_id": "word-community"}
+    pre = PreprocessStage(Settings()).preprocess_bytes(asset, buf.getvalue())
+    assert pre["ocr"]["text"] == "community"
+    out = _enrich(pre)
+    assert "comomunity" not in f"{out['title']} {out['alt_text']} {out['visible_text']}"
+    assert "community" in out["visible_text"], out
+
+
 @pytest.mark.parametrize("source", ["Krtsplom", "matpltlib"])
 def test_a_wordmark_read_as_noise_is_not_quoted(source):
     """OCR confident of a word no language spells (a run of 5+ consonants): "Krtsplom" drawn as a wordmark and
@@ -336,3 +389,19 @@ def test_photos_icons_and_rows_of_shapes_are_not_sent_to_ocr(name):
     else:
         pre = _pre(name)
     assert pre["ocr"]["skipped"] and pre["ocr"]["skip_reason"] == "no_text_detected", pre["ocr"]
+
+
+def test_the_wordmark_search_gives_up_on_a_grid_of_letter_sized_cells():
+    """A 640 px grid of small outlined cells on white (the review's repro: ~5,000 letter-shaped components, the
+    row search took 8-14 s in the gate): past WORDMARK_MAX_GLYPHS candidates no row is searched for, and the
+    gate skips the image. (Its time, 8-14 s before and ~20 ms after, is in the commit, not asserted here.)"""
+    import cv2
+    import numpy as np
+
+    a = np.full((640, 640), 255, np.uint8)
+    for y in range(20, 612, 10):
+        for x in range(20, 616, 6):
+            cv2.rectangle(a, (x, y), (x + 3, y + 7), 0, 1)
+    assert len(ocr.glyph_candidates(a)) > ocr.WORDMARK_MAX_GLYPHS
+    assert not ocr.wordmark_row(a)
+    assert ocr.text_likelihood(Image.fromarray(a).convert("RGB")) == (False, 0)

@@ -175,3 +175,46 @@ def test_a_video_gets_no_medium_its_poster_frame_as_a_still_does():
     assert answer.stop_reason == "stop"
     tags = {t["tag"] for t in answer.data["tags"]}
     assert "subject:motorcycle" in tags and not MEDIUM & tags, tags
+
+
+def test_a_video_without_keyframe_thumbnails_gets_no_medium_its_poster_as_a_still_does():
+    """The rule is about the record being a video, not about its keyframe thumbnails: a clip of a flat sign
+    (tests/video_support.py) preprocessed with video_keyframe_thumbnail_edge 0 gets no medium tag; its first
+    frame as a PNG still is a graphic."""
+    from streams.avro import roundtrip
+    from tests.preprocess_support import event
+    from tests.video_support import TWO_SCENES, frame_image, make_video
+
+    from consumers.preprocess.stage import PreprocessStage
+
+    def enriched(pre: dict) -> set[str]:
+        ctx = RecordContext("preprocessed", 0, 0, pre["asset"]["asset_id"], {}, None)
+        return {t["tag"] for t in asyncio.run(_stage().aprocess(pre, ctx)).value["enrichment"]["tags"]}
+
+    stage = PreprocessStage(Settings().with_overrides(preprocess={"video_keyframe_thumbnail_edge": 0}))
+    clip = roundtrip("PreprocessedAsset", stage.preprocess_bytes(event("file:///sign.mp4", asset_id="sign-clip"),
+                                                                 make_video()))
+    assert clip["media_type"] == "video" and not any(k.get("thumbnail") for k in clip["video"]["keyframes"])
+    assert not MEDIUM & enriched(clip)
+    buf = io.BytesIO()
+    frame_image(TWO_SCENES[0], (640, 360), 0).save(buf, "PNG")
+    still = stage.preprocess_bytes(event("file:///sign.png", asset_id="sign-still"), buf.getvalue())
+    assert "content:graphic" in enriched(still)
+
+
+@pytest.mark.parametrize("name", ["adwaita_help_browser_48.png", "adwaita_accessories_48.png"])
+def test_no_photo_medium_beside_a_kind_of_graphic_the_classifier_named(name):
+    """Two shaded GNOME icons (tests/data/medium/README.md): the classifier's classes give content:illustration
+    (a kind of content:graphic in the taxonomy), and their smooth gradients look like a photograph to the
+    medium rule; the provider does not contradict the illustration tag with content:photo."""
+    from pathlib import Path
+
+    from consumers.preprocess.stage import PreprocessStage
+    from tests.preprocess_support import event
+
+    path = Path(__file__).resolve().parent / "data" / "medium" / name
+    pre = PreprocessStage(Settings()).preprocess_bytes(event(f"file:///{name}", asset_id=f"medium-{name}"),
+                                                       path.read_bytes())
+    ctx = RecordContext("preprocessed", 0, 0, pre["asset"]["asset_id"], {}, None)
+    tags = [t["tag"] for t in asyncio.run(_stage().aprocess(pre, ctx)).value["enrichment"]["tags"]]
+    assert "content:illustration" in tags and "content:photo" not in tags, tags

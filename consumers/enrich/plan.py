@@ -38,6 +38,9 @@ class EnrichPlan:
         self.taxonomy_version = str(tax.version)
         self.vocabulary = [{"tag": t["tag"], "facet": t["facet"], "label": t["label"],
                             "synonyms": list(t.get("synonyms") or [])} for t in tax.vocabulary()]
+        self.parents = {t["tag"]: tax.ancestors(t["tag"]) for t in tax.vocabulary()}
+        """each tag's ancestors, nearest first (for the local provider: a child implies its parents); not part of the
+        rendered vocabulary, so the prompts and their hashes are unchanged"""
         where = {"prompts_dir": Path(enrich.prompts_dir)} if enrich.prompts_dir else {}
         templates = {t: load_prompt(t, enrich.prompt_versions.get(t), **where) for t in enrich.tasks}
         self.tasks: dict[str, PlannedTask] = {

@@ -281,7 +281,7 @@ class EnrichStage(PipelineFacts, Stage):
         sends = {name: video if video is not None and task.spec.provider == "gemini" else None
                  for name, task in jobs.items()}  # Gemini takes the video itself; the others its keyframes
         context = {"preprocessed": value, "vocabulary": self.plan.vocabulary,
-                   "taxonomy_version": self.plan.taxonomy_version}
+                   "taxonomy_version": self.plan.taxonomy_version, "parents": self.plan.parents}
         key_base = (asset["asset_id"], str(asset.get("event_id")))
         results: dict[str, TaskResult] = {}
         prompts = {name: self.plan.render(task, value) for name, task in jobs.items()}

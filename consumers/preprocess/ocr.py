@@ -42,13 +42,32 @@ SPLIT_MAX_RANK = 25_000
 _log_once = threading.Event()
 
 
+BAND_PIXELS = 4_000_000
+"""source pixels flattened at a time by flat_small"""
+
+
+def flat_small(img: Image.Image, edge: int, mode: str = "L") -> Image.Image:
+    """`resized(flatten(img).convert(mode), edge)` (transparency on white, long edge at most `edge`) without a
+    full-size flattened copy (~240 MB for an 80 MP image): the image is flattened and box-reduced by the
+    same integer factor resized's first step takes, a band of rows (a multiple of that factor, ~BAND_PIXELS) at
+    a time, then resized the rest of the way. The pixels are the same."""
+    w, h = img.size
+    scale = edge / max(w, h)
+    k = min(w // max(1, round(w * scale)), h // max(1, round(h * scale))) if scale < 1 else 1
+    if k < 2:
+        return resized(flatten(img).convert(mode), edge)
+    rows = k * max(1, BAND_PIXELS // (w * k))
+    out = Image.new(mode, (-(-w // k), -(-h // k)))
+    for top in range(0, h, rows):
+        band = flatten(img.crop((0, top, w, min(h, top + rows)))).convert(mode)
+        out.paste(band.reduce(k), (0, top // k))
+    return resized(out, edge)
+
+
 def text_likelihood(img: Image.Image) -> tuple[bool, int]:
     """(looks like it has text, number of text-line candidates) on a small grayscale copy (transparency on white,
     as OCR reads it: a plain convert("L") makes transparent pixels black, and dark text on them invisible)."""
-    g = flatten(img).convert("L")
-    if max(g.size) > GATE_EDGE:
-        g = resized(g, GATE_EDGE)
-    a = np.asarray(g)
+    a = np.asarray(flat_small(img, GATE_EDGE))
     h, w = a.shape
     if h < 16 or w < 16:
         return False, 0
@@ -82,8 +101,30 @@ def text_likelihood(img: Image.Image) -> tuple[bool, int]:
 PLAIN_GROUND = 0.9
 """share of the border pixels within GROUND_TOLERANCE grey levels of their median a plain ground needs"""
 GROUND_TOLERANCE = 12
+INK_STEP = 48
+"""grey levels from the ground that make a pixel ink (the gate's wordmark check and drawn_letters)"""
 WORDMARK_GLYPHS = 4
 """glyphs in a row that make a wordmark (fewer is a mark, a pair of shapes, an icon)"""
+WORDMARK_MAX_GLYPHS = 200
+"""more glyph-like components than this is no wordmark (a short word, perhaps with a tagline, whose small text
+the line check finds) but a grid, a pattern, a page: the row search, quadratic in them, is not run (a 640 px grid
+of small outlined cells, ~5,000 of them, took 8-14 s)"""
+
+
+def glyph_candidates(a: np.ndarray) -> list[tuple[int, int, int, int, float]] | None:
+    """The letter-shaped ink components (x, y, width, height, fill) of the gate's grayscale `a` on a plain
+    ground (see wordmark_row), or None when the ground is not plain."""
+    h = a.shape[0]
+    border = np.concatenate([a[:2].ravel(), a[-2:].ravel(), a[:, :2].ravel(), a[:, -2:].ravel()]).astype(np.int16)
+    ground = int(np.median(border))
+    if np.mean(np.abs(border - ground) <= GROUND_TOLERANCE) < PLAIN_GROUND:
+        return None
+    ink = (np.abs(a.astype(np.int16) - ground) >= INK_STEP).astype(np.uint8)
+    n, _, stats, _ = cv2.connectedComponentsWithStats(ink, connectivity=8)
+    x, y, cw, ch, area = (stats[1:, k].astype(np.int64) for k in range(5))
+    fill = area / np.maximum(cw * ch, 1)
+    keep = (ch >= 8) & (ch <= 0.95 * h) & (cw >= 0.12 * ch) & (cw <= 1.6 * ch) & (fill >= 0.12) & (fill <= 0.8)
+    return [(int(x[i]), int(y[i]), int(cw[i]), int(ch[i]), float(fill[i])) for i in np.flatnonzero(keep)]
 
 
 def wordmark_row(a: np.ndarray) -> bool:
@@ -96,20 +137,10 @@ def wordmark_row(a: np.ndarray) -> bool:
     the image tall, 0.12-1.6 times as wide as tall and 12-80 % filled (a filled bar, disc or product silhouette
     is fuller, a thin frame emptier). A wordmark is >= WORDMARK_GLYPHS glyphs in a row: each next to the last
     (gap < 0.6 x the taller one's height, heights within 2.8x), sharing its baseline or its top (descenders,
-    ascenders), and of more than one shape (a row of equal dots or stars is not a word)."""
-    h, w = a.shape
-    border = np.concatenate([a[:2].ravel(), a[-2:].ravel(), a[:, :2].ravel(), a[:, -2:].ravel()]).astype(np.int16)
-    ground = int(np.median(border))
-    if np.mean(np.abs(border - ground) <= GROUND_TOLERANCE) < PLAIN_GROUND:
-        return False
-    ink = (np.abs(a.astype(np.int16) - ground) >= 48).astype(np.uint8)
-    n, _, stats, _ = cv2.connectedComponentsWithStats(ink, connectivity=8)
-    glyphs = []
-    for i in range(1, n):
-        x, y, cw, ch, area = (int(v) for v in stats[i])
-        if 8 <= ch <= 0.95 * h and 0.12 <= cw / ch <= 1.6 and 0.12 <= area / (cw * ch) <= 0.8:
-            glyphs.append((x, y, cw, ch, area / (cw * ch)))
-    if len(glyphs) < WORDMARK_GLYPHS:
+    ascenders), and of more than one shape (a row of equal dots or stars is not a word). Past
+    WORDMARK_MAX_GLYPHS glyph-like components there is none."""
+    glyphs = glyph_candidates(a)
+    if glyphs is None or not WORDMARK_GLYPHS <= len(glyphs) <= WORDMARK_MAX_GLYPHS:
         return False
     glyphs.sort()
     for start in range(len(glyphs) - WORDMARK_GLYPHS + 1):
@@ -137,9 +168,7 @@ def run_ocr(img: Image.Image, *, lang: str = "eng", max_edge: int = 2000, min_co
     `full_size` (the oriented source) when given, else of `img`."""
     import pytesseract
 
-    gray = flatten(img).convert("L")
-    if max(gray.size) > max_edge:
-        gray = resized(gray, max_edge)
+    gray = flat_small(img, max_edge)
     sx = full_size[0] / gray.width if full_size else 1.0
     sy = full_size[1] / gray.height if full_size else 1.0
     gray = ImageOps.autocontrast(gray, cutoff=1)  # coloured text on coloured ground reads better stretched
@@ -338,9 +367,7 @@ def run_rapidocr(img: Image.Image, *, lang: str = "eng", max_edge: int = 2000, m
     engine = rapid_engine()
     if engine is None:
         return None
-    rgb = flatten(img).convert("RGB")
-    if max(rgb.size) > max_edge:
-        rgb = resized(rgb, max_edge)
+    rgb = flat_small(img, max_edge, "RGB")
     sx = full_size[0] / rgb.width if full_size else 1.0
     sy = full_size[1] / rgb.height if full_size else 1.0
     with _rapid_call_lock:  # RapidOCR keeps per-image state on the shared detector (its resize op): one at a time
@@ -388,9 +415,11 @@ def drawn_letters(gray: np.ndarray, text: str, char_boxes: list) -> str:
     """`text` (one RapidOCR line) with an "o" where the wordmark draws it as a round mark: matplotlib's "o" is a
     polar chart, read "matpltlib". Between two letters whose boxes leave at least half a letter's room, a circle
     (OpenCV's HOUGH_GRADIENT_ALT, perfectness >= 0.8) of 0.2-0.6 times the letters' height, centred in that gap
-    and in the middle half of the line, is read as the one round letter: "o" ("O" between capitals). A circle
-    inside a letter's box is that letter's business (an "O" is read as one); a logo mark beside the word is
-    not between two letters."""
+    and in the middle half of the line, is read as the one round letter: "o" ("O" between capitals) when it is
+    a mark of its own (`own_mark`): RapidOCR's letter boxes are of one width, so a wide "m" overhangs its box and
+    its arch sits in the "gap" ("community" read right would become "comomunity"). A circle inside a letter's
+    box is that letter's business (an "O" is read as one); a logo mark beside the word is not between two
+    letters."""
     spans = [(min(float(p[0]) for p in b), max(float(p[0]) for p in b), min(float(p[1]) for p in b),
               max(float(p[1]) for p in b)) for b in char_boxes]
     gaps = [i for i in range(len(text) - 1) if text[i].isalpha() and text[i + 1].isalpha()]
@@ -406,21 +435,79 @@ def drawn_letters(gray: np.ndarray, text: str, char_boxes: list) -> str:
     bottom = min(gray.shape[0], int(max(s[3] for s in spans) + 0.3 * tall))
     left = max(0, int(spans[0][0] - tall))
     crop = np.ascontiguousarray(gray[top:bottom, left:int(spans[-1][1] + tall)])
+    if min(crop.shape) < 8:
+        return text
     found = cv2.HoughCircles(crop, cv2.HOUGH_GRADIENT_ALT, 1.5, tall / 2, param1=300, param2=0.8,
                              minRadius=int(0.2 * tall), maxRadius=int(0.6 * tall) + 1)
     if found is None:
         return text
+    labels = None
     out = list(text)
     for i in reversed(gaps):
         x0, x1 = spans[i][1], spans[i + 1][0]
         y0 = min(spans[i][2], spans[i + 1][2])
         y1 = max(spans[i][3], spans[i + 1][3])
-        for cx, cy, _r in found[0]:
-            cx, cy = cx + left, cy + top
-            if x0 <= cx <= x1 and y0 + 0.25 * (y1 - y0) <= cy <= y1 - 0.25 * (y1 - y0):
+        for cx, cy, r in found[0]:
+            if not (x0 <= cx + left <= x1 and y0 + 0.25 * (y1 - y0) <= cy + top <= y1 - 0.25 * (y1 - y0)):
+                continue
+            labels = ink_components(crop) if labels is None else labels
+            beside = ((spans[i][0] - left, x0 - left), (x1 - left, spans[i + 1][1] - left))
+            if own_mark(labels, float(cx), float(cy), float(r), beside):
                 out.insert(i + 1, "O" if text[i].isupper() and text[i + 1].isupper() else "o")
                 break
     return "".join(out)
+
+
+def ink_components(crop: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(label image, stats) of the ink of a grayscale crop: pixels >= INK_STEP from its ground (the median of
+    its border), 8-connected."""
+    border = np.concatenate([crop[0], crop[-1], crop[:, 0], crop[:, -1]]).astype(np.int16)
+    ink = (np.abs(crop.astype(np.int16) - int(np.median(border))) >= INK_STEP).astype(np.uint8)
+    _, labels, stats, _ = cv2.connectedComponentsWithStats(ink, connectivity=8)
+    return labels, stats
+
+
+MARK_MARGIN = 0.25
+"""how far (times the radius) past a drawn letter's circle its own ink may reach (anti-aliasing, a ring's width)"""
+MARK_SPAN = 0.7
+"""its own ink must span at least this share of the circle's diameter, across and down"""
+
+
+def own_mark(components: tuple[np.ndarray, np.ndarray], cx: float, cy: float, r: float,
+             beside: tuple[tuple[float, float], tuple[float, float]]) -> bool:
+    """Is the circle (cx, cy, r) on the crop a mark of its own, lying in the gap between the letter boxes
+    `beside` ((x0, x1) of each, crop pixels)? Its own ink is the components on its outline (within
+    max(2, r / 10) px of it) lying inside its square grown by MARK_MARGIN (a ring and what is drawn in it): it
+    must span >= MARK_SPAN of the circle's diameter across and down, and lie mostly outside both letter boxes
+    (less than half its width in either). A letter's arch or bowl found as a circle is part of a component
+    running on beyond it (a wide "m" overhanging its box: "community" would become "comomunity"), a letter whose
+    box is off by a little is still mostly in it, and a neighbouring letter set close to the mark may graze its
+    outline without counting (matplotlib's "p" and "l")."""
+    labels, stats = components
+    h, w = labels.shape
+    band = max(2.0, r / 10)
+    reach = r + band
+    y_lo, x_lo = max(0, int(cy - reach)), max(0, int(cx - reach))
+    window = labels[y_lo:min(h, int(cy + reach) + 1), x_lo:min(w, int(cx + reach) + 1)]
+    ys, xs = np.nonzero(window)
+    dy, dx = ys + y_lo - cy, xs + x_lo - cx
+    on = np.abs(np.hypot(dx, dy) - r) <= band
+    lo_x, hi_x = cx - r * (1 + MARK_MARGIN), cx + r * (1 + MARK_MARGIN)
+    lo_y, hi_y = cy - r * (1 + MARK_MARGIN), cy + r * (1 + MARK_MARGIN)
+    own = []
+    for k in np.unique(window[ys[on], xs[on]]):
+        x, y, cw, ch = (int(v) for v in stats[k, :4])
+        if lo_x <= x and x + cw <= hi_x and lo_y <= y and y + ch <= hi_y:
+            own.append(k)
+    if not own:
+        return False
+    x0 = min(int(stats[k, 0]) for k in own)
+    x1 = max(int(stats[k, 0] + stats[k, 2]) for k in own)
+    y0 = min(int(stats[k, 1]) for k in own)
+    y1 = max(int(stats[k, 1] + stats[k, 3]) for k in own)
+    if min(x1 - x0, y1 - y0) < MARK_SPAN * 2 * r:
+        return False
+    return all(min(x1, b1) - max(x0, b0) < 0.5 * (x1 - x0) for b0, b1 in beside)
 
 
 def in_reading_order(lines: list, width: int) -> tuple[list, int]:

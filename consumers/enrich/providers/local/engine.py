@@ -184,14 +184,16 @@ def vocab_index(vocabulary: list[dict[str, Any]], with_embeddings: bool) -> Voca
 
 # --- image facts ----------------------------------------------------------------------------------------
 
-RULES_REVISION = "2026-12-01.sounds"
+RULES_REVISION = "2026-12-01.sounds+medium2"
 """Bump when these rules answer differently for the same image, models and prompt (the result cache keys on it,
 consumers/enrich/results.py): "2026-12-01.logo" names logos from the pixels (docs/local-provider.md);
 "2026-12-01.medium" tags the medium (content:photo / content:graphic); "2026-12-01.wordmark" titles a logo by a
 wordmark OCR is sure of that the dictionary does not know, and no longer quotes unknown words with a run of
 MAX_CONSONANT_RUN + 1 consonants; "2026-12-01.medium+wordmark" is both; "2026-12-01.writing" adds to them
 that writing OCR could not read is named ("A black-and-white photograph showing writing that could not be read",
-`unread_writing`); "2026-12-01.sounds" counts a consonant run by sounds ("Nightshade" is quoted)."""
+`unread_writing`); "2026-12-01.sounds" counts a consonant run by sounds ("Nightshade" is quoted).
+"2026-12-01.sounds+medium2" also tags no medium on a video without keyframe thumbnails, nor a medium
+the other tags contradict (content:photo beside content:illustration)."""
 
 _PALETTE = {
     "black": (20, 20, 20), "white": (245, 245, 245), "gray": (128, 128, 128), "red": (200, 30, 30),
@@ -813,6 +815,11 @@ without changing any colour's score. Validate calibrates it on 'tag:content|pixe
 'tag:content' curve until one is fitted): the raw score is a rank, not evidence strength"""
 
 
+def is_video(pre: dict[str, Any]) -> bool:
+    """Is the preprocessed record a video's (preprocess sets media_type "video" and its `video` facts)?"""
+    return pre.get("media_type") == "video" or bool(pre.get("video"))
+
+
 def medium(facts: ImageFacts, logo: bool) -> str | None:
     """'photo' / 'graphic' when the pixels say so clearly (ImageFacts.flat_share, is_logo), else None: a
     product on a white ground that the classifier or detector names may be a photograph (cup_on_white) or a
@@ -830,16 +837,25 @@ def medium(facts: ImageFacts, logo: bool) -> str | None:
     return None if seen else "graphic"
 
 
-def _add_medium(idx: VocabIndex, kind: str | None, scores: dict[int, float], origins: dict[int, set[str]]) -> None:
+def _add_medium(idx: VocabIndex, kind: str | None, scores: dict[int, float], origins: dict[int, set[str]],
+                parents: dict[str, list[str]]) -> None:
     """The medium tag (`medium`), after the colours were scored: ranked below every other tag shown and above the
     colours, which stay exactly as they were without it. None when the image is a page of running text
     (content:document from OCR) or a screen (content:screenshot): those say what it is. The classifier's own
-    "document" (an envelope icon) does not count."""
+    "document" (an envelope icon) does not count. None either when another tag already says the other medium:
+    content:photo is not added beside content:graphic or a kind of it (content:illustration from a comic book
+    class; `parents`: the taxonomy's ancestors of each tag, from the enrich stage), nor content:graphic beside
+    content:photo or a kind of it."""
     doc, screen = (_best(idx, [w], ("content",), None) for w in ("document", "screenshot"))
     if not kind or "ocr" in origins.get(doc, ()) or (screen is not None and scores.get(screen, 0.0) >= SHOWN_SCORE):
         return
     i = _best(idx, [kind], ("content",), None)
     if i is None or i in scores:
+        return
+    other = _best(idx, ["graphic" if kind == "photo" else "photo"], ("content",), None)
+    against = idx.entries[other]["tag"] if other is not None else None
+    said = [idx.entries[j]["tag"] for j, s in scores.items() if s >= 0.1]
+    if against and any(t == against or against in parents.get(t, ()) for t in said):
         return
     others = [v for j, v in scores.items() if v >= SHOWN_SCORE and origins.get(j) != {"colour"}]
     colours = [v for j, v in scores.items() if origins.get(j) == {"colour"}]
@@ -941,9 +957,10 @@ def tagging(request, facts: ImageFacts, use_embeddings: bool = True,
         origins[i] = {"colour"}
 
     # 6. the medium (content:photo / content:graphic) from the pixels, ranked between the other tags and the
-    #    colours; not for a video, nor a decorative image (no content tags, as for the classifier's)
-    if not frames and not is_decorative(facts, n_sure, faces):
-        _add_medium(idx, medium(facts, logo), scores, origins)
+    #    colours; not for a video (with or without keyframe thumbnails), nor a decorative image (no content tags,
+    #    as for the classifier's)
+    if not is_video(pre) and not is_decorative(facts, n_sure, faces):
+        _add_medium(idx, medium(facts, logo), scores, origins, (request.context or {}).get("parents") or {})
 
     out = []
     for i, s in sorted(scores.items(), key=lambda kv: -kv[1]):
