@@ -52,11 +52,19 @@ def _iso(value: Any) -> str | None:
 
 
 def _exif_time(text: str | None) -> str | None:
-    """EXIF '2026:11:18 14:02:11' -> '2026-11-18T14:02:11'."""
+    """The capture time as ISO 8601 with its time-zone offset when it has one: preprocess's
+    '2024-06-21T21:34:10+02:00' (EXIF DateTimeOriginal + OffsetTimeOriginal, or XMP/IPTC) as it is, EXIF's own
+    '2026:11:18 14:02:11' -> '2026-11-18T14:02:11' (a local time: no offset is invented)."""
     if not text:
         return None
-    m = re.match(r"^(\d{4})[:\-](\d{2})[:\-](\d{2})[ T](\d{2}:\d{2}:\d{2})", text.strip())
-    return f"{m.group(1)}-{m.group(2)}-{m.group(3)}T{m.group(4)}" if m else None
+    m = re.match(r"^(\d{4})[:\-](\d{2})[:\-](\d{2})[ T](\d{2}:\d{2}:\d{2})(\.\d+)?\s*(Z|[+-]\d{2}:?\d{2})?$",
+                 text.strip())
+    if not m:
+        return None
+    offset = m.group(6) or ""
+    if len(offset) == 5:  # +0200 -> +02:00
+        offset = f"{offset[:3]}:{offset[3:]}"
+    return f"{m.group(1)}-{m.group(2)}-{m.group(3)}T{m.group(4)}{m.group(5) or ''}{offset}"
 
 
 def creator_of(v: dict[str, Any]) -> str | None:
@@ -258,6 +266,7 @@ def to_xmp(validated: dict[str, Any]) -> str:
     else:
         _lang_alt(desc, "Iptc4xmpCore", "AltTextAccessibility", v.get("alt_text"))
     _lang_alt(desc, "Iptc4xmpCore", "ExtDescrAccessibility", v.get("summary"))
+    _simple(desc, "photoshop", "DateCreated", _exif_time((pre.get("exif") or {}).get("capture_time")))
     _simple(desc, "xmp", "MetadataDate", _iso((v.get("stamp") or {}).get("at")))
 
     # assetstream provenance

@@ -56,6 +56,24 @@ def test_jsonld_parses_and_carries_the_properties(record):
     assert schema_org_problems(doc) == []
 
 
+def test_the_capture_time_keeps_its_time_zone_in_jsonld_and_xmp(stage):
+    """Issue 15 item 5: the capture date with its offset into JSON-LD (dateCreated) and the XMP sidecar
+    (photoshop:DateCreated, IPTC Core's Date Created): the Paris sample's EXIF DateTimeOriginal + OffsetTimeOriginal
+    as the real preprocess reads it; an EXIF time without an offset stays a local time."""
+    from consumers.preprocess.metadata import parse_exif
+
+    exif, _ = parse_exif(Image.open("samples/photo_paris_sunset.jpg").getexif())
+    assert exif["capture_time"] == "2024-06-21T21:34:10+02:00"
+    value = enriched_asset()
+    value["pre"]["exif"]["capture_time"] = exif["capture_time"]
+    record = stage.validate(value)
+    assert to_jsonld(record)["dateCreated"] == "2024-06-21T21:34:10+02:00"
+    assert parse_xmp(to_xmp(record))["photoshop:DateCreated"] == "2024-06-21T21:34:10+02:00"
+    local = stage.validate(enriched_asset())  # EXIF '2026:11:18 14:02:11', no OffsetTimeOriginal
+    assert to_jsonld(local)["dateCreated"] == "2026-11-18T14:02:11"
+    assert parse_xmp(to_xmp(local))["photoshop:DateCreated"] == "2026-11-18T14:02:11"
+
+
 def test_jsonld_leaves_out_what_is_unknown(stage):
     doc = to_jsonld(stage.validate(enriched_asset(declared_license=None)))
     assert "contentLocation" not in doc and "creator" not in doc and "copyrightNotice" not in doc
