@@ -4,6 +4,7 @@ text vectors) vs semantic (MiniLM kNN alone) vs hybrid (both, fused by RRF), mea
     python bench/search.py --latency 10000 100000 --latency-queries 200 --scan-queries 20   # embedded osmem
     python bench/search.py --url http://127.0.0.1:9200 --json out.json
     python bench/search.py --skip-images                                  # the text library only (fast)
+    python bench/search.py --text-variants      # also: what the text vector reads (embedding_text variants)
 
 1. The labelled image set (tests/data/quality: 47 real images, truth.json): every image goes through the real
    stages in-process (preprocess with tesseract, enrich with the offline local provider, validate), then the
@@ -12,6 +13,9 @@ text vectors) vs semantic (MiniLM kNN alone) vs hybrid (both, fused by RRF), mea
    precision@10 and nDCG@10 (binary relevance) per mode, and the ratio to keyword.
 2. A hand-written text library (24 assets described the way the pipeline publishes them; plain words,
    vocabulary synonyms, conceptual phrases, each with the assets a person would expect): the same figures.
+2b. `--text-variants`: each index copied (the same documents, every tag kept) with text vectors made from a
+   variant of embedding_text (text_variants: without the medium tags, without synonyms, ...), searched semantic
+   and hybrid; ratios to today's text in the same run, and every query a variant changed.
 3. `--latency N...`: p50/p99 of keyword, semantic and hybrid queries over N synthetic documents (random unit
    vectors, bulk-loaded) on the embedded store (vector_mode off: exact cosine in the search process).
 """
@@ -317,6 +321,103 @@ def print_visual_details(per_query: list[dict], base: str = "hyb-novis", title: 
               f"P@10 {b['precision']:.2f} -> {pq['precision']:.2f}  classes: {classes}")
 
 
+MEDIUM_TAGS = ("content:photo", "content:graphic")
+"""The medium tag (the local provider's content:photo / content:graphic, on most images)."""
+
+
+def without_tags(body: dict, leave_out, synonyms_of, synonyms: bool = True) -> dict:
+    """A copy of a document as the text vector would read it without the tags `leave_out(tag)` names (their
+    labels, and the synonyms only they have: synonyms_of tells whose) and, when `synonyms` is False, without
+    any tag synonyms. Only the text vector reads the copy: the stored document keeps every tag."""
+    tags, labels = body.get("tags") or [], body.get("tag_labels") or []
+    kept = [(t, lab) for t, lab in zip(tags, labels) if not leave_out(t)]
+    others = {s for t, _lab in kept for s in synonyms_of(t)}
+    theirs = {s for t in tags if leave_out(t) for s in synonyms_of(t)} - others
+    words = [w for w in body.get("tag_synonyms") or [] if w not in theirs] if synonyms else []
+    return {**body, "tags": [t for t, _lab in kept], "tag_labels": [lab for _t, lab in kept], "tag_synonyms": words}
+
+
+def text_variants(synonyms_of) -> dict[str, object]:
+    """Variants of the text vector's input (domain/store/vectors.py embedding_text), name -> text_of(body):
+    today's; without the medium tags' labels and synonyms; with the medium tags' labels but not their synonyms;
+    without any tag synonyms; without the medium tags nor any synonyms; without the medium and the style tags
+    (how an image is made or framed, not what it shows)."""
+    from domain.store.vectors import embedding_text
+
+    def medium(t):
+        return t in MEDIUM_TAGS
+
+    def nothing(_t):
+        return False
+
+    def form(t):
+        return medium(t) or t.startswith("style:")
+
+    return {"today": embedding_text,
+            "no-medium": lambda b: embedding_text(without_tags(b, medium, synonyms_of)),
+            "med-label": lambda b: embedding_text({**without_tags(b, medium, synonyms_of),
+                                                   "tag_labels": b.get("tag_labels")}),
+            "no-synonym": lambda b: embedding_text(without_tags(b, nothing, synonyms_of, synonyms=False)),
+            "no-med+syn": lambda b: embedding_text(without_tags(b, medium, synonyms_of, synonyms=False)),
+            "no-med+sty": lambda b: embedding_text(without_tags(b, form, synonyms_of))}
+
+
+def reembedded_copy(client, settings, name: str, text_of):
+    """A copy of settings' index (the same documents, read back) whose text vectors are made from text_of(body):
+    the settings of the copy."""
+    from elasticsearch import helpers
+
+    from domain.store.management import ensure_index, write_alias
+    from domain.store.vectors import add_text_vectors, vector_model
+    from domain.textembed import shared_embedder
+
+    st = settings.with_overrides(index={"index": f"{settings.index.index}-{name}"})
+    ensure_index(client, st)
+    hits = list(helpers.scan(client, index=read_alias(settings.index), query={"query": {"match_all": {}}}))
+    bodies = [h["_source"] for h in hits]
+    add_text_vectors(bodies, shared_embedder(), vector_model(st.index.vector_mode), text_of)  # every tag stays
+    helpers.bulk(client, [{"_index": write_alias(st.index), "_id": h["_id"], "_source": b}
+                          for h, b in zip(hits, bodies)])
+    client.indices.refresh(index=read_alias(st.index))
+    return st
+
+
+def compare_texts(client, settings, queries, synonyms_of, kinds: list[str], title: str) -> dict:
+    """Every text variant's copy of the index, searched semantic and hybrid (the defaults) with the same queries
+    in one run; printed side by side with the ratio to today's text (same run)."""
+    rows: dict[str, dict] = {}
+    recalls: dict[str, dict[tuple[str, str], float]] = {}
+    for name, text_of in text_variants(synonyms_of).items():
+        st = reembedded_copy(client, settings, name, text_of)
+        for mode in ("semantic", "hybrid"):
+            acc: dict[str, dict[str, list[float]]] = {}
+            for kind, q, rel in queries:
+                answer = run_search(client, st, SearchRequest(query=q, mode=mode, size=K, facets=False))
+                m = metrics_at_k([h["asset_id"] for h in answer["hits"]], rel)
+                recalls.setdefault(f"{mode[:3]} {name}", {})[(kind, q)] = m["recall"]
+                for key in (kind, "all") if kind not in SUBSETS else (kind,):
+                    for metric, v in m.items():
+                        acc.setdefault(key, {}).setdefault(metric, []).append(v)
+            rows[f"{mode[:3]} {name}"] = {k: {metric: round(statistics.mean(v), 3) for metric, v in d.items()}
+                                          for k, d in acc.items()}
+    print(f"\n{title}, text vector input variants (embedding_text; r = variant / today's text, same mode, same run)")
+    print(f"{'variant':<17}{'kind':<14}{'recall':>8}{'prec':>8}{'nDCG':>8}   {'r recall':>9}{'r prec':>8}{'r nDCG':>8}")
+    for label, r in rows.items():
+        base = rows[label.split()[0] + " today"]
+        for kind in kinds:
+            x = _ratios(r[kind], base[kind])
+            print(f"{label:<17}{kind:<14}{r[kind]['recall']:>8.3f}{r[kind]['precision']:>8.3f}{r[kind]['ndcg']:>8.3f}"
+                  f"   {x[0]:>9}{x[1]:>8}{x[2]:>8}")
+    print("recall@10 per query, where a variant changed it (today -> variant; word kinds fit/held-out/phrase...):")
+    for label, per in recalls.items():
+        base = recalls[label.split()[0] + " today"]
+        changed = [f"{kind[:4]} {q!r} {base[(kind, q)]:.2f}->{r:.2f}" for (kind, q), r in per.items()
+                   if kind not in ("word", "all") and r != base[(kind, q)]]
+        if changed:
+            print(f"  {label}: " + "; ".join(changed))
+    return rows
+
+
 def labelled_images(settings) -> tuple[list[dict], dict[str, set[str]], dict]:
     """The labelled set through the real stages: (validated records, subject term -> images, seconds)."""
     from consumers.enrich.dedupe import InMemoryDedupeIndex
@@ -561,6 +662,8 @@ def main() -> int:
                     "reads every vector: the way before the cache)")
     ap.add_argument("--cache-dir", default=os.path.join(os.environ.get("TMPDIR", "/tmp"), "assetstream-bench"),
                     help="where the latency part saves the vector cache (index.vector_cache_dir)")
+    ap.add_argument("--text-variants", action="store_true", help="also compare variants of the text vector's "
+                    "input (text_variants: without the medium tags, without synonyms, ...) on copies of each index")
     ap.add_argument("--details", action="store_true", help="print every hybrid miss of the labelled set")
     ap.add_argument("--visual-thresholds", type=float, nargs="*", default=[], help="also hybrid with the visual "
                     "leg at these index.visual_leg_threshold values (rows hyb@T), e.g. 0.45 0.55")
@@ -599,6 +702,9 @@ def main() -> int:
                                                                                       args.floors)
             absent = [w for w in CLASS_WORDS if w not in terms]
             classwords = nonsense_hits(sink.client, settings, args.floors, absent)
+            texts = compare_texts(sink.client, settings, queries, sink._synonyms, ["word", "fit word", "held-out word",
+                                                                                   "phrase", "all"],
+                                  "labelled image set") if args.text_variants else None
             sink.close()
             print(f"pipeline {timing['pipeline_s_per_image']} s per image; index sink per document (one batch of "
                   f"{len(records)}): {timing['sink_ms_per_doc']} ms with text + image vectors, "
@@ -617,7 +723,7 @@ def main() -> int:
             print_nonsense("labelled image set", nonsense)
             print_nonsense("labelled image set, class words no image shows", classwords, absent)
             result["images"] = {"rows": rows, "queries": per_query, "cosines": gap, "nonsense": nonsense,
-                                "class_words": classwords, **timing}
+                                "class_words": classwords, "text_variants": texts, **timing}
         settings = base.with_overrides(index={"index": f"bench-text-{uuid.uuid4().hex[:6]}"})
         sink = IndexSink(settings)
         sink.process_batch(as_items([validated_asset(aid, 1, title=t, alt_text=a, tags=tags, ocr_text="")
@@ -625,12 +731,15 @@ def main() -> int:
         sink.client.indices.refresh(index=read_alias(settings.index))
         rows, per_query = evaluate(sink.client, settings, QUERIES, args.visual_thresholds, args.floors)
         gap, nonsense = cosine_gap(sink.client, settings, QUERIES), nonsense_hits(sink.client, settings, args.floors)
+        text_rows = compare_texts(sink.client, settings, QUERIES, sink._synonyms, ["word", "synonym", "concept", "all"],
+                                  "text library") if args.text_variants else None
         sink.close()
         print_rows("text library (hand-labelled)", rows, ["word", "synonym", "concept", "all"], len(LIBRARY),
                    len(QUERIES))
         print_cosines("text library", gap)
         print_nonsense("text library", nonsense)
-        result["text"] = {"rows": rows, "queries": per_query, "cosines": gap, "nonsense": nonsense}
+        result["text"] = {"rows": rows, "queries": per_query, "cosines": gap, "nonsense": nonsense,
+                          "text_variants": text_rows}
         result["latency"] = {n: latency_at(url, args, n, args.latency_queries) for n in args.latency}
         if args.json:
             Path(args.json).write_text(json.dumps(result, indent=1))

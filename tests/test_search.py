@@ -349,3 +349,26 @@ def test_a_save_killed_mid_write_leaves_no_growing_pile_of_temp_files(store, tmp
         assert os.path.exists(alive)
     finally:
         sink.close()
+
+
+def test_bench_text_variant_leaves_the_medium_out_of_the_vector_only(sink):
+    """bench/search.py --text-variants: the no-medium copy of an index reads no medium words into the text
+    vector, yet keeps the tag, so keyword search and facets still find the photo by it."""
+    from bench.search import MEDIUM_TAGS, reembedded_copy, text_variants, without_tags
+    from domain.store.vectors import embedding_text
+
+    sink.process_batch(as_items([
+        validated_asset("m-1", 1, title="Tabby cat on a windowsill", alt_text="a cat looking out",
+                        tags=[("subject", "cat"), ("content", "photo")], ocr_text=""),
+    ]))
+    sink.client.indices.refresh(index=read_alias(sink.cfg))
+    doc = sink.client.get(index=read_alias(sink.cfg), id="m-1")["_source"]
+    assert "photograph" in embedding_text(doc)  # today: the medium's synonyms are in the vector's text
+    lean = embedding_text(without_tags(doc, lambda t: t in MEDIUM_TAGS, sink._synonyms))
+    assert "photograph" not in lean and "photo" not in lean.split(", ") and "kitten" in lean
+
+    copy = reembedded_copy(sink.client, sink.settings, "no-medium", text_variants(sink._synonyms)["no-medium"])
+    stored = sink.client.get(index=read_alias(copy.index), id="m-1")["_source"]
+    assert "content:photo" in stored["tags"] and "photograph" in stored["tag_synonyms"]
+    assert float(unpack(stored) @ unpack(doc)) < 0.999  # another vector
+    assert _ids(search(sink.client, copy, "photograph")) == ["m-1"]

@@ -119,11 +119,12 @@ def embedding_text(body: dict[str, Any]) -> str:
     return ". ".join(seen)
 
 
-def add_text_vectors(bodies: Sequence[dict[str, Any]], embedder: Any, model: dict[str, str]) -> None:
-    """Embed every body's embedding_text in one batch; store the unit vector in model["field"] (`text_vector`:
-    384 floats rounded to 6 decimals, for the store's kNN; `text_vector_b64`: packed) and `text_vector_model`
+def add_text_vectors(bodies: Sequence[dict[str, Any]], embedder: Any, model: dict[str, str],
+                     text_of: Callable[[dict[str, Any]], str] = embedding_text) -> None:
+    """Embed every body's embedding_text (or text_of(body): bench/search.py --text-variants) in one batch;
+    store the unit vector in model["field"] (`text_vector`: 384 floats rounded to 6 decimals, for the store's kNN; `text_vector_b64`: packed) and `text_vector_model`
     {id, version, field} so a model or mode change can be found and backfilled."""
-    texts = [embedding_text(b) for b in bodies]
+    texts = [text_of(b) for b in bodies]
     idx = [i for i, t in enumerate(texts) if t]
     if not idx:
         return
