@@ -105,3 +105,20 @@ def test_collapsed_pages_count_families_and_facets_count_documents_the_same_on_e
     assert sum(_counts(first)["status"].values()) == first["matches"]  # facets: the documents (`matches`)
     shown = [aid for page in pages for aid in _ids(page)]
     assert len(shown) == len(set(shown))
+
+
+def test_the_cli_says_the_same_total_on_every_page_and_where_the_window_ends(store, settings):
+    from typer.testing import CliRunner
+
+    from app.cli import app
+
+    env = {"ASSETSTREAM_INDEX__INDEX": settings.index.index, "ASSETSTREAM_INDEX__SERVER_MODE": "serverless",
+           "ASSETSTREAM_INDEX__RRF_WINDOW": str(WINDOW), "COLUMNS": "200"}
+    said = []
+    for page in range(1, PAGES + 1):
+        got = CliRunner().invoke(app, ["search", "wooden furniture", "--size", str(SIZE), "--page", str(page),
+                                       "--es-url", store.url], env=env)
+        assert got.exit_code == 0, got.output
+        said.append(" ".join(got.output.split()))
+    assert [f"of ≥ {WINDOW} · hybrid · page {p}" in s for p, s in enumerate(said, 1)] == [True] * PAGES, said
+    assert "first 6 hits of the ranking" in said[-1] and "first 6 hits" not in said[0]

@@ -12,14 +12,19 @@ Modes: keyword = BM25 + vocabulary synonyms; semantic = the kNN leg alone (MiniL
 fused by RRF (domain/store/search.py), with the tag leg and the visual leg (image vectors against the ImageNet
 classes the query names, domain/vision/prototypes.py) when they apply; a hybrid answer's `visual_leg` says which
 classes it used (`{"used": true, "classes": [{"name": "tabby cat", "similarity": 0.62}, ...], "image_model":
-{...}}`) or why it took no part (`{"used": false, "reason": ...}`). Facet counts are over the result set: every keyword match (keyword
-mode, from the search request itself), the kNN leg's nearest `max(index.rrf_window, page * size)` (semantic),
-or the union of the legs (hybrid: the keyword leg's counts plus those of the kNN and tag legs' ids outside the
-keyword matches);
-`facets_over` says which. Filters apply inside every leg: tags (all), status, usage flag, upload date
-(`event_time`, UTC days, inclusive), place (exact city, region, country or ISO country code) and family (the
+{...}}`) or why it took no part (`{"used": false, "reason": ...}`).
+
+Total and facets, the same on every page of one query (docs/index.md, "What `total` means"): keyword mode counts
+every match (`facets_over: matches`, exact) and pages through them all; semantic, hybrid and "more like this" are
+over the first `window` = index.rrf_window hits of the ranking (result_window: page- and size-independent; as the
+Elasticsearch RRF retriever's fixed rank_window_size), `total` = the hits their pages show together, the facets
+over those documents (`ranked` / `nearest`), `total_relation` "gte" when the window was filled (more may rank
+below it), a page past the window empty. `facets_over` says which.
+
+Filters apply inside every leg: tags (all), status, usage flag, upload date (`event_time`, UTC days, inclusive), place (exact city, region, country or ISO country code) and family (the
 family of the asset named: its `family_id`, consumers/index/families.py). `collapse=true` keeps the best-ranked
-member of each family (within the top page * size * 5 hits).
+member of each family within the first index.rrf_window * 5 hits; `total` then counts families, `matches` and the
+facets the documents.
 """
 from __future__ import annotations
 
