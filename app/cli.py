@@ -286,7 +286,8 @@ def search(query: Optional[str] = typer.Argument(None, help="free text over titl
            collapse: bool = typer.Option(False, "--collapse", help="one hit per duplicate family (its best-ranked "
                                          "member)"),
            size: int = typer.Option(20, help="how many hits per page"),
-           page: int = typer.Option(1, help="which page of hits"),
+           page: int = typer.Option(1, help="which page of hits (semantic, hybrid, --similar-to, --collapse: within "
+                                    "the first index.rrf_window hits of the ranking)"),
            mode: str = typer.Option("hybrid", help="hybrid = words + meaning (BM25 and MiniLM vectors, fused by "
                                     "reciprocal rank fusion) | keyword = words and vocabulary synonyms only | "
                                     "semantic = meaning only (MiniLM vectors)"),
@@ -354,6 +355,10 @@ def search(query: Optional[str] = typer.Argument(None, help="free text over titl
                       h.get("status") or "", h.get("usage_flag") or "", _sources(h), fam,
                       ", ".join(h.get("degraded_parts") or []))
     out.print(table)
+    window = answer.get("window")
+    if window and answer.get("total_relation") == "gte" and (answer["page"] - 1) * answer["size"] + len(hits) >= window:
+        out.print(f"[dim]{answer['mode']} answers are the first {window} hits of the ranking (index.rrf_window); "
+                  "more may match: --mode keyword pages through every match[/dim]")
 
 
 def _sources(hit: dict[str, Any]) -> str:

@@ -149,12 +149,22 @@ def test_elasticsearch_before_rrf_retrievers_falls_back_to_documented_query_and_
 
 def test_elasticsearch_deep_pages_keep_num_candidates_within_the_documented_limit(es_like):
     store = es_like()
-    settings = settings_for(store.url, vector_mode="es")
-    # page 100 of 100: a window of 10,000 (num_candidates was 2 x 10,000 = 20,000 before, a 400 from the store)
+    # the largest window: 10,000 (num_candidates was 2 x 10,000 = 20,000 once, a 400 from the store)
+    settings = settings_for(store.url, vector_mode="es", rrf_window=10_000)
     run_search(_client(store), settings, SearchRequest(query="red shoe", mode="semantic", page=100, size=100))
     knn = next(b["knn"] for b in store.searches() if "knn" in b)
     _check_es_knn(knn)
     assert knn["k"] == 10_000 and knn["num_candidates"] == 10_000
+
+
+def test_elasticsearch_pages_of_one_hybrid_query_send_the_same_window(es_like):
+    """The window does not grow with the page (it did: max(rrf_window, page * size), so totals moved)."""
+    store = es_like()
+    settings = settings_for(store.url, vector_mode="es")
+    for page in (1, 5):
+        run_search(_client(store), settings, SearchRequest(query="blossom", mode="hybrid", page=page, size=20))
+    windows = [(b["size"], b["retriever"]["rrf"]["rank_window_size"]) for b in store.searches() if "retriever" in b]
+    assert windows == [(50, 50), (50, 50)]  # the whole window, once per page, to count it
 
 
 def test_opensearch_knn_query_has_the_documented_shape(es_like):

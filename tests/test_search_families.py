@@ -110,7 +110,7 @@ def test_a_collapsed_total_counts_families_and_says_when_it_is_a_lower_bound(sto
 
     from app.cli import app
 
-    settings = settings_for(store.url, rrf_window=1)  # collapse ranks max(rrf_window, page * size * 5) hits
+    settings = settings_for(store.url, rrf_window=1)  # collapse ranks rrf_window * 5 hits, whatever the page
     sink = IndexSink(settings)
     try:
         sink.process_batch(as_items([_record("g-small", None)]))
@@ -119,11 +119,14 @@ def test_a_collapsed_total_counts_families_and_says_when_it_is_a_lower_bound(sto
                                      *(_record(f"g-single{i}", None, title=f"Harbour scene {i}")
                                        for i in range(5))]))
         sink.client.indices.refresh(index=read_alias(sink.cfg))
-        whole = run_search(sink.client, settings, SearchRequest(query="harbour", mode="keyword", collapse=True,
-                                                                 size=2))  # 10 ranked: all 8 matches
+        wider = settings.with_overrides(index={"rrf_window": 2})
+        whole = run_search(sink.client, wider, SearchRequest(query="harbour", mode="keyword", collapse=True,
+                                                              size=2))  # 10 ranked: all 8 matches
         assert (whole["total"], whole["total_relation"], whole["matches"]) == (6, "eq", 8)
         part = run_search(sink.client, settings, SearchRequest(query="harbour", mode="keyword", collapse=True,
                                                                 size=1))  # 5 ranked of 8 matches
+        assert run_search(sink.client, settings, SearchRequest(query="harbour", mode="keyword", collapse=True,
+                                                               size=1, page=2))["total"] == part["total"]
         assert part["total_relation"] == "gte" and part["matches"] == 8
         assert 3 <= part["total"] <= 6 and len(part["hits"]) == 1
         flat = run_search(sink.client, settings, SearchRequest(query="harbour", mode="keyword"))
@@ -132,12 +135,12 @@ def test_a_collapsed_total_counts_families_and_says_when_it_is_a_lower_bound(sto
             got = run_search(sink.client, settings, SearchRequest(query="harbour", mode=mode, collapse=True))
             assert got["total"] == len({h["family_id"] for h in got["hits"]}) <= 6, mode
         env = {"ASSETSTREAM_INDEX__INDEX": settings.index.index, "ASSETSTREAM_INDEX__SERVER_MODE": "serverless",
-               "ASSETSTREAM_INDEX__RRF_WINDOW": "1", "COLUMNS": "200"}
+               "COLUMNS": "200"}
         cli = CliRunner()
-        for size, says in (("2", "2 hit(s) of 6 families (8 matching assets)"),
-                           ("1", f"1 hit(s) of ≥ {part['total']} families (8 matching assets)")):
+        for window, size, says in (("2", "2", "2 hit(s) of 6 families (8 matching assets)"),
+                                   ("1", "1", f"1 hit(s) of ≥ {part['total']} families (8 matching assets)")):
             got = cli.invoke(app, ["search", "harbour", "--mode", "keyword", "--collapse", "--size", size,
-                                   "--es-url", store.url], env=env)
+                                   "--es-url", store.url], env={**env, "ASSETSTREAM_INDEX__RRF_WINDOW": window})
             assert got.exit_code == 0 and says in got.output, got.output
     finally:
         sink.close()

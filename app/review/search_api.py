@@ -9,7 +9,11 @@
                                                  `image` (curl -F file=@photo.jpg); at most
                                                  index.query_image_max_bytes (413 over it)
 
-The answer is domain.store.api's (hits, total, facets with counts); a bad parameter is 400 with the reason, an
+The answer is domain.store.api's (hits, total, facets with counts). `total` and the facets are the same on every
+page of one query: keyword mode counts every match; semantic, hybrid and similar count the first `window`
+(index.rrf_window) hits of the ranking, the hits their pages show together, with `total_relation: "gte"` when
+that window was filled (more may match below it); collapsed, `total` counts families and the facets the
+documents (`matches`). A bad parameter is 400 with the reason, an
 unknown asset (or one without a vector) 404, an unreachable store 503 — never a stack trace, never a document to an
 unauthenticated caller (401). POST searches too (it changes nothing), so it needs no CSRF token; a POST sent by
 another site (its Origin header) is refused all the same.

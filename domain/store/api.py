@@ -12,14 +12,19 @@ Modes: keyword = BM25 + vocabulary synonyms; semantic = the kNN leg alone (MiniL
 fused by RRF (domain/store/search.py), with the tag leg and the visual leg (image vectors against the ImageNet
 classes the query names, domain/vision/prototypes.py) when they apply; a hybrid answer's `visual_leg` says which
 classes it used (`{"used": true, "classes": [{"name": "tabby cat", "similarity": 0.62}, ...], "image_model":
-{...}}`) or why it took no part (`{"used": false, "reason": ...}`). Facet counts are over the result set: every keyword match (keyword
-mode, from the search request itself), the kNN leg's nearest `max(index.rrf_window, page * size)` (semantic),
-or the union of the legs (hybrid: the keyword leg's counts plus those of the kNN and tag legs' ids outside the
-keyword matches);
-`facets_over` says which. Filters apply inside every leg: tags (all), status, usage flag, upload date
-(`event_time`, UTC days, inclusive), place (exact city, region, country or ISO country code) and family (the
+{...}}`) or why it took no part (`{"used": false, "reason": ...}`).
+
+Total and facets, the same on every page of one query (docs/index.md, "What `total` means"): keyword mode counts
+every match (`facets_over: matches`, exact) and pages through them all; semantic, hybrid and "more like this" are
+over the first `window` = index.rrf_window hits of the ranking (result_window: page- and size-independent; as the
+Elasticsearch RRF retriever's fixed rank_window_size), `total` = the hits their pages show together, the facets
+over those documents (`ranked` / `nearest`), `total_relation` "gte" when the window was filled (more may rank
+below it), a page past the window empty. `facets_over` says which.
+
+Filters apply inside every leg: tags (all), status, usage flag, upload date (`event_time`, UTC days, inclusive), place (exact city, region, country or ISO country code) and family (the
 family of the asset named: its `family_id`, consumers/index/families.py). `collapse=true` keeps the best-ranked
-member of each family (within the top page * size * 5 hits).
+member of each family within the first index.rrf_window * 5 hits; `total` then counts families, `matches` and the
+facets the documents.
 """
 from __future__ import annotations
 
@@ -238,18 +243,6 @@ def _facets(aggregations: Mapping[str, Any] | None) -> dict[str, list[dict[str, 
                    (aggregations.get(name) or {}).get("buckets", [])] for name in FACETS}
 
 
-def _merge(a: dict[str, list[dict[str, Any]]], b: dict[str, list[dict[str, Any]]]) -> dict[str, list]:
-    """Facet counts of two disjoint sets of documents, added."""
-    out = {}
-    for name in FACETS:
-        counts: dict[Any, int] = {}
-        for bucket in [*a.get(name, []), *b.get(name, [])]:
-            counts[bucket["value"]] = counts.get(bucket["value"], 0) + bucket["count"]
-        ranked = sorted(counts.items(), key=lambda kv: (-kv[1], str(kv[0])))[:FACET_SIZE]
-        out[name] = [{"value": v, "count": c} for v, c in ranked]
-    return out
-
-
 def _count_over(client: Elasticsearch, settings: Any, query: dict[str, Any], facets: bool) -> tuple[int, dict]:
     """Total and facet counts of the documents `query` selects (one size-0 request)."""
     resp = client.search(index=read_alias(index_settings(settings)), query=query, size=0, track_total_hits=True,
@@ -270,41 +263,40 @@ def run_search(client: Elasticsearch, settings: Any, req: SearchRequest, taxonom
     mode = req.mode if text else "keyword"  # no words: every document the filters allow, newest first
     out: dict[str, Any] = {"query": req.query, "mode": mode, "page": req.page, "size": req.size,
                            "collapse": req.collapse, "request": req.echo()}
-    # collapsing: rank a window from the top, keep each family's best, then page
-    offset, size = (0, _collapse_window(settings, req)) if req.collapse else (req.offset, req.size)
-    if mode == "keyword":
+    window = result_window(settings, req)
+    if mode == "keyword":  # every match, paged by the store (collapsing: the first `window`, then families)
+        offset, size = (0, window) if req.collapse else (req.offset, req.size)
         report: dict[str, Any] = {}
-        hits = search(client, settings, text, size=size, taxonomy=tax, filters=filters, offset=offset,
-                      aggs=facet_aggs() if req.facets else None, report=report)
+        ranked = search(client, settings, text, size=size, taxonomy=tax, filters=filters, offset=offset,
+                        aggs=facet_aggs() if req.facets else None, report=report)
         total, facets = report["total"], _facets(report["aggregations"])
+        relation = "eq"
+        hits = ranked
         over = "matches"
-    elif mode == "semantic":
-        window = max(index_settings(settings).rrf_window, offset + size)
+    else:  # the first `window` of the ranking, whatever the page: its total and facets, then its page
         ids: list[str] = []  # document ids (tenant-scoped), not the hits' asset ids
-        near = semantic_search(client, settings, text, filters=filters, size=window, taxonomy=taxonomy, doc_ids=ids)
-        hits = near[offset:offset + size]
-        total, facets = _count_over(client, settings, _ids_query(ids, filters), req.facets)
-        over = "nearest"
-    else:
-        report = {}
-        hits = hybrid_search(client, settings, text, size=size, taxonomy=taxonomy, filters=filters,
-                             offset=offset, aggs=facet_aggs() if req.facets else None, report=report)
-        if "aggregations" in report:  # the store fused and counted (es rrf retriever)
-            total, facets = report["total"], _facets(report["aggregations"])
-        else:  # the keyword matches (counted with the keyword leg) + the kNN ids that are not among them
-            rest = {"bool": {"filter": [*filters, {"ids": {"values": report["vector_ids"]}}],
-                             "must_not": [report["keyword_query"]]}}
-            n, more = _count_over(client, settings, rest, req.facets)
-            total, facets = report["keyword_total"] + n, _merge(_facets(report["keyword_aggregations"]), more)
-        over = "matches_and_nearest"
-        out["visual_leg"] = report.get("visual_leg")
-    relation = "eq"
-    if req.collapse:  # the total counts families, as the hits do (the documents matched: `matches`)
+        if mode == "semantic":
+            ranked = semantic_search(client, settings, text, filters=filters, size=window, taxonomy=taxonomy,
+                                     doc_ids=ids)
+            over = "nearest"
+        else:
+            report = {}
+            ranked = hybrid_search(client, settings, text, size=window, taxonomy=taxonomy, filters=filters,
+                                   window=window, report=report)
+            ids = report["ranked_ids"]
+            over = "ranked"
+            out["visual_leg"] = report.get("visual_leg")
+        facets = _count_over(client, settings, _ids_query(ids, filters), req.facets)[1] if ids else _facets(None)
+        total = len(ranked)  # what its pages show, together
+        relation = "gte" if len(ranked) >= window else "eq"  # a full window: more may rank below it
+        hits = ranked[req.offset:req.offset + req.size]
+    if req.collapse:  # the total counts families, as the hits do; the facets count documents: `matches`
         out["matches"] = total
-        total, relation = collapsed_total(hits, total)
-        hits = collapse_families(hits)[req.offset:req.offset + req.size]
+        total, collapsed = collapsed_total(ranked, total)
+        relation = "gte" if relation == "gte" else collapsed
+        hits = collapse_families(ranked)[req.offset:req.offset + req.size]
     out.update(total=total, total_relation=relation, hits=hits, facets=facets if req.facets else {},
-               facets_over=over)
+               facets_over=over, window=None if mode == "keyword" and not req.collapse else window)
     return out
 
 
@@ -320,10 +312,14 @@ def _checked(settings: Any, req: SearchRequest, taxonomy: "Taxonomy | None") -> 
 COLLAPSE_FACTOR = 5
 
 
-def _collapse_window(settings: Any, req: SearchRequest) -> int:
-    """How many hits to rank before collapsing families: the page's end times COLLAPSE_FACTOR (families of up
-    to 5 members fill a page), at least the RRF window, at most the store's result window."""
-    return min(MAX_WINDOW, max(index_settings(settings).rrf_window, req.page * req.size * COLLAPSE_FACTOR))
+def result_window(settings: Any, req: SearchRequest) -> int:
+    """How many hits of the ranking an answer is over (semantic, hybrid, similar, and any collapsed answer):
+    index.rrf_window, times COLLAPSE_FACTOR when collapsing families (families of up to 5 members still fill
+    it), at most the store's result window. The same for every page and size of one query, so its total and
+    facets are too, and its pages split one ranking: none overlaps, none skips a hit; past the window a page is
+    empty."""
+    w = index_settings(settings).rrf_window
+    return min(MAX_WINDOW, w * COLLAPSE_FACTOR if req.collapse else w)
 
 
 def run_similar(client: Elasticsearch, settings: Any, asset_id: str, req: SearchRequest,
@@ -334,8 +330,7 @@ def run_similar(client: Elasticsearch, settings: Any, asset_id: str, req: Search
     _checked(settings, req, taxonomy)
     req = resolve_family(client, settings, req)
     filters = req.filters()
-    window = _collapse_window(settings, req) if req.collapse else \
-        max(index_settings(settings).rrf_window, req.page * req.size)
+    window = result_window(settings, req)
     by = req.by
     ids: list[str] = []
     if by == "auto":
@@ -366,8 +361,7 @@ def run_similar_image(client: Elasticsearch, settings: Any, image: bytes, req: S
     _checked(settings, req, taxonomy)
     req = resolve_family(client, settings, req)
     filters = req.filters()
-    window = _collapse_window(settings, req) if req.collapse else \
-        max(index_settings(settings).rrf_window, req.page * req.size)
+    window = result_window(settings, req)
     ids: list[str] = []
     try:
         near = similar_to_image(client, settings, image, filters=filters, size=window, doc_ids=ids)
@@ -383,10 +377,13 @@ def _nearest_answer(client: Elasticsearch, settings: Any, req: SearchRequest, ne
     out: dict[str, Any] = {"similar_to": similar_to, "mode": "similar", "by": by, "page": req.page,
                            "size": req.size, "collapse": req.collapse, "request": req.echo(),
                            "hits": ranked[req.offset:req.offset + req.size]}
-    total, facets = _count_over(client, settings, _ids_query(doc_ids, filters), req.facets)
-    if req.collapse:  # the nearest window is the whole result set: its families, exactly
+    total, facets = _count_over(client, settings, _ids_query(doc_ids, filters), req.facets) if doc_ids else \
+        (0, _facets(None))
+    if req.collapse:  # the nearest window is the whole result set: its families; the facets count `matches`
         out["matches"], total = total, len(ranked)
-    out.update(total=total, total_relation="eq", facets=facets if req.facets else {}, facets_over="nearest")
+    window = result_window(settings, req)
+    out.update(total=total, total_relation="gte" if len(near) >= window else "eq",
+               facets=facets if req.facets else {}, facets_over="nearest", window=window)
     return out
 
 

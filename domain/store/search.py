@@ -381,17 +381,21 @@ def _exact_cosine(client: Elasticsearch, s: Any, q: np.ndarray, filters: list[di
 def hybrid_search(client: Elasticsearch, settings: "Any", query: str, tags: Iterable[str] = (),
                   status: str | None = None, usage: str | None = None, size: int = 20,
                   taxonomy: "Taxonomy | None" = None, *, filters: list[dict[str, Any]] | None = None,
-                  offset: int = 0, aggs: dict[str, Any] | None = None,
+                  offset: int = 0, window: int | None = None,
                   report: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     """BM25 (with synonyms) + kNN over the text vectors (+ the tag leg, build_tag_query, when the query names
     vocabulary tags and index.tag_leg is on; + the visual leg, visual_query, when the query is close to ImageNet
     class names and index.visual_leg is on), fused with RRF; the filters apply to every leg.
-    Hits as `search`, score = the RRF score. `report`, when given, receives how the result set was made, for
-    facets (domain.store.api): `aggregations` (`aggs` computed by the store over the documents of every
-    retriever, es mode) and `total`, or `keyword_total` and `keyword_aggregations` (over every keyword match),
-    `keyword_query` and `vector_ids` (the kNN, tag and visual legs' ids, fused here) and `legs` (each leg's
-    ranking, document ids best first: keyword, text, tag, visual); and `visual_leg` (visual_report: the
-    classes it used and its share of images, or why it took no part)."""
+    Hits as `search`, score = the RRF score.
+
+    The result set is the first `window` (default index.rrf_window) hits of the fusion, whatever the page: every
+    leg ranks its `window` best, and `offset`/`size` page within the fused window (as the Elasticsearch RRF
+    retriever pages within its fixed rank_window_size), so pages of one query never overlap nor skip a hit and
+    a deeper page does not change the ranking. `report`, when given, receives `ranked_ids` (the document ids of
+    the whole result set, best first: for its total and facets, domain.store.api; the es path then asks for
+    the whole window in one request), `legs` (each leg's ranking, document ids best first: keyword, text, tag,
+    visual; client-side fusion only) and `visual_leg` (visual_report: the classes it used and its share of
+    images, or why it took no part)."""
     if not (query and query.strip()):
         return search(client, settings, query, tags, status, usage, size, taxonomy, filters=filters, offset=offset)
     s = index_settings(settings)
@@ -402,7 +406,7 @@ def hybrid_search(client: Elasticsearch, settings: "Any", query: str, tags: Iter
     keyword_query = build_query(query, synonyms=synonyms, filters=filters)
     # the query names vocabulary tags (every word of it): rank the documents carrying them, and embed the labels
     tag_query = build_tag_query(synonyms, filters) if s.tag_leg and named else None
-    window = max(s.rrf_window, offset + size)
+    window = s.rrf_window if window is None else window
     text = vector_query_text(query, synonyms if named else (), taxonomy)
     vector = embed_query(text)
     visual = visual_query(s, query, vector if text == query else None)
@@ -420,35 +424,36 @@ def hybrid_search(client: Elasticsearch, settings: "Any", query: str, tags: Iter
             if visual is not None:
                 legs.append({"knn": es_knn(IMAGE_VECTOR_FIELD, visual.vector, visual_k, image_filters,
                                            s.visual_min_similarity)})
-            resp = client.search(index=read_alias(s), size=size, from_=offset or None, source_includes=HIT_FIELDS,
-                                 retriever=es_rrf_retriever(legs, window, s.rrf_rank_constant), aggs=aggs or None)
+            whole = report is not None  # the whole window, to count it; else the store pages within it
+            resp = client.search(index=read_alias(s), size=window if whole else max(0, min(size, window - offset)),
+                                 from_=None if whole else offset or None, source_includes=HIT_FIELDS,
+                                 retriever=es_rrf_retriever(legs, window, s.rrf_rank_constant))
+            got = resp["hits"]["hits"]
             if report is not None:
-                report.update(aggregations=resp.get("aggregations"), total=resp["hits"]["total"]["value"])
-            return [_hit(h) for h in resp["hits"]["hits"]]
+                report["ranked_ids"] = [h["_id"] for h in got[:window]]
+                got = got[offset:offset + size]
+            return [_hit(h) for h in got]
         except ApiError as e:
             if e.status_code not in (400, 403):
                 raise  # 400: no retriever/rrf in this version; 403: the license has no RRF -> fuse here
-    counted = {"track_total_hits": True, "aggs": aggs or None} if report is not None else {}
-    resp = client.search(index=read_alias(s), query=keyword_query, size=window, source_includes=HIT_FIELDS,
-                         sort=_SORT, track_scores=True, **counted)
-    keyword = resp["hits"]["hits"]
+    keyword = client.search(index=read_alias(s), query=keyword_query, size=window, source_includes=HIT_FIELDS,
+                            sort=_SORT, track_scores=True)["hits"]["hits"]
     near = vector_leg(client, s, vector, filters, window, min_similarity=s.semantic_min_similarity)
     tagged = client.search(index=read_alias(s), query=tag_query, size=window, source_includes=HIT_FIELDS,
                            sort=_SORT, track_scores=True)["hits"]["hits"] if tag_query is not None else []
     seen = visual_leg(client, s, visual, image_filters, visual_k, s.visual_min_similarity) if visual is not None \
         else []
-    if report is not None:  # the keyword matches, counted; the other legs' ids (the caller counts those outside)
-        report.update(keyword_query=keyword_query, vector_ids=list(dict.fromkeys(h["_id"] for h in
-                                                                                   near + tagged + seen)),
-                      keyword_total=resp["hits"]["total"]["value"], keyword_aggregations=resp.get("aggregations"),
-                      legs={name: [h["_id"] for h in leg] for name, leg in
-                            (("keyword", keyword), ("text", near), ("tag", tagged), ("visual", seen))})
+    if report is not None:
+        report["legs"] = {name: [h["_id"] for h in leg] for name, leg in
+                          (("keyword", keyword), ("text", near), ("tag", tagged), ("visual", seen))}
     by_id = {h["_id"]: h for h in near + tagged + seen} | {h["_id"]: h for h in keyword}
     rankings = [[h["_id"] for h in keyword], [h["_id"] for h in near]]
     for leg in (tagged, seen):
         if leg:
             rankings.append([h["_id"] for h in leg])
-    fused = rrf(rankings, s.rrf_rank_constant)
+    fused = rrf(rankings, s.rrf_rank_constant)[:window]  # the window, as the store's retriever keeps it
+    if report is not None:
+        report["ranked_ids"] = [doc_id for doc_id, _ in fused]
     return [_hit(by_id[doc_id], score) for doc_id, score in fused[offset:offset + size]]
 
 
