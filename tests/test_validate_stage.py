@@ -390,6 +390,9 @@ def test_ocr_noise_the_model_did_not_quote_stays_out_of_the_alt_text(stage):
     out = run(stage, ocr_text="M6 lot", ocr_confidence=67.0, enrich={"visible_text": ""})
     assert "M6" not in out["alt_text"] and not out["visible_text"]
     assert has_reason(out, "OCR text not quoted")
+    # the reason says why in plain words an editor understands, not which field of the model's answer was empty
+    why = next(r for r in out["reasons"] if "OCR text not quoted" in r)
+    assert "clear enough to quote" in why and "visible_text" not in why, why
 
 
 def test_output_of_a_prompt_version_validate_does_not_know_goes_to_review(stage):

@@ -105,6 +105,12 @@ INK_STEP = 48
 """grey levels from the ground that make a pixel ink (the gate's wordmark check and drawn_letters)"""
 WORDMARK_GLYPHS = 4
 """glyphs in a row that make a wordmark (fewer is a mark, a pair of shapes, an icon)"""
+GLYPH_WIDE = 1.6
+GLYPH_MAX_WIDTH = 2.1
+"""a glyph-like component wider than GLYPH_WIDE times its height (a bold serif "m" is 1.9 times as wide as tall; so
+are two shapes touching) continues a row but is not counted among its WORDMARK_GLYPHS letters; wider than
+GLYPH_MAX_WIDTH it is none (before, the "m" of a transparent "Velmora" wordmark broke the row into "Vel" and "ora",
+three letters each, and the gate skipped it)"""
 WORDMARK_MAX_GLYPHS = 200
 """more glyph-like components than this is no wordmark (a short word, perhaps with a tagline, whose small text
 the line check finds) but a grid, a pattern, a page: the row search, quadratic in them, is not run (a 640 px grid
@@ -123,7 +129,8 @@ def glyph_candidates(a: np.ndarray) -> list[tuple[int, int, int, int, float]] | 
     n, _, stats, _ = cv2.connectedComponentsWithStats(ink, connectivity=8)
     x, y, cw, ch, area = (stats[1:, k].astype(np.int64) for k in range(5))
     fill = area / np.maximum(cw * ch, 1)
-    keep = (ch >= 8) & (ch <= 0.95 * h) & (cw >= 0.12 * ch) & (cw <= 1.6 * ch) & (fill >= 0.12) & (fill <= 0.8)
+    keep = ((ch >= 8) & (ch <= 0.95 * h) & (cw >= 0.12 * ch) & (cw <= GLYPH_MAX_WIDTH * ch) & (fill >= 0.12)
+            & (fill <= 0.8))
     return [(int(x[i]), int(y[i]), int(cw[i]), int(ch[i]), float(fill[i])) for i in np.flatnonzero(keep)]
 
 
@@ -134,8 +141,9 @@ def wordmark_row(a: np.ndarray) -> bool:
     Only for a plain ground (>= PLAIN_GROUND of the border pixels within GROUND_TOLERANCE of their median: a
     logo, an icon, a product on white; photographs are not): the pixels differing from the ground by >= 48
     grey levels are split into connected components, and a component is glyph-like when it is 8 px to 95 % of
-    the image tall, 0.12-1.6 times as wide as tall and 12-80 % filled (a filled bar, disc or product silhouette
-    is fuller, a thin frame emptier). A wordmark is >= WORDMARK_GLYPHS glyphs in a row: each next to the last
+    the image tall, 0.12-GLYPH_MAX_WIDTH times as wide as tall and 12-80 % filled (a filled bar, disc or product
+    silhouette is fuller, a thin frame emptier). A wordmark is >= WORDMARK_GLYPHS glyphs no wider than GLYPH_WIDE
+    in a row (a wider one, an "m", continues it without counting): each next to the last
     (gap < 0.6 x the taller one's height, heights within 2.8x), sharing its baseline or its top (descenders,
     ascenders), and of more than one shape (a row of equal dots or stars is not a word). Past
     WORDMARK_MAX_GLYPHS glyph-like components there is none."""
@@ -155,8 +163,9 @@ def wordmark_row(a: np.ndarray) -> bool:
                 continue  # overlapping (a dot over its stem, a part of the last glyph) or of another size
             if abs((gy + gh) - (y + ch)) <= 0.12 * tall or abs(gy - y) <= 0.12 * tall:
                 row.append(g)
-        if len(row) >= WORDMARK_GLYPHS:
-            shapes = {(round(cw / ch * 4), round(fill * 5)) for _, _, cw, ch, fill in row}
+        letters = [g for g in row if g[2] <= GLYPH_WIDE * g[3]]
+        if len(letters) >= WORDMARK_GLYPHS:
+            shapes = {(round(cw / ch * 4), round(fill * 5)) for _, _, cw, ch, fill in letters}
             if len(shapes) >= 2:
                 return True
     return False

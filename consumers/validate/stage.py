@@ -200,7 +200,8 @@ class ValidateStage(PipelineFacts, Stage):
                 ocr_text = alttext.meaningful_text(ocr["text"])
         if ocr_text and m("visible_text") == "":
             # the model had the OCR text and found nothing in it worth quoting (noise such as "6 @96")
-            d.reasons.append("OCR text not quoted: the model's visible_text is empty")
+            d.reasons.append("OCR text not quoted: the describer found no words in it clear enough to quote (the "
+                             "text read from the image looked like misreads or noise)")
             ocr_text = None
         visible_text = d.pick("visible_text", [("model", m("visible_text")), ("rule", ocr_text)])
         alt, decorative = self._alt_text(human, emb, d.model if d.use_model else None, visible_text or ocr_text,

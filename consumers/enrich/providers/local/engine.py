@@ -184,7 +184,7 @@ def vocab_index(vocabulary: list[dict[str, Any]], with_embeddings: bool) -> Voca
 
 # --- image facts ----------------------------------------------------------------------------------------
 
-RULES_REVISION = "2026-12-01.sounds+medium2"
+RULES_REVISION = "2026-12-01.sounds+medium2+ocrquote"
 """Bump when these rules answer differently for the same image, models and prompt (the result cache keys on it,
 consumers/enrich/results.py): "2026-12-01.logo" names logos from the pixels (docs/local-provider.md);
 "2026-12-01.medium" tags the medium (content:photo / content:graphic); "2026-12-01.wordmark" titles a logo by a
@@ -193,7 +193,9 @@ MAX_CONSONANT_RUN + 1 consonants; "2026-12-01.medium+wordmark" is both; "2026-12
 that writing OCR could not read is named ("A black-and-white photograph showing writing that could not be read",
 `unread_writing`); "2026-12-01.sounds" counts a consonant run by sounds ("Nightshade" is quoted).
 "2026-12-01.sounds+medium2" also tags no medium on a video without keyframe thumbnails, nor a medium
-the other tags contradict (content:photo beside content:illustration)."""
+the other tags contradict (content:photo beside content:illustration). "+ocrquote" splits words OCR glued
+together before the quote checks (`glued_parts`), quotes whole passing lines of a text too few of whose words
+pass, and leaves a logo's monogram out (`_ocr_tokens`)."""
 
 _PALETTE = {
     "black": (20, 20, 20), "white": (245, 245, 245), "gray": (128, 128, 128), "red": (200, 30, 30),
@@ -486,42 +488,112 @@ def _word_ok(text: str, conf: float, dictionary: set[str]) -> bool:
                               _ONE_SOUND.sub("c", core.lower())))
 
 
-def confident_text(pre: dict[str, Any]) -> str:
-    """The OCR text an alt text, title or caption may quote: words that are confident and look like words
-    (dictionary, or a word/number shape at higher confidence), in reading order; "" when too few pass.
-    Text read from images is untrusted and noisy ("6 @96", "lot ae"): what is not sure is not quoted."""
+GLUE_DIGIT_RANK = 2000
+"""letters glued to digits ("at5") are split only when the letters are one of the this many most frequent English
+words (wordninja's Wikipedia unigram ranks): "at 5", "page 3", but "mp3", "h264", "B52" stay one token"""
+_GLUED_PUNCT = re.compile(r"(?<=[A-Za-z][,;:!?])(?=[A-Za-z])")
+_GLUED_CASE = re.compile(r"^([a-z]{2,})([A-Z][a-z]+)$")
+_GLUED_DIGITS = re.compile(r"^([a-z]{2,})(\d+)$")
+_word_ranks_cache: dict[str, float] | None = None
+
+
+def _common(word: str) -> bool:
+    """`word` is one of the GLUE_DIGIT_RANK most frequent English words (False without wordninja)."""
+    global _word_ranks_cache
+    if _word_ranks_cache is None:
+        try:
+            import wordninja
+
+            costs = wordninja.DEFAULT_LANGUAGE_MODEL._wordcost
+            _word_ranks_cache = {w: c for w, c in sorted(costs.items(), key=lambda wc: wc[1])[:GLUE_DIGIT_RANK]}
+        except Exception:  # noqa: BLE001 - not installed: letters and digits are never split
+            _word_ranks_cache = {}
+    return word in _word_ranks_cache
+
+
+def glued_parts(token: str) -> list[str]:
+    """An OCR word split where OCR dropped a space and the split is unambiguous: after punctuation between
+    letters ("milk,eggs" -> "milk," "eggs"), at a lower-to-upper case change after a lower-case word
+    ("callMarta" -> "call" "Marta"), and between a common lower-case word and digits ("at5" -> "at" "5").
+    Kept whole: "iPhone", "eBay" (one lower-case letter first), "McDonald", "YouTube" (capital first), "B52",
+    "3D", "mp3" (not a common word), "10:30", URLs' "http://"."""
+    parts = [p for p in _GLUED_PUNCT.split(token) if p]
+    out: list[str] = []
+    for part in parts:
+        core = part.strip(_EDGE_PUNCT)
+        lead, trail = part[:part.index(core)] if core else part, part[part.index(core) + len(core):] if core else ""
+        m = _GLUED_CASE.match(core) or (_GLUED_DIGITS.match(core) if _common(core.rstrip("0123456789")) else None)
+        out.extend([lead + m.group(1), m.group(2) + trail] if m else [part])
+    return out
+
+
+MONOGRAM_MAX_WORDS = 3
+"""a one-letter line is a monogram only in text this short (a logo's mark beside its wordmark)"""
+
+
+def _ocr_tokens(pre: dict[str, Any]) -> tuple[list[tuple[str, float]], list[list[str]] | None]:
+    """The OCR words as (token, confidence 0-100) after `glued_parts`, and the text's lines in the same tokens
+    (None when the lines do not line up with the words). A monogram, a one capital letter line that is the
+    initial of another word in a short text ("Q" above "Qorvexa" in an app icon), is left out of both: it is a
+    mark, not a word to quote, and does not count against the words beside it."""
     ocr = _d(pre.get("ocr"))
     if ocr.get("skipped"):
-        return ""
-    words = [w for w in (ocr.get("words") or []) if isinstance(w, dict) and str(w.get("text") or "").strip()]
-    if not words:
+        return [], None
+    tokens: list[tuple[str, float]] = []
+    for w in ocr.get("words") or []:
+        if isinstance(w, dict) and str(w.get("text") or "").strip():
+            conf = _f(w.get("confidence"))
+            conf = conf * 100.0 if conf <= 1.0 else conf
+            tokens.extend((part, conf) for t in str(w["text"]).split() for part in glued_parts(t))
+    lines = [[part for t in ln.split() for part in glued_parts(t)]
+             for ln in str(ocr.get("text") or "").splitlines() if ln.split()]
+    if sum(len(ln) for ln in lines) != len(tokens):
+        return tokens, None
+    if len(tokens) <= MONOGRAM_MAX_WORDS:
+        initials = {t[0] for t, _ in tokens if len(t) >= 3 and t[0].isupper()}
+        mono = [len(ln) == 1 and len(ln[0]) == 1 and ln[0] in initials for ln in lines]
+        if any(mono) and not all(mono):
+            keep = [k for k, m in enumerate(mono) for _ in lines[k] if not m]
+            tokens = [tc for tc, k in zip(tokens, [k for k, ln in enumerate(lines) for _ in ln]) if k in keep]
+            lines = [ln for ln, m in zip(lines, mono) if not m]
+    return tokens, lines
+
+
+LINE_MIN_WORDS = 2
+"""when too few of all the words pass (QUOTE_MIN_SHARE), a line is still quoted when every word of it passes and
+it has at least this many: a lone word among noise is as likely noise itself"""
+
+
+def confident_text(pre: dict[str, Any]) -> str:
+    """The OCR text an alt text, title or caption may quote: words that are confident and look like words
+    (dictionary, or a word/number shape at higher confidence), in reading order, whole lines only; words OCR
+    glued together are split first (`glued_parts`) and a monogram is left out (`_ocr_tokens`). When fewer
+    than QUOTE_MIN_SHARE of the words pass, only lines of >= LINE_MIN_WORDS words that all pass are quoted.
+    Text read from images is untrusted and noisy ("6 @96", "lot ae"): what is not sure is not quoted."""
+    tokens, lines = _ocr_tokens(pre)
+    if not tokens:
         return ""
     dictionary = _dictionary()
-    ok = []
-    for w in words:
-        conf = _f(w.get("confidence"))
-        conf = conf * 100.0 if conf <= 1.0 else conf
-        ok.append(_word_ok(str(w["text"]), conf, dictionary))
-    if sum(ok) < QUOTE_MIN_SHARE * len(words):
-        return ""
+    ok = [_word_ok(t, conf, dictionary) for t, conf in tokens]
+    enough = sum(ok) >= QUOTE_MIN_SHARE * len(tokens)
     # whole lines only (a quote with words cut out of its middle says something the image does not), when the
-    # text's lines line up with the words; else the passing words
-    lines = [ln.split() for ln in str(ocr.get("text") or "").splitlines() if ln.split()]
-    if sum(len(ln) for ln in lines) == len(words):
+    # text's lines line up with the words; else the passing words, when enough pass
+    if lines is not None:
         kept, i = [], 0
         for ln in lines:
-            if all(ok[i:i + len(ln)]):
+            if all(ok[i:i + len(ln)]) and (enough or len(ln) >= LINE_MIN_WORDS):
                 kept.append(" ".join(ln))
             i += len(ln)
         return " ".join(kept)
-    return " ".join(" ".join(str(w["text"]).split()) for w, good in zip(words, ok) if good)
+    if not enough:
+        return ""
+    return " ".join(t for (t, _), good in zip(tokens, ok) if good)
 
 
 def _first_sure_line(pre: dict[str, Any], sure: str) -> str:
     """The first OCR line made only of words OCR is sure of (a title), else the first 8 sure words."""
     ok = set(sure.split())
-    for line in str(_d(pre.get("ocr")).get("text") or "").splitlines():
-        words = line.split()
+    for words in _ocr_tokens(pre)[1] or []:
         if words and all(w in ok for w in words):
             return " ".join(words)
     return " ".join(sure.split()[:8])
@@ -1153,11 +1225,10 @@ def _read_wordmark(pre: dict[str, Any], text: str) -> str:
     words = text.split()
     if not 1 <= len(words) <= LOGO_WORDMARK_WORDS or len(text) > 24:
         return ""
-    read = [w for w in (_d(pre.get("ocr")).get("words") or []) if isinstance(w, dict)]
-    if [" ".join(str(w.get("text") or "").split()) for w in read] != words:
+    read = _ocr_tokens(pre)[0]  # a monogram beside the wordmark is not one of its words
+    if [t for t, _ in read] != words:
         return ""
-    confs = [_f(w.get("confidence")) for w in read]
-    return text if all((c * 100.0 if c <= 1.0 else c) >= WORDMARK_CONF for c in confs) else ""
+    return text if all(c >= WORDMARK_CONF for _, c in read) else ""
 
 
 GRAPHIC_CLASS_MIN = 0.7
