@@ -63,6 +63,38 @@ def without_thumbnail(validated: dict[str, Any]) -> dict[str, Any]:
     return {**validated, "enriched": {**enriched, "pre": {**pre, "thumbnail": None}}}
 
 
+def duplicate_reason(duplicate_of: str, distance: int | None = None) -> str:
+    """The review reason that names an asset's near-duplicate link (validate writes it; `assetstream run` rewrites
+    it when the index's duplicate family points the link elsewhere)."""
+    return f"near-duplicate of {duplicate_of}" + (f" (pHash distance {distance})" if distance is not None else "")
+
+
+FAMILY_FIELDS = ("duplicate_of", "duplicate_distance", "family_id", "family_size", "family_canonical")
+"""what the index's duplicate families (consumers/index/families.py) set on each document"""
+
+
+def with_family(validated: dict[str, Any], family: dict[str, Any]) -> dict[str, Any]:
+    """A copy of the validated record saying what the index says about its duplicate family (`family`: the
+    document's FAMILY_FIELDS): the enriched link and distance are the index's (none on the canonical member), the
+    reason naming the enrich link is replaced by one naming the index's link (or dropped), and the family id,
+    size and canonical flag are added under `family`. The record itself is not changed."""
+    out = dict(validated)
+    enriched = dict(out["enriched"])
+    old, old_distance = enriched.get("duplicate_of"), enriched.get("duplicate_distance")
+    new, distance = family.get("duplicate_of"), family.get("duplicate_distance")
+    enriched["duplicate_of"], enriched["duplicate_distance"] = new, distance if new else None
+    out["enriched"] = enriched
+    reasons = list(out.get("reasons") or [])
+    stale = duplicate_reason(old, old_distance) if old else None
+    at = reasons.index(stale) if stale in reasons else len(reasons)
+    reasons = [r for r in reasons if r != stale]
+    if new:
+        reasons.insert(at, duplicate_reason(new, enriched["duplicate_distance"]))
+    out["reasons"] = reasons
+    out["family"] = {k: family.get(k) for k in ("family_id", "family_size", "family_canonical")}
+    return out
+
+
 def media_type_of(value: dict[str, Any]) -> str:
     """'image' or 'video', from any pipeline record after preprocess."""
     for path in ((), ("pre",), ("enriched", "pre")):
