@@ -63,3 +63,61 @@ def test_run_rows_and_sidecars_point_the_copy_at_the_original(tmp_path):
     assert ld["assetstream:duplicateOf"] == xmp["assetstream:DuplicateOf"] == original["asset_id"]
     assert (ld["assetstream:familyId"], ld["assetstream:familyCanonical"]) == (original["asset_id"], False)
     assert xmp["assetstream:Reasons"] == copy["reasons"]
+
+
+def test_an_interrupted_run_shows_the_index_family_of_what_finished(tmp_path, own_store):
+    """Ctrl-C once the photo and its copy are indexed, while OCR-heavy images are still in preprocess: the rows of
+    the two finished assets (and their sidecars) say what the index says, the others are `interrupted`."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from app.producer import asset_id_for
+    from domain.store.client import make_client
+    from tests.store_support import settings_for
+    from tests.test_run_inputs import REPO
+    from tests.test_run_signals import _text_images
+
+    folder = tmp_path / "photos"
+    _text_images(folder, 12)  # photo-NNN.jpg: each takes preprocess seconds of OCR
+    shutil.copyfile(IMAGES / "china_copy.jpg", folder / "a_small_copy.jpg")  # published first
+    shutil.copyfile(IMAGES / "china.jpg", folder / "b_original.jpg")
+    ids = [asset_id_for(folder / "a_small_copy.jpg"), asset_id_for(folder / "b_original.jpg")]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ASSETSTREAM_")}
+    env.update({"PYTHONPATH": str(REPO), "OMP_THREAD_LIMIT": "1", "ASSETSTREAM_INDEX__SERVER_MODE": "serverless",
+                "ASSETSTREAM_INDEX__NUMBER_OF_REPLICAS": "0"})  # what the run sets on the store it starts
+    proc = subprocess.Popen([sys.executable, "-m", "app.cli", "run", str(folder), "--out", str(tmp_path / "out"),
+                             "--json", "--provider", "local", "--es-url", own_store.url], cwd=tmp_path, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    client = make_client(settings_for(own_store.url))
+    try:
+        deadline = time.monotonic() + 300
+        while True:  # until both are indexed in one family (the original written last re-points it)
+            assert proc.poll() is None and time.monotonic() < deadline, (
+                f"the run ended before it was interrupted: {proc.stderr.read()[-3000:] if proc.poll() else ''}")
+            try:
+                client.indices.refresh(index="*")
+                hits = client.search(index="*", query={"ids": {"values": ids}}, size=2)["hits"]["hits"]
+            except Exception:  # noqa: BLE001 - the index is not created yet
+                hits = []
+            if len(hits) == 2 and all(h["_source"].get("family_size") == 2 for h in hits):
+                break
+            time.sleep(0.2)
+        time.sleep(3)  # the run sees them indexed too (it looks every 0.5 s)
+        os.killpg(proc.pid, signal.SIGINT)
+        stdout, _ = proc.communicate(timeout=60)
+    finally:
+        client.close()
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130
+    rows = {Path(r["file"]).name: r for r in json.loads(stdout)}
+    assert any(r["status"] == "interrupted" for r in rows.values())  # stopped mid-run
+    original, copy = rows["b_original.jpg"], rows["a_small_copy.jpg"]
+    assert (original["duplicate_of"], original["family_id"], original["family_size"]) == (None, ids[1], 2)
+    assert (copy["duplicate_of"], copy["family_id"], copy["family_size"]) == (ids[1], ids[1], 2)
+    assert not any("near-duplicate" in r for r in original["reasons"])
+    xmp = parse_xmp((tmp_path / "out" / f"{sidecar_name(ids[1])}.xmp").read_text())
+    assert "assetstream:DuplicateOf" not in xmp and xmp["assetstream:FamilyCanonical"] == "True"
