@@ -81,7 +81,7 @@ def test_an_interrupted_run_shows_the_index_family_of_what_finished(tmp_path, ow
     from tests.test_run_signals import _text_images
 
     folder = tmp_path / "photos"
-    _text_images(folder, 12)  # photo-NNN.jpg: each takes preprocess seconds of OCR
+    _text_images(folder, 40)  # photo-NNN.jpg: each takes preprocess seconds of OCR
     shutil.copyfile(IMAGES / "china_copy.jpg", folder / "a_small_copy.jpg")  # published first
     shutil.copyfile(IMAGES / "china.jpg", folder / "b_original.jpg")
     ids = [asset_id_for(folder / "a_small_copy.jpg"), asset_id_for(folder / "b_original.jpg")]
