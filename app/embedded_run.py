@@ -24,7 +24,7 @@ from typing import Any, Callable
 from pydantic import SecretStr
 
 from app.settings import Settings
-from domain.records import media_type_of, thumbnail_of
+from domain.records import FAMILY_FIELDS, media_type_of, thumbnail_of, with_family
 from streams.embedded import die_with_parent
 
 log = logging.getLogger(__name__)
@@ -104,6 +104,9 @@ class Tracker:
     reached: dict[str, set[str]] = field(default_factory=dict)  # stage -> asset ids
     validated: dict[str, dict[str, Any]] = field(default_factory=dict)
     dead: dict[str, dict[str, Any]] = field(default_factory=dict)
+    families: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """asset id -> its document's duplicate family fields (domain.records.FAMILY_FIELDS), read from the index
+    once the index group is done (`read_families`): the run's rows and sidecars say what the index says"""
 
     def __post_init__(self) -> None:
         for stage in STAGE_ORDER:
@@ -140,6 +143,7 @@ class EmbeddedRun:
         self.images: list[Path] = []
         self.tracker = Tracker({})
         self.paths: dict[str, Path] = {}
+        self.settings: Settings | None = None  # once configured
         self.drain_timeout_s = 10.0 if bootstrap else 2.0  # see configure()
 
     # ------------------------------------------------------------------------------------------ setup
@@ -239,7 +243,7 @@ class EmbeddedRun:
         # store (each child runs in its own session, so nothing else would reach them)
         previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGTERM, signal.SIGHUP)}
         try:
-            settings = self.configure(images)
+            settings = self.settings = self.configure(images)
             create_topics(settings)
             ensure_index(make_client(settings), settings)
             # serving: the review group too, so an editor's decisions reach the index and the sidecars; with
@@ -252,6 +256,10 @@ class EmbeddedRun:
             self.follow(settings, tracker)
             if "writeback" in self.workers:
                 self.wait_for_group(settings, "writeback", "validated")
+            # the index's duplicate families: a later original re-points a family the sink wrote before it, so
+            # they are read once the index group has handled every validated record
+            self.wait_for_group(settings, "index", "validated")
+            self.read_families(settings)
             self.rows = [summary_row(asset_id, path, tracker) for asset_id, path in paths.items()]
             self.write_sidecars(tracker, paths, self.rows)
             if after is not None:
@@ -265,10 +273,39 @@ class EmbeddedRun:
                     done.set()
                     follower.join(5)
             return tracker, settings
+        except BaseException:  # interrupted (or failed): what the index says about the finished assets so far
+            if self.settings is not None:
+                self.read_families(self.settings, timeout_s=5.0, quiet=True)
+            raise
         finally:
             self.stop()
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
+
+    def read_families(self, settings: Settings | None, timeout_s: float = 30.0, quiet: bool = False) -> None:
+        """Each indexed asset's duplicate family as its index document has it (`tracker.families`). `quiet`: an
+        interrupted run's last look; a store that does not answer leaves those assets with enrich's link."""
+        from domain.store.client import make_client
+        from domain.store.management import read_alias
+
+        ids = sorted(self.tracker.reached["index"])
+        if settings is None or not ids:
+            return
+        es = make_client(settings).options(request_timeout=timeout_s)
+        try:
+            alias = read_alias(settings)
+            es.indices.refresh(index=alias)
+            docs = es.mget(index=alias, ids=ids, source_includes=list(FAMILY_FIELDS))["docs"]
+        except Exception as exc:  # noqa: BLE001 - the rows and sidecars are still written, with enrich's link
+            if not quiet:
+                raise
+            log.warning("could not read the duplicate families of the interrupted run: %s", type(exc).__name__)
+            return
+        finally:
+            es.close()
+        for d in docs:
+            if d.get("found"):
+                self.tracker.families[d["_id"]] = {k: (d.get("_source") or {}).get(k) for k in FAMILY_FIELDS}
 
     def wait_for_group(self, settings: Settings, stage: str, logical: str) -> None:
         """Until the group has committed everything on its input topic (its work is done)."""
@@ -420,6 +457,7 @@ class EmbeddedRun:
         self.out_dir.mkdir(parents=True, exist_ok=True)
         by_id = {r["asset_id"]: r for r in rows}
         for asset_id, value in tracker.validated.items():
+            value = family_view(value, tracker, asset_id)
             name = sidecar_name(asset_id)  # a.jpg, a.png and sub/a.jpg are three assets: three pairs of files
             files = [f"{name}.jsonld", f"{name}.xmp"]
             poster = thumbnail_of(value) if media_type_of(value) == "video" else None
@@ -459,7 +497,8 @@ class EmbeddedRun:
         finished = {a: p for a, p in self.paths.items() if a in tracker.validated and tracker.finished(a)}
         try:
             self.write_sidecars(Tracker(tracker.event_ids, tracker.reached,
-                                        {a: v for a, v in tracker.validated.items() if a in finished}, tracker.dead),
+                                        {a: v for a, v in tracker.validated.items() if a in finished}, tracker.dead,
+                                        tracker.families),
                                 finished, rows)
         except OSError as exc:  # the summary is still printed; the files are a convenience
             log.warning("could not write the interrupted run's sidecars in %s: %s", self.out_dir, exc)
@@ -482,6 +521,13 @@ def skipped_rows(skipped: list[tuple[str, str]]) -> list[dict[str, Any]]:
     return [{"asset_id": None, "file": name, "status": "skipped", "reason": why} for name, why in skipped]
 
 
+def family_view(validated: dict[str, Any], tracker: Tracker, asset_id: str) -> dict[str, Any]:
+    """The validated record as the run shows it: with the index's duplicate family when it was read (enrich's
+    link depends on which copy arrived first; the index's canonical member does not), else as validate wrote it."""
+    family = tracker.families.get(asset_id)
+    return with_family(validated, family) if family is not None else validated
+
+
 def summary_row(asset_id: str, path: Path, tracker: Tracker) -> dict[str, Any]:
     v = tracker.validated.get(asset_id)
     if v is None:
@@ -489,8 +535,11 @@ def summary_row(asset_id: str, path: Path, tracker: Tracker) -> dict[str, Any]:
         return {"asset_id": asset_id, "file": str(path), "status": "dead_lettered",
                 "stage": dead.get("stage"), "reason": (dead.get("details") or {}).get("reason"),
                 "message": dead.get("message")}
+    v = family_view(v, tracker, asset_id)
+    family = v.get("family") or {}
     return {"asset_id": asset_id, "file": str(path), "media_type": media_type_of(v), "title": v.get("title"),
             "alt_text": v.get("alt_text"),
             "tags": [t["tag"] for t in v.get("tags", [])], "status": v.get("status"),
             "usage_flag": v.get("usage_flag"), "cost_usd": v["enriched"].get("cost_usd", 0.0),
-            "duplicate_of": v["enriched"].get("duplicate_of"), "reasons": v.get("reasons", [])}
+            "duplicate_of": v["enriched"].get("duplicate_of"), "family_id": family.get("family_id"),
+            "family_size": family.get("family_size"), "reasons": v.get("reasons", [])}

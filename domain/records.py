@@ -63,6 +63,43 @@ def without_thumbnail(validated: dict[str, Any]) -> dict[str, Any]:
     return {**validated, "enriched": {**enriched, "pre": {**pre, "thumbnail": None}}}
 
 
+DUPLICATE_REASON = "near-duplicate of "
+
+
+def duplicate_reason(duplicate_of: str, distance: int | None = None) -> str:
+    """The review reason that names an asset's near-duplicate link (validate writes it; the index's duplicate
+    families and `assetstream run` rewrite it when the family points the link elsewhere: `relinked_reasons`)."""
+    return f"{DUPLICATE_REASON}{duplicate_of}" + (f" (pHash distance {distance})" if distance is not None else "")
+
+
+def relinked_reasons(reasons: list[str], duplicate_of: str | None, distance: int | None) -> list[str]:
+    """`reasons` with the near-duplicate reason naming this link (in the place of the one it replaces), or none
+    when there is no link: the reasons never contradict the link."""
+    at = next((n for n, r in enumerate(reasons) if r.startswith(DUPLICATE_REASON)), len(reasons))
+    out = [r for r in reasons if not r.startswith(DUPLICATE_REASON)]
+    if duplicate_of:
+        out.insert(min(at, len(out)), duplicate_reason(duplicate_of, distance))
+    return out
+
+
+FAMILY_FIELDS = ("duplicate_of", "duplicate_distance", "family_id", "family_size", "family_canonical")
+"""what the index's duplicate families (consumers/index/families.py) set on each document"""
+
+
+def with_family(validated: dict[str, Any], family: dict[str, Any]) -> dict[str, Any]:
+    """A copy of the validated record saying what the index says about its duplicate family (`family`: the
+    document's FAMILY_FIELDS): the enriched link and distance are the index's (none on the canonical member), the
+    reason naming the enrich link is replaced by one naming the index's link (or dropped), and the family id,
+    size and canonical flag are added under `family`. The record itself is not changed."""
+    out = dict(validated)
+    link = family.get("duplicate_of")
+    distance = family.get("duplicate_distance") if link else None
+    out["enriched"] = {**out["enriched"], "duplicate_of": link, "duplicate_distance": distance}
+    out["reasons"] = relinked_reasons(list(out.get("reasons") or []), link, distance)
+    out["family"] = {k: family.get(k) for k in ("family_id", "family_size", "family_canonical")}
+    return out
+
+
 def media_type_of(value: dict[str, Any]) -> str:
     """'image' or 'video', from any pipeline record after preprocess."""
     for path in ((), ("pre",), ("enriched", "pre")):

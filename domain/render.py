@@ -127,6 +127,16 @@ def _video_terms(pre: dict[str, Any], asset: dict[str, Any], thumbnail_url: str 
                                        "text": k.get("ocr_text")} for k in video.get("keyframes") or []]}
 
 
+def _family_terms(v: dict[str, Any]) -> dict[str, Any]:
+    """The duplicate family as the index sets it (domain.records.with_family: the record's `family`), else
+    nothing: enrich's own link depends on arrival order, so it is not published as the asset's family."""
+    family = v.get("family")
+    if not family or not family.get("family_id"):
+        return {}
+    return {"duplicateOf": (v.get("enriched") or {}).get("duplicate_of"), "familyId": family["family_id"],
+            "familySize": family.get("family_size"), "familyCanonical": family.get("family_canonical")}
+
+
 def to_jsonld(validated: dict[str, Any], thumbnail_url: str | None = None) -> dict[str, Any]:
     """schema.org ImageObject for one validated asset, VideoObject for a video (empty values left out).
     `thumbnail_url`: where the video's poster frame is published (else the event's `thumbnail_url` attribute)."""
@@ -197,6 +207,7 @@ def to_jsonld(validated: dict[str, Any], thumbnail_url: str | None = None) -> di
         "assetstream:reviewedBy": review.get("editor"),
         "assetstream:reviewedAt": _iso(review.get("decided_at")),
     }
+    doc.update({f"assetstream:{k}": x for k, x in _family_terms(v).items()})
     if pre.get("media_type") == "video" and pre.get("video"):
         doc.update(_video_terms(pre, asset, thumbnail_url))
     doc = _prune(doc)
@@ -282,6 +293,8 @@ def to_xmp(validated: dict[str, Any]) -> str:
     _container(desc, "assetstream", "Reasons", "Seq", list(v.get("reasons") or []))
     _container(desc, "assetstream", "FieldSources", "Bag",
                [f"{k}={s}" for k, s in sorted((v.get("field_sources") or {}).items())])
+    for name, value in _family_terms(v).items():
+        _simple(desc, "assetstream", name[0].upper() + name[1:], value)
     provs = enriched.get("provenance") or []
     if provs:
         prop = ET.SubElement(desc, _q("assetstream", "Provenance"))

@@ -38,10 +38,14 @@ def test_two_runs_of_a_folder_with_a_copy_leave_one_family_without_a_loop(broker
         try:
             client.indices.refresh(index=read_alias(settings))
             hits = client.search(index=read_alias(settings), size=10, query={"match_all": {}}, version=True,
-                                 source_includes=list(FIELDS))["hits"]["hits"]
+                                 source_includes=[*FIELDS, "reasons"])["hits"]["hits"]
         finally:
             client.close()
         found.append({h["_id"]: {k: h["_source"].get(k) for k in FIELDS} for h in hits})
+        # the review reasons name the same link as the document (the review queue's "near-duplicate" filter)
+        reasons = {h["_id"]: [r for r in h["_source"].get("reasons") or [] if r.startswith("near-duplicate")]
+                   for h in hits}
+        assert reasons == {canonical: [], other: [f"near-duplicate of {canonical} (pHash distance 0)"]}, n
         assert found[-1] == {
             canonical: {"family_id": canonical, "family_size": 2, "family_canonical": True, "duplicate_of": None},
             other: {"family_id": canonical, "family_size": 2, "family_canonical": False,

@@ -12,8 +12,8 @@ A, A to B, both to each other (a rerun) or neither (a race).
 The canonical member is the highest-quality one: most pixels, then most bytes (less compression), then the smallest
 asset id (a tie broken by the data, never by arrival order). The links are then rewritten as a star: every other
 member's `duplicate_of` is the canonical member (`duplicate_distance`: 0 for the same bytes, else the pHash
-distance to it), the canonical member has none, so no asset is a duplicate of itself or of a member pointing back,
-and processing the same assets again computes the same documents. A link to a document that is not indexed yet
+distance to it; its "near-duplicate of" review reason names the same member), the canonical member has none (nor
+that reason), so no asset is a duplicate of itself or of a member pointing back, and processing the same assets again computes the same documents. A link to a document that is not indexed yet
 (a copy indexed before the asset enrich matched it with) is kept as it is: it is the only trace of that family
 until the other document arrives, whose write then finds the link and rebuilds the star. A late original with more pixels re-points the
 whole family: the sink rewrites the other members' family and link fields (their stored `_source` at their own
@@ -41,6 +41,7 @@ from typing import Any
 from elasticsearch import Elasticsearch
 
 from domain.events import TENANT_SEPARATOR, scoped_id
+from domain.records import relinked_reasons
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +75,9 @@ def apply(body: dict[str, Any], fields: dict[str, Any]) -> dict[str, Any]:
             body.pop(k, None)
         else:
             body[k] = fields[k]
+    if "duplicate_of" in fields and body.get("reasons") is not None:  # the review reasons name the same link
+        body["reasons"] = relinked_reasons(list(body["reasons"]), body.get("duplicate_of"),
+                                           body.get("duplicate_distance"))
     return body
 
 

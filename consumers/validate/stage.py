@@ -33,7 +33,7 @@ from consumers.validate.schema import PROMPT_TASKS, Violation, check_enrichment,
 from domain.taxonomy import Taxonomy, taxonomy_from_settings
 from streams.errors import PermanentError
 from streams.metrics import DECISIONS
-from domain.records import PipelineFacts, is_deleted
+from domain.records import PipelineFacts, duplicate_reason, is_deleted
 from domain.review import apply_review
 from streams.records import stamp
 from streams.stage import Output, RecordContext, Stage
@@ -261,8 +261,7 @@ class ValidateStage(PipelineFacts, Stage):
             review.append(f"credit must be displayed: check the credit text \"{credit_text or ''}\"")
         if d.value.get("duplicate_of"):
             dist = d.value.get("duplicate_distance")
-            d.reasons.append(f"near-duplicate of {d.value['duplicate_of']}"
-                             + (f" (pHash distance {dist})" if dist is not None else ""))
+            d.reasons.append(duplicate_reason(d.value["duplicate_of"], dist))
 
     def _threshold(self, d: "_Decision", c: float, what: str) -> None:
         """The auto-apply / review thresholds on one confidence value."""
