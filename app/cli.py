@@ -319,6 +319,10 @@ def search(query: Optional[str] = typer.Argument(None, help="free text over titl
     settings = load_settings()
     if es_url:
         settings = settings.with_overrides(index={"url": es_url})
+    if similar_to and (query or "").strip():
+        console.print(f"[yellow]--similar-to ranks by {similar_to!r} alone: the words {query!r} are not used "
+                      "(narrow it with --tag, --status, --place, … instead)[/yellow]")
+
     def ask(settings: Any) -> dict[str, Any]:
         client = make_client(settings)
         if similar_to and Path(similar_to).is_file():
@@ -333,7 +337,12 @@ def search(query: Optional[str] = typer.Argument(None, help="free text over titl
         console.print(f"[red]{exc}[/red]")
         raise typer.Exit(2) from None
     except LookupError as exc:
-        console.print(f"[red]{exc}[/red]")
+        if similar_to and not Path(similar_to).is_file() and ("/" in similar_to or os.sep in similar_to or
+                                                             Path(similar_to).suffix.lower() in
+                                                             {e.lower() for e in settings.ops.image_extensions}):
+            console.print(f"[red]--similar-to {similar_to}: no such file, and no indexed asset has this id[/red]")
+        else:
+            console.print(f"[red]{exc}[/red]")
         raise typer.Exit(1) from None
     except Exception as exc:  # connection / missing index: say what to do
         console.print(f"[red]search failed:[/red] {exc}\n[dim]is the store at {redact_url(settings.index.url)} up, and has "

@@ -158,6 +158,15 @@ def test_cli_similar_to_a_file_or_an_asset(settings):
     assert by_asset.exit_code == 0 and "p-paris-copy" in by_asset.output
     not_image = run(app, ["search", "--similar-to", str(ROOT / "pyproject.toml"), "--es-url", cfg.url], env=env)
     assert not_image.exit_code == 2 and "cannot be decoded" in not_image.output
+    # a mistyped file is named as one (not "asset /tmp/... is not in <index>"); words beside --similar-to are not
+    # used, and the user is told so
+    missing = run(app, ["search", "--similar-to", str(QUALITY / "chelsea_wbe.jpg"), "--es-url", cfg.url], env=env)
+    assert missing.exit_code == 1
+    assert "no such file, and no indexed asset has this id" in " ".join(missing.output.split())
+    with_words = run(app, ["search", "coffee", "--similar-to", "p-paris", "--size", "1", "--es-url", cfg.url],
+                     env=env)
+    assert with_words.exit_code == 0 and "p-paris-copy" in with_words.output
+    assert "the words 'coffee' are not used" in " ".join(with_words.output.split())
 
 
 # --- hybrid search's visual leg: text queries rank the image vectors through the classifier's class prototypes ---
