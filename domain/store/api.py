@@ -286,7 +286,9 @@ def run_search(client: Elasticsearch, settings: Any, req: SearchRequest, taxonom
             ids = report["ranked_ids"]
             over = "ranked"
             out["visual_leg"] = report.get("visual_leg")
-        facets = _count_over(client, settings, _ids_query(ids, filters), req.facets)[1] if ids else _facets(None)
+        # the total is the ranking's length: the store is asked only for facet counts, and only when wanted
+        facets = _count_over(client, settings, _ids_query(ids, filters), True)[1] if ids and req.facets \
+            else _facets(None)
         total = len(ranked)  # what its pages show, together
         relation = "gte" if len(ranked) >= window else "eq"  # a full window: more may rank below it
         hits = ranked[req.offset:req.offset + req.size]
