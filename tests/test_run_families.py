@@ -107,12 +107,12 @@ def test_an_interrupted_run_shows_the_index_family_of_what_finished(tmp_path, ow
             time.sleep(0.2)
         time.sleep(3)  # the run sees them indexed too (it looks every 0.5 s)
         os.killpg(proc.pid, signal.SIGINT)
-        stdout, _ = proc.communicate(timeout=60)
+        stdout, stderr = proc.communicate(timeout=60)
     finally:
         client.close()
         if proc.poll() is None:
             proc.kill()
-    assert proc.returncode == 130
+    assert proc.returncode == 130 and stdout.strip(), f"exit {proc.returncode}; stderr: {stderr[-3000:]}"
     rows = {Path(r["file"]).name: r for r in json.loads(stdout)}
     assert any(r["status"] == "interrupted" for r in rows.values())  # stopped mid-run
     original, copy = rows["b_original.jpg"], rows["a_small_copy.jpg"]
