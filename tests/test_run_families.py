@@ -112,8 +112,13 @@ def test_an_interrupted_run_shows_the_index_family_of_what_finished(tmp_path, ow
         client.close()
         if proc.poll() is None:
             proc.kill()
-    assert proc.returncode == 130 and stdout.strip(), f"exit {proc.returncode}; stderr: {stderr[-3000:]}"
-    rows = {Path(r["file"]).name: r for r in json.loads(stdout)}
+    said = f"exit {proc.returncode}; stdout: {stdout[:1000]!r}; stderr: {stderr[-3000:]}"
+    assert proc.returncode == 130, said
+    try:
+        printed = json.loads(stdout)
+    except ValueError:
+        raise AssertionError(f"run --json did not print JSON: {said}") from None
+    rows = {Path(r["file"]).name: r for r in printed}
     assert any(r["status"] == "interrupted" for r in rows.values())  # stopped mid-run
     original, copy = rows["b_original.jpg"], rows["a_small_copy.jpg"]
     assert (original["duplicate_of"], original["family_id"], original["family_size"]) == (None, ids[1], 2)
