@@ -98,15 +98,8 @@ def approval(asset_id: str, editor: str, tenant: str | None = None,
             "status": "approved", "tenant": tenant}
 
 
-def propagated_fields(doc: dict[str, Any]) -> list[str]:
-    """The reviewable fields holding a value propagated from the asset's duplicate family (the index sink's
-    consumers/index/propagate.py)."""
-    applied = (doc.get("propagated") or {}).get("applied") or {}
-    return [name for name in ("alt_text", "tags") if applied.get(name)]
-
-
 def propagated_acceptances(doc: dict[str, Any]) -> list[dict[str, Any]]:
-    return [{"field": name, "action": "accepted", "value": doc_value(doc, name)} for name in propagated_fields(doc)]
+    return [{"field": name, "action": "accepted", "value": doc_value(doc, name)} for name in review.propagated_fields(doc)]
 
 
 # --- the asset view ------------------------------------------------------------------------------------------
@@ -120,7 +113,7 @@ def field_rows(doc: dict[str, Any], field_tasks: dict[str, str]) -> list[dict[st
     suggestions = doc.get("model_suggestions") or {}
     decided = {f["field"]: f for f in (doc.get("review") or {}).get("fields") or []}
     prop = doc.get("propagated") or {}
-    given = set(propagated_fields(doc))
+    given = set(review.propagated_fields(doc))
     rows = []
     for name in review.FIELDS:
         source = sources.get(name) or ("model" if doc.get(name) else None)
