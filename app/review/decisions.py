@@ -92,8 +92,9 @@ def from_form(doc: dict[str, Any], form: Any, editor: str, tax: Taxonomy) -> dic
 
 def approval(asset_id: str, editor: str, tenant: str | None = None,
              doc: dict[str, Any] | None = None) -> dict[str, Any]:
-    """'Approve all': the verdict (the merge pins every value of the asset's record), and the values its duplicate
-    family gave it (`propagated`, index-only: not in the record) accepted as the person saw them."""
+    """'Approve all': the verdict (the merge pins every value of the asset's record, each keeping its source), and
+    the values its duplicate family gave it (`propagated`, index-only: not in the record) accepted as the person
+    saw them (the review group records them as `propagated`)."""
     return {"asset_id": asset_id, "editor": editor, "fields": propagated_acceptances(doc or {}),
             "status": "approved", "tenant": tenant}
 
@@ -119,7 +120,7 @@ def field_rows(doc: dict[str, Any], field_tasks: dict[str, str]) -> list[dict[st
         source = sources.get(name) or ("model" if doc.get(name) else None)
         if name == "tags":
             details = doc.get("tag_details") or []
-            source = "human" if sources.get("tags") == "human" else ("model" if details else None)
+            source = sources.get("tags") or ("model" if details else None)  # per tag: each chip's own source
         rows.append({"name": name, "label": LABELS[name], "value": doc_value(doc, name) if name != "tags" else "",
                      "source": source, "provenance": prov.get(field_tasks.get(name)) if source == "model" else None,
                      "suggestion": suggestions.get(name), "decided": decided.get(name),
