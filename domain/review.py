@@ -8,6 +8,13 @@ puts it on any later ValidatedAsset, so a reprocess, a model or prompt change, a
 overwrites what a person set. Per field the newest human action wins: a review made after the event's time beats
 the event's own `human_fields` (set in the DAM before), a DAM edit made after the review beats the review.
 
+Provenance stays honest: only a value a person wrote (`edited`) or cleared (`rejected`) becomes `field_sources`
+`human`. A field the person `accepted` (one by one, or every field they did not touch when they approve the asset)
+keeps the source of the value they approved (`model`, `embedded`, `rule`, `propagated`, or `human` for a value a
+person set before); the review's field entry (`action: accepted`, `source`, `editor`, `at`) says a person approved
+it. The approved value is pinned like an edit: a reprocess that brings another model value keeps the approved one
+(with its recorded source) and offers the new one in `model_suggestions`.
+
 An approval covers the values it saw: if a later record brings a different model value for a field the person did
 not decide on, the asset goes back to review ("changed since approval").
 """
@@ -52,45 +59,79 @@ def current_value(validated: dict[str, Any], field: str) -> str | None:
     return None if value is None else str(value)
 
 
+def source_of(validated: dict[str, Any], field: str) -> str | None:
+    """Who set a field's value on a ValidatedAsset: its `field_sources` entry; a value without one is the model's
+    (as the review app shows it), an empty field has none."""
+    source = (validated.get("field_sources") or {}).get(field)
+    return source or ("model" if current_value(validated, field) not in (None, "", "[]") else None)
+
+
+def propagated_fields(doc: dict[str, Any]) -> list[str]:
+    """The reviewable fields of an index document holding a value propagated from the asset's duplicate family
+    (the index sink's consumers/index/propagate.py): index-only, not in the asset's record."""
+    applied = (doc.get("propagated") or {}).get("applied") or {}
+    return [name for name in ("alt_text", "tags") if applied.get(name)]
+
+
+def _accepted_source(validated: dict[str, Any] | None, name: str, value: str | None,
+                     shown: dict[str, str]) -> str:
+    """The source of the value a person accepted: the record's when it is the record's value, else the one the
+    person was shown (a value propagated from the family), else `human` (a person named a value of their own)."""
+    if validated is not None and value == current_value(validated, name):
+        return source_of(validated, name) or "human"
+    return shown.get(name) or "human"
+
+
 def empty_review() -> dict[str, Any]:
     return {"status": None, "editor": None, "decided_at": None, "decision_ids": [], "fields": []}
 
 
 def merge_decision(review: dict[str, Any] | None, decision: dict[str, Any],
-                   validated: dict[str, Any] | None) -> dict[str, Any]:
+                   validated: dict[str, Any] | None, shown: dict[str, str] | None = None) -> dict[str, Any]:
     """The review after one more EditorDecision. `validated` is the asset's current record: an 'accepted' field
-    records the value the person saw. Idempotent (a decision applied twice changes nothing) and order-free per
-    field (the newest `at` wins)."""
+    records the value the person saw and its source (`shown`: field -> source of a value the person saw that is
+    not the record's, e.g. `propagated`; see `propagated_fields`). Idempotent (a decision applied twice changes
+    nothing) and order-free per field (the newest `at` wins)."""
     out = copy.deepcopy(review) if review else empty_review()
     if decision["decision_id"] in out["decision_ids"]:
         return out
+    shown = shown or {}
     at = to_ms(decision["decided_at"])
     fields = {f["field"]: f for f in out["fields"]}
+    named = set()
     for fd in decision.get("fields") or []:
         name, action = fd["field"], fd["action"]
         if name not in FIELDS:
             raise ValueError(f"field {name!r} cannot be reviewed (one of {', '.join(FIELDS)})")
         if action not in ACTIONS:
             raise ValueError(f"field {name}: action must be one of {', '.join(ACTIONS)}, not {action!r}")
+        named.add(name)
+        source = None
         if action == "edited":
             value = tags_value(parse_tags_value(fd.get("value"))) if name == "tags" else fd.get("value")
         elif action == "accepted":
             value = fd.get("value") if fd.get("value") is not None else (
                 current_value(validated, name) if validated is not None else None)
+            source = _accepted_source(validated, name, value, shown)
         else:
             value = None
         old = fields.get(name)
         if old is None or to_ms(old["at"]) <= at:
-            fields[name] = {"field": name, "action": action, "value": value, "editor": decision["editor"], "at": at}
+            fields[name] = {"field": name, "action": action, "value": value, "editor": decision["editor"], "at": at,
+                            "source": source}
     verdict = decision.get("status")
     if verdict is not None and verdict not in VERDICTS:
         raise ValueError(f"status must be one of {', '.join(VERDICTS)}, not {verdict!r}")
     if verdict == "approved" and validated is not None:  # an approval confirms every value the person saw
         for name in FIELDS:
-            if name not in fields or to_ms(fields[name]["at"]) < at:
-                if name not in {fd["field"] for fd in decision.get("fields") or []}:
-                    fields[name] = {"field": name, "action": "accepted", "value": current_value(validated, name),
-                                    "editor": decision["editor"], "at": at}
+            if name in named or (name in fields and to_ms(fields[name]["at"]) >= at):
+                continue
+            value = current_value(validated, name)
+            old = fields.get(name)
+            if old is not None and old["action"] != "accepted" and old["value"] == value:
+                continue  # the person's own earlier edit (or rejection), shown and approved: it stays theirs
+            fields[name] = {"field": name, "action": "accepted", "value": value, "editor": decision["editor"],
+                            "at": at, "source": _accepted_source(validated, name, value, shown)}
     out["fields"] = [fields[f] for f in FIELDS if f in fields]
     if verdict is not None:
         if out["decided_at"] is None or to_ms(out["decided_at"]) <= at:
@@ -127,12 +168,12 @@ def same_review(a: dict[str, Any] | None, b: dict[str, Any] | None) -> bool:
     return norm(a) == norm(b)
 
 
-def _tag(tag_id: str, existing: dict[str, dict[str, Any]], label_of) -> dict[str, Any]:
+def _tag(tag_id: str, existing: dict[str, dict[str, Any]], label_of, source: str = "human") -> dict[str, Any]:
     if tag_id in existing:
-        return {**existing[tag_id], "source": "human", "score": 1.0}
+        return {**existing[tag_id], "source": source, "score": 1.0}
     facet, _, rest = tag_id.partition(":")
     label = (label_of(tag_id) if label_of else None) or rest or tag_id
-    return {"tag": tag_id, "facet": facet if rest else "keyword", "label": label, "score": 1.0, "source": "human"}
+    return {"tag": tag_id, "facet": facet if rest else "keyword", "label": label, "score": 1.0, "source": source}
 
 
 def apply_review(validated: dict[str, Any], review: dict[str, Any] | None, *, label_of=None) -> dict[str, Any]:
@@ -153,18 +194,25 @@ def apply_review(validated: dict[str, Any], review: dict[str, Any] | None, *, la
             continue  # the DAM's own human value is newer than the review
         decided.add(name)
         model_value = current_value(validated, name)
+        # who set the value now shown: a person for an edit or a rejection; for an accepted value the source of
+        # what the person approved (the record's own source when it is still the record's value)
+        accepted = f["action"] == "accepted"
+        if accepted and f["value"] == model_value:
+            continue
+        source = (f.get("source") or "human") if accepted else "human"
         if name == "tags":
             existing = {t["tag"]: t for t in validated.get("tags") or []}
             ids = parse_tags_value(f["value"]) if f["action"] != "rejected" else []
-            out["tags"] = [_tag(t, existing, label_of) for t in ids]
+            out["tags"] = [existing[t] if accepted and t in existing else _tag(t, existing, label_of, source)
+                           for t in ids]
         else:
             out[name] = f["value"] if f["action"] != "rejected" else None
             if name == "alt_text" and f["action"] != "rejected":
                 out["decorative"] = f["value"] == ""
-                sources["decorative"] = "human"
+                sources["decorative"] = source
         if model_value != current_value(out, name) and model_value not in (None, "[]"):
             suggestions[name] = model_value
-        sources[name] = "human"
+        sources[name] = source
     out["field_sources"], out["model_suggestions"] = sources, suggestions
     status = review.get("status")
     if status == "rejected":

@@ -112,7 +112,9 @@ def test_a_decision_is_published_and_survives_reprocessing(broker, unique, store
         assert doc["alt_text"] == "Red trail running shoe, side view"
         assert doc["title"] == "Red running shoe on a white background"  # accepted: the value the editor saw
         assert sorted(doc["tags"]) == ["color:white", "product:shoe"]
-        assert {doc["field_sources"][f] for f in ("alt_text", "title", "tags", "caption")} == {"human"}
+        # only what the person wrote is `human`; what they accepted or approved untouched keeps the model's source
+        assert {f: doc["field_sources"][f] for f in ("alt_text", "tags", "title", "caption")} == \
+            {"alt_text": "human", "tags": "human", "title": "model", "caption": "model"}
         assert doc["reviewed_by"] == "maria" and doc["version"] == 3
         assert doc["model_suggestions"]["alt_text"] == "red running shoe on a white background, side view"
         assert doc["thumbnail"]["data"] == before["thumbnail"]["data"]  # the preview survives the decision
@@ -129,6 +131,8 @@ def test_a_decision_is_published_and_survives_reprocessing(broker, unique, store
         audit = {f["field"]: f for f in audit_for_validated(published, s.kpis)["fields"]}
         assert audit["alt_text"]["source"] == "human" and audit["alt_text"]["editor"] == "maria"
         assert audit["tags"]["source"] == "human" and audit["tags"]["prompt_id"] is None
+        assert (audit["title"]["source"], audit["title"]["action"], audit["title"]["editor"]) == \
+            ("model", "accepted", "maria")
 
         # a reprocess brings new model text and omits every human field: the index keeps the person's values
         newer = _asset("rv-1", 4, title="Tea cup", alt_text="A cup of tea")

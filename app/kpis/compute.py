@@ -285,7 +285,9 @@ def audit_for_validated(validated: dict[str, Any], ks: KpiSettings, source: tupl
             continue
         source_kind = sources.get(field, "model")
         prompt = prompt_for(field, brief, ks) if source_kind == "model" else (None, None, None)
-        person = reviewed.get(field) if source_kind == "human" else None  # a reviewer's value, not the DAM's
+        person = reviewed.get(field)  # a reviewer's value (not the DAM's), or a value a reviewer accepted
+        if person and source_kind != "human" and person["action"] != "accepted":
+            person = None
         fields.append({"field": field, "value": value, "source": source_kind,
                        "action": person["action"] if person else None, "prompt_id": prompt[0],
                        "prompt_version": prompt[1], "model": prompt[2], "editor": person["editor"] if person else None,

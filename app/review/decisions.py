@@ -92,21 +92,15 @@ def from_form(doc: dict[str, Any], form: Any, editor: str, tax: Taxonomy) -> dic
 
 def approval(asset_id: str, editor: str, tenant: str | None = None,
              doc: dict[str, Any] | None = None) -> dict[str, Any]:
-    """'Approve all': the verdict (the merge pins every value of the asset's record), and the values its duplicate
-    family gave it (`propagated`, index-only: not in the record) accepted as the person saw them."""
+    """'Approve all': the verdict (the merge pins every value of the asset's record, each keeping its source), and
+    the values its duplicate family gave it (`propagated`, index-only: not in the record) accepted as the person
+    saw them (the review group records them as `propagated`)."""
     return {"asset_id": asset_id, "editor": editor, "fields": propagated_acceptances(doc or {}),
             "status": "approved", "tenant": tenant}
 
 
-def propagated_fields(doc: dict[str, Any]) -> list[str]:
-    """The reviewable fields holding a value propagated from the asset's duplicate family (the index sink's
-    consumers/index/propagate.py)."""
-    applied = (doc.get("propagated") or {}).get("applied") or {}
-    return [name for name in ("alt_text", "tags") if applied.get(name)]
-
-
 def propagated_acceptances(doc: dict[str, Any]) -> list[dict[str, Any]]:
-    return [{"field": name, "action": "accepted", "value": doc_value(doc, name)} for name in propagated_fields(doc)]
+    return [{"field": name, "action": "accepted", "value": doc_value(doc, name)} for name in review.propagated_fields(doc)]
 
 
 # --- the asset view ------------------------------------------------------------------------------------------
@@ -120,13 +114,13 @@ def field_rows(doc: dict[str, Any], field_tasks: dict[str, str]) -> list[dict[st
     suggestions = doc.get("model_suggestions") or {}
     decided = {f["field"]: f for f in (doc.get("review") or {}).get("fields") or []}
     prop = doc.get("propagated") or {}
-    given = set(propagated_fields(doc))
+    given = set(review.propagated_fields(doc))
     rows = []
     for name in review.FIELDS:
         source = sources.get(name) or ("model" if doc.get(name) else None)
         if name == "tags":
             details = doc.get("tag_details") or []
-            source = "human" if sources.get("tags") == "human" else ("model" if details else None)
+            source = sources.get("tags") or ("model" if details else None)  # per tag: each chip's own source
         rows.append({"name": name, "label": LABELS[name], "value": doc_value(doc, name) if name != "tags" else "",
                      "source": source, "provenance": prov.get(field_tasks.get(name)) if source == "model" else None,
                      "suggestion": suggestions.get(name), "decided": decided.get(name),

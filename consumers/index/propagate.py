@@ -10,8 +10,9 @@ when a person set or approved it) × `index.family_decay`:
   `tag_labels` / `facets` with `tag_details.source = "propagated"`;
 - below it the value is a **suggestion**: the tag joins `tag_suggestions` (held for an editor, as weak model tags
   are), the alt text waits in `propagated.suggested.alt_text`;
-- a field a person set (`field_sources[field] == "human"`) is never changed (its tags may still get suggestions),
-  and a member a person approved or rejected gets nothing.
+- a field a person set (`field_sources[field] == "human"`) or decided on in review (accepted, edited, rejected: an
+  accepted model value keeps its `model` source) is never changed (its tags may still get suggestions), and a
+  member a person approved or rejected gets nothing.
 
 What came from where is kept in the member's `propagated` (stored, not indexed): `{from, confidence, decay,
 applied: {alt_text?, tags}, suggested: {alt_text?, tags}, replaced_alt_text?}`. `strip` undoes it exactly, so the
@@ -92,13 +93,14 @@ def give(member: dict[str, Any], src_id: str, src: dict[str, Any], decay: float,
     if src_conf is None:
         return
     sources = dict(member.get("field_sources") or {})
+    decided = {f.get("field") for f in (member.get("review") or {}).get("fields") or []}
     conf = round(src_conf * decay, 4)
     applied: dict[str, Any] = {"tags": []}
     suggested: dict[str, Any] = {"tags": []}
     prop: dict[str, Any] = {"from": src_id, "confidence": conf, "decay": decay}
 
     alt = src.get("alt_text")
-    if alt and alt != member.get("alt_text") and sources.get("alt_text") != "human":
+    if alt and alt != member.get("alt_text") and sources.get("alt_text") != "human" and "alt_text" not in decided:
         if conf >= threshold:
             prop["replaced_alt_text"] = member.get("alt_text")
             if "alt_text" in sources:
@@ -112,7 +114,7 @@ def give(member: dict[str, Any], src_id: str, src: dict[str, Any], decay: float,
 
     have = set(member.get("tags") or [])
     waiting = set(member.get("tag_suggestions") or [])
-    person_tags = sources.get("tags") == "human"
+    person_tags = sources.get("tags") == "human" or "tags" in decided
     for t in src.get("tag_details") or []:
         tag = t.get("tag")
         if not tag or tag in have:

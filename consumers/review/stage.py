@@ -2,7 +2,8 @@
 
 For each EditorDecision (key = asset id): read the asset's document from the index (its stored ValidatedAsset,
 preview and HumanReview), merge the decision into the review (`domain.review.merge_decision`: idempotent, newest
-per field wins, an approval pins every value the person saw), apply it (`domain.review.apply_review`) and emit
+per field wins, an approval pins every value the person saw; an accepted value keeps its source, a value from
+the duplicate family `propagated`), apply it (`domain.review.apply_review`) and emit
 the result to `validated` with the document's own asset version. The index sink writes it through the same
 externally versioned path as every pipeline record and applies the review again at write time, so a pipeline
 event racing the decision cannot drop it (see IndexSink._reconcile). The KPI app sees the decision on `feedback`
@@ -19,7 +20,7 @@ from typing import Any
 
 from domain.events import scoped_id
 from domain.records import document_id, record_from_doc
-from domain.review import apply_review, merge_decision, parse_tags_value
+from domain.review import apply_review, merge_decision, parse_tags_value, propagated_fields
 from domain.store.client import make_client
 from domain.store.management import read_alias
 from domain.taxonomy import taxonomy_from_settings
@@ -85,7 +86,9 @@ class ReviewStage(Stage):
             raise PermanentError(f"{asset_id}: {'; '.join(problems)}", reason="invalid_decision",
                                  details={"asset_id": asset_id, "decision_id": decision.get("decision_id")})
         try:
-            review = merge_decision(doc.get("review"), decision, record)
+            # the values the person saw that the record does not hold: those the duplicate family gave it
+            shown = dict.fromkeys(propagated_fields(doc), "propagated")
+            review = merge_decision(doc.get("review"), decision, record, shown)
         except ValueError as e:
             raise PermanentError(f"{asset_id}: {e}", reason="invalid_decision",
                                  details={"asset_id": asset_id, "decision_id": decision.get("decision_id")}) from e
@@ -96,7 +99,7 @@ class ReviewStage(Stage):
         try:
             res = self.client.options(request_timeout=self.cfg.request_timeout_s).search(
                 index=self.alias, query={"ids": {"values": [asset_id]}}, size=1,
-                source=["record", "thumbnail", "review", "tenant", "version"])
+                source=["record", "thumbnail", "review", "tenant", "version", "propagated"])
         except Exception as e:  # noqa: BLE001 - the store is down or slow: retry, never drop a decision
             raise TransientError(f"index store unavailable: {type(e).__name__}", reason="store_unavailable") from e
         hits = res.get("hits", {}).get("hits", [])

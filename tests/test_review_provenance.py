@@ -1,0 +1,261 @@
+"""Provenance stays honest through review (user trial, issue 15): an editor who edits one field and presses
+"Approve all" (or approves in bulk, or with `assetstream feedback --approve`) made that one field `human`; every
+field the editor did not touch keeps the source of the value the person approved (`model`, `embedded`, ...) with
+the review's `accepted` decision beside it. Driven through the real review app (HTTP form posts, as the browser
+sends them), the real review group and index sink on the real broker and store; a reprocess keeps both the edit
+and the approval."""
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from html.parser import HTMLParser
+
+import httpx
+import pytest
+from typer.testing import CliRunner
+
+from app import cli
+from app.kpis import cli as kpis_cli
+from app.review.server import ReviewServer
+from consumers.index.sink import IndexSink
+from consumers.review.stage import ReviewStage
+from consumers.validate.stage import ValidateStage
+from domain.store.client import make_client
+from domain.store.management import read_alias
+from streams.avro import roundtrip
+from streams.runner import StageRunner
+from tests.kafka_support import RunnerThread, env_for, read_topic
+from tests.review_support import review_record, review_settings, seed
+from tests.store_support import as_items
+
+pytestmark = pytest.mark.timeout(120)
+
+EDITED_ALT = "A red mug with a white handle on a white table"
+
+
+class _Form(HTMLParser):
+    """The fields the browser submits with the asset page's decision form (checked radios, inputs, textareas)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.inside, self.fields, self._area = False, {}, None
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if tag == "form" and a.get("id") == "decision":
+            self.inside = True
+        if not self.inside or not a.get("name"):
+            return
+        if tag == "input" and (a.get("type") not in ("radio", "checkbox") or "checked" in a):
+            self.fields[a["name"]] = a.get("value") or ""
+        elif tag == "textarea":
+            self._area = a["name"]
+            self.fields[a["name"]] = ""
+
+    def handle_data(self, data):
+        if self._area:
+            self.fields[self._area] += data
+
+    def handle_endtag(self, tag):
+        if tag == "textarea":
+            self._area = None
+        elif tag == "form":
+            self.inside = False
+
+
+def _form(html: str) -> dict[str, str]:
+    parser = _Form()
+    parser.feed(html)
+    return parser.fields
+
+
+def _docs(settings, ok, ids: list[str], timeout_s: float = 40.0) -> dict[str, dict]:
+    es = make_client(settings)
+    try:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            es.indices.refresh(index=read_alias(settings))
+            docs = {d["_id"]: d["_source"] for d in es.mget(index=read_alias(settings), ids=ids)["docs"]}
+            if all(ok(docs[i]) for i in ids) or time.monotonic() > deadline:
+                return docs
+            time.sleep(0.3)
+    finally:
+        es.close()
+
+
+def _reviewed(doc: dict) -> dict[str, dict]:
+    return {f["field"]: f for f in (doc.get("review") or {}).get("fields") or []}
+
+
+@pytest.fixture
+def fleet(broker, store):
+    settings = review_settings(broker, store.url, f"rp{uuid.uuid4().hex[:6]}")
+    return settings, {r["enriched"]["pre"]["asset"]["asset_id"]: r for r in seed(settings)}
+
+
+def test_approve_all_after_one_edit_keeps_the_untouched_fields_model_approved(fleet):
+    settings, records = fleet
+    with ReviewServer(settings) as srv, httpx.Client(base_url=srv.url) as c:
+        assert c.get(srv.login_url).status_code == 303
+        page = c.get("/asset/mug-0001")
+        form = _form(page.text)
+        assert form["value.title"] == "Red mug" and "product:cup" in form["value.tags"]
+        form.update({"value.alt_text": EDITED_ALT, "verdict": "approve"})  # edit one field, press "Approve all ✓"
+        r = c.post("/decide/mug-0001", data=form)
+        assert r.status_code == 303 and "error" not in r.headers["location"], r.headers["location"]
+
+    with RunnerThread(StageRunner(ReviewStage(settings), settings)), \
+            RunnerThread(StageRunner(IndexSink(settings), settings)):
+        doc = _docs(settings, lambda d: d.get("status") == "approved", ["mug-0001"])["mug-0001"]
+    assert doc["status"] == "approved" and doc["reviewed_by"] == "erin"
+    assert doc["alt_text"] == EDITED_ALT and doc["field_sources"]["alt_text"] == "human"
+    # what the editor did not touch: the model's (and the file's, and the DAM's) values, approved by a person
+    assert doc["title"] == "Red mug" and doc["caption"] == "Red mug."
+    assert {f: doc["field_sources"][f] for f in ("title", "caption", "tags", "credit_text", "licensing")} == \
+        {"title": "model", "caption": "model", "tags": "model", "credit_text": "embedded", "licensing": "human"}
+    assert {t["source"] for t in doc["tag_details"]} == {"model"}
+    # each tag keeps the model's score (not 1.0, as if a person had set it)
+    assert [t["score"] for t in doc["tag_details"]] == pytest.approx([t["score"] for t in records["mug-0001"]["tags"]])
+    reviewed = _reviewed(doc)
+    assert (reviewed["alt_text"]["action"], reviewed["alt_text"]["source"]) == ("edited", None)
+    assert {f: (reviewed[f]["action"], reviewed[f]["source"], reviewed[f]["editor"]) for f in ("title", "tags")} == \
+        {"title": ("accepted", "model", "erin"), "tags": ("accepted", "model", "erin")}
+
+    # what a user sees in search: only the alt text was set by a person
+    found = CliRunner().invoke(cli.app, ["search", "red mug", "--mode", "keyword"], env=env_for(settings))
+    assert found.exit_code == 0, found.output
+    lines = found.output.splitlines()
+    at = next(i for i, line in enumerate(lines) if "│ mug-0001 " in line)
+    source_cell = " ".join(line.split("│")[7].strip() for line in lines[at:at + 2])  # the table folds it
+    assert source_cell == "title=model alt_text=human tags=model · erin"
+
+    # the asset page says the same: source model, accepted by erin
+    with ReviewServer(settings) as srv, httpx.Client(base_url=srv.url) as c:
+        c.get(srv.login_url)
+        html = c.get("/asset/mug-0001").text
+    title_box = re.search(r'data-field="title">(.*?)</legend>', html, re.S).group(1)
+    assert 'class="src src-model">model<' in title_box and "accepted by erin" in title_box
+    alt_box = re.search(r'data-field="alt_text">(.*?)</legend>', html, re.S).group(1)
+    assert 'class="src src-human">human<' in alt_box and "edited by erin" in alt_box
+
+    # the record on `validated` says so too, and a reprocess keeps the edit and the approval
+    published = [r["value"] for r in read_topic(settings, "validated", 1)]
+    (approved,) = [v for v in published if v["enriched"]["pre"]["asset"]["asset_id"] == "mug-0001"]
+    assert approved["field_sources"]["title"] == "model" and approved["field_sources"]["alt_text"] == "human"
+    newer = review_record(settings, "mug-0001", minutes=1, sample="product_red_mug.jpg", title="Coffee cup",
+                          alt_text="A coffee cup", tags=[("product", "cup"), ("color", "red")], reasons=[])
+    newer["enriched"]["pre"]["asset"]["version"] = 2
+    sink = IndexSink(settings)
+    try:
+        assert sink.process_batch(as_items([newer])) == [None]
+    finally:
+        sink.close()
+    doc = _docs(settings, lambda d: d.get("version") == 2, ["mug-0001"])["mug-0001"]
+    assert doc["status"] == "approved" and doc["version"] == 2
+    assert doc["alt_text"] == EDITED_ALT and doc["field_sources"]["alt_text"] == "human"
+    assert doc["title"] == "Red mug" and doc["field_sources"]["title"] == "model"  # the approved model value
+    assert doc["model_suggestions"]["title"] == "Coffee cup"  # the new model text waits as a suggestion
+    assert sorted(doc["tags"]) == ["color:red", "color:white", "product:cup"]
+    assert {t["tag"]: t["source"] for t in doc["tag_details"]}["color:white"] == "model"
+    # ... and validate, given the review enrich reads from the index, publishes the same
+    enriched = {**newer["enriched"], "review": approved["review"]}
+    out = ValidateStage(settings).process(roundtrip("EnrichedAsset", enriched)).value
+    assert out["status"] == "approved" and out["title"] == "Red mug" and out["alt_text"] == EDITED_ALT
+    assert (out["field_sources"]["title"], out["field_sources"]["alt_text"]) == ("model", "human")
+
+
+def test_bulk_approval_and_the_feedback_command_keep_sources(fleet):
+    settings, _records = fleet
+    with ReviewServer(settings) as srv, httpx.Client(base_url=srv.url) as c:
+        assert c.get(srv.login_url).status_code == 303
+        queue = c.get("/?status=needs_review&tag=subject:city").text
+        assert "2 asset(s)" in queue
+        csrf = re.search(r'name="csrf" value="([^"]+)"', queue).group(1)
+        r = c.post("/bulk-approve", data={"csrf": csrf, "scope": "all", "status": "needs_review",
+                                          "tag": "subject:city"})  # "Approve all 2 matching"
+        assert "2 asset(s) approved" in c.get(r.headers["location"]).text
+    sent = CliRunner().invoke(kpis_cli.app, ["feedback", "poster-0002", "--approve", "--editor", "maria",
+                                             "--field", "title=edited:Farmers market poster"], env=env_for(settings))
+    assert sent.exit_code == 0, sent.output
+
+    ids = ["paris-0003", "paris-0004", "poster-0002"]
+    with RunnerThread(StageRunner(ReviewStage(settings), settings)), \
+            RunnerThread(StageRunner(IndexSink(settings), settings)):
+        docs = _docs(settings, lambda d: d.get("status") == "approved", ids)
+    for aid in ("paris-0003", "paris-0004"):
+        doc = docs[aid]
+        assert doc["status"] == "approved" and doc["reviewed_by"] == "erin"
+        assert {f: doc["field_sources"][f] for f in ("title", "alt_text", "caption", "tags")} == \
+            dict.fromkeys(("title", "alt_text", "caption", "tags"), "model"), aid
+        assert {t["source"] for t in doc["tag_details"]} == {"model"}
+        assert {f["action"] for f in _reviewed(doc).values()} == {"accepted"}
+    poster = docs["poster-0002"]
+    assert poster["status"] == "approved" and poster["title"] == "Farmers market poster"
+    assert poster["field_sources"]["title"] == "human"
+    assert poster["field_sources"]["alt_text"] == "model" and poster["field_sources"]["tags"] == "model"
+    assert _reviewed(poster)["alt_text"]["action"] == "accepted"
+
+
+def test_approving_values_from_the_family_keeps_them_propagated_and_an_accepted_field_is_not_overwritten(store):
+    """A value the duplicate family gave an asset, approved as shown, stays `propagated` (approved by a person);
+    a field a person accepted (no verdict yet) keeps its own model value when an approved member joins the family,
+    although its source is still `model`."""
+    from app.review.decisions import approval
+    from tests.test_family_propagation import ORIG_ALT, _docs as family_docs, _record, _sink
+
+    sink = _sink(store, family_propagation=True, family_decay=0.9)
+    group = ReviewStage(sink.settings, client=sink.client)
+    try:
+        sink.process_batch(as_items([_record("g-web", None, alt_text="boats", status="needs_review"),
+                                     _record("g-small", "g-web", alt_text="a small harbour", status="needs_review")]))
+        accept = {"decision_id": "d-accept", "asset_id": "g-small", "editor": "erin", "tenant": "default",
+                  "decided_at": 1_800_000_000_000, "status": None,
+                  "fields": [{"field": "alt_text", "action": "accepted", "value": None}]}
+        assert sink.process_batch(as_items([group.process(accept).value])) == [None]
+        sink.process_batch(as_items([_record("g-orig", "g-web", status="approved", alt_text=ORIG_ALT,
+                                             tags=[("subject", "water"), ("subject", "boat")])]))
+        docs = family_docs(sink)
+        small = docs["g-small"]
+        assert small["alt_text"] == "a small harbour" and small["field_sources"].get("alt_text", "model") == "model"
+        assert "subject:boat" in small["tags"]  # the field it did not decide on is still given
+        web = docs["g-web"]
+        assert web["alt_text"] == ORIG_ALT and web["field_sources"]["alt_text"] == "propagated"
+
+        decision = {**approval("g-web", "erin", "default", web), "decision_id": "d-approve",
+                    "decided_at": 1_800_000_100_000}
+        assert sink.process_batch(as_items([group.process(decision).value])) == [None]
+        web = family_docs(sink)["g-web"]
+        assert web["status"] == "approved" and web["alt_text"] == ORIG_ALT
+        assert web["field_sources"]["alt_text"] == "propagated" and web["field_sources"]["title"] == "model"
+        assert {t["tag"]: t["source"] for t in web["tag_details"]} == {"subject:water": "model",
+                                                                       "subject:boat": "propagated"}
+        reviewed = _reviewed(web)
+        assert (reviewed["alt_text"]["action"], reviewed["alt_text"]["source"]) == ("accepted", "propagated")
+        assert (reviewed["title"]["action"], reviewed["title"]["source"]) == ("accepted", "model")
+    finally:
+        group.close()
+        sink.close()
+
+
+def test_an_edit_saved_first_and_approved_later_stays_the_editors_edit():
+    """"Save field decisions" with an edited alt text, then "Approve all" in a later visit: the alt text stays
+    `edited` (writeback replaces the DAM's value only for an edit) and `human`; the rest is accepted as `model`."""
+    from domain.review import apply_review, merge_decision
+    from tests.store_support import validated_asset
+
+    record = validated_asset("two-step", title="Red mug", alt_text="Image of a red mug", status="needs_review")
+    saved = {"decision_id": "d-save", "asset_id": "two-step", "editor": "erin", "decided_at": 1_800_000_000_000,
+             "status": None, "fields": [{"field": "alt_text", "action": "edited", "value": EDITED_ALT}]}
+    review = merge_decision(None, saved, record)
+    shown = apply_review(record, review)  # the record the review group stores and the app shows next time
+    approve = {"decision_id": "d-approve", "asset_id": "two-step", "editor": "erin", "decided_at": 1_800_000_060_000,
+               "status": "approved", "fields": []}
+    review = merge_decision(review, approve, shown)
+    out = apply_review(record, review)
+    reviewed = _reviewed(out)
+    assert (reviewed["alt_text"]["action"], reviewed["alt_text"]["value"]) == ("edited", EDITED_ALT)
+    assert (reviewed["title"]["action"], reviewed["title"]["source"]) == ("accepted", "model")
+    assert out["status"] == "approved" and out["alt_text"] == EDITED_ALT
+    assert (out["field_sources"]["alt_text"], out["field_sources"]["title"]) == ("human", "model")
+    assert {t["source"] for t in out["tags"]} == {"model"}
