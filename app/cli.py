@@ -240,6 +240,11 @@ def run(paths: list[str] = typer.Argument(..., help="image files, directories or
                                                "they are: run the same command again to finish" if kept else ""),
                       highlight=False)
         raise typer.Exit(130) from None
+    # the run has finished (workers, broker and store are stopped): a Ctrl-C from here on would only lose the
+    # rows (typer turns a KeyboardInterrupt into exit 130 with nothing printed), so it waits until they are out
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     if not reported:
         report()
     raise typer.Exit(1 if tracker.dead else 0)
