@@ -36,6 +36,21 @@ def test_hostile_inputs_have_reasons():
     assert reason_of(png(Image.new("RGB", (8, 8))), allowed_formats=["JPEG"]) == "unsupported_format"
 
 
+def test_max_pixels_is_the_limit_in_both_directions():
+    """preprocess.max_pixels set above Pillow's own hard limit (2 x 89 MP) is honoured, and a bomb's dead-letter
+    reason quotes the configured limit, not Pillow's."""
+    from consumers.preprocess.decode import DEFAULT_FORMATS, open_checked
+
+    img, _ = open_checked(png_header_only(14_000, 14_000), max_pixels=400_000_000, allowed_formats=DEFAULT_FORMATS)
+    assert img.size == (14_000, 14_000)  # 196 MP: refused by Pillow before, whatever max_pixels said
+    with pytest.raises(PermanentError) as ei:
+        open_checked(png_header_only(30_000, 30_000), max_pixels=LIMIT, allowed_formats=DEFAULT_FORMATS)
+    assert ei.value.reason == "decompression_bomb" and f"max_pixels={LIMIT}" in ei.value.message
+    with pytest.raises(PermanentError) as ei:  # far over every limit: still refused, the configured limit named
+        open_checked(png_header_only(100_000, 100_000), max_pixels=LIMIT, allowed_formats=DEFAULT_FORMATS)
+    assert ei.value.reason == "decompression_bomb" and f"max_pixels={LIMIT}" in ei.value.message
+
+
 def test_html_error_message_says_what_it_was():
     with pytest.raises(PermanentError) as ei:
         decode(b"\n  <html><head><title>403</title></head></html>", max_pixels=LIMIT)

@@ -4,6 +4,7 @@ EXIF orientation, and normalisation of odd modes (CMYK, 16-bit, palette, alpha) 
 from __future__ import annotations
 
 import io
+import re
 import warnings
 from dataclasses import dataclass, field
 from typing import Any
@@ -96,10 +97,17 @@ def open_checked(data: bytes, *, max_pixels: int, allowed_formats: list[str] | t
     allowed = {f.upper() for f in allowed_formats}
     if fmt not in allowed or (fmt == "HEIF" and not HEIF_AVAILABLE):
         raise PermanentError(f"unsupported image format {fmt}", reason="unsupported_format", details={"format": fmt})
+    if Image.MAX_IMAGE_PIXELS is not None and Image.MAX_IMAGE_PIXELS < max_pixels:
+        # Pillow refuses at 2x its own limit (179 MP) while opening the header: a max_pixels set above that would
+        # never be reached. Raised (never lowered) to ours, so its hard error stays a backstop beyond our check.
+        Image.MAX_IMAGE_PIXELS = max_pixels
     try:
         img = Image.open(io.BytesIO(data), formats=[fmt] if fmt != "HEIF" else None)
-    except Image.DecompressionBombError as exc:
-        raise PermanentError(f"decompression bomb: {exc}", reason="decompression_bomb") from None
+    except Image.DecompressionBombError as exc:  # the user's limit, not Pillow's, is the one to quote
+        found = re.search(r"\((\d+) pixels\)", str(exc))
+        size = f"{int(found.group(1))} pixels" if found else "the image"
+        raise PermanentError(f"decompression bomb: {size} is over max_pixels={max_pixels}",
+                             reason="decompression_bomb") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError, struct_error()) as exc:
         raise PermanentError(f"corrupt {fmt} image: {_short(exc)}", reason="corrupt_image",
                              details={"format": fmt}) from None
