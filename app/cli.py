@@ -331,7 +331,10 @@ def search(query: Optional[str] = typer.Argument(None, help="free text over titl
     def ask(settings: Any) -> dict[str, Any]:
         client = make_client(settings)
         if similar_to and Path(similar_to).is_file():
-            return run_similar_image(client, settings, Path(similar_to).read_bytes(), req)
+            image = Path(similar_to).read_bytes()
+            if not image:  # (the API's own words are about a request body)
+                raise BadRequest(f"--similar-to {similar_to}: the file is empty")
+            return run_similar_image(client, settings, image, req)
         if similar_to:
             return run_similar(client, settings, similar_to, req)
         return run_search(client, settings, req)

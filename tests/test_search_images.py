@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import tempfile
 from pathlib import Path
 
 import httpx
@@ -123,6 +124,13 @@ def test_search_by_an_uploaded_image(api):
     assert bad.status_code == 400 and "cannot be decoded" in bad.json()["error"]
     empty = api.post("/v1/similar", content=b"")
     assert empty.status_code == 400 and "no query image" in empty.json()["error"]
+    # a valid image with more pixels than a query image may have: refused from its header, and said so (it was
+    # "cannot be decoded"); the limit is the configured one
+    from tests.preprocess_support import png_header_only
+
+    huge = api.post("/v1/similar", content=png_header_only(12_000, 9_000))
+    assert huge.status_code == 400 and "12000x9000 = 108 MP, over the limit of 50 MP" in huge.json()["error"]
+    assert "index.query_image_max_pixels" in huge.json()["error"]
 
 
 def test_uploads_need_auth_a_size_limit_and_the_same_site(settings):
@@ -158,6 +166,10 @@ def test_cli_similar_to_a_file_or_an_asset(settings):
     assert by_asset.exit_code == 0 and "p-paris-copy" in by_asset.output
     not_image = run(app, ["search", "--similar-to", str(ROOT / "pyproject.toml"), "--es-url", cfg.url], env=env)
     assert not_image.exit_code == 2 and "cannot be decoded" in not_image.output
+    empty = Path(tempfile.mkdtemp()) / "empty.jpg"
+    empty.write_bytes(b"")
+    said = run(app, ["search", "--similar-to", str(empty), "--es-url", cfg.url], env=env)
+    assert said.exit_code == 2 and "the file is empty" in said.output and "request body" not in said.output
     # a mistyped file is named as one (not "asset /tmp/... is not in <index>"); words beside --similar-to are not
     # used, and the user is told so
     missing = run(app, ["search", "--similar-to", str(QUALITY / "chelsea_wbe.jpg"), "--es-url", cfg.url], env=env)

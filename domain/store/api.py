@@ -360,6 +360,11 @@ def run_similar_image(client: Elasticsearch, settings: Any, image: bytes, req: S
                          "(index.query_image_max_bytes)")
     if not image:
         raise BadRequest("no query image: send the image file as the request body")
+    from domain.store.vectors import query_image_problem
+
+    problem = query_image_problem(image, index_settings(settings).query_image_max_pixels)
+    if problem:
+        raise BadRequest(problem)
     _checked(settings, req, taxonomy)
     req = resolve_family(client, settings, req)
     filters = req.filters()

@@ -54,6 +54,8 @@ class IndexSettings(Section):
                                   "float16 each, ~3.4 KB of _source per document read)")
     query_image_max_bytes: int = Field(10 * 1024 * 1024, ge=1024, description="largest query image the search "
                                        "API accepts (POST /v1/similar)")
+    query_image_max_pixels: int = Field(50_000_000, ge=10_000, description="most pixels a query image may have "
+                                        "(its header is read first; a larger one is refused, not decoded)")
     vector_scan_limit: int = Field(20000, description="vector_mode 'off': hybrid/similar search computes cosine "
                                    "over at most this many filtered documents (exact, in the search process)")
     vector_cache: bool = Field(True, description="vector_mode 'off': keep the stored vectors in this process's "
