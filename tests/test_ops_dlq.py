@@ -134,3 +134,32 @@ def test_dead_letter_inspect_fix_replay_round_trip(broker, unique, tmp_path):
     again = [d for d in letters if d.replayed_from]
     assert [d.asset_id for d in again] == ["asset-never"]
     assert again[0].replayed_from == f"dlq/{rows['asset-never']['ref']}"
+
+
+def test_a_record_dead_lettered_twice_is_replayed_once(broker, unique, tmp_path):
+    """At-least-once delivery: a record a worker was handling when its partitions moved can be dead-lettered
+    twice (a user trial saw raw/4/29 as dlq 4/1 and 4/2). `dlq replay` publishes it once and says so."""
+    s = make_settings(broker, f"dlqtwice{unique}")
+    provision(s)
+    env = env_for(s)
+    with AssetPublisher(s) as pub:
+        pub.publish_events([build_event("asset-gone", (tmp_path / "gone.jpg").as_uri(), version=1)])
+    with RunnerThread(StageRunner(FileStage(s), s)):
+        first = _wait_dlq(s, 1)
+    assert len(first) == 1
+    # the second dead letter of the same record, as a second worker handling it after a rebalance writes it
+    raw_letter = read_topic(s, "dead_letter", 1, decode=False)[0]
+    p = Producer({"bootstrap.servers": broker})
+    p.produce(s.topics.name("dead_letter"), key=raw_letter["key"], value=raw_letter["value"],
+              headers=list(raw_letter["headers"].items()))
+    p.flush(10)
+    letters = _wait_dlq(s, 2)
+    assert len(letters) == 2 and len({d.summary()["original"] for d in letters}) == 1
+
+    replayed = _cli(["dlq", "replay", "--asset", "asset-gone", "--json"], env)
+    assert replayed.exit_code == 0, replayed.output
+    assert len(_json(replayed)) == 1 and _json(replayed)[0]["ok"]
+    said = " ".join(replayed.stderr.split())
+    assert f"skipped dlq {letters[0].ref}" in said and f"as dlq {letters[1].ref}" in said
+    raw = read_topic(s, "raw", 3, timeout_s=8, decode=False)  # all there are: the event and its replays
+    assert sum("replayed-from" in r["headers"] for r in raw) == 1

@@ -381,12 +381,19 @@ def dlq_replay(
 
     Original key, value and headers, plus `replayed-from: dlq/P/O`. Fix the cause first; a record that
     fails again is dead-lettered again. The dead letters themselves are never removed."""
-    from app.ops.dlq import replay, select
+    from app.ops.dlq import distinct_originals, replay, select
 
     if not (stage or error or reason or asset or ref or all_):
         _fail("no selection", "filter with --stage/--error/--reason/--asset/--ref, or pass --all", 2)
     settings = _settings()
-    letters = select(_read(settings), stage=stage, error=error, reason=reason, asset=asset, ref=ref)
+    letters, twice = distinct_originals(select(_read(settings), stage=stage, error=error, reason=reason,
+                                               asset=asset, ref=ref))
+    for d, kept in twice:
+        v = d.value or {}
+        console.print(f"skipped dlq {d.ref}: the same record ({v.get('original_topic')}/"
+                      f"{v.get('original_partition')}/{v.get('original_offset')}) as dlq {kept.ref}, dead-lettered "
+                      "twice (at-least-once delivery, e.g. during a rebalance); it is replayed once",
+                      highlight=False)
     if not letters:
         if json_out:
             _print_json([])

@@ -174,6 +174,27 @@ def select(letters: Iterable[DeadLetter], *, stage: str | None = None, error: st
     return out
 
 
+def distinct_originals(letters: list[DeadLetter]) -> tuple[list[DeadLetter], list[tuple[DeadLetter, DeadLetter]]]:
+    """The letters with one per original record (topic/partition/offset): delivery is at least once, so a record
+    a worker was handling when its partitions moved (a rebalance) can be dead-lettered twice; replaying both
+    would publish it twice. Keeps the newest letter of each original; also returns (skipped, kept) pairs.
+    Undecodable letters (no original coordinates) are all kept."""
+    newest: dict[tuple[Any, ...], DeadLetter] = {}
+    for d in letters:
+        v = d.value or {}
+        if v.get("original_topic") is not None:
+            newest[(v["original_topic"], v.get("original_partition"), v.get("original_offset"))] = d
+    kept, skipped = [], []
+    for d in letters:
+        v = d.value or {}
+        same = newest.get((v.get("original_topic"), v.get("original_partition"), v.get("original_offset")))
+        if same is not None and same is not d:
+            skipped.append((d, same))
+        else:
+            kept.append(d)
+    return kept, skipped
+
+
 _REF = re.compile(r"^(?:dlq/)?(\d+)[/:](\d+)$")
 
 
