@@ -130,6 +130,16 @@ def test_the_queue_collapses_families(page, server, fleet):
     assert row.locator(".family-note").text_content().strip() == "family of 3 · +2 more here"
     # the count says what it counts: rows are families, each standing for its assets in this queue
     assert " ".join(page.locator("p.summary").text_content().split()).startswith("2 families (4 assets), oldest")
+    assert page.get_by_role("button", name="Approve the 2 shown (one per family)").count() == 1
+    # "Approve selected": the dialog counts the ticked rows and says the rest of the family stays
+    messages: list[str] = []
+    page.on("dialog", lambda d: messages.append(d.message))  # the fixture's handler accepts it
+    row.locator("input[name=ids]").check()
+    page.get_by_role("button", name="Approve selected").click()
+    page.wait_for_url(re.compile("sent="))
+    assert messages == ["Approve the 1 selected asset(s) as they are shown? Only the asset shown in each row: the "
+                        "rest of its family stays in the queue."]
+    assert "1 asset(s) approved" in page.locator(".flash").text_content()
     # the filters keep it: the waiting assets only, one row per family
     page.goto(f"{server.url}/?status=needs_review&collapse=1")
     assert listed() == ["fam-web", "solo-mug"]
