@@ -32,6 +32,9 @@ FIELDS = ("title", "alt_text", "caption", "summary", "credit_text", "licensing",
 ACTIONS = ("accepted", "edited", "rejected")
 VERDICTS = ("approved", "rejected")
 MAX_DECISION_IDS = 200
+#: how the reasons `apply_review` adds begin: a record it already applied a review to (the review group's output,
+#: which the index sink applies the merged review to again) drops them before they are added once more
+REVIEW_REASONS = ("approved by ", "rejected by ", "changed since the approval by ")
 
 
 def tags_value(tag_ids: Iterable[str]) -> str:
@@ -185,7 +188,8 @@ def apply_review(validated: dict[str, Any], review: dict[str, Any] | None, *, la
     out["review"] = copy.deepcopy(review)
     sources = dict(validated.get("field_sources") or {})
     suggestions = dict(validated.get("model_suggestions") or {})
-    reasons = list(validated.get("reasons") or [])
+    # the review's own reasons are a function of the review: never kept from a record it was applied to before
+    reasons = [r for r in validated.get("reasons") or [] if not str(r).startswith(REVIEW_REASONS)]
     event_ms = to_ms(asset_of(validated).get("event_time")) or 0
     decided: set[str] = set()
     for f in review["fields"]:

@@ -5,6 +5,7 @@ asset are marked and approving pins them, and the queue can show one row per fam
 from __future__ import annotations
 
 import datetime as dt
+import html as htmllib
 import re
 import uuid
 
@@ -127,7 +128,18 @@ def test_the_queue_collapses_families(page, server, fleet):
     assert listed() == ["fam-web", "solo-mug"]
     row = page.locator("table.queue tr", has=page.locator("input[name=ids][value=fam-web]"))
     assert row.locator(".family-note").text_content().strip() == "family of 3 · +2 more here"
-    assert page.locator("p.summary").text_content().startswith("2 asset(s)")
+    # the count says what it counts: rows are families, each standing for its assets in this queue
+    assert " ".join(page.locator("p.summary").text_content().split()).startswith("2 families (4 assets), oldest")
+    assert page.get_by_role("button", name="Approve the 2 shown (one per family)").count() == 1
+    # "Approve selected": the dialog counts the ticked rows and says the rest of the family stays
+    messages: list[str] = []
+    page.on("dialog", lambda d: messages.append(d.message))  # the fixture's handler accepts it
+    row.locator("input[name=ids]").check()
+    page.get_by_role("button", name="Approve selected").click()
+    page.wait_for_url(re.compile("sent="))
+    assert messages == ["Approve the 1 selected asset(s) as they are shown? Only the asset shown in each row: the "
+                        "rest of its family stays in the queue."]
+    assert "1 asset(s) approved" in page.locator(".flash").text_content()
     # the filters keep it: the waiting assets only, one row per family
     page.goto(f"{server.url}/?status=needs_review&collapse=1")
     assert listed() == ["fam-web", "solo-mug"]
@@ -149,3 +161,59 @@ def test_bulk_approval_pins_the_propagated_values(server, fleet):
     assert new["solo-mug"]["fields"] == []
     small = {f["field"]: f for f in new["fam-small"]["fields"]}
     assert small["alt_text"] == {**small["alt_text"], "action": "accepted", "value": ORIG_ALT}
+
+
+def _bulk_form(html: str) -> dict[str, str]:
+    """The hidden fields the queue's bulk form submits with a button (csrf, the filters, the count confirmed)."""
+    form = html.split('action="/bulk-approve"', 1)[1].split("</form>", 1)[0]
+    return dict(re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)">', form))
+
+
+def test_approve_all_with_one_row_per_family_approves_the_rows_shown_and_nothing_else(server, fleet):
+    """User trial: with one row per family the page showed 2 rows and the dialog said "Approve all 2", but 4 assets
+    were approved, among them copies the editor never saw (one with a wrong title). Now the button, its dialog and
+    the approval are the rows shown, one per family; the family's other members stay in the queue."""
+    settings, _records = fleet
+    with httpx.Client(base_url=server.url) as c:
+        assert c.get(server.login_url).status_code == 303
+        html = c.get("/?status=needs_review&collapse=1").text
+        assert re.findall(r'name="ids" value="([^"]+)"', html) == ["fam-web", "solo-mug"]
+        summary = " ".join(re.search(r'<p class="summary">(.*?)<button', html, re.S).group(1).split())
+        assert summary == "2 families (3 assets) needs review, oldest upload first."
+        button = re.search(r'<button name="scope" value="all"[^>]*data-confirm="([^"]*)">([^<]*)</button>', html)
+        assert button.group(2) == "Approve the 2 shown (one per family)"
+        dialog = htmllib.unescape(button.group(1))
+        assert dialog.startswith("Approve the 2 asset(s) shown, one per family")
+        assert "The other 1 asset(s) of these families are not approved: they stay in the queue." in dialog
+        form = _bulk_form(html)
+        assert form["collapse"] == "1" and form["expect"] == "2"
+
+        before = {d["decision_id"] for d in feedback(settings)}
+        r = c.post("/bulk-approve", data={**form, "scope": "all"})
+        assert r.status_code == 303 and "collapse=1" in r.headers["location"]
+        assert "Sent to feedback: 2 asset(s) approved" in c.get(r.headers["location"]).text
+        new = [d for d in feedback(settings) if d["decision_id"] not in before]
+        assert sorted(d["asset_id"] for d in new) == ["fam-web", "solo-mug"]  # not fam-small, never shown
+        assert {d["status"] for d in new} == {"approved"}
+
+        # "Approve selected" in the collapsed queue: the ticked row's asset only
+        before |= {d["decision_id"] for d in new}
+        r = c.post("/bulk-approve", data={**form, "scope": "selected", "ids": ["fam-web"]})
+        assert "Sent to feedback: 1 asset(s) approved" in c.get(r.headers["location"]).text
+        assert [d["asset_id"] for d in feedback(settings) if d["decision_id"] not in before] == ["fam-web"]
+
+
+def test_approve_all_refuses_when_the_queue_no_longer_matches_the_number_confirmed(server, fleet):
+    """The dialog names a number; if the filters select another number when the approval arrives (assets came in
+    or were decided since the page was drawn), nothing is approved and the editor is told why."""
+    settings, _records = fleet
+    with httpx.Client(base_url=server.url) as c:
+        assert c.get(server.login_url).status_code == 303
+        form = _bulk_form(c.get("/?status=needs_review").text)
+        assert form["expect"] == "3"  # fam-web, fam-small, solo-mug
+        before = len(feedback(settings))
+        r = c.post("/bulk-approve", data={**form, "scope": "all", "expect": "2"})  # the page the editor saw said 2
+        shown = htmllib.unescape(c.get(r.headers["location"]).text)
+        assert "nothing approved: 3 asset(s) match these filters now, the page you confirmed showed 2" in shown
+        assert "Sent to feedback" not in shown
+        assert len(feedback(settings)) == before

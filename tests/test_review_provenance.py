@@ -259,3 +259,26 @@ def test_an_edit_saved_first_and_approved_later_stays_the_editors_edit():
     assert out["status"] == "approved" and out["alt_text"] == EDITED_ALT
     assert (out["field_sources"]["alt_text"], out["field_sources"]["title"]) == ("human", "model")
     assert {t["source"] for t in out["tags"]} == {"model"}
+
+
+def test_an_approved_asset_says_approved_by_its_editor_once(fleet):
+    """User trial: every approved asset listed "approved by <editor>" twice in its reasons (china_copy, approved
+    once): the review group applied the review to the stored record, and the index sink applied it again to the
+    group's output. Seeded approvals (through the sink) and an approval made in the app now say it once."""
+    settings, _records = fleet
+    with ReviewServer(settings) as srv, httpx.Client(base_url=srv.url) as c:
+        assert c.get(srv.login_url).status_code == 303
+        seeded = c.get("/asset/done-0006").text  # approved by carol before, indexed through the sink
+        assert re.findall(r"<li>approved by carol</li>", seeded) == ["<li>approved by carol</li>"]
+        queue = c.get("/?status=needs_review").text
+        csrf = re.search(r'name="csrf" value="([^"]+)"', queue).group(1)
+        r = c.post("/bulk-approve", data={"csrf": csrf, "scope": "selected", "ids": ["paris-0003"]})
+        assert "1 asset(s) approved" in c.get(r.headers["location"]).text
+
+        with RunnerThread(StageRunner(ReviewStage(settings), settings)), \
+                RunnerThread(StageRunner(IndexSink(settings), settings)):
+            doc = _docs(settings, lambda d: d.get("status") == "approved", ["paris-0003"])["paris-0003"]
+        assert doc["status"] == "approved" and doc["reviewed_by"] == "erin"
+        assert [x for x in doc["reasons"] if "approved" in x] == ["approved by erin"]
+        page = c.get("/asset/paris-0003").text
+        assert re.findall(r"<li>approved by erin</li>", page) == ["<li>approved by erin</li>"]

@@ -237,10 +237,10 @@ class Index:
         page = max(1, page)
         start, rows, total = (page - 1) * size, [], 0
         if f.collapse:  # one row per family over the whole queue (each part read up to review.scan_limit)
-            docs = [d for part in parts(f) for d in self._scan(_query(part), LIST_FIELDS) if self._conf_ok(f, d)]
-            rows = collapse_families(docs)
+            rows = collapse_families(self._scanned(f, LIST_FIELDS))
             return {"rows": rows[start: start + size], "total": len(rows), "page": page,
-                    "pages": max(1, math.ceil(len(rows) / size))}
+                    "pages": max(1, math.ceil(len(rows) / size)),
+                    "assets": sum(r["family_in_queue"] for r in rows), "approvable": min(len(rows), self.cfg.scan_limit)}
         for part in parts(f):
             query = _query(part)
             first, want = max(0, start + len(rows) - total), size - len(rows)  # this part's share of the page
@@ -255,7 +255,12 @@ class Index:
                     wanted = [h["_source"] for h in resp["hits"]["hits"]]
             rows += wanted
             total += n
-        return {"rows": rows, "total": total, "page": page, "pages": max(1, math.ceil(total / size))}
+        return {"rows": rows, "total": total, "page": page, "pages": max(1, math.ceil(total / size)),
+                "assets": total, "approvable": min(total, self.cfg.scan_limit)}
+
+    def _scanned(self, f: Filters, includes: list[str]) -> list[dict[str, Any]]:
+        """Every asset the filters select, queue order, each part read up to review.scan_limit."""
+        return [d for part in parts(f) for d in self._scan(_query(part), includes) if self._conf_ok(f, d)]
 
     def _scan(self, query: dict[str, Any], includes: list[str]) -> list[dict[str, Any]]:
         resp = self.es.search(index=self.alias, query=query, sort=SORT, size=self.cfg.scan_limit,
@@ -263,9 +268,14 @@ class Index:
         return [h["_source"] for h in resp["hits"]["hits"]]
 
     def matching(self, f: Filters) -> list[tuple[str, str | None]]:
-        """(asset id, tenant) of every asset the filters select (at most review.scan_limit), queue order."""
-        docs = [d for part in parts(f) for d in self._scan(_query(part), ["asset_id", "tenant", *CONF_FIELDS])]
-        return [(d["asset_id"], d.get("tenant")) for d in docs[: self.cfg.scan_limit] if self._conf_ok(f, d)]
+        """(asset id, tenant) of what "Approve all matching" approves: the queue's rows in queue order, at most
+        review.scan_limit (the figure the queue's button and dialog show, `approvable`). With one row per family
+        (`collapse`) that is each family's row, the asset shown: its other members in the queue were not seen and
+        stay in the queue (docs/review.md)."""
+        docs = self._scanned(f, ["asset_id", "tenant", "family_id", *CONF_FIELDS])
+        if f.collapse:
+            docs = collapse_families(docs)
+        return [(d["asset_id"], d.get("tenant")) for d in docs[: self.cfg.scan_limit]]
 
     def tenants(self, ids: list[str]) -> list[tuple[str, str | None]]:
         """(asset id, tenant) of the given documents (ids: tenant-scoped document ids) that are in the index."""

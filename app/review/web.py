@@ -319,6 +319,11 @@ class ReviewApp:
         def act() -> int:
             chosen = self.index.matching(f) if form.get("scope") == "all" else \
                 self.index.tenants(list(dict.fromkeys(str(i) for i in form.getlist("ids"))))
+            expect = str(form.get("expect") or "")
+            if form.get("scope") == "all" and expect.isdigit() and int(expect) != len(chosen):
+                # the queue changed since the page was drawn: its dialog named another number; approve nothing
+                raise dec.DecisionError(f"nothing approved: {len(chosen)} asset(s) match these filters now, the "
+                                        f"page you confirmed showed {expect}; check the queue and approve again")
             if not chosen:
                 return 0
             given = self.index.propagated([scoped_id(i, t) for i, t in chosen])
@@ -326,6 +331,8 @@ class ReviewApp:
 
         try:
             outcome = {"sent": f"{await run_in_threadpool(act)} asset(s) approved"}
+        except dec.DecisionError as exc:
+            outcome = {"error": str(exc)}
         except Exception as exc:  # the broker did not acknowledge in time
             log.warning("review: bulk approval not acknowledged: %s", exc)
             outcome = {"error": f"not all sent (the broker did not confirm them: {type(exc).__name__}: {exc}); "

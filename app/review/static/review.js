@@ -15,7 +15,8 @@
 
   // --- confirmations ----------------------------------------------------------------------------------------
   $$("button[data-confirm]").forEach((b) => b.addEventListener("click", (ev) => {
-    if (!window.confirm(b.dataset.confirm)) ev.preventDefault();
+    const ticked = $$("input[name=ids]:checked").length;  // "{n}": the rows ticked (Approve selected)
+    if (!window.confirm(b.dataset.confirm.replace("{n}", String(ticked)))) ev.preventDefault();
   }));
   const selectAll = $("#select-all");
   if (selectAll) selectAll.addEventListener("change", () => {
