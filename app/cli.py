@@ -394,7 +394,8 @@ def _print_facets(answer: dict[str, Any]) -> None:
         if name in answer.get("facets_truncated", []):
             other = answer["facets_other"][name]
             listed = len(values) + other["values"]
-            line += (f" … and {other['values']} more (their counts add up to {other['count']}); --facet-size "
+            more = f"{'≥ ' if other.get('values_relation') == 'gte' else ''}{other['values']}"
+            line += (f" … and {more} more (their counts add up to {other['count']}); --facet-size "
                      f"{min(listed, MAX_FACET_SIZE)} lists {'them all' if listed <= MAX_FACET_SIZE else 'more'}")
         out.print(f"  {name}: {line}", markup=False, highlight=False)
 

@@ -66,24 +66,26 @@ def test_a_cut_facet_says_so_and_facet_size_asks_for_more(api):
     tags = {b["value"]: b["count"] for b in answer["facets"]["tags"]}
     assert len(tags) == 30 and tags[COMMON] == len(ASSETS)
     assert answer["facets_truncated"] == ["tags"]
-    assert answer["facets_other"]["tags"] == {"values": 11, "count": 11}
-    assert answer["facets_other"]["status"] == {"values": 0, "count": 0}
+    assert answer["facets_other"]["tags"] == {"values": 11, "count": 11, "values_relation": "eq"}
+    assert answer["facets_other"]["status"] == {"values": 0, "count": 0, "values_relation": "eq"}
     assert answer["request"]["facet_size"] == 30
 
     full = _get(api, mode="keyword", facet_size=41)
     assert {b["value"] for b in full["facets"]["tags"]} == {COMMON, *RARE}
-    assert full["facets_truncated"] == [] and full["facets_other"]["tags"] == {"values": 0, "count": 0}
+    assert full["facets_truncated"] == [] and full["facets_other"]["tags"] == {"values": 0, "count": 0, "values_relation": "eq"}
 
     # a ranked answer (hybrid: its window's documents, counted by the store) says the same
     small = _get(api, query="photo shoot", mode="hybrid", facet_size=2, size=50)
     assert small["total"] == len(ASSETS) and len(small["facets"]["tags"]) == 2
     assert set(small["facets_truncated"]) == {"tags"}
-    assert small["facets_other"]["tags"] == {"values": 39, "count": 48 - 8 - 1}
-    # status: auto_applied 7, needs_review 1 — two values, one listed with facet_size=1
+    assert small["facets_other"]["tags"] == {"values": 39, "count": 48 - 8 - 1, "values_relation": "eq"}
+    # facet_size=1: one tag, one status (auto_applied 7 of needs_review 1 too), the one country: complete
     one = _get(api, mode="keyword", facet_size=1)
+    assert one["facets"]["tags"] == [{"value": COMMON, "count": 8}]
     assert one["facets"]["status"] == [{"value": "auto_applied", "count": 7}]
-    assert set(one["facets_truncated"]) == {"tags", "status"} and one["facets_other"]["status"] == \
-        {"values": 1, "count": 1}
+    assert one["facets_truncated"] == ["tags", "status"]
+    assert one["facets_other"]["tags"] == {"values": 40, "count": 40, "values_relation": "eq"}
+    assert one["facets_other"]["status"] == {"values": 1, "count": 1, "values_relation": "eq"}
 
 
 def test_facet_size_out_of_range_is_a_clear_400(api):
@@ -107,7 +109,7 @@ def test_cli_table_says_and_n_more_and_json_carries_it(settings):
     assert code == 0, text
     answer = json.loads(text)
     assert len(answer["facets"]["tags"]) == 5 and answer["facets_truncated"] == ["tags"]
-    assert answer["facets_other"]["tags"] == {"values": 36, "count": 48 - 8 - 4}
+    assert answer["facets_other"]["tags"] == {"values": 36, "count": 48 - 8 - 4, "values_relation": "eq"}
     code, text = _cli(settings, "--facet-size", "1000")
     assert code == 2 and "facet_size must be between 1 and 500" in text, text
 
@@ -133,3 +135,21 @@ def test_queue_tag_filter_outside_the_vocabulary_suggests_the_tag(server, settin
         assert "is not a tag of the vocabulary" not in follow and ASSETS[0] in follow  # the needs_review asset
         ok = html.unescape(browser.get("/", params={"tag": COMMON}).text)
         assert "is not a tag of the vocabulary" not in ok and ASSETS[0] in ok
+
+
+def test_a_facet_past_the_counted_values_says_at_least(store):
+    """A facet with more values than the store counts per facet (FACET_SCAN, 1000): the values left out are a lower
+    bound, said as such ("≥"), and their counts still add up (the terms aggregation's sum_other_doc_count)."""
+    from domain.store.api import FACET_SCAN, MAX_FACET_SIZE
+
+    many = [("subject", f"v{i:04d}") for i in range(FACET_SCAN + 1)]
+    wide = index_all(settings_for(store.url), [validated_asset("fa-wide", 1, tags=many, ocr_text="")])
+    code, text = _cli(wide, "--mode", "keyword", "--json", "--facet-size", str(MAX_FACET_SIZE))
+    assert code == 0, text
+    answer = json.loads(text)
+    assert len(answer["facets"]["tags"]) == MAX_FACET_SIZE and answer["facets_truncated"] == ["tags"]
+    assert answer["facets_other"]["tags"] == {"values": FACET_SCAN - MAX_FACET_SIZE,
+                                              "count": FACET_SCAN + 1 - MAX_FACET_SIZE, "values_relation": "gte"}
+    code, text = _cli(wide, "--mode", "keyword", "--facets")
+    assert code == 0 and f"… and ≥ {FACET_SCAN - 30} more (their counts add up to {FACET_SCAN + 1 - 30})" in \
+        " ".join(text.split()), text

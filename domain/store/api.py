@@ -8,14 +8,14 @@ for bad input; `run_search` / `run_similar` return the JSON a client gets:
                 "country": [...]},
      "facets_over": "matches",
      "facets_truncated": ["tags"],                      # the facets cut at facet_size (more values exist)
-     "facets_other": {"tags": {"values": 12, "count": 17}, "status": {"values": 0, "count": 0}, ...}}
+     "facets_other": {"tags": {"values": 12, "count": 17, "values_relation": "eq"},
+                      "status": {"values": 0, "count": 0, "values_relation": "eq"}, ...}}
 
-Facets: each is the `facet_size` (default FACET_SIZE = 30, at most MAX_FACET_SIZE) most frequent values, by a
-terms aggregation; `facets_other` says what the list leaves out — `values`, the distinct values not listed (a
-cardinality aggregation minus those listed: exact up to its precision_threshold of 3000 distinct values, close
-beyond), and `count`, the documents' uses of them (the terms aggregation's `sum_other_doc_count`) — and
-`facets_truncated` names every facet that was cut, so a client never takes 30 tags for all of them. Ask for more
-with `facet_size`.
+Facets: each is the `facet_size` (default FACET_SIZE = 30, at most MAX_FACET_SIZE) most frequent values, of a
+terms aggregation of FACET_SCAN; `facets_other` says what the list leaves out — `values`, the values not listed,
+and `count`, the sum of their counts (`values_relation` "gte" past FACET_SCAN values, with the terms
+aggregation's `sum_other_doc_count`) — and `facets_truncated` names every facet that was cut, so a client never
+takes 30 tags for all of them. Ask for more with `facet_size`.
 
 Modes: keyword = BM25 + vocabulary synonyms; semantic = the kNN leg alone (MiniLM text vectors); hybrid = both
 fused by RRF (domain/store/search.py), with the tag leg and the visual leg (image vectors against the ImageNet
@@ -61,7 +61,7 @@ MAX_TEXT = 500
 FACETS = {"tags": "tags", "status": "status", "usage_flag": "usage_flag", "country": "place.country"}
 FACET_SIZE = 30
 MAX_FACET_SIZE = 500  # per facet: 4 facets x 500 buckets, far below the store's search.max_buckets (65,536)
-DISTINCT = "{}__distinct"  # the cardinality aggregation beside each facet's terms aggregation
+FACET_SCAN = 1000  # values the store counts per facet (facet_size of them listed, the rest counted)
 
 
 class BadRequest(ValueError):
@@ -267,30 +267,32 @@ def collapsed_total(ranked: list[dict[str, Any]], matches: int) -> tuple[int, st
 
 
 def facet_aggs(size: int = FACET_SIZE) -> dict[str, Any]:
-    """Per facet, a terms aggregation of its `size` most frequent values (its `sum_other_doc_count` counts the uses
-    of the rest) and a cardinality aggregation counting its distinct values (exact below the precision_threshold
-    of 3000, Elasticsearch's and OpenSearch's default, stated so a store with another default agrees)."""
-    out: dict[str, Any] = {}
-    for name, fld in FACETS.items():
-        out[name] = {"terms": {"field": fld, "size": size}}
-        out[DISTINCT.format(name)] = {"cardinality": {"field": fld, "precision_threshold": 3000}}
-    return out
+    """Per facet, one terms aggregation of its FACET_SCAN most frequent values (the request's `size` are listed, the
+    rest counted: _facets). One aggregation, not a terms aggregation of `size` plus a cardinality aggregation for
+    the values left out: the tags come from the vocabulary and the countries are a few hundred, so a facet seldom
+    has more values than FACET_SCAN, the store counts them all in the same pass over the matches, and the count of
+    the values left out is exact (a cardinality aggregation is approximate, and cost half again as much on the
+    embedded store: bench/facets.py)."""
+    return {name: {"terms": {"field": fld, "size": max(size, FACET_SCAN)}} for name, fld in FACETS.items()}
 
 
-def _facets(aggregations: Mapping[str, Any] | None) -> dict[str, Any]:
-    """{"facets": {name: [{value, count}]}, "facets_other": {name: {values, count}}, "facets_truncated": [name]}:
-    the values listed, and what the list leaves out."""
+def _facets(aggregations: Mapping[str, Any] | None, size: int = FACET_SIZE) -> dict[str, Any]:
+    """{"facets": {name: [{value, count}]}, "facets_other": {name: {values, count, values_relation}},
+    "facets_truncated": [name]}: the `size` most frequent values of each facet, and what that list leaves out —
+    `values` more values (`values_relation` "gte" when the facet had more than FACET_SCAN: a lower bound) whose
+    counts add up to `count` (with the terms aggregation's `sum_other_doc_count`: the values past FACET_SCAN)."""
     aggregations = aggregations or {}
     facets, other, truncated = {}, {}, []
     for name in FACETS:
         agg = aggregations.get(name) or {}
         buckets = [{"value": b["key"], "count": b["doc_count"]} for b in agg.get("buckets", [])]
-        distinct = (aggregations.get(DISTINCT.format(name)) or {}).get("value")
-        uses = int(agg.get("sum_other_doc_count") or 0)
-        values = max(0, int(distinct) - len(buckets)) if isinstance(distinct, (int, float)) else 0
-        values = max(values, 1 if uses else 0)  # an approximate distinct count never hides a cut
-        facets[name], other[name] = buckets, {"values": values, "count": uses}
-        if values or uses:
+        beyond = int(agg.get("sum_other_doc_count") or 0)  # uses of the values past FACET_SCAN
+        rest = buckets[size:]
+        facets[name] = buckets[:size]
+        other[name] = {"values": len(rest) + (1 if beyond and not rest else 0),
+                       "count": sum(b["count"] for b in rest) + beyond,
+                       "values_relation": "gte" if beyond else "eq"}
+        if rest or beyond:
             truncated.append(name)
     return {"facets": facets, "facets_other": other, "facets_truncated": truncated}
 
@@ -303,7 +305,8 @@ def _count_over(client: Elasticsearch, settings: Any, query: dict[str, Any], req
     request)."""
     resp = client.search(index=read_alias(index_settings(settings)), query=query, size=0, track_total_hits=True,
                          aggs=facet_aggs(req.facet_size) if req.facets else None)
-    return resp["hits"]["total"]["value"], _facets(resp.get("aggregations")) if req.facets else NO_FACETS
+    return resp["hits"]["total"]["value"], _facets(resp.get("aggregations"), req.facet_size) if req.facets \
+        else NO_FACETS
 
 
 def _ids_query(ids: list[str], filters: list[dict[str, Any]]) -> dict[str, Any]:
@@ -325,7 +328,8 @@ def run_search(client: Elasticsearch, settings: Any, req: SearchRequest, taxonom
         report: dict[str, Any] = {}
         ranked = search(client, settings, text, size=size, taxonomy=tax, filters=filters, offset=offset,
                         aggs=facet_aggs(req.facet_size) if req.facets else None, report=report)
-        total, facets = report["total"], _facets(report["aggregations"]) if req.facets else NO_FACETS
+        total, facets = report["total"], _facets(report["aggregations"], req.facet_size) if req.facets \
+            else NO_FACETS
         relation = "eq"
         hits = ranked
         over = "matches"
