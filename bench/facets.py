@@ -69,20 +69,12 @@ def timed(fns: dict[str, Callable[[], Any]], queries: int) -> dict[str, dict[str
 
 
 def measure(url: str, n: int, tags: int, queries: int) -> None:
-    from elasticsearch import helpers
-
-    from domain.store.client import make_client
-    from domain.store.management import ensure_index, write_alias
+    from bench.search import bulk_loaded
 
     settings = Settings().with_overrides(index={"url": url, "server_mode": "serverless", "number_of_replicas": 0,
                                                 "index": f"bench-facets-{uuid.uuid4().hex[:6]}",
                                                 "request_timeout_s": 120})
-    client = make_client(settings)
-    ensure_index(client, settings)
-    t0 = time.perf_counter()
-    helpers.bulk(client, documents(write_alias(settings), n, tags), chunk_size=1000)
-    client.indices.refresh(index=read_alias(settings))
-    load_s = time.perf_counter() - t0
+    client, load_s = bulk_loaded(settings, lambda index: documents(index, n, tags))
     before = {name: {"terms": {"field": fld, "size": 30}} for name, fld in FACETS.items()}
 
     def request(aggs):

@@ -11,12 +11,13 @@ import pytest
 from typer.testing import CliRunner
 
 from app.cli import app
-from app.review.server import ReviewServer
 from domain.taxonomy import load_taxonomy
+from tests import search_support
 from tests.store_support import index_all, settings_for, validated_asset
 
 pytestmark = pytest.mark.timeout(120)
-TOKEN = "facets-test-token"
+TOKEN = search_support.TOKEN
+server, api = search_support.server, search_support.api
 COMMON = "content:photo"  # on every asset: the most frequent tag
 #: 40 more vocabulary tags, each on one asset (5 per asset): 41 distinct tags, more than the default 30
 RARE = [t for t in sorted(load_taxonomy().entries) if t != COMMON][:40]
@@ -33,18 +34,6 @@ def _record(i: int) -> dict:
 @pytest.fixture(scope="module")
 def settings(store):
     return index_all(settings_for(store.url), [_record(i) for i in range(len(ASSETS))])
-
-
-@pytest.fixture(scope="module")
-def server(settings):
-    with ReviewServer(settings, port=0, token=TOKEN) as srv:
-        yield srv
-
-
-@pytest.fixture
-def api(server):
-    with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=60) as c:
-        yield c
 
 
 def _get(api, **params):
