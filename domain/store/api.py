@@ -60,8 +60,9 @@ MAX_WINDOW = 10_000  # the store's result window: page * size may not pass it
 MAX_TEXT = 500
 FACETS = {"tags": "tags", "status": "status", "usage_flag": "usage_flag", "country": "place.country"}
 FACET_SIZE = 30
-MAX_FACET_SIZE = 500  # per facet: 4 facets x 500 buckets, far below the store's search.max_buckets (65,536)
-FACET_SCAN = 1000  # values the store counts per facet (facet_size of them listed, the rest counted)
+MAX_FACET_SIZE = 500  # values listed per facet (at most FACET_SCAN)
+FACET_SCAN = 1000  # values the store counts per facet (facet_size of them listed, the rest counted): 4 facets x
+# 1000 buckets, far below Elasticsearch's search.max_buckets (65,536)
 
 
 class BadRequest(ValueError):
@@ -271,8 +272,8 @@ def facet_aggs(size: int = FACET_SIZE) -> dict[str, Any]:
     rest counted: _facets). One aggregation, not a terms aggregation of `size` plus a cardinality aggregation for
     the values left out: the tags come from the vocabulary and the countries are a few hundred, so a facet seldom
     has more values than FACET_SCAN, the store counts them all in the same pass over the matches, and the count of
-    the values left out is exact (a cardinality aggregation is approximate, and cost half again as much on the
-    embedded store: bench/facets.py)."""
+    the values left out is exact (a cardinality aggregation is approximate, and made the request take twice as long
+    on the embedded store: bench/facets.py)."""
     return {name: {"terms": {"field": fld, "size": max(size, FACET_SCAN)}} for name, fld in FACETS.items()}
 
 
@@ -289,7 +290,7 @@ def _facets(aggregations: Mapping[str, Any] | None, size: int = FACET_SIZE) -> d
         beyond = int(agg.get("sum_other_doc_count") or 0)  # uses of the values past FACET_SCAN
         rest = buckets[size:]
         facets[name] = buckets[:size]
-        other[name] = {"values": len(rest) + (1 if beyond and not rest else 0),
+        other[name] = {"values": len(rest),  # beyond > 0 only when FACET_SCAN > MAX_FACET_SIZE values came back
                        "count": sum(b["count"] for b in rest) + beyond,
                        "values_relation": "gte" if beyond else "eq"}
         if rest or beyond:
