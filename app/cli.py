@@ -300,9 +300,14 @@ def search(query: Optional[str] = typer.Argument(None, help="free text over titl
                                                     "image vector's nearest neighbours, or --by text) or an image "
                                                     "FILE (assets that look like it); the query is ignored"),
            by: str = typer.Option("auto", help="--similar-to ASSET: image | text | auto (image when it has one)"),
+           facets: bool = typer.Option(False, "--facets", help="under the table, the result set's most frequent "
+                                       "tags, statuses, usage flags and countries with their counts"),
+           facet_size: Optional[int] = typer.Option(None, "--facet-size", help="values per facet (default 30, at "
+                                                    "most 500; implies --facets); a facet cut short says "
+                                                    "'… and N more'"),
            es_url: Optional[str] = typer.Option(None, "--es-url", help="override index.url"),
            json_out: bool = typer.Option(False, "--json", help="print the answer of GET /v1/search as JSON "
-                                         "(hits, total, facets with counts)")):
+                                         "(hits, total, facets with counts, facets_truncated, facets_other)")):
     """Search indexed assets (read alias) and print a table; the same code as the API's GET /v1/search."""
     from pathlib import Path
 
@@ -315,7 +320,8 @@ def search(query: Optional[str] = typer.Argument(None, help="free text over titl
         req = SearchRequest.from_params({"query": query or "", "mode": mode, "tag": tag, "status": status,
                                          "usage": usage, "date_from": date_from, "date_to": date_to,
                                          "place": place, "family": family, "page": page, "size": size,
-                                         "facets": "true" if json_out else "false", "by": by,
+                                         "facets": "true" if json_out or facets or facet_size else "false",
+                                         "facet_size": facet_size, "by": by,
                                          "collapse": "true" if collapse else "false",
                                          "degraded": degraded})
     except BadRequest as exc:
@@ -372,10 +378,34 @@ def search(query: Optional[str] = typer.Argument(None, help="free text over titl
                       h.get("status") or "", h.get("usage_flag") or "", _sources(h), fam,
                       ", ".join(h.get("degraded_parts") or []))
     out.print(table)
+    if answer.get("facets"):
+        _print_facets(answer)
     window = answer.get("window")
     if window and answer.get("total_relation") == "gte" and (answer["page"] - 1) * answer["size"] + len(hits) >= window:
         out.print(f"[dim]{answer['mode']} answers are the first {window} hits of the ranking (index.rrf_window); "
                   "more may match: --mode keyword pages through every match[/dim]")
+
+
+def _print_facets(answer: dict[str, Any]) -> None:
+    """Each facet's values with their counts, and what the list leaves out: "… and 12 more (their counts add up to
+    17); --facet-size 42 lists them all"."""
+    from domain.store.api import MAX_FACET_SIZE
+
+    size = answer["request"]["facet_size"]
+    over = {"matches": "every match", "ranked": "the ranked window", "nearest": "the nearest window"}
+    out.print(f"facets (over {over.get(answer.get('facets_over'), answer.get('facets_over'))}, the {size} most "
+              "frequent values of each)", markup=False, highlight=False)
+    for name, values in answer["facets"].items():
+        if not values:
+            continue
+        line = ", ".join(f"{v['value']} ({v['count']})" for v in values)
+        if name in answer.get("facets_truncated", []):
+            other = answer["facets_other"][name]
+            listed = len(values) + other["values"]
+            more = f"{'≥ ' if other.get('values_relation') == 'gte' else ''}{other['values']}"
+            line += (f" … and {more} more (their counts add up to {other['count']}); --facet-size "
+                     f"{min(listed, MAX_FACET_SIZE)} lists {'them all' if listed <= MAX_FACET_SIZE else 'more'}")
+        out.print(f"  {name}: {line}", markup=False, highlight=False)
 
 
 def _sources(hit: dict[str, Any]) -> str:

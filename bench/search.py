@@ -540,26 +540,32 @@ def floor_latency(client, settings, queries: int) -> dict[str, float]:
     return out
 
 
-def latency_at(url: str, args: argparse.Namespace, n: int, queries: int) -> dict[str, float]:
-    """p50/p99 ms of keyword, semantic and hybrid queries over n synthetic documents (the vector leg's cost
-    grows with n in vector_mode off: exact cosine over every filtered document, up to index.vector_scan_limit,
-    set to n here so every document is ranked)."""
+def bulk_loaded(settings: Settings, actions) -> tuple[object, float]:
+    """A client of a new index (its aliases) filled with `actions(write_alias)` by helpers.bulk and refreshed, and
+    the seconds that took."""
     from elasticsearch import helpers
 
     from domain.store.client import make_client
     from domain.store.management import ensure_index, write_alias
 
+    client = make_client(settings)
+    ensure_index(client, settings)
+    t0 = time.perf_counter()
+    helpers.bulk(client, actions(write_alias(settings)), chunk_size=1000)
+    client.indices.refresh(index=read_alias(settings))
+    return client, time.perf_counter() - t0
+
+
+def latency_at(url: str, args: argparse.Namespace, n: int, queries: int) -> dict[str, float]:
+    """p50/p99 ms of keyword, semantic and hybrid queries over n synthetic documents (the vector leg's cost
+    grows with n in vector_mode off: exact cosine over every filtered document, up to index.vector_scan_limit,
+    set to n here so every document is ranked)."""
     settings = Settings().with_overrides(index={
         "url": url, "server_mode": args.server_mode, "index": f"bench-lat-{uuid.uuid4().hex[:6]}",
         "number_of_replicas": 0, "vector_mode": args.vector_mode, "vector_scan_limit": max(n, 20000),
         "request_timeout_s": 120, "vector_cache": not args.no_cache, "image_cache_max_docs": max(n, 100_000),
         "image_scan_limit": max(n, 5000), "vector_cache_dir": os.path.join(args.cache_dir, "vectors")})
-    client = make_client(settings)
-    ensure_index(client, settings)
-    t0 = time.perf_counter()
-    helpers.bulk(client, synthetic_docs(write_alias(settings), args, n), chunk_size=1000)
-    client.indices.refresh(index=read_alias(settings))
-    load_s = time.perf_counter() - t0
+    client, load_s = bulk_loaded(settings, lambda index: synthetic_docs(index, args, n))
     out: dict[str, float] = {"load_s": round(load_s, 1), "queries": queries}
     from domain.store import vector_cache
 

@@ -9,10 +9,12 @@ import httpx
 import pytest
 
 from app.review.server import ReviewServer
+from tests import search_support
 from tests.store_support import index_all, settings_for, validated_asset
 
 pytestmark = pytest.mark.timeout(300)
-TOKEN = "search-api-test-token"
+TOKEN = search_support.TOKEN
+server, api = search_support.server, search_support.api
 
 BERLIN = {"city": "Berlin", "region": "Berlin", "country": "Germany", "country_code": "DE"}
 #: id, title, alt text, tags, status, upload day (November 2026), place (None: Paris), duplicate_of
@@ -48,18 +50,6 @@ def _record(aid, title, alt, tags, status, day, place, duplicate_of):
 @pytest.fixture(scope="module")
 def settings(store):
     return index_all(settings_for(store.url), [_record(*row) for row in LIBRARY])
-
-
-@pytest.fixture(scope="module")
-def server(settings):
-    with ReviewServer(settings, port=0, token=TOKEN) as srv:
-        yield srv
-
-
-@pytest.fixture
-def api(server):
-    with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=60) as c:
-        yield c
 
 
 def _get(api, path, **params):

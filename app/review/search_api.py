@@ -2,7 +2,7 @@
 <token>` or the session cookie; basic; trusted proxy header). JSON in, JSON out; read-only (GET), so no CSRF token.
 
     GET /v1/search?query=trainers&mode=hybrid&tag=color:white&status=approved&usage=ok
-                  &date_from=2026-11-01&date_to=2026-11-30&place=France&family=ASSET&page=1&size=20&facets=true
+                  &date_from=2026-11-01&date_to=2026-11-30&place=France&family=ASSET&page=1&size=20&facets=true&facet_size=30
     GET /v1/assets/{asset_id}/similar?by=auto|image|text&size=10&status=approved
     POST /v1/similar?size=10&status=approved     body: the query image's bytes (Content-Type image/*), or a
                                                  multipart/form-data upload with the file in field `file` or

@@ -31,6 +31,7 @@ from app.kpis.feedback import alt_text_length
 from app.review import decisions as dec
 from app.review.auth import COOKIE, Auth, Principal
 from domain.events import scoped_id
+from domain.store.api import unknown_tag
 from app.review.search_api import search_routes
 from app.review.queries import REASON_GROUPS, STATUSES, Filters, Index, human_duration
 
@@ -232,7 +233,10 @@ class ReviewApp:
                     "degraded": self.index.degraded_counts(f)}
 
         data = await run_in_threadpool(load)
+        # a tag outside the vocabulary matches nothing: say so, as the search API and CLI do ("did you mean …?")
+        tag_problem = unknown_tag(f.tag, self.taxonomy) if f.tag else None
         return self._page(request, who, "queue.html", {**data, "f": f, "reason_groups": list(REASON_GROUPS),
+                                                       "tag_problem": tag_problem,
                                                        "sent": request.query_params.get("sent"),
                                                        "error": request.query_params.get("error")})
 

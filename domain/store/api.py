@@ -6,7 +6,16 @@ for bad input; `run_search` / `run_similar` return the JSON a client gets:
      "hits": [{"asset_id": ..., "title": ..., "score": ..., ...}],
      "facets": {"tags": [{"value": "product:sneaker", "count": 3}, ...], "status": [...], "usage_flag": [...],
                 "country": [...]},
-     "facets_over": "matches"}
+     "facets_over": "matches",
+     "facets_truncated": ["tags"],                      # the facets cut at facet_size (more values exist)
+     "facets_other": {"tags": {"values": 12, "count": 17, "values_relation": "eq"},
+                      "status": {"values": 0, "count": 0, "values_relation": "eq"}, ...}}
+
+Facets: each is the `facet_size` (default FACET_SIZE = 30, at most MAX_FACET_SIZE) most frequent values, of a
+terms aggregation of FACET_SCAN; `facets_other` says what the list leaves out — `values`, the values not listed,
+and `count`, the sum of their counts (`values_relation` "gte" past FACET_SCAN values, with the terms
+aggregation's `sum_other_doc_count`) — and `facets_truncated` names every facet that was cut, so a client never
+takes 30 tags for all of them. Ask for more with `facet_size`.
 
 Modes: keyword = BM25 + vocabulary synonyms; semantic = the kNN leg alone (MiniLM text vectors); hybrid = both
 fused by RRF (domain/store/search.py), with the tag leg and the visual leg (image vectors against the ImageNet
@@ -51,6 +60,9 @@ MAX_WINDOW = 10_000  # the store's result window: page * size may not pass it
 MAX_TEXT = 500
 FACETS = {"tags": "tags", "status": "status", "usage_flag": "usage_flag", "country": "place.country"}
 FACET_SIZE = 30
+MAX_FACET_SIZE = 500  # values listed per facet (at most FACET_SCAN)
+FACET_SCAN = 1000  # values the store counts per facet (facet_size of them listed, the rest counted): 4 facets x
+# 1000 buckets, far below Elasticsearch's search.max_buckets (65,536)
 
 
 class BadRequest(ValueError):
@@ -71,6 +83,7 @@ class SearchRequest:
     page: int = 1
     size: int = 20
     facets: bool = True
+    facet_size: int = FACET_SIZE  # values per facet, most frequent first (facets_truncated: which were cut)
     by: str = "auto"  # similar: "image", "text", or "auto" (the image vector when the asset has one)
     collapse: bool = False  # one hit per duplicate family (its best-ranked member)
     degraded: str | None = None  # only documents marked degraded: "any" or one part (domain/store/degraded.py)
@@ -93,7 +106,7 @@ class SearchRequest:
                   date_from=_day("date_from", one("date_from")), date_to=_day("date_to", one("date_to")),
                   place=one("place"), family=one("family"), page=_int("page", one("page"), 1),
                   size=_int("size", one("size"), 20),
-                  facets=_flag(one("facets"), True),
+                  facets=_flag(one("facets"), True), facet_size=_int("facet_size", one("facet_size"), FACET_SIZE),
                   by=one("by") or "auto", collapse=_flag(one("collapse"), False), degraded=one("degraded"))
         req.check()
         return req
@@ -109,6 +122,8 @@ class SearchRequest:
             raise BadRequest(f"usage must be one of {', '.join(USAGE_FLAGS)}, not {self.usage!r}")
         if not 1 <= self.size <= MAX_SIZE:
             raise BadRequest(f"size must be between 1 and {MAX_SIZE}, not {self.size}")
+        if not 1 <= self.facet_size <= MAX_FACET_SIZE:
+            raise BadRequest(f"facet_size must be between 1 and {MAX_FACET_SIZE}, not {self.facet_size}")
         if self.page < 1 or self.page * self.size > MAX_WINDOW:
             raise BadRequest(f"page must be at least 1 and page * size at most {MAX_WINDOW} (page {self.page}, "
                              f"size {self.size})")
@@ -126,13 +141,9 @@ class SearchRequest:
         The error suggests the canonical tag the word resolves to (label, synonym, plural: "did you mean
         color:red?"), else the closest tags by spelling."""
         for tag in self.tags:
-            if tag in taxonomy.entries or tag in taxonomy.deprecated:
-                continue
-            mapped = taxonomy.map(tag)
-            hint = f"; did you mean {mapped.tag}?" if mapped is not None else \
-                _did_you_mean(tag, [*taxonomy.entries, *(e.value for e in taxonomy.entries.values())], taxonomy)
-            raise BadRequest(f"tag {tag[:60]!r} is not a tag of the vocabulary (taxonomy {taxonomy.version}); "
-                             f"tags are facet:value{hint}")
+            problem = unknown_tag(tag, taxonomy)
+            if problem is not None:
+                raise BadRequest(problem[0])
 
     @property
     def offset(self) -> int:
@@ -163,13 +174,36 @@ class SearchRequest:
         return d
 
 
-def _did_you_mean(value: str, choices: list[str] | tuple[str, ...], taxonomy: "Taxonomy | None" = None) -> str:
-    """"; did you mean X?" for the closest choices by spelling (bare values mapped to their tags), or ""."""
+def unknown_tag(tag: str, taxonomy: "Taxonomy") -> tuple[str, list[str]] | None:
+    """None when `tag` can filter (a tag of the vocabulary, canonical or deprecated: a filter matches tags exactly),
+    else why not and the tags it may mean: the canonical tag the word resolves to (label, synonym, plural: "photo"
+    → content:photo), else the closest tags by spelling. The search API, the CLI and the review queue all say it
+    this way: "tag 'photo' is not a tag of the vocabulary (taxonomy v2); tags are facet:value; did you mean
+    content:photo?"."""
+    if tag in taxonomy.entries or tag in taxonomy.deprecated:
+        return None
+    mapped = taxonomy.map(tag)
+    close = [mapped.tag] if mapped is not None else \
+        _close(tag, [*taxonomy.entries, *(e.value for e in taxonomy.entries.values())], taxonomy)
+    return (f"tag {tag[:60]!r} is not a tag of the vocabulary (taxonomy {taxonomy.version}); tags are "
+            f"facet:value{_hint(close)}", close)
+
+
+def _close(value: str, choices: list[str] | tuple[str, ...], taxonomy: "Taxonomy | None" = None) -> list[str]:
+    """The closest choices by spelling (bare values mapped to their tags)."""
     close = difflib.get_close_matches(value.lower(), choices, n=2, cutoff=0.75)
     if taxonomy is not None:
         close = [c if c in taxonomy.entries else getattr(taxonomy.map(c), "tag", c) for c in close]
-    close = list(dict.fromkeys(close))
+    return list(dict.fromkeys(close))
+
+
+def _hint(close: list[str]) -> str:
     return f"; did you mean {' or '.join(close)}?" if close else ""
+
+
+def _did_you_mean(value: str, choices: list[str] | tuple[str, ...]) -> str:
+    """"; did you mean X?" for the closest choices by spelling, or ""."""
+    return _hint(_close(value, choices))
 
 
 def _flag(value: str | None, default: bool) -> bool:
@@ -233,21 +267,47 @@ def collapsed_total(ranked: list[dict[str, Any]], matches: int) -> tuple[int, st
     return families, "eq" if len(ranked) >= matches else "gte"
 
 
-def facet_aggs() -> dict[str, Any]:
-    return {name: {"terms": {"field": fld, "size": FACET_SIZE}} for name, fld in FACETS.items()}
+def facet_aggs(size: int = FACET_SIZE) -> dict[str, Any]:
+    """Per facet, one terms aggregation of its FACET_SCAN most frequent values (the request's `size` are listed, the
+    rest counted: _facets). One aggregation, not a terms aggregation of `size` plus a cardinality aggregation for
+    the values left out: the tags come from the vocabulary and the countries are a few hundred, so a facet seldom
+    has more values than FACET_SCAN, the store counts them all in the same pass over the matches, and the count of
+    the values left out is exact (a cardinality aggregation is approximate, and made the request take twice as long
+    on the embedded store: bench/facets.py)."""
+    return {name: {"terms": {"field": fld, "size": max(size, FACET_SCAN)}} for name, fld in FACETS.items()}
 
 
-def _facets(aggregations: Mapping[str, Any] | None) -> dict[str, list[dict[str, Any]]]:
+def _facets(aggregations: Mapping[str, Any] | None, size: int = FACET_SIZE) -> dict[str, Any]:
+    """{"facets": {name: [{value, count}]}, "facets_other": {name: {values, count, values_relation}},
+    "facets_truncated": [name]}: the `size` most frequent values of each facet, and what that list leaves out —
+    `values` more values (`values_relation` "gte" when the facet had more than FACET_SCAN: a lower bound) whose
+    counts add up to `count` (with the terms aggregation's `sum_other_doc_count`: the values past FACET_SCAN)."""
     aggregations = aggregations or {}
-    return {name: [{"value": b["key"], "count": b["doc_count"]} for b in
-                   (aggregations.get(name) or {}).get("buckets", [])] for name in FACETS}
+    facets, other, truncated = {}, {}, []
+    for name in FACETS:
+        agg = aggregations.get(name) or {}
+        buckets = [{"value": b["key"], "count": b["doc_count"]} for b in agg.get("buckets", [])]
+        beyond = int(agg.get("sum_other_doc_count") or 0)  # uses of the values past FACET_SCAN
+        rest = buckets[size:]
+        facets[name] = buckets[:size]
+        other[name] = {"values": len(rest),  # beyond > 0 only when FACET_SCAN > MAX_FACET_SIZE values came back
+                       "count": sum(b["count"] for b in rest) + beyond,
+                       "values_relation": "gte" if beyond else "eq"}
+        if rest or beyond:
+            truncated.append(name)
+    return {"facets": facets, "facets_other": other, "facets_truncated": truncated}
 
 
-def _count_over(client: Elasticsearch, settings: Any, query: dict[str, Any], facets: bool) -> tuple[int, dict]:
-    """Total and facet counts of the documents `query` selects (one size-0 request)."""
+NO_FACETS: dict[str, Any] = {"facets": {}, "facets_other": {}, "facets_truncated": []}
+
+
+def _count_over(client: Elasticsearch, settings: Any, query: dict[str, Any], req: SearchRequest) -> tuple[int, dict]:
+    """Total and facet counts (when the request wants them) of the documents `query` selects (one size-0
+    request)."""
     resp = client.search(index=read_alias(index_settings(settings)), query=query, size=0, track_total_hits=True,
-                         aggs=facet_aggs() if facets else None)
-    return resp["hits"]["total"]["value"], _facets(resp.get("aggregations"))
+                         aggs=facet_aggs(req.facet_size) if req.facets else None)
+    return resp["hits"]["total"]["value"], _facets(resp.get("aggregations"), req.facet_size) if req.facets \
+        else NO_FACETS
 
 
 def _ids_query(ids: list[str], filters: list[dict[str, Any]]) -> dict[str, Any]:
@@ -268,8 +328,9 @@ def run_search(client: Elasticsearch, settings: Any, req: SearchRequest, taxonom
         offset, size = (0, window) if req.collapse else (req.offset, req.size)
         report: dict[str, Any] = {}
         ranked = search(client, settings, text, size=size, taxonomy=tax, filters=filters, offset=offset,
-                        aggs=facet_aggs() if req.facets else None, report=report)
-        total, facets = report["total"], _facets(report["aggregations"])
+                        aggs=facet_aggs(req.facet_size) if req.facets else None, report=report)
+        total, facets = report["total"], _facets(report["aggregations"], req.facet_size) if req.facets \
+            else NO_FACETS
         relation = "eq"
         hits = ranked
         over = "matches"
@@ -287,8 +348,8 @@ def run_search(client: Elasticsearch, settings: Any, req: SearchRequest, taxonom
             over = "ranked"
             out["visual_leg"] = report.get("visual_leg")
         # the total is the ranking's length: the store is asked only for facet counts, and only when wanted
-        facets = _count_over(client, settings, _ids_query(ids, filters), True)[1] if ids and req.facets \
-            else _facets(None)
+        facets = _count_over(client, settings, _ids_query(ids, filters), req)[1] if ids and req.facets \
+            else _facets(None) if req.facets else NO_FACETS
         total = len(ranked)  # what its pages show, together
         relation = "gte" if len(ranked) >= window else "eq"  # a full window: more may rank below it
         hits = ranked[req.offset:req.offset + req.size]
@@ -297,7 +358,7 @@ def run_search(client: Elasticsearch, settings: Any, req: SearchRequest, taxonom
         total, collapsed = collapsed_total(ranked, total)
         relation = "gte" if relation == "gte" else collapsed
         hits = collapse_families(ranked)[req.offset:req.offset + req.size]
-    out.update(total=total, total_relation=relation, hits=hits, facets=facets if req.facets else {},
+    out.update(total=total, total_relation=relation, hits=hits, **facets,
                facets_over=over, window=None if mode == "keyword" and not req.collapse else window)
     return out
 
@@ -384,13 +445,13 @@ def _nearest_answer(client: Elasticsearch, settings: Any, req: SearchRequest, ne
     out: dict[str, Any] = {"similar_to": similar_to, "mode": "similar", "by": by, "page": req.page,
                            "size": req.size, "collapse": req.collapse, "request": req.echo(),
                            "hits": ranked[req.offset:req.offset + req.size]}
-    total, facets = _count_over(client, settings, _ids_query(doc_ids, filters), req.facets) if doc_ids else \
-        (0, _facets(None))
+    total, facets = _count_over(client, settings, _ids_query(doc_ids, filters), req) if doc_ids else \
+        (0, _facets(None) if req.facets else NO_FACETS)
     if req.collapse:  # the nearest window is the whole result set: its families; the facets count `matches`
         out["matches"], total = total, len(ranked)
     window = result_window(settings, req)
     out.update(total=total, total_relation="gte" if len(near) >= window else "eq",
-               facets=facets if req.facets else {}, facets_over="nearest", window=window)
+               **facets, facets_over="nearest", window=window)
     return out
 
 
