@@ -228,6 +228,22 @@ class Taxonomy:
                     return self._follow(raw, old)
         return Resolution("unknown", raw, reason=f"'{normalize(raw)}' is not in taxonomy {self.version}")
 
+    def same_tags(self, tag: str) -> tuple[str, ...]:
+        """`tag` and every name of the same tag across renames: the canonical tag a deprecated name was replaced
+        by, and the deprecated names replaced by it (`color:grey` -> (color:grey, color:gray); `color:gray` ->
+        (color:gray, color:grey)). Documents indexed before a rename still carry the old name, so a filter on
+        either name must match both. A removed tag (deprecated, no replacement) has only older names."""
+        chain = self._renamed(tag)
+        names = set(chain) | {old for old in self.deprecated if chain[-1] in self._renamed(old)}
+        return (tag, *sorted(names - {tag}))
+
+    def _renamed(self, tag: str) -> list[str]:
+        """`tag`, then the names its renames lead to (the last one is current or removed)."""
+        chain = [tag]
+        while self.deprecated.get(chain[-1]) and self.deprecated[chain[-1]] not in chain:
+            chain.append(self.deprecated[chain[-1]])  # type: ignore[arg-type]
+        return chain
+
     def map(self, raw_tag: str) -> MappedTag | None:
         """The canonical tag for a raw tag, or None (unknown, denied or removed)."""
         return self.resolve(raw_tag).mapped

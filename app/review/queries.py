@@ -64,9 +64,10 @@ class Filters:
     date_to: str = ""
     degraded: str = ""  # "any" (marked degraded at all) or one part ("ocr", "faces", "text_vector", ...)
     collapse: str = ""  # "1": one row per duplicate family (its first in queue order)
+    tag_names: tuple[str, ...] = ()  # `tag` and its names across renames (color:grey, color:gray): all match
 
     @classmethod
-    def from_params(cls, params: Any) -> "Filters":
+    def from_params(cls, params: Any, taxonomy: Any = None) -> "Filters":
         def num(name: str) -> float | None:
             try:
                 v = float(params.get(name) or "")
@@ -88,14 +89,16 @@ class Filters:
                    prompt=(params.get("prompt") or "").strip()[:200], model=(params.get("model") or "").strip()[:200],
                    tag=(params.get("tag") or "").strip()[:200], date_from=day("date_from"), date_to=day("date_to"),
                    degraded=deg if re.fullmatch(r"[a-z_]{1,40}", deg := params.get("degraded") or "") else "",
-                   collapse="1" if params.get("collapse") in ("1", "true", "on") else "")
+                   collapse="1" if params.get("collapse") in ("1", "true", "on") else "",
+                   tag_names=taxonomy.same_tags(tag) if taxonomy is not None and (
+                       tag := (params.get("tag") or "").strip()[:200]) else ())
 
     def params(self, **changes: Any) -> dict[str, str]:
         f = replace(self, **changes) if changes else self
         out = {}
         for fd in fields(f):
             v = getattr(f, fd.name)
-            if v not in (None, ""):
+            if v not in (None, "") and fd.name != "tag_names":
                 out[fd.name] = str(v)
         return out
 
@@ -177,8 +180,9 @@ def clauses(f: Filters, *, with_status: bool = True, with_reason: bool = True,
         out.append({"term": {"status": f.status}})
     if with_reason and f.reason:
         out.append(reason_query(f.reason))
-    if f.tag:
-        out.append({"term": {"tags": f.tag}})
+    if f.tag:  # a renamed tag matches documents indexed under either name
+        names = f.tag_names or (f.tag,)
+        out.append({"term": {"tags": f.tag}} if len(names) == 1 else {"terms": {"tags": list(names)}})
     if with_degraded and f.degraded:
         out.append(degraded_query(f.degraded))
     prov: list[dict[str, Any]] = []

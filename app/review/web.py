@@ -220,7 +220,7 @@ class ReviewApp:
         return Response("ok\n", media_type="text/plain")
 
     async def queue(self, request: Request, who: Principal) -> Response:
-        f = Filters.from_params(request.query_params)
+        f = Filters.from_params(request.query_params, self.taxonomy)
         try:
             page = int(request.query_params.get("page") or 1)
         except ValueError:
@@ -242,7 +242,7 @@ class ReviewApp:
 
     async def asset(self, request: Request, who: Principal) -> Response:
         asset_id = request.path_params["asset_id"]
-        f = Filters.from_params(request.query_params)
+        f = Filters.from_params(request.query_params, self.taxonomy)
 
         def load():
             doc = self.index.asset(asset_id)
@@ -284,7 +284,7 @@ class ReviewApp:
     async def decide(self, request: Request, who: Principal) -> Response:
         asset_id = request.path_params["asset_id"]
         form = await request.form()
-        f = Filters.from_params(form)
+        f = Filters.from_params(form, self.taxonomy)
 
         def act() -> str:
             doc = self.index.asset(asset_id)
@@ -318,7 +318,7 @@ class ReviewApp:
 
     async def bulk_approve(self, request: Request, who: Principal) -> Response:
         form = await request.form()
-        f = Filters.from_params(form)
+        f = Filters.from_params(form, self.taxonomy)
 
         def act() -> int:
             chosen = self.index.matching(f) if form.get("scope") == "all" else \

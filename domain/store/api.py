@@ -87,6 +87,7 @@ class SearchRequest:
     by: str = "auto"  # similar: "image", "text", or "auto" (the image vector when the asset has one)
     collapse: bool = False  # one hit per duplicate family (its best-ranked member)
     degraded: str | None = None  # only documents marked degraded: "any" or one part (domain/store/degraded.py)
+    tag_names: tuple[tuple[str, ...], ...] = ()  # each tag with its names across renames (check_vocabulary)
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any], **defaults: Any) -> "SearchRequest":
@@ -144,6 +145,8 @@ class SearchRequest:
             problem = unknown_tag(tag, taxonomy)
             if problem is not None:
                 raise BadRequest(problem[0])
+        # documents indexed before a rename carry the old name: a filter on either name matches both
+        object.__setattr__(self, "tag_names", tuple(taxonomy.same_tags(t) for t in self.tags))
 
     @property
     def offset(self) -> int:
@@ -151,7 +154,7 @@ class SearchRequest:
 
     def filters(self) -> list[dict[str, Any]]:
         """Every filter as store query clauses, all must hold."""
-        out = build_filters(self.tags, self.status, self.usage, self.degraded)
+        out = build_filters(self.tag_names or self.tags, self.status, self.usage, self.degraded)
         if self.date_from or self.date_to:
             rng: dict[str, str] = {}
             if self.date_from:
@@ -171,6 +174,7 @@ class SearchRequest:
         """The request as the response repeats it."""
         d = asdict(self)
         d["tags"] = list(self.tags)
+        del d["tag_names"]
         return d
 
 

@@ -86,11 +86,13 @@ def _expand(query: str | None, taxonomy: "Taxonomy | None") -> tuple[list[str], 
     return list(dict.fromkeys(found)), covered and bool(found)
 
 
-def build_filters(tags: Iterable[str] = (), status: str | None = None,
+def build_filters(tags: Iterable[str | tuple[str, ...]] = (), status: str | None = None,
                   usage: str | None = None, degraded: str | None = None) -> list[dict[str, Any]]:
     """Exact filters, all must hold: every tag, the status, the usage flag, and `degraded` ("any" or a part such
     as "ocr", "faces", "text_vector": documents marked degraded, domain/store/degraded.py)."""
-    filters: list[dict[str, Any]] = [{"term": {"tags": t}} for t in tags]
+    filters: list[dict[str, Any]] = [  # a tag given with its other names (Taxonomy.same_tags): any of them
+        {"term": {"tags": t}} if isinstance(t, str) else
+        {"term": {"tags": t[0]}} if len(t) == 1 else {"terms": {"tags": list(t)}} for t in tags]
     if degraded:
         filters.append(degraded_query(degraded))
     if status:
