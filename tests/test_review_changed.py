@@ -24,7 +24,6 @@ from consumers.index.sink import IndexSink
 from consumers.preprocess.stage import PreprocessStage
 from consumers.review.stage import ReviewStage
 from consumers.validate.stage import ValidateStage
-from domain.store.client import make_client
 from domain.store.management import read_alias
 from streams.avro import roundtrip
 from streams.runner import StageRunner
@@ -167,3 +166,35 @@ def test_a_rerun_of_the_same_bytes_keeps_the_approval(pipeline):
     assert doc["version"] == 2 and doc["status"] == "approved"
     assert doc["alt_text"] == PERSON_ALT and sorted(doc["tags"]) == ["color:red", "product:cup"]
     assert not any(r.startswith("the image changed") for r in doc["reasons"])
+
+
+def test_a_re_encode_or_a_recolour_with_the_same_phash_counts_as_changed(tmp_path):
+    """What counts as changed is the exact sha256 (docs/review.md): a re-encode of the approved picture has the
+    very same pHash, and the mug recoloured green is 2 bits away (within dedupe's near-duplicate distance): a pHash
+    cannot tell the approved red mug from a green one, so neither keeps the approval; the same bytes do."""
+    from app.settings import Settings
+    from consumers.preprocess.hashes import hamming
+    from domain.review import apply_review, merge_decision
+    from tests.store_support import validated_asset
+
+    img = Image.open(SAMPLES / f"{ASSET}.jpg").convert("RGB")
+    shutil.copy(SAMPLES / f"{ASSET}.jpg", tmp_path / "same.jpg")
+    img.save(tmp_path / "reencoded.jpg", "JPEG", quality=80)
+    r, g, b = img.split()
+    Image.merge("RGB", (g, r, b)).save(tmp_path / "green.jpg", "JPEG", quality=90)
+    pre = PreprocessStage(Settings().with_overrides(preprocess={"file_roots": [str(SAMPLES), str(tmp_path)]}))
+    hashes = {name: pre.process(event(f"file://{path}", asset_id=ASSET), None).value["hashes"]
+              for name, path in [("approved", SAMPLES / f"{ASSET}.jpg"), *((p.stem, p) for p in tmp_path.iterdir())]}
+    assert hashes["reencoded"]["phash"] == hashes["approved"]["phash"]
+    assert hamming(hashes["green"]["phash"], hashes["approved"]["phash"]) <= Settings().enrich.dedupe_max_distance
+
+    def record(name: str) -> dict:
+        v = validated_asset(ASSET, title="Red mug", alt_text="A red mug", status="needs_review")
+        v["enriched"]["pre"]["hashes"] = hashes[name]
+        return v
+
+    review = merge_decision(None, {"decision_id": "d1", "asset_id": ASSET, "editor": "erin", "status": "approved",
+                                   "decided_at": 1_800_000_000_000, "fields": []}, record("approved"))
+    outcome = {name: apply_review(record(name), review)["status"] for name in hashes}
+    assert outcome == {"approved": "approved", "same": "approved", "reencoded": "needs_review",
+                       "green": "needs_review"}
