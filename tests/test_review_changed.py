@@ -49,6 +49,17 @@ def _green_cup(path) -> None:
     img.save(path, "JPEG", quality=90)
 
 
+def _doc(sink: IndexSink, ok=lambda d: True, timeout_s: float = 30.0) -> dict:
+    """The asset's index document, once `ok` holds (or the time is up)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        sink.client.indices.refresh(index=read_alias(sink.cfg))
+        doc = sink.client.get(index=read_alias(sink.cfg), id=ASSET)["_source"]
+        if ok(doc) or time.monotonic() > deadline:
+            return doc
+        time.sleep(0.2)
+
+
 class _Pipeline:
     """raw event -> preprocess -> enrich -> validate -> index sink, each the real stage, in this process."""
 
@@ -66,14 +77,8 @@ class _Pipeline:
         assert self.sink.process_batch(as_items([validated])) == [None]
         return validated
 
-    def doc(self, ok=lambda d: True, timeout_s: float = 30.0) -> dict:
-        deadline = time.monotonic() + timeout_s
-        while True:
-            self.sink.client.indices.refresh(index=read_alias(self.sink.cfg))
-            doc = self.sink.client.get(index=read_alias(self.sink.cfg), id=ASSET)["_source"]
-            if ok(doc) or time.monotonic() > deadline:
-                return doc
-            time.sleep(0.2)
+    def doc(self, ok=lambda d: True) -> dict:
+        return _doc(self.sink, ok)
 
     def close(self) -> None:
         asyncio.run(self.enrich.aclose())
@@ -198,3 +203,36 @@ def test_a_re_encode_or_a_recolour_with_the_same_phash_counts_as_changed(tmp_pat
     outcome = {name: apply_review(record(name), review)["status"] for name in hashes}
     assert outcome == {"approved": "approved", "same": "approved", "reencoded": "needs_review",
                        "green": "needs_review"}
+
+
+def test_an_approval_recorded_before_image_hashes_is_dated_to_the_image_the_index_holds(store):
+    """A review approved before reviews kept their image (no content_sha256, as the index holds it after the
+    upgrade): the sink takes the image it indexed under that approval, so a re-run of the same bytes stays
+    approved and the next replaced image goes back to review."""
+    from domain.review import apply_review, merge_decision
+    from tests.store_support import settings_for, validated_asset
+
+    sink = IndexSink(settings_for(store.url, embed_documents=False, embed_images=False))
+    try:
+        v1 = validated_asset(ASSET, title="Red mug", alt_text="A red mug", status="needs_review")
+        review = merge_decision(None, {"decision_id": "old", "asset_id": ASSET, "editor": "carol",
+                                       "status": "approved", "decided_at": 1_800_000_000_000, "fields": []}, v1)
+        review["content_sha256"] = None  # as recorded before the field existed
+        assert sink.process_batch(as_items([apply_review(v1, review)])) == [None]
+        assert _doc(sink)["status"] == "approved"
+
+        again = validated_asset(ASSET, 2, title="Red cup", alt_text="A red cup", status="needs_review")
+        assert sink.process_batch(as_items([again])) == [None]
+        doc = _doc(sink)
+        assert (doc["version"], doc["status"], doc["alt_text"]) == (2, "approved", "A red mug")
+        assert doc["review"]["content_sha256"] == v1["enriched"]["pre"]["hashes"]["sha256"]
+
+        replaced = validated_asset(ASSET, 3, title="Green cup", alt_text="A green cup", status="needs_review",
+                                   content="green cup")
+        assert sink.process_batch(as_items([replaced])) == [None]
+        doc = _doc(sink)
+        assert (doc["version"], doc["status"], doc["alt_text"]) == (3, "needs_review", "A red mug")
+        assert any(r.startswith("the image changed since carol approved it on ") for r in doc["reasons"])
+        assert doc["model_suggestions"]["alt_text"] == "A green cup"
+    finally:
+        sink.close()
