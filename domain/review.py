@@ -23,8 +23,8 @@ one the review app showed, else the record's). A later record of other bytes (an
 goes back to review ("the image changed since <editor> approved it on <date>: check the values"); the person's
 values stay as they are (never overwritten) and the model's new ones wait in `model_suggestions`. A re-run of the
 same bytes keeps the verdict. Only the exact hash counts: a re-encode (same pHash, other bytes) counts as changed,
-because a pHash does not see a product's colour or a label's text (docs/review.md). A review recorded before the
-hash was kept has none and keeps its verdict.
+because a pHash does not see a product's colour or a label's text (docs/review.md). A verdict recorded before the
+hash was kept has none and holds here; the index sink dates it to the image it indexed (consumers/index/sink.py).
 """
 from __future__ import annotations
 
