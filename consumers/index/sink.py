@@ -307,7 +307,9 @@ class IndexSink(PipelineFacts, Stage):
         and the indexed one are merged, newest per field. A record that brings a newer review but an older version
         than the document (a decision emitted while a newer pipeline version was on its way) is applied to the
         document's own stored record instead, at the document's version (external_gte: the same version may be
-        written again, with the review). Everything else keeps plain external versioning."""
+        written again, with the review). Everything else keeps plain external versioning. A verdict recorded
+        before reviews kept the image they were given on (`content_sha256`) is dated to the image the document
+        holds, so a record of other bytes goes back to review (domain.review.image_changed)."""
         ids = []
         for value in values:
             try:
