@@ -38,6 +38,15 @@ def document_id(value: dict[str, Any]) -> str:
     return scoped_id(asset["asset_id"], asset.get("tenant"))
 
 
+def content_sha256(value: dict[str, Any] | None) -> str | None:
+    """The SHA-256 of the image bytes inside any pipeline record (preprocess's `hashes.sha256`), or None."""
+    content, node = None, value
+    while isinstance(node, dict) and content is None:  # validated -> enriched -> pre -> hashes
+        content = (node.get("hashes") or {}).get("sha256")
+        node = node.get("pre") or node.get("enriched")
+    return content
+
+
 def is_deleted(value: dict[str, Any]) -> bool:
     return asset_of(value)["event_type"] == "deleted"
 
@@ -199,8 +208,4 @@ class PipelineFacts:
         return OutputFacts(to_ms(asset.get("event_time")), asset.get("version"))
 
     def content_id(self, value: dict[str, Any] | None) -> str | None:
-        content, node = None, value
-        while isinstance(node, dict) and content is None:  # validated -> enriched -> pre -> hashes
-            content = (node.get("hashes") or {}).get("sha256")
-            node = node.get("pre") or node.get("enriched")
-        return content
+        return content_sha256(value)

@@ -17,14 +17,23 @@ it. The approved value is pinned like an edit: a reprocess that brings another m
 
 An approval covers the values it saw: if a later record brings a different model value for a field the person did
 not decide on, the asset goes back to review ("changed since approval").
+
+A verdict is of *that image*: the review records the SHA-256 of the bytes it was given on (`content_sha256`: the
+one the review app showed, else the record's). A later record of other bytes (an `updated` event with a new file)
+goes back to review ("the image changed since <editor> approved it on <date>: check the values"); the person's
+values stay as they are (never overwritten) and the model's new ones wait in `model_suggestions`. A re-run of the
+same bytes keeps the verdict. Only the exact hash counts: a re-encode (same pHash, other bytes) counts as changed,
+because a pHash does not see a product's colour or a label's text (docs/review.md). A verdict recorded before the
+hash was kept has none and holds here; the index sink dates it to the image it indexed (consumers/index/sink.py).
 """
 from __future__ import annotations
 
 import copy
+import datetime as dt
 import json
 from typing import Any, Iterable
 
-from domain.records import asset_of
+from domain.records import asset_of, content_sha256
 from streams.records import to_ms
 
 #: the fields a person decides on, as they appear on ValidatedAsset
@@ -32,9 +41,9 @@ FIELDS = ("title", "alt_text", "caption", "summary", "credit_text", "licensing",
 ACTIONS = ("accepted", "edited", "rejected")
 VERDICTS = ("approved", "rejected")
 MAX_DECISION_IDS = 200
-#: how the reasons `apply_review` adds begin: a record it already applied a review to (the review group's output,
+#: how the reasons `apply_review` gives begin: a record it already applied a review to (the review group's output,
 #: which the index sink applies the merged review to again) drops them before they are added once more
-REVIEW_REASONS = ("approved by ", "rejected by ", "changed since the approval by ")
+REVIEW_REASONS = ("rejected by ", "approved by ", "changed since the approval by ", "the image changed since ")
 
 
 def tags_value(tag_ids: Iterable[str]) -> str:
@@ -86,7 +95,8 @@ def _accepted_source(validated: dict[str, Any] | None, name: str, value: str | N
 
 
 def empty_review() -> dict[str, Any]:
-    return {"status": None, "editor": None, "decided_at": None, "decision_ids": [], "fields": []}
+    return {"status": None, "editor": None, "decided_at": None, "decision_ids": [], "fields": [],
+            "content_sha256": None}
 
 
 def merge_decision(review: dict[str, Any] | None, decision: dict[str, Any],
@@ -138,7 +148,9 @@ def merge_decision(review: dict[str, Any] | None, decision: dict[str, Any],
     out["fields"] = [fields[f] for f in FIELDS if f in fields]
     if verdict is not None:
         if out["decided_at"] is None or to_ms(out["decided_at"]) <= at:
-            out.update(status=verdict, editor=decision["editor"], decided_at=at)
+            # the image the verdict is of: the one the person was shown, else the record's
+            seen = decision.get("content_sha256") or (content_sha256(validated) if validated is not None else None)
+            out.update(status=verdict, editor=decision["editor"], decided_at=at, content_sha256=seen)
     out["decision_ids"] = [*out["decision_ids"], decision["decision_id"]][-MAX_DECISION_IDS:]
     return out
 
@@ -157,7 +169,8 @@ def merge_reviews(a: dict[str, Any] | None, b: dict[str, Any] | None) -> dict[st
     out["fields"] = [fields[f] for f in FIELDS if f in fields]
     if b.get("decided_at") is not None and (a.get("decided_at") is None
                                             or to_ms(a["decided_at"]) <= to_ms(b["decided_at"])):
-        out.update(status=b["status"], editor=b["editor"], decided_at=b["decided_at"])
+        out.update(status=b["status"], editor=b["editor"], decided_at=b["decided_at"],
+                   content_sha256=b.get("content_sha256"))
     out["decision_ids"] = list(dict.fromkeys([*a["decision_ids"], *b["decision_ids"]]))[-MAX_DECISION_IDS:]
     return out
 
@@ -177,6 +190,16 @@ def _tag(tag_id: str, existing: dict[str, dict[str, Any]], label_of, source: str
     facet, _, rest = tag_id.partition(":")
     label = (label_of(tag_id) if label_of else None) or rest or tag_id
     return {"tag": tag_id, "facet": facet if rest else "keyword", "label": label, "score": 1.0, "source": source}
+
+
+def image_changed(validated: dict[str, Any], review: dict[str, Any]) -> str | None:
+    """Why the review's verdict no longer holds for `validated`: the reason when the record's image (SHA-256)
+    differs from the one the verdict was given on, else None (no verdict, the same bytes, or a hash unknown)."""
+    status, seen, now = review.get("status"), review.get("content_sha256"), content_sha256(validated)
+    if status not in VERDICTS or not seen or not now or seen == now:
+        return None
+    when = dt.datetime.fromtimestamp(to_ms(review["decided_at"]) / 1000, dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    return f"the image changed since {review['editor']} {status} it on {when}: check the values"
 
 
 def apply_review(validated: dict[str, Any], review: dict[str, Any] | None, *, label_of=None) -> dict[str, Any]:
@@ -219,7 +242,11 @@ def apply_review(validated: dict[str, Any], review: dict[str, Any] | None, *, la
         sources[name] = source
     out["field_sources"], out["model_suggestions"] = sources, suggestions
     status = review.get("status")
-    if status == "rejected":
+    changed = image_changed(validated, review)
+    if changed:
+        out["status"] = "needs_review"
+        reasons.append(changed)
+    elif status == "rejected":
         out["status"] = "rejected"
         reasons.append(f"rejected by {review['editor']}")
     elif status == "approved":

@@ -48,7 +48,8 @@ def review_record(settings: Any, asset_id: str, *, minutes: int, sample: str, ti
                   approved_after: dt.timedelta | None = None, faces: int = 0) -> dict[str, Any]:
     """A ValidatedAsset as the pipeline would produce it for review: thumbnail, provenance of the real prompts
     (hash of this deployment's plan, so the app re-renders the same prompt), raw answers, reasons."""
-    v = validated_asset(asset_id, title=title, alt_text=alt_text, tags=tags, status=status, ocr_text=visible_text or "")
+    v = validated_asset(asset_id, title=title, alt_text=alt_text, tags=tags, status=status, ocr_text=visible_text or "",
+                        content=sample)  # the sample is the image: its bytes give the hashes
     at = T0 + dt.timedelta(minutes=minutes)
     pre = v["enriched"]["pre"]
     pre["asset"]["event_time"] = at

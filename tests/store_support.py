@@ -34,10 +34,12 @@ def validated_asset(asset_id: str, version: int = 1, *, title: str = "Red runnin
                     alt_text: str | None = None, caption: str | None = None,
                     tags: list[tuple[str, str]] | None = None, status: str = "auto_applied",
                     usage_flag: str = "ok", ocr_text: str = "SALE 50%", gps: tuple[float, float] | None = (
-                        48.8584, 2.2945), tenant: str = "default") -> dict[str, Any]:
-    """A complete ValidatedAsset as the validate stage emits it (validated against the Avro contract)."""
+                        48.8584, 2.2945), tenant: str = "default", content: str | None = None) -> dict[str, Any]:
+    """A complete ValidatedAsset as the validate stage emits it (validated against the Avro contract). Every
+    version of an asset is of the same image bytes (a reprocess), unless `content` names other bytes (a replaced
+    file: another sha256 and pHash)."""
     at = T0 + dt.timedelta(minutes=version)
-    seed = f"{asset_id}/{version}".encode()
+    seed = f"{asset_id}/{content or ''}".encode()
     sha = hashlib.sha256(seed).hexdigest()
     phash = hashlib.md5(seed).hexdigest()[:16]
     tags = tags if tags is not None else [("color", "red"), ("product", "shoe"), ("style", "studio")]

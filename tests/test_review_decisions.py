@@ -13,14 +13,16 @@ TAX = taxonomy_from_settings(Settings())
 
 def doc(**extra):
     return {"asset_id": "a1", "version": 3, "tenant": "acme", "title": "Red mug", "alt_text": "A red mug",
-            "tags": ["product:cup", "keyword:from-the-dam"], **extra}
+            "tags": ["product:cup", "keyword:from-the-dam"], "hashes": {"sha256": "ab" * 32}, **extra}
 
 
 def test_untouched_fields_send_nothing_and_a_verdict_alone_is_an_approval():
     form = {"value.title": "Red mug", "value.alt_text": "A red mug\r\n", "value.tags": "product:cup, keyword:from-the-dam",
             "verdict": "approve", "shown_version": "3"}
+    # the verdict names the image the editor was shown (the index document's sha256)
     assert from_form(doc(), form, "erin", TAX) == {"asset_id": "a1", "editor": "erin", "fields": [],
-                                                   "status": "approved", "tenant": "acme"}
+                                                   "status": "approved", "tenant": "acme",
+                                                   "content_sha256": "ab" * 32}
 
 
 def test_edits_accepts_rejects_and_tags_through_the_vocabulary():

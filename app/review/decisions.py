@@ -86,8 +86,9 @@ def from_form(doc: dict[str, Any], form: Any, editor: str, tax: Taxonomy) -> dic
         out_fields += [accepted for accepted in propagated_acceptances(doc) if accepted["field"] not in named]
     if not out_fields and verdict is None:
         raise DecisionError("nothing to send: accept, edit or reject a field, or approve / reject the asset")
+    # the image the editor was shown: the verdict is of these bytes (a replaced image goes back to review)
     return {"asset_id": doc["asset_id"], "editor": editor, "fields": out_fields, "status": verdict,
-            "tenant": doc.get("tenant")}
+            "tenant": doc.get("tenant"), "content_sha256": (doc.get("hashes") or {}).get("sha256")}
 
 
 def approval(asset_id: str, editor: str, tenant: str | None = None,

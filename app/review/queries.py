@@ -37,7 +37,7 @@ REASON_GROUPS: dict[str, tuple[str, ...]] = {
                  "image marked decorative but shows text*"),
     "schema": ("model output fails its JSON Schema*", "schema: *"),
     "near-duplicate": ("near-duplicate of *",),
-    "changed since approval": ("changed since the approval by *",),
+    "changed since approval": ("changed since the approval by *", "the image changed since *"),
 }
 
 #: what `decision_confidence` reads

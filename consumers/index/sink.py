@@ -26,7 +26,7 @@ from elasticsearch import ApiError, Elasticsearch, SerializationError, Transport
 from domain.store.client import make_client
 from consumers.index import families, propagate
 from consumers.index.document import document_from_validated
-from domain.records import PipelineFacts, asset_of, document_id, is_deleted, record_from_doc
+from domain.records import PipelineFacts, asset_of, content_sha256, document_id, is_deleted, record_from_doc
 from domain.review import apply_review, merge_reviews, same_review
 from domain.store import degraded
 from domain.store.management import ensure_index, write_alias
@@ -307,7 +307,9 @@ class IndexSink(PipelineFacts, Stage):
         and the indexed one are merged, newest per field. A record that brings a newer review but an older version
         than the document (a decision emitted while a newer pipeline version was on its way) is applied to the
         document's own stored record instead, at the document's version (external_gte: the same version may be
-        written again, with the review). Everything else keeps plain external versioning."""
+        written again, with the review). Everything else keeps plain external versioning. A verdict recorded
+        before reviews kept the image they were given on (`content_sha256`) is dated to the image the document
+        holds, so a record of other bytes goes back to review (domain.review.image_changed)."""
         ids = []
         for value in values:
             try:
@@ -315,7 +317,7 @@ class IndexSink(PipelineFacts, Stage):
                     ids.append(document_id(value))
             except (KeyError, TypeError):
                 pass  # _prepare reports it
-        state = self._indexed(ids, ["version", "review"]) if ids else {}
+        state = self._indexed(ids, ["version", "review", "hashes"]) if ids else {}
         out: list[tuple[dict[str, Any], str] | BaseException] = []
         for value in values:
             try:
@@ -332,6 +334,9 @@ class IndexSink(PipelineFacts, Stage):
         indexed_review = (doc or {}).get("review")
         merged = merge_reviews(indexed_review, value.get("review"))
         news = not same_review(merged, indexed_review)
+        if merged and merged.get("status") and not merged.get("content_sha256"):
+            # a verdict recorded before reviews kept their image: it is of the image the index holds now
+            merged["content_sha256"] = ((doc or {}).get("hashes") or {}).get("sha256")
         if doc is not None and int(doc.get("version") or -1) > version:
             if not news:
                 return value, "external"  # stale: the store answers 409, a success
@@ -343,7 +348,8 @@ class IndexSink(PipelineFacts, Stage):
             version_type = "external_gte" if news and doc is not None and int(doc.get("version") or -1) == version \
                 else "external"
         final = apply_review(value, merged, label_of=self.taxonomy.label_if_allowed) if merged else value
-        state[doc_id] = {"version": int(asset_of(final)["version"]), "review": merged}
+        state[doc_id] = {"version": int(asset_of(final)["version"]), "review": merged,
+                         "hashes": {"sha256": content_sha256(final)}}
         if news:
             INDEX_REVIEWS_APPLIED.inc()
         return final, version_type
