@@ -403,8 +403,12 @@ def _print_facets(answer: dict[str, Any]) -> None:
             other = answer["facets_other"][name]
             listed = len(values) + other["values"]
             more = f"{'≥ ' if other.get('values_relation') == 'gte' else ''}{other['values']}"
-            line += (f" … and {more} more (their counts add up to {other['count']}); --facet-size "
-                     f"{min(listed, MAX_FACET_SIZE)} lists {'them all' if listed <= MAX_FACET_SIZE else 'more'}")
+            line += f" … and {more} more (their counts add up to {other['count']})"
+            if size < MAX_FACET_SIZE:  # (at the cap, there is no larger --facet-size to suggest)
+                line += (f"; --facet-size {min(listed, MAX_FACET_SIZE)} lists "
+                         f"{'them all' if listed <= MAX_FACET_SIZE else 'more'}")
+            else:
+                line += f"; {MAX_FACET_SIZE} is the most --facet-size lists: narrow the search with --tag"
         out.print(f"  {name}: {line}", markup=False, highlight=False)
 
 

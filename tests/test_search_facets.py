@@ -142,3 +142,9 @@ def test_a_facet_past_the_counted_values_says_at_least(store):
     code, text = _cli(wide, "--mode", "keyword", "--facets")
     assert code == 0 and f"… and ≥ {FACET_SCAN - 30} more (their counts add up to {FACET_SCAN + 1 - 30})" in \
         " ".join(text.split()), text
+    # at the cap, the table does not suggest the --facet-size already given (a code review saw "--facet-size 500
+    # lists more" under --facet-size 500)
+    code, text = _cli(wide, "--mode", "keyword", "--facet-size", str(MAX_FACET_SIZE))
+    said = " ".join(text.split())
+    assert code == 0 and f"--facet-size {MAX_FACET_SIZE} lists" not in said, text
+    assert f"{MAX_FACET_SIZE} is the most --facet-size lists: narrow the search with --tag" in said, text
