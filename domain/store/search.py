@@ -23,6 +23,10 @@ Synonyms: every word or phrase of the query (up to 3 words, longest first) that 
 to a canonical tag (label, synonym, plural, deprecated name, or 'facet:value') adds a `terms` clause on `tags`
 (the canonical tag and the deprecated names that point to it). So "trainers", "sneakers" and
 "product:sneaker" all find the assets tagged product:sneaker, without a reindex when the vocabulary grows.
+
+Word coverage (coverage_clauses, index.keyword_coverage): a constant score per query word or vocabulary term the
+document matches, so keyword search (and hybrid's keyword leg) ranks an asset matching more of the query's words
+above one matching fewer (issue 17: "orange spacesuit").
 """
 from __future__ import annotations
 
