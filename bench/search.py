@@ -120,6 +120,15 @@ QUERIES: list[tuple[str, str, set[str]]] = [
     ("concept", "business meeting", {"office-team"}),
     ("concept", "relaxing by the ocean", {"yoga", "surf", "sandals"}),
     ("concept", "luxury accessories", {"watch"}),
+    # two words that each match some asset alone; the asset a person means has both (issue 17's "orange spacesuit")
+    ("two-word", "red mug", {"red-mug"}),
+    ("two-word", "blue sofa", {"sofa"}),
+    ("two-word", "leather boots", {"boots"}),
+    ("two-word", "orange laces", {"runner-shoe"}),
+    ("two-word", "beach yoga", {"yoga"}),
+    ("two-word", "city bike", {"cyclist"}),
+    ("two-word", "office desk", {"tax-form"}),
+    ("two-word", "snowy mountain", {"mountain-lake"}),
 ]
 
 
@@ -143,10 +152,14 @@ def variants(settings, thresholds: list[float] = (),
     hyb-visall = hybrid with the visual leg's whole window in the fusion (WHOLE_LEG);
     hyb-before = neither the floor nor the cap: hybrid as it was before them; hyb-main = hybrid with every visual
     leg contributing visual_leg_max_hits images, however weakly the query names its classes
-    (index.visual_leg_weak_below None: the default); hyb-weak = the weak share on (0.6, branch fuse's pick)."""
+    (index.visual_leg_weak_below None: the default); hyb-weak = the weak share on (0.6, branch fuse's pick);
+    kw-nocover / hyb-nocover = keyword / hybrid without the keyword coverage clauses (index.keyword_coverage None:
+    BM25 alone, the ranking before issue 17's fix), the baseline of keyword_coverage."""
     novis = settings.with_overrides(index={"visual_leg": False})
+    nocover = settings.with_overrides(index={"keyword_coverage": None})
     nofloor = settings.with_overrides(index={"semantic_min_similarity": None})
-    out = [("keyword", "keyword", [(settings, None)]), ("semantic", "semantic", [(settings, None)]),
+    out = [("keyword", "keyword", [(settings, None)]), ("kw-nocover", "keyword", [(nocover, None)]),
+           ("hyb-nocover", "hybrid", [(nocover, None)]), ("semantic", "semantic", [(settings, None)]),
            ("sem-nofloor", "semantic", [(nofloor, None)]),
            ("hyb-novis", "hybrid", [(novis, None)]), ("hybrid", "hybrid", [(settings, None)]),
            ("hyb-nofloor", "hybrid", [(nofloor, None)]),
@@ -207,6 +220,7 @@ def evaluate(client, settings, queries: list[tuple[str, str, set[str]]],
                     if seed is None:
                         per_query.append({"mode": label, "kind": kind, "query": q,
                                           **{k: round(v, 3) for k, v in m.items()}, "top": got,
+                                          "top_score": answer["hits"][0]["score"] if answer["hits"] else None,
                                           "relevant": sorted(rel), "visual_leg": answer.get("visual_leg")})
         rows[label] = {kind: {name: round(statistics.mean(v), 3) for name, v in d.items()} for kind, d in acc.items()}
         rows[label]["p50_ms"] = round(statistics.median(lat), 1)
@@ -302,23 +316,44 @@ def print_rows(title: str, rows: dict, kinds: list[str], n_docs: int, n_queries:
     print("query p50 ms: " + ", ".join(f"{m} {rows[m]['p50_ms']}" for m in rows))
 
 
+def changed(per_query: list[dict], base: str, variant: str, metrics: tuple[str, ...]):
+    """(variant's per-query row, base's) for every query (subsets left out) where a metric differs."""
+    before = {(pq["kind"], pq["query"]): pq for pq in per_query if pq["mode"] == base}
+    for pq in per_query:
+        b = before.get((pq["kind"], pq["query"]))
+        if pq["mode"] == variant and b is not None and pq["kind"] not in SUBSETS and \
+                any(b[m] != pq[m] for m in metrics):
+            yield pq, b
+
+
 def print_visual_details(per_query: list[dict], base: str = "hyb-novis", title: str = "visual leg",
                          variant: str = "hybrid") -> None:
     """Every query whose recall@10 or precision@10 `variant` changed against variant `base`, with the classes the
     visual leg used (held-out words: under their word, marked)."""
-    before = {(pq["kind"], pq["query"]): pq for pq in per_query if pq["mode"] == base}
     held_out = {pq["query"] for pq in per_query if pq["kind"] == "held-out word"}
     print(f"\n{title}, per query ({base} -> {variant}; only the queries it changed; * = held-out word):")
-    for pq in per_query:
-        b = before.get((pq["kind"], pq["query"]))
-        if pq["mode"] != variant or b is None or pq["kind"] in SUBSETS or \
-                (b["recall"], b["precision"]) == (pq["recall"], pq["precision"]):
-            continue
+    for pq, b in changed(per_query, base, variant, ("recall", "precision")):
         leg = pq.get("visual_leg") or {}
         classes = ", ".join(c["name"] for c in leg.get("classes", [])) or "-"
         mark = "*" if pq["query"] in held_out else " "
         print(f"  {pq['kind']:<7}{pq['query']!r:<19}{mark} R@10 {b['recall']:.2f} -> {pq['recall']:.2f}  "
               f"P@10 {b['precision']:.2f} -> {pq['precision']:.2f}  classes: {classes}")
+
+
+def print_coverage_details(per_query: list[dict]) -> None:
+    """Every query whose recall@10 or nDCG@10 the keyword coverage clauses changed, keyword and hybrid; and the
+    highest BM25 score without them (what one word's coverage boost, index.keyword_coverage, has to exceed for
+    more words matched to always rank first)."""
+    bm25 = [pq["top_score"] for pq in per_query if pq["mode"] == "kw-nocover" and pq.get("top_score") is not None]
+    if bm25:
+        print(f"\nkeyword without coverage: highest hit score {max(bm25):.2f}, median top score "
+              f"{statistics.median(bm25):.2f} over {len(bm25)} queries (index.keyword_coverage per word: "
+              f"{Settings().index.keyword_coverage})")
+    for base, variant in (("kw-nocover", "keyword"), ("hyb-nocover", "hybrid")):
+        print(f"\nkeyword coverage, per query ({base} -> {variant}; only the queries it changed):")
+        for pq, b in changed(per_query, base, variant, ("recall", "ndcg")):
+            print(f"  {pq['kind']:<9}{pq['query']!r:<24} R@10 {b['recall']:.2f} -> {pq['recall']:.2f}  "
+                  f"nDCG {b['ndcg']:.2f} -> {pq['ndcg']:.2f}  top3 {b['top'][:3]} -> {pq['top'][:3]}")
 
 
 MEDIUM_TAGS = ("content:photo", "content:graphic")
@@ -462,10 +497,27 @@ def labelled_queries(terms: dict[str, set[str]]) -> list[tuple[str, str, set[str
 
     truth = json.loads((DATA / "truth.json").read_text())["images"]
     queries = [("phrase" if " " in term else "word", term, rel) for term, rel in sorted(terms.items())]
+    queries += two_word_queries(truth)
     held = {term for kind, term, rel in queries if kind == "word"
             and all(split_of(name, truth) == "held-out" for name in rel)}
     return queries + [("held-out word" if term in held else "fit word", term, rel)
                       for kind, term, rel in queries if kind == "word"]
+
+
+def two_word_queries(truth: dict) -> list[tuple[str, str, set[str]]]:
+    """("two-word", "<colour> <subject word>", relevant images): for every image, its first one-word subject term
+    with each colour its truth accepts (tags and ok); relevant = every image whose truth has both that subject
+    term and that colour. "orange logo", "white horse", ...: each word alone matches other images."""
+    def colours(t):
+        return {x.split(":", 1)[1] for x in t["tags"] + t["ok"] if x.startswith("color:")}
+
+    out: dict[str, set[str]] = {}
+    for t in truth.values():
+        words = [w for w in t["subject"] if " " not in w]
+        for c in sorted(colours(t)) if words else ():
+            out.setdefault(f"{c} {words[0]}", {n for n, u in truth.items()
+                                               if words[0] in u["subject"] and c in colours(u)})
+    return [("two-word", q, rel) for q, rel in out.items()]
 
 
 def synthetic_docs(index: str, args: argparse.Namespace, n: int):
@@ -716,13 +768,14 @@ def main() -> int:
                   f"{len(records)}): {timing['sink_ms_per_doc']} ms with text + image vectors, "
                   f"{timing['sink_ms_per_doc_text_only']} ms text only, {timing['sink_ms_per_doc_neither']} ms neither")
             print_rows("labelled image set (tests/data/quality)", rows, ["word", "fit word", "held-out word",
-                                                                         "phrase", "all"],
+                                                                         "phrase", "two-word", "all"],
                        len(records), len(queries))
             for pq in per_query:
                 if args.details and pq["mode"] == "hybrid" and pq["recall"] < 1.0 and pq["kind"] not in SUBSETS:
                     print(f"  hybrid misses {pq['query']!r:<18} R@10={pq['recall']:.2f} relevant {pq['relevant']} "
                           f"top {pq['top'][:5]}")
             print_visual_details(per_query)
+            print_coverage_details(per_query)
             print_visual_details(per_query, "hyb-main", "the weak visual leg's share (index.visual_leg_weak_below)",
                                  variant="hyb-weak")
             print_cosines("labelled image set", gap)
@@ -740,8 +793,9 @@ def main() -> int:
         text_rows = compare_texts(sink.client, settings, QUERIES, sink._synonyms, ["word", "synonym", "concept", "all"],
                                   "text library") if args.text_variants else None
         sink.close()
-        print_rows("text library (hand-labelled)", rows, ["word", "synonym", "concept", "all"], len(LIBRARY),
-                   len(QUERIES))
+        print_rows("text library (hand-labelled)", rows, ["word", "synonym", "concept", "two-word", "all"],
+                   len(LIBRARY), len(QUERIES))
+        print_coverage_details(per_query)
         print_cosines("text library", gap)
         print_nonsense("text library", nonsense)
         result["text"] = {"rows": rows, "queries": per_query, "cosines": gap, "nonsense": nonsense,

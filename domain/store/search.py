@@ -23,6 +23,10 @@ Synonyms: every word or phrase of the query (up to 3 words, longest first) that 
 to a canonical tag (label, synonym, plural, deprecated name, or 'facet:value') adds a `terms` clause on `tags`
 (the canonical tag and the deprecated names that point to it). So "trainers", "sneakers" and
 "product:sneaker" all find the assets tagged product:sneaker, without a reindex when the vocabulary grows.
+
+Word coverage (coverage_clauses, index.keyword_coverage): a constant score per query word or vocabulary term the
+document matches, so keyword search (and hybrid's keyword leg) ranks an asset matching more of the query's words
+above one matching fewer (issue 17: "orange spacesuit").
 """
 from __future__ import annotations
 
@@ -67,23 +71,56 @@ def names_tags_only(query: str | None, taxonomy: "Taxonomy | None") -> bool:
 def _expand(query: str | None, taxonomy: "Taxonomy | None") -> tuple[list[str], bool]:
     if not query or taxonomy is None:
         return [], False
-    words = [w.strip(".,;!?\"'()") for w in query.split()]
+    units = query_units(query, taxonomy)
+    found = [t for _text, tags, _n in units for t in tags]
+    covered = all(tags or text.lower() in STOPWORDS for text, tags, _n in units)
+    return list(dict.fromkeys(found)), covered and bool(found)
+
+
+def query_units(query: str | None, taxonomy: "Taxonomy | None") -> list[tuple[str, list[str], int]]:
+    """The query split as expand_query reads it: (text, tags, words) per vocabulary term (a phrase of up to
+    MAX_PHRASE words, longest first, with its canonical tag and the deprecated names that map to it) or single
+    word (no tags), in query order; STOPWORDS included (they are never counted, see coverage_clauses)."""
+    words = [w.strip(".,;!?\"'()") for w in (query or "").split()]
     words = [w for w in words if w]
-    found: list[str] = []
-    covered = True
+    units: list[tuple[str, list[str], int]] = []
     i = 0
     while i < len(words):
         for n in range(min(MAX_PHRASE, len(words) - i), 0, -1):
-            res = taxonomy.resolve(" ".join(words[i:i + n]))
-            if res.mapped is not None:
-                found.append(res.mapped.tag)
-                found.extend(old for old, new in taxonomy.deprecated.items() if new == res.mapped.tag)
+            phrase = " ".join(words[i:i + n])
+            res = taxonomy.resolve(phrase) if taxonomy is not None else None
+            if res is not None and res.mapped is not None:
+                tags = [res.mapped.tag, *(old for old, new in taxonomy.deprecated.items() if new == res.mapped.tag)]
+                units.append((phrase, tags, n))
                 i += n
                 break
         else:
-            covered = covered and words[i].lower() in STOPWORDS
+            units.append((words[i], [], 1))
             i += 1
-    return list(dict.fromkeys(found)), covered and bool(found)
+    return units
+
+
+def coverage_clauses(units: Iterable[tuple[str, list[str], int]], boost: float | None) -> list[dict[str, Any]]:
+    """One `constant_score` clause per query word or vocabulary term (query_units; STOPWORDS left out): a
+    document scores `boost` x the term's word count when its text fields hold every word of it, or its tags the
+    term's tag. Summed in the bool's `should`, an asset matching more of the query's words ranks above one
+    matching fewer (issue 17: "orange spacesuit" ranked a colour-only match above the asset saying both), and
+    BM25 still orders those that match as many. Plain query DSL (constant_score, bool, multi_match, terms), the
+    same on Elasticsearch 8/9, OpenSearch and osmem-server; combined_fields would not do: it takes text fields
+    only (tags is a keyword field) and OpenSearch has it only from 3.2. [] when boost is None or 0."""
+    if not boost:
+        return []
+    out: list[dict[str, Any]] = []
+    for text, tags, n in units:
+        if not tags and text.lower() in STOPWORDS:
+            continue
+        match: list[dict[str, Any]] = [{"multi_match": {"query": text, "fields": SEARCH_FIELDS, "operator": "and",
+                                                        "lenient": True}}]
+        if tags:
+            match.append({"terms": {"tags": tags}})
+        out.append({"constant_score": {"filter": {"bool": {"should": match, "minimum_should_match": 1}},
+                                       "boost": boost * n}})
+    return out
 
 
 def build_filters(tags: Iterable[str | tuple[str, ...]] = (), status: str | None = None,
@@ -104,9 +141,11 @@ def build_filters(tags: Iterable[str | tuple[str, ...]] = (), status: str | None
 
 def build_query(query: str | None, tags: Iterable[str] = (), status: str | None = None,
                 usage: str | None = None, synonyms: Iterable[str] = (),
-                filters: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+                filters: list[dict[str, Any]] | None = None,
+                coverage: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """The bool query: multi_match on the text fields, or a `terms` match on the canonical tags the query's
-    synonyms name (either is enough; match_all when no text); filters as build_filters, or `filters` as given."""
+    synonyms name (either is enough; match_all when no text), plus the `coverage` clauses (coverage_clauses:
+    more of the query's words matched ranks first); filters as build_filters, or `filters` as given."""
     filters = build_filters(tags, status, usage) if filters is None else filters
     if not (query and query.strip()):
         return {"bool": {"must": [{"match_all": {}}], "filter": filters}}
@@ -115,7 +154,19 @@ def build_query(query: str | None, tags: Iterable[str] = (), status: str | None 
     expanded = list(synonyms)
     if expanded:
         should.append({"terms": {"tags": expanded, "boost": SYNONYM_BOOST}})
+    should.extend(coverage or ())
     return {"bool": {"should": should, "minimum_should_match": 1, "filter": filters}}
+
+
+def keyword_query(settings: Any, query: str | None, taxonomy: "Taxonomy | None",
+                  filters: list[dict[str, Any]]) -> tuple[dict[str, Any], list[str], bool]:
+    """The keyword query of `search` and of hybrid's keyword leg (build_query with the query's synonyms and,
+    unless index.keyword_coverage is off, its coverage clauses), the synonyms, and names_tags_only."""
+    s = index_settings(settings)
+    units = query_units(query, taxonomy) if query and taxonomy is not None else []
+    synonyms, named = _expand(query, taxonomy)
+    return (build_query(query, synonyms=synonyms, filters=filters,
+                        coverage=coverage_clauses(units, s.keyword_coverage)), synonyms, named)
 
 
 TAG_LEG_BOOSTS = (("tags", 4.0), ("tag_suggestions", 2.0), ("model_tags", 1.0))
@@ -151,8 +202,8 @@ def search(client: Elasticsearch, settings: "Any", query: str | None,
     `report`, when given, receives the exact `total` of matches and the `aggregations` of `aggs` over them
     (the same request: one pass over the matches)."""
     s = index_settings(settings)
-    synonyms = expand_query(query, taxonomy if taxonomy is not None else default_taxonomy(settings))
-    body_query = build_query(query, tuple(tags), status, usage, synonyms, filters=filters)
+    filters = build_filters(tuple(tags), status, usage) if filters is None else filters
+    body_query = keyword_query(s, query, taxonomy if taxonomy is not None else default_taxonomy(settings), filters)[0]
     counted = {"track_total_hits": True, "aggs": aggs or None} if report is not None else {}
     resp = client.search(index=read_alias(s), query=body_query, size=size, from_=offset or None,
                          source_includes=HIT_FIELDS, sort=_SORT, track_scores=True, **counted)
@@ -404,8 +455,7 @@ def hybrid_search(client: Elasticsearch, settings: "Any", query: str, tags: Iter
     tags = tuple(tags)
     filters = build_filters(tags, status, usage) if filters is None else filters
     taxonomy = taxonomy if taxonomy is not None else default_taxonomy(settings)
-    synonyms, named = _expand(query, taxonomy)
-    keyword_query = build_query(query, synonyms=synonyms, filters=filters)
+    bm25, synonyms, named = keyword_query(s, query, taxonomy, filters)
     # the query names vocabulary tags (every word of it): rank the documents carrying them, and embed the labels
     tag_query = build_tag_query(synonyms, filters) if s.tag_leg and named else None
     window = s.rrf_window if window is None else window
@@ -418,7 +468,7 @@ def hybrid_search(client: Elasticsearch, settings: "Any", query: str, tags: Iter
         report["visual_leg"] = visual_report(s, visual, visual_k)
     if s.vector_mode == "es":
         try:
-            legs: list[dict[str, Any]] = [{"standard": {"query": keyword_query}},
+            legs: list[dict[str, Any]] = [{"standard": {"query": bm25}},
                                           {"knn": es_knn(VECTOR_FIELD, vector, window, filters,
                                                          s.semantic_min_similarity)}]
             if tag_query is not None:
@@ -438,7 +488,7 @@ def hybrid_search(client: Elasticsearch, settings: "Any", query: str, tags: Iter
         except ApiError as e:
             if e.status_code not in (400, 403):
                 raise  # 400: no retriever/rrf in this version; 403: the license has no RRF -> fuse here
-    keyword = client.search(index=read_alias(s), query=keyword_query, size=window, source_includes=HIT_FIELDS,
+    keyword = client.search(index=read_alias(s), query=bm25, size=window, source_includes=HIT_FIELDS,
                             sort=_SORT, track_scores=True)["hits"]["hits"]
     near = vector_leg(client, s, vector, filters, window, min_similarity=s.semantic_min_similarity)
     tagged = client.search(index=read_alias(s), query=tag_query, size=window, source_includes=HIT_FIELDS,

@@ -108,6 +108,15 @@ class IndexSettings(Section):
                                       "best images a weak class match (visual_leg_weak_below) contributes")
     rrf_rank_constant: int = Field(60, description="k of reciprocal rank fusion: score = sum 1 / (k + rank)")
     rrf_window: int = Field(50, description="how many hits of each leg (BM25, kNN) go into the fusion")
+    keyword_coverage: float | None = Field(100.0, ge=0.0, description="keyword search (and hybrid's keyword "
+                                           "leg): a constant score this large per query word a document matches "
+                                           "(in its text or, for a vocabulary term, its tags; STOPWORDS not "
+                                           "counted), so an asset matching more of the query's words ranks above "
+                                           "one matching fewer; BM25 orders those matching as many. It has to "
+                                           "exceed the BM25 score one word can add: up to 12.4 on the bench's "
+                                           "labelled set, ~35 for a word in 1 title of 100k documents (Lucene's "
+                                           "BM25 term score < idf = 11, x title^3, + the synonym clause's 2). "
+                                           "None/0 = off (BM25 alone, a tag match stacking on the best text field)")
     tag_leg: bool = Field(True, description="hybrid search: when the query names vocabulary tags (synonyms "
                           "included), fuse a third ranking of the documents carrying them: published tags first, "
                           "then held suggestions, then the model's weaker proposals (model_tags)")
