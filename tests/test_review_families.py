@@ -130,7 +130,7 @@ def test_the_queue_collapses_families(page, server, fleet):
     assert row.locator(".family-note").text_content().strip() == "family of 3 · +2 more here"
     # the count says what it counts: rows are families, each standing for its assets in this queue
     assert " ".join(page.locator("p.summary").text_content().split()).startswith("2 families (4 assets), oldest")
-    assert page.get_by_role("button", name="Approve the 2 shown (one per family)").count() == 1
+    assert page.get_by_role("button", name="Approve all 2 families (one asset each)").count() == 1
     # "Approve selected": the dialog counts the ticked rows and says the rest of the family stays
     messages: list[str] = []
     page.on("dialog", lambda d: messages.append(d.message))  # the fixture's handler accepts it
@@ -181,12 +181,13 @@ def test_approve_all_with_one_row_per_family_approves_the_rows_shown_and_nothing
         summary = " ".join(re.search(r'<p class="summary">(.*?)<button', html, re.S).group(1).split())
         assert summary == "2 families (3 assets) needs review, oldest upload first."
         button = re.search(r'<button name="scope" value="all"[^>]*data-confirm="([^"]*)">([^<]*)</button>', html)
-        assert button.group(2) == "Approve the 2 shown (one per family)"
+        assert button.group(2) == "Approve all 2 families (one asset each)"
         dialog = htmllib.unescape(button.group(1))
-        assert dialog.startswith("Approve the 2 asset(s) shown, one per family")
+        assert dialog.startswith("Approve one asset of each of the 2 families (the asset its row shows, on every "
+                                 "page)")
         assert "The other 1 asset(s) of these families are not approved: they stay in the queue." in dialog
         form = _bulk_form(html)
-        assert form["collapse"] == "1" and form["expect"] == "2"
+        assert form["collapse"] == "1" and form["expect"] == "2" and len(form["selection"]) == 64
 
         before = {d["decision_id"] for d in feedback(settings)}
         r = c.post("/bulk-approve", data={**form, "scope": "all"})
@@ -203,17 +204,122 @@ def test_approve_all_with_one_row_per_family_approves_the_rows_shown_and_nothing
         assert [d["asset_id"] for d in feedback(settings) if d["decision_id"] not in before] == ["fam-web"]
 
 
-def test_approve_all_refuses_when_the_queue_no_longer_matches_the_number_confirmed(server, fleet):
-    """The dialog names a number; if the filters select another number when the approval arrives (assets came in
-    or were decided since the page was drawn), nothing is approved and the editor is told why."""
+def test_approve_all_without_the_pages_selection_approves_nothing(server, fleet):
+    """The approval covers what the page showed: a post without the page's digest of it (a page drawn before this
+    check, a hand-made request) approves nothing, whatever number it names."""
     settings, _records = fleet
     with httpx.Client(base_url=server.url) as c:
         assert c.get(server.login_url).status_code == 303
         form = _bulk_form(c.get("/?status=needs_review").text)
         assert form["expect"] == "3"  # fam-web, fam-small, solo-mug
         before = len(feedback(settings))
-        r = c.post("/bulk-approve", data={**form, "scope": "all", "expect": "2"})  # the page the editor saw said 2
+        r = c.post("/bulk-approve", data={**{k: v for k, v in form.items() if k != "selection"}, "scope": "all"})
         shown = htmllib.unescape(c.get(r.headers["location"]).text)
-        assert "nothing approved: 3 asset(s) match these filters now, the page you confirmed showed 2" in shown
+        assert "nothing approved: the page did not say which assets it showed; reload the queue" in shown
         assert "Sent to feedback" not in shown
         assert len(feedback(settings)) == before
+
+
+def _index(settings, records) -> None:
+    client = make_client(settings)
+    try:
+        sink = IndexSink(settings, client=client)
+        for rec in records:
+            assert sink.process_batch(as_items([rec])) == [None]
+            client.indices.refresh(index=read_alias(settings))
+    finally:
+        client.close()
+
+
+def test_approve_all_refuses_when_other_assets_match_than_the_page_confirmed(broker, store):  # noqa: F811
+    """Code review: the approval checked only the count. A colleague approves the asset a family's row showed
+    while its copy is still queued: the family count stays, and the copy (never seen) became the family's row and
+    was approved. Without families: one asset approved elsewhere and one new arrival keep the count, and the new
+    asset was approved. Now the page posts a digest of the ids it confirmed; the approval recomputes it under the
+    same filters and refuses on any difference, naming what it counts; after a reload it approves the new set."""
+    settings = review_settings(broker, store.url, f"rb{uuid.uuid4().hex[:6]}")
+    settings = settings.with_overrides(index={"family_propagation": True, "family_decay": 0.9})
+    provision(settings)
+
+    def rec(asset_id, minutes, **kw):
+        return review_record(settings, asset_id, minutes=minutes, sample=kw.pop("sample", "product_red_mug.jpg"),
+                             title=asset_id, alt_text=f"Alt text of {asset_id}", tags=[("product", "cup")],
+                             reasons=[LOW], **kw)
+
+    a = rec("b-orig", 1, sample="photo_paris_sunset.jpg")
+    _index(settings, [a, rec("b-copy", 2, sample="photo_paris_sunset_copy.jpg", duplicate_of="b-orig"),
+                      rec("b-solo", 3)])
+    with ReviewServer(settings) as srv, httpx.Client(base_url=srv.url) as c:
+        assert c.get(srv.login_url).status_code == 303
+        collapsed_html = c.get("/?status=needs_review&collapse=1").text
+        assert re.findall(r'name="ids" value="([^"]+)"', collapsed_html) == ["b-orig", "b-solo"]
+        collapsed, plain = _bulk_form(collapsed_html), _bulk_form(c.get("/?status=needs_review").text)
+        assert (collapsed["expect"], plain["expect"]) == ("2", "3")
+        start = {d["decision_id"] for d in feedback(settings)}
+
+        def refused(form) -> str:
+            r = c.post("/bulk-approve", data={**form, "scope": "all"})
+            assert r.status_code == 303
+            shown = " ".join(htmllib.unescape(c.get(r.headers["location"]).text).split())
+            assert "Sent to feedback" not in shown
+            assert {d["decision_id"] for d in feedback(settings)} == start  # nothing approved
+            return shown
+
+        # a colleague approves b-orig (the review group re-indexes it approved): the collapsed queue still
+        # shows 2 families, but its row for the family is now b-copy, which nobody saw
+        _index(settings, [rec("b-orig", 1, sample="photo_paris_sunset.jpg", approved_after=dt.timedelta(hours=1))])
+        assert re.findall(r'name="ids" value="([^"]+)"', c.get("/?status=needs_review&collapse=1").text) == \
+            ["b-copy", "b-solo"]
+        assert ("nothing approved: the queue changed since you looked: 2 families match these filters, as many as "
+                "the page you confirmed showed, but not the same ones") in refused(collapsed)
+        assert ("nothing approved: the queue changed since you looked: 2 assets match these filters now, the page "
+                "you confirmed showed 3; reload to see them and approve again") in refused(plain)
+
+        # without families: a new arrival brings the count back to 3, other assets than the 3 confirmed
+        _index(settings, [rec("b-new", 4)])
+        assert ("nothing approved: the queue changed since you looked: 3 assets match these filters, as many as "
+                "the page you confirmed showed, but not the same ones (some were decided elsewhere or new ones "
+                "arrived); reload to see them and approve again") in refused(plain)
+
+        # reloaded: the page confirms the new set, and exactly that is approved (here under a confidence filter,
+        # which the app applies itself: the digest covers what it kept)
+        again = _bulk_form(c.get("/?status=needs_review&min_conf=0.5").text)
+        assert again["expect"] == "3" and again["min_conf"] == "0.5"
+        r = c.post("/bulk-approve", data={**again, "scope": "all"})
+        assert "Sent to feedback: 3 asset(s) approved" in c.get(r.headers["location"]).text
+    new = [d for d in feedback(settings) if d["decision_id"] not in start]
+    assert sorted(d["asset_id"] for d in new) == ["b-copy", "b-new", "b-solo"]
+    assert {d["status"] for d in new} == {"approved"}
+
+
+def test_past_the_scan_limit_the_counts_say_so_and_approve_the_first_still_checks_the_ids(broker, store):  # noqa: F811
+    """At or above review.scan_limit the count check never fired (the approval always found scan_limit assets):
+    "Approve the first N of M" now checks the ids of those N, and the collapsed summary, which counts only the
+    assets read, says it is capped."""
+    settings = review_settings(broker, store.url, f"rc{uuid.uuid4().hex[:6]}", scan_limit=2)
+    provision(settings)
+    _index(settings, [review_record(settings, f"c-{i}", minutes=i, sample="product_red_mug.jpg", title=f"c-{i}",
+                                    alt_text=f"Alt text {i}", tags=[("product", "cup")], reasons=[LOW])
+                      for i in (1, 2, 3)])
+    with ReviewServer(settings) as srv, httpx.Client(base_url=srv.url) as c:
+        assert c.get(srv.login_url).status_code == 303
+        html = c.get("/?status=needs_review&collapse=1").text
+        summary = " ".join(re.search(r'<p class="summary">(.*?)<button', html, re.S).group(1).split())
+        assert summary == ('2 families (2 assets) needs review, oldest upload first. <span class="capped">Counted '
+                           'over the first 2 assets of the queue only (review.scan_limit): there are more; narrow '
+                           'the filters to count them all.</span>')
+        html = c.get("/?status=needs_review").text
+        assert "Approve the first 2 of 3 matching" in html and 'class="capped"' not in html
+        form = _bulk_form(html)
+        start = {d["decision_id"] for d in feedback(settings)}
+        # c-1 is approved elsewhere: the first 2 are now c-2 and c-3, as many as confirmed but not the same
+        _index(settings, [review_record(settings, "c-1", minutes=1, sample="product_red_mug.jpg", title="c-1",
+                                        alt_text="Alt text 1", tags=[("product", "cup")], reasons=[LOW],
+                                        approved_after=dt.timedelta(hours=1))])
+        r = c.post("/bulk-approve", data={**form, "scope": "all"})
+        shown = " ".join(htmllib.unescape(c.get(r.headers["location"]).text).split())
+        assert "nothing approved: the queue changed since you looked: 2 assets match these filters, as many" in shown
+        assert {d["decision_id"] for d in feedback(settings)} == start
+        r = c.post("/bulk-approve", data={**_bulk_form(c.get("/?status=needs_review").text), "scope": "all"})
+        assert "Sent to feedback: 2 asset(s) approved" in c.get(r.headers["location"]).text
+    assert sorted(d["asset_id"] for d in feedback(settings) if d["decision_id"] not in start) == ["c-2", "c-3"]

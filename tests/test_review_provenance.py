@@ -172,8 +172,10 @@ def test_bulk_approval_and_the_feedback_command_keep_sources(fleet):
         queue = c.get("/?status=needs_review&tag=subject:city").text
         assert "2 asset(s)" in queue
         csrf = re.search(r'name="csrf" value="([^"]+)"', queue).group(1)
+        selection = re.search(r'name="selection" value="([^"]+)"', queue).group(1)  # what the page confirmed
         r = c.post("/bulk-approve", data={"csrf": csrf, "scope": "all", "status": "needs_review",
-                                          "tag": "subject:city"})  # "Approve all 2 matching"
+                                          "tag": "subject:city", "expect": "2", "selection": selection})
+        # "Approve all 2 matching"
         assert "2 asset(s) approved" in c.get(r.headers["location"]).text
     sent = CliRunner().invoke(kpis_cli.app, ["feedback", "poster-0002", "--approve", "--editor", "maria",
                                              "--field", "title=edited:Farmers market poster"], env=env_for(settings))

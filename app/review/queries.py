@@ -11,6 +11,7 @@ the model's own figure. Neither is indexed, so the confidence filter is applied 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import math
 import re
 from dataclasses import dataclass, fields, replace
@@ -19,6 +20,7 @@ from urllib.parse import urlencode
 
 from elasticsearch import Elasticsearch, NotFoundError
 
+from domain.events import scoped_id
 from domain.store.degraded import query as degraded_query
 from domain.store.management import read_alias
 
@@ -237,34 +239,59 @@ class Index:
 
     # --- queue ---------------------------------------------------------------------------------------------
     def queue(self, f: Filters, page: int) -> dict[str, Any]:
+        """One page of the queue, its counts, and `selection`: the digest of what "Approve all" would approve (the
+        ids `matching` returns), which the page posts back so the approval covers exactly what the editor confirmed.
+        `capped`: a part was read only up to review.scan_limit (collapse and confidence filter), so the counts cover
+        the first scan_limit assets of it."""
         size = self.cfg.page_size
         page = max(1, page)
         start, rows, total = (page - 1) * size, [], 0
         if f.collapse:  # one row per family over the whole queue (each part read up to review.scan_limit)
-            rows = collapse_families(self._scanned(f, LIST_FIELDS))
+            scanned, capped = self._scanned_capped(f, LIST_FIELDS)
+            rows = collapse_families(scanned)
             return {"rows": rows[start: start + size], "total": len(rows), "page": page,
-                    "pages": max(1, math.ceil(len(rows) / size)),
-                    "assets": sum(r["family_in_queue"] for r in rows), "approvable": min(len(rows), self.cfg.scan_limit)}
+                    "pages": max(1, math.ceil(len(rows) / size)), "capped": capped,
+                    "assets": sum(r["family_in_queue"] for r in rows), "approvable": min(len(rows), self.cfg.scan_limit),
+                    "selection": selection_digest(_doc_ids(rows[: self.cfg.scan_limit]))}
+        chosen: list[str] = []  # the ids "Approve all" covers: the queue's first review.scan_limit, in order
+        capped = False
         for part in parts(f):
             query = _query(part)
             first, want = max(0, start + len(rows) - total), size - len(rows)  # this part's share of the page
+            room = self.cfg.scan_limit - len(chosen)
             if f.conf_filter:
-                matching = [d for d in self._scan(query, LIST_FIELDS) if self._conf_ok(f, d)]
+                scanned = self._scan(query, LIST_FIELDS)
+                capped |= len(scanned) >= self.cfg.scan_limit
+                matching = [d for d in scanned if self._conf_ok(f, d)]
                 n, wanted = len(matching), matching[first: first + want]
+                chosen += _doc_ids(matching[:room])
             else:
                 n, wanted = self.es.count(index=self.alias, query=query)["count"], []
                 if want > 0 and first < n:
                     resp = self.es.search(index=self.alias, query=query, sort=SORT, from_=first, size=want,
                                           source_includes=LIST_FIELDS)
                     wanted = [h["_source"] for h in resp["hits"]["hits"]]
+                if n and room > 0:  # ids only (no _source): measured in bench/review_queue.py
+                    resp = self.es.search(index=self.alias, query=query, sort=SORT, size=min(n, room), source=False)
+                    chosen += [h["_id"] for h in resp["hits"]["hits"]]
             rows += wanted
             total += n
         return {"rows": rows, "total": total, "page": page, "pages": max(1, math.ceil(total / size)),
-                "assets": total, "approvable": min(total, self.cfg.scan_limit)}
+                "assets": total, "approvable": min(total, self.cfg.scan_limit), "capped": capped,
+                "selection": selection_digest(chosen)}
 
     def _scanned(self, f: Filters, includes: list[str]) -> list[dict[str, Any]]:
         """Every asset the filters select, queue order, each part read up to review.scan_limit."""
-        return [d for part in parts(f) for d in self._scan(_query(part), includes) if self._conf_ok(f, d)]
+        return self._scanned_capped(f, includes)[0]
+
+    def _scanned_capped(self, f: Filters, includes: list[str]) -> tuple[list[dict[str, Any]], bool]:
+        """`_scanned`, and whether a part reached review.scan_limit (there may be more than were read)."""
+        docs, capped = [], False
+        for part in parts(f):
+            scanned = self._scan(_query(part), includes)
+            capped |= len(scanned) >= self.cfg.scan_limit
+            docs += [d for d in scanned if self._conf_ok(f, d)]
+        return docs, capped
 
     def _scan(self, query: dict[str, Any], includes: list[str]) -> list[dict[str, Any]]:
         resp = self.es.search(index=self.alias, query=query, sort=SORT, size=self.cfg.scan_limit,
@@ -428,6 +455,16 @@ def collapse_families(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
         else:
             first[key] = {**d, "family_in_queue": 1}
     return list(first.values())
+
+
+def _doc_ids(docs: list[dict[str, Any]]) -> list[str]:
+    return [scoped_id(d.get("asset_id"), d.get("tenant")) for d in docs]
+
+
+def selection_digest(doc_ids: list[str]) -> str:
+    """What a bulk approval covers, as the page confirmed it: sha256 over the sorted document ids (tenant-scoped).
+    The queue page renders it, the approval recomputes it from the same filters and refuses on a mismatch."""
+    return hashlib.sha256("\n".join(sorted(doc_ids)).encode()).hexdigest()
 
 
 def nearest_rank(sorted_values: list[float], q: float) -> float | None:

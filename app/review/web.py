@@ -33,7 +33,7 @@ from app.review.auth import COOKIE, Auth, Principal
 from domain.events import scoped_id
 from domain.store.api import unknown_tag
 from app.review.search_api import search_routes
-from app.review.queries import REASON_GROUPS, STATUSES, Filters, Index, human_duration
+from app.review.queries import REASON_GROUPS, STATUSES, Filters, Index, human_duration, selection_digest
 
 log = logging.getLogger(__name__)
 HERE = Path(__file__).resolve().parent
@@ -236,7 +236,7 @@ class ReviewApp:
         # a tag outside the vocabulary matches nothing: say so, as the search API and CLI do ("did you mean …?")
         tag_problem = unknown_tag(f.tag, self.taxonomy) if f.tag else None
         return self._page(request, who, "queue.html", {**data, "f": f, "reason_groups": list(REASON_GROUPS),
-                                                       "tag_problem": tag_problem,
+                                                       "scan_limit": self.cfg.scan_limit, "tag_problem": tag_problem,
                                                        "sent": request.query_params.get("sent"),
                                                        "error": request.query_params.get("error")})
 
@@ -321,13 +321,13 @@ class ReviewApp:
         f = Filters.from_params(form, self.taxonomy)
 
         def act() -> int:
-            chosen = self.index.matching(f) if form.get("scope") == "all" else \
-                self.index.tenants(list(dict.fromkeys(str(i) for i in form.getlist("ids"))))
-            expect = str(form.get("expect") or "")
-            if form.get("scope") == "all" and expect.isdigit() and int(expect) != len(chosen):
-                # the queue changed since the page was drawn: its dialog named another number; approve nothing
-                raise dec.DecisionError(f"nothing approved: {len(chosen)} asset(s) match these filters now, the "
-                                        f"page you confirmed showed {expect}; check the queue and approve again")
+            if form.get("scope") == "all":
+                chosen = self.index.matching(f)
+                refusal = changed_since_confirmed(f, chosen, form)
+                if refusal:  # the queue changed since the page was drawn: approve nothing
+                    raise dec.DecisionError(refusal)
+            else:
+                chosen = self.index.tenants(list(dict.fromkeys(str(i) for i in form.getlist("ids"))))
             if not chosen:
                 return 0
             given = self.index.propagated([scoped_id(i, t) for i, t in chosen])
@@ -355,6 +355,28 @@ class ReviewApp:
             return generate_latest(self.registry)
 
         return Response(await run_in_threadpool(collect), media_type=CONTENT_TYPE_LATEST)
+
+
+def changed_since_confirmed(f: Filters, chosen: list[tuple[str, str | None]], form: Any) -> str | None:
+    """Why "Approve all" must approve nothing, or None: the page posts the digest of the ids it would approve
+    (`selection`, from Index.queue) and the number its dialog named (`expect`); the approval recomputes the ids
+    under the same filters. Another count, or the same count of other assets (one decided elsewhere, one arrived;
+    with one row per family, a family's shown asset approved elsewhere so its copy is now the row), refuses."""
+    confirmed = str(form.get("selection") or "")
+    if confirmed and selection_digest([scoped_id(i, t) for i, t in chosen]) == confirmed:
+        return None
+    one = len(chosen) == 1
+    unit = (("family" if one else "families") if f.collapse else ("asset" if one else "assets")) + \
+        (" matches" if one else " match")
+    expect = str(form.get("expect") or "")
+    if not confirmed:
+        return "nothing approved: the page did not say which assets it showed; reload the queue and approve again"
+    if expect.isdigit() and int(expect) != len(chosen):
+        return (f"nothing approved: the queue changed since you looked: {len(chosen)} {unit} these filters now, "
+                f"the page you confirmed showed {expect}; reload to see them and approve again")
+    return (f"nothing approved: the queue changed since you looked: {len(chosen)} {unit} these filters, as "
+            f"many as the page you confirmed showed, but not the same ones (some were decided elsewhere or new "
+            f"ones arrived); reload to see them and approve again")
 
 
 def clock(seconds: float | None) -> str:
