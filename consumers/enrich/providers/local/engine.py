@@ -1318,7 +1318,7 @@ def _subject(product: dict[str, Any], faces: int, label: str | None, conf_top: l
             subject += f" with {_article(label)}"
     elif detected:
         subject, source = detected
-    elif label and not (n_raw >= 3 and (conf_top[0][2] < 0.6 or conf_top[0][0] in _TEXTY)):
+    elif label and over_text(conf_top[:1], n_raw):
         subject, source = _article(label), evidence_name({"classifier", "detector"} if boxed else {"classifier"})
     elif n_words or (n_raw >= 3 and facts.graphic):
         if n_words >= 12 or n_raw >= 20:
@@ -1358,6 +1358,19 @@ def named_classes(facts: ImageFacts, idx: VocabIndex | None, *, writing: bool,
     if logo or (facts.graphic and named and not _class_backed(idx, facts, named[0])):
         return []  # the classifier's guess on a drawing ("plectrum", "tool kit") is not its subject
     return named
+
+
+TEXT_RAW_WORDS = 3
+TEXT_CLASS_MIN = 0.6
+"""on an image OCR read >= TEXT_RAW_WORDS words in, a class names what it shows only at >= TEXT_CLASS_MIN and when
+it is not a page's guess (_TEXTY): the text is what a page, sign or label is ("pill bottle" 27 % for a page scan)"""
+
+
+def over_text(guesses: list[tuple[str, int, float]], n_raw: int) -> list[tuple[str, int, float]]:
+    """The guesses that still name something on an image with text (TEXT_RAW_WORDS, TEXT_CLASS_MIN, _TEXTY)."""
+    if n_raw < TEXT_RAW_WORDS:
+        return guesses
+    return [t for t in guesses if t[2] >= TEXT_CLASS_MIN and t[0] not in _TEXTY]
 
 
 def alt_text(request, facts: ImageFacts) -> dict[str, Any]:
@@ -1450,8 +1463,9 @@ def alt_text(request, facts: ImageFacts) -> dict[str, Any]:
     title_src = title_src or "Image"
     title = _clip(title_src[0].upper() + title_src[1:], _max_len(request.output_schema, "title", 120))
     parts = [base + "."]
-    if conf_top:  # only guesses with evidence (named_classes); none on a logo ("plectrum")
-        parts.append("Likely contents: " + ", ".join(f"{n} ({p:.0%})" for n, _, p in conf_top[:3]) + ".")
+    said = over_text(conf_top, n_raw)  # only guesses with evidence; none on a logo ("plectrum"), none over a page
+    if said:
+        parts.append("Likely contents: " + ", ".join(f"{n} ({p:.0%})" for n, _, p in said[:3]) + ".")
     shown = [d for d in facts.objects if d.label in SUBJECT_NOUNS and d.score >= DET_TAG_MIN and d.area >= DET_MIN_AREA
              and (d.label != "person" or faces or (d.score >= PERSON_SUBJECT_MIN and d.area >= PERSON_SUBJECT_AREA))]
     if shown:
