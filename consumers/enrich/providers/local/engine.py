@@ -1436,14 +1436,16 @@ def alt_text(request, facts: ImageFacts) -> dict[str, Any]:
     alt = _BAD_PHRASE.sub("", _clip(alt, limit)).strip() or "Untitled image"
     alt = alt[0].upper() + alt[1:]
 
-    # caption: 1-2 sentences
+    # caption: 1-2 sentences; the caption and summary name only guesses with evidence (named_classes), none on
+    # a logo ("plectrum"), none over a page's text (over_text)
+    said = over_text(conf_top, n_raw)
     sentences = [base + "."]
     if subject_source == "ink":
         sentences.append("The writing could not be read.")
     elif n_words:
         sentences.append(f'Visible text reads "{_clip(text, 120)}".')
-    elif len(conf_top) > 1:
-        sentences.append(f"It may also show {_article(conf_top[1][0])}.")
+    elif len(said) > 1:
+        sentences.append(f"It may also show {_article(said[1][0])}.")
     caption = _clip(" ".join(sentences[:2]), _max_len(request.output_schema, "caption", 400))
 
     if author_title:
@@ -1463,7 +1465,6 @@ def alt_text(request, facts: ImageFacts) -> dict[str, Any]:
     title_src = title_src or "Image"
     title = _clip(title_src[0].upper() + title_src[1:], _max_len(request.output_schema, "title", 120))
     parts = [base + "."]
-    said = over_text(conf_top, n_raw)  # only guesses with evidence; none on a logo ("plectrum"), none over a page
     if said:
         parts.append("Likely contents: " + ", ".join(f"{n} ({p:.0%})" for n, _, p in said[:3]) + ".")
     shown = [d for d in facts.objects if d.label in SUBJECT_NOUNS and d.score >= DET_TAG_MIN and d.area >= DET_MIN_AREA
