@@ -184,7 +184,7 @@ def vocab_index(vocabulary: list[dict[str, Any]], with_embeddings: bool) -> Voca
 
 # --- image facts ----------------------------------------------------------------------------------------
 
-RULES_REVISION = "2026-12-01.sounds+medium2+ocrquote+lowguess"
+RULES_REVISION = "2026-12-01.sounds+medium2+ocrquote+lowguess2"
 """Bump when these rules answer differently for the same image, models and prompt (the result cache keys on it,
 consumers/enrich/results.py): "2026-12-01.logo" names logos from the pixels (docs/local-provider.md);
 "2026-12-01.medium" tags the medium (content:photo / content:graphic); "2026-12-01.wordmark" titles a logo by a
@@ -197,7 +197,7 @@ the other tags contradict (content:photo beside content:illustration). "+ocrquot
 together before the quote checks (`glued_parts`), quotes whole passing lines of a text too few of whose words
 pass, and leaves a logo's monogram out (`_ocr_tokens`). "+lowguess": the summary's "Likely contents" names only
 the guesses `named_classes` lets the alt text name (>= CONFIDENT, classes of one name merged), none at all when
-none pass."""
+none pass; "+lowguess2": its floor is SUMMARY_FLOOR (0.03), not CONFIDENT."""
 
 _PALETTE = {
     "black": (20, 20, 20), "white": (245, 245, 245), "gray": (128, 128, 128), "red": (200, 30, 30),
@@ -1345,14 +1345,19 @@ def _subject(product: dict[str, Any], faces: int, label: str | None, conf_top: l
     return subject, source
 
 
-def named_classes(facts: ImageFacts, idx: VocabIndex | None, *, writing: bool,
-                  logo: bool) -> list[tuple[str, int, float]]:
-    """The classifier's guesses the provider may put into words (alt text, title, caption, summary), best first:
-    merged classes (`_merged_top`) at >= CONFIDENT; none on writing OCR could not read when the best is a
-    page's guess (_TEXTY), on a logo, or on a drawing whose best class is not backed (`_class_backed`). Below
-    CONFIDENT a guess is as often wrong as any (bench/class_floor.py, docs/local-provider.md): it is not named
-    anywhere a person reads or a search matches."""
-    named = [t for t in _merged_top(facts.top) if t[2] >= CONFIDENT]
+SUMMARY_FLOOR = 0.03
+"""classifier probability a guess needs to be listed in the summary's "Likely contents" (the alt text, title and
+caption name a class at >= CONFIDENT). Chosen by bench/summary_floor.py over 0.03-0.25: docs/local-provider.md"""
+
+
+def named_classes(facts: ImageFacts, idx: VocabIndex | None, *, writing: bool, logo: bool,
+                  floor: float = CONFIDENT) -> list[tuple[str, int, float]]:
+    """The classifier's guesses the provider may put into words, best first: merged classes (`_merged_top`) at
+    >= floor (CONFIDENT for the alt text, title and caption; SUMMARY_FLOOR for the summary's list); none on
+    writing OCR could not read when the best is a page's guess (_TEXTY), on a logo, or on a drawing whose best
+    class is not backed (`_class_backed`). Below the floor a guess is as often wrong as any (bench/class_floor.py,
+    docs/local-provider.md): it is not named anywhere a person reads or a search matches."""
+    named = [t for t in _merged_top(facts.top) if t[2] >= floor]
     if writing and named and named[0][0] in _TEXTY:
         return []  # "website", "menu": the classifier's guess for a page; the page is what we can say
     if logo or (facts.graphic and named and not _class_backed(idx, facts, named[0])):
@@ -1404,6 +1409,7 @@ def alt_text(request, facts: ImageFacts) -> dict[str, Any]:
     writing = unread_writing(pre, facts, n_words, faces)
     logo = is_logo(facts, n_words, n_raw, faces, idx)
     conf_top = named_classes(facts, idx, writing=writing, logo=logo)
+    listed = named_classes(facts, idx, writing=writing, logo=logo, floor=SUMMARY_FLOOR)  # the summary's list
     label = _plain_label(conf_top[0][0], conf_top[0][1], idx) if conf_top else None
     detected = None if logo else _detected_subject(idx, facts, faces, conf_top)
     if detected:
@@ -1465,8 +1471,9 @@ def alt_text(request, facts: ImageFacts) -> dict[str, Any]:
     title_src = title_src or "Image"
     title = _clip(title_src[0].upper() + title_src[1:], _max_len(request.output_schema, "title", 120))
     parts = [base + "."]
-    if said:
-        parts.append("Likely contents: " + ", ".join(f"{n} ({p:.0%})" for n, _, p in said[:3]) + ".")
+    listed = over_text(listed, n_raw)
+    if listed:
+        parts.append("Likely contents: " + ", ".join(f"{n} ({p:.0%})" for n, _, p in listed[:3]) + ".")
     shown = [d for d in facts.objects if d.label in SUBJECT_NOUNS and d.score >= DET_TAG_MIN and d.area >= DET_MIN_AREA
              and (d.label != "person" or faces or (d.score >= PERSON_SUBJECT_MIN and d.area >= PERSON_SUBJECT_AREA))]
     if shown:
