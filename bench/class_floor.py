@@ -1,5 +1,6 @@
 """How often the classifier's guesses are right, by probability, on the labelled quality set (issue 15): the
-evidence for the floor under which the local provider's summary no longer names a guess (engine.CONFIDENT).
+evidence for the floor under which the local provider's summary no longer names a guess (engine.SUMMARY_FLOOR;
+bench/summary_floor.py sweeps it).
 
     OPENBLAS_NUM_THREADS=1 python bench/class_floor.py            # the table
     OPENBLAS_NUM_THREADS=1 python bench/class_floor.py --details  # and every guess, right or wrong
@@ -26,7 +27,7 @@ os.environ.setdefault("OMP_THREAD_LIMIT", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.quality import DATA, _asset  # noqa: E402
-from consumers.enrich.providers.local.engine import CONFIDENT  # noqa: E402
+from consumers.enrich.providers.local import engine  # noqa: E402
 
 BANDS = (0.0, 0.05, 0.1, 0.15, 0.25, 0.4, 0.6, 1.01)
 FLOORS = (0.0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4)
@@ -64,8 +65,9 @@ def guesses(top_n: int) -> list[dict]:
         faces = engine._subject_faces(pre, facts)
         named = set()
         if hasattr(engine, "named_classes"):  # (bench/guess_words.py runs this judge on older trees too)
+            floor = {"floor": engine.SUMMARY_FLOOR} if hasattr(engine, "SUMMARY_FLOOR") else {}
             gate = engine.named_classes(facts, idx, writing=engine.unread_writing(pre, facts, n_words, faces),
-                                        logo=engine.is_logo(facts, n_words, n_raw, faces, idx))
+                                        logo=engine.is_logo(facts, n_words, n_raw, faces, idx), **floor)
             named = {c for c, _, _ in engine.over_text(gate, n_raw)[:3]}  # what the summary names
         for d in facts.objects:
             if d.label in engine.SUBJECT_NOUNS and d.area >= engine.DET_MIN_AREA:
@@ -100,7 +102,7 @@ def table(all_rows: list[dict]) -> str:
         out.append(f"| {f:.2f} | {len(kept)} | {right} | {prec} | {len(kept) - right} |")
     named = [r for r in rows if r["named"]]
     right = sum(r["right"] for r in named)
-    out.append(f"| the summary's (named_classes >= CONFIDENT {CONFIDENT}, page/logo/drawing/text rules) | {len(named)} | {right} | "
+    out.append(f"| the summary's (named_classes >= SUMMARY_FLOOR {engine.SUMMARY_FLOOR}, page/logo/drawing/text rules) | {len(named)} | {right} | "
                f"{right / max(1, len(named)):.2f} | {len(named) - right} |")
     boxes = [r for r in all_rows if r["box"]]
     out += ["", "| detector box score (area >= DET_MIN_AREA) | boxes | right | share right |", "| --- | --- | --- | --- |"]

@@ -36,7 +36,6 @@ def measure() -> dict:
     from bench.class_floor import guesses
     from bench.search import labelled_images
     from consumers.index.sink import IndexSink
-    from domain.store.api import SearchRequest, run_search
     from domain.store.management import read_alias
     from streams.embedded_store import OsmemStore
     from tests.store_support import as_items
@@ -50,18 +49,27 @@ def measure() -> dict:
         sink = IndexSink(settings)
         sink.process_batch(as_items(records))
         sink.client.indices.refresh(index=read_alias(settings.index))
-        out: dict = {}
-        for mode in MODES:
-            found = {True: [0, 0], False: [0, 0]}
-            st = settings.with_overrides(index={"visual_leg": False}) if mode.endswith("visual leg") else settings
-            for r in rows:
-                hits = run_search(sink.client, st, SearchRequest(query=r["class"], mode=mode.split()[0], size=K,
-                                                                 facets=False))["hits"]
-                found[r["right"]][0] += r["image"] in {h["asset_id"] for h in hits}
-                found[r["right"]][1] += 1
-            out[mode] = {"wrong_found": found[False][0], "wrong_n": found[False][1],
-                         "right_found": found[True][0], "right_n": found[True][1]}
+        out = guess_hits(sink.client, settings, rows)
         sink.close()
+    return out
+
+
+def guess_hits(client, settings, rows: list[dict]) -> dict:
+    """Per mode: (guess, image) pairs of `rows` (bench/class_floor.py guesses) whose image a search for the guess's
+    name finds in the top K, wrong and right guesses apart."""
+    from domain.store.api import SearchRequest, run_search
+
+    out: dict = {}
+    for mode in MODES:
+        found = {True: [0, 0], False: [0, 0]}
+        st = settings.with_overrides(index={"visual_leg": False}) if mode.endswith("visual leg") else settings
+        for r in rows:
+            hits = run_search(client, st, SearchRequest(query=r["class"], mode=mode.split()[0], size=K,
+                                                        facets=False))["hits"]
+            found[r["right"]][0] += r["image"] in {h["asset_id"] for h in hits}
+            found[r["right"]][1] += 1
+        out[mode] = {"wrong_found": found[False][0], "wrong_n": found[False][1],
+                     "right_found": found[True][0], "right_n": found[True][1]}
     return out
 
 
