@@ -184,7 +184,7 @@ def vocab_index(vocabulary: list[dict[str, Any]], with_embeddings: bool) -> Voca
 
 # --- image facts ----------------------------------------------------------------------------------------
 
-RULES_REVISION = "2026-12-01.sounds+medium2+ocrquote"
+RULES_REVISION = "2026-12-01.sounds+medium2+ocrquote+lowguess2"
 """Bump when these rules answer differently for the same image, models and prompt (the result cache keys on it,
 consumers/enrich/results.py): "2026-12-01.logo" names logos from the pixels (docs/local-provider.md);
 "2026-12-01.medium" tags the medium (content:photo / content:graphic); "2026-12-01.wordmark" titles a logo by a
@@ -195,7 +195,9 @@ that writing OCR could not read is named ("A black-and-white photograph showing 
 "2026-12-01.sounds+medium2" also tags no medium on a video without keyframe thumbnails, nor a medium
 the other tags contradict (content:photo beside content:illustration). "+ocrquote" splits words OCR glued
 together before the quote checks (`glued_parts`), quotes whole passing lines of a text too few of whose words
-pass, and leaves a logo's monogram out (`_ocr_tokens`)."""
+pass, and leaves a logo's monogram out (`_ocr_tokens`). "+lowguess": the summary's "Likely contents" names only
+the guesses `named_classes` lets the alt text name (>= CONFIDENT, classes of one name merged), none at all when
+none pass; "+lowguess2": its floor is SUMMARY_FLOOR (0.03), not CONFIDENT."""
 
 _PALETTE = {
     "black": (20, 20, 20), "white": (245, 245, 245), "gray": (128, 128, 128), "red": (200, 30, 30),
@@ -1316,7 +1318,7 @@ def _subject(product: dict[str, Any], faces: int, label: str | None, conf_top: l
             subject += f" with {_article(label)}"
     elif detected:
         subject, source = detected
-    elif label and not (n_raw >= 3 and (conf_top[0][2] < 0.6 or conf_top[0][0] in _TEXTY)):
+    elif label and over_text(conf_top[:1], n_raw):
         subject, source = _article(label), evidence_name({"classifier", "detector"} if boxed else {"classifier"})
     elif n_words or (n_raw >= 3 and facts.graphic):
         if n_words >= 12 or n_raw >= 20:
@@ -1341,6 +1343,39 @@ def _subject(product: dict[str, Any], faces: int, label: str | None, conf_top: l
         subject = "an abstract pattern" if facts.detail > 10 or facts.colour_levels > 100 else "a simple graphic"
         source = "none"
     return subject, source
+
+
+SUMMARY_FLOOR = 0.03
+"""classifier probability a guess needs to be listed in the summary's "Likely contents" (the alt text, title and
+caption name a class at >= CONFIDENT). Chosen by bench/summary_floor.py over 0.03-0.25: docs/local-provider.md"""
+
+
+def named_classes(facts: ImageFacts, idx: VocabIndex | None, *, writing: bool, logo: bool,
+                  floor: float = CONFIDENT) -> list[tuple[str, int, float]]:
+    """The classifier's guesses the provider may put into words, best first: merged classes (`_merged_top`) at
+    >= floor (CONFIDENT for the alt text, title and caption; SUMMARY_FLOOR for the summary's list); none on
+    writing OCR could not read when the best is a page's guess (_TEXTY), on a logo, or on a drawing whose best
+    class is not backed (`_class_backed`). Below the floor a guess is as often wrong as any (bench/class_floor.py,
+    docs/local-provider.md): it is not named anywhere a person reads or a search matches."""
+    named = [t for t in _merged_top(facts.top) if t[2] >= floor]
+    if writing and named and named[0][0] in _TEXTY:
+        return []  # "website", "menu": the classifier's guess for a page; the page is what we can say
+    if logo or (facts.graphic and named and not _class_backed(idx, facts, named[0])):
+        return []  # the classifier's guess on a drawing ("plectrum", "tool kit") is not its subject
+    return named
+
+
+TEXT_RAW_WORDS = 3
+TEXT_CLASS_MIN = 0.6
+"""on an image OCR read >= TEXT_RAW_WORDS words in, a class names what it shows only at >= TEXT_CLASS_MIN and when
+it is not a page's guess (_TEXTY): the text is what a page, sign or label is ("pill bottle" 27 % for a page scan)"""
+
+
+def over_text(guesses: list[tuple[str, int, float]], n_raw: int) -> list[tuple[str, int, float]]:
+    """The guesses that still name something on an image with text (TEXT_RAW_WORDS, TEXT_CLASS_MIN, _TEXTY)."""
+    if n_raw < TEXT_RAW_WORDS:
+        return guesses
+    return [t for t in guesses if t[2] >= TEXT_CLASS_MIN and t[0] not in _TEXTY]
 
 
 def alt_text(request, facts: ImageFacts) -> dict[str, Any]:
@@ -1371,13 +1406,10 @@ def alt_text(request, facts: ImageFacts) -> dict[str, Any]:
                 "summary": f"A {tone} background with no text or distinct subject; it carries no information.",
                 "visible_text": "", EVIDENCE: "pixels"}
 
-    conf_top = [t for t in _merged_top(facts.top) if t[2] >= CONFIDENT]
     writing = unread_writing(pre, facts, n_words, faces)
-    if writing and conf_top and conf_top[0][0] in _TEXTY:
-        conf_top = []  # "website", "menu": the classifier's guess for a page; the page is what we can say
     logo = is_logo(facts, n_words, n_raw, faces, idx)
-    if logo or (facts.graphic and conf_top and not _class_backed(idx, facts, conf_top[0])):
-        conf_top = []  # the classifier's guess on a drawing ("plectrum", "tool kit") is not its subject
+    conf_top = named_classes(facts, idx, writing=writing, logo=logo)
+    listed = named_classes(facts, idx, writing=writing, logo=logo, floor=SUMMARY_FLOOR)  # the summary's list
     label = _plain_label(conf_top[0][0], conf_top[0][1], idx) if conf_top else None
     detected = None if logo else _detected_subject(idx, facts, faces, conf_top)
     if detected:
@@ -1410,14 +1442,16 @@ def alt_text(request, facts: ImageFacts) -> dict[str, Any]:
     alt = _BAD_PHRASE.sub("", _clip(alt, limit)).strip() or "Untitled image"
     alt = alt[0].upper() + alt[1:]
 
-    # caption: 1-2 sentences
+    # caption: 1-2 sentences; the caption and summary name only guesses with evidence (named_classes), none on
+    # a logo ("plectrum"), none over a page's text (over_text)
+    said = over_text(conf_top, n_raw)
     sentences = [base + "."]
     if subject_source == "ink":
         sentences.append("The writing could not be read.")
     elif n_words:
         sentences.append(f'Visible text reads "{_clip(text, 120)}".')
-    elif len(conf_top) > 1:
-        sentences.append(f"It may also show {_article(conf_top[1][0])}.")
+    elif len(said) > 1:
+        sentences.append(f"It may also show {_article(said[1][0])}.")
     caption = _clip(" ".join(sentences[:2]), _max_len(request.output_schema, "caption", 400))
 
     if author_title:
@@ -1437,8 +1471,9 @@ def alt_text(request, facts: ImageFacts) -> dict[str, Any]:
     title_src = title_src or "Image"
     title = _clip(title_src[0].upper() + title_src[1:], _max_len(request.output_schema, "title", 120))
     parts = [base + "."]
-    if facts.top and subject_source != "logo":  # not the classifier's shapes ("plectrum") for a logo
-        parts.append("Likely contents: " + ", ".join(f"{n} ({p:.0%})" for n, _, p in facts.top[:3]) + ".")
+    listed = over_text(listed, n_raw)
+    if listed:
+        parts.append("Likely contents: " + ", ".join(f"{n} ({p:.0%})" for n, _, p in listed[:3]) + ".")
     shown = [d for d in facts.objects if d.label in SUBJECT_NOUNS and d.score >= DET_TAG_MIN and d.area >= DET_MIN_AREA
              and (d.label != "person" or faces or (d.score >= PERSON_SUBJECT_MIN and d.area >= PERSON_SUBJECT_AREA))]
     if shown:
