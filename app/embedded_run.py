@@ -507,6 +507,7 @@ class EmbeddedRun:
                 continue
             # through Avro, as the topics carry it (times as datetimes): the same sidecars either way
             record = serde.deserialize("validated", serde.serialize("validated", record))
+            record = with_thumbnail_of(self.tracker.validated.get(d["_id"]), record)
             self.tracker.families[d["_id"]] = {k: (d.get("_source") or {}).get(k) for k in FAMILY_FIELDS}
             if record != self.tracker.validated.get(d["_id"]):
                 self.tracker.validated[d["_id"]] = record
@@ -551,13 +552,17 @@ class EmbeddedRun:
         the vocabulary no longer holds: see the review group's dead letters) keeps its old sidecars, set aside."""
         from app.kpis.feedback import publish_decisions
 
-        indexed = {a: r for a, r in carried.items() if a in self.tracker.reached["index"]}
+        # a store that outlives runs (--es-url) may hold the decision already, or a newer one (enrich and validate
+        # put the indexed review on the run's records): nothing to send
+        indexed = {a: r for a, r in carried.items() if a in self.tracker.reached["index"]
+                   and decided_ms((self.tracker.validated.get(a) or {}).get("review")) < decided_ms(r)}
+        held = [a for a in carried if a in self.tracker.reached["index"] and a not in indexed]
         if indexed:
             publish_decisions(settings, [decision_of_review(a, r) for a, r in indexed.items()])
             self.wait_for_group(settings, "review", "feedback")
             self.wait_for_group(settings, "index", "validated")
             self.read_indexed(settings, list(indexed))
-        kept = [a for a in indexed if has_decision((self.tracker.validated.get(a) or {}).get("review"))]
+        kept = [a for a in [*indexed, *held] if has_decision((self.tracker.validated.get(a) or {}).get("review"))]
         for asset_id in carried:
             if asset_id not in kept and asset_id in self.tracker.validated:
                 self.set_aside(asset_id, "its decision could not be re-applied")
@@ -658,6 +663,26 @@ def sidecar_name(asset_id: str) -> str:
 
 def has_decision(review: dict[str, Any] | None) -> bool:
     return bool(review and (review.get("status") or review.get("fields")))
+
+
+def decided_ms(review: dict[str, Any] | None) -> int:
+    """When a HumanReview was last changed (its verdict or newest field decision, epoch ms; -1: nobody decided)."""
+    from streams.records import to_ms
+
+    if not has_decision(review):
+        return -1
+    times = [review.get("decided_at"), *((f or {}).get("at") for f in review.get("fields") or [])]
+    return max((to_ms(t) for t in times if t is not None), default=0)
+
+
+def with_thumbnail_of(previous: dict[str, Any] | None, record: dict[str, Any]) -> dict[str, Any]:
+    """`record` (read from the index, which keeps a smaller preview) with the thumbnail of the run's own record of
+    the asset when it has one: a video's poster sidecar stays the frame preprocess made."""
+    thumb = ((((previous or {}).get("enriched") or {}).get("pre") or {}).get("thumbnail"))
+    if not thumb or not (record.get("enriched") or {}).get("pre"):
+        return record
+    enriched = record["enriched"]
+    return {**record, "enriched": {**enriched, "pre": {**enriched["pre"], "thumbnail": thumb}}}
 
 
 def decision_of_review(asset_id: str, review: dict[str, Any]) -> dict[str, Any]:

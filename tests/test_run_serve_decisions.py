@@ -194,3 +194,4 @@ def test_a_later_run_reapplies_the_decisions_in_the_sidecars(session):
     assert f"kept aside {name}.reviewed.jsonld, {name}.reviewed.xmp" in said
     assert json.loads((out / f"{name}.reviewed.jsonld").read_text()) == doc
     assert rows[asset_id_for(logo)]["status"] == _sidecar(out, logo)["creativeWorkStatus"] == "needs_review"
+
