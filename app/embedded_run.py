@@ -276,9 +276,17 @@ class EmbeddedRun:
                 follower.start()
                 try:
                     after(settings)
+                    # a decision sent just before Ctrl-C: the review group applies it (a few seconds at most), the
+                    # follower writes it once the index holds it (its last pass, when `done` is set)
+                    from confluent_kafka import KafkaException
+
+                    try:
+                        self.wait_for_group(settings, "review", "feedback", timeout_s=5.0, quiet=True)
+                    except (TimeoutError, RuntimeError, KafkaException) as exc:
+                        log.warning("decisions still on their way when the session ended: %s", exc)
                 finally:
                     done.set()
-                    follower.join(5)
+                    follower.join(8)
             return tracker, settings
         except BaseException:  # interrupted (or failed): what the index says about the finished assets so far
             if self.settings is not None:
@@ -314,27 +322,31 @@ class EmbeddedRun:
             if d.get("found"):
                 self.tracker.families[d["_id"]] = {k: (d.get("_source") or {}).get(k) for k in FAMILY_FIELDS}
 
-    def wait_for_group(self, settings: Settings, stage: str, logical: str) -> None:
-        """Until the group has committed everything on its input topic (its work is done)."""
+    def wait_for_group(self, settings: Settings, stage: str, logical: str, timeout_s: float | None = None,
+                       quiet: bool = False) -> None:
+        """Until the group has committed everything on its input topic (its work is done); TimeoutError after
+        `timeout_s` (default: the run's timeout)."""
         from confluent_kafka import Consumer, TopicPartition
 
         from streams.avro import topic_names
 
         topic = topic_names(settings)[logical]
+        timeout_s = self.timeout_s if timeout_s is None else timeout_s
         c = Consumer({**settings.kafka.client_config(), "group.id": settings.groups.name(stage),
                       "enable.auto.commit": False})
         try:
             tps = [TopicPartition(topic, p) for p in c.list_topics(topic, timeout=10).topics[topic].partitions]
             ends = {tp.partition: c.get_watermark_offsets(tp, timeout=10)[1] for tp in tps}
-            deadline = time.monotonic() + self.timeout_s
+            deadline = time.monotonic() + timeout_s
             while any(max(0, tp.offset) < ends[tp.partition] for tp in c.committed(tps, timeout=10)):
                 if time.monotonic() > deadline:
-                    raise TimeoutError(f"the {stage} group did not finish within {self.timeout_s:.0f}s")
+                    raise TimeoutError(f"the {stage} group did not finish within {timeout_s:.0f}s")
                 self.check_workers()
                 time.sleep(0.3)
         finally:
             c.close()
-        self._say(f"[dim]{stage}: every {logical} record handled (logs: {self.workdir / (stage + '.log')})[/dim]")
+        if not quiet:
+            self._say(f"[dim]{stage}: every {logical} record handled (logs: {self.workdir / (stage + '.log')})[/dim]")
 
     @staticmethod
     def publish(settings: Settings, images: list[Path], *, event_ids: dict[str, str] | None = None,

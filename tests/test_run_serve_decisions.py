@@ -27,6 +27,7 @@ REPO = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.timeout(300)
 
 EDITED = "Coffee mug on a desk, edited by Ana"
+TITLE = "Red mug (Ana)"
 
 
 def _env(**extra: str) -> dict[str, str]:
@@ -128,6 +129,9 @@ def session(tmp_path_factory):
                       _env(ASSETSTREAM_REVIEW__PORT=port), timeout=60)
         result["second"] = (second, time.monotonic() - started)
 
+        # one more edit, and Ctrl-C at once: the session applies it before it stops
+        sent = _cli(["feedback", mug_id, "--editor", "ana", "--field", f"title=edited:{TITLE}"], other)
+        assert sent.returncode == 0, sent.stderr
         proc.send_signal(signal.SIGINT)  # Ctrl-C
         result["exit"] = proc.wait(60)
         err_reader.join(10)
@@ -168,6 +172,9 @@ def test_ctrl_c_says_where_the_sessions_decisions_are_kept(session):
     said = " ".join(session["stderr"].split())
     assert f"2 asset(s) carry a person's decision: kept in the sidecars in {session['out'].resolve()}" in said
     assert "the embedded store and broker of this session are gone" in said
+    mug = _sidecar(session["out"], session["mug"])  # the edit sent just before Ctrl-C is in the files too
+    assert mug["name"] == TITLE and mug["accessibilitySummary"] == EDITED and mug["creativeWorkStatus"] == "approved"
+    assert _summary(session["out"], session["mug"])["title"] == TITLE
 
 
 def test_a_later_run_reapplies_the_decisions_in_the_sidecars(session):
@@ -184,7 +191,8 @@ def test_a_later_run_reapplies_the_decisions_in_the_sidecars(session):
     assert res.returncode == 0, res.stderr
     rows = {r["asset_id"]: r for r in json.loads(res.stdout)}
     assert rows[asset_id_for(mug)]["status"] == "approved" and rows[asset_id_for(mug)]["alt_text"] == EDITED
-    assert _sidecar(out, mug)["accessibilitySummary"] == EDITED
+    assert _sidecar(out, mug)["accessibilitySummary"] == EDITED and _sidecar(out, mug)["name"] == TITLE
+    assert rows[asset_id_for(mug)]["title"] == TITLE
     assert _sidecar(out, mug)["creativeWorkStatus"] == "approved"
     assert _sidecar(out, mug)["assetstream:reviewedBy"] == "ana"
     assert _summary(out, mug)["status"] == "approved"
