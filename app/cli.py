@@ -204,11 +204,17 @@ def run(paths: list[str] = typer.Argument(..., help="image files, directories or
         reported.append(True)
         _print_run_rows(job.rows, json_out, out_dir, job.skipped)
 
+    review_sock = None
+    if serve:  # the review port first: one in use is a clear error before anything starts (exit 2)
+        from app.review.cli import bind_review_port
+
+        review_sock = bind_review_port(settings)
+
     def report_and_serve(running) -> None:
         from app.review.cli import serve_embedded
 
         report()
-        serve_embedded(running)
+        serve_embedded(running, review_sock)
 
     try:
         tracker, _ = job.run(after=report_and_serve if serve else None)
@@ -240,6 +246,11 @@ def run(paths: list[str] = typer.Argument(..., help="image files, directories or
                                                "they are: run the same command again to finish" if kept else ""),
                       highlight=False)
         raise typer.Exit(130) from None
+    finally:
+        if review_sock is not None:
+            review_sock.close()
+    if serve:
+        _say_where_decisions_are_kept(job, out_dir, es_url)
     # the run has finished (workers, broker and store are stopped): a Ctrl-C from here on would only lose the
     # rows (typer turns a KeyboardInterrupt into exit 130 with nothing printed), so it waits until they are out
     import signal
@@ -248,6 +259,23 @@ def run(paths: list[str] = typer.Argument(..., help="image files, directories or
     if not reported:
         report()
     raise typer.Exit(1 if tracker.dead else 0)
+
+
+def _say_where_decisions_are_kept(job, out_dir: str, es_url: Optional[str]) -> None:
+    """After a `run --serve` session: where the decisions made in it live now. The embedded store (and broker)
+    are gone with the session; the sidecars in --out carry each decision, and the next run over the same files
+    with the same --out re-applies them (EmbeddedRun.carry_decisions)."""
+    from pathlib import Path
+
+    decided = job.decided_assets()
+    if not decided:
+        return
+    where = Path(out_dir).resolve()
+    store = (f"the store at {redact_url(es_url)} keeps them too" if es_url else
+             "the embedded store and broker of this session are gone")
+    console.print(f"{len(decided)} asset(s) carry a person's decision: kept in the sidecars in {where} "
+                  f"(JSON-LD, XMP, summary.json); {store}. `assetstream run` over the same files with "
+                  f"--out {where} re-applies them, it never overwrites them.", highlight=False)
 
 
 def _print_run_rows(rows: list[dict[str, Any]], json_out: bool, out_dir: str,

@@ -145,6 +145,8 @@ class EmbeddedRun:
         self.paths: dict[str, Path] = {}
         self.settings: Settings | None = None  # once configured
         self.drain_timeout_s = 10.0 if bootstrap else 2.0  # see configure()
+        self.set_aside_files: list[str] = []  # reviewed sidecars renamed rather than overwritten (set_aside)
+        self.carried_pending: set[str] = set()  # carried decisions not re-applied yet: their sidecars stay as they are
 
     # ------------------------------------------------------------------------------------------ setup
     def _say(self, text: str) -> None:
@@ -243,12 +245,15 @@ class EmbeddedRun:
         # store (each child runs in its own session, so nothing else would reach them)
         previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGTERM, signal.SIGHUP)}
         try:
+            # the decisions people made on these assets in an earlier run (its sidecars in --out): re-applied
+            # below through the review group, never overwritten with the model's values
+            carried = self.read_carried_decisions(images)
             settings = self.settings = self.configure(images)
             create_topics(settings)
             ensure_index(make_client(settings), settings)
-            # serving: the review group too, so an editor's decisions reach the index and the sidecars; with
-            # write-back targets, the writeback group
-            self.start_workers(settings, STAGE_ORDER + (("review",) if after is not None else ())
+            # serving or carrying decisions: the review group too, so a decision reaches the index and the
+            # sidecars; with write-back targets, the writeback group
+            self.start_workers(settings, STAGE_ORDER + (("review",) if after is not None or carried else ())
                                + (("writeback",) if settings.writeback.targets else ()))
             tracker, paths = self.tracker, self.paths
             self.publish(settings, images, event_ids=tracker.event_ids, paths=paths)
@@ -259,6 +264,8 @@ class EmbeddedRun:
             # the index's duplicate families: a later original re-points a family the sink wrote before it, so
             # they are read once the index group has handled every validated record
             self.wait_for_group(settings, "index", "validated")
+            if carried:
+                self.reapply_decisions(settings, carried)
             self.read_families(settings)
             self.rows = [summary_row(asset_id, path, tracker) for asset_id, path in paths.items()]
             self.write_sidecars(tracker, paths, self.rows)
@@ -269,9 +276,17 @@ class EmbeddedRun:
                 follower.start()
                 try:
                     after(settings)
+                    # a decision sent just before Ctrl-C: the review group applies it (a few seconds at most), the
+                    # follower writes it once the index holds it (its last pass, when `done` is set)
+                    from confluent_kafka import KafkaException
+
+                    try:
+                        self.wait_for_group(settings, "review", "feedback", timeout_s=5.0, quiet=True)
+                    except (TimeoutError, RuntimeError, KafkaException) as exc:
+                        log.warning("decisions still on their way when the session ended: %s", exc)
                 finally:
                     done.set()
-                    follower.join(5)
+                    follower.join(8)
             return tracker, settings
         except BaseException:  # interrupted (or failed): what the index says about the finished assets so far
             if self.settings is not None:
@@ -307,27 +322,31 @@ class EmbeddedRun:
             if d.get("found"):
                 self.tracker.families[d["_id"]] = {k: (d.get("_source") or {}).get(k) for k in FAMILY_FIELDS}
 
-    def wait_for_group(self, settings: Settings, stage: str, logical: str) -> None:
-        """Until the group has committed everything on its input topic (its work is done)."""
+    def wait_for_group(self, settings: Settings, stage: str, logical: str, timeout_s: float | None = None,
+                       quiet: bool = False) -> None:
+        """Until the group has committed everything on its input topic (its work is done); TimeoutError after
+        `timeout_s` (default: the run's timeout)."""
         from confluent_kafka import Consumer, TopicPartition
 
         from streams.avro import topic_names
 
         topic = topic_names(settings)[logical]
+        timeout_s = self.timeout_s if timeout_s is None else timeout_s
         c = Consumer({**settings.kafka.client_config(), "group.id": settings.groups.name(stage),
                       "enable.auto.commit": False})
         try:
             tps = [TopicPartition(topic, p) for p in c.list_topics(topic, timeout=10).topics[topic].partitions]
             ends = {tp.partition: c.get_watermark_offsets(tp, timeout=10)[1] for tp in tps}
-            deadline = time.monotonic() + self.timeout_s
+            deadline = time.monotonic() + timeout_s
             while any(max(0, tp.offset) < ends[tp.partition] for tp in c.committed(tps, timeout=10)):
                 if time.monotonic() > deadline:
-                    raise TimeoutError(f"the {stage} group did not finish within {self.timeout_s:.0f}s")
+                    raise TimeoutError(f"the {stage} group did not finish within {timeout_s:.0f}s")
                 self.check_workers()
                 time.sleep(0.3)
         finally:
             c.close()
-        self._say(f"[dim]{stage}: every validated record handled (logs: {self.workdir / (stage + '.log')})[/dim]")
+        if not quiet:
+            self._say(f"[dim]{stage}: every {logical} record handled (logs: {self.workdir / (stage + '.log')})[/dim]")
 
     @staticmethod
     def publish(settings: Settings, images: list[Path], *, event_ids: dict[str, str] | None = None,
@@ -419,37 +438,174 @@ class EmbeddedRun:
 
     def follow_decisions(self, settings: Settings, tracker: Tracker, paths: dict[str, Path],
                          done: threading.Event) -> None:
-        """While serving: each record the review group publishes (an editor's decision applied) replaces the
-        asset's record, so its JSON-LD / XMP sidecars and summary row follow the approved values."""
-        from confluent_kafka import Consumer
+        """While serving: the sidecars and summary row of each of the run's assets follow the index. Every later
+        record of the asset on `validated` (an editor's decision applied by the review group, whatever event it
+        was applied to; a reprocess; a replay) is followed by what the index made of it: once the index group
+        has committed past that record, the document's stored record (every review on it, per field the newest
+        decision: the sink merges them) and its duplicate family replace the run's. Reading the index, not the
+        topic, keeps the order right: a reprocess arriving after a decision is written with the decision on top.
+        When `done` is set, what is still on its way is waited for a few seconds (the last decision before
+        Ctrl-C)."""
+        from confluent_kafka import Consumer, TopicPartition
 
         from domain.records import asset_of
         from streams.avro import Serde
 
         serde = Serde.for_settings(settings)
-        consumer = Consumer({**settings.kafka.client_config(), "group.id": f"assetstream-run-review-{os.getpid()}",
-                             "enable.auto.commit": False, "auto.offset.reset": "earliest",
-                             "session.timeout.ms": 6000, "heartbeat.interval.ms": 1000})
-        consumer.subscribe([settings.topics.name("validated")])
+        topic = settings.topics.name("validated")
+        common = {**settings.kafka.client_config(), "enable.auto.commit": False}
+        consumer = Consumer({**common, "group.id": f"assetstream-run-review-{os.getpid()}",
+                             "auto.offset.reset": "earliest", "session.timeout.ms": 6000,
+                             "heartbeat.interval.ms": 1000})
+        index_group = Consumer({**common, "group.id": settings.groups.name("index")})  # its offsets, never joined
+        consumer.subscribe([topic])
+        pending: dict[str, tuple[int, int]] = {}  # asset id -> (partition, offset) of its newest record not yet
+        final_deadline = None
         try:
-            while not done.is_set():
-                changed = False
-                for msg in consumer.consume(100, 0.5):
+            while True:
+                if done.is_set() and final_deadline is None:
+                    final_deadline = time.monotonic() + 4.0
+                for msg in consumer.consume(100, 0.5 if final_deadline is None else 0.2):
                     if msg.error() or msg.key() is None:
                         continue
-                    value = serde.deserialize("validated", msg.value())
                     asset_id = msg.key().decode()
-                    if (value.get("stamp") or {}).get("stage") == "review" and asset_id in tracker.event_ids \
+                    if asset_id not in tracker.event_ids:
+                        continue
+                    value = serde.deserialize("validated", msg.value())
+                    if (value.get("stamp") or {}).get("stage") != "review" \
                             and asset_of(value)["event_id"] == tracker.event_ids[asset_id]:
-                        tracker.validated[asset_id] = value
-                        changed = True
-                if changed:
-                    self.rows = [summary_row(a, path, tracker) for a, path in paths.items()]
-                    self.write_sidecars(tracker, paths, self.rows)
+                        continue  # the run's own record: already followed by the run
+                    pending[asset_id] = (msg.partition(), msg.offset())
+                if pending:
+                    parts = sorted({p for p, _ in pending.values()})
+                    committed = {tp.partition: tp.offset
+                                 for tp in index_group.committed([TopicPartition(topic, p) for p in parts], timeout=10)}
+                    indexed = [a for a, (p, o) in pending.items() if committed.get(p, -1) > o]
+                    if indexed and self.read_indexed(settings, indexed, serde):
+                        self.rows = [summary_row(a, path, tracker) for a, path in paths.items()]
+                        self.write_sidecars(tracker, paths, self.rows)
+                    for a in indexed:
+                        pending.pop(a, None)
+                if final_deadline is not None and (not pending or time.monotonic() > final_deadline):
+                    break
         except Exception:  # noqa: BLE001 - the review app keeps serving; the sidecars just stop following
             log.warning("sidecars stopped following decisions", exc_info=True)
         finally:
             consumer.close()
+            index_group.close()
+
+    def read_indexed(self, settings: Settings, asset_ids: list[str], serde: Any = None) -> list[str]:
+        """Replace the run's record and duplicate family of these assets with the index's (the stored record, as
+        the sink wrote it: every review applied). Returns the assets whose record changed; an asset the index
+        does not hold (deleted since) keeps its record."""
+        from domain.records import record_from_doc
+        from domain.store.client import make_client
+        from domain.store.management import read_alias
+        from streams.avro import Serde
+
+        serde = serde or Serde.for_settings(settings)
+        es = make_client(settings)
+        try:
+            alias = read_alias(settings)
+            es.indices.refresh(index=alias)
+            docs = es.mget(index=alias, ids=list(asset_ids),
+                           source_includes=["record", "thumbnail", *FAMILY_FIELDS])["docs"]
+        finally:
+            es.close()
+        changed = []
+        for d in docs:
+            record = record_from_doc(d.get("_source") or {}) if d.get("found") else None
+            if record is None:
+                continue
+            # through Avro, as the topics carry it (times as datetimes): the same sidecars either way
+            record = serde.deserialize("validated", serde.serialize("validated", record))
+            record = with_thumbnail_of(self.tracker.validated.get(d["_id"]), record)
+            self.tracker.families[d["_id"]] = {k: (d.get("_source") or {}).get(k) for k in FAMILY_FIELDS}
+            if record != self.tracker.validated.get(d["_id"]):
+                self.tracker.validated[d["_id"]] = record
+                changed.append(d["_id"])
+        return changed
+
+    # ------------------------------------------------------------------------------------------ decisions
+    def read_carried_decisions(self, images: list[Path]) -> dict[str, dict[str, Any]]:
+        """asset id -> the HumanReview its sidecar in --out records (`assetstream:review`, written by an earlier
+        run or `run --serve` session), for the images of this run. A sidecar that says a person reviewed it but
+        whose decision cannot be read (hand-edited, or written before sidecars carried the decision) is set
+        aside (`<name>.reviewed.jsonld`), never overwritten."""
+        from app.producer import asset_id_for
+        from domain.render import review_of_jsonld
+
+        carried: dict[str, dict[str, Any]] = {}
+        for path in images:
+            asset_id = asset_id_for(path)
+            jsonld = self.out_dir / f"{sidecar_name(asset_id)}.jsonld"
+            if not jsonld.is_file():
+                continue
+            try:
+                doc = json.loads(jsonld.read_text())
+                review = review_of_jsonld(doc) if isinstance(doc, dict) else None
+            except (OSError, ValueError) as exc:
+                self.set_aside(asset_id, f"its decision cannot be read ({exc})")
+                continue
+            if review is not None:
+                carried[asset_id] = review
+            elif isinstance(doc, dict) and doc.get("assetstream:reviewedBy"):
+                self.set_aside(asset_id, "it records a review but not the decision itself")
+        self.carried_pending = set(carried)
+        if carried:
+            self._say(f"{len(carried)} asset(s) carry a person's decision in {self.out_dir.resolve()}: "
+                      "re-applied after processing (never overwritten with the model's values)")
+        return carried
+
+    def reapply_decisions(self, settings: Settings, carried: dict[str, dict[str, Any]]) -> None:
+        """Send each carried decision to `feedback` as an EditorDecision (the path `assetstream feedback` and the
+        review app take), wait until the review and index groups have applied them, and take the index's records.
+        A decision the index did not take (the asset was dead-lettered this time, or the decision names a tag
+        the vocabulary no longer holds: see the review group's dead letters) keeps its old sidecars, set aside."""
+        from app.kpis.feedback import publish_decisions
+
+        # a store that outlives runs (--es-url) may hold the decision already, or a newer one (enrich and validate
+        # put the indexed review on the run's records): nothing to send
+        indexed = {a: r for a, r in carried.items() if a in self.tracker.reached["index"]
+                   and decided_ms((self.tracker.validated.get(a) or {}).get("review")) < decided_ms(r)}
+        held = [a for a in carried if a in self.tracker.reached["index"] and a not in indexed]
+        if indexed:
+            publish_decisions(settings, [decision_of_review(a, r) for a, r in indexed.items()])
+            self.wait_for_group(settings, "review", "feedback")
+            self.wait_for_group(settings, "index", "validated")
+            self.read_indexed(settings, list(indexed))
+        kept = [a for a in [*indexed, *held] if has_decision((self.tracker.validated.get(a) or {}).get("review"))]
+        for asset_id in carried:
+            if asset_id not in kept and asset_id in self.tracker.validated:
+                self.set_aside(asset_id, "its decision could not be re-applied")
+        self.carried_pending.clear()
+        if kept:
+            self._say(f"re-applied {len(kept)} person's decision(s) from the sidecars in {self.out_dir.resolve()}: "
+                      "the index and the new sidecars keep them")
+
+    def set_aside(self, asset_id: str, why: str) -> None:
+        """Keep an asset's reviewed sidecars under another name (`<name>.reviewed.jsonld` / `.xmp`, numbered when
+        taken) so this run's files never replace what a person decided; say so."""
+        name = sidecar_name(asset_id)
+        n = 0
+        while any((self.out_dir / f"{name}.reviewed{'.' + str(n) if n else ''}.{ext}").exists()
+                  for ext in ("jsonld", "xmp")):
+            n += 1
+        moved = []
+        for ext in ("jsonld", "xmp"):
+            src = self.out_dir / f"{name}.{ext}"
+            if src.exists():
+                dst = self.out_dir / f"{name}.reviewed{'.' + str(n) if n else ''}.{ext}"
+                src.rename(dst)
+                moved.append(dst.name)
+        if moved:
+            self._say(f"[yellow]kept aside[/yellow] {', '.join(moved)} in {self.out_dir.resolve()}: {why}; "
+                      "this run's sidecars have the model's values")
+            self.set_aside_files.extend(moved)
+
+    def decided_assets(self) -> list[str]:
+        """The run's assets whose record carries a person's decision (after `--serve`, or carried over)."""
+        return sorted(a for a, v in self.tracker.validated.items() if has_decision(v.get("review")))
 
     def write_sidecars(self, tracker: Tracker, paths: dict[str, Path], rows: list[dict[str, Any]]) -> None:
         from domain.render import to_jsonld, to_xmp
@@ -457,6 +613,8 @@ class EmbeddedRun:
         self.out_dir.mkdir(parents=True, exist_ok=True)
         by_id = {r["asset_id"]: r for r in rows}
         for asset_id, value in tracker.validated.items():
+            if asset_id in self.carried_pending:  # a person's decision not re-applied yet: its files stay
+                continue
             value = family_view(value, tracker, asset_id)
             name = sidecar_name(asset_id)  # a.jpg, a.png and sub/a.jpg are three assets: three pairs of files
             files = [f"{name}.jsonld", f"{name}.xmp"]
@@ -513,6 +671,48 @@ def sidecar_name(asset_id: str) -> str:
     """The sidecar file stem of an asset: its id (readable stem + hash of the file's URI, unique per file),
     made safe as a file name."""
     return "".join(c if c.isalnum() or c in "-_." else "-" for c in asset_id).strip(".") or "asset"
+
+
+def has_decision(review: dict[str, Any] | None) -> bool:
+    return bool(review and (review.get("status") or review.get("fields")))
+
+
+def decided_ms(review: dict[str, Any] | None) -> int:
+    """When a HumanReview was last changed (its verdict or newest field decision, epoch ms; -1: nobody decided)."""
+    from streams.records import to_ms
+
+    if not has_decision(review):
+        return -1
+    times = [review.get("decided_at"), *((f or {}).get("at") for f in review.get("fields") or [])]
+    return max((to_ms(t) for t in times if t is not None), default=0)
+
+
+def with_thumbnail_of(previous: dict[str, Any] | None, record: dict[str, Any]) -> dict[str, Any]:
+    """`record` (read from the index, which keeps a smaller preview) with the thumbnail of the run's own record of
+    the asset when it has one: a video's poster sidecar stays the frame preprocess made."""
+    thumb = ((((previous or {}).get("enriched") or {}).get("pre") or {}).get("thumbnail"))
+    if not thumb or not (record.get("enriched") or {}).get("pre"):
+        return record
+    enriched = record["enriched"]
+    return {**record, "enriched": {**enriched, "pre": {**enriched["pre"], "thumbnail": thumb}}}
+
+
+def decision_of_review(asset_id: str, review: dict[str, Any]) -> dict[str, Any]:
+    """The EditorDecision that puts a recorded HumanReview back on an asset: every field the person decided on,
+    named with its action and value (so an approval adds nothing of the new record's), the verdict, the editor
+    and time of the verdict (of the newest field decision when there is none). Its id is derived from the review,
+    so sending it twice changes nothing."""
+    import hashlib
+
+    from domain.review import FIELDS
+
+    fields = [f for f in review.get("fields") or [] if isinstance(f, dict) and f.get("field") in FIELDS]
+    newest = max(fields, key=lambda f: f.get("at") or 0, default={})
+    digest = hashlib.sha256(json.dumps([asset_id, review], sort_keys=True, default=str).encode()).hexdigest()
+    return {"asset_id": asset_id, "decision_id": f"sidecar-{digest[:32]}",
+            "fields": [{"field": f["field"], "action": f["action"], "value": f.get("value")} for f in fields],
+            "editor": review.get("editor") or newest.get("editor") or "unknown",
+            "decided_at": review.get("decided_at") or newest.get("at") or None, "status": review.get("status")}
 
 
 def skipped_rows(skipped: list[tuple[str, str]]) -> list[dict[str, Any]]:

@@ -16,6 +16,7 @@ import re
 import xml.etree.ElementTree as ET
 from typing import Any
 
+from domain.records import to_plain
 from domain.xmp import NS, XML_LANG, q, xmp_root
 
 JSONLD_NS = "https://assetstream.io/ns/jsonld/1.0/"
@@ -206,6 +207,9 @@ def to_jsonld(validated: dict[str, Any], thumbnail_url: str | None = None) -> di
         "assetstream:fieldSources": json.dumps(v.get("field_sources") or {}, sort_keys=True),
         "assetstream:reviewedBy": review.get("editor"),
         "assetstream:reviewedAt": _iso(review.get("decided_at")),
+        # the whole decision (per field: action, value, editor, time, source; the verdict), so a later
+        # `assetstream run` over the same --out re-applies it instead of overwriting it (review_of_jsonld)
+        "assetstream:review": review_json(review),
     }
     doc.update({f"assetstream:{k}": x for k, x in _family_terms(v).items()})
     if pre.get("media_type") == "video" and pre.get("video"):
@@ -215,6 +219,26 @@ def to_jsonld(validated: dict[str, Any], thumbnail_url: str | None = None) -> di
     doc["identifier"] = [p for p in doc.get("identifier", []) if "value" in p]
     doc["assetstream:decorative"] = bool(v.get("decorative"))  # false is a fact too
     return _prune(doc)
+
+
+def review_json(review: dict[str, Any] | None) -> str | None:
+    """A HumanReview as the JSON-LD's `assetstream:review` (times as epoch ms), or None when nobody decided."""
+    if not review or not (review.get("status") or review.get("fields")):
+        return None
+    keep = {k: review.get(k) for k in ("status", "editor", "decided_at", "fields")}
+    return json.dumps(to_plain(keep), sort_keys=True)
+
+
+def review_of_jsonld(doc: dict[str, Any]) -> dict[str, Any] | None:
+    """The HumanReview a JSON-LD sidecar carries (`assetstream:review`), or None. ValueError when the term is
+    there but is not a review (a hand-edited file)."""
+    text = doc.get("assetstream:review")
+    if text is None:
+        return None
+    review = json.loads(text) if isinstance(text, str) else text
+    if not isinstance(review, dict) or not isinstance(review.get("fields", []), list):
+        raise ValueError("assetstream:review is not a review record")
+    return review if review.get("status") or review.get("fields") else None
 
 
 # --- XMP --------------------------------------------------------------------------------------------------

@@ -342,3 +342,19 @@ def test_feedback_with_an_over_long_alt_text_warns_or_needs_force(store, broker,
     sent = read_topic(s, "feedback", 3, timeout_s=10)
     assert [(d["value"]["editor"], d["value"]["fields"][0]["value"]) for d in sent] == [
         ("bo", medium), ("cy", long_alt), ("eve", "A blue plate")]  # as written, never truncated
+
+
+def test_review_on_a_port_in_use_says_so_in_one_line_not_a_traceback():
+    """Like `run --serve` (tests/test_run_serve_decisions.py): the port is bound before anything else, and a port
+    in use is one error with the way out, exit 2."""
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        res = _cli(["review", "--port", str(port)], {}, timeout=60)
+    assert res.returncode == 2, res.stdout + res.stderr
+    assert "Traceback" not in res.stderr
+    assert f"error: the review app cannot listen on 127.0.0.1:{port}: Address already in use" in res.stderr
+    assert "ASSETSTREAM_REVIEW__PORT=0" in res.stderr

@@ -41,7 +41,8 @@ def _start_run(tmp_path) -> tuple[subprocess.Popen, set[int]]:
     """`assetstream run samples/ --serve` (still up when signalled, however fast the samples finish), and its
     children once all six are up: broker, store and four workers."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("ASSETSTREAM_")}
-    env.update({"PYTHONPATH": str(REPO), "OMP_THREAD_LIMIT": "1"})
+    # any free review port: --serve binds it before anything starts (8077 may be taken on a shared machine)
+    env.update({"PYTHONPATH": str(REPO), "OMP_THREAD_LIMIT": "1", "ASSETSTREAM_REVIEW__PORT": "0"})
     proc = subprocess.Popen([sys.executable, "-m", "app.cli", "run", str(REPO / "samples"), "--out",
                              str(tmp_path / "out"), "--json", "--serve"], cwd=tmp_path, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
@@ -210,7 +211,7 @@ def test_sigterm_to_a_run_on_an_external_broker_and_store_says_they_were_left_ru
     env = {k: v for k, v in os.environ.items() if not k.startswith("ASSETSTREAM_")}
     env.update({"PYTHONPATH": str(REPO), "OMP_THREAD_LIMIT": "1", "ASSETSTREAM_TOPICS__PREFIX": f"t{unique}.",
                 "ASSETSTREAM_GROUPS__PREFIX": f"g{unique}.", "ASSETSTREAM_INDEX__INDEX": f"sig-{unique}",
-                "ASSETSTREAM_INDEX__SERVER_MODE": "serverless"})
+                "ASSETSTREAM_INDEX__SERVER_MODE": "serverless", "ASSETSTREAM_REVIEW__PORT": "0"})
     out = tmp_path / "stdout.txt"
     with open(out, "w") as stdout:
         proc = subprocess.Popen([sys.executable, "-m", "app.cli", "run", str(REPO / "samples"), "--out",

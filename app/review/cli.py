@@ -26,9 +26,11 @@ def review(host: Optional[str] = typer.Option(None, help="interface to bind (def
 
     settings = load_settings()
     setup_logging(settings.log_level)
+    sock = bind_review_port(settings, host, port)
     try:
-        server = ReviewServer(settings, host=host, port=port)
+        server = ReviewServer(settings, host=host, port=port, sock=sock)
     except ValueError as exc:
+        sock.close()
         console.print(f"[red]configuration error:[/red] {exc}")
         raise typer.Exit(2) from None
     console.print(f"[dim]index {redact_url(settings.index.url)} · feedback topic {settings.topics.name('feedback')} on "
@@ -50,14 +52,37 @@ def fleet_env(settings) -> str:
     return " ".join(f"{k}={shlex.quote(str(v))}" for k, v in env.items())
 
 
-def serve_embedded(settings) -> None:
+def bind_review_port(settings, host: Optional[str] = None, port: Optional[int] = None):
+    """The review app's listening socket (review.host / review.port unless given), bound now: a port in use is
+    one clear error and exit 2 before anything starts (`run --serve` used to process every image, print its
+    `env:` line and then fail with a traceback)."""
+    import socket
+
+    from app.review.server import bind_socket
+
+    host = host or settings.review.host
+    port = settings.review.port if port is None else port
+    try:
+        return bind_socket(host, port)
+    except (OSError, OverflowError) as exc:
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        if isinstance(exc, socket.gaierror):
+            why = f"unknown host ({why})"
+        console.print(f"[red]error:[/red] the review app cannot listen on {host}:{port}: {why}", highlight=False)
+        console.print("[dim]next:[/dim] stop what listens there, or use another port: ASSETSTREAM_REVIEW__PORT=0 "
+                      "(any free port) or e.g. ASSETSTREAM_REVIEW__PORT=8078 (`assetstream review --port`)",
+                      highlight=False)
+        raise typer.Exit(2) from None
+
+
+def serve_embedded(settings, sock=None) -> None:
     """`assetstream run DIR --serve`: name the embedded broker and store (and the `env:` line that points the other
     commands at them), then serve the review app until Ctrl-C (the run stops its workers, broker and store
-    afterwards)."""
+    afterwards). `sock`: the review port, bound before the run started (`bind_review_port`)."""
     from app.review.server import ReviewServer, serve_until_interrupted
 
     print(f"broker: {settings.kafka.bootstrap_servers}", flush=True)
     print(f"store: {redact_url(settings.index.url)}", flush=True)
     print(f"env: {fleet_env(settings)}", flush=True)
-    serve_until_interrupted(ReviewServer(settings), announce)
+    serve_until_interrupted(ReviewServer(settings, sock=sock), announce)
     console.print("[dim]review app stopped; stopping the workers (and the broker and store the run started)[/dim]")

@@ -13,13 +13,29 @@ import uvicorn
 from app.review.web import ReviewApp
 
 
+def bind_socket(host: str, port: int) -> socket.socket:
+    """A listening socket on host:port (0: any free port). OSError (errno EADDRINUSE, ...) when it cannot bind."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(128)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
 class ReviewServer:
-    def __init__(self, settings: Any, *, host: str | None = None, port: int | None = None, **app_kwargs: Any):
+    def __init__(self, settings: Any, *, host: str | None = None, port: int | None = None,
+                 sock: socket.socket | None = None, **app_kwargs: Any):
+        """`sock`: a socket bound with `bind_socket` beforehand (host and port are then the socket's)."""
         self.settings = settings
         self.host = host or settings.review.host
         self.port = settings.review.port if port is None else port
         self.app = ReviewApp(settings, **app_kwargs)
-        self.sock: socket.socket | None = None
+        self.sock: socket.socket | None = sock
         self.server: uvicorn.Server | None = None
         self.thread: threading.Thread | None = None
 
@@ -35,11 +51,8 @@ class ReviewServer:
         return self.app.login_url(self.url)
 
     def start(self, timeout_s: float = 20.0) -> "ReviewServer":
-        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
-        self.sock = socket.socket(family, socket.SOCK_STREAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind((self.host, self.port))
-        self.sock.listen(128)
+        if self.sock is None:  # else bound beforehand (`run --serve` binds before it starts anything)
+            self.sock = bind_socket(self.host, self.port)
         self.port = self.sock.getsockname()[1]
         config = uvicorn.Config(self.app.asgi, log_level="warning", access_log=False, lifespan="off",
                                 server_header=False, proxy_headers=False)

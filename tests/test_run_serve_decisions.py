@@ -1,0 +1,205 @@
+"""`assetstream run DIR --serve` and the decisions made in it, as the user trial drove it (issue 15): a real
+subprocess with the embedded broker and store, `publish --event-type reprocess` and `feedback --approve` from
+another shell, Ctrl-C, and a later `assetstream run` over the same files and --out.
+
+One session is shared by the checks (the CI is close to its time budget): the serve session's sidecars are the
+input of the rerun test."""
+from __future__ import annotations
+
+import json
+import os
+import queue
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from app.embedded_run import sidecar_name
+from app.producer import asset_id_for
+
+REPO = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.timeout(300)
+
+EDITED = "Coffee mug on a desk, edited by Ana"
+TITLE = "Red mug (Ana)"
+
+
+def _env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ASSETSTREAM_")}
+    env.update({"PYTHONPATH": str(REPO), "OMP_THREAD_LIMIT": "1", **extra})
+    return env
+
+
+def _cli(args: list[str], env: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "app.cli", *args], env=env, cwd=str(REPO), capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def _sidecar(out: Path, path: Path) -> dict:
+    return json.loads((out / f"{sidecar_name(asset_id_for(path))}.jsonld").read_text())
+
+
+def _summary(out: Path, path: Path) -> dict:
+    return next(r for r in json.loads((out / "summary.json").read_text()) if r["asset_id"] == asset_id_for(path))
+
+
+def _wait_for(check, timeout_s: float, what: str):
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            result = check()
+            if result:
+                return result
+        except (OSError, ValueError, KeyError, StopIteration):
+            pass
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.5)
+
+
+@pytest.fixture(scope="module")
+def session(tmp_path_factory):
+    """A `run --serve` session over two images: the mug is reprocessed, then approved with an edited alt text; the
+    logo is approved as it is; a second `run --serve` is started on the session's review port; then Ctrl-C."""
+    tmp = tmp_path_factory.mktemp("serve")
+    images, out = tmp / "images", tmp / "out"
+    images.mkdir()
+    mug, logo = images / "product_red_mug.jpg", images / "logo_badge_alpha.png"
+    for f in (mug, logo):
+        shutil.copy(REPO / "samples" / f.name, f)
+    env = _env(ASSETSTREAM_REVIEW__PORT="0")
+    proc = subprocess.Popen([sys.executable, "-m", "app.cli", "run", str(images), "--out", str(out), "--serve"],
+                            env=env, cwd=str(REPO), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lines: queue.Queue[str] = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(line) for line in proc.stdout], daemon=True).start()
+    errors: list[str] = []
+    err_reader = threading.Thread(target=lambda: errors.extend(proc.stderr), daemon=True)
+    err_reader.start()
+    seen: list[str] = []
+    result: dict = {"images": images, "out": out, "mug": mug, "logo": logo}
+    try:
+        deadline = time.monotonic() + 180
+        while not any(line.startswith("review: ") for line in seen):
+            assert proc.poll() is None and time.monotonic() < deadline, "\n".join(seen + errors)
+            try:
+                seen.append(lines.get(timeout=1).rstrip("\n"))
+            except queue.Empty:
+                pass
+        url = next(line for line in seen if line.startswith("review: ")).split(" ", 1)[1]
+        port = url.split("/login")[0].rsplit(":", 1)[1]
+        fleet = dict(item.split("=", 1)
+                     for item in shlex.split(next(line for line in seen if line.startswith("env: "))[5:]))
+        other = {**_env(), **fleet}
+        mug_id, logo_id = asset_id_for(mug), asset_id_for(logo)
+
+        # a later event for the mug, then both decisions (as in the trial)
+        published = _cli(["publish", str(mug), "--event-type", "reprocess"], other)
+        assert published.returncode == 0, published.stderr
+        decisions = tmp / "decisions.jsonl"
+        decisions.write_text("\n".join(json.dumps(d) for d in (
+            {"asset_id": mug_id, "editor": "ana", "status": "approved",
+             "fields": [{"field": "alt_text", "action": "edited", "value": EDITED}]},
+            {"asset_id": logo_id, "editor": "ana", "status": "approved", "fields": []})))
+        sent = _cli(["feedback", "--file", str(decisions)], other)
+        assert sent.returncode == 0, sent.stderr
+        result["searched"] = _wait_for(
+            lambda: (lambda hits: hits if all(h.get("status") == "approved" for h in hits) and len(hits) == 2
+                     else None)(json.loads(_cli(["search", "--json"], other).stdout)["hits"]), 60,
+            "the index to hold both approvals")
+
+        def sidecars():
+            return _sidecar(out, mug), _sidecar(out, logo), _summary(out, mug), _summary(out, logo)
+
+        try:  # what the sidecars say once they followed both decisions (checked by the first test)
+            result["serving"] = _wait_for(
+                lambda: sidecars() if _sidecar(out, mug).get("accessibilitySummary") == EDITED
+                and _sidecar(out, logo).get("creativeWorkStatus") == "approved" else None, 15, "the sidecars")
+        except AssertionError:
+            result["serving"] = sidecars()
+
+        # a second session while this one holds the review port
+        started = time.monotonic()
+        second = _cli(["run", str(images), "--out", str(tmp / "out2"), "--serve"],
+                      _env(ASSETSTREAM_REVIEW__PORT=port), timeout=60)
+        result["second"] = (second, time.monotonic() - started)
+
+        # one more edit, and Ctrl-C at once: the session applies it before it stops
+        sent = _cli(["feedback", mug_id, "--editor", "ana", "--field", f"title=edited:{TITLE}"], other)
+        assert sent.returncode == 0, sent.stderr
+        proc.send_signal(signal.SIGINT)  # Ctrl-C
+        result["exit"] = proc.wait(60)
+        err_reader.join(10)
+        result["stderr"] = "".join(errors)
+        result["stdout"] = "\n".join(seen)
+        yield result
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+
+
+def test_sidecars_and_summary_follow_decisions_on_assets_with_later_events(session):
+    """Trial: after `publish --event-type reprocess` the mug's sidecar stayed needs_review with the model's alt
+    text while the index said approved with the editor's text (only decisions on the run's own event counted)."""
+    mug_doc, logo_doc, mug_row, logo_row = session["serving"]
+    hits = {h["asset_id"]: h for h in session["searched"]}
+    mug_hit = hits[asset_id_for(session["mug"])]
+    assert mug_hit["status"] == "approved"
+    assert mug_doc["creativeWorkStatus"] == "approved" and mug_doc["accessibilitySummary"] == EDITED
+    assert mug_doc["assetstream:reviewedBy"] == "ana"
+    assert mug_row["status"] == "approved" and mug_row["alt_text"] == EDITED
+    assert logo_doc["creativeWorkStatus"] == "approved" and logo_row["status"] == "approved"
+    assert json.loads(mug_doc["assetstream:review"])["status"] == "approved"
+
+
+def test_a_second_serve_on_a_port_in_use_fails_at_once_with_a_clear_error(session):
+    second, took = session["second"]
+    assert second.returncode == 2, second.stdout + second.stderr
+    assert "Traceback" not in second.stderr and "env:" not in second.stdout and "published" not in second.stderr
+    assert "cannot listen on 127.0.0.1:" in second.stderr and "Address already in use" in second.stderr
+    assert "ASSETSTREAM_REVIEW__PORT=0" in second.stderr
+    assert took < 15, f"took {took:.1f}s: it started something before checking the port"
+
+
+def test_ctrl_c_says_where_the_sessions_decisions_are_kept(session):
+    assert session["exit"] == 0, session["stderr"]
+    said = " ".join(session["stderr"].split())
+    assert f"2 asset(s) carry a person's decision: kept in the sidecars in {session['out'].resolve()}" in said
+    assert "the embedded store and broker of this session are gone" in said
+    mug = _sidecar(session["out"], session["mug"])  # the edit sent just before Ctrl-C is in the files too
+    assert mug["name"] == TITLE and mug["accessibilitySummary"] == EDITED and mug["creativeWorkStatus"] == "approved"
+    assert _summary(session["out"], session["mug"])["title"] == TITLE
+
+
+def test_a_later_run_reapplies_the_decisions_in_the_sidecars(session):
+    """Trial: the next `assetstream run` over the same folder and --out overwrote the approved sidecars with the
+    model's values. The decisions come back through the review group: the index, the sidecars and the rows keep
+    them."""
+    out, mug, logo = session["out"], session["mug"], session["logo"]
+    # the logo's sidecar as written before sidecars carried the decision itself: kept aside, never overwritten
+    old = out / f"{sidecar_name(asset_id_for(logo))}.jsonld"
+    doc = json.loads(old.read_text())
+    assert doc.pop("assetstream:review") and doc["assetstream:reviewedBy"] == "ana"
+    old.write_text(json.dumps(doc))
+    res = _cli(["run", str(session["images"]), "--out", str(out), "--json"], _env(), timeout=180)
+    assert res.returncode == 0, res.stderr
+    rows = {r["asset_id"]: r for r in json.loads(res.stdout)}
+    assert rows[asset_id_for(mug)]["status"] == "approved" and rows[asset_id_for(mug)]["alt_text"] == EDITED
+    assert _sidecar(out, mug)["accessibilitySummary"] == EDITED and _sidecar(out, mug)["name"] == TITLE
+    assert rows[asset_id_for(mug)]["title"] == TITLE
+    assert _sidecar(out, mug)["creativeWorkStatus"] == "approved"
+    assert _sidecar(out, mug)["assetstream:reviewedBy"] == "ana"
+    assert _summary(out, mug)["status"] == "approved"
+    said = " ".join(res.stderr.split())
+    assert "re-applied 1 person's decision(s) from the sidecars" in said
+    name = sidecar_name(asset_id_for(logo))
+    assert f"kept aside {name}.reviewed.jsonld, {name}.reviewed.xmp" in said
+    assert json.loads((out / f"{name}.reviewed.jsonld").read_text()) == doc
+    assert rows[asset_id_for(logo)]["status"] == _sidecar(out, logo)["creativeWorkStatus"] == "needs_review"
+
