@@ -13,7 +13,9 @@ Provenance stays honest: only a value a person wrote (`edited`) or cleared (`rej
 keeps the source of the value they approved (`model`, `embedded`, `rule`, `propagated`, or `human` for a value a
 person set before); the review's field entry (`action: accepted`, `source`, `editor`, `at`) says a person approved
 it. The approved value is pinned like an edit: a reprocess that brings another model value keeps the approved one
-(with its recorded source) and offers the new one in `model_suggestions`.
+and offers the new one in `model_suggestions`; the pinned value is then the person's (`human`; `propagated` for a
+value from the family), never credited to the run that did not produce it. Accepting one's own earlier edit or
+rejection keeps it an edit or a rejection.
 
 An approval covers the values it saw: if a later record brings a different model value for a field the person did
 not decide on, the asset goes back to review ("changed since approval").
@@ -31,7 +33,7 @@ from __future__ import annotations
 import copy
 import datetime as dt
 import json
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from domain.records import asset_of, content_sha256
 from streams.records import to_ms
@@ -85,13 +87,46 @@ def propagated_fields(doc: dict[str, Any]) -> list[str]:
     return [name for name in ("alt_text", "tags") if applied.get(name)]
 
 
+def propagated_shown(doc: dict[str, Any], rename: Callable[[list[str]], list[str]] | None = None
+                     ) -> dict[str, tuple[str, str | None]]:
+    """What a person saw of the index document's values the duplicate family gave it: field -> (`propagated`, the
+    value in the review's string form), for `merge_decision`'s `shown`. `rename` brings the tag ids onto the
+    names the decision uses (`renamed_tags`)."""
+    out: dict[str, tuple[str, str | None]] = {}
+    for name in propagated_fields(doc):
+        if name == "tags":
+            ids = [str(t) for t in doc.get("tags") or []]
+            out[name] = ("propagated", tags_value(rename(ids) if rename else ids))
+        else:
+            out[name] = ("propagated", None if doc.get(name) is None else str(doc[name]))
+    return out
+
+
+def renamed_tags(tag_ids: Iterable[str], current_name: Callable[[str], str | None],
+                 keep: Iterable[str] = (), given: Iterable[str] = ()) -> list[str]:
+    """`tag_ids` with each renamed (deprecated) id replaced by its current name (`current_name`: the taxonomy's
+    `Taxonomy.current_name`, None for a removed tag). An id in `keep` (on the asset's record) stays as it is; a
+    removed id the duplicate family gave the document (`given`) is dropped (it cannot be published), any other
+    removed id stays (and is refused as not in the vocabulary)."""
+    keep, given = set(keep), set(given)
+    out = []
+    for tag in tag_ids:
+        new = tag if tag in keep else current_name(tag)
+        if new is None and tag in given:
+            continue
+        out.append(new or tag)
+    return list(dict.fromkeys(out))
+
+
 def _accepted_source(validated: dict[str, Any] | None, name: str, value: str | None,
-                     shown: dict[str, str]) -> str:
-    """The source of the value a person accepted: the record's when it is the record's value, else the one the
-    person was shown (a value propagated from the family), else `human` (a person named a value of their own)."""
+                     shown: dict[str, tuple[str, str | None]]) -> str:
+    """The source of the value a person accepted: the record's when it is the record's value, else the source of
+    the value the person was shown when it is that value (one propagated from the family), else `human` (a
+    person named a value of their own)."""
     if validated is not None and value == current_value(validated, name):
         return source_of(validated, name) or "human"
-    return shown.get(name) or "human"
+    source, seen = shown.get(name) or (None, None)
+    return source if source and value == seen else "human"
 
 
 def empty_review() -> dict[str, Any]:
@@ -100,11 +135,13 @@ def empty_review() -> dict[str, Any]:
 
 
 def merge_decision(review: dict[str, Any] | None, decision: dict[str, Any],
-                   validated: dict[str, Any] | None, shown: dict[str, str] | None = None) -> dict[str, Any]:
+                   validated: dict[str, Any] | None,
+                   shown: dict[str, tuple[str, str | None]] | None = None) -> dict[str, Any]:
     """The review after one more EditorDecision. `validated` is the asset's current record: an 'accepted' field
-    records the value the person saw and its source (`shown`: field -> source of a value the person saw that is
-    not the record's, e.g. `propagated`; see `propagated_fields`). Idempotent (a decision applied twice changes
-    nothing) and order-free per field (the newest `at` wins)."""
+    records the value the person saw and its source (`shown`: field -> (source, value) of a value the person saw
+    that is not the record's, e.g. `propagated`; see `propagated_shown`). Idempotent (a decision applied twice
+    changes nothing) and order-free per field (the newest `at` wins). An accept of the value a person set before
+    (an edit) or of a field they rejected keeps their edit or rejection: writeback sends only edits."""
     out = copy.deepcopy(review) if review else empty_review()
     if decision["decision_id"] in out["decision_ids"]:
         return out
@@ -129,6 +166,8 @@ def merge_decision(review: dict[str, Any] | None, decision: dict[str, Any],
         else:
             value = None
         old = fields.get(name)
+        if action == "accepted" and _own_earlier(old, value):
+            continue  # accepting the person's own edit (or rejection) as shown: it stays theirs
         if old is None or to_ms(old["at"]) <= at:
             fields[name] = {"field": name, "action": action, "value": value, "editor": decision["editor"], "at": at,
                             "source": source}
@@ -140,8 +179,7 @@ def merge_decision(review: dict[str, Any] | None, decision: dict[str, Any],
             if name in named or (name in fields and to_ms(fields[name]["at"]) >= at):
                 continue
             value = current_value(validated, name)
-            old = fields.get(name)
-            if old is not None and old["action"] != "accepted" and old["value"] == value:
+            if _own_earlier(fields.get(name), value):
                 continue  # the person's own earlier edit (or rejection), shown and approved: it stays theirs
             fields[name] = {"field": name, "action": "accepted", "value": value, "editor": decision["editor"],
                             "at": at, "source": _accepted_source(validated, name, value, shown)}
@@ -153,6 +191,15 @@ def merge_decision(review: dict[str, Any] | None, decision: dict[str, Any],
             out.update(status=verdict, editor=decision["editor"], decided_at=at, content_sha256=seen)
     out["decision_ids"] = [*out["decision_ids"], decision["decision_id"]][-MAX_DECISION_IDS:]
     return out
+
+
+def _own_earlier(old: dict[str, Any] | None, value: str | None) -> bool:
+    """Whether `value`, accepted now, is what a person's earlier edit set or their rejection left (an empty field)."""
+    if old is None or old["action"] == "accepted":
+        return False
+    if old["action"] == "rejected":
+        return value in (None, "", "[]")
+    return old["value"] == value
 
 
 def merge_reviews(a: dict[str, Any] | None, b: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -221,12 +268,14 @@ def apply_review(validated: dict[str, Any], review: dict[str, Any] | None, *, la
             continue  # the DAM's own human value is newer than the review
         decided.add(name)
         model_value = current_value(validated, name)
-        # who set the value now shown: a person for an edit or a rejection; for an accepted value the source of
-        # what the person approved (the record's own source when it is still the record's value)
+        # who set the value now shown: a person for an edit or a rejection. An accepted value that is still the
+        # record's keeps the record's source; one the record no longer holds (a reprocess brought other output)
+        # is pinned by the person: `human` (never the current run's model or prompt, which did not make it), or
+        # `propagated` for a value the family gave (never the record's own)
         accepted = f["action"] == "accepted"
         if accepted and f["value"] == model_value:
             continue
-        source = (f.get("source") or "human") if accepted else "human"
+        source = "propagated" if accepted and f.get("source") == "propagated" else "human"
         if name == "tags":
             existing = {t["tag"]: t for t in validated.get("tags") or []}
             ids = parse_tags_value(f["value"]) if f["action"] != "rejected" else []

@@ -237,6 +237,14 @@ class Taxonomy:
         names = set(chain) | {old for old in self.deprecated if chain[-1] in self._renamed(old)}
         return (tag, *sorted(names - {tag}))
 
+    def current_name(self, tag: str) -> str | None:
+        """The name a tag id has in this version: its replacement's (following renames) when it was renamed, None
+        when it was removed (deprecated without a replacement), else the id itself."""
+        if tag not in self.deprecated:
+            return tag
+        res = self._follow(tag, tag)
+        return res.mapped.tag if res.mapped else None
+
     def _renamed(self, tag: str) -> list[str]:
         """`tag`, then the names its renames lead to (the last one is current or removed)."""
         chain = [tag]

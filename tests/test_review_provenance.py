@@ -154,15 +154,17 @@ def test_approve_all_after_one_edit_keeps_the_untouched_fields_model_approved(fl
     doc = _docs(settings, lambda d: d.get("version") == 2, ["mug-0001"])["mug-0001"]
     assert doc["status"] == "approved" and doc["version"] == 2
     assert doc["alt_text"] == EDITED_ALT and doc["field_sources"]["alt_text"] == "human"
-    assert doc["title"] == "Red mug" and doc["field_sources"]["title"] == "model"  # the approved model value
+    # the approved value stays, now the person's: the new run (which wrote "Coffee cup") did not make it
+    assert doc["title"] == "Red mug" and doc["field_sources"]["title"] == "human"
     assert doc["model_suggestions"]["title"] == "Coffee cup"  # the new model text waits as a suggestion
     assert sorted(doc["tags"]) == ["color:red", "color:white", "product:cup"]
-    assert {t["tag"]: t["source"] for t in doc["tag_details"]}["color:white"] == "model"
+    chips = {t["tag"]: t["source"] for t in doc["tag_details"]}
+    assert (chips["color:white"], chips["product:cup"]) == ("human", "model")  # the new run gives no white
     # ... and validate, given the review enrich reads from the index, publishes the same
     enriched = {**newer["enriched"], "review": approved["review"]}
     out = ValidateStage(settings).process(roundtrip("EnrichedAsset", enriched)).value
     assert out["status"] == "approved" and out["title"] == "Red mug" and out["alt_text"] == EDITED_ALT
-    assert (out["field_sources"]["title"], out["field_sources"]["alt_text"]) == ("model", "human")
+    assert (out["field_sources"]["title"], out["field_sources"]["alt_text"]) == ("human", "human")
 
 
 def test_bulk_approval_and_the_feedback_command_keep_sources(fleet):
@@ -284,3 +286,181 @@ def test_an_approved_asset_says_approved_by_its_editor_once(fleet):
         assert [x for x in doc["reasons"] if "approved" in x] == ["approved by erin"]
         page = c.get("/asset/paris-0003").text
         assert re.findall(r"<li>approved by erin</li>", page) == ["<li>approved by erin</li>"]
+
+
+def test_an_approved_value_a_new_prompt_no_longer_produces_is_the_persons_not_the_new_runs(store):
+    """Review finding (issue 15): after "Approve all", a reprocess with a new prompt brought other output; the
+    approved values stayed pinned but were credited to the new run (`model`, prompt v2-NEW in the audit and the
+    asset view) and an approved tag the new run no longer gives was rebuilt as a `model` tag with score 1.0, a
+    score no model gave. Now a pinned value the record no longer holds is the person's (`human`); a value the new
+    run still produces keeps its `model` source and score."""
+    from app.kpis.compute import audit_for_validated
+    from app.kpis.settings import KpiSettings
+    from app.review.decisions import approval, field_rows
+    from domain.records import record_from_doc
+    from tests.store_support import validated_asset
+    from tests.test_family_propagation import _docs as index_docs, _sink
+
+    sink = _sink(store)
+    group = ReviewStage(sink.settings, client=sink.client)
+    try:
+        v1 = validated_asset("rp-mug", title="Red mug", alt_text="A red mug", caption="Old caption",
+                             status="needs_review")
+        sink.process_batch(as_items([v1]))
+        decision = {**approval("rp-mug", "erin", "default", index_docs(sink)["rp-mug"]), "decision_id": "d-all",
+                    "decided_at": 1_800_000_000_000}
+        assert sink.process_batch(as_items([group.process(decision).value])) == [None]
+        assert index_docs(sink)["rp-mug"]["field_sources"].get("alt_text", "model") == "model"  # approved as the model's
+
+        # a reprocess with a new prompt: another title and caption, the same licensing, other tags but color:red
+        v2 = validated_asset("rp-mug", 2, title="Crimson mug", alt_text="A red mug", caption="New caption",
+                             status="needs_review", tags=[("color", "red"), ("product", "cup")])
+        v2["tags"][0]["score"] = 0.61
+        for p in v2["enriched"]["provenance"]:
+            p["prompt_version"] = "v2-NEW"
+        sink.process_batch(as_items([v2]))
+        doc = index_docs(sink)["rp-mug"]
+        assert doc["status"] == "approved" and doc["version"] == 2
+        assert (doc["title"], doc["caption"]) == ("Red mug", "Old caption")  # pinned
+        assert doc["model_suggestions"]["title"] == "Crimson mug"
+        sources = doc["field_sources"]
+        assert (sources["title"], sources["caption"], sources["tags"]) == ("human", "human", "human")
+        assert sources.get("alt_text", "model") == "model"  # the new run produced the approved value itself
+        assert sources.get("licensing", "model") == "model"
+        chips = {t["tag"]: (t["source"], t["score"]) for t in doc["tag_details"]}
+        assert chips == {"color:red": ("model", 0.61), "product:shoe": ("human", 1.0), "style:studio": ("human", 1.0)}
+
+        ks = KpiSettings()
+        audit = {f["field"]: f for f in audit_for_validated(record_from_doc(
+            sink.client.get(index=read_alias(sink.cfg), id="rp-mug")["_source"]), ks)["fields"]}
+        rows = {r["name"]: r for r in field_rows(doc, ks.field_tasks)}
+        for name in ("title", "caption", "tags"):
+            assert (audit[name]["source"], audit[name]["action"], audit[name]["editor"]) == ("human", "accepted", "erin")
+            assert audit[name]["prompt_version"] is None and audit[name]["model"] is None
+            assert rows[name]["source"] == "human" and rows[name]["provenance"] is None
+            assert rows[name]["decided"]["action"] == "accepted"
+        assert audit["alt_text"]["source"] == "model" and rows["alt_text"]["source"] == "model"
+    finally:
+        group.close()
+        sink.close()
+
+
+def test_approving_a_renamed_tag_the_family_gave_sends_it_under_its_current_name(store):
+    """Review finding (issue 15): a member given `color:grey` by a source indexed before the rename to
+    `color:gray`; "Approve all" (app, bulk, or a decision sent without the app's mapping) was dead-lettered
+    `invalid_decision` while the app said "Sent to feedback". Now the approval publishes `color:gray`, marked
+    `propagated`."""
+    from app.review.decisions import approval, from_form
+    from domain.taxonomy import taxonomy_from_settings
+    from tests.test_family_propagation import _docs as family_docs, ORIG_ALT, _record, _sink
+
+    sink = _sink(store, family_propagation=True, family_decay=0.9)
+    group = ReviewStage(sink.settings, client=sink.client)
+    tax = taxonomy_from_settings(sink.settings)
+    try:
+        sink.process_batch(as_items([_record("rn-web", None, alt_text="boats", status="needs_review"),
+                                     _record("rn-small", "rn-web", alt_text="boats", status="needs_review"),
+                                     _record("rn-orig", "rn-web", status="approved", alt_text=ORIG_ALT,
+                                             tags=[("subject", "water"), ("color", "grey")])]))
+        docs = family_docs(sink)
+        assert "color:grey" in docs["rn-web"]["propagated"]["applied"]["tags"]
+
+        form = from_form(docs["rn-small"], {"verdict": "approve", "value.tags": ", ".join(docs["rn-small"]["tags"])},
+                         "erin", tax)
+        # a bulk approval built without the taxonomy still holds the old name: the review group maps it
+        bulk = approval("rn-web", "erin", "default", docs["rn-web"])
+        assert "color:grey" in [f["value"] for f in bulk["fields"] if f["field"] == "tags"][0]
+        for aid, decision in (("rn-web", bulk), ("rn-small", form)):
+            decision = {**decision, "decision_id": f"d-{aid}", "decided_at": 1_800_000_000_000, "tenant": "default"}
+            assert sink.process_batch(as_items([group.process(decision).value])) == [None]
+        for aid in ("rn-web", "rn-small"):
+            doc = family_docs(sink)[aid]
+            assert doc["status"] == "approved"
+            assert {t["tag"]: t["source"] for t in doc["tag_details"]} == {"subject:water": "model",
+                                                                           "color:gray": "propagated"}
+            assert (_reviewed(doc)["tags"]["action"], _reviewed(doc)["tags"]["source"]) == ("accepted", "propagated")
+        # the app's form (with the taxonomy) sends the current name itself
+        assert [f["value"] for f in form["fields"] if f["field"] == "tags"] == ['["color:gray", "subject:water"]']
+    finally:
+        group.close()
+        sink.close()
+
+
+def _pinned(record: dict, *decisions: dict) -> tuple[dict, dict]:
+    """The review after each decision (each merged into the record the review group stored after the previous
+    one) and the record with it applied."""
+    from domain.review import apply_review, merge_decision
+
+    review, shown = None, record
+    for i, d in enumerate(decisions):
+        review = merge_decision(review, {"decision_id": f"d{i}", "asset_id": record["enriched"]["pre"]["asset"]
+                                         ["asset_id"], "editor": "erin", "decided_at": 1_800_000_000_000 + i * 60_000,
+                                         "status": None, "fields": [], **d}, shown)
+        shown = apply_review(record, review)
+    return review, shown
+
+
+def test_accepting_ones_own_earlier_edit_keeps_it_an_edit_that_reaches_the_dam():
+    """Review finding (issue 15): ticking *accept* on an alt text the editor wrote in an earlier visit turned the
+    edit into `accepted`, so writeback's `edited_fields` was empty and the editor's text never reached the DAM."""
+    from consumers.writeback.plan import edited_fields
+    from tests.store_support import validated_asset
+
+    record = validated_asset("acc-edit", title="Red mug", alt_text="Image of a red mug", status="needs_review")
+    mapping = {"alt_text": "alt", "title": "title"}
+    _, saved = _pinned(record, {"fields": [{"field": "alt_text", "action": "edited", "value": EDITED_ALT}]})
+    review, out = _pinned(record, {"fields": [{"field": "alt_text", "action": "edited", "value": EDITED_ALT}]},
+                          {"status": "approved", "fields": [{"field": "alt_text", "action": "accepted",
+                                                             "value": saved["alt_text"]}]})
+    assert (_reviewed(out)["alt_text"]["action"], _reviewed(out)["alt_text"]["value"]) == ("edited", EDITED_ALT)
+    assert out["status"] == "approved" and out["field_sources"]["alt_text"] == "human"
+    assert edited_fields(out, mapping) == {"alt"}
+    # accepting another value (here: the model's, after the edit) is still an accept
+    _, other = _pinned(record, {"fields": [{"field": "alt_text", "action": "edited", "value": EDITED_ALT}]},
+                       {"fields": [{"field": "alt_text", "action": "accepted", "value": "Image of a red mug"}]})
+    assert _reviewed(other)["alt_text"]["action"] == "accepted" and edited_fields(other, mapping) == set()
+
+
+def test_a_rejection_stays_a_rejection_through_a_later_approve_all():
+    """Review finding (issue 15): rejected tags became `accepted "[]"` (source human) after a later "Approve
+    all"; a rejected caption stayed rejected. Both stay rejections now."""
+    from tests.store_support import validated_asset
+
+    record = validated_asset("rej-tags", title="Red mug", caption="cap", status="needs_review")
+    review, out = _pinned(record, {"fields": [{"field": "tags", "action": "rejected", "value": None},
+                                              {"field": "caption", "action": "rejected", "value": None}]},
+                          {"status": "approved"})
+    reviewed = _reviewed(out)
+    assert (reviewed["tags"]["action"], reviewed["tags"]["value"]) == ("rejected", None)
+    assert (reviewed["caption"]["action"], reviewed["caption"]["value"]) == ("rejected", None)
+    assert out["tags"] == [] and out["caption"] is None and out["status"] == "approved"
+    assert reviewed["title"]["action"] == "accepted"
+
+
+def test_an_accepted_value_is_propagated_only_when_it_is_the_familys(store):
+    """Review finding (issue 15): a value a person accepted that was neither the record's nor the one the family
+    gave was labelled `propagated` because the field held a propagated value. Through the real review group."""
+    from tests.test_family_propagation import ORIG_ALT, _docs as family_docs, _record, _sink
+
+    sink = _sink(store, family_propagation=True, family_decay=0.9)
+    group = ReviewStage(sink.settings, client=sink.client)
+    try:
+        sink.process_batch(as_items([_record("pc-web", None, alt_text="boats", status="needs_review"),
+                                     _record("pc-small", "pc-web", alt_text="boats", status="needs_review"),
+                                     _record("pc-orig", "pc-web", status="approved", alt_text=ORIG_ALT)]))
+        docs = family_docs(sink)
+        assert docs["pc-web"]["alt_text"] == ORIG_ALT and docs["pc-small"]["alt_text"] == ORIG_ALT
+        for aid, value in (("pc-web", ORIG_ALT), ("pc-small", "two boats in a harbour, my words")):
+            decision = {"decision_id": f"d-{aid}", "asset_id": aid, "editor": "erin", "tenant": "default",
+                        "decided_at": 1_800_000_000_000, "status": None,
+                        "fields": [{"field": "alt_text", "action": "accepted", "value": value}]}
+            assert sink.process_batch(as_items([group.process(decision).value])) == [None]
+        docs = family_docs(sink)
+        assert _reviewed(docs["pc-web"])["alt_text"]["source"] == "propagated"
+        assert docs["pc-web"]["field_sources"]["alt_text"] == "propagated"
+        small = docs["pc-small"]
+        assert (_reviewed(small)["alt_text"]["source"], small["field_sources"]["alt_text"]) == ("human", "human")
+        assert small["alt_text"] == "two boats in a harbour, my words"
+    finally:
+        group.close()
+        sink.close()

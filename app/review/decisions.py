@@ -83,7 +83,7 @@ def from_form(doc: dict[str, Any], form: Any, editor: str, tax: Taxonomy) -> dic
             out_fields.append({"field": name, "action": "accepted", "value": current})
     if verdict == "approved":  # a value the family gave it is what the person approved: pin it (see approval)
         named = {x["field"] for x in out_fields}
-        out_fields += [accepted for accepted in propagated_acceptances(doc) if accepted["field"] not in named]
+        out_fields += [accepted for accepted in propagated_acceptances(doc, tax) if accepted["field"] not in named]
     if not out_fields and verdict is None:
         raise DecisionError("nothing to send: accept, edit or reject a field, or approve / reject the asset")
     # the image the editor was shown: the verdict is of these bytes (a replaced image goes back to review)
@@ -92,16 +92,27 @@ def from_form(doc: dict[str, Any], form: Any, editor: str, tax: Taxonomy) -> dic
 
 
 def approval(asset_id: str, editor: str, tenant: str | None = None,
-             doc: dict[str, Any] | None = None) -> dict[str, Any]:
+             doc: dict[str, Any] | None = None, tax: Taxonomy | None = None) -> dict[str, Any]:
     """'Approve all': the verdict (the merge pins every value of the asset's record, each keeping its source), and
     the values its duplicate family gave it (`propagated`, index-only: not in the record) accepted as the person
     saw them (the review group records them as `propagated`)."""
-    return {"asset_id": asset_id, "editor": editor, "fields": propagated_acceptances(doc or {}),
+    return {"asset_id": asset_id, "editor": editor, "fields": propagated_acceptances(doc or {}, tax),
             "status": "approved", "tenant": tenant}
 
 
-def propagated_acceptances(doc: dict[str, Any]) -> list[dict[str, Any]]:
-    return [{"field": name, "action": "accepted", "value": doc_value(doc, name)} for name in review.propagated_fields(doc)]
+def propagated_acceptances(doc: dict[str, Any], tax: Taxonomy | None = None) -> list[dict[str, Any]]:
+    """The family's values on `doc`, accepted as shown. With the taxonomy, a tag the family gave under a name that
+    was since renamed (a source indexed before the rename: `color:grey`) is accepted under its current name
+    (`color:gray`), one since removed is left out; the review group does the same for decisions sent without."""
+    out = []
+    for name in review.propagated_fields(doc):
+        value = doc_value(doc, name)
+        if name == "tags" and tax is not None:
+            given = ((doc.get("propagated") or {}).get("applied") or {}).get("tags") or []
+            own = set(review.parse_tags_value(value)) - set(given)
+            value = review.tags_value(review.renamed_tags(review.parse_tags_value(value), tax.current_name, own, given))
+        out.append({"field": name, "action": "accepted", "value": value})
+    return out
 
 
 # --- the asset view ------------------------------------------------------------------------------------------

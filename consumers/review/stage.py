@@ -11,8 +11,8 @@ and the published record on `validated`: its audit entry credits each field to t
 
 Errors: a decision for an asset the index does not hold (yet) is transient (retried with backoff, then dead-
 lettered as `asset_not_indexed`); a decision that names an unknown field, action or verdict, a tag that is
-neither a vocabulary id nor already on the asset, or another tenant's asset, is permanent (`invalid_decision`,
-`tenant_mismatch`).
+neither a vocabulary id nor already on the asset (a renamed id counts as its current name: `current_tag_names`),
+or another tenant's asset, is permanent (`invalid_decision`, `tenant_mismatch`).
 """
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from typing import Any
 
 from domain.events import scoped_id
 from domain.records import document_id, record_from_doc
-from domain.review import apply_review, merge_decision, parse_tags_value, propagated_fields
+from domain.review import apply_review, merge_decision, parse_tags_value, propagated_shown, renamed_tags, tags_value
 from domain.store.client import make_client
 from domain.store.management import read_alias
 from domain.taxonomy import taxonomy_from_settings
@@ -29,10 +29,28 @@ from streams.records import stamp
 from streams.stage import Output, RecordContext, Stage
 
 
+def current_tag_names(decision: dict[str, Any], taxonomy: Any, have: set[str] = frozenset(),
+                      given: set[str] = frozenset()) -> dict[str, Any]:
+    """The decision with each renamed (deprecated) tag id it sets replaced by its current name, unless the record
+    holds that id (`have`); a removed id the duplicate family gave the document (`given`) is dropped. A person who
+    approves what they were shown approves the family's `color:grey` as today's `color:gray`
+    (`domain.review.renamed_tags`)."""
+    fields = []
+    for f in decision.get("fields") or []:
+        if f.get("field") == "tags" and f.get("action") != "rejected" and f.get("value") is not None:
+            ids = parse_tags_value(f["value"])
+            renamed = renamed_tags(ids, taxonomy.current_name, have, given)
+            if renamed != ids:
+                f = {**f, "value": tags_value(renamed)}
+        fields.append(f)
+    return {**decision, "fields": fields}
+
+
 def tag_problems(decision: dict[str, Any], taxonomy: Any, have: set[str] = frozenset()) -> list[str]:
     """Why the tags a decision sets cannot be published: each id that is neither in the vocabulary nor already on
     the asset (`have`: e.g. a DAM keyword a person set), with the vocabulary id it probably means. The review app
-    maps labels and deprecated ids before it sends; `assetstream feedback` and the SDK send what they are given."""
+    maps labels and deprecated ids before it sends; `assetstream feedback` and the SDK send what they are given
+    (renamed ids are mapped by `current_tag_names` first, for every path)."""
     problems = []
     for f in decision.get("fields") or []:
         if f.get("field") != "tags" or f.get("action") == "rejected":
@@ -81,13 +99,16 @@ class ReviewStage(Stage):
         if tenant and doc.get("tenant") and tenant != doc["tenant"]:
             raise PermanentError(f"decision for tenant {tenant!r} on an asset of tenant {doc['tenant']!r}",
                                  reason="tenant_mismatch", details={"asset_id": asset_id})
-        problems = tag_problems(decision, self.taxonomy, {t["tag"] for t in record.get("tags") or []})
+        have = {t["tag"] for t in record.get("tags") or []}
+        given = set((((doc.get("propagated") or {}).get("applied") or {}).get("tags")) or [])
+        decision = current_tag_names(decision, self.taxonomy, have, given)
+        problems = tag_problems(decision, self.taxonomy, have)
         if problems:
             raise PermanentError(f"{asset_id}: {'; '.join(problems)}", reason="invalid_decision",
                                  details={"asset_id": asset_id, "decision_id": decision.get("decision_id")})
         try:
             # the values the person saw that the record does not hold: those the duplicate family gave it
-            shown = dict.fromkeys(propagated_fields(doc), "propagated")
+            shown = propagated_shown(doc, lambda ids: renamed_tags(ids, self.taxonomy.current_name, have, given))
             review = merge_decision(doc.get("review"), decision, record, shown)
         except ValueError as e:
             raise PermanentError(f"{asset_id}: {e}", reason="invalid_decision",
@@ -99,7 +120,7 @@ class ReviewStage(Stage):
         try:
             res = self.client.options(request_timeout=self.cfg.request_timeout_s).search(
                 index=self.alias, query={"ids": {"values": [asset_id]}}, size=1,
-                source=["record", "thumbnail", "review", "tenant", "version", "propagated"])
+                source=["record", "thumbnail", "review", "tenant", "version", "propagated", "alt_text", "tags"])
         except Exception as e:  # noqa: BLE001 - the store is down or slow: retry, never drop a decision
             raise TransientError(f"index store unavailable: {type(e).__name__}", reason="store_unavailable") from e
         hits = res.get("hits", {}).get("hits", [])
