@@ -331,7 +331,7 @@ class ReviewApp:
             if not chosen:
                 return 0
             given = self.index.propagated([scoped_id(i, t) for i, t in chosen])
-            return len(self.publish([dec.approval(i, who.user, t, given.get(scoped_id(i, t))) for i, t in chosen]))
+            return len(self.publish([dec.approval(i, who.user, t, given.get(scoped_id(i, t)), self.taxonomy) for i, t in chosen]))
 
         try:
             outcome = {"sent": f"{await run_in_threadpool(act)} asset(s) approved"}
