@@ -244,6 +244,7 @@ class EmbeddedRun:
         # SIGTERM and SIGHUP stop the run like Ctrl-C: the finally below stops every worker, the broker and the
         # store (each child runs in its own session, so nothing else would reach them)
         previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGTERM, signal.SIGHUP)}
+        finished = False
         try:
             # the decisions people made on these assets in an earlier run (its sidecars in --out): re-applied
             # below through the review group, never overwritten with the model's values
@@ -287,15 +288,23 @@ class EmbeddedRun:
                 finally:
                     done.set()
                     follower.join(8)
+            finished = True
             return tracker, settings
         except BaseException:  # interrupted (or failed): what the index says about the finished assets so far
             if self.settings is not None:
                 self.read_families(self.settings, timeout_s=5.0, quiet=True)
             raise
         finally:
-            self.stop()
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
+            # the work is done and its rows are built: a Ctrl-C while the workers drain and the broker and store
+            # stop (seconds) would only cut that short, leave processes running and lose the rows
+            sigint = signal.signal(signal.SIGINT, signal.SIG_IGN) if finished else None
+            try:
+                self.stop()
+            finally:
+                if sigint is not None:
+                    signal.signal(signal.SIGINT, sigint)
+                for sig, handler in previous.items():
+                    signal.signal(sig, handler)
 
     def read_families(self, settings: Settings | None, timeout_s: float = 30.0, quiet: bool = False) -> None:
         """Each indexed asset's duplicate family as its index document has it (`tracker.families`). `quiet`: an
