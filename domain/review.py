@@ -294,7 +294,7 @@ def apply_review(validated: dict[str, Any], review: dict[str, Any] | None, *, la
     changed = image_changed(validated, review)
     if changed:
         out["status"] = "needs_review"
-        reasons.append(changed)
+        reasons.insert(0, changed)  # why it is back in review comes first (the queue's rows show three reasons)
     elif status == "rejected":
         out["status"] = "rejected"
         reasons.append(f"rejected by {review['editor']}")
@@ -303,7 +303,7 @@ def apply_review(validated: dict[str, Any], review: dict[str, Any] | None, *, la
                      and current_value(out, name) not in (None, "[]")]
         if undecided:  # model output the approval never saw
             out["status"] = "needs_review"
-            reasons.append(f"changed since the approval by {review['editor']}: {', '.join(undecided)}")
+            reasons.insert(0, f"changed since the approval by {review['editor']}: {', '.join(undecided)}")
         else:
             out["status"] = "approved"
             reasons.append(f"approved by {review['editor']}")

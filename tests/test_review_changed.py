@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import html
 import shutil
 import time
 import uuid
@@ -153,6 +154,7 @@ def test_a_replaced_image_goes_back_to_review_with_the_persons_values_kept(pipel
         c.get(srv.login_url)
         queue = c.get("/", params={"status": "needs_review", "reason": "changed since approval"}).text
     assert f"/asset/{ASSET}" in queue and "1 asset(s)" in queue
+    assert "the image changed since erin approved it" in html.unescape(queue)  # in the row's first reasons (trial 5)
 
     # the editor looks at the new image and approves it: published again, the approval now of the green cup
     doc = _decide(settings, p, _approve_as_shown, lambda d: d.get("status") == "approved")
