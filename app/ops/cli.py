@@ -389,9 +389,7 @@ def dlq_replay(
     letters, twice = distinct_originals(select(_read(settings), stage=stage, error=error, reason=reason,
                                                asset=asset, ref=ref))
     for d, kept in twice:
-        v = d.value or {}
-        console.print(f"skipped dlq {d.ref}: the same record ({v.get('original_topic')}/"
-                      f"{v.get('original_partition')}/{v.get('original_offset')}) as dlq {kept.ref}, dead-lettered "
+        console.print(f"skipped dlq {d.ref}: the same record ({d.summary()['original']}) as dlq {kept.ref}, dead-lettered "
                       "twice (at-least-once delivery, e.g. during a rebalance); it is replayed once",
                       highlight=False)
     if not letters:

@@ -72,6 +72,14 @@ class DeadLetter:
                 return h["value"].decode("utf-8", "replace")
         return None
 
+    @property
+    def original(self) -> tuple[str, int | None, int | None] | None:
+        """The original record's (topic, partition, offset), or None for an undecodable letter."""
+        v = self.value or {}
+        if v.get("original_topic") is None:
+            return None
+        return v["original_topic"], v.get("original_partition"), v.get("original_offset")
+
     def summary(self) -> dict[str, Any]:
         v = self.value or {}
         return {"ref": self.ref, "partition": self.partition, "offset": self.offset, "asset_id": self.asset_id,
@@ -179,15 +187,10 @@ def distinct_originals(letters: list[DeadLetter]) -> tuple[list[DeadLetter], lis
     a worker was handling when its partitions moved (a rebalance) can be dead-lettered twice; replaying both
     would publish it twice. Keeps the newest letter of each original; also returns (skipped, kept) pairs.
     Undecodable letters (no original coordinates) are all kept."""
-    newest: dict[tuple[Any, ...], DeadLetter] = {}
-    for d in letters:
-        v = d.value or {}
-        if v.get("original_topic") is not None:
-            newest[(v["original_topic"], v.get("original_partition"), v.get("original_offset"))] = d
+    newest = {d.original: d for d in letters if d.original is not None}
     kept, skipped = [], []
     for d in letters:
-        v = d.value or {}
-        same = newest.get((v.get("original_topic"), v.get("original_partition"), v.get("original_offset")))
+        same = newest.get(d.original)
         if same is not None and same is not d:
             skipped.append((d, same))
         else:
