@@ -25,6 +25,7 @@ from pydantic import SecretStr
 
 from app.settings import Settings
 from domain.records import FAMILY_FIELDS, media_type_of, thumbnail_of, with_family
+from domain.review import has_decision
 from streams.embedded import die_with_parent
 
 log = logging.getLogger(__name__)
@@ -680,10 +681,6 @@ def sidecar_name(asset_id: str) -> str:
     """The sidecar file stem of an asset: its id (readable stem + hash of the file's URI, unique per file),
     made safe as a file name."""
     return "".join(c if c.isalnum() or c in "-_." else "-" for c in asset_id).strip(".") or "asset"
-
-
-def has_decision(review: dict[str, Any] | None) -> bool:
-    return bool(review and (review.get("status") or review.get("fields")))
 
 
 def decided_ms(review: dict[str, Any] | None) -> int:

@@ -17,6 +17,7 @@ import xml.etree.ElementTree as ET
 from typing import Any
 
 from domain.records import to_plain
+from domain.review import has_decision
 from domain.xmp import NS, XML_LANG, q, xmp_root
 
 JSONLD_NS = "https://assetstream.io/ns/jsonld/1.0/"
@@ -223,7 +224,7 @@ def to_jsonld(validated: dict[str, Any], thumbnail_url: str | None = None) -> di
 
 def review_json(review: dict[str, Any] | None) -> str | None:
     """A HumanReview as the JSON-LD's `assetstream:review` (times as epoch ms), or None when nobody decided."""
-    if not review or not (review.get("status") or review.get("fields")):
+    if not has_decision(review):
         return None
     keep = {k: review.get(k) for k in ("status", "editor", "decided_at", "fields")}
     return json.dumps(to_plain(keep), sort_keys=True)
@@ -238,7 +239,7 @@ def review_of_jsonld(doc: dict[str, Any]) -> dict[str, Any] | None:
     review = json.loads(text) if isinstance(text, str) else text
     if not isinstance(review, dict) or not isinstance(review.get("fields", []), list):
         raise ValueError("assetstream:review is not a review record")
-    return review if review.get("status") or review.get("fields") else None
+    return review if has_decision(review) else None
 
 
 # --- XMP --------------------------------------------------------------------------------------------------

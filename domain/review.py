@@ -80,10 +80,20 @@ def source_of(validated: dict[str, Any], field: str) -> str | None:
     return source or ("model" if current_value(validated, field) not in (None, "", "[]") else None)
 
 
+def has_decision(review: dict[str, Any] | None) -> bool:
+    """Whether a HumanReview holds a decision (a verdict, or a field decided)."""
+    return bool(review and (review.get("status") or review.get("fields")))
+
+
+def propagated_applied(doc: dict[str, Any]) -> dict[str, Any]:
+    """The values the asset's duplicate family gave an index document (`propagated.applied`: field -> value)."""
+    return (doc.get("propagated") or {}).get("applied") or {}
+
+
 def propagated_fields(doc: dict[str, Any]) -> list[str]:
     """The reviewable fields of an index document holding a value propagated from the asset's duplicate family
     (the index sink's consumers/index/propagate.py): index-only, not in the asset's record."""
-    applied = (doc.get("propagated") or {}).get("applied") or {}
+    applied = propagated_applied(doc)
     return [name for name in ("alt_text", "tags") if applied.get(name)]
 
 

@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 from domain import review
+from domain.records import content_sha256
 from domain.taxonomy import Taxonomy
 
 LABELS = {"title": "Title", "alt_text": "Alt text", "caption": "Caption", "summary": "Summary",
@@ -88,7 +89,7 @@ def from_form(doc: dict[str, Any], form: Any, editor: str, tax: Taxonomy) -> dic
         raise DecisionError("nothing to send: accept, edit or reject a field, or approve / reject the asset")
     # the image the editor was shown: the verdict is of these bytes (a replaced image goes back to review)
     return {"asset_id": doc["asset_id"], "editor": editor, "fields": out_fields, "status": verdict,
-            "tenant": doc.get("tenant"), "content_sha256": (doc.get("hashes") or {}).get("sha256")}
+            "tenant": doc.get("tenant"), "content_sha256": content_sha256(doc)}
 
 
 def approval(asset_id: str, editor: str, tenant: str | None = None,
@@ -108,7 +109,7 @@ def propagated_acceptances(doc: dict[str, Any], tax: Taxonomy | None = None) -> 
     for name in review.propagated_fields(doc):
         value = doc_value(doc, name)
         if name == "tags" and tax is not None:
-            given = ((doc.get("propagated") or {}).get("applied") or {}).get("tags") or []
+            given = review.propagated_applied(doc).get("tags") or []
             own = set(review.parse_tags_value(value)) - set(given)
             value = review.tags_value(review.renamed_tags(review.parse_tags_value(value), tax.current_name, own, given))
         out.append({"field": name, "action": "accepted", "value": value})

@@ -336,7 +336,7 @@ class IndexSink(PipelineFacts, Stage):
         news = not same_review(merged, indexed_review)
         if merged and merged.get("status") and not merged.get("content_sha256"):
             # a verdict recorded before reviews kept their image: it is of the image the index holds now
-            merged["content_sha256"] = ((doc or {}).get("hashes") or {}).get("sha256")
+            merged["content_sha256"] = content_sha256(doc)
         if doc is not None and int(doc.get("version") or -1) > version:
             if not news:
                 return value, "external"  # stale: the store answers 409, a success

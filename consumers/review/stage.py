@@ -20,7 +20,8 @@ from typing import Any
 
 from domain.events import scoped_id
 from domain.records import document_id, record_from_doc
-from domain.review import apply_review, merge_decision, parse_tags_value, propagated_shown, renamed_tags, tags_value
+from domain.review import (apply_review, merge_decision, parse_tags_value, propagated_applied, propagated_shown,
+                           renamed_tags, tags_value)
 from domain.store.client import make_client
 from domain.store.management import read_alias
 from domain.taxonomy import taxonomy_from_settings
@@ -100,7 +101,7 @@ class ReviewStage(Stage):
             raise PermanentError(f"decision for tenant {tenant!r} on an asset of tenant {doc['tenant']!r}",
                                  reason="tenant_mismatch", details={"asset_id": asset_id})
         have = {t["tag"] for t in record.get("tags") or []}
-        given = set((((doc.get("propagated") or {}).get("applied") or {}).get("tags")) or [])
+        given = set(propagated_applied(doc).get("tags") or [])
         decision = current_tag_names(decision, self.taxonomy, have, given)
         problems = tag_problems(decision, self.taxonomy, have)
         if problems:
