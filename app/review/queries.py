@@ -23,6 +23,7 @@ from elasticsearch import Elasticsearch, NotFoundError
 from domain.events import scoped_id
 from domain.store.degraded import query as degraded_query
 from domain.store.management import read_alias
+from domain.store.search import build_filters
 
 STATUSES = ("needs_review", "auto_applied", "approved", "rejected")
 
@@ -85,15 +86,15 @@ class Filters:
                 return ""
 
         status = params.get("status") or "needs_review"
+        tag = (params.get("tag") or "").strip()[:200]
         return cls(status=status if status in (*STATUSES, "all") else "needs_review",
                    reason=params.get("reason") if params.get("reason") in REASON_GROUPS else "",
                    min_conf=num("min_conf"), max_conf=num("max_conf"),
                    prompt=(params.get("prompt") or "").strip()[:200], model=(params.get("model") or "").strip()[:200],
-                   tag=(params.get("tag") or "").strip()[:200], date_from=day("date_from"), date_to=day("date_to"),
+                   tag=tag, date_from=day("date_from"), date_to=day("date_to"),
                    degraded=deg if re.fullmatch(r"[a-z_]{1,40}", deg := params.get("degraded") or "") else "",
                    collapse="1" if params.get("collapse") in ("1", "true", "on") else "",
-                   tag_names=taxonomy.same_tags(tag) if taxonomy is not None and (
-                       tag := (params.get("tag") or "").strip()[:200]) else ())
+                   tag_names=taxonomy.same_tags(tag) if taxonomy is not None and tag else ())
 
     def params(self, **changes: Any) -> dict[str, str]:
         f = replace(self, **changes) if changes else self
@@ -183,8 +184,7 @@ def clauses(f: Filters, *, with_status: bool = True, with_reason: bool = True,
     if with_reason and f.reason:
         out.append(reason_query(f.reason))
     if f.tag:  # a renamed tag matches documents indexed under either name
-        names = f.tag_names or (f.tag,)
-        out.append({"term": {"tags": f.tag}} if len(names) == 1 else {"terms": {"tags": list(names)}})
+        out += build_filters([f.tag_names or (f.tag,)])
     if with_degraded and f.degraded:
         out.append(degraded_query(f.degraded))
     prov: list[dict[str, Any]] = []

@@ -71,7 +71,11 @@ def names_tags_only(query: str | None, taxonomy: "Taxonomy | None") -> bool:
 def _expand(query: str | None, taxonomy: "Taxonomy | None") -> tuple[list[str], bool]:
     if not query or taxonomy is None:
         return [], False
-    units = query_units(query, taxonomy)
+    return _expand_units(query_units(query, taxonomy))
+
+
+def _expand_units(units: list[tuple[str, list[str], int]]) -> tuple[list[str], bool]:
+    """The canonical tags the query units name (expand_query) and whether they cover it (names_tags_only)."""
     found = [t for _text, tags, _n in units for t in tags]
     covered = all(tags or text.lower() in STOPWORDS for text, tags, _n in units)
     return list(dict.fromkeys(found)), covered and bool(found)
@@ -164,7 +168,7 @@ def keyword_query(settings: Any, query: str | None, taxonomy: "Taxonomy | None",
     unless index.keyword_coverage is off, its coverage clauses), the synonyms, and names_tags_only."""
     s = index_settings(settings)
     units = query_units(query, taxonomy) if query and taxonomy is not None else []
-    synonyms, named = _expand(query, taxonomy)
+    synonyms, named = _expand_units(units)
     return (build_query(query, synonyms=synonyms, filters=filters,
                         coverage=coverage_clauses(units, s.keyword_coverage)), synonyms, named)
 
