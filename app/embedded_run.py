@@ -310,27 +310,19 @@ class EmbeddedRun:
     def read_families(self, settings: Settings | None, timeout_s: float = 30.0, quiet: bool = False) -> None:
         """Each indexed asset's duplicate family as its index document has it (`tracker.families`). `quiet`: an
         interrupted run's last look; a store that does not answer leaves those assets with enrich's link."""
-        from domain.store.client import make_client
-        from domain.store.management import read_alias
-
         ids = sorted(self.tracker.reached["index"])
         if settings is None or not ids:
             return
-        es = make_client(settings).options(request_timeout=timeout_s)
         try:
-            alias = read_alias(settings)
-            es.indices.refresh(index=alias)
-            docs = es.mget(index=alias, ids=ids, source_includes=list(FAMILY_FIELDS))["docs"]
+            docs = _index_docs(settings, ids, list(FAMILY_FIELDS), timeout_s)
         except Exception as exc:  # noqa: BLE001 - the rows and sidecars are still written, with enrich's link
             if not quiet:
                 raise
             log.warning("could not read the duplicate families of the interrupted run: %s", type(exc).__name__)
             return
-        finally:
-            es.close()
         for d in docs:
             if d.get("found"):
-                self.tracker.families[d["_id"]] = {k: (d.get("_source") or {}).get(k) for k in FAMILY_FIELDS}
+                self.tracker.families[d["_id"]] = _family_of(d)
 
     def wait_for_group(self, settings: Settings, stage: str, logical: str, timeout_s: float | None = None,
                        quiet: bool = False) -> None:
@@ -509,19 +501,10 @@ class EmbeddedRun:
         the sink wrote it: every review applied). Returns the assets whose record changed; an asset the index
         does not hold (deleted since) keeps its record."""
         from domain.records import record_from_doc
-        from domain.store.client import make_client
-        from domain.store.management import read_alias
         from streams.avro import Serde
 
         serde = serde or Serde.for_settings(settings)
-        es = make_client(settings)
-        try:
-            alias = read_alias(settings)
-            es.indices.refresh(index=alias)
-            docs = es.mget(index=alias, ids=list(asset_ids),
-                           source_includes=["record", "thumbnail", *FAMILY_FIELDS])["docs"]
-        finally:
-            es.close()
+        docs = _index_docs(settings, list(asset_ids), ["record", "thumbnail", *FAMILY_FIELDS])
         changed = []
         for d in docs:
             record = record_from_doc(d.get("_source") or {}) if d.get("found") else None
@@ -530,7 +513,7 @@ class EmbeddedRun:
             # through Avro, as the topics carry it (times as datetimes): the same sidecars either way
             record = serde.deserialize("validated", serde.serialize("validated", record))
             record = with_thumbnail_of(self.tracker.validated.get(d["_id"]), record)
-            self.tracker.families[d["_id"]] = {k: (d.get("_source") or {}).get(k) for k in FAMILY_FIELDS}
+            self.tracker.families[d["_id"]] = _family_of(d)
             if record != self.tracker.validated.get(d["_id"]):
                 self.tracker.validated[d["_id"]] = record
                 changed.append(d["_id"])
@@ -671,6 +654,28 @@ class EmbeddedRun:
         except OSError as exc:  # the summary is still printed; the files are a convenience
             log.warning("could not write the interrupted run's sidecars in %s: %s", self.out_dir, exc)
         return rows
+
+
+def _index_docs(settings: Settings, ids: list[str], includes: list[str],
+                timeout_s: float | None = None) -> list[dict[str, Any]]:
+    """The index documents of these assets (mget after a refresh of the read alias, `includes` of each source)."""
+    from domain.store.client import make_client
+    from domain.store.management import read_alias
+
+    es = make_client(settings)
+    if timeout_s is not None:
+        es = es.options(request_timeout=timeout_s)
+    try:
+        alias = read_alias(settings)
+        es.indices.refresh(index=alias)
+        return es.mget(index=alias, ids=ids, source_includes=includes)["docs"]
+    finally:
+        es.close()
+
+
+def _family_of(doc: dict[str, Any]) -> dict[str, Any]:
+    """An index document's duplicate family (FAMILY_FIELDS), as the run's rows and sidecars show it."""
+    return {k: (doc.get("_source") or {}).get(k) for k in FAMILY_FIELDS}
 
 
 def _interrupt(signum: int, frame: Any) -> None:
