@@ -21,6 +21,7 @@ from urllib.parse import urlencode
 from elasticsearch import Elasticsearch, NotFoundError
 
 from domain.events import scoped_id
+from domain.review import IMAGE_CHANGED, UNAPPROVED, reason_prefix
 from domain.store.degraded import query as degraded_query
 from domain.store.management import read_alias
 from domain.store.search import build_filters
@@ -40,7 +41,7 @@ REASON_GROUPS: dict[str, tuple[str, ...]] = {
                  "image marked decorative but shows text*"),
     "schema": ("model output fails its JSON Schema*", "schema: *"),
     "near-duplicate": ("near-duplicate of *",),
-    "changed since approval": ("changed since the approval by *", "the image changed since *"),
+    "changed since approval": tuple(reason_prefix(t) + "*" for t in (UNAPPROVED, IMAGE_CHANGED)),
 }
 
 #: what `decision_confidence` reads
