@@ -153,3 +153,9 @@ def test_an_id_both_deprecated_and_listed_follows_its_rename_everywhere(tmp_path
     for name in names:
         assert tax.current_name(name) == "subject:car"
         assert tax.same_tags(name) == (name, *sorted(set(names) - {name}))
+    # the review app: an editor's tag ids land on the current name, and an old name's chip says which it is
+    from app.review.decisions import canonical_tags, tag_chips
+
+    assert canonical_tags('["subject:automobile", "subject:motorcar"]', tax) == ["subject:car"]
+    assert [c["replacement"] for c in tag_chips({"tags": ["subject:motorcar", "subject:car"]}, tax)] == \
+        ["subject:car", None]
