@@ -19,7 +19,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 from pydantic import SecretStr
 
@@ -266,9 +266,9 @@ class EmbeddedRun:
             # the index's duplicate families: a later original re-points a family the sink wrote before it, so
             # they are read once the index group has handled every validated record
             self.wait_for_group(settings, "index", "validated")
-            if carried:
-                self.reapply_decisions(settings, carried)
-            self.read_families(settings)
+            # the documents the re-applied decisions were read back from already gave their families
+            reread = self.reapply_decisions(settings, carried) if carried else []
+            self.read_families(settings, skip=reread)
             self.rows = [summary_row(asset_id, path, tracker) for asset_id, path in paths.items()]
             self.write_sidecars(tracker, paths, self.rows)
             if after is not None:
@@ -307,10 +307,12 @@ class EmbeddedRun:
                 for sig, handler in previous.items():
                     signal.signal(sig, handler)
 
-    def read_families(self, settings: Settings | None, timeout_s: float = 30.0, quiet: bool = False) -> None:
-        """Each indexed asset's duplicate family as its index document has it (`tracker.families`). `quiet`: an
-        interrupted run's last look; a store that does not answer leaves those assets with enrich's link."""
-        ids = sorted(self.tracker.reached["index"])
+    def read_families(self, settings: Settings | None, timeout_s: float = 30.0, quiet: bool = False,
+                      skip: Iterable[str] = ()) -> None:
+        """Each indexed asset's duplicate family as its index document has it (`tracker.families`), but those in
+        `skip` (just read by `read_indexed`). `quiet`: an interrupted run's last look; a store that does not
+        answer leaves those assets with enrich's link."""
+        ids = sorted(self.tracker.reached["index"] - set(skip))
         if settings is None or not ids:
             return
         try:
@@ -507,13 +509,15 @@ class EmbeddedRun:
         docs = _index_docs(settings, list(asset_ids), ["record", "thumbnail", *FAMILY_FIELDS])
         changed = []
         for d in docs:
-            record = record_from_doc(d.get("_source") or {}) if d.get("found") else None
+            if not d.get("found"):
+                continue
+            self.tracker.families[d["_id"]] = _family_of(d)
+            record = record_from_doc(d.get("_source") or {})
             if record is None:
                 continue
             # through Avro, as the topics carry it (times as datetimes): the same sidecars either way
             record = serde.deserialize("validated", serde.serialize("validated", record))
             record = with_thumbnail_of(self.tracker.validated.get(d["_id"]), record)
-            self.tracker.families[d["_id"]] = _family_of(d)
             if record != self.tracker.validated.get(d["_id"]):
                 self.tracker.validated[d["_id"]] = record
                 changed.append(d["_id"])
@@ -550,11 +554,12 @@ class EmbeddedRun:
                       "re-applied after processing (never overwritten with the model's values)")
         return carried
 
-    def reapply_decisions(self, settings: Settings, carried: dict[str, dict[str, Any]]) -> None:
+    def reapply_decisions(self, settings: Settings, carried: dict[str, dict[str, Any]]) -> list[str]:
         """Send each carried decision to `feedback` as an EditorDecision (the path `assetstream feedback` and the
         review app take), wait until the review and index groups have applied them, and take the index's records.
         A decision the index did not take (the asset was dead-lettered this time, or the decision names a tag
-        the vocabulary no longer holds: see the review group's dead letters) keeps its old sidecars, set aside."""
+        the vocabulary no longer holds: see the review group's dead letters) keeps its old sidecars, set aside.
+        Returns the assets whose index documents it read back (`read_indexed`: their records and families)."""
         from app.kpis.feedback import publish_decisions
 
         # a store that outlives runs (--es-url) may hold the decision already, or a newer one (enrich and validate
@@ -575,6 +580,7 @@ class EmbeddedRun:
         if kept:
             self._say(f"re-applied {len(kept)} person's decision(s) from the sidecars in {self.out_dir.resolve()}: "
                       "the index and the new sidecars keep them")
+        return list(indexed)
 
     def set_aside(self, asset_id: str, why: str) -> None:
         """Keep an asset's reviewed sidecars under another name (`<name>.reviewed.jsonld` / `.xmp`, numbered when

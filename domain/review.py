@@ -43,9 +43,27 @@ FIELDS = ("title", "alt_text", "caption", "summary", "credit_text", "licensing",
 ACTIONS = ("accepted", "edited", "rejected")
 VERDICTS = ("approved", "rejected")
 MAX_DECISION_IDS = 200
+#: the reasons `apply_review` gives, written only through `review_reason`
+REJECTED = "rejected by {editor}"
+APPROVED = "approved by {editor}"
+UNAPPROVED = "changed since the approval by {editor}: {fields}"  # model output the approval never saw
+IMAGE_CHANGED = "the image changed since {editor} {status} it on {when}: check the values"
+REVIEW_REASON_TEMPLATES = (REJECTED, APPROVED, UNAPPROVED, IMAGE_CHANGED)
+
+
+def review_reason(template: str, **values: str) -> str:
+    """One of the review's own reasons (`template` one of REVIEW_REASON_TEMPLATES) with its values filled in."""
+    return template.format(**values)
+
+
+def reason_prefix(template: str) -> str:
+    """The fixed words a review reason begins with (everything before its first value)."""
+    return template.split("{", 1)[0]
+
+
 #: how the reasons `apply_review` gives begin: a record it already applied a review to (the review group's output,
 #: which the index sink applies the merged review to again) drops them before they are added once more
-REVIEW_REASONS = ("rejected by ", "approved by ", "changed since the approval by ", "the image changed since ")
+REVIEW_REASONS = tuple(reason_prefix(t) for t in REVIEW_REASON_TEMPLATES)
 
 
 def tags_value(tag_ids: Iterable[str]) -> str:
@@ -256,7 +274,7 @@ def image_changed(validated: dict[str, Any], review: dict[str, Any]) -> str | No
     if status not in VERDICTS or not seen or not now or seen == now:
         return None
     when = dt.datetime.fromtimestamp(to_ms(review["decided_at"]) / 1000, dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    return f"the image changed since {review['editor']} {status} it on {when}: check the values"
+    return review_reason(IMAGE_CHANGED, editor=review["editor"], status=status, when=when)
 
 
 def apply_review(validated: dict[str, Any], review: dict[str, Any] | None, *, label_of=None) -> dict[str, Any]:
@@ -307,15 +325,15 @@ def apply_review(validated: dict[str, Any], review: dict[str, Any] | None, *, la
         reasons.insert(0, changed)  # why it is back in review comes first (the queue's rows show three reasons)
     elif status == "rejected":
         out["status"] = "rejected"
-        reasons.append(f"rejected by {review['editor']}")
+        reasons.append(review_reason(REJECTED, editor=review["editor"]))
     elif status == "approved":
         undecided = [name for name in FIELDS if name not in decided and sources.get(name) == "model"
                      and current_value(out, name) not in (None, "[]")]
         if undecided:  # model output the approval never saw
             out["status"] = "needs_review"
-            reasons.insert(0, f"changed since the approval by {review['editor']}: {', '.join(undecided)}")
+            reasons.insert(0, review_reason(UNAPPROVED, editor=review["editor"], fields=", ".join(undecided)))
         else:
             out["status"] = "approved"
-            reasons.append(f"approved by {review['editor']}")
+            reasons.append(review_reason(APPROVED, editor=review["editor"]))
     out["reasons"] = reasons
     return out

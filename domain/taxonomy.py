@@ -95,6 +95,10 @@ class Taxonomy:
     changes: list[str] = field(default_factory=list)
     _global: dict[str, list[tuple[int, str, str]]] = field(default_factory=dict, repr=False)
     _scoped: dict[tuple[str, str], tuple[int, str, str]] = field(default_factory=dict, repr=False)
+    _ends: dict[str, str] = field(default_factory=dict, repr=False)
+    """Each deprecated id -> where its renames end: a current tag, or the removed id (replacement null)."""
+    _names: dict[str, tuple[str, ...]] = field(default_factory=dict, repr=False)
+    """Each end -> every name that ends there (the end itself included), sorted."""
 
     # --- construction ---------------------------------------------------------------------------------
     @classmethod
@@ -127,6 +131,7 @@ class Taxonomy:
                   deny_patterns=tuple(re.compile(p) for p in deny.get("patterns", [])),
                   path=path, changes=list(data.get("changes") or []))
         tax._index()
+        tax._index_renames()
         for entry in entries.values():  # no cycles
             tax.ancestors(entry.tag)
         return tax
@@ -147,6 +152,22 @@ class Taxonomy:
                     self._scoped[(entry.facet, key)] = (rank, entry.tag, kind)
         for key in self._global:
             self._global[key].sort()
+
+    def _index_renames(self) -> None:
+        """Walk every rename chain once. A deprecated id is never current, even when the tags list still names it:
+        its chain goes on to its replacement and ends at the first id that is not deprecated (a current tag) or at
+        an id deprecated without a replacement (removed). A chain that comes back to itself is an error."""
+        for old in self.deprecated:
+            chain = [old]
+            while (new := self.deprecated[chain[-1]]) is not None and new in self.deprecated:
+                if new in chain:
+                    raise ValueError(f"taxonomy {self.path}: deprecation cycle {' -> '.join([*chain, new])}")
+                chain.append(new)
+            self._ends[old] = chain[-1] if new is None else new
+        names: dict[str, set[str]] = {}
+        for old, end in self._ends.items():
+            names.setdefault(end, {end}).add(old)
+        self._names = {end: tuple(sorted(group)) for end, group in names.items()}
 
     # --- queries --------------------------------------------------------------------------------------
     def vocabulary(self) -> list[dict[str, Any]]:
@@ -233,24 +254,16 @@ class Taxonomy:
         by, and the deprecated names replaced by it (`color:grey` -> (color:grey, color:gray); `color:gray` ->
         (color:gray, color:grey)). Documents indexed before a rename still carry the old name, so a filter on
         either name must match both. A removed tag (deprecated, no replacement) has only older names."""
-        chain = self._renamed(tag)
-        names = set(chain) | {old for old in self.deprecated if chain[-1] in self._renamed(old)}
-        return (tag, *sorted(names - {tag}))
+        end = self._ends.get(tag, tag)
+        return (tag, *(name for name in self._names.get(end, (end,)) if name != tag))
 
     def current_name(self, tag: str) -> str | None:
         """The name a tag id has in this version: its replacement's (following renames) when it was renamed, None
         when it was removed (deprecated without a replacement), else the id itself."""
-        if tag not in self.deprecated:
+        if tag not in self._ends:
             return tag
-        res = self._follow(tag, tag)
-        return res.mapped.tag if res.mapped else None
-
-    def _renamed(self, tag: str) -> list[str]:
-        """`tag`, then the names its renames lead to (the last one is current or removed)."""
-        chain = [tag]
-        while self.deprecated.get(chain[-1]) and self.deprecated[chain[-1]] not in chain:
-            chain.append(self.deprecated[chain[-1]])  # type: ignore[arg-type]
-        return chain
+        end = self._ends[tag]
+        return None if end in self.deprecated else end
 
     def map(self, raw_tag: str) -> MappedTag | None:
         """The canonical tag for a raw tag, or None (unknown, denied or removed)."""
@@ -279,22 +292,17 @@ class Taxonomy:
 
     # --- helpers --------------------------------------------------------------------------------------
     def _mapped(self, raw: str, tag: str, how: str, replaced: str | None = None) -> Resolution:
+        if tag in self._ends:  # still in the tags list, but deprecated: its rename wins (found by label/synonym)
+            return self._follow(raw, tag)
         entry = self.entries[tag]
         return Resolution("mapped", raw, MappedTag(tag=tag, facet=entry.facet, label=entry.label, matched=how, raw=raw,
                                                    parents=tuple(self.ancestors(tag)), replaced=replaced))
 
     def _follow(self, raw: str, old: str) -> Resolution:
-        seen = {old}
-        new = self.deprecated[old]
-        while new is not None and new in self.deprecated and new not in self.entries:
-            if new in seen:
-                raise ValueError(f"taxonomy {self.path}: deprecation cycle at {new}")
-            seen.add(new)
-            new = self.deprecated[new]
-        if new is None:
+        end = self._ends[old]
+        if end in self.deprecated:
             return Resolution("removed", raw, reason=f"'{old}' was removed in taxonomy {self.version}")
-        return self._mapped(raw, new, "deprecated", replaced=old)
-
+        return self._mapped(raw, end, "deprecated", replaced=old)
 
 def _singular(value: str) -> str | None:
     if len(value) <= 3:

@@ -111,3 +111,51 @@ def test_load_from_path_and_broken_files(tmp_path, v2):
         load_taxonomy(str(bad))
     with pytest.raises(FileNotFoundError):
         load_taxonomy(version="v99")
+
+
+def _vocabulary(tmp_path, deprecated, tags=("subject:car", "subject:automobile")):
+    path = tmp_path / "renames.json"
+    path.write_text(json.dumps({"version": "v9", "facets": {"subject": "x"},
+                                "tags": [{"tag": t, "label": t.split(":")[1] + " label"} for t in tags],
+                                "deprecated": deprecated}))
+    return str(path)
+
+
+def test_renamed_names_group_together_in_the_bundled_vocabulary(v2):
+    assert v2.same_tags("color:grey") == ("color:grey", "color:gray")
+    assert v2.same_tags("color:gray") == ("color:gray", "color:grey")
+    assert v2.same_tags("style:hdr") == ("style:hdr",)          # removed: only its own name
+    assert v2.same_tags("subject:dog") == ("subject:dog",)
+    assert (v2.current_name("color:grey"), v2.current_name("style:hdr"), v2.current_name("color:red")) == \
+        ("color:gray", None, "color:red")
+
+
+@pytest.mark.parametrize("deprecated", [
+    {"subject:motorcar": "subject:auto", "subject:auto": "subject:motorcar"},        # no way out
+    {"subject:motorcar": "subject:automobile", "subject:automobile": "subject:motorcar"},  # through a listed tag
+])
+def test_a_rename_cycle_is_refused_when_the_vocabulary_loads(tmp_path, deprecated):
+    """An editor who renames a -> b and b -> a gets a clear error naming the cycle when the file loads, not a
+    hang or an error later on the first record that carries one of the names."""
+    with pytest.raises(ValueError, match="deprecation cycle subject:motorcar -> subject:"):
+        load_taxonomy(_vocabulary(tmp_path, deprecated))
+
+
+def test_an_id_both_deprecated_and_listed_follows_its_rename_everywhere(tmp_path):
+    """subject:automobile is still in the tags list but was renamed to subject:car (and subject:motorcar to it):
+    mapping, the current name and the filter's names all agree that every one of them is now subject:car."""
+    tax = load_taxonomy(_vocabulary(tmp_path, {"subject:motorcar": "subject:automobile",
+                                               "subject:automobile": "subject:car"}))
+    for raw in ("subject:automobile", "automobile label", "subject:motorcar", "motorcar"):
+        mapped = tax.map(raw)
+        assert (mapped.tag, mapped.matched) == ("subject:car", "deprecated"), raw
+    names = ("subject:automobile", "subject:car", "subject:motorcar")
+    for name in names:
+        assert tax.current_name(name) == "subject:car"
+        assert tax.same_tags(name) == (name, *sorted(set(names) - {name}))
+    # the review app: an editor's tag ids land on the current name, and an old name's chip says which it is
+    from app.review.decisions import canonical_tags, tag_chips
+
+    assert canonical_tags('["subject:automobile", "subject:motorcar"]', tax) == ["subject:car"]
+    assert [c["replacement"] for c in tag_chips({"tags": ["subject:motorcar", "subject:car"]}, tax)] == \
+        ["subject:car", None]

@@ -37,7 +37,7 @@ def canonical_tags(raw: str, tax: Taxonomy, keep: set[str] = frozenset()) -> lis
     out, unknown = [], []
     for item in items:
         tag = item.strip()
-        if tag in tax.entries or tag in keep:
+        if tag in keep or (tag in tax.entries and tax.current_name(tag) == tag):  # not renamed
             out.append(tag)
             continue
         res = tax.resolve(tag)
@@ -151,7 +151,7 @@ def tag_chips(doc: dict[str, Any], tax: Taxonomy) -> list[dict[str, Any]]:
         tag = t["tag"]
         chips.append({"tag": tag, "label": t.get("label") or (tax.label(tag) if tag in tax.entries else tag),
                       "score": t.get("score"), "source": t.get("source"),
-                      "replacement": tax.deprecated.get(tag) if tag in tax.deprecated else None})
+                      "replacement": tax.current_name(tag) if tag in tax.deprecated else None})
     return chips
 
 

@@ -21,6 +21,7 @@ from urllib.parse import urlencode
 from elasticsearch import Elasticsearch, NotFoundError
 
 from domain.events import scoped_id
+from domain.review import IMAGE_CHANGED, UNAPPROVED, reason_prefix
 from domain.store.degraded import query as degraded_query
 from domain.store.management import read_alias
 from domain.store.search import build_filters
@@ -40,7 +41,7 @@ REASON_GROUPS: dict[str, tuple[str, ...]] = {
                  "image marked decorative but shows text*"),
     "schema": ("model output fails its JSON Schema*", "schema: *"),
     "near-duplicate": ("near-duplicate of *",),
-    "changed since approval": ("changed since the approval by *", "the image changed since *"),
+    "changed since approval": tuple(reason_prefix(t) + "*" for t in (UNAPPROVED, IMAGE_CHANGED)),
 }
 
 #: what `decision_confidence` reads
@@ -253,19 +254,17 @@ class Index:
                     "pages": max(1, math.ceil(len(rows) / size)), "capped": capped,
                     "assets": sum(r["family_in_queue"] for r in rows), "approvable": min(len(rows), self.cfg.scan_limit),
                     "selection": selection_digest(_doc_ids(rows[: self.cfg.scan_limit]))}
-        chosen: list[str] = []  # the ids "Approve all" covers: the queue's first review.scan_limit, in order
-        capped = False
-        for part in parts(f):
-            query = _query(part)
-            first, want = max(0, start + len(rows) - total), size - len(rows)  # this part's share of the page
-            room = self.cfg.scan_limit - len(chosen)
-            if f.conf_filter:
-                scanned = self._scan(query, LIST_FIELDS)
-                capped |= len(scanned) >= self.cfg.scan_limit
-                matching = [d for d in scanned if self._conf_ok(f, d)]
-                n, wanted = len(matching), matching[first: first + want]
-                chosen += _doc_ids(matching[:room])
-            else:
+        # the ids "Approve all" covers: the queue's first review.scan_limit, in order
+        if f.conf_filter:  # the confidence is not indexed: filtered here, over each part's first scan_limit
+            matching, capped = self._scanned_capped(f, LIST_FIELDS)
+            rows, total = matching[start: start + size], len(matching)
+            chosen = _doc_ids(matching[: self.cfg.scan_limit])
+        else:
+            chosen, capped = [], False
+            for part in parts(f):
+                query = _query(part)
+                first, want = max(0, start + len(rows) - total), size - len(rows)  # this part's share of the page
+                room = self.cfg.scan_limit - len(chosen)
                 n, wanted = self.es.count(index=self.alias, query=query)["count"], []
                 if want > 0 and first < n:
                     resp = self.es.search(index=self.alias, query=query, sort=SORT, from_=first, size=want,
@@ -274,8 +273,8 @@ class Index:
                 if n and room > 0:  # ids only (no _source): measured in bench/review_queue.py
                     resp = self.es.search(index=self.alias, query=query, sort=SORT, size=min(n, room), source=False)
                     chosen += [h["_id"] for h in resp["hits"]["hits"]]
-            rows += wanted
-            total += n
+                rows += wanted
+                total += n
         return {"rows": rows, "total": total, "page": page, "pages": max(1, math.ceil(total / size)),
                 "assets": total, "approvable": min(total, self.cfg.scan_limit), "capped": capped,
                 "selection": selection_digest(chosen)}

@@ -3,8 +3,6 @@ EXIF orientation, and normalisation of odd modes (CMYK, 16-bit, palette, alpha) 
 """
 from __future__ import annotations
 
-import io
-import re
 import warnings
 from dataclasses import dataclass, field
 from typing import Any
@@ -13,6 +11,7 @@ import cv2
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
+from domain.vision.header import TooManyPixels, open_header
 from streams.errors import PermanentError
 
 # Pillow warns above Image.MAX_IMAGE_PIXELS; we enforce our own limit before loading pixels, so the warning
@@ -89,7 +88,8 @@ class Decoded:
 
 
 def open_checked(data: bytes, *, max_pixels: int, allowed_formats: list[str] | tuple[str, ...]) -> tuple[Image.Image, str]:
-    """Open (header only) after sniffing; refuses non-images, disallowed formats and bombs."""
+    """Open (header only) after sniffing; refuses non-images, disallowed formats and bombs (the pixel limit:
+    domain.vision.header, shared with search's query-image check)."""
     fmt = sniff(data)
     if fmt is None:
         raise PermanentError(f"not an image: {_describe_non_image(data)}", reason="not_an_image",
@@ -97,26 +97,22 @@ def open_checked(data: bytes, *, max_pixels: int, allowed_formats: list[str] | t
     allowed = {f.upper() for f in allowed_formats}
     if fmt not in allowed or (fmt == "HEIF" and not HEIF_AVAILABLE):
         raise PermanentError(f"unsupported image format {fmt}", reason="unsupported_format", details={"format": fmt})
-    if Image.MAX_IMAGE_PIXELS is not None and Image.MAX_IMAGE_PIXELS < max_pixels:
-        # Pillow refuses at 2x its own limit (179 MP) while opening the header: a max_pixels set above that would
-        # never be reached. Raised (never lowered) to ours, so its hard error stays a backstop beyond our check.
-        Image.MAX_IMAGE_PIXELS = max_pixels
     try:
-        img = Image.open(io.BytesIO(data), formats=[fmt] if fmt != "HEIF" else None)
-    except Image.DecompressionBombError as exc:  # the user's limit, not Pillow's, is the one to quote
-        found = re.search(r"\((\d+) pixels\)", str(exc))
-        size = f"{int(found.group(1))} pixels" if found else "the image"
-        raise PermanentError(f"decompression bomb: {size} is over max_pixels={max_pixels}",
-                             reason="decompression_bomb") from None
+        img = open_header(data, max_pixels, formats=[fmt] if fmt != "HEIF" else None)
+    except TooManyPixels as exc:
+        if exc.width is None or exc.height is None:
+            size = f"{exc.pixels} pixels" if exc.pixels is not None else "the image"
+            raise PermanentError(f"decompression bomb: {size} is over max_pixels={max_pixels}",
+                                 reason="decompression_bomb") from None
+        raise PermanentError(f"decompression bomb: {exc.width}x{exc.height} = {exc.pixels} pixels is over "
+                             f"max_pixels={max_pixels}", reason="decompression_bomb",
+                             details={"width": exc.width, "height": exc.height}) from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError, struct_error()) as exc:
         raise PermanentError(f"corrupt {fmt} image: {_short(exc)}", reason="corrupt_image",
                              details={"format": fmt}) from None
     w, h = img.size
     if w <= 0 or h <= 0:
         raise PermanentError(f"corrupt {fmt} image: zero size", reason="corrupt_image", details={"format": fmt})
-    if w * h > max_pixels:
-        raise PermanentError(f"decompression bomb: {w}x{h} = {w * h} pixels is over max_pixels={max_pixels}",
-                             reason="decompression_bomb", details={"width": w, "height": h})
     return img, fmt
 
 

@@ -305,13 +305,18 @@ def _facets(aggregations: Mapping[str, Any] | None, size: int = FACET_SIZE) -> d
 NO_FACETS: dict[str, Any] = {"facets": {}, "facets_other": {}, "facets_truncated": []}
 
 
-def _count_over(client: Elasticsearch, settings: Any, query: dict[str, Any], req: SearchRequest) -> tuple[int, dict]:
-    """Total and facet counts (when the request wants them) of the documents `query` selects (one size-0
-    request)."""
-    resp = client.search(index=read_alias(index_settings(settings)), query=query, size=0, track_total_hits=True,
-                         aggs=facet_aggs(req.facet_size) if req.facets else None)
-    return resp["hits"]["total"]["value"], _facets(resp.get("aggregations"), req.facet_size) if req.facets \
-        else NO_FACETS
+def _window_facets(client: Elasticsearch, settings: Any, ids: list[str], filters: list[dict[str, Any]],
+                   req: SearchRequest) -> dict[str, Any]:
+    """The facets of a ranked window (its document ids), counted by one size-0 request. A window's total is its
+    length (what its pages show together), so the store is asked only for facet counts, and only when the request
+    wants them."""
+    if not req.facets:
+        return NO_FACETS
+    if not ids:
+        return _facets(None)
+    resp = client.search(index=read_alias(index_settings(settings)), query=_ids_query(ids, filters), size=0,
+                         aggs=facet_aggs(req.facet_size))
+    return _facets(resp.get("aggregations"), req.facet_size)
 
 
 def _ids_query(ids: list[str], filters: list[dict[str, Any]]) -> dict[str, Any]:
@@ -351,9 +356,7 @@ def run_search(client: Elasticsearch, settings: Any, req: SearchRequest, taxonom
             ids = report["ranked_ids"]
             over = "ranked"
             out["visual_leg"] = report.get("visual_leg")
-        # the total is the ranking's length: the store is asked only for facet counts, and only when wanted
-        facets = _count_over(client, settings, _ids_query(ids, filters), req)[1] if ids and req.facets \
-            else _facets(None) if req.facets else NO_FACETS
+        facets = _window_facets(client, settings, ids, filters, req)
         total = len(ranked)  # what its pages show, together
         relation = "gte" if len(ranked) >= window else "eq"  # a full window: more may rank below it
         hits = ranked[req.offset:req.offset + req.size]
@@ -449,8 +452,8 @@ def _nearest_answer(client: Elasticsearch, settings: Any, req: SearchRequest, ne
     out: dict[str, Any] = {"similar_to": similar_to, "mode": "similar", "by": by, "page": req.page,
                            "size": req.size, "collapse": req.collapse, "request": req.echo(),
                            "hits": ranked[req.offset:req.offset + req.size]}
-    total, facets = _count_over(client, settings, _ids_query(doc_ids, filters), req) if doc_ids else \
-        (0, _facets(None) if req.facets else NO_FACETS)
+    facets = _window_facets(client, settings, doc_ids, filters, req)
+    total = len(near)
     if req.collapse:  # the nearest window is the whole result set: its families; the facets count `matches`
         out["matches"], total = total, len(ranked)
     window = result_window(settings, req)

@@ -94,8 +94,7 @@ def query_units(query: str | None, taxonomy: "Taxonomy | None") -> list[tuple[st
             phrase = " ".join(words[i:i + n])
             res = taxonomy.resolve(phrase) if taxonomy is not None else None
             if res is not None and res.mapped is not None:
-                tags = [res.mapped.tag, *(old for old, new in taxonomy.deprecated.items() if new == res.mapped.tag)]
-                units.append((phrase, tags, n))
+                units.append((phrase, list(taxonomy.same_tags(res.mapped.tag)), n))
                 i += n
                 break
         else:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
-import io
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -53,19 +52,17 @@ def image_vector_model(mode: str = "off") -> dict[str, str]:
 def query_image_problem(data: bytes, max_pixels: int) -> str | None:
     """Why an uploaded query image cannot be searched with (None: it can), from its header alone, before any
     pixel is decoded: not an image, or more pixels than `max_pixels` (index.query_image_max_pixels)."""
-    from PIL import Image
+    from domain.vision.header import TooManyPixels, open_header
 
     try:
-        with Image.open(io.BytesIO(data)) as im:
-            w, h = im.size
-    except Image.DecompressionBombError:
-        w, h = None, None
-    except Exception:  # noqa: BLE001 - whatever Pillow cannot read is not an image here
-        return "the query image cannot be decoded (JPEG, PNG, WebP, GIF, BMP or TIFF expected)"
-    if w is None or h is None or w * h > max_pixels:
-        size = f"{w}x{h} = {w * h / 1e6:.0f} MP" if w and h else "larger than the decoder accepts"
+        open_header(data, max_pixels).close()
+    except TooManyPixels as exc:
+        size = f"{exc.width}x{exc.height} = {exc.pixels / 1e6:.0f} MP" if exc.width and exc.height and exc.pixels \
+            else "larger than the decoder accepts"
         return (f"the query image is {size}, over the limit of {max_pixels / 1e6:.0f} MP "
                 "(index.query_image_max_pixels): send a smaller copy (it is compared at 224 pixels)")
+    except Exception:  # noqa: BLE001 - whatever Pillow cannot read is not an image here
+        return "the query image cannot be decoded (JPEG, PNG, WebP, GIF, BMP or TIFF expected)"
     return None
 
 

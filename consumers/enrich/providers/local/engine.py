@@ -572,7 +572,11 @@ def confident_text(pre: dict[str, Any]) -> str:
     glued together are split first (`glued_parts`) and a monogram is left out (`_ocr_tokens`). When fewer
     than QUOTE_MIN_SHARE of the words pass, only lines of >= LINE_MIN_WORDS words that all pass are quoted.
     Text read from images is untrusted and noisy ("6 @96", "lot ae"): what is not sure is not quoted."""
-    tokens, lines = _ocr_tokens(pre)
+    return _sure_text(*_ocr_tokens(pre))
+
+
+def _sure_text(tokens: list[tuple[str, float]], lines: list[list[str]] | None) -> str:
+    """`confident_text` of the OCR words `_ocr_tokens` parsed (for a caller that reads the tokens again)."""
     if not tokens:
         return ""
     dictionary = _dictionary()
@@ -592,10 +596,11 @@ def confident_text(pre: dict[str, Any]) -> str:
     return " ".join(t for (t, _), good in zip(tokens, ok) if good)
 
 
-def _first_sure_line(pre: dict[str, Any], sure: str) -> str:
-    """The first OCR line made only of words OCR is sure of (a title), else the first 8 sure words."""
+def _first_sure_line(lines: list[list[str]] | None, sure: str) -> str:
+    """The first OCR line (`_ocr_tokens`) made only of words OCR is sure of (a title), else the first 8 sure
+    words."""
     ok = set(sure.split())
-    for words in _ocr_tokens(pre)[1] or []:
+    for words in lines or []:
         if words and all(w in ok for w in words):
             return " ".join(words)
     return " ".join(sure.split()[:8])
@@ -1219,15 +1224,15 @@ def _wordmark(text: str) -> str:
     return name if all(w.strip(_EDGE_PUNCT).lower() in dictionary for w in words) else ""
 
 
-def _read_wordmark(pre: dict[str, Any], text: str) -> str:
+def _read_wordmark(read: list[tuple[str, float]], text: str) -> str:
     """A logo's wordmark the dictionary does not know, as OCR read it, when OCR is sure of it: the sure text
     (`confident_text`: word shape, no run of more than MAX_CONSONANT_RUN consonants) is one or two words, they
-    are every word OCR read, and each was read at >= WORDMARK_CONF. The logo is then titled by it in quotes
+    are every word OCR read (`read`: `_ocr_tokens`, so a monogram beside the wordmark is not one of its words),
+    and each was read at >= WORDMARK_CONF. The logo is then titled by it in quotes
     ('"Zentorix" logo'): what the image says, not a claim of whose logo it is. Else ''."""
     words = text.split()
     if not 1 <= len(words) <= LOGO_WORDMARK_WORDS or len(text) > 24:
         return ""
-    read = _ocr_tokens(pre)[0]  # a monogram beside the wordmark is not one of its words
     if [t for t, _ in read] != words:
         return ""
     return text if all(c >= WORDMARK_CONF for _, c in read) else ""
@@ -1347,7 +1352,8 @@ def _subject(product: dict[str, Any], faces: int, label: str | None, conf_top: l
 
 SUMMARY_FLOOR = 0.03
 """classifier probability a guess needs to be listed in the summary's "Likely contents" (the alt text, title and
-caption name a class at >= CONFIDENT). Chosen by bench/summary_floor.py over 0.03-0.25: docs/local-provider.md"""
+caption name a class at >= CONFIDENT). Chosen by bench/summary_floor.py over 0.03-0.25: docs/local-provider.md.
+At most CONFIDENT: alt_text takes the named guesses at >= CONFIDENT from this list"""
 
 
 def named_classes(facts: ImageFacts, idx: VocabIndex | None, *, writing: bool, logo: bool,
@@ -1381,7 +1387,8 @@ def over_text(guesses: list[tuple[str, int, float]], n_raw: int) -> list[tuple[s
 def alt_text(request, facts: ImageFacts) -> dict[str, Any]:
     pre = _pre(request)
     raw_text, n_raw, _ = _ocr(pre)
-    text = confident_text(pre)  # only text OCR is sure of is quoted
+    tokens, lines = _ocr_tokens(pre)  # parsed once: the quote, the wordmark and the title read them
+    text = _sure_text(tokens, lines)  # only text OCR is sure of is quoted (confident_text)
     n_words = len(text.split())
     faces = _subject_faces(pre, facts)
     vocab = (request.context or {}).get("vocabulary") or []
@@ -1408,8 +1415,10 @@ def alt_text(request, facts: ImageFacts) -> dict[str, Any]:
 
     writing = unread_writing(pre, facts, n_words, faces)
     logo = is_logo(facts, n_words, n_raw, faces, idx)
-    conf_top = named_classes(facts, idx, writing=writing, logo=logo)
+    # one pass: the guesses at >= CONFIDENT are the first of those at >= SUMMARY_FLOOR (best first, the same
+    # best guess decides whether any is named)
     listed = named_classes(facts, idx, writing=writing, logo=logo, floor=SUMMARY_FLOOR)  # the summary's list
+    conf_top = [t for t in listed if t[2] >= CONFIDENT]
     label = _plain_label(conf_top[0][0], conf_top[0][1], idx) if conf_top else None
     detected = None if logo else _detected_subject(idx, facts, faces, conf_top)
     if detected:
@@ -1430,7 +1439,7 @@ def alt_text(request, facts: ImageFacts) -> dict[str, Any]:
     base = base[0].upper() + base[1:]
     alt = base
     limit = _max_len(request.output_schema, "alt_text", 125)
-    read_mark = _read_wordmark(pre, text) if logo and not wordmark else ""
+    read_mark = _read_wordmark(tokens, text) if logo and not wordmark else ""
     if subject_source == "ink":
         alt += UNREAD  # never what OCR guessed: nothing it read was sure
     if n_words and not (subject_source == "logo" and wordmark):
@@ -1465,7 +1474,7 @@ def alt_text(request, facts: ImageFacts) -> dict[str, Any]:
     elif subject.startswith(("a ", "an ")) and label and label in subject:
         title_src = label
     elif n_words:
-        title_src = _clip(_first_sure_line(pre, text), 60) or "Text graphic"
+        title_src = _clip(_first_sure_line(lines, text), 60) or "Text graphic"
     else:
         title_src = re.sub(r"^(an?)\s+", "", subject)
     title_src = title_src or "Image"
