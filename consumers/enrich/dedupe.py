@@ -25,6 +25,17 @@ Variants are never merged (issue 15): a near match (not the same bytes) is reuse
 - and, for exact and near matches alike, the enrichment was made by the same provider, model and prompt as the
   current plan (`current` identities, compared with consumers/enrich/plan.py `stale_reasons`).
 
+Reuse goes only toward a copy that is not better (issue 15 item 4): a near match (or a clip) is reused only when
+the asset being enriched does not rank before it in `domain.records.quality_rank` (most pixels, then most bytes,
+then the smallest asset id: the order consumers/index/families.py picks the family's canonical member by). An
+asset that outranks its match (the original arriving after its web copy) is still linked `duplicate_of` it (the
+index sink then makes it the canonical member) but is enriched by the provider itself (`DedupeMatch.reusable`
+False; DEDUPE result "larger"). So the canonical member's enrichment is its own whatever the arrival order, and a
+re-run in another order gives it the same fields; a smaller copy gets its own answer when it comes first and the
+better copy's when it comes after it. The same bytes (same sha256) are always reused, both ways. A record whose
+size is unknown (no `image` in the record) reuses as before. Cost: the original pays when it arrives after a
+smaller copy (bench/enrich.py --reuse).
+
 Videos (issue 20): a video is compared with another video by its keyframes (`video.keyframes[].phash`, their
 time offsets and text), not by its poster frame alone: a clip trimmed by a few seconds has another poster, and a
 different clip with the same logo intro has the same one. Two videos are the same clip (kind "clip") when
@@ -36,7 +47,8 @@ Candidates: in the LRU by any keyframe's pHash band; in the store, videos of a d
 document's `duration_s`), ranked by shared poster bands and exact keyframe hashes.
 
 Copies enriched at the same moment: in one worker, the first to miss claims its hashes (`InFlight`) and the
-others wait for its answer and reuse it. On different partitions/workers (neither indexed yet) both miss and both
+others wait for its answer and reuse it, by the same rule: a copy that outranks the claim's asset does not wait,
+it is linked to it and pays for its own answer (and claims its hashes in turn). On different partitions/workers (neither indexed yet) both miss and both
 call the provider; the index sink still puts byte copies in one family (consumers/index/families.py), near copies
 stay two families until one of them is enriched again. Dedupe saves money; it never loses or merges an asset.
 
