@@ -2,6 +2,7 @@
 
     python bench/enrich.py                  # all three, prints a table
     python bench/enrich.py --write-doc      # ... and rewrites docs/benchmarks-enrich.md
+    python bench/enrich.py --reuse          # only provider calls with the old vs the new reuse-order rule
 
 1. Throughput: the real EnrichStage + Claude adapter (anthropic SDK) against a loopback server speaking the
    Anthropic Messages wire format with a fixed latency. Target: >= 0.8 x max_in_flight / latency requests/s.
@@ -33,9 +34,10 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from consumers.enrich.dedupe import InMemoryDedupeIndex  # noqa: E402
+from consumers.enrich.dedupe import InMemoryDedupeIndex, Look  # noqa: E402
 from consumers.enrich.stage import EnrichStage  # noqa: E402
 from app.settings import Settings  # noqa: E402
+from domain.records import quality_rank  # noqa: E402
 from streams.stage import RecordContext  # noqa: E402
 
 REC = ROOT / "tests" / "recordings" / "claude"
@@ -147,26 +149,37 @@ def _transform(img: Image.Image, rng: np.random.Generator) -> tuple[Image.Image,
     return out, str(kind)
 
 
-def bench_dedupe(total: int, copy_share: float, max_distance: int, confirm_distance: int | None,
-                 seed: int = 7) -> dict:
+def _dedupe_items(total: int, copy_share: float, seed: int) -> tuple[list[tuple[int, dict, dict]], dict[str, int]]:
+    """(group, hashes, size {width, height, byte_size}) of `total` generated items, `copy_share` of them
+    transformed copies of another item (its group), and the mix of transforms."""
     from consumers.preprocess.hashes import hashes_record  # preprocess's own hashing
 
     rng = np.random.default_rng(seed)
     n_copies = int(total * copy_share)
     n_orig = total - n_copies
-    items = []  # (group, hashes)
+    items = []
     originals = []
+
+    def item(g: int, img: Image.Image) -> tuple[int, dict, dict]:
+        data = _jpeg(img)
+        return g, hashes_record(data, img), {"width": img.width, "height": img.height, "byte_size": len(data)}
+
     for g in range(n_orig):
         img = _natural(rng)
-        data = _jpeg(img)
         originals.append(img)
-        items.append((g, hashes_record(data, img)))
+        items.append(item(g, img))
     kinds: dict[str, int] = {}
     for _ in range(n_copies):
         g = int(rng.integers(0, n_orig))
         img, kind = _transform(originals[g], rng)
         kinds[kind] = kinds.get(kind, 0) + 1
-        items.append((g, hashes_record(_jpeg(img), img)))
+        items.append(item(g, img))
+    return items, kinds
+
+
+def bench_dedupe(total: int, copy_share: float, max_distance: int, confirm_distance: int | None,
+                 seed: int = 7) -> dict:
+    items, kinds = _dedupe_items(total, copy_share, seed)
     order = list(range(len(items)))
     random.Random(seed).shuffle(order)
 
@@ -176,7 +189,7 @@ def bench_dedupe(total: int, copy_share: float, max_distance: int, confirm_dista
     copies = skipped = false_merges = missed = 0
     t0 = time.monotonic()
     for pos in order:
-        g, h = items[pos]
+        g, h, _ = items[pos]
         is_copy = g in seen_groups  # an earlier item of the same group exists: a provider call is avoidable
         m = index.lookup_sync(h["sha256"], h["phash"], h["phash_bands"], dhash_hex=h["dhash"])
         if is_copy:
@@ -200,6 +213,59 @@ def bench_dedupe(total: int, copy_share: float, max_distance: int, confirm_dista
             "lookups_per_s": total / elapsed if elapsed else 0.0, "kinds": kinds}
 
 
+def bench_reuse(total: int, copy_share: float, max_distance: int, confirm_distance: int | None,
+                seed: int = 7) -> dict:
+    """Provider calls and canonical members enriched with another copy's answer (issue 15 item 4), the old rule
+    (reuse any match) vs the new (reuse only toward a copy that does not rank before its match,
+    `domain.records.quality_rank`), on the same items in two orders: shuffled, and every group's members arriving
+    worst first (web copies before their original), in the same slots."""
+    items, _ = _dedupe_items(total, copy_share, seed)
+    shuffled = list(range(len(items)))
+    random.Random(seed).shuffle(shuffled)
+    rank = {pos: quality_rank({**items[pos][2], "asset_id": f"a{pos}"}) for pos in shuffled}
+    members: dict[int, list[int]] = {}
+    for pos in shuffled:
+        members.setdefault(items[pos][0], []).append(pos)
+    canonical = {min(ps, key=rank.__getitem__) for ps in members.values()}
+    worst_first = list(shuffled)
+    for ps in members.values():  # the group's slots, filled worst first
+        for slot, pos in zip(sorted(shuffled.index(p) for p in ps), sorted(ps, key=rank.__getitem__, reverse=True)):
+            worst_first[slot] = pos
+
+    def run(order: list[int], by_rank: bool) -> dict:
+        index = InMemoryDedupeIndex(max_distance=max_distance, max_size=total + 1, confirm_distance=confirm_distance)
+        calls = borrowed = 0
+        for pos in order:
+            _, h, size = items[pos]
+            aid = f"a{pos}"
+            look = Look(**size) if by_rank else None  # no size: the old rule (any match is reused)
+            m = index.lookup_sync(h["sha256"], h["phash"], h["phash_bands"], dhash_hex=h["dhash"],
+                                  exclude_asset_id=aid, look=look)
+            if m is not None and m.reusable:
+                borrowed += int(pos in canonical and m.kind != "exact")
+                continue
+            calls += 1
+            index.remember_sync(aid, h["sha256"], h["phash"], h["phash_bands"], {"tags": [{"tag": aid}]}, [],
+                                dhash=h["dhash"], look=Look(**size))
+        return {"calls": calls, "borrowed": borrowed}
+
+    return {"items": len(items), "groups": len(members),
+            **{f"{name}_{rule}": run(order, rule == "new") for name, order in (("shuffled", shuffled),
+                                                                             ("web_first", worst_first))
+               for rule in ("old", "new")}}
+
+
+def print_reuse(r: dict) -> None:
+    print(f"reuse toward smaller copies only (issue 15 item 4): {r['items']} items in {r['groups']} groups, "
+          "old rule vs new in the same run")
+    print(f"{'order':<12} {'calls old':>10} {'calls new':>10} {'new/old':>8} {'canonical borrowed old':>23} "
+          f"{'new':>5}")
+    for name in ("shuffled", "web_first"):
+        old, new = r[f"{name}_old"], r[f"{name}_new"]
+        print(f"{name:<12} {old['calls']:>10} {new['calls']:>10} {new['calls'] / old['calls']:>8.3f} "
+              f"{old['borrowed']:>23} {new['borrowed']:>5}")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--latency", type=float, default=0.1, help="fixed server latency, seconds")
@@ -213,7 +279,12 @@ def main() -> int:
     ap.add_argument("--max-distance", type=int, default=6)
     ap.add_argument("--confirm-distance", type=int, default=10)
     ap.add_argument("--write-doc", action="store_true")
+    ap.add_argument("--reuse", action="store_true",
+                    help="only the reuse-order cost: provider calls with the old and the new reuse rule")
     a = ap.parse_args()
+    if a.reuse:
+        print_reuse(bench_reuse(a.dedupe_items, a.copy_share, a.max_distance, a.confirm_distance))
+        return 0
 
     target_rps = 0.8 * a.in_flight / a.latency
     thr = bench_calls(a.latency, a.in_flight, a.records, None)

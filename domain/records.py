@@ -47,6 +47,16 @@ def content_sha256(value: dict[str, Any] | None) -> str | None:
     return content
 
 
+def quality_rank(doc: dict[str, Any]) -> tuple[int, int, str]:
+    """Sort key of near-duplicate copies, best first: most pixels, then most bytes, then the smallest asset id.
+    A family's canonical member is the first (consumers/index/families.py); enrich reuses an enrichment only
+    toward a copy that does not rank before its match (consumers/enrich/dedupe.py), so the canonical member's
+    enrichment is its own whatever the arrival order. `doc`: width, height, byte_size, asset_id (an index
+    document, or the same keys from a record's `image`)."""
+    pixels = int(doc.get("width") or 0) * int(doc.get("height") or 0)
+    return (-pixels, -int(doc.get("byte_size") or 0), str(doc.get("asset_id")))
+
+
 def is_deleted(value: dict[str, Any]) -> bool:
     return asset_of(value)["event_type"] == "deleted"
 

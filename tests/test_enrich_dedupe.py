@@ -95,6 +95,27 @@ def test_copies_found_in_the_store_skip_the_provider(store):
         assert again.value["cost_usd"] == 0.0
 
 
+def test_a_larger_copy_found_in_the_store_is_linked_but_enriched_on_its_own(store):
+    """Issue 15 item 4: the web copy (96x96) was enriched and indexed first; the 4000x3000 original, on another
+    worker, finds it in the store, links to it (the index sink makes the original canonical) and pays for its own
+    answer; a second small copy arriving after reuses as before."""
+    idx, client = store
+    with ReplayServer() as srv:
+        script_ok(srv)
+        settings = settings_for(srv.url, idx).with_overrides(enrich={"result_cache": "off"})
+        (web,) = run(EnrichStage(settings), preprocessed("web", phash="c3a5f00f0ff0a53c"))
+        index_enriched(client, idx, web.value)
+        orig = preprocessed("orig", data=jpeg(5), phash="c2a4f10e0ff0a53c")
+        orig["image"].update(width=4000, height=3000)
+        small = preprocessed("small", data=jpeg(7), phash="c3a5f00f0ff0a53d")
+        small["image"].update(width=48, height=48)
+        big, copy = run(EnrichStage(settings), orig, small)  # another replica: empty LRU
+        assert srv.count() == 6  # the web copy's and the original's own; the small copy reused
+        assert big.value["duplicate_of"] == "web" and big.value["duplicate_distance"] == 4
+        assert "dedupe" not in {p["task"] for p in big.value["provenance"]}
+        assert copy.value["provenance"][-1]["task"] == "dedupe"
+
+
 def test_store_down_degrades_to_a_miss():
     s = Settings().with_overrides(index={"url": "http://127.0.0.1:9", "server_mode": "serverless",
                                          "request_timeout_s": 1.0})

@@ -1,6 +1,7 @@
 """Enrich quality on real images (issue 15): real preprocessing of the quality set's images, then the real enrich
 stage with the offline local provider and the in-memory dedupe index. A copy (smaller web copy, recompressed,
-transparent PNG and its flattened copy) reuses the first enrichment; a product in another colour, a photo with a
+transparent PNG and its flattened copy) reuses the first enrichment, never the other way round (the larger copy
+is enriched on its own); a product in another colour, a photo with a
 caption, two flat fields and an enrichment made by another model do not. A verifier identical to the tagger is
 no second opinion (issue 16.13)."""
 from __future__ import annotations
@@ -44,6 +45,25 @@ def test_copies_reuse_the_enrichment(pre, first, second):
     assert a["duplicate_of"] is None
     assert b["duplicate_of"] == first
     assert b["enrichment"]["tags"] == a["enrichment"]["tags"]
+
+
+@pytest.mark.parametrize("order", [("chelsea_web.jpg", "chelsea.jpg"), ("chelsea.jpg", "chelsea_web.jpg")])
+def test_the_larger_copy_gets_its_own_enrichment_in_either_order(pre, order):
+    """Issue 15 item 4 (user trial 5): the original (451x300, the family's canonical member) is never given its
+    web copy's (300x200) enrichment, so runs in opposite orders give it the same fields; the web copy arriving
+    second still reuses the original's (no provider call: its provenance is the original's plus the dedupe step)."""
+    alone = _run(_stage(), pre("chelsea.jpg"))
+    stage = _stage()
+    out = {name: _run(stage, pre(name)) for name in order}
+    orig, web = out["chelsea.jpg"], out["chelsea_web.jpg"]
+    assert orig["enrichment"] == alone["enrichment"]
+    assert {p["provider"] for p in orig["provenance"]} == {"local"}
+    if order[0] == "chelsea.jpg":
+        assert web["duplicate_of"] == "chelsea.jpg" and web["enrichment"] == orig["enrichment"]
+        assert [p["provider"] for p in web["provenance"]] == [*(p["provider"] for p in orig["provenance"]), "dedupe"]
+    else:  # the original is linked to the copy it came after (the index sink makes it the canonical member)
+        assert orig["duplicate_of"] == "chelsea_web.jpg" and web["duplicate_of"] is None
+        assert web["enrichment"]["summary"] != orig["enrichment"]["summary"]  # the web copy's own answer
 
 
 @pytest.mark.parametrize("first,second", [

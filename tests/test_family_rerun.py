@@ -93,27 +93,47 @@ def test_copies_enriched_together_on_two_workers_are_one_family(store):
         assert families(documents(settings)) == ONE_FAMILY
 
 
-def test_near_copies_enriched_together_in_one_worker_share_one_answer(store):
-    """A web copy (other bytes, pHash 4 bits away) in flight with the original in the same worker: the copy waits
-    for the original's answer instead of paying, and both are one family with the original canonical."""
+@pytest.mark.parametrize("first", ["cup_orig", "cup_web"])
+def test_near_copies_in_flight_in_one_worker_reuse_only_toward_the_smaller(store, first):
+    """A web copy (other bytes, pHash 4 bits away) and the 4000x3000 original in flight in the same worker: the
+    web copy waits for the original's answer instead of paying, but the original never waits for the web copy's
+    (issue 15 item 4: the canonical member's enrichment is its own); both end in one family, the original
+    canonical."""
     import io
 
     from PIL import Image
 
     buf = io.BytesIO()
     Image.open(io.BytesIO(CUP)).convert("RGB").save(buf, "JPEG", quality=60)
-    web = pre("cup_web", 1, data=buf.getvalue(), phash="c2a4f10e0ff0a53c")
-    orig = pre("cup_orig", 1)
-    orig["image"].update(width=4000, height=3000)
-    with ReplayServer() as srv:
+    values = {"cup_web": pre("cup_web", 1, data=buf.getvalue(), phash="c2a4f10e0ff0a53c"),
+              "cup_orig": pre("cup_orig", 1)}
+    values["cup_orig"]["image"].update(width=4000, height=3000)
+    second = next(i for i in values if i != first)
+    with ReplayServer(delay_s=0.3) as srv:  # the first copy's answer takes a while: the second finds its claim
         script_ok(srv)
-        settings = enrich_settings(store, srv)
-        enriched = run(settings, [], 1, together=True, values=[orig, web])
-        assert srv.count() == 3  # one answer per task, for both copies
-        # whichever claimed first answered; the other reused that answer (the index then orders the family)
-        links = {e["pre"]["asset"]["asset_id"]: e["duplicate_of"] for e in enriched}
-        assert links in ({"cup_orig": None, "cup_web": "cup_orig"}, {"cup_orig": "cup_web", "cup_web": None})
-        assert enriched[1]["enrichment"]["alt_text"] == enriched[0]["enrichment"]["alt_text"]
+        settings = enrich_settings(store, srv).with_overrides(enrich={"result_cache": "off"})
+
+        async def go() -> dict[str, dict]:
+            stage = EnrichStage(settings)
+            try:
+                task = asyncio.ensure_future(stage.aprocess(values[first], ctx(first)))
+                while not len(stage.in_flight):
+                    await asyncio.sleep(0.01)
+                late = await stage.aprocess(values[second], ctx(second))
+                return {first: (await task).value, second: late.value}
+            finally:
+                await stage.aclose()
+
+        enriched = asyncio.run(go())
+        orig, web = enriched["cup_orig"], enriched["cup_web"]
+        assert "dedupe" not in {p["task"] for p in orig["provenance"]}  # the original always paid for its own
+        if first == "cup_orig":
+            assert srv.count() == 3 and web["duplicate_of"] == "cup_orig"  # the web copy reused the answer
+            assert web["provenance"][-1]["task"] == "dedupe"
+        else:
+            assert srv.count() == 6 and orig["duplicate_of"] == "cup_web"  # linked, not reused
+            assert web["duplicate_of"] is None
+        index_all(settings, [ValidateStage(settings).process(e).value for e in enriched.values()])
         assert families(documents(settings)) == {
             "cup_orig": {"family_id": "cup_orig", "family_size": 2, "family_canonical": True, "duplicate_of": None,
                          "duplicate_distance": None},
@@ -127,6 +147,7 @@ def test_reruns_make_no_loop_and_change_nothing(store, first_order):
         script_ok(srv)
         settings = enrich_settings(store, srv)
         run(settings, first_order, 1, together=False)  # the second copy finds the first in this worker's LRU
+        assert srv.count() == 3  # byte copies: the second reuses the first's answer, in either order
         assert families(documents(settings)) == ONE_FAMILY
         for version, ids in ((2, ["mug", "mug_copy"]), (3, ["mug_copy", "mug"])):
             run(settings, ids, version, together=False)  # each copy finds the other, already indexed

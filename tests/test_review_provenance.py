@@ -464,3 +464,51 @@ def test_an_accepted_value_is_propagated_only_when_it_is_the_familys(store):
     finally:
         group.close()
         sink.close()
+
+
+def test_an_approved_original_keeps_its_summary_source_through_a_rerun_in_the_other_order(store):
+    """User trial 5 (issue 15 item 4): chelsea_web.jpg is enriched before chelsea.jpg (the larger, canonical
+    copy); an editor approves the original untouched; a re-run enriches the original first. The original's
+    enrichment is its own in both runs (it used to be the web copy's, then, pinned but no longer produced, `human`),
+    so the approved summary keeps its `model` source and the asset stays approved."""
+    import asyncio
+    import copy
+
+    from app.review.decisions import approval
+    from consumers.enrich.stage import EnrichStage
+    from streams.stage import RecordContext
+    from tests.preprocess_support import preprocessed_quality
+    from tests.test_family_propagation import _docs as index_docs, _sink
+
+    sink = _sink(store)
+    group = ReviewStage(sink.settings, client=sink.client)
+
+    def run(order: list[str], version: int) -> None:
+        stage = EnrichStage(sink.settings.with_overrides(enrich={"provider": "local", "dedupe": "memory",
+                                                                 "result_cache": "off"}))
+        values = [copy.deepcopy(preprocessed_quality(name)) for name in order]
+        for v in values:
+            v["asset"].update(version=version, event_time=v["asset"]["event_time"] + version)
+
+        async def go() -> list[dict]:
+            try:
+                return [(await stage.aprocess(v, RecordContext("preprocessed", 0, 0, v["asset"]["asset_id"], {},
+                                                               None))).value for v in values]
+            finally:
+                await stage.aclose()
+        sink.process_batch(as_items([ValidateStage(sink.settings).process(e).value for e in asyncio.run(go())]))
+
+    try:
+        run(["chelsea_web.jpg", "chelsea.jpg"], 1)
+        before = index_docs(sink)["chelsea.jpg"]
+        decision = {**approval("chelsea.jpg", "erin", "default", before), "decision_id": "d-orig",
+                    "decided_at": 1_800_000_000_000}
+        sink.process_batch(as_items([group.process(decision).value]))
+        run(["chelsea.jpg", "chelsea_web.jpg"], 2)
+        doc = index_docs(sink)["chelsea.jpg"]
+        assert doc["version"] == 2 and doc["status"] == "approved" and doc["summary"] == before["summary"]
+        assert doc["field_sources"].get("summary", "model") == "model"
+        assert not doc.get("model_suggestions", {}).get("summary")
+    finally:
+        group.close()
+        sink.close()

@@ -25,6 +25,17 @@ Variants are never merged (issue 15): a near match (not the same bytes) is reuse
 - and, for exact and near matches alike, the enrichment was made by the same provider, model and prompt as the
   current plan (`current` identities, compared with consumers/enrich/plan.py `stale_reasons`).
 
+Reuse goes only toward a copy that is not better (issue 15 item 4): a near match (or a clip) is reused only when
+the asset being enriched does not rank before it in `domain.records.quality_rank` (most pixels, then most bytes,
+then the smallest asset id: the order consumers/index/families.py picks the family's canonical member by). An
+asset that outranks its match (the original arriving after its web copy) is still linked `duplicate_of` it (the
+index sink then makes it the canonical member) but is enriched by the provider itself (`DedupeMatch.reusable`
+False; DEDUPE result "larger"). So the canonical member's enrichment is its own whatever the arrival order, and a
+re-run in another order gives it the same fields; a smaller copy gets its own answer when it comes first and the
+better copy's when it comes after it. The same bytes (same sha256) are always reused, both ways. A record whose
+size is unknown (no `image` in the record) reuses as before. Cost: the original pays when it arrives after a
+smaller copy (bench/enrich.py --reuse).
+
 Videos (issue 20): a video is compared with another video by its keyframes (`video.keyframes[].phash`, their
 time offsets and text), not by its poster frame alone: a clip trimmed by a few seconds has another poster, and a
 different clip with the same logo intro has the same one. Two videos are the same clip (kind "clip") when
@@ -36,7 +47,8 @@ Candidates: in the LRU by any keyframe's pHash band; in the store, videos of a d
 document's `duration_s`), ranked by shared poster bands and exact keyframe hashes.
 
 Copies enriched at the same moment: in one worker, the first to miss claims its hashes (`InFlight`) and the
-others wait for its answer and reuse it. On different partitions/workers (neither indexed yet) both miss and both
+others wait for its answer and reuse it, by the same rule: a copy that outranks the claim's asset does not wait,
+it is linked to it and pays for its own answer (and claims its hashes in turn). On different partitions/workers (neither indexed yet) both miss and both
 call the provider; the index sink still puts byte copies in one family (consumers/index/families.py), near copies
 stay two families until one of them is enriched again. Dedupe saves money; it never loses or merges an asset.
 
@@ -59,6 +71,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from consumers.enrich.plan import stale_reasons
 from domain.events import scoped_id
+from domain.records import quality_rank
 from streams import metrics
 from streams.records import to_ms
 
@@ -143,6 +156,9 @@ class DedupeMatch:
     provenance: list[dict[str, Any]] = field(default_factory=list)
     family_id: str | None = None
     """the matched asset's family (its canonical member's document id) when the index knows it"""
+    reusable: bool = True
+    """False: a near copy (or clip) that ranks after the asset being enriched (fewer pixels, or as many and fewer
+    bytes: `domain.records.quality_rank`); the asset is linked to it but enriched on its own (`enrichment` empty)"""
 
     @property
     def link(self) -> str:
@@ -199,8 +215,13 @@ class _Entry:
     frames: tuple[Frame, ...] = ()
     duration_s: float | None = None
     family_id: str | None = None
+    width: int = 0
+    height: int = 0
+    byte_size: int = 0
 
-    def match(self, kind: str, distance: int) -> DedupeMatch:
+    def match(self, kind: str, distance: int, reusable: bool = True) -> DedupeMatch:
+        if not reusable:
+            return DedupeMatch(self.asset_id, kind, distance, {}, [], self.family_id, reusable=False)
         return DedupeMatch(self.asset_id, kind, distance, copy.deepcopy(self.enrichment),
                            copy.deepcopy(self.provenance), self.family_id)
 
@@ -266,16 +287,32 @@ class Look:
     frames: tuple[Frame, ...] = ()
     """a video's keyframes (flat ones left out); () for an image"""
     duration_s: float | None = None
+    width: int = 0
+    height: int = 0
+    byte_size: int = 0
+    """the asset's size (PreprocessedAsset.image): a near match ranking after it is not reused (0: unknown)"""
 
     @classmethod
     def of(cls, pre: dict[str, Any], current: Any = None) -> "Look":
         """From a PreprocessedAsset dict (its thumbnail, colours and OCR text; a video's keyframes)."""
         ocr = pre.get("ocr") or {}
         video = pre.get("video") or {}
+        image = pre.get("image") or {}
         return cls(tuple(colour_names((pre.get("signals") or {}).get("colors"))),
                    text_words(None if ocr.get("skipped") else ocr.get("text")),
                    near_flat((pre.get("thumbnail") or {}).get("data")), current,
-                   frames_of(video.get("keyframes"), skip_flat=True), video.get("duration_s"))
+                   frames_of(video.get("keyframes"), skip_flat=True), video.get("duration_s"),
+                   int(image.get("width") or 0), int(image.get("height") or 0), int(image.get("byte_size") or 0))
+
+    def outranks(self, asset_id: str | None, e: "_Entry") -> bool:
+        """The asset being enriched (`asset_id`) is a better copy than the candidate `e` (it ranks first in
+        `quality_rank`, the family's canonical order): it is enriched on its own, never given `e`'s answer.
+        False when this asset's size is unknown (reuse as before)."""
+        if not (self.width and self.height):
+            return False
+        return quality_rank({"width": self.width, "height": self.height, "byte_size": self.byte_size,
+                             "asset_id": asset_id or ""}) < quality_rank(
+            {"width": e.width, "height": e.height, "byte_size": e.byte_size, "asset_id": e.asset_id})
 
     def bands(self, bands: list[str] | None, phash_hex: str | None) -> list[str]:
         """The poster's pHash bands and, for a video, its keyframes' (candidates in the LRU)."""
@@ -289,9 +326,15 @@ def _best(candidates: list[_Entry], sha256: str | None, phash_hex: str | None, m
           tenant: str | None, exclude: str | None, dhash_hex: str | None = None,
           confirm_distance: int | None = None, look: Look | None = None,
           clip: ClipRule | None = None) -> DedupeMatch | None:
+    """The same bytes first; else the nearest reusable copy; else the nearest copy this asset outranks (a link,
+    `reusable` False)."""
     confirm = max_distance if confirm_distance is None else max(confirm_distance, max_distance)
     clip = clip or ClipRule()
     best: DedupeMatch | None = None
+
+    def better(reusable: bool, d: int) -> bool:
+        return best is None or (not reusable, d) < (not best.reusable, best.distance)
+
     for e in candidates:
         if e.asset_id == exclude or (tenant is not None and e.tenant is not None and e.tenant != tenant):
             continue
@@ -303,8 +346,8 @@ def _best(candidates: list[_Entry], sha256: str | None, phash_hex: str | None, m
             return e.match("exact", 0)
         if e.frames or (look is not None and look.frames):  # a video: by its keyframes, never the poster alone
             d = clip.distance(look.frames, look.duration_s, e.frames, e.duration_s, max_distance) if look else None
-            if d is not None and (best is None or d < best.distance):
-                best = e.match("clip", d)
+            if d is not None and better(reuse := not look.outranks(exclude, e), d):
+                best = e.match("clip", d, reuse)
             continue
         if look is not None and (look.flat or variant_reason(list(look.colors), look.text, e.colors, e.text)):
             continue
@@ -312,8 +355,8 @@ def _best(candidates: list[_Entry], sha256: str | None, phash_hex: str | None, m
             d = hamming(phash_hex, e.phash)
             ok = d <= max_distance or (d <= confirm and dhash_hex is not None and e.dhash is not None
                                        and hamming(dhash_hex, e.dhash) <= max_distance)
-            if ok and (best is None or d < best.distance):
-                best = e.match("near", d)
+            if ok and better(reuse := look is None or not look.outranks(exclude, e), d):
+                best = e.match("near", d, reuse)
     return best
 
 
@@ -364,7 +407,9 @@ class InMemoryDedupeIndex:
         self._entries[key] = _Entry(asset_id, sha256, phash, bands, tenant, copy.deepcopy(enrichment),
                                     copy.deepcopy(provenance), dhash,
                                     list(look.colors) if look else [], look.text if look else frozenset(),
-                                    look.frames if look else (), look.duration_s if look else None)
+                                    look.frames if look else (), look.duration_s if look else None, None,
+                                    look.width if look else 0, look.height if look else 0,
+                                    look.byte_size if look else 0)
         if sha256:
             self._by_sha.setdefault(sha256, set()).add(key)
         for b in bands:
@@ -438,8 +483,8 @@ class InFlight:
             look = dataclasses.replace(look, current=None)
         m = self._index.lookup_sync(sha256, phash_hex, bands, tenant=tenant, exclude_asset_id=exclude_asset_id,
                                     dhash_hex=dhash_hex, look=look)
-        if m is None:
-            return None
+        if m is None or not m.reusable:  # a smaller copy in flight: linked to, never waited for
+            return m
         key = next(k for k, e in self._index._entries.items() if e.asset_id == m.asset_id
                    and (tenant is None or e.tenant is None or e.tenant == tenant))
         answer = await asyncio.shield(self._answers[key])
@@ -567,7 +612,7 @@ class ElasticsearchDedupeIndex:
                 index=self.alias, query=self._query(sha256, phash_hex, bands, exclude_asset_id, look),
                 size=self.candidates,
                 source=["asset_id", "tenant", "hashes", "enrichment", "provenance", "colors", "ocr_text",
-                        "duration_s", "video.keyframes", "family_id"])
+                        "duration_s", "video.keyframes", "family_id", "width", "height", "byte_size"])
         except NotFoundError:  # no index yet: nothing enriched before
             return None
         cands = []
@@ -580,7 +625,8 @@ class ElasticsearchDedupeIndex:
                                 [_provenance_from_doc(p) for p in src.get("provenance") or []],
                                 hashes.get("dhash"), colour_names(src.get("colors")), text_words(src.get("ocr_text")),
                                 frames_of((src.get("video") or {}).get("keyframes")), src.get("duration_s"),
-                                src.get("family_id")))
+                                src.get("family_id"), int(src.get("width") or 0), int(src.get("height") or 0),
+                                int(src.get("byte_size") or 0)))
         return _best(cands, sha256, phash_hex, self.max_distance, tenant, exclude_asset_id, dhash_hex,
                      self.confirm_distance, look, self.clip)
 
@@ -603,11 +649,9 @@ class ElasticsearchDedupeIndex:
             log.warning("dedupe lookup failed (%s); store lookups off for %.0f s, calling the model instead",
                         type(e).__name__, self.down_backoff_s)
             return m
-        if remote is None:
-            return m
-        if m is None or (remote.kind, remote.distance) < (m.kind, m.distance) or remote.kind == "exact":
-            return remote
-        return m
+        # the same bytes, else a reusable copy, else the nearest (the LRU's on a tie)
+        return min((x for x in (m, remote) if x is not None), default=None,
+                   key=lambda x: (x.kind != "exact", not x.reusable, x.distance))
 
     def _get_indexed(self, asset_id: str) -> Indexed | None:
         from elasticsearch import NotFoundError

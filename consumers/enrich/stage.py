@@ -13,8 +13,8 @@ from typing import Any, Callable
 
 from consumers.enrich.batching import BatchCollector, is_backfill, make_batch_journal
 from consumers.enrich.calling import EVIDENCE_KEY, Caller, PriceTable, SpendLedger, TaskResult
-from consumers.enrich.dedupe import (DedupeIndex, ElasticsearchDedupeIndex, Indexed, InFlight, InMemoryDedupeIndex,
-                                    Look, clip_rule)
+from consumers.enrich.dedupe import (DedupeIndex, DedupeMatch, ElasticsearchDedupeIndex, Indexed, InFlight,
+                                    InMemoryDedupeIndex, Look, clip_rule)
 from consumers.enrich.plan import EnrichPlan
 from consumers.enrich.results import make_result_cache, result_key
 from consumers.enrich.providers import make_provider
@@ -179,33 +179,30 @@ class EnrichStage(PipelineFacts, Stage):
         review = indexed.review if indexed is not None else None
 
         look = Look.of(value, self._identities) if self.dedupe is not None and hashes else None
+        larger_than: DedupeMatch | None = None  # a smaller copy: linked to, not reused (this asset is the better)
         if self.dedupe is not None and hashes and asset.get("event_type") != "reprocess":
             match = await self.dedupe.lookup(hashes.get("sha256"), hashes.get("phash"), hashes.get("phash_bands"),
                                              tenant=asset.get("tenant"), exclude_asset_id=asset["asset_id"],
                                              dhash_hex=hashes.get("dhash"), look=look)
-            if match is None:  # a copy being enriched in this worker right now: its answer, not a second call
-                match = await self.in_flight.wait(hashes.get("sha256"), hashes.get("phash"),
-                                                  hashes.get("phash_bands"), tenant=asset.get("tenant"),
-                                                  exclude_asset_id=asset["asset_id"], dhash_hex=hashes.get("dhash"),
-                                                  look=look)
-            if match is not None:
+            if match is None or not match.reusable:  # a copy being enriched in this worker right now: its answer
+                waited = await self.in_flight.wait(hashes.get("sha256"), hashes.get("phash"),  # not a second call
+                                                   hashes.get("phash_bands"), tenant=asset.get("tenant"),
+                                                   exclude_asset_id=asset["asset_id"], dhash_hex=hashes.get("dhash"),
+                                                   look=look)
+                if waited is not None and (match is None or waited.reusable):
+                    match = waited
+            if match is not None and match.reusable:
                 metrics.DEDUPE.labels(match.kind).inc()
                 prov = [*match.provenance, {
                     "task": "dedupe", "provider": "dedupe", "model": DEDUPE_MODEL[match.kind],
                     "model_version": None, "prompt_id": "dedupe", "prompt_version": match.kind,
                     "prompt_hash": "", "request_id": match.asset_id, "timestamp": now_ms(), "input_tokens": 0,
                     "output_tokens": 0, "latency_ms": 0.0, "cost_usd": 0.0, "reused_from": None}]
-                # linked to the family's canonical member; none when that is this asset (a rerun of the
-                # canonical member finds its own copies: linking to them would make a loop)
-                link = match.link
-                if link and link.startswith(f"{asset.get('tenant')}{TENANT_SEPARATOR}"):
-                    link = link.split(TENANT_SEPARATOR, 1)[1]  # an asset id, as every other link (the store's
-                    # family ids are document ids: scoped for a tenant's assets)
-                link = None if link in (asset["asset_id"], document_id(value)) else link
+                link, distance = self._link(match, asset, value)
                 return Output(value=self._record(pre, normalise_enrichment(match.enrichment), prov, 0.0,
-                                                 duplicate_of=link, duplicate_distance=match.distance
-                                                 if link == match.asset_id else None, review=review))
-            metrics.DEDUPE.labels("miss").inc()
+                                                 duplicate_of=link, duplicate_distance=distance, review=review))
+            larger_than = match
+            metrics.DEDUPE.labels("miss" if match is None else "larger").inc()
             claim = self.in_flight.claim(asset["asset_id"], hashes.get("sha256"), hashes.get("phash"),
                                          hashes.get("phash_bands"), tenant=asset.get("tenant"),
                                          dhash=hashes.get("dhash"), look=look)
@@ -227,9 +224,23 @@ class EnrichStage(PipelineFacts, Stage):
                                            hashes.get("phash_bands"), enrichment, provenance,
                                            tenant=asset.get("tenant"), dhash=hashes.get("dhash"), look=look)
                 reusable = (enrichment, provenance)
-            return Output(value=self._record(pre, enrichment, provenance, cost, review=review, degraded=degraded))
+            link, distance = self._link(larger_than, asset, value) if larger_than is not None else (None, None)
+            return Output(value=self._record(pre, enrichment, provenance, cost, review=review, degraded=degraded,
+                                             duplicate_of=link, duplicate_distance=distance))
         finally:  # copies waiting for this answer get it, or (failed, degraded) ask on their own
             self.in_flight.resolve(claim, *(reusable or (None, None)))
+
+    @staticmethod
+    def _link(match: DedupeMatch, asset: dict[str, Any], value: dict[str, Any]) -> tuple[str | None, int | None]:
+        """(duplicate_of, duplicate_distance) of a copy: the match's family canonical member, none when that is
+        this asset (a rerun of the canonical member finds its own copies: linking to them would make a loop); the
+        distance only when the link names the matched asset itself."""
+        link = match.link
+        if link and link.startswith(f"{asset.get('tenant')}{TENANT_SEPARATOR}"):
+            link = link.split(TENANT_SEPARATOR, 1)[1]  # an asset id, as every other link (the store's
+            # family ids are document ids: scoped for a tenant's assets)
+        link = None if link in (asset["asset_id"], document_id(value)) else link
+        return link, (match.distance if link == match.asset_id else None)
 
     def _stale(self, asset: dict[str, Any], indexed: Indexed | None) -> bool:
         """An event older than the version already indexed is not enriched (no model call) and produces nothing:

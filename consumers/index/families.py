@@ -10,7 +10,8 @@ Who arrived first, and how often an asset was processed, does not matter: {A, B}
 A, A to B, both to each other (a rerun) or neither (a race).
 
 The canonical member is the highest-quality one: most pixels, then most bytes (less compression), then the smallest
-asset id (a tie broken by the data, never by arrival order). The links are then rewritten as a star: every other
+asset id (a tie broken by the data, never by arrival order; `domain.records.quality_rank`, the order enrich's
+dedupe reuses along, so the canonical member's enrichment is its own). The links are then rewritten as a star: every other
 member's `duplicate_of` is the canonical member (`duplicate_distance`: 0 for the same bytes, else the pHash
 distance to it; its "near-duplicate of" review reason names the same member), the canonical member has none (nor
 that reason), so no asset is a duplicate of itself or of a member pointing back, and processing the same assets again computes the same documents. A link to a document that is not indexed yet
@@ -41,7 +42,7 @@ from typing import Any
 from elasticsearch import Elasticsearch
 
 from domain.events import TENANT_SEPARATOR, scoped_id
-from domain.records import relinked_reasons
+from domain.records import quality_rank, relinked_reasons
 
 log = logging.getLogger(__name__)
 
@@ -53,12 +54,6 @@ WRITTEN = FAMILY_FIELDS + LINK_FIELDS
 """what the family pass sets on a document"""
 MAX_MEMBERS = 500
 MAX_ROUNDS = 6
-
-
-def quality_rank(doc: dict[str, Any]) -> tuple[int, int, str]:
-    """Sort key, best first: most pixels, most bytes, smallest asset id."""
-    pixels = int(doc.get("width") or 0) * int(doc.get("height") or 0)
-    return (-pixels, -int(doc.get("byte_size") or 0), str(doc.get("asset_id")))
 
 
 def _written(doc: dict[str, Any]) -> tuple[Any, ...]:

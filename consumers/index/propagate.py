@@ -1,7 +1,7 @@
 """Propagation of tags and alt text within a duplicate family (issue 17 item 4), at the index sink.
 
 A family's **source** is its member a person approved (confidence 1.0), else its auto-applied member with the
-highest confidence (`enrichment.confidence`; a tie: the better quality member, `families.quality_rank`). Every
+highest confidence (`enrichment.confidence`; a tie: the better quality member, `domain.records.quality_rank`). Every
 other member is offered the source's alt text and tags at confidence = source confidence (per tag: its score, 1.0
 when a person set or approved it) × `index.family_decay`:
 
@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from consumers.index.families import quality_rank
+from domain.records import quality_rank
 
 SOURCE_STATUSES = ("approved", "auto_applied")
 DECIDED = ("approved", "rejected")  # a person decided the whole asset: propagation leaves it alone
