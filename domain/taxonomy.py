@@ -171,16 +171,17 @@ class Taxonomy:
 
     # --- queries --------------------------------------------------------------------------------------
     def vocabulary(self) -> list[dict[str, Any]]:
-        """Allowed, non-deprecated canonical tags, for prompts and label mapping."""
+        """Allowed, non-deprecated canonical tags, for prompts and label mapping (a deprecated id that the tags list
+        still names is left out: its rename wins)."""
         return [{"tag": e.tag, "facet": e.facet, "label": e.label, "synonyms": list(e.synonyms),
-                 "parent": e.parent} for e in self.entries.values()]
+                 "parent": e.parent} for e in self.entries.values() if e.tag not in self._ends]
 
     def tags(self) -> list[str]:
         return list(self.entries)
 
     def allowed(self, tag: str) -> bool:
-        """True for a canonical tag of this version (the allow-list) that is not denied."""
-        return tag in self.entries and self.deny_reason(tag) is None
+        """True for a canonical tag of this version (the allow-list) that is not denied nor deprecated."""
+        return tag in self.entries and tag not in self._ends and self.deny_reason(tag) is None
 
     def label(self, tag: str) -> str:
         return self.entries[tag].label

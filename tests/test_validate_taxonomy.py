@@ -159,3 +159,11 @@ def test_an_id_both_deprecated_and_listed_follows_its_rename_everywhere(tmp_path
     assert canonical_tags('["subject:automobile", "subject:motorcar"]', tax) == ["subject:car"]
     assert [c["replacement"] for c in tag_chips({"tags": ["subject:motorcar", "subject:car"]}, tax)] == \
         ["subject:car", None]
+    # neither the prompts' vocabulary nor the autocomplete offers the listed-but-renamed id, and the autocomplete
+    # names the current tag for each old one (not the next rename)
+    from app.review.decisions import vocabulary
+
+    offered = {e["tag"] for e in tax.vocabulary()}
+    assert "subject:car" in offered and "subject:automobile" not in offered
+    assert not tax.allowed("subject:automobile")
+    assert vocabulary(tax)["deprecated"] == {"subject:motorcar": "subject:car", "subject:automobile": "subject:car"}

@@ -24,9 +24,10 @@ def _text(value: Any) -> str:
 
 
 def vocabulary(tax: Taxonomy) -> dict[str, Any]:
-    """Tags for the autocomplete: canonical ones with label and synonyms, deprecated ones with their replacement."""
+    """Tags for the autocomplete: canonical ones with label and synonyms, deprecated ones with their current name
+    (following renames; None when removed)."""
     tags = [{"tag": e["tag"], "label": e["label"], "synonyms": e["synonyms"]} for e in tax.vocabulary()]
-    deprecated = {old: new for old, new in tax.deprecated.items()}
+    deprecated = {old: tax.current_name(old) for old in tax.deprecated}
     return {"version": tax.version, "tags": tags, "deprecated": deprecated}
 
 
