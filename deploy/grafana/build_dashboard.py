@@ -12,6 +12,7 @@ OUT = Path(__file__).resolve().parent / "assetstream.json"
 DS = {"type": "prometheus", "uid": "${datasource}"}
 S = 'stage=~"$stage"'
 RI = "$__rate_interval"
+LOOKUPS = f'sum(rate(assetstream_dedupe_total{{result!="error"}}[{RI}]))'  # each enrich lookup once, by its result
 LAG = f"max by (stage, topic, partition) (assetstream_consumer_lag{{{S}}})"
 
 _ids = iter(range(1, 1000))
@@ -160,12 +161,12 @@ def build() -> dict:
     )
     panels += line(
         panel("Dedupe hit ratio", [
-            target(f'sum(rate(assetstream_dedupe_total{{result=~"exact|near"}}[{RI}])) / sum(rate(assetstream_dedupe_total[{RI}]))',
-                   "hit ratio"),
-            target(f'sum(rate(assetstream_dedupe_total{{result="exact"}}[{RI}])) / sum(rate(assetstream_dedupe_total[{RI}]))',
-                   "exact"),
-        ], unit="percentunit", w=12, description="Share of enrich lookups answered from an earlier (near-)duplicate: "
-                                                "provider calls saved."),
+            target(f'sum(rate(assetstream_dedupe_total{{result=~"exact|near|clip"}}[{RI}])) / {LOOKUPS}', "hit ratio"),
+            target(f'sum(rate(assetstream_dedupe_total{{result="exact"}}[{RI}])) / {LOOKUPS}', "exact"),
+        ], unit="percentunit", w=12, description="Share of enrich lookups answered from an earlier (near-)duplicate "
+                                                "(images: exact/near; videos: clip): provider calls saved. `error` (the "
+                                                "store unreachable) is counted besides the lookup's own result, so it is "
+                                                "left out of the total."),
         panel("LLM budget remaining", [target("min(assetstream_llm_budget_remaining_usd)", "USD")], unit="currencyUSD",
               w=12),
     )
