@@ -2,14 +2,13 @@
 clear message and exit 2, not a traceback) and log setup."""
 from __future__ import annotations
 
-import logging
-import sys
-from typing import Callable, TypeVar
+from typing import Callable, Mapping, TypeVar
 
 import typer
 from rich.console import Console
 
 from app.settings import Settings
+from streams.logs import configure_logging
 from streams.settings import redact_url  # noqa: F401 - for the CLI modules
 
 T = TypeVar("T")
@@ -82,6 +81,6 @@ def store_down(settings: Settings, what: str, exc: Exception) -> None:
     raise typer.Exit(1)
 
 
-def setup_logging(level: str) -> None:
-    logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+def setup_logging(level: str, levels: Mapping[str, str] | None = None) -> None:
+    """Logs on stderr at `level` (settings.log_level), with per-logger levels (settings.log_levels)."""
+    configure_logging(level, levels)

@@ -170,7 +170,7 @@ class StageRunner:
             signal.signal(signal.SIGINT, lambda *_: self.stop())
         try:
             if self.rs.metrics_port >= 0:
-                self._http, self.metrics_port = metrics.serve(self.health, self.rs.metrics_port)
+                self._http, self.metrics_port = metrics.serve(self.health, self.rs.metrics_port, self.rs.metrics_host)
             self.executor.start()
             topics = [self.input_topic] + ([self.retry_topic] if self.retry_topic else [])
             self.consumer.subscribe(topics, on_assign=self._on_assign, on_revoke=self._on_revoke,
