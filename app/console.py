@@ -49,11 +49,18 @@ def load_settings() -> Settings:
         raise typer.Exit(2) from None
 
 
-def broker_down(settings: Settings, what: str, exc: Exception, code: int) -> None:
-    """A broker that cannot be reached or does not acknowledge: what failed and what to check, not a traceback."""
+def broker_down(settings: Settings, what: str, exc: Exception | str, code: int,
+                then: str = "run the same command again") -> None:
+    """A broker that cannot be reached or does not acknowledge: what failed and what to check (where it is, and
+    the security protocol / SASL a listener of another kind refuses), not a traceback. Never a secret."""
+    kafka = settings.kafka
+    protocol = kafka.security_protocol or "PLAINTEXT, the default"
+    sasl = f", SASL mechanism {kafka.sasl_mechanism}" if kafka.sasl_mechanism else ""
     console.print(f"[red]error:[/red] {what}: {exc}", highlight=False)
-    console.print(f"[dim]next:[/dim] check the broker at {settings.kafka.bootstrap_servers} "
-                  "(ASSETSTREAM_KAFKA__BOOTSTRAP_SERVERS), then run the same command again", highlight=False)
+    console.print(f"[dim]next:[/dim] check the broker at {kafka.bootstrap_servers} "
+                  f"(ASSETSTREAM_KAFKA__BOOTSTRAP_SERVERS) is reachable from here and that its listener speaks "
+                  f"kafka.security_protocol ({protocol}{sasl}; ASSETSTREAM_KAFKA__SECURITY_PROTOCOL, "
+                  f"ASSETSTREAM_KAFKA__SASL_*), then {then}", highlight=False)
     raise typer.Exit(code)
 
 

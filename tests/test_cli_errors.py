@@ -303,6 +303,47 @@ def test_a_misspelt_settings_key_names_the_one_meant(tmp_path):
     assert res.returncode == 2 and "kafka.zzqq: Extra inputs are not permitted\n" in res.stderr
 
 
+def test_a_worker_without_its_api_key_refuses_to_start_in_one_line():
+    """Trial 6: `worker enrich` with provider claude and no key exited 1 with a ~60-line traceback ending in
+    PermanentError; docs/operations.md says a worker with invalid settings refuses to start, exit 2."""
+    res = _cli(["worker", "enrich", "--metrics-port", "0"],
+               {"ASSETSTREAM_ENRICH__PROVIDER": "claude", "ASSETSTREAM_REGISTRY__ALLOW_IN_PROCESS": "true",
+                "ASSETSTREAM_KAFKA__BOOTSTRAP_SERVERS": f"127.0.0.1:{free_port()}"}, timeout=60)
+    assert res.returncode == 2, res.stderr
+    assert "refusing to start: the claude provider needs an API key: ASSETSTREAM_ENRICH__ANTHROPIC_API_KEY is not " \
+        "set" in res.stderr
+    assert "Traceback" not in res.stderr and "╭" not in res.stderr and "PermanentError" not in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1, res.stderr
+
+
+def test_a_worker_that_cannot_reach_the_broker_says_what_to_check_without_a_traceback(broker):
+    """Trial 6: a wrong bootstrap address or security protocol ended in a traceback (`RuntimeError: validate:
+    cannot check for the retry topic …`). Exit 1 (the broker may come up: the orchestrator restarts the worker),
+    a message naming the settings to check, never the SASL password."""
+    quick = {"ASSETSTREAM_REGISTRY__ALLOW_IN_PROCESS": "true", "ASSETSTREAM_RUNNER__RETRY_TOPIC_CHECK_TIMEOUT_S": "2"}
+    closed = f"127.0.0.1:{free_port()}"
+    res = _cli(["worker", "validate", "--metrics-port", "0"],
+               {**quick, "ASSETSTREAM_KAFKA__BOOTSTRAP_SERVERS": closed}, timeout=60)
+    text = " ".join(res.stderr.split())
+    assert res.returncode == 1, res.stderr
+    assert "Traceback" not in res.stderr and "╭" not in res.stderr and "RuntimeError" not in res.stderr
+    assert "error: validate: cannot reach the Kafka broker to look for the retry topic assetstream.enriched-retry: " \
+           "Failed to get metadata: Local: Broker transport failure" in text
+    assert f"check the broker at {closed} (ASSETSTREAM_KAFKA__BOOTSTRAP_SERVERS)" in text
+    assert "kafka.security_protocol (PLAINTEXT, the default;" in text
+    # a plaintext listener spoken to with SASL: the same message, naming the protocol it was given
+    res = _cli(["worker", "validate", "--metrics-port", "0"],
+               {**quick, "ASSETSTREAM_KAFKA__BOOTSTRAP_SERVERS": broker,
+                "ASSETSTREAM_KAFKA__SECURITY_PROTOCOL": "SASL_PLAINTEXT", "ASSETSTREAM_KAFKA__SASL_MECHANISM": "PLAIN",
+                "ASSETSTREAM_KAFKA__SASL_USERNAME": "svc", "ASSETSTREAM_KAFKA__SASL_PASSWORD": "pw-n0t-pr1nted"},
+               timeout=60)
+    text = " ".join(res.stderr.split())
+    assert res.returncode == 1 and "Traceback" not in res.stderr, res.stderr
+    assert "cannot reach the Kafka broker" in text and f"check the broker at {broker}" in text
+    assert "kafka.security_protocol (SASL_PLAINTEXT, SASL mechanism PLAIN;" in text
+    assert "pw-n0t-pr1nted" not in res.stderr + res.stdout
+
+
 def test_feedback_with_an_over_long_alt_text_warns_or_needs_force(store, broker, unique, tmp_path):
     """Trial 2: `feedback A --field "alt_text=edited:<300 chars>"` went through without a word. Over
     validate.alt_text_max_chars (125) the CLI warns and sends; over validate.alt_text_hard_max_chars (250) it
