@@ -303,6 +303,41 @@ def test_a_misspelt_settings_key_names_the_one_meant(tmp_path):
     assert res.returncode == 2 and "kafka.zzqq: Extra inputs are not permitted\n" in res.stderr
 
 
+def test_a_misspelt_section_in_an_environment_variable_is_refused_too():
+    """Trial 6: `ASSETSTREAM_ENRICHH__PROVIDER=claude` was ignored (provider stayed `local`, exit 0) while a
+    misspelt key and a misspelt section in the file were refused. The variable's value is never echoed."""
+    res = _cli(["config", "show"], {"ASSETSTREAM_ENRICHH__PROVIDER": "claude",
+                                    "ASSETSTREAM_ENRICHH__ANTHROPIC_API_KEY": "sk-ant-s3cret"})
+    assert res.returncode == 2, res.stdout
+    assert "enrichh: Extra inputs are not permitted (did you mean 'enrich'?)" in res.stderr
+    assert "sk-ant-s3cret" not in res.stderr + res.stdout and "Traceback" not in res.stderr
+    # the project's own ASSETSTREAM_* variables that are not settings, and top-level settings, still pass
+    res = _cli(["config", "show"], {"ASSETSTREAM_LOCAL_CLASSIFIER": "lite0", "ASSETSTREAM_CPU_SLOTS": "1",
+                                    "ASSETSTREAM_PROMPTS_DIR": str(ROOT / "prompts"), "ASSETSTREAM_LOG_LEVEL": "INFO",
+                                    "ASSETSTREAM_LOG_LEVELS__ELASTIC_TRANSPORT": "info",
+                                    "ASSETSTREAM_AVRO_DIR": str(ROOT / "avro"),
+                                    "ASSETSTREAM_REVIEW_SCREENSHOT": "/tmp/shot.png"})
+    assert res.returncode == 0, res.stderr
+    assert json.loads(res.stdout)["log_levels"] == {"elastic_transport": "INFO"}
+
+
+def test_every_assetstream_variable_the_project_reads_is_allowed():
+    """The ASSETSTREAM_* names read outside the settings (code, tests, Makefile, Dockerfile, manifests, CI) are
+    in app.settings.OTHER_ENV, or setting them would now be refused as an unknown section."""
+    import re
+
+    from app.settings import OTHER_ENV, Settings
+
+    top_level = {f"ASSETSTREAM_{name.upper()}" for name in Settings.model_fields}
+    files = [p for p in ROOT.rglob("*.py") if ".git" not in p.parts]  # quoted names: not ASSETSTREAM_NS (a constant)
+    named = {m for p in files for m in re.findall(r"[\"']ASSETSTREAM_([A-Z0-9_]+)[\"'=]", p.read_text("utf-8"))}
+    others = [ROOT / "Makefile", ROOT / "Dockerfile", *ROOT.glob("deploy/**/*.yaml"), *ROOT.glob(".ci/**/*")]
+    named |= {m for p in others if p.is_file() for m in re.findall(r"\bASSETSTREAM_([A-Z0-9_]+)", p.read_text("utf-8"))}
+    names = {f"ASSETSTREAM_{n}" for n in named if "__" not in n and n}
+    assert names - OTHER_ENV - top_level == set()
+    assert {"ASSETSTREAM_CONFIG", "ASSETSTREAM_LOCAL_CLASSIFIER", "ASSETSTREAM_PROMPTS_DIR"} <= names
+
+
 def test_a_worker_without_its_api_key_refuses_to_start_in_one_line():
     """Trial 6: `worker enrich` with provider claude and no key exited 1 with a ~60-line traceback ending in
     PermanentError; docs/operations.md says a worker with invalid settings refuses to start, exit 2."""
