@@ -351,6 +351,32 @@ def test_a_worker_without_its_api_key_refuses_to_start_in_one_line():
     assert len(res.stderr.strip().splitlines()) == 1, res.stderr
 
 
+def test_a_copied_prompt_that_keeps_the_old_version_is_refused_at_start(tmp_path):
+    """Trial 6: `cp prompts/alt_text/v1.md v2.md`, edited, still `version: v1` inside, was used and its answers
+    recorded `prompt_version: "v1"`. The file name is the version: a disagreeing front-matter is refused."""
+    import shutil
+
+    from consumers.enrich.prompts import load_prompt
+
+    prompts = tmp_path / "prompts"
+    shutil.copytree(ROOT / "prompts", prompts)
+    copy = prompts / "alt_text" / "v2.md"
+    copy.write_text((prompts / "alt_text" / "v1.md").read_text("utf-8").replace(
+        "You write accessible descriptions", "You write short accessible descriptions"), "utf-8")
+    shutil.copy(prompts / "alt_text" / "v1.schema.json", prompts / "alt_text" / "v2.schema.json")
+    res = _cli(["worker", "enrich", "--metrics-port", "0"],
+               {"ASSETSTREAM_ENRICH__PROMPTS_DIR": str(prompts), "ASSETSTREAM_REGISTRY__ALLOW_IN_PROCESS": "true",
+                "ASSETSTREAM_KAFKA__BOOTSTRAP_SERVERS": f"127.0.0.1:{free_port()}"}, timeout=60)
+    assert res.returncode == 2, res.stderr
+    assert "Traceback" not in res.stderr and "╭" not in res.stderr
+    text = " ".join(res.stderr.split())
+    assert f"refusing to start: enrich: {copy}: its front-matter version: v1 disagrees with its file name (v2)" \
+        in text and "set version: v2" in text
+    copy.write_text(copy.read_text("utf-8").replace("version: v1", "version: v2"), "utf-8")  # as the error says
+    fixed = load_prompt("alt_text", prompts_dir=prompts)
+    assert (fixed.version, fixed.path) == ("v2", str(copy)) and "short accessible" in fixed.system_source
+
+
 def test_a_worker_that_cannot_reach_the_broker_says_what_to_check_without_a_traceback(broker):
     """Trial 6: a wrong bootstrap address or security protocol ended in a traceback (`RuntimeError: validate:
     cannot check for the retry topic …`). Exit 1 (the broker may come up: the orchestrator restarts the worker),
