@@ -65,8 +65,14 @@ def stage_class(name: str) -> Any:
 @app.command()
 def worker(stage: str = typer.Argument(..., help="preprocess | enrich | validate | index | review | writeback | module:Class"),
            metrics_port: Optional[int] = typer.Option(None, help="override runner.metrics_port (0 = any free)")):
-    """Run one consumer group member until SIGTERM (the unit Kubernetes scales)."""
-    from streams.retry import RetryTopicMissing
+    """Run one consumer group member until SIGTERM (the unit Kubernetes scales).
+
+    Exit code: 0 stopped by a signal after the drain, 1 a fatal error or the broker could not be reached at
+    start-up (let the orchestrator restart it), 2 refused to start (invalid settings, a missing API key)."""
+    import logging
+
+    from streams.errors import StageError
+    from streams.retry import RetryTopicMissing, RetryTopicUnknown
     from streams.runner import StageRunner
 
     settings = load_settings()
@@ -74,14 +80,27 @@ def worker(stage: str = typer.Argument(..., help="preprocess | enrich | validate
     if refusal:
         console.print(f"[red]refusing to start:[/red] {refusal}")
         raise typer.Exit(2)
-    setup_logging(settings.log_level)
+    missing = _missing_api_keys(settings, None) if stage == "enrich" else None
+    if missing:  # the same check as `run`: one line naming the variable, not the provider's traceback
+        console.print(f"[red]refusing to start:[/red] {missing}", highlight=False)
+        raise typer.Exit(2)
+    setup_logging(settings.log_level, settings.log_levels)
     if metrics_port is not None:
         settings = settings.with_overrides(runner={"metrics_port": metrics_port})
     try:
-        runner = StageRunner(stage_class(stage)(settings), settings, install_signal_handlers=True)
+        built = stage_class(stage)(settings)
+    except (StageError, ValueError, OSError, ImportError) as exc:  # found while building the stage: its settings
+        logging.getLogger("assetstream.cli").debug("building the %s stage failed", stage, exc_info=True)
+        console.print(f"[red]refusing to start:[/red] {stage}: {exc}", highlight=False)
+        raise typer.Exit(2) from None
+    try:
+        runner = StageRunner(built, settings, install_signal_handlers=True)
     except RetryTopicMissing as exc:  # runner.retry_mode=topic without its topic: no silent in-place fallback
         console.print(f"[red]refusing to start:[/red] {exc}")
         raise typer.Exit(2) from None
+    except RetryTopicUnknown as exc:  # no broker (yet): exit 1, an orchestrator restarts it and it may be up then
+        broker_down(settings, f"{stage}: cannot reach the Kafka broker to look for the retry topic {exc.topic}",
+                    exc.reason, 1, then="start the worker again (exit 1: an orchestrator restarts it)")
     runner.run()
     if runner.fatal_error:
         console.print(f"[red]{runner.fatal_error}[/red]")

@@ -2,14 +2,13 @@
 clear message and exit 2, not a traceback) and log setup."""
 from __future__ import annotations
 
-import logging
-import sys
-from typing import Callable, TypeVar
+from typing import Callable, Mapping, TypeVar
 
 import typer
 from rich.console import Console
 
 from app.settings import Settings
+from streams.logs import configure_logging
 from streams.settings import redact_url  # noqa: F401 - for the CLI modules
 
 T = TypeVar("T")
@@ -50,11 +49,18 @@ def load_settings() -> Settings:
         raise typer.Exit(2) from None
 
 
-def broker_down(settings: Settings, what: str, exc: Exception, code: int) -> None:
-    """A broker that cannot be reached or does not acknowledge: what failed and what to check, not a traceback."""
+def broker_down(settings: Settings, what: str, exc: Exception | str, code: int,
+                then: str = "run the same command again") -> None:
+    """A broker that cannot be reached or does not acknowledge: what failed and what to check (where it is, and
+    the security protocol / SASL a listener of another kind refuses), not a traceback. Never a secret."""
+    kafka = settings.kafka
+    protocol = kafka.security_protocol or "PLAINTEXT, the default"
+    sasl = f", SASL mechanism {kafka.sasl_mechanism}" if kafka.sasl_mechanism else ""
     console.print(f"[red]error:[/red] {what}: {exc}", highlight=False)
-    console.print(f"[dim]next:[/dim] check the broker at {settings.kafka.bootstrap_servers} "
-                  "(ASSETSTREAM_KAFKA__BOOTSTRAP_SERVERS), then run the same command again", highlight=False)
+    console.print(f"[dim]next:[/dim] check the broker at {kafka.bootstrap_servers} "
+                  f"(ASSETSTREAM_KAFKA__BOOTSTRAP_SERVERS) is reachable from here and that its listener speaks "
+                  f"kafka.security_protocol ({protocol}{sasl}; ASSETSTREAM_KAFKA__SECURITY_PROTOCOL, "
+                  f"ASSETSTREAM_KAFKA__SASL_*), then {then}", highlight=False)
     raise typer.Exit(code)
 
 
@@ -82,6 +88,6 @@ def store_down(settings: Settings, what: str, exc: Exception) -> None:
     raise typer.Exit(1)
 
 
-def setup_logging(level: str) -> None:
-    logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+def setup_logging(level: str, levels: Mapping[str, str] | None = None) -> None:
+    """Logs on stderr at `level` (settings.log_level), with per-logger levels (settings.log_levels)."""
+    configure_logging(level, levels)

@@ -7,9 +7,11 @@ with each consumer group's own section (next to its stage) and the application's
 from __future__ import annotations
 
 import difflib
-from typing import Any
+import os
+from typing import Any, Mapping
 
 from pydantic import AliasChoices, BaseModel, Field
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
 
 from app.kpis.settings import KpiSettings
 from app.ops.settings import OpsSettings
@@ -22,7 +24,18 @@ from domain.store.settings import IndexSettings
 from domain.vision.settings import VisionSettings
 from streams.settings import CONFIG_ENV, RuntimeSettings
 
-__all__ = ["CONFIG_ENV", "Settings"]
+__all__ = ["CONFIG_ENV", "OTHER_ENV", "Settings"]
+
+OTHER_ENV = frozenset({
+    CONFIG_ENV,                        # the settings file (streams/settings.py)
+    "ASSETSTREAM_PROMPTS_DIR",         # domain/__init__.py: where the prompt templates are
+    "ASSETSTREAM_AVRO_DIR",            # streams/__init__.py: where the Avro contracts are
+    "ASSETSTREAM_CPU_SLOTS",           # streams/cpu.py: how many CPU-heavy parts run at once
+    "ASSETSTREAM_LOCAL_CLASSIFIER",    # domain/vision/classifier.py: lite0 | lite2
+    "ASSETSTREAM_REVIEW_SCREENSHOT",   # tests/test_review_web.py: where to copy the review app's screenshot
+})
+"""The ASSETSTREAM_* variables that are not settings: every other ASSETSTREAM_<SECTION>[__<KEY>] must name a
+section (or top-level key) of the settings, or the settings are refused like a misspelt key."""
 
 
 class Settings(RuntimeSettings):
@@ -37,6 +50,14 @@ class Settings(RuntimeSettings):
     ops: OpsSettings = Field(default_factory=OpsSettings)
     review: ReviewSettings = Field(default_factory=ReviewSettings)
     vision: VisionSettings = Field(default_factory=VisionSettings)
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
+                                   env_settings: PydanticBaseSettingsSource, dotenv_settings: PydanticBaseSettingsSource,
+                                   file_secret_settings: PydanticBaseSettingsSource):
+        sources = super().settings_customise_sources(settings_cls, init_settings, env_settings, dotenv_settings,
+                                                     file_secret_settings)
+        return (UnknownEnvSections(settings_cls), *sources)
 
     @classmethod
     def near_keys(cls, loc: tuple[Any, ...]) -> list[str]:
@@ -76,3 +97,29 @@ def _section_model(annotation: Any) -> Any:
         if found is not None:
             return found
     return None
+
+
+class UnknownEnvSections(PydanticBaseSettingsSource):
+    """ASSETSTREAM_* environment variables whose section the settings do not have (`ASSETSTREAM_ENRICHH__PROVIDER`),
+    handed on as that unknown key so they are refused like a misspelt key of the settings file
+    (`enrichh: Extra inputs are not permitted (did you mean 'enrich'?)`) instead of being ignored. The variables'
+    values are never read (they may be secrets)."""
+
+    def __init__(self, settings_cls: type[BaseSettings], environ: Mapping[str, str] | None = None):
+        super().__init__(settings_cls)
+        self.environ = os.environ if environ is None else environ
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        known = {n.lower() for name, f in self.settings_cls.model_fields.items() for n in (name, *_names(name, f))}
+        unknown: dict[str, Any] = {}
+        for var in self.environ:
+            upper = var.upper()
+            if not upper.startswith("ASSETSTREAM_") or upper in OTHER_ENV:
+                continue
+            section = upper.removeprefix("ASSETSTREAM_").split("__", 1)[0].lower()
+            if section and section not in known:
+                unknown[section] = "(not read)"
+        return unknown

@@ -6,7 +6,6 @@ settings at start-up, then decodes, runs the stage and encodes. Children never t
 """
 from __future__ import annotations
 
-import logging
 import os
 import signal
 import threading
@@ -14,6 +13,7 @@ import time
 from collections import Counter
 from typing import Any
 
+from streams.logs import configure_logging
 from streams.stage import Stage
 from streams.work import Abandon, Record, RecordWork
 
@@ -48,7 +48,7 @@ def child_init(stage_cls: type[Stage], settings: Any, log_level: str = "INFO", r
     # signals are the runner's business: it sets `stop`, drains, then shuts the pool down
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s %(name)s[child]: %(message)s")
+    configure_logging(log_level, getattr(settings, "log_levels", None), suffix="[child]")
     threading.Thread(target=_watch_parent, args=(os.getppid(),), daemon=True).start()
     _child_work = RecordWork(stage_cls(settings), settings, stop=stop, on_failed=_count_failed,
                              on_retried=_count_retried)

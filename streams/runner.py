@@ -32,7 +32,7 @@ from streams.lag import ConsumerLag
 from streams.originals import open_store
 from streams.outputs import Outputs
 from streams.records import now_ms
-from streams.retry import DelayQueue, RetryLane, RetryTopicMissing, retry_state
+from streams.retry import DelayQueue, RetryLane, RetryTopicMissing, RetryTopicUnknown, retry_state
 from streams.sensors import PrometheusSensor, Sensor
 from streams.settings import RuntimeSettings
 from streams.stage import Stage
@@ -139,8 +139,10 @@ class StageRunner:
             exists = retry.topic in self.consumer.list_topics(timeout=self.rs.retry_topic_check_timeout_s).topics
         except KafkaException as exc:
             self.consumer.close()
-            raise RuntimeError(f"{self.name}: cannot check for the retry topic {retry.topic} "
-                               f"(runner.retry_mode={mode}): {exc}") from exc
+            error = exc.args[0] if exc.args else exc
+            reason = error.str() if hasattr(error, "str") else str(error)
+            raise RetryTopicUnknown(f"{self.name}: cannot check for the retry topic {retry.topic} "
+                                    f"(runner.retry_mode={mode}): {exc}", retry.topic, reason) from exc
         if exists:
             log.info("%s: transient failures go to the retry topic %s", self.name, retry.topic)
             return settings
@@ -170,7 +172,7 @@ class StageRunner:
             signal.signal(signal.SIGINT, lambda *_: self.stop())
         try:
             if self.rs.metrics_port >= 0:
-                self._http, self.metrics_port = metrics.serve(self.health, self.rs.metrics_port)
+                self._http, self.metrics_port = metrics.serve(self.health, self.rs.metrics_port, self.rs.metrics_host)
             self.executor.start()
             topics = [self.input_topic] + ([self.retry_topic] if self.retry_topic else [])
             self.consumer.subscribe(topics, on_assign=self._on_assign, on_revoke=self._on_revoke,

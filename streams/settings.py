@@ -10,12 +10,13 @@ configures; the runtime only ever reads its own sections of it.
 """
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import (BaseSettings, JsonConfigSettingsSource, PydanticBaseSettingsSource,
                                SettingsConfigDict, TomlConfigSettingsSource, YamlConfigSettingsSource)
 
@@ -37,6 +38,18 @@ class RuntimeSettings(BaseSettings):
     runner: RunnerSettings = Field(default_factory=RunnerSettings)
     dead_letters: DeadLetterSettings = Field(default_factory=DeadLetterSettings)
     log_level: str = "INFO"
+    log_levels: dict[str, str] = Field(
+        default_factory=dict, description="per-logger levels over log_level, e.g. {\"elastic_transport\": \"INFO\"} "
+        "(it starts at WARNING unless log_level is DEBUG: one line per store request otherwise)")
+
+    @field_validator("log_levels")
+    @classmethod
+    def _known_levels(cls, levels: dict[str, str]) -> dict[str, str]:
+        bad = [f"{name}={level}" for name, level in levels.items()
+               if not isinstance(logging.getLevelName(level.upper()), int)]
+        if bad:
+            raise ValueError(f"unknown log level in {', '.join(bad)}: use DEBUG, INFO, WARNING, ERROR or CRITICAL")
+        return {name: level.upper() for name, level in levels.items()}
 
     @classmethod
     def settings_customise_sources(cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,

@@ -303,6 +303,108 @@ def test_a_misspelt_settings_key_names_the_one_meant(tmp_path):
     assert res.returncode == 2 and "kafka.zzqq: Extra inputs are not permitted\n" in res.stderr
 
 
+def test_a_misspelt_section_in_an_environment_variable_is_refused_too():
+    """Trial 6: `ASSETSTREAM_ENRICHH__PROVIDER=claude` was ignored (provider stayed `local`, exit 0) while a
+    misspelt key and a misspelt section in the file were refused. The variable's value is never echoed."""
+    res = _cli(["config", "show"], {"ASSETSTREAM_ENRICHH__PROVIDER": "claude",
+                                    "ASSETSTREAM_ENRICHH__ANTHROPIC_API_KEY": "sk-ant-s3cret"})
+    assert res.returncode == 2, res.stdout
+    assert "enrichh: Extra inputs are not permitted (did you mean 'enrich'?)" in res.stderr
+    assert "sk-ant-s3cret" not in res.stderr + res.stdout and "Traceback" not in res.stderr
+    # the project's own ASSETSTREAM_* variables that are not settings, and top-level settings, still pass
+    res = _cli(["config", "show"], {"ASSETSTREAM_LOCAL_CLASSIFIER": "lite0", "ASSETSTREAM_CPU_SLOTS": "1",
+                                    "ASSETSTREAM_PROMPTS_DIR": str(ROOT / "prompts"), "ASSETSTREAM_LOG_LEVEL": "INFO",
+                                    "ASSETSTREAM_LOG_LEVELS__ELASTIC_TRANSPORT": "info",
+                                    "ASSETSTREAM_AVRO_DIR": str(ROOT / "avro"),
+                                    "ASSETSTREAM_REVIEW_SCREENSHOT": "/tmp/shot.png"})
+    assert res.returncode == 0, res.stderr
+    assert json.loads(res.stdout)["log_levels"] == {"elastic_transport": "INFO"}
+
+
+def test_every_assetstream_variable_the_project_reads_is_allowed():
+    """The ASSETSTREAM_* names read outside the settings (code, tests, Makefile, Dockerfile, manifests, CI) are
+    in app.settings.OTHER_ENV, or setting them would now be refused as an unknown section."""
+    import re
+
+    from app.settings import OTHER_ENV, Settings
+
+    top_level = {f"ASSETSTREAM_{name.upper()}" for name in Settings.model_fields}
+    files = [p for p in ROOT.rglob("*.py") if ".git" not in p.parts]  # quoted names: not ASSETSTREAM_NS (a constant)
+    named = {m for p in files for m in re.findall(r"[\"']ASSETSTREAM_([A-Z0-9_]+)[\"'=]", p.read_text("utf-8"))}
+    others = [ROOT / "Makefile", ROOT / "Dockerfile", *ROOT.glob("deploy/**/*.yaml"), *ROOT.glob(".ci/**/*")]
+    named |= {m for p in others if p.is_file() for m in re.findall(r"\bASSETSTREAM_([A-Z0-9_]+)", p.read_text("utf-8"))}
+    names = {f"ASSETSTREAM_{n}" for n in named if "__" not in n and n}
+    assert names - OTHER_ENV - top_level == set()
+    assert {"ASSETSTREAM_CONFIG", "ASSETSTREAM_LOCAL_CLASSIFIER", "ASSETSTREAM_PROMPTS_DIR"} <= names
+
+
+def test_a_worker_without_its_api_key_refuses_to_start_in_one_line():
+    """Trial 6: `worker enrich` with provider claude and no key exited 1 with a ~60-line traceback ending in
+    PermanentError; docs/operations.md says a worker with invalid settings refuses to start, exit 2."""
+    res = _cli(["worker", "enrich", "--metrics-port", "0"],
+               {"ASSETSTREAM_ENRICH__PROVIDER": "claude", "ASSETSTREAM_REGISTRY__ALLOW_IN_PROCESS": "true",
+                "ASSETSTREAM_KAFKA__BOOTSTRAP_SERVERS": f"127.0.0.1:{free_port()}"}, timeout=60)
+    assert res.returncode == 2, res.stderr
+    assert "refusing to start: the claude provider needs an API key: ASSETSTREAM_ENRICH__ANTHROPIC_API_KEY is not " \
+        "set" in res.stderr
+    assert "Traceback" not in res.stderr and "╭" not in res.stderr and "PermanentError" not in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1, res.stderr
+
+
+def test_a_copied_prompt_that_keeps_the_old_version_is_refused_at_start(tmp_path):
+    """Trial 6: `cp prompts/alt_text/v1.md v2.md`, edited, still `version: v1` inside, was used and its answers
+    recorded `prompt_version: "v1"`. The file name is the version: a disagreeing front-matter is refused."""
+    import shutil
+
+    from consumers.enrich.prompts import load_prompt
+
+    prompts = tmp_path / "prompts"
+    shutil.copytree(ROOT / "prompts", prompts)
+    copy = prompts / "alt_text" / "v2.md"
+    copy.write_text((prompts / "alt_text" / "v1.md").read_text("utf-8").replace(
+        "You write accessible descriptions", "You write short accessible descriptions"), "utf-8")
+    shutil.copy(prompts / "alt_text" / "v1.schema.json", prompts / "alt_text" / "v2.schema.json")
+    res = _cli(["worker", "enrich", "--metrics-port", "0"],
+               {"ASSETSTREAM_ENRICH__PROMPTS_DIR": str(prompts), "ASSETSTREAM_REGISTRY__ALLOW_IN_PROCESS": "true",
+                "ASSETSTREAM_KAFKA__BOOTSTRAP_SERVERS": f"127.0.0.1:{free_port()}"}, timeout=60)
+    assert res.returncode == 2, res.stderr
+    assert "Traceback" not in res.stderr and "╭" not in res.stderr
+    text = " ".join(res.stderr.split())
+    assert f"refusing to start: enrich: {copy}: its front-matter version: v1 disagrees with its file name (v2)" \
+        in text and "set version: v2" in text
+    copy.write_text(copy.read_text("utf-8").replace("version: v1", "version: v2"), "utf-8")  # as the error says
+    fixed = load_prompt("alt_text", prompts_dir=prompts)
+    assert (fixed.version, fixed.path) == ("v2", str(copy)) and "short accessible" in fixed.system_source
+
+
+def test_a_worker_that_cannot_reach_the_broker_says_what_to_check_without_a_traceback(broker):
+    """Trial 6: a wrong bootstrap address or security protocol ended in a traceback (`RuntimeError: validate:
+    cannot check for the retry topic …`). Exit 1 (the broker may come up: the orchestrator restarts the worker),
+    a message naming the settings to check, never the SASL password."""
+    quick = {"ASSETSTREAM_REGISTRY__ALLOW_IN_PROCESS": "true", "ASSETSTREAM_RUNNER__RETRY_TOPIC_CHECK_TIMEOUT_S": "2"}
+    closed = f"127.0.0.1:{free_port()}"
+    res = _cli(["worker", "validate", "--metrics-port", "0"],
+               {**quick, "ASSETSTREAM_KAFKA__BOOTSTRAP_SERVERS": closed}, timeout=60)
+    text = " ".join(res.stderr.split())
+    assert res.returncode == 1, res.stderr
+    assert "Traceback" not in res.stderr and "╭" not in res.stderr and "RuntimeError" not in res.stderr
+    assert "error: validate: cannot reach the Kafka broker to look for the retry topic assetstream.enriched-retry: " \
+           "Failed to get metadata: Local: Broker transport failure" in text
+    assert f"check the broker at {closed} (ASSETSTREAM_KAFKA__BOOTSTRAP_SERVERS)" in text
+    assert "kafka.security_protocol (PLAINTEXT, the default;" in text
+    # a plaintext listener spoken to with SASL: the same message, naming the protocol it was given
+    res = _cli(["worker", "validate", "--metrics-port", "0"],
+               {**quick, "ASSETSTREAM_KAFKA__BOOTSTRAP_SERVERS": broker,
+                "ASSETSTREAM_KAFKA__SECURITY_PROTOCOL": "SASL_PLAINTEXT", "ASSETSTREAM_KAFKA__SASL_MECHANISM": "PLAIN",
+                "ASSETSTREAM_KAFKA__SASL_USERNAME": "svc", "ASSETSTREAM_KAFKA__SASL_PASSWORD": "pw-n0t-pr1nted"},
+               timeout=60)
+    text = " ".join(res.stderr.split())
+    assert res.returncode == 1 and "Traceback" not in res.stderr, res.stderr
+    assert "cannot reach the Kafka broker" in text and f"check the broker at {broker}" in text
+    assert "kafka.security_protocol (SASL_PLAINTEXT, SASL mechanism PLAIN;" in text
+    assert "pw-n0t-pr1nted" not in res.stderr + res.stdout
+
+
 def test_feedback_with_an_over_long_alt_text_warns_or_needs_force(store, broker, unique, tmp_path):
     """Trial 2: `feedback A --field "alt_text=edited:<300 chars>"` went through without a word. Over
     validate.alt_text_max_chars (125) the CLI warns and sends; over validate.alt_text_hard_max_chars (250) it

@@ -3,9 +3,11 @@ health probes."""
 from __future__ import annotations
 
 import re
+import socket
 import time
 
 import httpx
+import pytest
 
 from app.producer import AssetPublisher, build_event
 from streams.runner import StageRunner
@@ -14,13 +16,25 @@ from tests.kafka_support import RunnerThread, make_settings, provision, read_top
 from tests.stages import EchoStage
 
 
+def _non_loopback_address() -> str | None:
+    """An address of this machine other hosts could reach (None if it has none): a UDP socket's source address
+    toward a documentation-range address (connect() on UDP sends nothing)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.connect(("192.0.2.1", 9))
+        except OSError:
+            return None
+        address = probe.getsockname()[0]
+    return None if address.startswith("127.") or address == "0.0.0.0" else address
+
+
 def exported_names(text: str) -> set[str]:
     return set(re.findall(r"^# TYPE (\S+) ", text, flags=re.M)) | {
         n[: -len("_total")] for n in re.findall(r"^# TYPE (\S+_total) ", text, flags=re.M)}
 
 
 def test_a_running_worker_exports_every_referenced_metric_and_probes(broker, unique):
-    s = make_settings(broker, f"metrics{unique}", runner={"metrics_port": 0})
+    s = make_settings(broker, f"metrics{unique}", runner={"metrics_port": 0, "metrics_host": "127.0.0.1"})
     provision(s)
     with AssetPublisher(s) as pub:
         pub.publish_events([build_event("asset-1", "file:///x/1.jpg", version=1),
@@ -35,6 +49,10 @@ def test_a_running_worker_exports_every_referenced_metric_and_probes(broker, uni
             time.sleep(0.1)
         base = f"http://127.0.0.1:{runner.metrics_port}"
         assert httpx.get(f"{base}/healthz").status_code == 200
+        other = _non_loopback_address()  # runner.metrics_host=127.0.0.1: this machine only (default 0.0.0.0)
+        if other is not None:
+            with pytest.raises(httpx.ConnectError):
+                httpx.get(f"http://{other}:{runner.metrics_port}/healthz", timeout=2)
         ready = httpx.get(f"{base}/readyz")
         time.sleep(2.5)  # one lag update cycle
         text = httpx.get(f"{base}/metrics").text

@@ -11,9 +11,7 @@ Standalone: `python -m app.ops.cli --help`.
 from __future__ import annotations
 
 import json
-import logging
 import signal
-import sys
 import threading
 from pathlib import Path
 from typing import Any, List, Optional
@@ -21,7 +19,7 @@ from typing import Any, List, Optional
 import typer
 from rich.table import Table
 
-from app.console import console, load_settings, out
+from app.console import console, load_settings, out, setup_logging
 
 
 
@@ -143,8 +141,7 @@ def ingest_server(
     from app.ops.ingest import PATH, IngestServer
 
     settings = _settings()
-    logging.basicConfig(level=getattr(logging, settings.log_level.upper(), logging.INFO),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    setup_logging(settings.log_level, settings.log_levels)
     ops = _ops(settings)
     try:
         server = IngestServer(settings, host=host, port=port, insecure_no_auth=insecure_no_auth, ops=ops)

@@ -25,7 +25,7 @@ def review(host: Optional[str] = typer.Option(None, help="interface to bind (def
     from app.review.server import ReviewServer, serve_until_interrupted
 
     settings = load_settings()
-    setup_logging(settings.log_level)
+    setup_logging(settings.log_level, settings.log_levels)
     sock = bind_review_port(settings, host, port)
     try:
         server = ReviewServer(settings, host=host, port=port, sock=sock)

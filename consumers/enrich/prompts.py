@@ -94,6 +94,11 @@ def load_prompt(task: str, version: str | None = None, prompts_dir: Path = PROMP
         raise ValueError(f"{path}: missing YAML front-matter")
     _, front, body = text.split("---", 2)
     meta = yaml.safe_load(front) or {}
+    declared = meta.get("version")
+    if declared is not None and str(declared) != version:  # provenance would name the other version's text
+        raise ValueError(f"{path}: its front-matter version: {declared} disagrees with its file name ({version}); "
+                         f"the file name is the prompt's version (a copied template keeps the old one inside): "
+                         f"set version: {version}")
     parts = _SPLIT.split(body)
     sections = {parts[i]: parts[i + 1].strip("\n") for i in range(1, len(parts) - 1, 2)}
     if set(sections) != {"system", "user"}:

@@ -198,6 +198,9 @@ class RunnerSettings(Section):
                                          "error is logged once per this interval, with a count of its repeats")
     drain_timeout_s: float = Field(25.0, description="on SIGTERM, how long to let in-flight work finish")
     metrics_port: int = Field(9400, description="0 = pick a free port; -1 = no HTTP server")
+    metrics_host: str = Field("0.0.0.0", description="the address the /metrics, /healthz and /readyz server binds: "
+                              "0.0.0.0 = every interface (what Prometheus and the kubelet's probes reach in a "
+                              "pod); 127.0.0.1 = this machine only")
     poll_timeout_s: float = Field(0.05, description="how long one consume() waits to fill a batch; adds up per hop")
     batch_max_records: int = Field(500, description="batch stages (the index sink): flush at this many records")
     batch_max_bytes: int = 5 * 1024 * 1024

@@ -1,0 +1,26 @@
+"""Log set-up shared by every assetstream process (a worker, its `runner.processes` children, the CLI's servers).
+
+Some libraries log every request at INFO: `elastic_transport` one line per HTTP call to the search store (329 of
+an enrich worker's 340 log lines in a user's trial). They start at WARNING unless the log level is DEBUG; the
+`log_levels` setting sets any logger's level (`ASSETSTREAM_LOG_LEVELS='{"elastic_transport": "INFO"}'`)."""
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Mapping
+
+QUIET_BY_DEFAULT = {"elastic_transport": "WARNING"}
+"""Loggers that start at this level unless the root level is DEBUG or `log_levels` names them."""
+
+FORMAT = "%(asctime)s %(levelname)s %(name)s{suffix}: %(message)s"
+
+
+def configure_logging(level: str, levels: Mapping[str, str] | None = None, suffix: str = "") -> None:
+    """The root logger at `level` on stderr (basicConfig: a process that configured logging keeps its handlers),
+    the chatty libraries quieter (QUIET_BY_DEFAULT) and every logger `levels` names at its level."""
+    root = logging.getLevelName(level.upper())
+    root = root if isinstance(root, int) else logging.INFO
+    logging.basicConfig(level=root, format=FORMAT.format(suffix=suffix), stream=sys.stderr)
+    quiet = {} if root <= logging.DEBUG else QUIET_BY_DEFAULT
+    for name, name_level in {**quiet, **(levels or {})}.items():
+        logging.getLogger(name).setLevel(name_level.upper())
