@@ -118,7 +118,7 @@ class TopicSizes:
     poll loop, which only reads `counts`. librdkafka's metadata call is thread-safe; `close()` waits for a refresh
     in progress, so it must come before the consumer is closed."""
 
-    def __init__(self, consumer: Consumer, topics: tuple[str, ...], refresh_s: float = 30.0, timeout_s: float = 5.0):
+    def __init__(self, consumer: Consumer, topics: tuple[str, ...], refresh_s: float = 30.0, timeout_s: float = 3.0):
         self.consumer, self.topics = consumer, tuple(topics)
         self.refresh_s, self.timeout_s = refresh_s, timeout_s
         self.counts: dict[str, int] = {}
