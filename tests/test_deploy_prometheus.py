@@ -50,8 +50,7 @@ def test_promtool_unit_tests():
     ("> 1000\n", "> 100000\n"),                                   # lag threshold no longer reached
     ("up{job=\"assetstream-workers\"} == 0", "up{job=\"assetstream-worker\"} == 0"),  # wrong job label
     ("[1h]))", "[1h])) * 0"),                                     # budget burn never fires
-    ("              or\n              max by (stage, topic) (max_over_time(assetstream_topic_partitions[1h])) * 0\n",
-     ""),                                                         # a stage with no worker left goes unnoticed
+    ("unless on (stage)\n", "and on (stage)\n"),                # the no-worker clause for every stage
     ("sum by (stage, topic) (assetstream_partitions_assigned)",
      "max by (stage, topic) (assetstream_partitions_assigned)"),  # owned by one worker taken for all of them
 ])
