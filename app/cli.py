@@ -146,6 +146,60 @@ def topics_create(json_out: bool = typer.Option(False, "--json", help="machine-r
             out.print(f"{state:8} {topic}")
 
 
+@app.command()
+def status(group: Optional[list[str]] = typer.Option(None, "--group", help="a stage name or consumer group id "
+                                                      "(repeatable); default: every stage's group"),
+           json_out: bool = typer.Option(False, "--json", help="machine-readable output"),
+           timeout: float = typer.Option(10.0, help="seconds to wait for each broker answer")):
+    """Consumer groups: state, members and their assignment, committed and end offsets, lag, and partitions owned
+    by nobody. Exit 1 when a group has unowned partitions with records waiting, 2 when the broker cannot be
+    reached."""
+    from app.status import BrokerUnreachable, GroupInspector, stage_topics
+
+    settings = load_settings()
+    try:
+        inspector = GroupInspector(settings, timeout_s=timeout)
+        by_group = {settings.groups.name(name): name for name in STAGES}
+        wanted = []
+        for name in group or list(STAGES):
+            stage = name if name in STAGES else by_group.get(name)
+            gid = settings.groups.name(stage) if stage else name
+            wanted.append((stage, gid, stage_topics(settings, stage_class(stage), set(inspector.topics))
+                           if stage else []))
+        groups = inspector.groups(wanted)
+    except BrokerUnreachable as exc:
+        console.print(f"[red]error:[/red] {exc}; check ASSETSTREAM_KAFKA__BOOTSTRAP_SERVERS", highlight=False,
+                      soft_wrap=True)
+        raise typer.Exit(2) from None
+    waiting = sum(len(g.waiting) for g in groups)
+    if json_out:
+        out.print_json(json.dumps({"groups": [g.as_dict() for g in groups], "unowned_with_lag": waiting}))
+    else:
+        _print_groups(groups)
+    raise typer.Exit(1 if waiting else 0)
+
+
+def _print_groups(groups: list[Any]) -> None:
+    from rich.table import Table
+
+    for g in groups:
+        members = "; ".join(m.label + " → " + (", ".join(f"{a['topic']}/{a['partition']}" for a in m.assignment) or "-")
+                            for m in g.members) or ("none" if g.members_listed else "not listed by the broker")
+        table = Table(title=f"{g.stage or 'group'} · {g.group} · {g.state} · lag {g.lag}", title_justify="left",
+                      caption=f"members: {members}" + (f"\n{g.note}" if g.note else ""), caption_justify="left")
+        for col in ("topic", "partition", "owner", "committed", "end", "lag"):
+            table.add_column(col, justify="right" if col in ("partition", "committed", "end", "lag") else "left")
+        for p in g.partitions:
+            owner = p.owner or ("[red]nobody[/red]" if g.members_listed else "?")
+            lag = "?" if p.lag is None else (f"[red]{p.lag}[/red]" if p.lag and p.owner is None and g.members_listed
+                                              else str(p.lag))
+            table.add_row(p.topic, str(p.partition), owner, "-" if p.committed is None else str(p.committed),
+                          "?" if p.end is None else str(p.end), lag)
+        out.print(table)
+        if g.waiting:
+            out.print(f"[red]{len(g.waiting)} partition(s) of {g.group} owned by nobody with records waiting[/red]")
+
+
 API_KEYS = {"claude": ("anthropic_api_key", "ASSETSTREAM_ENRICH__ANTHROPIC_API_KEY"),
             "gemini": ("gemini_api_key", "ASSETSTREAM_ENRICH__GEMINI_API_KEY")}
 

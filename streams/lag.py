@@ -8,9 +8,14 @@ the end of each paused partition, and the fetch responses it gets carry the true
 only while partitions are paused, never blocks the poll thread (it fetches in librdkafka's threads; an update
 reads its watermarks), is assign-only (never joins the group, never commits) and fetches only what is published
 during the pause, a batch at a time (`max.partition.fetch.bytes=1`, `queued.max.messages.kbytes=1`).
+
+With the lag, each update reports how many partitions of each input topic the worker owns and how many the topic
+has (`TopicSizes`): a partition nobody owns reports no lag at all, so only the pair shows it
+(AssetstreamPartitionsUnowned, docs/monitoring.md).
 """
 from __future__ import annotations
 
+import threading
 import time
 from typing import Any
 
@@ -24,8 +29,9 @@ class ConsumerLag:
     """The lag of one worker's assigned partitions, reported to the sensor. Poll thread only."""
 
     def __init__(self, consumer: Consumer, client_config: dict[str, Any], group_id: str, committed: dict[TP, int],
-                 sensor: Sensor, interval_s: float = 2.0):
+                 sensor: Sensor, interval_s: float = 2.0, topics: tuple[str, ...] = ()):
         self.consumer, self.sensor, self.committed = consumer, sensor, committed
+        self.sizes = TopicSizes(consumer, topics)  # the input topics whose partitions are counted
         self.interval_s = interval_s
         self.lags: dict[TP, int] = {}
         self._last = 0.0
@@ -40,6 +46,7 @@ class ConsumerLag:
         if not force and time.monotonic() - self._last < self.interval_s:
             return
         self._last = time.monotonic()
+        self._report_ownership(assigned)
         if not assigned:
             return
         try:
@@ -59,6 +66,11 @@ class ConsumerLag:
             pos = tp.offset if tp.offset >= 0 else self.committed.get(key, low)
             self.lags[key] = max(0, high - max(pos, low if low is not None else 0))
             self.sensor.on_lag(tp.topic, tp.partition, self.lags[key])
+
+    def _report_ownership(self, assigned: set[TP]) -> None:
+        self.sizes.refresh()
+        for topic in self.sizes.topics:
+            self.sensor.on_partitions(topic, sum(1 for t, _ in assigned if t == topic), self.sizes.counts.get(topic))
 
     def _probe_ends(self, tps: set[TP]) -> dict[TP, int]:
         """The fetch-reported high watermark of partitions the worker does not fetch (paused). Never blocks the
@@ -94,6 +106,46 @@ class ConsumerLag:
         return sum(self.lags.get(tp, 0) for tp in assigned)
 
     def close(self) -> None:
+        self.sizes.close()
         if self._probe is not None:
             self._probe.close()
             self._probe = None
+
+
+class TopicSizes:
+    """How many partitions each topic has, from the consumer's metadata, refreshed at most every `refresh_s` by a
+    short-lived background thread: a metadata request (up to `timeout_s` with the broker down) never blocks the
+    poll loop, which only reads `counts`. librdkafka's metadata call is thread-safe; `close()` waits for a refresh
+    in progress, so it must come before the consumer is closed."""
+
+    def __init__(self, consumer: Consumer, topics: tuple[str, ...], refresh_s: float = 30.0, timeout_s: float = 3.0):
+        self.consumer, self.topics = consumer, tuple(topics)
+        self.refresh_s, self.timeout_s = refresh_s, timeout_s
+        self.counts: dict[str, int] = {}
+        self._last = float("-inf")
+        self._thread: threading.Thread | None = None
+        self._closed = False
+
+    def refresh(self) -> None:
+        busy = self._thread is not None and self._thread.is_alive()
+        if not self.topics or self._closed or busy or time.monotonic() - self._last < self.refresh_s:
+            return
+        self._last = time.monotonic()
+        self._thread = threading.Thread(target=self._fetch, name="topic-sizes", daemon=True)
+        self._thread.start()
+
+    def _fetch(self) -> None:
+        for topic in self.topics:
+            if self._closed:
+                return
+            try:
+                md = self.consumer.list_topics(topic, timeout=self.timeout_s).topics.get(topic)
+            except (KafkaException, RuntimeError):  # broker unreachable, or the consumer closed meanwhile
+                return
+            if md is not None and md.error is None and md.partitions:
+                self.counts[topic] = len(md.partitions)  # one dict store: safe to read from the poll thread
+
+    def close(self) -> None:
+        self._closed = True
+        if self._thread is not None:
+            self._thread.join(self.timeout_s + 1)

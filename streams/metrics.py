@@ -28,6 +28,11 @@ PROCESSING_SECONDS = Histogram("assetstream_processing_seconds", "Time from hand
 IN_FLIGHT = Gauge("assetstream_in_flight", "Records taken but not yet committed", ["stage"])
 CONSUMER_LAG = Gauge("assetstream_consumer_lag", "High watermark minus the next offset to consume",
                      ["stage", "topic", "partition"])
+PARTITIONS_ASSIGNED = Gauge("assetstream_partitions_assigned", "Partitions of an input topic (the stage's input and "
+                            "its retry topic) this worker owns; summed over a stage's workers it should equal "
+                            "assetstream_topic_partitions", ["stage", "topic"])
+TOPIC_PARTITIONS = Gauge("assetstream_topic_partitions", "Partitions the input topic has (the consumer's metadata, "
+                         "refreshed at most every 30 s); no series until the first metadata answer", ["stage", "topic"])
 RECORD_AGE = Histogram("assetstream_record_age_seconds", "now - the asset event's event_time when a stage finishes",
                        ["stage"], buckets=AGE_BUCKETS)
 PAUSED = Gauge("assetstream_paused", "1 while the worker has paused consumption (backpressure, budget, store down)",

@@ -116,7 +116,8 @@ class StageRunner:
         self.backpressure = Backpressure(self.name, self.consumer, self.rs, stage.should_pause, self.sensor)
         self.consumer_lag = ConsumerLag(  # its probe logs like the runner's clients (once per interval)
             self.consumer, {**kafka.client_config(), "error_cb": self._on_client_error, "logger": self.client_log},
-            self.group_id, self.tracker.committed, self.sensor)
+            self.group_id, self.tracker.committed, self.sensor,
+            topics=(self.input_topic,) + ((self.retry_topic,) if self.retry_topic else ()))
         self.outputs = Outputs(self.producer, self.commits, self.work, self.tracker, self.sensor, self.assigned,
                                fatal=self._fatal, originals=open_store(settings.dead_letters),
                                inline_max_bytes=settings.dead_letters.inline_max_bytes)
@@ -370,11 +371,11 @@ class StageRunner:
 
     def _shutdown(self) -> None:
         self.health.started = False
+        self.consumer_lag.close()  # before the consumer: its metadata refresh uses it
         try:
             self.consumer.close()
         except (KafkaException, RuntimeError) as exc:
             log.warning("%s: consumer close: %s", self.name, exc)
-        self.consumer_lag.close()
         self.executor.shutdown()
         self.producer.flush(5)
         self.outputs.flush_acked()  # acknowledgements served by the flush

@@ -48,6 +48,9 @@ class Sensor:
     def on_lag(self, topic: str, partition: int, lag: int) -> None:
         """Consumer lag of an assigned partition (0 once it is revoked)."""
 
+    def on_partitions(self, topic: str, owned: int, total: int | None) -> None:
+        """This worker owns `owned` partitions of an input topic that has `total` (None: not known yet)."""
+
     def on_in_flight(self, n: int) -> None:
         """Records taken and not yet committable."""
 
@@ -105,6 +108,11 @@ class PrometheusSensor(Sensor):
 
     def on_lag(self, topic: str, partition: int, lag: int) -> None:
         metrics.CONSUMER_LAG.labels(self.stage, topic, str(partition)).set(lag)
+
+    def on_partitions(self, topic: str, owned: int, total: int | None) -> None:
+        metrics.PARTITIONS_ASSIGNED.labels(self.stage, topic).set(owned)
+        if total is not None:
+            metrics.TOPIC_PARTITIONS.labels(self.stage, topic).set(total)
 
     def on_in_flight(self, n: int) -> None:
         self._in_flight.set(n)

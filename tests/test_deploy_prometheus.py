@@ -50,6 +50,9 @@ def test_promtool_unit_tests():
     ("> 1000\n", "> 100000\n"),                                   # lag threshold no longer reached
     ("up{job=\"assetstream-workers\"} == 0", "up{job=\"assetstream-worker\"} == 0"),  # wrong job label
     ("[1h]))", "[1h])) * 0"),                                     # budget burn never fires
+    ("unless on (stage)\n", "and on (stage)\n"),                # the no-worker clause for every stage
+    ("sum by (stage, topic) (assetstream_partitions_assigned)",
+     "max by (stage, topic) (assetstream_partitions_assigned)"),  # owned by one worker taken for all of them
 ])
 def test_promtool_unit_tests_catch_a_changed_rule(tmp_path, old, new):
     def edit(s):

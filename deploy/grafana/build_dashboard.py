@@ -123,6 +123,14 @@ def build() -> dict:
                           "at runner.retry_held_max the retry partitions pause. Rising with a flat input rate = a "
                           "dependency failing transiently."),
     )
+    panels += line(
+        panel("Partitions owned by nobody",
+              [target(f"max by (stage, topic) (assetstream_topic_partitions{{{S}}}) - "
+                      f"sum by (stage, topic) (assetstream_partitions_assigned{{{S}}})", "{{stage}} {{topic}}")],
+              w=12, description="An input topic's partitions minus those the stage's workers own. Above 0: records "
+                                "on those partitions wait and no worker reports their lag (AssetstreamPartitionsUnowned; "
+                                "`assetstream status` shows which)."),
+    )
     panels.append(row("Latency"))
     panels += line(
         panel("Processing time p50 / p95 / p99", quantiles("assetstream_processing_seconds", "stage", S), unit="s", w=8,

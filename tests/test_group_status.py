@@ -1,0 +1,68 @@
+"""`assetstream status` against the real tansu broker, as an operator runs it: a group with records and no worker
+shows them as lag on partitions owned by nobody (exit 1); a running worker's group shows its state, committed
+offsets and no lag (exit 0); a broker that is not there is one clear line (exit 2)."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+
+from app.producer import AssetPublisher, build_event
+from streams.embedded import free_port
+from streams.runner import StageRunner
+from tests.kafka_support import REPO, RunnerThread, env_for, make_settings, provision, wait_committed
+from tests.stages import EchoStage
+
+
+def _status(settings, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "app.cli", "status", *args], cwd=REPO, capture_output=True,
+                          text=True, timeout=120, env={**env_for(settings), "COLUMNS": "200"})
+
+
+def test_records_without_a_worker_wait_on_partitions_owned_by_nobody_then_a_worker_takes_them(broker, unique):
+    s = make_settings(broker, f"status{unique}")
+    provision(s)
+    with AssetPublisher(s) as pub:
+        pub.publish_events([build_event(f"asset-{i}", f"file:///x/{i}.jpg", version=1) for i in range(6)])
+    raw = s.topics.name("raw")
+
+    res = _status(s, "--group", "preprocess", "--json")
+    assert res.returncode == 1, res.stdout + res.stderr
+    [group] = json.loads(res.stdout)["groups"]
+    assert group["group"] == f"status{unique}.preprocess" and group["members"] == []
+    waiting = {(p["topic"], p["partition"]): p["lag"] for p in group["unowned"] if p["lag"]}
+    assert sum(waiting.values()) == 6 and {t for t, _ in waiting} == {raw}
+    text = _status(s, "--group", "preprocess")
+    assert text.returncode == 1 and "owned by nobody with records waiting" in text.stdout, text.stdout
+
+    # a worker of the group takes and commits them: no lag, nothing reported as owned by nobody
+    runner = StageRunner(EchoStage(s), s, group_id=s.groups.name("preprocess"))
+    with RunnerThread(runner):
+        assert wait_committed(s, s.groups.name("preprocess"), "raw", 6, timeout_s=30) == 6
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            res = _status(s, "--group", f"status{unique}.preprocess", "--json")  # the group id works as well
+            [group] = json.loads(res.stdout)["groups"]
+            if group["state"] == "stable":
+                break
+        assert res.returncode == 0, res.stdout + res.stderr
+        assert group["stage"] == "preprocess" and group["lag"] == 0
+        assert sum(p["committed"] or 0 for p in group["partitions"] if p["topic"] == raw) == 6
+        assert all(p["end"] is not None for p in group["partitions"])
+        assert group["unowned"] == []
+        if group["members"]:  # a broker that lists members (Kafka): the worker owns every partition
+            owned = {(a["topic"], a["partition"]) for m in group["members"] for a in m["assignment"]}
+            assert owned == {(p["topic"], p["partition"]) for p in group["partitions"]}
+        else:  # tansu lists no members of an active group: ownership is unknown, never "nobody"
+            assert not group["members_listed"] and "lists no members" in group["note"], group
+
+
+def test_an_unreachable_broker_is_one_clear_line():
+    s = make_settings(f"127.0.0.1:{free_port()}", "nobroker")
+    started = time.monotonic()
+    res = _status(s, "--timeout", "2")
+    assert res.returncode == 2
+    assert time.monotonic() - started < 30
+    lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "did not answer within 2s" in lines[0] and "Traceback" not in res.stderr, res.stderr
