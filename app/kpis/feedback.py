@@ -14,6 +14,7 @@ from domain import review
 from domain.events import scoped_id
 from streams import avro
 from streams.avro import Serde
+from streams.topics import check_broker_reachable
 from app.settings import Settings
 
 ACTIONS = ("accepted", "edited", "rejected")
@@ -105,6 +106,8 @@ def publish_decisions(settings: Settings, decisions: Iterable[dict[str, Any]], t
     Returns the records as sent (with generated decision_id / decided_at)."""
     serde = _serde(settings)
     topic = settings.topics.name("feedback")
+    if producer is None:  # a one-shot send (`assetstream feedback`): say at once when no broker can be reached
+        check_broker_reachable(settings.kafka)
     producer = producer or Producer({**settings.kafka.client_config(), "acks": "all", "enable.idempotence": True,
                                      "linger.ms": 5})
     errors: list[str] = []
