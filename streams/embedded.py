@@ -227,6 +227,10 @@ class SeaweedS3:
             args += ["-metricsIp=127.0.0.1", f"-metricsPort={self.metrics_port}"]
         return args
 
-    def stop(self) -> None:
-        stop_process(self.proc)
+    def stop(self, timeout_s: float = 2.0) -> None:
+        """SIGTERM, then SIGKILL after timeout_s. SeaweedFS's graceful stop waits for its gRPC streams (the filer's
+        metadata subscriptions, its own S3 gateway's among them) and did not end within 15 s here: waiting the
+        usual 10 s only delayed the same SIGKILL (its users, the tests and bench/tansu_durability.py, stop it when
+        they are done with it)."""
+        stop_process(self.proc, timeout_s)
         self.proc = None
