@@ -180,14 +180,16 @@ def test_the_kpi_app_without_a_broker_is_a_message_not_a_traceback(tmp_path):
 
 
 def test_a_broker_address_that_accepts_and_never_answers_is_reported_within_the_connect_timeout(tmp_path):
-    """Something listens at the address (a wrong port, a proxy) but never speaks Kafka: `topics create` and the KPI
-    app say so after kafka.connect_timeout_s instead of the clients' own 20-30 s metadata waits."""
+    """Something listens at the address (a wrong port, a proxy) but never speaks Kafka: `topics create`, `feedback`
+    and the KPI app say so after kafka.connect_timeout_s instead of the clients' own 20-30 s waits."""
     with socket.socket() as silent:
         silent.bind(("127.0.0.1", 0))
         silent.listen(8)
         address = f"127.0.0.1:{silent.getsockname()[1]}"
         env = {"ASSETSTREAM_KAFKA__BOOTSTRAP_SERVERS": address, "ASSETSTREAM_KAFKA__CONNECT_TIMEOUT_S": "2"}
         for args, what in ((["topics", "create"], "topics not created"),
+                           (["feedback", "mug-1", "--approve", "--editor", "alice", "--no-check"],
+                            "editor decisions not sent"),
                            (["streams", "kpis", "--data-dir", str(tmp_path)], "the KPI app cannot start")):
             started = time.monotonic()
             res = _cli(args, env)
