@@ -134,11 +134,13 @@ class Tansu:
         wait_port("127.0.0.1", self.port, timeout_s, self.proc, "tansu")
         return self
 
-    def stop(self, timeout_s: float = 10.0) -> None:
+    def stop(self, timeout_s: float = 10.0, graceful: bool | None = None) -> None:
         """On SIGTERM tansu serves its open connections up to 5 s more before it exits. With memory:// storage its
         data ends with the process either way, so it is killed at once (a test's broker outage starts now, not 5 s
-        later); with s3:// storage it gets the graceful stop."""
-        if self.proc is not None and self.storage.startswith("memory:") and self.proc.poll() is None:
+        later); with s3:// storage it gets the graceful stop, unless graceful=False (its data is not needed)."""
+        if graceful is None:
+            graceful = not self.storage.startswith("memory:")
+        if self.proc is not None and not graceful and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(timeout_s)
         stop_process(self.proc, timeout_s)
