@@ -63,7 +63,8 @@ def check_broker_reachable(kafka: KafkaSettings) -> None:
     client's metadata wait (30 s for `topics create`) ending in 'Broker transport failure'. Callers bound the
     broker's first answer after it by kafka.connect_timeout_s too (something that accepts and never answers)."""
     problems: list[str] = []
-    for host, port in bootstrap_addresses(kafka.bootstrap_servers):
+    servers = str(kafka.client_config().get("bootstrap.servers") or kafka.bootstrap_servers)  # `extra` may set it
+    for host, port in bootstrap_addresses(servers):
         try:
             with socket.create_connection((host, port), timeout=kafka.connect_timeout_s):
                 return
