@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 import logging
+import socket
 import time
 
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from streams.config.kafka import KafkaSettings
 from streams.settings import RuntimeSettings
 
 log = logging.getLogger("assetstream.topics")
@@ -35,11 +37,51 @@ def topic_specs(settings: RuntimeSettings) -> dict[str, NewTopic]:
     return specs
 
 
+def bootstrap_addresses(servers: str) -> list[tuple[str, int]]:
+    """(host, port) of each bootstrap server as librdkafka reads them: `host:port`, `PROTOCOL://host:port`,
+    `[::1]:9092`; 9092 when no port is given."""
+    out: list[tuple[str, int]] = []
+    for item in servers.split(","):
+        item = item.strip().rpartition("://")[2]
+        if not item:
+            continue
+        if item.startswith("["):
+            host, _, rest = item[1:].partition("]")
+            port = rest.lstrip(":")
+        else:
+            host, sep, port = item.rpartition(":")
+            if not sep:
+                host, port = item, ""
+        out.append((host, int(port) if port.isdigit() else 9092))
+    return out
+
+
+def check_broker_reachable(kafka: KafkaSettings) -> None:
+    """The first thing a one-shot command does before it waits on the broker: open a TCP connection to each
+    bootstrap server until one accepts, each within kafka.connect_timeout_s. None accepting raises
+    KafkaException(_TRANSPORT) with what each one answered, at once for a refused connection, instead of the
+    client's metadata wait (30 s for `topics create`) ending in 'Broker transport failure'. Callers bound the
+    broker's first answer after it by kafka.connect_timeout_s too (something that accepts and never answers)."""
+    problems: list[str] = []
+    servers = str(kafka.client_config().get("bootstrap.servers") or kafka.bootstrap_servers)  # `extra` may set it
+    for host, port in bootstrap_addresses(servers):
+        try:
+            with socket.create_connection((host, port), timeout=kafka.connect_timeout_s):
+                return
+        except OSError as exc:
+            why = "no answer within {:g} s".format(kafka.connect_timeout_s) if isinstance(exc, TimeoutError) \
+                else (exc.strerror or str(exc))
+            problems.append(f"{host}:{port}: {why}")
+    if problems:
+        raise KafkaException(KafkaError(KafkaError._TRANSPORT, "no broker reachable: " + "; ".join(problems)))
+
+
 def create_topics(settings: RuntimeSettings, timeout_s: float = 30.0) -> dict[str, str]:
     """Create every topic that does not exist yet. Returns topic -> 'created' | 'exists'."""
+    check_broker_reachable(settings.kafka)
     admin = AdminClient(settings.kafka.client_config())
     specs = topic_specs(settings)
-    existing = set(admin.list_topics(timeout=timeout_s).topics)
+    existing = set(admin.list_topics(timeout=settings.kafka.connect_timeout_s).topics)  # its first answer
     result: dict[str, str] = {}
     todo = []
     for spec in specs.values():

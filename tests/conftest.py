@@ -41,9 +41,11 @@ def own_store():
         yield s
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def s3(tmp_path_factory):
-    """A SeaweedFS S3 server on loopback for the module (skipped without boto3 or the weed binary)."""
+    """One SeaweedFS S3 server on loopback for the session (skipped without boto3 or the weed binary); tests
+    isolate by bucket name (with `unique`) and count requests per bucket. Its start (3 s) and stop (2 s) were paid
+    once per module; its 64 volume slots hold some 16 buckets, the suite creates about 10."""
     import shutil
 
     pytest.importorskip("boto3")

@@ -10,7 +10,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, TopicPartition
 
 from streams.avro import Serde, topic_names
 from streams.runner import StageRunner
@@ -87,14 +87,8 @@ def read_topic(settings: Settings, logical: str, expect: int, timeout_s: float =
     """Read a topic from the beginning until `expect` records (or, with distinct_keys, `expect` different
     keys) arrived, or time out; returns dicts with key, value (decoded Avro), headers, partition, offset.
     `logical` may also be a full topic name (a retry topic: decode=False)."""
-    names = topic_names(settings)
-    names.setdefault(logical, logical)
-    serde = Serde.for_settings(settings)
-    c = Consumer({**settings.kafka.client_config(), "group.id": f"reader-{uuid.uuid4().hex[:8]}",
-                  "enable.auto.commit": False, "auto.offset.reset": "earliest",
-                  "session.timeout.ms": 6000, "heartbeat.interval.ms": 1000})
-    md = c.list_topics(names[logical], timeout=10).topics[names[logical]]
-    c.assign([TopicPartition(names[logical], p, 0) for p in md.partitions])
+    c, partitions, as_dict = _reader(settings, logical, decode)
+    c.assign([TopicPartition(tp.topic, tp.partition, 0) for tp in partitions])
     got: list[dict[str, Any]] = []
     deadline = time.monotonic() + timeout_s
     try:
@@ -105,22 +99,61 @@ def read_topic(settings: Settings, logical: str, expect: int, timeout_s: float =
             msg = c.poll(0.2)
             if msg is None or msg.error():
                 continue
-            got.append({"key": msg.key().decode() if msg.key() else None,
-                        "value": serde.deserialize(logical, msg.value()) if decode else msg.value(),
-                        "headers": dict(msg.headers() or []), "partition": msg.partition(),
-                        "offset": msg.offset(), "timestamp_ms": msg.timestamp()[1]})
+            got.append(as_dict(msg))
         # linger briefly to catch unexpected extra records (duplicates)
         end = time.monotonic() + 0.5
         while time.monotonic() < end:
             msg = c.poll(0.1)
             if msg is not None and not msg.error():
-                got.append({"key": msg.key().decode() if msg.key() else None,
-                            "value": serde.deserialize(logical, msg.value()) if decode else msg.value(),
-                            "headers": dict(msg.headers() or []), "partition": msg.partition(),
-                            "offset": msg.offset(), "timestamp_ms": msg.timestamp()[1]})
+                got.append(as_dict(msg))
     finally:
         c.close()
     return got
+
+
+def read_to_end(settings: Settings, logical: str, decode: bool = True, timeout_s: float = 30.0) -> list[dict[str, Any]]:
+    """Every record the topic holds now, read from the beginning to the end of each partition (as read_topic
+    returns them). For what a worker left once it has stopped (its outputs are flushed on stop: nothing more can
+    arrive), so a test asserting that nothing is there waits for the broker's answer, not for a timeout."""
+    c, partitions, as_dict = _reader(settings, logical, decode, {"enable.partition.eof": True})
+    c.assign([TopicPartition(tp.topic, tp.partition, 0) for tp in partitions])
+    open_partitions = {tp.partition for tp in partitions}
+    got: list[dict[str, Any]] = []
+    deadline = time.monotonic() + timeout_s
+    try:
+        while open_partitions:
+            assert time.monotonic() < deadline, f"{logical}: partitions {open_partitions} never reached their end"
+            msg = c.poll(0.2)
+            if msg is None:
+                continue
+            if msg.error():
+                if msg.error().code() == KafkaError._PARTITION_EOF:
+                    open_partitions.discard(msg.partition())
+                continue
+            got.append(as_dict(msg))
+    finally:
+        c.close()
+    return got
+
+
+def _reader(settings: Settings, logical: str, decode: bool, extra: dict[str, Any] | None = None):
+    """(a consumer in its own group, the topic's partitions, msg -> the dict read_topic returns)."""
+    names = topic_names(settings)
+    names.setdefault(logical, logical)
+    topic = names[logical]
+    serde = Serde.for_settings(settings)
+    c = Consumer({**settings.kafka.client_config(), "group.id": f"reader-{uuid.uuid4().hex[:8]}",
+                  "enable.auto.commit": False, "auto.offset.reset": "earliest",
+                  "session.timeout.ms": 6000, "heartbeat.interval.ms": 1000, **(extra or {})})
+    md = c.list_topics(topic, timeout=10).topics[topic]
+    partitions = [TopicPartition(topic, p) for p in md.partitions]
+
+    def as_dict(msg) -> dict[str, Any]:
+        return {"key": msg.key().decode() if msg.key() else None,
+                "value": serde.deserialize(logical, msg.value()) if decode else msg.value(),
+                "headers": dict(msg.headers() or []), "partition": msg.partition(),
+                "offset": msg.offset(), "timestamp_ms": msg.timestamp()[1]}
+    return c, partitions, as_dict
 
 
 def committed(settings: Settings, group: str, logical: str) -> dict[int, int]:

@@ -343,7 +343,7 @@ class LocalTLSServer(LocalServer):
 
 def local_s3(data_dir):
     """SeaweedFS `weed server -s3` on loopback (the project's own embedded S3, with this suite's credentials; its
-    request counters on `metrics_port`; room for the buckets of a whole test module)."""
+    request counters on `metrics_port`; room for the buckets of the test session)."""
     from pathlib import Path
 
     from streams.embedded import SeaweedS3

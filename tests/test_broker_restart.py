@@ -32,7 +32,7 @@ def durable_broker():
     try:
         yield broker
     finally:
-        broker.stop()
+        broker.stop(graceful=False)  # its data is not needed any more
         s3.stop()
 
 

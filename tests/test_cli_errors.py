@@ -6,8 +6,10 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from typer.testing import CliRunner
@@ -93,9 +95,13 @@ def test_run_with_a_bad_writeback_url_is_a_configuration_error(tmp_path):
 
 def test_topics_and_index_commands_without_their_servers_say_what_to_check(store):
     closed = free_port()
+    started = time.monotonic()
     res = _cli(["topics", "create"], {"ASSETSTREAM_KAFKA__BOOTSTRAP_SERVERS": f"127.0.0.1:{closed}"})
     assert res.returncode == 1 and "Traceback" not in res.stderr
     assert "topics not created" in res.stderr and f"check the broker at 127.0.0.1:{closed}" in res.stderr
+    assert f"no broker reachable: 127.0.0.1:{closed}: Connection refused" in res.stderr
+    # a refused connection is said at once, not after the client's 30 s metadata wait (loose bound: 2 busy cores)
+    assert time.monotonic() - started < 20
     for args in (["index", "create"], ["index", "migrate"], ["index", "embed"]):
         res = _cli(args, {"ASSETSTREAM_INDEX__URL": f"http://127.0.0.1:{closed}",
                           "ASSETSTREAM_INDEX__MAX_RETRIES": "0"})
@@ -165,10 +171,31 @@ def test_publish_of_a_directory_points_to_backfill(tmp_path):
 
 def test_the_kpi_app_without_a_broker_is_a_message_not_a_traceback(tmp_path):
     closed = f"127.0.0.1:{free_port()}"
+    started = time.monotonic()
     res = _cli(["streams", "kpis", "--data-dir", str(tmp_path)], {"ASSETSTREAM_KAFKA__BOOTSTRAP_SERVERS": closed})
     assert res.returncode == 1, res.stderr
     assert "Traceback" not in res.stderr and "the KPI app cannot start" in res.stderr
     assert f"check the broker at {closed}" in res.stderr
+    assert time.monotonic() - started < 20  # said at once (it took 20 s before kafka.connect_timeout_s)
+
+
+def test_a_broker_address_that_accepts_and_never_answers_is_reported_within_the_connect_timeout(tmp_path):
+    """Something listens at the address (a wrong port, a proxy) but never speaks Kafka: `topics create`, `feedback`
+    and the KPI app say so after kafka.connect_timeout_s instead of the clients' own 20-30 s waits."""
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        address = f"127.0.0.1:{silent.getsockname()[1]}"
+        env = {"ASSETSTREAM_KAFKA__BOOTSTRAP_SERVERS": address, "ASSETSTREAM_KAFKA__CONNECT_TIMEOUT_S": "2"}
+        for args, what in ((["topics", "create"], "topics not created"),
+                           (["feedback", "mug-1", "--approve", "--editor", "alice", "--no-check"],
+                            "editor decisions not sent"),
+                           (["streams", "kpis", "--data-dir", str(tmp_path)], "the KPI app cannot start")):
+            started = time.monotonic()
+            res = _cli(args, env)
+            assert res.returncode == 1 and "Traceback" not in res.stderr, res.stderr
+            assert what in res.stderr and f"check the broker at {address}" in res.stderr, res.stderr
+            assert time.monotonic() - started < 18, args  # 2 s, not 20-30 s (loose bound: 2 busy cores)
 
 
 def test_a_password_in_the_store_url_is_never_printed(tmp_path):

@@ -20,6 +20,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPar
 
 from domain.events import TENANT_SEPARATOR, scoped_id
 from streams.avro import Serde
+from streams.topics import check_broker_reachable
 from app.settings import Settings
 
 
@@ -56,12 +57,13 @@ def history(settings: Settings, asset_id: str, timeout_s: float = 30.0,
     tenant-scoped id (`acme::a1`), or the asset's own id with `tenant` (none: the default tenant)."""
     asset_id = history_key(asset_id, tenant)
     topic = settings.topics.name("audit")
+    check_broker_reachable(settings.kafka)
     conf = {**settings.kafka.client_config(), "group.id": f"assetstream-audit-reader-{uuid.uuid4().hex[:8]}",
             "enable.auto.commit": False, "auto.offset.reset": "earliest", "enable.partition.eof": True}
     consumer = Consumer(conf)
     serde = Serde.for_settings(settings)
     try:
-        md = consumer.list_topics(topic, timeout=10)
+        md = consumer.list_topics(topic, timeout=settings.kafka.connect_timeout_s)
         meta = md.topics.get(topic)
         if meta is None or meta.error is not None or not meta.partitions:
             return []

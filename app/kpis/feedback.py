@@ -14,6 +14,7 @@ from domain import review
 from domain.events import scoped_id
 from streams import avro
 from streams.avro import Serde
+from streams.topics import check_broker_reachable
 from app.settings import Settings
 
 ACTIONS = ("accepted", "edited", "rejected")
@@ -105,8 +106,13 @@ def publish_decisions(settings: Settings, decisions: Iterable[dict[str, Any]], t
     Returns the records as sent (with generated decision_id / decided_at)."""
     serde = _serde(settings)
     topic = settings.topics.name("feedback")
+    one_shot = producer is None  # `assetstream feedback`: say soon when no broker can be reached
+    if one_shot:
+        check_broker_reachable(settings.kafka)
     producer = producer or Producer({**settings.kafka.client_config(), "acks": "all", "enable.idempotence": True,
                                      "linger.ms": 5})
+    if one_shot:  # something listens: it must answer within kafka.connect_timeout_s, not only by the flush's end
+        producer.list_topics(topic, timeout=settings.kafka.connect_timeout_s)
     errors: list[str] = []
     sent: list[dict[str, Any]] = []
 

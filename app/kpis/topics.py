@@ -4,6 +4,7 @@ from __future__ import annotations
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from app.settings import Settings
+from streams.topics import check_broker_reachable
 
 PIPELINE_TOPICS = ("raw", "validated", "feedback", "dead_letter", "audit", "kpis")  # raw, dead_letter: count check
 
@@ -28,10 +29,11 @@ def partition_counts(admin: AdminClient, topics: list[str], timeout_s: float = 1
 def ensure_topics(settings: Settings, create_pipeline: bool = True, timeout_s: float = 20.0) -> dict[str, int]:
     """Create the app's internal topics (and, if missing, validated/feedback/audit/kpis); return partition counts
     of every topic the app uses, by full name."""
+    check_broker_reachable(settings.kafka)
     admin = AdminClient(settings.kafka.client_config())
     t = settings.topics
     names = {logical: t.name(logical) for logical in PIPELINE_TOPICS}
-    existing = partition_counts(admin, list(names.values()), timeout_s)
+    existing = partition_counts(admin, list(names.values()), settings.kafka.connect_timeout_s)  # its first answer
     wanted: list[NewTopic] = []
     if create_pipeline:
         for logical, name in names.items():

@@ -33,6 +33,11 @@ class KafkaSettings(Section):
     heartbeat_interval_ms: int = 3000
     max_poll_interval_ms: int = 300000
     static_membership: bool = Field(True, description="use group.instance.id from POD_NAME/HOSTNAME when set")
+    connect_timeout_s: float = Field(10.0, gt=0, description="one-shot commands and app start-up (`topics create`, "
+                                     "`feedback`, `audit`, the KPI app): how long to wait for the broker to answer "
+                                     "at all (a TCP connection to a bootstrap server, then its first topic list) "
+                                     "before saying it cannot be reached; a refused connection is said at once. "
+                                     "Workers keep retrying as librdkafka does")
     extra: dict[str, str | SecretStr] = Field(
         default_factory=dict, description="raw librdkafka properties, passed through; those holding a secret "
                                           "(*.password, sasl.*, ssl.key.*, *secret*, tokens) are kept as secrets "
