@@ -18,6 +18,7 @@ name). Record data only ever picks a numeric id on the configured site, never a 
 from __future__ import annotations
 
 import posixpath
+import re
 from typing import Any
 from urllib.parse import urlparse
 
@@ -42,9 +43,9 @@ class WordPressTarget(HttpTarget):
             return self._ids[asset_id]
         given = (asset.get("attributes") or {}).get(self.cfg.media_id_attribute)
         if given is not None:
-            if not str(given).isdigit():
+            if not re.fullmatch(r"[0-9]{1,20}", str(given)):  # ASCII digits only: not "²", not a full-width "７"
                 raise PermanentError(f"{self.name}: attribute {self.cfg.media_id_attribute}={given!r} is not a "
-                                     "media id", reason="bad_media_id", details={"target": self.name})
+                                     "media id (ASCII digits)", reason="bad_media_id", details={"target": self.name})
             media = int(given)
         else:
             media = self._lookup(asset.get("source_uri") or "")
