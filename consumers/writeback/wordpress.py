@@ -11,6 +11,9 @@
 "Suggest only": map our fields to post meta instead (`fields: {alt_text: meta.assetstream_suggested_alt_text}`)
 with `mode: suggest`; the site registers those meta keys for the REST API (deploy/wordpress/, a must-use plugin).
 
+A media item's title that is still the one WordPress gave it on upload (the file's name) counts as never
+written by a person: a `title` mapping replaces it, `protect_unknown` keeps any other.
+
 Which media item: the asset event's attribute `media_id_attribute` (e.g. the DAM connector puts
 `wordpress_media_id` there), else the media item whose `source_url` is the asset's source URI (one search by file
 name). Record data only ever picks a numeric id on the configured site, never a URL.
@@ -74,7 +77,7 @@ class WordPressTarget(HttpTarget):
             v = get_path(doc, theirs)
             if isinstance(v, dict) and "raw" in v:  # caption, description: {raw, rendered}
                 v = v["raw"]
-            if v is not MISSING:
+            if v is not MISSING and not (theirs == "title" and _automatic_title(v, doc)):
                 current[theirs] = v
         return current, None
 
@@ -83,3 +86,22 @@ class WordPressTarget(HttpTarget):
         body = nest({k: ", ".join(v) if isinstance(v, list) else v for k, v in fields.items()})
         self.request("POST", f"{self.base}/{self.media_id(value)}", auth=self.auth, json=body)
         return None
+
+
+def _name(text: str) -> str:
+    return " ".join(re.split(r"[\s_-]+", text.lower())).strip()
+
+
+def _automatic_title(title: Any, doc: dict[str, Any]) -> bool:
+    """Whether a media item's title is the one WordPress gave it on upload: the file's name without its extension
+    (`Red Shoe.jpg` -> "Red Shoe", stored as Red-Shoe.jpg, Red-Shoe-1.jpg for a second upload, or
+    Red-Shoe-scaled.jpg for a large image). Nobody typed it, so `protect_unknown` does not keep it from ours."""
+    if not isinstance(title, str) or not title.strip():
+        return False
+    files = [posixpath.basename(urlparse(doc.get("source_url") or "").path),
+             (doc.get("media_details") or {}).get("original_image") or ""]
+    names = set()
+    for f in filter(None, files):
+        stem = posixpath.splitext(f)[0]
+        names |= {stem, re.sub(r"-(scaled|\d+)$", "", stem)}
+    return _name(title) in {_name(n) for n in names}
