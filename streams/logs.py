@@ -6,6 +6,7 @@ an enrich worker's 340 log lines in a user's trial). They start at WARNING unles
 from __future__ import annotations
 
 import logging
+import re
 import sys
 from typing import Mapping
 
@@ -13,6 +14,30 @@ QUIET_BY_DEFAULT = {"elastic_transport": "WARNING"}
 """Loggers that start at this level unless the root level is DEBUG or `log_levels` names them."""
 
 FORMAT = "%(asctime)s %(levelname)s %(name)s{suffix}: %(message)s"
+
+
+_URL_CREDENTIALS = re.compile(r"(?i)(\b[a-z][a-z0-9+.-]*://[^\s/@:\"']*:)[^\s/@\"']+(?=@)")
+
+
+class HideUrlCredentials(logging.Filter):
+    """`https://user:password@host/` -> `https://user:**********@host/` in a record's message: httpx logs each
+    request's URL at INFO, and a target or source URL may carry its credentials."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if "@" in message:
+            hidden = _URL_CREDENTIALS.sub(r"\1**********", message)
+            if hidden != message:
+                record.msg, record.args = hidden, ()
+        return True
+
+
+def hide_url_credentials(*loggers: str) -> None:
+    """Put HideUrlCredentials on these loggers (once each)."""
+    for name in loggers:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, HideUrlCredentials) for f in logger.filters):
+            logger.addFilter(HideUrlCredentials())
 
 
 def configure_logging(level: str, levels: Mapping[str, str] | None = None, suffix: str = "") -> None:
@@ -24,3 +49,4 @@ def configure_logging(level: str, levels: Mapping[str, str] | None = None, suffi
     quiet = {} if root <= logging.DEBUG else QUIET_BY_DEFAULT
     for name, name_level in {**quiet, **(levels or {})}.items():
         logging.getLogger(name).setLevel(name_level.upper())
+    hide_url_credentials("httpx")

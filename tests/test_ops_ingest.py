@@ -54,6 +54,11 @@ def test_webhook_rejects_bad_requests_and_publishes_good_ones(broker, unique, ca
 
         r = post(client, b'{"asset_id": "rejected-3", ')
         assert r.status_code == 400 and r.json()["error"] == "body is not valid JSON"
+        r = post(client, b"[" * 100_000)  # signed, but nested deeper than any decoder goes: still a JSON answer
+        assert r.status_code == 400 and r.json()["problems"][0]["message"] == "nested too deeply"
+        for scalar in (b"5", b"null", b'"x"', b"[1]"):
+            r = post(client, scalar)
+            assert r.status_code == 400 and r.json()["error"].startswith("the body must be a JSON object"), scalar
         bad = {"asset_id": "rejected-4", "source_uri": "ftp://x/y.jpg", "version": -1, "colour": "red",
                "product": {"sku": 5}}
         r = post(client, json.dumps(bad).encode())

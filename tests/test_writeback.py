@@ -98,7 +98,9 @@ def test_approved_record_gets_one_signed_patch_and_a_reprocess_sends_nothing(bro
     # the target does not know the asset: a dead letter with the status, and no secret anywhere in it
     assert [d["key"] for d in dead] == ["missing-1"]
     assert dead[0]["value"]["error_class"] == "permanent" and dead[0]["value"]["stage"] == "writeback"
-    assert "404" in dead[0]["value"]["message"]
+    assert "404" in dead[0]["value"]["message"] and "no asset missing-1" in dead[0]["value"]["message"]
+    assert dead[0]["value"]["details"]["reason"] == "http_404"  # our short code; the DAM's body is the response
+    assert dead[0]["value"]["details"]["response"] == '{"error": "no asset missing-1"}'
     assert SECRET not in json.dumps(dead, default=str) and TOKEN not in json.dumps(dead, default=str)
     assert SECRET not in caplog.text and TOKEN not in caplog.text
     shown = json.dumps(s.redacted())  # `assetstream config show`
@@ -217,3 +219,85 @@ def test_a_state_store_answering_503_pauses_the_group_with_its_status(broker, un
             assert dam.writes() == []
     finally:
         dam.stop()
+
+
+WP_PASSWORD = "Wp7q Zr2m Kx9v Lt4n Hb6c Jd3s"  # a WordPress application password, in the form WordPress shows it
+URL_PASSWORD = "p@ss-url-4242"  # in the target URL, percent-encoded (p%40ss...): httpx sends it as Basic auth
+API_KEY = "wb-api-key-value-789"
+
+
+def test_a_target_echoing_our_credentials_puts_none_of_them_in_dead_letters_or_logs(broker, unique, store, caplog):
+    """A user trial: a WordPress answering 400 with the request's headers put `Basic <base64 of user:password>` in
+    the log and the dead letter; a secret at the 300-character cut left its first characters; the reason was the
+    target's body instead of http_400; "²" and a full-width "７" passed as media ids."""
+    import base64
+
+    caplog.set_level("DEBUG")
+
+    def answer(method, path, headers):
+        if path.startswith("/api/assets/echo-dam"):  # a DAM that shows what it got
+            return 400, json.dumps({"error": "bad request", "you_sent": headers}).encode()
+        if path.startswith("/wp-json/wp/v2/media/1?"):  # PHP's json_encode: slashes escaped
+            doc = {"code": "rest_post_invalid_id", "message": "Invalid post ID.", "data": {"headers": headers}}
+            return 400, json.dumps(doc).replace("/", "\\/").encode()
+        if path.startswith("/wp-json/wp/v2/media/2?"):  # the password right at the 300-character cut
+            head = '{"code":"rest_post_invalid_id","message":"'
+            return 400, (head + "x" * (290 - len(head)) + WP_PASSWORD + '"}').encode()
+        if path.startswith("/wp-json/"):
+            return 404, b'{"code":"rest_post_invalid_id","message":"Invalid post ID.","data":{"status":404}}'
+        return None
+
+    with FakeDam() as dam:
+        dam.answer = answer
+        root = f"http://127.0.0.1:{dam.port}"
+        s = make_settings(
+            broker, f"wbe{unique}",
+            index={"url": store.url, "server_mode": "serverless", "number_of_replicas": 0,
+                   "index": f"wbe{unique}-assets"},
+            writeback={"state_index": f"wbe{unique}-writeback", "targets": [
+                {"name": "dam", "url": dam.url.replace("127.0.0.1", "svc:p%40ss-url-4242@127.0.0.1"),
+                 "fields": FIELDS, "hmac_secret": SECRET, "api_key": API_KEY},
+                {"name": "blog", "type": "wordpress", "url": root, "username": "assetstream",
+                 "application_password": WP_PASSWORD}]},
+            runner={"batch_max_wait_s": 0.2, "retry_max_delay_s": 0.5})
+        provision(s)
+
+        def on_wp(asset_id, media):
+            v = validated_asset(asset_id, status="approved")
+            v["enriched"]["pre"]["asset"]["attributes"] = {"wordpress_media_id": media}
+            return v
+        publish(s, [validated_asset("echo-dam", status="approved"), on_wp("echo-wp", "1"), on_wp("cut-wp", "2"),
+                    on_wp("sup-wp", "²"), on_wp("wide-wp", "７")])
+        with RunnerThread(StageRunner(WritebackSink(s), s)):
+            assert wait_for(done(s, 5))
+            dead = {d["key"]: d["value"] for d in read_topic(s, "dead_letter", 5)}
+
+    assert {k: v["details"]["reason"] for k, v in dead.items()} == {
+        "echo-dam": "http_400", "echo-wp": "http_400", "cut-wp": "http_400",
+        "sup-wp": "bad_media_id", "wide-wp": "bad_media_id"}
+    assert "rest_post_invalid_id" in dead["echo-wp"]["message"]  # what the target said is still there to read
+    assert "rest_post_invalid_id" in dead["cut-wp"]["details"]["response"]
+    assert not [r for r in dam.requests if "/media/7" in r.get("path", "")]  # "７" is not media 7
+
+    def b64(pair):
+        return base64.b64encode(pair.encode()).decode()
+    forms = [WP_PASSWORD, WP_PASSWORD[:6], WP_PASSWORD.replace(" ", ""), b64(f"assetstream:{WP_PASSWORD}"),
+             b64(f"assetstream:{WP_PASSWORD}").replace("/", "\\/"), URL_PASSWORD, "p%40ss-url-4242",
+             b64(f"svc:{URL_PASSWORD}"), API_KEY, SECRET]
+    assert f"Basic {b64(f'svc:{URL_PASSWORD}')}" in json.dumps(dam.requests[0]["headers"])  # it was sent
+    letters = "\n".join(str(v[k]) for v in dead.values() for k in ("message", "details", "stack"))
+    assert [f for f in forms if f in letters] == []
+    assert [f for f in forms if f in caplog.text] == []  # also not in httpx's request lines (the URL)
+
+
+def test_scrub_hides_every_form_a_credential_is_sent_in_before_it_cuts():
+    """The forms the end-to-end test above does not meet: a bearer token, percent-encoded secrets, any
+    Authorization value (whoever's), a password in a URL."""
+    from consumers.writeback.http import scrub, secret_forms
+
+    forms = secret_forms([TOKEN, "s3cr+t/&=x"])
+    said = (f'{{"authorization": "Bearer {TOKEN}", "q": "key=s3cr%2Bt%2F%26%3Dx", "other": "Basic dXNlcjpwdw==",'
+            f' "fwd": "https://bob:hunter22@proxy/", "raw": "{TOKEN}"}}')
+    out = scrub(said, forms)
+    assert TOKEN not in out and "s3cr" not in out and "dXNlcjpwdw" not in out and "hunter22" not in out, out
+    assert "https://bob:**********@proxy/" in out  # what it was is still readable

@@ -57,8 +57,10 @@ def on_wordpress(asset_id, version=1, *, media=None, source=None, **kw):
 
 def test_approved_fields_reach_wordpress_and_a_persons_edit_is_kept(broker, unique, store, wordpress):
     m0, m1, m2 = wordpress.media[:3]
-    s = settings(broker, f"wp{unique}", store.url, wordpress, [{"name": "blog", "fields": LIVE}])
+    s = settings(broker, f"wp{unique}", store.url, wordpress, [{"name": "blog", "fields": {**LIVE, "title": "title"}}])
     provision(s)
+    assert wordpress.media_item(m0["id"])["title"]["raw"] == Path(m0["file"]).stem  # WordPress's: the file name
+    title_conflicts = WRITEBACK_CONFLICTS.labels("blog", "title")._value.get()
     by_id = on_wordpress("wp-a", media=m0, status="approved", alt_text="A gradient from blue to teal",
                          caption="Blue gradient")
     by_url = on_wordpress("wp-b", source=m1, status="auto_applied", alt_text="Paris at sunset")
@@ -68,20 +70,24 @@ def test_approved_fields_reach_wordpress_and_a_persons_edit_is_kept(broker, uniq
         a = wordpress.media_item(m0["id"])
         assert (a["alt_text"], a["caption"]["raw"]) == ("A gradient from blue to teal", "Blue gradient")
         assert a["description"]["raw"] == by_id["summary"]
+        assert a["title"]["raw"] == by_id["title"]  # the file-name title was nobody's: ours replaces it
+        assert WRITEBACK_CONFLICTS.labels("blog", "title")._value.get() == title_conflicts
         assert wordpress.media_item(m1["id"])["alt_text"] == "Paris at sunset"  # found by its source URL
         assert wordpress.media_item(m2["id"])["alt_text"] == ""  # needs_review never reaches a live field
 
         # an editor improves the alt text in WordPress; then a new version of the asset is approved
         with wordpress.api() as wp:
-            wp.post(f"/media/{m0['id']}", json={"alt_text": "Editor's alt text"}).raise_for_status()
+            wp.post(f"/media/{m0['id']}", json={"alt_text": "Editor's alt text", "title": "Editor's title"}
+                    ).raise_for_status()
         conflicts = WRITEBACK_CONFLICTS.labels("blog", "alt_text")._value.get()
         v2 = on_wordpress("wp-a", 2, media=m0, status="approved", alt_text="Model's new alt text",
-                          caption="Blue-teal gradient")
+                          caption="Blue-teal gradient", title="Model's new title")
         run_until(s, [v2], 4)
         a = wordpress.media_item(m0["id"])
-        assert a["alt_text"] == "Editor's alt text"
+        assert a["alt_text"] == "Editor's alt text" and a["title"]["raw"] == "Editor's title"  # a person's title
         assert a["caption"]["raw"] == "Blue-teal gradient"
         assert WRITEBACK_CONFLICTS.labels("blog", "alt_text")._value.get() - conflicts == 1
+        assert WRITEBACK_CONFLICTS.labels("blog", "title")._value.get() - title_conflicts == 1
 
         # the same record again: nothing sent (the media item is not even modified)
         modified, noops = a["modified_gmt"], WRITEBACK_ITEMS.labels("blog", "noop")._value.get()

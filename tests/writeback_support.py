@@ -3,6 +3,8 @@ and publishing `validated` records for the writeback group and waiting until it 
 
 GET  /api/assets/<id>  -> the asset's JSON and an ETag (404 for ids starting with 'missing')
 PATCH/PUT/POST        -> merges the JSON body; honours If-Match (412 on a stale ETag); records every request
+`answer(method, path, headers)` set -> its (status, body) answers any request it does not return None for
+(e.g. a target that echoes what it was sent)
 """
 from __future__ import annotations
 
@@ -62,6 +64,7 @@ class FakeDam:
         self.port = port
         self.server: ThreadingHTTPServer | None = None
         self.delay_s = 0.0
+        self.answer = None
 
     @property
     def url(self) -> str:
@@ -96,11 +99,30 @@ class FakeDam:
                 self.end_headers()
                 self.wfile.write(body)
 
+            def _answered(self, raw: bytes = b"") -> bool:
+                got = dam.answer(self.command, self.path, dict(self.headers)) if dam.answer else None
+                if got is None:
+                    return False
+                with dam.lock:
+                    dam.requests.append({"method": self.command, "id": None, "path": self.path, "body": raw,
+                                         "headers": dict(self.headers), "at": time.monotonic()})
+                status, body = got
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.send_header("Connection", "close")
+                self.close_connection = True
+                self.end_headers()
+                self.wfile.write(body)
+                return True
+
             def _id(self) -> str | None:
                 prefix = "/api/assets/"
                 return unquote(self.path[len(prefix):]) if self.path.startswith(prefix) else None
 
             def do_GET(self):
+                if self._answered():
+                    return
                 asset_id = self._id()
                 with dam.lock:
                     dam.requests.append({"method": "GET", "id": asset_id, "headers": dict(self.headers),
@@ -115,6 +137,8 @@ class FakeDam:
             def _write(self):
                 asset_id = self._id()
                 raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                if self._answered(raw):
+                    return
                 if dam.delay_s:
                     time.sleep(dam.delay_s)
                 with dam.lock:

@@ -221,6 +221,9 @@ class _Config:
     ack_timeout_s: float
 
 
+NOT_AN_OBJECT = "the body must be a JSON object (or a list of them, a batch)"
+
+
 class _Handler(BaseHTTPRequestHandler):
     server_version = "assetstream-ingest/1"
     protocol_version = "HTTP/1.1"
@@ -276,8 +279,17 @@ class _Handler(BaseHTTPRequestHandler):
         except (ValueError, UnicodeDecodeError) as exc:
             self._reply(400, {"error": "body is not valid JSON", "problems": [{"path": "$", "message": str(exc)}]})
             return
+        except RecursionError:  # e.g. 100,000 nested `[`: the decoder gives up; still a JSON answer
+            self._reply(400, {"error": "body is not valid JSON",
+                              "problems": [{"path": "$", "message": "nested too deeply"}]})
+            return
         batch = isinstance(doc, list)
         docs = doc if batch else [doc]
+        shapes = [{"index": i, "path": "$", "message": NOT_AN_OBJECT} if batch else
+                  {"path": "$", "message": NOT_AN_OBJECT} for i, d in enumerate(docs) if not isinstance(d, dict)]
+        if shapes:
+            self._reply(400, {"error": NOT_AN_OBJECT, "problems": shapes})
+            return
         if batch and not docs:
             self._reply(422, {"error": "empty batch", "problems": [{"path": "$", "message": "list is empty"}]})
             return

@@ -10,19 +10,62 @@ metrics, and one classification of answers:
 """
 from __future__ import annotations
 
+import base64
+import json
+import re
 import time
 from typing import Any
+from urllib.parse import quote, quote_plus, unquote, urlsplit
 
 import httpx
 
 from consumers.writeback.limits import Breaker, Pacer
 from consumers.writeback.settings import TargetSettings
 from streams.errors import PermanentError, TransientError
+from streams.logs import hide_url_credentials
 from streams.metrics import WRITEBACK_BREAKER_OPEN, WRITEBACK_SECONDS
 
 TRANSIENT_STATUS = {401, 403, 408, 409, 412, 423, 425, 429}
 CONCURRENT_CHANGE = {409, 412}
 MAX_REASON = 300
+HIDDEN = "**********"
+_CREDENTIAL_VALUES = [  # whatever the secret: the value of an Authorization header, Basic/Bearer credentials,
+    # a password in a URL, and `password`/`token`/`key`-like JSON or form fields
+    re.compile(r"(?i)(\bauthorization\b[\"']?\s*[:=]\s*[\"']?)[^\"'\r\n,;}&]+"),
+    re.compile(r"(?i)(\b(?:basic|bearer)\s+)[a-z0-9+/=._~\\-]{4,}"),
+    re.compile(r"(?i)(\b[a-z][a-z0-9+.-]*:(?:\\?/){2}[^\s/@:\"']*:)[^\s/@\"']+(?=@)"),
+    re.compile(r"(?i)(\b[\w-]*(?:password|passwd|secret|token|api[_-]?key)[\w-]*[\"']?\s*[:=]\s*[\"']?)"
+               r"[^\"'\s,;}&]+"),
+]
+
+
+def secret_forms(secrets: list[str], logins: list[tuple[str, str]] = ()) -> list[str]:
+    """Every form in which the client may send (and a target echo) these secrets: as they are, URL- and
+    JSON-escaped, and for each (user, password) login the Basic-auth `user:password` and its base64; longest first.
+    WordPress application passwords work with and without their spaces, so both are covered."""
+    plain = set()
+    for secret in secrets:
+        plain |= {secret, secret.replace(" ", "")}
+    for user, password in logins:
+        for pw in {password, password.replace(" ", "")}:
+            pair = f"{user}:{pw}"
+            b64 = base64.b64encode(pair.encode()).decode()
+            plain |= {pair, b64, b64.rstrip("=")}
+    forms = set()
+    for p in plain:
+        if len(p) >= 4:  # a one-letter "secret" would blank every answer; nothing that short is one
+            forms |= {p, quote(p, safe=""), quote_plus(p), quote(p), json.dumps(p)[1:-1],
+                      json.dumps(p)[1:-1].replace("/", "\\/")}  # PHP's json_encode escapes slashes
+    return sorted(forms, key=len, reverse=True)
+
+
+def scrub(text: str, forms: list[str]) -> str:
+    """`text` without any of these secret forms (secret_forms) nor any credential-looking value."""
+    for form in forms:
+        text = text.replace(form, HIDDEN)
+    for pattern in _CREDENTIAL_VALUES:
+        text = pattern.sub(lambda m: m.group(1) + HIDDEN, text)
+    return text
 
 
 class HttpTarget:
@@ -31,8 +74,16 @@ class HttpTarget:
         self.global_pacer, self.pacer = global_pacer, Pacer(cfg.rate_per_s)
         self.breaker = Breaker(cfg.failure_threshold, cfg.open_s)
         self.client = client or httpx.Client(timeout=cfg.timeout_s, follow_redirects=False)
-        self._secrets = [s.get_secret_value() for s in
-                         (cfg.hmac_secret, cfg.bearer_token, cfg.api_key, cfg.application_password) if s]
+        secrets = [s.get_secret_value() for s in
+                   (cfg.hmac_secret, cfg.bearer_token, cfg.api_key, cfg.application_password) if s]
+        logins = [(cfg.username or "", cfg.application_password.get_secret_value())] \
+            if cfg.application_password else []
+        url = urlsplit(cfg.url or "")
+        if url.password:  # https://user:pass@host/...: httpx sends it as Basic auth
+            secrets.append(unquote(url.password))
+            logins.append((unquote(url.username or ""), unquote(url.password)))
+        self._secrets = secret_forms(secrets, logins)
+        hide_url_credentials("httpx")  # it logs each request's URL, credentials included
 
     # --- the target's interface to the sink --------------------------------------------------------------------
     def read(self, value: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
@@ -74,7 +125,8 @@ class HttpTarget:
             self.breaker.success()
             WRITEBACK_BREAKER_OPEN.labels(self.name).set(0)
             return resp
-        details = {"target": self.name, "status": str(status), "method": method, "reason": self.scrub(resp.text)}
+        # the reason is our short code (http_404); what the target said goes in the message and `response`
+        details = {"target": self.name, "status": str(status), "method": method, "response": self.scrub(resp.text)}
         if status in TRANSIENT_STATUS or status >= 500:
             if status not in CONCURRENT_CHANGE:  # a concurrent edit is not an outage: read again and retry
                 self._failed(str(status))
@@ -86,7 +138,7 @@ class HttpTarget:
             raise TransientError(f"{self.name}: {method} answered {status}", reason=f"http_{status}",
                                  details=details, retry_after_s=retry_after)
         self.breaker.success()  # the target is up; it refuses this asset
-        raise PermanentError(f"{self.name}: {method} answered {status}: {details['reason']}",
+        raise PermanentError(f"{self.name}: {method} answered {status}: {details['response']}",
                              reason=f"http_{status}", details=details)
 
     def json_of(self, resp: httpx.Response) -> Any:
@@ -98,10 +150,10 @@ class HttpTarget:
                                  details={"target": self.name, "status": str(resp.status_code)}) from None
 
     def scrub(self, text: str) -> str:
-        text = text[:MAX_REASON]
-        for secret in self._secrets:  # a target echoing our headers must not put them in a dead letter
-            text = text.replace(secret, "**********")
-        return text
+        """What a target answered, fit for a log line and a dead letter: every form of our credentials replaced
+        (a target echoing our headers or URL must not put them there), any credential-looking value redacted,
+        and only then cut to MAX_REASON (a secret at the cut cannot leave its first characters behind)."""
+        return scrub(text, self._secrets)[:MAX_REASON]
 
     def _failed(self, reason: str) -> None:
         if self.breaker.failure(reason):

@@ -11,6 +11,9 @@
 "Suggest only": map our fields to post meta instead (`fields: {alt_text: meta.assetstream_suggested_alt_text}`)
 with `mode: suggest`; the site registers those meta keys for the REST API (deploy/wordpress/, a must-use plugin).
 
+A media item's title that is still the one WordPress gave it on upload (the file's name) counts as never
+written by a person: a `title` mapping replaces it, `protect_unknown` keeps any other.
+
 Which media item: the asset event's attribute `media_id_attribute` (e.g. the DAM connector puts
 `wordpress_media_id` there), else the media item whose `source_url` is the asset's source URI (one search by file
 name). Record data only ever picks a numeric id on the configured site, never a URL.
@@ -18,6 +21,7 @@ name). Record data only ever picks a numeric id on the configured site, never a 
 from __future__ import annotations
 
 import posixpath
+import re
 from typing import Any
 from urllib.parse import urlparse
 
@@ -42,9 +46,9 @@ class WordPressTarget(HttpTarget):
             return self._ids[asset_id]
         given = (asset.get("attributes") or {}).get(self.cfg.media_id_attribute)
         if given is not None:
-            if not str(given).isdigit():
+            if not re.fullmatch(r"[0-9]{1,20}", str(given)):  # ASCII digits only: not "²", not a full-width "７"
                 raise PermanentError(f"{self.name}: attribute {self.cfg.media_id_attribute}={given!r} is not a "
-                                     "media id", reason="bad_media_id", details={"target": self.name})
+                                     "media id (ASCII digits)", reason="bad_media_id", details={"target": self.name})
             media = int(given)
         else:
             media = self._lookup(asset.get("source_uri") or "")
@@ -73,7 +77,7 @@ class WordPressTarget(HttpTarget):
             v = get_path(doc, theirs)
             if isinstance(v, dict) and "raw" in v:  # caption, description: {raw, rendered}
                 v = v["raw"]
-            if v is not MISSING:
+            if v is not MISSING and not (theirs == "title" and _automatic_title(v, doc)):
                 current[theirs] = v
         return current, None
 
@@ -82,3 +86,22 @@ class WordPressTarget(HttpTarget):
         body = nest({k: ", ".join(v) if isinstance(v, list) else v for k, v in fields.items()})
         self.request("POST", f"{self.base}/{self.media_id(value)}", auth=self.auth, json=body)
         return None
+
+
+def _name(text: str) -> str:
+    return " ".join(re.split(r"[\s_-]+", text.lower())).strip()
+
+
+def _automatic_title(title: Any, doc: dict[str, Any]) -> bool:
+    """Whether a media item's title is the one WordPress gave it on upload: the file's name without its extension
+    (`Red Shoe.jpg` -> "Red Shoe", stored as Red-Shoe.jpg, Red-Shoe-1.jpg for a second upload, or
+    Red-Shoe-scaled.jpg for a large image). Nobody typed it, so `protect_unknown` does not keep it from ours."""
+    if not isinstance(title, str) or not title.strip():
+        return False
+    files = [posixpath.basename(urlparse(doc.get("source_url") or "").path),
+             (doc.get("media_details") or {}).get("original_image") or ""]
+    names = set()
+    for f in filter(None, files):
+        stem = posixpath.splitext(f)[0]
+        names |= {stem, re.sub(r"-(scaled|\d+)$", "", stem)}
+    return _name(title) in {_name(n) for n in names}
