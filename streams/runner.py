@@ -42,6 +42,12 @@ from streams.work import Record, RecordWork
 log = logging.getLogger("assetstream.runner")
 
 
+def describe(partitions: list[TopicPartition]) -> str:
+    """Partitions for a log line, each named by topic and number: `t.raw[0], t.raw[1], t.raw-retry[0]`
+    (`none` for an empty list)."""
+    return ", ".join(f"{t}[{p}]" for t, p in sorted({(tp.topic, tp.partition) for tp in partitions})) or "none"
+
+
 class StageRunner:
     """Run one stage as one consumer group member. `run()` blocks until `stop()` or SIGTERM/SIGINT."""
 
@@ -86,7 +92,7 @@ class StageRunner:
             "enable.auto.commit": False,
             "enable.auto.offset.store": False,
             "auto.offset.reset": "earliest",
-            "partition.assignment.strategy": "cooperative-sticky",
+            "partition.assignment.strategy": kafka.assignment_strategy,
             "session.timeout.ms": kafka.session_timeout_ms,
             "heartbeat.interval.ms": kafka.heartbeat_interval_ms,
             "max.poll.interval.ms": kafka.max_poll_interval_ms,
@@ -301,11 +307,11 @@ class StageRunner:
         for tp in partitions:
             self.assigned.add((tp.topic, tp.partition))
             self.backpressure.assigned((tp.topic, tp.partition))
-        log.info("%s: assigned %s", self.name, sorted(p.partition for p in partitions))
+        log.info("%s: assigned %s", self.name, describe(partitions))
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         revoked = {(tp.topic, tp.partition) for tp in partitions}
-        log.info("%s: revoking %s", self.name, sorted(p for _, p in revoked))
+        log.info("%s: revoking %s", self.name, describe(partitions))
         self.delayed.drop(revoked, self.executor.abandon)  # uncommitted: the next owner holds them
         if not self.stopping:  # when stopping, _drain already waited
             self._settle(revoked, self.rs.drain_timeout_s)
@@ -314,7 +320,7 @@ class StageRunner:
 
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         lost = {(tp.topic, tp.partition) for tp in partitions}
-        log.warning("%s: partitions lost %s (not committing)", self.name, sorted(p for _, p in lost))
+        log.warning("%s: partitions lost %s (not committing)", self.name, describe(partitions))
         self.delayed.drop(lost, self.executor.abandon)
         self._forget(lost)
         self.commits.lost()

@@ -33,6 +33,12 @@ class KafkaSettings(Section):
     heartbeat_interval_ms: int = 3000
     max_poll_interval_ms: int = 300000
     static_membership: bool = Field(True, description="use group.instance.id from POD_NAME/HOSTNAME when set")
+    assignment_strategy: Literal["range", "roundrobin", "cooperative-sticky"] = Field(
+        "range", description="partition.assignment.strategy. range (default): one rebalance round, and each "
+                             "member gets the same share of the input topic and of its -retry topic. "
+                             "cooperative-sticky needs two rounds and may give one member all input partitions "
+                             "and the other all retry partitions; on tansu its second round can stall for "
+                             "minutes (docs/operations.md#scaling-a-group)")
     extra: dict[str, str | SecretStr] = Field(
         default_factory=dict, description="raw librdkafka properties, passed through; those holding a secret "
                                           "(*.password, sasl.*, ssl.key.*, *secret*, tokens) are kept as secrets "
