@@ -41,6 +41,9 @@ from streams.work import Record, RecordWork
 
 log = logging.getLogger("assetstream.runner")
 
+TANSU_CLUSTER_ID = "tansu_cluster"
+"""The cluster id tansu reports unless started with another --kafka-cluster-id."""
+
 
 def describe(partitions: list[TopicPartition]) -> str:
     """Partitions for a log line, each named by topic and number: `t.raw[0], t.raw[1], t.raw-retry[0]`
@@ -113,6 +116,10 @@ class StageRunner:
         if self.rs.transactional:
             pconf["transactional.id"] = f"{self.group_id}-{instance or uuid.uuid4().hex[:12]}"
         self.consumer = Consumer(cconf)
+        if instance and self._static_members_never_expire():
+            self.consumer.close()
+            del cconf["group.instance.id"]
+            self.consumer = Consumer(cconf)
         self.producer = Producer(pconf)
         settings = self._resolve_retry_mode(settings)
         self.retry_topic = self.work.retry.topic if self.work.retry is not None else None
@@ -133,6 +140,22 @@ class StageRunner:
         if self.retry_topic is not None:  # retry records on their own threads / loop
             self.executor = RetryLane(self.executor, make_retry_executor(stage, settings, self.work, self._stop,
                                                                          self.outputs.emit), self.retry_topic)
+
+    def _static_members_never_expire(self) -> bool:
+        """Whether the broker is tansu (its default cluster id), whose group coordinator keeps a static member
+        (group.instance.id) whose session expired: a worker stopped or killed for good keeps its partitions
+        and nobody consumes them, for ever (docs/operations.md#scaling-a-group). Such a worker joins as a
+        dynamic member instead. Unknown (no answer) counts as no."""
+        try:
+            cluster = self.consumer.list_topics(timeout=self.rs.retry_topic_check_timeout_s).cluster_id
+        except KafkaException:
+            return False
+        if cluster != TANSU_CLUSTER_ID:
+            return False
+        log.warning("%s: the broker is tansu (cluster id %s), which never expires a static member: joining "
+                    "without group.instance.id (kafka.static_membership is ignored; see "
+                    "docs/operations.md#scaling-a-group)", self.name, cluster)
+        return True
 
     def _resolve_retry_mode(self, settings: RuntimeSettings) -> RuntimeSettings:
         """runner.retry_mode for this worker, from whether its retry topic exists: `topic` without it refuses to

@@ -182,6 +182,37 @@ def test_a_worker_added_mid_stream_takes_a_share_of_the_input_and_every_record_i
     assert [k for k, c in by_key.items() if c > 1] == [], "records output twice"
 
 
+def test_with_pod_names_a_stopped_worker_s_partitions_go_to_the_one_left(broker, unique, monkeypatch):
+    """POD_NAME set (static membership asked for) on tansu, which never expires a static member: the workers
+    join as dynamic members, so when one stops for good the other takes all partitions within seconds."""
+    s = make_settings(broker, f"pods{unique}", topics={"partitions": 4})
+    provision(s)
+    monkeypatch.setenv("POD_NAME", "validate-a")
+    first = RunnerThread(StageRunner(EchoStage(s), s))
+    monkeypatch.setenv("POD_NAME", "validate-b")
+    second = RunnerThread(StageRunner(EchoStage(s), s))
+    a, b = first.__enter__(), second.__enter__()
+
+    def inputs(runner: StageRunner) -> set[int]:
+        return {p for t, p in runner.assigned if t == runner.input_topic}
+
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and not (inputs(a) and inputs(b)):
+            time.sleep(0.1)
+        assert inputs(a) and inputs(b), "the two workers did not split the input"
+        second.stop()  # scale down (SIGTERM): a static member would not leave the group
+        deadline = time.monotonic() + 3 * s.kafka.session_timeout_ms / 1000
+        while time.monotonic() < deadline and inputs(a) != {0, 1, 2, 3}:
+            time.sleep(0.1)
+        assert inputs(a) == {0, 1, 2, 3}, f"partitions left with the stopped worker: the first has {sorted(a.assigned)}"
+        publish(s, [ev(i) for i in range(20)])
+        out = read_topic(s, "preprocessed", 20, timeout_s=20)
+    finally:
+        first.stop()
+    assert sorted(Counter(r["key"] for r in out).values()) == [1] * 20
+
+
 def test_sigterm_drains_in_flight_work_and_commits(broker, unique, tmp_path):
     s = make_settings(broker, f"term{unique}", runner={"concurrency": 4, "max_in_flight": 16})
     provision(s)
