@@ -30,14 +30,18 @@ STRATEGIES = ("cooperative-sticky", "range")
 
 
 def inputs(log: Path, topic: str) -> int:
-    """Input partitions in the worker's last assignment line (0 after a revoke or loss)."""
-    last = ""
+    """Input partitions the worker owns, replaying its `assigned …` / `revoking …` / `partitions lost …` lines
+    (with cooperative-sticky an `assigned` line lists only what was added; with range every rebalance revokes
+    everything first, so both replay alike)."""
+    owned: set[str] = set()
     for line in log.read_text(errors="replace").splitlines():
-        if "runner: validate: assigned" in line or "runner: validate: revoking" in line or "partitions lost" in line:
-            last = line
-    if "assigned" not in last:
-        return 0
-    return sum(1 for part in last.split("assigned", 1)[1].split(",") if part.strip().startswith(f"{topic}["))
+        for marker, add in (("runner: validate: assigned ", True), ("runner: validate: revoking ", False),
+                            ("runner: validate: partitions lost ", False)):
+            if marker in line:
+                parts = {p.strip() for p in line.split(marker, 1)[1].split(" (not committing)")[0].split(",")}
+                parts = {p for p in parts if p.startswith(f"{topic}[")}
+                owned = owned | parts if add else owned - parts
+    return len(owned)
 
 
 class Group:
