@@ -42,7 +42,7 @@ from streams.work import Record, RecordWork
 log = logging.getLogger("assetstream.runner")
 
 TANSU_CLUSTER_ID = "tansu_cluster"
-"""The cluster id tansu reports unless started with another --kafka-cluster-id."""
+"""The cluster id tansu reports unless started with another --cluster-id (CLUSTER_ID)."""
 
 
 def describe(partitions: list[TopicPartition]) -> str:
