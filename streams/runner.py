@@ -41,6 +41,15 @@ from streams.work import Record, RecordWork
 
 log = logging.getLogger("assetstream.runner")
 
+TANSU_CLUSTER_ID = "tansu_cluster"
+"""The cluster id tansu reports unless started with another --cluster-id (CLUSTER_ID)."""
+
+
+def describe(partitions: list[TopicPartition]) -> str:
+    """Partitions for a log line, each named by topic and number: `t.raw[0], t.raw[1], t.raw-retry[0]`
+    (`none` for an empty list)."""
+    return ", ".join(f"{t}[{p}]" for t, p in sorted({(tp.topic, tp.partition) for tp in partitions})) or "none"
+
 
 class StageRunner:
     """Run one stage as one consumer group member. `run()` blocks until `stop()` or SIGTERM/SIGINT."""
@@ -86,7 +95,7 @@ class StageRunner:
             "enable.auto.commit": False,
             "enable.auto.offset.store": False,
             "auto.offset.reset": "earliest",
-            "partition.assignment.strategy": "cooperative-sticky",
+            "partition.assignment.strategy": kafka.assignment_strategy,
             "session.timeout.ms": kafka.session_timeout_ms,
             "heartbeat.interval.ms": kafka.heartbeat_interval_ms,
             "max.poll.interval.ms": kafka.max_poll_interval_ms,
@@ -107,6 +116,10 @@ class StageRunner:
         if self.rs.transactional:
             pconf["transactional.id"] = f"{self.group_id}-{instance or uuid.uuid4().hex[:12]}"
         self.consumer = Consumer(cconf)
+        if instance and self._static_members_never_expire():
+            self.consumer.close()
+            del cconf["group.instance.id"]
+            self.consumer = Consumer(cconf)
         self.producer = Producer(pconf)
         settings = self._resolve_retry_mode(settings)
         self.retry_topic = self.work.retry.topic if self.work.retry is not None else None
@@ -128,6 +141,22 @@ class StageRunner:
         if self.retry_topic is not None:  # retry records on their own threads / loop
             self.executor = RetryLane(self.executor, make_retry_executor(stage, settings, self.work, self._stop,
                                                                          self.outputs.emit), self.retry_topic)
+
+    def _static_members_never_expire(self) -> bool:
+        """Whether the broker is tansu (its default cluster id), whose group coordinator keeps a static member
+        (group.instance.id) whose session expired: a worker stopped or killed for good keeps its partitions
+        and nobody consumes them, for ever (docs/operations.md#scaling-a-group). Such a worker joins as a
+        dynamic member instead. Unknown (no answer) counts as no."""
+        try:
+            cluster = self.consumer.list_topics(timeout=self.rs.retry_topic_check_timeout_s).cluster_id
+        except KafkaException:
+            return False
+        if cluster != TANSU_CLUSTER_ID:
+            return False
+        log.warning("%s: the broker is tansu (cluster id %s), which never expires a static member: joining "
+                    "without group.instance.id (kafka.static_membership is ignored; see "
+                    "docs/operations.md#scaling-a-group)", self.name, cluster)
+        return True
 
     def _resolve_retry_mode(self, settings: RuntimeSettings) -> RuntimeSettings:
         """runner.retry_mode for this worker, from whether its retry topic exists: `topic` without it refuses to
@@ -304,11 +333,11 @@ class StageRunner:
         for tp in partitions:
             self.assigned.add((tp.topic, tp.partition))
             self.backpressure.assigned((tp.topic, tp.partition))
-        log.info("%s: assigned %s", self.name, sorted(p.partition for p in partitions))
+        log.info("%s: assigned %s", self.name, describe(partitions))
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         revoked = {(tp.topic, tp.partition) for tp in partitions}
-        log.info("%s: revoking %s", self.name, sorted(p for _, p in revoked))
+        log.info("%s: revoking %s", self.name, describe(partitions))
         self.delayed.drop(revoked, self.executor.abandon)  # uncommitted: the next owner holds them
         if not self.stopping:  # when stopping, _drain already waited
             self._settle(revoked, self.rs.drain_timeout_s)
@@ -317,7 +346,7 @@ class StageRunner:
 
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         lost = {(tp.topic, tp.partition) for tp in partitions}
-        log.warning("%s: partitions lost %s (not committing)", self.name, sorted(p for _, p in lost))
+        log.warning("%s: partitions lost %s (not committing)", self.name, describe(partitions))
         self.delayed.drop(lost, self.executor.abandon)
         self._forget(lost)
         self.commits.lost()

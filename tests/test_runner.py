@@ -141,6 +141,78 @@ def test_two_workers_split_partitions_and_a_rebalance_loses_nothing(broker, uniq
     assert {r["key"] for r in out} == {f"asset-{i:04d}" for i in range(n)}
 
 
+def test_a_worker_added_mid_stream_takes_a_share_of_the_input_and_every_record_is_output_once(broker, unique):
+    """Scale 1 -> 2 -> 1 while records flow: the second member gets input partitions within a few seconds (not
+    only retry partitions, not after minutes), the first keeps the rest, and after the second leaves again the
+    first takes everything back; every record is in the output exactly once."""
+    s = make_settings(broker, f"scale{unique}", topics={"partitions": 4}, runner={"concurrency": 2})
+    provision(s)
+    first = RunnerThread(StageRunner(EchoStage(s), s))
+    a = first.__enter__()
+    second = RunnerThread(StageRunner(EchoStage(s), s))
+    keys = [f"asset-{i:04d}" for i in range(150)]
+
+    def inputs(runner: StageRunner) -> set[int]:
+        return {p for t, p in runner.assigned if t == runner.input_topic}
+
+    try:
+        publish(s, [ev(i, slow_ms=40) for i in range(100)])  # ~2 s of work for one worker
+        assert wait_committed(s, s.groups.name("echo"), "raw", 5, timeout_s=20) >= 5, "the first worker is idle"
+        b = second.__enter__()  # joins while the first is consuming
+        publish(s, [ev(i, slow_ms=40) for i in range(100, 120)])
+        started, deadline = time.monotonic(), time.monotonic() + 20
+        while time.monotonic() < deadline and not (inputs(a) and inputs(b)):
+            time.sleep(0.1)
+        split_after = time.monotonic() - started
+        assert inputs(a) and inputs(b), (f"input partitions not split: first {sorted(a.assigned)}, "
+                                         f"second {sorted(b.assigned)}")
+        assert not (a.assigned & b.assigned)
+        assert inputs(a) | inputs(b) == {0, 1, 2, 3}
+        assert split_after < 3 * s.kafka.session_timeout_ms / 1000, f"the split took {split_after:.1f}s"
+        assert len(read_topic(s, "preprocessed", 120, timeout_s=30)) >= 120
+        second.stop()  # scale down: its partitions go back to the first worker
+        publish(s, [ev(i) for i in range(120, 150)])
+        out = read_topic(s, "preprocessed", 150, timeout_s=30)
+        assert inputs(a) == {0, 1, 2, 3}
+    finally:
+        second.stop() if second.thread.is_alive() else None
+        first.stop()
+    by_key = Counter(r["key"] for r in out)
+    assert set(by_key) == set(keys), f"lost: {sorted(set(keys) - set(by_key))[:10]}"
+    assert [k for k, c in by_key.items() if c > 1] == [], "records output twice"
+
+
+def test_with_pod_names_a_stopped_worker_s_partitions_go_to_the_one_left(broker, unique, monkeypatch):
+    """POD_NAME set (static membership asked for) on tansu, which never expires a static member: the workers
+    join as dynamic members, so when one stops for good the other takes all partitions within seconds."""
+    s = make_settings(broker, f"pods{unique}", topics={"partitions": 4})
+    provision(s)
+    monkeypatch.setenv("POD_NAME", "validate-a")
+    first = RunnerThread(StageRunner(EchoStage(s), s))
+    monkeypatch.setenv("POD_NAME", "validate-b")
+    second = RunnerThread(StageRunner(EchoStage(s), s))
+    a, b = first.__enter__(), second.__enter__()
+
+    def inputs(runner: StageRunner) -> set[int]:
+        return {p for t, p in runner.assigned if t == runner.input_topic}
+
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and not (inputs(a) and inputs(b)):
+            time.sleep(0.1)
+        assert inputs(a) and inputs(b), "the two workers did not split the input"
+        second.stop()  # scale down (SIGTERM): a static member would not leave the group
+        deadline = time.monotonic() + 3 * s.kafka.session_timeout_ms / 1000
+        while time.monotonic() < deadline and inputs(a) != {0, 1, 2, 3}:
+            time.sleep(0.1)
+        assert inputs(a) == {0, 1, 2, 3}, f"partitions left with the stopped worker: the first has {sorted(a.assigned)}"
+        publish(s, [ev(i) for i in range(20)])
+        out = read_topic(s, "preprocessed", 20, timeout_s=20)
+    finally:
+        first.stop()
+    assert sorted(Counter(r["key"] for r in out).values()) == [1] * 20
+
+
 def test_sigterm_drains_in_flight_work_and_commits(broker, unique, tmp_path):
     s = make_settings(broker, f"term{unique}", runner={"concurrency": 4, "max_in_flight": 16})
     provision(s)

@@ -38,6 +38,12 @@ class KafkaSettings(Section):
                                      "at all (a TCP connection to a bootstrap server, then its first topic list) "
                                      "before saying it cannot be reached; a refused connection is said at once. "
                                      "Workers keep retrying as librdkafka does")
+    assignment_strategy: Literal["range", "roundrobin", "cooperative-sticky"] = Field(
+        "range", description="partition.assignment.strategy. range (default): one rebalance round, and each "
+                             "member gets the same share of the input topic and of its -retry topic. "
+                             "cooperative-sticky needs two rounds and may give one member all input partitions "
+                             "and the other all retry partitions; on tansu its second round can stall for "
+                             "minutes (docs/operations.md#scaling-a-group)")
     extra: dict[str, str | SecretStr] = Field(
         default_factory=dict, description="raw librdkafka properties, passed through; those holding a secret "
                                           "(*.password, sasl.*, ssl.key.*, *secret*, tokens) are kept as secrets "
