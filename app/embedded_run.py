@@ -353,13 +353,20 @@ class EmbeddedRun:
 
         worker_log = self.workdir / "writeback.log"
         grace = settings.ops.run_writeback_wait_s
-        paused_at: list[float] = []
+        paused_at: list[float] = []  # since when the group has been paused and has not committed anything
+        least = [sys.maxsize]
 
-        def give_up() -> bool:
-            if not paused_at and wb.pause_reason(worker_log):
+        def give_up(left: int) -> bool:
+            if left < least[0]:  # it moved on (a target that came back): the wait starts again at the next pause
+                if least[0] != sys.maxsize:  # (a pause before the first look counts)
+                    paused_at.clear()
+                    log_size[0] = _size(worker_log)
+                least[0] = left
+            if not paused_at and wb.pause_reason(worker_log, since=log_size[0]):
                 paused_at.append(time.monotonic())
             return bool(paused_at) and time.monotonic() - paused_at[0] > grace
 
+        log_size = [0]
         pending = None
         try:
             if not self.wait_for_group(settings, "writeback", "validated", give_up=give_up,
@@ -379,10 +386,10 @@ class EmbeddedRun:
                                            f"written (logs: {worker_log})")
 
     def wait_for_group(self, settings: Settings, stage: str, logical: str, timeout_s: float | None = None,
-                       quiet: bool = False, give_up: Callable[[], bool] | None = None,
+                       quiet: bool = False, give_up: Callable[[int], bool] | None = None,
                        check: Callable[[], None] | None = None) -> bool:
         """Until the group has committed everything on its input topic (its work is done: True); TimeoutError
-        after `timeout_s` (default: the run's timeout). `give_up()`: asked while waiting, True stops the wait
+        after `timeout_s` (default: the run's timeout). `give_up(records left)`: asked while waiting, True stops the wait
         (returns False). `check`: raises when a worker has exited (default: any of the run's workers)."""
         from confluent_kafka import Consumer, TopicPartition
 
@@ -396,11 +403,12 @@ class EmbeddedRun:
             tps = [TopicPartition(topic, p) for p in c.list_topics(topic, timeout=10).topics[topic].partitions]
             ends = {tp.partition: c.get_watermark_offsets(tp, timeout=10)[1] for tp in tps}
             deadline = time.monotonic() + timeout_s
-            while any(max(0, tp.offset) < ends[tp.partition] for tp in c.committed(tps, timeout=10)):
+            while (left := sum(max(0, ends[tp.partition] - max(0, tp.offset))
+                               for tp in c.committed(tps, timeout=10))):
                 if time.monotonic() > deadline:
                     raise TimeoutError(f"the {stage} group did not finish within {timeout_s:.0f}s")
                 (check or self.check_workers)()
-                if give_up is not None and give_up():
+                if give_up is not None and give_up(left):
                     return False
                 time.sleep(0.3)
         finally:
@@ -741,6 +749,13 @@ def _index_docs(settings: Settings, ids: list[str], includes: list[str],
 def _family_of(doc: dict[str, Any]) -> dict[str, Any]:
     """An index document's duplicate family (FAMILY_FIELDS), as the run's rows and sidecars show it."""
     return {k: (doc.get("_source") or {}).get(k) for k in FAMILY_FIELDS}
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
 
 
 def _short_reason(pending: str | None) -> str | None:

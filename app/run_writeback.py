@@ -21,11 +21,13 @@ WRITEBACK_FAILED = ("dead_lettered", "not_written")
 _PAUSED = re.compile(r"pausing consumption: (writeback (?:target|state store) unavailable: .*)$")
 
 
-def pause_reason(worker_log: Path) -> str | None:
+def pause_reason(worker_log: Path, since: int = 0) -> str | None:
     """The writeback worker's latest pause on its target or state store, as it logged it
-    (`writeback target unavailable: dam: ConnectError`), or None when it has not paused for that."""
+    (`writeback target unavailable: dam: ConnectError`) after byte `since` of its log, or None."""
     try:
-        text = worker_log.read_text(errors="replace")
+        with worker_log.open("rb") as f:
+            f.seek(since)
+            text = f.read().decode(errors="replace")
     except OSError:
         return None
     found = [m.group(1) for m in map(_PAUSED.search, text.splitlines()) if m]
