@@ -77,11 +77,13 @@ def read_dead_letters(settings: Settings, stage: str, keys: set[str], since_ms: 
         c.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in todo])
         deadline = time.monotonic() + 30
         while todo and time.monotonic() < deadline:
-            for msg in c.consume(500, 0.5):
+            batch = c.consume(500, 0.5)
+            # by position, not by the last message's offset: a transaction's commit marker ends a partition too
+            todo -= {tp.partition for tp in c.position([TopicPartition(topic, p) for p in todo])
+                     if tp.offset >= ends[tp.partition]}
+            for msg in batch:
                 if msg.error():
                     continue
-                if msg.offset() + 1 >= ends[msg.partition()]:
-                    todo.discard(msg.partition())
                 key = msg.key().decode() if msg.key() else None
                 if key not in keys or msg.timestamp()[1] < since_ms:
                     continue
