@@ -243,15 +243,18 @@ def run(paths: list[str] = typer.Argument(..., help="image files, directories or
     with a table plus a JSON-LD file and an XMP sidecar per image in --out. With --serve, everything stays up and
     the review web app is served: it prints an `env: …` line that points the other commands (search, feedback,
     dlq, backfill) at this run, and `review: <URL>` (with the login token) when ready. With
-    --writeback-url (or targets in the settings' writeback section) the writeback group runs too, and the run
-    waits until it has handled every record.
+    --writeback-url (or targets in the settings' writeback section) the writeback group runs too, and each row
+    says what it did (written, unchanged, skipped, dead_lettered, not_written); a target it cannot reach is named
+    after the table once the group has waited ops.run_writeback_wait_s for it (docs/writeback.md).
 
-    Exit code: 0 done, 1 an input was dead-lettered (its row says why) or a worker failed, 2 nothing to publish or
-    a configuration error, 130 interrupted."""
+    Exit code: 0 done, 1 an input was dead-lettered (its row says why; at write-back too) or not written to a
+    write-back target, or a worker failed, 2 nothing to publish or a configuration error, 130 interrupted."""
     from pathlib import Path
 
     from elasticsearch import ApiError, TransportError
     from pydantic import ValidationError
+
+    from rich.markup import escape
 
     from app.embedded_run import EmbeddedRun, skipped_rows
 
@@ -276,6 +279,8 @@ def run(paths: list[str] = typer.Argument(..., help="image files, directories or
     def report() -> None:
         reported.append(True)
         _print_run_rows(job.rows, json_out, out_dir, job.skipped)
+        for problem in job.writeback_problems:  # an unreachable write-back target: once, naming it
+            console.print(f"[red]write-back:[/red] {escape(problem)}", highlight=False)
 
     review_sock = None
     if serve:  # the review port first: one in use is a clear error before anything starts (exit 2)
@@ -331,7 +336,9 @@ def run(paths: list[str] = typer.Argument(..., help="image files, directories or
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     if not reported:
         report()
-    raise typer.Exit(1 if tracker.dead else 0)
+    from app.run_writeback import failed
+
+    raise typer.Exit(1 if tracker.dead or failed(job.rows) else 0)
 
 
 def _say_where_decisions_are_kept(job, out_dir: str, es_url: Optional[str]) -> None:
@@ -360,20 +367,24 @@ def _print_run_rows(rows: list[dict[str, Any]], json_out: bool, out_dir: str,
     from rich.table import Table
 
     from app.embedded_run import skipped_rows
+    from app.run_writeback import cell
 
     if json_out:
         out.print_json(json.dumps([*rows, *skipped_rows(list(skipped))], default=str))
     else:
         table = Table(title=f"{len(rows)} asset(s)", show_lines=True)
-        for col in ("asset", "title", "alt text", "tags", "status", "usage", "cost $"):
+        writeback = any("writeback" in r for r in rows)  # a column when the run had write-back targets
+        for col in ("asset", "title", "alt text", "tags", "status", "usage", "cost $",
+                    *(["write-back"] if writeback else [])):
             table.add_column(col, overflow="fold")
         for r in rows:
             if r["status"] == "dead_lettered":
                 table.add_row(r["asset_id"], "", f"[red]{r['stage']}: {r['reason']}[/red] {r['message']}", "",
-                              "[red]dead letter[/red]", "", "")
+                              "[red]dead letter[/red]", "", "", *([""] if writeback else []))
                 continue
             table.add_row(r["asset_id"], r["title"] or "", r["alt_text"] or "", ", ".join(r["tags"][:8]),
-                          r["status"], r["usage_flag"], f"{r['cost_usd']:.4f}")
+                          r["status"], r["usage_flag"], f"{r['cost_usd']:.4f}",
+                          *([cell(r.get("writeback") or [])] if writeback else []))
         out.print(table)
         out.print(f"JSON-LD and XMP sidecars in [bold]{Path(out_dir).resolve()}[/bold]")
 

@@ -148,6 +148,11 @@ class EmbeddedRun:
         self.drain_timeout_s = 10.0 if bootstrap else 2.0  # see configure()
         self.set_aside_files: list[str] = []  # reviewed sidecars renamed rather than overwritten (set_aside)
         self.carried_pending: set[str] = set()  # carried decisions not re-applied yet: their sidecars stay as they are
+        self.started_ms = 0  # when the run published its events: write-back letters and writes since then count
+        # with write-back targets: asset id -> one outcome per target (app/run_writeback.py), and what kept the
+        # writeback group from finishing (an unreachable target), said once after the table
+        self.writeback: dict[str, list[dict[str, Any]]] = {}
+        self.writeback_problems: list[str] = []
 
     # ------------------------------------------------------------------------------------------ setup
     def _say(self, text: str) -> None:
@@ -222,9 +227,9 @@ class EmbeddedRun:
             service.stop()
         (self.workdir / "settings.json").unlink(missing_ok=True)  # it holds secrets; the logs stay
 
-    def check_workers(self) -> None:
+    def check_workers(self, only: str | None = None) -> None:
         for stage, proc in self.workers.items():
-            if proc.poll() is not None:
+            if only in (None, stage) and proc.poll() is not None:
                 tail = (self.workdir / f"{stage}.log").read_text(errors="replace")[-3000:]
                 raise RuntimeError(f"the {stage} worker exited with code {proc.returncode}:\n{tail}")
 
@@ -258,18 +263,19 @@ class EmbeddedRun:
             self.start_workers(settings, STAGE_ORDER + (("review",) if after is not None or carried else ())
                                + (("writeback",) if settings.writeback.targets else ()))
             tracker, paths = self.tracker, self.paths
+            self.started_ms = int(time.time() * 1000) - 1000  # the broker's clock may lag a little
             self.publish(settings, images, event_ids=tracker.event_ids, paths=paths)
             self._say(f"published {len(images)} asset event(s) to {settings.topics.name('raw')}")
             self.follow(settings, tracker)
-            if "writeback" in self.workers:
-                self.wait_for_group(settings, "writeback", "validated")
             # the index's duplicate families: a later original re-points a family the sink wrote before it, so
             # they are read once the index group has handled every validated record
             self.wait_for_group(settings, "index", "validated")
             # the documents the re-applied decisions were read back from already gave their families
             reread = self.reapply_decisions(settings, carried) if carried else []
             self.read_families(settings, skip=reread)
-            self.rows = [summary_row(asset_id, path, tracker) for asset_id, path in paths.items()]
+            if "writeback" in self.workers:  # after the re-applied decisions, which the group writes too
+                self.follow_writeback(settings)
+            self.rows = self.summary_rows()
             self.write_sidecars(tracker, paths, self.rows)
             if after is not None:
                 done = threading.Event()
@@ -326,10 +332,65 @@ class EmbeddedRun:
             if d.get("found"):
                 self.tracker.families[d["_id"]] = _family_of(d)
 
+    def summary_rows(self) -> list[dict[str, Any]]:
+        """One row per published input (`summary_row`), with its write-back outcomes when targets are configured."""
+        rows = [summary_row(asset_id, path, self.tracker) for asset_id, path in self.paths.items()]
+        if self.settings is not None and self.settings.writeback.targets and "writeback" in self.workers:
+            for r in rows:
+                if r["status"] != "dead_lettered":
+                    r["writeback"] = self.writeback.get(r["asset_id"], [])
+        return rows
+
+    def follow_writeback(self, settings: Settings) -> None:
+        """Wait for the writeback group, then read each asset's write-back outcome (`self.writeback`). Never
+        fails the run: the rows, sidecars and summary come whatever write-back does. The wait ends when the group
+        has handled every record, or `ops.run_writeback_wait_s` after it paused on an unavailable target or
+        state store (its worker says so), or at the run's timeout, or when the worker exits; the assets it has
+        not written are then `not_written` with the reason, said once in `writeback_problems`."""
+        from confluent_kafka import KafkaException
+
+        from app import run_writeback as wb
+
+        worker_log = self.workdir / "writeback.log"
+        grace = settings.ops.run_writeback_wait_s
+        paused_at: list[float] = []  # since when the group has been paused and has not committed anything
+        least = [sys.maxsize]
+
+        def give_up(left: int) -> bool:
+            if left < least[0]:  # it moved on (a target that came back): the wait starts again at the next pause
+                if least[0] != sys.maxsize:  # (a pause before the first look counts)
+                    paused_at.clear()
+                    log_size[0] = _size(worker_log)
+                least[0] = left
+            if not paused_at and wb.pause_reason(worker_log, since=log_size[0]):
+                paused_at.append(time.monotonic())
+            return bool(paused_at) and time.monotonic() - paused_at[0] > grace
+
+        log_size = [0]
+        pending = None
+        try:
+            if not self.wait_for_group(settings, "writeback", "validated", give_up=give_up,
+                                       check=lambda: self.check_workers(only="writeback")):
+                pending = wb.pause_reason(worker_log) or "writeback group paused"
+        except TimeoutError as exc:
+            pending = str(exc)
+        except (RuntimeError, KafkaException) as exc:
+            pending = str(exc).splitlines()[0]
+        letters = wb.read_dead_letters(settings, "writeback", set(self.tracker.event_ids), self.started_ms)
+        self.writeback = wb.outcomes(settings, self.tracker.validated, letters, self.started_ms,
+                                     _short_reason(pending))
+        stuck = sum(w["outcome"] == "not_written" for ws in self.writeback.values() for w in ws)
+        if pending and stuck:
+            self.writeback_problems.append(wb.describe_pause(settings, pending, stuck, self.bootstrap)
+                                           if "unavailable" in pending else f"{pending}: {stuck} asset(s) not "
+                                           f"written (logs: {worker_log})")
+
     def wait_for_group(self, settings: Settings, stage: str, logical: str, timeout_s: float | None = None,
-                       quiet: bool = False) -> None:
-        """Until the group has committed everything on its input topic (its work is done); TimeoutError after
-        `timeout_s` (default: the run's timeout)."""
+                       quiet: bool = False, give_up: Callable[[int], bool] | None = None,
+                       check: Callable[[], None] | None = None) -> bool:
+        """Until the group has committed everything on its input topic (its work is done: True); TimeoutError
+        after `timeout_s` (default: the run's timeout). `give_up(records left)`: asked while waiting, True stops the wait
+        (returns False). `check`: raises when a worker has exited (default: any of the run's workers)."""
         from confluent_kafka import Consumer, TopicPartition
 
         from streams.avro import topic_names
@@ -342,15 +403,19 @@ class EmbeddedRun:
             tps = [TopicPartition(topic, p) for p in c.list_topics(topic, timeout=10).topics[topic].partitions]
             ends = {tp.partition: c.get_watermark_offsets(tp, timeout=10)[1] for tp in tps}
             deadline = time.monotonic() + timeout_s
-            while any(max(0, tp.offset) < ends[tp.partition] for tp in c.committed(tps, timeout=10)):
+            while (left := sum(max(0, ends[tp.partition] - max(0, tp.offset))
+                               for tp in c.committed(tps, timeout=10))):
                 if time.monotonic() > deadline:
                     raise TimeoutError(f"the {stage} group did not finish within {timeout_s:.0f}s")
-                self.check_workers()
+                (check or self.check_workers)()
+                if give_up is not None and give_up(left):
+                    return False
                 time.sleep(0.3)
         finally:
             c.close()
         if not quiet:
             self._say(f"[dim]{stage}: every {logical} record handled (logs: {self.workdir / (stage + '.log')})[/dim]")
+        return True
 
     @staticmethod
     def publish(settings: Settings, images: list[Path], *, event_ids: dict[str, str] | None = None,
@@ -428,7 +493,9 @@ class EmbeddedRun:
         if key not in tracker.event_ids:
             return
         if logical == "dead_letter":
-            tracker.dead[key] = serde.deserialize("dead_letter", msg.value())
+            letter = serde.deserialize("dead_letter", msg.value())
+            if letter.get("stage") != "writeback":  # the asset went on to the index: its row says the write-back
+                tracker.dead[key] = letter          # outcome (follow_writeback), whenever the letter comes
             return
         value = serde.deserialize(logical, msg.value())
         from domain.records import asset_of
@@ -486,7 +553,7 @@ class EmbeddedRun:
                                  for tp in index_group.committed([TopicPartition(topic, p) for p in parts], timeout=10)}
                     indexed = [a for a, (p, o) in pending.items() if committed.get(p, -1) > o]
                     if indexed and self.read_indexed(settings, indexed, serde):
-                        self.rows = [summary_row(a, path, tracker) for a, path in paths.items()]
+                        self.rows = self.summary_rows()
                         self.write_sidecars(tracker, paths, self.rows)
                     for a in indexed:
                         pending.pop(a, None)
@@ -682,6 +749,26 @@ def _index_docs(settings: Settings, ids: list[str], includes: list[str],
 def _family_of(doc: dict[str, Any]) -> dict[str, Any]:
     """An index document's duplicate family (FAMILY_FIELDS), as the run's rows and sidecars show it."""
     return {k: (doc.get("_source") or {}).get(k) for k in FAMILY_FIELDS}
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
+
+
+def _short_reason(pending: str | None) -> str | None:
+    """An asset's reason for not being written, from what stopped the wait: `target unreachable (ConnectError)`
+    rather than the worker's whole pause line."""
+    import re
+
+    if pending is None:
+        return None
+    m = re.match(r"writeback target unavailable: [^:]+: (.*)$", pending)
+    if m:
+        return f"target {'answering ' + m.group(1) if m.group(1).isdigit() else 'unreachable (' + m.group(1) + ')'}"
+    return pending
 
 
 def _interrupt(signum: int, frame: Any) -> None:

@@ -86,25 +86,66 @@ def test_run_end_to_end_then_search(store, tmp_path):
     assert rows["product_red_mug.jpg"]["asset_id"] in {h["asset_id"] for h in json.loads(red.stdout)["hits"]}
 
 
+def _writeback_env(index: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ASSETSTREAM_")}
+    env.update({"ASSETSTREAM_INDEX__SERVER_MODE": "serverless", "ASSETSTREAM_INDEX__NUMBER_OF_REPLICAS": "0",
+                "ASSETSTREAM_INDEX__INDEX": f"{index}-assets", "ASSETSTREAM_WRITEBACK__STATE_INDEX": f"{index}-state",
+                "PYTHONPATH": str(REPO)})
+    return env
+
+
 def test_run_with_a_writeback_url_sends_each_asset_to_the_dam(store, tmp_path):
     from tests.writeback_support import FakeDam
 
     images = tmp_path / "images"
     images.mkdir()
     shutil.copy(SAMPLES / "product_red_mug.jpg", images / "product_red_mug.jpg")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ASSETSTREAM_")}
-    env.update({"ASSETSTREAM_INDEX__SERVER_MODE": "serverless", "ASSETSTREAM_INDEX__NUMBER_OF_REPLICAS": "0",
-                "ASSETSTREAM_INDEX__INDEX": "e2e-wb-assets", "ASSETSTREAM_WRITEBACK__STATE_INDEX": "e2e-wb-state",
-                "PYTHONPATH": str(REPO)})
+    # the DAM answers 404 for ids starting with "missing": a write-back dead letter, whenever it comes
+    shutil.copy(SAMPLES / "gradient_decorative.jpg", images / "missing_gradient.jpg")
+    out = tmp_path / "out"
     with FakeDam() as dam:
         # the offline model's samples all need review: a suggest target takes them
-        result = assetstream("run", str(images), "--out", str(tmp_path / "out"), "--es-url", store.url, "--json",
-                             "--writeback-url", dam.url, "--writeback-mode", "suggest", env=env)
-        assert result.returncode == 0, result.stderr[-3000:]
-        [row] = json.loads(result.stdout)
-        [write] = dam.writes()
-    assert write["id"] == row["asset_id"] and write["method"] == "PATCH"
-    assert json.loads(write["body"])["alt_text"] == row["alt_text"]
+        result = assetstream("run", str(images), "--out", str(out), "--es-url", store.url, "--json",
+                             "--writeback-url", dam.url, "--writeback-mode", "suggest", env=_writeback_env("e2e-wb"))
+        assert result.returncode == 1 and result.stdout, result.stderr[-3000:]  # 1: dead-lettered at write-back
+        rows = {Path(r["file"]).name: r for r in json.loads(result.stdout)}
+        [write] = dam.writes(rows["product_red_mug.jpg"]["asset_id"])
+    row = rows["product_red_mug.jpg"]
+    assert write["method"] == "PATCH" and json.loads(write["body"])["alt_text"] == row["alt_text"]
+    assert row["writeback"] == [{"target": "dam", "outcome": "written", "reason": None}]
+    missing = rows["missing_gradient.jpg"]
+    assert missing["status"] == "needs_review"  # it went through the pipeline; its write-back failed
+    [letter] = missing["writeback"]
+    assert letter["target"] == "dam" and letter["outcome"] == "dead_lettered" and letter["reason"] == "http_404"
+    assert "404" in letter["message"]
+    summary = {Path(r["file"]).name: r for r in json.loads((out / "summary.json").read_text())}
+    assert summary["missing_gradient.jpg"]["writeback"] == missing["writeback"]
+
+
+def test_run_with_an_unreachable_writeback_target_reports_it_after_the_rows(store, tmp_path):
+    import socket
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    images = tmp_path / "images"
+    images.mkdir()
+    shutil.copy(SAMPLES / "product_red_mug.jpg", images / "product_red_mug.jpg")
+    out = tmp_path / "out"
+    env = {**_writeback_env("e2e-wbdown"), "ASSETSTREAM_OPS__RUN_WRITEBACK_WAIT_S": "2"}
+    # the default --timeout (900 s): the run must not sit it out (the subprocess is given 400 s)
+    result = assetstream("run", str(images), "--out", str(out), "--es-url", store.url, "--json",
+                         "--writeback-url", f"http://127.0.0.1:{port}/api/assets/{{asset_id}}",
+                         "--writeback-mode", "suggest", env=env)
+    assert result.returncode == 1, result.stderr[-3000:]
+    [row] = json.loads(result.stdout)
+    assert row["status"] == "needs_review" and row["sidecars"]
+    assert row["writeback"] == [{"target": "dam", "outcome": "not_written",
+                                 "reason": "target unreachable (ConnectError)"}]
+    assert json.loads((out / "summary.json").read_text())[0]["writeback"] == row["writeback"]
+    said = " ".join(result.stderr.split())
+    assert f"write-back target 'dam' unreachable at http://127.0.0.1:{port} (ConnectError): 1 asset(s) not " \
+           "written" in said, said[-2000:]
 
 
 def test_run_indexes_one_searchable_video_object_per_video(store, tmp_path):

@@ -34,6 +34,10 @@ class OpsSettings(Section):
     image_extensions: list[str] = Field(default_factory=lambda: list(DEFAULT_IMAGE_EXTENSIONS),
                                         description="file suffixes (lower-case) a directory backfill and `assetstream run` "
                                                     "pick up: images and videos")
+    run_writeback_wait_s: float = Field(
+        20.0, gt=0, description="`assetstream run` with write-back targets: once the index is done, how long it "
+                                "still waits while the writeback group is paused on an unavailable target or state "
+                                "store (it may come back); then the rows say `not_written` with the reason")
     expected_model_versions: dict[str, str] = Field(
         default_factory=dict,
         description="task -> model_version the current configuration produces (for cloud models, whose dated "

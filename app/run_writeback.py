@@ -1,0 +1,188 @@
+"""What `assetstream run` says about write-back (docs/writeback.md, "assetstream run"): per asset and target the
+outcome (written, unchanged, skipped and why, dead-lettered with the reason, not written because the target did
+not take it), read once the writeback group is done or has been waiting on its target for `ops.run_writeback_wait_s`.
+
+The outcomes come from what the group leaves behind, not from watching it: its dead letters on the dead-letter topic
+(stage `writeback`, published since the run started) and the state documents it stores per target and asset after a
+write (`writeback.state_index`, `written_at`)."""
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from app.settings import Settings
+
+WRITEBACK_FAILED = ("dead_lettered", "not_written")
+"""Outcomes that make the run exit 1, like a dead letter of any other stage."""
+
+_PAUSED = re.compile(r"pausing consumption: (writeback (?:target|state store) unavailable: .*)$")
+
+
+def pause_reason(worker_log: Path, since: int = 0) -> str | None:
+    """The writeback worker's latest pause on its target or state store, as it logged it
+    (`writeback target unavailable: dam: ConnectError`) after byte `since` of its log, or None."""
+    try:
+        with worker_log.open("rb") as f:
+            f.seek(since)
+            text = f.read().decode(errors="replace")
+    except OSError:
+        return None
+    found = [m.group(1) for m in map(_PAUSED.search, text.splitlines()) if m]
+    return found[-1] if found else None
+
+
+def target_location(target: Any) -> str:
+    """Where a target is, for a message: the origin of its URL (never its path or query), or the files target's
+    folder."""
+    if target.url:
+        parts = urlsplit(target.url)
+        return f"{parts.scheme}://{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+    return str(target.out_dir)
+
+
+def describe_pause(settings: Settings, reason: str, count: int, bootstrap: str | None) -> str:
+    """The run's one-line account of a target the writeback group is stuck on, naming it, where it is and why."""
+    how = ("`assetstream worker writeback` against the cluster writes them when it returns (their records stay "
+           f"uncommitted on {bootstrap}), or run the same command again" if bootstrap else
+           "run the same command again when it is back (this run's embedded broker is gone with it)")
+    m = re.match(r"writeback target unavailable: ([^:]+): (.*)$", reason)
+    if m:
+        name, why = m.group(1), m.group(2)
+        target = next((t for t in settings.writeback.targets if t.name == name), None)
+        where = f" at {target_location(target)}" if target is not None else ""
+        state = f"answering {why}{where}" if why.isdigit() else f"unreachable{where} ({why})"
+        return f"write-back target '{name}' {state}: {count} asset(s) not written; {how}"
+    return f"{reason}: {count} asset(s) not written; {how}"
+
+
+def read_dead_letters(settings: Settings, stage: str, keys: set[str], since_ms: int) -> dict[str, list[dict]]:
+    """asset id -> the dead letters `stage` published for it since `since_ms` (oldest first): the whole
+    dead-letter topic up to its current end, read without joining any group."""
+    from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+
+    from streams.avro import Serde
+
+    serde = Serde.for_settings(settings)
+    topic = settings.topics.name("dead_letter")
+    c = Consumer({**settings.kafka.client_config(), "group.id": f"assetstream-run-letters-{time.time_ns()}",
+                  "enable.auto.commit": False})
+    letters: dict[str, list[dict]] = {}
+    try:
+        parts = c.list_topics(topic, timeout=10).topics[topic].partitions
+        ends = {p: c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in parts}
+        todo = {p for p, end in ends.items() if end > 0}
+        c.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in todo])
+        deadline = time.monotonic() + 30
+        while todo and time.monotonic() < deadline:
+            batch = c.consume(500, 0.5)
+            # by position, not by the last message's offset: a transaction's commit marker ends a partition too
+            todo -= {tp.partition for tp in c.position([TopicPartition(topic, p) for p in todo])
+                     if tp.offset >= ends[tp.partition]}
+            for msg in batch:
+                if msg.error():
+                    continue
+                key = msg.key().decode() if msg.key() else None
+                if key not in keys or msg.timestamp()[1] < since_ms:
+                    continue
+                letter = serde.deserialize("dead_letter", msg.value())
+                if letter.get("stage") == stage:
+                    letters.setdefault(key, []).append(letter)
+    finally:
+        c.close()
+    return letters
+
+
+def read_states(settings: Settings, ids: list[str]) -> dict[str, dict[str, Any]]:
+    """The writeback group's state documents (`<target>:<asset>`) that exist, by id."""
+    from elasticsearch import NotFoundError
+
+    from domain.store.client import make_client
+
+    if not ids:
+        return {}
+    es = make_client(settings)
+    try:
+        index = settings.writeback.state_index
+        es.indices.refresh(index=index)
+        docs = es.mget(index=index, ids=ids)["docs"]
+    except NotFoundError:  # nothing was ever written: the group creates its index on its first write
+        return {}
+    finally:
+        es.close()
+    return {d["_id"]: d.get("_source") or {} for d in docs if d.get("found")}
+
+
+def outcomes(settings: Settings, validated: dict[str, dict[str, Any]], letters: dict[str, list[dict]],
+             since_ms: int, pending: str | None) -> dict[str, list[dict[str, Any]]]:
+    """asset id -> one outcome per configured target: {"target", "outcome", "reason"} (and the letter's
+    "message"), for every asset that reached `validated`. `pending`: why the group did not finish (None: it did)."""
+    from consumers.writeback.plan import eligible
+    from consumers.writeback.state import state_id
+    from domain.records import document_id, is_deleted
+    from streams.records import to_ms
+
+    targets = settings.writeback.targets
+    ids = {a: document_id(v) for a, v in validated.items()}
+    states = read_states(settings, [state_id(t.name, d) for d in ids.values() for t in targets])
+    result: dict[str, list[dict[str, Any]]] = {}
+    for asset_id, value in validated.items():
+        rows = result[asset_id] = []
+        for t in targets:
+            state = states.get(state_id(t.name, ids[asset_id])) or {}
+            mine = [x for x in letters.get(asset_id, [])
+                    if (x.get("details") or {}).get("target") in (t.name, None) or len(targets) == 1]
+            letter = mine[-1] if mine else None
+            written_at = int(state.get("written_at") or 0)
+            failed_at = to_ms(letter["last_failure_time"]) if letter and letter.get("last_failure_time") else since_ms
+            if letter is not None and failed_at >= written_at:
+                rows.append({"target": t.name, "outcome": "dead_lettered",
+                             "reason": _letter_reason(letter),
+                             "message": letter.get("message")})
+            elif written_at >= since_ms:
+                rows.append({"target": t.name, "outcome": "written", "reason": None})
+            elif is_deleted(value) or not eligible(value, t.mode):
+                takes = "approved and auto_applied" + (" and needs_review" if t.mode == "suggest" else "")
+                rows.append({"target": t.name, "outcome": "skipped",
+                             "reason": f"status {value.get('status')}: a {t.mode} target takes {takes} records"})
+            elif state:
+                rows.append({"target": t.name, "outcome": "unchanged",
+                             "reason": "the target already had these values from an earlier write"})
+            else:
+                rows.append({"target": t.name, "outcome": "not_written",
+                             "reason": pending or "the writeback group recorded no write"})
+    return result
+
+
+def _letter_reason(letter: dict[str, Any]) -> str | None:
+    """A write-back dead letter's reason code: `http_<status>` for a target's refusal (its details' reason is the
+    target's own text, which the message carries), else the error's reason (`no_media_item`)."""
+    details = letter.get("details") or {}
+    if details.get("status"):
+        return f"http_{details['status']}"
+    return details.get("reason") or letter.get("error_type")
+
+
+def failed(rows: list[dict[str, Any]]) -> bool:
+    """Whether any row's write-back failed (dead-lettered or not written): exit 1."""
+    return any(w["outcome"] in WRITEBACK_FAILED for r in rows for w in r.get("writeback") or [])
+
+
+def cell(outcomes_of_row: list[dict[str, Any]]) -> str:
+    """A row's write-back outcomes for the run's table (rich markup)."""
+    from rich.markup import escape
+
+    parts = []
+    for w in outcomes_of_row:
+        w = {**w, "reason": escape(str(w["reason"] or "")) or None, "message": escape(w.get("message") or "")}
+        text = f"{w['target']}: {w['outcome'].replace('_', ' ')}"
+        if w["outcome"] == "dead_lettered":
+            text = f"[red]{w['target']}: dead letter {w['reason']}[/red] {w.get('message') or ''}".rstrip()
+        elif w["outcome"] == "not_written":
+            text = f"[yellow]{text}[/yellow] ({w['reason']})"
+        elif w["reason"]:
+            text += f" ({w['reason']})"
+        parts.append(text)
+    return "\n".join(parts)
