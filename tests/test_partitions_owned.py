@@ -40,12 +40,12 @@ def test_owned_and_total_partitions_follow_the_assignment(broker, unique):
         assert _wait(lambda: _pair(f"a{unique}", raw) == (3, 3) and _pair(f"a{unique}", retry) == (3, 3)), \
             (_pair(f"a{unique}", raw), _pair(f"a{unique}", retry))
         with RunnerThread(b):
-            # a second member: the six partitions are shared (the assignor balances over both topics), each
-            # owned by exactly one member, none by nobody
+            # a second member: each topic's partitions are shared (range: 2 + 1 of each), each owned by exactly
+            # one member, none by nobody, and both members own some of the live input
             def shared():
                 pairs = [_pair(f"{w}{unique}", t) for w in "ab" for t in (raw, retry)]
                 if any(owned is None or total != 3 for owned, total in pairs):
                     return False
                 a_raw, a_retry, b_raw, b_retry = (owned for owned, _ in pairs)
-                return a_raw + b_raw == 3 and a_retry + b_retry == 3 and a_raw + a_retry == b_raw + b_retry == 3
+                return a_raw + b_raw == 3 and a_retry + b_retry == 3 and a_raw > 0 and b_raw > 0
             assert _wait(shared, 40), [_pair(f"{w}{unique}", t) for w in "ab" for t in (raw, retry)]
