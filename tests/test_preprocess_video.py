@@ -147,12 +147,41 @@ def test_long_gop_video_is_spread_by_decoding_forward_within_the_wall_time(tmp_p
     rec = _process(stage(file_roots=[str(tmp_path)], ocr_enabled=False), tmp_path / "screen.mp4", data)
     v = rec["video"]
     assert v["intra_frames"] == 1 and v["truncated_by"] is None
-    # one keyframe per scene (the spread found inside a scene twice is one shot), each within its scene
-    assert [int(k["offset_s"] // 10) for k in v["keyframes"]] == [0, 1, 2, 3, 4, 5]
-    assert [k["reason"] for k in v["keyframes"]] == ["first"] + ["spread"] * 5
+    # one keyframe per scene (the spread found inside a scene twice is one shot), each at its cut: found by the
+    # scene test on the frames decoded forward, or by a spread time landing on it
+    assert [round(k["offset_s"]) for k in v["keyframes"]] == [0, 10, 20, 30, 40, 50]
+    assert v["keyframes"][0]["reason"] == "first" and "scene" in {k["reason"] for k in v["keyframes"][1:]}
     capped = _process(stage(file_roots=[str(tmp_path)], ocr_enabled=False, video_max_wall_s=0.001),
                       tmp_path / "screen.mp4", data)
     assert capped["video"]["truncated_by"] == "max_wall_s" and len(capped["video"]["keyframes"]) >= 1
+
+
+FESTIVAL = (Scene(4.0, "HARBOR FESTIVAL", (20, 40, 120), (255, 255, 255)),
+            Scene(4.0, "TICKETS ON SALE", (200, 180, 40)),
+            Scene(4.0, "SATURDAY JUNE", (30, 120, 40), (255, 255, 255)),
+            Scene(4.0, "ZEBRA AQUARIUM", (120, 30, 30), (255, 255, 255)))
+"""A 16 s clip of four 4 s scenes, made like a fast phone or screen encoder makes it: one intra frame at 0 s."""
+
+
+@pytest.mark.parametrize("scenes", [FESTIVAL, (Scene(3.0, "", (0, 0, 0)),
+                                                Scene(5.0, "MOUNTAIN RESCUE", (90, 90, 90), (255, 255, 255)),
+                                                Scene(5.0, "CALL NOW", (10, 60, 90), (255, 255, 255)))],
+                         ids=["four-scenes", "black-intro"])
+def test_every_scene_between_sparse_intra_frames_gets_a_keyframe_with_its_text(tmp_path, scenes):
+    """The user trial: x264 ultrafast with no intra frame after 0 s. Every scene, the ones in the first seconds
+    after the only intra frame too, has a keyframe inside it whose text is read, so search finds the video by
+    the words of a middle scene."""
+    data = make_video(scenes, gop=10_000, options={"preset": "ultrafast", "sc_threshold": "0"})
+    rec = _process(stage(file_roots=[str(tmp_path)]), tmp_path / "festival.mp4", data)
+    v = rec["video"]
+    assert v["intra_frames"] == 1 and v["truncated_by"] is None
+    starts = [sum(s.seconds for s in scenes[:i]) for i in range(len(scenes))]
+    for start, scene in zip(starts, scenes):
+        inside = [k for k in v["keyframes"] if start <= k["offset_s"] < start + scene.seconds]
+        assert inside, (scene.text, [k["offset_s"] for k in v["keyframes"]])
+        assert words(scene.text) <= words(" ".join(k["ocr_text"] for k in inside)), scene.text
+        assert words(scene.text) <= words(rec["ocr"]["text"])
+    assert len(v["keyframes"]) == len(scenes)  # one per shot, not one per spread time
 
 
 def test_a_video_may_be_larger_than_max_bytes_an_image_may_not(tmp_path):
