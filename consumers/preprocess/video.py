@@ -405,7 +405,7 @@ def _intra_frames(box: Any, stream: Any, wanted: list[int], edge: int, deadline:
     return out
 
 
-SCENE_SAMPLE_S = 0.25
+SCENE_SAMPLE_S = 0.5
 """Pass 2 compares a 64 px signature of the decoded frames this far apart (stream time) for its scene test."""
 
 
