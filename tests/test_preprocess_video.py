@@ -12,7 +12,7 @@ from PIL import Image
 from streams.avro import roundtrip, validate
 from streams.errors import PermanentError
 from tests.preprocess_support import event, stage
-from tests.video_support import Scene, make_video
+from tests.video_support import FESTIVAL, LONG_GOP_FAST, Scene, make_video
 
 
 def words(text: str) -> set[str]:
@@ -156,13 +156,6 @@ def test_long_gop_video_is_spread_by_decoding_forward_within_the_wall_time(tmp_p
     assert capped["video"]["truncated_by"] == "max_wall_s" and len(capped["video"]["keyframes"]) >= 1
 
 
-FESTIVAL = (Scene(4.0, "HARBOR FESTIVAL", (20, 40, 120), (255, 255, 255)),
-            Scene(4.0, "TICKETS ON SALE", (200, 180, 40)),
-            Scene(4.0, "SATURDAY JUNE", (30, 120, 40), (255, 255, 255)),
-            Scene(4.0, "ZEBRA AQUARIUM", (120, 30, 30), (255, 255, 255)))
-"""A 16 s clip of four 4 s scenes, made like a fast phone or screen encoder makes it: one intra frame at 0 s."""
-
-
 @pytest.mark.parametrize("scenes", [FESTIVAL, (Scene(3.0, "", (0, 0, 0)),
                                                 Scene(5.0, "MOUNTAIN RESCUE", (90, 90, 90), (255, 255, 255)),
                                                 Scene(5.0, "CALL NOW", (10, 60, 90), (255, 255, 255)))],
@@ -171,7 +164,7 @@ def test_every_scene_between_sparse_intra_frames_gets_a_keyframe_with_its_text(t
     """The user trial: x264 ultrafast with no intra frame after 0 s. Every scene, the ones in the first seconds
     after the only intra frame too, has a keyframe inside it whose text is read, so search finds the video by
     the words of a middle scene."""
-    data = make_video(scenes, gop=10_000, options={"preset": "ultrafast", "sc_threshold": "0"})
+    data = make_video(scenes, gop=10_000, options=LONG_GOP_FAST)
     rec = _process(stage(file_roots=[str(tmp_path)]), tmp_path / "festival.mp4", data)
     v = rec["video"]
     assert v["intra_frames"] == 1 and v["truncated_by"] is None
