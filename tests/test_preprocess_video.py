@@ -177,6 +177,19 @@ def test_every_scene_between_sparse_intra_frames_gets_a_keyframe_with_its_text(t
     assert len(v["keyframes"]) == len(scenes)  # one per shot, not one per spread time
 
 
+def test_an_end_card_after_the_last_spread_time_of_a_long_gop_video_is_found(tmp_path):
+    """Three keyframes for a 30 s one-intra-frame clip: the spread times (10 s, 20 s) miss the end card at 25 s;
+    the decode goes on to the end of the stretch and its scene test finds the end card (and the cut at 12 s)."""
+    scenes = (Scene(12.0, "", (200, 40, 40)), Scene(13.0, "", (30, 140, 60)), Scene(5.0, "", (40, 70, 190)))
+    data = make_video(scenes, size=(320, 180), gop=10_000, options=LONG_GOP_FAST)
+    rec = _process(stage(file_roots=[str(tmp_path)], ocr_enabled=False, video_max_keyframes=3),
+                   tmp_path / "ad.mp4", data)
+    v = rec["video"]
+    assert v["intra_frames"] == 1
+    assert [(round(k["offset_s"]), k["reason"]) for k in v["keyframes"]] == [(0, "first"), (12, "scene"),
+                                                                          (25, "scene")]
+
+
 def test_a_video_may_be_larger_than_max_bytes_an_image_may_not(tmp_path):
     from tests.preprocess_support import jpeg
 

@@ -251,18 +251,21 @@ def distinct(keyframes: list[Keyframe], threshold: float) -> list[Keyframe]:
     return kept
 
 
-def spread_targets(have: list[float], duration_s: float, want: int, long_gap_s: float) -> list[float]:
-    """Times of an even spread (`want` points) that fall in a stretch between intra frames `have` (or from the last
-    one to the end) longer than `long_gap_s`: there the encoder did not cut at scene changes (a long-GOP file),
-    so every spread time in the stretch is needed, however near it is to the intra frame that opens it."""
+def long_stretches(have: list[float], duration_s: float, long_gap_s: float) -> list[tuple[float, float]]:
+    """(start, end) of the stretches between intra frames `have` (or from the last one to the end) longer than
+    `long_gap_s`: there the encoder did not cut at scene changes (a long-GOP file)."""
     bounds = sorted({0.0, *have, duration_s})
-    long = [(a, b) for a, b in zip(bounds, bounds[1:]) if b - a > long_gap_s]
-    out = []
-    for k in range(1, want + 1):
-        t = duration_s * k / (want + 1)
-        if any(a + 1e-3 < t <= b for a, b in long):
-            out.append(t)
-    return out
+    return [(a, b) for a, b in zip(bounds, bounds[1:]) if b - a > long_gap_s]
+
+
+def spread_targets(have: list[float], duration_s: float, want: int, long_gap_s: float) -> list[float]:
+    """Times of an even spread (`want` points) that fall in a long stretch (see `long_stretches`): every spread
+    time in it is needed, however near it is to the intra frame that opens it; then the end of each long stretch,
+    so the decode (and its scene test) reaches the next intra frame or the end of the video."""
+    stretches = long_stretches(have, duration_s, long_gap_s)
+    out = [t for t in (duration_s * k / (want + 1) for k in range(1, want + 1))
+           if any(a + 1e-3 < t <= b for a, b in stretches)]
+    return sorted({*out, *(b - 0.01 for _, b in stretches)}) if out else []
 
 
 def ranked(keyframes: list[Keyframe], cap: int) -> list[Keyframe]:
