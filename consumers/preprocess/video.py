@@ -15,7 +15,8 @@ How the decode stays bounded (a 10-minute 1080p video must not hold a worker for
   stretch longer than `video_spread_gap_s` (between two of them, or from the last one to the end): one forward
   decode of reference frames only (`skip_frame = "NONREF"`), seeking over stretches that need nothing, taking
   the first frame at or after every even-spread time inside a long stretch (however near the intra frame that
-  opens it) and, on the way, the scene changes a 64 px signature compared every `SCENE_SAMPLE_S` finds;
+  opens it), on to the stretch's end, and on the way the scene changes a 64 px signature compared every
+  `SCENE_SAMPLE_S` finds;
 - a wall-time cap over both passes (`video_max_wall_s`): past it, the keyframes found so far are used;
 - a decode error anywhere (a cut upload, damaged data) dead-letters the video (`corrupt_video`, with how far it
   decoded), even when its start plays: publishing it would publish a broken video;
