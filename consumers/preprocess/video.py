@@ -193,6 +193,13 @@ def _frame_signature(frame: Any) -> np.ndarray:
                       dtype=np.float32) / 255.0
 
 
+def _sample_signature(frame: Any) -> np.ndarray:
+    """A cheaper one for pass 2's scene test on every sampled frame: swscale's fast bilinear (~0.7 ms instead of
+    ~2 ms from 1080p; within a shot two samples differ by < 0.04, a cut by the same as with the area filter)."""
+    return np.asarray(frame.to_image(width=SIGNATURE_SIZE[0], height=SIGNATURE_SIZE[1],
+                                     interpolation="FAST_BILINEAR"), dtype=np.float32) / 255.0
+
+
 def _differ(sig: np.ndarray, others: list[np.ndarray], threshold: float) -> bool:
     return all(float(np.abs(sig - o).mean()) >= threshold for o in others)
 
@@ -438,7 +445,7 @@ def _frames_at(box: Any, stream: Any, times: list[float], intra: list[float], st
         nonlocal prev, sampled
         if pos - sampled < SCENE_SAMPLE_S - 1e-3 or max_scenes <= 0:
             return
-        sig = _frame_signature(frame)
+        sig = _sample_signature(frame)
         if prev is not None:
             score = float(np.abs(sig - prev).mean())
             if score >= scene_threshold and (len(scenes) < max_scenes or score > min(s for _, s, _ in scenes)):
