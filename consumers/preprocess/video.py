@@ -70,7 +70,8 @@ class Keyframe:
     image: Image.Image
     """RGB, long edge <= the frame edge, rotated for display."""
     scene_score: float
-    """Mean absolute colour difference to the previous intra frame (0-1); 1.0 for the first frame."""
+    """Mean absolute colour difference to the previous intra frame (0-1), or for a scene found by pass 2 to the
+    frame sampled `SCENE_SAMPLE_S` before; 1.0 for the first frame, 0.0 for a spread frame of pass 2."""
     reason: str
     """'first' | 'scene' | 'spread'"""
     signature: np.ndarray | None = None
