@@ -6,6 +6,8 @@ the same run on the same file.
                           [--clip PATH]   (made once and kept there; a 10-minute 1080p clip takes minutes to encode)
                           [--gop N]       (long-GOP, like a screen recording: an intra frame only every N frames and
                                            none at scene cuts, x264 keyint=N with scenecut off)
+                          [--before REV]  (also time consumers/preprocess/video.py as it was at git revision REV, at
+                                           its own defaults, on the same clip in the same run)
 
 The clip is made here with PyAV/libx264 (x264's defaults: an intra frame at each scene cut and at most every
 250 frames): a new scene every --scene-s seconds (a colour field with a moving title and texture).
@@ -17,13 +19,18 @@ Paths, each from the same bytes in memory:
   stage      PreprocessStage.preprocess_video: the above + OCR / hashes / colours / faces / NSFW per keyframe,
              thumbnails (what a worker really spends on the video)
   full       (--full) every frame decoded, the naive way to look for scene changes
+"scenes" counts the clip's distinct scenes (a new one every --scene-s seconds, repeating after 8) with at least
+one keyframe inside.
 """
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import io
+import math
 import os
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -93,6 +100,24 @@ def full_decode(data: bytes) -> int:
     return n
 
 
+def module_at(rev: str):
+    """consumers/preprocess/video.py as it was at git revision `rev`, loaded as its own module."""
+    root = Path(__file__).resolve().parent.parent
+    src = subprocess.run(["git", "show", f"{rev}:consumers/preprocess/video.py"], cwd=root, check=True,
+                         capture_output=True, text=True).stdout
+    spec = importlib.util.spec_from_loader(f"video_at_{rev}", loader=None)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod  # dataclasses look their module up there
+    exec(compile(src, f"video.py@{rev}", "exec"), mod.__dict__)
+    return mod
+
+
+def scenes_found(offsets: list[float], scene_s: float, duration_s: float) -> str:
+    """Distinct scenes with a keyframe inside, of those in the clip (its scenes repeat after len(COLOURS))."""
+    total = min(len(COLOURS), math.ceil(duration_s / scene_s - 1e-6))
+    return f"{len({int(t // scene_s) % len(COLOURS) for t in offsets})}/{total} scenes"
+
+
 def best(fn, rounds: int) -> tuple[float, object]:
     times, out = [], None
     for _ in range(rounds):
@@ -111,6 +136,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--full", action="store_true", help="also time decoding every frame")
     ap.add_argument("--gop", type=int, help="long-GOP clip: an intra frame every N frames, none at scene cuts")
+    ap.add_argument("--before", help="git revision whose video.py is timed beside the current one")
     ap.add_argument("--clip", type=Path, help="read the clip from here if it exists, else make it and keep it there")
     a = ap.parse_args()
     size = tuple(int(x) for x in a.size.split("x"))
@@ -135,21 +161,35 @@ def main() -> None:
     rows = []
     base_s, n_intra = best(lambda: baseline_nokey(data), a.rounds)
     rows.append(("baseline: FFmpeg -skip_frame nokey (all intra frames)", base_s, f"{n_intra} intra frames"))
-    key_s, v = best(lambda: video.extract(data, "MP4", limits), a.rounds)
-    reasons = {r: sum(k.reason == r for k in v.keyframes) for r in ("first", "scene", "spread")}
-    rows.append(("keyframes: video.extract (default settings)", key_s,
-                 f"{len(v.keyframes)} keyframes {reasons}"))
-    stage_s, rec = best(lambda: stage.preprocess_video({"asset_id": "bench"}, data, "MP4"), 1)
-    rows.append(("stage: + OCR/hashes/signals per keyframe", stage_s,
-                 f"{len(rec['video']['keyframes'])} keyframes, OCR {len(rec['ocr']['text'])} chars"))
+    from consumers.preprocess import stage as stage_module
+
+    versions = [("", video, limits, stage)]
+    if a.before:
+        old = module_at(a.before)  # at that revision's own defaults (video_spread_gap_s was 20 s)
+        old_stage = PreprocessStage(Settings(preprocess={"video_spread_gap_s": old.Limits().spread_gap_s}))
+        versions.insert(0, (f" @{a.before}", old, old.Limits(), old_stage))
+    stage.preprocess_video({"asset_id": "warm-up"}, data, "MP4")  # OCR/model loading out of the first timing
+    for tag, mod, lim, st in versions:
+        key_s, v = best(lambda mod=mod, lim=lim: mod.extract(data, "MP4", lim), a.rounds)
+        offsets = [k.offset_s for k in v.keyframes]
+        reasons = {r: sum(k.reason == r for k in v.keyframes) for r in ("first", "scene", "spread")}
+        rows.append((f"keyframes{tag}: video.extract (default settings)", key_s,
+                     f"{scenes_found(offsets, a.scene_s, v.duration_s)}, {len(v.keyframes)} keyframes {reasons}"))
+        stage_module.video = mod  # the stage's whole video path with this version's keyframe selection
+        try:
+            stage_s, rec = best(lambda st=st: st.preprocess_video({"asset_id": "bench"}, data, "MP4"), 1)
+        finally:
+            stage_module.video = video
+        rows.append((f"stage{tag}: + OCR/hashes/signals per keyframe", stage_s,
+                     f"{len(rec['video']['keyframes'])} keyframes, OCR {len(rec['ocr']['text'])} chars"))
     if a.full:
         full_s, n = best(lambda: full_decode(data), 1)
         rows.append(("full decode (every frame)", full_s, f"{n} frames"))
     minutes = v.duration_s / 60
     print(f"\n{minutes:g}-minute {v.width}x{v.height} {v.codec}, 1 thread, best of {a.rounds} (stage/full: 1 run)")
-    print(f"{'path':56s} {'s':>7s} {'s/video-min':>12s} {'÷ baseline':>11s}  notes")
+    print(f"{'path':62s} {'s':>7s} {'s/video-min':>12s} {'÷ baseline':>11s}  notes")
     for name, s, note in rows:
-        print(f"{name:56s} {s:7.2f} {s / minutes:12.3f} {s / base_s:10.2f}x  {note}")
+        print(f"{name:62s} {s:7.2f} {s / minutes:12.3f} {s / base_s:10.2f}x  {note}")
     print(f"\nkeyframe extraction: {key_s / minutes:.3f} s per video-minute ({key_s / base_s:.2f}x FFmpeg's "
           f"intra-only decode); the whole video in the stage: {stage_s:.1f} s (the keyframe cap bounds the "
           f"per-keyframe work, so it does not grow with the length)")

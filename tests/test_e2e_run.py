@@ -19,7 +19,7 @@ from domain.store.client import make_client
 from streams.embedded_store import OsmemStore
 from tests.store_support import settings_for
 from tests.test_validate_render import schema_org_problems
-from tests.video_support import make_video
+from tests.video_support import FESTIVAL, LONG_GOP_FAST, make_video
 
 REPO = Path(__file__).resolve().parent.parent
 SAMPLES = REPO / "samples"
@@ -154,6 +154,8 @@ def test_run_indexes_one_searchable_video_object_per_video(store, tmp_path):
     clip = make_video(metadata={"creation_time": "2026-05-01T10:00:00Z"})  # FRESH BREAD, cut at 3 s, OPEN SUNDAY
     (inputs / "bakery.mp4").write_bytes(clip)
     (inputs / "broken.mp4").write_bytes(clip[: len(clip) // 3])
+    # the user trial: a fast encode with ONE intra frame (at 0 s) and four text scenes
+    (inputs / "festival.mp4").write_bytes(make_video(FESTIVAL, gop=10_000, options=LONG_GOP_FAST))
     shutil.copy(SAMPLES / "product_red_mug.jpg", inputs / "mug.jpg")
     out = tmp_path / "out"
     env = {k: v for k, v in os.environ.items() if not k.startswith("ASSETSTREAM_")}
@@ -164,7 +166,7 @@ def test_run_indexes_one_searchable_video_object_per_video(store, tmp_path):
     assert result.returncode == 1, result.stderr[-3000:]  # 1: the broken video was dead-lettered
     assert "skipped" not in result.stderr  # videos are picked up, not skipped
     rows = {Path(r["file"]).name: r for r in json.loads(result.stdout)}
-    assert set(rows) == {"bakery.mp4", "broken.mp4", "mug.jpg"}
+    assert set(rows) == {"bakery.mp4", "broken.mp4", "festival.mp4", "mug.jpg"}
     assert rows["broken.mp4"]["status"] == "dead_lettered" and rows["broken.mp4"]["stage"] == "preprocess"
     assert rows["broken.mp4"]["reason"] == "corrupt_video" and "MP4" in rows["broken.mp4"]["message"]
     video = rows["bakery.mp4"]
@@ -190,9 +192,15 @@ def test_run_indexes_one_searchable_video_object_per_video(store, tmp_path):
         assert json.loads(found.stdout)["hits"][0]["asset_id"] == video["asset_id"], query
         words = assetstream("search", query, "--mode", "keyword", "--json", "--es-url", store.url, env=env, timeout=60)
         assert [h["asset_id"] for h in json.loads(words.stdout)["hits"]] == [video["asset_id"]], query
+    # the long-GOP video is found by the words of a scene in the seconds after its only intra frame, as typed
+    festival = rows["festival.mp4"]
+    assert festival["media_type"] == "video" and festival["status"] in ("auto_applied", "needs_review")
+    for query in ("tickets", "saturday"):
+        words = assetstream("search", query, "--mode", "keyword", "--json", "--es-url", store.url, env=env, timeout=60)
+        assert [h["asset_id"] for h in json.loads(words.stdout)["hits"]] == [festival["asset_id"]], query
     es = make_client(settings_for(store.url))
     body = es.get(index="video-assets-read", id=video["asset_id"]).body["_source"]
     assert body["media_type"] == "video" and body["duration_s"] == pytest.approx(6.0, abs=0.15)
     assert body["video"]["codec"] == "h264" and "transcript" not in body  # left for a speech-to-text stage
     assert [k["ocr_text"] for k in body["video"]["keyframes"]] == ["FRESH BREAD", "OPEN SUNDAY"]
-    assert es.count(index="video-assets-read", query={"term": {"media_type": "video"}})["count"] == 1
+    assert es.count(index="video-assets-read", query={"term": {"media_type": "video"}})["count"] == 2

@@ -12,7 +12,7 @@ from PIL import Image
 from streams.avro import roundtrip, validate
 from streams.errors import PermanentError
 from tests.preprocess_support import event, stage
-from tests.video_support import Scene, make_video
+from tests.video_support import FESTIVAL, LONG_GOP_FAST, Scene, make_video
 
 
 def words(text: str) -> set[str]:
@@ -147,12 +147,47 @@ def test_long_gop_video_is_spread_by_decoding_forward_within_the_wall_time(tmp_p
     rec = _process(stage(file_roots=[str(tmp_path)], ocr_enabled=False), tmp_path / "screen.mp4", data)
     v = rec["video"]
     assert v["intra_frames"] == 1 and v["truncated_by"] is None
-    # one keyframe per scene (the spread found inside a scene twice is one shot), each within its scene
-    assert [int(k["offset_s"] // 10) for k in v["keyframes"]] == [0, 1, 2, 3, 4, 5]
-    assert [k["reason"] for k in v["keyframes"]] == ["first"] + ["spread"] * 5
+    # one keyframe per scene (the spread found inside a scene twice is one shot), each at its cut: found by the
+    # scene test on the frames decoded forward, or by a spread time landing on it
+    assert [round(k["offset_s"]) for k in v["keyframes"]] == [0, 10, 20, 30, 40, 50]
+    assert v["keyframes"][0]["reason"] == "first" and "scene" in {k["reason"] for k in v["keyframes"][1:]}
     capped = _process(stage(file_roots=[str(tmp_path)], ocr_enabled=False, video_max_wall_s=0.001),
                       tmp_path / "screen.mp4", data)
     assert capped["video"]["truncated_by"] == "max_wall_s" and len(capped["video"]["keyframes"]) >= 1
+
+
+@pytest.mark.parametrize("scenes", [FESTIVAL, (Scene(3.0, "", (0, 0, 0)),
+                                                Scene(5.0, "MOUNTAIN RESCUE", (90, 90, 90), (255, 255, 255)),
+                                                Scene(5.0, "CALL NOW", (10, 60, 90), (255, 255, 255)))],
+                         ids=["four-scenes", "black-intro"])
+def test_every_scene_between_sparse_intra_frames_gets_a_keyframe_with_its_text(tmp_path, scenes):
+    """The user trial: x264 ultrafast with no intra frame after 0 s. Every scene, the ones in the first seconds
+    after the only intra frame too, has a keyframe inside it whose text is read, so search finds the video by
+    the words of a middle scene."""
+    data = make_video(scenes, gop=10_000, options=LONG_GOP_FAST)
+    rec = _process(stage(file_roots=[str(tmp_path)]), tmp_path / "festival.mp4", data)
+    v = rec["video"]
+    assert v["intra_frames"] == 1 and v["truncated_by"] is None
+    starts = [sum(s.seconds for s in scenes[:i]) for i in range(len(scenes))]
+    for start, scene in zip(starts, scenes):
+        inside = [k for k in v["keyframes"] if start <= k["offset_s"] < start + scene.seconds]
+        assert inside, (scene.text, [k["offset_s"] for k in v["keyframes"]])
+        assert words(scene.text) <= words(" ".join(k["ocr_text"] for k in inside)), scene.text
+        assert words(scene.text) <= words(rec["ocr"]["text"])
+    assert len(v["keyframes"]) == len(scenes)  # one per shot, not one per spread time
+
+
+def test_an_end_card_after_the_last_spread_time_of_a_long_gop_video_is_found(tmp_path):
+    """Three keyframes for a 30 s one-intra-frame clip: the spread times (10 s, 20 s) miss the end card at 25 s;
+    the decode goes on to the end of the stretch and its scene test finds the end card (and the cut at 12 s)."""
+    scenes = (Scene(12.0, "", (200, 40, 40)), Scene(13.0, "", (30, 140, 60)), Scene(5.0, "", (40, 70, 190)))
+    data = make_video(scenes, size=(320, 180), gop=10_000, options=LONG_GOP_FAST)
+    rec = _process(stage(file_roots=[str(tmp_path)], ocr_enabled=False, video_max_keyframes=3),
+                   tmp_path / "ad.mp4", data)
+    v = rec["video"]
+    assert v["intra_frames"] == 1
+    assert [(round(k["offset_s"]), k["reason"]) for k in v["keyframes"]] == [(0, "first"), (12, "scene"),
+                                                                          (25, "scene")]
 
 
 def test_a_video_may_be_larger_than_max_bytes_an_image_may_not(tmp_path):

@@ -20,6 +20,16 @@ TWO_SCENES = (Scene(3.0, "FRESH BREAD", (250, 250, 245)), Scene(3.0, "OPEN SUNDA
 """The scene cut is at 3.0 s; each scene's text is visible for its whole length."""
 
 
+FESTIVAL = (Scene(4.0, "HARBOR FESTIVAL", (20, 40, 120), (255, 255, 255)),
+            Scene(4.0, "TICKETS ON SALE", (200, 180, 40)),
+            Scene(4.0, "SATURDAY JUNE", (30, 120, 40), (255, 255, 255)),
+            Scene(4.0, "ZEBRA AQUARIUM", (120, 30, 30), (255, 255, 255)))
+"""Four 4 s text scenes; made with `gop=10_000, options=LONG_GOP_FAST` it has one intra frame, at 0 s."""
+
+LONG_GOP_FAST = {"preset": "ultrafast", "sc_threshold": "0"}
+"""x264 as a fast phone or screen encoder runs it: no intra frame at scene cuts (with a large `gop`)."""
+
+
 def frame_image(scene: Scene, size: tuple[int, int], i: int) -> Image.Image:
     img = Image.new("RGB", size, scene.background)
     d = ImageDraw.Draw(img)

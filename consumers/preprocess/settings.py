@@ -88,9 +88,11 @@ class PreprocessSettings(Section):
                                                                       "frames that counts as a scene change")
     video_duplicate_threshold: float = Field(0.02, ge=0, le=1, description="a keyframe this close to one already "
                                                                            "kept is dropped (static shots)")
-    video_spread_gap_s: float = Field(20.0, gt=0, description="a long-GOP video whose intra frames leave a gap "
-                                                             "longer than this is decoded forward to fill it "
-                                                             "(bounded by video_max_wall_s)")
+    video_spread_gap_s: float = Field(12.0, gt=0, description="a stretch between intra frames (or from the last "
+                                                             "one to the end) longer than this is long-GOP: it is "
+                                                             "decoded forward for the spread and its scene changes "
+                                                             "(bounded by video_max_wall_s); 12 s is over x264's "
+                                                             "longest default GOP, 250 frames at 24 fps")
     video_keyframe_thumbnail_edge: int = Field(256, ge=0, le=768, description="long edge of each keyframe's small "
                                                                              "JPEG for multi-image model calls "
                                                                              "(0 = none)")
