@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 from typing import Any, Mapping
 
 from pydantic import AliasChoices, BaseModel, Field
@@ -99,6 +100,13 @@ def _section_model(annotation: Any) -> Any:
     return None
 
 
+# Kubernetes puts every Service's address into every pod of its namespace (enableServiceLinks, on by default):
+# services named assetstream-ingest, assetstream-kpis, ... give ASSETSTREAM_INGEST_SERVICE_HOST, ASSETSTREAM_KPIS_PORT,
+# ASSETSTREAM_INGEST_PORT_8080_TCP_ADDR, ... (and a release named assetstream, ASSETSTREAM_PORT). They are not settings.
+SERVICE_LINK = re.compile(r"ASSETSTREAM_(?:[A-Z0-9_]+_)?(?:SERVICE_HOST|SERVICE_PORT(?:_[A-Z0-9_]+)?"
+                          r"|PORT(?:_\d+_(?:TCP|UDP|SCTP)(?:_(?:PROTO|PORT|ADDR))?)?)")
+
+
 class UnknownEnvSections(PydanticBaseSettingsSource):
     """ASSETSTREAM_* environment variables whose section the settings do not have (`ASSETSTREAM_ENRICHH__PROVIDER`),
     handed on as that unknown key so they are refused like a misspelt key of the settings file
@@ -118,6 +126,8 @@ class UnknownEnvSections(PydanticBaseSettingsSource):
         for var in self.environ:
             upper = var.upper()
             if not upper.startswith("ASSETSTREAM_") or upper in OTHER_ENV:
+                continue
+            if "__" not in upper and SERVICE_LINK.fullmatch(upper):  # a Kubernetes service link, not a setting
                 continue
             section = upper.removeprefix("ASSETSTREAM_").split("__", 1)[0].lower()
             if section and section not in known:

@@ -343,7 +343,15 @@ def test_a_misspelt_section_in_an_environment_variable_is_refused_too():
                                     "ASSETSTREAM_PROMPTS_DIR": str(ROOT / "prompts"), "ASSETSTREAM_LOG_LEVEL": "INFO",
                                     "ASSETSTREAM_LOG_LEVELS__ELASTIC_TRANSPORT": "info",
                                     "ASSETSTREAM_AVRO_DIR": str(ROOT / "avro"),
-                                    "ASSETSTREAM_REVIEW_SCREENSHOT": "/tmp/shot.png"})
+                                    "ASSETSTREAM_REVIEW_SCREENSHOT": "/tmp/shot.png",
+                                    # what Kubernetes sets in every pod for our manifests' services (service links)
+                                    "ASSETSTREAM_INGEST_SERVICE_HOST": "10.0.0.7",
+                                    "ASSETSTREAM_INGEST_SERVICE_PORT": "8080",
+                                    "ASSETSTREAM_INGEST_SERVICE_PORT_HTTP": "8080",
+                                    "ASSETSTREAM_INGEST_PORT": "tcp://10.0.0.7:8080",
+                                    "ASSETSTREAM_INGEST_PORT_8080_TCP_ADDR": "10.0.0.7",
+                                    "ASSETSTREAM_KPIS_PORT_6066_TCP": "tcp://10.0.0.8:6066",
+                                    "ASSETSTREAM_PORT": "tcp://10.0.0.9:80"})
     assert res.returncode == 0, res.stderr
     assert json.loads(res.stdout)["log_levels"] == {"elastic_transport": "INFO"}
 
@@ -353,14 +361,14 @@ def test_every_assetstream_variable_the_project_reads_is_allowed():
     in app.settings.OTHER_ENV, or setting them would now be refused as an unknown section."""
     import re
 
-    from app.settings import OTHER_ENV, Settings
+    from app.settings import OTHER_ENV, SERVICE_LINK, Settings
 
     top_level = {f"ASSETSTREAM_{name.upper()}" for name in Settings.model_fields}
     files = [p for p in ROOT.rglob("*.py") if ".git" not in p.parts]  # quoted names: not ASSETSTREAM_NS (a constant)
     named = {m for p in files for m in re.findall(r"[\"']ASSETSTREAM_([A-Z0-9_]+)[\"'=]", p.read_text("utf-8"))}
     others = [ROOT / "Makefile", ROOT / "Dockerfile", *ROOT.glob("deploy/**/*.yaml"), *ROOT.glob(".ci/**/*")]
     named |= {m for p in others if p.is_file() for m in re.findall(r"\bASSETSTREAM_([A-Z0-9_]+)", p.read_text("utf-8"))}
-    names = {f"ASSETSTREAM_{n}" for n in named if "__" not in n and n}
+    names = {f"ASSETSTREAM_{n}" for n in named if "__" not in n and n and not SERVICE_LINK.fullmatch(f"ASSETSTREAM_{n}")}
     assert names - OTHER_ENV - top_level == set()
     assert {"ASSETSTREAM_CONFIG", "ASSETSTREAM_LOCAL_CLASSIFIER", "ASSETSTREAM_PROMPTS_DIR"} <= names
 
