@@ -301,3 +301,20 @@ def test_scrub_hides_every_form_a_credential_is_sent_in_before_it_cuts():
     out = scrub(said, forms)
     assert TOKEN not in out and "s3cr" not in out and "dXNlcjpwdw" not in out and "hunter22" not in out, out
     assert "https://bob:**********@proxy/" in out  # what it was is still readable
+    # a target's plain explanation stays readable (the exact forms above are what hides our secrets)
+    for plain in ("Basic information is required for this media item", "Invalid token: expired, please retry",
+                  '{"api_key":"must be a string"}'):
+        assert scrub(plain, forms) == plain
+
+
+def test_a_huge_answer_from_a_target_is_scrubbed_and_cut_without_stalling_the_call():
+    """A target answering with a megabyte (an echoed upload, a long run of word characters): the credential
+    patterns once rescanned every position of such a run (100 KB took minutes); only the answer's head is kept."""
+    from consumers.writeback.http import MAX_REASON, HttpTarget
+    from consumers.writeback.limits import Pacer
+    from consumers.writeback.settings import TargetSettings
+
+    target = HttpTarget(TargetSettings(name="dam", url="http://127.0.0.1:9/{asset_id}", bearer_token=TOKEN), Pacer(0))
+    for body in ("a-" * 500_000, "a." * 500_000, "x" * 400_000 + TOKEN):
+        out = target.scrub(body)
+        assert len(out) <= MAX_REASON and TOKEN not in out

@@ -29,14 +29,24 @@ TRANSIENT_STATUS = {401, 403, 408, 409, 412, 423, 425, 429}
 CONCURRENT_CHANGE = {409, 412}
 MAX_REASON = 300
 HIDDEN = "**********"
+SCRUB_SPAN = 4096  # what is scrubbed of a target's answer (plus the longest secret form), then cut to MAX_REASON
 _CREDENTIAL_VALUES = [  # whatever the secret: the value of an Authorization header, Basic/Bearer credentials,
-    # a password in a URL, and `password`/`token`/`key`-like JSON or form fields
-    re.compile(r"(?i)(\bauthorization\b[\"']?\s*[:=]\s*[\"']?)[^\"'\r\n,;}&]+"),
-    re.compile(r"(?i)(\b(?:basic|bearer)\s+)[a-z0-9+/=._~\\-]{4,}"),
-    re.compile(r"(?i)(\b[a-z][a-z0-9+.-]*:(?:\\?/){2}[^\s/@:\"']*:)[^\s/@\"']+(?=@)"),
-    re.compile(r"(?i)(\b[\w-]*(?:password|passwd|secret|token|api[_-]?key)[\w-]*[\"']?\s*[:=]\s*[\"']?)"
-               r"[^\"'\s,;}&]+"),
+    # a password in a URL, and `password`/`token`/`key`-like JSON or form fields. Each pattern starts at the start
+    # of a run of the characters it repeats (no rescan from every position inside a long run: linear time)
+    # (pattern, whether its value is hidden only when it looks like a credential: words after "basic"/"token:" may
+    # be a target's plain explanation; an Authorization header's value and a URL's password are always hidden)
+    (re.compile(r"(?i)(\bauthorization\b[\"']?\s*[:=]\s*[\"']?)([^\"'\r\n,;}&]+)"), False),
+    (re.compile(r"(?i)(\b(?:basic|bearer)\s+)([a-z0-9+/=._~\\-]{4,})"), True),
+    (re.compile(r"(?i)((?<![a-z0-9+.-])[a-z][a-z0-9+.-]*:(?:\\?/){2}[^\s/@:\"']*:)([^\s/@\"']+)(?=@)"), False),
+    (re.compile(r"(?i)((?<![\w-])[\w-]*(?:password|passwd|secret|token|api[_-]?key)[\w-]*[\"']?\s*[:=]\s*[\"']?)"
+                r"([^\"'\s,;}&]+)"), True),
 ]
+
+
+def _looks_secret(value: str) -> bool:
+    """A credential-looking value (a backstop behind the exact secret forms): long, or with a digit or a symbol
+    that words do not have. Keeps a target's plain words ("Basic information is required", "token: expired")."""
+    return len(value) >= 16 or any(c.isdigit() or c in "=./+_~\\-" for c in value)
 
 
 def secret_forms(secrets: list[str], logins: list[tuple[str, str]] = ()) -> list[str]:
@@ -63,8 +73,9 @@ def scrub(text: str, forms: list[str]) -> str:
     """`text` without any of these secret forms (secret_forms) nor any credential-looking value."""
     for form in forms:
         text = text.replace(form, HIDDEN)
-    for pattern in _CREDENTIAL_VALUES:
-        text = pattern.sub(lambda m: m.group(1) + HIDDEN, text)
+    for pattern, if_secret in _CREDENTIAL_VALUES:
+        text = pattern.sub(lambda m, if_secret=if_secret: m.group(1) + (
+            m.group(2) if if_secret and not _looks_secret(m.group(2)) else HIDDEN), text)
     return text
 
 
@@ -153,7 +164,8 @@ class HttpTarget:
         """What a target answered, fit for a log line and a dead letter: every form of our credentials replaced
         (a target echoing our headers or URL must not put them there), any credential-looking value redacted,
         and only then cut to MAX_REASON (a secret at the cut cannot leave its first characters behind)."""
-        return scrub(text, self._secrets)[:MAX_REASON]
+        span = SCRUB_SPAN + max(map(len, self._secrets), default=0)  # a large answer: only its head is kept
+        return scrub(text[:span], self._secrets)[:MAX_REASON]
 
     def _failed(self, reason: str) -> None:
         if self.breaker.failure(reason):
