@@ -79,7 +79,7 @@ class Backpressure:
         if reason != self.current:
             self.sensor.on_pause(reason, self.current)
             if reason and reason != "backpressure":
-                log.info("%s: pausing consumption: %s", self.name, reason)
+                log.warning("%s: pausing consumption: %s", self.name, reason)  # not the in-flight limit: say it
             self.current = reason
 
     def hold_windows(self, assigned: set[TP], window: Callable[[TP], int]) -> None:

@@ -132,7 +132,8 @@ def test_run_with_an_unreachable_writeback_target_reports_it_after_the_rows(stor
     images.mkdir()
     shutil.copy(SAMPLES / "product_red_mug.jpg", images / "product_red_mug.jpg")
     out = tmp_path / "out"
-    env = {**_writeback_env("e2e-wbdown"), "ASSETSTREAM_OPS__RUN_WRITEBACK_WAIT_S": "2"}
+    env = {**_writeback_env("e2e-wbdown"), "ASSETSTREAM_OPS__RUN_WRITEBACK_WAIT_S": "2",
+           "ASSETSTREAM_LOG_LEVEL": "WARNING"}  # the workers log at WARNING: the pause must still be seen
     # the default --timeout (900 s): the run must not sit it out (the subprocess is given 400 s)
     result = assetstream("run", str(images), "--out", str(out), "--es-url", store.url, "--json",
                          "--writeback-url", f"http://127.0.0.1:{port}/api/assets/{{asset_id}}",
