@@ -14,6 +14,8 @@ from streams.settings import redact_url  # noqa: F401 - for the CLI modules
 T = TypeVar("T")
 
 console = Console(stderr=True)
+if not console.is_terminal:  # pod logs, CI, a pipe: a message is one line however long (grep-able), not wrapped at 80
+    console = Console(stderr=True, soft_wrap=True)
 out = Console()
 if not out.is_terminal:  # piped/CI output: wide enough for the results table to stay readable
     out = Console(width=160)

@@ -382,6 +382,15 @@ def test_a_worker_without_its_api_key_refuses_to_start_in_one_line():
     assert res.returncode == 2, res.stderr
     assert "refusing to start: the claude provider needs an API key: ASSETSTREAM_ENRICH__ANTHROPIC_API_KEY is not " \
         "set" in res.stderr
+    # in a pod's log (stderr not a terminal, no COLUMNS) the message is still one line (trial 8: wrapped at 80)
+    plain = subprocess.run([sys.executable, "-m", "app.cli", "worker", "enrich", "--metrics-port", "0"], cwd=ROOT,
+                           capture_output=True, text=True, timeout=60,
+                           env={**{k: v for k, v in os.environ.items() if not k.startswith("ASSETSTREAM_")
+                                   and k != "COLUMNS"}, "PYTHONPATH": str(ROOT),
+                                "ASSETSTREAM_ENRICH__PROVIDER": "claude", "ASSETSTREAM_REGISTRY__ALLOW_IN_PROCESS": "true",
+                                "ASSETSTREAM_KAFKA__BOOTSTRAP_SERVERS": f"127.0.0.1:{free_port()}"})
+    assert plain.returncode == 2 and "refusing to start: the claude provider needs an API key: " \
+        "ASSETSTREAM_ENRICH__ANTHROPIC_API_KEY is not set" in plain.stderr.splitlines(), plain.stderr
     assert "Traceback" not in res.stderr and "╭" not in res.stderr and "PermanentError" not in res.stderr
     assert len(res.stderr.strip().splitlines()) == 1, res.stderr
 
