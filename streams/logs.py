@@ -16,7 +16,10 @@ QUIET_BY_DEFAULT = {"elastic_transport": "WARNING"}
 FORMAT = "%(asctime)s %(levelname)s %(name)s{suffix}: %(message)s"
 
 
-_URL_CREDENTIALS = re.compile(r"(?i)(\b[a-z][a-z0-9+.-]*://[^\s/@:\"']*:)[^\s/@\"']+(?=@)")
+HIDDEN = "**********"
+URL_CREDENTIALS = re.compile(r"(?i)((?<![a-z0-9+.-])[a-z][a-z0-9+.-]*:(?:\\?/){2}[^\s/@:\"']*:)([^\s/@\"']+)(?=@)")
+"""The password of a URL's userinfo (group 2; group 1 up to it), also JSON-escaped (`https:\\/\\/user:pw@`). The
+scheme starts where a run of scheme characters starts (linear time on long runs)."""
 
 
 class HideUrlCredentials(logging.Filter):
@@ -26,7 +29,7 @@ class HideUrlCredentials(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
         if "@" in message:
-            hidden = _URL_CREDENTIALS.sub(r"\1**********", message)
+            hidden = URL_CREDENTIALS.sub(rf"\1{HIDDEN}", message)
             if hidden != message:
                 record.msg, record.args = hidden, ()
         return True

@@ -22,13 +22,12 @@ import httpx
 from consumers.writeback.limits import Breaker, Pacer
 from consumers.writeback.settings import TargetSettings
 from streams.errors import PermanentError, TransientError
-from streams.logs import hide_url_credentials
+from streams.logs import HIDDEN, URL_CREDENTIALS, hide_url_credentials
 from streams.metrics import WRITEBACK_BREAKER_OPEN, WRITEBACK_SECONDS
 
 TRANSIENT_STATUS = {401, 403, 408, 409, 412, 423, 425, 429}
 CONCURRENT_CHANGE = {409, 412}
 MAX_REASON = 300
-HIDDEN = "**********"
 SCRUB_SPAN = 4096  # what is scrubbed of a target's answer (plus the longest secret form), then cut to MAX_REASON
 _CREDENTIAL_VALUES = [  # whatever the secret: the value of an Authorization header, Basic/Bearer credentials,
     # a password in a URL, and `password`/`token`/`key`-like JSON or form fields. Each pattern starts at the start
@@ -37,7 +36,7 @@ _CREDENTIAL_VALUES = [  # whatever the secret: the value of an Authorization hea
     # be a target's plain explanation; an Authorization header's value and a URL's password are always hidden)
     (re.compile(r"(?i)(\bauthorization\b[\"']?\s*[:=]\s*[\"']?)([^\"'\r\n,;}&]+)"), False),
     (re.compile(r"(?i)(\b(?:basic|bearer)\s+)([a-z0-9+/=._~\\-]{4,})"), True),
-    (re.compile(r"(?i)((?<![a-z0-9+.-])[a-z][a-z0-9+.-]*:(?:\\?/){2}[^\s/@:\"']*:)([^\s/@\"']+)(?=@)"), False),
+    (URL_CREDENTIALS, False),
     (re.compile(r"(?i)((?<![\w-])[\w-]*(?:password|passwd|secret|token|api[_-]?key)[\w-]*[\"']?\s*[:=]\s*[\"']?)"
                 r"([^\"'\s,;}&]+)"), True),
 ]
