@@ -9,7 +9,7 @@ from __future__ import annotations
 import difflib
 import os
 import re
-from typing import Any, Mapping
+from typing import Any
 
 from pydantic import AliasChoices, BaseModel, Field
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
@@ -113,17 +113,13 @@ class UnknownEnvSections(PydanticBaseSettingsSource):
     (`enrichh: Extra inputs are not permitted (did you mean 'enrich'?)`) instead of being ignored. The variables'
     values are never read (they may be secrets)."""
 
-    def __init__(self, settings_cls: type[BaseSettings], environ: Mapping[str, str] | None = None):
-        super().__init__(settings_cls)
-        self.environ = os.environ if environ is None else environ
-
     def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
         return None, field_name, False
 
     def __call__(self) -> dict[str, Any]:
         known = {n.lower() for name, f in self.settings_cls.model_fields.items() for n in (name, *_names(name, f))}
         unknown: dict[str, Any] = {}
-        for var in self.environ:
+        for var in os.environ:
             upper = var.upper()
             if not upper.startswith("ASSETSTREAM_") or upper in OTHER_ENV:
                 continue
