@@ -116,6 +116,7 @@ class StageRunner:
         if self.rs.transactional:
             pconf["transactional.id"] = f"{self.group_id}-{instance or uuid.uuid4().hex[:12]}"
         self.consumer = Consumer(cconf)
+        self._metadata: Any = None  # the cluster's metadata (or what asking for it raised), asked once at start-up
         if instance and self._static_members_never_expire():
             self.consumer.close()
             del cconf["group.instance.id"]
@@ -123,6 +124,7 @@ class StageRunner:
         self.producer = Producer(pconf)
         settings = self._resolve_retry_mode(settings)
         self.retry_topic = self.work.retry.topic if self.work.retry is not None else None
+        self.input_topics = (self.input_topic,) + ((self.retry_topic,) if self.retry_topic else ())
         self.commits: Commits = (
             TransactionalCommits(self.name, self.consumer, self.producer, self.tracker, self.sensor, self._rewind)
             if self.rs.transactional else PlainCommits(self.name, self.consumer, self.tracker, self.sensor))
@@ -130,7 +132,7 @@ class StageRunner:
         self.consumer_lag = ConsumerLag(  # its probe logs like the runner's clients (once per interval)
             self.consumer, {**kafka.client_config(), "error_cb": self._on_client_error, "logger": self.client_log},
             self.group_id, self.tracker.committed, self.sensor,
-            topics=(self.input_topic,) + ((self.retry_topic,) if self.retry_topic else ()))
+            topics=self.input_topics)
         self.outputs = Outputs(self.producer, self.commits, self.work, self.tracker, self.sensor, self.assigned,
                                fatal=self._fatal, originals=open_store(settings.dead_letters),
                                inline_max_bytes=settings.dead_letters.inline_max_bytes)
@@ -142,15 +144,24 @@ class StageRunner:
             self.executor = RetryLane(self.executor, make_retry_executor(stage, settings, self.work, self._stop,
                                                                          self.outputs.emit), self.retry_topic)
 
+    def _cluster_metadata(self) -> Any:
+        """The cluster's metadata, or the KafkaException asking for it raised: one request (up to
+        runner.retry_topic_check_timeout_s) shared by the start-up checks, so a broker that does not answer costs
+        that wait once."""
+        if self._metadata is None:
+            try:
+                self._metadata = self.consumer.list_topics(timeout=self.rs.retry_topic_check_timeout_s)
+            except KafkaException as exc:
+                self._metadata = exc
+        return self._metadata
+
     def _static_members_never_expire(self) -> bool:
         """Whether the broker is tansu (its default cluster id), whose group coordinator keeps a static member
         (group.instance.id) whose session expired: a worker stopped or killed for good keeps its partitions
         and nobody consumes them, for ever (docs/operations.md#scaling-a-group). Such a worker joins as a
         dynamic member instead. Unknown (no answer) counts as no."""
-        try:
-            cluster = self.consumer.list_topics(timeout=self.rs.retry_topic_check_timeout_s).cluster_id
-        except KafkaException:
-            return False
+        metadata = self._cluster_metadata()
+        cluster = None if isinstance(metadata, KafkaException) else metadata.cluster_id
         if cluster != TANSU_CLUSTER_ID:
             return False
         log.warning("%s: the broker is tansu (cluster id %s), which never expires a static member: joining "
@@ -165,15 +176,15 @@ class StageRunner:
         retry, mode = self.work.retry, self.rs.retry_mode
         if retry is None:
             return settings
-        try:
-            exists = retry.topic in self.consumer.list_topics(timeout=self.rs.retry_topic_check_timeout_s).topics
-        except KafkaException as exc:
+        metadata = self._cluster_metadata()
+        if isinstance(metadata, KafkaException):
+            exc = metadata
             self.consumer.close()
             error = exc.args[0] if exc.args else exc
             reason = error.str() if hasattr(error, "str") else str(error)
             raise RetryTopicUnknown(f"{self.name}: cannot check for the retry topic {retry.topic} "
                                     f"(runner.retry_mode={mode}): {exc}", retry.topic, reason) from exc
-        if exists:
+        if retry.topic in metadata.topics:
             log.info("%s: transient failures go to the retry topic %s", self.name, retry.topic)
             return settings
         if mode == "topic":
@@ -204,7 +215,7 @@ class StageRunner:
             if self.rs.metrics_port >= 0:
                 self._http, self.metrics_port = metrics.serve(self.health, self.rs.metrics_port, self.rs.metrics_host)
             self.executor.start()
-            topics = [self.input_topic] + ([self.retry_topic] if self.retry_topic else [])
+            topics = list(self.input_topics)
             self.consumer.subscribe(topics, on_assign=self._on_assign, on_revoke=self._on_revoke,
                                     on_lost=self._on_lost)
             self.health.started = True
