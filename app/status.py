@@ -21,8 +21,10 @@ from typing import Any, Iterable
 from confluent_kafka import OFFSET_END, ConsumerGroupTopicPartitions, Consumer, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient
 
+from streams.lag import probe_config
 from streams.settings import RuntimeSettings
 from streams.tracker import TP
+from streams.work import uses_retry_topic
 
 _QUIET = logging.getLogger("assetstream.status.client")
 _QUIET.addHandler(logging.NullHandler())
@@ -94,7 +96,7 @@ def stage_topics(settings: RuntimeSettings, stage_cls: Any, existing: set[str]) 
     (runner.retry_mode topic/auto, a record-by-record stage, the topic exists)."""
     topics = [settings.topics.name(stage_cls.input_topic)]
     retry = settings.topics.retry_name(stage_cls.input_topic)
-    if settings.runner.retry_mode != "inplace" and stage_cls.kind != "batch" and retry in existing:
+    if uses_retry_topic(settings.runner, stage_cls) and retry in existing:
         topics.append(retry)
     return topics
 
@@ -168,11 +170,8 @@ class GroupInspector:
         tps = sorted(tps)
         if not tps:
             return {}
-        probe = Consumer({**self.client_config,
-                          "group.id": f"{self.settings.groups.prefix}status-{uuid.uuid4().hex[:8]}",
-                          "enable.auto.commit": False, "enable.auto.offset.store": False,
-                          "isolation.level": "read_committed", "fetch.wait.max.ms": 100,
-                          "max.partition.fetch.bytes": 1, "queued.max.messages.kbytes": 1})
+        probe = Consumer(probe_config(self.client_config, f"{self.settings.groups.prefix}status-{uuid.uuid4().hex[:8]}",
+                                      fetch_wait_ms=100))
         ends: dict[Any, int] = {}
         try:
             probe.assign([TopicPartition(t, p, OFFSET_END) for t, p in tps])

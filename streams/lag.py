@@ -25,6 +25,14 @@ from streams.sensors import Sensor
 from streams.tracker import TP
 
 
+def probe_config(client_config: dict[str, Any], group_id: str, fetch_wait_ms: int) -> dict[str, Any]:
+    """An assign-only consumer that learns high watermarks from fetch responses (never joins a group, never
+    commits; fetches a batch at a time and keeps at most 1 KB queued)."""
+    return {**client_config, "group.id": group_id, "enable.auto.commit": False, "enable.auto.offset.store": False,
+            "isolation.level": "read_committed", "fetch.wait.max.ms": fetch_wait_ms,
+            "max.partition.fetch.bytes": 1, "queued.max.messages.kbytes": 1}
+
+
 class ConsumerLag:
     """The lag of one worker's assigned partitions, reported to the sensor. Poll thread only."""
 
@@ -35,10 +43,7 @@ class ConsumerLag:
         self.interval_s = interval_s
         self.lags: dict[TP, int] = {}
         self._last = 0.0
-        self._probe_config = {**client_config, "group.id": f"{group_id}.lag-probe", "enable.auto.commit": False,
-                              "enable.auto.offset.store": False, "isolation.level": "read_committed",
-                              "fetch.wait.max.ms": 500, "max.partition.fetch.bytes": 1,
-                              "queued.max.messages.kbytes": 1}
+        self._probe_config = probe_config(client_config, f"{group_id}.lag-probe", fetch_wait_ms=500)
         self._probe: Consumer | None = None
         self._probed: set[TP] = set()  # what the probe is assigned to
 

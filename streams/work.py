@@ -86,6 +86,12 @@ class Abandon(BaseException):
     """Raised inside the work when shutdown interrupts retries: the record stays uncommitted."""
 
 
+def uses_retry_topic(runner: Any, stage: Any) -> bool:
+    """Whether a stage's workers send transient failures to (and consume) its input's retry topic: runner.retry_mode
+    topic or auto (auto falls back to in place when the topic is missing), and a record-by-record stage."""
+    return runner.retry_mode != "inplace" and stage.kind != "batch"
+
+
 class RecordWork:
     """Decode -> stage -> encode for one record, with retries and dead letters. No Kafka types in here.
 
@@ -109,7 +115,7 @@ class RecordWork:
         # runner.retry_mode=topic (or auto; the runner sets this to None when auto finds no retry topic):
         # transient failures go to the input's retry topic, not a backoff in place
         self.retry = (RetryTopic(settings.topics.retry_name(stage.input_topic), self.rs.retry_topic_delays_s)
-                      if self.rs.retry_mode != "inplace" and stage.kind != "batch" else None)
+                      if uses_retry_topic(self.rs, stage) else None)
 
     @property
     def stopping(self) -> bool:
