@@ -335,7 +335,7 @@ class EmbeddedRun:
     def summary_rows(self) -> list[dict[str, Any]]:
         """One row per published input (`summary_row`), with its write-back outcomes when targets are configured."""
         rows = [summary_row(asset_id, path, self.tracker) for asset_id, path in self.paths.items()]
-        if self.settings is not None and self.settings.writeback.targets and "writeback" in self.workers:
+        if "writeback" in self.workers:  # started only with write-back targets
             for r in rows:
                 if r["status"] != "dead_lettered":
                     r["writeback"] = self.writeback.get(r["asset_id"], [])
@@ -378,7 +378,7 @@ class EmbeddedRun:
             pending = str(exc).splitlines()[0]
         letters = wb.read_dead_letters(settings, "writeback", set(self.tracker.event_ids), self.started_ms)
         self.writeback = wb.outcomes(settings, self.tracker.validated, letters, self.started_ms,
-                                     _short_reason(pending))
+                                     wb.short_reason(pending))
         stuck = sum(w["outcome"] == "not_written" for ws in self.writeback.values() for w in ws)
         if pending and stuck:
             self.writeback_problems.append(wb.describe_pause(settings, pending, stuck, self.bootstrap)
@@ -756,19 +756,6 @@ def _size(path: Path) -> int:
         return path.stat().st_size
     except OSError:
         return 0
-
-
-def _short_reason(pending: str | None) -> str | None:
-    """An asset's reason for not being written, from what stopped the wait: `target unreachable (ConnectError)`
-    rather than the worker's whole pause line."""
-    import re
-
-    if pending is None:
-        return None
-    m = re.match(r"writeback target unavailable: [^:]+: (.*)$", pending)
-    if m:
-        return f"target {'answering ' + m.group(1) if m.group(1).isdigit() else 'unreachable (' + m.group(1) + ')'}"
-    return pending
 
 
 def _interrupt(signum: int, frame: Any) -> None:

@@ -43,18 +43,32 @@ def target_location(target: Any) -> str:
     return str(target.out_dir)
 
 
+_UNAVAILABLE = re.compile(r"writeback target unavailable: ([^:]+): (.*)$")
+
+
+def target_state(why: str, where: str = "") -> str:
+    """`answering 503 at …` (an HTTP status) or `unreachable at … (ConnectError)`: why a target took nothing."""
+    return f"answering {why}{where}" if why.isdigit() else f"unreachable{where} ({why})"
+
+
+def short_reason(pending: str | None) -> str | None:
+    """An asset's reason for not being written, from what stopped the wait: `target unreachable (ConnectError)`
+    rather than the worker's whole pause line."""
+    m = _UNAVAILABLE.match(pending) if pending is not None else None
+    return f"target {target_state(m.group(2))}" if m else pending
+
+
 def describe_pause(settings: Settings, reason: str, count: int, bootstrap: str | None) -> str:
     """The run's one-line account of a target the writeback group is stuck on, naming it, where it is and why."""
     how = ("`assetstream worker writeback` against the cluster writes them when it returns (their records stay "
            f"uncommitted on {bootstrap}), or run the same command again" if bootstrap else
            "run the same command again when it is back (this run's embedded broker is gone with it)")
-    m = re.match(r"writeback target unavailable: ([^:]+): (.*)$", reason)
+    m = _UNAVAILABLE.match(reason)
     if m:
         name, why = m.group(1), m.group(2)
         target = next((t for t in settings.writeback.targets if t.name == name), None)
         where = f" at {target_location(target)}" if target is not None else ""
-        state = f"answering {why}{where}" if why.isdigit() else f"unreachable{where} ({why})"
-        return f"write-back target '{name}' {state}: {count} asset(s) not written; {how}"
+        return f"write-back target '{name}' {target_state(why, where)}: {count} asset(s) not written; {how}"
     return f"{reason}: {count} asset(s) not written; {how}"
 
 
