@@ -38,7 +38,7 @@ def canonical_tags(raw: str, tax: Taxonomy, keep: set[str] = frozenset()) -> lis
     out, unknown = [], []
     for item in items:
         tag = item.strip()
-        if tag in keep or (tag in tax.entries and tax.current_name(tag) == tag):  # not renamed
+        if tag in keep or (tag in tax.entries and tag not in tax.deprecated):  # not renamed
             out.append(tag)
             continue
         res = tax.resolve(tag)

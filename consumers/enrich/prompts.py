@@ -104,7 +104,7 @@ def load_prompt(task: str, version: str | None = None, prompts_dir: Path = PROMP
     if set(sections) != {"system", "user"}:
         raise ValueError(f"{path}: needs exactly one <!-- system --> and one <!-- user --> part")
     schema = json.loads((prompts_dir / task / f"{version}.schema.json").read_text(encoding="utf-8"))
-    return PromptTemplate(id=str(meta.get("id", task)), version=str(meta.get("version", version)), meta=meta,
+    return PromptTemplate(id=str(meta.get("id", task)), version=version, meta=meta,
                           system_source=sections["system"], user_source=sections["user"], schema=schema,
                           path=str(path))
 

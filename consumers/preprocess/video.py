@@ -188,17 +188,10 @@ def _signature(img: Image.Image) -> np.ndarray:
     return np.asarray(img.convert("RGB").resize(SIGNATURE_SIZE, Image.Resampling.BILINEAR), dtype=np.float32) / 255.0
 
 
-def _frame_signature(frame: Any) -> np.ndarray:
+def _frame_signature(frame: Any, interpolation: str = "AREA") -> np.ndarray:
     """The same from a decoded frame, scaled by swscale straight from its native pixels (no full-size copy)."""
-    return np.asarray(frame.to_image(width=SIGNATURE_SIZE[0], height=SIGNATURE_SIZE[1], interpolation="AREA"),
+    return np.asarray(frame.to_image(width=SIGNATURE_SIZE[0], height=SIGNATURE_SIZE[1], interpolation=interpolation),
                       dtype=np.float32) / 255.0
-
-
-def _sample_signature(frame: Any) -> np.ndarray:
-    """A cheaper one for pass 2's scene test on every sampled frame: swscale's fast bilinear (~0.7 ms instead of
-    ~2 ms from 1080p; within a shot two samples differ by < 0.04, a cut by the same as with the area filter)."""
-    return np.asarray(frame.to_image(width=SIGNATURE_SIZE[0], height=SIGNATURE_SIZE[1],
-                                     interpolation="FAST_BILINEAR"), dtype=np.float32) / 255.0
 
 
 def _differ(sig: np.ndarray, others: list[np.ndarray], threshold: float) -> bool:
@@ -446,7 +439,9 @@ def _frames_at(box: Any, stream: Any, times: list[float], intra: list[float], st
         nonlocal prev, sampled
         if pos - sampled < SCENE_SAMPLE_S - 1e-3 or max_scenes <= 0:
             return
-        sig = _sample_signature(frame)
+        # pass 2's scene test on every sampled frame: swscale's fast bilinear (~0.7 ms instead of ~2 ms from 1080p;
+        # within a shot two samples differ by < 0.04, a cut by the same as with the area filter)
+        sig = _frame_signature(frame, "FAST_BILINEAR")
         if prev is not None:
             score = float(np.abs(sig - prev).mean())
             if score >= scene_threshold and (len(scenes) < max_scenes or score > min(s for _, s, _ in scenes)):
