@@ -445,10 +445,9 @@ class EmbeddedRun:
         names = topic_names(settings)
         serde = Serde.for_settings(settings)
         consumer = Consumer({**settings.kafka.client_config(), "group.id": f"assetstream-run-{os.getpid()}",
-                             "enable.auto.commit": False, "auto.offset.reset": "earliest",
-                             "session.timeout.ms": 6000, "heartbeat.interval.ms": 1000})
+                             "enable.auto.commit": False})
         watched = {names[t]: t for t in ("preprocessed", "enriched", "validated", "dead_letter")}
-        consumer.subscribe(list(watched))
+        _read_from_start(consumer, list(watched))
         es = make_client(settings)
         progress = None
         bars: dict[str, Any] = {}
@@ -525,11 +524,9 @@ class EmbeddedRun:
         serde = Serde.for_settings(settings)
         topic = settings.topics.name("validated")
         common = {**settings.kafka.client_config(), "enable.auto.commit": False}
-        consumer = Consumer({**common, "group.id": f"assetstream-run-review-{os.getpid()}",
-                             "auto.offset.reset": "earliest", "session.timeout.ms": 6000,
-                             "heartbeat.interval.ms": 1000})
+        consumer = Consumer({**common, "group.id": f"assetstream-run-review-{os.getpid()}"})
         index_group = Consumer({**common, "group.id": settings.groups.name("index")})  # its offsets, never joined
-        consumer.subscribe([topic])
+        _read_from_start(consumer, [topic])
         pending: dict[str, tuple[int, int]] = {}  # asset id -> (partition, offset) of its newest record not yet
         final_deadline = None
         try:
@@ -756,6 +753,16 @@ def _size(path: Path) -> int:
         return path.stat().st_size
     except OSError:
         return 0
+
+
+def _read_from_start(consumer: Any, topics: list[str]) -> None:
+    """Every partition of these topics assigned from its first record, without joining a consumer group: the run
+    commits nothing, and a group member's close() waits for a join in flight (on tansu each join is held for half
+    the session timeout, and a SIGTERM during one kept the run from stopping for over a minute)."""
+    from confluent_kafka import OFFSET_BEGINNING, TopicPartition
+
+    meta = consumer.list_topics(timeout=10).topics
+    consumer.assign([TopicPartition(t, p, OFFSET_BEGINNING) for t in topics for p in sorted(meta[t].partitions)])
 
 
 def _interrupt(signum: int, frame: Any) -> None:
