@@ -255,3 +255,22 @@ def test_a_large_transparent_image_is_shrunk_before_it_is_flattened():
     grew_mb = int(subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True,
                                  env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}).stdout)
     assert grew_mb < 120, grew_mb
+
+
+
+
+def test_a_preprocess_worker_imports_scipy_before_its_threads_start():
+    """imagehash.phash imports scipy.fftpack on first use and the geocoder scipy.spatial: from two worker threads
+    at once (a worker's first two photos) one raised KeyError('scipy'), a dead-lettered photo, and the other an
+    ImportError, a photo without its place (reproduced in about one fresh process in three). Loading the stage,
+    as a worker does before it starts its threads, imports both."""
+    import subprocess
+    import sys
+
+    from tests.kafka_support import REPO
+
+    probe = ("import sys, consumers.preprocess.stage; "
+             "print(sorted({'scipy.fftpack', 'scipy.spatial'} - set(sys.modules)))")
+    done = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "[]", f"imported first from a worker thread: {done.stdout}"

@@ -4,9 +4,15 @@ from __future__ import annotations
 import hashlib
 
 import imagehash
+import scipy.fftpack  # noqa: F401 - imagehash.phash imports it on first use, from a worker thread; see below
 from PIL import Image
 
 from consumers.preprocess.decode import flatten, resized
+
+# scipy is imported here, when the worker loads the stage, and never first from its threads: imagehash.phash
+# importing scipy.fftpack in one thread while the geocoder imported scipy.spatial in another raised KeyError('scipy')
+# (a dead letter) and left the photo without its place (seen on the first photos of a run; metadata.py imports
+# scipy.spatial the same way)
 
 HASH_EDGE = 256
 """Perceptual hashes are computed from the image scaled to this long edge (they downscale to 32/9 px anyway)."""

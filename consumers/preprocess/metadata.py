@@ -10,6 +10,7 @@ import re
 import threading
 from typing import Any
 
+import scipy.spatial  # noqa: F401 - reverse_geocoder's K-D tree: imported with the stage, not first from a thread
 from PIL import Image
 
 from domain.xmp import NS, XML_LANG, xmp_root
