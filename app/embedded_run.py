@@ -7,6 +7,7 @@ progress bar per stage, and ends with a table plus a JSON-LD file and an XMP sid
 """
 from __future__ import annotations
 
+import faulthandler
 import glob
 import json
 import logging
@@ -249,7 +250,7 @@ class EmbeddedRun:
                                     + (f" ({len(self.skipped)} file(s) skipped, see above)" if self.skipped else ""))
         # SIGTERM and SIGHUP stop the run like Ctrl-C: the finally below stops every worker, the broker and the
         # store (each child runs in its own session, so nothing else would reach them)
-        previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGTERM, signal.SIGHUP)}
+        previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
         finished = False
         try:
             # the decisions people made on these assets in an earlier run (its sidecars in --out): re-applied
@@ -765,7 +766,14 @@ def _read_from_start(consumer: Any, topics: list[str]) -> None:
     consumer.assign([TopicPartition(t, p, OFFSET_BEGINNING) for t in topics for p in sorted(meta[t].partitions)])
 
 
+STOP_WITHIN_S = 30.0
+"""An interrupted run stops its workers (their drain timeout), broker and store within seconds. Should anything
+still hang this long after the signal, every thread's stack goes to stderr and the process exits 1; its children
+follow it (they die with their parent, as after a kill -9)."""
+
+
 def _interrupt(signum: int, frame: Any) -> None:
+    faulthandler.dump_traceback_later(STOP_WITHIN_S, exit=True)
     raise KeyboardInterrupt(f"signal {signum}")
 
 
