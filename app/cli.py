@@ -72,8 +72,8 @@ def worker(stage: str = typer.Argument(..., help="preprocess | enrich | validate
     import logging
 
     from streams.errors import StageError
-    from streams.retry import RetryTopicMissing, RetryTopicUnknown
-    from streams.runner import StageRunner
+    from streams.retry import RetryTopicMissing
+    from streams.runner import BrokerNotReached, StageRunner
 
     settings = load_settings()
     refusal = settings.registry.refusal()
@@ -98,9 +98,9 @@ def worker(stage: str = typer.Argument(..., help="preprocess | enrich | validate
     except RetryTopicMissing as exc:  # runner.retry_mode=topic without its topic: no silent in-place fallback
         console.print(f"[red]refusing to start:[/red] {exc}")
         raise typer.Exit(2) from None
-    except RetryTopicUnknown as exc:  # no broker (yet): exit 1, an orchestrator restarts it and it may be up then
-        broker_down(settings, f"{stage}: cannot reach the Kafka broker to look for the retry topic {exc.topic}",
-                    exc.reason, 1, then="start the worker again (exit 1: an orchestrator restarts it)")
+    except BrokerNotReached as exc:  # no broker (yet), any stage: exit 1, an orchestrator restarts it and it may be up then
+        broker_down(settings, f"{stage}: cannot reach the Kafka broker at start-up", exc.reason, 1,
+                    then="start the worker again (exit 1: an orchestrator restarts it)")
     runner.run()
     if runner.fatal_error:
         console.print(f"[red]{runner.fatal_error}[/red]")

@@ -8,7 +8,6 @@ write (`writeback.state_index`, `written_at`)."""
 from __future__ import annotations
 
 import re
-import time
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -74,38 +73,14 @@ def describe_pause(settings: Settings, reason: str, count: int, bootstrap: str |
 
 def read_dead_letters(settings: Settings, stage: str, keys: set[str], since_ms: int) -> dict[str, list[dict]]:
     """asset id -> the dead letters `stage` published for it since `since_ms` (oldest first): the whole
-    dead-letter topic up to its current end, read without joining any group."""
-    from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+    dead-letter topic up to its current end (`dlq.read_dead_letters`, partial: what was read within 30 s, nothing
+    without the topic), read without joining any group."""
+    from app.ops.dlq import read_dead_letters as read_all
 
-    from streams.avro import Serde
-
-    serde = Serde.for_settings(settings)
-    topic = settings.topics.name("dead_letter")
-    c = Consumer({**settings.kafka.client_config(), "group.id": f"assetstream-run-letters-{time.time_ns()}",
-                  "enable.auto.commit": False})
     letters: dict[str, list[dict]] = {}
-    try:
-        parts = c.list_topics(topic, timeout=10).topics[topic].partitions
-        ends = {p: c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in parts}
-        todo = {p for p, end in ends.items() if end > 0}
-        c.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in todo])
-        deadline = time.monotonic() + 30
-        while todo and time.monotonic() < deadline:
-            batch = c.consume(500, 0.5)
-            # by position, not by the last message's offset: a transaction's commit marker ends a partition too
-            todo -= {tp.partition for tp in c.position([TopicPartition(topic, p) for p in todo])
-                     if tp.offset >= ends[tp.partition]}
-            for msg in batch:
-                if msg.error():
-                    continue
-                key = msg.key().decode() if msg.key() else None
-                if key not in keys or msg.timestamp()[1] < since_ms:
-                    continue
-                letter = serde.deserialize("dead_letter", msg.value())
-                if letter.get("stage") == stage:
-                    letters.setdefault(key, []).append(letter)
-    finally:
-        c.close()
+    for d in read_all(settings, 30.0, partial=True):
+        if d.key is not None and d.key in keys and (d.timestamp_ms or 0) >= since_ms and d.value and d.value.get("stage") == stage:
+            letters.setdefault(d.key, []).append(d.value)
     return letters
 
 

@@ -40,16 +40,6 @@ class RetryTopicMissing(RuntimeError):
     """runner.retry_mode=topic and the worker's retry topic does not exist: the worker refuses to start."""
 
 
-class RetryTopicUnknown(RuntimeError):
-    """The starting worker could not list the broker's topics to look for its retry topic (runner.retry_mode
-    topic/auto): the broker is unreachable or refuses the connection (wrong bootstrap servers, security protocol
-    or SASL settings). `reason` is the Kafka client's own words."""
-
-    def __init__(self, message: str, topic: str, reason: str):
-        super().__init__(message)
-        self.topic, self.reason = topic, reason
-
-
 class RetryState(NamedTuple):
     """What a record's headers say about earlier attempts (all empty for a record never retried)."""
 

@@ -32,10 +32,11 @@ from streams.lag import ConsumerLag
 from streams.originals import open_store
 from streams.outputs import Outputs
 from streams.records import now_ms
-from streams.retry import DelayQueue, RetryLane, RetryTopicMissing, RetryTopicUnknown, retry_state
+from streams.retry import DelayQueue, RetryLane, RetryTopicMissing, retry_state
 from streams.sensors import PrometheusSensor, Sensor
 from streams.settings import RuntimeSettings
 from streams.stage import Stage
+from streams.topics import check_broker_reachable
 from streams.tracker import TP, PartitionTracker
 from streams.work import Record, RecordWork
 
@@ -45,10 +46,27 @@ TANSU_CLUSTER_ID = "tansu_cluster"
 """The cluster id tansu reports unless started with another --cluster-id (CLUSTER_ID)."""
 
 
+class BrokerNotReached(RuntimeError):
+    """A starting worker could not reach the broker (any stage, any runner.retry_mode): nothing accepted a TCP
+    connection at the bootstrap servers within kafka.connect_timeout_s, or the broker did not list its topics within
+    runner.retry_topic_check_timeout_s (a listener that speaks another security protocol or refuses the SASL
+    login). `reason` is the client's own words. The worker refuses to start rather than log the client's error
+    every 30 s: exit 1, an orchestrator restarts it and the broker may be up then."""
+
+    def __init__(self, stage: str, reason: str):
+        super().__init__(f"{stage}: cannot reach the Kafka broker at start-up: {reason}")
+        self.stage, self.reason = stage, reason
+
+
 def describe(partitions: list[TopicPartition]) -> str:
     """Partitions for a log line, each named by topic and number: `t.raw[0], t.raw[1], t.raw-retry[0]`
     (`none` for an empty list)."""
     return ", ".join(f"{t}[{p}]" for t, p in sorted({(tp.topic, tp.partition) for tp in partitions})) or "none"
+
+
+def _client_reason(exc: KafkaException) -> str:
+    error = exc.args[0] if exc.args else exc
+    return error.str() if hasattr(error, "str") else str(error)
 
 
 class StageRunner:
@@ -115,8 +133,8 @@ class StageRunner:
         }
         if self.rs.transactional:
             pconf["transactional.id"] = f"{self.group_id}-{instance or uuid.uuid4().hex[:12]}"
-        self.consumer = Consumer(cconf)
-        self._metadata: Any = None  # the cluster's metadata (or what asking for it raised), asked once at start-up
+        self._metadata: Any = None  # the cluster's metadata, asked once at start-up (_reach_broker)
+        self.consumer = self._reach_broker(cconf)
         if instance and self._static_members_never_expire():
             self.consumer.close()
             del cconf["group.instance.id"]
@@ -144,24 +162,29 @@ class StageRunner:
             self.executor = RetryLane(self.executor, make_retry_executor(stage, settings, self.work, self._stop,
                                                                          self.outputs.emit), self.retry_topic)
 
-    def _cluster_metadata(self) -> Any:
-        """The cluster's metadata, or the KafkaException asking for it raised: one request (up to
-        runner.retry_topic_check_timeout_s) shared by the start-up checks, so a broker that does not answer costs
-        that wait once."""
-        if self._metadata is None:
-            try:
-                self._metadata = self.consumer.list_topics(timeout=self.rs.retry_topic_check_timeout_s)
-            except KafkaException as exc:
-                self._metadata = exc
-        return self._metadata
+    def _reach_broker(self, cconf: dict[str, Any]) -> Consumer:
+        """Every worker's start-up check, before it subscribes: a TCP connection to a bootstrap server (a refused
+        one is said at once), then the cluster's metadata from a new consumer, one request (up to
+        runner.retry_topic_check_timeout_s) that the later start-up checks (the retry topic, tansu) share.
+        Either failing raises BrokerNotReached with the client's reason; the consumer is closed then."""
+        try:
+            check_broker_reachable(self.settings.kafka)
+        except KafkaException as exc:
+            raise BrokerNotReached(self.name, _client_reason(exc)) from exc
+        consumer = Consumer(cconf)
+        try:
+            self._metadata = consumer.list_topics(timeout=self.rs.retry_topic_check_timeout_s)
+        except KafkaException as exc:
+            consumer.close()
+            raise BrokerNotReached(self.name, _client_reason(exc)) from exc
+        return consumer
 
     def _static_members_never_expire(self) -> bool:
         """Whether the broker is tansu (its default cluster id), whose group coordinator keeps a static member
         (group.instance.id) whose session expired: a worker stopped or killed for good keeps its partitions
         and nobody consumes them, for ever (docs/operations.md#scaling-a-group). Such a worker joins as a
-        dynamic member instead. Unknown (no answer) counts as no."""
-        metadata = self._cluster_metadata()
-        cluster = None if isinstance(metadata, KafkaException) else metadata.cluster_id
+        dynamic member instead."""
+        cluster = self._metadata.cluster_id
         if cluster != TANSU_CLUSTER_ID:
             return False
         log.warning("%s: the broker is tansu (cluster id %s), which never expires a static member: joining "
@@ -176,15 +199,7 @@ class StageRunner:
         retry, mode = self.work.retry, self.rs.retry_mode
         if retry is None:
             return settings
-        metadata = self._cluster_metadata()
-        if isinstance(metadata, KafkaException):
-            exc = metadata
-            self.consumer.close()
-            error = exc.args[0] if exc.args else exc
-            reason = error.str() if hasattr(error, "str") else str(error)
-            raise RetryTopicUnknown(f"{self.name}: cannot check for the retry topic {retry.topic} "
-                                    f"(runner.retry_mode={mode}): {exc}", retry.topic, reason) from exc
-        if retry.topic in metadata.topics:
+        if retry.topic in self._metadata.topics:
             log.info("%s: transient failures go to the retry topic %s", self.name, retry.topic)
             return settings
         if mode == "topic":

@@ -424,20 +424,28 @@ def test_a_copied_prompt_that_keeps_the_old_version_is_refused_at_start(tmp_path
 def test_a_worker_that_cannot_reach_the_broker_says_what_to_check_without_a_traceback(broker):
     """Trial 6: a wrong bootstrap address or security protocol ended in a traceback (`RuntimeError: validate:
     cannot check for the retry topic …`). Exit 1 (the broker may come up: the orchestrator restarts the worker),
-    a message naming the settings to check, never the SASL password."""
+    a message naming the settings to check, never the SASL password. Hardening 10: every worker, whatever its
+    stage or runner.retry_mode — the index sink and an in-place retrying stage started and logged the client's
+    error every 30 s instead — and a closed port is said at once (default settings, no 10 s wait)."""
     quick = {"ASSETSTREAM_REGISTRY__ALLOW_IN_PROCESS": "true", "ASSETSTREAM_RUNNER__RETRY_TOPIC_CHECK_TIMEOUT_S": "2"}
     closed = f"127.0.0.1:{free_port()}"
-    res = _cli(["worker", "validate", "--metrics-port", "0"],
-               {**quick, "ASSETSTREAM_KAFKA__BOOTSTRAP_SERVERS": closed}, timeout=60)
-    text = " ".join(res.stderr.split())
-    assert res.returncode == 1, res.stderr
-    assert "Traceback" not in res.stderr and "╭" not in res.stderr and "RuntimeError" not in res.stderr
-    assert "error: validate: cannot reach the Kafka broker to look for the retry topic assetstream.enriched-retry: " \
-           "Failed to get metadata: Local: Broker transport failure" in text
-    assert f"check the broker at {closed} (ASSETSTREAM_KAFKA__BOOTSTRAP_SERVERS)" in text
-    assert "kafka.security_protocol (PLAINTEXT, the default;" in text
+    for stage, mode in (("validate", "auto"), ("index", "auto"), ("preprocess", "inplace")):
+        started = time.monotonic()
+        res = _cli(["worker", stage, "--metrics-port", "0"],
+                   {"ASSETSTREAM_REGISTRY__ALLOW_IN_PROCESS": "true", "ASSETSTREAM_RUNNER__RETRY_MODE": mode,
+                    "ASSETSTREAM_KAFKA__BOOTSTRAP_SERVERS": closed}, timeout=60)
+        took = time.monotonic() - started
+        assert res.returncode == 1, (stage, mode, res.stderr)
+        assert took < 10, f"{stage} ({mode}) took {took:.1f} s to refuse a closed port"
+        assert "Traceback" not in res.stderr and "╭" not in res.stderr and "RuntimeError" not in res.stderr
+        lines = res.stderr.strip().splitlines()
+        assert lines[0] == f"error: {stage}: cannot reach the Kafka broker at start-up: no broker reachable: " \
+                           f"{closed}: Connection refused", (stage, mode, res.stderr)
+        assert len(lines) == 2 and lines[1].startswith(f"next: check the broker at {closed} "
+                                                       "(ASSETSTREAM_KAFKA__BOOTSTRAP_SERVERS)"), res.stderr
+        assert "kafka.security_protocol (PLAINTEXT, the default;" in lines[1]
     # a plaintext listener spoken to with SASL: the same message, naming the protocol it was given
-    res = _cli(["worker", "validate", "--metrics-port", "0"],
+    res = _cli(["worker", "index", "--metrics-port", "0"],
                {**quick, "ASSETSTREAM_KAFKA__BOOTSTRAP_SERVERS": broker,
                 "ASSETSTREAM_KAFKA__SECURITY_PROTOCOL": "SASL_PLAINTEXT", "ASSETSTREAM_KAFKA__SASL_MECHANISM": "PLAIN",
                 "ASSETSTREAM_KAFKA__SASL_USERNAME": "svc", "ASSETSTREAM_KAFKA__SASL_PASSWORD": "pw-n0t-pr1nted"},
@@ -447,6 +455,32 @@ def test_a_worker_that_cannot_reach_the_broker_says_what_to_check_without_a_trac
     assert "cannot reach the Kafka broker" in text and f"check the broker at {broker}" in text
     assert "kafka.security_protocol (SASL_PLAINTEXT, SASL mechanism PLAIN;" in text
     assert "pw-n0t-pr1nted" not in res.stderr + res.stdout
+
+
+def test_an_index_worker_pointed_at_the_broker_starts(broker, store, unique, tmp_path):
+    """The start-up check refuses only a broker it cannot reach: `worker index` against the session's broker
+    consumes, and stops cleanly on SIGTERM (exit 0)."""
+    log_path = tmp_path / "index.log"
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("ASSETSTREAM_")}, "PYTHONPATH": str(ROOT),
+           "ASSETSTREAM_REGISTRY__ALLOW_IN_PROCESS": "true", "ASSETSTREAM_KAFKA__BOOTSTRAP_SERVERS": broker,
+           "ASSETSTREAM_TOPICS__PREFIX": f"up{unique}.", "ASSETSTREAM_GROUPS__PREFIX": f"up{unique}.",
+           "ASSETSTREAM_INDEX__URL": store.url, "ASSETSTREAM_INDEX__INDEX": f"up{unique}"}
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "app.cli", "worker", "index", "--metrics-port", "0"], cwd=ROOT,
+                                env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 60
+        while "consuming" not in log_path.read_text(errors="replace") and proc.poll() is None \
+                and time.monotonic() < deadline:
+            time.sleep(0.2)
+        text = log_path.read_text(errors="replace")
+        assert f"index: consuming up{unique}.validated as group up{unique}.index" in text, text
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0, log_path.read_text(errors="replace")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
 
 
 def test_feedback_with_an_over_long_alt_text_warns_or_needs_force(store, broker, unique, tmp_path):

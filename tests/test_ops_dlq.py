@@ -7,13 +7,15 @@ import time
 from pathlib import Path
 from urllib.parse import urlparse
 
+import pytest
 from confluent_kafka import Producer
 from typer.testing import CliRunner
 
 from streams.errors import PermanentError
 from app.ops import cli as ops_cli
-from app.ops.dlq import read_dead_letters
+from app.ops.dlq import DlqError, read_dead_letters
 from app.producer import AssetPublisher, build_event
+from app.run_writeback import read_dead_letters as run_letters
 from streams.records import stamp
 from streams.runner import StageRunner
 from streams.stage import Output, Stage
@@ -163,3 +165,13 @@ def test_a_record_dead_lettered_twice_is_replayed_once(broker, unique, tmp_path)
     assert f"skipped dlq {letters[0].ref}" in said and f"as dlq {letters[1].ref}" in said
     raw = read_topic(s, "raw", 3, timeout_s=8, decode=False)  # all there are: the event and its replays
     assert sum("replayed-from" in r["headers"] for r in raw) == 1
+
+
+def test_without_a_dead_letter_topic_the_dlq_listing_refuses_and_the_run_s_reading_is_empty(broker, unique):
+    """One reader, two failure behaviours: `dlq list` says the topic is missing (DlqError naming it and the fix);
+    `assetstream run`'s write-back outcomes, which never fail the run, read nothing."""
+    settings = make_settings(broker, f"nodlq{unique}")  # topics never created
+    with pytest.raises(DlqError, match=rf"no dead-letter topic 'nodlq{unique}\.dlq'.*assetstream topics create"):
+        read_dead_letters(settings, 5.0)
+    assert read_dead_letters(settings, 5.0, partial=True) == []
+    assert run_letters(settings, "writeback", {"a-1"}, 0) == {}

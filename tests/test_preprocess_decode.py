@@ -49,6 +49,14 @@ def test_max_pixels_is_the_limit_in_both_directions():
     with pytest.raises(PermanentError) as ei:  # far over every limit: still refused, the configured limit named
         open_checked(png_header_only(100_000, 100_000), max_pixels=LIMIT, allowed_formats=DEFAULT_FORMATS)
     assert ei.value.reason == "decompression_bomb" and f"max_pixels={LIMIT}" in ei.value.message
+    # Pillow refused it before giving a size: the count its error named; from our own check, the header's size
+    assert (ei.value.message, ei.value.details) == (
+        f"decompression bomb: 10000000000 pixels is over max_pixels={LIMIT}", {})
+    with pytest.raises(PermanentError) as ei:
+        open_checked(png_header_only(12_000, 9_000), max_pixels=LIMIT, allowed_formats=DEFAULT_FORMATS)
+    assert (ei.value.message, ei.value.details) == (
+        f"decompression bomb: 12000x9000 = 108000000 pixels is over max_pixels={LIMIT}",
+        {"width": "12000", "height": "9000"})
 
 
 def test_html_error_message_says_what_it_was():

@@ -245,3 +245,32 @@ def test_a_cut_web_video_whose_start_plays_is_dead_lettered_with_how_far_it_got(
     assert "of 60.0 s" in str(err.value)
     (tmp_path / "whole.mp4").write_bytes(data)
     assert st.process(event(f"file://{tmp_path / 'whole.mp4'}"), None).value["video"]["truncated_by"] is None
+
+
+def test_decoding_forward_keeps_the_strongest_scene_cuts_when_there_are_more_than_room():
+    """Pass 2 on a long-GOP video (one intra frame) with five cuts of known strength and room for two: a weaker
+    cut kept early gives way to each stronger one, a weak one after them is not taken, and what is kept is the
+    two strongest cuts at their times (every cut when there is room for all)."""
+    import io
+    import time
+
+    import av
+
+    from consumers.preprocess.video import _frames_at
+    from tests.video_support import LONG_GOP_FAST
+
+    greys = (20, 100, 250, 120, 40, 230)  # cuts at 2, 4, 6, 8, 10 s: 0.31, 0.59, 0.51, 0.31, 0.75 of full grey
+    data = make_video(tuple(Scene(2.0, "", (g, g, g)) for g in greys), size=(160, 90), gop=10_000,
+                      options=LONG_GOP_FAST)
+    with av.open(io.BytesIO(data)) as box:
+        stream = box.streams.video[0]
+        tb = stream.time_base
+        start = float((stream.start_time or 0) * tb)
+        kept = {}
+        for room in (2, 5):
+            _, scenes, stopped = _frames_at(box, stream, [start + 11.5], [0.0], start, tb, 128,
+                                            time.monotonic() + 30, 0.25, room)
+            assert stopped is None
+            kept[room] = [(round(t - start, 1), round(score, 2)) for t, score, _ in scenes]
+    assert kept[2] == [(4.0, 0.59), (10.0, 0.75)]
+    assert sorted(kept[5]) == [(2.0, 0.31), (4.0, 0.59), (6.0, 0.51), (8.0, 0.31), (10.0, 0.75)]

@@ -115,8 +115,13 @@ def _iso(value: Any) -> str | None:
         "+00:00", "Z")
 
 
-def read_dead_letters(settings: Settings, timeout_s: float = 30.0) -> list[DeadLetter]:
-    """Every record on the DLQ, oldest first. Uses assign() (no group membership, no commits)."""
+def read_dead_letters(settings: Settings, timeout_s: float = 30.0, *, partial: bool = False) -> list[DeadLetter]:
+    """Every record on the DLQ, oldest first. Uses assign() (no group membership, no commits).
+
+    partial=False (`dlq list/show/replay`): no dead-letter topic, or a partition whose end is not reached within
+    `timeout_s`, raises DlqError (an operator's listing is complete or says why not). partial=True (`assetstream
+    run`'s write-back outcomes, which never fail the run): what was read by then, nothing without the topic.
+    A broker that cannot be reached raises DlqError either way."""
     names = topic_names(settings)
     topic = names["dead_letter"]
     serde = Serde.for_settings(settings)
@@ -131,6 +136,8 @@ def read_dead_letters(settings: Settings, timeout_s: float = 30.0) -> list[DeadL
             raise DlqError(f"cannot reach the broker at {settings.kafka.bootstrap_servers}: {exc}") from exc
         tmd = md.topics.get(topic)
         if tmd is None or tmd.error is not None or not tmd.partitions:
+            if partial:
+                return []
             raise DlqError(f"no dead-letter topic {topic!r} on {settings.kafka.bootstrap_servers} "
                            "(run `assetstream topics create`, or check ASSETSTREAM_TOPICS__PREFIX)")
         parts = sorted(tmd.partitions)
@@ -139,6 +146,8 @@ def read_dead_letters(settings: Settings, timeout_s: float = 30.0) -> list[DeadL
         deadline = time.monotonic() + timeout_s
         while pending:
             if time.monotonic() > deadline:
+                if partial:
+                    break
                 raise DlqError(f"reading {topic} did not reach the end of partitions {sorted(pending)} within "
                                f"{timeout_s}s (raise ops.dlq_read_timeout_s)")
             msg = c.poll(0.5)

@@ -99,14 +99,12 @@ def open_checked(data: bytes, *, max_pixels: int, allowed_formats: list[str] | t
         raise PermanentError(f"unsupported image format {fmt}", reason="unsupported_format", details={"format": fmt})
     try:
         img = open_header(data, max_pixels, formats=[fmt] if fmt != "HEIF" else None)
-    except TooManyPixels as exc:
-        if exc.width is None or exc.height is None:
-            size = f"{exc.pixels} pixels" if exc.pixels is not None else "the image"
-            raise PermanentError(f"decompression bomb: {size} is over max_pixels={max_pixels}",
-                                 reason="decompression_bomb") from None
-        raise PermanentError(f"decompression bomb: {exc.width}x{exc.height} = {exc.pixels} pixels is over "
-                             f"max_pixels={max_pixels}", reason="decompression_bomb",
-                             details={"width": exc.width, "height": exc.height}) from None
+    except TooManyPixels as exc:  # the header's size when it gave one; else the count Pillow's refusal named
+        shape = {"width": exc.width, "height": exc.height} if exc.width is not None and exc.height is not None else {}
+        size = (f"{exc.width}x{exc.height} = {exc.pixels} pixels" if shape
+                else f"{exc.pixels} pixels" if exc.pixels is not None else "the image")
+        raise PermanentError(f"decompression bomb: {size} is over max_pixels={max_pixels}",
+                             reason="decompression_bomb", details=shape) from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError, struct_error()) as exc:
         raise PermanentError(f"corrupt {fmt} image: {_short(exc)}", reason="corrupt_image",
                              details={"format": fmt}) from None

@@ -444,10 +444,13 @@ def _frames_at(box: Any, stream: Any, times: list[float], intra: list[float], st
         sig = _frame_signature(frame, "FAST_BILINEAR")
         if prev is not None:
             score = float(np.abs(sig - prev).mean())
-            if score >= scene_threshold and (len(scenes) < max_scenes or score > min(s for _, s, _ in scenes)):
-                if len(scenes) >= max_scenes:
-                    scenes.remove(min(scenes, key=lambda c: c[1]))
+            if score >= scene_threshold and len(scenes) < max_scenes:
                 scenes.append((pos, score, _scaled(frame, edge)))
+            elif score >= scene_threshold:  # full: the weakest kept scene (looked for once) gives way to a stronger
+                weakest = min(range(len(scenes)), key=lambda i: scenes[i][1])
+                if score > scenes[weakest][1]:
+                    del scenes[weakest]
+                    scenes.append((pos, score, _scaled(frame, edge)))
         prev, sampled = sig, pos
 
     try:

@@ -37,7 +37,8 @@ class KafkaSettings(Section):
                                      "`feedback`, `audit`, the KPI app): how long to wait for the broker to answer "
                                      "at all (a TCP connection to a bootstrap server, then its first topic list) "
                                      "before saying it cannot be reached; a refused connection is said at once. "
-                                     "Workers keep retrying as librdkafka does")
+                                     "Every worker makes the TCP check at start-up too; once running, it keeps "
+                                     "retrying as librdkafka does")
     assignment_strategy: Literal["range", "roundrobin", "cooperative-sticky"] = Field(
         "range", description="partition.assignment.strategy. range (default): one rebalance round, and each "
                              "member gets the same share of the input topic and of its -retry topic. "
@@ -184,8 +185,9 @@ class RunnerSettings(Section):
     retry_attempt_timeout_s: float | None = Field(
         None, gt=0, description="io stages: one attempt taking longer is a transient failure (timeout); None = no "
         "bound beyond the stage's own timeouts")
-    retry_topic_check_timeout_s: float = Field(10.0, gt=0, description="retry_mode topic/auto: how long a starting "
-                                               "worker waits for the broker's topic list to see its retry topic")
+    retry_topic_check_timeout_s: float = Field(10.0, gt=0, description="how long a starting worker (any stage, "
+                                               "any retry_mode) waits for the broker's topic list: the start-up "
+                                               "check, and whether its retry topic exists")
     retry_base_delay_s: float = 0.2
     retry_max_delay_s: float = 30.0
     retry_probe_interval_s: float = Field(0.2, gt=0, description="batch stages: while a dependency is down (a "
