@@ -256,7 +256,7 @@ def run(paths: list[str] = typer.Argument(..., help="image files, directories or
 
     from rich.markup import escape
 
-    from app.embedded_run import EmbeddedRun, skipped_rows
+    from app.embedded_run import EmbeddedRun
 
     if provider and provider not in ("local", "claude", "gemini"):
         raise typer.BadParameter("use local, claude or gemini", param_hint="--provider")
@@ -303,7 +303,10 @@ def run(paths: list[str] = typer.Argument(..., help="image files, directories or
         console.print("[red]configuration error:[/red]")
         console.print(describe_settings_error(exc), markup=False, highlight=False)
         raise typer.Exit(2) from None
-    except (RuntimeError, TimeoutError) as exc:
+    except (RuntimeError, TimeoutError) as exc:  # --timeout, or a worker died: the rows as far as the run got
+        if not reported:
+            _print_run_rows(job.interrupted_rows("the run timed out" if isinstance(exc, TimeoutError)
+                                                 else "the run failed"), json_out, out_dir, job.skipped)
         console.print(f"[red]run failed:[/red] {exc}\n[dim]worker logs: {job.workdir}[/dim]")
         raise typer.Exit(1) from None
     except (ApiError, TransportError) as exc:  # --es-url refused (406: an OpenSearch API) or cannot be reached
@@ -311,8 +314,7 @@ def run(paths: list[str] = typer.Argument(..., help="image files, directories or
     except KeyboardInterrupt:  # Ctrl-C, SIGTERM or SIGHUP: every worker, the broker and the store are stopped
         if not reported:  # what was done so far: every input accounted for (done, skipped, or interrupted)
             rows = job.interrupted_rows()
-            if json_out:
-                out.print_json(json.dumps([*rows, *skipped_rows(job.skipped)], default=str))
+            _print_run_rows(rows, json_out, out_dir, job.skipped)
             done = sum(r["status"] != "interrupted" for r in rows)
             console.print(f"{done} of {len(rows)} input(s) finished before the interruption; every input's row is "
                           f"in {Path(out_dir).resolve() / 'summary.json'}", highlight=False)
@@ -381,6 +383,10 @@ def _print_run_rows(rows: list[dict[str, Any]], json_out: bool, out_dir: str,
             if r["status"] == "dead_lettered":
                 table.add_row(r["asset_id"], "", f"[red]{r['stage']}: {r['reason']}[/red] {r['message']}", "",
                               "[red]dead letter[/red]", "", "", *([""] if writeback else []))
+                continue
+            if r["status"] == "interrupted":  # a run stopped before this input was indexed: the reason says where
+                table.add_row(r["asset_id"], "", f"[yellow]{r['reason']}[/yellow]", "", "[yellow]interrupted[/yellow]",
+                              "", "", *([""] if writeback else []))
                 continue
             table.add_row(r["asset_id"], r["title"] or "", r["alt_text"] or "", ", ".join(r["tags"][:8]),
                           r["status"], r["usage_flag"], f"{r['cost_usd']:.4f}",

@@ -696,8 +696,9 @@ class EmbeddedRun:
                                                               default=str))
 
 
-    def interrupted_rows(self) -> list[dict[str, Any]]:
-        """After an interrupted run (Ctrl-C, SIGTERM, SIGHUP): one row per image found, as far as it got. An
+    def interrupted_rows(self, cause: str = "the run was interrupted") -> list[dict[str, Any]]:
+        """After an interrupted run (Ctrl-C, SIGTERM, SIGHUP), or one that timed out or lost a worker (`cause`
+        says which, in each unfinished row's reason): one row per image found, as far as it got. An
         indexed or dead-lettered asset has its usual row; any other has status `interrupted`, the last stage
         whose output it reached (`raw`: published only; null: not published) and the reason. Its sidecars and
         summary.json are written for what finished. The files found but not published are added by the caller
@@ -714,7 +715,7 @@ class EmbeddedRun:
             reached = [s for s in STAGE_ORDER if asset_id in tracker.reached[s]]
             last = reached[-1] if reached else "raw" if asset_id in tracker.event_ids else None
             rows.append({"asset_id": asset_id, "file": str(path), "status": "interrupted", "reached": last,
-                         "reason": "the run was interrupted before this input was "
+                         "reason": f"{cause} before this input was "
                                    + ("published" if last is None else f"indexed (its last output: {last})")})
         finished = {a: p for a, p in self.paths.items() if a in tracker.validated and tracker.finished(a)}
         try:

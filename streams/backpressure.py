@@ -78,8 +78,9 @@ class Backpressure:
             self._resume_due.clear()
         if reason != self.current:
             self.sensor.on_pause(reason, self.current)
-            if reason and reason != "backpressure":
-                log.warning("%s: pausing consumption: %s", self.name, reason)  # not the in-flight limit: say it
+            if reason and reason != "backpressure":  # not the in-flight limit: say it (a stop's drain is no problem)
+                log.log(logging.INFO if reason == "draining" else logging.WARNING,
+                        "%s: pausing consumption: %s", self.name, reason)
             self.current = reason
 
     def hold_windows(self, assigned: set[TP], window: Callable[[TP], int]) -> None:

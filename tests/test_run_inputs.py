@@ -93,3 +93,20 @@ def test_sidecars_of_files_with_the_same_stem_do_not_collide(tmp_path):
         ET.fromstring((out / xmp_name).read_text())
     summary = json.loads((out / "summary.json").read_text())
     assert [r["sidecars"] for r in summary] == [r["sidecars"] for r in rows]
+
+
+def test_a_run_that_times_out_still_accounts_for_every_input(tmp_path):
+    """--timeout ran out: the rows as far as the run got (trial 9: stdout was empty and --out never written, even
+    for the images already indexed), exit 1 naming the timeout."""
+    import json
+
+    done = cli("run", str(REPO / "samples"), "--timeout", "2", "--json", "--out", str(tmp_path / "out"),
+               cwd=tmp_path)
+    assert done.returncode == 1, done.stderr[-2000:]
+    assert "not every asset was processed within 2s" in done.stderr
+    rows = json.loads(done.stdout)
+    images = sorted(p.name for p in (REPO / "samples").iterdir() if p.suffix in (".jpg", ".png"))
+    assert sorted(Path(r["file"]).name for r in rows if r["status"] != "skipped") == images
+    unfinished = [r for r in rows if r["status"] == "interrupted"]
+    assert unfinished and all(r["reason"].startswith("the run timed out before this input was") for r in unfinished)
+    assert json.loads((tmp_path / "out" / "summary.json").read_text()) == rows
