@@ -48,7 +48,9 @@ def find_images(patterns: list[str], extensions: list[str] | None = None) -> tup
     def sort(candidates: list[Path]) -> None:
         for f in candidates:
             if not f.is_file():
-                if not f.is_dir():
+                if f.is_symlink() and not f.exists():
+                    skipped.append((str(f), f"broken symbolic link (to {os.readlink(f)})"))
+                elif not f.is_dir():
                     skipped.append((str(f), "not a regular file"))
             elif f.name.startswith("."):
                 skipped.append((str(f), "hidden file"))
@@ -72,9 +74,11 @@ def find_images(patterns: list[str], extensions: list[str] | None = None) -> tup
             found.append(p)
         else:
             raise FileNotFoundError(f"{pattern}: no such file, directory or matching glob")
-    unique: dict[Path, None] = {}
+    unique: dict[Path, Path] = {}  # resolved -> the first name found for it
     for f in found:
-        unique[f.resolve()] = None
+        first = unique.setdefault(f.resolve(), f)
+        if first != f:  # a symbolic link to a file already taken (or the file named twice): one asset
+            skipped.append((str(f), f"same file as {first}"))
     return list(unique), skipped
 
 

@@ -110,3 +110,16 @@ def test_a_run_that_times_out_still_accounts_for_every_input(tmp_path):
     unfinished = [r for r in rows if r["status"] == "interrupted"]
     assert unfinished and all(r["reason"].startswith("the run timed out before this input was") for r in unfinished)
     assert json.loads((tmp_path / "out" / "summary.json").read_text()) == rows
+
+
+def test_a_link_to_a_file_already_taken_and_a_broken_link_each_get_a_reason(tmp_path):
+    """Trial 9: a symbolic link to an image in the same folder had no row at all, and a broken one said only
+    'not a regular file'."""
+    (tmp_path / "a.jpg").write_bytes(b"x")
+    (tmp_path / "link_a.jpg").symlink_to("a.jpg")
+    (tmp_path / "broken.jpg").symlink_to("/nonexistent/b.jpg")
+    images, skipped = find_images([str(tmp_path)])
+    assert images == [(tmp_path / "a.jpg").resolve()]
+    assert dict((Path(f).name, why) for f, why in skipped) == {
+        "broken.jpg": "broken symbolic link (to /nonexistent/b.jpg)",
+        "link_a.jpg": f"same file as {tmp_path / 'a.jpg'}"}
