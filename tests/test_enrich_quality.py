@@ -112,3 +112,27 @@ def test_a_verifier_identical_to_the_tagger_is_no_second_opinion(pre):
     assert "verify" in {p["task"] for p in verified["provenance"]}
     assert verified["enrichment"]["confidence"] < 1.0
     assert verified["enrichment"]["confidence"] == _run(plain, value)["enrichment"]["confidence"]
+
+
+def test_a_near_copy_reuses_the_description_but_keeps_its_own_rights():
+    """Trial 9: the sample's copy (no XMP) came out `restricted` with the original's agency credit when it was
+    enriched after the original, and without either when before. A near copy now reuses the description and tags
+    but answers rights from its own metadata, in either order (the same bytes still reuse everything)."""
+    from pathlib import Path
+
+    from consumers.enrich.stage import RIGHTS_FIELDS
+    from tests.preprocess_support import preprocessed_file
+
+    samples = Path(__file__).resolve().parent.parent / "samples"
+    original, copy = (preprocessed_file(samples / n) for n in ("photo_paris_sunset.jpg", "photo_paris_sunset_copy.jpg"))
+    alone = _run(_stage(), copy)["enrichment"]
+    stage = _stage()
+    first = _run(stage, original)
+    second = _run(stage, copy)
+    assert second["duplicate_of"] == "photo_paris_sunset.jpg"
+    assert second["enrichment"]["alt_text"] == first["enrichment"]["alt_text"]  # reused: no second description
+    assert first["enrichment"]["credit_text"] and first["enrichment"]["must_display_credit"]  # the XMP's credit
+    assert {k: second["enrichment"][k] for k in RIGHTS_FIELDS} == {k: alone[k] for k in RIGHTS_FIELDS}
+    assert second["enrichment"]["credit_text"] != first["enrichment"]["credit_text"]
+    rights = [p for p in second["provenance"] if p["task"] == "rights"]
+    assert len(rights) == 1 and rights[0]["provider"] == "local"
