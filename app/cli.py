@@ -148,7 +148,8 @@ def topics_create(json_out: bool = typer.Option(False, "--json", help="machine-r
 
 @app.command()
 def status(group: Optional[list[str]] = typer.Option(None, "--group", help="a stage name or consumer group id "
-                                                      "(repeatable); default: every stage's group"),
+                                                      "(repeatable); default: every stage's group (writeback "
+                                                      "only with targets configured)"),
            json_out: bool = typer.Option(False, "--json", help="machine-readable output"),
            timeout: float = typer.Option(10.0, help="seconds to wait for each broker answer")):
     """Consumer groups: state, members and their assignment, committed and end offsets, lag, and partitions owned
@@ -160,8 +161,10 @@ def status(group: Optional[list[str]] = typer.Option(None, "--group", help="a st
     try:
         inspector = GroupInspector(settings, timeout_s=timeout)
         by_group = {settings.groups.name(name): name for name in STAGES}
+        # by default every stage's group, but writeback without a target (such a worker refuses to start)
+        default = [name for name in STAGES if name != "writeback" or settings.writeback.targets]
         wanted = []
-        for name in group or list(STAGES):
+        for name in group or default:
             stage = name if name in STAGES else by_group.get(name)
             gid = settings.groups.name(stage) if stage else name
             wanted.append((stage, gid, stage_topics(settings, stage_class(stage), set(inspector.topics))

@@ -66,3 +66,19 @@ def test_an_unreachable_broker_is_one_clear_line():
     assert time.monotonic() - started < 30
     lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and "did not answer within 2s" in lines[0] and "Traceback" not in res.stderr, res.stderr
+
+
+def test_without_write_back_targets_status_leaves_out_the_writeback_group_and_its_worker_refuses_to_start(
+        broker, unique):
+    """Trial 10: with the four stage workers done, `assetstream status` listed the writeback group (never started:
+    there is no target) with every validated record waiting on partitions owned by nobody, exit 1 for ever; and a
+    writeback worker without a target started and only moved its offsets."""
+    s = make_settings(broker, f"nowb{unique}")
+    provision(s)
+    res = _status(s, "--json")
+    assert res.returncode == 0, res.stdout + res.stderr
+    groups = {g["stage"] for g in json.loads(res.stdout)["groups"]}
+    assert "writeback" not in groups and {"preprocess", "enrich", "validate", "index", "review"} <= groups
+    worker = subprocess.run([sys.executable, "-m", "app.cli", "worker", "writeback"], cwd=REPO, capture_output=True,
+                            text=True, timeout=60, env=env_for(s))
+    assert worker.returncode == 2 and "no write-back target configured" in worker.stdout + worker.stderr, worker

@@ -45,6 +45,9 @@ class WritebackSink(Stage):
     def __init__(self, settings: Any, state: StateStore | None = None):
         super().__init__(settings)
         self.cfg = settings.writeback
+        if not self.cfg.targets:  # the worker refuses to start (exit 2) rather than only move offsets
+            raise ValueError("no write-back target configured (writeback.targets, docs/writeback.md): "
+                             "configure one, or do not run a writeback worker")
         pacer = Pacer(self.cfg.rate_per_s)
         self.targets = [TARGET_TYPES[t.type](t, pacer) for t in self.cfg.targets]
         self.state = state or StateStore(settings)
