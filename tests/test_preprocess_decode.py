@@ -142,3 +142,16 @@ def test_heic_when_pillow_heif_is_installed():
     d = decode(data, max_pixels=LIMIT)
     assert d.format == "HEIF" and (d.width, d.height) == (640, 480) and d.image.mode == "RGB"
     assert reason_of(data, allowed_formats=["JPEG", "PNG"]) == "unsupported_format"
+
+
+def test_a_corrupt_image_reads_the_same_in_every_dead_letter():
+    """Trial 10: a broken GIF's dead letter said `cannot identify image file <_io.BytesIO object at 0x7f71…>`,
+    a different address in each letter (and in its replay), so letters of one fault did not group."""
+    data = b"GIF89a\x01\x00garbage"
+    messages = set()
+    for _ in range(2):
+        with pytest.raises(PermanentError) as e:
+            decode(data, max_pixels=LIMIT)
+        messages.add(str(e.value))
+    assert e.value.reason == "corrupt_image"
+    assert len(messages) == 1 and "0x" not in messages.pop()

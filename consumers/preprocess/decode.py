@@ -3,6 +3,7 @@ EXIF orientation, and normalisation of odd modes (CMYK, 16-bit, palette, alpha) 
 """
 from __future__ import annotations
 
+import re
 import warnings
 from dataclasses import dataclass, field
 from typing import Any
@@ -119,8 +120,13 @@ def struct_error():
     return struct.error
 
 
+_OBJECT_AT = re.compile(r"<[\w.]+ object at 0x[0-9a-f]+>")
+
+
 def _short(exc: BaseException) -> str:
-    return (str(exc) or type(exc).__name__)[:200]
+    """The library's words, without the memory address Pillow names its buffer by (`cannot identify image file
+    <_io.BytesIO object at 0x7f…>`): the same fault reads the same in every dead letter, and letters group."""
+    return _OBJECT_AT.sub("the data", str(exc) or type(exc).__name__)[:200]
 
 
 DEFAULT_FORMATS = ("JPEG", "PNG", "WEBP", "TIFF", "GIF", "BMP", "HEIF")
