@@ -90,6 +90,10 @@ def test_dead_letter_inspect_fix_replay_round_trip(broker, unique, tmp_path):
 
         only = _cli(["dlq", "list", "--json", "--reason", "source_missing", "--stage", "filecheck"], env)
         assert sorted(r["asset_id"] for r in _json(only)) == ["asset-late", "asset-never"]
+        # a reason no letter has (trial 10: the docs' `fetch_404` matched nothing, silently): the ones there are
+        typo = _cli(["dlq", "replay", "--reason", "fetch_404", "--dry-run"], env)
+        assert typo.exit_code == 0 and "no dead letter has reason 'fetch_404'" in typo.output, typo.output
+        assert "source_missing" in typo.output and "would replay" not in typo.output
         table = _cli(["dlq", "list", "--error", "poison"], env)
         assert table.exit_code == 0 and ": 1 matching" in table.stdout and "poison" in table.stdout
 

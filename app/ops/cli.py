@@ -300,12 +300,25 @@ def _read(settings) -> list:
     except DlqError as exc:
         _fail(str(exc), code=2)
 
+def _say_unknown_reason(letters: list[Any], reason: str | None) -> bool:
+    """A --reason that no dead letter has (a typo, or a reason from another stage): say which reasons there are
+    (on stderr, so --json stays clean). True when said."""
+    if not reason:
+        return False
+    present = sorted({str(d.summary()["reason"]) for d in letters if d.summary()["reason"]})
+    if reason in present:
+        return False
+    console.print(f"no dead letter has reason {reason!r}; reasons present: {', '.join(present) or 'none'} "
+                  "(docs/operations.md lists every stage's reasons)", highlight=False)
+    return True
+
+
 @dlq_app.command("list")
 def dlq_list(
     stage: Optional[str] = typer.Option(None, help="only this stage (preprocess, enrich, validate, index)"),
     error: Optional[str] = typer.Option(None, help="only this error class (poison, permanent, "
                                         "transient_exhausted) or error type (e.g. PermanentError)"),
-    reason: Optional[str] = typer.Option(None, help="only this reason (details.reason, e.g. fetch_404)"),
+    reason: Optional[str] = typer.Option(None, help="only this reason (details.reason, e.g. not_found)"),
     asset: Optional[str] = typer.Option(None, help="only this asset id"),
     limit: int = typer.Option(50, help="show the newest N (oldest first); 0 = all"),
     json_out: bool = typer.Option(False, "--json", help="machine-readable output"),
@@ -316,8 +329,10 @@ def dlq_list(
     from app.ops.dlq import select
 
     settings = _settings()
-    letters = select(_read(settings), stage=stage, error=error, reason=reason, asset=asset)
+    everything = _read(settings)
+    letters = select(everything, stage=stage, error=error, reason=reason, asset=asset)
     total = len(letters)
+    _say_unknown_reason(everything, reason)
     if limit > 0:
         letters = letters[-limit:]
     if json_out:
@@ -383,7 +398,8 @@ def dlq_replay(
     if not (stage or error or reason or asset or ref or all_):
         _fail("no selection", "filter with --stage/--error/--reason/--asset/--ref, or pass --all", 2)
     settings = _settings()
-    letters, twice = distinct_originals(select(_read(settings), stage=stage, error=error, reason=reason,
+    everything = _read(settings)
+    letters, twice = distinct_originals(select(everything, stage=stage, error=error, reason=reason,
                                                asset=asset, ref=ref))
     for d, kept in twice:
         console.print(f"skipped dlq {d.ref}: the same record ({d.summary()['original']}) as dlq {kept.ref}, dead-lettered "
@@ -392,7 +408,8 @@ def dlq_replay(
     if not letters:
         if json_out:
             _print_json([])
-        console.print("nothing matches; see `assetstream dlq list`")
+        if not _say_unknown_reason(everything, reason):
+            console.print("nothing matches; see `assetstream dlq list`")
         return
     if dry_run:
         if json_out:
