@@ -19,6 +19,7 @@ from domain.events import EventError, check_event
 from domain.records import document_id
 from streams.avro import Serde
 from streams.records import now_ms
+from streams.clientlog import client_logging
 from app.settings import Settings
 
 EVENT_TYPES = ("created", "updated", "deleted", "reprocess")
@@ -93,8 +94,8 @@ class AssetPublisher:
     def __init__(self, settings: Settings, producer: Producer | None = None):
         self.settings = settings
         self.serde = Serde.for_settings(settings)
-        self.producer = producer or Producer({**settings.kafka.client_config(), "enable.idempotence": True,
-                                              "acks": "all", "linger.ms": 5})
+        self.producer = producer or Producer({**settings.kafka.client_config(), **client_logging("publish"),
+                                              "enable.idempotence": True, "acks": "all", "linger.ms": 5})
         self._errors: list[str] = []
         self._lock = threading.Lock()
 

@@ -14,6 +14,7 @@ import logging
 import re
 import threading
 import time
+from typing import Any
 
 log = logging.getLogger("assetstream.kafka")
 
@@ -75,3 +76,11 @@ class ClientLog:
 
     def isEnabledFor(self, level: int) -> bool:  # noqa: N802 - logging.Logger's name
         return self.logger.isEnabledFor(level)
+
+
+def client_logging(name: str, interval_s: float = 30.0) -> dict[str, Any]:
+    """Client settings that send a tool's librdkafka lines and errors (a backfill, a replay, a publish during a
+    broker outage) through the project's logging, each failure once per `interval_s`, as the workers do; without
+    them librdkafka prints its own `%3|…|FAIL|…` line to stderr at every reconnect."""
+    clog = ClientLog(name, interval_s)
+    return {"logger": clog, "error_cb": clog.error}

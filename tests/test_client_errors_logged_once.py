@@ -56,3 +56,28 @@ def test_repeats_are_counted_and_logged_after_the_interval(caplog):
     assert len(msgs) == 2, msgs
     assert "thrd:" not in msgs[0] and "after 0ms" not in msgs[0]
     assert "(4 more time(s) in the last" in msgs[1]
+
+
+def test_a_tool_publishing_while_the_broker_is_down_prints_no_librdkafka_lines_of_its_own(unique):
+    """Trial 10: a backfill during a broker restart printed librdkafka's own `%3|…|FAIL|…` lines to stderr, 16 in
+    8 s; the tools' producers now log through the project's logging like the workers, each failure once."""
+    import subprocess
+    import sys
+
+    from streams.embedded import free_port
+    from tests.kafka_support import REPO, env_for
+
+    s = make_settings(f"127.0.0.1:{free_port()}", f"tool{unique}")  # nothing listens there
+    code = ("import logging, time\n"
+            "logging.basicConfig(level=logging.WARNING)\n"
+            "from app.console import load_settings\n"
+            "from app.producer import AssetPublisher\n"
+            "pub = AssetPublisher(load_settings())\n"
+            "pub.publish_asset('a-1', 'file:///x.jpg', wait=False)\n"
+            "pub.producer.flush(4)\n")
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60,
+                          env=env_for(s))
+    raw = [line for line in done.stderr.splitlines() if re.match(r"%\d\|", line)]
+    assert raw == [], f"librdkafka wrote to stderr itself: {raw[:3]}"
+    said = [line for line in done.stderr.splitlines() if "kafka client error" in line]
+    assert 1 <= len(said) <= 3 and "publish" in said[0], done.stderr[-2000:]

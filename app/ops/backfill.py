@@ -33,6 +33,7 @@ from typing import Any, Callable, Iterable
 from confluent_kafka import KafkaError, Producer
 
 from streams.avro import Serde, topic_names
+from streams.clientlog import client_logging
 from app.jsonlines import json_objects
 from app.ops.settings import OpsSettings, ops_settings
 from consumers.enrich.plan import EnrichPlan
@@ -438,8 +439,9 @@ class BackfillPublisher:
     def __init__(self, settings: Settings, state: StateFile | None):
         self.names = topic_names(settings)
         self.serde = Serde.for_settings(settings)
-        self.producer = Producer({**settings.kafka.client_config(), "enable.idempotence": True, "acks": "all",
-                                  "linger.ms": 5, "message.timeout.ms": 60000})
+        self.producer = Producer({**settings.kafka.client_config(), **client_logging("backfill"),
+                                  "enable.idempotence": True, "acks": "all", "linger.ms": 5,
+                                  "message.timeout.ms": 60000})
         self.state = state
         self.acked: list[str] = []
         self.failed: list[tuple[str, str]] = []

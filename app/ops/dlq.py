@@ -23,6 +23,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, Topi
 
 from streams.avro import Serde, topic_names
 from streams.originals import OriginalStore, OriginalUnavailable, open_store, sha256
+from streams.clientlog import client_logging
 from app.settings import Settings
 
 REPLAYED_FROM = "replayed-from"
@@ -277,8 +278,8 @@ def replay(settings: Settings, letters: list[DeadLetter], timeout_s: float = 30.
     The producer's own size limit is raised to the largest original: the broker took each of them once, so
     the broker (not this client's 1 MB default) decides whether it takes it again."""
     largest = max([_original_size(d) for d in letters] + [0])
-    producer = Producer({**settings.kafka.client_config(), "enable.idempotence": True, "acks": "all",
-                         "linger.ms": 5, "message.timeout.ms": int(timeout_s * 1000),
+    producer = Producer({**settings.kafka.client_config(), **client_logging("dlq replay"),
+                         "enable.idempotence": True, "acks": "all", "linger.ms": 5, "message.timeout.ms": int(timeout_s * 1000),
                          "message.max.bytes": min(max(1_000_000, largest + (1 << 20)), 1_000_000_000)})
     outcomes: list[ReplayOutcome] = []
     lock = threading.Lock()

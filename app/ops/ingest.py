@@ -33,6 +33,7 @@ from domain import events as ev
 from domain.records import document_id
 from domain.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign  # noqa: F401  (re-exported: tests, SDK)
 from streams.avro import Serde, topic_names
+from streams.clientlog import client_logging
 from app.ops.settings import OpsSettings, ops_settings
 from app.producer import asset_id_for, build_event
 from app.settings import Settings
@@ -154,8 +155,8 @@ class AckingPublisher:
     def __init__(self, settings: Settings, producer: Producer | None = None):
         self.names = topic_names(settings)
         self.serde = Serde.for_settings(settings)
-        self.producer = producer or Producer({**settings.kafka.client_config(), "enable.idempotence": True,
-                                              "acks": "all", "linger.ms": 2})
+        self.producer = producer or Producer({**settings.kafka.client_config(), **client_logging("ingest"),
+                                              "enable.idempotence": True, "acks": "all", "linger.ms": 2})
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._poll, name="ingest-acks", daemon=True)
         self._thread.start()
