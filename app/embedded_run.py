@@ -12,6 +12,7 @@ import glob
 import json
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -143,7 +144,10 @@ class EmbeddedRun:
         self.show_progress = show_progress
         self.services: list[Any] = []
         self.workers: dict[str, subprocess.Popen] = {}
-        self.workdir = Path(tempfile.mkdtemp(prefix="assetstream-run-"))
+        # the logs of the last run (workers, broker, store) live with its outputs, not in a new /tmp folder per run;
+        # the workers' settings file (secrets) sits in a private temporary folder removed at the stop
+        self.workdir = Path(out_dir) / "logs"
+        self._private: Path | None = None
         self.skipped: list[tuple[str, str]] = []  # (file, why) for every file found but not published
         # what the run has done so far, for the summary of an interrupted run (`interrupted_rows`)
         self.images: list[Path] = []
@@ -166,6 +170,10 @@ class EmbeddedRun:
 
     def configure(self, images: list[Path]) -> Settings:
         from streams.embedded import Tansu
+
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        for old in self.workdir.glob("*.log"):  # an earlier run's
+            old.unlink()
 
         overrides: dict[str, dict[str, Any]] = {
             # retry topics (created below with the others): a slow or failing source holds back no other image
@@ -207,7 +215,8 @@ class EmbeddedRun:
         return self.base_settings.with_overrides(**overrides)
 
     def start_workers(self, settings: Settings, stages: tuple[str, ...] = STAGE_ORDER) -> None:
-        config = write_settings_file(settings, self.workdir)
+        self._private = Path(tempfile.mkdtemp(prefix="assetstream-run-"))
+        config = write_settings_file(settings, self._private)
         env = {k: v for k, v in os.environ.items() if not k.startswith("ASSETSTREAM_")}
         env.update({"ASSETSTREAM_CONFIG": str(config), "OMP_THREAD_LIMIT": "1"})
         for stage in stages:
@@ -230,7 +239,8 @@ class EmbeddedRun:
                 proc.kill()
         for service in reversed(self.services):
             service.stop()
-        (self.workdir / "settings.json").unlink(missing_ok=True)  # it holds secrets; the logs stay
+        if self._private is not None:  # the settings file holds secrets; the logs stay
+            shutil.rmtree(self._private, ignore_errors=True)
 
     def check_workers(self, only: str | None = None) -> None:
         for stage, proc in self.workers.items():

@@ -79,6 +79,7 @@ def test_run_end_to_end_then_search(store, tmp_path):
     assert rows["product_red_mug.jpg"]["cost_usd"] == 0.0  # the offline provider is free
     # a worker stopping at the end of a run is no problem: its drain is not a WARNING in the logs (trial 9)
     logs = Path(re.search(r"\(logs: (\S+)/index\.log\)", result.stderr).group(1))
+    assert logs == (out / "logs").resolve()  # with the outputs, not a new /tmp folder per run (trial 9)
     drains = [line for f in logs.glob("*.log") for line in f.read_text().splitlines() if "draining" in line]
     assert drains and not [line for line in drains if " WARNING " in line], drains
 

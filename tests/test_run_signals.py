@@ -155,20 +155,6 @@ def _text_images(folder: Path, n: int) -> None:
         img.save(folder / f"photo-{i:03d}.jpg", "JPEG", quality=90)
 
 
-def _worker_log(children: set[int], stage: str) -> Path:
-    """The log of the run's worker for `stage`: in the run's work folder, next to the settings file its
-    environment names."""
-    for pid in children:
-        try:
-            cmd = [c for c in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0") if c]
-            env = dict(e.split(b"=", 1) for e in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0") if b"=" in e)
-        except OSError:
-            continue
-        if cmd[-2:] == [b"worker", stage.encode()] and b"ASSETSTREAM_CONFIG" in env:
-            return Path(env[b"ASSETSTREAM_CONFIG"].decode()).parent / f"{stage}.log"
-    raise AssertionError(f"no {stage} worker among the run's children")
-
-
 def test_ctrl_c_while_preprocess_is_busy_stops_the_run_without_sitting_out_a_drain(tmp_path):
     """Ctrl-C (SIGINT to the terminal's foreground process group) while preprocess has dozens of OCR-heavy images
     taken: the embedded broker keeps nothing after the run, so the workers' drain is short (2 s) and the prompt comes
@@ -190,7 +176,7 @@ def test_ctrl_c_while_preprocess_is_busy_stops_the_run_without_sitting_out_a_dra
             time.sleep(0.2)
         children |= _children(proc.pid)
         assert len(children) >= 6, f"only {len(children)} children started"
-        preprocess_log = _worker_log(children, "preprocess")
+        preprocess_log = tmp_path / "out" / "logs" / "preprocess.log"  # the run's logs live with its outputs
         while time.monotonic() < deadline and "assigned" not in preprocess_log.read_text(errors="replace"):
             time.sleep(0.2)
         time.sleep(3)  # it has taken the images: 48 OCR reads take preprocess far longer than 10 s here
