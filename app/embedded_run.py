@@ -492,9 +492,9 @@ class EmbeddedRun:
                         es.indices.refresh(index=read_alias(settings))
                         found = es.mget(index=read_alias(settings), ids=todo, source=False)["docs"]
                         tracker.reached["index"].update(d["_id"] for d in found if d.get("found"))
-                if progress is not None:
+                if progress is not None:  # a dead-lettered asset goes no further: done for every stage's bar
                     for stage in STAGE_ORDER:
-                        progress.update(bars[stage], completed=len(tracker.reached[stage]))
+                        progress.update(bars[stage], completed=len(tracker.reached[stage] | tracker.dead.keys()))
                     progress.update(bars["dead"], completed=len(tracker.dead))
         finally:
             if progress is not None:
