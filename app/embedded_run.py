@@ -774,7 +774,7 @@ def _size(path: Path) -> int:
 def _read_from_start(consumer: Any, topics: list[str]) -> None:
     """Every partition of these topics assigned from its first record, without joining a consumer group: the run
     commits nothing, and a group member's close() waits for a join in flight (on tansu each join is held for half
-    the session timeout, and a SIGTERM during one kept the run from stopping for over a minute)."""
+    the session timeout: a SIGTERM during one kept the run from stopping for ~5 s)."""
     from confluent_kafka import OFFSET_BEGINNING, TopicPartition
 
     meta = consumer.list_topics(timeout=10).topics

@@ -79,7 +79,7 @@ def read_dead_letters(settings: Settings, stage: str, keys: set[str], since_ms: 
 
     letters: dict[str, list[dict]] = {}
     for d in read_all(settings, 30.0, partial=True):
-        if d.key is not None and d.key in keys and (d.timestamp_ms or 0) >= since_ms and d.value and d.value.get("stage") == stage:
+        if d.key in keys and (d.timestamp_ms or 0) >= since_ms and d.value and d.value.get("stage") == stage:
             letters.setdefault(d.key, []).append(d.value)
     return letters
 

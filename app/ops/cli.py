@@ -305,7 +305,7 @@ def _say_unknown_reason(letters: list[Any], reason: str | None) -> bool:
     (on stderr, so --json stays clean). True when said."""
     if not reason:
         return False
-    present = sorted({str(d.summary()["reason"]) for d in letters if d.summary()["reason"]})
+    present = sorted({d.reason for d in letters if d.reason})
     if reason in present:
         return False
     console.print(f"no dead letter has reason {reason!r}; reasons present: {', '.join(present) or 'none'} "

@@ -279,7 +279,8 @@ def replay(settings: Settings, letters: list[DeadLetter], timeout_s: float = 30.
     the broker (not this client's 1 MB default) decides whether it takes it again."""
     largest = max([_original_size(d) for d in letters] + [0])
     producer = Producer({**settings.kafka.client_config(), **client_logging("dlq replay"),
-                         "enable.idempotence": True, "acks": "all", "linger.ms": 5, "message.timeout.ms": int(timeout_s * 1000),
+                         "enable.idempotence": True, "acks": "all", "linger.ms": 5,
+                         "message.timeout.ms": int(timeout_s * 1000),
                          "message.max.bytes": min(max(1_000_000, largest + (1 << 20)), 1_000_000_000)})
     outcomes: list[ReplayOutcome] = []
     lock = threading.Lock()

@@ -36,9 +36,9 @@ VERIFY_MIN_SCORE = 0.5
 
 PRE_FIELDS = ("image", "thumbnail", "exif", "place", "embedded", "ocr", "hashes", "signals")
 DEDUPE_MODEL = {"exact": "sha256", "near": "phash", "clip": "keyframes"}
+"""what a dedupe match compared (its provenance entry's model)"""
 RIGHTS_FIELDS = ("licensing", "must_display_credit", "credit_text")
 """What the rights task answers: a near copy keeps its own (EnrichStage._own_rights)."""
-"""what a dedupe match compared (its provenance entry's model)"""
 
 
 def _same_model(a: TaskResult, b: TaskResult) -> bool:
@@ -250,10 +250,10 @@ class EnrichStage(PipelineFacts, Stage):
         enrichment = {**enrichment, **{k: own[k] for k in RIGHTS_FIELDS},
                       "raw_outputs": {**(enrichment.get("raw_outputs") or {}), "rights": rights.raw_text}}
         provenance = [*(p for p in provenance if p.get("task") != "rights"), rights.provenance]
-        degraded = {"rights": rights.degraded} if rights.degraded else {}
-        for name, why in degraded.items():
-            metrics.DEGRADED.labels(self.name, name, why).inc()
-        return enrichment, provenance, rights.cost_usd, degraded
+        if not rights.degraded:
+            return enrichment, provenance, rights.cost_usd, {}
+        metrics.DEGRADED.labels(self.name, "rights", rights.degraded).inc()
+        return enrichment, provenance, rights.cost_usd, {"rights": rights.degraded}
 
     @staticmethod
     def _link(match: DedupeMatch, asset: dict[str, Any], value: dict[str, Any]) -> tuple[str | None, int | None]:
