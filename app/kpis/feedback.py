@@ -15,6 +15,7 @@ from domain.events import scoped_id
 from streams import avro
 from streams.avro import Serde
 from streams.topics import check_broker_reachable
+from streams.clientlog import client_logging
 from app.settings import Settings
 
 ACTIONS = ("accepted", "edited", "rejected")
@@ -109,8 +110,8 @@ def publish_decisions(settings: Settings, decisions: Iterable[dict[str, Any]], t
     one_shot = producer is None  # `assetstream feedback`: say soon when no broker can be reached
     if one_shot:
         check_broker_reachable(settings.kafka)
-    producer = producer or Producer({**settings.kafka.client_config(), "acks": "all", "enable.idempotence": True,
-                                     "linger.ms": 5})
+    producer = producer or Producer({**settings.kafka.client_config(), **client_logging("feedback"), "acks": "all",
+                                     "enable.idempotence": True, "linger.ms": 5})
     if one_shot:  # something listens: it must answer within kafka.connect_timeout_s, not only by the flush's end
         producer.list_topics(topic, timeout=settings.kafka.connect_timeout_s)
     errors: list[str] = []

@@ -111,11 +111,13 @@ class ReviewApp:
     def producer(self):
         from confluent_kafka import Producer
 
+        from streams.clientlog import client_logging
+
         with self._producer_lock:
             if self._producer is None:
                 # a decision not acknowledged in time expires with the request instead of arriving later unseen
-                self._producer = Producer({**self.settings.kafka.client_config(), "acks": "all",
-                                           "enable.idempotence": True, "linger.ms": 5,
+                self._producer = Producer({**self.settings.kafka.client_config(), **client_logging("review"),
+                                           "acks": "all", "enable.idempotence": True, "linger.ms": 5,
                                            "message.timeout.ms": int(self.cfg.publish_timeout_s * 1000)})
             return self._producer
 
