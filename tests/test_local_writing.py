@@ -40,19 +40,23 @@ def provider():
     asyncio.run(p.aclose())
 
 
-def _alt(provider, name: str):
-    """The alt text the enrich stage would ask for: the bundled prompt's schema and taxonomy."""
+def _ask(provider, name: str, task: str = "alt_text"):
+    """The answer the enrich stage would ask for (alt_text or tagging): the bundled prompt's schema and taxonomy."""
     pre = _pre(name)
     vocab = list(EnrichPlan.from_settings(Settings()).vocabulary)
-    req = ProviderRequest(task="alt_text", model="local", system="", user_text="",
-                          output_schema=output_schema(load_prompt("alt_text"), vocab), image=pre["thumbnail"]["data"],
+    req = ProviderRequest(task=task, model="local", system="", user_text="",
+                          output_schema=output_schema(load_prompt(task), vocab), image=pre["thumbnail"]["data"],
                           context={"vocabulary": vocab, "preprocessed": pre})
     return asyncio.run(provider.generate(req))
 
 
+def _tags(provider, name: str) -> list[str]:
+    return [t["tag"] for t in _ask(provider, name, "tagging").data["tags"]]
+
+
 @pytest.mark.parametrize("name", WRITING)
 def test_writing_ocr_cannot_read_is_named_without_quoting_it(provider, name):
-    resp = _alt(provider, name)
+    resp = _ask(provider, name)
     alt = resp.data
     assert re.fullmatch(r"A (black-and-white )?photograph showing writing that could not be read", alt["alt_text"]), alt
     assert alt["title"] == "Unreadable writing"
@@ -61,19 +65,22 @@ def test_writing_ocr_cannot_read_is_named_without_quoting_it(provider, name):
     assert alt["visible_text"] == ""
     assert not any('"' in (alt[f] or "") for f in ("alt_text", "title", "caption"))
     assert resp.evidence["alt_text"] == "ink"
+    # and it is tagged as text, so a search for "text" or "writing" finds it
+    assert "content:text" in _tags(provider, name)
 
 
 @pytest.mark.parametrize("name", NOT_WRITING)
 def test_a_texture_is_not_called_writing(provider, name):
-    alt = _alt(provider, name).data
+    alt = _ask(provider, name).data
     assert not re.search(r"writ|text|document", f"{alt['alt_text']} {alt['title']}", re.I), alt
+    assert "content:text" not in _tags(provider, name)
 
 
 @pytest.mark.parametrize("name,quote", [("page_scan.png", '"Region-based segmentation'),
                                         ("document_report.png", '"Quarterly report to the board')])
 def test_printed_text_ocr_reads_keeps_its_quote(provider, name, quote):
     """A page scan looks like writing to the ink rule (light ground, thin strokes): what OCR is sure of wins."""
-    resp = _alt(provider, name)
+    resp = _ask(provider, name)
     assert quote in resp.data["alt_text"]
     assert "could not be read" not in resp.data["alt_text"]
     assert resp.evidence["alt_text"] == "ocr"

@@ -184,7 +184,7 @@ def vocab_index(vocabulary: list[dict[str, Any]], with_embeddings: bool) -> Voca
 
 # --- image facts ----------------------------------------------------------------------------------------
 
-RULES_REVISION = "2026-12-01.sounds+medium2+ocrquote+lowguess2"
+RULES_REVISION = "2026-12-02.sounds+medium2+ocrquote+lowguess2+writingtag"
 """Bump when these rules answer differently for the same image, models and prompt (the result cache keys on it,
 consumers/enrich/results.py): "2026-12-01.logo" names logos from the pixels (docs/local-provider.md);
 "2026-12-01.medium" tags the medium (content:photo / content:graphic); "2026-12-01.wordmark" titles a logo by a
@@ -197,7 +197,8 @@ the other tags contradict (content:photo beside content:illustration). "+ocrquot
 together before the quote checks (`glued_parts`), quotes whole passing lines of a text too few of whose words
 pass, and leaves a logo's monogram out (`_ocr_tokens`). "+lowguess": the summary's "Likely contents" names only
 the guesses `named_classes` lets the alt text name (>= CONFIDENT, classes of one name merged), none at all when
-none pass; "+lowguess2": its floor is SUMMARY_FLOOR (0.03), not CONFIDENT."""
+none pass; "+lowguess2": its floor is SUMMARY_FLOOR (0.03), not CONFIDENT. "+writingtag": writing OCR could not
+read is tagged content:text too (WRITING_TAG_SCORE)."""
 
 _PALETTE = {
     "black": (20, 20, 20), "white": (245, 245, 245), "gray": (128, 128, 128), "red": (200, 30, 30),
@@ -761,6 +762,9 @@ sink, bed, dining table, kite, surfboard...: those are also the detector's commo
 quality set, full-frame guesses on textures and logos)"""
 LOGO_TAG_SCORE = 0.7
 """content:logo's raw score when `is_logo` holds (validate calibrates it per evidence source, 'tag:content|pixels')"""
+WRITING_TAG_SCORE = 0.6
+"""content:text's raw score on writing OCR could not read (`unread_writing`, evidence `ink`, as the alt text's
+"showing writing"); validate has no 'tag:content|ink' curve yet, so it reads the pooled 'tag:content' one"""
 SUBJECT_NOUNS: dict[str, tuple[str, str]] = {
     "person": ("person", "people"), "bicycle": ("bicycle", "bicycles"), "car": ("car", "cars"),
     "motorcycle": ("motorcycle", "motorcycles"), "airplane": ("airplane", "airplanes"), "bus": ("bus", "buses"),
@@ -945,6 +949,23 @@ def _add_medium(idx: VocabIndex, kind: str | None, scores: dict[int, float], ori
     origins[i] = {"pixels"}
 
 
+def text_evidence(idx: VocabIndex, pre: dict[str, Any], facts: ImageFacts, n_sure: int, conf: float, faces: int, *,
+                  use_embeddings: bool, video: bool) -> list[tuple[int | None, float, str]]:
+    """(vocabulary index, score, origin) of the content tags text backs: content:text from the words OCR is sure
+    of (and content:document for running text, as the alt text's "a text document"), or, on an image with none,
+    content:text for writing OCR could not read (`unread_writing`, as the alt text's "showing writing")."""
+    if n_sure:
+        out = [(_best(idx, ["text", "typography", "lettering", "words"], ("content",),
+                      "text" if use_embeddings else None), 0.35 + 0.6 * min(1.0, n_sure / 8.0) * max(conf, 0.3), "ocr")]
+        if n_sure >= 12:  # running text: a document, whatever the classifier says
+            out.append((_best(idx, ["document", "page"], ("content",), None),
+                        0.3 + 0.6 * min(1.0, n_sure / 30.0) * max(conf, 0.3), "ocr"))
+        return out
+    if not video and unread_writing(pre, facts, n_sure, faces):
+        return [(_best(idx, ["text", "writing", "lettering"], ("content",), None), WRITING_TAG_SCORE, "ink")]
+    return []
+
+
 def tagging(request, facts: ImageFacts, use_embeddings: bool = True,
             frames: list[ImageFacts] | None = None) -> dict[str, Any]:
     """Tags for one image (`facts`), or for a video from its keyframes' `frames` (keyframe_evidence) with the
@@ -987,13 +1008,10 @@ def tagging(request, facts: ImageFacts, use_embeddings: bool = True,
         for i, s in detection_evidence(idx, facts, {}, faces).items():
             add(i, s, "detector")
 
-    # 2. text found by OCR (only words it is sure of)
-    if n_sure:
-        i = _best(idx, ["text", "typography", "lettering", "words"], ("content",), "text" if use_embeddings else None)
-        add(i, 0.35 + 0.6 * min(1.0, n_sure / 8.0) * max(conf, 0.3), "ocr")
-        if n_sure >= 12:  # running text, as the alt text's "a text document": a document, whatever the classifier says
-            add(_best(idx, ["document", "page"], ("content",), None), 0.3 + 0.6 * min(1.0, n_sure / 30.0) * max(conf, 0.3),
-                "ocr")
+    # 2. text found by OCR (only words it is sure of), or writing it could not read
+    for i, s, origin in text_evidence(idx, pre, facts, n_sure, conf, faces, use_embeddings=use_embeddings,
+                                      video=bool(frames)):
+        add(i, s, origin)
 
     if logo:
         add(_best(idx, ["logo"], ("content",), None), LOGO_TAG_SCORE, "pixels")
