@@ -103,6 +103,30 @@ def write_settings_file(settings: Settings, directory: Path) -> Path:
     return path
 
 
+PRIVATE_PREFIX = "assetstream-run-"
+OWNER_FILE = "owner.pid"
+
+
+def remove_abandoned_private_dirs(root: str | None = None) -> list[Path]:
+    """Remove the private folders (settings file with secrets) that runs killed with SIGKILL left in the temporary
+    directory: this user's `assetstream-run-*` folders whose owner.pid names a process that no longer exists.
+    A folder without owner.pid, of another user, or whose owner lives (or whose pid was reused) is left alone.
+    Returns the folders removed."""
+    removed = []
+    for folder in Path(root or tempfile.gettempdir()).glob(PRIVATE_PREFIX + "*"):
+        try:
+            if folder.stat().st_uid != os.getuid():
+                continue
+            pid = int((folder / OWNER_FILE).read_text().strip())
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
+        except (OSError, ValueError):  # no owner file, not ours to signal, or unreadable: not ours to judge
+            continue
+    return removed
+
+
 @dataclass
 class Tracker:
     """Which stage each published asset has reached, read from the topics themselves."""
@@ -215,7 +239,9 @@ class EmbeddedRun:
         return self.base_settings.with_overrides(**overrides)
 
     def start_workers(self, settings: Settings, stages: tuple[str, ...] = STAGE_ORDER) -> None:
-        self._private = Path(tempfile.mkdtemp(prefix="assetstream-run-"))
+        remove_abandoned_private_dirs()
+        self._private = Path(tempfile.mkdtemp(prefix=PRIVATE_PREFIX))
+        (self._private / OWNER_FILE).write_text(str(os.getpid()))
         config = write_settings_file(settings, self._private)
         env = {k: v for k, v in os.environ.items() if not k.startswith("ASSETSTREAM_")}
         env.update({"ASSETSTREAM_CONFIG": str(config), "OMP_THREAD_LIMIT": "1"})

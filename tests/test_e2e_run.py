@@ -47,10 +47,23 @@ def test_run_end_to_end_then_search(store, tmp_path):
     (images / "truncated.jpg").write_bytes(jpeg[: len(jpeg) // 3])
     out = tmp_path / "out"
     env = {k: v for k, v in os.environ.items() if not k.startswith("ASSETSTREAM_")}
+    # the private folder (settings file with secrets) a run killed with SIGKILL left behind, and one whose run lives
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    abandoned, alive = tmp / "assetstream-run-abandoned", tmp / "assetstream-run-alive"
+    for folder, pid in ((abandoned, dead.pid), (alive, os.getpid())):
+        folder.mkdir(mode=0o700)
+        (folder / "owner.pid").write_text(str(pid))
+        (folder / "settings.json").write_text('{"secret": "s3cr3t"}')
     env.update({"ASSETSTREAM_INDEX__SERVER_MODE": "serverless", "ASSETSTREAM_INDEX__NUMBER_OF_REPLICAS": "0",
-                "ASSETSTREAM_INDEX__INDEX": "e2e-assets", "PYTHONPATH": str(REPO)})
+                "ASSETSTREAM_INDEX__INDEX": "e2e-assets", "PYTHONPATH": str(REPO), "TMPDIR": str(tmp)})
 
     result = assetstream("run", str(images), "--out", str(out), "--es-url", store.url, "--json", env=env)
+    # the next run removes the abandoned folder, leaves the living run's alone, and removes its own at the stop
+    assert not abandoned.exists() and (alive / "settings.json").exists()
+    assert sorted(p.name for p in tmp.glob("assetstream-run-*")) == ["assetstream-run-alive"]
     assert result.returncode == 1, result.stderr[-3000:]  # 1: some assets were dead-lettered
     rows = {Path(r["file"]).name: r for r in json.loads(result.stdout)}
     assert set(rows) == {"photo_paris_sunset.jpg", "poster_farmers_market.jpg", "product_red_mug.jpg",
