@@ -259,9 +259,8 @@ def same_review(a: dict[str, Any] | None, b: dict[str, Any] | None) -> bool:
     return norm(a) == norm(b)
 
 
-def _tag(tag_id: str, existing: dict[str, dict[str, Any]], label_of, source: str = "human") -> dict[str, Any]:
-    if tag_id in existing:
-        return {**existing[tag_id], "source": source, "score": 1.0}
+def _tag(tag_id: str, label_of, source: str = "human") -> dict[str, Any]:
+    """A tag a person added (or one pinned from a family), as the record lists it."""
     facet, _, rest = tag_id.partition(":")
     label = (label_of(tag_id) if label_of else None) or rest or tag_id
     return {"tag": tag_id, "facet": facet if rest else "keyword", "label": label, "score": 1.0, "source": source}
@@ -307,8 +306,9 @@ def apply_review(validated: dict[str, Any], review: dict[str, Any] | None, *, la
         if name == "tags":
             existing = {t["tag"]: t for t in validated.get("tags") or []}
             ids = parse_tags_value(f["value"]) if f["action"] != "rejected" else []
-            out["tags"] = [existing[t] if accepted and t in existing else _tag(t, existing, label_of, source)
-                           for t in ids]
+            # a tag the record already has keeps its own source and score (kept in an edit is not written by the
+            # person: "only what a person wrote is human"); the ones the person added are theirs
+            out["tags"] = [existing[t] if t in existing else _tag(t, label_of, source) for t in ids]
         else:
             out[name] = f["value"] if f["action"] != "rejected" else None
             if name == "alt_text" and f["action"] != "rejected":

@@ -265,6 +265,24 @@ def test_an_edit_saved_first_and_approved_later_stays_the_editors_edit():
     assert {t["source"] for t in out["tags"]} == {"model"}
 
 
+def test_removing_one_tag_leaves_the_others_the_models_with_their_scores():
+    """Trial 11: an editor removed color:orange from an asset and every remaining model tag turned `human` with
+    score 1.00. Only the tag the person added is theirs; the ones they kept keep the model's source and score."""
+    from domain.review import apply_review, merge_decision
+    from tests.store_support import validated_asset
+
+    record = validated_asset("tag-edit", status="needs_review")  # model tags color:red, product:shoe, style:studio
+    before = {t["tag"]: (t["source"], t["score"]) for t in record["tags"]}
+    edit = {"decision_id": "d-tags", "asset_id": "tag-edit", "editor": "erin", "decided_at": 1_800_000_000_000,
+            "status": "approved", "fields": [{"field": "tags", "action": "edited",
+                                              "value": "color:red, product:shoe, subject:sport"}]}
+    out = apply_review(record, merge_decision(None, edit, record), label_of=lambda t: t.split(":")[1])
+    chips = {t["tag"]: (t["source"], t["score"]) for t in out["tags"]}
+    assert chips == {"color:red": before["color:red"], "product:shoe": before["product:shoe"],
+                     "subject:sport": ("human", 1.0)}
+    assert before["color:red"][0] == "model" and out["field_sources"]["tags"] == "human"
+
+
 def test_an_approved_asset_says_approved_by_its_editor_once(fleet):
     """User trial: every approved asset listed "approved by <editor>" twice in its reasons (china_copy, approved
     once): the review group applied the review to the stored record, and the index sink applied it again to the
