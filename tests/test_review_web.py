@@ -363,25 +363,39 @@ def test_approval_reaches_the_index_through_the_review_group(broker, store, brow
     try:
         with ReviewServer(settings) as srv:
             context = browser.new_context()
-            pg = context.new_page()
+            pg, stale, stale2 = context.new_page(), context.new_page(), context.new_page()
             pg.goto(srv.login_url)
+            for tab in (stale, stale2):  # more tabs, open before the approval (trial 11)
+                tab.goto(f"{srv.url}/asset/mug-0001")
             pg.goto(f"{srv.url}/asset/mug-0001")
             pg.locator("#alt_text").fill("A red mug, approved by a person")
             pg.locator("#approve").click()
             pg.wait_for_url(re.compile("sent="))
+            es = make_client(settings)
+            deadline = time.monotonic() + 90
+            while True:
+                es.indices.refresh(index=read_alias(settings))
+                doc = es.get(index=read_alias(settings), id="mug-0001")["_source"]
+                if doc.get("status") == "approved" or time.monotonic() > deadline:
+                    break
+                time.sleep(0.5)
+            assert doc["status"] == "approved"
+            assert doc["alt_text"] == "A red mug, approved by a person"
+            assert doc["field_sources"]["alt_text"] == "human"
+            assert doc["reviewed_by"] == "erin"
+            # a stale tab that saves only its own edit sends that field alone: it used to send the alt text it
+            # showed as an edit too, putting the model's text back over the approved one
+            stale.locator("#caption").fill("Caption from a second tab")
+            stale.locator("#save").click()
+            stale.wait_for_url(re.compile("sent="))
+            assert re.search(r"Sent to feedback: caption edited\.", stale.locator(".flash").text_content())
+            # a stale tab's verdict is refused: it would approve the alt text it showed
+            stale2.locator("#title").fill("Red mug (third tab)")
+            stale2.locator("#approve").click()
+            stale2.wait_for_url(re.compile("error="))
+            assert re.search(r"nothing was sent: .*alt text.* changed while you were looking at it",
+                             stale2.locator(".flash").text_content())
             context.close()
-        es = make_client(settings)
-        deadline = time.monotonic() + 90
-        while True:
-            es.indices.refresh(index=read_alias(settings))
-            doc = es.get(index=read_alias(settings), id="mug-0001")["_source"]
-            if doc.get("status") == "approved" or time.monotonic() > deadline:
-                break
-            time.sleep(0.5)
-        assert doc["status"] == "approved"
-        assert doc["alt_text"] == "A red mug, approved by a person"
-        assert doc["field_sources"]["alt_text"] == "human"
-        assert doc["reviewed_by"] == "erin"
     finally:
         for w in workers:
             stop_process(w)

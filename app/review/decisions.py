@@ -57,32 +57,54 @@ def doc_value(doc: dict[str, Any], field: str) -> str:
     return _text(doc.get(field))
 
 
+def shown_value(form: Any, name: str, current: str) -> str:
+    """The value of field `name` the page showed the editor (`shown.<f>`, written with the form); `current` for a
+    form without it (an older page, a script)."""
+    if f"shown.{name}" not in form:
+        return current
+    value = str(form.get(f"shown.{name}") or "")
+    return review.tags_value(review.parse_tags_value(value)) if name == "tags" else value.replace("\r\n", "\n")
+
+
 def from_form(doc: dict[str, Any], form: Any, editor: str, tax: Taxonomy) -> dict[str, Any]:
     """An EditorDecision from the asset form. Per field: `action.<f>` = accepted | rejected | "" and `value.<f>`;
-    a value that differs from what the editor was shown is an edit. The verdict comes from the button pressed
-    (`verdict` = approve | reject | save)."""
+    a value that differs from what the editor was shown (`shown.<f>`) is an edit. The verdict comes from the button
+    pressed (`verdict` = approve | reject | save).
+
+    A stale page is refused, not merged: when a field the editor decides on (or, for a verdict, any field) holds
+    another value than the page showed — another tab or editor decided meanwhile, which does not change `version`
+    — sending would undo that decision or approve values nobody saw (trial 11: a second tab reverted an approved
+    edit to the model's text)."""
     verdict = VERDICTS.get(str(form.get("verdict") or "save"), None)
     shown = form.get("shown_version")
     if shown and str(doc.get("version")) != str(shown):
         raise DecisionError("the asset changed while you were looking at it: reload and decide again")
-    out_fields = []
+    out_fields, changed = [], []
     for name in review.FIELDS:
+        current = doc_value(doc, name)
+        seen = shown_value(form, name, current)
         action = str(form.get(f"action.{name}") or "")
         if f"value.{name}" not in form and not action:
+            if verdict and seen != current:
+                changed.append(name)
             continue
-        current = doc_value(doc, name)
         if name == "tags":
-            had = set(review.parse_tags_value(current))
+            had = set(review.parse_tags_value(current)) | set(review.parse_tags_value(seen))
             submitted = review.tags_value(canonical_tags(str(form.get("value.tags") or ""), tax, had)) \
-                if "value.tags" in form else current
+                if "value.tags" in form else seen
         else:
-            submitted = str(form.get(f"value.{name}", current)).replace("\r\n", "\n").strip()
+            submitted = str(form.get(f"value.{name}", seen)).replace("\r\n", "\n").strip()
+        if seen != current and (verdict or action or submitted != seen):
+            changed.append(name)
         if action == "rejected":
             out_fields.append({"field": name, "action": "rejected", "value": None})
-        elif submitted != current:
+        elif submitted != seen:
             out_fields.append({"field": name, "action": "edited", "value": submitted})
         elif action == "accepted":
             out_fields.append({"field": name, "action": "accepted", "value": current})
+    if changed:
+        raise DecisionError(f"nothing was sent: {', '.join(LABELS[n].lower() for n in changed)} changed while you "
+                            "were looking at it (another tab or editor decided meanwhile): reload and decide again")
     if verdict == "approved":  # a value the family gave it is what the person approved: pin it (see approval)
         named = {x["field"] for x in out_fields}
         out_fields += [accepted for accepted in propagated_acceptances(doc, tax) if accepted["field"] not in named]
@@ -136,6 +158,7 @@ def field_rows(doc: dict[str, Any], field_tasks: dict[str, str]) -> list[dict[st
             details = doc.get("tag_details") or []
             source = sources.get("tags") or ("model" if details else None)  # per tag: each chip's own source
         rows.append({"name": name, "label": LABELS[name], "value": doc_value(doc, name) if name != "tags" else "",
+                     "shown": doc_value(doc, name),  # sent back with the form: what this page showed (from_form)
                      "source": source, "provenance": prov.get(field_tasks.get(name)) if source == "model" else None,
                      "suggestion": suggestions.get(name), "decided": decided.get(name),
                      "multiline": name in MULTILINE,
