@@ -197,6 +197,36 @@ def test_bulk_approve_a_filtered_selection(page, server, fleet):
     assert [(d["asset_id"], d["status"], d["tenant"]) for d in newest] == [(auto[0], "approved", tenant)]
 
 
+def test_unsent_edits_are_not_dropped_by_j_or_a_reload(browser, server, fleet):
+    """j with a typed, unsent alt text asks first (kept on "cancel"); sending it does not ask; no edits: j moves on."""
+    context = browser.new_context()
+    pg = context.new_page()
+    dialogs: list[str] = []
+    answers = iter([False, True])  # the editor cancels the first question, then leaves
+    pg.on("dialog", lambda d: (dialogs.append(d.type), d.accept() if next(answers, True) else d.dismiss()))
+    pg.goto(server.login_url)
+    pg.goto(f"{server.url}/asset/mug-0001")
+    pg.keyboard.press("e")
+    pg.keyboard.type(" (typed)")
+    pg.keyboard.press("Escape")
+    pg.keyboard.press("j")
+    assert dialogs == ["confirm"] and "/asset/mug-0001" in pg.url
+    assert pg.locator("#alt_text").input_value().endswith(" (typed)")
+    pg.keyboard.press("j")  # confirmed: the next asset, and no second (beforeunload) question
+    pg.wait_for_url(re.compile("/asset/poster-0002"))
+    assert dialogs == ["confirm", "confirm"]
+    pg.keyboard.press("j")  # nothing edited: moves on at once
+    pg.wait_for_url(re.compile("/asset/paris-0003"))
+    pg.locator("#title").fill("Edited, then the tab is closed")
+    pg.reload()  # the browser's own way out asks too
+    assert dialogs == ["confirm", "confirm", "beforeunload"]
+    pg.locator("#title").fill("Edited, then a link")
+    pg.locator("nav.assetnav a", has_text="queue").click()  # a link asks like j
+    pg.wait_for_url(re.compile(r"/\?"))
+    assert dialogs == ["confirm", "confirm", "beforeunload", "confirm"]
+    context.close()
+
+
 def test_all_statuses_list_the_waiting_assets_first_across_pages(fleet):
     settings, records = fleet
     def key(r):
