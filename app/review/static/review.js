@@ -167,9 +167,11 @@
   if (decision) {
     decision.addEventListener("submit", (ev) => { if (!ev.defaultPrevented) leaving = true; });
     window.addEventListener("beforeunload", (ev) => { if (unsent()) { ev.preventDefault(); ev.returnValue = ""; } });
-    document.addEventListener("click", (ev) => {
+    window.addEventListener("pageshow", (ev) => { if (ev.persisted) leaving = false; });  // back to this page
+    document.addEventListener("click", (ev) => {  // a link that opens in this tab (not a new-tab click)
       const a = ev.target.closest && ev.target.closest("a[href]");
-      if (a && !ev.defaultPrevented && !a.target && !mayLeave()) ev.preventDefault();
+      const here = ev.button === 0 && !ev.ctrlKey && !ev.metaKey && !ev.shiftKey && !ev.altKey && !a?.target;
+      if (a && here && !ev.defaultPrevented && !mayLeave()) ev.preventDefault();
     });
   }
 
