@@ -113,6 +113,10 @@ def seed_records(settings: Any) -> list[dict[str, Any]]:
         review_record(settings, "done-0007", minutes=7, sample="product_red_mug.jpg", title="Approved mug 2",
                       alt_text="A red mug again", tags=[("product", "cup")], reasons=[],
                       approved_after=dt.timedelta(hours=3)),
+        # approved in an earlier run, re-applied by a re-run (same --out) whose upload event came after the review
+        review_record(settings, "rerun-0008", minutes=8, sample="product_red_mug.jpg", title="Re-run mug",
+                      alt_text="A red mug, re-run", tags=[("product", "cup")], reasons=[],
+                      approved_after=-dt.timedelta(minutes=7)),
     ]
     # a weak model tag validate held back from the auto-applied gradient (issue 15: per-field auto-apply)
     records[4]["tag_suggestions"] = [{"tag": "color:blue", "facet": "color", "label": "blue", "score": 0.4,

@@ -197,6 +197,36 @@ def test_bulk_approve_a_filtered_selection(page, server, fleet):
     assert [(d["asset_id"], d["status"], d["tenant"]) for d in newest] == [(auto[0], "approved", tenant)]
 
 
+def test_unsent_edits_are_not_dropped_by_j_or_a_reload(browser, server, fleet):
+    """j with a typed, unsent alt text asks first (kept on "cancel"); sending it does not ask; no edits: j moves on."""
+    context = browser.new_context()
+    pg = context.new_page()
+    dialogs: list[str] = []
+    answers = iter([False, True])  # the editor cancels the first question, then leaves
+    pg.on("dialog", lambda d: (dialogs.append(d.type), d.accept() if next(answers, True) else d.dismiss()))
+    pg.goto(server.login_url)
+    pg.goto(f"{server.url}/asset/mug-0001")
+    pg.keyboard.press("e")
+    pg.keyboard.type(" (typed)")
+    pg.keyboard.press("Escape")
+    pg.keyboard.press("j")
+    assert dialogs == ["confirm"] and "/asset/mug-0001" in pg.url
+    assert pg.locator("#alt_text").input_value().endswith(" (typed)")
+    pg.keyboard.press("j")  # confirmed: the next asset, and no second (beforeunload) question
+    pg.wait_for_url(re.compile("/asset/poster-0002"))
+    assert dialogs == ["confirm", "confirm"]
+    pg.keyboard.press("j")  # nothing edited: moves on at once
+    pg.wait_for_url(re.compile("/asset/paris-0003"))
+    pg.locator("#title").fill("Edited, then the tab is closed")
+    pg.reload()  # the browser's own way out asks too
+    assert dialogs == ["confirm", "confirm", "beforeunload"]
+    pg.locator("#title").fill("Edited, then a link")
+    pg.locator("nav.assetnav a", has_text="queue").click()  # a link asks like j
+    pg.wait_for_url(re.compile(r"/\?"))
+    assert dialogs == ["confirm", "confirm", "beforeunload", "confirm"]
+    context.close()
+
+
 def test_all_statuses_list_the_waiting_assets_first_across_pages(fleet):
     settings, records = fleet
     def key(r):
@@ -272,8 +302,10 @@ def test_forged_post_without_csrf_token_is_refused(page, server, fleet):
 def test_metrics_and_header_time_to_publish(server, fleet, page):
     settings, records = fleet
     approved = [r for r in records if r["status"] == "approved"]
-    ttp = [(r["review"]["decided_at"] - r["enriched"]["pre"]["asset"]["event_time"]).total_seconds()
-           for r in approved]
+    waits = [(r["review"]["decided_at"] - r["enriched"]["pre"]["asset"]["event_time"]).total_seconds()
+             for r in approved]
+    ttp = [w for w in waits if w >= 0]  # rerun-0008: approved before its current upload (a re-run re-applied it)
+    assert 0 < len(ttp) < len(waits)
     r = httpx.get(f"{server.url}/metrics", headers={"Authorization": f"Bearer {server.app.auth.token}"})
     assert r.status_code == 200
     for status in ("needs_review", "approved", "auto_applied", "rejected"):
@@ -282,9 +314,15 @@ def test_metrics_and_header_time_to_publish(server, fleet, page):
     assert f'assetstream_review_time_to_publish_seconds{{quantile="0.5"}} {nearest_rank(ttp, 0.5)}' in r.text
     assert f'assetstream_review_time_to_publish_seconds{{quantile="0.9"}} {nearest_rank(ttp, 0.9)}' in r.text
     assert f"assetstream_review_time_to_publish_count {float(len(ttp))}" in r.text
+    assert f"assetstream_review_time_to_publish_left_out {float(len(waits) - len(ttp))}" in r.text  # said, not lost
     page.goto(server.login_url)
     header = page.locator(".ttp").text_content()
     assert f"median {human_duration(nearest_rank(ttp, 0.5))} · p90 {human_duration(nearest_rank(ttp, 0.9))}" in header
+    assert f"timed over {len(ttp)} of {len(waits)} approvals; {len(waits) - len(ttp)} carried over" in header
+    # the re-run's asset page does not claim an upload after the review
+    page.goto(f"{server.url}/asset/rerun-0008")
+    caption = page.locator("figure.preview figcaption").text_content()
+    assert "uploaded" not in caption and "processed again 2026-11-02 08:08" in caption
 
 
 def test_basic_auth_and_trusted_header_modes(fleet):

@@ -429,18 +429,32 @@ class Index:
     # --- figures for the header and /metrics ---------------------------------------------------------------
     def time_to_publish(self) -> dict[str, Any]:
         """Upload (`event_time`) -> approval (`reviewed_at`) of approved assets: count, median, p90 (seconds,
-        nearest rank), over the newest review.ttp_sample approvals."""
+        nearest rank), over the newest review.ttp_sample approvals (`sampled`). `left_out`: those of them that
+        cannot be timed, said rather than dropped: an approval given before the asset's current upload event
+        (`carried_over`: a decision re-applied by a re-run on the same --out, or kept through a reprocess; the index
+        holds only the latest event's time, so the wait from the first upload is not known here), or one
+        without either time."""
         resp = self.es.search(index=self.alias, size=self.cfg.ttp_sample, query={"term": {"status": "approved"}},
                               sort=[{"reviewed_at": {"order": "desc", "unmapped_type": "date"}}],
                               source_includes=["event_time", "reviewed_at"])
+        hits = resp["hits"]["hits"]
         samples = []
-        for h in resp["hits"]["hits"]:
+        for h in hits:
             s = h["_source"]
             start, end = _parse(s.get("event_time")), _parse(s.get("reviewed_at"))
             if start and end and end >= start:
                 samples.append((end - start).total_seconds())
         samples.sort()
-        return {"count": len(samples), "p50": nearest_rank(samples, 0.5), "p90": nearest_rank(samples, 0.9)}
+        return {"count": len(samples), "p50": nearest_rank(samples, 0.5), "p90": nearest_rank(samples, 0.9),
+                "sampled": len(hits), "left_out": len(hits) - len(samples)}
+
+
+def carried_over(doc: dict[str, Any]) -> bool:
+    """The asset's review is older than its current upload event (`reviewed_at` < `event_time`): the decision was
+    carried over to a later event of the asset (re-applied from the sidecars by a re-run with the same --out, or
+    kept through a reprocess), so `event_time` is not when the asset was first uploaded."""
+    start, end = _parse(doc.get("event_time")), _parse(doc.get("reviewed_at"))
+    return bool(start and end and end < start)
 
 
 def collapse_families(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:

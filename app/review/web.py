@@ -33,7 +33,8 @@ from app.review.auth import COOKIE, Auth, Principal
 from domain.events import scoped_id
 from domain.store.api import unknown_tag
 from app.review.search_api import search_routes
-from app.review.queries import REASON_GROUPS, STATUSES, Filters, Index, human_duration, selection_digest
+from app.review.queries import (REASON_GROUPS, STATUSES, Filters, Index, carried_over, human_duration,
+                                selection_digest)
 
 log = logging.getLogger(__name__)
 HERE = Path(__file__).resolve().parent
@@ -74,7 +75,7 @@ class ReviewApp:
         env.filters["duration"] = human_duration
         env.filters["q"] = lambda v: quote(str(v), safe="")
         env.filters["docid"] = lambda d: scoped_id(d.get("asset_id"), d.get("tenant"))  # the document's id
-        env.globals.update(confidence=self.index.confidence, STATUSES=STATUSES, clock=clock)
+        env.globals.update(confidence=self.index.confidence, STATUSES=STATUSES, clock=clock, carried_over=carried_over)
         self.templates = Jinja2Templates(env=env)
         self.registry = CollectorRegistry()
         self.g_assets = Gauge("assetstream_review_assets", "Indexed assets per status", ["status"],
@@ -82,8 +83,14 @@ class ReviewApp:
         self.g_ttp = Gauge("assetstream_review_time_to_publish_seconds", "Upload (event_time) to approval "
                            "(reviewed_at) of approved assets, nearest-rank quantile", ["quantile"],
                            registry=self.registry)
-        self.g_ttp_count = Gauge("assetstream_review_time_to_publish_count", "Approved assets in the "
-                                 "time-to-publish sample", registry=self.registry)
+        self.g_ttp_count = Gauge("assetstream_review_time_to_publish_count", "Approved assets timed in the "
+                                 "time-to-publish sample (the newest review.ttp_sample approvals less those left "
+                                 "out)", registry=self.registry)
+        self.g_ttp_left_out = Gauge("assetstream_review_time_to_publish_left_out", "Approved assets in the "
+                                    "time-to-publish sample left out of it: approved before their current upload "
+                                    "event (a decision re-applied by a re-run on the same --out, or kept through a "
+                                    "reprocess), so the index does not hold their first upload time",
+                                    registry=self.registry)
         self.c_decisions = Counter("assetstream_review_decisions", "EditorDecisions this app published",
                                    ["verdict"], registry=self.registry)
         routes = [
@@ -354,6 +361,7 @@ class ReviewApp:
             for q, key in (("0.5", "p50"), ("0.9", "p90")):
                 self.g_ttp.labels(q).set(ttp[key] if ttp[key] is not None else float("nan"))
             self.g_ttp_count.set(ttp["count"])
+            self.g_ttp_left_out.set(ttp["left_out"])
             return generate_latest(self.registry)
 
         return Response(await run_in_threadpool(collect), media_type=CONTENT_TYPE_LATEST)

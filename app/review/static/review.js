@@ -150,6 +150,31 @@
     tagInput.addEventListener("change", () => { if (known.has(tagInput.value.trim()) || tagInput.value.trim() in vocab.deprecated) add(); });
   }
 
+  // --- unsent work: leaving the asset with edited fields or field decisions not sent asks first -----------------
+  // the app's own ways out (j / k, links) ask with a confirm; closing or reloading the tab with the browser's
+  // beforeunload prompt. Sending the decision form does not ask.
+  const decision = $("#decision");
+  let leaving = false;  // the editor sent the form or already confirmed leaving
+  const initial = decision ? $$("textarea, input[name^='value.']", decision).map((el) => [el, el.value]) : [];
+  const unsent = () => !leaving && (initial.some(([el, v]) => el.value.trim() !== v.trim())
+    || $$("input[type=radio][name^='action.']:checked", decision || document).some((r) => r.value !== ""));
+  const mayLeave = () => {
+    if (!unsent()) return true;
+    if (!window.confirm("This asset has edits you have not sent. Leave without sending them?")) return false;
+    leaving = true;
+    return true;
+  };
+  if (decision) {
+    decision.addEventListener("submit", (ev) => { if (!ev.defaultPrevented) leaving = true; });
+    window.addEventListener("beforeunload", (ev) => { if (unsent()) { ev.preventDefault(); ev.returnValue = ""; } });
+    window.addEventListener("pageshow", (ev) => { if (ev.persisted) leaving = false; });  // back to this page
+    document.addEventListener("click", (ev) => {  // a link that opens in this tab (not a new-tab click)
+      const a = ev.target.closest && ev.target.closest("a[href]");
+      const here = ev.button === 0 && !ev.ctrlKey && !ev.metaKey && !ev.shiftKey && !ev.altKey && !a?.target;
+      if (a && here && !ev.defaultPrevented && !mayLeave()) ev.preventDefault();
+    });
+  }
+
   // --- the queue: a current row that j / k move and Enter opens ------------------------------------------------
   const rows = $$("table.queue tbody tr").filter((tr) => $("a.open", tr));
   let current = -1;
@@ -168,7 +193,7 @@
     const typing = t && (t.tagName === "INPUT" || t.tagName === "TEXTAREA" || t.tagName === "SELECT" || t.isContentEditable);
     if (ev.key === "Escape" && typing) { t.blur(); return; }
     if (typing || ev.ctrlKey || ev.metaKey || ev.altKey) return;
-    const go = (sel) => { const a = $(sel); if (a) { window.location.href = a.href; } };
+    const go = (sel) => { const a = $(sel); if (a && mayLeave()) { window.location.href = a.href; } };
     switch (ev.key) {
       case "j": case "n": if (!moveRow(1)) go("#next"); break;
       case "k": case "p": if (!moveRow(-1)) go("#prev"); break;
