@@ -71,6 +71,24 @@ def alt_text_length(decision: dict[str, Any], max_chars: int, hard_max_chars: in
     return warnings, refusals
 
 
+def alt_text_missing(decision: dict[str, Any], doc: dict[str, Any]) -> list[str]:
+    """Warnings about a decision that leaves a non-decorative image (`doc`: the asset as indexed) without alt text
+    (it rejects the alt text without writing another, or approves an asset that has none): the asset then stays in
+    review (domain/review.py apply_review). A rejection says the text is wrong, not that the image is decorative;
+    an empty alt text says that."""
+    if doc.get("decorative") or decision.get("status") == "rejected":
+        return []
+    alt = next((f for f in decision.get("fields") or [] if f.get("field") == "alt_text"), None)
+    if alt and alt.get("action") == "edited" and alt.get("value") is not None:
+        return []  # a text written, or the empty one that marks the image decorative
+    rejected = bool(alt) and alt.get("action") == "rejected"
+    if not (rejected or decision.get("status") == "approved") or (not rejected and str(doc.get("alt_text") or "").strip()):
+        return []
+    what = "alt_text rejected and none written" if rejected else "no alt_text"
+    return [f"{decision.get('asset_id')}: {what}, and the image is not decorative: it stays in review until you "
+            "write one, or mark the image decorative"]
+
+
 def parse_field_spec(spec: str) -> dict[str, Any]:
     """'alt_text=accepted', 'title=edited:New title', 'tags=rejected' -> FieldDecision."""
     if "=" not in spec:
