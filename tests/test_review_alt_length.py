@@ -39,7 +39,8 @@ def test_an_over_long_alt_text_waits_for_send_as_written(page, server, fleet):
     assert page.locator("#force-alt-label").is_hidden()
     page.fill("#alt_text", LONG)
     problems = " ".join(page.locator("#alt-problems").inner_text().split())
-    assert f"{len(LONG)} characters (> 250): no alt text is published longer" in problems, problems
+    assert f"{len(LONG)} characters (> 250): no model or file alt text is published longer" in problems, problems
+    assert "\"send as written\" to publish it as written" in problems, problems
     assert page.locator("#force-alt-label").is_visible()
     page.click("button[value=save]")
     assert page.url.endswith("/asset/mug-0001")  # not submitted: the text stays in the form, as written

@@ -64,8 +64,8 @@ class ReviewApp:
         rules = client_rules(settings.validate_.alt_text_max_chars)
         self.alt_rules = {**rules, "hard_max_chars": settings.validate_.alt_text_hard_max_chars, "messages": {
             **rules["messages"],  # type: ignore[dict-item]
-            "too_long_hard": "{n} characters (> {max}): no alt text is published longer. Shorten it (it is never "
-                             "cut for you), or tick \"send as written\"",
+            "too_long_hard": "{n} characters (> {max}): no model or file alt text is published longer. Shorten "
+                             "it (it is never cut for you), or tick \"send as written\" to publish it as written",
             # no alt text: what each way of leaving it empty publishes (domain/review.py apply_review)
             "cleared": "no alt text: the image will be published as decorative (screen readers skip it). Leave it "
                        "empty only if the image is decorative; otherwise write one",
