@@ -20,6 +20,11 @@ rejection keeps it an edit or a rejection.
 An approval covers the values it saw: if a later record brings a different model value for a field the person did
 not decide on, the asset goes back to review ("changed since approval").
 
+A non-decorative image is never approved without alt text (WCAG): a person's *empty* alt text marks the image
+decorative, but a *rejected* one says only that the text is wrong, so an approval with no alt text left (or a
+rejection of the alt text of an auto-applied asset) keeps the asset in review ("no alt text for a non-decorative
+image after <editor>'s review: write one, or mark the image decorative").
+
 A verdict is of *that image*: the review records the SHA-256 of the bytes it was given on (`content_sha256`: the
 one the review app showed, else the record's). A later record of other bytes (an `updated` event with a new file)
 goes back to review ("the image changed since <editor> approved it on <date>: check the values"); the person's
@@ -48,7 +53,10 @@ REJECTED = "rejected by {editor}"
 APPROVED = "approved by {editor}"
 UNAPPROVED = "changed since the approval by {editor}: {fields}"  # model output the approval never saw
 IMAGE_CHANGED = "the image changed since {editor} {status} it on {when}: check the values"
-REVIEW_REASON_TEMPLATES = (REJECTED, APPROVED, UNAPPROVED, IMAGE_CHANGED)
+#: a non-decorative image a person left without alt text (rejected it, or approved none): never published so
+NO_ALT_TEXT = ("no alt text for a non-decorative image after {editor}'s review: write one, or mark the image "
+               "decorative (an empty alt text)")
+REVIEW_REASON_TEMPLATES = (REJECTED, APPROVED, UNAPPROVED, IMAGE_CHANGED, NO_ALT_TEXT)
 
 
 def review_reason(template: str, **values: str) -> str:
@@ -276,6 +284,11 @@ def image_changed(validated: dict[str, Any], review: dict[str, Any]) -> str | No
     return review_reason(IMAGE_CHANGED, editor=review["editor"], status=status, when=when)
 
 
+def described(validated: dict[str, Any]) -> bool:
+    """Whether a record's image has a text alternative: alt text, or marked decorative (screen readers skip it)."""
+    return bool(validated.get("decorative") or (validated.get("alt_text") or "").strip())
+
+
 def apply_review(validated: dict[str, Any], review: dict[str, Any] | None, *, label_of=None) -> dict[str, Any]:
     """`validated` with the people's decisions on top (a new dict; the input is not changed). `label_of(tag_id)`
     names tags a person added (the taxonomy's label); unknown ids keep their own text."""
@@ -319,6 +332,9 @@ def apply_review(validated: dict[str, Any], review: dict[str, Any] | None, *, la
         sources[name] = source
     out["field_sources"], out["model_suggestions"] = sources, suggestions
     status = review.get("status")
+    # the person who rejected the alt text (a rejection the review applied), else ""
+    alt_rejected = next((f["editor"] for f in review["fields"] if f["field"] == "alt_text"
+                         and f["action"] == "rejected" and "alt_text" in decided), "")
     changed = image_changed(validated, review)
     if changed:
         out["status"] = "needs_review"
@@ -326,6 +342,11 @@ def apply_review(validated: dict[str, Any], review: dict[str, Any] | None, *, la
     elif status == "rejected":
         out["status"] = "rejected"
         reasons.append(review_reason(REJECTED, editor=review["editor"]))
+    elif (status == "approved" or alt_rejected) and not described(out):
+        # WCAG: a non-decorative image is never published without alt text; "reject" says the text is wrong, not
+        # that the image is decorative (an empty alt text, or the review app's "decorative", says that)
+        out["status"] = "needs_review"
+        reasons.insert(0, review_reason(NO_ALT_TEXT, editor=review["editor"] if status else alt_rejected))
     elif status == "approved":
         undecided = [name for name in FIELDS if name not in decided and sources.get(name) == "model"
                      and current_value(out, name) not in (None, "[]")]

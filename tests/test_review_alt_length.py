@@ -1,6 +1,7 @@
 """Trial 2: a person's over-long alt text was published without a word. In the review app's edit form an edited
 alt text over validate.alt_text_hard_max_chars (250) is not sent until the editor ticks "send as written"; one
-over validate.alt_text_max_chars (125) is sent with a warning. Never cut. Real parts: Debian's chromium driving
+over validate.alt_text_max_chars (125) is sent with a warning. Never cut. Trial 11: no alt text at all — a
+rejected one keeps a non-decorative image in review, and the app says so when the editor chooses reject. Real parts: Debian's chromium driving
 the app, the session's tansu broker (`feedback`), an osmem-server seeded through the real index sink."""
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import re
 import httpx
 import pytest
 
+from domain.review import apply_review, merge_decision
 from tests import review_support
 from tests.review_support import feedback
 
@@ -37,7 +39,8 @@ def test_an_over_long_alt_text_waits_for_send_as_written(page, server, fleet):
     assert page.locator("#force-alt-label").is_hidden()
     page.fill("#alt_text", LONG)
     problems = " ".join(page.locator("#alt-problems").inner_text().split())
-    assert f"{len(LONG)} characters (> 250): no alt text is published longer" in problems, problems
+    assert f"{len(LONG)} characters (> 250): no model or file alt text is published longer" in problems, problems
+    assert "\"send as written\" to publish it as written" in problems, problems
     assert page.locator("#force-alt-label").is_visible()
     page.click("button[value=save]")
     assert page.url.endswith("/asset/mug-0001")  # not submitted: the text stays in the form, as written
@@ -80,3 +83,41 @@ def test_without_the_browser_rules_the_app_refuses_it_and_sends_nothing(server, 
                                              "force_alt": "1"}, headers={"Origin": server.url})
         assert "Sent to feedback" in r.text
     assert _mine(settings, "erin")[-1] == LONG
+
+
+def test_rejecting_the_alt_text_of_a_non_decorative_image_warns_and_keeps_it_in_review(page, server, fleet):
+    """Trial 11, finding 5: "reject" then "Approve all" published gravel as approved with neither alt text nor
+    decorative, without a hint. Reject now warns at once and on sending, and the review group's apply_review
+    keeps the asset in review; *decorative* (like a cleared text) publishes it decorative."""
+    settings, records = fleet
+    record = next(r for r in records if r["enriched"]["pre"]["asset"]["asset_id"] == "paris-0003")
+    problems = lambda: " ".join(page.locator("#alt-problems").inner_text().split())  # noqa: E731
+    page.goto(server.login_url)
+    page.goto(server.url + "/asset/paris-0003")
+    page.fill("#alt_text", "")
+    assert "the image will be published as decorative" in problems(), problems()  # a cleared text
+    page.check("input[name='action.alt_text'][value=rejected]")
+    assert "rejecting leaves no alt text, and the image is not decorative: it stays in review" in problems()
+    page.click("#approve")
+    page.wait_for_url(re.compile(r"sent="))
+    flash = " ".join(page.locator(".flash").inner_text().split())
+    assert "paris-0003: approved (warning: alt_text rejected and none written, and the image is not decorative: " \
+           "it stays in review until you write one, or mark the image decorative)" in flash, flash
+
+    page.goto(server.url + "/asset/paris-0003")
+    page.check("input[name='action.alt_text'][value=decorative]")
+    assert problems().startswith("decorative: published with no alt text"), problems()
+    page.click("#approve")
+    page.wait_for_url(re.compile(r"sent="))
+    rejected, decorative = [d for d in feedback(settings) if d["asset_id"] == "paris-0003"]
+    assert [f for f in decorative["fields"] if f["field"] == "alt_text"] == \
+        [{"field": "alt_text", "action": "edited", "value": ""}]
+
+    # the review group's rule, on the decisions as sent: never approved without alt text nor decorative
+    review = merge_decision(None, rejected, record)
+    out = apply_review(record, review)
+    assert (out["status"], out["alt_text"], out["decorative"]) == ("needs_review", None, False)
+    assert out["reasons"][0] == ("no alt text for a non-decorative image after erin's review: write one, or mark "
+                                 "the image decorative (an empty alt text)")
+    out = apply_review(record, merge_decision(review, decorative, out))
+    assert (out["status"], out["alt_text"], out["decorative"]) == ("approved", "", True)

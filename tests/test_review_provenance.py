@@ -455,6 +455,23 @@ def test_a_rejection_stays_a_rejection_through_a_later_approve_all():
     assert reviewed["title"]["action"] == "accepted"
 
 
+def test_a_rejected_alt_text_is_never_approved_or_auto_applied_without_one():
+    """Trial 11, finding 5: a rejection says the text is wrong, not that the image is decorative: approved (or
+    auto-applied) with no alt text left, a non-decorative image stays in review until a person writes one."""
+    from tests.store_support import validated_asset
+
+    reject = {"fields": [{"field": "alt_text", "action": "rejected", "value": None}]}
+    for status, verdict in (("needs_review", "approved"), ("auto_applied", None)):
+        record = validated_asset("rej-alt", title="Gravel", alt_text="Gravel", status=status)
+        _, out = _pinned(record, {**reject, "status": verdict})
+        assert (out["status"], out["alt_text"], out["decorative"]) == ("needs_review", None, False), status
+        assert out["reasons"][0].startswith("no alt text for a non-decorative image after erin's review")
+        _, out = _pinned(record, {**reject, "status": verdict},
+                         {"status": "approved", "fields": [{"field": "alt_text", "action": "edited", "value": "Grey gravel"}]})
+        assert (out["status"], out["alt_text"]) == ("approved", "Grey gravel")
+        assert not [r for r in out["reasons"] if r.startswith("no alt text")]
+
+
 def test_an_accepted_value_is_propagated_only_when_it_is_the_familys(store):
     """Review finding (issue 15): a value a person accepted that was neither the record's nor the one the family
     gave was labelled `propagated` because the field held a propagated value. Through the real review group."""

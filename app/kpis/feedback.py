@@ -53,7 +53,8 @@ def alt_text_length(decision: dict[str, Any], max_chars: int, hard_max_chars: in
     Over `max_chars` (validate.alt_text_max_chars, 125: WCAG practice is ~125-150) is a warning: screen readers
     read alt text in one go, but a complex image may need more. Over `hard_max_chars`
     (validate.alt_text_hard_max_chars, 250: no model or file alt text is published longer) the decision is refused
-    unless the person insists (`--force`, the review form's "send as written")."""
+    unless the person confirms it as written (`--force`, the review form's "send as written"); confirmed, it is
+    published as written, with the asset's verdict (an approval publishes it as approved)."""
     warnings: list[str] = []
     refusals: list[str] = []
     for f in decision.get("fields") or []:
@@ -62,13 +63,32 @@ def alt_text_length(decision: dict[str, Any], max_chars: int, hard_max_chars: in
         n = len(" ".join(str(f["value"]).split()))
         if n > hard_max_chars:
             refusals.append(f"{decision.get('asset_id')}: alt_text is {n} characters, more than the "
-                            f"{hard_max_chars} any alt text is published with (validate.alt_text_hard_max_chars); "
-                            "shorten it to its leading sentence(s): it is never cut for you")
+                            f"{hard_max_chars} any model or file alt text is published with "
+                            "(validate.alt_text_hard_max_chars); shorten it to its leading sentence(s): it is never "
+                            "cut for you")
         elif n > max_chars:
             warnings.append(f"{decision.get('asset_id')}: alt_text is {n} characters, over the {max_chars} screen "
                             "readers handle well (validate.alt_text_max_chars; WCAG practice ~125-150): sent as "
                             "written")
     return warnings, refusals
+
+
+def alt_text_missing(decision: dict[str, Any], doc: dict[str, Any]) -> list[str]:
+    """Warnings about a decision that leaves a non-decorative image (`doc`: the asset as indexed) without alt text
+    (it rejects the alt text without writing another, or approves an asset that has none): the asset then stays in
+    review (domain/review.py apply_review). A rejection says the text is wrong, not that the image is decorative;
+    an empty alt text says that."""
+    if doc.get("decorative") or decision.get("status") == "rejected":
+        return []
+    alt = next((f for f in decision.get("fields") or [] if f.get("field") == "alt_text"), None)
+    if alt and alt.get("action") == "edited" and alt.get("value") is not None:
+        return []  # a text written, or the empty one that marks the image decorative
+    rejected = bool(alt) and alt.get("action") == "rejected"
+    if not (rejected or decision.get("status") == "approved") or (not rejected and str(doc.get("alt_text") or "").strip()):
+        return []
+    what = "alt_text rejected and none written" if rejected else "no alt_text"
+    return [f"{decision.get('asset_id')}: {what}, and the image is not decorative: it stays in review until you "
+            "write one, or mark the image decorative"]
 
 
 def parse_field_spec(spec: str) -> dict[str, Any]:

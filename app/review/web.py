@@ -27,7 +27,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
-from app.kpis.feedback import alt_text_length
+from app.kpis.feedback import alt_text_length, alt_text_missing
 from app.review import decisions as dec
 from app.review.auth import COOKIE, Auth, Principal
 from domain.events import scoped_id
@@ -65,8 +65,17 @@ class ReviewApp:
         rules = client_rules(settings.validate_.alt_text_max_chars)
         self.alt_rules = {**rules, "hard_max_chars": settings.validate_.alt_text_hard_max_chars, "messages": {
             **rules["messages"],  # type: ignore[dict-item]
-            "too_long_hard": "{n} characters (> {max}): no alt text is published longer. Shorten it (it is never "
-                             "cut for you), or tick \"send as written\""}}
+            "too_long_hard": "{n} characters (> {max}): no model or file alt text is published longer. Shorten "
+                             "it (it is never cut for you), or tick \"send as written\" to publish it as written",
+            # no alt text: what each way of leaving it empty publishes (domain/review.py apply_review)
+            "cleared": "no alt text: the image will be published as decorative (screen readers skip it). Leave it "
+                       "empty only if the image is decorative; otherwise write one",
+            "empty": "no alt text for a non-decorative image: it stays in review until you write one, or choose "
+                     "\"decorative\" if the image is decorative",
+            "rejected": "rejecting leaves no alt text, and the image is not decorative: it stays in review until "
+                        "you write one, or choose \"decorative\" if the image is decorative",
+            "decorative": "decorative: published with no alt text (screen readers skip it). Only for an image "
+                          "that adds nothing to the page"}}
         self._producer = producer
         self._producer_lock = threading.Lock()
         env = jinja2.Environment(loader=jinja2.FileSystemLoader(HERE / "templates"), autoescape=True,
@@ -299,9 +308,10 @@ class ReviewApp:
             doc = self.index.asset(asset_id)
             if doc is None:
                 raise dec.DecisionError(f"no asset {asset_id!r} in the index")
-            decision = dec.from_form(doc, form, who.user, self.taxonomy)
+            decision = decide_form(doc, form, who.user, self.taxonomy)
             v = self.settings.validate_
             warnings, refusals = alt_text_length(decision, v.alt_text_max_chars, v.alt_text_hard_max_chars)
+            warnings += alt_text_missing(decision, doc)
             if refusals and form.get("force_alt") != "1":
                 raise dec.DecisionError(f"nothing was sent: {refusals[0].split(': ', 1)[1]}, or tick \"send as "
                                         "written\" and send it again")
@@ -365,6 +375,18 @@ class ReviewApp:
             return generate_latest(self.registry)
 
         return Response(await run_in_threadpool(collect), media_type=CONTENT_TYPE_LATEST)
+
+
+def decide_form(doc: dict[str, Any], form: Any, editor: str, tax: Any) -> dict[str, Any]:
+    """The EditorDecision of the asset form (`decisions.from_form`), with the alt text's own choice
+    `action.alt_text=decorative`: the image is decorative, sent as the empty alt text that says so (domain/review.py;
+    also when the field already shows none, e.g. after a rejection)."""
+    if form.get("action.alt_text") != "decorative":
+        return dec.from_form(doc, form, editor, tax)
+    decision = dec.from_form(doc, {**{k: form.get(k) for k in form.keys()}, "action.alt_text": "accepted"}, editor, tax)
+    decision["fields"] = [{"field": "alt_text", "action": "edited", "value": ""} if f["field"] == "alt_text" else f
+                          for f in decision["fields"]]
+    return decision
 
 
 def changed_since_confirmed(f: Filters, chosen: list[tuple[str, str | None]], form: Any) -> str | None:

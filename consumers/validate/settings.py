@@ -59,8 +59,10 @@ class ValidateSettings(Section):
     # --- alt text ----------------------------------------------------------------------------------------
     alt_text_max_chars: int = Field(125, ge=16, description="screen-reader friendly limit for alt text: model alt "
                                                           "text is never published longer")
-    alt_text_hard_max_chars: int = Field(250, ge=16, description="no alt text is published longer; a person's "
-                                                               "longer one goes to review")
+    alt_text_hard_max_chars: int = Field(250, ge=16, description=(
+        "no model or file alt text is published longer (a file's is cut and goes to review); a person's longer one "
+        "is refused unless they confirm it as written (review app: send as written; feedback: --force), and is then "
+        "published as written (approved when they approve); one in an event's human_fields goes to review"))
     ocr_min_confidence: float = Field(0.6, ge=0.0, le=1.0,
                                       description="OCR mean confidence (0..1; 0..100 is scaled) to trust its text")
 

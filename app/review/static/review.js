@@ -49,15 +49,21 @@
     const check = () => {
       const text = alt.value.replace(/\s+/g, " ").trim();
       const problems = [];
-      if (!text && !alt.dataset.decorative) problems.push(rules.messages.empty);
-      const m = text.match(prefix);
+      // no alt text: a cleared text marks the image decorative, a rejected one (or none) keeps it in review
+      const choice = ($("input[name='action.alt_text']:checked") || {}).value || "";
+      if (choice === "decorative") problems.push(rules.messages.decorative);
+      else if (alt.dataset.decorative) { /* already decorative: no alt text is right */ }
+      else if (choice === "rejected") problems.push(rules.messages.rejected);
+      else if (!text) problems.push(alt.defaultValue.trim() ? rules.messages.cleared : rules.messages.empty);
+      const sent = choice !== "rejected" && choice !== "decorative";  // else the text typed is not sent
+      const m = sent && text.match(prefix);
       if (m && text.length > m[0].length) problems.push(fill(rules.messages.prefix, { match: m[0].trim() }));
-      const hard = text.length > rules.hard_max_chars && alt.value.trim() !== alt.defaultValue.trim();
+      const hard = sent && text.length > rules.hard_max_chars && alt.value.trim() !== alt.defaultValue.trim();
       if (hard) problems.push(fill(rules.messages.too_long_hard, { n: text.length, max: rules.hard_max_chars }));
-      else if (text.length > rules.max_chars) problems.push(fill(rules.messages.too_long, { n: text.length, max: rules.max_chars }));
+      else if (sent && text.length > rules.max_chars) problems.push(fill(rules.messages.too_long, { n: text.length, max: rules.max_chars }));
       if (force) force.hidden = !hard;
       const visible = (alt.dataset.visible || "").replace(/\s+/g, " ").trim();
-      if ((visible.match(/[0-9A-Za-z]/g) || []).length >= 2) {
+      if (sent && (visible.match(/[0-9A-Za-z]/g) || []).length >= 2) {
         const others = ["title", "caption", "summary"].map((id) => ($("#" + id) || {}).value || "");
         const needle = squash(visible);
         if (![text].concat(others).some((h) => squash(h).includes(needle))) {
@@ -77,6 +83,7 @@
       }
     });
     ["title", "caption", "summary"].forEach((id) => { const el = $("#" + id); if (el) el.addEventListener("input", check); });
+    $$("input[name='action.alt_text']").forEach((r) => r.addEventListener("change", check));
     check();
   }
 
