@@ -9,8 +9,8 @@ from fnmatch import fnmatchcase
 import pytest
 
 from app.review.queries import REASON_GROUPS
-from domain.review import (APPROVED, IMAGE_CHANGED, REJECTED, REVIEW_REASON_TEMPLATES, REVIEW_REASONS,
-                           UNAPPROVED, apply_review, merge_decision, review_reason)
+from domain.review import (APPROVED, IMAGE_CHANGED, NO_ALT_TEXT, REJECTED, REVIEW_REASON_TEMPLATES,
+                           REVIEW_REASONS, UNAPPROVED, apply_review, merge_decision, review_reason)
 from tests.store_support import validated_asset
 
 VALUES = {"editor": "erin", "status": "approved", "when": "2027-01-15 08:00 UTC", "fields": "caption, tags"}
@@ -30,6 +30,13 @@ def test_the_queue_files_a_changed_asset_under_changed_since_approval(template):
     assert any(fnmatchcase(reason, p) for p in REASON_GROUPS["changed since approval"]), reason
     assert not any(fnmatchcase(review_reason(t, **VALUES), p) for t in (APPROVED, REJECTED)
                    for p in REASON_GROUPS["changed since approval"])
+
+
+def test_the_queue_files_an_approval_left_without_alt_text_under_alt_text():
+    """An approval that left a non-decorative image without alt text keeps it in review (trial 11): the queue's
+    "alt text" filter and count include it."""
+    reason = review_reason(NO_ALT_TEXT, **VALUES)
+    assert any(fnmatchcase(reason, p) for p in REASON_GROUPS["alt text"]), reason
 
 
 def _reviewed(status, *, content=None, unseen=False):

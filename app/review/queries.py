@@ -21,7 +21,7 @@ from urllib.parse import urlencode
 from elasticsearch import Elasticsearch, NotFoundError
 
 from domain.events import scoped_id
-from domain.review import IMAGE_CHANGED, UNAPPROVED, reason_prefix
+from domain.review import IMAGE_CHANGED, NO_ALT_TEXT, UNAPPROVED, reason_prefix
 from domain.store.degraded import query as degraded_query
 from domain.store.management import read_alias
 from domain.store.search import build_filters
@@ -37,8 +37,8 @@ REASON_GROUPS: dict[str, tuple[str, ...]] = {
     "NSFW": ("NSFW score *",),
     "rights": ("licence restricts use*", "no licence evidence*", "credit must be displayed*",
                "credit required but*"),
-    "alt text": ("no alt text for a non-decorative image", "alt text is * chars*", "text visible in the image*",
-                 "image marked decorative but shows text*"),
+    "alt text": ("no alt text for a non-decorative image", reason_prefix(NO_ALT_TEXT) + "*", "alt text is * chars*",
+                 "text visible in the image*", "image marked decorative but shows text*"),
     "schema": ("model output fails its JSON Schema*", "schema: *"),
     "near-duplicate": ("near-duplicate of *",),
     "changed since approval": tuple(reason_prefix(t) + "*" for t in (UNAPPROVED, IMAGE_CHANGED)),
