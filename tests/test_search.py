@@ -42,6 +42,20 @@ def test_vocabulary_synonyms_find_the_canonical_tag(sink):
     assert _ids(search(sink.client, sink.settings, "trainers", status="needs_review")) == []
 
 
+def test_the_photographer_and_the_credit_are_searchable(sink):
+    """Trial 12: "Camille Laurent" (the photographer in the file's XMP) found nothing, and "Example Photo Agency"
+    (the credit line) ranked its photo 23rd: a DAM user searches by who made or supplied a picture."""
+    camille = validated_asset("by-camille", 1, title="Sunset over the river", alt_text="a river at dusk")
+    camille["enriched"]["pre"]["embedded"]["creator"] = "Camille Laurent"
+    camille["credit_text"] = "Photo: Camille Laurent / Example Photo Agency"
+    other = validated_asset("by-jane", 1, title="Agency building", alt_text="an office of a photo agency")
+    sink.process_batch(as_items([camille, other]))
+    sink.client.indices.refresh(index=read_alias(sink.cfg))
+    assert _ids(search(sink.client, sink.settings, "Camille Laurent")) == ["by-camille"]
+    assert _ids(search(sink.client, sink.settings, "Example Photo Agency"))[:1] == ["by-camille"]
+    assert _ids(hybrid_search(sink.client, sink.settings, "Camille Laurent"))[:1] == ["by-camille"]
+
+
 def test_expand_query_maps_phrases_and_deprecated_names():
     tax = load_taxonomy()
     assert "product:sneaker" in expand_query("red running shoe", tax)

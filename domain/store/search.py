@@ -44,7 +44,10 @@ if TYPE_CHECKING:
     from domain.taxonomy import Taxonomy
     from domain.vision.prototypes import VisualQuery
 
-SEARCH_FIELDS = ["title^3", "alt_text^2", "caption", "summary", "ocr_text", "visible_text", "tag_labels^2", "tags"]
+SEARCH_FIELDS = ["title^3", "alt_text^2", "caption", "summary", "ocr_text", "visible_text", "tag_labels^2", "tags",
+                 "creator", "credit_text"]
+"""the text fields keyword search reads (BM25, coverage): what the image says and shows, its tags, and who made
+or supplied it (the file's creator, the credit line: trial 12, a DAM user searches by photographer or agency)"""
 HIT_FIELDS = ["asset_id", "title", "alt_text", "tags", "status", "usage_flag", "field_sources", "reviewed_by",
               "event_time", "place", "duplicate_of", "family_id", "family_size", "degraded_parts"]
 
