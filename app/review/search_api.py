@@ -2,14 +2,16 @@
 <token>` or the session cookie; basic; trusted proxy header). JSON in, JSON out; read-only (GET), so no CSRF token.
 
     GET /v1/search?query=trainers&mode=hybrid&tag=color:white&status=approved&usage=ok
-                  &date_from=2026-11-01&date_to=2026-11-30&place=France&family=ASSET&page=1&size=20&facets=true&facet_size=30
-    GET /v1/assets/{asset_id}/similar?by=auto|image|text&size=10&status=approved
+                  &date_from=2026-11-01&date_to=2026-11-30&place=France&family=ASSET&tenant=acme&page=1&size=20
+                  &facets=true&facet_size=30
+    GET /v1/assets/{asset_id}/similar?tenant=acme&by=auto|image|text&size=10&status=approved   (tenant: the asset's)
     POST /v1/similar?size=10&status=approved     body: the query image's bytes (Content-Type image/*), or a
                                                  multipart/form-data upload with the file in field `file` or
                                                  `image` (curl -F file=@photo.jpg); at most
                                                  index.query_image_max_bytes (413 over it)
 
-The answer is domain.store.api's (hits, total, facets with counts). `total` and the facets are the same on every
+The answer is domain.store.api's (hits, total, facets with counts). Every hit says its `tenant`; an asset is named
+by its hit's `asset_id` and `tenant` (docs/index.md, "Tenants"). `total` and the facets are the same on every
 page of one query: keyword mode counts every match; semantic, hybrid and similar count the first `window`
 (index.rrf_window) hits of the ranking, the hits their pages show together, with `total_relation: "gte"` when
 that window was filled (more may match below it); collapsed, `total` counts families and the facets the

@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any, Iterable
 import numpy as np
 from elasticsearch import ApiError, Elasticsearch, NotFoundError, helpers
 
+from domain.events import DEFAULT_TENANT
 from domain.store.client import index_settings
 from domain.store.degraded import query as degraded_query
 from domain.store.management import IMAGE_VECTOR_FIELD, VECTOR_FIELD, read_alias
@@ -45,7 +46,7 @@ if TYPE_CHECKING:
     from domain.vision.prototypes import VisualQuery
 
 SEARCH_FIELDS = ["title^3", "alt_text^2", "caption", "summary", "ocr_text", "visible_text", "tag_labels^2", "tags"]
-HIT_FIELDS = ["asset_id", "title", "alt_text", "tags", "status", "usage_flag", "field_sources", "reviewed_by",
+HIT_FIELDS = ["asset_id", "tenant", "title", "alt_text", "tags", "status", "usage_flag", "field_sources", "reviewed_by",
               "event_time", "place", "duplicate_of", "family_id", "family_size", "degraded_parts"]
 
 
@@ -222,7 +223,8 @@ _SORT: list[Any] = ["_score", {"event_time": {"order": "desc", "unmapped_type": 
 
 def _hit(h: dict[str, Any], score: float | None = None) -> dict[str, Any]:
     src = h.get("_source") or {}
-    return {"asset_id": src.get("asset_id", h["_id"]), "title": src.get("title"),
+    return {"asset_id": src.get("asset_id", h["_id"]), "tenant": src.get("tenant") or DEFAULT_TENANT,
+            "title": src.get("title"),
             "alt_text": src.get("alt_text"), "tags": src.get("tags", []), "status": src.get("status"),
             "usage_flag": src.get("usage_flag"), "score": h.get("_score") if score is None else score,
             "field_sources": src.get("field_sources") or {}, "reviewed_by": src.get("reviewed_by"),
