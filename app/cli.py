@@ -407,7 +407,8 @@ def search(query: Optional[str] = typer.Argument(None, help="free text over titl
                                                   "one part (ocr, faces, nsfw, tagging, alt_text, text_vector, …)"),
            date_from: Optional[str] = typer.Option(None, "--date-from", help="uploaded on or after (YYYY-MM-DD, UTC)"),
            date_to: Optional[str] = typer.Option(None, "--date-to", help="uploaded on or before (YYYY-MM-DD, UTC)"),
-           place: Optional[str] = typer.Option(None, help="exact city, region, country or ISO country code"),
+           place: Optional[str] = typer.Option(None, help="a city, region, country or ISO country code "
+                                               "(any case)"),
            family: Optional[str] = typer.Option(None, help="the duplicate family of this asset (all its members)"),
            tenant: Optional[str] = typer.Option(None, help="only this tenant's assets; with --similar-to ASSET: the "
                                                 "tenant of that asset (default: the default tenant)"),

@@ -33,7 +33,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from urllib.parse import urlsplit
 
-from domain.store.api import BadRequest, SearchRequest, run_search, run_similar, run_similar_image
+from domain.store.api import (SEARCH_PARAMS, SIMILAR_PARAMS, BadRequest, SearchRequest, run_search, run_similar,
+                              run_similar_image)
 
 if TYPE_CHECKING:
     from app.review.web import ReviewApp
@@ -81,12 +82,18 @@ async def _form_file(request: Request, body: bytes) -> bytes:
 def search_routes(app: "ReviewApp") -> list[Route]:
     """The /v1 routes for one ReviewApp (its store client, settings, vocabulary and auth)."""
 
+    def unauthenticated(request: Request) -> Response | None:
+        if app.auth.authenticate(request) is not None:
+            return None
+        headers = {"WWW-Authenticate": 'Basic realm="assetstream review", charset="UTF-8"'} \
+            if app.auth.mode == "basic" else {"WWW-Authenticate": "Bearer"} if app.auth.mode == "token" else {}
+        return _error(401, "authentication required", headers)
+
     def api(handler: Callable[..., Any]) -> Callable[[Request], Awaitable[Response]]:
         async def endpoint(request: Request) -> Response:
-            if app.auth.authenticate(request) is None:
-                headers = {"WWW-Authenticate": 'Basic realm="assetstream review", charset="UTF-8"'} \
-                    if app.auth.mode == "basic" else {"WWW-Authenticate": "Bearer"} if app.auth.mode == "token" else {}
-                return _error(401, "authentication required", headers)
+            refused = unauthenticated(request)
+            if refused is not None:
+                return refused
             body = b""
             if request.method == "POST":
                 origin = request.headers.get("origin")
@@ -123,15 +130,15 @@ def search_routes(app: "ReviewApp") -> list[Route]:
         return endpoint
 
     def do_search(request: Request, _body: bytes) -> dict[str, Any]:
-        req = SearchRequest.from_params(request.query_params)
+        req = SearchRequest.from_params(request.query_params, accepts=SEARCH_PARAMS)
         return run_search(app.es, app.settings, req, taxonomy=app.taxonomy)
 
     def do_similar(request: Request, _body: bytes) -> dict[str, Any]:
-        req = SearchRequest.from_params(request.query_params)
+        req = SearchRequest.from_params(request.query_params, accepts=SIMILAR_PARAMS)
         return run_similar(app.es, app.settings, request.path_params["asset_id"], req, taxonomy=app.taxonomy)
 
     def do_similar_image(request: Request, body: bytes) -> dict[str, Any]:
-        req = SearchRequest.from_params(request.query_params)
+        req = SearchRequest.from_params(request.query_params, accepts=SIMILAR_PARAMS)
         return run_similar_image(app.es, app.settings, body, req, taxonomy=app.taxonomy)
 
     return [Route("/v1/search", api(do_search), methods=["GET"]),

@@ -30,7 +30,7 @@ Elasticsearch RRF retriever's fixed rank_window_size), `total` = the hits their 
 over those documents (`ranked` / `nearest`), `total_relation` "gte" when the window was filled (more may rank
 below it), a page past the window empty. `facets_over` says which.
 
-Filters apply inside every leg: tags (all), status, usage flag, upload date (`event_time`, UTC days, inclusive), place (exact city, region, country or ISO country code), family (the
+Filters apply inside every leg: tags (all), status, usage flag, upload date (`event_time`, UTC days, inclusive), place (city, region, country or ISO country code, any case), family (the
 family of the asset named: its `family_id`, consumers/index/families.py) and tenant (one tenant's assets; every hit
 says its `tenant`, and on "more like this" by asset `tenant` names the asset's tenant instead: document_id). `collapse=true` keeps the best-ranked
 member of each family within the first index.rrf_window * 5 hits; `total` then counts families, `matches` and the
@@ -72,6 +72,16 @@ class BadRequest(ValueError):
     """A request that cannot be run; the message says which parameter and why (HTTP 400, CLI exit 2)."""
 
 
+FILTER_PARAMS = ("tag", "tags", "status", "usage", "usage_flag", "date_from", "date_to", "place", "family", "tenant",
+                 "degraded", "collapse", "page", "size", "facets", "facet_size")
+SEARCH_PARAMS = ("query", "q", "mode", *FILTER_PARAMS)
+"""What GET /v1/search takes (`q` and `usage_flag`: other names of `query` and `usage`); anything else is a 400, so
+a misspelt filter does not silently answer every asset."""
+SIMILAR_PARAMS = ("by", *FILTER_PARAMS)
+"""What "more like this" takes (by asset or by upload): it ranks by the asset or image alone, so no query or mode."""
+NOT_SIMILAR = {"query": "the query", "q": "the query", "mode": "a mode"}
+
+
 @dataclass(frozen=True)
 class SearchRequest:
     query: str = ""
@@ -94,8 +104,13 @@ class SearchRequest:
     tag_names: tuple[tuple[str, ...], ...] = ()  # each tag with its names across renames (check_vocabulary)
 
     @classmethod
-    def from_params(cls, params: Mapping[str, Any], **defaults: Any) -> "SearchRequest":
-        """From URL query parameters (`tag` repeatable, or `tags` comma-separated) or CLI options."""
+    def from_params(cls, params: Mapping[str, Any], accepts: tuple[str, ...] | None = None,
+                    **defaults: Any) -> "SearchRequest":
+        """From URL query parameters (`tag` repeatable, or `tags` comma-separated) or CLI options. `accepts`: the
+        parameters the endpoint takes (SEARCH_PARAMS, SIMILAR_PARAMS); any other is a BadRequest naming it."""
+        if accepts is not None:
+            _known_params(params, accepts)
+
         def one(name: str) -> str | None:
             v = params.get(name)
             v = v.strip() if isinstance(v, str) else v
@@ -111,8 +126,8 @@ class SearchRequest:
                   date_from=_day("date_from", one("date_from")), date_to=_day("date_to", one("date_to")),
                   place=one("place"), family=one("family"), page=_int("page", one("page"), 1),
                   size=_int("size", one("size"), 20),
-                  facets=_flag(one("facets"), True), facet_size=_int("facet_size", one("facet_size"), FACET_SIZE),
-                  by=one("by") or "auto", collapse=_flag(one("collapse"), False), degraded=one("degraded"),
+                  facets=_flag("facets", one("facets"), True), facet_size=_int("facet_size", one("facet_size"), FACET_SIZE),
+                  by=one("by") or "auto", collapse=_flag("collapse", one("collapse"), False), degraded=one("degraded"),
                   tenant=one("tenant"))
         req.check()
         return req
@@ -172,20 +187,20 @@ class SearchRequest:
                 rng["lt"] = f"{dt.date.fromisoformat(self.date_to) + dt.timedelta(days=1)}T00:00:00.000Z"
             out.append({"range": {"event_time": rng}})
         if self.place:
-            out.append({"bool": {"should": [{"term": {f"place.{k}": self.place}} for k in
-                                            ("city", "region", "country")] +
-                                 [{"term": {"place.country_code": self.place.upper()}}], "minimum_should_match": 1}})
+            out.append(place_filter(self.place))
         if self.family:
             out.append(family_filter(self.family))
         if self.tenant:
             out.append(tenant_filter(self.tenant))
         return out
 
-    def echo(self) -> dict[str, Any]:
-        """The request as the response repeats it."""
+    def echo(self, similar: bool = False) -> dict[str, Any]:
+        """The request as the response repeats it: the parameters of a search, or of "more like this" (`by`,
+        no query or mode)."""
         d = asdict(self)
         d["tags"] = list(self.tags)
-        del d["tag_names"]
+        for name in ("tag_names", *(("query", "mode") if similar else ("by",))):
+            del d[name]
         return d
 
 
@@ -221,8 +236,29 @@ def _did_you_mean(value: str, choices: list[str] | tuple[str, ...]) -> str:
     return _hint(_close(value, choices))
 
 
-def _flag(value: str | None, default: bool) -> bool:
-    return default if value is None else str(value).lower() not in ("0", "false", "no", "off")
+FLAGS = {"true": True, "1": True, "yes": True, "on": True, "false": False, "0": False, "no": False, "off": False}
+
+
+def _flag(name: str, value: str | None, default: bool) -> bool:
+    if value is None:
+        return default
+    flag = FLAGS.get(str(value).lower())
+    if flag is None:
+        raise BadRequest(f"{name} must be true or false, not {str(value)[:40]!r}")
+    return flag
+
+
+def _known_params(params: Mapping[str, Any], accepts: tuple[str, ...]) -> None:
+    """BadRequest for the first parameter the endpoint does not take: what it would have meant, and the ones it
+    takes (a portal's typo must not answer every asset as if no filter had been given)."""
+    for name in params:
+        if name in accepts:
+            continue
+        if name in NOT_SIMILAR:
+            raise BadRequest(f"{name} is not used by \"more like this\": it ranks by the asset or image alone, not "
+                             f"by {NOT_SIMILAR[name]} (narrow it with tag, status, place, … instead)")
+        raise BadRequest(f"unknown parameter {name[:40]!r}{_did_you_mean(name, accepts)}; this endpoint takes "
+                         f"{', '.join(accepts)}")
 
 
 def _day(name: str, value: str | None) -> str | None:
@@ -248,6 +284,14 @@ def family_filter(family_id: str) -> dict[str, Any]:
     duplicate links."""
     return {"bool": {"should": [{"term": {"family_id": family_id}}, {"ids": {"values": [family_id]}},
                                 {"term": {"duplicate_of": family_id}}], "minimum_should_match": 1}}
+
+
+def place_filter(place: str) -> dict[str, Any]:
+    """A city, region, country or ISO country code, whatever its case ("paris", "FRANCE", "fr"): `term` with
+    case_insensitive (Elasticsearch 7.10+, OpenSearch, osmem-server). Accents must match: the place fields are plain
+    keywords, without a normalizer ("Île-de-France" does not find "Ile-de-France")."""
+    return {"bool": {"should": [{"term": {f"place.{k}": {"value": place, "case_insensitive": True}}}
+                                for k in ("city", "region", "country", "country_code")], "minimum_should_match": 1}}
 
 
 def tenant_filter(tenant: str) -> dict[str, Any]:
@@ -480,6 +524,9 @@ def run_similar_image(client: Elasticsearch, settings: Any, image: bytes, req: S
                          "(index.query_image_max_bytes)")
     if not image:
         raise BadRequest("no query image: send the image file as the request body")
+    if req.by not in ("auto", "image"):
+        raise BadRequest(f"by={req.by} does not apply to an uploaded image: it is compared by its image vector "
+                         "(by=image, or leave by out)")
     from domain.store.vectors import query_image_problem
 
     problem = query_image_problem(image, index_settings(settings).query_image_max_pixels)
@@ -502,7 +549,7 @@ def _nearest_answer(client: Elasticsearch, settings: Any, req: SearchRequest, ne
     """The answer over the nearest window `near` (its document ids: doc_ids, the same order)."""
     ranked = collapse_families(near) if req.collapse else near
     out: dict[str, Any] = {"similar_to": similar_to, "mode": "similar", "by": by, "page": req.page,
-                           "size": req.size, "collapse": req.collapse, "request": req.echo(),
+                           "size": req.size, "collapse": req.collapse, "request": req.echo(similar=True),
                            "hits": ranked[req.offset:req.offset + req.size]}
     facets = _window_facets(client, settings, doc_ids, filters, req)
     total = len(near)
