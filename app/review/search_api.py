@@ -16,7 +16,8 @@ page of one query: keyword mode counts every match; semantic, hybrid and similar
 (index.rrf_window) hits of the ranking, the hits their pages show together, with `total_relation: "gte"` when
 that window was filled (more may match below it); collapsed, `total` counts families and the facets the
 documents (`matches`). A bad parameter is 400 with the reason, an
-unknown asset (or one without a vector) 404, an unreachable store 503 — never a stack trace, never a document to an
+unknown asset (or one without a vector) 404, any other /v1 path a JSON 404 (405 for another method of a route),
+an unreachable store 503 — never a stack trace, never a document to an
 unauthenticated caller (401). POST searches too (it changes nothing), so it needs no CSRF token; a POST sent by
 another site (its Origin header) is refused all the same.
 """
@@ -30,7 +31,7 @@ from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import Match, Route
 from urllib.parse import urlsplit
 
 from domain.store.api import (SEARCH_PARAMS, SIMILAR_PARAMS, BadRequest, SearchRequest, run_search, run_similar,
@@ -141,6 +142,21 @@ def search_routes(app: "ReviewApp") -> list[Route]:
         req = SearchRequest.from_params(request.query_params, accepts=SIMILAR_PARAMS)
         return run_similar_image(app.es, app.settings, body, req, taxonomy=app.taxonomy)
 
-    return [Route("/v1/search", api(do_search), methods=["GET"]),
-            Route("/v1/assets/{asset_id:path}/similar", api(do_similar), methods=["GET"]),
-            Route("/v1/similar", api(do_similar_image), methods=["POST"])]
+    routes = [Route("/v1/search", api(do_search), methods=["GET"]),
+              Route("/v1/assets/{asset_id:path}/similar", api(do_similar), methods=["GET"]),
+              Route("/v1/similar", api(do_similar_image), methods=["POST"])]
+
+    async def elsewhere(request: Request) -> Response:
+        """Any other /v1 request: JSON like the rest of the API (401 first; 405 for a route's other methods)."""
+        refused = unauthenticated(request)
+        if refused is not None:
+            return refused
+        for route in routes:
+            if route.matches(request.scope)[0] != Match.NONE:  # the path is the route's, the method is not
+                allowed = sorted(route.methods or ())
+                return _error(405, f"{request.url.path} takes {', '.join(allowed)}, not {request.method}",
+                              {"Allow": ", ".join(allowed)})
+        return _error(404, f"no such API route: {request.method} {request.url.path} (the API: GET /v1/search, "
+                           "GET /v1/assets/{id}/similar, POST /v1/similar)")
+
+    return [*routes, Route("/v1/{rest:path}", elsewhere, methods=["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"])]
