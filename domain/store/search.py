@@ -529,7 +529,13 @@ def visual_report(s: Any, visual: "VisualQuery | None", images: int | None = Non
     """How the visual leg took part in a hybrid answer: the classes it used and how many of its best images
     went into the fusion (visual_share), or why it did not take part."""
     if visual is not None:
-        return {"used": True, **visual.explain(), **({"images": images} if images is not None else {})}
+        explained = visual.explain()
+        best: dict[str, dict[str, Any]] = {}  # ImageNet has two classes named "missile", two "sunglasses": one
+        for c in explained["classes"]:       # entry per name, its higher similarity (both classes rank images)
+            if c["name"] not in best or c["similarity"] > best[c["name"]]["similarity"]:
+                best[c["name"]] = c
+        explained["classes"] = sorted(best.values(), key=lambda c: -c["similarity"])
+        return {"used": True, **explained, **({"images": images} if images is not None else {})}
     reason = "index.visual_leg is off" if not s.visual_leg else \
         f"no ImageNet class name within index.visual_leg_threshold ({s.visual_leg_threshold}) of the query"
     return {"used": False, "reason": reason}
