@@ -490,8 +490,8 @@ def run_similar(client: Elasticsearch, settings: Any, asset_id: str, req: Search
         if "is not in" in str(exc) and TENANT_SEPARATOR not in asset_id:
             tenant = req.tenant or DEFAULT_TENANT
             raise LookupError(f"asset {asset_id} of tenant {tenant} is not in "
-                              f"{read_alias(index_settings(settings))} (another tenant's asset: add tenant=NAME, "
-                              "the `tenant` of its hits)") from None
+                              f"{read_alias(index_settings(settings))} (another tenant's asset: give the tenant its "
+                              "hits say, tenant=NAME or --tenant NAME)") from None
         raise
     return _nearest_answer(client, settings, req, near, ids, filters, similar_to=asset_id, by=by)
 
