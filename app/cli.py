@@ -407,8 +407,11 @@ def search(query: Optional[str] = typer.Argument(None, help="free text over titl
                                                   "one part (ocr, faces, nsfw, tagging, alt_text, text_vector, …)"),
            date_from: Optional[str] = typer.Option(None, "--date-from", help="uploaded on or after (YYYY-MM-DD, UTC)"),
            date_to: Optional[str] = typer.Option(None, "--date-to", help="uploaded on or before (YYYY-MM-DD, UTC)"),
-           place: Optional[str] = typer.Option(None, help="exact city, region, country or ISO country code"),
+           place: Optional[str] = typer.Option(None, help="a city, region, country or ISO country code "
+                                               "(any case)"),
            family: Optional[str] = typer.Option(None, help="the duplicate family of this asset (all its members)"),
+           tenant: Optional[str] = typer.Option(None, help="only this tenant's assets; with --similar-to ASSET: the "
+                                                "tenant of that asset (default: the default tenant)"),
            collapse: bool = typer.Option(False, "--collapse", help="one hit per duplicate family (its best-ranked "
                                          "member)"),
            size: int = typer.Option(20, help="how many hits per page"),
@@ -434,6 +437,7 @@ def search(query: Optional[str] = typer.Argument(None, help="free text over titl
 
     from rich.table import Table
 
+    from domain.events import DEFAULT_TENANT
     from domain.store.api import BadRequest, SearchRequest, run_search, run_similar, run_similar_image
     from domain.store.client import make_client
 
@@ -444,7 +448,7 @@ def search(query: Optional[str] = typer.Argument(None, help="free text over titl
                                          "facets": "true" if json_out or facets or facet_size else "false",
                                          "facet_size": facet_size, "by": by,
                                          "collapse": "true" if collapse else "false",
-                                         "degraded": degraded})
+                                         "degraded": degraded, "tenant": tenant})
     except BadRequest as exc:
         console.print(f"[red]{exc}[/red]")
         raise typer.Exit(2) from None
@@ -491,11 +495,13 @@ def search(query: Optional[str] = typer.Argument(None, help="free text over titl
     if answer.get("collapse"):
         of += f" famil{'y' if answer['total'] == 1 else 'ies'} ({answer.get('matches', '?')} matching assets)"
     table = Table(title=f"{len(hits)} hit(s) of {of} · {answer['mode']} · page {answer['page']}")
-    for col in ("asset", "title", "alt text", "tags", "status", "usage", "source", "family", "degraded"):
+    tenants = any(h.get("tenant") not in (None, DEFAULT_TENANT) for h in hits)  # a column when they differ
+    for col in ("asset", *(("tenant",) if tenants else ()), "title", "alt text", "tags", "status", "usage", "source",
+                "family", "degraded"):
         table.add_column(col, overflow="fold")
     for h in hits:
         fam = f"{h['family_id']} ({h['family_size']})" if h.get("family_size", 1) > 1 else ""
-        table.add_row(h["asset_id"], h.get("title") or "", h.get("alt_text") or "", ", ".join(h.get("tags") or []),
+        table.add_row(h["asset_id"], *((h.get("tenant") or "",) if tenants else ()), h.get("title") or "", h.get("alt_text") or "", ", ".join(h.get("tags") or []),
                       h.get("status") or "", h.get("usage_flag") or "", _sources(h), fam,
                       ", ".join(h.get("degraded_parts") or []))
     out.print(table)

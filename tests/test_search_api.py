@@ -3,6 +3,7 @@ process (uvicorn) with its auth, against a real osmem-server seeded through the 
 from __future__ import annotations
 
 import datetime as dt
+import io
 import json
 
 import httpx
@@ -222,3 +223,54 @@ def test_a_tag_or_degraded_part_outside_the_vocabulary_is_refused_with_a_suggest
     ok = CliRunner().invoke(app, ["search", "--tag", "color:white", "--degraded", "any", "--es-url", cfg.url],
                             env=env)
     assert ok.exit_code == 0, ok.output
+
+
+def _png() -> bytes:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (64, 48), (200, 30, 30)).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def test_parameters_a_portal_may_get_wrong_are_refused_by_name(api):
+    """Trial 12 finding 5: `collapse=maybe` was taken as true, and an unknown parameter (`sort=`, a misspelt
+    filter) or `query=` on "more like this" was ignored silently: every asset came back as if unfiltered."""
+    for path, params, says in (
+            ("/v1/search", {"collapse": "maybe"}, "collapse must be true or false, not 'maybe'"),
+            ("/v1/search", {"query": "sofa", "sort": "date"}, "unknown parameter 'sort'; this endpoint takes query,"),
+            ("/v1/search", {"statuss": "approved"}, "unknown parameter 'statuss'; did you mean status?"),
+            ("/v1/assets/a-sofa/similar", {"query": "cat"}, "query is not used by \"more like this\""),
+            ("/v1/assets/a-sofa/similar", {"mode": "keyword"}, "mode is not used by \"more like this\"")):
+        r = api.get(path, params=params)
+        assert r.status_code == 400 and says in r.json()["error"], (params, r.text)
+    r = api.post("/v1/similar", params={"by": "text"}, content=_png(), headers={"Content-Type": "image/png"})
+    assert r.status_code == 400 and "by=text does not apply to an uploaded image" in r.json()["error"], r.text
+    assert _ids(_get(api, "/v1/search", q="sofa", mode="keyword")) == ["a-sofa"]  # q: another name of query
+    similar = _get(api, "/v1/assets/a-sofa/similar", by="text")
+    assert similar["mode"] == "similar" and "mode" not in similar["request"] and similar["request"]["by"] == "text"
+    # place: names whatever their case, as codes already were
+    for place in ("paris", "FRANCE", "fr", "ile-de-france"):
+        assert _get(api, "/v1/search", place=place)["total"] == 5, place
+    assert set(_ids(_get(api, "/v1/search", place="berlin"))) == {"a-wedding", "a-wedding-2"}
+
+
+def test_unknown_routes_and_methods_answer_json(server, api):
+    """Trial 12 finding 6: an unknown /v1 route answered a plain-text `Not Found`."""
+    for method, path, status in (("GET", "/v1/serach", 404), ("POST", "/v1/search", 405),
+                                 ("GET", "/v1/assets/a-sofa", 404)):
+        r = api.request(method, path)
+        assert r.status_code == status and r.headers["content-type"].startswith("application/json"), (path, r.text)
+        assert path in r.json()["error"]
+    assert httpx.get(server.url + "/v1/serach").status_code == 401  # nothing said without the token
+
+
+def test_hits_have_the_fields_the_docs_list(api):
+    """Trial 12 finding 6: every hit had `degraded_parts`, which the documented hit shape left out."""
+    import re
+    from pathlib import Path
+
+    docs = (Path(__file__).parent.parent / "docs" / "index.md").read_text()
+    shape = re.search(r"hits: \[\{(.*?)\}\]", docs).group(1)
+    listed = {re.sub(r"\s*\(.*", "", f).strip() for f in re.sub(r"\([^()]*(\([^()]*\)[^()]*)*\)", "", shape).split(",")}
+    assert set(_get(api, "/v1/search", size=1)["hits"][0]) == listed

@@ -193,6 +193,9 @@ def test_hybrid_finds_pictures_by_what_they_show_through_the_visual_leg(api):
         assert classes <= {c["name"] for c in on["visual_leg"]["classes"]}
         assert all(c["similarity"] >= 0.5 for c in on["visual_leg"]["classes"])  # index.visual_leg_threshold
         assert on["visual_leg"]["image_model"]["id"] == "efficientnet-lite0/pooled-1280"
+    for query in ("rocket", "sunglasses"):  # ImageNet names two classes each "missile", "sunglasses": listed once
+        names = [c["name"] for c in api.get("/v1/search", params={"q": query}).json()["visual_leg"]["classes"]]
+        assert len(names) == len(set(names)) and names, (query, names)
     # "mug": the red mug is among the first three only by its pixels; the status filter holds in the leg too
     assert "p-mug" in _ids(api.get("/v1/search", params={"q": "mug", "size": 3}).json())
     filtered = api.get("/v1/search", params={"q": "mug", "size": 9, "status": "auto_applied"}).json()

@@ -2,19 +2,22 @@
 <token>` or the session cookie; basic; trusted proxy header). JSON in, JSON out; read-only (GET), so no CSRF token.
 
     GET /v1/search?query=trainers&mode=hybrid&tag=color:white&status=approved&usage=ok
-                  &date_from=2026-11-01&date_to=2026-11-30&place=France&family=ASSET&page=1&size=20&facets=true&facet_size=30
-    GET /v1/assets/{asset_id}/similar?by=auto|image|text&size=10&status=approved
+                  &date_from=2026-11-01&date_to=2026-11-30&place=France&family=ASSET&tenant=acme&page=1&size=20
+                  &facets=true&facet_size=30
+    GET /v1/assets/{asset_id}/similar?tenant=acme&by=auto|image|text&size=10&status=approved   (tenant: the asset's)
     POST /v1/similar?size=10&status=approved     body: the query image's bytes (Content-Type image/*), or a
                                                  multipart/form-data upload with the file in field `file` or
                                                  `image` (curl -F file=@photo.jpg); at most
                                                  index.query_image_max_bytes (413 over it)
 
-The answer is domain.store.api's (hits, total, facets with counts). `total` and the facets are the same on every
+The answer is domain.store.api's (hits, total, facets with counts). Every hit says its `tenant`; an asset is named
+by its hit's `asset_id` and `tenant` (docs/index.md, "Tenants"). `total` and the facets are the same on every
 page of one query: keyword mode counts every match; semantic, hybrid and similar count the first `window`
 (index.rrf_window) hits of the ranking, the hits their pages show together, with `total_relation: "gte"` when
 that window was filled (more may match below it); collapsed, `total` counts families and the facets the
 documents (`matches`). A bad parameter is 400 with the reason, an
-unknown asset (or one without a vector) 404, an unreachable store 503 — never a stack trace, never a document to an
+unknown asset (or one without a vector) 404, any other /v1 path a JSON 404 (405 for another method of a route),
+an unreachable store 503 — never a stack trace, never a document to an
 unauthenticated caller (401). POST searches too (it changes nothing), so it needs no CSRF token; a POST sent by
 another site (its Origin header) is refused all the same.
 """
@@ -28,10 +31,11 @@ from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import Match, Route
 from urllib.parse import urlsplit
 
-from domain.store.api import BadRequest, SearchRequest, run_search, run_similar, run_similar_image
+from domain.store.api import (SEARCH_PARAMS, SIMILAR_PARAMS, BadRequest, SearchRequest, run_search, run_similar,
+                              run_similar_image)
 
 if TYPE_CHECKING:
     from app.review.web import ReviewApp
@@ -79,12 +83,18 @@ async def _form_file(request: Request, body: bytes) -> bytes:
 def search_routes(app: "ReviewApp") -> list[Route]:
     """The /v1 routes for one ReviewApp (its store client, settings, vocabulary and auth)."""
 
+    def unauthenticated(request: Request) -> Response | None:
+        if app.auth.authenticate(request) is not None:
+            return None
+        headers = {"WWW-Authenticate": 'Basic realm="assetstream review", charset="UTF-8"'} \
+            if app.auth.mode == "basic" else {"WWW-Authenticate": "Bearer"} if app.auth.mode == "token" else {}
+        return _error(401, "authentication required", headers)
+
     def api(handler: Callable[..., Any]) -> Callable[[Request], Awaitable[Response]]:
         async def endpoint(request: Request) -> Response:
-            if app.auth.authenticate(request) is None:
-                headers = {"WWW-Authenticate": 'Basic realm="assetstream review", charset="UTF-8"'} \
-                    if app.auth.mode == "basic" else {"WWW-Authenticate": "Bearer"} if app.auth.mode == "token" else {}
-                return _error(401, "authentication required", headers)
+            refused = unauthenticated(request)
+            if refused is not None:
+                return refused
             body = b""
             if request.method == "POST":
                 origin = request.headers.get("origin")
@@ -121,17 +131,32 @@ def search_routes(app: "ReviewApp") -> list[Route]:
         return endpoint
 
     def do_search(request: Request, _body: bytes) -> dict[str, Any]:
-        req = SearchRequest.from_params(request.query_params)
+        req = SearchRequest.from_params(request.query_params, accepts=SEARCH_PARAMS)
         return run_search(app.es, app.settings, req, taxonomy=app.taxonomy)
 
     def do_similar(request: Request, _body: bytes) -> dict[str, Any]:
-        req = SearchRequest.from_params(request.query_params)
+        req = SearchRequest.from_params(request.query_params, accepts=SIMILAR_PARAMS)
         return run_similar(app.es, app.settings, request.path_params["asset_id"], req, taxonomy=app.taxonomy)
 
     def do_similar_image(request: Request, body: bytes) -> dict[str, Any]:
-        req = SearchRequest.from_params(request.query_params)
+        req = SearchRequest.from_params(request.query_params, accepts=SIMILAR_PARAMS)
         return run_similar_image(app.es, app.settings, body, req, taxonomy=app.taxonomy)
 
-    return [Route("/v1/search", api(do_search), methods=["GET"]),
-            Route("/v1/assets/{asset_id:path}/similar", api(do_similar), methods=["GET"]),
-            Route("/v1/similar", api(do_similar_image), methods=["POST"])]
+    routes = [Route("/v1/search", api(do_search), methods=["GET"]),
+              Route("/v1/assets/{asset_id:path}/similar", api(do_similar), methods=["GET"]),
+              Route("/v1/similar", api(do_similar_image), methods=["POST"])]
+
+    async def elsewhere(request: Request) -> Response:
+        """Any other /v1 request: JSON like the rest of the API (401 first; 405 for a route's other methods)."""
+        refused = unauthenticated(request)
+        if refused is not None:
+            return refused
+        for route in routes:
+            if route.matches(request.scope)[0] != Match.NONE:  # the path is the route's, the method is not
+                allowed = sorted(route.methods or ())
+                return _error(405, f"{request.url.path} takes {', '.join(allowed)}, not {request.method}",
+                              {"Allow": ", ".join(allowed)})
+        return _error(404, f"no such API route: {request.method} {request.url.path} (the API: GET /v1/search, "
+                           "GET /v1/assets/{id}/similar, POST /v1/similar)")
+
+    return [*routes, Route("/v1/{rest:path}", elsewhere, methods=["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"])]

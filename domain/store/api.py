@@ -30,8 +30,9 @@ Elasticsearch RRF retriever's fixed rank_window_size), `total` = the hits their 
 over those documents (`ranked` / `nearest`), `total_relation` "gte" when the window was filled (more may rank
 below it), a page past the window empty. `facets_over` says which.
 
-Filters apply inside every leg: tags (all), status, usage flag, upload date (`event_time`, UTC days, inclusive), place (exact city, region, country or ISO country code) and family (the
-family of the asset named: its `family_id`, consumers/index/families.py). `collapse=true` keeps the best-ranked
+Filters apply inside every leg: tags (all), status, usage flag, upload date (`event_time`, UTC days, inclusive), place (city, region, country or ISO country code, any case), family (the
+family of the asset named: its `family_id`, consumers/index/families.py) and tenant (one tenant's assets; every hit
+says its `tenant`, and on "more like this" by asset `tenant` names the asset's tenant instead: document_id). `collapse=true` keeps the best-ranked
 member of each family within the first index.rrf_window * 5 hits; `total` then counts families, `matches` and the
 facets the documents.
 """
@@ -39,11 +40,13 @@ from __future__ import annotations
 
 import datetime as dt
 import difflib
+import re
 from dataclasses import asdict, dataclass, replace
 from typing import TYPE_CHECKING, Any, Mapping
 
 from elasticsearch import Elasticsearch, NotFoundError
 
+from domain.events import DEFAULT_TENANT, ID_PATTERN, MAX_TENANT, TENANT_SEPARATOR, scoped_id
 from domain.store.client import index_settings
 from domain.store.degraded import PARTS as DEGRADED_PARTS
 from domain.store.management import read_alias
@@ -69,6 +72,16 @@ class BadRequest(ValueError):
     """A request that cannot be run; the message says which parameter and why (HTTP 400, CLI exit 2)."""
 
 
+FILTER_PARAMS = ("tag", "tags", "status", "usage", "usage_flag", "date_from", "date_to", "place", "family", "tenant",
+                 "degraded", "collapse", "page", "size", "facets", "facet_size")
+SEARCH_PARAMS = ("query", "q", "mode", *FILTER_PARAMS)
+"""What GET /v1/search takes (`q` and `usage_flag`: other names of `query` and `usage`); anything else is a 400, so
+a misspelt filter does not silently answer every asset."""
+SIMILAR_PARAMS = ("by", *FILTER_PARAMS)
+"""What "more like this" takes (by asset or by upload): it ranks by the asset or image alone, so no query or mode."""
+NOT_SIMILAR = {"query": "the query", "q": "the query", "mode": "a mode"}
+
+
 @dataclass(frozen=True)
 class SearchRequest:
     query: str = ""
@@ -87,11 +100,17 @@ class SearchRequest:
     by: str = "auto"  # similar: "image", "text", or "auto" (the image vector when the asset has one)
     collapse: bool = False  # one hit per duplicate family (its best-ranked member)
     degraded: str | None = None  # only documents marked degraded: "any" or one part (domain/store/degraded.py)
+    tenant: str | None = None  # search: only this tenant's assets; similar by asset: the tenant of the asset named
     tag_names: tuple[tuple[str, ...], ...] = ()  # each tag with its names across renames (check_vocabulary)
 
     @classmethod
-    def from_params(cls, params: Mapping[str, Any], **defaults: Any) -> "SearchRequest":
-        """From URL query parameters (`tag` repeatable, or `tags` comma-separated) or CLI options."""
+    def from_params(cls, params: Mapping[str, Any], accepts: tuple[str, ...] | None = None,
+                    **defaults: Any) -> "SearchRequest":
+        """From URL query parameters (`tag` repeatable, or `tags` comma-separated) or CLI options. `accepts`: the
+        parameters the endpoint takes (SEARCH_PARAMS, SIMILAR_PARAMS); any other is a BadRequest naming it."""
+        if accepts is not None:
+            _known_params(params, accepts)
+
         def one(name: str) -> str | None:
             v = params.get(name)
             v = v.strip() if isinstance(v, str) else v
@@ -107,8 +126,9 @@ class SearchRequest:
                   date_from=_day("date_from", one("date_from")), date_to=_day("date_to", one("date_to")),
                   place=one("place"), family=one("family"), page=_int("page", one("page"), 1),
                   size=_int("size", one("size"), 20),
-                  facets=_flag(one("facets"), True), facet_size=_int("facet_size", one("facet_size"), FACET_SIZE),
-                  by=one("by") or "auto", collapse=_flag(one("collapse"), False), degraded=one("degraded"))
+                  facets=_flag("facets", one("facets"), True), facet_size=_int("facet_size", one("facet_size"), FACET_SIZE),
+                  by=one("by") or "auto", collapse=_flag("collapse", one("collapse"), False), degraded=one("degraded"),
+                  tenant=one("tenant"))
         req.check()
         return req
 
@@ -135,6 +155,10 @@ class SearchRequest:
                              f"{self.degraded[:40]!r}{_did_you_mean(self.degraded, ('any', *DEGRADED_PARTS))}")
         if any(len(t) > 200 for t in self.tags) or len(self.tags) > 20:
             raise BadRequest("at most 20 tags of at most 200 characters each")
+        if self.tenant is not None and (len(self.tenant) > MAX_TENANT or TENANT_SEPARATOR in self.tenant or
+                                        not re.match(ID_PATTERN, self.tenant)):
+            raise BadRequest(f"tenant must be a tenant's name (at most {MAX_TENANT} characters, no spaces, no "
+                             f"{TENANT_SEPARATOR!r}), not {self.tenant[:40]!r}")
 
     def check_vocabulary(self, taxonomy: "Taxonomy") -> None:
         """Every tag filter must be a tag of the controlled vocabulary (canonical, or a deprecated name that
@@ -163,18 +187,20 @@ class SearchRequest:
                 rng["lt"] = f"{dt.date.fromisoformat(self.date_to) + dt.timedelta(days=1)}T00:00:00.000Z"
             out.append({"range": {"event_time": rng}})
         if self.place:
-            out.append({"bool": {"should": [{"term": {f"place.{k}": self.place}} for k in
-                                            ("city", "region", "country")] +
-                                 [{"term": {"place.country_code": self.place.upper()}}], "minimum_should_match": 1}})
+            out.append(place_filter(self.place))
         if self.family:
             out.append(family_filter(self.family))
+        if self.tenant:
+            out.append(tenant_filter(self.tenant))
         return out
 
-    def echo(self) -> dict[str, Any]:
-        """The request as the response repeats it."""
+    def echo(self, similar: bool = False) -> dict[str, Any]:
+        """The request as the response repeats it: the parameters of a search, or of "more like this" (`by`,
+        no query or mode)."""
         d = asdict(self)
         d["tags"] = list(self.tags)
-        del d["tag_names"]
+        for name in ("tag_names", *(("query", "mode") if similar else ("by",))):
+            del d[name]
         return d
 
 
@@ -210,8 +236,29 @@ def _did_you_mean(value: str, choices: list[str] | tuple[str, ...]) -> str:
     return _hint(_close(value, choices))
 
 
-def _flag(value: str | None, default: bool) -> bool:
-    return default if value is None else str(value).lower() not in ("0", "false", "no", "off")
+FLAGS = {"true": True, "1": True, "yes": True, "on": True, "false": False, "0": False, "no": False, "off": False}
+
+
+def _flag(name: str, value: str | None, default: bool) -> bool:
+    if value is None:
+        return default
+    flag = FLAGS.get(str(value).lower())
+    if flag is None:
+        raise BadRequest(f"{name} must be true or false, not {str(value)[:40]!r}")
+    return flag
+
+
+def _known_params(params: Mapping[str, Any], accepts: tuple[str, ...]) -> None:
+    """BadRequest for the first parameter the endpoint does not take: what it would have meant, and the ones it
+    takes (a portal's typo must not answer every asset as if no filter had been given)."""
+    for name in params:
+        if name in accepts:
+            continue
+        if name in NOT_SIMILAR:
+            raise BadRequest(f"{name} is not used by \"more like this\": it ranks by the asset or image alone, not "
+                             f"by {NOT_SIMILAR[name]} (narrow it with tag, status, place, … instead)")
+        raise BadRequest(f"unknown parameter {name[:40]!r}{_did_you_mean(name, accepts)}; this endpoint takes "
+                         f"{', '.join(accepts)}")
 
 
 def _day(name: str, value: str | None) -> str | None:
@@ -239,10 +286,41 @@ def family_filter(family_id: str) -> dict[str, Any]:
                                 {"term": {"duplicate_of": family_id}}], "minimum_should_match": 1}}
 
 
+def place_filter(place: str) -> dict[str, Any]:
+    """A city, region, country or ISO country code, whatever its case ("paris", "FRANCE", "fr"): `term` with
+    case_insensitive (Elasticsearch 7.10+, OpenSearch, osmem-server). Accents must match: the place fields are plain
+    keywords, without a normalizer ("Île-de-France" does not find "Ile-de-France")."""
+    return {"bool": {"should": [{"term": {f"place.{k}": {"value": place, "case_insensitive": True}}}
+                                for k in ("city", "region", "country", "country_code")], "minimum_should_match": 1}}
+
+
+def tenant_filter(tenant: str) -> dict[str, Any]:
+    """One tenant's documents (their `tenant` field); the default tenant's also those indexed without one."""
+    if tenant != DEFAULT_TENANT:
+        return {"term": {"tenant": tenant}}
+    return {"bool": {"should": [{"term": {"tenant": tenant}}, {"bool": {"must_not": {"exists": {"field": "tenant"}}}}],
+                     "minimum_should_match": 1}}
+
+
+def document_id(asset_id: str, tenant: str | None) -> str:
+    """The document id of one tenant's asset, named by the asset id its hits give (domain.events.scoped_id; the
+    default tenant when None). An id already scoped (`acme::a1`, the review app's links and `family_id`) is
+    taken as it is, unless a tenant is given too (BadRequest: say it once)."""
+    if TENANT_SEPARATOR in asset_id:
+        if tenant is not None:
+            raise BadRequest(f"{asset_id[:80]!r} already names its tenant: give the asset id and tenant={tenant}, "
+                             "or the scoped id alone")
+        return asset_id
+    return scoped_id(asset_id, tenant)
+
+
 def resolve_family(client: Elasticsearch, settings: Any, req: SearchRequest) -> SearchRequest:
-    """family=ASSET names any member: search the family of that member (its family_id)."""
+    """family=ASSET names any member: search the family of that member (its family_id); with tenant=T, T's asset
+    of that id."""
     if not req.family:
         return req
+    if TENANT_SEPARATOR not in req.family:
+        req = replace(req, family=scoped_id(req.family, req.tenant))
     try:
         doc = client.get(index=read_alias(index_settings(settings)), id=req.family, source_includes=["family_id"])
     except NotFoundError:
@@ -396,25 +474,43 @@ def run_similar(client: Elasticsearch, settings: Any, asset_id: str, req: Search
                 taxonomy: "Taxonomy | None" = None) -> dict[str, Any]:
     """More like this asset: the nearest neighbours of its image vector (by=image), its text vector (by=text),
     or by=auto the image vector when it has one, else the text vector; itself excluded, with the request's
-    filters and paging. Raises LookupError when the asset is not indexed or has no such vector."""
+    filters and paging. The asset is `asset_id` of tenant req.tenant (the default tenant when None; or a scoped
+    id, `acme::a1`): here `tenant` names the asset, it filters nothing. Raises LookupError when the asset is not
+    indexed or has no such vector."""
     _checked(settings, req, taxonomy)
+    doc_id = document_id(asset_id, req.tenant)
     req = resolve_family(client, settings, req)
-    filters = req.filters()
+    filters = replace(req, tenant=None).filters()
     window = result_window(settings, req)
     by = req.by
     ids: list[str] = []
+    try:
+        near, by = _nearest(client, settings, doc_id, window, filters, by, ids)
+    except LookupError as exc:
+        if "is not in" in str(exc) and TENANT_SEPARATOR not in asset_id:
+            tenant = req.tenant or DEFAULT_TENANT
+            raise LookupError(f"asset {asset_id} of tenant {tenant} is not in "
+                              f"{read_alias(index_settings(settings))} (another tenant's asset: give the tenant its "
+                              "hits say, tenant=NAME or --tenant NAME)") from None
+        raise
+    return _nearest_answer(client, settings, req, near, ids, filters, similar_to=asset_id, by=by)
+
+
+def _nearest(client: Elasticsearch, settings: Any, doc_id: str, window: int, filters: list[dict[str, Any]], by: str,
+             ids: list[str]) -> tuple[list[dict[str, Any]], str]:
+    """The nearest window to this document by its `by` vector (auto: the image vector, else the text vector)."""
     if by == "auto":
         try:
-            near, by = similar(client, settings, asset_id, size=window, filters=filters, by="image",
+            near, by = similar(client, settings, doc_id, size=window, filters=filters, by="image",
                                doc_ids=ids), "image"
         except LookupError as exc:
             if "no image vector" not in str(exc):
                 raise  # not indexed at all
-            near, by = similar(client, settings, asset_id, size=window, filters=filters, by="text",
+            near, by = similar(client, settings, doc_id, size=window, filters=filters, by="text",
                                doc_ids=ids), "text"
     else:
-        near = similar(client, settings, asset_id, size=window, filters=filters, by=by, doc_ids=ids)
-    return _nearest_answer(client, settings, req, near, ids, filters, similar_to=asset_id, by=by)
+        near = similar(client, settings, doc_id, size=window, filters=filters, by=by, doc_ids=ids)
+    return near, by
 
 
 def run_similar_image(client: Elasticsearch, settings: Any, image: bytes, req: SearchRequest,
@@ -428,6 +524,9 @@ def run_similar_image(client: Elasticsearch, settings: Any, image: bytes, req: S
                          "(index.query_image_max_bytes)")
     if not image:
         raise BadRequest("no query image: send the image file as the request body")
+    if req.by not in ("auto", "image"):
+        raise BadRequest(f"by={req.by} does not apply to an uploaded image: it is compared by its image vector "
+                         "(by=image, or leave by out)")
     from domain.store.vectors import query_image_problem
 
     problem = query_image_problem(image, index_settings(settings).query_image_max_pixels)
@@ -450,7 +549,7 @@ def _nearest_answer(client: Elasticsearch, settings: Any, req: SearchRequest, ne
     """The answer over the nearest window `near` (its document ids: doc_ids, the same order)."""
     ranked = collapse_families(near) if req.collapse else near
     out: dict[str, Any] = {"similar_to": similar_to, "mode": "similar", "by": by, "page": req.page,
-                           "size": req.size, "collapse": req.collapse, "request": req.echo(),
+                           "size": req.size, "collapse": req.collapse, "request": req.echo(similar=True),
                            "hits": ranked[req.offset:req.offset + req.size]}
     facets = _window_facets(client, settings, doc_ids, filters, req)
     total = len(near)

@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any, Iterable
 import numpy as np
 from elasticsearch import ApiError, Elasticsearch, NotFoundError, helpers
 
+from domain.events import DEFAULT_TENANT
 from domain.store.client import index_settings
 from domain.store.degraded import query as degraded_query
 from domain.store.management import IMAGE_VECTOR_FIELD, VECTOR_FIELD, read_alias
@@ -48,7 +49,7 @@ SEARCH_FIELDS = ["title^3", "alt_text^2", "caption", "summary", "ocr_text", "vis
                  "creator", "credit_text"]
 """the text fields keyword search reads (BM25, coverage): what the image says and shows, its tags, and who made
 or supplied it (the file's creator, the credit line: trial 12, a DAM user searches by photographer or agency)"""
-HIT_FIELDS = ["asset_id", "title", "alt_text", "tags", "status", "usage_flag", "field_sources", "reviewed_by",
+HIT_FIELDS = ["asset_id", "tenant", "title", "alt_text", "tags", "status", "usage_flag", "field_sources", "reviewed_by",
               "event_time", "place", "duplicate_of", "family_id", "family_size", "degraded_parts"]
 
 
@@ -225,7 +226,8 @@ _SORT: list[Any] = ["_score", {"event_time": {"order": "desc", "unmapped_type": 
 
 def _hit(h: dict[str, Any], score: float | None = None) -> dict[str, Any]:
     src = h.get("_source") or {}
-    return {"asset_id": src.get("asset_id", h["_id"]), "title": src.get("title"),
+    return {"asset_id": src.get("asset_id", h["_id"]), "tenant": src.get("tenant") or DEFAULT_TENANT,
+            "title": src.get("title"),
             "alt_text": src.get("alt_text"), "tags": src.get("tags", []), "status": src.get("status"),
             "usage_flag": src.get("usage_flag"), "score": h.get("_score") if score is None else score,
             "field_sources": src.get("field_sources") or {}, "reviewed_by": src.get("reviewed_by"),
@@ -530,7 +532,13 @@ def visual_report(s: Any, visual: "VisualQuery | None", images: int | None = Non
     """How the visual leg took part in a hybrid answer: the classes it used and how many of its best images
     went into the fusion (visual_share), or why it did not take part."""
     if visual is not None:
-        return {"used": True, **visual.explain(), **({"images": images} if images is not None else {})}
+        explained = visual.explain()
+        best: dict[str, dict[str, Any]] = {}  # ImageNet has two classes named "missile", two "sunglasses": one
+        for c in explained["classes"]:       # entry per name, its higher similarity (both classes rank images)
+            if c["name"] not in best or c["similarity"] > best[c["name"]]["similarity"]:
+                best[c["name"]] = c
+        explained["classes"] = sorted(best.values(), key=lambda c: -c["similarity"])
+        return {"used": True, **explained, **({"images": images} if images is not None else {})}
     reason = "index.visual_leg is off" if not s.visual_leg else \
         f"no ImageNet class name within index.visual_leg_threshold ({s.visual_leg_threshold}) of the query"
     return {"used": False, "reason": reason}
