@@ -1,5 +1,6 @@
 """The images an asset is shown and embedded by, made once here for everyone: preprocess's JPEG thumbnail (with a
-hard byte cap) and the smaller preview the index keeps and embeds (index_preview)."""
+hard byte cap), the smaller preview the index keeps and embeds (index_preview), and, for a query image, the same
+chain from its bytes (query_preview): an uploaded copy of an indexed file is prepared exactly as the file was."""
 from __future__ import annotations
 
 import io
@@ -75,3 +76,11 @@ def index_preview(data: bytes, width: int | None, height: int | None,
         img.save(buf, "JPEG", quality=80)
     return buf.getvalue(), "image/jpeg", img.width, img.height
 
+
+def query_preview(data: bytes, *, max_pixels: int) -> bytes:
+    """The preview the index would keep for an image file's bytes: preprocess's decode (EXIF orientation, colour
+    modes, reduced JPEG decode), its thumbnail (transparency on white, resampling, JPEG) at the default thumbnail
+    settings, then index_preview. Raises streams.errors.PermanentError for bytes that are not an image
+    preprocess accepts."""
+    thumb, width, height = make_thumbnail(decode_for_thumbnail(data, max_pixels=max_pixels).image)
+    return index_preview(thumb, width, height)[0]
