@@ -153,7 +153,7 @@ def main() -> None:
 
     detectors = {"haar": baseline_face_count(args.baseline), "blazeface": signals.face_count}
     if args.no_confirm:
-        from consumers.preprocess.decode import flatten, resized
+        from domain.vision.decode import flatten, resized
 
         def unconfirmed(img: Image.Image) -> int:
             arr = np.asarray(resized(flatten(img), signals.FACE_EDGE))

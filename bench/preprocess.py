@@ -28,12 +28,11 @@ import imagehash  # noqa: E402
 import pytesseract  # noqa: E402
 from PIL import Image, ImageDraw, ImageFilter, ImageFont, ImageOps, TiffImagePlugin  # noqa: E402
 
-from consumers.preprocess import decode as dec  # noqa: E402
 from consumers.preprocess import hashes, metadata, ocr  # noqa: E402
-from consumers.preprocess.thumbnail import encode_thumbnail, thumbnail_base  # noqa: E402
+from domain.vision import decode as dec  # noqa: E402
+from domain.vision.thumbnail import WORK_EDGE, encode_thumbnail, thumbnail_base  # noqa: E402
 
 EDGE = 768
-WORK_EDGE = 800  # what the stage asks the reduced decode for (consumers/preprocess/stage.py WORK_EDGE)
 
 
 def photo(seed: int, size=(4000, 3000)) -> Image.Image:

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from consumers.preprocess.decode import decode, sniff
+from domain.vision.decode import decode, sniff
 from streams.errors import PermanentError
 from tests.preprocess_support import jpeg, png, png_header_only, scene
 
@@ -39,7 +39,7 @@ def test_hostile_inputs_have_reasons():
 def test_max_pixels_is_the_limit_in_both_directions():
     """preprocess.max_pixels set above Pillow's own hard limit (2 x 89 MP) is honoured, and a bomb's dead-letter
     reason quotes the configured limit, not Pillow's."""
-    from consumers.preprocess.decode import DEFAULT_FORMATS, open_checked
+    from domain.vision.decode import DEFAULT_FORMATS, open_checked
 
     img, _ = open_checked(png_header_only(14_000, 14_000), max_pixels=400_000_000, allowed_formats=DEFAULT_FORMATS)
     assert img.size == (14_000, 14_000)  # 196 MP: refused by Pillow before, whatever max_pixels said
@@ -132,7 +132,7 @@ def test_cmyk_16bit_palette_alpha_gif_tiff_bmp_webp():
 
 def test_heic_when_pillow_heif_is_installed():
     pytest.importorskip("pillow_heif")  # optional extra: HEIC/HEIF is accepted only with this wheel
-    from consumers.preprocess.decode import HEIF_AVAILABLE
+    from domain.vision.decode import HEIF_AVAILABLE
 
     assert HEIF_AVAILABLE
     buf = io.BytesIO()

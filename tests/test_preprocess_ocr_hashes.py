@@ -10,7 +10,7 @@ import pytest
 from PIL import Image, ImageDraw, ImageFont
 
 from consumers.preprocess import hashes, ocr, signals
-from consumers.preprocess.thumbnail import make_thumbnail
+from domain.vision.thumbnail import make_thumbnail
 from tests.preprocess_support import jpeg, scene, text_image, two_faces
 
 
@@ -176,7 +176,7 @@ def test_a_transparent_png_hashes_like_its_flattened_copy():
     """Issue 15: the colour under transparent pixels (here black, as many editors write it) must not count."""
     import numpy as np
 
-    from consumers.preprocess.decode import flatten
+    from domain.vision.decode import flatten
     from tests.preprocess_support import QUALITY_IMAGES
 
     logo = Image.open(QUALITY_IMAGES / "matplotlib_logo_alpha.png").convert("RGBA")
@@ -236,7 +236,7 @@ def test_a_large_transparent_image_is_shrunk_before_it_is_flattened():
 
     import numpy as np
 
-    from consumers.preprocess.decode import flatten, resized
+    from domain.vision.decode import flatten, resized
 
     img = Image.new("RGBA", (4000, 3000), (0, 0, 0, 0))
     d = ImageDraw.Draw(img)

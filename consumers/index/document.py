@@ -3,15 +3,13 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
-import io
 from collections.abc import Callable, Sequence
 from typing import Any
-
-from PIL import Image
 
 from domain.events import scoped_id
 from domain.store.degraded import degraded_fields
 from domain.records import degraded_of, thumbnail_of, to_plain, without_thumbnail
+from domain.vision.thumbnail import index_preview
 from streams.records import now_ms, to_ms
 
 
@@ -169,10 +167,6 @@ def _video_fields(pre: dict[str, Any]) -> dict[str, Any]:
                                  "keyframes": [_drop_none(f) for f in frames]})}
 
 
-PREVIEW_EDGE = 384
-"""Long edge of the preview the index keeps for reviewers (the 768 px thumbnail would triple the index size)."""
-
-
 def _thumbnail(v: dict[str, Any]) -> dict[str, Any] | None:
     """The preview for reviewers; for a video also each keyframe's small JPEG (`keyframes`, in the order of
     `video.keyframes`, None where preprocess kept none), so an editor sees what the video shows."""
@@ -188,15 +182,7 @@ def _thumbnail(v: dict[str, Any]) -> dict[str, Any] | None:
 
 
 def _preview(thumb: dict[str, Any]) -> dict[str, Any]:
-    data, media_type = thumb["data"], thumb.get("media_type") or "image/jpeg"
-    width, height = thumb.get("width"), thumb.get("height")
-    if max(width or 0, height or 0) > PREVIEW_EDGE:
-        with Image.open(io.BytesIO(data)) as img:  # our own JPEG from preprocess, already bounded
-            img.draft("RGB", (PREVIEW_EDGE, PREVIEW_EDGE))
-            img = img.convert("RGB")
-            img.thumbnail((PREVIEW_EDGE, PREVIEW_EDGE), Image.Resampling.BILINEAR, reducing_gap=2.0)
-            buf = io.BytesIO()
-            img.save(buf, "JPEG", quality=80)
-        data, media_type, (width, height) = buf.getvalue(), "image/jpeg", img.size
+    data, media_type, width, height = index_preview(thumb["data"], thumb.get("width"), thumb.get("height"),
+                                                    thumb.get("media_type") or "image/jpeg")
     return {"media_type": media_type, "width": width, "height": height,
             "data": base64.b64encode(data).decode("ascii")}

@@ -7,7 +7,7 @@ import imagehash
 import scipy.fftpack  # noqa: F401 - imagehash.phash imports it on first use, from a worker thread; see below
 from PIL import Image
 
-from consumers.preprocess.decode import flatten, resized
+from domain.vision.decode import flatten, resized
 
 # scipy is imported here, when the worker loads the stage, and never first from its threads: imagehash.phash
 # importing scipy.fftpack in one thread while the geocoder imported scipy.spatial in another raised KeyError('scipy')

@@ -29,7 +29,7 @@ import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 from PIL import Image, ImageOps  # noqa: E402
 
-from consumers.preprocess.decode import flatten, resized  # noqa: E402
+from domain.vision.decode import flatten, resized  # noqa: E402
 from consumers.preprocess.lazy import LazyModel  # noqa: E402
 from consumers.preprocess.metadata import clean_text  # noqa: E402
 

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from domain.vision.thumbnail import THUMBNAIL_EDGE, THUMBNAIL_MAX_BYTES, THUMBNAIL_QUALITY
 from streams.config import Section
 
 from typing import Literal
@@ -36,9 +37,9 @@ class PreprocessSettings(Section):
     max_pixels: int = Field(80_000_000, gt=0, description="images with more pixels are refused as decompression bombs")
     allowed_formats: list[str] = Field(default_factory=lambda: ["JPEG", "PNG", "WEBP", "TIFF", "GIF", "BMP", "HEIF"],
                                        description="Pillow format names accepted; HEIF only if pillow-heif is installed")
-    thumbnail_edge: int = Field(768, ge=32, le=4096, description="long edge of the JPEG thumbnail carried in the record")
-    thumbnail_max_bytes: int = Field(256 * 1024, ge=4096, description="hard cap; quality then size drop until it fits")
-    thumbnail_quality: int = Field(85, ge=30, le=95, description="first JPEG quality tried for the thumbnail")
+    thumbnail_edge: int = Field(THUMBNAIL_EDGE, ge=32, le=4096, description="long edge of the JPEG thumbnail carried in the record")
+    thumbnail_max_bytes: int = Field(THUMBNAIL_MAX_BYTES, ge=4096, description="hard cap; quality then size drop until it fits")
+    thumbnail_quality: int = Field(THUMBNAIL_QUALITY, ge=30, le=95, description="first JPEG quality tried for the thumbnail")
     # --- OCR ---
     ocr_enabled: bool = True
     ocr_lang: str = Field("eng", pattern=r"^[A-Za-z_]+(\+[A-Za-z_]+)*$", description="tesseract language(s)")

@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from consumers.preprocess.decode import flatten, resized
+from domain.vision.decode import flatten, resized
 from consumers.preprocess.lazy import LazyModel
 from domain.vision.faces import FaceDetector
 from domain.vision.faces import check_files as check_face_files

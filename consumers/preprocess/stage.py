@@ -6,12 +6,12 @@ import dataclasses
 import logging
 from typing import Any
 
-from consumers.preprocess import decode as dec
 from consumers.preprocess import hashes, metadata, ocr, signals, video
 from consumers.preprocess.fetch import FetchPolicy, fetch
-from consumers.preprocess.thumbnail import encode_thumbnail, thumbnail_base
 from domain.events import capped_event
 from domain.records import PipelineFacts, is_deleted
+from domain.vision import decode as dec
+from domain.vision.thumbnail import decode_for_thumbnail, encode_thumbnail, thumbnail_base
 from streams import metrics
 from streams.cpu import cpu_slots
 from streams.errors import PermanentError, TransientError
@@ -19,9 +19,6 @@ from streams.records import stamp
 from streams.stage import Output, RecordContext, Stage, final_attempt
 
 log = logging.getLogger(__name__)
-
-WORK_EDGE = 800
-"""Smallest long edge the reduced (JPEG draft) decode keeps: enough for faces, OCR gating and hashes."""
 
 SIGNAL_FAILED = {"colours": "colour analysis failed", "faces": "face detection failed",
                  "nsfw": "nsfw check failed"}
@@ -83,8 +80,8 @@ class PreprocessStage(PipelineFacts, Stage):
                                  f"up to video_max_bytes)", reason="too_large", details={"byte_size": len(data)})
         with cpu_slots():  # CPU-heavy: bounded by the worker's CPUs, not by its (many, mostly fetching) threads
             sha = hashes.sha256_hex(data)
-            d = dec.decode(data, max_pixels=cfg.max_pixels, allowed_formats=cfg.allowed_formats,
-                           min_edge=max(cfg.thumbnail_edge, WORK_EDGE))
+            d = decode_for_thumbnail(data, max_pixels=cfg.max_pixels, allowed_formats=cfg.allowed_formats,
+                                     edge=cfg.thumbnail_edge)
             img = d.image
             base = thumbnail_base(img, cfg.thumbnail_edge)
             thumb, tw, th = encode_thumbnail(base, max_bytes=cfg.thumbnail_max_bytes,

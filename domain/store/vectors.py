@@ -66,11 +66,23 @@ def query_image_problem(data: bytes, max_pixels: int) -> str | None:
     return None
 
 
-def embed_image_bytes(data: bytes, encoder: Any = None) -> np.ndarray | None:
-    """The image vector of an image file's bytes (JPEG, PNG, WebP, ...), or None when it cannot be decoded."""
-    from domain.vision.classifier import decode_image, shared_classifier
+def embed_image_bytes(data: bytes, encoder: Any = None, max_pixels: int | None = None) -> np.ndarray | None:
+    """The image vector of an image file's bytes (JPEG, PNG, WebP, GIF, BMP, TIFF), or None when it cannot be
+    decoded. The file is embedded as the sink embeds an indexed one: through the preview the index would keep for
+    it (domain.vision.thumbnail.query_preview: preprocess's decode and thumbnail, then the index's preview), so
+    the exact file of an indexed image finds itself at a similarity of ~1. `max_pixels`: None = Pillow's limit
+    (Image.MAX_IMAGE_PIXELS; query_image_problem, which checked the configured one first, raised it to that)."""
+    from PIL import Image
 
-    image = decode_image(data)
+    from domain.vision.classifier import decode_image, shared_classifier
+    from domain.vision.thumbnail import query_preview
+    from streams.errors import PermanentError
+
+    try:
+        preview = query_preview(data, max_pixels=max_pixels or Image.MAX_IMAGE_PIXELS or 1 << 40)
+    except PermanentError:
+        return None
+    image = decode_image(preview)
     if image is None:
         return None
     return (encoder or shared_classifier()).features([image])[0]

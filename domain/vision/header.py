@@ -1,5 +1,5 @@
-"""An image file's pixel limit, checked from its header before any pixel is decoded. Shared by preprocess's decode
-(consumers/preprocess/decode.py: a decompression bomb is dead-lettered) and search's query-image check
+"""An image file's pixel limit, checked from its header before any pixel is decoded. Shared by the safe decode
+(domain/vision/decode.py: preprocess dead-letters a decompression bomb) and search's query-image check
 (domain/store/vectors.py: an uploaded query image that is too large is refused with 400)."""
 from __future__ import annotations
 
