@@ -52,7 +52,7 @@ def test_mp4_keyframes_scene_cut_text_and_facts(tmp_path):
     assert v["poster_offset_s"] == 0.0 and rec["hashes"]["phash"] == first["phash"]
     assert Image.open(io.BytesIO(second["thumbnail"])).format == "JPEG"
     # container metadata: creation time and place
-    assert rec["exif"]["capture_time"] == "2026:05:01 10:00:00"
+    assert rec["exif"]["capture_time"] == "2026-05-01T10:00:00+00:00"  # UTC, said (trial 14: dateCreated had no zone)
     assert rec["place"]["city"] == "Paris"
 
 
@@ -74,7 +74,7 @@ def test_matroska_tags_give_the_place_and_time(tmp_path, tags):
                       metadata=tags)
     rec = _process(stage(file_roots=[str(tmp_path)], ocr_enabled=False), tmp_path / "clip.mkv", data)
     assert rec["video"]["container"] == "MKV"
-    assert rec["exif"]["capture_time"] == "2026:05:01 10:00:00"
+    assert rec["exif"]["capture_time"] == "2026-05-01T10:00:00+00:00"  # UTC, said (trial 14: dateCreated had no zone)
     assert rec["place"]["city"] == "Paris"
     # a country code in RECORDING_LOCATION is no position
     data = make_video((Scene(1.0, "HELLO", (240, 240, 240)),), size=(320, 180), container="matroska",

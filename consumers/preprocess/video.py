@@ -143,7 +143,9 @@ def _tags(meta: dict[str, str]) -> dict[str, str]:
 
 
 def _creation_time(meta: dict[str, str]) -> str | None:
-    """'2026-11-18T14:02:11.000000Z' -> '2026:11:18 14:02:11' (the EXIF form capture_time uses); Matroska's
+    """'2026-11-18T14:02:11.000000Z' -> '2026-11-18T14:02:11+00:00' (capture_time's ISO form with its offset, as
+    preprocess gives a photo's EXIF time with OffsetTimeOriginal: a container's time is UTC, and JSON-LD's
+    dateCreated must say so); a time without a zone stays local ('2026:11:18 14:02:11', the EXIF form). Matroska's
     segment date comes as creation_time, its DATE_RECORDED tag is the fallback."""
     raw = meta.get("creation_time") or meta.get("date") or meta.get("date_recorded")
     if not raw:
@@ -152,11 +154,11 @@ def _creation_time(meta: dict[str, str]) -> str | None:
         t = dt.datetime.fromisoformat(raw.strip().replace("Z", "+00:00"))
     except ValueError:
         return None
-    if t.tzinfo is not None:
-        t = t.astimezone(dt.timezone.utc)
     if t.year < 1971:  # QuickTime's zero epoch (1904) written by encoders that do not know the time
         return None
-    return t.strftime("%Y:%m:%d %H:%M:%S")
+    if t.tzinfo is None:
+        return t.strftime("%Y:%m:%d %H:%M:%S")
+    return t.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S+00:00")
 
 
 _ISO6709 = re.compile(r"^([+-]\d+(?:\.\d+)?)([+-]\d+(?:\.\d+)?)")
