@@ -9,6 +9,7 @@ import time
 import pytest
 
 from app.ops.ingest import check_signature
+from consumers.writeback.plan import decide
 from consumers.writeback.sink import WritebackSink
 from streams.metrics import WRITEBACK_CONFLICTS, WRITEBACK_ITEMS
 from streams.runner import StageRunner
@@ -137,6 +138,16 @@ def test_a_persons_edit_in_the_target_is_never_overwritten(broker, unique, store
         from app.kpis.audit import history
         assert [e["kind"] for e in history(s, "a-kept")] == ["writeback_conflict"]
         assert [e["kind"] for e in history(s, "a-edit")] == ["writeback_conflict"]
+
+
+def test_an_empty_field_of_ours_is_no_change_and_no_claim():
+    """Trial 13: our None against a field the target lacks counted as a change (every run re-sent `"credit": null`,
+    rewrote files); an empty field of ours is also no claim on a value a person set. One we wrote is cleared."""
+    d = decide({"credit": None, "caption": "", "keywords": []}, {}, {})
+    assert d.send == {} and d.conflicts == {}
+    d = decide({"credit": None}, {}, {"credit": "Jane's credit"})
+    assert d.send == {} and d.conflicts == {} and d.owned == {}
+    assert decide({"credit": None}, {"credit": "ours"}, {"credit": "ours"}).send == {"credit": None}
 
 
 def test_an_outage_pauses_the_group_and_loses_nothing(broker, unique, store):

@@ -8,6 +8,8 @@ Only approved metadata leaves: `approved` (a person approved it) and `auto_appli
 - we never wrote the field and the target already holds a different non-empty value: a person's too
   (`protect_unknown`) -> a conflict, unless the target's values are the original file's own, which the editor
   saw in review and replaced (`edited`: the files target, see `edited_fields`);
+- we have no value (None, "", []) and never wrote one: nothing to send (an empty value equals a field the target
+  lacks or holds empty, and it is no claim on a field a person filled);
 - otherwise it is sent.
 """
 from __future__ import annotations
@@ -99,6 +101,10 @@ def decide(wanted: dict[str, Any], written: dict[str, Any], current: dict[str, A
     d = Decision()
     for name, ours in wanted.items():
         last = written.get(name, MISSING)
+        if _blank(ours) and (last is MISSING or _blank(last)):  # nothing of ours, now or before: nothing to do
+            if current is None or _blank(current.get(name)):
+                d.owned[name] = ours
+            continue
         if merge_lists and isinstance(ours, list) and current is not None:
             _merge(d, name, ours, last, current.get(name) or [])
             continue
