@@ -140,6 +140,39 @@ def test_a_persons_edit_in_the_target_is_never_overwritten(broker, unique, store
         assert [e["kind"] for e in history(s, "a-edit")] == ["writeback_conflict"]
 
 
+def reviewed(value, *decision_ids):
+    """The record as the review stage emits it after these decisions (a decision keeps the asset's version)."""
+    from domain.review import empty_review
+    value["review"] = {**empty_review(), "status": "approved", "decision_ids": list(decision_ids)}
+    return value
+
+
+def test_a_value_that_comes_back_is_written_again_and_a_retry_keeps_its_key(broker, unique, store):
+    """Trial 13: the Idempotency-Key was sha256(target, asset, body), so X -> Y -> X reused X's key and a DAM that
+    honours keys dropped the second X (the DAM kept Y, we recorded X)."""
+    with FakeDam() as dam:
+        dam.idempotent = True
+        s = wb_settings(broker, f"wbk{unique}", store.url, dam)
+        provision(s)
+        failed = []
+
+        def once_503(method, path, headers):  # the last write's first attempt fails: its retry keeps the key
+            if method == "PATCH" and len(dam.writes()) == 3 and not failed:
+                failed.append(headers["Idempotency-Key"])
+                return 503, b'{"error": "busy"}'
+            return None
+
+        dam.answer = once_503
+        with RunnerThread(StageRunner(WritebackSink(s), s)):
+            for n, (alt, decisions) in enumerate([("Alt W", ()), ("Alt X", ("d1",)), ("Alt Y", ("d1", "d2")),
+                                                  ("Alt X", ("d1", "d2", "d3"))], 1):
+                publish(s, [reviewed(validated_asset("a-moon", status="approved", alt_text=alt), *decisions)])
+                assert wait_for(done(s, n))
+                assert dam.assets["a-moon"]["altText"] == alt
+    keys = [w["headers"]["Idempotency-Key"] for w in dam.writes("a-moon")]
+    assert len(set(keys)) == 4 and failed == [keys[3]]
+
+
 def test_an_empty_field_of_ours_is_no_change_and_no_claim():
     """Trial 13: our None against a field the target lacks counted as a change (every run re-sent `"credit": null`,
     rewrote files); an empty field of ours is also no claim on a value a person set. One we wrote is cleared."""

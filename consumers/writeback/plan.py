@@ -11,6 +11,8 @@ Only approved metadata leaves: `approved` (a person approved it) and `auto_appli
 - we have no value (None, "", []) and never wrote one: nothing to send (an empty value equals a field the target
   lacks or holds empty, and it is no claim on a field a person filled);
 - otherwise it is sent.
+
+A write's Idempotency-Key (`write_key`) is unique per intended write and the same for a retry of it.
 """
 from __future__ import annotations
 
@@ -18,6 +20,8 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from typing import Any
+
+from domain.records import asset_of
 
 WRITABLE_STATUSES = {"write": ("approved", "auto_applied"), "suggest": ("approved", "auto_applied", "needs_review")}
 MISSING = object()
@@ -41,6 +45,17 @@ def desired(value: dict[str, Any], mapping: dict[str, str]) -> dict[str, Any]:
 
 def fingerprint(target: str, url: str, wanted: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps([target, url, wanted], sort_keys=True, default=str).encode()).hexdigest()
+
+
+def write_key(target: str, value: dict[str, Any], body: bytes, previous: dict[str, Any] | None) -> str:
+    """The Idempotency-Key of one write: the target, the asset, its version and latest review decision (a decision
+    keeps the version), what we last wrote there and the body. A retry of the same write (the record again, the
+    state untouched) has the same key; a value that comes back (X -> Y -> X) does not reuse X's first key."""
+    asset = asset_of(value)
+    decisions = (value.get("review") or {}).get("decision_ids") or []
+    ident = json.dumps([target, asset["asset_id"], asset.get("tenant"), asset.get("version"),
+                        decisions[-1] if decisions else None, previous or {}], sort_keys=True, default=str)
+    return hashlib.sha256(ident.encode() + b"|" + body).hexdigest()
 
 
 def same(a: Any, b: Any) -> bool:
