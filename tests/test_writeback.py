@@ -15,7 +15,7 @@ from streams.metrics import WRITEBACK_CONFLICTS, WRITEBACK_ITEMS
 from streams.runner import StageRunner
 from tests.kafka_support import RunnerThread, make_settings, provision, read_to_end, read_topic
 from tests.store_support import validated_asset
-from tests.writeback_support import FakeDam, handled, publish
+from tests.writeback_support import FakeDam, handled, publish, run_until
 
 SECRET = "wb-hmac-secret-value-123"
 TOKEN = "wb-bearer-token-value-456"
@@ -181,6 +181,42 @@ def test_an_empty_field_of_ours_is_no_change_and_no_claim():
     d = decide({"credit": None}, {}, {"credit": "Jane's credit"})
     assert d.send == {} and d.conflicts == {} and d.owned == {}
     assert decide({"credit": None}, {"credit": "ours"}, {"credit": "ours"}).send == {"credit": None}
+
+
+def test_run_rows_say_written_only_when_something_was_sent(broker, unique, store):
+    """Trial 13: `assetstream run` said `written` after a pass that only read the target (a new run's fresh state,
+    a person's value kept). Its rows (app/run_writeback.outcomes) say written, unchanged, left alone; and an empty
+    field of ours is not sent to a DAM that lacks it."""
+    from app.run_writeback import outcomes
+
+    value = validated_asset("a-row", status="approved")  # no caption
+    with FakeDam() as dam:
+        first, second = (wb_settings(broker, f"wbr{n}{unique}", store.url, dam) for n in (1, 2))
+        since = int(time.time() * 1000)
+        provision(first)
+        with RunnerThread(StageRunner(WritebackSink(first), first)):
+            run_until(first, [value], 1)
+        [patch] = dam.writes("a-row")
+        assert json.loads(patch["body"]) == {"altText": value["alt_text"], "meta": {"keywords": ["red", "shoe",
+                                                                                                 "studio"]}}
+        assert outcomes(first, {"a-row": value}, {}, since, None)["a-row"] == [
+            {"target": "dam", "outcome": "written", "reason": None}]
+
+        # the same record in a new run with its own empty state (every embedded `assetstream run`): read, not sent
+        provision(second)
+        since = int(time.time() * 1000)
+        with RunnerThread(StageRunner(WritebackSink(second), second)):
+            run_until(second, [value], 1)
+            assert outcomes(second, {"a-row": value}, {}, since, None)["a-row"] == [
+                {"target": "dam", "outcome": "unchanged", "reason": "the target already holds these values"}]
+            # a person's alt text in the DAM: ours is left alone, nothing else changed, nothing sent
+            dam.assets["a-row"]["altText"] = "A librarian's alt text"
+            v2 = validated_asset("a-row", 2, status="approved", alt_text="Our new alt text")
+            since = int(time.time() * 1000)
+            run_until(second, [v2], 2)
+        assert len(dam.writes("a-row")) == 1
+        assert outcomes(second, {"a-row": v2}, {}, since, None)["a-row"] == [
+            {"target": "dam", "outcome": "left_alone", "reason": "a person's value in the target kept: altText"}]
 
 
 def test_an_outage_pauses_the_group_and_loses_nothing(broker, unique, store):

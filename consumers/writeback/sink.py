@@ -137,9 +137,12 @@ class WritebackSink(Stage):
                         "already holds a value we never wrote (protect_unknown: a person's, or the file's own)")
             conflicts.append({"field": field, "ours": ours, "theirs": theirs, "at": int(time.time() * 1000),
                               "version": int(asset_of(value)["version"])})
+        now = int(time.time() * 1000)
+        # checked_at: this pass; written_at: the last pass that sent fields (what `assetstream run` calls written)
         doc = {"target": target.name, "asset_id": asset_id, "fingerprint": fp,
                "written": {**written, **decision.owned}, "etag": new_etag or etag,
-               "version": int(asset_of(value)["version"]), "written_at": int(time.time() * 1000),
+               "version": int(asset_of(value)["version"]), "checked_at": now,
+               "written_at": now if decision.send else prior.get("written_at"),
                "conflicts": conflicts[-MAX_CONFLICTS:]}
         self.state.put(sid, doc)
         known[sid] = doc  # the same asset again in this batch sees it
