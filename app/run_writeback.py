@@ -9,6 +9,7 @@ each pass that read the target (`writeback.state_index`: `written_at` = the last
 `checked_at` = the last pass, `conflicts[].at` = the fields left alone because a person's value was there)."""
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -123,18 +124,16 @@ def outcomes(settings: Settings, validated: dict[str, dict[str, Any]], letters: 
         rows = result[asset_id] = []
         for t in targets:
             state = states.get(state_id(t.name, ids[asset_id])) or {}
-            mine = [x for x in letters.get(asset_id, [])
-                    if (x.get("details") or {}).get("target") in (t.name, None) or len(targets) == 1]
-            letter = mine[-1] if mine else None
+            mine = [(x, why) for x in letters.get(asset_id, []) for why in [_refusal(x, t.name, len(targets) == 1)]
+                    if why]
+            letter, (reason, message) = mine[-1] if mine else (None, (None, None))
             written_at = int(state.get("written_at") or 0)
             checked_at = int(state.get("checked_at") or written_at)  # a state stored before checked_at existed
             failed_at = to_ms(letter["last_failure_time"]) if letter and letter.get("last_failure_time") else since_ms
             kept = sorted({c["field"] for c in state.get("conflicts") or [] if int(c.get("at") or 0) >= since_ms})
             left_alone = f"a person's value in the target kept: {', '.join(kept)}" if kept else None
             if letter is not None and failed_at >= max(written_at, checked_at):
-                rows.append({"target": t.name, "outcome": "dead_lettered",
-                             "reason": _letter_reason(letter),
-                             "message": letter.get("message")})
+                rows.append({"target": t.name, "outcome": "dead_lettered", "reason": reason, "message": message})
             elif written_at >= since_ms:
                 rows.append({"target": t.name, "outcome": "written", "reason": left_alone})
             elif kept:
@@ -150,6 +149,20 @@ def outcomes(settings: Settings, validated: dict[str, dict[str, Any]], letters: 
                 rows.append({"target": t.name, "outcome": "not_written",
                              "reason": pending or "the writeback group recorded no write"})
     return result
+
+
+def _refusal(letter: dict[str, Any], target: str, only: bool) -> tuple[str | None, str | None] | None:
+    """(reason, message) of `target`'s refusal in a write-back dead letter, None when the letter is another
+    target's (`only`: the run has one target). Several targets refusing one record share its one letter, which
+    names each in `details.refusals`."""
+    details = letter.get("details") or {}
+    try:
+        each = {r["target"]: (r.get("reason"), r.get("message")) for r in json.loads(details["refusals"])}
+    except (KeyError, TypeError, ValueError):
+        each = {details.get("target"): (_letter_reason(letter), letter.get("message"))}
+    if target in each:
+        return each[target]
+    return next(iter(each.values())) if None in each or only else None
 
 
 def _letter_reason(letter: dict[str, Any]) -> str | None:

@@ -27,14 +27,15 @@ RUNNER's backoff, runner.retry_max_attempts (5) attempts of a record take under 
 0.5) is tried again some 20 times within it."""
 
 
-def wb_settings(broker, prefix, store_url, dam, **target):
+def wb_settings(broker, prefix, store_url, dam, names=("dam",), **target):
     return make_settings(
         broker, prefix,
         index={"url": store_url, "server_mode": "serverless", "number_of_replicas": 0, "index": f"{prefix}-assets",
                "request_timeout_s": 2.0},
         writeback={"state_index": f"{prefix}-writeback",
-                   "targets": [{"name": "dam", "url": dam.url, "fields": FIELDS, "hmac_secret": SECRET,
-                                "bearer_token": TOKEN, "timeout_s": 2.0, "open_s": 0.5, **target}]},
+                   "targets": [{"name": name, "url": dam.url, "fields": FIELDS, "hmac_secret": SECRET,
+                                "bearer_token": TOKEN, "timeout_s": 2.0, "open_s": 0.5, **target}
+                               for name in names]},
         runner=dict(RUNNER))
 
 
@@ -217,6 +218,27 @@ def test_run_rows_say_written_only_when_something_was_sent(broker, unique, store
         assert len(dam.writes("a-row")) == 1
         assert outcomes(second, {"a-row": v2}, {}, since, None)["a-row"] == [
             {"target": "dam", "outcome": "left_alone", "reason": "a person's value in the target kept: altText"}]
+
+
+def test_every_target_refusing_a_record_is_named_in_its_dead_letter_and_row(broker, unique, store):
+    """Trial 13: with two targets refusing one record only the first had a dead letter; the other's row said
+    `not_written (the writeback group recorded no write)` with no reason."""
+    from app.run_writeback import outcomes
+
+    value = validated_asset("missing-2", status="approved")
+    with FakeDam() as dam:
+        s = wb_settings(broker, f"wbd{unique}", store.url, dam, names=("dam", "dam-copy"))
+        provision(s)
+        since = int(time.time() * 1000)
+        with RunnerThread(StageRunner(WritebackSink(s), s)):
+            run_until(s, [value], 1)
+            [letter] = read_topic(s, "dead_letter", 1)
+    message = letter["value"]["message"]
+    assert message.startswith("dam: GET answered 404") and "; dam-copy: GET answered 404" in message, message
+    rows = outcomes(s, {"missing-2": value}, {"missing-2": [letter["value"]]}, since, None)["missing-2"]
+    assert [(r["target"], r["outcome"], r["reason"]) for r in rows] == [
+        ("dam", "dead_lettered", "http_404"), ("dam-copy", "dead_lettered", "http_404")]
+    assert rows[1]["message"].startswith("dam-copy: ")
 
 
 def test_an_outage_pauses_the_group_and_loses_nothing(broker, unique, store):

@@ -13,6 +13,7 @@ the partitions are paused; a target that answers "not this asset" (404, 400, 422
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import time
 from typing import Any, Sequence
@@ -101,8 +102,19 @@ class WritebackSink(Stage):
             retry = next((e for e in errors if isinstance(e, TransientError)), None)
             if retry is None:
                 audit = self._pending.pop((ctx.topic, ctx.partition, ctx.offset), [])
-            results.append(retry or (errors[0] if errors else audit or None))
+            results.append(retry or (self._refused(errors) if errors else audit or None))
         return results
+
+    @staticmethod
+    def _refused(errors: list[BaseException]) -> BaseException:
+        """A record's one dead letter: when several targets refused it, it names each of them (its message, and
+        `details.refusals`: a JSON list of {target, reason, message}), not only the first."""
+        if len(errors) == 1 or not all(isinstance(e, PermanentError) for e in errors):
+            return errors[0]
+        first = errors[0]
+        refusals = [{"target": e.details.get("target"), "reason": e.reason, "message": str(e)} for e in errors]
+        return PermanentError("; ".join(str(e) for e in errors), reason=first.reason,
+                              details={**first.details, "refusals": json.dumps(refusals)})
 
     def _one(self, target: HttpTarget | FilesTarget, value: dict[str, Any], asset_id: str, known: dict[str, dict],
              ctx: RecordContext) -> list[Output]:
