@@ -1,12 +1,15 @@
 """What `assetstream run` says about write-back (docs/writeback.md, "assetstream run"): per asset and target the
-outcome (written, unchanged, skipped and why, dead-lettered with the reason, not written because the target did
-not take it), read once the writeback group is done or has been waiting on its target for `ops.run_writeback_wait_s`.
+outcome (written, unchanged, left alone because a person's value is in the target, skipped and why, dead-lettered
+with the reason, not written because the target did not take it), read once the writeback group is done or has
+been waiting on its target for `ops.run_writeback_wait_s`.
 
 The outcomes come from what the group leaves behind, not from watching it: its dead letters on the dead-letter topic
-(stage `writeback`, published since the run started) and the state documents it stores per target and asset after a
-write (`writeback.state_index`, `written_at`)."""
+(stage `writeback`, published since the run started) and the state documents it stores per target and asset after
+each pass that read the target (`writeback.state_index`: `written_at` = the last pass that sent fields,
+`checked_at` = the last pass, `conflicts[].at` = the fields left alone because a person's value was there)."""
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -121,28 +124,45 @@ def outcomes(settings: Settings, validated: dict[str, dict[str, Any]], letters: 
         rows = result[asset_id] = []
         for t in targets:
             state = states.get(state_id(t.name, ids[asset_id])) or {}
-            mine = [x for x in letters.get(asset_id, [])
-                    if (x.get("details") or {}).get("target") in (t.name, None) or len(targets) == 1]
-            letter = mine[-1] if mine else None
+            mine = [(x, why) for x in letters.get(asset_id, []) for why in [_refusal(x, t.name, len(targets) == 1)]
+                    if why]
+            letter, (reason, message) = mine[-1] if mine else (None, (None, None))
             written_at = int(state.get("written_at") or 0)
+            checked_at = int(state.get("checked_at") or written_at)  # a state stored before checked_at existed
             failed_at = to_ms(letter["last_failure_time"]) if letter and letter.get("last_failure_time") else since_ms
-            if letter is not None and failed_at >= written_at:
-                rows.append({"target": t.name, "outcome": "dead_lettered",
-                             "reason": _letter_reason(letter),
-                             "message": letter.get("message")})
+            kept = sorted({c["field"] for c in state.get("conflicts") or [] if int(c.get("at") or 0) >= since_ms})
+            left_alone = f"a person's value in the target kept: {', '.join(kept)}" if kept else None
+            if letter is not None and failed_at >= max(written_at, checked_at):
+                rows.append({"target": t.name, "outcome": "dead_lettered", "reason": reason, "message": message})
             elif written_at >= since_ms:
-                rows.append({"target": t.name, "outcome": "written", "reason": None})
+                rows.append({"target": t.name, "outcome": "written", "reason": left_alone})
+            elif kept:
+                rows.append({"target": t.name, "outcome": "left_alone", "reason": left_alone})
             elif is_deleted(value) or not eligible(value, t.mode):
                 takes = "approved and auto_applied" + (" and needs_review" if t.mode == "suggest" else "")
                 rows.append({"target": t.name, "outcome": "skipped",
                              "reason": f"status {value.get('status')}: a {t.mode} target takes {takes} records"})
             elif state:
                 rows.append({"target": t.name, "outcome": "unchanged",
-                             "reason": "the target already had these values from an earlier write"})
+                             "reason": "the target already holds these values"})
             else:
                 rows.append({"target": t.name, "outcome": "not_written",
                              "reason": pending or "the writeback group recorded no write"})
     return result
+
+
+def _refusal(letter: dict[str, Any], target: str, only: bool) -> tuple[str | None, str | None] | None:
+    """(reason, message) of `target`'s refusal in a write-back dead letter, None when the letter is another
+    target's (`only`: the run has one target). Several targets refusing one record share its one letter, which
+    names each in `details.refusals`."""
+    details = letter.get("details") or {}
+    try:
+        each = {r["target"]: (r.get("reason"), r.get("message")) for r in json.loads(details["refusals"])}
+    except (KeyError, TypeError, ValueError):
+        each = {details.get("target"): (_letter_reason(letter), letter.get("message"))}
+    if target in each:
+        return each[target]
+    return next(iter(each.values())) if None in each or only else None
 
 
 def _letter_reason(letter: dict[str, Any]) -> str | None:

@@ -91,6 +91,12 @@ def test_run_with_a_bad_writeback_url_is_a_configuration_error(tmp_path):
     assert "Traceback" not in res.stderr and "ValidationError" not in res.stderr
     assert "configuration error" in res.stderr and "writeback.targets.0.url: Value error, url must be http(s)://" \
         in res.stderr
+    # trial 13: a URL without {asset_id} sent every asset to one DAM record
+    res = _cli(["run", str(ROOT / "samples" / "product_red_mug.jpg"), "--out", str(tmp_path),
+                "--writeback-url", "http://127.0.0.1:9/api/assets/shared"], {})
+    assert res.returncode == 2 and "Traceback" not in res.stderr, res.stderr
+    assert "writeback target 'dam' (webhook): the url has no {asset_id}, so every asset would be written to that " \
+           "one record" in " ".join(res.stderr.split())
 
 
 def test_topics_and_index_commands_without_their_servers_say_what_to_check(store):

@@ -9,12 +9,13 @@ import time
 import pytest
 
 from app.ops.ingest import check_signature
+from consumers.writeback.plan import decide
 from consumers.writeback.sink import WritebackSink
 from streams.metrics import WRITEBACK_CONFLICTS, WRITEBACK_ITEMS
 from streams.runner import StageRunner
 from tests.kafka_support import RunnerThread, make_settings, provision, read_to_end, read_topic
 from tests.store_support import validated_asset
-from tests.writeback_support import FakeDam, handled, publish
+from tests.writeback_support import FakeDam, handled, publish, run_until
 
 SECRET = "wb-hmac-secret-value-123"
 TOKEN = "wb-bearer-token-value-456"
@@ -26,14 +27,15 @@ RUNNER's backoff, runner.retry_max_attempts (5) attempts of a record take under 
 0.5) is tried again some 20 times within it."""
 
 
-def wb_settings(broker, prefix, store_url, dam, **target):
+def wb_settings(broker, prefix, store_url, dam, names=("dam",), **target):
     return make_settings(
         broker, prefix,
         index={"url": store_url, "server_mode": "serverless", "number_of_replicas": 0, "index": f"{prefix}-assets",
                "request_timeout_s": 2.0},
         writeback={"state_index": f"{prefix}-writeback",
-                   "targets": [{"name": "dam", "url": dam.url, "fields": FIELDS, "hmac_secret": SECRET,
-                                "bearer_token": TOKEN, "timeout_s": 2.0, "open_s": 0.5, **target}]},
+                   "targets": [{"name": name, "url": dam.url, "fields": FIELDS, "hmac_secret": SECRET,
+                                "bearer_token": TOKEN, "timeout_s": 2.0, "open_s": 0.5, **target}
+                               for name in names]},
         runner=dict(RUNNER))
 
 
@@ -137,6 +139,106 @@ def test_a_persons_edit_in_the_target_is_never_overwritten(broker, unique, store
         from app.kpis.audit import history
         assert [e["kind"] for e in history(s, "a-kept")] == ["writeback_conflict"]
         assert [e["kind"] for e in history(s, "a-edit")] == ["writeback_conflict"]
+
+
+def reviewed(value, *decision_ids):
+    """The record as the review stage emits it after these decisions (a decision keeps the asset's version)."""
+    from domain.review import empty_review
+    value["review"] = {**empty_review(), "status": "approved", "decision_ids": list(decision_ids)}
+    return value
+
+
+def test_a_value_that_comes_back_is_written_again_and_a_retry_keeps_its_key(broker, unique, store):
+    """Trial 13: the Idempotency-Key was sha256(target, asset, body), so X -> Y -> X reused X's key and a DAM that
+    honours keys dropped the second X (the DAM kept Y, we recorded X)."""
+    with FakeDam() as dam:
+        dam.idempotent = True
+        s = wb_settings(broker, f"wbk{unique}", store.url, dam)
+        provision(s)
+        failed = []
+
+        def once_503(method, path, headers):  # the last write's first attempt fails: its retry keeps the key
+            if method == "PATCH" and len(dam.writes()) == 3 and not failed:
+                failed.append(headers["Idempotency-Key"])
+                return 503, b'{"error": "busy"}'
+            return None
+
+        dam.answer = once_503
+        with RunnerThread(StageRunner(WritebackSink(s), s)):
+            for n, (alt, decisions) in enumerate([("Alt W", ()), ("Alt X", ("d1",)), ("Alt Y", ("d1", "d2")),
+                                                  ("Alt X", ("d1", "d2", "d3"))], 1):
+                publish(s, [reviewed(validated_asset("a-moon", status="approved", alt_text=alt), *decisions)])
+                assert wait_for(done(s, n))
+                assert dam.assets["a-moon"]["altText"] == alt
+    keys = [w["headers"]["Idempotency-Key"] for w in dam.writes("a-moon")]
+    assert len(set(keys)) == 4 and failed == [keys[3]]
+
+
+def test_an_empty_field_of_ours_is_no_change_and_no_claim():
+    """Trial 13: our None against a field the target lacks counted as a change (every run re-sent `"credit": null`,
+    rewrote files); an empty field of ours is also no claim on a value a person set. One we wrote is cleared."""
+    d = decide({"credit": None, "caption": "", "keywords": []}, {}, {})
+    assert d.send == {} and d.conflicts == {}
+    d = decide({"credit": None}, {}, {"credit": "Jane's credit"})
+    assert d.send == {} and d.conflicts == {} and d.owned == {}
+    assert decide({"credit": None}, {"credit": "ours"}, {"credit": "ours"}).send == {"credit": None}
+
+
+def test_run_rows_say_written_only_when_something_was_sent(broker, unique, store):
+    """Trial 13: `assetstream run` said `written` after a pass that only read the target (a new run's fresh state,
+    a person's value kept). Its rows (app/run_writeback.outcomes) say written, unchanged, left alone; and an empty
+    field of ours is not sent to a DAM that lacks it."""
+    from app.run_writeback import outcomes
+
+    value = validated_asset("a-row", status="approved")  # no caption
+    with FakeDam() as dam:
+        first, second = (wb_settings(broker, f"wbr{n}{unique}", store.url, dam) for n in (1, 2))
+        since = int(time.time() * 1000)
+        provision(first)
+        with RunnerThread(StageRunner(WritebackSink(first), first)):
+            run_until(first, [value], 1)
+        [patch] = dam.writes("a-row")
+        assert json.loads(patch["body"]) == {"altText": value["alt_text"], "meta": {"keywords": ["red", "shoe",
+                                                                                                 "studio"]}}
+        assert outcomes(first, {"a-row": value}, {}, since, None)["a-row"] == [
+            {"target": "dam", "outcome": "written", "reason": None}]
+
+        # the same record in a new run with its own empty state (every embedded `assetstream run`): read, not sent
+        provision(second)
+        since = int(time.time() * 1000)
+        with RunnerThread(StageRunner(WritebackSink(second), second)):
+            run_until(second, [value], 1)
+            assert outcomes(second, {"a-row": value}, {}, since, None)["a-row"] == [
+                {"target": "dam", "outcome": "unchanged", "reason": "the target already holds these values"}]
+            # a person's alt text in the DAM: ours is left alone, nothing else changed, nothing sent
+            dam.assets["a-row"]["altText"] = "A librarian's alt text"
+            v2 = validated_asset("a-row", 2, status="approved", alt_text="Our new alt text")
+            since = int(time.time() * 1000)
+            run_until(second, [v2], 2)
+        assert len(dam.writes("a-row")) == 1
+        assert outcomes(second, {"a-row": v2}, {}, since, None)["a-row"] == [
+            {"target": "dam", "outcome": "left_alone", "reason": "a person's value in the target kept: altText"}]
+
+
+def test_every_target_refusing_a_record_is_named_in_its_dead_letter_and_row(broker, unique, store):
+    """Trial 13: with two targets refusing one record only the first had a dead letter; the other's row said
+    `not_written (the writeback group recorded no write)` with no reason."""
+    from app.run_writeback import outcomes
+
+    value = validated_asset("missing-2", status="approved")
+    with FakeDam() as dam:
+        s = wb_settings(broker, f"wbd{unique}", store.url, dam, names=("dam", "dam-copy"))
+        provision(s)
+        since = int(time.time() * 1000)
+        with RunnerThread(StageRunner(WritebackSink(s), s)):
+            run_until(s, [value], 1)
+            [letter] = read_topic(s, "dead_letter", 1)
+    message = letter["value"]["message"]
+    assert message.startswith("dam: GET answered 404") and "; dam-copy: GET answered 404" in message, message
+    rows = outcomes(s, {"missing-2": value}, {"missing-2": [letter["value"]]}, since, None)["missing-2"]
+    assert [(r["target"], r["outcome"], r["reason"]) for r in rows] == [
+        ("dam", "dead_lettered", "http_404"), ("dam-copy", "dead_lettered", "http_404")]
+    assert rows[1]["message"].startswith("dam-copy: ")
 
 
 def test_an_outage_pauses_the_group_and_loses_nothing(broker, unique, store):

@@ -2,7 +2,8 @@
 and publishing `validated` records for the writeback group and waiting until it has handled them.
 
 GET  /api/assets/<id>  -> the asset's JSON and an ETag (404 for ids starting with 'missing')
-PATCH/PUT/POST        -> merges the JSON body; honours If-Match (412 on a stale ETag); records every request
+PATCH/PUT/POST        -> merges the JSON body; honours If-Match (412 on a stale ETag); records every request;
+                         with `idempotent` set, drops a request whose Idempotency-Key it has seen (answers 200)
 `answer(method, path, headers)` set -> its (status, body) answers any request it does not return None for
 (e.g. a target that echoes what it was sent)
 """
@@ -65,6 +66,8 @@ class FakeDam:
         self.server: ThreadingHTTPServer | None = None
         self.delay_s = 0.0
         self.answer = None
+        self.idempotent = False
+        self.keys: set[str] = set()
 
     @property
     def url(self) -> str:
@@ -149,6 +152,10 @@ class FakeDam:
                     match = self.headers.get("If-Match")
                     if match and match != dam.etag(asset_id):
                         return self._reply(412, {"error": "stale ETag"})
+                    key = self.headers.get("Idempotency-Key")
+                    if dam.idempotent and key in dam.keys:  # "already done": a repeated request is dropped
+                        return self._reply(200, {"id": asset_id, **dam.assets.get(asset_id, {})}, dam.etag(asset_id))
+                    dam.keys.add(key)
                     dam.assets.setdefault(asset_id, {}).update(json.loads(raw))
                     return self._reply(200, {"id": asset_id, **dam.assets[asset_id]}, dam.etag(asset_id))
 

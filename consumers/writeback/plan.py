@@ -8,7 +8,11 @@ Only approved metadata leaves: `approved` (a person approved it) and `auto_appli
 - we never wrote the field and the target already holds a different non-empty value: a person's too
   (`protect_unknown`) -> a conflict, unless the target's values are the original file's own, which the editor
   saw in review and replaced (`edited`: the files target, see `edited_fields`);
+- we have no value (None, "", []) and never wrote one: nothing to send (an empty value equals a field the target
+  lacks or holds empty, and it is no claim on a field a person filled);
 - otherwise it is sent.
+
+A write's Idempotency-Key (`write_key`) is unique per intended write and the same for a retry of it.
 """
 from __future__ import annotations
 
@@ -16,6 +20,8 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from typing import Any
+
+from domain.records import asset_of
 
 WRITABLE_STATUSES = {"write": ("approved", "auto_applied"), "suggest": ("approved", "auto_applied", "needs_review")}
 MISSING = object()
@@ -39,6 +45,17 @@ def desired(value: dict[str, Any], mapping: dict[str, str]) -> dict[str, Any]:
 
 def fingerprint(target: str, url: str, wanted: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps([target, url, wanted], sort_keys=True, default=str).encode()).hexdigest()
+
+
+def write_key(target: str, value: dict[str, Any], body: bytes, previous: dict[str, Any] | None) -> str:
+    """The Idempotency-Key of one write: the target, the asset, its version and latest review decision (a decision
+    keeps the version), what we last wrote there and the body. A retry of the same write (the record again, the
+    state untouched) has the same key; a value that comes back (X -> Y -> X) does not reuse X's first key."""
+    asset = asset_of(value)
+    decisions = (value.get("review") or {}).get("decision_ids") or []
+    ident = json.dumps([target, asset["asset_id"], asset.get("tenant"), asset.get("version"),
+                        decisions[-1] if decisions else None, previous or {}], sort_keys=True, default=str)
+    return hashlib.sha256(ident.encode() + b"|" + body).hexdigest()
 
 
 def same(a: Any, b: Any) -> bool:
@@ -99,6 +116,10 @@ def decide(wanted: dict[str, Any], written: dict[str, Any], current: dict[str, A
     d = Decision()
     for name, ours in wanted.items():
         last = written.get(name, MISSING)
+        if _blank(ours) and (last is MISSING or _blank(last)):  # nothing of ours, now or before: nothing to do
+            if current is None or _blank(current.get(name)):
+                d.owned[name] = ours
+            continue
         if merge_lists and isinstance(ours, list) and current is not None:
             _merge(d, name, ours, last, current.get(name) or [])
             continue

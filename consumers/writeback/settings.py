@@ -42,7 +42,8 @@ class TargetSettings(Section):
     type: Literal["webhook", "wordpress", "files"] = Field(
         "webhook", description="webhook = a generic DAM REST/webhook endpoint; wordpress = media items via the "
                                "WordPress REST API; files = XMP + IPTC in a copy of the original (ExifTool)")
-    url: str | None = Field(None, description="webhook: URL template, {asset_id} replaced by the (URL-quoted) asset id; "
+    url: str | None = Field(None, description="webhook: URL template, {asset_id} (required) replaced by the "
+                                      "(URL-quoted) asset id; "
                                       "wordpress: the site's URL (REST root <url>/wp-json)")
     method: Literal["PATCH", "PUT", "POST"] = "PATCH"
     mode: Literal["write", "suggest"] = Field(
@@ -92,6 +93,10 @@ class TargetSettings(Section):
     def _per_type(self):
         if self.type in ("webhook", "wordpress") and not self.url:
             raise ValueError(f"writeback target {self.name!r} ({self.type}) needs a url")
+        if self.type == "webhook" and "{asset_id}" not in self.url:  # the body does not name the asset
+            raise ValueError(f"writeback target {self.name!r} (webhook): the url has no {{asset_id}}, so every "
+                             "asset would be written to that one record; put {asset_id} where the asset's id goes, "
+                             "e.g. https://dam.example/api/assets/{asset_id}")
         if self.type == "files":
             if not (self.out_dir and self.source_roots):
                 raise ValueError(f"writeback target {self.name!r} (files) needs out_dir and source_roots")

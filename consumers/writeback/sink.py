@@ -13,6 +13,7 @@ the partitions are paused; a target that answers "not this asset" (404, 400, 422
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import time
 from typing import Any, Sequence
@@ -101,8 +102,19 @@ class WritebackSink(Stage):
             retry = next((e for e in errors if isinstance(e, TransientError)), None)
             if retry is None:
                 audit = self._pending.pop((ctx.topic, ctx.partition, ctx.offset), [])
-            results.append(retry or (errors[0] if errors else audit or None))
+            results.append(retry or (self._refused(errors) if errors else audit or None))
         return results
+
+    @staticmethod
+    def _refused(errors: list[BaseException]) -> BaseException:
+        """A record's one dead letter: when several targets refused it, it names each of them (its message, and
+        `details.refusals`: a JSON list of {target, reason, message}), not only the first."""
+        if len(errors) == 1 or not all(isinstance(e, PermanentError) for e in errors):
+            return errors[0]
+        first = errors[0]
+        refusals = [{"target": e.details.get("target"), "reason": e.reason, "message": str(e)} for e in errors]
+        return PermanentError("; ".join(str(e) for e in errors), reason=first.reason,
+                              details={**first.details, "refusals": json.dumps(refusals)})
 
     def _one(self, target: HttpTarget | FilesTarget, value: dict[str, Any], asset_id: str, known: dict[str, dict],
              ctx: RecordContext) -> list[Output]:
@@ -137,9 +149,12 @@ class WritebackSink(Stage):
                         "already holds a value we never wrote (protect_unknown: a person's, or the file's own)")
             conflicts.append({"field": field, "ours": ours, "theirs": theirs, "at": int(time.time() * 1000),
                               "version": int(asset_of(value)["version"])})
+        now = int(time.time() * 1000)
+        # checked_at: this pass; written_at: the last pass that sent fields (what `assetstream run` calls written)
         doc = {"target": target.name, "asset_id": asset_id, "fingerprint": fp,
                "written": {**written, **decision.owned}, "etag": new_etag or etag,
-               "version": int(asset_of(value)["version"]), "written_at": int(time.time() * 1000),
+               "version": int(asset_of(value)["version"]), "checked_at": now,
+               "written_at": now if decision.send else prior.get("written_at"),
                "conflicts": conflicts[-MAX_CONFLICTS:]}
         self.state.put(sid, doc)
         known[sid] = doc  # the same asset again in this batch sees it

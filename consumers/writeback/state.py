@@ -1,4 +1,5 @@
-"""Per target and asset: what we last wrote (fingerprint and field values), in the search store.
+"""Per target and asset: what we last wrote (fingerprint and field values), in the search store; `checked_at` is
+the group's last pass over the asset (a read and a decision), `written_at` the last one that sent fields.
 
 Kept in its own index of the store every worker already talks to (settings.index connection), not in worker
 memory: a rebalance hands an asset's partition to another worker, and a restarted worker must still see what was
@@ -14,7 +15,8 @@ from elasticsearch import Elasticsearch
 from domain.store.client import make_client
 
 MAPPINGS = {"dynamic": False, "properties": {"target": {"type": "keyword"}, "asset_id": {"type": "keyword"},
-                                             "fingerprint": {"type": "keyword"}, "written_at": {"type": "date"}}}
+                                             "fingerprint": {"type": "keyword"}, "written_at": {"type": "date"},
+                                             "checked_at": {"type": "date"}}}
 MAX_CONFLICTS = 20
 
 

@@ -2,7 +2,8 @@
 
     PATCH https://dam.example/api/assets/<asset id>
     Content-Type: application/json
-    Idempotency-Key: <sha256 of target, asset and body>      (the same change retried = the same key)
+    Idempotency-Key: <sha256 of target, asset, version, decision, last write, body>  (plan.write_key: a retry of
+                                                            this write = the same key; X -> Y -> X = three keys)
     X-Assetstream-Timestamp / X-Assetstream-Signature       (hmac_secret: the ingest webhook's scheme)
     Authorization: Bearer ... | X-API-Key: ...               (bearer_token | api_key)
     If-Match: <ETag of the GET before>                       (when the target sent one)
@@ -12,14 +13,13 @@ dots = nested objects). How answers are classified: consumers/writeback/http.py.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from typing import Any
 from urllib.parse import quote
 
 from consumers.writeback.http import HttpTarget
-from consumers.writeback.plan import MISSING, get_path, nest
+from consumers.writeback.plan import MISSING, get_path, nest, write_key
 from domain.records import asset_of
 from domain.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
 
@@ -51,7 +51,7 @@ class WebhookTarget(HttpTarget):
         asset_id = asset_of(value)["asset_id"]
         body = json.dumps(nest(fields), sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
         h = {**self._headers(), "Content-Type": "application/json",
-             "Idempotency-Key": hashlib.sha256(b"|".join([self.name.encode(), asset_id.encode(), body])).hexdigest()}
+             "Idempotency-Key": write_key(self.name, value, body, previous)}
         if self.cfg.hmac_secret:
             ts = str(int(time.time()))
             h[TIMESTAMP_HEADER] = ts
