@@ -236,8 +236,10 @@ def _link_distance(doc: dict[str, Any], canonical: dict[str, Any]) -> int | None
     """The `duplicate_distance` a member's link carries: `_distance`, but none for a video that is not the same
     bytes (its link is the same-clip match of its keyframes; its poster's distance says nothing about it: a
     trimmed copy's poster is another frame)."""
-    d = _distance(doc, canonical)
-    return None if d != 0 and "video" in (doc.get("media_type"), canonical.get("media_type")) else d
+    same_bytes = _content(doc) is not None and _content(doc) == _content(canonical)
+    if not same_bytes and "video" in (doc.get("media_type"), canonical.get("media_type")):
+        return None  # (a re-encode's poster may even be within 0 bits: still not the same bytes)
+    return _distance(doc, canonical)
 
 
 def after_delete(client: Elasticsearch, alias: str, deleted: set[str], recent: Recent | None = None,
