@@ -21,7 +21,9 @@ How the decode stays bounded (a 10-minute 1080p video must not hold a worker for
   decode of reference frames only (`skip_frame = "NONREF"`), seeking over stretches that need nothing, taking
   the first frame at or after every even-spread time inside a long stretch (however near the intra frame that
   opens it), on to the stretch's end, and on the way the scene changes a 64 px signature compared every
-  `SCENE_SAMPLE_S` finds;
+  `SCENE_SAMPLE_S` finds; for VP9 (`SCANNED_THROUGH`: no key frame at cuts, a decoder that decodes every frame
+  anyway) pass 2 always runs, as one decode from the start to the end with the same scene test, so a scene between
+  two key frames (however near) is found;
 - a wall-time cap over both passes (`video_max_wall_s`): past it, the keyframes found so far are used;
   `truncated_by` names the cap that stopped selection early (`max_scan_keyframes`, `max_wall_s`), never anything
   else;
@@ -381,16 +383,22 @@ def extract(data: bytes, container_name: str, limits: Limits) -> Video:
 
         # pass 2: a long-GOP file -> decode forward over the stretches its intra frames leave uncovered, taking the
         # frames at the even-spread times there and the scene changes a cheap test on low-res samples finds
+        # -- or a codec whose encoder puts no key frame at scene cuts and whose decoder ignores skip_frame (VP9):
+        # every stretch, however short, in one forward decode to the end with the same scene test
         want = limits.max_keyframes - len(keyframes)
         intra = [t for t, _ in cands]
         targets = spread_targets(intra, duration, want, limits.spread_gap_s) if want > 0 else []
-        if targets and truncated_by is None:
+        through = cc.name in SCANNED_THROUGH
+        if (targets or through) and truncated_by is None:
             got, scenes, truncated_by = _frames_at(box, stream, [start + t for t in targets], intra, start, tb,
-                                                   limits.frame_edge, deadline, limits.scene_threshold, want)
+                                                   limits.frame_edge, deadline, limits.scene_threshold,
+                                                   limits.max_keyframes if through else want, through=through)
             if truncated_by == "decode_error":
                 raise _corrupt(container_name, "decode error in the middle of the video",
                                decoded_s=max((ft - start for ft, _ in got), default=0.0),
                                duration_s=round(duration, 3))
+            if through:
+                _cut_before(keyframes, intra, [ft - start for ft, _, _ in scenes])
             keyframes += [Keyframe(max(0.0, ft - start), _rotate(img, rotation), score, "scene", _signature(img))
                           for ft, score, img in scenes]
             keyframes += [Keyframe(max(0.0, ft - start), _rotate(img, rotation), 0.0, "spread", _signature(img))
@@ -405,6 +413,15 @@ def extract(data: bytes, container_name: str, limits: Limits) -> Video:
                  creation_time=_creation_time(meta), gps=_gps(meta), keyframes=keyframes,
                  intra_frames=len(cands), truncated_by=truncated_by,
                  decode_s=round(time.monotonic() - started, 3))
+
+
+def _cut_before(keyframes: list[Keyframe], intra: list[float], cuts: list[float]) -> None:
+    """A key frame told apart from the key frame before it ('scene') when a cut between the two was found where it
+    is (`cuts`, by the decode through the video): it is a later frame of that shot ('spread')."""
+    for k in keyframes:
+        before = max((t for t in intra if t < k.offset_s), default=0.0)
+        if k.reason == "scene" and any(before < c <= k.offset_s for c in cuts):
+            k.reason = "spread"
 
 
 def _decode_alone(cc: Any, packet: Any) -> Any | None:
@@ -445,19 +462,26 @@ def _key_frames(box: Any, stream: Any, wanted: list[int], edge: int, deadline: f
     return out, False
 
 
+SCANNED_THROUGH = frozenset({"vp9", "libvpx-vp9"})
+"""Decoders (PyAV codec names) whose video is scanned from start to end by pass 2, every stretch between key
+frames however short: FFmpeg's vp9 decoder ignores `skip_frame` (each frame is decoded anyway), and libvpx-vp9 at
+its defaults puts a key frame every 128 frames and none at scene cuts, so a scene between two key frames was not
+looked at."""
+
 SCENE_SAMPLE_S = 0.5
 """Pass 2 compares a 64 px signature of the decoded frames this far apart (stream time) for its scene test."""
 
 
 def _frames_at(box: Any, stream: Any, times: list[float], intra: list[float], start: float, tb: Fraction,
-               edge: int, deadline: float, scene_threshold: float = 1.0, max_scenes: int = 0
+               edge: int, deadline: float, scene_threshold: float = 1.0, max_scenes: int = 0, through: bool = False
                ) -> tuple[list[tuple[float, Image.Image]], list[tuple[float, float, Image.Image]], str | None]:
     """The first frame at or after each of `times` (seconds, sorted), from one forward decode of reference
     frames: a seek (to the intra frame before a time) only when an intra frame lies between the decoder's
     position and that time. On the way, every `SCENE_SAMPLE_S` a decoded frame is compared (64 px signature) with
     the sample before it: a difference >= `scene_threshold` is a scene change, the `max_scenes` strongest are
-    kept (time, score, frame). Stops at the deadline: (frames so far, scenes so far, 'max_wall_s'); a decode
-    error ends it ('decode_error')."""
+    kept (time, score, frame). `through`: one decode from the start of the video to its end, never seeking over
+    a stretch, so the scene test sees all of it. Stops at the deadline: (frames so far, scenes so far,
+    'max_wall_s'); a decode error ends it ('decode_error')."""
     import av
 
     stream.codec_context.skip_frame = "NONREF"
@@ -487,10 +511,10 @@ def _frames_at(box: Any, stream: Any, times: list[float], intra: list[float], st
         prev, sampled = sig, pos
 
     try:
-        while pending:
-            t = pending[0]
-            if any(pos < start + c <= t for c in intra) or pos == float("-inf"):
-                box.seek(int(t / tb), stream=stream, backward=True, any_frame=False)
+        while pending or through:
+            t = pending[0] if pending else float("inf")  # through, past the last time: on to the end
+            if pos == float("-inf") or (not through and any(pos < start + c <= t for c in intra)):
+                box.seek(int((start if through else t) / tb), stream=stream, backward=True, any_frame=False)
                 prev, sampled = None, float("-inf")  # no scene test across a seek
             for frame in box.decode(stream):
                 if time.monotonic() > deadline:
