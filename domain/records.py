@@ -85,19 +85,24 @@ def without_thumbnail(validated: dict[str, Any]) -> dict[str, Any]:
 DUPLICATE_REASON = "near-duplicate of "
 
 
-def duplicate_reason(duplicate_of: str, distance: int | None = None) -> str:
+def duplicate_reason(duplicate_of: str, distance: int | None = None, *, clip: bool = False) -> str:
     """The review reason that names an asset's near-duplicate link (validate writes it; the index's duplicate
-    families and `assetstream run` rewrite it when the family points the link elsewhere: `relinked_reasons`)."""
+    families and `assetstream run` rewrite it when the family points the link elsewhere: `relinked_reasons`).
+    `clip`: a video linked by the same-clip match of its keyframes (not the same bytes): that is what the reason
+    says, not a pHash distance (its poster may be far from the other's: a trimmed copy starts elsewhere)."""
+    if clip:
+        return f"{DUPLICATE_REASON}{duplicate_of} (same clip: its keyframes match)"
     return f"{DUPLICATE_REASON}{duplicate_of}" + (f" (pHash distance {distance})" if distance is not None else "")
 
 
-def relinked_reasons(reasons: list[str], duplicate_of: str | None, distance: int | None) -> list[str]:
+def relinked_reasons(reasons: list[str], duplicate_of: str | None, distance: int | None, *,
+                     clip: bool = False) -> list[str]:
     """`reasons` with the near-duplicate reason naming this link (in the place of the one it replaces), or none
     when there is no link: the reasons never contradict the link."""
     at = next((n for n, r in enumerate(reasons) if r.startswith(DUPLICATE_REASON)), len(reasons))
     out = [r for r in reasons if not r.startswith(DUPLICATE_REASON)]
     if duplicate_of:
-        out.insert(min(at, len(out)), duplicate_reason(duplicate_of, distance))
+        out.insert(min(at, len(out)), duplicate_reason(duplicate_of, distance, clip=clip))
     return out
 
 
@@ -114,7 +119,8 @@ def with_family(validated: dict[str, Any], family: dict[str, Any]) -> dict[str, 
     link = family.get("duplicate_of")
     distance = family.get("duplicate_distance") if link else None
     out["enriched"] = {**out["enriched"], "duplicate_of": link, "duplicate_distance": distance}
-    out["reasons"] = relinked_reasons(list(out.get("reasons") or []), link, distance)
+    out["reasons"] = relinked_reasons(list(out.get("reasons") or []), link, distance,
+                                      clip=media_type_of(validated) == "video" and distance != 0)  # 0: same bytes
     out["family"] = {k: family.get(k) for k in ("family_id", "family_size", "family_canonical")}
     return out
 

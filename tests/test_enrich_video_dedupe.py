@@ -99,3 +99,30 @@ def test_a_trim_longer_than_the_setting_is_another_clip(videos):
     assert start["duplicate_of"] is None  # 3 s cut
     _, end = enrich(s, videos["orig"], videos["cut-end"])
     assert end["duplicate_of"] == "orig"  # 2 s cut
+
+
+def test_a_trimmed_copy_says_it_is_the_same_clip_not_its_poster_distance(store, videos):
+    """The user trial: the trimmed copy's reason said "near-duplicate of … (pHash distance 26)", its poster's
+    distance (another frame: far over any threshold), while the link is the same-clip match of its keyframes. The
+    reason validate writes and the one the index rewrites with the family link both say so, for the copy cut at
+    the start (another poster) and the one cut at the end (the same poster: a pHash distance of 0 is no proof)."""
+    from consumers.validate.stage import ValidateStage
+    from domain.store.management import read_alias
+    from tests.store_support import index_all
+
+    s = settings_for(store.url).with_overrides(enrich={"dedupe": "memory", "result_cache": "off"})
+    validated = [ValidateStage(s).process(v).value
+                 for v in enrich(s, videos["orig"], videos["cut-start"], videos["cut-end"])]
+    same_clip = "near-duplicate of orig (same clip: its keyframes match)"
+    assert all(same_clip in v["reasons"] for v in validated[1:])
+    index_all(s, validated)
+    client = make_client(s)
+    try:
+        hits = client.search(index=read_alias(s.index), query={"terms": {"asset_id": ["cut-start", "cut-end"]}},
+                             source_includes=["reasons", "duplicate_of", "duplicate_distance"])["hits"]["hits"]
+    finally:
+        client.close()
+    assert len(hits) == 2
+    for doc in (h["_source"] for h in hits):
+        assert doc["duplicate_of"] == "orig" and doc.get("duplicate_distance") is None
+        assert [r for r in doc["reasons"] if r.startswith("near-duplicate")] == [same_clip]

@@ -6,13 +6,14 @@ from __future__ import annotations
 import io
 import re
 
+import av
 import pytest
 from PIL import Image
 
 from streams.avro import roundtrip, validate
 from streams.errors import PermanentError
 from tests.preprocess_support import event, stage
-from tests.video_support import FESTIVAL, LONG_GOP_FAST, Scene, make_video
+from tests.video_support import FESTIVAL, LONG_GOP_FAST, OPEN_GOP, Scene, make_video
 
 
 def words(text: str) -> set[str]:
@@ -188,6 +189,45 @@ def test_an_end_card_after_the_last_spread_time_of_a_long_gop_video_is_found(tmp
     assert v["intra_frames"] == 1
     assert [(round(k["offset_s"]), k["reason"]) for k in v["keyframes"]] == [(0, "first"), (12, "scene"),
                                                                           (25, "scene")]
+
+
+VP9_FAST = {"deadline": "realtime", "cpu-used": "8"}
+"""libvpx-vp9 at its default key frame placement, encoding fast."""
+
+THREE_CARDS = (Scene(4.0, "FIRST CARD", (240, 240, 240)), Scene(4.0, "SECOND CARD", (30, 60, 170), (255, 255, 255)),
+               Scene(4.0, "THIRD CARD", (230, 190, 40)))
+
+WHITE = (255, 255, 255)
+MINUTE = (Scene(12.0, "ALPHA", (200, 40, 40), WHITE), Scene(8.0, "BRAVO", (30, 140, 60), WHITE),
+          Scene(13.0, "CHARLIE", (40, 70, 190), WHITE), Scene(9.0, "DELTA", (230, 200, 60)),
+          Scene(10.0, "ECHO", (30, 30, 30), WHITE), Scene(8.0, "FOXTROT", (240, 240, 240)))
+"""A minute; at 12 fps libvpx-vp9 puts its key frames at 0, 10.7, 21.3, 32, 42.7 and 53.3 s: none in BRAVO or
+DELTA, and no gap over `video_spread_gap_s` (the long-GOP decode is not needed)."""
+
+
+@pytest.mark.parametrize("codec,container,scenes,fps,options", [
+    ("libx265", "mp4", OPEN_GOP, 25, {"x265-params": "log-level=error"}),  # x265's defaults: open GOP, CRA at 10 s
+    ("libvpx-vp9", "webm", THREE_CARDS, 10, VP9_FAST),  # libvpx-vp9: one key frame per 128 frames, none at cuts
+    ("libvpx-vp9", "webm", MINUTE, 12, VP9_FAST),  # a minute, two scenes without a key frame
+    ("libx264", "mp4", THREE_CARDS, 10, {"x264-params": "open-gop=1:keyint=30"}),  # x264's open GOP: the same loss
+], ids=["hevc-open-gop", "vp9", "vp9-minute", "h264-open-gop"])
+def test_open_gop_and_vp9_keyframes_cover_every_scene_from_the_start(tmp_path, codec, container, scenes, fps, options):
+    """The user trial: libx265 at its defaults lost the first scene (its poster came from 10 s, said to be cut short
+    by the wall time); FFmpeg's vp9 decoder returned every frame as an intra frame, so the scan cap was hit after a
+    few seconds. The key packets are what is scanned: every scene has a keyframe with its text, from 0 s on; VP9,
+    whose encoder puts no key frame at a cut, is decoded through to find the scenes between its key frames."""
+    if codec not in av.codecs_available:
+        pytest.skip(f"this PyAV wheel's FFmpeg has no {codec} encoder")
+    data = make_video(scenes, size=(320, 180), fps=fps, container=container, codec=codec, options=options)
+    st = stage(file_roots=[str(tmp_path)], video_max_scan_keyframes=10)  # room for the key packets, not the frames
+    v = _process(st, tmp_path / f"clip.{container}", data)["video"]
+    assert v["truncated_by"] is None and v["intra_frames"] <= 10
+    assert (v["keyframes"][0]["offset_s"], v["keyframes"][0]["reason"], v["poster_offset_s"]) == (0.0, "first", 0.0)
+    starts = [sum(s.seconds for s in scenes[:i]) for i in range(len(scenes))]
+    for start, scene in zip(starts, scenes):
+        inside = [k for k in v["keyframes"] if start <= k["offset_s"] < start + scene.seconds]
+        assert words(scene.text) <= words(" ".join(k["ocr_text"] for k in inside)), (scene.text, v["keyframes"])
+    assert len(v["keyframes"]) == len(scenes)  # one per scene, not one per frame
 
 
 def test_a_video_may_be_larger_than_max_bytes_an_image_may_not(tmp_path):

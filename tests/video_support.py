@@ -26,6 +26,10 @@ FESTIVAL = (Scene(4.0, "HARBOR FESTIVAL", (20, 40, 120), (255, 255, 255)),
             Scene(4.0, "ZEBRA AQUARIUM", (120, 30, 30), (255, 255, 255)))
 """Four 4 s text scenes; made with `gop=10_000, options=LONG_GOP_FAST` it has one intra frame, at 0 s."""
 
+OPEN_GOP = (Scene(10.0, "RECIPE ONE", (200, 40, 40), (255, 255, 255)), Scene(4.0, "BAKE AT 200", (30, 140, 60)))
+"""At 25 fps and libx265's defaults (open GOP, keyint 250): an IDR picture at 0 s and a CRA picture at 10 s, the
+scene cut, 250 frames on (far enough for its picture order count to wrap if the pictures between are skipped)."""
+
 LONG_GOP_FAST = {"preset": "ultrafast", "sc_threshold": "0"}
 """x264 as a fast phone or screen encoder runs it: no intra frame at scene cuts (with a large `gop`)."""
 

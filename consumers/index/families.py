@@ -47,7 +47,7 @@ from domain.records import quality_rank, relinked_reasons
 log = logging.getLogger(__name__)
 
 FIELDS = ["asset_id", "tenant", "version", "duplicate_of", "duplicate_distance", "width", "height", "byte_size",
-          "hashes.sha256", "hashes.phash", "family_id", "family_size", "family_canonical"]
+          "hashes.sha256", "hashes.phash", "family_id", "family_size", "family_canonical", "media_type"]
 FAMILY_FIELDS = ("family_id", "family_size", "family_canonical")
 LINK_FIELDS = ("duplicate_of", "duplicate_distance")
 WRITTEN = FAMILY_FIELDS + LINK_FIELDS
@@ -71,8 +71,9 @@ def apply(body: dict[str, Any], fields: dict[str, Any]) -> dict[str, Any]:
         else:
             body[k] = fields[k]
     if "duplicate_of" in fields and body.get("reasons") is not None:  # the review reasons name the same link
-        body["reasons"] = relinked_reasons(list(body["reasons"]), body.get("duplicate_of"),
-                                           body.get("duplicate_distance"))
+        distance = body.get("duplicate_distance")  # a video's: 0 for the same bytes, else none (`_link_distance`)
+        body["reasons"] = relinked_reasons(list(body["reasons"]), body.get("duplicate_of"), distance,
+                                           clip=body.get("media_type") == "video" and distance != 0)
     return body
 
 
@@ -97,7 +98,7 @@ class Recent:
         return len(self._docs)
 
     def add(self, doc_id: str, body: dict[str, Any], version: int | None) -> None:
-        doc = {k: body.get(k) for k in ("asset_id", "tenant", *WRITTEN, "width", "height", "byte_size")}
+        doc = {k: body.get(k) for k in ("asset_id", "tenant", *WRITTEN, "width", "height", "byte_size", "media_type")}
         doc["hashes"] = {k: (body.get("hashes") or {}).get(k) for k in ("sha256", "phash")}
         doc["_version"] = version
         held = self._docs.get(doc_id)
@@ -231,6 +232,16 @@ def _distance(doc: dict[str, Any], canonical: dict[str, Any]) -> int | None:
     return (int(a, 16) ^ int(b, 16)).bit_count() if a and b else None
 
 
+def _link_distance(doc: dict[str, Any], canonical: dict[str, Any]) -> int | None:
+    """The `duplicate_distance` a member's link carries: `_distance`, but none for a video that is not the same
+    bytes (its link is the same-clip match of its keyframes; its poster's distance says nothing about it: a
+    trimmed copy's poster is another frame)."""
+    same_bytes = _content(doc) is not None and _content(doc) == _content(canonical)
+    if not same_bytes and "video" in (doc.get("media_type"), canonical.get("media_type")):
+        return None  # (a re-encode's poster may even be within 0 bits: still not the same bytes)
+    return _distance(doc, canonical)
+
+
 def after_delete(client: Elasticsearch, alias: str, deleted: set[str], recent: Recent | None = None,
                  max_distance: int = 6) -> list[dict[str, Any]]:
     """The stored members whose fields change because the documents `deleted` leave their families (the same
@@ -260,7 +271,7 @@ def after_delete(client: Elasticsearch, alias: str, deleted: set[str], recent: R
             for i in near:
                 fields = {"family_id": canonical, "family_size": len(near), "family_canonical": i == canonical,
                           "duplicate_of": None if i == canonical else canonical,
-                          "duplicate_distance": None if i == canonical else _distance(left[i], left[canonical])}
+                          "duplicate_distance": None if i == canonical else _link_distance(left[i], left[canonical])}
                 if _written(left[i]) != _written(fields):
                     changed.append({"asset_id": i, "_version": left[i].get("_version"), **fields})
             remaining = [i for i in remaining if i not in near]
@@ -291,7 +302,7 @@ def assign_families(client: Elasticsearch, alias: str, bodies: dict[str, dict[st
             elif i == canonical:
                 link, distance = None, None
             else:
-                link, distance = canonical, _distance(known[i], known[canonical])
+                link, distance = canonical, _link_distance(known[i], known[canonical])
             fam = {"family_id": canonical, "family_size": len(members), "family_canonical": i == canonical,
                    "duplicate_of": link, "duplicate_distance": distance}
             if i in bodies:

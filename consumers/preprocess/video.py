@@ -5,19 +5,28 @@ video.
 How the decode stays bounded (a 10-minute 1080p video must not hold a worker for minutes):
 - refused before any frame is decoded: over `video_max_bytes`, `video_max_duration_s`, `video_max_pixels` per
   frame or `video_max_frames` frames (as the container declares them);
-- pass 1 decodes intra frames only (`skip_frame = "NONKEY"`: FFmpeg's own `-skip_frame nokey`), each kept only
-  as a 64 px colour signature (swscale straight from the decoder's pixels) for scene detection; encoders put
-  an intra frame at a scene cut (x264's `scenecut`, libvpx's auto keyframes) and every few seconds (x264: 250
-  frames), so scene changes and an even spread are found among them. At most `video_max_scan_keyframes` intra
-  frames are looked at (an all-intra file stops there). The chosen ones (<= `video_max_keyframes`) are then
-  decoded again after a seek each, scaled to `video_frame_edge`: memory does not grow with the video;
+- pass 1 demuxes the packets and decodes only those the container flags as keyframes (an intra frame a decoder
+  can start from: H.264/HEVC IDR or CRA, VP8/VP9/AV1 key frames), each on its own (the decoder drained and reset
+  after it, as after a seek), each kept only as a 64 px colour signature (swscale straight from the decoder's
+  pixels) for scene detection. The packet flags, not the decoder's `skip_frame`, say what is intra: FFmpeg's
+  vp9 decoder ignores `skip_frame = NONKEY` (every frame came back), and HEVC's CRA pictures of an open GOP
+  (libx265's default) fed one after another without the pictures between come back out of order or not at all
+  (their picture order counts wrap). Encoders put an intra frame at a scene cut (x264's `scenecut`, libvpx's
+  auto keyframes for VP8) and every few seconds (x264/x265: 250 frames, libvpx-vp9: 128 and none at cuts), so
+  scene changes and an even spread are found among them. At most `video_max_scan_keyframes` intra frames are
+  looked at (an all-intra file stops there). The chosen ones (<= `video_max_keyframes`) are then decoded again
+  after a seek each, scaled to `video_frame_edge`: memory does not grow with the video;
 - pass 2, only for a long-GOP file (screen recordings, some phones, x264 ultrafast) whose intra frames leave a
   stretch longer than `video_spread_gap_s` (between two of them, or from the last one to the end): one forward
   decode of reference frames only (`skip_frame = "NONREF"`), seeking over stretches that need nothing, taking
   the first frame at or after every even-spread time inside a long stretch (however near the intra frame that
   opens it), on to the stretch's end, and on the way the scene changes a 64 px signature compared every
-  `SCENE_SAMPLE_S` finds;
+  `SCENE_SAMPLE_S` finds; for VP9 (`SCANNED_THROUGH`: no key frame at cuts, a decoder that decodes every frame
+  anyway) pass 2 always runs, as one decode from the start to the end with the same scene test, so a scene between
+  two key frames (however near) is found;
 - a wall-time cap over both passes (`video_max_wall_s`): past it, the keyframes found so far are used;
+  `truncated_by` names the cap that stopped selection early (`max_scan_keyframes`, `max_wall_s`), never anything
+  else;
 - a decode error anywhere (a cut upload, damaged data) dead-letters the video (`corrupt_video`, with how far it
   decoded), even when its start plays: publishing it would publish a broken video;
 - frames are kept scaled to `video_frame_edge` on the long side (the image treatment runs on those).
@@ -326,28 +335,34 @@ def extract(data: bytes, container_name: str, limits: Limits) -> Video:
         deadline = started + limits.max_wall_s
         truncated_by: str | None = None
 
-        # pass 1: intra frames only, each as a small colour signature for scene detection
-        cc.skip_frame = "NONKEY"
+        # pass 1: the key packets only, each decoded on its own, as a small colour signature for scene detection
+        cc.skip_frame = "DEFAULT"  # the packet flags choose what is decoded, not the decoder
         cands: list[tuple[float, float]] = []
         sigs: list[np.ndarray] = []
         pts: list[int] = []
         rotation = 0
         try:
-            for frame in box.decode(stream):
-                if frame.pts is None:
+            for packet in box.demux(stream):
+                if cands and time.monotonic() > deadline:
+                    truncated_by = "max_wall_s"
+                    break
+                if packet.is_corrupt:  # the demuxer flags a packet cut short (a truncated upload) or damaged
+                    raise _corrupt(container_name, "a packet is truncated or damaged",
+                                   decoded_s=cands[-1][0] if cands else 0.0, duration_s=round(duration, 3))
+                if not packet.is_keyframe or packet.pts is None:
+                    continue
+                if len(cands) >= limits.max_scan_keyframes:  # a key packet beyond the cap: the rest is not seen
+                    truncated_by = "max_scan_keyframes"
+                    break
+                frame = _decode_alone(cc, packet)
+                if frame is None:
                     continue
                 rotation = int(getattr(frame, "rotation", 0) or 0)
                 sig = _frame_signature(frame)
-                cands.append((max(0.0, float(frame.pts * tb) - start),
+                cands.append((max(0.0, float(packet.pts * tb) - start),
                               1.0 if not sigs else float(np.abs(sig - sigs[-1]).mean())))
                 sigs.append(sig)
-                pts.append(frame.pts)
-                if len(cands) >= limits.max_scan_keyframes:
-                    truncated_by = "max_scan_keyframes"
-                    break
-                if time.monotonic() > deadline:
-                    truncated_by = "max_wall_s"
-                    break
+                pts.append(packet.pts)
         except (av.FFmpegError, ValueError, EOFError) as exc:
             # a cut upload or damaged data: even when its start plays, publishing it would publish a broken video
             raise _corrupt(container_name, exc, decoded_s=cands[-1][0] if cands else 0.0,
@@ -358,31 +373,42 @@ def extract(data: bytes, container_name: str, limits: Limits) -> Video:
         chosen = select(cands, sigs, duration, limits.max_keyframes, limits.scene_threshold,
                         limits.duplicate_threshold)
         # the chosen intra frames again, each after a seek, now scaled to the frame edge (pass 1 kept no pixels)
-        got = _intra_frames(box, stream, [pts[i] for i in sorted(chosen)], limits.frame_edge,
-                            deadline if truncated_by is None else None)
+        got, late = _key_frames(box, stream, [pts[i] for i in sorted(chosen)], limits.frame_edge,
+                                deadline if truncated_by is None else None)
         keyframes = [Keyframe(cands[i][0], _rotate(got[pts[i]], rotation), cands[i][1], why, sigs[i])
                      for i, why in sorted(chosen.items()) if pts[i] in got]
-        if len(keyframes) < len(chosen) and truncated_by is None:
+        if late:
             truncated_by = "max_wall_s"
+        elif len(keyframes) < len(chosen):  # not a cap: a frame pass 1 decoded was not found again after a seek
+            log.warning("video: %d of %d chosen keyframes not found again after a seek",
+                        len(chosen) - len(keyframes), len(chosen))
 
         # pass 2: a long-GOP file -> decode forward over the stretches its intra frames leave uncovered, taking the
         # frames at the even-spread times there and the scene changes a cheap test on low-res samples finds
+        # -- or a codec whose encoder puts no key frame at scene cuts and whose decoder ignores skip_frame (VP9):
+        # every stretch, however short, in one forward decode to the end with the same scene test
         want = limits.max_keyframes - len(keyframes)
         intra = [t for t, _ in cands]
         targets = spread_targets(intra, duration, want, limits.spread_gap_s) if want > 0 else []
-        if targets and truncated_by is None:
+        through = cc.name in SCANNED_THROUGH
+        if (targets or through) and truncated_by is None:
             got, scenes, truncated_by = _frames_at(box, stream, [start + t for t in targets], intra, start, tb,
-                                                   limits.frame_edge, deadline, limits.scene_threshold, want)
+                                                   limits.frame_edge, deadline, limits.scene_threshold,
+                                                   limits.max_keyframes if through else want, through=through)
             if truncated_by == "decode_error":
                 raise _corrupt(container_name, "decode error in the middle of the video",
                                decoded_s=max((ft - start for ft, _ in got), default=0.0),
                                duration_s=round(duration, 3))
+            if through:
+                _cut_before(keyframes, intra, [ft - start for ft, _, _ in scenes])
             keyframes += [Keyframe(max(0.0, ft - start), _rotate(img, rotation), score, "scene", _signature(img))
                           for ft, score, img in scenes]
             keyframes += [Keyframe(max(0.0, ft - start), _rotate(img, rotation), 0.0, "spread", _signature(img))
                           for ft, img in got]
         keyframes = ranked(distinct(sorted(keyframes, key=lambda k: k.offset_s), limits.duplicate_threshold),
                            limits.max_keyframes)
+        if not keyframes:
+            raise _corrupt(container_name, "no keyframe could be decoded again after a seek")
     w, h = (height, width) if rotation % 180 == 90 else (width, height)
     return Video(container=container_name, codec=cc.name, width=w, height=h, duration_s=round(duration, 3),
                  fps=round(fps, 3) if fps else None, frame_count=frames, rotation=rotation % 360,
@@ -391,42 +417,73 @@ def extract(data: bytes, container_name: str, limits: Limits) -> Video:
                  decode_s=round(time.monotonic() - started, 3))
 
 
-def _intra_frames(box: Any, stream: Any, wanted: list[int], edge: int, deadline: float | None
-                  ) -> dict[int, Image.Image]:
-    """pts -> the intra frame at that pts scaled to `edge`, each found by a seek and an intra-only decode. The
-    first is always fetched; the others only before the deadline (None: no deadline)."""
+def _cut_before(keyframes: list[Keyframe], intra: list[float], cuts: list[float]) -> None:
+    """A key frame told apart from the key frame before it ('scene') when a cut between the two was found where it
+    is (`cuts`, by the decode through the video): it is a later frame of that shot ('spread')."""
+    for k in keyframes:
+        before = max((t for t in intra if t < k.offset_s), default=0.0)
+        if k.reason == "scene" and any(before < c <= k.offset_s for c in cuts):
+            k.reason = "spread"
+
+
+def _decode_alone(cc: Any, packet: Any) -> Any | None:
+    """The frame of one key packet decoded on its own: the decoder is drained and reset after it, so every key
+    packet is a fresh start as after a seek (HEVC's CRA pictures then get their own picture order count instead of
+    one wrapped from a picture long before). None when the decoder gives no frame for it."""
+    frames = [*cc.decode(packet), *cc.decode(None)]
+    cc.flush_buffers()
+    return next((f for f in frames if f.pts == packet.pts), frames[0] if frames else None)
+
+
+def _key_frames(box: Any, stream: Any, wanted: list[int], edge: int, deadline: float | None
+                ) -> tuple[dict[int, Image.Image], bool]:
+    """pts -> the frame of the key packet at that pts scaled to `edge`, each found by a seek and the demux on to
+    that packet, decoded on its own. The first is always fetched; the others only before the deadline (None: no
+    deadline). Also True when the deadline stopped it."""
     import av
 
-    stream.codec_context.skip_frame = "NONKEY"
+    cc = stream.codec_context
+    cc.skip_frame = "DEFAULT"
     out: dict[int, Image.Image] = {}
     for n, p in enumerate(sorted(wanted)):
         if n and deadline is not None and time.monotonic() > deadline:
-            break
+            return out, True
         try:
             box.seek(p, stream=stream, backward=True, any_frame=False)
-            for frame in box.decode(stream):
-                if frame.pts is not None and frame.pts >= p:
-                    if frame.pts == p:
+            for packet in box.demux(stream):
+                if packet.pts is None or not packet.is_keyframe:
+                    continue
+                if packet.pts == p:
+                    frame = _decode_alone(cc, packet)
+                    if frame is not None:
                         out[p] = _scaled(frame, edge)
+                if packet.pts >= p:
                     break
         except (av.FFmpegError, ValueError, EOFError):
             continue
-    return out
+    return out, False
 
+
+SCANNED_THROUGH = frozenset({"vp9", "libvpx-vp9"})
+"""Decoders (PyAV codec names) whose video is scanned from start to end by pass 2, every stretch between key
+frames however short: FFmpeg's vp9 decoder ignores `skip_frame` (each frame is decoded anyway), and libvpx-vp9 at
+its defaults puts a key frame every 128 frames and none at scene cuts, so a scene between two key frames was not
+looked at."""
 
 SCENE_SAMPLE_S = 0.5
 """Pass 2 compares a 64 px signature of the decoded frames this far apart (stream time) for its scene test."""
 
 
 def _frames_at(box: Any, stream: Any, times: list[float], intra: list[float], start: float, tb: Fraction,
-               edge: int, deadline: float, scene_threshold: float = 1.0, max_scenes: int = 0
+               edge: int, deadline: float, scene_threshold: float = 1.0, max_scenes: int = 0, through: bool = False
                ) -> tuple[list[tuple[float, Image.Image]], list[tuple[float, float, Image.Image]], str | None]:
     """The first frame at or after each of `times` (seconds, sorted), from one forward decode of reference
     frames: a seek (to the intra frame before a time) only when an intra frame lies between the decoder's
     position and that time. On the way, every `SCENE_SAMPLE_S` a decoded frame is compared (64 px signature) with
     the sample before it: a difference >= `scene_threshold` is a scene change, the `max_scenes` strongest are
-    kept (time, score, frame). Stops at the deadline: (frames so far, scenes so far, 'max_wall_s'); a decode
-    error ends it ('decode_error')."""
+    kept (time, score, frame). `through`: one decode from the start of the video to its end, never seeking over
+    a stretch, so the scene test sees all of it. Stops at the deadline: (frames so far, scenes so far,
+    'max_wall_s'); a decode error ends it ('decode_error')."""
     import av
 
     stream.codec_context.skip_frame = "NONREF"
@@ -456,10 +513,10 @@ def _frames_at(box: Any, stream: Any, times: list[float], intra: list[float], st
         prev, sampled = sig, pos
 
     try:
-        while pending:
-            t = pending[0]
-            if any(pos < start + c <= t for c in intra) or pos == float("-inf"):
-                box.seek(int(t / tb), stream=stream, backward=True, any_frame=False)
+        while pending or through:
+            t = pending[0] if pending else float("inf")  # through, past the last time: on to the end
+            if pos == float("-inf") or (not through and any(pos < start + c <= t for c in intra)):
+                box.seek(int((start if through else t) / tb), stream=stream, backward=True, any_frame=False)
                 prev, sampled = None, float("-inf")  # no scene test across a seek
             for frame in box.decode(stream):
                 if time.monotonic() > deadline:

@@ -261,7 +261,10 @@ class ValidateStage(PipelineFacts, Stage):
             review.append(f"credit must be displayed: check the credit text \"{credit_text or ''}\"")
         if d.value.get("duplicate_of"):
             dist = d.value.get("duplicate_distance")
-            d.reasons.append(duplicate_reason(d.value["duplicate_of"], dist))
+            exact = any(p.get("task") == "dedupe" and p.get("prompt_version") == "exact"
+                        for p in d.value.get("provenance") or [])
+            clip = d.pre.get("media_type") == "video" and not exact  # a video: linked by its keyframes
+            d.reasons.append(duplicate_reason(d.value["duplicate_of"], dist, clip=clip))
 
     def _threshold(self, d: "_Decision", c: float, what: str) -> None:
         """The auto-apply / review thresholds on one confidence value."""
