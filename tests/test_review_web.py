@@ -197,6 +197,36 @@ def test_bulk_approve_a_filtered_selection(page, server, fleet):
     assert [(d["asset_id"], d["status"], d["tenant"]) for d in newest] == [(auto[0], "approved", tenant)]
 
 
+def test_search_box_narrows_the_queue_its_counts_bulk_approval_and_next(page, server, fleet):
+    """Trial 11 wish: an editor types a word into the queue's search box. Only the assets whose text matches are
+    listed and counted; a synonym finds the tag it names ("downtown": subject:city); the asset page's next/previous
+    stay within the search; "Approve all N matching" approves exactly what is shown."""
+    settings, records = fleet
+    page.goto(server.login_url)
+    page.get_by_role("searchbox", name="search").fill("downtown")  # no asset says it: the two tagged subject:city
+    page.get_by_role("searchbox", name="search").press("Enter")
+    page.wait_for_url(re.compile(r"q=downtown"))
+    assert [a.text_content() for a in page.locator("table.queue .id").all()] == ["paris-0003", "paris-0004"]
+    assert page.get_by_role("searchbox", name="search").input_value() == "downtown"
+    assert page.locator(".summary").text_content().startswith("2 asset(s) needs review matching")
+    assert page.locator("nav.reasons a", has_text="rights").locator("b").text_content() == "2"
+    page.locator("table.queue a.open").first.click()
+    page.wait_for_url(re.compile("/asset/paris-0003"))
+    assert "q=downtown" in page.locator("#next").get_attribute("href")
+    assert page.locator("#prev").count() == 0  # mug-0001 and poster-0002 come before it, but do not match
+    page.keyboard.press("j")
+    page.wait_for_url(re.compile("/asset/paris-0004"))
+    assert page.locator("#next").count() == 0
+
+    page.goto(f"{server.url}/?q=farmers")
+    assert [a.text_content() for a in page.locator("table.queue .id").all()] == ["poster-0002"]
+    before = {d["decision_id"] for d in feedback(settings)}
+    page.get_by_role("button", name="Approve all 1 matching").click()
+    page.wait_for_url(re.compile("sent="))
+    assert "1 asset(s) approved" in page.locator(".flash").text_content() and "q=farmers" in page.url
+    assert [d["asset_id"] for d in feedback(settings) if d["decision_id"] not in before] == ["poster-0002"]
+
+
 def test_unsent_edits_are_not_dropped_by_j_or_a_reload(browser, server, fleet):
     """j with a typed, unsent alt text asks first (kept on "cancel"); sending it does not ask; no edits: j moves on."""
     context = browser.new_context()

@@ -24,7 +24,7 @@ from domain.events import scoped_id
 from domain.review import IMAGE_CHANGED, NO_ALT_TEXT, UNAPPROVED, reason_prefix
 from domain.store.degraded import query as degraded_query
 from domain.store.management import read_alias
-from domain.store.search import build_filters
+from domain.store.search import build_filters, build_query, expand_query
 
 STATUSES = ("needs_review", "auto_applied", "approved", "rejected")
 
@@ -68,7 +68,9 @@ class Filters:
     date_to: str = ""
     degraded: str = ""  # "any" (marked degraded at all) or one part ("ocr", "faces", "text_vector", ...)
     collapse: str = ""  # "1": one row per duplicate family (its first in queue order)
+    q: str = ""  # free text: assets whose text matches as keyword search finds them (text_query)
     tag_names: tuple[str, ...] = ()  # `tag` and its names across renames (color:grey, color:gray): all match
+    q_tags: tuple[str, ...] = ()  # the vocabulary tags `q`'s words name ("kitty": subject:cat): they match too
 
     @classmethod
     def from_params(cls, params: Any, taxonomy: Any = None) -> "Filters":
@@ -88,6 +90,7 @@ class Filters:
 
         status = params.get("status") or "needs_review"
         tag = (params.get("tag") or "").strip()[:200]
+        q = " ".join((params.get("q") or "").split())[:200]
         return cls(status=status if status in (*STATUSES, "all") else "needs_review",
                    reason=params.get("reason") if params.get("reason") in REASON_GROUPS else "",
                    min_conf=num("min_conf"), max_conf=num("max_conf"),
@@ -95,14 +98,15 @@ class Filters:
                    tag=tag, date_from=day("date_from"), date_to=day("date_to"),
                    degraded=deg if re.fullmatch(r"[a-z_]{1,40}", deg := params.get("degraded") or "") else "",
                    collapse="1" if params.get("collapse") in ("1", "true", "on") else "",
-                   tag_names=taxonomy.same_tags(tag) if taxonomy is not None and tag else ())
+                   q=q, tag_names=taxonomy.same_tags(tag) if taxonomy is not None and tag else (),
+                   q_tags=tuple(expand_query(q, taxonomy)) if taxonomy is not None and q else ())
 
     def params(self, **changes: Any) -> dict[str, str]:
         f = replace(self, **changes) if changes else self
         out = {}
         for fd in fields(f):
             v = getattr(f, fd.name)
-            if v not in (None, "") and fd.name != "tag_names":
+            if v not in (None, "") and fd.name not in ("tag_names", "q_tags"):
                 out[fd.name] = str(v)
         return out
 
@@ -177,6 +181,15 @@ def reason_query(group: str) -> dict[str, Any]:
                      "minimum_should_match": 1}}
 
 
+def text_query(f: Filters) -> dict[str, Any] | None:
+    """The free-text filter: keyword search's query (domain/store/search.py build_query, as keyword_query builds it
+    for `assetstream search --mode keyword` and /v1/search) on `q`, with the vocabulary tags its words name
+    ("kitty": subject:cat). An asset matches when its text fields hold one of the words or its tags one of those
+    tags. Only which assets match counts here: the queue keeps its own order (the coverage clauses keyword_query
+    adds rank, and match nothing the query does not). None without text."""
+    return build_query(f.q, synonyms=f.q_tags, filters=[]) if f.q else None
+
+
 def clauses(f: Filters, *, with_status: bool = True, with_reason: bool = True,
             with_degraded: bool = True) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
@@ -184,6 +197,8 @@ def clauses(f: Filters, *, with_status: bool = True, with_reason: bool = True,
         out.append({"term": {"status": f.status}})
     if with_reason and f.reason:
         out.append(reason_query(f.reason))
+    if (text := text_query(f)) is not None:
+        out.append(text)
     if f.tag:  # a renamed tag matches documents indexed under either name
         out += build_filters([f.tag_names or (f.tag,)])
     if with_degraded and f.degraded:
