@@ -21,7 +21,7 @@ from urllib.parse import urlencode
 from elasticsearch import Elasticsearch, NotFoundError
 
 from domain.events import scoped_id
-from domain.review import IMAGE_CHANGED, NO_ALT_TEXT, UNAPPROVED, reason_prefix
+from domain.review import IMAGE_CHANGED, NO_ALT_TEXT, REVIEW_REASONS, UNAPPROVED, reason_prefix
 from domain.store.degraded import query as degraded_query
 from domain.store.management import read_alias
 from domain.store.search import build_filters, build_query, expand_query
@@ -43,6 +43,41 @@ REASON_GROUPS: dict[str, tuple[str, ...]] = {
     "near-duplicate": ("near-duplicate of *",),
     "changed since approval": tuple(reason_prefix(t) + "*" for t in (UNAPPROVED, IMAGE_CHANGED)),
 }
+
+#: reasons validate writes for information only (its `d.reasons`, never what sends an asset to review): the asset
+#: page lists them under "Notes", apart from why the asset needs review. Wildcards as REASON_GROUPS'.
+NOTE_PATTERNS: tuple[str, ...] = (
+    "taxonomy *", "model output matches its prompt schemas*",
+    "confidence * >= *", "calibrated confidence * >= *", "*between * and *: between_policy=auto",
+    "calibrated on the pooled curve*", "confidence not calibrated: *",
+    "no generated field to judge*", "credit text built from the creator *", "OCR text not quoted*",
+    "alt text set by * kept (human edits win)", "alt text left empty by a person: decorative image",
+    "note: *", "tags: *", "* held as suggestions for review *",
+    "a keyword from the * was not promoted to tags*")
+
+
+def _wildcards(patterns: Any) -> re.Pattern[str]:
+    return re.compile("|".join(".*".join(map(re.escape, p.split("*"))) for p in patterns), re.DOTALL)
+
+
+_REVIEW_RE = _wildcards([p for group in REASON_GROUPS.values() for p in group])
+_NOTE_RE = _wildcards(NOTE_PATTERNS)
+
+
+def split_reasons(reasons: Any) -> tuple[list[str], list[str]]:
+    """(why the asset needs review, notes), each in the record's order. A note is a reason recognised as
+    informational (NOTE_PATTERNS: "taxonomy v2", "calibrated confidence … 0.93 >= 0.85", "model output matches its
+    prompt schemas"); one the queue counts in a reason group (REASON_GROUPS) or the review's own (domain/review.py
+    REVIEW_REASONS) never is. Anything not recognised stays with the review reasons: none is hidden."""
+    review: list[str] = []
+    notes: list[str] = []
+    for r in reasons or []:
+        r = str(r)
+        note = (_NOTE_RE.fullmatch(r) is not None and _REVIEW_RE.fullmatch(r) is None
+                and not r.startswith(REVIEW_REASONS))
+        (notes if note else review).append(r)
+    return review, notes
+
 
 #: what `decision_confidence` reads
 CONF_FIELDS = ["enrichment.confidence", "record.field_confidence", "record.calibration", "record.tag_suggestions"]
