@@ -53,7 +53,7 @@ NOTE_PATTERNS: tuple[str, ...] = (
     "no generated field to judge*", "credit text built from the creator *", "OCR text not quoted*",
     "alt text set by * kept (human edits win)", "alt text left empty by a person: decorative image",
     "note: *", "tags: *", "* held as suggestions for review *",
-    "a keyword from the * was not promoted to tags*")
+    "a keyword from the * was not promoted to tags*", "usage ok: *")
 
 
 def _wildcards(patterns: Any) -> re.Pattern[str]:
