@@ -16,7 +16,7 @@ import uuid
 import httpx
 import pytest
 
-from app.review.queries import human_duration
+from app.review.queries import human_duration, split_reasons
 from app.review.server import ReviewServer
 from consumers.enrich.plan import EnrichPlan
 from domain.review import tags_value
@@ -84,8 +84,8 @@ def test_editor_edits_alt_text_and_tags_then_approves(page, server, fleet, tmp_p
     prompt.locator("summary").click()
     assert rendered.user_text.strip()[:80] in prompt.locator("pre").nth(1).text_content()
     assert first["alt_text"] in prompt.locator("pre").nth(2).text_content()  # the raw model answer
-    for reason in first["reasons"]:
-        assert page.locator(".reasons-list li", has_text=reason).count() == 1
+    for reason in first["reasons"]:  # every one shown: under "Why it needs review" or "Notes"
+        assert page.locator(".reasons-list li, .notes-list li", has_text=reason).count() == 1
 
     # alt text: live counter and the validate stage's rules
     alt = page.locator("#alt_text")
@@ -195,6 +195,53 @@ def test_bulk_approve_a_filtered_selection(page, server, fleet):
     seen = before | {d["decision_id"] for d in new}
     newest = [d for d in feedback(settings) if d["decision_id"] not in seen]
     assert [(d["asset_id"], d["status"], d["tenant"]) for d in newest] == [(auto[0], "approved", tenant)]
+
+
+def test_search_box_narrows_the_queue_its_counts_bulk_approval_and_next(page, server, fleet):
+    """Trial 11 wish: an editor types a word into the queue's search box. Only the assets whose text matches are
+    listed and counted; a synonym finds the tag it names ("downtown": subject:city); the asset page's next/previous
+    stay within the search; "Approve all N matching" approves exactly what is shown."""
+    settings, records = fleet
+    page.goto(server.login_url)
+    page.get_by_role("searchbox", name="search").fill("downtown")  # no asset says it: the two tagged subject:city
+    page.get_by_role("searchbox", name="search").press("Enter")
+    page.wait_for_url(re.compile(r"q=downtown"))
+    assert [a.text_content() for a in page.locator("table.queue .id").all()] == ["paris-0003", "paris-0004"]
+    assert page.get_by_role("searchbox", name="search").input_value() == "downtown"
+    assert page.locator(".summary").text_content().startswith("2 asset(s) needs review matching")
+    assert page.locator("nav.reasons a", has_text="rights").locator("b").text_content() == "2"
+    page.locator("table.queue a.open").first.click()
+    page.wait_for_url(re.compile("/asset/paris-0003"))
+    assert "q=downtown" in page.locator("#next").get_attribute("href")
+    assert page.locator("#prev").count() == 0  # mug-0001 and poster-0002 come before it, but do not match
+    page.keyboard.press("j")
+    page.wait_for_url(re.compile("/asset/paris-0004"))
+    assert page.locator("#next").count() == 0
+
+    page.goto(f"{server.url}/?q=farmers")
+    assert [a.text_content() for a in page.locator("table.queue .id").all()] == ["poster-0002"]
+    before = {d["decision_id"] for d in feedback(settings)}
+    page.get_by_role("button", name="Approve all 1 matching").click()
+    page.wait_for_url(re.compile("sent="))
+    assert "1 asset(s) approved" in page.locator(".flash").text_content() and "q=farmers" in page.url
+    assert [d["asset_id"] for d in feedback(settings) if d["decision_id"] not in before] == ["poster-0002"]
+
+
+def test_asset_page_lists_review_reasons_apart_from_notes(page, server):
+    """Trial 11: "taxonomy v2" and "confidence 0.9 >= 0.85" were listed under "Why it needs review". They are notes
+    now, under their own heading; what sent the asset to review stays under it, and an unknown reason too."""
+    def listed(pg, heading: str) -> list[str]:
+        items = pg.locator(f"h2:text-is('{heading}') + ul li")
+        return [t.strip() for t in items.all_text_contents()]
+
+    page.goto(server.login_url)
+    page.goto(f"{server.url}/asset/mug-0001")
+    assert listed(page, "Why it needs review") == [LOW, FACES]
+    assert listed(page, "Notes") == ["taxonomy v2"]
+    page.goto(f"{server.url}/asset/auto-0005")
+    assert listed(page, "Notes") == ["confidence 0.9 >= 0.85", "taxonomy v2"]
+    assert split_reasons(["a reason written after this app", "taxonomy v3", "approved by carol"]) == (
+        ["a reason written after this app", "approved by carol"], ["taxonomy v3"])
 
 
 def test_unsent_edits_are_not_dropped_by_j_or_a_reload(browser, server, fleet):

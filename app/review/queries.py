@@ -21,10 +21,10 @@ from urllib.parse import urlencode
 from elasticsearch import Elasticsearch, NotFoundError
 
 from domain.events import scoped_id
-from domain.review import IMAGE_CHANGED, NO_ALT_TEXT, UNAPPROVED, reason_prefix
+from domain.review import IMAGE_CHANGED, NO_ALT_TEXT, REVIEW_REASONS, UNAPPROVED, reason_prefix
 from domain.store.degraded import query as degraded_query
 from domain.store.management import read_alias
-from domain.store.search import build_filters
+from domain.store.search import build_filters, build_query, expand_query
 
 STATUSES = ("needs_review", "auto_applied", "approved", "rejected")
 
@@ -43,6 +43,41 @@ REASON_GROUPS: dict[str, tuple[str, ...]] = {
     "near-duplicate": ("near-duplicate of *",),
     "changed since approval": tuple(reason_prefix(t) + "*" for t in (UNAPPROVED, IMAGE_CHANGED)),
 }
+
+#: reasons validate writes for information only (its `d.reasons`, never what sends an asset to review): the asset
+#: page lists them under "Notes", apart from why the asset needs review. Wildcards as REASON_GROUPS'.
+NOTE_PATTERNS: tuple[str, ...] = (
+    "taxonomy *", "model output matches its prompt schemas*",
+    "confidence * >= *", "calibrated confidence * >= *", "*between * and *: between_policy=auto",
+    "calibrated on the pooled curve*", "confidence not calibrated: *",
+    "no generated field to judge*", "credit text built from the creator *", "OCR text not quoted*",
+    "alt text set by * kept (human edits win)", "alt text left empty by a person: decorative image",
+    "note: *", "tags: *", "* held as suggestions for review *",
+    "a keyword from the * was not promoted to tags*", "usage ok: *")
+
+
+def _wildcards(patterns: Any) -> re.Pattern[str]:
+    return re.compile("|".join(".*".join(map(re.escape, p.split("*"))) for p in patterns), re.DOTALL)
+
+
+_REVIEW_RE = _wildcards([p for group in REASON_GROUPS.values() for p in group])
+_NOTE_RE = _wildcards(NOTE_PATTERNS)
+
+
+def split_reasons(reasons: Any) -> tuple[list[str], list[str]]:
+    """(why the asset needs review, notes), each in the record's order. A note is a reason recognised as
+    informational (NOTE_PATTERNS: "taxonomy v2", "calibrated confidence … 0.93 >= 0.85", "model output matches its
+    prompt schemas"); one the queue counts in a reason group (REASON_GROUPS) or the review's own (domain/review.py
+    REVIEW_REASONS) never is. Anything not recognised stays with the review reasons: none is hidden."""
+    review: list[str] = []
+    notes: list[str] = []
+    for r in reasons or []:
+        r = str(r)
+        note = (_NOTE_RE.fullmatch(r) is not None and _REVIEW_RE.fullmatch(r) is None
+                and not r.startswith(REVIEW_REASONS))
+        (notes if note else review).append(r)
+    return review, notes
+
 
 #: what `decision_confidence` reads
 CONF_FIELDS = ["enrichment.confidence", "record.field_confidence", "record.calibration", "record.tag_suggestions"]
@@ -68,7 +103,9 @@ class Filters:
     date_to: str = ""
     degraded: str = ""  # "any" (marked degraded at all) or one part ("ocr", "faces", "text_vector", ...)
     collapse: str = ""  # "1": one row per duplicate family (its first in queue order)
+    q: str = ""  # free text: assets whose text matches as keyword search finds them (text_query)
     tag_names: tuple[str, ...] = ()  # `tag` and its names across renames (color:grey, color:gray): all match
+    q_tags: tuple[str, ...] = ()  # the vocabulary tags `q`'s words name ("kitty": subject:cat): they match too
 
     @classmethod
     def from_params(cls, params: Any, taxonomy: Any = None) -> "Filters":
@@ -88,6 +125,7 @@ class Filters:
 
         status = params.get("status") or "needs_review"
         tag = (params.get("tag") or "").strip()[:200]
+        q = " ".join((params.get("q") or "").split())[:200]
         return cls(status=status if status in (*STATUSES, "all") else "needs_review",
                    reason=params.get("reason") if params.get("reason") in REASON_GROUPS else "",
                    min_conf=num("min_conf"), max_conf=num("max_conf"),
@@ -95,14 +133,15 @@ class Filters:
                    tag=tag, date_from=day("date_from"), date_to=day("date_to"),
                    degraded=deg if re.fullmatch(r"[a-z_]{1,40}", deg := params.get("degraded") or "") else "",
                    collapse="1" if params.get("collapse") in ("1", "true", "on") else "",
-                   tag_names=taxonomy.same_tags(tag) if taxonomy is not None and tag else ())
+                   q=q, tag_names=taxonomy.same_tags(tag) if taxonomy is not None and tag else (),
+                   q_tags=tuple(expand_query(q, taxonomy)) if taxonomy is not None and q else ())
 
     def params(self, **changes: Any) -> dict[str, str]:
         f = replace(self, **changes) if changes else self
         out = {}
         for fd in fields(f):
             v = getattr(f, fd.name)
-            if v not in (None, "") and fd.name != "tag_names":
+            if v not in (None, "") and fd.name not in ("tag_names", "q_tags"):
                 out[fd.name] = str(v)
         return out
 
@@ -177,6 +216,15 @@ def reason_query(group: str) -> dict[str, Any]:
                      "minimum_should_match": 1}}
 
 
+def text_query(f: Filters) -> dict[str, Any] | None:
+    """The free-text filter: keyword search's query (domain/store/search.py build_query, as keyword_query builds it
+    for `assetstream search --mode keyword` and /v1/search) on `q`, with the vocabulary tags its words name
+    ("kitty": subject:cat). An asset matches when its text fields hold one of the words or its tags one of those
+    tags. Only which assets match counts here: the queue keeps its own order (the coverage clauses keyword_query
+    adds rank, and match nothing the query does not). None without text."""
+    return build_query(f.q, synonyms=f.q_tags, filters=[]) if f.q else None
+
+
 def clauses(f: Filters, *, with_status: bool = True, with_reason: bool = True,
             with_degraded: bool = True) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
@@ -184,6 +232,8 @@ def clauses(f: Filters, *, with_status: bool = True, with_reason: bool = True,
         out.append({"term": {"status": f.status}})
     if with_reason and f.reason:
         out.append(reason_query(f.reason))
+    if (text := text_query(f)) is not None:
+        out.append(text)
     if f.tag:  # a renamed tag matches documents indexed under either name
         out += build_filters([f.tag_names or (f.tag,)])
     if with_degraded and f.degraded:

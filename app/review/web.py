@@ -34,7 +34,7 @@ from domain.events import scoped_id
 from domain.store.api import unknown_tag
 from app.review.search_api import search_routes
 from app.review.queries import (REASON_GROUPS, STATUSES, Filters, Index, carried_over, human_duration,
-                                selection_digest)
+                                selection_digest, split_reasons)
 
 log = logging.getLogger(__name__)
 HERE = Path(__file__).resolve().parent
@@ -266,7 +266,7 @@ class ReviewApp:
             doc = self.index.asset(asset_id)
             if doc is None:
                 return None
-            return {"doc": doc, "header": self._header(),
+            return {"doc": doc, "header": self._header(), "why": split_reasons(doc.get("reasons")),
                     "fields": dec.field_rows(doc, self.settings.kpis.field_tasks),
                     "chips": dec.tag_chips(doc, self.taxonomy),
                     "prompts": dec.prompts(doc, self.settings),
