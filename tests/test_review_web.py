@@ -218,6 +218,9 @@ def test_search_box_narrows_the_queue_its_counts_bulk_approval_and_next(page, se
     page.wait_for_url(re.compile("/asset/paris-0004"))
     assert page.locator("#next").count() == 0
 
+    # every word must match: two words narrow the list (no asset is both downtown and a farmers' poster)
+    page.goto(f"{server.url}/?q=downtown+farmers")
+    assert page.locator("table.queue .id").count() == 0
     page.goto(f"{server.url}/?q=farmers")
     assert [a.text_content() for a in page.locator("table.queue .id").all()] == ["poster-0002"]
     before = {d["decision_id"] for d in feedback(settings)}

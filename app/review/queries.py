@@ -24,7 +24,7 @@ from domain.events import scoped_id
 from domain.review import IMAGE_CHANGED, NO_ALT_TEXT, REVIEW_REASONS, UNAPPROVED, reason_prefix
 from domain.store.degraded import query as degraded_query
 from domain.store.management import read_alias
-from domain.store.search import build_filters, build_query, expand_query
+from domain.store.search import build_filters, coverage_clauses, query_units
 
 STATUSES = ("needs_review", "auto_applied", "approved", "rejected")
 
@@ -105,7 +105,8 @@ class Filters:
     collapse: str = ""  # "1": one row per duplicate family (its first in queue order)
     q: str = ""  # free text: assets whose text matches as keyword search finds them (text_query)
     tag_names: tuple[str, ...] = ()  # `tag` and its names across renames (color:grey, color:gray): all match
-    q_tags: tuple[str, ...] = ()  # the vocabulary tags `q`'s words name ("kitty": subject:cat): they match too
+    q_units: tuple[tuple[str, tuple[str, ...], int], ...] = ()  # `q` as keyword search reads it (query_units):
+    # each word or vocabulary term with the tags it names ("kitty": subject:cat)
 
     @classmethod
     def from_params(cls, params: Any, taxonomy: Any = None) -> "Filters":
@@ -134,14 +135,14 @@ class Filters:
                    degraded=deg if re.fullmatch(r"[a-z_]{1,40}", deg := params.get("degraded") or "") else "",
                    collapse="1" if params.get("collapse") in ("1", "true", "on") else "",
                    q=q, tag_names=taxonomy.same_tags(tag) if taxonomy is not None and tag else (),
-                   q_tags=tuple(expand_query(q, taxonomy)) if taxonomy is not None and q else ())
+                   q_units=tuple((text, tuple(tags), n) for text, tags, n in query_units(q, taxonomy)) if q else ())
 
     def params(self, **changes: Any) -> dict[str, str]:
         f = replace(self, **changes) if changes else self
         out = {}
         for fd in fields(f):
             v = getattr(f, fd.name)
-            if v not in (None, "") and fd.name not in ("tag_names", "q_tags"):
+            if v not in (None, "") and fd.name not in ("tag_names", "q_units"):
                 out[fd.name] = str(v)
         return out
 
@@ -217,12 +218,14 @@ def reason_query(group: str) -> dict[str, Any]:
 
 
 def text_query(f: Filters) -> dict[str, Any] | None:
-    """The free-text filter: keyword search's query (domain/store/search.py build_query, as keyword_query builds it
-    for `assetstream search --mode keyword` and /v1/search) on `q`, with the vocabulary tags its words name
-    ("kitty": subject:cat). An asset matches when its text fields hold one of the words or its tags one of those
-    tags. Only which assets match counts here: the queue keeps its own order (the coverage clauses keyword_query
-    adds rank, and match nothing the query does not). None without text."""
-    return build_query(f.q, synonyms=f.q_tags, filters=[]) if f.q else None
+    """The free-text filter: every word of `q` (stopwords aside) must match, as keyword search's coverage clauses
+    read a word (domain/store/search.py coverage_clauses: the text fields hold it, or the tags hold the vocabulary
+    tag it names, "kitty": subject:cat). All words, not any: the queue keeps its own order, so "red poster" must
+    narrow the list to red posters, not widen it to everything red (keyword search ranks instead). None without
+    text."""
+    if not f.q:
+        return None
+    return {"bool": {"filter": coverage_clauses([(t, list(tags), n) for t, tags, n in f.q_units], 1.0)}}
 
 
 def clauses(f: Filters, *, with_status: bool = True, with_reason: bool = True,
