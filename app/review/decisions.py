@@ -67,7 +67,9 @@ def shown_value(form: Any, name: str, current: str) -> str:
 
 
 def from_form(doc: dict[str, Any], form: Any, editor: str, tax: Taxonomy) -> dict[str, Any]:
-    """An EditorDecision from the asset form. Per field: `action.<f>` = accepted | rejected | "" and `value.<f>`;
+    """An EditorDecision from the asset form. Per field: `action.<f>` = accepted | rejected | "" (and for the alt
+    text `decorative`: sent as the empty alt text that marks the image decorative, also when the field already
+    shows none, e.g. after a rejection) and `value.<f>`;
     a value that differs from what the editor was shown (`shown.<f>`) is an edit. The verdict comes from the button
     pressed (`verdict` = approve | reject | save).
 
@@ -98,6 +100,8 @@ def from_form(doc: dict[str, Any], form: Any, editor: str, tax: Taxonomy) -> dic
             changed.append(name)
         if action == "rejected":
             out_fields.append({"field": name, "action": "rejected", "value": None})
+        elif action == "decorative" and name == "alt_text":  # the image is decorative: the empty alt text says so
+            out_fields.append({"field": name, "action": "edited", "value": ""})
         elif submitted != seen:
             out_fields.append({"field": name, "action": "edited", "value": submitted})
         elif action == "accepted":

@@ -308,7 +308,7 @@ class ReviewApp:
             doc = self.index.asset(asset_id)
             if doc is None:
                 raise dec.DecisionError(f"no asset {asset_id!r} in the index")
-            decision = decide_form(doc, form, who.user, self.taxonomy)
+            decision = dec.from_form(doc, form, who.user, self.taxonomy)
             v = self.settings.validate_
             warnings, refusals = alt_text_length(decision, v.alt_text_max_chars, v.alt_text_hard_max_chars)
             warnings += alt_text_missing(decision, doc)
@@ -375,18 +375,6 @@ class ReviewApp:
             return generate_latest(self.registry)
 
         return Response(await run_in_threadpool(collect), media_type=CONTENT_TYPE_LATEST)
-
-
-def decide_form(doc: dict[str, Any], form: Any, editor: str, tax: Any) -> dict[str, Any]:
-    """The EditorDecision of the asset form (`decisions.from_form`), with the alt text's own choice
-    `action.alt_text=decorative`: the image is decorative, sent as the empty alt text that says so (domain/review.py;
-    also when the field already shows none, e.g. after a rejection)."""
-    if form.get("action.alt_text") != "decorative":
-        return dec.from_form(doc, form, editor, tax)
-    decision = dec.from_form(doc, {**{k: form.get(k) for k in form.keys()}, "action.alt_text": "accepted"}, editor, tax)
-    decision["fields"] = [{"field": "alt_text", "action": "edited", "value": ""} if f["field"] == "alt_text" else f
-                          for f in decision["fields"]]
-    return decision
 
 
 def changed_since_confirmed(f: Filters, chosen: list[tuple[str, str | None]], form: Any) -> str | None:
