@@ -83,10 +83,12 @@ def alt_text_missing(decision: dict[str, Any], doc: dict[str, Any]) -> list[str]
     alt = next((f for f in decision.get("fields") or [] if f.get("field") == "alt_text"), None)
     if alt and alt.get("action") == "edited" and alt.get("value") is not None:
         return []  # a text written, or the empty one that marks the image decorative
-    rejected = bool(alt) and alt.get("action") == "rejected"
-    if not (rejected or decision.get("status") == "approved") or (not rejected and str(doc.get("alt_text") or "").strip()):
+    if alt and alt.get("action") == "rejected":
+        what = "alt_text rejected and none written"
+    elif decision.get("status") == "approved" and not str(doc.get("alt_text") or "").strip():
+        what = "no alt_text"
+    else:
         return []
-    what = "alt_text rejected and none written" if rejected else "no alt_text"
     return [f"{decision.get('asset_id')}: {what}, and the image is not decorative: it stays in review until you "
             "write one, or mark the image decorative"]
 
