@@ -3,6 +3,7 @@ view's parts: every reviewable field with its provenance, the tag chips, the ren
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from domain import review
@@ -66,6 +67,33 @@ def shown_value(form: Any, name: str, current: str) -> str:
     return review.tags_value(review.parse_tags_value(value)) if name == "tags" else value.replace("\r\n", "\n")
 
 
+MINE_MAX = 20
+"""own decision ids a page carries (`mine`): the decisions this page sent while the editor stayed on it"""
+
+
+def own_decisions(value: Any) -> list[str]:
+    """The decision ids a page says it sent itself (`mine`: comma-separated, as the app wrote them)."""
+    ids = [x for x in str(value or "").split(",") if re.fullmatch(r"[A-Za-z0-9_-]{1,64}", x)]
+    return ids[-MINE_MAX:]
+
+
+def others_decided(doc: dict[str, Any], form: Any) -> bool:
+    """Whether a decision this page did not send was applied to the asset since the page was shown: the decisions
+    after `shown_decision` (the newest one the page's record had) that are not among the page's own (`mine`). A
+    page's own decision the review group applied after a redirect (a Save, then Approve all on the page that still
+    shows the value before it) is no conflict; another tab's or editor's is. True when it cannot be told (a form
+    without `shown_decision`, or a shown decision no longer in the record's window)."""
+    if "shown_decision" not in form:
+        return True
+    ids = (doc.get("review") or {}).get("decision_ids") or []
+    last = str(form.get("shown_decision") or "")
+    if last and last not in ids:
+        return True
+    since = ids[ids.index(last) + 1:] if last else ids
+    mine = set(own_decisions(form.get("mine")))
+    return any(d not in mine for d in since)
+
+
 def from_form(doc: dict[str, Any], form: Any, editor: str, tax: Taxonomy) -> dict[str, Any]:
     """An EditorDecision from the asset form. Per field: `action.<f>` = accepted | rejected | "" (and for the alt
     text `decorative`: sent as the empty alt text that marks the image decorative, also when the field already
@@ -74,9 +102,10 @@ def from_form(doc: dict[str, Any], form: Any, editor: str, tax: Taxonomy) -> dic
     pressed (`verdict` = approve | reject | save).
 
     A stale page is refused, not merged: when a field the editor decides on (or, for a verdict, any field) holds
-    another value than the page showed — another tab or editor decided meanwhile, which does not change `version`
-    — sending would undo that decision or approve values nobody saw (trial 11: a second tab reverted an approved
-    edit to the model's text)."""
+    another value than the page showed because another tab or editor decided meanwhile (`others_decided`; a
+    decision does not change `version`), sending would undo that decision or approve values nobody saw (trial 11:
+    a second tab reverted an approved edit to the model's text). The page's own earlier decisions are not a
+    conflict."""
     verdict = VERDICTS.get(str(form.get("verdict") or "save"), None)
     shown = form.get("shown_version")
     if shown and str(doc.get("version")) != str(shown):
@@ -106,7 +135,7 @@ def from_form(doc: dict[str, Any], form: Any, editor: str, tax: Taxonomy) -> dic
             out_fields.append({"field": name, "action": "edited", "value": submitted})
         elif action == "accepted":
             out_fields.append({"field": name, "action": "accepted", "value": current})
-    if changed:
+    if changed and others_decided(doc, form):
         raise DecisionError(f"nothing was sent: {', '.join(LABELS[n].lower() for n in changed)} changed while you "
                             "were looking at it (another tab or editor decided meanwhile): reload and decide again")
     if verdict == "approved":  # a value the family gave it is what the person approved: pin it (see approval)

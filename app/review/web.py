@@ -279,7 +279,8 @@ class ReviewApp:
             return self._message(request, who, 404, "Not found", f"No asset {asset_id!r} in the index.")
         return self._page(request, who, "asset.html", {
             **data, "f": f, "vocab": self.vocab, "alt_rules": self.alt_rules,
-            "sent": request.query_params.get("sent"), "error": request.query_params.get("error")})
+            "sent": request.query_params.get("sent"), "error": request.query_params.get("error"),
+            "mine": ",".join(dec.own_decisions(request.query_params.get("mine")))})
 
     async def thumbnail(self, request: Request, who: Principal) -> Response:
         thumb = await run_in_threadpool(self.index.thumbnail, request.path_params["asset_id"])
@@ -323,12 +324,14 @@ class ReviewApp:
                     return _asset_url(nxt, f, sent=f"{asset_id}: {sent['status']}{note}")
                 return "/?" + urlencode({**f.params(), "sent": f"{asset_id}: {sent['status']}{note}"})
             what = sent["status"] or ", ".join(f"{x['field']} {x['action']}" for x in sent["fields"])
-            return _asset_url(asset_id, f, sent=what + note)
+            # the page shown next carries this decision as its own: once applied it is no conflict (from_form)
+            mine = ",".join(dec.own_decisions(",".join([*dec.own_decisions(form.get("mine")), sent["decision_id"]])))
+            return _asset_url(asset_id, f, sent=what + note, mine=mine)
 
         try:
             target = await run_in_threadpool(act)
-        except dec.DecisionError as exc:
-            target = _asset_url(asset_id, f, error=str(exc))
+        except dec.DecisionError as exc:  # the page's own decisions stay its own
+            target = _asset_url(asset_id, f, error=str(exc), mine=",".join(dec.own_decisions(form.get("mine"))))
         except Exception as exc:  # the broker did not acknowledge in time: say so, do not pretend
             log.warning("review: decision for %s not acknowledged: %s", asset_id, exc)
             target = _asset_url(asset_id, f, error=f"not sent (the broker did not confirm it: {type(exc).__name__}: "
