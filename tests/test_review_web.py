@@ -241,6 +241,9 @@ def test_asset_page_lists_review_reasons_apart_from_notes(page, server):
     page.goto(f"{server.url}/asset/mug-0001")
     assert listed(page, "Why it needs review") == [LOW, FACES]
     assert listed(page, "Notes") == ["taxonomy v2"]
+    page.goto(f"{server.url}/")  # the queue's reasons column lists why, not the notes
+    row = page.locator("table.queue tr", has=page.locator(".id", has_text="mug-0001"))
+    assert [t.strip() for t in row.locator("ul.why li").all_text_contents()] == [LOW, FACES]
     page.goto(f"{server.url}/asset/auto-0005")
     assert listed(page, "Notes") == ["confidence 0.9 >= 0.85", "taxonomy v2"]
     assert split_reasons(["a reason written after this app", "taxonomy v3", "approved by carol"]) == (

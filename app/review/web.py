@@ -84,7 +84,8 @@ class ReviewApp:
         env.filters["duration"] = human_duration
         env.filters["q"] = lambda v: quote(str(v), safe="")
         env.filters["docid"] = lambda d: scoped_id(d.get("asset_id"), d.get("tenant"))  # the document's id
-        env.globals.update(confidence=self.index.confidence, STATUSES=STATUSES, clock=clock, carried_over=carried_over)
+        env.globals.update(confidence=self.index.confidence, STATUSES=STATUSES, clock=clock, carried_over=carried_over,
+                           split_reasons=split_reasons)
         self.templates = Jinja2Templates(env=env)
         self.registry = CollectorRegistry()
         self.g_assets = Gauge("assetstream_review_assets", "Indexed assets per status", ["status"],
