@@ -49,7 +49,11 @@ _UNAVAILABLE = re.compile(r"writeback target unavailable: ([^:]+): (.*)$")
 
 
 def target_state(why: str, where: str = "") -> str:
-    """`answering 503 at …` (an HTTP status) or `unreachable at … (ConnectError)`: why a target took nothing."""
+    """`answering 503 at …` (an HTTP status), `refusing our credentials (401) at …: check …` or `unreachable at …
+    (ConnectError)`: why a target took nothing."""
+    if why in ("401", "403"):
+        return (f"refusing our credentials ({why}){where}: check the target's password or token (the writeback "
+                "worker's log has what the target said)")
     return f"answering {why}{where}" if why.isdigit() else f"unreachable{where} ({why})"
 
 

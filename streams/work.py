@@ -211,7 +211,7 @@ class RecordWork:
             except BaseException as exc:  # noqa: BLE001 - the whole batch failed the same way
                 outcomes = [exc] * len(items)
             retry: list[tuple[Record, dict[str, Any], int, int | None]] = []
-            worst_delay, pause_reason = 0.0, None
+            worst_delay, pause_reason, why = 0.0, None, None
             for (rec, value, attempt, first), (_, ctx), outcome in zip(todo, items, outcomes):
                 if isinstance(outcome, BaseException):
                     cls = classify(outcome)
@@ -221,6 +221,7 @@ class RecordWork:
                         self.on_retried()
                         worst_delay = max(worst_delay, self.backoff(min(attempt, 8), outcome))
                         pause_reason = pause_reason or getattr(outcome, "pause_reason", None)
+                        why = why or outcome
                         retry.append((rec, value, attempt + 1, first))
                     else:
                         results.append(self.failure(rec, outcome, attempt, first))
@@ -236,8 +237,8 @@ class RecordWork:
                 break
             if retry:
                 pause(pause_reason)  # a dependency is down (e.g. StoreUnavailable): pause while it lasts
-                log.warning("%s: %d item(s) failed transiently; retrying in %.1fs", self.name, len(retry),
-                            worst_delay)
+                log.warning("%s: %d item(s) failed transiently (first: %s); retrying in %.1fs", self.name,
+                            len(retry), why, worst_delay)
                 self.wait_retry(worst_delay, pause_reason is not None)
             else:
                 pause(None)

@@ -148,9 +148,10 @@ def reviewed(value, *decision_ids):
     return value
 
 
-def test_a_value_that_comes_back_is_written_again_and_a_retry_keeps_its_key(broker, unique, store):
+def test_a_value_that_comes_back_is_written_again_and_a_retry_keeps_its_key(broker, unique, store, caplog):
     """Trial 13: the Idempotency-Key was sha256(target, asset, body), so X -> Y -> X reused X's key and a DAM that
     honours keys dropped the second X (the DAM kept Y, we recorded X)."""
+    caplog.set_level("WARNING", logger="streams.work")
     with FakeDam() as dam:
         dam.idempotent = True
         s = wb_settings(broker, f"wbk{unique}", store.url, dam)
@@ -172,6 +173,9 @@ def test_a_value_that_comes_back_is_written_again_and_a_retry_keeps_its_key(brok
                 assert dam.assets["a-moon"]["altText"] == alt
     keys = [w["headers"]["Idempotency-Key"] for w in dam.writes("a-moon")]
     assert len(set(keys)) == 4 and failed == [keys[3]]
+    # the retry's log line says what failed, not only how many (trial 13: a target's refusal was in no log)
+    assert any("1 item(s) failed transiently (first: dam: PATCH answered 503)" in r.getMessage()
+               for r in caplog.records), [r.getMessage() for r in caplog.records]
 
 
 def test_an_empty_field_of_ours_is_no_change_and_no_claim():
@@ -420,3 +424,29 @@ def test_a_huge_answer_from_a_target_is_scrubbed_and_cut_without_stalling_the_ca
     for body in ("a-" * 500_000, "a." * 500_000, "x" * 400_000 + TOKEN):
         out = target.scrub(body)
         assert len(out) <= MAX_REASON and TOKEN not in out
+
+
+def test_refused_credentials_say_what_the_target_said_and_what_to_check():
+    """Trial 13: a wrong WordPress application password gave "run the same command again when it is back" and
+    WordPress's own reason was in no log. The retried error carries what the target said (secrets scrubbed), the
+    worker logs it, and `assetstream run` names the credentials."""
+    from app.run_writeback import target_state
+    from consumers.writeback.http import HttpTarget
+    from consumers.writeback.limits import Pacer
+    from consumers.writeback.settings import TargetSettings
+    from streams.errors import TransientError
+
+    body = {"code": "incorrect_password", "message": "The provided password is an invalid application password.",
+            "data": {"status": 401, "tried": WP_PASSWORD}}
+    with FakeDam() as dam:
+        dam.answer = lambda method, path, headers: (401, json.dumps(body).encode())
+        target = HttpTarget(TargetSettings(name="blog", type="wordpress", url=f"http://127.0.0.1:{dam.port}",
+                                           username="assetstream", application_password=WP_PASSWORD), Pacer(None))
+        with pytest.raises(TransientError) as got:
+            target.request("GET", f"http://127.0.0.1:{dam.port}/wp-json/wp/v2/media/7")
+        target.close()
+    said = str(got.value)
+    assert "answered 401" in said and "invalid application password" in said and WP_PASSWORD not in said
+    assert target_state("401", " at http://wp") == ("refusing our credentials (401) at http://wp: check the target's "
+                                                    "password or token (the writeback worker's log has what the "
+                                                    "target said)")

@@ -27,6 +27,7 @@ from streams.metrics import WRITEBACK_BREAKER_OPEN, WRITEBACK_SECONDS
 
 TRANSIENT_STATUS = {401, 403, 408, 409, 412, 423, 425, 429}
 CONCURRENT_CHANGE = {409, 412}
+CREDENTIALS_REFUSED = {401, 403}
 MAX_REASON = 300
 SCRUB_SPAN = 4096  # what is scrubbed of a target's answer (plus the longest secret form), then cut to MAX_REASON
 _CREDENTIAL_VALUES = [  # whatever the secret: the value of an Authorization header, Basic/Bearer credentials,
@@ -145,7 +146,9 @@ class HttpTarget:
                 retry_after = float(resp.headers.get("retry-after", ""))
             except ValueError:
                 pass
-            raise TransientError(f"{self.name}: {method} answered {status}", reason=f"http_{status}",
+            # refused credentials: what the target says about them (scrubbed) is what the operator needs to read
+            said = f": {details['response']}" if status in CREDENTIALS_REFUSED and details["response"] else ""
+            raise TransientError(f"{self.name}: {method} answered {status}{said}", reason=f"http_{status}",
                                  details=details, retry_after_s=retry_after)
         self.breaker.success()  # the target is up; it refuses this asset
         raise PermanentError(f"{self.name}: {method} answered {status}: {details['response']}",
