@@ -327,7 +327,10 @@ def apply_review(validated: dict[str, Any], review: dict[str, Any] | None, *, la
             if name == "alt_text" and f["action"] != "rejected":
                 out["decorative"] = f["value"] == ""
                 sources["decorative"] = source
-        if model_value != current_value(out, name) and model_value not in (None, "[]"):
+        # the value replaced is offered as the model's suggestion, unless a person had set it (an earlier edit
+        # of theirs applied to this record): the model's own suggestion stays (trial 15)
+        if model_value != current_value(out, name) and model_value not in (None, "[]") and \
+                (validated.get("field_sources") or {}).get(name) != "human":
             suggestions[name] = model_value
         sources[name] = source
     out["field_sources"], out["model_suggestions"] = sources, suggestions

@@ -238,3 +238,26 @@ def test_a_decision_with_tags_outside_the_vocabulary_is_dead_lettered_not_publis
     assert "'madeup' is not in the vocabulary" in letter["message"]
     assert "'red' is not in the vocabulary" in letter["message"] and "did you mean color:red?" in letter["message"]
     assert sorted(doc["tags"]) == ["color:white", "product:shoe"]  # the good decision, none of the bad one's
+
+
+def test_save_then_approve_at_once_keeps_the_edit_and_the_models_suggestion(broker, unique, store):  # noqa: F811
+    """Trial 15: Save (an alt text edit), then Approve all a moment later: the approval was worked before the index
+    showed the save and pinned the model's text over the edit, reported as approved. Two saves in a row also put the
+    person's first text in `model_suggestions`, losing the model's."""
+    s = _settings(broker, unique, store.url)
+    provision(s)
+    sink = IndexSink(s)
+    try:
+        assert sink.process_batch(as_items([_asset("rv-fast", 3)])) == [None]
+        model_alt = _doc(sink, "rv-fast")["alt_text"]
+        base = {"asset_id": "rv-fast", "editor": "maria", "tenant": "acme"}
+        for status, fields in ((None, [{"field": "alt_text", "action": "edited", "value": "A first try"}]),
+                               (None, [{"field": "alt_text", "action": "edited", "value": "A red trail shoe"}]),
+                               ("approved", [])):
+            publish_decision(s, {**base, "status": status, "fields": fields})  # all three before any is applied
+        with RunnerThread(StageRunner(ReviewStage(s), s)), RunnerThread(StageRunner(IndexSink(s), s)):
+            doc = _wait_doc(sink, "rv-fast", lambda d: d["status"] == "approved")
+        assert doc["alt_text"] == "A red trail shoe" and doc["field_sources"]["alt_text"] == "human"
+        assert doc["model_suggestions"]["alt_text"] == model_alt
+    finally:
+        sink.close()

@@ -16,12 +16,13 @@ or another tenant's asset, is permanent (`invalid_decision`, `tenant_mismatch`).
 """
 from __future__ import annotations
 
+from collections import OrderedDict
 from typing import Any
 
 from domain.events import scoped_id
 from domain.records import document_id, record_from_doc
-from domain.review import (apply_review, merge_decision, parse_tags_value, propagated_applied, propagated_shown,
-                           renamed_tags, tags_value)
+from domain.review import (apply_review, merge_decision, merge_reviews, parse_tags_value, propagated_applied,
+                           propagated_shown, renamed_tags, tags_value)
 from domain.store.client import make_client
 from domain.store.management import read_alias
 from domain.taxonomy import taxonomy_from_settings
@@ -71,6 +72,14 @@ class ReviewStage(Stage):
     output_topic = "validated"
     kind = "cpu"
 
+    concurrency = 1
+    """one decision at a time, in the order they came (decisions are keyed by asset id, so an asset's decisions
+    arrive in order on one partition): with several threads an Approve all could be worked before the Save it
+    follows and pin the values that Save replaced (trial 15). Decisions come at a person's pace: one thread keeps
+    up (runner.concurrency, when set, overrides this for every stage of the worker: leave it unset here)."""
+    PENDING_MAX = 10_000
+    """assets whose last output this worker keeps until the index shows it (`_pending`)"""
+
     def __init__(self, settings: Any, client: Any = None):
         super().__init__(settings)
         self.cfg = settings.index
@@ -78,6 +87,11 @@ class ReviewStage(Stage):
         self.client = client if client is not None else make_client(self.cfg)
         self.alias = read_alias(self.cfg)
         self.taxonomy = taxonomy_from_settings(settings)
+        # document id -> (the record this worker last emitted for it, its review), until the index shows that
+        # review: two decisions on one asset in quick succession (Save, then Approve all) must build on each
+        # other, and the index holds the first only once the index worker wrote it. Decisions are keyed by asset
+        # id, so one worker sees every decision on an asset (across a rebalance the index is read as before)
+        self._pending: OrderedDict[str, tuple[dict[str, Any], dict[str, Any]]] = OrderedDict()
 
     def ready(self) -> bool:
         try:
@@ -91,8 +105,9 @@ class ReviewStage(Stage):
 
     def process(self, decision: dict[str, Any], ctx: RecordContext | None = None) -> Output:
         asset_id = decision["asset_id"]
-        doc = self._document(scoped_id(asset_id, decision.get("tenant")))  # no tenant: the default tenant
-        record = record_from_doc(doc)
+        doc_id = scoped_id(asset_id, decision.get("tenant"))  # no tenant: the default tenant
+        doc = self._document(doc_id)
+        record, before = self._latest(doc_id, doc)
         if record is None:
             raise PermanentError(f"{asset_id}: its index document predates stored records; reprocess the asset, "
                                  "then decide again", reason="no_stored_record", details={"asset_id": asset_id})
@@ -110,12 +125,30 @@ class ReviewStage(Stage):
         try:
             # the values the person saw that the record does not hold: those the duplicate family gave it
             shown = propagated_shown(doc, lambda ids: renamed_tags(ids, self.taxonomy.current_name, have, given))
-            review = merge_decision(doc.get("review"), decision, record, shown)
+            review = merge_decision(before, decision, record, shown)
         except ValueError as e:
             raise PermanentError(f"{asset_id}: {e}", reason="invalid_decision",
                                  details={"asset_id": asset_id, "decision_id": decision.get("decision_id")}) from e
         out = apply_review(record, review, label_of=self.taxonomy.label_if_allowed)
+        self._pending[doc_id] = (out, review)
+        self._pending.move_to_end(doc_id)
+        while len(self._pending) > self.PENDING_MAX:
+            self._pending.popitem(last=False)
         return Output(value={**out, "stamp": stamp(self.name)}, key=document_id(out))
+
+    def _latest(self, doc_id: str, doc: dict[str, Any]) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+        """(record, review) a decision builds on: the index's, or this worker's last output for the asset while
+        the index does not show it yet (its newest decision is not among the index review's), with the index's
+        review merged in (merge_reviews: newest per field)."""
+        index_review = doc.get("review")
+        pending = self._pending.get(doc_id)
+        if pending is not None:
+            emitted, review = pending
+            if review["decision_ids"][-1:] and review["decision_ids"][-1] not in \
+                    ((index_review or {}).get("decision_ids") or []):
+                return emitted, merge_reviews(index_review, review)
+            del self._pending[doc_id]  # the index caught up: it is the newer source from here on
+        return record_from_doc(doc), index_review
 
     def _document(self, asset_id: str) -> dict[str, Any]:
         try:
