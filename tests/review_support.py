@@ -125,10 +125,12 @@ def seed_records(settings: Any) -> list[dict[str, Any]]:
 
 
 def review_settings(broker: str, store_url: str, prefix: str, **review: Any):
+    """Settings for a review app over the test store. No review group runs beside most of these apps, so a Save
+    does not wait for one to apply it (review.apply_wait_s 0) unless a test says otherwise."""
     return make_settings(broker, prefix,
                          index={"url": store_url, "server_mode": "serverless", "number_of_replicas": 0,
                                 "index": f"{prefix}-assets", "request_timeout_s": 10.0},
-                         review={"port": 0, "token_user": "erin", **review})
+                         review={"port": 0, "token_user": "erin", "apply_wait_s": 0, **review})
 
 
 def seed(settings: Any) -> list[dict[str, Any]]:

@@ -448,7 +448,7 @@ def test_approval_reaches_the_index_through_the_review_group(broker, store, brow
     from tests.kafka_support import start_worker
     from streams.embedded import stop_process
 
-    settings = review_settings(broker, store.url, f"rvm{uuid.uuid4().hex[:6]}")
+    settings = review_settings(broker, store.url, f"rvm{uuid.uuid4().hex[:6]}", apply_wait_s=2.0)
     seed(settings)
     workers = [start_worker(settings, stage, tmp_path / f"{stage}.log") for stage in ("review", "index")]
     try:

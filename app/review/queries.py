@@ -14,6 +14,7 @@ import datetime as dt
 import hashlib
 import math
 import re
+import time
 from dataclasses import dataclass, fields, replace
 from typing import Any
 from urllib.parse import urlencode
@@ -414,6 +415,18 @@ class Index:
             return self.es.get(index=self.alias, id=asset_id, source_excludes=["thumbnail"])["_source"]
         except NotFoundError:
             return None
+
+    def wait_applied(self, asset_id: str, decision_id: str, timeout_s: float) -> bool:
+        """Wait up to `timeout_s` for the review group to have applied this decision to the asset's document
+        (its id among the review's decision ids); whether it has."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            doc = self.asset(asset_id)
+            if decision_id in (((doc or {}).get("review") or {}).get("decision_ids") or []):
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.15)
 
     def thumbnail(self, asset_id: str) -> dict[str, Any] | None:
         try:

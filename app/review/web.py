@@ -324,6 +324,8 @@ class ReviewApp:
                 if nxt:
                     return _asset_url(nxt, f, sent=f"{asset_id}: {sent['status']}{note}")
                 return "/?" + urlencode({**f.params(), "sent": f"{asset_id}: {sent['status']}{note}"})
+            # the page shown next shows what was saved: wait (briefly) for the review group to apply it
+            self.index.wait_applied(asset_id, sent["decision_id"], self.cfg.apply_wait_s)
             what = sent["status"] or ", ".join(f"{x['field']} {x['action']}" for x in sent["fields"])
             # the page shown next carries this decision as its own: once applied it is no conflict (from_form)
             mine = ",".join(dec.own_decisions(",".join([*dec.own_decisions(form.get("mine")), sent["decision_id"]])))
