@@ -159,6 +159,11 @@ def test_field_decisions_without_a_verdict_and_reject(page, server, fleet):
         (None, [{"field": "title", "action": "accepted", "value": target["title"]},
                 {"field": "caption", "action": "rejected", "value": None}]),
         ("rejected", [])]
+    # a click on "accept" leaves the focus on that radio button: the keys stay shortcuts (trial 15: `a` did nothing)
+    page.locator("fieldset[data-field=title] input[value=accepted]").click()
+    page.keyboard.press("a")
+    page.wait_for_url(re.compile("sent=paris-0004"))
+    assert [d["status"] for d in of(feedback(settings), "paris-0004")][-1:] == ["approved"]
 
 
 def test_bulk_approve_a_filtered_selection(page, server, fleet):

@@ -197,7 +197,11 @@
   // --- keyboard shortcuts -----------------------------------------------------------------------------------
   document.addEventListener("keydown", (ev) => {
     const t = ev.target;
-    const typing = t && (t.tagName === "INPUT" || t.tagName === "TEXTAREA" || t.tagName === "SELECT" || t.isContentEditable);
+    // typing: a text field, a list or editable text has the focus; a radio button, a checkbox or a button does
+    // not take letters, so the keys stay shortcuts after a click on "accept" (trial 15)
+    const noText = ["radio", "checkbox", "button", "submit", "reset"];
+    const typing = t && ((t.tagName === "INPUT" && !noText.includes((t.type || "").toLowerCase())) ||
+                         t.tagName === "TEXTAREA" || t.tagName === "SELECT" || t.isContentEditable);
     if (ev.key === "Escape" && typing) { t.blur(); return; }
     if (typing || ev.ctrlKey || ev.metaKey || ev.altKey) return;
     const go = (sel) => { const a = $(sel); if (a && mayLeave()) { window.location.href = a.href; } };
