@@ -67,16 +67,25 @@ def _text(problems: list[dict[str, str]], path: str, value: Any, limit: int) -> 
         problems.append({"path": path, "message": "contains control characters"})
 
 
-def _identifier(problems: list[dict[str, str]], path: str, value: Any, limit: int) -> None:
+def identifier_problem(value: Any, limit: int, *, scoped: bool = False) -> str | None:
+    """What is wrong with an asset id, a tenant name or another identifier, or None: required, at most `limit`
+    characters, no spaces or control characters, and (`scoped`: an asset id or a tenant) no TENANT_SEPARATOR."""
     if not isinstance(value, str) or not value:
-        problems.append({"path": path, "message": "is required (a non-empty string)"})
-    elif len(value) > limit:
-        problems.append({"path": path, "message": f"is {len(value)} characters long; at most {limit}"})
-    elif not _ID_RE.match(value):
-        problems.append({"path": path, "message": f"{value[:80]!r} contains spaces or control characters"})
-    elif TENANT_SEPARATOR in value and path in ("$.asset_id", "$.tenant"):
-        problems.append({"path": path, "message": f"{value[:80]!r} contains {TENANT_SEPARATOR!r}, which separates "
-                                                  "the tenant from the asset id in keys and document ids"})
+        return "is required (a non-empty string)"
+    if len(value) > limit:
+        return f"is {len(value)} characters long; at most {limit}"
+    if not _ID_RE.match(value):
+        return f"{value[:80]!r} contains spaces or control characters"
+    if scoped and TENANT_SEPARATOR in value:
+        return (f"{value[:80]!r} contains {TENANT_SEPARATOR!r}, which separates the tenant from the asset id in keys "
+                "and document ids")
+    return None
+
+
+def _identifier(problems: list[dict[str, str]], path: str, value: Any, limit: int) -> None:
+    problem = identifier_problem(value, limit, scoped=path in ("$.asset_id", "$.tenant"))
+    if problem is not None:
+        problems.append({"path": path, "message": problem})
 
 
 def scoped_id(asset_id: str, tenant: str | None) -> str:

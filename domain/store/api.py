@@ -40,13 +40,12 @@ from __future__ import annotations
 
 import datetime as dt
 import difflib
-import re
 from dataclasses import asdict, dataclass, replace
 from typing import TYPE_CHECKING, Any, Mapping
 
 from elasticsearch import Elasticsearch, NotFoundError
 
-from domain.events import DEFAULT_TENANT, ID_PATTERN, MAX_TENANT, TENANT_SEPARATOR, scoped_id
+from domain.events import DEFAULT_TENANT, MAX_TENANT, TENANT_SEPARATOR, identifier_problem, scoped_id
 from domain.store.client import index_settings
 from domain.store.degraded import PARTS as DEGRADED_PARTS
 from domain.store.management import read_alias
@@ -155,8 +154,7 @@ class SearchRequest:
                              f"{self.degraded[:40]!r}{_did_you_mean(self.degraded, ('any', *DEGRADED_PARTS))}")
         if any(len(t) > 200 for t in self.tags) or len(self.tags) > 20:
             raise BadRequest("at most 20 tags of at most 200 characters each")
-        if self.tenant is not None and (len(self.tenant) > MAX_TENANT or TENANT_SEPARATOR in self.tenant or
-                                        not re.match(ID_PATTERN, self.tenant)):
+        if self.tenant is not None and identifier_problem(self.tenant, MAX_TENANT, scoped=True) is not None:
             raise BadRequest(f"tenant must be a tenant's name (at most {MAX_TENANT} characters, no spaces, no "
                              f"{TENANT_SEPARATOR!r}), not {self.tenant[:40]!r}")
 
