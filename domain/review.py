@@ -158,9 +158,10 @@ def _accepted_source(validated: dict[str, Any] | None, name: str, value: str | N
                      shown: dict[str, tuple[str, str | None]]) -> str:
     """The source of the value a person accepted: the record's when it is the record's value, else the source of
     the value the person was shown when it is that value (one propagated from the family), else `human` (a
-    person named a value of their own)."""
+    person named a value of their own). An empty field nobody filled has no source (None): approving it confirms
+    it stays empty, but nobody wrote it."""
     if validated is not None and value == current_value(validated, name):
-        return source_of(validated, name) or "human"
+        return source_of(validated, name) or (None if value in (None, "", "[]") else "human")
     source, seen = shown.get(name) or (None, None)
     return source if source and value == seen else "human"
 

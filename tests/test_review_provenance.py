@@ -265,6 +265,24 @@ def test_an_edit_saved_first_and_approved_later_stays_the_editors_edit():
     assert {t["source"] for t in out["tags"]} == {"model"}
 
 
+def test_approving_an_asset_with_empty_credit_credits_nobody_with_it():
+    """Trial 15: Approve all on an asset whose credit and licensing are empty recorded them as `accepted` with
+    source `human` (value null), though nobody wrote them. The approval still confirms them (a later model value
+    waits as a suggestion), but with no source."""
+    from domain.review import apply_review, merge_decision
+    from tests.store_support import validated_asset
+
+    record = validated_asset("no-credit", title="Red mug", status="needs_review")
+    record.update(credit_text=None, licensing=None, field_sources={  # as validate emits an asset with no rights facts
+        k: v for k, v in record["field_sources"].items() if k not in ("credit_text", "licensing")})
+    approve = {"decision_id": "d-all", "asset_id": "no-credit", "editor": "erin", "decided_at": 1_800_000_000_000,
+               "status": "approved", "fields": []}
+    reviewed = _reviewed(apply_review(record, merge_decision(None, approve, record)))
+    assert {(reviewed[f]["action"], reviewed[f]["value"], reviewed[f]["source"]) for f in ("credit_text", "licensing")
+            } == {("accepted", None, None)}
+    assert reviewed["title"]["source"] == "model"
+
+
 def test_removing_one_tag_leaves_the_others_the_models_with_their_scores():
     """Trial 11: an editor removed color:orange from an asset and every remaining model tag turned `human` with
     score 1.00. Only the tag the person added is theirs; the ones they kept keep the model's source and score."""
