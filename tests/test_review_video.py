@@ -92,3 +92,11 @@ def test_an_editor_sees_the_video_poster_duration_and_keyframes_with_times_and_t
 
 def test_keyframe_pictures_need_sign_in(server):
     assert httpx.get(f"{server.url}/thumb/clip-0001?k=0").status_code == 401
+
+
+def test_a_one_frame_video_shows_its_length_not_zero():
+    """Trial 14: a 1-frame video (0.04 s, JSON-LD PT0.04S) showed duration 0:00.0 on its page."""
+    from app.review.web import video_length
+
+    assert (video_length(0.04), video_length(6.0), video_length(3725.0), video_length(None)) == (
+        "0.04 s", "0:06.0", "1:02:05.0", "–")

@@ -84,8 +84,8 @@ class ReviewApp:
         env.filters["duration"] = human_duration
         env.filters["q"] = lambda v: quote(str(v), safe="")
         env.filters["docid"] = lambda d: scoped_id(d.get("asset_id"), d.get("tenant"))  # the document's id
-        env.globals.update(confidence=self.index.confidence, STATUSES=STATUSES, clock=clock, carried_over=carried_over,
-                           split_reasons=split_reasons)
+        env.globals.update(confidence=self.index.confidence, STATUSES=STATUSES, clock=clock, video_length=video_length,
+                           carried_over=carried_over, split_reasons=split_reasons)
         self.templates = Jinja2Templates(env=env)
         self.registry = CollectorRegistry()
         self.g_assets = Gauge("assetstream_review_assets", "Indexed assets per status", ["status"],
@@ -412,6 +412,14 @@ def clock(seconds: float | None) -> str:
     m, sec = divmod(float(seconds), 60)
     h, m = divmod(int(m), 60)
     return f"{h}:{m:02d}:{sec:04.1f}" if h else f"{m}:{sec:04.1f}"
+
+
+def video_length(seconds: float | None) -> str:
+    """A video's duration: as `clock` shows times, but a clip shorter than a second (one frame) in hundredths of a
+    second, never "0:00.0"."""
+    if seconds is not None and 0 < float(seconds) < 1:
+        return f"{float(seconds):.2f} s"
+    return clock(seconds)
 
 
 def _asset_url(asset_id: str, f: Filters, **extra: str) -> str:
