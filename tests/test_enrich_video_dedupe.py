@@ -126,3 +126,21 @@ def test_a_trimmed_copy_says_it_is_the_same_clip_not_its_poster_distance(store, 
     for doc in (h["_source"] for h in hits):
         assert doc["duplicate_of"] == "orig" and doc.get("duplicate_distance") is None
         assert [r for r in doc["reasons"] if r.startswith("near-duplicate")] == [same_clip]
+
+
+def test_a_video_whose_keyframe_selection_was_cut_short_says_so_in_its_notes(store, videos):
+    """Trial 14: only the review app's video facts said a keyframe selection stopped at a cap; the run's rows
+    (`run --json` reasons), summary.json and the index did not. Validate now notes it (an informational note)."""
+    import copy
+
+    from app.review.queries import split_reasons
+    from consumers.validate.stage import ValidateStage
+
+    s = settings_for(store.url).with_overrides(enrich={"dedupe": "memory", "result_cache": "off"})
+    whole, = enrich(s, videos["orig"])
+    capped = copy.deepcopy(whole)
+    capped["pre"]["video"]["truncated_by"] = "max_wall_s"  # as preprocess writes it when video_max_wall_s ran out
+    note = "note: keyframe selection stopped early (max wall s): later parts of the video were not looked at"
+    review, notes = split_reasons(ValidateStage(s).process(capped).value["reasons"])
+    assert note in notes and note not in review
+    assert not any("keyframe selection" in r for r in ValidateStage(s).process(whole).value["reasons"])

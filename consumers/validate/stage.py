@@ -265,6 +265,10 @@ class ValidateStage(PipelineFacts, Stage):
                         for p in d.value.get("provenance") or [])
             clip = d.pre.get("media_type") == "video" and not exact  # a video: linked by its keyframes
             d.reasons.append(duplicate_reason(d.value["duplicate_of"], dist, clip=clip))
+        cut = (d.pre.get("video") or {}).get("truncated_by")
+        if cut:  # the run's rows and the review app's notes say what the keyframes may have missed
+            d.reasons.append(f"note: keyframe selection stopped early ({cut.replace('_', ' ')}): later parts of the "
+                             "video were not looked at")
 
     def _threshold(self, d: "_Decision", c: float, what: str) -> None:
         """The auto-apply / review thresholds on one confidence value."""
