@@ -140,7 +140,8 @@ def test_a_video_whose_keyframe_selection_was_cut_short_says_so_in_its_notes(sto
     whole, = enrich(s, videos["orig"])
     capped = copy.deepcopy(whole)
     capped["pre"]["video"]["truncated_by"] = "max_wall_s"  # as preprocess writes it when video_max_wall_s ran out
-    note = "note: keyframe selection stopped early (max wall s): later parts of the video were not looked at"
+    note = ("note: keyframe selection stopped early (the preprocess.video_max_wall_s cap): later parts of the "
+            "video were not looked at")
     review, notes = split_reasons(ValidateStage(s).process(capped).value["reasons"])
     assert note in notes and note not in review
     assert not any("keyframe selection" in r for r in ValidateStage(s).process(whole).value["reasons"])

@@ -267,8 +267,8 @@ class ValidateStage(PipelineFacts, Stage):
             d.reasons.append(duplicate_reason(d.value["duplicate_of"], dist, clip=clip))
         cut = (d.pre.get("video") or {}).get("truncated_by")
         if cut:  # the run's rows and the review app's notes say what the keyframes may have missed
-            d.reasons.append(f"note: keyframe selection stopped early ({cut.replace('_', ' ')}): later parts of the "
-                             "video were not looked at")
+            d.reasons.append(f"note: keyframe selection stopped early (the preprocess.video_{cut} cap): later parts "
+                             "of the video were not looked at")
 
     def _threshold(self, d: "_Decision", c: float, what: str) -> None:
         """The auto-apply / review thresholds on one confidence value."""
