@@ -21,9 +21,10 @@ from urllib.parse import urlencode
 
 from elasticsearch import Elasticsearch, NotFoundError
 
-from domain.events import scoped_id
+from domain.events import DEFAULT_TENANT, TENANT_SEPARATOR, scoped_id
 from domain.review import IMAGE_CHANGED, NO_ALT_TEXT, REVIEW_REASONS, UNAPPROVED, reason_prefix
 from domain.store.degraded import query as degraded_query
+from domain.store.api import tenants_filter
 from domain.store.management import read_alias
 from domain.store.search import build_filters, coverage_clauses, query_units
 
@@ -276,14 +277,47 @@ def parts(f: Filters) -> list[list[dict[str, Any]]]:
     return [[*base, waiting], [*base, {"bool": {"must_not": [waiting]}}]]
 
 
+@dataclass(frozen=True)
+class Scope:
+    """The tenants the app serves (review.tenants; empty: every tenant). Every read of the index goes through it:
+    a query gets `filters`, a document fetched by id is shown only when the scope `holds` its tenant."""
+    tenants: tuple[str, ...] = ()
+
+    @property
+    def filters(self) -> list[dict[str, Any]]:
+        """The store clause for the scope (domain.store.api.tenants_filter: documents without a `tenant` are the
+        default tenant's), or none."""
+        return [tenants_filter(self.tenants)] if self.tenants else []
+
+    def holds(self, tenant: str | None) -> bool:
+        return not self.tenants or (tenant or DEFAULT_TENANT) in self.tenants
+
+    def holds_id(self, doc_id: str) -> bool:
+        """Whether a document id (tenant-scoped, domain.events.scoped_id: `acme::a1`, or `a1` for the default
+        tenant) names an asset of a tenant in the scope."""
+        tenant, sep, _ = doc_id.partition(TENANT_SEPARATOR)
+        return self.holds(tenant if sep else None)
+
+    @property
+    def label(self) -> str:
+        """What the app's header says it serves."""
+        return ", ".join(self.tenants) if self.tenants else "every tenant"
+
+
 class Index:
-    """Reads of the read alias for one request or one process (the Elasticsearch client is thread-safe)."""
+    """Reads of the read alias for one request or one process (the Elasticsearch client is thread-safe), limited to
+    the tenants the app serves (`scope`, review.tenants)."""
 
     def __init__(self, client: Elasticsearch, settings: Any):
         self.es = client
         self.settings = settings
         self.alias = read_alias(settings)
         self.cfg = settings.review
+        self.scope = Scope(tuple(self.cfg.tenants or ()))
+
+    def _q(self, filters: list[dict[str, Any]]) -> dict[str, Any]:
+        """A query of these filters within the app's tenants."""
+        return _query([*filters, *self.scope.filters])
 
     def confidence(self, doc: dict[str, Any]) -> Confidence | None:
         v = self.settings.validate_settings
@@ -316,7 +350,7 @@ class Index:
         else:
             chosen, capped = [], False
             for part in parts(f):
-                query = _query(part)
+                query = self._q(part)
                 first, want = max(0, start + len(rows) - total), size - len(rows)  # this part's share of the page
                 room = self.cfg.scan_limit - len(chosen)
                 n, wanted = self.es.count(index=self.alias, query=query)["count"], []
@@ -341,7 +375,7 @@ class Index:
         """`_scanned`, and whether a part reached review.scan_limit (there may be more than were read)."""
         docs, capped = [], False
         for part in parts(f):
-            scanned = self._scan(_query(part), includes)
+            scanned = self._scan(self._q(part), includes)
             capped |= len(scanned) >= self.cfg.scan_limit
             docs += [d for d in scanned if self._conf_ok(f, d)]
         return docs, capped
@@ -362,12 +396,13 @@ class Index:
         return [(d["asset_id"], d.get("tenant")) for d in docs[: self.cfg.scan_limit]]
 
     def tenants(self, ids: list[str]) -> list[tuple[str, str | None]]:
-        """(asset id, tenant) of the given documents (ids: tenant-scoped document ids) that are in the index."""
+        """(asset id, tenant) of the given documents (ids: tenant-scoped document ids) that are in the index, of
+        the tenants the app serves."""
         if not ids:
             return []
         docs = self.es.mget(index=self.alias, ids=ids, source_includes=["asset_id", "tenant"])["docs"]
         return [(d["_source"].get("asset_id") or d["_id"], d["_source"].get("tenant")) for d in docs
-                if d.get("found") and d.get("_source") is not None]
+                if d.get("found") and d.get("_source") is not None and self.scope.holds(d["_source"].get("tenant"))]
 
     def propagated(self, ids: list[str]) -> dict[str, dict[str, Any]]:
         """Document id -> {asset_id, alt_text, tags, propagated} of those documents holding values propagated from
@@ -379,13 +414,14 @@ class Index:
         return {d["_id"]: d["_source"] for d in docs if d.get("found") and (d.get("_source") or {}).get("propagated")}
 
     def status_counts(self) -> dict[str, int]:
-        resp = self.es.search(index=self.alias, size=0, aggs={"s": {"terms": {"field": "status", "size": 20}}})
+        resp = self.es.search(index=self.alias, size=0, query=self._q([]),
+                              aggs={"s": {"terms": {"field": "status", "size": 20}}})
         got = {b["key"]: b["doc_count"] for b in resp["aggregations"]["s"]["buckets"]}
         return {s: got.get(s, 0) for s in STATUSES}
 
     def reason_counts(self, f: Filters) -> dict[str, int]:
         """Assets per reason group within the current filters (except the reason itself)."""
-        resp = self.es.search(index=self.alias, size=0, query=_query(clauses(f, with_reason=False)),
+        resp = self.es.search(index=self.alias, size=0, query=self._q(clauses(f, with_reason=False)),
                               aggs={"r": {"filters": {"filters": {g: reason_query(g) for g in REASON_GROUPS}}}})
         buckets = resp["aggregations"]["r"]["buckets"]
         return {g: buckets.get(g, {}).get("doc_count", 0) for g in REASON_GROUPS}
@@ -393,7 +429,7 @@ class Index:
     def degraded_counts(self, f: Filters) -> dict[str, int]:
         """Assets marked degraded within the current filters (except the degraded filter itself): "any", then per
         part (domain/store/degraded.py; issue 21)."""
-        resp = self.es.search(index=self.alias, size=0, query=_query(clauses(f, with_degraded=False)),
+        resp = self.es.search(index=self.alias, size=0, query=self._q(clauses(f, with_degraded=False)),
                               aggs={"any": {"filter": degraded_query()},
                                     "parts": {"terms": {"field": "degraded_parts", "size": 50}}})
         aggs = resp["aggregations"]
@@ -401,20 +437,26 @@ class Index:
 
     def choices(self) -> dict[str, list[str]]:
         """Models and prompt versions seen in provenance, for the filter menus."""
-        resp = self.es.search(index=self.alias, size=0, aggs={"p": {"nested": {"path": "provenance"}, "aggs": {
+        aggs = {"p": {"nested": {"path": "provenance"}, "aggs": {
             "m": {"terms": {"field": "provenance.model", "size": 100}},
             "p": {"terms": {"field": "provenance.prompt_id", "size": 50},
-                  "aggs": {"v": {"terms": {"field": "provenance.prompt_version", "size": 50}}}}}}})
+                  "aggs": {"v": {"terms": {"field": "provenance.prompt_version", "size": 50}}}}}}}
+        resp = self.es.search(index=self.alias, size=0, query=self._q([]), aggs=aggs)
         agg = resp["aggregations"]["p"]
         prompts = sorted(f"{b['key']}@{v['key']}" for b in agg["p"]["buckets"] for v in b["v"]["buckets"])
         return {"models": sorted(b["key"] for b in agg["m"]["buckets"]), "prompts": prompts}
 
     # --- one asset ------------------------------------------------------------------------------------------
     def asset(self, asset_id: str) -> dict[str, Any] | None:
+        """The document, or None when the index does not hold it or it is another tenant's than the app serves
+        (the same None: the app does not tell them apart)."""
+        if not self.scope.holds_id(asset_id):
+            return None
         try:
-            return self.es.get(index=self.alias, id=asset_id, source_excludes=["thumbnail"])["_source"]
+            doc = self.es.get(index=self.alias, id=asset_id, source_excludes=["thumbnail"])["_source"]
         except NotFoundError:
             return None
+        return doc if self.scope.holds(doc.get("tenant")) else None
 
     def wait_applied(self, asset_id: str, decision_id: str, timeout_s: float) -> bool:
         """Wait up to `timeout_s` for the review group to have applied this decision to the asset's document
@@ -429,11 +471,13 @@ class Index:
             time.sleep(0.15)
 
     def thumbnail(self, asset_id: str) -> dict[str, Any] | None:
+        if not self.scope.holds_id(asset_id):
+            return None
         try:
-            src = self.es.get(index=self.alias, id=asset_id, source_includes=["thumbnail"])["_source"]
+            src = self.es.get(index=self.alias, id=asset_id, source_includes=["thumbnail", "tenant"])["_source"]
         except NotFoundError:
             return None
-        return src.get("thumbnail")
+        return src.get("thumbnail") if self.scope.holds(src.get("tenant")) else None
 
     def neighbour(self, f: Filters, doc: dict[str, Any], after: bool = True) -> str | None:
         """The asset after (or before) `doc` in queue order under the filters."""
@@ -454,7 +498,7 @@ class Index:
                 {"asset_id": {"order": order, "unmapped_type": "keyword"}}]
         size = self.cfg.scan_limit if f.conf_filter else 1
         position = [self._after(doc, after)] if doc is not None else []
-        resp = self.es.search(index=self.alias, query=_query([*part, *position]), sort=sort, size=size,
+        resp = self.es.search(index=self.alias, query=self._q([*part, *position]), sort=sort, size=size,
                               source_includes=["asset_id", *CONF_FIELDS])
         for h in resp["hits"]["hits"]:
             if self._conf_ok(f, h["_source"]):
@@ -477,7 +521,7 @@ class Index:
         """The asset's duplicate family (consumers/index/families.py): the canonical member first, then by quality.
         A document indexed before families (no family_id): the original it duplicates and every asset that names
         it (or this asset) as original. Empty for an asset alone in its family."""
-        tenant = [{"term": {"tenant": doc["tenant"]}}] if doc.get("tenant") else []
+        tenant = [{"term": {"tenant": doc["tenant"]}}] if doc.get("tenant") else self.scope.filters
         if doc.get("family_id"):
             query: dict[str, Any] = {"bool": {"filter": [{"term": {"family_id": doc["family_id"]}}, *tenant]}}
         else:
@@ -500,7 +544,8 @@ class Index:
         (`carried_over`: a decision re-applied by a re-run on the same --out, or kept through a reprocess; the index
         holds only the latest event's time, so the wait from the first upload is not known here), or one
         without either time."""
-        resp = self.es.search(index=self.alias, size=self.cfg.ttp_sample, query={"term": {"status": "approved"}},
+        resp = self.es.search(index=self.alias, size=self.cfg.ttp_sample,
+                              query=self._q([{"term": {"status": "approved"}}]),
                               sort=[{"reviewed_at": {"order": "desc", "unmapped_type": "date"}}],
                               source_includes=["event_time", "reviewed_at"])
         hits = resp["hits"]["hits"]

@@ -3,14 +3,16 @@
     ASSETSTREAM_REVIEW__AUTH=token                      # default: a random token printed in the login URL
     ASSETSTREAM_REVIEW__AUTH=basic ASSETSTREAM_REVIEW__USERS='{"alice": "…"}'
     ASSETSTREAM_REVIEW__AUTH=header ASSETSTREAM_REVIEW__TRUSTED_HEADER=X-Forwarded-User   # behind an OIDC proxy
+    ASSETSTREAM_REVIEW__TENANTS='["acme"]'             # one desk per tenant (`assetstream review --tenant acme`)
 """
 from __future__ import annotations
 
 import getpass
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 
+from domain.events import MAX_TENANT, identifier_problem
 from streams.config import Section
 
 
@@ -51,3 +53,20 @@ class ReviewSettings(Section):
     apply_wait_s: float = Field(2.0, ge=0, description="after Save field decisions, wait up to this long for the "
                                 "review group to apply the decision before showing the asset again, so the page "
                                 "shows what was saved (0 = show it at once)")
+    tenants: list[str] = Field(default_factory=list, description="serve only these tenants' assets: the queue, "
+                               "asset pages, thumbnails, decisions, the figures and the search API (/v1) see no "
+                               "other tenant's; empty = every tenant. `assetstream review --tenant T` (repeatable)")
+
+    @field_validator("tenants", mode="before")
+    @classmethod
+    def _none_is_every_tenant(cls, value: object) -> object:
+        return [] if value is None else value
+
+    @field_validator("tenants")
+    @classmethod
+    def _tenant_names(cls, value: list[str]) -> list[str]:
+        for tenant in value:
+            problem = identifier_problem(tenant, MAX_TENANT, scoped=True)
+            if problem is not None:
+                raise ValueError(f"tenant {problem}")
+        return list(dict.fromkeys(value))

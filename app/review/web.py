@@ -1,6 +1,6 @@
 """The review web app: a Starlette application, server-rendered Jinja2 templates (autoescaped: record text is
-untrusted), a little vanilla JavaScript, plain CSS. Reads the index's read alias, publishes EditorDecisions to
-`feedback`; never writes the store.
+untrusted), a little vanilla JavaScript, plain CSS. Reads the index's read alias (only the tenants of
+review.tenants when it is set: queries.Scope), publishes EditorDecisions to `feedback`; never writes the store.
 
     app = ReviewApp(settings)          # .asgi is the ASGI app; .login_url(base) the URL with the login token
 """
@@ -85,7 +85,8 @@ class ReviewApp:
         env.filters["q"] = lambda v: quote(str(v), safe="")
         env.filters["docid"] = lambda d: scoped_id(d.get("asset_id"), d.get("tenant"))  # the document's id
         env.globals.update(confidence=self.index.confidence, STATUSES=STATUSES, clock=clock, video_length=video_length,
-                           carried_over=carried_over, split_reasons=split_reasons)
+                           carried_over=carried_over, split_reasons=split_reasons,
+                           serving=self.index.scope.tenants)  # the header names the tenants the app serves
         self.templates = Jinja2Templates(env=env)
         self.registry = CollectorRegistry()
         self.g_assets = Gauge("assetstream_review_assets", "Indexed assets per status", ["status"],

@@ -41,7 +41,7 @@ from __future__ import annotations
 import datetime as dt
 import difflib
 from dataclasses import asdict, dataclass, replace
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
 from elasticsearch import Elasticsearch, NotFoundError
 
@@ -298,6 +298,12 @@ def tenant_filter(tenant: str) -> dict[str, Any]:
         return {"term": {"tenant": tenant}}
     return {"bool": {"should": [{"term": {"tenant": tenant}}, {"bool": {"must_not": {"exists": {"field": "tenant"}}}}],
                      "minimum_should_match": 1}}
+
+
+def tenants_filter(tenants: Iterable[str]) -> dict[str, Any]:
+    """Any of these tenants' documents: one tenant_filter each, any may match (so the default tenant's also
+    include those indexed without a `tenant`)."""
+    return {"bool": {"should": [tenant_filter(t) for t in tenants], "minimum_should_match": 1}}
 
 
 def document_id(asset_id: str, tenant: str | None) -> str:
