@@ -18,12 +18,15 @@ that window was filled (more may match below it); collapsed, `total` counts fami
 documents (`matches`). A bad parameter is 400 with the reason, an
 unknown asset (or one without a vector) 404, any other /v1 path a JSON 404 (405 for another method of a route),
 an unreachable store 503 — never a stack trace, never a document to an
-unauthenticated caller (401). POST searches too (it changes nothing), so it needs no CSRF token; a POST sent by
+unauthenticated caller (401). An app serving some tenants (review.tenants) answers from them alone: `tenant=`
+naming another is 403, "more like this" of another tenant's asset the 404 of an unknown asset (docs/index.md,
+"Tenants"). POST searches too (it changes nothing), so it needs no CSRF token; a POST sent by
 another site (its Origin header) is refused all the same.
 """
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, AsyncIterator, Awaitable, Callable
 
 from starlette.concurrency import run_in_threadpool
@@ -34,13 +37,57 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Match, Route
 from urllib.parse import urlsplit
 
-from domain.store.api import (SEARCH_PARAMS, SIMILAR_PARAMS, BadRequest, SearchRequest, run_search, run_similar,
-                              run_similar_image)
+from app.review.queries import Scope
+from domain.events import DEFAULT_TENANT, TENANT_SEPARATOR
+from domain.store.api import (SEARCH_PARAMS, SIMILAR_PARAMS, BadRequest, SearchRequest, document_id, run_search,
+                              run_similar, run_similar_image)
+from domain.store.client import index_settings
+from domain.store.management import read_alias
 
 if TYPE_CHECKING:
     from app.review.web import ReviewApp
 
 log = logging.getLogger(__name__)
+
+
+class OutOfScope(Exception):
+    """A request naming a tenant the app does not serve (review.tenants): 403."""
+
+
+@dataclass(frozen=True)
+class ScopedRequest(SearchRequest):
+    """A request within the tenants the app serves: every filter list the API builds from it (the search's legs
+    and facets, the neighbours of "more like this") carries the scope (review.tenants; none when it is empty)."""
+    scope: tuple[dict[str, Any], ...] = ()
+
+    def filters(self) -> list[dict[str, Any]]:
+        return [*super().filters(), *self.scope]
+
+    def echo(self, similar: bool = False) -> dict[str, Any]:
+        out = super().echo(similar)
+        out.pop("scope", None)
+        return out
+
+
+def scoped_request(params: Any, accepts: tuple[str, ...], scope: Scope) -> ScopedRequest:
+    """The request, limited to the tenants the app serves. `tenant=` naming another tenant is refused (OutOfScope:
+    403) on its name alone, before the store is asked, so the answer says nothing of what that tenant holds."""
+    req = ScopedRequest.from_params(params, accepts=accepts)
+    if req.tenant is not None and not scope.holds(req.tenant):
+        raise OutOfScope(f"tenant={req.tenant} is not served here: this app serves only {', '.join(scope.tenants)} "
+                         "(review.tenants)")
+    return replace(req, scope=tuple(scope.filters))
+
+
+def refuse_other_tenants_asset(settings: Any, scope: Scope, asset_id: str, tenant: str | None) -> None:
+    """"More like this" of an asset of a tenant the app does not serve: LookupError (404) with the words run_similar
+    uses for an asset the index does not hold, so another tenant's asset ids cannot be probed."""
+    if scope.holds_id(document_id(asset_id, tenant)):
+        return
+    alias = read_alias(index_settings(settings))
+    raise LookupError(f"asset {asset_id} is not in {alias}" if TENANT_SEPARATOR in asset_id else
+                      f"asset {asset_id} of tenant {tenant or DEFAULT_TENANT} is not in {alias} (another tenant's "
+                      "asset: give the tenant its hits say, tenant=NAME or --tenant NAME)")
 
 
 def _error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -81,7 +128,7 @@ async def _form_file(request: Request, body: bytes) -> bytes:
 
 
 def search_routes(app: "ReviewApp") -> list[Route]:
-    """The /v1 routes for one ReviewApp (its store client, settings, vocabulary and auth)."""
+    """The /v1 routes for one ReviewApp (its store client, settings, vocabulary, auth and tenants)."""
 
     def unauthenticated(request: Request) -> Response | None:
         if app.auth.authenticate(request) is not None:
@@ -121,6 +168,8 @@ def search_routes(app: "ReviewApp") -> list[Route]:
                 return JSONResponse(await run_in_threadpool(handler, request, body))
             except BadRequest as exc:
                 return _error(400, str(exc))
+            except OutOfScope as exc:
+                return _error(403, str(exc))
             except LookupError as exc:
                 return _error(404, str(exc))
             except Exception as exc:  # the store: unreachable, or refused the request
@@ -131,15 +180,17 @@ def search_routes(app: "ReviewApp") -> list[Route]:
         return endpoint
 
     def do_search(request: Request, _body: bytes) -> dict[str, Any]:
-        req = SearchRequest.from_params(request.query_params, accepts=SEARCH_PARAMS)
+        req = scoped_request(request.query_params, SEARCH_PARAMS, app.index.scope)
         return run_search(app.es, app.settings, req, taxonomy=app.taxonomy)
 
     def do_similar(request: Request, _body: bytes) -> dict[str, Any]:
-        req = SearchRequest.from_params(request.query_params, accepts=SIMILAR_PARAMS)
-        return run_similar(app.es, app.settings, request.path_params["asset_id"], req, taxonomy=app.taxonomy)
+        req, asset_id = scoped_request(request.query_params, SIMILAR_PARAMS, app.index.scope), \
+            request.path_params["asset_id"]
+        refuse_other_tenants_asset(app.settings, app.index.scope, asset_id, req.tenant)
+        return run_similar(app.es, app.settings, asset_id, req, taxonomy=app.taxonomy)
 
     def do_similar_image(request: Request, body: bytes) -> dict[str, Any]:
-        req = SearchRequest.from_params(request.query_params, accepts=SIMILAR_PARAMS)
+        req = scoped_request(request.query_params, SIMILAR_PARAMS, app.index.scope)
         return run_similar_image(app.es, app.settings, body, req, taxonomy=app.taxonomy)
 
     routes = [Route("/v1/search", api(do_search), methods=["GET"]),
