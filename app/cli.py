@@ -238,7 +238,10 @@ def run(paths: list[str] = typer.Argument(..., help="image files, directories or
             None, "--writeback-url", help="also run the writeback group with a generic DAM target, e.g. "
             "'https://dam.example/api/assets/{asset_id}' (docs/writeback.md)"),
         writeback_mode: str = typer.Option("write", "--writeback-mode",
-                                           help="write (approved records only) | suggest (also needs_review)")):
+                                           help="write (approved records only) | suggest (also needs_review)"),
+        tenant: Optional[list[str]] = typer.Option(None, "--tenant", help="with --serve: the review app serves "
+                                                   "only this tenant's assets (repeatable; default review.tenants, "
+                                                   "empty: every tenant)")):
     """Run the whole pipeline on some images, on one machine, with nothing configured.
 
     Starts an embedded Kafka-protocol broker and search store (unless --bootstrap / --es-url), all four
@@ -265,7 +268,13 @@ def run(paths: list[str] = typer.Argument(..., help="image files, directories or
         raise typer.BadParameter("use local, claude or gemini", param_hint="--provider")
     if writeback_mode not in ("write", "suggest"):
         raise typer.BadParameter("use write or suggest", param_hint="--writeback-mode")
+    if tenant and not serve:
+        raise typer.BadParameter("it limits the review app to some tenants: use it with --serve", param_hint="--tenant")
     settings = load_settings()
+    if tenant:
+        from app.review.cli import with_tenants
+
+        settings = with_tenants(settings, tenant)
     missing = _missing_api_keys(settings, provider)
     if missing:  # refused before anything starts, not as a worker's traceback after the broker is up
         console.print(f"[red]error:[/red] {missing}", highlight=False)

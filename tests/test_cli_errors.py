@@ -544,3 +544,12 @@ def test_review_on_a_port_in_use_says_so_in_one_line_not_a_traceback():
     assert "Traceback" not in res.stderr
     assert f"error: the review app cannot listen on 127.0.0.1:{port}: Address already in use" in res.stderr
     assert "ASSETSTREAM_REVIEW__PORT=0" in res.stderr
+
+
+def test_a_review_tenant_that_cannot_be_one_is_refused_before_anything_starts():
+    """`--tenant` (review.tenants: one desk per tenant, docs/review.md) names tenants as events do: a name with a
+    space or `::` is one error naming the option, exit 2; on `run` it only means something with --serve."""
+    res = CliRunner().invoke(app, ["review", "--port", "0", "--tenant", "acme", "--tenant", "acme corp"])
+    assert res.exit_code == 2 and "--tenant: tenant 'acme corp' contains spaces" in res.output, res.output
+    res = CliRunner().invoke(app, ["run", "nowhere", "--tenant", "acme"])
+    assert res.exit_code == 2 and "use it with --serve" in " ".join(res.output.replace("│", " ").split()), res.output

@@ -5,7 +5,7 @@ from typing import Optional
 
 import typer
 
-from app.console import console, load_settings, redact_url, setup_logging
+from app.console import console, describe_settings_error, load_settings, redact_url, setup_logging
 
 app = typer.Typer(add_completion=False)
 
@@ -15,16 +15,41 @@ def announce(url: str) -> None:
     print(f"review: {url}", flush=True)
 
 
+TENANT_HELP = ("serve only this tenant's assets: queue, asset pages, decisions and the search API (repeatable; "
+               "default review.tenants, empty: every tenant)")
+
+
+def with_tenants(settings, tenants: Optional[list[str]], option: str = "--tenant"):
+    """The settings with review.tenants set to the `--tenant` options given (none given: as configured); a bad
+    tenant name is a configuration error naming the option (exit 2)."""
+    if not tenants:
+        return settings
+    try:
+        return settings.with_overrides(review={"tenants": tenants})
+    except ValueError as exc:
+        why = describe_settings_error(exc).split(": ", 1)[-1].removeprefix("Value error, ")
+        console.print(f"[red]error:[/red] {option}: {why}", highlight=False)
+        raise typer.Exit(2) from None
+
+
+def serving(settings) -> str:
+    """Which tenants the review app serves, for its start-up line."""
+    tenants = settings.review.tenants
+    return f"tenant{'s' if len(tenants) > 1 else ''} {', '.join(tenants)}" if tenants else "every tenant"
+
+
 @app.command()
 def review(host: Optional[str] = typer.Option(None, help="interface to bind (default review.host, 127.0.0.1)"),
-           port: Optional[int] = typer.Option(None, help="port (default review.port; 0 = any free port)")):
+           port: Optional[int] = typer.Option(None, help="port (default review.port; 0 = any free port)"),
+           tenant: Optional[list[str]] = typer.Option(None, "--tenant", help=TENANT_HELP)):
     """Serve the review web app: the queue of assets to review, the asset view, decisions to `feedback`.
 
     Reads the index (index.*), publishes EditorDecisions to the `feedback` topic (kafka.*); auth per review.auth.
+    With --tenant (or review.tenants) it serves those tenants' assets and no other's (one desk per tenant).
     Prints `review: <URL>` when ready; stops on Ctrl-C."""
     from app.review.server import ReviewServer, serve_until_interrupted
 
-    settings = load_settings()
+    settings = with_tenants(load_settings(), tenant)
     setup_logging(settings.log_level, settings.log_levels)
     sock = bind_review_port(settings, host, port)
     try:
@@ -34,7 +59,7 @@ def review(host: Optional[str] = typer.Option(None, help="interface to bind (def
         console.print(f"[red]configuration error:[/red] {exc}")
         raise typer.Exit(2) from None
     console.print(f"[dim]index {redact_url(settings.index.url)} · feedback topic {settings.topics.name('feedback')} on "
-                  f"{settings.kafka.bootstrap_servers} · auth {settings.review.auth}[/dim]")
+                  f"{settings.kafka.bootstrap_servers} · auth {settings.review.auth} · {serving(settings)}[/dim]")
     serve_until_interrupted(server, announce)
 
 
@@ -84,5 +109,7 @@ def serve_embedded(settings, sock=None) -> None:
     print(f"broker: {settings.kafka.bootstrap_servers}", flush=True)
     print(f"store: {redact_url(settings.index.url)}", flush=True)
     print(f"env: {fleet_env(settings)}", flush=True)
+    if settings.review.tenants:
+        console.print(f"[dim]review app: {serving(settings)} only[/dim]")
     serve_until_interrupted(ReviewServer(settings, sock=sock), announce)
     console.print("[dim]review app stopped; stopping the workers (and the broker and store the run started)[/dim]")
