@@ -5,12 +5,15 @@ over real HTTP (the review app's search API)."""
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter
+from urllib.parse import unquote
 
 import httpx
 import pytest
 
 from app.review.server import ReviewServer
+from tests.review_support import SAMPLES, jpeg_thumbnail
 from tests.store_support import index_all, settings_for, validated_asset
 
 pytestmark = pytest.mark.timeout(300)
@@ -21,11 +24,17 @@ ASSETS = [("default", "a1", "auto_applied"), ("default", "a2", "auto_applied"), 
           ("acme", "a1", "needs_review"), ("acme", "a2", "needs_review")]
 
 
+MUG = "product_red_mug.jpg"
+
+
 @pytest.fixture(scope="module")
 def settings(store):
     records = [validated_asset(aid, 1, title=f"Red running shoe {n}", alt_text="a red running shoe on white",
                                tags=[("product", "shoe")], status=status, ocr_text="", tenant=tenant)
                for n, (tenant, aid, status) in enumerate(ASSETS)]
+    for r in records:  # both tenants' a1 show the same mug: a preview and an image vector
+        if r["enriched"]["pre"]["asset"]["asset_id"] == "a1":
+            r["enriched"]["pre"]["thumbnail"] = jpeg_thumbnail(MUG)
     return index_all(settings_for(store.url), records)
 
 
@@ -88,3 +97,47 @@ def test_a_portal_tells_tenants_apart_and_addresses_their_assets(api, settings):
     got = CliRunner().invoke(app, ["search", "--tenant", "acme", "--json", "--es-url", settings.index.url], env=env)
     assert got.exit_code == 0, got.output
     assert _keys(json.loads(got.output)) == [("acme", "a1"), ("acme", "a2")]
+
+
+def _queue(c: httpx.Client) -> list[str]:
+    """The document ids the queue (every status) links to."""
+    return sorted({unquote(m) for m in re.findall(r'href="/asset/([^"?]+)', c.get("/", params={"status": "all"}).text)})
+
+
+def test_a_desk_scoped_to_one_tenant_never_shows_or_decides_on_another_tenants_assets(api, settings):
+    """Trial 12: one review token read (and decided on) every tenant's assets. An app with review.tenants=[acme]
+    serves acme's assets alone; default's a1 (the same asset id) is as unknown to it as an asset never indexed."""
+    assert _queue(api) == ["a1", "a2", "a3", "acme::a1", "acme::a2"]  # unscoped: every tenant, as before
+    assert api.get("/thumb/a1").status_code == 200
+    scoped = settings.with_overrides(review={"tenants": ["acme"]})
+    mug = {"content": (SAMPLES / MUG).read_bytes(), "headers": {"Content-Type": "image/jpeg"}}
+    with ReviewServer(scoped, port=0, token=TOKEN) as srv, \
+            httpx.Client(base_url=srv.url, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=60) as c:
+        queue = c.get("/", params={"status": "all"}).text
+        assert _queue(c) == ["acme::a1", "acme::a2"]
+        assert "tenant: <b>acme</b>" in queue and re.search(r"auto applied <b>0</b>", queue)  # header counts too
+        assert c.get("/asset/acme::a1").status_code == 200
+        for path in ("/asset/a1", "/thumb/a1"):  # another tenant's asset: 404 like an unknown one
+            assert c.get(path).status_code == 404 == c.get(path.replace("a1", "nope")).status_code, path
+        csrf = re.search(r'name="csrf" value="([^"]+)"', queue).group(1)
+        r = c.post("/decide/a1", data={"csrf": csrf, "verdict": "approve"})
+        assert r.status_code == 303 and "no asset 'a1' in the index" in unquote(r.headers["location"].replace("+", " "))
+        r = c.post("/bulk-approve", data={"csrf": csrf, "scope": "selected", "ids": ["a1", "a2"]})
+        assert "0 asset(s) approved" in unquote(r.headers["location"].replace("+", " "))
+        assert "assetstream_review_decisions_total{" not in c.get("/metrics").text  # nothing was sent
+
+        found = c.get("/v1/search", params={"query": "running shoe", "mode": "hybrid"}).json()
+        assert _keys(found) == [("acme", "a1"), ("acme", "a2")] and _statuses(found) == {"needs_review": 2}
+        assert _keys(c.get("/v1/search", params={"tenant": "acme"}).json()) == [("acme", "a1"), ("acme", "a2")]
+        near = c.get("/v1/assets/a1/similar", params={"tenant": "acme", "by": "text", "size": 20}).json()
+        assert _keys(near) == [("acme", "a2")] and near["total"] == 1
+        by_upload = c.post("/v1/similar", **mug).json()
+        assert _keys(by_upload) == [("acme", "a1")], by_upload  # default's a1 is the same mug
+        for r in (c.get("/v1/search", params={"tenant": "default"}),
+                  c.get("/v1/assets/a1/similar", params={"tenant": "default"}),
+                  c.post("/v1/similar", params={"tenant": "default"}, **mug)):
+            assert r.status_code == 403 and "serves only acme" in r.json()["error"], r.text
+        other, unknown = c.get("/v1/assets/a1/similar"), c.get("/v1/assets/nope/similar")
+        assert other.status_code == unknown.status_code == 404
+        assert other.json()["error"] == unknown.json()["error"].replace("nope", "a1")
+    assert _keys(api.post("/v1/similar", **mug).json()) == [("acme", "a1"), ("default", "a1")]
