@@ -4,11 +4,16 @@ are its output). Sources, all shipped inside registry packages with a known lice
 * scikit-image 0.26 `skimage/data` (astronaut: NASA, public domain; camera, coins, moon, page, text, brick,
   grass, gravel, horse, clock_motion, rocket (NASA), coffee (Rachel Michetti, CC0), chelsea (Stefan van der
   Walt, CC0), motorcycle_left (Middlebury, CC0 via skimage), hubble_deep_field (NASA/ESA, public domain),
-  retina (Häggström, CC0), ihc (CC0), logo (skimage, BSD-3)) — see skimage/data/README.txt in the wheel;
+  retina (Häggström, CC0), ihc (CC0), logo and color (the colour wheel; skimage, BSD-3)) — see the docstrings in
+  skimage/data/_fetchers.py in the wheel;
 * scikit-learn 1.9 `sklearn/datasets/images` (china.jpg, flower.jpg: CC-BY 2.0, credited in its README.txt);
 * matplotlib 3.11 `mpl-data/sample_data` (grace_hopper.jpg: public domain (US Navy); logo2.png and
   Minduka_Present_Blue_Pack.png: matplotlib licence / public domain);
-* renders made here with Pillow and the DejaVu fonts (documents, signs, banners, labels, flat fields).
+* renders made here with Pillow and the DejaVu fonts (documents, signs, banners, labels, flat fields; session 12:
+  decorative backgrounds (gradients, a paper texture, bokeh, a two-tone split, a vignette) and simple drawings of
+  everyday things (a wall clock, a traffic light, balloons, an umbrella, an envelope, a bicycle, a line chart)).
+  The wheels ship no other everyday photographs: the rest of skimage/data is the stereo partner of
+  motorcycle_left (the same scene), microscopy, medical phantoms and the LFW face crops (no stated licence).
 
     pip download --no-deps scikit-image scikit-learn matplotlib -d /tmp/w && for w in /tmp/w/*.whl; do unzip -o -q "$w" -d /tmp/src; done
     python tests/data/quality/make_set.py /tmp/src
@@ -22,7 +27,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageEnhance, ImageFont
+from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageFont
 
 HERE = Path(__file__).resolve().parent
 OUT = HERE / "images"
@@ -96,6 +101,119 @@ DOC_LINES = [
 ]
 MENU_LEFT = ["Soup of the day", "Green salad", "Fresh bread"]
 MENU_RIGHT = ["Grilled fish", "Roast chicken", "Apple pie"]
+
+
+def decorative_backgrounds() -> dict[str, Image.Image]:
+    """Backgrounds a library keeps for layouts: no subject, nothing to describe (decorative: true)."""
+    h, w = 300, 400
+    x = np.linspace(0, 1, w)[None, :, None]
+    y = np.linspace(0, 1, h)[:, None, None]
+
+    def lerp(a, b, t):
+        return Image.fromarray((np.array(a) * (1 - t) + np.array(b) * t).round().astype(np.uint8))
+
+    rng = np.random.default_rng(12)
+    paper = np.array([242, 236, 222]) + rng.normal(0, 7, (h, w, 1)) + rng.normal(0, 2, (h, w, 3))
+    dots = Image.new("RGB", (w, h), (28, 32, 62))
+    layer = Image.new("RGB", (w, h), (0, 0, 0))
+    dl = ImageDraw.Draw(layer)
+    for _ in range(28):
+        cx, cy, r = rng.integers(0, w), rng.integers(0, h), int(rng.integers(12, 40))
+        dl.ellipse((cx - r, cy - r, cx + r, cy + r), fill=tuple(int(v) for v in rng.integers([200, 150, 80], 256)))
+    bokeh = Image.blend(dots, layer.filter(ImageFilter.GaussianBlur(9)), 0.55)
+    split = Image.new("RGB", (w, h), (44, 62, 92))
+    ImageDraw.Draw(split).rectangle((w // 2, 0, w, h), fill=(232, 204, 158))
+    r2 = ((x - 0.5) ** 2 + (y - 0.5) ** 2) / 0.5
+    return {
+        "gradient_peach.jpg": lerp((248, 196, 164), (255, 241, 226), x * np.ones((h, 1, 1))),
+        "gradient_lavender.jpg": lerp((186, 176, 228), (246, 243, 252), y * np.ones((1, w, 1))),
+        "gradient_mint.jpg": lerp((160, 222, 196), (236, 250, 242), (x + y) / 2),
+        "paper_texture.jpg": Image.fromarray(paper.clip(0, 255).astype(np.uint8)).filter(ImageFilter.GaussianBlur(0.7)),
+        "bokeh_dots.jpg": bokeh,
+        "two_tone_split.png": split,
+        "vignette_light.jpg": lerp((238, 236, 232), (168, 166, 162), r2 ** 1.5),
+    }
+
+
+def everyday_drawings() -> dict[str, Image.Image]:
+    """Simple flat drawings of everyday things (clip art a library holds); the classifier may or may not name them."""
+    out = {}
+    img = Image.new("RGB", (400, 400), (226, 221, 210))
+    d = ImageDraw.Draw(img)
+    d.ellipse((40, 40, 360, 360), fill=(255, 255, 255), outline=(30, 30, 30), width=12)
+    for i in range(12):
+        a = np.pi * 2 * i / 12
+        r0 = 125 if i % 3 else 112
+        d.line((200 + r0 * np.sin(a), 200 - r0 * np.cos(a), 200 + 140 * np.sin(a), 200 - 140 * np.cos(a)),
+               fill=(30, 30, 30), width=6 if i % 3 else 10)
+    d.line((200, 200, 200 - 70 * np.sin(np.pi / 3), 200 - 70 * np.cos(np.pi / 3)), fill=(20, 20, 20), width=12)
+    d.line((200, 200, 200 + 110 * np.sin(np.pi / 3), 200 - 110 * np.cos(np.pi / 3)), fill=(20, 20, 20), width=8)
+    d.line((200, 230, 200, 80), fill=(200, 30, 30), width=3)
+    d.ellipse((190, 190, 210, 210), fill=(20, 20, 20))
+    out["wall_clock.png"] = img
+
+    img = Image.new("RGB", (320, 480), (196, 218, 240))
+    d = ImageDraw.Draw(img)
+    d.rectangle((150, 330, 170, 480), fill=(70, 70, 74))
+    d.rounded_rectangle((105, 40, 215, 340), 18, fill=(25, 25, 28))
+    for i, colour in enumerate([(232, 32, 30), (92, 72, 22), (22, 64, 36)]):
+        d.ellipse((125, 60 + i * 92, 195, 130 + i * 92), fill=colour)
+    out["traffic_light.png"] = img
+
+    img = Image.new("RGB", (420, 420), (250, 248, 240))
+    d = ImageDraw.Draw(img)
+    for cx, cy, colour in [(130, 140, (220, 40, 50)), (290, 120, (40, 90, 210)), (210, 190, (250, 200, 30))]:
+        d.line((cx, cy + 80, 210, 400), fill=(90, 90, 90), width=2)
+        d.polygon([(cx - 8, cy + 88), (cx + 8, cy + 88), (cx, cy + 74)], fill=colour)
+        d.ellipse((cx - 62, cy - 80, cx + 62, cy + 80), fill=colour)
+        d.ellipse((cx - 36, cy - 56, cx - 16, cy - 24), fill=(255, 255, 255))
+    out["balloons.png"] = img
+
+    img = Image.new("RGB", (420, 420), (255, 255, 255))
+    d = ImageDraw.Draw(img)
+    for i in range(6):
+        d.pieslice((30, 60, 390, 420), 180 + i * 30, 210 + i * 30, fill=(210, 30, 40) if i % 2 == 0 else (245, 245, 245),
+                   outline=(120, 20, 20), width=2)
+    d.line((210, 240, 210, 370), fill=(60, 40, 30), width=8)
+    d.arc((170, 340, 212, 392), 0, 180, fill=(60, 40, 30), width=8)
+    d.line((210, 40, 210, 62), fill=(60, 40, 30), width=6)
+    out["umbrella.png"] = img
+
+    img = Image.new("RGB", (480, 340), (178, 138, 98))
+    d = ImageDraw.Draw(img)
+    d.rectangle((60, 60, 420, 280), fill=(246, 240, 226), outline=(150, 140, 120), width=2)
+    d.line((60, 60, 240, 190, 420, 60), fill=(150, 140, 120), width=3)
+    d.line((60, 280, 200, 160), fill=(190, 180, 160), width=2)
+    d.line((420, 280, 280, 160), fill=(190, 180, 160), width=2)
+    d.rectangle((360, 76, 404, 128), fill=(70, 120, 190), outline=(255, 255, 255), width=3)
+    out["envelope.png"] = img
+
+    img = Image.new("RGB", (480, 320), (255, 255, 255))
+    d = ImageDraw.Draw(img)
+    for cx in (120, 360):
+        d.ellipse((cx - 80, 150, cx + 80, 310), outline=(30, 30, 30), width=8)
+        d.ellipse((cx - 6, 224, cx + 6, 236), fill=(30, 30, 30))
+    frame = [(120, 230), (205, 130), (330, 130), (360, 230), (245, 230), (120, 230)]
+    d.line(frame, fill=(30, 110, 200), width=9, joint="curve")
+    d.line((245, 230, 190, 105), fill=(30, 110, 200), width=9)
+    d.line((330, 130, 315, 80), fill=(30, 110, 200), width=8)
+    d.line((295, 80, 345, 75), fill=(30, 30, 30), width=8)
+    d.line((170, 102, 215, 102), fill=(30, 30, 30), width=10)
+    out["bicycle.png"] = img
+
+    rng = np.random.default_rng(5)
+    img = Image.new("RGB", (560, 340), (255, 255, 255))
+    d = ImageDraw.Draw(img)
+    for gy in range(60, 300, 60):
+        d.line((60, gy, 530, gy), fill=(225, 225, 225), width=1)
+    d.line((60, 20, 60, 300, 530, 300), fill=(60, 60, 60), width=3)
+    vals = np.cumsum(rng.normal(1.2, 4.0, 40)) + 40
+    pts = [(70 + i * 11.5, 290 - v * 1.9) for i, v in enumerate(vals)]
+    d.line(pts, fill=(30, 90, 200), width=4, joint="curve")
+    for px, py in pts[::6]:
+        d.ellipse((px - 5, py - 5, px + 5, py + 5), fill=(30, 90, 200))
+    out["line_chart.png"] = img
+    return out
 
 
 def main(src: Path) -> None:
@@ -200,6 +318,10 @@ def main(src: Path) -> None:
     g = np.linspace(0, 1, 400)[None, :, None]
     grad = (np.array([20, 120, 130]) * (1 - g) + np.array([200, 240, 235]) * g) * np.ones((300, 1, 1))
     save("gradient_teal.jpg", Image.fromarray(grad.astype(np.uint8)))
+    # session 12 (issue 15 item 6): more decorative images and classifier-named everyday subjects
+    for name, img in {**decorative_backgrounds(), **everyday_drawings()}.items():
+        save(name, img)
+    save("color_wheel.png", Image.open(sk / "color.png"))
     total = sum(p.stat().st_size for p in OUT.iterdir())
     print(f"{len(list(OUT.iterdir()))} images, {total / 1e6:.2f} MB in {OUT}")
 
