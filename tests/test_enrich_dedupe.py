@@ -136,15 +136,17 @@ def test_store_down_degrades_to_a_miss():
 
 def test_in_memory_index_bands_and_eviction():
     d = InMemoryDedupeIndex(max_distance=6, max_size=2)
-    d.remember_sync("a", "s1", "ffffffffffffffff", None, {"tags": []}, [])
-    d.remember_sync("b", "s2", "0000000000000000", None, {"tags": []}, [])
-    m = d.lookup_sync("zz", "00000000000000ff", None)  # 8 bits away: too far
+    d.remember_sync("a", "s1", "ffffffff00000000", None, {"tags": []}, [])  # pHashes of structured images: 32 bits
+    d.remember_sync("b", "s2", "00000000ffffffff", None, {"tags": []}, [])
+    m = d.lookup_sync("zz", "00000000ffffff00", None)  # 8 bits away: too far
     assert m is None
-    m = d.lookup_sync("zz", "000000000000003f", phash_bands("000000000000003f"))
+    m = d.lookup_sync("zz", "00000000ffffffc0", phash_bands("00000000ffffffc0"))
     assert m is not None and (m.asset_id, m.kind, m.distance) == ("b", "near", 6)
     d.remember_sync("c", "s3", "1234123412341234", None, {"tags": []}, [])  # evicts the least recent ("a")
     assert d.lookup_sync("s1", None, None) is None and len(d) == 2
     assert d.lookup_sync("s3", None, None).kind == "exact"
+    d.remember_sync("flat", "s4", "8000000000000000", None, {"tags": []}, [])  # a plain field's pHash (1 bit)
+    assert d.lookup_sync("zz", "9100000000000000", None) is None  # a two-tone field's, 2 bits away: no structure
 
 
 def test_dhash_confirms_a_farther_phash_match():

@@ -72,6 +72,7 @@ def test_the_larger_copy_gets_its_own_enrichment_in_either_order(pre, order):
     ("chelsea.jpg", "chelsea_adopt_caption.jpg"),       # the same photo with a caption
     ("flat_red.png", "flat_blue.png"),                  # two flat fields (their pHashes match)
     ("flat_red.png", "gradient_teal.jpg"),
+    ("gradient_teal.jpg", "two_tone_split.png"),        # a smooth gradient first, then a plain two-tone field
 ])
 def test_variants_are_enriched_on_their_own(pre, first, second):
     from consumers.enrich.dedupe import hamming

@@ -18,7 +18,8 @@ without accepting a lone pHash that far). Candidates beyond 7 bits are found onl
 likely but not guaranteed.
 
 Variants are never merged (issue 15): a near match (not the same bytes) is reused only when
-- the image being enriched is not flat or near-flat (a plain field or smooth gradient: pHash says nothing there);
+- the image being enriched is not flat or near-flat (a plain field or smooth gradient: pHash says nothing there),
+  and neither image's pHash lacks structure (`structured`: a gradient found in the index matched a two-tone split);
 - the dominant colours agree (a product in another colour is another product): when both images have chromatic
   colours among their top 4, the two sets must overlap;
 - the OCR text agrees (a bottle with another label, a banner in another language, a photo with a caption);
@@ -115,6 +116,20 @@ def near_flat(thumbnail: bytes | None) -> bool:
         return False
     grey = cv2.GaussianBlur(a, (0, 0), 1.0)
     return float(np.abs(cv2.Laplacian(grey, cv2.CV_32F, ksize=1)[2:-2, 2:-2]).mean()) < FLAT_DETAIL
+
+
+def structured(phash_hex: str | None) -> bool:
+    """Whether a pHash says anything about the image's structure. pHash sets a bit per DCT coefficient above their
+    median, so an image with structure gets about half of its 64 bits set (32 on every photo, drawing and logo of
+    the quality set); a plain field, a smooth gradient or a two-tone split gets 1-3, and any two such images are a
+    few bits apart. False for those (and for no hash): a near match needs both sides structured."""
+    if not phash_hex:
+        return False
+    try:
+        ones = int(phash_hex, 16).bit_count()
+    except ValueError:
+        return False
+    return 16 <= ones <= 48
 
 
 def colour_names(colors: Any) -> list[str]:
@@ -351,7 +366,7 @@ def _best(candidates: list[_Entry], sha256: str | None, phash_hex: str | None, m
             continue
         if look is not None and (look.flat or variant_reason(list(look.colors), look.text, e.colors, e.text)):
             continue
-        if phash_hex and e.phash:
+        if phash_hex and e.phash and structured(phash_hex) and structured(e.phash):  # the match's own look counts too
             d = hamming(phash_hex, e.phash)
             ok = d <= max_distance or (d <= confirm and dhash_hex is not None and e.dhash is not None
                                        and hamming(dhash_hex, e.dhash) <= max_distance)
