@@ -47,7 +47,7 @@ from streams.embedded_store import OsmemStore  # noqa: E402
 from tests.store_support import as_items, validated_asset  # noqa: E402
 
 KINDS = ("fit word", "held-out word", "phrase")
-LEG_NAMES = ("keyword", "text", "tag", "visual")
+LEG_NAMES = ("keyword", "text", "tag", "visual", "literal")
 
 
 def capture(client, settings, queries) -> list[dict]:
@@ -87,7 +87,7 @@ def fuse(q: dict, f: Fusion) -> list[str]:
     on = f.applies(q["best_class"])
     scores: dict[str, float] = {}
     for name in LEG_NAMES:
-        ranking = q["legs"][name]
+        ranking = q["legs"].get(name, [])  # "literal": not in captures made before the literal leg
         w, k = (f.weight, f.rank_k) if name == "visual" and on else (1.0, 60)
         if name == "visual" and on and f.keep is not None:
             ranking = ranking[:f.keep]

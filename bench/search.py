@@ -11,6 +11,8 @@ text vectors) vs semantic (MiniLM kNN alone) vs hybrid (both, fused by RRF), mea
    real IndexSink (text and image vectors). Queries: every subject word and phrase of the truth ("cat",
    "coffee", "space suit", ...); the relevant assets are the images whose truth lists it. recall@10,
    precision@10 and nDCG@10 (binary relevance) per mode, and the ratio to keyword.
+1b. The literal match rank (trial 12): for LITERAL_QUERIES, the rank of the first asset whose own text holds every
+   query word, per mode, after the trial's alt-text edit (EDITS) is written to the labelled index.
 2. A hand-written text library (24 assets described the way the pipeline publishes them; plain words,
    vocabulary synonyms, conceptual phrases, each with the assets a person would expect): the same figures.
 2b. `--text-variants`: each index copied (the same documents, every tag kept) with text vectors made from a
@@ -154,7 +156,8 @@ def variants(settings, thresholds: list[float] = (),
     leg contributing visual_leg_max_hits images, however weakly the query names its classes
     (index.visual_leg_weak_below None: the default); hyb-weak = the weak share on (0.6, branch fuse's pick);
     kw-nocover / hyb-nocover = keyword / hybrid without the keyword coverage clauses (index.keyword_coverage None:
-    BM25 alone, the ranking before issue 17's fix), the baseline of keyword_coverage."""
+    BM25 alone, the ranking before issue 17's fix), the baseline of keyword_coverage; hyb-nolit = hybrid without
+    the literal leg (index.literal_leg False: hybrid before trial 12's "lemon" fix), the baseline of the leg."""
     novis = settings.with_overrides(index={"visual_leg": False})
     nocover = settings.with_overrides(index={"keyword_coverage": None})
     nofloor = settings.with_overrides(index={"semantic_min_similarity": None})
@@ -162,6 +165,7 @@ def variants(settings, thresholds: list[float] = (),
            ("hyb-nocover", "hybrid", [(nocover, None)]), ("semantic", "semantic", [(settings, None)]),
            ("sem-nofloor", "semantic", [(nofloor, None)]),
            ("hyb-novis", "hybrid", [(novis, None)]), ("hybrid", "hybrid", [(settings, None)]),
+           ("hyb-nolit", "hybrid", [(settings.with_overrides(index={"literal_leg": False}), None)]),
            ("hyb-nofloor", "hybrid", [(nofloor, None)]),
            ("hyb-visall", "hybrid", [(settings.with_overrides(index=WHOLE_LEG), None)]),
            ("hyb-before", "hybrid", [(settings.with_overrides(index={**WHOLE_LEG, "semantic_min_similarity": None}),
@@ -354,6 +358,67 @@ def print_coverage_details(per_query: list[dict]) -> None:
         for pq, b in changed(per_query, base, variant, ("recall", "ndcg")):
             print(f"  {pq['kind']:<9}{pq['query']!r:<24} R@10 {b['recall']:.2f} -> {pq['recall']:.2f}  "
                   f"nDCG {b['ndcg']:.2f} -> {pq['ndcg']:.2f}  top3 {b['top'][:3]} -> {pq['top'][:3]}")
+
+
+LITERAL_QUERIES = ["lemon", "green eyes", "moon", "apple pie", "chicken", "camera", "rose", "coins", "clock"]
+"""Trial 12's queries where hybrid ranked the asset whose own text holds the words below weak-signal matches
+(item 3; "green eyes" after the trial's edit of the cat's alt text, EDITS)."""
+EDITS = {"chelsea.jpg": "A tabby cat with green eyes looking at the camera"}
+"""The trial's alt-text edit (`assetstream feedback chelsea-… --approve --field 'alt_text=edited:…'`)."""
+
+
+def literal_ranks(client, sink, records: list[dict], queries: list[str] = LITERAL_QUERIES) -> dict[str, dict]:
+    """For each query, the documents whose own text holds every word as written (the literal leg's documents,
+    domain.store.search.literal_leg, without filters) and the rank (1 = first, None = not in the first
+    50) of the best of them in keyword, semantic, hybrid without the literal leg and hybrid; after the EDITS are
+    written (a new version of those records, alt text marked edited, through the same sink)."""
+    from domain.store.search import literal_leg
+
+    edited = []
+    for r in records:
+        alt = EDITS.get(r["enriched"]["pre"]["asset"]["asset_id"])
+        if alt is not None:
+            e = copy.deepcopy(r)
+            e["enriched"]["pre"]["asset"]["version"] += 1
+            e["alt_text"], e["field_sources"] = alt, {**(e.get("field_sources") or {}), "alt_text": "edited"}
+            edited.append(e)
+    sink.process_batch(as_items(edited))
+    settings = sink.settings
+    sink.client.indices.refresh(index=read_alias(settings.index))
+    from domain.store import vector_cache
+
+    vector_cache._entries.clear()  # the edit's new text vector now, not after the cache's next check (~1 s)
+    runs = [("keyword", "keyword", settings), ("semantic", "semantic", settings),
+            ("hyb-nolit", "hybrid", settings.with_overrides(index={"literal_leg": False})),
+            ("hybrid", "hybrid", settings)]
+    out: dict[str, dict] = {}
+    for q in queries:
+        holding = {h["_source"]["asset_id"] for h in literal_leg(client, settings.index, q, [], 50)}
+        row: dict = {"holding": sorted(holding)}
+        for label, mode, st in runs:
+            got = [h["asset_id"] for h in run_search(client, st, SearchRequest(query=q, mode=mode, size=50,
+                                                                               facets=False))["hits"]]
+            row[label] = next((i + 1 for i, d in enumerate(got) if d in holding), None) if holding else None
+        out[q] = row
+    return out
+
+
+def print_literal_ranks(ranks: dict[str, dict]) -> None:
+    labels = ("keyword", "semantic", "hyb-nolit", "hybrid")
+    print("\nliteral match rank (trial 12): rank of the first asset whose own text holds every query word "
+          "(- = none in the first 50; 'holds' = how many assets hold them)")
+    print(f"  {'query':<13}{'holds':>6}" + "".join(f"{x:>11}" for x in labels))
+    for q, row in ranks.items():
+        print(f"  {q:<13}{len(row['holding']):>6}" + "".join(f"{row[x] or '-':>11}" for x in labels))
+
+
+def print_literal_details(per_query: list[dict]) -> None:
+    """Every query whose recall@10, precision@10 or nDCG@10 the literal leg changed (hyb-nolit -> hybrid)."""
+    print("\nthe literal leg, per query (hyb-nolit -> hybrid; only the queries it changed):")
+    for pq, b in changed(per_query, "hyb-nolit", "hybrid", ("recall", "precision", "ndcg")):
+        print(f"  {pq['kind']:<9}{pq['query']!r:<24} R@10 {b['recall']:.2f} -> {pq['recall']:.2f}  "
+              f"P@10 {b['precision']:.2f} -> {pq['precision']:.2f}  nDCG {b['ndcg']:.2f} -> {pq['ndcg']:.2f}  "
+              f"top3 {b['top'][:3]} -> {pq['top'][:3]}")
 
 
 MEDIUM_TAGS = ("content:photo", "content:graphic")
@@ -763,6 +828,7 @@ def main() -> int:
             texts = compare_texts(sink.client, settings, queries, sink._synonyms, ["word", "fit word", "held-out word",
                                                                                    "phrase", "all"],
                                   "labelled image set") if args.text_variants else None
+            literal = literal_ranks(sink.client, sink, records)  # last: it writes the trial's edit (EDITS)
             sink.close()
             print(f"pipeline {timing['pipeline_s_per_image']} s per image; index sink per document (one batch of "
                   f"{len(records)}): {timing['sink_ms_per_doc']} ms with text + image vectors, "
@@ -781,8 +847,11 @@ def main() -> int:
             print_cosines("labelled image set", gap)
             print_nonsense("labelled image set", nonsense)
             print_nonsense("labelled image set, class words no image shows", classwords, absent)
+            print_literal_ranks(literal)
+            print_literal_details(per_query)
             result["images"] = {"rows": rows, "queries": per_query, "cosines": gap, "nonsense": nonsense,
-                                "class_words": classwords, "text_variants": texts, **timing}
+                                "class_words": classwords, "text_variants": texts, "literal_ranks": literal,
+                                **timing}
         settings = base.with_overrides(index={"index": f"bench-text-{uuid.uuid4().hex[:6]}"})
         sink = IndexSink(settings)
         sink.process_batch(as_items([validated_asset(aid, 1, title=t, alt_text=a, tags=tags, ocr_text="")
@@ -796,6 +865,7 @@ def main() -> int:
         print_rows("text library (hand-labelled)", rows, ["word", "synonym", "concept", "two-word", "all"],
                    len(LIBRARY), len(QUERIES))
         print_coverage_details(per_query)
+        print_literal_details(per_query)
         print_cosines("text library", gap)
         print_nonsense("text library", nonsense)
         result["text"] = {"rows": rows, "queries": per_query, "cosines": gap, "nonsense": nonsense,

@@ -36,6 +36,9 @@ OPENSEARCH_KNN_KEYS = {"vector", "k", "min_score", "max_distance", "filter", "me
                        "expand_nested_docs"}
 EMPTY = {"took": 1, "timed_out": False, "_shards": {"total": 1, "successful": 1, "skipped": 0, "failed": 0},
          "hits": {"total": {"value": 0, "relation": "eq"}, "max_score": None, "hits": []}}
+LITERAL_HIT = {"_index": "x", "_id": "a1", "_score": 1.0,
+               "_source": {"asset_id": "a1", "title": "Blossom", "alt_text": "a kitten and an espresso"}}
+"""The literal leg's answer (hybrid's first request): one asset whose own text says the test queries' words."""
 DOC = {"_index": "x", "_id": "a1", "_version": 1, "_seq_no": 0, "_primary_term": 1, "found": True,
        "_source": {"text_vector": [0.05] * 384, "image_vector": [0.02] * 1280}}
 
@@ -67,6 +70,9 @@ class _Store:
                     return self._answer(400, {"error": {"type": "x_content_parse_exception",
                                                         "reason": "[1:2] unknown field [rank_window_size]"},
                                               "status": 400})
+                if "cross_fields" in json.dumps(body.get("query") or {}):  # the literal leg's request
+                    return self._answer(200, {**EMPTY, "hits": {"total": {"value": 1, "relation": "eq"},
+                                                                "max_score": 1.0, "hits": [LITERAL_HIT]}})
                 if knn_hits is not None and "knn" in (body.get("query") or {}):  # OpenSearch: k hits, scored
                     return self._answer(200, {**EMPTY, "hits": {"total": {"value": len(knn_hits), "relation": "eq"},
                                                                 "max_score": None, "hits": knn_hits}})
@@ -116,12 +122,14 @@ def test_elasticsearch_hybrid_is_one_rrf_retriever_request_with_documented_field
     store = es_like()
     settings = settings_for(store.url, vector_mode="es")
     hybrid_search(_client(store), settings, "blossom", size=10, **FILTERS)
-    (body,) = store.searches()
+    literal, body = store.searches()  # the literal leg's word check (a plain query), then the one RRF request
+    assert set(literal) <= {"query", "size", "sort", "track_scores", "_source"}
+    assert {"term": {"status": "auto_applied"}} in literal["query"]["bool"]["filter"]
     assert set(body) <= {"retriever", "size", "_source", "aggs", "from"} and body["size"] == 10
     rrf = body["retriever"]["rrf"]
     assert set(rrf) <= RRF_KEYS and rrf["rank_window_size"] >= body["size"] and rrf["rank_constant"] >= 1
     legs = rrf["retrievers"]
-    assert len(legs) == 3  # BM25, kNN, the tag leg ("blossom" names subject:flower)
+    assert len(legs) == 4  # BM25, kNN, the tag leg ("blossom" names subject:flower), the literal leg
     for leg in legs:
         (kind, spec), = leg.items()
         assert kind in ("standard", "knn")
@@ -132,18 +140,19 @@ def test_elasticsearch_hybrid_is_one_rrf_retriever_request_with_documented_field
     assert knn["field"] == "text_vector" and knn["k"] == rrf["rank_window_size"]
     # the filters are inside every leg
     assert {"term": {"tags": "subject:flower"}} in knn["filter"]
-    for leg in (legs[0], legs[2]):
+    for leg in (legs[0], legs[2], legs[3]):
         assert {"term": {"status": "auto_applied"}} in leg["standard"]["query"]["bool"]["filter"]
+    assert {"ids": {"values": ["a1"]}} in legs[3]["standard"]["query"]["bool"]["filter"]  # what the check kept
 
 
 def test_elasticsearch_before_rrf_retrievers_falls_back_to_documented_query_and_knn_requests(es_like):
     store = es_like(reject_retriever=True)
     settings = settings_for(store.url, vector_mode="es")
     hybrid_search(_client(store), settings, "blossom", size=10, **FILTERS)
-    first, *rest = store.searches()
+    _literal, first, *rest = store.searches()
     assert "retriever" in first
     knn_bodies = [b for b in rest if "knn" in b]
-    assert len(knn_bodies) == 1 and len(rest) == 3  # BM25, kNN, tag leg
+    assert len(knn_bodies) == 1 and len(rest) == 3  # BM25, kNN, tag leg (the literal leg's request came first)
     _check_es_knn(knn_bodies[0]["knn"])
 
 
@@ -198,7 +207,7 @@ def test_elasticsearch_hybrid_adds_the_visual_leg_as_a_documented_knn_retriever(
     # the weak-match share is off by default (index.visual_leg_weak_below None); set as a deployment would
     settings = settings_for(store.url, vector_mode="es", visual_leg_weak_below=0.6)
     hybrid_search(_client(store), settings, "kitten", size=10, **FILTERS)
-    (body,) = store.searches()
+    _literal, body = store.searches()
     rrf = body["retriever"]["rrf"]
     assert set(rrf) <= RRF_KEYS
     knns = [leg["knn"] for leg in rrf["retrievers"] if "knn" in leg]
@@ -214,14 +223,14 @@ def test_elasticsearch_hybrid_adds_the_visual_leg_as_a_documented_knn_retriever(
     assert all(f in image["filter"] for f in MODEL_FILTER)
     store.bodies.clear()  # "espresso" is a class name: the leg's share is visual_leg_max_hits
     hybrid_search(_client(store), settings, "espresso", size=10, **FILTERS)
-    (body,) = store.searches()
+    _literal, body = store.searches()
     image = next(leg["knn"] for leg in body["retriever"]["rrf"]["retrievers"] if leg.get("knn", {}).get(
         "field") == "image_vector")
     assert image["k"] == settings.index.visual_leg_max_hits == 10
     # off: the legs it had before
     store.bodies.clear()
     hybrid_search(_client(store), settings.with_overrides(index={"visual_leg": False}), "kitten", size=10, **FILTERS)
-    (body,) = store.searches()
+    _literal, body = store.searches()
     assert [leg["knn"]["field"] for leg in body["retriever"]["rrf"]["retrievers"] if "knn" in leg] == ["text_vector"]
 
 
@@ -251,7 +260,7 @@ def test_elasticsearch_knn_legs_carry_the_floor_as_the_documented_similarity(es_
     store = es_like()
     settings = settings_for(store.url, vector_mode="es", semantic_min_similarity=0.2)
     hybrid_search(_client(store), settings, "blossom", size=10, **FILTERS)
-    (body,) = store.searches()
+    _literal, body = store.searches()
     knn = next(leg["knn"] for leg in body["retriever"]["rrf"]["retrievers"] if "knn" in leg)
     _check_es_knn(knn)  # the client's DSL builds `similarity` from the same parameter
     assert knn["similarity"] == 0.2 and set(knn) <= KNN_RETRIEVER_KEYS

@@ -24,12 +24,19 @@ to a canonical tag (label, synonym, plural, deprecated name, or 'facet:value') a
 (the canonical tag and the deprecated names that point to it). So "trainers", "sneakers" and
 "product:sneaker" all find the assets tagged product:sneaker, without a reindex when the vocabulary grows.
 
+Literal leg (literal_leg, index.literal_leg): hybrid fuses one more ranking, the documents whose own text holds
+every query word as written (no synonyms, tags or stems), so an exact match is not outranked by documents that only
+weak signals rank (issue 17, trial 12: "lemon" put the bottle labelled LEMON below dahlias with a weak
+synonym-expanded model tag and the visual leg's "lemon" class). On es the word check is one request before the
+retriever's.
+
 Word coverage (coverage_clauses, index.keyword_coverage): a constant score per query word or vocabulary term the
 document matches, so keyword search (and hybrid's keyword leg) ranks an asset matching more of the query's words
 above one matching fewer (issue 17: "orange spacesuit").
 """
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING, Any, Iterable
 
 import numpy as np
@@ -174,6 +181,62 @@ def keyword_query(settings: Any, query: str | None, taxonomy: "Taxonomy | None",
     synonyms, named = _expand_units(units)
     return (build_query(query, synonyms=synonyms, filters=filters,
                         coverage=coverage_clauses(units, s.keyword_coverage)), synonyms, named)
+
+
+LITERAL_FIELDS = ["title^3", "alt_text^2", "caption", "ocr_text", "visible_text"]
+"""the text fields the literal leg reads: what the asset's own text says (its title, alt text and caption, as the
+model wrote them or a person edited them, and the text visible in it); no tags, tag labels or synonyms."""
+_WORD = re.compile(r"\w+")
+
+
+def literal_words(query: str | None) -> list[str]:
+    """The query's words as written (lower case, letters and digits), STOPWORDS left out: what the literal leg
+    asks every one of."""
+    return [w for w in dict.fromkeys(_WORD.findall((query or "").lower())) if w not in STOPWORDS]
+
+
+def build_literal_query(query: str | None, filters: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The literal leg's store query (literal_leg): the documents whose LITERAL_FIELDS hold every word of the
+    query as the fields' analyzer reads it (`cross_fields`, operator and: the words may be spread over the fields,
+    "lemon" in the title, "bottle" in the alt text), best BM25 first, filters as the other legs. None when the
+    query has no word but STOPWORDS."""
+    words = literal_words(query)
+    if not words:
+        return None
+    return {"bool": {"must": [{"multi_match": {"query": " ".join(words), "fields": LITERAL_FIELDS,
+                                               "type": "cross_fields", "operator": "and", "lenient": True}}],
+                     "filter": filters}}
+
+
+def literal_leg(client: Elasticsearch, s: Any, query: str, filters: list[dict[str, Any]],
+                window: int) -> list[dict[str, Any]]:
+    """Hybrid search's literal leg (issue 17, trial 12: "lemon" ranked the bottle labelled LEMON below orange
+    dahlias that a weak synonym-expanded model tag, subject:fruit, and the visual leg ranked): the documents whose
+    own text holds every word of the query as written, as raw hits (HIT_FIELDS), best BM25 first. The store's
+    `english` analyzer stems ("photographer" matches "photograph"), so of build_literal_query's `window` best the
+    leg keeps those whose fields hold each word itself (literal_words, whole words, any case): no stem, synonym
+    or tag stands in for a word. [] when none does."""
+    body = build_literal_query(query, filters)
+    if body is None:
+        return []
+    fields = [f.split("^")[0] for f in LITERAL_FIELDS]
+    hits = client.search(index=read_alias(s), query=body, size=window, sort=_SORT, track_scores=True,
+                         source_includes=list(dict.fromkeys([*HIT_FIELDS, *fields])))["hits"]["hits"]
+    words = set(literal_words(query))
+    out = []
+    for h in hits:
+        src = h.get("_source") or {}
+        said = set(_WORD.findall(" ".join(str(src.get(f) or "") for f in fields).lower()))
+        if words <= said:
+            out.append({**h, "_source": {k: v for k, v in src.items() if k in HIT_FIELDS}})
+    return out
+
+
+def literal_ranking(query: str, ids: list[str], filters: list[dict[str, Any]]) -> dict[str, Any]:
+    """The literal leg as a query for the Elasticsearch RRF retriever: build_literal_query (its BM25 order, the
+    order literal_leg keeps) over the documents literal_leg kept (an `ids` filter), filters as the other legs."""
+    only = [*filters, {"ids": {"values": ids}}]
+    return build_literal_query(query, only) or {"bool": {"filter": only}}
 
 
 TAG_LEG_BOOSTS = (("tags", 4.0), ("tag_suggestions", 2.0), ("model_tags", 1.0))
@@ -446,7 +509,8 @@ def hybrid_search(client: Elasticsearch, settings: "Any", query: str, tags: Iter
                   report: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     """BM25 (with synonyms) + kNN over the text vectors (+ the tag leg, build_tag_query, when the query names
     vocabulary tags and index.tag_leg is on; + the visual leg, visual_query, when the query is close to ImageNet
-    class names and index.visual_leg is on), fused with RRF; the filters apply to every leg.
+    class names and index.visual_leg is on; + the literal leg, literal_leg, when index.literal_leg is on and a
+    document's own text holds every query word), fused with RRF; the filters apply to every leg.
     Hits as `search`, score = the RRF score.
 
     The result set is the first `window` (default index.rrf_window) hits of the fusion, whatever the page: every
@@ -455,7 +519,7 @@ def hybrid_search(client: Elasticsearch, settings: "Any", query: str, tags: Iter
     a deeper page does not change the ranking. `report`, when given, receives `ranked_ids` (the document ids of
     the whole result set, best first: for its total and facets, domain.store.api; the es path then asks for
     the whole window in one request), `legs` (each leg's ranking, document ids best first: keyword, text, tag,
-    visual; client-side fusion only) and `visual_leg` (visual_report: the classes it used and its share of
+    visual, literal; client-side fusion only) and `visual_leg` (visual_report: the classes it used and its share of
     images, or why it took no part)."""
     if not (query and query.strip()):
         return search(client, settings, query, tags, status, usage, size, taxonomy, filters=filters, offset=offset)
@@ -467,6 +531,7 @@ def hybrid_search(client: Elasticsearch, settings: "Any", query: str, tags: Iter
     # the query names vocabulary tags (every word of it): rank the documents carrying them, and embed the labels
     tag_query = build_tag_query(synonyms, filters) if s.tag_leg and named else None
     window = s.rrf_window if window is None else window
+    literal = literal_leg(client, s, query, filters, window) if s.literal_leg else []
     text = vector_query_text(query, synonyms if named else (), taxonomy)
     vector = embed_query(text)
     visual = visual_query(s, query, vector if text == query else None)
@@ -484,6 +549,8 @@ def hybrid_search(client: Elasticsearch, settings: "Any", query: str, tags: Iter
             if visual is not None:
                 legs.append({"knn": es_knn(IMAGE_VECTOR_FIELD, visual.vector, visual_k, image_filters,
                                            s.visual_min_similarity)})
+            if literal:  # the documents literal_leg kept, in its order (one more request: the words' check)
+                legs.append({"standard": {"query": literal_ranking(query, [h["_id"] for h in literal], filters)}})
             whole = report is not None  # the whole window, to count it; else the store pages within it
             resp = client.search(index=read_alias(s), size=window if whole else max(0, min(size, window - offset)),
                                  from_=None if whole else offset or None, source_includes=HIT_FIELDS,
@@ -505,10 +572,11 @@ def hybrid_search(client: Elasticsearch, settings: "Any", query: str, tags: Iter
         else []
     if report is not None:
         report["legs"] = {name: [h["_id"] for h in leg] for name, leg in
-                          (("keyword", keyword), ("text", near), ("tag", tagged), ("visual", seen))}
-    by_id = {h["_id"]: h for h in near + tagged + seen} | {h["_id"]: h for h in keyword}
+                          (("keyword", keyword), ("text", near), ("tag", tagged), ("visual", seen),
+                           ("literal", literal))}
+    by_id = {h["_id"]: h for h in near + tagged + seen + literal} | {h["_id"]: h for h in keyword}
     rankings = [[h["_id"] for h in keyword], [h["_id"] for h in near]]
-    for leg in (tagged, seen):
+    for leg in (tagged, seen, literal):
         if leg:
             rankings.append([h["_id"] for h in leg])
     fused = rrf(rankings, s.rrf_rank_constant)[:window]  # the window, as the store's retriever keeps it

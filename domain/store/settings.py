@@ -120,6 +120,11 @@ class IndexSettings(Section):
     tag_leg: bool = Field(True, description="hybrid search: when the query names vocabulary tags (synonyms "
                           "included), fuse a third ranking of the documents carrying them: published tags first, "
                           "then held suggestions, then the model's weaker proposals (model_tags)")
+    literal_leg: bool = Field(True, description="hybrid search: fuse one more ranking, of the documents whose own "
+                              "text (title, alt text, caption, visible text) holds every word of the query as "
+                              "written (no synonyms, no tags), so an exact match is not outranked by documents "
+                              "that only a synonym-expanded weak model tag and the visual leg rank (issue 17, "
+                              "trial 12: 'lemon')")
     visual_leg: bool = Field(True, description="hybrid search: when the query's words are close to ImageNet class "
                              "names (MiniLM cosine >= visual_leg_threshold), fuse a ranking of the documents' image "
                              "vectors against those classes' prototypes (the classifier's last-layer rows, "
