@@ -204,8 +204,10 @@ class EmbeddedRun:
             # how long an interrupted worker finishes what it has taken (Ctrl-C, SIGTERM, SIGHUP): 10 s against a
             # real cluster (--bootstrap: its offsets outlive the run); 2 s on the embedded broker, whose memory
             # storage is gone once the run stops, so a longer drain only made Ctrl-C wait (11 s with OCR busy on
-            # 300 large images: preprocess sat out its whole drain timeout on 61 taken records)
-            "runner": {"metrics_port": 0, "drain_timeout_s": self.drain_timeout_s,
+            # 300 large images: preprocess sat out its whole drain timeout on 61 taken records).
+            # /metrics on loopback like the broker and store: the default 0.0.0.0 is for a pod's probes, and on a
+            # laptop it served every worker's metrics to the network (trial 16)
+            "runner": {"metrics_port": 0, "metrics_host": "127.0.0.1", "drain_timeout_s": self.drain_timeout_s,
                        **({"retry_mode": "topic"} if self.base_settings.runner.retry_mode == "auto" else {})},
             "preprocess": {"file_roots": sorted({str(p.parent) for p in images})},
         }
