@@ -714,7 +714,7 @@ class EmbeddedRun:
         return sorted(a for a, v in self.tracker.validated.items() if has_decision(v.get("review")))
 
     def write_sidecars(self, tracker: Tracker, paths: dict[str, Path], rows: list[dict[str, Any]]) -> None:
-        from domain.render import to_jsonld, to_xmp
+        from domain.render import jsonld_text, to_jsonld, to_xmp
 
         self.out_dir.mkdir(parents=True, exist_ok=True)
         by_id = {r["asset_id"]: r for r in rows}
@@ -728,8 +728,8 @@ class EmbeddedRun:
             if poster and poster.get("data"):  # a video's poster frame, next to its JSON-LD (its thumbnailUrl)
                 files.append(f"{name}.poster.jpg")
                 (self.out_dir / files[-1]).write_bytes(poster["data"])
-            (self.out_dir / files[0]).write_text(json.dumps(
-                to_jsonld(value, thumbnail_url=files[2] if len(files) > 2 else None), indent=2, default=str))
+            (self.out_dir / files[0]).write_text(jsonld_text(
+                to_jsonld(value, thumbnail_url=files[2] if len(files) > 2 else None)))
             (self.out_dir / files[1]).write_text(to_xmp(value))
             if asset_id in by_id:
                 by_id[asset_id]["sidecars"] = files
