@@ -304,6 +304,7 @@ def run(paths: list[str] = typer.Argument(..., help="image files, directories or
         from app.review.cli import serve_embedded
 
         report()
+        _say_embedded_has_no_login(bootstrap, es_url)
         serve_embedded(running, review_sock)
 
     try:
@@ -353,6 +354,18 @@ def run(paths: list[str] = typer.Argument(..., help="image files, directories or
     from app.run_writeback import failed
 
     raise typer.Exit(1 if tracker.dead or failed(job.rows) else 0)
+
+
+def _say_embedded_has_no_login(bootstrap: Optional[str], es_url: Optional[str]) -> None:
+    """`run --serve` with the embedded broker or store: the review app asks for a token, they do not (trial 16).
+    Neither tansu (its --authentication cannot be given a first user on memory storage) nor osmem-server (no
+    authentication at all) can require credentials, so the one thing to do is say so (docs/operations.md)."""
+    started = [*(["broker"] if not bootstrap else []), *(["store"] if not es_url else [])]
+    if started:
+        console.print(f"[yellow]note:[/yellow] the embedded {' and '.join(started)} of this run have no login: "
+                      "anyone with an account on this machine can read every asset and send decisions under any "
+                      "editor's name; use it on a single-user machine (a shared host: a cluster with its own "
+                      "authentication, --bootstrap / --es-url)", highlight=False)
 
 
 def _say_where_decisions_are_kept(job, out_dir: str, es_url: Optional[str]) -> None:

@@ -204,8 +204,10 @@ class EmbeddedRun:
             # how long an interrupted worker finishes what it has taken (Ctrl-C, SIGTERM, SIGHUP): 10 s against a
             # real cluster (--bootstrap: its offsets outlive the run); 2 s on the embedded broker, whose memory
             # storage is gone once the run stops, so a longer drain only made Ctrl-C wait (11 s with OCR busy on
-            # 300 large images: preprocess sat out its whole drain timeout on 61 taken records)
-            "runner": {"metrics_port": 0, "drain_timeout_s": self.drain_timeout_s,
+            # 300 large images: preprocess sat out its whole drain timeout on 61 taken records).
+            # /metrics on loopback like the broker and store: the default 0.0.0.0 is for a pod's probes, and on a
+            # laptop it served every worker's metrics to the network (trial 16)
+            "runner": {"metrics_port": 0, "metrics_host": "127.0.0.1", "drain_timeout_s": self.drain_timeout_s,
                        **({"retry_mode": "topic"} if self.base_settings.runner.retry_mode == "auto" else {})},
             "preprocess": {"file_roots": sorted({str(p.parent) for p in images})},
         }
@@ -712,7 +714,7 @@ class EmbeddedRun:
         return sorted(a for a, v in self.tracker.validated.items() if has_decision(v.get("review")))
 
     def write_sidecars(self, tracker: Tracker, paths: dict[str, Path], rows: list[dict[str, Any]]) -> None:
-        from domain.render import to_jsonld, to_xmp
+        from domain.render import jsonld_text, to_jsonld, to_xmp
 
         self.out_dir.mkdir(parents=True, exist_ok=True)
         by_id = {r["asset_id"]: r for r in rows}
@@ -726,8 +728,8 @@ class EmbeddedRun:
             if poster and poster.get("data"):  # a video's poster frame, next to its JSON-LD (its thumbnailUrl)
                 files.append(f"{name}.poster.jpg")
                 (self.out_dir / files[-1]).write_bytes(poster["data"])
-            (self.out_dir / files[0]).write_text(json.dumps(
-                to_jsonld(value, thumbnail_url=files[2] if len(files) > 2 else None), indent=2, default=str))
+            (self.out_dir / files[0]).write_text(jsonld_text(
+                to_jsonld(value, thumbnail_url=files[2] if len(files) > 2 else None)))
             (self.out_dir / files[1]).write_text(to_xmp(value))
             if asset_id in by_id:
                 by_id[asset_id]["sidecars"] = files

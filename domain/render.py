@@ -1,6 +1,7 @@
 """Output mappings of a ValidatedAsset: schema.org JSON-LD and an XMP packet (IPTC Photo Metadata).
 
     to_jsonld(validated) -> dict     json.dumps-able schema.org ImageObject
+    jsonld_text(doc)     -> str      its JSON text, safe inside <script type="application/ld+json">
     to_xmp(validated)    -> str      a well-formed <x:xmpmeta> packet; .encode("utf-8") for Pillow's `xmp=`
 
 Used by the index sink, the CLI (.jsonld and .xmp sidecar per image) and write-back. Field choice follows the
@@ -220,6 +221,18 @@ def to_jsonld(validated: dict[str, Any], thumbnail_url: str | None = None) -> di
     doc["identifier"] = [p for p in doc.get("identifier", []) if "value" in p]
     doc["assetstream:decorative"] = bool(v.get("decorative"))  # false is a fact too
     return _prune(doc)
+
+
+_SCRIPT_SAFE = str.maketrans({"<": "\\u003c", ">": "\\u003e", "&": "\\u0026",
+                              "\u2028": "\\u2028", "\u2029": "\\u2029"})
+
+
+def jsonld_text(doc: dict[str, Any], indent: int | None = 2) -> str:
+    """The JSON text of a JSON-LD document as every JSON-LD file the project writes has it: `<`, `>`, `&` (and
+    U+2028/2029) as \\u escapes, so the text pasted into an HTML `<script type="application/ld+json">` block
+    cannot end it (`</script>` in a title) or open a comment; still JSON, parsing to the same values. (These
+    characters occur only inside strings in JSON text, where an escape means the same character.)"""
+    return json.dumps(doc, indent=indent, default=str).translate(_SCRIPT_SAFE)
 
 
 def review_json(review: dict[str, Any] | None) -> str | None:

@@ -95,6 +95,29 @@ def test_sidecars_of_files_with_the_same_stem_do_not_collide(tmp_path):
     assert [r["sidecars"] for r in summary] == [r["sidecars"] for r in rows]
 
 
+def test_a_jsonld_sidecar_is_safe_inside_an_html_script_block(tmp_path):
+    """Trial 16: a title `</script><img onerror=…>` went into the JSON-LD as is; pasted into a
+    <script type="application/ld+json"> block it ended the block (stored XSS on the site publishing it)."""
+    import json
+
+    from app.embedded_run import EmbeddedRun, Tracker, summary_row
+    from app.kpis.testing import validated_record
+    from app.producer import asset_id_for
+
+    title, alt = "</script><img src=x onerror=alert(1)>", "Salt & pepper <!-- \u2028 -->"
+    path = tmp_path / "xss.jpg"
+    asset_id = asset_id_for(path)
+    tracker = Tracker({asset_id: "evt-0"})
+    tracker.validated[asset_id] = validated_record(asset_id, 1, event_time_ms=1_767_600_000_000,
+                                                   published_ms=1_767_600_001_000, title=title, alt_text=alt)
+    EmbeddedRun([], out_dir=tmp_path / "out").write_sidecars(tracker, {asset_id: path},
+                                                              [summary_row(asset_id, path, tracker)])
+    text = (tmp_path / "out" / f"{asset_id}.jsonld").read_text()
+    assert not set("<>&\u2028") & set(text), text
+    doc = json.loads(text)
+    assert (doc["name"], doc["accessibilitySummary"]) == (title, alt)
+
+
 def test_a_run_that_times_out_still_accounts_for_every_input(tmp_path):
     """--timeout ran out: the rows as far as the run got (trial 9: stdout was empty and --out never written, even
     for the images already indexed), exit 1 naming the timeout."""

@@ -158,6 +158,13 @@ def test_sidecars_and_summary_follow_decisions_on_assets_with_later_events(sessi
     assert json.loads(mug_doc["assetstream:review"])["status"] == "approved"
 
 
+def test_serve_says_the_embedded_broker_and_store_have_no_login(session):
+    """Trial 16: the review app asks for a token, the broker and store it started do not (`feedback` above sent
+    decisions with the `env:` line alone); the session says so once, as it starts serving."""
+    said = [line for line in session["stderr"].splitlines() if "have no login" in line]
+    assert len(said) == 1 and "embedded broker and store" in said[0] and "single-user machine" in said[0], said
+
+
 def test_a_second_serve_on_a_port_in_use_fails_at_once_with_a_clear_error(session):
     second, took = session["second"]
     assert second.returncode == 2, second.stdout + second.stderr

@@ -57,6 +57,33 @@ def _start_run(tmp_path) -> tuple[subprocess.Popen, set[int]]:
     return proc, children
 
 
+def _listening(pid: int) -> list[str]:
+    """The addresses `pid` accepts TCP connections on (what `ss -ltnp` shows): its sockets in LISTEN state."""
+    import ipaddress
+
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+    found = []
+    for table in ("tcp", "tcp6"):
+        for line in Path(f"/proc/{pid}/net/{table}").read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[3] == "0A" and fields[9] in inodes:  # 0A: LISTEN
+                raw, port = fields[1].split(":")
+                packed = b"".join(bytes.fromhex(raw[i:i + 8])[::-1] for i in range(0, len(raw), 8))
+                found.append(f"{ipaddress.ip_address(packed)}:{int(port, 16)}")
+    return found
+
+
+def _workers(children: set[int]) -> set[int]:
+    return {c for c in children if b"worker" in Path(f"/proc/{c}/cmdline").read_bytes().split(b"\0")}
+
+
 def _left_running(children: set[int], within_s: float) -> list[int]:
     deadline = time.monotonic() + within_s
     while time.monotonic() < deadline and any(_alive(c) for c in children):
@@ -65,8 +92,15 @@ def _left_running(children: set[int], within_s: float) -> list[int]:
 
 
 def test_sigterm_stops_every_child(tmp_path):
+    """(And before that: every port the run opens, its workers' /metrics too, is on loopback only (trial 16).)"""
     proc, children = _start_run(tmp_path)
     try:
+        deadline = time.monotonic() + 60  # each worker serves /metrics once it has started
+        while not all(_listening(w) for w in _workers(children)) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        ports = {pid: _listening(pid) for pid in {proc.pid, *children}}
+        assert all(ports[w] for w in _workers(children)), ports
+        assert all(a.rsplit(":", 1)[0] in ("127.0.0.1", "::1") for addrs in ports.values() for a in addrs), ports
         started = time.monotonic()
         proc.send_signal(signal.SIGTERM)
         try:
