@@ -99,6 +99,18 @@ def test_run_with_a_bad_writeback_url_is_a_configuration_error(tmp_path):
            "one record" in " ".join(res.stderr.split())
 
 
+def test_a_webhook_url_with_a_password_and_a_bearer_token_is_refused_at_load(tmp_path):
+    """Trial 16: the URL's user:password went out as Basic auth and the configured bearer token was never sent."""
+    config = tmp_path / "assetstream.yaml"
+    config.write_text("writeback:\n  targets:\n    - name: dam\n      bearer_token: FAKE-BEARER-999\n"
+                      "      url: http://wbuser:FAKE-URLPASS-321@127.0.0.1:9/api/assets/{asset_id}\n")
+    res = _cli(["config", "show"], {"ASSETSTREAM_CONFIG": str(config)})
+    assert res.returncode == 2 and "Traceback" not in res.stderr, res.stderr
+    assert "writeback target 'dam' (webhook): both a user:password in url and a bearer_token are set" \
+        in " ".join(res.stderr.split())
+    assert "FAKE-URLPASS-321" not in res.stderr + res.stdout and "FAKE-BEARER-999" not in res.stderr + res.stdout
+
+
 def test_topics_and_index_commands_without_their_servers_say_what_to_check(store):
     closed = free_port()
     started = time.monotonic()
