@@ -64,6 +64,15 @@ def test_audit_without_a_broker_is_a_message_not_a_traceback():
     assert "cannot read the audit log" in res.stderr and f"check the broker at {closed}" in res.stderr
 
 
+def test_dlq_list_without_a_broker_says_so_in_two_lines_like_audit():
+    """Trial 16: 193 raw librdkafka `%3|…|FAIL|…` lines on stderr in ~10 s before the one error line."""
+    closed = f"127.0.0.1:{free_port()}"
+    res = _cli(["dlq", "list"], {"ASSETSTREAM_KAFKA__BOOTSTRAP_SERVERS": closed})
+    assert res.returncode == 2 and "Traceback" not in res.stderr, res.stderr
+    assert "cannot read the dead letters" in res.stderr and f"check the broker at {closed}" in res.stderr
+    assert "%3|" not in res.stderr and len(res.stderr.splitlines()) <= 4, res.stderr
+
+
 def test_audit_of_an_asset_without_entries_names_the_app_that_writes_them(broker, unique):
     res = _cli(["audit", "never-seen"], {"ASSETSTREAM_KAFKA__BOOTSTRAP_SERVERS": broker,
                                          "ASSETSTREAM_TOPICS__PREFIX": f"t{unique}."})
