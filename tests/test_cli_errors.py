@@ -64,6 +64,15 @@ def test_audit_without_a_broker_is_a_message_not_a_traceback():
     assert "cannot read the audit log" in res.stderr and f"check the broker at {closed}" in res.stderr
 
 
+def test_dlq_list_without_a_broker_says_so_in_two_lines_like_audit():
+    """Trial 16: 193 raw librdkafka `%3|…|FAIL|…` lines on stderr in ~10 s before the one error line."""
+    closed = f"127.0.0.1:{free_port()}"
+    res = _cli(["dlq", "list"], {"ASSETSTREAM_KAFKA__BOOTSTRAP_SERVERS": closed})
+    assert res.returncode == 2 and "Traceback" not in res.stderr, res.stderr
+    assert "cannot read the dead letters" in res.stderr and f"check the broker at {closed}" in res.stderr
+    assert "%3|" not in res.stderr and len(res.stderr.splitlines()) <= 4, res.stderr
+
+
 def test_audit_of_an_asset_without_entries_names_the_app_that_writes_them(broker, unique):
     res = _cli(["audit", "never-seen"], {"ASSETSTREAM_KAFKA__BOOTSTRAP_SERVERS": broker,
                                          "ASSETSTREAM_TOPICS__PREFIX": f"t{unique}."})
@@ -97,6 +106,18 @@ def test_run_with_a_bad_writeback_url_is_a_configuration_error(tmp_path):
     assert res.returncode == 2 and "Traceback" not in res.stderr, res.stderr
     assert "writeback target 'dam' (webhook): the url has no {asset_id}, so every asset would be written to that " \
            "one record" in " ".join(res.stderr.split())
+
+
+def test_a_webhook_url_with_a_password_and_a_bearer_token_is_refused_at_load(tmp_path):
+    """Trial 16: the URL's user:password went out as Basic auth and the configured bearer token was never sent."""
+    config = tmp_path / "assetstream.yaml"
+    config.write_text("writeback:\n  targets:\n    - name: dam\n      bearer_token: FAKE-BEARER-999\n"
+                      "      url: http://wbuser:FAKE-URLPASS-321@127.0.0.1:9/api/assets/{asset_id}\n")
+    res = _cli(["config", "show"], {"ASSETSTREAM_CONFIG": str(config)})
+    assert res.returncode == 2 and "Traceback" not in res.stderr, res.stderr
+    assert "writeback target 'dam' (webhook): both a user:password in url and a bearer_token are set" \
+        in " ".join(res.stderr.split())
+    assert "FAKE-URLPASS-321" not in res.stderr + res.stdout and "FAKE-BEARER-999" not in res.stderr + res.stdout
 
 
 def test_topics_and_index_commands_without_their_servers_say_what_to_check(store):

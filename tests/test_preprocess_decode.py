@@ -144,6 +144,19 @@ def test_heic_when_pillow_heif_is_installed():
     assert reason_of(data, allowed_formats=["JPEG", "PNG"]) == "unsupported_format"
 
 
+def test_a_png_whose_metadata_inflates_past_pillows_limit_is_refused_as_such_not_as_corrupt():
+    """Trial 16: a valid PNG with an XMP (iTXt) block inflating past 1 MiB was dead-lettered as `corrupt_image`."""
+    from PIL.PngImagePlugin import PngInfo
+    meta = PngInfo()
+    meta.add_itxt("XML:com.adobe.xmp", "<x:xmpmeta>" + " " * 3_000_000 + "</x:xmpmeta>", zip=True)
+    out = io.BytesIO()
+    Image.new("RGB", (8, 8)).save(out, "PNG", pnginfo=meta)
+    with pytest.raises(PermanentError) as e:
+        decode(out.getvalue(), max_pixels=LIMIT)
+    assert e.value.reason == "metadata_too_large" and len(out.getvalue()) < 10_000
+    assert str(e.value).startswith("metadata block too large: a text/XMP or ICC chunk inflates past 1 MiB")
+
+
 def test_a_corrupt_image_reads_the_same_in_every_dead_letter():
     """Trial 10: a broken GIF's dead letter said `cannot identify image file <_io.BytesIO object at 0x7f71…>`,
     a different address in each letter (and in its replay), so letters of one fault did not group."""

@@ -1,13 +1,14 @@
 """Fetching: the SSRF policy, redirects, limits, error classes, file roots. Real loopback HTTP server."""
 from __future__ import annotations
 
+import ipaddress
 import os
 import socket
 
 import pytest
 from PIL import Image
 
-from consumers.preprocess.fetch import FetchPolicy, fetch, redact
+from consumers.preprocess.fetch import FetchPolicy, address_refusal, fetch, redact
 from streams.errors import PermanentError, TransientError
 from tests.preprocess_support import CONNECTS, LocalServer, endless_route, jpeg, slow_route
 
@@ -64,6 +65,30 @@ def test_metadata_address_refused_even_with_private_networks_allowed():
         fetch("http://169.254.169.254/latest/meta-data/", FetchPolicy(allow_private_networks=True))
     assert ei.value.reason == "forbidden_url" and "metadata" in ei.value.message
     assert CONNECTS == []
+
+
+@pytest.mark.parametrize("address, why", [
+    ("64:ff9b::7f00:1", "loopback address (127.0.0.1 in NAT64 form)"),
+    ("64:ff9b::a9fe:a9fe", "cloud metadata address (169.254.169.254 in NAT64 form)"),
+    ("64:ff9b:1::a00:1", "private address (10.0.0.1 in local-use NAT64 form)"),
+    ("::7f00:1", "loopback address (127.0.0.1 in IPv4-compatible form)"),
+    ("::ffff:0:7f00:1", "loopback address (127.0.0.1 in SIIT (IPv4-translated) form)"),
+    ("2002:7f00:1::1", "loopback address (127.0.0.1 in 6to4 form)"),
+    ("2002:a9fe:a9fe::1", "cloud metadata address (169.254.169.254 in 6to4 form)"),
+    ("2001:0:7f00:1::80ff:fffe", "loopback address (127.0.0.1 in Teredo form)"),
+    ("fec0::1", "site-local address"),
+])
+def test_ipv6_wrapping_a_forbidden_ipv4_is_refused_before_connecting(address, why):
+    CONNECTS.clear()
+    with pytest.raises(PermanentError) as ei:
+        fetch(f"http://[{address}]:18932/latest/meta-data/", FetchPolicy())
+    assert ei.value.reason == "forbidden_url" and ei.value.details["why"] == why
+    assert CONNECTS == []
+
+
+@pytest.mark.parametrize("address", ["64:ff9b::808:808", "2002:808:808::1", "2606:4700::1111", "8.8.8.8"])
+def test_global_addresses_still_allowed(address):
+    assert address_refusal("h", ipaddress.ip_address(address), FetchPolicy()) is None
 
 
 def test_private_networks_switch_allows_loopback(server):

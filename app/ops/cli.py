@@ -19,7 +19,7 @@ from typing import Any, List, Optional
 import typer
 from rich.table import Table
 
-from app.console import console, load_settings, out, setup_logging
+from app.console import broker_down, console, load_settings, out, setup_logging
 
 
 
@@ -293,10 +293,12 @@ dlq_app = typer.Typer(no_args_is_help=True, help="Inspect and replay dead letter
 app.add_typer(dlq_app, name="dlq")
 
 def _read(settings) -> list:
-    from app.ops.dlq import DlqError, read_dead_letters
+    from app.ops.dlq import BrokerUnreachable, DlqError, read_dead_letters
 
     try:
         return read_dead_letters(settings, _ops(settings).dlq_read_timeout_s)
+    except BrokerUnreachable as exc:  # as feedback and audit say it: where the broker is and what to check
+        broker_down(settings, "cannot read the dead letters", exc, 2)
     except DlqError as exc:
         _fail(str(exc), code=2)
 

@@ -24,6 +24,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, Topi
 from streams.avro import Serde, topic_names
 from streams.originals import OriginalStore, OriginalUnavailable, open_store, sha256
 from streams.clientlog import client_logging
+from streams.topics import check_broker_reachable
 from app.settings import Settings
 
 REPLAYED_FROM = "replayed-from"
@@ -31,6 +32,10 @@ REPLAYED_FROM = "replayed-from"
 
 class DlqError(Exception):
     """Cannot read the DLQ (no topic, broker unreachable): exit code 2 material."""
+
+
+class BrokerUnreachable(DlqError):
+    """No broker answered (the TCP probe, or its first metadata answer within kafka.connect_timeout_s)."""
 
 
 @dataclass
@@ -126,15 +131,21 @@ def read_dead_letters(settings: Settings, timeout_s: float = 30.0, *, partial: b
     names = topic_names(settings)
     topic = names["dead_letter"]
     serde = Serde.for_settings(settings)
-    c = Consumer({**settings.kafka.client_config(), "group.id": f"assetstream-dlq-reader-{uuid.uuid4().hex[:8]}",
+    try:  # a refused connection is said at once, not after the client's metadata wait and its reconnect lines
+        check_broker_reachable(settings.kafka)
+    except KafkaException as exc:
+        raise BrokerUnreachable(str(exc.args[0].str())) from None
+    c = Consumer({**settings.kafka.client_config(), **client_logging("dlq"),
+                  "group.id": f"assetstream-dlq-reader-{uuid.uuid4().hex[:8]}",
                   "enable.auto.commit": False, "enable.auto.offset.store": False,
                   "auto.offset.reset": "earliest", "enable.partition.eof": True, "fetch.wait.max.ms": 100})
     out: list[DeadLetter] = []
     try:
         try:
-            md = c.list_topics(topic, timeout=10)
+            md = c.list_topics(topic, timeout=settings.kafka.connect_timeout_s)
         except Exception as exc:  # noqa: BLE001
-            raise DlqError(f"cannot reach the broker at {settings.kafka.bootstrap_servers}: {exc}") from exc
+            raise BrokerUnreachable(f"no answer from the broker within kafka.connect_timeout_s "
+                                    f"({settings.kafka.connect_timeout_s:g} s): {exc}") from exc
         tmd = md.topics.get(topic)
         if tmd is None or tmd.error is not None or not tmd.partitions:
             if partial:

@@ -4,7 +4,8 @@ SSRF policy (http/https): the host is resolved once, every resolved address is c
 made to the checked address (URL rewritten to the IP, Host header and TLS SNI/certificate check set to the
 original host name), so DNS rebinding cannot swap the target between check and connect. Redirects are followed
 by hand, each hop re-checked the same way, at most `max_redirects`. Loopback, private, link-local, CGNAT,
-multicast, reserved and unspecified addresses are refused unless `allow_private_networks` is set or the
+multicast, reserved, unspecified and site-local addresses (and IPv6 forms that wrap such an IPv4 address:
+IPv4-mapped/-compatible, SIIT, NAT64, 6to4, Teredo) are refused unless `allow_private_networks` is set or the
 host/address is in `allow_hosts` (host names or CIDRs). Cloud metadata addresses are refused even with
 `allow_private_networks`; only an explicit `allow_hosts` entry admits them.
 
@@ -200,12 +201,67 @@ def _allow_list_match(host: str, ip: IPAddress, allow_hosts: Iterable[str]) -> b
     return False
 
 
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+_NAT64_LOCAL = ipaddress.ip_network("64:ff9b:1::/48")
+_V4_COMPATIBLE = ipaddress.ip_network("::/96")
+_SIIT = ipaddress.ip_network("::ffff:0:0:0/96")
+_SITE_LOCAL = ipaddress.ip_network("fec0::/10")
+
+
+def _rfc6052_candidates(ip: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
+    """The IPv4 addresses an address in the local-use NAT64 prefix 64:ff9b:1::/48 may carry: the operator picks
+    the translation prefix length (/48, /56, /64 or /96, RFC 6052), so every layout whose suffix is zero counts."""
+    n = int(ip)
+    bits = lambda hi, lo: (n >> (128 - lo)) & ((1 << (lo - hi)) - 1)  # noqa: E731  (bits hi..lo-1, MSB = 0)
+    out = [bits(96, 128)]
+    for v4, suffix_from in (((bits(48, 64) << 16) | bits(72, 88), 88), ((bits(56, 64) << 24) | bits(72, 96), 96),
+                            (bits(72, 104), 104)):
+        if bits(64, 72) == 0 and bits(suffix_from, 128) == 0:
+            out.append(v4)
+    # a zero candidate is the empty tail of a longer layout (the /96 one of a /48 address), not a target
+    return [ipaddress.IPv4Address(v4) for v4 in dict.fromkeys(v for v in out if v)] or [ipaddress.IPv4Address(0)]
+
+
+def _embedded_ipv4(ip: ipaddress.IPv6Address) -> tuple[str, list[ipaddress.IPv4Address]] | None:
+    """(kind, the IPv4 addresses) an IPv6 address wraps and reaches through a translator or tunnel, or None."""
+    low32 = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+    if ip.ipv4_mapped is not None:
+        return "IPv4-mapped", [ip.ipv4_mapped]
+    if ip in _NAT64:
+        return "NAT64", [low32]
+    if ip in _NAT64_LOCAL:
+        return "local-use NAT64", _rfc6052_candidates(ip)
+    if ip in _SIIT:
+        return "SIIT (IPv4-translated)", [low32]
+    if ip in _V4_COMPATIBLE and int(ip) > 1:  # :: and ::1 are IPv6's own unspecified and loopback
+        return "IPv4-compatible", [low32]
+    if ip.sixtofour is not None:
+        return "6to4", [ip.sixtofour]
+    if ip.teredo is not None:
+        return "Teredo", list(ip.teredo)  # (server, client)
+    return None
+
+
 def address_refusal(host: str, ip: IPAddress, policy: FetchPolicy) -> str | None:
-    """Why connecting to ip (resolved from host) is refused, or None if it is allowed."""
+    """Why connecting to ip (resolved from host) is refused, or None if it is allowed. An IPv6 address that wraps
+    an IPv4 one (IPv4-mapped, NAT64, SIIT, IPv4-compatible, 6to4, Teredo) is judged by the IPv4 address it reaches."""
     if _allow_list_match(host, ip, policy.allow_hosts):
         return None
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
+    if isinstance(ip, ipaddress.IPv6Address):
+        wrapped = _embedded_ipv4(ip)
+        if wrapped is not None:
+            kind, v4s = wrapped
+            for v4 in v4s:
+                why = _refusal(v4, policy)
+                if why:
+                    return f"{why} ({v4} in {kind} form)"
+            return None
+        if ip in _SITE_LOCAL and not policy.allow_private_networks:
+            return "site-local address"
+    return _refusal(ip, policy)
+
+
+def _refusal(ip: IPAddress, policy: FetchPolicy) -> str | None:
     if ip in METADATA_ADDRESSES:
         return "cloud metadata address"
     if ip.is_multicast:

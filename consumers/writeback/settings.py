@@ -35,6 +35,11 @@ DEFAULT_FIELDS = {
 }
 
 
+def _has_userinfo(url: str) -> bool:
+    """The URL names credentials (`http://user:pass@host/...`), which httpx sends as Basic auth."""
+    return re.match(r"^https?://[^/?#]*@", url, re.IGNORECASE) is not None
+
+
 class TargetSettings(Section):
     """One write-back target. Its URL comes from here only, never from record data (no SSRF through events)."""
 
@@ -97,6 +102,12 @@ class TargetSettings(Section):
             raise ValueError(f"writeback target {self.name!r} (webhook): the url has no {{asset_id}}, so every "
                              "asset would be written to that one record; put {asset_id} where the asset's id goes, "
                              "e.g. https://dam.example/api/assets/{asset_id}")
+        if self.type == "webhook" and self.bearer_token is not None and _has_userinfo(self.url):
+            # httpx turns the URL's user:password into an Authorization: Basic header that replaces ours
+            raise ValueError(f"writeback target {self.name!r} (webhook): both a user:password in url and a "
+                             "bearer_token are set, and only the URL's credentials would be sent (as Basic auth; "
+                             "the bearer token would be silently dropped); keep one: remove user:password@ from "
+                             "url, or remove bearer_token")
         if self.type == "files":
             if not (self.out_dir and self.source_roots):
                 raise ValueError(f"writeback target {self.name!r} (files) needs out_dir and source_roots")

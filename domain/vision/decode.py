@@ -107,8 +107,8 @@ def open_checked(data: bytes, *, max_pixels: int, allowed_formats: list[str] | t
         raise PermanentError(f"decompression bomb: {size} is over max_pixels={max_pixels}",
                              reason="decompression_bomb", details=shape) from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError, struct_error()) as exc:
-        raise PermanentError(f"corrupt {fmt} image: {_short(exc)}", reason="corrupt_image",
-                             details={"format": fmt}) from None
+        raise _metadata_too_large(exc, fmt) or PermanentError(
+            f"corrupt {fmt} image: {_short(exc)}", reason="corrupt_image", details={"format": fmt}) from None
     w, h = img.size
     if w <= 0 or h <= 0:
         raise PermanentError(f"corrupt {fmt} image: zero size", reason="corrupt_image", details={"format": fmt})
@@ -118,6 +118,22 @@ def open_checked(data: bytes, *, max_pixels: int, allowed_formats: list[str] | t
 def struct_error():
     import struct
     return struct.error
+
+
+def _metadata_too_large(exc: BaseException, fmt: str) -> PermanentError | None:
+    """Pillow's refusal of a PNG text/XMP/ICC chunk that inflates past MAX_TEXT_CHUNK (1 MiB), or of text chunks
+    over MAX_TEXT_MEMORY in all (a zip bomb in the metadata): a valid image, not a corrupt one."""
+    text = str(exc)
+    if not isinstance(exc, ValueError) or not ("MAX_TEXT_CHUNK" in text or "MAX_TEXT_MEMORY" in text):
+        return None
+    from PIL import PngImagePlugin
+    chunk = "MAX_TEXT_MEMORY" not in text
+    limit = PngImagePlugin.MAX_TEXT_CHUNK if chunk else PngImagePlugin.MAX_TEXT_MEMORY
+    what = "a text/XMP or ICC chunk inflates" if chunk else "its text chunks together inflate"
+    return PermanentError(f"metadata block too large: {what} past {limit // (1024 * 1024)} MiB (Pillow's "
+                          f"{'MAX_TEXT_CHUNK' if chunk else 'MAX_TEXT_MEMORY'}); the pixels were not read. Strip or "
+                          "shrink the embedded metadata and publish the image again",
+                          reason="metadata_too_large", details={"format": fmt, "limit_bytes": limit})
 
 
 _OBJECT_AT = re.compile(r"<[\w.]+ object at 0x[0-9a-f]+>")
@@ -168,6 +184,9 @@ def decode(data: bytes, *, max_pixels: int, allowed_formats: list[str] | tuple[s
     except Image.DecompressionBombError as exc:
         raise PermanentError(f"decompression bomb: {exc}", reason="decompression_bomb") from None
     except (OSError, SyntaxError, ValueError, EOFError, IndexError, struct_error(), MemoryError) as exc:
+        too_large = _metadata_too_large(exc, fmt)
+        if too_large is not None:
+            raise too_large from None
         msg = _short(exc)
         truncated = "truncat" in msg.lower() or isinstance(exc, EOFError)
         raise PermanentError(f"corrupt {fmt} image{' (truncated)' if truncated else ''}: {msg}",
