@@ -27,6 +27,9 @@ from streams.tracker import TP, PartitionTracker
 from streams.work import Produced, Record, RecordWork, Result
 
 log = logging.getLogger("assetstream.runner")
+#: the dead letter detail saying its original value was cut to 1 KiB (no dead_letters.store): not replayable.
+#: (Not `truncated`: the image and video decoders use that for a truncated upload, which is replayable.)
+CUT_DETAIL = "original_value_cut"
 
 # what the broker will never take. Kafka's CORRUPT_MESSAGE (code 2) is librdkafka's INVALID_MSG; the name
 # KafkaError.CORRUPT_MESSAGE does not exist, and spelling it made every failed delivery raise AttributeError
@@ -199,7 +202,8 @@ class Outputs:
                   rec.offset, err)
         note = (f"original value cut from {len(rec.value)} to 1024 bytes to fit the broker ({err.str()}); "
                 "configure dead_letters.store to keep originals")
-        return self._rewritten(letter, rec.value, {"original_value": rec.value[:1024]}, {"truncated": note})
+        return self._rewritten(letter, rec.value, {"original_value": rec.value[:1024]},
+                               {CUT_DETAIL: note})
 
     def _rewritten(self, letter: bytes, value: bytes, fields: dict, details: dict[str, str]) -> bytes:
         """The same letter (first reason, message, stack) with the original value's place changed."""

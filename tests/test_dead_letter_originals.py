@@ -65,7 +65,7 @@ def test_oversize_original_kept_in_s3_and_replayed_byte_identical(broker, unique
 
     letter = _dead_letter_and_keep_going(s, "asset-huge")
     assert letter["details"]["reason"] == "output_rejected"  # the first failure, not the letter's own size
-    assert letter["original_value"] is None and "truncated" not in letter["details"]
+    assert letter["original_value"] is None and "original_value_cut" not in letter["details"]
     assert letter["original_value_ref"].startswith(f"s3://dead-letters-{unique}/originals/")
     assert letter["original_value_size"] == len(original)
 
@@ -118,7 +118,7 @@ def test_without_a_store_the_cut_letter_keeps_its_reason_and_replay_refuses_it(b
     letter = _dead_letter_and_keep_going(s, "asset-huge")
     assert letter["details"]["reason"] == "output_rejected"
     assert len(letter["original_value"]) == 1024 and letter["original_value_size"] == len(original)
-    assert "configure dead_letters.store" in letter["details"]["truncated"]
+    assert "configure dead_letters.store" in letter["details"]["original_value_cut"]
 
     result = _cli(["dlq", "replay", "--asset", "asset-huge"], env_for(s))
     assert result.exit_code == 1

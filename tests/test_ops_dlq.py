@@ -179,3 +179,36 @@ def test_without_a_dead_letter_topic_the_dlq_listing_refuses_and_the_run_s_readi
         read_dead_letters(settings, 5.0)
     assert read_dead_letters(settings, 5.0, partial=True) == []
     assert run_letters(settings, "writeback", {"a-1"}, 0) == {}
+
+
+def test_a_letter_of_a_truncated_upload_gives_its_whole_event_back_for_replay():
+    """Trial 17: a truncated JPEG's letter (`details.truncated: True`, the decoder's "the file is cut") was refused
+    by `dlq replay` as "its original value was cut to 148 of more bytes ... no dead_letters.store" though the event
+    was whole; the runtime's own cut-to-1-KiB mark still refuses."""
+    from app.ops.dlq import DeadLetter, NotRestorable, original_value
+    from streams.originals import sha256
+
+    event = b"\x00\x00\x00\x00\x01" + b"e" * 143  # a whole 148-byte event
+
+    def letter(details, data):
+        return DeadLetter(0, 0, "a1", {}, None, {"details": details, "original_value": data, "original_value_ref": None,
+                                                  "original_value_size": len(event),
+                                                  "original_value_sha256": sha256(event)})
+    assert original_value(letter({"format": "JPEG", "truncated": "True"}, event), None) == event
+    with pytest.raises(NotRestorable, match="cut"):
+        original_value(letter({"original_value_cut": "original value cut from 148 to 100 bytes"}, event[:100]), None)
+
+
+def test_a_letter_whose_replay_failed_again_is_replayed_once_from_the_newer_letter():
+    """Trial 17: `dlq replay --asset X` also replayed the letter of the first failure next to the letter its replay
+    earned (`replayed_from`), so the same event was sent twice."""
+    from app.ops.dlq import REPLAYED_FROM, DeadLetter, distinct_originals
+
+    first = DeadLetter(0, 3, "a1", {}, None, {"original_topic": "raw", "original_partition": 0, "original_offset": 7,
+                                              "original_headers": []})
+    again = DeadLetter(0, 9, "a1", {}, None, {"original_topic": "raw", "original_partition": 0, "original_offset": 40,
+                                              "original_headers": [{"key": REPLAYED_FROM, "value": b"dlq/0/3"}]})
+    other = DeadLetter(1, 2, "b2", {}, None, {"original_topic": "raw", "original_partition": 1, "original_offset": 5,
+                                              "original_headers": []})
+    kept, skipped = distinct_originals([first, again, other])
+    assert [d.ref for d in kept] == ["0/9", "1/2"] and [(d.ref, k.ref) for d, k in skipped] == [("0/3", "0/9")]

@@ -266,7 +266,7 @@ def test_an_oversize_record_is_dead_lettered_truncated_and_the_worker_keeps_goin
     letter = dead[0]["value"]
     assert dead[0]["key"] == "asset-huge" and letter["error_class"] == "poison"
     assert letter["details"]["reason"] == "deserialize"  # the first failure, not the letter's own size
-    assert "999000" in letter["details"]["truncated"] and len(letter["original_value"]) == 1024
+    assert "999000" in letter["details"]["original_value_cut"] and len(letter["original_value"]) == 1024
     assert letter["original_value_size"] == 999_000 and letter["original_value_ref"] is None
     assert sum(committed(s, s.groups.name("echo"), "raw").values()) == 2
 

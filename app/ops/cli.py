@@ -26,6 +26,11 @@ from app.console import broker_down, console, load_settings, out, setup_logging
 _settings = load_settings  # one place turns a bad configuration into a clear exit 2
 
 
+
+def _cut(text: str, limit: int, more: str) -> str:
+    """`text`, or its first `limit` characters saying where the rest is (a message's fix hint comes last)."""
+    return text if len(text) <= limit else f"{text[:limit]}… (the rest: {more})"
+
 def _ops(settings):
     from app.ops.settings import ops_settings
 
@@ -347,7 +352,8 @@ def dlq_list(
     for d in letters:
         s = d.summary()
         table.add_row(d.ref, str(s["asset_id"]), str(s["stage"]), str(s["error_class"]), str(s["reason"] or ""),
-                      (s["message"] or "")[:120], str(s["attempts"] or ""), s["last_failure"] or "")
+                      _cut(s["message"] or "", 300, f"dlq show {d.ref}"), str(s["attempts"] or ""),
+                      s["last_failure"] or "")
     out.print(table)
     if total:
         out.print("[dim]details: assetstream dlq show P/OFFSET   replay: assetstream dlq replay --asset ID[/dim]")
@@ -404,9 +410,13 @@ def dlq_replay(
     letters, twice = distinct_originals(select(everything, stage=stage, error=error, reason=reason,
                                                asset=asset, ref=ref))
     for d, kept in twice:
-        console.print(f"skipped dlq {d.ref}: the same record ({d.summary()['original']}) as dlq {kept.ref}, dead-lettered "
-                      "twice (at-least-once delivery, e.g. during a rebalance); it is replayed once",
-                      highlight=False)
+        if kept.original == d.original:
+            console.print(f"skipped dlq {d.ref}: the same record ({d.summary()['original']}) as dlq {kept.ref}, "
+                          "dead-lettered twice (at-least-once delivery, e.g. during a rebalance); it is replayed once",
+                          highlight=False)
+        else:
+            console.print(f"skipped dlq {d.ref}: it was replayed before and failed again as dlq {kept.ref}; the same "
+                          "event is replayed once, from the newer letter", highlight=False)
     if not letters:
         if json_out:
             _print_json([])

@@ -23,6 +23,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, Topi
 
 from streams.avro import Serde, topic_names
 from streams.originals import OriginalStore, OriginalUnavailable, open_store, sha256
+from streams.outputs import CUT_DETAIL
 from streams.clientlog import client_logging
 from streams.topics import check_broker_reachable
 from app.settings import Settings
@@ -207,13 +208,24 @@ def distinct_originals(letters: list[DeadLetter]) -> tuple[list[DeadLetter], lis
     """The letters with one per original record (topic/partition/offset): delivery is at least once, so a record
     a worker was handling when its partitions moved (a rebalance) can be dead-lettered twice; replaying both
     would publish it twice. Keeps the newest letter of each original; also returns (skipped, kept) pairs.
-    Undecodable letters (no original coordinates) are all kept."""
+    A letter whose replay failed again (a later letter in `letters` says `replayed_from` it) is the same event too:
+    only the newest of that chain is replayed (trial 17: `--asset` sent the event twice). Undecodable letters (no
+    original coordinates) are all kept."""
     newest = {d.original: d for d in letters if d.original is not None}
+    replays = {d.replayed_from: d for d in letters if d.replayed_from}
+
+    def last(d: DeadLetter) -> DeadLetter:
+        seen = {id(d)}
+        while (later := replays.get(f"dlq/{d.ref}")) is not None and id(later) not in seen:
+            d = newest.get(later.original, later) if later.original is not None else later
+            seen.add(id(d))
+        return d
     kept, skipped = [], []
     for d in letters:
-        same = newest.get(d.original)
-        if same is not None and same is not d:
-            skipped.append((d, same))
+        same = newest.get(d.original) if d.original is not None else None
+        head = last(same if same is not None else d)
+        if head is not d:
+            skipped.append((d, head))
         else:
             kept.append(d)
     return kept, skipped
@@ -256,7 +268,10 @@ def original_value(d: DeadLetter, store: OriginalStore | None, store_error: str 
             raise NotRestorable(f"its original value cannot be read back: {exc}") from None
     else:
         data = v.get("original_value")
-        cut = (v.get("details") or {}).get("truncated")
+        details = v.get("details") or {}
+        # the runtime's mark (streams.outputs.CUT_DETAIL; letters written before it said `truncated` with the same
+        # note); a decoder's `truncated: True` says the upload was cut, not the letter: it replays
+        cut = details.get(CUT_DETAIL) or str(details.get("truncated") or "").startswith("original value cut")
         if cut or (size is not None and len(data or b"") != size):
             raise NotRestorable(f"its original value was cut to {len(data or b'')} of "
                                 f"{size if size is not None else 'more'} bytes when it was dead-lettered (no "
