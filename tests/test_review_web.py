@@ -538,6 +538,21 @@ def test_sign_out_ends_the_session_for_every_copy_of_its_cookie(server, fleet):
         assert again.get(server.login_url).status_code == 200 and title in again.get("/asset/mug-0001").text
 
 
+def test_a_forged_outcome_link_shows_no_banner(server, fleet):
+    """Trial 16 (7): `?sent=` / `?error=` showed any text as "Sent to feedback: …" (a link could claim an approval
+    nothing sent). Only an outcome this app signed for this editor shows; a forged or edited one shows nothing."""
+    with httpx.Client(base_url=server.url, follow_redirects=False) as c:
+        assert c.get(server.login_url).status_code == 303
+        for path in ("/asset/mug-0001?sent=approved&error=sign+in+at+evil", "/?sent=approved&error=sign+in+at+evil"):
+            shown = c.get(path).text
+            assert "Sent to feedback" not in shown and "evil" not in shown, path
+        csrf = re.search(r'name="csrf" value="([^"]+)"', c.get("/").text).group(1)
+        r = c.post("/bulk-approve", data={"csrf": csrf, "scope": "selected"})  # nothing chosen: nothing sent
+        assert "Sent to feedback: 0 asset(s) approved" in c.get(r.headers["location"]).text
+        edited = r.headers["location"].replace("sent=0+asset", "sent=9+asset")
+        assert "Sent to feedback" not in c.get(edited).text
+
+
 def test_a_decision_after_the_session_expired_says_it_was_not_sent(fleet):
     """Trial 2: an editor whose session expired while editing pressed Approve and got a bare "Sign in" page: nothing
     said that the decision was lost. Now the page says nothing was sent and what to do; nothing reaches feedback."""

@@ -12,6 +12,7 @@ import json
 import secrets
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from starlette.requests import Request
 
@@ -19,6 +20,8 @@ from app.review.settings import ReviewSettings
 
 COOKIE = "assetstream_review"
 USER_MAX_LEN = 200
+OUTCOME_MAX_AGE_S = 600
+"""How long a signed outcome banner ("Sent to feedback: …") shows on a reload of the page it led to."""
 
 
 @dataclass(frozen=True)
@@ -77,6 +80,29 @@ class Auth:
 
     def csrf_ok(self, who: Principal, presented: str | None) -> bool:
         return bool(presented) and hmac.compare_digest(str(presented), self.csrf_token(who))
+
+    # --- outcome banners ------------------------------------------------------------------------------------
+    def _outcome_mac(self, who: Principal, kind: str, text: str, issued: int) -> str:
+        return self._sign(f"outcome\n{who.user}\n{who.session}\n{kind}\n{issued}\n{text}".encode())
+
+    def sign_outcome(self, who: Principal, kind: str, text: str) -> dict[str, str]:
+        """The query parameters that carry a decision's outcome ("sent" / "error" and its text) to the page shown
+        next: the text and a signature for this principal (`ok=<issued>.<hmac>`), so a link made elsewhere cannot
+        show a banner (trial 16, finding 7)."""
+        issued = int(time.time())
+        return {kind: text, "ok": f"{issued}.{self._outcome_mac(who, kind, text, issued)}"}
+
+    def outcome(self, who: Principal, params: Any) -> dict[str, str | None]:
+        """{"sent": …, "error": …} from a request's query parameters: the one signed for this principal by
+        sign_outcome within OUTCOME_MAX_AGE_S, else nothing (a forged, unsigned, another user's or stale banner is
+        not shown)."""
+        issued, _, mac = str(params.get("ok") or "").partition(".")
+        if issued.isdigit() and 0 <= time.time() - int(issued) <= OUTCOME_MAX_AGE_S:
+            for kind in ("sent", "error"):
+                text = params.get(kind)
+                if text is not None and hmac.compare_digest(mac, self._outcome_mac(who, kind, text, int(issued))):
+                    return {"sent": None, "error": None, kind: text}
+        return {"sent": None, "error": None}
 
     # --- authentication -------------------------------------------------------------------------------------
     def token_ok(self, presented: str | None) -> bool:
