@@ -53,6 +53,14 @@ class ReviewSettings(Section):
     apply_wait_s: float = Field(2.0, ge=0, description="after Save field decisions, wait up to this long for the "
                                 "review group to apply the decision before showing the asset again, so the page "
                                 "shows what was saved (0 = show it at once)")
+    similar_slots: int = Field(2, ge=1, description="POST /v1/similar: most uploaded query images decoded and "
+                               "embedded at once (each can take ~230 MB while decoding); one that gets no slot "
+                               "within similar_wait_s is answered 503 with Retry-After")
+    similar_wait_s: float = Field(1.0, ge=0, description="POST /v1/similar: how long an upload waits for a free "
+                                  "slot (similar_slots) before it is answered 503")
+    similar_max_pixels: int = Field(25_000_000, ge=10_000, description="POST /v1/similar: most pixels an uploaded "
+                                    "query image may have (read from its header; a larger one is refused with 413 "
+                                    "before any pixel is decoded). Query images are compared at 224 px")
     tenants: list[str] = Field(default_factory=list, description="serve only these tenants' assets: the queue, "
                                "asset pages, thumbnails, decisions, the figures and the search API (/v1) see no "
                                "other tenant's; empty = every tenant. `assetstream review --tenant T` (repeatable)")

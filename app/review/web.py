@@ -10,6 +10,7 @@ import base64
 import binascii
 import logging
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Awaitable, Callable
 from urllib.parse import quote, urlencode, urlsplit
@@ -102,6 +103,7 @@ class ReviewApp:
                                     "event (a decision re-applied by a re-run on the same --out, or kept through a "
                                     "reprocess), so the index does not hold their first upload time",
                                     registry=self.registry)
+        self.similar_decoders: ThreadPoolExecutor | None = None  # POST /v1/similar's decode threads (search_api)
         self.c_decisions = Counter("assetstream_review_decisions", "EditorDecisions this app published",
                                    ["verdict"], registry=self.registry)
         routes = [
@@ -140,6 +142,8 @@ class ReviewApp:
             return self._producer
 
     def close(self) -> None:
+        if self.similar_decoders is not None:
+            self.similar_decoders.shutdown(wait=False)
         if self._producer is not None:
             self._producer.flush(10)
             self._producer = None  # its client threads end with it
