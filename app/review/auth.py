@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import ipaddress
 import json
 import secrets
 import time
@@ -22,6 +23,20 @@ COOKIE = "assetstream_review"
 USER_MAX_LEN = 200
 OUTCOME_MAX_AGE_S = 600
 """How long a signed outcome banner ("Sent to feedback: …") shows on a reload of the page it led to."""
+
+
+def header_exposure_problem(cfg: ReviewSettings, host: str) -> str | None:
+    """Why the app must not listen on `host` as configured, or None: header mode believes a user name from any
+    client, so off loopback it needs review.trusted_proxies (as `ingest-server --insecure-no-auth` serves loopback
+    only). `loopback_only` resolves `host`."""
+    from app.console import loopback_only
+
+    if cfg.auth != "header" or cfg.trusted_proxies or loopback_only(host):
+        return None
+    return (f"review.auth=header believes the {cfg.trusted_header} header from whoever sends it, and {host} is "
+            "reachable from other machines: anyone there could claim any editor. Name the proxy that sets the "
+            "header: ASSETSTREAM_REVIEW__TRUSTED_PROXIES='[\"10.0.0.5\"]' (its addresses or CIDRs; other clients "
+            "get 401), or listen on loopback (--host 127.0.0.1) with the proxy on this machine")
 
 
 @dataclass(frozen=True)
@@ -39,6 +54,7 @@ class Auth:
         self.token = token or (cfg.token.get_secret_value() if cfg.token else secrets.token_urlsafe(24))
         self.secret = (cfg.session_secret.get_secret_value().encode() if cfg.session_secret
                        else secrets.token_bytes(32))
+        self.proxies = [ipaddress.ip_network(p, strict=False) for p in cfg.trusted_proxies]
         self._ended: dict[str, int] = {}  # session id -> its expiry: signed out, refused until it would expire
 
     # --- signing -------------------------------------------------------------------------------------------
@@ -104,6 +120,16 @@ class Auth:
                     return {"sent": None, "error": None, kind: text}
         return {"sent": None, "error": None}
 
+    def from_trusted_proxy(self, request: Request) -> bool:
+        """Whether the request's peer address (the socket's: no forwarding header is read) is a trusted proxy."""
+        try:
+            peer = ipaddress.ip_address((request.client.host if request.client else "").split("%")[0])
+        except ValueError:
+            return False
+        if isinstance(peer, ipaddress.IPv6Address) and peer.ipv4_mapped:
+            peer = peer.ipv4_mapped
+        return any(peer in net for net in self.proxies)
+
     # --- authentication -------------------------------------------------------------------------------------
     def token_ok(self, presented: str | None) -> bool:
         return self.mode == "token" and bool(presented) and hmac.compare_digest(str(presented), self.token)
@@ -112,6 +138,8 @@ class Auth:
         """The principal of a request, or None (401). Header mode reads only the configured header; basic mode
         only the Authorization header; token mode the session cookie or `Authorization: Bearer <token>`."""
         if self.mode == "header":
+            if self.proxies and not self.from_trusted_proxy(request):
+                return None
             user = (request.headers.get(self.cfg.trusted_header) or "").strip()
             return Principal(user[:USER_MAX_LEN], "") if user else None
         auth = request.headers.get("authorization") or ""
