@@ -93,3 +93,15 @@ def store_down(settings: Settings, what: str, exc: Exception) -> None:
 def setup_logging(level: str, levels: Mapping[str, str] | None = None) -> None:
     """Logs on stderr at `level` (settings.log_level), with per-logger levels (settings.log_levels)."""
     configure_logging(level, levels)
+
+
+def loopback_only(host: str) -> bool:
+    """Whether binding `host` serves this machine only (a name is resolved: `localhost`, a hosts-file alias)."""
+    import ipaddress
+    import socket
+
+    try:
+        return all(ipaddress.ip_address(info[4][0].split("%")[0]).is_loopback
+                   for info in socket.getaddrinfo(host, None))
+    except (OSError, ValueError):
+        return False

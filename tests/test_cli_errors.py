@@ -166,6 +166,22 @@ def test_an_unsigned_webhook_is_refused_on_a_non_loopback_address(broker):
     signed.publisher.close()
 
 
+def test_header_auth_on_a_non_loopback_address_needs_the_trusted_proxy_named(broker):
+    """Trial 16: `review.auth=header` on 0.0.0.0 started without a word, and anyone reaching the port could claim
+    any editor with X-Forwarded-User. It is refused like `ingest-server --insecure-no-auth`, unless
+    review.trusted_proxies names the proxy (whose header alone is then believed)."""
+    env = {"ASSETSTREAM_KAFKA__BOOTSTRAP_SERVERS": broker, "ASSETSTREAM_REVIEW__AUTH": "header"}
+    for host in ("0.0.0.0", "::"):
+        res = CliRunner().invoke(app, ["review", "--host", host, "--port", "0"], env=env)
+        assert res.exit_code == 2, res.output
+        out = " ".join(res.output.split())
+        assert f"review.auth=header believes the X-Forwarded-User header from whoever sends it, and {host} is " \
+               "reachable from other machines" in out and "ASSETSTREAM_REVIEW__TRUSTED_PROXIES" in out
+    res = CliRunner().invoke(app, ["review", "--port", "0"],
+                             env={**env, "ASSETSTREAM_REVIEW__TRUSTED_PROXIES": '["proxy"]'})
+    assert res.exit_code == 2 and "trusted proxy 'proxy' is not an IP address or CIDR" in res.output
+
+
 def test_backfill_of_a_directory_lists_the_files_it_does_not_publish(tmp_path):
     """Every file is accounted for, as `assetstream run` does: not an image extension, hidden, with the reason."""
     lib = tmp_path / "lib"

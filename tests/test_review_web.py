@@ -417,6 +417,18 @@ def test_basic_auth_and_trusted_header_modes(fleet):
         ("bob", [{"field": "caption", "action": "rejected", "value": None}])]
 
 
+def test_header_mode_believes_the_header_only_from_a_trusted_proxy(fleet):
+    """Trial 16: with review.trusted_proxies set, X-Forwarded-User from any other address is 401 (the app may then
+    listen where other machines reach it)."""
+    settings, _ = fleet
+    for proxies, expected in ((["192.0.2.0/24"], 401), (["192.0.2.7", "127.0.0.1"], 200)):
+        header = settings.with_overrides(review={"auth": "header", "trusted_proxies": proxies})
+        with ReviewServer(header) as srv:
+            assert httpx.get(srv.url + "/v1/search", headers={"X-Forwarded-User": "ceo"}).status_code == expected
+    with pytest.raises(ValueError, match="review.auth=header believes the X-Forwarded-User header"):
+        ReviewServer(settings.with_overrides(review={"auth": "header"}), host="0.0.0.0", port=0)
+
+
 def test_a_decision_the_broker_does_not_acknowledge_is_reported_not_lost_silently(fleet):
     from streams.embedded import free_port
 
@@ -536,6 +548,21 @@ def test_sign_out_ends_the_session_for_every_copy_of_its_cookie(server, fleet):
             assert title not in r.text
     with httpx.Client(base_url=server.url, follow_redirects=True) as again:  # signing in again works
         assert again.get(server.login_url).status_code == 200 and title in again.get("/asset/mug-0001").text
+
+
+def test_a_forged_outcome_link_shows_no_banner(server, fleet):
+    """Trial 16 (7): `?sent=` / `?error=` showed any text as "Sent to feedback: …" (a link could claim an approval
+    nothing sent). Only an outcome this app signed for this editor shows; a forged or edited one shows nothing."""
+    with httpx.Client(base_url=server.url, follow_redirects=False) as c:
+        assert c.get(server.login_url).status_code == 303
+        for path in ("/asset/mug-0001?sent=approved&error=sign+in+at+evil", "/?sent=approved&error=sign+in+at+evil"):
+            shown = c.get(path).text
+            assert "Sent to feedback" not in shown and "evil" not in shown, path
+        csrf = re.search(r'name="csrf" value="([^"]+)"', c.get("/").text).group(1)
+        r = c.post("/bulk-approve", data={"csrf": csrf, "scope": "selected"})  # nothing chosen: nothing sent
+        assert "Sent to feedback: 0 asset(s) approved" in c.get(r.headers["location"]).text
+        edited = r.headers["location"].replace("sent=0+asset", "sent=9+asset")
+        assert "Sent to feedback" not in c.get(edited).text
 
 
 def test_a_decision_after_the_session_expired_says_it_was_not_sent(fleet):

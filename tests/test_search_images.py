@@ -127,8 +127,8 @@ def test_search_by_an_uploaded_image(api):
     from tests.preprocess_support import png_header_only
 
     huge = api.post("/v1/similar", content=png_header_only(12_000, 9_000))
-    assert huge.status_code == 400 and "12000x9000 = 108 MP, over the limit of 50 MP" in huge.json()["error"]
-    assert "index.query_image_max_pixels" in huge.json()["error"]
+    assert huge.status_code == 413 and "12000x9000 = 108 MP, over this app's limit of 25 MP" in huge.json()["error"]
+    assert "review.similar_max_pixels" in huge.json()["error"]
 
 
 def test_the_exact_file_of_an_indexed_picture_finds_itself_first(api):
@@ -139,6 +139,42 @@ def test_the_exact_file_of_an_indexed_picture_finds_itself_first(api):
         assert r.status_code == 200, r.text
         hits = [(h["asset_id"], h["score"]) for h in r.json()["hits"]]
         assert hits[0][0] == aid and hits[0][1] >= 0.99, (aid, hits)
+
+
+def test_uploads_beyond_the_decode_slots_are_told_to_retry_and_over_the_pixel_cap_are_not_decoded(settings):
+    """Trial 16 (2): a 62 KB 7000x7000 PNG costs ~230 MB to decode and nothing bounded how many decoded at once (8
+    took the serving process to 2.2 GB). Now at most review.similar_slots decode together; the others are answered
+    503 with Retry-After, and an image over review.similar_max_pixels is refused from its header."""
+    import io
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from PIL import Image
+
+    from tests.preprocess_support import png_header_only
+
+    buf = io.BytesIO()
+    Image.new("RGB", (3000, 3000), (200, 40, 40)).save(buf, "PNG")  # 9 MP: a decode that takes a while
+    one_slot = settings.with_overrides(review={"similar_slots": 1, "similar_wait_s": 0})
+    with ReviewServer(one_slot, port=0, token=TOKEN) as srv:
+        auth = {"Authorization": f"Bearer {TOKEN}"}
+        together = threading.Barrier(6)
+
+        def upload(_: int) -> httpx.Response:
+            with httpx.Client(base_url=srv.url, headers=auth, timeout=60) as c:
+                together.wait()
+                return c.post("/v1/similar", content=buf.getvalue())
+
+        with ThreadPoolExecutor(6) as pool:
+            answers = list(pool.map(upload, range(6)))
+        assert {r.status_code for r in answers} == {200, 503}, [r.status_code for r in answers]
+        for r in answers:
+            if r.status_code == 503:
+                assert r.headers["retry-after"] == "2" and "review.similar_slots=1" in r.json()["error"]
+        assert httpx.post(srv.url + "/v1/similar", content=buf.getvalue(), headers=auth).status_code == 200
+        # 49 MP (under index.query_image_max_pixels): header only, so a decode would fail; the cap answers first
+        r = httpx.post(srv.url + "/v1/similar", content=png_header_only(7000, 7000), headers=auth)
+        assert r.status_code == 413 and "7000x7000 = 49 MP, over this app's limit of 25 MP" in r.json()["error"]
 
 
 def test_uploads_need_auth_a_size_limit_and_the_same_site(settings):

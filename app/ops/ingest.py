@@ -34,6 +34,7 @@ from domain.records import document_id
 from domain.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign  # noqa: F401  (re-exported: tests, SDK)
 from streams.avro import Serde, topic_names
 from streams.clientlog import client_logging
+from app.console import loopback_only
 from app.ops.settings import OpsSettings, ops_settings
 from app.producer import asset_id_for, build_event
 from app.settings import Settings
@@ -328,18 +329,6 @@ class _Handler(BaseHTTPRequestHandler):
         self._reply(202, {"accepted": len(acked), "assets": acked})
 
 
-def _loopback(host: str) -> bool:
-    """Whether binding `host` serves this machine only (a name is resolved: `localhost`, a hosts-file alias)."""
-    import ipaddress
-    import socket
-
-    try:
-        return all(ipaddress.ip_address(info[4][0].split("%")[0]).is_loopback
-                   for info in socket.getaddrinfo(host, None))
-    except (OSError, ValueError):
-        return False
-
-
 class IngestServer:
     """The webhook HTTP server (threaded). `start()` serves in a background thread; `serve_forever()` blocks."""
 
@@ -351,7 +340,7 @@ class IngestServer:
             if not insecure_no_auth:
                 raise ValueError("no webhook secret: set ASSETSTREAM_OPS__WEBHOOK_SECRET (or ops.webhook_secret "
                                  "in the config file), or pass --insecure-no-auth for a local test only")
-            if not _loopback(bind):  # unsigned events name file:// sources: this machine's files, to anyone
+            if not loopback_only(bind):  # unsigned events name file:// sources: this machine's files, to anyone
                 raise ValueError(f"--insecure-no-auth listens on loopback only, not {bind}: set "
                                  "ASSETSTREAM_OPS__WEBHOOK_SECRET to accept signed requests from other hosts")
             secret = None

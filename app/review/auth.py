@@ -8,10 +8,12 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import ipaddress
 import json
 import secrets
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from starlette.requests import Request
 
@@ -19,6 +21,22 @@ from app.review.settings import ReviewSettings
 
 COOKIE = "assetstream_review"
 USER_MAX_LEN = 200
+OUTCOME_MAX_AGE_S = 600
+"""How long a signed outcome banner ("Sent to feedback: …") shows on a reload of the page it led to."""
+
+
+def header_exposure_problem(cfg: ReviewSettings, host: str) -> str | None:
+    """Why the app must not listen on `host` as configured, or None: header mode believes a user name from any
+    client, so off loopback it needs review.trusted_proxies (as `ingest-server --insecure-no-auth` serves loopback
+    only). `loopback_only` resolves `host`."""
+    from app.console import loopback_only
+
+    if cfg.auth != "header" or cfg.trusted_proxies or loopback_only(host):
+        return None
+    return (f"review.auth=header believes the {cfg.trusted_header} header from whoever sends it, and {host} is "
+            "reachable from other machines: anyone there could claim any editor. Name the proxy that sets the "
+            "header: ASSETSTREAM_REVIEW__TRUSTED_PROXIES='[\"10.0.0.5\"]' (its addresses or CIDRs; other clients "
+            "get 401), or listen on loopback (--host 127.0.0.1) with the proxy on this machine")
 
 
 @dataclass(frozen=True)
@@ -36,6 +54,7 @@ class Auth:
         self.token = token or (cfg.token.get_secret_value() if cfg.token else secrets.token_urlsafe(24))
         self.secret = (cfg.session_secret.get_secret_value().encode() if cfg.session_secret
                        else secrets.token_bytes(32))
+        self.proxies = [ipaddress.ip_network(p, strict=False) for p in cfg.trusted_proxies]
         self._ended: dict[str, int] = {}  # session id -> its expiry: signed out, refused until it would expire
 
     # --- signing -------------------------------------------------------------------------------------------
@@ -78,6 +97,39 @@ class Auth:
     def csrf_ok(self, who: Principal, presented: str | None) -> bool:
         return bool(presented) and hmac.compare_digest(str(presented), self.csrf_token(who))
 
+    # --- outcome banners ------------------------------------------------------------------------------------
+    def _outcome_mac(self, who: Principal, kind: str, text: str, issued: int) -> str:
+        return self._sign(f"outcome\n{who.user}\n{who.session}\n{kind}\n{issued}\n{text}".encode())
+
+    def sign_outcome(self, who: Principal, kind: str, text: str) -> dict[str, str]:
+        """The query parameters that carry a decision's outcome ("sent" / "error" and its text) to the page shown
+        next: the text and a signature for this principal (`ok=<issued>.<hmac>`), so a link made elsewhere cannot
+        show a banner (trial 16, finding 7)."""
+        issued = int(time.time())
+        return {kind: text, "ok": f"{issued}.{self._outcome_mac(who, kind, text, issued)}"}
+
+    def outcome(self, who: Principal, params: Any) -> dict[str, str | None]:
+        """{"sent": …, "error": …} from a request's query parameters: the one signed for this principal by
+        sign_outcome within OUTCOME_MAX_AGE_S, else nothing (a forged, unsigned, another user's or stale banner is
+        not shown)."""
+        issued, _, mac = str(params.get("ok") or "").partition(".")
+        if issued.isdigit() and 0 <= time.time() - int(issued) <= OUTCOME_MAX_AGE_S:
+            for kind in ("sent", "error"):
+                text = params.get(kind)
+                if text is not None and hmac.compare_digest(mac, self._outcome_mac(who, kind, text, int(issued))):
+                    return {"sent": None, "error": None, kind: text}
+        return {"sent": None, "error": None}
+
+    def from_trusted_proxy(self, request: Request) -> bool:
+        """Whether the request's peer address (the socket's: no forwarding header is read) is a trusted proxy."""
+        try:
+            peer = ipaddress.ip_address((request.client.host if request.client else "").split("%")[0])
+        except ValueError:
+            return False
+        if isinstance(peer, ipaddress.IPv6Address) and peer.ipv4_mapped:
+            peer = peer.ipv4_mapped
+        return any(peer in net for net in self.proxies)
+
     # --- authentication -------------------------------------------------------------------------------------
     def token_ok(self, presented: str | None) -> bool:
         return self.mode == "token" and bool(presented) and hmac.compare_digest(str(presented), self.token)
@@ -86,6 +138,8 @@ class Auth:
         """The principal of a request, or None (401). Header mode reads only the configured header; basic mode
         only the Authorization header; token mode the session cookie or `Authorization: Bearer <token>`."""
         if self.mode == "header":
+            if self.proxies and not self.from_trusted_proxy(request):
+                return None
             user = (request.headers.get(self.cfg.trusted_header) or "").strip()
             return Principal(user[:USER_MAX_LEN], "") if user else None
         auth = request.headers.get("authorization") or ""

@@ -80,13 +80,19 @@ def fleet_env(settings) -> str:
 def bind_review_port(settings, host: Optional[str] = None, port: Optional[int] = None):
     """The review app's listening socket (review.host / review.port unless given), bound now: a port in use is
     one clear error and exit 2 before anything starts (`run --serve` used to process every image, print its
-    `env:` line and then fail with a traceback)."""
+    `env:` line and then fail with a traceback). So is header auth on an address other machines reach without
+    review.trusted_proxies (header_exposure_problem)."""
     import socket
 
+    from app.review.auth import header_exposure_problem
     from app.review.server import bind_socket
 
     host = host or settings.review.host
     port = settings.review.port if port is None else port
+    exposed = header_exposure_problem(settings.review, host)
+    if exposed:
+        console.print(f"[red]error:[/red] {exposed}", highlight=False)
+        raise typer.Exit(2)
     try:
         return bind_socket(host, port)
     except (OSError, OverflowError) as exc:

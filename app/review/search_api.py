@@ -26,6 +26,8 @@ another site (its Origin header) is refused all the same.
 from __future__ import annotations
 
 import logging
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, AsyncIterator, Awaitable, Callable
 
@@ -52,6 +54,17 @@ log = logging.getLogger(__name__)
 
 class OutOfScope(Exception):
     """A request naming a tenant the app does not serve (review.tenants): 403."""
+
+
+class TooManyPixels(Exception):
+    """An uploaded query image with more pixels than review.similar_max_pixels (from its header): 413."""
+
+
+class Busy(Exception):
+    """Every upload slot (review.similar_slots) stayed taken for review.similar_wait_s: 503 with Retry-After."""
+
+
+RETRY_AFTER_S = 2
 
 
 @dataclass(frozen=True)
@@ -90,8 +103,34 @@ def refuse_other_tenants_asset(settings: Any, scope: Scope, asset_id: str, tenan
                       "asset: give the tenant its hits say, tenant=NAME or --tenant NAME)")
 
 
+def refuse_too_many_pixels(data: bytes, max_pixels: int) -> None:
+    """TooManyPixels (413) when the query image's header gives more pixels than `max_pixels`
+    (review.similar_max_pixels), before any pixel is decoded. Bytes that are no image are left to the search's
+    own check (400)."""
+    from domain.vision.header import TooManyPixels as OverLimit, open_header
+
+    try:
+        open_header(data, max_pixels).close()
+    except OverLimit as exc:
+        size = f"{exc.width}x{exc.height} = {exc.pixels / 1e6:.0f} MP" if exc.width and exc.height and exc.pixels \
+            else "larger than the decoder accepts"
+        raise TooManyPixels(f"the query image is {size}, over this app's limit of {max_pixels / 1e6:.0f} MP "
+                            "(review.similar_max_pixels): send a smaller copy (it is compared at 224 pixels)") \
+            from None
+    except Exception:  # noqa: BLE001 - not an image: run_similar_image says so
+        return
+
+
 def _error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status, headers=headers)
+
+
+def _refusal(exc: Exception) -> JSONResponse:
+    """The answer to a request refused for a reason of its own (not the store's)."""
+    for kind, status in ((BadRequest, 400), (OutOfScope, 403), (TooManyPixels, 413), (LookupError, 404)):
+        if isinstance(exc, kind):
+            return _error(status, str(exc))
+    return _error(503, str(exc), {"Retry-After": str(RETRY_AFTER_S)})  # Busy: every upload slot taken
 
 
 HOW_TO_SEND = ("the raw bytes as the body (curl --data-binary @photo.jpg -H 'Content-Type: image/jpeg' URL) or a "
@@ -166,12 +205,8 @@ def search_routes(app: "ReviewApp") -> list[Route]:
                                            "(index.query_image_max_bytes)")
             try:
                 return JSONResponse(await run_in_threadpool(handler, request, body))
-            except BadRequest as exc:
-                return _error(400, str(exc))
-            except OutOfScope as exc:
-                return _error(403, str(exc))
-            except LookupError as exc:
-                return _error(404, str(exc))
+            except (BadRequest, OutOfScope, TooManyPixels, Busy, LookupError) as exc:
+                return _refusal(exc)
             except Exception as exc:  # the store: unreachable, or refused the request
                 log.warning("search API: %s %s failed: %s: %s", request.method, request.url.path,
                             type(exc).__name__, exc)
@@ -189,9 +224,23 @@ def search_routes(app: "ReviewApp") -> list[Route]:
         refuse_other_tenants_asset(app.settings, app.index.scope, asset_id, req.tenant)
         return run_similar(app.es, app.settings, asset_id, req, taxonomy=app.taxonomy)
 
+    cfg = app.settings.review
+    slots = threading.BoundedSemaphore(cfg.similar_slots)  # decoding a query image can take ~230 MB (trial 16)
+    # the decodes run on these threads only: memory a decode freed stays with its thread's malloc arena, so 40
+    # threadpool threads taking turns would hold 40 decodes' worth; these hold at most similar_slots' worth
+    decoders = ThreadPoolExecutor(cfg.similar_slots, thread_name_prefix="review-similar")
+    app.similar_decoders = decoders  # shut down with the app
+
     def do_similar_image(request: Request, body: bytes) -> dict[str, Any]:
         req = scoped_request(request.query_params, SIMILAR_PARAMS, app.index.scope)
-        return run_similar_image(app.es, app.settings, body, req, taxonomy=app.taxonomy)
+        refuse_too_many_pixels(body, cfg.similar_max_pixels)
+        if not slots.acquire(timeout=cfg.similar_wait_s):
+            raise Busy(f"too many query images are being searched with right now (review.similar_slots="
+                       f"{cfg.similar_slots}): try again in {RETRY_AFTER_S} s")
+        try:
+            return decoders.submit(run_similar_image, app.es, app.settings, body, req, app.taxonomy).result()
+        finally:
+            slots.release()
 
     routes = [Route("/v1/search", api(do_search), methods=["GET"]),
               Route("/v1/assets/{asset_id:path}/similar", api(do_similar), methods=["GET"]),

@@ -10,6 +10,7 @@ from typing import Any, Callable
 
 import uvicorn
 
+from app.review.auth import header_exposure_problem
 from app.review.web import ReviewApp
 
 
@@ -34,6 +35,9 @@ class ReviewServer:
         self.settings = settings
         self.host = host or settings.review.host
         self.port = settings.review.port if port is None else port
+        exposed = header_exposure_problem(settings.review, self.host)
+        if exposed:
+            raise ValueError(exposed)
         self.app = ReviewApp(settings, **app_kwargs)
         self.sock: socket.socket | None = sock
         self.server: uvicorn.Server | None = None

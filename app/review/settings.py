@@ -3,11 +3,13 @@
     ASSETSTREAM_REVIEW__AUTH=token                      # default: a random token printed in the login URL
     ASSETSTREAM_REVIEW__AUTH=basic ASSETSTREAM_REVIEW__USERS='{"alice": "…"}'
     ASSETSTREAM_REVIEW__AUTH=header ASSETSTREAM_REVIEW__TRUSTED_HEADER=X-Forwarded-User   # behind an OIDC proxy
+    ASSETSTREAM_REVIEW__TRUSTED_PROXIES='["10.0.0.5"]'  # header mode off loopback: whose header is believed
     ASSETSTREAM_REVIEW__TENANTS='["acme"]'             # one desk per tenant (`assetstream review --tenant acme`)
 """
 from __future__ import annotations
 
 import getpass
+import ipaddress
 from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator
@@ -40,6 +42,10 @@ class ReviewSettings(Section):
     users: dict[str, SecretStr] = Field(default_factory=dict, description="basic mode: user name -> password")
     trusted_header: str = Field("X-Forwarded-User", description="header mode: the header holding the user name; "
                                 "only read when auth=header")
+    trusted_proxies: list[str] = Field(default_factory=list, description="header mode: the addresses or CIDRs "
+                                       "(e.g. 10.0.0.5, 10.0.0.0/24) of the proxy whose `trusted_header` is "
+                                       "believed; a request from any other address is 401. Empty = any address, "
+                                       "which the app allows only when it listens on loopback")
     session_secret: SecretStr | None = Field(None, description="signs session cookies and CSRF tokens (default: "
                                              "random per start, so a restart logs everyone out)")
     session_max_age_s: int = Field(12 * 3600, ge=60, description="session cookie lifetime")
@@ -53,9 +59,33 @@ class ReviewSettings(Section):
     apply_wait_s: float = Field(2.0, ge=0, description="after Save field decisions, wait up to this long for the "
                                 "review group to apply the decision before showing the asset again, so the page "
                                 "shows what was saved (0 = show it at once)")
+    similar_slots: int = Field(2, ge=1, description="POST /v1/similar: most uploaded query images decoded and "
+                               "embedded at once (each can take ~230 MB while decoding); one that gets no slot "
+                               "within similar_wait_s is answered 503 with Retry-After")
+    similar_wait_s: float = Field(1.0, ge=0, description="POST /v1/similar: how long an upload waits for a free "
+                                  "slot (similar_slots) before it is answered 503")
+    similar_max_pixels: int = Field(25_000_000, ge=10_000, description="POST /v1/similar: most pixels an uploaded "
+                                    "query image may have (read from its header; a larger one is refused with 413 "
+                                    "before any pixel is decoded). Query images are compared at 224 px")
     tenants: list[str] = Field(default_factory=list, description="serve only these tenants' assets: the queue, "
                                "asset pages, thumbnails, decisions, the figures and the search API (/v1) see no "
                                "other tenant's; empty = every tenant. `assetstream review --tenant T` (repeatable)")
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _one_or_many_proxies(cls, value: object) -> object:
+        return [] if value is None else [value] if isinstance(value, str) else value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxy_addresses(cls, value: list[str]) -> list[str]:
+        for proxy in value:
+            try:
+                ipaddress.ip_network(proxy.strip(), strict=False)
+            except ValueError:
+                raise ValueError(f"trusted proxy {proxy!r} is not an IP address or CIDR (e.g. 10.0.0.5 or "
+                                 "10.0.0.0/24)") from None
+        return [p.strip() for p in value]
 
     @field_validator("tenants", mode="before")
     @classmethod

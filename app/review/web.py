@@ -10,6 +10,7 @@ import base64
 import binascii
 import logging
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Awaitable, Callable
 from urllib.parse import quote, urlencode, urlsplit
@@ -102,6 +103,7 @@ class ReviewApp:
                                     "event (a decision re-applied by a re-run on the same --out, or kept through a "
                                     "reprocess), so the index does not hold their first upload time",
                                     registry=self.registry)
+        self.similar_decoders: ThreadPoolExecutor | None = None  # POST /v1/similar's decode threads (search_api)
         self.c_decisions = Counter("assetstream_review_decisions", "EditorDecisions this app published",
                                    ["verdict"], registry=self.registry)
         routes = [
@@ -140,6 +142,8 @@ class ReviewApp:
             return self._producer
 
     def close(self) -> None:
+        if self.similar_decoders is not None:
+            self.similar_decoders.shutdown(wait=False)
         if self._producer is not None:
             self._producer.flush(10)
             self._producer = None  # its client threads end with it
@@ -257,8 +261,7 @@ class ReviewApp:
         tag_problem = unknown_tag(f.tag, self.taxonomy) if f.tag else None
         return self._page(request, who, "queue.html", {**data, "f": f, "reason_groups": list(REASON_GROUPS),
                                                        "scan_limit": self.cfg.scan_limit, "tag_problem": tag_problem,
-                                                       "sent": request.query_params.get("sent"),
-                                                       "error": request.query_params.get("error")})
+                                                       **self.auth.outcome(who, request.query_params)})
 
     async def asset(self, request: Request, who: Principal) -> Response:
         asset_id = request.path_params["asset_id"]
@@ -281,7 +284,7 @@ class ReviewApp:
             return self._message(request, who, 404, "Not found", f"No asset {asset_id!r} in the index.")
         return self._page(request, who, "asset.html", {
             **data, "f": f, "vocab": self.vocab, "alt_rules": self.alt_rules,
-            "sent": request.query_params.get("sent"), "error": request.query_params.get("error"),
+            **self.auth.outcome(who, request.query_params),  # shown only when this app signed it for `who`
             "mine": ",".join(dec.own_decisions(request.query_params.get("mine")))})
 
     async def thumbnail(self, request: Request, who: Principal) -> Response:
@@ -307,6 +310,9 @@ class ReviewApp:
         form = await request.form()
         f = Filters.from_params(form, self.taxonomy)
 
+        def signed(kind: str, text: str) -> dict[str, str]:  # the outcome banner of the page shown next
+            return self.auth.sign_outcome(who, kind, text)
+
         def act() -> str:
             doc = self.index.asset(asset_id)
             if doc is None:
@@ -323,23 +329,24 @@ class ReviewApp:
             if sent["status"] and form.get("advance") == "1":
                 nxt = self.index.neighbour(f, doc, after=True)
                 if nxt:
-                    return _asset_url(nxt, f, sent=f"{asset_id}: {sent['status']}{note}")
-                return "/?" + urlencode({**f.params(), "sent": f"{asset_id}: {sent['status']}{note}"})
+                    return _asset_url(nxt, f, **signed("sent", f"{asset_id}: {sent['status']}{note}"))
+                return "/?" + urlencode({**f.params(), **signed("sent", f"{asset_id}: {sent['status']}{note}")})
             # the page shown next shows what was saved: wait (briefly) for the review group to apply it
             self.index.wait_applied(asset_id, sent["decision_id"], self.cfg.apply_wait_s)
             what = sent["status"] or ", ".join(f"{x['field']} {x['action']}" for x in sent["fields"])
             # the page shown next carries this decision as its own: once applied it is no conflict (from_form)
             mine = ",".join(dec.own_decisions(",".join([*dec.own_decisions(form.get("mine")), sent["decision_id"]])))
-            return _asset_url(asset_id, f, sent=what + note, mine=mine)
+            return _asset_url(asset_id, f, **signed("sent", what + note), mine=mine)
 
         try:
             target = await run_in_threadpool(act)
         except dec.DecisionError as exc:  # the page's own decisions stay its own
-            target = _asset_url(asset_id, f, error=str(exc), mine=",".join(dec.own_decisions(form.get("mine"))))
+            target = _asset_url(asset_id, f, **signed("error", str(exc)),
+                                mine=",".join(dec.own_decisions(form.get("mine"))))
         except Exception as exc:  # the broker did not acknowledge in time: say so, do not pretend
             log.warning("review: decision for %s not acknowledged: %s", asset_id, exc)
-            target = _asset_url(asset_id, f, error=f"not sent (the broker did not confirm it: {type(exc).__name__}: "
-                                                   f"{exc}); try again")
+            target = _asset_url(asset_id, f, **signed("error", f"not sent (the broker did not confirm it: "
+                                                              f"{type(exc).__name__}: {exc}); try again"))
         return RedirectResponse(target, status_code=303)
 
     async def bulk_approve(self, request: Request, who: Principal) -> Response:
@@ -360,14 +367,15 @@ class ReviewApp:
             return len(self.publish([dec.approval(i, who.user, t, given.get(scoped_id(i, t)), self.taxonomy) for i, t in chosen]))
 
         try:
-            outcome = {"sent": f"{await run_in_threadpool(act)} asset(s) approved"}
+            outcome = ("sent", f"{await run_in_threadpool(act)} asset(s) approved")
         except dec.DecisionError as exc:
-            outcome = {"error": str(exc)}
+            outcome = ("error", str(exc))
         except Exception as exc:  # the broker did not acknowledge in time
             log.warning("review: bulk approval not acknowledged: %s", exc)
-            outcome = {"error": f"not all sent (the broker did not confirm them: {type(exc).__name__}: {exc}); "
-                                "try again"}
-        return RedirectResponse("/?" + urlencode({**f.params(), **outcome}), status_code=303)
+            outcome = ("error", f"not all sent (the broker did not confirm them: {type(exc).__name__}: {exc}); "
+                                "try again")
+        return RedirectResponse("/?" + urlencode({**f.params(), **self.auth.sign_outcome(who, *outcome)}),
+                                status_code=303)
 
     async def metrics(self, request: Request, who: Principal) -> Response:
         def collect():
