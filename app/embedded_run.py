@@ -675,7 +675,7 @@ class EmbeddedRun:
                    and decided_ms((self.tracker.validated.get(a) or {}).get("review")) < decided_ms(r)}
         held = [a for a in carried if a in self.tracker.reached["index"] and a not in indexed]
         if indexed:
-            publish_decisions(settings, [decision_of_review(a, r) for a, r in indexed.items()])
+            publish_decisions(settings, [d for a, r in indexed.items() for d in decisions_of_review(a, r)])
             self.wait_for_group(settings, "review", "feedback")
             self.wait_for_group(settings, "index", "validated")
             self.read_indexed(settings, list(indexed))
@@ -846,22 +846,40 @@ def with_thumbnail_of(previous: dict[str, Any] | None, record: dict[str, Any]) -
     return {**record, "enriched": {**enriched, "pre": {**enriched["pre"], "thumbnail": thumb}}}
 
 
-def decision_of_review(asset_id: str, review: dict[str, Any]) -> dict[str, Any]:
-    """The EditorDecision that puts a recorded HumanReview back on an asset: every field the person decided on,
-    named with its action and value (so an approval adds nothing of the new record's), the verdict, the editor
-    and time of the verdict (of the newest field decision when there is none). Its id is derived from the review,
-    so sending it twice changes nothing."""
+def decisions_of_review(asset_id: str, review: dict[str, Any]) -> list[dict[str, Any]]:
+    """The EditorDecisions that put a recorded HumanReview back on an asset, each person's at their own time: one
+    per (editor, time) of the field decisions, in time order, every field named with its action and value (so an
+    approval adds nothing of the new record's), and the verdict with its editor, time and the image it was given
+    on (`content_sha256`), together with the fields decided with it. Their ids are derived from what they say, so
+    sending them again (a second re-run, whose sidecars they wrote) changes nothing."""
     import hashlib
 
     from domain.review import FIELDS
+    from streams.records import to_ms
 
-    fields = [f for f in review.get("fields") or [] if isinstance(f, dict) and f.get("field") in FIELDS]
-    newest = max(fields, key=lambda f: f.get("at") or 0, default={})
-    digest = hashlib.sha256(json.dumps([asset_id, review], sort_keys=True, default=str).encode()).hexdigest()
-    return {"asset_id": asset_id, "decision_id": f"sidecar-{digest[:32]}",
-            "fields": [{"field": f["field"], "action": f["action"], "value": f.get("value")} for f in fields],
-            "editor": review.get("editor") or newest.get("editor") or "unknown",
-            "decided_at": review.get("decided_at") or newest.get("at") or None, "status": review.get("status")}
+    groups: dict[tuple[str, int], list[dict[str, Any]]] = {}
+    for f in review.get("fields") or []:
+        if isinstance(f, dict) and f.get("field") in FIELDS:
+            key = (f.get("editor") or review.get("editor") or "unknown",
+                   to_ms(f["at"]) if f.get("at") is not None else -1)
+            groups.setdefault(key, []).append({"field": f["field"], "action": f["action"], "value": f.get("value")})
+    status = review.get("status")
+    verdict = None
+    if status is not None:
+        verdict = (review.get("editor") or "unknown",
+                   to_ms(review["decided_at"]) if review.get("decided_at") is not None else -1)
+        groups.setdefault(verdict, [])
+    newest = max((at for _, at in groups), default=-1)
+    decisions = []
+    for editor, at in sorted(groups, key=lambda k: (k[1], k == verdict, k[0])):
+        decision = {"asset_id": asset_id, "fields": groups[(editor, at)], "editor": editor,
+                    "decided_at": at if at >= 0 else (newest if newest >= 0 else None),
+                    "status": status if (editor, at) == verdict else None}
+        if (editor, at) == verdict:
+            decision["content_sha256"] = review.get("content_sha256")
+        digest = hashlib.sha256(json.dumps(decision, sort_keys=True, default=str).encode()).hexdigest()
+        decisions.append({**decision, "decision_id": f"sidecar-{digest[:32]}"})
+    return decisions
 
 
 def skipped_rows(skipped: list[tuple[str, str]]) -> list[dict[str, Any]]:

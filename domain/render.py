@@ -236,10 +236,12 @@ def jsonld_text(doc: dict[str, Any], indent: int | None = 2) -> str:
 
 
 def review_json(review: dict[str, Any] | None) -> str | None:
-    """A HumanReview as the JSON-LD's `assetstream:review` (times as epoch ms), or None when nobody decided."""
+    """A HumanReview as the JSON-LD's `assetstream:review` (times as epoch ms), or None when nobody decided. The
+    verdict keeps the SHA-256 of the image it was given on: a re-run over other bytes sends the asset back to
+    review rather than dating the verdict to them."""
     if not has_decision(review):
         return None
-    keep = {k: review.get(k) for k in ("status", "editor", "decided_at", "fields")}
+    keep = {k: review.get(k) for k in ("status", "editor", "decided_at", "fields", "content_sha256")}
     return json.dumps(to_plain(keep), sort_keys=True)
 
 

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from streams.embedded import free_port
-from app.kpis import testing as T
+from app.kpis import compute, testing as T
+from app.kpis.settings import KpiSettings
 from app.kpis.feedback import publish_decisions
 from app.settings import Settings
 
@@ -272,3 +273,26 @@ def test_restarted_app_resumes_table_state(broker, unique):
         assert_kpis(snaps["total"], expected(vs_all, dps))
         start = BASE + 2 * HOUR
         assert_kpis(snaps[f"hour:{start}"], expected(vs_all, dps, lambda at: start <= at < start + HOUR, total=False))
+
+
+def test_a_decision_is_charged_to_the_prompt_the_editor_was_shown_in_any_order():
+    """Trial 18: an approval made when only alt_text v1 existed was charged to v2 after a prompt change and a re-run
+    (the re-applied decision arrives after the new records), or to no prompt, depending on the order the app read
+    them in. It is charged to the newest version published before the decision; a decision older than every
+    version the app saw is charged to no prompt, never to one published after it."""
+    ks = KpiSettings()
+    v1 = V("c", 1, "needs_review", BASE, BASE + 1000, "Cat", "A cat", ("subject:cat",), 0.0, "v1", MODEL_A)
+    v2 = V("c", 2, "needs_review", BASE, BASE + HOUR, "Cat", "A grey cat", ("subject:cat",), 0.0, "v2", MODEL_A)
+    d = D("c", BASE + 60_000, [("alt_text", "accepted"), ("tags", "edited")]).record()
+
+    def charged(*records: V) -> tuple:
+        state = None
+        for v in records:
+            state = compute.apply_validated(state, v.record(), ks)[0]
+        rows = {r[0]: tuple(r[1:4]) for r in compute.decision_event(state, d, ks)["rows"]}
+        entry = {f["field"]: f["prompt_version"] for f in compute.audit_for_decision(d, state, ks)["fields"]}
+        return rows["alt_text"], entry["alt_text"], rows["tags"]
+
+    shown = (("alt-text", "v1", MODEL_A), "v1", ("tagging", "t1", MODEL_A))
+    assert charged(v1, v2) == charged(v2, v1) == charged(v1) == shown
+    assert charged(v2) == (("unknown",) * 3, None, ("unknown",) * 3)  # the re-run: v1 was never read

@@ -20,7 +20,9 @@ from pathlib import Path
 
 import pytest
 
-from app.embedded_run import sidecar_name
+from app.embedded_run import decisions_of_review, sidecar_name
+from app.kpis.compute import audit_for_decision
+from app.kpis.settings import KpiSettings
 from app.producer import asset_id_for
 
 REPO = Path(__file__).resolve().parent.parent
@@ -41,8 +43,22 @@ def _cli(args: list[str], env: dict[str, str], timeout: float = 120) -> subproce
                           text=True, timeout=timeout)
 
 
+def _sidecar_path(out: Path, path: Path) -> Path:
+    return out / f"{sidecar_name(asset_id_for(path))}.jsonld"
+
+
 def _sidecar(out: Path, path: Path) -> dict:
-    return json.loads((out / f"{sidecar_name(asset_id_for(path))}.jsonld").read_text())
+    return json.loads(_sidecar_path(out, path).read_text())
+
+
+def _who(review: dict) -> tuple:
+    """Who decided what and when: per field and for the verdict (and the image it was given on)."""
+    return (sorted((f["field"], f["action"], f["value"], f["editor"], f["at"]) for f in review["fields"]),
+            review["status"], review["editor"], review["decided_at"], review.get("content_sha256"))
+
+
+def _audit(decision: dict) -> dict:
+    return audit_for_decision(decision, None, KpiSettings())
 
 
 def _summary(out: Path, path: Path) -> dict:
@@ -194,6 +210,20 @@ def test_a_later_run_reapplies_the_decisions_in_the_sidecars(session):
     doc = json.loads(old.read_text())
     assert doc.pop("assetstream:review") and doc["assetstream:reviewedBy"] == "ana"
     old.write_text(json.dumps(doc))
+    # trial 18: each person's field edits keep their editor and time (bob's alt text before dave's approval,
+    # carol's title after it), and the verdict its editor, time and image
+    mug_doc = _sidecar(out, mug)
+    review = json.loads(mug_doc["assetstream:review"])
+    verdict_at = review["decided_at"]
+    for f in review["fields"]:
+        f.update({"alt_text": {"editor": "bob", "at": verdict_at - 60_000}, "title": {"editor": "carol"}}.get(
+            f["field"], {"editor": "dave"}))
+    review["editor"] = "dave"
+    title_at = next(f["at"] for f in review["fields"] if f["field"] == "title")
+    assert title_at > verdict_at
+    mug_doc["assetstream:review"] = json.dumps(review)
+    _sidecar_path(out, mug).write_text(json.dumps(mug_doc))
+    session["crafted"] = review
     res = _cli(["run", str(session["images"]), "--out", str(out), "--json"], _env(), timeout=180)
     assert res.returncode == 0, res.stderr
     rows = {r["asset_id"]: r for r in json.loads(res.stdout)}
@@ -201,8 +231,12 @@ def test_a_later_run_reapplies_the_decisions_in_the_sidecars(session):
     assert _sidecar(out, mug)["accessibilitySummary"] == EDITED and _sidecar(out, mug)["name"] == TITLE
     assert rows[asset_id_for(mug)]["title"] == TITLE
     assert _sidecar(out, mug)["creativeWorkStatus"] == "approved"
-    assert _sidecar(out, mug)["assetstream:reviewedBy"] == "ana"
+    assert _sidecar(out, mug)["assetstream:reviewedBy"] == "dave"
     assert _summary(out, mug)["status"] == "approved"
+    assert _who(json.loads(_sidecar(out, mug)["assetstream:review"])) == _who(review)
+    assert {(f["field"], e["actor"], e["at"]) for e in map(_audit, decisions_of_review(asset_id_for(mug), review))
+            for f in e["fields"]} >= {("alt_text", "bob", verdict_at - 60_000), ("tags", "dave", verdict_at),
+                                      ("title", "carol", title_at)}
     said = " ".join(res.stderr.split())
     assert "re-applied 1 person's decision(s) from the sidecars" in said
     name = sidecar_name(asset_id_for(logo))
@@ -210,3 +244,14 @@ def test_a_later_run_reapplies_the_decisions_in_the_sidecars(session):
     assert json.loads((out / f"{name}.reviewed.jsonld").read_text()) == doc
     assert rows[asset_id_for(logo)]["status"] == _sidecar(out, logo)["creativeWorkStatus"] == "needs_review"
 
+
+
+def test_a_second_rerun_changes_nothing(session):
+    """The re-applied decisions' ids derive from what they say: the next run puts back exactly the same review."""
+    out, mug = session["out"], session["mug"]
+    before = json.loads(_sidecar(out, mug)["assetstream:review"])
+    assert before.get("content_sha256")
+    res = _cli(["run", str(session["images"]), "--out", str(out), "--json"], _env(), timeout=180)
+    assert res.returncode == 0, res.stderr
+    after = json.loads(_sidecar(out, mug)["assetstream:review"])
+    assert _who(after) == _who(before) == _who(session["crafted"]) and after == before

@@ -24,6 +24,7 @@ AUDITED_FIELDS = ("title", "alt_text", "caption", "summary", "visible_text", "ta
 UNKNOWN = "unknown"
 WINDOWS = {"hour": HOUR_MS, "day": DAY_MS}
 RECENT_WINDOWS = 4  # per asset, window starts remembered for the distinct-asset count
+SHOWN_KEPT = 8  # per asset, the newest publications (time, version, provenance) a decision is matched against
 
 
 def to_ms(value: Any) -> int:
@@ -107,6 +108,10 @@ def apply_validated(state: dict[str, Any] | None, validated: dict[str, Any],
         new["flags"] = {} if new["deleted"] else field_flags(validated)
         if validated["enriched"].get("provenance"):
             new["prov"] = provenance_brief(validated["enriched"]["provenance"])
+    if validated["enriched"].get("provenance"):  # whatever order versions arrive in: what was shown when
+        kept = [s for s in new.get("shown") or [] if s[:2] != [at, version]]  # a replayed record: once
+        kept.append([at, version, provenance_brief(validated["enriched"]["provenance"])])
+        new["shown"] = sorted(kept, key=lambda s: (s[0], s[1]))[-SHOWN_KEPT:]
     after = _coverage_vector(new, ks)
     first = {"total": state is None}
     for kind in WINDOWS:
@@ -124,8 +129,26 @@ def apply_validated(state: dict[str, Any] | None, validated: dict[str, Any],
     return new, event
 
 
+def shown(state: dict[str, Any] | None, decided_at: Any) -> tuple[int | None, list[dict[str, str]]]:
+    """(version, provenance) of the record an editor was shown: of the asset's publications at or before the
+    decision, the highest version (as the index keeps it), never one published after it (e.g. by a later prompt,
+    and a re-run that re-applies the decision), whatever order the app read them in. None known (the decision
+    predates every publication the app has seen): (None, []), the prompt is unknown. A state written before
+    publications were kept: its latest version's."""
+    if not state:
+        return None, []
+    if "shown" not in state:
+        return state.get("v"), state.get("prov") or []
+    at = to_ms(decided_at)
+    before = [(v, t, prov) for t, v, prov in state["shown"] if t <= at]
+    if not before:
+        return None, []
+    version, _, prov = max(before, key=lambda s: (s[0], s[1]))
+    return version, prov
+
+
 def decision_event(state: dict[str, Any] | None, decision: dict[str, Any], ks: KpiSettings) -> dict[str, Any]:
-    prov = (state or {}).get("prov") or []
+    prov = shown(state, decision["decided_at"])[1]
     rows = []
     for fd in decision["fields"]:
         rows.append([fd["field"], *prompt_for(fd["field"], prov, ks), fd["action"]])
@@ -307,9 +330,10 @@ def audit_for_validated(validated: dict[str, Any], ks: KpiSettings, source: tupl
 def audit_for_decision(decision: dict[str, Any], state: dict[str, Any] | None, ks: KpiSettings,
                        source: tuple[str, int, int] | None = None, recorded_at: int | None = None) -> dict[str, Any]:
     """The decision as an audit entry: its verdict (approved / rejected, or none for field decisions only) as the
-    entry's status, each field charged to the prompt of the asset's latest version (none when the app has not
-    seen a version of the asset yet: an unknown prompt is left empty, not printed as 'unknown@unknown')."""
-    prov = (state or {}).get("prov") or []
+    entry's status, each field charged to the prompt of the version the editor was shown (`shown`; none when the
+    app has seen no version of the asset published before the decision: an unknown prompt is left empty, not
+    printed as 'unknown@unknown')."""
+    version, prov = shown(state, decision["decided_at"])
     fields = []
     for fd in decision["fields"]:
         prompt = tuple(None if p == UNKNOWN else p for p in prompt_for(fd["field"], prov, ks))
@@ -317,7 +341,7 @@ def audit_for_decision(decision: dict[str, Any], state: dict[str, Any] | None, k
                        "prompt_id": prompt[0], "prompt_version": prompt[1], "model": prompt[2],
                        "editor": decision["editor"]})
     return {"entry_id": "dec:" + decision["decision_id"], "asset_id": decision["asset_id"], "kind": "editor_decision",
-            "version": (state or {}).get("v"), "status": decision.get("status"), "at": to_ms(decision["decided_at"]),
+            "version": version, "status": decision.get("status"), "at": to_ms(decision["decided_at"]),
             "actor": decision["editor"], "fields": fields, "provenance": [],
             "decision_id": decision["decision_id"], "source_topic": source[0] if source else None,
             "source_partition": source[1] if source else None, "source_offset": source[2] if source else None,
