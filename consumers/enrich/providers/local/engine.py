@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from domain.taxonomy import Taxonomy, normalize
+from domain.taxonomy import Taxonomy, load_taxonomy, normalize
 from domain.vision.detector import Detection, Detector, check_files, models_dir
 from domain.vision.faces import FaceDetector
 from domain.vision.faces import check_files as check_face_files
@@ -160,8 +160,14 @@ _vocab_lock = threading.Lock()
 
 def tag_renames(tax: Taxonomy) -> dict[str, str]:
     """Every renamed tag of a taxonomy -> its current name (deprecated ids with a replacement, renames followed;
-    the removed ones left out): what the provider puts in the request context ("renames") for `vocab_index`."""
-    return {old: new for old in tax.deprecated if (new := tax.current_name(old)) is not None and tax.allowed(new)}
+    the removed ones left out), and each id of the rules' own table that `tax` names otherwise (`table_name`):
+    what the provider puts in the request context ("renames") for `vocab_index`."""
+    out = {old: new for old in tax.deprecated if (new := tax.current_name(old)) is not None and tax.allowed(new)}
+    for tag in hard_coded_tags():
+        name = table_name(tag, tax)
+        if name is not None and name != tag:
+            out[tag] = name
+    return out
 
 
 def hard_coded_tags() -> dict[str, str]:
@@ -169,14 +175,26 @@ def hard_coded_tags() -> dict[str, str]:
     return {tag: f"COCO class {label!r}" for label, tags in COCO_TAGS.items() for tag in tags}
 
 
+def table_name(tag: str, tax: Taxonomy) -> str | None:
+    """The current name in `tax` of an id the rules name (written against the bundled latest taxonomy): the id
+    itself, its replacement when `tax` renamed it, or, for a taxonomy older than the table (v1 pinned by
+    `validate.taxonomy_path`), the older name `tax` still has (subject:car -> v1's subject:automobile); None when
+    `tax` removed it or has none of its names."""
+    for name in load_taxonomy().same_tags(tag):
+        current = tax.current_name(name)
+        if current is not None and tax.allowed(current):
+            return current
+    return None
+
+
 def unmapped_tags(tax: Taxonomy) -> list[str]:
-    """The hard-coded tag ids (`hard_coded_tags`) that are neither current in `tax` nor renamed to a current tag,
-    each with why: the provider cannot emit them (it logs these when it loads)."""
+    """The hard-coded tag ids (`hard_coded_tags`) that have no current name in `tax` (`table_name`), each with
+    why: the provider cannot emit them (it logs these when it loads)."""
     out = []
     for tag, where in hard_coded_tags().items():
-        new = tax.current_name(tag)
-        if new is not None and tax.allowed(new):
+        if table_name(tag, tax) is not None:
             continue
+        new = tax.current_name(tag)
         why = "was removed" if new is None else ("is denied" if tax.is_denied(new) else "is not a tag")
         out.append(f"{tag} ({where}) {why} in taxonomy {tax.version}")
     return out
