@@ -131,13 +131,14 @@ def _vocabulary() -> list:
     return list(EnrichPlan.from_settings(Settings()).vocabulary)
 
 
-def _ask(provider, task: str, name: str):
+def _ask(provider, task: str, name: str, vocabulary: list | None = None):
     from consumers.enrich.providers.base import ProviderRequest
 
     pre = copy.deepcopy(preprocessed_quality(name))
     schema = {"type": "object"}
     req = ProviderRequest(task=task, model="local", system="", user_text="", output_schema=schema,
-                          image=pre["thumbnail"]["data"], context={"vocabulary": _vocabulary(), "preprocessed": pre})
+                          image=pre["thumbnail"]["data"],
+                          context={"vocabulary": vocabulary or _vocabulary(), "preprocessed": pre})
     return asyncio.run(provider.generate(req))
 
 
@@ -185,6 +186,46 @@ def test_a_large_confident_person_box_names_the_person(provider):
     assert alt["alt_text"].startswith("A person with a tripod"), alt
     tags = {t["tag"] for t in _ask(provider, "tagging", "camera.jpg").data["tags"]}
     assert "subject:person" in tags
+
+
+def test_the_detectors_tags_follow_the_taxonomys_renames(tmp_path, caplog):
+    """trial18 finding 5: the detector's table named tags by hard-coded ids. The bundled taxonomy's own renames
+    (subject:automobile -> subject:car, product:mobile-phone -> product:phone) left cars and phones untagged, and a
+    deployment's rename of product:cup (docs/validate.md: a new version file, `validate.taxonomy_path`) left a
+    detected cup untagged. Now every id the table names is current in the bundled taxonomy, a renamed one is
+    emitted under its new name with the detector's score, and one the taxonomy removed is logged at load."""
+    from app.settings import Settings
+    from consumers.enrich.plan import EnrichPlan
+    from consumers.enrich.providers.local import LocalProvider, engine
+    from domain.taxonomy import TAXONOMY_DIR, load_taxonomy
+
+    shipped = load_taxonomy()
+    assert [t for tags in engine.COCO_TAGS.values() for t in tags if not shipped.allowed(t)] == []
+    assert engine.unmapped_tags(load_taxonomy(version="v1")) == []  # v1 pinned: subject:car is its automobile
+
+    v3 = json.loads((TAXONOMY_DIR / "v2.json").read_text())
+    v3["version"], v3["changes"] = "v3", ["product:cup -> product:drinkware", "content:logo -> content:brand-logo",
+                                          "subject:truck removed"]
+    v3["tags"] += [{"tag": "product:drinkware", "label": "drinkware", "parent": "product:kitchenware"},
+                   {"tag": "content:brand-logo", "label": "brand logo"}]
+    v3["deprecated"].update({"product:cup": "product:drinkware", "content:logo": "content:brand-logo",
+                             "subject:truck": None})
+    (tmp_path / "v3.json").write_text(json.dumps(v3))
+    settings = Settings().with_overrides(validate={"taxonomy_path": str(tmp_path / "v3.json")})
+    with caplog.at_level("WARNING", logger="consumers.enrich.providers.local"):
+        renamed = LocalProvider(settings)
+    vocabulary = list(EnrichPlan.from_settings(settings).vocabulary)
+
+    pre = preprocessed_quality("cup_on_white.jpg")
+    cup = max(d.score for d in engine.analyse_image(pre["thumbnail"]["data"], 8, 1).objects if d.label == "cup")
+    resp = _ask(renamed, "tagging", "cup_on_white.jpg", vocabulary)
+    tags = {t["tag"]: t["score"] for t in resp.data["tags"]}
+    assert tags.get("product:drinkware", 0) == pytest.approx(cup, abs=0.01), tags
+    assert "detector" in resp.evidence["tags.product:drinkware"]
+    assert "subject:truck (COCO class 'truck') was removed in taxonomy v3" in caplog.text
+    # the words the rules look up ("logo" for a logo's content tag) follow the renames too
+    idx = engine.vocab_index(vocabulary, with_embeddings=False, renames=renamed.renames)
+    assert [idx.entries[i]["tag"] for i in idx.lookup("logo", ("content",))] == ["content:brand-logo"]
 
 
 def test_the_detector_is_part_of_the_model_version(provider):

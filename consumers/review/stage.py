@@ -48,21 +48,37 @@ def current_tag_names(decision: dict[str, Any], taxonomy: Any, have: set[str] = 
     return {**decision, "fields": fields}
 
 
+def _set_tags(decision: dict[str, Any]) -> list[str]:
+    """The tag ids a decision sets (its tags fields that are not rejected)."""
+    return [tag for f in decision.get("fields") or [] if f.get("field") == "tags" and f.get("action") != "rejected"
+            for tag in parse_tags_value(f.get("value"))]
+
+
+def renamed_tags_in(decision: dict[str, Any], taxonomy: Any) -> dict[str, str]:
+    """Each renamed (deprecated) id the decision sets -> the current name the review group records it under
+    (`current_tag_names`; an asset that already has the old id keeps it)."""
+    out = {}
+    for tag in _set_tags(decision):
+        new = taxonomy.current_name(tag) if tag in taxonomy.deprecated else None
+        if new is not None and taxonomy.allowed(new):
+            out[tag] = new
+    return out
+
+
 def tag_problems(decision: dict[str, Any], taxonomy: Any, have: set[str] = frozenset()) -> list[str]:
-    """Why the tags a decision sets cannot be published: each id that is neither in the vocabulary nor already on
-    the asset (`have`: e.g. a DAM keyword a person set), with the vocabulary id it probably means. The review app
-    maps labels and deprecated ids before it sends; `assetstream feedback` and the SDK send what they are given
-    (renamed ids are mapped by `current_tag_names` first, for every path)."""
+    """Why the tags a decision sets cannot be published: each id that is neither in the vocabulary, nor renamed to
+    a vocabulary id (`renamed_tags_in`: recorded under its current name by `current_tag_names`, for every
+    sender), nor already on the asset (`have`: e.g. a DAM keyword a person set), with the vocabulary id it probably
+    means. The review app maps labels and deprecated ids before it sends; `assetstream feedback` and the SDK send
+    what they are given."""
     problems = []
-    for f in decision.get("fields") or []:
-        if f.get("field") != "tags" or f.get("action") == "rejected":
+    renamed = renamed_tags_in(decision, taxonomy)
+    for tag in _set_tags(decision):
+        if tag in taxonomy.entries or tag in have or tag in renamed:
             continue
-        for tag in parse_tags_value(f.get("value")):
-            if tag in taxonomy.entries or tag in have:
-                continue
-            res = taxonomy.resolve(tag)
-            hint = f": did you mean {res.mapped.tag}?" if res.outcome == "mapped" and res.mapped else ""
-            problems.append(f"{tag!r} is not in the vocabulary ({taxonomy.version}){hint}")
+        res = taxonomy.resolve(tag)
+        hint = f": did you mean {res.mapped.tag}?" if res.outcome == "mapped" and res.mapped else ""
+        problems.append(f"{tag!r} is not in the vocabulary ({taxonomy.version}){hint}")
     return problems
 
 

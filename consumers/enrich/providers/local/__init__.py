@@ -19,6 +19,7 @@ slots (streams/cpu.py: no more at once than the container's CPU quota). Weights 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import time
@@ -27,6 +28,7 @@ from functools import lru_cache
 from typing import Any
 
 from consumers.enrich.providers.base import ProviderRequest, ProviderResponse
+from domain.taxonomy import load_taxonomy
 from domain.textembed import set_cache_dir
 from streams.cpu import cpu_slots
 from streams.errors import PermanentError
@@ -130,6 +132,12 @@ class LocalProvider:
         engine.configure_faces(vision_dir or (enrich.local_models_dir if enrich else None),
                                enrich.local_cache_dir if enrich is not None else None)
         self.top_k = TOP_K
+        # the taxonomy the enrich plan renders the vocabulary from (EnrichPlan: validate.taxonomy_path, else the
+        # bundled latest): the tags the rules name follow its renames, and one it lacks is said once, here
+        tax = load_taxonomy(path=getattr(getattr(settings, "validate_", None), "taxonomy_path", None))
+        self.renames = engine.tag_renames(tax)
+        for problem in engine.unmapped_tags(tax):
+            log.warning("local provider: %s: the provider cannot tag it", problem)
 
     # --- the Provider protocol ---
 
@@ -151,6 +159,7 @@ class LocalProvider:
 
     def generate_sync(self, request: ProviderRequest) -> ProviderResponse:
         t0 = time.perf_counter()
+        request = self._with_renames(request)
         stop = "stop"
         data: dict[str, Any] | None
         evidence: dict[str, str] | None = None
@@ -181,6 +190,13 @@ class LocalProvider:
             request_id=f"local-{uuid.uuid4().hex[:16]}", input_tokens=0, output_tokens=0,
             latency_ms=(time.perf_counter() - t0) * 1000.0, stop_reason=stop,
             evidence=None if stop == "fallback" else evidence)
+
+    def _with_renames(self, request: ProviderRequest) -> ProviderRequest:
+        """The request with the taxonomy's renames in its context (unless the caller put some there)."""
+        context = request.context or {}
+        if not self.renames or "renames" in context:
+            return request
+        return dataclasses.replace(request, context={**context, "renames": self.renames})
 
     def _run(self, request: ProviderRequest) -> dict[str, Any]:
         if request.task == "rights":

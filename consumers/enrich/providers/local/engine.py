@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from domain.taxonomy import Taxonomy, load_taxonomy, normalize
 from domain.vision.detector import Detection, Detector, check_files, models_dir
 from domain.vision.faces import FaceDetector
 from domain.vision.faces import check_files as check_face_files
@@ -115,6 +116,9 @@ class VocabIndex:
     """normalised label/synonym/value -> entry indices"""
     class_sims: np.ndarray | None = None
     """(1000, n_entries): best cosine between each ImageNet class name and each entry, computed once"""
+    renamed: dict[str, int] = field(default_factory=dict)
+    """a renamed (deprecated) tag id -> the entry of its current name (`tag_renames`): the hard-coded ids and words
+    the rules name (COCO_TAGS, "logo", "text"...) follow the taxonomy's renames"""
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def entry_sims(self, vectors: np.ndarray) -> np.ndarray:
@@ -136,15 +140,72 @@ class VocabIndex:
         return self.class_sims
 
     def lookup(self, word: str, facets: tuple[str, ...] | None = None) -> list[int]:
-        return [i for i in self.exact.get(_norm(word), []) if facets is None or self.facets[i] in facets]
+        """Entries whose value, label or synonym is `word` (in `facets`), else the current name of a renamed
+        tag whose value it is ("logo" in content -> content:brand-logo after content:logo -> content:brand-logo)."""
+        hits = [i for i in self.exact.get(_norm(word), []) if facets is None or self.facets[i] in facets]
+        if hits or not self.renamed:
+            return hits
+        value = normalize(word)
+        return list(dict.fromkeys(i for old, i in self.renamed.items()
+                                  if old.split(":", 1)[1] == value and (facets is None or old.split(":", 1)[0] in facets)))
+
+    def positions(self) -> dict[str, int]:
+        """tag id -> entry, for the current ids and the renamed ones (`renamed`)."""
+        return {**self.renamed, **{str(e["tag"]): i for i, e in enumerate(self.entries)}}
 
 
 _vocab_cache: "OrderedDict[str, VocabIndex]" = OrderedDict()
 _vocab_lock = threading.Lock()
 
 
-def vocab_index(vocabulary: list[dict[str, Any]], with_embeddings: bool) -> VocabIndex:
-    key = hashlib.sha256(json.dumps(vocabulary, sort_keys=True, default=str).encode()).hexdigest()
+def tag_renames(tax: Taxonomy) -> dict[str, str]:
+    """Every renamed tag of a taxonomy -> its current name (deprecated ids with a replacement, renames followed;
+    the removed ones left out), and each id of the rules' own table that `tax` names otherwise (`table_name`):
+    what the provider puts in the request context ("renames") for `vocab_index`."""
+    out = {old: new for old in tax.deprecated if (new := tax.current_name(old)) is not None and tax.allowed(new)}
+    for tag in hard_coded_tags():
+        name = table_name(tag, tax)
+        if name is not None and name != tag:
+            out[tag] = name
+    return out
+
+
+def hard_coded_tags() -> dict[str, str]:
+    """Every tag id the rules name themselves -> where (the detector's table): `unmapped_tags` checks them."""
+    return {tag: f"COCO class {label!r}" for label, tags in COCO_TAGS.items() for tag in tags}
+
+
+def table_name(tag: str, tax: Taxonomy) -> str | None:
+    """The current name in `tax` of an id the rules name (written against the bundled latest taxonomy): the id
+    itself, its replacement when `tax` renamed it, or, for a taxonomy older than the table (v1 pinned by
+    `validate.taxonomy_path`), the older name `tax` still has (subject:car -> v1's subject:automobile); None when
+    `tax` removed it or has none of its names."""
+    for name in load_taxonomy().same_tags(tag):
+        current = tax.current_name(name)
+        if current is not None and tax.allowed(current):
+            return current
+    return None
+
+
+def unmapped_tags(tax: Taxonomy) -> list[str]:
+    """The hard-coded tag ids (`hard_coded_tags`) that have no current name in `tax` (`table_name`), each with
+    why: the provider cannot emit them (it logs these when it loads)."""
+    out = []
+    for tag, where in hard_coded_tags().items():
+        if table_name(tag, tax) is not None:
+            continue
+        new = tax.current_name(tag)
+        why = "was removed" if new is None else ("is denied" if tax.is_denied(new) else "is not a tag")
+        out.append(f"{tag} ({where}) {why} in taxonomy {tax.version}")
+    return out
+
+
+def vocab_index(vocabulary: list[dict[str, Any]], with_embeddings: bool,
+                renames: dict[str, str] | None = None) -> VocabIndex:
+    """The vocabulary's index, cached per (vocabulary, renames); `renames` (`tag_renames`) lets the rules' ids and
+    words follow the taxonomy's renames."""
+    renames = dict(renames or {})
+    key = hashlib.sha256(json.dumps([vocabulary, renames], sort_keys=True, default=str).encode()).hexdigest()
     with _vocab_lock:
         idx = _vocab_cache.get(key)
         if idx is not None:
@@ -171,6 +232,8 @@ def vocab_index(vocabulary: list[dict[str, Any]], with_embeddings: bool) -> Voca
                     owner.append(i)
                     exact.setdefault(n, []).append(i)
         idx = VocabIndex(entries, facets, texts, np.array(owner, np.int64), None, exact)
+        current = {str(e["tag"]): i for i, e in enumerate(entries)}
+        idx.renamed = {old: current[new] for old, new in renames.items() if new in current and old not in current}
         with _vocab_lock:
             _vocab_cache[key] = idx
             while len(_vocab_cache) > 8:
@@ -184,7 +247,7 @@ def vocab_index(vocabulary: list[dict[str, Any]], with_embeddings: bool) -> Voca
 
 # --- image facts ----------------------------------------------------------------------------------------
 
-RULES_REVISION = "2026-12-02.sounds+medium2+ocrquote+lowguess2+writingtag"
+RULES_REVISION = "2026-12-02.sounds+medium2+ocrquote+lowguess2+writingtag+renames"
 """Bump when these rules answer differently for the same image, models and prompt (the result cache keys on it,
 consumers/enrich/results.py): "2026-12-01.logo" names logos from the pixels (docs/local-provider.md);
 "2026-12-01.medium" tags the medium (content:photo / content:graphic); "2026-12-01.wordmark" titles a logo by a
@@ -198,7 +261,8 @@ together before the quote checks (`glued_parts`), quotes whole passing lines of 
 pass, and leaves a logo's monogram out (`_ocr_tokens`). "+lowguess": the summary's "Likely contents" names only
 the guesses `named_classes` lets the alt text name (>= CONFIDENT, classes of one name merged), none at all when
 none pass; "+lowguess2": its floor is SUMMARY_FLOOR (0.03), not CONFIDENT. "+writingtag": writing OCR could not
-read is tagged content:text too (WRITING_TAG_SCORE)."""
+read is tagged content:text too (WRITING_TAG_SCORE). "+renames": the detector's tags follow the taxonomy's renames
+(a detected car is subject:car, a phone product:phone: the table named their deprecated v1 ids)."""
 
 _PALETTE = {
     "black": (20, 20, 20), "white": (245, 245, 245), "gray": (128, 128, 128), "red": (200, 30, 30),
@@ -735,7 +799,7 @@ def evidence_name(origins) -> str:
 
 COCO_TAGS: dict[str, tuple[str, ...]] = {
     "person": ("subject:person",), "bicycle": ("subject:bicycle", "subject:vehicle"),
-    "car": ("subject:automobile", "subject:vehicle"), "motorcycle": ("subject:motorcycle", "subject:vehicle"),
+    "car": ("subject:car", "subject:vehicle"), "motorcycle": ("subject:motorcycle", "subject:vehicle"),
     "airplane": ("subject:aircraft", "subject:vehicle"), "bus": ("subject:vehicle",),
     "train": ("subject:train", "subject:vehicle"), "truck": ("subject:truck", "subject:vehicle"),
     "boat": ("subject:boat",), "bird": ("subject:bird", "subject:animal"), "cat": ("subject:cat", "subject:animal"),
@@ -754,12 +818,14 @@ COCO_TAGS: dict[str, tuple[str, ...]] = {
     "chair": ("product:chair", "product:furniture"), "couch": ("product:sofa", "product:furniture"),
     "potted plant": ("subject:plant",), "tv": ("product:television", "product:electronics"),
     "laptop": ("product:laptop", "product:computer"), "keyboard": ("product:electronics",),
-    "cell phone": ("product:mobile-phone", "product:electronics"), "book": ("subject:book",),
+    "cell phone": ("product:phone", "product:electronics"), "book": ("subject:book",),
     "teddy bear": ("subject:toy",), "scissors": ("subject:tool",),
 }
 """COCO class -> controlled-vocabulary tags, only where the vocabulary has the right term (no tag for a toilet,
 sink, bed, dining table, kite, surfboard...: those are also the detector's commonest false positives on the
-quality set, full-frame guesses on textures and logos)"""
+quality set, full-frame guesses on textures and logos). Ids named as the bundled taxonomy has them now; a tag a
+deployment's taxonomy renames is emitted under its current name (the request context's "renames", `vocab_index`),
+and one it removes or lacks is logged when the provider loads (`unmapped_tags`)."""
 LOGO_TAG_SCORE = 0.7
 """content:logo's raw score when `is_logo` holds (validate calibrates it per evidence source, 'tag:content|pixels')"""
 WRITING_TAG_SCORE = 0.6
@@ -806,21 +872,17 @@ DET_COUNT_MIN = 0.4
 _NUMBERS = {2: "two", 3: "three", 4: "four", 5: "five", 6: "six"}
 
 
-def _tag_positions(idx: VocabIndex) -> dict[str, int]:
-    return {str(e["tag"]): i for i, e in enumerate(idx.entries)}
-
-
 def detection_evidence(idx: VocabIndex, facts: ImageFacts, class_scores: dict[int, float],
                        faces: int = 0) -> dict[int, float]:
     """Vocabulary entry -> score from the detections: a box's score (x0.8 under 5 % of the image), noisy-or over
     boxes; a tag needs DET_TAG_MIN and DET_SOLO_AREA alone, or DET_AGREE_MIN when the classifier (class_scores)
     or, for a person, a face agrees; a person box without a face must be large and confident."""
-    pos = _tag_positions(idx)
+    pos = idx.positions()
     scores: dict[int, float] = {}
     for d in facts.objects:
         if d.area < DET_MIN_AREA:
             continue
-        targets = [pos[t] for t in COCO_TAGS.get(d.label, ()) if t in pos]
+        targets = list(dict.fromkeys(pos[t] for t in COCO_TAGS.get(d.label, ()) if t in pos))  # renames may merge
         if not targets:
             continue
         if d.label == "person" and not faces and (d.score < PERSON_SUBJECT_MIN or d.area < PERSON_SUBJECT_AREA):
@@ -973,7 +1035,7 @@ def tagging(request, facts: ImageFacts, use_embeddings: bool = True,
     pre = _pre(request)
     vocab = (request.context or {}).get("vocabulary") or []
     allowed = _schema_enum(request.output_schema)
-    idx = vocab_index(vocab, with_embeddings=use_embeddings)
+    idx = vocab_index(vocab, with_embeddings=use_embeddings, renames=(request.context or {}).get("renames"))
     scores: dict[int, float] = {}
     origins: dict[int, set[str]] = {}
 
@@ -1287,7 +1349,7 @@ def _label_agrees(idx: VocabIndex | None, cls: int, det: Detection) -> bool:
     if idx is None or idx.emb is None or not len(idx.entries):
         return False
     row = idx.imagenet_sims()[cls]
-    pos = _tag_positions(idx)
+    pos = idx.positions()
     return any(row[pos[t]] >= 0.6 for t in COCO_TAGS.get(det.label, ()) if t in pos)
 
 
@@ -1411,7 +1473,8 @@ def alt_text(request, facts: ImageFacts) -> dict[str, Any]:
     faces = _subject_faces(pre, facts)
     vocab = (request.context or {}).get("vocabulary") or []
     try:
-        idx = vocab_index(vocab, with_embeddings=True) if vocab and facts.top else None
+        idx = (vocab_index(vocab, with_embeddings=True, renames=(request.context or {}).get("renames"))
+               if vocab and facts.top else None)
     except Exception:  # noqa: BLE001 - no text model: class names only
         idx = None
     colour_shares = [(c, s) for c, s in _colors(pre, facts) if s >= 0.1]
