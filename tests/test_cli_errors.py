@@ -334,6 +334,8 @@ def test_feedback_with_a_tag_outside_the_vocabulary_is_refused(store, broker, un
     renamed = cli.invoke(app, ["feedback", "fb-cup", "--approve", "--editor", "alice", "--field",
                                "tags=edited:color:grey"], env=env)
     assert renamed.exit_code == 0 and "sent " in renamed.output, renamed.output
+    assert "'color:grey' was renamed in the vocabulary (v2): it will be recorded as color:gray" in \
+        " ".join(renamed.output.split()), renamed.output
     sent = read_topic(s, "feedback", 2, timeout_s=10)
     assert [f["value"] for d in sent for f in d["value"]["fields"]] == ["color:red", "color:grey"]  # good ones
 

@@ -172,12 +172,15 @@ def _alt_text_lengths(settings: Any, decisions: list[dict[str, Any]], force: boo
 
 def _vocabulary_tags(settings: Any, decisions: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[str]]:
     """(the decisions whose tags are vocabulary ids, why each other one is not sent)."""
-    from consumers.review.stage import tag_problems
+    from consumers.review.stage import renamed_tags_in, tag_problems
     from domain.taxonomy import taxonomy_from_settings
 
     tax = taxonomy_from_settings(settings)
     ok, bad = [], []
     for d in decisions:
+        for old, new in renamed_tags_in(d, tax).items():
+            console.print(f"[yellow]note:[/yellow] {d['asset_id']}: {old!r} was renamed in the vocabulary "
+                          f"({tax.version}): it will be recorded as {new}", highlight=False)
         problems = tag_problems(d, tax)
         if problems:
             bad.append(f"{d['asset_id']}: {'; '.join(problems)}")
