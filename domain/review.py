@@ -40,6 +40,8 @@ import datetime as dt
 import json
 from typing import Any, Callable, Iterable
 
+from domain.confidence import (CALIBRATED, FIELDS_BELOW, TAGS_BELOW, UNCALIBRATED, ConfidencePolicy, below_reason,
+                               flat, model_judged, not_judged, threshold_reason, weakest_reason)
 from domain.records import asset_of, content_sha256
 from streams.records import to_ms
 
@@ -56,7 +58,10 @@ IMAGE_CHANGED = "the image changed since {editor} {status} it on {when}: check t
 #: a non-decorative image a person left without alt text (rejected it, or approved none): never published so
 NO_ALT_TEXT = ("no alt text for a non-decorative image after {editor}'s review: write one, or mark the image "
                "decorative (an empty alt text)")
-REVIEW_REASON_TEMPLATES = (REJECTED, APPROVED, UNAPPROVED, IMAGE_CHANGED, NO_ALT_TEXT)
+#: an asset in review whose low-confidence fields a person decided, without a verdict yet: the model's confidence
+#: no longer holds it, the missing verdict does
+NO_VERDICT = "no verdict yet: {fields} decided by {editor}: approve or reject the asset"
+REVIEW_REASON_TEMPLATES = (REJECTED, APPROVED, UNAPPROVED, IMAGE_CHANGED, NO_ALT_TEXT, NO_VERDICT)
 
 
 def review_reason(template: str, **values: str) -> str:
@@ -290,9 +295,53 @@ def described(validated: dict[str, Any]) -> bool:
     return bool(validated.get("decorative") or (validated.get("alt_text") or "").strip())
 
 
-def apply_review(validated: dict[str, Any], review: dict[str, Any] | None, *, label_of=None) -> dict[str, Any]:
+def decided_fields(review: dict[str, Any] | None) -> set[str]:
+    """The fields a person decided in a review (edited, rejected or accepted)."""
+    return {f["field"] for f in (review or {}).get("fields") or []}
+
+
+def model_fields(validated: dict[str, Any]) -> set[str]:
+    """The reviewable fields of a record holding a model's (or a rule's) value."""
+    sources = validated.get("field_sources") or {}
+    out = {name for name in FIELDS if name != "tags" and sources.get(name) in ("model", "rule")}
+    return out | ({"tags"} if any(t.get("source") == "model" for t in validated.get("tags") or []) else set())
+
+
+def rejudge(validated: dict[str, Any], reasons: list[str], decided: set[str],
+            policy: ConfidencePolicy) -> tuple[list[str], bool, bool]:
+    """Validate's confidence reasons again, over the fields still the model's: a field a person decided is judged
+    by the person, as validate leaves out a field a person set (human_fields). Returns (the reasons, whether a
+    decided field was one the model's confidence judged, whether a confidence reason still sends the asset to
+    review). The words are validate's own (domain/confidence.py)."""
+    conf, calibration = flat(validated.get("field_confidence") or {}), validated.get("calibration")
+    if not calibration or not conf:  # the model's own figure covers every model field: gone when none is left
+        enrichment = (validated.get("enriched") or {}).get("enrichment") or {}
+        if enrichment.get("confidence") is None or not decided or model_fields(validated) - decided:
+            return reasons, False, False
+        own = threshold_reason(float(enrichment["confidence"]), UNCALIBRATED, policy)[1]
+        return [r for r in reasons if r != own], True, False
+    skip = not_judged(validated, policy.auto_apply, policy.tag_publish_min)
+    every = {k: c for k, c in conf.items() if k not in skip}
+    left = model_judged(every, decided)
+    if len(left) == len(every):
+        return reasons, False, False
+    weakest_prefix = CALIBRATED.split("{", 1)[0]
+    had_below = any(r.startswith(FIELDS_BELOW) for r in reasons)
+    gone = (weakest_prefix, FIELDS_BELOW, TAGS_BELOW) if "tags" in decided else (weakest_prefix, FIELDS_BELOW)
+    at = next((i for i, r in enumerate(reasons) if r.startswith(gone)), 0)  # where validate's stood
+    out = [r for r in reasons if not r.startswith(gone)]
+    weakest, below = weakest_reason(left, str(calibration), policy), below_reason(left, policy)
+    at = min(at, len(out))
+    out[at:at] = [r for r in (weakest and weakest[1], below if had_below else None) if r]
+    return out, True, bool(weakest and weakest[0])
+
+
+def apply_review(validated: dict[str, Any], review: dict[str, Any] | None, *, label_of=None,
+                 policy: ConfidencePolicy | None = None) -> dict[str, Any]:
     """`validated` with the people's decisions on top (a new dict; the input is not changed). `label_of(tag_id)`
-    names tags a person added (the taxonomy's label); unknown ids keep their own text."""
+    names tags a person added (the taxonomy's label); unknown ids keep their own text. With `policy` (validate's
+    thresholds) the confidence reasons are judged again over the fields a person did not decide (`rejudge`);
+    without it they stay as validate gave them."""
     if not review or validated.get("status") == "deleted":
         return validated
     out = dict(validated)
@@ -336,6 +385,9 @@ def apply_review(validated: dict[str, Any], review: dict[str, Any] | None, *, la
         sources[name] = source
     out["field_sources"], out["model_suggestions"] = sources, suggestions
     status = review.get("status")
+    judged_decided, still_low = False, False
+    if policy is not None:
+        reasons, judged_decided, still_low = rejudge(validated, reasons, decided, policy)
     # the person who rejected the alt text (a rejection the review applied), else ""
     alt_rejected = next((f["editor"] for f in review["fields"] if f["field"] == "alt_text"
                          and f["action"] == "rejected" and "alt_text" in decided), "")
@@ -360,5 +412,10 @@ def apply_review(validated: dict[str, Any], review: dict[str, Any] | None, *, la
         else:
             out["status"] = "approved"
             reasons.append(review_reason(APPROVED, editor=review["editor"]))
+    elif status is None and judged_decided and not still_low and out.get("status") == "needs_review":
+        # the person decided the fields the model's confidence held in review: what holds it now is the verdict
+        mine = [f for f in review["fields"] if f["field"] in decided]
+        reasons.insert(0, review_reason(NO_VERDICT, fields=", ".join(f["field"] for f in mine),
+                                        editor=max(mine, key=lambda f: to_ms(f["at"]))["editor"]))
     out["reasons"] = reasons
     return out

@@ -5,7 +5,9 @@ first. The reasons an asset needs review are free text
 written by the validate stage; REASON_GROUPS sorts them into the groups the queue filters and counts by, with
 wildcards on the `reasons` keyword. The confidence shown and filtered on is the one validate's auto-apply decision
 used (`decision_confidence`): the weakest judged field's calibrated confidence when the record was calibrated, else
-the model's own figure. Neither is indexed, so the confidence filter is applied here, over at most
+the model's own figure, in both cases over the fields a person has not decided (a field a person edited, rejected
+or accepted is judged by the person: an asset whose every judged field a person decided has no model confidence,
+"–"). Neither is indexed, so the confidence filter is applied here, over at most
 `review.scan_limit` documents.
 """
 from __future__ import annotations
@@ -22,7 +24,9 @@ from urllib.parse import urlencode
 from elasticsearch import Elasticsearch, NotFoundError
 
 from domain.events import DEFAULT_TENANT, TENANT_SEPARATOR, scoped_id
-from domain.review import IMAGE_CHANGED, NO_ALT_TEXT, REVIEW_REASONS, UNAPPROVED, reason_prefix
+from domain.confidence import flat, model_judged, not_judged
+from domain.review import IMAGE_CHANGED, NO_ALT_TEXT, REVIEW_REASONS, UNAPPROVED, decided_fields, model_fields, \
+    reason_prefix
 from domain.store.degraded import query as degraded_query
 from domain.store.api import tenants_filter
 from domain.store.management import read_alias
@@ -82,7 +86,8 @@ def split_reasons(reasons: Any) -> tuple[list[str], list[str]]:
 
 
 #: what `decision_confidence` reads
-CONF_FIELDS = ["enrichment.confidence", "record.field_confidence", "record.calibration", "record.tag_suggestions"]
+CONF_FIELDS = ["enrichment.confidence", "record.field_confidence", "record.calibration", "record.tag_suggestions",
+               "record.field_sources", "record.tags.source", "review.fields.field"]
 LIST_FIELDS = ["asset_id", "tenant", "title", "alt_text", "status", "reasons", "tags", "event_time", "reviewed_by",
                "reviewed_at", *CONF_FIELDS, "duplicate_of", "usage_flag", "degraded_parts", "degraded",
                "family_id", "family_size", "family_canonical"]
@@ -186,32 +191,24 @@ class Confidence:
 def decision_confidence(doc: dict[str, Any], auto_apply: float, publish_min: float | None) -> Confidence | None:
     """As consumers/validate judged the asset: with a calibration, the weakest calibrated field leaving out model
     tags held as suggestions (`tag_suggestions`) and tags pending between `publish_min` and `auto_apply`; without
-    one, the model's own confidence. The thresholds are this deployment's validate settings."""
+    one, the model's own confidence. The thresholds are this deployment's validate settings. A field a person
+    decided is not judged by the model's confidence (domain/review.py `rejudge`): None when a person decided every
+    field the figure covered."""
     raw = (doc.get("enrichment") or {}).get("confidence")
     raw = float(raw) if isinstance(raw, (int, float)) else None
     record = doc.get("record") or {}
-    fields = _flat(record.get("field_confidence") or {})
+    decided = decided_fields(doc.get("review"))
+    fields = flat(record.get("field_confidence") or {})
     if not record.get("calibration") or not fields:
+        if decided and not model_fields(record) - decided:
+            return None  # the model's own figure is of values a person decided
         return Confidence(raw, raw) if raw is not None else None
-    held = {f"tags.{t.get('tag')}" for t in record.get("tag_suggestions") or []}
-    judged = {f: c for f, c in fields.items() if f not in held and not (
-        f.startswith("tags.") and publish_min is not None and publish_min <= c < auto_apply)}
+    every = {f: c for f, c in fields.items() if f not in not_judged(record, auto_apply, publish_min)}
+    judged = model_judged(every, decided)
     if not judged:
-        return Confidence(raw, raw) if raw is not None else None
+        return None if every else Confidence(raw, raw) if raw is not None else None
     weakest = min(judged, key=lambda f: judged[f])
     return Confidence(judged[weakest], raw, str(record["calibration"]), weakest)
-
-
-def _flat(value: dict[str, Any], prefix: str = "") -> dict[str, float]:
-    """field_confidence as validate wrote it: a store that filters `_source` by path may hand a dotted key
-    ("tags.subject:cat") back nested ({"tags": {"subject:cat": 0.2}})."""
-    out: dict[str, float] = {}
-    for k, v in value.items():
-        if isinstance(v, dict):
-            out.update(_flat(v, f"{prefix}{k}."))
-        elif isinstance(v, (int, float)):
-            out[f"{prefix}{k}"] = float(v)
-    return out
 
 
 def reason_query(group: str) -> dict[str, Any]:

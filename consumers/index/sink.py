@@ -27,6 +27,7 @@ from domain.store.client import make_client
 from consumers.index import families, propagate
 from consumers.index.document import document_from_validated
 from domain.records import PipelineFacts, asset_of, content_sha256, document_id, is_deleted, record_from_doc
+from domain.confidence import ConfidencePolicy
 from domain.review import apply_review, merge_reviews, same_review
 from domain.store import degraded
 from domain.store.management import ensure_index, write_alias
@@ -66,6 +67,7 @@ class IndexSink(PipelineFacts, Stage):
         super().__init__(settings)
         self.cfg = settings.index
         self.taxonomy = taxonomy_from_settings(settings)  # labels of tags a person added
+        self.policy = ConfidencePolicy.of(settings.validate_)  # the confidence reasons are judged again after review
         self._owns_client = client is None
         self.client = client if client is not None else make_client(self.cfg)
         self._json = self.client.transport.serializers.get_serializer("application/json")
@@ -347,7 +349,8 @@ class IndexSink(PipelineFacts, Stage):
         else:
             version_type = "external_gte" if news and doc is not None and int(doc.get("version") or -1) == version \
                 else "external"
-        final = apply_review(value, merged, label_of=self.taxonomy.label_if_allowed) if merged else value
+        final = apply_review(value, merged, label_of=self.taxonomy.label_if_allowed, policy=self.policy) if merged \
+            else value
         state[doc_id] = {"version": int(asset_of(final)["version"]), "review": merged,
                          "hashes": {"sha256": content_sha256(final)}}
         if news:

@@ -21,6 +21,7 @@ from typing import Any
 
 from domain.events import scoped_id
 from domain.records import document_id, record_from_doc
+from domain.confidence import ConfidencePolicy
 from domain.review import (apply_review, merge_decision, merge_reviews, parse_tags_value, propagated_applied,
                            propagated_shown, renamed_tags, tags_value)
 from domain.store.client import make_client
@@ -103,6 +104,7 @@ class ReviewStage(Stage):
         self.client = client if client is not None else make_client(self.cfg)
         self.alias = read_alias(self.cfg)
         self.taxonomy = taxonomy_from_settings(settings)
+        self.policy = ConfidencePolicy.of(settings.validate_)  # the confidence reasons are judged again after review
         # document id -> (the record this worker last emitted for it, its review), until the index shows that
         # review: two decisions on one asset in quick succession (Save, then Approve all) must build on each
         # other, and the index holds the first only once the index worker wrote it. Decisions are keyed by asset
@@ -145,7 +147,7 @@ class ReviewStage(Stage):
         except ValueError as e:
             raise PermanentError(f"{asset_id}: {e}", reason="invalid_decision",
                                  details={"asset_id": asset_id, "decision_id": decision.get("decision_id")}) from e
-        out = apply_review(record, review, label_of=self.taxonomy.label_if_allowed)
+        out = apply_review(record, review, label_of=self.taxonomy.label_if_allowed, policy=self.policy)
         self._pending[doc_id] = (out, review)
         self._pending.move_to_end(doc_id)
         while len(self._pending) > self.PENDING_MAX:

@@ -34,6 +34,8 @@ from domain.taxonomy import Taxonomy, taxonomy_from_settings
 from streams.errors import PermanentError
 from streams.metrics import DECISIONS
 from domain.records import PipelineFacts, duplicate_reason, is_deleted
+from domain.confidence import CALIBRATED, UNCALIBRATED, ConfidencePolicy, below_reason, tags_below_reason, \
+    threshold_reason
 from domain.review import apply_review
 from streams.records import stamp
 from streams.stage import Output, RecordContext, Stage
@@ -110,13 +112,15 @@ class ValidateStage(PipelineFacts, Stage):
         self.taxonomy = taxonomy or taxonomy_from_settings(settings)
         cal = self.cfg.calibration
         self.calibration = None if cal in (None, "", "off") else Calibration.load(None if cal == "bundled" else cal)
+        self.policy = ConfidencePolicy.of(self.cfg)
         prompts_dir = settings.enrich.prompts_dir  # the prompts enrich used: their schemas check its output
         self._prompts = {"prompts_dir": Path(prompts_dir)} if prompts_dir else {}
 
     # --- Stage API --------------------------------------------------------------------------------------
     def process(self, value: dict[str, Any], ctx: RecordContext | None = None) -> Output:
         # human edits win: what people decided (enrich read it from the index) goes on top of everything
-        record = apply_review(self.validate(value), value.get("review"), label_of=self.taxonomy.label_if_allowed)
+        record = apply_review(self.validate(value), value.get("review"), label_of=self.taxonomy.label_if_allowed,
+                              policy=self.policy)
         DECISIONS.labels(status=record["status"], usage_flag=record["usage_flag"]).inc()
         return Output(value=record, headers={STATUS_HEADER: record["status"]})
 
@@ -241,7 +245,7 @@ class ValidateStage(PipelineFacts, Stage):
                 if self.calibration is not None:
                     d.reasons.append(f"confidence not calibrated: calibration {self.calibration.version} has no "
                                      f"curves for {key or 'this answer'}")
-                self._threshold(d, float(d.model.get("confidence") or 0.0), "confidence")
+                self._threshold(d, float(d.model.get("confidence") or 0.0), UNCALIBRATED)
         signals = d.pre.get("signals") or {}
         faces = int(signals.get("face_count") or 0)
         if faces > 0 and cfg.faces_need_review:
@@ -271,17 +275,12 @@ class ValidateStage(PipelineFacts, Stage):
                              "of the video were not looked at")
 
     def _threshold(self, d: "_Decision", c: float, what: str) -> None:
-        """The auto-apply / review thresholds on one confidence value."""
-        cfg = self.cfg
-        hi, lo = cfg.auto_apply_threshold, cfg.review_threshold
-        if c >= hi:
-            d.reasons.insert(0, f"{what} {_fmt(c)} >= {_fmt(hi)}")
-        elif c < lo:
-            d.review.append(f"{what} {_fmt(c)} < {_fmt(lo)}: below the review threshold")
-        elif cfg.between_policy == "auto":
-            d.reasons.insert(0, f"{what} {_fmt(c)} between {_fmt(lo)} and {_fmt(hi)}: between_policy=auto")
+        """The auto-apply / review thresholds on one confidence value (domain/confidence.py words it)."""
+        to_review, reason = threshold_reason(c, what, self.policy)
+        if to_review:
+            d.review.append(reason)
         else:
-            d.review.append(f"{what} {_fmt(c)} between {_fmt(lo)} and {_fmt(hi)}: between_policy=review")
+            d.reasons.insert(0, reason)
 
     def _calibrated(self, d: "_Decision", fields: dict[str, Any], tags: list[dict[str, Any]], curves) -> None:
         """Each field a model or rule wrote gets the calibrated probability that an editor accepts it. Tags are
@@ -315,12 +314,10 @@ class ValidateStage(PipelineFacts, Stage):
                 d.reasons.append("no generated field to judge: every published field comes from a person or the file")
             return
         weakest = min(judged, key=lambda f: judged[f])
-        self._threshold(d, judged[weakest], f"calibrated confidence (weakest field {weakest}, calibration "
-                                            f"{d.calibration})")
-        low = sorted((c, f) for f, c in judged.items() if c < self.cfg.auto_apply_threshold)
-        if low and d.review:
-            d.review.append("fields below the auto-apply threshold: "
-                            + ", ".join(f"{f} {_fmt(c)}" for c, f in low[:6]) + (" …" if len(low) > 6 else ""))
+        self._threshold(d, judged[weakest], CALIBRATED.format(field=weakest, calibration=d.calibration))
+        below = below_reason(judged, self.policy)
+        if below and d.review:
+            d.review.append(below)
 
     def _hold_weak_tags(self, d: "_Decision", tags: list[dict[str, Any]]) -> None:
         """Per-field tags (issue 15 item 6). A model tag whose calibrated confidence is under `tag_publish_min`
@@ -344,9 +341,7 @@ class ValidateStage(PipelineFacts, Stage):
         if not d.pending_tags:
             return
         if d.review or d.rejected:
-            d.review.append("tags below the auto-apply threshold: " + ", ".join(
-                f"{t['tag']} {_fmt(d.confidence['tags.' + t['tag']])}" for t in d.pending_tags[:6])
-                + (" …" if len(d.pending_tags) > 6 else ""))
+            d.review.append(tags_below_reason([(t["tag"], d.confidence["tags." + t["tag"]]) for t in d.pending_tags]))
             return
         self._hold(d, tags, d.pending_tags,
                    f"calibrated confidence < {_fmt(self.cfg.auto_apply_threshold)}: the strong fields are auto-applied")
