@@ -172,6 +172,10 @@ def test_only_stale_republishes_exactly_the_stale_assets(broker, unique, store, 
     for r in recs:
         assert r["value"]["event_type"] == "reprocess"
         assert r["value"]["version"] == docs[r["key"]]["enriched"]["pre"]["asset"]["version"] + 1  # index takes it
+        # the indexed event's upload values ride along (the manifest row gives none of them)
+        assert r["value"]["declared_license"] == "CC-BY-4.0" and r["value"]["uploader"] == "alice@example.com"
+        assert r["value"]["product_context"]["category"] == "footwear"
+    assert "declared_license" in summary["carried_forward"]["old-prompt"]
 
     # resumable too: the same command again publishes nothing (the pipeline has not re-indexed them yet)
     rerun = CliRunner().invoke(_app(), args, env=env)
@@ -198,6 +202,59 @@ def test_index_unreachable_degrades_with_a_note(broker, unique, tmp_path):
     assert r.exit_code == 1  # a bad row is a failure to report
     stale = CliRunner().invoke(_app(), ["backfill", str(manifest), "--only-stale"], env=env)
     assert stale.exit_code == 2 and "--es-url" in stale.output
+
+
+def test_reprocess_keeps_the_values_a_person_gave_at_upload(broker, unique, store, tmp_path):  # noqa: F811
+    """Trial 18, finding 7: `publish --event-type reprocess` without --title/--alt-text/--license kept none of
+    them, and the pipeline re-ran the asset as if no person had described it."""
+    s = make_settings(broker, f"keep{unique}")
+    provision(s)
+    idx = settings_for(store.url)
+    s = s.with_overrides(index=idx.index.model_dump(mode="json") | {"url": store.url})
+    env = {**env_for(s), "ASSETSTREAM_INDEX__URL": store.url, "ASSETSTREAM_INDEX__INDEX": idx.index.index,
+           "ASSETSTREAM_INDEX__SERVER_MODE": "serverless"}
+    img = tmp_path / "brick_human.jpg"
+    img.write_bytes(b"\xff\xd8\xff" + os.urandom(64))
+    first = CliRunner().invoke(_app(), ["publish", str(img), "--alt-text", "Grey brick wall texture", "--title",
+                                        "Brick wall", "--license", "CC0-1.0", "--sku", "B-1"], env=env)
+    assert first.exit_code == 0, first.output
+    upload = read_topic(s, "raw", 1)[0]["value"]
+    v = validated_asset(upload["asset_id"])
+    v["enriched"]["pre"]["asset"] = upload  # indexed as the pipeline indexes that event
+    sink = IndexSink(idx)
+    try:
+        assert sink.process_batch(as_items([v])) == [None]
+        sink.client.indices.refresh(index=read_alias(sink.cfg))
+    finally:
+        sink.close()
+
+    again = CliRunner().invoke(_app(), ["publish", str(img), "--event-type", "reprocess", "--sku", "B-2",
+                                        "--json"], env=env)
+    assert again.exit_code == 0, again.output
+    event = read_topic(s, "raw", 2)[1]["value"]
+    assert event["event_type"] == "reprocess"
+    assert event["human_fields"] == upload["human_fields"]
+    assert event["declared_license"] == "CC0-1.0"
+    assert event["product_context"]["sku"] == "B-2"  # a value given on the command line wins
+    assert sorted(json.loads(again.stdout)[0]["carried_forward"]) == ["alt_text", "declared_license", "title"]
+
+    # no index to read them from: refused (exit 2), unless --no-carry says to publish without them
+    down = {**env, "ASSETSTREAM_INDEX__URL": "http://127.0.0.1:9"}
+    refused = CliRunner().invoke(_app(), ["publish", str(img), "--event-type", "reprocess"], env=down)
+    assert refused.exit_code == 2 and "--no-carry" in refused.output
+    assert len(read_topic(s, "raw", 3, timeout_s=1)) == 2
+
+
+def test_a_field_reviewed_after_the_upload_is_left_to_the_review():
+    """The review is re-applied by the pipeline; the same upload value in a newer event would beat it."""
+    from app.ops.carry import indexed_values
+
+    asset = {"event_time": 1000, "declared_license": "CC0-1.0", "uploader_notes": None, "product_context": None,
+             "human_fields": {"title": "Brick wall", "alt_text": "Grey bricks", "keywords": [], "creator": None}}
+    doc = {"record": {"enriched": {"pre": {"asset": asset}}},
+           "review": {"fields": [{"field": "title", "action": "edited", "value": "Red brick wall", "at": 2000},
+                                 {"field": "alt_text", "action": "edited", "value": "older", "at": 500}]}}
+    assert indexed_values(doc) == {"human_fields": {"alt_text": "Grey bricks"}, "declared_license": "CC0-1.0"}
 
 
 def test_token_bucket_holds_the_rate():

@@ -16,6 +16,8 @@ the stale tasks: the others' answers come from its result cache (consumers/enric
 unchanged. Assets not in the index are left alone. An asset indexed as degraded (validate's review reason
 "degraded: ...": a part timed out or failed on every attempt, issue 21) is stale too, whatever its provenance,
 so `--only-stale` redoes it when capacity returns; a plain backfill does not skip it as already indexed either.
+Each reprocess event carries forward the indexed event's own person-given values (human fields, declared licence,
+product context, uploader and notes) that the row does not give (app/ops/carry.py): a reprocess loses nothing.
 """
 from __future__ import annotations
 
@@ -35,6 +37,7 @@ from confluent_kafka import KafkaError, Producer
 from streams.avro import Serde, topic_names
 from streams.clientlog import client_logging
 from app.jsonlines import json_objects
+from app.ops import carry
 from app.ops.settings import OpsSettings, ops_settings
 from consumers.enrich.plan import EnrichPlan
 from consumers.enrich.plan import stale_reasons as task_reasons
@@ -285,7 +288,7 @@ class IndexView:
     """Read-only lookups of indexed documents by asset id; `error` is set (and lookups return {}) when the
     store cannot be reached."""
 
-    SOURCE = ["asset_id", "version", "provenance", "hashes.sha256", "source_uri", "reasons"]
+    SOURCE = ["asset_id", "version", "provenance", "hashes.sha256", "source_uri", "reasons", *carry.SOURCE]
 
     def __init__(self, settings: Settings, url: str | None = None):
         from app.console import redact_url
@@ -341,6 +344,10 @@ class Plan:
     skipped_current: list[str] = field(default_factory=list)
     skipped_missing: list[str] = field(default_factory=list)
     stale: dict[str, list[str]] = field(default_factory=dict)
+    carry: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """asset id -> the indexed event's values its reprocess event carries forward (app/ops/carry.py)"""
+    carried: dict[str, list[str]] = field(default_factory=dict)
+    """asset id -> the names of the values carried forward (those the source row does not give)"""
     problems: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     skipped_files: list[tuple[str, str]] = field(default_factory=list)
@@ -359,7 +366,7 @@ class Result:
         return {"to_publish": len(p.publish), "published": len(self.published), "failed": len(self.failed),
                 "skipped_already_published": len(p.skipped_state), "skipped_already_indexed": len(p.skipped_indexed),
                 "skipped_current": len(p.skipped_current), "skipped_not_indexed": len(p.skipped_missing),
-                "stale": p.stale, "problems": p.problems, "notes": p.notes, "interrupted": self.interrupted,
+                "stale": p.stale, "carried_forward": p.carried, "problems": p.problems, "notes": p.notes, "interrupted": self.interrupted,
                 "skipped_files": [{"file": f, "reason": why} for f, why in p.skipped_files],
                 "published_ids": self.published, "failed_ids": self.failed,
                 "planned_ids": [it.asset_id for it, *_ in p.publish]}
@@ -394,6 +401,10 @@ def make_plan(items: list[Item], state: StateFile | None, index: IndexView | Non
                 plan.skipped_state.append(it.asset_id)
                 continue
             plan.stale[it.asset_id] = reasons
+            plan.carry[it.asset_id] = carry.indexed_values(doc)
+            names = carry.carry_forward(item_event_fields(it), plan.carry[it.asset_id])[1]
+            if names:
+                plan.carried[it.asset_id] = names
             plan.publish.append((it, "reprocess", version, key, fp))
         return plan
 
@@ -421,16 +432,22 @@ def make_plan(items: list[Item], state: StateFile | None, index: IndexView | Non
     return plan
 
 
-def build_item_event(it: Item, event_type: str, version: int | None, tenant: str | None,
-                     source_tag: str) -> dict[str, Any]:
+def item_event_fields(it: Item) -> dict[str, Any]:
+    """The person-given values of a source row, as `build_event` takes them."""
     f = it.fields
-    attributes = {"ingest": source_tag}
     product = {k: f[k] for k in ("sku", "category", "name", "brand") if f.get(k)} or None
     human = {k: f[k] for k in ("title", "alt_text") if f.get(k)} or None
+    return {"declared_license": f.get("license"), "product_context": product, "human_fields": human,
+            "uploader": f.get("uploader"), "uploader_notes": f.get("notes")}
+
+
+def build_item_event(it: Item, event_type: str, version: int | None, tenant: str | None,
+                     source_tag: str, indexed: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The row's event; `indexed` (carry.indexed_values) fills in what the row does not give."""
+    fields = carry.carry_forward(item_event_fields(it), indexed)[0] if indexed else item_event_fields(it)
     return build_event(it.asset_id, it.uri, event_type=event_type, version=version,
-                       declared_license=f.get("license"), product_context=product, human_fields=human,
-                       tenant=f.get("tenant") or tenant or "default", uploader=f.get("uploader"),
-                       uploader_notes=f.get("notes"), attributes=attributes)
+                       tenant=it.fields.get("tenant") or tenant or "default", attributes={"ingest": source_tag},
+                       **fields)
 
 
 class BackfillPublisher:
@@ -487,7 +504,7 @@ def execute(plan: Plan, publisher: BackfillPublisher, bucket: TokenBucket, *, te
             if stop is not None and stop.is_set():
                 result.interrupted = True
                 break
-            event = build_item_event(it, event_type, version, tenant, "backfill")
+            event = build_item_event(it, event_type, version, tenant, "backfill", plan.carry.get(it.asset_id))
             publisher.send(event, key, fp, on_ack)
     except KeyboardInterrupt:
         result.interrupted = True

@@ -1,6 +1,7 @@
 """Operator commands, a Typer app merged into the `assetstream` CLI by app/cli.py:
 
     assetstream publish FILES_OR_URLS... [--asset-id ID] [--license L] [--sku S --category C] [--title T] ...
+    assetstream publish FILES_OR_URLS... --event-type reprocess [--no-carry]   (keeps the indexed upload values)
     assetstream ingest-server [--host 127.0.0.1] [--port 8080] [--insecure-no-auth]
     assetstream backfill DIR|MANIFEST.csv|MANIFEST.jsonl [--rate 50] [--state FILE] [--only-stale] [--dry-run]
     assetstream dlq list|show|replay ...
@@ -80,15 +81,29 @@ def publish(
     brand: Optional[str] = typer.Option(None, help="product context: brand"),
     title: Optional[str] = typer.Option(None, help="human-entered title (wins over model output)"),
     alt_text: Optional[str] = typer.Option(None, "--alt-text", help="human-entered alt text (wins)"),
+    no_carry: bool = typer.Option(False, "--no-carry", help="reprocess: do not carry the indexed asset's "
+                                  "upload values (title, alt text, licence, product context, notes) forward; "
+                                  "the event has only what this command gives"),
+    es_url: Optional[str] = typer.Option(None, "--es-url", help="search store URL for a reprocess (default "
+                                         "index.url)"),
     json_out: bool = typer.Option(False, "--json", help="machine-readable output"),
 ):
-    """Publish asset events to `raw` and wait for the broker's acknowledgement; prints the asset ids."""
+    """Publish asset events to `raw` and wait for the broker's acknowledgement; prints the asset ids.
+
+    A reprocess event carries forward, from the index, what the asset's indexed event got from a person
+    (human fields, declared licence, product context, uploader, notes) unless this command gives it."""
+    from app.ops.carry import carry_forward
     from app.producer import AssetPublisher, PublishError, asset_id_for, build_event, source_uri_for
 
     if asset_id and len(files_or_urls) > 1:
         _fail("--asset-id names one asset, but several sources were given", "publish them one by one", 2)
     settings = _settings()
-    events = []
+    product = {k: v for k, v in (("sku", sku), ("category", category), ("name", product_name),
+                                 ("brand", brand)) if v} or None
+    human = {k: v for k, v in (("title", title), ("alt_text", alt_text)) if v} or None
+    given = {"declared_license": license_, "uploader": uploader, "uploader_notes": notes,
+             "product_context": product, "human_fields": human}
+    specs = []
     for src in files_or_urls:
         if delete:
             uri = src if _is_uri(src) else (source_uri_for(src) if Path(src).exists() else None)
@@ -107,14 +122,15 @@ def publish(
                 uri = source_uri_for(src)
             aid = asset_id or asset_id_for(uri)
             etype = event_type
-        product = {k: v for k, v in (("sku", sku), ("category", category), ("name", product_name),
-                                     ("brand", brand)) if v} or None
-        human = {k: v for k, v in (("title", title), ("alt_text", alt_text)) if v} or None
+        specs.append((aid, uri, etype))
+    indexed = _indexed_values(settings, es_url, [aid for aid, _, etype in specs if etype == "reprocess"],
+                              tenant) if not no_carry else {}
+    events, carried = [], {}
+    for aid, uri, etype in specs:
+        fields, carried[aid] = carry_forward(given, indexed[aid]) if aid in indexed else (given, [])
         try:
-            events.append(build_event(aid, uri, event_type=etype, version=version, declared_license=license_,
-                                      uploader=uploader, uploader_notes=notes, tenant=tenant,
-                                      product_context=product, human_fields=human,
-                                      attributes={"ingest": "cli"}))
+            events.append(build_event(aid, uri, event_type=etype, version=version, tenant=tenant,
+                                      attributes={"ingest": "cli"}, **fields))
         except ValueError as exc:
             _fail(str(exc), "see `assetstream publish --help`", 2)
     try:
@@ -126,10 +142,46 @@ def publish(
               "is safe")
     if json_out:
         _print_json([{"asset_id": e["asset_id"], "event_id": e["event_id"], "event_type": e["event_type"],
-                      "source_uri": e["source_uri"], "version": e["version"]} for e in events])
+                      "source_uri": e["source_uri"], "version": e["version"],
+                      "carried_forward": carried[e["asset_id"]]} for e in events])
     else:
         for e in events:
             out.print(e["asset_id"])
+    _say_carried({a: names for a, names in carried.items() if names})
+
+
+def _indexed_values(settings, es_url: str | None, asset_ids: list[str], tenant: str) -> dict[str, dict[str, Any]]:
+    """asset id -> the values its indexed event got from a person (app/ops/carry.py), for reprocess events.
+    An unreachable store is an error: the reprocess would drop those values (--no-carry says to)."""
+    from app.ops.backfill import IndexView
+    from app.ops.carry import indexed_values
+    from domain.events import scoped_id
+
+    if not asset_ids:
+        return {}
+    index = IndexView(settings, es_url)
+    try:
+        docs = index.lookup([scoped_id(a, tenant) for a in asset_ids])
+    finally:
+        index.close()
+    if not index.available:
+        _fail(f"a reprocess event replaces the indexed one, and the index is not reachable at {index.url} "
+              f"({index.error}) to carry forward the values a person gave at upload",
+              "pass --es-url or set ASSETSTREAM_INDEX__URL; or --no-carry to publish only what this command "
+              "gives (the indexed title, alt text, licence, product context and notes are then lost)", 2)
+    missing = [a for a in asset_ids if scoped_id(a, tenant) not in docs]
+    if missing:
+        console.print(f"[yellow]note:[/yellow] not in the index, nothing to carry forward: {', '.join(missing[:10])}"
+                      + (f" and {len(missing) - 10} more" if len(missing) > 10 else ""), highlight=False)
+    return {a: indexed_values(docs[scoped_id(a, tenant)]) for a in asset_ids if scoped_id(a, tenant) in docs}
+
+
+def _say_carried(carried: dict[str, list[str]], limit: int = 20) -> None:
+    """On stderr (stdout stays ids / JSON): which reprocess events kept which indexed values."""
+    for aid, names in list(carried.items())[:limit]:
+        console.print(f"{aid}: carried forward from the index: {', '.join(names)}", highlight=False)
+    if len(carried) > limit:
+        console.print(f"... and {len(carried) - limit} more asset(s) (--json lists them)")
 
 # -------------------------------------------------------------------------------------------- webhook
 @app.command("ingest-server")
@@ -262,7 +314,9 @@ def backfill(
         else:
             for it, etype, _version, *_ in plan.publish:
                 why = "; ".join(plan.stale.get(it.asset_id, []))
-                out.print(f"would publish {etype:9} {it.asset_id}  {it.uri}" + (f"  ({why})" if why else ""))
+                keeps = ", ".join(plan.carried.get(it.asset_id, []))
+                out.print(f"would publish {etype:9} {it.asset_id}  {it.uri}" + (f"  ({why})" if why else "")
+                          + (f"  (keeps {keeps})" if keeps else ""))
         raise typer.Exit(1 if problems else 0)
 
     stop = threading.Event()
@@ -283,6 +337,7 @@ def backfill(
     summary = result.summary()
     if json_out:
         _print_json(summary)
+    _say_carried(plan.carried)
     console.print(f"published {len(result.published)}, failed {len(result.failed)}"
                   + (" (interrupted: re-run the same command to continue)" if result.interrupted else ""))
     if result.failed:
