@@ -117,6 +117,43 @@ def test_a_larger_copy_found_in_the_store_is_linked_but_enriched_on_its_own(stor
         assert copy.value["provenance"][-1]["task"] == "dedupe"
 
 
+def test_a_copy_sent_with_other_text_is_linked_but_enriched_on_its_own(store):
+    """Trial 18 finding 4: the prompts read each upload's own text (embedded title, uploader notes, product context;
+    the declared licence for rights), so an answer made from other text is no copy's. Found in the store by another
+    worker: a web copy without the XMP title and the same bytes sent with other notes pay for their own answer (still
+    linked); the same bytes with another licence reuse the description but ask rights; a web copy sent with the same
+    text reuses as before (its rights aside), even with the other-text copies in this worker's LRU."""
+    idx, client = store
+    with ReplayServer() as srv:
+        script_ok(srv)
+        settings = settings_for(srv.url, idx).with_overrides(enrich={"result_cache": "off"})
+
+        def upload(asset_id: str, data: bytes | None = None, phash: str = "c3a5f00f0ff0a53c", **asset) -> dict:
+            v = preprocessed(asset_id, data=data, phash=phash)
+            v["embedded"]["title"] = "Runfast 2 spring launch"
+            v["asset"].update(asset)
+            return v
+
+        (orig,) = run(EnrichStage(settings), upload("orig"))
+        index_enriched(client, idx, orig.value)
+        bare = upload("bare", jpeg(5), "c2a4f10e0ff0a53c")
+        bare["embedded"]["title"] = None
+        copies = [bare, upload("notes", uploader_notes="Rejected shot, do not use"),
+                  upload("licence", declared_license="CC0 1.0"), upload("web", jpeg(5), "c2a4f10e0ff0a53c")]
+        stage, paid = EnrichStage(settings), []  # another replica: empty LRU
+
+        async def go():
+            try:
+                for v in copies:
+                    before = srv.count()
+                    out = (await stage.aprocess(v, ctx(v["asset"]["asset_id"]))).value
+                    paid.append((srv.count() - before, out["duplicate_of"], out["provenance"][-1]["task"]))
+            finally:
+                await stage.aclose()
+        asyncio.run(go())
+        assert paid == [(3, "orig", "rights"), (3, "orig", "rights"), (1, "orig", "dedupe"), (1, "orig", "dedupe")]
+
+
 def test_store_down_degrades_to_a_miss():
     s = Settings().with_overrides(index={"url": "http://127.0.0.1:9", "server_mode": "serverless",
                                          "request_timeout_s": 1.0})

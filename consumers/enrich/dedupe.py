@@ -26,6 +26,16 @@ Variants are never merged (issue 15): a near match (not the same bytes) is reuse
 - and, for exact and near matches alike, the enrichment was made by the same provider, model and prompt as the
   current plan (`current` identities, compared with consumers/enrich/plan.py `stale_reasons`).
 
+Same text inputs (trial 18): the prompts (and the local provider) read each upload's own text besides the pixels:
+embedded title/description/keywords/alt text, uploader notes, product context (`prompts.untrusted_items`), and for
+rights the declared licence, credit and copyright. An enrichment made from the original's XMP title is no answer for
+a copy without it. So a match (exact or near) is reused only when `input_digests` of both records agree on the text
+the tagging and alt-text prompts read (OCR text aside: it is read from the pixels and compared above); otherwise the
+copy is linked but enriched on its own (`DedupeMatch.refused` "inputs"). An exact copy whose rights text differs
+(another declared licence) reuses the description and asks rights for itself, as a near copy always does
+(`DedupeMatch.own_rights`). The store-backed index computes a candidate's digests from the record its document
+keeps (`record.enriched.pre`); a document without one is not reused (its inputs are unknown).
+
 Reuse goes only toward a copy that is not better (issue 15 item 4): a near match (or a clip) is reused only when
 the asset being enriched does not rank before it in `domain.records.quality_rank` (most pixels, then most bytes,
 then the smallest asset id: the order consumers/index/families.py picks the family's canonical member by). An
@@ -62,7 +72,9 @@ from __future__ import annotations
 import asyncio
 import copy
 import dataclasses
+import hashlib
 import io
+import json
 import logging
 import re
 import time
@@ -71,6 +83,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 from consumers.enrich.plan import stale_reasons
+from consumers.enrich.prompts import untrusted_items
 from domain.events import scoped_id
 from domain.records import quality_rank
 from streams import metrics
@@ -161,6 +174,35 @@ def variant_reason(colors_a: list[str], text_a: frozenset[str], colors_b: list[s
     return None
 
 
+DESCRIBING_TASKS = ("tagging", "alt_text")
+"""the tasks whose answer a copy reuses (verify renders the tagging prompt); rights has its own digest"""
+
+
+def _text_of(pre: dict[str, Any]) -> dict[str, Any]:
+    """The parts of a record the prompts' per-upload text comes from, the image's OCR text left out (it is read from
+    the pixels: `variant_reason` compares it), product context in a fixed key order."""
+    asset = pre.get("asset") or {}
+    pc = asset.get("product_context")
+    return {"asset": {"uploader_notes": asset.get("uploader_notes"), "declared_license": asset.get("declared_license"),
+                      "product_context": dict(sorted(pc.items())) if isinstance(pc, dict) else None},
+            "embedded": pre.get("embedded"), "exif": pre.get("exif")}
+
+
+def _digest(items: list[tuple[str, Any]]) -> str:
+    lines = sorted({json.dumps(item, ensure_ascii=False, default=str) for item in items})  # order and repeats aside
+    return hashlib.sha256("\n".join(lines).encode("utf-8")).hexdigest()
+
+
+def input_digests(pre: dict[str, Any]) -> tuple[str, str]:
+    """(describing, rights): sha256 of the text the describing prompts (tagging, alt_text) and the rights prompt read
+    from this upload (`prompts.untrusted_items`: embedded title/description/keywords/alt text, uploader notes, product
+    context; for rights the declared licence, embedded creator/copyright/credit/usage terms/licence URL, the camera)
+    — the same fields the local provider reads. Two records with equal digests give every provider the same text."""
+    text = _text_of(pre)
+    return (_digest([item for task in DESCRIBING_TASKS for item in untrusted_items(text, task)]),
+            _digest(untrusted_items(text, "rights")))
+
+
 @dataclass
 class DedupeMatch:
     asset_id: str
@@ -172,8 +214,14 @@ class DedupeMatch:
     family_id: str | None = None
     """the matched asset's family (its canonical member's document id) when the index knows it"""
     reusable: bool = True
-    """False: a near copy (or clip) that ranks after the asset being enriched (fewer pixels, or as many and fewer
-    bytes: `domain.records.quality_rank`); the asset is linked to it but enriched on its own (`enrichment` empty)"""
+    """False: the asset is linked to the match but enriched on its own (`enrichment` empty), see `refused`"""
+    own_rights: bool = True
+    """the copy asks the rights task for itself: always for a near copy or clip, and for the same bytes whose rights
+    text differs (another declared licence); False: the same bytes with the same rights text reuse rights too"""
+    refused: str | None = None
+    """why a match is not reused: 'larger' (a near copy or clip that ranks after the asset being enriched: fewer
+    pixels, or as many and fewer bytes, `domain.records.quality_rank`) | 'inputs' (its enrichment was made from other
+    per-upload text: `input_digests`)"""
 
     @property
     def link(self) -> str:
@@ -233,12 +281,17 @@ class _Entry:
     width: int = 0
     height: int = 0
     byte_size: int = 0
+    inputs: str | None = None
+    rights_inputs: str | None = None
+    """`input_digests` of the record the enrichment was made from (None: unknown, never reused toward a Look that
+    has digests)"""
 
-    def match(self, kind: str, distance: int, reusable: bool = True) -> DedupeMatch:
-        if not reusable:
-            return DedupeMatch(self.asset_id, kind, distance, {}, [], self.family_id, reusable=False)
+    def match(self, kind: str, distance: int, refused: str | None = None, own_rights: bool = True) -> DedupeMatch:
+        if refused is not None:
+            return DedupeMatch(self.asset_id, kind, distance, {}, [], self.family_id, reusable=False,
+                               refused=refused)
         return DedupeMatch(self.asset_id, kind, distance, copy.deepcopy(self.enrichment),
-                           copy.deepcopy(self.provenance), self.family_id)
+                           copy.deepcopy(self.provenance), self.family_id, own_rights=own_rights)
 
 
 @dataclass(frozen=True)
@@ -306,18 +359,34 @@ class Look:
     height: int = 0
     byte_size: int = 0
     """the asset's size (PreprocessedAsset.image): a near match ranking after it is not reused (0: unknown)"""
+    inputs: str | None = None
+    rights_inputs: str | None = None
+    """`input_digests` of the asset's per-upload text: a match made from other text is not reused (None: any)"""
 
     @classmethod
     def of(cls, pre: dict[str, Any], current: Any = None) -> "Look":
-        """From a PreprocessedAsset dict (its thumbnail, colours and OCR text; a video's keyframes)."""
+        """From a PreprocessedAsset dict (its thumbnail, colours and OCR text; a video's keyframes; its text inputs)."""
         ocr = pre.get("ocr") or {}
         video = pre.get("video") or {}
         image = pre.get("image") or {}
+        inputs, rights_inputs = input_digests(pre)
         return cls(tuple(colour_names((pre.get("signals") or {}).get("colors"))),
                    text_words(None if ocr.get("skipped") else ocr.get("text")),
                    near_flat((pre.get("thumbnail") or {}).get("data")), current,
                    frames_of(video.get("keyframes"), skip_flat=True), video.get("duration_s"),
-                   int(image.get("width") or 0), int(image.get("height") or 0), int(image.get("byte_size") or 0))
+                   int(image.get("width") or 0), int(image.get("height") or 0), int(image.get("byte_size") or 0),
+                   inputs, rights_inputs)
+
+    def refuses(self, asset_id: str | None, e: "_Entry") -> str | None:
+        """Why the candidate `e`, a copy of this asset, is not reused toward it (None: it is): 'inputs' when its
+        enrichment was made from other per-upload text, 'larger' when this asset `outranks` it."""
+        if self.inputs is not None and e.inputs != self.inputs:
+            return "inputs"
+        return "larger" if self.outranks(asset_id, e) else None
+
+    def own_rights(self, e: "_Entry") -> bool:
+        """The same bytes as `e`: ask rights for this asset unless the rights text is the same."""
+        return self.rights_inputs is not None and e.rights_inputs != self.rights_inputs
 
     def outranks(self, asset_id: str | None, e: "_Entry") -> bool:
         """The asset being enriched (`asset_id`) is a better copy than the candidate `e` (it ranks first in
@@ -347,8 +416,8 @@ def _best(candidates: list[_Entry], sha256: str | None, phash_hex: str | None, m
     clip = clip or ClipRule()
     best: DedupeMatch | None = None
 
-    def better(reusable: bool, d: int) -> bool:
-        return best is None or (not reusable, d) < (not best.reusable, best.distance)
+    def better(refused: str | None, d: int) -> bool:
+        return best is None or (refused is not None, d) < (not best.reusable, best.distance)
 
     for e in candidates:
         if e.asset_id == exclude or (tenant is not None and e.tenant is not None and e.tenant != tenant):
@@ -358,11 +427,17 @@ def _best(candidates: list[_Entry], sha256: str | None, phash_hex: str | None, m
         if look is not None and look.current is not None and stale_reasons(e.provenance, look.current):
             continue  # made by another provider, model or prompt: not an answer this plan would give
         if sha256 and e.sha256 == sha256:
-            return e.match("exact", 0)
+            if look is None:
+                return e.match("exact", 0, own_rights=False)
+            if (why := "inputs" if look.inputs is not None and e.inputs != look.inputs else None) is None:
+                return e.match("exact", 0, own_rights=look.own_rights(e))
+            if better(why, 0):  # the same bytes sent with other notes or product context: linked, own answer
+                best = e.match("exact", 0, why)
+            continue
         if e.frames or (look is not None and look.frames):  # a video: by its keyframes, never the poster alone
             d = clip.distance(look.frames, look.duration_s, e.frames, e.duration_s, max_distance) if look else None
-            if d is not None and better(reuse := not look.outranks(exclude, e), d):
-                best = e.match("clip", d, reuse)
+            if d is not None and better(why := look.refuses(exclude, e), d):
+                best = e.match("clip", d, why)
             continue
         if look is not None and (look.flat or variant_reason(list(look.colors), look.text, e.colors, e.text)):
             continue
@@ -370,8 +445,8 @@ def _best(candidates: list[_Entry], sha256: str | None, phash_hex: str | None, m
             d = hamming(phash_hex, e.phash)
             ok = d <= max_distance or (d <= confirm and dhash_hex is not None and e.dhash is not None
                                        and hamming(dhash_hex, e.dhash) <= max_distance)
-            if ok and better(reuse := look is None or not look.outranks(exclude, e), d):
-                best = e.match("near", d, reuse)
+            if ok and better(why := None if look is None else look.refuses(exclude, e), d):
+                best = e.match("near", d, why)
     return best
 
 
@@ -424,7 +499,8 @@ class InMemoryDedupeIndex:
                                     list(look.colors) if look else [], look.text if look else frozenset(),
                                     look.frames if look else (), look.duration_s if look else None, None,
                                     look.width if look else 0, look.height if look else 0,
-                                    look.byte_size if look else 0)
+                                    look.byte_size if look else 0, look.inputs if look else None,
+                                    look.rights_inputs if look else None)
         if sha256:
             self._by_sha.setdefault(sha256, set()).add(key)
         for b in bands:
@@ -505,7 +581,8 @@ class InFlight:
         answer = await asyncio.shield(self._answers[key])
         if answer is None:
             return None
-        return DedupeMatch(m.asset_id, m.kind, m.distance, copy.deepcopy(answer[0]), copy.deepcopy(answer[1]))
+        return DedupeMatch(m.asset_id, m.kind, m.distance, copy.deepcopy(answer[0]), copy.deepcopy(answer[1]),
+                           own_rights=m.own_rights)
 
     def claim(self, asset_id: str, sha256: str | None, phash: str | None, bands: list[str] | None, *,
               tenant: str | None = None, dhash: str | None = None, look: Look | None = None) -> str | None:
@@ -562,6 +639,18 @@ def _provenance_from_doc(p: dict[str, Any]) -> dict[str, Any]:
             "input_tokens": int(p.get("input_tokens") or 0), "output_tokens": int(p.get("output_tokens") or 0),
             "latency_ms": float(p.get("latency_ms") or 0.0), "cost_usd": float(p.get("cost_usd") or 0.0),
             "reused_from": p.get("reused_from"), "degraded": p.get("degraded")}
+
+
+RECORD_TEXT = tuple(f"record.enriched.pre.{f}" for f in (
+    "asset.uploader_notes", "asset.declared_license", "asset.product_context", "embedded", "exif"))
+"""what a candidate's `input_digests` are computed from: the validated record its index document keeps (stored, not
+indexed), as the enrich stage saw it"""
+
+
+def _record_digests(src: dict[str, Any]) -> tuple[str | None, str | None]:
+    """`input_digests` of an index document's own record; (None, None) for a document without one."""
+    pre = ((src.get("record") or {}).get("enriched") or {}).get("pre")
+    return input_digests(pre) if isinstance(pre, dict) else (None, None)
 
 
 class ElasticsearchDedupeIndex:
@@ -627,7 +716,8 @@ class ElasticsearchDedupeIndex:
                 index=self.alias, query=self._query(sha256, phash_hex, bands, exclude_asset_id, look),
                 size=self.candidates,
                 source=["asset_id", "tenant", "hashes", "enrichment", "provenance", "colors", "ocr_text",
-                        "duration_s", "video.keyframes", "family_id", "width", "height", "byte_size"])
+                        "duration_s", "video.keyframes", "family_id", "width", "height", "byte_size",
+                        *RECORD_TEXT])
         except NotFoundError:  # no index yet: nothing enriched before
             return None
         cands = []
@@ -641,7 +731,7 @@ class ElasticsearchDedupeIndex:
                                 hashes.get("dhash"), colour_names(src.get("colors")), text_words(src.get("ocr_text")),
                                 frames_of((src.get("video") or {}).get("keyframes")), src.get("duration_s"),
                                 src.get("family_id"), int(src.get("width") or 0), int(src.get("height") or 0),
-                                int(src.get("byte_size") or 0)))
+                                int(src.get("byte_size") or 0), *_record_digests(src)))
         return _best(cands, sha256, phash_hex, self.max_distance, tenant, exclude_asset_id, dhash_hex,
                      self.confirm_distance, look, self.clip)
 
@@ -649,7 +739,7 @@ class ElasticsearchDedupeIndex:
                      look=None):
         m = self.lru.lookup_sync(sha256, phash_hex, bands, tenant=tenant, exclude_asset_id=exclude_asset_id,
                                  dhash_hex=dhash_hex, look=look)
-        if m is not None and m.kind == "exact":
+        if m is not None and m.kind == "exact" and m.reusable:
             return m
         if time.monotonic() < self._down_until:  # store recently unreachable: LRU only, no waiting
             if m is None:
@@ -664,9 +754,9 @@ class ElasticsearchDedupeIndex:
             log.warning("dedupe lookup failed (%s); store lookups off for %.0f s, calling the model instead",
                         type(e).__name__, self.down_backoff_s)
             return m
-        # the same bytes, else a reusable copy, else the nearest (the LRU's on a tie)
+        # a reusable copy (the same bytes first), else the nearest link (the LRU's on a tie)
         return min((x for x in (m, remote) if x is not None), default=None,
-                   key=lambda x: (x.kind != "exact", not x.reusable, x.distance))
+                   key=lambda x: (not x.reusable, x.kind != "exact", x.distance))
 
     def _get_indexed(self, asset_id: str) -> Indexed | None:
         from elasticsearch import NotFoundError

@@ -181,7 +181,7 @@ class EnrichStage(PipelineFacts, Stage):
         review = indexed.review if indexed is not None else None
 
         look = Look.of(value, self._identities) if self.dedupe is not None and hashes else None
-        larger_than: DedupeMatch | None = None  # a smaller copy: linked to, not reused (this asset is the better)
+        larger_than: DedupeMatch | None = None  # a copy linked to, not reused (a smaller one; other text inputs)
         if self.dedupe is not None and hashes and asset.get("event_type") != "reprocess":
             match = await self.dedupe.lookup(hashes.get("sha256"), hashes.get("phash"), hashes.get("phash_bands"),
                                              tenant=asset.get("tenant"), exclude_asset_id=asset["asset_id"],
@@ -196,7 +196,7 @@ class EnrichStage(PipelineFacts, Stage):
             if match is not None and match.reusable:
                 metrics.DEDUPE.labels(match.kind).inc()
                 enrichment, prov, cost, degraded = normalise_enrichment(match.enrichment), match.provenance, 0.0, {}
-                if match.kind != "exact" and "rights" in self.plan.tasks:
+                if match.own_rights and "rights" in self.plan.tasks:
                     enrichment, prov, cost, degraded = await self._own_rights(value, ctx, enrichment, prov)
                 prov = [*prov, {
                     "task": "dedupe", "provider": "dedupe", "model": DEDUPE_MODEL[match.kind],
@@ -207,7 +207,7 @@ class EnrichStage(PipelineFacts, Stage):
                 return Output(value=self._record(pre, enrichment, prov, cost, duplicate_of=link,
                                                  duplicate_distance=distance, review=review, degraded=degraded))
             larger_than = match
-            metrics.DEDUPE.labels("miss" if match is None else "larger").inc()
+            metrics.DEDUPE.labels("miss" if match is None else match.refused or "larger").inc()
             claim = self.in_flight.claim(asset["asset_id"], hashes.get("sha256"), hashes.get("phash"),
                                          hashes.get("phash_bands"), tenant=asset.get("tenant"),
                                          dhash=hashes.get("dhash"), look=look)
@@ -241,8 +241,9 @@ class EnrichStage(PipelineFacts, Stage):
         """A near copy's reused enrichment with this asset's own rights answer: credit, licence and usage come from
         each upload's embedded metadata, which a web copy or a crop often lacks (trial 9: a copy without XMP was
         `restricted` with the original's credit when it came second, `unknown` when it came first). Only the same
-        bytes (sha256) carry the same metadata. A rights answer that failed leaves the fields empty, never the
-        match's. Returns (enrichment, provenance, cost, degraded)."""
+        bytes (sha256) carry the same metadata, and they too ask when their rights text differs (another declared
+        licence: `DedupeMatch.own_rights`). A rights answer that failed leaves the fields empty, never the match's.
+        Returns (enrichment, provenance, cost, degraded)."""
         results = await self._run_tasks(value, final=final_attempt(ctx, self.settings),
                                         attempt=ctx.attempt if ctx is not None else 1, only=("rights",))
         own = self._merge(results)
