@@ -353,6 +353,42 @@ def secret_problems(docs: list[dict]) -> list[str]:
     return problems
 
 
+def _required_env(args: list[str], settings: Any) -> dict[str, str]:
+    """{ASSETSTREAM_* variable: why} for the settings the container's command refuses to start without (exit 2),
+    as the command itself decides: the ingest server without a webhook secret (app/ops/ingest.py IngestServer,
+    tests/test_cli_errors.py), an enrich worker without its providers' API keys (app/cli.py
+    _missing_api_keys)."""
+    from app.cli import _missing_api_keys
+
+    need: dict[str, str] = {}
+    if args[:1] == ["ingest-server"] and not settings.ops.webhook_secret:
+        need["ASSETSTREAM_OPS__WEBHOOK_SECRET"] = "ingest-server exits 2 with no webhook secret"
+    if args == ["worker", "enrich"]:
+        for var in re.findall(r"ASSETSTREAM_\w+", _missing_api_keys(settings, None) or ""):
+            need[var] = f"enrich (provider {settings.enrich.provider}) exits 2 without it"
+    return need
+
+
+def required_setting_problems(docs: list[dict], tmp_dir: Path) -> list[str]:
+    """Every ASSETSTREAM_* setting a container's command refuses to start without is supplied: set in the
+    ConfigMap, a literal env value, or a secretKeyRef that is not `optional` (an optional key left out of the
+    Secret would start the container without it, and it would crash-loop; a required key makes the kubelet say
+    which key is missing)."""
+    problems = []
+    for name, dep in by_name(docs, "Deployment").items():
+        spec = pod_spec(dep)
+        c = spec["containers"][0]
+        env = {e["name"]: e for e in c.get("env", [])}
+        for var, why in _required_env(c.get("args", []), pod_settings(docs, spec, tmp_dir)).items():
+            e = env.get(var)
+            if e is None:
+                problems.append(f"Deployment/{name}: {var} is not set ({why})")
+            elif e.get("valueFrom", {}).get("secretKeyRef", {}).get("optional"):
+                problems.append(f"Deployment/{name}: {var} comes from an optional secretKeyRef ({why}): "
+                                "without the key the pod would crash-loop; make the key required")
+    return problems
+
+
 def role_problems(docs: list[dict]) -> list[str]:
     """The other roles: topics Job, webhook ingest Deployment + Service, KPI app Deployment."""
     problems = []

@@ -58,6 +58,13 @@ def test_other_roles(kustomization):
     assert ds.role_problems(ds.rendered(kustomization)) == []
 
 
+def test_every_setting_a_command_needs_is_supplied(kustomization, tmp_path):
+    """Trial 17: nothing supplied ops.webhook_secret, so both ingest replicas exited 2 ("no webhook secret") on a
+    deploy that followed docs/deploy.md; the example's Claude key was optional, so a Secret without it would
+    crash-loop enrich. Each such setting now comes from a required Secret key."""
+    assert ds.required_setting_problems(ds.rendered(kustomization), tmp_path) == []
+
+
 def test_unauthenticated_ports_are_reachable_only_from_monitoring(kustomization):
     """Trial 2: the workers' /metrics and the KPI app's /kpis (cost, editors' edit rates; web_host 0.0.0.0 in the
     config) answer without auth, and no NetworkPolicy limited who could reach them: any pod in the cluster could.
@@ -198,6 +205,17 @@ def b_literal_api_key(docs):
             e["value"] = "sk-ant-not-a-real-key"
 
 
+def b_no_webhook_secret(docs):
+    c = ds.pod_spec(ds.by_name(docs, "Deployment")["assetstream-ingest"])["containers"][0]
+    c["env"] = [e for e in c["env"] if e["name"] != "ASSETSTREAM_OPS__WEBHOOK_SECRET"]
+
+
+def b_optional_provider_key(docs):
+    for e in _container(docs, "enrich")["env"]:
+        if e["name"] == "ASSETSTREAM_ENRICH__ANTHROPIC_API_KEY":
+            e["valueFrom"]["secretKeyRef"]["optional"] = True
+
+
 def b_secret_object(docs):
     docs.append({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "assetstream-secrets"},
                  "stringData": {"anthropic-api-key": "x"}})
@@ -270,6 +288,7 @@ def _check(name: str) -> Callable:
         "workers": ds.worker_problems,
         "secrets": lambda docs, tmp: ds.secret_problems(docs),
         "roles": lambda docs, tmp: ds.role_problems(docs),
+        "required": ds.required_setting_problems,
         "monitoring": lambda docs, tmp: ds.monitoring_problems(docs),
         "scalers": ds.scaler_problems,
     }[name]
@@ -298,6 +317,8 @@ BROKEN = [
     ("base", b_secret_object, "secrets", "Secret/assetstream-secrets"),
     ("base", b_secret_in_config, "secrets", "sasl_password"),
     ("base", b_no_ingest_service, "roles", "ingest"),
+    ("base", b_no_webhook_secret, "required", "ASSETSTREAM_OPS__WEBHOOK_SECRET is not set"),
+    ("overlays/example", b_optional_provider_key, "required", "ANTHROPIC_API_KEY comes from an optional"),
     ("base", b_no_topics_job, "roles", "topics create"),
     ("overlays/example", b_servicemonitor_port, "monitoring", "http-metrics"),
     ("base", b_metrics_service_selector, "monitoring", "assetstream-preprocess"),
