@@ -389,6 +389,37 @@ def required_setting_problems(docs: list[dict], tmp_dir: Path) -> list[str]:
     return problems
 
 
+STORE_CREDENTIALS = ("ASSETSTREAM_INDEX__API_KEY", "ASSETSTREAM_INDEX__USERNAME", "ASSETSTREAM_INDEX__PASSWORD")
+"""How a pod logs in to the search store (index.*): the env vars every store-reading stage gets from the Secret."""
+
+
+def store_stages() -> set[str]:
+    """The stages whose code opens a search-store client (consumers/<stage>/ imports domain.store.client):
+    read from the code, so a stage that starts reading the store is checked without editing this file."""
+    root = REPO / "consumers"
+    return {stage for stage in STAGES
+            if any("domain.store.client" in f.read_text() for f in (root / stage).rglob("*.py"))}
+
+
+def store_credential_problems(docs: list[dict]) -> list[str]:
+    """Every worker Deployment whose stage reads or writes the search store gets the store credentials from a
+    secretKeyRef (trial 17: enrich got none, so with an API-key Elasticsearch every result-cache, duplicate and
+    review lookup failed and counted as a miss)."""
+    problems = []
+    uses_store = store_stages()
+    for name, dep in by_name(docs, "Deployment").items():
+        c = pod_spec(dep)["containers"][0]
+        args = c.get("args", [])
+        if args[:1] != ["worker"] or len(args) < 2 or args[1] not in uses_store:
+            continue
+        env = {e["name"]: e for e in c.get("env", [])}
+        missing = [v for v in STORE_CREDENTIALS if "secretKeyRef" not in env.get(v, {}).get("valueFrom", {})]
+        if missing:
+            problems.append(f"Deployment/{name}: stage {args[1]} uses the search store but gets no "
+                            f"{', '.join(missing)} from the Secret")
+    return problems
+
+
 def role_problems(docs: list[dict]) -> list[str]:
     """The other roles: topics Job, webhook ingest Deployment + Service, KPI app Deployment."""
     problems = []

@@ -65,6 +65,13 @@ def test_every_setting_a_command_needs_is_supplied(kustomization, tmp_path):
     assert ds.required_setting_problems(ds.rendered(kustomization), tmp_path) == []
 
 
+def test_every_stage_that_uses_the_store_gets_its_credentials(kustomization):
+    """Trial 17: enrich reads the store (model-result cache, duplicate and review lookups) but got no index
+    credentials; against the example's API-key Elasticsearch every lookup failed and counted as a miss."""
+    assert {"enrich", "index", "review", "writeback"} <= ds.store_stages()
+    assert ds.store_credential_problems(ds.rendered(kustomization)) == []
+
+
 def test_unauthenticated_ports_are_reachable_only_from_monitoring(kustomization):
     """Trial 2: the workers' /metrics and the KPI app's /kpis (cost, editors' edit rates; web_host 0.0.0.0 in the
     config) answer without auth, and no NetworkPolicy limited who could reach them: any pod in the cluster could.
@@ -216,6 +223,11 @@ def b_optional_provider_key(docs):
             e["valueFrom"]["secretKeyRef"]["optional"] = True
 
 
+def b_no_store_credentials(docs):
+    c = _container(docs, "index")
+    c["env"] = [e for e in c["env"] if e["name"] != "ASSETSTREAM_INDEX__API_KEY"]
+
+
 def b_secret_object(docs):
     docs.append({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "assetstream-secrets"},
                  "stringData": {"anthropic-api-key": "x"}})
@@ -289,6 +301,7 @@ def _check(name: str) -> Callable:
         "secrets": lambda docs, tmp: ds.secret_problems(docs),
         "roles": lambda docs, tmp: ds.role_problems(docs),
         "required": ds.required_setting_problems,
+        "store": lambda docs, tmp: ds.store_credential_problems(docs),
         "monitoring": lambda docs, tmp: ds.monitoring_problems(docs),
         "scalers": ds.scaler_problems,
     }[name]
@@ -319,6 +332,8 @@ BROKEN = [
     ("base", b_no_ingest_service, "roles", "ingest"),
     ("base", b_no_webhook_secret, "required", "ASSETSTREAM_OPS__WEBHOOK_SECRET is not set"),
     ("overlays/example", b_optional_provider_key, "required", "ANTHROPIC_API_KEY comes from an optional"),
+    ("base", b_no_store_credentials, "store", "assetstream-index: stage index uses the search store but gets no "
+                                              "ASSETSTREAM_INDEX__API_KEY"),
     ("base", b_no_topics_job, "roles", "topics create"),
     ("overlays/example", b_servicemonitor_port, "monitoring", "http-metrics"),
     ("base", b_metrics_service_selector, "monitoring", "assetstream-preprocess"),
