@@ -23,7 +23,7 @@ def test_renders_expected_objects(kustomization):
     docs = ds.rendered(kustomization)
     kinds = {d["kind"] for d in docs}
     assert {"Deployment", "PodDisruptionBudget", "Service", "ConfigMap", "Job", "ServiceAccount"} <= kinds
-    assert {f"assetstream-{s}" for s in ds.STAGES} <= set(ds.by_name(docs, "Deployment"))
+    assert {f"assetstream-{s}" for s in ds.STAGES if s not in ds.OPTIONAL_STAGES} <= set(ds.by_name(docs, "Deployment"))
 
 
 def test_builtin_objects_match_kubernetes_schema_strictly(kustomization):
@@ -92,8 +92,33 @@ def test_base_has_no_autoscaler_and_overlays_pick_exactly_one_kind():
     assert not ds.objects(ds.rendered("base"), "ScaledObject")
     assert not ds.objects(ds.rendered("base"), "HorizontalPodAutoscaler")
     keda, hpa = ds.rendered("overlays/example"), ds.rendered("overlays/example-hpa")
-    assert len(ds.objects(keda, "ScaledObject")) == len(ds.STAGES) and not ds.objects(keda, "HorizontalPodAutoscaler")
-    assert len(ds.objects(hpa, "HorizontalPodAutoscaler")) == len(ds.STAGES) and not ds.objects(hpa, "ScaledObject")
+    workers = lambda docs: [d for d in ds.objects(docs, "Deployment") if d["metadata"]["labels"].get(  # noqa: E731
+        "app.kubernetes.io/component") == "worker"]
+    assert len(ds.objects(keda, "ScaledObject")) == len(workers(keda)) and not ds.objects(keda, "HorizontalPodAutoscaler")
+    assert len(ds.objects(hpa, "HorizontalPodAutoscaler")) == len(workers(hpa)) and not ds.objects(hpa, "ScaledObject")
+
+
+def test_writeback_is_opt_in():
+    """Trial 17: the base always ran a writeback worker, which refuses to start with no target: it crash-looped
+    (and fired AssetstreamWorkerDown / StageDown) wherever nobody writes back. Now only an overlay that enables
+    components/writeback(-keda|-hpa) runs it, with its targets from a required Secret key; its PDB and scaler
+    come and go with it."""
+    for name in ("base", "overlays/example-hpa"):
+        docs = ds.rendered(name)
+        assert not [d for d in docs if d["metadata"]["name"] == "assetstream-writeback"], name
+    docs = ds.rendered("overlays/example")
+    for kind in ("Deployment", "PodDisruptionBudget", "ScaledObject"):
+        assert "assetstream-writeback" in ds.by_name(docs, kind), kind
+
+
+def test_writeback_hpa_component_passes_the_checks_on_the_hpa_overlay(tmp_path):
+    """components/writeback-hpa is in no shipped overlay: render it on top of example-hpa as an operator would."""
+    render_dir = tmp_path / "overlay"
+    render_dir.mkdir()
+    docs = ds.rendered_with("overlays/example-hpa", ["components/writeback-hpa"], render_dir)
+    assert "assetstream-writeback" in ds.by_name(docs, "HorizontalPodAutoscaler")
+    for check in ("builtin", "settings", "workers", "required", "store", "monitoring", "scalers"):
+        assert _check(check)(docs, tmp_path) == [], check
 
 
 def test_example_overlay_pins_an_image():
@@ -228,6 +253,16 @@ def b_no_store_credentials(docs):
     c["env"] = [e for e in c["env"] if e["name"] != "ASSETSTREAM_INDEX__API_KEY"]
 
 
+def b_optional_writeback_targets(docs):
+    for e in _container(docs, "writeback")["env"]:
+        if e["name"] == "ASSETSTREAM_WRITEBACK__TARGETS":
+            e["valueFrom"]["secretKeyRef"]["optional"] = True
+
+
+def b_other_image(docs):
+    _container(docs, "writeback")["image"] = "assetstream"
+
+
 def b_secret_object(docs):
     docs.append({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "assetstream-secrets"},
                  "stringData": {"anthropic-api-key": "x"}})
@@ -332,6 +367,9 @@ BROKEN = [
     ("base", b_no_ingest_service, "roles", "ingest"),
     ("base", b_no_webhook_secret, "required", "ASSETSTREAM_OPS__WEBHOOK_SECRET is not set"),
     ("overlays/example", b_optional_provider_key, "required", "ANTHROPIC_API_KEY comes from an optional"),
+    ("overlays/example", b_optional_writeback_targets, "required",
+     "assetstream-writeback: ASSETSTREAM_WRITEBACK__TARGETS comes from an optional"),
+    ("overlays/example", b_other_image, "workers", "different images"),
     ("base", b_no_store_credentials, "store", "assetstream-index: stage index uses the search store but gets no "
                                               "ASSETSTREAM_INDEX__API_KEY"),
     ("base", b_no_topics_job, "roles", "topics create"),
