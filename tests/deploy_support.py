@@ -23,6 +23,7 @@ import os
 import re
 import shutil
 import subprocess
+import tempfile
 from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
@@ -459,6 +460,29 @@ def role_problems(docs: list[dict]) -> list[str]:
     kpis = deps.get("assetstream-kpis")
     if not kpis or pod_spec(kpis)["containers"][0].get("args") != ["streams", "kpis"]:
         problems.append("no `streams kpis` Deployment assetstream-kpis")
+    else:
+        problems += _kpis_probe_problems(docs, kpis)
+    return problems
+
+
+def _kpis_probe_problems(docs: list[dict], kpis: dict) -> list[str]:
+    """The KPI app's readiness is its /readyz on the web port (trial 17: a TCP probe stayed green while an agent
+    crashed on every record), and a Service still publishes it when not ready, so Prometheus scrapes the
+    assetstream_kpi_agent_failing that says why."""
+    problems = []
+    c = pod_spec(kpis)["containers"][0]
+    probe = c.get("readinessProbe", {}).get("httpGet") or {}
+    ports = {p["name"]: p["containerPort"] for p in c.get("ports", [])}
+    web_port = pod_settings(docs, pod_spec(kpis), Path(tempfile.mkdtemp(prefix="kpis-probe-"))).kpis.web_port
+    if probe.get("path") != "/readyz" or ports.get(probe.get("port"), probe.get("port")) != web_port:
+        problems.append(f"assetstream-kpis: readinessProbe must be httpGet /readyz on kpis.web_port {web_port}, "
+                        f"got {c.get('readinessProbe')}")
+    labels = kpis["spec"]["template"]["metadata"]["labels"]
+    services = [s for s in objects(docs, "Service")
+                if s["spec"].get("selector") and _matches({"matchLabels": s["spec"]["selector"]}, labels)]
+    if not any(s["spec"].get("publishNotReadyAddresses") for s in services):
+        problems.append("assetstream-kpis: no Service selecting it has publishNotReadyAddresses: a not-ready KPI app "
+                        "would drop out of scraping with the metric that says why")
     return problems
 
 

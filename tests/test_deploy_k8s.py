@@ -276,6 +276,15 @@ def b_no_ingest_service(docs):
     docs[:] = [d for d in docs if not (d["kind"] == "Service" and d["metadata"]["name"] == "assetstream-ingest")]
 
 
+def b_kpis_tcp_readiness(docs):
+    c = ds.pod_spec(ds.by_name(docs, "Deployment")["assetstream-kpis"])["containers"][0]
+    c["readinessProbe"] = {"tcpSocket": {"port": "web"}, "periodSeconds": 10}
+
+
+def b_kpis_unscraped_when_not_ready(docs):
+    del ds.by_name(docs, "Service")["assetstream-kpis"]["spec"]["publishNotReadyAddresses"]
+
+
 def b_no_topics_job(docs):
     docs[:] = [d for d in docs if d["kind"] != "Job"]
 
@@ -373,6 +382,8 @@ BROKEN = [
     ("base", b_no_store_credentials, "store", "assetstream-index: stage index uses the search store but gets no "
                                               "ASSETSTREAM_INDEX__API_KEY"),
     ("base", b_no_topics_job, "roles", "topics create"),
+    ("base", b_kpis_tcp_readiness, "roles", "assetstream-kpis: readinessProbe must be httpGet /readyz"),
+    ("base", b_kpis_unscraped_when_not_ready, "roles", "publishNotReadyAddresses"),
     ("overlays/example", b_servicemonitor_port, "monitoring", "http-metrics"),
     ("base", b_metrics_service_selector, "monitoring", "assetstream-preprocess"),
     ("overlays/example", b_max_replicas_above_partitions, "scalers", "maxReplicaCount 12 > 6"),
