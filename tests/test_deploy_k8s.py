@@ -237,26 +237,29 @@ def b_literal_api_key(docs):
             e["value"] = "sk-ant-not-a-real-key"
 
 
+def _drop_env(container: dict, name: str) -> None:
+    container["env"] = [e for e in container["env"] if e["name"] != name]
+
+
+def _make_optional(docs, stage: str, name: str) -> None:
+    next(e for e in _container(docs, stage)["env"] if e["name"] == name)["valueFrom"]["secretKeyRef"]["optional"] = True
+
+
 def b_no_webhook_secret(docs):
-    c = ds.pod_spec(ds.by_name(docs, "Deployment")["assetstream-ingest"])["containers"][0]
-    c["env"] = [e for e in c["env"] if e["name"] != "ASSETSTREAM_OPS__WEBHOOK_SECRET"]
+    _drop_env(ds.pod_spec(ds.by_name(docs, "Deployment")["assetstream-ingest"])["containers"][0],
+              "ASSETSTREAM_OPS__WEBHOOK_SECRET")
 
 
 def b_optional_provider_key(docs):
-    for e in _container(docs, "enrich")["env"]:
-        if e["name"] == "ASSETSTREAM_ENRICH__ANTHROPIC_API_KEY":
-            e["valueFrom"]["secretKeyRef"]["optional"] = True
+    _make_optional(docs, "enrich", "ASSETSTREAM_ENRICH__ANTHROPIC_API_KEY")
 
 
 def b_no_store_credentials(docs):
-    c = _container(docs, "index")
-    c["env"] = [e for e in c["env"] if e["name"] != "ASSETSTREAM_INDEX__API_KEY"]
+    _drop_env(_container(docs, "index"), "ASSETSTREAM_INDEX__API_KEY")
 
 
 def b_optional_writeback_targets(docs):
-    for e in _container(docs, "writeback")["env"]:
-        if e["name"] == "ASSETSTREAM_WRITEBACK__TARGETS":
-            e["valueFrom"]["secretKeyRef"]["optional"] = True
+    _make_optional(docs, "writeback", "ASSETSTREAM_WRITEBACK__TARGETS")
 
 
 def b_other_image(docs):
