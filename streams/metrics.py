@@ -57,8 +57,8 @@ LLM_BATCHES = Counter("assetstream_llm_batches_total", "Provider batch API batch
 DEDUPE = Counter("assetstream_dedupe_total", "Dedupe lookups before calling a provider", ["result"])
 REVIEW_LOOKUPS = Counter("assetstream_review_lookups_total",
                          "Lookups of an asset's human review before validation", ["result"])
-STALE_EVENTS = Counter("assetstream_stale_events_total", "Events older than the version already indexed: not "
-                       "processed (no model call), dead-lettered with reason stale_event", ["stage"])
+STALE_EVENTS = Counter("assetstream_stale_events_total", "Events older than the version already indexed: skipped "
+                       "(no model call, no output, not dead-lettered: a superseded event needs no person)", ["stage"])
 RESULT_CACHE = Counter("assetstream_result_cache_total", "Model-result cache lookups per task", ["result"])
 BUDGET_REMAINING = Gauge("assetstream_llm_budget_remaining_usd",
                          "Budget left before consumption pauses; exported only by workers that have a budget "

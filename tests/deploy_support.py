@@ -23,6 +23,7 @@ import os
 import re
 import shutil
 import subprocess
+import tempfile
 from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
@@ -45,6 +46,9 @@ KPI_METRICS_FILE = REPO / "app" / "kpis" / "metrics.py"
 
 KUSTOMIZATIONS = ("base", "overlays/example", "overlays/example-hpa")
 STAGES = ("preprocess", "enrich", "validate", "index", "review", "writeback")
+#: stages an overlay opts into (their worker refuses to start without settings only some setups have): the base
+#: leaves them out, and the checks hold them to the same rules wherever they are rendered
+OPTIONAL_STAGES = ("writeback",)
 #: stage -> logical input topic (streams.config.kafka.TopicSettings field)
 STAGE_INPUT = {"preprocess": "raw", "enrich": "preprocessed", "validate": "enriched", "index": "validated",
                "review": "feedback", "writeback": "validated"}
@@ -97,6 +101,19 @@ def _rendered_cached(name: str) -> str:
 def rendered(name: str) -> list[dict]:
     """A fresh (mutable) copy of a rendered kustomization, cached per test session."""
     return json.loads(_rendered_cached(name))
+
+
+def rendered_with(overlay: str, components: Iterable[str], tmp_dir: Path) -> list[dict]:
+    """An overlay with more components enabled (e.g. the writeback component of its autoscaler kind), rendered
+    through a kustomization written in tmp_dir: what an operator's own overlay would render."""
+    namespace = next((d["metadata"]["namespace"] for d in rendered(overlay) if d["metadata"].get("namespace")), None)
+    rel = lambda name: os.path.relpath(K8S / name, tmp_dir)  # noqa: E731 - kustomize refuses absolute paths
+    kustomization = {"apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization",
+                     "resources": [rel(overlay)], "components": [rel(c) for c in components]}
+    if namespace:
+        kustomization["namespace"] = namespace
+    (tmp_dir / "kustomization.yaml").write_text(yaml.safe_dump(kustomization))
+    return kustomize_build(tmp_dir)
 
 
 def objects(docs: Iterable[dict], kind: str) -> list[dict]:
@@ -282,11 +299,15 @@ def worker_problems(docs: list[dict], tmp_dir: Path) -> list[str]:
     pdbs = objects(docs, "PodDisruptionBudget")
     cpu: dict[str, float] = {}
     threads: dict[str, int | None] = {}
+    images = {pod_spec(d)["containers"][0].get("image") for d in deployments.values()}
+    if len(images) > 1:
+        problems.append(f"the Deployments run different images: {sorted(images)}")
     for stage in STAGES:
         name = f"assetstream-{stage}"
         dep = deployments.get(name)
         if not dep:
-            problems.append(f"no Deployment {name}")
+            if stage not in OPTIONAL_STAGES:
+                problems.append(f"no Deployment {name}")
             continue
         spec = pod_spec(dep)
         c = spec["containers"][0]
@@ -353,6 +374,76 @@ def secret_problems(docs: list[dict]) -> list[str]:
     return problems
 
 
+def _required_env(args: list[str], settings: Any) -> dict[str, str]:
+    """{ASSETSTREAM_* variable: why} for the settings the container's command refuses to start without (exit 2),
+    as the command itself decides: the ingest server without a webhook secret (app/ops/ingest.py IngestServer,
+    tests/test_cli_errors.py), the writeback worker without a target (consumers/writeback/sink.py,
+    tests/test_group_status.py), an enrich worker without its providers' API keys (app/cli.py
+    _missing_api_keys)."""
+    from app.cli import _missing_api_keys
+
+    need: dict[str, str] = {}
+    if args == ["worker", "writeback"] and not settings.writeback.targets:
+        need["ASSETSTREAM_WRITEBACK__TARGETS"] = "the writeback worker exits 2 with no target"
+    if args[:1] == ["ingest-server"] and not settings.ops.webhook_secret:
+        need["ASSETSTREAM_OPS__WEBHOOK_SECRET"] = "ingest-server exits 2 with no webhook secret"
+    if args == ["worker", "enrich"]:
+        for var in re.findall(r"ASSETSTREAM_\w+", _missing_api_keys(settings, None) or ""):
+            need[var] = f"enrich (provider {settings.enrich.provider}) exits 2 without it"
+    return need
+
+
+def required_setting_problems(docs: list[dict], tmp_dir: Path) -> list[str]:
+    """Every ASSETSTREAM_* setting a container's command refuses to start without is supplied: set in the
+    ConfigMap, a literal env value, or a secretKeyRef that is not `optional` (an optional key left out of the
+    Secret would start the container without it, and it would crash-loop; a required key makes the kubelet say
+    which key is missing)."""
+    problems = []
+    for name, dep in by_name(docs, "Deployment").items():
+        spec = pod_spec(dep)
+        c = spec["containers"][0]
+        env = {e["name"]: e for e in c.get("env", [])}
+        for var, why in _required_env(c.get("args", []), pod_settings(docs, spec, tmp_dir)).items():
+            e = env.get(var)
+            if e is None:
+                problems.append(f"Deployment/{name}: {var} is not set ({why})")
+            elif e.get("valueFrom", {}).get("secretKeyRef", {}).get("optional"):
+                problems.append(f"Deployment/{name}: {var} comes from an optional secretKeyRef ({why}): "
+                                "without the key the pod would crash-loop; make the key required")
+    return problems
+
+
+STORE_CREDENTIALS = ("ASSETSTREAM_INDEX__API_KEY", "ASSETSTREAM_INDEX__USERNAME", "ASSETSTREAM_INDEX__PASSWORD")
+"""How a pod logs in to the search store (index.*): the env vars every store-reading stage gets from the Secret."""
+
+
+def store_stages() -> set[str]:
+    """The stages whose code opens a search-store client (consumers/<stage>/ imports domain.store.client):
+    read from the code, so a stage that starts reading the store is checked without editing this file."""
+    root = REPO / "consumers"
+    return {stage for stage in STAGES
+            if any("domain.store.client" in f.read_text() for f in (root / stage).rglob("*.py"))}
+
+
+def store_credential_problems(docs: list[dict]) -> list[str]:
+    """Every worker Deployment whose stage reads or writes the search store gets the store credentials from a
+    secretKeyRef (trial 17: enrich got none, so with an API-key Elasticsearch every result-cache, duplicate and
+    review lookup failed and counted as a miss)."""
+    problems = []
+    uses_store = store_stages()
+    for name, dep in by_name(docs, "Deployment").items():
+        c = pod_spec(dep)["containers"][0]
+        args = c.get("args", [])
+        if args[:1] != ["worker"] or len(args) < 2 or args[1] not in uses_store:
+            continue
+        env = {e["name"]: e for e in c.get("env", [])}
+        missing = [v for v in STORE_CREDENTIALS if "secretKeyRef" not in env.get(v, {}).get("valueFrom", {})]
+        if missing:
+            problems.append(f"Deployment/{name}: stage {args[1]} uses the search store but gets no "
+                            f"{', '.join(missing)} from the Secret")
+    return problems
+
+
 def role_problems(docs: list[dict]) -> list[str]:
     """The other roles: topics Job, webhook ingest Deployment + Service, KPI app Deployment."""
     problems = []
@@ -369,6 +460,29 @@ def role_problems(docs: list[dict]) -> list[str]:
     kpis = deps.get("assetstream-kpis")
     if not kpis or pod_spec(kpis)["containers"][0].get("args") != ["streams", "kpis"]:
         problems.append("no `streams kpis` Deployment assetstream-kpis")
+    else:
+        problems += _kpis_probe_problems(docs, kpis)
+    return problems
+
+
+def _kpis_probe_problems(docs: list[dict], kpis: dict) -> list[str]:
+    """The KPI app's readiness is its /readyz on the web port (trial 17: a TCP probe stayed green while an agent
+    crashed on every record), and a Service still publishes it when not ready, so Prometheus scrapes the
+    assetstream_kpi_agent_failing that says why."""
+    problems = []
+    c = pod_spec(kpis)["containers"][0]
+    probe = c.get("readinessProbe", {}).get("httpGet") or {}
+    ports = {p["name"]: p["containerPort"] for p in c.get("ports", [])}
+    web_port = pod_settings(docs, pod_spec(kpis), Path(tempfile.mkdtemp(prefix="kpis-probe-"))).kpis.web_port
+    if probe.get("path") != "/readyz" or ports.get(probe.get("port"), probe.get("port")) != web_port:
+        problems.append(f"assetstream-kpis: readinessProbe must be httpGet /readyz on kpis.web_port {web_port}, "
+                        f"got {c.get('readinessProbe')}")
+    labels = kpis["spec"]["template"]["metadata"]["labels"]
+    services = [s for s in objects(docs, "Service")
+                if s["spec"].get("selector") and _matches({"matchLabels": s["spec"]["selector"]}, labels)]
+    if not any(s["spec"].get("publishNotReadyAddresses") for s in services):
+        problems.append("assetstream-kpis: no Service selecting it has publishNotReadyAddresses: a not-ready KPI app "
+                        "would drop out of scraping with the metric that says why")
     return problems
 
 
@@ -479,7 +593,7 @@ def scaler_problems(docs: list[dict], tmp_dir: Path, *, require_scaler: bool = T
             if ext.get("name") != "assetstream_consumer_lag" or ext.get("selector", {}).get("matchLabels", {}).get("stage") != stage:
                 problems.append(f"HorizontalPodAutoscaler/{n}: metric must be assetstream_consumer_lag{{stage={stage}}}")
     if require_scaler:
-        for stage in STAGES:
+        for stage in [s for s in STAGES if f"assetstream-{s}" in deployments or s not in OPTIONAL_STAGES]:
             count = targets.get(f"assetstream-{stage}", 0)
             if count != 1:
                 problems.append(f"assetstream-{stage}: {count} autoscalers, want exactly one")

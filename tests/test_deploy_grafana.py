@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import re
 
 from tests import deploy_support as ds
 
@@ -42,6 +43,10 @@ def structure_problems(d: dict) -> list[str]:
         for t in p.get("targets", []):
             if t.get("datasource", {}).get("uid") != "${datasource}":
                 problems.append(f"panel {p.get('title')}: query not bound to ${{datasource}}")
+            for labels in re.findall(r"\b(?:by|without)\s*\(([^)]*)\)", t.get("expr", "")):
+                names = [n.strip() for n in labels.split(",") if n.strip()]
+                if len(names) != len(set(names)):
+                    problems.append(f"panel {p.get('title')}: a label is listed twice in ({labels})")
     return problems
 
 
@@ -71,8 +76,10 @@ def test_structure_check_catches_broken_variant():
     d = dashboard()
     d["panels"][3]["id"] = d["panels"][2]["id"]
     d["panels"][4]["targets"][0]["datasource"] = {"type": "prometheus", "uid": "prod-prom"}
+    d["panels"][5]["targets"][0]["expr"] = "sum by (le, le) (rate(assetstream_index_bulk_seconds_bucket[5m]))"
     problems = structure_problems(d)
     assert any("duplicate" in p for p in problems) and any("datasource" in p for p in problems)
+    assert any("listed twice in (le, le)" in p for p in problems)  # trial 17: the index bulk panel had it
 
 
 def test_coverage():

@@ -23,7 +23,7 @@ def test_renders_expected_objects(kustomization):
     docs = ds.rendered(kustomization)
     kinds = {d["kind"] for d in docs}
     assert {"Deployment", "PodDisruptionBudget", "Service", "ConfigMap", "Job", "ServiceAccount"} <= kinds
-    assert {f"assetstream-{s}" for s in ds.STAGES} <= set(ds.by_name(docs, "Deployment"))
+    assert {f"assetstream-{s}" for s in ds.STAGES if s not in ds.OPTIONAL_STAGES} <= set(ds.by_name(docs, "Deployment"))
 
 
 def test_builtin_objects_match_kubernetes_schema_strictly(kustomization):
@@ -58,6 +58,20 @@ def test_other_roles(kustomization):
     assert ds.role_problems(ds.rendered(kustomization)) == []
 
 
+def test_every_setting_a_command_needs_is_supplied(kustomization, tmp_path):
+    """Trial 17: nothing supplied ops.webhook_secret, so both ingest replicas exited 2 ("no webhook secret") on a
+    deploy that followed docs/deploy.md; the example's Claude key was optional, so a Secret without it would
+    crash-loop enrich. Each such setting now comes from a required Secret key."""
+    assert ds.required_setting_problems(ds.rendered(kustomization), tmp_path) == []
+
+
+def test_every_stage_that_uses_the_store_gets_its_credentials(kustomization):
+    """Trial 17: enrich reads the store (model-result cache, duplicate and review lookups) but got no index
+    credentials; against the example's API-key Elasticsearch every lookup failed and counted as a miss."""
+    assert {"enrich", "index", "review", "writeback"} <= ds.store_stages()
+    assert ds.store_credential_problems(ds.rendered(kustomization)) == []
+
+
 def test_unauthenticated_ports_are_reachable_only_from_monitoring(kustomization):
     """Trial 2: the workers' /metrics and the KPI app's /kpis (cost, editors' edit rates; web_host 0.0.0.0 in the
     config) answer without auth, and no NetworkPolicy limited who could reach them: any pod in the cluster could.
@@ -78,8 +92,33 @@ def test_base_has_no_autoscaler_and_overlays_pick_exactly_one_kind():
     assert not ds.objects(ds.rendered("base"), "ScaledObject")
     assert not ds.objects(ds.rendered("base"), "HorizontalPodAutoscaler")
     keda, hpa = ds.rendered("overlays/example"), ds.rendered("overlays/example-hpa")
-    assert len(ds.objects(keda, "ScaledObject")) == len(ds.STAGES) and not ds.objects(keda, "HorizontalPodAutoscaler")
-    assert len(ds.objects(hpa, "HorizontalPodAutoscaler")) == len(ds.STAGES) and not ds.objects(hpa, "ScaledObject")
+    workers = lambda docs: [d for d in ds.objects(docs, "Deployment") if d["metadata"]["labels"].get(  # noqa: E731
+        "app.kubernetes.io/component") == "worker"]
+    assert len(ds.objects(keda, "ScaledObject")) == len(workers(keda)) and not ds.objects(keda, "HorizontalPodAutoscaler")
+    assert len(ds.objects(hpa, "HorizontalPodAutoscaler")) == len(workers(hpa)) and not ds.objects(hpa, "ScaledObject")
+
+
+def test_writeback_is_opt_in():
+    """Trial 17: the base always ran a writeback worker, which refuses to start with no target: it crash-looped
+    (and fired AssetstreamWorkerDown / StageDown) wherever nobody writes back. Now only an overlay that enables
+    components/writeback(-keda|-hpa) runs it, with its targets from a required Secret key; its PDB and scaler
+    come and go with it."""
+    for name in ("base", "overlays/example-hpa"):
+        docs = ds.rendered(name)
+        assert not [d for d in docs if d["metadata"]["name"] == "assetstream-writeback"], name
+    docs = ds.rendered("overlays/example")
+    for kind in ("Deployment", "PodDisruptionBudget", "ScaledObject"):
+        assert "assetstream-writeback" in ds.by_name(docs, kind), kind
+
+
+def test_writeback_hpa_component_passes_the_checks_on_the_hpa_overlay(tmp_path):
+    """components/writeback-hpa is in no shipped overlay: render it on top of example-hpa as an operator would."""
+    render_dir = tmp_path / "overlay"
+    render_dir.mkdir()
+    docs = ds.rendered_with("overlays/example-hpa", ["components/writeback-hpa"], render_dir)
+    assert "assetstream-writeback" in ds.by_name(docs, "HorizontalPodAutoscaler")
+    for check in ("builtin", "settings", "workers", "required", "store", "monitoring", "scalers"):
+        assert _check(check)(docs, tmp_path) == [], check
 
 
 def test_example_overlay_pins_an_image():
@@ -198,6 +237,35 @@ def b_literal_api_key(docs):
             e["value"] = "sk-ant-not-a-real-key"
 
 
+def _drop_env(container: dict, name: str) -> None:
+    container["env"] = [e for e in container["env"] if e["name"] != name]
+
+
+def _make_optional(docs, stage: str, name: str) -> None:
+    next(e for e in _container(docs, stage)["env"] if e["name"] == name)["valueFrom"]["secretKeyRef"]["optional"] = True
+
+
+def b_no_webhook_secret(docs):
+    _drop_env(ds.pod_spec(ds.by_name(docs, "Deployment")["assetstream-ingest"])["containers"][0],
+              "ASSETSTREAM_OPS__WEBHOOK_SECRET")
+
+
+def b_optional_provider_key(docs):
+    _make_optional(docs, "enrich", "ASSETSTREAM_ENRICH__ANTHROPIC_API_KEY")
+
+
+def b_no_store_credentials(docs):
+    _drop_env(_container(docs, "index"), "ASSETSTREAM_INDEX__API_KEY")
+
+
+def b_optional_writeback_targets(docs):
+    _make_optional(docs, "writeback", "ASSETSTREAM_WRITEBACK__TARGETS")
+
+
+def b_other_image(docs):
+    _container(docs, "writeback")["image"] = "assetstream"
+
+
 def b_secret_object(docs):
     docs.append({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "assetstream-secrets"},
                  "stringData": {"anthropic-api-key": "x"}})
@@ -209,6 +277,15 @@ def b_secret_in_config(docs):
 
 def b_no_ingest_service(docs):
     docs[:] = [d for d in docs if not (d["kind"] == "Service" and d["metadata"]["name"] == "assetstream-ingest")]
+
+
+def b_kpis_tcp_readiness(docs):
+    c = ds.pod_spec(ds.by_name(docs, "Deployment")["assetstream-kpis"])["containers"][0]
+    c["readinessProbe"] = {"tcpSocket": {"port": "web"}, "periodSeconds": 10}
+
+
+def b_kpis_unscraped_when_not_ready(docs):
+    del ds.by_name(docs, "Service")["assetstream-kpis"]["spec"]["publishNotReadyAddresses"]
 
 
 def b_no_topics_job(docs):
@@ -270,6 +347,8 @@ def _check(name: str) -> Callable:
         "workers": ds.worker_problems,
         "secrets": lambda docs, tmp: ds.secret_problems(docs),
         "roles": lambda docs, tmp: ds.role_problems(docs),
+        "required": ds.required_setting_problems,
+        "store": lambda docs, tmp: ds.store_credential_problems(docs),
         "monitoring": lambda docs, tmp: ds.monitoring_problems(docs),
         "scalers": ds.scaler_problems,
     }[name]
@@ -298,7 +377,16 @@ BROKEN = [
     ("base", b_secret_object, "secrets", "Secret/assetstream-secrets"),
     ("base", b_secret_in_config, "secrets", "sasl_password"),
     ("base", b_no_ingest_service, "roles", "ingest"),
+    ("base", b_no_webhook_secret, "required", "ASSETSTREAM_OPS__WEBHOOK_SECRET is not set"),
+    ("overlays/example", b_optional_provider_key, "required", "ANTHROPIC_API_KEY comes from an optional"),
+    ("overlays/example", b_optional_writeback_targets, "required",
+     "assetstream-writeback: ASSETSTREAM_WRITEBACK__TARGETS comes from an optional"),
+    ("overlays/example", b_other_image, "workers", "different images"),
+    ("base", b_no_store_credentials, "store", "assetstream-index: stage index uses the search store but gets no "
+                                              "ASSETSTREAM_INDEX__API_KEY"),
     ("base", b_no_topics_job, "roles", "topics create"),
+    ("base", b_kpis_tcp_readiness, "roles", "assetstream-kpis: readinessProbe must be httpGet /readyz"),
+    ("base", b_kpis_unscraped_when_not_ready, "roles", "publishNotReadyAddresses"),
     ("overlays/example", b_servicemonitor_port, "monitoring", "http-metrics"),
     ("base", b_metrics_service_selector, "monitoring", "assetstream-preprocess"),
     ("overlays/example", b_max_replicas_above_partitions, "scalers", "maxReplicaCount 12 > 6"),

@@ -79,11 +79,30 @@ def test_alerts_cover_the_issue():
 
 
 def test_runbook_anchors_exist_in_docs():
+    """Each alert links its runbook section as a full URL (trial 17: repo-relative paths were not clickable in
+    Alertmanager or Grafana)."""
     doc = (ds.REPO / "docs" / "monitoring.md").read_text().lower()
+    base = _load_sync().DEFAULT_RUNBOOK_BASE_URL
     for g in yaml.safe_load(ds.RULES_FILE.read_text())["groups"]:
         for r in g["rules"]:
-            anchor = r["annotations"]["runbook"].split("#", 1)[1]
+            url = r["annotations"]["runbook_url"]
+            assert url.startswith(base + "docs/monitoring.md#"), url
+            anchor = url.split("#", 1)[1]
             assert f"### {anchor}" in doc, f"docs/monitoring.md has no section for {r['alert']}"
+
+
+def test_runbook_base_url_is_a_setting_and_the_promtool_tests_follow_it(tmp_path):
+    sync = _load_sync()
+    base = "https://git.example.net/dam/assetstream/-/blob/main"
+    for name in ("rules.yml", "rules_test.yml"):
+        (tmp_path / name).write_text(sync.rebase_runbooks((ds.RULES_FILE.parent / name).read_text(), base))
+    rules = yaml.safe_load((tmp_path / "rules.yml").read_text())
+    assert {r["annotations"]["runbook_url"].split("#")[0] for g in rules["groups"] for r in g["rules"]} == {
+        base + "/docs/monitoring.md"}
+    out = ds.promtool("test", "rules", "rules_test.yml", cwd=tmp_path)
+    assert out.returncode == 0, out.stdout + out.stderr
+    with pytest.raises(ValueError, match="want an http"):
+        sync.rebase_runbooks("", "docs.example.net/assetstream")
 
 
 # ---- PrometheusRule == rules.yml -------------------------------------------------------------------------

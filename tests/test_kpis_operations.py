@@ -1,9 +1,15 @@
 """The KPI app as an operator runs it: its unauthenticated web view binds to loopback unless configured
-otherwise, and catching up on a backlog does not flood the log with faust's "producer buffer full" warning."""
+otherwise, catching up on a backlog does not flood the log with faust's "producer buffer full" warning, and an
+agent that keeps crashing makes it not ready."""
 from __future__ import annotations
 
+import json
 import socket
 import time
+import urllib.error
+import urllib.request
+
+from confluent_kafka import Producer
 
 from app.kpis import testing as T
 from streams.topics import create_topics
@@ -46,3 +52,53 @@ def test_catching_up_a_backlog_logs_buffer_full_rarely_and_binds_loopback(broker
     full = [line for line in log.splitlines() if "producer buffer full" in line]
     elapsed = max(1.0, time.monotonic() - started)
     assert len(full) <= 3 + elapsed / 10, full[:20]  # at most one line per 10 s (plus the first)
+
+
+def readyz(port: int) -> tuple[int, dict]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=5) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as err:
+        return err.code, json.loads(err.read())
+
+
+def test_an_agent_that_keeps_crashing_turns_readiness_false(broker, unique):
+    """Trial 17: on_validated crashed on every record ("Schema Not Found") while /kpis said ready and the k8s
+    probes only opened the port; the KPIs and the count check went stale without a signal."""
+    settings, env, port = make_env(broker, unique)
+    with app_for(env, port) as app:
+        assert readyz(port) == (200, {"ready": True, "recovered": True, "failing_agents": {}})
+        producer = Producer(settings.kafka.client_config())
+        producer.produce(settings.topics.name("validated"), key=b"bad", value=b"not an avro record")
+        assert producer.flush(10) == 0
+        status, body = T.wait_for(lambda: (lambda r: r if r[0] == 503 else None)(readyz(port)), 30,
+                                  what="/readyz 503")
+        assert list(body["failing_agents"]) == ["on_validated"] and body["recovered"], body
+        assert app.view()["ready"] is False
+        assert 'assetstream_kpi_agent_failing{agent="on_validated"} 1.0' in app.view("/metrics")
+
+
+def test_agent_health_recovers_on_success_and_ages_out():
+    from app.kpis.app import AgentHealth
+
+    now = [0.0]
+    health = AgentHealth(window_s=60, clock=lambda: now[0])
+
+    def crash():
+        with health.watch("on_feedback"):
+            raise ValueError("Schema Not Found")
+
+    try:
+        crash()
+    except ValueError:
+        pass
+    assert health.failing() == {"on_feedback": "ValueError: Schema Not Found"}
+    with health.watch("on_feedback"):
+        now[0] = 1.0
+    assert health.failing() == {}  # the next record went through
+    try:
+        crash()
+    except ValueError:
+        pass
+    now[0] = 62.0
+    assert health.failing() == {}  # one crash a minute ago, nothing since: faust restarted it, no record waits

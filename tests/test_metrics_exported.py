@@ -90,3 +90,15 @@ def test_batched_histogram_observations_export_exactly_what_observe_would():
     batched.flush()  # a second flush adds nothing
     strip = lambda text: [ln for ln in text.decode().splitlines() if "_created" not in ln]  # noqa: E731
     assert strip(generate_latest(b_reg)) == strip(generate_latest(a_reg))
+
+
+def test_stale_events_help_does_not_send_the_on_call_to_the_dead_letters():
+    """Trial 17: the /metrics HELP said stale events were "dead-lettered with reason stale_event"; enrich skips
+    them and writes no dead letter (consumers/enrich/stage.py _stale, docs/monitoring.md)."""
+    from prometheus_client import generate_latest
+
+    import streams.metrics  # noqa: F401 - registers the workers' metrics
+
+    help_line = next(line for line in generate_latest().decode().splitlines()
+                     if line.startswith("# HELP assetstream_stale_events_total "))
+    assert "not dead-lettered" in help_line and "reason stale_event" not in help_line, help_line

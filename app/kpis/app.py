@@ -10,7 +10,7 @@
                                                   └ flow table: published vs validated + dead-lettered per window
                               timer: changed windows -> KpiSnapshot -> kpis, Prometheus gauges
     web view: GET /kpis (JSON snapshots, the count check), GET /flow (the unaccounted records),
-              GET /metrics (assetstream_kpi_*)
+              GET /metrics (assetstream_kpi_*), GET /readyz (200 ready / 503: recovering, or an agent keeps failing)
 
 Run: `assetstream streams kpis` or `python -m app.kpis.app`.
 """
@@ -20,7 +20,8 @@ import json
 import logging
 import os
 import time
-from typing import Any
+from contextlib import contextmanager
+from typing import Any, Iterator
 
 import faust
 from faust.types import TP
@@ -51,6 +52,37 @@ def faust_settings(settings: Settings) -> dict[str, Any]:
         topic_replication_factor=settings.topics.replication_factor,
         consumer_auto_offset_reset="earliest", producer_acks=-1,
     )
+
+
+class AgentHealth:
+    """Which agents keep failing. faust logs a crashed agent and restarts it, so the app stays up while, say,
+    on_validated crashes on every record (trial 17: "Schema Not Found" every 5 s while /kpis said ready). An agent
+    is failing while its last record crashed it within the last `window_s` and none has succeeded since."""
+
+    def __init__(self, window_s: float = 60.0, clock=time.monotonic):
+        self.window_s, self.clock = window_s, clock
+        self.last_ok: dict[str, float] = {}
+        self.last_failed: dict[str, tuple[float, str]] = {}
+
+    @contextmanager
+    def watch(self, agent: str) -> Iterator[None]:
+        """Around the handling of one record: a raised exception counts as a crash (and propagates)."""
+        try:
+            yield
+        except Exception as exc:
+            self.last_failed[agent] = (self.clock(), f"{type(exc).__name__}: {exc}"[:300])
+            metrics.AGENT_CRASHES.labels(agent).inc()
+            raise
+        self.last_ok[agent] = self.clock()
+
+    def failing(self) -> dict[str, str]:
+        """{agent: its last error} for the agents failing now; also sets assetstream_kpi_agent_failing."""
+        now = self.clock()
+        out = {agent: error for agent, (at, error) in self.last_failed.items()
+               if now - at < self.window_s and at >= self.last_ok.get(agent, float("-inf"))}
+        for agent in self.last_failed:
+            metrics.AGENT_FAILING.labels(agent).set(1 if agent in out else 0)
+        return out
 
 
 def published_event(serde: Serde, value: bytes, timestamp_s: float | None) -> dict[str, Any] | None:
@@ -94,12 +126,14 @@ def fold_kpi_event(kpi: Any, dirty: set[str], event: dict[str, Any], ks: Any) ->
         dirty.discard(key)
 
 
-def count_check_agents(app: faust.App, settings: Settings, serde: Serde, emit) -> None:
+def count_check_agents(app: faust.App, settings: Settings, serde: Serde, emit,
+                       health: AgentHealth | None = None) -> None:
     """The agents feeding the end-to-end count check (app/kpis/flow.py): one "p" event per record published on
     raw, one "x" event per dead letter written on the way to validated (validated records send theirs with
     their KPI event)."""
     if not settings.kpis.flow_enabled:
         return
+    health = health or AgentHealth()
     names = topic_names(settings)
     raw = dict(key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
     before_validated = {names[t]: t for t in ("raw", "preprocessed", "enriched")}
@@ -107,16 +141,44 @@ def count_check_agents(app: faust.App, settings: Settings, serde: Serde, emit) -
     @app.agent(app.topic(names["raw"], **raw), name="assetstream.kpis.on_published")
     async def on_published(stream):
         async for event in stream.events():
-            ev = published_event(serde, event.value, event.message.timestamp)
-            if ev is not None:
-                await emit(ev)
+            with health.watch("on_published"):
+                ev = published_event(serde, event.value, event.message.timestamp)
+                if ev is not None:
+                    await emit(ev)
 
     @app.agent(app.topic(names["dead_letter"], **raw), name="assetstream.kpis.on_dead_letter")
     async def on_dead_letter(stream):
         async for event in stream.events():
-            ev = dead_letter_event(serde, event.value, before_validated)
-            if ev is not None:
-                await emit(ev)
+            with health.watch("on_dead_letter"):
+                ev = dead_letter_event(serde, event.value, before_validated)
+                if ev is not None:
+                    await emit(ev)
+
+
+def add_web_views(app: faust.App, ks: Any, health: AgentHealth, ready, recovered, snapshots, flow_table) -> None:
+    """The web view's pages: /kpis, /readyz (the k8s readinessProbe), /flow, /metrics."""
+
+    @app.page("/kpis")
+    async def kpis_view(web, request):
+        return web.json({"app_id": ks.app_id, "ready": ready(), "failing_agents": health.failing(),
+                         "snapshots": snapshots(), "flow": flow.report(flow_table, ks, compute.now_ms())})
+
+    @app.page("/readyz")
+    async def readyz_view(web, request):
+        failing = health.failing()
+        body = {"ready": ready(), "recovered": recovered(), "failing_agents": failing}
+        return web.json(body, status=200 if body["ready"] else 503)
+
+    @app.page("/flow")
+    async def flow_view(web, request):
+        now = compute.now_ms()
+        return web.json({**flow.report(flow_table, ks, now),
+                         "unaccounted_records": flow.unaccounted_assets(flow_table, ks, now)})
+
+    @app.page("/metrics")
+    async def metrics_view(web, request):
+        health.failing()  # refresh assetstream_kpi_agent_failing (a failure ages out of the window)
+        return web.bytes(generate_latest(), content_type=CONTENT_TYPE_LATEST.split(";")[0])
 
 
 def make_app(settings: Settings, create_topics: bool = True) -> faust.App:
@@ -145,6 +207,7 @@ def make_app(settings: Settings, create_topics: bool = True) -> faust.App:
     flow_table = app.Table("flow", default=None, partitions=1)
     fold_flow = flow.fold if ks.flow_enabled else flow.ignore
     state: dict[str, Any] = {"dirty": set(), "published_once": False}
+    health = AgentHealth()
 
     async def write_audit(entry: dict[str, Any]) -> None:
         key = audit_key(entry)
@@ -157,37 +220,46 @@ def make_app(settings: Settings, create_topics: bool = True) -> faust.App:
     @app.agent(validated_topic, name="assetstream.kpis.on_validated")
     async def on_validated(stream):
         async for event in stream.events():
-            record = serde.deserialize("validated", event.value)
-            key = document_id(record)  # the tenant-scoped id, as the record's key
-            new_state, kpi_event = compute.apply_validated(asset_state.get(key), record, ks)
-            asset_state[key] = new_state
-            msg = event.message
-            await write_audit(compute.audit_for_validated(record, ks, (msg.topic, msg.partition, msg.offset)))
-            await emit(kpi_event)
+            with health.watch("on_validated"):
+                record = serde.deserialize("validated", event.value)
+                key = document_id(record)  # the tenant-scoped id, as the record's key
+                new_state, kpi_event = compute.apply_validated(asset_state.get(key), record, ks)
+                asset_state[key] = new_state
+                msg = event.message
+                await write_audit(compute.audit_for_validated(record, ks, (msg.topic, msg.partition, msg.offset)))
+                await emit(kpi_event)
 
     @app.agent(feedback_topic, name="assetstream.kpis.on_feedback")
     async def on_feedback(stream):
         async for event in stream.events():
-            decision = serde.deserialize("feedback", event.value)
-            current = asset_state.get(scoped_id(decision["asset_id"], decision.get("tenant")))
-            msg = event.message
-            await write_audit(compute.audit_for_decision(decision, current, ks, (msg.topic, msg.partition, msg.offset)))
-            await emit(compute.decision_event(current, decision, ks))
+            with health.watch("on_feedback"):
+                decision = serde.deserialize("feedback", event.value)
+                current = asset_state.get(scoped_id(decision["asset_id"], decision.get("tenant")))
+                msg = event.message
+                await write_audit(compute.audit_for_decision(decision, current, ks,
+                                                             (msg.topic, msg.partition, msg.offset)))
+                await emit(compute.decision_event(current, decision, ks))
 
-    count_check_agents(app, settings, serde, emit)
+    count_check_agents(app, settings, serde, emit, health)
 
     @app.agent(kpi_events, name="assetstream.kpis.on_kpi_event")
     async def on_kpi_event(stream):
         async for value in stream:
-            event = json.loads(value)
-            if not fold_flow(flow_table, event, ks):  # the count check's own events stop there
-                fold_kpi_event(kpi, state["dirty"], event, ks)
+            with health.watch("on_kpi_event"):
+                event = json.loads(value)
+                if not fold_flow(flow_table, event, ks):  # the count check's own events stop there
+                    fold_kpi_event(kpi, state["dirty"], event, ks)
 
-    def ready() -> bool:
+    def recovered() -> bool:
         recovery = app.tables.recovery
         assigned = app.consumer.assignment() if app.consumer else set()
         return (recovery.completed.is_set() and not app.rebalancing and not recovery.in_recovery
                 and TP(internal["kpi_events"], 0) in assigned)
+
+    def ready() -> bool:
+        """Tables recovered and assigned, and no agent keeps failing (a crash-looping agent leaves the KPIs and
+        the count check silently stale: not ready, and assetstream_kpi_agent_failing says which)."""
+        return not health.failing() and recovered()
 
     def snapshots() -> list[dict[str, Any]]:
         items = [(k, v) for k, v in kpi.items() if v]
@@ -220,23 +292,10 @@ def make_app(settings: Settings, create_topics: bool = True) -> faust.App:
                 metrics.update(compute.snapshot(key, kpi[key], ks.app_id, ks, now))
         metrics.update_flow(flow.report(flow_table, ks, now))
 
-    @app.page("/kpis")
-    async def kpis_view(web, request):
-        return web.json({"app_id": ks.app_id, "ready": ready(), "snapshots": snapshots(),
-                         "flow": flow.report(flow_table, ks, compute.now_ms())})
-
-    @app.page("/flow")
-    async def flow_view(web, request):
-        now = compute.now_ms()
-        return web.json({**flow.report(flow_table, ks, now),
-                         "unaccounted_records": flow.unaccounted_assets(flow_table, ks, now)})
-
-    @app.page("/metrics")
-    async def metrics_view(web, request):
-        return web.bytes(generate_latest(), content_type=CONTENT_TYPE_LATEST.split(";")[0])
+    add_web_views(app, ks, health, ready, recovered, snapshots, flow_table)
 
     app.assetstream = {"serde": serde, "asset_state": asset_state, "kpi": kpi, "flow": flow_table,  # type: ignore[attr-defined]
-                       "ready": ready, "snapshots": snapshots, "partitions": n, "audit_partitions": audit_partitions}
+                       "ready": ready, "health": health, "snapshots": snapshots, "partitions": n, "audit_partitions": audit_partitions}
     return app
 
 

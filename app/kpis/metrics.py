@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from prometheus_client import Gauge
+from prometheus_client import Counter, Gauge
 
 from app.kpis.compute import STATUSES
 
@@ -34,6 +34,12 @@ FLOW_UNACCOUNTED = Gauge("assetstream_kpi_flow_unaccounted", "Records published 
                          "ago (after their window) that are neither validated nor dead-lettered: lost between hops")
 FLOW_OLDEST = Gauge("assetstream_kpi_flow_oldest_unaccounted_timestamp_seconds",
                     "Start of the oldest window holding an unaccounted record (0 = none)")
+
+AGENT_FAILING = Gauge("assetstream_kpi_agent_failing", "1 while an agent of the KPI app keeps failing: its last "
+                      "record crashed it within the last minute and none has succeeded since (the KPIs and the count "
+                      "check are then not being computed; /readyz answers 503)", ["agent"])
+AGENT_CRASHES = Counter("assetstream_kpi_agent_crashes_total", "Records that crashed an agent of the KPI app (faust "
+                        "restarts it)", ["agent"])
 
 ALL = [VALIDATED, ASSETS, STATUS, AUTO_APPLY_SHARE, REVIEW_SHARE, COVERAGE, ACTIVE_ASSETS, TTP, TTP_COUNT,
        COST_TOTAL, COST_PER_ASSET, DECISIONS, EDIT_RATE, OVERRIDE_RATE, FLOW_RECORDS, FLOW_UNACCOUNTED, FLOW_OLDEST]

@@ -71,10 +71,12 @@ def line(*panels: dict) -> list[dict]:
     return list(panels)
 
 
-def quantiles(metric: str, by: str, sel: str = "", qs=(0.5, 0.95, 0.99)) -> list[dict]:
+def quantiles(metric: str, by: str = "", sel: str = "", qs=(0.5, 0.95, 0.99)) -> list[dict]:
+    """histogram_quantile per `by` label(s) ("" = one series over everything)."""
     m = f"{metric}_bucket{{{sel}}}" if sel else f"{metric}_bucket"
-    return [target(f"histogram_quantile({q}, sum by ({by}, le) (rate({m}[{RI}])))",
-                   f"p{int(q * 100)} {{{{{by.split(', ')[0]}}}}}" if by != "le" else f"p{int(q * 100)}")
+    group = f"{by}, le" if by else "le"
+    return [target(f"histogram_quantile({q}, sum by ({group}) (rate({m}[{RI}])))",
+                   f"p{int(q * 100)} {{{{{by.split(', ')[0]}}}}}" if by else f"p{int(q * 100)}")
             for q in qs]
 
 
@@ -82,8 +84,9 @@ def build() -> dict:
     panels: list[dict] = []
     panels.append(row("Overview"))
     panels += line(
-        panel("Workers up", [target('sum by (stage) (up{job="assetstream-workers"})', "{{stage}}", instant=True)],
-              kind="stat", w=6, h=5, description="Scrape targets answering, per stage (job assetstream-workers)."),
+        panel("Workers up", [target(f'sum by (stage) (up{{job="assetstream-workers", {S}}})', "{{stage}}", instant=True)],
+              kind="stat", w=6, h=5, description="Scrape targets answering, per selected stage (job "
+                                                 "assetstream-workers)."),
         panel("Total consumer lag", [target(f"sum({LAG})", "lag", instant=True)], kind="stat", w=6, h=5,
               description="Records waiting across the selected stages (max per partition, summed)."),
         panel("Dead-lettered (1h)", [target(f"sum(increase(assetstream_records_dead_lettered_total{{{S}}}[1h]))",
@@ -138,7 +141,7 @@ def build() -> dict:
         panel("LLM request p95 by model", [target(
             f"histogram_quantile(0.95, sum by (provider, model, le) (rate(assetstream_llm_request_seconds_bucket[{RI}])))",
             "{{provider}}/{{model}}")], unit="s", w=8),
-        panel("Index bulk p50 / p95", quantiles("assetstream_index_bulk_seconds", "le", qs=(0.5, 0.95)), unit="s", w=8),
+        panel("Index bulk p50 / p95", quantiles("assetstream_index_bulk_seconds", qs=(0.5, 0.95)), unit="s", w=8),
     )
     panels.append(row("Errors and dead letters"))
     panels += line(
