@@ -212,3 +212,14 @@ def test_a_letter_whose_replay_failed_again_is_replayed_once_from_the_newer_lett
                                               "original_headers": []})
     kept, skipped = distinct_originals([first, again, other])
     assert [d.ref for d in kept] == ["0/9", "1/2"] and [(d.ref, k.ref) for d, k in skipped] == [("0/3", "0/9")]
+    # replayed twice, both failed again: still one event; a filter that selects only the first letter replays the
+    # newest of its chain; refs that point at each other (a recreated topic) do not hang it
+    twice = DeadLetter(0, 12, "a1", {}, None, {"original_topic": "raw", "original_partition": 0,
+                                               "original_offset": 41,
+                                               "original_headers": [{"key": REPLAYED_FROM, "value": b"dlq/0/3"}]})
+    everything = [first, again, twice, other]
+    assert [d.ref for d in distinct_originals(everything)[0]] == ["0/12", "1/2"]
+    assert [d.ref for d in distinct_originals([first], everything)[0]] == ["0/12"]
+    loop = DeadLetter(0, 3, "a1", {}, None, {**first.value, "original_headers": [
+        {"key": REPLAYED_FROM, "value": b"dlq/0/9"}]})
+    assert [d.ref for d in distinct_originals([loop, again])[0]] == ["0/9"]

@@ -463,7 +463,7 @@ def dlq_replay(
     settings = _settings()
     everything = _read(settings)
     letters, twice = distinct_originals(select(everything, stage=stage, error=error, reason=reason,
-                                               asset=asset, ref=ref))
+                                               asset=asset, ref=ref), everything)
     for d, kept in twice:
         if kept.original == d.original:
             console.print(f"skipped dlq {d.ref}: the same record ({d.summary()['original']}) as dlq {kept.ref}, "

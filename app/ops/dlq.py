@@ -204,30 +204,56 @@ def select(letters: Iterable[DeadLetter], *, stage: str | None = None, error: st
     return out
 
 
-def distinct_originals(letters: list[DeadLetter]) -> tuple[list[DeadLetter], list[tuple[DeadLetter, DeadLetter]]]:
-    """The letters with one per original record (topic/partition/offset): delivery is at least once, so a record
-    a worker was handling when its partitions moved (a rebalance) can be dead-lettered twice; replaying both
-    would publish it twice. Keeps the newest letter of each original; also returns (skipped, kept) pairs.
-    A letter whose replay failed again (a later letter in `letters` says `replayed_from` it) is the same event too:
-    only the newest of that chain is replayed (trial 17: `--asset` sent the event twice). Undecodable letters (no
-    original coordinates) are all kept."""
-    newest = {d.original: d for d in letters if d.original is not None}
-    replays = {d.replayed_from: d for d in letters if d.replayed_from}
+def distinct_originals(letters: list[DeadLetter], among: list[DeadLetter] | None = None
+                       ) -> tuple[list[DeadLetter], list[tuple[DeadLetter, DeadLetter]]]:
+    """One letter per event: delivery is at least once, so a record a worker was handling when its partitions
+    moved (a rebalance) can be dead-lettered twice, and a replay that fails again earns a new letter that says
+    `replayed_from` the one replayed (replayed twice: two such letters) — replaying them all would publish the same
+    event several times (trial 17: `--asset` sent it twice). Letters of one original record, and letters linked by
+    `replayed_from`, are one event; of each event among the selected `letters`, the newest letter of the whole
+    chain (looked up in `among`, every letter read, so a filter that selects only the old letter still finds the
+    newer one) is replayed. Returns (to replay, (skipped, replayed instead) pairs). Undecodable letters (no original
+    coordinates) are all kept."""
+    pool = list(among) if among is not None else list(letters)
+    known = {id(d) for d in pool}
+    pool += [d for d in letters if id(d) not in known]
+    parent = list(range(len(pool)))
 
-    def last(d: DeadLetter) -> DeadLetter:
-        seen = {id(d)}
-        while (later := replays.get(f"dlq/{d.ref}")) is not None and id(later) not in seen:
-            d = newest.get(later.original, later) if later.original is not None else later
-            seen.add(id(d))
-        return d
-    kept, skipped = [], []
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    by_ref = {d.ref: i for i, d in enumerate(pool)}
+    by_original: dict[Any, int] = {}
+    for i, d in enumerate(pool):  # one event: the same original record, or a replay of another letter
+        if d.original is not None:
+            parent[root(i)] = root(by_original.setdefault(d.original, i))
+        came_from = by_ref.get((d.replayed_from or "").removeprefix("dlq/"), -1)
+        if d.replayed_from and came_from >= 0:
+            parent[root(i)] = root(came_from)
+    newest: dict[int, DeadLetter] = {}
+    for i, d in enumerate(pool):
+        if d.value is None:
+            continue
+        r = root(i)
+        if r not in newest or (d.timestamp_ms or 0, d.offset) > (newest[r].timestamp_ms or 0, newest[r].offset):
+            newest[r] = d
+    index = {id(d): i for i, d in enumerate(pool)}
+    kept: list[DeadLetter] = []
+    taken: set[int] = set()
+    skipped: list[tuple[DeadLetter, DeadLetter]] = []
     for d in letters:
-        same = newest.get(d.original) if d.original is not None else None
-        head = last(same if same is not None else d)
+        head = newest.get(root(index[id(d)])) if d.value is not None else None
+        if head is None:
+            kept.append(d)
+            continue
+        if id(head) not in taken:
+            taken.add(id(head))
+            kept.append(head)  # when it is not `d`: the chain's newest letter, replayed in this letter's place
         if head is not d:
             skipped.append((d, head))
-        else:
-            kept.append(d)
     return kept, skipped
 
 
