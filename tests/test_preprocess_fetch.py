@@ -70,7 +70,8 @@ def test_metadata_address_refused_even_with_private_networks_allowed():
 @pytest.mark.parametrize("address, why", [
     ("64:ff9b::7f00:1", "loopback address (127.0.0.1 in NAT64 form)"),
     ("64:ff9b::a9fe:a9fe", "cloud metadata address (169.254.169.254 in NAT64 form)"),
-    ("64:ff9b:1::a00:1", "private address (10.0.0.1 in local-use NAT64 form)"),
+    ("64:ff9b:1::a00:1", "local-use NAT64 address (64:ff9b:1::/48: a private translator's prefix)"),
+    ("64:ff9b:1:a00:1:0:808:808", "local-use NAT64 address (64:ff9b:1::/48: a private translator's prefix)"),
     ("::7f00:1", "loopback address (127.0.0.1 in IPv4-compatible form)"),
     ("::ffff:0:7f00:1", "loopback address (127.0.0.1 in SIIT (IPv4-translated) form)"),
     ("2002:7f00:1::1", "loopback address (127.0.0.1 in 6to4 form)"),
@@ -89,6 +90,12 @@ def test_ipv6_wrapping_a_forbidden_ipv4_is_refused_before_connecting(address, wh
 @pytest.mark.parametrize("address", ["64:ff9b::808:808", "2002:808:808::1", "2606:4700::1111", "8.8.8.8"])
 def test_global_addresses_still_allowed(address):
     assert address_refusal("h", ipaddress.ip_address(address), FetchPolicy()) is None
+
+
+def test_local_use_nat64_with_private_networks_allowed_is_still_judged_by_what_it_may_reach():
+    allowed = FetchPolicy(allow_private_networks=True)
+    assert address_refusal("h", ipaddress.ip_address("64:ff9b:1::a00:1"), allowed) is None
+    assert "metadata" in address_refusal("h", ipaddress.ip_address("64:ff9b:1::a9fe:a9fe"), allowed)
 
 
 def test_private_networks_switch_allows_loopback(server):

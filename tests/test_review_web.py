@@ -563,6 +563,9 @@ def test_a_forged_outcome_link_shows_no_banner(server, fleet):
         assert "Sent to feedback: 0 asset(s) approved" in c.get(r.headers["location"]).text
         edited = r.headers["location"].replace("sent=0+asset", "sent=9+asset")
         assert "Sent to feedback" not in c.get(edited).text
+        for ok in ("\u00b23.x", "9" * 5000 + ".ab", "1.\u00e9" * 3):  # crafted signatures (review 12: a 500)
+            page = c.get("/", params={"sent": "approved", "ok": ok})
+            assert page.status_code == 200 and "Sent to feedback" not in page.text, ok
 
 
 def test_a_decision_after_the_session_expired_says_it_was_not_sent(fleet):

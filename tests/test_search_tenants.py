@@ -141,3 +141,31 @@ def test_a_desk_scoped_to_one_tenant_never_shows_or_decides_on_another_tenants_a
         assert other.status_code == unknown.status_code == 404
         assert other.json()["error"] == unknown.json()["error"].replace("nope", "a1")
     assert _keys(api.post("/v1/similar", **mug).json()) == [("acme", "a1"), ("default", "a1")]
+
+
+def test_a_scoped_search_never_reads_another_tenants_family(settings):
+    """Review 12: `family=a1` on an app scoped to acme looked the default tenant's a1 up by id and echoed its
+    family id (`request.family`): another tenant's asset ids could be probed and their families read. Such a member
+    is answered as an unknown one, without reading it."""
+    from app.review.queries import Scope
+    from app.review.search_api import scoped_request
+    from domain.store.api import resolve_family
+    from domain.store.client import make_client
+    from domain.store.management import read_alias
+
+    client = make_client(settings)
+    alias = read_alias(settings.index)
+    doc = client.get(index=alias, id="a2")["_source"]
+    try:  # default's a2 made a copy in a family whose canonical member is another document
+        client.index(index=alias, id="a2", document={**doc, "family_id": "canon-7"}, refresh=True)
+        acme, everyone = Scope(("acme",)), Scope(())
+        assert resolve_family(client, settings, scoped_request({"family": "a2"}, ("family",), everyone)).family \
+            == "canon-7"  # an unscoped app reads it, as the docs say
+        for member in ("a2", "default::a2"):
+            got = resolve_family(client, settings, scoped_request({"family": member}, ("family",), acme))
+            unknown = resolve_family(client, settings, scoped_request({"family": member.replace("a2", "zz9")},
+                                                                      ("family",), acme))
+            assert got.family != "canon-7" and got.family == unknown.family.replace("zz9", "a2"), member
+    finally:
+        client.index(index=alias, id="a2", document=doc, refresh=True)
+        client.close()

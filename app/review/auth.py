@@ -10,6 +10,7 @@ import hashlib
 import hmac
 import ipaddress
 import json
+import re
 import secrets
 import time
 from dataclasses import dataclass
@@ -37,6 +38,10 @@ def header_exposure_problem(cfg: ReviewSettings, host: str) -> str | None:
             "reachable from other machines: anyone there could claim any editor. Name the proxy that sets the "
             "header: ASSETSTREAM_REVIEW__TRUSTED_PROXIES='[\"10.0.0.5\"]' (its addresses or CIDRs; other clients "
             "get 401), or listen on loopback (--host 127.0.0.1) with the proxy on this machine")
+
+
+#: a signed outcome, `ok=<issued>.<hmac>`: ASCII digits and a hex SHA-256, nothing else is parsed
+_OUTCOME = re.compile(r"([0-9]{1,12})\.([0-9a-f]{64})")
 
 
 @dataclass(frozen=True)
@@ -112,8 +117,9 @@ class Auth:
         """{"sent": …, "error": …} from a request's query parameters: the one signed for this principal by
         sign_outcome within OUTCOME_MAX_AGE_S, else nothing (a forged, unsigned, another user's or stale banner is
         not shown)."""
-        issued, _, mac = str(params.get("ok") or "").partition(".")
-        if issued.isdigit() and 0 <= time.time() - int(issued) <= OUTCOME_MAX_AGE_S:
+        m = _OUTCOME.fullmatch(str(params.get("ok") or ""))  # crafted values (non-ASCII digits, huge numbers) too
+        issued, mac = (m.group(1), m.group(2)) if m else ("", "")
+        if issued and 0 <= time.time() - int(issued) <= OUTCOME_MAX_AGE_S:
             for kind in ("sent", "error"):
                 text = params.get(kind)
                 if text is not None and hmac.compare_digest(mac, self._outcome_mac(who, kind, text, int(issued))):

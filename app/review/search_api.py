@@ -72,13 +72,19 @@ class ScopedRequest(SearchRequest):
     """A request within the tenants the app serves: every filter list the API builds from it (the search's legs
     and facets, the neighbours of "more like this") carries the scope (review.tenants; none when it is empty)."""
     scope: tuple[dict[str, Any], ...] = ()
+    tenants: tuple[str, ...] = ()
 
     def filters(self) -> list[dict[str, Any]]:
         return [*super().filters(), *self.scope]
 
+    def reads(self, doc_id: str) -> bool:
+        """family=ASSET of another tenant is never looked up (review 12: its family id came back in the echo)."""
+        return Scope(self.tenants).holds_id(doc_id)
+
     def echo(self, similar: bool = False) -> dict[str, Any]:
         out = super().echo(similar)
         out.pop("scope", None)
+        out.pop("tenants", None)
         return out
 
 
@@ -89,7 +95,7 @@ def scoped_request(params: Any, accepts: tuple[str, ...], scope: Scope) -> Scope
     if req.tenant is not None and not scope.holds(req.tenant):
         raise OutOfScope(f"tenant={req.tenant} is not served here: this app serves only {', '.join(scope.tenants)} "
                          "(review.tenants)")
-    return replace(req, scope=tuple(scope.filters))
+    return replace(req, scope=tuple(scope.filters), tenants=tuple(scope.tenants))
 
 
 def refuse_other_tenants_asset(settings: Any, scope: Scope, asset_id: str, tenant: str | None) -> None:

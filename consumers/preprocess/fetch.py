@@ -248,6 +248,10 @@ def address_refusal(host: str, ip: IPAddress, policy: FetchPolicy) -> str | None
     if _allow_list_match(host, ip, policy.allow_hosts):
         return None
     if isinstance(ip, ipaddress.IPv6Address):
+        if ip in _NAT64_LOCAL and not policy.allow_private_networks:
+            # RFC 8215: a local translator's prefix; it may map the address by a layout (or ignore bits) we cannot
+            # know (review 12: 64:ff9b:1:a00:1:0:808:808 read as 8.8.8.8 may reach 10.0.0.1)
+            return "local-use NAT64 address (64:ff9b:1::/48: a private translator's prefix)"
         wrapped = _embedded_ipv4(ip)
         if wrapped is not None:
             kind, v4s = wrapped

@@ -192,6 +192,11 @@ class SearchRequest:
             out.append(tenant_filter(self.tenant))
         return out
 
+    def reads(self, doc_id: str) -> bool:
+        """Whether this request may read the document `doc_id` by id (family=ASSET's member): always here; a
+        caller limited to some tenants narrows it (app/review/search_api.py ScopedRequest)."""
+        return True
+
     def echo(self, similar: bool = False) -> dict[str, Any]:
         """The request as the response repeats it: the parameters of a search, or of "more like this" (`by`,
         no query or mode)."""
@@ -325,6 +330,8 @@ def resolve_family(client: Elasticsearch, settings: Any, req: SearchRequest) -> 
         return req
     if TENANT_SEPARATOR not in req.family:
         req = replace(req, family=scoped_id(req.family, req.tenant))
+    if not req.reads(req.family):
+        return req  # answered as an unknown member: nothing is looked up, nothing of it echoed
     try:
         doc = client.get(index=read_alias(index_settings(settings)), id=req.family, source_includes=["family_id"])
     except NotFoundError:
