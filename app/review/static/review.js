@@ -131,10 +131,10 @@
       if (byLabel) return { tag: byLabel };
       return { error: "“" + v + "” is not in the vocabulary (" + vocab.version + ")" };
     };
-    const add = () => {
+    const add = () => {  // true when the box is empty or its text became a chip
       const r = resolve(tagInput.value);
-      if (!r) return;
-      if (r.error) { hint.textContent = r.error; hint.className = "hint bad"; return; }
+      if (!r) return true;
+      if (r.error) { hint.textContent = r.error; hint.className = "hint bad"; return false; }
       const existing = $$("li.chip", chips).find((c) => c.dataset.tag === r.tag);
       if (existing) {
         existing.classList.remove("removed");
@@ -152,9 +152,24 @@
       hint.textContent = r.note || ""; hint.className = "hint";
       tagInput.value = "";
       sync();
+      return true;
     };
     tagInput.addEventListener("keydown", (ev) => { if (ev.key === "Enter") { ev.preventDefault(); add(); } });
-    tagInput.addEventListener("change", () => { if (known.has(tagInput.value.trim()) || tagInput.value.trim() in vocab.deprecated) add(); });
+    // a suggestion picked from the list (an id replacing the text) becomes a chip at once. Text typed and left in
+    // the box is never added on blur: the chip (and its note) appeared between the press and the release of a
+    // click on "Approve all", moved the button away under the pointer and the click was lost, nothing sent
+    // (trial 18). The form adds it when it is sent instead, or says why it cannot and sends nothing.
+    tagInput.addEventListener("input", (ev) => {
+      const v = tagInput.value.trim();
+      if ((!ev.inputType || ev.inputType === "insertReplacementText") && (known.has(v) || v in vocab.deprecated)) add();
+    });
+    if (tagInput.form) tagInput.form.addEventListener("submit", (ev) => {
+      if (ev.submitter && ev.submitter.value === "reject") return;  // the whole asset is rejected: tags do not matter
+      if (add()) return;
+      ev.preventDefault();
+      hint.textContent += ": nothing was sent. Pick a tag from the list, or clear the box.";
+      tagInput.focus();
+    });
   }
 
   // --- unsent work: leaving the asset with edited fields or field decisions not sent asks first -----------------
