@@ -15,6 +15,7 @@ import uuid
 
 import httpx
 import pytest
+from playwright.sync_api import expect
 
 from app.review.queries import human_duration, split_reasons
 from app.review.server import ReviewServer
@@ -140,6 +141,36 @@ def test_editor_edits_alt_text_and_tags_then_approves(page, server, fleet, tmp_p
     assert sorted(d["fields"], key=lambda f: f["field"]) == [
         {"field": "alt_text", "action": "edited", "value": new_alt},
         {"field": "tags", "action": "edited", "value": tags_value(final_tags)}]
+
+
+def test_a_tag_left_in_the_box_goes_with_approve_or_says_why_not(page, server, fleet):
+    """Trial 18, finding 8: "Approve all" sometimes did nothing (no POST, no dialog). Text left in the tag box was
+    added on blur, i.e. between the press and the release of the click on the button: the new chip and its note
+    moved the button from under the pointer and the click was lost. Now the text is added when the form is sent,
+    or nothing is sent and the box says why; the suggestions open above the box, never over the buttons."""
+    page.goto(server.login_url)
+    page.goto(f"{server.url}/asset/paris-0004")
+    page.evaluate("window.scrollTo(0, document.body.scrollHeight)")  # the buttons in their place, below the box
+    box = page.locator("#tag-input")
+    box.press_sequentially("not a tag")
+    page.click("#approve")
+    expect(page.locator("#tag-hint")).to_contain_text("“not a tag” is not in the vocabulary (v2): nothing was sent",
+                                                      timeout=3000)
+    assert page.evaluate("document.activeElement.id") == "tag-input" and "sent=" not in page.url
+    box.fill("")
+    box.press_sequentially("monochr")  # a synonym's start: the suggestions, above the box
+    option = page.locator("#tag-suggest li[data-tag='style:black-and-white']")
+    assert option.bounding_box()["y"] + option.bounding_box()["height"] <= box.bounding_box()["y"]
+    option.click()
+    box.press_sequentially("shallow dep")  # the keyboard: down to the first suggestion, Enter picks it
+    box.press("ArrowDown")
+    box.press("Enter")
+    box.press_sequentially("subject:automobile")  # typed, not committed: a deprecated id, added as subject:car
+    page.click("#approve")
+    page.wait_for_url(re.compile("sent=paris-0004"), timeout=5000)
+    tags = [f for f in of(feedback(fleet[0]), "paris-0004")[-1]["fields"] if f["field"] == "tags"]
+    assert tags == [{"field": "tags", "action": "edited",
+                     "value": tags_value(["subject:city", "style:black-and-white", "style:bokeh", "subject:car"])}]
 
 
 def test_field_decisions_without_a_verdict_and_reject(page, server, fleet):

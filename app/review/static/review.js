@@ -131,10 +131,10 @@
       if (byLabel) return { tag: byLabel };
       return { error: "“" + v + "” is not in the vocabulary (" + vocab.version + ")" };
     };
-    const add = () => {
+    const add = () => {  // true when the box is empty or its text became a chip
       const r = resolve(tagInput.value);
-      if (!r) return;
-      if (r.error) { hint.textContent = r.error; hint.className = "hint bad"; return; }
+      if (!r) return true;
+      if (r.error) { hint.textContent = r.error; hint.className = "hint bad"; return false; }
       const existing = $$("li.chip", chips).find((c) => c.dataset.tag === r.tag);
       if (existing) {
         existing.classList.remove("removed");
@@ -152,9 +152,64 @@
       hint.textContent = r.note || ""; hint.className = "hint";
       tagInput.value = "";
       sync();
+      return true;
     };
-    tagInput.addEventListener("keydown", (ev) => { if (ev.key === "Enter") { ev.preventDefault(); add(); } });
-    tagInput.addEventListener("change", () => { if (known.has(tagInput.value.trim()) || tagInput.value.trim() in vocab.deprecated) add(); });
+    // suggestions: the app's own list, opened above the box: the browser's list (a datalist) opened below it, over
+    // the buttons, where a click on "Approve all" picked a tag instead (trial 18)
+    const suggest = $("#tag-suggest");
+    const entries = vocab.tags.map((t) => ({ value: t.tag, text: t.label + (t.synonyms && t.synonyms.length ? " — " + t.synonyms.slice(0, 4).join(", ") : ""),
+                                             names: [t.tag, t.label].concat(t.synonyms || []) }))
+      .concat(Object.entries(vocab.deprecated).map(([old, repl]) => ({ value: old, text: "deprecated → " + (repl || "removed, no replacement"), names: [old] })));
+    entries.forEach((e) => { e.keys = e.names.map(squash); });
+    let picks = [], at = -1;
+    const closeList = () => {
+      picks = []; at = -1;
+      suggest.hidden = true; suggest.replaceChildren(); tagInput.setAttribute("aria-expanded", "false");
+    };
+    const pick = (e) => { tagInput.value = e.value; closeList(); add(); };
+    const mark = () => $$("li", suggest).forEach((li, i) => li.setAttribute("aria-selected", String(i === at)));
+    const openList = () => {
+      const q = squash(tagInput.value);
+      // the best first: a name that is the text, starts with it, has a word starting with it, contains it
+      const score = (k) => (k === q ? 0 : k.startsWith(q) ? 1 : (" " + k).includes(" " + q) ? 2 : k.includes(q) ? 3 : 9);
+      const best = (e) => e.keys.reduce((b, k, i) => (score(k) < b[0] ? [score(k), e.names[i]] : b), [9, ""]);
+      picks = q ? entries.map((e) => [...best(e), e]).filter(([r]) => r < 9).sort((a, b) => a[0] - b[0]).slice(0, 8)
+        .map(([, name, e]) => ({ ...e, text: e.text.includes(name) || name === e.value ? e.text : e.text + " (" + name + ")" })) : [];
+      at = -1;
+      suggest.replaceChildren(...picks.map((e) => {
+        const li = document.createElement("li");
+        li.setAttribute("role", "option"); li.dataset.tag = e.value;
+        const id = document.createElement("span"); id.className = "tagid"; id.textContent = e.value;
+        li.append(id, " ", e.text);
+        li.addEventListener("mousedown", (ev) => { ev.preventDefault(); pick(e); });  // the box keeps the focus
+        return li;
+      }));
+      suggest.hidden = !picks.length; tagInput.setAttribute("aria-expanded", String(picks.length > 0));
+    };
+    tagInput.addEventListener("input", openList);
+    tagInput.addEventListener("blur", closeList);
+    tagInput.addEventListener("keydown", (ev) => {
+      if ((ev.key === "ArrowDown" || ev.key === "ArrowUp") && picks.length) {
+        ev.preventDefault();
+        at = (at + (ev.key === "ArrowDown" ? 1 : picks.length - 1 + (at < 0 ? 1 : 0))) % picks.length;
+        mark();
+      } else if (ev.key === "Escape" && picks.length) {
+        ev.preventDefault(); ev.stopPropagation(); closeList();  // the first Escape closes the list, the next leaves
+      } else if (ev.key === "Enter") {
+        ev.preventDefault();
+        if (at >= 0) pick(picks[at]); else { closeList(); add(); }
+      }
+    });
+    // text typed and left in the box is never added on blur: the chip (and its note) appeared between the press and
+    // the release of a click on "Approve all", moved the button away under the pointer and the click was lost,
+    // nothing sent (trial 18). The form adds it when it is sent instead, or says why it cannot and sends nothing.
+    if (tagInput.form) tagInput.form.addEventListener("submit", (ev) => {
+      if (ev.submitter && ev.submitter.value === "reject") return;  // the whole asset is rejected: tags do not matter
+      if (add()) return;
+      ev.preventDefault();
+      hint.textContent += ": nothing was sent. Pick a tag from the list, or clear the box.";
+      tagInput.focus();
+    });
   }
 
   // --- unsent work: leaving the asset with edited fields or field decisions not sent asks first -----------------
