@@ -93,6 +93,19 @@ def test_run_with_a_cloud_provider_and_no_key_refuses_before_starting_anything()
     assert res.returncode == 2 and "ASSETSTREAM_ENRICH__GEMINI_API_KEY is not set" in res.stderr
 
 
+def test_a_list_or_mapping_setting_given_without_json_names_the_variable_and_the_format():
+    """Trial 19: ASSETSTREAM_REVIEW__TENANTS=acme (or __USERS='gina:pw') gave only pydantic-settings' `error
+    parsing value for field "review" from source "EnvSettingsSource"`. The message names the variable and the
+    JSON it takes, never the value (review.users holds passwords)."""
+    for var, value, example in (("ASSETSTREAM_REVIEW__TENANTS", "acme", '\'["a", "b"]\''),
+                                ("ASSETSTREAM_REVIEW__USERS", "gina:hunter2pw", '\'{"k": "v"}\'')):
+        res = CliRunner().invoke(app, ["config", "show"], env={var: value})
+        text = " ".join(res.output.split())
+        assert res.exit_code == 2 and "EnvSettingsSource" not in text, text
+        assert f"{var} ({var[12:].lower().replace('__', '.')}): must be JSON" in text and example in text, text
+        assert value not in text
+
+
 def test_run_with_a_bad_writeback_url_is_a_configuration_error(tmp_path):
     res = _cli(["run", str(ROOT / "samples" / "product_red_mug.jpg"), "--out", str(tmp_path),
                 "--writeback-url", "dam.example/assets/{asset_id}"], {})
