@@ -25,7 +25,12 @@ def describe_settings_error(exc: Exception) -> str:
     """A configuration error as lines of `field: problem`, never echoing the values given (they may be
     secrets: a password in kafka.extra, an API key)."""
     from pydantic import ValidationError
+    from pydantic_settings import SettingsError
 
+    from app.settings import env_not_json
+
+    if isinstance(exc, SettingsError) and "EnvSettingsSource" in str(exc):  # names only the section
+        return "\n".join(env_not_json()) or str(exc)
     if not isinstance(exc, ValidationError):
         return str(exc)
     lines: list[str] = []

@@ -7,9 +7,10 @@ with each consumer group's own section (next to its stage) and the application's
 from __future__ import annotations
 
 import difflib
+import json
 import os
 import re
-from typing import Any
+from typing import Any, Mapping, get_args, get_origin
 
 from pydantic import AliasChoices, BaseModel, Field
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
@@ -98,6 +99,70 @@ def _section_model(annotation: Any) -> Any:
         if found is not None:
             return found
     return None
+
+
+def env_not_json(environ: Mapping[str, str] | None = None) -> list[str]:
+    """What is wrong with each ASSETSTREAM_<SECTION>[__<KEY>...] variable whose setting is a list, a mapping or a
+    section (pydantic-settings reads those as JSON) but whose value is not JSON: the variable, the setting, and an
+    example of the JSON it takes built from the setting's type. pydantic-settings names only the section ("error
+    parsing value for field "review" from source "EnvSettingsSource""). Never echoes a value (it may be a secret:
+    review.users, kafka.extra)."""
+    lines = []
+    for var, value in sorted((os.environ if environ is None else environ).items()):
+        upper = var.upper()
+        if not upper.startswith("ASSETSTREAM_") or upper in OTHER_ENV:
+            continue
+        path = upper.removeprefix("ASSETSTREAM_").lower().split("__")
+        annotation = _setting_type(path)
+        shape = _json_example(annotation) if annotation is not None else None
+        if shape is None:
+            continue
+        try:
+            json.loads(value)
+        except ValueError:
+            lines.append(f"{upper} ({'.'.join(path)}): must be JSON ({shape[0]}), e.g. {upper}='{shape[1]}'; "
+                         "the value given is not JSON (not shown: it may be a secret)")
+    return lines
+
+
+def _setting_type(path: list[str]) -> Any:
+    """The type of the setting an environment variable's lower-cased key path names, or None."""
+    model: Any = Settings
+    annotation = None
+    for part in path:
+        if model is None:
+            return None
+        field = next((f for name, f in model.model_fields.items()
+                      if part in (n.lower() for n in (name, *_names(name, f)))), None)
+        if field is None:
+            return None
+        annotation = field.annotation
+        model = annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
+    return annotation
+
+
+def _json_example(annotation: Any) -> tuple[str, str] | None:
+    """(what JSON a setting of this type takes, an example) when an environment variable must give it as JSON:
+    list -> '["a", "b"]', dict -> '{"k": "v"}', a section -> its first key with its default (a list of sections:
+    a list of those). None for a plain value, and for an optional or union type (pydantic-settings then hands a
+    non-JSON value on, and validation names the field)."""
+    origin = get_origin(annotation) or annotation
+    if origin in (list, tuple, set, frozenset):
+        item = (get_args(annotation) or (str,))[0]
+        if isinstance(item, type) and issubclass(item, BaseModel):
+            return "a list of objects", f"[{_section_example(item)}]"
+        return "a list", ("[1, 2]" if item in (int, float) else '["a", "b"]')
+    if origin is dict:
+        return "an object", '{"k": "v"}'
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return "an object of its keys", _section_example(annotation)
+    return None
+
+
+def _section_example(model: type[BaseModel]) -> str:
+    name, field = next(iter(model.model_fields.items()))
+    default = field.default if isinstance(field.default, str | int | float | bool) else "..."
+    return json.dumps({_names(name, field)[0]: default})
 
 
 # Kubernetes puts every Service's address into every pod of its namespace (enableServiceLinks, on by default):

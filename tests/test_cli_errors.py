@@ -93,6 +93,19 @@ def test_run_with_a_cloud_provider_and_no_key_refuses_before_starting_anything()
     assert res.returncode == 2 and "ASSETSTREAM_ENRICH__GEMINI_API_KEY is not set" in res.stderr
 
 
+def test_a_list_or_mapping_setting_given_without_json_names_the_variable_and_the_format():
+    """Trial 19: ASSETSTREAM_REVIEW__TENANTS=acme (or __USERS='gina:pw') gave only pydantic-settings' `error
+    parsing value for field "review" from source "EnvSettingsSource"`. The message names the variable and the
+    JSON it takes, never the value (review.users holds passwords)."""
+    for var, value, example in (("ASSETSTREAM_REVIEW__TENANTS", "acme", '\'["a", "b"]\''),
+                                ("ASSETSTREAM_REVIEW__USERS", "gina:hunter2pw", '\'{"k": "v"}\'')):
+        res = CliRunner().invoke(app, ["config", "show"], env={var: value})
+        text = " ".join(res.output.split())
+        assert res.exit_code == 2 and "EnvSettingsSource" not in text, text
+        assert f"{var} ({var[12:].lower().replace('__', '.')}): must be JSON" in text and example in text, text
+        assert value not in text
+
+
 def test_run_with_a_bad_writeback_url_is_a_configuration_error(tmp_path):
     res = _cli(["run", str(ROOT / "samples" / "product_red_mug.jpg"), "--out", str(tmp_path),
                 "--writeback-url", "dam.example/assets/{asset_id}"], {})
@@ -271,13 +284,14 @@ def test_a_password_in_the_store_url_is_never_printed(tmp_path):
     assert "hunter2-secret" not in out + err
 
 
-def _feedback_fleet(broker, store, prefix: str, asset_id: str, title: str):
-    """(settings, the CLI's environment) of a fleet whose index holds one asset, for `assetstream feedback`."""
+def _feedback_fleet(broker, store, prefix: str, asset_id: str, title: str, tenants: tuple[str, ...] = ("default",)):
+    """(settings, the CLI's environment) of a fleet whose index holds one asset (in each of `tenants`), for
+    `assetstream feedback`."""
     from tests.kafka_support import make_settings, provision
 
     s = make_settings(broker, prefix)
     provision(s)
-    indexed = index_all(settings_for(store.url), [validated_asset(asset_id, title=title)])
+    indexed = index_all(settings_for(store.url), [validated_asset(asset_id, title=title, tenant=t) for t in tenants])
     return s, {"ASSETSTREAM_KAFKA__BOOTSTRAP_SERVERS": broker, "ASSETSTREAM_TOPICS__PREFIX": f"{prefix}.",
                "ASSETSTREAM_REGISTRY__URL": s.registry.url, "ASSETSTREAM_REGISTRY__ALLOW_IN_PROCESS": "true",
                "ASSETSTREAM_INDEX__URL": store.url, "ASSETSTREAM_INDEX__INDEX": indexed.index.index,
@@ -310,6 +324,24 @@ def test_feedback_about_an_asset_the_index_does_not_hold_is_refused(store, broke
     sent = read_topic(s, "feedback", 3)
     assert [(d["key"], d["value"]["editor"]) for d in sent] == [("fb-mug", "alice"), ("fb-mug", "bo"),
                                                                 ("fb-mug", "cy")]
+
+
+def test_feedback_names_the_asset_and_its_tenant_as_the_review_app_does(store, broker, unique):
+    """Trial 19: `feedback mug-1 --tenant acme` was "No such option", and `feedback acme::mug-1` sent asset_id
+    'acme::mug-1' with tenant None (so its audit entry too). Both forms now send the review app's shape: the
+    asset's own id and its tenant (keyed by the scoped id, checked against that tenant's document)."""
+    from tests.kafka_support import read_topic
+
+    s, env = _feedback_fleet(broker, store, f"fbtenant{unique}", "fb-mug", "Red enamel mug", ("acme", "globex"))
+    cli = CliRunner()
+    for args in (["fb-mug", "--tenant", "acme"], ["acme::fb-mug"]):
+        res = cli.invoke(app, ["feedback", *args, "--field", "title=edited:Acme mug", "--editor", "eve"], env=env)
+        assert res.exit_code == 0 and " for acme::fb-mug by eve" in res.output, res.output
+    both = cli.invoke(app, ["feedback", "acme::fb-mug", "--tenant", "globex", "--approve", "--editor", "eve"], env=env)
+    assert both.exit_code == 2 and "'acme::fb-mug' already names its tenant" in both.output, both.output
+    sent = read_topic(s, "feedback", 2)
+    assert [(d["key"], d["value"]["asset_id"], d["value"]["tenant"]) for d in sent] == [("acme::fb-mug", "fb-mug",
+                                                                                         "acme")] * 2
 
 
 def test_feedback_with_a_tag_outside_the_vocabulary_is_refused(store, broker, unique):

@@ -1,7 +1,7 @@
 """CLI commands of the KPI / audit / feedback part, a Typer app merged into the `assetstream` CLI by app/cli.py:
 
     assetstream streams kpis                                   run the faust KPI + audit app
-    assetstream feedback ASSET_ID --field alt_text=accepted --field title=edited:"New title" --editor NAME
+    assetstream feedback ASSET_ID [--tenant T] --field alt_text=accepted --field title=edited:"New title" --editor NAME
     assetstream feedback --file decisions.jsonl
     assetstream audit ASSET_ID [--tenant T] [--json]   (ASSET_ID: acme::a1, or a1 --tenant acme)
 """
@@ -61,7 +61,10 @@ def kpis(web_port: Optional[int] = typer.Option(None, help="override kpis.web_po
         broker_down(settings, "the KPI app cannot start", exc, 1)
 
 @app.command("feedback")
-def feedback(asset_id: Optional[str] = typer.Argument(None, help="asset the decision is about"),
+def feedback(asset_id: Optional[str] = typer.Argument(None, help="asset the decision is about: its own id (with "
+                                                     "--tenant) or its tenant-scoped id (acme::a1)"),
+             tenant: Optional[str] = typer.Option(None, "--tenant", help="the asset's tenant (default: the default "
+                                                  "tenant, or the one a scoped ASSET_ID names)"),
              field: List[str] = typer.Option([], "--field", "-f",
                                              help="FIELD=accepted | FIELD=rejected | FIELD=edited:NEW VALUE"),
              editor: Optional[str] = typer.Option(None, help="who decided"),
@@ -77,6 +80,9 @@ def feedback(asset_id: Optional[str] = typer.Argument(None, help="asset the deci
              json_out: bool = typer.Option(False, "--json", help="print the records as sent")):
     """Report what an editor did with the suggestions for an asset (EditorDecision on `feedback`).
 
+    The decision names the asset's own id and its tenant (`--tenant acme`, or the scoped id `acme::a1`), as
+    the review app's decisions do.
+
     The asset must be indexed (its tenant-scoped id, in the read alias): a decision about an unknown asset is
     refused (exit 1), not sent to be dead-lettered by the review group. When the index cannot be reached the
     decision is sent as before, with a warning that it could not be checked.
@@ -84,16 +90,22 @@ def feedback(asset_id: Optional[str] = typer.Argument(None, help="asset the deci
     With --file, every line is checked on its own: the valid decisions are sent, each bad line (or unknown
     asset) is reported (file:line: why) and the exit code is 1."""
     from app.kpis.feedback import parse_field_spec, publish_decisions, read_decisions_file
+    from domain.events import scoped_id
 
     problems: list[str] = []
     try:
         if file:
             if asset_id or field:
                 raise ValueError("use either --file or ASSET_ID with --field, not both")
+            if tenant is not None:
+                raise ValueError("--tenant names the tenant of ASSET_ID; with --file each line gives its own "
+                                 '"tenant" (or a scoped "asset_id": acme::a1)')
             try:
                 decisions, problems = read_decisions_file(file)
             except OSError as exc:
                 raise ValueError(f"--file: {exc}") from exc
+            decisions, unscoped = _own_ids(decisions)
+            problems += unscoped
             for p in problems:
                 console.print(f"[yellow]not sent[/yellow] {p}")
         else:
@@ -103,7 +115,8 @@ def feedback(asset_id: Optional[str] = typer.Argument(None, help="asset the deci
             if not asset_id or not (field or verdict) or not editor:
                 raise ValueError("ASSET_ID, --editor and at least one --field (or --approve / --reject) are "
                                  "required (or --file)")
-            decisions = [{"asset_id": asset_id, "editor": editor, "status": verdict,
+            asset_id, tenant = asset_and_tenant(asset_id, tenant)
+            decisions = [{"asset_id": asset_id, "tenant": tenant, "editor": editor, "status": verdict,
                           "fields": [parse_field_spec(spec) for spec in field]}]
         settings = _settings()
         decisions, too_long = _alt_text_lengths(settings, decisions, force)
@@ -142,13 +155,48 @@ def feedback(asset_id: Optional[str] = typer.Argument(None, help="asset the deci
         out.print_json(json.dumps(sent))
     else:
         for d in sent:
-            out.print(f"sent {d['decision_id']} for {d['asset_id']} by {d['editor']}: "
+            out.print(f"sent {d['decision_id']} for {scoped_id(d['asset_id'], d.get('tenant'))} by {d['editor']}: "
                       + ", ".join([*(f"{f['field']}={f['action']}" for f in d["fields"]),
                                    *([d["status"]] if d.get("status") else [])]))
     if problems:
         console.print(f"[red]{len(problems)} line(s) not sent[/red], {len(sent)} decision(s) sent; fix those lines "
                       "and send them again")
         raise typer.Exit(1)
+
+def asset_and_tenant(asset_id: str, tenant: str | None) -> tuple[str, str | None]:
+    """(the asset's own id, its tenant) of `ASSET_ID [--tenant T]`, the shape the review app sends
+    (app/review/decisions.py): a scoped id (`acme::a1`) is split; a scoped id with --tenant too is refused (say it
+    once), as the search API refuses it. Both parts are checked like every --tenant and asset id (ValueError)."""
+    from domain.events import MAX_ASSET_ID, MAX_TENANT, TENANT_SEPARATOR, identifier_problem
+
+    given = asset_id
+    if TENANT_SEPARATOR in asset_id:
+        if tenant is not None:
+            raise ValueError(f"{asset_id[:80]!r} already names its tenant: give the asset id with --tenant "
+                             f"{tenant[:40]}, or the scoped id alone")
+        tenant, _, asset_id = asset_id.partition(TENANT_SEPARATOR)
+        where = f"the tenant of {given[:80]!r}"
+    else:
+        where = "--tenant"
+    if tenant is not None and (problem := identifier_problem(tenant, MAX_TENANT, scoped=True)) is not None:
+        raise ValueError(f"{where}: tenant {problem}")
+    if (problem := identifier_problem(asset_id, MAX_ASSET_ID, scoped=True)) is not None:
+        raise ValueError(f"asset id {problem}")
+    return asset_id, tenant
+
+
+def _own_ids(decisions: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[str]]:
+    """(the --file decisions with a scoped asset_id split into asset_id + tenant, why each other one is not sent)."""
+    ok, bad = [], []
+    for d in decisions:
+        try:
+            d["asset_id"], d["tenant"] = asset_and_tenant(d["asset_id"], d.get("tenant"))
+        except ValueError as exc:
+            bad.append(f"{d['asset_id']}: {str(exc).replace('--tenant', 'tenant')}")
+            continue
+        ok.append(d)
+    return ok, bad
+
 
 def _alt_text_lengths(settings: Any, decisions: list[dict[str, Any]], force: bool
                       ) -> tuple[list[dict[str, Any]], list[str]]:
