@@ -29,10 +29,12 @@ OUTCOME_MAX_AGE_S = 600
 """How long a signed outcome banner ("Sent to feedback: …") shows on a reload of the page it led to."""
 
 
-def header_exposure_problem(cfg: ReviewSettings, host: str) -> str | None:
+def header_exposure_problem(cfg: ReviewSettings, host: str,
+                            loopback_hint: str = "--host 127.0.0.1") -> str | None:
     """Why the app must not listen on `host` as configured, or None: header mode believes a user name from any
     client, so off loopback it needs review.trusted_proxies (as `ingest-server --insecure-no-auth` serves loopback
-    only). `loopback_only` resolves `host`."""
+    only). `loopback_only` resolves `host`. `loopback_hint`: how the command asked sets the address (`run` has no
+    --host: ASSETSTREAM_REVIEW__HOST=127.0.0.1)."""
     from app.console import loopback_only
 
     if cfg.auth != "header" or cfg.trusted_proxies or loopback_only(host):
@@ -40,7 +42,7 @@ def header_exposure_problem(cfg: ReviewSettings, host: str) -> str | None:
     return (f"review.auth=header believes the {cfg.trusted_header} header from whoever sends it, and {host} is "
             "reachable from other machines: anyone there could claim any editor. Name the proxy that sets the "
             "header: ASSETSTREAM_REVIEW__TRUSTED_PROXIES='[\"10.0.0.5\"]' (its addresses or CIDRs; other clients "
-            "get 401), or listen on loopback (--host 127.0.0.1) with the proxy on this machine")
+            f"get 401), or listen on loopback ({loopback_hint}) with the proxy on this machine")
 
 
 #: a signed outcome, `ok=<issued>.<hmac>`: ASCII digits and a hex SHA-256, nothing else is parsed
