@@ -140,6 +140,8 @@ def test_a_desk_scoped_to_one_tenant_never_shows_or_decides_on_another_tenants_a
         other, unknown = c.get("/v1/assets/a1/similar"), c.get("/v1/assets/nope/similar")
         assert other.status_code == unknown.status_code == 404
         assert other.json()["error"] == unknown.json()["error"].replace("nope", "a1")
+        # trial 19 (6): no pointer to tenant=NAME, which this desk refuses (403)
+        assert other.json()["error"] == "this app holds no asset a1 of tenant default (it serves only acme)"
     assert _keys(api.post("/v1/similar", **mug).json()) == [("acme", "a1"), ("default", "a1")]
 
 
