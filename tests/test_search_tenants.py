@@ -142,6 +142,11 @@ def test_a_desk_scoped_to_one_tenant_never_shows_or_decides_on_another_tenants_a
         assert other.json()["error"] == unknown.json()["error"].replace("nope", "a1")
         # trial 19 (6): no pointer to tenant=NAME, which this desk refuses (403)
         assert other.json()["error"] == "this app holds no asset a1 of tenant default (it serves only acme)"
+        # trial 19 (7): a repeated single-valued parameter is a 400 naming it, not "the last one wins"
+        for params in ([("tenant", "default"), ("tenant", "acme")], [("size", "1"), ("size", "2")]):
+            r = c.get("/v1/search", params=params)
+            assert r.status_code == 400 and f"{params[0][0]} is given 2 times" in r.json()["error"], r.text
+        assert c.get("/v1/search", params=[("tag", "product:shoe"), ("tag", "product:shoe")]).status_code == 200
     assert _keys(api.post("/v1/similar", **mug).json()) == [("acme", "a1"), ("default", "a1")]
 
 
