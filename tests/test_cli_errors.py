@@ -190,6 +190,13 @@ def test_header_auth_on_a_non_loopback_address_needs_the_trusted_proxy_named(bro
         out = " ".join(res.output.split())
         assert f"review.auth=header believes the X-Forwarded-User header from whoever sends it, and {host} is " \
                "reachable from other machines" in out and "ASSETSTREAM_REVIEW__TRUSTED_PROXIES" in out
+        assert "listen on loopback (--host 127.0.0.1)" in out
+    # trial 19 (5): `run` has no --host, so its hint names the variable
+    res = CliRunner().invoke(app, ["run", str(ROOT / "samples" / "product_red_mug.jpg"), "--serve"],
+                             env={**env, "ASSETSTREAM_REVIEW__HOST": "0.0.0.0", "ASSETSTREAM_REVIEW__PORT": "0"})
+    out = " ".join(res.output.split())
+    assert res.exit_code == 2 and "listen on loopback (ASSETSTREAM_REVIEW__HOST=127.0.0.1)" in out, out
+    assert "--host" not in out
     res = CliRunner().invoke(app, ["review", "--port", "0"],
                              env={**env, "ASSETSTREAM_REVIEW__TRUSTED_PROXIES": '["proxy"]'})
     assert res.exit_code == 2 and "trusted proxy 'proxy' is not an IP address or CIDR" in res.output

@@ -362,7 +362,7 @@ def test_unauthenticated_requests_get_401(server, fleet):
             assert r.status_code == 401, (method, path, r.status_code)
             assert title not in r.text and not r.headers["content-type"].startswith("image/")
         forged_cookie = base64.urlsafe_b64encode(json.dumps({"u": "mallory", "s": "x", "e": 2**40}).encode())
-    with httpx.Client(base_url=server.url, cookies={"assetstream_review": forged_cookie.decode() + ".0123abcd"}) as c:
+    with httpx.Client(base_url=server.url, cookies={server.app.auth.cookie: forged_cookie.decode() + ".0123abcd"}) as c:
         assert c.get("/").status_code == 401
     with httpx.Client(base_url=server.url) as anon:
         r = anon.get("/", headers={"X-Forwarded-User": "mallory"})  # token mode never trusts the header
@@ -567,12 +567,12 @@ def test_sign_out_ends_the_session_for_every_copy_of_its_cookie(server, fleet):
     title = by_id(fleet[1])["mug-0001"]["title"]
     with httpx.Client(base_url=server.url, follow_redirects=True) as browser_a:
         assert browser_a.get(server.login_url).status_code == 200  # 303 to the queue, followed
-        kept = browser_a.cookies.get("assetstream_review")
+        kept = browser_a.cookies.get(server.app.auth.cookie)
         assert kept and title in browser_a.get("/asset/mug-0001").text
         queue = browser_a.get("/").text
         csrf = queue.split('name="csrf" value="', 1)[1].split('"', 1)[0]
         assert browser_a.post("/logout", data={"csrf": csrf}).status_code == 401  # the redirect: signed out
-    with httpx.Client(base_url=server.url, cookies={"assetstream_review": kept}) as copy:
+    with httpx.Client(base_url=server.url, cookies={server.app.auth.cookie: kept}) as copy:
         for path in ("/", "/asset/mug-0001", "/thumb/mug-0001"):
             r = copy.get(path)
             assert r.status_code == 401, (path, r.status_code)
@@ -603,17 +603,17 @@ def test_a_decision_after_the_session_expired_says_it_was_not_sent(fleet):
     """Trial 2: an editor whose session expired while editing pressed Approve and got a bare "Sign in" page: nothing
     said that the decision was lost. Now the page says nothing was sent and what to do; nothing reaches feedback."""
     settings = fleet[0].with_overrides(review={"session_secret": "trial2-secret"})
-    secret = b"trial2-secret"
     data = base64.urlsafe_b64encode(json.dumps({"u": "erin", "s": "expired", "e": int(time.time()) - 5},
                                                separators=(",", ":")).encode()).decode()
-    expired = f"{data}.{hmac.new(secret, data.encode(), hashlib.sha256).hexdigest()}"
     before = len(feedback(settings))
-    with ReviewServer(settings) as srv, httpx.Client(base_url=srv.url, cookies={"assetstream_review": expired}) as c:
-        r = c.post("/decide/mug-0001", data={"verdict": "approve", "value.alt_text": "A red mug, edited"})
-        page = c.get("/")
+    with ReviewServer(settings) as srv:
+        expired = f"{data}.{hmac.new(srv.app.auth.secret, data.encode(), hashlib.sha256).hexdigest()}"  # its key
+        with httpx.Client(base_url=srv.url, cookies={srv.app.auth.cookie: expired}) as c:
+            r = c.post("/decide/mug-0001", data={"verdict": "approve", "value.alt_text": "A red mug, edited"})
+            page = c.get("/")
     assert r.status_code == 401
     text = " ".join(r.text.split())
-    assert "Nothing was sent: you are not signed in (your session may have expired)" in text, text
+    assert "Nothing was sent: you are not signed in (your session expired)" in text, text
     assert "repeat your decision" in text
     assert page.status_code == 401 and "Nothing was sent" not in page.text  # a page view is just "sign in"
     assert len(feedback(settings)) == before

@@ -140,6 +140,13 @@ def test_a_desk_scoped_to_one_tenant_never_shows_or_decides_on_another_tenants_a
         other, unknown = c.get("/v1/assets/a1/similar"), c.get("/v1/assets/nope/similar")
         assert other.status_code == unknown.status_code == 404
         assert other.json()["error"] == unknown.json()["error"].replace("nope", "a1")
+        # trial 19 (6): no pointer to tenant=NAME, which this desk refuses (403)
+        assert other.json()["error"] == "this app holds no asset a1 of tenant default (it serves only acme)"
+        # trial 19 (7): a repeated single-valued parameter is a 400 naming it, not "the last one wins"
+        for params in ([("tenant", "default"), ("tenant", "acme")], [("size", "1"), ("size", "2")]):
+            r = c.get("/v1/search", params=params)
+            assert r.status_code == 400 and f"{params[0][0]} is given 2 times" in r.json()["error"], r.text
+        assert c.get("/v1/search", params=[("tag", "product:shoe"), ("tag", "product:shoe")]).status_code == 200
     assert _keys(api.post("/v1/similar", **mug).json()) == [("acme", "a1"), ("default", "a1")]
 
 
@@ -169,3 +176,44 @@ def test_a_scoped_search_never_reads_another_tenants_family(settings):
     finally:
         client.index(index=alias, id="a2", document=doc, refresh=True)
         client.close()
+
+
+@pytest.fixture(scope="module")
+def two_desks(settings):
+    """Two desks on one host sharing one session secret (one config file), each scoped to its tenant."""
+    shared = settings.with_overrides(review={"session_secret": "one-secret-for-both-desks"})
+    with ReviewServer(shared.with_overrides(review={"tenants": ["acme"]}), port=0, token="acme-token") as acme, \
+            ReviewServer(shared.with_overrides(review={"tenants": ["default"]}), port=0, token="default-token") as dflt:
+        yield acme, dflt
+
+
+def _login(desk: ReviewServer) -> tuple[str, str]:
+    """(name, value) of the session cookie the desk sets at login."""
+    r = httpx.get(desk.login_url)
+    assert r.status_code == 303
+    return next(iter(r.cookies.items()))
+
+
+def test_a_desks_session_is_refused_by_another_desk_sharing_its_secret(two_desks):
+    """Trial 19 (1): logged in at acme's desk only, its cookie (and CSRF token) opened and decided at the other
+    tenant's desk when both used one review.session_secret. Every signature is bound to its desk: 401 there."""
+    acme, dflt = two_desks
+    (acme_name, acme_value), (dflt_name, _) = _login(acme), _login(dflt)
+    assert httpx.get(f"{acme.url}/", cookies={acme_name: acme_value}).status_code == 200
+    for name in {acme_name, dflt_name}:  # under either desk's cookie name
+        r = httpx.get(f"{dflt.url}/", cookies={name: acme_value})
+        assert r.status_code == 401 and "acme::a1" not in r.text, name
+    r = httpx.get(f"{dflt.url}/", cookies={dflt_name: acme_value})
+    assert "belongs to another desk: sign in again" in " ".join(r.text.split())
+
+
+def test_two_desks_on_one_host_keep_their_sessions_in_one_browser(two_desks):
+    """Trial 19 (2): both desks set one cookie name, which a browser keeps per host (not port): signing in at the
+    second desk signed the editor out of the first."""
+    acme, dflt = two_desks
+    with httpx.Client(follow_redirects=True) as browser:  # one cookie jar
+        assert browser.get(acme.login_url).status_code == 200 and browser.get(dflt.login_url).status_code == 200
+        assert len(browser.cookies) == 2
+        assert "acme::a1" in browser.get(f"{acme.url}/", params={"status": "all"}).text
+        queue = browser.get(f"{dflt.url}/", params={"status": "all"})
+        assert queue.status_code == 200 and "acme::a1" not in queue.text

@@ -21,15 +21,20 @@ from starlette.requests import Request
 from app.review.settings import ReviewSettings
 
 COOKIE = "assetstream_review"
+"""The session cookie's name before the desk knows its port (an app served without ReviewServer); a desk serving on
+port P names it `assetstream_review_P` (Auth.bind_desk): a browser keeps cookies per host, not per port, so two
+desks on one host sharing one name signed each other out (trial 19, finding 2)."""
 USER_MAX_LEN = 200
 OUTCOME_MAX_AGE_S = 600
 """How long a signed outcome banner ("Sent to feedback: …") shows on a reload of the page it led to."""
 
 
-def header_exposure_problem(cfg: ReviewSettings, host: str) -> str | None:
+def header_exposure_problem(cfg: ReviewSettings, host: str,
+                            loopback_hint: str = "--host 127.0.0.1") -> str | None:
     """Why the app must not listen on `host` as configured, or None: header mode believes a user name from any
     client, so off loopback it needs review.trusted_proxies (as `ingest-server --insecure-no-auth` serves loopback
-    only). `loopback_only` resolves `host`."""
+    only). `loopback_only` resolves `host`. `loopback_hint`: how the command asked sets the address (`run` has no
+    --host: ASSETSTREAM_REVIEW__HOST=127.0.0.1)."""
     from app.console import loopback_only
 
     if cfg.auth != "header" or cfg.trusted_proxies or loopback_only(host):
@@ -37,7 +42,7 @@ def header_exposure_problem(cfg: ReviewSettings, host: str) -> str | None:
     return (f"review.auth=header believes the {cfg.trusted_header} header from whoever sends it, and {host} is "
             "reachable from other machines: anyone there could claim any editor. Name the proxy that sets the "
             "header: ASSETSTREAM_REVIEW__TRUSTED_PROXIES='[\"10.0.0.5\"]' (its addresses or CIDRs; other clients "
-            "get 401), or listen on loopback (--host 127.0.0.1) with the proxy on this machine")
+            f"get 401), or listen on loopback ({loopback_hint}) with the proxy on this machine")
 
 
 #: a signed outcome, `ok=<issued>.<hmac>`: ASCII digits and a hex SHA-256, nothing else is parsed
@@ -57,12 +62,24 @@ class Auth:
         if self.mode == "basic" and not cfg.users:
             raise ValueError("review.auth=basic needs review.users (user name -> password)")
         self.token = token or (cfg.token.get_secret_value() if cfg.token else secrets.token_urlsafe(24))
-        self.secret = (cfg.session_secret.get_secret_value().encode() if cfg.session_secret
-                       else secrets.token_bytes(32))
+        self._root = (cfg.session_secret.get_secret_value().encode() if cfg.session_secret
+                      else secrets.token_bytes(32))
+        self.bind_desk(None)
         self.proxies = [ipaddress.ip_network(p, strict=False) for p in cfg.trusted_proxies]
         self._ended: dict[str, int] = {}  # session id -> its expiry: signed out, refused until it would expire
 
     # --- signing -------------------------------------------------------------------------------------------
+    def bind_desk(self, port: int | None) -> None:
+        """Sign for this desk alone: the key every signature uses (session cookie, CSRF token, outcome banner) is
+        derived from review.session_secret AND the desk's identity: the tenants it serves, the port it listens on
+        and its public_url. Two desks sharing a secret (one config file) then refuse each other's cookies and
+        tokens as forged (trial 19, finding 1), while one desk restarted with the same secret, scope and port
+        (or a replica of it) keeps its sessions. The session cookie is named after the port (see COOKIE)."""
+        desk = json.dumps({"tenants": sorted(self.cfg.tenants), "port": port, "public_url": self.cfg.public_url},
+                          separators=(",", ":"), sort_keys=True)
+        self.secret = hmac.new(self._root, b"assetstream review desk\n" + desk.encode(), hashlib.sha256).digest()
+        self.cookie = COOKIE if port is None else f"{COOKIE}_{port}"
+
     def _sign(self, payload: bytes) -> str:
         return hmac.new(self.secret, payload, hashlib.sha256).hexdigest()
 
@@ -72,7 +89,8 @@ class Auth:
         data = base64.urlsafe_b64encode(body).decode()
         return f"{data}.{self._sign(data.encode())}"
 
-    def _from_cookie(self, value: str | None) -> Principal | None:
+    def _cookie_body(self, value: str | None) -> dict[str, Any] | None:
+        """The body of a session cookie this desk signed (expired or not), else None."""
         if not value or "." not in value:
             return None
         data, _, sig = value.rpartition(".")
@@ -82,13 +100,30 @@ class Auth:
             body = json.loads(base64.urlsafe_b64decode(data.encode()))
         except ValueError:
             return None
-        if int(body.get("e", 0)) < time.time() or str(body.get("s")) in self._ended:
+        return body if isinstance(body, dict) else None
+
+    def _from_cookie(self, value: str | None) -> Principal | None:
+        body = self._cookie_body(value)
+        if body is None or int(body.get("e", 0)) < time.time() or str(body.get("s")) in self._ended:
             return None
         return Principal(str(body["u"]), str(body["s"]))
 
+    def refused_session(self, request: Request) -> str | None:
+        """Why a request that failed authentication was refused, as far as its session cookie tells: None (token
+        mode with no cookie, or another mode), "expired" (this desk signed it, its time is up), or "ended"
+        (signed out, or not signed by this desk: another desk's, or from before a secret change)."""
+        value = request.cookies.get(self.cookie) if self.mode == "token" else None
+        if not value:
+            return None
+        body = self._cookie_body(value)
+        if body is not None and str(body.get("s")) not in self._ended and int(body.get("e", 0)) < time.time():
+            return "expired"
+        return "ended"
+
     def end_session(self, who: Principal) -> None:
         """Sign out: the session's cookie is refused from now on, also a copy of it that was kept elsewhere (a
-        cookie is valid on its own until it expires). Kept in this process: one review app per session secret."""
+        cookie is valid on its own until it expires). Kept in this process: replicas of one desk sharing a secret
+        keep their own lists."""
         if not who.session:  # basic / header / bearer: every request authenticates itself
             return
         now = time.time()
@@ -163,4 +198,4 @@ class Auth:
             return Principal(name, "") if expected is not None and ok else None
         if scheme.lower() == "bearer" and self.token_ok(cred.strip()):
             return Principal(self.cfg.token_user, "")
-        return self._from_cookie(request.cookies.get(COOKIE))
+        return self._from_cookie(request.cookies.get(self.cookie))

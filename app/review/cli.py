@@ -51,7 +51,7 @@ def review(host: Optional[str] = typer.Option(None, help="interface to bind (def
 
     settings = with_tenants(load_settings(), tenant)
     setup_logging(settings.log_level, settings.log_levels)
-    sock = bind_review_port(settings, host, port)
+    sock = bind_review_port(settings, host, port, loopback_hint="--host 127.0.0.1")
     try:
         server = ReviewServer(settings, host=host, port=port, sock=sock)
     except ValueError as exc:
@@ -77,11 +77,13 @@ def fleet_env(settings) -> str:
     return " ".join(f"{k}={shlex.quote(str(v))}" for k, v in env.items())
 
 
-def bind_review_port(settings, host: Optional[str] = None, port: Optional[int] = None):
+def bind_review_port(settings, host: Optional[str] = None, port: Optional[int] = None,
+                     loopback_hint: str = "ASSETSTREAM_REVIEW__HOST=127.0.0.1"):
     """The review app's listening socket (review.host / review.port unless given), bound now: a port in use is
     one clear error and exit 2 before anything starts (`run --serve` used to process every image, print its
     `env:` line and then fail with a traceback). So is header auth on an address other machines reach without
-    review.trusted_proxies (header_exposure_problem)."""
+    review.trusted_proxies (header_exposure_problem; `loopback_hint`: how this command sets the address, the
+    variable by default: `run --serve` has no --host, trial 19 finding 5)."""
     import socket
 
     from app.review.auth import header_exposure_problem
@@ -89,7 +91,7 @@ def bind_review_port(settings, host: Optional[str] = None, port: Optional[int] =
 
     host = host or settings.review.host
     port = settings.review.port if port is None else port
-    exposed = header_exposure_problem(settings.review, host)
+    exposed = header_exposure_problem(settings.review, host, loopback_hint)
     if exposed:
         console.print(f"[red]error:[/red] {exposed}", highlight=False)
         raise typer.Exit(2)

@@ -58,6 +58,7 @@ class ReviewServer:
         if self.sock is None:  # else bound beforehand (`run --serve` binds before it starts anything)
             self.sock = bind_socket(self.host, self.port)
         self.port = self.sock.getsockname()[1]
+        self.app.auth.bind_desk(self.port)  # its cookie name and signing key (known now: port 0 is bound)
         config = uvicorn.Config(self.app.asgi, log_level="warning", access_log=False, lifespan="off",
                                 server_header=False, proxy_headers=False)
         self.server = uvicorn.Server(config)

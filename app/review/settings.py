@@ -46,8 +46,10 @@ class ReviewSettings(Section):
                                        "(e.g. 10.0.0.5, 10.0.0.0/24) of the proxy whose `trusted_header` is "
                                        "believed; a request from any other address is 401. Empty = any address, "
                                        "which the app allows only when it listens on loopback")
-    session_secret: SecretStr | None = Field(None, description="signs session cookies and CSRF tokens (default: "
-                                             "random per start, so a restart logs everyone out)")
+    session_secret: SecretStr | None = Field(None, description="signs session cookies and CSRF tokens, with a key "
+                                             "per desk (its tenants, port and public_url: a desk refuses another "
+                                             "desk's cookie even with one secret); default: random per start, so "
+                                             "a restart logs everyone out")
     session_max_age_s: int = Field(12 * 3600, ge=60, description="session cookie lifetime")
     cookie_secure: bool = Field(False, description="mark the session cookie Secure (set when served over https)")
     page_size: int = Field(25, ge=1, le=500, description="queue rows per page")

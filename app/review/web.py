@@ -30,7 +30,7 @@ from starlette.templating import Jinja2Templates
 
 from app.kpis.feedback import alt_text_length, alt_text_missing
 from app.review import decisions as dec
-from app.review.auth import COOKIE, Auth, Principal
+from app.review.auth import Auth, Principal
 from domain.events import scoped_id
 from domain.store.api import unknown_tag
 from app.review.search_api import search_routes
@@ -202,9 +202,14 @@ class ReviewApp:
         text = {"token": "Open the login URL printed by `assetstream review` (or `assetstream run --serve`).",
                 "basic": "Sign in with your user name and password.",
                 "header": "Sign in through the proxy in front of this app."}[self.auth.mode]
+        # a cookie this desk did not sign (another desk's on this host, a signed-out one) is not an expiry
+        why = {None: "you are not signed in (your session may have expired)",
+               "expired": "you are not signed in (your session expired)",
+               "ended": "your session ended or belongs to another desk: sign in again"}[self.auth.refused_session(request)]
         if request.method == "POST":  # e.g. a decision made after the session expired: it must not look sent
-            text = ("Nothing was sent: you are not signed in (your session may have expired). " + text +
-                    " Then open the asset again and repeat your decision.")
+            text = f"Nothing was sent: {why}. {text} Then open the asset again and repeat your decision."
+        elif why.startswith("your session ended"):
+            text = f"Your session ended or belongs to another desk: sign in again. {text}"
         return self._message(request, None, 401, "Sign in", text, headers=headers)
 
     def _message(self, request: Request, who: Principal | None, status: int, title: str, text: str,
@@ -230,14 +235,14 @@ class ReviewApp:
             return self._unauthorized(request)
         log.info("review: %s signed in with the login token", self.cfg.token_user)
         resp = RedirectResponse("/", status_code=303)
-        resp.set_cookie(COOKIE, self.auth.session_cookie(self.cfg.token_user), max_age=self.cfg.session_max_age_s,
-                        httponly=True, samesite="strict", secure=self.cfg.cookie_secure, path="/")
+        resp.set_cookie(self.auth.cookie, self.auth.session_cookie(self.cfg.token_user),
+                        max_age=self.cfg.session_max_age_s, httponly=True, samesite="strict", secure=self.cfg.cookie_secure, path="/")
         return resp
 
     async def logout(self, request: Request, who: Principal) -> Response:
         self.auth.end_session(who)
         resp = RedirectResponse("/", status_code=303)
-        resp.delete_cookie(COOKIE, path="/")
+        resp.delete_cookie(self.auth.cookie, path="/")
         return resp
 
     async def healthz(self, request: Request) -> Response:

@@ -81,6 +81,10 @@ SIMILAR_PARAMS = ("by", *FILTER_PARAMS)
 NOT_SIMILAR = {"query": "the query", "q": "the query", "mode": "a mode"}
 
 
+REPEATABLE = ("tag", "tags")
+"""The query parameters that may be given more than once; any other given twice is a BadRequest naming it."""
+
+
 @dataclass(frozen=True)
 class SearchRequest:
     query: str = ""
@@ -109,16 +113,20 @@ class SearchRequest:
         parameters the endpoint takes (SEARCH_PARAMS, SIMILAR_PARAMS); any other is a BadRequest naming it."""
         if accepts is not None:
             _known_params(params, accepts)
+        getlist = getattr(params, "getlist", None)
+        for name in dict.fromkeys(params) if getlist else ():  # `?tenant=a&tenant=b` meant both, or a typo
+            given = len(getlist(name))
+            if given > 1 and name not in REPEATABLE:
+                raise BadRequest(f"{name} is given {given} times: give it once (only tag and tags repeat)")
 
         def one(name: str) -> str | None:
             v = params.get(name)
             v = v.strip() if isinstance(v, str) else v
             return str(v) if v not in (None, "") else defaults.get(name)
 
-        getlist = getattr(params, "getlist", None)
         tags = list(getlist("tag")) if getlist else list(params.get("tag") or [])
-        joined = params.get("tags")
-        tags += joined.split(",") if isinstance(joined, str) else list(joined or [])
+        for joined in getlist("tags") if getlist else [params.get("tags")]:
+            tags += joined.split(",") if isinstance(joined, str) else list(joined or [])
         req = cls(query=(one("query") or one("q") or "")[:MAX_TEXT], mode=one("mode") or "hybrid",
                   tags=tuple(dict.fromkeys(t.strip() for t in tags if t and t.strip())),
                   status=one("status"), usage=one("usage") or one("usage_flag"),
