@@ -356,6 +356,7 @@ class StageRunner:
 
     # ------------------------------------------------------------------------------------------ rebalance
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self.outputs.assign([(tp.topic, tp.partition) for tp in partitions])
         for tp in partitions:
             self.assigned.add((tp.topic, tp.partition))
             self.backpressure.assigned((tp.topic, tp.partition))

@@ -403,3 +403,52 @@ def test_a_worker_joining_while_records_are_in_flight_outputs_each_once(broker, 
     _each_once(s, n, read_to_end(s, "preprocessed"))
 
 
+
+def test_a_record_outliving_the_drain_is_not_output_when_its_partition_comes_back(broker, unique):
+    """A rebalance takes the partition away and gives it back to the same worker (range: every member gives
+    everything up) while a record is still running past the drain timeout: its copy taken again from the
+    committed offset is output, the old one is not (when it finishes at last)."""
+    import threading
+
+    from confluent_kafka import Consumer
+
+    gate, calls = threading.Event(), []
+
+    class FirstCallWaits(EchoStage):
+        def process(self, value, ctx):
+            calls.append(ctx.offset)
+            if len(calls) == 1:
+                gate.wait(30)  # a record far slower than the drain timeout
+            return super().process(value, ctx)
+
+    s = make_settings(broker, f"comeback{unique}", topics={"partitions": 1},
+                      kafka={"session_timeout_ms": 1000, "heartbeat_interval_ms": 250},  # short joins on tansu
+                      runner={"concurrency": 2, "drain_timeout_s": 0.5})
+    provision(s)
+    publish(s, [ev(0)])
+    done = threading.Event()
+
+    def other_member() -> None:  # same group, another topic: a rebalance that gives the worker all it had
+        c = Consumer({**s.kafka.client_config(), "group.id": s.groups.name("echo"), "session.timeout.ms": 1000,
+                      "heartbeat.interval.ms": 250})
+        c.subscribe([s.topics.name("preprocessed")])
+        while not done.is_set():
+            c.poll(0.1)
+        c.close()
+
+    other = threading.Thread(target=other_member, daemon=True)
+    try:
+        with RunnerThread(StageRunner(FirstCallWaits(s), s)):
+            deadline = time.monotonic() + 30
+            while not calls and time.monotonic() < deadline:
+                time.sleep(0.05)
+            other.start()
+            read_topic(s, "preprocessed", 1, timeout_s=30)  # the copy taken again after the rebalance
+            gate.set()  # the old copy finishes now
+            time.sleep(0.3)
+    finally:
+        gate.set()
+        done.set()
+    other.join(10)
+    assert calls == [0, 0]
+    assert [r["key"] for r in read_to_end(s, "preprocessed")] == ["asset-0000"]
