@@ -69,19 +69,26 @@ def child_chunk(items: list[tuple]) -> tuple[list[tuple | None], dict[str, int],
 
     Returns one (outputs, dead_letter, error_class, event_time_ms) per record, or None for a record
     abandoned because the runner is stopping (it stays uncommitted); the failed-attempt counts by error
-    class and the retry count, which the runner adds to its own metrics; and the seconds spent."""
+    class and the retry count, which the runner adds to its own metrics; and the seconds spent.
+
+    A chunk is started whole or not at all: one taken after the runner's stop is handed back unworked, one
+    started before is worked to its end (all its records are one partition's, in order; skipping its rest
+    would leave a gap before the records of the partition's next chunk, which another child may have
+    finished and the runner output), except after a record whose retries the stop cut short."""
     global _child_retried
     assert _child_work is not None, "child_init did not run"
     started = time.monotonic()
     done: list[tuple | None] = []
+    cut = _child_work.stopping
     for topic, partition, offset, key, value, headers, ts in items:
-        if _child_work.stopping:
+        if cut:
             done.append(None)
             continue
         try:
             res = _child_work.run(Record(topic, partition, offset, key, value, headers, ts, 0.0))
         except Abandon:
             done.append(None)
+            cut = True  # the rest would be output past this uncommitted record
             continue
         done.append((res.outputs, res.dead_letter, res.error_class, res.event_time_ms))
     failed, retried = dict(_child_failed), _child_retried

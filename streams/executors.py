@@ -8,7 +8,10 @@
 
 The poll thread calls `submit` with the records it accepted, `flush` once per loop iteration, and `pump` to
 take the finished results (the executors' own threads only append to `completions`). A record the work
-abandons (shutdown cut its retries short) is marked and stays uncommitted.
+abandons (shutdown cut its retries short) is marked and stays uncommitted. Records are started in the order
+they were submitted; on a revoke or a stop the runner calls `forget` first: the records of those partitions
+that have not started yet are abandoned at once (never worked, never produced, uncommitted), so the drain
+waits only for the started ones and what finishes is a run from the committed offset on.
 """
 from __future__ import annotations
 
@@ -53,7 +56,8 @@ class Executor:
         """Once per poll-loop iteration (and while draining, forced): start work that waits for more."""
 
     def forget(self, tps: set[TP] | None) -> None:
-        """Drop records of these partitions (None: all) that were accepted but not started."""
+        """Abandon the records of these partitions (None: all) that were submitted but not started yet: they are
+        never worked nor produced, and stay uncommitted (the partition's next owner works them). Poll thread."""
 
     def stop(self) -> None:
         """The runner is stopping (called from any thread)."""
@@ -115,6 +119,9 @@ class Threads(Executor):
         self.workers = concurrency(work.stage, rs)
         self.queue: queue.SimpleQueue[Record | None] = queue.SimpleQueue()
         self.threads: list[threading.Thread] = []
+        # submitted and not started: a worker thread starts a record only if it pops it from here first, and
+        # forget() abandons the ones it pops (dict.pop is atomic: exactly one of the two gets each record)
+        self.unstarted: dict[Record, bool] = {}
 
     def start(self) -> None:
         if self.threads:
@@ -127,16 +134,19 @@ class Threads(Executor):
     def submit(self, recs: list[Record]) -> None:
         if not self.threads:
             self.start()
-        put = self.queue.put
+        put, unstarted = self.queue.put, self.unstarted
         for rec in recs:
+            unstarted[rec] = True
             put(rec)
 
     def _loop(self) -> None:
-        get, hand_over = self.queue.get, self._hand_over
+        get, hand_over, take = self.queue.get, self._hand_over, self.unstarted.pop
         while True:
             rec = get()
             if rec is None:
                 return
+            if not take(rec, False):
+                continue  # forgotten before it started (revoke or stop): already abandoned
             try:
                 self._work_each([rec], hand_over)
             except BaseException as exc:  # noqa: BLE001 - a bug in the runner itself: loud, the record stays uncommitted
@@ -146,7 +156,14 @@ class Threads(Executor):
         with self.lock:
             self.completions.append(result)
 
+    def forget(self, tps: set[TP] | None) -> None:
+        take = self.unstarted.pop
+        for rec in list(self.unstarted.copy()):
+            if (tps is None or rec.tp in tps) and take(rec, False):
+                self.abandon(rec)  # still queued: the worker thread that gets it skips it
+
     def shutdown(self) -> None:
+        self.forget(None)
         try:  # after the drain: records not started stay uncommitted, as with a cancelled future
             while True:
                 self.queue.get_nowait()
@@ -172,6 +189,7 @@ class Processes(Executor):
         mp = multiprocessing.get_context("spawn")
         self.ready = mp.Value("i", 0)  # each child adds 1 once its stage is built
         self.children_stop = mp.Event()  # set with stop(): children abandon retries and unstarted records
+        self.queued: dict[cf.Future, list[Record]] = {}  # chunks submitted and not finished
         self.pool = cf.ProcessPoolExecutor(
             max_workers=self.processes, mp_context=mp, initializer=child_init,
             initargs=(type(stage), settings, logging.getLevelName(log.getEffectiveLevel()), self.ready,
@@ -194,9 +212,15 @@ class Processes(Executor):
         log.info("%s: %d child process(es) ready in %.1fs", self.name, self.processes, time.monotonic() - started)
 
     def submit(self, recs: list[Record]) -> None:
-        n = min(-(-len(recs) // self.processes), self._chunk_size())
-        for i in range(0, len(recs), n):
-            self._submit_chunk(recs[i:i + n])
+        """Chunks of one partition each, so that forget() can cancel a partition's chunks not started yet."""
+        by_tp: dict[TP, list[Record]] = {}
+        for rec in recs:
+            by_tp.setdefault(rec.tp, []).append(rec)
+        size = self._chunk_size()
+        for part in by_tp.values():
+            n = min(-(-len(part) // self.processes), size)
+            for i in range(0, len(part), n):
+                self._submit_chunk(part[i:i + n])
 
     def _chunk_size(self) -> int:
         """Records per chunk: about 50 ms of a child's work, so results of a slow stage come back record by
@@ -213,8 +237,10 @@ class Processes(Executor):
         except (BrokenProcessPool, RuntimeError) as exc:  # RuntimeError: the pool is shut down
             self._child_failed(exc, chunk)
             return
+        self.queued[fut] = chunk
 
-        def collect(fut: cf.Future) -> None:  # in the pool's management thread
+        def collect(fut: cf.Future) -> None:  # in the pool's management thread (or forget's, when cancelled)
+            self.queued.pop(fut, None)
             if fut.cancelled():
                 for rec in chunk:
                     self.abandon(rec)  # shutting down: the records stay uncommitted
@@ -254,6 +280,13 @@ class Processes(Executor):
             return
         self.fail(f"a stage child process failed: {exc!r}")
 
+    def forget(self, tps: set[TP] | None) -> None:
+        """Cancel the chunks of these partitions still waiting in the pool (their records are abandoned by the
+        cancelled future's callback); a chunk already in the pool's call queue (at most processes + 1) runs."""
+        for fut, chunk in list(self.queued.copy().items()):
+            if tps is None or chunk[0].tp in tps:
+                fut.cancel()
+
     def stop(self) -> None:
         self.children_stop.set()
 
@@ -281,18 +314,32 @@ class Asyncio(Executor):
         self.thread.start()
         ready.wait()
 
+    def __init__(self, work: RecordWork, rs: Any, stop: threading.Event, emit: Callable[[Result], None]):
+        super().__init__(work, rs, stop, emit)
+        self.unstarted: dict[Record, bool] = {}  # waiting for a slot: as in Threads, whoever pops one has it
+
     def submit(self, recs: list[Record]) -> None:
+        unstarted = self.unstarted
         for rec in recs:
+            unstarted[rec] = True  # before the task exists: it may get its slot at once
             fut = asyncio.run_coroutine_threadsafe(self._work(rec), self.loop)
             fut.add_done_callback(self._collect)
 
     async def _work(self, rec: Record) -> Result:
         try:
             async with self.semaphore:
+                if not self.unstarted.pop(rec, False):
+                    raise Abandon()  # forgotten while it waited for its slot (revoke or stop): never worked
                 return await self.work.run_async(rec)
         except Abandon:
             self.abandon(rec)
             raise
+
+    def forget(self, tps: set[TP] | None) -> None:
+        take = self.unstarted.pop
+        for rec in list(self.unstarted.copy()):
+            if (tps is None or rec.tp in tps) and take(rec, False):
+                self.abandon(rec)  # its task gives its slot back as soon as it gets it
 
     def shutdown(self) -> None:
         if getattr(self, "thread", None) is not None:
@@ -331,8 +378,15 @@ class OrderedBatch(Executor):
             self.future.add_done_callback(self._collect)
 
     def forget(self, tps: set[TP] | None) -> None:
-        self.batch = [r for r in self.batch if r.tp not in tps] if tps is not None else []
-        self.batch_bytes = sum(len(r.value or b"") for r in self.batch)
+        """The batch not sent yet loses these partitions' records; the batch being worked runs on."""
+        keep = []
+        for rec in self.batch:
+            if tps is None or rec.tp in tps:
+                self.abandon(rec)
+            else:
+                keep.append(rec)
+        self.batch = keep
+        self.batch_bytes = sum(len(r.value or b"") for r in keep)
 
     def shutdown(self) -> None:
         self.pool.shutdown(wait=False, cancel_futures=True)

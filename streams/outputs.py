@@ -41,8 +41,10 @@ class Outputs:
     """Produce each finished record's outputs (or its dead letter) and finish the record once they are acked.
 
     A record still counts while it is not abandoned, its partition is in `assigned` (the runner's set) and it
-    was taken in the current `epoch` (a transaction rewind starts a new one); `fatal(err)` stops the worker
-    on an unrecoverable client error."""
+    was taken since its partition was last assigned (`assign`) or rewound (`rewind`): a record still running
+    when its partition was revoked is never output, nor finished, after the partition came back (its copy
+    taken again from the committed offset is). `fatal(err)` stops the worker on an unrecoverable client
+    error."""
 
     def __init__(self, producer: Producer, commits: Commits, work: RecordWork, tracker: PartitionTracker,
                  sensor: Sensor, assigned: set[TP], fatal: Callable[[KafkaError], None],
@@ -54,6 +56,7 @@ class Outputs:
         self.dead_letter_topic = work.names["dead_letter"]
         self.assigned = assigned
         self.epoch = 0  # records carry the epoch they were taken in
+        self.since: dict[TP, int] = {}  # per partition: the epoch of its last assignment or rewind
         self.fatal = fatal
         self.redeliver: list[tuple[float, Record, Produced]] = []  # (due, record, output): owed, produced again
         self.acked: dict[str, int] = {}  # acknowledged outputs per topic since the last flush_acked
@@ -62,7 +65,7 @@ class Outputs:
     def emit(self, res: Result) -> None:
         """Produce a worked record's outputs, or its dead letter."""
         rec = res.record
-        if rec.abandoned or rec.tp not in self.assigned or rec.epoch != self.epoch:
+        if rec.abandoned or rec.tp not in self.assigned or rec.epoch < self.since.get(rec.tp, 0):
             return
         rec.event_time_ms = res.event_time_ms
         self.produce_all(rec, [self._letter_output(rec, res)] if res.dead_letter is not None else res.outputs)
@@ -98,8 +101,8 @@ class Outputs:
                 return
 
     def finish(self, rec: Record) -> None:
-        if rec.abandoned:
-            return
+        if rec.abandoned or rec.epoch < self.since.get(rec.tp, 0):
+            return  # its offset may have been taken again meanwhile: that copy finishes it
         self.tracker.finish(rec.tp, rec.offset)
         self._done(rec.received, rec.event_time_ms)
 
@@ -111,7 +114,7 @@ class Outputs:
         due = [r for r in self.redeliver if r[0] <= now]
         self.redeliver = [r for r in self.redeliver if r[0] > now]
         for _, rec, output in due:
-            if not (rec.abandoned or rec.tp not in self.assigned or rec.epoch != self.epoch):
+            if not (rec.abandoned or rec.tp not in self.assigned or rec.epoch < self.since.get(rec.tp, 0)):
                 self.produce_one(rec, output, counted=True)
 
     def flush_acked(self) -> None:
@@ -120,9 +123,15 @@ class Outputs:
             acked, self.acked = self.acked, {}
             self.sensor.on_outputs_acked(acked)
 
+    def assign(self, tps: list[TP]) -> None:
+        """Partitions were assigned: records of theirs taken before (when they were last owned) are ignored."""
+        self.epoch += 1
+        for tp in tps:
+            self.since[tp] = self.epoch
+
     def rewind(self) -> None:
         """A transaction was rewound: records taken before are ignored and nothing produced before is owed."""
-        self.epoch += 1
+        self.assign(list(self.assigned))
         self.redeliver = []
 
     def _delivery_cb(self, rec: Record, output: Produced) -> Callable[[KafkaError | None, Message], None]:

@@ -356,6 +356,7 @@ class StageRunner:
 
     # ------------------------------------------------------------------------------------------ rebalance
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self.outputs.assign([(tp.topic, tp.partition) for tp in partitions])
         for tp in partitions:
             self.assigned.add((tp.topic, tp.partition))
             self.backpressure.assigned((tp.topic, tp.partition))
@@ -365,6 +366,10 @@ class StageRunner:
         revoked = {(tp.topic, tp.partition) for tp in partitions}
         log.info("%s: revoking %s", self.name, describe(partitions))
         self.delayed.drop(revoked, self.executor.abandon)  # uncommitted: the next owner holds them
+        # records not started yet are left to the next owner at once, never worked nor produced here: waiting
+        # for them too could outlast the drain timeout, and what finished behind one left unfinished would be
+        # output again by the next owner (it starts at the committed offset)
+        self.executor.forget(revoked)
         if not self.stopping:  # when stopping, _drain already waited
             self._settle(revoked, self.rs.drain_timeout_s)
         self._maybe_commit(force=True, tps=revoked)
@@ -386,6 +391,7 @@ class StageRunner:
             self.tracker.drop(tp)
         self.delayed.drop(None, self.executor.abandon)
         self.executor.forget(None)
+        self.executor.abandoned.clear()  # their offsets are taken again from the committed ones
         if tps:
             for tp in self.consumer.committed(tps, timeout=30):
                 self.consumer.seek(TopicPartition(tp.topic, tp.partition, tp.offset if tp.offset >= 0 else
@@ -398,9 +404,14 @@ class StageRunner:
             self.backpressure.forget(tp)
             self.consumer_lag.forget(tp)
         self.executor.forget(tps)
+        # the offsets abandoned here mean nothing once the partition is gone: should it come back, its records
+        # are taken again at the same offsets, and the drain must wait for those
+        abandoned = self.executor.abandoned
+        abandoned.difference_update([k for k in abandoned.copy() if k[0] in tps])
 
     def _settle(self, tps: set[TP] | None, timeout_s: float) -> None:
-        """Let in-flight records of these partitions finish and their outputs be acknowledged."""
+        """Let the started records of these partitions finish and their outputs be acknowledged (the ones not
+        started were forgotten before: abandoned)."""
         self.executor.flush(force=True)
         deadline = time.monotonic() + timeout_s
         scope = lambda: tps if tps is not None else list(self.tracker.order)  # noqa: E731
@@ -411,7 +422,7 @@ class StageRunner:
             self.executor.flush(force=True)
             self.producer.poll(0.05)
             self.health.tick()
-        log.warning("%s: %d record(s) still in flight after %.0fs; abandoning them uncommitted", self.name,
+        log.warning("%s: %d record(s) still in flight after %gs; abandoning them uncommitted", self.name,
                     self.tracker.pending(scope(), self.executor.abandoned), timeout_s)
 
     # ------------------------------------------------------------------------------------------ shutdown
@@ -419,6 +430,7 @@ class StageRunner:
         log.info("%s: draining (%d in flight)", self.name, self.tracker.in_flight())
         self.backpressure.apply(self.assigned, self.tracker.in_flight(), self.stopping)
         self.delayed.drop(None, self.executor.abandon)  # waiting retries stay uncommitted, redone after restart
+        self.executor.forget(None)  # so do records not started yet: the drain waits for the started ones only
         self._settle(None, self.rs.drain_timeout_s)
         self.producer.flush(10)
         self._pump()

@@ -209,7 +209,8 @@ class RunnerSettings(Section):
     client_log_interval_s: float = Field(30.0, gt=0, description="Kafka client errors (librdkafka's log lines and "
                                          "error callbacks, routed to logger assetstream.kafka): each distinct "
                                          "error is logged once per this interval, with a count of its repeats")
-    drain_timeout_s: float = Field(25.0, description="on SIGTERM, how long to let in-flight work finish")
+    drain_timeout_s: float = Field(25.0, description="on SIGTERM or a revoke, how long to let the started records "
+                                   "finish (those taken but not started are given up at once, uncommitted)")
     metrics_port: int = Field(9400, description="0 = pick a free port; -1 = no HTTP server")
     metrics_host: str = Field("0.0.0.0", description="the address the /metrics, /healthz and /readyz server binds: "
                               "0.0.0.0 = every interface (what Prometheus and the kubelet's probes reach in a "
