@@ -356,7 +356,6 @@ def _backlog(s, n: int) -> None:
 
 def _drain_settings(broker, prefix: str):
     return make_settings(broker, prefix, topics={"partitions": 1},
-                         kafka={"session_timeout_ms": 2000, "heartbeat_interval_ms": 500},  # 1-s joins on tansu
                          runner={"concurrency": 2, "max_in_flight": 40, "drain_timeout_s": 1.0})
 
 
@@ -422,15 +421,15 @@ def test_a_record_outliving_the_drain_is_not_output_when_its_partition_comes_bac
             return super().process(value, ctx)
 
     s = make_settings(broker, f"comeback{unique}", topics={"partitions": 1},
-                      kafka={"session_timeout_ms": 1000, "heartbeat_interval_ms": 250},  # short joins on tansu
                       runner={"concurrency": 2, "drain_timeout_s": 0.5})
     provision(s)
     publish(s, [ev(0)])
     done = threading.Event()
 
     def other_member() -> None:  # same group, another topic: a rebalance that gives the worker all it had
-        c = Consumer({**s.kafka.client_config(), "group.id": s.groups.name("echo"), "session.timeout.ms": 1000,
-                      "heartbeat.interval.ms": 250})
+        c = Consumer({**s.kafka.client_config(), "group.id": s.groups.name("echo"),
+                      "session.timeout.ms": s.kafka.session_timeout_ms,
+                      "heartbeat.interval.ms": s.kafka.heartbeat_interval_ms})
         c.subscribe([s.topics.name("preprocessed")])
         while not done.is_set():
             c.poll(0.1)
