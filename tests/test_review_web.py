@@ -448,14 +448,18 @@ def test_basic_auth_and_trusted_header_modes(fleet):
         ("bob", [{"field": "caption", "action": "rejected", "value": None}])]
 
 
-def test_header_mode_believes_the_header_only_from_a_trusted_proxy(fleet):
+def test_header_mode_believes_the_header_only_from_a_trusted_proxy(fleet, caplog):
     """Trial 16: with review.trusted_proxies set, X-Forwarded-User from any other address is 401 (the app may then
-    listen where other machines reach it)."""
+    listen where other machines reach it). Trial 19: the operator is told once per address (a wrong proxy address
+    otherwise gives 401s and no clue)."""
     settings, _ = fleet
     for proxies, expected in ((["192.0.2.0/24"], 401), (["192.0.2.7", "127.0.0.1"], 200)):
         header = settings.with_overrides(review={"auth": "header", "trusted_proxies": proxies})
-        with ReviewServer(header) as srv:
-            assert httpx.get(srv.url + "/v1/search", headers={"X-Forwarded-User": "ceo"}).status_code == expected
+        with ReviewServer(header) as srv, caplog.at_level("WARNING", logger="assetstream.review"):
+            for _ in range(2):
+                assert httpx.get(srv.url + "/v1/search", headers={"X-Forwarded-User": "ceo"}).status_code == expected
+    refused = [r.getMessage() for r in caplog.records if "not in review.trusted_proxies" in r.getMessage()]
+    assert len(refused) == 1 and "127.0.0.1" in refused[0], refused
     with pytest.raises(ValueError, match="review.auth=header believes the X-Forwarded-User header"):
         ReviewServer(settings.with_overrides(review={"auth": "header"}), host="0.0.0.0", port=0)
 

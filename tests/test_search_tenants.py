@@ -217,3 +217,17 @@ def test_two_desks_on_one_host_keep_their_sessions_in_one_browser(two_desks):
         assert "acme::a1" in browser.get(f"{acme.url}/", params={"status": "all"}).text
         queue = browser.get(f"{dflt.url}/", params={"status": "all"})
         assert queue.status_code == 200 and "acme::a1" not in queue.text
+
+
+def test_a_family_listed_on_an_asset_page_is_of_its_own_tenant(settings):
+    """Review 12: a document indexed without a `tenant` (the default tenant's, from before tenants) listed as its
+    family every document naming its asset id, another tenant's namesake `acme::a1` included."""
+    from app.review.queries import Index
+    from domain.store.client import make_client
+
+    client = make_client(settings)
+    try:
+        family = Index(client, settings).duplicate_family({"asset_id": "a1", "duplicate_of": None})
+    finally:
+        client.close()
+    assert [(m.get("tenant"), m["asset_id"]) for m in family] == []  # a1 alone in its family, acme's a1 is not kin

@@ -10,6 +10,7 @@ import hashlib
 import hmac
 import ipaddress
 import json
+import logging
 import re
 import secrets
 import time
@@ -45,6 +46,8 @@ def header_exposure_problem(cfg: ReviewSettings, host: str,
             f"get 401), or listen on loopback ({loopback_hint}) with the proxy on this machine")
 
 
+log = logging.getLogger("assetstream.review")
+
 #: a signed outcome, `ok=<issued>.<hmac>`: ASCII digits and a hex SHA-256, nothing else is parsed
 _OUTCOME = re.compile(r"([0-9]{1,12})\.([0-9a-f]{64})")
 
@@ -59,6 +62,7 @@ class Auth:
     def __init__(self, cfg: ReviewSettings, token: str | None = None):
         self.cfg = cfg
         self.mode = cfg.auth
+        self._refused_peers: set[str] = set()  # header mode: untrusted addresses already logged
         if self.mode == "basic" and not cfg.users:
             raise ValueError("review.auth=basic needs review.users (user name -> password)")
         self.token = token or (cfg.token.get_secret_value() if cfg.token else secrets.token_urlsafe(24))
@@ -180,6 +184,11 @@ class Auth:
         only the Authorization header; token mode the session cookie or `Authorization: Bearer <token>`."""
         if self.mode == "header":
             if self.proxies and not self.from_trusted_proxy(request):
+                peer = request.client.host if request.client else "?"
+                if peer not in self._refused_peers and len(self._refused_peers) < 100:  # once per address
+                    self._refused_peers.add(peer)
+                    log.warning("review: header auth refused a request from %s: not in review.trusted_proxies "
+                                "(requests from it get 401; is the proxy's address listed?)", peer)
                 return None
             user = (request.headers.get(self.cfg.trusted_header) or "").strip()
             return Principal(user[:USER_MAX_LEN], "") if user else None

@@ -518,7 +518,9 @@ class Index:
         """The asset's duplicate family (consumers/index/families.py): the canonical member first, then by quality.
         A document indexed before families (no family_id): the original it duplicates and every asset that names
         it (or this asset) as original. Empty for an asset alone in its family."""
-        tenant = [{"term": {"tenant": doc["tenant"]}}] if doc.get("tenant") else self.scope.filters
+        # the document's own tenant (no `tenant` field: the default tenant's, tenants_filter's rule), never a
+        # namesake of another tenant (review 12: a default-tenant page could list acme's `a1`)
+        tenant = [tenants_filter((doc.get("tenant") or DEFAULT_TENANT,))]
         if doc.get("family_id"):
             query: dict[str, Any] = {"bool": {"filter": [{"term": {"family_id": doc["family_id"]}}, *tenant]}}
         else:
