@@ -380,9 +380,13 @@ class Look:
     def refuses(self, asset_id: str | None, e: "_Entry") -> str | None:
         """Why the candidate `e`, a copy of this asset, is not reused toward it (None: it is): 'inputs' when its
         enrichment was made from other per-upload text, 'larger' when this asset `outranks` it."""
-        if self.inputs is not None and e.inputs != self.inputs:
+        if self.other_inputs(e):
             return "inputs"
         return "larger" if self.outranks(asset_id, e) else None
+
+    def other_inputs(self, e: "_Entry") -> bool:
+        """`e`'s enrichment was made from other per-upload text than this asset's (`input_digests`)."""
+        return self.inputs is not None and e.inputs != self.inputs
 
     def own_rights(self, e: "_Entry") -> bool:
         """The same bytes as `e`: ask rights for this asset unless the rights text is the same."""
@@ -429,10 +433,10 @@ def _best(candidates: list[_Entry], sha256: str | None, phash_hex: str | None, m
         if sha256 and e.sha256 == sha256:
             if look is None:
                 return e.match("exact", 0, own_rights=False)
-            if (why := "inputs" if look.inputs is not None and e.inputs != look.inputs else None) is None:
+            if not look.other_inputs(e):
                 return e.match("exact", 0, own_rights=look.own_rights(e))
-            if better(why, 0):  # the same bytes sent with other notes or product context: linked, own answer
-                best = e.match("exact", 0, why)
+            if better("inputs", 0):  # the same bytes sent with other notes or product context: linked, own answer
+                best = e.match("exact", 0, "inputs")
             continue
         if e.frames or (look is not None and look.frames):  # a video: by its keyframes, never the poster alone
             d = clip.distance(look.frames, look.duration_s, e.frames, e.duration_s, max_distance) if look else None
