@@ -231,3 +231,33 @@ def test_a_family_listed_on_an_asset_page_is_of_its_own_tenant(settings):
     finally:
         client.close()
     assert [(m.get("tenant"), m["asset_id"]) for m in family] == []  # a1 alone in its family, acme's a1 is not kin
+
+
+def test_a_desk_for_a_tenant_the_index_does_not_hold_says_so_at_start(settings):
+    """Leftover of trial 19: `assetstream review --tenant ACME` for acme's assets served an empty queue and said
+    nothing (tenant names are case-sensitive). Its start-up names the tenant the index has no asset of, and the
+    names it does hold; a desk bound to every interface prints a URL a browser elsewhere can open, not 0.0.0.0."""
+    import os
+    import signal
+    import socket
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("ASSETSTREAM_")}, "PYTHONPATH": str(root),
+           "ASSETSTREAM_INDEX__URL": settings.index.url, "ASSETSTREAM_INDEX__SERVER_MODE": "serverless",
+           "ASSETSTREAM_INDEX__INDEX": settings.index.index, "COLUMNS": "200"}
+    desk = subprocess.Popen([sys.executable, "-m", "app.cli", "review", "--host", "0.0.0.0", "--port", "0",
+                             "--tenant", "ACME", "--tenant", "acme", "--tenant", "globex"], cwd=root, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    try:
+        started = desk.stdout.readline()
+    finally:
+        desk.send_signal(signal.SIGINT)
+        _, err = desk.communicate(timeout=30)
+    assert started.startswith(f"review: http://{socket.gethostname()}:"), (started, err)
+    said = " ".join(err.split())
+    assert "no asset of tenant 'ACME' in the index; the index has acme (tenant names are case-sensitive)" in said
+    assert "no asset of tenant 'globex' in the index; the index has acme, default" in said
+    assert "tenant 'acme'" not in said  # it holds acme's

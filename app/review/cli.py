@@ -60,7 +60,17 @@ def review(host: Optional[str] = typer.Option(None, help="interface to bind (def
         raise typer.Exit(2) from None
     console.print(f"[dim]index {redact_url(settings.index.url)} · feedback topic {settings.topics.name('feedback')} on "
                   f"{settings.kafka.bootstrap_servers} · auth {settings.review.auth} · {serving(settings)}[/dim]")
+    warn_unheld_tenants(server.app.index.unheld_tenants())
     serve_until_interrupted(server, announce)
+
+
+def warn_unheld_tenants(unheld: list[tuple[str, list[str]]]) -> None:
+    """One warning per served tenant the index has no asset of, with the names it holds (an operator's typo or
+    case slip would otherwise be an empty queue and nothing said)."""
+    for tenant, known in unheld:
+        hint = (f"; the index has {', '.join(known)} (tenant names are case-sensitive)" if known
+                else "; the index holds no assets yet")
+        console.print(f"[yellow]warning:[/yellow] no asset of tenant {tenant!r} in the index{hint}", highlight=False)
 
 
 def fleet_env(settings) -> str:

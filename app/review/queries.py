@@ -416,6 +416,32 @@ class Index:
         got = {b["key"]: b["doc_count"] for b in resp["aggregations"]["s"]["buckets"]}
         return {s: got.get(s, 0) for s in STATUSES}
 
+    def unheld_tenants(self) -> list[tuple[str, list[str]]]:
+        """For the operator at start-up (never shown on a page: it names other tenants): each tenant the app serves
+        that has no document in the index, with the index's tenant names it may have meant (the same name in
+        another case, else every name, at most 10). Tenant names are case-sensitive: a desk started with `ACME`
+        for `acme`'s assets would otherwise serve an empty queue without a word. Empty when the index is not
+        there yet or cannot be read."""
+        if not self.scope.tenants:
+            return []
+        try:
+            resp = self.es.search(index=self.alias, size=0, query={"match_all": {}},
+                                  aggs={"t": {"terms": {"field": "tenant", "size": 200}},
+                                        "default": {"filter": tenants_filter((DEFAULT_TENANT,))}})
+        except Exception:  # noqa: BLE001 - a hint only: the app reports an unreachable index on its pages
+            return []
+        aggs = resp.get("aggregations") or {}
+        known = {b["key"]: b["doc_count"] for b in aggs.get("t", {}).get("buckets", [])}
+        if aggs.get("default", {}).get("doc_count"):
+            known[DEFAULT_TENANT] = aggs["default"]["doc_count"]
+        unheld = []
+        for tenant in self.scope.tenants:
+            if known.get(tenant):
+                continue
+            same = [t for t in known if t.casefold() == tenant.casefold()]
+            unheld.append((tenant, sorted(same or known)[:10]))
+        return unheld
+
     def reason_counts(self, f: Filters) -> dict[str, int]:
         """Assets per reason group within the current filters (except the reason itself)."""
         resp = self.es.search(index=self.alias, size=0, query=self._q(clauses(f, with_reason=False)),

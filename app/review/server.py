@@ -27,6 +27,9 @@ def bind_socket(host: str, port: int) -> socket.socket:
         raise
     return sock
 
+#: hosts that bind every interface (the printed URL names this machine instead; review.public_url overrides it)
+WILDCARDS = ("0.0.0.0", "::", "")
+
 
 class ReviewServer:
     def __init__(self, settings: Any, *, host: str | None = None, port: int | None = None,
@@ -47,7 +50,10 @@ class ReviewServer:
     def url(self) -> str:
         if self.settings.review.public_url:
             return self.settings.review.public_url.rstrip("/")
-        host = f"[{self.host}]" if ":" in self.host else self.host
+        host = self.host
+        if host in WILDCARDS:  # bound to every interface: 0.0.0.0 is no address a browser elsewhere can open
+            host = socket.gethostname()
+        host = f"[{host}]" if ":" in host else host
         return f"http://{host}:{self.port}"
 
     @property
