@@ -434,6 +434,7 @@ def search(query: Optional[str] = typer.Argument(None, help="free text over titl
            family: Optional[str] = typer.Option(None, help="the duplicate family of this asset (all its members)"),
            tenant: Optional[str] = typer.Option(None, help="only this tenant's assets; with --similar-to ASSET: the "
                                                 "tenant of that asset (default: the default tenant)"),
+           media: Optional[str] = typer.Option(None, "--media", help="only images or only videos: image | video"),
            collapse: bool = typer.Option(False, "--collapse", help="one hit per duplicate family (its best-ranked "
                                          "member)"),
            size: int = typer.Option(20, help="how many hits per page"),
@@ -447,7 +448,7 @@ def search(query: Optional[str] = typer.Argument(None, help="free text over titl
                                                     "FILE (assets that look like it); the query is ignored"),
            by: str = typer.Option("auto", help="--similar-to ASSET: image | text | auto (image when it has one)"),
            facets: bool = typer.Option(False, "--facets", help="under the table, the result set's most frequent "
-                                       "tags, statuses, usage flags and countries with their counts"),
+                                       "tags, statuses, usage flags, countries and media types with their counts"),
            facet_size: Optional[int] = typer.Option(None, "--facet-size", help="values per facet (default 30, at "
                                                     "most 500; implies --facets); a facet cut short says "
                                                     "'… and N more'"),
@@ -470,7 +471,7 @@ def search(query: Optional[str] = typer.Argument(None, help="free text over titl
                                          "facets": "true" if json_out or facets or facet_size else "false",
                                          "facet_size": facet_size, "by": by,
                                          "collapse": "true" if collapse else "false",
-                                         "degraded": degraded, "tenant": tenant})
+                                         "degraded": degraded, "tenant": tenant, "media": media})
     except BadRequest as exc:
         console.print(f"[red]{exc}[/red]")
         raise typer.Exit(2) from None

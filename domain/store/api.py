@@ -60,7 +60,10 @@ USAGE_FLAGS = ("ok", "credit_required", "restricted", "unknown")
 MAX_SIZE = 100
 MAX_WINDOW = 10_000  # the store's result window: page * size may not pass it
 MAX_TEXT = 500
-FACETS = {"tags": "tags", "status": "status", "usage_flag": "usage_flag", "country": "place.country"}
+FACETS = {"tags": "tags", "status": "status", "usage_flag": "usage_flag", "country": "place.country",
+          "media_type": "media_type"}
+MISSING_AS = {"media_type": "image"}
+"""A facet's value for the documents that lack its field (documents indexed before video support are images)."""
 FACET_SIZE = 30
 MAX_FACET_SIZE = 500  # values listed per facet (at most FACET_SCAN)
 FACET_SCAN = 1000  # values the store counts per facet (facet_size of them listed, the rest counted): 4 facets x
@@ -72,7 +75,7 @@ class BadRequest(ValueError):
 
 
 FILTER_PARAMS = ("tag", "tags", "status", "usage", "usage_flag", "date_from", "date_to", "place", "family", "tenant",
-                 "degraded", "collapse", "page", "size", "facets", "facet_size")
+                 "media", "degraded", "collapse", "page", "size", "facets", "facet_size")
 SEARCH_PARAMS = ("query", "q", "mode", *FILTER_PARAMS)
 """What GET /v1/search takes (`q` and `usage_flag`: other names of `query` and `usage`); anything else is a 400, so
 a misspelt filter does not silently answer every asset."""
@@ -104,6 +107,7 @@ class SearchRequest:
     collapse: bool = False  # one hit per duplicate family (its best-ranked member)
     degraded: str | None = None  # only documents marked degraded: "any" or one part (domain/store/degraded.py)
     tenant: str | None = None  # search: only this tenant's assets; similar by asset: the tenant of the asset named
+    media: str | None = None  # only images or only videos (MEDIA_TYPES)
     tag_names: tuple[tuple[str, ...], ...] = ()  # each tag with its names across renames (check_vocabulary)
 
     @classmethod
@@ -135,7 +139,7 @@ class SearchRequest:
                   size=_int("size", one("size"), 20),
                   facets=_flag("facets", one("facets"), True), facet_size=_int("facet_size", one("facet_size"), FACET_SIZE),
                   by=one("by") or "auto", collapse=_flag("collapse", one("collapse"), False), degraded=one("degraded"),
-                  tenant=one("tenant"))
+                  tenant=one("tenant"), media=one("media"))
         req.check()
         return req
 
@@ -157,6 +161,9 @@ class SearchRequest:
                              f"size {self.size})")
         if self.date_from and self.date_to and self.date_from > self.date_to:
             raise BadRequest(f"date_from {self.date_from} is after date_to {self.date_to}")
+        if self.media is not None and self.media not in MEDIA_TYPES:
+            raise BadRequest(f"media must be one of {', '.join(MEDIA_TYPES)}, not {self.media[:40]!r}"
+                             f"{_did_you_mean(self.media, MEDIA_TYPES)}")
         if self.degraded is not None and self.degraded not in ("any", *DEGRADED_PARTS):
             raise BadRequest(f"degraded must be any or one of {', '.join(DEGRADED_PARTS)}, not "
                              f"{self.degraded[:40]!r}{_did_you_mean(self.degraded, ('any', *DEGRADED_PARTS))}")
@@ -198,6 +205,8 @@ class SearchRequest:
             out.append(family_filter(self.family))
         if self.tenant:
             out.append(tenant_filter(self.tenant))
+        if self.media:
+            out.append(media_filter(self.media))
         return out
 
     def reads(self, doc_id: str) -> bool:
@@ -305,6 +314,19 @@ def place_filter(place: str) -> dict[str, Any]:
                                 for k in ("city", "region", "country", "country_code")], "minimum_should_match": 1}}
 
 
+MEDIA_TYPES = ("image", "video")
+"""What `media=` takes: a document's `media_type` (consumers/index/document.py); one indexed without it (before
+video support) is an image."""
+
+
+def media_filter(media: str) -> dict[str, Any]:
+    """Only images or only videos; an image is also a document indexed without `media_type`."""
+    if media != "image":
+        return {"term": {"media_type": media}}
+    return {"bool": {"should": [{"term": {"media_type": media}}, {"bool": {"must_not": {"exists": {"field": "media_type"}}}}],
+                     "minimum_should_match": 1}}
+
+
 def tenant_filter(tenant: str) -> dict[str, Any]:
     """One tenant's documents (their `tenant` field); the default tenant's also those indexed without one."""
     if tenant != DEFAULT_TENANT:
@@ -375,7 +397,9 @@ def facet_aggs(size: int = FACET_SIZE) -> dict[str, Any]:
     has more values than FACET_SCAN, the store counts them all in the same pass over the matches, and the count of
     the values left out is exact (a cardinality aggregation is approximate, and made the request take twice as long
     on the embedded store: bench/facets.py)."""
-    return {name: {"terms": {"field": fld, "size": max(size, FACET_SCAN)}} for name, fld in FACETS.items()}
+    return {name: {"terms": {"field": fld, "size": max(size, FACET_SCAN),
+                             **({"missing": MISSING_AS[name]} if name in MISSING_AS else {})}}
+            for name, fld in FACETS.items()}
 
 
 def _facets(aggregations: Mapping[str, Any] | None, size: int = FACET_SIZE) -> dict[str, Any]:

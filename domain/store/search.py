@@ -57,7 +57,7 @@ SEARCH_FIELDS = ["title^3", "alt_text^2", "caption", "summary", "ocr_text", "vis
 """the text fields keyword search reads (BM25, coverage): what the image says and shows, its tags, and who made
 or supplied it (the file's creator, the credit line: trial 12, a DAM user searches by photographer or agency)"""
 HIT_FIELDS = ["asset_id", "tenant", "title", "alt_text", "tags", "status", "usage_flag", "field_sources", "reviewed_by",
-              "event_time", "place", "duplicate_of", "family_id", "family_size", "degraded_parts"]
+              "event_time", "place", "duplicate_of", "family_id", "family_size", "degraded_parts", "media_type"]
 
 
 SYNONYM_BOOST = 2.0
@@ -296,7 +296,7 @@ def _hit(h: dict[str, Any], score: float | None = None) -> dict[str, Any]:
             "field_sources": src.get("field_sources") or {}, "reviewed_by": src.get("reviewed_by"),
             "event_time": src.get("event_time"), "place": src.get("place"), "duplicate_of": src.get("duplicate_of"),
             "family_id": src.get("family_id") or src.get("asset_id", h["_id"]), "family_size": src.get("family_size") or 1,
-            "degraded_parts": src.get("degraded_parts") or []}
+            "degraded_parts": src.get("degraded_parts") or [], "media_type": src.get("media_type") or "image"}
 
 
 def hits_with_ids(raw: list[dict[str, Any]], doc_ids: list[str] | None) -> list[dict[str, Any]]:
