@@ -546,6 +546,18 @@ def test_approval_reaches_the_index_through_the_review_group(broker, store, brow
             stale2.wait_for_url(re.compile("error="))
             assert re.search(r"nothing was sent: .*alt text.* changed while you were looking at it",
                              stale2.locator(".flash").text_content())
+            # trial 19: after "Approve selected" the queue it showed next still listed the approved assets (drawn
+            # before the review group applied them); it waits for them as Save does
+            pg.on("dialog", lambda d: d.accept())
+            pg.goto(f"{srv.url}/?status=needs_review")
+            for asset in ("paris-0003", "paris-0004"):
+                pg.locator(f"input[name=ids][value='{asset}']").check()
+            pg.get_by_role("button", name="Approve selected").click()
+            pg.wait_for_url(re.compile("sent="))
+            assert "2 asset(s) approved" in pg.locator(".flash").text_content()
+            assert "still being applied" not in pg.locator(".flash").text_content()
+            listed = pg.locator("table.queue input[name=ids]").evaluate_all("els => els.map(e => e.value)")
+            assert "poster-0002" in listed and not {"paris-0003", "paris-0004"} & set(listed), listed
             context.close()
     finally:
         for w in workers:

@@ -493,6 +493,18 @@ class Index:
                 return False
             time.sleep(0.15)
 
+    def wait_approved(self, doc_ids: list[str], timeout_s: float) -> int:
+        """Wait up to `timeout_s` for the review group to have applied approvals of these documents (ids:
+        tenant-scoped) so far that a search sees them approved (the queue shown next is a search: on Elasticsearch
+        a document applied but not yet refreshed would still be listed); how many a search sees approved."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            seen = self.es.count(index=self.alias, query=_query([{"ids": {"values": doc_ids}},
+                                                                 {"term": {"status": "approved"}}]))["count"]
+            if seen >= len(doc_ids) or time.monotonic() >= deadline:
+                return seen
+            time.sleep(0.15)
+
     def thumbnail(self, asset_id: str) -> dict[str, Any] | None:
         if not self.scope.holds_id(asset_id):
             return None

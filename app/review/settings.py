@@ -58,9 +58,10 @@ class ReviewSettings(Section):
     ttp_sample: int = Field(10000, ge=1, description="most approved assets read for time-to-publish")
     publish_timeout_s: float = Field(15.0, gt=0, description="wait this long for the broker to acknowledge a "
                                      "decision")
-    apply_wait_s: float = Field(2.0, ge=0, description="after Save field decisions, wait up to this long for the "
-                                "review group to apply the decision before showing the asset again, so the page "
-                                "shows what was saved (0 = show it at once)")
+    apply_wait_s: float = Field(2.0, ge=0, description="after Save field decisions (and after Approve "
+                                "selected / all), wait up to this long for the review group to apply the decision "
+                                "before showing the asset (the queue) again, so the page shows what was saved and "
+                                "no longer lists what was approved (0 = show it at once)")
     similar_slots: int = Field(2, ge=1, description="POST /v1/similar: most uploaded query images decoded and "
                                "embedded at once (each can take ~230 MB while decoding); one that gets no slot "
                                "within similar_wait_s is answered 503 with Retry-After")

@@ -358,7 +358,7 @@ class ReviewApp:
         form = await request.form()
         f = Filters.from_params(form, self.taxonomy)
 
-        def act() -> int:
+        def act() -> str:
             if form.get("scope") == "all":
                 chosen = self.index.matching(f)
                 refusal = changed_since_confirmed(f, chosen, form)
@@ -367,12 +367,18 @@ class ReviewApp:
             else:
                 chosen = self.index.tenants(list(dict.fromkeys(str(i) for i in form.getlist("ids"))))
             if not chosen:
-                return 0
-            given = self.index.propagated([scoped_id(i, t) for i, t in chosen])
-            return len(self.publish([dec.approval(i, who.user, t, given.get(scoped_id(i, t)), self.taxonomy) for i, t in chosen]))
+                return "0 asset(s) approved"
+            ids = [scoped_id(i, t) for i, t in chosen]
+            given = self.index.propagated(ids)
+            sent = self.publish([dec.approval(i, who.user, t, given.get(scoped_id(i, t)), self.taxonomy) for i, t in chosen])
+            # the queue shown next is drawn from the index: wait (briefly) for the review group to apply them, so it
+            # does not list what was just approved (trial 19), and say so when some are not applied yet
+            pending = len(ids) - self.index.wait_approved(ids, self.cfg.apply_wait_s) if self.cfg.apply_wait_s else 0
+            return f"{len(sent)} asset(s) approved" + (f" ({pending} still being applied: they may show here until "
+                                                       "it is done; reload in a moment)" if pending > 0 else "")
 
         try:
-            outcome = ("sent", f"{await run_in_threadpool(act)} asset(s) approved")
+            outcome = ("sent", await run_in_threadpool(act))
         except dec.DecisionError as exc:
             outcome = ("error", str(exc))
         except Exception as exc:  # the broker did not acknowledge in time
