@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import io
 import json
+import re
 import time
 import uuid
 from pathlib import Path
@@ -145,6 +146,16 @@ def seed(settings: Any) -> list[dict[str, Any]]:
     finally:
         client.close()
     return records
+
+
+def contrast(a: str, b: str) -> float:
+    """WCAG contrast ratio of two computed CSS colours ("rgb(r, g, b)")."""
+    def luminance(css: str) -> float:
+        chans = [int(x) / 255 for x in re.findall(r"\d+", css)[:3]]
+        r, g, bl = (c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4 for c in chans)
+        return 0.2126 * r + 0.7152 * g + 0.0722 * bl
+    hi, lo = sorted((luminance(a), luminance(b)), reverse=True)
+    return (hi + 0.05) / (lo + 0.05)
 
 
 def launch_chromium(playwright: Any):

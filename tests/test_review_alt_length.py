@@ -78,6 +78,11 @@ def test_without_the_browser_rules_the_app_refuses_it_and_sends_nothing(server, 
                    headers={"Origin": server.url})
         text = " ".join(r.text.split())
         assert "nothing was sent: alt_text is" in text and "never cut for you" in text, text
+        # trial 20 (B14): the title starts with the outcome and the error is tied to the field it is about
+        assert "<title>Error: nothing was sent · " in r.text
+        assert re.search(r'<textarea [^>]*id="alt_text"[^>]*aria-describedby="alt-counter alt-problems outcome"'
+                         r'[^>]*aria-invalid="true"', r.text)
+        assert r.text.count('aria-invalid="true"') == 1  # that field only
         assert len(feedback(settings)) == before
         r = c.post("/decide/mug-0001", data={"csrf": csrf, "verdict": "save", "value.alt_text": LONG,
                                              "force_alt": "1"}, headers={"Origin": server.url})

@@ -18,7 +18,7 @@ from domain.store.client import make_client
 from domain.store.management import read_alias
 from tests.kafka_support import provision
 from tests import review_support
-from tests.review_support import LOW, RIGHTS, feedback, review_record, review_settings
+from tests.review_support import LOW, RIGHTS, contrast, feedback, review_record, review_settings
 from tests.store_support import as_items
 
 pytestmark = pytest.mark.timeout(300)
@@ -82,6 +82,9 @@ def test_the_asset_page_shows_the_family_with_previews_and_the_canonical_marked(
     canonical = page.locator("ul.family li.canonical")
     assert canonical.count() == 1 and canonical.get_attribute("data-asset") == "fam-orig"
     assert canonical.locator(".canonical-badge").text_content() == "canonical"
+    colours = canonical.locator(".canonical-badge").evaluate(  # trial 20 (B12): 12 px text needs 4.5:1
+        "b => [getComputedStyle(b).color, getComputedStyle(b).backgroundColor]")
+    assert contrast(*colours) >= 4.5, colours
     assert "(this)" in page.locator("ul.family li.this").text_content()
     for img in page.locator("ul.family img").all():  # every member's preview, from the index
         img.scroll_into_view_if_needed()

@@ -22,7 +22,7 @@ from app.review.server import ReviewServer
 from consumers.enrich.plan import EnrichPlan
 from domain.review import tags_value
 from tests import review_support
-from tests.review_support import FACES, HOSTILE, LOW, RIGHTS, feedback, review_settings, seed
+from tests.review_support import FACES, HOSTILE, LOW, RIGHTS, contrast, feedback, review_settings, seed
 
 pytestmark = pytest.mark.timeout(300)
 browser, page = review_support.browser, review_support.page  # the shared Playwright fixtures
@@ -45,6 +45,20 @@ def nearest_rank(values: list[float], q: float) -> float:
 
 
 # --- the editor's path --------------------------------------------------------------------------------------------
+def test_the_asset_page_reflows_at_320_px_and_its_fields_stand_out(page, server):
+    """Trial 20 (B4, B11): at 320 px (1280 px at 400 % zoom) no part of the form or the header is cut off or
+    scrolls sideways (the provenance table, a data table, may); a text field's border has 3:1 against white."""
+    page.set_viewport_size({"width": 320, "height": 800})
+    page.goto(server.login_url)
+    page.goto(f"{server.url}/asset/paris-0004")
+    page.locator(".prov-table").evaluate("t => { t.style.display = 'none'; }")
+    assert page.evaluate("document.scrollingElement.scrollWidth") <= 320
+    box = page.get_by_label("decorative").bounding_box()
+    assert box["x"] + box["width"] <= 320, box
+    border = page.locator("#alt_text").evaluate("e => getComputedStyle(e).borderTopColor")
+    assert contrast(border, "rgb(255, 255, 255)") >= 3, border
+
+
 def test_editor_edits_alt_text_and_tags_then_approves(page, server, fleet, tmp_path):
     settings, records = fleet
     page.goto(server.login_url)
@@ -64,6 +78,14 @@ def test_editor_edits_alt_text_and_tags_then_approves(page, server, fleet, tmp_p
     for status in ("needs_review", "approved", "auto_applied"):
         n = sum(r["status"] == status for r in records)
         assert counts.locator(f".status-{status} b").text_content() == str(n)
+    # trial 20 (B13, B15.1): a heading to start from, no nameless column header, the key help says it is open
+    expect(page.get_by_role("heading", level=1)).to_have_text("Review queue")
+    expect(page.get_by_role("columnheader", name="preview")).to_have_count(1)
+    help_toggle = page.get_by_role("button", name="keys (?)")
+    expect(help_toggle).to_have_attribute("aria-expanded", "false")
+    help_toggle.click()
+    expect(help_toggle).to_have_attribute("aria-expanded", "true")
+    help_toggle.click()
 
     # the asset view: preview (authenticated, from the index), provenance, the prompt and the raw answer
     first = waiting[0]
@@ -87,6 +109,22 @@ def test_editor_edits_alt_text_and_tags_then_approves(page, server, fleet, tmp_p
     assert first["alt_text"] in prompt.locator("pre").nth(2).text_content()  # the raw model answer
     for reason in first["reasons"]:  # every one shown: under "Why it needs review" or "Notes"
         assert page.locator(".reasons-list li, .notes-list li", has_text=reason).count() == 1
+
+    # trial 20 (B1, B13): every text field is named by its legend; the alt text's counter and hints describe it
+    expect(page.get_by_role("heading", level=1)).to_have_text(first["title"])
+    for name in ("Title", "Alt text", "Caption", "Summary", "Credit", "Licensing"):
+        expect(page.get_by_role("textbox", name=name, exact=True)).to_have_count(1)
+    alt = page.get_by_role("textbox", name="Alt text")
+    expect(alt).to_have_accessible_description(re.compile(rf"^{len(first['alt_text'])} / 125 characters "
+                                                          "starts with \"Image of\""))
+    # a file name for an alt text (wish 4, B7): said at once, also after a leading "Image of"
+    for typed, bare in (("IMG_1234.JPG", "IMG_1234.JPG"), ("Image of DSC_0042.JPG", "DSC_0042.JPG"),
+                        ("sunset.png", "sunset.png")):
+        alt.fill(typed)
+        expect(page.locator("#alt-problems")).to_contain_text(f"\"{bare}\" is a file name")
+    alt.fill("A red mug and its file IMG_1234.JPG")
+    expect(page.locator("#alt-problems")).not_to_contain_text("is a file name")
+    alt.fill(first["alt_text"])
 
     # alt text: live counter and the validate stage's rules
     alt = page.locator("#alt_text")
@@ -129,6 +167,9 @@ def test_editor_edits_alt_text_and_tags_then_approves(page, server, fleet, tmp_p
     second = waiting[1]["enriched"]["pre"]["asset"]["asset_id"]
     page.wait_for_url(re.compile(f"/asset/{second}"))
     assert f"{asset_id}: approved" in page.locator(".flash").text_content()
+    # trial 20 (B14): the outcome is read first: the title starts with it and the focus is on the banner
+    assert page.title() == f"Sent: approved · {waiting[1]['title']} · assetstream", page.title()
+    assert page.evaluate("document.activeElement.id") == "outcome"
     # the next asset's untrusted text (markup in its title and OCR text) is shown as text, never run
     assert page.locator("#title").input_value() == waiting[1]["title"]
     assert page.evaluate("window.__pwned") is None
@@ -164,6 +205,10 @@ def test_a_tag_left_in_the_box_goes_with_approve_or_says_why_not(page, server, f
     option.click()
     box.press_sequentially("shallow dep")  # the keyboard: down to the first suggestion, Enter picks it
     box.press("ArrowDown")
+    # trial 20 (B10): the highlighted option is the box's active descendant, so a screen reader reads it
+    highlighted = page.locator("#tag-suggest li[aria-selected=true]")
+    expect(highlighted).to_have_count(1)
+    expect(box).to_have_attribute("aria-activedescendant", highlighted.get_attribute("id"))
     box.press("Enter")
     box.press_sequentially("subject:automobile")  # typed, not committed: a deprecated id, added as subject:car
     page.click("#approve")
@@ -183,6 +228,7 @@ def test_field_decisions_without_a_verdict_and_reject(page, server, fleet):
     page.locator("#save").click()
     page.wait_for_url(re.compile("/asset/paris-0003"))
     assert "title accepted" in page.locator(".flash").text_content()
+    assert page.title().startswith("Sent: title accepted, caption rejected · "), page.title()
     page.keyboard.press("x")  # reject the asset (confirmed)
     page.wait_for_url(re.compile("/asset/paris-0004"))
     mine = of(feedback(settings), "paris-0003")
@@ -190,8 +236,15 @@ def test_field_decisions_without_a_verdict_and_reject(page, server, fleet):
         (None, [{"field": "title", "action": "accepted", "value": target["title"]},
                 {"field": "caption", "action": "rejected", "value": None}]),
         ("rejected", [])]
-    # a click on "accept" leaves the focus on that radio button: the keys stay shortcuts (trial 15: `a` did nothing)
+    # trial 20 (B2): `a` from a clicked "accept" radio (or any control) does not approve; Esc, then `a` does
+    sent_before = len(of(feedback(settings), "paris-0004"))
     page.locator("fieldset[data-field=title] input[value=accepted]").click()
+    page.keyboard.press("a")
+    page.locator("fieldset[data-field=caption] input[value=accepted]").focus()
+    page.keyboard.press("a")
+    page.wait_for_timeout(300)
+    assert "sent=paris-0004" not in page.url and len(of(feedback(settings), "paris-0004")) == sent_before
+    page.keyboard.press("Escape")
     page.keyboard.press("a")
     page.wait_for_url(re.compile("sent=paris-0004"))
     assert [d["status"] for d in of(feedback(settings), "paris-0004")][-1:] == ["approved"]
@@ -217,8 +270,28 @@ def test_bulk_approve_a_filtered_selection(page, server, fleet):
     # the keyboard on the queue: j moves to the next row, Enter opens it
     page.goto(f"{server.url}/?status=needs_review")
     second_row = page.locator("table.queue .id").nth(1).text_content()
+    # trial 20 (B3, wish 7): Enter on a control is the control's own: the key help opens, a ticked-nothing
+    # "Approve selected" says so (no "Approve the 0 selected?"), and no row opens
+    dialogs: list[str] = []
+    page.on("dialog", lambda d: dialogs.append(d.message))
+    page.get_by_role("button", name="keys (?)").press("Enter")
+    page.locator("input[name=ids]").first.press("Enter")  # sends the form: its first button, Approve selected
+    expect(page.locator("#bulk-note")).to_have_text("No rows selected: tick the rows to approve first.")
+    page.wait_for_timeout(300)
+    assert page.locator("#help").is_visible() and "/asset/" not in page.url and dialogs == []
+    # trial 20 (B2): the one-letter keys can be turned off, and stay off in this browser
+    page.get_by_label("one-letter shortcuts").uncheck()
+    page.reload()
+    expect(page.get_by_label("one-letter shortcuts")).not_to_be_checked()
+    page.keyboard.press("j")
+    expect(page.locator("tr.current")).to_have_count(0)
+    page.get_by_label("one-letter shortcuts").check()
+    page.keyboard.press("Escape")  # leaves the switch: the focus goes back to the page
     page.keyboard.press("j")
     page.keyboard.press("j")
+    # trial 20 (B9): the row j moved to has the focus and is the current one, for a screen reader too
+    assert page.evaluate("document.activeElement.getAttribute('aria-current')") == "true"
+    assert page.evaluate("document.activeElement.querySelector('.id').textContent") == second_row
     page.keyboard.press("Enter")
     page.wait_for_url(re.compile(f"/asset/{second_row}"))
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import binascii
 import logging
+import re
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -48,6 +49,11 @@ SECURITY_HEADERS = {
     "X-Frame-Options": "DENY",
 }
 Handler = Callable[[Request, Principal], Awaitable[Response]]
+# an alt text that is only a file name or a camera's file name (IMG_1234.JPG, DSC_0042, sunset.png): JavaScript
+# syntax, case-insensitive; the asset page hints it live (validate may name its own: client_rules wins)
+FILENAME_PATTERN = (r"^(?:[\w()\[\]+,.-]+\.(?:jpe?g|png|gif|webp|tiff?|heic|heif|bmp|svg|avif)|"
+                    r"(?:IMG|DSC[NF]?|DCIM|PXL|MVI|GOPR|SAM|P)[_-]?\d{3,}[\w-]*)$")
+_SENT_NOTE = re.compile(r" \((?:warning: |\d+ still being applied).*$", re.S)
 
 
 class ReviewApp:
@@ -64,7 +70,10 @@ class ReviewApp:
         self.taxonomy = taxonomy_from_settings(settings)
         self.vocab = dec.vocabulary(self.taxonomy)
         rules = client_rules(settings.validate_.alt_text_max_chars)
-        self.alt_rules = {**rules, "hard_max_chars": settings.validate_.alt_text_hard_max_chars, "messages": {
+        self.alt_rules = {"filename_pattern": FILENAME_PATTERN, **rules,
+                          "hard_max_chars": settings.validate_.alt_text_hard_max_chars, "messages": {
+            "filename": "\"{text}\" is a file name: say what the image shows (screen readers would read the name "
+                        "out)",
             **rules["messages"],  # type: ignore[dict-item]
             "too_long_hard": "{n} characters (> {max}): no model or file alt text is published longer. Shorten "
                              "it (it is never cut for you), or tick \"send as written\" to publish it as written",
@@ -219,8 +228,9 @@ class ReviewApp:
             headers=headers)
 
     def _page(self, request: Request, who: Principal, name: str, context: dict[str, Any]) -> Response:
-        return self.templates.TemplateResponse(request, name, {"who": who, "csrf": self.auth.csrf_token(who),
-                                                               **context})
+        return self.templates.TemplateResponse(request, name, {
+            "who": who, "csrf": self.auth.csrf_token(who),
+            "outcome_title": outcome_title(context.get("sent"), context.get("error")), **context})
 
     def _header(self) -> dict[str, Any]:
         counts = self.index.status_counts()
@@ -287,9 +297,10 @@ class ReviewApp:
         data = await run_in_threadpool(load)
         if data is None:
             return self._message(request, who, 404, "Not found", f"No asset {asset_id!r} in the index.")
+        shown = self.auth.outcome(who, request.query_params)  # only when this app signed it for `who`
         return self._page(request, who, "asset.html", {
-            **data, "f": f, "vocab": self.vocab, "alt_rules": self.alt_rules,
-            **self.auth.outcome(who, request.query_params),  # shown only when this app signed it for `who`
+            **data, "f": f, "vocab": self.vocab, "alt_rules": self.alt_rules, **shown,
+            "error_fields": error_fields(shown["error"], data["fields"]),
             "mine": ",".join(dec.own_decisions(request.query_params.get("mine")))})
 
     async def thumbnail(self, request: Request, who: Principal) -> Response:
@@ -440,6 +451,26 @@ def video_length(seconds: float | None) -> str:
     if seconds is not None and 0 < float(seconds) < 1:
         return f"{float(seconds):.2f} s"
     return clock(seconds)
+
+
+def outcome_title(sent: str | None, error: str | None) -> str:
+    """The start of the page title after a decision, so a screen reader says the outcome first (trial 20):
+    "Sent: approved", "Sent: title accepted", "Sent: 2 asset(s) approved", "Error: nothing was sent"."""
+    if error:
+        return "Error: " + error.split(":", 1)[0].split(" (", 1)[0][:80]
+    if sent:
+        return "Sent: " + _SENT_NOTE.sub("", sent).rsplit(": ", 1)[-1][:80]
+    return ""
+
+
+def error_fields(error: str | None, rows: list[dict[str, Any]]) -> set[str]:
+    """The fields an error banner is about (it names them: "alt text changed while …", "alt_text is 300
+    characters", a tag "not in the vocabulary"), so the page ties the error to them."""
+    if not error:
+        return set()
+    low = error.lower()
+    return {r["name"] for r in rows if re.search(rf"\b({re.escape(r['label'].lower())}|{r['name']})\b", low)
+            or (r["name"] == "tags" and "not in the vocabulary" in low)}
 
 
 def _asset_url(asset_id: str, f: Filters, **extra: str) -> str:

@@ -9,13 +9,42 @@
 
   // --- help -------------------------------------------------------------------------------------------------
   const help = $("#help");
-  const toggleHelp = () => { if (help) help.hidden = !help.hidden; };
   const helpBtn = $("#help-toggle");
+  const toggleHelp = () => {
+    if (!help) return;
+    help.hidden = !help.hidden;
+    if (helpBtn) helpBtn.setAttribute("aria-expanded", String(!help.hidden));
+  };
   if (helpBtn) helpBtn.addEventListener("click", toggleHelp);
+
+  // --- the one-letter shortcuts can be turned off (WCAG 2.1.4): kept in this browser ------------------------------
+  const KEYS_OFF = "assetstream-review-shortcuts-off";
+  const stored = (k) => { try { return window.localStorage.getItem(k); } catch (e) { return null; } };
+  let shortcutsOn = stored(KEYS_OFF) !== "1";
+  const keysToggle = $("#shortcuts-toggle");
+  if (keysToggle) {
+    keysToggle.checked = shortcutsOn;
+    keysToggle.closest("label").hidden = false;  // without this script there are no shortcuts to switch
+    keysToggle.addEventListener("change", () => {
+      shortcutsOn = keysToggle.checked;
+      try { window.localStorage.setItem(KEYS_OFF, shortcutsOn ? "0" : "1"); } catch (e) { /* private mode */ }
+    });
+  }
+
+  // --- the outcome of a decision is read first: the page's focus starts on its banner ---------------------------
+  const outcome = $("#outcome");
+  if (outcome) outcome.focus();
 
   // --- confirmations ----------------------------------------------------------------------------------------
   $$("button[data-confirm]").forEach((b) => b.addEventListener("click", (ev) => {
     const ticked = $$("input[name=ids]:checked").length;  // "{n}": the rows ticked (Approve selected)
+    const note = $("#bulk-note");
+    if (note) note.textContent = "";
+    if (b.dataset.none && !ticked) {  // nothing ticked: say so, no "Approve the 0 selected?" (trial 20)
+      ev.preventDefault();
+      if (note) note.textContent = b.dataset.none;
+      return;
+    }
     if (!window.confirm(b.dataset.confirm.replace("{n}", String(ticked)))) ev.preventDefault();
   }));
   const selectAll = $("#select-all");
@@ -43,6 +72,7 @@
   const rules = json("alt-rules");
   if (alt && rules) {
     const prefix = new RegExp(rules.prefix_pattern, "i");
+    const filename = rules.filename_pattern ? new RegExp(rules.filename_pattern, "i") : null;
     const count = $("#alt-count");
     const list = $("#alt-problems");
     const force = $("#force-alt-label");
@@ -58,10 +88,14 @@
       const sent = choice !== "rejected" && choice !== "decorative";  // else the text typed is not sent
       const m = sent && text.match(prefix);
       if (m && text.length > m[0].length) problems.push(fill(rules.messages.prefix, { match: m[0].trim() }));
+      const bare = m ? text.slice(m[0].length).trim() : text;  // "Image of IMG_4032.JPG" too
+      if (sent && filename && bare && filename.test(bare)) problems.push(fill(rules.messages.filename, { text: bare }));
       const hard = sent && text.length > rules.hard_max_chars && alt.value.trim() !== alt.defaultValue.trim();
       if (hard) problems.push(fill(rules.messages.too_long_hard, { n: text.length, max: rules.hard_max_chars }));
       else if (sent && text.length > rules.max_chars) problems.push(fill(rules.messages.too_long, { n: text.length, max: rules.max_chars }));
       if (force) force.hidden = !hard;
+      // refused as it is (over the hard limit): the field says so; an error banner about it (the server's) too
+      if (hard || alt.dataset.refused) alt.setAttribute("aria-invalid", "true"); else alt.removeAttribute("aria-invalid");
       const visible = (alt.dataset.visible || "").replace(/\s+/g, " ").trim();
       if (sent && (visible.match(/[0-9A-Za-z]/g) || []).length >= 2) {
         const others = ["title", "caption", "summary"].map((id) => ($("#" + id) || {}).value || "");
@@ -74,6 +108,10 @@
       count.parentElement.classList.toggle("over", text.length > rules.max_chars);
       list.replaceChildren(...problems.map((p) => { const li = document.createElement("li"); li.textContent = p; return li; }));
     };
+    if (alt.getAttribute("aria-invalid") === "true") {  // the banner's error: until the text changes
+      alt.dataset.refused = "1";
+      alt.addEventListener("input", () => { delete alt.dataset.refused; }, { once: true });
+    }
     ["input", "change"].forEach((e) => alt.addEventListener(e, check));
     // an edited alt text over the hard limit is not sent until the person ticks "send as written"
     if (alt.form) alt.form.addEventListener("submit", (ev) => {
@@ -134,7 +172,7 @@
     const add = () => {  // true when the box is empty or its text became a chip
       const r = resolve(tagInput.value);
       if (!r) return true;
-      if (r.error) { hint.textContent = r.error; hint.className = "hint bad"; return false; }
+      if (r.error) { hint.textContent = r.error; hint.className = "hint bad"; tagInput.setAttribute("aria-invalid", "true"); return false; }
       const existing = $$("li.chip", chips).find((c) => c.dataset.tag === r.tag);
       if (existing) {
         existing.classList.remove("removed");
@@ -150,6 +188,7 @@
         chips.appendChild(li);
       }
       hint.textContent = r.note || ""; hint.className = "hint";
+      tagInput.removeAttribute("aria-invalid");
       tagInput.value = "";
       sync();
       return true;
@@ -165,9 +204,14 @@
     const closeList = () => {
       picks = []; at = -1;
       suggest.hidden = true; suggest.replaceChildren(); tagInput.setAttribute("aria-expanded", "false");
+      tagInput.removeAttribute("aria-activedescendant");
     };
     const pick = (e) => { tagInput.value = e.value; closeList(); add(); };
-    const mark = () => $$("li", suggest).forEach((li, i) => li.setAttribute("aria-selected", String(i === at)));
+    const mark = () => {  // the highlighted option is the box's active descendant: a screen reader reads it
+      $$("li", suggest).forEach((li, i) => li.setAttribute("aria-selected", String(i === at)));
+      if (at >= 0) tagInput.setAttribute("aria-activedescendant", "tag-opt-" + at);
+      else tagInput.removeAttribute("aria-activedescendant");
+    };
     const openList = () => {
       const q = squash(tagInput.value);
       // the best first: a name that is the text, starts with it, has a word starting with it, contains it
@@ -176,9 +220,10 @@
       picks = q ? entries.map((e) => [...best(e), e]).filter(([r]) => r < 9).sort((a, b) => a[0] - b[0]).slice(0, 8)
         .map(([, name, e]) => ({ ...e, text: e.text.includes(name) || name === e.value ? e.text : e.text + " (" + name + ")" })) : [];
       at = -1;
-      suggest.replaceChildren(...picks.map((e) => {
+      tagInput.removeAttribute("aria-activedescendant");
+      suggest.replaceChildren(...picks.map((e, i) => {
         const li = document.createElement("li");
-        li.setAttribute("role", "option"); li.dataset.tag = e.value;
+        li.setAttribute("role", "option"); li.dataset.tag = e.value; li.id = "tag-opt-" + i;
         const id = document.createElement("span"); id.className = "tagid"; id.textContent = e.value;
         li.append(id, " ", e.text);
         li.addEventListener("mousedown", (ev) => { ev.preventDefault(); pick(e); });  // the box keeps the focus
@@ -242,10 +287,14 @@
   let current = -1;
   const moveRow = (step) => {
     if (!rows.length) return false;
-    if (current >= 0) rows[current].classList.remove("current");
+    if (current >= 0) { rows[current].classList.remove("current"); rows[current].removeAttribute("aria-current"); }
     current = Math.max(0, Math.min(rows.length - 1, current + step));
-    rows[current].classList.add("current");
-    rows[current].scrollIntoView({ block: "nearest" });
+    const row = rows[current];
+    row.classList.add("current");
+    row.setAttribute("aria-current", "true");
+    row.tabIndex = -1;  // focused: a screen reader reads the row j / k moved to
+    row.focus({ preventScroll: true });
+    row.scrollIntoView({ block: "nearest" });
     return true;
   };
 
@@ -253,21 +302,33 @@
   document.addEventListener("keydown", (ev) => {
     const t = ev.target;
     // typing: a text field, a list or editable text has the focus; a radio button, a checkbox or a button does
-    // not take letters, so the keys stay shortcuts after a click on "accept" (trial 15)
+    // not take letters, so j / k / e / t stay shortcuts after a click on "accept" (trial 15)
     const noText = ["radio", "checkbox", "button", "submit", "reset"];
     const typing = t && ((t.tagName === "INPUT" && !noText.includes((t.type || "").toLowerCase())) ||
                          t.tagName === "TEXTAREA" || t.tagName === "SELECT" || t.isContentEditable);
-    if (ev.key === "Escape" && typing) { t.blur(); return; }
-    if (typing || ev.ctrlKey || ev.metaKey || ev.altKey) return;
+    // a control (or a link) has the focus: Enter and Space are its own, and `a` / `x` (approve, reject) do not
+    // act from it (trial 20: `a` on a clicked radio approved at once, Enter on a queue button also opened a row).
+    // Esc leaves it: the focus goes back to the page
+    const control = t && t !== document.body && t.closest &&
+      t.closest("input, select, textarea, button, a[href], summary, label, [contenteditable=''], [contenteditable=true]");
+    if (ev.key === "Escape" && (typing || control)) { t.blur(); return; }
+    if (!shortcutsOn || typing || ev.ctrlKey || ev.metaKey || ev.altKey) return;
+    const onPage = !control;  // the body, the outcome banner or a queue row
     const go = (sel) => { const a = $(sel); if (a && mayLeave()) { window.location.href = a.href; } };
     switch (ev.key) {
       case "j": case "n": if (!moveRow(1)) go("#next"); break;
       case "k": case "p": if (!moveRow(-1)) go("#prev"); break;
-      case "a": { const b = $("#approve"); if (b) { ev.preventDefault(); b.click(); } break; }
-      case "x": { const b = $("#reject"); if (b) { ev.preventDefault(); b.click(); } break; }
+      case "a": { const b = $("#approve"); if (b && onPage) { ev.preventDefault(); b.click(); } break; }
+      case "x": { const b = $("#reject"); if (b && onPage) { ev.preventDefault(); b.click(); } break; }
       case "e": if (alt) { ev.preventDefault(); alt.focus(); alt.setSelectionRange(alt.value.length, alt.value.length); } break;
       case "t": if (tagInput) { ev.preventDefault(); tagInput.focus(); } break;
-      case "Enter": if (rows.length) { window.location.href = $("a.open", rows[Math.max(0, current)]).href; } break;
+      case "Enter": {  // on the queue, from the page or a row j / k moved to: never from a button, box or link
+        const row = rows.includes(t) ? t : null;  // the row itself, not a box or link in it
+        if (rows.length && (row || t === document.body || t === document.documentElement)) {
+          window.location.href = $("a.open", row || rows[Math.max(0, current)]).href;
+        }
+        break;
+      }
       case "?": toggleHelp(); break;
       default: return;
     }
