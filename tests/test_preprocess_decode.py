@@ -168,3 +168,18 @@ def test_a_corrupt_image_reads_the_same_in_every_dead_letter():
         messages.add(str(e.value))
     assert e.value.reason == "corrupt_image"
     assert len(messages) == 1 and "0x" not in messages.pop()
+
+
+def test_a_png_with_a_broken_data_stream_is_corrupt_not_indexed():
+    """Trial 22: a PNG with 60 bytes overwritten in its first IDAT chunk (Pillow: "broken data stream") was
+    indexed as a valid asset: reading its EXIF loaded the image, that error was swallowed as "broken EXIF", and
+    the load after it returned the half-read image."""
+    rng = np.random.default_rng(22)
+    out = io.BytesIO()
+    Image.fromarray(rng.integers(0, 255, (400, 400, 3), dtype=np.uint8)).save(out, "PNG")
+    data = bytearray(out.getvalue())
+    data[200:260] = rng.integers(0, 255, 60, dtype=np.uint8).tobytes()
+    with pytest.raises(PermanentError) as e:
+        decode(bytes(data), max_pixels=LIMIT)
+    assert e.value.reason == "corrupt_image" and str(e.value).startswith("corrupt PNG image"), str(e.value)
+    assert decode(out.getvalue(), max_pixels=LIMIT).width == 400  # the intact file decodes

@@ -154,16 +154,7 @@ def decode(data: bytes, *, max_pixels: int, allowed_formats: list[str] | tuple[s
     leaves the long edge >= min_edge; other formats decode fully. min_edge=None decodes at full size."""
     img, fmt = open_checked(data, max_pixels=max_pixels, allowed_formats=allowed_formats)
     src_mode = img.mode
-    try:
-        exif = img.getexif()
-    except Exception:  # noqa: BLE001 - broken EXIF must not sink a good image
-        exif = None
-    orientation = None
-    if exif is not None:
-        o = exif.get(0x0112)
-        orientation = o if isinstance(o, int) and 1 <= o <= 8 else None
     w, h = img.size
-    info = dict(img.info)
     try:
         if fmt == "JPEG" and min_edge and max(w, h) > min_edge:
             scale = min_edge / max(w, h)
@@ -171,7 +162,19 @@ def decode(data: bytes, *, max_pixels: int, allowed_formats: list[str] | tuple[s
                       (max(1, int(w * scale + 0.999)), max(1, int(h * scale + 0.999))))
         if getattr(img, "n_frames", 1) > 1:
             img.seek(0)
+        # load before reading EXIF: a PNG's getexif() loads the image to find an eXIf chunk after the pixels, and a
+        # broken data stream raised there was swallowed as "broken EXIF" while the load after it returned the
+        # half-read image (trial 22: a corrupt PNG indexed as an asset)
         img.load()
+        try:
+            exif = img.getexif()
+        except Exception:  # noqa: BLE001 - broken EXIF must not sink a good image
+            exif = None
+        orientation = None
+        if exif is not None:
+            o = exif.get(0x0112)
+            orientation = o if isinstance(o, int) and 1 <= o <= 8 else None
+        info = dict(img.info)
         oriented = img
         if orientation and orientation != 1:
             try:
