@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import io
 import json
+import re
 from pathlib import Path
 
 import fastavro
@@ -109,3 +110,30 @@ def test_wire_format_interoperates_with_confluent_kafka_serde():
     assert ours["version"] == 7 and ours["declared_license"] == "CC-BY-4.0"
     assert written[:5] == serde.serialize("raw", event)[:5]  # the same registered schema id
 
+
+
+def test_version_names_the_contracts_so_two_releases_can_be_told_apart(tmp_path):
+    """Trial 21: two releases with different contracts both printed `assetstream 0.1.0 (pipeline 2026.11.1)`.
+    `--version` names a digest of the contract texts: a doc line changed is another digest."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    def version(avro_dir: Path) -> str:
+        env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]),
+               "ASSETSTREAM_AVRO_DIR": str(avro_dir)}
+        done = subprocess.run([sys.executable, "-m", "app.cli", "--version"], capture_output=True, text=True,
+                              env=env, timeout=60)
+        assert done.returncode == 0, done.stderr
+        return done.stdout.strip()
+
+    changed = tmp_path / "avro"
+    shutil.copytree(AVRO_DIR, changed, ignore=shutil.ignore_patterns("history"))
+    review = changed / "io.assetstream.HumanReview.avsc"
+    review.write_text(review.read_text().replace('"doc": "', '"doc": "Edited. ', 1))
+    ours, theirs = version(AVRO_DIR), version(changed)
+    assert ours.startswith("assetstream ") and re.search(r", contracts [0-9a-f]{8}\)$", ours), ours
+    assert ours != theirs and ours.split(", contracts ")[0] == theirs.split(", contracts ")[0]
+    review.write_text((AVRO_DIR / review.name).read_text())
+    assert version(changed) == ours  # the same texts elsewhere (another install): the same digest
