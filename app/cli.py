@@ -41,8 +41,10 @@ STAGES = {
 def _print_version(value: bool) -> None:
     if value:
         from streams import PIPELINE_VERSION, __version__
+        from streams.schemas import contracts_digest
 
-        out.print(f"assetstream {__version__} (pipeline {PIPELINE_VERSION})", highlight=False)
+        out.print(f"assetstream {__version__} (pipeline {PIPELINE_VERSION}, contracts {contracts_digest()})",
+                  highlight=False)
         raise typer.Exit()
 
 

@@ -1,7 +1,8 @@
 """Every Prometheus metric assetstream exports, in one place, so rules and dashboards can be checked against it.
 
 One HTTP port per worker serves /metrics, /healthz (the poll loop is alive) and /readyz (the worker is
-running and its stage's dependencies answer; a member without partitions is a healthy standby, so ready).
+running and its stage's dependencies answer; a member without partitions is a healthy standby, so ready, but a
+member its group refuses to join is not: 503 with the reason).
 """
 from __future__ import annotations
 
@@ -136,6 +137,8 @@ class Health:
         self.last_tick = time.monotonic()
         self.ready_checks: list[Callable[[], bool]] = []
         self.started = False
+        self.blocked: str | None = None
+        """Why the worker cannot work though it runs (its group refuses it): not ready, and /readyz says why."""
 
     def tick(self) -> None:
         self.last_tick = time.monotonic()
@@ -144,7 +147,8 @@ class Health:
         return time.monotonic() - self.last_tick < self.stale_after_s
 
     def ready(self) -> bool:
-        return self.started and self.alive() and all(check() for check in self.ready_checks)
+        return (self.started and self.blocked is None and self.alive()
+                and all(check() for check in self.ready_checks))
 
 
 def serve(health: Health, port: int, host: str = "0.0.0.0") -> tuple[ThreadingHTTPServer, int]:
@@ -159,8 +163,9 @@ def serve(health: Health, port: int, host: str = "0.0.0.0") -> tuple[ThreadingHT
                 ok = health.alive()
                 body, ctype, code = (b"ok\n" if ok else b"stalled\n"), "text/plain", 200 if ok else 503
             elif path == "/readyz":
-                ok = health.ready()
-                body, ctype, code = (b"ready\n" if ok else b"not ready\n"), "text/plain", 200 if ok else 503
+                ok, blocked = health.ready(), health.blocked
+                text = "ready" if ok else f"not ready: {blocked}" if blocked else "not ready"
+                body, ctype, code = f"{text}\n".encode(), "text/plain", 200 if ok else 503
             else:
                 body, ctype, code = b"not found\n", "text/plain", 404
             self.send_response(code)

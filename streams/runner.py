@@ -42,6 +42,10 @@ from streams.work import Record, RecordWork
 
 log = logging.getLogger("assetstream.runner")
 
+OTHER_PROTOCOL = {"range": "cooperative-sticky", "roundrobin": "cooperative-sticky", "cooperative-sticky": "range"}
+"""The strategy to set when a group refuses a member's (INCONSISTENT_GROUP_PROTOCOL): an eager one (range,
+roundrobin) and the cooperative one cannot be mixed in one group, nor in one member's list."""
+
 TANSU_CLUSTER_ID = "tansu_cluster"
 """The cluster id tansu reports unless started with another --cluster-id (CLUSTER_ID)."""
 
@@ -275,6 +279,8 @@ class StageRunner:
         for msg in msgs:
             err = msg.error()
             if err is not None:
+                if err.code() == KafkaError.INCONSISTENT_GROUP_PROTOCOL:
+                    self._join_refused(err)
                 if err.code() != KafkaError._PARTITION_EOF:
                     self.client_log.emit(logging.WARNING, f"consumer error: {err.str()}")
                 continue
@@ -361,6 +367,23 @@ class StageRunner:
             self.assigned.add((tp.topic, tp.partition))
             self.backpressure.assigned((tp.topic, tp.partition))
         log.info("%s: assigned %s", self.name, describe(partitions))
+        if self.health.blocked is not None:
+            self.health.blocked = None
+            log.info("%s: joined group %s; ready again", self.name, self.group_id)
+
+    def _join_refused(self, err: KafkaError) -> None:
+        """The group refuses this member's JoinGroup for its assignment protocol (an old release's members, or
+        on tansu the memory of them: it keeps an empty group's protocol). librdkafka retries for ever and the
+        worker would look like a healthy standby: log once what to do, and say not ready until it joins."""
+        if self.health.blocked is not None:
+            return
+        ours = self.settings.kafka.assignment_strategy
+        self.health.blocked = (
+            f"group {self.group_id} refuses this member ({err.str()}): the group's members (or the broker's memory "
+            f"of them) use another assignment protocol than kafka.assignment_strategy={ours}: set "
+            f"kafka.assignment_strategy={OTHER_PROTOCOL[ours]} for this rollout, see docs/operations.md "
+            "'Upgrading and rolling back'")
+        log.error("%s: %s", self.name, self.health.blocked)
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         revoked = {(tp.topic, tp.partition) for tp in partitions}

@@ -2,6 +2,7 @@
 with them for the runner, and record knowledge (domain/) reads records with them without importing the Kafka side."""
 from __future__ import annotations
 
+import hashlib
 import json
 from functools import lru_cache
 from pathlib import Path
@@ -17,6 +18,16 @@ NAMESPACE = "io.assetstream"
 
 def schema_path(record: str, avro_dir: Path = AVRO_DIR) -> Path:
     return avro_dir / f"{NAMESPACE}.{record}.avsc"
+
+
+def contracts_digest(avro_dir: Path = AVRO_DIR) -> str:
+    """8 hex digits of a SHA-256 over every contract's file name and text (`avro/*.avsc`, not history/): two
+    releases whose contracts differ in any byte, a doc line included, show different digests (`assetstream
+    --version`). Any byte matters because a `mock://` registry's schema ids are a hash of the text."""
+    digest = hashlib.sha256()
+    for path in sorted(avro_dir.glob("*.avsc")):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()[:8]
 
 
 @lru_cache(maxsize=None)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import time
 
+import httpx
 from prometheus_client import generate_latest
 
 from streams.runner import StageRunner
@@ -49,3 +50,29 @@ def test_owned_and_total_partitions_follow_the_assignment(broker, unique):
                 a_raw, a_retry, b_raw, b_retry = (owned for owned, _ in pairs)
                 return a_raw + b_raw == 3 and a_retry + b_retry == 3 and a_raw > 0 and b_raw > 0
             assert _wait(shared, 40), [_pair(f"{w}{unique}", t) for w in "ab" for t in (raw, retry)]
+
+
+def test_a_worker_its_group_refuses_for_the_assignment_protocol_says_so_and_is_not_ready(broker, unique, caplog):
+    """Upgrading from a release that used cooperative-sticky (trial 21): the old fleet stopped, tansu keeps the
+    empty group's protocol and refuses a range member's JoinGroup for ever. The worker must not look like a
+    healthy standby: one error naming the fix, and /readyz 503 with the reason."""
+    old = make_settings(broker, f"proto{unique}", kafka={"assignment_strategy": "cooperative-sticky"})
+    provision(old)
+    group = f"proto{unique}.echo"
+    before = StageRunner(type("Old", (EchoStage,), {"name": f"old{unique}"})(old), old, group_id=group)
+    with RunnerThread(before):
+        assert _wait(lambda: before.assigned, 30)
+    new = make_settings(broker, f"proto{unique}", runner={"metrics_port": 0, "metrics_host": "127.0.0.1"})
+    after = StageRunner(type("New", (EchoStage,), {"name": f"new{unique}"})(new), new, group_id=group)
+    with caplog.at_level("ERROR", logger="assetstream.runner"), RunnerThread(after):
+        refused = lambda: [r.getMessage() for r in caplog.records if "refuses this member" in r.getMessage()]  # noqa: E731
+        assert _wait(refused, 30), "no error for the refused JoinGroup"
+        ready = httpx.get(f"http://127.0.0.1:{after.metrics_port}/readyz")
+        time.sleep(3.5)  # librdkafka retries the join: still one error line
+        lines = refused()
+    assert not after.assigned
+    assert ready.status_code == 503, ready.text
+    assert "kafka.assignment_strategy=cooperative-sticky" in ready.text and "Inconsistent group protocol" in ready.text
+    assert len(lines) == 1, lines
+    assert "set kafka.assignment_strategy=cooperative-sticky for this rollout" in lines[0]
+    assert "'Upgrading and rolling back'" in lines[0]
