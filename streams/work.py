@@ -35,6 +35,28 @@ IDEMPOTENCY_HEADER = "idempotency-key"
 Produced = tuple[str, bytes | None, bytes | None, list[tuple[str, bytes]]]
 
 
+
+REGISTRY_PAUSE = "schema_registry"
+"""The pause reason (assetstream_paused{reason}) while a batch stage's records cannot be decoded for a registry
+outage."""
+
+
+def registry_unavailable(exc: BaseException) -> bool:
+    """Whether a decode failure is the schema registry's (unreachable, timing out, 5xx, 429, refusing the
+    credentials or the worker's own schema) rather than the record's. Such a record is retried like any transient
+    failure: a registry outage must not dead-letter every record read meanwhile (trial 21). A registry that
+    answers that it has no such schema (404) is the record's: a poison letter as before; so is anything the
+    bytes themselves break (framing, Avro data)."""
+    from confluent_kafka.schema_registry.error import SchemaRegistryError
+
+    if isinstance(exc, SchemaRegistryError):
+        return exc.http_status_code != 404
+    # the registry client's HTTP layer (httpx, or the copy confluent-kafka ships as `httpx2`): connect, read,
+    # timeout and protocol failures are all its TransportError
+    transport = any(c.__name__ == "TransportError" and c.__module__.split(".")[0] in ("httpx", "httpx2")
+                    for c in type(exc).__mro__)
+    return transport or isinstance(exc, (ConnectionError, TimeoutError))
+
 class Record:
     """One consumed message on its way through the runner (a plain slotted class: one is built per record)."""
 
@@ -127,6 +149,9 @@ class RecordWork:
         try:
             return self.serde.deserialize(self.stage.input_topic, rec.value)
         except Exception as exc:
+            if registry_unavailable(exc):  # the registry's fault, not the record's: retried, never dead-lettered
+                raise TransientError(f"schema registry unavailable: {type(exc).__name__}: {exc}",
+                                     reason="registry_unavailable") from exc
             raise PoisonError(f"cannot deserialize Avro value: {exc}", reason="deserialize") from exc
 
     def backoff(self, attempt: int, exc: BaseException) -> float:
@@ -195,12 +220,33 @@ class RecordWork:
         items still failing are abandoned (uncommitted)."""
         results: list[Result] = []
         todo: list[tuple[Record, dict[str, Any], int, int | None]] = []
-        for rec in batch:
-            try:
-                todo.append((rec, self.decode(rec), 1, None))
-            except PoisonError as exc:
-                self.on_failed("poison")
-                results.append(self.failure(rec, exc, 1, now_ms()))
+        undecoded, attempt = list(batch), 1
+        while undecoded:  # a registry outage: decoding is retried (consumption paused), never dead-lettered
+            waiting: list[Record] = []
+            why: TransientError | None = None
+            for rec in undecoded:
+                try:
+                    todo.append((rec, self.decode(rec), 1, None))
+                except PoisonError as exc:
+                    self.on_failed("poison")
+                    results.append(self.failure(rec, exc, 1, now_ms()))
+                except TransientError as exc:
+                    self.on_failed("transient")
+                    waiting.append(rec)
+                    why = why or exc
+            if waiting and self.stopping:
+                for rec in waiting:
+                    abandon(rec)  # not committed: the next owner retries
+                break
+            if waiting:
+                self.on_retried()
+                pause(REGISTRY_PAUSE)
+                delay = self.backoff(min(attempt, 8), why)
+                log.warning("%s: %d record(s) could not be decoded (%s); retrying in %.1fs", self.name,
+                            len(waiting), why, delay)
+                self.stop_event.wait(delay)
+                attempt += 1
+            undecoded = waiting
         while todo:
             items = [(value, rec.context(attempt)) for rec, value, attempt, _ in todo]
             try:

@@ -81,3 +81,39 @@ def test_stopping_abandons_the_items_still_failing():
     abandoned: list[Record] = []
     results = work.run_batch(batch(s, ["a", "b"]), abandoned.append, lambda reason: None)
     assert [r.key for r in abandoned] == [b"a"] and [r.record.key for r in results] == [b"b"]
+
+
+def test_a_schema_registry_outage_is_retried_never_dead_lettered():
+    """Trial 21: any failure to read a record's schema was a poison letter, so a registry outage (unreachable,
+    5xx) dead-lettered every record read meanwhile. Now it is transient: a batch stage pauses (reason
+    schema_registry) and retries, and on shutdown leaves the records uncommitted; a single-record stage retries."""
+    import socket
+
+    from streams.errors import PoisonError
+
+    with socket.socket() as probe:  # a registry address where nothing listens
+        probe.bind(("127.0.0.1", 0))
+        down = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    from streams.avro import registry_client
+
+    registry_client({"url": down, "max.retries": 0})  # this URL's client, without its own retries (one per process)
+    written = batch(settings(), ["a", "b"])  # framed with the schema ids of the registry that wrote them
+    s = settings().model_copy(update={"registry": settings().registry.model_copy(update={"url": down})})
+    stage = FlakySink(s, {}, times=0)
+    work = RecordWork(stage, s)
+    try:
+        work.decode(written[0])
+        raise AssertionError("decoded without a registry")
+    except TransientError as exc:
+        assert exc.reason == "registry_unavailable" and not isinstance(exc, PoisonError)
+    pauses: list[str | None] = []
+    abandoned: list[Record] = []
+
+    def pause(reason):
+        pauses.append(reason)
+        if len(pauses) == 2:
+            work.stop_event.set()  # shut down while the registry is still down
+
+    results = work.run_batch(written, abandoned.append, pause)
+    assert pauses == ["schema_registry"] * 2 and results == [] and stage.calls == []
+    assert [r.key for r in abandoned] == [b"a", b"b"]  # left uncommitted for the next owner, no dead letter
