@@ -4,6 +4,7 @@ from __future__ import annotations
 import importlib
 import json
 import os
+import time
 from typing import Any, Optional
 
 import typer
@@ -153,11 +154,15 @@ def status(group: Optional[list[str]] = typer.Option(None, "--group", help="a st
                                                       "(repeatable); default: every stage's group (writeback "
                                                       "only with targets configured)"),
            json_out: bool = typer.Option(False, "--json", help="machine-readable output"),
-           timeout: float = typer.Option(10.0, help="seconds to wait for each broker answer")):
+           timeout: float = typer.Option(10.0, help="seconds to wait for each broker answer"),
+           rate: Optional[float] = typer.Option(None, "--rate", min=0.5, max=3600, help="look twice, this many "
+                                                "seconds apart: records/s per group, when its lag will be worked "
+                                                "off at that rate, and groups that are stalled (records waiting, "
+                                                "nothing committed in the window)")):
     """Consumer groups: state, members and their assignment, committed and end offsets, lag, and partitions owned
-    by nobody. Exit 1 when a group has unowned partitions with records waiting, 2 when the broker cannot be
-    reached."""
-    from app.status import BrokerUnreachable, GroupInspector, stage_topics
+    by nobody; with --rate S also each group's throughput, time to drain and stalls. Exit 1 when a group has
+    unowned partitions with records waiting (or, with --rate, is stalled), 2 when the broker cannot be reached."""
+    from app.status import BrokerUnreachable, GroupInspector, progress, stage_topics
 
     settings = load_settings()
     try:
@@ -172,25 +177,34 @@ def status(group: Optional[list[str]] = typer.Option(None, "--group", help="a st
             wanted.append((stage, gid, stage_topics(settings, stage_class(stage), set(inspector.topics))
                            if stage else []))
         groups = inspector.groups(wanted)
+        moved = {}
+        if rate:
+            time.sleep(rate)
+            before, groups = groups, inspector.groups(wanted)
+            moved = progress(before, groups, rate)
     except BrokerUnreachable as exc:
         console.print(f"[red]error:[/red] {exc}; check ASSETSTREAM_KAFKA__BOOTSTRAP_SERVERS", highlight=False,
                       soft_wrap=True)
         raise typer.Exit(2) from None
     waiting = sum(len(g.waiting) for g in groups)
+    stalled = [gid for gid, p in moved.items() if p.stalled]
     if json_out:
-        out.print_json(json.dumps({"groups": [g.as_dict() for g in groups], "unowned_with_lag": waiting}))
+        out.print_json(json.dumps({"groups": [{**g.as_dict(), **({"progress": moved[g.group].as_dict()}
+                                                                 if g.group in moved else {})} for g in groups],
+                                   "unowned_with_lag": waiting, **({"stalled": stalled} if rate else {})}))
     else:
-        _print_groups(groups)
-    raise typer.Exit(1 if waiting else 0)
+        _print_groups(groups, moved)
+    raise typer.Exit(1 if waiting or stalled else 0)
 
 
-def _print_groups(groups: list[Any]) -> None:
+def _print_groups(groups: list[Any], moved: dict[str, Any] | None = None) -> None:
     from rich.table import Table
 
     for g in groups:
         members = "; ".join(m.label + " → " + (", ".join(f"{a['topic']}/{a['partition']}" for a in m.assignment) or "-")
                             for m in g.members) or ("none" if g.members_listed else "not listed by the broker")
-        table = Table(title=f"{g.stage or 'group'} · {g.group} · {g.state} · lag {g.lag}", title_justify="left",
+        pace = f" · {moved[g.group].label()}" if moved and g.group in moved else ""
+        table = Table(title=f"{g.stage or 'group'} · {g.group} · {g.state} · lag {g.lag}{pace}", title_justify="left",
                       caption=f"members: {members}" + (f"\n{g.note}" if g.note else ""), caption_justify="left")
         for col in ("topic", "partition", "owner", "committed", "end", "lag"):
             table.add_column(col, justify="right" if col in ("partition", "committed", "end", "lag") else "left")

@@ -188,3 +188,61 @@ class GroupInspector:
         finally:
             probe.close()
         return ends
+
+
+@dataclass
+class Progress:
+    """A group's progress between two looks `seconds` apart (`assetstream status --rate`)."""
+    seconds: float
+    done: int  # records committed in the window, over its partitions
+    lag: int  # the lag at the second look
+
+    @property
+    def rate(self) -> float:
+        return self.done / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def eta_s(self) -> float | None:
+        """Seconds until the lag is worked off at this rate: 0 with no lag, None when nothing moved."""
+        return 0.0 if not self.lag else (self.lag / self.rate if self.rate > 0 else None)
+
+    @property
+    def stalled(self) -> bool:
+        """Records wait and nothing was committed in the window: no worker, or workers that do not get on
+        (the one sign tansu gives of a stuck group, since it lists no members)."""
+        return self.lag > 0 and self.done == 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"window_s": self.seconds, "committed_in_window": self.done, "rate_per_s": round(self.rate, 3),
+                "eta_s": None if self.eta_s is None else round(self.eta_s, 1), "stalled": self.stalled}
+
+    def label(self) -> str:
+        if self.stalled:
+            return f"stalled: nothing committed in {self.seconds:g} s with {self.lag} waiting"
+        eta = "" if not self.lag else f" · done in ~{_duration(self.eta_s or 0)}"
+        return f"{self.rate:.1f} records/s{eta}"
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    if seconds < 90:
+        return f"{seconds} s"
+    if seconds < 5400:
+        return f"{round(seconds / 60)} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def progress(before: list[GroupState], after: list[GroupState], seconds: float) -> dict[str, Progress]:
+    """Per group id: what was committed between the two looks (a partition the group had not committed on at the
+    first look counts from its first commit on), and the lag at the second."""
+    first = {(g.group, p.topic, p.partition): p.committed for g in before for p in g.partitions}
+    out = {}
+    for g in after:
+        done = 0
+        for p in g.partitions:
+            was = first.get((g.group, p.topic, p.partition))
+            if p.committed is not None and was is not None:
+                done += max(0, p.committed - was)
+        out[g.group] = Progress(seconds=seconds, done=done, lag=g.lag)
+    return out
+

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import threading
 import time
 
 from app.producer import AssetPublisher, build_event
@@ -35,6 +36,14 @@ def test_records_without_a_worker_wait_on_partitions_owned_by_nobody_then_a_work
     assert sum(waiting.values()) == 6 and {t for t, _ in waiting} == {raw}
     text = _status(s, "--group", "preprocess")
     assert text.returncode == 1 and "owned by nobody with records waiting" in text.stdout, text.stdout
+    # trial 22 / leftover: --rate looks twice; records waiting and nothing committed in between is a stall
+    res = _status(s, "--group", "preprocess", "--rate", "1", "--json")
+    answer = json.loads(res.stdout)
+    assert res.returncode == 1 and answer["stalled"] == [f"status{unique}.preprocess"], res.stdout
+    assert answer["groups"][0]["progress"] == {"window_s": 1.0, "committed_in_window": 0, "rate_per_s": 0.0,
+                                               "eta_s": None, "stalled": True}
+    text = _status(s, "--group", "preprocess", "--rate", "1")
+    assert "stalled: nothing committed in 1 s with 6 waiting" in " ".join(text.stdout.split()), text.stdout
 
     # a worker of the group takes and commits them: no lag, nothing reported as owned by nobody
     runner = StageRunner(EchoStage(s), s, group_id=s.groups.name("preprocess"))
@@ -51,6 +60,26 @@ def test_records_without_a_worker_wait_on_partitions_owned_by_nobody_then_a_work
         assert sum(p["committed"] or 0 for p in group["partitions"] if p["topic"] == raw) == 6
         assert all(p["end"] is not None for p in group["partitions"])
         assert group["unowned"] == []
+        # records arriving while --rate looks are counted as the worker commits them
+        done = threading.Event()
+
+        def trickle():
+            with AssetPublisher(s) as pub:
+                for i in range(60):
+                    if done.wait(0.25):
+                        return
+                    pub.publish_events([build_event(f"late-{i}", f"file:///x/l{i}.jpg", version=1)])
+
+        feeder = threading.Thread(target=trickle, daemon=True)
+        feeder.start()
+        try:
+            res = _status(s, "--group", "preprocess", "--rate", "3", "--json")
+        finally:
+            done.set()
+            feeder.join()
+        moved = json.loads(res.stdout)["groups"][0]["progress"]
+        assert moved["committed_in_window"] > 0 and moved["stalled"] is False, res.stdout
+        assert moved["rate_per_s"] == round(moved["committed_in_window"] / 3, 3)
         if group["members"]:  # a broker that lists members (Kafka): the worker owns every partition
             owned = {(a["topic"], a["partition"]) for m in group["members"] for a in m["assignment"]}
             assert owned == {(p["topic"], p["partition"]) for p in group["partitions"]}
