@@ -597,6 +597,13 @@ def test_feedback_with_an_over_long_alt_text_warns_or_needs_force(store, broker,
     text = " ".join(warned.output.split())
     assert warned.exit_code == 0 and "sent " in text, text
     assert f"warning: fb-plate: alt_text is {len(medium)} characters, over the 125" in text
+    # trial 20 B7: validate's alt-text rules warn too (a file name, "Image of"); a person's text is sent as written
+    named = cli.invoke(app, ["feedback", "fb-plate", "--editor", "bo", "--field",
+                             "alt_text=edited:Image of DSC_0042.JPG"], env=env)
+    text = " ".join(named.output.split())
+    assert named.exit_code == 0 and "sent " in text, text
+    assert 'warning: fb-plate: alt text "Image of DSC_0042.JPG" is a file name' in text
+    assert 'warning: fb-plate: alt text starts with "Image of": screen readers already announce an image' in text
     forced = cli.invoke(app, ["feedback", "fb-plate", "--editor", "cy", "--force", "--field",
                               f"alt_text=edited:{long_alt}"], env=env)
     text = " ".join(forced.output.split())
@@ -608,9 +615,9 @@ def test_feedback_with_an_over_long_alt_text_warns_or_needs_force(store, broker,
                                                                                              ("eve", "A blue plate"))))
     batch = cli.invoke(app, ["feedback", "--file", str(decisions)], env=env)
     assert batch.exit_code == 1 and "not sent" in batch.output and "1 line(s) not sent" in batch.output, batch.output
-    sent = read_topic(s, "feedback", 3, timeout_s=10)
+    sent = read_topic(s, "feedback", 4, timeout_s=10)
     assert [(d["value"]["editor"], d["value"]["fields"][0]["value"]) for d in sent] == [
-        ("bo", medium), ("cy", long_alt), ("eve", "A blue plate")]  # as written, never truncated
+        ("bo", medium), ("bo", "Image of DSC_0042.JPG"), ("cy", long_alt), ("eve", "A blue plate")]  # as written
 
 
 def test_review_on_a_port_in_use_says_so_in_one_line_not_a_traceback():

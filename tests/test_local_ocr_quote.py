@@ -153,3 +153,26 @@ def test_a_transparent_row_of_equal_pills_is_still_no_wordmark():
     for k in range(6):
         d.ellipse((60 + 115 * k, 110, 60 + 115 * k + 95, 160), fill=(120, 30, 90, 255))
     assert ocr.text_likelihood(img) == (False, 0)
+
+
+def test_a_posters_text_is_quoted_in_whole_lines_with_its_hours_and_the_caption_adds_to_the_alt_text():
+    """Trial 20 B6: the poster's alt text ended in a mid-phrase "fresh local…" and its "9 AM - 2 PM" (OCR:
+    "9AM-2PM" at 81 %) was in no field. B8: the caption's first sentence was the alt text (read twice)."""
+    from pathlib import Path
+
+    from consumers.validate.alttext import repeats
+
+    samples = Path(__file__).resolve().parent.parent / "samples"
+    outs = {name: _enrich(_preprocessed(name, (samples / name).read_bytes()))
+            for name in ("poster_farmers_market.jpg", "product_red_mug.jpg", "logo_badge_alpha.png")}
+    poster = outs["poster_farmers_market.jpg"]
+    assert "9AM-2PM" in poster["visible_text"], poster
+    assert "…" not in poster["alt_text"] and "9AM-2PM" in poster["alt_text"] and len(poster["alt_text"]) <= 125
+    for name, out in outs.items():
+        first = out["caption"].split(". ")[0].rstrip(".")
+        assert not repeats(out["alt_text"], out["caption"]) and not out["alt_text"].startswith(first), (name, out)
+    # a text too long for the alt text: the whole lines that fit, never a line cut
+    lines = ["FARMERS MARKET", "EVERY SATURDAY", "9AM-2PM", "Town Square", "fresh local food and crafts"]
+    alt = engine._with_text(["A poster in dark green and tan on a cream background", "A poster with a long name"],
+                            lines, 90)
+    assert alt == 'A poster with a long name with text including "FARMERS MARKET EVERY SATURDAY 9AM-2PM"', alt

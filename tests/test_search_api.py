@@ -274,3 +274,5 @@ def test_hits_have_the_fields_the_docs_list(api):
     shape = re.search(r"hits: \[\{(.*?)\}\]", docs).group(1)
     listed = {re.sub(r"\s*\(.*", "", f).strip() for f in re.sub(r"\([^()]*(\([^()]*\)[^()]*)*\)", "", shape).split(",")}
     assert set(_get(api, "/v1/search", size=1)["hits"][0]) == listed
+    # trial 20 B15.4: "" alt text is "decorative" or "not written yet": the hit says which
+    assert {type(h["decorative"]) for h in _get(api, "/v1/search")["hits"]} == {bool}

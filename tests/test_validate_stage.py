@@ -207,6 +207,48 @@ def test_decorative_image_gets_empty_alt_with_the_flag(stage):
     assert out["status"] == "needs_review" and has_reason(out, 'image marked decorative but shows text "SPRING SALE"')
 
 
+def test_file_and_model_alt_text_is_judged_by_the_rules_too(stage):
+    """Trial 20 B7: the rules judged only model alt text, so a file's "IMG_4032.JPG" and "Image of a red mug" were
+    kept with only "human edits win". A file name is no alt text (not published; held for review), a file's
+    "Image of" holds it for review (the file's words are not rewritten); a model's file name is not published."""
+    from fnmatch import fnmatchcase
+
+    from app.review.queries import REASON_GROUPS
+
+    named = run(stage, embedded_meta={"alt_text": "IMG_4032.JPG"})
+    assert named["alt_text"].startswith("Red running sneaker") and named["field_sources"]["alt_text"] == "model"
+    assert named["status"] == "needs_review"
+    assert has_reason(named, 'alt text from the file\'s XMP/IPTC "IMG_4032.JPG" is a file name')
+    prefixed = run(stage, embedded_meta={"alt_text": "Image of a red mug"})
+    assert prefixed["alt_text"] == "Image of a red mug" and prefixed["status"] == "needs_review"
+    assert has_reason(prefixed, 'alt text starts with "Image of": screen readers already announce an image')
+    model = run(stage, enrich={"alt_text": "Image of DSC_0042.JPG"})
+    assert model["alt_text"] is None and model["status"] == "needs_review"
+    assert has_reason(model, 'model alt text "Image of DSC_0042.JPG" is a file name')
+    good = run(stage, embedded_meta={"alt_text": "Red Trail Runner 2 sneaker, side view"})
+    assert good["status"] == "auto_applied"
+    # the review queue counts them in its "alt text" group
+    for out in (named, prefixed, model):
+        assert any(fnmatchcase(r, p) for r in out["reasons"] for p in REASON_GROUPS["alt text"]
+                   if "file name" in r or "starts with" in r), out["reasons"]
+
+
+def test_a_caption_repeating_the_alt_text_goes_to_review(stage):
+    """Trial 20 B8: the caption's first sentence equalled the alt text (a screen reader reads it twice)."""
+    from fnmatch import fnmatchcase
+
+    from app.review.queries import REASON_GROUPS
+
+    out = run(stage, enrich={"alt_text": "A poster in dark green and tan",
+                             "caption": "A poster in dark green and tan. It announces a market."})
+    assert out["status"] == "needs_review" and has_reason(out, "caption repeats the alt text word for word")
+    dup = run(stage, embedded_meta={"alt_text": "Farmers market poster", "description": "Farmers Market poster."})
+    assert dup["status"] == "needs_review" and has_reason(dup, "caption repeats the alt text")
+    assert any(fnmatchcase(r, p) for r in dup["reasons"] for p in REASON_GROUPS["alt text"]
+               if "caption repeats" in r)
+    assert not has_reason(run(stage), "caption repeats")
+
+
 def test_low_confidence_ocr_is_ignored(stage):
     out = run(stage, ocr_text="xq 7l", ocr_confidence=31.0)
     assert out["visible_text"] is None and "Text:" not in out["alt_text"]

@@ -186,6 +186,32 @@ def test_an_empty_field_of_ours_is_no_change_and_no_claim():
     d = decide({"credit": None}, {}, {"credit": "Jane's credit"})
     assert d.send == {} and d.conflicts == {} and d.owned == {}
     assert decide({"credit": None}, {"credit": "ours"}, {"credit": "ours"}).send == {"credit": None}
+    # a decorative image's "" is a decision (trial 20 B5): sent where the target lacks it or holds null
+    assert decide({"alt": ""}, {}, {}, decisions={"alt"}).send == {"alt": ""}
+    assert decide({"alt": ""}, {"alt": None}, None, decisions={"alt"}).send == {"alt": ""}
+    assert decide({"alt": ""}, {"alt": None}, {"alt": None}, decisions={"alt"}).send == {"alt": ""}
+    assert decide({"alt": ""}, {"alt": ""}, {"alt": ""}, decisions={"alt"}).send == {}
+
+
+def test_a_decorative_decision_writes_an_explicit_empty_alt(broker, unique, store):
+    """Trial 20 B5: an asset the editor marked decorative (alt text "") was written without its alt text (an
+    empty field of ours is never sent), so the DAM kept the old one live. It gets alt "" and the decorative flag
+    (when mapped); an alt text we never wrote stays a person's (protect_unknown) but is counted, not silent."""
+    with FakeDam() as dam:
+        s = wb_settings(broker, f"wbd{unique}", store.url, dam, fields={**FIELDS, "decorative": "decorative"})
+        provision(s)
+        dam.assets["a-named"] = {"altText": "IMG_0001.jpg"}
+        deco = validated_asset("a-deco", 2, status="approved", alt_text="")
+        named = validated_asset("a-named", status="approved", alt_text="")
+        deco["decorative"] = named["decorative"] = True
+        conflicts = count(WRITEBACK_CONFLICTS, "dam", "altText")
+        with RunnerThread(StageRunner(WritebackSink(s), s)):
+            run_until(s, [validated_asset("a-deco", status="auto_applied", alt_text="A mauve gradient")], 1)
+            run_until(s, [deco, named], 3)
+    assert dam.assets["a-deco"]["altText"] == "" and dam.assets["a-deco"]["decorative"] is True
+    assert json.loads(dam.writes("a-deco")[-1]["body"]) == {"altText": "", "decorative": True}
+    assert dam.assets["a-named"]["altText"] == "IMG_0001.jpg"
+    assert count(WRITEBACK_CONFLICTS, "dam", "altText") - conflicts == 1
 
 
 def test_run_rows_say_written_only_when_something_was_sent(broker, unique, store):

@@ -105,9 +105,20 @@ def test_an_editors_edit_replaces_the_originals_own_value_an_accepted_one_does_n
                    "fields": [{"field": "alt_text", "action": "edited", "value": edited, "editor": "Mia", "at": at},
                               {"field": "title", "action": "accepted", "value": "Paris at dusk", "editor": "Mia",
                                "at": at}]}
+    # trial 20 B5/B15.8: the editor marks a copy of it decorative (an empty alt text)
+    shutil.copy(jpg, originals / "deco.jpg")
+    deco = record("deco", originals / "deco.jpg", alt_text="")
+    deco["decorative"] = True
+    deco["review"] = {**v["review"], "fields": [{**v["review"]["fields"][0], "value": ""}]}
     with RunnerThread(StageRunner(WritebackSink(s), s)):
-        run_until(s, [v], 1)
+        run_until(s, [v, deco], 2)
         tags = exif(next(out.glob("sunset-*.jpg")), "-XMP:all")
+        deco_tags = exif(next(out.glob("deco-*.jpg")), "-XMP:all")
+    # an explicit empty alt text (not the file's old one, not absent) and the decorative flag, as in the sidecar;
+    # no extended description for an image that carries no information
+    assert deco_tags["XMP-iptcCore:AltTextAccessibility"] == ""
+    assert deco_tags["XMP-assetstream:Decorative"] is True and tags["XMP-assetstream:Decorative"] is False
+    assert "XMP-iptcCore:ExtDescrAccessibility" not in deco_tags
     assert tags["XMP-iptcCore:AltTextAccessibility"] == edited  # the editor's value, as in the index
     assert tags["XMP-photoshop:Headline"] == "Jane's headline"  # accepted, not typed: the file's own stays
     assert tags["XMP-dc:Description"] == "Paris"  # the original had none

@@ -95,6 +95,14 @@ def test_approved_fields_reach_wordpress_and_a_persons_edit_is_kept(broker, uniq
         assert WRITEBACK_ITEMS.labels("blog", "noop")._value.get() - noops == 1
         assert wordpress.media_item(m0["id"])["modified_gmt"] == modified
 
+        # trial 20 B5: the editor marks wp-b decorative: an explicit empty alt replaces the one we wrote (it stayed
+        # live), and a decorative image has no description of ours
+        deco = on_wordpress("wp-b", 2, source=m1, status="approved", alt_text="")
+        deco["decorative"] = True
+        run_until(s, [deco], 6)
+        b = wordpress.media_item(m1["id"])
+        assert (b["alt_text"], b["description"]["raw"]) == ("", "")
+
 
 def test_suggest_mode_writes_post_meta_for_the_editor(broker, unique, store, wordpress):
     m3 = wordpress.media[3]

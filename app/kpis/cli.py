@@ -201,14 +201,15 @@ def _own_ids(decisions: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], lis
 def _alt_text_lengths(settings: Any, decisions: list[dict[str, Any]], force: bool
                       ) -> tuple[list[dict[str, Any]], list[str]]:
     """(the decisions to send, why each other one is not): a warning for each alt text over
-    validate.alt_text_max_chars, and a decision with one over validate.alt_text_hard_max_chars held back unless
-    --force."""
-    from app.kpis.feedback import alt_text_length
+    validate.alt_text_max_chars, that is a file name or starts with "image of" (validate's alt-text rules), and a
+    decision with one over validate.alt_text_hard_max_chars held back unless --force."""
+    from app.kpis.feedback import alt_text_hints, alt_text_length
 
     v = settings.validate_settings
     ok, refused = [], []
     for d in decisions:
         warnings, refusals = alt_text_length(d, v.alt_text_max_chars, v.alt_text_hard_max_chars)
+        warnings = alt_text_hints(d) + warnings
         for w in warnings + (refusals if force else []):
             console.print(f"[yellow]warning:[/yellow] {w}", highlight=False)
         if refusals and not force:

@@ -73,6 +73,18 @@ def alt_text_length(decision: dict[str, Any], max_chars: int, hard_max_chars: in
     return warnings, refusals
 
 
+def alt_text_hints(decision: dict[str, Any]) -> list[str]:
+    """Warnings from validate's alt-text rules (consumers/validate/alttext.py `judge`) about an alt text a person
+    wrote in a decision: a file name ("IMG_4032.JPG"), a leading "image of". The text is sent as written: a
+    person's decision is final (the length has its own warning, `alt_text_length`)."""
+    from consumers.validate.alttext import judge
+
+    return [f"{decision.get('asset_id')}: {w}: sent as written"
+            for f in decision.get("fields") or []
+            if f.get("field") == "alt_text" and f.get("action") == "edited" and f.get("value")
+            for w in judge(str(f["value"]), None)]
+
+
 def alt_text_missing(decision: dict[str, Any], doc: dict[str, Any]) -> list[str]:
     """Warnings about a decision that leaves a non-decorative image (`doc`: the asset as indexed) without alt text
     (it rejects the alt text without writing another, or approves an asset that has none): the asset then stays in

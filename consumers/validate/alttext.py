@@ -8,6 +8,12 @@
 4. text visible in the image (OCR / the model's visible_text) that appears nowhere else (alt, caption, title,
    summary) is appended as ` Text: "..."` when it fits; otherwise -> problem
 5. no alt text for a non-decorative image -> problem
+6. a file name or camera-style name ("IMG_4032.JPG", "DSC_0042", "sunset.webp") is not an alt text -> problem,
+   and it is not published as one
+
+`judge` applies the checks that change nothing (2, 3, 6) to an alt text that is not the model's: the file's
+embedded XMP/IPTC alt text (validate holds the asset for review with the reason; a file name is not published)
+and a person's edit (`assetstream feedback` warns; a person's decision is final and published as written).
 """
 from __future__ import annotations
 
@@ -17,6 +23,49 @@ from dataclasses import dataclass, field
 _PREFIX = re.compile(r"^\s*(?:(?:an?|the)\s+)?(?:close[\s\-]?up\s+)?(?:image|picture|photo|photograph|pic|"
                      r"graphic|screenshot|illustration)\s+(?:of|showing|depicting|that shows|with)\s*[:,\-]?\s+",
                      re.I)
+
+
+_FILE_NAME = re.compile(
+    r"(?:\.(?:jpe?g|jpe|jfif|png|webp|tiff?|gif|bmp|heic|heif|avif|jxl|svg|psd|raw|cr[23]|nef|arw|orf|rw2|dng|"
+    r"raf|pef|srw)"  # ends in an image file's extension
+    r"|^(?:IMG|DSC[NF]?|DCIM|PXL|MVIMG|GOPR|GH\d|DJI|SAM|WP|PICT|PANO|VID|P|_MG|_DSC|SDC|CIMG)"
+    r"[ _-]?\d{3,}(?:[_-][0-9a-z]+)*)$", re.I)  # or is a camera's / phone's own name for the file
+
+
+def file_name(text: str | None) -> bool:
+    """Whether an alt text is a file name or a camera-style name, not a description ("IMG_4032.JPG",
+    "DSC_0042", "Image of DSC_0042.JPG", "red-mug.webp")."""
+    t = " ".join((text or "").split())
+    while (m := _PREFIX.match(t)) and len(t) > m.end():
+        t = t[m.end():]
+    return bool(t) and _FILE_NAME.search(t.strip(" .\"'")) is not None
+
+
+def judge(alt_text: str | None, max_chars: int | None = 125) -> list[str]:
+    """What the rules find wrong with an alt text they may not change (a file's, a person's): a file name, a
+    leading "image of", over `max_chars` (None: length not judged). Empty for an empty text (decorative, or
+    none)."""
+    text = " ".join((alt_text or "").split())
+    if not text:
+        return []
+    out = []
+    if file_name(text):
+        out.append(f"alt text \"{short(text)}\" is a file name, not a description of the image")
+    if (m := _PREFIX.match(text)) and len(text) > m.end():
+        out.append(f"alt text starts with \"{m.group(0).strip()}\": screen readers already announce an image")
+    if max_chars is not None and len(text) > max_chars:
+        out.append(f"alt text is {len(text)} characters (> {max_chars}): screen readers read it in one go")
+    return out
+
+
+def repeats(alt_text: str | None, caption: str | None) -> bool:
+    """Whether a caption repeats the alt text word for word (the whole caption, or its first sentence): published
+    as an `<img alt>` next to a `<figcaption>`, a screen reader reads it twice (W3C alt tutorial: redundancy)."""
+    alt = _squash(alt_text)
+    if not alt or not caption:
+        return False
+    first = re.split(r"(?<=[.!?])\s+", " ".join(caption.split()), maxsplit=1)[0]
+    return alt in (_squash(caption), _squash(first))
 
 
 @dataclass
@@ -48,7 +97,7 @@ def appears_in(needle: str, haystacks: list[str | None]) -> bool:
     return bool(n) and any(n in _squash(h) for h in haystacks if h)
 
 
-def _short(text: str, n: int = 40) -> str:
+def short(text: str, n: int = 40) -> str:
     return text if len(text) <= n else text[: n - 1] + "…"
 
 
@@ -70,11 +119,14 @@ def apply_rules(alt_text: str | None, decorative: bool, *, max_chars: int = 125,
         if alt_text and alt_text.strip():
             res.fixes.append("decorative image: alt text emptied (screen readers skip it)")
         if vt:
-            res.problems.append(f"image marked decorative but shows text \"{_short(vt)}\"")
+            res.problems.append(f"image marked decorative but shows text \"{short(vt)}\"")
         return res
     if not alt_text or not alt_text.strip():
         return AltResult(None, False, problems=["no alt text for a non-decorative image"])
 
+    if file_name(alt_text):  # nothing to keep: not published, a person writes one
+        return AltResult(None, False, problems=[f"model alt text \"{short(' '.join(alt_text.split()))}\" is a "
+                                                "file name, not a description of the image: not published"])
     res = AltResult(" ".join(alt_text.split()), False)
     if res.alt_text != alt_text:
         res.fixes.append("alt text: whitespace normalised")
@@ -113,7 +165,7 @@ def apply_rules(alt_text: str | None, decorative: bool, *, max_chars: int = 125,
             res.alt_text = candidate
             res.fixes.append("alt text: appended the text visible in the image, which appears nowhere else")
         else:
-            res.problems.append(f"text visible in the image (\"{_short(vt)}\") appears nowhere else and does not fit "
+            res.problems.append(f"text visible in the image (\"{short(vt)}\") appears nowhere else and does not fit "
                                 f"in the {max_chars}-char alt text")
     return res
 
@@ -127,4 +179,5 @@ def client_rules(max_chars: int = 125) -> dict[str, object]:
         "prefix": "starts with \"{match}\": screen readers already announce an image",
         "too_long": "{n} characters (> {max}): keep the leading sentence(s)",
         "visible_text": "text visible in the image (\"{text}\") appears nowhere else: mention it",
-    }}
+        "file_name": "a file name, not a description of the image",
+    }, "file_name_pattern": _FILE_NAME.pattern}

@@ -210,6 +210,9 @@ class ValidateStage(PipelineFacts, Stage):
         visible_text = d.pick("visible_text", [("model", m("visible_text")), ("rule", ocr_text)])
         alt, decorative = self._alt_text(human, emb, d.model if d.use_model else None, visible_text or ocr_text,
                                          [caption, title, summary], d.sources, d.suggestions, d.reasons, d.review)
+        if alttext.repeats(alt, caption) and {d.sources.get("alt_text"), d.sources.get("caption")} != {"human"}:
+            d.review.append("caption repeats the alt text word for word: a screen reader reads it twice (the caption "
+                            "should add to the alt text, or the alt text be shorter)")
         return {"title": title, "alt_text": alt, "decorative": decorative, "caption": caption, "summary": summary,
                 "visible_text": visible_text}
 
@@ -390,10 +393,17 @@ class ValidateStage(PipelineFacts, Stage):
                         suggestions["alt_text"] = model_alt
                     return "", True
                 continue
+            if src == "embedded" and alttext.file_name(val):
+                # a file's alt text that is its file name: no description, not published (held for review)
+                review.append(f"alt text from the file's XMP/IPTC \"{alttext.short(val)}\" is a file name, not a "
+                              "description of the image: not published")
+                continue
             sources["alt_text"] = src
             sources["decorative"] = src
             who = "a person" if src == "human" else "the file's XMP/IPTC"
             reasons.append(f"alt text set by {who} kept (human edits win)")
+            if src == "embedded":  # the rules that change nothing: a file's alt text is held for review
+                review.extend(f"{p} (from the file's XMP/IPTC)" for p in alttext.judge(val, None))  # length: below
             if len(val) > cfg.alt_text_hard_max_chars and src == "embedded":
                 # a file's alt text is no person's decision here: never published over the hard cap
                 cut = alttext.cut_at_word(val, cfg.alt_text_hard_max_chars)

@@ -23,7 +23,9 @@ Per field (ExifTool tag names, several joined with ',' are written together and 
 
 Keywords are merged: the file's own (human) keywords stay, ours are added, and ours that we wrote before and no
 longer suggest are removed. Every write also stamps our provenance namespace (XMP-assetstream: asset id, status,
-pipeline version, per task the provider, model, version, prompt id/version/hash and timestamp; the ExifTool
+pipeline version, whether the image is decorative (`Decorative` True/False: a decorative image's alt text is
+written as an explicit empty `AltTextAccessibility`, and it gets no `ExtDescrAccessibility` of ours), per task the
+provider, model, version, prompt id/version/hash and timestamp; the ExifTool
 config next to this module defines it), and every written tag is read back with ExifTool before the copy replaces
 the previous one. IPTC IIM goes only into formats that carry it (JPEG, TIFF); PNG/WebP/HEIC get the XMP.
 """
@@ -43,6 +45,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
 
+from consumers.writeback import plan
 from consumers.writeback.limits import Pacer
 from consumers.writeback.objects import Location, Objects, S3Key, folder, parse_s3, under
 from consumers.writeback.settings import TargetSettings
@@ -209,6 +212,7 @@ class FilesTarget:
         expect: dict[str, Any] = {}
         if suffix in IIM_FORMATS:
             args.append("-IPTC:CodedCharacterSet=UTF8")
+        decisions = plan.decided(value, self.cfg.fields)
         for theirs, ours in fields.items():
             tags = self._tags(theirs, suffix)
             if isinstance(ours, list):
@@ -218,6 +222,9 @@ class FilesTarget:
                 for tag in tags:  # several assignments of a list tag = the whole new list
                     args += [f"-{tag}={_line(k)}" for k in merged] if merged else [f"-{tag}="]
                 expect[tags[0]] = merged
+            elif theirs in decisions and ours == "":  # an explicit empty value (decorative), not a deletion
+                args += [f"-{tag}^=" for tag in tags]
+                expect[tags[0]] = ""
             else:
                 text = "" if ours is None else _line(str(ours))
                 for tag in tags:
@@ -264,6 +271,8 @@ class FilesTarget:
         asset = asset_of(value)
         stamp = value.get("stamp") or {}
         args = ["-XMP-assetstream:all="]
+        # the decorative flag, as in the run's XMP sidecar: an empty alt text is a decision, not a missing one
+        args.append(f"-XMP-assetstream:Decorative={'True' if value.get('decorative') else 'False'}")
         for name, v in (("AssetId", asset["asset_id"]), ("Status", value.get("status")),
                         ("PipelineVersion", stamp.get("version")), ("ValidatedAt", _iso(to_ms(stamp.get("at"))))):
             if v:

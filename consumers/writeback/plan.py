@@ -10,6 +10,8 @@ Only approved metadata leaves: `approved` (a person approved it) and `auto_appli
   saw in review and replaced (`edited`: the files target, see `edited_fields`);
 - we have no value (None, "", []) and never wrote one: nothing to send (an empty value equals a field the target
   lacks or holds empty, and it is no claim on a field a person filled);
+- except a decision (`decided`): a decorative image's alt text is an explicit "" (screen readers skip the image),
+  sent like any other value; a decorative image has no extended description (`summary`: none of ours);
 - otherwise it is sent.
 
 A write's Idempotency-Key (`write_key`) is unique per intended write and the same for a retry of it.
@@ -35,7 +37,18 @@ def our_value(value: dict[str, Any], name: str) -> Any:
     """A record field in the form a target receives: tags as the sorted list of their labels."""
     if name == "tags":
         return sorted({str(t.get("label") or t["tag"]) for t in value.get("tags") or []})
+    if name == "decorative":
+        return bool(value.get("decorative"))
+    if value.get("decorative") and name in ("alt_text", "summary"):
+        # a decorative image: an empty alt (a decision, see `decided`) and no extended description
+        return "" if name == "alt_text" else None
     return value.get(name)
+
+
+def decided(value: dict[str, Any], mapping: dict[str, str]) -> set[str]:
+    """Their fields whose empty value of ours is a decision, not a missing value: a decorative image's alt text
+    (written as an explicit "" over whatever the target held, e.g. a file name)."""
+    return {theirs for ours, theirs in mapping.items() if ours == "alt_text" and value.get("decorative")}
 
 
 def desired(value: dict[str, Any], mapping: dict[str, str]) -> dict[str, Any]:
@@ -43,8 +56,9 @@ def desired(value: dict[str, Any], mapping: dict[str, str]) -> dict[str, Any]:
     return {theirs: our_value(value, ours) for ours, theirs in mapping.items()}
 
 
-def fingerprint(target: str, url: str, wanted: dict[str, Any]) -> str:
-    return hashlib.sha256(json.dumps([target, url, wanted], sort_keys=True, default=str).encode()).hexdigest()
+def fingerprint(target: str, url: str, wanted: dict[str, Any], decisions: set[str] = frozenset()) -> str:
+    ident = [target, url, wanted] + ([sorted(decisions)] if decisions else [])  # no decision: the earlier form
+    return hashlib.sha256(json.dumps(ident, sort_keys=True, default=str).encode()).hexdigest()
 
 
 def write_key(target: str, value: dict[str, Any], body: bytes, previous: dict[str, Any] | None) -> str:
@@ -108,15 +122,20 @@ def edited_fields(value: dict[str, Any], mapping: dict[str, str]) -> set[str]:
 
 
 def decide(wanted: dict[str, Any], written: dict[str, Any], current: dict[str, Any] | None, *,
-           protect_unknown: bool = True, merge_lists: bool = False, edited: set[str] = frozenset()) -> Decision:
+           protect_unknown: bool = True, merge_lists: bool = False, edited: set[str] = frozenset(),
+           decisions: set[str] = frozenset()) -> Decision:
     """`written`: what we last wrote per field (absent = never); `current`: the target's values now, or None when
     it cannot be read (absent keys = the target does not have that field). `merge_lists`: list fields (keywords)
     are merged into the target's, whose own entries always stay (see _merge). `edited`: fields whose value an
-    editor typed over the one the target holds and we never wrote (not protected by `protect_unknown`)."""
+    editor typed over the one the target holds and we never wrote (not protected by `protect_unknown`).
+    `decisions`: fields whose empty value of ours is a value to write (`decided`), not "nothing of ours"."""
     d = Decision()
     for name, ours in wanted.items():
         last = written.get(name, MISSING)
-        if _blank(ours) and (last is MISSING or _blank(last)):  # nothing of ours, now or before: nothing to do
+        # a decision's "" is a value: only "" equals it (None or a missing field does not)
+        eq = (lambda a, b: a == b) if name in decisions else same
+        if name not in decisions and _blank(ours) and (last is MISSING or _blank(last)):
+            # nothing of ours, now or before: nothing to do
             if current is None or _blank(current.get(name)):
                 d.owned[name] = ours
             continue
@@ -124,12 +143,12 @@ def decide(wanted: dict[str, Any], written: dict[str, Any], current: dict[str, A
             _merge(d, name, ours, last, current.get(name) or [])
             continue
         if current is None:
-            if last is MISSING or not same(last, ours):
+            if last is MISSING or not eq(last, ours):
                 d.send[name] = ours
             d.owned[name] = ours
             continue
         now = current.get(name, MISSING)
-        if now is not MISSING and same(now, ours):
+        if now is not MISSING and eq(now, ours):
             d.owned[name] = ours
         elif last is not MISSING and now is not MISSING and not same(now, last):
             d.conflicts[name] = (ours, now)

@@ -124,7 +124,8 @@ class WritebackSink(Stage):
             WRITEBACK_ITEMS.labels(target.name, "skipped").inc()
             return []
         wanted = plan.desired(value, cfg.fields)
-        fp = plan.fingerprint(target.name, cfg.url, wanted)
+        decisions = plan.decided(value, cfg.fields)
+        fp = plan.fingerprint(target.name, cfg.url, wanted, decisions)
         sid = state_id(target.name, asset_id)
         prior = known.get(sid) or {}
         if prior.get("fingerprint") == fp:
@@ -135,7 +136,7 @@ class WritebackSink(Stage):
             current, etag = target.read(value) if cfg.read_current else (None, None)
             edited = plan.edited_fields(value, cfg.fields) if target.holds_the_original else set()
             decision = plan.decide(wanted, written, current, protect_unknown=cfg.protect_unknown,
-                                   merge_lists=target.merges_lists, edited=edited)
+                                   merge_lists=target.merges_lists, edited=edited, decisions=decisions)
             new_etag = None
             if decision.send:
                 new_etag = target.write(value, decision.send, etag, written)

@@ -83,7 +83,8 @@ class WordPressTarget(HttpTarget):
 
     def write(self, value: dict[str, Any], fields: dict[str, Any], etag: str | None,
               previous: dict[str, Any] | None = None) -> str | None:
-        body = nest({k: ", ".join(v) if isinstance(v, list) else v for k, v in fields.items()})
+        # a field of ours cleared is "" (the REST API refuses null for its string fields)
+        body = nest({k: ", ".join(v) if isinstance(v, list) else ("" if v is None else v) for k, v in fields.items()})
         self.request("POST", f"{self.base}/{self.media_id(value)}", auth=self.auth, json=body)
         return None
 

@@ -57,7 +57,8 @@ SEARCH_FIELDS = ["title^3", "alt_text^2", "caption", "summary", "ocr_text", "vis
 """the text fields keyword search reads (BM25, coverage): what the image says and shows, its tags, and who made
 or supplied it (the file's creator, the credit line: trial 12, a DAM user searches by photographer or agency)"""
 HIT_FIELDS = ["asset_id", "tenant", "title", "alt_text", "tags", "status", "usage_flag", "field_sources", "reviewed_by",
-              "event_time", "place", "duplicate_of", "family_id", "family_size", "degraded_parts", "media_type"]
+              "event_time", "place", "duplicate_of", "family_id", "family_size", "degraded_parts", "media_type",
+              "decorative"]
 
 
 SYNONYM_BOOST = 2.0
@@ -291,7 +292,8 @@ def _hit(h: dict[str, Any], score: float | None = None) -> dict[str, Any]:
     src = h.get("_source") or {}
     return {"asset_id": src.get("asset_id", h["_id"]), "tenant": src.get("tenant") or DEFAULT_TENANT,
             "title": src.get("title"),
-            "alt_text": src.get("alt_text"), "tags": src.get("tags", []), "status": src.get("status"),
+            "alt_text": src.get("alt_text"), "decorative": bool(src.get("decorative")),  # "" alt: decided or not
+            "tags": src.get("tags", []), "status": src.get("status"),
             "usage_flag": src.get("usage_flag"), "score": h.get("_score") if score is None else score,
             "field_sources": src.get("field_sources") or {}, "reviewed_by": src.get("reviewed_by"),
             "event_time": src.get("event_time"), "place": src.get("place"), "duplicate_of": src.get("duplicate_of"),

@@ -522,6 +522,10 @@ QUOTE_MIN_SHARE = 0.6
 _EDGE_PUNCT = "\"'“”‘’.,;:!?()[]{}<>«»-–—*·•|/\\"
 _NUMBER = re.compile(r"^[$€£]?\d+(?:[.,:]\d+)*(?:%|st|nd|rd|th|am|pm|h|s|m|kg|g|cm|mm|km)?$", re.I)
 _WORD_SHAPE = re.compile(r"^(?:[A-Z]?[a-z]+|[A-Z]+)(?:['’-](?:[A-Za-z]+))*$")
+_CLOCK = re.compile(r"^\d{1,2}(?:[:.][0-5]\d)?\s?(?:[ap]\.?m\.?)?(?:\s?[-–]\s?\d{1,2}(?:[:.][0-5]\d)?\s?(?:[ap]\.?m\.?)?)?$",
+                    re.I)
+"""a clock time or opening hours ("9AM-2PM", "10:30", "9-11am"): with an am/pm or a :minutes, a shape as
+constraining as a dictionary word (QUOTE_KNOWN_CONF), and often the key fact of a poster or sign"""
 _dictionary_cache: set[str] | None = None
 
 
@@ -542,6 +546,8 @@ def _word_ok(text: str, conf: float, dictionary: set[str]) -> bool:
     core = text.strip(_EDGE_PUNCT)
     if not core:
         return False
+    if _CLOCK.match(core) and re.search(r"[ap]\.?m|:\d\d", core, re.I):
+        return conf >= QUOTE_KNOWN_CONF
     if _NUMBER.match(core):
         return conf >= QUOTE_SHAPE_CONF
     if not _WORD_SHAPE.match(core):  # mixed letters/digits/symbols, "lOt", "@96"
@@ -642,8 +648,14 @@ def confident_text(pre: dict[str, Any]) -> str:
 
 def _sure_text(tokens: list[tuple[str, float]], lines: list[list[str]] | None) -> str:
     """`confident_text` of the OCR words `_ocr_tokens` parsed (for a caller that reads the tokens again)."""
+    return " ".join(_sure_lines(tokens, lines))
+
+
+def _sure_lines(tokens: list[tuple[str, float]], lines: list[list[str]] | None) -> list[str]:
+    """`_sure_text` as its whole lines (the passing words one by one when the lines do not line up): the phrases a
+    quote may keep or drop (`_quote`), never cut."""
     if not tokens:
-        return ""
+        return []
     dictionary = _dictionary()
     ok = [_word_ok(t, conf, dictionary) for t, conf in tokens]
     enough = sum(ok) >= QUOTE_MIN_SHARE * len(tokens)
@@ -655,10 +667,10 @@ def _sure_text(tokens: list[tuple[str, float]], lines: list[list[str]] | None) -
             if all(ok[i:i + len(ln)]) and (enough or len(ln) >= LINE_MIN_WORDS):
                 kept.append(" ".join(ln))
             i += len(ln)
-        return " ".join(kept)
+        return kept
     if not enough:
-        return ""
-    return " ".join(t for (t, _), good in zip(tokens, ok) if good)
+        return []
+    return [t for (t, _), good in zip(tokens, ok) if good]
 
 
 def _first_sure_line(lines: list[list[str]] | None, sure: str) -> str:
@@ -1156,6 +1168,39 @@ def _clip(s: str, n: int) -> str:
     return cut.rstrip(",;:-") + "…"
 
 
+def _quote(lines: list[str], room: int) -> tuple[str, bool]:
+    """(the image's text to quote within `room` characters, whether it is all of it): all of it when it fits,
+    else the whole lines (phrases) that fit, in reading order, the others dropped; never a line cut mid-phrase
+    ("fresh local…" read aloud says nothing). ("", False) when not even one line fits."""
+    text = " ".join(lines)
+    if len(text) <= room:
+        return text, True
+    kept: list[str] = []
+    for ln in lines:
+        if len(" ".join(kept + [ln])) <= room:
+            kept.append(ln)
+    return " ".join(kept), False
+
+
+def _with_text(heads: list[str], lines: list[str], limit: int) -> str:
+    """The first head (the subject with its colours, then the subject alone) that quotes all of the image's text
+    within `limit` (' with the text "…"'), else the last one with the whole lines that fit (' with text including
+    "…"'), else the first head alone."""
+    text = " ".join(lines)
+    for head in heads:
+        if len(head) + len(' with the text ""') + len(text) <= limit:
+            return f'{head} with the text "{text}"'
+    part, _ = _quote(lines, limit - len(heads[-1]) - len(' with text including ""'))
+    return f'{heads[-1]} with text including "{part}"' if len(part) >= 12 else heads[0]
+
+
+def _said(lines: list[str], room: int, all_of: str, some_of: str) -> str:
+    """A sentence quoting the image's text: `all_of` ('Visible text reads') with all of it when it fits in
+    `room`, else `some_of` ('Visible text includes') with the whole lines that fit."""
+    part, whole = _quote(lines, room)
+    return f'{all_of if whole else some_of} "{part}".' if part else ""
+
+
 _NEUTRAL = {"white", "black", "gray", "grey", "silver", "beige", "off-white", "ivory", "cream"}
 
 
@@ -1468,7 +1513,8 @@ def alt_text(request, facts: ImageFacts) -> dict[str, Any]:
     pre = _pre(request)
     raw_text, n_raw, _ = _ocr(pre)
     tokens, lines = _ocr_tokens(pre)  # parsed once: the quote, the wordmark and the title read them
-    text = _sure_text(tokens, lines)  # only text OCR is sure of is quoted (confident_text)
+    sure = _sure_lines(tokens, lines)  # only text OCR is sure of is quoted (confident_text), whole lines
+    text = " ".join(sure)
     n_words = len(text.split())
     faces = _subject_faces(pre, facts)
     vocab = (request.context or {}).get("vocabulary") or []
@@ -1524,9 +1570,9 @@ def alt_text(request, facts: ImageFacts) -> dict[str, Any]:
     if subject_source == "ink":
         alt += UNREAD  # never what OCR guessed: nothing it read was sure
     if n_words and not (subject_source == "logo" and wordmark):
-        room = limit - len(alt) - len(' with the text ""')
-        if room >= 12:
-            alt += f' with the text "{_clip(text, room)}"'
+        # all of the text, with the colours or without them (the words say more); else the whole lines that fit
+        bare = subject[0].upper() + subject[1:] + (UNREAD if subject_source == "ink" else "")
+        alt = _with_text([alt, bare] if bare != alt else [alt], sure, limit)
     if author_alt:
         alt = author_alt
     alt = _BAD_PHRASE.sub("", _clip(alt, limit)).strip() or "Untitled image"
@@ -1534,15 +1580,17 @@ def alt_text(request, facts: ImageFacts) -> dict[str, Any]:
 
     # caption: 1-2 sentences; the caption and summary name only guesses with evidence (named_classes), none on
     # a logo ("plectrum"), none over a page's text (over_text)
+    # it adds to the alt text (trial 20: its first sentence was the alt text, read twice next to an <img alt>):
+    # the kind of image and its shape, then what else it shows or says
     said = over_text(conf_top, n_raw)
-    sentences = [base + "."]
+    sentences = [_caption_lead(pre, facts, logo, subject)]
     if subject_source == "ink":
         sentences.append("The writing could not be read.")
     elif n_words:
-        sentences.append(f'Visible text reads "{_clip(text, 120)}".')
+        sentences.append(_said(sure, 120, "Visible text reads", "Visible text includes"))
     elif len(said) > 1:
         sentences.append(f"It may also show {_article(said[1][0])}.")
-    caption = _clip(" ".join(sentences[:2]), _max_len(request.output_schema, "caption", 400))
+    caption = _clip(" ".join(filter(None, sentences[:2])), _max_len(request.output_schema, "caption", 400))
 
     if author_title:
         title_src = author_title
@@ -1573,10 +1621,27 @@ def alt_text(request, facts: ImageFacts) -> dict[str, Any]:
     if faces:
         parts.append(f"Faces detected: {faces}.")
     if n_words:
-        parts.append(f'Text: "{_clip(text, 200)}".')
+        parts.append(_said(sure, 200, "Text:", "Text includes:"))
     summary = _clip(" ".join(parts), _max_len(request.output_schema, "summary", 600))
     return {"alt_text": alt, "decorative": False, "caption": caption, "title": title, "summary": summary,
             "visible_text": visible, EVIDENCE: "embedded" if author_alt else subject_source}
+
+
+def _caption_lead(pre: dict[str, Any], facts: ImageFacts, logo: bool, subject: str) -> str:
+    """The caption's first sentence, which the alt text does not say: the kind of image and its shape, of the
+    subject (without the colours the alt text names): "Landscape photograph of a tea cup.", "Square graphic of a
+    logo on a transparent background.", "A simple graphic, landscape format." """
+    kind = "video" if is_video(pre) else {"photo": "photograph", "graphic": "graphic"}.get(medium(facts, logo) or "")
+    shape = ""
+    if facts.ok and facts.width and facts.height and not is_video(pre):
+        ratio = facts.width / facts.height
+        shape = "square" if 0.9 <= ratio <= 1.1 else "portrait" if ratio < 1 else "landscape"
+    ground = " on a transparent background" if _d(pre.get("image")).get("has_alpha") else ""
+    if kind:
+        lead = f"{shape} {kind} of {subject}{ground}".strip()
+    else:  # the medium is not clear: the shape alone
+        lead = f"{subject}{ground}" + (f", {shape} format" if shape else "")
+    return lead[0].upper() + lead[1:] + "."
 
 
 # --- rights ---------------------------------------------------------------------------------------------
