@@ -51,8 +51,6 @@ SECURITY_HEADERS = {
 Handler = Callable[[Request, Principal], Awaitable[Response]]
 # an alt text that is only a file name or a camera's file name (IMG_1234.JPG, DSC_0042, sunset.png): JavaScript
 # syntax, case-insensitive; the asset page hints it live (validate may name its own: client_rules wins)
-FILENAME_PATTERN = (r"^(?:[\w()\[\]+,.-]+\.(?:jpe?g|png|gif|webp|tiff?|heic|heif|bmp|svg|avif)|"
-                    r"(?:IMG|DSC[NF]?|DCIM|PXL|MVI|GOPR|SAM|P)[_-]?\d{3,}[\w-]*)$")
 _SENT_NOTE = re.compile(r" \((?:warning: |\d+ still being applied).*$", re.S)
 
 
@@ -70,7 +68,7 @@ class ReviewApp:
         self.taxonomy = taxonomy_from_settings(settings)
         self.vocab = dec.vocabulary(self.taxonomy)
         rules = client_rules(settings.validate_.alt_text_max_chars)
-        self.alt_rules = {"filename_pattern": FILENAME_PATTERN, **rules,
+        self.alt_rules = {"filename_pattern": rules["file_name_pattern"], **rules,
                           "hard_max_chars": settings.validate_.alt_text_hard_max_chars, "messages": {
             "filename": "\"{text}\" is a file name: say what the image shows (screen readers would read the name "
                         "out)",

@@ -26,8 +26,8 @@ _PREFIX = re.compile(r"^\s*(?:(?:an?|the)\s+)?(?:close[\s\-]?up\s+)?(?:image|pic
 
 
 _FILE_NAME = re.compile(
-    r"(?:\.(?:jpe?g|jpe|jfif|png|webp|tiff?|gif|bmp|heic|heif|avif|jxl|svg|psd|raw|cr[23]|nef|arw|orf|rw2|dng|"
-    r"raf|pef|srw)"  # ends in an image file's extension
+    r"(?:^\S+\.(?:jpe?g|jpe|jfif|png|webp|tiff?|gif|bmp|heic|heif|avif|jxl|svg|psd|raw|cr[23]|nef|arw|orf|rw2|dng|"
+    r"raf|pef|srw)"  # one word ending in an image file's extension (not a sentence that ends in one)
     r"|^(?:IMG|DSC[NF]?|DCIM|PXL|MVIMG|GOPR|GH\d|DJI|SAM|WP|PICT|PANO|VID|P|_MG|_DSC|SDC|CIMG)"
     r"[ _-]?\d{3,}(?:[_-][0-9a-z]+)*)$", re.I)  # or is a camera's / phone's own name for the file
 
