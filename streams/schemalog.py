@@ -39,8 +39,6 @@ class SchemaLog:
         self.topic = topic
         self.timeout_s = timeout_s
         self._lock = threading.Lock()
-        self._producer: Producer | None = None
-        self._admin: AdminClient | None = None
         self._consumer: Consumer | None = None
         self._partitions: list[int] = []
         self._sent: set[int] = set()
@@ -54,15 +52,16 @@ class SchemaLog:
         with self._lock:
             if schema_id in self._sent or schema_id in self._seen or not self._available():
                 return
-            if self._producer is None:
-                self._producer = Producer({**self._conf, **client_logging("schemas"), "acks": "all", "linger.ms": 0,
-                                           "message.timeout.ms": int(self.timeout_s * 1000)})
+            # a producer for this one record (a process registers a few schemas, at its first writes): no client
+            # and its threads kept for the life of the process
+            producer = Producer({**self._conf, **client_logging("schemas"), "acks": "all", "linger.ms": 0,
+                                 "message.timeout.ms": int(self.timeout_s * 1000)})
             failure: list[str] = []
             value = json.dumps({"id": schema_id, "subject": subject, "version": version, "schema": schema_str,
                                 "schemaType": "AVRO"})
-            self._producer.produce(self.topic, key=str(schema_id).encode(), value=value.encode(),
-                                   on_delivery=lambda err, _msg: failure.append(err.str()) if err else None)
-            left = self._producer.flush(self.timeout_s)
+            producer.produce(self.topic, key=str(schema_id).encode(), value=value.encode(),
+                             on_delivery=lambda err, _msg: failure.append(err.str()) if err else None)
+            left = producer.flush(self.timeout_s)
             if left or failure:
                 self._give_up(f"schema id {schema_id} ({subject}) was not acknowledged on {self.topic}: "
                               f"{failure[0] if failure else f'no answer within {self.timeout_s:g} s'}")
@@ -121,9 +120,8 @@ class SchemaLog:
         if time.monotonic() < self._unavailable_until:
             return False
         try:
-            if self._admin is None:
-                self._admin = AdminClient({**self._conf, **client_logging("schemas")})
-            topics = self._admin.list_topics(timeout=self.timeout_s).topics  # all: asking for one could create it
+            admin = AdminClient({**self._conf, **client_logging("schemas")})
+            topics = admin.list_topics(timeout=self.timeout_s).topics  # all topics: asking for one could create it
         except KafkaException as exc:
             self._give_up(f"no answer from the broker: {_why(exc)}", RETRY_AFTER_S)
             return False
@@ -141,15 +139,6 @@ class SchemaLog:
             self._warned = True
             log.warning("in-process registry: %s; schemas are known only to the processes that have their "
                         "text, as without a schemas topic (said once)", why)
-
-    def close(self) -> None:
-        with self._lock:
-            if self._consumer is not None:
-                self._consumer.close()
-                self._consumer = None
-            if self._producer is not None:
-                self._producer.flush(self.timeout_s)
-                self._producer = None
 
 
 def _why(exc: KafkaException) -> str:
