@@ -8,11 +8,14 @@ from __future__ import annotations
 import io
 import json
 import threading
+import uuid
 from typing import Any
 
 import fastavro
 from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
+from confluent_kafka.schema_registry.error import SchemaRegistryError
 
+from streams.schemalog import SchemaLog
 from streams.schemas import NAMESPACE, parsed_schema, schema_json, schema_path  # noqa: F401 - re-exported
 
 TOPIC_RECORDS: dict[str, str] = {
@@ -56,45 +59,95 @@ def stable_schema_id(schema_str: str) -> int:
     return int.from_bytes(hashlib.sha256(schema_str.encode()).digest()[:4], "big") % (2**31 - 1) + 1
 
 
-def _mock_client(conf: dict[str, Any]) -> SchemaRegistryClient:
+def _mock_client(conf: dict[str, Any], schema_log: SchemaLog | None = None) -> SchemaRegistryClient:
     """confluent-kafka's mock:// client numbers schemas 1, 2, 3... per process, so two processes (a producer
     and a worker) can disagree on ids. This one keeps everything of the mock client but derives each id
     from the schema text, so every process of an embedded run or a test agrees; the wire format stays
-    the real Confluent one."""
+    the real Confluent one. With a `schema_log` (the broker's schemas topic, streams/schemalog.py) it also
+    behaves like a real registry across processes and releases: each schema it registers is kept on the
+    broker before its id is returned, and an id it does not know is looked up there before "Schema Not Found"."""
     from confluent_kafka.schema_registry import RegisteredSchema
     from confluent_kafka.schema_registry._sync import mock_schema_registry_client as mock
 
     class StableStore(mock._SchemaStore):
         def set(self, registered_schema: RegisteredSchema) -> RegisteredSchema:
+            return self.put(stable_schema_id(registered_schema.schema.schema_str), registered_schema)
+
+        def put(self, schema_id: int, registered_schema: RegisteredSchema) -> RegisteredSchema:
             with self.lock:
-                rs = RegisteredSchema(schema_id=stable_schema_id(registered_schema.schema.schema_str),
-                                      guid=registered_schema.guid, schema=registered_schema.schema,
-                                      subject=registered_schema.subject, version=registered_schema.version)
+                rs = RegisteredSchema(schema_id=schema_id, guid=registered_schema.guid,
+                                      schema=registered_schema.schema, subject=registered_schema.subject,
+                                      version=registered_schema.version)
                 self.schema_id_index[rs.schema_id] = rs
                 self.schema_guid_index[rs.guid] = rs
                 self.schema_index[rs.schema] = rs.schema_id
                 self.subject_schemas[rs.subject].add(rs)
                 return rs
 
-    client = mock.MockSchemaRegistryClient(dict(conf))
+    class LoggedClient(mock.MockSchemaRegistryClient):
+        def register_schema_full_response(self, subject_name: str, schema: Schema,
+                                          normalize_schemas: bool = False) -> RegisteredSchema:
+            rs = super().register_schema_full_response(subject_name, schema, normalize_schemas)
+            if schema_log is not None:
+                schema_log.publish(rs.schema_id, rs.subject, rs.version, rs.schema.schema_str)
+            return rs
+
+        def get_schema(self, schema_id: int, *args: Any, **kwargs: Any) -> Schema:
+            if self._store.get_schema(schema_id) is None:
+                self._learn()
+            return super().get_schema(schema_id, *args, **kwargs)
+
+        def lookup_schema(self, subject_name: str, schema: Schema, *args: Any, **kwargs: Any) -> RegisteredSchema:
+            if self._store.get_registered_schema_by_schema(subject_name, schema) is None:
+                self._learn()
+            return super().lookup_schema(subject_name, schema, *args, **kwargs)
+
+        def _learn(self) -> None:
+            """Take in what other processes registered on the broker since the last look."""
+            for entry in schema_log.read_new() if schema_log is not None else []:
+                if self._store.get_schema(entry["id"]) is None:
+                    self._store.put(entry["id"], RegisteredSchema(
+                        schema_id=entry["id"], guid=str(uuid.uuid4()), schema=Schema(entry["schema"], "AVRO"),
+                        subject=str(entry.get("subject") or ""), version=entry.get("version")))
+
+    client = LoggedClient(dict(conf))
     client._store = StableStore()
     return client
 
 
-_clients: dict[str, SchemaRegistryClient] = {}
+_clients: dict[tuple[str, int], SchemaRegistryClient] = {}
+_logs: dict[tuple[str, str], SchemaLog] = {}
 _clients_lock = threading.Lock()
 
 
-def registry_client(conf: dict[str, Any]) -> SchemaRegistryClient:
-    """One client per URL per process (a mock:// client keeps its schemas in the instance)."""
+def registry_client(conf: dict[str, Any], schema_log: SchemaLog | None = None) -> SchemaRegistryClient:
+    """One client per URL (and, for mock://, per schemas topic) per process (a mock:// client keeps its schemas
+    in the instance)."""
     url = str(conf["url"])
+    key = (url, id(schema_log) if url.startswith("mock://") else 0)
     with _clients_lock:
-        client = _clients.get(url)
+        client = _clients.get(key)
         if client is None:
-            client = (_mock_client(conf) if url.startswith("mock://")
+            client = (_mock_client(conf, schema_log) if url.startswith("mock://")
                       else SchemaRegistryClient.new_client(dict(conf)))
-            _clients[url] = client
+            _clients[key] = client
         return client
+
+
+def schema_log_for(settings: Any) -> SchemaLog | None:
+    """The broker-kept schema list of a mock:// registry (None for a real registry)."""
+    if not settings.registry.in_process:
+        return None
+    conf = settings.kafka.client_config()
+    key = (settings.topics.name("schemas"), repr(sorted(conf.items())))
+    with _clients_lock:
+        if key not in _logs:
+            _logs[key] = SchemaLog(conf, key[0], timeout_s=settings.kafka.connect_timeout_s)
+        return _logs[key]
+
+
+class UnknownSchema(LookupError):
+    """A record's schema id the registry does not know (a real registry's "Schema Not Found")."""
 
 
 class Serde:
@@ -108,8 +161,9 @@ class Serde:
     `tests/test_avro_contracts.py` proves both directions interoperate with confluent-kafka's own serde.
     """
 
-    def __init__(self, registry_conf: dict[str, Any], topic_names: dict[str, str], auto_register: bool = True):
-        self.client = registry_client(registry_conf)
+    def __init__(self, registry_conf: dict[str, Any], topic_names: dict[str, str], auto_register: bool = True,
+                 schema_log: SchemaLog | None = None):
+        self.client = registry_client(registry_conf, schema_log)
         self.topic_names = topic_names  # logical -> full
         self._auto_register = auto_register
         self._ids: dict[str, bytes] = {}  # logical -> 5-byte header
@@ -118,16 +172,20 @@ class Serde:
         self._plans: dict[tuple[str, str, str], tuple[Any, Any] | None] = {}
         self._lock = threading.Lock()
         if str(registry_conf["url"]).startswith("mock://"):
-            # mock:// registries live in the process: register every topic up front so a record written by
-            # another process (same schema text -> same id) can be read before this one wrote anything
+            # mock:// registries live in the process: know every topic's own id up front (it is derived from the
+            # text) so a record written by another process with the same text can be read before this one wrote
+            # anything; registering (and keeping it on the broker's schemas topic) waits for the first write
             for logical in TOPIC_RECORDS:
                 if logical in topic_names and schema_path(TOPIC_RECORDS[logical]).exists():
-                    self._header(logical)
+                    schema_id = stable_schema_id(schema_json(TOPIC_RECORDS[logical]))
+                    self._own_ids[logical] = schema_id
+                    self._writers[schema_id] = parsed_schema(TOPIC_RECORDS[logical])
 
     @classmethod
     def for_settings(cls, settings: Any) -> "Serde":
         """The serde for the configured registry and topic names (what every producer and consumer uses)."""
-        return cls(settings.registry.client_config(), topic_names(settings), settings.registry.auto_register)
+        return cls(settings.registry.client_config(), topic_names(settings), settings.registry.auto_register,
+                   schema_log_for(settings))
 
     def _header(self, logical: str) -> bytes:
         header = self._ids.get(logical)
@@ -149,10 +207,24 @@ class Serde:
     def _writer(self, schema_id: int) -> Any:
         writer = self._writers.get(schema_id)
         if writer is None:
-            registered = self.client.get_schema(schema_id)
+            try:
+                registered = self.client.get_schema(schema_id)
+            except SchemaRegistryError as exc:
+                if exc.http_status_code != 404:
+                    raise
+                raise UnknownSchema(f"Schema Not Found: schema id {schema_id} is not known to the registry "
+                                    f"({exc})") from None
             writer = fastavro.parse_schema(json.loads(registered.schema_str))
             self._writers[schema_id] = writer
         return writer
+
+    def knows(self, schema_id: int) -> bool:
+        """Whether a record with this schema id can be read (the registry, or the schemas topic, has it)."""
+        try:
+            self._writer(schema_id)
+            return True
+        except UnknownSchema:
+            return False
 
     def serialize(self, logical: str, value: dict[str, Any]) -> bytes:
         buf = io.BytesIO()
@@ -165,11 +237,14 @@ class Serde:
             raise ValueError(f"not Confluent-framed Avro ({len(data or b'')} bytes, "
                              f"magic byte {data[0] if data else None!r})")
         schema_id = int.from_bytes(data[1:5], "big")
-        self._header(logical)
+        own = self._own_ids.get(logical)
+        if own is None:
+            self._header(logical)
+            own = self._own_ids.get(logical)
         writer = self._writer(schema_id)
         buf = io.BytesIO(data)
         buf.seek(5)
-        if schema_id == self._own_ids.get(logical):
+        if schema_id == own:
             return fastavro.schemaless_reader(buf, writer, None)
         return fastavro.schemaless_reader(buf, writer, parsed_schema(TOPIC_RECORDS[logical]))
 

@@ -34,6 +34,9 @@ def topic_specs(settings: RuntimeSettings) -> dict[str, NewTopic]:
     # append-only audit log: kept forever (archive it with a sink connector; see docs/kpis.md)
     specs["audit"] = NewTopic(t.name("audit"), t.partitions, t.replication_factor,
                               config={"retention.ms": "-1", "cleanup.policy": "delete"})
+    if settings.registry.in_process:  # the mock:// registry's schemas, kept like a real registry's _schemas
+        specs["schemas"] = NewTopic(t.name("schemas"), 1, t.replication_factor,
+                                    config={"cleanup.policy": "compact"})
     return specs
 
 

@@ -85,8 +85,11 @@ def test_feedback_cli_rejects_bad_field_spec(broker, unique):
 
 def test_feedback_cli_publishes_a_jsonl_file(broker, unique, tmp_path):
     settings, env, _ = make_env(broker, unique)
+    from confluent_kafka.admin import AdminClient
+
     from app.kpis.topics import ensure_topics
-    ensure_topics(settings)
+    ensure_topics(settings)  # as the KPI app starts: with the mock:// registry's schemas topic, as `topics create`
+    assert settings.topics.name("schemas") in AdminClient({"bootstrap.servers": broker}).list_topics(timeout=10).topics
     path = tmp_path / "decisions.jsonl"
     path.write_text('{"asset_id": "f1", "editor": "ann", "decided_at": "2026-01-05T10:00:00Z",'
                     ' "fields": [{"field": "tags", "action": "rejected"}]}\n\n'

@@ -3,6 +3,9 @@ a replay that fails again is dead-lettered again, and nothing is ever removed fr
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
+import sys
 import time
 from pathlib import Path
 from urllib.parse import urlparse
@@ -11,7 +14,11 @@ import pytest
 from confluent_kafka import Producer
 from typer.testing import CliRunner
 
+from streams import AVRO_DIR
+from streams.avro import stable_schema_id
 from streams.errors import PermanentError
+from streams.schemas import schema_json
+from streams.topics import create_topics
 from app.ops import cli as ops_cli
 from app.ops.dlq import DlqError, read_dead_letters
 from app.producer import AssetPublisher, build_event
@@ -169,6 +176,59 @@ def test_a_record_dead_lettered_twice_is_replayed_once(broker, unique, tmp_path)
     assert f"skipped dlq {letters[0].ref}" in said and f"as dlq {letters[1].ref}" in said
     raw = read_topic(s, "raw", 3, timeout_s=8, decode=False)  # all there are: the event and its replays
     assert sum("replayed-from" in r["headers"] for r in raw) == 1
+
+
+OLD_RELEASE = """
+import sys
+from app.producer import AssetPublisher, build_event
+from app.settings import Settings
+with AssetPublisher(Settings()) as pub:
+    pub.publish_events([build_event(sys.argv[1], sys.argv[2], version=1)])
+"""
+
+
+def publish_as_old_release(settings, contracts: Path, asset_id: str, uri: str) -> None:
+    """`assetstream publish` of a previous release: another process, with its own contract texts."""
+    env = {**env_for(settings), "ASSETSTREAM_AVRO_DIR": str(contracts)}
+    subprocess.run([sys.executable, "-c", OLD_RELEASE, asset_id, uri], env=env, check=True, timeout=60)
+
+
+def test_a_record_of_another_release_is_read_and_its_dead_letter_replays_once_its_schema_is_known(
+        broker, unique, tmp_path):
+    """Trial 21: on the mock:// registry a process knew only its own contract texts, so what a previous release
+    wrote (here: AssetEvent with another doc line, so another schema id) was dead-lettered "Schema Not Found" and a
+    replay failed the same way. With the schemas topic the writer's schema is kept on the broker and the reader
+    (this process, which never had that text) looks it up there."""
+    contracts = tmp_path / "contracts"
+    shutil.copytree(AVRO_DIR, contracts)
+    avsc = contracts / "io.assetstream.AssetEvent.avsc"
+    avsc.write_text(json.dumps({**json.loads(avsc.read_text()), "doc": "as the previous release said it"}))
+    old_id = stable_schema_id(schema_json("AssetEvent", contracts))
+    present = tmp_path / "here.jpg"
+    present.write_bytes(b"\xff\xd8ok")
+    s = make_settings(broker, f"dlqschema{unique}")
+    env = env_for(s)
+    # a fleet provisioned before the schemas topic existed: the old release's schema is kept nowhere
+    provision(s.with_overrides(registry={"url": "http://registry.invalid:8081"}))
+    publish_as_old_release(s, contracts, "asset-before", present.as_uri())
+    with RunnerThread(StageRunner(FileStage(s), s)):
+        letters = _wait_dlq(s, 1)
+        assert [(d.asset_id, d.reason) for d in letters] == [("asset-before", "deserialize")]
+        shown = _cli(["dlq", "show", letters[0].ref], env)
+        said = " ".join(shown.stdout.split())
+        assert f"hint: schema id {old_id} was unknown" in said, said
+        assert "written by a process with other contract texts" in said
+
+        assert create_topics(s)[s.topics.name("schemas")] == "created"  # `assetstream topics create` again
+        publish_as_old_release(s, contracts, "asset-after", present.as_uri())  # keeps its schema there now
+        assert [r["key"] for r in read_topic(s, "preprocessed", 1, timeout_s=20)] == ["asset-after"]
+
+        replayed = _cli(["dlq", "replay", "--reason", "deserialize", "--json"], env)
+        assert replayed.exit_code == 0, replayed.output
+        assert "still unknown" not in replayed.stderr
+        out = read_topic(s, "preprocessed", 2, timeout_s=20)
+    assert sorted(r["key"] for r in out) == ["asset-after", "asset-before"]
+    assert len(read_dead_letters(s)) == 1  # the replay was not dead-lettered again
 
 
 def test_without_a_dead_letter_topic_the_dlq_listing_refuses_and_the_run_s_reading_is_empty(broker, unique):

@@ -4,7 +4,7 @@ from __future__ import annotations
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from app.settings import Settings
-from streams.topics import check_broker_reachable
+from streams.topics import check_broker_reachable, topic_specs
 
 PIPELINE_TOPICS = ("raw", "validated", "feedback", "dead_letter", "audit", "kpis")  # raw, dead_letter: count check
 
@@ -46,6 +46,9 @@ def ensure_topics(settings: Settings, create_pipeline: bool = True, timeout_s: f
                 if logical == "dead_letter":
                     config = {"retention.ms": str(t.dlq_retention_ms)}
                 wanted.append(NewTopic(name, t.partitions, t.replication_factor, config=config))
+        schemas = topic_specs(settings).get("schemas")  # a mock:// registry's schemas topic, as `topics create`
+        if schemas is not None and not partition_counts(admin, [schemas.topic], timeout_s):
+            wanted.append(schemas)
     _create(admin, wanted, timeout_s)
     existing = partition_counts(admin, list(names.values()), timeout_s)
     n = settings.kpis.internal_partitions or existing.get(names["validated"], t.partitions)

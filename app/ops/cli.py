@@ -437,6 +437,8 @@ def dlq_show(
             out.print(f"[bold]{k}:[/bold] {det[k]}")
         out.print(f"[bold]details:[/bold] {json.dumps(det['details'])}")
         out.print(f"[bold]original headers:[/bold] {json.dumps(det['original_headers'])}")
+        if det["hint"]:
+            out.print(f"[bold]hint:[/bold] {det['hint']}", highlight=False)
         if det["stack"]:
             out.print("[bold]stack:[/bold]")
             out.print(det["stack"], markup=False, highlight=False)
@@ -485,6 +487,7 @@ def dlq_replay(
             for d in letters:
                 out.print(f"would replay dlq {d.ref} asset {d.asset_id} -> {(d.value or {}).get('original_topic')}")
         return
+    _say_unknown_schemas(settings, letters)
     outcomes = replay(settings, letters)
     if json_out:
         _print_json([o.as_dict() for o in outcomes])
@@ -504,6 +507,20 @@ def dlq_replay(
         if any(not o.refused for o in failed):
             console.print("[dim]next:[/dim] check the broker, then run the same replay again")
         raise typer.Exit(1)
+
+
+def _say_unknown_schemas(settings, letters: list[Any]) -> None:
+    """Letters of records whose schema id is still unknown will only be dead-lettered again: say so (stderr)."""
+    ids = {d.ref: d.unknown_schema_id for d in letters if d.unknown_schema_id}
+    if not ids:
+        return
+    from streams.avro import Serde
+
+    serde = Serde.for_settings(settings)
+    for ref, schema_id in ids.items():
+        if not serde.knows(schema_id):
+            console.print(f"dlq {ref}: schema id {schema_id} is still unknown to the registry (and its schemas "
+                          "topic): replayed now, it fails again (see `assetstream dlq show`)", highlight=False)
 
 
 def main() -> None:

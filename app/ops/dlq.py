@@ -87,6 +87,27 @@ class DeadLetter:
             return None
         return v["original_topic"], v.get("original_partition"), v.get("original_offset")
 
+    @property
+    def unknown_schema_id(self) -> int | None:
+        """For a record dead-lettered because its schema id was unknown ("Schema Not Found"): that id, read from
+        the original value's header bytes when the letter holds them (else 0); None for any other letter."""
+        v = self.value or {}
+        if "Schema Not Found" not in str(v.get("message") or ""):
+            return None
+        data = v.get("original_value") or b""
+        return int.from_bytes(data[1:5], "big") if len(data) >= 5 and data[0] == 0 else 0
+
+    @property
+    def hint(self) -> str | None:
+        schema_id = self.unknown_schema_id
+        if schema_id is None:
+            return None
+        return (f"schema id {schema_id or '(not in the letter)'} was unknown to the reader: the record was written by a "
+                "process with other contract texts (another release, or an edited .avsc). With a real Schema "
+                "Registry or the in-process registry's schemas topic (topics.schemas, made by `assetstream topics "
+                "create`) this resolves; replay (`assetstream dlq replay --reason deserialize`) once the writer's "
+                "schema is known, i.e. once a process with the writer's texts wrote with the schemas topic there")
+
     def summary(self) -> dict[str, Any]:
         v = self.value or {}
         return {"ref": self.ref, "partition": self.partition, "offset": self.offset, "asset_id": self.asset_id,
@@ -106,7 +127,7 @@ class DeadLetter:
                                          else len(v["original_value"]) if v.get("original_value") is not None
                                          else None),
                 "original_value_ref": v.get("original_value_ref"),
-                "details": dict(v.get("details") or {}), "stack": v.get("stack")}
+                "details": dict(v.get("details") or {}), "stack": v.get("stack"), "hint": self.hint}
 
 
 def _text(b: bytes | None) -> str | None:

@@ -118,6 +118,9 @@ class TopicSettings(Section):
     feedback: str = "feedback"
     kpis: str = "kpis"
     audit: str = "audit"
+    schemas: str = Field("_schemas", description="registry.url=mock:// only: the compacted topic keeping every "
+                         "schema any process registered (like a real Schema Registry's _schemas), so processes of "
+                         "other releases resolve each other's schema ids; created by `topics create`")
     partitions: int = 6
     replication_factor: int = 1
     retention_ms: int = 7 * 24 * 3600 * 1000
