@@ -155,7 +155,7 @@ def status(group: Optional[list[str]] = typer.Option(None, "--group", help="a st
                                                       "only with targets configured)"),
            json_out: bool = typer.Option(False, "--json", help="machine-readable output"),
            timeout: float = typer.Option(10.0, help="seconds to wait for each broker answer"),
-           rate: Optional[float] = typer.Option(None, "--rate", min=0.5, max=3600, help="look twice, this many "
+           rate: Optional[float] = typer.Option(None, "--rate", min=2, max=3600, help="look twice, this many "
                                                 "seconds apart: records/s per group, when its lag will be worked "
                                                 "off at that rate, and groups that are stalled (records waiting, "
                                                 "nothing committed in the window)")):

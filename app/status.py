@@ -235,7 +235,7 @@ def _duration(seconds: float) -> str:
 def progress(before: list[GroupState], after: list[GroupState], seconds: float) -> dict[str, Progress]:
     """Per group id: what was committed between the two looks (a partition the group had not committed on at the
     first look counts from its first commit on), and the lag at the second."""
-    first = {(g.group, p.topic, p.partition): p.committed for g in before for p in g.partitions}
+    first = {(g.group, p.topic, p.partition): _baseline(p) for g in before for p in g.partitions}
     out = {}
     for g in after:
         done = 0
@@ -245,4 +245,13 @@ def progress(before: list[GroupState], after: list[GroupState], seconds: float) 
                 done += max(0, p.committed - was)
         out[g.group] = Progress(seconds=seconds, done=done, lag=g.lag)
     return out
+
+
+def _baseline(p: PartitionState) -> int | None:
+    """Where the group stood on a partition at the first look: its committed offset, or where it would start
+    (the partition's start, end − lag) when it had never committed there — a group's first commits inside the
+    window are progress, not a stall (review 13)."""
+    if p.committed is not None:
+        return p.committed
+    return p.end - p.lag if p.end is not None and p.lag is not None else None
 

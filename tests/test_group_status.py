@@ -111,3 +111,17 @@ def test_without_write_back_targets_status_leaves_out_the_writeback_group_and_it
     worker = subprocess.run([sys.executable, "-m", "app.cli", "worker", "writeback"], cwd=REPO, capture_output=True,
                             text=True, timeout=60, env=env_for(s))
     assert worker.returncode == 2 and "no write-back target configured" in worker.stdout + worker.stderr, worker
+
+
+def test_a_groups_first_commits_inside_the_window_are_progress_not_a_stall():
+    """Review 13: a partition the group had never committed on at the first look added nothing, so a group that
+    started in the window (60 done, 40 waiting) was reported stalled, exit 1."""
+    from app.status import GroupState, PartitionState, progress
+
+    def look(committed, end, lag):
+        return [GroupState("index", "g.index", "stable", [], False,
+                           [PartitionState("t.validated", 0, committed, end, lag, None)])]
+
+    moved = progress(look(None, 100, 95), look(65, 105, 40), 10.0)["g.index"]  # the partition starts at 5
+    assert (moved.done, moved.stalled, moved.rate) == (60, False, 6.0) and moved.eta_s == 40 / 6.0
+    assert progress(look(None, 100, 95), look(None, 100, 95), 10.0)["g.index"].stalled

@@ -495,16 +495,18 @@ class Index:
                 return False
             time.sleep(0.15)
 
-    def wait_approved(self, doc_ids: list[str], timeout_s: float) -> int:
-        """Wait up to `timeout_s` for the review group to have applied approvals of these documents (ids:
-        tenant-scoped) so far that a search sees them approved (the queue shown next is a search: on Elasticsearch
-        a document applied but not yet refreshed would still be listed); how many a search sees approved."""
+    def wait_decided(self, decisions: dict[str, str], timeout_s: float) -> tuple[int, int]:
+        """Wait up to `timeout_s` for the review group to have applied these decisions (document id, tenant-scoped
+        -> decision id) to their documents; (how many are not applied yet, how many were applied but kept in
+        review: an approval the review group keeps in `needs_review`, e.g. an image changed since or without alt
+        text, domain/review.py). Read by id (real-time on Elasticsearch too)."""
         deadline = time.monotonic() + timeout_s
         while True:
-            seen = self.es.count(index=self.alias, query=_query([{"ids": {"values": doc_ids}},
-                                                                 {"term": {"status": "approved"}}]))["count"]
-            if seen >= len(doc_ids) or time.monotonic() >= deadline:
-                return seen
+            docs = self.es.mget(index=self.alias, ids=list(decisions), source_includes=["status", "review"])["docs"]
+            applied = {d["_id"]: d["_source"].get("status") for d in docs if d.get("found") and d.get("_source")
+                       and decisions[d["_id"]] in ((d["_source"].get("review") or {}).get("decision_ids") or [])}
+            if len(applied) >= len(decisions) or time.monotonic() >= deadline:
+                return len(decisions) - len(applied), sum(1 for status in applied.values() if status != "approved")
             time.sleep(0.15)
 
     def thumbnail(self, asset_id: str) -> dict[str, Any] | None:

@@ -382,9 +382,12 @@ class ReviewApp:
             sent = self.publish([dec.approval(i, who.user, t, given.get(scoped_id(i, t)), self.taxonomy) for i, t in chosen])
             # the queue shown next is drawn from the index: wait (briefly) for the review group to apply them, so it
             # does not list what was just approved (trial 19), and say so when some are not applied yet
-            pending = len(ids) - self.index.wait_approved(ids, self.cfg.apply_wait_s) if self.cfg.apply_wait_s else 0
-            return f"{len(sent)} asset(s) approved" + (f" ({pending} still being applied: they may show here until "
-                                                       "it is done; reload in a moment)" if pending > 0 else "")
+            pending, kept = self.index.wait_decided({doc: d["decision_id"] for doc, d in zip(ids, sent)},
+                                                    self.cfg.apply_wait_s) if self.cfg.apply_wait_s else (0, 0)
+            return f"{len(sent)} asset(s) approved" + (
+                f" ({kept} kept in review by the review group: each asset's page says why)" if kept else "") + (
+                f" ({pending} still being applied: they may show here until it is done; reload in a moment)"
+                if pending else "")
 
         try:
             outcome = ("sent", await run_in_threadpool(act))
