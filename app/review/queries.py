@@ -426,10 +426,11 @@ class Index:
         there yet or cannot be read."""
         if not self.scope.tenants:
             return []
-        try:
+        served = {f"s{i}": {"filter": tenants_filter((t,))} for i, t in enumerate(self.scope.tenants)}
+        try:  # each served tenant counted exactly (a filter each); the names held, for the hint, the most frequent
             resp = self.es.search(index=self.alias, size=0, query={"match_all": {}},
-                                  aggs={"t": {"terms": {"field": "tenant", "size": 200}},
-                                        "default": {"filter": tenants_filter((DEFAULT_TENANT,))}})
+                                  aggs={"t": {"terms": {"field": "tenant", "size": 1000}},
+                                        "default": {"filter": tenants_filter((DEFAULT_TENANT,))}, **served})
         except Exception:  # noqa: BLE001 - a hint only: the app reports an unreachable index on its pages
             return []
         aggs = resp.get("aggregations") or {}
@@ -437,8 +438,8 @@ class Index:
         if aggs.get("default", {}).get("doc_count"):
             known[DEFAULT_TENANT] = aggs["default"]["doc_count"]
         unheld = []
-        for tenant in self.scope.tenants:
-            if known.get(tenant):
+        for i, tenant in enumerate(self.scope.tenants):
+            if (aggs.get(f"s{i}") or {}).get("doc_count"):
                 continue
             same = [t for t in known if t.casefold() == tenant.casefold()]
             unheld.append((tenant, sorted(same or known)[:10]))
