@@ -590,8 +590,8 @@ def scaler_problems(docs: list[dict], tmp_dir: Path, *, require_scaler: bool = T
         stage = pod_spec(deployments[target])["containers"][0]["args"][1]
         for m in h["spec"].get("metrics", []):
             ext = m.get("external", {}).get("metric", {})
-            if ext.get("name") != "assetstream_consumer_lag" or ext.get("selector", {}).get("matchLabels", {}).get("stage") != stage:
-                problems.append(f"HorizontalPodAutoscaler/{n}: metric must be assetstream_consumer_lag{{stage={stage}}}")
+            if ext.get("name") != "assetstream_consumer_lag_committed" or ext.get("selector", {}).get("matchLabels", {}).get("stage") != stage:
+                problems.append(f"HorizontalPodAutoscaler/{n}: metric must be assetstream_consumer_lag_committed{{stage={stage}}}")
     if require_scaler:
         for stage in [s for s in STAGES if f"assetstream-{s}" in deployments or s not in OPTIONAL_STAGES]:
             count = targets.get(f"assetstream-{stage}", 0)
