@@ -805,6 +805,8 @@ def dockerfile_problems(text: str) -> list[str]:
             env.update(_env_pairs(a))
     if env.get("OMP_THREAD_LIMIT", "").strip('"') != "1":
         problems.append("ENV OMP_THREAD_LIMIT=1 missing (tesseract spawns a thread per core otherwise)")
+    if env.get("MALLOC_ARENA_MAX", "").strip('"') not in ("1", "2"):
+        problems.append("ENV MALLOC_ARENA_MAX=2 missing (glibc's per-thread arenas double preprocess's memory)")
     for i, a in ins:
         if i in ("ENV", "ARG"):
             names = _env_pairs(a) if i == "ENV" else {a.split("=")[0]: a.partition("=")[2]}
