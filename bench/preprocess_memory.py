@@ -2,7 +2,7 @@
 """Preprocess memory benchmark: peak and steady RSS of the real preprocess stage at runner.concurrency threads,
 with and without a glibc arena cap, every variant in its own process, side by side in one run.
 
-    python bench/preprocess_memory.py [--images 200] [--variants c16,c16-arena2,c8,c4] [--megapixels 12]
+    python bench/preprocess_memory.py [--images 200] [--variants c16,c16-arena2,c4] [--megapixels 12]
 
 A variant is `c<threads>` with an optional `-arena<N>` (MALLOC_ARENA_MAX=N for that process). The parent makes
 the image set once (photo-like and text images, JPEG/PNG/WebP, 0.04-12 MP, median ~1 MP like trial 22's backfill);
@@ -124,7 +124,7 @@ def parse_variant(v: str) -> tuple[int, str | None]:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--images", type=int, default=200)
-    ap.add_argument("--variants", default="c16,c16-arena2,c8,c4")
+    ap.add_argument("--variants", default="c16,c16-arena2,c4")
     ap.add_argument("--megapixels", type=float, help="every image this size (default: the mixed set)")
     ap.add_argument("--child", help=argparse.SUPPRESS)  # "DIR THREADS": run one variant, print JSON
     a = ap.parse_args()
