@@ -24,6 +24,9 @@ FROM python:3.11.10-slim-bookworm@sha256:5148c0e4bbb64271bca1d3322360ebf4bfb7564
 
 # OMP_THREAD_LIMIT=1: tesseract would otherwise start one OpenMP thread per core in every OCR call and fight
 # the worker's own thread pool (preprocess is CPU-bound; its concurrency is sized to the pod's CPU limit).
+# MALLOC_ARENA_MAX=2: glibc gives each busy thread its own malloc arena (up to 8 per core), each keeping the freed
+# memory of the images it decoded; preprocess's 16 threads then hold ~2x the memory (bench/preprocess_memory.py:
+# 2.8 GB steady RSS at concurrency 16 without the cap, 1.3 GB with it; docs/deploy.md "Resources per stage").
 # The Avro contracts, prompts and taxonomy are package data (importlib.resources): the installed package is
 # self-contained and is imported from site-packages, not from the copied source.
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -31,6 +34,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     OMP_THREAD_LIMIT=1 \
+    MALLOC_ARENA_MAX=2 \
     OPENBLAS_NUM_THREADS=1 \
     ASSETSTREAM_ENRICH__LOCAL_CACHE_DIR=/tmp/assetstream-local-cache \
     ASSETSTREAM_ENRICH__LOCAL_MODELS_DIR=/opt/assetstream/models \

@@ -247,6 +247,9 @@ class EmbeddedRun:
         config = write_settings_file(settings, self._private)
         env = {k: v for k, v in os.environ.items() if not k.startswith("ASSETSTREAM_")}
         env.update({"ASSETSTREAM_CONFIG": str(config), "OMP_THREAD_LIMIT": "1"})
+        # glibc's per-thread malloc arenas doubled preprocess's memory (bench/preprocess_memory.py): capped as in
+        # the image (Dockerfile), unless the caller chose a value
+        env.setdefault("MALLOC_ARENA_MAX", "2")
         for stage in stages:
             log = open(self.workdir / f"{stage}.log", "ab")
             self.workers[stage] = subprocess.Popen(

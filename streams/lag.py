@@ -1,4 +1,10 @@
-"""Consumer lag per assigned partition: the high watermark minus the next offset to consume.
+"""Consumer lag per assigned partition: the high watermark minus the next offset to consume
+(`assetstream_consumer_lag`), and minus the committed offset (`assetstream_consumer_lag_committed`). The first
+leaves out the records this worker has taken and not finished or not committed yet (up to runner.max_in_flight /
+max_uncommitted); the second counts them, as `assetstream status` and KEDA's Kafka scaler do, so it is the one
+that says whether work is waiting (trial 22: lag 0 on every partition with 27 records in flight). The committed
+offset is the one this worker last committed, else the first offset it took since the partition was assigned
+(`PartitionTracker.committed_from`): no extra broker request.
 
 The high watermark comes from fetch responses (librdkafka's cached watermarks), never from ListOffsets alone:
 brokers such as tansu answer ListOffsets(latest) with the start of the last batch, short of the real end. A
@@ -22,7 +28,7 @@ from typing import Any
 from confluent_kafka import OFFSET_END, Consumer, KafkaException, TopicPartition
 
 from streams.sensors import Sensor
-from streams.tracker import TP
+from streams.tracker import TP, PartitionTracker
 
 
 def probe_config(client_config: dict[str, Any], group_id: str, fetch_wait_ms: int) -> dict[str, Any]:
@@ -36,9 +42,9 @@ def probe_config(client_config: dict[str, Any], group_id: str, fetch_wait_ms: in
 class ConsumerLag:
     """The lag of one worker's assigned partitions, reported to the sensor. Poll thread only."""
 
-    def __init__(self, consumer: Consumer, client_config: dict[str, Any], group_id: str, committed: dict[TP, int],
+    def __init__(self, consumer: Consumer, client_config: dict[str, Any], group_id: str, tracker: PartitionTracker,
                  sensor: Sensor, interval_s: float = 2.0, topics: tuple[str, ...] = ()):
-        self.consumer, self.sensor, self.committed = consumer, sensor, committed
+        self.consumer, self.sensor, self.tracker = consumer, sensor, tracker
         self.sizes = TopicSizes(consumer, topics)  # the input topics whose partitions are counted
         self.interval_s = interval_s
         self.lags: dict[TP, int] = {}
@@ -68,9 +74,12 @@ class ConsumerLag:
             high = max(high if high is not None else -1, probed.get(key, -1))
             if high < 0:
                 continue
-            pos = tp.offset if tp.offset >= 0 else self.committed.get(key, low)
-            self.lags[key] = max(0, high - max(pos, low if low is not None else 0))
-            self.sensor.on_lag(tp.topic, tp.partition, self.lags[key])
+            floor = low if low is not None else 0
+            committed = self.tracker.committed_from(key)
+            pos = tp.offset if tp.offset >= 0 else (committed if committed is not None else floor)
+            self.lags[key] = max(0, high - max(pos, floor))
+            self.sensor.on_lag(tp.topic, tp.partition, self.lags[key],
+                               max(0, high - max(committed if committed is not None else pos, floor)))
 
     def _report_ownership(self, assigned: set[TP]) -> None:
         self.sizes.refresh()
@@ -105,7 +114,7 @@ class ConsumerLag:
 
     def forget(self, tp: TP) -> None:
         self.lags.pop(tp, None)
-        self.sensor.on_lag(tp[0], tp[1], 0)
+        self.sensor.on_lag(tp[0], tp[1], 0, 0)
 
     def total(self, assigned: set[TP]) -> int:
         return sum(self.lags.get(tp, 0) for tp in assigned)

@@ -27,8 +27,11 @@ RECORDS_RETRIED = Counter("assetstream_records_retried_total", "Retries after a 
 PROCESSING_SECONDS = Histogram("assetstream_processing_seconds", "Time from hand-off to the stage until the "
                                "record's outputs are acknowledged", ["stage"], buckets=LATENCY_BUCKETS)
 IN_FLIGHT = Gauge("assetstream_in_flight", "Records taken but not yet committed", ["stage"])
-CONSUMER_LAG = Gauge("assetstream_consumer_lag", "High watermark minus the next offset to consume",
-                     ["stage", "topic", "partition"])
+CONSUMER_LAG = Gauge("assetstream_consumer_lag", "High watermark minus the next offset to consume (records taken "
+                     "and not finished are not counted)", ["stage", "topic", "partition"])
+CONSUMER_LAG_COMMITTED = Gauge("assetstream_consumer_lag_committed", "High watermark minus the committed offset: "
+                               "the work waiting, records taken but not finished included (what autoscaling and "
+                               "'work waiting' alerts use)", ["stage", "topic", "partition"])
 PARTITIONS_ASSIGNED = Gauge("assetstream_partitions_assigned", "Partitions of an input topic (the stage's input and "
                             "its retry topic) this worker owns; summed over a stage's workers it should equal "
                             "assetstream_topic_partitions", ["stage", "topic"])

@@ -153,7 +153,7 @@ class StageRunner:
         self.backpressure = Backpressure(self.name, self.consumer, self.rs, stage.should_pause, self.sensor)
         self.consumer_lag = ConsumerLag(  # its probe logs like the runner's clients (once per interval)
             self.consumer, {**kafka.client_config(), "error_cb": self._on_client_error, "logger": self.client_log},
-            self.group_id, self.tracker.committed, self.sensor,
+            self.group_id, self.tracker, self.sensor,
             topics=self.input_topics)
         self.outputs = Outputs(self.producer, self.commits, self.work, self.tracker, self.sensor, self.assigned,
                                fatal=self._fatal, originals=open_store(settings.dead_letters),

@@ -45,8 +45,10 @@ class Sensor:
     def on_offset_gap(self, topic: str, partition: int, first: int, last: int) -> None:
         """The broker skipped offsets first..last of a partition this worker reads."""
 
-    def on_lag(self, topic: str, partition: int, lag: int) -> None:
-        """Consumer lag of an assigned partition (0 once it is revoked)."""
+    def on_lag(self, topic: str, partition: int, lag: int, committed_lag: int) -> None:
+        """Consumer lag of an assigned partition from the next offset to consume (`lag`) and from the committed
+        offset (`committed_lag`: also counts records taken and not finished or not committed yet); 0 once it is
+        revoked."""
 
     def on_partitions(self, topic: str, owned: int, total: int | None) -> None:
         """This worker owns `owned` partitions of an input topic that has `total` (None: not known yet)."""
@@ -106,8 +108,9 @@ class PrometheusSensor(Sensor):
     def on_offset_gap(self, topic: str, partition: int, first: int, last: int) -> None:
         metrics.OFFSET_GAPS.labels(self.stage, topic, str(partition)).inc()
 
-    def on_lag(self, topic: str, partition: int, lag: int) -> None:
+    def on_lag(self, topic: str, partition: int, lag: int, committed_lag: int) -> None:
         metrics.CONSUMER_LAG.labels(self.stage, topic, str(partition)).set(lag)
+        metrics.CONSUMER_LAG_COMMITTED.labels(self.stage, topic, str(partition)).set(committed_lag)
 
     def on_partitions(self, topic: str, owned: int, total: int | None) -> None:
         metrics.PARTITIONS_ASSIGNED.labels(self.stage, topic).set(owned)

@@ -26,6 +26,7 @@ class PartitionTracker:
         self.position: dict[TP, int] = {}  # the commit position (next offset to read after a restart)
         self.committed: dict[TP, int] = {}  # the last position committed
         self.next_offset: dict[TP, int] = {}  # the offset the broker should return next (offset gap detection)
+        self.first: dict[TP, int] = {}  # the first offset handed out since assigned (the group's committed one)
 
     def add(self, tp: TP, offset: int) -> None:
         """An offset is handed out (offsets of one partition are added in increasing order)."""
@@ -33,6 +34,7 @@ class PartitionTracker:
         if order is None:
             order = self.order[tp] = deque()
             self.done[tp] = set()
+            self.first.setdefault(tp, offset)
         order.append(offset)
 
     def gap(self, tp: TP, offset: int) -> int | None:
@@ -86,11 +88,16 @@ class PartitionTracker:
                 out.append(TopicPartition(tp[0], tp[1], pos))
         return out
 
+    def committed_from(self, tp: TP) -> int | None:
+        """The partition's committed offset as far as this worker knows: what it last committed, else where it
+        started taking records (None: nothing taken since it was assigned)."""
+        return self.committed.get(tp, self.first.get(tp))
+
     def mark_committed(self, tps: list[TopicPartition]) -> None:
         for tp in tps:
             self.committed[(tp.topic, tp.partition)] = tp.offset
 
     def drop(self, tp: TP) -> None:
         """Forget a partition (revoked, lost, or rewound): nothing of it is committed any more."""
-        for d in (self.order, self.done, self.position, self.committed, self.next_offset):
+        for d in (self.order, self.done, self.position, self.committed, self.next_offset, self.first):
             d.pop(tp, None)

@@ -590,8 +590,8 @@ def scaler_problems(docs: list[dict], tmp_dir: Path, *, require_scaler: bool = T
         stage = pod_spec(deployments[target])["containers"][0]["args"][1]
         for m in h["spec"].get("metrics", []):
             ext = m.get("external", {}).get("metric", {})
-            if ext.get("name") != "assetstream_consumer_lag" or ext.get("selector", {}).get("matchLabels", {}).get("stage") != stage:
-                problems.append(f"HorizontalPodAutoscaler/{n}: metric must be assetstream_consumer_lag{{stage={stage}}}")
+            if ext.get("name") != "assetstream_consumer_lag_committed" or ext.get("selector", {}).get("matchLabels", {}).get("stage") != stage:
+                problems.append(f"HorizontalPodAutoscaler/{n}: metric must be assetstream_consumer_lag_committed{{stage={stage}}}")
     if require_scaler:
         for stage in [s for s in STAGES if f"assetstream-{s}" in deployments or s not in OPTIONAL_STAGES]:
             count = targets.get(f"assetstream-{stage}", 0)
@@ -805,6 +805,8 @@ def dockerfile_problems(text: str) -> list[str]:
             env.update(_env_pairs(a))
     if env.get("OMP_THREAD_LIMIT", "").strip('"') != "1":
         problems.append("ENV OMP_THREAD_LIMIT=1 missing (tesseract spawns a thread per core otherwise)")
+    if env.get("MALLOC_ARENA_MAX", "").strip('"') not in ("1", "2"):
+        problems.append("ENV MALLOC_ARENA_MAX=2 missing (glibc's per-thread arenas double preprocess's memory)")
     for i, a in ins:
         if i in ("ENV", "ARG"):
             names = _env_pairs(a) if i == "ENV" else {a.split("=")[0]: a.partition("=")[2]}

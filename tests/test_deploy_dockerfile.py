@@ -31,6 +31,7 @@ BROKEN = {
     "token build arg": (lambda s: s.replace("WORKDIR /src", "ARG PIP_INDEX_TOKEN\nWORKDIR /src"), "PIP_INDEX_TOKEN"),
     "no tesseract": (lambda s: s.replace("tesseract-ocr tesseract-ocr-eng ", ""), "tesseract-ocr"),
     "omp unlimited": (lambda s: s.replace("OMP_THREAD_LIMIT=1", "OMP_THREAD_LIMIT=4"), "OMP_THREAD_LIMIT"),
+    "malloc arenas uncapped": (lambda s: s.replace("    MALLOC_ARENA_MAX=2 \\\n", ""), "MALLOC_ARENA_MAX"),
     "other base": (lambda s: s.replace("FROM python:3.11.10-slim-bookworm", "FROM python:3.12"), "python:3.11-slim"),
     "shell entrypoint": (lambda s: s.replace('ENTRYPOINT ["/usr/bin/tini", "--", "assetstream"]',
                                              "ENTRYPOINT assetstream"), "exec (JSON) form"),

@@ -161,7 +161,7 @@ def test_referenced_metric_names():
     assert not any(n.startswith("assetstream_kpi_") for n in names)
     assert ds.referenced_kpi_metric_names() <= set(ds.defined_metrics(ds.KPI_METRICS_FILE))
     assert "up" not in names
-    assert {"assetstream_consumer_lag", "assetstream_record_age_seconds", "assetstream_llm_cost_usd_total"} <= names
+    assert {"assetstream_consumer_lag_committed", "assetstream_record_age_seconds", "assetstream_llm_cost_usd_total"} <= names
     assert not any(n.endswith(("_bucket", "_sum", "_count")) for n in names)
 
 

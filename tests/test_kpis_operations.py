@@ -4,6 +4,7 @@ agent that keeps crashing makes it not ready."""
 from __future__ import annotations
 
 import json
+import logging
 import socket
 import time
 import urllib.error
@@ -102,3 +103,30 @@ def test_agent_health_recovers_on_success_and_ages_out():
         pass
     now[0] = 62.0
     assert health.failing() == {}  # one crash a minute ago, nothing since: faust restarted it, no record waits
+
+
+def test_faust_stall_check_lines_are_warnings_with_a_note(caplog):
+    """faust's stall check says ERROR "... (report as bug)" whenever records reach a partition of an app that has run
+    longer than stream_processing_timeout and are not processed or committed by its next tick (trial 22: 10 such
+    lines on a healthy, idle or catching-up app). The app's logging turns exactly those into warnings with a note;
+    the lines come from faust's own code (its consumer thread, not started), other errors stay errors."""
+    import faust
+    from faust.transport.drivers import aiokafka as drv
+
+    from app.kpis.app import demote_stall_check_logs, faust_settings
+    from app.settings import Settings
+
+    settings = Settings().with_overrides(kpis={"stall_check_s": 42})
+    app = faust.App("stall-check-test", **faust_settings(settings))
+    assert app.conf.stream_processing_timeout == 42 and app.conf.broker_commit_livelock_soft_timeout == 42
+    thread = app.consumer._thread
+    demote_stall_check_logs()
+    tp = faust.types.TP("assetstream.dlq", 0)
+    with caplog.at_level(logging.WARNING, logger=drv.__name__):
+        thread._log_slow_processing_stream(drv.SLOW_PROCESSING_STREAM_IDLE_SINCE_START, tp, "5.61 minutes ago")
+        thread._log_slow_processing_commit(drv.SLOW_PROCESSING_NO_COMMIT_SINCE_START, tp, "6 minutes ago")
+        thread.log.error("Got exception: boom")
+    levels = [(r.levelname, r.getMessage().splitlines()[0]) for r in caplog.records]
+    assert [lvl for lvl, _ in levels] == ["WARNING", "WARNING", "ERROR"], levels
+    assert all("stall check, demoted to WARNING" in line for _, line in levels[:2]), levels
+    assert "Stream has not started processing" in levels[0][1] and "assetstream.dlq" in levels[0][1]

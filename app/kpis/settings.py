@@ -48,6 +48,12 @@ class KpiSettings(Section):
                                 "keep it above the pipeline's worst normal latency, retries included")
     flow_windows_kept: int = Field(288, ge=1, description="count-check windows kept (288 x 5 min = a day)")
     loglevel: str = Field("WARNING", description="faust worker log level")
+    stall_check_s: float = Field(
+        300.0, gt=0, description="faust's stall check (stream_processing_timeout and "
+                                 "broker_commit_livelock_soft_timeout): a partition with records after its position "
+                                 "and no record processed or committed for this long is logged, as a WARNING (faust "
+                                 "says ERROR and 'report as bug'; on an idle or catching-up app it is a false alarm: "
+                                 "/readyz and failing_agents say whether the app works; docs/kpis.md)")
     repeated_log_interval_s: float = Field(
         10.0, ge=0, description="faust's backpressure lines ('producer buffer full', 'producer flush took'), logged "
                                 "many times a second while catching up, are logged at most once per this many "

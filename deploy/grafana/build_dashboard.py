@@ -13,7 +13,7 @@ DS = {"type": "prometheus", "uid": "${datasource}"}
 S = 'stage=~"$stage"'
 RI = "$__rate_interval"
 LOOKUPS = f'sum(rate(assetstream_dedupe_total{{result!="error"}}[{RI}]))'  # each enrich lookup once, by its result
-LAG = f"max by (stage, topic, partition) (assetstream_consumer_lag{{{S}}})"
+LAG = f"max by (stage, topic, partition) (assetstream_consumer_lag_committed{{{S}}})"
 
 _ids = iter(range(1, 1000))
 _y = 0
@@ -110,7 +110,7 @@ def build() -> dict:
     panels += line(
         panel("Consumer lag by stage", [target(f"sum by (stage) ({LAG})", "{{stage}}")], w=8,
               description="High watermark minus next offset, max per partition then summed per stage."),
-        panel("Consumer lag by partition", [target(f"max by (stage, partition) (assetstream_consumer_lag{{{S}}})",
+        panel("Consumer lag by partition", [target(f"max by (stage, partition) (assetstream_consumer_lag_committed{{{S}}})",
                                                    "{{stage}}/{{partition}}")], w=8,
               description="One hot partition = skewed keys; all partitions = too few replicas."),
         panel("Record age p50 / p95", quantiles("assetstream_record_age_seconds", "stage", S, (0.5, 0.95)), unit="s", w=8,
