@@ -283,3 +283,27 @@ def test_a_letter_whose_replay_failed_again_is_replayed_once_from_the_newer_lett
     loop = DeadLetter(0, 3, "a1", {}, None, {**first.value, "original_headers": [
         {"key": REPLAYED_FROM, "value": b"dlq/0/9"}]})
     assert [d.ref for d in distinct_originals([loop, again])[0]] == ["0/9"]
+
+
+def test_dlq_replay_s_schema_check_says_it_could_not_check_when_the_registry_is_down(capsys):
+    """Review 13 M4: the advisory "still unknown" check asked an unreachable registry and the replay ended in a
+    traceback before replaying anything; the replay itself needs no registry."""
+    import socket
+
+    from app.ops.cli import _say_unknown_schemas
+    from app.ops.dlq import DeadLetter
+    from app.settings import Settings
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        down = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    from streams.avro import registry_client
+
+    registry_client({"url": down, "max.retries": 0})  # this URL's client, without its own retries
+    letter = DeadLetter(0, 5, "a1", {}, None, {
+        "message": "cannot deserialize Avro value: Schema Not Found: schema id 77 is not known",
+        "original_value": b"\0\0\0\0\x4d" + b"x"})
+    _say_unknown_schemas(Settings.model_validate({"registry": {"url": down}}), [letter])
+    captured = capsys.readouterr()
+    said = " ".join((captured.err + captured.out).split())
+    assert "dlq 0/5: could not check schema id 77" in said, said
