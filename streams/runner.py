@@ -154,6 +154,7 @@ class StageRunner:
             TransactionalCommits(self.name, self.consumer, self.producer, self.tracker, self.sensor, self._rewind)
             if self.rs.transactional else PlainCommits(self.name, self.consumer, self.tracker, self.sensor))
         self.backpressure = Backpressure(self.name, self.consumer, self.rs, stage.should_pause, self.sensor)
+        self.work.pause = self.backpressure.request  # records waiting for the schema registry pause consumption
         self.consumer_lag = ConsumerLag(  # its probe logs like the runner's clients (once per interval)
             self.consumer, {**kafka.client_config(), "error_cb": self._on_client_error, "logger": self.client_log},
             self.group_id, self.tracker.committed, self.sensor,
