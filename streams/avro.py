@@ -180,6 +180,7 @@ class Serde:
     def __init__(self, registry_conf: dict[str, Any], topic_names: dict[str, str], auto_register: bool = True,
                  schema_log: SchemaLog | None = None):
         self.client = registry_client(registry_conf, schema_log)
+        self._schema_log = schema_log
         self.topic_names = topic_names  # logical -> full
         self._auto_register = auto_register
         self._ids: dict[str, bytes] = {}  # logical -> 5-byte header
@@ -254,6 +255,8 @@ class Serde:
             return False
 
     def serialize(self, logical: str, value: dict[str, Any]) -> bytes:
+        if self._schema_log is not None and self._schema_log.pending:
+            self._schema_log.publish_pending()  # registered while the schemas topic could not take them
         buf = io.BytesIO()
         buf.write(self._header(logical))
         fastavro.schemaless_writer(buf, parsed_schema(TOPIC_RECORDS[logical]), value)
