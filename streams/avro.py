@@ -150,6 +150,22 @@ class UnknownSchema(LookupError):
     """A record's schema id the registry does not know (a real registry's "Schema Not Found")."""
 
 
+class OwnSchemaUnavailable(RuntimeError):
+    """The worker's own schema of a topic could not be registered or looked up (the registry is down, refuses it
+    (409, 401/403), or, with registry.auto_register=false, does not have it (404)): the worker's fault or the
+    registry's, never a record's."""
+
+
+def registry_error(exc: BaseException) -> bool:
+    """Whether an exception comes from talking to the schema registry: any answer it gave (SchemaRegistryError),
+    or its HTTP layer failing (httpx, or the copy confluent-kafka ships as `httpx2`: connect, read, timeout and
+    protocol failures are all its TransportError), or a connection/timeout error (also the schemas topic's)."""
+    if isinstance(exc, (SchemaRegistryError, ConnectionError, TimeoutError)):
+        return True
+    return any(c.__name__ == "TransportError" and c.__module__.split(".")[0] in ("httpx", "httpx2")
+               for c in type(exc).__mro__)
+
+
 class Serde:
     """Serializer + deserializer for the pipeline topics, bound to topic names from settings.
 
@@ -164,6 +180,7 @@ class Serde:
     def __init__(self, registry_conf: dict[str, Any], topic_names: dict[str, str], auto_register: bool = True,
                  schema_log: SchemaLog | None = None):
         self.client = registry_client(registry_conf, schema_log)
+        self._schema_log = schema_log
         self.topic_names = topic_names  # logical -> full
         self._auto_register = auto_register
         self._ids: dict[str, bytes] = {}  # logical -> 5-byte header
@@ -195,10 +212,21 @@ class Serde:
             if logical not in self._ids:
                 subject = f"{self.topic_names[logical]}-value"
                 schema = Schema(schema_json(TOPIC_RECORDS[logical]), "AVRO")
-                if self._auto_register:
-                    schema_id = self.client.register_schema(subject, schema)
-                else:
-                    schema_id = self.client.lookup_schema(subject, schema).schema_id
+                try:
+                    if self._auto_register:
+                        schema_id = self.client.register_schema(subject, schema)
+                    else:
+                        schema_id = self.client.lookup_schema(subject, schema).schema_id
+                except Exception as exc:
+                    if not registry_error(exc):
+                        raise
+                    missing = (not self._auto_register and isinstance(exc, SchemaRegistryError)
+                               and exc.http_status_code == 404)
+                    raise OwnSchemaUnavailable(
+                        f"cannot {'register' if self._auto_register else 'look up'} this release's schema of "
+                        f"subject {subject}: {type(exc).__name__}: {exc}"
+                        + ("; register it in the registry (registry.auto_register=false: see docs/operations.md "
+                           "'Upgrading and rolling back')" if missing else "")) from exc
                 self._own_ids[logical] = schema_id
                 self._writers[schema_id] = parsed_schema(TOPIC_RECORDS[logical])
                 self._ids[logical] = b"\x00" + int(schema_id).to_bytes(4, "big")
@@ -227,6 +255,8 @@ class Serde:
             return False
 
     def serialize(self, logical: str, value: dict[str, Any]) -> bytes:
+        if self._schema_log is not None and self._schema_log.pending:
+            self._schema_log.publish_pending()  # registered while the schemas topic could not take them
         buf = io.BytesIO()
         buf.write(self._header(logical))
         fastavro.schemaless_writer(buf, parsed_schema(TOPIC_RECORDS[logical]), value)

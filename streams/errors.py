@@ -5,6 +5,8 @@
 - TransientError: the world is temporarily bad (timeout, 429, 5xx, store down). -> retry with backoff, then dead letter.
   StoreUnavailable, a TransientError with a `pause_reason`: a dependency every record needs is down; while a
   batch retries it, consumption is paused with that reason (`assetstream_paused{reason}`).
+  RegistryUnavailable (pause reason schema_registry): the schema registry cannot serve the worker; retried
+  without limit in every kind of stage, never dead-lettered.
 
 Any other exception escaping a stage is treated as permanent (a bug must not stall the partition), with its stack.
 """
@@ -45,6 +47,14 @@ class StoreUnavailable(TransientError):
     """The store a stage writes to or reads from is down or refusing work: retried, and consumption pauses."""
 
     pause_reason = "store_unavailable"
+
+
+class RegistryUnavailable(TransientError):
+    """The schema registry cannot serve the worker (unreachable, timing out, 5xx, 429, 401/403, refusing or not
+    having the worker's own schema): never the record's fault. Retried without limit (not counted toward
+    runner.retry_max_attempts) while consumption pauses; on shutdown the record stays uncommitted."""
+
+    pause_reason = "schema_registry"
 
 
 def classify(exc: BaseException) -> str:

@@ -42,9 +42,12 @@ from streams.work import Record, RecordWork
 
 log = logging.getLogger("assetstream.runner")
 
-OTHER_PROTOCOL = {"range": "cooperative-sticky", "roundrobin": "cooperative-sticky", "cooperative-sticky": "range"}
-"""The strategy to set when a group refuses a member's (INCONSISTENT_GROUP_PROTOCOL): an eager one (range,
-roundrobin) and the cooperative one cannot be mixed in one group, nor in one member's list."""
+OTHER_PROTOCOLS = {"range": ("cooperative-sticky", "roundrobin"), "roundrobin": ("cooperative-sticky", "range"),
+                   "cooperative-sticky": ("range", "roundrobin")}
+"""The strategies a group that refuses a member's (INCONSISTENT_GROUP_PROTOCOL) may be using: an eager one (range,
+roundrobin) and the cooperative one cannot be mixed in one group, nor in one member's list, and neither can range
+and roundrobin; which one the running group uses is not known here (the release it came from is)."""
+
 
 TANSU_CLUSTER_ID = "tansu_cluster"
 """The cluster id tansu reports unless started with another --cluster-id (CLUSTER_ID)."""
@@ -151,6 +154,7 @@ class StageRunner:
             TransactionalCommits(self.name, self.consumer, self.producer, self.tracker, self.sensor, self._rewind)
             if self.rs.transactional else PlainCommits(self.name, self.consumer, self.tracker, self.sensor))
         self.backpressure = Backpressure(self.name, self.consumer, self.rs, stage.should_pause, self.sensor)
+        self.work.pause = self.backpressure.request  # records waiting for the schema registry pause consumption
         self.consumer_lag = ConsumerLag(  # its probe logs like the runner's clients (once per interval)
             self.consumer, {**kafka.client_config(), "error_cb": self._on_client_error, "logger": self.client_log},
             self.group_id, self.tracker, self.sensor,
@@ -381,8 +385,9 @@ class StageRunner:
         self.health.blocked = (
             f"group {self.group_id} refuses this member ({err.str()}): the group's members (or the broker's memory "
             f"of them) use another assignment protocol than kafka.assignment_strategy={ours}: set "
-            f"kafka.assignment_strategy={OTHER_PROTOCOL[ours]} for this rollout, see docs/operations.md "
-            "'Upgrading and rolling back'")
+            "kafka.assignment_strategy to the protocol the running group uses ("
+            + " or ".join(f"kafka.assignment_strategy={p}" for p in OTHER_PROTOCOLS[ours])
+            + ") for this rollout, see docs/operations.md 'Upgrading and rolling back'")
         log.error("%s: %s", self.name, self.health.blocked)
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:

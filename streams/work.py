@@ -20,8 +20,9 @@ import uuid
 from typing import Any, Callable, Iterable
 
 from streams import PIPELINE_VERSION
-from streams.avro import Serde, topic_names
-from streams.errors import PermanentError, PoisonError, StageError, TransientError, classify
+from streams.avro import OwnSchemaUnavailable, Serde, UnknownSchema, registry_error, topic_names
+from streams.errors import (PermanentError, PoisonError, RegistryUnavailable, StageError, TransientError,
+                            classify)
 from streams.records import now_ms
 from streams.retry import RetryTopic, reason_of, retry_state, without_retry_headers
 from streams.stage import Output, RecordContext, Stage
@@ -36,26 +37,32 @@ Produced = tuple[str, bytes | None, bytes | None, list[tuple[str, bytes]]]
 
 
 
-REGISTRY_PAUSE = "schema_registry"
-"""The pause reason (assetstream_paused{reason}) while a batch stage's records cannot be decoded for a registry
-outage."""
+REGISTRY_PAUSE = RegistryUnavailable.pause_reason
+"""The pause reason (assetstream_paused{reason}) while records wait for the schema registry."""
 
 
 def registry_unavailable(exc: BaseException) -> bool:
-    """Whether a decode failure is the schema registry's (unreachable, timing out, 5xx, 429, refusing the
-    credentials or the worker's own schema) rather than the record's. Such a record is retried like any transient
-    failure: a registry outage must not dead-letter every record read meanwhile (trial 21). A registry that
-    answers that it has no such schema (404) is the record's: a poison letter as before; so is anything the
-    bytes themselves break (framing, Avro data)."""
+    """Whether a failure to decode or encode is the schema registry's (unreachable, timing out, 5xx, 429, refusing
+    the credentials, refusing or not having the worker's own schema) rather than the record's. Such a record waits
+    for the registry (RegistryUnavailable): a registry outage must not dead-letter every record read meanwhile
+    (trial 21). Only a registry that answers that it has no schema with the record's id (404 for the writer's
+    schema: UnknownSchema) is the record's fault, a poison letter as before; so is anything the bytes themselves
+    break (framing, Avro data)."""
     from confluent_kafka.schema_registry.error import SchemaRegistryError
 
+    if isinstance(exc, OwnSchemaUnavailable):
+        return True
+    if isinstance(exc, UnknownSchema):
+        return False
     if isinstance(exc, SchemaRegistryError):
         return exc.http_status_code != 404
-    # the registry client's HTTP layer (httpx, or the copy confluent-kafka ships as `httpx2`): connect, read,
-    # timeout and protocol failures are all its TransportError
-    transport = any(c.__name__ == "TransportError" and c.__module__.split(".")[0] in ("httpx", "httpx2")
-                    for c in type(exc).__mro__)
-    return transport or isinstance(exc, (ConnectionError, TimeoutError))
+    return registry_error(exc)
+
+
+def as_registry_outage(exc: BaseException) -> RegistryUnavailable:
+    return RegistryUnavailable(f"schema registry unavailable: {type(exc).__name__}: {exc}",
+                               reason="registry_unavailable")
+
 
 class Record:
     """One consumed message on its way through the runner (a plain slotted class: one is built per record)."""
@@ -131,6 +138,11 @@ class RecordWork:
         self.stop_event = stop if stop is not None else threading.Event()
         self.on_failed = on_failed or (lambda cls: None)
         self.on_retried = on_retried or (lambda: None)
+        # asks the runner to pause consumption (Backpressure.request; set by the runner): while any record waits
+        # for the schema registry, with REGISTRY_PAUSE
+        self.pause: Callable[[str | None], None] = lambda reason: None
+        self._registry_waiting = 0
+        self._registry_lock = threading.Lock()
         self._stage_headers = (("stage", self.name.encode()), ("stage-version", PIPELINE_VERSION.encode()))
         self._embed = getattr(stage, "embeds_input", None)  # see Stage.embeds_input
         self._embed_count = 0
@@ -149,9 +161,8 @@ class RecordWork:
         try:
             return self.serde.deserialize(self.stage.input_topic, rec.value)
         except Exception as exc:
-            if registry_unavailable(exc):  # the registry's fault, not the record's: retried, never dead-lettered
-                raise TransientError(f"schema registry unavailable: {type(exc).__name__}: {exc}",
-                                     reason="registry_unavailable") from exc
+            if registry_unavailable(exc):  # the registry's fault, not the record's: waited out, never dead-lettered
+                raise as_registry_outage(exc) from exc
             raise PoisonError(f"cannot deserialize Avro value: {exc}", reason="deserialize") from exc
 
     def backoff(self, attempt: int, exc: BaseException) -> float:
@@ -160,9 +171,40 @@ class RecordWork:
         delay = random.uniform(base / 2, base)  # jitter
         return max(delay, hint or 0.0)
 
+    def registry_down(self, down: bool) -> None:
+        """A record starts (True) or stops (False) waiting for the schema registry: consumption is paused
+        (REGISTRY_PAUSE) while any record waits."""
+        with self._registry_lock:
+            self._registry_waiting += 1 if down else -1
+            if down and self._registry_waiting == 1:
+                self.pause(REGISTRY_PAUSE)
+            elif not down and self._registry_waiting == 0:
+                self.pause(None)
+
+    def registry_delay(self, rec: Record, waits: int, exc: BaseException) -> float:
+        """The wait before trying a record again that waits for the schema registry (capped backoff, without
+        limit: not counted toward runner.retry_max_attempts). Raises Abandon while stopping."""
+        if self.stopping:
+            raise Abandon()  # shutting down: left uncommitted, the next owner retries
+        self.on_failed("transient")
+        self.on_retried()
+        delay = self.backoff(min(waits, 8), exc)
+        log.log(logging.WARNING if waits == 1 or waits % 10 == 0 else logging.INFO,
+                "%s: %s/%d@%d waits for the schema registry (%d tries): %s; again in %.1fs", self.name, rec.topic,
+                rec.partition, rec.offset, waits, exc, delay)
+        return delay
+
     def run(self, rec: Record) -> Result:
         """A cpu stage's record, retried until it succeeds or is dead-lettered. Raises Abandon when shutdown
         interrupts the retries."""
+        waits = [0]  # tries that waited for the schema registry
+        try:
+            return self._run(rec, waits)
+        finally:
+            if waits[0]:
+                self.registry_down(False)
+
+    def _run(self, rec: Record, waits: list[int]) -> Result:
         attempt, first_failure = self.first_attempt(rec)
         while True:
             try:
@@ -170,6 +212,12 @@ class RecordWork:
                 ctx = rec.context(attempt)
                 return self.success(rec, value, self.stage.process(value, ctx), ctx.trace_id)
             except BaseException as exc:  # noqa: BLE001 - every failure is classified
+                if isinstance(exc, RegistryUnavailable):  # waited out without limit, consumption paused
+                    waits[0] += 1
+                    if waits[0] == 1:
+                        self.registry_down(True)
+                    self.stop_event.wait(self.registry_delay(rec, waits[0], exc))
+                    continue
                 first_failure = first_failure or now_ms()
                 retry = self.should_retry(exc, attempt)
                 if retry is None:
@@ -186,23 +234,19 @@ class RecordWork:
 
         attempt, first_failure = self.first_attempt(rec)
         bound = self.rs.retry_attempt_timeout_s
-        while True:
-            try:
-                value = self.decode(rec)
-                ctx = rec.context(attempt)
-                work = self.stage.aprocess(value, ctx)
-                if bound is not None:
-                    try:
-                        result = await asyncio.wait_for(work, bound)
-                    except TimeoutError:
-                        raise TransientError(f"attempt took longer than runner.retry_attempt_timeout_s ({bound}s)",
-                                             reason="attempt_timeout") from None
-                else:
-                    result = await work
-                return self.success(rec, value, result, ctx.trace_id)
-            except BaseException as exc:  # noqa: BLE001
-                if isinstance(exc, asyncio.CancelledError):
-                    raise
+        waits = 0
+        try:
+            while True:
+                result = await self._attempt_async(rec, attempt, bound)
+                if isinstance(result, Result):
+                    return result
+                exc = result
+                if isinstance(exc, RegistryUnavailable):  # waited out without limit, consumption paused
+                    waits += 1
+                    if waits == 1:
+                        self.registry_down(True)
+                    await self._sleep(self.registry_delay(rec, waits, exc))
+                    continue
                 first_failure = first_failure or now_ms()
                 retry = self.should_retry(exc, attempt)
                 if retry is None:
@@ -211,42 +255,90 @@ class RecordWork:
                     return self.to_retry_topic(rec, exc, attempt, first_failure, retry)
                 await asyncio.sleep(retry)
                 attempt += 1
+        finally:
+            if waits:
+                self.registry_down(False)
+
+    async def _sleep(self, delay: float) -> None:
+        """asyncio.sleep that ends early on shutdown."""
+        import asyncio
+
+        deadline = time.monotonic() + delay
+        while not self.stopping and (left := deadline - time.monotonic()) > 0:
+            await asyncio.sleep(min(left, 0.2))
+
+    async def _attempt_async(self, rec: Record, attempt: int, bound: float | None) -> Result | BaseException:
+        """One attempt of an io stage's record: its result, or the exception it failed with."""
+        import asyncio
+
+        try:
+            value = self.decode(rec)
+            ctx = rec.context(attempt)
+            work = self.stage.aprocess(value, ctx)
+            if bound is not None:
+                try:
+                    result = await asyncio.wait_for(work, bound)
+                except TimeoutError:
+                    raise TransientError(f"attempt took longer than runner.retry_attempt_timeout_s ({bound}s)",
+                                         reason="attempt_timeout") from None
+            else:
+                result = await work
+            return self.success(rec, value, result, ctx.trace_id)
+        except BaseException as exc:  # noqa: BLE001
+            if isinstance(exc, asyncio.CancelledError):
+                raise
+            return exc
 
     def run_batch(self, batch: list[Record], abandon: Callable[[Record], None],
                   pause: Callable[[str | None], None]) -> list[Result]:
         """A batch stage's records, in order, in one process_batch call per attempt. Transient item failures
         are retried (with backoff) until they succeed: a store outage (an error with a `pause_reason`, e.g.
         StoreUnavailable) pauses consumption (`pause`) rather than dead-lettering everything; on shutdown the
-        items still failing are abandoned (uncommitted)."""
+        items still failing are abandoned (uncommitted). While any record of the batch waits for the schema
+        registry, the whole batch waits (paused, REGISTRY_PAUSE) and is decoded again in order."""
         results: list[Result] = []
-        todo: list[tuple[Record, dict[str, Any], int, int | None]] = []
-        undecoded, attempt = list(batch), 1
-        while undecoded:  # a registry outage: decoding is retried (consumption paused), never dead-lettered
-            waiting: list[Record] = []
+
+        def letter(rec: Record, exc: BaseException, attempts: int, first: int) -> None:
+            try:
+                results.append(self.failure(rec, exc, attempts, first))
+            except Abandon:  # shutdown while the dead letter waited for the registry
+                abandon(rec)
+
+        waits = 0
+        while True:  # a registry outage: the batch waits (consumption paused), nothing is dead-lettered
+            decoded: list[tuple[Record, dict[str, Any] | PoisonError]] = []
             why: TransientError | None = None
-            for rec in undecoded:
+            for rec in batch:
                 try:
-                    todo.append((rec, self.decode(rec), 1, None))
+                    decoded.append((rec, self.decode(rec)))
                 except PoisonError as exc:
-                    self.on_failed("poison")
-                    results.append(self.failure(rec, exc, 1, now_ms()))
+                    decoded.append((rec, exc))
                 except TransientError as exc:
-                    self.on_failed("transient")
-                    waiting.append(rec)
-                    why = why or exc
-            if waiting and self.stopping:
-                for rec in waiting:
-                    abandon(rec)  # not committed: the next owner retries
+                    why = exc  # the rest waits too: the batch is worked in order
+                    break
+            if why is None:
                 break
-            if waiting:
-                self.on_retried()
-                pause(REGISTRY_PAUSE)
-                delay = self.backoff(min(attempt, 8), why)
-                log.warning("%s: %d record(s) could not be decoded (%s); retrying in %.1fs", self.name,
-                            len(waiting), why, delay)
-                self.stop_event.wait(delay)
-                attempt += 1
-            undecoded = waiting
+            self.on_failed("transient")
+            if self.stopping:
+                for rec in batch:
+                    abandon(rec)  # not committed: the next owner retries
+                return results
+            self.on_retried()
+            pause(REGISTRY_PAUSE)
+            waits += 1
+            delay = self.backoff(min(waits, 8), why)
+            log.warning("%s: a batch of %d record(s) waits for the schema registry (%s); retrying in %.1fs",
+                        self.name, len(batch), why, delay)
+            self.stop_event.wait(delay)
+        if waits:
+            pause(None)  # the registry is back (also when every waiting record then turned out poison)
+        todo: list[tuple[Record, dict[str, Any], int, int | None]] = []
+        for rec, value in decoded:
+            if isinstance(value, PoisonError):
+                self.on_failed("poison")
+                letter(rec, value, 1, now_ms())
+            else:
+                todo.append((rec, value, 1, None))
         while todo:
             items = [(value, rec.context(attempt)) for rec, value, attempt, _ in todo]
             try:
@@ -259,24 +351,23 @@ class RecordWork:
             retry: list[tuple[Record, dict[str, Any], int, int | None]] = []
             worst_delay, pause_reason, why = 0.0, None, None
             for (rec, value, attempt, first), (_, ctx), outcome in zip(todo, items, outcomes):
-                if isinstance(outcome, BaseException):
-                    cls = classify(outcome)
-                    self.on_failed(cls)
-                    first = first or now_ms()
-                    if cls == "transient":
-                        self.on_retried()
-                        worst_delay = max(worst_delay, self.backoff(min(attempt, 8), outcome))
-                        pause_reason = pause_reason or getattr(outcome, "pause_reason", None)
-                        why = why or outcome
-                        retry.append((rec, value, attempt + 1, first))
-                    else:
-                        results.append(self.failure(rec, outcome, attempt, first))
-                else:
+                if not isinstance(outcome, BaseException):
                     try:
                         results.append(self.success(rec, value, outcome, ctx.trace_id))
+                        continue
                     except Exception as exc:  # noqa: BLE001 - as in the single-record path: that record only
-                        self.on_failed(classify(exc))
-                        results.append(self.failure(rec, exc, attempt, first or now_ms()))
+                        outcome = exc  # e.g. RegistryUnavailable: the output's schema cannot be registered
+                cls = classify(outcome)
+                self.on_failed(cls)
+                first = first or now_ms()
+                if cls == "transient":
+                    self.on_retried()
+                    worst_delay = max(worst_delay, self.backoff(min(attempt, 8), outcome))
+                    pause_reason = pause_reason or getattr(outcome, "pause_reason", None)
+                    why = why or outcome
+                    retry.append((rec, value, attempt + 1, first))
+                else:
+                    letter(rec, outcome, attempt, first)
             if retry and self.stopping:
                 for rec, *_ in retry:
                     abandon(rec)  # not committed: the next owner retries
@@ -349,7 +440,8 @@ class RecordWork:
         return delay
 
     def success(self, rec: Record, value: dict[str, Any], result: Any, trace: str) -> Result:
-        """Serialize a record's outputs with their headers (trace id, idempotency key, provenance)."""
+        """Serialize a record's outputs with their headers (trace id, idempotency key, provenance). Raises
+        RegistryUnavailable when the registry cannot give an output's schema id (the record waits)."""
         if result is None:
             outputs: Iterable[Output] = ()
         elif isinstance(result, Output):
@@ -376,6 +468,10 @@ class RecordWork:
                 except (TypeError, ValueError, AttributeError, KeyError) as exc:  # fastavro: the value, not Kafka
                     raise PermanentError(f"the stage's {logical} output does not fit its schema: {exc}",
                                          reason="output_not_serializable", details={"output_topic": logical}) from exc
+                except Exception as exc:
+                    if registry_unavailable(exc):
+                        raise as_registry_outage(exc) from exc
+                    raise
             headers = [(TRACE_HEADER, trace_b),
                        (IDEMPOTENCY_HEADER, idempotency_key(key, content_id(out.value), facts.version).encode()),
                        *self._stage_headers, ("source", source)]
@@ -405,7 +501,9 @@ class RecordWork:
 
     def failure(self, rec: Record, exc: BaseException, attempts: int, first_failure: int) -> Result:
         """The dead letter for a record. Never raises: a bug while describing a failure must not stall
-        the partition, so odd exception attributes are stringified and unknown classes are permanent."""
+        the partition, so odd exception attributes are stringified and unknown classes are permanent; while the
+        schema registry cannot give the dead letter's schema id, it waits (consumption paused) until it can,
+        and only shutdown ends that wait, with Abandon (the record stays uncommitted)."""
         try:
             cls = classify(exc)
         except Exception:  # noqa: BLE001
@@ -436,12 +534,30 @@ class RecordWork:
         log.warning("%s: dead-lettering %s/%d@%d (%s, %s): %s", self.name, rec.topic, rec.partition, rec.offset,
                     error_class, details.get("reason", type(exc).__name__), exc)
         try:
-            data = self.serde.serialize("dead_letter", letter)
+            data = self._letter_bytes(rec, letter)
         except Exception as ser_exc:  # noqa: BLE001 - e.g. a header that is not bytes: keep the essentials
             letter.update(original_headers=[], stack=None,
                           details={"reason": str(details.get("reason", "")), "serialization_error": str(ser_exc)})
-            data = self.serde.serialize("dead_letter", letter)
+            data = self._letter_bytes(rec, letter)
         return Result(rec, dead_letter=data, error_class=error_class)
+
+    def _letter_bytes(self, rec: Record, letter: dict[str, Any]) -> bytes:
+        """The dead letter serialized, waiting for the schema registry while it cannot give the id."""
+        waits = 0
+        try:
+            while True:
+                try:
+                    return self.serde.serialize("dead_letter", letter)
+                except Exception as exc:
+                    if not registry_unavailable(exc):
+                        raise
+                    waits += 1
+                    if waits == 1:
+                        self.registry_down(True)
+                    self.stop_event.wait(self.registry_delay(rec, waits, as_registry_outage(exc)))
+        finally:
+            if waits:
+                self.registry_down(False)
 
 
 def idempotency_key(key: str | None, content: str | None, version: Any) -> str:

@@ -283,3 +283,74 @@ def test_a_letter_whose_replay_failed_again_is_replayed_once_from_the_newer_lett
     loop = DeadLetter(0, 3, "a1", {}, None, {**first.value, "original_headers": [
         {"key": REPLAYED_FROM, "value": b"dlq/0/9"}]})
     assert [d.ref for d in distinct_originals([loop, again])[0]] == ["0/9"]
+
+
+def test_a_schema_registered_before_topics_create_is_kept_at_the_writer_s_next_write(broker, unique, caplog):
+    """Review 13 M3: a running writer that registered its schema before `topics create` made the schemas topic
+    (or while the broker did not answer) never offered it again, and said so once per process at most: readers of
+    another release dead-lettered its records "Schema Not Found" for the life of the writer."""
+    from streams.avro import Serde, topic_names
+    from streams.schemalog import SchemaLog
+
+    s = make_settings(broker, f"schemalater{unique}")
+    provision(s.with_overrides(registry={"url": "http://registry.invalid:8081"}))  # provisioned without it
+    topic = s.topics.name("schemas")
+    log = SchemaLog(s.kafka.client_config(), topic, timeout_s=10, retry_after_s=0.1)
+    writer = Serde({"url": f"mock://schemalater{unique}"}, topic_names(s), True, log)
+    event = build_event("asset-1", "file:///x.jpg", version=1)
+    with caplog.at_level("WARNING", logger="assetstream.registry"):
+        writer.serialize("raw", event)
+    schema_id = stable_schema_id(schema_json("AssetEvent"))
+    assert f"schema id {schema_id} ({s.topics.name('raw')}-value) is not kept on {topic}" in caplog.text
+
+    assert create_topics(s)[topic] == "created"  # `assetstream topics create`
+    time.sleep(0.2)
+    writer.serialize("raw", event)  # the same process writes again
+    reader = SchemaLog(s.kafka.client_config(), topic, timeout_s=10)
+    assert schema_id in [entry["id"] for entry in reader.read_new()]
+
+
+def test_a_schemas_topic_that_cannot_be_read_is_an_outage_not_schema_not_found():
+    """Review 13 M3: a failed read of the schemas topic returned nothing, so the look-up said "Schema Not Found"
+    and the record was a poison letter; it is the (in-process) registry being unavailable: the record waits."""
+    import socket
+
+    from streams.schemalog import SchemaLog
+    from streams.work import registry_unavailable
+
+    with socket.socket() as probe:  # a broker address where nothing listens
+        probe.bind(("127.0.0.1", 0))
+        nowhere = f"127.0.0.1:{probe.getsockname()[1]}"
+    log = SchemaLog({"bootstrap.servers": nowhere}, "assetstream._schemas", timeout_s=0.5)
+    for _ in range(2):  # the second within RETRY_AFTER_S: at once, without asking the broker again
+        started = time.monotonic()
+        try:
+            log.read_new()
+            raise AssertionError("read nothing and said nothing")
+        except Exception as exc:  # noqa: BLE001
+            assert registry_unavailable(exc), repr(exc)
+    assert time.monotonic() - started < 0.2
+
+
+def test_dlq_replay_s_schema_check_says_it_could_not_check_when_the_registry_is_down(capsys):
+    """Review 13 M4: the advisory "still unknown" check asked an unreachable registry and the replay ended in a
+    traceback before replaying anything; the replay itself needs no registry."""
+    import socket
+
+    from app.ops.cli import _say_unknown_schemas
+    from app.ops.dlq import DeadLetter
+    from app.settings import Settings
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        down = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    from streams.avro import registry_client
+
+    registry_client({"url": down, "max.retries": 0})  # this URL's client, without its own retries
+    letter = DeadLetter(0, 5, "a1", {}, None, {
+        "message": "cannot deserialize Avro value: Schema Not Found: schema id 77 is not known",
+        "original_value": b"\0\0\0\0\x4d" + b"x"})
+    _say_unknown_schemas(Settings.model_validate({"registry": {"url": down}}), [letter])
+    captured = capsys.readouterr()
+    said = " ".join((captured.err + captured.out).split())
+    assert "dlq 0/5: could not check schema id 77" in said, said

@@ -516,9 +516,19 @@ def _say_unknown_schemas(settings, letters: list[Any]) -> None:
         return
     from streams.avro import Serde
 
-    serde = Serde.for_settings(settings)
+    try:  # advisory only: the replay copies bytes and needs no registry, so nothing here may stop it
+        serde = Serde.for_settings(settings)
+    except Exception as exc:  # noqa: BLE001
+        console.print(f"could not check the letters' schema ids: {type(exc).__name__}: {exc}", highlight=False)
+        return
     for ref, schema_id in ids.items():
-        if not serde.knows(schema_id):
+        try:
+            known = serde.knows(schema_id)
+        except Exception as exc:  # noqa: BLE001 - registry unreachable, 5xx, 401...: say so and replay anyway
+            console.print(f"dlq {ref}: could not check schema id {schema_id}: {type(exc).__name__}: {exc}",
+                          highlight=False)
+            continue
+        if not known:
             console.print(f"dlq {ref}: schema id {schema_id} is still unknown to the registry (and its schemas "
                           "topic): replayed now, it fails again (see `assetstream dlq show`)", highlight=False)
 
