@@ -36,6 +36,9 @@ SchemaLogUnavailable) for this long instead of waiting on the broker for each re
 take are offered again at most this often."""
 
 
+METADATA_TIMEOUT_S = 2.5
+"""How long the check whether the schemas topic exists waits for the broker's metadata answer."""
+
 class SchemaLogUnavailable(ConnectionError):
     """The schemas topic could not be read (no answer from the broker, or not read to its end in time): an id
     not found meanwhile is not "Schema Not Found" but a registry outage (retried, never a poison letter)."""
@@ -172,7 +175,10 @@ class SchemaLog:
         try:
             if self._admin is None:
                 self._admin = AdminClient({**self._conf, **client_logging("schemas")})
-            topics = self._admin.list_topics(timeout=self.timeout_s).topics  # all: asking for one could create it
+            # all topics: asking for one could create it. A short wait: a broker that answers does so in
+            # milliseconds, and this runs in the path of a first write (an editor's decision waited
+            # kafka.connect_timeout_s on a broker that was down, before its own publish timeout counted)
+            topics = self._admin.list_topics(timeout=min(self.timeout_s, METADATA_TIMEOUT_S)).topics
         except KafkaException as exc:
             self._give_up(f"no answer from the broker: {_why(exc)}")
             return False
