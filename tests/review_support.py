@@ -122,6 +122,15 @@ def seed_records(settings: Any) -> list[dict[str, Any]]:
     # a weak model tag validate held back from the auto-applied gradient (issue 15: per-field auto-apply)
     records[4]["tag_suggestions"] = [{"tag": "color:blue", "facet": "color", "label": "blue", "score": 0.4,
                                       "source": "model"}]
+    # the model judged the gradient decorative (no alt text); a person's caption replaced the file's own (trial 20b:
+    # N4, N6), and the file's licence terms are one long unbreakable URL (N1)
+    gradient = records[4]
+    gradient.update(alt_text="", decorative=True, caption="A soft gradient backdrop",
+                    field_sources={**gradient["field_sources"], "decorative": "model", "caption": "human"},
+                    model_suggestions={"caption": "Gradient from the file's XMP"})
+    gradient["enriched"]["pre"]["embedded"].update(
+        description="Gradient from the file's XMP",
+        usage_terms="https://licences.example.com/terms/editorial-and-commercial-use-worldwide-perpetual-2026")
     return records
 
 

@@ -5,10 +5,12 @@ rejected one keeps a non-decorative image in review, and the app says so when th
 the app, the session's tansu broker (`feedback`), an osmem-server seeded through the real index sink."""
 from __future__ import annotations
 
+import html
 import re
 
 import httpx
 import pytest
+from playwright.sync_api import expect
 
 from domain.review import apply_review, merge_decision
 from tests import review_support
@@ -106,7 +108,7 @@ def test_rejecting_the_alt_text_of_a_non_decorative_image_warns_and_keeps_it_in_
     page.click("#approve")
     page.wait_for_url(re.compile(r"sent="))
     flash = " ".join(page.locator(".flash").inner_text().split())
-    assert "paris-0003: approved (warning: alt_text rejected and none written, and the image is not decorative: " \
+    assert "paris-0003 (Paris at sunset): approved (warning: alt_text rejected and none written, and the image is not decorative: " \
            "it stays in review until you write one, or mark the image decorative)" in flash, flash
 
     page.goto(server.url + "/asset/paris-0003")
@@ -126,3 +128,26 @@ def test_rejecting_the_alt_text_of_a_non_decorative_image_warns_and_keeps_it_in_
                                  "the image decorative (an empty alt text)")
     out = apply_review(record, merge_decision(review, decorative, out))
     assert (out["status"], out["alt_text"], out["decorative"]) == ("approved", "", True)
+
+
+def test_a_file_name_typed_as_alt_text_waits_for_send_as_written(page, server, fleet):
+    """Trial 20b (W1): a file name is never an alt text: typed in the app it is refused like an over-long one, in
+    the browser and by the app itself, until the editor ticks "send as written"."""
+    settings = fleet[0]
+    page.goto(server.login_url)
+    page.goto(server.url + "/asset/mug-0001")
+    csrf = page.locator("input[name=csrf]").first.input_value()
+    r = page.request.post(server.url + "/decide/mug-0001", headers={"Origin": server.url},
+                          form={"csrf": csrf, "verdict": "save", "value.alt_text": "Image of DSC_0042.JPG"})
+    text = html.unescape(" ".join(r.text().split()))
+    assert "nothing was sent: the alt text \"Image of DSC_0042.JPG\" is a file name, not a description of the " \
+           "image: say what the image shows, or tick \"send as written\"" in text
+    page.fill("#alt_text", "IMG_1234.JPG")
+    expect(page.locator("#force-alt-label")).to_have_text("send as written, although it is a file name")
+    page.click("button[value=save]")
+    assert page.url.endswith("/asset/mug-0001") and page.evaluate("document.activeElement.id") == "force-alt"
+    assert "IMG_1234.JPG" not in _mine(settings) and "Image of DSC_0042.JPG" not in _mine(settings)
+    page.check("#force-alt")
+    page.click("button[value=save]")
+    page.wait_for_url(re.compile(r"sent="))
+    assert _mine(settings)[-1] == "IMG_1234.JPG"

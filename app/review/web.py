@@ -52,6 +52,8 @@ Handler = Callable[[Request, Principal], Awaitable[Response]]
 # an alt text that is only a file name or a camera's file name (IMG_1234.JPG, DSC_0042, sunset.png): JavaScript
 # syntax, case-insensitive; the asset page hints it live (validate may name its own: client_rules wins)
 _SENT_NOTE = re.compile(r" \((?:warning: |\d+ still being applied).*$", re.S)
+# a decision sent from an asset's page that moved on (to the next asset, or the queue): "<id> (<title>): approved"
+_ABOUT = re.compile(r"(?P<id>\S+)(?: \((?P<title>.*)\))?: (?P<what>[^:]+)", re.S)
 
 
 class ReviewApp:
@@ -83,7 +85,11 @@ class ReviewApp:
             "rejected": "rejecting leaves no alt text, and the image is not decorative: it stays in review until "
                         "you write one, or choose \"decorative\" if the image is decorative",
             "decorative": "decorative: published with no alt text (screen readers skip it). Only for an image "
-                          "that adds nothing to the page"}}
+                          "that adds nothing to the page",
+            # already decorative (the model judged it, or a person): not an alt text missing (trial 20b, N4)
+            "already_decorative": "decorative ({by}): published with no alt text (screen readers skip it). Choose "
+                                  "\"decorative\" to confirm, or write an alt text if the image is not decorative",
+            "force_over": "it is over {max} characters", "force_file_name": "it is a file name"}}
         self._producer = producer
         self._producer_lock = threading.Lock()
         env = jinja2.Environment(loader=jinja2.FileSystemLoader(HERE / "templates"), autoescape=True,
@@ -226,9 +232,11 @@ class ReviewApp:
             headers=headers)
 
     def _page(self, request: Request, who: Principal, name: str, context: dict[str, Any]) -> Response:
+        title, about_other = outcome_title(context.get("sent"), context.get("error"))
         return self.templates.TemplateResponse(request, name, {
-            "who": who, "csrf": self.auth.csrf_token(who),
-            "outcome_title": outcome_title(context.get("sent"), context.get("error")), **context})
+            "who": who, "csrf": self.auth.csrf_token(who), "outcome_title": title,
+            # the outcome is about the asset decided before this one: the title says this one is the next
+            "outcome_next": about_other and "doc" in context, **context})
 
     def _header(self) -> dict[str, Any]:
         counts = self.index.status_counts()
@@ -295,6 +303,10 @@ class ReviewApp:
         data = await run_in_threadpool(load)
         if data is None:
             return self._message(request, who, 404, "Not found", f"No asset {asset_id!r} in the index.")
+        from_file = file_values(data["doc"])
+        for row in data["fields"]:  # a value the person's edit replaced may be the file's, not the model's (trial 20b)
+            row["suggestion_from"] = "file" if row["suggestion"] is not None and row["suggestion"] in from_file \
+                else "model"
         shown = self.auth.outcome(who, request.query_params)  # only when this app signed it for `who`
         return self._page(request, who, "asset.html", {
             **data, "f": f, "vocab": self.vocab, "alt_rules": self.alt_rules, **shown,
@@ -335,16 +347,20 @@ class ReviewApp:
             v = self.settings.validate_
             warnings, refusals = alt_text_length(decision, v.alt_text_max_chars, v.alt_text_hard_max_chars)
             warnings += alt_text_missing(decision, doc)
+            refusals += alt_text_file_name(decision)
             if refusals and form.get("force_alt") != "1":
                 raise dec.DecisionError(f"nothing was sent: {refusals[0].split(': ', 1)[1]}, or tick \"send as "
                                         "written\" and send it again")
             sent = self.publish([decision])[0]
             note = "".join(f" (warning: {w.split(': ', 1)[1]})" for w in warnings + refusals)
             if sent["status"] and form.get("advance") == "1":
+                # the page shown next is another asset's (or the queue): the outcome names the asset decided
+                title = " ".join(str(doc.get("title") or "").split())[:80]
+                about = f"{asset_id} ({title})" if title and title != asset_id else asset_id
                 nxt = self.index.neighbour(f, doc, after=True)
                 if nxt:
-                    return _asset_url(nxt, f, **signed("sent", f"{asset_id}: {sent['status']}{note}"))
-                return "/?" + urlencode({**f.params(), **signed("sent", f"{asset_id}: {sent['status']}{note}")})
+                    return _asset_url(nxt, f, **signed("sent", f"{about}: {sent['status']}{note}"))
+                return "/?" + urlencode({**f.params(), **signed("sent", f"{about}: {sent['status']}{note}")})
             # the page shown next shows what was saved: wait (briefly) for the review group to apply it
             self.index.wait_applied(asset_id, sent["decision_id"], self.cfg.apply_wait_s)
             what = sent["status"] or ", ".join(f"{x['field']} {x['action']}" for x in sent["fields"])
@@ -454,14 +470,38 @@ def video_length(seconds: float | None) -> str:
     return clock(seconds)
 
 
-def outcome_title(sent: str | None, error: str | None) -> str:
-    """The start of the page title after a decision, so a screen reader says the outcome first (trial 20):
-    "Sent: approved", "Sent: title accepted", "Sent: 2 asset(s) approved", "Error: nothing was sent"."""
+def outcome_title(sent: str | None, error: str | None) -> tuple[str, bool]:
+    """The start of the page title after a decision, so a screen reader says the outcome first (trial 20), and
+    whether it is about another asset than the page's. A verdict sent from an asset's page names that asset, as
+    the page shown next is the next asset's (trial 20b: "Sent: approved · Tea cup" read as if Tea cup was
+    approved): "Approved: Simple graphic" (the page adds "next: <its title>"). On the same page: "Sent: title
+    accepted", "Sent: 2 asset(s) approved", "Error: nothing was sent"."""
     if error:
-        return "Error: " + error.split(":", 1)[0].split(" (", 1)[0][:80]
+        return "Error: " + error.split(":", 1)[0].split(" (", 1)[0][:80], False
     if sent:
-        return "Sent: " + _SENT_NOTE.sub("", sent).rsplit(": ", 1)[-1][:80]
-    return ""
+        text = _SENT_NOTE.sub("", sent)
+        m = _ABOUT.fullmatch(text)
+        if m:
+            what = m["what"].strip()
+            return f"{what[:1].upper()}{what[1:40]}: {(m['title'] or m['id'])[:80]}", True
+        return "Sent: " + text[:80], False
+    return "", False
+
+
+def alt_text_file_name(decision: dict[str, Any]) -> list[str]:
+    """A refusal (as `alt_text_length` gives them) for an alt text a person wrote that is only a file name
+    ("IMG_1234.JPG", "Image of DSC_0042.JPG"): never a description, so sent only as written (trial 20b, W1)."""
+    from consumers.validate.alttext import file_name, short
+
+    return [f"{decision.get('asset_id')}: the alt text \"{short(str(f['value']))}\" is a file name, not a "
+            "description of the image: say what the image shows" for f in decision.get("fields") or []
+            if f.get("field") == "alt_text" and f.get("action") == "edited" and file_name(f.get("value"))]
+
+
+def file_values(doc: dict[str, Any]) -> set[str]:
+    """The texts the file itself carried (its XMP/IPTC: title, description, alt text, …)."""
+    embedded = ((((doc.get("record") or {}).get("enriched") or {}).get("pre") or {}).get("embedded")) or {}
+    return {v for v in embedded.values() if isinstance(v, str) and v.strip()}
 
 
 def error_fields(error: str | None, rows: list[dict[str, Any]]) -> set[str]:

@@ -31,6 +31,26 @@
     });
   }
 
+  // --- the sticky action bar: the space kept free below a focused field is the bar's real height (it wraps to
+  // two rows at 320 px: trial 20b) -------------------------------------------------------------------------------
+  const bar = $(".buttons");
+  if (bar && window.ResizeObserver) {
+    new ResizeObserver(() => {
+      document.documentElement.style.setProperty("--bar-h", Math.ceil(bar.getBoundingClientRect().height) + "px");
+    }).observe(bar);
+  }
+
+  // --- a shortcut ignored because a control has the focus says so (trial 20b): polite, cleared after a while -----
+  const keysNote = $("#keys-note");
+  let noteTimer = 0;
+  const say = (text) => {
+    if (!keysNote) return;
+    keysNote.textContent = "";
+    window.clearTimeout(noteTimer);
+    window.setTimeout(() => { keysNote.textContent = text; }, 50);  // a new text, so it is read again
+    noteTimer = window.setTimeout(() => { keysNote.textContent = ""; }, 6000);
+  };
+
   // --- the outcome of a decision is read first: the page's focus starts on its banner ---------------------------
   const outcome = $("#outcome");
   if (outcome) outcome.focus();
@@ -76,26 +96,35 @@
     const count = $("#alt-count");
     const list = $("#alt-problems");
     const force = $("#force-alt-label");
+    const why = $("#force-alt-why");
     const check = () => {
       const text = alt.value.replace(/\s+/g, " ").trim();
       const problems = [];
       // no alt text: a cleared text marks the image decorative, a rejected one (or none) keeps it in review
       const choice = ($("input[name='action.alt_text']:checked") || {}).value || "";
       if (choice === "decorative") problems.push(rules.messages.decorative);
-      else if (alt.dataset.decorative) { /* already decorative: no alt text is right */ }
+      else if (alt.dataset.decorative) {  // already decorative: no alt text is right, and the page says who judged so
+        if (!text) problems.push(fill(rules.messages.already_decorative, { by: alt.dataset.decorative }));
+      }
       else if (choice === "rejected") problems.push(rules.messages.rejected);
       else if (!text) problems.push(alt.defaultValue.trim() ? rules.messages.cleared : rules.messages.empty);
       const sent = choice !== "rejected" && choice !== "decorative";  // else the text typed is not sent
       const m = sent && text.match(prefix);
       if (m && text.length > m[0].length) problems.push(fill(rules.messages.prefix, { match: m[0].trim() }));
       const bare = m ? text.slice(m[0].length).trim() : text;  // "Image of IMG_4032.JPG" too
-      if (sent && filename && bare && filename.test(bare)) problems.push(fill(rules.messages.filename, { text: bare }));
-      const hard = sent && text.length > rules.hard_max_chars && alt.value.trim() !== alt.defaultValue.trim();
+      const edited = alt.value.trim() !== alt.defaultValue.trim();
+      const named = sent && filename && bare && filename.test(bare);  // a file name: never a description
+      if (named) problems.push(fill(rules.messages.filename, { text: bare }));
+      const hard = sent && text.length > rules.hard_max_chars && edited;
       if (hard) problems.push(fill(rules.messages.too_long_hard, { n: text.length, max: rules.hard_max_chars }));
       else if (sent && text.length > rules.max_chars) problems.push(fill(rules.messages.too_long, { n: text.length, max: rules.max_chars }));
-      if (force) force.hidden = !hard;
-      // refused as it is (over the hard limit): the field says so; an error banner about it (the server's) too
-      if (hard || alt.dataset.refused) alt.setAttribute("aria-invalid", "true"); else alt.removeAttribute("aria-invalid");
+      // refused as written (over the hard limit, or a file name typed here: the server refuses both too) until
+      // the person ticks "send as written"
+      const refused = hard || (named && edited);
+      if (force) force.hidden = !refused;
+      if (why && refused) why.textContent = hard ? fill(rules.messages.force_over, { max: rules.hard_max_chars }) : rules.messages.force_file_name;
+      // refused as it is: the field says so; an error banner about it (the server's) too
+      if (refused || alt.dataset.refused) alt.setAttribute("aria-invalid", "true"); else alt.removeAttribute("aria-invalid");
       const visible = (alt.dataset.visible || "").replace(/\s+/g, " ").trim();
       if (sent && (visible.match(/[0-9A-Za-z]/g) || []).length >= 2) {
         const others = ["title", "caption", "summary"].map((id) => ($("#" + id) || {}).value || "");
@@ -312,19 +341,29 @@
     const control = t && t !== document.body && t.closest &&
       t.closest("input, select, textarea, button, a[href], summary, label, [contenteditable=''], [contenteditable=true]");
     if (ev.key === "Escape" && (typing || control)) { t.blur(); return; }
+    // Enter on a checkbox or a radio button does what the control does (nothing): it never sends its form
+    // through the browser's implicit submission ("Approve 1 selected?" from a ticked row: trial 20b)
+    if (ev.key === "Enter" && t && t.tagName === "INPUT" && ["checkbox", "radio"].includes((t.type || "").toLowerCase())) {
+      ev.preventDefault();
+      return;
+    }
     if (!shortcutsOn || typing || ev.ctrlKey || ev.metaKey || ev.altKey) return;
     const onPage = !control;  // the body, the outcome banner or a queue row
     const go = (sel) => { const a = $(sel); if (a && mayLeave()) { window.location.href = a.href; } };
     switch (ev.key) {
       case "j": case "n": if (!moveRow(1)) go("#next"); break;
       case "k": case "p": if (!moveRow(-1)) go("#prev"); break;
-      case "a": { const b = $("#approve"); if (b && onPage) { ev.preventDefault(); b.click(); } break; }
-      case "x": { const b = $("#reject"); if (b && onPage) { ev.preventDefault(); b.click(); } break; }
+      case "a": case "x": {
+        const b = $(ev.key === "a" ? "#approve" : "#reject");
+        if (b && onPage) { ev.preventDefault(); b.click(); }
+        else if (b) say("Shortcuts work from the page: press Esc first, then " + ev.key + ".");
+        break;
+      }
       case "e": if (alt) { ev.preventDefault(); alt.focus(); alt.setSelectionRange(alt.value.length, alt.value.length); } break;
       case "t": if (tagInput) { ev.preventDefault(); tagInput.focus(); } break;
       case "Enter": {  // on the queue, from the page or a row j / k moved to: never from a button, box or link
         const row = rows.includes(t) ? t : null;  // the row itself, not a box or link in it
-        if (rows.length && (row || t === document.body || t === document.documentElement)) {
+        if (rows.length && (row || onPage)) {  // the page: the body, <main>, the outcome banner (review 13 L6)
           window.location.href = $("a.open", row || rows[Math.max(0, current)]).href;
         }
         break;
