@@ -222,6 +222,7 @@ class ValidateStage(PipelineFacts, Stage):
                                  must_display_credit=bool(m("must_display_credit")),
                                  commercial_use=cfg.commercial_use, owned_markers=cfg.owned_license_markers)
         d.reasons.extend(decision.reasons)
+        d.review.extend(decision.review)  # usage terms nobody could classify: a person reads them
         licensing = d.pick("licensing", [("human", d.asset.get("declared_license")),
                                          ("embedded", emb.get("usage_terms") or emb.get("license_url")),
                                          ("model", m("licensing") if m("licensing") not in ("unknown", "") else None)])
@@ -262,7 +263,8 @@ class ValidateStage(PipelineFacts, Stage):
         usage_flag, credit_text = fields["usage_flag"], fields["credit_text"]
         if usage_flag == "restricted":
             review.append("licence restricts use: a person must confirm the intended use is allowed")
-        elif usage_flag == "unknown" and cfg.unknown_rights_need_review:
+        elif usage_flag == "unknown" and cfg.unknown_rights_need_review and not any(
+                r.startswith("usage terms not understood") for r in review):
             review.append("no licence evidence: rights must be confirmed before use")
         elif usage_flag == "credit_required" and cfg.credit_required_needs_review and _has(credit_text):
             review.append(f"credit must be displayed: check the credit text \"{credit_text or ''}\"")
