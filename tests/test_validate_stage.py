@@ -411,6 +411,19 @@ def test_file_evidence_is_named_before_the_model(stage):
     assert has_reason(out, "also: model rights summary")
 
 
+def test_special_instructions_are_rights_evidence_and_a_cut_notice_says_so(stage):
+    """Trial 23 W1: a wire photo's IIM 2:40 "Editorial use only" restricts it on its own; B7: a notice preprocess
+    cut at its limit is noted, not silently shortened."""
+    from domain.records import CUT_MARK, MAX_RIGHTS_TEXT
+
+    cut = "© 2025 Grande Agence. " + "x" * (MAX_RIGHTS_TEXT - 23) + CUT_MARK
+    out = run(stage, declared_license="Owned by Acme", embedded_meta={
+        "instructions": "Editorial use only. No archive, no sales.", "copyright": cut}, enrich={"licensing": "unknown"})
+    assert out["usage_flag"] == "restricted"
+    assert has_reason(out, "usage restricted: IPTC special instructions: 'Editorial use only")
+    assert has_reason(out, f"copyright notice is longer than {MAX_RIGHTS_TEXT} characters and was cut")
+
+
 def test_usage_terms_nobody_understands_are_shown_and_reviewed():
     """Trial 23 B3: the reason quotes the terms instead of saying there are none, and a person reads them."""
     out = run(make_stage(unknown_rights_need_review=False), declared_license=None,

@@ -33,7 +33,7 @@ from consumers.validate.schema import PROMPT_TASKS, Violation, check_enrichment,
 from domain.taxonomy import Taxonomy, taxonomy_from_settings
 from streams.errors import PermanentError
 from streams.metrics import DECISIONS
-from domain.records import PipelineFacts, duplicate_reason, is_deleted
+from domain.records import CUT_MARK, MAX_RIGHTS_TEXT, PipelineFacts, duplicate_reason, is_deleted, rights_text_cut
 from domain.confidence import CALIBRATED, UNCALIBRATED, ConfidencePolicy, below_reason, tags_below_reason, \
     threshold_reason
 from domain.review import apply_review
@@ -223,6 +223,11 @@ class ValidateStage(PipelineFacts, Stage):
                                  commercial_use=cfg.commercial_use, owned_markers=cfg.owned_license_markers)
         d.reasons.extend(decision.reasons)
         d.review.extend(decision.review)  # usage terms nobody could classify: a person reads them
+        for name, label in (("copyright", "copyright notice"), ("usage_terms", "usage terms"),
+                            ("instructions", "special instructions")):
+            if rights_text_cut(emb.get(name)):
+                d.reasons.append(f"note: the file's {label} is longer than {MAX_RIGHTS_TEXT} characters and was cut "
+                                 f"there (it ends in \"{CUT_MARK}\"); the original file keeps the whole text")
         licensing = d.pick("licensing", [("human", d.asset.get("declared_license")),
                                          ("embedded", emb.get("usage_terms") or emb.get("license_url")),
                                          ("model", m("licensing") if m("licensing") not in ("unknown", "") else None)])
