@@ -93,7 +93,7 @@ def validated_asset(asset_id: str, version: int = 1, *, title: str = "Red runnin
         "summary": f"Studio photo: {title}", "visible_text": ocr_text,
         "tags": [_tag(f, lab) for f, lab in tags], "suggested_tags": ["sneaker"],
         "credit_text": "Photo: Jane Photographer / Acme", "licensing": "CC-BY-4.0",
-        "field_sources": {"title": "model", "credit_text": "embedded", "licensing": "human"}, "model_suggestions": {},
+        "field_sources": {"title": "model", "credit_text": "embedded"}, "model_suggestions": {},
         "taxonomy_version": "2026.02", "stamp": _stamp("validate", at),
     }
     validate("ValidatedAsset", v)

@@ -29,6 +29,7 @@ def exif(path: Path, *args: str) -> dict:
 def record(asset_id, path: Path, **kw):
     v = validated_asset(asset_id, status="approved", **kw)
     v["enriched"]["pre"]["asset"]["source_uri"] = path.as_uri()
+    v["field_sources"]["licensing"] = "human"  # the declared licence, as validate sets it
     return v
 
 
