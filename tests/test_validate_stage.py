@@ -407,7 +407,7 @@ def test_file_evidence_is_named_before_the_model(stage):
                                                                         "reserved."},
               enrich={"licensing": "Restricted: all rights reserved (from copyright notice)"})
     first = next(r for r in out["reasons"] if r.startswith("usage restricted"))
-    assert first.startswith("usage restricted: copyright notice (XMP)"), first
+    assert first.startswith("usage restricted: copyright notice (file: XMP, IPTC or EXIF)"), first
     assert has_reason(out, "also: model rights summary")
 
 

@@ -162,4 +162,4 @@ def evidence_of(asset: dict[str, Any], embedded: dict[str, Any] | None) -> list[
             ("IPTC special instructions", emb.get("instructions")),
             ("XMP licence URL", emb.get("license_url")),
             ("copyright notice (human)", human.get("copyright")),
-            ("copyright notice (XMP)", emb.get("copyright"))]
+            ("copyright notice (file: XMP, IPTC or EXIF)", emb.get("copyright"))]
