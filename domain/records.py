@@ -83,6 +83,16 @@ def without_thumbnail(validated: dict[str, Any]) -> dict[str, Any]:
 
 
 DUPLICATE_REASON = "near-duplicate of "
+MAX_RIGHTS_TEXT = 8000
+"""A file's rights texts (copyright notice, usage terms, special instructions) are kept up to this many characters
+(other file text: 2000): a legal notice is read whole. A longer one is cut and ends in CUT_MARK, and validate
+says so in a note."""
+CUT_MARK = "…"
+
+
+def rights_text_cut(text: str | None) -> bool:
+    """Whether a file's rights text was cut at MAX_RIGHTS_TEXT by preprocess."""
+    return bool(text) and len(text) == MAX_RIGHTS_TEXT and text.endswith(CUT_MARK)
 
 
 def duplicate_reason(duplicate_of: str, distance: int | None = None, *, clip: bool = False) -> str:

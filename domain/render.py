@@ -80,6 +80,51 @@ def copyright_of(v: dict[str, Any]) -> str | None:
     return _first(human.get("copyright"), (pre.get("embedded") or {}).get("copyright"))
 
 
+RIGHTS_FIELD_SOURCES = ("human", "embedded")
+"""Whose text a standard rights field (xmpRights:UsageTerms, photoshop:Credit / IIM Credit, schema.org license and
+creditText) may carry: the file's own or a person's. A model's paraphrase ("Restricted: all rights reserved
+(...)", "CC BY-NC 2.0 (from copyright notice)") or a rule's ("Photo: Jane Doe") goes to our own namespace only,
+approved or not: an approval confirms the flag, it does not make the words the rights holder's."""
+
+
+def rights_text(v: dict[str, Any], name: str) -> str | None:
+    """The record's `licensing` / `credit_text` when it may go into a standard rights field (see
+    RIGHTS_FIELD_SOURCES), else None. A licence that is a URL is no usage terms: it is the WebStatement."""
+    value = v.get(name)
+    if not isinstance(value, str) or not value.strip():
+        return None
+    if (v.get("field_sources") or {}).get(name) not in RIGHTS_FIELD_SOURCES:
+        return None
+    if name == "licensing" and _URL.match(value.strip()):
+        return None
+    return value
+
+
+def suggested_rights_text(v: dict[str, Any], name: str) -> str | None:
+    """The `licensing` / `credit_text` that may not go into a standard field (rights_text), for our namespace."""
+    value = v.get(name)
+    if not isinstance(value, str) or not value.strip() or rights_text(v, name) is not None:
+        return None
+    return None if name == "licensing" and _URL.match(value.strip()) else value
+
+
+def creators_of(v: dict[str, Any]) -> list[str]:
+    """Several creators stay several: preprocess joins a file's dc:creator Seq / IIM By-lines with '; '."""
+    creator = creator_of(v)
+    return [c.strip() for c in creator.split("; ") if c.strip()] if creator else []
+
+
+def rights_marked_of(v: dict[str, Any]) -> str | None:
+    """xmpRights:Marked from the file's evidence only, never from a model or our flag: what the file says; else
+    "True" when the file or a person gives a copyright notice; else nothing (False = public domain is only ever
+    the file's own word)."""
+    _, pre, _, _ = _parts(v)
+    marked = (pre.get("embedded") or {}).get("rights_marked")
+    if marked is not None:
+        return "True" if marked else "False"
+    return "True" if copyright_of(v) else None
+
+
 def license_url_of(v: dict[str, Any]) -> str | None:
     _, pre, asset, _ = _parts(v)
     for cand in (asset.get("declared_license"), (pre.get("embedded") or {}).get("license_url"), v.get("licensing")):
@@ -152,7 +197,8 @@ def to_jsonld(validated: dict[str, Any], thumbnail_url: str | None = None) -> di
     asset_id = asset.get("asset_id")
     sha = hashes.get("sha256") or image.get("content_sha256")
     licence_url = license_url_of(v)
-    licence: Any = licence_url or ({"@type": "CreativeWork", "name": v["licensing"]} if v.get("licensing") else None)
+    terms = rights_text(v, "licensing")
+    licence: Any = licence_url or ({"@type": "CreativeWork", "name": terms} if terms else None)
     content_location = None
     if exif.get("gps_lat") is not None and exif.get("gps_lon") is not None or place:
         content_location = {
@@ -164,7 +210,7 @@ def to_jsonld(validated: dict[str, Any], thumbnail_url: str | None = None) -> di
             "geo": {"@type": "GeoCoordinates", "latitude": exif.get("gps_lat"), "longitude": exif.get("gps_lon"),
                     "elevation": exif.get("gps_alt")} if exif.get("gps_lat") is not None else None,
         }
-    creator = creator_of(v)
+    creators = creators_of(v)
     fmt = image.get("format")
     review = v.get("review") or {}
     doc = {
@@ -183,8 +229,9 @@ def to_jsonld(validated: dict[str, Any], thumbnail_url: str | None = None) -> di
         "keywords": [{"@type": "DefinedTerm", "name": t["label"], "termCode": t["tag"],
                       "inDefinedTermSet": f"urn:assetstream:taxonomy:{v.get('taxonomy_version')}"}
                      for t in v.get("tags") or []],
-        "creator": {"@type": "Person", "name": creator} if creator else None,
-        "creditText": v.get("credit_text"),
+        "creator": [{"@type": "Person", "name": c} for c in creators] if len(creators) > 1 else
+                   ({"@type": "Person", "name": creators[0]} if creators else None),
+        "creditText": rights_text(v, "credit_text"),
         "copyrightNotice": copyright_of(v),
         "license": licence,
         "acquireLicensePage": (asset.get("attributes") or {}).get("acquire_license_page"),
@@ -205,6 +252,9 @@ def to_jsonld(validated: dict[str, Any], thumbnail_url: str | None = None) -> di
         # ImageObject, so validators and search engines would flag it
         "assetstream:decorative": bool(v.get("decorative")),
         "assetstream:usageFlag": v.get("usage_flag"),
+        # a model's or rule's rights words: ours, never in schema.org's license / creditText (rights_text)
+        "assetstream:suggestedLicensing": suggested_rights_text(v, "licensing"),
+        "assetstream:suggestedCreditText": suggested_rights_text(v, "credit_text"),
         "assetstream:taxonomyVersion": v.get("taxonomy_version"),
         "assetstream:fieldSources": json.dumps(v.get("field_sources") or {}, sort_keys=True),
         "assetstream:reviewedBy": review.get("editor"),
@@ -303,15 +353,13 @@ def to_xmp(validated: dict[str, Any]) -> str:
     _lang_alt(desc, "dc", "title", v.get("title"))
     _lang_alt(desc, "dc", "description", _first(v.get("caption"), v.get("summary")))
     _container(desc, "dc", "subject", "Bag", [t["label"] for t in v.get("tags") or []])
-    creator = creator_of(v)
-    _container(desc, "dc", "creator", "Seq", [creator] if creator else [])
-    copyright_ = copyright_of(v)
-    _lang_alt(desc, "dc", "rights", copyright_)
-    _simple(desc, "photoshop", "Credit", v.get("credit_text"))
-    _lang_alt(desc, "xmpRights", "UsageTerms", v.get("licensing"))
+    _container(desc, "dc", "creator", "Seq", creators_of(v))
+    _lang_alt(desc, "dc", "rights", copyright_of(v))
+    # standard rights fields: the file's or a person's words only (rights_text); Marked from the file's evidence
+    _simple(desc, "photoshop", "Credit", rights_text(v, "credit_text"))
+    _lang_alt(desc, "xmpRights", "UsageTerms", rights_text(v, "licensing"))
     _simple(desc, "xmpRights", "WebStatement", license_url_of(v))
-    if v.get("usage_flag") in ("ok", "credit_required", "restricted") and (copyright_ or v.get("licensing")):
-        _simple(desc, "xmpRights", "Marked", "False" if v.get("usage_flag") == "ok" and not copyright_ else "True")
+    _simple(desc, "xmpRights", "Marked", rights_marked_of(v))
     if v.get("decorative"):
         _lang_alt(desc, "Iptc4xmpCore", "AltTextAccessibility", "")
     else:
@@ -324,6 +372,8 @@ def to_xmp(validated: dict[str, Any]) -> str:
     _simple(desc, "assetstream", "AssetId", asset.get("asset_id"))
     _simple(desc, "assetstream", "Status", v.get("status"))
     _simple(desc, "assetstream", "UsageFlag", v.get("usage_flag"))
+    _simple(desc, "assetstream", "SuggestedLicensing", suggested_rights_text(v, "licensing"))
+    _simple(desc, "assetstream", "SuggestedCreditText", suggested_rights_text(v, "credit_text"))
     _simple(desc, "assetstream", "Decorative", "True" if v.get("decorative") else "False")
     _simple(desc, "assetstream", "TaxonomyVersion", v.get("taxonomy_version"))
     stamp = v.get("stamp") or {}

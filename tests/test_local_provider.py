@@ -322,6 +322,10 @@ def test_text_embeddings_are_semantic():
                    "credit_line": "Getty Images"}}, "Restricted", True, "Getty Images"),
     ({"embedded": {"copyright": "Copyright 2023 Acme Corp. All rights reserved."}}, "Restricted", False, None),
     ({}, "unknown", False, None),
+    # trial 23 B1: the local rights model said "Public domain (CC0) (from usage terms)" for a negated grant
+    ({"embedded": {"usage_terms": "Not CC0 and not public domain"}}, "Restricted: Not CC0", False, None),
+    ({"embedded": {"usage_terms": "This image is not royalty-free. Licence fee applies per use."}},
+     "Restricted: This image is not royalty-free", False, None),
 ])
 def test_rights(provider, over, licensing, credit, credit_text):
     data = _ask(provider, "rights", None, _pre(**over)).data

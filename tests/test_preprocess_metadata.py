@@ -109,6 +109,29 @@ def test_exif_artist_copyright_and_the_best_capture_date(tmp_path):
     assert rec["embedded"]["creator"] == "Ana Gómez"  # XMP wins over EXIF Artist
 
 
+def test_rights_evidence_as_agencies_write_it(tmp_path):
+    """Trial 23 W1, B4, B6, B7 on files written by ExifTool: IIM 2:40 Special Instructions (wire services'
+    "Editorial use only") and photoshop:Instructions are read; xmpRights:Marked as the file says it (False too);
+    two creators stay two; a 9000-character notice is kept up to 8000 characters and says it was cut."""
+    import subprocess
+
+    notice = ("© 2025 Grande Agence. " + "Any use without a licence signed by the licensor is prohibited. " * 140)
+    for name, args in (("wire.jpg", ["-IPTC:SpecialInstructions=Editorial use only. No archive, no sales.",
+                                     "-IPTC:By-line=dpa", "-IPTC:CodedCharacterSet=UTF8"]),
+                       ("xmp.jpg", ["-XMP-photoshop:Instructions=Not for advertising", "-XMP-xmpRights:Marked=False",
+                                    "-XMP-dc:Creator=Zoë Müller", "-XMP-dc:Creator=山田太郎", f"-XMP-dc:Rights={notice}"])):
+        (tmp_path / name).write_bytes(jpeg(scene(6, (300, 200))))
+        subprocess.run(["exiftool", "-overwrite_original", "-charset", "iptc=UTF8", *args, str(tmp_path / name)],
+                       check=True, capture_output=True)
+    wire = run(tmp_path, "wire.jpg")["embedded"]
+    assert wire["instructions"] == "Editorial use only. No archive, no sales." and wire["rights_marked"] is None
+    em = run(tmp_path, "xmp.jpg")["embedded"]
+    assert em["instructions"] == "Not for advertising" and em["rights_marked"] is False
+    assert em["creator"] == "Zoë Müller; 山田太郎"
+    assert len(notice) > 8000 and len(em["copyright"]) == 8000 and em["copyright"].endswith("…")
+    assert em["copyright"][:-1].rstrip() == notice[:7999].rstrip()
+
+
 def test_every_country_code_of_the_geocoder_has_a_name():
     """Issue 15: 126 of the GeoNames country codes were published as bare codes."""
     import csv

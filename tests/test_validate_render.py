@@ -98,12 +98,40 @@ def test_xmp_is_well_formed_with_iptc_accessibility_fields(record):
     assert fields["dc:creator"] == ["María López"]
     assert fields["dc:rights"] == "© 2026 María López"
     assert fields["photoshop:Credit"] == "María López / Acme"
-    assert fields["xmpRights:UsageTerms"] == record["licensing"]
+    assert "xmpRights:UsageTerms" not in fields  # a licence URL is the WebStatement, not usage terms (trial 23 B2)
     assert fields["xmpRights:WebStatement"] == "https://creativecommons.org/licenses/by/4.0/"
     assert fields["assetstream:UsageFlag"] == "credit_required"
     assert fields["assetstream:TaxonomyVersion"] == "v2"
     assert fields["assetstream:Reasons"] == record["reasons"]
     assert [p["Task"] for p in fields["assetstream:Provenance"]] == ["tagging", "alt_text", "rights"]
+
+
+def test_standard_rights_fields_carry_only_the_files_or_a_persons_words(stage):
+    """Trial 23 B2, B4, B6: the model's rights paraphrase never lands in xmpRights:UsageTerms / photoshop:Credit
+    or schema.org license / creditText (it is in our namespace); xmpRights:Marked is what the file says, never
+    derived from our flag; two creators stay two."""
+    paraphrase = "Restricted: all rights reserved (© dpa Picture-Alliance)"
+    wire = stage.validate(enriched_asset(
+        declared_license=None, embedded_meta={"copyright": "© dpa Picture-Alliance", "creator": "Zoë Müller; 山田太郎"},
+        enrich={"licensing": paraphrase, "credit_text": "dpa / Picture-Alliance"}))
+    assert wire["licensing"] == paraphrase and wire["field_sources"]["licensing"] == "model"
+    fields, doc = parse_xmp(to_xmp(wire)), to_jsonld(wire)
+    assert "xmpRights:UsageTerms" not in fields and "photoshop:Credit" not in fields
+    assert fields["assetstream:SuggestedLicensing"] == paraphrase
+    assert fields["assetstream:SuggestedCreditText"] == "dpa / Picture-Alliance"
+    assert "license" not in doc and "creditText" not in doc and doc["assetstream:suggestedLicensing"] == paraphrase
+    assert fields["xmpRights:Marked"] == "True"  # the file's own copyright notice
+    assert fields["dc:creator"] == ["Zoë Müller", "山田太郎"]
+    assert doc["creator"] == [{"@type": "Person", "name": "Zoë Müller"}, {"@type": "Person", "name": "山田太郎"}]
+
+    pd_mark = {"license_url": "https://creativecommons.org/publicdomain/mark/1.0/", "rights_marked": False}
+    marked = stage.validate(enriched_asset(declared_license=None, embedded_meta=pd_mark))
+    assert parse_xmp(to_xmp(marked))["xmpRights:Marked"] == "False"  # the file's word (trial 23: sidecar said True)
+    trap = stage.validate(enriched_asset(declared_license=None, embedded_meta={
+        "usage_terms": "This image is not royalty-free. Licence fee applies per use."}))
+    trap_fields = parse_xmp(to_xmp(trap))
+    assert "xmpRights:Marked" not in trap_fields  # nothing in the file says; never "False" from our flag
+    assert trap_fields["xmpRights:UsageTerms"] == "This image is not royalty-free. Licence fee applies per use."
 
 
 def test_xmp_round_trips_through_a_jpeg(record, tmp_path):

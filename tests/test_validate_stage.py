@@ -376,6 +376,64 @@ def test_usage_flag(stage, declared, embedded_meta, flag, reason):
     assert out["status"] == ("auto_applied" if flag == "ok" else "needs_review")
 
 
+# trial 23 B1/B3: what rights managers write, negated grants included; the file's own words decide
+@pytest.mark.parametrize("usage_terms, reason", [
+    ("Not CC0 and not public domain: a licence is required from the rights holder.", "restricts use"),
+    ("Not CC0 and not public domain", "NOT public domain / CC0"),
+    ("This image is not royalty-free. Licence fee applies per use.", "restricts use"),
+    ("This image isn't royalty-free", "NOT royalty-free"),
+    ("Never public domain", "NOT public domain"),
+    ("CC0 does not apply to this photograph", "NOT public domain"),
+    ("No licence granted", "restricts use"),
+    ("Not licensed for print", "restricts use"),
+    ("No commercial use.", "restricts use"),
+    ("Non-commercial only", "non-commercial only"),
+    ("Not for advertising or promotional use.", "restricts use"),
+    ("No merchandising", "restricts use"),
+    ("EDITORIAL USE ONLY", "restricts use"),
+])
+def test_negated_grants_and_restrictive_phrases_are_restricted(stage, usage_terms, reason):
+    # the model agrees with the trap ("CC0"): it can never turn the file's text into ok
+    out = run(stage, declared_license=None, embedded_meta={"usage_terms": usage_terms},
+              enrich={"licensing": "Public domain (CC0) (from usage terms)"})
+    assert out["usage_flag"] == "restricted", out["reasons"]
+    assert has_reason(out, "usage restricted: XMP usage terms: ") and has_reason(out, reason)
+    assert out["status"] == "needs_review"
+
+
+def test_file_evidence_is_named_before_the_model(stage):
+    """Trial 23 B5: the file's bare notice decides; the reason says so, not the model's paraphrase."""
+    out = run(stage, declared_license=None, embedded_meta={"copyright": "Copyright 2024 John Smith. All rights "
+                                                                        "reserved."},
+              enrich={"licensing": "Restricted: all rights reserved (from copyright notice)"})
+    first = next(r for r in out["reasons"] if r.startswith("usage restricted"))
+    assert first.startswith("usage restricted: copyright notice (file: XMP, IPTC or EXIF)"), first
+    assert has_reason(out, "also: model rights summary")
+
+
+def test_special_instructions_are_rights_evidence_and_a_cut_notice_says_so(stage):
+    """Trial 23 W1: a wire photo's IIM 2:40 "Editorial use only" restricts it on its own; B7: a notice preprocess
+    cut at its limit is noted, not silently shortened."""
+    from domain.records import CUT_MARK, MAX_RIGHTS_TEXT
+
+    cut = "© 2025 Grande Agence. " + "x" * (MAX_RIGHTS_TEXT - 23) + CUT_MARK
+    out = run(stage, declared_license="Owned by Acme", embedded_meta={
+        "instructions": "Editorial use only. No archive, no sales.", "copyright": cut}, enrich={"licensing": "unknown"})
+    assert out["usage_flag"] == "restricted"
+    assert has_reason(out, "usage restricted: IPTC special instructions: 'Editorial use only")
+    assert has_reason(out, f"copyright notice is longer than {MAX_RIGHTS_TEXT} characters and was cut")
+
+
+def test_usage_terms_nobody_understands_are_shown_and_reviewed():
+    """Trial 23 B3: the reason quotes the terms instead of saying there are none, and a person reads them."""
+    out = run(make_stage(unknown_rights_need_review=False), declared_license=None,
+              embedded_meta={"usage_terms": "Contact the picture desk before any reuse in print"},
+              enrich={"licensing": "unknown"})
+    assert out["usage_flag"] == "unknown" and out["status"] == "needs_review"
+    assert has_reason(out, "usage terms not understood: 'Contact the picture desk")
+    assert not has_reason(out, "no declared licence, XMP usage terms")
+
+
 def test_nc_licence_is_only_credit_for_non_commercial_tenants():
     out = run(make_stage(commercial_use=False), declared_license="CC BY-NC 4.0", embedded_meta={"creator": "J. Doe"})
     assert out["usage_flag"] == "credit_required"

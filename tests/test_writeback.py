@@ -196,21 +196,25 @@ def test_an_empty_field_of_ours_is_no_change_and_no_claim():
 def test_a_decorative_decision_writes_an_explicit_empty_alt(broker, unique, store):
     """Trial 20 B5: an asset the editor marked decorative (alt text "") was written without its alt text (an
     empty field of ours is never sent), so the DAM kept the old one live. It gets alt "" and the decorative flag
-    (when mapped); an alt text we never wrote stays a person's (protect_unknown) but is counted, not silent."""
+    (when mapped). Trial 20b N3: an alt text there that is only a file name ("IMG_0001.jpg") is nobody's alt text:
+    replaced too, no conflict; a person's real alt text we never wrote stays (protect_unknown), counted."""
     with FakeDam() as dam:
         s = wb_settings(broker, f"wbd{unique}", store.url, dam, fields={**FIELDS, "decorative": "decorative"})
         provision(s)
         dam.assets["a-named"] = {"altText": "IMG_0001.jpg"}
+        dam.assets["a-person"] = {"altText": "Mauve wall of the Lisbon office"}
         deco = validated_asset("a-deco", 2, status="approved", alt_text="")
         named = validated_asset("a-named", status="approved", alt_text="")
-        deco["decorative"] = named["decorative"] = True
+        person = validated_asset("a-person", status="approved", alt_text="")
+        deco["decorative"] = named["decorative"] = person["decorative"] = True
         conflicts = count(WRITEBACK_CONFLICTS, "dam", "altText")
         with RunnerThread(StageRunner(WritebackSink(s), s)):
             run_until(s, [validated_asset("a-deco", status="auto_applied", alt_text="A mauve gradient")], 1)
-            run_until(s, [deco, named], 3)
+            run_until(s, [deco, named, person], 4)
     assert dam.assets["a-deco"]["altText"] == "" and dam.assets["a-deco"]["decorative"] is True
     assert json.loads(dam.writes("a-deco")[-1]["body"]) == {"altText": "", "decorative": True}
-    assert dam.assets["a-named"]["altText"] == "IMG_0001.jpg"
+    assert dam.assets["a-named"]["altText"] == "" and dam.assets["a-named"]["decorative"] is True
+    assert dam.assets["a-person"]["altText"] == "Mauve wall of the Lisbon office"
     assert count(WRITEBACK_CONFLICTS, "dam", "altText") - conflicts == 1
 
 

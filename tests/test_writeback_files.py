@@ -29,6 +29,7 @@ def exif(path: Path, *args: str) -> dict:
 def record(asset_id, path: Path, **kw):
     v = validated_asset(asset_id, status="approved", **kw)
     v["enriched"]["pre"]["asset"]["source_uri"] = path.as_uri()
+    v["field_sources"]["licensing"] = "human"  # the declared licence, as validate sets it
     return v
 
 
@@ -110,10 +111,29 @@ def test_an_editors_edit_replaces_the_originals_own_value_an_accepted_one_does_n
     deco = record("deco", originals / "deco.jpg", alt_text="")
     deco["decorative"] = True
     deco["review"] = {**v["review"], "fields": [{**v["review"]["fields"][0], "value": ""}]}
+    # trial 23 B9: the editor's credit is 36 bytes, over IIM Credit's 32
+    credit = "Foto: REUTERS/Staff – Zoë Müller"
+    v["credit_text"], v["field_sources"]["credit_text"] = credit, "human"
+    v["review"]["fields"].append({"field": "credit_text", "action": "edited", "value": credit, "editor": "Mia",
+                                  "at": at})
+    # trial 23 B2: the model's rights paraphrases, approved with "Approve all", are never the file's rights words
+    shutil.copy(jpg, originals / "agency.jpg")
+    subprocess.run(["exiftool", "-overwrite_original", "-XMP-photoshop:Credit=", "-XMP-xmpRights:UsageTerms=",
+                    str(originals / "agency.jpg")], check=True, capture_output=True)  # the file states neither
+    (originals / "agency.jpg").chmod(0o664)  # trial 23 B8: the copy keeps the original's mode (mkstemp's is 0600)
+    agency = record("agency", originals / "agency.jpg")
+    agency["credit_text"], agency["licensing"] = "Flickr user kfoto / CC BY-NC 2.0", "CC BY-NC 2.0 (from copyright notice)"
+    agency["field_sources"].update(credit_text="model", licensing="model")
     with RunnerThread(StageRunner(WritebackSink(s), s)):
-        run_until(s, [v, deco], 2)
-        tags = exif(next(out.glob("sunset-*.jpg")), "-XMP:all")
+        run_until(s, [v, deco, agency], 3)
+        tags = exif(next(out.glob("sunset-*.jpg")), "-XMP:all", "-IPTC:all")
         deco_tags = exif(next(out.glob("deco-*.jpg")), "-XMP:all")
+        agency_copy = next(out.glob("agency-*.jpg"))
+        agency_tags = exif(agency_copy, "-XMP:all", "-IPTC:all")
+    assert not {"XMP-photoshop:Credit", "IPTC:Credit", "XMP-xmpRights:UsageTerms"} & set(agency_tags), agency_tags
+    assert agency_copy.stat().st_mode & 0o777 == 0o664
+    assert next(out.glob("sunset-*.jpg")).stat().st_mode & 0o777 == jpg.stat().st_mode & 0o777
+    assert tags["XMP-photoshop:Credit"] == credit and "IPTC:Credit" not in tags  # whole in XMP, not cut in IIM
     # an explicit empty alt text (not the file's old one, not absent) and the decorative flag, as in the sidecar;
     # no extended description for an image that carries no information
     assert deco_tags["XMP-iptcCore:AltTextAccessibility"] == ""

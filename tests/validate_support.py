@@ -34,7 +34,8 @@ def asset_event(asset_id: str = "asset-0001", *, event_type: str = "created", de
 
 def embedded(**fields: Any) -> dict[str, Any]:
     base = {"creator": None, "copyright": None, "credit_line": None, "usage_terms": None, "title": None,
-            "description": None, "keywords": [], "alt_text": None, "ext_description": None, "license_url": None}
+            "description": None, "keywords": [], "alt_text": None, "ext_description": None, "license_url": None,
+            "instructions": None, "rights_marked": None}
     base.update(fields)
     return base
 

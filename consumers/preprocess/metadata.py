@@ -13,6 +13,7 @@ from typing import Any
 import scipy.spatial  # noqa: F401 - reverse_geocoder's K-D tree: imported with the stage, not first from a thread
 from PIL import Image
 
+from domain.records import CUT_MARK, MAX_RIGHTS_TEXT
 from domain.xmp import NS, XML_LANG, xmp_root
 
 MAX_TEXT = 2000
@@ -20,8 +21,9 @@ MAX_KEYWORDS = 100
 _CTRL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\u200b-\u200f\u202a-\u202e\u2066-\u2069]")
 
 
-def clean_text(value: Any, limit: int = MAX_TEXT) -> str | None:
-    """Untrusted text -> printable, whitespace-trimmed, length-capped string (None if empty)."""
+def clean_text(value: Any, limit: int = MAX_TEXT, mark_cut: bool = False) -> str | None:
+    """Untrusted text -> printable, whitespace-trimmed, length-capped string (None if empty). `mark_cut`: a text
+    over the limit ends in CUT_MARK ("…") within it, so a cut legal text says it was cut."""
     if value is None:
         return None
     if isinstance(value, bytes):
@@ -33,6 +35,8 @@ def clean_text(value: Any, limit: int = MAX_TEXT) -> str | None:
                 continue
     text = _CTRL.sub("", str(value)).strip()
     text = re.sub(r"[ \t]+", " ", text)
+    if mark_cut and len(text) > limit:
+        return text[:limit - len(CUT_MARK)].rstrip() + CUT_MARK
     return text[:limit] or None
 
 
@@ -252,17 +256,18 @@ def parse_xmp(packet: bytes | None) -> dict[str, Any]:
                     out.append(el.get(_RDF + "resource"))
         return out
 
-    def first(ns: str, name: str) -> str | None:
+    def first(ns: str, name: str, limit: int = MAX_TEXT) -> str | None:
         vals = prop(ns, name)
-        return clean_text(vals[0]) if vals else None
+        return clean_text(vals[0], limit, mark_cut=limit == MAX_RIGHTS_TEXT) if vals else None
 
     creators = [c for c in (clean_text(v, 200) for v in prop("dc", "creator")) if c]
     keywords = _dedupe(clean_text(k, 100) for k in prop("dc", "subject"))
     res = {
         "creator": "; ".join(creators) or None,
-        "copyright": first("dc", "rights"),
+        "copyright": first("dc", "rights", MAX_RIGHTS_TEXT),
         "credit_line": first("photoshop", "Credit"),
-        "usage_terms": first("xmpRights", "UsageTerms"),
+        "usage_terms": first("xmpRights", "UsageTerms", MAX_RIGHTS_TEXT),
+        "instructions": first("photoshop", "Instructions", MAX_RIGHTS_TEXT),
         "title": first("dc", "title") or first("photoshop", "Headline"),
         "description": first("dc", "description"),
         "keywords": keywords,
@@ -273,7 +278,11 @@ def parse_xmp(packet: bytes | None) -> dict[str, Any]:
         "capture_time": _xmp_date(first("exif", "DateTimeOriginal") or first("photoshop", "DateCreated")
                                   or first("xmp", "CreateDate")),
     }
-    return {k: v for k, v in res.items() if v}
+    out = {k: v for k, v in res.items() if v}
+    marked = (first("xmpRights", "Marked") or "").strip().lower()
+    if marked in ("true", "false"):  # False is a statement too (public domain): kept
+        out["rights_marked"] = marked == "true"
+    return out
 
 
 def _xmp_date(value: str | None) -> str | None:
@@ -317,14 +326,15 @@ def parse_iptc(source: Image.Image | None) -> dict[str, Any]:
             return []
         return v if isinstance(v, list) else [v]
 
-    def one(ds: int) -> str | None:
+    def one(ds: int, limit: int = MAX_TEXT) -> str | None:
         vals = get(ds)
-        return clean_text(vals[0]) if vals else None
+        return clean_text(vals[0], limit, mark_cut=limit == MAX_RIGHTS_TEXT) if vals else None
 
     res = {
         "creator": "; ".join(c for c in (clean_text(v, 200) for v in get(80)) if c) or None,
-        "copyright": one(116),
+        "copyright": one(116, MAX_RIGHTS_TEXT),
         "credit_line": one(110),
+        "instructions": one(40, MAX_RIGHTS_TEXT),  # 2:40 Special Instructions: wire services' "Editorial use only"
         "title": one(5) or one(105),
         "description": one(120),
         "keywords": _dedupe(clean_text(k, 100) for k in get(25)),
@@ -344,7 +354,7 @@ def _iptc_date(date: str | None, time_: str | None) -> str | None:
 
 
 EMBEDDED_FIELDS = ("creator", "copyright", "credit_line", "usage_terms", "title", "description", "keywords",
-                   "alt_text", "ext_description", "license_url")
+                   "alt_text", "ext_description", "license_url", "instructions", "rights_marked")
 
 
 T_ARTIST, T_COPYRIGHT = 0x013B, 0x8298

@@ -20,25 +20,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-_PREFIX = re.compile(r"^\s*(?:(?:an?|the)\s+)?(?:close[\s\-]?up\s+)?(?:image|picture|photo|photograph|pic|"
-                     r"graphic|screenshot|illustration)\s+(?:of|showing|depicting|that shows|with)\s*[:,\-]?\s+",
-                     re.I)
+from domain.alttext import FILE_NAME, PREFIX, file_name  # noqa: F401 - file_name: validate's callers use it here
 
-
-_FILE_NAME = re.compile(
-    r"(?:^\S+\.(?:jpe?g|jpe|jfif|png|webp|tiff?|gif|bmp|heic|heif|avif|jxl|svg|psd|raw|cr[23]|nef|arw|orf|rw2|dng|"
-    r"raf|pef|srw)"  # one word ending in an image file's extension (not a sentence that ends in one)
-    r"|^(?:IMG|DSC[NF]?|DCIM|PXL|MVIMG|GOPR|GH\d|DJI|SAM|WP|PICT|PANO|VID|P|_MG|_DSC|SDC|CIMG)"
-    r"[ _-]?\d{3,}(?:[_-][0-9a-z]+)*)$", re.I)  # or is a camera's / phone's own name for the file
-
-
-def file_name(text: str | None) -> bool:
-    """Whether an alt text is a file name or a camera-style name, not a description ("IMG_4032.JPG",
-    "DSC_0042", "Image of DSC_0042.JPG", "red-mug.webp")."""
-    t = " ".join((text or "").split())
-    while (m := _PREFIX.match(t)) and len(t) > m.end():
-        t = t[m.end():]
-    return bool(t) and _FILE_NAME.search(t.strip(" .\"'")) is not None
+_PREFIX, _FILE_NAME = PREFIX, FILE_NAME
 
 
 def judge(alt_text: str | None, max_chars: int | None = 125) -> list[str]:

@@ -33,7 +33,7 @@ from consumers.validate.schema import PROMPT_TASKS, Violation, check_enrichment,
 from domain.taxonomy import Taxonomy, taxonomy_from_settings
 from streams.errors import PermanentError
 from streams.metrics import DECISIONS
-from domain.records import PipelineFacts, duplicate_reason, is_deleted
+from domain.records import CUT_MARK, MAX_RIGHTS_TEXT, PipelineFacts, duplicate_reason, is_deleted, rights_text_cut
 from domain.confidence import CALIBRATED, UNCALIBRATED, ConfidencePolicy, below_reason, tags_below_reason, \
     threshold_reason
 from domain.review import apply_review
@@ -222,6 +222,12 @@ class ValidateStage(PipelineFacts, Stage):
                                  must_display_credit=bool(m("must_display_credit")),
                                  commercial_use=cfg.commercial_use, owned_markers=cfg.owned_license_markers)
         d.reasons.extend(decision.reasons)
+        d.review.extend(decision.review)  # usage terms nobody could classify: a person reads them
+        for name, label in (("copyright", "copyright notice"), ("usage_terms", "usage terms"),
+                            ("instructions", "special instructions")):
+            if rights_text_cut(emb.get(name)):
+                d.reasons.append(f"note: the file's {label} is longer than {MAX_RIGHTS_TEXT} characters and was cut "
+                                 f"there (it ends in \"{CUT_MARK}\"); the original file keeps the whole text")
         licensing = d.pick("licensing", [("human", d.asset.get("declared_license")),
                                          ("embedded", emb.get("usage_terms") or emb.get("license_url")),
                                          ("model", m("licensing") if m("licensing") not in ("unknown", "") else None)])
@@ -262,7 +268,8 @@ class ValidateStage(PipelineFacts, Stage):
         usage_flag, credit_text = fields["usage_flag"], fields["credit_text"]
         if usage_flag == "restricted":
             review.append("licence restricts use: a person must confirm the intended use is allowed")
-        elif usage_flag == "unknown" and cfg.unknown_rights_need_review:
+        elif usage_flag == "unknown" and cfg.unknown_rights_need_review and not any(
+                r.startswith("usage terms not understood") for r in review):
             review.append("no licence evidence: rights must be confirmed before use")
         elif usage_flag == "credit_required" and cfg.credit_required_needs_review and _has(credit_text):
             review.append(f"credit must be displayed: check the credit text \"{credit_text or ''}\"")

@@ -21,6 +21,12 @@ Per field (ExifTool tag names, several joined with ',' are written together and 
     tags        -> XMP-dc:Subject, IPTC:Keywords          credit_text -> XMP-photoshop:Credit, IPTC:Credit
     licensing   -> XMP-xmpRights:UsageTerms
 
+Rights words come only from the file or a person (plan.our_value, domain.render.rights_text): a model's credit
+or licence paraphrase is never written into photoshop:Credit / IPTC:Credit / UsageTerms, approved or not, and a
+licence URL is no usage terms. An IIM value over its dataset's byte limit (Credit: 32) is written to the XMP tag
+only (IIM_LIMITS). The copy gets the file mode of what it was made from (the original, our earlier copy), 0644
+when that was an S3 object.
+
 Keywords are merged: the file's own (human) keywords stay, ours are added, and ours that we wrote before and no
 longer suggest are removed. Every write also stamps our provenance namespace (XMP-assetstream: asset id, status,
 pipeline version, whether the image is decorative (`Decorative` True/False: a decorative image's alt text is
@@ -34,6 +40,7 @@ from __future__ import annotations
 import hashlib
 import importlib.resources
 import json
+import logging
 import mimetypes
 import os
 import shutil
@@ -53,7 +60,11 @@ from domain.records import asset_of, document_id
 from streams.errors import PermanentError, TransientError
 from streams.records import to_ms
 
+log = logging.getLogger(__name__)
 IIM_FORMATS = {".jpg", ".jpeg", ".tif", ".tiff"}
+IIM_LIMITS = {"IPTC:Credit": 32, "IPTC:Source": 32, "IPTC:By-line": 32, "IPTC:Headline": 256,
+              "IPTC:Caption-Abstract": 2000, "IPTC:CopyrightNotice": 128, "IPTC:SpecialInstructions": 256}
+"""IIM datasets' maximum lengths in bytes (IPTC-IIM 4.2): a longer value goes to the XMP tag only."""
 LIST_TAGS = {"XMP-dc:Subject", "IPTC:Keywords"}
 PROVENANCE = (("task", "Task"), ("provider", "Provider"), ("model", "Model"), ("model_version", "ModelVersion"),
               ("prompt_id", "PromptId"), ("prompt_version", "PromptVersion"), ("prompt_hash", "PromptHash"))
@@ -228,6 +239,11 @@ class FilesTarget:
             else:
                 text = "" if ours is None else _line(str(ours))
                 for tag in tags:
+                    if len(text.encode()) > IIM_LIMITS.get(tag, len(text.encode())):
+                        # over the IIM dataset's byte limit: strict readers cut or refuse it; the XMP has it whole
+                        log.info("writeback %s: %s is %d bytes, over the IIM limit of %d: written to XMP only",
+                                 self.name, tag, len(text.encode()), IIM_LIMITS[tag])
+                        continue
                     args.append(f"-{tag}={text}")
                 if text:
                     expect[tags[0]] = text
@@ -261,6 +277,10 @@ class FilesTarget:
                 raise PermanentError(f"{self.name}: read back differs for {', '.join(wrong)}",
                                      reason="verify_failed", details={"target": self.name, "tags": ",".join(wrong)})
             if isinstance(out, Path):
+                # the mkstemp file is 0600: the copy gets the mode of what it was made from (the original, our
+                # earlier copy), 0644 when that was downloaded, so an export folder others read can be read
+                local = base.is_file() and not base.is_relative_to(work)
+                os.chmod(tmp, (base.stat().st_mode & 0o777) if local else 0o644)
                 os.replace(tmp, out)
             else:
                 self.objects.upload(tmp, out, mimetypes.guess_type(out.name)[0])

@@ -7,7 +7,11 @@ Only approved metadata leaves: `approved` (a person approved it) and `auto_appli
 - the target holds something else than what we last wrote: a person changed it there -> a conflict, left alone;
 - we never wrote the field and the target already holds a different non-empty value: a person's too
   (`protect_unknown`) -> a conflict, unless the target's values are the original file's own, which the editor
-  saw in review and replaced (`edited`: the files target, see `edited_fields`);
+  saw in review and replaced (`edited`: the files target, see `edited_fields`), or an alt text there is only a
+  file name ("IMG_0001.jpg": nobody's description, `nobodys_fields`), which our alt text or a decorative
+  decision replaces;
+- rights words only from the file or a person: `licensing` and `credit_text` are sent only when the record's
+  value is the file's own or a person's (domain.render.rights_text); a model's paraphrase is never sent;
 - we have no value (None, "", []) and never wrote one: nothing to send (an empty value equals a field the target
   lacks or holds empty, and it is no claim on a field a person filled);
 - except a decision (`decided`): a decorative image's alt text is an explicit "" (screen readers skip the image),
@@ -23,7 +27,9 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from domain.alttext import file_name
 from domain.records import asset_of
+from domain.render import rights_text
 
 WRITABLE_STATUSES = {"write": ("approved", "auto_applied"), "suggest": ("approved", "auto_applied", "needs_review")}
 MISSING = object()
@@ -39,6 +45,8 @@ def our_value(value: dict[str, Any], name: str) -> Any:
         return sorted({str(t.get("label") or t["tag"]) for t in value.get("tags") or []})
     if name == "decorative":
         return bool(value.get("decorative"))
+    if name in ("licensing", "credit_text"):  # standard rights fields: the file's or a person's words only
+        return rights_text(value, name)
     if value.get("decorative") and name in ("alt_text", "summary"):
         # a decorative image: an empty alt (a decision, see `decided`) and no extended description
         return "" if name == "alt_text" else None
@@ -112,6 +120,14 @@ class Decision:
     """their field -> (ours, theirs now)"""
     owned: dict[str, Any] = field(default_factory=dict)
     """their field -> value we now own there (sent, or already equal): the next 'last written'"""
+
+
+def nobodys_fields(current: dict[str, Any] | None, mapping: dict[str, str]) -> set[str]:
+    """Their alt-text fields that hold only a file name ("IMG_0001.jpg"): not a person's alt text, so not
+    protected as one (validate does not publish such a text either)."""
+    theirs = mapping.get("alt_text")
+    now = (current or {}).get(theirs) if theirs else None
+    return {theirs} if isinstance(now, str) and file_name(now) else set()
 
 
 def edited_fields(value: dict[str, Any], mapping: dict[str, str]) -> set[str]:

@@ -135,6 +135,7 @@ class WritebackSink(Stage):
         try:
             current, etag = target.read(value) if cfg.read_current else (None, None)
             edited = plan.edited_fields(value, cfg.fields) if target.holds_the_original else set()
+            edited |= plan.nobodys_fields(current, cfg.fields)  # a file name is nobody's alt text
             decision = plan.decide(wanted, written, current, protect_unknown=cfg.protect_unknown,
                                    merge_lists=target.merges_lists, edited=edited, decisions=decisions)
             new_etag = None

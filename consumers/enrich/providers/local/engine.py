@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from domain.rights import RESTRICTED, grants
 from domain.taxonomy import Taxonomy, load_taxonomy, normalize
 from domain.vision.detector import Detection, Detector, check_files, models_dir
 from domain.vision.faces import FaceDetector
@@ -1697,12 +1698,16 @@ def rights(request) -> dict[str, Any]:
 
     licence, src_of_licence, restricted, reserved, pd, credit_req = None, None, None, False, False, False
     for src, text in evidence:
-        name = _cc_name(text)
-        if name and licence is None:
+        # a negated grant ("Not CC0 and not public domain", "not CC BY") is no licence: the text restricts use
+        pd_found, pd_negated = grants(_PD, text)
+        cc_found, cc_negated = grants(_CC_NAME, text)
+        negated_grant = pd_negated or cc_negated
+        name = _cc_name(text) if not cc_negated else None
+        if name and licence is None and not negated_grant:
             licence, src_of_licence = name, src
-        if _PD.search(text) and licence is None:
+        if pd_found and licence is None and not negated_grant:
             licence, src_of_licence = "Public domain (CC0)" if "cc0" in text.lower() else "Public domain", src
-        if _RESTRICTED.search(text) and restricted is None:
+        if (_RESTRICTED.search(text) or RESTRICTED.search(text) or negated_grant) and restricted is None:
             restricted = (src, text)
         if _RESERVED.search(text) and src != "license URL":
             reserved = True
