@@ -37,13 +37,13 @@ def test_records_without_a_worker_wait_on_partitions_owned_by_nobody_then_a_work
     text = _status(s, "--group", "preprocess")
     assert text.returncode == 1 and "owned by nobody with records waiting" in text.stdout, text.stdout
     # trial 22 / leftover: --rate looks twice; records waiting and nothing committed in between is a stall
-    res = _status(s, "--group", "preprocess", "--rate", "1", "--json")
+    res = _status(s, "--group", "preprocess", "--rate", "2", "--json")
     answer = json.loads(res.stdout)
     assert res.returncode == 1 and answer["stalled"] == [f"status{unique}.preprocess"], res.stdout
-    assert answer["groups"][0]["progress"] == {"window_s": 1.0, "committed_in_window": 0, "rate_per_s": 0.0,
+    assert answer["groups"][0]["progress"] == {"window_s": 2.0, "committed_in_window": 0, "rate_per_s": 0.0,
                                                "eta_s": None, "stalled": True}
-    text = _status(s, "--group", "preprocess", "--rate", "1")
-    assert "stalled: nothing committed in 1 s with 6 waiting" in " ".join(text.stdout.split()), text.stdout
+    text = _status(s, "--group", "preprocess", "--rate", "2")
+    assert "stalled: nothing committed in 2 s with 6 waiting" in " ".join(text.stdout.split()), text.stdout
 
     # a worker of the group takes and commits them: no lag, nothing reported as owned by nobody
     runner = StageRunner(EchoStage(s), s, group_id=s.groups.name("preprocess"))
