@@ -11,7 +11,9 @@
   a write-back letter does not count, since the asset was indexed before write-back;
 - **not newer**: already indexed at the *same* version by another event when the wait begins. The sink keeps the
   document it has (external versioning: only a newer version replaces it), so this event can never be seen
-  arriving; it is reported and not waited for (`--only-stale` publishes such assets with version + 1).
+  arriving; it is reported and not waited for (`--only-stale` publishes such assets with version + 1). The one
+  exception: a record carrying a newer human review is written at the same version (`external_gte`), so such an
+  asset may still arrive after it was reported as not newer.
 
 Why not the consumer groups' committed offsets: they say a group has passed an offset of its *input* topic, and
 an asset's records are at other offsets on every topic, mixed with other traffic. Following them means either
