@@ -219,11 +219,12 @@ class Progress:
     def label(self) -> str:
         if self.stalled:
             return f"stalled: nothing committed in {self.seconds:g} s with {self.lag} waiting"
-        eta = "" if not self.lag else f" · done in ~{_duration(self.eta_s or 0)}"
+        eta = "" if not self.lag else f" · done in ~{duration_text(self.eta_s or 0)}"
         return f"{self.rate:.1f} records/s{eta}"
 
 
-def _duration(seconds: float) -> str:
+def duration_text(seconds: float) -> str:
+    """A duration as an operator reads it: `45 s`, `12 min`, `1.5 h`."""
     seconds = int(round(seconds))
     if seconds < 90:
         return f"{seconds} s"

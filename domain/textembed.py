@@ -14,6 +14,7 @@ bench/embed.py measures both.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import struct
@@ -22,6 +23,8 @@ import unicodedata
 from pathlib import Path
 
 import numpy as np
+
+from streams.cachelog import cache_failed
 
 log = logging.getLogger(__name__)
 
@@ -258,17 +261,22 @@ class TextEmbedder:
             arr = np.load(path)
             if arr.shape == (len(texts), self.dim) and arr.dtype == np.float32:
                 return arr
-        except (OSError, ValueError):
+        except FileNotFoundError:
             pass
+        except (OSError, ValueError) as exc:
+            cache_failed("local-provider", "read", path, exc, "computing the embeddings again")
         arr = self.embed(texts)
+        tmp = f"{path}.{os.getpid()}.tmp"
         try:
             os.makedirs(root, exist_ok=True)
-            tmp = f"{path}.{os.getpid()}.tmp"
             with open(tmp, "wb") as f:
                 np.save(f, arr)
             os.replace(tmp, path)
-        except OSError:
-            pass  # read-only home: just recompute next time
+        except OSError as exc:  # a read-only home, a full disk: computed again in every process
+            cache_failed("local-provider", "write", path, exc, "computed again in every process until it can be "
+                         "written (enrich.local_cache_dir)")
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
         return arr
 
     def embed(self, texts: list[str], batch_size: int = 128, *, cache: bool = True,

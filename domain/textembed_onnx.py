@@ -16,6 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from streams.cachelog import cache_failed
+
 GRAPH_VERSION = "2"
 """bump when build_graph changes"""
 OPSET = 17
@@ -155,8 +157,9 @@ def load_or_build(path: str | None, weights: dict[str, np.ndarray], n_layers: in
                 f.write(data)
             os.replace(tmp, path)
             return path
-        except OSError:
-            pass  # read-only home: keep it in memory, rebuild next process
+        except OSError as exc:  # read-only home, full disk: keep it in memory, rebuild next process
+            cache_failed("local-provider", "write", path, exc, "the text encoder's graph is built again in every "
+                         "process until it can be written (enrich.local_cache_dir)")
     return data
 
 

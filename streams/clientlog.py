@@ -38,8 +38,10 @@ class ClientLog:
         self._lock = threading.Lock()
         self._seen: dict[str, tuple[float, int]] = {}  # key -> (last logged at, repeats not logged since)
 
-    def emit(self, level: int, message: str) -> None:
-        key = error_key(message)
+    def emit(self, level: int, message: str, key: str | None = None) -> None:
+        """Log `message` unless one of the same `key` (default: the message without what varies between
+        repeats) was logged within `interval_s`."""
+        key = error_key(message) if key is None else key
         now = time.monotonic()
         with self._lock:
             last = self._seen.get(key)
@@ -51,11 +53,12 @@ class ClientLog:
             if len(self._seen) > 1000:  # bounded: forget the oldest keys
                 for old in sorted(self._seen, key=lambda k: self._seen[k][0])[:500]:
                     del self._seen[old]
+        text = error_key(message)
         if repeats:
-            self.logger.log(level, "%s: %s (%d more time(s) in the last %.0fs)", self.name, key, repeats,
+            self.logger.log(level, "%s: %s (%d more time(s) in the last %.0fs)", self.name, text, repeats,
                             now - last[0])
         else:
-            self.logger.log(level, "%s: %s", self.name, key)
+            self.logger.log(level, "%s: %s", self.name, text)
 
     def error(self, err) -> None:
         """A non-fatal KafkaError from error_cb."""

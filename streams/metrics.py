@@ -64,6 +64,9 @@ REVIEW_LOOKUPS = Counter("assetstream_review_lookups_total",
 STALE_EVENTS = Counter("assetstream_stale_events_total", "Events older than the version already indexed: skipped "
                        "(no model call, no output, not dead-lettered: a superseded event needs no person)", ["stage"])
 RESULT_CACHE = Counter("assetstream_result_cache_total", "Model-result cache lookups per task", ["result"])
+CACHE_ERRORS = Counter("assetstream_cache_errors_total", "A cache that could not be read or written (disk full, "
+                       "permission denied, store not answering); the work is redone instead (streams/cachelog.py)",
+                       ["cache", "op"])
 BUDGET_REMAINING = Gauge("assetstream_llm_budget_remaining_usd",
                          "Budget left before consumption pauses; exported only by workers that have a budget "
                          "(no budget: no series, so the budget alerts stay silent)", ["stage"])

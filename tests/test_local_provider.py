@@ -568,3 +568,30 @@ def test_a_rocket_launch_is_named_from_both_missile_classes(provider, preprocess
 def test_a_black_and_white_photo_has_no_grey_background_in_its_alt_text(provider, preprocessed_quality, name):
     alt = _ask_pre(provider, "alt_text", preprocessed_quality(name)).data
     assert not re.search(r"\b(background|gr[ae]y|charcoal)\b", alt["alt_text"], re.I), alt
+
+
+def test_a_cache_directory_that_cannot_be_written_is_one_warning_naming_the_path_and_errno(tmp_path, monkeypatch,
+                                                                                           caplog):
+    """Trial 22, finding 3: a cache that could not be written (disk full, permission denied) was silent, and the
+    work was redone in every process. Now: one warning per cache, directory and errno (not one per call), naming the
+    path, the errno and the setting; every failure counted in assetstream_cache_errors_total."""
+    import logging
+
+    from consumers.enrich.providers.local.textembed import TextEmbedder
+    from domain import textembed
+    from streams import metrics
+
+    blocked = tmp_path / "not-a-directory"
+    blocked.write_text("a file where the cache directory should be")
+    monkeypatch.setattr(textembed, "_cache_dir", str(blocked / "cache"))  # restored after the test
+    counted = metrics.CACHE_ERRORS.labels("local-provider", "write")
+    before = counted._value.get()
+    embedder = TextEmbedder("numpy")
+    with caplog.at_level(logging.WARNING, logger="assetstream.cache"):
+        for texts in (["red"], ["blue"], ["green", "running shoe"]):  # three vocabularies, three failed writes
+            assert embedder.embed_persistent(texts).shape == (len(texts), 384)  # the work is done anyway
+    writes = [r.getMessage() for r in caplog.records if r.name == "assetstream.cache" and "cannot write" in r.getMessage()]
+    assert len(writes) == 1, writes
+    assert str(blocked / "cache" / "minilm-") in writes[0] and "ENOTDIR" in writes[0], writes[0]
+    assert "enrich.local_cache_dir" in writes[0] and writes[0].startswith("cache: local-provider cache: cannot write")
+    assert counted._value.get() - before == 3

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -56,7 +57,7 @@ def test_backfill_resumes_after_interruption_without_republishing(broker, unique
     state = tmp_path / "state.jsonl"
     cmd = [sys.executable, "-m", "app.ops.cli", "backfill", str(tmp_path / "lib"), "--rate", "8",
            "--state", str(state), "--no-index"]
-    env = {**env_for(s), "ASSETSTREAM_OPS__BACKFILL_BURST": "1"}
+    env = {**env_for(s), "ASSETSTREAM_OPS__BACKFILL_BURST": "1", "ASSETSTREAM_OPS__PROGRESS_INTERVAL_S": "0.2"}
 
     # 1. interrupted like Ctrl-C, a few assets in
     proc = subprocess.Popen(cmd, env=env, cwd=str(REPO), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -69,6 +70,11 @@ def test_backfill_resumes_after_interruption_without_republishing(broker, unique
     first = _state_lines(state)
     assert 4 <= first < N, err.decode()
     assert b"re-run the same command" in err
+    # stderr is a pipe here (as in CI or a pod's log): whole progress lines at the interval, never a bar (trial 22)
+    lines = [ln for ln in err.decode().splitlines() if ln.startswith("backfill: published ")]
+    assert len(lines) >= 3 and all(re.match(r"backfill: published \d+/24 \(\d+%\) · [\d.]+/s · ETA ", ln)
+                                   for ln in lines), err.decode()
+    assert lines[-1].startswith(f"backfill: published {first}/24") and "━" not in err.decode()
     after_ctrl_c = read_topic(s, "raw", first)  # exactly what the state file records (it lingers for extras)
     assert len(after_ctrl_c) == len({r["key"] for r in after_ctrl_c}) == first
 
@@ -268,3 +274,79 @@ def test_token_bucket_holds_the_rate():
     for _ in range(30):
         bucket.take()
     assert 2.9 <= now[0] <= 3.1  # then 10 per second
+
+
+def _wait_settings(broker, prefix: str, url: str):
+    return make_settings(broker, prefix, index={"url": url, "server_mode": "serverless", "number_of_replicas": 0,
+                                                "index": f"{prefix}-assets", "request_timeout_s": 5.0},
+                         runner={"batch_max_wait_s": 0.2})
+
+
+def test_wait_follows_every_published_asset_to_the_index_or_the_dead_letters(broker, unique, store, tmp_path):  # noqa: F811
+    """Trial 22, findings 1 and 2: a scripted backfill could not wait until its assets were through the pipeline,
+    and off a terminal (CI, `| tee`, pod logs) it showed no progress at all. Here the index sink really runs; the
+    stages before it are stood in for by copying each published event to `validated` (one with a latitude the
+    store refuses, so the sink dead-letters it)."""
+    from domain.store.client import make_client
+    from domain.store.management import ensure_index
+    from streams.runner import StageRunner
+    from tests.kafka_support import RunnerThread
+    from tests.test_index_runner import publish_validated
+
+    s = _wait_settings(broker, f"wait{unique}", store.url)
+    provision(s)
+    ensure_index(make_client(s), s)
+    sink = IndexSink(s)  # already indexed: one at a newer version, one at the version the backfill will publish
+    try:
+        assert sink.process_batch(as_items([validated_asset("newer", 9), validated_asset("same", 3)])) == [None, None]
+    finally:
+        sink.close()
+    env = {**env_for(s), "ASSETSTREAM_OPS__BACKFILL_BURST": "1", "ASSETSTREAM_OPS__PROGRESS_INTERVAL_S": "0.3"}
+
+    # nothing runs the pipeline: the wait gives up after its timeout, says so and what to look at
+    lone = tmp_path / "lone.jsonl"
+    lone.write_text(json.dumps({"uri": "https://cdn.example.com/lone.jpg", "asset_id": "lone", "version": 3}) + "\n")
+    t0 = time.monotonic()
+    r = CliRunner().invoke(_app(), ["backfill", str(lone), "--state", str(tmp_path / "s1"), "--wait",
+                                    "--wait-timeout", "1"], env=env)
+    assert r.exit_code == 1, r.output
+    assert time.monotonic() - t0 < 20
+    assert "timed out: 1 asset(s) not indexed nor dead-lettered" in r.output and "lone" in r.output
+    assert "assetstream status --rate 30" in r.output
+    assert "pipeline: through 0/1 (0%) (0 indexed)" in r.output  # plain lines, not a bar: CliRunner is no terminal
+
+    ids = ["ok-1", "ok-2", "broken", "newer", "same"]
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text("".join(json.dumps({"uri": f"https://cdn.example.com/{a}.jpg", "asset_id": a, "version": 3})
+                                + "\n" for a in ids))
+    proc = subprocess.Popen([sys.executable, "-m", "app.ops.cli", "backfill", str(manifest), "--rate", "8",
+                             "--state", str(tmp_path / "s2"), "--wait", "--wait-timeout", "60", "--json"],
+                            env=env, cwd=str(REPO), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        with RunnerThread(StageRunner(IndexSink(s), s)):
+            raw = [r for r in read_topic(s, "raw", len(ids) + 1) if r["key"] != "lone"]
+            assert sorted(r["key"] for r in raw) == sorted(ids)
+            records = []
+            for rec in raw:  # what validate would emit for each event
+                v = validated_asset(rec["key"], 3, gps=(123.0, 2.0) if rec["key"] == "broken" else (48.8, 2.29))
+                v["enriched"]["pre"]["asset"]["event_id"] = rec["value"]["event_id"]
+                records.append(v)
+            publish_validated(s, records)
+            out, err = proc.communicate(timeout=90)
+    finally:
+        proc.kill()
+    err = err.decode()
+    assert proc.returncode == 1, err
+    wait = json.loads(out)["wait"]
+    assert (wait["indexed"], wait["superseded"], wait["not_newer"], wait["waiting"]) == (2, 1, 1, 0), wait
+    assert wait["superseded_ids"] == ["newer"] and wait["not_newer_ids"] == ["same"]
+    assert list(wait["dead_lettered_ids"]) == ["broken"] and wait["dead_lettered_ids"]["broken"]["stage"] == "index"
+    assert "pipeline: 3 of 5 indexed (1 already with a newer version), 1 dead-lettered, 0 still in the pipeline" in err
+    assert "assetstream dlq show broken" in err
+    assert "same" in err and "--only-stale" in err  # why it was not waited for
+    # off a terminal: whole lines at the interval and at the end, for the publishing and for the wait
+    lines = err.splitlines()
+    published = [ln for ln in lines if ln.startswith("backfill: published ")]
+    assert len(published) >= 2 and published[-1].startswith("backfill: published 5/5 (100%)"), err
+    assert any(ln.startswith("pipeline: through 5/5 (100%) (3 indexed, 1 dead-lettered, 1 not newer") for ln in lines), err
+    assert "━" not in err  # no bar drawn into a log

@@ -325,6 +325,18 @@ class IndexView:
                 out[hit["_id"]] = hit.get("_source") or {}
         return out
 
+    def arrivals(self, doc_ids: list[str], chunk: int = 500) -> dict[str, tuple[str | None, int]]:
+        """document id -> (event id, version) of the indexed documents among these, read in real time (mget, no
+        refresh needed); raises when the store does not answer."""
+        out: dict[str, tuple[str | None, int]] = {}
+        for i in range(0, len(doc_ids), chunk):
+            res = self.client.mget(index=self.alias, ids=doc_ids[i:i + chunk], source_includes=["event_id", "version"])
+            for d in res["docs"]:
+                if d.get("found"):
+                    src = d.get("_source") or {}
+                    out[d["_id"]] = (src.get("event_id"), int(src.get("version") or -1))
+        return out
+
     def close(self) -> None:
         try:
             self.client.close()
@@ -450,6 +462,15 @@ def build_item_event(it: Item, event_type: str, version: int | None, tenant: str
                        **fields)
 
 
+@dataclass(frozen=True)
+class Sent:
+    """An event the broker acknowledged: its asset id, event id and version."""
+
+    asset_id: str
+    event_id: str
+    version: int
+
+
 class BackfillPublisher:
     """Produces events, recording each one in the state file from its delivery callback (after the ack)."""
 
@@ -461,6 +482,8 @@ class BackfillPublisher:
                                   "message.timeout.ms": 60000})
         self.state = state
         self.acked: list[str] = []
+        self.sent: dict[str, Sent] = {}
+        """document id -> the acknowledged event (what `--wait` looks for downstream)"""
         self.failed: list[tuple[str, str]] = []
         self.in_flight = 0
 
@@ -475,6 +498,7 @@ class BackfillPublisher:
             if self.state is not None:
                 self.state.record(state_key, fp)
             self.acked.append(event["asset_id"])
+            self.sent[document_id(event)] = Sent(event["asset_id"], event["event_id"], int(event["version"]))
             on_ack()
 
         while True:

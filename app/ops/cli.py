@@ -3,7 +3,7 @@
     assetstream publish FILES_OR_URLS... [--asset-id ID] [--license L] [--sku S --category C] [--title T] ...
     assetstream publish FILES_OR_URLS... --event-type reprocess [--no-carry]   (keeps the indexed upload values)
     assetstream ingest-server [--host 127.0.0.1] [--port 8080] [--insecure-no-auth]
-    assetstream backfill DIR|MANIFEST.csv|MANIFEST.jsonl [--rate 50] [--state FILE] [--only-stale] [--dry-run]
+    assetstream backfill DIR|MANIFEST.csv|MANIFEST.jsonl [--rate 50] [--state FILE] [--only-stale] [--dry-run] [--wait]
     assetstream dlq list|show|replay ...
 
 Exit codes: 0 ok, 1 something failed (not published / not replayed), 2 usage or configuration error.
@@ -14,6 +14,8 @@ from __future__ import annotations
 import json
 import signal
 import threading
+import time
+from collections import Counter
 from pathlib import Path
 from typing import Any, List, Optional
 
@@ -243,20 +245,26 @@ def backfill(
                                   "size+mtime"),
     tenant: Optional[str] = typer.Option(None, help="tenant for rows without one (default 'default')"),
     json_out: bool = typer.Option(False, "--json", help="print a JSON summary on stdout"),
+    wait: bool = typer.Option(False, "--wait", help="after publishing, wait until every published asset is "
+                              "indexed or dead-lettered (progress on stderr); exit 1 if any was dead-lettered or "
+                              "--wait-timeout passed"),
+    wait_timeout: Optional[float] = typer.Option(None, "--wait-timeout", min=1, help="seconds --wait waits "
+                                                 "(default ops.backfill_wait_timeout_s = 3600)"),
 ):
-    """Publish a directory or manifest to `raw`: rate-limited, progress bar, resumable.
+    """Publish a directory or manifest to `raw`: rate-limited, progress on stderr, resumable; with --wait, until
+    the pipeline has indexed or dead-lettered every published asset.
 
     Assets the broker already acknowledged (state file) or already indexed with the current enrichment
     configuration are skipped. Ctrl-C / SIGTERM stop cleanly: re-run the same command to continue."""
-    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn, TextColumn,
-                               TimeElapsedColumn, TimeRemainingColumn)
-
     from app.ops import backfill as bf
+    from app.ops.progress import progress
 
     settings = _settings()
     ops = _ops(settings)
     if only_stale and no_index:
         _fail("--only-stale needs the index; drop --no-index", code=2)
+    if wait and no_index:
+        _fail("--wait watches the index for the published assets; drop --no-index", code=2)
     rate = rate if rate is not None else ops.backfill_rate
     if rate <= 0:
         _fail("--rate must be > 0", code=2)
@@ -319,33 +327,106 @@ def backfill(
                           + (f"  (keeps {keeps})" if keeps else ""))
         raise typer.Exit(1 if problems else 0)
 
+    watch_index = _wait_index(settings, es_url) if wait else None
     stop = threading.Event()
     previous = {s: signal.signal(s, lambda *_: stop.set()) for s in (signal.SIGINT, signal.SIGTERM)}
+    since_ms = int(time.time() * 1000)
+    waited = None
     try:
         publisher = bf.BackfillPublisher(settings, state_file)
         bucket = bf.TokenBucket(rate, ops.backfill_burst, sleep=lambda t: publisher.producer.poll(t))
-        with Progress(TextColumn("backfill"), BarColumn(), MofNCompleteColumn(), TaskProgressColumn(),
-                      TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), console=console,
-                      disable=json_out and not console.is_terminal) as progress:
-            task = progress.add_task("publish", total=len(plan.publish))
-            result = bf.execute(plan, publisher, bucket, tenant=tenant, stop=stop,
-                                on_ack=lambda: progress.advance(task))
+        with progress(console, "backfill", "published", len(plan.publish), ops.progress_interval_s) as bar:
+            result = bf.execute(plan, publisher, bucket, tenant=tenant, stop=stop, on_ack=bar.advance)
+        state_file.close()
+        if watch_index is not None and not result.interrupted and publisher.sent:
+            waited = _wait_for_pipeline(settings, watch_index, publisher.sent, since_ms, stop,
+                                        wait_timeout or ops.backfill_wait_timeout_s, ops.progress_interval_s)
     finally:
         state_file.close()
+        if watch_index is not None:
+            watch_index.close()
         for s, h in previous.items():
             signal.signal(s, h)
+    _finish_backfill(result, waited, bool(problems), json_out)
+
+
+def _finish_backfill(result, waited, bad_rows: bool, json_out: bool) -> None:
+    """The backfill's summary (--json on stdout, the rest on stderr) and its exit code."""
     summary = result.summary()
+    if waited is not None:
+        summary["wait"] = waited.summary()
     if json_out:
         _print_json(summary)
-    _say_carried(plan.carried)
+    _say_carried(result.plan.carried)
     console.print(f"published {len(result.published)}, failed {len(result.failed)}"
                   + (" (interrupted: re-run the same command to continue)" if result.interrupted else ""))
     if result.failed:
         console.print(f"[red]not acknowledged:[/red] {', '.join(result.failed[:10])}")
         console.print("[dim]next:[/dim] check the broker, then re-run: acknowledged assets are skipped")
-    if result.interrupted:
+    if waited is not None:
+        _say_waited(waited)
+    if result.interrupted or (waited is not None and waited.interrupted):
         raise typer.Exit(130)
-    raise typer.Exit(1 if result.failed or problems else 0)
+    raise typer.Exit(1 if result.failed or bad_rows or (waited is not None and not waited.ok) else 0)
+
+
+def _wait_index(settings, es_url: str | None):
+    """The index --wait watches; exit 2 before anything is published when it cannot be reached."""
+    from app.ops.backfill import IndexView
+
+    index = IndexView(settings, es_url)
+    if not index.available:
+        index.close()
+        _fail(f"--wait watches the index for the published assets, and it is not reachable at {index.url} "
+              f"({index.error}); nothing was published", "pass --es-url or set ASSETSTREAM_INDEX__URL, or drop --wait "
+              "and follow the pipeline with `assetstream status --rate 30`", 2)
+    return index
+
+
+def _wait_for_pipeline(settings, index, sent, since_ms: int, stop: threading.Event, timeout_s: float,
+                       interval_s: float):
+    """Wait (with progress) until every acknowledged event is indexed or dead-lettered (app/ops/waiting.py)."""
+    from app.ops.progress import progress
+    from app.ops.waiting import PipelineWatch, wait_for_pipeline
+
+    watch = PipelineWatch(settings, index, sent, since_ms)
+    console.print(f"waiting up to {timeout_s:g} s for {len(sent)} asset(s) to be indexed or dead-lettered "
+                  "(Ctrl-C stops waiting; what was published stays published)", highlight=False)
+    try:
+        with progress(console, "pipeline", "through", len(sent), interval_s, detail=watch.detail) as bar:
+            return wait_for_pipeline(watch, timeout_s, stop=stop, on_check=lambda: bar.update(watch.done))
+    finally:
+        watch.close()
+
+
+def _say_waited(w) -> None:
+    """The --wait outcome on stderr: how many came through, and what to do about the rest."""
+    console.print(f"pipeline: {len(w.indexed) + len(w.superseded)} of {w.total} indexed"
+                  + (f" ({len(w.superseded)} already with a newer version)" if w.superseded else "")
+                  + f", {len(w.dead)} dead-lettered, {len(w.waiting)} still in the pipeline after {w.seconds:.0f} s",
+                  highlight=False)
+    if w.not_newer:
+        console.print(f"[yellow]note:[/yellow] {len(w.not_newer)} asset(s) were already indexed at the same version "
+                      f"({', '.join(w.not_newer[:5])}{' …' if len(w.not_newer) > 5 else ''}): the index keeps its "
+                      "document (only a newer version replaces it), so they were not waited for; `backfill "
+                      "--only-stale` re-enriches such assets with a newer version", highlight=False)
+    if w.dead:
+        ids = list(w.dead)
+        reasons = Counter(f"{d['stage']}/{d['reason'] or d['error_class']}" for d in w.dead.values())
+        console.print(f"[red]{len(w.dead)} dead-lettered[/red] ({', '.join(f'{k} ×{n}' for k, n in reasons.most_common(5))}):"
+                      f" {', '.join(ids[:10])}{f' and {len(ids) - 10} more' if len(ids) > 10 else ''}", highlight=False)
+        console.print(f"[dim]next:[/dim] see why with `assetstream dlq show {ids[0]}` (or `assetstream dlq list "
+                      "--stage STAGE`), fix the cause, then `assetstream dlq replay --asset ID`", highlight=False)
+    if w.timed_out:
+        console.print(f"[red]timed out:[/red] {len(w.waiting)} asset(s) not indexed nor dead-lettered after "
+                      f"{w.seconds:.0f} s: {', '.join(w.waiting[:10])}{' …' if len(w.waiting) > 10 else ''}",
+                      highlight=False)
+        console.print("[dim]next:[/dim] `assetstream status --rate 30` shows which group they wait in and whether it "
+                      "moves; a longer --wait-timeout waits longer", highlight=False)
+    if w.index_error:
+        console.print(f"[yellow]the index did not answer at the last look:[/yellow] {w.index_error}", highlight=False)
+    if w.interrupted:
+        console.print(f"stopped waiting: {len(w.waiting)} asset(s) still in the pipeline (they go on without us)")
 
 # -------------------------------------------------------------------------------------------- dlq
 dlq_app = typer.Typer(no_args_is_help=True, help="Inspect and replay dead letters (the `dlq` topic); "

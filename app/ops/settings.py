@@ -31,6 +31,10 @@ class OpsSettings(Section):
     # --- backfill -------------------------------------------------------------------------------------------
     backfill_rate: float = Field(50.0, gt=0, description="events per second (token bucket)")
     backfill_burst: int = Field(10, ge=1, description="token bucket size")
+    backfill_wait_timeout_s: float = Field(3600.0, gt=0, description="`backfill --wait`: give up (exit 1) when the "
+                                           "published assets are not all indexed or dead-lettered after this long")
+    progress_interval_s: float = Field(10.0, gt=0, description="off a terminal (CI, `| tee`, pod logs): a plain "
+                                       "progress line every this many seconds instead of a bar")
     image_extensions: list[str] = Field(default_factory=lambda: list(DEFAULT_IMAGE_EXTENSIONS),
                                         description="file suffixes (lower-case) a directory backfill and `assetstream run` "
                                                     "pick up: images and videos")

