@@ -7,8 +7,8 @@ import pytest
 from elasticsearch import NotFoundError, helpers
 
 from consumers.index.document import document_from_validated
-from domain.store.management import (MAPPINGS, alias_targets, ensure_index, mapping_version, migrate,
-                                        read_alias, write_alias)
+from domain.store.management import (MAPPING_VERSION, MAPPINGS, TEXT_ANALYZER, alias_targets, ensure_index,
+                                     index_body, mapping_version, migrate, read_alias, write_alias)
 from domain.store.search import search
 from consumers.index.sink import IndexSink
 from streams.errors import PermanentError, TransientError
@@ -162,13 +162,20 @@ def test_ensure_index_is_idempotent_and_uses_aliases(es, store):
     assert props["hashes"]["properties"]["phash_bands"]["type"] == "keyword"
     assert props["provenance"]["type"] == "nested"
     assert props["enrichment"]["enabled"] is False
-    assert props["title"]["analyzer"] == "english"
+    assert props["title"]["analyzer"] == TEXT_ANALYZER
     assert mapping["_meta"] == MAPPINGS["_meta"]
+
+
+def _english(mapping):
+    """A mapping as version 5 wrote it: every text field on the built-in `english` analyzer (no folding)."""
+    if isinstance(mapping, dict):
+        return {k: ("english" if k == "analyzer" else _english(v)) for k, v in mapping.items()}
+    return mapping
 
 
 def test_ensure_index_warns_about_an_outdated_mapping(es, store, caplog):
     s = settings_for(store.url)
-    old = {**MAPPINGS, "_meta": {"assetstream_mapping_version": 0}}
+    old = {**_english(MAPPINGS), "_meta": {"assetstream_mapping_version": 0}}
     es.indices.create(index=f"{s.index.index}-v3", mappings=old,
                       aliases={read_alias(s): {}, write_alias(s): {"is_write_index": True}})
     with caplog.at_level("WARNING", logger="domain.store.management"):
@@ -211,6 +218,30 @@ def test_migration_without_the_reindex_api(store):
         assert summary["method"] == "scan+bulk" and summary["documents"] == 7
         assert alias_targets(sink.client, write_alias(sink.cfg)) == [f"{sink.cfg.index}-v5"]
         assert _doc(sink, "r-4")["version"] == 14
+    finally:
+        sink.close()
+
+
+def test_an_index_made_before_accent_folding_gets_it_by_migrate(store):
+    """Trial 23: an index made before mapping version 6 keeps its analyzer (an analyzer never changes in place):
+    "cafe" does not find "Café" there; `assetstream index migrate` makes the new index with the folding analyzer
+    and copies the documents, and from then on it does (docs/operations.md, docs/index.md)."""
+    s = settings_for(store.url)
+    sink = IndexSink(s)
+    try:
+        sink.client.indices.create(
+            index=f"{s.index.index}-v1", settings={"number_of_replicas": 0},
+            mappings={**_english(MAPPINGS), "_meta": {"assetstream_mapping_version": 5}},
+            aliases={read_alias(s): {}, write_alias(s): {"is_write_index": True}})
+        sink.process_batch(as_items([validated_asset("zh-1", 1, title="Café terrace in Zürich")]))
+        _refresh(sink)
+        assert [h["asset_id"] for h in search(sink.client, s, "Café")] == ["zh-1"]
+        assert search(sink.client, s, "cafe") == [] and search(sink.client, s, "zurich") == []
+        summary = migrate(sink.client, s)
+        assert summary["to_index"] == f"{s.index.index}-v2"
+        assert mapping_version(sink.client, summary["to_index"]) == MAPPING_VERSION
+        for q in ("cafe", "zurich", "Café"):
+            assert [h["asset_id"] for h in search(sink.client, s, q)] == ["zh-1"], q
     finally:
         sink.close()
 
@@ -283,7 +314,7 @@ def test_migration_catch_up_removes_documents_deleted_from_the_old_index(es, sto
     old = ensure_index(es, s)
     for a, v in (("d-1", 3), ("d-2", 4), ("d-3", 5)):
         es.index(index=write_alias(s), id=a, document={"asset_id": a}, version=v, version_type="external")
-    es.indices.create(index="copy-" + old, mappings=MAPPINGS)
+    es.indices.create(index="copy-" + old, **index_body(s))
     es.reindex(source={"index": old}, dest={"index": "copy-" + old, "version_type": "external"}, refresh=True)
     copied = _versions(es, s.index, "copy-" + old)
     es.delete(index=old, id="d-1", version=6, version_type="external")  # deleted after the copy

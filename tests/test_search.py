@@ -9,7 +9,7 @@ import pytest
 from consumers.index.sink import IndexSink
 from domain.store.management import MAPPING_VERSION, index_body, read_alias
 from domain.store.vectors import add_text_vectors, pack, unpack, vector_model
-from domain.store.search import expand_query, hybrid_search, rrf, search, similar
+from domain.store.search import expand_query, hybrid_search, literal_leg, rrf, search, similar
 from domain.taxonomy import load_taxonomy
 from domain.textembed import shared_embedder
 from tests.store_support import as_items, settings_for, validated_asset
@@ -54,6 +54,21 @@ def test_the_photographer_and_the_credit_are_searchable(sink):
     assert _ids(search(sink.client, sink.settings, "Camille Laurent")) == ["by-camille"]
     assert _ids(search(sink.client, sink.settings, "Example Photo Agency"))[:1] == ["by-camille"]
     assert _ids(hybrid_search(sink.client, sink.settings, "Camille Laurent"))[:1] == ["by-camille"]
+
+
+def test_accents_fold_so_cafe_finds_cafe_and_zurich_finds_zurich(sink):
+    """Trial 23: "cafe" did not find "Café", "zurich" not "Zürich". The text fields fold accents at index and at
+    query time (mapping version 6), in keyword search, the literal leg and hybrid search, on the embedded store."""
+    cafe = validated_asset("acc-1", 1, title="Café terrace in Zürich", alt_text="tables outside a café")
+    cafe["enriched"]["pre"]["embedded"]["creator"] = "Zoë Müller"
+    other = validated_asset("acc-2", 1, title="Cafeteria tray", alt_text="a tray with cups on a counter")
+    sink.process_batch(as_items([cafe, other]))
+    sink.client.indices.refresh(index=read_alias(sink.cfg))
+    for q in ("cafe", "zurich", "Café", "ZÜRICH", "zoe muller", "cafe zurich"):
+        assert _ids(search(sink.client, sink.settings, q)) == ["acc-1"], q
+    literal = literal_leg(sink.client, sink.cfg, "cafe zurich", [], 10)
+    assert [h["_id"] for h in literal] == ["acc-1"]  # the words as written, accents folded on both sides
+    assert _ids(hybrid_search(sink.client, sink.settings, "cafe zurich"))[:1] == ["acc-1"]
 
 
 def test_expand_query_maps_phrases_and_deprecated_names():

@@ -23,6 +23,7 @@ from urllib.parse import urlencode
 
 from elasticsearch import Elasticsearch, NotFoundError
 
+from app.review.rights import LABELS, RISKY, USAGE_FIELDS
 from domain.events import DEFAULT_TENANT, TENANT_SEPARATOR, scoped_id
 from domain.confidence import flat, model_judged, not_judged
 from domain.review import IMAGE_CHANGED, NO_ALT_TEXT, REVIEW_REASONS, UNAPPROVED, decided_fields, model_fields, \
@@ -91,8 +92,8 @@ def split_reasons(reasons: Any) -> tuple[list[str], list[str]]:
 CONF_FIELDS = ["enrichment.confidence", "record.field_confidence", "record.calibration", "record.tag_suggestions",
                "record.field_sources", "record.tags.source", "review.fields.field"]
 LIST_FIELDS = ["asset_id", "tenant", "title", "alt_text", "status", "reasons", "tags", "event_time", "reviewed_by",
-               "reviewed_at", *CONF_FIELDS, "duplicate_of", "usage_flag", "degraded_parts", "degraded",
-               "family_id", "family_size", "family_canonical"]
+               "reviewed_at", *CONF_FIELDS, "duplicate_of", "degraded_parts", "degraded",
+               "family_id", "family_size", "family_canonical", *USAGE_FIELDS]
 SORT = [{"event_time": {"order": "asc", "unmapped_type": "date"}},
         {"asset_id": {"order": "asc", "unmapped_type": "keyword"}}]
 BIG = ["record", "thumbnail"]
@@ -402,6 +403,19 @@ class Index:
         docs = self.es.mget(index=self.alias, ids=ids, source_includes=["asset_id", "tenant"])["docs"]
         return [(d["_source"].get("asset_id") or d["_id"], d["_source"].get("tenant")) for d in docs
                 if d.get("found") and d.get("_source") is not None and self.scope.holds(d["_source"].get("tenant"))]
+
+    def rights_to_check(self, ids: list[str]) -> list[dict[str, Any]]:
+        """Of the given documents (tenant-scoped ids), those whose usage rights a person must confirm before a bulk
+        approval (app/review/rights.py RISKY: restricted, or unknown, or no usage flag at all), queue order, with
+        what the confirmation shows of each (id, title, usage, reasons)."""
+        if not ids:
+            return []
+        known_fine = [flag for flag in LABELS if flag not in RISKY]
+        query = {"bool": {"filter": [{"ids": {"values": ids}}, *self.scope.filters],
+                          "must_not": [{"terms": {"usage_flag": known_fine}}]}}
+        resp = self.es.search(index=self.alias, query=query, sort=SORT, size=min(len(ids), 10_000),
+                              source_includes=["asset_id", "tenant", "title", "reasons", *USAGE_FIELDS])
+        return [h["_source"] for h in resp["hits"]["hits"]]
 
     def propagated(self, ids: list[str]) -> dict[str, dict[str, Any]]:
         """Document id -> {asset_id, alt_text, tags, propagated} of those documents holding values propagated from

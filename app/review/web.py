@@ -31,12 +31,15 @@ from starlette.templating import Jinja2Templates
 
 from app.kpis.feedback import alt_text_length, alt_text_missing
 from app.review import decisions as dec
+from app.review import rights
 from app.review.auth import Auth, Principal
 from domain.events import scoped_id
 from domain.store.api import unknown_tag
 from app.review.search_api import search_routes
 from app.review.queries import (REASON_GROUPS, STATUSES, Filters, Index, carried_over, human_duration,
                                 selection_digest, split_reasons)
+
+RIGHTS_CHECK_SHOWN = 100  # assets a bulk approval's rights confirmation lists by name (the count covers them all)
 
 log = logging.getLogger(__name__)
 HERE = Path(__file__).resolve().parent
@@ -100,6 +103,7 @@ class ReviewApp:
         env.filters["docid"] = lambda d: scoped_id(d.get("asset_id"), d.get("tenant"))  # the document's id
         env.globals.update(confidence=self.index.confidence, STATUSES=STATUSES, clock=clock, video_length=video_length,
                            carried_over=carried_over, split_reasons=split_reasons,
+                           usage=rights.usage, instructions=rights.instructions,
                            serving=self.index.scope.tenants)  # the header names the tenants the app serves
         self.templates = Jinja2Templates(env=env)
         self.registry = CollectorRegistry()
@@ -383,7 +387,7 @@ class ReviewApp:
         form = await request.form()
         f = Filters.from_params(form, self.taxonomy)
 
-        def act() -> str:
+        def act() -> str | dict[str, Any]:
             if form.get("scope") == "all":
                 chosen = self.index.matching(f)
                 refusal = changed_since_confirmed(f, chosen, form)
@@ -394,6 +398,14 @@ class ReviewApp:
             if not chosen:
                 return "0 asset(s) approved"
             ids = [scoped_id(i, t) for i, t in chosen]
+            # restricted or unknown rights among them (trial 23): approve nothing until the person confirms these
+            # very assets (the digest of their ids), or chooses to approve only the others
+            check = self.index.rights_to_check(ids)
+            confirmed = selection_digest([scoped_id(d.get("asset_id"), d.get("tenant")) for d in check])
+            if check and form.get("rights_confirmed") != confirmed:
+                flagged = {scoped_id(d.get("asset_id"), d.get("tenant")) for d in check}
+                return {"check": check, "total": len(ids), "confirmed": confirmed,
+                        "others": [i for i in ids if i not in flagged]}
             given = self.index.propagated(ids)
             sent = self.publish([dec.approval(i, who.user, t, given.get(scoped_id(i, t)), self.taxonomy) for i, t in chosen])
             # the queue shown next is drawn from the index: wait (briefly) for the review group to apply them, so it
@@ -406,7 +418,10 @@ class ReviewApp:
                 if pending else "")
 
         try:
-            outcome = ("sent", await run_in_threadpool(act))
+            done = await run_in_threadpool(act)
+            if isinstance(done, dict):  # ask first: restricted or unknown rights
+                return self._rights_confirm(request, who, f, form, done)
+            outcome = ("sent", done)
         except dec.DecisionError as exc:
             outcome = ("error", str(exc))
         except Exception as exc:  # the broker did not acknowledge in time
@@ -415,6 +430,16 @@ class ReviewApp:
                                 "try again")
         return RedirectResponse("/?" + urlencode({**f.params(), **self.auth.sign_outcome(who, *outcome)}),
                                 status_code=303)
+
+    def _rights_confirm(self, request: Request, who: Principal, f: Filters, form: Any,
+                        ask: dict[str, Any]) -> Response:
+        """The page a bulk approval with restricted or unknown-rights assets shows instead of approving: how many
+        and which, *Approve all N, including these M* (the same request again, with the digest of these M), *Approve
+        only the K others* (those ids, as a selection) or *Cancel* (back to the queue, nothing sent)."""
+        again = [(k, str(v)) for k, v in form.multi_items() if k not in ("csrf", "rights_confirmed")]
+        return self._page(request, who, "rights_confirm.html", {
+            **ask, "f": f, "again": again, "header": None, "shown": RIGHTS_CHECK_SHOWN,
+            "back": "/?" + f.query_string()})
 
     async def metrics(self, request: Request, who: Principal) -> Response:
         def collect():

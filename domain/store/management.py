@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-MAPPING_VERSION = 5
+MAPPING_VERSION = 6
 """Bump when MAPPINGS change in a way that needs a reindex; recorded in the index's _meta.
 2: tag_synonyms (text), text_vector or text_vector_b64 (+ text_vector_model), per index.vector_mode.
 3: degraded parts (domain/store/degraded.py): `degraded_parts`, `completeness`, `provenance.degraded` (issue 21);
@@ -28,7 +28,9 @@ MAPPING_VERSION = 5
 4: `tag_suggestions` (keyword): weak model tags held for review, never in `tags`/`facets` (issue 15);
    image_vector or image_vector_b64 (+ image_vector_model): EfficientNet-Lite0 pooled features, per vector_mode;
    family_id, family_size, family_canonical (duplicate families) (issue 17).
-5: `model_tags` (keyword): the model's other proposed tags, weak evidence for search's tag leg (issue 17)."""
+5: `model_tags` (keyword): the model's other proposed tags, weak evidence for search's tag leg (issue 17).
+6: every text field analyzed with TEXT_ANALYZER (the `english` analyzer plus ASCII folding): "cafe" finds "Café",
+   "zurich" "Zürich" (trial 23). An analyzer cannot change on an existing index: `assetstream index migrate`."""
 
 VECTOR_FIELD = "text_vector"
 PACKED_VECTOR_FIELD = "text_vector_b64"
@@ -51,9 +53,36 @@ def image_vector_field(mode: str) -> str:
     """Where the document's image vector lives for a vector_mode."""
     return IMAGE_VECTOR_FIELD if mode in ("es", "opensearch") else PACKED_IMAGE_VECTOR_FIELD
 
+TEXT_ANALYZER = "folded_english"
+"""The analyzer of every text field, at index and at query time alike (a match query analyzes with the field's
+analyzer): the built-in `english` analyzer rebuilt as a custom one, as the Elasticsearch and OpenSearch docs show
+it (standard tokenizer; possessive, lowercase, English stop words, Porter stemmer), with `asciifolding` after
+lowercase, so accents and ligatures fold to ASCII on both sides ("Café" -> "cafe", "Zürich" -> "zurich").
+
+One difference from the docs' recipe: the possessive ('s, ’s) is removed by a `pattern_replace` char filter before
+the tokenizer, not by the `stemmer` filter with language `possessive_english`. osmem-server 0.1.6 (the embedded and
+test store) builds that filter into a custom analyzer but then indexes and queries empty terms, so every query
+matched every document; the char filter gives the same tokens ("Zürich’s" -> "zurich", "it's" -> "it", a stop
+word; "O'Sullivan" stays one word) and works the same on Elasticsearch 8/9, OpenSearch 2/3 and osmem (Java and
+RE2 regular expressions alike). tests/test_search.py proves the folding on osmem."""
+ANALYSIS: dict[str, Any] = {
+    "char_filter": {
+        "english_possessive": {"type": "pattern_replace", "pattern": "([\\p{L}\\p{N}])['\u2019\uff07][sS]\\b",
+                               "replacement": "$1"},
+    },
+    "filter": {
+        "english_stop": {"type": "stop", "stopwords": "_english_"},
+        "english_stemmer": {"type": "stemmer", "language": "english"},
+    },
+    "analyzer": {
+        TEXT_ANALYZER: {"type": "custom", "char_filter": ["english_possessive"], "tokenizer": "standard",
+                        "filter": ["lowercase", "asciifolding", "english_stop", "english_stemmer"]},
+    },
+}
+
 _KW = {"type": "keyword", "ignore_above": 1024}
-_TEXT = {"type": "text", "analyzer": "english", "fields": {"raw": {"type": "keyword", "ignore_above": 512}}}
-_TEXT_ONLY = {"type": "text", "analyzer": "english"}
+_TEXT = {"type": "text", "analyzer": TEXT_ANALYZER, "fields": {"raw": {"type": "keyword", "ignore_above": 512}}}
+_TEXT_ONLY = {"type": "text", "analyzer": TEXT_ANALYZER}
 _DATE = {"type": "date"}
 _OFF = {"type": "object", "enabled": False}
 
@@ -199,7 +228,8 @@ def mappings_for(settings: "Any") -> dict[str, Any]:
 
 def index_body(settings: "Any") -> dict[str, Any]:
     s = index_settings(settings)
-    body: dict[str, Any] = {"number_of_shards": s.number_of_shards, "number_of_replicas": s.number_of_replicas}
+    body: dict[str, Any] = {"number_of_shards": s.number_of_shards, "number_of_replicas": s.number_of_replicas,
+                            "analysis": ANALYSIS}
     if s.vector_mode == "opensearch":
         body["knn"] = True  # index.knn: required for knn_vector HNSW structures
     return {"settings": body, "mappings": mappings_for(s)}

@@ -37,6 +37,7 @@ above one matching fewer (issue 17: "orange spacesuit").
 from __future__ import annotations
 
 import re
+import unicodedata
 from typing import TYPE_CHECKING, Any, Iterable
 
 import numpy as np
@@ -190,10 +191,21 @@ model wrote them or a person edited them, and the text visible in it); no tags, 
 _WORD = re.compile(r"\w+")
 
 
+_LETTERS = str.maketrans({"ß": "ss", "æ": "ae", "œ": "oe", "ø": "o", "ł": "l", "đ": "d", "ð": "d", "þ": "th",
+                          "ı": "i"})
+
+
+def folded(text: str) -> str:
+    """Lower case, accents and the common ligatures folded to ASCII ("Café Zürich" -> "cafe zurich"): the text
+    fields' analyzer folds them too (management.TEXT_ANALYZER), so the literal leg reads words the same way."""
+    decomposed = unicodedata.normalize("NFKD", text.lower().translate(_LETTERS))
+    return "".join(c for c in decomposed if not unicodedata.combining(c))
+
+
 def literal_words(query: str | None) -> list[str]:
-    """The query's words as written (lower case, letters and digits), STOPWORDS left out: what the literal leg
-    asks every one of."""
-    return [w for w in dict.fromkeys(_WORD.findall((query or "").lower())) if w not in STOPWORDS]
+    """The query's words as written (lower case, letters and digits, accents folded: `folded`), STOPWORDS left
+    out: what the literal leg asks every one of."""
+    return [w for w in dict.fromkeys(_WORD.findall(folded(query or ""))) if w not in STOPWORDS]
 
 
 def build_literal_query(query: str | None, filters: list[dict[str, Any]]) -> dict[str, Any] | None:
@@ -214,9 +226,9 @@ def literal_leg(client: Elasticsearch, s: Any, query: str, filters: list[dict[st
     """Hybrid search's literal leg (issue 17, trial 12: "lemon" ranked the bottle labelled LEMON below orange
     dahlias that a weak synonym-expanded model tag, subject:fruit, and the visual leg ranked): the documents whose
     own text holds every word of the query as written, as raw hits (HIT_FIELDS), best BM25 first. The store's
-    `english` analyzer stems ("photographer" matches "photograph"), so of build_literal_query's `window` best the
-    leg keeps those whose fields hold each word itself (literal_words, whole words, any case): no stem, synonym
-    or tag stands in for a word. [] when none does."""
+    analyzer stems ("photographer" matches "photograph"), so of build_literal_query's `window` best the leg keeps
+    those whose fields hold each word itself (literal_words, whole words, any case, accents folded on both sides:
+    "cafe" is "Café"): no stem, synonym or tag stands in for a word. [] when none does."""
     body = build_literal_query(query, filters)
     if body is None:
         return []
@@ -227,7 +239,7 @@ def literal_leg(client: Elasticsearch, s: Any, query: str, filters: list[dict[st
     out = []
     for h in hits:
         src = h.get("_source") or {}
-        said = set(_WORD.findall(" ".join(str(src.get(f) or "") for f in fields).lower()))
+        said = set(_WORD.findall(folded(" ".join(str(src.get(f) or "") for f in fields))))
         if words <= said:
             out.append({**h, "_source": {k: v for k, v in src.items() if k in HIT_FIELDS}})
     return out
