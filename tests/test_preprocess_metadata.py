@@ -132,6 +132,30 @@ def test_rights_evidence_as_agencies_write_it(tmp_path):
     assert em["copyright"][:-1].rstrip() == notice[:7999].rstrip()
 
 
+def test_windows_1252_iptc_and_utf8_exif_read_as_written(tmp_path):
+    """Trial 24 F4: IPTC without a 1:90 charset, as Photoshop on Windows wrote it for years (Windows-1252), kept its
+    curly quotes, € and dashes as invisible C1 controls (latin-1 read them so: '\\x93Café\\x94 costs \\x805'); EXIF
+    Artist/Copyright written as UTF-8 (ExifTool, Lightroom) read as 'ZoÃ« MÃ¼ller'."""
+    import subprocess
+
+    from consumers.preprocess.metadata import clean_text
+
+    (tmp_path / "win.jpg").write_bytes(jpeg(scene(6, (300, 200))))
+    subprocess.run(["exiftool", "-overwrite_original", "-charset", "iptc=cp1252",
+                    "-IPTC:Caption-Abstract=“Café” costs €5 – Zürich", "-IPTC:ObjectName=‘Straße’ €",
+                    "-IPTC:By-line=José Müller", "-EXIF:Artist=Zoë Müller", "-EXIF:Copyright=© 2020 “Zoë”",
+                    "-EXIF:Make=Ōlympus", str(tmp_path / "win.jpg")], check=True, capture_output=True)
+    rec = run(tmp_path, "win.jpg")
+    em = rec["embedded"]
+    assert em["description"] == "“Café” costs €5 – Zürich" and em["title"] == "‘Straße’ €"
+    assert em["creator"] == "José Müller"  # latin-1 letters are the same bytes in Windows-1252
+    assert em["copyright"] == "© 2020 “Zoë”"  # EXIF Copyright fills the gap IPTC left
+    assert rec["exif"]["make"] == "Ōlympus"
+    # bytes Windows-1252 leaves undefined are C1 controls, stripped like every control character, in text of any
+    # origin
+    assert clean_text(b"a\x81b\x93c\x94") == "ab“c”" and clean_text("x\x85y\x9fz") == "xyz"
+
+
 def test_every_country_code_of_the_geocoder_has_a_name():
     """Issue 15: 126 of the GeoNames country codes were published as bare codes."""
     import csv

@@ -5,6 +5,7 @@ Everything read from a file is untrusted text: control characters are stripped a
 """
 from __future__ import annotations
 
+import codecs
 import math
 import re
 import threading
@@ -18,7 +19,21 @@ from domain.xmp import NS, XML_LANG, xmp_root
 
 MAX_TEXT = 2000
 MAX_KEYWORDS = 100
-_CTRL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\u200b-\u200f\u202a-\u202e\u2066-\u2069]")
+# C0 controls but tab/newline/CR, DEL, C1 controls (U+0080-U+009F: never text; what Windows-1252 quotes, € and
+# dashes become when read as latin-1), zero-width and bidi-override characters
+_CTRL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2066-\u2069]")
+# Windows-1252 with latin-1 for the 5 bytes it leaves undefined (0x81 0x8D 0x8F 0x90 0x9D: C1 controls, stripped):
+# legacy IPTC without a 1:90 charset is cp1252 far more often than latin-1 (Photoshop on Windows), and the two
+# agree on every printable latin-1 byte
+_CP1252 = "".join(bytes([b]).decode("cp1252", "ignore") or chr(b) for b in range(256))
+
+
+def decode_legacy(value: bytes) -> str:
+    """Bytes of unknown charset -> text: UTF-8 when they are valid UTF-8, else Windows-1252."""
+    try:
+        return value.decode("utf-8")
+    except UnicodeDecodeError:
+        return codecs.charmap_decode(value, "strict", _CP1252)[0]
 
 
 def clean_text(value: Any, limit: int = MAX_TEXT, mark_cut: bool = False) -> str | None:
@@ -27,12 +42,7 @@ def clean_text(value: Any, limit: int = MAX_TEXT, mark_cut: bool = False) -> str
     if value is None:
         return None
     if isinstance(value, bytes):
-        for enc in ("utf-8", "latin-1"):
-            try:
-                value = value.decode(enc)
-                break
-            except UnicodeDecodeError:
-                continue
+        value = decode_legacy(value)
     text = _CTRL.sub("", str(value)).strip()
     text = re.sub(r"[ \t]+", " ", text)
     if mark_cut and len(text) > limit:
@@ -76,6 +86,18 @@ def _dms(v: Any, ref: Any, neg: str) -> float | None:
     return deg
 
 
+def exif_text(value: Any) -> Any:
+    """An EXIF string as its bytes again: Pillow decodes EXIF ASCII as latin-1, but cameras and tools (ExifTool,
+    Lightroom) write UTF-8 there, and Windows tools Windows-1252; clean_text decodes the bytes as such ("Zoë", not
+    "ZoÃ«"). Anything else as it is."""
+    if isinstance(value, str):
+        try:
+            return value.encode("latin-1")
+        except UnicodeEncodeError:  # not from Pillow's decoder: already text
+            return value
+    return value
+
+
 def _capture_time(dto: Any, offset: Any) -> str | None:
     dto = clean_text(dto, 40)
     if not dto:
@@ -102,14 +124,14 @@ def parse_exif(exif: Image.Exif | None) -> tuple[dict | None, int | None]:
             return {}
 
     sub, gps = ifd(EXIF_IFD), ifd(GPS_IFD)
-    lens = clean_text(sub.get(T_LENS_MODEL), 200)
-    lens_make = clean_text(sub.get(T_LENS_MAKE), 100)
+    lens = clean_text(exif_text(sub.get(T_LENS_MODEL)), 200)
+    lens_make = clean_text(exif_text(sub.get(T_LENS_MAKE)), 100)
     if lens and lens_make and not lens.lower().startswith(lens_make.lower()):
         lens = f"{lens_make} {lens}"
     iso = _num(sub.get(T_ISO))
     rec = {
-        "make": clean_text(exif.get(T_MAKE), 100),
-        "model": clean_text(exif.get(T_MODEL), 100),
+        "make": clean_text(exif_text(exif.get(T_MAKE)), 100),
+        "model": clean_text(exif_text(exif.get(T_MODEL)), 100),
         "lens": lens,
         "exposure_time": _num(sub.get(T_EXPOSURE)),
         "f_number": _num(sub.get(T_FNUMBER)),
@@ -367,10 +389,9 @@ def exif_credits(exif: Image.Exif | None) -> dict[str, str]:
     out = {}
     for key, tag in (("creator", T_ARTIST), ("copyright", T_COPYRIGHT)):
         value = exif.get(tag)
-        if isinstance(value, bytes):
-            value = value.decode("utf-8", "replace")
+        value = exif_text(value if isinstance(value, (str, bytes)) else str(value))
         # Copyright may hold "photographer\0editor": the photographer's part
-        text = clean_text(str(value).split("\x00")[0], 200) if value else None
+        text = clean_text(value.split(b"\x00" if isinstance(value, bytes) else "\x00")[0], 200) if value else None
         if text:
             out[key] = text
     return out
