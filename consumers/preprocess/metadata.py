@@ -14,6 +14,7 @@ from typing import Any
 import scipy.spatial  # noqa: F401 - reverse_geocoder's K-D tree: imported with the stage, not first from a thread
 from PIL import Image
 
+from domain.capturetime import capture_time
 from domain.records import CUT_MARK, MAX_RIGHTS_TEXT
 from domain.xmp import NS, XML_LANG, xmp_root
 
@@ -103,13 +104,13 @@ def _capture_time(dto: Any, offset: Any) -> str | None:
     if not dto:
         return None
     m = re.match(r"^(\d{4})[:-](\d{2})[:-](\d{2})[ T](\d{2}):(\d{2}):(\d{2})", dto)
-    if not m or m.group(1) == "0000":
+    if not m:
         return None
-    iso = f"{m.group(1)}-{m.group(2)}-{m.group(3)}T{m.group(4)}:{m.group(5)}:{m.group(6)}"
     off = clean_text(offset, 10)
-    if off and re.match(r"^[+-]\d{2}:\d{2}$", off):
-        iso += off
-    return iso
+    # OffsetTimeOriginal is a tag of its own: one that is not a real offset ('   :  ', '-25:00', '+99:99') is
+    # ignored and the local time stands, as when the tag is missing
+    return capture_time(*m.groups(), off if off and re.match(r"^[+-]\d{2}:\d{2}$", off) else None) \
+        or capture_time(*m.groups())
 
 
 def parse_exif(exif: Image.Exif | None) -> tuple[dict | None, int | None]:
@@ -297,8 +298,9 @@ def parse_xmp(packet: bytes | None) -> dict[str, Any]:
         "ext_description": first("Iptc4xmpCore", "ExtDescrAccessibility"),
         "license_url": first("xmpRights", "WebStatement") or first("cc", "license"),
         # not an EmbeddedMetadata field: best_capture_time's second choice after EXIF (xmp:ModifyDate never)
-        "capture_time": _xmp_date(first("exif", "DateTimeOriginal") or first("photoshop", "DateCreated")
-                                  or first("xmp", "CreateDate")),
+        "capture_time": next((t for t in (_xmp_date(first("exif", "DateTimeOriginal")),
+                                          _xmp_date(first("photoshop", "DateCreated")),
+                                          _xmp_date(first("xmp", "CreateDate"))) if t), None),
     }
     out = {k: v for k, v in res.items() if v}
     marked = (first("xmpRights", "Marked") or "").strip().lower()
@@ -309,14 +311,13 @@ def parse_xmp(packet: bytes | None) -> dict[str, Any]:
 
 def _xmp_date(value: str | None) -> str | None:
     """XMP date (ISO 8601, 'YYYY-MM-DDThh:mm[:ss][.s][Z|+hh:mm]') -> 'YYYY-MM-DDThh:mm:ss[+hh:mm]'; None when it
-    has no time of day (a bare date is not a capture time we can place on a timeline)."""
+    has no time of day (a bare date is not a capture time we can place on a timeline) or is not a plausible
+    capture time (domain.capturetime: month 13, Feb 30, offset +99:00, year 9999)."""
     m = re.match(r"^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2})(?::(\d{2}))?(?:\.\d+)?(Z|[+-]\d{2}:\d{2})?$",
                  (value or "").strip())
-    if not m or m.group(1) == "0000":
+    if not m:
         return None
-    off = m.group(7)
-    off = "+00:00" if off == "Z" else (off or "")
-    return f"{m.group(1)}-{m.group(2)}-{m.group(3)}T{m.group(4)}:{m.group(5)}:{m.group(6) or '00'}{off}"
+    return capture_time(*m.groups()[:5], m.group(6) or "00", m.group(7))
 
 
 def _dedupe(values) -> list[str]:
@@ -366,13 +367,13 @@ def parse_iptc(source: Image.Image | None) -> dict[str, Any]:
 
 
 def _iptc_date(date: str | None, time_: str | None) -> str | None:
-    """IPTC-IIM 2:55 DateCreated 'CCYYMMDD' + 2:60 TimeCreated 'HHMMSS±HHMM' -> ISO 8601 (offset kept)."""
+    """IPTC-IIM 2:55 DateCreated 'CCYYMMDD' + 2:60 TimeCreated 'HHMMSS±HHMM' -> ISO 8601 (offset kept); None when
+    not a plausible capture time (domain.capturetime)."""
     d = re.match(r"^(\d{4})(\d{2})(\d{2})$", (date or "").strip())
     t = re.match(r"^(\d{2})(\d{2})(\d{2})(?:([+-])(\d{2})(\d{2}))?$", (time_ or "").strip())
-    if not d or not t or d.group(1) == "0000":
+    if not d or not t:
         return None
-    off = f"{t.group(4)}{t.group(5)}:{t.group(6)}" if t.group(4) else ""
-    return f"{d.group(1)}-{d.group(2)}-{d.group(3)}T{t.group(1)}:{t.group(2)}:{t.group(3)}{off}"
+    return capture_time(*d.groups(), *t.groups()[:3], f"{t.group(4)}{t.group(5)}:{t.group(6)}" if t.group(4) else None)
 
 
 EMBEDDED_FIELDS = ("creator", "copyright", "credit_line", "usage_terms", "title", "description", "keywords",

@@ -46,6 +46,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from domain.capturetime import capture_time
 from streams.errors import PermanentError
 
 log = logging.getLogger(__name__)
@@ -165,9 +166,15 @@ def _creation_time(meta: dict[str, str]) -> str | None:
         return None
     if t.year < 1971:  # QuickTime's zero epoch (1904) written by encoders that do not know the time
         return None
+    try:
+        t = t.astimezone(dt.timezone.utc) if t.tzinfo is not None else t
+    except OverflowError:  # past year 9999 in UTC
+        return None
+    if capture_time(*t.strftime("%Y %m %d %H %M %S").split(), "Z" if t.tzinfo else None) is None:
+        return None  # a placeholder far in the future (9999-12-31), as a photo's (domain.capturetime)
     if t.tzinfo is None:
         return t.strftime("%Y:%m:%d %H:%M:%S")
-    return t.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S+00:00")
+    return t.strftime("%Y-%m-%dT%H:%M:%S+00:00")
 
 
 _ISO6709 = re.compile(r"^([+-]\d+(?:\.\d+)?)([+-]\d+(?:\.\d+)?)")
