@@ -132,8 +132,19 @@ class Limits:
                    duplicate_threshold=cfg.video_duplicate_threshold, spread_gap_s=cfg.video_spread_gap_s)
 
 
+def _ffmpeg_words(exc: BaseException | str) -> str:
+    """FFmpeg's words without PyAV's wrapping: "[Errno 1094995529] Invalid data found when processing input:
+    '<none>'" (an error number that is a tag, the name of a file that has none) -> "not a readable video: invalid
+    data" (trial 24 F10)."""
+    text = exc if isinstance(exc, str) else (getattr(exc, "strerror", None) or str(exc) or type(exc).__name__)
+    text = re.sub(r":\s*'<none>'$", "", re.sub(r"^\[Errno -?\d+\]\s*", "", str(text).strip()))
+    if text.lower().startswith("invalid data found"):
+        return "not a readable video: invalid data"
+    return text
+
+
 def _corrupt(container: str, exc: BaseException | str, **details: Any) -> PermanentError:
-    msg = str(exc) if isinstance(exc, str) else (str(exc) or type(exc).__name__)
+    msg = _ffmpeg_words(exc)
     truncated = any(w in msg.lower() for w in ("truncat", "end of file", "invalid data", "moov atom not found"))
     got = f" (decoded {details['decoded_s']:.1f} s of {details['duration_s']:.1f} s)" if "decoded_s" in details else ""
     return PermanentError(f"corrupt {container} video{' (truncated?)' if truncated else ''}{got}: {msg[:200]}",
