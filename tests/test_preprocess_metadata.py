@@ -213,6 +213,31 @@ def test_windows_1252_iptc_and_utf8_exif_read_as_written(tmp_path):
     assert clean_text(b"a\x81b\x93c\x94") == "ab“c”" and clean_text("x\x85y\x9fz") == "xyz"
 
 
+def test_extended_xmp_is_read(tmp_path, caplog):
+    """Trial 24 F10: a description too long for the 64 KB standard XMP packet goes to JPEG extended XMP (ExifTool,
+    Photoshop), and was silently absent. It is read (and capped like any text); a file missing one of its parts
+    keeps what the standard packet has and the log says the extension was not read."""
+    import subprocess
+
+    long_text = ("Lorem ipsum dolor sit amet. " * 5000)[:100_000]
+    (tmp_path / "desc.txt").write_text(long_text)
+    (tmp_path / "huge.jpg").write_bytes(jpeg(scene(6, (300, 200))))
+    subprocess.run(["exiftool", "-overwrite_original", f"-XMP-dc:Description<={tmp_path / 'desc.txt'}",
+                    "-XMP-dc:Title=Huge XMP", str(tmp_path / "huge.jpg")], check=True, capture_output=True)
+    data = (tmp_path / "huge.jpg").read_bytes()
+    assert data.count(b"http://ns.adobe.com/xmp/extension/") == 2  # two APP1 parts
+    em = run(tmp_path, "huge.jpg")["embedded"]
+    assert em["title"] == "Huge XMP" and em["description"] == long_text[:2000]  # MAX_TEXT
+
+    last = data.rfind(b"\xff\xe1", 0, data.rfind(b"http://ns.adobe.com/xmp/extension/"))
+    seg_len = int.from_bytes(data[last + 2:last + 4], "big")
+    (tmp_path / "cut.jpg").write_bytes(data[:last] + data[last + 2 + seg_len:])  # the second part removed
+    with caplog.at_level("INFO", logger="consumers.preprocess.metadata"):
+        em = run(tmp_path, "cut.jpg")["embedded"]
+    assert em["title"] == "Huge XMP" and em["description"] is None
+    assert "extended XMP" in caplog.text and "not read" in caplog.text
+
+
 def test_every_country_code_of_the_geocoder_has_a_name():
     """Issue 15: 126 of the GeoNames country codes were published as bare codes."""
     import csv

@@ -6,6 +6,7 @@ Everything read from a file is untrusted text: control characters are stripped a
 from __future__ import annotations
 
 import codecs
+import logging
 import math
 import re
 import threading
@@ -17,6 +18,8 @@ from PIL import Image
 from domain.capturetime import capture_time
 from domain.records import CUT_MARK, MAX_RIGHTS_TEXT
 from domain.xmp import NS, XML_LANG, xmp_root
+
+log = logging.getLogger(__name__)
 
 MAX_TEXT = 2000
 MAX_KEYWORDS = 100
@@ -250,14 +253,57 @@ def xmp_packet(info: dict, source: Image.Image | None = None) -> bytes | None:
     return None
 
 
-def parse_xmp(packet: bytes | None) -> dict[str, Any]:
+_XMP_EXTENSION = b"http://ns.adobe.com/xmp/extension/\x00"
+_HAS_EXTENDED = "{http://ns.adobe.com/xmp/note/}HasExtendedXMP"
+
+
+def extended_xmp(source: Image.Image | None) -> dict[str, bytes]:
+    """A JPEG's extended XMP (XMP spec part 3, 1.1.3.1): the properties that did not fit the 64 KB standard packet
+    (a long dc:description; ExifTool, Photoshop), in APP1 segments of '<namespace>\\0', the 32-character GUID the
+    standard packet names in xmpNote:HasExtendedXMP, the full length and this part's offset (big-endian uint32
+    each), then the part. GUID -> the whole packet, for every GUID whose parts cover it (at most MAX_XMP_BYTES,
+    like any packet)."""
+    from domain.xmp import MAX_XMP_BYTES
+
+    parts: dict[bytes, tuple[int, dict[int, bytes]]] = {}
+    for marker, seg in getattr(source, "applist", None) or []:
+        if marker != "APP1" or not seg.startswith(_XMP_EXTENSION) or len(seg) < len(_XMP_EXTENSION) + 40:
+            continue
+        head = len(_XMP_EXTENSION)
+        guid, total = seg[head:head + 32], int.from_bytes(seg[head + 32:head + 36], "big")
+        offset = int.from_bytes(seg[head + 36:head + 40], "big")
+        if total <= MAX_XMP_BYTES and parts.setdefault(guid, (total, {}))[0] == total:
+            parts[guid][1][offset] = seg[head + 40:]
+    out: dict[str, bytes] = {}
+    for guid, (total, chunks) in parts.items():
+        data = b""
+        for offset in sorted(chunks):
+            if offset != len(data):  # a gap or an overlap: a part is missing
+                break
+            data += chunks[offset]
+        else:
+            if len(data) == total:
+                out[guid.decode("ascii", "replace")] = data
+    return out
+
+
+def parse_xmp(packet: bytes | None, extended: dict[str, bytes] | None = None) -> dict[str, Any]:
     """XMP -> dict of EmbeddedMetadata fields (missing ones absent). DTDs/entities are refused outright (no
-    entity expansion, no external entities); malformed XMP gives {}."""
+    entity expansion, no external entities); malformed XMP gives {}. `extended`: a JPEG's extended XMP by GUID
+    (extended_xmp); the one the packet names in xmpNote:HasExtendedXMP is read after it."""
     root = xmp_root(packet)
     if root is None:
         return {}
 
     descs = list(root.iter(_RDF + "Description"))
+    guid = next((d.get(_HAS_EXTENDED) or (d.findtext(_HAS_EXTENDED) or "").strip() for d in descs
+                 if d.get(_HAS_EXTENDED) or d.find(_HAS_EXTENDED) is not None), None)
+    if guid:
+        more = xmp_root((extended or {}).get(guid))
+        if more is None:  # nothing in the record says so (no field for it): the log does
+            log.info("extended XMP %s is named by the packet but absent, incomplete or unreadable: not read", guid)
+        else:
+            descs += list(more.iter(_RDF + "Description"))
 
     def prop(ns: str, name: str) -> list[str]:
         tag = "{%s}%s" % (NS[ns], name)
@@ -403,20 +449,21 @@ def best_capture_time(exif_rec: dict | None, info: dict, source: Image.Image | N
     xmp:CreateDate), else IPTC-IIM DateCreated + TimeCreated; never a modification date."""
     if exif_rec and exif_rec.get("capture_time"):
         return exif_rec["capture_time"]
+    return read_xmp(info, source).get("capture_time") or parse_iptc(source).get("capture_time")
+
+
+def read_xmp(info: dict, source: Image.Image | None) -> dict[str, Any]:
+    """The file's XMP (with a JPEG's extended XMP) as parse_xmp gives it; {} for none or hostile XMP."""
     try:
-        xmp = parse_xmp(xmp_packet(info, source))
-    except Exception:  # noqa: BLE001
-        xmp = {}
-    return xmp.get("capture_time") or parse_iptc(source).get("capture_time")
+        return parse_xmp(xmp_packet(info, source), extended_xmp(source))
+    except Exception:  # noqa: BLE001 - hostile XMP must not sink a good image
+        return {}
 
 
 def embedded_metadata(info: dict, source: Image.Image | None, exif: Image.Exif | None = None) -> dict | None:
     """EmbeddedMetadata record: XMP wins, IPTC-IIM fills gaps, then EXIF Artist/Copyright; None when the file
     carries none of it."""
-    try:
-        xmp = parse_xmp(xmp_packet(info, source))
-    except Exception:  # noqa: BLE001 - hostile XMP must not sink a good image
-        xmp = {}
+    xmp = read_xmp(info, source)
     iptc = parse_iptc(source)
     merged = {k: v for k, v in {**exif_credits(exif), **iptc, **xmp}.items() if k in EMBEDDED_FIELDS}
     if not merged:
