@@ -162,8 +162,10 @@ def test_impossible_capture_dates_are_dropped(tmp_path):
         subprocess.run(["exiftool", "-overwrite_original", "-n", f"-IPTC:DateCreated={date}",
                         f"-IPTC:TimeCreated={time_}", str(tmp_path / name)], check=True, capture_output=True)
         files[name] = (None, "2024-01-01T12:00:00-03:00" if name == "iptc_good.jpg" else None)
-    seen = {name: (run(tmp_path, name)["exif"] or {}).get("capture_time") for name in files}
-    assert seen == {name: want for name, (_, want) in files.items()}
+    recs = {name: run(tmp_path, name) for name in files}
+    assert {name: (rec["exif"] or {}).get("capture_time") for name, rec in recs.items()} == \
+        {name: want for name, (_, want) in files.items()}
+    assert recs["exif_feb30.jpg"]["embedded"] is None  # EXIF without Artist/Copyright: no creator "None"
 
 
 def test_rights_evidence_as_agencies_write_it(tmp_path):

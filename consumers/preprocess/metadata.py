@@ -436,9 +436,11 @@ def exif_credits(exif: Image.Exif | None) -> dict[str, str]:
     out = {}
     for key, tag in (("creator", T_ARTIST), ("copyright", T_COPYRIGHT)):
         value = exif.get(tag)
+        if not value:
+            continue
         value = exif_text(value if isinstance(value, (str, bytes)) else str(value))
         # Copyright may hold "photographer\0editor": the photographer's part
-        text = clean_text(value.split(b"\x00" if isinstance(value, bytes) else "\x00")[0], 200) if value else None
+        text = clean_text(value.split(b"\x00" if isinstance(value, bytes) else "\x00")[0], 200)
         if text:
             out[key] = text
     return out
