@@ -17,6 +17,7 @@ import re
 import xml.etree.ElementTree as ET
 from typing import Any
 
+from domain.capturetime import capture_time
 from domain.records import to_plain
 from domain.review import has_decision
 from domain.xmp import NS, XML_LANG, q, xmp_root
@@ -57,17 +58,18 @@ def _iso(value: Any) -> str | None:
 def _exif_time(text: str | None) -> str | None:
     """The capture time as ISO 8601 with its time-zone offset when it has one: preprocess's
     '2024-06-21T21:34:10+02:00' (EXIF DateTimeOriginal + OffsetTimeOriginal, or XMP/IPTC) as it is, EXIF's own
-    '2026:11:18 14:02:11' -> '2026-11-18T14:02:11' (a local time: no offset is invented)."""
+    '2026:11:18 14:02:11' -> '2026-11-18T14:02:11' (a local time: no offset is invented); None when it is not a
+    plausible capture time (domain.capturetime)."""
     if not text:
         return None
     m = re.match(r"^(\d{4})[:\-](\d{2})[:\-](\d{2})[ T](\d{2}:\d{2}:\d{2})(\.\d+)?\s*(Z|[+-]\d{2}:?\d{2})?$",
                  text.strip())
     if not m:
         return None
-    offset = m.group(6) or ""
-    if len(offset) == 5:  # +0200 -> +02:00
-        offset = f"{offset[:3]}:{offset[3:]}"
-    return f"{m.group(1)}-{m.group(2)}-{m.group(3)}T{m.group(4)}{m.group(5) or ''}{offset}"
+    # a record indexed before preprocess checked dates may hold '2026-13-45T25:61:61' or '9999-12-31T23:59:59+99:00':
+    # only a valid xsd:dateTime (and a plausible capture time) is published
+    return capture_time(m.group(1), m.group(2), m.group(3), *m.group(4).split(":"), m.group(6),
+                        fraction=m.group(5) or "")
 
 
 def creator_of(v: dict[str, Any]) -> str | None:

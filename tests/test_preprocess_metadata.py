@@ -109,6 +109,65 @@ def test_exif_artist_copyright_and_the_best_capture_date(tmp_path):
     assert rec["embedded"]["creator"] == "Ana Gómez"  # XMP wins over EXIF Artist
 
 
+def _dated(dto: str | None = None, offset: str | None = None, xmp: dict[str, str] | None = None) -> bytes:
+    from PIL import Image
+
+    ex = Image.Exif()
+    ex[0x010F] = "Canon"
+    if dto:
+        ex.get_ifd(0x8769)[0x9003] = dto
+    if offset:
+        ex.get_ifd(0x8769)[0x9011] = offset
+    packet = None
+    if xmp:
+        attrs = " ".join(f'{k}="{v}"' for k, v in xmp.items())
+        packet = xmp_packet().replace(b'xmpRights:WebStatement="https://example.org/license"',
+                                      b'xmpRights:WebStatement="https://example.org/license" '
+                                      b'xmlns:exif="http://ns.adobe.com/exif/1.0/" xmlns:xmp="http://ns.adobe.com/xap/1.0/" '
+                                      + attrs.encode())
+    return jpeg(scene(6, (300, 200)), exif=ex, **({"xmp": packet} if packet else {}))
+
+
+def test_impossible_capture_dates_are_dropped(tmp_path):
+    """Trial 24 F5: '2026-13-45T25:61:61', Feb 30, offsets -25:00 / +99:99 and year 9999 / 0001 were published as
+    the capture time (JSON-LD dateCreated, XMP photoshop:DateCreated, the index). A date that is not a real one, or
+    not a plausible capture time, is dropped as a missing one is: the next source (EXIF, XMP, IPTC) gives it."""
+    import subprocess
+
+    good_xmp = {"photoshop:DateCreated": "2019-06-01T18:30:05+02:00"}
+    files = {
+        "exif_month13.jpg": (_dated("2026:13:45 25:61:61"), None),
+        "exif_feb30.jpg": (_dated("2026:02:30 12:00:00"), None),
+        "exif_year1.jpg": (_dated("0001:01:01 00:00:00", "-25:00"), None),
+        "exif_9999.jpg": (_dated("9999:12:31 23:59:59", "+99:99"), None),
+        "exif_1750.jpg": (_dated("1750:05:05 12:00:00"), None),
+        "exif_bad_then_xmp.jpg": (_dated("2026:13:45 25:61:61", xmp=good_xmp), "2019-06-01T18:30:05+02:00"),
+        "xmp_month13.jpg": (_dated(xmp={"exif:DateTimeOriginal": "2026-13-45T25:61:61"}), None),
+        "xmp_9999.jpg": (_dated(xmp={"photoshop:DateCreated": "9999-12-31T23:59:59+99:00"}), None),
+        "xmp_bad_then_create_date.jpg": (_dated(xmp={"exif:DateTimeOriginal": "2021-02-29T10:00:00",
+                                                     "xmp:CreateDate": "2021-03-01T10:00:00Z"}),
+                                         "2021-03-01T10:00:00+00:00"),
+        # kept: a real date with a real offset; a real date whose separate OffsetTimeOriginal tag is not an offset
+        # keeps the local time, as a date without that tag does
+        "exif_good.jpg": (_dated("2021:07:04 09:30:00", "-09:30"), "2021-07-04T09:30:00-09:30"),
+        "exif_bad_offset.jpg": (_dated("2021:07:04 09:30:00", "+99:99"), "2021-07-04T09:30:00"),
+        "xmp_good.jpg": (_dated(xmp={"exif:DateTimeOriginal": "2020-02-29T23:59:59+14:00"}),
+                         "2020-02-29T23:59:59+14:00"),
+    }
+    for name, (data, _) in files.items():
+        (tmp_path / name).write_bytes(data)
+    for name, date, time_ in (("iptc_feb30.jpg", "20260230", "120000+0100"), ("iptc_offset.jpg", "20240101", "120000+9900"),
+                              ("iptc_good.jpg", "20240101", "120000-0300")):
+        (tmp_path / name).write_bytes(_dated("2026:13:45 25:61:61", xmp={"xmp:CreateDate": "2026-13-45T25:61:61"}))
+        subprocess.run(["exiftool", "-overwrite_original", "-n", f"-IPTC:DateCreated={date}",
+                        f"-IPTC:TimeCreated={time_}", str(tmp_path / name)], check=True, capture_output=True)
+        files[name] = (None, "2024-01-01T12:00:00-03:00" if name == "iptc_good.jpg" else None)
+    recs = {name: run(tmp_path, name) for name in files}
+    assert {name: (rec["exif"] or {}).get("capture_time") for name, rec in recs.items()} == \
+        {name: want for name, (_, want) in files.items()}
+    assert recs["exif_feb30.jpg"]["embedded"] is None  # EXIF without Artist/Copyright: no creator "None"
+
+
 def test_rights_evidence_as_agencies_write_it(tmp_path):
     """Trial 23 W1, B4, B6, B7 on files written by ExifTool: IIM 2:40 Special Instructions (wire services'
     "Editorial use only") and photoshop:Instructions are read; xmpRights:Marked as the file says it (False too);
@@ -130,6 +189,55 @@ def test_rights_evidence_as_agencies_write_it(tmp_path):
     assert em["creator"] == "Zoë Müller; 山田太郎"
     assert len(notice) > 8000 and len(em["copyright"]) == 8000 and em["copyright"].endswith("…")
     assert em["copyright"][:-1].rstrip() == notice[:7999].rstrip()
+
+
+def test_windows_1252_iptc_and_utf8_exif_read_as_written(tmp_path):
+    """Trial 24 F4: IPTC without a 1:90 charset, as Photoshop on Windows wrote it for years (Windows-1252), kept its
+    curly quotes, € and dashes as invisible C1 controls (latin-1 read them so: '\\x93Café\\x94 costs \\x805'); EXIF
+    Artist/Copyright written as UTF-8 (ExifTool, Lightroom) read as 'ZoÃ« MÃ¼ller'."""
+    import subprocess
+
+    from consumers.preprocess.metadata import clean_text
+
+    (tmp_path / "win.jpg").write_bytes(jpeg(scene(6, (300, 200))))
+    subprocess.run(["exiftool", "-overwrite_original", "-charset", "iptc=cp1252",
+                    "-IPTC:Caption-Abstract=“Café” costs €5 – Zürich", "-IPTC:ObjectName=‘Straße’ €",
+                    "-IPTC:By-line=José Müller", "-EXIF:Artist=Zoë Müller", "-EXIF:Copyright=© 2020 “Zoë”",
+                    "-EXIF:Make=Ōlympus", str(tmp_path / "win.jpg")], check=True, capture_output=True)
+    rec = run(tmp_path, "win.jpg")
+    em = rec["embedded"]
+    assert em["description"] == "“Café” costs €5 – Zürich" and em["title"] == "‘Straße’ €"
+    assert em["creator"] == "José Müller"  # latin-1 letters are the same bytes in Windows-1252
+    assert em["copyright"] == "© 2020 “Zoë”"  # EXIF Copyright fills the gap IPTC left
+    assert rec["exif"]["make"] == "Ōlympus"
+    # bytes Windows-1252 leaves undefined are C1 controls, stripped like every control character, in text of any
+    # origin
+    assert clean_text(b"a\x81b\x93c\x94") == "ab“c”" and clean_text("x\x85y\x9fz") == "xyz"
+
+
+def test_extended_xmp_is_read(tmp_path, caplog):
+    """Trial 24 F10: a description too long for the 64 KB standard XMP packet goes to JPEG extended XMP (ExifTool,
+    Photoshop), and was silently absent. It is read (and capped like any text); a file missing one of its parts
+    keeps what the standard packet has and the log says the extension was not read."""
+    import subprocess
+
+    long_text = ("Lorem ipsum dolor sit amet. " * 5000)[:100_000]
+    (tmp_path / "desc.txt").write_text(long_text)
+    (tmp_path / "huge.jpg").write_bytes(jpeg(scene(6, (300, 200))))
+    subprocess.run(["exiftool", "-overwrite_original", f"-XMP-dc:Description<={tmp_path / 'desc.txt'}",
+                    "-XMP-dc:Title=Huge XMP", str(tmp_path / "huge.jpg")], check=True, capture_output=True)
+    data = (tmp_path / "huge.jpg").read_bytes()
+    assert data.count(b"http://ns.adobe.com/xmp/extension/") == 2  # two APP1 parts
+    em = run(tmp_path, "huge.jpg")["embedded"]
+    assert em["title"] == "Huge XMP" and em["description"] == long_text[:2000]  # MAX_TEXT
+
+    last = data.rfind(b"\xff\xe1", 0, data.rfind(b"http://ns.adobe.com/xmp/extension/"))
+    seg_len = int.from_bytes(data[last + 2:last + 4], "big")
+    (tmp_path / "cut.jpg").write_bytes(data[:last] + data[last + 2 + seg_len:])  # the second part removed
+    with caplog.at_level("INFO", logger="consumers.preprocess.metadata"):
+        em = run(tmp_path, "cut.jpg")["embedded"]
+    assert em["title"] == "Huge XMP" and em["description"] is None
+    assert "extended XMP" in caplog.text and "not read" in caplog.text
 
 
 def test_every_country_code_of_the_geocoder_has_a_name():

@@ -67,15 +67,18 @@ def test_other_containers_are_recognised_by_content(tmp_path, container, codec, 
     assert rec["video"]["keyframes"] and rec["ocr"]["skip_reason"] == "disabled"
 
 
-@pytest.mark.parametrize("tags", [{"LOCATION": "+48.8566+002.3522/", "DATE_RECORDED": "2026-05-01T10:00:00Z"},
-                                  {"LOCATION-eng": "+48.8566+002.3522+035.000/", "creation_time": "2026-05-01T10:00:00Z"}])
-def test_matroska_tags_give_the_place_and_time(tmp_path, tags):
+@pytest.mark.parametrize("tags,when", [
+    ({"LOCATION": "+48.8566+002.3522/", "DATE_RECORDED": "2026-05-01T10:00:00Z"}, "2026-05-01T10:00:00+00:00"),
+    ({"LOCATION-eng": "+48.8566+002.3522+035.000/", "creation_time": "2026-05-01T10:00:00Z"},
+     "2026-05-01T10:00:00+00:00"),
+    ({"LOCATION": "+48.8566+002.3522/", "DATE_RECORDED": "9999-12-31T23:59:59Z"}, None)])  # a placeholder (trial 24 F5)
+def test_matroska_tags_give_the_place_and_time(tmp_path, tags, when):
     """Matroska/WebM tags are upper-case (FFmpeg writes `location` as LOCATION; mkvpropedit may add a language)."""
     data = make_video((Scene(1.0, "HELLO", (240, 240, 240)),), size=(320, 180), container="matroska",
                       metadata=tags)
     rec = _process(stage(file_roots=[str(tmp_path)], ocr_enabled=False), tmp_path / "clip.mkv", data)
     assert rec["video"]["container"] == "MKV"
-    assert rec["exif"]["capture_time"] == "2026-05-01T10:00:00+00:00"  # UTC, said (trial 14: dateCreated had no zone)
+    assert rec["exif"]["capture_time"] == when  # UTC, said (trial 14: dateCreated had no zone)
     assert rec["place"]["city"] == "Paris"
     # a country code in RECORDING_LOCATION is no position
     data = make_video((Scene(1.0, "HELLO", (240, 240, 240)),), size=(320, 180), container="matroska",
@@ -107,12 +110,18 @@ def test_broken_and_oversized_videos_fail_with_their_reason_then_a_good_one_work
         "garbage.mkv": (b"\x1aE\xdf\xa3" + bytes(range(256)) * 40, "corrupt_video"),
         "long.mp4": (make_video((Scene(12.0, "LONG", (240, 240, 240)),), size=(160, 96), fps=5), "video_too_long"),
     }
+    messages = {}
     for name, (data, reason) in cases.items():
         (tmp_path / name).write_bytes(data)
         with pytest.raises(PermanentError) as err:
             st.process(event(f"file://{tmp_path / name}", asset_id=name), None)
         assert err.value.reason == reason, (name, err.value)
         assert str(err.value)  # a message a person can act on
+        messages[name] = str(err.value)
+    # FFmpeg's words without PyAV's "[Errno 1094995529] Invalid data found when processing input: '<none>'"
+    # (trial 24 F10)
+    assert messages["garbage.mkv"] == "corrupt MKV video (truncated?): not a readable video: invalid data"
+    assert not [m for m in messages.values() if "Errno" in m or "<none>" in m], messages
     big = stage(file_roots=[str(tmp_path)], video_max_pixels=320 * 100, ocr_enabled=False)
     (tmp_path / "ok.mp4").write_bytes(good)
     with pytest.raises(PermanentError) as err:

@@ -72,6 +72,14 @@ def test_the_capture_time_keeps_its_time_zone_in_jsonld_and_xmp(stage):
     local = stage.validate(enriched_asset())  # EXIF '2026:11:18 14:02:11', no OffsetTimeOriginal
     assert to_jsonld(local)["dateCreated"] == "2026-11-18T14:02:11"
     assert parse_xmp(to_xmp(local))["photoshop:DateCreated"] == "2026-11-18T14:02:11"
+    # trial 24 F5: a record preprocessed before dates were checked renders no invalid xsd:dateTime
+    for bad in ("2026-13-45T25:61:61", "2026-02-30T12:00:00", "0001-01-01T00:00:00-25:00",
+                "9999-12-31T23:59:59+99:99", "9999-12-31T23:59:59+99:00", "2026:11:18 14:02:60"):
+        value = enriched_asset()
+        value["pre"]["exif"]["capture_time"] = bad
+        record = stage.validate(value)
+        assert "dateCreated" not in to_jsonld(record), bad
+        assert "photoshop:DateCreated" not in parse_xmp(to_xmp(record)), bad
 
 
 def test_jsonld_leaves_out_what_is_unknown(stage):

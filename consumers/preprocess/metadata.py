@@ -5,6 +5,8 @@ Everything read from a file is untrusted text: control characters are stripped a
 """
 from __future__ import annotations
 
+import codecs
+import logging
 import math
 import re
 import threading
@@ -13,12 +15,29 @@ from typing import Any
 import scipy.spatial  # noqa: F401 - reverse_geocoder's K-D tree: imported with the stage, not first from a thread
 from PIL import Image
 
+from domain.capturetime import capture_time
 from domain.records import CUT_MARK, MAX_RIGHTS_TEXT
 from domain.xmp import NS, XML_LANG, xmp_root
 
+log = logging.getLogger(__name__)
+
 MAX_TEXT = 2000
 MAX_KEYWORDS = 100
-_CTRL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\u200b-\u200f\u202a-\u202e\u2066-\u2069]")
+# C0 controls but tab/newline/CR, DEL, C1 controls (U+0080-U+009F: never text; what Windows-1252 quotes, € and
+# dashes become when read as latin-1), zero-width and bidi-override characters
+_CTRL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2066-\u2069]")
+# Windows-1252 with latin-1 for the 5 bytes it leaves undefined (0x81 0x8D 0x8F 0x90 0x9D: C1 controls, stripped):
+# legacy IPTC without a 1:90 charset is cp1252 far more often than latin-1 (Photoshop on Windows), and the two
+# agree on every printable latin-1 byte
+_CP1252 = "".join(bytes([b]).decode("cp1252", "ignore") or chr(b) for b in range(256))
+
+
+def decode_legacy(value: bytes) -> str:
+    """Bytes of unknown charset -> text: UTF-8 when they are valid UTF-8, else Windows-1252."""
+    try:
+        return value.decode("utf-8")
+    except UnicodeDecodeError:
+        return codecs.charmap_decode(value, "strict", _CP1252)[0]
 
 
 def clean_text(value: Any, limit: int = MAX_TEXT, mark_cut: bool = False) -> str | None:
@@ -27,12 +46,7 @@ def clean_text(value: Any, limit: int = MAX_TEXT, mark_cut: bool = False) -> str
     if value is None:
         return None
     if isinstance(value, bytes):
-        for enc in ("utf-8", "latin-1"):
-            try:
-                value = value.decode(enc)
-                break
-            except UnicodeDecodeError:
-                continue
+        value = decode_legacy(value)
     text = _CTRL.sub("", str(value)).strip()
     text = re.sub(r"[ \t]+", " ", text)
     if mark_cut and len(text) > limit:
@@ -76,18 +90,30 @@ def _dms(v: Any, ref: Any, neg: str) -> float | None:
     return deg
 
 
+def exif_text(value: Any) -> Any:
+    """An EXIF string as its bytes again: Pillow decodes EXIF ASCII as latin-1, but cameras and tools (ExifTool,
+    Lightroom) write UTF-8 there, and Windows tools Windows-1252; clean_text decodes the bytes as such ("Zoë", not
+    "ZoÃ«"). Anything else as it is."""
+    if isinstance(value, str):
+        try:
+            return value.encode("latin-1")
+        except UnicodeEncodeError:  # not from Pillow's decoder: already text
+            return value
+    return value
+
+
 def _capture_time(dto: Any, offset: Any) -> str | None:
     dto = clean_text(dto, 40)
     if not dto:
         return None
     m = re.match(r"^(\d{4})[:-](\d{2})[:-](\d{2})[ T](\d{2}):(\d{2}):(\d{2})", dto)
-    if not m or m.group(1) == "0000":
+    if not m:
         return None
-    iso = f"{m.group(1)}-{m.group(2)}-{m.group(3)}T{m.group(4)}:{m.group(5)}:{m.group(6)}"
     off = clean_text(offset, 10)
-    if off and re.match(r"^[+-]\d{2}:\d{2}$", off):
-        iso += off
-    return iso
+    # OffsetTimeOriginal is a tag of its own: one that is not a real offset ('   :  ', '-25:00', '+99:99') is
+    # ignored and the local time stands, as when the tag is missing
+    return capture_time(*m.groups(), off if off and re.match(r"^[+-]\d{2}:\d{2}$", off) else None) \
+        or capture_time(*m.groups())
 
 
 def parse_exif(exif: Image.Exif | None) -> tuple[dict | None, int | None]:
@@ -102,14 +128,14 @@ def parse_exif(exif: Image.Exif | None) -> tuple[dict | None, int | None]:
             return {}
 
     sub, gps = ifd(EXIF_IFD), ifd(GPS_IFD)
-    lens = clean_text(sub.get(T_LENS_MODEL), 200)
-    lens_make = clean_text(sub.get(T_LENS_MAKE), 100)
+    lens = clean_text(exif_text(sub.get(T_LENS_MODEL)), 200)
+    lens_make = clean_text(exif_text(sub.get(T_LENS_MAKE)), 100)
     if lens and lens_make and not lens.lower().startswith(lens_make.lower()):
         lens = f"{lens_make} {lens}"
     iso = _num(sub.get(T_ISO))
     rec = {
-        "make": clean_text(exif.get(T_MAKE), 100),
-        "model": clean_text(exif.get(T_MODEL), 100),
+        "make": clean_text(exif_text(exif.get(T_MAKE)), 100),
+        "model": clean_text(exif_text(exif.get(T_MODEL)), 100),
         "lens": lens,
         "exposure_time": _num(sub.get(T_EXPOSURE)),
         "f_number": _num(sub.get(T_FNUMBER)),
@@ -227,14 +253,57 @@ def xmp_packet(info: dict, source: Image.Image | None = None) -> bytes | None:
     return None
 
 
-def parse_xmp(packet: bytes | None) -> dict[str, Any]:
+_XMP_EXTENSION = b"http://ns.adobe.com/xmp/extension/\x00"
+_HAS_EXTENDED = "{http://ns.adobe.com/xmp/note/}HasExtendedXMP"
+
+
+def extended_xmp(source: Image.Image | None) -> dict[str, bytes]:
+    """A JPEG's extended XMP (XMP spec part 3, 1.1.3.1): the properties that did not fit the 64 KB standard packet
+    (a long dc:description; ExifTool, Photoshop), in APP1 segments of '<namespace>\\0', the 32-character GUID the
+    standard packet names in xmpNote:HasExtendedXMP, the full length and this part's offset (big-endian uint32
+    each), then the part. GUID -> the whole packet, for every GUID whose parts cover it (at most MAX_XMP_BYTES,
+    like any packet)."""
+    from domain.xmp import MAX_XMP_BYTES
+
+    parts: dict[bytes, tuple[int, dict[int, bytes]]] = {}
+    for marker, seg in getattr(source, "applist", None) or []:
+        if marker != "APP1" or not seg.startswith(_XMP_EXTENSION) or len(seg) < len(_XMP_EXTENSION) + 40:
+            continue
+        head = len(_XMP_EXTENSION)
+        guid, total = seg[head:head + 32], int.from_bytes(seg[head + 32:head + 36], "big")
+        offset = int.from_bytes(seg[head + 36:head + 40], "big")
+        if total <= MAX_XMP_BYTES and parts.setdefault(guid, (total, {}))[0] == total:
+            parts[guid][1][offset] = seg[head + 40:]
+    out: dict[str, bytes] = {}
+    for guid, (total, chunks) in parts.items():
+        data = b""
+        for offset in sorted(chunks):
+            if offset != len(data):  # a gap or an overlap: a part is missing
+                break
+            data += chunks[offset]
+        else:
+            if len(data) == total:
+                out[guid.decode("ascii", "replace")] = data
+    return out
+
+
+def parse_xmp(packet: bytes | None, extended: dict[str, bytes] | None = None) -> dict[str, Any]:
     """XMP -> dict of EmbeddedMetadata fields (missing ones absent). DTDs/entities are refused outright (no
-    entity expansion, no external entities); malformed XMP gives {}."""
+    entity expansion, no external entities); malformed XMP gives {}. `extended`: a JPEG's extended XMP by GUID
+    (extended_xmp); the one the packet names in xmpNote:HasExtendedXMP is read after it."""
     root = xmp_root(packet)
     if root is None:
         return {}
 
     descs = list(root.iter(_RDF + "Description"))
+    guid = next((d.get(_HAS_EXTENDED) or (d.findtext(_HAS_EXTENDED) or "").strip() for d in descs
+                 if d.get(_HAS_EXTENDED) or d.find(_HAS_EXTENDED) is not None), None)
+    if guid:
+        more = xmp_root((extended or {}).get(guid))
+        if more is None:  # nothing in the record says so (no field for it): the log does
+            log.info("extended XMP %s is named by the packet but absent, incomplete or unreadable: not read", guid)
+        else:
+            descs += list(more.iter(_RDF + "Description"))
 
     def prop(ns: str, name: str) -> list[str]:
         tag = "{%s}%s" % (NS[ns], name)
@@ -275,8 +344,9 @@ def parse_xmp(packet: bytes | None) -> dict[str, Any]:
         "ext_description": first("Iptc4xmpCore", "ExtDescrAccessibility"),
         "license_url": first("xmpRights", "WebStatement") or first("cc", "license"),
         # not an EmbeddedMetadata field: best_capture_time's second choice after EXIF (xmp:ModifyDate never)
-        "capture_time": _xmp_date(first("exif", "DateTimeOriginal") or first("photoshop", "DateCreated")
-                                  or first("xmp", "CreateDate")),
+        "capture_time": next((t for t in (_xmp_date(first("exif", "DateTimeOriginal")),
+                                          _xmp_date(first("photoshop", "DateCreated")),
+                                          _xmp_date(first("xmp", "CreateDate"))) if t), None),
     }
     out = {k: v for k, v in res.items() if v}
     marked = (first("xmpRights", "Marked") or "").strip().lower()
@@ -287,14 +357,13 @@ def parse_xmp(packet: bytes | None) -> dict[str, Any]:
 
 def _xmp_date(value: str | None) -> str | None:
     """XMP date (ISO 8601, 'YYYY-MM-DDThh:mm[:ss][.s][Z|+hh:mm]') -> 'YYYY-MM-DDThh:mm:ss[+hh:mm]'; None when it
-    has no time of day (a bare date is not a capture time we can place on a timeline)."""
+    has no time of day (a bare date is not a capture time we can place on a timeline) or is not a plausible
+    capture time (domain.capturetime: month 13, Feb 30, offset +99:00, year 9999)."""
     m = re.match(r"^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2})(?::(\d{2}))?(?:\.\d+)?(Z|[+-]\d{2}:\d{2})?$",
                  (value or "").strip())
-    if not m or m.group(1) == "0000":
+    if not m:
         return None
-    off = m.group(7)
-    off = "+00:00" if off == "Z" else (off or "")
-    return f"{m.group(1)}-{m.group(2)}-{m.group(3)}T{m.group(4)}:{m.group(5)}:{m.group(6) or '00'}{off}"
+    return capture_time(*m.groups()[:5], m.group(6) or "00", m.group(7))
 
 
 def _dedupe(values) -> list[str]:
@@ -344,13 +413,13 @@ def parse_iptc(source: Image.Image | None) -> dict[str, Any]:
 
 
 def _iptc_date(date: str | None, time_: str | None) -> str | None:
-    """IPTC-IIM 2:55 DateCreated 'CCYYMMDD' + 2:60 TimeCreated 'HHMMSS±HHMM' -> ISO 8601 (offset kept)."""
+    """IPTC-IIM 2:55 DateCreated 'CCYYMMDD' + 2:60 TimeCreated 'HHMMSS±HHMM' -> ISO 8601 (offset kept); None when
+    not a plausible capture time (domain.capturetime)."""
     d = re.match(r"^(\d{4})(\d{2})(\d{2})$", (date or "").strip())
     t = re.match(r"^(\d{2})(\d{2})(\d{2})(?:([+-])(\d{2})(\d{2}))?$", (time_ or "").strip())
-    if not d or not t or d.group(1) == "0000":
+    if not d or not t:
         return None
-    off = f"{t.group(4)}{t.group(5)}:{t.group(6)}" if t.group(4) else ""
-    return f"{d.group(1)}-{d.group(2)}-{d.group(3)}T{t.group(1)}:{t.group(2)}:{t.group(3)}{off}"
+    return capture_time(*d.groups(), *t.groups()[:3], f"{t.group(4)}{t.group(5)}:{t.group(6)}" if t.group(4) else None)
 
 
 EMBEDDED_FIELDS = ("creator", "copyright", "credit_line", "usage_terms", "title", "description", "keywords",
@@ -367,10 +436,11 @@ def exif_credits(exif: Image.Exif | None) -> dict[str, str]:
     out = {}
     for key, tag in (("creator", T_ARTIST), ("copyright", T_COPYRIGHT)):
         value = exif.get(tag)
-        if isinstance(value, bytes):
-            value = value.decode("utf-8", "replace")
+        if not value:
+            continue
+        value = exif_text(value if isinstance(value, (str, bytes)) else str(value))
         # Copyright may hold "photographer\0editor": the photographer's part
-        text = clean_text(str(value).split("\x00")[0], 200) if value else None
+        text = clean_text(value.split(b"\x00" if isinstance(value, bytes) else "\x00")[0], 200)
         if text:
             out[key] = text
     return out
@@ -381,20 +451,21 @@ def best_capture_time(exif_rec: dict | None, info: dict, source: Image.Image | N
     xmp:CreateDate), else IPTC-IIM DateCreated + TimeCreated; never a modification date."""
     if exif_rec and exif_rec.get("capture_time"):
         return exif_rec["capture_time"]
+    return read_xmp(info, source).get("capture_time") or parse_iptc(source).get("capture_time")
+
+
+def read_xmp(info: dict, source: Image.Image | None) -> dict[str, Any]:
+    """The file's XMP (with a JPEG's extended XMP) as parse_xmp gives it; {} for none or hostile XMP."""
     try:
-        xmp = parse_xmp(xmp_packet(info, source))
-    except Exception:  # noqa: BLE001
-        xmp = {}
-    return xmp.get("capture_time") or parse_iptc(source).get("capture_time")
+        return parse_xmp(xmp_packet(info, source), extended_xmp(source))
+    except Exception:  # noqa: BLE001 - hostile XMP must not sink a good image
+        return {}
 
 
 def embedded_metadata(info: dict, source: Image.Image | None, exif: Image.Exif | None = None) -> dict | None:
     """EmbeddedMetadata record: XMP wins, IPTC-IIM fills gaps, then EXIF Artist/Copyright; None when the file
     carries none of it."""
-    try:
-        xmp = parse_xmp(xmp_packet(info, source))
-    except Exception:  # noqa: BLE001 - hostile XMP must not sink a good image
-        xmp = {}
+    xmp = read_xmp(info, source)
     iptc = parse_iptc(source)
     merged = {k: v for k, v in {**exif_credits(exif), **iptc, **xmp}.items() if k in EMBEDDED_FIELDS}
     if not merged:

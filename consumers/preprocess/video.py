@@ -46,6 +46,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from domain.capturetime import capture_time
 from streams.errors import PermanentError
 
 log = logging.getLogger(__name__)
@@ -131,8 +132,19 @@ class Limits:
                    duplicate_threshold=cfg.video_duplicate_threshold, spread_gap_s=cfg.video_spread_gap_s)
 
 
+def _ffmpeg_words(exc: BaseException | str) -> str:
+    """FFmpeg's words without PyAV's wrapping: "[Errno 1094995529] Invalid data found when processing input:
+    '<none>'" (an error number that is a tag, the name of a file that has none) -> "not a readable video: invalid
+    data" (trial 24 F10)."""
+    text = exc if isinstance(exc, str) else (getattr(exc, "strerror", None) or str(exc) or type(exc).__name__)
+    text = re.sub(r":\s*'<none>'$", "", re.sub(r"^\[Errno -?\d+\]\s*", "", str(text).strip()))
+    if text.lower().startswith("invalid data found"):
+        return "not a readable video: invalid data"
+    return text
+
+
 def _corrupt(container: str, exc: BaseException | str, **details: Any) -> PermanentError:
-    msg = str(exc) if isinstance(exc, str) else (str(exc) or type(exc).__name__)
+    msg = _ffmpeg_words(exc)
     truncated = any(w in msg.lower() for w in ("truncat", "end of file", "invalid data", "moov atom not found"))
     got = f" (decoded {details['decoded_s']:.1f} s of {details['duration_s']:.1f} s)" if "decoded_s" in details else ""
     return PermanentError(f"corrupt {container} video{' (truncated?)' if truncated else ''}{got}: {msg[:200]}",
@@ -165,9 +177,15 @@ def _creation_time(meta: dict[str, str]) -> str | None:
         return None
     if t.year < 1971:  # QuickTime's zero epoch (1904) written by encoders that do not know the time
         return None
+    try:
+        t = t.astimezone(dt.timezone.utc) if t.tzinfo is not None else t
+    except OverflowError:  # past year 9999 in UTC
+        return None
+    if capture_time(*t.strftime("%Y %m %d %H %M %S").split(), "Z" if t.tzinfo else None) is None:
+        return None  # a placeholder far in the future (9999-12-31), as a photo's (domain.capturetime)
     if t.tzinfo is None:
         return t.strftime("%Y:%m:%d %H:%M:%S")
-    return t.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S+00:00")
+    return t.strftime("%Y-%m-%dT%H:%M:%S+00:00")
 
 
 _ISO6709 = re.compile(r"^([+-]\d+(?:\.\d+)?)([+-]\d+(?:\.\d+)?)")

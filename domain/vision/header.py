@@ -29,9 +29,28 @@ def open_header(data: bytes, max_pixels: int, formats: list[str] | None = None) 
         img = Image.open(io.BytesIO(data), formats=formats)
     except Image.DecompressionBombError as exc:  # the caller's limit, not Pillow's, is the one to quote
         found = re.search(r"\((\d+) pixels\)", str(exc))
-        raise TooManyPixels(None, None, int(found.group(1)) if found else None, max_pixels) from None
+        size = _header_size(data, formats)
+        raise TooManyPixels(*(size or (None, None)), size[0] * size[1] if size else
+                            int(found.group(1)) if found else None, max_pixels) from None
     w, h = img.size
     if w * h > max_pixels:
         img.close()
         raise TooManyPixels(w, h, w * h, max_pixels)
     return img
+
+
+def _header_size(data: bytes, formats: list[str] | None) -> tuple[int, int] | None:
+    """The width and height the header claims, of a file Pillow refused to open over its own hard limit: its format
+    plugin is run without Image.open's size check (it reads the header only; no pixel is decoded), so a dead letter
+    can say '30000x30000', not only '900000000 pixels'. None when no plugin reads the header."""
+    Image.init()
+    for fmt in formats or Image.ID:
+        factory, accept = Image.OPEN.get(fmt, (None, None))
+        if factory is None or (accept is not None and not accept(data[:16])):
+            continue
+        try:
+            with factory(io.BytesIO(data)) as img:
+                return img.size
+        except Exception:  # noqa: BLE001 - the size is a nicety in a refusal that stands anyway
+            continue
+    return None
