@@ -68,7 +68,7 @@ class Record:
     """One consumed message on its way through the runner (a plain slotted class: one is built per record)."""
 
     __slots__ = ("topic", "partition", "offset", "key", "value", "headers", "timestamp_ms", "received", "tp",
-                 "pending_acks", "abandoned", "event_time_ms", "epoch", "letter_truncated")
+                 "pending_acks", "abandoned", "event_time_ms", "epoch", "letter_truncated", "letter_owed")
 
     def __init__(self, topic: str, partition: int, offset: int, key: bytes | None, value: bytes | None,
                  headers: list[tuple[str, bytes | None]], timestamp_ms: int | None,
@@ -87,6 +87,7 @@ class Record:
         self.event_time_ms: int | None = None
         self.epoch = epoch
         self.letter_truncated = False
+        self.letter_owed = False  # its dead letter waits for the schema registry (built again later)
 
     def context(self, attempt: int) -> RecordContext:
         headers = {k: (v or b"") for k, v in self.headers}
@@ -499,11 +500,14 @@ class RecordWork:
                 return full
         return data
 
-    def failure(self, rec: Record, exc: BaseException, attempts: int, first_failure: int) -> Result:
+    def failure(self, rec: Record, exc: BaseException, attempts: int, first_failure: int, *,
+                wait: bool = True) -> Result:
         """The dead letter for a record. Never raises: a bug while describing a failure must not stall
         the partition, so odd exception attributes are stringified and unknown classes are permanent; while the
         schema registry cannot give the dead letter's schema id, it waits (consumption paused) until it can,
-        and only shutdown ends that wait, with Abandon (the record stays uncommitted)."""
+        and only shutdown ends that wait, with Abandon (the record stays uncommitted). `wait=False` (a thread that
+        must not wait: the poll thread): RegistryUnavailable is raised instead, and the caller
+        asks again later (Outputs._or_later)."""
         try:
             cls = classify(exc)
         except Exception:  # noqa: BLE001
@@ -531,18 +535,22 @@ class RecordWork:
             "attempts": attempts, "first_failure_time": first_failure, "last_failure_time": now_ms(),
             "details": details,
         }
-        log.warning("%s: dead-lettering %s/%d@%d (%s, %s): %s", self.name, rec.topic, rec.partition, rec.offset,
-                    error_class, details.get("reason", type(exc).__name__), exc)
+        if not rec.letter_owed:  # said once, not at each try of a letter waiting for the registry
+            log.warning("%s: dead-lettering %s/%d@%d (%s, %s): %s", self.name, rec.topic, rec.partition,
+                        rec.offset, error_class, details.get("reason", type(exc).__name__), exc)
         try:
-            data = self._letter_bytes(rec, letter)
+            data = self._letter_bytes(rec, letter, wait)
+        except RegistryUnavailable:
+            raise
         except Exception as ser_exc:  # noqa: BLE001 - e.g. a header that is not bytes: keep the essentials
             letter.update(original_headers=[], stack=None,
                           details={"reason": str(details.get("reason", "")), "serialization_error": str(ser_exc)})
-            data = self._letter_bytes(rec, letter)
+            data = self._letter_bytes(rec, letter, wait)
         return Result(rec, dead_letter=data, error_class=error_class)
 
-    def _letter_bytes(self, rec: Record, letter: dict[str, Any]) -> bytes:
-        """The dead letter serialized, waiting for the schema registry while it cannot give the id."""
+    def _letter_bytes(self, rec: Record, letter: dict[str, Any], wait: bool = True) -> bytes:
+        """The dead letter serialized, waiting for the schema registry while it cannot give the id (without
+        `wait`: raising RegistryUnavailable)."""
         waits = 0
         try:
             while True:
@@ -551,6 +559,8 @@ class RecordWork:
                 except Exception as exc:
                     if not registry_unavailable(exc):
                         raise
+                    if not wait:
+                        raise as_registry_outage(exc) from exc
                     waits += 1
                     if waits == 1:
                         self.registry_down(True)

@@ -1,0 +1,100 @@
+"""A schema registry outage seen by a running worker on the real broker (the review of the registry-outage work):
+the poll loop never waits for the registry, an io stage's loop is not held by a dead letter waiting for it, and a
+stage worked in child processes (runner.processes) pauses its worker like one worked in the worker's process.
+
+The registry is an external Schema Registry double (real HTTP, tests/test_work_batch.RegistryStub) whose
+subjects can be taken down and brought back while the worker runs."""
+from __future__ import annotations
+
+import io
+import time
+
+import fastavro
+from confluent_kafka import Producer
+
+from app.producer import build_event
+from streams import metrics
+from streams.runner import StageRunner
+from streams.schemas import parsed_schema, schema_json
+from tests.kafka_support import RunnerThread, make_settings, provision, read_topic, wait_committed
+from tests.stages import EchoStage
+from tests.test_work_batch import DOWN, NOT_FOUND, RegistryStub
+
+SUBJECTS = {"raw": (1001, "AssetEvent"), "preprocessed": (1002, "PreprocessedAsset"), "dlq": (1003, "DeadLetter")}
+"""Topic (last part of its name) -> the id the double registers its subject's schema as, and the record."""
+
+
+def registry(down: set[str], outage=DOWN, slow: dict[str, float] | None = None,
+             script: dict[str, list[bool]] | None = None) -> RegistryStub:
+    """A registry double whose subjects named in `down` (a set the test changes) answer `outage`; a subject in
+    `slow` answers its first registration after that many seconds; one in `script` answers its next
+    registrations as the list says (True: registered, False: `outage`), then as usual."""
+
+    def answer(method, path):
+        for topic, (schema_id, record) in SUBJECTS.items():
+            if method == "POST" and f".{topic}-value/" in path:
+                if slow and topic in slow:
+                    time.sleep(slow.pop(topic))
+                up = script[topic].pop(0) if script and script.get(topic) else topic not in down
+                return (200, {"id": schema_id}) if up else outage
+            if method == "GET" and path.startswith(f"/schemas/ids/{schema_id}"):
+                return 200, {"schema": schema_json(record)}
+        return NOT_FOUND
+
+    return RegistryStub(answer)
+
+
+def produce_raw(settings, broker: str, events: list[dict]) -> None:
+    """AssetEvents as the double's registry ids frame them (a producer without entry caps)."""
+    p = Producer({"bootstrap.servers": broker, "message.max.bytes": 4_000_000})
+    for event in events:
+        body = io.BytesIO()
+        fastavro.schemaless_writer(body, parsed_schema("AssetEvent"), event)
+        p.produce(settings.topics.name("raw"), key=event["asset_id"].encode(),
+                  value=b"\0" + SUBJECTS["raw"][0].to_bytes(4, "big") + body.getvalue())
+    assert p.flush(10) == 0
+
+
+def paused(stage: str, reason: str = "schema_registry") -> float:
+    return metrics.PAUSED.labels(stage, reason)._value.get()
+
+
+def wait_for(check, timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while not check() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return check()
+
+
+def longest_stand_still(runner, seconds: float = 1.5) -> float:
+    """The longest time the poll loop went without a tick (what /healthz reports) over the next `seconds`."""
+    worst, end = 0.0, time.monotonic() + seconds
+    while time.monotonic() < end:
+        worst = max(worst, time.monotonic() - runner.health.last_tick)
+        time.sleep(0.05)
+    return worst
+
+
+def test_an_output_refused_during_a_registry_outage_pauses_and_never_blocks_the_poll_loop(broker, unique):
+    """Review: the broker refused an output (too large) while the registry could not give the dead letter's schema;
+    the poll thread built the dead letter itself and waited there for the registry: the loop stopped ticking
+    (/healthz stalls after 60 s, the group drops the member after max.poll.interval.ms) and the pause it asked for
+    was never applied. Now the letter is built again later from the loop, consumption paused (schema_registry)."""
+    down = {"dlq"}
+    with registry(down) as reg:
+        s = make_settings(broker, f"rtrej{unique}", registry={"url": reg.url})
+        provision(s)
+        huge = build_event("asset-huge", "file:///library/big.jpg", version=1)
+        huge["uploader_notes"] = "n" * (1024 * 1024)  # the input fits (producer limit raised), its output does not
+        produce_raw(s, broker, [huge])
+        with RunnerThread(StageRunner(EchoStage(s), s)) as runner:
+            assert wait_for(lambda: any("dlq-value" in r for r in reg.seen), 15), "the dead letter was never tried"
+            worst = longest_stand_still(runner)
+            assert worst < 1.0, f"the poll loop stood still for {worst:.1f} s waiting for the registry"
+            assert wait_for(lambda: paused("echo") == 1, 2), "not paused for the schema registry"
+            down.clear()  # the registry is back
+            dead = read_topic(s, "dead_letter", 1, timeout_s=15)
+            wait_committed(s, runner.group_id, "raw", 1, timeout_s=10)
+            assert wait_for(lambda: paused("echo") == 0, 5), "still paused once the registry was back"
+    assert [d["key"] for d in dead] == ["asset-huge"]
+    assert dead[0]["value"]["details"]["reason"] == "output_rejected"
