@@ -27,6 +27,7 @@ from concurrent.futures.process import BrokenProcessPool
 from typing import Any, Callable
 
 from streams.children import child_chunk, child_init, child_ping
+from streams.errors import RegistryUnavailable
 from streams.sensors import Sensor
 from streams.stage import Stage
 from streams.tracker import TP
@@ -104,10 +105,61 @@ class Executor:
 
 
 class Inline(Executor):
-    """In the poll thread: no hand-off at all."""
+    """In the poll thread: no hand-off at all. The poll thread never waits for the schema registry: a record that
+    needs it while it cannot serve stays at the head of `backlog` with the records submitted after it (order is
+    kept), consumption paused (schema_registry), and is run again at a later loop turn (capped backoff)."""
+
+    def __init__(self, work: RecordWork, rs: Any, stop: threading.Event, emit: Callable[[Result], None]):
+        super().__init__(work, rs, stop, emit)
+        self.backlog: deque[Record] = deque()
+        self.waits = 0  # tries of the head record that found the registry down
+        self.due = 0.0  # when to try it again
 
     def submit(self, recs: list[Record]) -> None:
-        self._work_each(recs, self.emit)  # produced right away
+        self.backlog.extend(recs)
+        self._work_backlog()  # produced right away
+
+    def flush(self, force: bool = False) -> None:
+        if self.backlog and time.monotonic() >= self.due:
+            self._work_backlog()
+
+    def _work_backlog(self) -> None:
+        backlog, work = self.backlog, self.work
+        while backlog and time.monotonic() >= self.due:
+            rec = backlog[0]
+            try:
+                result = work.run(rec, wait=False)
+            except Abandon:
+                self.abandon(backlog.popleft())
+                continue
+            except RegistryUnavailable as exc:
+                self.waits += 1
+                if self.waits == 1:
+                    work.registry_down(True)
+                try:
+                    self.due = time.monotonic() + work.registry_delay(rec, self.waits, exc)
+                except Abandon:  # stopping: what waits stays uncommitted
+                    self.forget(None)
+                return
+            backlog.popleft()
+            self._registry_back()
+            self.emit(result)
+
+    def _registry_back(self) -> None:
+        if self.waits:
+            self.waits, self.due = 0, 0.0
+            self.work.registry_down(False)
+
+    def forget(self, tps: set[TP] | None) -> None:
+        keep: deque[Record] = deque()
+        for rec in self.backlog:
+            if tps is None or rec.tp in tps:
+                self.abandon(rec)
+            else:
+                keep.append(rec)
+        if self.backlog and (not keep or keep[0] is not self.backlog[0]):
+            self._registry_back()  # the waiting record is gone: the next one starts afresh
+        self.backlog = keep
 
 
 class Threads(Executor):

@@ -195,17 +195,18 @@ class RecordWork:
                 rec.partition, rec.offset, waits, exc, delay)
         return delay
 
-    def run(self, rec: Record) -> Result:
+    def run(self, rec: Record, wait: bool = True) -> Result:
         """A cpu stage's record, retried until it succeeds or is dead-lettered. Raises Abandon when shutdown
-        interrupts the retries."""
+        interrupts the retries. `wait=False` (the poll thread, runner.inline): a record that needs the schema
+        registry while it cannot serve raises RegistryUnavailable instead of waiting; the caller runs it again."""
         waits = [0]  # tries that waited for the schema registry
         try:
-            return self._run(rec, waits)
+            return self._run(rec, waits, wait)
         finally:
             if waits[0]:
                 self.registry_down(False)
 
-    def _run(self, rec: Record, waits: list[int]) -> Result:
+    def _run(self, rec: Record, waits: list[int], wait: bool = True) -> Result:
         attempt, first_failure = self.first_attempt(rec)
         while True:
             try:
@@ -214,6 +215,8 @@ class RecordWork:
                 return self.success(rec, value, self.stage.process(value, ctx), ctx.trace_id)
             except BaseException as exc:  # noqa: BLE001 - every failure is classified
                 if isinstance(exc, RegistryUnavailable):  # waited out without limit, consumption paused
+                    if not wait:
+                        raise
                     waits[0] += 1
                     if waits[0] == 1:
                         self.registry_down(True)
@@ -222,7 +225,7 @@ class RecordWork:
                 first_failure = first_failure or now_ms()
                 retry = self.should_retry(exc, attempt)
                 if retry is None:
-                    return self.failure(rec, exc, attempt, first_failure)
+                    return self.failure(rec, exc, attempt, first_failure, wait=wait)
                 if self.retry is not None:
                     return self.to_retry_topic(rec, exc, attempt, first_failure, retry)
                 self.stop_event.wait(retry)
@@ -506,8 +509,8 @@ class RecordWork:
         the partition, so odd exception attributes are stringified and unknown classes are permanent; while the
         schema registry cannot give the dead letter's schema id, it waits (consumption paused) until it can,
         and only shutdown ends that wait, with Abandon (the record stays uncommitted). `wait=False` (a thread that
-        must not wait: the poll thread): RegistryUnavailable is raised instead, and the caller
-        asks again later (Outputs._or_later)."""
+        must not wait: the poll thread, an asyncio loop): RegistryUnavailable is raised instead, and the caller
+        asks again later (Outputs._or_later, executors.Inline)."""
         try:
             cls = classify(exc)
         except Exception:  # noqa: BLE001

@@ -98,3 +98,23 @@ def test_an_output_refused_during_a_registry_outage_pauses_and_never_blocks_the_
             assert wait_for(lambda: paused("echo") == 0, 5), "still paused once the registry was back"
     assert [d["key"] for d in dead] == ["asset-huge"]
     assert dead[0]["value"]["details"]["reason"] == "output_rejected"
+
+
+def test_with_runner_inline_a_record_waiting_for_the_registry_does_not_stop_the_poll_loop(broker, unique):
+    """Review: runner.inline works records in the poll thread, which waited there for the registry (an output's
+    schema not registered yet): no tick, no pause applied. Now the records wait in order, the loop goes on paused."""
+    down = {"preprocessed"}
+    with registry(down) as reg:
+        s = make_settings(broker, f"rtinl{unique}", registry={"url": reg.url}, runner={"inline": True})
+        provision(s)
+        produce_raw(s, broker, [build_event("asset-1", "file:///library/1.jpg", version=v) for v in (1, 2, 3)])
+        with RunnerThread(StageRunner(EchoStage(s), s)) as runner:
+            assert wait_for(lambda: any("preprocessed-value" in r for r in reg.seen), 15), "no output was tried"
+            worst = longest_stand_still(runner)
+            assert worst < 1.0, f"the poll loop stood still for {worst:.1f} s waiting for the registry"
+            assert wait_for(lambda: paused("echo") == 1, 2), "not paused for the schema registry"
+            down.clear()
+            out = read_topic(s, "preprocessed", 3, timeout_s=15)
+            wait_committed(s, runner.group_id, "raw", 3, timeout_s=10)
+            assert wait_for(lambda: paused("echo") == 0, 5), "still paused once the registry was back"
+    assert [r["value"]["asset"]["version"] for r in out] == [1, 2, 3]  # in order, each once
