@@ -188,6 +188,8 @@ class Serde:
         self._own_ids: dict[str, int] = {}
         self._plans: dict[tuple[str, str, str], tuple[Any, Any] | None] = {}
         self._lock = threading.Lock()
+        # one per topic: a slow registration of one subject (say the dead letter's) holds no other subject's
+        self._header_locks: dict[str, threading.Lock] = {}
         if str(registry_conf["url"]).startswith("mock://"):
             # mock:// registries live in the process: know every topic's own id up front (it is derived from the
             # text) so a record written by another process with the same text can be read before this one wrote
@@ -209,6 +211,8 @@ class Serde:
         if header is not None:
             return header
         with self._lock:
+            lock = self._header_locks.setdefault(logical, threading.Lock())
+        with lock:
             if logical not in self._ids:
                 subject = f"{self.topic_names[logical]}-value"
                 schema = Schema(schema_json(TOPIC_RECORDS[logical]), "AVRO")

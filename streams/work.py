@@ -254,7 +254,7 @@ class RecordWork:
                 first_failure = first_failure or now_ms()
                 retry = self.should_retry(exc, attempt)
                 if retry is None:
-                    return self.failure(rec, exc, attempt, first_failure)
+                    return await self.failure_async(rec, exc, attempt, first_failure)
                 if self.retry is not None:
                     return self.to_retry_topic(rec, exc, attempt, first_failure, retry)
                 await asyncio.sleep(retry)
@@ -510,7 +510,7 @@ class RecordWork:
         schema registry cannot give the dead letter's schema id, it waits (consumption paused) until it can,
         and only shutdown ends that wait, with Abandon (the record stays uncommitted). `wait=False` (a thread that
         must not wait: the poll thread, an asyncio loop): RegistryUnavailable is raised instead, and the caller
-        asks again later (Outputs._or_later, executors.Inline)."""
+        asks again later (Outputs._or_later, failure_async, executors.Inline)."""
         try:
             cls = classify(exc)
         except Exception:  # noqa: BLE001
@@ -550,6 +550,27 @@ class RecordWork:
                           details={"reason": str(details.get("reason", "")), "serialization_error": str(ser_exc)})
             data = self._letter_bytes(rec, letter, wait)
         return Result(rec, dead_letter=data, error_class=error_class)
+
+    async def failure_async(self, rec: Record, exc: BaseException, attempts: int, first_failure: int) -> Result:
+        """failure() on an asyncio loop: while the registry cannot give the dead letter's schema id this record
+        waits with asyncio.sleep (consumption paused), never blocking the loop's other records."""
+        import asyncio
+
+        waits = 0
+        try:
+            while True:
+                try:  # in a thread: the registry call itself (a slow registry) does not hold the loop either
+                    return await asyncio.to_thread(self.failure, rec, exc, attempts, first_failure, wait=False)
+                except RegistryUnavailable as outage:
+                    rec.letter_owed = True
+                    waits += 1
+                    if waits == 1:
+                        self.registry_down(True)
+                    await self._sleep(self.registry_delay(rec, waits, outage))
+        finally:
+            rec.letter_owed = False
+            if waits:
+                self.registry_down(False)
 
     def _letter_bytes(self, rec: Record, letter: dict[str, Any], wait: bool = True) -> bytes:
         """The dead letter serialized, waiting for the schema registry while it cannot give the id (without

@@ -10,6 +10,7 @@ import io
 import time
 
 import fastavro
+import pytest
 from confluent_kafka import Producer
 
 from app.producer import build_event
@@ -17,7 +18,7 @@ from streams import metrics
 from streams.runner import StageRunner
 from streams.schemas import parsed_schema, schema_json
 from tests.kafka_support import RunnerThread, make_settings, provision, read_topic, wait_committed
-from tests.stages import EchoStage
+from tests.stages import AsyncEchoStage, EchoStage
 from tests.test_work_batch import DOWN, NOT_FOUND, RegistryStub
 
 SUBJECTS = {"raw": (1001, "AssetEvent"), "preprocessed": (1002, "PreprocessedAsset"), "dlq": (1003, "DeadLetter")}
@@ -118,3 +119,28 @@ def test_with_runner_inline_a_record_waiting_for_the_registry_does_not_stop_the_
             wait_committed(s, runner.group_id, "raw", 3, timeout_s=10)
             assert wait_for(lambda: paused("echo") == 0, 5), "still paused once the registry was back"
     assert [r["value"]["asset"]["version"] for r in out] == [1, 2, 3]  # in order, each once
+
+
+@pytest.mark.parametrize("trouble", ["down", "slow"])
+def test_an_io_stage_s_first_dead_letter_does_not_hold_its_other_records(broker, unique, trouble):
+    """Review: an io stage's dead letter waited for its schema in the asyncio loop's own thread (a blocking wait),
+    so every other record of the loop stood still until the registry came back. And "just after" the outage, a
+    slow registry: registering the letter's schema is a blocking HTTP call (the registry client has no timeout of
+    its own) made on the loop's thread, which held every record of the loop for as long. Now the letter is built
+    beside the loop and only its record waits."""
+    down = {"dlq"} if trouble == "down" else set()
+    with registry(down, slow={"dlq": 4.0} if trouble == "slow" else None) as reg:
+        s = make_settings(broker, f"rtio{trouble}{unique}", registry={"url": reg.url})
+        provision(s)
+        # one asset, one partition: the slow good record is on the loop when the failing one starts waiting
+        good = build_event("asset-1", "file:///library/1.jpg", version=1, attributes={"stall_first_ms": "1000"})
+        bad = build_event("asset-1", "file:///library/1.jpg", version=2, attributes={"fail": "permanent"})
+        produce_raw(s, broker, [good, bad])
+        with RunnerThread(StageRunner(AsyncEchoStage(s), s)) as runner:
+            assert wait_for(lambda: any("dlq-value" in r for r in reg.seen), 15), "the dead letter was never tried"
+            out = read_topic(s, "preprocessed", 1, timeout_s=2.5)  # the letter's schema: down, or 4 s to answer
+            assert [r["value"]["asset"]["version"] for r in out] == [1], "the good record waited for the registry"
+            down.clear()
+            dead = read_topic(s, "dead_letter", 1, timeout_s=15)
+            wait_committed(s, runner.group_id, "raw", 2, timeout_s=10)
+    assert [d["value"]["details"]["reason"] for d in dead] == ["test_permanent"]
