@@ -228,7 +228,8 @@ class Threads(Executor):
 
 class Processes(Executor):
     """runner.processes: bytes in, serialized outputs (or dead letters) out; the records are finished in the
-    poll thread exactly as the ones worked in this process. A child that dies fails the worker (`fail`)."""
+    poll thread exactly as the ones worked in this process. A child that dies fails the worker (`fail`). While
+    records wait for the schema registry in any child, the worker pauses as for its own (`flush`)."""
 
     def __init__(self, work: RecordWork, rs: Any, stop: threading.Event, emit: Callable[[Result], None], *,
                  stage: Stage, settings: Any, sensor: Sensor, tick: Callable[[], None],
@@ -241,11 +242,13 @@ class Processes(Executor):
         mp = multiprocessing.get_context("spawn")
         self.ready = mp.Value("i", 0)  # each child adds 1 once its stage is built
         self.children_stop = mp.Event()  # set with stop(): children abandon retries and unstarted records
+        self.registry_waiting = mp.Value("i", 0)  # children whose records wait for the schema registry
+        self._registry_paused = False  # whether this executor counts in work.registry_down for them
         self.queued: dict[cf.Future, list[Record]] = {}  # chunks submitted and not finished
         self.pool = cf.ProcessPoolExecutor(
             max_workers=self.processes, mp_context=mp, initializer=child_init,
             initargs=(type(stage), settings, logging.getLevelName(log.getEffectiveLevel()), self.ready,
-                      self.children_stop))
+                      self.children_stop, self.registry_waiting))
 
     def start(self) -> None:
         """Start the children and build their stages before joining the group: a stage that cannot be built
@@ -262,6 +265,14 @@ class Processes(Executor):
                 raise RuntimeError(f"{self.name}: child processes not ready after 300 s")
             time.sleep(0.05)
         log.info("%s: %d child process(es) ready in %.1fs", self.name, self.processes, time.monotonic() - started)
+
+    def flush(self, force: bool = False) -> None:
+        """Every loop turn: the children's wait for the schema registry becomes the worker's pause (as one record
+        of this process waiting: RecordWork.registry_down)."""
+        waiting = self.registry_waiting.value > 0
+        if waiting != self._registry_paused:
+            self._registry_paused = waiting
+            self.work.registry_down(waiting)
 
     def submit(self, recs: list[Record]) -> None:
         """Chunks of one partition each, so that forget() can cancel a partition's chunks not started yet."""

@@ -7,6 +7,7 @@ subjects can be taken down and brought back while the worker runs."""
 from __future__ import annotations
 
 import io
+import logging
 import time
 
 import fastavro
@@ -46,13 +47,20 @@ def registry(down: set[str], outage=DOWN, slow: dict[str, float] | None = None,
 
 
 def produce_raw(settings, broker: str, events: list[dict]) -> None:
-    """AssetEvents as the double's registry ids frame them (a producer without entry caps)."""
-    p = Producer({"bootstrap.servers": broker, "message.max.bytes": 4_000_000})
+    """AssetEvents as the double's registry ids frame them."""
+    records = []
     for event in events:
         body = io.BytesIO()
         fastavro.schemaless_writer(body, parsed_schema("AssetEvent"), event)
-        p.produce(settings.topics.name("raw"), key=event["asset_id"].encode(),
-                  value=b"\0" + SUBJECTS["raw"][0].to_bytes(4, "big") + body.getvalue())
+        records.append((event["asset_id"].encode(), b"\0" + SUBJECTS["raw"][0].to_bytes(4, "big") + body.getvalue()))
+    produce_bytes(settings, broker, records)
+
+
+def produce_bytes(settings, broker: str, records: list[tuple[bytes, bytes]]) -> None:
+    """(key, value) pairs to the raw topic, by a producer without entry caps."""
+    p = Producer({"bootstrap.servers": broker, "message.max.bytes": 4_000_000})
+    for key, value in records:
+        p.produce(settings.topics.name("raw"), key=key, value=value)
     assert p.flush(10) == 0
 
 
@@ -144,3 +152,33 @@ def test_an_io_stage_s_first_dead_letter_does_not_hold_its_other_records(broker,
             dead = read_topic(s, "dead_letter", 1, timeout_s=15)
             wait_committed(s, runner.group_id, "raw", 2, timeout_s=10)
     assert [d["value"]["details"]["reason"] for d in dead] == ["test_permanent"]
+
+
+def test_a_stage_in_child_processes_pauses_its_worker_while_the_registry_is_down(broker, unique, caplog):
+    """Review: with runner.processes the records waited for the registry in the children, whose pause went nowhere:
+    the worker kept consuming, and assetstream_paused{reason="schema_registry"} and the log said nothing.
+    And a child's dead letter too large for the broker is rewritten (original cut) by the worker, whose own
+    registration of the letter's schema then met the outage: that error ended the worker; now the letter waits."""
+    down = {"raw"}
+    refused = (403, {"error_code": 40301, "message": "forbidden"})  # not retried by the client (children's own)
+    script = {"dlq": [True, False, False]}  # the child registers the letter's schema, the worker is refused twice
+    with registry(down, refused, script=script) as reg:
+        s = make_settings(broker, f"rtproc{unique}", registry={"url": reg.url}, runner={"processes": 1})
+        provision(s)
+        produce_raw(s, broker, [build_event("asset-1", "file:///library/1.jpg", version=1)])
+        poison = b"\0" + (999).to_bytes(4, "big") + b"\1" * 999_000  # a writer's id the registry does not know
+        produce_bytes(s, broker, [(b"asset-poison", poison)])
+        with caplog.at_level(logging.WARNING, logger="assetstream.runner"):
+            with RunnerThread(StageRunner(EchoStage(s), s)) as runner:
+                assert wait_for(lambda: paused("echo") == 1, 15), "the children's wait did not pause the worker"
+                assert "pausing consumption: schema_registry" in caplog.text
+                down.clear()
+                out = read_topic(s, "preprocessed", 1, timeout_s=15)
+                dead = read_topic(s, "dead_letter", 1, timeout_s=15)
+                wait_committed(s, runner.group_id, "raw", 2, timeout_s=10)
+                assert wait_for(lambda: paused("echo") == 0, 5), "still paused once the registry was back"
+                assert runner.fatal_error is None and not runner.stopping
+    assert [r["key"] for r in out] == ["asset-1"]
+    assert [d["key"] for d in dead] == ["asset-poison"] and not script["dlq"]  # the worker's refusals were met
+    letter = dead[0]["value"]
+    assert letter["details"]["reason"] == "deserialize" and "original_value_cut" in letter["details"]
