@@ -109,6 +109,27 @@ def test_an_output_refused_during_a_registry_outage_pauses_and_never_blocks_the_
     assert dead[0]["value"]["details"]["reason"] == "output_rejected"
 
 
+def test_a_registry_that_never_answers_is_an_outage_not_a_hung_worker(broker, unique, caplog):
+    """Review (the slow registry above): the registry client had no timeout at all, so a registry that accepts the
+    connection and never answers held the worker's thread for ever, without a pause or a log line. Now each request
+    is bounded (registry.timeout_s) and a request that times out is an outage: the record waits and is tried
+    again."""
+    from streams import avro
+
+    with registry(set(), slow={"preprocessed": 30.0}) as reg:  # the first registration of the output hangs
+        s = make_settings(broker, f"rthang{unique}", registry={"url": reg.url, "timeout_s": 0.5})
+        provision(s)
+        # the process's client for this URL, as the settings configure it, without the client's own retries
+        avro._clients.pop((reg.url, 0), None)
+        avro.registry_client({**s.registry.client_config(), "max.retries": 0})
+        produce_raw(s, broker, [build_event("asset-1", "file:///library/1.jpg", version=1)])
+        with caplog.at_level(logging.WARNING, logger="assetstream.runner"):
+            with RunnerThread(StageRunner(EchoStage(s), s)):
+                out = read_topic(s, "preprocessed", 1, timeout_s=10)  # the hanging answer would come after 30 s
+    assert [r["key"] for r in out] == ["asset-1"]
+    assert "waits for the schema registry" in caplog.text and "Timeout" in caplog.text
+
+
 def test_with_runner_inline_a_record_waiting_for_the_registry_does_not_stop_the_poll_loop(broker, unique):
     """Review: runner.inline works records in the poll thread, which waited there for the registry (an output's
     schema not registered yet): no tick, no pause applied. Now the records wait in order, the loop goes on paused."""
