@@ -250,6 +250,16 @@ class Serde:
             self._writers[schema_id] = writer
         return writer
 
+    def reads_offline(self, logical: str, data: bytes | None) -> bool:
+        """Whether deserialize(logical, data) needs no registry request (the ids are known to this process)."""
+        return (data is not None and len(data) >= 5 and logical in self._own_ids
+                and int.from_bytes(data[1:5], "big") in self._writers)
+
+    def writes_offline(self, logical: str | None) -> bool:
+        """Whether serialize(logical, ...) needs no registry (nor, for mock://, schemas topic) request."""
+        return (logical is not None and logical in self._ids
+                and not (self._schema_log is not None and self._schema_log.pending))
+
     def knows(self, schema_id: int) -> bool:
         """Whether a record with this schema id can be read (the registry, or the schemas topic, has it)."""
         try:

@@ -272,11 +272,17 @@ class RecordWork:
             await asyncio.sleep(min(left, 0.2))
 
     async def _attempt_async(self, rec: Record, attempt: int, bound: float | None) -> Result | BaseException:
-        """One attempt of an io stage's record: its result, or the exception it failed with."""
+        """One attempt of an io stage's record: its result, or the exception it failed with. Decoding and encoding
+        that need the schema registry (an id this process does not know yet) run in a thread: a slow or silent
+        registry holds this record only, never the loop (known ids, the usual case, stay on the loop)."""
         import asyncio
 
+        serde = self.serde
         try:
-            value = self.decode(rec)
+            if serde.reads_offline(self.stage.input_topic, rec.value):
+                value = self.decode(rec)
+            else:
+                value = await asyncio.to_thread(self.decode, rec)
             ctx = rec.context(attempt)
             work = self.stage.aprocess(value, ctx)
             if bound is not None:
@@ -287,7 +293,9 @@ class RecordWork:
                                          reason="attempt_timeout") from None
             else:
                 result = await work
-            return self.success(rec, value, result, ctx.trace_id)
+            if serde.writes_offline(self.stage.output_topic):
+                return self.success(rec, value, result, ctx.trace_id)
+            return await asyncio.to_thread(self.success, rec, value, result, ctx.trace_id)
         except BaseException as exc:  # noqa: BLE001
             if isinstance(exc, asyncio.CancelledError):
                 raise

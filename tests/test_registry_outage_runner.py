@@ -22,37 +22,41 @@ from tests.kafka_support import RunnerThread, make_settings, provision, read_top
 from tests.stages import AsyncEchoStage, EchoStage
 from tests.test_work_batch import DOWN, NOT_FOUND, RegistryStub
 
-SUBJECTS = {"raw": (1001, "AssetEvent"), "preprocessed": (1002, "PreprocessedAsset"), "dlq": (1003, "DeadLetter")}
-"""Topic (last part of its name) -> the id the double registers its subject's schema as, and the record."""
+SUBJECTS = {"raw": (1001, "AssetEvent"), "preprocessed": (1002, "PreprocessedAsset"), "dlq": (1003, "DeadLetter"),
+            "older": (555, "AssetEvent")}
+"""Topic (last part of its name) -> the id the double registers its subject's schema as, and the record ("older":
+no topic, the id another release's producer wrote raw records with)."""
 
 
 def registry(down: set[str], outage=DOWN, slow: dict[str, float] | None = None,
              script: dict[str, list[bool]] | None = None) -> RegistryStub:
     """A registry double whose subjects named in `down` (a set the test changes) answer `outage`; a subject in
-    `slow` answers its first registration after that many seconds; one in `script` answers its next
-    registrations as the list says (True: registered, False: `outage`), then as usual."""
+    `slow` answers its first registration (or the first look-up of its id) after that many seconds; one in
+    `script` answers its next registrations as the list says (True: registered, False: `outage`), then as usual."""
 
     def answer(method, path):
         for topic, (schema_id, record) in SUBJECTS.items():
-            if method == "POST" and f".{topic}-value/" in path:
-                if slow and topic in slow:
-                    time.sleep(slow.pop(topic))
+            registering = method == "POST" and f".{topic}-value/" in path
+            looking_up = method == "GET" and path.startswith(f"/schemas/ids/{schema_id}")
+            if (registering or looking_up) and slow and topic in slow:
+                time.sleep(slow.pop(topic))
+            if registering:
                 up = script[topic].pop(0) if script and script.get(topic) else topic not in down
                 return (200, {"id": schema_id}) if up else outage
-            if method == "GET" and path.startswith(f"/schemas/ids/{schema_id}"):
+            if looking_up:
                 return 200, {"schema": schema_json(record)}
         return NOT_FOUND
 
     return RegistryStub(answer)
 
 
-def produce_raw(settings, broker: str, events: list[dict]) -> None:
-    """AssetEvents as the double's registry ids frame them."""
+def produce_raw(settings, broker: str, events: list[dict], schema_id: int = SUBJECTS["raw"][0]) -> None:
+    """AssetEvents as the double's registry ids frame them (or as written with `schema_id`)."""
     records = []
     for event in events:
         body = io.BytesIO()
         fastavro.schemaless_writer(body, parsed_schema("AssetEvent"), event)
-        records.append((event["asset_id"].encode(), b"\0" + SUBJECTS["raw"][0].to_bytes(4, "big") + body.getvalue()))
+        records.append((event["asset_id"].encode(), b"\0" + schema_id.to_bytes(4, "big") + body.getvalue()))
     produce_bytes(settings, broker, records)
 
 
@@ -150,24 +154,30 @@ def test_with_runner_inline_a_record_waiting_for_the_registry_does_not_stop_the_
     assert [r["value"]["asset"]["version"] for r in out] == [1, 2, 3]  # in order, each once
 
 
-@pytest.mark.parametrize("trouble", ["down", "slow"])
+@pytest.mark.parametrize("trouble", ["down", "slow", "slow_lookup"])
 def test_an_io_stage_s_first_dead_letter_does_not_hold_its_other_records(broker, unique, trouble):
     """Review: an io stage's dead letter waited for its schema in the asyncio loop's own thread (a blocking wait),
     so every other record of the loop stood still until the registry came back. And "just after" the outage, a
-    slow registry: registering the letter's schema is a blocking HTTP call (the registry client has no timeout of
-    its own) made on the loop's thread, which held every record of the loop for as long. Now the letter is built
-    beside the loop and only its record waits."""
+    slow registry: registering the letter's schema (or looking up another release's writer schema of an input)
+    is a blocking HTTP call made on the loop's thread, which held every record of the loop for as long. Now what
+    needs the registry is done beside the loop and only its record waits."""
     down = {"dlq"} if trouble == "down" else set()
-    with registry(down, slow={"dlq": 4.0} if trouble == "slow" else None) as reg:
-        s = make_settings(broker, f"rtio{trouble}{unique}", registry={"url": reg.url})
+    slow = {"dlq": 4.0} if trouble == "slow" else {"older": 4.0} if trouble == "slow_lookup" else None
+    with registry(down, slow=slow) as reg:
+        s = make_settings(broker, f"rtio{trouble}{unique}".replace("_", ""), registry={"url": reg.url})
         provision(s)
-        # one asset, one partition: the slow good record is on the loop when the failing one starts waiting
+        # one asset, one partition: the slow good record is on the loop when the other one starts waiting
         good = build_event("asset-1", "file:///library/1.jpg", version=1, attributes={"stall_first_ms": "1000"})
         bad = build_event("asset-1", "file:///library/1.jpg", version=2, attributes={"fail": "permanent"})
-        produce_raw(s, broker, [good, bad])
+        produce_raw(s, broker, [good])
+        if trouble == "slow_lookup":  # written by another release: its writer schema is looked up (4 s)
+            produce_raw(s, broker, [bad], schema_id=SUBJECTS["older"][0])
+        else:
+            produce_raw(s, broker, [bad])
+        asked = "ids/555" if trouble == "slow_lookup" else "dlq-value"
         with RunnerThread(StageRunner(AsyncEchoStage(s), s)) as runner:
-            assert wait_for(lambda: any("dlq-value" in r for r in reg.seen), 15), "the dead letter was never tried"
-            out = read_topic(s, "preprocessed", 1, timeout_s=2.5)  # the letter's schema: down, or 4 s to answer
+            assert wait_for(lambda: any(asked in r for r in reg.seen), 15), "the registry was never asked"
+            out = read_topic(s, "preprocessed", 1, timeout_s=2.5)  # the registry: down, or 4 s to answer
             assert [r["value"]["asset"]["version"] for r in out] == [1], "the good record waited for the registry"
             down.clear()
             dead = read_topic(s, "dead_letter", 1, timeout_s=15)
