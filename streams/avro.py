@@ -188,6 +188,8 @@ class Serde:
         self._own_ids: dict[str, int] = {}
         self._plans: dict[tuple[str, str, str], tuple[Any, Any] | None] = {}
         self._lock = threading.Lock()
+        # one per topic: a slow registration of one subject (say the dead letter's) holds no other subject's
+        self._header_locks: dict[str, threading.Lock] = {}
         if str(registry_conf["url"]).startswith("mock://"):
             # mock:// registries live in the process: know every topic's own id up front (it is derived from the
             # text) so a record written by another process with the same text can be read before this one wrote
@@ -209,6 +211,8 @@ class Serde:
         if header is not None:
             return header
         with self._lock:
+            lock = self._header_locks.setdefault(logical, threading.Lock())
+        with lock:
             if logical not in self._ids:
                 subject = f"{self.topic_names[logical]}-value"
                 schema = Schema(schema_json(TOPIC_RECORDS[logical]), "AVRO")
@@ -245,6 +249,16 @@ class Serde:
             writer = fastavro.parse_schema(json.loads(registered.schema_str))
             self._writers[schema_id] = writer
         return writer
+
+    def reads_offline(self, logical: str, data: bytes | None) -> bool:
+        """Whether deserialize(logical, data) needs no registry request (the ids are known to this process)."""
+        return (data is not None and len(data) >= 5 and logical in self._own_ids
+                and int.from_bytes(data[1:5], "big") in self._writers)
+
+    def writes_offline(self, logical: str | None) -> bool:
+        """Whether serialize(logical, ...) needs no registry (nor, for mock://, schemas topic) request."""
+        return (logical is not None and logical in self._ids
+                and not (self._schema_log is not None and self._schema_log.pending))
 
     def knows(self, schema_id: int) -> bool:
         """Whether a record with this schema id can be read (the registry, or the schemas topic, has it)."""

@@ -2,7 +2,9 @@
 
 The runner (streams.executors.Processes) ships chunks of raw records (bytes in, bytes out) to a
 ProcessPoolExecutor whose children run these functions: each builds its own stage and RecordWork from the
-settings at start-up, then decodes, runs the stage and encodes. Children never talk to Kafka.
+settings at start-up, then decodes, runs the stage and encodes. Children never talk to Kafka. A child whose
+records wait for the schema registry says so in a shared counter (`registry_waiting`), which the runner turns into
+its pause (`schema_registry`), as for records waiting in its own process.
 """
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ from streams.work import Abandon, Record, RecordWork
 _child_work: RecordWork | None = None
 _child_failed: Counter[str] = Counter()
 _child_retried = 0
+_registry_waiting: Any = None  # the runner's shared count of children whose records wait for the schema registry
 
 
 def _count_failed(cls: str) -> None:
@@ -32,6 +35,14 @@ def _count_retried() -> None:
     _child_retried += 1
 
 
+def _report_pause(reason: str | None) -> None:
+    """RecordWork.pause in a child: called when the first of its records starts waiting for the schema registry
+    (a reason) and when the last one stops (None); the runner pauses while the shared count is above 0."""
+    if _registry_waiting is not None:
+        with _registry_waiting.get_lock():
+            _registry_waiting.value += 1 if reason else -1
+
+
 def _watch_parent(parent: int) -> None:
     """Exit when the runner process is gone (a SIGKILLed runner must not leave its children behind)."""
     while os.getppid() == parent:
@@ -40,11 +51,13 @@ def _watch_parent(parent: int) -> None:
 
 
 def child_init(stage_cls: type[Stage], settings: Any, log_level: str = "INFO", ready: Any = None,
-               stop: Any = None) -> None:
+               stop: Any = None, registry_waiting: Any = None) -> None:
     """ProcessPoolExecutor initializer: build this child's stage from the settings, as the worker did, then
     count itself in `ready` (a shared integer the runner waits on). `stop` is the runner's stop event (a
-    multiprocessing Event): once set, retries are abandoned and the rest of a chunk is handed back unworked."""
-    global _child_work
+    multiprocessing Event): once set, retries are abandoned and the rest of a chunk is handed back unworked.
+    `registry_waiting` (a shared integer): this child adds 1 while any of its records waits for the registry."""
+    global _child_work, _registry_waiting
+    _registry_waiting = registry_waiting
     # signals are the runner's business: it sets `stop`, drains, then shuts the pool down
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
@@ -52,6 +65,7 @@ def child_init(stage_cls: type[Stage], settings: Any, log_level: str = "INFO", r
     threading.Thread(target=_watch_parent, args=(os.getppid(),), daemon=True).start()
     _child_work = RecordWork(stage_cls(settings), settings, stop=stop, on_failed=_count_failed,
                              on_retried=_count_retried)
+    _child_work.pause = _report_pause
     if ready is not None:
         with ready.get_lock():
             ready.value += 1

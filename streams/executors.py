@@ -27,6 +27,7 @@ from concurrent.futures.process import BrokenProcessPool
 from typing import Any, Callable
 
 from streams.children import child_chunk, child_init, child_ping
+from streams.errors import RegistryUnavailable
 from streams.sensors import Sensor
 from streams.stage import Stage
 from streams.tracker import TP
@@ -104,10 +105,61 @@ class Executor:
 
 
 class Inline(Executor):
-    """In the poll thread: no hand-off at all."""
+    """In the poll thread: no hand-off at all. The poll thread never waits for the schema registry: a record that
+    needs it while it cannot serve stays at the head of `backlog` with the records submitted after it (order is
+    kept), consumption paused (schema_registry), and is run again at a later loop turn (capped backoff)."""
+
+    def __init__(self, work: RecordWork, rs: Any, stop: threading.Event, emit: Callable[[Result], None]):
+        super().__init__(work, rs, stop, emit)
+        self.backlog: deque[Record] = deque()
+        self.waits = 0  # tries of the head record that found the registry down
+        self.due = 0.0  # when to try it again
 
     def submit(self, recs: list[Record]) -> None:
-        self._work_each(recs, self.emit)  # produced right away
+        self.backlog.extend(recs)
+        self._work_backlog()  # produced right away
+
+    def flush(self, force: bool = False) -> None:
+        if self.backlog and time.monotonic() >= self.due:
+            self._work_backlog()
+
+    def _work_backlog(self) -> None:
+        backlog, work = self.backlog, self.work
+        while backlog and time.monotonic() >= self.due:
+            rec = backlog[0]
+            try:
+                result = work.run(rec, wait=False)
+            except Abandon:
+                self.abandon(backlog.popleft())
+                continue
+            except RegistryUnavailable as exc:
+                self.waits += 1
+                if self.waits == 1:
+                    work.registry_down(True)
+                try:
+                    self.due = time.monotonic() + work.registry_delay(rec, self.waits, exc)
+                except Abandon:  # stopping: what waits stays uncommitted
+                    self.forget(None)
+                return
+            backlog.popleft()
+            self._registry_back()
+            self.emit(result)
+
+    def _registry_back(self) -> None:
+        if self.waits:
+            self.waits, self.due = 0, 0.0
+            self.work.registry_down(False)
+
+    def forget(self, tps: set[TP] | None) -> None:
+        keep: deque[Record] = deque()
+        for rec in self.backlog:
+            if tps is None or rec.tp in tps:
+                self.abandon(rec)
+            else:
+                keep.append(rec)
+        if self.backlog and (not keep or keep[0] is not self.backlog[0]):
+            self._registry_back()  # the waiting record is gone: the next one starts afresh
+        self.backlog = keep
 
 
 class Threads(Executor):
@@ -176,7 +228,8 @@ class Threads(Executor):
 
 class Processes(Executor):
     """runner.processes: bytes in, serialized outputs (or dead letters) out; the records are finished in the
-    poll thread exactly as the ones worked in this process. A child that dies fails the worker (`fail`)."""
+    poll thread exactly as the ones worked in this process. A child that dies fails the worker (`fail`). While
+    records wait for the schema registry in any child, the worker pauses as for its own (`flush`)."""
 
     def __init__(self, work: RecordWork, rs: Any, stop: threading.Event, emit: Callable[[Result], None], *,
                  stage: Stage, settings: Any, sensor: Sensor, tick: Callable[[], None],
@@ -189,11 +242,13 @@ class Processes(Executor):
         mp = multiprocessing.get_context("spawn")
         self.ready = mp.Value("i", 0)  # each child adds 1 once its stage is built
         self.children_stop = mp.Event()  # set with stop(): children abandon retries and unstarted records
+        self.registry_waiting = mp.Value("i", 0)  # children whose records wait for the schema registry
+        self._registry_paused = False  # whether this executor counts in work.registry_down for them
         self.queued: dict[cf.Future, list[Record]] = {}  # chunks submitted and not finished
         self.pool = cf.ProcessPoolExecutor(
             max_workers=self.processes, mp_context=mp, initializer=child_init,
             initargs=(type(stage), settings, logging.getLevelName(log.getEffectiveLevel()), self.ready,
-                      self.children_stop))
+                      self.children_stop, self.registry_waiting))
 
     def start(self) -> None:
         """Start the children and build their stages before joining the group: a stage that cannot be built
@@ -210,6 +265,14 @@ class Processes(Executor):
                 raise RuntimeError(f"{self.name}: child processes not ready after 300 s")
             time.sleep(0.05)
         log.info("%s: %d child process(es) ready in %.1fs", self.name, self.processes, time.monotonic() - started)
+
+    def flush(self, force: bool = False) -> None:
+        """Every loop turn: the children's wait for the schema registry becomes the worker's pause (as one record
+        of this process waiting: RecordWork.registry_down)."""
+        waiting = self.registry_waiting.value > 0
+        if waiting != self._registry_paused:
+            self._registry_paused = waiting
+            self.work.registry_down(waiting)
 
     def submit(self, recs: list[Record]) -> None:
         """Chunks of one partition each, so that forget() can cancel a partition's chunks not started yet."""

@@ -8,7 +8,10 @@ invalid) dead-letters its input instead. A dead letter keeps its input's origina
 `dead_letters.inline_max_bytes`, or one whose letter the broker refuses, goes to the sidecar store
 (`streams/originals.py`) and the letter references it, keeping its first reason; only without a store is the
 value cut to 1 KiB (the letter then says it cannot be replayed). Everything here runs in the runner's poll
-thread (delivery callbacks are served by `producer.poll`).
+thread (delivery callbacks are served by `producer.poll`), which never waits for the schema registry: a dead letter
+built or rewritten here (an output the broker refused, a letter whose original moves to the sidecar store) while the
+registry cannot give the letter's schema is owed, consumption paused (`schema_registry`), and built again at a
+later turn of the loop (`redeliver_due`); the record finishes only once it is produced and acknowledged.
 """
 from __future__ import annotations
 
@@ -19,12 +22,12 @@ from typing import Callable
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from streams.commits import Commits
-from streams.errors import StageError
+from streams.errors import RegistryUnavailable, StageError
 from streams.originals import OriginalStore, OriginalUnavailable, object_name, sha256
 from streams.records import now_ms
 from streams.sensors import Sensor
 from streams.tracker import TP, PartitionTracker
-from streams.work import Produced, Record, RecordWork, Result
+from streams.work import Abandon, Produced, Record, RecordWork, Result, as_registry_outage, registry_unavailable
 
 log = logging.getLogger("assetstream.runner")
 #: the dead letter detail saying its original value was cut to 1 KiB (no dead_letters.store): not replayable.
@@ -48,7 +51,8 @@ class Outputs:
 
     def __init__(self, producer: Producer, commits: Commits, work: RecordWork, tracker: PartitionTracker,
                  sensor: Sensor, assigned: set[TP], fatal: Callable[[KafkaError], None],
-                 originals: OriginalStore | None = None, inline_max_bytes: int = 256 * 1024):
+                 originals: OriginalStore | None = None, inline_max_bytes: int = 256 * 1024,
+                 abandon: Callable[[Record], None] = lambda rec: None):
         self.producer, self.commits, self.work, self.tracker, self.sensor = producer, commits, work, tracker, sensor
         self.originals, self.inline_max_bytes = originals, inline_max_bytes
         self.name = work.name
@@ -61,6 +65,11 @@ class Outputs:
         self.redeliver: list[tuple[float, Record, Produced]] = []  # (due, record, output): owed, produced again
         self.acked: dict[str, int] = {}  # acknowledged outputs per topic since the last flush_acked
         self._done = sensor.on_record_done
+        self.abandon = abandon  # a record left uncommitted (shutdown): the drain does not wait for it
+        # (due, record, step, tries): dead-letter work waiting for the schema registry, each counted once in its
+        # record's pending_acks (the record does not finish meanwhile)
+        self.owed: list[tuple[float, Record, Callable[[], None], int]] = []
+        self._outage: RegistryUnavailable | None = None  # the last one seen by _registry_outage
 
     def emit(self, res: Result) -> None:
         """Produce a worked record's outputs, or its dead letter."""
@@ -68,7 +77,14 @@ class Outputs:
         if rec.abandoned or rec.tp not in self.assigned or rec.epoch < self.since.get(rec.tp, 0):
             return
         rec.event_time_ms = res.event_time_ms
-        self.produce_all(rec, [self._letter_output(rec, res)] if res.dead_letter is not None else res.outputs)
+        if res.dead_letter is None:
+            self.produce_all(rec, res.outputs)
+            return
+        if not self.counts_acks:
+            self.commits.begin()
+        self._or_later(rec, lambda: self.produce_one(rec, self._letter_output(rec, res)))
+        if not self.counts_acks and rec.pending_acks == 0:
+            self.finish(rec)
 
     def produce_all(self, rec: Record, outputs: list[Produced]) -> None:
         if not self.counts_acks:
@@ -107,7 +123,9 @@ class Outputs:
         self._done(rec.received, rec.event_time_ms)
 
     def redeliver_due(self) -> None:
-        """Produce again the owed outputs whose wait is over."""
+        """Produce again the owed outputs whose wait is over (and build the dead letters owed, see _or_later)."""
+        if self.owed:
+            self._owed_due()
         if not self.redeliver:
             return
         now = time.monotonic()
@@ -160,6 +178,68 @@ class Outputs:
             self.redeliver.append((time.monotonic() + (1.0 if err.retriable() else 5.0), rec, output))
         return cb
 
+    def _or_later(self, rec: Record, step: Callable[[], None]) -> None:
+        """Run a step that builds or rewrites a dead letter and produces it. While the schema registry cannot give
+        the letter's schema, the step is owed: tried again at a later turn of the loop (capped backoff, without
+        limit), the record unfinished and consumption paused (schema_registry); the poll thread never waits."""
+        if not self._registry_outage(step):
+            return
+        if self.work.stopping:
+            self.abandon(rec)  # shutting down: left uncommitted, the next owner dead-letters it
+            return
+        rec.letter_owed = True
+        rec.pending_acks += 1  # owed: the record does not finish before its letter is produced
+        self.work.registry_down(True)
+        self._owe(rec, step, 1)
+
+    def _owe(self, rec: Record, step: Callable[[], None], tries: int) -> None:
+        assert self._outage is not None
+        try:
+            delay = self.work.registry_delay(rec, tries, self._outage)
+        except Abandon:  # the worker is stopping (since a moment): left uncommitted
+            self.abandon(rec)
+            rec.letter_owed = False
+            self.work.registry_down(False)
+            return
+        self.owed.append((time.monotonic() + delay, rec, step, tries))
+
+    def _owed_due(self) -> None:
+        """Try again the dead-letter steps waiting for the schema registry whose wait is over (while stopping,
+        all of them are given up: their records stay uncommitted)."""
+        now, stopping = time.monotonic(), self.work.stopping
+        due = [o for o in self.owed if o[0] <= now or stopping]
+        self.owed = [o for o in self.owed if not (o[0] <= now or stopping)]
+        for _, rec, step, tries in due:
+            gone = rec.abandoned or rec.tp not in self.assigned or rec.epoch < self.since.get(rec.tp, 0)
+            if gone or stopping:
+                if not gone:
+                    self.abandon(rec)
+                rec.letter_owed = False
+                self.work.registry_down(False)
+                continue
+            rec.pending_acks -= 1
+            if not self.counts_acks:
+                self.commits.begin()
+            if self._registry_outage(step):
+                rec.pending_acks += 1
+                self._owe(rec, step, tries + 1)
+                continue
+            rec.letter_owed = False
+            self.work.registry_down(False)
+            if rec.pending_acks == 0:
+                self.finish(rec)
+
+    def _registry_outage(self, step: Callable[[], None]) -> bool:
+        """Run the step; True (the outage kept in `_outage`) when the schema registry could not serve it."""
+        try:
+            step()
+            return False
+        except Exception as exc:
+            if not (isinstance(exc, RegistryUnavailable) or registry_unavailable(exc)):
+                raise
+            self._outage = exc if isinstance(exc, RegistryUnavailable) else as_registry_outage(exc)
+            return True
+
     def _undeliverable(self, rec: Record, output: Produced, err: KafkaError) -> None:
         """An output the broker will never take. A stage output: the input is dead-lettered instead.
         A dead letter: its original value goes to the sidecar store (or, with none, is cut to 1 KiB) and it is
@@ -167,15 +247,30 @@ class Outputs:
         if output[0] != self.dead_letter_topic:
             exc = StageError(f"output to {output[0]} rejected: {err.str()}", reason="output_rejected",
                              details={"kafka_error": err.name()})
-            self.produce_one(rec, self._letter_output(rec, self.work.failure(rec, exc, 1, now_ms())))
+            first = now_ms()
+            self._or_later(rec, lambda: self.produce_one(
+                rec, self._letter_output(rec, self.work.failure(rec, exc, 1, first, wait=False))))
             return
         if not rec.letter_truncated and rec.value is not None and len(rec.value) > 1024:
-            rec.letter_truncated = True  # once: a letter that still does not fit is retried below
+            self._or_later(rec, lambda: self._smaller_letter(rec, output, err))
+            return
+        self._redeliver_letter(rec, output, err)
+
+    def _smaller_letter(self, rec: Record, output: Produced, err: KafkaError) -> None:
+        """A dead letter too large for the broker: once, its original value moved to the sidecar store (or cut)."""
+        rec.letter_truncated = True  # once: a letter that still does not fit is retried below
+        try:
             data = self._kept(rec, output[2]) if self.originals is not None else self._cut(rec, output[2], err)
-            if data is not None:
-                self.produce_one(rec, (output[0], output[1], data, output[3]))
-                return
-            rec.letter_truncated = False  # the store is down: nothing is cut, the whole letter is tried again
+        except BaseException:
+            rec.letter_truncated = False  # e.g. the registry is down: the whole letter is tried again
+            raise
+        if data is not None:
+            self.produce_one(rec, (output[0], output[1], data, output[3]))
+            return
+        rec.letter_truncated = False  # the store is down: nothing is cut, the whole letter is tried again
+        self._redeliver_letter(rec, output, err)
+
+    def _redeliver_letter(self, rec: Record, output: Produced, err: KafkaError) -> None:
         log.error("%s: dead letter for %s/%d@%d cannot be delivered (%s); retrying", self.name, rec.topic,
                   rec.partition, rec.offset, err)
         if self.counts_acks:
@@ -183,10 +278,10 @@ class Outputs:
         self.redeliver.append((time.monotonic() + 5.0, rec, output))
 
     def _letter_output(self, rec: Record, letter: Result) -> Produced:
-        self.sensor.on_dead_letter(letter.error_class)
         data = letter.dead_letter
         if self.originals is not None and rec.value is not None and len(rec.value) > self.inline_max_bytes:
             data = self._kept(rec, data) or data  # the store is down: inline, and if the broker refuses, again
+        self.sensor.on_dead_letter(letter.error_class)  # after what may wait for the registry: counted once
         return (self.dead_letter_topic, rec.key, data,
                 [(k, v) for k, v in rec.headers if v is not None] +
                 [("dlq-stage", self.name.encode()), ("dlq-error-class", letter.error_class.encode())])
@@ -206,13 +301,13 @@ class Outputs:
     def _cut(self, rec: Record, letter: bytes, err: KafkaError) -> bytes:
         """No store: the letter with the original value cut to 1 KiB, saying it cannot be replayed."""
         assert rec.value is not None
+        note = (f"original value cut from {len(rec.value)} to 1024 bytes to fit the broker ({err.str()}); "
+                "configure dead_letters.store to keep originals")
+        data = self._rewritten(letter, rec.value, {"original_value": rec.value[:1024]}, {CUT_DETAIL: note})
         log.error("%s: dead letter for %s/%d@%d too large (%s) and no dead_letters.store configured: original "
                   "value cut to 1 KiB, this letter cannot be replayed", self.name, rec.topic, rec.partition,
                   rec.offset, err)
-        note = (f"original value cut from {len(rec.value)} to 1024 bytes to fit the broker ({err.str()}); "
-                "configure dead_letters.store to keep originals")
-        return self._rewritten(letter, rec.value, {"original_value": rec.value[:1024]},
-                               {CUT_DETAIL: note})
+        return data
 
     def _rewritten(self, letter: bytes, value: bytes, fields: dict, details: dict[str, str]) -> bytes:
         """The same letter (first reason, message, stack) with the original value's place changed."""

@@ -161,7 +161,8 @@ class StageRunner:
             topics=self.input_topics)
         self.outputs = Outputs(self.producer, self.commits, self.work, self.tracker, self.sensor, self.assigned,
                                fatal=self._fatal, originals=open_store(settings.dead_letters),
-                               inline_max_bytes=settings.dead_letters.inline_max_bytes)
+                               inline_max_bytes=settings.dead_letters.inline_max_bytes,
+                               abandon=lambda rec: self.executor.abandon(rec))
         self.executor = make_executor(
             stage, settings, self.work, self._stop, self.outputs.emit, sensor=self.sensor, tick=self.health.tick,
             fail=self._fail, at_limit=lambda: self.tracker.working() >= self.rs.max_in_flight,

@@ -68,7 +68,7 @@ class Record:
     """One consumed message on its way through the runner (a plain slotted class: one is built per record)."""
 
     __slots__ = ("topic", "partition", "offset", "key", "value", "headers", "timestamp_ms", "received", "tp",
-                 "pending_acks", "abandoned", "event_time_ms", "epoch", "letter_truncated")
+                 "pending_acks", "abandoned", "event_time_ms", "epoch", "letter_truncated", "letter_owed")
 
     def __init__(self, topic: str, partition: int, offset: int, key: bytes | None, value: bytes | None,
                  headers: list[tuple[str, bytes | None]], timestamp_ms: int | None,
@@ -87,6 +87,7 @@ class Record:
         self.event_time_ms: int | None = None
         self.epoch = epoch
         self.letter_truncated = False
+        self.letter_owed = False  # its dead letter waits for the schema registry (built again later)
 
     def context(self, attempt: int) -> RecordContext:
         headers = {k: (v or b"") for k, v in self.headers}
@@ -194,17 +195,18 @@ class RecordWork:
                 rec.partition, rec.offset, waits, exc, delay)
         return delay
 
-    def run(self, rec: Record) -> Result:
+    def run(self, rec: Record, wait: bool = True) -> Result:
         """A cpu stage's record, retried until it succeeds or is dead-lettered. Raises Abandon when shutdown
-        interrupts the retries."""
+        interrupts the retries. `wait=False` (the poll thread, runner.inline): a record that needs the schema
+        registry while it cannot serve raises RegistryUnavailable instead of waiting; the caller runs it again."""
         waits = [0]  # tries that waited for the schema registry
         try:
-            return self._run(rec, waits)
+            return self._run(rec, waits, wait)
         finally:
             if waits[0]:
                 self.registry_down(False)
 
-    def _run(self, rec: Record, waits: list[int]) -> Result:
+    def _run(self, rec: Record, waits: list[int], wait: bool = True) -> Result:
         attempt, first_failure = self.first_attempt(rec)
         while True:
             try:
@@ -213,6 +215,8 @@ class RecordWork:
                 return self.success(rec, value, self.stage.process(value, ctx), ctx.trace_id)
             except BaseException as exc:  # noqa: BLE001 - every failure is classified
                 if isinstance(exc, RegistryUnavailable):  # waited out without limit, consumption paused
+                    if not wait:
+                        raise
                     waits[0] += 1
                     if waits[0] == 1:
                         self.registry_down(True)
@@ -221,7 +225,7 @@ class RecordWork:
                 first_failure = first_failure or now_ms()
                 retry = self.should_retry(exc, attempt)
                 if retry is None:
-                    return self.failure(rec, exc, attempt, first_failure)
+                    return self.failure(rec, exc, attempt, first_failure, wait=wait)
                 if self.retry is not None:
                     return self.to_retry_topic(rec, exc, attempt, first_failure, retry)
                 self.stop_event.wait(retry)
@@ -250,7 +254,7 @@ class RecordWork:
                 first_failure = first_failure or now_ms()
                 retry = self.should_retry(exc, attempt)
                 if retry is None:
-                    return self.failure(rec, exc, attempt, first_failure)
+                    return await self.failure_async(rec, exc, attempt, first_failure)
                 if self.retry is not None:
                     return self.to_retry_topic(rec, exc, attempt, first_failure, retry)
                 await asyncio.sleep(retry)
@@ -268,11 +272,17 @@ class RecordWork:
             await asyncio.sleep(min(left, 0.2))
 
     async def _attempt_async(self, rec: Record, attempt: int, bound: float | None) -> Result | BaseException:
-        """One attempt of an io stage's record: its result, or the exception it failed with."""
+        """One attempt of an io stage's record: its result, or the exception it failed with. Decoding and encoding
+        that need the schema registry (an id this process does not know yet) run in a thread: a slow or silent
+        registry holds this record only, never the loop (known ids, the usual case, stay on the loop)."""
         import asyncio
 
+        serde = self.serde
         try:
-            value = self.decode(rec)
+            if serde.reads_offline(self.stage.input_topic, rec.value):
+                value = self.decode(rec)
+            else:
+                value = await asyncio.to_thread(self.decode, rec)
             ctx = rec.context(attempt)
             work = self.stage.aprocess(value, ctx)
             if bound is not None:
@@ -283,7 +293,9 @@ class RecordWork:
                                          reason="attempt_timeout") from None
             else:
                 result = await work
-            return self.success(rec, value, result, ctx.trace_id)
+            if serde.writes_offline(self.stage.output_topic):
+                return self.success(rec, value, result, ctx.trace_id)
+            return await asyncio.to_thread(self.success, rec, value, result, ctx.trace_id)
         except BaseException as exc:  # noqa: BLE001
             if isinstance(exc, asyncio.CancelledError):
                 raise
@@ -499,11 +511,14 @@ class RecordWork:
                 return full
         return data
 
-    def failure(self, rec: Record, exc: BaseException, attempts: int, first_failure: int) -> Result:
+    def failure(self, rec: Record, exc: BaseException, attempts: int, first_failure: int, *,
+                wait: bool = True) -> Result:
         """The dead letter for a record. Never raises: a bug while describing a failure must not stall
         the partition, so odd exception attributes are stringified and unknown classes are permanent; while the
         schema registry cannot give the dead letter's schema id, it waits (consumption paused) until it can,
-        and only shutdown ends that wait, with Abandon (the record stays uncommitted)."""
+        and only shutdown ends that wait, with Abandon (the record stays uncommitted). `wait=False` (a thread that
+        must not wait: the poll thread, an asyncio loop): RegistryUnavailable is raised instead, and the caller
+        asks again later (Outputs._or_later, failure_async, executors.Inline)."""
         try:
             cls = classify(exc)
         except Exception:  # noqa: BLE001
@@ -531,18 +546,43 @@ class RecordWork:
             "attempts": attempts, "first_failure_time": first_failure, "last_failure_time": now_ms(),
             "details": details,
         }
-        log.warning("%s: dead-lettering %s/%d@%d (%s, %s): %s", self.name, rec.topic, rec.partition, rec.offset,
-                    error_class, details.get("reason", type(exc).__name__), exc)
+        if not rec.letter_owed:  # said once, not at each try of a letter waiting for the registry
+            log.warning("%s: dead-lettering %s/%d@%d (%s, %s): %s", self.name, rec.topic, rec.partition,
+                        rec.offset, error_class, details.get("reason", type(exc).__name__), exc)
         try:
-            data = self._letter_bytes(rec, letter)
+            data = self._letter_bytes(rec, letter, wait)
+        except RegistryUnavailable:
+            raise
         except Exception as ser_exc:  # noqa: BLE001 - e.g. a header that is not bytes: keep the essentials
             letter.update(original_headers=[], stack=None,
                           details={"reason": str(details.get("reason", "")), "serialization_error": str(ser_exc)})
-            data = self._letter_bytes(rec, letter)
+            data = self._letter_bytes(rec, letter, wait)
         return Result(rec, dead_letter=data, error_class=error_class)
 
-    def _letter_bytes(self, rec: Record, letter: dict[str, Any]) -> bytes:
-        """The dead letter serialized, waiting for the schema registry while it cannot give the id."""
+    async def failure_async(self, rec: Record, exc: BaseException, attempts: int, first_failure: int) -> Result:
+        """failure() on an asyncio loop: while the registry cannot give the dead letter's schema id this record
+        waits with asyncio.sleep (consumption paused), never blocking the loop's other records."""
+        import asyncio
+
+        waits = 0
+        try:
+            while True:
+                try:  # in a thread: the registry call itself (a slow registry) does not hold the loop either
+                    return await asyncio.to_thread(self.failure, rec, exc, attempts, first_failure, wait=False)
+                except RegistryUnavailable as outage:
+                    rec.letter_owed = True
+                    waits += 1
+                    if waits == 1:
+                        self.registry_down(True)
+                    await self._sleep(self.registry_delay(rec, waits, outage))
+        finally:
+            rec.letter_owed = False
+            if waits:
+                self.registry_down(False)
+
+    def _letter_bytes(self, rec: Record, letter: dict[str, Any], wait: bool = True) -> bytes:
+        """The dead letter serialized, waiting for the schema registry while it cannot give the id (without
+        `wait`: raising RegistryUnavailable)."""
         waits = 0
         try:
             while True:
@@ -551,6 +591,8 @@ class RecordWork:
                 except Exception as exc:
                     if not registry_unavailable(exc):
                         raise
+                    if not wait:
+                        raise as_registry_outage(exc) from exc
                     waits += 1
                     if waits == 1:
                         self.registry_down(True)

@@ -87,6 +87,10 @@ class RegistrySettings(Section):
     auto_register: bool = True
     allow_in_process: bool = Field(False, description="let a worker run on a mock:// (in-process) registry; set "
                                                       "by `assetstream run` and the tests, never in production")
+    timeout_s: float = Field(10.0, gt=0, description="how long one request to the registry may take (the client "
+                             "tries a failed request up to 3 more times); a registry that does not answer in time "
+                             "is an outage: the records wait, consumption paused (schema_registry). Without it a "
+                             "registry that accepts connections and never answers held a worker's thread for ever")
 
     @property
     def in_process(self) -> bool:
@@ -102,7 +106,7 @@ class RegistrySettings(Section):
         return None
 
     def client_config(self) -> dict[str, object]:
-        conf: dict[str, object] = {"url": self.url}
+        conf: dict[str, object] = {"url": self.url, "timeout": self.timeout_s}
         if self.basic_auth_user_info:
             conf["basic.auth.user.info"] = self.basic_auth_user_info.get_secret_value()
         return conf
