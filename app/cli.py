@@ -8,8 +8,8 @@ import time
 from typing import Any, Optional
 
 import typer
-from app.console import (ask_store, broker_down, console, describe_settings_error, load_settings, out, redact_url,
-                         setup_logging, store_down)
+from app.console import (ask_store, broker_down, console, describe_settings_error, load_settings, out, print_json_out,
+                         redact_url, setup_logging, store_down)
 from app.kpis import cli as kpis_cli
 from app.ops import cli as ops_cli
 from app.review import cli as review_cli
@@ -413,7 +413,7 @@ def _print_run_rows(rows: list[dict[str, Any]], json_out: bool, out_dir: str,
     from app.run_writeback import cell
 
     if json_out:
-        out.print_json(json.dumps([*rows, *skipped_rows(list(skipped))], default=str))
+        print_json_out([*rows, *skipped_rows(list(skipped))])
     else:
         table = Table(title=f"{len(rows)} asset(s)", show_lines=True)
         writeback = any("writeback" in r for r in rows)  # a column when the run had write-back targets
