@@ -252,6 +252,7 @@ def backfill(
                                TimeElapsedColumn, TimeRemainingColumn)
 
     from app.ops import backfill as bf
+    from domain.sources import shown
 
     settings = _settings()
     ops = _ops(settings)
@@ -270,6 +271,13 @@ def backfill(
         console.print(f"[yellow]skipping row[/yellow] {p}")
     if len(problems) > 20:
         console.print(f"[yellow]... and {len(problems) - 20} more bad rows[/yellow]")
+    outside = bf.outside_file_roots(items, settings.preprocess.file_roots)
+    if outside:  # preprocess would dead-letter each as forbidden_url: refused before anything is published
+        roots = ", ".join(settings.preprocess.file_roots)
+        _fail(f"{len(outside)} file(s) are outside preprocess.file_roots ({roots}), which preprocess would refuse "
+              f"(forbidden_url), e.g. {shown(str(outside[0].local_path))}; nothing was published",
+              "add the folder to preprocess.file_roots (an `assetstream run --serve` session admits only the "
+              "folders given to `run`: start it with this folder too)", 2)
     seen: dict[str, str] = {}
     for it in items:
         if it.asset_id in seen and seen[it.asset_id] != it.uri:
