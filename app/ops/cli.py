@@ -19,6 +19,7 @@ from typing import Any, List, Optional
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from app.console import broker_down, console, load_settings, out, setup_logging
 
@@ -395,7 +396,8 @@ def dlq_list(
 ):
     """List dead letters and why they failed (oldest first).
 
-    Columns: partition/offset, asset, stage, error class, reason, message, attempts, when."""
+    Columns: partition/offset, asset, source (the file relative to its preprocess.file_roots root, or the URL
+    without login or query), stage, error class, reason, message, attempts, when."""
     from app.ops.dlq import select
 
     settings = _settings()
@@ -410,11 +412,12 @@ def dlq_list(
         return
     table = Table(title=f"{settings.topics.name('dead_letter')}: {total} matching"
                   + (f", showing {len(letters)}" if len(letters) < total else ""))
-    for col in ("p/offset", "asset", "stage", "class", "reason", "message", "tries", "when"):
+    for col in ("p/offset", "asset", "source", "stage", "class", "reason", "message", "tries", "when"):
         table.add_column(col, overflow="fold")
     for d in letters:
         s = d.summary()
-        table.add_row(d.ref, str(s["asset_id"]), str(s["stage"]), str(s["error_class"]), str(s["reason"] or ""),
+        table.add_row(d.ref, str(s["asset_id"]), Text(s["source"] or ""),  # a name is text, never markup
+                      str(s["stage"]), str(s["error_class"]), str(s["reason"] or ""),
                       _cut(s["message"] or "", 300, f"dlq show {d.ref}"), str(s["attempts"] or ""),
                       s["last_failure"] or "")
     out.print(table)
