@@ -3,7 +3,7 @@ name's encoding), a source URI fit to show (no credentials, no query string), th
 the media type of the bytes as sniffed (never the name's extension).
 
     from domain.sources import file_path, redact, source_label, sniffed_media_type
-    file_path("file:///lib/caf%E9.jpg")          # 'lib/caf\\udce9.jpg' as os.fsdecode gives it: opens the file
+    file_path("file:///lib/caf%E9.jpg")            # '/lib/caf\\udce9.jpg' as os.fsdecode gives it: opens the file
     source_label("file:///lib/a/b.jpg", ["/lib"])  # 'a/b.jpg'
 """
 from __future__ import annotations
