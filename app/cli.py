@@ -8,8 +8,8 @@ import time
 from typing import Any, Optional
 
 import typer
-from app.console import (ask_store, broker_down, console, describe_settings_error, load_settings, out, redact_url,
-                         setup_logging, store_down)
+from app.console import (ask_store, broker_down, console, describe_settings_error, load_settings, out, print_json_out,
+                         redact_url, setup_logging, store_down)
 from app.kpis import cli as kpis_cli
 from app.ops import cli as ops_cli
 from app.review import cli as review_cli
@@ -408,12 +408,18 @@ def _print_run_rows(rows: list[dict[str, Any]], json_out: bool, out_dir: str,
     from pathlib import Path
 
     from rich.table import Table
+    from rich.text import Text
 
     from app.embedded_run import skipped_rows
     from app.run_writeback import cell
+    from domain.sources import shown
+
+    def asset(r: dict[str, Any]) -> Text:  # the id, and below it the file's name (what a person recognises)
+        name = Path(r.get("file") or "").name
+        return Text(str(r["asset_id"])) + (Text("\n" + shown(name), style="dim") if name else Text())
 
     if json_out:
-        out.print_json(json.dumps([*rows, *skipped_rows(list(skipped))], default=str))
+        print_json_out([*rows, *skipped_rows(list(skipped))])
     else:
         table = Table(title=f"{len(rows)} asset(s)", show_lines=True)
         writeback = any("writeback" in r for r in rows)  # a column when the run had write-back targets
@@ -422,14 +428,14 @@ def _print_run_rows(rows: list[dict[str, Any]], json_out: bool, out_dir: str,
             table.add_column(col, overflow="fold")
         for r in rows:
             if r["status"] == "dead_lettered":
-                table.add_row(r["asset_id"], "", f"[red]{r['stage']}: {r['reason']}[/red] {r['message']}", "",
+                table.add_row(asset(r), "", f"[red]{r['stage']}: {r['reason']}[/red] {r['message']}", "",
                               "[red]dead letter[/red]", "", "", *([""] if writeback else []))
                 continue
             if r["status"] == "interrupted":  # a run stopped before this input was indexed: the reason says where
-                table.add_row(r["asset_id"], "", f"[yellow]{r['reason']}[/yellow]", "", "[yellow]interrupted[/yellow]",
+                table.add_row(asset(r), "", f"[yellow]{r['reason']}[/yellow]", "", "[yellow]interrupted[/yellow]",
                               "", "", *([""] if writeback else []))
                 continue
-            table.add_row(r["asset_id"], r["title"] or "", r["alt_text"] or "", ", ".join(r["tags"][:8]),
+            table.add_row(asset(r), r["title"] or "", r["alt_text"] or "", ", ".join(r["tags"][:8]),
                           r["status"], r["usage_flag"], f"{r['cost_usd']:.4f}",
                           *([cell(r.get("writeback") or [])] if writeback else []))
         out.print(table)

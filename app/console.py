@@ -2,7 +2,9 @@
 clear message and exit 2, not a traceback) and log setup."""
 from __future__ import annotations
 
-from typing import Callable, Mapping, TypeVar
+import json
+import re
+from typing import Any, Callable, Mapping, TypeVar
 
 import typer
 from rich.console import Console
@@ -19,6 +21,19 @@ if not console.is_terminal:  # pod logs, CI, a pipe: a message is one line howev
 out = Console()
 if not out.is_terminal:  # piped/CI output: wide enough for the results table to stay readable
     out = Console(width=160)
+
+
+_SURROGATE = re.compile("[\udc80-\udcff]")
+
+
+def print_json_out(data: Any) -> None:
+    """JSON on stdout that is valid UTF-8 whatever the data holds: a file name that is not UTF-8 (its bytes kept
+    as surrogate escapes by os.fsdecode, e.g. latin-1 `caf\\xe9.jpg`) is written as the JSON escape `\\udce9`,
+    which Python's json.loads turns back into the same name (os.fsencode gives the original bytes); any other
+    text as it is (rich's print_json wrote those bytes raw: not UTF-8, and `json.load` failed)."""
+    text = json.dumps(data, indent=2, ensure_ascii=False, default=str)
+    out.print(_SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text), markup=False, highlight=False,
+              emoji=False, soft_wrap=True)
 
 
 def describe_settings_error(exc: Exception) -> str:

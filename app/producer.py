@@ -7,7 +7,6 @@
 from __future__ import annotations
 
 import hashlib
-import mimetypes
 import threading
 import uuid
 from pathlib import Path
@@ -71,8 +70,6 @@ def build_event(asset_id: str, source_uri: str | None, *, event_type: str = "cre
     if event_type != "deleted" and not source_uri:
         raise ValueError("source_uri is required unless the event is a deletion")
     t = event_time_ms or now_ms()
-    if content_type is None and source_uri:
-        content_type = mimetypes.guess_type(source_uri)[0]
     pc = None
     if product_context:
         pc = {k: product_context.get(k) for k in ("sku", "category", "name", "brand")}

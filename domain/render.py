@@ -20,6 +20,7 @@ from typing import Any
 from domain.capturetime import capture_time
 from domain.records import to_plain
 from domain.review import has_decision
+from domain.sources import sniffed_media_type
 from domain.xmp import NS, XML_LANG, q, xmp_root
 
 JSONLD_NS = "https://assetstream.io/ns/jsonld/1.0/"
@@ -160,9 +161,6 @@ def iso_duration(seconds: float | None) -> str | None:
     return out
 
 
-VIDEO_MEDIA_TYPES = {"MP4": "video/mp4", "MOV": "video/quicktime", "WEBM": "video/webm", "MKV": "video/x-matroska"}
-
-
 def _video_terms(pre: dict[str, Any], asset: dict[str, Any], thumbnail_url: str | None) -> dict[str, Any]:
     """What a schema.org VideoObject adds: duration (ISO 8601), thumbnailUrl (the poster frame), encodingFormat
     from the sniffed container (a declared content type is only a guess from the file name), the frame size, each
@@ -170,7 +168,7 @@ def _video_terms(pre: dict[str, Any], asset: dict[str, Any], thumbnail_url: str 
     video = pre.get("video") or {}
     thumb = _first(thumbnail_url, (asset.get("attributes") or {}).get("thumbnail_url"))
     return {"@type": "VideoObject", "duration": iso_duration(video.get("duration_s")),
-            "thumbnailUrl": thumb, "encodingFormat": VIDEO_MEDIA_TYPES.get(video.get("container") or ""),
+            "thumbnailUrl": thumb, "encodingFormat": sniffed_media_type(pre),
             "videoFrameSize": f"{(pre.get('image') or {}).get('width')}x{(pre.get('image') or {}).get('height')}",
             "transcript": video.get("transcript"),
             "assetstream:keyframes": [{"@type": "Clip", "startOffset": k.get("offset_s"),
@@ -213,7 +211,6 @@ def to_jsonld(validated: dict[str, Any], thumbnail_url: str | None = None) -> di
                     "elevation": exif.get("gps_alt")} if exif.get("gps_lat") is not None else None,
         }
     creators = creators_of(v)
-    fmt = image.get("format")
     review = v.get("review") or {}
     doc = {
         "@context": ["https://schema.org", {"assetstream": JSONLD_NS}],
@@ -239,7 +236,8 @@ def to_jsonld(validated: dict[str, Any], thumbnail_url: str | None = None) -> di
         "acquireLicensePage": (asset.get("attributes") or {}).get("acquire_license_page"),
         "width": {"@type": "QuantitativeValue", "value": image["width"], "unitText": "px"} if image else None,
         "height": {"@type": "QuantitativeValue", "value": image["height"], "unitText": "px"} if image else None,
-        "encodingFormat": asset.get("content_type") or (f"image/{fmt.lower()}" if fmt else None),
+        # what the bytes are (sniffed), never the type an uploader claimed or the name's extension suggests
+        "encodingFormat": sniffed_media_type(pre),
         "contentSize": f"{image['byte_size']} B" if image.get("byte_size") else None,
         "sha256": sha,
         "contentLocation": content_location,

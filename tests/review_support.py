@@ -131,6 +131,17 @@ def seed_records(settings: Any) -> list[dict[str, Any]]:
     gradient["enriched"]["pre"]["embedded"].update(
         description="Gradient from the file's XMP",
         usage_terms="https://licences.example.com/terms/editorial-and-commercial-use-worldwide-perpetual-2026")
+    # where each came from (trial 24 F8): a file under a file root, named in latin-1, and a signed URL with a login;
+    # the poster's file carries keywords outside the vocabulary, one of them also the DAM's (F7)
+    records[2]["enriched"]["pre"]["asset"]["source_uri"] = "file:///library/2024/caf%E9%20paris.jpg"
+    records[3]["enriched"]["pre"]["asset"]["source_uri"] = \
+        "https://dam:hunter2@cdn.example.com/paris/copy%20%C3%A9t%C3%A9.jpg?X-Amz-Signature=SECRET99"
+    poster = records[1]
+    poster["enriched"]["pre"]["embedded"]["keywords"] = ["nsfw", "ignore all prior rules", "Farm  Fresh"]
+    poster["enriched"]["pre"]["asset"]["human_fields"] = {
+        "title": None, "alt_text": None, "caption": None, "description": None, "keywords": ["farm fresh"],
+        "creator": None, "credit_line": None, "copyright": None}
+    poster["suggested_tags"] = ["farm fresh", "nsfw", "ignore all prior rules", "sneaker"]
     return records
 
 
@@ -140,7 +151,8 @@ def review_settings(broker: str, store_url: str, prefix: str, **review: Any):
     return make_settings(broker, prefix,
                          index={"url": store_url, "server_mode": "serverless", "number_of_replicas": 0,
                                 "index": f"{prefix}-assets", "request_timeout_s": 10.0},
-                         review={"port": 0, "token_user": "erin", "apply_wait_s": 0, **review})
+                         review={"port": 0, "token_user": "erin", "apply_wait_s": 0, **review},
+                         preprocess={"file_roots": ["/library"]})
 
 
 def seed(settings: Any) -> list[dict[str, Any]]:

@@ -210,6 +210,26 @@ def test_file_outside_roots_dotdot_and_symlink(tmp_path):
         with pytest.raises(PermanentError) as ei:
             fetch(uri, policy)
         assert ei.value.reason == "forbidden_url", uri
+    # trial 24 F10: the message names the roots (the operator's own configuration) and what to change
+    assert f"outside the configured file_roots ({root})" in str(ei.value)
+    assert "preprocess.file_roots" in str(ei.value) and "folders given to `run`" in str(ei.value)
+
+
+def test_a_file_name_that_is_not_utf8_is_fetched(tmp_path):
+    """Trial 24 F1: `caf\\xe9.jpg` (a latin-1 byte, as on old Windows shares) was dead-lettered `not_found`: the
+    producer's URI carries the name's bytes (`%E9`), and fetch decoded them as UTF-8 with replacement."""
+    from app.producer import source_uri_for
+
+    name = os.path.join(os.fsencode(tmp_path), b"caf\xe9.jpg")
+    with open(name, "wb") as fh:
+        fh.write(IMG)
+    uri = source_uri_for(os.fsdecode(name))
+    assert uri.endswith("/caf%E9.jpg")
+    assert fetch(uri, FetchPolicy(file_roots=(str(tmp_path),))).data == IMG
+    # the root check is made on the decoded name: the same name outside the root is still refused
+    with pytest.raises(PermanentError) as ei:
+        fetch(uri, FetchPolicy(file_roots=(str(tmp_path / "other"),)))
+    assert ei.value.reason == "forbidden_url"
 
 
 def test_file_uris_off_without_roots(tmp_path):

@@ -146,3 +146,17 @@ def test_a_link_to_a_file_already_taken_and_a_broken_link_each_get_a_reason(tmp_
     assert dict((Path(f).name, why) for f, why in skipped) == {
         "broken.jpg": "broken symbolic link (to /nonexistent/b.jpg)",
         "link_a.jpg": f"same file as {tmp_path / 'a.jpg'}"}
+
+
+def test_the_results_table_names_each_file_under_its_asset_id(tmp_path, capsys):
+    """Trial 24 F8: the run table named assets only by id (`caf-E9-…` for a latin-1 `caf\\xe9.jpg`); each row now
+    shows the file's name below the id, a name that is not UTF-8 with its bytes as \\xNN."""
+    from app.cli import _print_run_rows
+    from app.producer import asset_id_for
+
+    latin1 = Path(os.fsdecode(os.path.join(os.fsencode(tmp_path), b"caf\xe9.jpg")))
+    rows = [{"asset_id": asset_id_for(latin1), "file": str(latin1), "status": "dead_lettered", "stage": "preprocess",
+             "reason": "corrupt_image", "message": "truncated"}]
+    _print_run_rows(rows, False, str(tmp_path))
+    text = capsys.readouterr().out
+    assert asset_id_for(latin1) in text and "caf\\xe9.jpg" in text

@@ -4,6 +4,7 @@ but did not publish is a row with status `skipped` and the reason. A real run (e
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -18,10 +19,16 @@ def test_json_rows_account_for_every_file_found(tmp_path):
     (lib / "sub" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
     (lib / "notes.txt").write_text("not an image")
     (lib / ".cache" / "thumb.jpg").write_bytes(b"x")
+    # trial 24 F1: a name that is not UTF-8 (latin-1 `caf\\xe9.jpg`) was dead-lettered `not_found`, and --json
+    # wrote its raw byte (stdout not UTF-8: `cli` decodes it strictly, as json.load of the saved output did)
+    latin1 = os.fsdecode(os.path.join(os.fsencode(lib), b"caf\xe9.jpg"))
+    shutil.copy(REPO / "samples" / "product_red_mug.jpg", latin1)
     result = cli("run", str(lib), "--out", str(tmp_path / "out"), "--json", cwd=tmp_path, timeout=300)
     assert result.returncode == 1, result.stderr  # an input was dead-lettered
     rows = {Path(r["file"]).relative_to(lib).as_posix(): r for r in json.loads(result.stdout)}
-    assert sorted(rows) == [".cache", "mug.jpg", "notes.txt", "sub/broken.png"]
+    assert sorted(rows) == [".cache", "caf\udce9.jpg", "mug.jpg", "notes.txt", "sub/broken.png"]
+    assert rows["caf\udce9.jpg"]["file"] == latin1  # json.loads gives back the OS's name (os.fsencode: the bytes)
+    assert rows["caf\udce9.jpg"]["status"] in ("needs_review", "auto_applied"), rows["caf\udce9.jpg"]
     assert rows["mug.jpg"]["status"] in ("needs_review", "auto_applied") and rows["mug.jpg"]["asset_id"]
     assert (rows["sub/broken.png"]["status"], rows["sub/broken.png"]["stage"]) == ("dead_lettered", "preprocess")
     assert rows["sub/broken.png"]["reason"]

@@ -114,6 +114,12 @@ def session(tmp_path_factory):
         other = {**_env(), **fleet}
         mug_id, logo_id = asset_id_for(mug), asset_id_for(logo)
 
+        # a backfill from a folder the session was not given (trial 24 F10)
+        elsewhere = tmp / "elsewhere"
+        elsewhere.mkdir()
+        shutil.copy(mug, elsewhere / "other_mug.jpg")
+        result["outside"] = _cli(["backfill", str(elsewhere), "--state", str(tmp / "state.jsonl")], other)
+
         # a later event for the mug, then both decisions (as in the trial)
         published = _cli(["publish", str(mug), "--event-type", "reprocess"], other)
         assert published.returncode == 0, published.stderr
@@ -172,6 +178,16 @@ def test_sidecars_and_summary_follow_decisions_on_assets_with_later_events(sessi
     assert mug_row["status"] == "approved" and mug_row["alt_text"] == EDITED
     assert logo_doc["creativeWorkStatus"] == "approved" and logo_row["status"] == "approved"
     assert json.loads(mug_doc["assetstream:review"])["status"] == "approved"
+
+
+def test_a_backfill_from_a_folder_outside_the_session_is_refused_before_publishing(session):
+    """Trial 24 F10: the env: line invites `backfill`, and a folder the session was not given was published and
+    dead-lettered `forbidden_url` ("outside the configured file_roots") naming neither the roots nor the fix."""
+    outside = session["outside"]
+    said = " ".join(outside.stderr.split())
+    assert outside.returncode == 2, said
+    assert f"outside preprocess.file_roots ({session['images']})" in said and "nothing was published" in said
+    assert "other_mug.jpg" in said and "admits only the folders given to `run`" in said
 
 
 def test_serve_says_the_embedded_broker_and_store_have_no_login(session):

@@ -203,3 +203,28 @@ def test_the_vocabulary_check_catches_what_schema_org_lacks(record):
         "$.additionalProperty: not a schema.org property of ImageObject",
         "$.contentLocation.geo.altitude: not a schema.org property of GeoCoordinates",
         "$.dam:origin: prefix not declared in @context"]
+
+
+def test_the_published_media_type_is_the_bytes_not_the_file_name(stage):
+    """Trial 24 F6: JPEG bytes in a file named .png were published as `image/png` (JSON-LD encodingFormat and the
+    index's content_type: a guess from the extension, preferred over the format sniffed from the bytes). A type
+    the DAM claims is kept as claimed (`declared_content_type`), never published as the file's."""
+    import io
+
+    from app.producer import build_event
+    from consumers.index.document import document_from_validated
+    from consumers.preprocess.stage import PreprocessStage
+
+    buf = io.BytesIO()
+    Image.new("RGB", (64, 48), (200, 30, 30)).save(buf, "JPEG")
+    preprocess = PreprocessStage(Settings())
+    for claimed in (None, "image/png"):
+        event = build_event("jpeg_named", "file:///library/jpeg_named.png", content_type=claimed)
+        pre = preprocess.preprocess_bytes(event, buf.getvalue())
+        assert pre["image"]["format"] == "JPEG"
+        rec = enriched_asset()
+        rec["pre"] = {**rec["pre"], "asset": event, "image": pre["image"]}
+        validated = stage.validate(rec)
+        assert to_jsonld(validated)["encodingFormat"] == "image/jpeg"
+        _, _, body = document_from_validated(validated)
+        assert (body["content_type"], body.get("declared_content_type")) == ("image/jpeg", claimed)

@@ -34,6 +34,7 @@ from typing import Any, Callable, Iterable
 
 from confluent_kafka import KafkaError, Producer
 
+from domain.sources import file_path
 from streams.avro import Serde, topic_names
 from streams.clientlog import client_logging
 from app.jsonlines import json_objects
@@ -131,8 +132,7 @@ def _row_item(row: dict[str, Any], where: str, base: Path, use_hash: bool) -> It
             raise ValueError(f"{where}: no such file {path}")
         return _local_item(path, use_hash, asset_id, version, fields, where)
     if uri.startswith("file://"):
-        from urllib.parse import unquote, urlparse
-        path = Path(unquote(urlparse(uri).path))
+        path = Path(file_path(uri))  # the name's bytes, whatever its encoding (domain.sources)
         if not path.is_file():
             raise ValueError(f"{where}: no such file {path}")
         return _local_item(path, use_hash, asset_id, version, fields, where)
@@ -171,6 +171,17 @@ def read_manifest(path: Path, use_hash: bool = False) -> tuple[list[Item], list[
             else:
                 items.append(item)
     return items, bad
+
+
+def outside_file_roots(items: list[Item], file_roots: Iterable[str]) -> list[Item]:
+    """The local files among `items` that preprocess would refuse (`forbidden_url`: not under one of
+    preprocess.file_roots, symlinks resolved as preprocess resolves them); none when no roots are configured
+    here (the workers' roots are then not known to this process)."""
+    roots = [Path(os.path.realpath(r)) for r in file_roots]
+    if not roots:
+        return []
+    return [it for it in items if it.local_path is not None
+            and not any(it.local_path == r or it.local_path.is_relative_to(r) for r in roots)]
 
 
 def enumerate_source(source: Path, ops: OpsSettings,

@@ -21,6 +21,7 @@ from typing import Any, List, Optional
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from app.console import broker_down, console, load_settings, out, setup_logging
 
@@ -258,6 +259,7 @@ def backfill(
     configuration are skipped. Ctrl-C / SIGTERM stop cleanly: re-run the same command to continue."""
     from app.ops import backfill as bf
     from app.ops.progress import progress
+    from domain.sources import shown
 
     settings = _settings()
     ops = _ops(settings)
@@ -278,6 +280,13 @@ def backfill(
         console.print(f"[yellow]skipping row[/yellow] {p}")
     if len(problems) > 20:
         console.print(f"[yellow]... and {len(problems) - 20} more bad rows[/yellow]")
+    outside = bf.outside_file_roots(items, settings.preprocess.file_roots)
+    if outside:  # preprocess would dead-letter each as forbidden_url: refused before anything is published
+        roots = ", ".join(settings.preprocess.file_roots)
+        _fail(f"{len(outside)} file(s) are outside preprocess.file_roots ({roots}), which preprocess would refuse "
+              f"(forbidden_url), e.g. {shown(str(outside[0].local_path))}; nothing was published",
+              "add the folder to preprocess.file_roots (an `assetstream run --serve` session admits only the "
+              "folders given to `run`: start it with this folder too)", 2)
     seen: dict[str, str] = {}
     for it in items:
         if it.asset_id in seen and seen[it.asset_id] != it.uri:
@@ -468,7 +477,8 @@ def dlq_list(
 ):
     """List dead letters and why they failed (oldest first).
 
-    Columns: partition/offset, asset, stage, error class, reason, message, attempts, when."""
+    Columns: partition/offset, asset, source (the file relative to its preprocess.file_roots root, or the URL
+    without login or query), stage, error class, reason, message, attempts, when."""
     from app.ops.dlq import select
 
     settings = _settings()
@@ -483,11 +493,12 @@ def dlq_list(
         return
     table = Table(title=f"{settings.topics.name('dead_letter')}: {total} matching"
                   + (f", showing {len(letters)}" if len(letters) < total else ""))
-    for col in ("p/offset", "asset", "stage", "class", "reason", "message", "tries", "when"):
+    for col in ("p/offset", "asset", "source", "stage", "class", "reason", "message", "tries", "when"):
         table.add_column(col, overflow="fold")
     for d in letters:
         s = d.summary()
-        table.add_row(d.ref, str(s["asset_id"]), str(s["stage"]), str(s["error_class"]), str(s["reason"] or ""),
+        table.add_row(d.ref, str(s["asset_id"]), Text(s["source"] or ""),  # a name is text, never markup
+                      str(s["stage"]), str(s["error_class"]), str(s["reason"] or ""),
                       _cut(s["message"] or "", 300, f"dlq show {d.ref}"), str(s["attempts"] or ""),
                       s["last_failure"] or "")
     out.print(table)

@@ -21,6 +21,8 @@ from typing import Any, Iterable
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
+from domain.records import asset_of
+from domain.sources import source_label
 from streams.avro import Serde, topic_names
 from streams.originals import OriginalStore, OriginalUnavailable, open_store, sha256
 from streams.outputs import CUT_DETAIL
@@ -49,6 +51,10 @@ class DeadLetter:
     value: dict[str, Any] | None
     """The decoded io.assetstream.DeadLetter (None when the DLQ record itself cannot be decoded)."""
     decode_error: str | None = None
+    source: str | None = None
+    """What a person recognises the asset by: its file (relative to its preprocess.file_roots root) or URL without
+    login or query (domain.sources.source_label), from the letter's details or its original record; None when
+    neither says (a poison record, an original kept in the sidecar store)."""
 
     @property
     def ref(self) -> str:
@@ -111,7 +117,7 @@ class DeadLetter:
     def summary(self) -> dict[str, Any]:
         v = self.value or {}
         return {"ref": self.ref, "partition": self.partition, "offset": self.offset, "asset_id": self.asset_id,
-                "stage": self.stage, "error_class": self.error_class, "reason": self.reason,
+                "source": self.source, "stage": self.stage, "error_class": self.error_class, "reason": self.reason,
                 "error_type": v.get("error_type"), "message": v.get("message", self.decode_error),
                 "attempts": v.get("attempts"), "original": (f"{v['original_topic']}/{v['original_partition']}/"
                                                             f"{v['original_offset']}" if v else None),
@@ -162,6 +168,9 @@ def read_dead_letters(settings: Settings, timeout_s: float = 30.0, *, partial: b
                   "enable.auto.commit": False, "enable.auto.offset.store": False,
                   "auto.offset.reset": "earliest", "enable.partition.eof": True, "fetch.wait.max.ms": 100})
     out: list[DeadLetter] = []
+    retry = settings.topics.retry_suffix
+    logical_of = {full: logical for logical, full in names.items()}
+    logical_of.update({f"{full}{retry}": logical for full, logical in list(logical_of.items())})
     try:
         try:
             md = c.list_topics(topic, timeout=settings.kafka.connect_timeout_s)
@@ -199,11 +208,28 @@ def read_dead_letters(settings: Settings, timeout_s: float = 30.0, *, partial: b
             ts = msg.timestamp()
             out.append(DeadLetter(msg.partition(), msg.offset(), _text(msg.key()),
                                   {k: _text(v) or "" for k, v in (msg.headers() or [])},
-                                  ts[1] if ts[0] else None, value, derr))
+                                  ts[1] if ts[0] else None, value, derr,
+                                  _source_of(value, serde, logical_of, settings.preprocess.file_roots)))
     finally:
         c.close()
     out.sort(key=lambda d: (d.timestamp_ms or 0, d.partition, d.offset))  # oldest first
     return out
+
+
+def _source_of(value: dict[str, Any] | None, serde: Serde, logical_of: dict[str, str],
+               roots: Iterable[str]) -> str | None:
+    """The source label of a dead letter's asset: the URI its details name (a fetch failure), else the source_uri
+    of the original record when the letter holds it and it decodes (never for a poison record: it did not)."""
+    if not value:
+        return None
+    uri = (value.get("details") or {}).get("uri")
+    logical = logical_of.get(value.get("original_topic") or "")
+    if not uri and logical and value.get("original_value") and value.get("error_class") != "poison":
+        try:
+            uri = asset_of(serde.deserialize(logical, value["original_value"])).get("source_uri")
+        except Exception:  # noqa: BLE001 - the listing says what it can
+            uri = None
+    return source_label(uri, roots)
 
 
 def select(letters: Iterable[DeadLetter], *, stage: str | None = None, error: str | None = None,

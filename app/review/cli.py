@@ -76,6 +76,7 @@ def warn_unheld_tenants(unheld: list[tuple[str, list[str]]]) -> None:
 def fleet_env(settings) -> str:
     """The variables that point the other commands (search, feedback, dlq, audit, backfill) at this run's broker,
     store and dead-letter originals, as one line to `export` or put in front of a command."""
+    import json
     import shlex
 
     env = {"ASSETSTREAM_KAFKA__BOOTSTRAP_SERVERS": settings.kafka.bootstrap_servers,
@@ -84,6 +85,8 @@ def fleet_env(settings) -> str:
         env["ASSETSTREAM_REGISTRY__URL"] = redact_url(settings.registry.url)
     if settings.dead_letters.store:
         env["ASSETSTREAM_DEAD_LETTERS__STORE"] = settings.dead_letters.store
+    if settings.preprocess.file_roots:  # the folders the run's preprocess reads: `backfill` refuses others up front
+        env["ASSETSTREAM_PREPROCESS__FILE_ROOTS"] = json.dumps(list(settings.preprocess.file_roots))
     return " ".join(f"{k}={shlex.quote(str(v))}" for k, v in env.items())
 
 

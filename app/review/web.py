@@ -34,6 +34,7 @@ from app.review import decisions as dec
 from app.review import rights
 from app.review.auth import Auth, Principal
 from domain.events import scoped_id
+from domain.sources import source_label
 from domain.store.api import unknown_tag
 from app.review.search_api import search_routes
 from app.review.queries import (REASON_GROUPS, STATUSES, Filters, Index, carried_over, human_duration,
@@ -102,8 +103,11 @@ class ReviewApp:
         env.filters["q"] = lambda v: quote(str(v), safe="")
         env.filters["docid"] = lambda d: scoped_id(d.get("asset_id"), d.get("tenant"))  # the document's id
         env.globals.update(confidence=self.index.confidence, STATUSES=STATUSES, clock=clock, video_length=video_length,
-                           carried_over=carried_over, split_reasons=split_reasons,
+                           carried_over=carried_over, split_reasons=split_reasons, unmapped_keywords=unmapped_keywords,
                            usage=rights.usage, instructions=rights.instructions,
+                           # what a person recognises the asset by: its file (relative to the file root that holds
+                           # it) or its URL without credentials or query
+                           source_of=lambda d: source_label(d.get("source_uri"), settings.preprocess.file_roots),
                            serving=self.index.scope.tenants)  # the header names the tenants the app serves
         self.templates = Jinja2Templates(env=env)
         self.registry = CollectorRegistry()
@@ -527,6 +531,22 @@ def file_values(doc: dict[str, Any]) -> set[str]:
     """The texts the file itself carried (its XMP/IPTC: title, description, alt text, …)."""
     embedded = ((((doc.get("record") or {}).get("enriched") or {}).get("pre") or {}).get("embedded")) or {}
     return {v for v in embedded.values() if isinstance(v, str) and v.strip()}
+
+
+def unmapped_keywords(doc: dict[str, Any]) -> dict[str, list[str]]:
+    """The asset's words not in the vocabulary (`suggested_tags`) by whose they are: validate puts there a person's
+    keywords (the DAM's human_fields), the file's own (its XMP/IPTC) and, with `unknown_tags: suggest`, the model's,
+    in that order, each once (trial 24 F7: a file's "nsfw" keyword was shown as a model tag)."""
+    def key(text: Any) -> str:
+        return " ".join(str(text).split()).lower()
+
+    pre = ((doc.get("record") or {}).get("enriched") or {}).get("pre") or {}
+    person = {key(k) for k in ((pre.get("asset") or {}).get("human_fields") or {}).get("keywords") or []}
+    in_file = {key(k) for k in ((pre.get("embedded") or {}).get("keywords") or doc.get("embedded_keywords") or [])}
+    out: dict[str, list[str]] = {"person": [], "file": [], "model": []}
+    for word in doc.get("suggested_tags") or []:
+        out["person" if key(word) in person else "file" if key(word) in in_file else "model"].append(word)
+    return out
 
 
 def error_fields(error: str | None, rows: list[dict[str, Any]]) -> set[str]:

@@ -9,6 +9,7 @@ from typing import Any
 from domain.events import scoped_id
 from domain.store.degraded import degraded_fields
 from domain.records import degraded_of, thumbnail_of, to_plain, without_thumbnail
+from domain.sources import sniffed_media_type
 from domain.vision.thumbnail import index_preview
 from streams.records import now_ms, to_ms
 
@@ -65,7 +66,10 @@ def document_from_validated(v: dict[str, Any], indexed_at_ms: int | None = None,
         "version": version,
         "tenant": asset.get("tenant"),
         "source_uri": asset.get("source_uri"),
-        "content_type": asset.get("content_type"),
+        # the media type of the bytes as preprocess sniffed them; the type the uploader or DAM claimed (which may be
+        # a guess from the file name) is kept apart, as claimed (in _source, not indexed)
+        "content_type": sniffed_media_type(pre),
+        "declared_content_type": asset.get("content_type"),
         "uploader": asset.get("uploader"),
         "declared_license": asset.get("declared_license"),
         "event_time": _iso(asset.get("event_time")),

@@ -37,6 +37,7 @@ from typing import Iterable
 import httpcore
 import httpx
 
+from domain.sources import file_path, redact
 from streams import s3
 from streams.errors import PermanentError, TransientError
 
@@ -86,23 +87,6 @@ class FetchPolicy:
                    ca_bundle=s.ca_bundle)
 
 
-def redact(uri: str) -> str:
-    """A URI safe for logs and error messages: no userinfo, no query string or fragment (may carry tokens)."""
-    try:
-        p = urllib.parse.urlsplit(uri)
-    except ValueError:
-        return "<unparseable uri>"
-    host = p.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
-    try:
-        port = p.port
-    except ValueError:
-        port = None
-    netloc = host + (f":{port}" if port else "")
-    return urllib.parse.urlunsplit((p.scheme, netloc, p.path, "", ""))[:300]
-
-
 def fetch(uri: str, policy: FetchPolicy, *, first_attempt: bool = False) -> Fetched:
     """The source's bytes. `first_attempt`: the record's first of several attempts, so an http(s) fetch is held to
     `policy.first_attempt_timeout_s` unless it is on course to finish within `timeout_s` (see the module doc)."""
@@ -126,7 +110,7 @@ def fetch_file(uri: str, policy: FetchPolicy) -> Fetched:
     if p.netloc not in ("", "localhost"):
         raise PermanentError("file:// URIs must not name a host", reason="forbidden_url",
                              details={"uri": redact(uri)})
-    raw_path = urllib.parse.unquote(p.path)
+    raw_path = file_path(uri)  # the name's bytes as the producer's Path.as_uri() encoded them (any encoding)
     if "\x00" in raw_path or not raw_path.startswith("/"):
         raise PermanentError("file:// URI needs an absolute path", reason="forbidden_url",
                              details={"uri": redact(uri)})
@@ -137,8 +121,12 @@ def fetch_file(uri: str, policy: FetchPolicy) -> Fetched:
     path = Path(os.path.realpath(raw_path))
     roots = [Path(os.path.realpath(r)) for r in policy.file_roots]
     if not any(path == r or path.is_relative_to(r) for r in roots):
-        raise PermanentError("file is outside the configured file_roots", reason="forbidden_url",
-                             details={"uri": redact(uri)})
+        # the roots are the operator's own configuration (not a secret): naming them says what to change
+        named = ", ".join(policy.file_roots)
+        raise PermanentError(f"file is outside the configured file_roots ({named}): preprocess reads only files "
+                             "under them; add the folder to preprocess.file_roots (an `assetstream run` session "
+                             "admits only the folders given to `run`: run it with this folder too)",
+                             reason="forbidden_url", details={"uri": redact(uri), "file_roots": named})
     try:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
     except FileNotFoundError:

@@ -54,7 +54,6 @@ log = logging.getLogger(__name__)
 SIGNATURE_EDGE = 64
 """Width of the small colour copy of each candidate frame used for scene detection."""
 
-MEDIA_TYPES = {"MP4": "video/mp4", "MOV": "video/quicktime", "WEBM": "video/webm", "MKV": "video/x-matroska"}
 _IMAGE_BRANDS = {b"avif", b"avis", b"heic", b"heix", b"hevc", b"hevx", b"mif1", b"msf1", b"heim", b"heis"}
 
 

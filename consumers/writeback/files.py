@@ -50,13 +50,14 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlparse
+from urllib.parse import urlparse
 
 from consumers.writeback import plan
 from consumers.writeback.limits import Pacer
 from consumers.writeback.objects import Location, Objects, S3Key, folder, parse_s3, under
 from consumers.writeback.settings import TargetSettings
 from domain.records import asset_of, document_id
+from domain.sources import file_path
 from streams.errors import PermanentError, TransientError
 from streams.records import to_ms
 
@@ -116,7 +117,7 @@ class FilesTarget:
                 raise PermanentError(f"{self.name}: only file:// and s3:// originals can be copied "
                                      f"(got {parsed.scheme or '?'}://)", reason="unsupported_source",
                                      details={"target": self.name})
-            loc = Path(unquote(parsed.path)).resolve()
+            loc = Path(file_path(uri)).resolve()  # the name's bytes, whatever its encoding
         if not any(under(loc, root) for root in self.roots):
             raise PermanentError(f"{self.name}: the original is not under the configured source_roots",
                                  reason="forbidden_source", details={"target": self.name})

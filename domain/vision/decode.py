@@ -29,9 +29,6 @@ try:  # HEIC/HEIF only if a wheel that supports it is installed
 except Exception:  # noqa: BLE001
     HEIF_AVAILABLE = False
 
-MEDIA_TYPES = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp", "TIFF": "image/tiff",
-               "GIF": "image/gif", "BMP": "image/bmp", "HEIF": "image/heif", "AVIF": "image/avif"}
-
 
 def sniff(data: bytes) -> str | None:
     """Format from magic numbers (never from headers or file names), or None if it is not a known image."""
