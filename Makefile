@@ -30,8 +30,12 @@ lint: install
 	lint-imports
 	ruff check .
 
+# two pytest workers (pytest-xdist), each a whole test file at a time so a file's servers and fixtures stay in one
+# process; each worker starts its own session broker and store. Most tests wait on brokers and group joins, so two
+# workers on two cores take ~60 % of one worker's time (docs/benchmarks.md, "Test suite time")
+PYTEST_WORKERS ?= 2
 test: install lint
-	OMP_THREAD_LIMIT=1 $(PYTHON) -m pytest
+	OMP_THREAD_LIMIT=1 $(PYTHON) -m pytest -n $(PYTEST_WORKERS) --dist loadfile
 
 bench: install
 	for b in bench/*.py; do echo "== $$b"; $(PYTHON) $$b || exit 1; done
