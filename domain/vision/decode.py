@@ -167,7 +167,7 @@ def decode(data: bytes, *, max_pixels: int, allowed_formats: list[str] | tuple[s
         # half-read image (trial 22: a corrupt PNG indexed as an asset)
         img.load()
         try:
-            exif = img.getexif()
+            exif = exif_only(img)
         except Exception:  # noqa: BLE001 - broken EXIF must not sink a good image
             exif = None
         orientation = None
@@ -199,6 +199,20 @@ def decode(data: bytes, *, max_pixels: int, allowed_formats: list[str] | tuple[s
         work = work.convert("RGB")
     return Decoded(image=work, width=w, height=h, format=fmt, mode=src_mode, orientation=orientation,
                    has_alpha=has_alpha, exif=exif, info=info, source=img)
+
+
+_XMP_KEYS = ("XML:com.adobe.xmp", "xmp")
+
+
+def exif_only(img: Image.Image) -> Image.Exif:
+    """img.getexif() without Pillow's XMP fallback: Pillow fills a missing EXIF orientation (0x0112) from an XMP
+    tiff:Orientation, which browsers ignore (a file with only the XMP one shows unrotated: trial 24 F9). The
+    result is cached on the image, so ImageOps.exif_transpose and the metadata readers see the same EXIF."""
+    hidden = {k: img.info.pop(k) for k in _XMP_KEYS if k in img.info}
+    try:
+        return img.getexif()
+    finally:
+        img.info.update(hidden)
 
 
 def _normalise(img: Image.Image) -> Image.Image:
