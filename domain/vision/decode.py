@@ -159,6 +159,24 @@ def _short(exc: BaseException) -> str:
 DEFAULT_FORMATS = ("JPEG", "PNG", "WEBP", "TIFF", "GIF", "BMP", "HEIF")
 
 
+def decoded_pixels(data: bytes, *, max_pixels: int, allowed_formats: list[str] | tuple[str, ...] = DEFAULT_FORMATS,
+                   min_edge: int | None = 1024) -> int:
+    """The pixels decode() will hold for `data`, from the header alone: a JPEG at its reduced DCT scale (as
+    Pillow's draft picks it), anything else at full size; 0 for data decode() will refuse."""
+    try:
+        img, fmt = open_checked(data, max_pixels=max_pixels, allowed_formats=allowed_formats)
+    except PermanentError:
+        return 0
+    w, h = img.size
+    img.close()
+    if fmt == "JPEG" and min_edge and max(w, h) > min_edge:
+        scale = min_edge / max(w, h)
+        k = min(w // max(1, int(w * scale + 0.999)), h // max(1, int(h * scale + 0.999)))
+        s = next(a for a in (8, 4, 2, 1) if k >= a)
+        return -(-w // s) * -(-h // s)
+    return w * h
+
+
 def decode(data: bytes, *, max_pixels: int, allowed_formats: list[str] | tuple[str, ...] = DEFAULT_FORMATS,
            min_edge: int | None = 1024) -> Decoded:
     """Decode `data` safely. With min_edge, JPEGs are decoded at a reduced DCT scale (draft mode) that still
@@ -331,6 +349,40 @@ def flatten(img: Image.Image, background=(255, 255, 255)) -> Image.Image:
         bg.paste(img, mask=img.getchannel("A"))
         return bg
     return img.convert("RGB")
+
+
+BAND_PIXELS = 4_000_000
+"""source pixels flattened at a time by flat_small"""
+
+
+def flat_small(img: Image.Image, edge: int, mode: str = "L") -> Image.Image:
+    """`resized(flatten(img).convert(mode), edge)` (transparency on white, long edge at most `edge`) without a
+    full-size flattened copy (~240 MB RGB for an 80 MP image): the image is flattened and box-reduced by the
+    same integer factor resized's first step takes, a band of rows (a multiple of that factor, ~BAND_PIXELS) at
+    a time, then resized the rest of the way. The pixels are the same."""
+    w, h = img.size
+    scale = edge / max(w, h)
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    k = min(w // size[0], h // size[1]) if scale < 1 else 1
+    if k < 2:
+        return resized(flatten(img).convert(mode), edge)
+    out = reduce_in_bands(img, (k, k), lambda band: flatten(band).convert(mode))
+    return fast_resize(out, size)  # resized's size from the source's, not from the reduced one's (1 px apart)
+
+
+def reduce_in_bands(img: Image.Image, factor: tuple[int, int], prepare) -> Image.Image:
+    """`prepare(img).reduce(factor)` a band of rows (a multiple of the factor, ~BAND_PIXELS) at a time: the same
+    pixels without prepare's full-size copy (a flatten, a premultiplied RGBa)."""
+    w, h = img.size
+    kx, ky = factor
+    rows = ky * max(1, BAND_PIXELS // (w * ky))
+    out = None
+    for top in range(0, h, rows):
+        band = prepare(img.crop((0, top, w, min(h, top + rows)))).reduce(factor)
+        if out is None:
+            out = Image.new(band.mode, (-(-w // kx), -(-h // ky)))
+        out.paste(band, (0, top // ky))
+    return out
 
 
 def fast_resize(img: Image.Image, size: tuple[int, int]) -> Image.Image:
