@@ -32,7 +32,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, os.environ.get("ASSETSTREAM_BENCH_SOURCE") or str(ROOT))  # a variant's @ref: that code
+sys.path.insert(0, os.environ.get("PREPROCESS_BENCH_SOURCE") or str(ROOT))  # a variant's @ref: that code
 os.environ.setdefault("OMP_THREAD_LIMIT", "1")  # as the worker's environment sets it
 
 
@@ -175,13 +175,16 @@ def main() -> None:
         rows = []
         for v in a.variants.split(","):
             threads, arena, ref = parse_variant(v)
-            env = {k: val for k, val in os.environ.items() if k not in ("MALLOC_ARENA_MAX", "ASSETSTREAM_BENCH_SOURCE")}
+            env = {k: val for k, val in os.environ.items() if k not in ("MALLOC_ARENA_MAX", "PREPROCESS_BENCH_SOURCE")}
             if arena:
                 env["MALLOC_ARENA_MAX"] = arena
             if ref:
-                env["ASSETSTREAM_BENCH_SOURCE"] = str(checkout(ref, Path(tmp) / "src" / ref.replace("/", "_")))
-            out = subprocess.run([sys.executable, __file__, "--child", f"{images} {threads}"], env=env, check=True,
-                                 capture_output=True, text=True).stdout
+                env["PREPROCESS_BENCH_SOURCE"] = str(checkout(ref, Path(tmp) / "src" / ref.replace("/", "_")))
+            proc = subprocess.run([sys.executable, __file__, "--child", f"{images} {threads}"], env=env,
+                                  capture_output=True, text=True)
+            if proc.returncode:
+                sys.exit(f"variant {v} failed:\n{proc.stderr[-3000:]}")
+            out = proc.stdout
             r = json.loads(out.strip().splitlines()[-1])
             rows.append((v, r))
             print(f"  {v}: done in {r['wall_s']:.0f} s", flush=True)

@@ -351,8 +351,9 @@ def flatten(img: Image.Image, background=(255, 255, 255)) -> Image.Image:
     return img.convert("RGB")
 
 
-BAND_PIXELS = 4_000_000
-"""source pixels flattened at a time by flat_small"""
+BAND_PIXELS = 1_000_000
+"""source pixels flattened at a time by flat_small (1 MP bands stay in the CPU caches: an 80 MP transparent image
+is shrunk in ~0.3 s, faster than flattening it whole, ~0.5 s, and than with 4 MP bands, ~0.8 s)"""
 
 
 def flat_small(img: Image.Image, edge: int, mode: str = "L") -> Image.Image:
@@ -366,7 +367,8 @@ def flat_small(img: Image.Image, edge: int, mode: str = "L") -> Image.Image:
     k = min(w // size[0], h // size[1]) if scale < 1 else 1
     if k < 2:
         return resized(flatten(img).convert(mode), edge)
-    out = reduce_in_bands(img, (k, k), lambda band: flatten(band).convert(mode))
+    out = reduce_in_bands(img, (k, k), (lambda band: flatten(band)) if mode == "RGB" else
+                          (lambda band: flatten(band).convert(mode)))
     return fast_resize(out, size)  # resized's size from the source's, not from the reduced one's (1 px apart)
 
 
