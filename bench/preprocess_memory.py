@@ -2,10 +2,14 @@
 """Preprocess memory benchmark: peak and steady RSS of the real preprocess stage at runner.concurrency threads,
 with and without a glibc arena cap, every variant in its own process, side by side in one run.
 
-    python bench/preprocess_memory.py [--images 200] [--variants c16,c16-arena2,c4] [--megapixels 12]
+    python bench/preprocess_memory.py [--images 200] [--variants c16,c16-arena2,c4] [--megapixels 12] [--rgba]
 
-A variant is `c<threads>` with an optional `-arena<N>` (MALLOC_ARENA_MAX=N for that process). The parent makes
-the image set once (photo-like and text images, JPEG/PNG/WebP, 0.04-12 MP, median ~1 MP like trial 22's backfill);
+A variant is `c<threads>` with an optional `-arena<N>` (MALLOC_ARENA_MAX=N for that process) and an optional
+`@<git ref>`: that variant runs the stage's code as of the ref (`git archive` into a temporary directory), so a
+change is measured before and after side by side, e.g. `--variants c16-arena2@HEAD,c16-arena2` (the working tree
+without a ref). The parent makes
+the image set once (photo-like and text images, JPEG/PNG/WebP, 0.04-12 MP, median ~1 MP like trial 22's backfill;
+with `--rgba`, transparent PNGs of --megapixels each, 79 MP by default, like trial 24's design exports and scans);
 each variant then runs PreprocessStage.process on every image through file:// URIs (fetch, decode, thumbnail,
 EXIF, OCR, hashes, signals: the code a worker runs), from a pool of that many threads, while a sampler thread
 reads /proc/self/status every 50 ms. Reported per variant: peak RSS (VmHWM), steady RSS (mean over the second half
@@ -28,7 +32,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, os.environ.get("PREPROCESS_BENCH_SOURCE") or str(ROOT))  # a variant's @ref: that code
 os.environ.setdefault("OMP_THREAD_LIMIT", "1")  # as the worker's environment sets it
 
 
@@ -62,6 +66,24 @@ def make_images(out: Path, n: int, seed: int = 22, megapixels: float | None = No
         mps.append(w * h / 1e6)
         fmts[fmt] = fmts.get(fmt, 0) + 1
     return {"n": n, "formats": fmts, "mp_median": statistics.median(mps), "mp_max": max(mps),
+            "bytes": sum(p.stat().st_size for p in out.iterdir())}
+
+
+def make_rgba_images(out: Path, n: int, megapixels: float) -> dict:
+    """n square RGBA PNGs of `megapixels`: a transparent ground, a half-transparent band and opaque shapes in a
+    different colour per image (flat colours: a few hundred KB each, as trial 24's)."""
+    from PIL import Image, ImageDraw
+
+    side = int((megapixels * 1e6) ** 0.5)
+    for i in range(n):
+        img = Image.new("RGBA", (side, side), (0, 0, 0, 0))
+        d = ImageDraw.Draw(img)
+        c = ((60 * i + 40) % 256, (90 * i + 160) % 256, (150 * i + 80) % 256)
+        d.rectangle((0, side // 3, side, side // 2), fill=(*c, 128))
+        d.ellipse((side // 8, side // 8, side // 2, side // 2), fill=(*c, 255))
+        d.rectangle((side // 2, side // 2, side - side // 8, side - side // 8), fill=(250 - c[0], 30, c[2], 255))
+        img.save(out / f"rgba{i:03d}.png", "PNG", compress_level=6)
+    return {"n": n, "formats": {"PNG (RGBA)": n}, "mp_median": side * side / 1e6, "mp_max": side * side / 1e6,
             "bytes": sum(p.stat().st_size for p in out.iterdir())}
 
 
@@ -116,16 +138,26 @@ def run_variant(images: Path, threads: int) -> dict:
             "errors": sorted({r for r in results if r is not True})}
 
 
-def parse_variant(v: str) -> tuple[int, str | None]:
+def parse_variant(v: str) -> tuple[int, str | None, str | None]:
+    v, _, ref = v.partition("@")
     threads, _, arena = v.partition("-arena")
-    return int(threads.lstrip("c")), arena or None
+    return int(threads.lstrip("c")), arena or None, ref or None
+
+
+def checkout(ref: str, into: Path) -> Path:
+    """The repository's tree at `ref` in `into` (git archive: no worktree, no change to the repository)."""
+    into.mkdir(parents=True, exist_ok=True)
+    tar = subprocess.run(["git", "-C", str(ROOT), "archive", "--format=tar", ref], check=True, capture_output=True)
+    subprocess.run(["tar", "-x", "-C", str(into)], input=tar.stdout, check=True)
+    return into
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--images", type=int, default=200)
     ap.add_argument("--variants", default="c16,c16-arena2,c4")
-    ap.add_argument("--megapixels", type=float, help="every image this size (default: the mixed set)")
+    ap.add_argument("--megapixels", type=float, help="every image this size (default: the mixed set; 79 with --rgba)")
+    ap.add_argument("--rgba", action="store_true", help="transparent PNGs of --megapixels instead of the mixed set")
     ap.add_argument("--child", help=argparse.SUPPRESS)  # "DIR THREADS": run one variant, print JSON
     a = ap.parse_args()
     if a.child:
@@ -134,25 +166,33 @@ def main() -> None:
         return
     with tempfile.TemporaryDirectory(prefix="assetstream-bench-mem-") as tmp:
         t = time.monotonic()
-        info = make_images(Path(tmp), a.images, megapixels=a.megapixels)
+        images = Path(tmp) / "images"
+        images.mkdir()
+        info = (make_rgba_images(images, a.images, a.megapixels or 79) if a.rgba
+                else make_images(images, a.images, megapixels=a.megapixels))
         print(f"{info['n']} images {info['formats']}, {info['bytes'] / 1e6:.0f} MB, median {info['mp_median']:.1f} MP, "
               f"max {info['mp_max']:.0f} MP (made in {time.monotonic() - t:.0f} s)", flush=True)
         rows = []
         for v in a.variants.split(","):
-            threads, arena = parse_variant(v)
-            env = {k: val for k, val in os.environ.items() if k != "MALLOC_ARENA_MAX"}
+            threads, arena, ref = parse_variant(v)
+            env = {k: val for k, val in os.environ.items() if k not in ("MALLOC_ARENA_MAX", "PREPROCESS_BENCH_SOURCE")}
             if arena:
                 env["MALLOC_ARENA_MAX"] = arena
-            out = subprocess.run([sys.executable, __file__, "--child", f"{tmp} {threads}"], env=env, check=True,
-                                 capture_output=True, text=True).stdout
+            if ref:
+                env["PREPROCESS_BENCH_SOURCE"] = str(checkout(ref, Path(tmp) / "src" / ref.replace("/", "_")))
+            proc = subprocess.run([sys.executable, __file__, "--child", f"{images} {threads}"], env=env,
+                                  capture_output=True, text=True)
+            if proc.returncode:
+                sys.exit(f"variant {v} failed:\n{proc.stderr[-3000:]}")
+            out = proc.stdout
             r = json.loads(out.strip().splitlines()[-1])
             rows.append((v, r))
             print(f"  {v}: done in {r['wall_s']:.0f} s", flush=True)
     base = rows[0][1]
-    print(f"\n{'variant':14s} {'idle MB':>8s} {'peak MB':>8s} {'steady MB':>10s} {'after MB':>9s} {'wall s':>7s} "
+    print(f"\n{'variant':24s} {'idle MB':>8s} {'peak MB':>8s} {'steady MB':>10s} {'after MB':>9s} {'wall s':>7s} "
           f"{'peak ÷':>7s} {'steady ÷':>9s} {'ok':>4s}")
     for v, r in rows:
-        print(f"{v:14s} {r['idle_mb']:8.0f} {r['peak_mb']:8.0f} {r['steady_mb']:10.0f} {r['after_mb']:9.0f} "
+        print(f"{v:24s} {r['idle_mb']:8.0f} {r['peak_mb']:8.0f} {r['steady_mb']:10.0f} {r['after_mb']:9.0f} "
               f"{r['wall_s']:7.0f} {r['peak_mb'] / base['peak_mb']:6.2f}x {r['steady_mb'] / base['steady_mb']:8.2f}x "
               f"{r['ok']:4d}" + (f"  errors: {r['errors']}" if r["errors"] else ""))
     print(f"(÷ = ratio to {rows[0][0]}; peak = VmHWM, steady = mean RSS over the second half, after = 1 s after the "

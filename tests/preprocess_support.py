@@ -374,3 +374,36 @@ def png_header_only(w: int, h: int) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
     ihdr = struct.pack(">IIBBBBB", w, h, 8, 0, 0, 0, 0)
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+
+
+def icc_profile(desc: str, rx, gx, bx, gamma: float) -> bytes:
+    """A minimal ICC v2 matrix/TRC RGB display profile (D50 colorants, one gamma curve), built by hand as trial
+    24's generator did (Pillow's ImageCms can only make sRGB/LAB/XYZ): enough for LittleCMS to convert with."""
+    import struct
+
+    def s15(x: float) -> bytes:
+        return struct.pack(">i", int(round(x * 65536)))
+
+    def xyz(v) -> bytes:
+        return b"XYZ \0\0\0\0" + b"".join(s15(c) for c in v)
+
+    curv = b"curv\0\0\0\0" + struct.pack(">IH", 1, int(round(gamma * 256))) + b"\0\0"
+    text = desc.encode() + b"\0"
+    tags = [(b"desc", b"desc\0\0\0\0" + struct.pack(">I", len(text)) + text + b"\0" * 79),
+            (b"wtpt", xyz((0.9642, 1.0, 0.8249))), (b"rXYZ", xyz(rx)), (b"gXYZ", xyz(gx)), (b"bXYZ", xyz(bx)),
+            (b"rTRC", curv), (b"gTRC", curv), (b"bTRC", curv), (b"cprt", b"text\0\0\0\0none\0")]
+    off, table, body = 128 + 4 + 12 * len(tags), struct.pack(">I", len(tags)), b""
+    for sig, data in tags:
+        body += b"\0" * (-(off + len(body)) % 4)
+        table += sig + struct.pack(">II", off + len(body), len(data))
+        body += data
+    size = 128 + len(table) + len(body)
+    head = (struct.pack(">I", size) + b"lcms" + struct.pack(">I", 0x02100000) + b"mntrRGB XYZ " + b"\0" * 12
+            + b"acspAPPL" + b"\0" * 24 + s15(0.9642) + s15(1.0) + s15(0.8249) + b"lcms" + b"\0" * 44)
+    return head + table + body
+
+
+DISPLAY_P3 = icc_profile("Display P3 (test)", (0.5151, 0.2412, -0.0011), (0.2920, 0.6922, 0.0419),
+                         (0.1571, 0.0666, 0.7841), 2.2)
+PROPHOTO = icc_profile("ProPhoto RGB (test)", (0.7977, 0.2880, 0.0), (0.1352, 0.7119, 0.0),
+                       (0.0313, 0.0001, 0.8249), 1.8)

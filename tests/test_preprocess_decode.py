@@ -95,6 +95,27 @@ def test_exif_orientation_applied():
     assert top[0] > 200 and top[1] < 80  # the red left half is now on top
 
 
+def test_an_xmp_only_orientation_is_not_applied_as_browsers_do_not():
+    """Trial 24 F9: no EXIF orientation, an XMP tiff:Orientation="6": Chromium shows the file unrotated, so do we
+    (Pillow's getexif() fills the EXIF orientation from XMP); an EXIF orientation next to the XMP still counts."""
+    img = Image.new("RGB", (300, 200), (255, 255, 255))
+    img.paste((255, 0, 0), (0, 0, 150, 200))  # left half red
+    xmp = (b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+           b'<rdf:Description xmlns:tiff="http://ns.adobe.com/tiff/1.0/" tiff:Orientation="6"/></rdf:RDF></x:xmpmeta>')
+    buf = io.BytesIO()
+    img.save(buf, "JPEG", quality=90, xmp=xmp)
+    d = decode(buf.getvalue(), max_pixels=LIMIT)
+    assert (d.width, d.height) == (300, 200) and d.image.size == (300, 200)
+    assert d.orientation is None
+    assert np.asarray(d.image)[100, 10][0] > 200  # the red half is still on the left
+    ex = Image.Exif()
+    ex[0x0112] = 6
+    buf = io.BytesIO()
+    img.save(buf, "JPEG", quality=90, xmp=xmp, exif=ex)
+    d = decode(buf.getvalue(), max_pixels=LIMIT)
+    assert d.image.size == (200, 300) and d.orientation == 6
+
+
 def test_cmyk_16bit_palette_alpha_gif_tiff_bmp_webp():
     rgb = scene(3, (320, 240))
     cmyk = io.BytesIO()

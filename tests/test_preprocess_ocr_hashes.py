@@ -227,16 +227,19 @@ def test_rapidocr_reads_right_from_several_threads():
 
 
 def test_a_large_transparent_image_is_shrunk_before_it_is_flattened():
-    """The gate and both OCR engines see the same pixels as flattening on white at full size then shrinking
-    (ocr.flat_small, band by band), and the gate on an 80 MP transparent PNG grows the process by far less than
-    the ~240 MB full-size flattened copy it used to make (382 MB measured before, ~40 MB after)."""
+    """The gate, both OCR engines, the thumbnail, the face detector's input and the colours see the same pixels as
+    flattening on white (or copying) at full size then shrinking (flat_small, band by band), and the gate, the
+    thumbnail and the colours of an 80 MP transparent PNG grow the process by far less than the full-size copies
+    they used to make (gate: 382 MB measured before, ~40 MB after; trial 24 F2: thumbnail +300 MB, colours +240)."""
     import os
     import subprocess
     import sys
 
     import numpy as np
 
-    from domain.vision.decode import flatten, resized
+    from consumers.preprocess import signals
+    from domain.vision.decode import fast_resize, flatten, resized
+    from domain.vision.thumbnail import thumbnail_base
 
     img = Image.new("RGBA", (4000, 3000), (0, 0, 0, 0))
     d = ImageDraw.Draw(img)
@@ -245,12 +248,23 @@ def test_a_large_transparent_image_is_shrunk_before_it_is_flattened():
     for edge, mode in [(ocr.GATE_EDGE, "L"), (2000, "L"), (2000, "RGB")]:
         assert np.array_equal(np.asarray(ocr.flat_small(img, edge, mode)),
                               np.asarray(resized(flatten(img).convert(mode), edge)))
+    odd = img.crop((0, 0, 900, 901))  # the reduced image's aspect rounds to 99x100, the source's to 100x100
+    assert np.array_equal(np.asarray(ocr.flat_small(odd, 100, "RGB")), np.asarray(resized(flatten(odd), 100)))
     assert ocr.text_likelihood(img)[0]
-    probe = ("import resource\nfrom PIL import Image, ImageDraw\nfrom consumers.preprocess import ocr\n"
+    flat = flatten(img)
+    assert np.array_equal(np.asarray(thumbnail_base(img, 768)), np.asarray(fast_resize(flat, (768, 576))))
+    assert np.array_equal(np.asarray(signals.flat_small(img, signals.FACE_EDGE, "RGB")),
+                          np.asarray(resized(flat, signals.FACE_EDGE)))
+    copy = img.copy()
+    copy.thumbnail((64, 64), Image.Resampling.BILINEAR)
+    assert np.array_equal(np.asarray(signals._colour_sample(img)), np.asarray(copy))
+    assert sorted(c["name"] for c in signals.dominant_colours(img)) == ["navy", "red"]
+    probe = ("import resource\nfrom PIL import Image, ImageDraw\nfrom consumers.preprocess import ocr, signals\n"
+             "from domain.vision.thumbnail import thumbnail_base\n"
              "img = Image.new('RGBA', (10000, 8000), (0, 0, 0, 0))\n"
              "ImageDraw.Draw(img).rectangle((1000, 1000, 3000, 2000), fill=(20, 40, 90, 255))\n"
              "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
-             "ocr.text_likelihood(img)\n"
+             "ocr.text_likelihood(img)\nthumbnail_base(img)\nsignals.dominant_colours(img)\n"
              "print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) // 1024)\n")
     grew_mb = int(subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True,
                                  env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}).stdout)

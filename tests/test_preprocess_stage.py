@@ -168,3 +168,98 @@ def test_preprocess_never_changes_its_input():
         out = st.process(value, None).value
         assert value == before
         assert out["asset"] is value
+
+
+def test_wide_gamut_images_are_shown_and_tagged_in_srgb():
+    """Trial 24 F3: a ProPhoto orange and a Display P3 red were previewed and colour-tagged by their raw values (a
+    dull brown, a duller red): they are converted to sRGB, as a browser shows them. A garbage profile or an RGB
+    profile on a greyscale image leaves the pixels as they are, and the image is still indexed."""
+    import io
+
+    import numpy as np
+
+    from tests.preprocess_support import DISPLAY_P3, PROPHOTO
+
+    st = stage(nsfw_enabled=False, faces_enabled=False, ocr_enabled=False)
+
+    def seen(img: Image.Image, fmt: str, **kw) -> tuple[tuple[int, int, int], list[str]]:
+        buf = io.BytesIO()
+        img.save(buf, fmt, **({"quality": 95} if fmt == "JPEG" else {}), **kw)
+        rec = st.preprocess_bytes(event(None), buf.getvalue())
+        thumb = Image.open(io.BytesIO(rec["thumbnail"]["data"])).convert("RGB")
+        px = np.asarray(thumb)[thumb.height // 2, thumb.width // 4]
+        return tuple(int(v) for v in px), [c["name"] for c in rec["signals"]["colors"]]
+
+    def near(px, want, tol=6):
+        return all(abs(a - b) <= tol for a, b in zip(px, want))
+
+    halves = Image.new("RGB", (400, 300), (150, 90, 40))
+    halves.paste((40, 110, 60), (200, 0, 400, 300))
+    px, names = seen(halves, "JPEG", icc_profile=PROPHOTO)
+    assert near(px, (212, 89, 32)), px  # Chromium's rendering of the file; the raw value was (150, 90, 40)
+    assert sorted(names) == ["green", "red"], names  # raw values: dark green and brown
+
+    red = Image.new("RGBA", (400, 300), (230, 40, 40, 255))
+    red.paste((0, 0, 0, 0), (200, 0, 400, 300))  # the right half transparent
+    px, names = seen(red, "PNG", icc_profile=DISPLAY_P3)
+    assert near(px, (252, 0, 5)), px  # P3 (230,40,40) in sRGB
+    assert names == ["red"], names  # only opaque pixels count
+
+    px, _ = seen(halves, "JPEG", icc_profile=b"\x00\x00\x01\x00garbage" * 20)
+    assert near(px, (150, 90, 40)), px
+    grey = Image.new("L", (400, 300), 100)
+    px, _ = seen(grey, "JPEG", icc_profile=PROPHOTO)
+    assert near(px, (100, 100, 100)), px
+
+
+def test_a_worker_holds_a_bounded_number_of_decoded_pixels():
+    """Trial 24 F2: a decoded image outlives its CPU slot (OCR, hashes and signals take their own), so 16 threads
+    held 16 decoded 80 MP images and the pod went over 3 Gi. A record now waits until its image's decoded pixels
+    (from the header: a JPEG at its reduced decode size) fit under preprocess.decoded_pixels_budget; one larger
+    than the budget runs alone; first come, first served."""
+    import threading
+    import time
+
+    from domain.vision.decode import decode, decoded_pixels
+    from streams.cpu import Budget
+
+    for data, min_edge in [(jpeg(scene(1, (4000, 3000))), 800), (jpeg(scene(1, (1000, 750))), 800),
+                           (jpeg(scene(1, (3001, 170))), 800), (png(scene(1, (1200, 900))), 800)]:
+        d = decode(data, max_pixels=10**8, min_edge=min_edge)
+        assert decoded_pixels(data, max_pixels=10**8, min_edge=min_edge) == d.image.width * d.image.height
+    assert decoded_pixels(b"<html>", max_pixels=10**8) == 0
+
+    st = stage(nsfw_enabled=False, faces_enabled=False, ocr_enabled=False, decoded_pixels_budget=2_000_000)
+    data = png(scene(2, (1200, 900)))  # 1.08 MP
+    done = threading.Event()
+
+    def one():
+        st.preprocess_bytes(event(None), data)
+        done.set()
+
+    with st.pixels.hold(1_500_000):  # another record's image: 1.08 MP more does not fit under 2 MP
+        threading.Thread(target=one, daemon=True).start()
+        assert not done.wait(0.5)
+    assert done.wait(30)
+    assert st.pixels.used == 0
+
+    b = Budget(100)
+    order: list[str] = []
+
+    def take(name: str, n: int):
+        with b.hold(n):
+            order.append(name)
+
+    with b.hold(80):
+        big = threading.Thread(target=take, args=("big", 50))
+        big.start()
+        time.sleep(0.1)
+        small = threading.Thread(target=take, args=("small", 10))  # fits now, but waits its turn behind "big"
+        small.start()
+        time.sleep(0.1)
+        assert order == []
+    big.join(5)
+    small.join(5)
+    assert order == ["big", "small"]
+    take("huge", 10_000)  # over the total: held as the whole budget, runs alone
+    assert order[-1] == "huge" and b.used == 0

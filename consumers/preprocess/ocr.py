@@ -29,7 +29,7 @@ import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 from PIL import Image, ImageOps  # noqa: E402
 
-from domain.vision.decode import flatten, resized  # noqa: E402
+from domain.vision.decode import flat_small  # noqa: E402
 from consumers.preprocess.lazy import LazyModel  # noqa: E402
 from consumers.preprocess.metadata import clean_text  # noqa: E402
 
@@ -40,28 +40,6 @@ BOX_THRESH = 0.3
 unevenly lit line of a page scan and a code line; on the quality set no image without text gained any)"""
 SPLIT_MAX_RANK = 25_000
 _log_once = threading.Event()
-
-
-BAND_PIXELS = 4_000_000
-"""source pixels flattened at a time by flat_small"""
-
-
-def flat_small(img: Image.Image, edge: int, mode: str = "L") -> Image.Image:
-    """`resized(flatten(img).convert(mode), edge)` (transparency on white, long edge at most `edge`) without a
-    full-size flattened copy (~240 MB for an 80 MP image): the image is flattened and box-reduced by the
-    same integer factor resized's first step takes, a band of rows (a multiple of that factor, ~BAND_PIXELS) at
-    a time, then resized the rest of the way. The pixels are the same."""
-    w, h = img.size
-    scale = edge / max(w, h)
-    k = min(w // max(1, round(w * scale)), h // max(1, round(h * scale))) if scale < 1 else 1
-    if k < 2:
-        return resized(flatten(img).convert(mode), edge)
-    rows = k * max(1, BAND_PIXELS // (w * k))
-    out = Image.new(mode, (-(-w // k), -(-h // k)))
-    for top in range(0, h, rows):
-        band = flatten(img.crop((0, top, w, min(h, top + rows)))).convert(mode)
-        out.paste(band.reduce(k), (0, top // k))
-    return resized(out, edge)
 
 
 def text_likelihood(img: Image.Image) -> tuple[bool, int]:

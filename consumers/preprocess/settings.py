@@ -35,6 +35,10 @@ class PreprocessSettings(Section):
     s3_region: str | None = Field(None, description="S3 region for s3:// sources")
     # --- decode / thumbnail ---
     max_pixels: int = Field(80_000_000, gt=0, description="images with more pixels are refused as decompression bombs")
+    decoded_pixels_budget: int = Field(160_000_000, ge=1_000_000, description="decoded pixels a worker process holds "
+                                       "at once (each image from its decode to its last signal): a record whose image "
+                                       "does not fit waits; one larger than this runs alone. 160 MP: two 80 MP "
+                                       "images, ~0.6 GB as RGBA")
     allowed_formats: list[str] = Field(default_factory=lambda: ["JPEG", "PNG", "WEBP", "TIFF", "GIF", "BMP", "HEIF"],
                                        description="Pillow format names accepted; HEIF only if pillow-heif is installed")
     thumbnail_edge: int = Field(THUMBNAIL_EDGE, ge=32, le=4096, description="long edge of the JPEG thumbnail carried in the record")

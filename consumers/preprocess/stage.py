@@ -11,9 +11,9 @@ from consumers.preprocess.fetch import FetchPolicy, fetch
 from domain.events import capped_event
 from domain.records import PipelineFacts, is_deleted
 from domain.vision import decode as dec
-from domain.vision.thumbnail import decode_for_thumbnail, encode_thumbnail, thumbnail_base
+from domain.vision.thumbnail import WORK_EDGE, decode_for_thumbnail, encode_thumbnail, thumbnail_base
 from streams import metrics
-from streams.cpu import cpu_slots
+from streams.cpu import Budget, cpu_slots
 from streams.errors import PermanentError, TransientError
 from streams.records import stamp
 from streams.stage import Output, RecordContext, Stage, final_attempt
@@ -37,6 +37,9 @@ class PreprocessStage(PipelineFacts, Stage):
         super().__init__(settings)
         self.cfg = settings.preprocess
         self.policy = FetchPolicy.from_settings(self.cfg)
+        # decoded images outlive their CPU slot (OCR, hashes and signals take slots of their own): this bounds how
+        # many pixels the worker's threads hold at once (trial 24 F2: 16 threads x 80 MP RGBA exceeded 3 Gi)
+        self.pixels = Budget(self.cfg.decoded_pixels_budget)
         if self.cfg.faces_enabled:  # the face model's files are checked now: missing ones stop the worker at start
             signals.configure_faces(getattr(getattr(settings, "vision", None), "models_dir", None))
         if self.cfg.video_enabled and self.cfg.video_max_bytes > self.cfg.max_bytes:
@@ -78,6 +81,14 @@ class PreprocessStage(PipelineFacts, Stage):
         if len(data) > cfg.max_bytes:
             raise PermanentError(f"{len(data)} bytes, over max_bytes={cfg.max_bytes} (only a video may be larger, "
                                  f"up to video_max_bytes)", reason="too_large", details={"byte_size": len(data)})
+        held = dec.decoded_pixels(data, max_pixels=cfg.max_pixels, allowed_formats=cfg.allowed_formats,
+                                  min_edge=max(cfg.thumbnail_edge, WORK_EDGE))
+        with self.pixels.hold(held):
+            return self._finish(*self._image_record(asset, data), final)
+
+    def _image_record(self, asset: dict[str, Any], data: bytes) -> tuple[dict[str, Any], dict[str, str]]:
+        """The record of an image and its degraded parts; the decoded image is dropped when this returns."""
+        cfg = self.cfg
         with cpu_slots():  # CPU-heavy: bounded by the worker's CPUs, not by its (many, mostly fetching) threads
             sha = hashes.sha256_hex(data)
             d = decode_for_thumbnail(data, max_pixels=cfg.max_pixels, allowed_formats=cfg.allowed_formats,
@@ -112,7 +123,7 @@ class PreprocessStage(PipelineFacts, Stage):
             "stamp": stamp(self.name),
             "degraded": degraded,
         }
-        return self._finish(record, degraded, final)
+        return record, degraded
 
     def _finish(self, record: dict[str, Any], degraded: dict[str, str], final: bool) -> dict[str, Any]:
         if degraded and not final:
@@ -236,6 +247,7 @@ class PreprocessStage(PipelineFacts, Stage):
         score, not degraded), as tesseract_unavailable is for OCR."""
         cfg = self.cfg
         out: dict[str, Any] = {"face_count": 0, "nsfw_score": None, "colors": []}
+        # colours count opaque pixels only: of the decoded image when it is transparent (no full-size copy is made)
         steps = [("colors", "colours", lambda: signals.dominant_colours(img if img.mode == "RGBA" else small))]
         if cfg.faces_enabled:
             steps.append(("face_count", "faces", lambda: signals.face_count(img)))
