@@ -18,6 +18,7 @@ from app.producer import build_event
 from streams import metrics
 from streams.runner import StageRunner
 from streams.schemas import parsed_schema, schema_json
+from streams.sensors import PrometheusSensor
 from tests.kafka_support import RunnerThread, make_settings, provision, read_topic, wait_committed
 from tests.stages import AsyncEchoStage, EchoStage
 from tests.test_work_batch import DOWN, NOT_FOUND, RegistryStub
@@ -68,8 +69,15 @@ def produce_bytes(settings, broker: str, records: list[tuple[bytes, bytes]]) -> 
     assert p.flush(10) == 0
 
 
-def paused(stage: str, reason: str = "schema_registry") -> float:
-    return metrics.PAUSED.labels(stage, reason)._value.get()
+def worker(stage, settings, unique: str) -> RunnerThread:
+    """The stage's worker, its metrics labelled stage="<name>-<unique>": this test's own gauges, which no other
+    test's worker (many stages are named "echo", and a worker stopped while paused leaves its gauge at 1) sets."""
+    return RunnerThread(StageRunner(stage, settings, sensor=PrometheusSensor(f"{stage.name}-{unique}")))
+
+
+def paused(runner: StageRunner, reason: str = "schema_registry") -> float:
+    """assetstream_paused{stage, reason} of this worker (see `worker`)."""
+    return metrics.PAUSED.labels(runner.sensor.stage, reason)._value.get()
 
 
 def wait_for(check, timeout_s: float) -> bool:
@@ -100,15 +108,15 @@ def test_an_output_refused_during_a_registry_outage_pauses_and_never_blocks_the_
         huge = build_event("asset-huge", "file:///library/big.jpg", version=1)
         huge["uploader_notes"] = "n" * (1024 * 1024)  # the input fits (producer limit raised), its output does not
         produce_raw(s, broker, [huge])
-        with RunnerThread(StageRunner(EchoStage(s), s)) as runner:
+        with worker(EchoStage(s), s, unique) as runner:
             assert wait_for(lambda: any("dlq-value" in r for r in reg.seen), 15), "the dead letter was never tried"
             worst = longest_stand_still(runner)
             assert worst < 1.0, f"the poll loop stood still for {worst:.1f} s waiting for the registry"
-            assert wait_for(lambda: paused("echo") == 1, 2), "not paused for the schema registry"
+            assert wait_for(lambda: paused(runner) == 1, 2), "not paused for the schema registry"
             down.clear()  # the registry is back
             dead = read_topic(s, "dead_letter", 1, timeout_s=15)
             wait_committed(s, runner.group_id, "raw", 1, timeout_s=10)
-            assert wait_for(lambda: paused("echo") == 0, 5), "still paused once the registry was back"
+            assert wait_for(lambda: paused(runner) == 0, 5), "still paused once the registry was back"
     assert [d["key"] for d in dead] == ["asset-huge"]
     assert dead[0]["value"]["details"]["reason"] == "output_rejected"
 
@@ -128,7 +136,7 @@ def test_a_registry_that_never_answers_is_an_outage_not_a_hung_worker(broker, un
         avro.registry_client({**s.registry.client_config(), "max.retries": 0})
         produce_raw(s, broker, [build_event("asset-1", "file:///library/1.jpg", version=1)])
         with caplog.at_level(logging.WARNING, logger="assetstream.runner"):
-            with RunnerThread(StageRunner(EchoStage(s), s)):
+            with worker(EchoStage(s), s, unique):
                 out = read_topic(s, "preprocessed", 1, timeout_s=10)  # the hanging answer would come after 30 s
     assert [r["key"] for r in out] == ["asset-1"]
     assert "waits for the schema registry" in caplog.text and "Timeout" in caplog.text
@@ -142,15 +150,15 @@ def test_with_runner_inline_a_record_waiting_for_the_registry_does_not_stop_the_
         s = make_settings(broker, f"rtinl{unique}", registry={"url": reg.url}, runner={"inline": True})
         provision(s)
         produce_raw(s, broker, [build_event("asset-1", "file:///library/1.jpg", version=v) for v in (1, 2, 3)])
-        with RunnerThread(StageRunner(EchoStage(s), s)) as runner:
+        with worker(EchoStage(s), s, unique) as runner:
             assert wait_for(lambda: any("preprocessed-value" in r for r in reg.seen), 15), "no output was tried"
             worst = longest_stand_still(runner)
             assert worst < 1.0, f"the poll loop stood still for {worst:.1f} s waiting for the registry"
-            assert wait_for(lambda: paused("echo") == 1, 2), "not paused for the schema registry"
+            assert wait_for(lambda: paused(runner) == 1, 2), "not paused for the schema registry"
             down.clear()
             out = read_topic(s, "preprocessed", 3, timeout_s=15)
             wait_committed(s, runner.group_id, "raw", 3, timeout_s=10)
-            assert wait_for(lambda: paused("echo") == 0, 5), "still paused once the registry was back"
+            assert wait_for(lambda: paused(runner) == 0, 5), "still paused once the registry was back"
     assert [r["value"]["asset"]["version"] for r in out] == [1, 2, 3]  # in order, each once
 
 
@@ -175,7 +183,7 @@ def test_an_io_stage_s_first_dead_letter_does_not_hold_its_other_records(broker,
         else:
             produce_raw(s, broker, [bad])
         asked = "ids/555" if trouble == "slow_lookup" else "dlq-value"
-        with RunnerThread(StageRunner(AsyncEchoStage(s), s)) as runner:
+        with worker(AsyncEchoStage(s), s, unique) as runner:
             assert wait_for(lambda: any(asked in r for r in reg.seen), 15), "the registry was never asked"
             out = read_topic(s, "preprocessed", 1, timeout_s=2.5)  # the registry: down, or 4 s to answer
             assert [r["value"]["asset"]["version"] for r in out] == [1], "the good record waited for the registry"
@@ -200,14 +208,14 @@ def test_a_stage_in_child_processes_pauses_its_worker_while_the_registry_is_down
         poison = b"\0" + (999).to_bytes(4, "big") + b"\1" * 999_000  # a writer's id the registry does not know
         produce_bytes(s, broker, [(b"asset-poison", poison)])
         with caplog.at_level(logging.WARNING, logger="assetstream.runner"):
-            with RunnerThread(StageRunner(EchoStage(s), s)) as runner:
-                assert wait_for(lambda: paused("echo") == 1, 15), "the children's wait did not pause the worker"
+            with worker(EchoStage(s), s, unique) as runner:
+                assert wait_for(lambda: paused(runner) == 1, 15), "the children's wait did not pause the worker"
                 assert "pausing consumption: schema_registry" in caplog.text
                 down.clear()
                 out = read_topic(s, "preprocessed", 1, timeout_s=15)
                 dead = read_topic(s, "dead_letter", 1, timeout_s=15)
                 wait_committed(s, runner.group_id, "raw", 2, timeout_s=10)
-                assert wait_for(lambda: paused("echo") == 0, 5), "still paused once the registry was back"
+                assert wait_for(lambda: paused(runner) == 0, 5), "still paused once the registry was back"
                 assert runner.fatal_error is None and not runner.stopping
     assert [r["key"] for r in out] == ["asset-1"]
     assert [d["key"] for d in dead] == ["asset-poison"] and not script["dlq"]  # the worker's refusals were met
