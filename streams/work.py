@@ -17,6 +17,7 @@ import threading
 import time
 import traceback
 import uuid
+from functools import partial
 from typing import Any, Callable, Iterable
 
 from streams import PIPELINE_VERSION
@@ -198,7 +199,9 @@ class RecordWork:
     def run(self, rec: Record, wait: bool = True) -> Result:
         """A cpu stage's record, retried until it succeeds or is dead-lettered. Raises Abandon when shutdown
         interrupts the retries. `wait=False` (the poll thread, runner.inline): a record that needs the schema
-        registry while it cannot serve raises RegistryUnavailable instead of waiting; the caller runs it again."""
+        registry while it cannot serve raises RegistryUnavailable instead of waiting; the caller tries again later:
+        the exception's `resume` (when set) is the step that met the outage, serializing the stage's outputs or
+        the dead letter, to call instead of running the stage again (None: run() again)."""
         waits = [0]  # tries that waited for the schema registry
         try:
             return self._run(rec, waits, wait)
@@ -209,13 +212,17 @@ class RecordWork:
     def _run(self, rec: Record, waits: list[int], wait: bool = True) -> Result:
         attempt, first_failure = self.first_attempt(rec)
         while True:
+            done: tuple[Any, ...] | None = None  # what the stage returned: an outage then retries only success()
             try:
                 value = self.decode(rec)
                 ctx = rec.context(attempt)
-                return self.success(rec, value, self.stage.process(value, ctx), ctx.trace_id)
+                done = (rec, value, self.stage.process(value, ctx), ctx.trace_id)
+                return self.success(*done)
             except BaseException as exc:  # noqa: BLE001 - every failure is classified
                 if isinstance(exc, RegistryUnavailable):  # waited out without limit, consumption paused
                     if not wait:
+                        if done is not None:
+                            exc.resume = partial(self.success, *done)
                         raise
                     waits[0] += 1
                     if waits[0] == 1:
@@ -225,7 +232,12 @@ class RecordWork:
                 first_failure = first_failure or now_ms()
                 retry = self.should_retry(exc, attempt)
                 if retry is None:
-                    return self.failure(rec, exc, attempt, first_failure, wait=wait)
+                    try:
+                        return self.failure(rec, exc, attempt, first_failure, wait=wait)
+                    except RegistryUnavailable as outage:  # only with wait=False
+                        rec.letter_owed = True  # the warning is said once, not again at each try
+                        outage.resume = partial(self.failure, rec, exc, attempt, first_failure, wait=False)
+                        raise
                 if self.retry is not None:
                     return self.to_retry_topic(rec, exc, attempt, first_failure, retry)
                 self.stop_event.wait(retry)

@@ -142,24 +142,56 @@ def test_a_registry_that_never_answers_is_an_outage_not_a_hung_worker(broker, un
     assert "waits for the schema registry" in caplog.text and "Timeout" in caplog.text
 
 
-def test_with_runner_inline_a_record_waiting_for_the_registry_does_not_stop_the_poll_loop(broker, unique):
+class CountingEchoStage(EchoStage):
+    """EchoStage that counts its process() calls per event version (runner.inline: in the test's process)."""
+
+    def __init__(self, settings):
+        super().__init__(settings)
+        self.calls: dict[int, int] = {}
+
+    def process(self, value, ctx):
+        version = value["version"]
+        self.calls[version] = self.calls.get(version, 0) + 1
+        return super().process(value, ctx)
+
+
+def test_with_runner_inline_a_record_waiting_for_the_registry_does_not_stop_the_poll_loop(broker, unique, caplog):
     """Review: runner.inline works records in the poll thread, which waited there for the registry (an output's
-    schema not registered yet): no tick, no pause applied. Now the records wait in order, the loop goes on paused."""
-    down = {"preprocessed"}
+    schema not registered yet): no tick, no pause applied. Now the records wait in order, the loop goes on paused.
+    Review 14: and at each try the poll thread ran the whole stage again (a preprocess fetch and decode, a
+    transient failure's retries with their backoffs), and said "dead-lettering" again: 93 runs and 93 warnings
+    for one record in 2 s. Now only the step that met the outage (the outputs' or the dead letter's
+    serialization) is tried again."""
+    down = {"preprocessed", "dlq"}
     with registry(down) as reg:
         s = make_settings(broker, f"rtinl{unique}", registry={"url": reg.url}, runner={"inline": True})
         provision(s)
-        produce_raw(s, broker, [build_event("asset-1", "file:///library/1.jpg", version=v) for v in (1, 2, 3)])
-        with worker(EchoStage(s), s, unique) as runner:
-            assert wait_for(lambda: any("preprocessed-value" in r for r in reg.seen), 15), "no output was tried"
-            worst = longest_stand_still(runner)
-            assert worst < 1.0, f"the poll loop stood still for {worst:.1f} s waiting for the registry"
-            assert wait_for(lambda: paused(runner) == 1, 2), "not paused for the schema registry"
-            down.clear()
-            out = read_topic(s, "preprocessed", 3, timeout_s=15)
-            wait_committed(s, runner.group_id, "raw", 3, timeout_s=10)
-            assert wait_for(lambda: paused(runner) == 0, 5), "still paused once the registry was back"
-    assert [r["value"]["asset"]["version"] for r in out] == [1, 2, 3]  # in order, each once
+        events = [build_event("asset-1", "file:///library/1.jpg", version=v) for v in (1, 2, 3)]
+        events[1]["attributes"] = {"fail": "permanent"}  # waits for its dead letter's schema
+        produce_raw(s, broker, events)
+        stage = CountingEchoStage(s)
+
+        def tries(subject: str) -> int:
+            return sum(f".{subject}-value/" in r for r in reg.seen)
+
+        with caplog.at_level(logging.WARNING, logger="assetstream.runner"):
+            with worker(stage, s, unique) as runner:
+                assert wait_for(lambda: tries("preprocessed") >= 3, 15), "the output was not tried again"
+                worst = longest_stand_still(runner)
+                assert worst < 1.0, f"the poll loop stood still for {worst:.1f} s waiting for the registry"
+                assert wait_for(lambda: paused(runner) == 1, 2), "not paused for the schema registry"
+                down.discard("preprocessed")
+                assert wait_for(lambda: tries("dlq") >= 3, 15), "the dead letter was not tried again"
+                assert paused(runner) == 1, "not paused while the dead letter waits"
+                down.clear()
+                out = read_topic(s, "preprocessed", 2, timeout_s=15)
+                dead = read_topic(s, "dead_letter", 1, timeout_s=15)
+                wait_committed(s, runner.group_id, "raw", 3, timeout_s=10)
+                assert wait_for(lambda: paused(runner) == 0, 5), "still paused once the registry was back"
+    assert [r["value"]["asset"]["version"] for r in out] == [1, 3]  # in order, each once
+    assert [d["value"]["details"]["reason"] for d in dead] == ["test_permanent"]
+    assert stage.calls == {1: 1, 2: 1, 3: 1}, "the stage ran again while its record waited for the registry"
+    assert caplog.text.count("dead-lettering") == 1
 
 
 @pytest.mark.parametrize("trouble", ["down", "slow", "slow_lookup"])
@@ -221,3 +253,4 @@ def test_a_stage_in_child_processes_pauses_its_worker_while_the_registry_is_down
     assert [d["key"] for d in dead] == ["asset-poison"] and not script["dlq"]  # the worker's refusals were met
     letter = dead[0]["value"]
     assert letter["details"]["reason"] == "deserialize" and "original_value_cut" in letter["details"]
+
