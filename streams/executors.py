@@ -413,6 +413,7 @@ class Asyncio(Executor):
         if getattr(self, "thread", None) is not None:
             self.loop.call_soon_threadsafe(self.loop.stop)
             self.thread.join(5)
+        self.work.close()
 
 
 class OrderedBatch(Executor):

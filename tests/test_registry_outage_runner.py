@@ -254,3 +254,38 @@ def test_a_stage_in_child_processes_pauses_its_worker_while_the_registry_is_down
     letter = dead[0]["value"]
     assert letter["details"]["reason"] == "deserialize" and "original_value_cut" in letter["details"]
 
+
+def test_an_io_stage_s_letters_waiting_for_a_silent_registry_leave_the_loop_s_threads_to_the_stage(unique):
+    """Review 14: an io stage's registry calls ran in the asyncio loop's default thread pool (min(32, cpus + 4)
+    threads), the one the stage's own `asyncio.to_thread` work (a local model, the result cache) runs in: a burst of
+    dead letters while the registry does not answer took every thread (one waiting for the answer, the rest for its
+    lock), and the stage's work for records that never touch the registry stood still. Now registry calls have a
+    few threads of their own (no broker needed: RecordWork as the Asyncio executor drives it)."""
+    import asyncio
+
+    from streams.work import Record, RecordWork
+
+    with registry(set(), slow={"dlq": 4.0}) as reg:  # the letter's schema: 4 s to answer
+        s = make_settings("127.0.0.1:1", f"rtpool{unique}", registry={"url": reg.url})
+        work = RecordWork(AsyncEchoStage(s), s)
+        body = io.BytesIO()
+        fastavro.schemaless_writer(body, parsed_schema("AssetEvent"),
+                                   build_event("asset-1", "file:///x.jpg", version=1, attributes={"fail": "permanent"}))
+        raw = b"\0" + SUBJECTS["raw"][0].to_bytes(4, "big") + body.getvalue()
+        records = [Record(s.topics.name("raw"), 0, i, b"asset-1", raw, [], None, time.monotonic()) for i in range(40)]
+
+        async def scenario() -> tuple[float, list]:
+            letters = [asyncio.ensure_future(work.run_async(rec)) for rec in records]
+            while not any("dlq-value" in r for r in reg.seen):
+                await asyncio.sleep(0.05)
+            await asyncio.sleep(0.2)  # the letters' calls have all started
+            start = time.monotonic()
+            await asyncio.to_thread(time.sleep, 0)  # the stage's own work in a thread
+            return time.monotonic() - start, await asyncio.gather(*letters)
+
+        try:
+            took, results = asyncio.run(scenario())
+        finally:
+            work.close()
+    assert took < 1.0, f"the stage's thread work waited {took:.1f} s for the registry's calls"
+    assert [r.error_class for r in results] == ["permanent"] * 40
