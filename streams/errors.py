@@ -12,6 +12,8 @@ Any other exception escaping a stage is treated as permanent (a bug must not sta
 """
 from __future__ import annotations
 
+from typing import Any, Callable
+
 
 class StageError(Exception):
     error_class = "permanent"
@@ -55,6 +57,8 @@ class RegistryUnavailable(TransientError):
     runner.retry_max_attempts) while consumption pauses; on shutdown the record stays uncommitted."""
 
     pause_reason = "schema_registry"
+    resume: Callable[[], Any] | None = None
+    """Set by RecordWork.run(wait=False): the step that met the outage, to try again alone (streams.work)."""
 
 
 def classify(exc: BaseException) -> str:

@@ -107,13 +107,15 @@ class Executor:
 class Inline(Executor):
     """In the poll thread: no hand-off at all. The poll thread never waits for the schema registry: a record that
     needs it while it cannot serve stays at the head of `backlog` with the records submitted after it (order is
-    kept), consumption paused (schema_registry), and is run again at a later loop turn (capped backoff)."""
+    kept), consumption paused (schema_registry), and is tried again at a later loop turn (capped backoff): only the
+    step that met the outage (serializing its outputs or its dead letter), the stage does not run again."""
 
     def __init__(self, work: RecordWork, rs: Any, stop: threading.Event, emit: Callable[[Result], None]):
         super().__init__(work, rs, stop, emit)
         self.backlog: deque[Record] = deque()
         self.waits = 0  # tries of the head record that found the registry down
         self.due = 0.0  # when to try it again
+        self.resume: Callable[[], Result] | None = None  # the head record's step to try again (None: run it)
 
     def submit(self, recs: list[Record]) -> None:
         self.backlog.extend(recs)
@@ -128,11 +130,13 @@ class Inline(Executor):
         while backlog and time.monotonic() >= self.due:
             rec = backlog[0]
             try:
-                result = work.run(rec, wait=False)
+                result = self.resume() if self.resume is not None else work.run(rec, wait=False)
             except Abandon:
                 self.abandon(backlog.popleft())
+                self._registry_back()
                 continue
             except RegistryUnavailable as exc:
+                self.resume = exc.resume or self.resume
                 self.waits += 1
                 if self.waits == 1:
                     work.registry_down(True)
@@ -141,11 +145,12 @@ class Inline(Executor):
                 except Abandon:  # stopping: what waits stays uncommitted
                     self.forget(None)
                 return
-            backlog.popleft()
+            backlog.popleft().letter_owed = False
             self._registry_back()
             self.emit(result)
 
     def _registry_back(self) -> None:
+        self.resume = None
         if self.waits:
             self.waits, self.due = 0, 0.0
             self.work.registry_down(False)
@@ -408,6 +413,7 @@ class Asyncio(Executor):
         if getattr(self, "thread", None) is not None:
             self.loop.call_soon_threadsafe(self.loop.stop)
             self.thread.join(5)
+        self.work.close()
 
 
 class OrderedBatch(Executor):

@@ -10,6 +10,7 @@ Python code of a CPU stage then uses more than one core. A batch stage's records
 """
 from __future__ import annotations
 
+import concurrent.futures as cf
 import hashlib
 import logging
 import random
@@ -17,6 +18,7 @@ import threading
 import time
 import traceback
 import uuid
+from functools import partial
 from typing import Any, Callable, Iterable
 
 from streams import PIPELINE_VERSION
@@ -39,6 +41,11 @@ Produced = tuple[str, bytes | None, bytes | None, list[tuple[str, bytes]]]
 
 REGISTRY_PAUSE = RegistryUnavailable.pause_reason
 """The pause reason (assetstream_paused{reason}) while records wait for the schema registry."""
+
+REGISTRY_THREADS = 4
+"""An io stage's threads for the steps that need the schema registry (RecordWork._beside_loop): a silent registry
+holds at most these (registry.timeout_s bounds each connect and read of a call, and the client retries it); the
+records behind them wait."""
 
 
 def registry_unavailable(exc: BaseException) -> bool:
@@ -147,6 +154,7 @@ class RecordWork:
         self._stage_headers = (("stage", self.name.encode()), ("stage-version", PIPELINE_VERSION.encode()))
         self._embed = getattr(stage, "embeds_input", None)  # see Stage.embeds_input
         self._embed_count = 0
+        self._registry_threads: cf.ThreadPoolExecutor | None = None  # see _beside_loop
         # runner.retry_mode=topic (or auto; the runner sets this to None when auto finds no retry topic):
         # transient failures go to the input's retry topic, not a backoff in place
         self.retry = (RetryTopic(settings.topics.retry_name(stage.input_topic), self.rs.retry_topic_delays_s)
@@ -198,7 +206,9 @@ class RecordWork:
     def run(self, rec: Record, wait: bool = True) -> Result:
         """A cpu stage's record, retried until it succeeds or is dead-lettered. Raises Abandon when shutdown
         interrupts the retries. `wait=False` (the poll thread, runner.inline): a record that needs the schema
-        registry while it cannot serve raises RegistryUnavailable instead of waiting; the caller runs it again."""
+        registry while it cannot serve raises RegistryUnavailable instead of waiting; the caller tries again later:
+        the exception's `resume` (when set) is the step that met the outage, serializing the stage's outputs or
+        the dead letter, to call instead of running the stage again (None: run() again)."""
         waits = [0]  # tries that waited for the schema registry
         try:
             return self._run(rec, waits, wait)
@@ -209,13 +219,17 @@ class RecordWork:
     def _run(self, rec: Record, waits: list[int], wait: bool = True) -> Result:
         attempt, first_failure = self.first_attempt(rec)
         while True:
+            done: tuple[Any, ...] | None = None  # what the stage returned: an outage then retries only success()
             try:
                 value = self.decode(rec)
                 ctx = rec.context(attempt)
-                return self.success(rec, value, self.stage.process(value, ctx), ctx.trace_id)
+                done = (rec, value, self.stage.process(value, ctx), ctx.trace_id)
+                return self.success(*done)
             except BaseException as exc:  # noqa: BLE001 - every failure is classified
                 if isinstance(exc, RegistryUnavailable):  # waited out without limit, consumption paused
                     if not wait:
+                        if done is not None:
+                            exc.resume = partial(self.success, *done)
                         raise
                     waits[0] += 1
                     if waits[0] == 1:
@@ -225,7 +239,12 @@ class RecordWork:
                 first_failure = first_failure or now_ms()
                 retry = self.should_retry(exc, attempt)
                 if retry is None:
-                    return self.failure(rec, exc, attempt, first_failure, wait=wait)
+                    try:
+                        return self.failure(rec, exc, attempt, first_failure, wait=wait)
+                    except RegistryUnavailable as outage:  # only with wait=False
+                        rec.letter_owed = True  # the warning is said once, not again at each try
+                        outage.resume = partial(self.failure, rec, exc, attempt, first_failure, wait=False)
+                        raise
                 if self.retry is not None:
                     return self.to_retry_topic(rec, exc, attempt, first_failure, retry)
                 self.stop_event.wait(retry)
@@ -263,6 +282,21 @@ class RecordWork:
             if waits:
                 self.registry_down(False)
 
+    async def _beside_loop(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """fn(*args, **kwargs), a step that needs the schema registry, in this worker's own few registry threads
+        (REGISTRY_THREADS), not the loop's default executor: a registry that never answers holds these threads
+        only, never the threads the stage's own `asyncio.to_thread` work (a local model, a cache) runs in."""
+        import asyncio
+
+        if self._registry_threads is None:
+            self._registry_threads = cf.ThreadPoolExecutor(REGISTRY_THREADS, thread_name_prefix=f"{self.name}-registry")
+        return await asyncio.get_running_loop().run_in_executor(self._registry_threads, partial(fn, *args, **kwargs))
+
+    def close(self) -> None:
+        """The worker is done (after the drain): the registry threads end once their call does."""
+        if self._registry_threads is not None:
+            self._registry_threads.shutdown(wait=False, cancel_futures=True)
+
     async def _sleep(self, delay: float) -> None:
         """asyncio.sleep that ends early on shutdown."""
         import asyncio
@@ -273,8 +307,8 @@ class RecordWork:
 
     async def _attempt_async(self, rec: Record, attempt: int, bound: float | None) -> Result | BaseException:
         """One attempt of an io stage's record: its result, or the exception it failed with. Decoding and encoding
-        that need the schema registry (an id this process does not know yet) run in a thread: a slow or silent
-        registry holds this record only, never the loop (known ids, the usual case, stay on the loop)."""
+        that need the schema registry (an id this process does not know yet) run in a registry thread: a slow or
+        silent registry holds this record only, never the loop (known ids, the usual case, stay on the loop)."""
         import asyncio
 
         serde = self.serde
@@ -282,7 +316,7 @@ class RecordWork:
             if serde.reads_offline(self.stage.input_topic, rec.value):
                 value = self.decode(rec)
             else:
-                value = await asyncio.to_thread(self.decode, rec)
+                value = await self._beside_loop(self.decode, rec)
             ctx = rec.context(attempt)
             work = self.stage.aprocess(value, ctx)
             if bound is not None:
@@ -295,7 +329,7 @@ class RecordWork:
                 result = await work
             if serde.writes_offline(self.stage.output_topic):
                 return self.success(rec, value, result, ctx.trace_id)
-            return await asyncio.to_thread(self.success, rec, value, result, ctx.trace_id)
+            return await self._beside_loop(self.success, rec, value, result, ctx.trace_id)
         except BaseException as exc:  # noqa: BLE001
             if isinstance(exc, asyncio.CancelledError):
                 raise
@@ -562,13 +596,11 @@ class RecordWork:
     async def failure_async(self, rec: Record, exc: BaseException, attempts: int, first_failure: int) -> Result:
         """failure() on an asyncio loop: while the registry cannot give the dead letter's schema id this record
         waits with asyncio.sleep (consumption paused), never blocking the loop's other records."""
-        import asyncio
-
         waits = 0
         try:
             while True:
-                try:  # in a thread: the registry call itself (a slow registry) does not hold the loop either
-                    return await asyncio.to_thread(self.failure, rec, exc, attempts, first_failure, wait=False)
+                try:  # in a registry thread: the registry call itself (a slow registry) does not hold the loop either
+                    return await self._beside_loop(self.failure, rec, exc, attempts, first_failure, wait=False)
                 except RegistryUnavailable as outage:
                     rec.letter_owed = True
                     waits += 1

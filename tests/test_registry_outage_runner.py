@@ -18,6 +18,7 @@ from app.producer import build_event
 from streams import metrics
 from streams.runner import StageRunner
 from streams.schemas import parsed_schema, schema_json
+from streams.sensors import PrometheusSensor
 from tests.kafka_support import RunnerThread, make_settings, provision, read_topic, wait_committed
 from tests.stages import AsyncEchoStage, EchoStage
 from tests.test_work_batch import DOWN, NOT_FOUND, RegistryStub
@@ -68,8 +69,15 @@ def produce_bytes(settings, broker: str, records: list[tuple[bytes, bytes]]) -> 
     assert p.flush(10) == 0
 
 
-def paused(stage: str, reason: str = "schema_registry") -> float:
-    return metrics.PAUSED.labels(stage, reason)._value.get()
+def worker(stage, settings, unique: str) -> RunnerThread:
+    """The stage's worker, its metrics labelled stage="<name>-<unique>": this test's own gauges, which no other
+    test's worker (many stages are named "echo", and a worker stopped while paused leaves its gauge at 1) sets."""
+    return RunnerThread(StageRunner(stage, settings, sensor=PrometheusSensor(f"{stage.name}-{unique}")))
+
+
+def paused(runner: StageRunner, reason: str = "schema_registry") -> float:
+    """assetstream_paused{stage, reason} of this worker (see `worker`)."""
+    return metrics.PAUSED.labels(runner.sensor.stage, reason)._value.get()
 
 
 def wait_for(check, timeout_s: float) -> bool:
@@ -100,15 +108,15 @@ def test_an_output_refused_during_a_registry_outage_pauses_and_never_blocks_the_
         huge = build_event("asset-huge", "file:///library/big.jpg", version=1)
         huge["uploader_notes"] = "n" * (1024 * 1024)  # the input fits (producer limit raised), its output does not
         produce_raw(s, broker, [huge])
-        with RunnerThread(StageRunner(EchoStage(s), s)) as runner:
+        with worker(EchoStage(s), s, unique) as runner:
             assert wait_for(lambda: any("dlq-value" in r for r in reg.seen), 15), "the dead letter was never tried"
             worst = longest_stand_still(runner)
             assert worst < 1.0, f"the poll loop stood still for {worst:.1f} s waiting for the registry"
-            assert wait_for(lambda: paused("echo") == 1, 2), "not paused for the schema registry"
+            assert wait_for(lambda: paused(runner) == 1, 2), "not paused for the schema registry"
             down.clear()  # the registry is back
             dead = read_topic(s, "dead_letter", 1, timeout_s=15)
             wait_committed(s, runner.group_id, "raw", 1, timeout_s=10)
-            assert wait_for(lambda: paused("echo") == 0, 5), "still paused once the registry was back"
+            assert wait_for(lambda: paused(runner) == 0, 5), "still paused once the registry was back"
     assert [d["key"] for d in dead] == ["asset-huge"]
     assert dead[0]["value"]["details"]["reason"] == "output_rejected"
 
@@ -128,30 +136,62 @@ def test_a_registry_that_never_answers_is_an_outage_not_a_hung_worker(broker, un
         avro.registry_client({**s.registry.client_config(), "max.retries": 0})
         produce_raw(s, broker, [build_event("asset-1", "file:///library/1.jpg", version=1)])
         with caplog.at_level(logging.WARNING, logger="assetstream.runner"):
-            with RunnerThread(StageRunner(EchoStage(s), s)):
+            with worker(EchoStage(s), s, unique):
                 out = read_topic(s, "preprocessed", 1, timeout_s=10)  # the hanging answer would come after 30 s
     assert [r["key"] for r in out] == ["asset-1"]
     assert "waits for the schema registry" in caplog.text and "Timeout" in caplog.text
 
 
-def test_with_runner_inline_a_record_waiting_for_the_registry_does_not_stop_the_poll_loop(broker, unique):
+class CountingEchoStage(EchoStage):
+    """EchoStage that counts its process() calls per event version (runner.inline: in the test's process)."""
+
+    def __init__(self, settings):
+        super().__init__(settings)
+        self.calls: dict[int, int] = {}
+
+    def process(self, value, ctx):
+        version = value["version"]
+        self.calls[version] = self.calls.get(version, 0) + 1
+        return super().process(value, ctx)
+
+
+def test_with_runner_inline_a_record_waiting_for_the_registry_does_not_stop_the_poll_loop(broker, unique, caplog):
     """Review: runner.inline works records in the poll thread, which waited there for the registry (an output's
-    schema not registered yet): no tick, no pause applied. Now the records wait in order, the loop goes on paused."""
-    down = {"preprocessed"}
+    schema not registered yet): no tick, no pause applied. Now the records wait in order, the loop goes on paused.
+    Review 14: and at each try the poll thread ran the whole stage again (a preprocess fetch and decode, a
+    transient failure's retries with their backoffs), and said "dead-lettering" again: 93 runs and 93 warnings
+    for one record in 2 s. Now only the step that met the outage (the outputs' or the dead letter's
+    serialization) is tried again."""
+    down = {"preprocessed", "dlq"}
     with registry(down) as reg:
         s = make_settings(broker, f"rtinl{unique}", registry={"url": reg.url}, runner={"inline": True})
         provision(s)
-        produce_raw(s, broker, [build_event("asset-1", "file:///library/1.jpg", version=v) for v in (1, 2, 3)])
-        with RunnerThread(StageRunner(EchoStage(s), s)) as runner:
-            assert wait_for(lambda: any("preprocessed-value" in r for r in reg.seen), 15), "no output was tried"
-            worst = longest_stand_still(runner)
-            assert worst < 1.0, f"the poll loop stood still for {worst:.1f} s waiting for the registry"
-            assert wait_for(lambda: paused("echo") == 1, 2), "not paused for the schema registry"
-            down.clear()
-            out = read_topic(s, "preprocessed", 3, timeout_s=15)
-            wait_committed(s, runner.group_id, "raw", 3, timeout_s=10)
-            assert wait_for(lambda: paused("echo") == 0, 5), "still paused once the registry was back"
-    assert [r["value"]["asset"]["version"] for r in out] == [1, 2, 3]  # in order, each once
+        events = [build_event("asset-1", "file:///library/1.jpg", version=v) for v in (1, 2, 3)]
+        events[1]["attributes"] = {"fail": "permanent"}  # waits for its dead letter's schema
+        produce_raw(s, broker, events)
+        stage = CountingEchoStage(s)
+
+        def tries(subject: str) -> int:
+            return sum(f".{subject}-value/" in r for r in reg.seen)
+
+        with caplog.at_level(logging.WARNING, logger="assetstream.runner"):
+            with worker(stage, s, unique) as runner:
+                assert wait_for(lambda: tries("preprocessed") >= 3, 15), "the output was not tried again"
+                worst = longest_stand_still(runner)
+                assert worst < 1.0, f"the poll loop stood still for {worst:.1f} s waiting for the registry"
+                assert wait_for(lambda: paused(runner) == 1, 2), "not paused for the schema registry"
+                down.discard("preprocessed")
+                assert wait_for(lambda: tries("dlq") >= 3, 15), "the dead letter was not tried again"
+                assert paused(runner) == 1, "not paused while the dead letter waits"
+                down.clear()
+                out = read_topic(s, "preprocessed", 2, timeout_s=15)
+                dead = read_topic(s, "dead_letter", 1, timeout_s=15)
+                wait_committed(s, runner.group_id, "raw", 3, timeout_s=10)
+                assert wait_for(lambda: paused(runner) == 0, 5), "still paused once the registry was back"
+    assert [r["value"]["asset"]["version"] for r in out] == [1, 3]  # in order, each once
+    assert [d["value"]["details"]["reason"] for d in dead] == ["test_permanent"]
+    assert stage.calls == {1: 1, 2: 1, 3: 1}, "the stage ran again while its record waited for the registry"
+    assert caplog.text.count("dead-lettering") == 1
 
 
 @pytest.mark.parametrize("trouble", ["down", "slow", "slow_lookup"])
@@ -175,7 +215,7 @@ def test_an_io_stage_s_first_dead_letter_does_not_hold_its_other_records(broker,
         else:
             produce_raw(s, broker, [bad])
         asked = "ids/555" if trouble == "slow_lookup" else "dlq-value"
-        with RunnerThread(StageRunner(AsyncEchoStage(s), s)) as runner:
+        with worker(AsyncEchoStage(s), s, unique) as runner:
             assert wait_for(lambda: any(asked in r for r in reg.seen), 15), "the registry was never asked"
             out = read_topic(s, "preprocessed", 1, timeout_s=2.5)  # the registry: down, or 4 s to answer
             assert [r["value"]["asset"]["version"] for r in out] == [1], "the good record waited for the registry"
@@ -200,16 +240,52 @@ def test_a_stage_in_child_processes_pauses_its_worker_while_the_registry_is_down
         poison = b"\0" + (999).to_bytes(4, "big") + b"\1" * 999_000  # a writer's id the registry does not know
         produce_bytes(s, broker, [(b"asset-poison", poison)])
         with caplog.at_level(logging.WARNING, logger="assetstream.runner"):
-            with RunnerThread(StageRunner(EchoStage(s), s)) as runner:
-                assert wait_for(lambda: paused("echo") == 1, 15), "the children's wait did not pause the worker"
+            with worker(EchoStage(s), s, unique) as runner:
+                assert wait_for(lambda: paused(runner) == 1, 15), "the children's wait did not pause the worker"
                 assert "pausing consumption: schema_registry" in caplog.text
                 down.clear()
                 out = read_topic(s, "preprocessed", 1, timeout_s=15)
                 dead = read_topic(s, "dead_letter", 1, timeout_s=15)
                 wait_committed(s, runner.group_id, "raw", 2, timeout_s=10)
-                assert wait_for(lambda: paused("echo") == 0, 5), "still paused once the registry was back"
+                assert wait_for(lambda: paused(runner) == 0, 5), "still paused once the registry was back"
                 assert runner.fatal_error is None and not runner.stopping
     assert [r["key"] for r in out] == ["asset-1"]
     assert [d["key"] for d in dead] == ["asset-poison"] and not script["dlq"]  # the worker's refusals were met
     letter = dead[0]["value"]
     assert letter["details"]["reason"] == "deserialize" and "original_value_cut" in letter["details"]
+
+
+def test_an_io_stage_s_letters_waiting_for_a_silent_registry_leave_the_loop_s_threads_to_the_stage(unique):
+    """Review 14: an io stage's registry calls ran in the asyncio loop's default thread pool (min(32, cpus + 4)
+    threads), the one the stage's own `asyncio.to_thread` work (a local model, the result cache) runs in: a burst of
+    dead letters while the registry does not answer took every thread (one waiting for the answer, the rest for its
+    lock), and the stage's work for records that never touch the registry stood still. Now registry calls have a
+    few threads of their own (no broker needed: RecordWork as the Asyncio executor drives it)."""
+    import asyncio
+
+    from streams.work import Record, RecordWork
+
+    with registry(set(), slow={"dlq": 4.0}) as reg:  # the letter's schema: 4 s to answer
+        s = make_settings("127.0.0.1:1", f"rtpool{unique}", registry={"url": reg.url})
+        work = RecordWork(AsyncEchoStage(s), s)
+        body = io.BytesIO()
+        fastavro.schemaless_writer(body, parsed_schema("AssetEvent"),
+                                   build_event("asset-1", "file:///x.jpg", version=1, attributes={"fail": "permanent"}))
+        raw = b"\0" + SUBJECTS["raw"][0].to_bytes(4, "big") + body.getvalue()
+        records = [Record(s.topics.name("raw"), 0, i, b"asset-1", raw, [], None, time.monotonic()) for i in range(40)]
+
+        async def scenario() -> tuple[float, list]:
+            letters = [asyncio.ensure_future(work.run_async(rec)) for rec in records]
+            while not any("dlq-value" in r for r in reg.seen):
+                await asyncio.sleep(0.05)
+            await asyncio.sleep(0.2)  # the letters' calls have all started
+            start = time.monotonic()
+            await asyncio.to_thread(time.sleep, 0)  # the stage's own work in a thread
+            return time.monotonic() - start, await asyncio.gather(*letters)
+
+        try:
+            took, results = asyncio.run(scenario())
+        finally:
+            work.close()
+    assert took < 1.0, f"the stage's thread work waited {took:.1f} s for the registry's calls"
+    assert [r.error_class for r in results] == ["permanent"] * 40

@@ -87,10 +87,12 @@ class RegistrySettings(Section):
     auto_register: bool = True
     allow_in_process: bool = Field(False, description="let a worker run on a mock:// (in-process) registry; set "
                                                       "by `assetstream run` and the tests, never in production")
-    timeout_s: float = Field(10.0, gt=0, description="how long one request to the registry may take (the client "
-                             "tries a failed request up to 3 more times); a registry that does not answer in time "
-                             "is an outage: the records wait, consumption paused (schema_registry). Without it a "
-                             "registry that accepts connections and never answers held a worker's thread for ever")
+    timeout_s: float = Field(10.0, gt=0, description="how long the registry client may wait to connect, and for "
+                             "each read or write, of one request (not the whole request: an answer trickled a few "
+                             "bytes at a time can take longer; the client tries a failed request up to 3 more "
+                             "times); a registry that does not answer in time is an outage: the records wait, "
+                             "consumption paused (schema_registry). Without it a registry that accepts connections "
+                             "and never answers held a worker's thread for ever")
 
     @property
     def in_process(self) -> bool:
