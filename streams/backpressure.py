@@ -6,10 +6,16 @@ half the limit). Pausing at once on every brush with the limit halved throughput
 prefetched for a paused partition and fetches it again on resume. Partitions are also paused while the
 worker drains, while the work asks for it (`request`, e.g. a store outage seen by a batch) and while the
 stage's `should_pause()` gives a reason. The reason is reported to the sensor (`assetstream_paused{reason}`).
+
+Requests are per source (`requester`): the records waiting for the schema registry (RecordWork.registry_down, e.g.
+an owed dead letter) and the batch being worked (RecordWork.run_batch) each ask and lift their own, and the
+partitions stay paused while any source asks (the reason shown: the request standing longest). So a batch that
+succeeds does not lift the pause a dead letter waiting for the registry asked for.
 """
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from typing import Any, Callable
 
@@ -29,7 +35,8 @@ class Backpressure:
         self.name, self.consumer, self.rs, self.should_pause, self.sensor = name, consumer, rs, should_pause, sensor
         self.paused_tps: set[TP] = set()
         self.current: str | None = None  # what the assigned partitions are paused for
-        self.requested: str | None = None  # asked for by the work while it lasts (e.g. the store is down)
+        self.requests: dict[str, str] = {}  # source -> the reason it asks for while it lasts (e.g. the store is down)
+        self._requests_lock = threading.Lock()
         self._resume_due: set[TP] = set()  # newly assigned: resumed (or paused) explicitly
         self._full_since: float | None = None  # since when in-flight records have been at max_in_flight
         self.window_held: set[TP] = set()  # paused alone: too many uncommitted records (runner.max_uncommitted)
@@ -46,16 +53,32 @@ class Backpressure:
             self._full_since = None
         return max(1, min(free, 500))
 
-    def request(self, reason: str | None) -> None:
-        """The work asks to pause consumption for this reason until it asks again with None."""
-        self.requested = reason
+    def request(self, source: str, reason: str | None) -> None:
+        """`source` (a part of the work) asks to pause consumption for this reason until it asks again with None;
+        its None lifts only its own request."""
+        with self._requests_lock:
+            if reason is None:
+                self.requests.pop(source, None)
+            elif self.requests.get(source) != reason:
+                self.requests.pop(source, None)  # a new reason: it stands from now on
+                self.requests[source] = reason
+
+    def requester(self, source: str) -> Callable[[str | None], None]:
+        """`request` for one source, as the work's `pause(reason)` callables take it."""
+        return lambda reason: self.request(source, reason)
+
+    @property
+    def requested(self) -> str | None:
+        """The reason of the request standing longest, or None when no source asks."""
+        with self._requests_lock:
+            return next(iter(self.requests.values()), None)
 
     def apply(self, assigned: set[TP], in_flight: int, stopping: bool) -> None:
         """Pause or resume the assigned partitions according to the current reason, if any."""
         if stopping:
             reason = "draining"
-        elif self.requested:
-            reason = self.requested
+        elif requested := self.requested:
+            reason = requested
         elif (stage_reason := self.should_pause()) is not None:
             reason = stage_reason
         elif (in_flight >= self.rs.max_in_flight and self._full_since is not None

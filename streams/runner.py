@@ -154,7 +154,8 @@ class StageRunner:
             TransactionalCommits(self.name, self.consumer, self.producer, self.tracker, self.sensor, self._rewind)
             if self.rs.transactional else PlainCommits(self.name, self.consumer, self.tracker, self.sensor))
         self.backpressure = Backpressure(self.name, self.consumer, self.rs, stage.should_pause, self.sensor)
-        self.work.pause = self.backpressure.request  # records waiting for the schema registry pause consumption
+        # records waiting for the schema registry (an owed dead letter among them) pause consumption
+        self.work.pause = self.backpressure.requester("schema_registry_waits")
         self.consumer_lag = ConsumerLag(  # its probe logs like the runner's clients (once per interval)
             self.consumer, {**kafka.client_config(), "error_cb": self._on_client_error, "logger": self.client_log},
             self.group_id, self.tracker, self.sensor,
@@ -166,7 +167,7 @@ class StageRunner:
         self.executor = make_executor(
             stage, settings, self.work, self._stop, self.outputs.emit, sensor=self.sensor, tick=self.health.tick,
             fail=self._fail, at_limit=lambda: self.tracker.working() >= self.rs.max_in_flight,
-            pause=self.backpressure.request)
+            pause=self.backpressure.requester("batch"))  # a batch's own outage (store, registry), lifted by it
         if self.retry_topic is not None:  # retry records on their own threads / loop
             self.executor = RetryLane(self.executor, make_retry_executor(stage, settings, self.work, self._stop,
                                                                          self.outputs.emit), self.retry_topic)

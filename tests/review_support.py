@@ -133,6 +133,8 @@ def seed_records(settings: Any) -> list[dict[str, Any]]:
         usage_terms="https://licences.example.com/terms/editorial-and-commercial-use-worldwide-perpetual-2026")
     # where each came from (trial 24 F8): a file under a file root, named in latin-1, and a signed URL with a login;
     # the poster's file carries keywords outside the vocabulary, one of them also the DAM's (F7)
+    records[0]["enriched"]["pre"]["asset"]["source_uri"] = \
+        "file:///library/studio/red-mug-on-white-table-studio-lighting-final-v3-approved.jpg"  # a long name
     records[2]["enriched"]["pre"]["asset"]["source_uri"] = "file:///library/2024/caf%E9%20paris.jpg"
     records[3]["enriched"]["pre"]["asset"]["source_uri"] = \
         "https://dam:hunter2@cdn.example.com/paris/copy%20%C3%A9t%C3%A9.jpg?X-Amz-Signature=SECRET99"

@@ -50,6 +50,28 @@ class HoldableEchoStage(EchoStage):
         return "held" if self.hold else None
 
 
+class BatchEchoStage(EchoStage):
+    """EchoStage as a batch stage (RecordWork.run_batch); `seen` lists the asset ids it was given, as it starts
+    on each."""
+
+    name = "batchecho"
+    kind = "batch"
+
+    def __init__(self, settings):
+        super().__init__(settings)
+        self.seen: list[str] = []
+
+    def process_batch(self, items):
+        results = []
+        for value, ctx in items:
+            self.seen.append(value["asset_id"])
+            try:
+                results.append(self.process(value, ctx))
+            except Exception as exc:  # noqa: BLE001 - that item's outcome, as a batch stage reports it
+                results.append(exc)
+        return results
+
+
 class UnbuildableInChildStage(EchoStage):
     """Builds in the worker process but not in a runner.processes child (say, a model file missing there)."""
 

@@ -20,7 +20,7 @@ from streams.runner import StageRunner
 from streams.schemas import parsed_schema, schema_json
 from streams.sensors import PrometheusSensor
 from tests.kafka_support import RunnerThread, make_settings, provision, read_topic, wait_committed
-from tests.stages import AsyncEchoStage, EchoStage
+from tests.stages import AsyncEchoStage, BatchEchoStage, EchoStage
 from tests.test_work_batch import DOWN, NOT_FOUND, RegistryStub
 
 SUBJECTS = {"raw": (1001, "AssetEvent"), "preprocessed": (1002, "PreprocessedAsset"), "dlq": (1003, "DeadLetter"),
@@ -119,6 +119,37 @@ def test_an_output_refused_during_a_registry_outage_pauses_and_never_blocks_the_
             assert wait_for(lambda: paused(runner) == 0, 5), "still paused once the registry was back"
     assert [d["key"] for d in dead] == ["asset-huge"]
     assert dead[0]["value"]["details"]["reason"] == "output_rejected"
+
+
+def test_a_batch_that_succeeds_does_not_lift_the_pause_of_a_dead_letter_still_owed(broker, unique):
+    """The pause request was one slot: in a batch stage, an output the broker refused while the registry could not
+    give the dead letter's schema paused consumption (schema_registry), and the next batch to succeed asked for no
+    pause, which lifted it: records were taken on while the letter was still owed. Now each source asks and lifts
+    its own, so the worker stays paused until the letter is written."""
+    down = {"dlq"}
+    with registry(down) as reg:
+        s = make_settings(broker, f"rtbat{unique}", registry={"url": reg.url},
+                          runner={"batch_max_records": 1, "batch_max_wait_s": 0.05})
+        provision(s)
+        huge = build_event("asset-huge", "file:///library/big.jpg", version=1, attributes={"slow_ms": "1500"})
+        huge["uploader_notes"] = "n" * (1024 * 1024)  # the input fits (producer limit raised), its output does not
+        stage = BatchEchoStage(s)
+        with RunnerThread(StageRunner(stage, s)) as runner:
+            produce_raw(s, broker, [huge])
+            assert wait_for(lambda: stage.seen, 15), "the batch stage never started"
+            # taken while the huge record is worked: its own batch succeeds after the letter became owed
+            produce_raw(s, broker, [build_event("asset-2", "file:///library/2.jpg", version=1,
+                                                attributes={"slow_ms": "500"})])
+            assert [r["key"] for r in read_topic(s, "preprocessed", 1, timeout_s=15)] == ["asset-2"]
+            assert wait_for(lambda: paused("batchecho") == 1, 2), "not paused for the schema registry"
+            produce_raw(s, broker, [build_event("asset-3", "file:///library/3.jpg", version=1)])
+            assert not wait_for(lambda: "asset-3" in stage.seen, 2.0), "taken while the dead letter was owed"
+            assert paused("batchecho") == 1
+            down.clear()  # the registry is back: the letter is written, then asset-3 is taken
+            dead = read_topic(s, "dead_letter", 1, timeout_s=15)
+            wait_committed(s, runner.group_id, "raw", 3, timeout_s=15)
+            assert wait_for(lambda: paused("batchecho") == 0, 5), "still paused once the registry was back"
+    assert [d["key"] for d in dead] == ["asset-huge"] and stage.seen == ["asset-huge", "asset-2", "asset-3"]
 
 
 def test_a_registry_that_never_answers_is_an_outage_not_a_hung_worker(broker, unique, caplog):

@@ -725,6 +725,34 @@ def test_the_asset_page_credits_unmapped_keywords_to_their_source_and_names_the_
     assert dd(poster, "source") == "s3://dam-assets/default/poster-0002.jpg"
 
 
+def test_the_queue_names_each_assets_file_under_its_id(server, fleet):
+    """The queue listed assets by id only (and title): each row now shows the file's name under the id, a long one
+    cut in the middle, with the whole source (as the asset page names it) in its title and for screen readers."""
+    with httpx.Client(base_url=server.url) as c:
+        assert c.get(server.login_url).status_code == 303
+        html = c.get("/").text
+
+    def source(asset_id: str) -> tuple[str, str]:  # (the title, what the cell shows)
+        m = re.search(rf'<div class="id">{asset_id}</div><div class="file" title="([^"]*)">(.*?)</div>', html)
+        assert m, asset_id
+        return m.group(1), m.group(2)
+
+    def cut(shown: str, full: str) -> str:  # the visible name; the whole source is read out instead
+        return shown.replace(f'<span class="visually-hidden">{full}</span>', "").replace(
+            '<span aria-hidden="true">', "").replace("</span>", "")
+
+    whole = "studio/red-mug-on-white-table-studio-lighting-final-v3-approved.jpg"
+    assert source("mug-0001") == (whole, '<span aria-hidden="true">red-mug-on-white-tabl…proved.jpg</span>'
+                                         f'<span class="visually-hidden">{whole}</span>')
+    full, shown = source("paris-0003")
+    assert (full, cut(shown, full)) == ("2024/caf\\xe9 paris.jpg", "caf\\xe9 paris.jpg")
+    full, shown = source("paris-0004")
+    assert (full, cut(shown, full)) == ("https://cdn.example.com/paris/copy été.jpg", "copy été.jpg")
+    assert "hunter2" not in html and "SECRET99" not in html
+    full, shown = source("poster-0002")
+    assert (full, cut(shown, full)) == ("s3://dam-assets/default/poster-0002.jpg", "poster-0002.jpg")
+
+
 def test_sign_out_ends_the_session_for_every_copy_of_its_cookie(server, fleet):
     """Trial 2: after 'sign out' the browser dropped its cookie, but the same cookie (kept by another tab's
     export, a proxy log, a shared machine's profile backup) still opened the queue for its remaining 12 hours."""

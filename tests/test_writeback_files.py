@@ -26,9 +26,11 @@ def exif(path: Path, *args: str) -> dict:
 
 
 
-def record(asset_id, path: Path, **kw):
+def record(asset_id, path: Path, fmt: str = "JPEG", **kw):
+    """`fmt`: the format preprocess sniffed from the file's bytes."""
     v = validated_asset(asset_id, status="approved", **kw)
     v["enriched"]["pre"]["asset"]["source_uri"] = path.as_uri()
+    v["enriched"]["pre"]["image"]["format"] = fmt
     v["field_sources"]["licensing"] = "human"  # the declared licence, as validate sets it
     return v
 
@@ -48,7 +50,7 @@ def test_files_carry_every_field_as_exiftool_reads_it(broker, unique, store, tmp
     s = files_settings(broker, f"wbf{unique}", store.url, out, originals)
     provision(s)
     values = [record("a-jpg", jpg, caption="A red mug on a white table", title="Red mug"),
-              record("a-png", png, caption="A badge"), record("sub-a-jpg", sub, caption="Paris")]
+              record("a-png", png, "PNG", caption="A badge"), record("sub-a-jpg", sub, caption="Paris")]
     with RunnerThread(StageRunner(WritebackSink(s), s)):
         run_until(s, values, 3)
         files = sorted(p.name for p in out.iterdir())  # three copies of a.*: none overwrites another

@@ -1,6 +1,7 @@
 """The writeback files target with an S3 API on both sides (SeaweedFS on loopback, started by the test): originals
 read from s3:// under the configured prefix only, copies written as objects, every field read back with ExifTool;
-a reprocess uploads nothing; an original outside the roots or missing is a dead letter with its reason."""
+a JPEG named .png is written and stored as the JPEG it is; a reprocess uploads nothing; an original outside the
+roots or missing is a dead letter with its reason."""
 from __future__ import annotations
 
 import pytest
@@ -31,6 +32,7 @@ def test_s3_originals_to_s3_copies(s3, monkeypatch, broker, unique, store, tmp_p
     mug = (SAMPLES / "product_red_mug.jpg").read_bytes()
     client.put_object(Bucket=originals, Key="library/red mug.jpg", Body=mug)
     client.put_object(Bucket=originals, Key="private/secret.jpg", Body=mug)
+    client.put_object(Bucket=originals, Key="library/mug.png", Body=mug)  # a JPEG named .png
     s = make_settings(
         broker, f"wbs{unique}",
         index={"url": store.url, "server_mode": "serverless", "number_of_replicas": 0, "index": f"wbs{unique}"},
@@ -45,10 +47,18 @@ def test_s3_originals_to_s3_copies(s3, monkeypatch, broker, unique, store, tmp_p
     outside = record("secret-1", f"s3://{originals}/private/secret.jpg")
     escape = record("escape-1", f"s3://{originals}/library/../private/secret.jpg")
     missing = record("missing-1", f"s3://{originals}/library/gone.jpg")
+    misnamed = record("png-1", f"s3://{originals}/library/mug.png",  # preprocess sniffed JPEG (the record's format)
+                      caption="A mug named as a PNG")
     with RunnerThread(StageRunner(WritebackSink(s), s)):
-        run_until(s, [good, outside, escape, missing], 4)
-        keys = [o["Key"] for o in client.list_objects_v2(Bucket=export).get("Contents", [])]
-        assert len(keys) == 1 and keys[0].startswith("enriched/mug-1-") and keys[0].endswith(".jpg"), keys
+        run_until(s, [good, outside, escape, missing, misnamed], 5)
+        keys = sorted(o["Key"] for o in client.list_objects_v2(Bucket=export).get("Contents", []))
+        assert len(keys) == 2 and keys[0].startswith("enriched/mug-1-") and keys[0].endswith(".jpg"), keys
+        # the copy keeps the original's name; its Content-Type is what the bytes are, not what the name says
+        assert keys[1].startswith("enriched/png-1-") and keys[1].endswith(".png"), keys
+        assert client.head_object(Bucket=export, Key=keys[1])["ContentType"] == "image/jpeg"
+        copy = tmp_path / "misnamed.jpg"
+        copy.write_bytes(client.get_object(Bucket=export, Key=keys[1])["Body"].read())
+        assert exif(copy, "-IPTC:Caption-Abstract")["IPTC:Caption-Abstract"] == "A mug named as a PNG"  # a JPEG's IIM
         copy = tmp_path / "copy.jpg"
         copy.write_bytes(client.get_object(Bucket=export, Key=keys[0])["Body"].read())
         tags = exif(copy, "-XMP:all", "-IPTC:all")
@@ -58,12 +68,12 @@ def test_s3_originals_to_s3_copies(s3, monkeypatch, broker, unique, store, tmp_p
         assert client.get_object(Bucket=export, Key=keys[0])["ContentType"] == "image/jpeg"
         assert client.get_object(Bucket=originals, Key="library/red mug.jpg")["Body"].read() == mug  # untouched
 
-        # a reprocess uploads nothing; a new caption updates the same object
+        # a JPEG named .png is written and stored as the JPEG it is; a reprocess uploads nothing; a new caption updates the same object
         etag = client.head_object(Bucket=export, Key=keys[0])["ETag"]
-        run_until(s, [good], 5)
+        run_until(s, [good], 6)
         assert client.head_object(Bucket=export, Key=keys[0])["ETag"] == etag
         run_until(s, [record("mug-1", good["enriched"]["pre"]["asset"]["source_uri"], caption="A mug, red",
-                             title="Red mug")], 6)
+                             title="Red mug")], 7)
         copy.write_bytes(client.get_object(Bucket=export, Key=keys[0])["Body"].read())
         assert exif(copy, "-XMP-dc:Description")["XMP-dc:Description"] == "A mug, red"
 

@@ -93,7 +93,7 @@ CONF_FIELDS = ["enrichment.confidence", "record.field_confidence", "record.calib
                "record.field_sources", "record.tags.source", "review.fields.field"]
 LIST_FIELDS = ["asset_id", "tenant", "title", "alt_text", "status", "reasons", "tags", "event_time", "reviewed_by",
                "reviewed_at", *CONF_FIELDS, "duplicate_of", "degraded_parts", "degraded",
-               "family_id", "family_size", "family_canonical", *USAGE_FIELDS]
+               "family_id", "family_size", "family_canonical", "source_uri", *USAGE_FIELDS]
 SORT = [{"event_time": {"order": "asc", "unmapped_type": "date"}},
         {"asset_id": {"order": "asc", "unmapped_type": "keyword"}}]
 BIG = ["record", "thumbnail"]

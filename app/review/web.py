@@ -108,6 +108,7 @@ class ReviewApp:
                            # what a person recognises the asset by: its file (relative to the file root that holds
                            # it) or its URL without credentials or query
                            source_of=lambda d: source_label(d.get("source_uri"), settings.preprocess.file_roots),
+                           file_name=file_name,  # the queue's short form of it
                            serving=self.index.scope.tenants)  # the header names the tenants the app serves
         self.templates = Jinja2Templates(env=env)
         self.registry = CollectorRegistry()
@@ -489,6 +490,16 @@ def clock(seconds: float | None) -> str:
     m, sec = divmod(float(seconds), 60)
     h, m = divmod(int(m), 60)
     return f"{h}:{m:02d}:{sec:04.1f}" if h else f"{m}:{sec:04.1f}"
+
+
+def file_name(source: str, width: int = 32) -> str:
+    """The queue's short form of an asset's source (`source_label`): its last path segment, the file's name, at
+    most `width` characters: a longer one keeps its start and end (the extension) around a "…"."""
+    name = source.rstrip("/").rsplit("/", 1)[-1] or source
+    if len(name) <= width:
+        return name
+    end = max(width // 3, len(name) - name.rfind(".") + 3 if "." in name[-9:] else 0)
+    return name[:width - 1 - end] + "…" + name[-end:]
 
 
 def video_length(seconds: float | None) -> str:

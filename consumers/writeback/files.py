@@ -12,8 +12,9 @@ or, with an S3 API (AWS, MinIO, SeaweedFS; credentials from the usual AWS enviro
       s3_endpoint_url: http://minio:9000          # None = AWS
 
 The first write copies the original; later writes update the copy in place (through a temporary file and an
-atomic rename, or one PutObject), so what a person changed in the copy since is still there. An S3 object read()
-downloaded is the one write() starts from (one GET per changed record; dropped by write() or the sink's release()).
+atomic rename, or one PutObject with the Content-Type of the bytes as preprocess sniffed them, not of the name),
+so what a person changed in the copy since is still there. An S3 object read() downloaded is the one write()
+starts from (one GET per changed record; dropped by write() or the sink's release()).
 Per field (ExifTool tag names, several joined with ',' are written together and read from the first):
 
     alt_text    -> XMP-iptcCore:AltTextAccessibility      summary     -> XMP-iptcCore:ExtDescrAccessibility
@@ -57,7 +58,7 @@ from consumers.writeback.limits import Pacer
 from consumers.writeback.objects import Location, Objects, S3Key, folder, parse_s3, under
 from consumers.writeback.settings import TargetSettings
 from domain.records import asset_of, document_id
-from domain.sources import file_path
+from domain.sources import file_path, sniffed_media_type
 from streams.errors import PermanentError, TransientError
 from streams.records import to_ms
 
@@ -174,7 +175,8 @@ class FilesTarget:
         work = tempfile.TemporaryDirectory(prefix="writeback-")
         try:
             out, path = self._base(value, Path(work.name))
-            firsts = {theirs: self._tags(theirs, out.suffix)[0] for theirs in self.cfg.fields.values()}
+            suffix = _format_of(value, out)[1]
+            firsts = {theirs: self._tags(theirs, suffix)[0] for theirs in self.cfg.fields.values()}
             found = self.read_tags(path, sorted(set(firsts.values())))
         except BaseException:
             work.cleanup()
@@ -193,8 +195,9 @@ class FilesTarget:
             self.global_pacer.acquire()
             self.pacer.acquire()
             out, base = (held.out, held.base) if held else self._base(value, Path(work.name))
-            args, expect = self._assignments(value, fields, previous or {}, base, out.suffix)
-            self._commit(base, out, args, expect, Path(work.name))
+            media_type, suffix = _format_of(value, out)
+            args, expect = self._assignments(value, fields, previous or {}, base, suffix)
+            self._commit(base, out, args, expect, Path(work.name), suffix, media_type)
         finally:
             work.cleanup()
         return None
@@ -250,13 +253,15 @@ class FilesTarget:
                     expect[tags[0]] = text
         return args + self._provenance(value), expect
 
-    def _commit(self, base: Path, out: Location, args: list[str], expect: dict[str, Any], work: Path) -> None:
-        """Write into a temporary copy, read every tag back, then replace the copy in one step (rename in a
-        folder, one PutObject in S3)."""
+    def _commit(self, base: Path, out: Location, args: list[str], expect: dict[str, Any], work: Path,
+                suffix: str, media_type: str | None) -> None:
+        """Write into a temporary copy named with `suffix` (ExifTool writes a format by its extension: a JPEG
+        named .png is "not a valid PNG"), read every tag back, then replace the copy in one step (rename in a
+        folder, one PutObject in S3 with `media_type` as its Content-Type)."""
         tmp_dir = out.parent if isinstance(out, Path) else work
         try:
             tmp_dir.mkdir(parents=True, exist_ok=True)
-            fd, tmp_name = tempfile.mkstemp(prefix=".writeback-", suffix=out.suffix, dir=tmp_dir)
+            fd, tmp_name = tempfile.mkstemp(prefix=".writeback-", suffix=suffix, dir=tmp_dir)
             os.close(fd)
             tmp = Path(tmp_name)
             shutil.copyfile(base, tmp)
@@ -284,7 +289,7 @@ class FilesTarget:
                 os.chmod(tmp, (base.stat().st_mode & 0o777) if local else 0o644)
                 os.replace(tmp, out)
             else:
-                self.objects.upload(tmp, out, mimetypes.guess_type(out.name)[0])
+                self.objects.upload(tmp, out, media_type)
         finally:
             tmp.unlink(missing_ok=True)
 
@@ -320,6 +325,18 @@ class _Held:
     work: tempfile.TemporaryDirectory
     out: Location
     base: Path
+
+
+def _format_of(value: dict[str, Any], out: Location) -> tuple[str | None, str]:
+    """(media type, file extension) of the bytes as preprocess sniffed them: a JPEG named .png is image/jpeg, .jpg
+    (the S3 copy's Content-Type; the extension ExifTool writes it by and that decides IPTC IIM). The copy keeps the
+    original's name, and the name's extension when it says what the bytes are (.jpeg, .JPG); the name decides
+    only when preprocess sniffed no format."""
+    pre = (value.get("enriched") or {}).get("pre") or {}
+    sniffed, named = sniffed_media_type(pre), mimetypes.guess_type(out.name)[0]
+    if sniffed is None or sniffed == named:
+        return named, out.suffix
+    return sniffed, mimetypes.guess_extension(sniffed) or out.suffix
 
 
 def _line(text: str) -> str:
