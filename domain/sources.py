@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import posixpath
+import re
 import urllib.parse
 from pathlib import PurePosixPath
 from typing import Any, Iterable
@@ -55,10 +56,20 @@ def file_path(uri: str) -> str:
     return os.fsdecode(urllib.parse.unquote_to_bytes(urllib.parse.urlsplit(uri).path))
 
 
+_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+"""Characters a terminal acts on or that reorder what follows: C0 and C1 controls (ESC starts an escape
+sequence, a newline a fake row), DEL, the line/paragraph separators and the bidi marks, embeddings, overrides
+and isolates."""
+
+
 def shown(name: str) -> str:
     """A name as text any output can carry: bytes that are not UTF-8 (surrogate escapes from `os.fsdecode`) as
-    `\\xNN`, so `caf\\xe9.jpg` is written as the 11 characters `caf\\xe9.jpg`."""
-    return os.fsencode(name).decode("utf-8", "backslashreplace") if _has_surrogates(name) else name
+    `\\xNN`, so `caf\\xe9.jpg` is written as the 11 characters `caf\\xe9.jpg`; control and bidi characters
+    (_UNSAFE) as their escapes (`\\x1b`, `\\n`, `\\u202e`), so a name or URL from an uploader cannot move a
+    terminal's cursor, recolour it or fake a table row (code review 14 M2)."""
+    if _has_surrogates(name):
+        name = os.fsencode(name).decode("utf-8", "backslashreplace")
+    return _UNSAFE.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), name)
 
 
 def _has_surrogates(text: str) -> bool:

@@ -9,7 +9,7 @@ from elasticsearch import NotFoundError, helpers
 from consumers.index.document import document_from_validated
 from domain.store.management import (MAPPING_VERSION, MAPPINGS, TEXT_ANALYZER, alias_targets, ensure_index,
                                      index_body, mapping_version, migrate, read_alias, write_alias)
-from domain.store.search import search
+from domain.store.search import literal_leg, search
 from consumers.index.sink import IndexSink
 from streams.errors import PermanentError, TransientError
 from streams.metrics import INDEX_ITEMS
@@ -237,6 +237,8 @@ def test_an_index_made_before_accent_folding_gets_it_by_migrate(store):
         _refresh(sink)
         assert [h["asset_id"] for h in search(sink.client, s, "Café")] == ["zh-1"]
         assert search(sink.client, s, "cafe") == [] and search(sink.client, s, "zurich") == []
+        # review 14 L1: the literal leg (the exact words) still finds the words as written there
+        assert [h["_id"] for h in literal_leg(sink.client, s, "Café Zürich", [], 10)] == ["zh-1"]
         summary = migrate(sink.client, s)
         assert summary["to_index"] == f"{s.index.index}-v2"
         assert mapping_version(sink.client, summary["to_index"]) == MAPPING_VERSION

@@ -71,7 +71,7 @@ def test_dead_letter_inspect_fix_replay_round_trip(broker, unique, tmp_path):
     s = make_settings(broker, f"dlqops{unique}")
     provision(s)
     env = env_for(s)
-    missing, still_missing = tmp_path / "later.jpg", tmp_path / os.fsdecode(b"n\xe9ver.jpg")  # latin-1 name
+    missing, still_missing = tmp_path / "later.jpg", tmp_path / os.fsdecode(b"n\xe9ver\x1b[2J\n.jpg")  # latin-1, ESC, LF
     present = tmp_path / "here.jpg"
     present.write_bytes(b"\xff\xd8ok")
     events = [build_event("asset-late", missing.as_uri(), version=1, attributes={"note": "x"}),
@@ -95,9 +95,10 @@ def test_dead_letter_inspect_fix_replay_round_trip(broker, unique, tmp_path):
         assert "source file missing" in late["message"] and late["attempts"] == 1
         assert late["original"].startswith(s.topics.name("raw") + "/")
         assert rows["asset-poison"]["error_class"] == "poison"
-        # trial 24 F8: which file it was, not only the asset id (a name that is not UTF-8 with its bytes as \xNN)
+        # trial 24 F8: which file it was, not only the asset id (a name that is not UTF-8 with its bytes as \xNN);
+        # review 14 M2: control characters as their escapes, never raw into the terminal (clear screen, fake rows)
         assert (late["source"], rows["asset-never"]["source"], rows["asset-poison"]["source"]) == (
-            "later.jpg", "n\\xe9ver.jpg", None)
+            "later.jpg", "n\\xe9ver\\x1b[2J\\n.jpg", None)
 
         only = _cli(["dlq", "list", "--json", "--reason", "source_missing", "--stage", "filecheck"], env)
         assert sorted(r["asset_id"] for r in _json(only)) == ["asset-late", "asset-never"]
@@ -108,7 +109,8 @@ def test_dead_letter_inspect_fix_replay_round_trip(broker, unique, tmp_path):
         table = _cli(["dlq", "list", "--error", "poison"], env)
         assert table.exit_code == 0 and ": 1 matching" in table.stdout and "poison" in table.stdout
         table = _cli(["dlq", "list", "--reason", "source_missing"], env)
-        assert "source" in table.stdout and "later.jpg" in table.stdout and "n\\xe9ver.jpg" in table.stdout
+        assert "source" in table.stdout and "later.jpg" in table.stdout and "n\\xe9ver\\x1b[2J\\n.jpg" in table.stdout
+        assert "\x1b" not in table.stdout
 
         shown = _cli(["dlq", "show", late["ref"], "--json"], env)
         assert shown.exit_code == 0

@@ -145,3 +145,25 @@ def test_a_bulk_approval_with_restricted_or_unknown_rights_asks_first(page, serv
     page.get_by_role("button", name="Approve all 2, including these 1").click()
     page.wait_for_url(re.compile("sent="))
     assert sent_since(settings, seen) == ["own-0004", "stock-0002"]
+
+
+def test_the_rights_check_covers_more_assets_than_one_search_returns(broker, store):
+    """Code review 14 L5: the check asked one search for at most 10,000 (the store's result window), so past that
+    risky assets were neither listed nor counted, and "Approve only the others" approved them."""
+    from elasticsearch.helpers import bulk
+
+    from app.review.queries import Index
+    from domain.store.management import ensure_index
+
+    settings = review_settings(broker, store.url, f"rvw{uuid.uuid4().hex[:6]}")
+    client = make_client(settings)
+    try:
+        ensure_index(client, settings)
+        ids = [f"r{n:05d}" for n in range(10_002)]  # all restricted but the last
+        bulk(client, ({"_index": read_alias(settings), "_id": i, "_source": {
+            "asset_id": i, "status": "needs_review", "usage_flag": "ok" if i == ids[-1] else "restricted"}}
+            for i in ids), refresh=True)
+        check = Index(client, settings).rights_to_check(ids)
+    finally:
+        client.close()
+    assert [d["asset_id"] for d in check] == ids[:-1]

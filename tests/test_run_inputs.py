@@ -155,8 +155,10 @@ def test_the_results_table_names_each_file_under_its_asset_id(tmp_path, capsys):
     from app.producer import asset_id_for
 
     latin1 = Path(os.fsdecode(os.path.join(os.fsencode(tmp_path), b"caf\xe9.jpg")))
-    rows = [{"asset_id": asset_id_for(latin1), "file": str(latin1), "status": "dead_lettered", "stage": "preprocess",
-             "reason": "corrupt_image", "message": "truncated"}]
+    evil = tmp_path / "a\x1b[2J\u202egpj.jpg"  # review 14 M2: no terminal escapes or bidi overrides from a name
+    rows = [{"asset_id": asset_id_for(p), "file": str(p), "status": "dead_lettered", "stage": "preprocess",
+             "reason": "corrupt_image", "message": "truncated"} for p in (latin1, evil)]
     _print_run_rows(rows, False, str(tmp_path))
     text = capsys.readouterr().out
     assert asset_id_for(latin1) in text and "caf\\xe9.jpg" in text
+    assert "a\\x1b[2J\\u202egpj.jpg" in text and "\x1b" not in text and "\u202e" not in text

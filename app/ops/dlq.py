@@ -168,9 +168,7 @@ def read_dead_letters(settings: Settings, timeout_s: float = 30.0, *, partial: b
                   "enable.auto.commit": False, "enable.auto.offset.store": False,
                   "auto.offset.reset": "earliest", "enable.partition.eof": True, "fetch.wait.max.ms": 100})
     out: list[DeadLetter] = []
-    retry = settings.topics.retry_suffix
-    logical_of = {full: logical for logical, full in names.items()}
-    logical_of.update({f"{full}{retry}": logical for full, logical in list(logical_of.items())})
+    logical_of = logical_topics(settings)
     try:
         try:
             md = c.list_topics(topic, timeout=settings.kafka.connect_timeout_s)
@@ -216,19 +214,34 @@ def read_dead_letters(settings: Settings, timeout_s: float = 30.0, *, partial: b
     return out
 
 
+def logical_topics(settings: Settings) -> dict[str, str]:
+    """Physical topic name (and its retry topic) -> logical name, to decode a letter's original record."""
+    retry = settings.topics.retry_suffix
+    logical_of = {full: logical for logical, full in topic_names(settings).items()}
+    logical_of.update({f"{full}{retry}": logical for full, logical in list(logical_of.items())})
+    return logical_of
+
+
+def original_asset(value: dict[str, Any] | None, serde: Serde, logical_of: dict[str, str]) -> dict[str, Any] | None:
+    """The AssetEvent inside a dead letter's original record (`value`: the decoded letter) when the letter holds
+    the record and it decodes (never for a poison record: it did not; not for one kept in the sidecar store);
+    else None."""
+    logical = logical_of.get((value or {}).get("original_topic") or "")
+    if not (logical and value and value.get("original_value") and value.get("error_class") != "poison"):
+        return None
+    try:
+        return asset_of(serde.deserialize(logical, value["original_value"]))
+    except Exception:  # noqa: BLE001 - the caller says what it can without it
+        return None
+
+
 def _source_of(value: dict[str, Any] | None, serde: Serde, logical_of: dict[str, str],
                roots: Iterable[str]) -> str | None:
     """The source label of a dead letter's asset: the URI its details name (a fetch failure), else the source_uri
-    of the original record when the letter holds it and it decodes (never for a poison record: it did not)."""
+    of the original record when the letter holds it and it decodes (original_asset)."""
     if not value:
         return None
-    uri = (value.get("details") or {}).get("uri")
-    logical = logical_of.get(value.get("original_topic") or "")
-    if not uri and logical and value.get("original_value") and value.get("error_class") != "poison":
-        try:
-            uri = asset_of(serde.deserialize(logical, value["original_value"])).get("source_uri")
-        except Exception:  # noqa: BLE001 - the listing says what it can
-            uri = None
+    uri = (value.get("details") or {}).get("uri") or (original_asset(value, serde, logical_of) or {}).get("source_uri")
     return source_label(uri, roots)
 
 

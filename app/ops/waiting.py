@@ -6,9 +6,12 @@
   refresh) for the assets still pending, once per `poll_s`;
 - **superseded**: the index holds a *newer* version of the asset (enrich drops an event older than the indexed
   version, the sink refuses it with 409): nothing more will happen to this event;
-- **dead-lettered**: a dead letter keyed by the asset's document id (every stage keeps the input key), written
-  since the run began (the `dlq` topic is read from the offsets of that time; `dlq list`/`show` have the details);
-  a write-back letter does not count, since the asset was indexed before write-back;
+- **dead-lettered**: a dead letter of *this* event: keyed by the asset's document id (every stage keeps the input
+  key) and holding a record of the event's `event_id` (every record embeds the event), written since the run began
+  (the `dlq` topic is read from the offsets of that time; `dlq list`/`show` have the details). A letter of another
+  event of the asset (the previous run's, live traffic's) does not count; one whose record cannot be read (a poison
+  record, one kept in the sidecar store) counts by its key. A write-back letter does not count, since the asset
+  was indexed before write-back;
 - **not newer**: already indexed at the *same* version by another event when the wait begins. The sink keeps the
   document it has (external versioning: only a newer version replaces it), so this event can never be seen
   arriving; it is reported and not waited for (`--only-stale` publishes such assets with version + 1). The one
@@ -35,6 +38,7 @@ from typing import Any, Callable
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
 
 from app.ops.backfill import IndexView, Sent
+from app.ops.dlq import logical_topics, original_asset
 from streams.avro import Serde, topic_names
 from streams.clientlog import client_logging
 
@@ -80,6 +84,7 @@ class PipelineWatch:
         self.since_ms = since_ms
         self.first = True
         self.topic = topic_names(settings)["dead_letter"]
+        self.logical_of = logical_topics(settings)
         self.dlq = Consumer({**settings.kafka.client_config(), **client_logging("backfill-wait"),
                              "group.id": f"assetstream-backfill-wait-{uuid.uuid4().hex[:8]}",
                              "enable.auto.commit": False, "enable.auto.offset.store": False,
@@ -163,6 +168,9 @@ class PipelineWatch:
                 letter = {}
             if letter.get("stage") == "writeback":  # indexed first: the index check sees it
                 continue
+            event = original_asset(letter, self.serde, self.logical_of)
+            if event is not None and event.get("event_id") != self.pending[doc_id].event_id:
+                continue  # another event's letter (review 14 M3: the previous run's counted as this one's)
             self.result.dead[self.pending.pop(doc_id).asset_id] = {
                 "stage": letter.get("stage"), "error_class": letter.get("error_class"),
                 "reason": (letter.get("details") or {}).get("reason"), "message": str(letter.get("message") or "")[:200],

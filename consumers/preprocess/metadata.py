@@ -10,7 +10,7 @@ import logging
 import math
 import re
 import threading
-from typing import Any
+from typing import Any, Callable
 
 import scipy.spatial  # noqa: F401 - reverse_geocoder's K-D tree: imported with the stage, not first from a thread
 from PIL import Image
@@ -257,40 +257,49 @@ _XMP_EXTENSION = b"http://ns.adobe.com/xmp/extension/\x00"
 _HAS_EXTENDED = "{http://ns.adobe.com/xmp/note/}HasExtendedXMP"
 
 
-def extended_xmp(source: Image.Image | None) -> dict[str, bytes]:
+MAX_XMP_PARTS = 256
+"""The most parts one extended XMP packet is read from. Writers cut it into parts as large as an APP1 segment holds
+(about 64 KB: ExifTool, Photoshop), so the largest packet read (MAX_XMP_BYTES, 2 MB) takes 33; a file naming more
+parts is not read (code review 14 H1: 20,000 tiny parts held a worker for minutes)."""
+
+
+def extended_xmp(source: Image.Image | None, guid: str) -> bytes | None:
     """A JPEG's extended XMP (XMP spec part 3, 1.1.3.1): the properties that did not fit the 64 KB standard packet
     (a long dc:description; ExifTool, Photoshop), in APP1 segments of '<namespace>\\0', the 32-character GUID the
     standard packet names in xmpNote:HasExtendedXMP, the full length and this part's offset (big-endian uint32
-    each), then the part. GUID -> the whole packet, for every GUID whose parts cover it (at most MAX_XMP_BYTES,
-    like any packet)."""
+    each), then the part. The whole packet of `guid` when its parts cover it exactly (at most MAX_XMP_BYTES, like
+    any packet, from at most MAX_XMP_PARTS parts), else None. Parts of other GUIDs, of another full length or
+    reaching past it are not read; each byte is copied once."""
     from domain.xmp import MAX_XMP_BYTES
 
-    parts: dict[bytes, tuple[int, dict[int, bytes]]] = {}
+    want = guid.encode("ascii", "replace")
+    head = len(_XMP_EXTENSION)
+    total: int | None = None
+    chunks: dict[int, bytes] = {}
     for marker, seg in getattr(source, "applist", None) or []:
-        if marker != "APP1" or not seg.startswith(_XMP_EXTENSION) or len(seg) < len(_XMP_EXTENSION) + 40:
+        if (marker != "APP1" or not seg.startswith(_XMP_EXTENSION) or len(seg) < head + 40
+                or seg[head:head + 32] != want):
             continue
-        head = len(_XMP_EXTENSION)
-        guid, total = seg[head:head + 32], int.from_bytes(seg[head + 32:head + 36], "big")
-        offset = int.from_bytes(seg[head + 36:head + 40], "big")
-        if total <= MAX_XMP_BYTES and parts.setdefault(guid, (total, {}))[0] == total:
-            parts[guid][1][offset] = seg[head + 40:]
-    out: dict[str, bytes] = {}
-    for guid, (total, chunks) in parts.items():
-        data = b""
-        for offset in sorted(chunks):
-            if offset != len(data):  # a gap or an overlap: a part is missing
-                break
-            data += chunks[offset]
-        else:
-            if len(data) == total:
-                out[guid.decode("ascii", "replace")] = data
-    return out
+        size, offset = int.from_bytes(seg[head + 32:head + 36], "big"), int.from_bytes(seg[head + 36:head + 40], "big")
+        total = size if total is None else total
+        if size != total or size > MAX_XMP_BYTES or offset + len(seg) - head - 40 > total:
+            continue
+        chunks[offset] = seg[head + 40:]
+        if len(chunks) > MAX_XMP_PARTS:
+            return None
+    covered = 0
+    for offset in sorted(chunks):
+        if offset != covered:  # a gap or an overlap: a part is missing
+            return None
+        covered += len(chunks[offset])
+    return b"".join(chunks[o] for o in sorted(chunks)) if total and covered == total else None
 
 
-def parse_xmp(packet: bytes | None, extended: dict[str, bytes] | None = None) -> dict[str, Any]:
+def parse_xmp(packet: bytes | None, extended: Callable[[str], bytes | None] | None = None) -> dict[str, Any]:
     """XMP -> dict of EmbeddedMetadata fields (missing ones absent). DTDs/entities are refused outright (no
-    entity expansion, no external entities); malformed XMP gives {}. `extended`: a JPEG's extended XMP by GUID
-    (extended_xmp); the one the packet names in xmpNote:HasExtendedXMP is read after it."""
+    entity expansion, no external entities); malformed XMP gives {}. `extended`: GUID -> a JPEG's extended XMP of
+    that GUID (extended_xmp), asked only for the GUID the packet names in xmpNote:HasExtendedXMP, and read after
+    it."""
     root = xmp_root(packet)
     if root is None:
         return {}
@@ -299,7 +308,7 @@ def parse_xmp(packet: bytes | None, extended: dict[str, bytes] | None = None) ->
     guid = next((d.get(_HAS_EXTENDED) or (d.findtext(_HAS_EXTENDED) or "").strip() for d in descs
                  if d.get(_HAS_EXTENDED) or d.find(_HAS_EXTENDED) is not None), None)
     if guid:
-        more = xmp_root((extended or {}).get(guid))
+        more = xmp_root(extended(guid) if extended else None)
         if more is None:  # nothing in the record says so (no field for it): the log does
             log.info("extended XMP %s is named by the packet but absent, incomplete or unreadable: not read", guid)
         else:
@@ -446,26 +455,27 @@ def exif_credits(exif: Image.Exif | None) -> dict[str, str]:
     return out
 
 
-def best_capture_time(exif_rec: dict | None, info: dict, source: Image.Image | None) -> str | None:
+def best_capture_time(exif_rec: dict | None, xmp: dict[str, Any], source: Image.Image | None) -> str | None:
     """EXIF DateTimeOriginal (with OffsetTimeOriginal), else XMP (exif:DateTimeOriginal, photoshop:DateCreated,
-    xmp:CreateDate), else IPTC-IIM DateCreated + TimeCreated; never a modification date."""
+    xmp:CreateDate; `xmp`: the file's, read_xmp), else IPTC-IIM DateCreated + TimeCreated; never a modification
+    date."""
     if exif_rec and exif_rec.get("capture_time"):
         return exif_rec["capture_time"]
-    return read_xmp(info, source).get("capture_time") or parse_iptc(source).get("capture_time")
+    return xmp.get("capture_time") or parse_iptc(source).get("capture_time")
 
 
 def read_xmp(info: dict, source: Image.Image | None) -> dict[str, Any]:
-    """The file's XMP (with a JPEG's extended XMP) as parse_xmp gives it; {} for none or hostile XMP."""
+    """The file's XMP (with a JPEG's extended XMP) as parse_xmp gives it; {} for none or hostile XMP. Read once per
+    image: best_capture_time and embedded_metadata take what it gives."""
     try:
-        return parse_xmp(xmp_packet(info, source), extended_xmp(source))
+        return parse_xmp(xmp_packet(info, source), lambda guid: extended_xmp(source, guid))
     except Exception:  # noqa: BLE001 - hostile XMP must not sink a good image
         return {}
 
 
-def embedded_metadata(info: dict, source: Image.Image | None, exif: Image.Exif | None = None) -> dict | None:
-    """EmbeddedMetadata record: XMP wins, IPTC-IIM fills gaps, then EXIF Artist/Copyright; None when the file
-    carries none of it."""
-    xmp = read_xmp(info, source)
+def embedded_metadata(xmp: dict[str, Any], source: Image.Image | None, exif: Image.Exif | None = None) -> dict | None:
+    """EmbeddedMetadata record: XMP (`xmp`: the file's, read_xmp) wins, IPTC-IIM fills gaps, then EXIF
+    Artist/Copyright; None when the file carries none of it."""
     iptc = parse_iptc(source)
     merged = {k: v for k, v in {**exif_credits(exif), **iptc, **xmp}.items() if k in EMBEDDED_FIELDS}
     if not merged:

@@ -102,7 +102,8 @@ class PreprocessStage(PipelineFacts, Stage):
         exif_rec, _ = metadata.parse_exif(d.exif)
         exif_rec = metadata.apply_gps_privacy(exif_rec, cfg.gps_privacy, cfg.gps_round_digits)
         place = metadata.place_for(exif_rec) if cfg.gps_privacy != "drop" else None
-        captured = metadata.best_capture_time(exif_rec, d.info, d.source)
+        xmp = metadata.read_xmp(d.info, d.source)  # once per image (code review 14 H1)
+        captured = metadata.best_capture_time(exif_rec, xmp, d.source)
         if captured:
             exif_rec = {**(exif_rec or dict.fromkeys(metadata.EXIF_FIELDS)), "capture_time": captured}
         if exif_rec is not None and all(v is None for v in exif_rec.values()):
@@ -116,7 +117,7 @@ class PreprocessStage(PipelineFacts, Stage):
             "thumbnail": {"data": thumb, "media_type": "image/jpeg", "width": tw, "height": th},
             "exif": exif_rec,
             "place": place,
-            "embedded": metadata.embedded_metadata(d.info, d.source, d.exif),
+            "embedded": metadata.embedded_metadata(xmp, d.source, d.exif),
             "ocr": self._degrade(self._read(d, data), degraded),
             "hashes": self._hashes(data, small_src, sha),
             "signals": self._signals(img, small_src, degraded),

@@ -216,8 +216,14 @@ def build_literal_query(query: str | None, filters: list[dict[str, Any]]) -> dic
     words = literal_words(query)
     if not words:
         return None
-    return {"bool": {"must": [{"multi_match": {"query": " ".join(words), "fields": LITERAL_FIELDS,
-                                               "type": "cross_fields", "operator": "and", "lenient": True}}],
+    # the words as written too, when folding changed them: an index made before mapping version 6 (not migrated
+    # yet) does not fold, holds "café", and would not match "cafe" (code review 14 L1); on a folding index both
+    # forms read the same
+    written = [w for w in dict.fromkeys(_WORD.findall((query or "").lower())) if folded(w) not in STOPWORDS]
+    forms = list(dict.fromkeys([" ".join(words), " ".join(written)]))
+    match = [{"multi_match": {"query": form, "fields": LITERAL_FIELDS, "type": "cross_fields", "operator": "and",
+                              "lenient": True}} for form in forms]
+    return {"bool": {"must": match if len(match) == 1 else [{"bool": {"should": match, "minimum_should_match": 1}}],
                      "filter": filters}}
 
 
