@@ -185,7 +185,6 @@ def test_back_from_an_asset_returns_to_the_rights_confirmation(page, server, fle
     # another's link (or one edited) shows nothing of it
     forged = re.sub(r"sig=[0-9a-f]+", "sig=" + "0" * 64, confirm_url)
     assert page.goto(forged).status == 403
-    assert page.goto(confirm_url.replace("rm-0005", "x")).status in (200, 403)
     tampered = confirm_url.replace("expect=5", "expect=4")
     assert page.goto(tampered).status == 403
     assert page.request.post(f"{server.url}/bulk-approve", form={"scope": "all", "expect": "5"}).status == 403
