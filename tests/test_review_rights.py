@@ -22,7 +22,9 @@ pytestmark = pytest.mark.timeout(300)
 browser, page = review_support.browser, review_support.page  # the shared Playwright fixtures
 server = review_support.server  # the app over this module's `fleet`
 
-INSTRUCTIONS = "Editorial use only. Embargoed until 5 May.\nDo not crop. " + HOSTILE
+# a long unbroken URL too: it wraps at 320 px (trial 25 M1)
+LONG_URL = "https://example.com/very/long/unbroken/path/that/should/wrap/at/320px/without/horizontal/scrolling/0123456789"
+INSTRUCTIONS = f"Editorial use only. Embargoed until 5 May. {LONG_URL}\nDo not crop. " + HOSTILE
 RESTRICTS = "licence restricts use: a person must confirm the intended use is allowed"
 # asset id -> (usage flag, what the queue's usage column says)
 USAGE = {"wire-0001": ("restricted", "editorial only"), "stock-0002": ("unknown", "unknown"),
@@ -35,7 +37,7 @@ def records(settings) -> list[dict]:
     out = []
     for n, (asset_id, (flag, _)) in enumerate(USAGE.items()):
         why = {"wire-0001": [RESTRICTS, "usage restricted: IPTC special instructions: 'Editorial use only. "
-                                        "Embargoed until 5 May.' restricts use"],
+                                        f"Embargoed until 5 May. {LONG_URL}' restricts use"],
                "stock-0002": [RIGHTS], "rm-0005": [RESTRICTS, "usage restricted: XMP usage terms: 'Rights-managed: "
                                                               "licence fee applies' restricts use"]}.get(asset_id, [LOW])
         r = review_record(settings, asset_id, minutes=n + 1, sample="product_red_mug.jpg", title=f"Mug {asset_id}",
@@ -90,7 +92,8 @@ def test_the_queue_says_each_assets_usage_in_words(page, server):
     col = heads.index("usage")
     got = {}
     for row in page.locator("table.queue tbody tr").all():
-        got[row.locator(".id").first.text_content()] = row.locator("td").nth(col).text_content().strip()
+        # the label, then (for a screen reader and on keyboard focus) ": " and the reasons
+        got[row.locator(".id").first.text_content()] = row.locator("td").nth(col).text_content().split(":")[0].strip()
     assert got == {a: label for a, (_, label) in USAGE.items()}
     cell = page.locator("table.queue tr", has=page.locator(".id", has_text="stock-0002")).locator("td.usage .badge")
     assert "no licence evidence" in cell.get_attribute("title")
@@ -117,11 +120,19 @@ def test_a_bulk_approval_with_restricted_or_unknown_rights_asks_first(page, serv
     page.get_by_role("link", name=re.compile("Cancel")).click()
     page.wait_for_url(re.compile(r"/\?"))
     assert page.locator("table.queue .id").count() == 5 and sent_since(settings, before) == []
+    # Cancel says so, and the message takes the focus, as the outcome of a decision does (trial 25 m1)
+    expect(page.locator("#outcome")).to_have_text("Cancelled: nothing approved.")
+    page.wait_for_function("document.activeElement && document.activeElement.id === 'outcome'")
+    assert page.title().startswith("Cancelled: nothing approved")
 
     page.get_by_role("button", name="Approve all 5 matching").click()
-    page.get_by_role("button", name="Approve only the 2 other(s)").click()
+    # the button says which assets "the others" are, and so does the outcome (trial 25 m5)
+    others = page.get_by_role("button", name="Approve only the 2 other(s)")
+    expect(others).to_have_accessible_description(
+        "The 2 others, with no rights to check: Mug cc-0003 (cc-0003); Mug own-0004 (own-0004).")
+    others.click()
     page.wait_for_url(re.compile("sent="))
-    assert "2 asset(s) approved" in page.locator(".flash").text_content()
+    assert "2 asset(s) approved — cc-0003, own-0004" in page.locator(".flash").text_content()
     assert sent_since(settings, before) == ["cc-0003", "own-0004"]
 
     seen = {d["decision_id"] for d in feedback(settings)}
@@ -140,6 +151,13 @@ def test_a_bulk_approval_with_restricted_or_unknown_rights_asks_first(page, serv
     seen = {d["decision_id"] for d in feedback(settings)}
     page.locator("input[name=ids][value='own-0004']").check()
     page.locator("input[name=ids][value='stock-0002']").check()
+    page.get_by_role("button", name="Approve selected").click()
+    expect(heading).to_have_text("Nothing approved yet: 1 of the 2 asset(s) have restricted or unknown usage rights")
+    page.get_by_role("link", name=re.compile("Cancel")).click()  # the rows ticked are still ticked (trial 25 m1)
+    expect(page.locator("#outcome")).to_have_text("Cancelled: nothing approved.")
+    assert [c.get_attribute("value") for c in page.locator("input[name=ids]:checked").all()] == \
+        ["stock-0002", "own-0004"]
+    assert sent_since(settings, seen) == []
     page.get_by_role("button", name="Approve selected").click()
     expect(heading).to_have_text("Nothing approved yet: 1 of the 2 asset(s) have restricted or unknown usage rights")
     page.get_by_role("button", name="Approve all 2, including these 1").click()
@@ -167,3 +185,57 @@ def test_the_rights_check_covers_more_assets_than_one_search_returns(broker, sto
     finally:
         client.close()
     assert [d["asset_id"] for d in check] == ids[:-1]
+
+
+def test_back_from_an_asset_returns_to_the_rights_confirmation(page, server, fleet):
+    """Trial 25 M2: the confirmation is a page of its own (the POST redirects to it), so Back from an asset it
+    lists returns to it, not to "Confirm Form Resubmission"; showing it approves nothing, approving from it is still
+    a POST with the CSRF token, and its address works only for the session it was made for."""
+    settings, _ = fleet
+    page.goto(server.login_url)
+    before = {d["decision_id"] for d in feedback(settings)}
+    page.get_by_role("button", name="Approve all 5 matching").click()
+    heading = page.locator("h1#outcome")
+    expect(heading).to_have_text(re.compile("^Nothing approved yet: 3 of the 5"))
+    confirm_url = page.url
+    assert "/rights-check?" in confirm_url
+    page.locator("ul.risky a").first.click()
+    page.wait_for_url(re.compile("/asset/wire-0001"))
+    page.go_back()
+    expect(heading).to_have_text(re.compile("^Nothing approved yet: 3 of the 5"))
+    assert page.url == confirm_url and sent_since(settings, before) == []
+    # another's link (or one edited) shows nothing of it
+    forged = re.sub(r"sig=[0-9a-f]+", "sig=" + "0" * 64, confirm_url)
+    assert page.goto(forged).status == 403
+    tampered = confirm_url.replace("expect=5", "expect=4")
+    assert page.goto(tampered).status == 403
+    assert page.request.post(f"{server.url}/bulk-approve", form={"scope": "all", "expect": "5"}).status == 403
+    page.goto(confirm_url)
+    page.get_by_role("button", name="Approve all 5, including these 3").click()
+    page.wait_for_url(re.compile("sent="))
+    assert "5 asset(s) approved" in page.locator(".flash").text_content()
+    assert sent_since(settings, before) == sorted(USAGE)
+
+
+def test_rights_texts_read_well_and_reflow(page, server):
+    """Trial 25: a long unbroken URL in the special instructions or a reason wraps at 320 px (M1); a screen reader
+    hears the usage and the reasons as separate sentences and the instructions once (m2); the queue's usage reasons
+    are reachable by keyboard (m3); each filter field has a name of its own (m6)."""
+    page.goto(server.login_url)
+    for name in ("confidence min", "confidence max", "uploaded from", "uploaded to"):
+        assert page.get_by_label(name, exact=True).count() == 1, name
+    usage = page.get_by_role("link", name=re.compile(r"^unknown ?: no licence evidence: rights must be confirmed before use$"))
+    usage.focus()  # the reasons show beside the focused badge, and it leads to the asset's reasons
+    assert usage.locator(".visually-hidden").evaluate("e => e.getBoundingClientRect().width") > 100
+    assert usage.get_attribute("href").endswith("#why-review")
+
+    page.get_by_role("button", name="Approve all 5 matching").click()
+    items = page.locator("ul.risky li")
+    wire, stock = items.nth(0).text_content(), items.nth(1).text_content()
+    assert wire.count("Embargoed until 5 May") == 1 and ". usage:" in wire
+    assert re.search(r"unknown\.\s*why: no licence evidence: rights must be confirmed before use\.", stock), stock
+    page.set_viewport_size({"width": 320, "height": 640})
+    assert page.evaluate("document.scrollingElement.scrollWidth") <= 320
+    page.goto(f"{server.url}/asset/wire-0001")
+    assert LONG_URL in page.locator("ul.reasons-list").text_content()
+    assert page.evaluate("document.scrollingElement.scrollWidth") <= 320

@@ -52,6 +52,10 @@ log = logging.getLogger("assetstream.review")
 _OUTCOME = re.compile(r"([0-9]{1,12})\.([0-9a-f]{64})")
 
 
+def _canon(items: list[tuple[str, str]]) -> bytes:
+    return json.dumps([[str(k), str(v)] for k, v in items], separators=(",", ":")).encode()
+
+
 @dataclass(frozen=True)
 class Principal:
     user: str
@@ -152,6 +156,20 @@ class Auth:
         issued = int(time.time())
         return {kind: text, "ok": f"{issued}.{self._outcome_mac(who, kind, text, issued)}"}
 
+    def sign_query(self, who: Principal, items: list[tuple[str, str]]) -> list[tuple[str, str]]:
+        """A page's query (the rights confirmation's: the bulk approval's form less its CSRF token) with a signature
+        for this principal's session (`sig`): the GET page the POST redirects to (so Back works, trial 25 M2) shows
+        only what this app asked for this person, never a link made elsewhere. It approves nothing itself."""
+        return [*items, ("sig", self._sign(b"query\n" + f"{who.user}\n{who.session}\n".encode() + _canon(items)))]
+
+    def query_ok(self, who: Principal, items: list[tuple[str, str]]) -> list[tuple[str, str]] | None:
+        """The items of a query signed by sign_query for this principal (less `sig`), else None."""
+        sig = [v for k, v in items if k == "sig"]
+        rest = [(k, v) for k, v in items if k != "sig"]
+        ok = len(sig) == 1 and hmac.compare_digest(
+            str(sig[0]), self._sign(b"query\n" + f"{who.user}\n{who.session}\n".encode() + _canon(rest)))
+        return rest if ok else None
+
     def outcome(self, who: Principal, params: Any) -> dict[str, str | None]:
         """{"sent": …, "error": …} from a request's query parameters: the one signed for this principal by
         sign_outcome within OUTCOME_MAX_AGE_S, else nothing (a forged, unsigned, another user's or stale banner is
@@ -159,11 +177,11 @@ class Auth:
         m = _OUTCOME.fullmatch(str(params.get("ok") or ""))  # crafted values (non-ASCII digits, huge numbers) too
         issued, mac = (m.group(1), m.group(2)) if m else ("", "")
         if issued and 0 <= time.time() - int(issued) <= OUTCOME_MAX_AGE_S:
-            for kind in ("sent", "error"):
+            for kind in ("sent", "error", "note"):
                 text = params.get(kind)
                 if text is not None and hmac.compare_digest(mac, self._outcome_mac(who, kind, text, int(issued))):
-                    return {"sent": None, "error": None, kind: text}
-        return {"sent": None, "error": None}
+                    return {"sent": None, "error": None, "note": None, kind: text}
+        return {"sent": None, "error": None, "note": None}
 
     def from_trusted_proxy(self, request: Request) -> bool:
         """Whether the request's peer address (the socket's: no forwarding header is read) is a trusted proxy."""

@@ -404,6 +404,20 @@ class Index:
         return [(d["_source"].get("asset_id") or d["_id"], d["_source"].get("tenant")) for d in docs
                 if d.get("found") and d.get("_source") is not None and self.scope.holds(d["_source"].get("tenant"))]
 
+    def titles(self, ids: list[str]) -> list[str]:
+        """What a person recognises each of the given documents (tenant-scoped ids) by: "title (asset id)", or the
+        asset id alone when it has no title; in the given order, those in the index of the tenants served."""
+        if not ids:
+            return []
+        docs = self.es.mget(index=self.alias, ids=ids, source_includes=["asset_id", "tenant", "title"])["docs"]
+        out = []
+        for d in docs:
+            src = d.get("_source") if d.get("found") else None
+            if src is not None and self.scope.holds(src.get("tenant")):
+                name, title = src.get("asset_id") or d["_id"], " ".join(str(src.get("title") or "").split())[:80]
+                out.append(f"{title} ({name})" if title and title != name else name)
+        return out
+
     def rights_to_check(self, ids: list[str]) -> list[dict[str, Any]]:
         """Of the given documents (tenant-scoped ids), those whose usage rights a person must confirm before a bulk
         approval (app/review/rights.py RISKY: restricted, or unknown, or no usage flag at all), queue order, with

@@ -4,7 +4,7 @@ flag in words for the queue's *usage* column, and which assets of a bulk approva
 (the approval asks before approving those).
 
     instructions(doc)      the special instructions the file carries, or None (untrusted text: autoescaped)
-    usage(doc)             {"flag", "label", "risky", "why"}: the usage flag as the queue shows it
+    usage(doc)             {"flag", "label", "risky", "why", "why_beside"}: the usage flag as the queue shows it
     needs_rights_check(d)  usage(d)["risky"]: restricted (editorial only too) or unknown rights
 """
 from __future__ import annotations
@@ -37,7 +37,7 @@ def instructions(doc: dict[str, Any]) -> str | None:
 def usage(doc: dict[str, Any]) -> dict[str, Any]:
     """The usage flag as the queue's column says it: `label` (restricted assets whose evidence says "editorial"
     read "editorial only"; an asset without a flag reads "unknown"), `risky` (restricted or unknown: a bulk approval
-    asks first) and `why` (validate's rights reasons, for the tooltip)."""
+    asks first), `why` (validate's rights reasons) and `why_beside` (those not quoting the special instructions)."""
     flag = str(doc.get("usage_flag") or "unknown")
     why = [str(r) for r in doc.get("reasons") or [] if _RIGHTS_REASON.match(str(r))]
     label = LABELS.get(flag, flag.replace("_", " "))
@@ -46,7 +46,9 @@ def usage(doc: dict[str, Any]) -> dict[str, Any]:
                 str(doc.get("usage_terms") or ""), instructions(doc) or ""]
         if any(_EDITORIAL.search(t) for t in said):
             label = "editorial only"
-    return {"flag": flag, "label": label, "risky": flag in RISKY, "why": why}
+    # beside the special instructions shown in full, a reason quoting them only repeats them (trial 25 m2)
+    beside = [r for r in why if "special instructions:" not in r.lower()]
+    return {"flag": flag, "label": label, "risky": flag in RISKY, "why": why, "why_beside": beside}
 
 
 def needs_rights_check(doc: dict[str, Any]) -> bool:

@@ -41,6 +41,7 @@ from app.review.queries import (REASON_GROUPS, STATUSES, Filters, Index, carried
                                 selection_digest, split_reasons)
 
 RIGHTS_CHECK_SHOWN = 100  # assets a bulk approval's rights confirmation lists by name (the count covers them all)
+OTHERS_NAMED = 10  # up to this many, "Approve only the others" and a bulk approval's outcome name the assets
 
 log = logging.getLogger(__name__)
 HERE = Path(__file__).resolve().parent
@@ -134,6 +135,7 @@ class ReviewApp:
             Route("/thumb/{asset_id:path}", self._authed(self.thumbnail)),
             Route("/decide/{asset_id:path}", self._authed(self.decide), methods=["POST"]),
             Route("/bulk-approve", self._authed(self.bulk_approve), methods=["POST"]),
+            Route("/rights-check", self._authed(self.rights_check)),
             Route("/logout", self._authed(self.logout), methods=["POST"]),
             Route("/metrics", self._authed(self.metrics)),
             Route("/login", self.login),
@@ -242,6 +244,7 @@ class ReviewApp:
 
     def _page(self, request: Request, who: Principal, name: str, context: dict[str, Any]) -> Response:
         title, about_other = outcome_title(context.get("sent"), context.get("error"))
+        title = title or str(context.get("note") or "")[:80]  # "Cancelled: nothing approved" (a rights check's)
         return self.templates.TemplateResponse(request, name, {
             "who": who, "csrf": self.auth.csrf_token(who), "outcome_title": title,
             # the outcome is about the asset decided before this one: the title says this one is the next
@@ -289,9 +292,12 @@ class ReviewApp:
         data = await run_in_threadpool(load)
         # a tag outside the vocabulary matches nothing: say so, as the search API and CLI do ("did you mean …?")
         tag_problem = unknown_tag(f.tag, self.taxonomy) if f.tag else None
+        shown = self.auth.outcome(who, request.query_params)
+        # back from a rights confirmation (its Cancel, signed): the rows ticked before are ticked again (trial 25 m1)
+        ticked = set(request.query_params.getlist("ids")) if shown["note"] or shown["error"] else set()
         return self._page(request, who, "queue.html", {**data, "f": f, "reason_groups": list(REASON_GROUPS),
                                                        "scan_limit": self.cfg.scan_limit, "tag_problem": tag_problem,
-                                                       **self.auth.outcome(who, request.query_params)})
+                                                       "ticked": ticked, **shown})
 
     async def asset(self, request: Request, who: Principal) -> Response:
         asset_id = request.path_params["asset_id"]
@@ -388,18 +394,35 @@ class ReviewApp:
                                                               f"{type(exc).__name__}: {exc}); try again"))
         return RedirectResponse(target, status_code=303)
 
+    def _bulk_chosen(self, f: Filters, form: Any) -> list[tuple[str, str | None]]:
+        """The (asset id, tenant) pairs a bulk approval's form covers; DecisionError when "Approve all" would
+        approve other assets than the page confirmed."""
+        if form.get("scope") == "all":
+            chosen = self.index.matching(f)
+            refusal = changed_since_confirmed(f, chosen, form)
+            if refusal:  # the queue changed since the page was drawn: approve nothing
+                raise dec.DecisionError(refusal)
+            return chosen
+        return self.index.tenants(list(dict.fromkeys(str(i) for i in form.getlist("ids"))))
+
+    def _rights_ask(self, chosen: list[tuple[str, str | None]]) -> dict[str, Any]:
+        """What the rights confirmation shows of a bulk approval: the assets with restricted or unknown rights
+        (`check`), their digest (`confirmed`), the count, and the others (ids, and titles when few)."""
+        ids = [scoped_id(i, t) for i, t in chosen]
+        check = self.index.rights_to_check(ids)
+        flagged = {scoped_id(d.get("asset_id"), d.get("tenant")) for d in check}
+        others = [i for i in ids if i not in flagged]
+        return {"check": check, "total": len(ids), "others": others,
+                "confirmed": selection_digest([scoped_id(d.get("asset_id"), d.get("tenant")) for d in check]),
+                # "Approve only the 2 others" says which (trial 25 m5): by title, when few enough to read out
+                "others_named": self.index.titles(others) if 0 < len(others) <= OTHERS_NAMED else None}
+
     async def bulk_approve(self, request: Request, who: Principal) -> Response:
         form = await request.form()
         f = Filters.from_params(form, self.taxonomy)
 
-        def act() -> str | dict[str, Any]:
-            if form.get("scope") == "all":
-                chosen = self.index.matching(f)
-                refusal = changed_since_confirmed(f, chosen, form)
-                if refusal:  # the queue changed since the page was drawn: approve nothing
-                    raise dec.DecisionError(refusal)
-            else:
-                chosen = self.index.tenants(list(dict.fromkeys(str(i) for i in form.getlist("ids"))))
+        def act() -> str | None:
+            chosen = self._bulk_chosen(f, form)
             if not chosen:
                 return "0 asset(s) approved"
             ids = [scoped_id(i, t) for i, t in chosen]
@@ -408,24 +431,24 @@ class ReviewApp:
             check = self.index.rights_to_check(ids)
             confirmed = selection_digest([scoped_id(d.get("asset_id"), d.get("tenant")) for d in check])
             if check and form.get("rights_confirmed") != confirmed:
-                flagged = {scoped_id(d.get("asset_id"), d.get("tenant")) for d in check}
-                return {"check": check, "total": len(ids), "confirmed": confirmed,
-                        "others": [i for i in ids if i not in flagged]}
+                return None
             given = self.index.propagated(ids)
             sent = self.publish([dec.approval(i, who.user, t, given.get(scoped_id(i, t)), self.taxonomy) for i, t in chosen])
             # the queue shown next is drawn from the index: wait (briefly) for the review group to apply them, so it
             # does not list what was just approved (trial 19), and say so when some are not applied yet
             pending, kept = self.index.wait_decided({doc: d["decision_id"] for doc, d in zip(ids, sent)},
                                                     self.cfg.apply_wait_s) if self.cfg.apply_wait_s else (0, 0)
+            # which ones, when few (trial 25 m5: "Approve only the others" named none)
             return f"{len(sent)} asset(s) approved" + (
                 f" ({kept} kept in review by the review group: each asset's page says why)" if kept else "") + (
                 f" ({pending} still being applied: they may show here until it is done; reload in a moment)"
-                if pending else "")
+                if pending else "") + (f" — {', '.join(ids)}" if len(ids) <= OTHERS_NAMED else "")
 
         try:
             done = await run_in_threadpool(act)
-            if isinstance(done, dict):  # ask first: restricted or unknown rights
-                return self._rights_confirm(request, who, f, form, done)
+            if done is None:  # ask first: restricted or unknown rights, on a page of its own Back returns to
+                again = [(k, str(v)) for k, v in form.multi_items() if k not in ("csrf", "rights_confirmed")]
+                return RedirectResponse("/rights-check?" + urlencode(self.auth.sign_query(who, again)), 303)
             outcome = ("sent", done)
         except dec.DecisionError as exc:
             outcome = ("error", str(exc))
@@ -436,15 +459,39 @@ class ReviewApp:
         return RedirectResponse("/?" + urlencode({**f.params(), **self.auth.sign_outcome(who, *outcome)}),
                                 status_code=303)
 
-    def _rights_confirm(self, request: Request, who: Principal, f: Filters, form: Any,
-                        ask: dict[str, Any]) -> Response:
-        """The page a bulk approval with restricted or unknown-rights assets shows instead of approving: how many
-        and which, *Approve all N, including these M* (the same request again, with the digest of these M), *Approve
-        only the K others* (those ids, as a selection) or *Cancel* (back to the queue, nothing sent)."""
-        again = [(k, str(v)) for k, v in form.multi_items() if k not in ("csrf", "rights_confirmed")]
+    async def rights_check(self, request: Request, who: Principal) -> Response:
+        """GET: the page a bulk approval with restricted or unknown-rights assets shows instead of approving (the
+        POST redirects here, trial 25 M2: Back from an asset it lists returns to it): how many and which, *Approve
+        all N, including these M* (the same POST again, with the digest of these M), *Approve only the K others*
+        (those ids, as a selection) or *Cancel* (back to the queue, nothing sent, the ticks kept). Its query is
+        the approval's form, signed for this session: it approves nothing, each choice is a POST with the CSRF
+        token."""
+        again = self.auth.query_ok(who, list(request.query_params.multi_items()))
+        if again is None:
+            return self._message(request, who, 403, "Refused", "This confirmation link was not made for your "
+                                 "session: go back to the queue and approve again.")
+        form = _Form(again)
+        f = Filters.from_params(form, self.taxonomy)
+
+        def load() -> dict[str, Any]:
+            chosen = self._bulk_chosen(f, form)
+            return {**self._rights_ask(chosen), "header": None}
+
+        try:
+            ask = await run_in_threadpool(load)
+        except dec.DecisionError as exc:
+            ask = {"check": [], "error": str(exc)}
+        ticked = form.getlist("ids") if form.get("scope") != "all" else []
+        if not ask["check"]:  # decided elsewhere meanwhile: nothing left to confirm here
+            text = ask.get("error") or "nothing approved: none of these has restricted or unknown rights any more; " \
+                                       "approve again"
+            return RedirectResponse("/?" + urlencode([*f.params().items(), *[("ids", i) for i in ticked],
+                                                      *self.auth.sign_outcome(who, "error", text).items()]), 303)
+        # Cancel: the queue says so, its banner takes the focus, and the rows ticked are still ticked (m1)
+        back = "/?" + urlencode([*f.params().items(), *[("ids", i) for i in ticked],
+                                 *self.auth.sign_outcome(who, "note", "Cancelled: nothing approved").items()])
         return self._page(request, who, "rights_confirm.html", {
-            **ask, "f": f, "again": again, "header": None, "shown": RIGHTS_CHECK_SHOWN,
-            "back": "/?" + f.query_string()})
+            **ask, "f": f, "again": again, "shown": RIGHTS_CHECK_SHOWN, "back": back})
 
     async def metrics(self, request: Request, who: Principal) -> Response:
         def collect():
@@ -568,6 +615,22 @@ def error_fields(error: str | None, rows: list[dict[str, Any]]) -> set[str]:
     low = error.lower()
     return {r["name"] for r in rows if re.search(rf"\b({re.escape(r['label'].lower())}|{r['name']})\b", low)
             or (r["name"] == "tags" and "not in the vocabulary" in low)}
+
+
+class _Form:
+    """A signed query's items read as a form (get, getlist, multi_items)."""
+
+    def __init__(self, items: list[tuple[str, str]]):
+        self.items = items
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return next((v for k, v in self.items if k == key), default)
+
+    def getlist(self, key: str) -> list[str]:
+        return [v for k, v in self.items if k == key]
+
+    def multi_items(self) -> list[tuple[str, str]]:
+        return list(self.items)
 
 
 def _asset_url(asset_id: str, f: Filters, **extra: str) -> str:
