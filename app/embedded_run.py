@@ -554,7 +554,8 @@ class EmbeddedRun:
 
     def follow_decisions(self, settings: Settings, tracker: Tracker, paths: dict[str, Path],
                          done: threading.Event) -> None:
-        """While serving: the sidecars and summary row of each of the run's assets follow the index. Every later
+        """While serving: the sidecars and summary row of each of the run's assets, and of each asset backfilled or
+        published into the session once a person decides on it, follow the index. Every later
         record of the asset on `validated` (an editor's decision applied by the review group, whatever event it
         was applied to; a reprocess; a replay) is followed by what the index made of it: once the index group
         has committed past that record, the document's stored record (every review on it, per field the newest
@@ -565,6 +566,7 @@ class EmbeddedRun:
         from confluent_kafka import Consumer, TopicPartition
 
         from domain.records import asset_of
+        from domain.sources import file_path
         from streams.avro import Serde
 
         serde = Serde.for_settings(settings)
@@ -583,11 +585,15 @@ class EmbeddedRun:
                     if msg.error() or msg.key() is None:
                         continue
                     asset_id = msg.key().decode()
-                    if asset_id not in tracker.event_ids:
-                        continue
                     value = serde.deserialize("validated", msg.value())
-                    if (value.get("stamp") or {}).get("stage") != "review" \
-                            and asset_of(value)["event_id"] == tracker.event_ids[asset_id]:
+                    decided = (value.get("stamp") or {}).get("stage") == "review"
+                    if asset_id not in tracker.event_ids:
+                        # an asset backfilled or published into the session (trial 24b): followed from the first
+                        # decision on it, so its sidecars and summary row keep that decision too
+                        if not decided and asset_id not in paths:
+                            continue
+                        paths.setdefault(asset_id, Path(file_path(asset_of(value).get("source_uri") or asset_id)))
+                    elif not decided and asset_of(value)["event_id"] == tracker.event_ids[asset_id]:
                         continue  # the run's own record: already followed by the run
                     pending[asset_id] = (msg.partition(), msg.offset())
                 if pending:
@@ -713,7 +719,8 @@ class EmbeddedRun:
             self.set_aside_files.extend(moved)
 
     def decided_assets(self) -> list[str]:
-        """The run's assets whose record carries a person's decision (after `--serve`, or carried over)."""
+        """The assets whose record carries a person's decision (after `--serve`: the run's and those backfilled into the
+        session; or carried over)."""
         return sorted(a for a, v in self.tracker.validated.items() if has_decision(v.get("review")))
 
     def write_sidecars(self, tracker: Tracker, paths: dict[str, Path], rows: list[dict[str, Any]]) -> None:
