@@ -10,6 +10,7 @@ import logging
 import math
 import re
 import threading
+import unicodedata
 from typing import Any
 
 import scipy.spatial  # noqa: F401 - reverse_geocoder's K-D tree: imported with the stage, not first from a thread
@@ -47,7 +48,8 @@ def clean_text(value: Any, limit: int = MAX_TEXT, mark_cut: bool = False) -> str
         return None
     if isinstance(value, bytes):
         value = decode_legacy(value)
-    text = _CTRL.sub("", str(value)).strip()
+    # composed (NFC): "Cafe" + U+0301 as macOS writes it is stored, shown and compared as "Café" (trial 24b)
+    text = unicodedata.normalize("NFC", _CTRL.sub("", str(value))).strip()
     text = re.sub(r"[ \t]+", " ", text)
     if mark_cut and len(text) > limit:
         return text[:limit - len(CUT_MARK)].rstrip() + CUT_MARK
