@@ -83,6 +83,28 @@ def find_images(patterns: list[str], extensions: list[str] | None = None) -> tup
     return list(unique), skipped
 
 
+def file_roots_for(inputs: list[str], images: list[Path]) -> list[str]:
+    """A run's preprocess.file_roots (what its workers, and a `backfill` into a `--serve` session, may read): each
+    folder given to `run`, and the folder of each file named or matched by a glob as it was given, symlinks
+    resolved; a file reached through a symbolic link to outside them is admitted as that one file. Trial 24b: the
+    roots were the folders of the resolved images, so a link in a run folder admitted its target's whole folder."""
+    folders: set[Path] = set()
+    for pattern in inputs:
+        p = Path(pattern).expanduser()
+        if p.is_dir():
+            folders.add(Path(os.path.realpath(p)))
+        elif any(ch in pattern for ch in "*?["):
+            folders.update(Path(os.path.realpath(Path(f).parent)) for f in glob.glob(pattern, recursive=True))
+        else:
+            folders.add(Path(os.path.realpath(p.parent)))
+    roots = {str(f) for f in folders}
+    for image in images:
+        real = Path(os.path.realpath(image))
+        if not any(real == f or real.is_relative_to(f) for f in folders):
+            roots.add(str(real))
+    return sorted(roots)
+
+
 def _reveal(node: Any) -> Any:
     if isinstance(node, SecretStr):
         return node.get_secret_value()
@@ -209,7 +231,7 @@ class EmbeddedRun:
             # laptop it served every worker's metrics to the network (trial 16)
             "runner": {"metrics_port": 0, "metrics_host": "127.0.0.1", "drain_timeout_s": self.drain_timeout_s,
                        **({"retry_mode": "topic"} if self.base_settings.runner.retry_mode == "auto" else {})},
-            "preprocess": {"file_roots": sorted({str(p.parent) for p in images})},
+            "preprocess": {"file_roots": file_roots_for(self.inputs, images)},
         }
         if self.bootstrap:
             overrides["kafka"] = {"bootstrap_servers": self.bootstrap}
