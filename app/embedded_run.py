@@ -83,6 +83,28 @@ def find_images(patterns: list[str], extensions: list[str] | None = None) -> tup
     return list(unique), skipped
 
 
+def file_roots_for(inputs: list[str], images: list[Path]) -> list[str]:
+    """A run's preprocess.file_roots (what its workers, and a `backfill` into a `--serve` session, may read): each
+    folder given to `run`, and the folder of each file named or matched by a glob as it was given, symlinks
+    resolved; a file reached through a symbolic link to outside them is admitted as that one file. Trial 24b: the
+    roots were the folders of the resolved images, so a link in a run folder admitted its target's whole folder."""
+    folders: set[Path] = set()
+    for pattern in inputs:
+        p = Path(pattern).expanduser()
+        if p.is_dir():
+            folders.add(Path(os.path.realpath(p)))
+        elif any(ch in pattern for ch in "*?["):
+            folders.update(Path(os.path.realpath(Path(f).parent)) for f in glob.glob(pattern, recursive=True))
+        else:
+            folders.add(Path(os.path.realpath(p.parent)))
+    roots = {str(f) for f in folders}
+    for image in images:
+        real = Path(os.path.realpath(image))
+        if not any(real == f or real.is_relative_to(f) for f in folders):
+            roots.add(str(real))
+    return sorted(roots)
+
+
 def _reveal(node: Any) -> Any:
     if isinstance(node, SecretStr):
         return node.get_secret_value()
@@ -209,7 +231,7 @@ class EmbeddedRun:
             # laptop it served every worker's metrics to the network (trial 16)
             "runner": {"metrics_port": 0, "metrics_host": "127.0.0.1", "drain_timeout_s": self.drain_timeout_s,
                        **({"retry_mode": "topic"} if self.base_settings.runner.retry_mode == "auto" else {})},
-            "preprocess": {"file_roots": sorted({str(p.parent) for p in images})},
+            "preprocess": {"file_roots": file_roots_for(self.inputs, images)},
         }
         if self.bootstrap:
             overrides["kafka"] = {"bootstrap_servers": self.bootstrap}
@@ -554,7 +576,8 @@ class EmbeddedRun:
 
     def follow_decisions(self, settings: Settings, tracker: Tracker, paths: dict[str, Path],
                          done: threading.Event) -> None:
-        """While serving: the sidecars and summary row of each of the run's assets follow the index. Every later
+        """While serving: the sidecars and summary row of each of the run's assets, and of each asset backfilled or
+        published into the session once a person decides on it, follow the index. Every later
         record of the asset on `validated` (an editor's decision applied by the review group, whatever event it
         was applied to; a reprocess; a replay) is followed by what the index made of it: once the index group
         has committed past that record, the document's stored record (every review on it, per field the newest
@@ -565,6 +588,7 @@ class EmbeddedRun:
         from confluent_kafka import Consumer, TopicPartition
 
         from domain.records import asset_of
+        from domain.sources import file_path
         from streams.avro import Serde
 
         serde = Serde.for_settings(settings)
@@ -583,11 +607,15 @@ class EmbeddedRun:
                     if msg.error() or msg.key() is None:
                         continue
                     asset_id = msg.key().decode()
-                    if asset_id not in tracker.event_ids:
-                        continue
                     value = serde.deserialize("validated", msg.value())
-                    if (value.get("stamp") or {}).get("stage") != "review" \
-                            and asset_of(value)["event_id"] == tracker.event_ids[asset_id]:
+                    decided = (value.get("stamp") or {}).get("stage") == "review"
+                    if asset_id not in tracker.event_ids:
+                        # an asset backfilled or published into the session (trial 24b): followed from the first
+                        # decision on it, so its sidecars and summary row keep that decision too
+                        if not decided and asset_id not in paths:
+                            continue
+                        paths.setdefault(asset_id, Path(file_path(asset_of(value).get("source_uri") or asset_id)))
+                    elif not decided and asset_of(value)["event_id"] == tracker.event_ids[asset_id]:
                         continue  # the run's own record: already followed by the run
                     pending[asset_id] = (msg.partition(), msg.offset())
                 if pending:
@@ -713,7 +741,8 @@ class EmbeddedRun:
             self.set_aside_files.extend(moved)
 
     def decided_assets(self) -> list[str]:
-        """The run's assets whose record carries a person's decision (after `--serve`, or carried over)."""
+        """The assets whose record carries a person's decision (after `--serve`: the run's and those backfilled into the
+        session; or carried over)."""
         return sorted(a for a, v in self.tracker.validated.items() if has_decision(v.get("review")))
 
     def write_sidecars(self, tracker: Tracker, paths: dict[str, Path], rows: list[dict[str, Any]]) -> None:

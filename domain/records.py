@@ -90,9 +90,15 @@ says so in a note."""
 CUT_MARK = "…"
 
 
-def rights_text_cut(text: str | None) -> bool:
-    """Whether a file's rights text was cut at MAX_RIGHTS_TEXT by preprocess."""
-    return bool(text) and len(text) == MAX_RIGHTS_TEXT and text.endswith(CUT_MARK)
+MAX_FILE_TEXT = 2000
+"""Any other text read from a file (title, caption, …) is kept up to this many characters; a longer one is cut and
+ends in CUT_MARK, and validate says so in a note for the caption and summary (trial 24b: a 1 MB description)."""
+
+
+def rights_text_cut(text: str | None, limit: int = MAX_RIGHTS_TEXT) -> bool:
+    """Whether a file's text was cut at `limit` by preprocess (rights texts: MAX_RIGHTS_TEXT; others:
+    MAX_FILE_TEXT)."""
+    return bool(text) and len(text) == limit and text.endswith(CUT_MARK)
 
 
 def duplicate_reason(duplicate_of: str, distance: int | None = None, *, clip: bool = False) -> str:

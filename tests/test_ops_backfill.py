@@ -354,3 +354,14 @@ def test_wait_follows_every_published_asset_to_the_index_or_the_dead_letters(bro
     assert len(published) >= 2 and published[-1].startswith("backfill: published 5/5 (100%)"), err
     assert any(ln.startswith("pipeline: through 5/5 (100%) (3 indexed, 1 dead-lettered, 1 not newer") for ln in lines), err
     assert "━" not in err  # no bar drawn into a log
+
+    # trial 24b N2: the same command again (as the timeout's and Ctrl-C's advice says) published nothing, waited for
+    # nothing and exited 0 though `broken` is dead-lettered. What the state file says was published is waited for.
+    r = CliRunner().invoke(_app(), ["backfill", str(manifest), "--state", str(tmp_path / "s2"), "--wait",
+                                    "--wait-timeout", "20", "--json"], env=env)
+    assert r.exit_code == 1, r.output
+    assert "0 to publish, 5 skipped (already published 5 (state file" in r.output
+    assert "for 5 asset(s) (5 published by an earlier run of this state file)" in r.output
+    wait = json.loads(r.stdout)["wait"]
+    assert (wait["indexed"], wait["superseded"], wait["not_newer"], wait["waiting"]) == (2, 1, 1, 0), wait
+    assert list(wait["dead_lettered_ids"]) == ["broken"]

@@ -215,6 +215,19 @@ def test_windows_1252_iptc_and_utf8_exif_read_as_written(tmp_path):
     assert clean_text(b"a\x81b\x93c\x94") == "ab“c”" and clean_text("x\x85y\x9fz") == "xyz"
 
 
+def test_decomposed_text_is_stored_composed(tmp_path):
+    """Trial 24b N3: XMP text written decomposed (NFD, as macOS writes it: "Cafe" + U+0301) was indexed so, and
+    shown and compared unlike the same words typed composed. Text from the file is stored NFC."""
+    import subprocess
+
+    (tmp_path / "nfd.jpg").write_bytes(jpeg(scene(6, (300, 200))))
+    subprocess.run(["exiftool", "-overwrite_original", "-XMP-dc:Title=Cafe\u0301 Zu\u0308rich",
+                    "-XMP-dc:Description=Cre\u0300me bru\u0302le\u0301e", str(tmp_path / "nfd.jpg")],
+                   check=True, capture_output=True)
+    em = run(tmp_path, "nfd.jpg")["embedded"]
+    assert em["title"] == "Café Zürich" and em["description"] == "Crème brûlée"
+
+
 def test_extended_xmp_is_read(tmp_path, caplog):
     """Trial 24 F10: a description too long for the 64 KB standard XMP packet goes to JPEG extended XMP (ExifTool,
     Photoshop), and was silently absent. It is read (and capped like any text); a file missing one of its parts
@@ -229,7 +242,8 @@ def test_extended_xmp_is_read(tmp_path, caplog):
     data = (tmp_path / "huge.jpg").read_bytes()
     assert data.count(b"http://ns.adobe.com/xmp/extension/") == 2  # two APP1 parts
     em = run(tmp_path, "huge.jpg")["embedded"]
-    assert em["title"] == "Huge XMP" and em["description"] == long_text[:2000]  # MAX_TEXT
+    # MAX_TEXT, and it says it was cut (trial 24b N5)
+    assert em["title"] == "Huge XMP" and em["description"] == long_text[:1999].rstrip() + "…"
 
     last = data.rfind(b"\xff\xe1", 0, data.rfind(b"http://ns.adobe.com/xmp/extension/"))
     seg_len = int.from_bytes(data[last + 2:last + 4], "big")

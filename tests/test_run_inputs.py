@@ -162,3 +162,21 @@ def test_the_results_table_names_each_file_under_its_asset_id(tmp_path, capsys):
     text = capsys.readouterr().out
     assert asset_id_for(latin1) in text and "caf\\xe9.jpg" in text
     assert "a\\x1b[2J\\u202egpj.jpg" in text and "\x1b" not in text and "\u202e" not in text
+
+
+def test_a_link_to_a_file_elsewhere_admits_that_file_not_its_folder(tmp_path):
+    """Trial 24b N4: `run lib/ in4/ --serve`, in4 holding a link to /tmp/trial24/in/orient_2.jpg, gave the session
+    (and every `backfill` into it) file_roots with /tmp/trial24/in, the link target's whole folder."""
+    from app.embedded_run import file_roots_for
+
+    given, elsewhere, single = tmp_path / "in4", tmp_path / "elsewhere", tmp_path / "one"
+    for d in (given, elsewhere, single):
+        d.mkdir()
+    (elsewhere / "orient_2.jpg").write_bytes(b"x")
+    (elsewhere / "secret.jpg").write_bytes(b"x")
+    (given / "a.jpg").write_bytes(b"x")
+    (given / "link.jpg").symlink_to(elsewhere / "orient_2.jpg")
+    (single / "b.jpg").write_bytes(b"x")
+    inputs = [str(given), str(single / "b.jpg")]
+    images, _ = find_images(inputs)
+    assert file_roots_for(inputs, images) == sorted([str(given), str(elsewhere / "orient_2.jpg"), str(single)])

@@ -120,20 +120,28 @@ def session(tmp_path_factory):
         shutil.copy(mug, elsewhere / "other_mug.jpg")
         result["outside"] = _cli(["backfill", str(elsewhere), "--state", str(tmp / "state.jsonl")], other)
 
-        # a later event for the mug, then both decisions (as in the trial)
+        # a file backfilled into the session (trial 24b N1: its approval was lost at Ctrl-C)
+        later = images / "later"
+        later.mkdir()
+        result["later"] = Path(shutil.copy(REPO / "samples" / "gradient_decorative.jpg", later / "gradient.jpg"))
+        backfilled = _cli(["backfill", str(later), "--state", str(tmp / "state2.jsonl"), "--wait"], other)
+        assert backfilled.returncode == 0, backfilled.stderr
+
+        # a later event for the mug, then the decisions (as in the trial)
         published = _cli(["publish", str(mug), "--event-type", "reprocess"], other)
         assert published.returncode == 0, published.stderr
         decisions = tmp / "decisions.jsonl"
         decisions.write_text("\n".join(json.dumps(d) for d in (
             {"asset_id": mug_id, "editor": "ana", "status": "approved",
              "fields": [{"field": "alt_text", "action": "edited", "value": EDITED}]},
-            {"asset_id": logo_id, "editor": "ana", "status": "approved", "fields": []})))
+            {"asset_id": logo_id, "editor": "ana", "status": "approved", "fields": []},
+            {"asset_id": asset_id_for(result["later"]), "editor": "ana", "status": "approved", "fields": []})))
         sent = _cli(["feedback", "--file", str(decisions)], other)
         assert sent.returncode == 0, sent.stderr
         result["searched"] = _wait_for(
-            lambda: (lambda hits: hits if all(h.get("status") == "approved" for h in hits) and len(hits) == 2
+            lambda: (lambda hits: hits if all(h.get("status") == "approved" for h in hits) and len(hits) == 3
                      else None)(json.loads(_cli(["search", "--json"], other).stdout)["hits"]), 60,
-            "the index to hold both approvals")
+            "the index to hold the three approvals")
 
         def sidecars():
             return _sidecar(out, mug), _sidecar(out, logo), _summary(out, mug), _summary(out, logo)
@@ -159,6 +167,7 @@ def session(tmp_path_factory):
         err_reader.join(10)
         result["stderr"] = "".join(errors)
         result["stdout"] = "\n".join(seen)
+        shutil.rmtree(later)  # the reruns below are over the session's own files
         yield result
     finally:
         if proc.poll() is None:
@@ -209,8 +218,13 @@ def test_a_second_serve_on_a_port_in_use_fails_at_once_with_a_clear_error(sessio
 def test_ctrl_c_says_where_the_sessions_decisions_are_kept(session):
     assert session["exit"] == 0, session["stderr"]
     said = " ".join(session["stderr"].split())
-    assert f"2 asset(s) carry a person's decision: kept in the sidecars in {session['out'].resolve()}" in said
+    assert f"3 asset(s) carry a person's decision: kept in the sidecars in {session['out'].resolve()}" in said
     assert "the embedded store and broker of this session are gone" in said
+    # trial 24b N1: the file backfilled into the session has its approval in its sidecars and summary row too
+    later = session["later"]
+    assert _sidecar(session["out"], later)["creativeWorkStatus"] == "approved"
+    assert _summary(session["out"], later)["status"] == "approved"
+    assert _summary(session["out"], later)["file"] == str(later.resolve())
     mug = _sidecar(session["out"], session["mug"])  # the edit sent just before Ctrl-C is in the files too
     assert mug["name"] == TITLE and mug["accessibilitySummary"] == EDITED and mug["creativeWorkStatus"] == "approved"
     assert _summary(session["out"], session["mug"])["title"] == TITLE

@@ -71,6 +71,20 @@ def test_accents_fold_so_cafe_finds_cafe_and_zurich_finds_zurich(sink):
     assert _ids(hybrid_search(sink.client, sink.settings, "cafe zurich"))[:1] == ["acc-1"]
 
 
+def test_decomposed_accents_fold_like_composed_ones(sink):
+    """Trial 24b N3: text written decomposed (NFD: "Cafe" + U+0301, as macOS writes it) was not folded: "cafe" did
+    not find it, nor "creme brulee" "Crème brûlée", and an NFD query found less than the NFC one."""
+    nfd = validated_asset("nfd-1", 1, title="Cafe\u0301 in Zu\u0308rich NFD", alt_text="Cre\u0300me bru\u0302le\u0301e")
+    nfc = validated_asset("nfc-1", 1, title="Café in Zürich NFC", alt_text="a cup")
+    sink.process_batch(as_items([nfd, nfc]))
+    sink.client.indices.refresh(index=read_alias(sink.cfg))
+    for q in ("cafe", "Café", "Cafe\u0301", "zu\u0308rich", "zurich"):
+        assert sorted(_ids(search(sink.client, sink.settings, q))) == ["nfc-1", "nfd-1"], q
+    for q in ("creme brulee", "crème brûlée", "cre\u0300me bru\u0302le\u0301e"):
+        assert _ids(search(sink.client, sink.settings, q)) == ["nfd-1"], q
+        assert [h["_id"] for h in literal_leg(sink.client, sink.cfg, q, [], 10)] == ["nfd-1"], q
+
+
 def test_expand_query_maps_phrases_and_deprecated_names():
     tax = load_taxonomy()
     assert "product:sneaker" in expand_query("red running shoe", tax)

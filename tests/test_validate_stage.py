@@ -424,6 +424,18 @@ def test_special_instructions_are_rights_evidence_and_a_cut_notice_says_so(stage
     assert has_reason(out, f"copyright notice is longer than {MAX_RIGHTS_TEXT} characters and was cut")
 
 
+def test_a_caption_cut_at_the_file_text_limit_says_so(stage):
+    """Trial 24b N5: a 1 MB extended-XMP description became a 2000-character caption with no word that it was cut."""
+    from domain.records import CUT_MARK, MAX_FILE_TEXT
+
+    out = run(stage, embedded_meta={"description": "Lorem ipsum … dolor."})
+    assert not has_reason(out, "was cut")
+    cut = ("Lorem ipsum. " * 200)[:MAX_FILE_TEXT - 1] + CUT_MARK
+    out = run(stage, embedded_meta={"description": cut})
+    assert out["caption"] == cut and out["field_sources"]["caption"] == "embedded"
+    assert has_reason(out, f"file's caption is longer than {MAX_FILE_TEXT} characters and was cut")
+
+
 def test_usage_terms_nobody_understands_are_shown_and_reviewed():
     """Trial 23 B3: the reason quotes the terms instead of saying there are none, and a person reads them."""
     out = run(make_stage(unknown_rights_need_review=False), declared_license=None,

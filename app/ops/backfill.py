@@ -197,13 +197,16 @@ def enumerate_source(source: Path, ops: OpsSettings,
 
 # ------------------------------------------------------------------------------------------------ state
 class StateFile:
-    """Append-only JSON lines {"asset_id", "fp", "topic", "at"}; the last line for an asset wins. A torn last
-    line (killed mid-write) is ignored."""
+    """Append-only JSON lines {"asset_id", "fp", "topic", "at", "event"}; the last line for an asset wins. A torn
+    last line (killed mid-write) is ignored. `event` ({"doc", "event_id", "version"}: the acknowledged event) lets
+    `--wait` on a re-run wait for what an earlier run published (lines written before it have none)."""
 
     def __init__(self, path: Path, topic: str):
         self.path = path
         self.topic = topic
         self.done: dict[str, str] = {}
+        self.events: dict[str, tuple[str, Sent, int]] = {}
+        """state key -> (document id, the acknowledged event, when: ms) of the last line that names its event"""
         self._lock = threading.Lock()
         self._f = None
         if path.exists():
@@ -215,18 +218,46 @@ class StateFile:
                         continue
                     if isinstance(rec, dict) and rec.get("topic") == topic and "asset_id" in rec:
                         self.done[rec["asset_id"]] = rec.get("fp", "")
+                        self._remember(rec)
 
     def is_done(self, key: str, fp: str) -> bool:
         return self.done.get(key) == fp
 
-    def record(self, key: str, fp: str) -> None:
+    def _remember(self, rec: dict[str, Any]) -> None:
+        self.events.pop(rec["asset_id"], None)
+        event = rec.get("event")
+        try:
+            self.events[rec["asset_id"]] = (str(event["doc"]), Sent(str(event["asset_id"]), str(event["event_id"]),
+                                                                    int(event["version"])), int(rec["at"]) * 1000)
+        except (TypeError, KeyError, ValueError):
+            pass
+
+    def earlier(self, keys: Iterable[str]) -> tuple[dict[str, Sent], int | None, list[str]]:
+        """What earlier runs published for these state keys: document id -> event, the earliest time (ms), and
+        the keys whose line names no event (written before lines did)."""
+        sent, times, unknown = {}, [], []
+        for key in keys:
+            if key in self.events:
+                doc, event, at_ms = self.events[key]
+                sent[doc] = event
+                times.append(at_ms)
+            else:
+                unknown.append(key)
+        return sent, min(times, default=None), unknown
+
+    def record(self, key: str, fp: str, doc: str | None = None, event: Sent | None = None) -> None:
+        rec: dict[str, Any] = {"asset_id": key, "fp": fp, "topic": self.topic, "at": int(time.time())}
+        if doc is not None and event is not None:
+            rec["event"] = {"doc": doc, "asset_id": event.asset_id, "event_id": event.event_id,
+                            "version": event.version}
         with self._lock:
             if self._f is None:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
                 self._f = open(self.path, "a", encoding="utf-8")
-            self._f.write(json.dumps({"asset_id": key, "fp": fp, "topic": self.topic, "at": int(time.time())}) + "\n")
+            self._f.write(json.dumps(rec) + "\n")
             self._f.flush()
             self.done[key] = fp
+            self._remember(rec)
 
     def close(self) -> None:
         with self._lock:
@@ -363,6 +394,8 @@ class Plan:
     publish: list[tuple[Item, str, int | None, str, str]] = field(default_factory=list)
     """(item, event_type, version, state key, state fingerprint)"""
     skipped_state: list[str] = field(default_factory=list)
+    skipped_state_keys: list[str] = field(default_factory=list)
+    """their state keys (what `StateFile.earlier` looks up for `--wait`)"""
     skipped_indexed: list[str] = field(default_factory=list)
     skipped_current: list[str] = field(default_factory=list)
     skipped_missing: list[str] = field(default_factory=list)
@@ -422,6 +455,7 @@ def make_plan(items: list[Item], state: StateFile | None, index: IndexView | Non
             key, fp = f"reprocess:{it.asset_id}", f"{digest}|v{version}"
             if state is not None and state.is_done(key, fp):
                 plan.skipped_state.append(it.asset_id)
+                plan.skipped_state_keys.append(key)
                 continue
             plan.stale[it.asset_id] = reasons
             plan.carry[it.asset_id] = carry.indexed_values(doc)
@@ -435,6 +469,7 @@ def make_plan(items: list[Item], state: StateFile | None, index: IndexView | Non
     for it in items:
         if state is not None and state.is_done(it.asset_id, it.fingerprint):
             plan.skipped_state.append(it.asset_id)
+            plan.skipped_state_keys.append(it.asset_id)
         else:
             todo.append(it)
     docs: dict[str, dict[str, Any]] = {}
@@ -506,10 +541,11 @@ class BackfillPublisher:
             if err is not None:
                 self.failed.append((event["asset_id"], err.str()))
                 return
+            sent = Sent(event["asset_id"], event["event_id"], int(event["version"]))
             if self.state is not None:
-                self.state.record(state_key, fp)
+                self.state.record(state_key, fp, document_id(event), sent)
             self.acked.append(event["asset_id"])
-            self.sent[document_id(event)] = Sent(event["asset_id"], event["event_id"], int(event["version"]))
+            self.sent[document_id(event)] = sent
             on_ack()
 
         while True:

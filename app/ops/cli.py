@@ -247,8 +247,9 @@ def backfill(
     tenant: Optional[str] = typer.Option(None, help="tenant for rows without one (default 'default')"),
     json_out: bool = typer.Option(False, "--json", help="print a JSON summary on stdout"),
     wait: bool = typer.Option(False, "--wait", help="after publishing, wait until every published asset is "
-                              "indexed or dead-lettered (progress on stderr); exit 1 if any was dead-lettered or "
-                              "--wait-timeout passed"),
+                              "indexed or dead-lettered (progress on stderr), and those an earlier run published "
+                              "(state file: a re-run after a timeout or Ctrl-C waits for them); exit 1 if any was "
+                              "dead-lettered or --wait-timeout passed"),
     wait_timeout: Optional[float] = typer.Option(None, "--wait-timeout", min=1, help="seconds --wait waits "
                                                  "(default ops.backfill_wait_timeout_s = 3600)"),
 ):
@@ -320,7 +321,8 @@ def backfill(
     skipped = len(plan.skipped_state) + len(plan.skipped_indexed) + len(plan.skipped_current) + \
         len(plan.skipped_missing)
     console.print(f"{len(items)} asset(s) in {source}: {len(plan.publish)} to publish, {skipped} skipped "
-                  f"(already published {len(plan.skipped_state)}, already indexed {len(plan.skipped_indexed)}"
+                  f"(already published {len(plan.skipped_state)} (state file: not looked up in the index), "
+                  f"already indexed {len(plan.skipped_indexed)}"
                   + (f", current {len(plan.skipped_current)}, not indexed {len(plan.skipped_missing)}"
                      if only_stale else "") + f"); state {state_path}"
                   + (f"; {len(skipped_files)} file(s) not assets, listed above" if skipped_files else ""))
@@ -337,9 +339,9 @@ def backfill(
         raise typer.Exit(1 if problems else 0)
 
     watch_index = _wait_index(settings, es_url) if wait else None
+    earlier, since_ms = _published_earlier(state_file, plan) if wait else ({}, int(time.time() * 1000))
     stop = threading.Event()
     previous = {s: signal.signal(s, lambda *_: stop.set()) for s in (signal.SIGINT, signal.SIGTERM)}
-    since_ms = int(time.time() * 1000)
     waited = None
     try:
         publisher = bf.BackfillPublisher(settings, state_file)
@@ -347,9 +349,10 @@ def backfill(
         with progress(console, "backfill", "published", len(plan.publish), ops.progress_interval_s) as bar:
             result = bf.execute(plan, publisher, bucket, tenant=tenant, stop=stop, on_ack=bar.advance)
         state_file.close()
-        if watch_index is not None and not result.interrupted and publisher.sent:
-            waited = _wait_for_pipeline(settings, watch_index, publisher.sent, since_ms, stop,
-                                        wait_timeout or ops.backfill_wait_timeout_s, ops.progress_interval_s)
+        if watch_index is not None and not result.interrupted and (publisher.sent or earlier):
+            waited = _wait_for_pipeline(settings, watch_index, {**earlier, **publisher.sent}, since_ms, stop,
+                                        wait_timeout or ops.backfill_wait_timeout_s, ops.progress_interval_s,
+                                        len(set(earlier) - set(publisher.sent)))
     finally:
         state_file.close()
         if watch_index is not None:
@@ -357,6 +360,19 @@ def backfill(
         for s, h in previous.items():
             signal.signal(s, h)
     _finish_backfill(result, waited, bool(problems), json_out)
+
+
+def _published_earlier(state_file, plan) -> tuple[dict, int]:
+    """`--wait` on a re-run (after a timeout, Ctrl-C, a dead letter): the events earlier runs published for the
+    assets the state file skipped (document id -> event), waited for too, and the time the wait's dead letters are
+    read from (the earliest of them, else now)."""
+    now_ms = int(time.time() * 1000)
+    earlier, earliest_ms, unknown = state_file.earlier(plan.skipped_state_keys)
+    if unknown:
+        console.print(f"[yellow]note:[/yellow] {len(unknown)} asset(s) the state file says were published (by a "
+                      "version that did not record the event) cannot be waited for; `--state NEW_FILE` "
+                      "publishes what the index does not hold yet", highlight=False)
+    return earlier, min(now_ms, earliest_ms or now_ms)
 
 
 def _finish_backfill(result, waited, bad_rows: bool, json_out: bool) -> None:
@@ -393,13 +409,15 @@ def _wait_index(settings, es_url: str | None):
 
 
 def _wait_for_pipeline(settings, index, sent, since_ms: int, stop: threading.Event, timeout_s: float,
-                       interval_s: float):
+                       interval_s: float, earlier: int = 0):
     """Wait (with progress) until every acknowledged event is indexed or dead-lettered (app/ops/waiting.py)."""
     from app.ops.progress import progress
     from app.ops.waiting import PipelineWatch, wait_for_pipeline
 
     watch = PipelineWatch(settings, index, sent, since_ms)
-    console.print(f"waiting up to {timeout_s:g} s for {len(sent)} asset(s) to be indexed or dead-lettered "
+    console.print(f"waiting up to {timeout_s:g} s for {len(sent)} asset(s)"
+                  + (f" ({earlier} published by an earlier run of this state file)" if earlier else "")
+                  + " to be indexed or dead-lettered "
                   "(Ctrl-C stops waiting; what was published stays published)", highlight=False)
     try:
         with progress(console, "pipeline", "through", len(sent), interval_s, detail=watch.detail) as bar:

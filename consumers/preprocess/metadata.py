@@ -10,18 +10,19 @@ import logging
 import math
 import re
 import threading
+import unicodedata
 from typing import Any, Callable
 
 import scipy.spatial  # noqa: F401 - reverse_geocoder's K-D tree: imported with the stage, not first from a thread
 from PIL import Image
 
 from domain.capturetime import capture_time
-from domain.records import CUT_MARK, MAX_RIGHTS_TEXT
+from domain.records import CUT_MARK, MAX_FILE_TEXT, MAX_RIGHTS_TEXT
 from domain.xmp import NS, XML_LANG, xmp_root
 
 log = logging.getLogger(__name__)
 
-MAX_TEXT = 2000
+MAX_TEXT = MAX_FILE_TEXT
 MAX_KEYWORDS = 100
 # C0 controls but tab/newline/CR, DEL, C1 controls (U+0080-U+009F: never text; what Windows-1252 quotes, € and
 # dashes become when read as latin-1), zero-width and bidi-override characters
@@ -47,7 +48,8 @@ def clean_text(value: Any, limit: int = MAX_TEXT, mark_cut: bool = False) -> str
         return None
     if isinstance(value, bytes):
         value = decode_legacy(value)
-    text = _CTRL.sub("", str(value)).strip()
+    # composed (NFC): "Cafe" + U+0301 as macOS writes it is stored, shown and compared as "Café" (trial 24b)
+    text = unicodedata.normalize("NFC", _CTRL.sub("", str(value))).strip()
     text = re.sub(r"[ \t]+", " ", text)
     if mark_cut and len(text) > limit:
         return text[:limit - len(CUT_MARK)].rstrip() + CUT_MARK
@@ -336,7 +338,7 @@ def parse_xmp(packet: bytes | None, extended: Callable[[str], bytes | None] | No
 
     def first(ns: str, name: str, limit: int = MAX_TEXT) -> str | None:
         vals = prop(ns, name)
-        return clean_text(vals[0], limit, mark_cut=limit == MAX_RIGHTS_TEXT) if vals else None
+        return clean_text(vals[0], limit, mark_cut=limit in (MAX_TEXT, MAX_RIGHTS_TEXT)) if vals else None
 
     creators = [c for c in (clean_text(v, 200) for v in prop("dc", "creator")) if c]
     keywords = _dedupe(clean_text(k, 100) for k in prop("dc", "subject"))
@@ -406,7 +408,7 @@ def parse_iptc(source: Image.Image | None) -> dict[str, Any]:
 
     def one(ds: int, limit: int = MAX_TEXT) -> str | None:
         vals = get(ds)
-        return clean_text(vals[0], limit, mark_cut=limit == MAX_RIGHTS_TEXT) if vals else None
+        return clean_text(vals[0], limit, mark_cut=limit in (MAX_TEXT, MAX_RIGHTS_TEXT)) if vals else None
 
     res = {
         "creator": "; ".join(c for c in (clean_text(v, 200) for v in get(80)) if c) or None,

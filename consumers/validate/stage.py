@@ -33,7 +33,7 @@ from consumers.validate.schema import PROMPT_TASKS, Violation, check_enrichment,
 from domain.taxonomy import Taxonomy, taxonomy_from_settings
 from streams.errors import PermanentError
 from streams.metrics import DECISIONS
-from domain.records import CUT_MARK, MAX_RIGHTS_TEXT, PipelineFacts, duplicate_reason, is_deleted, rights_text_cut
+from domain.records import CUT_MARK, MAX_FILE_TEXT, MAX_RIGHTS_TEXT, PipelineFacts, duplicate_reason, is_deleted, rights_text_cut
 from domain.confidence import CALIBRATED, UNCALIBRATED, ConfidencePolicy, below_reason, tags_below_reason, \
     threshold_reason
 from domain.review import apply_review
@@ -207,6 +207,10 @@ class ValidateStage(PipelineFacts, Stage):
             d.reasons.append("OCR text not quoted: the describer found no words in it clear enough to quote (the "
                              "text read from the image looked like misreads or noise)")
             ocr_text = None
+        for name, value in (("caption", caption), ("summary", summary)):
+            if d.sources.get(name) == "embedded" and rights_text_cut(value, MAX_FILE_TEXT):
+                d.reasons.append(f"note: the file's {name} is longer than {MAX_FILE_TEXT} characters and was cut "
+                                 f"there (it ends in \"{CUT_MARK}\"); the original file keeps the whole text")
         visible_text = d.pick("visible_text", [("model", m("visible_text")), ("rule", ocr_text)])
         alt, decorative = self._alt_text(human, emb, d.model if d.use_model else None, visible_text or ocr_text,
                                          [caption, title, summary], d.sources, d.suggestions, d.reasons, d.review)

@@ -57,7 +57,8 @@ TEXT_ANALYZER = "folded_english"
 """The analyzer of every text field, at index and at query time alike (a match query analyzes with the field's
 analyzer): the built-in `english` analyzer rebuilt as a custom one, as the Elasticsearch and OpenSearch docs show
 it (standard tokenizer; possessive, lowercase, English stop words, Porter stemmer), with `asciifolding` after
-lowercase, so accents and ligatures fold to ASCII on both sides ("Café" -> "cafe", "Zürich" -> "zurich").
+lowercase, so accents and ligatures fold to ASCII on both sides ("Café" -> "cafe", "Zürich" -> "zurich"), and a
+`pattern_replace` char filter that removes combining accents first, so decomposed (NFD) text folds the same.
 
 One difference from the docs' recipe: the possessive ('s, ’s) is removed by a `pattern_replace` char filter before
 the tokenizer, not by the `stemmer` filter with language `possessive_english`. osmem-server 0.1.6 (the embedded and
@@ -67,6 +68,10 @@ word; "O'Sullivan" stays one word) and works the same on Elasticsearch 8/9, Open
 RE2 regular expressions alike). tests/test_search.py proves the folding on osmem."""
 ANALYSIS: dict[str, Any] = {
     "char_filter": {
+        # the combining accents (U+0300-U+036F) of decomposed text, as macOS writes names and metadata (NFD:
+        # "Cafe" + U+0301), which asciifolding leaves as separate characters: removed before the tokenizer, so
+        # "Café" typed either way is "cafe" (trial 24b). The characters themselves, not \u escapes (RE2 has none)
+        "combining_accents": {"type": "pattern_replace", "pattern": "[\u0300-\u036f]+", "replacement": ""},
         "english_possessive": {"type": "pattern_replace", "pattern": "([\\p{L}\\p{N}])['\u2019\uff07][sS]\\b",
                                "replacement": "$1"},
     },
@@ -75,7 +80,7 @@ ANALYSIS: dict[str, Any] = {
         "english_stemmer": {"type": "stemmer", "language": "english"},
     },
     "analyzer": {
-        TEXT_ANALYZER: {"type": "custom", "char_filter": ["english_possessive"], "tokenizer": "standard",
+        TEXT_ANALYZER: {"type": "custom", "char_filter": ["combining_accents", "english_possessive"], "tokenizer": "standard",
                         "filter": ["lowercase", "asciifolding", "english_stop", "english_stemmer"]},
     },
 }
