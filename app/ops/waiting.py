@@ -7,8 +7,8 @@
 - **superseded**: the index holds a *newer* version of the asset (enrich drops an event older than the indexed
   version, the sink refuses it with 409): nothing more will happen to this event;
 - **dead-lettered**: a dead letter of *this* event: keyed by the asset's document id (every stage keeps the input
-  key) and holding a record of the event's `event_id` (every record embeds the event), written since the run began
-  (the `dlq` topic is read from the offsets of that time; `dlq list`/`show` have the details). A letter of another
+  key) and holding a record of the event's `event_id` (every record embeds the event), written since the run began (on a re-run, since the earliest publish the state file
+  records of the events it waits for) (the `dlq` topic is read from the offsets of that time; `dlq list`/`show` have the details). A letter of another
   event of the asset (the previous run's, live traffic's) does not count; one whose record cannot be read (a poison
   record, one kept in the sidecar store) counts by its key. A write-back letter does not count, since the asset
   was indexed before write-back;
@@ -92,7 +92,8 @@ class PipelineWatch:
         self._assign_dlq(settings.kafka.connect_timeout_s)
 
     def _assign_dlq(self, timeout_s: float) -> None:
-        """The dead-letter partitions from the first letter stamped since the run began (less the slack); the
+        """The dead-letter partitions from the first letter stamped since the run (or the earliest earlier publish it
+        waits for) began, less the slack; the
         partition's end where there is none yet (the letters read before it are skipped by their time)."""
         md = self.dlq.list_topics(self.topic, timeout=timeout_s).topics.get(self.topic)
         parts = sorted(md.partitions) if md is not None and md.error is None else []
