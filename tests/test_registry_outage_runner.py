@@ -134,21 +134,21 @@ def test_a_batch_that_succeeds_does_not_lift_the_pause_of_a_dead_letter_still_ow
         huge = build_event("asset-huge", "file:///library/big.jpg", version=1, attributes={"slow_ms": "1500"})
         huge["uploader_notes"] = "n" * (1024 * 1024)  # the input fits (producer limit raised), its output does not
         stage = BatchEchoStage(s)
-        with RunnerThread(StageRunner(stage, s)) as runner:
+        with worker(stage, s, unique) as runner:
             produce_raw(s, broker, [huge])
             assert wait_for(lambda: stage.seen, 15), "the batch stage never started"
             # taken while the huge record is worked: its own batch succeeds after the letter became owed
             produce_raw(s, broker, [build_event("asset-2", "file:///library/2.jpg", version=1,
                                                 attributes={"slow_ms": "500"})])
             assert [r["key"] for r in read_topic(s, "preprocessed", 1, timeout_s=15)] == ["asset-2"]
-            assert wait_for(lambda: paused("batchecho") == 1, 2), "not paused for the schema registry"
+            assert wait_for(lambda: paused(runner) == 1, 2), "not paused for the schema registry"
             produce_raw(s, broker, [build_event("asset-3", "file:///library/3.jpg", version=1)])
             assert not wait_for(lambda: "asset-3" in stage.seen, 2.0), "taken while the dead letter was owed"
-            assert paused("batchecho") == 1
+            assert paused(runner) == 1
             down.clear()  # the registry is back: the letter is written, then asset-3 is taken
             dead = read_topic(s, "dead_letter", 1, timeout_s=15)
             wait_committed(s, runner.group_id, "raw", 3, timeout_s=15)
-            assert wait_for(lambda: paused("batchecho") == 0, 5), "still paused once the registry was back"
+            assert wait_for(lambda: paused(runner) == 0, 5), "still paused once the registry was back"
     assert [d["key"] for d in dead] == ["asset-huge"] and stage.seen == ["asset-huge", "asset-2", "asset-3"]
 
 
