@@ -58,7 +58,8 @@ class RegistryUnavailable(TransientError):
 
     pause_reason = "schema_registry"
     resume: Callable[[], Any] | None = None
-    """Set by RecordWork.run(wait=False): the step that met the outage, to try again alone (streams.work)."""
+    """Set by RecordWork.run(wait=False) and an io stage's attempt: the step that met the outage (serializing the
+    outputs of the stage's kept result, or the dead letter), to try again alone (streams.work)."""
 
 
 def classify(exc: BaseException) -> str:

@@ -205,7 +205,8 @@ class RecordWork:
 
     def run(self, rec: Record, wait: bool = True) -> Result:
         """A cpu stage's record, retried until it succeeds or is dead-lettered. Raises Abandon when shutdown
-        interrupts the retries. `wait=False` (the poll thread, runner.inline): a record that needs the schema
+        interrupts the retries. While the registry cannot give an output's schema the stage's result is kept and
+        only its serialization is tried again (the stage does not run again). `wait=False` (the poll thread, runner.inline): a record that needs the schema
         registry while it cannot serve raises RegistryUnavailable instead of waiting; the caller tries again later:
         the exception's `resume` (when set) is the step that met the outage, serializing the stage's outputs or
         the dead letter, to call instead of running the stage again (None: run() again)."""
@@ -218,12 +219,13 @@ class RecordWork:
 
     def _run(self, rec: Record, waits: list[int], wait: bool = True) -> Result:
         attempt, first_failure = self.first_attempt(rec)
+        done: tuple[Any, ...] | None = None  # what the stage returned: an outage then retries only success()
         while True:
-            done: tuple[Any, ...] | None = None  # what the stage returned: an outage then retries only success()
             try:
-                value = self.decode(rec)
-                ctx = rec.context(attempt)
-                done = (rec, value, self.stage.process(value, ctx), ctx.trace_id)
+                if done is None:
+                    value = self.decode(rec)
+                    ctx = rec.context(attempt)
+                    done = (rec, value, self.stage.process(value, ctx), ctx.trace_id)
                 return self.success(*done)
             except BaseException as exc:  # noqa: BLE001 - every failure is classified
                 if isinstance(exc, RegistryUnavailable):  # waited out without limit, consumption paused
@@ -235,7 +237,8 @@ class RecordWork:
                     if waits[0] == 1:
                         self.registry_down(True)
                     self.stop_event.wait(self.registry_delay(rec, waits[0], exc))
-                    continue
+                    continue  # the stage's result is kept: only its outputs are serialized again
+                done = None
                 first_failure = first_failure or now_ms()
                 retry = self.should_retry(exc, attempt)
                 if retry is None:
@@ -258,18 +261,24 @@ class RecordWork:
         attempt, first_failure = self.first_attempt(rec)
         bound = self.rs.retry_attempt_timeout_s
         waits = 0
+        resume: Callable[[], Result] | None = None  # the outputs' serialization of the stage's kept result
         try:
             while True:
-                result = await self._attempt_async(rec, attempt, bound)
+                if resume is None:
+                    result = await self._attempt_async(rec, attempt, bound)
+                else:
+                    result = await self._resume_async(resume)
                 if isinstance(result, Result):
                     return result
                 exc = result
                 if isinstance(exc, RegistryUnavailable):  # waited out without limit, consumption paused
+                    resume = exc.resume or resume  # the stage does not run again, only its outputs are serialized
                     waits += 1
                     if waits == 1:
                         self.registry_down(True)
                     await self._sleep(self.registry_delay(rec, waits, exc))
                     continue
+                resume = None
                 first_failure = first_failure or now_ms()
                 retry = self.should_retry(exc, attempt)
                 if retry is None:
@@ -327,12 +336,27 @@ class RecordWork:
                                          reason="attempt_timeout") from None
             else:
                 result = await work
-            if serde.writes_offline(self.stage.output_topic):
-                return self.success(rec, value, result, ctx.trace_id)
-            return await self._beside_loop(self.success, rec, value, result, ctx.trace_id)
         except BaseException as exc:  # noqa: BLE001
             if isinstance(exc, asyncio.CancelledError):
                 raise
+            return exc
+        return await self._resume_async(partial(self.success, rec, value, result, ctx.trace_id))
+
+    async def _resume_async(self, serialize: Callable[[], Result]) -> Result | BaseException:
+        """An io stage's outputs serialized (`serialize`: success() of the stage's result), beside the loop when
+        that needs the schema registry: the Result, or the exception it failed with; a RegistryUnavailable's
+        `resume` is `serialize`, to try again alone (the stage does not run again)."""
+        import asyncio
+
+        try:
+            if self.serde.writes_offline(self.stage.output_topic):
+                return serialize()
+            return await self._beside_loop(serialize)
+        except BaseException as exc:  # noqa: BLE001
+            if isinstance(exc, asyncio.CancelledError):
+                raise
+            if isinstance(exc, RegistryUnavailable):
+                exc.resume = serialize
             return exc
 
     def run_batch(self, batch: list[Record], abandon: Callable[[Record], None],
@@ -341,7 +365,8 @@ class RecordWork:
         are retried (with backoff) until they succeed: a store outage (an error with a `pause_reason`, e.g.
         StoreUnavailable) pauses consumption (`pause`) rather than dead-lettering everything; on shutdown the
         items still failing are abandoned (uncommitted). While any record of the batch waits for the schema
-        registry, the whole batch waits (paused, REGISTRY_PAUSE) and is decoded again in order."""
+        registry, the whole batch waits (paused, REGISTRY_PAUSE) and is decoded again in order; a record whose
+        outputs wait for their schema keeps what the stage returned for it and is not given to the stage again."""
         results: list[Result] = []
 
         def letter(rec: Record, exc: BaseException, attempts: int, first: int) -> None:
@@ -378,31 +403,39 @@ class RecordWork:
             self.stop_event.wait(delay)
         if waits:
             pause(None)  # the registry is back (also when every waiting record then turned out poison)
-        todo: list[tuple[Record, dict[str, Any], int, int | None]] = []
+        # per record: the record, its value, the attempt, the first failure, and what the stage returned for it
+        # when only its outputs' serialization waits for the schema registry (the stage does not run it again)
+        todo: list[tuple[Record, dict[str, Any], int, int | None, tuple[Any, str] | None]] = []
         for rec, value in decoded:
             if isinstance(value, PoisonError):
                 self.on_failed("poison")
                 letter(rec, value, 1, now_ms())
             else:
-                todo.append((rec, value, 1, None))
+                todo.append((rec, value, 1, None, None))
         while todo:
-            items = [(value, rec.context(attempt)) for rec, value, attempt, _ in todo]
+            items = [(value, rec.context(attempt)) for rec, value, attempt, _, kept in todo if kept is None]
             try:
-                outcomes = list(self.stage.process_batch(items))
+                outcomes = list(self.stage.process_batch(items)) if items else []
                 if len(outcomes) != len(items):
                     raise RuntimeError(f"{self.name}.process_batch returned {len(outcomes)} outcomes for "
                                        f"{len(items)} records")
             except BaseException as exc:  # noqa: BLE001 - the whole batch failed the same way
                 outcomes = [exc] * len(items)
-            retry: list[tuple[Record, dict[str, Any], int, int | None]] = []
+            fresh = iter(zip(items, outcomes))
+            retry: list[tuple[Record, dict[str, Any], int, int | None, tuple[Any, str] | None]] = []
             worst_delay, pause_reason, why = 0.0, None, None
-            for (rec, value, attempt, first), (_, ctx), outcome in zip(todo, items, outcomes):
-                if not isinstance(outcome, BaseException):
+            for rec, value, attempt, first, kept in todo:
+                if kept is None:
+                    (_, ctx), outcome = next(fresh)
+                    kept = None if isinstance(outcome, BaseException) else (outcome, ctx.trace_id)
+                if kept is not None:
                     try:
-                        results.append(self.success(rec, value, outcome, ctx.trace_id))
+                        results.append(self.success(rec, value, *kept))
                         continue
                     except Exception as exc:  # noqa: BLE001 - as in the single-record path: that record only
                         outcome = exc  # e.g. RegistryUnavailable: the output's schema cannot be registered
+                    if not isinstance(outcome, RegistryUnavailable):
+                        kept = None  # the stage's result itself is at fault: run it again, or dead-letter it
                 cls = classify(outcome)
                 self.on_failed(cls)
                 first = first or now_ms()
@@ -411,7 +444,7 @@ class RecordWork:
                     worst_delay = max(worst_delay, self.backoff(min(attempt, 8), outcome))
                     pause_reason = pause_reason or getattr(outcome, "pause_reason", None)
                     why = why or outcome
-                    retry.append((rec, value, attempt + 1, first))
+                    retry.append((rec, value, attempt + 1, first, kept))
                 else:
                     letter(rec, outcome, attempt, first)
             if retry and self.stopping:

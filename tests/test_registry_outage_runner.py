@@ -225,6 +225,40 @@ def test_with_runner_inline_a_record_waiting_for_the_registry_does_not_stop_the_
     assert caplog.text.count("dead-lettering") == 1
 
 
+class CountingAsyncEchoStage(CountingEchoStage, AsyncEchoStage):
+    """AsyncEchoStage (an io stage) counting its calls."""
+
+
+class CountingBatchEchoStage(CountingEchoStage, BatchEchoStage):
+    """BatchEchoStage (a batch stage) counting its calls."""
+
+
+@pytest.mark.parametrize("stage_class", [CountingEchoStage, CountingAsyncEchoStage, CountingBatchEchoStage],
+                         ids=["threads", "io", "batch"])
+def test_a_record_waiting_for_its_output_s_schema_does_not_run_its_stage_again(broker, unique, stage_class):
+    """Review 14, without runner.inline (the thread pool, an io stage's loop, a batch stage): a record whose output's
+    schema the registry could not give ran its whole stage again at every try for as long as the outage lasted
+    (for enrich: the paid model calls, again and again). Now the stage's result is kept and only its outputs are
+    serialized again; they come out in order once the registry is back."""
+    down = {"preprocessed"}
+    with registry(down) as reg:
+        # one record at a time (several threads or tasks may finish a partition's records out of order)
+        s = make_settings(broker, f"rtkeep{stage_class.kind}{unique}", registry={"url": reg.url},
+                          runner={"concurrency": 1})
+        provision(s)
+        produce_raw(s, broker, [build_event("asset-1", "file:///library/1.jpg", version=v) for v in (1, 2, 3)])
+        stage = stage_class(s)
+        with worker(stage, s, unique) as runner:
+            assert wait_for(lambda: sum(".preprocessed-value/" in r for r in reg.seen) >= 4, 15), "not tried again"
+            assert wait_for(lambda: paused(runner) == 1, 2), "not paused for the schema registry"
+            down.clear()  # the registry is back
+            out = read_topic(s, "preprocessed", 3, timeout_s=15)
+            wait_committed(s, runner.group_id, "raw", 3, timeout_s=10)
+            assert wait_for(lambda: paused(runner) == 0, 5), "still paused once the registry was back"
+    assert [r["value"]["asset"]["version"] for r in out] == [1, 2, 3]
+    assert stage.calls == {1: 1, 2: 1, 3: 1}, "the stage ran again while its record waited for the registry"
+
+
 @pytest.mark.parametrize("trouble", ["down", "slow", "slow_lookup"])
 def test_an_io_stage_s_first_dead_letter_does_not_hold_its_other_records(broker, unique, trouble):
     """Review: an io stage's dead letter waited for its schema in the asyncio loop's own thread (a blocking wait),
