@@ -111,4 +111,4 @@ def test_the_low_confidence_chip_leaves_out_an_approved_asset_whose_weak_field_a
     weak = queue.get("/", params={"status": "all", "max_conf": "0.5"}).text
     assert re.findall(r'<div class="id">([^<]+)</div>', weak) == ["mug-waiting"]
     asset = queue.get("/asset/mug-approved").text
-    assert "<h2>Why it was held for review</h2>" in asset and "Why it needs review" not in asset
+    assert ">Why it was held for review</h2>" in asset and "Why it needs review" not in asset
