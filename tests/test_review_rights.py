@@ -109,7 +109,7 @@ def test_a_bulk_approval_with_restricted_or_unknown_rights_asks_first(page, serv
     page.get_by_role("button", name="Approve all 5 matching").click()
     heading = page.locator("h1#outcome")
     expect(heading).to_have_text("Nothing approved yet: 3 of the 5 asset(s) have restricted or unknown usage rights")
-    page.wait_for_function("document.activeElement && document.activeElement.id === 'outcome'")  # read first
+    expect(heading).to_be_focused()  # read first
     items = page.locator("ul.risky li")
     assert [i.locator(".id").text_content() for i in items.all()] == RISKY
     assert [i.locator(".badge").text_content() for i in items.all()] == ["editorial only", "unknown", "restricted"]
@@ -122,7 +122,7 @@ def test_a_bulk_approval_with_restricted_or_unknown_rights_asks_first(page, serv
     assert page.locator("table.queue .id").count() == 5 and sent_since(settings, before) == []
     # Cancel says so, and the message takes the focus, as the outcome of a decision does (trial 25 m1)
     expect(page.locator("#outcome")).to_have_text("Cancelled: nothing approved.")
-    page.wait_for_function("document.activeElement && document.activeElement.id === 'outcome'")
+    expect(page.locator("#outcome")).to_be_focused()
     assert page.title().startswith("Cancelled: nothing approved")
 
     page.get_by_role("button", name="Approve all 5 matching").click()

@@ -123,7 +123,7 @@ def test_editor_edits_alt_text_and_tags_then_approves(page, server, fleet, tmp_p
     page.wait_for_url(re.compile(f"/asset/{asset_id}"))
     preview = page.locator("figure.preview img")
     preview.wait_for()
-    page.wait_for_function("document.querySelector('figure.preview img').complete")
+    page.wait_for_function("i => i.complete", arg=preview.element_handle())
     width = preview.evaluate("i => i.naturalWidth")
     assert 0 < width <= 384
     alt_prov = next(p for p in first["enriched"]["provenance"] if p["task"] == "alt_text")
