@@ -173,6 +173,34 @@ def test_a_registry_that_never_answers_is_an_outage_not_a_hung_worker(broker, un
     assert "waits for the schema registry" in caplog.text and "Timeout" in caplog.text
 
 
+def test_a_silent_registry_is_given_up_on_after_registry_max_retries(unique):
+    """ops15: the registry client's retries were fixed (3 more tries, up to 20 s apart), so a registry that accepts
+    connections and never answers held each call about 4 x registry.timeout_s (40 s by default) before the record
+    waited and the worker paused and said so. Now registry.max_retries and the waits between tries are settings:
+    the double counts the requests one look-up made (no broker needed: the serde as every worker builds it)."""
+    from streams import avro
+
+    def silent(method, path):
+        time.sleep(1.0)  # well past timeout_s: no answer in time
+        return NOT_FOUND
+
+    with RegistryStub(silent) as reg:
+        try:
+            for retries in (0, 2):
+                s = make_settings("127.0.0.1:1", f"rtsilent{unique}", registry={
+                    "url": reg.url, "timeout_s": 0.2, "max_retries": retries, "retry_backoff_s": 0.01})
+                avro._clients.pop((reg.url, 0), None)  # not the double's own client: the one the settings build
+                serde = avro.Serde.for_settings(s)
+                before = len(reg.seen)
+                with pytest.raises(Exception) as gave_up:  # noqa: PT011 - the HTTP layer's timeout
+                    serde.knows(777)
+                assert avro.registry_error(gave_up.value), repr(gave_up.value)
+                asked = [r for r in reg.seen[before:] if r.startswith("GET /schemas/ids/777")]
+                assert len(asked) == retries + 1, (retries, reg.seen[before:])
+        finally:
+            avro._clients.pop((reg.url, 0), None)
+
+
 class CountingEchoStage(EchoStage):
     """EchoStage that counts its process() calls per event version (runner.inline: in the test's process)."""
 

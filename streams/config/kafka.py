@@ -89,10 +89,19 @@ class RegistrySettings(Section):
                                                       "by `assetstream run` and the tests, never in production")
     timeout_s: float = Field(10.0, gt=0, description="how long the registry client may wait to connect, and for "
                              "each read or write, of one request (not the whole request: an answer trickled a few "
-                             "bytes at a time can take longer; the client tries a failed request up to 3 more "
-                             "times); a registry that does not answer in time is an outage: the records wait, "
-                             "consumption paused (schema_registry). Without it a registry that accepts connections "
-                             "and never answers held a worker's thread for ever")
+                             "bytes at a time can take longer; the client tries a failed request up to "
+                             "registry.max_retries more times); a registry that does not answer in time is an "
+                             "outage: the records wait, consumption paused (schema_registry). Without it a registry "
+                             "that accepts connections and never answers held a worker's thread for ever")
+    max_retries: int = Field(3, ge=0, description="how many more times the registry client tries a request that "
+                             "failed (timed out, connection refused or reset, HTTP 408/429/5xx) before the call "
+                             "fails; a registry that does not answer holds one call up to (max_retries + 1) x "
+                             "timeout_s plus the waits between tries (about 40 s with the defaults) before the worker "
+                             "pauses and logs the outage; lower it to see an outage sooner")
+    retry_backoff_s: float = Field(1.0, ge=0, description="the wait before the client's first retry of a request, "
+                                   "doubled at each further retry up to retry_backoff_max_s; each wait is a random "
+                                   "part of that (full jitter). 0: no wait")
+    retry_backoff_max_s: float = Field(20.0, ge=0, description="the longest wait between two tries of a request")
 
     @property
     def in_process(self) -> bool:
@@ -108,7 +117,9 @@ class RegistrySettings(Section):
         return None
 
     def client_config(self) -> dict[str, object]:
-        conf: dict[str, object] = {"url": self.url, "timeout": self.timeout_s}
+        conf: dict[str, object] = {"url": self.url, "timeout": self.timeout_s, "max.retries": self.max_retries,
+                                   "retries.wait.ms": round(self.retry_backoff_s * 1000),
+                                   "retries.max.wait.ms": round(self.retry_backoff_max_s * 1000)}
         if self.basic_auth_user_info:
             conf["basic.auth.user.info"] = self.basic_auth_user_info.get_secret_value()
         return conf
