@@ -157,6 +157,48 @@ def test_dead_letter_inspect_fix_replay_round_trip(broker, unique, tmp_path):
     assert again[0].replayed_from == f"dlq/{rows['asset-never']['ref']}"
 
 
+def test_dlq_list_asks_the_registry_once_per_schema_id_it_cannot_give(broker, unique):
+    """Review 14 L4: the source column decodes each letter's original record, and a writer's schema id the registry
+    does not know (404) or cannot give now (503) was asked again for every letter: one request (each up to
+    registry.max_retries x registry.timeout_s) per letter on every `dlq list`. Now once per schema id; the external
+    registry double counts the requests."""
+    from streams.avro import Serde
+    from tests.test_work_batch import DOWN, NOT_FOUND, RegistryStub
+
+    def answer(method, path):
+        if method == "POST":  # this release's subjects: raw's AssetEvent, the dead letter
+            return 200, {"id": 1003 if ".dlq-value/" in path else 1001}
+        if path.startswith("/schemas/ids/1003"):
+            return 200, {"schema": schema_json("DeadLetter")}
+        if path.startswith("/schemas/ids/556"):
+            return DOWN  # answers nothing for this id now
+        return NOT_FOUND  # 555: an old release's id this registry does not have
+
+    with RegistryStub(answer) as reg:
+        s = make_settings(broker, f"dlqids{unique}", registry={"url": reg.url})
+        provision(s)
+        serde = Serde.for_settings(s)
+        p = Producer({"bootstrap.servers": broker})
+        for i, schema_id in enumerate([555, 556, 555, 556, 555, 556]):
+            letter = {"original_topic": s.topics.name("raw"), "original_partition": 0, "original_offset": i,
+                      "original_key": f"asset-{i}".encode(), "asset_id": f"asset-{i}",
+                      "original_value": b"\0" + schema_id.to_bytes(4, "big") + b"\x02x",
+                      "stage": "filecheck", "error_class": "permanent", "error_type": "PermanentError",
+                      "message": "source file missing", "first_failure_time": 0, "last_failure_time": 0,
+                      "details": {"reason": "source_missing"}}
+            p.produce(s.topics.name("dead_letter"), key=f"asset-{i}".encode(),
+                      value=serde.serialize("dead_letter", letter))
+        assert p.flush(10) == 0
+        before = len(reg.seen)
+        listed = _cli(["dlq", "list", "--json"], env_for(s))
+        asked = reg.seen[before:]
+    assert listed.exit_code == 0, listed.output
+    rows = _json(listed)
+    assert sorted(r["asset_id"] for r in rows) == [f"asset-{i}" for i in range(6)]
+    assert all(r["source"] is None and r["reason"] == "source_missing" for r in rows)
+    assert [sum(r.startswith(f"GET /schemas/ids/{i}") for r in asked) for i in (555, 556)] == [1, 1], asked
+
+
 def test_a_record_dead_lettered_twice_is_replayed_once(broker, unique, tmp_path):
     """At-least-once delivery: a record a worker was handling when its partitions moved can be dead-lettered
     twice (a user trial saw raw/4/29 as dlq 4/1 and 4/2). `dlq replay` publishes it once and says so."""

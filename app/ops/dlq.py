@@ -23,7 +23,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, Topi
 
 from domain.records import asset_of
 from domain.sources import source_label
-from streams.avro import Serde, topic_names
+from streams.avro import OwnSchemaUnavailable, Serde, UnknownSchema, registry_error, topic_names
 from streams.originals import OriginalStore, OriginalUnavailable, open_store, sha256
 from streams.outputs import CUT_DETAIL
 from streams.clientlog import client_logging
@@ -169,6 +169,7 @@ def read_dead_letters(settings: Settings, timeout_s: float = 30.0, *, partial: b
                   "auto.offset.reset": "earliest", "enable.partition.eof": True, "fetch.wait.max.ms": 100})
     out: list[DeadLetter] = []
     logical_of = logical_topics(settings)
+    unreadable: set[tuple[str, int]] = set()  # originals' schema ids the registry could not give: asked once
     try:
         try:
             md = c.list_topics(topic, timeout=settings.kafka.connect_timeout_s)
@@ -207,7 +208,7 @@ def read_dead_letters(settings: Settings, timeout_s: float = 30.0, *, partial: b
             out.append(DeadLetter(msg.partition(), msg.offset(), _text(msg.key()),
                                   {k: _text(v) or "" for k, v in (msg.headers() or [])},
                                   ts[1] if ts[0] else None, value, derr,
-                                  _source_of(value, serde, logical_of, settings.preprocess.file_roots)))
+                                  _source_of(value, serde, logical_of, settings.preprocess.file_roots, unreadable)))
     finally:
         c.close()
     out.sort(key=lambda d: (d.timestamp_ms or 0, d.partition, d.offset))  # oldest first
@@ -222,26 +223,36 @@ def logical_topics(settings: Settings) -> dict[str, str]:
     return logical_of
 
 
-def original_asset(value: dict[str, Any] | None, serde: Serde, logical_of: dict[str, str]) -> dict[str, Any] | None:
+def original_asset(value: dict[str, Any] | None, serde: Serde, logical_of: dict[str, str],
+                   unreadable: set[tuple[str, int]] | None = None) -> dict[str, Any] | None:
     """The AssetEvent inside a dead letter's original record (`value`: the decoded letter) when the letter holds
     the record and it decodes (never for a poison record: it did not; not for one kept in the sidecar store);
-    else None."""
+    else None. `unreadable`: (topic, schema id) pairs the registry could not give (unknown, refused, not
+    answering), filled and skipped, so a listing asks the registry at most once per writer's schema id (review 14
+    L4: one request, up to registry.max_retries x registry.timeout_s, per letter)."""
     logical = logical_of.get((value or {}).get("original_topic") or "")
     if not (logical and value and value.get("original_value") and value.get("error_class") != "poison"):
         return None
+    data = value["original_value"]
+    key = (logical, int.from_bytes(data[1:5], "big"))
+    if unreadable is not None and key in unreadable:
+        return None
     try:
-        return asset_of(serde.deserialize(logical, value["original_value"]))
-    except Exception:  # noqa: BLE001 - the caller says what it can without it
+        return asset_of(serde.deserialize(logical, data))
+    except Exception as exc:  # noqa: BLE001 - the caller says what it can without it
+        if unreadable is not None and (registry_error(exc) or isinstance(exc, (UnknownSchema, OwnSchemaUnavailable))):
+            unreadable.add(key)
         return None
 
 
 def _source_of(value: dict[str, Any] | None, serde: Serde, logical_of: dict[str, str],
-               roots: Iterable[str]) -> str | None:
+               roots: Iterable[str], unreadable: set[tuple[str, int]]) -> str | None:
     """The source label of a dead letter's asset: the URI its details name (a fetch failure), else the source_uri
     of the original record when the letter holds it and it decodes (original_asset)."""
     if not value:
         return None
-    uri = (value.get("details") or {}).get("uri") or (original_asset(value, serde, logical_of) or {}).get("source_uri")
+    uri = ((value.get("details") or {}).get("uri")
+           or (original_asset(value, serde, logical_of, unreadable) or {}).get("source_uri"))
     return source_label(uri, roots)
 
 
