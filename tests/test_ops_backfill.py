@@ -282,6 +282,35 @@ def _wait_settings(broker, prefix: str, url: str):
                          runner={"batch_max_wait_s": 0.2})
 
 
+def test_a_plain_progress_line_never_shows_a_count_half_way_through_a_change():
+    """Review 14 L7: off a terminal the progress timer thread called `detail()` (the pipeline watch's counts) and read
+    the done count while the caller's thread was changing them, so a line could say `through 0/1 (1 indexed)`. Now
+    the caller hands count and detail over together and the timer prints only what it was handed."""
+    import threading
+
+    from app.ops.progress import PlainProgress
+
+    lines: list[str] = []
+    printed = threading.Event()
+
+    class Stderr:  # a pipe, as in CI: whole lines, the Console.print the command uses
+        def print(self, text, **_):
+            lines.append(text)
+            printed.set()
+
+    state = {"indexed": 0}
+    with PlainProgress(Stderr(), "pipeline", "through", 1, 0.01,
+                       detail=lambda: f"({state['indexed']} indexed)") as bar:
+        state["indexed"] = 1  # the watch counted the asset; its caller has not handed the new total over yet
+        for _ in range(2):  # the second line is made after the change
+            printed.clear()
+            assert printed.wait(5)
+        bar.update(1)
+    shown = [re.search(r"through (\d)/1 \(\d+%\) \((\d) indexed\)", ln).groups() for ln in lines]
+    assert shown[-1] == ("1", "1")
+    assert all(done == indexed for done, indexed in shown), lines
+
+
 def test_wait_follows_every_published_asset_to_the_index_or_the_dead_letters(broker, unique, store, tmp_path):  # noqa: F811
     """Trial 22, findings 1 and 2: a scripted backfill could not wait until its assets were through the pipeline,
     and off a terminal (CI, `| tee`, pod logs) it showed no progress at all. Here the index sink really runs; the

@@ -15,25 +15,33 @@ from app.status import duration_text
 
 
 class PlainProgress:
-    """`label: <verb> done/total (pct) · rate/s · ETA`, plus `detail()`, every `interval_s` from a timer thread."""
+    """`label: <verb> done/total (pct) · rate/s · ETA`, plus `detail()`, every `interval_s` from a timer thread.
+
+    `detail()` reads the caller's state (the pipeline watch's counts), which the caller's thread changes: it is
+    called in that thread, at each `update`/`advance`, and the timer prints the count and detail last handed over
+    together, under a lock (review 14 L7: the timer read them while the caller was half-way through a change,
+    so a line could say `through 0/1 (1 indexed)`)."""
 
     def __init__(self, console: Any, label: str, verb: str, total: int, interval_s: float,
                  detail: Callable[[], str] | None = None, clock: Callable[[], float] = time.monotonic):
         self.console, self.label, self.verb, self.total = console, label, verb, total
         self.interval_s, self.detail, self.clock = interval_s, detail, clock
         self.done = 0
+        self._extra = ""
+        self._lock = threading.Lock()
         self.started = clock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True, name=f"progress-{label}")
 
     def line(self) -> str:
+        with self._lock:
+            done, extra = self.done, self._extra
         elapsed = max(self.clock() - self.started, 1e-9)
-        rate = self.done / elapsed
-        pct = f" ({100 * self.done // self.total}%)" if self.total else ""
-        left = self.total - self.done
+        rate = done / elapsed
+        pct = f" ({100 * done // self.total}%)" if self.total else ""
+        left = self.total - done
         eta = "done" if left <= 0 else (f"ETA {duration_text(left / rate)}" if rate > 0 else "ETA unknown")
-        extra = self.detail() if self.detail is not None else ""
-        return (f"{self.label}: {self.verb} {self.done}/{self.total}{pct}{f' {extra}' if extra else ''} · "
+        return (f"{self.label}: {self.verb} {done}/{self.total}{pct}{f' {extra}' if extra else ''} · "
                 f"{rate:.1f}/s · {eta} · {duration_text(elapsed)} elapsed")
 
     def _run(self) -> None:
@@ -41,18 +49,23 @@ class PlainProgress:
             self.console.print(self.line(), markup=False, highlight=False)
 
     def update(self, done: int) -> None:
-        self.done = done
+        """In the caller's thread (the only one changing what `detail()` reads)."""
+        extra = self.detail() if self.detail is not None else ""
+        with self._lock:
+            self.done, self._extra = done, extra
 
     def advance(self, n: int = 1) -> None:
-        self.done += n
+        self.update(self.done + n)
 
     def __enter__(self) -> "PlainProgress":
+        self.update(self.done)
         self._thread.start()
         return self
 
     def __exit__(self, *exc: Any) -> None:
         self._stop.set()
         self._thread.join(5)
+        self.update(self.done)
         self.console.print(self.line(), markup=False, highlight=False)
 
 
