@@ -359,22 +359,11 @@ class RecordWork:
                 exc.resume = serialize
             return exc
 
-    def run_batch(self, batch: list[Record], abandon: Callable[[Record], None],
-                  pause: Callable[[str | None], None]) -> list[Result]:
-        """A batch stage's records, in order, in one process_batch call per attempt. Transient item failures
-        are retried (with backoff) until they succeed: a store outage (an error with a `pause_reason`, e.g.
-        StoreUnavailable) pauses consumption (`pause`) rather than dead-lettering everything; on shutdown the
-        items still failing are abandoned (uncommitted). While any record of the batch waits for the schema
-        registry, the whole batch waits (paused, REGISTRY_PAUSE) and is decoded again in order; a record whose
-        outputs wait for their schema keeps what the stage returned for it and is not given to the stage again."""
-        results: list[Result] = []
-
-        def letter(rec: Record, exc: BaseException, attempts: int, first: int) -> None:
-            try:
-                results.append(self.failure(rec, exc, attempts, first))
-            except Abandon:  # shutdown while the dead letter waited for the registry
-                abandon(rec)
-
+    def decode_batch(self, batch: list[Record], abandon: Callable[[Record], None],
+                     pause: Callable[[str | None], None]) -> list[tuple[Record, dict[str, Any] | PoisonError]] | None:
+        """The batch's values (or their PoisonError), in order. While any record waits for the schema registry the
+        whole batch waits (paused, REGISTRY_PAUSE) and is decoded again; None when shutdown came first (the batch
+        is abandoned, uncommitted)."""
         waits = 0
         while True:  # a registry outage: the batch waits (consumption paused), nothing is dead-lettered
             decoded: list[tuple[Record, dict[str, Any] | PoisonError]] = []
@@ -393,7 +382,7 @@ class RecordWork:
             if self.stopping:
                 for rec in batch:
                     abandon(rec)  # not committed: the next owner retries
-                return results
+                return None
             self.on_retried()
             pause(REGISTRY_PAUSE)
             waits += 1
@@ -403,6 +392,28 @@ class RecordWork:
             self.stop_event.wait(delay)
         if waits:
             pause(None)  # the registry is back (also when every waiting record then turned out poison)
+        return decoded
+
+    def run_batch(self, batch: list[Record], abandon: Callable[[Record], None],
+                  pause: Callable[[str | None], None]) -> list[Result]:
+        """A batch stage's records, in order, in one process_batch call per attempt. Transient item failures
+        are retried (with backoff) until they succeed: a store outage (an error with a `pause_reason`, e.g.
+        StoreUnavailable) pauses consumption (`pause`) rather than dead-lettering everything; on shutdown the
+        items still failing are abandoned (uncommitted). While any record of the batch waits for the schema
+        registry, the whole batch waits (paused, REGISTRY_PAUSE) and is decoded again in order; a record whose
+        outputs wait for their schema keeps what the stage returned for it and is not given to the stage again. A
+        record that waits holds the later records of its key (an asset's versions come out in order)."""
+        results: list[Result] = []
+
+        def letter(rec: Record, exc: BaseException, attempts: int, first: int) -> None:
+            try:
+                results.append(self.failure(rec, exc, attempts, first))
+            except Abandon:  # shutdown while the dead letter waited for the registry
+                abandon(rec)
+
+        decoded = self.decode_batch(batch, abandon, pause)
+        if decoded is None:
+            return results  # shutdown while the batch waited for the registry
         # per record: the record, its value, the attempt, the first failure, and what the stage returned for it
         # when only its outputs' serialization waits for the schema registry (the stage does not run it again)
         todo: list[tuple[Record, dict[str, Any], int, int | None, tuple[Any, str] | None]] = []
@@ -424,10 +435,16 @@ class RecordWork:
             fresh = iter(zip(items, outcomes))
             retry: list[tuple[Record, dict[str, Any], int, int | None, tuple[Any, str] | None]] = []
             worst_delay, pause_reason, why = 0.0, None, None
+            waiting_keys: set[bytes | None] = set()  # keys with an earlier record of this batch waiting to retry
             for rec, value, attempt, first, kept in todo:
                 if kept is None:
                     (_, ctx), outcome = next(fresh)
                     kept = None if isinstance(outcome, BaseException) else (outcome, ctx.trace_id)
+                if kept is not None and rec.key in waiting_keys:
+                    # an earlier version of this asset waits: its outputs must not be overtaken (CI: the registry
+                    # came back between two records' serializations and version 1 came out after 2 and 3)
+                    retry.append((rec, value, attempt, first, kept))
+                    continue
                 if kept is not None:
                     try:
                         results.append(self.success(rec, value, *kept))
@@ -444,6 +461,7 @@ class RecordWork:
                     worst_delay = max(worst_delay, self.backoff(min(attempt, 8), outcome))
                     pause_reason = pause_reason or getattr(outcome, "pause_reason", None)
                     why = why or outcome
+                    waiting_keys.add(rec.key)
                     retry.append((rec, value, attempt + 1, first, kept))
                 else:
                     letter(rec, outcome, attempt, first)

@@ -287,6 +287,27 @@ def test_a_record_waiting_for_its_output_s_schema_does_not_run_its_stage_again(b
     assert stage.calls == {1: 1, 2: 1, 3: 1}, "the stage ran again while its record waited for the registry"
 
 
+def test_a_batch_keeps_an_asset_s_versions_in_order_when_only_the_first_output_waits(broker, unique):
+    """CI: the registry came back while a batch's outputs were serialized: version 1's registration was refused,
+    versions 2 and 3 of the same asset went out, and 1 followed them (the index then held version 1's metadata
+    until something newer came). A record waiting in a batch now holds the later records of its key."""
+    script = {"preprocessed": [False, True]}  # the first registration is refused, the next one is met
+    with registry(set(), script=script) as reg:
+        # the three records in one batch
+        s = make_settings(broker, f"rtorder{unique}", registry={"url": reg.url},
+                          runner={"batch_max_records": 3, "batch_max_wait_s": 3.0})
+        provision(s)
+        produce_raw(s, broker, [build_event("asset-1", "file:///library/1.jpg", version=v) for v in (1, 2, 3)])
+        stage = CountingBatchEchoStage(s)
+        with worker(stage, s, unique) as runner:
+            out = read_topic(s, "preprocessed", 3, timeout_s=15)
+            wait_committed(s, runner.group_id, "raw", 3, timeout_s=10)
+    assert not script["preprocessed"], "the refusal was never met"
+    assert stage.seen == ["asset-1"] * 3, "not one batch"
+    assert [r["value"]["asset"]["version"] for r in out] == [1, 2, 3]
+    assert stage.calls == {1: 1, 2: 1, 3: 1}, "a stage ran again while its record waited for the registry"
+
+
 @pytest.mark.parametrize("trouble", ["down", "slow", "slow_lookup"])
 def test_an_io_stage_s_first_dead_letter_does_not_hold_its_other_records(broker, unique, trouble):
     """Review: an io stage's dead letter waited for its schema in the asyncio loop's own thread (a blocking wait),
