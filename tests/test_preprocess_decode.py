@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import io
+import zlib
 
 import numpy as np
 import pytest
@@ -9,7 +10,7 @@ from PIL import Image
 
 from domain.vision.decode import decode, sniff
 from streams.errors import PermanentError
-from tests.preprocess_support import jpeg, png, png_header_only, scene
+from tests.preprocess_support import jpeg, png, png_header_only, scene, xmp_packet
 
 LIMIT = 80_000_000
 
@@ -167,17 +168,58 @@ def test_heic_when_pillow_heif_is_installed():
     assert reason_of(data, allowed_formats=["JPEG", "PNG"]) == "unsupported_format"
 
 
-def test_a_png_whose_metadata_inflates_past_pillows_limit_is_refused_as_such_not_as_corrupt():
-    """Trial 16: a valid PNG with an XMP (iTXt) block inflating past 1 MiB was dead-lettered as `corrupt_image`."""
+def png_chunk(kind: bytes, body: bytes) -> bytes:
+    return len(body).to_bytes(4, "big") + kind + body + zlib.crc32(kind + body).to_bytes(4, "big")
+
+
+def with_chunks(data: bytes, before_idat: list[bytes] = (), after_idat: list[bytes] = ()) -> bytes:
+    """The PNG `data` with raw chunks added right after IHDR and right before IEND."""
+    ihdr_end = 8 + 8 + 13 + 4
+    return data[:ihdr_end] + b"".join(before_idat) + data[ihdr_end:-12] + b"".join(after_idat) + data[-12:]
+
+
+def test_a_png_whose_metadata_inflates_past_pillows_limit_is_decoded_without_it():
+    """Trial 16: a valid PNG with an XMP (iTXt) block inflating past 1 MiB was dead-lettered as `corrupt_image`,
+    then (pixels15) as `metadata_too_large`, whole, though its pixels are fine. It is decoded without its text
+    chunks now, and says what was not read (its credit and rights)."""
     from PIL.PngImagePlugin import PngInfo
     meta = PngInfo()
     meta.add_itxt("XML:com.adobe.xmp", "<x:xmpmeta>" + " " * 3_000_000 + "</x:xmpmeta>", zip=True)
     out = io.BytesIO()
-    Image.new("RGB", (8, 8)).save(out, "PNG", pnginfo=meta)
-    with pytest.raises(PermanentError) as e:
-        decode(out.getvalue(), max_pixels=LIMIT)
-    assert e.value.reason == "metadata_too_large" and len(out.getvalue()) < 10_000
-    assert str(e.value).startswith("metadata block too large: a text/XMP or ICC chunk inflates past 1 MiB")
+    Image.new("RGB", (8, 8), (200, 10, 10)).save(out, "PNG", pnginfo=meta)
+    assert len(out.getvalue()) < 10_000
+    d = decode(out.getvalue(), max_pixels=LIMIT)
+    assert d.image.size == (8, 8) and d.image.getpixel((3, 3)) == (200, 10, 10)
+    assert d.metadata_skipped == ("metadata skipped: an XMP/text or ICC chunk inflates past 1 MiB; not read: XMP "
+                                  "(any creator, credit or rights the file states are unknown)")
+    assert decode(png(scene(1)), max_pixels=LIMIT).metadata_skipped is None
+
+
+def test_a_text_zip_bomb_in_a_png_is_never_inflated_and_an_oversized_profile_alone_is_dropped():
+    """The fallback keeps the decompression-bomb protection: a zTXt chunk of 64 MiB of zeros (64 KB in the file),
+    after the pixels, is dropped by its length, never inflated (Pillow stopped at 1 MiB on the first try). An ICC
+    profile that inflates past the limit is dropped alone: the file's small XMP is still read."""
+    import tracemalloc
+    base = png(Image.new("RGB", (64, 48), (10, 120, 200)))
+    bomb = png_chunk(b"zTXt", b"Comment\0\0" + zlib.compress(b"\0" * (64 << 20), 9))
+    data = with_chunks(base, after_idat=[bomb])
+    assert len(data) < 200_000
+    tracemalloc.start()
+    try:
+        d = decode(data, max_pixels=LIMIT)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert d.image.getpixel((5, 5)) == (10, 120, 200) and d.metadata_skipped.startswith(
+        "metadata skipped: an XMP/text or ICC chunk inflates past 1 MiB; not read: text (")
+    assert peak < 12 << 20, peak  # a few MiB: never the 64 MiB the chunk inflates to
+
+    xmp = png_chunk(b"iTXt", b"XML:com.adobe.xmp\0\0\0\0\0" + xmp_packet())
+    icc = png_chunk(b"iCCP", b"huge\0\0" + zlib.compress(b"\0" * (2 << 20)))
+    d = decode(with_chunks(base, before_idat=[icc, xmp]), max_pixels=LIMIT)
+    assert d.metadata_skipped.endswith("not read: ICC profile (any creator, credit or rights the file states are "
+                                       "unknown; colours as stored, no ICC profile applied)"), d.metadata_skipped
+    assert "Ana Gómez" in d.info["XML:com.adobe.xmp"]  # the XMP was read
 
 
 def test_a_corrupt_image_reads_the_same_in_every_dead_letter():

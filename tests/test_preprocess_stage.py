@@ -127,6 +127,41 @@ def test_hostile_records_then_good_record_on_same_instance(tmp_path):
         server.close()
 
 
+def test_a_png_whose_xmp_inflates_past_the_limit_is_indexed_marked_degraded_and_sent_to_review(tmp_path):
+    """pixels15: a valid PNG whose XMP (with the photographer's credit and rights) inflates past Pillow's 1 MiB
+    MAX_TEXT_CHUNK was dead-lettered whole (`metadata_too_large`). Its pixels are indexed now, on the first attempt
+    (nothing to retry: the file is what it is), the record says the metadata was not read, and validate sends it to
+    review saying so: a person must check the rights the file did not give us."""
+    from PIL.PngImagePlugin import PngInfo
+
+    from app.settings import Settings
+    from consumers.validate.stage import ValidateStage
+    from streams.stage import RecordContext
+    from tests.preprocess_support import xmp_packet
+    from tests.test_degradation import enriched_of
+
+    meta = PngInfo()
+    meta.add_itxt("XML:com.adobe.xmp", xmp_packet(extra=" " * 3_000_000).decode(), zip=True)
+    img = scene(40, (640, 480))
+    (tmp_path / "history.png").write_bytes(png(img, pnginfo=meta))
+    st = stage(file_roots=[str(tmp_path)], ocr_enabled=False, nsfw_enabled=False, faces_enabled=False)
+    first = RecordContext(topic="raw", partition=0, offset=0, key="a", headers={}, timestamp_ms=None, attempt=1)
+    rec = st.process(event(f"file://{tmp_path}/history.png"), first).value
+    validate("PreprocessedAsset", rec)
+    rec = roundtrip("PreprocessedAsset", rec)
+    assert rec["image"]["width"] == 640 and rec["image"]["format"] == "PNG"
+    assert rec["thumbnail"]["width"] == 640 and len(rec["hashes"]["phash_bands"]) == 8
+    assert rec["hashes"]["phash"] == stage(nsfw_enabled=False, faces_enabled=False, ocr_enabled=False).\
+        preprocess_bytes(event(None), png(img))["hashes"]["phash"]  # the same pixels as the file without metadata
+    assert rec["embedded"] is None  # the credit in the XMP was not read ...
+    note = ("metadata skipped: an XMP/text or ICC chunk inflates past 1 MiB; not read: XMP (any creator, credit or "
+            "rights the file states are unknown)")
+    assert rec["degraded"] == {"metadata": note}  # ... and the record says so
+
+    v = ValidateStage(Settings()).validate(enriched_of(rec))
+    assert v["status"] == "needs_review" and v["reasons"][0] == "degraded: " + note
+
+
 def test_ocr_redecodes_large_jpeg_for_small_text(tmp_path):
     """A big JPEG is decoded at reduced size for the thumbnail; when the gate sees text, OCR gets more pixels."""
     from PIL import ImageDraw, ImageFont

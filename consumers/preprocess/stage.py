@@ -23,6 +23,10 @@ log = logging.getLogger(__name__)
 SIGNAL_FAILED = {"colours": "colour analysis failed", "faces": "face detection failed",
                  "nsfw": "nsfw check failed"}
 """The degraded reason of a signal that raised (followed by the exception's class name)."""
+SETTLED = {"metadata": "metadata_too_large"}
+"""Degraded parts that are the same on every attempt (the file itself, not the load), with their metric reason:
+never retried. `metadata`: a PNG whose text/XMP/ICC chunks inflate past Pillow's limits, decoded without them
+(domain/vision/decode.py `Decoded.metadata_skipped`)."""
 
 
 class PreprocessStage(PipelineFacts, Stage):
@@ -108,7 +112,7 @@ class PreprocessStage(PipelineFacts, Stage):
             exif_rec = {**(exif_rec or dict.fromkeys(metadata.EXIF_FIELDS)), "capture_time": captured}
         if exif_rec is not None and all(v is None for v in exif_rec.values()):
             exif_rec = None
-        degraded: dict[str, str] = {}
+        degraded: dict[str, str] = {"metadata": d.metadata_skipped} if d.metadata_skipped else {}
         record = {
             "asset": asset,
             "image": {"width": d.width, "height": d.height, "format": d.format, "mode": d.mode,
@@ -127,11 +131,12 @@ class PreprocessStage(PipelineFacts, Stage):
         return record, degraded
 
     def _finish(self, record: dict[str, Any], degraded: dict[str, str], final: bool) -> dict[str, Any]:
-        if degraded and not final:
-            part, why = next(iter(degraded.items()))
-            raise TransientError(f"{part}: {why}", reason=f"degraded_{part}", details=degraded)
+        retry = {part: why for part, why in degraded.items() if part not in SETTLED}
+        if retry and not final:
+            part, why = next(iter(retry.items()))
+            raise TransientError(f"{part}: {why}", reason=f"degraded_{part}", details=retry)
         for part, why in degraded.items():
-            metrics.DEGRADED.labels(self.name, part, why).inc()
+            metrics.DEGRADED.labels(self.name, part, SETTLED.get(part, why)).inc()
         return record
 
     def preprocess_video(self, asset: dict[str, Any], data: bytes, container: str, *,

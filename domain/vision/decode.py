@@ -18,6 +18,7 @@ import cv2
 import numpy as np
 from PIL import Image, ImageCms, ImageFile, ImageOps, UnidentifiedImageError
 
+from domain.store.degraded import METADATA_SKIPPED
 from domain.vision.header import TooManyPixels, open_header
 from streams.errors import PermanentError
 
@@ -94,6 +95,9 @@ class Decoded:
     colour: str | None = None
     """What colour management did: `converted to sRGB from <profile>`, `ICC profile ignored: <why>`, or None (no
     profile, or an sRGB one)."""
+    metadata_skipped: str | None = None
+    """Why the file's embedded metadata was not read (a PNG whose text/XMP/ICC chunks inflate past Pillow's limits:
+    the pixels were decoded without those chunks, `without_png_chunks`), or None."""
 
 
 def open_checked(data: bytes, *, max_pixels: int, allowed_formats: list[str] | tuple[str, ...]) -> tuple[Image.Image, str]:
@@ -162,8 +166,14 @@ def decoded_pixels(data: bytes, *, max_pixels: int, allowed_formats: list[str] |
     Pillow's draft picks it), anything else at full size; 0 for data decode() will refuse."""
     try:
         img, fmt = open_checked(data, max_pixels=max_pixels, allowed_formats=allowed_formats)
-    except PermanentError:
-        return 0
+    except PermanentError as exc:
+        if exc.reason != "metadata_too_large":
+            return 0
+        try:  # decode() reads its pixels without the metadata chunks: so does the count
+            img, fmt = open_checked(without_png_chunks(data, METADATA_CHUNKS)[0], max_pixels=max_pixels,
+                                    allowed_formats=allowed_formats)
+        except PermanentError:
+            return 0
     w, h = img.size
     img.close()
     if fmt == "JPEG" and min_edge and max(w, h) > min_edge:
@@ -177,7 +187,82 @@ def decoded_pixels(data: bytes, *, max_pixels: int, allowed_formats: list[str] |
 def decode(data: bytes, *, max_pixels: int, allowed_formats: list[str] | tuple[str, ...] = DEFAULT_FORMATS,
            min_edge: int | None = 1024) -> Decoded:
     """Decode `data` safely. With min_edge, JPEGs are decoded at a reduced DCT scale (draft mode) that still
-    leaves the long edge >= min_edge; other formats decode fully. min_edge=None decodes at full size."""
+    leaves the long edge >= min_edge; other formats decode fully. min_edge=None decodes at full size.
+
+    A PNG whose text/XMP chunks or ICC profile inflate past Pillow's limits (a zip bomb in the metadata, or just
+    a huge XMP history) is decoded again without them: without its text chunks (tEXt, zTXt, iTXt), else without its
+    ICC profile (iCCP), else without both (the first that decodes: a small XMP with an oversized profile is still
+    read). The dropped chunks are never inflated (`without_png_chunks` reads their lengths only); Pillow inflates a
+    kept one at most to its limit, as in the first try. `Decoded.metadata_skipped` says what was not read."""
+    try:
+        return _decode(data, max_pixels=max_pixels, allowed_formats=allowed_formats, min_edge=min_edge)
+    except PermanentError as exc:
+        if exc.reason != "metadata_too_large" or sniff(data) != "PNG":
+            raise
+        refused = exc
+    for drop in (TEXT_CHUNKS, ICC_CHUNK, METADATA_CHUNKS):
+        stripped, dropped = without_png_chunks(data, drop)
+        try:
+            d = _decode(stripped, max_pixels=max_pixels, allowed_formats=allowed_formats, min_edge=min_edge)
+        except PermanentError as exc:
+            if exc.reason == "metadata_too_large":
+                continue
+            raise
+        d.metadata_skipped = _skipped_note(refused, dropped)
+        log.info("decode: %s", d.metadata_skipped)
+        return d
+    raise refused
+
+
+TEXT_CHUNKS = frozenset({b"tEXt", b"zTXt", b"iTXt"})
+ICC_CHUNK = frozenset({b"iCCP"})
+METADATA_CHUNKS = TEXT_CHUNKS | ICC_CHUNK
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def without_png_chunks(data: bytes, drop: frozenset[bytes]) -> tuple[bytes, list[str]]:
+    """The PNG `data` with the chunks of the types in `drop` left out, and what they were ("XMP", "text", "ICC
+    profile"). Bounded work: one walk over the chunk headers (a length, a type), the other chunks copied as they
+    are (their CRCs stay valid); a dropped chunk is never inflated, only its keyword (up to the first NUL, at most
+    79 bytes) is looked at to tell XMP from other text. A chunk list that does not parse is left as it is from
+    there on (Pillow then says what is wrong with it)."""
+    view = memoryview(data)
+    keep: list[memoryview] = [view[:8]]
+    dropped: list[str] = []
+    pos, n = len(_PNG_SIGNATURE), len(data)
+    while pos + 12 <= n:
+        length = int.from_bytes(view[pos:pos + 4], "big")
+        kind = bytes(view[pos + 4:pos + 8])
+        end = pos + 12 + length
+        if end > n:
+            break
+        if kind in drop:
+            keyword = bytes(view[pos + 8:pos + 8 + min(length, 80)]).split(b"\0", 1)[0]
+            what = ("ICC profile" if kind == b"iCCP" else "XMP" if keyword == b"XML:com.adobe.xmp" else "text")
+            if what not in dropped:
+                dropped.append(what)
+        else:
+            keep.append(view[pos:end])
+        pos = end
+        if kind == b"IEND":
+            break
+    keep.append(view[pos:])
+    return b"".join(keep), dropped
+
+
+def _skipped_note(refused: PermanentError, dropped: list[str]) -> str:
+    """The degraded note of a PNG decoded without its metadata chunks: why, what was not read, and what that means
+    for a person (the creator, credit and rights the file may state are unknown)."""
+    limit = int((refused.details or {}).get("limit_bytes") or 0)
+    why = ("its text chunks together inflate" if "MAX_TEXT_MEMORY" in str(refused) else
+           "an XMP/text or ICC chunk inflates")
+    note = (f"{METADATA_SKIPPED}: {why} past {limit // (1024 * 1024)} MiB; not read: "
+            f"{', '.join(dropped) or 'nothing'} (any creator, credit or rights the file states are unknown")
+    return note + ("; colours as stored, no ICC profile applied)" if "ICC profile" in dropped else ")")
+
+
+def _decode(data: bytes, *, max_pixels: int, allowed_formats: list[str] | tuple[str, ...],
+            min_edge: int | None) -> Decoded:
     img, fmt = open_checked(data, max_pixels=max_pixels, allowed_formats=allowed_formats)
     src_mode = img.mode
     w, h = img.size
