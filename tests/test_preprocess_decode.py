@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from domain.vision.decode import decode, sniff
+from domain.vision.decode import decode, decoded_pixels, sniff
 from streams.errors import PermanentError
 from tests.preprocess_support import jpeg, png, png_header_only, scene, xmp_packet
 
@@ -213,6 +213,7 @@ def test_a_text_zip_bomb_in_a_png_is_never_inflated_and_an_oversized_profile_alo
     assert d.image.getpixel((5, 5)) == (10, 120, 200) and d.metadata_skipped.startswith(
         "metadata skipped: an XMP/text or ICC chunk inflates past 1 MiB; not read: text (")
     assert peak < 12 << 20, peak  # a few MiB: never the 64 MiB the chunk inflates to
+    assert decoded_pixels(data, max_pixels=LIMIT) == 64 * 48  # its pixels count in the budget (they were 0)
 
     xmp = png_chunk(b"iTXt", b"XML:com.adobe.xmp\0\0\0\0\0" + xmp_packet())
     icc = png_chunk(b"iCCP", b"huge\0\0" + zlib.compress(b"\0" * (2 << 20)))

@@ -160,27 +160,45 @@ def _short(exc: BaseException) -> str:
 DEFAULT_FORMATS = ("JPEG", "PNG", "WEBP", "TIFF", "GIF", "BMP", "HEIF")
 
 
-def decoded_pixels(data: bytes, *, max_pixels: int, allowed_formats: list[str] | tuple[str, ...] = DEFAULT_FORMATS,
-                   min_edge: int | None = 1024) -> int:
-    """The pixels decode() will hold for `data`, from the header alone: a JPEG at its reduced DCT scale (as
-    Pillow's draft picks it), anything else at full size; 0 for data decode() will refuse."""
+def header_size(data: bytes, *, max_pixels: int, allowed_formats: list[str] | tuple[str, ...] = DEFAULT_FORMATS
+                ) -> tuple[int, int, str] | None:
+    """(width, height, format) as stored, from the header alone (no pixel decoded); None for data decode() will
+    refuse. A PNG whose metadata chunks are over Pillow's limits gives its size as decode() reads it, without them."""
     try:
         img, fmt = open_checked(data, max_pixels=max_pixels, allowed_formats=allowed_formats)
     except PermanentError as exc:
         if exc.reason != "metadata_too_large":
-            return 0
+            return None
         try:  # decode() reads its pixels without the metadata chunks: so does the count
             img, fmt = open_checked(without_png_chunks(data, METADATA_CHUNKS)[0], max_pixels=max_pixels,
                                     allowed_formats=allowed_formats)
         except PermanentError:
-            return 0
+            return None
     w, h = img.size
     img.close()
+    return w, h, fmt
+
+
+def decoded_size(width: int, height: int, fmt: str, min_edge: int | None) -> tuple[int, int]:
+    """The size decode(min_edge=...) decodes a `width` x `height` image of `fmt` at: a JPEG at the DCT scale Pillow's
+    draft picks (the long edge still >= min_edge), anything else at full size."""
+    w, h = width, height
     if fmt == "JPEG" and min_edge and max(w, h) > min_edge:
         scale = min_edge / max(w, h)
         k = min(w // max(1, int(w * scale + 0.999)), h // max(1, int(h * scale + 0.999)))
         s = next(a for a in (8, 4, 2, 1) if k >= a)
-        return -(-w // s) * -(-h // s)
+        return -(-w // s), -(-h // s)
+    return w, h
+
+
+def decoded_pixels(data: bytes, *, max_pixels: int, allowed_formats: list[str] | tuple[str, ...] = DEFAULT_FORMATS,
+                   min_edge: int | None = 1024) -> int:
+    """The pixels decode() will hold for `data`, from the header alone: a JPEG at its reduced DCT scale (as
+    Pillow's draft picks it), anything else at full size; 0 for data decode() will refuse."""
+    head = header_size(data, max_pixels=max_pixels, allowed_formats=allowed_formats)
+    if head is None:
+        return 0
+    w, h = decoded_size(*head, min_edge)
     return w * h
 
 
