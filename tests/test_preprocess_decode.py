@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import io
+import time
 import zlib
 
 import numpy as np
@@ -249,3 +250,38 @@ def test_a_png_with_a_broken_data_stream_is_corrupt_not_indexed():
         decode(bytes(data), max_pixels=LIMIT)
     assert e.value.reason == "corrupt_image" and str(e.value).startswith("corrupt PNG image"), str(e.value)
     assert decode(out.getvalue(), max_pixels=LIMIT).width == 400  # the intact file decodes
+
+
+def test_frames_and_pages_are_counted_from_the_file_structure_bounded():
+    """pixels15: an animated GIF/WebP/APNG or a multi-page TIFF is read at its first frame only, and nothing said it
+    had more. The count comes from the file's frame list (no pixel decoded), and stops past 1000."""
+    from domain.vision.frames import count_frames, frames_phrase
+
+    def many(fmt: str, n: int) -> bytes:
+        frames = [Image.new("RGB", (40, 30), (20 * i % 256, 0, 0)) for i in range(n)]
+        out = io.BytesIO()
+        frames[0].save(out, fmt, save_all=True, append_images=frames[1:])
+        return out.getvalue()
+
+    for fmt in ("GIF", "WEBP", "PNG", "TIFF"):
+        assert count_frames(many(fmt, 12), fmt) == 12, fmt
+        assert count_frames(many(fmt, 1), fmt) is None, fmt  # one frame: nothing to say
+    assert count_frames(jpeg(scene(1)), "JPEG") is None and count_frames(b"GIF89a\x01", "GIF") is None
+    assert frames_phrase("GIF", 12) == "animated, 12 frames" and frames_phrase("TIFF", 12) == "12 pages"
+    assert frames_phrase("WEBP", 1001) == "animated, more than 1000 frames" and frames_phrase("PNG", None) is None
+
+    # a hostile GIF: 600,000 one-pixel frames in 9 MB. Pillow's n_frames walked them all (seconds, in decode too)
+    head = b"GIF89a\x01\x00\x01\x00\x80\x00\x00" + b"\x00\x00\x00\xff\xff\xff"
+    frame = b"\x2c\x00\x00\x00\x00\x01\x00\x01\x00\x00" + b"\x02\x02\x44\x01\x00"
+    bomb = head + frame * 600_000 + b"\x3b"
+    t0 = time.perf_counter()
+    assert count_frames(bomb, "GIF") == 1001
+    d = decode(bomb, max_pixels=LIMIT)
+    assert d.image.size == (1, 1) and time.perf_counter() - t0 < 1.5
+
+    # a TIFF whose IFD chain loops back on itself: counted once, no endless walk
+    tiff = bytearray(many("TIFF", 2))
+    first = int.from_bytes(tiff[4:8], "little")
+    entries = int.from_bytes(tiff[first:first + 2], "little")
+    tiff[first + 2 + 12 * entries:first + 6 + 12 * entries] = first.to_bytes(4, "little")
+    assert count_frames(bytes(tiff), "TIFF") is None  # one page (the loop is not a second one)

@@ -11,6 +11,7 @@ from consumers.preprocess.fetch import FetchPolicy, fetch
 from domain.events import capped_event
 from domain.records import PipelineFacts, is_deleted
 from domain.vision import decode as dec
+from domain.vision.frames import count_frames
 from domain.vision.thumbnail import WORK_EDGE, decode_for_thumbnail, encode_thumbnail, thumbnail_base
 from streams import metrics
 from streams.cpu import Budget, cpu_slots
@@ -136,7 +137,7 @@ class PreprocessStage(PipelineFacts, Stage):
             "asset": asset,
             "image": {"width": d.width, "height": d.height, "format": d.format, "mode": d.mode,
                       "byte_size": len(data), "content_sha256": sha, "orientation": d.orientation,
-                      "has_alpha": d.has_alpha},
+                      "has_alpha": d.has_alpha, "frames": count_frames(data, d.format)},
             "thumbnail": {"data": thumb, "media_type": "image/jpeg", "width": tw, "height": th},
             "exif": exif_rec,
             "place": place,
@@ -197,7 +198,8 @@ class PreprocessStage(PipelineFacts, Stage):
         record = {
             "asset": asset,
             "image": {"width": v.width, "height": v.height, "format": v.container, "mode": None,
-                      "byte_size": len(data), "content_sha256": sha, "orientation": None, "has_alpha": False},
+                      "byte_size": len(data), "content_sha256": sha, "orientation": None, "has_alpha": False,
+                      "frames": None},  # a video's frames: video.frame_count
             "thumbnail": {"data": thumb, "media_type": "image/jpeg", "width": tw, "height": th},
             "exif": exif_rec,
             "place": place,

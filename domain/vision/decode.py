@@ -289,8 +289,8 @@ def _decode(data: bytes, *, max_pixels: int, allowed_formats: list[str] | tuple[
             scale = min_edge / max(w, h)
             img.draft("RGB" if src_mode not in ("L", "CMYK") else src_mode,
                       (max(1, int(w * scale + 0.999)), max(1, int(h * scale + 0.999))))
-        if getattr(img, "n_frames", 1) > 1:
-            img.seek(0)
+        # the first frame (page) is the one decoded: a file opens on it. Pillow's n_frames is not asked: it walks
+        # every frame of a GIF to count them (seconds for a hostile one); domain/vision/frames.py counts, bounded
         # load before reading EXIF: a PNG's getexif() loads the image to find an eXIf chunk after the pixels, and a
         # broken data stream raised there was swallowed as "broken EXIF" while the load after it returned the
         # half-read image (trial 22: a corrupt PNG indexed as an asset)
