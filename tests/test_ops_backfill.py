@@ -150,7 +150,7 @@ def test_only_stale_republishes_exactly_the_stale_assets(broker, unique, store, 
     # the file's own metadata too large to read (pixels15): the same file gives the same record, nothing to redo
     docs["metadata-skipped"] = _doc("metadata-skipped", 7, prov())
     docs["metadata-skipped"].update(status="needs_review", reasons=[
-        "degraded: metadata skipped: an XMP/text or ICC chunk inflates past 1 MiB; not read: XMP (any creator, "
+        "degraded: metadata skipped: an XMP/text chunk inflates past 1 MiB; not read: XMP (any creator, "
         "credit or rights the file states are unknown)"])
     sink = IndexSink(idx)
     try:

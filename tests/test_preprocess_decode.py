@@ -191,7 +191,7 @@ def test_a_png_whose_metadata_inflates_past_pillows_limit_is_decoded_without_it(
     assert len(out.getvalue()) < 10_000
     d = decode(out.getvalue(), max_pixels=LIMIT)
     assert d.image.size == (8, 8) and d.image.getpixel((3, 3)) == (200, 10, 10)
-    assert d.metadata_skipped == ("metadata skipped: an XMP/text or ICC chunk inflates past 1 MiB; not read: XMP "
+    assert d.metadata_skipped == ("metadata skipped: an XMP/text chunk inflates past 1 MiB; not read: XMP "
                                   "(any creator, credit or rights the file states are unknown)")
     assert decode(png(scene(1)), max_pixels=LIMIT).metadata_skipped is None
 
@@ -212,15 +212,19 @@ def test_a_text_zip_bomb_in_a_png_is_never_inflated_and_an_oversized_profile_alo
     finally:
         tracemalloc.stop()
     assert d.image.getpixel((5, 5)) == (10, 120, 200) and d.metadata_skipped.startswith(
-        "metadata skipped: an XMP/text or ICC chunk inflates past 1 MiB; not read: text (")
+        "metadata skipped: an XMP/text chunk inflates past 1 MiB; not read: text (")
     assert peak < 12 << 20, peak  # a few MiB: never the 64 MiB the chunk inflates to
     assert decoded_pixels(data, max_pixels=LIMIT) == 64 * 48  # its pixels count in the budget (they were 0)
 
     xmp = png_chunk(b"iTXt", b"XML:com.adobe.xmp\0\0\0\0\0" + xmp_packet())
     icc = png_chunk(b"iCCP", b"huge\0\0" + zlib.compress(b"\0" * (2 << 20)))
     d = decode(with_chunks(base, before_idat=[icc, xmp]), max_pixels=LIMIT)
-    assert d.metadata_skipped.endswith("not read: ICC profile (any creator, credit or rights the file states are "
-                                       "unknown; colours as stored, no ICC profile applied)"), d.metadata_skipped
+    assert d.metadata_skipped == ("metadata skipped: its ICC profile inflates past 1 MiB; not read: ICC profile "
+                                  "(colours as stored, no ICC profile applied)"), d.metadata_skipped
+    both = with_chunks(base, before_idat=[icc], after_idat=[bomb])
+    assert decode(both, max_pixels=LIMIT).metadata_skipped == (
+        "metadata skipped: an XMP/text chunk and its ICC profile inflate past 1 MiB; not read: ICC profile, text "
+        "(any creator, credit or rights the file states are unknown; colours as stored, no ICC profile applied)")
     assert "Ana Gómez" in d.info["XML:com.adobe.xmp"]  # the XMP was read
 
 

@@ -154,7 +154,7 @@ def test_a_png_whose_xmp_inflates_past_the_limit_is_indexed_marked_degraded_and_
     assert rec["hashes"]["phash"] == stage(nsfw_enabled=False, faces_enabled=False, ocr_enabled=False).\
         preprocess_bytes(event(None), png(img))["hashes"]["phash"]  # the same pixels as the file without metadata
     assert rec["embedded"] is None  # the credit in the XMP was not read ...
-    note = ("metadata skipped: an XMP/text or ICC chunk inflates past 1 MiB; not read: XMP (any creator, credit or "
+    note = ("metadata skipped: an XMP/text chunk inflates past 1 MiB; not read: XMP (any creator, credit or "
             "rights the file states are unknown)")
     assert rec["degraded"] == {"metadata": note}  # ... and the record says so
 

@@ -21,7 +21,7 @@ pytestmark = pytest.mark.timeout(300)
 
 OCR_WHY = "ocr timed out"
 FACES_WHY = "face detection failed (RuntimeError)"
-METADATA_WHY = ("metadata skipped: an XMP/text or ICC chunk inflates past 1 MiB; not read: XMP (any creator, credit "
+METADATA_WHY = ("metadata skipped: an XMP/text chunk inflates past 1 MiB; not read: XMP (any creator, credit "
                 "or rights the file states are unknown)")
 
 

@@ -226,7 +226,7 @@ def decode(data: bytes, *, max_pixels: int, allowed_formats: list[str] | tuple[s
             if exc.reason == "metadata_too_large":
                 continue
             raise
-        d.metadata_skipped = _skipped_note(refused, dropped)
+        d.metadata_skipped = _skipped_note(refused, drop, dropped)
         log.info("decode: %s", d.metadata_skipped)
         return d
     raise refused
@@ -268,15 +268,19 @@ def without_png_chunks(data: bytes, drop: frozenset[bytes]) -> tuple[bytes, list
     return b"".join(keep), dropped
 
 
-def _skipped_note(refused: PermanentError, dropped: list[str]) -> str:
-    """The degraded note of a PNG decoded without its metadata chunks: why, what was not read, and what that means
-    for a person (the creator, credit and rights the file may state are unknown)."""
-    limit = int((refused.details or {}).get("limit_bytes") or 0)
-    why = ("its text chunks together inflate" if "MAX_TEXT_MEMORY" in str(refused) else
-           "an XMP/text or ICC chunk inflates")
-    note = (f"{METADATA_SKIPPED}: {why} past {limit // (1024 * 1024)} MiB; not read: "
-            f"{', '.join(dropped) or 'nothing'} (any creator, credit or rights the file states are unknown")
-    return note + ("; colours as stored, no ICC profile applied)" if "ICC profile" in dropped else ")")
+def _skipped_note(refused: PermanentError, drop: frozenset[bytes], dropped: list[str]) -> str:
+    """The degraded note of a PNG decoded without the chunks of `drop`: why, what was not read (`dropped`), and what
+    that means for a person (the creator, credit and rights the file may state are unknown; its colours as stored)."""
+    text, icc = bool(drop & TEXT_CHUNKS), bool(drop & ICC_CHUNK)
+    if text and "MAX_TEXT_MEMORY" in str(refused):
+        limit = int((refused.details or {}).get("limit_bytes") or 0) // (1024 * 1024)
+        why = f"its text chunks together inflate past {limit} MiB"
+    else:
+        why = f"{'an XMP/text chunk' if text else ''}{' and ' if text and icc else ''}" \
+              f"{'its ICC profile' if icc else ''} {'inflate' if text and icc else 'inflates'} past 1 MiB"
+    means = (["any creator, credit or rights the file states are unknown"] if text else []) + \
+            (["colours as stored, no ICC profile applied"] if icc else [])
+    return f"{METADATA_SKIPPED}: {why}; not read: {', '.join(dropped)} ({'; '.join(means)})"
 
 
 def _decode(data: bytes, *, max_pixels: int, allowed_formats: list[str] | tuple[str, ...],
