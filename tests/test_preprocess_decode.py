@@ -283,6 +283,11 @@ def test_frames_and_pages_are_counted_from_the_file_structure_bounded():
     d = decode(bomb, max_pixels=LIMIT)
     assert d.image.size == (1, 1) and time.perf_counter() - t0 < 1.5
 
+    # a frame cut into 10 million one-byte data sub-blocks: the walk stops at its step budget (unknown: None)
+    sliced = head + frame[:11] + b"\x01\x44" * 10_000_000 + b"\x00" + frame + b"\x3b"
+    t0 = time.perf_counter()
+    assert count_frames(sliced, "GIF") is None and time.perf_counter() - t0 < 1.0
+
     # a TIFF whose IFD chain loops back on itself: counted once, no endless walk
     tiff = bytearray(many("TIFF", 2))
     first = int.from_bytes(tiff[4:8], "little")

@@ -13,6 +13,9 @@ import struct
 
 FRAME_CAP = 1000
 """Frames counted at most: a file with more says FRAME_CAP + 1, shown as "more than 1000"."""
+MAX_STEPS = 1_000_000
+"""Blocks (GIF data sub-blocks, PNG or WebP chunks) walked at most (~0.2 s): a file that has more before its count is
+known (a GIF frame cut into one-byte sub-blocks) gives the frames counted so far, or None."""
 
 PAGED = frozenset({"TIFF"})
 """Formats whose frames are pages, not an animation."""
@@ -21,8 +24,7 @@ PAGED = frozenset({"TIFF"})
 def count_frames(data: bytes, fmt: str, cap: int = FRAME_CAP) -> int | None:
     """The frames or pages of an image file of (sniffed) format `fmt`, at most `cap` + 1 (= more than `cap`); None
     when it has one, or its format has no such notion here (JPEG, BMP, HEIF), or its structure cannot be read
-    (the decode says what is wrong with it). At most `cap` + 1 steps of constant work each, plus, for a GIF, one
-    step per 255-byte data sub-block of the frames counted."""
+    (the decode says what is wrong with it). At most MAX_STEPS steps of constant work each."""
     counter = _COUNTERS.get(fmt)
     if counter is None:
         return None
@@ -47,8 +49,8 @@ def _gif(data: bytes, stop: int) -> int:
         return 0
     packed = data[10]
     pos = 13 + (3 << ((packed & 7) + 1) if packed & 0x80 else 0)
-    n, size = 0, len(data)
-    while pos < size and n < stop:
+    n, size, steps = 0, len(data), 0
+    while pos < size and n < stop and steps < MAX_STEPS:
         block = data[pos]
         if block == 0x3B:  # trailer
             break
@@ -60,9 +62,10 @@ def _gif(data: bytes, stop: int) -> int:
             pos += 2
         else:
             break
-        while pos < size:  # sub-blocks, ended by a zero length
+        while pos < size and steps < MAX_STEPS:  # sub-blocks, ended by a zero length
             length = data[pos]
             pos += 1 + length
+            steps += 1
             if length == 0:
                 break
     return n
@@ -90,26 +93,34 @@ def _webp(data: bytes, stop: int) -> int:
     """ANMF chunks of an animated WebP (RIFF chunks: a FourCC, a little-endian size, the payload padded to even)."""
     if data[:4] != b"RIFF" or data[8:12] != b"WEBP":
         return 0
+    if data[12:16] != b"VP8X" or not data[20] & 0x02:  # no extended header with the animation flag: one frame
+        return 1
     pos, n, size = 12, 0, len(data)
-    while pos + 8 <= size and n < stop:
-        kind = data[pos:pos + 4]
-        length = struct.unpack_from("<I", data, pos + 4)[0]
+    for _ in range(MAX_STEPS):
+        if pos + 8 > size or n >= stop:
+            break
+        kind, length = _RIFF_CHUNK.unpack_from(data, pos)
         n += kind == b"ANMF"
         pos += 8 + length + (length & 1)
     return n
 
 
 def _png(data: bytes, stop: int) -> int:
-    """fcTL chunks of an APNG (one per frame): the chunk list walked by its length fields."""
-    pos, n, size = 8, 0, len(data)
-    while pos + 12 <= size and n < stop:
-        length = int.from_bytes(data[pos:pos + 4], "big")
-        kind = data[pos + 4:pos + 8]
-        if kind == b"IEND":
+    """fcTL chunks of an APNG (one per frame): the chunk list walked by its length fields. A PNG without an acTL
+    chunk before its first IDAT is no animation: the walk stops there."""
+    pos, n, size, animated = 8, 0, len(data), False
+    for _ in range(MAX_STEPS):
+        if pos + 12 > size or n >= stop:
+            break
+        length, kind = _CHUNK.unpack_from(data, pos)
+        animated = animated or kind == b"acTL"
+        if kind == b"IEND" or (kind == b"IDAT" and not animated):
             break
         n += kind == b"fcTL"
         pos += 12 + length
     return n
 
 
+_CHUNK = struct.Struct(">I4s")
+_RIFF_CHUNK = struct.Struct("<4sI")
 _COUNTERS = {"GIF": _gif, "TIFF": _tiff, "WEBP": _webp, "PNG": _png}
