@@ -124,5 +124,14 @@ class _Held:
         self.budget._acquire(self.amount)
         return self
 
+    def shrink_to(self, amount: int) -> None:
+        """Give back what is held above `amount` now (never waits; the next in line may fit). There is no way to
+        grow a hold: a holder waiting for more while others hold the rest could wait for ever, so a caller takes at
+        once the most it may need and gives back what it turns out not to."""
+        give = self.amount - max(0, min(self.amount, int(amount)))
+        if give:
+            self.amount -= give
+            self.budget._release(give)
+
     def __exit__(self, *exc) -> None:
         self.budget._release(self.amount)

@@ -262,6 +262,10 @@ def test_document_mapping():
     assert body["ocr_text"] == "SALE 50%" and body["exif"]["iso"] == 200 and body["place"]["country_code"] == "FR"
     assert "location" not in document_from_validated(validated_asset("doc-2", 1, gps=None))[2]
     assert document_from_validated(deleted_asset("doc-1", 10)) == ("doc-1", 10, None)
+    # pixels15: an animated image's frame count is stored (not mapped: shown to a reviewer, never searched)
+    assert "frames" not in body and "frames" not in MAPPINGS["properties"]
+    v["enriched"]["pre"]["image"]["frames"] = 12
+    assert document_from_validated(v)[2]["frames"] == 12
 
 
 def test_migration_under_concurrent_writes_and_deletes_converges(sink):

@@ -147,6 +147,11 @@ def test_only_stale_republishes_exactly_the_stale_assets(broker, unique, store, 
         "degraded": _doc("degraded", 6, prov()),  # current provenance, but OCR timed out under load (issue 21)
     }
     docs["degraded"].update(status="needs_review", reasons=["degraded: ocr timed out", "taxonomy 1"])
+    # the file's own metadata too large to read (pixels15): the same file gives the same record, nothing to redo
+    docs["metadata-skipped"] = _doc("metadata-skipped", 7, prov())
+    docs["metadata-skipped"].update(status="needs_review", reasons=[
+        "degraded: metadata skipped: an XMP/text chunk inflates past 1 MiB; not read: XMP (any creator, "
+        "credit or rights the file states are unknown)"])
     sink = IndexSink(idx)
     try:
         assert sink.process_batch(as_items(list(docs.values()))) == [None] * len(docs)
@@ -169,7 +174,7 @@ def test_only_stale_republishes_exactly_the_stale_assets(broker, unique, store, 
     run = CliRunner().invoke(_app(), args + ["--rate", "100"], env=env)
     assert run.exit_code == 0, run.output
     summary = json.loads(run.stdout[run.stdout.index("{"):])
-    assert summary["skipped_current"] == 2 and summary["skipped_not_indexed"] == 1
+    assert summary["skipped_current"] == 3 and summary["skipped_not_indexed"] == 1
     assert "prompt" in summary["stale"]["old-prompt"][0] and "model version" in summary["stale"]["old-model"][0]
     assert summary["stale"]["degraded"] == ["degraded: ocr timed out"]
 

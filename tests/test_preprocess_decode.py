@@ -2,14 +2,16 @@
 from __future__ import annotations
 
 import io
+import time
+import zlib
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from domain.vision.decode import decode, sniff
+from domain.vision.decode import decode, decoded_pixels, sniff
 from streams.errors import PermanentError
-from tests.preprocess_support import jpeg, png, png_header_only, scene
+from tests.preprocess_support import jpeg, png, png_header_only, scene, xmp_packet
 
 LIMIT = 80_000_000
 
@@ -167,17 +169,63 @@ def test_heic_when_pillow_heif_is_installed():
     assert reason_of(data, allowed_formats=["JPEG", "PNG"]) == "unsupported_format"
 
 
-def test_a_png_whose_metadata_inflates_past_pillows_limit_is_refused_as_such_not_as_corrupt():
-    """Trial 16: a valid PNG with an XMP (iTXt) block inflating past 1 MiB was dead-lettered as `corrupt_image`."""
+def png_chunk(kind: bytes, body: bytes) -> bytes:
+    return len(body).to_bytes(4, "big") + kind + body + zlib.crc32(kind + body).to_bytes(4, "big")
+
+
+def with_chunks(data: bytes, before_idat: list[bytes] = (), after_idat: list[bytes] = ()) -> bytes:
+    """The PNG `data` with raw chunks added right after IHDR and right before IEND."""
+    ihdr_end = 8 + 8 + 13 + 4
+    return data[:ihdr_end] + b"".join(before_idat) + data[ihdr_end:-12] + b"".join(after_idat) + data[-12:]
+
+
+def test_a_png_whose_metadata_inflates_past_pillows_limit_is_decoded_without_it():
+    """Trial 16: a valid PNG with an XMP (iTXt) block inflating past 1 MiB was dead-lettered as `corrupt_image`,
+    then (pixels15) as `metadata_too_large`, whole, though its pixels are fine. It is decoded without its text
+    chunks now, and says what was not read (its credit and rights)."""
     from PIL.PngImagePlugin import PngInfo
     meta = PngInfo()
     meta.add_itxt("XML:com.adobe.xmp", "<x:xmpmeta>" + " " * 3_000_000 + "</x:xmpmeta>", zip=True)
     out = io.BytesIO()
-    Image.new("RGB", (8, 8)).save(out, "PNG", pnginfo=meta)
-    with pytest.raises(PermanentError) as e:
-        decode(out.getvalue(), max_pixels=LIMIT)
-    assert e.value.reason == "metadata_too_large" and len(out.getvalue()) < 10_000
-    assert str(e.value).startswith("metadata block too large: a text/XMP or ICC chunk inflates past 1 MiB")
+    Image.new("RGB", (8, 8), (200, 10, 10)).save(out, "PNG", pnginfo=meta)
+    assert len(out.getvalue()) < 10_000
+    d = decode(out.getvalue(), max_pixels=LIMIT)
+    assert d.image.size == (8, 8) and d.image.getpixel((3, 3)) == (200, 10, 10)
+    assert d.metadata_skipped == ("metadata skipped: an XMP/text chunk inflates past 1 MiB; not read: XMP "
+                                  "(any creator, credit or rights the file states are unknown)")
+    assert decode(png(scene(1)), max_pixels=LIMIT).metadata_skipped is None
+
+
+def test_a_text_zip_bomb_in_a_png_is_never_inflated_and_an_oversized_profile_alone_is_dropped():
+    """The fallback keeps the decompression-bomb protection: a zTXt chunk of 64 MiB of zeros (64 KB in the file),
+    after the pixels, is dropped by its length, never inflated (Pillow stopped at 1 MiB on the first try). An ICC
+    profile that inflates past the limit is dropped alone: the file's small XMP is still read."""
+    import tracemalloc
+    base = png(Image.new("RGB", (64, 48), (10, 120, 200)))
+    bomb = png_chunk(b"zTXt", b"Comment\0\0" + zlib.compress(b"\0" * (64 << 20), 9))
+    data = with_chunks(base, after_idat=[bomb])
+    assert len(data) < 200_000
+    tracemalloc.start()
+    try:
+        d = decode(data, max_pixels=LIMIT)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert d.image.getpixel((5, 5)) == (10, 120, 200) and d.metadata_skipped.startswith(
+        "metadata skipped: an XMP/text chunk inflates past 1 MiB; not read: text (")
+    assert peak < 12 << 20, peak  # a few MiB: never the 64 MiB the chunk inflates to
+    assert decoded_pixels(data, max_pixels=LIMIT) == 64 * 48  # its pixels count in the budget (they were 0)
+
+    xmp = png_chunk(b"iTXt", b"XML:com.adobe.xmp\0\0\0\0\0" + xmp_packet())
+    icc = png_chunk(b"iCCP", b"huge\0\0" + zlib.compress(b"\0" * (2 << 20)))
+    d = decode(with_chunks(base, before_idat=[icc, xmp]), max_pixels=LIMIT)
+    assert d.metadata_skipped == ("metadata skipped: its ICC profile inflates past 1 MiB; not read: ICC profile "
+                                  "(colours as stored, no ICC profile applied)"), d.metadata_skipped
+    both = with_chunks(base, before_idat=[icc], after_idat=[bomb])
+    assert decode(both, max_pixels=LIMIT).metadata_skipped == (
+        "metadata skipped: an XMP/text chunk and its ICC profile inflate past 1 MiB; not read: ICC profile, text "
+        "(any creator, credit or rights the file states are unknown; colours as stored, no ICC profile applied)")
+    assert "Ana Gómez" in d.info["XML:com.adobe.xmp"]  # the XMP was read
 
 
 def test_a_corrupt_image_reads_the_same_in_every_dead_letter():
@@ -206,3 +254,43 @@ def test_a_png_with_a_broken_data_stream_is_corrupt_not_indexed():
         decode(bytes(data), max_pixels=LIMIT)
     assert e.value.reason == "corrupt_image" and str(e.value).startswith("corrupt PNG image"), str(e.value)
     assert decode(out.getvalue(), max_pixels=LIMIT).width == 400  # the intact file decodes
+
+
+def test_frames_and_pages_are_counted_from_the_file_structure_bounded():
+    """pixels15: an animated GIF/WebP/APNG or a multi-page TIFF is read at its first frame only, and nothing said it
+    had more. The count comes from the file's frame list (no pixel decoded), and stops past 1000."""
+    from domain.vision.frames import count_frames, frames_phrase
+
+    def many(fmt: str, n: int) -> bytes:
+        frames = [Image.new("RGB", (40, 30), (20 * i % 256, 0, 0)) for i in range(n)]
+        out = io.BytesIO()
+        frames[0].save(out, fmt, save_all=True, append_images=frames[1:])
+        return out.getvalue()
+
+    for fmt in ("GIF", "WEBP", "PNG", "TIFF"):
+        assert count_frames(many(fmt, 12), fmt) == 12, fmt
+        assert count_frames(many(fmt, 1), fmt) is None, fmt  # one frame: nothing to say
+    assert count_frames(jpeg(scene(1)), "JPEG") is None and count_frames(b"GIF89a\x01", "GIF") is None
+    assert frames_phrase("GIF", 12) == "animated, 12 frames" and frames_phrase("TIFF", 12) == "12 pages"
+    assert frames_phrase("WEBP", 1001) == "animated, more than 1000 frames" and frames_phrase("PNG", None) is None
+
+    # a hostile GIF: 600,000 one-pixel frames in 9 MB. Pillow's n_frames walked them all (seconds, in decode too)
+    head = b"GIF89a\x01\x00\x01\x00\x80\x00\x00" + b"\x00\x00\x00\xff\xff\xff"
+    frame = b"\x2c\x00\x00\x00\x00\x01\x00\x01\x00\x00" + b"\x02\x02\x44\x01\x00"
+    bomb = head + frame * 600_000 + b"\x3b"
+    t0 = time.perf_counter()
+    assert count_frames(bomb, "GIF") == 1001
+    d = decode(bomb, max_pixels=LIMIT)
+    assert d.image.size == (1, 1) and time.perf_counter() - t0 < 1.5
+
+    # a frame cut into 10 million one-byte data sub-blocks: the walk stops at its step budget (unknown: None)
+    sliced = head + frame[:11] + b"\x01\x44" * 10_000_000 + b"\x00" + frame + b"\x3b"
+    t0 = time.perf_counter()
+    assert count_frames(sliced, "GIF") is None and time.perf_counter() - t0 < 1.0
+
+    # a TIFF whose IFD chain loops back on itself: counted once, no endless walk
+    tiff = bytearray(many("TIFF", 2))
+    first = int.from_bytes(tiff[4:8], "little")
+    entries = int.from_bytes(tiff[first:first + 2], "little")
+    tiff[first + 2 + 12 * entries:first + 6 + 12 * entries] = first.to_bytes(4, "little")
+    assert count_frames(bytes(tiff), "TIFF") is None  # one page (the loop is not a second one)

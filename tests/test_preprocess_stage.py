@@ -127,6 +127,41 @@ def test_hostile_records_then_good_record_on_same_instance(tmp_path):
         server.close()
 
 
+def test_a_png_whose_xmp_inflates_past_the_limit_is_indexed_marked_degraded_and_sent_to_review(tmp_path):
+    """pixels15: a valid PNG whose XMP (with the photographer's credit and rights) inflates past Pillow's 1 MiB
+    MAX_TEXT_CHUNK was dead-lettered whole (`metadata_too_large`). Its pixels are indexed now, on the first attempt
+    (nothing to retry: the file is what it is), the record says the metadata was not read, and validate sends it to
+    review saying so: a person must check the rights the file did not give us."""
+    from PIL.PngImagePlugin import PngInfo
+
+    from app.settings import Settings
+    from consumers.validate.stage import ValidateStage
+    from streams.stage import RecordContext
+    from tests.preprocess_support import xmp_packet
+    from tests.test_degradation import enriched_of
+
+    meta = PngInfo()
+    meta.add_itxt("XML:com.adobe.xmp", xmp_packet(extra=" " * 3_000_000).decode(), zip=True)
+    img = scene(40, (640, 480))
+    (tmp_path / "history.png").write_bytes(png(img, pnginfo=meta))
+    st = stage(file_roots=[str(tmp_path)], ocr_enabled=False, nsfw_enabled=False, faces_enabled=False)
+    first = RecordContext(topic="raw", partition=0, offset=0, key="a", headers={}, timestamp_ms=None, attempt=1)
+    rec = st.process(event(f"file://{tmp_path}/history.png"), first).value
+    validate("PreprocessedAsset", rec)
+    rec = roundtrip("PreprocessedAsset", rec)
+    assert rec["image"]["width"] == 640 and rec["image"]["format"] == "PNG"
+    assert rec["thumbnail"]["width"] == 640 and len(rec["hashes"]["phash_bands"]) == 8
+    assert rec["hashes"]["phash"] == stage(nsfw_enabled=False, faces_enabled=False, ocr_enabled=False).\
+        preprocess_bytes(event(None), png(img))["hashes"]["phash"]  # the same pixels as the file without metadata
+    assert rec["embedded"] is None  # the credit in the XMP was not read ...
+    note = ("metadata skipped: an XMP/text chunk inflates past 1 MiB; not read: XMP (any creator, credit or "
+            "rights the file states are unknown)")
+    assert rec["degraded"] == {"metadata": note}  # ... and the record says so
+
+    v = ValidateStage(Settings()).validate(enriched_of(rec))
+    assert v["status"] == "needs_review" and v["reasons"][0] == "degraded: " + note
+
+
 def test_ocr_redecodes_large_jpeg_for_small_text(tmp_path):
     """A big JPEG is decoded at reduced size for the thumbnail; when the gate sees text, OCR gets more pixels."""
     from PIL import ImageDraw, ImageFont
@@ -141,6 +176,49 @@ def test_ocr_redecodes_large_jpeg_for_small_text(tmp_path):
     assert rec["image"]["width"] == 4000 and rec["thumbnail"]["width"] == 768
     q = next(w for w in rec["ocr"]["words"] if w["text"].lower() == "quarterly")
     assert abs(q["left"] - 200) < 40 and abs(q["top"] - 200) < 60  # boxes in the source's own pixels
+
+
+def test_ocrs_larger_redecode_of_a_jpeg_counts_against_the_decoded_pixels_budget():
+    """pixels15: OCR's second, larger decode of a JPEG with text (2000x1500 for a 4000x3000 photo, four times its
+    reduced 1000x750 decode) was outside preprocess.decoded_pixels_budget, so the budget did not bound what the
+    worker held. The record now takes both at once before decoding (never waiting for more while it holds a share:
+    two such records each holding their first decode and waiting for the other's would wait for ever) and gives the
+    OCR share back after OCR; two of them under a budget that fits one run one after the other."""
+    import threading
+
+    from PIL import ImageDraw, ImageFont
+
+    img = Image.new("RGB", (4000, 3000), (245, 245, 240))
+    d = ImageDraw.Draw(img)
+    d.text((200, 200), "Quarterly report", font=ImageFont.load_default(size=64), fill=(0, 0, 0))
+    data = jpeg(img)
+    st = stage(nsfw_enabled=False, faces_enabled=False, ocr_engine="tesseract", ocr_max_edge=1500,
+               decoded_pixels_budget=4_000_000)
+
+    words: list[str] = []
+    done = threading.Event()
+
+    def one():
+        words.append(st.preprocess_bytes(event(None), data)["ocr"]["text"])
+        done.set()
+
+    with st.pixels.hold(1_000_000):  # another record's image: 0.75 + 3 MP more does not fit under 4 MP
+        threading.Thread(target=one, daemon=True).start()
+        assert not done.wait(0.5)
+    assert done.wait(30) and "report" in words[0].lower()
+    assert st.pixels.used == 0
+
+    both = [threading.Thread(target=one, daemon=True) for _ in range(2)]
+    for t in both:
+        t.start()
+    for t in both:
+        t.join(30)
+    assert len(words) == 3 and all("report" in w.lower() for w in words) and st.pixels.used == 0
+
+    assert st._pixels_needed(data) == (1000 * 750, 2000 * 1500)
+    assert stage(ocr_enabled=False)._pixels_needed(data) == (1000 * 750, 0)
+    assert st._pixels_needed(jpeg(scene(1, (1000, 750)))) == (1000 * 750, 0)  # read as decoded: no second decode
+    assert st._pixels_needed(png(scene(1, (1200, 900)))) == (1200 * 900, 0)  # decoded at full size
 
 
 def test_ocr_switches(tmp_path):
@@ -263,3 +341,14 @@ def test_a_worker_holds_a_bounded_number_of_decoded_pixels():
     assert order == ["big", "small"]
     take("huge", 10_000)  # over the total: held as the whole budget, runs alone
     assert order[-1] == "huge" and b.used == 0
+
+    # a hold gives back what it no longer needs at once, and the next in line runs
+    with b.hold(90) as held:
+        waiting = threading.Thread(target=take, args=("after-shrink", 50))
+        waiting.start()
+        time.sleep(0.1)
+        assert order[-1] == "huge"
+        held.shrink_to(40)
+        waiting.join(5)
+        assert order[-1] == "after-shrink" and b.used == 40
+    assert b.used == 0

@@ -4,10 +4,13 @@ with known text, the cut at 3 s) goes through the real preprocess stage, then th
 real osmem-server; Playwright drives Debian's chromium against the real review server."""
 from __future__ import annotations
 
+import io
+import re
 import uuid
 
 import httpx
 import pytest
+from PIL import Image
 from playwright import sync_api as playwright_api
 
 from app.review.server import ReviewServer
@@ -32,6 +35,14 @@ def clip():
         event("file:///bakery.mp4", asset_id="clip-0001"), make_video()))
 
 
+def many_frames(fmt: str, n: int) -> bytes:
+    """An animated GIF or a multi-page TIFF of `n` different frames."""
+    frames = [Image.new("RGB", (120, 90), (20 * i % 256, 90, 160)) for i in range(n)]
+    out = io.BytesIO()
+    frames[0].save(out, fmt, save_all=True, append_images=frames[1:])
+    return out.getvalue()
+
+
 @pytest.fixture(scope="module")
 def server(broker, store, clip):  # noqa: F811
     settings = review_settings(broker, store.url, f"rvv{uuid.uuid4().hex[:6]}")
@@ -41,9 +52,20 @@ def server(broker, store, clip):  # noqa: F811
                       tags=[("content", "text")], reasons=[LOW], visible_text="FRESH BREAD OPEN SUNDAY")
     v["enriched"]["pre"].update({k: clip[k] for k in PRE_FROM_VIDEO})
     validate("ValidatedAsset", v)
+    # pixels15: an animated GIF and a multi-page TIFF, through the real preprocess stage (only their first frame
+    # or page is looked at: the page says how many there are)
+    st = preprocess_stage(ocr_enabled=False, faces_enabled=False, nsfw_enabled=False)
+    more = []
+    for asset_id, fmt, n in (("anim-0002", "GIF", 12), ("scan-0003", "TIFF", 3)):
+        pre = roundtrip("PreprocessedAsset", st.preprocess_bytes(event(None, asset_id=asset_id), many_frames(fmt, n)))
+        r = review_record(settings, asset_id, minutes=2, sample="product_red_mug.jpg", title=asset_id,
+                          alt_text="Blue frames", tags=[("content", "graphic")], reasons=[LOW])
+        r["enriched"]["pre"].update({k: pre[k] for k in ("image", "thumbnail", "hashes")})
+        validate("ValidatedAsset", r)
+        more.append(r)
     client = make_client(settings)
     try:
-        assert IndexSink(settings, client=client).process_batch(as_items([v])) == [None]
+        assert IndexSink(settings, client=client).process_batch(as_items([v, *more])) == [None] * 3
         client.indices.refresh(index=read_alias(settings))
     finally:
         client.close()
@@ -100,3 +122,16 @@ def test_a_one_frame_video_shows_its_length_not_zero():
 
     assert (video_length(0.04), video_length(6.0), video_length(3725.0), video_length(None)) == (
         "0.04 s", "0:06.0", "1:02:05.0", "–")
+
+
+def test_an_animated_gif_and_a_multi_page_tiff_say_how_many_frames_and_pages_they_have(server):
+    """pixels15: only the first frame of an animated GIF/WebP/APNG or page of a TIFF is read, and nothing said the
+    file had more. The asset page's caption says it now, next to the size and format."""
+    auth = {"Authorization": f"Bearer {server.app.auth.token}"}
+    for asset_id, said in (("anim-0002", "120×90 GIF · animated, 12 frames ·"), ("scan-0003", "120×90 TIFF · 3 pages ·")):
+        page = httpx.get(f"{server.url}/asset/{asset_id}", headers=auth)
+        assert page.status_code == 200
+        caption = re.sub(r"<[^>]+>", "", re.search(r"<figcaption>(.*?)</figcaption>", page.text, re.S).group(1))
+        assert said in " ".join(caption.split()), caption
+    page = httpx.get(f"{server.url}/asset/clip-0001", headers=auth)
+    assert "frames</span>" not in page.text and "pages</span>" not in page.text  # a video: its own keyframes

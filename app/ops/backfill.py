@@ -16,6 +16,8 @@ the stale tasks: the others' answers come from its result cache (consumers/enric
 unchanged. Assets not in the index are left alone. An asset indexed as degraded (validate's review reason
 "degraded: ...": a part timed out or failed on every attempt, issue 21) is stale too, whatever its provenance,
 so `--only-stale` redoes it when capacity returns; a plain backfill does not skip it as already indexed either.
+Not so an asset whose file's metadata was too large to read ("degraded: metadata skipped: ..."): the same file gives
+the same record, so it is current (publish a copy with smaller metadata instead).
 Each reprocess event carries forward the indexed event's own person-given values (human fields, declared licence,
 product context, uploader and notes) that the row does not give (app/ops/carry.py): a reprocess loses nothing.
 """
@@ -44,6 +46,7 @@ from consumers.enrich.plan import EnrichPlan
 from consumers.enrich.plan import stale_reasons as task_reasons
 from app.producer import EventError, asset_id_for, build_event, source_uri_for
 from domain.records import document_id
+from domain.store.degraded import METADATA_SKIPPED
 from app.settings import Settings
 
 log = logging.getLogger("assetstream.backfill")
@@ -315,8 +318,10 @@ DEGRADED_PREFIX = "degraded: "
 
 
 def degraded_reasons(doc: dict[str, Any]) -> list[str]:
-    """The degraded parts of an indexed document ("degraded: ocr timed out", ...); empty = complete."""
-    return [str(r) for r in doc.get("reasons") or [] if str(r).startswith(DEGRADED_PREFIX)]
+    """The degraded parts of an indexed document that a redo may complete ("degraded: ocr timed out", ...); empty =
+    complete, or degraded by the file itself (its metadata too large to read: the same file, the same record)."""
+    return [str(r) for r in doc.get("reasons") or [] if str(r).startswith(DEGRADED_PREFIX)
+            and not str(r).startswith(DEGRADED_PREFIX + METADATA_SKIPPED)]
 
 
 def stale_reasons(doc: dict[str, Any], current: dict[str, dict[str, Any]]) -> list[str]:

@@ -36,6 +36,7 @@ from app.review.auth import Auth, Principal
 from domain.events import scoped_id
 from domain.sources import source_label
 from domain.store.api import unknown_tag
+from domain.vision.frames import frames_phrase
 from app.review.search_api import search_routes
 from app.review.queries import (REASON_GROUPS, STATUSES, Filters, Index, carried_over, human_duration,
                                 selection_digest, split_reasons)
@@ -103,6 +104,7 @@ class ReviewApp:
         env.filters["duration"] = human_duration
         env.filters["q"] = lambda v: quote(str(v), safe="")
         env.filters["docid"] = lambda d: scoped_id(d.get("asset_id"), d.get("tenant"))  # the document's id
+        env.filters["frames"] = lambda d: frames_phrase(d.get("format"), d.get("frames"))  # "animated, 12 frames"
         env.globals.update(confidence=self.index.confidence, STATUSES=STATUSES, clock=clock, video_length=video_length,
                            carried_over=carried_over, split_reasons=split_reasons, unmapped_keywords=unmapped_keywords,
                            usage=rights.usage, instructions=rights.instructions,

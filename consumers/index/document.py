@@ -120,6 +120,9 @@ def document_from_validated(v: dict[str, Any], indexed_at_ms: int | None = None,
         "byte_size": image.get("byte_size"),
         "has_alpha": image.get("has_alpha"),
         "orientation": image.get("orientation"),
+        # frames (animated GIF/WebP/PNG) or pages (TIFF), only the first looked at: stored, not mapped (no mapping
+        # version or migration for a fact shown to a reviewer, never searched; docs/index.md)
+        "frames": image.get("frames"),
         "exif": _drop_none({k: exif.get(k) for k in ("make", "model", "lens", "capture_time", "exposure_time",
                                                       "f_number", "iso", "focal_length", "gps_alt")}) or None,
         "location": location,

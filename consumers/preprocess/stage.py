@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from typing import Any
+from typing import Any, Callable
 
 from consumers.preprocess import hashes, metadata, ocr, signals, video
 from consumers.preprocess.fetch import FetchPolicy, fetch
 from domain.events import capped_event
 from domain.records import PipelineFacts, is_deleted
 from domain.vision import decode as dec
+from domain.vision.frames import count_frames
 from domain.vision.thumbnail import WORK_EDGE, decode_for_thumbnail, encode_thumbnail, thumbnail_base
 from streams import metrics
 from streams.cpu import Budget, cpu_slots
@@ -23,6 +24,10 @@ log = logging.getLogger(__name__)
 SIGNAL_FAILED = {"colours": "colour analysis failed", "faces": "face detection failed",
                  "nsfw": "nsfw check failed"}
 """The degraded reason of a signal that raised (followed by the exception's class name)."""
+SETTLED = {"metadata": "metadata_too_large"}
+"""Degraded parts that are the same on every attempt (the file itself, not the load), with their metric reason:
+never retried. `metadata`: a PNG whose text/XMP/ICC chunks inflate past Pillow's limits, decoded without them
+(domain/vision/decode.py `Decoded.metadata_skipped`)."""
 
 
 class PreprocessStage(PipelineFacts, Stage):
@@ -81,13 +86,32 @@ class PreprocessStage(PipelineFacts, Stage):
         if len(data) > cfg.max_bytes:
             raise PermanentError(f"{len(data)} bytes, over max_bytes={cfg.max_bytes} (only a video may be larger, "
                                  f"up to video_max_bytes)", reason="too_large", details={"byte_size": len(data)})
-        held = dec.decoded_pixels(data, max_pixels=cfg.max_pixels, allowed_formats=cfg.allowed_formats,
-                                  min_edge=max(cfg.thumbnail_edge, WORK_EDGE))
-        with self.pixels.hold(held):
-            return self._finish(*self._image_record(asset, data), final)
+        first, ocr_extra = self._pixels_needed(data)
+        # the most this record may hold, taken at once: its decode, and OCR's larger re-decode of a JPEG when OCR
+        # may read it (given back as soon as the gate says no text, and after OCR). Never a second wait while
+        # holding: two records each holding a share and waiting for more while the other holds the rest would wait
+        # for ever (and first come, first served, a fresh request at the head of the queue would wait behind them)
+        with self.pixels.hold(first + ocr_extra) as hold:
+            return self._finish(*self._image_record(asset, data, lambda: hold.shrink_to(first)), final)
 
-    def _image_record(self, asset: dict[str, Any], data: bytes) -> tuple[dict[str, Any], dict[str, str]]:
-        """The record of an image and its degraded parts; the decoded image is dropped when this returns."""
+    def _pixels_needed(self, data: bytes) -> tuple[int, int]:
+        """(pixels of the decode, pixels of OCR's re-decode if the OCR gate lets the image through: 0 unless OCR is
+        on and the image is a JPEG whose reduced decode is smaller than OCR reads), from the header."""
+        cfg = self.cfg
+        head = dec.header_size(data, max_pixels=cfg.max_pixels, allowed_formats=cfg.allowed_formats)
+        if head is None:
+            return 0, 0
+        w, h = dec.decoded_size(*head, max(cfg.thumbnail_edge, WORK_EDGE))
+        want = min(cfg.ocr_max_edge, max(head[:2]))
+        if not cfg.ocr_enabled or max(w, h) >= want:
+            return w * h, 0
+        ow, oh = dec.decoded_size(*head, want)
+        return w * h, ow * oh
+
+    def _image_record(self, asset: dict[str, Any], data: bytes,
+                      ocr_done: Callable[[], None]) -> tuple[dict[str, Any], dict[str, str]]:
+        """The record of an image and its degraded parts; the decoded image is dropped when this returns.
+        `ocr_done` gives back the decoded-pixel budget held for OCR's re-decode once it is not needed."""
         cfg = self.cfg
         with cpu_slots():  # CPU-heavy: bounded by the worker's CPUs, not by its (many, mostly fetching) threads
             sha = hashes.sha256_hex(data)
@@ -108,17 +132,17 @@ class PreprocessStage(PipelineFacts, Stage):
             exif_rec = {**(exif_rec or dict.fromkeys(metadata.EXIF_FIELDS)), "capture_time": captured}
         if exif_rec is not None and all(v is None for v in exif_rec.values()):
             exif_rec = None
-        degraded: dict[str, str] = {}
+        degraded: dict[str, str] = {"metadata": d.metadata_skipped} if d.metadata_skipped else {}
         record = {
             "asset": asset,
             "image": {"width": d.width, "height": d.height, "format": d.format, "mode": d.mode,
                       "byte_size": len(data), "content_sha256": sha, "orientation": d.orientation,
-                      "has_alpha": d.has_alpha},
+                      "has_alpha": d.has_alpha, "frames": count_frames(data, d.format)},
             "thumbnail": {"data": thumb, "media_type": "image/jpeg", "width": tw, "height": th},
             "exif": exif_rec,
             "place": place,
             "embedded": metadata.embedded_metadata(xmp, d.source, d.exif),
-            "ocr": self._degrade(self._read(d, data), degraded),
+            "ocr": self._degrade(self._read(d, data, ocr_done), degraded),
             "hashes": self._hashes(data, small_src, sha),
             "signals": self._signals(img, small_src, degraded),
             "stamp": stamp(self.name),
@@ -127,11 +151,12 @@ class PreprocessStage(PipelineFacts, Stage):
         return record, degraded
 
     def _finish(self, record: dict[str, Any], degraded: dict[str, str], final: bool) -> dict[str, Any]:
-        if degraded and not final:
-            part, why = next(iter(degraded.items()))
-            raise TransientError(f"{part}: {why}", reason=f"degraded_{part}", details=degraded)
+        retry = {part: why for part, why in degraded.items() if part not in SETTLED}
+        if retry and not final:
+            part, why = next(iter(retry.items()))
+            raise TransientError(f"{part}: {why}", reason=f"degraded_{part}", details=retry)
         for part, why in degraded.items():
-            metrics.DEGRADED.labels(self.name, part, why).inc()
+            metrics.DEGRADED.labels(self.name, part, SETTLED.get(part, why)).inc()
         return record
 
     def preprocess_video(self, asset: dict[str, Any], data: bytes, container: str, *,
@@ -173,7 +198,8 @@ class PreprocessStage(PipelineFacts, Stage):
         record = {
             "asset": asset,
             "image": {"width": v.width, "height": v.height, "format": v.container, "mode": None,
-                      "byte_size": len(data), "content_sha256": sha, "orientation": None, "has_alpha": False},
+                      "byte_size": len(data), "content_sha256": sha, "orientation": None, "has_alpha": False,
+                      "frames": None},  # a video's frames: video.frame_count
             "thumbnail": {"data": thumb, "media_type": "image/jpeg", "width": tw, "height": th},
             "exif": exif_rec,
             "place": place,
@@ -219,17 +245,27 @@ class PreprocessStage(PipelineFacts, Stage):
     def _read_frame(self, img) -> dict:
         return self._gate(img) or self._ocr_pass(img, img.size)
 
-    def _read(self, d: dec.Decoded, data: bytes) -> dict:
+    def _read(self, d: dec.Decoded, data: bytes, done: Callable[[], None]) -> dict:
+        """OCR of the decoded image; a JPEG whose reduced decode is too small to read text is decoded again, larger
+        (its pixels counted in the budget from the start: `_pixels_needed`). `done` is called once that larger
+        image is gone, or when none is needed."""
         cfg = self.cfg
         gated = self._gate(d.image)
         if gated:
+            done()
             return gated
-        img = d.image
         want = min(cfg.ocr_max_edge, max(d.width, d.height))
-        if max(img.size) < want:  # reduced decode was too small to read text: decode again, larger
-            img = dec.decode(data, max_pixels=cfg.max_pixels, allowed_formats=cfg.allowed_formats,
-                             min_edge=want).image
-        return self._ocr_pass(img, (d.width, d.height))
+        if max(d.image.size) >= want:
+            done()
+            return self._ocr_pass(d.image, (d.width, d.height))
+        # reduced decode was too small to read text: decode again, larger
+        try:
+            larger = dec.decode(data, max_pixels=cfg.max_pixels, allowed_formats=cfg.allowed_formats,
+                                min_edge=want).image
+            return self._ocr_pass(larger, (d.width, d.height))
+        finally:
+            larger = None  # noqa: F841 - the larger image goes before its budget share does
+            done()
 
     def _ocr_pass(self, img, full_size: tuple[int, int]) -> dict:
         cfg = self.cfg

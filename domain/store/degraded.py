@@ -19,11 +19,17 @@ COMPLETE, DEGRADED = "complete", "degraded"
 VECTOR_PART = "text_vector"
 """The part the index sink adds when the MiniLM text vector of a document could not be computed."""
 
-PARTS = ("ocr", "event_text", "colours", "faces", "nsfw", "tagging", "alt_text", "rights", "verify", VECTOR_PART)
-"""Every part a document can be marked degraded for: preprocess's OCR, over-long event text and signals
-(consumers/preprocess), enrich's model tasks (consumers/enrich: tagging, alt_text, rights and the verifier),
-the index sink's text vector. `search --degraded` takes one of them or "any"
-(tests/test_search_validation.py keeps this list in step with the consumers)."""
+PARTS = ("ocr", "event_text", "metadata", "colours", "faces", "nsfw", "tagging", "alt_text", "rights", "verify",
+         VECTOR_PART)
+"""Every part a document can be marked degraded for: preprocess's OCR, over-long event text, embedded metadata not
+read (a PNG whose metadata chunks inflate past Pillow's limits) and signals (consumers/preprocess), enrich's model
+tasks (consumers/enrich: tagging, alt_text, rights and the verifier), the index sink's text vector. `search
+--degraded` takes one of them or "any" (tests/test_search_validation.py keeps this list in step with the consumers)."""
+
+METADATA_SKIPPED = "metadata skipped"
+"""How the `metadata` part's note starts (domain/vision/decode.py: a PNG decoded without its metadata chunks; validate's
+review reason is "degraded: " and the note). Unlike the others it is the file's doing, not the load's: a redo gives
+the same record, so `backfill --only-stale` does not count it as stale."""
 
 
 def degraded_fields(parts: Mapping[str, str] | None) -> dict[str, Any]:

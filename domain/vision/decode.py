@@ -18,6 +18,7 @@ import cv2
 import numpy as np
 from PIL import Image, ImageCms, ImageFile, ImageOps, UnidentifiedImageError
 
+from domain.store.degraded import METADATA_SKIPPED
 from domain.vision.header import TooManyPixels, open_header
 from streams.errors import PermanentError
 
@@ -94,6 +95,9 @@ class Decoded:
     colour: str | None = None
     """What colour management did: `converted to sRGB from <profile>`, `ICC profile ignored: <why>`, or None (no
     profile, or an sRGB one)."""
+    metadata_skipped: str | None = None
+    """Why the file's embedded metadata was not read (a PNG whose text/XMP/ICC chunks inflate past Pillow's limits:
+    the pixels were decoded without those chunks, `without_png_chunks`), or None."""
 
 
 def open_checked(data: bytes, *, max_pixels: int, allowed_formats: list[str] | tuple[str, ...]) -> tuple[Image.Image, str]:
@@ -156,28 +160,131 @@ def _short(exc: BaseException) -> str:
 DEFAULT_FORMATS = ("JPEG", "PNG", "WEBP", "TIFF", "GIF", "BMP", "HEIF")
 
 
-def decoded_pixels(data: bytes, *, max_pixels: int, allowed_formats: list[str] | tuple[str, ...] = DEFAULT_FORMATS,
-                   min_edge: int | None = 1024) -> int:
-    """The pixels decode() will hold for `data`, from the header alone: a JPEG at its reduced DCT scale (as
-    Pillow's draft picks it), anything else at full size; 0 for data decode() will refuse."""
+def header_size(data: bytes, *, max_pixels: int, allowed_formats: list[str] | tuple[str, ...] = DEFAULT_FORMATS
+                ) -> tuple[int, int, str] | None:
+    """(width, height, format) as stored, from the header alone (no pixel decoded); None for data decode() will
+    refuse. A PNG whose metadata chunks are over Pillow's limits gives its size as decode() reads it, without them."""
     try:
         img, fmt = open_checked(data, max_pixels=max_pixels, allowed_formats=allowed_formats)
-    except PermanentError:
-        return 0
+    except PermanentError as exc:
+        if exc.reason != "metadata_too_large":
+            return None
+        try:  # decode() reads its pixels without the metadata chunks: so does the count
+            img, fmt = open_checked(without_png_chunks(data, METADATA_CHUNKS)[0], max_pixels=max_pixels,
+                                    allowed_formats=allowed_formats)
+        except PermanentError:
+            return None
     w, h = img.size
     img.close()
+    return w, h, fmt
+
+
+def decoded_size(width: int, height: int, fmt: str, min_edge: int | None) -> tuple[int, int]:
+    """The size decode(min_edge=...) decodes a `width` x `height` image of `fmt` at: a JPEG at the DCT scale Pillow's
+    draft picks (the long edge still >= min_edge), anything else at full size."""
+    w, h = width, height
     if fmt == "JPEG" and min_edge and max(w, h) > min_edge:
         scale = min_edge / max(w, h)
         k = min(w // max(1, int(w * scale + 0.999)), h // max(1, int(h * scale + 0.999)))
         s = next(a for a in (8, 4, 2, 1) if k >= a)
-        return -(-w // s) * -(-h // s)
+        return -(-w // s), -(-h // s)
+    return w, h
+
+
+def decoded_pixels(data: bytes, *, max_pixels: int, allowed_formats: list[str] | tuple[str, ...] = DEFAULT_FORMATS,
+                   min_edge: int | None = 1024) -> int:
+    """The pixels decode() will hold for `data`, from the header alone: a JPEG at its reduced DCT scale (as
+    Pillow's draft picks it), anything else at full size; 0 for data decode() will refuse."""
+    head = header_size(data, max_pixels=max_pixels, allowed_formats=allowed_formats)
+    if head is None:
+        return 0
+    w, h = decoded_size(*head, min_edge)
     return w * h
 
 
 def decode(data: bytes, *, max_pixels: int, allowed_formats: list[str] | tuple[str, ...] = DEFAULT_FORMATS,
            min_edge: int | None = 1024) -> Decoded:
     """Decode `data` safely. With min_edge, JPEGs are decoded at a reduced DCT scale (draft mode) that still
-    leaves the long edge >= min_edge; other formats decode fully. min_edge=None decodes at full size."""
+    leaves the long edge >= min_edge; other formats decode fully. min_edge=None decodes at full size.
+
+    A PNG whose text/XMP chunks or ICC profile inflate past Pillow's limits (a zip bomb in the metadata, or just
+    a huge XMP history) is decoded again without them: without its text chunks (tEXt, zTXt, iTXt), else without its
+    ICC profile (iCCP), else without both (the first that decodes: a small XMP with an oversized profile is still
+    read). The dropped chunks are never inflated (`without_png_chunks` reads their lengths only); Pillow inflates a
+    kept one at most to its limit, as in the first try. `Decoded.metadata_skipped` says what was not read."""
+    try:
+        return _decode(data, max_pixels=max_pixels, allowed_formats=allowed_formats, min_edge=min_edge)
+    except PermanentError as exc:
+        if exc.reason != "metadata_too_large" or sniff(data) != "PNG":
+            raise
+        refused = exc
+    for drop in (TEXT_CHUNKS, ICC_CHUNK, METADATA_CHUNKS):
+        stripped, dropped = without_png_chunks(data, drop)
+        try:
+            d = _decode(stripped, max_pixels=max_pixels, allowed_formats=allowed_formats, min_edge=min_edge)
+        except PermanentError as exc:
+            if exc.reason == "metadata_too_large":
+                continue
+            raise
+        d.metadata_skipped = _skipped_note(refused, drop, dropped)
+        log.info("decode: %s", d.metadata_skipped)
+        return d
+    raise refused
+
+
+TEXT_CHUNKS = frozenset({b"tEXt", b"zTXt", b"iTXt"})
+ICC_CHUNK = frozenset({b"iCCP"})
+METADATA_CHUNKS = TEXT_CHUNKS | ICC_CHUNK
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def without_png_chunks(data: bytes, drop: frozenset[bytes]) -> tuple[bytes, list[str]]:
+    """The PNG `data` with the chunks of the types in `drop` left out, and what they were ("XMP", "text", "ICC
+    profile"). Bounded work: one walk over the chunk headers (a length, a type), the other chunks copied as they
+    are (their CRCs stay valid); a dropped chunk is never inflated, only its keyword (up to the first NUL, at most
+    79 bytes) is looked at to tell XMP from other text. A chunk list that does not parse is left as it is from
+    there on (Pillow then says what is wrong with it)."""
+    view = memoryview(data)
+    keep: list[memoryview] = [view[:8]]
+    dropped: list[str] = []
+    pos, n = len(_PNG_SIGNATURE), len(data)
+    while pos + 12 <= n:
+        length = int.from_bytes(view[pos:pos + 4], "big")
+        kind = bytes(view[pos + 4:pos + 8])
+        end = pos + 12 + length
+        if end > n:
+            break
+        if kind in drop:
+            keyword = bytes(view[pos + 8:pos + 8 + min(length, 80)]).split(b"\0", 1)[0]
+            what = ("ICC profile" if kind == b"iCCP" else "XMP" if keyword == b"XML:com.adobe.xmp" else "text")
+            if what not in dropped:
+                dropped.append(what)
+        else:
+            keep.append(view[pos:end])
+        pos = end
+        if kind == b"IEND":
+            break
+    keep.append(view[pos:])
+    return b"".join(keep), dropped
+
+
+def _skipped_note(refused: PermanentError, drop: frozenset[bytes], dropped: list[str]) -> str:
+    """The degraded note of a PNG decoded without the chunks of `drop`: why, what was not read (`dropped`), and what
+    that means for a person (the creator, credit and rights the file may state are unknown; its colours as stored)."""
+    text, icc = bool(drop & TEXT_CHUNKS), bool(drop & ICC_CHUNK)
+    if text and "MAX_TEXT_MEMORY" in str(refused):
+        limit = int((refused.details or {}).get("limit_bytes") or 0) // (1024 * 1024)
+        why = f"its text chunks together inflate past {limit} MiB"
+    else:
+        why = f"{'an XMP/text chunk' if text else ''}{' and ' if text and icc else ''}" \
+              f"{'its ICC profile' if icc else ''} {'inflate' if text and icc else 'inflates'} past 1 MiB"
+    means = (["any creator, credit or rights the file states are unknown"] if text else []) + \
+            (["colours as stored, no ICC profile applied"] if icc else [])
+    return f"{METADATA_SKIPPED}: {why}; not read: {', '.join(dropped)} ({'; '.join(means)})"
+
+
+def _decode(data: bytes, *, max_pixels: int, allowed_formats: list[str] | tuple[str, ...],
+            min_edge: int | None) -> Decoded:
     img, fmt = open_checked(data, max_pixels=max_pixels, allowed_formats=allowed_formats)
     src_mode = img.mode
     w, h = img.size
@@ -186,8 +293,8 @@ def decode(data: bytes, *, max_pixels: int, allowed_formats: list[str] | tuple[s
             scale = min_edge / max(w, h)
             img.draft("RGB" if src_mode not in ("L", "CMYK") else src_mode,
                       (max(1, int(w * scale + 0.999)), max(1, int(h * scale + 0.999))))
-        if getattr(img, "n_frames", 1) > 1:
-            img.seek(0)
+        # the first frame (page) is the one decoded: a file opens on it. Pillow's n_frames is not asked: it walks
+        # every frame of a GIF to count them (seconds for a hostile one); domain/vision/frames.py counts, bounded
         # load before reading EXIF: a PNG's getexif() loads the image to find an eXIf chunk after the pixels, and a
         # broken data stream raised there was swallowed as "broken EXIF" while the load after it returned the
         # half-read image (trial 22: a corrupt PNG indexed as an asset)
