@@ -278,8 +278,10 @@ def test_rate_limit_holds(srv):
     elapsed = asyncio.run(go())
     assert srv.count() == n + 1
     times = sorted(r.at for r in srv.requests[1:])
-    observed = (n - 1) / (times[-1] - times[0])
-    assert observed <= rpm / 60 * 1.05, observed
+    # the span the server saw; its arrival times jitter under load (CI: a late first arrival made 21.1/s of a
+    # limiter sending at 20/s), so the span may be short by one scheduling delay (0.1 s), not by a request's worth
+    span, due = times[-1] - times[0], (n - 1) / (rpm / 60)
+    assert span >= due - 0.1, (span, due)
     assert elapsed >= (n - 1) / (rpm / 60) * 0.95
 
 
