@@ -153,7 +153,7 @@ def test_a_replaced_image_goes_back_to_review_with_the_persons_values_kept(pipel
     with ReviewServer(settings) as srv, httpx.Client(base_url=srv.url) as c:
         c.get(srv.login_url)
         queue = c.get("/", params={"status": "needs_review", "reason": "changed since approval"}).text
-    assert f"/asset/{ASSET}" in queue and "1 asset(s)" in queue
+    assert f"/asset/{ASSET}" in queue and "1 asset needs review" in queue
     assert "the image changed since erin approved it" in html.unescape(queue)  # in the row's first reasons (trial 5)
 
     # the editor looks at the new image and approves it: published again, the approval now of the green cup

@@ -108,7 +108,7 @@ def test_a_bulk_approval_with_restricted_or_unknown_rights_asks_first(page, serv
     before = {d["decision_id"] for d in feedback(settings)}
     page.get_by_role("button", name="Approve all 5 matching").click()
     heading = page.locator("h1#outcome")
-    expect(heading).to_have_text("Nothing approved yet: 3 of the 5 asset(s) have restricted or unknown usage rights")
+    expect(heading).to_have_text("Nothing approved yet: 3 of the 5 assets have restricted or unknown usage rights")
     expect(heading).to_be_focused()  # read first
     items = page.locator("ul.risky li")
     assert [i.locator(".id").text_content() for i in items.all()] == RISKY
@@ -127,19 +127,19 @@ def test_a_bulk_approval_with_restricted_or_unknown_rights_asks_first(page, serv
 
     page.get_by_role("button", name="Approve all 5 matching").click()
     # the button says which assets "the others" are, and so does the outcome (trial 25 m5)
-    others = page.get_by_role("button", name="Approve only the 2 other(s)")
+    others = page.get_by_role("button", name="Approve only the 2 others")
     expect(others).to_have_accessible_description(
         "The 2 others, with no rights to check: Mug cc-0003 (cc-0003); Mug own-0004 (own-0004).")
     others.click()
     page.wait_for_url(re.compile("sent="))
-    assert "2 asset(s) approved — cc-0003, own-0004" in page.locator(".flash").text_content()
+    assert "2 assets approved — cc-0003, own-0004" in page.locator(".flash").text_content()
     assert sent_since(settings, before) == ["cc-0003", "own-0004"]
 
     seen = {d["decision_id"] for d in feedback(settings)}
     page.get_by_role("button", name="Approve all 5 matching").click()  # no review group runs: all 5 still listed
     page.get_by_role("button", name="Approve all 5, including these 3").click()
     page.wait_for_url(re.compile("sent="))
-    assert "5 asset(s) approved" in page.locator(".flash").text_content()
+    assert "5 assets approved" in page.locator(".flash").text_content()
     assert sent_since(settings, seen) == sorted(USAGE)
 
     # ticked rows with no rights to check are approved at once; one unknown among them asks
@@ -152,14 +152,14 @@ def test_a_bulk_approval_with_restricted_or_unknown_rights_asks_first(page, serv
     page.locator("input[name=ids][value='own-0004']").check()
     page.locator("input[name=ids][value='stock-0002']").check()
     page.get_by_role("button", name="Approve selected").click()
-    expect(heading).to_have_text("Nothing approved yet: 1 of the 2 asset(s) have restricted or unknown usage rights")
+    expect(heading).to_have_text("Nothing approved yet: 1 of the 2 assets has restricted or unknown usage rights")
     page.get_by_role("link", name=re.compile("Cancel")).click()  # the rows ticked are still ticked (trial 25 m1)
     expect(page.locator("#outcome")).to_have_text("Cancelled: nothing approved.")
     assert [c.get_attribute("value") for c in page.locator("input[name=ids]:checked").all()] == \
         ["stock-0002", "own-0004"]
     assert sent_since(settings, seen) == []
     page.get_by_role("button", name="Approve selected").click()
-    expect(heading).to_have_text("Nothing approved yet: 1 of the 2 asset(s) have restricted or unknown usage rights")
+    expect(heading).to_have_text("Nothing approved yet: 1 of the 2 assets has restricted or unknown usage rights")
     page.get_by_role("button", name="Approve all 2, including these 1").click()
     page.wait_for_url(re.compile("sent="))
     assert sent_since(settings, seen) == ["own-0004", "stock-0002"]
@@ -213,7 +213,7 @@ def test_back_from_an_asset_returns_to_the_rights_confirmation(page, server, fle
     page.goto(confirm_url)
     page.get_by_role("button", name="Approve all 5, including these 3").click()
     page.wait_for_url(re.compile("sent="))
-    assert "5 asset(s) approved" in page.locator(".flash").text_content()
+    assert "5 assets approved" in page.locator(".flash").text_content()
     assert sent_since(settings, before) == sorted(USAGE)
 
 

@@ -102,6 +102,7 @@ class ReviewApp:
         env.filters["when"] = lambda v: (str(v or "")[:16].replace("T", " ") if v else "–")
         env.filters["duration"] = human_duration
         env.filters["q"] = lambda v: quote(str(v), safe="")
+        env.filters["counted"] = counted  # "1 asset", "5 assets"
         env.filters["docid"] = lambda d: scoped_id(d.get("asset_id"), d.get("tenant"))  # the document's id
         env.globals.update(confidence=self.index.confidence, STATUSES=STATUSES, clock=clock, video_length=video_length,
                            carried_over=carried_over, split_reasons=split_reasons, unmapped_keywords=unmapped_keywords,
@@ -424,7 +425,7 @@ class ReviewApp:
         def act() -> str | None:
             chosen = self._bulk_chosen(f, form)
             if not chosen:
-                return "0 asset(s) approved"
+                return "0 assets approved"
             ids = [scoped_id(i, t) for i, t in chosen]
             # restricted or unknown rights among them (trial 23): approve nothing until the person confirms these
             # very assets (the digest of their ids), or chooses to approve only the others
@@ -439,7 +440,7 @@ class ReviewApp:
             pending, kept = self.index.wait_decided({doc: d["decision_id"] for doc, d in zip(ids, sent)},
                                                     self.cfg.apply_wait_s) if self.cfg.apply_wait_s else (0, 0)
             # which ones, when few (trial 25 m5: "Approve only the others" named none)
-            return f"{len(sent)} asset(s) approved" + (
+            return f"{counted(len(sent), 'asset')} approved" + (
                 f" ({kept} kept in review by the review group: each asset's page says why)" if kept else "") + (
                 f" ({pending} still being applied: they may show here until it is done; reload in a moment)"
                 if pending else "") + (f" — {', '.join(ids)}" if len(ids) <= OTHERS_NAMED else "")
@@ -530,6 +531,11 @@ def changed_since_confirmed(f: Filters, chosen: list[tuple[str, str | None]], fo
             f"ones arrived); reload to see them and approve again")
 
 
+def counted(n: int, one: str, many: str | None = None) -> str:
+    """A count with its noun in the right number: "1 asset", "5 assets", "0 assets", "2 families"."""
+    return f"{n} {one if n == 1 else many or one + 's'}"
+
+
 def clock(seconds: float | None) -> str:
     """A time in a video as a player shows it: m:ss.s (h:mm:ss past an hour)."""
     if seconds is None:
@@ -562,7 +568,7 @@ def outcome_title(sent: str | None, error: str | None) -> tuple[str, bool]:
     whether it is about another asset than the page's. A verdict sent from an asset's page names that asset, as
     the page shown next is the next asset's (trial 20b: "Sent: approved · Tea cup" read as if Tea cup was
     approved): "Approved: Simple graphic" (the page adds "next: <its title>"). On the same page: "Sent: title
-    accepted", "Sent: 2 asset(s) approved", "Error: nothing was sent"."""
+    accepted", "Sent: 2 assets approved", "Error: nothing was sent"."""
     if error:
         return "Error: " + error.split(":", 1)[0].split(" (", 1)[0][:80], False
     if sent:

@@ -65,7 +65,8 @@
       if (note) note.textContent = b.dataset.none;
       return;
     }
-    if (!window.confirm(b.dataset.confirm.replace("{n}", String(ticked)))) ev.preventDefault();
+    const text = ticked === 1 && b.dataset.confirmOne ? b.dataset.confirmOne : b.dataset.confirm;  // "1 asset", "2 assets"
+    if (!window.confirm(text.replace("{n}", String(ticked)))) ev.preventDefault();
   }));
   const selectAll = $("#select-all");
   if (selectAll) selectAll.addEventListener("change", () => {
