@@ -287,6 +287,30 @@
     });
   }
 
+  // --- restricted or unknown rights: approving the asset (Approve all, `a`, Enter in a field) asks first, on the page,
+  // so Cancel keeps the edits (the server asks on a page of its own when the form comes without this confirmation) --
+  const rightsAsk = $("#rights-ask");
+  const rightsConfirmed = $("#rights-confirmed");
+  const approveButton = $("#approve");
+  if (rightsAsk && rightsConfirmed && approveButton && approveButton.form) {
+    const form = approveButton.form;
+    form.addEventListener("submit", (ev) => {
+      if (ev.defaultPrevented) { rightsConfirmed.value = ""; return; }  // not sent (another check stopped it)
+      if (!ev.submitter || ev.submitter.value !== "approve" || rightsConfirmed.value) return;
+      ev.preventDefault();
+      rightsAsk.hidden = false;
+      $("#rights-ask-title").focus();  // read first, as the rights-check page's heading is
+    });
+    $("#rights-approve").addEventListener("click", () => {
+      rightsConfirmed.value = rightsAsk.dataset.confirmed;
+      form.requestSubmit(approveButton);
+    });
+    $("#rights-keep").addEventListener("click", () => {
+      rightsAsk.hidden = true;
+      approveButton.focus();
+    });
+  }
+
   // --- unsent work: leaving the asset with edited fields or field decisions not sent asks first -----------------
   // the app's own ways out (j / k, links) ask with a confirm; closing or reloading the tab with the browser's
   // beforeunload prompt. Sending the decision form does not ask.
