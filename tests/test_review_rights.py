@@ -239,6 +239,9 @@ def test_rights_texts_read_well_and_reflow(page, server):
     page.goto(f"{server.url}/asset/wire-0001")
     assert LONG_URL in page.locator("ul.reasons-list").text_content()
     assert page.evaluate("document.scrollingElement.scrollWidth") <= 320
+    page.goto(server.url)  # the queue's cards: the long URL among the reasons wraps there too (review 1p)
+    assert LONG_URL in page.locator("table.queue").text_content()
+    assert page.evaluate("document.scrollingElement.scrollWidth") <= 320
 
 
 def test_approving_one_asset_with_restricted_rights_asks_first_and_cancel_keeps_the_edits(page, server, fleet):

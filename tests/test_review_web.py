@@ -88,6 +88,38 @@ def test_the_asset_page_reflows_at_320_px_and_its_fields_stand_out(page, server)
     expect(row.locator("td.alt")).to_have_text("decorative (model)")
 
 
+def test_the_queue_reflows_at_320_px_as_cards_and_stays_a_table_at_normal_widths(page, server, tmp_path):
+    """Review 1p (WCAG 1.4.10): at 320 px (400 % zoom) the queue's table scrolled sideways. There each row is a card,
+    each cell led by its column's name ("usage: restricted"), and nothing runs off the screen; at normal widths it
+    is the table it was, read by a screen reader with its column headers."""
+    page.goto(server.login_url)
+    page.goto(f"{server.url}/?status=all")
+    table = page.get_by_role("table")
+    assert [h.text_content() for h in table.get_by_role("columnheader").all()][2:] == [
+        "asset", "alt text", "reasons", "usage", "conf.", "uploaded", "status"]
+    assert page.locator("table.queue .card-only").first.is_hidden()
+
+    page.set_viewport_size({"width": 320, "height": 640})
+    assert page.evaluate("document.scrollingElement.scrollWidth") <= 320
+    rows = page.locator("table.queue tbody tr")
+    assert rows.count() == 8
+    for cell in page.locator("table.queue td, table.queue td *").all():
+        box = cell.bounding_box()
+        assert box is None or box["x"] + box["width"] <= 320, (cell.evaluate("e => e.outerHTML")[:200], box)
+    labels = rows.first.locator("td").evaluate_all("tds => tds.map(td => getComputedStyle(td, '::before').content)")
+    assert labels[3:] == ['"alt text: "', '"reasons: "', '"usage: "', '"confidence: "', '"uploaded: "', '"status: "']
+    # stacked: a row below the one before it, a row's cells below each other (after the box, thumbnail and title)
+    first, second = rows.nth(0).bounding_box(), rows.nth(1).bounding_box()
+    assert second["y"] >= first["y"] + first["height"]
+    usage, reasons = rows.first.locator("td.usage").bounding_box(), rows.first.locator("td").nth(4).bounding_box()
+    assert usage["y"] >= reasons["y"] + reasons["height"]
+    expect(page.locator("label.select-all")).to_have_text(re.compile("select all on this page"))
+    shot = tmp_path / "review-queue-320.png"
+    page.screenshot(path=str(shot), full_page=True)
+    if os.environ.get("ASSETSTREAM_REVIEW_QUEUE_SCREENSHOT"):
+        shutil.copy(shot, os.environ["ASSETSTREAM_REVIEW_QUEUE_SCREENSHOT"])
+
+
 def test_editor_edits_alt_text_and_tags_then_approves(page, server, fleet, tmp_path):
     settings, records = fleet
     page.goto(server.login_url)
