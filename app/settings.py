@@ -35,6 +35,7 @@ OTHER_ENV = frozenset({
     "ASSETSTREAM_CPU_SLOTS",           # streams/cpu.py: how many CPU-heavy parts run at once
     "ASSETSTREAM_LOCAL_CLASSIFIER",    # domain/vision/classifier.py: lite0 | lite2
     "ASSETSTREAM_REVIEW_SCREENSHOT",   # tests/test_review_web.py: where to copy the review app's screenshot
+    "ASSETSTREAM_REVIEW_QUEUE_SCREENSHOT",  # tests/test_review_web.py: the queue at 320 px
 })
 """The ASSETSTREAM_* variables that are not settings: every other ASSETSTREAM_<SECTION>[__<KEY>] must name a
 section (or top-level key) of the settings, or the settings are refused like a misspelt key."""

@@ -140,9 +140,9 @@ def test_the_queue_collapses_families(page, server, fleet):
     row.locator("input[name=ids]").check()
     page.get_by_role("button", name="Approve selected").click()
     page.wait_for_url(re.compile("sent="))
-    assert messages == ["Approve the 1 selected asset(s) as they are shown? Only the asset shown in each row: the "
+    assert messages == ["Approve the 1 selected asset as it is shown? Only the asset shown in its row: the "
                         "rest of its family stays in the queue."]
-    assert "1 asset(s) approved" in page.locator(".flash").text_content()
+    assert "1 asset approved" in page.locator(".flash").text_content()
     # the filters keep it: the waiting assets only, one row per family
     page.goto(f"{server.url}/?status=needs_review&collapse=1")
     assert listed() == ["fam-web", "solo-mug"]
@@ -182,20 +182,20 @@ def test_approve_all_with_one_row_per_family_approves_the_rows_shown_and_nothing
         html = c.get("/?status=needs_review&collapse=1").text
         assert re.findall(r'name="ids" value="([^"]+)"', html) == ["fam-web", "solo-mug"]
         summary = " ".join(re.search(r'<p class="summary">(.*?)<button', html, re.S).group(1).split())
-        assert summary == "2 families (3 assets) needs review, oldest upload first."
+        assert summary == "2 families (3 assets) need review, oldest upload first."
         button = re.search(r'<button name="scope" value="all"[^>]*data-confirm="([^"]*)">([^<]*)</button>', html)
         assert button.group(2) == "Approve all 2 families (one asset each)"
         dialog = htmllib.unescape(button.group(1))
         assert dialog.startswith("Approve one asset of each of the 2 families (the asset its row shows, on every "
                                  "page)")
-        assert "The other 1 asset(s) of these families are not approved: they stay in the queue." in dialog
+        assert "The other 1 asset of these families is not approved: it stays in the queue." in dialog
         form = _bulk_form(html)
         assert form["collapse"] == "1" and form["expect"] == "2" and len(form["selection"]) == 64
 
         before = {d["decision_id"] for d in feedback(settings)}
         r = c.post("/bulk-approve", data={**form, "scope": "all"})
         assert r.status_code == 303 and "collapse=1" in r.headers["location"]
-        assert "Sent to feedback: 2 asset(s) approved" in c.get(r.headers["location"]).text
+        assert "Sent to feedback: 2 assets approved" in c.get(r.headers["location"]).text
         new = [d for d in feedback(settings) if d["decision_id"] not in before]
         assert sorted(d["asset_id"] for d in new) == ["fam-web", "solo-mug"]  # not fam-small, never shown
         assert {d["status"] for d in new} == {"approved"}
@@ -203,7 +203,7 @@ def test_approve_all_with_one_row_per_family_approves_the_rows_shown_and_nothing
         # "Approve selected" in the collapsed queue: the ticked row's asset only
         before |= {d["decision_id"] for d in new}
         r = c.post("/bulk-approve", data={**form, "scope": "selected", "ids": ["fam-web"]})
-        assert "Sent to feedback: 1 asset(s) approved" in c.get(r.headers["location"]).text
+        assert "Sent to feedback: 1 asset approved" in c.get(r.headers["location"]).text
         assert [d["asset_id"] for d in feedback(settings) if d["decision_id"] not in before] == ["fam-web"]
 
 
@@ -289,7 +289,7 @@ def test_approve_all_refuses_when_other_assets_match_than_the_page_confirmed(bro
         again = _bulk_form(c.get("/?status=needs_review&min_conf=0.5").text)
         assert again["expect"] == "3" and again["min_conf"] == "0.5"
         r = c.post("/bulk-approve", data={**again, "scope": "all"})
-        assert "Sent to feedback: 3 asset(s) approved" in c.get(r.headers["location"]).text
+        assert "Sent to feedback: 3 assets approved" in c.get(r.headers["location"]).text
     new = [d for d in feedback(settings) if d["decision_id"] not in start]
     assert sorted(d["asset_id"] for d in new) == ["b-copy", "b-new", "b-solo"]
     assert {d["status"] for d in new} == {"approved"}
@@ -308,7 +308,7 @@ def test_past_the_scan_limit_the_counts_say_so_and_approve_the_first_still_check
         assert c.get(srv.login_url).status_code == 303
         html = c.get("/?status=needs_review&collapse=1").text
         summary = " ".join(re.search(r'<p class="summary">(.*?)<button', html, re.S).group(1).split())
-        assert summary == ('2 families (2 assets) needs review, oldest upload first. <span class="capped">Counted '
+        assert summary == ('2 families (2 assets) need review, oldest upload first. <span class="capped">Counted '
                            'over the first 2 assets of the queue only (review.scan_limit): there are more; narrow '
                            'the filters to count them all.</span>')
         html = c.get("/?status=needs_review").text
@@ -324,5 +324,5 @@ def test_past_the_scan_limit_the_counts_say_so_and_approve_the_first_still_check
         assert "nothing approved: the queue changed since you looked: 2 assets match these filters, as many" in shown
         assert {d["decision_id"] for d in feedback(settings)} == start
         r = c.post("/bulk-approve", data={**_bulk_form(c.get("/?status=needs_review").text), "scope": "all"})
-        assert "Sent to feedback: 2 asset(s) approved" in c.get(r.headers["location"]).text
+        assert "Sent to feedback: 2 assets approved" in c.get(r.headers["location"]).text
     assert sorted(d["asset_id"] for d in feedback(settings) if d["decision_id"] not in start) == ["c-2", "c-3"]

@@ -108,7 +108,7 @@ def test_a_bulk_approval_with_restricted_or_unknown_rights_asks_first(page, serv
     before = {d["decision_id"] for d in feedback(settings)}
     page.get_by_role("button", name="Approve all 5 matching").click()
     heading = page.locator("h1#outcome")
-    expect(heading).to_have_text("Nothing approved yet: 3 of the 5 asset(s) have restricted or unknown usage rights")
+    expect(heading).to_have_text("Nothing approved yet: 3 of the 5 assets have restricted or unknown usage rights")
     expect(heading).to_be_focused()  # read first
     items = page.locator("ul.risky li")
     assert [i.locator(".id").text_content() for i in items.all()] == RISKY
@@ -127,19 +127,19 @@ def test_a_bulk_approval_with_restricted_or_unknown_rights_asks_first(page, serv
 
     page.get_by_role("button", name="Approve all 5 matching").click()
     # the button says which assets "the others" are, and so does the outcome (trial 25 m5)
-    others = page.get_by_role("button", name="Approve only the 2 other(s)")
+    others = page.get_by_role("button", name="Approve only the 2 others")
     expect(others).to_have_accessible_description(
         "The 2 others, with no rights to check: Mug cc-0003 (cc-0003); Mug own-0004 (own-0004).")
     others.click()
     page.wait_for_url(re.compile("sent="))
-    assert "2 asset(s) approved — cc-0003, own-0004" in page.locator(".flash").text_content()
+    assert "2 assets approved — cc-0003, own-0004" in page.locator(".flash").text_content()
     assert sent_since(settings, before) == ["cc-0003", "own-0004"]
 
     seen = {d["decision_id"] for d in feedback(settings)}
     page.get_by_role("button", name="Approve all 5 matching").click()  # no review group runs: all 5 still listed
     page.get_by_role("button", name="Approve all 5, including these 3").click()
     page.wait_for_url(re.compile("sent="))
-    assert "5 asset(s) approved" in page.locator(".flash").text_content()
+    assert "5 assets approved" in page.locator(".flash").text_content()
     assert sent_since(settings, seen) == sorted(USAGE)
 
     # ticked rows with no rights to check are approved at once; one unknown among them asks
@@ -152,14 +152,14 @@ def test_a_bulk_approval_with_restricted_or_unknown_rights_asks_first(page, serv
     page.locator("input[name=ids][value='own-0004']").check()
     page.locator("input[name=ids][value='stock-0002']").check()
     page.get_by_role("button", name="Approve selected").click()
-    expect(heading).to_have_text("Nothing approved yet: 1 of the 2 asset(s) have restricted or unknown usage rights")
+    expect(heading).to_have_text("Nothing approved yet: 1 of the 2 assets has restricted or unknown usage rights")
     page.get_by_role("link", name=re.compile("Cancel")).click()  # the rows ticked are still ticked (trial 25 m1)
     expect(page.locator("#outcome")).to_have_text("Cancelled: nothing approved.")
     assert [c.get_attribute("value") for c in page.locator("input[name=ids]:checked").all()] == \
         ["stock-0002", "own-0004"]
     assert sent_since(settings, seen) == []
     page.get_by_role("button", name="Approve selected").click()
-    expect(heading).to_have_text("Nothing approved yet: 1 of the 2 asset(s) have restricted or unknown usage rights")
+    expect(heading).to_have_text("Nothing approved yet: 1 of the 2 assets has restricted or unknown usage rights")
     page.get_by_role("button", name="Approve all 2, including these 1").click()
     page.wait_for_url(re.compile("sent="))
     assert sent_since(settings, seen) == ["own-0004", "stock-0002"]
@@ -213,7 +213,7 @@ def test_back_from_an_asset_returns_to_the_rights_confirmation(page, server, fle
     page.goto(confirm_url)
     page.get_by_role("button", name="Approve all 5, including these 3").click()
     page.wait_for_url(re.compile("sent="))
-    assert "5 asset(s) approved" in page.locator(".flash").text_content()
+    assert "5 assets approved" in page.locator(".flash").text_content()
     assert sent_since(settings, before) == sorted(USAGE)
 
 
@@ -239,3 +239,89 @@ def test_rights_texts_read_well_and_reflow(page, server):
     page.goto(f"{server.url}/asset/wire-0001")
     assert LONG_URL in page.locator("ul.reasons-list").text_content()
     assert page.evaluate("document.scrollingElement.scrollWidth") <= 320
+    page.goto(server.url)  # the queue's cards: the long URL among the reasons wraps there too (review 1p)
+    assert LONG_URL in page.locator("table.queue").text_content()
+    assert page.evaluate("document.scrollingElement.scrollWidth") <= 320
+
+
+def test_approving_one_asset_with_restricted_rights_asks_first_and_cancel_keeps_the_edits(page, server, fleet):
+    """Review 1p: one asset's approval (Approve all on its page, the `a` key, Enter in a field) of an asset with
+    restricted (editorial only too) or unknown rights went through without a word, where a bulk approval asks. It
+    asks the same way now, on the page: Cancel sends nothing and keeps the editor's edits; confirming sends one
+    approval, with the edits. An asset with no rights to check is approved at once, as before."""
+    settings, _ = fleet
+    page.goto(server.login_url)
+    before = {d["decision_id"] for d in feedback(settings)}
+    page.goto(f"{server.url}/asset/wire-0001")  # editorial only
+    edited = "A red mug on a wooden table, seen from the side"
+    page.locator("#alt_text").fill(edited)
+    ask = page.locator("#rights-ask")
+    heading = page.locator("#rights-ask-title")
+    keep = page.get_by_role("button", name="Cancel: approve nothing, keep editing")
+
+    page.get_by_role("button", name="Approve all ✓").click()
+    expect(heading).to_have_text("Nothing approved yet: this asset has restricted or unknown usage rights")
+    expect(heading).to_be_focused()
+    assert ask.locator(".badge").text_content() == "editorial only"
+    assert "Do not crop." in ask.locator(".instructions").text_content()
+    keep.click()
+    expect(ask).to_be_hidden()
+    assert page.locator("#alt_text").input_value() == edited and "/asset/wire-0001" in page.url
+    # the keyboard's ways to approve ask too: `a` from the page, Enter in a text field
+    page.keyboard.press("Escape")
+    page.keyboard.press("a")
+    expect(heading).to_be_focused()
+    keep.click()
+    page.locator("#title").press("Enter")
+    expect(heading).to_be_focused()
+    keep.click()
+    assert page.locator("#alt_text").input_value() == edited
+    assert sent_since(settings, before) == []  # asking sent nothing
+
+    page.get_by_role("button", name="Approve all ✓").click()
+    page.get_by_role("button", name="Approve this asset anyway").click()
+    page.wait_for_url(re.compile("sent="))
+    new = [d for d in feedback(settings) if d["decision_id"] not in before]
+    assert [(d["asset_id"], d["status"]) for d in new] == [("wire-0001", "approved")]  # once
+    assert {"field": "alt_text", "action": "edited", "value": edited} in new[0]["fields"]
+
+    seen = {d["decision_id"] for d in feedback(settings)}
+    page.goto(f"{server.url}/asset/own-0004")  # usage ok: no question
+    assert page.locator("#rights-ask").count() == 0
+    page.get_by_role("button", name="Approve all ✓").click()
+    page.wait_for_url(re.compile("sent="))
+    assert sent_since(settings, seen) == ["own-0004"]
+
+
+def test_without_javascript_one_assets_approval_asks_on_the_rights_check_page(browser, server, fleet):
+    """Review 1p: without the script (or from a page that did not ask), the approval of an asset with unknown rights
+    redirects to the signed rights-check page, as a bulk approval does: Cancel returns to the asset and sends
+    nothing; *Approve this asset anyway* sends the asset's form once, edits included."""
+    settings, _ = fleet
+    context = browser.new_context(viewport={"width": 1360, "height": 1000}, java_script_enabled=False)
+    try:
+        page = context.new_page()
+        page.goto(server.login_url)
+        before = {d["decision_id"] for d in feedback(settings)}
+        page.goto(f"{server.url}/asset/stock-0002")  # unknown rights
+        page.get_by_role("button", name="Approve all ✓").click()
+        heading = page.locator("h1#outcome")
+        expect(heading).to_have_text("Nothing approved yet: this asset has restricted or unknown usage rights")
+        assert "/rights-check?" in page.url
+        assert page.locator("ul.risky .badge").all_text_contents() == ["unknown"]
+        page.get_by_role("link", name="Cancel: approve nothing, back to the asset").click()
+        page.wait_for_url(re.compile("/asset/stock-0002"))
+        expect(page.locator("#outcome")).to_have_text("Cancelled: nothing approved.")
+        assert sent_since(settings, before) == []
+
+        page.locator("#title").fill("Stock mug, licence to check")
+        page.get_by_role("button", name="Approve all ✓").click()
+        expect(heading).to_have_text(re.compile("^Nothing approved yet: this asset"))
+        assert sent_since(settings, before) == []
+        page.get_by_role("button", name="Approve this asset anyway").click()
+        page.wait_for_url(re.compile("sent="))
+        new = [d for d in feedback(settings) if d["decision_id"] not in before]
+        assert [(d["asset_id"], d["status"]) for d in new] == [("stock-0002", "approved")]
+        assert {"field": "title", "action": "edited", "value": "Stock mug, licence to check"} in new[0]["fields"]
+    finally:
+        context.close()

@@ -88,6 +88,38 @@ def test_the_asset_page_reflows_at_320_px_and_its_fields_stand_out(page, server)
     expect(row.locator("td.alt")).to_have_text("decorative (model)")
 
 
+def test_the_queue_reflows_at_320_px_as_cards_and_stays_a_table_at_normal_widths(page, server, tmp_path):
+    """Review 1p (WCAG 1.4.10): at 320 px (400 % zoom) the queue's table scrolled sideways. There each row is a card,
+    each cell led by its column's name ("usage: restricted"), and nothing runs off the screen; at normal widths it
+    is the table it was, read by a screen reader with its column headers."""
+    page.goto(server.login_url)
+    page.goto(f"{server.url}/?status=all")
+    table = page.get_by_role("table")
+    assert [h.text_content() for h in table.get_by_role("columnheader").all()][2:] == [
+        "asset", "alt text", "reasons", "usage", "conf.", "uploaded", "status"]
+    assert page.locator("table.queue .card-only").first.is_hidden()
+
+    page.set_viewport_size({"width": 320, "height": 640})
+    assert page.evaluate("document.scrollingElement.scrollWidth") <= 320
+    rows = page.locator("table.queue tbody tr")
+    assert rows.count() == 8
+    for cell in page.locator("table.queue td, table.queue td *").all():
+        box = cell.bounding_box()
+        assert box is None or box["x"] + box["width"] <= 320, (cell.evaluate("e => e.outerHTML")[:200], box)
+    labels = rows.first.locator("td").evaluate_all("tds => tds.map(td => getComputedStyle(td, '::before').content)")
+    assert labels[3:] == ['"alt text: "', '"reasons: "', '"usage: "', '"confidence: "', '"uploaded: "', '"status: "']
+    # stacked: a row below the one before it, a row's cells below each other (after the box, thumbnail and title)
+    first, second = rows.nth(0).bounding_box(), rows.nth(1).bounding_box()
+    assert second["y"] >= first["y"] + first["height"]
+    usage, reasons = rows.first.locator("td.usage").bounding_box(), rows.first.locator("td").nth(4).bounding_box()
+    assert usage["y"] >= reasons["y"] + reasons["height"]
+    expect(page.locator("label.select-all")).to_have_text(re.compile("select all on this page"))
+    shot = tmp_path / "review-queue-320.png"
+    page.screenshot(path=str(shot), full_page=True)
+    if os.environ.get("ASSETSTREAM_REVIEW_QUEUE_SCREENSHOT"):
+        shutil.copy(shot, os.environ["ASSETSTREAM_REVIEW_QUEUE_SCREENSHOT"])
+
+
 def test_editor_edits_alt_text_and_tags_then_approves(page, server, fleet, tmp_path):
     settings, records = fleet
     page.goto(server.login_url)
@@ -293,7 +325,7 @@ def test_bulk_approve_a_filtered_selection(page, server, fleet):
     before = {d["decision_id"] for d in feedback(settings)}
     page.get_by_role("button", name=f"Approve all {len(expected)} matching").click()
     page.wait_for_url(re.compile("sent="))
-    assert f"{len(expected)} asset(s) approved" in page.locator(".flash").text_content()
+    assert f"{len(expected)} assets approved" in page.locator(".flash").text_content()
     new = [d for d in feedback(settings) if d["decision_id"] not in before]
     assert sorted(d["asset_id"] for d in new) == sorted(expected)
     assert {(d["status"], d["editor"], len(d["fields"]), d["tenant"]) for d in new} == {("approved", "erin", 0, tenant)}
@@ -358,7 +390,7 @@ def test_search_box_narrows_the_queue_its_counts_bulk_approval_and_next(page, se
     page.wait_for_url(re.compile(r"q=downtown"))
     assert [a.text_content() for a in page.locator("table.queue .id").all()] == ["paris-0003", "paris-0004"]
     assert page.get_by_role("searchbox", name="search").input_value() == "downtown"
-    assert page.locator(".summary").text_content().startswith("2 asset(s) needs review matching")
+    assert page.locator(".summary").text_content().startswith("2 assets need review matching")
     assert page.locator("nav.reasons a", has_text="rights").locator("b").text_content() == "2"
     page.locator("table.queue a.open").first.click()
     page.wait_for_url(re.compile("/asset/paris-0003"))
@@ -376,7 +408,7 @@ def test_search_box_narrows_the_queue_its_counts_bulk_approval_and_next(page, se
     before = {d["decision_id"] for d in feedback(settings)}
     page.get_by_role("button", name="Approve all 1 matching").click()
     page.wait_for_url(re.compile("sent="))
-    assert "1 asset(s) approved" in page.locator(".flash").text_content() and "q=farmers" in page.url
+    assert "1 asset approved" in page.locator(".flash").text_content() and "q=farmers" in page.url
     assert [d["asset_id"] for d in feedback(settings) if d["decision_id"] not in before] == ["poster-0002"]
 
 
@@ -681,7 +713,7 @@ def test_approval_reaches_the_index_through_the_review_group(broker, store, brow
             pg.wait_for_url(re.compile("sent="))
             flash = " ".join(pg.locator(".flash").text_content().split())
             # review 13: the one the review group keeps in review is said so, not "still being applied"
-            assert "3 asset(s) approved (1 kept in review by the review group" in flash, flash
+            assert "3 assets approved (1 kept in review by the review group" in flash, flash
             assert "still being applied" not in flash
             listed = pg.locator("table.queue input[name=ids]").evaluate_all("els => els.map(e => e.value)")
             assert {"poster-0002", "noalt-0009"} <= set(listed) and not {"paris-0003", "paris-0004"} & set(listed)
@@ -783,7 +815,7 @@ def test_a_forged_outcome_link_shows_no_banner(server, fleet):
             assert "Sent to feedback" not in shown and "evil" not in shown, path
         csrf = re.search(r'name="csrf" value="([^"]+)"', c.get("/").text).group(1)
         r = c.post("/bulk-approve", data={"csrf": csrf, "scope": "selected"})  # nothing chosen: nothing sent
-        assert "Sent to feedback: 0 asset(s) approved" in c.get(r.headers["location"]).text
+        assert "Sent to feedback: 0 assets approved" in c.get(r.headers["location"]).text
         edited = r.headers["location"].replace("sent=0+asset", "sent=9+asset")
         assert "Sent to feedback" not in c.get(edited).text
         for ok in ("\u00b23.x", "9" * 5000 + ".ab", "1.\u00e9" * 3):  # crafted signatures (review 12: a 500)

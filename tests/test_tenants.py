@@ -175,7 +175,7 @@ def test_the_review_app_shows_and_decides_each_tenants_asset_of_the_same_id(brok
         assert r.status_code == 303 and "not sent" not in c.get(r.headers["location"]).text
         r = c.post("/bulk-approve", data={"csrf": csrf, "scope": "selected",
                                           "ids": ["acme::shared-1", "globex::shared-1"]})
-        assert "2 asset(s) approved" in c.get(r.headers["location"]).text
+        assert "2 assets approved" in c.get(r.headers["location"]).text
     sent = read_topic(s, "feedback", 3)
     assert sorted((d["key"], d["value"]["asset_id"], d["value"]["tenant"]) for d in sent) == [
         ("acme::shared-1", "shared-1", "acme"), ("globex::shared-1", "shared-1", "globex"),

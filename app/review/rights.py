@@ -1,7 +1,7 @@
 """What the review app says about an asset's usage rights (trial 23, a rights manager's wishes): the file's
 special instructions (IPTC 2:40 / XMP photoshop:Instructions: "Embargoed until 5 May", "Do not crop"), the usage
 flag in words for the queue's *usage* column, and which assets of a bulk approval have restricted or unknown rights
-(the approval asks before approving those).
+(the approval asks before approving those; so does approving one such asset from its page).
 
     instructions(doc)      the special instructions the file carries, or None (untrusted text: autoescaped)
     usage(doc)             {"flag", "label", "risky", "why", "why_beside"}: the usage flag as the queue shows it

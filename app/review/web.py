@@ -103,6 +103,7 @@ class ReviewApp:
         env.filters["when"] = lambda v: (str(v or "")[:16].replace("T", " ") if v else "–")
         env.filters["duration"] = human_duration
         env.filters["q"] = lambda v: quote(str(v), safe="")
+        env.filters["counted"] = counted  # "1 asset", "5 assets"
         env.filters["docid"] = lambda d: scoped_id(d.get("asset_id"), d.get("tenant"))  # the document's id
         env.filters["frames"] = lambda d: frames_phrase(d.get("format"), d.get("frames"))  # "animated, 12 frames"
         env.globals.update(confidence=self.index.confidence, STATUSES=STATUSES, clock=clock, video_length=video_length,
@@ -327,6 +328,7 @@ class ReviewApp:
         shown = self.auth.outcome(who, request.query_params)  # only when this app signed it for `who`
         return self._page(request, who, "asset.html", {
             **data, "f": f, "vocab": self.vocab, "alt_rules": self.alt_rules, **shown,
+            "rights_digest": rights_digest([data["doc"]]) if rights.needs_rights_check(data["doc"]) else None,
             "error_fields": error_fields(shown["error"], data["fields"]),
             "mine": ",".join(dec.own_decisions(request.query_params.get("mine")))})
 
@@ -368,6 +370,11 @@ class ReviewApp:
             if refusals and form.get("force_alt") != "1":
                 raise dec.DecisionError(f"nothing was sent: {refusals[0].split(': ', 1)[1]}, or tick \"send as "
                                         "written\" and send it again")
+            # restricted or unknown rights (editorial only too): an approval asks first, as a bulk one does, unless
+            # the page's own confirmation (or the rights-check page's) named this asset
+            if decision["status"] == "approved" and rights.needs_rights_check(doc) and \
+                    form.get("rights_confirmed") != rights_digest([doc]):
+                return None
             sent = self.publish([decision])[0]
             note = "".join(f" (warning: {w.split(': ', 1)[1]})" for w in warnings + refusals)
             if sent["status"] and form.get("advance") == "1":
@@ -387,6 +394,9 @@ class ReviewApp:
 
         try:
             target = await run_in_threadpool(act)
+            if target is None:  # ask first, on the page a bulk approval's rights check is (Back returns to it)
+                return RedirectResponse("/rights-check?" + urlencode(self.auth.sign_query(
+                    who, [("decide", asset_id), *_draft(form)])), 303)
         except dec.DecisionError as exc:  # the page's own decisions stay its own
             target = _asset_url(asset_id, f, **signed("error", str(exc)),
                                 mine=",".join(dec.own_decisions(form.get("mine"))))
@@ -415,7 +425,7 @@ class ReviewApp:
         flagged = {scoped_id(d.get("asset_id"), d.get("tenant")) for d in check}
         others = [i for i in ids if i not in flagged]
         return {"check": check, "total": len(ids), "others": others,
-                "confirmed": selection_digest([scoped_id(d.get("asset_id"), d.get("tenant")) for d in check]),
+                "confirmed": rights_digest(check),
                 # "Approve only the 2 others" says which (trial 25 m5): by title, when few enough to read out
                 "others_named": self.index.titles(others) if 0 < len(others) <= OTHERS_NAMED else None}
 
@@ -426,13 +436,12 @@ class ReviewApp:
         def act() -> str | None:
             chosen = self._bulk_chosen(f, form)
             if not chosen:
-                return "0 asset(s) approved"
+                return "0 assets approved"
             ids = [scoped_id(i, t) for i, t in chosen]
             # restricted or unknown rights among them (trial 23): approve nothing until the person confirms these
             # very assets (the digest of their ids), or chooses to approve only the others
             check = self.index.rights_to_check(ids)
-            confirmed = selection_digest([scoped_id(d.get("asset_id"), d.get("tenant")) for d in check])
-            if check and form.get("rights_confirmed") != confirmed:
+            if check and form.get("rights_confirmed") != rights_digest(check):
                 return None
             given = self.index.propagated(ids)
             sent = self.publish([dec.approval(i, who.user, t, given.get(scoped_id(i, t)), self.taxonomy) for i, t in chosen])
@@ -441,7 +450,7 @@ class ReviewApp:
             pending, kept = self.index.wait_decided({doc: d["decision_id"] for doc, d in zip(ids, sent)},
                                                     self.cfg.apply_wait_s) if self.cfg.apply_wait_s else (0, 0)
             # which ones, when few (trial 25 m5: "Approve only the others" named none)
-            return f"{len(sent)} asset(s) approved" + (
+            return f"{counted(len(sent), 'asset')} approved" + (
                 f" ({kept} kept in review by the review group: each asset's page says why)" if kept else "") + (
                 f" ({pending} still being applied: they may show here until it is done; reload in a moment)"
                 if pending else "") + (f" — {', '.join(ids)}" if len(ids) <= OTHERS_NAMED else "")
@@ -474,6 +483,8 @@ class ReviewApp:
                                  "session: go back to the queue and approve again.")
         form = _Form(again)
         f = Filters.from_params(form, self.taxonomy)
+        if form.get("decide") is not None:
+            return await self._rights_check_one(request, who, str(form.get("decide")), again, f)
 
         def load() -> dict[str, Any]:
             chosen = self._bulk_chosen(f, form)
@@ -494,6 +505,24 @@ class ReviewApp:
                                  *self.auth.sign_outcome(who, "note", "Cancelled: nothing approved").items()])
         return self._page(request, who, "rights_confirm.html", {
             **ask, "f": f, "again": again, "shown": RIGHTS_CHECK_SHOWN, "back": back})
+
+    async def _rights_check_one(self, request: Request, who: Principal, asset_id: str, again: list[tuple[str, str]],
+                                f: Filters) -> Response:
+        """The rights check of one asset's approval (its page's Approve all, `a`, Enter in a field) when the page
+        did not ask itself (no JavaScript, or a page drawn before the asset's rights changed): the same page as a
+        bulk approval's, with *Approve this asset anyway* (the asset page's form again, edits included, with the
+        digest of this asset) and *Cancel* (back to the asset, nothing sent)."""
+        doc = await run_in_threadpool(self.index.asset, asset_id)
+        if doc is None:
+            return self._message(request, who, 404, "Not found", f"No asset {asset_id!r} in the index.")
+        if not rights.needs_rights_check(doc):  # decided or re-flagged meanwhile: approve again from its page
+            return RedirectResponse(_asset_url(asset_id, f, **self.auth.sign_outcome(
+                who, "error", "nothing approved: this asset has no restricted or unknown rights any more; approve "
+                              "again")), 303)
+        return self._page(request, who, "rights_confirm.html", {
+            "check": [doc], "total": 1, "others": [], "single": doc, "confirmed": rights_digest([doc]), "f": f,
+            "again": [(k, v) for k, v in again if k != "decide"], "shown": RIGHTS_CHECK_SHOWN,
+            "back": _asset_url(asset_id, f, **self.auth.sign_outcome(who, "note", "Cancelled: nothing approved"))})
 
     async def metrics(self, request: Request, who: Principal) -> Response:
         def collect():
@@ -532,6 +561,25 @@ def changed_since_confirmed(f: Filters, chosen: list[tuple[str, str | None]], fo
             f"ones arrived); reload to see them and approve again")
 
 
+def rights_digest(docs: list[dict[str, Any]]) -> str:
+    """What a person confirmed when asked about restricted or unknown rights: the digest of these assets' ids."""
+    return selection_digest([scoped_id(d.get("asset_id"), d.get("tenant")) for d in docs])
+
+
+def _draft(form: Any) -> list[tuple[str, str]]:
+    """An asset page's form to carry through its rights check (a signed query): less the CSRF token and any
+    confirmation, and less each value the editor did not change (the `shown.` value says it), so the address stays
+    short; `from_form` reads a missing value as the one shown."""
+    shown = {k[6:]: str(v).replace("\r\n", "\n") for k, v in form.multi_items() if k.startswith("shown.")}
+    return [(k, str(v)) for k, v in form.multi_items() if k not in ("csrf", "rights_confirmed") and not (
+        k.startswith("value.") and shown.get(k[6:]) == str(v).replace("\r\n", "\n"))]
+
+
+def counted(n: int, one: str, many: str | None = None) -> str:
+    """A count with its noun in the right number: "1 asset", "5 assets", "0 assets", "2 families"."""
+    return f"{n} {one if n == 1 else many or one + 's'}"
+
+
 def clock(seconds: float | None) -> str:
     """A time in a video as a player shows it: m:ss.s (h:mm:ss past an hour)."""
     if seconds is None:
@@ -564,7 +612,7 @@ def outcome_title(sent: str | None, error: str | None) -> tuple[str, bool]:
     whether it is about another asset than the page's. A verdict sent from an asset's page names that asset, as
     the page shown next is the next asset's (trial 20b: "Sent: approved · Tea cup" read as if Tea cup was
     approved): "Approved: Simple graphic" (the page adds "next: <its title>"). On the same page: "Sent: title
-    accepted", "Sent: 2 asset(s) approved", "Error: nothing was sent"."""
+    accepted", "Sent: 2 assets approved", "Error: nothing was sent"."""
     if error:
         return "Error: " + error.split(":", 1)[0].split(" (", 1)[0][:80], False
     if sent:

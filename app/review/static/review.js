@@ -65,7 +65,8 @@
       if (note) note.textContent = b.dataset.none;
       return;
     }
-    if (!window.confirm(b.dataset.confirm.replace("{n}", String(ticked)))) ev.preventDefault();
+    const text = ticked === 1 && b.dataset.confirmOne ? b.dataset.confirmOne : b.dataset.confirm;  // "1 asset", "2 assets"
+    if (!window.confirm(text.replace("{n}", String(ticked)))) ev.preventDefault();
   }));
   const selectAll = $("#select-all");
   if (selectAll) selectAll.addEventListener("change", () => {
@@ -283,6 +284,30 @@
       ev.preventDefault();
       hint.textContent += ": nothing was sent. Pick a tag from the list, or clear the box.";
       tagInput.focus();
+    });
+  }
+
+  // --- restricted or unknown rights: approving the asset (Approve all, `a`, Enter in a field) asks first, on the page,
+  // so Cancel keeps the edits (the server asks on a page of its own when the form comes without this confirmation) --
+  const rightsAsk = $("#rights-ask");
+  const rightsConfirmed = $("#rights-confirmed");
+  const approveButton = $("#approve");
+  if (rightsAsk && rightsConfirmed && approveButton && approveButton.form) {
+    const form = approveButton.form;
+    form.addEventListener("submit", (ev) => {
+      if (ev.defaultPrevented) { rightsConfirmed.value = ""; return; }  // not sent (another check stopped it)
+      if (!ev.submitter || ev.submitter.value !== "approve" || rightsConfirmed.value) return;
+      ev.preventDefault();
+      rightsAsk.hidden = false;
+      $("#rights-ask-title").focus();  // read first, as the rights-check page's heading is
+    });
+    $("#rights-approve").addEventListener("click", () => {
+      rightsConfirmed.value = rightsAsk.dataset.confirmed;
+      form.requestSubmit(approveButton);
+    });
+    $("#rights-keep").addEventListener("click", () => {
+      rightsAsk.hidden = true;
+      approveButton.focus();
     });
   }
 
