@@ -284,15 +284,16 @@ def mapping_version(client: Elasticsearch, index: str) -> int | None:
     return int(value) if value is not None else None
 
 
-def ensure_index(client: Elasticsearch, settings: "Any") -> str:
+def ensure_index(client: Elasticsearch, settings: "Any", *, warn: bool = True) -> str:
     """Idempotent: make sure `<base>-write` and `<base>-read` point at a concrete `<base>-vN` (creating
-    `<base>-v<initial_version>` with MAPPINGS if nothing exists). Returns the concrete index name."""
+    `<base>-v<initial_version>` with MAPPINGS if nothing exists). Returns the concrete index name. With `warn`,
+    an index of another mapping version is logged with the advice to migrate (`migrate` itself passes False)."""
     s = index_settings(settings)
     current = current_index(client, s)
     if current is not None:
         if not alias_targets(client, read_alias(s)):
             client.indices.put_alias(index=current, name=read_alias(s))
-        live = mapping_version(client, current)
+        live = mapping_version(client, current) if warn else MAPPING_VERSION
         if live != MAPPING_VERSION:
             log.warning("%s has mapping version %s, this code writes version %s: run `assetstream index migrate`",
                         current, live, MAPPING_VERSION)
@@ -391,7 +392,9 @@ def _drop_deleted(client: Elasticsearch, new: str, copied: dict[str, int], old_n
 
 def migrate(client: Elasticsearch, settings: "Any", to_version: int | None = None,
             delete_old: bool = False) -> dict[str, Any]:
-    """Move to a new concrete index with the current MAPPINGS, without downtime:
+    """Move to a new concrete index with the current MAPPINGS, without downtime. Idempotent: when the current
+    index already has this code's MAPPING_VERSION and no `to_version` is asked for, nothing is done (the summary
+    says `migrated: False`); an explicit `to_version` copies anyway (e.g. for other shard settings).
 
     1. create `<base>-v<to_version or N+1>` with MAPPINGS;
     2. copy the current index into it (the `_reindex` API, or scan + bulk), external versions kept;
@@ -402,14 +405,20 @@ def migrate(client: Elasticsearch, settings: "Any", to_version: int | None = Non
     Returns a summary dict."""
     s = index_settings(settings)
     started = time.monotonic()
-    old = ensure_index(client, s)
+    old = ensure_index(client, s, warn=False)
     old_version = _version_of(s, old)
+    live = mapping_version(client, old)
+    if to_version is None and live == MAPPING_VERSION:
+        log.info("%s is already at mapping version %s: nothing to migrate", old, live)
+        return {"from_index": old, "to_index": old, "read_alias": read_alias(s), "write_alias": write_alias(s),
+                "migrated": False, "mapping_version": live}
     target_version = to_version if to_version is not None else old_version + 1
     if target_version == old_version:
         raise ValueError(f"{old} is already version {old_version}")
     new = concrete_name(s, target_version)
     if client.indices.exists(index=new):
         raise ValueError(f"{new} already exists; pass a higher to_version or delete it")
+    log.info("migrating %s (mapping version %s) to %s (mapping version %s)", old, live, new, MAPPING_VERSION)
     client.indices.create(index=new, **index_body(s))
     client.indices.refresh(index=old)
     first = _copy(client, s, old, new, s.migrate_use_reindex_api)
@@ -429,6 +438,7 @@ def migrate(client: Elasticsearch, settings: "Any", to_version: int | None = Non
     if delete_old:
         client.indices.delete(index=old)
     summary = {"from_index": old, "to_index": new, "read_alias": read_alias(s), "write_alias": write_alias(s),
+               "migrated": True, "mapping_version": MAPPING_VERSION, "from_mapping_version": live,
                "method": first["method"], "documents": client.count(index=new)["count"],
                "copied": first["copied"], "caught_up": catch_up["copied"], "deletes_caught_up": removed,
                "old_deleted": delete_old,
