@@ -20,13 +20,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from domain.review import EVENT_FIELDS
 from streams.records import to_ms
 
 SOURCE = ["record.enriched.pre.asset", "review.fields"]
 """What an index lookup needs of a document for `indexed_values`."""
 
-REVIEWED_AS = {"title": "title", "alt_text": "alt_text", "caption": "caption", "description": "summary",
-               "credit_line": "credit_text", "keywords": "tags", "declared_license": "licensing"}
+REVIEWED_AS = EVENT_FIELDS
 """An event value -> the field of a review it sets (validate's precedence, consumers/validate/stage.py)."""
 
 SINGLE = ("declared_license", "uploader", "uploader_notes")
