@@ -231,10 +231,17 @@ def mappings_for(settings: "Any") -> dict[str, Any]:
                                        IMAGE_VECTOR_FIELD: vector_mapping(s.vector_mode, IMAGE_VECTOR_DIMS)}}
 
 
+def shard_settings(settings: "Any") -> dict[str, int]:
+    """The configured shard and replica counts: the assets index's, and every side index's the pipeline creates in
+    the store (the enrich result cache and batch journal, the writeback state), so a one-node store
+    (`index.number_of_replicas: 0`) is green, not yellow (trial 26 F6)."""
+    s = index_settings(settings)
+    return {"number_of_shards": s.number_of_shards, "number_of_replicas": s.number_of_replicas}
+
+
 def index_body(settings: "Any") -> dict[str, Any]:
     s = index_settings(settings)
-    body: dict[str, Any] = {"number_of_shards": s.number_of_shards, "number_of_replicas": s.number_of_replicas,
-                            "analysis": ANALYSIS}
+    body: dict[str, Any] = {**shard_settings(s), "analysis": ANALYSIS}
     if s.vector_mode == "opensearch":
         body["knn"] = True  # index.knn: required for knn_vector HNSW structures
     return {"settings": body, "mappings": mappings_for(s)}
