@@ -41,11 +41,9 @@ STAGES = {
 
 def _print_version(value: bool) -> None:
     if value:
-        from streams import PIPELINE_VERSION, __version__
-        from streams.schemas import contracts_digest
+        from app.build import version_line
 
-        out.print(f"assetstream {__version__} (pipeline {PIPELINE_VERSION}, contracts {contracts_digest()})",
-                  highlight=False)
+        out.print(version_line(), highlight=False, soft_wrap=True)
         raise typer.Exit()
 
 
