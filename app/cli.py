@@ -41,11 +41,9 @@ STAGES = {
 
 def _print_version(value: bool) -> None:
     if value:
-        from streams import PIPELINE_VERSION, __version__
-        from streams.schemas import contracts_digest
+        from app.build import version_line
 
-        out.print(f"assetstream {__version__} (pipeline {PIPELINE_VERSION}, contracts {contracts_digest()})",
-                  highlight=False)
+        out.print(version_line(), highlight=False, soft_wrap=True)
         raise typer.Exit()
 
 
@@ -610,7 +608,10 @@ def index_create():
 @index_app.command("migrate")
 def index_migrate(to_version: Optional[int] = typer.Option(None, help="target version (default: next)"),
                   json_out: bool = typer.Option(False, "--json")):
-    """Create the next index version with the current mappings, reindex, and swap both aliases."""
+    """Create the next index version with the current mappings, reindex, and swap both aliases.
+
+    Idempotent: an index already at this release's mapping version is left as it is ("already at mapping
+    version N", exit 0); --to-version copies anyway."""
     from domain.store.client import make_client
     from domain.store.management import migrate
 
@@ -621,8 +622,14 @@ def index_migrate(to_version: Optional[int] = typer.Option(None, help="target ve
         summary = migrate(make_client(settings), settings, to_version=to_version)
     except (ApiError, TransportError) as exc:
         store_down(settings, "index not migrated", exc)
+    except ValueError as exc:  # --to-version names the current index or one that exists
+        console.print(f"[red]index not migrated:[/red] {exc}", highlight=False)
+        raise typer.Exit(2) from None
     if json_out:
         out.print_json(json.dumps(summary, default=str))
+    elif not summary["migrated"]:
+        out.print(f"{summary['from_index']} is already at mapping version {summary['mapping_version']}: nothing "
+                  "to migrate (--to-version copies anyway)", highlight=False)
     else:
         for k, v in summary.items():
             out.print(f"{k}: {v}")

@@ -14,7 +14,7 @@ from typing import Any, Iterable
 
 from confluent_kafka import KafkaError, Producer
 
-from domain.events import EventError, check_event
+from domain.events import REPROCESSED_AT, EventError, check_event
 from domain.records import document_id
 from streams.avro import Serde
 from streams.records import now_ms
@@ -60,6 +60,10 @@ def build_event(asset_id: str, source_uri: str | None, *, event_type: str = "cre
     """A valid AssetEvent dict. `version` defaults to the event time in ms (monotonic enough per asset
     for most DAMs; pass your DAM's own revision counter when it has one).
 
+    `event_time_ms` is when the asset was uploaded (default now). A `reprocess` given an earlier one keeps that
+    upload time (the review queue's "uploaded", its order and date filter, the time to publish) and says when it
+    was sent in the `reprocessed_at` attribute (domain.events.sent_ms); its version defaults to now.
+
     Raises ValueError, or its subclass domain.events.EventError (with `.problems`) for an event the pipeline
     cannot process: an unsupported URL scheme, an asset id with spaces, an over-long text field, ... (the entry
     rules in domain/events.py, the same the webhook applies)."""
@@ -69,7 +73,14 @@ def build_event(asset_id: str, source_uri: str | None, *, event_type: str = "cre
         raise ValueError("asset_id is required")
     if event_type != "deleted" and not source_uri:
         raise ValueError("source_uri is required unless the event is a deletion")
-    t = event_time_ms or now_ms()
+    now = now_ms()
+    t = event_time_ms or now
+    attributes = dict(attributes or {})
+    if event_type == "reprocess" and t < now:  # the upload time kept: when this event was sent, said apart
+        attributes.setdefault(REPROCESSED_AT, str(now))
+        t_version = now
+    else:
+        t_version = t
     pc = None
     if product_context:
         pc = {k: product_context.get(k) for k in ("sku", "category", "name", "brand")}
@@ -81,8 +92,8 @@ def build_event(asset_id: str, source_uri: str | None, *, event_type: str = "cre
         "asset_id": asset_id, "event_id": event_id or uuid.uuid4().hex, "event_type": event_type,
         "source_uri": source_uri, "content_type": content_type, "uploader": uploader,
         "uploader_notes": uploader_notes, "declared_license": declared_license, "product_context": pc,
-        "tenant": tenant, "event_time": t, "version": version if version is not None else t,
-        "human_fields": hf, "attributes": dict(attributes or {})})
+        "tenant": tenant, "event_time": t, "version": version if version is not None else t_version,
+        "human_fields": hf, "attributes": attributes})
 
 
 class AssetPublisher:

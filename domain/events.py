@@ -14,6 +14,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from streams.records import to_ms
+
 SUPPORTED_SCHEMES = ("http", "https", "s3", "file")
 """What preprocess can fetch (consumers/preprocess/fetch.py); anything else would always dead-letter as
 `unsupported_scheme`."""
@@ -45,6 +47,23 @@ LONG_TEXT_FIELDS = ("uploader_notes",)
 TEXT_FIELDS = ("content_type", "uploader", "declared_license")
 HUMAN_LONG_TEXT = ("description",)
 HUMAN_TEXT = ("title", "alt_text", "caption", "creator", "credit_line", "copyright")
+
+REPROCESSED_AT = "reprocessed_at"
+"""The attribute (epoch ms, as text) of a reprocess event that keeps the asset's upload time as its `event_time`
+(`assetstream publish --event-type reprocess`, `backfill --only-stale`): when the reprocess was sent."""
+
+
+def sent_ms(asset: dict[str, Any]) -> int | None:
+    """When an asset event was sent (epoch ms): a reprocess that kept the upload time says it in its
+    `reprocessed_at` attribute; any other event was sent at its `event_time`. What the pipeline's own clocks measure
+    from (record age, the KPIs' time to publish), where `event_time` is the upload the review queue shows."""
+    at = (asset.get("attributes") or {}).get(REPROCESSED_AT)
+    if at is not None:
+        try:
+            return int(at)
+        except ValueError:
+            pass
+    return to_ms(asset.get("event_time"))
 
 
 class EventError(ValueError):

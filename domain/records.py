@@ -6,7 +6,7 @@ import base64
 import datetime as dt
 from typing import Any
 
-from domain.events import scoped_id
+from domain.events import scoped_id, sent_ms
 from streams.records import to_ms
 from streams.schemas import parsed_schema
 from streams.stage import OutputFacts
@@ -237,7 +237,7 @@ class PipelineFacts:
             return OutputFacts()
         if not asset:
             return OutputFacts()
-        return OutputFacts(to_ms(asset.get("event_time")), asset.get("version"))
+        return OutputFacts(sent_ms(asset), asset.get("version"))  # a reprocess's age: since it was sent
 
     def content_id(self, value: dict[str, Any] | None) -> str | None:
         return content_sha256(value)

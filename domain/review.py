@@ -64,6 +64,23 @@ NO_VERDICT = "no verdict yet: {fields} decided by {editor}: approve or reject th
 REVIEW_REASON_TEMPLATES = (REJECTED, APPROVED, UNAPPROVED, IMAGE_CHANGED, NO_ALT_TEXT, NO_VERDICT)
 
 
+#: an event's value -> the review field it sets (validate's precedence: a person's value given with the upload)
+EVENT_FIELDS = {"title": "title", "alt_text": "alt_text", "caption": "caption", "description": "summary",
+                "credit_line": "credit_text", "keywords": "tags", "declared_license": "licensing"}
+
+
+def event_gave(validated: dict[str, Any], field: str) -> bool:
+    """Whether the record's own event gave review field `field` a person's value (its human_fields, its declared
+    licence): a `human` source that came from the DAM, not from a review applied to the record before."""
+    asset = asset_of(validated) or {}
+    human = asset.get("human_fields") or {}
+    for key, name in EVENT_FIELDS.items():
+        if name == field:
+            value = asset.get(key) if key == "declared_license" else human.get(key)
+            return value not in (None, "", [])
+    return False
+
+
 def review_reason(template: str, **values: str) -> str:
     """One of the review's own reasons (`template` one of REVIEW_REASON_TEMPLATES) with its values filled in."""
     return template.format(**values)
@@ -354,8 +371,8 @@ def apply_review(validated: dict[str, Any], review: dict[str, Any] | None, *, la
     decided: set[str] = set()
     for f in review["fields"]:
         name, at = f["field"], to_ms(f["at"])
-        if sources.get(name) == "human" and event_ms > at:
-            continue  # the DAM's own human value is newer than the review
+        if sources.get(name) == "human" and event_ms > at and event_gave(validated, name):
+            continue  # the DAM's own human value is newer than the review (not this review's, applied before)
         decided.add(name)
         model_value = current_value(validated, name)
         # who set the value now shown: a person for an edit or a rejection. An accepted value that is still the

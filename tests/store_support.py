@@ -206,3 +206,15 @@ def answering(status: int, error_type: str = "cluster_block_exception", *, only:
     finally:
         server.shutdown()
         server.server_close()
+
+
+def index_row(settings: Settings, index: str) -> dict[str, Any]:
+    """The store's `_cat/indices` row of one index (health, rep, docs.count, ...), as an operator reads it."""
+    from domain.store.client import make_client
+
+    client = make_client(settings)
+    try:
+        (row,) = client.cat.indices(index=index, format="json").body
+    finally:
+        client.close()
+    return row

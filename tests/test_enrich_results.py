@@ -9,6 +9,7 @@ import uuid
 
 from app.settings import Settings
 from consumers.enrich.replay import ReplayServer
+from tests.store_support import index_row
 from tests.test_enrich_stage import KEY, enrich_values, preprocessed, script_ok
 
 
@@ -35,6 +36,10 @@ def test_the_same_question_is_paid_once(store):  # noqa: F811
         original = preprocessed("c1")
         (first,) = enrich_values(s, original)
         assert srv.count() == 3 and first["cost_usd"] > 0
+        # trial 26 F6: the cache index has the replica count configured for the assets index (0 here, a one-node
+        # store): `_cat/indices` showed it yellow (1 replica that can never be placed) next to green assets indexes
+        row = index_row(s, f"{index}-results")
+        assert (row["rep"], row["health"]) == ("0", "green"), row
 
         # another worker (a fresh stage): a metadata-only update that changes no task's input, a replay of the
         # very same event, and a byte-identical copy under another id: no model call at all

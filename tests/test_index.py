@@ -1,10 +1,14 @@
 """Index sink against a real osmem-server: versioning, deletes, per-item errors, outage, search, migration."""
 from __future__ import annotations
 
+import json
 import time
 
 import pytest
 from elasticsearch import NotFoundError, helpers
+from typer.testing import CliRunner
+
+from app import cli
 
 from consumers.index.document import document_from_validated
 from domain.store.management import (MAPPING_VERSION, MAPPINGS, TEXT_ANALYZER, alias_targets, ensure_index,
@@ -14,6 +18,7 @@ from consumers.index.sink import IndexSink
 from streams.errors import PermanentError, TransientError
 from streams.metrics import INDEX_ITEMS
 from app.settings import Settings
+from tests.kafka_support import env_for
 from tests.store_support import as_items, deleted_asset, settings_for, validated_asset
 
 
@@ -192,7 +197,7 @@ def test_migration_swaps_aliases_and_search_keeps_working(sink):
     before = search(sink.client, sink.settings, "mountain lake", size=50)
     assert len(before) == 12
 
-    summary = migrate(sink.client, sink.settings)
+    summary = migrate(sink.client, sink.settings, to_version=2)  # already current: only an explicit version copies
     base = sink.cfg.index
     assert (summary["from_index"], summary["to_index"]) == (f"{base}-v1", f"{base}-v2")
     assert summary["documents"] == 13
@@ -222,10 +227,12 @@ def test_migration_without_the_reindex_api(store):
         sink.close()
 
 
-def test_an_index_made_before_accent_folding_gets_it_by_migrate(store):
+def test_an_index_made_before_accent_folding_gets_it_by_migrate(store, caplog):
     """Trial 23: an index made before mapping version 6 keeps its analyzer (an analyzer never changes in place):
     "cafe" does not find "Café" there; `assetstream index migrate` makes the new index with the folding analyzer
-    and copies the documents, and from then on it does (docs/operations.md, docs/index.md)."""
+    and copies the documents, and from then on it does (docs/operations.md, docs/index.md).
+    Trial 26 F2/F3: the migration did not tell the operator to run the command being run, and a second run copied
+    the whole index again (-v3, -v4, ... for every re-run of a rollout Job): it is a no-op that says so."""
     s = settings_for(store.url)
     sink = IndexSink(s)
     try:
@@ -239,11 +246,24 @@ def test_an_index_made_before_accent_folding_gets_it_by_migrate(store):
         assert search(sink.client, s, "cafe") == [] and search(sink.client, s, "zurich") == []
         # review 14 L1: the literal leg (the exact words) still finds the words as written there
         assert [h["_id"] for h in literal_leg(sink.client, s, "Café Zürich", [], 10)] == ["zh-1"]
-        summary = migrate(sink.client, s)
-        assert summary["to_index"] == f"{s.index.index}-v2"
+        env = env_for(s)
+        caplog.clear()  # the sink's own warning about the v5 index, written above, is right
+        with caplog.at_level("INFO", logger="domain.store.management"):
+            first = CliRunner().invoke(cli.app, ["index", "migrate", "--json"], env=env)
+        assert first.exit_code == 0, first.output
+        summary = json.loads(first.stdout)
+        assert summary["to_index"] == f"{s.index.index}-v2" and summary["migrated"] is True
         assert mapping_version(sink.client, summary["to_index"]) == MAPPING_VERSION
+        assert "run `assetstream index migrate`" not in caplog.text
+        assert f"(mapping version 5) to {s.index.index}-v2 (mapping version {MAPPING_VERSION})" in caplog.text
         for q in ("cafe", "zurich", "Café"):
             assert [h["asset_id"] for h in search(sink.client, s, q)] == ["zh-1"], q
+        again = CliRunner().invoke(cli.app, ["index", "migrate"], env=env)
+        assert again.exit_code == 0, again.output
+        assert f"{s.index.index}-v2 is already at mapping version {MAPPING_VERSION}: nothing to migrate" in \
+            again.stdout
+        assert not sink.client.indices.exists(index=f"{s.index.index}-v3")
+        assert alias_targets(sink.client, write_alias(s)) == [f"{s.index.index}-v2"]
     finally:
         sink.close()
 

@@ -296,3 +296,14 @@ def test_a_decision_is_charged_to_the_prompt_the_editor_was_shown_in_any_order()
     shown = (("alt-text", "v1", MODEL_A), "v1", ("tagging", "t1", MODEL_A))
     assert charged(v1, v2) == charged(v2, v1) == charged(v1) == shown
     assert charged(v2) == (("unknown",) * 3, None, ("unknown",) * 3)  # the re-run: v1 was never read
+
+
+def test_a_reprocess_that_keeps_the_upload_time_is_timed_from_when_it_was_sent():
+    """Trial 26 F4: a reprocess keeps the asset's upload time as its event_time (the review queue's "uploaded");
+    the KPIs' time to publish of its record is still the pipeline's time for it (from `reprocessed_at`), not the
+    days since the upload that a whole-library reprocess would otherwise pour into p90."""
+    upload, sent = 1_700_000_000_000, 1_700_900_000_000
+    record = T.validated_record("rp-1", 2, event_time_ms=upload, published_ms=sent + 4_000)
+    record["enriched"]["pre"]["asset"].update(event_type="reprocess", attributes={"reprocessed_at": str(sent)})
+    _, event = compute.apply_validated(None, record, KpiSettings())
+    assert event["ttp_ms"] == 4_000

@@ -2,6 +2,7 @@
 re-publishing, skip what is indexed and current, re-publish exactly the stale assets."""
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import re
@@ -16,6 +17,7 @@ import typer
 from typer.testing import CliRunner
 
 from domain.store.management import read_alias
+from streams.records import to_ms
 from consumers.index.sink import IndexSink
 from app.ops.backfill import current_enrichment
 from app.ops import cli as ops_cli
@@ -182,6 +184,8 @@ def test_only_stale_republishes_exactly_the_stale_assets(broker, unique, store, 
     assert sorted(r["key"] for r in recs) == ["degraded", "old-model", "old-prompt", "other-model"]
     for r in recs:
         assert r["value"]["event_type"] == "reprocess"
+        # the upload time is the indexed one (trial 26 F4), the version the next
+        assert to_ms(r["value"]["event_time"]) == to_ms(docs[r["key"]]["enriched"]["pre"]["asset"]["event_time"])
         assert r["value"]["version"] == docs[r["key"]]["enriched"]["pre"]["asset"]["version"] + 1  # index takes it
         # the indexed event's upload values ride along (the manifest row gives none of them)
         assert r["value"]["declared_license"] == "CC-BY-4.0" and r["value"]["uploader"] == "alice@example.com"
@@ -249,6 +253,25 @@ def test_reprocess_keeps_the_values_a_person_gave_at_upload(broker, unique, stor
     assert event["product_context"]["sku"] == "B-2"  # a value given on the command line wins
     assert sorted(json.loads(again.stdout)[0]["carried_forward"]) == ["alt_text", "declared_license", "title"]
 
+    # trial 26 F4: the reprocess keeps the upload time (the review queue's "uploaded", its oldest-first order, its
+    # date filter and the time to publish showed the reprocess's time); it is newer (the index takes it) and says
+    # when it was sent, which is what the pipeline's record age is measured from
+    assert event["event_time"] == upload["event_time"] and event["version"] > upload["version"]
+    sent = int(event["attributes"]["reprocessed_at"])
+    assert sent > to_ms(upload["event_time"]) and event["attributes"]["ingest"] == "cli"
+    v2 = validated_asset(upload["asset_id"], 2)
+    v2["enriched"]["pre"]["asset"] = event
+    sink = IndexSink(idx)
+    try:
+        assert sink.output_facts(v2).event_time_ms == sent
+        assert sink.process_batch(as_items([v2])) == [None]
+        sink.client.indices.refresh(index=read_alias(sink.cfg))
+        doc = sink.client.get(index=read_alias(sink.cfg), id=upload["asset_id"])["_source"]
+    finally:
+        sink.close()
+    assert doc["version"] == event["version"] and to_ms(dt.datetime.fromisoformat(doc["event_time"])) == \
+        to_ms(upload["event_time"])
+
     # no index to read them from: refused (exit 2), unless --no-carry says to publish without them
     down = {**env, "ASSETSTREAM_INDEX__URL": "http://127.0.0.1:9"}
     refused = CliRunner().invoke(_app(), ["publish", str(img), "--event-type", "reprocess"], env=down)
@@ -265,7 +288,8 @@ def test_a_field_reviewed_after_the_upload_is_left_to_the_review():
     doc = {"record": {"enriched": {"pre": {"asset": asset}}},
            "review": {"fields": [{"field": "title", "action": "edited", "value": "Red brick wall", "at": 2000},
                                  {"field": "alt_text", "action": "edited", "value": "older", "at": 500}]}}
-    assert indexed_values(doc) == {"human_fields": {"alt_text": "Grey bricks"}, "declared_license": "CC0-1.0"}
+    assert indexed_values(doc) == {"human_fields": {"alt_text": "Grey bricks"}, "declared_license": "CC0-1.0",
+                                   "event_time_ms": 1000}  # and the upload time (trial 26 F4)
 
 
 def test_token_bucket_holds_the_rate():

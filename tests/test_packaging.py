@@ -67,6 +67,13 @@ def test_installed_cli_runs_from_another_directory(installed):
     from streams import __version__
 
     assert version.stdout.split()[:2] == ["assetstream", __version__]
+    # trial 26 F1: the line names the code itself, the same digest as the checkout it was built from (the same
+    # files), and the mapping version; no git commit outside a checkout
+    from app.build import code_digest
+    from domain.store.mapping_version import MAPPING_VERSION
+
+    assert f", mapping {MAPPING_VERSION}, code {code_digest()})" in version.stdout, version.stdout
+    assert ", git " not in version.stdout
 
     shown = run(installed, "assetstream", "config", "show")
     assert shown.returncode == 0, shown.stderr[-2000:]
@@ -97,3 +104,31 @@ print(json.dumps({"same": same, "streams": streams.__file__, "avro": str(streams
     for key in ("streams", "avro", "prompts"):
         assert seen[key].startswith(site) and not seen[key].startswith(str(REPO)), seen
     assert seen["prompt"] == "v1" and seen["taxonomy"]
+
+
+def test_two_builds_whose_code_differs_print_different_version_lines(tmp_path):
+    """Trial 26 F1: a2d245b and a release 75 commits later (mapping version 5 -> 6) both printed `assetstream 0.1.0
+    (pipeline 2026.11.1, contracts 6e804ee9)`, and the rollout check ("done when every pod shows the new line")
+    could not work. The line names the mapping version and a digest of the code, and a checkout's git commit."""
+    from domain.store.mapping_version import MAPPING_VERSION
+
+    def version(root: Path) -> str:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("ASSETSTREAM_")}
+        done = subprocess.run([sys.executable, "-m", "app.cli", "--version"], capture_output=True, text=True,
+                              env={**env, "PYTHONPATH": str(root)}, cwd=tmp_path, timeout=60)
+        assert done.returncode == 0, done.stderr
+        return done.stdout.strip()
+
+    build = tmp_path / "build"
+    for d in SOURCE_DIRS:
+        shutil.copytree(REPO / d, build / d, symlinks=True, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    before = version(build)
+    assert f", mapping {MAPPING_VERSION}, code " in before and ", git " not in before  # a copy, not a checkout
+    ranking = build / "domain" / "store" / "search.py"
+    ranking.write_text(ranking.read_text("utf-8") + "\n# another release\n", "utf-8")
+    after = version(build)
+    assert after != before and after.split(", code ")[0] == before.split(", code ")[0]
+
+    commit = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True,
+                            text=True).stdout.strip()
+    assert f", git {commit}" in version(REPO)  # run from the checkout: its commit too

@@ -87,6 +87,17 @@ def test_an_approval_leaves_no_model_confidence():
     assert _confidence(out) is None
 
 
+def _saved_then_sent_again() -> dict:
+    """Trial 26 F5: the librarian saved an alt text without a verdict, then the asset came through the pipeline
+    again with an event newer than that review and without the field (a DAM `updated` event, a reprocess that
+    could not keep the upload time): validate's record, with the review applied as validate applies it, on its way
+    to the index sink (which applies the review again)."""
+    record = _mug("mug-saved")
+    record["enriched"]["pre"]["asset"]["event_time"] = 1_800_000_600_000  # ten minutes after the review
+    review = _decide(record, [{"field": "alt_text", "action": "edited", "value": WRITTEN}], status=None)
+    return apply_review({**record, "review": review}, review, policy=POLICY)
+
+
 @pytest.fixture(scope="module")
 def queue(store):
     """Two assets whose only weak field is the model's alt text (0.08): one approved with the alt text the
@@ -95,7 +106,7 @@ def queue(store):
     approved, waiting = _mug("mug-approved"), _mug("mug-waiting")
     approved["review"] = _decide(approved, [{"field": "alt_text", "action": "edited", "value": WRITTEN}])
     settings = index_all(settings_for(store.url).with_overrides(review={"port": 0, "token_user": "librarian"}),
-                         [approved, waiting])
+                         [approved, waiting, _saved_then_sent_again()])
     with ReviewServer(settings) as srv, httpx.Client(base_url=srv.url, follow_redirects=True) as c:
         assert c.get(srv.login_url).status_code == 200
         yield c
@@ -112,3 +123,11 @@ def test_the_low_confidence_chip_leaves_out_an_approved_asset_whose_weak_field_a
     assert re.findall(r'<div class="id">([^<]+)</div>', weak) == ["mug-waiting"]
     asset = queue.get("/asset/mug-approved").text
     assert ">Why it was held for review</h2>" in asset and "Why it needs review" not in asset
+
+
+def test_a_saved_review_keeps_its_no_verdict_reason_when_the_asset_comes_through_again(queue):
+    """Trial 26 F5: the reasons lost "no verdict yet: alt_text decided by …" after a reprocess: the index sink took the
+    alt text the review had set (`human` on validate's record) for a newer DAM value and left the field undecided."""
+    page = queue.get("/asset/mug-saved").text
+    assert "no verdict yet: alt_text decided by librarian: approve or reject the asset" in page, page
+    assert WRITTEN in page

@@ -14,7 +14,7 @@ from consumers.writeback.sink import WritebackSink
 from streams.metrics import WRITEBACK_CONFLICTS, WRITEBACK_ITEMS
 from streams.runner import StageRunner
 from tests.kafka_support import RunnerThread, make_settings, provision, read_to_end, read_topic
-from tests.store_support import validated_asset
+from tests.store_support import index_row, validated_asset
 from tests.writeback_support import FakeDam, handled, publish, run_until
 
 SECRET = "wb-hmac-secret-value-123"
@@ -107,6 +107,9 @@ def test_approved_record_gets_one_signed_patch_and_a_reprocess_sends_nothing(bro
     assert SECRET not in caplog.text and TOKEN not in caplog.text
     shown = json.dumps(s.redacted())  # `assetstream config show`
     assert dam.url in shown and SECRET not in shown and TOKEN not in shown
+    # trial 26 F6: the state index has the replica count configured for the store (0: one node), green
+    row = index_row(s, f"wb{unique}-writeback")
+    assert (row["rep"], row["health"]) == ("0", "green"), row
 
 
 def test_a_persons_edit_in_the_target_is_never_overwritten(broker, unique, store):

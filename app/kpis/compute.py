@@ -14,6 +14,7 @@ from datetime import datetime, timezone
 from typing import Any, Iterable
 
 from app.kpis.settings import KpiSettings
+from domain.events import sent_ms
 from domain.records import degraded_of
 
 HOUR_MS = 3600 * 1000
@@ -121,7 +122,7 @@ def apply_validated(state: dict[str, Any] | None, validated: dict[str, Any],
         if first[kind]:
             seen.append(start)
             del seen[:-RECENT_WINDOWS]
-    ttp = None if status == "deleted" else at - to_ms(asset["event_time"])
+    ttp = None if status == "deleted" else at - sent_ms(asset)  # a reprocess: since it was sent, as before
     event = {"t": "v", "at": at, "asset": asset["asset_id"], "version": version,
              "by": validated["stamp"]["stage"], "status": status, "ttp_ms": ttp,
              "cost": float(validated["enriched"].get("cost_usd") or 0.0), "first": first,

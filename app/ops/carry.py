@@ -6,6 +6,12 @@ DAM, the declared licence, the product context, the uploader's notes). So both t
 own event (the stored record's `asset` block: the event as it came in, never a reviewer's values) and carry
 forward every value the command line / manifest row does not give; a given value wins, field by field.
 
+The event also keeps the asset's upload time (`event_time_ms`, the indexed event's `event_time`): a reprocess is
+our doing, not an upload, so the review queue's "uploaded" column, its oldest-first order and date filter, and the
+time to publish still refer to the upload (trial 26, F4). `build_event` then says when the reprocess was sent
+(attribute `reprocessed_at`) for the clocks that measure the pipeline. A DAM's own `created` / `updated` event is
+the DAM saying something happened now: it carries nothing forward and its time is its own.
+
 A field a person's review decided on after that event is not carried: the pipeline re-applies the review
 anyway, and the same value in a newer event would count as a DAM edit made after the review and beat it
 (domain/review.py `apply_review`).
@@ -14,13 +20,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from domain.review import EVENT_FIELDS
 from streams.records import to_ms
 
 SOURCE = ["record.enriched.pre.asset", "review.fields"]
 """What an index lookup needs of a document for `indexed_values`."""
 
-REVIEWED_AS = {"title": "title", "alt_text": "alt_text", "caption": "caption", "description": "summary",
-               "credit_line": "credit_text", "keywords": "tags", "declared_license": "licensing"}
+REVIEWED_AS = EVENT_FIELDS
 """An event value -> the field of a review it sets (validate's precedence, consumers/validate/stage.py)."""
 
 SINGLE = ("declared_license", "uploader", "uploader_notes")
@@ -32,7 +38,8 @@ def _given(value: Any) -> bool:
 
 def indexed_values(doc: dict[str, Any] | None) -> dict[str, Any]:
     """The values the indexed asset's own event gave, as `build_event` takes them (human_fields,
-    product_context, declared_license, uploader, uploader_notes), without those a later review decided on."""
+    product_context, declared_license, uploader, uploader_notes), without those a later review decided on; and its
+    upload time (`event_time_ms`)."""
     doc = doc or {}
     asset = ((((doc.get("record") or {}).get("enriched") or {}).get("pre") or {}).get("asset")) or {}
     event_ms = to_ms(asset.get("event_time")) or 0
@@ -49,12 +56,15 @@ def indexed_values(doc: dict[str, Any] | None) -> dict[str, Any]:
     for k in SINGLE:
         if _given(asset.get(k)) and REVIEWED_AS.get(k) not in reviewed:
             out[k] = asset[k]
+    if event_ms:
+        out["event_time_ms"] = event_ms
     return out
 
 
 def carry_forward(given: dict[str, Any], indexed: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
     """(`given` build_event keyword arguments with the indexed values it lacks added, the names carried:
-    `title`, `declared_license`, `product_context.sku`, ...). A given value always wins."""
+    `title`, `declared_license`, `product_context.sku`, ...). A given value always wins. The upload time is kept
+    too (not named: no person gave it)."""
     out = dict(given)
     carried: list[str] = []
     for group in ("human_fields", "product_context"):
@@ -67,4 +77,6 @@ def carry_forward(given: dict[str, Any], indexed: dict[str, Any]) -> tuple[dict[
         if not _given(given.get(k)) and k in indexed:
             out[k] = indexed[k]
             carried.append(k)
+    if indexed.get("event_time_ms") and not given.get("event_time_ms"):
+        out["event_time_ms"] = indexed["event_time_ms"]
     return out, carried

@@ -615,9 +615,9 @@ class Index:
         """Upload (`event_time`) -> approval (`reviewed_at`) of approved assets: count, median, p90 (seconds,
         nearest rank), over the newest review.ttp_sample approvals (`sampled`). `left_out`: those of them that
         cannot be timed, said rather than dropped: an approval given before the asset's current upload event
-        (`carried_over`: a decision re-applied by a re-run on the same --out, or kept through a reprocess; the index
-        holds only the latest event's time, so the wait from the first upload is not known here), or one
-        without either time."""
+        (`carried_over`: a decision re-applied by a re-run on the same --out, or kept through a DAM's later event;
+        the index holds only the latest event's time, so the wait from the first upload is not known here; a
+        reprocess keeps the upload time, app/ops/carry.py), or one without either time."""
         resp = self.es.search(index=self.alias, size=self.cfg.ttp_sample,
                               query=self._q([{"term": {"status": "approved"}}]),
                               sort=[{"reviewed_at": {"order": "desc", "unmapped_type": "date"}}],
@@ -637,7 +637,8 @@ class Index:
 def carried_over(doc: dict[str, Any]) -> bool:
     """The asset's review is older than its current upload event (`reviewed_at` < `event_time`): the decision was
     carried over to a later event of the asset (re-applied from the sidecars by a re-run with the same --out, or
-    kept through a reprocess), so `event_time` is not when the asset was first uploaded."""
+    kept through a DAM's later event; a reprocess keeps the upload time), so `event_time` is not when the asset
+    was first uploaded."""
     start, end = _parse(doc.get("event_time")), _parse(doc.get("reviewed_at"))
     return bool(start and end and end < start)
 

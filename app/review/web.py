@@ -127,7 +127,7 @@ class ReviewApp:
         self.g_ttp_left_out = Gauge("assetstream_review_time_to_publish_left_out", "Approved assets in the "
                                     "time-to-publish sample left out of it: approved before their current upload "
                                     "event (a decision re-applied by a re-run on the same --out, or kept through a "
-                                    "reprocess), so the index does not hold their first upload time",
+                                    "DAM's later event), so the index does not hold their first upload time",
                                     registry=self.registry)
         self.similar_decoders: ThreadPoolExecutor | None = None  # POST /v1/similar's decode threads (search_api)
         self.c_decisions = Counter("assetstream_review_decisions", "EditorDecisions this app published",

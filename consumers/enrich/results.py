@@ -102,11 +102,13 @@ class StoreDocs:
     MAPPINGS: dict[str, Any] = {"dynamic": False, "properties": {}}
 
     def __init__(self, settings: Any, client: Any, suffix: str, *, timeout_s: float = 2.0):
+        from domain.store.management import shard_settings
         if client is None:
             from domain.store.client import make_client
             client = make_client(settings)
         self.client = client
         self.index = f"{settings.index.index}-{suffix}"
+        self.index_settings = shard_settings(settings)
         self.timeout_s = timeout_s
         self._created = False
 
@@ -122,7 +124,7 @@ class StoreDocs:
         from elasticsearch import BadRequestError
         if not self._created:
             try:
-                self.client.indices.create(index=self.index, mappings=self.MAPPINGS)
+                self.client.indices.create(index=self.index, mappings=self.MAPPINGS, settings=self.index_settings)
             except BadRequestError as e:  # created by another worker
                 if "already_exists" not in str(e):
                     raise

@@ -13,6 +13,7 @@ from typing import Any
 from elasticsearch import Elasticsearch
 
 from domain.store.client import make_client
+from domain.store.management import shard_settings
 
 MAPPINGS = {"dynamic": False, "properties": {"target": {"type": "keyword"}, "asset_id": {"type": "keyword"},
                                              "fingerprint": {"type": "keyword"}, "written_at": {"type": "date"},
@@ -27,6 +28,7 @@ def state_id(target: str, asset_id: str) -> str:
 class StateStore:
     def __init__(self, settings: Any, client: Elasticsearch | None = None):
         self.index = settings.writeback.state_index
+        self.index_settings = shard_settings(settings)  # the replica count configured for the assets index
         self._owns = client is None
         self.client = client if client is not None else make_client(settings)
         self._ensured = False
@@ -37,7 +39,7 @@ class StateStore:
         if not self.client.indices.exists(index=self.index):
             try:
                 self.client.indices.create(index=self.index, mappings=MAPPINGS,
-                                           settings={"number_of_shards": 1})
+                                           settings={**self.index_settings, "number_of_shards": 1})
             except Exception:  # noqa: BLE001 - another worker created it meanwhile
                 if not self.client.indices.exists(index=self.index):
                     raise

@@ -14,23 +14,12 @@ from typing import TYPE_CHECKING, Any
 from elasticsearch import ApiError, ConflictError, Elasticsearch, NotFoundError, helpers
 
 from domain.store.client import index_settings
+from domain.store.mapping_version import MAPPING_VERSION
 
 if TYPE_CHECKING:
     from domain.store.settings import IndexSettings
 
 log = logging.getLogger(__name__)
-
-MAPPING_VERSION = 6
-"""Bump when MAPPINGS change in a way that needs a reindex; recorded in the index's _meta.
-2: tag_synonyms (text), text_vector or text_vector_b64 (+ text_vector_model), per index.vector_mode.
-3: degraded parts (domain/store/degraded.py): `degraded_parts`, `completeness`, `provenance.degraded` (issue 21);
-   media_type, duration_s, video (container facts, keyframes with their text), transcript (issue 20).
-4: `tag_suggestions` (keyword): weak model tags held for review, never in `tags`/`facets` (issue 15);
-   image_vector or image_vector_b64 (+ image_vector_model): EfficientNet-Lite0 pooled features, per vector_mode;
-   family_id, family_size, family_canonical (duplicate families) (issue 17).
-5: `model_tags` (keyword): the model's other proposed tags, weak evidence for search's tag leg (issue 17).
-6: every text field analyzed with TEXT_ANALYZER (the `english` analyzer plus ASCII folding): "cafe" finds "Café",
-   "zurich" "Zürich" (trial 23). An analyzer cannot change on an existing index: `assetstream index migrate`."""
 
 VECTOR_FIELD = "text_vector"
 PACKED_VECTOR_FIELD = "text_vector_b64"
@@ -231,10 +220,17 @@ def mappings_for(settings: "Any") -> dict[str, Any]:
                                        IMAGE_VECTOR_FIELD: vector_mapping(s.vector_mode, IMAGE_VECTOR_DIMS)}}
 
 
+def shard_settings(settings: "Any") -> dict[str, int]:
+    """The configured shard and replica counts: the assets index's, and every side index's the pipeline creates in
+    the store (the enrich result cache and batch journal, the writeback state), so a one-node store
+    (`index.number_of_replicas: 0`) is green, not yellow (trial 26 F6)."""
+    s = index_settings(settings)
+    return {"number_of_shards": s.number_of_shards, "number_of_replicas": s.number_of_replicas}
+
+
 def index_body(settings: "Any") -> dict[str, Any]:
     s = index_settings(settings)
-    body: dict[str, Any] = {"number_of_shards": s.number_of_shards, "number_of_replicas": s.number_of_replicas,
-                            "analysis": ANALYSIS}
+    body: dict[str, Any] = {**shard_settings(s), "analysis": ANALYSIS}
     if s.vector_mode == "opensearch":
         body["knn"] = True  # index.knn: required for knn_vector HNSW structures
     return {"settings": body, "mappings": mappings_for(s)}
@@ -284,15 +280,16 @@ def mapping_version(client: Elasticsearch, index: str) -> int | None:
     return int(value) if value is not None else None
 
 
-def ensure_index(client: Elasticsearch, settings: "Any") -> str:
+def ensure_index(client: Elasticsearch, settings: "Any", *, warn: bool = True) -> str:
     """Idempotent: make sure `<base>-write` and `<base>-read` point at a concrete `<base>-vN` (creating
-    `<base>-v<initial_version>` with MAPPINGS if nothing exists). Returns the concrete index name."""
+    `<base>-v<initial_version>` with MAPPINGS if nothing exists). Returns the concrete index name. With `warn`,
+    an index of another mapping version is logged with the advice to migrate (`migrate` itself passes False)."""
     s = index_settings(settings)
     current = current_index(client, s)
     if current is not None:
         if not alias_targets(client, read_alias(s)):
             client.indices.put_alias(index=current, name=read_alias(s))
-        live = mapping_version(client, current)
+        live = mapping_version(client, current) if warn else MAPPING_VERSION
         if live != MAPPING_VERSION:
             log.warning("%s has mapping version %s, this code writes version %s: run `assetstream index migrate`",
                         current, live, MAPPING_VERSION)
@@ -391,7 +388,9 @@ def _drop_deleted(client: Elasticsearch, new: str, copied: dict[str, int], old_n
 
 def migrate(client: Elasticsearch, settings: "Any", to_version: int | None = None,
             delete_old: bool = False) -> dict[str, Any]:
-    """Move to a new concrete index with the current MAPPINGS, without downtime:
+    """Move to a new concrete index with the current MAPPINGS, without downtime. Idempotent: when the current
+    index already has this code's MAPPING_VERSION and no `to_version` is asked for, nothing is done (the summary
+    says `migrated: False`); an explicit `to_version` copies anyway (e.g. for other shard settings).
 
     1. create `<base>-v<to_version or N+1>` with MAPPINGS;
     2. copy the current index into it (the `_reindex` API, or scan + bulk), external versions kept;
@@ -402,14 +401,20 @@ def migrate(client: Elasticsearch, settings: "Any", to_version: int | None = Non
     Returns a summary dict."""
     s = index_settings(settings)
     started = time.monotonic()
-    old = ensure_index(client, s)
+    old = ensure_index(client, s, warn=False)
     old_version = _version_of(s, old)
+    live = mapping_version(client, old)
+    if to_version is None and live == MAPPING_VERSION:
+        log.info("%s is already at mapping version %s: nothing to migrate", old, live)
+        return {"from_index": old, "to_index": old, "read_alias": read_alias(s), "write_alias": write_alias(s),
+                "migrated": False, "mapping_version": live}
     target_version = to_version if to_version is not None else old_version + 1
     if target_version == old_version:
         raise ValueError(f"{old} is already version {old_version}")
     new = concrete_name(s, target_version)
     if client.indices.exists(index=new):
         raise ValueError(f"{new} already exists; pass a higher to_version or delete it")
+    log.info("migrating %s (mapping version %s) to %s (mapping version %s)", old, live, new, MAPPING_VERSION)
     client.indices.create(index=new, **index_body(s))
     client.indices.refresh(index=old)
     first = _copy(client, s, old, new, s.migrate_use_reindex_api)
@@ -429,6 +434,7 @@ def migrate(client: Elasticsearch, settings: "Any", to_version: int | None = Non
     if delete_old:
         client.indices.delete(index=old)
     summary = {"from_index": old, "to_index": new, "read_alias": read_alias(s), "write_alias": write_alias(s),
+               "migrated": True, "mapping_version": MAPPING_VERSION, "from_mapping_version": live,
                "method": first["method"], "documents": client.count(index=new)["count"],
                "copied": first["copied"], "caught_up": catch_up["copied"], "deletes_caught_up": removed,
                "old_deleted": delete_old,
