@@ -51,10 +51,11 @@ class D:
     fields: list[tuple[str, str]]
     editor: str = "ed"
     decision_id: str = field(default_factory=lambda: __import__("uuid").uuid4().hex)
+    status: str | None = None  # a verdict on the whole asset (`feedback --approve`: "fields": [])
 
     def record(self) -> dict:
         return {"asset_id": self.asset, "decision_id": self.decision_id, "editor": self.editor,
-                "decided_at": self.decided_at,
+                "decided_at": self.decided_at, "status": self.status,
                 "fields": [{"field": f, "action": a, "value": "x" if a == "edited" else None} for f, a in self.fields]}
 
 
@@ -100,6 +101,7 @@ def expected(vs: list[V], ds: list[tuple[D, dict[str, tuple[str, str]]]], in_win
     for d, prompts in ds:
         if not in_window(d.decided_at):
             continue
+        n_decisions += int(not d.fields and d.status is not None)  # trial 27 m3: an approval of the whole asset
         for f, action in d.fields:
             n_decisions += 1
             prompt_id = "tagging" if f == "tags" else "alt-text"
@@ -195,6 +197,8 @@ def phase1() -> list[V]:
 
 
 def test_known_sequence_gives_exact_kpis(broker, unique):
+    """Also trial 27 m3: `feedback --approve` (a verdict on the whole asset, no fields) counted as no editor
+    decision."""
     settings, env, port = make_env(broker, unique)
     vs = phase1()
     with app_for(env, port) as app:
@@ -204,9 +208,10 @@ def test_known_sequence_gives_exact_kpis(broker, unique):
         ds = [D("a0", BASE + HOUR + 60_000, [("alt_text", "accepted"), ("title", "edited"), ("tags", "accepted")]),
               D("a1", BASE + HOUR + 61_000, [("alt_text", "edited"), ("tags", "rejected")]),
               D("a3", BASE + HOUR + 62_000, [("alt_text", "accepted"), ("title", "rejected")]),
-              D("a4", BASE + 2 * HOUR + 1000, [("alt_text", "edited")])]
+              D("a4", BASE + 2 * HOUR + 1000, [("alt_text", "edited")]),
+              D("a0", BASE + HOUR + 69_000, [], status="approved")]
         publish_decisions(settings, [d.record() for d in ds])
-        snaps = wait_total(settings, len(vs), sum(len(d.fields) for d in ds))
+        snaps = wait_total(settings, len(vs), sum(len(d.fields) for d in ds) + 1)
         dps = [(d, prompts_of(latest[d.asset])) for d in ds]
 
         assert_kpis(snaps["total"], expected(vs, dps))

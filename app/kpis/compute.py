@@ -148,11 +148,15 @@ def shown(state: dict[str, Any] | None, decided_at: Any) -> tuple[int | None, li
 
 
 def decision_event(state: dict[str, Any] | None, decision: dict[str, Any], ks: KpiSettings) -> dict[str, Any]:
+    """The KPI event of an editor decision: a row per field decided (charged to the prompt the editor was shown);
+    a verdict on the whole asset without fields (`feedback --approve`, "fields": []) is one decision, `whole`
+    (trial 27 m3: it counted as none), charged to no prompt: it judges every field at once."""
     prov = shown(state, decision["decided_at"])[1]
     rows = []
     for fd in decision["fields"]:
         rows.append([fd["field"], *prompt_for(fd["field"], prov, ks), fd["action"]])
-    return {"t": "d", "at": to_ms(decision["decided_at"]), "asset": decision["asset_id"], "rows": rows}
+    return {"t": "d", "at": to_ms(decision["decided_at"]), "asset": decision["asset_id"], "rows": rows,
+            "whole": int(not rows and bool(decision.get("status")))}
 
 
 # --- window aggregates ------------------------------------------------------------------------------------
@@ -181,6 +185,7 @@ def fold(agg: dict[str, Any], key: str, event: dict[str, Any], ks: KpiSettings) 
             for k, d in event["cov"].items():
                 agg["cov"][k] = agg["cov"].get(k, 0) + d
     elif event["t"] == "d":
+        agg["decisions"] += event.get("whole", 0)
         for field, prompt_id, prompt_version, model, action in event["rows"]:
             agg["decisions"] += 1
             row = agg["edits"].setdefault("\x1f".join((field, prompt_id, prompt_version, model)),

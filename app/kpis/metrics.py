@@ -22,7 +22,8 @@ TTP = Gauge("assetstream_kpi_time_to_publish_seconds", "event_time -> validated,
 TTP_COUNT = Gauge("assetstream_kpi_time_to_publish_count", "Samples behind the time-to-publish percentiles", W)
 COST_TOTAL = Gauge("assetstream_kpi_cost_usd", "Model spend of the validated records in the window", W)
 COST_PER_ASSET = Gauge("assetstream_kpi_cost_per_asset_usd", "Model spend per distinct asset in the window", W)
-DECISIONS = Gauge("assetstream_kpi_editor_decisions", "Editor field decisions in the window", W)
+DECISIONS = Gauge("assetstream_kpi_editor_decisions", "Editor decisions in the window: one per field decided, one "
+                  "per verdict on a whole asset without fields (feedback --approve / --reject)", W)
 EDIT_RATE = Gauge("assetstream_kpi_edit_rate", "edited / decisions, per field ('*' = all) and prompt version and model",
                   W + ["field", "prompt_id", "prompt_version", "model"])
 OVERRIDE_RATE = Gauge("assetstream_kpi_override_rate", "(edited + rejected) / decisions, per field and prompt and model",
