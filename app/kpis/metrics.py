@@ -11,9 +11,12 @@ from app.kpis.compute import STATUSES
 W = ["window"]
 VALIDATED = Gauge("assetstream_kpi_validated_records", "Validated records in the window", W)
 ASSETS = Gauge("assetstream_kpi_assets", "Distinct assets validated in the window", W)
-STATUS = Gauge("assetstream_kpi_status_records", "Validated records by status in the window", W + ["status"])
-AUTO_APPLY_SHARE = Gauge("assetstream_kpi_auto_apply_share", "auto_applied / (auto_applied+needs_review+rejected)", W)
-REVIEW_SHARE = Gauge("assetstream_kpi_review_share", "needs_review / (auto_applied+needs_review+rejected)", W)
+STATUS = Gauge("assetstream_kpi_status_assets", "Distinct assets validated in the window by their latest status",
+               W + ["status"])
+AUTO_APPLY_SHARE = Gauge("assetstream_kpi_auto_apply_share", "auto_applied / (auto_applied+needs_review+rejected), "
+                         "over the assets' latest decision by the pipeline", W)
+REVIEW_SHARE = Gauge("assetstream_kpi_review_share", "needs_review / (auto_applied+needs_review+rejected), over the "
+                     "assets' latest decision by the pipeline", W)
 COVERAGE = Gauge("assetstream_kpi_coverage_ratio", "Share of active assets (latest version, not deleted) with the "
                  "field present; field=complete means title, alt text and tags", ["field"])
 ACTIVE_ASSETS = Gauge("assetstream_kpi_active_assets", "Assets whose latest version is not deleted")
