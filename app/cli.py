@@ -8,8 +8,8 @@ import time
 from typing import Any, Optional
 
 import typer
-from app.console import (ask_store, broker_down, console, describe_settings_error, load_settings, out, print_json_out,
-                         redact_url, setup_logging, store_down)
+from app.console import (as_text, ask_store, broker_down, console, describe_settings_error, load_settings, out,
+                         plain, print_json_out, redact_url, setup_logging, store_down)
 from app.kpis import cli as kpis_cli
 from app.ops import cli as ops_cli
 from app.review import cli as review_cli
@@ -79,11 +79,11 @@ def worker(stage: str = typer.Argument(..., help="preprocess | enrich | validate
     settings = load_settings()
     refusal = settings.registry.refusal()
     if refusal:
-        console.print(f"[red]refusing to start:[/red] {refusal}")
+        console.print(f"[red]refusing to start:[/red] {plain(refusal)}", highlight=False)
         raise typer.Exit(2)
     missing = _missing_api_keys(settings, None) if stage == "enrich" else None
     if missing:  # the same check as `run`: one line naming the variable, not the provider's traceback
-        console.print(f"[red]refusing to start:[/red] {missing}", highlight=False)
+        console.print(f"[red]refusing to start:[/red] {plain(missing)}", highlight=False)
         raise typer.Exit(2)
     setup_logging(settings.log_level, settings.log_levels)
     if metrics_port is not None:
@@ -92,19 +92,19 @@ def worker(stage: str = typer.Argument(..., help="preprocess | enrich | validate
         built = stage_class(stage)(settings)
     except (StageError, ValueError, OSError, ImportError) as exc:  # found while building the stage: its settings
         logging.getLogger("assetstream.cli").debug("building the %s stage failed", stage, exc_info=True)
-        console.print(f"[red]refusing to start:[/red] {stage}: {exc}", highlight=False)
+        console.print(f"[red]refusing to start:[/red] {stage}: {plain(exc, lines=True)}", highlight=False)
         raise typer.Exit(2) from None
     try:
         runner = StageRunner(built, settings, install_signal_handlers=True)
     except RetryTopicMissing as exc:  # runner.retry_mode=topic without its topic: no silent in-place fallback
-        console.print(f"[red]refusing to start:[/red] {exc}")
+        console.print(f"[red]refusing to start:[/red] {plain(exc)}", highlight=False)
         raise typer.Exit(2) from None
     except BrokerNotReached as exc:  # no broker (yet), any stage: exit 1, an orchestrator restarts it and it may be up then
         broker_down(settings, f"{stage}: cannot reach the Kafka broker at start-up", exc.reason, 1,
                     then="start the worker again (exit 1: an orchestrator restarts it)")
     runner.run()
     if runner.fatal_error:
-        console.print(f"[red]{runner.fatal_error}[/red]")
+        console.print(f"[red]{plain(runner.fatal_error)}[/red]", highlight=False)
     _exit_now(1 if runner.fatal_error else 0)
 
 
@@ -181,7 +181,7 @@ def status(group: Optional[list[str]] = typer.Option(None, "--group", help="a st
             before, groups = groups, inspector.groups(wanted)
             moved = progress(before, groups, rate)
     except BrokerUnreachable as exc:
-        console.print(f"[red]error:[/red] {exc}; check ASSETSTREAM_KAFKA__BOOTSTRAP_SERVERS", highlight=False,
+        console.print(f"[red]error:[/red] {plain(exc)}; check ASSETSTREAM_KAFKA__BOOTSTRAP_SERVERS", highlight=False,
                       soft_wrap=True)
         raise typer.Exit(2) from None
     waiting = sum(len(g.waiting) for g in groups)
@@ -199,22 +199,23 @@ def _print_groups(groups: list[Any], moved: dict[str, Any] | None = None) -> Non
     from rich.table import Table
 
     for g in groups:
-        members = "; ".join(m.label + " → " + (", ".join(f"{a['topic']}/{a['partition']}" for a in m.assignment) or "-")
+        members = "; ".join(plain(m.label) + " → " + (", ".join(f"{a['topic']}/{a['partition']}" for a in m.assignment) or "-")
                             for m in g.members) or ("none" if g.members_listed else "not listed by the broker")
         pace = f" · {moved[g.group].label()}" if moved and g.group in moved else ""
-        table = Table(title=f"{g.stage or 'group'} · {g.group} · {g.state} · lag {g.lag}{pace}", title_justify="left",
-                      caption=f"members: {members}" + (f"\n{g.note}" if g.note else ""), caption_justify="left")
+        table = Table(title=f"{g.stage or 'group'} · {plain(g.group)} · {g.state} · lag {g.lag}{pace}",
+                      title_justify="left", caption_justify="left",
+                      caption=f"members: {members}" + (f"\n{plain(g.note)}" if g.note else ""))
         for col in ("topic", "partition", "owner", "committed", "end", "lag"):
             table.add_column(col, justify="right" if col in ("partition", "committed", "end", "lag") else "left")
         for p in g.partitions:
-            owner = p.owner or ("[red]nobody[/red]" if g.members_listed else "?")
+            owner = plain(p.owner) if p.owner else ("[red]nobody[/red]" if g.members_listed else "?")
             lag = "?" if p.lag is None else (f"[red]{p.lag}[/red]" if p.lag and p.owner is None and g.members_listed
                                               else str(p.lag))
             table.add_row(p.topic, str(p.partition), owner, "-" if p.committed is None else str(p.committed),
                           "?" if p.end is None else str(p.end), lag)
         out.print(table)
         if g.waiting:
-            out.print(f"[red]{len(g.waiting)} partition(s) of {g.group} owned by nobody with records waiting[/red]")
+            out.print(f"[red]{len(g.waiting)} partition(s) of {plain(g.group)} owned by nobody with records waiting[/red]")
 
 
 API_KEYS = {"claude": ("anthropic_api_key", "ASSETSTREAM_ENRICH__ANTHROPIC_API_KEY"),
@@ -274,8 +275,6 @@ def run(paths: list[str] = typer.Argument(..., help="image files, directories or
     from elasticsearch import ApiError, TransportError
     from pydantic import ValidationError
 
-    from rich.markup import escape
-
     from app.embedded_run import EmbeddedRun
 
     if provider and provider not in ("local", "claude", "gemini"):
@@ -291,7 +290,7 @@ def run(paths: list[str] = typer.Argument(..., help="image files, directories or
         settings = with_tenants(settings, tenant)
     missing = _missing_api_keys(settings, provider)
     if missing:  # refused before anything starts, not as a worker's traceback after the broker is up
-        console.print(f"[red]error:[/red] {missing}", highlight=False)
+        console.print(f"[red]error:[/red] {plain(missing)}", highlight=False)
         console.print("[dim]next:[/dim] set it in the environment or the config file (ASSETSTREAM_CONFIG), or "
                       "choose another provider (--provider local runs offline; enrich.models and enrich.verifier "
                       "name providers too)", highlight=False)
@@ -306,7 +305,7 @@ def run(paths: list[str] = typer.Argument(..., help="image files, directories or
         reported.append(True)
         _print_run_rows(job.rows, json_out, out_dir, job.skipped)
         for problem in job.writeback_problems:  # an unreachable write-back target: once, naming it
-            console.print(f"[red]write-back:[/red] {escape(problem)}", highlight=False)
+            console.print(f"[red]write-back:[/red] {plain(problem)}", highlight=False)
 
     review_sock = None
     if serve:  # the review port first: one in use is a clear error before anything starts (exit 2)
@@ -324,7 +323,7 @@ def run(paths: list[str] = typer.Argument(..., help="image files, directories or
     try:
         tracker, _ = job.run(after=report_and_serve if serve else None)
     except FileNotFoundError as exc:
-        console.print(f"[red]{exc}[/red]")
+        console.print(f"[red]{plain(exc)}[/red]", highlight=False)
         raise typer.Exit(2) from None
     except ValidationError as exc:  # an option that makes the settings invalid, e.g. --writeback-url notaurl
         console.print("[red]configuration error:[/red]")
@@ -334,7 +333,8 @@ def run(paths: list[str] = typer.Argument(..., help="image files, directories or
         if not reported:
             _print_run_rows(job.interrupted_rows("the run timed out" if isinstance(exc, TimeoutError)
                                                  else "the run failed"), json_out, out_dir, job.skipped)
-        console.print(f"[red]run failed:[/red] {exc}\n[dim]worker logs: {job.workdir}[/dim]")
+        console.print(f"[red]run failed:[/red] {plain(exc, lines=True)}\n[dim]worker logs: {plain(job.workdir)}[/dim]",
+                      highlight=False)
         raise typer.Exit(1) from None
     except (ApiError, TransportError) as exc:  # --es-url refused (406: an OpenSearch API) or cannot be reached
         store_down(settings.with_overrides(index={"url": es_url}) if es_url else settings, "run failed", exc)
@@ -394,9 +394,9 @@ def _say_where_decisions_are_kept(job, out_dir: str, es_url: Optional[str]) -> N
     where = Path(out_dir).resolve()
     store = (f"the store at {redact_url(es_url)} keeps them too" if es_url else
              "the embedded store and broker of this session are gone")
-    console.print(f"{len(decided)} asset(s) carry a person's decision: kept in the sidecars in {where} "
+    console.print(f"{len(decided)} asset(s) carry a person's decision: kept in the sidecars in {plain(where)} "
                   f"(JSON-LD, XMP, summary.json); {store}. `assetstream run` over the same files with "
-                  f"--out {where} re-applies them, it never overwrites them.", highlight=False)
+                  f"--out {plain(where)} re-applies them, it never overwrites them.", highlight=False)
 
 
 def _print_run_rows(rows: list[dict[str, Any]], json_out: bool, out_dir: str,
@@ -426,18 +426,19 @@ def _print_run_rows(rows: list[dict[str, Any]], json_out: bool, out_dir: str,
             table.add_column(col, overflow="fold")
         for r in rows:
             if r["status"] == "dead_lettered":
-                table.add_row(asset(r), "", f"[red]{r['stage']}: {r['reason']}[/red] {r['message']}", "",
+                table.add_row(asset(r), "", f"[red]{plain(r['stage'])}: {plain(r['reason'])}[/red] {plain(r['message'])}", "",
                               "[red]dead letter[/red]", "", "", *([""] if writeback else []))
                 continue
             if r["status"] == "interrupted":  # a run stopped before this input was indexed: the reason says where
-                table.add_row(asset(r), "", f"[yellow]{r['reason']}[/yellow]", "", "[yellow]interrupted[/yellow]",
+                table.add_row(asset(r), "", f"[yellow]{plain(r['reason'])}[/yellow]", "", "[yellow]interrupted[/yellow]",
                               "", "", *([""] if writeback else []))
                 continue
-            table.add_row(asset(r), r["title"] or "", r["alt_text"] or "", ", ".join(r["tags"][:8]),
-                          r["status"], r["usage_flag"], f"{r['cost_usd']:.4f}",
+            table.add_row(asset(r), *(as_text(v) for v in (  # model output and uploads: text
+                          r["title"], r["alt_text"], ", ".join(r["tags"][:8]), r["status"], r["usage_flag"])),
+                          f"{r['cost_usd']:.4f}",
                           *([cell(r.get("writeback") or [])] if writeback else []))
         out.print(table)
-        out.print(f"JSON-LD and XMP sidecars in [bold]{Path(out_dir).resolve()}[/bold]")
+        out.print(f"JSON-LD and XMP sidecars in [bold]{plain(Path(out_dir).resolve())}[/bold]", highlight=False)
 
 
 @app.command()
@@ -493,14 +494,14 @@ def search(query: Optional[str] = typer.Argument(None, help="free text over titl
                                          "collapse": "true" if collapse else "false",
                                          "degraded": degraded, "tenant": tenant, "media": media})
     except BadRequest as exc:
-        console.print(f"[red]{exc}[/red]")
+        console.print(f"[red]{plain(exc)}[/red]", highlight=False)
         raise typer.Exit(2) from None
     settings = load_settings()
     if es_url:
         settings = settings.with_overrides(index={"url": es_url})
     if similar_to and (query or "").strip():
-        console.print(f"[yellow]--similar-to ranks by {similar_to!r} alone: the words {query!r} are not used "
-                      "(narrow it with --tag, --status, --place, … instead)[/yellow]")
+        console.print(f"[yellow]--similar-to ranks by {plain(repr(similar_to))} alone: the words {plain(repr(query))} "
+                      "are not used (narrow it with --tag, --status, --place, … instead)[/yellow]", highlight=False)
 
     def ask(settings: Any) -> dict[str, Any]:
         client = make_client(settings)
@@ -516,18 +517,19 @@ def search(query: Optional[str] = typer.Argument(None, help="free text over titl
     try:
         answer = ask_store(settings, ask)
     except BadRequest as exc:
-        console.print(f"[red]{exc}[/red]")
+        console.print(f"[red]{plain(exc)}[/red]", highlight=False)
         raise typer.Exit(2) from None
     except LookupError as exc:
         if similar_to and not Path(similar_to).is_file() and ("/" in similar_to or os.sep in similar_to or
                                                              Path(similar_to).suffix.lower() in
                                                              {e.lower() for e in settings.ops.image_extensions}):
-            console.print(f"[red]--similar-to {similar_to}: no such file, and no indexed asset has this id[/red]")
+            console.print(f"[red]--similar-to {plain(similar_to)}: no such file, and no indexed asset has this id[/red]",
+                          highlight=False)
         else:
-            console.print(f"[red]{exc}[/red]")
+            console.print(f"[red]{plain(exc)}[/red]", highlight=False)
         raise typer.Exit(1) from None
     except Exception as exc:  # connection / missing index: say what to do
-        console.print(f"[red]search failed:[/red] {exc}\n[dim]is the store at {redact_url(settings.index.url)} up, and has "
+        console.print(f"[red]search failed:[/red] {plain(exc)}\n[dim]is the store at {redact_url(settings.index.url)} up, and has "
                       f"the index sink created {settings.index.index}-read?[/dim]")
         raise typer.Exit(1) from None
     if json_out:
@@ -544,9 +546,10 @@ def search(query: Optional[str] = typer.Argument(None, help="free text over titl
         table.add_column(col, overflow="fold")
     for h in hits:
         fam = f"{h['family_id']} ({h['family_size']})" if h.get("family_size", 1) > 1 else ""
-        table.add_row(h["asset_id"], *((h.get("tenant") or "",) if tenants else ()), h.get("title") or "", h.get("alt_text") or "", ", ".join(h.get("tags") or []),
-                      h.get("status") or "", h.get("usage_flag") or "", _sources(h), fam,
-                      ", ".join(h.get("degraded_parts") or []))
+        table.add_row(*(as_text(v) for v in (  # indexed values are text, never markup
+                      h["asset_id"], *((h.get("tenant"),) if tenants else ()), h.get("title"), h.get("alt_text"),
+                      ", ".join(h.get("tags") or []), h.get("status"), h.get("usage_flag"), _sources(h), fam,
+                      ", ".join(h.get("degraded_parts") or []))))
     out.print(table)
     if answer.get("facets"):
         _print_facets(answer)
@@ -632,7 +635,7 @@ def index_migrate(to_version: Optional[int] = typer.Option(None, help="target ve
                   "to migrate (--to-version copies anyway)", highlight=False)
     else:
         for k, v in summary.items():
-            out.print(f"{k}: {v}")
+            out.print(f"{k}: {plain(v)}", highlight=False)
 
 
 @index_app.command("embed")

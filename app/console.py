@@ -8,8 +8,11 @@ from typing import Any, Callable, Mapping, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
+from rich.text import Text
 
 from app.settings import Settings
+from domain.sources import shown
 from streams.logs import configure_logging
 from streams.settings import redact_url  # noqa: F401 - for the CLI modules
 
@@ -24,6 +27,23 @@ if not out.is_terminal:  # piped/CI output: wide enough for the results table to
 
 
 _SURROGATE = re.compile("[\udc80-\udcff]")
+
+
+def plain(value: Any, lines: bool = False) -> str:
+    """Text from outside (a store's error, a dead letter's message, an asset id, a file name, an exception) for a
+    Rich markup string, shown as it is: its `[...]` never taken for markup (trial 27 m1: the store's `failed to parse
+    field [source_uri] of type [long]` printed as `field  of type `), and control and bidi characters as their escapes
+    (domain.sources.shown: they cannot move the terminal's cursor or fake a line). `lines`: keep its line breaks
+    (a stack trace, a multi-line error)."""
+    text = str(value)
+    if lines:
+        return "\n".join(escape(shown(line)) for line in text.replace("\r\n", "\n").split("\n"))
+    return escape(shown(text))
+
+
+def as_text(value: Any) -> Text:
+    """A table cell of text from outside (None: empty), as `plain` says, never markup."""
+    return Text(shown("" if value is None else str(value)))
 
 
 def print_json_out(data: Any) -> None:
@@ -78,7 +98,7 @@ def broker_down(settings: Settings, what: str, exc: Exception | str, code: int,
     kafka = settings.kafka
     protocol = kafka.security_protocol or "PLAINTEXT, the default"
     sasl = f", SASL mechanism {kafka.sasl_mechanism}" if kafka.sasl_mechanism else ""
-    console.print(f"[red]error:[/red] {what}: {exc}", highlight=False)
+    console.print(f"[red]error:[/red] {what}: {plain(exc)}", highlight=False)
     console.print(f"[dim]next:[/dim] check the broker at {kafka.bootstrap_servers} "
                   f"(ASSETSTREAM_KAFKA__BOOTSTRAP_SERVERS) is reachable from here and that its listener speaks "
                   f"kafka.security_protocol ({protocol}{sasl}; ASSETSTREAM_KAFKA__SECURITY_PROTOCOL, "
@@ -102,7 +122,7 @@ def ask_store(settings: Settings, ask: Callable[[Settings], T]) -> T:
 
 def store_down(settings: Settings, what: str, exc: Exception) -> None:
     """The search store refused or could not be reached (exit 1), with the settings that point at it."""
-    console.print(f"[red]error:[/red] {what}: {exc}", highlight=False)
+    console.print(f"[red]error:[/red] {what}: {plain(exc)}", highlight=False)
     hint = f"check the store at {redact_url(settings.index.url)} (ASSETSTREAM_INDEX__URL)"
     if getattr(exc, "status_code", None) == 406:  # OpenSearch / osmem refuse the ES compatibility media type
         hint += "; an OpenSearch-API store needs ASSETSTREAM_INDEX__SERVER_MODE=serverless"

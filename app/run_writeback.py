@@ -185,11 +185,11 @@ def failed(rows: list[dict[str, Any]]) -> bool:
 
 def cell(outcomes_of_row: list[dict[str, Any]]) -> str:
     """A row's write-back outcomes for the run's table (rich markup)."""
-    from rich.markup import escape
+    from app.console import plain
 
     parts = []
     for w in outcomes_of_row:
-        w = {**w, "reason": escape(str(w["reason"] or "")) or None, "message": escape(w.get("message") or "")}
+        w = {**w, "reason": plain(w["reason"] or "") or None, "message": plain(w.get("message") or "")}
         text = f"{w['target']}: {w['outcome'].replace('_', ' ')}"
         if w["outcome"] == "dead_lettered":
             text = f"[red]{w['target']}: dead letter {w['reason']}[/red] {w.get('message') or ''}".rstrip()

@@ -380,8 +380,8 @@ def test_wait_follows_every_published_asset_to_the_index_or_the_dead_letters(bro
     proc = subprocess.Popen([sys.executable, "-m", "app.ops.cli", "backfill", str(manifest), "--rate", "8",
                              "--state", str(tmp_path / "s2"), "--wait", "--wait-timeout", "60", "--json"],
                             env=env, cwd=str(REPO), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    try:
-        with RunnerThread(StageRunner(IndexSink(s), s)):
+    with RunnerThread(StageRunner(IndexSink(s), s)):  # the sink runs to the end of the test
+        try:
             raw = [r for r in read_topic(s, "raw", len(ids) + 1) if r["key"] != "lone"]
             assert sorted(r["key"] for r in raw) == sorted(ids)
             # review 14 M3: a letter of an earlier event of ok-1 (the previous run's, written while this one is
@@ -395,31 +395,64 @@ def test_wait_follows_every_published_asset_to_the_index_or_the_dead_letters(bro
                 records.append(v)
             publish_validated(s, records)
             out, err = proc.communicate(timeout=90)
-    finally:
-        proc.kill()
-    err = err.decode()
-    assert proc.returncode == 1, err
-    wait = json.loads(out)["wait"]
-    assert (wait["indexed"], wait["superseded"], wait["not_newer"], wait["waiting"]) == (2, 1, 1, 0), wait
-    assert wait["superseded_ids"] == ["newer"] and wait["not_newer_ids"] == ["same"]
-    assert list(wait["dead_lettered_ids"]) == ["broken"] and wait["dead_lettered_ids"]["broken"]["stage"] == "index"
-    assert "pipeline: 3 of 5 indexed (1 already with a newer version), 1 dead-lettered, 0 still in the pipeline" in err
-    assert "assetstream dlq show broken" in err
-    assert "same" in err and "--only-stale" in err  # why it was not waited for
-    # off a terminal: whole lines at the interval and at the end, for the publishing and for the wait
-    lines = err.splitlines()
-    published = [ln for ln in lines if ln.startswith("backfill: published ")]
-    assert len(published) >= 2 and published[-1].startswith("backfill: published 5/5 (100%)"), err
-    assert any(ln.startswith("pipeline: through 5/5 (100%) (3 indexed, 1 dead-lettered, 1 not newer") for ln in lines), err
-    assert "━" not in err  # no bar drawn into a log
+        finally:
+            proc.kill()
+        err = err.decode()
+        assert proc.returncode == 1, err
+        wait = json.loads(out)["wait"]
+        assert (wait["indexed"], wait["superseded"], wait["not_newer"], wait["waiting"]) == (2, 1, 1, 0), wait
+        assert wait["superseded_ids"] == ["newer"] and wait["not_newer_ids"] == ["same"]
+        assert list(wait["dead_lettered_ids"]) == ["broken"] and wait["dead_lettered_ids"]["broken"]["stage"] == "index"
+        assert ("pipeline: 3 of 5 indexed (1 already with a newer version), 1 dead-lettered, 0 still in the pipeline"
+                in err)
+        assert "assetstream dlq show broken" in err
+        assert "same" in err and "--only-stale" in err  # why it was not waited for
+        # off a terminal: whole lines at the interval and at the end, for the publishing and for the wait
+        lines = err.splitlines()
+        published = [ln for ln in lines if ln.startswith("backfill: published ")]
+        assert len(published) >= 2 and published[-1].startswith("backfill: published 5/5 (100%)"), err
+        assert any(ln.startswith("pipeline: through 5/5 (100%) (3 indexed, 1 dead-lettered, 1 not newer")
+                   for ln in lines), err
+        assert "━" not in err  # no bar drawn into a log
 
-    # trial 24b N2: the same command again (as the timeout's and Ctrl-C's advice says) published nothing, waited for
-    # nothing and exited 0 though `broken` is dead-lettered. What the state file says was published is waited for.
-    r = CliRunner().invoke(_app(), ["backfill", str(manifest), "--state", str(tmp_path / "s2"), "--wait",
-                                    "--wait-timeout", "20", "--json"], env=env)
-    assert r.exit_code == 1, r.output
-    assert "0 to publish, 5 skipped (already published 5 (state file" in r.output
-    assert "for 5 asset(s) (5 published by an earlier run of this state file)" in r.output
-    wait = json.loads(r.stdout)["wait"]
-    assert (wait["indexed"], wait["superseded"], wait["not_newer"], wait["waiting"]) == (2, 1, 1, 0), wait
-    assert list(wait["dead_lettered_ids"]) == ["broken"]
+        # trial 24b N2: the same command again (as the timeout's and Ctrl-C's advice says) published nothing, waited for
+        # nothing and exited 0 though `broken` is dead-lettered. What the state file says was published is waited for.
+        r = CliRunner().invoke(_app(), ["backfill", str(manifest), "--state", str(tmp_path / "s2"), "--wait",
+                                        "--wait-timeout", "20", "--json"], env=env)
+        assert r.exit_code == 1, r.output
+        assert "0 to publish, 5 skipped (already published 5 (state file" in r.output
+        assert "for 5 asset(s) (5 published by an earlier run of this state file)" in r.output
+        wait = json.loads(r.stdout)["wait"]
+        assert (wait["indexed"], wait["superseded"], wait["not_newer"], wait["waiting"]) == (2, 1, 1, 0), wait
+        assert list(wait["dead_lettered_ids"]) == ["broken"]
+
+        # trial 27 M1: the cause fixed and the record sent again (as `dlq replay` does), `broken` is indexed with the
+        # very event the state file waits for; the re-run still said "dead-lettered", exit 1, for ever (the letter was
+        # read first and the index never asked again). A document written after the letter wins over it ...
+        event_of = {rec["key"]: rec["value"]["event_id"] for rec in raw}
+        fixed = validated_asset("broken", 3)
+        fixed["enriched"]["pre"]["asset"]["event_id"] = event_of["broken"]
+        es = make_client(s)
+        publish_validated(s, [fixed])
+        deadline = time.monotonic() + 30
+        while not es.mget(index=read_alias(s), ids=["broken"])["docs"][0].get("found"):
+            assert time.monotonic() < deadline, "the fixed record was never indexed"
+            time.sleep(0.2)
+        r = CliRunner().invoke(_app(), ["backfill", str(manifest), "--state", str(tmp_path / "s2"), "--wait",
+                                        "--wait-timeout", "20", "--json"], env=env)
+        assert r.exit_code == 0, r.output
+        wait = json.loads(r.stdout)["wait"]
+        assert (wait["indexed"], wait["superseded"], wait["dead_lettered"], wait["waiting"]) == (3, 1, 0, 0), wait
+        assert "pipeline: 4 of 5 indexed (1 already with a newer version), 0 dead-lettered" in r.output
+
+        # ... and a letter of the event written after its document still counts: ok-1's event fails again (a record
+        # the sink refuses, at a newer version so the store does not answer with a version conflict first)
+        again = validated_asset("ok-1", 4, gps=(123.0, 2.0))
+        again["enriched"]["pre"]["asset"]["event_id"] = event_of["ok-1"]
+        publish_validated(s, [again])
+        assert len(read_topic(s, "dead_letter", 3)) == 3  # the earlier event's, broken's, and this one
+        r = CliRunner().invoke(_app(), ["backfill", str(manifest), "--state", str(tmp_path / "s2"), "--wait",
+                                        "--wait-timeout", "20", "--json"], env=env)
+        assert r.exit_code == 1, r.output
+        wait = json.loads(r.stdout)["wait"]
+        assert list(wait["dead_lettered_ids"]) == ["ok-1"] and wait["indexed"] == 2, wait

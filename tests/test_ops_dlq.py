@@ -42,7 +42,8 @@ class FileStage(Stage):
     def process(self, value, ctx):
         path = Path(urlparse(value["source_uri"]).path)
         if not path.is_file():
-            raise PermanentError(f"source file missing: {path}", reason="source_missing",
+            raise PermanentError(f"source file missing: {path} (field [source_uri] of type [file])",  # as a store
+                                 reason="source_missing",
                                  details={"path": str(path)})
         return Output(value={"asset": value, "stamp": stamp(self.name)}, headers={"size": str(path.stat().st_size)})
 
@@ -111,12 +112,19 @@ def test_dead_letter_inspect_fix_replay_round_trip(broker, unique, tmp_path):
         table = _cli(["dlq", "list", "--reason", "source_missing"], env)
         assert "source" in table.stdout and "later.jpg" in table.stdout and "n\\xe9ver\\x1b[2J\\n.jpg" in table.stdout
         assert "\x1b" not in table.stdout
+        # trial 27 m1: Rich took a store error's `[source_uri]` and `[long]` for markup and dropped them
+        assert "[source_uri]" in table.stdout and "[file])" in table.stdout, table.stdout
 
         shown = _cli(["dlq", "show", late["ref"], "--json"], env)
         assert shown.exit_code == 0
         detail = _json(shown)[0]
         assert detail["details"]["path"] == str(missing) and "PermanentError" in detail["stack"]
         assert "trace-id" in detail["original_headers"]
+        human = _cli(["dlq", "show", "asset-never"], env)
+        assert human.exit_code == 0, human.output
+        text = " ".join(human.stdout.split())
+        assert "message: source file missing:" in text and "(field [source_uri] of type [file])" in text, text
+        assert text.count("field [source_uri] of type [file]") >= 3  # message, details' error, and the stack
         assert _cli(["dlq", "show", "no-such-asset"], env).exit_code == 1
 
         # fix the cause for one asset, then replay both source_missing letters

@@ -15,7 +15,7 @@ import typer
 from confluent_kafka import KafkaException
 from rich.table import Table
 
-from app.console import ask_store, broker_down, console, load_settings, out, redact_url
+from app.console import as_text, ask_store, broker_down, console, load_settings, out, plain, redact_url
 
 
 
@@ -107,7 +107,7 @@ def feedback(asset_id: Optional[str] = typer.Argument(None, help="asset the deci
             decisions, unscoped = _own_ids(decisions)
             problems += unscoped
             for p in problems:
-                console.print(f"[yellow]not sent[/yellow] {p}")
+                console.print(f"[yellow]not sent[/yellow] {plain(p)}", highlight=False)
         else:
             if approve and reject:
                 raise ValueError("--approve or --reject, not both")
@@ -121,33 +121,33 @@ def feedback(asset_id: Optional[str] = typer.Argument(None, help="asset the deci
         settings = _settings()
         decisions, too_long = _alt_text_lengths(settings, decisions, force)
         if too_long and not file:
-            console.print(f"[red]error:[/red] {too_long[0]}; nothing sent (--force sends it as written)",
+            console.print(f"[red]error:[/red] {plain(too_long[0])}; nothing sent (--force sends it as written)",
                           highlight=False)
             raise typer.Exit(1)
         for p in too_long:
-            console.print(f"[yellow]not sent[/yellow] {p} (--force sends it as written)", highlight=False)
+            console.print(f"[yellow]not sent[/yellow] {plain(p)} (--force sends it as written)", highlight=False)
         problems += too_long
         if decisions and not no_check:
             decisions, bad_tags = _vocabulary_tags(settings, decisions)
             if bad_tags and not file:
-                console.print(f"[red]error:[/red] {bad_tags[0]}; nothing sent (--no-check sends it anyway: the "
+                console.print(f"[red]error:[/red] {plain(bad_tags[0])}; nothing sent (--no-check sends it anyway: the "
                               "review group keeps a tag the asset already has and dead-letters any other)",
                               highlight=False)
                 raise typer.Exit(1)
             for p in bad_tags:
-                console.print(f"[yellow]not sent[/yellow] {p}", highlight=False)
+                console.print(f"[yellow]not sent[/yellow] {plain(p)}", highlight=False)
             problems += bad_tags
             decisions, unknown = _known_assets(settings, decisions)
             if unknown and not file:
-                console.print(f"[red]error:[/red] {unknown[0]}; nothing sent (check the id, its tenant, and "
-                              f"that the pipeline has indexed it; --no-check sends it anyway)")
+                console.print(f"[red]error:[/red] {plain(unknown[0])}; nothing sent (check the id, its tenant, and "
+                              f"that the pipeline has indexed it; --no-check sends it anyway)", highlight=False)
                 raise typer.Exit(1)
             for p in unknown:
-                console.print(f"[yellow]not sent[/yellow] {p}")
+                console.print(f"[yellow]not sent[/yellow] {plain(p)}", highlight=False)
             problems += unknown
         sent = publish_decisions(settings, decisions) if decisions else []
     except (ValueError, KeyError) as exc:
-        console.print(f"[red]error:[/red] {exc}")
+        console.print(f"[red]error:[/red] {plain(exc)}", highlight=False)
         raise typer.Exit(2) from None
     except (TimeoutError, KafkaException) as exc:  # no broker, or it did not acknowledge: nothing was sent
         broker_down(settings, "editor decisions not sent", exc, 1)
@@ -155,9 +155,9 @@ def feedback(asset_id: Optional[str] = typer.Argument(None, help="asset the deci
         out.print_json(json.dumps(sent))
     else:
         for d in sent:
-            out.print(f"sent {d['decision_id']} for {scoped_id(d['asset_id'], d.get('tenant'))} by {d['editor']}: "
-                      + ", ".join([*(f"{f['field']}={f['action']}" for f in d["fields"]),
-                                   *([d["status"]] if d.get("status") else [])]))
+            out.print(plain(f"sent {d['decision_id']} for {scoped_id(d['asset_id'], d.get('tenant'))} by {d['editor']}: "
+                            + ", ".join([*(f"{f['field']}={f['action']}" for f in d["fields"]),
+                                         *([d["status"]] if d.get("status") else [])])), highlight=False)
     if problems:
         console.print(f"[red]{len(problems)} line(s) not sent[/red], {len(sent)} decision(s) sent; fix those lines "
                       "and send them again")
@@ -211,7 +211,7 @@ def _alt_text_lengths(settings: Any, decisions: list[dict[str, Any]], force: boo
         warnings, refusals = alt_text_length(d, v.alt_text_max_chars, v.alt_text_hard_max_chars)
         warnings = alt_text_hints(d) + warnings
         for w in warnings + (refusals if force else []):
-            console.print(f"[yellow]warning:[/yellow] {w}", highlight=False)
+            console.print(f"[yellow]warning:[/yellow] {plain(w)}", highlight=False)
         if refusals and not force:
             refused += refusals
         else:
@@ -228,8 +228,8 @@ def _vocabulary_tags(settings: Any, decisions: list[dict[str, Any]]) -> tuple[li
     ok, bad = [], []
     for d in decisions:
         for old, new in renamed_tags_in(d, tax).items():
-            console.print(f"[yellow]note:[/yellow] {d['asset_id']}: {old!r} was renamed in the vocabulary "
-                          f"({tax.version}): it will be recorded as {new}", highlight=False)
+            console.print(f"[yellow]note:[/yellow] {plain(d['asset_id'])}: {plain(repr(old))} was renamed in the "
+                          f"vocabulary ({tax.version}): it will be recorded as {plain(new)}", highlight=False)
         problems = tag_problems(d, tax)
         if problems:
             bad.append(f"{d['asset_id']}: {'; '.join(problems)}")
@@ -277,7 +277,7 @@ def audit(asset_id: str = typer.Argument(..., help="asset whose history to print
     try:
         asset_id = history_key(asset_id, tenant)
     except ValueError as exc:
-        console.print(f"[red]error:[/red] {exc}")
+        console.print(f"[red]error:[/red] {plain(exc)}", highlight=False)
         raise typer.Exit(2) from None
     settings = _settings()
     try:
@@ -288,12 +288,12 @@ def audit(asset_id: str = typer.Argument(..., help="asset whose history to print
         out.print_json(json.dumps(_jsonable(entries)))
         return
     if not entries:
-        console.print(f"no audit entries for {asset_id} in {settings.topics.name('audit')}", highlight=False)
+        console.print(f"no audit entries for {plain(asset_id)} in {settings.topics.name('audit')}", highlight=False)
         console.print("[dim]next:[/dim] check the asset id (`assetstream search`); the audit log is written by the "
                       "KPI app, `assetstream streams kpis`, which must run against this broker (`assetstream run` "
                       "does not start it)", highlight=False)
         raise typer.Exit(1)
-    table = Table(title=f"audit history of {asset_id}")
+    table = Table(title=f"audit history of {plain(asset_id)}")
     for col in ("at", "kind", "version", "status", "actor", "field", "value", "source / action", "prompt", "model"):
         table.add_column(col, overflow="fold")
     for e in entries:
@@ -302,13 +302,14 @@ def audit(asset_id: str = typer.Argument(..., help="asset whose history to print
             head = (_iso(e["at"]), e["kind"], str(e["version"] or ""), e["status"] or "", e["actor"]) if i == 0 \
                 else ("", "", "", "", "")
             if f is None:
-                table.add_row(*head, "", "", "", "", "")
+                table.add_row(*map(as_text, head), "", "", "", "", "")
                 continue
             prompt = f"{f['prompt_id']}@{f['prompt_version']}" if f.get("prompt_id") else ""
             source = f["source"] + (f" / {f['action']}" if f.get("action") else "")
             if f.get("degraded"):
                 source += f" (degraded: {f['degraded']})"
-            table.add_row(*head, f["field"], f.get("value") or "", source, prompt, f.get("model") or "")
+            # what people and models wrote is text, never markup
+            table.add_row(*map(as_text, (*head, f["field"], f.get("value"), source, prompt, f.get("model"))))
         for part, why in sorted((e.get("degraded") or {}).items()):  # parts of the asset that are incomplete
-            table.add_row("", "", "", "", "", f"degraded: {part}", why, "", "", "")
+            table.add_row("", "", "", "", "", as_text(f"degraded: {part}"), as_text(why), "", "", "")
     out.print(table)

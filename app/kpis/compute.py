@@ -20,11 +20,12 @@ from domain.records import degraded_of
 HOUR_MS = 3600 * 1000
 DAY_MS = 24 * HOUR_MS
 STATUSES = ("auto_applied", "needs_review", "rejected", "deleted", "approved")  # every ValidatedAsset status
+DECIDED = ("auto_applied", "needs_review", "rejected")  # the pipeline's own decisions (validate), the shares' base
 ACTIONS = ("accepted", "edited", "rejected")
 AUDITED_FIELDS = ("title", "alt_text", "caption", "summary", "visible_text", "tags", "credit_text", "licensing")
 UNKNOWN = "unknown"
 WINDOWS = {"hour": HOUR_MS, "day": DAY_MS}
-RECENT_WINDOWS = 4  # per asset, window starts remembered for the distinct-asset count
+RECENT_WINDOWS = 4  # per asset, window starts remembered for the distinct-asset count and the status counted there
 SHOWN_KEPT = 8  # per asset, the newest publications (time, version, provenance) a decision is matched against
 
 
@@ -122,12 +123,55 @@ def apply_validated(state: dict[str, Any] | None, validated: dict[str, Any],
         if first[kind]:
             seen.append(start)
             del seen[:-RECENT_WINDOWS]
+    by = validated["stamp"]["stage"]
+    new["counted"], moves = _count_status(new.get("counted"), at, version, status, by)
     ttp = None if status == "deleted" else at - sent_ms(asset)  # a reprocess: since it was sent, as before
     event = {"t": "v", "at": at, "asset": asset["asset_id"], "version": version,
-             "by": validated["stamp"]["stage"], "status": status, "ttp_ms": ttp,
+             "by": by, "status": status, "ttp_ms": ttp,
              "cost": float(validated["enriched"].get("cost_usd") or 0.0), "first": first,
-             "cov": {k: after[k] - before[k] for k in after}}
+             "cov": {k: after[k] - before[k] for k in after}, "st": moves}
     return new, event
+
+
+def _count_status(counted: dict[str, Any] | None, at: int, version: int, status: str,
+                  by: str) -> tuple[dict[str, Any], dict[str, dict[str, dict[str, int]]]]:
+    """Status counts per distinct asset (trial 27 m2: per record, a redelivered record after a kill -9 counted twice
+    and an approval left the asset under `needs_review` too). Per window kind (total, and each hour / day window
+    remembered), the asset's slot [version, status, pipeline version, pipeline status]: its latest status (highest
+    version; the same version again, e.g. a review group's approval, replaces it) and the pipeline's own latest
+    decision (validate's, one of DECIDED; the shares' base). Returns the new slots and the moves per kind
+    ({"status": {s: ±1}, "decided": {s: ±1}}) the KPI agent adds to its windows; a redelivered record moves nothing."""
+    counted = {k: (v if k == "total" else dict(v)) for k, v in (counted or {}).items()}
+    moves: dict[str, dict[str, dict[str, int]]] = {}
+    for kind in ("total", *WINDOWS):
+        if kind == "total":
+            slot = counted.get("total")
+        else:
+            key = str(window_start(kind, at))
+            slots = counted.setdefault(kind, {})
+            slot = slots.get(key)
+        v, s, pv, ps = slot or (None, None, None, None)
+        new_v, new_s, new_pv, new_ps = v, s, pv, ps
+        if v is None or version >= v:
+            new_v, new_s = version, status
+        if by != "review" and (pv is None or version >= pv):
+            new_pv, new_ps = version, status if status in DECIDED else None
+        move = {"status": _move(s, new_s), "decided": _move(ps, new_ps)}
+        moves[kind] = {k: m for k, m in move.items() if m}
+        slot = [new_v, new_s, new_pv, new_ps]
+        if kind == "total":
+            counted["total"] = slot
+        else:
+            slots[key] = slot
+            for old in list(slots)[:-RECENT_WINDOWS]:  # the oldest remembered go, as `seen` does
+                del slots[old]
+    return counted, moves
+
+
+def _move(old: str | None, new: str | None) -> dict[str, int]:
+    if old == new:
+        return {}
+    return {**({old: -1} if old else {}), **({new: 1} if new else {})}
 
 
 def shown(state: dict[str, Any] | None, decided_at: Any) -> tuple[int | None, list[dict[str, str]]]:
@@ -149,18 +193,22 @@ def shown(state: dict[str, Any] | None, decided_at: Any) -> tuple[int | None, li
 
 
 def decision_event(state: dict[str, Any] | None, decision: dict[str, Any], ks: KpiSettings) -> dict[str, Any]:
+    """The KPI event of an editor decision: a row per field decided (charged to the prompt the editor was shown);
+    a verdict on the whole asset without fields (`feedback --approve`, "fields": []) is one decision, `whole`
+    (trial 27 m3: it counted as none), charged to no prompt: it judges every field at once."""
     prov = shown(state, decision["decided_at"])[1]
     rows = []
     for fd in decision["fields"]:
         rows.append([fd["field"], *prompt_for(fd["field"], prov, ks), fd["action"]])
-    return {"t": "d", "at": to_ms(decision["decided_at"]), "asset": decision["asset_id"], "rows": rows}
+    return {"t": "d", "at": to_ms(decision["decided_at"]), "asset": decision["asset_id"], "rows": rows,
+            "whole": int(not rows and bool(decision.get("status")))}
 
 
 # --- window aggregates ------------------------------------------------------------------------------------
 
 def new_aggregate(key: str) -> dict[str, Any]:
-    agg: dict[str, Any] = {"records": 0, "assets": 0, "status": {s: 0 for s in STATUSES}, "ttp": {},
-                           "cost": 0.0, "decisions": 0, "edits": {}}
+    agg: dict[str, Any] = {"records": 0, "assets": 0, "status": {s: 0 for s in STATUSES},
+                           "decided": {s: 0 for s in DECIDED}, "ttp": {}, "cost": 0.0, "decisions": 0, "edits": {}}
     if key == "total":
         agg["cov"] = {}
     return agg
@@ -172,7 +220,15 @@ def fold(agg: dict[str, Any], key: str, event: dict[str, Any], ks: KpiSettings) 
     if event["t"] == "v":
         agg["records"] += 1
         agg["assets"] += int(bool(event["first"].get(kind)))
-        agg["status"][event["status"]] = agg["status"].get(event["status"], 0) + 1
+        if "st" in event:  # distinct assets by their latest status, and the pipeline's decisions (_count_status)
+            if "decided" not in agg:  # an aggregate from before: its per-record counts are where it starts
+                agg["decided"] = {s: agg["status"].get(s, 0) for s in DECIDED}
+            for counts, delta in ((agg["status"], event["st"].get(kind, {}).get("status", {})),
+                                  (agg["decided"], event["st"].get(kind, {}).get("decided", {}))):
+                for s, n in delta.items():
+                    counts[s] = counts.get(s, 0) + n
+        else:  # an event written before: per record
+            agg["status"][event["status"]] = agg["status"].get(event["status"], 0) + 1
         if event["ttp_ms"] is not None:
             res = max(1, ks.ttp_resolution_ms)
             bucket = str((max(0, event["ttp_ms"]) + res // 2) // res * res)
@@ -182,6 +238,7 @@ def fold(agg: dict[str, Any], key: str, event: dict[str, Any], ks: KpiSettings) 
             for k, d in event["cov"].items():
                 agg["cov"][k] = agg["cov"].get(k, 0) + d
     elif event["t"] == "d":
+        agg["decisions"] += event.get("whole", 0)
         for field, prompt_id, prompt_version, model, action in event["rows"]:
             agg["decisions"] += 1
             row = agg["edits"].setdefault("\x1f".join((field, prompt_id, prompt_version, model)),
@@ -220,7 +277,8 @@ def snapshot(key: str, agg: dict[str, Any], app_id: str, ks: KpiSettings, comput
     """The KpiSnapshot record (ints for timestamps) of one window aggregate."""
     kind, start, end = parse_window_key(key)
     st = agg["status"]
-    decided = st.get("auto_applied", 0) + st.get("needs_review", 0) + st.get("rejected", 0)
+    pipeline = agg.get("decided") or st  # an aggregate from before: its status counts
+    decided = sum(pipeline.get(s, 0) for s in DECIDED)
     coverage = None
     if "cov" in agg:
         cov = agg["cov"]
@@ -246,8 +304,8 @@ def snapshot(key: str, agg: dict[str, Any], app_id: str, ks: KpiSettings, comput
         "validated_records": agg["records"], "assets": agg["assets"],
         "auto_applied": st.get("auto_applied", 0), "needs_review": st.get("needs_review", 0),
         "rejected": st.get("rejected", 0), "deleted": st.get("deleted", 0),
-        "auto_apply_share": _share(st.get("auto_applied", 0), decided),
-        "review_share": _share(st.get("needs_review", 0), decided),
+        "auto_apply_share": _share(pipeline.get("auto_applied", 0), decided),
+        "review_share": _share(pipeline.get("needs_review", 0), decided),
         "coverage": coverage,
         "time_to_publish": {"count": sum(ttp.values()), "p50_ms": nearest_rank(ttp, 50),
                             "p90_ms": nearest_rank(ttp, 90), "p99_ms": nearest_rank(ttp, 99),

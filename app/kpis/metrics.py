@@ -11,9 +11,12 @@ from app.kpis.compute import STATUSES
 W = ["window"]
 VALIDATED = Gauge("assetstream_kpi_validated_records", "Validated records in the window", W)
 ASSETS = Gauge("assetstream_kpi_assets", "Distinct assets validated in the window", W)
-STATUS = Gauge("assetstream_kpi_status_records", "Validated records by status in the window", W + ["status"])
-AUTO_APPLY_SHARE = Gauge("assetstream_kpi_auto_apply_share", "auto_applied / (auto_applied+needs_review+rejected)", W)
-REVIEW_SHARE = Gauge("assetstream_kpi_review_share", "needs_review / (auto_applied+needs_review+rejected)", W)
+STATUS = Gauge("assetstream_kpi_status_assets", "Distinct assets validated in the window by their latest status",
+               W + ["status"])
+AUTO_APPLY_SHARE = Gauge("assetstream_kpi_auto_apply_share", "auto_applied / (auto_applied+needs_review+rejected), "
+                         "over the assets' latest decision by the pipeline", W)
+REVIEW_SHARE = Gauge("assetstream_kpi_review_share", "needs_review / (auto_applied+needs_review+rejected), over the "
+                     "assets' latest decision by the pipeline", W)
 COVERAGE = Gauge("assetstream_kpi_coverage_ratio", "Share of active assets (latest version, not deleted) with the "
                  "field present; field=complete means title, alt text and tags", ["field"])
 ACTIVE_ASSETS = Gauge("assetstream_kpi_active_assets", "Assets whose latest version is not deleted")
@@ -22,7 +25,8 @@ TTP = Gauge("assetstream_kpi_time_to_publish_seconds", "event_time -> validated,
 TTP_COUNT = Gauge("assetstream_kpi_time_to_publish_count", "Samples behind the time-to-publish percentiles", W)
 COST_TOTAL = Gauge("assetstream_kpi_cost_usd", "Model spend of the validated records in the window", W)
 COST_PER_ASSET = Gauge("assetstream_kpi_cost_per_asset_usd", "Model spend per distinct asset in the window", W)
-DECISIONS = Gauge("assetstream_kpi_editor_decisions", "Editor field decisions in the window", W)
+DECISIONS = Gauge("assetstream_kpi_editor_decisions", "Editor decisions in the window: one per field decided, one "
+                  "per verdict on a whole asset without fields (feedback --approve / --reject)", W)
 EDIT_RATE = Gauge("assetstream_kpi_edit_rate", "edited / decisions, per field ('*' = all) and prompt version and model",
                   W + ["field", "prompt_id", "prompt_version", "model"])
 OVERRIDE_RATE = Gauge("assetstream_kpi_override_rate", "(edited + rejected) / decisions, per field and prompt and model",

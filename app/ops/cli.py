@@ -21,9 +21,9 @@ from typing import Any, List, Optional
 
 import typer
 from rich.table import Table
-from rich.text import Text
 
-from app.console import broker_down, console, load_settings, out, setup_logging
+from app.console import as_text, broker_down, console, load_settings, out, plain, setup_logging
+from domain.sources import shown
 
 
 
@@ -41,7 +41,7 @@ def _ops(settings):
     try:
         return ops_settings(settings)
     except Exception as exc:
-        console.print(f"[red]configuration error (ASSETSTREAM_OPS__*):[/red] {exc}")
+        console.print(f"[red]configuration error (ASSETSTREAM_OPS__*):[/red] {plain(exc, lines=True)}")
         raise typer.Exit(2) from None
 
 
@@ -50,9 +50,9 @@ def _print_json(data: Any) -> None:
 
 
 def _fail(message: str, hint: str | None = None, code: int = 1) -> None:
-    console.print(f"[red]error:[/red] {message}")
+    console.print(f"[red]error:[/red] {plain(message, lines=True)}")  # names, paths and errors from outside
     if hint:
-        console.print(f"[dim]next:[/dim] {hint}")
+        console.print(f"[dim]next:[/dim] {plain(hint, lines=True)}")
     raise typer.Exit(code)
 
 
@@ -149,7 +149,7 @@ def publish(
                       "carried_forward": carried[e["asset_id"]]} for e in events])
     else:
         for e in events:
-            out.print(e["asset_id"])
+            out.print(plain(e["asset_id"]))
     _say_carried({a: names for a, names in carried.items() if names})
 
 
@@ -174,7 +174,7 @@ def _indexed_values(settings, es_url: str | None, asset_ids: list[str], tenant: 
               "gives (the indexed title, alt text, licence, product context and notes are then lost)", 2)
     missing = [a for a in asset_ids if scoped_id(a, tenant) not in docs]
     if missing:
-        console.print(f"[yellow]note:[/yellow] not in the index, nothing to carry forward: {', '.join(missing[:10])}"
+        console.print(f"[yellow]note:[/yellow] not in the index, nothing to carry forward: {plain(', '.join(missing[:10]))}"
                       + (f" and {len(missing) - 10} more" if len(missing) > 10 else ""), highlight=False)
     return {a: indexed_values(docs[scoped_id(a, tenant)]) for a in asset_ids if scoped_id(a, tenant) in docs}
 
@@ -182,7 +182,7 @@ def _indexed_values(settings, es_url: str | None, asset_ids: list[str], tenant: 
 def _say_carried(carried: dict[str, list[str]], limit: int = 20) -> None:
     """On stderr (stdout stays ids / JSON): which reprocess events kept which indexed values."""
     for aid, names in list(carried.items())[:limit]:
-        console.print(f"{aid}: carried forward from the index: {', '.join(names)}", highlight=False)
+        console.print(f"{plain(aid)}: carried forward from the index: {', '.join(names)}", highlight=False)
     if len(carried) > limit:
         console.print(f"... and {len(carried) - limit} more asset(s) (--json lists them)")
 
@@ -260,7 +260,6 @@ def backfill(
     configuration are skipped. Ctrl-C / SIGTERM stop cleanly: re-run the same command to continue."""
     from app.ops import backfill as bf
     from app.ops.progress import progress
-    from domain.sources import shown
 
     settings = _settings()
     ops = _ops(settings)
@@ -276,9 +275,9 @@ def backfill(
     except bf.BackfillError as exc:
         _fail(str(exc), "give a directory of images or a .csv/.jsonl manifest", 2)
     for name, why in skipped_files:  # never silently: as `assetstream run` reports them
-        console.print(f"[yellow]skipped[/yellow] {name}: {why}", highlight=False)
+        console.print(f"[yellow]skipped[/yellow] {plain(name)}: {plain(why)}", highlight=False)
     for p in problems[:20]:
-        console.print(f"[yellow]skipping row[/yellow] {p}")
+        console.print(f"[yellow]skipping row[/yellow] {plain(p)}")
     if len(problems) > 20:
         console.print(f"[yellow]... and {len(problems) - 20} more bad rows[/yellow]")
     outside = bf.outside_file_roots(items, settings.preprocess.file_roots)
@@ -303,7 +302,7 @@ def backfill(
         except Exception as exc:  # noqa: BLE001 - a broken prompt setup should not block a plain backfill
             if only_stale:
                 _fail(f"cannot compute the current prompt hashes: {exc}", "check enrich.* settings", 2)
-            console.print(f"[yellow]note:[/yellow] cannot compute current prompt hashes ({exc}); "
+            console.print(f"[yellow]note:[/yellow] cannot compute current prompt hashes ({plain(exc)}); "
                           "not consulting the index")
         if current is not None:
             index = bf.IndexView(settings, es_url)
@@ -317,15 +316,16 @@ def backfill(
     plan.problems[:0] = problems  # the rows not published, in the summary (--json) as well as on stderr
     plan.skipped_files = skipped_files
     for note in plan.notes:
-        console.print(f"[yellow]note:[/yellow] {note}")
+        console.print(f"[yellow]note:[/yellow] {plain(note)}")
     skipped = len(plan.skipped_state) + len(plan.skipped_indexed) + len(plan.skipped_current) + \
         len(plan.skipped_missing)
-    console.print(f"{len(items)} asset(s) in {source}: {len(plan.publish)} to publish, {skipped} skipped "
+    console.print(f"{len(items)} asset(s) in {plain(source)}: {len(plan.publish)} to publish, {skipped} skipped "
                   f"(already published {len(plan.skipped_state)} (state file: not looked up in the index), "
                   f"already indexed {len(plan.skipped_indexed)}"
                   + (f", current {len(plan.skipped_current)}, not indexed {len(plan.skipped_missing)}"
                      if only_stale else "") + f"); state {state_path}"
-                  + (f"; {len(skipped_files)} file(s) not assets, listed above" if skipped_files else ""))
+                  + (f"; {len(skipped_files)} file(s) not assets, listed above" if skipped_files else ""),
+                  highlight=False)
     if dry_run:
         result = bf.Result(plan)
         if json_out:
@@ -334,8 +334,9 @@ def backfill(
             for it, etype, _version, *_ in plan.publish:
                 why = "; ".join(plan.stale.get(it.asset_id, []))
                 keeps = ", ".join(plan.carried.get(it.asset_id, []))
-                out.print(f"would publish {etype:9} {it.asset_id}  {it.uri}" + (f"  ({why})" if why else "")
-                          + (f"  (keeps {keeps})" if keeps else ""))
+                out.print(f"would publish {etype:9} {plain(it.asset_id)}  {plain(it.uri)}"
+                          + (f"  ({plain(why)})" if why else "") + (f"  (keeps {keeps})" if keeps else ""),
+                          highlight=False)
         raise typer.Exit(1 if problems else 0)
 
     watch_index = _wait_index(settings, es_url) if wait else None
@@ -386,7 +387,7 @@ def _finish_backfill(result, waited, bad_rows: bool, json_out: bool) -> None:
     console.print(f"published {len(result.published)}, failed {len(result.failed)}"
                   + (" (interrupted: re-run the same command to continue)" if result.interrupted else ""))
     if result.failed:
-        console.print(f"[red]not acknowledged:[/red] {', '.join(result.failed[:10])}")
+        console.print(f"[red]not acknowledged:[/red] {plain(', '.join(result.failed[:10]))}", highlight=False)
         console.print("[dim]next:[/dim] check the broker, then re-run: acknowledged assets are skipped")
     if waited is not None:
         _say_waited(waited)
@@ -434,24 +435,26 @@ def _say_waited(w) -> None:
                   highlight=False)
     if w.not_newer:
         console.print(f"[yellow]note:[/yellow] {len(w.not_newer)} asset(s) were already indexed at the same version "
-                      f"({', '.join(w.not_newer[:5])}{' …' if len(w.not_newer) > 5 else ''}): the index keeps its "
+                      f"({plain(', '.join(w.not_newer[:5]))}{' …' if len(w.not_newer) > 5 else ''}): the index keeps its "
                       "document (only a newer version replaces it), so they were not waited for; `backfill "
                       "--only-stale` re-enriches such assets with a newer version", highlight=False)
     if w.dead:
         ids = list(w.dead)
         reasons = Counter(f"{d['stage']}/{d['reason'] or d['error_class']}" for d in w.dead.values())
-        console.print(f"[red]{len(w.dead)} dead-lettered[/red] ({', '.join(f'{k} ×{n}' for k, n in reasons.most_common(5))}):"
-                      f" {', '.join(ids[:10])}{f' and {len(ids) - 10} more' if len(ids) > 10 else ''}", highlight=False)
-        console.print(f"[dim]next:[/dim] see why with `assetstream dlq show {ids[0]}` (or `assetstream dlq list "
+        counts = plain(", ".join(f"{k} ×{n}" for k, n in reasons.most_common(5)))
+        console.print(f"[red]{len(w.dead)} dead-lettered[/red] ({counts}): {plain(', '.join(ids[:10]))}"
+                      f"{f' and {len(ids) - 10} more' if len(ids) > 10 else ''}", highlight=False)
+        console.print(f"[dim]next:[/dim] see why with `assetstream dlq show {plain(ids[0])}` (or `assetstream dlq list "
                       "--stage STAGE`), fix the cause, then `assetstream dlq replay --asset ID`", highlight=False)
     if w.timed_out:
         console.print(f"[red]timed out:[/red] {len(w.waiting)} asset(s) not indexed nor dead-lettered after "
-                      f"{w.seconds:.0f} s: {', '.join(w.waiting[:10])}{' …' if len(w.waiting) > 10 else ''}",
+                      f"{w.seconds:.0f} s: {plain(', '.join(w.waiting[:10]))}{' …' if len(w.waiting) > 10 else ''}",
                       highlight=False)
         console.print("[dim]next:[/dim] `assetstream status --rate 30` shows which group they wait in and whether it "
                       "moves; a longer --wait-timeout waits longer", highlight=False)
     if w.index_error:
-        console.print(f"[yellow]the index did not answer at the last look:[/yellow] {w.index_error}", highlight=False)
+        console.print(f"[yellow]the index did not answer at the last look:[/yellow] {plain(w.index_error)}",
+                      highlight=False)
     if w.interrupted:
         console.print(f"stopped waiting: {len(w.waiting)} asset(s) still in the pipeline (they go on without us)")
 
@@ -478,8 +481,9 @@ def _say_unknown_reason(letters: list[Any], reason: str | None) -> bool:
     present = sorted({d.reason for d in letters if d.reason})
     if reason in present:
         return False
-    console.print(f"no dead letter has reason {reason!r}; reasons present: {', '.join(present) or 'none'} "
-                  "(docs/operations.md lists every stage's reasons)", highlight=False)
+    console.print(f"no dead letter has reason {plain(repr(reason))}; reasons present: "
+                  f"{plain(', '.join(present)) or 'none'} (docs/operations.md lists every stage's reasons)",
+                  highlight=False)
     return True
 
 
@@ -515,10 +519,10 @@ def dlq_list(
         table.add_column(col, overflow="fold")
     for d in letters:
         s = d.summary()
-        table.add_row(d.ref, str(s["asset_id"]), Text(s["source"] or ""),  # a name is text, never markup
-                      str(s["stage"]), str(s["error_class"]), str(s["reason"] or ""),
-                      _cut(s["message"] or "", 300, f"dlq show {d.ref}"), str(s["attempts"] or ""),
-                      s["last_failure"] or "")
+        # what a letter says is text, never markup (trial 27 m1: a store's `[source_uri]` vanished from the message)
+        table.add_row(d.ref, *(as_text(v) for v in (
+                      s["asset_id"], s["source"], s["stage"], s["error_class"], s["reason"],
+                      _cut(s["message"] or "", 300, f"dlq show {d.ref}"), s["attempts"], s["last_failure"])))
     out.print(table)
     if total:
         out.print("[dim]details: assetstream dlq show P/OFFSET   replay: assetstream dlq replay --asset ID[/dim]")
@@ -540,18 +544,18 @@ def dlq_show(
         return
     for d in letters:
         det = d.detail()
-        out.rule(f"dlq {d.ref}  asset {det['asset_id']}")
+        out.rule(f"dlq {d.ref}  asset {plain(det['asset_id'])}")
         for k in ("stage", "error_class", "error_type", "reason", "message", "attempts", "original",
                   "first_failure", "last_failure", "replayed_from", "original_key", "original_value_bytes",
                   "original_value_ref"):
-            out.print(f"[bold]{k}:[/bold] {det[k]}")
-        out.print(f"[bold]details:[/bold] {json.dumps(det['details'])}")
-        out.print(f"[bold]original headers:[/bold] {json.dumps(det['original_headers'])}")
+            out.print(f"[bold]{k}:[/bold] {plain(det[k])}", highlight=False)  # the store's `[field]` stays
+        out.print(f"[bold]details:[/bold] {plain(json.dumps(det['details']))}", highlight=False)
+        out.print(f"[bold]original headers:[/bold] {plain(json.dumps(det['original_headers']))}", highlight=False)
         if det["hint"]:
-            out.print(f"[bold]hint:[/bold] {det['hint']}", highlight=False)
+            out.print(f"[bold]hint:[/bold] {plain(det['hint'])}", highlight=False)
         if det["stack"]:
             out.print("[bold]stack:[/bold]")
-            out.print(det["stack"], markup=False, highlight=False)
+            out.print(plain(det["stack"], lines=True), highlight=False)
 
 @dlq_app.command("replay")
 def dlq_replay(
@@ -595,7 +599,8 @@ def dlq_replay(
             _print_json([{**d.summary(), "to": (d.value or {}).get("original_topic")} for d in letters])
         else:
             for d in letters:
-                out.print(f"would replay dlq {d.ref} asset {d.asset_id} -> {(d.value or {}).get('original_topic')}")
+                out.print(f"would replay dlq {d.ref} asset {plain(d.asset_id)} -> {(d.value or {}).get('original_topic')}",
+                          highlight=False)
         return
     _say_unknown_schemas(settings, letters)
     outcomes = replay(settings, letters)
@@ -604,10 +609,11 @@ def dlq_replay(
     else:
         for o in outcomes:
             if o.ok:
-                out.print(f"replayed dlq {o.ref} asset {o.asset_id} -> {o.topic} [{o.partition}] @{o.offset}")
+                out.print(f"replayed dlq {o.ref} asset {plain(o.asset_id)} -> {o.topic} [{o.partition}] @{o.offset}",
+                          highlight=False)
             else:
                 label = "REFUSED" if o.refused else "FAILED"
-                out.print(f"[red]{label}[/red] dlq {o.ref} asset {o.asset_id}: {o.error}")
+                out.print(f"[red]{label}[/red] dlq {o.ref} asset {plain(o.asset_id)}: {plain(o.error)}", highlight=False)
     failed = [o for o in outcomes if not o.ok]
     if failed:
         console.print(f"[red]{len(failed)} not replayed[/red] (their dead letters are untouched)")
@@ -629,13 +635,13 @@ def _say_unknown_schemas(settings, letters: list[Any]) -> None:
     try:  # advisory only: the replay copies bytes and needs no registry, so nothing here may stop it
         serde = Serde.for_settings(settings)
     except Exception as exc:  # noqa: BLE001
-        console.print(f"could not check the letters' schema ids: {type(exc).__name__}: {exc}", highlight=False)
+        console.print(f"could not check the letters' schema ids: {type(exc).__name__}: {plain(exc)}", highlight=False)
         return
     for ref, schema_id in ids.items():
         try:
             known = serde.knows(schema_id)
         except Exception as exc:  # noqa: BLE001 - registry unreachable, 5xx, 401...: say so and replay anyway
-            console.print(f"dlq {ref}: could not check schema id {schema_id}: {type(exc).__name__}: {exc}",
+            console.print(f"dlq {ref}: could not check schema id {schema_id}: {type(exc).__name__}: {plain(exc)}",
                           highlight=False)
             continue
         if not known:

@@ -11,7 +11,11 @@
   records of the events it waits for) (the `dlq` topic is read from the offsets of that time; `dlq list`/`show` have the details). A letter of another
   event of the asset (the previous run's, live traffic's) does not count; one whose record cannot be read (a poison
   record, one kept in the sidecar store) counts by its key. A write-back letter does not count, since the asset
-  was indexed before write-back;
+  was indexed before write-back. A letter counts only while the index does not hold the event: a document of the
+  event (or of a newer version) written (`indexed_at`) after the letter wins over it (the cause was fixed and the
+  letter replayed: trial 27 M1), while a letter written after the document still counts. Both are kept per asset, so
+  the order they are read in does not matter, assets with a letter are looked up again at every check, and the
+  wait ends only once the `dlq` partitions were read to their end;
 - **not newer**: already indexed at the *same* version by another event when the wait begins. The sink keeps the
   document it has (external versioning: only a newer version replaces it), so this event can never be seen
   arriving; it is reported and not waited for (`--only-stale` publishes such assets with version + 1). The one
@@ -24,7 +28,7 @@ waiting until each group's whole lag is drained (live traffic keeps that from ev
 which assets failed) or reading every intermediate topic to map our events to offsets. The index and the DLQ are
 the two places an asset ends up, they name the asset, and they are what the operator would check by hand. The
 cost: the wait needs the search store reachable from where the backfill runs, one `mget` per poll of the assets
-still pending (500 ids per request), and a dead letter written more than `DLQ_SLACK_MS` before the run by a
+still pending or dead-lettered (500 ids per request), and a dead letter written more than `DLQ_SLACK_MS` before the run by a
 worker whose clock is that far behind is not seen.
 """
 from __future__ import annotations
@@ -35,11 +39,12 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 
 from app.ops.backfill import IndexView, Sent
 from app.ops.dlq import logical_topics, original_asset
 from streams.avro import Serde, topic_names
+from streams.records import to_ms
 from streams.clientlog import client_logging
 
 DLQ_SLACK_MS = 60_000
@@ -73,12 +78,23 @@ class WaitResult:
 
 
 class PipelineWatch:
-    """Which of the acknowledged events (document id -> Sent) have come through: `check()` once per poll."""
+    """Which of the acknowledged events (document id -> Sent) have come through: `check()` once per poll.
+
+    Each asset's outcome is settled from two facts kept per asset, whatever order they are read in: the index
+    document at or after the awaited event (this event's, or a newer version) with its `indexed_at`, and the newest
+    dead letter of the event. A document written after the letter wins (the cause was fixed and the letter replayed,
+    trial 27 M1); a letter newer than the document still counts. Assets with a letter are looked up in the index again
+    at every check, and the wait ends only once the dead letters have been read to the end."""
 
     def __init__(self, settings: Any, index: IndexView, sent: dict[str, Sent], since_ms: int):
         self.index = index
         self.sent = dict(sent)
         self.pending = dict(sent)
+        self.arrived: dict[str, tuple[str, int | None]] = {}
+        """document id -> ("indexed" | "superseded", the document's indexed_at in ms)"""
+        self.letters: dict[str, tuple[int, dict[str, Any]]] = {}
+        """document id -> (time in ms, {stage, reason, error_class, message, ref}) of the event's newest dead letter"""
+        self.not_newer: set[str] = set()
         self.result = WaitResult(total=len(sent))
         self.serde = Serde.for_settings(settings)
         self.since_ms = since_ms
@@ -88,7 +104,9 @@ class PipelineWatch:
         self.dlq = Consumer({**settings.kafka.client_config(), **client_logging("backfill-wait"),
                              "group.id": f"assetstream-backfill-wait-{uuid.uuid4().hex[:8]}",
                              "enable.auto.commit": False, "enable.auto.offset.store": False,
-                             "fetch.wait.max.ms": 100})
+                             "enable.partition.eof": True, "fetch.wait.max.ms": 100})
+        self.dlq_parts: set[int] = set()
+        self.dlq_at_end: set[int] = set()
         self._assign_dlq(settings.kafka.connect_timeout_s)
 
     def _assign_dlq(self, timeout_s: float) -> None:
@@ -108,10 +126,16 @@ class PipelineWatch:
         except KafkaException:  # a broker without timestamps lookup: from the start, filtered by time
             start = [TopicPartition(self.topic, p, OFFSET_BEGINNING) for p in parts]
         self.dlq.assign(start)
+        self.dlq_parts = set(parts)
 
     @property
     def done(self) -> int:
         return self.result.total - len(self.pending)
+
+    @property
+    def letters_read(self) -> bool:
+        """Every dead-letter partition was read to its end at least once since its last letter."""
+        return self.dlq_at_end >= self.dlq_parts
 
     def detail(self) -> str:
         r = self.result
@@ -124,30 +148,50 @@ class PipelineWatch:
             parts.append(f"index not answering: {r.index_error}")
         return "(" + ", ".join(parts) + ")"
 
+    def _outcome(self, doc_id: str) -> str | None:
+        """indexed | superseded | not_newer | dead, or None while pending."""
+        arrived, letter = self.arrived.get(doc_id), self.letters.get(doc_id)
+        if letter is not None and not (arrived is not None and arrived[1] is not None and letter[0] <= arrived[1]):
+            return "dead"
+        if arrived is not None:
+            return arrived[0]
+        return "not_newer" if doc_id in self.not_newer else None
+
     def check(self, read_s: float = 0.3) -> None:
         self._read_dead_letters(read_s)
-        if not self.pending:
-            return
+        look = [d for d in self.sent if self._outcome(d) in (None, "dead")]
         try:
-            docs = self.index.arrivals(list(self.pending))
+            docs = self.index.arrivals(look) if look else {}
         except Exception as exc:  # noqa: BLE001 - the store may come back before the timeout
             self.result.index_error = f"{type(exc).__name__}: {str(exc)[:200]}"
-            return
-        self.result.index_error = None
-        for doc_id, (event_id, version) in docs.items():
-            sent = self.pending.get(doc_id)
-            if sent is None:
-                continue
-            if event_id == sent.event_id:
-                self.result.indexed.append(sent.asset_id)
-            elif version > sent.version:
-                self.result.superseded.append(sent.asset_id)
-            elif version == sent.version and self.first:
-                self.result.not_newer.append(sent.asset_id)
+            docs = None
+        if docs is not None:
+            self.result.index_error = None
+            for doc_id, (event_id, version, indexed_ms) in docs.items():
+                sent = self.sent.get(doc_id)
+                if sent is None:
+                    continue
+                if event_id == sent.event_id:
+                    self.arrived[doc_id] = ("indexed", indexed_ms)
+                elif version > sent.version:
+                    self.arrived[doc_id] = ("superseded", indexed_ms)
+                elif version == sent.version and self.first:
+                    self.not_newer.add(doc_id)
+            self.first = False
+        self._tally()
+
+    def _tally(self) -> None:
+        r = self.result
+        r.indexed, r.superseded, r.not_newer, r.dead = [], [], [], {}
+        self.pending = {}
+        for doc_id, sent in self.sent.items():
+            outcome = self._outcome(doc_id)
+            if outcome is None:
+                self.pending[doc_id] = sent
+            elif outcome == "dead":
+                r.dead[sent.asset_id] = self.letters[doc_id][1]
             else:
-                continue
-            del self.pending[doc_id]
-        self.first = False
+                getattr(r, outcome).append(sent.asset_id)
 
     def _read_dead_letters(self, read_s: float) -> None:
         deadline = time.monotonic() + read_s
@@ -157,11 +201,18 @@ class PipelineWatch:
                 if not self.dlq.assignment():
                     return
                 continue
-            if msg.error() is not None or msg.key() is None:
+            if msg.error() is not None:
+                if msg.error().code() == KafkaError._PARTITION_EOF:
+                    self.dlq_at_end.add(msg.partition())
+                    if self.letters_read:
+                        return
+                continue
+            self.dlq_at_end.discard(msg.partition())
+            if msg.key() is None:
                 continue
             doc_id = msg.key().decode("utf-8", "replace")
             ts = msg.timestamp()
-            if doc_id not in self.pending or (ts[0] and ts[1] < self.since_ms - DLQ_SLACK_MS):
+            if doc_id not in self.sent or (ts[0] and ts[1] < self.since_ms - DLQ_SLACK_MS):
                 continue
             try:
                 letter = self.serde.deserialize("dead_letter", msg.value())
@@ -170,12 +221,15 @@ class PipelineWatch:
             if letter.get("stage") == "writeback":  # indexed first: the index check sees it
                 continue
             event = original_asset(letter, self.serde, self.logical_of)
-            if event is not None and event.get("event_id") != self.pending[doc_id].event_id:
+            if event is not None and event.get("event_id") != self.sent[doc_id].event_id:
                 continue  # another event's letter (review 14 M3: the previous run's counted as this one's)
-            self.result.dead[self.pending.pop(doc_id).asset_id] = {
+            at_ms = to_ms(letter.get("last_failure_time")) or (ts[1] if ts[0] else 0)
+            if doc_id in self.letters and self.letters[doc_id][0] > at_ms:
+                continue  # an older letter of the event than one already read
+            self.letters[doc_id] = (at_ms, {
                 "stage": letter.get("stage"), "error_class": letter.get("error_class"),
                 "reason": (letter.get("details") or {}).get("reason"), "message": str(letter.get("message") or "")[:200],
-                "ref": f"{msg.partition()}/{msg.offset()}"}
+                "ref": f"{msg.partition()}/{msg.offset()}"})
 
     def close(self) -> None:
         self.dlq.close()
@@ -189,13 +243,13 @@ def wait_for_pipeline(watch: PipelineWatch, timeout_s: float, *, stop: threading
     while True:
         watch.check()
         on_check()
-        if not watch.pending:
+        if not watch.pending and watch.letters_read:  # a letter newer than a document may still be on its way
             break
         if stop.is_set():
             watch.result.interrupted = True
             break
         if time.monotonic() - started >= timeout_s:
-            watch.result.timed_out = True
+            watch.result.timed_out = bool(watch.pending)
             break
         stop.wait(poll_s)
     r = watch.result

@@ -225,10 +225,11 @@ def build() -> dict:
     panels += line(
         panel("Cost per asset", [target('max(assetstream_kpi_cost_per_asset_usd{window="day"})', "USD / asset")],
               unit="currencyUSD", w=8),
-        panel("Validated records by status", [target(
-            'max by (status) (assetstream_kpi_status_records{window="day"})', "{{status}}")], w=8,
-            description="auto_applied / needs_review / rejected / deleted by the pipeline, approved by an editor "
-                        "(the review group republishes the record), in the newest day."),
+        panel("Assets by status", [target(
+            'max by (status) (assetstream_kpi_status_assets{window="day"})', "{{status}}")], w=8,
+            description="Distinct assets validated in the newest day, each under its latest status: auto_applied / "
+                        "needs_review / rejected / deleted by the pipeline, approved by an editor (the review group "
+                        "republishes the record; the asset leaves needs_review). A redelivered record counts once."),
         panel("Editor override rate by model", [target(
             'max by (model, prompt_version) (assetstream_kpi_override_rate{window="day",field="*"})',
             "{{model}} {{prompt_version}}")], unit="percentunit", w=8,
