@@ -234,6 +234,8 @@ def test_reprocess_keeps_the_values_a_person_gave_at_upload(broker, unique, stor
                                         "Brick wall", "--license", "CC0-1.0", "--sku", "B-1"], env=env)
     assert first.exit_code == 0, first.output
     upload = read_topic(s, "raw", 1)[0]["value"]
+    # as a DAM's event would be: its media id (write-back finds the DAM's record by it), and an older reprocess's time
+    upload["attributes"] |= {"media_id": "42", "reprocessed_at": "1000"}
     v = validated_asset(upload["asset_id"])
     v["enriched"]["pre"]["asset"] = upload  # indexed as the pipeline indexes that event
     sink = IndexSink(idx)
@@ -251,7 +253,10 @@ def test_reprocess_keeps_the_values_a_person_gave_at_upload(broker, unique, stor
     assert event["human_fields"] == upload["human_fields"]
     assert event["declared_license"] == "CC0-1.0"
     assert event["product_context"]["sku"] == "B-2"  # a value given on the command line wins
-    assert sorted(json.loads(again.stdout)[0]["carried_forward"]) == ["alt_text", "declared_license", "title"]
+    assert sorted(json.loads(again.stdout)[0]["carried_forward"]) == ["alt_text", "attributes.media_id",
+                                                                      "declared_license", "title"]
+    # trial 26: the event's attributes are carried (after a reprocess WordPress write-back lost the media id)
+    assert event["attributes"]["media_id"] == "42"
 
     # trial 26 F4: the reprocess keeps the upload time (the review queue's "uploaded", its oldest-first order, its
     # date filter and the time to publish showed the reprocess's time); it is newer (the index takes it) and says

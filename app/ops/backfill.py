@@ -520,8 +520,8 @@ def build_item_event(it: Item, event_type: str, version: int | None, tenant: str
     """The row's event; `indexed` (carry.indexed_values) fills in what the row does not give."""
     fields = carry.carry_forward(item_event_fields(it), indexed)[0] if indexed else item_event_fields(it)
     return build_event(it.asset_id, it.uri, event_type=event_type, version=version,
-                       tenant=it.fields.get("tenant") or tenant or "default", attributes={"ingest": source_tag},
-                       **fields)
+                       tenant=it.fields.get("tenant") or tenant or "default",
+                       **carry.with_attributes(fields, ingest=source_tag))
 
 
 @dataclass(frozen=True)

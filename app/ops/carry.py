@@ -12,6 +12,10 @@ time to publish still refer to the upload (trial 26, F4). `build_event` then say
 (attribute `reprocessed_at`) for the clocks that measure the pipeline. A DAM's own `created` / `updated` event is
 the DAM saying something happened now: it carries nothing forward and its time is its own.
 
+The event's attributes are carried too (a DAM's media id, thumbnail or licence page: write-back finds the DAM's
+record by them; trial 26: after a reprocess WordPress write-back fell back to a file-name lookup), except the
+previous reprocess's `reprocessed_at` and the `ingest` tool name, which the new event sets anew.
+
 A field a person's review decided on after that event is not carried: the pipeline re-applies the review
 anyway, and the same value in a newer event would count as a DAM edit made after the review and beat it
 (domain/review.py `apply_review`).
@@ -20,6 +24,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from domain.events import REPROCESSED_AT
 from domain.review import EVENT_FIELDS
 from streams.records import to_ms
 
@@ -30,6 +35,9 @@ REVIEWED_AS = EVENT_FIELDS
 """An event value -> the field of a review it sets (validate's precedence, consumers/validate/stage.py)."""
 
 SINGLE = ("declared_license", "uploader", "uploader_notes")
+
+OURS = (REPROCESSED_AT, "ingest")
+"""Attributes a reprocess sets anew (when it was sent, which tool sent it): not carried."""
 
 
 def _given(value: Any) -> bool:
@@ -56,6 +64,9 @@ def indexed_values(doc: dict[str, Any] | None) -> dict[str, Any]:
     for k in SINGLE:
         if _given(asset.get(k)) and REVIEWED_AS.get(k) not in reviewed:
             out[k] = asset[k]
+    attributes = {k: v for k, v in (asset.get("attributes") or {}).items() if k not in OURS}
+    if attributes:
+        out["attributes"] = attributes
     if event_ms:
         out["event_time_ms"] = event_ms
     return out
@@ -63,7 +74,7 @@ def indexed_values(doc: dict[str, Any] | None) -> dict[str, Any]:
 
 def carry_forward(given: dict[str, Any], indexed: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
     """(`given` build_event keyword arguments with the indexed values it lacks added, the names carried:
-    `title`, `declared_license`, `product_context.sku`, ...). A given value always wins. The upload time is kept
+    `title`, `declared_license`, `product_context.sku`, `attributes.media_id`, ...). A given value always wins. The upload time is kept
     too (not named: no person gave it)."""
     out = dict(given)
     carried: list[str] = []
@@ -77,6 +88,16 @@ def carry_forward(given: dict[str, Any], indexed: dict[str, Any]) -> tuple[dict[
         if not _given(given.get(k)) and k in indexed:
             out[k] = indexed[k]
             carried.append(k)
+    mine = dict(given.get("attributes") or {})
+    add = {k: v for k, v in (indexed.get("attributes") or {}).items() if k not in mine}
+    if add:
+        out["attributes"] = {**add, **mine}
+        carried += [f"attributes.{k}" for k in add]
     if indexed.get("event_time_ms") and not given.get("event_time_ms"):
         out["event_time_ms"] = indexed["event_time_ms"]
     return out, carried
+
+
+def with_attributes(fields: dict[str, Any], **own: str) -> dict[str, Any]:
+    """build_event keyword arguments: `fields` with `own` attributes set over any carried ones."""
+    return {**fields, "attributes": {**(fields.get("attributes") or {}), **own}}

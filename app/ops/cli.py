@@ -95,7 +95,7 @@ def publish(
 
     A reprocess event carries forward, from the index, what the asset's indexed event got from a person
     (human fields, declared licence, product context, uploader, notes) unless this command gives it."""
-    from app.ops.carry import carry_forward
+    from app.ops.carry import carry_forward, with_attributes
     from app.producer import AssetPublisher, PublishError, asset_id_for, build_event, source_uri_for
 
     if asset_id and len(files_or_urls) > 1:
@@ -133,7 +133,7 @@ def publish(
         fields, carried[aid] = carry_forward(given, indexed[aid]) if aid in indexed else (given, [])
         try:
             events.append(build_event(aid, uri, event_type=etype, version=version, tenant=tenant,
-                                      attributes={"ingest": "cli"}, **fields))
+                                      **with_attributes(fields, ingest="cli")))
         except ValueError as exc:
             _fail(str(exc), "see `assetstream publish --help`", 2)
     try:
