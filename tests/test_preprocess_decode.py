@@ -228,6 +228,50 @@ def test_a_text_zip_bomb_in_a_png_is_never_inflated_and_an_oversized_profile_alo
     assert "Ana Gómez" in d.info["XML:com.adobe.xmp"]  # the XMP was read
 
 
+def test_a_png_of_millions_of_tiny_chunks_is_refused_at_once_in_bounded_memory():
+    """Code review 15 H1: a PNG with a zTXt chunk inflating past 1 MiB and then hundreds of thousands of empty
+    private chunks was rewritten without its metadata chunk by chunk (an object per chunk: ~23x the file in memory),
+    to size it for the pixel budget (outside every bound) and again to decode it: minutes and a GB for 48 MB. A PNG
+    of more than MAX_PNG_ANCILLARY ancillary chunks is refused as soon as the walk passes the limit, the size is read
+    from IHDR, and a PNG of many IDAT chunks (as some encoders write) still decodes."""
+    import tracemalloc
+
+    from domain.vision.decode import header_size
+    base = png(Image.new("RGB", (16, 16), (1, 2, 3)))
+    bomb = png_chunk(b"zTXt", b"Comment\0\0" + zlib.compress(b"\0" * (2 << 20), 9))
+    data = with_chunks(base, before_idat=[bomb, png_chunk(b"aBcd", b"") * 800_000])
+    assert len(data) > 9_000_000
+    tracemalloc.start()
+    t0 = time.perf_counter()
+    try:
+        assert decoded_pixels(data, max_pixels=LIMIT) == 0  # decode() refuses it: nothing to hold
+        with pytest.raises(PermanentError) as e:
+            decode(data, max_pixels=LIMIT)
+        took, peak = time.perf_counter() - t0, tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert e.value.reason == "metadata_too_large" and "more than 10000 ancillary" in str(e.value)
+    assert took < 2.0 and peak < 50 << 20, (took, peak)
+
+    # under the limit, with the metadata bomb: decoded without it, its size from IHDR (not from a rewrite)
+    some = with_chunks(base, before_idat=[bomb, png_chunk(b"aBcd", b"") * 5_000])
+    assert header_size(some, max_pixels=LIMIT) == (16, 16, "PNG")
+    assert decode(some, max_pixels=LIMIT).metadata_skipped.startswith("metadata skipped: an XMP/text chunk")
+    assert header_size(some, max_pixels=100) is None  # over max_pixels, as decode() says
+
+    # 20,000 IDAT chunks of 3 bytes (critical chunks: only MAX_PNG_CHUNKS bounds them) decode as one
+    big = Image.effect_noise((200, 150), 40).convert("RGB")
+    raw = png(big)
+    idat, pos = b"", 8
+    while pos < len(raw):
+        length = int.from_bytes(raw[pos:pos + 4], "big")
+        idat += raw[pos + 8:pos + 8 + length] if raw[pos + 4:pos + 8] == b"IDAT" else b""
+        pos += 12 + length
+    cut = [png_chunk(b"IDAT", idat[i:i + 3]) for i in range(0, len(idat), 3)]
+    many = raw[:33] + b"".join(cut) + png_chunk(b"IEND", b"")
+    assert len(cut) > 20_000 and np.array_equal(np.asarray(decode(many, max_pixels=LIMIT).image), np.asarray(big))
+
+
 def test_a_corrupt_image_reads_the_same_in_every_dead_letter():
     """Trial 10: a broken GIF's dead letter said `cannot identify image file <_io.BytesIO object at 0x7f71…>`,
     a different address in each letter (and in its replay), so letters of one fault did not group."""
