@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import io
+import struct
 import time
 import zlib
 
@@ -338,3 +339,38 @@ def test_frames_and_pages_are_counted_from_the_file_structure_bounded():
     entries = int.from_bytes(tiff[first:first + 2], "little")
     tiff[first + 2 + 12 * entries:first + 6 + 12 * entries] = first.to_bytes(4, "little")
     assert count_frames(bytes(tiff), "TIFF") is None  # one page (the loop is not a second one)
+
+    # code review 15 L3: a count cut short by the step budget said "animated, 6 frames" for 506 frames
+    sliced = head + frame * 5 + frame[:11] + b"\x01\x44" * 1_000_000 + b"\x00" + frame * 500 + b"\x3b"
+    assert count_frames(sliced, "GIF") == -6 and frames_phrase("GIF", -6) == "animated, at least 6 frames"
+    assert frames_phrase("TIFF", -3) == "at least 3 pages" and frames_phrase("GIF", -1) is None
+
+    # code review 15 L7: reduced-resolution images (NewSubfileType bit 0) and masks (bit 2) are not pages
+    def chain(*subfile_types: int) -> bytes:
+        out = b"II*\x00" + (8).to_bytes(4, "little")
+        for i, kind in enumerate(subfile_types):
+            last = i == len(subfile_types) - 1
+            out += struct.pack("<HHHII", 1, 254, 4, 1, kind) + struct.pack("<I", 0 if last else len(out) + 18)
+        return out
+    assert count_frames(chain(0, 1, 0, 4, 5, 0), "TIFF") == 3 and count_frames(chain(0, 1), "TIFF") is None
+    assert count_frames(chain(0, 2, 0), "TIFF") == 3  # bit 1: a page of a multi-page document
+
+    # code review 15 M1: a valid BigTIFF whose next-IFD offset is 2**64-1 raised OverflowError, and the record was
+    # dead-lettered with no reason; a frame count never refuses an image
+    def bigtiff(next_ifd: int) -> bytes:
+        entries = [(256, 3, 1, 2), (257, 3, 1, 2), (258, 3, 1, 8), (259, 3, 1, 1), (262, 3, 1, 1), (273, 16, 1, None),
+                   (277, 3, 1, 1), (278, 3, 1, 2), (279, 16, 1, 4)]
+        pix_off = 16 + 8 + 20 * len(entries) + 8
+        body = struct.pack("<Q", len(entries))
+        for tag, typ, cnt, val in entries:
+            val = pix_off if val is None else val
+            body += struct.pack("<HHQ", tag, typ, cnt) + (struct.pack("<H", val) + b"\0" * 6 if typ == 3
+                                                          else struct.pack("<Q", val))
+        return b"II+\x00" + struct.pack("<HHQ", 8, 0, 16) + body + struct.pack("<Q", next_ifd) + bytes([10, 200, 30, 90])
+    from tests.preprocess_support import event, stage
+    hostile = bigtiff(2**64 - 1)
+    assert decode(hostile, max_pixels=LIMIT).format == "TIFF" and count_frames(hostile, "TIFF") is None
+    huge_count = b"II+\x00" + struct.pack("<HHQQ", 8, 0, 16, 2**62) + b"\0" * 64
+    assert count_frames(huge_count, "TIFF") is None
+    rec = stage(ocr_enabled=False, faces_enabled=False, nsfw_enabled=False).preprocess_bytes(event(None), hostile)
+    assert rec["image"]["format"] == "TIFF" and rec["image"]["width"] == 2 and rec["image"]["frames"] is None
