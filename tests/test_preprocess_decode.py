@@ -366,7 +366,8 @@ def test_frames_and_pages_are_counted_from_the_file_structure_bounded():
             val = pix_off if val is None else val
             body += struct.pack("<HHQ", tag, typ, cnt) + (struct.pack("<H", val) + b"\0" * 6 if typ == 3
                                                           else struct.pack("<Q", val))
-        return b"II+\x00" + struct.pack("<HHQ", 8, 0, 16) + body + struct.pack("<Q", next_ifd) + bytes([10, 200, 30, 90])
+        pixels = bytes([10, 200, 30, 90])
+        return b"II+\x00" + struct.pack("<HHQ", 8, 0, 16) + body + struct.pack("<Q", next_ifd) + pixels
     from tests.preprocess_support import event, stage
     hostile = bigtiff(2**64 - 1)
     assert decode(hostile, max_pixels=LIMIT).format == "TIFF" and count_frames(hostile, "TIFF") is None
