@@ -98,6 +98,11 @@ class Budget:
     def hold(self, amount: int) -> "_Held":
         return _Held(self, min(self.total, max(0, int(amount))))
 
+    def state(self) -> tuple[int, int]:
+        """(units held, requests waiting), read together."""
+        with self._cond:
+            return self.used, len(self._queue)
+
     def _acquire(self, amount: int) -> None:
         ticket = object()
         with self._cond:

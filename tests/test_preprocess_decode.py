@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import io
+import struct
 import time
 import zlib
 
@@ -228,6 +229,50 @@ def test_a_text_zip_bomb_in_a_png_is_never_inflated_and_an_oversized_profile_alo
     assert "Ana Gómez" in d.info["XML:com.adobe.xmp"]  # the XMP was read
 
 
+def test_a_png_of_millions_of_tiny_chunks_is_refused_at_once_in_bounded_memory():
+    """Code review 15 H1: a PNG with a zTXt chunk inflating past 1 MiB and then hundreds of thousands of empty
+    private chunks was rewritten without its metadata chunk by chunk (an object per chunk: ~23x the file in memory),
+    to size it for the pixel budget (outside every bound) and again to decode it: minutes and a GB for 48 MB. A PNG
+    of more than MAX_PNG_ANCILLARY ancillary chunks is refused as soon as the walk passes the limit, the size is read
+    from IHDR, and a PNG of many IDAT chunks (as some encoders write) still decodes."""
+    import tracemalloc
+
+    from domain.vision.decode import header_size
+    base = png(Image.new("RGB", (16, 16), (1, 2, 3)))
+    bomb = png_chunk(b"zTXt", b"Comment\0\0" + zlib.compress(b"\0" * (2 << 20), 9))
+    data = with_chunks(base, before_idat=[bomb, png_chunk(b"aBcd", b"") * 800_000])
+    assert len(data) > 9_000_000
+    tracemalloc.start()
+    t0 = time.perf_counter()
+    try:
+        assert decoded_pixels(data, max_pixels=LIMIT) == 0  # decode() refuses it: nothing to hold
+        with pytest.raises(PermanentError) as e:
+            decode(data, max_pixels=LIMIT)
+        took, peak = time.perf_counter() - t0, tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert e.value.reason == "metadata_too_large" and "more than 10000 ancillary" in str(e.value)
+    assert took < 2.0 and peak < 50 << 20, (took, peak)
+
+    # under the limit, with the metadata bomb: decoded without it, its size from IHDR (not from a rewrite)
+    some = with_chunks(base, before_idat=[bomb, png_chunk(b"aBcd", b"") * 5_000])
+    assert header_size(some, max_pixels=LIMIT) == (16, 16, "PNG")
+    assert decode(some, max_pixels=LIMIT).metadata_skipped.startswith("metadata skipped: an XMP/text chunk")
+    assert header_size(some, max_pixels=100) is None  # over max_pixels, as decode() says
+
+    # 20,000 IDAT chunks of 3 bytes (critical chunks: only MAX_PNG_CHUNKS bounds them) decode as one
+    big = Image.effect_noise((200, 150), 40).convert("RGB")
+    raw = png(big)
+    idat, pos = b"", 8
+    while pos < len(raw):
+        length = int.from_bytes(raw[pos:pos + 4], "big")
+        idat += raw[pos + 8:pos + 8 + length] if raw[pos + 4:pos + 8] == b"IDAT" else b""
+        pos += 12 + length
+    cut = [png_chunk(b"IDAT", idat[i:i + 3]) for i in range(0, len(idat), 3)]
+    many = raw[:33] + b"".join(cut) + png_chunk(b"IEND", b"")
+    assert len(cut) > 20_000 and np.array_equal(np.asarray(decode(many, max_pixels=LIMIT).image), np.asarray(big))
+
+
 def test_a_corrupt_image_reads_the_same_in_every_dead_letter():
     """Trial 10: a broken GIF's dead letter said `cannot identify image file <_io.BytesIO object at 0x7f71…>`,
     a different address in each letter (and in its replay), so letters of one fault did not group."""
@@ -294,3 +339,39 @@ def test_frames_and_pages_are_counted_from_the_file_structure_bounded():
     entries = int.from_bytes(tiff[first:first + 2], "little")
     tiff[first + 2 + 12 * entries:first + 6 + 12 * entries] = first.to_bytes(4, "little")
     assert count_frames(bytes(tiff), "TIFF") is None  # one page (the loop is not a second one)
+
+    # code review 15 L3: a count cut short by the step budget said "animated, 6 frames" for 506 frames
+    sliced = head + frame * 5 + frame[:11] + b"\x01\x44" * 1_000_000 + b"\x00" + frame * 500 + b"\x3b"
+    assert count_frames(sliced, "GIF") == -6 and frames_phrase("GIF", -6) == "animated, at least 6 frames"
+    assert frames_phrase("TIFF", -3) == "at least 3 pages" and frames_phrase("GIF", -1) is None
+
+    # code review 15 L7: reduced-resolution images (NewSubfileType bit 0) and masks (bit 2) are not pages
+    def chain(*subfile_types: int) -> bytes:
+        out = b"II*\x00" + (8).to_bytes(4, "little")
+        for i, kind in enumerate(subfile_types):
+            last = i == len(subfile_types) - 1
+            out += struct.pack("<HHHII", 1, 254, 4, 1, kind) + struct.pack("<I", 0 if last else len(out) + 18)
+        return out
+    assert count_frames(chain(0, 1, 0, 4, 5, 0), "TIFF") == 3 and count_frames(chain(0, 1), "TIFF") is None
+    assert count_frames(chain(0, 2, 0), "TIFF") == 3  # bit 1: a page of a multi-page document
+
+    # code review 15 M1: a valid BigTIFF whose next-IFD offset is 2**64-1 raised OverflowError, and the record was
+    # dead-lettered with no reason; a frame count never refuses an image
+    def bigtiff(next_ifd: int) -> bytes:
+        entries = [(256, 3, 1, 2), (257, 3, 1, 2), (258, 3, 1, 8), (259, 3, 1, 1), (262, 3, 1, 1), (273, 16, 1, None),
+                   (277, 3, 1, 1), (278, 3, 1, 2), (279, 16, 1, 4)]
+        pix_off = 16 + 8 + 20 * len(entries) + 8
+        body = struct.pack("<Q", len(entries))
+        for tag, typ, cnt, val in entries:
+            val = pix_off if val is None else val
+            body += struct.pack("<HHQ", tag, typ, cnt) + (struct.pack("<H", val) + b"\0" * 6 if typ == 3
+                                                          else struct.pack("<Q", val))
+        pixels = bytes([10, 200, 30, 90])
+        return b"II+\x00" + struct.pack("<HHQ", 8, 0, 16) + body + struct.pack("<Q", next_ifd) + pixels
+    from tests.preprocess_support import event, stage
+    hostile = bigtiff(2**64 - 1)
+    assert decode(hostile, max_pixels=LIMIT).format == "TIFF" and count_frames(hostile, "TIFF") is None
+    huge_count = b"II+\x00" + struct.pack("<HHQQ", 8, 0, 16, 2**62) + b"\0" * 64
+    assert count_frames(huge_count, "TIFF") is None
+    rec = stage(ocr_enabled=False, faces_enabled=False, nsfw_enabled=False).preprocess_bytes(event(None), hostile)
+    assert rec["image"]["format"] == "TIFF" and rec["image"]["width"] == 2 and rec["image"]["frames"] is None

@@ -185,6 +185,7 @@ def test_ocrs_larger_redecode_of_a_jpeg_counts_against_the_decoded_pixels_budget
     two such records each holding their first decode and waiting for the other's would wait for ever) and gives the
     OCR share back after OCR; two of them under a budget that fits one run one after the other."""
     import threading
+    import time
 
     from PIL import ImageDraw, ImageFont
 
@@ -202,18 +203,51 @@ def test_ocrs_larger_redecode_of_a_jpeg_counts_against_the_decoded_pixels_budget
         words.append(st.preprocess_bytes(event(None), data)["ocr"]["text"])
         done.set()
 
+    def settled(unlike: tuple[int, int]) -> tuple[int, int]:
+        """The budget's (held, waiting) once it is no longer `unlike` (10 s at most)."""
+        deadline = time.monotonic() + 10
+        while st.pixels.state() == unlike and time.monotonic() < deadline:
+            time.sleep(0.001)
+        return st.pixels.state()
+
     with st.pixels.hold(1_000_000):  # another record's image: 0.75 + 3 MP more does not fit under 4 MP
         threading.Thread(target=one, daemon=True).start()
-        assert not done.wait(0.5)
+        # the record waits, holding nothing (code review 15 L1: a wait of 0.5 s also passed when it held 0.75 MP
+        # and decoded at once, as the OCR of this JPEG takes longer than that)
+        assert settled((1_000_000, 0)) == (1_000_000, 1) and not done.is_set()
     assert done.wait(30) and "report" in words[0].lower()
     assert st.pixels.used == 0
 
     both = [threading.Thread(target=one, daemon=True) for _ in range(2)]
     for t in both:
         t.start()
+    assert settled((0, 0)) in ((3_750_000, 0), (3_750_000, 1))  # one takes both shares at once ...
+    assert settled((3_750_000, 0)) == (3_750_000, 1)  # ... while the other waits
     for t in both:
         t.join(30)
     assert len(words) == 3 and all("report" in w.lower() for w in words) and st.pixels.used == 0
+
+    # code review 15 L6: OCR raising (here tesseract's fork failing for memory) kept its larger image alive in the
+    # exception's frames, after its budget share was given back
+    import errno
+    import gc
+    import weakref
+
+    import pytesseract
+    refs: list[weakref.ref] = []
+
+    def fork_fails(*args, **kwargs):  # the images alive now: OCR's 2000x1500 re-decode among them
+        refs.extend(weakref.ref(o) for o in gc.get_objects() if isinstance(o, Image.Image) and o.size == (2000, 1500))
+        raise OSError(errno.ENOMEM, "Cannot allocate memory")
+
+    real, pytesseract.image_to_data = pytesseract.image_to_data, fork_fails
+    try:
+        with pytest.raises(OSError) as failed:
+            st.preprocess_bytes(event(None), data)
+    finally:
+        pytesseract.image_to_data = real
+    assert failed.value.errno == errno.ENOMEM and refs and st.pixels.used == 0
+    assert [r() for r in refs] == [None]  # the 2000x1500 image went with its share, though the exception is held
 
     assert st._pixels_needed(data) == (1000 * 750, 2000 * 1500)
     assert stage(ocr_enabled=False)._pixels_needed(data) == (1000 * 750, 0)

@@ -56,8 +56,14 @@ def server(broker, store, clip):  # noqa: F811
     # or page is looked at: the page says how many there are)
     st = preprocess_stage(ocr_enabled=False, faces_enabled=False, nsfw_enabled=False)
     more = []
-    for asset_id, fmt, n in (("anim-0002", "GIF", 12), ("scan-0003", "TIFF", 3)):
-        pre = roundtrip("PreprocessedAsset", st.preprocess_bytes(event(None, asset_id=asset_id), many_frames(fmt, n)))
+    # code review 15 L3: a GIF whose count stops at the step budget (a frame cut into a million one-byte
+    # sub-blocks after 5 frames, 500 more after it) said "animated, 6 frames"
+    head = b"GIF89a\x01\x00\x01\x00\x80\x00\x00" + b"\x00\x00\x00\xff\xff\xff"
+    frame = b"\x2c\x00\x00\x00\x00\x01\x00\x01\x00\x00" + b"\x02\x02\x44\x01\x00"
+    cut = head + frame * 5 + frame[:11] + b"\x01\x44" * 1_000_000 + b"\x00" + frame * 500 + b"\x3b"
+    for asset_id, data in (("anim-0002", many_frames("GIF", 12)), ("scan-0003", many_frames("TIFF", 3)),
+                           ("anim-0004", cut)):
+        pre = roundtrip("PreprocessedAsset", st.preprocess_bytes(event(None, asset_id=asset_id), data))
         r = review_record(settings, asset_id, minutes=2, sample="product_red_mug.jpg", title=asset_id,
                           alt_text="Blue frames", tags=[("content", "graphic")], reasons=[LOW])
         r["enriched"]["pre"].update({k: pre[k] for k in ("image", "thumbnail", "hashes")})
@@ -65,7 +71,7 @@ def server(broker, store, clip):  # noqa: F811
         more.append(r)
     client = make_client(settings)
     try:
-        assert IndexSink(settings, client=client).process_batch(as_items([v, *more])) == [None] * 3
+        assert IndexSink(settings, client=client).process_batch(as_items([v, *more])) == [None] * 4
         client.indices.refresh(index=read_alias(settings))
     finally:
         client.close()
@@ -128,7 +134,8 @@ def test_an_animated_gif_and_a_multi_page_tiff_say_how_many_frames_and_pages_the
     """pixels15: only the first frame of an animated GIF/WebP/APNG or page of a TIFF is read, and nothing said the
     file had more. The asset page's caption says it now, next to the size and format."""
     auth = {"Authorization": f"Bearer {server.app.auth.token}"}
-    for asset_id, said in (("anim-0002", "120×90 GIF · animated, 12 frames ·"), ("scan-0003", "120×90 TIFF · 3 pages ·")):
+    for asset_id, said in (("anim-0002", "120×90 GIF · animated, 12 frames ·"), ("scan-0003", "120×90 TIFF · 3 pages ·"),
+                           ("anim-0004", "1×1 GIF · animated, at least 6 frames ·")):
         page = httpx.get(f"{server.url}/asset/{asset_id}", headers=auth)
         assert page.status_code == 200
         caption = re.sub(r"<[^>]+>", "", re.search(r"<figcaption>(.*?)</figcaption>", page.text, re.S).group(1))

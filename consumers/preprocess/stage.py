@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import traceback
 from typing import Any, Callable
 
 from consumers.preprocess import hashes, metadata, ocr, signals, video
@@ -259,10 +260,16 @@ class PreprocessStage(PipelineFacts, Stage):
             done()
             return self._ocr_pass(d.image, (d.width, d.height))
         # reduced decode was too small to read text: decode again, larger
+        larger = None
         try:
             larger = dec.decode(data, max_pixels=cfg.max_pixels, allowed_formats=cfg.allowed_formats,
                                 min_edge=want).image
             return self._ocr_pass(larger, (d.width, d.height))
+        except BaseException as exc:
+            # the frames of OCR's traceback hold the larger image as long as the exception lives (the runner keeps
+            # it to retry or dead-letter the record): their locals go before the budget share does (code review 15 L6)
+            traceback.clear_frames(exc.__traceback__)
+            raise
         finally:
             larger = None  # noqa: F841 - the larger image goes before its budget share does
             done()

@@ -8,6 +8,7 @@ import hashlib
 import io
 import logging
 import re
+import struct
 import threading
 import warnings
 from collections import OrderedDict
@@ -110,6 +111,8 @@ def open_checked(data: bytes, *, max_pixels: int, allowed_formats: list[str] | t
     allowed = {f.upper() for f in allowed_formats}
     if fmt not in allowed or (fmt == "HEIF" and not HEIF_AVAILABLE):
         raise PermanentError(f"unsupported image format {fmt}", reason="unsupported_format", details={"format": fmt})
+    if fmt == "PNG":
+        png_metadata_chunks(data)  # refuses a PNG of too many chunks before Pillow walks them
     try:
         img = open_header(data, max_pixels, formats=[fmt] if fmt != "HEIF" else None)
     except TooManyPixels as exc:  # the header's size when it gave one; else the count Pillow's refusal named
@@ -163,20 +166,26 @@ DEFAULT_FORMATS = ("JPEG", "PNG", "WEBP", "TIFF", "GIF", "BMP", "HEIF")
 def header_size(data: bytes, *, max_pixels: int, allowed_formats: list[str] | tuple[str, ...] = DEFAULT_FORMATS
                 ) -> tuple[int, int, str] | None:
     """(width, height, format) as stored, from the header alone (no pixel decoded); None for data decode() will
-    refuse. A PNG whose metadata chunks are over Pillow's limits gives its size as decode() reads it, without them."""
+    refuse. A PNG whose metadata chunks are over Pillow's limits (decode() reads it without them) gives the size its
+    IHDR chunk states: nothing is rewritten to size it (code review 15 H1)."""
     try:
         img, fmt = open_checked(data, max_pixels=max_pixels, allowed_formats=allowed_formats)
     except PermanentError as exc:
-        if exc.reason != "metadata_too_large":
+        if not _strippable(exc):
             return None
-        try:  # decode() reads its pixels without the metadata chunks: so does the count
-            img, fmt = open_checked(without_png_chunks(data, METADATA_CHUNKS)[0], max_pixels=max_pixels,
-                                    allowed_formats=allowed_formats)
-        except PermanentError:
-            return None
+        return _png_ihdr_size(data, max_pixels)
     w, h = img.size
     img.close()
     return w, h, fmt
+
+
+def _png_ihdr_size(data: bytes, max_pixels: int) -> tuple[int, int, str] | None:
+    """The size in a PNG's IHDR chunk (the first one, right after the signature), or None when there is none or
+    it is over `max_pixels` (decode() refuses it)."""
+    if data[12:16] != b"IHDR" or len(data) < 24:
+        return None
+    w, h = struct.unpack_from(">II", data, 16)
+    return (w, h, "PNG") if 0 < w * h <= max_pixels else None
 
 
 def decoded_size(width: int, height: int, fmt: str, min_edge: int | None) -> tuple[int, int]:
@@ -215,11 +224,12 @@ def decode(data: bytes, *, max_pixels: int, allowed_formats: list[str] | tuple[s
     try:
         return _decode(data, max_pixels=max_pixels, allowed_formats=allowed_formats, min_edge=min_edge)
     except PermanentError as exc:
-        if exc.reason != "metadata_too_large" or sniff(data) != "PNG":
+        if not _strippable(exc) or sniff(data) != "PNG":
             raise
         refused = exc
+    spans = png_metadata_chunks(data)  # one walk over the chunk headers for every try
     for drop in (TEXT_CHUNKS, ICC_CHUNK, METADATA_CHUNKS):
-        stripped, dropped = without_png_chunks(data, drop)
+        stripped, dropped = without_png_chunks(data, drop, spans)
         try:
             d = _decode(stripped, max_pixels=max_pixels, allowed_formats=allowed_formats, min_edge=min_edge)
         except PermanentError as exc:
@@ -238,32 +248,75 @@ METADATA_CHUNKS = TEXT_CHUNKS | ICC_CHUNK
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
-def without_png_chunks(data: bytes, drop: frozenset[bytes]) -> tuple[bytes, list[str]]:
-    """The PNG `data` with the chunks of the types in `drop` left out, and what they were ("XMP", "text", "ICC
-    profile"). Bounded work: one walk over the chunk headers (a length, a type), the other chunks copied as they
-    are (their CRCs stay valid); a dropped chunk is never inflated, only its keyword (up to the first NUL, at most
-    79 bytes) is looked at to tell XMP from other text. A chunk list that does not parse is left as it is from
-    there on (Pillow then says what is wrong with it)."""
-    view = memoryview(data)
-    keep: list[memoryview] = [view[:8]]
-    dropped: list[str] = []
-    pos, n = len(_PNG_SIGNATURE), len(data)
+MAX_PNG_CHUNKS = 100_000
+"""Chunks a PNG may have; more is refused (`corrupt_image`) before Pillow walks them (5-10 us a chunk there, and it
+keeps every private chunk: a 48 MB file of 4 million empty chunks took a minute and +426 MB, code review 15 P1). A
+50 MiB PNG of libpng's 8 KiB IDAT chunks has about 6,400."""
+MAX_PNG_ANCILLARY = 10_000
+"""Ancillary chunks (text, time, physical size, private ones: a lower-case first letter) a PNG may have; more is
+refused as `metadata_too_large`. A normal PNG has a few dozen."""
+_CHUNK_HEAD = struct.Struct(">I4s")
+
+
+def png_metadata_chunks(data: bytes) -> list[tuple[int, int, bytes]]:
+    """(start, end, type) of the text and ICC chunks (METADATA_CHUNKS) of the PNG `data`, from one walk over its
+    chunk headers (a length, a type; nothing is inflated) up to IEND, or up to a chunk that does not parse (the
+    rest is left to Pillow). Bounded: a PNG of more than MAX_PNG_CHUNKS chunks, or of more than MAX_PNG_ANCILLARY
+    ancillary ones, is refused as soon as the walk passes the limit, and only the metadata chunks are kept (a list
+    of at most MAX_PNG_ANCILLARY spans, not an object per chunk: code review 15 H1)."""
+    spans: list[tuple[int, int, bytes]] = []
+    unpack = _CHUNK_HEAD.unpack_from
+    pos, n, chunks, ancillary = len(_PNG_SIGNATURE), len(data), 0, 0
     while pos + 12 <= n:
-        length = int.from_bytes(view[pos:pos + 4], "big")
-        kind = bytes(view[pos + 4:pos + 8])
+        length, kind = unpack(data, pos)
         end = pos + 12 + length
         if end > n:
             break
-        if kind in drop:
-            keyword = bytes(view[pos + 8:pos + 8 + min(length, 80)]).split(b"\0", 1)[0]
-            what = ("ICC profile" if kind == b"iCCP" else "XMP" if keyword == b"XML:com.adobe.xmp" else "text")
-            if what not in dropped:
-                dropped.append(what)
-        else:
-            keep.append(view[pos:end])
+        chunks += 1
+        if kind[0] & 0x20:  # ancillary: the first letter is lower case
+            ancillary += 1
+            if kind in METADATA_CHUNKS:
+                spans.append((pos, end, kind))
+        if ancillary > MAX_PNG_ANCILLARY:
+            raise PermanentError(
+                f"metadata too large: more than {MAX_PNG_ANCILLARY} ancillary (text, private, ...) chunks, where a "
+                "PNG has a few dozen; the pixels were not read. Strip the embedded metadata and publish the image "
+                "again", reason="metadata_too_large", details={"format": "PNG", "limit_chunks": MAX_PNG_ANCILLARY})
+        if chunks > MAX_PNG_CHUNKS:
+            raise PermanentError(f"corrupt PNG image: more than {MAX_PNG_CHUNKS} chunks", reason="corrupt_image",
+                                 details={"format": "PNG", "limit_chunks": MAX_PNG_CHUNKS})
         pos = end
         if kind == b"IEND":
             break
+    return spans
+
+
+def _strippable(exc: PermanentError) -> bool:
+    """A refusal decode() gets past by dropping the metadata chunks: Pillow's, of a chunk inflating past its limits
+    (not the refusal of too many chunks)."""
+    return exc.reason == "metadata_too_large" and "limit_chunks" not in (exc.details or {})
+
+
+def without_png_chunks(data: bytes, drop: frozenset[bytes],
+                       spans: list[tuple[int, int, bytes]] | None = None) -> tuple[bytes, list[str]]:
+    """The PNG `data` with the chunks of the types in `drop` left out, and what they were ("XMP", "text", "ICC
+    profile"). `spans`: png_metadata_chunks(data), walked here when not given. The other chunks are copied as they
+    are (their CRCs stay valid), the gaps between the dropped chunks joined once; a dropped chunk is never inflated,
+    only its keyword (up to the first NUL, at most 79 bytes) is looked at to tell XMP from other text. A chunk list
+    that does not parse is left as it is from there on (Pillow then says what is wrong with it)."""
+    view = memoryview(data)
+    keep: list[memoryview] = []
+    dropped: list[str] = []
+    pos = 0
+    for start, end, kind in png_metadata_chunks(data) if spans is None else spans:
+        if kind not in drop:
+            continue
+        keyword = bytes(view[start + 8:min(end - 4, start + 88)]).split(b"\0", 1)[0]
+        what = ("ICC profile" if kind == b"iCCP" else "XMP" if keyword == b"XML:com.adobe.xmp" else "text")
+        if what not in dropped:
+            dropped.append(what)
+        keep.append(view[pos:start])
+        pos = end
     keep.append(view[pos:])
     return b"".join(keep), dropped
 

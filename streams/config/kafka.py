@@ -94,10 +94,11 @@ class RegistrySettings(Section):
                              "outage: the records wait, consumption paused (schema_registry). Without it a registry "
                              "that accepts connections and never answers held a worker's thread for ever")
     max_retries: int = Field(3, ge=0, description="how many more times the registry client tries a request that "
-                             "failed (timed out, connection refused or reset, HTTP 408/429/5xx) before the call "
-                             "fails; a registry that does not answer holds one call up to (max_retries + 1) x "
-                             "timeout_s plus the waits between tries (about 40 s with the defaults) before the worker "
-                             "pauses and logs the outage; lower it to see an outage sooner")
+                             "failed (timed out, connection refused or reset, HTTP 408, 429, 500, 502, 503 or "
+                             "504) before the call fails; a registry that does not answer holds one call up to "
+                             "(max_retries + 1) x timeout_s plus the waits between tries (about 40 s with the "
+                             "defaults) before the worker pauses and logs the outage; lower it to see an outage "
+                             "sooner")
     retry_backoff_s: float = Field(1.0, ge=0, description="the wait before the client's first retry of a request, "
                                    "doubled at each further retry up to retry_backoff_max_s; each wait is a random "
                                    "part of that (full jitter). 0: no wait")
