@@ -51,6 +51,18 @@
     noteTimer = window.setTimeout(() => { keysNote.textContent = ""; }, 6000);
   };
 
+  // --- a form is sent once (trial 28 M1): a second Enter, click or `a` while the first is on its way sends nothing
+  // (the server, too, answers a repeat of a page's form with the first answer and sends nothing: app/review/once.py)
+  let sentForms = new WeakSet();
+  document.addEventListener("submit", (ev) => {  // capture: before any of the form's own listeners
+    if (!sentForms.has(ev.target)) return;
+    ev.preventDefault();
+    ev.stopImmediatePropagation();
+    say("Already sent: wait for the next page.");
+  }, true);
+  document.addEventListener("submit", (ev) => { if (!ev.defaultPrevented) sentForms.add(ev.target); });  // after them
+  window.addEventListener("pageshow", (ev) => { if (ev.persisted) sentForms = new WeakSet(); });  // Back to the page
+
   // --- the outcome of a decision is read first: the page's focus starts on its banner ---------------------------
   const outcome = $("#outcome");
   if (outcome) outcome.focus();
