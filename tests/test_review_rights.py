@@ -436,6 +436,41 @@ def test_a_submission_arriving_while_the_same_one_is_sent_waits_for_it_and_sends
     assert once.answer(("erin", "s", "n2", "d"), lambda: "sent") == "sent"
 
 
+def test_the_rights_question_by_keyboard(page, server):
+    """Trial 28 m4, m5, w1: Esc closes the question as Cancel does; Cancel returns the focus to where it was when the
+    question opened (the text field Enter was pressed in; else Approve all); `a` while it is open says to answer
+    it first; the keys help says an asset with restricted or unknown rights asks; the asset's name in its own
+    question is not a link back to the same page."""
+    page.goto(server.login_url)
+    page.goto(f"{server.url}/asset/wire-0001")
+    ask, heading = page.locator("#rights-ask"), page.locator("#rights-ask-title")
+    title = page.locator("#title")
+    title.fill("Mug, editorial")
+    title.press("Enter")
+    expect(heading).to_be_focused()
+    assert ask.locator("a").count() == 0
+    page.keyboard.press("a")
+    expect(page.locator("#keys-note")).to_have_text(re.compile("^Answer the question first"))
+    page.keyboard.press("Escape")
+    expect(ask).to_be_hidden()
+    expect(title).to_be_focused()
+    assert title.input_value() == "Mug, editorial"
+
+    title.press("Enter")
+    expect(heading).to_be_focused()
+    page.get_by_role("button", name="Cancel: approve nothing, keep editing").click()
+    expect(title).to_be_focused()
+    page.get_by_role("button", name="Approve all ✓").click()
+    page.get_by_role("button", name="Approve this asset anyway").focus()
+    page.keyboard.press("Escape")  # from its buttons too
+    expect(ask).to_be_hidden()
+    expect(page.locator("#approve")).to_be_focused()
+
+    page.locator("main").focus()
+    page.keyboard.press("?")
+    expect(page.locator("#help")).to_contain_text("restricted or unknown rights asks first: Esc or Cancel closes")
+
+
 def test_the_rights_check_words_one_asset_and_names_what_it_checks(page, server):
     """Trial 28 m3, m7, m2: one ticked asset, all flagged, reads "this asset has …" / "Approve it anyway" (not "1 of
     the 1 asset has …", "Approve all 1, including these 1"), two read "both"; the page title names the asset or the
