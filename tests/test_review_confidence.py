@@ -60,7 +60,7 @@ def test_the_queue_shows_the_confidence_the_decision_used(review):
         raw = f"{record['enriched']['enrichment']['confidence']:.2f}"
         field, decided = _decided(record)
         assert decided != raw  # the figures differ: the page must pick one
-        cell = re.search(r'<td class="conf" title="([^"]*)">([^<]*)</td>', _row(page, asset["asset_id"]))
+        cell = re.search(r'<td class="conf"[^>]*? title="([^"]*)">([^<]*)</td>', _row(page, asset["asset_id"]))
         assert cell, _row(page, asset["asset_id"])
         title, shown = html.unescape(cell.group(1)), cell.group(2)
         assert shown == decided, (asset["asset_id"], shown, decided, record["reasons"])

@@ -31,6 +31,9 @@ USAGE = {"wire-0001": ("restricted", "editorial only"), "stock-0002": ("unknown"
          "cc-0003": ("credit_required", "credit required"), "own-0004": ("ok", "ok"),
          "rm-0005": ("restricted", "restricted")}
 RISKY = ["wire-0001", "stock-0002", "rm-0005"]  # queue order
+METADATA_WHY = ("metadata skipped: an XMP/text chunk inflates past 1 MiB; not read: XMP (any creator, credit or rights "
+                "the file states are unknown)")
+UNREAD = "The file's own rights statement was not read"
 
 
 def records(settings) -> list[dict]:
@@ -45,6 +48,7 @@ def records(settings) -> list[dict]:
         r["usage_flag"] = flag
         out.append(r)
     out[0]["enriched"]["pre"]["embedded"].update(instructions=INSTRUCTIONS, usage_terms=None)
+    out[1]["enriched"]["pre"]["degraded"] = {"metadata": METADATA_WHY}  # its own rights statement was not read
     out[4]["enriched"]["pre"]["embedded"]["usage_terms"] = "Rights-managed: licence fee applies"
     return out
 
@@ -160,7 +164,7 @@ def test_a_bulk_approval_with_restricted_or_unknown_rights_asks_first(page, serv
     assert sent_since(settings, seen) == []
     page.get_by_role("button", name="Approve selected").click()
     expect(heading).to_have_text("Nothing approved yet: 1 of the 2 assets has restricted or unknown usage rights")
-    page.get_by_role("button", name="Approve all 2, including these 1").click()
+    page.get_by_role("button", name="Approve all 2, including this one").click()
     page.wait_for_url(re.compile("sent="))
     assert sent_since(settings, seen) == ["own-0004", "stock-0002"]
 
@@ -215,6 +219,11 @@ def test_back_from_an_asset_returns_to_the_rights_confirmation(page, server, fle
     page.wait_for_url(re.compile("sent="))
     assert "5 assets approved" in page.locator(".flash").text_content()
     assert sent_since(settings, before) == sorted(USAGE)
+    # Back to it once approved (trial 28 m1): it says so and offers no second approval
+    page.go_back()
+    expect(heading).to_have_text(re.compile(r"^Already approved from this page at \d\d:\d\d by .*: 5 assets approved"))
+    assert page.get_by_role("button", name=re.compile("^Approve")).count() == 0
+    assert sent_since(settings, before) == sorted(USAGE)
 
 
 def test_rights_texts_read_well_and_reflow(page, server):
@@ -242,6 +251,11 @@ def test_rights_texts_read_well_and_reflow(page, server):
     page.goto(server.url)  # the queue's cards: the long URL among the reasons wraps there too (review 1p)
     assert LONG_URL in page.locator("table.queue").text_content()
     assert page.evaluate("document.scrollingElement.scrollWidth") <= 320
+    # 200 % zoom on a 1366-1536 px laptop (trial 28 M2): the table scrolled sideways between 641 and ~810 px
+    page.goto(f"{server.url}/?status=all")
+    for width in (700, 768, 820, 1024):
+        page.set_viewport_size({"width": width, "height": 800})
+        assert page.evaluate("document.scrollingElement.scrollWidth") <= width, width
 
 
 def test_approving_one_asset_with_restricted_rights_asks_first_and_cancel_keeps_the_edits(page, server, fleet):
@@ -318,10 +332,172 @@ def test_without_javascript_one_assets_approval_asks_on_the_rights_check_page(br
         page.get_by_role("button", name="Approve all ✓").click()
         expect(heading).to_have_text(re.compile("^Nothing approved yet: this asset"))
         assert sent_since(settings, before) == []
+        # it shows the edits it will publish, and says Cancel does not keep them (trial 28 m6); its title names the
+        # asset (m7); its file's rights statement was not read, and it says so (m2)
+        assert page.locator("dl.edits").text_content() == "TitleStock mug, licence to check"
+        assert page.get_by_role("link", name="Cancel: approve nothing, back to the asset (your edits are not kept)",
+                                exact=True).count() == 1
+        assert page.title() == "Confirm the rights: Mug stock-0002 · assetstream"
+        assert UNREAD in page.locator("ul.risky li").text_content()
+        confirm_url = page.url
+        fields = {i.get_attribute("name"): i.get_attribute("value")
+                  for i in page.locator("form[action^='/decide/'] input[type=hidden]").all()}
         page.get_by_role("button", name="Approve this asset anyway").click()
         page.wait_for_url(re.compile("sent="))
         new = [d for d in feedback(settings) if d["decision_id"] not in before]
         assert [(d["asset_id"], d["status"]) for d in new] == [("stock-0002", "approved")]
         assert {"field": "title", "action": "edited", "value": "Stock mug, licence to check"} in new[0]["fields"]
+
+        # Back to the rights-check page (trial 28 m1): it says the asset was approved from it, by whom and when, and
+        # offers no second approval; the same form posted again sends nothing either
+        page.go_back()
+        assert page.url == confirm_url
+        expect(heading).to_have_text(re.compile(r"^Already approved: this asset was approved from this page at "
+                                                r"\d\d:\d\d by "))
+        assert page.get_by_role("button", name="Approve this asset anyway").count() == 0
+        again = page.request.post(f"{server.url}/decide/stock-0002", form=fields, max_redirects=0)
+        assert again.status == 303 and "sent=" in again.headers["location"]
+        assert len([d for d in feedback(settings) if d["decision_id"] not in before]) == 1
     finally:
         context.close()
+
+
+def test_a_quick_second_approval_sends_one_decision(page, server, fleet):
+    """Trial 28 M1: Enter pressed twice on "Approve this asset anyway" (or `a` right after it, or `a a` on an asset
+    with no rights to check) sent two EditorDecisions while the first was on its way. The page sends a form once,
+    and the server answers the same form's same decision again with the first answer, sending nothing."""
+    settings, _ = fleet
+    page.goto(server.login_url)
+    before = {d["decision_id"] for d in feedback(settings)}
+    page.goto(f"{server.url}/asset/wire-0001")
+    page.get_by_role("button", name="Approve all ✓").click()
+    anyway = page.get_by_role("button", name="Approve this asset anyway")
+    anyway.focus()
+    page.keyboard.press("Enter")
+    page.keyboard.press("Enter")
+    page.keyboard.press("a")
+    page.wait_for_url(re.compile("sent="))
+    assert sent_since(settings, before) == ["wire-0001"]
+
+    seen = {d["decision_id"] for d in feedback(settings)}
+    page.goto(f"{server.url}/asset/own-0004")  # no rights to check: `a` approves at once
+    page.keyboard.press("a")
+    page.keyboard.press("a")
+    page.wait_for_url(re.compile("sent="))
+    assert sent_since(settings, seen) == ["own-0004"]
+
+    # the same form posted twice (a browser without the script, a proxy retrying): one decision, the same answer
+    seen = {d["decision_id"] for d in feedback(settings)}
+    page.goto(f"{server.url}/asset/cc-0003")
+    form = page.evaluate("""() => { const f = document.getElementById('decision');
+        const d = new FormData(f, document.getElementById('approve'));
+        return Object.fromEntries(Array.from(d.entries())); }""")
+    first = page.request.post(f"{server.url}/decide/cc-0003", form=form, max_redirects=0)
+    again = page.request.post(f"{server.url}/decide/cc-0003", form=form, max_redirects=0)
+    assert first.status == again.status == 303
+    assert again.headers["location"] == first.headers["location"]
+    assert sent_since(settings, seen) == ["cc-0003"]
+    # another decision of the same page is its own: sent
+    seen = {d["decision_id"] for d in feedback(settings)}
+    page.request.post(f"{server.url}/decide/cc-0003", form={**form, "verdict": "reject"}, max_redirects=0)
+    assert sent_since(settings, seen) == ["cc-0003"]
+
+
+def test_a_submission_arriving_while_the_same_one_is_sent_waits_for_it_and_sends_nothing():
+    """Trial 28 M1, the server's side: two requests of the same form at the same moment publish once; one that sent
+    nothing (refused, not confirmed) is not remembered, so trying again sends."""
+    import threading
+    import time
+
+    from app.review.once import Once
+
+    once, calls, answers = Once(), [], []
+
+    def send():
+        calls.append(1)
+        time.sleep(0.3)
+        return {"target": "/next"}
+
+    threads = [threading.Thread(target=lambda: answers.append(once.answer(("erin", "s", "n1", "d"), send)))
+               for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(calls) == 1 and answers == [{"target": "/next"}] * 3
+    assert once.sent("erin", "s", "n1") == [{"target": "/next"}] and once.sent("erin", "other", "n1") == []
+
+    def fails():
+        calls.append(1)
+        raise RuntimeError("not confirmed")
+
+    with pytest.raises(RuntimeError):
+        once.answer(("erin", "s", "n2", "d"), fails)
+    assert once.answer(("erin", "s", "n2", "d"), lambda: "sent") == "sent"
+
+
+def test_the_rights_question_by_keyboard(page, server):
+    """Trial 28 m4, m5, w1: Esc closes the question as Cancel does; Cancel returns the focus to where it was when the
+    question opened (the text field Enter was pressed in; else Approve all); `a` while it is open says to answer
+    it first; the keys help says an asset with restricted or unknown rights asks; the asset's name in its own
+    question is not a link back to the same page."""
+    page.goto(server.login_url)
+    page.goto(f"{server.url}/asset/wire-0001")
+    ask, heading = page.locator("#rights-ask"), page.locator("#rights-ask-title")
+    title = page.locator("#title")
+    title.fill("Mug, editorial")
+    title.press("Enter")
+    expect(heading).to_be_focused()
+    assert ask.locator("a").count() == 0
+    page.keyboard.press("a")
+    expect(page.locator("#keys-note")).to_have_text(re.compile("^Answer the question first"))
+    page.keyboard.press("Escape")
+    expect(ask).to_be_hidden()
+    expect(title).to_be_focused()
+    assert title.input_value() == "Mug, editorial"
+
+    title.press("Enter")
+    expect(heading).to_be_focused()
+    page.get_by_role("button", name="Cancel: approve nothing, keep editing").click()
+    expect(title).to_be_focused()
+    page.get_by_role("button", name="Approve all ✓").click()
+    page.get_by_role("button", name="Approve this asset anyway").focus()
+    page.keyboard.press("Escape")  # from its buttons too
+    expect(ask).to_be_hidden()
+    expect(page.locator("#approve")).to_be_focused()
+
+    page.locator("main").focus()
+    page.keyboard.press("?")
+    expect(page.locator("#help")).to_contain_text("restricted or unknown rights asks first: Esc or Cancel closes")
+
+
+def test_the_rights_check_words_one_asset_and_names_what_it_checks(page, server):
+    """Trial 28 m3, m7, m2: one ticked asset, all flagged, reads "this asset has …" / "Approve it anyway" (not "1 of
+    the 1 asset has …", "Approve all 1, including these 1"), two read "both"; the page title names the asset or the
+    count; an asset whose file metadata was not read says its own rights statement was not read."""
+    page.goto(server.login_url)
+    heading = page.locator("h1#outcome")
+    page.locator("input[name=ids][value='stock-0002']").check()
+    page.get_by_role("button", name="Approve selected").click()
+    expect(heading).to_have_text("Nothing approved yet: this asset has restricted or unknown usage rights")
+    assert page.get_by_role("button", name="Approve it anyway").count() == 1
+    assert page.title() == "Confirm the rights of 1 asset · assetstream"
+    assert UNREAD in page.locator("ul.risky li").text_content()  # m2, on the bulk page too
+    page.get_by_role("link", name=re.compile("Cancel")).click()
+
+    page.locator("input[name=ids][value='wire-0001']").check()
+    page.get_by_role("button", name="Approve selected").click()
+    expect(heading).to_have_text("Nothing approved yet: both assets have restricted or unknown usage rights")
+    assert page.get_by_role("button", name="Approve both anyway").count() == 1
+    assert page.title() == "Confirm the rights of the 2 assets · assetstream"
+    items = page.locator("ul.risky li")
+    assert UNREAD not in items.nth(0).text_content() and UNREAD in items.nth(1).text_content()
+
+    page.goto(server.url)
+    page.get_by_role("button", name="Approve all 5 matching").click()
+    expect(heading).to_have_text(re.compile("^Nothing approved yet: 3 of the 5 assets have"))
+    assert page.title() == "Confirm the rights of 3 of 5 assets · assetstream"
+
+    page.goto(f"{server.url}/asset/stock-0002")  # the question on the asset's page says it too
+    page.get_by_role("button", name="Approve all ✓").click()
+    expect(page.locator("#rights-ask .unread")).to_have_text(re.compile("^" + UNREAD))

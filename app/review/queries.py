@@ -431,7 +431,7 @@ class Index:
             query = {"bool": {"filter": [{"ids": {"values": part}}, *self.scope.filters],
                               "must_not": [{"terms": {"usage_flag": known_fine}}]}}
             resp = self.es.search(index=self.alias, query=query, sort=SORT, size=len(part),
-                                  source_includes=["asset_id", "tenant", "title", "reasons", *USAGE_FIELDS])
+                                  source_includes=["asset_id", "tenant", "title", "reasons", "degraded", *USAGE_FIELDS])
             out += [h["_source"] for h in resp["hits"]["hits"]]
         return out
 

@@ -11,6 +11,7 @@ import binascii
 import logging
 import re
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Awaitable, Callable
@@ -33,6 +34,7 @@ from app.kpis.feedback import alt_text_length, alt_text_missing
 from app.review import decisions as dec
 from app.review import rights
 from app.review.auth import Auth, Principal
+from app.review.once import Once, fingerprint, nonce
 from domain.events import scoped_id
 from domain.sources import source_label
 from domain.store.api import unknown_tag
@@ -98,6 +100,7 @@ class ReviewApp:
             "force_over": "it is over {max} characters", "force_file_name": "it is a file name"}}
         self._producer = producer
         self._producer_lock = threading.Lock()
+        self.once = Once()  # what each drawn form sent: a repeat of it sends nothing (trial 28 M1)
         env = jinja2.Environment(loader=jinja2.FileSystemLoader(HERE / "templates"), autoescape=True,
                                  undefined=jinja2.ChainableUndefined)
         env.filters["when"] = lambda v: (str(v or "")[:16].replace("T", " ") if v else "–")
@@ -250,6 +253,7 @@ class ReviewApp:
         title = title or str(context.get("note") or "")[:80]  # "Cancelled: nothing approved" (a rights check's)
         return self.templates.TemplateResponse(request, name, {
             "who": who, "csrf": self.auth.csrf_token(who), "outcome_title": title,
+            "once": nonce(),  # this page's forms: each sent at most once (trial 28 M1)
             # the outcome is about the asset decided before this one: the title says this one is the next
             "outcome_next": about_other and "doc" in context, **context})
 
@@ -358,7 +362,7 @@ class ReviewApp:
         def signed(kind: str, text: str) -> dict[str, str]:  # the outcome banner of the page shown next
             return self.auth.sign_outcome(who, kind, text)
 
-        def act() -> str:
+        def act() -> str | None:
             doc = self.index.asset(asset_id)
             if doc is None:
                 raise dec.DecisionError(f"no asset {asset_id!r} in the index")
@@ -375,22 +379,32 @@ class ReviewApp:
             if decision["status"] == "approved" and rights.needs_rights_check(doc) and \
                     form.get("rights_confirmed") != rights_digest([doc]):
                 return None
-            sent = self.publish([decision])[0]
-            note = "".join(f" (warning: {w.split(': ', 1)[1]})" for w in warnings + refusals)
-            if sent["status"] and form.get("advance") == "1":
-                # the page shown next is another asset's (or the queue): the outcome names the asset decided
-                title = " ".join(str(doc.get("title") or "").split())[:80]
-                about = f"{asset_id} ({title})" if title and title != asset_id else asset_id
-                nxt = self.index.neighbour(f, doc, after=True)
-                if nxt:
-                    return _asset_url(nxt, f, **signed("sent", f"{about}: {sent['status']}{note}"))
-                return "/?" + urlencode({**f.params(), **signed("sent", f"{about}: {sent['status']}{note}")})
-            # the page shown next shows what was saved: wait (briefly) for the review group to apply it
-            self.index.wait_applied(asset_id, sent["decision_id"], self.cfg.apply_wait_s)
-            what = sent["status"] or ", ".join(f"{x['field']} {x['action']}" for x in sent["fields"])
-            # the page shown next carries this decision as its own: once applied it is no conflict (from_form)
-            mine = ",".join(dec.own_decisions(",".join([*dec.own_decisions(form.get("mine")), sent["decision_id"]])))
-            return _asset_url(asset_id, f, **signed("sent", what + note), mine=mine)
+
+            def send() -> dict[str, str]:
+                sent = self.publish([decision])[0]
+                what = sent["status"] or ", ".join(f"{x['field']} {x['action']}" for x in sent["fields"])
+                done = {"what": what, "at": time.strftime("%H:%M", time.localtime()), "by": who.user}
+                note = "".join(f" (warning: {w.split(': ', 1)[1]})" for w in warnings + refusals)
+                if sent["status"] and form.get("advance") == "1":
+                    # the page shown next is another asset's (or the queue): the outcome names the asset decided
+                    title = " ".join(str(doc.get("title") or "").split())[:80]
+                    about = f"{asset_id} ({title})" if title and title != asset_id else asset_id
+                    nxt = self.index.neighbour(f, doc, after=True)
+                    if nxt:
+                        return {**done, "target": _asset_url(nxt, f, **signed("sent", f"{about}: {what}{note}"))}
+                    return {**done, "target": "/?" + urlencode({**f.params(), **signed("sent", f"{about}: {what}{note}")})}
+                # the page shown next shows what was saved: wait (briefly) for the review group to apply it
+                self.index.wait_applied(asset_id, sent["decision_id"], self.cfg.apply_wait_s)
+                # the page shown next carries this decision as its own: once applied it is no conflict (from_form)
+                mine = ",".join(dec.own_decisions(",".join([*dec.own_decisions(form.get("mine")), sent["decision_id"]])))
+                return {**done, "target": _asset_url(asset_id, f, **signed("sent", what + note), mine=mine)}
+
+            # the same form sending the same decision again (Enter twice, Back and approve again: trial 28 M1) gets
+            # the first one's answer and sends nothing
+            drawn = str(form.get("once") or "")  # the page's nonce
+            if not drawn:  # a form from an older page, or a script
+                return send()["target"]
+            return self.once.answer((who.user, who.session, drawn, fingerprint(decision)), send)["target"]
 
         try:
             target = await run_in_threadpool(act)
@@ -443,17 +457,24 @@ class ReviewApp:
             check = self.index.rights_to_check(ids)
             if check and form.get("rights_confirmed") != rights_digest(check):
                 return None
-            given = self.index.propagated(ids)
-            sent = self.publish([dec.approval(i, who.user, t, given.get(scoped_id(i, t)), self.taxonomy) for i, t in chosen])
-            # the queue shown next is drawn from the index: wait (briefly) for the review group to apply them, so it
-            # does not list what was just approved (trial 19), and say so when some are not applied yet
-            pending, kept = self.index.wait_decided({doc: d["decision_id"] for doc, d in zip(ids, sent)},
-                                                    self.cfg.apply_wait_s) if self.cfg.apply_wait_s else (0, 0)
-            # which ones, when few (trial 25 m5: "Approve only the others" named none)
-            return f"{counted(len(sent), 'asset')} approved" + (
-                f" ({kept} kept in review by the review group: each asset's page says why)" if kept else "") + (
-                f" ({pending} still being applied: they may show here until it is done; reload in a moment)"
-                if pending else "") + (f" — {', '.join(ids)}" if len(ids) <= OTHERS_NAMED else "")
+
+            def send() -> dict[str, str]:
+                given = self.index.propagated(ids)
+                sent = self.publish([dec.approval(i, who.user, t, given.get(scoped_id(i, t)), self.taxonomy)
+                                     for i, t in chosen])
+                # the queue shown next is drawn from the index: wait (briefly) for the review group to apply them, so
+                # it does not list what was just approved (trial 19), and say so when some are not applied yet
+                pending, kept = self.index.wait_decided({doc: d["decision_id"] for doc, d in zip(ids, sent)},
+                                                        self.cfg.apply_wait_s) if self.cfg.apply_wait_s else (0, 0)
+                # which ones, when few (trial 25 m5: "Approve only the others" named none)
+                return {"at": time.strftime("%H:%M", time.localtime()), "by": who.user, "what": f"{counted(len(sent), 'asset')} approved" + (
+                    f" ({kept} kept in review by the review group: each asset's page says why)" if kept else "") + (
+                    f" ({pending} still being applied: they may show here until it is done; reload in a moment)"
+                    if pending else "") + (f" — {', '.join(ids)}" if len(ids) <= OTHERS_NAMED else "")}
+
+            # the same form approving the same assets again (a second click, Back and approve again) sends nothing
+            drawn = str(form.get("once") or "")  # the page's nonce
+            return (self.once.answer((who.user, who.session, drawn, fingerprint(ids)), send) if drawn else send())["what"]
 
         try:
             done = await run_in_threadpool(act)
@@ -488,12 +509,21 @@ class ReviewApp:
 
         def load() -> dict[str, Any]:
             chosen = self._bulk_chosen(f, form)
+            # Back to this page after approving these assets from it: it says so, and offers no second approval
+            # (trial 28 m1; the app remembers what each form sent: app/review/once.py)
+            drawn = form.get("once")
+            done = self.once.sent(who.user, who.session, drawn, fingerprint([scoped_id(i, t) for i, t in chosen])) \
+                if drawn else []
+            if done:
+                return {"done": done[0], "check": [], "total": len(chosen), "others": []}
             return {**self._rights_ask(chosen), "header": None}
 
         try:
             ask = await run_in_threadpool(load)
         except dec.DecisionError as exc:
             ask = {"check": [], "error": str(exc)}
+        if ask.get("done"):
+            return self._page(request, who, "rights_confirm.html", {**ask, "f": f, "back": "/?" + f.query_string()})
         ticked = form.getlist("ids") if form.get("scope") != "all" else []
         if not ask["check"]:  # decided elsewhere meanwhile: nothing left to confirm here
             text = ask.get("error") or "nothing approved: none of these has restricted or unknown rights any more; " \
@@ -519,10 +549,26 @@ class ReviewApp:
             return RedirectResponse(_asset_url(asset_id, f, **self.auth.sign_outcome(
                 who, "error", "nothing approved: this asset has no restricted or unknown rights any more; approve "
                               "again")), 303)
+        # Back to this page after approving from it (no JavaScript): it says so and offers no second approval (trial
+        # 28 m1); the page remembers what its own form sent (app/review/once.py)
+        drawn = _Form(again).get("once")
+        done = [d for d in (self.once.sent(who.user, who.session, drawn) if drawn else []) if d["what"] == "approved"]
         return self._page(request, who, "rights_confirm.html", {
+            "done": done[0] if done else None,
+            "edits": self._edits(doc, again, who),
             "check": [doc], "total": 1, "others": [], "single": doc, "confirmed": rights_digest([doc]), "f": f,
             "again": [(k, v) for k, v in again if k != "decide"], "shown": RIGHTS_CHECK_SHOWN,
-            "back": _asset_url(asset_id, f, **self.auth.sign_outcome(who, "note", "Cancelled: nothing approved"))})
+            "back": _asset_url(asset_id, f) if done else
+            _asset_url(asset_id, f, **self.auth.sign_outcome(who, "note", "Cancelled: nothing approved"))})
+
+    def _edits(self, doc: dict[str, Any], form: list[tuple[str, str]], who: Principal) -> list[tuple[str, str]]:
+        """The edited values an asset's approval will publish, as (field label, value), so its rights check shows
+        them (trial 28 m6); none when the form no longer applies (the approval then says why)."""
+        try:
+            decision = dec.from_form(doc, _Form(form), who.user, self.taxonomy)
+        except dec.DecisionError:
+            return []
+        return [(dec.LABELS[x["field"]], x["value"] or "(none)") for x in decision["fields"] if x["action"] == "edited"]
 
     async def metrics(self, request: Request, who: Principal) -> Response:
         def collect():
@@ -681,6 +727,9 @@ class _Form:
 
     def multi_items(self) -> list[tuple[str, str]]:
         return list(self.items)
+
+    def __contains__(self, key: str) -> bool:
+        return any(k == key for k, _ in self.items)
 
 
 def _asset_url(asset_id: str, f: Filters, **extra: str) -> str:

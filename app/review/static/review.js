@@ -51,6 +51,18 @@
     noteTimer = window.setTimeout(() => { keysNote.textContent = ""; }, 6000);
   };
 
+  // --- a form is sent once (trial 28 M1): a second Enter, click or `a` while the first is on its way sends nothing
+  // (the server, too, answers a repeat of a page's form with the first answer and sends nothing: app/review/once.py)
+  let sentForms = new WeakSet();
+  document.addEventListener("submit", (ev) => {  // capture: before any of the form's own listeners
+    if (!sentForms.has(ev.target)) return;
+    ev.preventDefault();
+    ev.stopImmediatePropagation();
+    say("Already sent: wait for the next page.");
+  }, true);
+  document.addEventListener("submit", (ev) => { if (!ev.defaultPrevented) sentForms.add(ev.target); });  // after them
+  window.addEventListener("pageshow", (ev) => { if (ev.persisted) sentForms = new WeakSet(); });  // Back to the page
+
   // --- the outcome of a decision is read first: the page's focus starts on its banner ---------------------------
   const outcome = $("#outcome");
   if (outcome) outcome.focus();
@@ -292,12 +304,23 @@
   const rightsAsk = $("#rights-ask");
   const rightsConfirmed = $("#rights-confirmed");
   const approveButton = $("#approve");
+  let asking = () => false;  // the question is open
+  let cancelAsk = () => {};  // what its Cancel (and Esc) does
   if (rightsAsk && rightsConfirmed && approveButton && approveButton.form) {
     const form = approveButton.form;
+    let opener = null;  // what had the focus when the question opened: Cancel returns there (trial 28 m4)
+    asking = () => !rightsAsk.hidden;
+    cancelAsk = () => {
+      rightsAsk.hidden = true;
+      const back = opener && opener !== document.body && opener.isConnected && !rightsAsk.contains(opener) ? opener : approveButton;
+      opener = null;
+      back.focus();
+    };
     form.addEventListener("submit", (ev) => {
       if (ev.defaultPrevented) { rightsConfirmed.value = ""; return; }  // not sent (another check stopped it)
       if (!ev.submitter || ev.submitter.value !== "approve" || rightsConfirmed.value) return;
       ev.preventDefault();
+      if (rightsAsk.hidden) opener = document.activeElement;
       rightsAsk.hidden = false;
       $("#rights-ask-title").focus();  // read first, as the rights-check page's heading is
     });
@@ -305,10 +328,7 @@
       rightsConfirmed.value = rightsAsk.dataset.confirmed;
       form.requestSubmit(approveButton);
     });
-    $("#rights-keep").addEventListener("click", () => {
-      rightsAsk.hidden = true;
-      approveButton.focus();
-    });
+    $("#rights-keep").addEventListener("click", cancelAsk);
   }
 
   // --- unsent work: leaving the asset with edited fields or field decisions not sent asks first -----------------
@@ -365,6 +385,15 @@
     // Esc leaves it: the focus goes back to the page
     const control = t && t !== document.body && t.closest &&
       t.closest("input, select, textarea, button, a[href], summary, label, [contenteditable=''], [contenteditable=true]");
+    // the rights question: Esc in it (or on the page) is its Cancel; `a` says to answer it first (trial 28 m5)
+    if (asking() && (!t || !t.closest || t.closest("#rights-ask") || !(typing || control))) {
+      if (ev.key === "Escape") { ev.preventDefault(); cancelAsk(); return; }
+      if (ev.key === "a" && shortcutsOn && !ev.ctrlKey && !ev.metaKey && !ev.altKey) {
+        ev.preventDefault();
+        say("Answer the question first: Approve this asset anyway, or Cancel (Esc).");
+        return;
+      }
+    }
     if (ev.key === "Escape" && (typing || control)) { t.blur(); return; }
     // Enter on a checkbox or a radio button does what the control does (nothing): it never sends its form
     // through the browser's implicit submission ("Approve 1 selected?" from a ticked row: trial 20b)
