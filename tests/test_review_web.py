@@ -650,7 +650,8 @@ def test_approval_reaches_the_index_through_the_review_group(broker, store, brow
     from tests.review_support import review_record
     from tests.store_support import as_items
 
-    settings = review_settings(broker, store.url, f"rvm{uuid.uuid4().hex[:6]}", apply_wait_s=2.0)
+    # the wait ends once the decisions are applied: 10 s is room for a loaded machine (2 s was not, under load)
+    settings = review_settings(broker, store.url, f"rvm{uuid.uuid4().hex[:6]}", apply_wait_s=10.0)
     seed(settings)
     sink = IndexSink(settings)  # an image without alt text (not decorative): an approval keeps it in review
     try:
