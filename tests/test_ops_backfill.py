@@ -461,3 +461,24 @@ def test_wait_follows_every_published_asset_to_the_index_or_the_dead_letters(bro
         assert r.exit_code == 1, r.output
         wait = json.loads(r.stdout)["wait"]
         assert list(wait["dead_lettered_ids"]) == ["ok-1"] and wait["indexed"] == 2, wait
+
+
+def test_a_reprocess_of_an_asset_with_many_dam_attributes_is_still_sent_and_only_a_reprocess_says_when_it_was_sent():
+    """Code review 15b: a reprocess carried all 63 of a DAM's attributes and added its own two (65 > 64): the event
+    was refused and the asset could not be reprocessed at all. And a DAM's own `reprocessed_at` attribute (in
+    seconds) on a `created` event was read as when it was sent (56-year record ages)."""
+    from app.ops.carry import carry_forward, indexed_values, with_attributes
+    from app.producer import build_event
+    from domain.events import MAX_ATTRIBUTES, sent_ms
+
+    dam = {f"dam_{i:02d}": str(i) for i in range(MAX_ATTRIBUTES - 1)} | {"ingest": "webhook"}
+    upload = build_event("a-1", "file:///library/a.jpg", attributes=dam, event_time_ms=1_700_000_000_000)
+    doc = {"record": {"enriched": {"pre": {"asset": upload}}}}
+    fields, carried = carry_forward({}, indexed_values(doc))
+    event = build_event("a-1", "file:///library/a.jpg", event_type="reprocess", **with_attributes(fields, ingest="cli"))
+    assert len(event["attributes"]) <= MAX_ATTRIBUTES and event["attributes"]["dam_00"] == "0"
+    assert len(carried) == MAX_ATTRIBUTES - 2 and sent_ms(event) > to_ms(upload["event_time"])
+
+    created = build_event("a-1", "file:///library/a.jpg", attributes={"reprocessed_at": "1700000000"},
+                          event_time_ms=1_700_000_000_000)
+    assert sent_ms(created) == 1_700_000_000_000

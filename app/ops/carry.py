@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from domain.events import REPROCESSED_AT
+from domain.events import MAX_ATTRIBUTES, REPROCESSED_AT
 from domain.review import EVENT_FIELDS
 from streams.records import to_ms
 
@@ -89,7 +89,10 @@ def carry_forward(given: dict[str, Any], indexed: dict[str, Any]) -> tuple[dict[
             out[k] = indexed[k]
             carried.append(k)
     mine = dict(given.get("attributes") or {})
-    add = {k: v for k, v in (indexed.get("attributes") or {}).items() if k not in mine}
+    # room for the attributes the reprocess sets itself (ingest, reprocessed_at): past MAX_ATTRIBUTES the event would
+    # be refused and the asset could not be reprocessed at all; the first ones (the DAM's order) are kept
+    room = MAX_ATTRIBUTES - len(mine) - len(OURS)
+    add = dict(list((k, v) for k, v in (indexed.get("attributes") or {}).items() if k not in mine)[:max(0, room)])
     if add:
         out["attributes"] = {**add, **mine}
         carried += [f"attributes.{k}" for k in add]
