@@ -375,3 +375,14 @@ def test_frames_and_pages_are_counted_from_the_file_structure_bounded():
     assert count_frames(huge_count, "TIFF") is None
     rec = stage(ocr_enabled=False, faces_enabled=False, nsfw_enabled=False).preprocess_bytes(event(None), hostile)
     assert rec["image"]["format"] == "TIFF" and rec["image"]["width"] == 2 and rec["image"]["frames"] is None
+
+
+def test_an_animated_png_of_many_frames_is_not_refused_as_too_much_metadata():
+    """Code review 15b L6: an APNG's frame chunks (fcTL, fdAT) counted as ancillary metadata, so an animation of
+    more than 5,000 frames was refused "metadata too large … strip the embedded metadata"."""
+    from domain.vision.decode import MAX_PNG_ANCILLARY
+    frames = [Image.new("RGB", (2, 2), (i % 256, i // 256 % 256, 0)) for i in range(MAX_PNG_ANCILLARY // 2 + 10)]
+    out = io.BytesIO()
+    frames[0].save(out, "PNG", save_all=True, append_images=frames[1:], duration=10)
+    d = decode(out.getvalue(), max_pixels=LIMIT)
+    assert (d.format, d.width, d.height) == ("PNG", 2, 2)

@@ -258,6 +258,11 @@ refused as `metadata_too_large`. A normal PNG has a few dozen."""
 _CHUNK_HEAD = struct.Struct(">I4s")
 
 
+_APNG_FRAME_CHUNKS = frozenset((b"acTL", b"fcTL", b"fdAT"))
+"""An animated PNG's frames: pixels, not metadata (code review 15b L6: an APNG of many frames was refused with
+advice to strip its metadata); MAX_PNG_CHUNKS still bounds them."""
+
+
 def png_metadata_chunks(data: bytes) -> list[tuple[int, int, bytes]]:
     """(start, end, type) of the text and ICC chunks (METADATA_CHUNKS) of the PNG `data`, from one walk over its
     chunk headers (a length, a type; nothing is inflated) up to IEND, or up to a chunk that does not parse (the
@@ -273,7 +278,7 @@ def png_metadata_chunks(data: bytes) -> list[tuple[int, int, bytes]]:
         if end > n:
             break
         chunks += 1
-        if kind[0] & 0x20:  # ancillary: the first letter is lower case
+        if kind[0] & 0x20 and kind not in _APNG_FRAME_CHUNKS:  # ancillary (lower-case first letter), not a frame
             ancillary += 1
             if kind in METADATA_CHUNKS:
                 spans.append((pos, end, kind))
