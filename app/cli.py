@@ -625,7 +625,7 @@ def index_migrate(to_version: Optional[int] = typer.Option(None, help="target ve
         summary = migrate(make_client(settings), settings, to_version=to_version)
     except (ApiError, TransportError) as exc:
         store_down(settings, "index not migrated", exc)
-    except ValueError as exc:  # --to-version names the current index or one that exists
+    except ValueError as exc:  # --to-version names the current index or one that exists; a newer index
         console.print(f"[red]index not migrated:[/red] {exc}", highlight=False)
         raise typer.Exit(2) from None
     if json_out:

@@ -264,6 +264,12 @@ def test_an_index_made_before_accent_folding_gets_it_by_migrate(store, caplog):
             again.stdout
         assert not sink.client.indices.exists(index=f"{s.index.index}-v3")
         assert alias_targets(sink.client, write_alias(s)) == [f"{s.index.index}-v2"]
+        # code review 15b L4: a rollback's migrate copied an index made by a newer release into older mappings
+        sink.client.indices.put_mapping(index=f"{s.index.index}-v2",
+                                        meta={"assetstream_mapping_version": MAPPING_VERSION + 1})
+        back = CliRunner().invoke(cli.app, ["index", "migrate"], env=env)
+        assert back.exit_code == 2 and f"newer than this release's {MAPPING_VERSION}" in " ".join(back.output.split())
+        assert not sink.client.indices.exists(index=f"{s.index.index}-v3")
     finally:
         sink.close()
 

@@ -408,6 +408,10 @@ def migrate(client: Elasticsearch, settings: "Any", to_version: int | None = Non
         log.info("%s is already at mapping version %s: nothing to migrate", old, live)
         return {"from_index": old, "to_index": old, "read_alias": read_alias(s), "write_alias": write_alias(s),
                 "migrated": False, "mapping_version": live}
+    if to_version is None and live is not None and live > MAPPING_VERSION:
+        raise ValueError(f"{old} has mapping version {live}, newer than this release's {MAPPING_VERSION}: migrating "
+                         "would copy it into older mappings (after a rollback, leave it: older releases read it); "
+                         "--to-version copies anyway")
     target_version = to_version if to_version is not None else old_version + 1
     if target_version == old_version:
         raise ValueError(f"{old} is already version {old_version}")
