@@ -108,7 +108,7 @@ class StoreDocs:
             client = make_client(settings)
         self.client = client
         self.index = f"{settings.index.index}-{suffix}"
-        self.index_settings = shard_settings(settings)
+        self.index_settings = shard_settings(settings, side=True)
         self.timeout_s = timeout_s
         self._created = False
 

@@ -28,7 +28,7 @@ def state_id(target: str, asset_id: str) -> str:
 class StateStore:
     def __init__(self, settings: Any, client: Elasticsearch | None = None):
         self.index = settings.writeback.state_index
-        self.index_settings = shard_settings(settings)  # the replica count configured for the assets index
+        self.index_settings = shard_settings(settings, side=True)  # one shard, the assets index's replicas
         self._owns = client is None
         self.client = client if client is not None else make_client(settings)
         self._ensured = False
@@ -39,7 +39,7 @@ class StateStore:
         if not self.client.indices.exists(index=self.index):
             try:
                 self.client.indices.create(index=self.index, mappings=MAPPINGS,
-                                           settings={**self.index_settings, "number_of_shards": 1})
+                                           settings=self.index_settings)
             except Exception:  # noqa: BLE001 - another worker created it meanwhile
                 if not self.client.indices.exists(index=self.index):
                     raise

@@ -220,12 +220,14 @@ def mappings_for(settings: "Any") -> dict[str, Any]:
                                        IMAGE_VECTOR_FIELD: vector_mapping(s.vector_mode, IMAGE_VECTOR_DIMS)}}
 
 
-def shard_settings(settings: "Any") -> dict[str, int]:
-    """The configured shard and replica counts: the assets index's, and every side index's the pipeline creates in
-    the store (the enrich result cache and batch journal, the writeback state), so a one-node store
-    (`index.number_of_replicas: 0`) is green, not yellow (trial 26 F6)."""
+def shard_settings(settings: "Any", *, side: bool = False) -> dict[str, int]:
+    """The configured shard and replica counts of the assets index; with `side`, of a side index the pipeline
+    creates in the store (the enrich result cache and batch journal, the writeback state): one shard, the assets
+    index's replicas, so a one-node store (`index.number_of_replicas: 0`) is green, not yellow (trial 26 F6). A side
+    index made before keeps its settings: `PUT <index>/_settings {"index": {"number_of_replicas": 0}}` turns it
+    green (docs/operations.md)."""
     s = index_settings(settings)
-    return {"number_of_shards": s.number_of_shards, "number_of_replicas": s.number_of_replicas}
+    return {"number_of_shards": 1 if side else s.number_of_shards, "number_of_replicas": s.number_of_replicas}
 
 
 def index_body(settings: "Any") -> dict[str, Any]:
