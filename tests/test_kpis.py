@@ -334,3 +334,59 @@ def test_a_reprocess_that_keeps_the_upload_time_is_timed_from_when_it_was_sent()
     record["enriched"]["pre"]["asset"].update(event_type="reprocess", attributes={"reprocessed_at": str(sent)})
     _, event = compute.apply_validated(None, record, KpiSettings())
     assert event["ttp_ms"] == 4_000
+
+
+def test_a_status_move_folded_twice_by_the_kpi_agent_counts_once():
+    """Review 15b M3: the KPI agent folds the kpi_events topic at-least-once, so after a kill -9 the events since its
+    last commit are folded again; an approval folded twice showed needs_review -1, approved 2 in /kpis and Grafana.
+    Each event carries the position of the record it was made from, and a window folds a position once; a count
+    never goes below 0 (an event of an older version, without a position, folded twice)."""
+    from app.kpis.app import fold_kpi_event
+
+    ks = KpiSettings()
+    validate = V("a1", 5, "needs_review", BASE, BASE + 1000, "Cat", "A cat", ("subject:cat",), 0.01, "v1", MODEL_A)
+    approve = V("a1", 5, "approved", BASE, BASE + 2000, "Cat", "A cat", ("subject:cat",), 0.0, "v1", MODEL_A,
+                by="review")
+    s1, e1 = compute.apply_validated(None, validate.record(), ks)
+    e1 = {**e1, "src": ["assetstream.validated", 0, 5]}  # what on_validated sends (compute.with_source)
+    # the approval's record, and the same record redelivered after a kill -9 between the event and the state write:
+    # from the unchanged state it makes the same event again
+    _, e2 = compute.apply_validated(s1, approve.record(), ks)
+    _, e2_again = compute.apply_validated(s1, approve.record(), ks)
+    e2, e2_again = ({**e, "src": ["assetstream.validated", 0, 6]} for e in (e2, e2_again))
+    d = D("a1", BASE + 1500, [("alt_text", "accepted")], status="approved").record()
+    ed = {**compute.decision_event(s1, d, ks), "src": ["assetstream.feedback", 0, 3]}
+
+    kpi: dict = {}
+    for e in (e1, ed, e2, ed, e2, e2_again):  # ed and e2 folded again after the KPI agent's kill -9
+        fold_kpi_event(kpi, set(), e, ks)
+    for key in ("total", f"hour:{BASE}", f"day:{BASE - BASE % (24 * HOUR)}"):
+        snap = compute.snapshot(key, kpi[key], "kpis", ks, 0)
+        assert (snap["needs_review"], snap["approved"], snap["assets"], snap["validated_records"],
+                snap["decisions"]) == (0, 1, 1, 2, 1), key
+    once: dict = {}
+    for e in (e1, ed, e2):
+        fold_kpi_event(once, set(), e, ks)
+    assert [compute.snapshot(k, once[k], "kpis", ks, 0) for k in sorted(once)] == \
+        [compute.snapshot(k, kpi[k], "kpis", ks, 0) for k in sorted(kpi)]
+
+    old: dict = {}  # events written before the positions: folded as they come, but never below 0
+    for e in (e1, e2, e2):
+        fold_kpi_event(old, set(), {k: v for k, v in e.items() if k != "src"}, ks)
+    assert compute.snapshot("total", old["total"], "kpis", ks, 0)["needs_review"] == 0
+    assert e1 == compute.with_source({k: v for k, v in e1.items() if k != "src"}, ("assetstream.validated", 0, 5))
+
+
+def test_the_positions_a_window_remembers_are_bounded():
+    """The folded positions live in the window's table value (written to its changelog with every event): runs of
+    consecutive offsets, the newest FOLDED_RUNS_KEPT per source partition, so they stay small; a run of thousands
+    of consecutive events is one entry and a redelivery of any of it is recognised."""
+    agg = compute.new_aggregate("total")
+    for offset in range(5000):
+        assert not compute.already_folded(agg, {"src": ["assetstream.validated", 1, offset]})
+    assert all(compute.already_folded(agg, {"src": ["assetstream.validated", 1, o]}) for o in (0, 2500, 4999))
+    assert agg["folded"] == {"assetstream.validated:1": [[0, 4999]]}
+    for offset in range(10_000, 10_000 + 4 * compute.FOLDED_RUNS_KEPT, 2):  # gaps: a run each
+        compute.already_folded(agg, {"src": ["assetstream.validated", 1, offset]})
+    assert len(agg["folded"]["assetstream.validated:1"]) == compute.FOLDED_RUNS_KEPT
+    assert not compute.already_folded(agg, {"src": ["assetstream.validated", 1, 0]})  # forgotten: folded again

@@ -216,8 +216,10 @@ def make_app(settings: Settings, create_topics: bool = True) -> faust.App:
         await audit_topic.send(key=key.encode(), value=serde.serialize("audit", entry),
                                partition=audit_partition(key, audit_partitions))
 
-    async def emit(event: dict[str, Any]) -> None:
-        await kpi_events.send(key=b"kpi", value=json.dumps(event).encode(), partition=0)
+    async def emit(event: dict[str, Any], acked: bool = False) -> None:
+        sent = await kpi_events.send(key=b"kpi", value=json.dumps(event).encode(), partition=0)
+        if acked:  # on the broker before anything after it (a state write) can land
+            await sent
 
     @app.agent(validated_topic, name="assetstream.kpis.on_validated")
     async def on_validated(stream):
@@ -226,10 +228,14 @@ def make_app(settings: Settings, create_topics: bool = True) -> faust.App:
                 record = serde.deserialize("validated", event.value)
                 key = document_id(record)  # the tenant-scoped id, as the record's key
                 new_state, kpi_event = compute.apply_validated(asset_state.get(key), record, ks)
-                asset_state[key] = new_state
                 msg = event.message
-                await write_audit(compute.audit_for_validated(record, ks, (msg.topic, msg.partition, msg.offset)))
-                await emit(kpi_event)
+                source = (msg.topic, msg.partition, msg.offset)
+                # the event first, acknowledged, then the state: a kill -9 in between redelivers the record, which
+                # computes the same event again from the unchanged state (the KPI agent folds its position once);
+                # the other way round, the state landed and the redelivered record moved nothing: a move lost
+                await emit(compute.with_source(kpi_event, source), acked=True)
+                asset_state[key] = new_state
+                await write_audit(compute.audit_for_validated(record, ks, source))
 
     @app.agent(feedback_topic, name="assetstream.kpis.on_feedback")
     async def on_feedback(stream):
@@ -238,9 +244,9 @@ def make_app(settings: Settings, create_topics: bool = True) -> faust.App:
                 decision = serde.deserialize("feedback", event.value)
                 current = asset_state.get(scoped_id(decision["asset_id"], decision.get("tenant")))
                 msg = event.message
-                await write_audit(compute.audit_for_decision(decision, current, ks,
-                                                             (msg.topic, msg.partition, msg.offset)))
-                await emit(compute.decision_event(current, decision, ks))
+                source = (msg.topic, msg.partition, msg.offset)
+                await write_audit(compute.audit_for_decision(decision, current, ks, source))
+                await emit(compute.with_source(compute.decision_event(current, decision, ks), source))
 
     count_check_agents(app, settings, serde, emit, health)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from datetime import datetime, timezone
 from typing import Any, Iterable
 
@@ -27,6 +28,11 @@ UNKNOWN = "unknown"
 WINDOWS = {"hour": HOUR_MS, "day": DAY_MS}
 RECENT_WINDOWS = 4  # per asset, window starts remembered for the distinct-asset count and the status counted there
 SHOWN_KEPT = 8  # per asset, the newest publications (time, version, provenance) a decision is matched against
+FOLDED_RUNS_KEPT = 32  # per window aggregate and source partition, the newest runs of consecutive offsets folded
+FOLDED_SOURCES_KEPT = 256  # per window aggregate, the source partitions those runs are remembered for
+
+log = logging.getLogger("assetstream.kpis")
+_warned_negative = False
 
 
 def to_ms(value: Any) -> int:
@@ -214,9 +220,57 @@ def new_aggregate(key: str) -> dict[str, Any]:
     return agg
 
 
+def with_source(event: dict[str, Any], source: tuple[str, int, int]) -> dict[str, Any]:
+    """The KPI event with its stable id: the position (topic, partition, offset) of the record it was made from,
+    the same when that record is redelivered."""
+    return {**event, "src": list(source)}
+
+
+def already_folded(agg: dict[str, Any], event: dict[str, Any]) -> bool:
+    """Whether the aggregate has folded this event (its source position) already; if not, remember it as folded.
+    Remembered per source partition as runs of consecutive offsets ([first, last]), the newest FOLDED_RUNS_KEPT
+    runs of the newest FOLDED_SOURCES_KEPT partitions: a redelivery after a kill -9 (the events since the last
+    commit, consecutive) is recognised whatever the throughput. An event without a position (written before) is
+    folded as it comes."""
+    if not event.get("src"):
+        return False
+    topic, partition, offset = event["src"]
+    runs_by_source = agg.setdefault("folded", {})
+    source = f"{topic}:{partition}"
+    runs = runs_by_source.pop(source, [])
+    runs_by_source[source] = runs  # the most recently used last
+    if any(first <= offset <= last for first, last in runs):
+        return True
+    if runs and runs[-1][1] == offset - 1:
+        runs[-1][1] = offset
+    else:
+        runs.append([offset, offset])
+        del runs[:-FOLDED_RUNS_KEPT]
+    for old in list(runs_by_source)[:-FOLDED_SOURCES_KEPT]:
+        del runs_by_source[old]
+    return False
+
+
+def _add_counts(counts: dict[str, int], delta: dict[str, int], key: str) -> None:
+    """Add status moves; a count never goes below 0 (a move folded twice by a version without the ids above, or
+    one folded after its window's aggregate was rebuilt): clamped, with one warning per process."""
+    global _warned_negative
+    for s, n in delta.items():
+        counts[s] = counts.get(s, 0) + n
+        if counts[s] < 0:
+            if not _warned_negative:
+                log.warning("KPI window %s: the %s count would go below 0 (%d); clamped at 0 (a status move was "
+                            "folded twice or its earlier move is missing; warned once)", key, s, counts[s])
+                _warned_negative = True
+            counts[s] = 0
+
+
 def fold(agg: dict[str, Any], key: str, event: dict[str, Any], ks: KpiSettings) -> dict[str, Any]:
-    """Fold one KPI event into the aggregate of window `key` (mutates and returns agg)."""
+    """Fold one KPI event into the aggregate of window `key` (mutates and returns agg); an event this aggregate
+    folded already (the same source position, redelivered on the KPI events topic) changes nothing."""
     kind = parse_window_key(key)[0]
+    if already_folded(agg, event):
+        return agg
     if event["t"] == "v":
         agg["records"] += 1
         agg["assets"] += int(bool(event["first"].get(kind)))
@@ -225,8 +279,7 @@ def fold(agg: dict[str, Any], key: str, event: dict[str, Any], ks: KpiSettings) 
                 agg["decided"] = {s: agg["status"].get(s, 0) for s in DECIDED}
             for counts, delta in ((agg["status"], event["st"].get(kind, {}).get("status", {})),
                                   (agg["decided"], event["st"].get(kind, {}).get("decided", {}))):
-                for s, n in delta.items():
-                    counts[s] = counts.get(s, 0) + n
+                _add_counts(counts, delta, key)
         else:  # an event written before: per record
             agg["status"][event["status"]] = agg["status"].get(event["status"], 0) + 1
         if event["ttp_ms"] is not None:
