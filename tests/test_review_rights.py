@@ -436,6 +436,35 @@ def test_a_submission_arriving_while_the_same_one_is_sent_waits_for_it_and_sends
     assert once.answer(("erin", "s", "n2", "d"), lambda: "sent") == "sent"
 
 
+def test_a_repeat_waits_seconds_for_the_first_and_only_a_nonce_this_app_makes_is_remembered():
+    """Code review 15b L1: a repeat held its request thread up to 120 s while the first was being sent, and any
+    client-supplied text (up to a megabyte a field) was kept as a nonce."""
+    import threading
+    import time
+
+    from app.review.once import Once, StillSending, nonce, token
+
+    once, started = Once(wait_s=0.2), threading.Event()
+
+    def slow():
+        started.set()
+        time.sleep(1.0)
+        return {"target": "/next"}
+
+    first = threading.Thread(target=once.answer, args=(("erin", "s", "n1", "d"), slow))
+    first.start()
+    started.wait(5)
+    t0 = time.monotonic()
+    with pytest.raises(StillSending, match="still being sent"):
+        once.answer(("erin", "s", "n1", "d"), slow)
+    assert time.monotonic() - t0 < 0.9
+    first.join()
+    assert once.answer(("erin", "s", "n1", "d"), slow) == {"target": "/next"}  # the first answer, now done
+    made = nonce()
+    assert token(made) == made and token("a" * 64) == "a" * 64
+    assert token("a" * 65) == token("x y") == token("<b>") == token(None) == token(["a"]) == ""
+
+
 def test_the_rights_question_by_keyboard(page, server):
     """Trial 28 m4, m5, w1: Esc closes the question as Cancel does; Cancel returns the focus to where it was when the
     question opened (the text field Enter was pressed in; else Approve all); `a` while it is open says to answer
