@@ -226,6 +226,31 @@ def test_back_from_an_asset_returns_to_the_rights_confirmation(page, server, fle
     assert sent_since(settings, before) == sorted(USAGE)
 
 
+def test_back_after_approving_only_the_others_sends_them_once(page, server, fleet):
+    """Code review 15b M2: "Approve only the K others" carried a new nonce each time its page was drawn (never cached:
+    Back draws it again), so Back and approving the others again sent them twice. Its nonce is derived from the
+    signed page and the choice: Back says they were approved, and the same form again sends nothing."""
+    settings, _ = fleet
+    page.goto(server.login_url)
+    before = {d["decision_id"] for d in feedback(settings)}
+    page.locator("input[name=ids][value='own-0004']").check()
+    page.locator("input[name=ids][value='stock-0002']").check()
+    page.get_by_role("button", name="Approve selected").click()
+    heading = page.locator("h1#outcome")
+    expect(heading).to_have_text("Nothing approved yet: 1 of the 2 assets has restricted or unknown usage rights")
+    form = page.evaluate("""() => { const b = document.getElementById('rights-approve-others');
+        return Object.fromEntries(Array.from(new FormData(b.form, b).entries())); }""")
+    page.get_by_role("button", name="Approve only the 1 other").click()
+    page.wait_for_url(re.compile("sent="))
+    assert sent_since(settings, before) == ["own-0004"]
+    page.go_back()
+    expect(heading).to_have_text(re.compile(r"^Already approved from this page at \d\d:\d\d by .*: 1 asset approved"))
+    assert page.get_by_role("button", name=re.compile("^Approve")).count() == 0
+    again = page.request.post(f"{server.url}/bulk-approve", form=form, max_redirects=0)
+    assert again.status == 303 and "1+asset+approved" in again.headers["location"]
+    assert sent_since(settings, before) == ["own-0004"]
+
+
 def test_rights_texts_read_well_and_reflow(page, server):
     """Trial 25: a long unbroken URL in the special instructions or a reason wraps at 320 px (M1); a screen reader
     hears the usage and the reasons as separate sentences and the instructions once (m2); the queue's usage reasons
