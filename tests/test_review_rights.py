@@ -226,6 +226,31 @@ def test_back_from_an_asset_returns_to_the_rights_confirmation(page, server, fle
     assert sent_since(settings, before) == sorted(USAGE)
 
 
+def test_back_after_approving_only_the_others_sends_them_once(page, server, fleet):
+    """Code review 15b M2: "Approve only the K others" carried a new nonce each time its page was drawn (never cached:
+    Back draws it again), so Back and approving the others again sent them twice. Its nonce is derived from the
+    signed page and the choice: Back says they were approved, and the same form again sends nothing."""
+    settings, _ = fleet
+    page.goto(server.login_url)
+    before = {d["decision_id"] for d in feedback(settings)}
+    page.locator("input[name=ids][value='own-0004']").check()
+    page.locator("input[name=ids][value='stock-0002']").check()
+    page.get_by_role("button", name="Approve selected").click()
+    heading = page.locator("h1#outcome")
+    expect(heading).to_have_text("Nothing approved yet: 1 of the 2 assets has restricted or unknown usage rights")
+    form = page.evaluate("""() => { const b = document.getElementById('rights-approve-others');
+        return Object.fromEntries(Array.from(new FormData(b.form, b).entries())); }""")
+    page.get_by_role("button", name="Approve only the 1 other").click()
+    page.wait_for_url(re.compile("sent="))
+    assert sent_since(settings, before) == ["own-0004"]
+    page.go_back()
+    expect(heading).to_have_text(re.compile(r"^Already approved from this page at \d\d:\d\d by .*: 1 asset approved"))
+    assert page.get_by_role("button", name=re.compile("^Approve")).count() == 0
+    again = page.request.post(f"{server.url}/bulk-approve", form=form, max_redirects=0)
+    assert again.status == 303 and "1+asset+approved" in again.headers["location"]
+    assert sent_since(settings, before) == ["own-0004"]
+
+
 def test_rights_texts_read_well_and_reflow(page, server):
     """Trial 25: a long unbroken URL in the special instructions or a reason wraps at 320 px (M1); a screen reader
     hears the usage and the reasons as separate sentences and the instructions once (m2); the queue's usage reasons
@@ -434,6 +459,35 @@ def test_a_submission_arriving_while_the_same_one_is_sent_waits_for_it_and_sends
     with pytest.raises(RuntimeError):
         once.answer(("erin", "s", "n2", "d"), fails)
     assert once.answer(("erin", "s", "n2", "d"), lambda: "sent") == "sent"
+
+
+def test_a_repeat_waits_seconds_for_the_first_and_only_a_nonce_this_app_makes_is_remembered():
+    """Code review 15b L1: a repeat held its request thread up to 120 s while the first was being sent, and any
+    client-supplied text (up to a megabyte a field) was kept as a nonce."""
+    import threading
+    import time
+
+    from app.review.once import Once, StillSending, nonce, token
+
+    once, started = Once(wait_s=0.2), threading.Event()
+
+    def slow():
+        started.set()
+        time.sleep(1.0)
+        return {"target": "/next"}
+
+    first = threading.Thread(target=once.answer, args=(("erin", "s", "n1", "d"), slow))
+    first.start()
+    started.wait(5)
+    t0 = time.monotonic()
+    with pytest.raises(StillSending, match="still being sent"):
+        once.answer(("erin", "s", "n1", "d"), slow)
+    assert time.monotonic() - t0 < 0.9
+    first.join()
+    assert once.answer(("erin", "s", "n1", "d"), slow) == {"target": "/next"}  # the first answer, now done
+    made = nonce()
+    assert token(made) == made and token("a" * 64) == "a" * 64
+    assert token("a" * 65) == token("x y") == token("<b>") == token(None) == token(["a"]) == ""
 
 
 def test_the_rights_question_by_keyboard(page, server):

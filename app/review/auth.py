@@ -162,6 +162,12 @@ class Auth:
         only what this app asked for this person, never a link made elsewhere. It approves nothing itself."""
         return [*items, ("sig", self._sign(b"query\n" + f"{who.user}\n{who.session}\n".encode() + _canon(items)))]
 
+    def form_token(self, who: Principal, items: list[tuple[str, str]], choice: str) -> str:
+        """The nonce (`once`, app/review/once.py) of a choice's form on a signed page (the rights check's "Approve
+        only the others"): derived from the page's query and the choice for this session, so every redraw of the
+        page (Back) carries the same one and a repeat gets the first answer (code review 15b M2)."""
+        return self._sign(b"once\n" + f"{who.user}\n{who.session}\n{choice}\n".encode() + _canon(items))[:32]
+
     def query_ok(self, who: Principal, items: list[tuple[str, str]]) -> list[tuple[str, str]] | None:
         """The items of a query signed by sign_query for this principal (less `sig`), else None."""
         sig = [v for k, v in items if k == "sig"]

@@ -34,7 +34,7 @@ from app.kpis.feedback import alt_text_length, alt_text_missing
 from app.review import decisions as dec
 from app.review import rights
 from app.review.auth import Auth, Principal
-from app.review.once import Once, fingerprint, nonce
+from app.review.once import Once, StillSending, fingerprint, nonce, token
 from domain.events import scoped_id
 from domain.sources import source_label
 from domain.store.api import unknown_tag
@@ -257,6 +257,13 @@ class ReviewApp:
             # the outcome is about the asset decided before this one: the title says this one is the next
             "outcome_next": about_other and "doc" in context, **context})
 
+    def _once(self, who: Principal, form: Any, act: Callable[[], dict[str, str] | None]) -> dict[str, str] | None:
+        """act()'s answer, once per drawn form (its `once`) and what the form submits: a repeat gets the first answer
+        before anything is recomputed (code review 15b M1); a form with no valid nonce (an older page, a script) is
+        acted on each time."""
+        drawn = token(form.get("once"))
+        return self.once.answer((who.user, who.session, drawn, form_key(form)), act) if drawn else act()
+
     def _header(self) -> dict[str, Any]:
         counts = self.index.status_counts()
         ttp = self.index.time_to_publish()
@@ -362,7 +369,7 @@ class ReviewApp:
         def signed(kind: str, text: str) -> dict[str, str]:  # the outcome banner of the page shown next
             return self.auth.sign_outcome(who, kind, text)
 
-        def act() -> str | None:
+        def fresh() -> dict[str, str] | None:
             doc = self.index.asset(asset_id)
             if doc is None:
                 raise dec.DecisionError(f"no asset {asset_id!r} in the index")
@@ -399,19 +406,21 @@ class ReviewApp:
                 mine = ",".join(dec.own_decisions(",".join([*dec.own_decisions(form.get("mine")), sent["decision_id"]])))
                 return {**done, "target": _asset_url(asset_id, f, **signed("sent", what + note), mine=mine)}
 
-            # the same form sending the same decision again (Enter twice, Back and approve again: trial 28 M1) gets
-            # the first one's answer and sends nothing
-            drawn = str(form.get("once") or "")  # the page's nonce
-            if not drawn:  # a form from an older page, or a script
-                return send()["target"]
-            return self.once.answer((who.user, who.session, drawn, fingerprint(decision)), send)["target"]
+            return send()
+
+        def act() -> str | None:
+            # the same form sent again (Enter twice, a proxy's retry, Back and approve again: trial 28 M1) gets the first
+            # one's answer and sends nothing; looked up first: once the first is applied, the form is no longer the
+            # same decision (code review 15b M1)
+            answer = self._once(who, form, fresh)
+            return None if answer is None else answer["target"]
 
         try:
             target = await run_in_threadpool(act)
             if target is None:  # ask first, on the page a bulk approval's rights check is (Back returns to it)
                 return RedirectResponse("/rights-check?" + urlencode(self.auth.sign_query(
                     who, [("decide", asset_id), *_draft(form)])), 303)
-        except dec.DecisionError as exc:  # the page's own decisions stay its own
+        except (dec.DecisionError, StillSending) as exc:  # the page's own decisions stay its own
             target = _asset_url(asset_id, f, **signed("error", str(exc)),
                                 mine=",".join(dec.own_decisions(form.get("mine"))))
         except Exception as exc:  # the broker did not acknowledge in time: say so, do not pretend
@@ -447,10 +456,10 @@ class ReviewApp:
         form = await request.form()
         f = Filters.from_params(form, self.taxonomy)
 
-        def act() -> str | None:
+        def fresh() -> dict[str, str] | None:
             chosen = self._bulk_chosen(f, form)
             if not chosen:
-                return "0 assets approved"
+                return {"what": "0 assets approved"}
             ids = [scoped_id(i, t) for i, t in chosen]
             # restricted or unknown rights among them (trial 23): approve nothing until the person confirms these
             # very assets (the digest of their ids), or chooses to approve only the others
@@ -472,9 +481,13 @@ class ReviewApp:
                     f" ({pending} still being applied: they may show here until it is done; reload in a moment)"
                     if pending else "") + (f" — {', '.join(ids)}" if len(ids) <= OTHERS_NAMED else "")}
 
-            # the same form approving the same assets again (a second click, Back and approve again) sends nothing
-            drawn = str(form.get("once") or "")  # the page's nonce
-            return (self.once.answer((who.user, who.session, drawn, fingerprint(ids)), send) if drawn else send())["what"]
+            return send()
+
+        def act() -> str | None:
+            # the same form approving again (a second click, Back and approve again) sends nothing; looked up first:
+            # once the first is applied, "all matching" no longer matches the same assets (code review 15b M1)
+            answer = self._once(who, form, fresh)
+            return None if answer is None else answer["what"]
 
         try:
             done = await run_in_threadpool(act)
@@ -482,7 +495,7 @@ class ReviewApp:
                 again = [(k, str(v)) for k, v in form.multi_items() if k not in ("csrf", "rights_confirmed")]
                 return RedirectResponse("/rights-check?" + urlencode(self.auth.sign_query(who, again)), 303)
             outcome = ("sent", done)
-        except dec.DecisionError as exc:
+        except (dec.DecisionError, StillSending) as exc:
             outcome = ("error", str(exc))
         except Exception as exc:  # the broker did not acknowledge in time
             log.warning("review: bulk approval not acknowledged: %s", exc)
@@ -507,16 +520,18 @@ class ReviewApp:
         if form.get("decide") is not None:
             return await self._rights_check_one(request, who, str(form.get("decide")), again, f)
 
+        others_once = self.auth.form_token(who, again, "others")  # the same on every redraw of this page (15b M2)
+
         def load() -> dict[str, Any]:
-            chosen = self._bulk_chosen(f, form)
-            # Back to this page after approving these assets from it: it says so, and offers no second approval
-            # (trial 28 m1; the app remembers what each form sent: app/review/once.py)
-            drawn = form.get("once")
-            done = self.once.sent(who.user, who.session, drawn, fingerprint([scoped_id(i, t) for i, t in chosen])) \
-                if drawn else []
+            # Back to this page after approving from it (all, or only the others): it says so, and offers no second
+            # approval (trial 28 m1; the app remembers what each form sent: app/review/once.py). Looked up first: once
+            # applied, "all matching" matches other assets (code review 15b M1)
+            drawn = token(form.get("once"))
+            done = [*(self.once.sent(who.user, who.session, drawn, form_key(form)) if drawn else []),
+                    *self.once.sent(who.user, who.session, others_once)]
             if done:
-                return {"done": done[0], "check": [], "total": len(chosen), "others": []}
-            return {**self._rights_ask(chosen), "header": None}
+                return {"done": done[0], "check": [], "total": 0, "others": []}
+            return {**self._rights_ask(self._bulk_chosen(f, form)), "header": None}
 
         try:
             ask = await run_in_threadpool(load)
@@ -534,7 +549,7 @@ class ReviewApp:
         back = "/?" + urlencode([*f.params().items(), *[("ids", i) for i in ticked],
                                  *self.auth.sign_outcome(who, "note", "Cancelled: nothing approved").items()])
         return self._page(request, who, "rights_confirm.html", {
-            **ask, "f": f, "again": again, "shown": RIGHTS_CHECK_SHOWN, "back": back})
+            **ask, "f": f, "again": again, "shown": RIGHTS_CHECK_SHOWN, "back": back, "others_once": others_once})
 
     async def _rights_check_one(self, request: Request, who: Principal, asset_id: str, again: list[tuple[str, str]],
                                 f: Filters) -> Response:
@@ -551,7 +566,7 @@ class ReviewApp:
                               "again")), 303)
         # Back to this page after approving from it (no JavaScript): it says so and offers no second approval (trial
         # 28 m1); the page remembers what its own form sent (app/review/once.py)
-        drawn = _Form(again).get("once")
+        drawn = token(_Form(again).get("once"))
         done = [d for d in (self.once.sent(who.user, who.session, drawn) if drawn else []) if d["what"] == "approved"]
         return self._page(request, who, "rights_confirm.html", {
             "done": done[0] if done else None,
@@ -610,6 +625,12 @@ def changed_since_confirmed(f: Filters, chosen: list[tuple[str, str | None]], fo
 def rights_digest(docs: list[dict[str, Any]]) -> str:
     """What a person confirmed when asked about restricted or unknown rights: the digest of these assets' ids."""
     return selection_digest([scoped_id(d.get("asset_id"), d.get("tenant")) for d in docs])
+
+
+def form_key(form: Any) -> str:
+    """What a form submits, as a short digest: its items less the CSRF token, any rights confirmation and the values
+    not edited (`_draft`), so the asset page's form and the rights-check page's re-post of it are one submission."""
+    return fingerprint(sorted(_draft(form)))
 
 
 def _draft(form: Any) -> list[tuple[str, str]]:
