@@ -315,8 +315,9 @@ def test_the_rate_limit_holds(broker, unique, store, rate):
             assert wait_for(done(s, 8))
         at = sorted(w["at"] for w in dam.writes())
         assert len(at) == 8
-        gaps = [b - a for a, b in zip(at, at[1:])]
-        assert min(gaps) >= 1 / rate * 0.8, gaps  # evenly paced: no burst
+        # evenly paced, no burst: the i-th write not before i intervals after the first, less one scheduling delay
+        # of arrival jitter (CI: one write arriving 0.08 s late made the next gap 0.13 s of a limiter pacing 0.2 s)
+        assert all(t - at[0] >= i / rate - 0.1 for i, t in enumerate(at)), [t - at[0] for t in at]
         assert at[-1] - at[0] >= 7 / rate * 0.95
 
 
