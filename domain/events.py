@@ -57,8 +57,8 @@ def sent_ms(asset: dict[str, Any]) -> int | None:
     """When an asset event was sent (epoch ms): a reprocess that kept the upload time says it in its
     `reprocessed_at` attribute (honoured on a reprocess event only, and only when not before the upload: code review
     15b, a DAM's attribute of that name in seconds made 56-year record ages); any other event was sent at its
-    `event_time`. What the pipeline's own clocks measure
-    from (record age, the KPIs' time to publish), where `event_time` is the upload the review queue shows."""
+    `event_time`. What the pipeline's own clocks measure from (record age, the KPIs' time to publish), where
+    `event_time` is the upload the review queue shows."""
     uploaded = to_ms(asset.get("event_time"))
     at = (asset.get("attributes") or {}).get(REPROCESSED_AT) if asset.get("event_type") == "reprocess" else None
     if at is not None:  # only a reprocess's, and only after the upload (a DAM's own attribute of that name is not)

@@ -206,10 +206,11 @@ class RecordWork:
     def run(self, rec: Record, wait: bool = True) -> Result:
         """A cpu stage's record, retried until it succeeds or is dead-lettered. Raises Abandon when shutdown
         interrupts the retries. While the registry cannot give an output's schema the stage's result is kept and
-        only its serialization is tried again (the stage does not run again). `wait=False` (the poll thread, runner.inline): a record that needs the schema
-        registry while it cannot serve raises RegistryUnavailable instead of waiting; the caller tries again later:
-        the exception's `resume` (when set) is the step that met the outage, serializing the stage's outputs or
-        the dead letter, to call instead of running the stage again (None: run() again)."""
+        only its serialization is tried again (the stage does not run again). `wait=False` (the poll thread,
+        runner.inline): a record that needs the schema registry while it cannot serve raises RegistryUnavailable
+        instead of waiting; the caller tries again later: the exception's `resume` (when set) is the step that met
+        the outage, serializing the stage's outputs or the dead letter, to call instead of running the stage again
+        (None: run() again)."""
         waits = [0]  # tries that waited for the schema registry
         try:
             return self._run(rec, waits, wait)

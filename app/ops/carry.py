@@ -74,8 +74,8 @@ def indexed_values(doc: dict[str, Any] | None) -> dict[str, Any]:
 
 def carry_forward(given: dict[str, Any], indexed: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
     """(`given` build_event keyword arguments with the indexed values it lacks added, the names carried:
-    `title`, `declared_license`, `product_context.sku`, `attributes.media_id`, ...). A given value always wins. The upload time is kept
-    too (not named: no person gave it)."""
+    `title`, `declared_license`, `product_context.sku`, `attributes.media_id`, ...). A given value always wins.
+    The upload time is kept too (not named: no person gave it)."""
     out = dict(given)
     carried: list[str] = []
     for group in ("human_fields", "product_context"):
