@@ -386,3 +386,32 @@ def test_an_animated_png_of_many_frames_is_not_refused_as_too_much_metadata():
     frames[0].save(out, "PNG", save_all=True, append_images=frames[1:], duration=10)
     d = decode(out.getvalue(), max_pixels=LIMIT)
     assert (d.format, d.width, d.height) == ("PNG", 2, 2)
+
+
+def test_preprocess_reads_a_pngs_chunk_list_once_for_its_size_bound_strip_and_frames():
+    """Session 15's read-back: preprocess walked a PNG's chunk list once to size it for the pixel budget, once more
+    for the chunk bound, once more for the metadata strip, again for each stripped try and once more to count an
+    APNG's frames: the chunk headers of a PNG of thousands of chunks were read five to seven times. They are read
+    once per image now, and the record is the same: frames counted, the metadata bomb dropped and said so."""
+    import cProfile
+    import pstats
+
+    from tests.preprocess_support import event, stage
+    frames = [Image.new("RGB", (16, 12), (i % 256, 40, 200)) for i in range(1500)]
+    out = io.BytesIO()
+    frames[0].save(out, "PNG", save_all=True, append_images=frames[1:], duration=10)
+    icc = png_chunk(b"iCCP", b"huge\0\0" + zlib.compress(b"\0" * (2 << 20)))
+    bomb = png_chunk(b"zTXt", b"Comment\0\0" + zlib.compress(b"\0" * (2 << 20), 9))
+    data = with_chunks(out.getvalue(), before_idat=[icc, bomb])  # three tries: without text, without ICC, without both
+    chunks, pos = 0, 8
+    while pos < len(data):
+        chunks, pos = chunks + 1, pos + 12 + int.from_bytes(data[pos:pos + 4], "big")
+    st = stage(ocr_enabled=False, faces_enabled=False, nsfw_enabled=False)
+    profile = cProfile.Profile()
+    rec = profile.runcall(st.preprocess_bytes, event(None), data)
+    assert rec["image"]["frames"] == 1001 and (rec["image"]["width"], rec["image"]["height"]) == (16, 12)
+    assert rec["degraded"]["metadata"].startswith("metadata skipped: an XMP/text chunk and its ICC profile inflate")
+    heads = (func for func in pstats.Stats(profile).stats.items()  # a chunk's head: a struct.Struct of (length, type)
+             if func[0][2] == "<method 'unpack_from' of '_struct.Struct' objects>")
+    reads = sum(n for _, (*_, callers) in heads for caller, (n, *_) in callers.items() if "/domain/vision/" in caller[0])
+    assert reads == chunks, (reads, chunks)  # each chunk head once, by the one walk

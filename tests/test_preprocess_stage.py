@@ -249,10 +249,12 @@ def test_ocrs_larger_redecode_of_a_jpeg_counts_against_the_decoded_pixels_budget
     assert failed.value.errno == errno.ENOMEM and refs and st.pixels.used == 0
     assert [r() for r in refs] == [None]  # the 2000x1500 image went with its share, though the exception is held
 
-    assert st._pixels_needed(data) == (1000 * 750, 2000 * 1500)
-    assert stage(ocr_enabled=False)._pixels_needed(data) == (1000 * 750, 0)
-    assert st._pixels_needed(jpeg(scene(1, (1000, 750)))) == (1000 * 750, 0)  # read as decoded: no second decode
-    assert st._pixels_needed(png(scene(1, (1200, 900)))) == (1200 * 900, 0)  # decoded at full size
+    from domain.vision.png import walk
+    assert st._pixels_needed(data, None) == (1000 * 750, 2000 * 1500)
+    assert stage(ocr_enabled=False)._pixels_needed(data, None) == (1000 * 750, 0)
+    assert st._pixels_needed(jpeg(scene(1, (1000, 750))), None) == (1000 * 750, 0)  # read as decoded: no 2nd decode
+    still = png(scene(1, (1200, 900)))
+    assert st._pixels_needed(still, walk(still)) == (1200 * 900, 0)  # decoded at full size
 
 
 def test_ocr_switches(tmp_path):

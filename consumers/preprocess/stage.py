@@ -12,6 +12,7 @@ from consumers.preprocess.fetch import FetchPolicy, fetch
 from domain.events import capped_event
 from domain.records import PipelineFacts, is_deleted
 from domain.vision import decode as dec
+from domain.vision import png
 from domain.vision.frames import count_frames
 from domain.vision.thumbnail import WORK_EDGE, decode_for_thumbnail, encode_thumbnail, thumbnail_base
 from streams import metrics
@@ -87,19 +88,20 @@ class PreprocessStage(PipelineFacts, Stage):
         if len(data) > cfg.max_bytes:
             raise PermanentError(f"{len(data)} bytes, over max_bytes={cfg.max_bytes} (only a video may be larger, "
                                  f"up to video_max_bytes)", reason="too_large", details={"byte_size": len(data)})
-        first, ocr_extra = self._pixels_needed(data)
+        chunks = png.walk(data)  # a PNG's chunk list, walked once: its size, its bound, its strip and its frames
+        first, ocr_extra = self._pixels_needed(data, chunks)
         # the most this record may hold, taken at once: its decode, and OCR's larger re-decode of a JPEG when OCR
         # may read it (given back as soon as the gate says no text, and after OCR). Never a second wait while
         # holding: two records each holding a share and waiting for more while the other holds the rest would wait
         # for ever (and first come, first served, a fresh request at the head of the queue would wait behind them)
         with self.pixels.hold(first + ocr_extra) as hold:
-            return self._finish(*self._image_record(asset, data, lambda: hold.shrink_to(first)), final)
+            return self._finish(*self._image_record(asset, data, chunks, lambda: hold.shrink_to(first)), final)
 
-    def _pixels_needed(self, data: bytes) -> tuple[int, int]:
+    def _pixels_needed(self, data: bytes, chunks: png.Chunks | None) -> tuple[int, int]:
         """(pixels of the decode, pixels of OCR's re-decode if the OCR gate lets the image through: 0 unless OCR is
         on and the image is a JPEG whose reduced decode is smaller than OCR reads), from the header."""
         cfg = self.cfg
-        head = dec.header_size(data, max_pixels=cfg.max_pixels, allowed_formats=cfg.allowed_formats)
+        head = dec.header_size(data, max_pixels=cfg.max_pixels, allowed_formats=cfg.allowed_formats, chunks=chunks)
         if head is None:
             return 0, 0
         w, h = dec.decoded_size(*head, max(cfg.thumbnail_edge, WORK_EDGE))
@@ -109,15 +111,16 @@ class PreprocessStage(PipelineFacts, Stage):
         ow, oh = dec.decoded_size(*head, want)
         return w * h, ow * oh
 
-    def _image_record(self, asset: dict[str, Any], data: bytes,
+    def _image_record(self, asset: dict[str, Any], data: bytes, chunks: png.Chunks | None,
                       ocr_done: Callable[[], None]) -> tuple[dict[str, Any], dict[str, str]]:
         """The record of an image and its degraded parts; the decoded image is dropped when this returns.
-        `ocr_done` gives back the decoded-pixel budget held for OCR's re-decode once it is not needed."""
+        `chunks`: a PNG's chunk list (`png.walk`). `ocr_done` gives back the decoded-pixel budget held for OCR's
+        re-decode once it is not needed."""
         cfg = self.cfg
         with cpu_slots():  # CPU-heavy: bounded by the worker's CPUs, not by its (many, mostly fetching) threads
             sha = hashes.sha256_hex(data)
             d = decode_for_thumbnail(data, max_pixels=cfg.max_pixels, allowed_formats=cfg.allowed_formats,
-                                     edge=cfg.thumbnail_edge)
+                                     edge=cfg.thumbnail_edge, chunks=chunks)
             img = d.image
             base = thumbnail_base(img, cfg.thumbnail_edge)
             thumb, tw, th = encode_thumbnail(base, max_bytes=cfg.thumbnail_max_bytes,
@@ -138,7 +141,7 @@ class PreprocessStage(PipelineFacts, Stage):
             "asset": asset,
             "image": {"width": d.width, "height": d.height, "format": d.format, "mode": d.mode,
                       "byte_size": len(data), "content_sha256": sha, "orientation": d.orientation,
-                      "has_alpha": d.has_alpha, "frames": count_frames(data, d.format)},
+                      "has_alpha": d.has_alpha, "frames": count_frames(data, d.format, chunks=chunks)},
             "thumbnail": {"data": thumb, "media_type": "image/jpeg", "width": tw, "height": th},
             "exif": exif_rec,
             "place": place,

@@ -20,7 +20,9 @@ import numpy as np
 from PIL import Image, ImageCms, ImageFile, ImageOps, UnidentifiedImageError
 
 from domain.store.degraded import METADATA_SKIPPED
+from domain.vision import png
 from domain.vision.header import TooManyPixels, open_header
+from domain.vision.png import ICC_CHUNK, MAX_PNG_ANCILLARY, MAX_PNG_CHUNKS, METADATA_CHUNKS, TEXT_CHUNKS
 from streams.errors import PermanentError
 
 log = logging.getLogger(__name__)
@@ -101,9 +103,11 @@ class Decoded:
     the pixels were decoded without those chunks, `without_png_chunks`), or None."""
 
 
-def open_checked(data: bytes, *, max_pixels: int, allowed_formats: list[str] | tuple[str, ...]) -> tuple[Image.Image, str]:
+def open_checked(data: bytes, *, max_pixels: int, allowed_formats: list[str] | tuple[str, ...],
+                 chunks: png.Chunks | None = None) -> tuple[Image.Image, str]:
     """Open (header only) after sniffing; refuses non-images, disallowed formats and bombs (the pixel limit:
-    domain.vision.header, shared with search's query-image check)."""
+    domain.vision.header, shared with search's query-image check), and a PNG of too many chunks (`chunks`: the
+    walk of `data`'s chunk list when the caller has it, `png.walk`; walked here when not)."""
     fmt = sniff(data)
     if fmt is None:
         raise PermanentError(f"not an image: {_describe_non_image(data)}", reason="not_an_image",
@@ -112,7 +116,7 @@ def open_checked(data: bytes, *, max_pixels: int, allowed_formats: list[str] | t
     if fmt not in allowed or (fmt == "HEIF" and not HEIF_AVAILABLE):
         raise PermanentError(f"unsupported image format {fmt}", reason="unsupported_format", details={"format": fmt})
     if fmt == "PNG":
-        png_metadata_chunks(data)  # refuses a PNG of too many chunks before Pillow walks them
+        _bounded(chunks if chunks is not None else png.walk(data))  # before Pillow walks them
     try:
         img = open_header(data, max_pixels, formats=[fmt] if fmt != "HEIF" else None)
     except TooManyPixels as exc:  # the header's size when it gave one; else the count Pillow's refusal named
@@ -163,13 +167,13 @@ def _short(exc: BaseException) -> str:
 DEFAULT_FORMATS = ("JPEG", "PNG", "WEBP", "TIFF", "GIF", "BMP", "HEIF")
 
 
-def header_size(data: bytes, *, max_pixels: int, allowed_formats: list[str] | tuple[str, ...] = DEFAULT_FORMATS
-                ) -> tuple[int, int, str] | None:
+def header_size(data: bytes, *, max_pixels: int, allowed_formats: list[str] | tuple[str, ...] = DEFAULT_FORMATS,
+                chunks: png.Chunks | None = None) -> tuple[int, int, str] | None:
     """(width, height, format) as stored, from the header alone (no pixel decoded); None for data decode() will
     refuse. A PNG whose metadata chunks are over Pillow's limits (decode() reads it without them) gives the size its
-    IHDR chunk states: nothing is rewritten to size it (code review 15 H1)."""
+    IHDR chunk states: nothing is rewritten to size it (code review 15 H1). `chunks`: as open_checked's."""
     try:
-        img, fmt = open_checked(data, max_pixels=max_pixels, allowed_formats=allowed_formats)
+        img, fmt = open_checked(data, max_pixels=max_pixels, allowed_formats=allowed_formats, chunks=chunks)
     except PermanentError as exc:
         if not _strippable(exc):
             return None
@@ -212,7 +216,7 @@ def decoded_pixels(data: bytes, *, max_pixels: int, allowed_formats: list[str] |
 
 
 def decode(data: bytes, *, max_pixels: int, allowed_formats: list[str] | tuple[str, ...] = DEFAULT_FORMATS,
-           min_edge: int | None = 1024) -> Decoded:
+           min_edge: int | None = 1024, chunks: png.Chunks | None = None) -> Decoded:
     """Decode `data` safely. With min_edge, JPEGs are decoded at a reduced DCT scale (draft mode) that still
     leaves the long edge >= min_edge; other formats decode fully. min_edge=None decodes at full size.
 
@@ -220,18 +224,23 @@ def decode(data: bytes, *, max_pixels: int, allowed_formats: list[str] | tuple[s
     a huge XMP history) is decoded again without them: without its text chunks (tEXt, zTXt, iTXt), else without its
     ICC profile (iCCP), else without both (the first that decodes: a small XMP with an oversized profile is still
     read). The dropped chunks are never inflated (`without_png_chunks` reads their lengths only); Pillow inflates a
-    kept one at most to its limit, as in the first try. `Decoded.metadata_skipped` says what was not read."""
+    kept one at most to its limit, as in the first try. `Decoded.metadata_skipped` says what was not read.
+
+    A PNG's chunk list is walked once (`png.walk`; `chunks`: that walk when the caller has it) for the bound, the
+    strip and every try."""
+    if chunks is None:
+        chunks = png.walk(data)
     try:
-        return _decode(data, max_pixels=max_pixels, allowed_formats=allowed_formats, min_edge=min_edge)
+        return _decode(data, max_pixels=max_pixels, allowed_formats=allowed_formats, min_edge=min_edge, chunks=chunks)
     except PermanentError as exc:
-        if not _strippable(exc) or sniff(data) != "PNG":
+        if not _strippable(exc) or chunks is None:
             raise
         refused = exc
-    spans = png_metadata_chunks(data)  # one walk over the chunk headers for every try
     for drop in (TEXT_CHUNKS, ICC_CHUNK, METADATA_CHUNKS):
-        stripped, dropped = without_png_chunks(data, drop, spans)
+        stripped, dropped = without_png_chunks(data, drop, chunks)
         try:
-            d = _decode(stripped, max_pixels=max_pixels, allowed_formats=allowed_formats, min_edge=min_edge)
+            d = _decode(stripped, max_pixels=max_pixels, allowed_formats=allowed_formats, min_edge=min_edge,
+                        chunks=chunks.without(drop))
         except PermanentError as exc:
             if exc.reason == "metadata_too_large":
                 continue
@@ -242,58 +251,17 @@ def decode(data: bytes, *, max_pixels: int, allowed_formats: list[str] | tuple[s
     raise refused
 
 
-TEXT_CHUNKS = frozenset({b"tEXt", b"zTXt", b"iTXt"})
-ICC_CHUNK = frozenset({b"iCCP"})
-METADATA_CHUNKS = TEXT_CHUNKS | ICC_CHUNK
-_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-
-
-MAX_PNG_CHUNKS = 100_000
-"""Chunks a PNG may have; more is refused (`corrupt_image`) before Pillow walks them (5-10 us a chunk there, and it
-keeps every private chunk: a 48 MB file of 4 million empty chunks took a minute and +426 MB, code review 15 P1). A
-50 MiB PNG of libpng's 8 KiB IDAT chunks has about 6,400."""
-MAX_PNG_ANCILLARY = 10_000
-"""Ancillary chunks (text, time, physical size, private ones: a lower-case first letter) a PNG may have; more is
-refused as `metadata_too_large`. A normal PNG has a few dozen."""
-_CHUNK_HEAD = struct.Struct(">I4s")
-
-
-_APNG_FRAME_CHUNKS = frozenset((b"acTL", b"fcTL", b"fdAT"))
-"""An animated PNG's frames: pixels, not metadata (code review 15b L6: an APNG of many frames was refused with
-advice to strip its metadata); MAX_PNG_CHUNKS still bounds them."""
-
-
-def png_metadata_chunks(data: bytes) -> list[tuple[int, int, bytes]]:
-    """(start, end, type) of the text and ICC chunks (METADATA_CHUNKS) of the PNG `data`, from one walk over its
-    chunk headers (a length, a type; nothing is inflated) up to IEND, or up to a chunk that does not parse (the
-    rest is left to Pillow). Bounded: a PNG of more than MAX_PNG_CHUNKS chunks, or of more than MAX_PNG_ANCILLARY
-    ancillary ones, is refused as soon as the walk passes the limit, and only the metadata chunks are kept (a list
-    of at most MAX_PNG_ANCILLARY spans, not an object per chunk: code review 15 H1)."""
-    spans: list[tuple[int, int, bytes]] = []
-    unpack = _CHUNK_HEAD.unpack_from
-    pos, n, chunks, ancillary = len(_PNG_SIGNATURE), len(data), 0, 0
-    while pos + 12 <= n:
-        length, kind = unpack(data, pos)
-        end = pos + 12 + length
-        if end > n:
-            break
-        chunks += 1
-        if kind[0] & 0x20 and kind not in _APNG_FRAME_CHUNKS:  # ancillary (lower-case first letter), not a frame
-            ancillary += 1
-            if kind in METADATA_CHUNKS:
-                spans.append((pos, end, kind))
-        if ancillary > MAX_PNG_ANCILLARY:
-            raise PermanentError(
-                f"metadata too large: more than {MAX_PNG_ANCILLARY} ancillary (text, private, ...) chunks, where a "
-                "PNG has a few dozen; the pixels were not read. Strip the embedded metadata and publish the image "
-                "again", reason="metadata_too_large", details={"format": "PNG", "limit_chunks": MAX_PNG_ANCILLARY})
-        if chunks > MAX_PNG_CHUNKS:
-            raise PermanentError(f"corrupt PNG image: more than {MAX_PNG_CHUNKS} chunks", reason="corrupt_image",
-                                 details={"format": "PNG", "limit_chunks": MAX_PNG_CHUNKS})
-        pos = end
-        if kind == b"IEND":
-            break
-    return spans
+def _bounded(chunks: png.Chunks) -> None:
+    """Refuses a PNG whose chunk list (`png.walk`) passed a limit: more than MAX_PNG_ANCILLARY ancillary chunks
+    (`metadata_too_large`) or more than MAX_PNG_CHUNKS chunks (`corrupt_image`)."""
+    if chunks.ancillary > MAX_PNG_ANCILLARY:
+        raise PermanentError(
+            f"metadata too large: more than {MAX_PNG_ANCILLARY} ancillary (text, private, ...) chunks, where a "
+            "PNG has a few dozen; the pixels were not read. Strip the embedded metadata and publish the image "
+            "again", reason="metadata_too_large", details={"format": "PNG", "limit_chunks": MAX_PNG_ANCILLARY})
+    if chunks.chunks > MAX_PNG_CHUNKS:
+        raise PermanentError(f"corrupt PNG image: more than {MAX_PNG_CHUNKS} chunks", reason="corrupt_image",
+                             details={"format": "PNG", "limit_chunks": MAX_PNG_CHUNKS})
 
 
 def _strippable(exc: PermanentError) -> bool:
@@ -302,18 +270,18 @@ def _strippable(exc: PermanentError) -> bool:
     return exc.reason == "metadata_too_large" and "limit_chunks" not in (exc.details or {})
 
 
-def without_png_chunks(data: bytes, drop: frozenset[bytes],
-                       spans: list[tuple[int, int, bytes]] | None = None) -> tuple[bytes, list[str]]:
+def without_png_chunks(data: bytes, drop: frozenset[bytes], chunks: png.Chunks) -> tuple[bytes, list[str]]:
     """The PNG `data` with the chunks of the types in `drop` left out, and what they were ("XMP", "text", "ICC
-    profile"). `spans`: png_metadata_chunks(data), walked here when not given. The other chunks are copied as they
-    are (their CRCs stay valid), the gaps between the dropped chunks joined once; a dropped chunk is never inflated,
-    only its keyword (up to the first NUL, at most 79 bytes) is looked at to tell XMP from other text. A chunk list
-    that does not parse is left as it is from there on (Pillow then says what is wrong with it)."""
+    profile"). `chunks`: png.walk(data), the metadata chunks' spans (`Chunks.without(drop)` is the result's). The
+    other chunks are copied as they are (their CRCs stay valid), the gaps between the dropped chunks joined once; a
+    dropped chunk is never inflated, only its keyword (up to the first NUL, at most 79 bytes) is looked at to tell
+    XMP from other text. A chunk list that does not parse is left as it is from there on (Pillow then says what is
+    wrong with it)."""
     view = memoryview(data)
     keep: list[memoryview] = []
     dropped: list[str] = []
     pos = 0
-    for start, end, kind in png_metadata_chunks(data) if spans is None else spans:
+    for start, end, kind in chunks.metadata:
         if kind not in drop:
             continue
         keyword = bytes(view[start + 8:min(end - 4, start + 88)]).split(b"\0", 1)[0]
@@ -342,8 +310,8 @@ def _skipped_note(refused: PermanentError, drop: frozenset[bytes], dropped: list
 
 
 def _decode(data: bytes, *, max_pixels: int, allowed_formats: list[str] | tuple[str, ...],
-            min_edge: int | None) -> Decoded:
-    img, fmt = open_checked(data, max_pixels=max_pixels, allowed_formats=allowed_formats)
+            min_edge: int | None, chunks: png.Chunks | None) -> Decoded:
+    img, fmt = open_checked(data, max_pixels=max_pixels, allowed_formats=allowed_formats, chunks=chunks)
     src_mode = img.mode
     w, h = img.size
     try:

@@ -5,19 +5,23 @@ structure, bounded: preprocess decodes the first frame only, and the record says
 Pillow's `n_frames` walks every frame of a GIF (and every IFD of a TIFF, parsing its tags) to count them: a hostile
 file of a million 1-pixel frames in a few MB takes it many seconds. Here each format's frame list is walked with a
 constant amount of work per frame and stops at `FRAME_CAP` + 1 ("more than 1000"): no pixel is decoded, no chunk is
-inflated. A walk that runs out of steps first says "at least N" (stored as -N). Pure Python, no Pillow: the search
-and review layers can use `frames_phrase` too.
+inflated. A walk that runs out of steps first says "at least N" (stored as -N). A PNG's frames come from the one walk
+over its chunk list that the decode's bound and metadata strip use too (`domain/vision/png.py`). Pure Python, no
+Pillow: the search and review layers can use `frames_phrase` too.
 """
 from __future__ import annotations
 
 import struct
 
+from domain.vision import png
+
 FRAME_CAP = 1000
 """Frames counted at most: a file with more says FRAME_CAP + 1, shown as "more than 1000"."""
 MAX_STEPS = 1_000_000
-"""Blocks (GIF data sub-blocks or extension blocks, PNG or WebP chunks) walked at most (0.2-0.6 s, code review 15 L4):
-a file that has more before its count is known (a GIF frame cut into one-byte sub-blocks) gives "at least" the frames
-counted so far (-N), or None when that is one."""
+"""Blocks (GIF data sub-blocks or extension blocks, WebP chunks) walked at most (0.2-0.6 s, code review 15 L4): a file
+that has more before its count is known (a GIF frame cut into one-byte sub-blocks) gives "at least" the frames counted
+so far (-N), or None when that is one. A PNG's walk stops sooner, past `png.MAX_PNG_CHUNKS` chunks or
+`png.MAX_PNG_ANCILLARY` ancillary ones (a PNG the decode refuses), with the same "at least"."""
 MAX_IFDS = 4 * (FRAME_CAP + 1)
 """TIFF IFDs walked at most (pages, and the reduced-resolution images and masks between them, which are not pages)."""
 
@@ -25,16 +29,17 @@ PAGED = frozenset({"TIFF"})
 """Formats whose frames are pages, not an animation."""
 
 
-def count_frames(data: bytes, fmt: str, cap: int = FRAME_CAP) -> int | None:
+def count_frames(data: bytes, fmt: str, cap: int = FRAME_CAP, chunks: png.Chunks | None = None) -> int | None:
     """The frames or pages of an image file of (sniffed) format `fmt`, at most `cap` + 1 (= more than `cap`), or -N
     (= at least N) when the walk ran out of steps (MAX_STEPS) after N; None when it has one, or its format has no
     such notion here (JPEG, BMP, HEIF), or its structure cannot be read (the decode says what is wrong with it; an
-    image is never refused for its frame count). At most MAX_STEPS steps of constant work each."""
+    image is never refused for its frame count). At most MAX_STEPS steps of constant work each. `chunks`: a PNG's
+    chunk list when the caller walked it (`png.walk`, as the decode takes it); walked here when not."""
     counter = _COUNTERS.get(fmt)
     if counter is None:
         return None
     try:
-        n, complete = counter(data, cap + 1)
+        n, complete = _png_frames(chunks, cap + 1) if fmt == "PNG" and chunks is not None else counter(data, cap + 1)
     except Exception:  # noqa: BLE001 - any structure (a BigTIFF offset of 2**64-1: OverflowError) is "unknown"
         return None
     if n <= 1:
@@ -128,21 +133,16 @@ def _webp(data: bytes, stop: int) -> tuple[int, bool]:
 
 
 def _png(data: bytes, stop: int) -> tuple[int, bool]:
-    """fcTL chunks of an APNG (one per frame): the chunk list walked by its length fields. A PNG without an acTL
-    chunk before its first IDAT is no animation: the walk stops there."""
-    pos, n, size, animated = 8, 0, len(data), False
-    for _ in range(MAX_STEPS):
-        if pos + 12 > size or n >= stop:
-            return n, True
-        length, kind = _CHUNK.unpack_from(data, pos)
-        animated = animated or kind == b"acTL"
-        if kind == b"IEND" or (kind == b"IDAT" and not animated):
-            return n, True
-        n += kind == b"fcTL"
-        pos += 12 + length
-    return n, pos + 12 > size
+    return _png_frames(png.walk(data), stop)
 
 
-_CHUNK = struct.Struct(">I4s")
+def _png_frames(chunks: png.Chunks | None, stop: int) -> tuple[int, bool]:
+    """fcTL chunks of an APNG (one per frame; a PNG without an acTL chunk before its first IDAT is no animation),
+    from its chunk list (`png.walk`), at most `stop`."""
+    if chunks is None:
+        return 0, True
+    return min(chunks.frames, stop), chunks.frames >= stop or not chunks.over_limit
+
+
 _RIFF_CHUNK = struct.Struct("<4sI")
 _COUNTERS = {"GIF": _gif, "TIFF": _tiff, "WEBP": _webp, "PNG": _png}

@@ -8,6 +8,7 @@ import io
 from PIL import Image
 
 from domain.vision.decode import DEFAULT_FORMATS, Decoded, decode, fast_resize, flat_small
+from domain.vision.png import Chunks
 
 THUMBNAIL_EDGE = 768
 """Long edge of the thumbnail preprocess carries in the record (the default of preprocess.thumbnail_edge)."""
@@ -23,9 +24,11 @@ size)."""
 
 
 def decode_for_thumbnail(data: bytes, *, max_pixels: int, allowed_formats: list[str] | tuple[str, ...] =
-                         DEFAULT_FORMATS, edge: int = THUMBNAIL_EDGE) -> Decoded:
-    """Preprocess's decode of a source file: a JPEG at the reduced DCT scale that keeps max(edge, WORK_EDGE)."""
-    return decode(data, max_pixels=max_pixels, allowed_formats=allowed_formats, min_edge=max(edge, WORK_EDGE))
+                         DEFAULT_FORMATS, edge: int = THUMBNAIL_EDGE, chunks: Chunks | None = None) -> Decoded:
+    """Preprocess's decode of a source file: a JPEG at the reduced DCT scale that keeps max(edge, WORK_EDGE).
+    `chunks`: a PNG's chunk list as decode() takes it."""
+    return decode(data, max_pixels=max_pixels, allowed_formats=allowed_formats, min_edge=max(edge, WORK_EDGE),
+                  chunks=chunks)
 
 
 def thumbnail_base(img: Image.Image, edge: int = THUMBNAIL_EDGE) -> Image.Image:
