@@ -76,7 +76,7 @@ def guesses(top_n: int) -> list[dict]:
                 rows.append({"image": name, "class": f"box {d.label}", "p": float(d.score), "right": right,
                              "tags": [], "box": True, "named": False})
         for cname, cls, p in engine._merged_top(facts.top)[:top_n]:
-            low = engine._plain_label(cname, cls, idx).lower()  # "Egyptian Mau cat", as the alt text says it
+            low = engine._plain_label(cname, cls).lower()  # "Egyptian Mau cat", as the alt text says it
             by_name = any(re.search(r"\b" + re.escape(s.lower()) + r"(?:s|es)?\b", low)
                           or re.search(r"\b" + re.escape(low) + r"\b", s.lower()) for s in t["subject"])
             tags = {idx.entries[i]["tag"] for i in range(len(idx.entries))

@@ -19,6 +19,7 @@ from domain.taxonomy import Taxonomy, load_taxonomy, normalize
 from domain.vision.detector import Detection, Detector, check_files, models_dir
 from domain.vision.faces import FaceDetector
 from domain.vision.faces import check_files as check_face_files
+from domain.vision.imagenet_labels import IMAGENET_CLASSES
 from domain.vision.prototypes import class_text
 
 from .classifier import Classifier, decode_image
@@ -248,7 +249,7 @@ def vocab_index(vocabulary: list[dict[str, Any]], with_embeddings: bool,
 
 # --- image facts ----------------------------------------------------------------------------------------
 
-RULES_REVISION = "2026-12-02.sounds+medium2+ocrquote+lowguess2+writingtag+renames"
+RULES_REVISION = "2026-12-03.sounds+medium2+ocrquote+lowguess2+writingtag+renames+names"
 """Bump when these rules answer differently for the same image, models and prompt (the result cache keys on it,
 consumers/enrich/results.py): "2026-12-01.logo" names logos from the pixels (docs/local-provider.md);
 "2026-12-01.medium" tags the medium (content:photo / content:graphic); "2026-12-01.wordmark" titles a logo by a
@@ -263,7 +264,9 @@ pass, and leaves a logo's monogram out (`_ocr_tokens`). "+lowguess": the summary
 the guesses `named_classes` lets the alt text name (>= CONFIDENT, classes of one name merged), none at all when
 none pass; "+lowguess2": its floor is SUMMARY_FLOOR (0.03), not CONFIDENT. "+writingtag": writing OCR could not
 read is tagged content:text too (WRITING_TAG_SCORE). "+renames": the detector's tags follow the taxonomy's renames
-(a detected car is subject:car, a phone product:phone: the table named their deprecated v1 ids)."""
+(a detected car is subject:car, a phone product:phone: the table named their deprecated v1 ids). "+names": a class and
+a box agree by name too (`same_name`), and the everyday noun after a breed or model name comes from a fixed table
+(`_EVERYDAY_NOUN`), not the text encoder ("umbrella aircraft")."""
 
 _PALETTE = {
     "black": (20, 20, 20), "white": (245, 245, 245), "gray": (128, 128, 128), "red": (200, 30, 30),
@@ -1272,9 +1275,38 @@ EVIDENCE_SUBJECT = 0.4
 """class evidence (sqrt(p) x similarity, noisy-or over the top-k) a subject tag needs to name the subject when
 no single class is confident (product tags are not used: texture guesses such as "headphones" for a star field
 score as high as right ones)"""
-_PLAIN_NOUNS = {"cat", "dog", "bird", "fish", "horse", "insect", "flower", "tree", "car", "boat", "train",
-                "truck", "bicycle", "motorcycle", "aircraft", "building", "bridge"}
-"""tag words added after a specific class name that lacks them ("Egyptian Mau" -> "Egyptian Mau cat")"""
+def _classes(first: int, last: int) -> tuple[str, ...]:
+    return IMAGENET_CLASSES[first:last + 1]
+
+
+_EVERYDAY_NOUN: dict[str, tuple[str, ...]] = {
+    # the animals by ImageNet's own order (WordNet hypernyms): its breed and species names
+    "dog": _classes(151, 268),
+    "cat": _classes(281, 285),
+    "bird": _classes(7, 24) + _classes(80, 100) + _classes(127, 146),
+    "fish": _classes(0, 1) + _classes(389, 397),
+    # vehicles, buildings and plants whose class name is a kind of them (checked by eye)
+    "car": ("station wagon", "taxicab", "convertible", "jeep", "limousine", "minivan", "race car", "sports car"),
+    "motorcycle": ("moped", "motor scooter"),
+    "bicycle": ("mountain bike",),
+    "boat": ("kayak", "catamaran", "container ship", "gondola", "ocean liner", "pirate ship", "schooner",
+             "trimaran", "fireboat", "lifeboat"),
+    "train": ("electric locomotive", "steam locomotive", "freight car", "railroad car", "tram",
+              "high-speed train"),
+    "aircraft": ("airliner", "airship"),
+    "building": ("barbershop", "barn", "bell tower", "boathouse", "butcher shop", "castle", "church",
+                 "movie theater", "greenhouse", "grocery store", "library", "monastery", "mosque", "palace",
+                 "restaurant", "shoe store", "stupa", "tobacco shop", "water tower", "bakery",
+                 "planetarium", "prison", "toy store", "bookstore", "candy store", "apiary"),
+    "bridge": ("viaduct", "suspension bridge"),
+    "truck": ("moving van", "fire truck", "garbage truck", "tow truck", "semi-trailer truck", "pickup truck"),
+    "flower": ("daisy", "yellow lady's slipper", "rose hip"),
+}
+"""the everyday noun a specific class name gets in the alt text ("Egyptian Mau" -> "Egyptian Mau cat", "moped"
+-> "moped motorcycle"), when the name does not say it. A fixed table, not the text encoder's similarity: by
+similarity, "umbrella", "balloon" and "fly" became aircraft, "lab coat" and "punching bag" dogs, "mop" a
+motorcycle and "lighthouse" a bridge."""
+_NOUN_OF = {name: noun for noun, names in _EVERYDAY_NOUN.items() for name in names}
 
 
 def _merged_top(top: list[tuple[str, int, float]]) -> list[tuple[str, int, float]]:
@@ -1288,19 +1320,13 @@ def _merged_top(top: list[tuple[str, int, float]]) -> list[tuple[str, int, float
     return sorted(merged.values(), key=lambda t: -t[2])
 
 
-def _plain_label(label: str, cls: int, idx: VocabIndex | None) -> str:
-    """A class name in plain words: a breed/species/model name gets its everyday noun when the vocabulary maps
-    the class onto one of a few concrete subject tags with high similarity."""
-    if idx is None or idx.emb is None or not len(idx.entries):
-        return label
-    row = idx.imagenet_sims()[cls]
-    cand = [i for i in range(len(idx.entries)) if idx.facets[i] == "subject"]
-    if not cand:
-        return label
-    j = max(cand, key=lambda i: row[i])
-    word = str(idx.entries[j]["tag"]).split(":", 1)[1].replace("-", " ")
-    if row[j] >= 0.55 and word in _PLAIN_NOUNS and word not in label.lower():
-        return f"{label} {word}"
+def _plain_label(label: str, cls: int) -> str:
+    """A class name in plain words: a breed, species or model name gets its everyday noun (`_EVERYDAY_NOUN`:
+    "Beagle" -> "Beagle dog", "moped" -> "moped motorcycle"); any other name is already one."""
+    name = IMAGENET_CLASSES[cls] if 0 <= cls < len(IMAGENET_CLASSES) else label
+    noun = _NOUN_OF.get(name)
+    if noun and noun not in label.lower():  # "hummingbird", "Old English Sheepdog" say it
+        return f"{label} {noun}"
     return label
 
 
@@ -1390,8 +1416,30 @@ def _evidence_subject(idx: VocabIndex | None, facts: ImageFacts) -> str | None:
     return str(entry.get("label") or entry["tag"].split(":", 1)[1]).replace("-", " ").lower()
 
 
+_NOT_THE_SAME = {("car", "car mirror"), ("car", "car wheel"), ("airplane", "airplane wing"), ("kite", "kite (bird of prey)"),
+                 ("bird", "kite (bird of prey)"), ("dog", "hot dog"), ("dog", "dog sled"), ("horse", "horse chestnut seed"),
+                 ("horse", "horse-drawn vehicle"), ("bear", "teddy bear"), ("bottle", "bottle cap"),
+                 ("toilet", "toilet seat"), ("toilet", "toilet paper"), ("keyboard", "keyboard space bar"),
+                 ("apple", "cherimoya (custard apple)"), ("oven", "Dutch oven"), ("book", "comic book")}
+"""(COCO class, ImageNet class) pairs whose names share a word but not a thing: a part ("car wheel"), a homonym
+("kite (bird of prey)"), another thing named after it ("hot dog", "teddy bear")"""
+
+
+def same_name(class_label: str, det_label: str) -> bool:
+    """The ImageNet class and the COCO detection name the same thing by name: the detector's class is a whole word
+    of the classifier's ("umbrella" and "umbrella", "wall clock" and "clock", "park bench" and "bench"), unless
+    the pair is a part or a homonym (_NOT_THE_SAME). Needs no vocabulary: an umbrella is an umbrella whether or not
+    the controlled vocabulary has a tag for it."""
+    if (det_label, class_label) in _NOT_THE_SAME:
+        return False
+    return re.search(r"\b" + re.escape(det_label) + r"s?\b", class_label, re.I) is not None
+
+
 def _label_agrees(idx: VocabIndex | None, cls: int, det: Detection) -> bool:
-    """The classifier's class names what the detection's vocabulary tags name ("tabby" and a cat box)."""
+    """The classifier's class names what the detection names: by name (`same_name`: "umbrella" and an umbrella
+    box) or through the detection's vocabulary tags ("tabby" and a cat box)."""
+    if 0 <= cls < len(IMAGENET_CLASSES) and same_name(IMAGENET_CLASSES[cls], det.label):
+        return True
     if idx is None or idx.emb is None or not len(idx.entries):
         return False
     row = idx.imagenet_sims()[cls]
@@ -1422,7 +1470,7 @@ def _detected_subject(idx: VocabIndex | None, facts: ImageFacts, faces: int,
     if conf_top[0][2] < DET_BEATS_CLASS:
         return _detection_phrase(det, n), "detector"
     if det.label == "person":  # a confident class that is not a person: what the person is with ("a tripod")
-        return (f"{_detection_phrase(det, n)} with {_article(_plain_label(conf_top[0][0], conf_top[0][1], idx))}",
+        return (f"{_detection_phrase(det, n)} with {_article(_plain_label(conf_top[0][0], conf_top[0][1]))}",
                 evidence_name({"detector", "classifier"}))
     return None
 
@@ -1547,7 +1595,7 @@ def alt_text(request, facts: ImageFacts) -> dict[str, Any]:
     # best guess decides whether any is named)
     listed = named_classes(facts, idx, writing=writing, logo=logo, floor=SUMMARY_FLOOR)  # the summary's list
     conf_top = [t for t in listed if t[2] >= CONFIDENT]
-    label = _plain_label(conf_top[0][0], conf_top[0][1], idx) if conf_top else None
+    label = _plain_label(conf_top[0][0], conf_top[0][1]) if conf_top else None
     detected = None if logo else _detected_subject(idx, facts, faces, conf_top)
     if detected:
         label = None
