@@ -87,6 +87,55 @@ def test_variants_are_enriched_on_their_own(pre, first, second):
     assert b["provenance"][0]["provider"] == "local"
 
 
+def _sneaker(path, colour) -> None:
+    """A drawn trainer on white, as user trial 29 made them (its red and black models were merged)."""
+    from PIL import Image, ImageDraw
+
+    im = Image.new("RGB", (900, 600), "white")
+    d = ImageDraw.Draw(im)
+    d.polygon([(150, 380), (300, 250), (500, 260), (600, 330), (760, 360), (770, 430), (150, 430)], fill=colour,
+              outline="black")
+    d.rectangle([140, 430, 780, 470], fill="white", outline="black", width=4)
+    for i in range(5):
+        d.line([(320 + i * 35, 270), (350 + i * 35, 330)], fill="white", width=6)
+    im.save(path, quality=92)
+
+
+@pytest.mark.parametrize("name,plain", [("sneaker", (20, 20, 20)), ("gift_on_white_red.jpg", (150, 150, 150)),
+                                        ("gift_on_white.jpg", (90, 90, 90)), ("gift_on_white.jpg", (150, 150, 150))])
+def test_a_black_or_grey_model_of_a_coloured_product_is_enriched_on_its_own(pre, name, plain, tmp_path):
+    """Trial 29: the black model of a red trainer (and a grey chair beside a wooden one) was merged into the
+    coloured one's family and described "in red": one side colourful, the other only black/grey/white without
+    that colour is another product, in either order. The quality set's products are recoloured where they are
+    coloured (their white ground stays)."""
+    import numpy as np
+    from PIL import Image
+
+    from consumers.enrich.dedupe import hamming
+    from tests.preprocess_support import QUALITY_IMAGES, preprocessed_file
+
+    if name == "sneaker":
+        _sneaker(tmp_path / "red.jpg", (200, 30, 30))
+        _sneaker(tmp_path / "plain.jpg", plain)
+        colour = preprocessed_file(tmp_path / "red.jpg")
+    else:
+        with Image.open(QUALITY_IMAGES / name) as im:
+            a = np.asarray(im.convert("RGB")).astype(np.int16)
+        a[(a.max(axis=2) - a.min(axis=2)) > 40] = plain
+        Image.fromarray(a.astype(np.uint8)).save(tmp_path / "plain.jpg", quality=92)
+        colour = pre(name)
+    other = preprocessed_file(tmp_path / "plain.jpg")
+    ph = hamming(colour["hashes"]["phash"], other["hashes"]["phash"])
+    dh = hamming(colour["hashes"]["dhash"], other["hashes"]["dhash"])
+    assert ph <= 6 or (ph <= 10 and dh <= 6)  # the hashes alone would merge them (docs/enrich.md, match rule)
+    for first, second in ((colour, other), (other, colour)):
+        stage = _stage()
+        _run(stage, first)
+        out = _run(stage, second)
+        assert out["duplicate_of"] is None
+        assert out["provenance"][0]["provider"] == "local"
+
+
 def test_an_enrichment_from_another_model_is_not_reused(pre):
     stage = _stage()
     value = pre("chelsea.jpg")

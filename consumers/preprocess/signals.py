@@ -100,8 +100,10 @@ _PAL_NAMES = list(PALETTE)
 
 
 def _to_lab(rgb: np.ndarray) -> np.ndarray:
-    arr = np.asarray(rgb, dtype=np.uint8).reshape(-1, 1, 3)
-    return cv2.cvtColor(arr, cv2.COLOR_RGB2LAB).reshape(-1, 3).astype(np.float32)
+    """CIE L*a*b* (L 0-100). OpenCV's 8-bit conversion scales L by 2.55 and leaves a*, b* as they are, which made
+    lightness count 2.5 times as much as hue: a plain grey (89, 89, 89) was nearer "brown" than "charcoal"."""
+    arr = np.asarray(rgb, dtype=np.float32).reshape(-1, 1, 3) / 255.0
+    return cv2.cvtColor(arr, cv2.COLOR_RGB2LAB).reshape(-1, 3)
 
 
 _PAL_LAB = _to_lab(np.array(list(PALETTE.values())))
