@@ -70,3 +70,41 @@ def test_a_tag_publish_floor_above_the_auto_apply_threshold_is_refused():
         Settings.model_validate({"validate": {"tag_publish_min": 0.9}})  # would hold tags strong enough to apply
     assert Settings.model_validate({"validate": {"tag_publish_min": None}}).validate_.tag_publish_min is None
     assert Settings().validate_.tag_publish_min == 0.5
+
+
+WP = "    - {name: blog, type: wordpress, url: %s, username: wb, application_password: FAKE-APP-PW-777%s}\n"
+HOOK = "    - {name: dam, url: '%s', bearer_token: FAKE-BEARER-888%s}\n"
+
+
+@pytest.mark.parametrize("target, expected", [
+    # trial 30 F1: two tenants' same asset id on one DAM record
+    (HOOK % ("https://dam.example/api/assets/{asset_id}", ", tenants: [acme, globex]"),
+     "writeback target 'dam' (webhook) serves acme, globex but its url has no {tenant}"),
+], ids=["tenants-without-placeholder"])
+def test_a_writeback_target_that_would_leak_is_refused_when_the_settings_load(tmp_path, monkeypatch, target, expected):
+    from pydantic import ValidationError
+
+    from app.settings import Settings
+
+    config = tmp_path / "config.yaml"
+    config.write_text("writeback:\n  targets:\n" + target)
+    monkeypatch.setenv("ASSETSTREAM_CONFIG", str(config))
+    with pytest.raises(ValidationError) as err:
+        Settings()
+    text = " ".join(str(err.value).split())
+    assert expected in text, text
+    assert "FAKE-" not in text.split("[type=")[0]  # no secret in the message (pydantic's input echo is not shown)
+
+
+def test_writeback_targets_that_are_safe_load_and_serve_the_default_tenant(tmp_path, monkeypatch):
+    from app.settings import Settings
+
+    config = tmp_path / "config.yaml"
+    config.write_text("writeback:\n  targets:\n"
+                      + HOOK % ("http://127.0.0.1:9/api/assets/{asset_id}", "")  # loopback
+                      + (HOOK % ("https://dam.example/{tenant}/assets/{asset_id}", ", tenants: ['*']")).replace(
+                          "dam,", "dam-all,"))
+    monkeypatch.setenv("ASSETSTREAM_CONFIG", str(config))
+    local, every = Settings().writeback.targets
+    assert local.tenants == ["default"] and local.serves(None) and not local.serves("acme")  # the default
+    assert every.serves("acme") and every.serves("default")

@@ -10,6 +10,7 @@
           hmac_secret: ...            # or ASSETSTREAM_WRITEBACK__TARGETS='[{"name": "dam", ...}]'
           bearer_token: ...
           rate_per_s: 20
+          tenants: [default]          # whose records it takes (the default); ["*"] = every tenant, with {tenant}
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
+from domain.events import DEFAULT_TENANT, MAX_TENANT, identifier_problem
 from streams.config import Section
 
 #: the record fields a target may take (ValidatedAsset names); `tags` is the list of tag labels
@@ -35,9 +37,12 @@ DEFAULT_FIELDS = {
 }
 
 
+EVERY_TENANT = "*"
+
 def _has_userinfo(url: str) -> bool:
     """The URL names credentials (`http://user:pass@host/...`), which httpx sends as Basic auth."""
     return re.match(r"^https?://[^/?#]*@", url, re.IGNORECASE) is not None
+
 
 
 class TargetSettings(Section):
@@ -86,13 +91,41 @@ class TargetSettings(Section):
     rate_per_s: float | None = Field(None, gt=0, description="at most this many requests per second (per worker)")
     failure_threshold: int = Field(3, ge=1, description="consecutive transient failures that open the breaker")
     open_s: float = Field(5.0, gt=0, description="how long the open breaker pauses the partitions before a trial")
+    tenants: list[str] = Field(
+        default_factory=lambda: [DEFAULT_TENANT],
+        description="the tenants whose records this target takes; another tenant's record is skipped (counted, "
+                    "never sent). Default: the default tenant only. [\"*\"] = every tenant (a webhook url with "
+                    "{tenant}); a webhook serving more than one tenant needs {tenant} in its url")
+
 
     @field_validator("url")
     @classmethod
     def _url(cls, v: str | None) -> str | None:
         if v is not None and not re.match(r"^https?://[^/{}]+", v):
-            raise ValueError("url must be http(s)://host/... (the host is fixed: {asset_id} only in the path)")
+            raise ValueError("url must be http(s)://host/... (the host is fixed: {asset_id} and {tenant} only in "
+                             "the path)")
         return v
+
+    @field_validator("tenants", mode="before")
+    @classmethod
+    def _one_or_many_tenants(cls, value: object) -> object:
+        return [value] if isinstance(value, str) else value
+
+    @field_validator("tenants")
+    @classmethod
+    def _tenant_names(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError(f"tenants is empty: name the tenants this target serves (e.g. [{DEFAULT_TENANT}]), "
+                             f"or [\"{EVERY_TENANT}\"] for every tenant")
+        for tenant in value:
+            problem = None if tenant == EVERY_TENANT else identifier_problem(tenant, MAX_TENANT, scoped=True)
+            if problem is not None:
+                raise ValueError(f"tenant {problem}")
+        return list(dict.fromkeys(value))
+
+    def serves(self, tenant: str | None) -> bool:
+        """Whether a record of this tenant (None: the default tenant) may be sent to this target."""
+        return EVERY_TENANT in self.tenants or (tenant or DEFAULT_TENANT) in self.tenants
 
     @model_validator(mode="after")
     def _per_type(self):
@@ -108,6 +141,8 @@ class TargetSettings(Section):
                              "bearer_token are set, and only the URL's credentials would be sent (as Basic auth; "
                              "the bearer token would be silently dropped); keep one: remove user:password@ from "
                              "url, or remove bearer_token")
+        if self.type in ("webhook", "wordpress"):
+            self._tenants_fit_the_url()
         if self.type == "files":
             if not (self.out_dir and self.source_roots):
                 raise ValueError(f"writeback target {self.name!r} (files) needs out_dir and source_roots")
@@ -117,6 +152,18 @@ class TargetSettings(Section):
         if not self.fields:
             self.fields = dict(DEFAULT_FIELDS[self.type])
         return self
+
+    def _tenants_fit_the_url(self) -> None:
+        """One tenant's asset never lands on another's record: a URL shared by tenants must name the tenant."""
+        if "{tenant}" in self.url and self.type != "webhook":
+            raise ValueError(f"writeback target {self.name!r} ({self.type}): {{tenant}} is a webhook url "
+                             "placeholder; a WordPress site serves the tenants its target names (tenants: [...])")
+        shared = EVERY_TENANT in self.tenants or len(self.tenants) > 1
+        if self.type == "webhook" and shared and "{tenant}" not in self.url:
+            raise ValueError(f"writeback target {self.name!r} (webhook) serves {', '.join(self.tenants)} but its url "
+                             "has no {tenant}, so two tenants' assets with the same id would be written to one "
+                             "record; put {tenant} in the url (e.g. https://dam.example/{tenant}/assets/{asset_id}), "
+                             "or configure one target per tenant")
 
     @field_validator("fields")
     @classmethod

@@ -27,23 +27,24 @@ from urllib.parse import urlparse
 
 from consumers.writeback.http import HttpTarget
 from consumers.writeback.plan import MISSING, get_path, nest
-from domain.records import asset_of
+from domain.records import asset_of, document_id
 from streams.errors import PermanentError
 
 
 class WordPressTarget(HttpTarget):
+
     def __init__(self, cfg, global_pacer, client=None):
         super().__init__(cfg, global_pacer, client)
         self.base = cfg.url.rstrip("/") + "/wp-json/wp/v2/media"
         pw = cfg.application_password.get_secret_value() if cfg.application_password else ""
         self.auth = (cfg.username or "", pw)
-        self._ids: dict[str, int] = {}
+        self._ids: dict[str, int] = {}  # by tenant-scoped id: two tenants' "a1" are two media items
 
     def media_id(self, value: dict[str, Any]) -> int:
         asset = asset_of(value)
-        asset_id = asset["asset_id"]
-        if asset_id in self._ids:
-            return self._ids[asset_id]
+        key = document_id(value)
+        if key in self._ids:
+            return self._ids[key]
         given = (asset.get("attributes") or {}).get(self.cfg.media_id_attribute)
         if given is not None:
             if not re.fullmatch(r"[0-9]{1,20}", str(given)):  # ASCII digits only: not "²", not a full-width "７"
@@ -52,7 +53,7 @@ class WordPressTarget(HttpTarget):
             media = int(given)
         else:
             media = self._lookup(asset.get("source_uri") or "")
-        self._ids[asset_id] = media
+        self._ids[key] = media
         return media
 
     def _lookup(self, source: str) -> int:
