@@ -77,10 +77,17 @@ HOOK = "    - {name: dam, url: '%s', bearer_token: FAKE-BEARER-888%s}\n"
 
 
 @pytest.mark.parametrize("target, expected", [
+    # trial 30 F2: a suggest target with the live fields put unreviewed text on the site
+    (WP % ("https://blog.example", ", mode: suggest"),
+     "writeback target 'blog' (wordpress, mode suggest) maps alt_text -> alt_text, caption -> caption, summary -> "
+     "description: the media item's own fields, which the site shows at once, so unreviewed suggestions would go "
+     "live; map them to the post meta the editor sees in the media modal: fields: {alt_text: "
+     "meta.assetstream_suggested_alt_text, caption: meta.assetstream_suggested_caption, summary: "
+     "meta.assetstream_suggested_description}"),
     # trial 30 F1: two tenants' same asset id on one DAM record
     (HOOK % ("https://dam.example/api/assets/{asset_id}", ", tenants: [acme, globex]"),
      "writeback target 'dam' (webhook) serves acme, globex but its url has no {tenant}"),
-], ids=["tenants-without-placeholder"])
+], ids=["suggest-to-live-fields", "tenants-without-placeholder"])
 def test_a_writeback_target_that_would_leak_is_refused_when_the_settings_load(tmp_path, monkeypatch, target, expected):
     from pydantic import ValidationError
 
@@ -103,8 +110,11 @@ def test_writeback_targets_that_are_safe_load_and_serve_the_default_tenant(tmp_p
     config.write_text("writeback:\n  targets:\n"
                       + HOOK % ("http://127.0.0.1:9/api/assets/{asset_id}", "")  # loopback
                       + (HOOK % ("https://dam.example/{tenant}/assets/{asset_id}", ", tenants: ['*']")).replace(
-                          "dam,", "dam-all,"))
+                          "dam,", "dam-all,")
+                      + WP % ("https://blog.example", ", mode: suggest, fields: {alt_text: "
+                                                      "meta.assetstream_suggested_alt_text}"))
     monkeypatch.setenv("ASSETSTREAM_CONFIG", str(config))
-    local, every = Settings().writeback.targets
+    local, every, suggest = Settings().writeback.targets
     assert local.tenants == ["default"] and local.serves(None) and not local.serves("acme")  # the default
     assert every.serves("acme") and every.serves("default")
+    assert suggest.mode == "suggest"

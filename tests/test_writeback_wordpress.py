@@ -1,7 +1,8 @@
 """The writeback group against a real WordPress (Debian packages, MariaDB, `php -S` on loopback, set up by the
 fixture): approved alt text, caption and description reach the media items through the REST API with an
 application password; a person's later edit in WordPress is never overwritten; a reprocess sends nothing;
-"suggest" targets put suggestions in post meta and leave the live fields alone."""
+"suggest" targets put suggestions in post meta and leave the live fields alone; file and model text shows as text
+on the site, never as markup; one tenant's record never lands on another tenant's media item."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -10,6 +11,7 @@ import pytest
 
 from consumers.writeback.sink import WritebackSink
 from streams.metrics import WRITEBACK_CONFLICTS, WRITEBACK_ITEMS
+from tests.kafka_support import read_to_end
 from streams.runner import StageRunner
 from tests.kafka_support import RunnerThread, make_settings, provision
 from tests.store_support import validated_asset
@@ -26,7 +28,7 @@ def wordpress():
     missing = available()
     if missing:
         pytest.fail(f"the WordPress tests need {missing} (scripts/system-deps.sh installs them)")
-    wp = LocalWordPress(sorted(SAMPLES.glob("*.jpg"))[:4]).start()
+    wp = LocalWordPress(sorted(SAMPLES.glob("*.jpg")) + sorted(SAMPLES.glob("*.png"))).start()  # 6 media items
     try:
         yield wp
     finally:
@@ -116,3 +118,48 @@ def test_suggest_mode_writes_post_meta_for_the_editor(broker, unique, store, wor
     assert item["meta"]["assetstream_suggested_alt_text"] == "A suggested alt text"
     assert item["meta"]["assetstream_suggested_caption"] == "A suggested caption"
     assert item["alt_text"] == "" and item["caption"]["raw"] == ""  # the live fields wait for the editor
+
+
+def test_file_text_shows_as_text_and_tenants_never_share_a_media_item(broker, unique, store, wordpress):
+    """Trial 30 F1 + F2: a file's XMP caption `"><img src=x onerror=…>` was stored raw in the caption (post_excerpt;
+    an administrator's application password has unfiltered_html) and rendered as markup on the site; and tenant
+    acme's record of the same asset id found the default tenant's cached media id and overwrote its alt text."""
+    m4, m5 = wordpress.media[4:6]
+    s = settings(broker, f"wpt{unique}", store.url, wordpress,
+                 [{"name": "blog", "fields": {**LIVE, "title": "title"}, "tenants": ["default", "acme"]}])
+    provision(s)
+    hostile = on_wordpress("wp-t", media=m4, status="approved", alt_text="Tom & Jerry's \"red\" mug <script>alert('alt')</script>",
+                           caption='"><img src=x onerror=alert(document.domain)> <b>Red</b> mug',
+                           title="<script>alert('title')</script> Red mug")
+    hostile["summary"] = '[gallery] <script>alert("d")</script> Salt & Pepper, &amp; co'
+    acme = on_wordpress("wp-t", source=m5, status="approved", alt_text="ACME confidential prototype",
+                        caption="ACME secret", tenant="acme")  # same asset id, its own media item (by URL)
+    globex = on_wordpress("wp-t", media=m4, status="approved", alt_text="globex's alt text", tenant="globex")
+    skipped = WRITEBACK_ITEMS.labels("blog", "skipped")._value.get()
+    with RunnerThread(StageRunner(WritebackSink(s), s)):
+        run_until(s, [hostile, acme, globex], 3)
+        a = wordpress.media_item(m4["id"])
+        assert "<img" not in a["caption"]["rendered"] and "<b>" not in a["caption"]["rendered"]
+        assert "&lt;img src=x onerror=alert(document.domain)&gt;" in a["caption"]["rendered"]  # shown as text
+        assert "<script" not in a["description"]["rendered"] and "gallery-" not in a["description"]["rendered"]
+        assert a["description"]["raw"] == ('&#91;gallery] &lt;script&gt;alert("d")&lt;/script&gt; Salt & Pepper, '
+                                           "&amp;amp; co")  # an editor reading the field sees the words
+        assert "<script" not in a["title"]["rendered"] and "&lt;script&gt;" in a["title"]["rendered"]
+        # post meta WordPress escapes on output: never escaped by us (no &amp;); its REST API drops the tags itself
+        assert a["alt_text"] == 'Tom & Jerry\'s "red" mug'
+        b = wordpress.media_item(m5["id"])
+        assert (b["alt_text"], b["caption"]["raw"]) == ("ACME confidential prototype", "ACME secret")
+        # globex is not a tenant of this target: skipped (counted, not dead-lettered), m4 keeps the default's text
+        assert WRITEBACK_ITEMS.labels("blog", "skipped")._value.get() - skipped == 1
+        assert read_to_end(s, "dead_letter") == []
+
+        # what WordPress stores is what we sent: a new version changing only the alt text is no conflict
+        fields = ("alt_text", "caption", "title", "description")
+        conflicts = sum(WRITEBACK_CONFLICTS.labels("blog", f)._value.get() for f in fields)
+        v2 = on_wordpress("wp-t", 2, media=m4, status="approved", alt_text="A red mug", caption=hostile["caption"],
+                          title=hostile["title"])
+        v2["summary"] = hostile["summary"]
+        run_until(s, [v2], 4)
+        a2 = wordpress.media_item(m4["id"])
+        assert a2["alt_text"] == "A red mug" and a2["caption"]["raw"] == a["caption"]["raw"]
+        assert sum(WRITEBACK_CONFLICTS.labels("blog", f)._value.get() for f in fields) == conflicts

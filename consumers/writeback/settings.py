@@ -39,6 +39,12 @@ DEFAULT_FIELDS = {
 
 EVERY_TENANT = "*"
 
+SUGGESTED_META = {"alt_text": "meta.assetstream_suggested_alt_text", "caption": "meta.assetstream_suggested_caption",
+                  "summary": "meta.assetstream_suggested_description"}
+"""Where a WordPress `suggest` target puts our fields: the post meta deploy/wordpress/assetstream-suggestions.php
+registers and shows the editor (the media item's own fields are live on the site)."""
+
+
 def _has_userinfo(url: str) -> bool:
     """The URL names credentials (`http://user:pass@host/...`), which httpx sends as Basic auth."""
     return re.match(r"^https?://[^/?#]*@", url, re.IGNORECASE) is not None
@@ -151,6 +157,8 @@ class TargetSettings(Section):
                     raise ValueError(f"writeback target {self.name!r}: {spec!r} is not s3://bucket/prefix")
         if not self.fields:
             self.fields = dict(DEFAULT_FIELDS[self.type])
+        if self.type == "wordpress" and self.mode == "suggest":
+            self._suggestions_stay_off_the_site()
         return self
 
     def _tenants_fit_the_url(self) -> None:
@@ -164,6 +172,21 @@ class TargetSettings(Section):
                              "has no {tenant}, so two tenants' assets with the same id would be written to one "
                              "record; put {tenant} in the url (e.g. https://dam.example/{tenant}/assets/{asset_id}), "
                              "or configure one target per tenant")
+
+    def _suggestions_stay_off_the_site(self) -> None:
+        """A suggestion goes to post meta the editor sees, never to a field the site shows (docs/writeback.md)."""
+        live = {ours: theirs for ours, theirs in self.fields.items() if not theirs.startswith("meta.")}
+        if not live:
+            return
+        fix = {ours: SUGGESTED_META[ours] for ours in self.fields if ours in SUGGESTED_META}
+        other = [ours for ours in live if ours not in SUGGESTED_META]
+        raise ValueError(
+            f"writeback target {self.name!r} (wordpress, mode suggest) maps "
+            f"{', '.join(f'{o} -> {t}' for o, t in live.items())}: the media item's own fields, which the site "
+            "shows at once, so unreviewed suggestions would go live; map them to the post meta the editor sees in "
+            f"the media modal: fields: {{{', '.join(f'{o}: {t}' for o, t in fix.items())}}}"
+            + (f" and leave out {', '.join(other)} (no suggestion field for it)" if other else "")
+            + " (deploy/wordpress/assetstream-suggestions.php), or use mode: write (approved records only)")
 
     @field_validator("fields")
     @classmethod

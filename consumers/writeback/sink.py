@@ -134,7 +134,7 @@ class WritebackSink(Stage):
         if is_deleted(value) or not plan.eligible(value, cfg.mode):
             WRITEBACK_ITEMS.labels(target.name, "skipped").inc()
             return []
-        wanted = plan.desired(value, cfg.fields)
+        wanted = target.as_stored(plan.desired(value, cfg.fields))  # WordPress: text in its HTML fields
         decisions = plan.decided(value, cfg.fields)
         fp = plan.fingerprint(target.name, cfg.url, wanted, decisions)
         sid = state_id(target.name, asset_id)
