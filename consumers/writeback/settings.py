@@ -14,8 +14,10 @@
 """
 from __future__ import annotations
 
+import ipaddress
 import re
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
@@ -49,6 +51,16 @@ def _has_userinfo(url: str) -> bool:
     """The URL names credentials (`http://user:pass@host/...`), which httpx sends as Basic auth."""
     return re.match(r"^https?://[^/?#]*@", url, re.IGNORECASE) is not None
 
+
+def _loopback(url: str) -> bool:
+    """The URL's host is this machine (127.0.0.0/8, ::1, localhost): nothing on it crosses a network."""
+    host = (urlsplit(url.replace("{asset_id}", "x").replace("{tenant}", "x")).hostname or "").rstrip(".").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 class TargetSettings(Section):
@@ -102,7 +114,9 @@ class TargetSettings(Section):
         description="the tenants whose records this target takes; another tenant's record is skipped (counted, "
                     "never sent). Default: the default tenant only. [\"*\"] = every tenant (a webhook url with "
                     "{tenant}); a webhook serving more than one tenant needs {tenant} in its url")
-
+    allow_insecure_http: bool = Field(
+        False, description="send credentials (bearer_token, api_key, application_password, a URL password) over "
+                           "plain http:// to a host that is not loopback; off: such a target is refused at load")
 
     @field_validator("url")
     @classmethod
@@ -147,8 +161,14 @@ class TargetSettings(Section):
                              "bearer_token are set, and only the URL's credentials would be sent (as Basic auth; "
                              "the bearer token would be silently dropped); keep one: remove user:password@ from "
                              "url, or remove bearer_token")
+        if self.type == "wordpress" and _has_userinfo(self.url):
+            # the application password goes as Basic auth (it would replace the URL's, or an empty one would)
+            raise ValueError(f"writeback target {self.name!r} (wordpress): the url holds a user:password, which is "
+                             "never sent (WordPress gets the application password as Basic auth); remove "
+                             "user:password@ from url and set username and application_password")
         if self.type in ("webhook", "wordpress"):
             self._tenants_fit_the_url()
+            self._no_credentials_in_clear()
         if self.type == "files":
             if not (self.out_dir and self.source_roots):
                 raise ValueError(f"writeback target {self.name!r} (files) needs out_dir and source_roots")
@@ -172,6 +192,17 @@ class TargetSettings(Section):
                              "has no {tenant}, so two tenants' assets with the same id would be written to one "
                              "record; put {tenant} in the url (e.g. https://dam.example/{tenant}/assets/{asset_id}), "
                              "or configure one target per tenant")
+
+    def _no_credentials_in_clear(self) -> None:
+        sent = [name for name, secret in (("bearer_token", self.bearer_token), ("api_key", self.api_key),
+                                          ("application_password", self.application_password)) if secret]
+        if _has_userinfo(self.url):
+            sent.append("a user:password in url")
+        if sent and self.url.lower().startswith("http://") and not _loopback(self.url) \
+                and not self.allow_insecure_http:
+            raise ValueError(f"writeback target {self.name!r} ({self.type}): {', '.join(sent)} would be sent in "
+                             f"clear over plain http:// to {urlsplit(self.url).hostname}; use an https:// url, or "
+                             "set allow_insecure_http: true on the target if that network is trusted")
 
     def _suggestions_stay_off_the_site(self) -> None:
         """A suggestion goes to post meta the editor sees, never to a field the site shows (docs/writeback.md)."""
