@@ -16,7 +16,7 @@ from streams.runner import StageRunner
 from tests.kafka_support import RunnerThread, make_settings, provision
 from tests.store_support import validated_asset
 from tests.writeback_support import run_until
-from tests.wordpress_support import LocalWordPress, available
+from tests.wordpress_support import WRITER, LocalWordPress, available
 
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"
 LIVE = {"alt_text": "alt_text", "caption": "caption", "summary": "description"}
@@ -28,7 +28,8 @@ def wordpress():
     missing = available()
     if missing:
         pytest.fail(f"the WordPress tests need {missing} (scripts/system-deps.sh installs them)")
-    wp = LocalWordPress(sorted(SAMPLES.glob("*.jpg")) + sorted(SAMPLES.glob("*.png"))).start()  # 6 media items
+    images = sorted(SAMPLES.glob("*.jpg"))
+    wp = LocalWordPress(images + sorted(SAMPLES.glob("*.png")) + images[:1]).start()  # 7 media items
     try:
         yield wp
     finally:
@@ -142,8 +143,8 @@ def test_file_text_shows_as_text_and_tenants_never_share_a_media_item(broker, un
         assert "<img" not in a["caption"]["rendered"] and "<b>" not in a["caption"]["rendered"]
         assert "&lt;img src=x onerror=alert(document.domain)&gt;" in a["caption"]["rendered"]  # shown as text
         assert "<script" not in a["description"]["rendered"] and "gallery-" not in a["description"]["rendered"]
-        assert a["description"]["raw"] == ('&#91;gallery] &lt;script&gt;alert("d")&lt;/script&gt; Salt & Pepper, '
-                                           "&amp;amp; co")  # an editor reading the field sees the words
+        assert a["description"]["raw"] == ('&#091;gallery] &lt;script&gt;alert("d")&lt;/script&gt; Salt &amp; Pepper, '
+                                           "&amp;amp; co")  # HTML of the words: the page shows them as written
         assert "<script" not in a["title"]["rendered"] and "&lt;script&gt;" in a["title"]["rendered"]
         # post meta WordPress escapes on output: never escaped by us (no &amp;); its REST API drops the tags itself
         assert a["alt_text"] == 'Tom & Jerry\'s "red" mug'
@@ -163,3 +164,33 @@ def test_file_text_shows_as_text_and_tenants_never_share_a_media_item(broker, un
         a2 = wordpress.media_item(m4["id"])
         assert a2["alt_text"] == "A red mug" and a2["caption"]["raw"] == a["caption"]["raw"]
         assert sum(WRITEBACK_CONFLICTS.labels("blog", f)._value.get() for f in fields) == conflicts
+
+
+def test_a_user_without_unfiltered_html_stores_our_text_as_we_sent_it(broker, unique, store, wordpress):
+    """docs/writeback.md's role for the application password (an editor without unfiltered_html): WordPress's HTML
+    filter (kses) runs over what the user saves. Our text is already in its form (`&amp;`, `&#091;`), so the media
+    item shows the words and a new version reads back no person's edit (raw text came back changed: conflicts)."""
+    m6 = wordpress.media[6]
+    s = settings(broker, f"wpw{unique}", store.url, wordpress,
+                 [{"name": "blog-writer", "username": WRITER, "application_password": wordpress.writer_password,
+                   "fields": {**LIVE, "title": "title"}}])
+    provision(s)
+    v1 = on_wordpress("wp-w", media=m6, status="approved", alt_text="Salt & pepper <b>shakers</b>",
+                      caption="Salt & Pepper <b>shakers</b> [gallery]", title="Salt & Pepper <i>shakers</i>")
+    v1["summary"] = "Two shakers & a <script>alert(1)</script> [/x] note"
+    fields = (*LIVE.values(), "title")
+    conflicts = sum(WRITEBACK_CONFLICTS.labels("blog-writer", f)._value.get() for f in fields)
+    with RunnerThread(StageRunner(WritebackSink(s), s)):
+        run_until(s, [v1], 1)
+        item = wordpress.media_item(m6["id"])
+        assert item["caption"]["raw"] == "Salt &amp; Pepper &lt;b&gt;shakers&lt;/b&gt; &#091;gallery]"
+        assert "<b>" not in item["caption"]["rendered"] and "gallery-" not in item["caption"]["rendered"]
+        assert "<script" not in item["description"]["rendered"] and "<i>" not in item["title"]["rendered"]
+        assert item["alt_text"] == "Salt & pepper shakers"
+        v2 = on_wordpress("wp-w", 2, media=m6, status="approved", alt_text="Two glass shakers",
+                          caption=v1["caption"], title=v1["title"])
+        v2["summary"] = v1["summary"]
+        run_until(s, [v2], 2)
+    item = wordpress.media_item(m6["id"])
+    assert item["alt_text"] == "Two glass shakers"
+    assert sum(WRITEBACK_CONFLICTS.labels("blog-writer", f)._value.get() for f in fields) == conflicts

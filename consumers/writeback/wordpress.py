@@ -16,8 +16,7 @@ written by a person: a `title` mapping replaces it, `protect_unknown` keeps any 
 
 Caption, description and title are HTML on the site (post_excerpt, post_content, post_title; the REST API stores
 them raw, and for a user with `unfiltered_html` nothing filters them): what we send there is text, with `<`, `>`,
-a `&` that would start a character reference and a shortcode's `[` as references (as_html_text), so it shows as
-written and never as markup. The alt text is post meta that WordPress escapes on output, never escaped by us; the
+`&` and a shortcode's `[` as references (as_html_text), so it shows as written and never as markup. The alt text is post meta that WordPress escapes on output, never escaped by us; the
 REST API stores it through sanitize_text_field (tags removed, whitespace collapsed), so we send it in that form
 (wp_text_field) and what we wrote is what we read back (not a person's edit).
 
@@ -39,15 +38,16 @@ from streams.errors import PermanentError
 
 
 HTML_FIELDS = frozenset({"caption", "description", "title"})
-_AS_TEXT = re.compile(r"[<>]|&(?=#[0-9]+;|#[xX][0-9a-fA-F]+;|[A-Za-z][A-Za-z0-9]*;)|\[(?=[\[/A-Za-z])")
-_REFERENCE = {"<": "&lt;", ">": "&gt;", "&": "&amp;", "[": "&#91;"}
+_AS_TEXT = re.compile(r"[<>&]|\[(?=[\[/A-Za-z])")
+_REFERENCE = {"<": "&lt;", ">": "&gt;", "&": "&amp;", "[": "&#091;"}
 
 
 def as_html_text(value: Any) -> Any:
     """Text for a field WordPress renders as HTML (caption, description, title), so it shows as written, never as
-    markup: `<` and `>` become references, a `&` that would start a character reference `&amp;`, and a `[` that
-    would open a shortcode (`[gallery`, `[/x`, `[[`) `&#91;`. Anything else stays as it is (`Salt & Pepper`,
-    quotes: the field is text, not an attribute), so an editor reading the raw field sees the words."""
+    markup: `<`, `>` and `&` become references, and a `[` that would open a shortcode (`[gallery`, `[/x`, `[[`)
+    `&#091;`. Quotes and the rest stay (the field is text, not an attribute). In the form WordPress's own HTML
+    filter (kses, for a user without unfiltered_html) stores it: kses turns a bare `&` into `&amp;` and `&#91;`
+    into `&#091;`, so anything else would read back as a person's edit."""
     return _AS_TEXT.sub(lambda m: _REFERENCE[m.group()[0]], value) if isinstance(value, str) else value
 
 
