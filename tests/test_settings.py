@@ -70,3 +70,61 @@ def test_a_tag_publish_floor_above_the_auto_apply_threshold_is_refused():
         Settings.model_validate({"validate": {"tag_publish_min": 0.9}})  # would hold tags strong enough to apply
     assert Settings.model_validate({"validate": {"tag_publish_min": None}}).validate_.tag_publish_min is None
     assert Settings().validate_.tag_publish_min == 0.5
+
+
+WP = "    - {name: blog, type: wordpress, url: %s, username: wb, application_password: FAKE-APP-PW-777%s}\n"
+HOOK = "    - {name: dam, url: '%s', bearer_token: FAKE-BEARER-888%s}\n"
+
+
+@pytest.mark.parametrize("target, expected", [
+    # trial 30 F2: a suggest target with the live fields put unreviewed text on the site
+    (WP % ("https://blog.example", ", mode: suggest"),
+     "writeback target 'blog' (wordpress, mode suggest) maps alt_text -> alt_text, caption -> caption, summary -> "
+     "description: the media item's own fields, which the site shows at once, so unreviewed suggestions would go "
+     "live; map them to the post meta the editor sees in the media modal: fields: {alt_text: "
+     "meta.assetstream_suggested_alt_text, caption: meta.assetstream_suggested_caption, summary: "
+     "meta.assetstream_suggested_description}"),
+    # trial 30 F6: credentials in clear to another machine; a URL password next to the application password
+    (HOOK % ("http://dam.example/api/assets/{asset_id}", ""),
+     "writeback target 'dam' (webhook): bearer_token would be sent in clear over plain http:// to dam.example; use "
+     "an https:// url, or set allow_insecure_http: true on the target if that network is trusted"),
+    (WP % ("http://blog.example", ""), "writeback target 'blog' (wordpress): application_password would be sent in "
+                                       "clear over plain http:// to blog.example"),
+    (WP % ("'https://wb:FAKE-URL-PW-999@blog.example'", ""),
+     "writeback target 'blog' (wordpress): the url holds a user:password, which is never sent"),
+    # trial 30 F1: two tenants' same asset id on one DAM record
+    (HOOK % ("https://dam.example/api/assets/{asset_id}", ", tenants: [acme, globex]"),
+     "writeback target 'dam' (webhook) serves acme, globex but its url has no {tenant}"),
+], ids=["suggest-to-live-fields", "bearer-over-http", "app-password-over-http", "wordpress-url-password",
+        "tenants-without-placeholder"])
+def test_a_writeback_target_that_would_leak_is_refused_when_the_settings_load(tmp_path, monkeypatch, target, expected):
+    from pydantic import ValidationError
+
+    from app.settings import Settings
+
+    config = tmp_path / "config.yaml"
+    config.write_text("writeback:\n  targets:\n" + target)
+    monkeypatch.setenv("ASSETSTREAM_CONFIG", str(config))
+    with pytest.raises(ValidationError) as err:
+        Settings()
+    text = " ".join(str(err.value).split())
+    assert expected in text, text
+    assert "FAKE-" not in text.split("[type=")[0]  # no secret in the message (pydantic's input echo is not shown)
+
+
+def test_writeback_targets_that_are_safe_load_and_serve_the_default_tenant(tmp_path, monkeypatch):
+    from app.settings import Settings
+
+    config = tmp_path / "config.yaml"
+    config.write_text("writeback:\n  targets:\n"
+                      + HOOK % ("http://127.0.0.1:9/api/assets/{asset_id}", "")  # loopback
+                      + (WP % ("http://wp.internal", ", allow_insecure_http: true")).replace("blog", "wp")
+                      + (HOOK % ("https://dam.example/{tenant}/assets/{asset_id}", ", tenants: ['*']")).replace(
+                          "dam,", "dam-all,")
+                      + WP % ("https://blog.example", ", mode: suggest, fields: {alt_text: "
+                                                      "meta.assetstream_suggested_alt_text}"))
+    monkeypatch.setenv("ASSETSTREAM_CONFIG", str(config))
+    local, insecure, every, suggest = Settings().writeback.targets
+    assert local.tenants == ["default"] and local.serves(None) and not local.serves("acme")  # the default
+    assert every.serves("acme") and every.serves("default")
+    assert insecure.allow_insecure_http and suggest.mode == "suggest"

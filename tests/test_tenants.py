@@ -104,8 +104,8 @@ def test_the_tenant_separator_is_refused_in_asset_ids_and_tenants():
 
 
 def test_writeback_keeps_each_tenants_copy_of_the_same_asset_id(broker, unique, store, tmp_path):
-    """Two tenants' approved `shared-1` written back as file copies: two copies, each with its own metadata
-    (one name per asset id used to let the second overwrite the first) and two writeback states."""
+    """Two tenants' approved `shared-1` written back as file copies by a target serving both: two copies, each with
+    its own metadata (one name per asset id used to let the second overwrite the first) and two writeback states."""
     import json
     import shutil
     import subprocess
@@ -117,7 +117,7 @@ def test_writeback_keeps_each_tenants_copy_of_the_same_asset_id(broker, unique, 
     samples = Path(__file__).resolve().parent.parent / "samples"
     originals, out = tmp_path / "originals", tmp_path / "out"
     originals.mkdir()
-    s = files_settings(broker, f"tenwb{unique}", store.url, out, originals)
+    s = files_settings(broker, f"tenwb{unique}", store.url, out, originals, tenants=["acme", "globex"])
     provision(s)
     values = []
     for tenant, caption in (("acme", "Acme's red mug"), ("globex", "Globex's red mug")):

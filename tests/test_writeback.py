@@ -27,7 +27,8 @@ RUNNER's backoff, runner.retry_max_attempts (5) attempts of a record take under 
 0.5) is tried again some 20 times within it."""
 
 
-def wb_settings(broker, prefix, store_url, dam, names=("dam",), **target):
+def wb_settings(broker, prefix, store_url, dam, names=("dam",), extra=(), **target):
+    """`extra`: more targets, as they are."""
     return make_settings(
         broker, prefix,
         index={"url": store_url, "server_mode": "serverless", "number_of_replicas": 0, "index": f"{prefix}-assets",
@@ -35,7 +36,7 @@ def wb_settings(broker, prefix, store_url, dam, names=("dam",), **target):
         writeback={"state_index": f"{prefix}-writeback",
                    "targets": [{"name": name, "url": dam.url, "fields": FIELDS, "hmac_secret": SECRET,
                                 "bearer_token": TOKEN, "timeout_s": 2.0, "open_s": 0.5, **target}
-                               for name in names]},
+                               for name in names] + list(extra)},
         runner=dict(RUNNER))
 
 
@@ -255,6 +256,33 @@ def test_run_rows_say_written_only_when_something_was_sent(broker, unique, store
         assert len(dam.writes("a-row")) == 1
         assert outcomes(second, {"a-row": v2}, {}, since, None)["a-row"] == [
             {"target": "dam", "outcome": "left_alone", "reason": "a person's value in the target kept: altText"}]
+
+
+def test_a_target_takes_only_the_tenants_it_serves(broker, unique, store):
+    """Trial 30 F1: tenant acme's record of asset id `mug-1` went to the DAM record of the default tenant's `mug-1`
+    (the URL knew only {asset_id}). A target without `tenants` serves the default tenant: acme's record is skipped
+    (counted, committed, no dead letter, the run's row says why); a target for every tenant names {tenant}."""
+    from app.run_writeback import outcomes
+
+    with FakeDam() as dam:
+        every = {"name": "dam-tenants", "url": dam.url.replace("{asset_id}", "{tenant}/{asset_id}"),
+                 "tenants": ["*"], "fields": FIELDS, "bearer_token": TOKEN, "timeout_s": 2.0}
+        s = wb_settings(broker, f"wbt{unique}", store.url, dam, extra=[every])
+        provision(s)
+        ours = validated_asset("mug-1", status="approved", alt_text="The default tenant's red mug")
+        theirs = validated_asset("mug-1", status="approved", alt_text="ACME confidential prototype", tenant="acme")
+        skipped, since = count(WRITEBACK_ITEMS, "dam", "skipped"), int(time.time() * 1000)
+        with RunnerThread(StageRunner(WritebackSink(s), s)):
+            run_until(s, [theirs], 1)  # acme's first: the DAM record is still empty
+            run_until(s, [ours], 2)
+        assert [json.loads(w["body"])["altText"] for w in dam.writes("mug-1")] == ["The default tenant's red mug"]
+        assert count(WRITEBACK_ITEMS, "dam", "skipped") - skipped == 1
+        assert dam.assets["default/mug-1"]["altText"] == "The default tenant's red mug"
+        assert dam.assets["acme/mug-1"]["altText"] == "ACME confidential prototype"
+        assert read_to_end(s, "dead_letter") == []
+        assert outcomes(s, {"mug-1": theirs}, {}, since, None)["mug-1"] == [
+            {"target": "dam", "outcome": "skipped", "reason": "tenant acme: the target serves default"},
+            {"target": "dam-tenants", "outcome": "written", "reason": None}]
 
 
 def test_every_target_refusing_a_record_is_named_in_its_dead_letter_and_row(broker, unique, store):

@@ -1,7 +1,8 @@
 """The writeback group against a real WordPress (Debian packages, MariaDB, `php -S` on loopback, set up by the
 fixture): approved alt text, caption and description reach the media items through the REST API with an
 application password; a person's later edit in WordPress is never overwritten; a reprocess sends nothing;
-"suggest" targets put suggestions in post meta and leave the live fields alone."""
+"suggest" targets put suggestions in post meta and leave the live fields alone; file and model text shows as text
+on the site, never as markup; one tenant's record never lands on another tenant's media item."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -10,11 +11,12 @@ import pytest
 
 from consumers.writeback.sink import WritebackSink
 from streams.metrics import WRITEBACK_CONFLICTS, WRITEBACK_ITEMS
+from tests.kafka_support import read_to_end
 from streams.runner import StageRunner
 from tests.kafka_support import RunnerThread, make_settings, provision
 from tests.store_support import validated_asset
 from tests.writeback_support import run_until
-from tests.wordpress_support import LocalWordPress, available
+from tests.wordpress_support import WRITER, LocalWordPress, available
 
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"
 LIVE = {"alt_text": "alt_text", "caption": "caption", "summary": "description"}
@@ -26,7 +28,8 @@ def wordpress():
     missing = available()
     if missing:
         pytest.fail(f"the WordPress tests need {missing} (scripts/system-deps.sh installs them)")
-    wp = LocalWordPress(sorted(SAMPLES.glob("*.jpg"))[:4]).start()
+    images = sorted(SAMPLES.glob("*.jpg"))
+    wp = LocalWordPress(images + sorted(SAMPLES.glob("*.png")) + images[:1]).start()  # 7 media items
     try:
         yield wp
     finally:
@@ -116,3 +119,78 @@ def test_suggest_mode_writes_post_meta_for_the_editor(broker, unique, store, wor
     assert item["meta"]["assetstream_suggested_alt_text"] == "A suggested alt text"
     assert item["meta"]["assetstream_suggested_caption"] == "A suggested caption"
     assert item["alt_text"] == "" and item["caption"]["raw"] == ""  # the live fields wait for the editor
+
+
+def test_file_text_shows_as_text_and_tenants_never_share_a_media_item(broker, unique, store, wordpress):
+    """Trial 30 F1 + F2: a file's XMP caption `"><img src=x onerror=…>` was stored raw in the caption (post_excerpt;
+    an administrator's application password has unfiltered_html) and rendered as markup on the site; and tenant
+    acme's record of the same asset id found the default tenant's cached media id and overwrote its alt text."""
+    m4, m5 = wordpress.media[4:6]
+    s = settings(broker, f"wpt{unique}", store.url, wordpress,
+                 [{"name": "blog", "fields": {**LIVE, "title": "title"}, "tenants": ["default", "acme"]}])
+    provision(s)
+    hostile = on_wordpress("wp-t", media=m4, status="approved", alt_text="Tom & Jerry's \"red\" mug <script>alert('alt')</script>",
+                           caption='"><img src=x onerror=alert(document.domain)> <b>Red</b> mug',
+                           title="<script>alert('title')</script> Red mug")
+    hostile["summary"] = '[gallery] <script>alert("d")</script> Salt & Pepper, &amp; co'
+    acme = on_wordpress("wp-t", source=m5, status="approved", alt_text="ACME confidential prototype",
+                        caption="ACME secret", tenant="acme")  # same asset id, its own media item (by URL)
+    globex = on_wordpress("wp-t", media=m4, status="approved", alt_text="globex's alt text", tenant="globex")
+    skipped = WRITEBACK_ITEMS.labels("blog", "skipped")._value.get()
+    with RunnerThread(StageRunner(WritebackSink(s), s)):
+        run_until(s, [hostile, acme, globex], 3)
+        a = wordpress.media_item(m4["id"])
+        assert "<img" not in a["caption"]["rendered"] and "<b>" not in a["caption"]["rendered"]
+        assert "&lt;img src=x onerror=alert(document.domain)&gt;" in a["caption"]["rendered"]  # shown as text
+        assert "<script" not in a["description"]["rendered"] and "gallery-" not in a["description"]["rendered"]
+        assert a["description"]["raw"] == ('&#091;gallery] &lt;script&gt;alert("d")&lt;/script&gt; Salt &amp; Pepper, '
+                                           "&amp;amp; co")  # HTML of the words: the page shows them as written
+        assert "<script" not in a["title"]["rendered"] and "&lt;script&gt;" in a["title"]["rendered"]
+        # post meta WordPress escapes on output: never escaped by us (no &amp;); its REST API drops the tags itself
+        assert a["alt_text"] == 'Tom & Jerry\'s "red" mug'
+        b = wordpress.media_item(m5["id"])
+        assert (b["alt_text"], b["caption"]["raw"]) == ("ACME confidential prototype", "ACME secret")
+        # globex is not a tenant of this target: skipped (counted, not dead-lettered), m4 keeps the default's text
+        assert WRITEBACK_ITEMS.labels("blog", "skipped")._value.get() - skipped == 1
+        assert read_to_end(s, "dead_letter") == []
+
+        # what WordPress stores is what we sent: a new version changing only the alt text is no conflict
+        fields = ("alt_text", "caption", "title", "description")
+        conflicts = sum(WRITEBACK_CONFLICTS.labels("blog", f)._value.get() for f in fields)
+        v2 = on_wordpress("wp-t", 2, media=m4, status="approved", alt_text="A red mug", caption=hostile["caption"],
+                          title=hostile["title"])
+        v2["summary"] = hostile["summary"]
+        run_until(s, [v2], 4)
+        a2 = wordpress.media_item(m4["id"])
+        assert a2["alt_text"] == "A red mug" and a2["caption"]["raw"] == a["caption"]["raw"]
+        assert sum(WRITEBACK_CONFLICTS.labels("blog", f)._value.get() for f in fields) == conflicts
+
+
+def test_a_user_without_unfiltered_html_stores_our_text_as_we_sent_it(broker, unique, store, wordpress):
+    """docs/writeback.md's role for the application password (an editor without unfiltered_html): WordPress's HTML
+    filter (kses) runs over what the user saves. Our text is already in its form (`&amp;`, `&#091;`), so the media
+    item shows the words and a new version reads back no person's edit (raw text came back changed: conflicts)."""
+    m6 = wordpress.media[6]
+    s = settings(broker, f"wpw{unique}", store.url, wordpress,
+                 [{"name": "blog-writer", "username": WRITER, "application_password": wordpress.writer_password,
+                   "fields": {**LIVE, "title": "title"}}])
+    provision(s)
+    v1 = on_wordpress("wp-w", media=m6, status="approved", alt_text="Salt & pepper <b>shakers</b>",
+                      caption="Salt & Pepper <b>shakers</b> [gallery]", title="Salt & Pepper <i>shakers</i>")
+    v1["summary"] = "Two shakers & a <script>alert(1)</script> [/x] note"
+    fields = (*LIVE.values(), "title")
+    conflicts = sum(WRITEBACK_CONFLICTS.labels("blog-writer", f)._value.get() for f in fields)
+    with RunnerThread(StageRunner(WritebackSink(s), s)):
+        run_until(s, [v1], 1)
+        item = wordpress.media_item(m6["id"])
+        assert item["caption"]["raw"] == "Salt &amp; Pepper &lt;b&gt;shakers&lt;/b&gt; &#091;gallery]"
+        assert "<b>" not in item["caption"]["rendered"] and "gallery-" not in item["caption"]["rendered"]
+        assert "<script" not in item["description"]["rendered"] and "<i>" not in item["title"]["rendered"]
+        assert item["alt_text"] == "Salt & pepper shakers"
+        v2 = on_wordpress("wp-w", 2, media=m6, status="approved", alt_text="Two glass shakers",
+                          caption=v1["caption"], title=v1["title"])
+        v2["summary"] = v1["summary"]
+        run_until(s, [v2], 2)
+    item = wordpress.media_item(m6["id"])
+    assert item["alt_text"] == "Two glass shakers"
+    assert sum(WRITEBACK_CONFLICTS.labels("blog-writer", f)._value.get() for f in fields) == conflicts

@@ -1,7 +1,8 @@
 """A real WordPress for the writeback tests, set up from the Debian packages by the test itself (no manual steps):
 MariaDB with its own data directory and socket, a site directory that links the packaged WordPress
 (/usr/share/wordpress) with its own wp-config.php and wp-content, served by `php -S` on loopback through a small
-router, installed with wp_install(), with an application password, the assetstream suggestions must-use plugin
+router, installed with wp_install(), with an application password (for the administrator, and for a user whose role
+lacks unfiltered_html), the assetstream suggestions must-use plugin
 (deploy/wordpress/) and a few uploaded media items. Everything lives in one temporary directory and stops with it.
 """
 from __future__ import annotations
@@ -21,7 +22,7 @@ import httpx
 
 WP_CORE = Path("/usr/share/wordpress")
 PLUGIN = Path(__file__).resolve().parent.parent / "deploy" / "wordpress" / "assetstream-suggestions.php"
-ADMIN, DB_PASS = "admin", "wp-test-db-pass"
+ADMIN, WRITER, DB_PASS = "admin", "writer", "wp-test-db-pass"
 
 
 def available() -> str | None:
@@ -100,6 +101,12 @@ $r = wp_install('assetstream test site', %(admin)s, 'admin@example.com', false, 
 update_option('permalink_structure', '/%%postname%%/');
 flush_rewrite_rules(true);
 list($password, $item) = WP_Application_Passwords::create_new_application_password($r['user_id'], array('name' => 'assetstream'));
+// the role docs/writeback.md recommends for the application password: an editor without unfiltered_html (kses runs)
+add_role('assetstream-writer', 'assetstream writer', get_role('editor')->capabilities);
+get_role('assetstream-writer')->remove_cap('unfiltered_html');
+$writer = wp_insert_user(array('user_login' => %(writer)s, 'user_pass' => wp_generate_password(24),
+    'user_email' => 'writer@example.com', 'role' => 'assetstream-writer'));
+list($writer_password, $item) = WP_Application_Passwords::create_new_application_password($writer, array('name' => 'assetstream'));
 $media = array();
 foreach (json_decode(%(files)s, true) as $src) {
     $upload = wp_upload_bits(basename($src), null, file_get_contents($src));
@@ -108,7 +115,7 @@ foreach (json_decode(%(files)s, true) as $src) {
         $upload['file']);
     $media[] = array('id' => $id, 'source_url' => wp_get_attachment_url($id), 'file' => $upload['file']);
 }
-echo json_encode(array('password' => $password, 'media' => $media));
+echo json_encode(array('password' => $password, 'writer_password' => $writer_password, 'media' => $media));
 """
 
 
@@ -132,7 +139,7 @@ class LocalWordPress:
         self.site = self.dir / "site"
         self.sock = self.dir / "mysql.sock"
         self.procs: list[subprocess.Popen] = []
-        self.app_password = ""
+        self.app_password = self.writer_password = ""
         self.media: list[dict[str, Any]] = []
 
     # --- lifecycle ----------------------------------------------------------------------------------------
@@ -184,11 +191,12 @@ class LocalWordPress:
         abspath = _php(str(self.site) + "/")
         (self.dir / "router.php").write_text(ROUTER % {"abspath": abspath})
         setup = self.dir / "setup.php"
-        setup.write_text(SETUP % {"abspath": abspath, "host": _php(f"127.0.0.1:{self.port}"), "admin": _php(ADMIN),
+        setup.write_text(SETUP % {"abspath": abspath, "host": _php(f"127.0.0.1:{self.port}"), "admin": _php(ADMIN), "writer": _php(WRITER),
                                   "files": _php(json.dumps([str(p) for p in self.images]))})
         out = subprocess.run(["php", str(setup)], check=True, capture_output=True, timeout=180, cwd=self.site)
         result = json.loads(out.stdout.decode().strip().splitlines()[-1])
         self.app_password, self.media = result["password"], result["media"]
+        self.writer_password = result["writer_password"]  # WRITER: an editor without unfiltered_html
 
     def _serve(self) -> None:
         log = open(self.dir / "php.log", "wb")

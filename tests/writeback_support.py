@@ -28,8 +28,9 @@ def publish(settings, values: list[dict[str, Any]]) -> None:
         pub.flush()
 
 
-def files_settings(broker: str, prefix: str, store_url: str, out, originals):
-    """Settings for a writeback group with one files target (copies of files under `originals` into `out`)."""
+def files_settings(broker: str, prefix: str, store_url: str, out, originals, **target):
+    """Settings for a writeback group with one files target (copies of files under `originals` into `out`);
+    `target`: more of its settings (e.g. tenants)."""
     from tests.kafka_support import make_settings
 
     return make_settings(
@@ -37,7 +38,7 @@ def files_settings(broker: str, prefix: str, store_url: str, out, originals):
         index={"url": store_url, "server_mode": "serverless", "number_of_replicas": 0, "index": prefix},
         writeback={"state_index": f"{prefix}-writeback",
                    "targets": [{"name": "files", "type": "files", "out_dir": str(out),
-                                "source_roots": [str(originals)]}]},
+                                "source_roots": [str(originals)], **target}]},
         runner={"batch_max_wait_s": 0.2})
 
 

@@ -202,6 +202,9 @@ class FilesTarget:
             work.cleanup()
         return None
 
+    def as_stored(self, wanted: dict[str, Any]) -> dict[str, Any]:
+        return wanted  # XMP and IPTC hold text as it is
+
     def release(self, value: dict[str, Any]) -> None:
         """The record is done with (written, nothing to write, or failed): drop what read() kept for it."""
         held = self._take(value)

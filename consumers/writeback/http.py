@@ -107,6 +107,10 @@ class HttpTarget:
     holds_the_original = False
     """True: the values the target holds that we never wrote are the asset file's own (FilesTarget)."""
 
+    def as_stored(self, wanted: dict[str, Any]) -> dict[str, Any]:
+        """{their field: our value} in the form the target stores it (what we send, and what it reads back)."""
+        return wanted
+
     def write(self, value: dict[str, Any], fields: dict[str, Any], etag: str | None,
               previous: dict[str, Any] | None = None) -> str | None:
         """Send these fields (their names; `previous` = what we last wrote); returns the new ETag, if any."""

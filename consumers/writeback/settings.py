@@ -10,14 +10,18 @@
           hmac_secret: ...            # or ASSETSTREAM_WRITEBACK__TARGETS='[{"name": "dam", ...}]'
           bearer_token: ...
           rate_per_s: 20
+          tenants: [default]          # whose records it takes (the default); ["*"] = every tenant, with {tenant}
 """
 from __future__ import annotations
 
+import ipaddress
 import re
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
+from domain.events import DEFAULT_TENANT, MAX_TENANT, identifier_problem
 from streams.config import Section
 
 #: the record fields a target may take (ValidatedAsset names); `tags` is the list of tag labels
@@ -35,9 +39,28 @@ DEFAULT_FIELDS = {
 }
 
 
+EVERY_TENANT = "*"
+
+SUGGESTED_META = {"alt_text": "meta.assetstream_suggested_alt_text", "caption": "meta.assetstream_suggested_caption",
+                  "summary": "meta.assetstream_suggested_description"}
+"""Where a WordPress `suggest` target puts our fields: the post meta deploy/wordpress/assetstream-suggestions.php
+registers and shows the editor (the media item's own fields are live on the site)."""
+
+
 def _has_userinfo(url: str) -> bool:
     """The URL names credentials (`http://user:pass@host/...`), which httpx sends as Basic auth."""
     return re.match(r"^https?://[^/?#]*@", url, re.IGNORECASE) is not None
+
+
+def _loopback(url: str) -> bool:
+    """The URL's host is this machine (127.0.0.0/8, ::1, localhost): nothing on it crosses a network."""
+    host = (urlsplit(url.replace("{asset_id}", "x").replace("{tenant}", "x")).hostname or "").rstrip(".").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 class TargetSettings(Section):
@@ -86,13 +109,43 @@ class TargetSettings(Section):
     rate_per_s: float | None = Field(None, gt=0, description="at most this many requests per second (per worker)")
     failure_threshold: int = Field(3, ge=1, description="consecutive transient failures that open the breaker")
     open_s: float = Field(5.0, gt=0, description="how long the open breaker pauses the partitions before a trial")
+    tenants: list[str] = Field(
+        default_factory=lambda: [DEFAULT_TENANT],
+        description="the tenants whose records this target takes; another tenant's record is skipped (counted, "
+                    "never sent). Default: the default tenant only. [\"*\"] = every tenant (a webhook url with "
+                    "{tenant}); a webhook serving more than one tenant needs {tenant} in its url")
+    allow_insecure_http: bool = Field(
+        False, description="send credentials (bearer_token, api_key, application_password, a URL password) over "
+                           "plain http:// to a host that is not loopback; off: such a target is refused at load")
 
     @field_validator("url")
     @classmethod
     def _url(cls, v: str | None) -> str | None:
         if v is not None and not re.match(r"^https?://[^/{}]+", v):
-            raise ValueError("url must be http(s)://host/... (the host is fixed: {asset_id} only in the path)")
+            raise ValueError("url must be http(s)://host/... (the host is fixed: {asset_id} and {tenant} only in "
+                             "the path)")
         return v
+
+    @field_validator("tenants", mode="before")
+    @classmethod
+    def _one_or_many_tenants(cls, value: object) -> object:
+        return [value] if isinstance(value, str) else value
+
+    @field_validator("tenants")
+    @classmethod
+    def _tenant_names(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError(f"tenants is empty: name the tenants this target serves (e.g. [{DEFAULT_TENANT}]), "
+                             f"or [\"{EVERY_TENANT}\"] for every tenant")
+        for tenant in value:
+            problem = None if tenant == EVERY_TENANT else identifier_problem(tenant, MAX_TENANT, scoped=True)
+            if problem is not None:
+                raise ValueError(f"tenant {problem}")
+        return list(dict.fromkeys(value))
+
+    def serves(self, tenant: str | None) -> bool:
+        """Whether a record of this tenant (None: the default tenant) may be sent to this target."""
+        return EVERY_TENANT in self.tenants or (tenant or DEFAULT_TENANT) in self.tenants
 
     @model_validator(mode="after")
     def _per_type(self):
@@ -108,6 +161,14 @@ class TargetSettings(Section):
                              "bearer_token are set, and only the URL's credentials would be sent (as Basic auth; "
                              "the bearer token would be silently dropped); keep one: remove user:password@ from "
                              "url, or remove bearer_token")
+        if self.type == "wordpress" and _has_userinfo(self.url):
+            # the application password goes as Basic auth (it would replace the URL's, or an empty one would)
+            raise ValueError(f"writeback target {self.name!r} (wordpress): the url holds a user:password, which is "
+                             "never sent (WordPress gets the application password as Basic auth); remove "
+                             "user:password@ from url and set username and application_password")
+        if self.type in ("webhook", "wordpress"):
+            self._tenants_fit_the_url()
+            self._no_credentials_in_clear()
         if self.type == "files":
             if not (self.out_dir and self.source_roots):
                 raise ValueError(f"writeback target {self.name!r} (files) needs out_dir and source_roots")
@@ -116,7 +177,47 @@ class TargetSettings(Section):
                     raise ValueError(f"writeback target {self.name!r}: {spec!r} is not s3://bucket/prefix")
         if not self.fields:
             self.fields = dict(DEFAULT_FIELDS[self.type])
+        if self.type == "wordpress" and self.mode == "suggest":
+            self._suggestions_stay_off_the_site()
         return self
+
+    def _tenants_fit_the_url(self) -> None:
+        """One tenant's asset never lands on another's record: a URL shared by tenants must name the tenant."""
+        if "{tenant}" in self.url and self.type != "webhook":
+            raise ValueError(f"writeback target {self.name!r} ({self.type}): {{tenant}} is a webhook url "
+                             "placeholder; a WordPress site serves the tenants its target names (tenants: [...])")
+        shared = EVERY_TENANT in self.tenants or len(self.tenants) > 1
+        if self.type == "webhook" and shared and "{tenant}" not in self.url:
+            raise ValueError(f"writeback target {self.name!r} (webhook) serves {', '.join(self.tenants)} but its url "
+                             "has no {tenant}, so two tenants' assets with the same id would be written to one "
+                             "record; put {tenant} in the url (e.g. https://dam.example/{tenant}/assets/{asset_id}), "
+                             "or configure one target per tenant")
+
+    def _no_credentials_in_clear(self) -> None:
+        sent = [name for name, secret in (("bearer_token", self.bearer_token), ("api_key", self.api_key),
+                                          ("application_password", self.application_password)) if secret]
+        if _has_userinfo(self.url):
+            sent.append("a user:password in url")
+        if sent and self.url.lower().startswith("http://") and not _loopback(self.url) \
+                and not self.allow_insecure_http:
+            raise ValueError(f"writeback target {self.name!r} ({self.type}): {', '.join(sent)} would be sent in "
+                             f"clear over plain http:// to {urlsplit(self.url).hostname}; use an https:// url, or "
+                             "set allow_insecure_http: true on the target if that network is trusted")
+
+    def _suggestions_stay_off_the_site(self) -> None:
+        """A suggestion goes to post meta the editor sees, never to a field the site shows (docs/writeback.md)."""
+        live = {ours: theirs for ours, theirs in self.fields.items() if not theirs.startswith("meta.")}
+        if not live:
+            return
+        fix = {ours: SUGGESTED_META[ours] for ours in self.fields if ours in SUGGESTED_META}
+        other = [ours for ours in live if ours not in SUGGESTED_META]
+        raise ValueError(
+            f"writeback target {self.name!r} (wordpress, mode suggest) maps "
+            f"{', '.join(f'{o} -> {t}' for o, t in live.items())}: the media item's own fields, which the site "
+            "shows at once, so unreviewed suggestions would go live; map them to the post meta the editor sees in "
+            f"the media modal: fields: {{{', '.join(f'{o}: {t}' for o, t in fix.items())}}}"
+            + (f" and leave out {', '.join(other)} (no suggestion field for it)" if other else "")
+            + " (deploy/wordpress/assetstream-suggestions.php), or use mode: write (approved records only)")
 
     @field_validator("fields")
     @classmethod

@@ -1,6 +1,7 @@
 """The writeback group: `validated` -> every configured target, once per change, never over a person's edit.
 
 Per record and target (docs/writeback.md):
+0. a record of a tenant the target does not serve (its `tenants`) -> skipped, never sent, no state;
 1. not eligible (status not approved | auto_applied, or needs_review for a `suggest` target; deletions) -> skipped;
 2. the fingerprint of what the target should hold equals the one last written -> noop (a reprocess sends nothing);
 3. otherwise read the target's current values (`read_current`), keep only fields that differ, leave alone the ones
@@ -27,6 +28,7 @@ from consumers.writeback.files import FilesTarget
 from consumers.writeback.http import HttpTarget
 from consumers.writeback.webhook import WebhookTarget
 from consumers.writeback.wordpress import WordPressTarget
+from domain.events import DEFAULT_TENANT
 from domain.records import asset_of, document_id, is_deleted
 from streams.errors import PermanentError, TransientError
 from streams.metrics import WRITEBACK_CONFLICTS, WRITEBACK_ITEMS
@@ -56,6 +58,7 @@ class WritebackSink(Stage):
         # conflict audit entries of records still being retried (another target failed transiently): the
         # fingerprint is stored already, so the retry answers noop and would not find the conflict again
         self._pending: dict[tuple[str, int, int], list[Output]] = {}
+        self._told: set[tuple[str, str]] = set()  # (target, tenant) skipped and logged once
 
     def should_pause(self) -> str | None:
         for t in self.targets:
@@ -120,10 +123,18 @@ class WritebackSink(Stage):
              ctx: RecordContext) -> list[Output]:
         """Write one record to one target; returns the audit entries of its conflicts."""
         cfg = target.cfg
+        tenant = asset_of(value).get("tenant") or DEFAULT_TENANT
+        if not cfg.serves(tenant):  # another tenant's record never reaches this target (nor a state document)
+            WRITEBACK_ITEMS.labels(target.name, "skipped").inc()
+            if (target.name, tenant) not in self._told:
+                self._told.add((target.name, tenant))
+                log.info("writeback %s: skipping tenant %s's records (the target serves %s: its tenants)",
+                         target.name, tenant, ", ".join(cfg.tenants))
+            return []
         if is_deleted(value) or not plan.eligible(value, cfg.mode):
             WRITEBACK_ITEMS.labels(target.name, "skipped").inc()
             return []
-        wanted = plan.desired(value, cfg.fields)
+        wanted = target.as_stored(plan.desired(value, cfg.fields))  # WordPress: text in its HTML fields
         decisions = plan.decided(value, cfg.fields)
         fp = plan.fingerprint(target.name, cfg.url, wanted, decisions)
         sid = state_id(target.name, asset_id)

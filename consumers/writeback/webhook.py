@@ -1,6 +1,6 @@
 """The generic DAM target: one JSON request per asset to a configured URL template.
 
-    PATCH https://dam.example/api/assets/<asset id>
+    PATCH https://dam.example/api/assets/<asset id>           (the url's {asset_id}; {tenant}: the record's tenant)
     Content-Type: application/json
     Idempotency-Key: <sha256 of target, asset, version, decision, last write, body>  (plan.write_key: a retry of
                                                             this write = the same key; X -> Y -> X = three keys)
@@ -20,13 +20,16 @@ from urllib.parse import quote
 
 from consumers.writeback.http import HttpTarget
 from consumers.writeback.plan import MISSING, get_path, nest, write_key
+from domain.events import DEFAULT_TENANT
 from domain.records import asset_of
 from domain.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
 
 
 class WebhookTarget(HttpTarget):
-    def url(self, asset_id: str) -> str:
-        return self.cfg.url.replace("{asset_id}", quote(asset_id, safe=""))
+    def url(self, value: dict[str, Any]) -> str:
+        asset = asset_of(value)
+        return (self.cfg.url.replace("{tenant}", quote(asset.get("tenant") or DEFAULT_TENANT, safe=""))
+                .replace("{asset_id}", quote(asset["asset_id"], safe="")))
 
     def _headers(self) -> dict[str, str]:
         h = {"Accept": "application/json", "User-Agent": "assetstream-writeback"}
@@ -37,7 +40,7 @@ class WebhookTarget(HttpTarget):
         return h
 
     def read(self, value: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
-        resp = self.request("GET", self.url(asset_of(value)["asset_id"]), headers=self._headers())
+        resp = self.request("GET", self.url(value), headers=self._headers())
         doc = self.json_of(resp)
         current = {}
         for theirs in self.cfg.fields.values():
@@ -48,7 +51,6 @@ class WebhookTarget(HttpTarget):
 
     def write(self, value: dict[str, Any], fields: dict[str, Any], etag: str | None,
               previous: dict[str, Any] | None = None) -> str | None:
-        asset_id = asset_of(value)["asset_id"]
         body = json.dumps(nest(fields), sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
         h = {**self._headers(), "Content-Type": "application/json",
              "Idempotency-Key": write_key(self.name, value, body, previous)}
@@ -58,4 +60,4 @@ class WebhookTarget(HttpTarget):
             h[SIGNATURE_HEADER] = sign(self.cfg.hmac_secret.get_secret_value(), ts, body)
         if etag:
             h["If-Match"] = etag
-        return self.request(self.cfg.method, self.url(asset_id), headers=h, content=body).headers.get("etag")
+        return self.request(self.cfg.method, self.url(value), headers=h, content=body).headers.get("etag")

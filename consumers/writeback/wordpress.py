@@ -14,6 +14,12 @@ with `mode: suggest`; the site registers those meta keys for the REST API (deplo
 A media item's title that is still the one WordPress gave it on upload (the file's name) counts as never
 written by a person: a `title` mapping replaces it, `protect_unknown` keeps any other.
 
+Caption, description and title are HTML on the site (post_excerpt, post_content, post_title; the REST API stores
+them raw, and for a user with `unfiltered_html` nothing filters them): what we send there is text, with `<`, `>`,
+`&` and a shortcode's `[` as references (as_html_text), so it shows as written and never as markup. The alt text is post meta that WordPress escapes on output, never escaped by us; the
+REST API stores it through sanitize_text_field (tags removed, whitespace collapsed), so we send it in that form
+(wp_text_field) and what we wrote is what we read back (not a person's edit).
+
 Which media item: the asset event's attribute `media_id_attribute` (e.g. the DAM connector puts
 `wordpress_media_id` there), else the media item whose `source_url` is the asset's source URI (one search by file
 name). Record data only ever picks a numeric id on the configured site, never a URL.
@@ -27,23 +33,61 @@ from urllib.parse import urlparse
 
 from consumers.writeback.http import HttpTarget
 from consumers.writeback.plan import MISSING, get_path, nest
-from domain.records import asset_of
+from domain.records import asset_of, document_id
 from streams.errors import PermanentError
 
 
+HTML_FIELDS = frozenset({"caption", "description", "title"})
+_AS_TEXT = re.compile(r"[<>&]|\[(?=[\[/A-Za-z])")
+_REFERENCE = {"<": "&lt;", ">": "&gt;", "&": "&amp;", "[": "&#091;"}
+
+
+def as_html_text(value: Any) -> Any:
+    """Text for a field WordPress renders as HTML (caption, description, title), so it shows as written, never as
+    markup: `<`, `>` and `&` become references, and a `[` that would open a shortcode (`[gallery`, `[/x`, `[[`)
+    `&#091;`. Quotes and the rest stay (the field is text, not an attribute). In the form WordPress's own HTML
+    filter (kses, for a user without unfiltered_html) stores it: kses turns a bare `&` into `&amp;` and `&#91;`
+    into `&#091;`, so anything else would read back as a person's edit."""
+    return _AS_TEXT.sub(lambda m: _REFERENCE[m.group()[0]], value) if isinstance(value, str) else value
+
+
+def wp_text_field(value: Any) -> Any:
+    """What WordPress's sanitize_text_field (the REST API's alt_text) makes of a text: a `<` opening no tag as
+    `&lt;`, <script>/<style> elements and tags removed, whitespace runs one space, trimmed, %xx octets removed."""
+    if not isinstance(value, str):
+        return value
+    text = value
+    if "<" in text:
+        text = re.sub(r"<[^>]*?(?:(?=<)|>|$)", lambda m: m.group() if ">" in m.group() else _esc_html(m.group()),
+                      text)
+        text = re.sub(r"<(script|style)[^>]*?>.*?</\1>", "", text, flags=re.IGNORECASE | re.DOTALL)
+        text = re.sub(r"<(?!\s)[^>]*>", "", text).strip()  # PHP strip_tags: "< b" opens no tag
+    text = re.sub(r"[\r\n\t ]+", " ", text).strip()
+    octets = re.sub(r"%[a-fA-F0-9]{2}", "", text)
+    while octets != text:
+        text, octets = octets, re.sub(r"%[a-fA-F0-9]{2}", "", octets)
+    return re.sub(r" +", " ", text).strip() if text != value and "%" in value else text
+
+
+def _esc_html(text: str) -> str:
+    text = re.sub(r"&(?!#[0-9]+;|#[xX][0-9a-fA-F]+;|[A-Za-z][A-Za-z0-9]*;)", "&amp;", text)
+    return text.replace("<", "&lt;").replace(">", "&gt;").replace('"', "&quot;").replace("'", "&#039;")
+
+
 class WordPressTarget(HttpTarget):
+
     def __init__(self, cfg, global_pacer, client=None):
         super().__init__(cfg, global_pacer, client)
         self.base = cfg.url.rstrip("/") + "/wp-json/wp/v2/media"
         pw = cfg.application_password.get_secret_value() if cfg.application_password else ""
         self.auth = (cfg.username or "", pw)
-        self._ids: dict[str, int] = {}
+        self._ids: dict[str, int] = {}  # by tenant-scoped id: two tenants' "a1" are two media items
 
     def media_id(self, value: dict[str, Any]) -> int:
         asset = asset_of(value)
-        asset_id = asset["asset_id"]
-        if asset_id in self._ids:
-            return self._ids[asset_id]
+        key = document_id(value)
+        if key in self._ids:
+            return self._ids[key]
         given = (asset.get("attributes") or {}).get(self.cfg.media_id_attribute)
         if given is not None:
             if not re.fullmatch(r"[0-9]{1,20}", str(given)):  # ASCII digits only: not "²", not a full-width "７"
@@ -52,7 +96,7 @@ class WordPressTarget(HttpTarget):
             media = int(given)
         else:
             media = self._lookup(asset.get("source_uri") or "")
-        self._ids[asset_id] = media
+        self._ids[key] = media
         return media
 
     def _lookup(self, source: str) -> int:
@@ -67,6 +111,10 @@ class WordPressTarget(HttpTarget):
                 return int(item["id"])
         raise PermanentError(f"{self.name}: no media item has the source URL {source}", reason="no_media_item",
                              details={"target": self.name, "source_uri": source})
+
+    def as_stored(self, wanted: dict[str, Any]) -> dict[str, Any]:
+        return {theirs: as_html_text(v) if theirs in HTML_FIELDS else wp_text_field(v) if theirs == "alt_text"
+                else v for theirs, v in wanted.items()}
 
     def read(self, value: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
         resp = self.request("GET", f"{self.base}/{self.media_id(value)}", auth=self.auth,
