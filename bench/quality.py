@@ -80,9 +80,11 @@ def _asset(name: str, path: Path) -> dict:
             "human_fields": None, "attributes": {}}
 
 
-def run_pipeline(names: list[str], *, per_image: bool = False, preprocess: dict | None = None) -> dict:
-    """Runs preprocess -> enrich -> validate on every image; returns {name: {...outputs, timings}}. Each record
-    is on its last attempt (the bench has no retry path): a part that times out or fails is marked degraded."""
+def run_pipeline(names: list[str], *, per_image: bool = False, preprocess: dict | None = None,
+                 data: Path = DATA) -> dict:
+    """Runs preprocess -> enrich -> validate on every image of `data`/images; returns {name: {...outputs,
+    timings}}. Each record is on its last attempt (the bench has no retry path): a part that times out or fails is
+    marked degraded."""
     from app.settings import Settings
     from consumers.enrich.dedupe import InMemoryDedupeIndex
     from consumers.enrich.stage import EnrichStage
@@ -91,7 +93,7 @@ def run_pipeline(names: list[str], *, per_image: bool = False, preprocess: dict 
     from streams.stage import RecordContext
 
     settings = Settings().with_overrides(enrich={"provider": "local", "dedupe": "memory"},
-                                         preprocess={"file_roots": [str(DATA)], **(preprocess or {})})
+                                         preprocess={"file_roots": [str(data)], **(preprocess or {})})
     pre_stage = PreprocessStage(settings)
     enr_stage = EnrichStage(settings)
     val_stage = ValidateStage(settings)
@@ -116,10 +118,9 @@ def run_pipeline(names: list[str], *, per_image: bool = False, preprocess: dict 
     enriched = {}
     before = os.times()
     for name in names:
-        path = DATA / "images" / name
-        data = path.read_bytes()
+        path = data / "images" / name
         t0, c0 = time.perf_counter(), time.process_time()
-        pre = pre_stage.preprocess_bytes(_asset(name, path), data)
+        pre = pre_stage.preprocess_bytes(_asset(name, path), path.read_bytes())
         t1 = time.perf_counter()
         enr = enrich(pre)
         t2 = time.perf_counter()
@@ -535,8 +536,9 @@ def _under_load(n: int, names: list[str], preprocess: dict | None = None) -> dic
             b.join(5)
 
 
-def _baseline(ref: str, names: list[str]) -> dict:
-    """Runs this script against the code of `ref` (git archive into a temp dir) in a subprocess."""
+def _baseline(ref: str, names: list[str], script: Path | None = None) -> dict:
+    """Runs this script (or `script`, which takes the same --code/--raw-json/--order arguments) against the code of
+    `ref` (git archive into a temp dir) in a subprocess."""
     with tempfile.TemporaryDirectory(prefix="quality-base-") as tmp:
         archive = subprocess.run(["git", "-C", str(ROOT), "archive", ref], check=True, capture_output=True).stdout
         tar = Path(tmp) / "base.tar"
@@ -545,20 +547,27 @@ def _baseline(ref: str, names: list[str]) -> dict:
             tf.extractall(Path(tmp) / "code", filter="data")
         out = Path(tmp) / "base.json"
         env = {**os.environ, "PYTHONPATH": str(Path(tmp) / "code")}
-        subprocess.run([sys.executable, str(Path(__file__).resolve()), "--code", str(Path(tmp) / "code"),
+        subprocess.run([sys.executable, str(script or Path(__file__).resolve()), "--code", str(Path(tmp) / "code"),
                         "--baseline", "none", "--raw-json", str(out), "--order", ",".join(names)],
                        check=True, env=env, cwd=tmp)
         return json.loads(out.read_text())
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--baseline", default=BASE_REF, help="git ref to compare with, or 'none'")
+def arguments(doc: str, base_ref: str) -> argparse.ArgumentParser:
+    """The options every bench with a same-run baseline takes (the baseline child gets --code, --raw-json and
+    --order from `_baseline`)."""
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--baseline", default=base_ref, help="git ref to compare with, or 'none'")
     ap.add_argument("--code", default=str(ROOT), help=argparse.SUPPRESS)
     ap.add_argument("--raw-json", help=argparse.SUPPRESS)
     ap.add_argument("--order", help=argparse.SUPPRESS)
     ap.add_argument("--seed", type=int, default=7, help="shuffle of the processing order")
     ap.add_argument("--details", action="store_true", help="one row per image")
+    return ap
+
+
+def main() -> None:
+    ap = arguments(__doc__, BASE_REF)
     ap.add_argument("--json", help="write both runs' scores here")
     ap.add_argument("--load", type=int, default=0, metavar="N",
                     help="run this tree a second time with N CPU-burning processes beside it (issue 21: the same "

