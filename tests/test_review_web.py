@@ -516,6 +516,36 @@ def test_unauthenticated_requests_get_401(server, fleet):
         assert anon.get("/healthz").status_code == 200
 
 
+def test_crafted_keyframe_numbers_and_an_unexpected_error_keep_the_security_headers(server, fleet):
+    """Trial 30 F4: `/thumb/<id>?k=²` was a 500 (`"²".isdigit()` is true, `int("²")` raises), and the 500 page carried
+    none of the security headers (they were added inside Starlette's error middleware). A keyframe number is ASCII
+    digits or no preview; whatever still fails unexpectedly (here a document in the store whose preview is not
+    base64 text) gets a 500 with the same headers as every other page."""
+    from domain.store.client import make_client
+    from domain.store.management import read_alias
+
+    settings, _ = fleet
+    bearer = {"Authorization": f"Bearer {server.app.auth.token}"}
+    with httpx.Client(base_url=server.url, headers=bearer) as c:
+        for k in ("\u00b2", "\u0663", "\uff11", "1" * 40, "-1", " 1"):
+            r = c.get("/thumb/mug-0001", params={"k": k})
+            assert (r.status_code, r.text) == (404, "no preview"), (k, r.status_code)
+        client = make_client(settings)
+        alias = read_alias(settings)
+        try:
+            client.index(index=alias, id="corrupt-0099", refresh=True, document={
+                "asset_id": "corrupt-0099", "tenant": "default", "thumbnail": {"data": 12345}})
+            r = c.get("/thumb/corrupt-0099")
+        finally:
+            client.delete(index=alias, id="corrupt-0099", refresh=True)
+            client.close()
+        assert r.status_code == 500 and "Traceback" not in r.text
+        for name, value in (("content-security-policy", "default-src 'self'"), ("x-content-type-options", "nosniff"),
+                            ("cache-control", "no-store"), ("x-frame-options", "DENY"),
+                            ("referrer-policy", "same-origin")):
+            assert value in r.headers.get(name, ""), (name, dict(r.headers))
+
+
 def test_forged_post_without_csrf_token_is_refused(page, server, fleet):
     settings, _ = fleet
     page.goto(server.login_url)  # a signed-in browser: the session cookie would be sent along

@@ -149,8 +149,7 @@ class ReviewApp:
             *search_routes(self),  # GET /v1/search, /v1/assets/{id}/similar (app/review/search_api.py)
             Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
         ]
-        self.asgi = Starlette(routes=routes)
-        self.asgi.add_middleware(_Headers)
+        self.asgi = _Served(routes=routes)
 
     # --- plumbing ------------------------------------------------------------------------------------------
     def login_url(self, base: str) -> str:
@@ -348,7 +347,7 @@ class ReviewApp:
         k = request.query_params.get("k")  # a video's keyframe (its index in video.keyframes)
         if thumb and k is not None:
             frames = thumb.get("keyframes") or []
-            i = int(k) if k.isdigit() else -1
+            i = int(k) if re.fullmatch(r"[0-9]{1,6}", k) else -1  # ASCII digits: `²` is a digit to isdigit()
             thumb = {"data": frames[i], "media_type": "image/jpeg"} if 0 <= i < len(frames) else None
         if not thumb or not thumb.get("data"):
             return Response("no preview", status_code=404, media_type="text/plain")
@@ -614,7 +613,7 @@ def changed_since_confirmed(f: Filters, chosen: list[tuple[str, str | None]], fo
     expect = str(form.get("expect") or "")
     if not confirmed:
         return "nothing approved: the page did not say which assets it showed; reload the queue and approve again"
-    if expect.isdigit() and int(expect) != len(chosen):
+    if re.fullmatch(r"[0-9]{1,9}", expect) and int(expect) != len(chosen):  # ASCII digits (trial 30 F4)
         return (f"nothing approved: the queue changed since you looked: {len(chosen)} {unit} these filters now, "
                 f"the page you confirmed showed {expect}; reload to see them and approve again")
     return (f"nothing approved: the queue changed since you looked: {len(chosen)} {unit} these filters, as "
@@ -757,8 +756,17 @@ def _asset_url(asset_id: str, f: Filters, **extra: str) -> str:
     return f"/asset/{quote(asset_id, safe='')}?" + urlencode({**f.params(), **extra})
 
 
+class _Served(Starlette):
+    """The app with the security headers outside Starlette's error middleware, so its 500 page carries them too
+    (trial 30 F4: `add_middleware` put them inside it, and an unhandled error's page had none)."""
+
+    def build_middleware_stack(self):
+        return _Headers(super().build_middleware_stack())
+
+
 class _Headers:
-    """Security headers on every response; HTML and images are never cached by shared caches."""
+    """Security headers on every response, the 500 page for an unhandled error included; HTML and images are never
+    cached by shared caches."""
 
     def __init__(self, app):
         self.app = app
