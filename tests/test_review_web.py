@@ -546,6 +546,27 @@ def test_crafted_keyframe_numbers_and_an_unexpected_error_keep_the_security_head
             assert value in r.headers.get(name, ""), (name, dict(r.headers))
 
 
+def test_one_nonce_posted_to_two_assets_decides_both(server, fleet):
+    """Trial 30 F3: the form-once memory ignored where a form was posted: a script reusing a nonce rejected
+    done-0006, then posting the same nonce and fields to done-0007 got done-0006's answer ("sent=rejected", redirect
+    to done-0006) and nothing was sent. Each asset's decision is its own; a repeat to the same asset still sends
+    nothing."""
+    settings, _ = fleet
+    before = {d["decision_id"] for d in feedback(settings)}
+    with httpx.Client(base_url=server.url) as c:
+        assert c.get(server.login_url).status_code == 303
+        csrf = re.search(r'name="csrf" value="([^"]+)"', c.get("/asset/done-0006").text).group(1)
+        form = {"csrf": csrf, "once": "samenonce1", "verdict": "reject"}
+        first = c.post("/decide/done-0006", data=form)
+        other = c.post("/decide/done-0007", data=form)
+        again = c.post("/decide/done-0007", data=form)
+    assert first.status_code == other.status_code == 303
+    assert other.headers["location"].startswith("/asset/done-0007?"), other.headers["location"]
+    assert again.headers["location"] == other.headers["location"]
+    sent = [(d["asset_id"], d["status"]) for d in feedback(settings) if d["decision_id"] not in before]
+    assert sent == [("done-0006", "rejected"), ("done-0007", "rejected")]
+
+
 def test_forged_post_without_csrf_token_is_refused(page, server, fleet):
     settings, _ = fleet
     page.goto(server.login_url)  # a signed-in browser: the session cookie would be sent along

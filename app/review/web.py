@@ -256,12 +256,14 @@ class ReviewApp:
             # the outcome is about the asset decided before this one: the title says this one is the next
             "outcome_next": about_other and "doc" in context, **context})
 
-    def _once(self, who: Principal, form: Any, act: Callable[[], dict[str, str] | None]) -> dict[str, str] | None:
-        """act()'s answer, once per drawn form (its `once`) and what the form submits: a repeat gets the first answer
-        before anything is recomputed (code review 15b M1); a form with no valid nonce (an older page, a script) is
-        acted on each time."""
+    def _once(self, who: Principal, where: str, form: Any,
+              act: Callable[[], dict[str, str] | None]) -> dict[str, str] | None:
+        """act()'s answer, once per drawn form (its `once`), where it was posted (`where`: `_decide_at(id)`, BULK) and
+        what the form submits: a repeat gets the first answer before anything is recomputed (code review 15b M1); the
+        same nonce and fields posted to another asset is another decision (trial 30 F3). A form with no valid nonce
+        (an older page, a script) is acted on each time."""
         drawn = token(form.get("once"))
-        return self.once.answer((who.user, who.session, drawn, form_key(form)), act) if drawn else act()
+        return self.once.answer((who.user, who.session, drawn, where, form_key(form)), act) if drawn else act()
 
     def _header(self) -> dict[str, Any]:
         counts = self.index.status_counts()
@@ -411,7 +413,7 @@ class ReviewApp:
             # the same form sent again (Enter twice, a proxy's retry, Back and approve again: trial 28 M1) gets the first
             # one's answer and sends nothing; looked up first: once the first is applied, the form is no longer the
             # same decision (code review 15b M1)
-            answer = self._once(who, form, fresh)
+            answer = self._once(who, _decide_at(asset_id), form, fresh)
             return None if answer is None else answer["target"]
 
         try:
@@ -485,7 +487,7 @@ class ReviewApp:
         def act() -> str | None:
             # the same form approving again (a second click, Back and approve again) sends nothing; looked up first:
             # once the first is applied, "all matching" no longer matches the same assets (code review 15b M1)
-            answer = self._once(who, form, fresh)
+            answer = self._once(who, BULK, form, fresh)
             return None if answer is None else answer["what"]
 
         try:
@@ -526,7 +528,7 @@ class ReviewApp:
             # approval (trial 28 m1; the app remembers what each form sent: app/review/once.py). Looked up first: once
             # applied, "all matching" matches other assets (code review 15b M1)
             drawn = token(form.get("once"))
-            done = [*(self.once.sent(who.user, who.session, drawn, form_key(form)) if drawn else []),
+            done = [*(self.once.sent(who.user, who.session, drawn, BULK, form_key(form)) if drawn else []),
                     *self.once.sent(who.user, who.session, others_once)]
             if done:
                 return {"done": done[0], "check": [], "total": 0, "others": []}
@@ -566,7 +568,8 @@ class ReviewApp:
         # Back to this page after approving from it (no JavaScript): it says so and offers no second approval (trial
         # 28 m1); the page remembers what its own form sent (app/review/once.py)
         drawn = token(_Form(again).get("once"))
-        done = [d for d in (self.once.sent(who.user, who.session, drawn) if drawn else []) if d["what"] == "approved"]
+        done = [d for d in (self.once.sent(who.user, who.session, drawn, _decide_at(asset_id)) if drawn else [])
+                if d["what"] == "approved"]
         return self._page(request, who, "rights_confirm.html", {
             "done": done[0] if done else None,
             "edits": self._edits(doc, again, who),
@@ -750,6 +753,15 @@ class _Form:
 
     def __contains__(self, key: str) -> bool:
         return any(k == key for k, _ in self.items)
+
+
+BULK = "/bulk-approve"  # where a bulk approval's form posts (the form-once key's `where`)
+
+
+def _decide_at(asset_id: str) -> str:
+    """Where an asset's decision form posts: part of the form-once key, so the same nonce and fields posted to another
+    asset is that asset's decision, not the first one's answer (trial 30 F3)."""
+    return f"/decide/{asset_id}"
 
 
 def _asset_url(asset_id: str, f: Filters, **extra: str) -> str:
