@@ -661,6 +661,39 @@ def test_header_mode_believes_the_header_only_from_a_trusted_proxy(fleet, caplog
         ReviewServer(settings.with_overrides(review={"auth": "header"}), host="0.0.0.0", port=0)
 
 
+def test_header_mode_refuses_a_host_name_the_desk_does_not_serve(fleet, caplog):
+    """Trial 30 F7 (DNS rebinding): header mode on loopback believes X-Forwarded-User from any local client, and the
+    CSRF origin check compared Origin with the request's own Host, so a page whose name was rebound to 127.0.0.1
+    (`Host: evil.example:<port>`) read the queue and decided as anyone. A Host the desk does not serve (bound address
+    and loopback names on its port, public_url's host, review.allowed_hosts) is 421 now; /healthz still answers."""
+    settings, _ = fleet
+    before = {d["decision_id"] for d in feedback(settings)}
+    header = settings.with_overrides(review={"auth": "header", "public_url": "https://desk.example.com",
+                                             "allowed_hosts": ["intranet-desk"]})
+    with ReviewServer(header) as srv, httpx.Client(base_url=f"http://127.0.0.1:{srv.port}") as c, \
+            caplog.at_level("WARNING", logger="app.review.web"):
+        user = {"X-Forwarded-User": "mallory"}
+        evil = {**user, "Host": f"evil.example:{srv.port}"}
+        for path in ("/", "/asset/mug-0001", "/thumb/mug-0001", "/v1/search?q=mug", "/metrics"):
+            r = c.get(path, headers=evil)
+            assert r.status_code == 421 and "Red mug" not in r.text, (path, r.status_code)
+        page = c.get("/asset/mug-0001", headers=user)
+        assert page.status_code == 200
+        csrf = re.search(r'name="csrf" value="([^"]+)"', page.text).group(1)
+        r = c.post("/decide/mug-0001", headers={**evil, "Origin": f"http://evil.example:{srv.port}"},
+                   data={"csrf": csrf, "verdict": "reject"})
+        assert r.status_code == 421
+        for host in (f"localhost:{srv.port}", f"LOCALHOST:{srv.port}", f"[::1]:{srv.port}", "desk.example.com",
+                     "intranet-desk:8443"):
+            assert c.get("/", headers={**user, "Host": host}).status_code == 200, host
+        for host in (f"localhost:{srv.port + 1}", "desk.example.com:8077", "", "evil.example"):
+            assert c.get("/", headers={**user, "Host": host}).status_code == 421, host
+        assert c.get("/healthz", headers=evil).status_code == 200
+    assert not [d for d in feedback(settings) if d["decision_id"] not in before and d["editor"] == "mallory"]
+    refused = [r.getMessage() for r in caplog.records if "not one this desk serves" in r.getMessage()]
+    assert refused and len(refused) == len(set(refused)), refused  # once per host name
+
+
 def test_a_decision_the_broker_does_not_acknowledge_is_reported_not_lost_silently(fleet):
     from streams.embedded import free_port
 

@@ -19,7 +19,7 @@ from typing import Any
 
 from starlette.requests import Request
 
-from app.review.settings import ReviewSettings
+from app.review.settings import ReviewSettings, split_host
 
 COOKIE = "assetstream_review"
 """The session cookie's name before the desk knows its port (an app served without ReviewServer); a desk serving on
@@ -47,6 +47,41 @@ def header_exposure_problem(cfg: ReviewSettings, host: str,
 
 
 log = logging.getLogger("assetstream.review")
+
+LOCAL_NAMES = ("localhost", "127.0.0.1", "::1")
+"""The names this machine's own browser reaches a loopback desk by (the Host check of header mode)."""
+
+
+class Hosts:
+    """The Host names a desk serves (trial 30 F7: DNS rebinding). In header mode the user name is believed from any
+    client the app accepts, so a page in a browser on the desk's machine that rebinds its own name to 127.0.0.1 could
+    send the header itself, same-origin; the browser then sends that page's name as `Host`, which this refuses. Served:
+    the bound address and this machine's loopback names on the bound port, this machine's host name when bound to
+    every interface, review.public_url's host, and review.allowed_hosts (a name alone: any port)."""
+
+    def __init__(self, cfg: ReviewSettings, host: str | None = None, port: int | None = None):
+        import socket
+
+        names = {*LOCAL_NAMES, *([host] if host and host not in ("0.0.0.0", "::", "") else [socket.gethostname()])}
+        self.allowed: set[tuple[str, int | None]] = {(n.lower().strip("[]"), port) for n in names}
+        if cfg.public_url:
+            from urllib.parse import urlsplit
+
+            url = urlsplit(cfg.public_url)
+            if url.hostname:
+                self.allowed.add((url.hostname.lower(), url.port or (443 if url.scheme == "https" else 80)))
+        for entry in cfg.allowed_hosts:
+            parsed = split_host(entry)
+            if parsed:
+                self.allowed.add(parsed)
+
+    def serves(self, host_header: str | None) -> bool:
+        parsed = split_host(host_header or "")
+        if parsed is None:
+            return False
+        name, port = parsed
+        # no port: the scheme's default, which the desk cannot tell behind a proxy ending TLS (80 or 443)
+        return any(name == n and (p is None or port == p or (port is None and p in (80, 443))) for n, p in self.allowed)
 
 #: a signed outcome, `ok=<issued>.<hmac>`: ASCII digits and a hex SHA-256, nothing else is parsed
 _OUTCOME = re.compile(r"([0-9]{1,12})\.([0-9a-f]{64})")

@@ -33,7 +33,7 @@ from starlette.templating import Jinja2Templates
 from app.kpis.feedback import alt_text_length, alt_text_missing
 from app.review import decisions as dec
 from app.review import rights
-from app.review.auth import Auth, Principal
+from app.review.auth import Auth, Hosts, Principal
 from app.review.once import Once, StillSending, fingerprint, nonce, token
 from domain.events import scoped_id
 from domain.sources import source_label
@@ -73,6 +73,7 @@ class ReviewApp:
         self.settings = settings
         self.cfg = settings.review
         self.auth = Auth(self.cfg, token)
+        self.hosts = Hosts(self.cfg)  # serve_at() names the bound address and port
         self.es = client or make_client(settings)
         self.index = Index(self.es, settings)
         self.taxonomy = taxonomy_from_settings(settings)
@@ -150,8 +151,16 @@ class ReviewApp:
             Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
         ]
         self.asgi = _Served(routes=routes)
+        # header mode: a request naming a host this desk does not serve is refused (trial 30 F7: DNS rebinding)
+        self.asgi.host_ok = (lambda h: self.hosts.serves(h)) if self.auth.mode == "header" else None
 
     # --- plumbing ------------------------------------------------------------------------------------------
+    def serve_at(self, host: str, port: int) -> None:
+        """The address the app is served on (ReviewServer.start, once bound): its signing key and cookie name
+        (Auth.bind_desk) and the Host names it answers to in header mode (Hosts)."""
+        self.auth.bind_desk(port)
+        self.hosts = Hosts(self.cfg, host, port)
+
     def login_url(self, base: str) -> str:
         """Where an editor starts: with the token in token mode (Jupyter-style), the bare URL otherwise."""
         base = base.rstrip("/")
@@ -770,10 +779,37 @@ def _asset_url(asset_id: str, f: Filters, **extra: str) -> str:
 
 class _Served(Starlette):
     """The app with the security headers outside Starlette's error middleware, so its 500 page carries them too
-    (trial 30 F4: `add_middleware` put them inside it, and an unhandled error's page had none)."""
+    (trial 30 F4: `add_middleware` put them inside it, and an unhandled error's page had none), and, when
+    `host_ok` is set (header mode), the Host check before any route."""
+
+    host_ok: Callable[[str | None], bool] | None = None
 
     def build_middleware_stack(self):
-        return _Headers(super().build_middleware_stack())
+        return _Headers(_HostCheck(super().build_middleware_stack(), self))
+
+
+class _HostCheck:
+    """421 for a request whose Host the desk does not serve (trial 30 F7), /healthz aside (probes name the pod)."""
+
+    def __init__(self, app, served: _Served):
+        self.app, self.served = app, served
+        self.logged: set[str] = set()  # the host names refused and logged (once each, at most 100)
+
+    async def __call__(self, scope, receive, send):
+        check = self.served.host_ok
+        if scope["type"] == "http" and check is not None and scope.get("path") != "/healthz":
+            host = next((v.decode("latin-1") for k, v in scope.get("headers") or [] if k == b"host"), None)
+            if not check(host):
+                name = (host or "")[:100]
+                if name not in self.logged and len(self.logged) < 100:
+                    self.logged.add(name)
+                    log.warning("review: refused a request for host %r: not one this desk serves (DNS rebinding, or "
+                                "review.public_url / review.allowed_hosts missing the name the proxy sends)", name)
+                response = Response("This desk does not answer to this host name. Open it at its own address "
+                                    "(review.public_url), or add the name to review.allowed_hosts.\n",
+                                    status_code=421, media_type="text/plain")
+                return await response(scope, receive, send)
+        await self.app(scope, receive, send)
 
 
 class _Headers:
