@@ -191,10 +191,21 @@ class Auth:
         issued = int(time.time())
         return {kind: text, "ok": f"{issued}.{self._outcome_mac(who, kind, text, issued)}"}
 
+    def confirmation(self, who: Principal, digest: str) -> str:
+        """A rights confirmation (`rights_confirmed`): the digest of the assets asked about, signed for this principal
+        and session, so only the page this app drew for the person confirms (trial 30 F9)."""
+        return self._sign(f"rights\n{who.user}\n{who.session}\n{digest}".encode())
+
+    def confirmation_ok(self, who: Principal, presented: Any, digest: str) -> bool:
+        return isinstance(presented, str) and hmac.compare_digest(presented, self.confirmation(who, digest))
+
     def sign_query(self, who: Principal, items: list[tuple[str, str]]) -> list[tuple[str, str]]:
-        """A page's query (the rights confirmation's: the bulk approval's form less its CSRF token) with a signature
-        for this principal's session (`sig`): the GET page the POST redirects to (so Back works, trial 25 M2) shows
-        only what this app asked for this person, never a link made elsewhere. It approves nothing itself."""
+        """A page's query (the rights confirmation's: the bulk approval's form less its CSRF token) with its issue
+        time (`at`) and a signature for this principal's session (`sig`): the GET page the POST redirects to (so Back
+        works, trial 25 M2) shows only what this app asked for this person, never a link made elsewhere, and only for
+        review.session_max_age_s (trial 30 F9: in session-less modes it was valid until the secret changed). It
+        approves nothing itself."""
+        items = [*items, ("at", str(int(time.time())))]
         return [*items, ("sig", self._sign(b"query\n" + f"{who.user}\n{who.session}\n".encode() + _canon(items)))]
 
     def form_token(self, who: Principal, items: list[tuple[str, str]], choice: str) -> str:
@@ -204,12 +215,17 @@ class Auth:
         return self._sign(b"once\n" + f"{who.user}\n{who.session}\n{choice}\n".encode() + _canon(items))[:32]
 
     def query_ok(self, who: Principal, items: list[tuple[str, str]]) -> list[tuple[str, str]] | None:
-        """The items of a query signed by sign_query for this principal (less `sig`), else None."""
+        """The items of a query signed by sign_query for this principal within review.session_max_age_s (less `at`
+        and `sig`), else None."""
         sig = [v for k, v in items if k == "sig"]
         rest = [(k, v) for k, v in items if k != "sig"]
         ok = len(sig) == 1 and hmac.compare_digest(
             str(sig[0]), self._sign(b"query\n" + f"{who.user}\n{who.session}\n".encode() + _canon(rest)))
-        return rest if ok else None
+        at = rest[-1][1] if rest and rest[-1][0] == "at" else ""
+        if not ok or not re.fullmatch(r"[0-9]{1,12}", at) or \
+                not -60 <= time.time() - int(at) <= self.cfg.session_max_age_s:  # a minute of clock skew (replicas)
+            return None
+        return rest[:-1]
 
     def outcome(self, who: Principal, params: Any) -> dict[str, str | None]:
         """{"sent": …, "error": …} from a request's query parameters: the one signed for this principal by

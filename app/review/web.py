@@ -274,6 +274,15 @@ class ReviewApp:
         drawn = token(form.get("once"))
         return self.once.answer((who.user, who.session, drawn, where, form_key(form)), act) if drawn else act()
 
+    def _rights_token(self, who: Principal, docs: list[dict[str, Any]]) -> str:
+        """What a person's "approve anyway" posts (`rights_confirmed`): the digest of the assets asked about, signed
+        for this person and session under the desk's key (trial 30 F9: the plain digest let any script skip the
+        question by computing it)."""
+        return self.auth.confirmation(who, rights_digest(docs))
+
+    def _rights_confirmed(self, who: Principal, form: Any, docs: list[dict[str, Any]]) -> bool:
+        return self.auth.confirmation_ok(who, form.get("rights_confirmed"), rights_digest(docs))
+
     def _header(self) -> dict[str, Any]:
         counts = self.index.status_counts()
         ttp = self.index.time_to_publish()
@@ -349,7 +358,7 @@ class ReviewApp:
         shown = self.auth.outcome(who, request.query_params)  # only when this app signed it for `who`
         return self._page(request, who, "asset.html", {
             **data, "f": f, "vocab": self.vocab, "alt_rules": self.alt_rules, **shown,
-            "rights_digest": rights_digest([data["doc"]]) if rights.needs_rights_check(data["doc"]) else None,
+            "rights_digest": self._rights_token(who, [data["doc"]]) if rights.needs_rights_check(data["doc"]) else None,
             "error_fields": error_fields(shown["error"], data["fields"]),
             "mine": ",".join(dec.own_decisions(request.query_params.get("mine")))})
 
@@ -394,7 +403,7 @@ class ReviewApp:
             # restricted or unknown rights (editorial only too): an approval asks first, as a bulk one does, unless
             # the page's own confirmation (or the rights-check page's) named this asset
             if decision["status"] == "approved" and rights.needs_rights_check(doc) and \
-                    form.get("rights_confirmed") != rights_digest([doc]):
+                    not self._rights_confirmed(who, form, [doc]):
                 return None
 
             def send() -> dict[str, str]:
@@ -450,7 +459,7 @@ class ReviewApp:
             return chosen
         return self.index.tenants(list(dict.fromkeys(str(i) for i in form.getlist("ids"))))
 
-    def _rights_ask(self, chosen: list[tuple[str, str | None]]) -> dict[str, Any]:
+    def _rights_ask(self, who: Principal, chosen: list[tuple[str, str | None]]) -> dict[str, Any]:
         """What the rights confirmation shows of a bulk approval: the assets with restricted or unknown rights
         (`check`), their digest (`confirmed`), the count, and the others (ids, and titles when few)."""
         ids = [scoped_id(i, t) for i, t in chosen]
@@ -458,7 +467,7 @@ class ReviewApp:
         flagged = {scoped_id(d.get("asset_id"), d.get("tenant")) for d in check}
         others = [i for i in ids if i not in flagged]
         return {"check": check, "total": len(ids), "others": others,
-                "confirmed": rights_digest(check),
+                "confirmed": self._rights_token(who, check),
                 # "Approve only the 2 others" says which (trial 25 m5): by title, when few enough to read out
                 "others_named": self.index.titles(others) if 0 < len(others) <= OTHERS_NAMED else None}
 
@@ -474,7 +483,7 @@ class ReviewApp:
             # restricted or unknown rights among them (trial 23): approve nothing until the person confirms these
             # very assets (the digest of their ids), or chooses to approve only the others
             check = self.index.rights_to_check(ids)
-            if check and form.get("rights_confirmed") != rights_digest(check):
+            if check and not self._rights_confirmed(who, form, check):
                 return None
 
             def send() -> dict[str, str]:
@@ -524,7 +533,7 @@ class ReviewApp:
         again = self.auth.query_ok(who, list(request.query_params.multi_items()))
         if again is None:
             return self._message(request, who, 403, "Refused", "This confirmation link was not made for your "
-                                 "session: go back to the queue and approve again.")
+                                 "session, or it expired: go back to the queue and approve again.")
         form = _Form(again)
         f = Filters.from_params(form, self.taxonomy)
         if form.get("decide") is not None:
@@ -541,7 +550,7 @@ class ReviewApp:
                     *self.once.sent(who.user, who.session, others_once)]
             if done:
                 return {"done": done[0], "check": [], "total": 0, "others": []}
-            return {**self._rights_ask(self._bulk_chosen(f, form)), "header": None}
+            return {**self._rights_ask(who, self._bulk_chosen(f, form)), "header": None}
 
         try:
             ask = await run_in_threadpool(load)
@@ -582,7 +591,7 @@ class ReviewApp:
         return self._page(request, who, "rights_confirm.html", {
             "done": done[0] if done else None,
             "edits": self._edits(doc, again, who),
-            "check": [doc], "total": 1, "others": [], "single": doc, "confirmed": rights_digest([doc]), "f": f,
+            "check": [doc], "total": 1, "others": [], "single": doc, "confirmed": self._rights_token(who, [doc]), "f": f,
             "again": [(k, v) for k, v in again if k != "decide"], "shown": RIGHTS_CHECK_SHOWN,
             "back": _asset_url(asset_id, f) if done else
             _asset_url(asset_id, f, **self.auth.sign_outcome(who, "note", "Cancelled: nothing approved"))})
