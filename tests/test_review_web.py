@@ -120,6 +120,54 @@ def test_the_queue_reflows_at_320_px_as_cards_and_stays_a_table_at_normal_widths
         shutil.copy(shot, os.environ["ASSETSTREAM_REVIEW_QUEUE_SCREENSHOT"])
 
 
+def test_one_file_with_an_endless_title_does_not_push_the_queue_off_the_screen(page, server, fleet):
+    """Trial 30 F5: a file whose title was 3000 "T"s without a space made the queue 17,344 px wide at 1280 px: every
+    row a screen tall, the usage, reasons and status of every asset off-screen (the "restricted" badge among them).
+    The title (and alt text, reasons, the rights check's list) wraps or is cut: the usage column stays on screen,
+    on the queue, the asset's page and the rights check of a bulk approval."""
+    from domain.store.client import make_client
+    from domain.store.management import read_alias
+    from tests.review_support import review_record
+    from tests.store_support import as_items
+    from consumers.index.sink import IndexSink
+
+    settings, _ = fleet
+    endless = review_record(settings, "endless-0099", minutes=9, sample="product_red_mug.jpg", title="T" * 2700,
+                            alt_text="A" * 600, tags=[("product", "cup")], reasons=[RIGHTS, "W" * 900])
+    endless["usage_flag"] = "restricted"
+    client = make_client(settings)
+    sink = IndexSink(settings, client=client)
+    try:
+        assert sink.process_batch(as_items([endless])) == [None]
+        client.indices.refresh(index=read_alias(settings))
+        page.set_viewport_size({"width": 1280, "height": 900})
+        page.goto(server.login_url)
+        page.goto(f"{server.url}/?status=all")
+        assert page.evaluate("document.scrollingElement.scrollWidth") <= 1280
+        usage = page.locator("table.queue td.usage")
+        assert usage.count() == 9
+        for cell in usage.all():
+            box = cell.bounding_box()
+            assert box["x"] + box["width"] <= 1280, box
+            assert cell.locator(".badge").evaluate("b => b.getBoundingClientRect().width") < 160  # not one letter wide
+        title = page.locator("a.open", has_text="TTTT")
+        assert title.bounding_box()["height"] < 100, title.bounding_box()  # four lines, not a screen tall
+        assert title.text_content() == "T" * 2700  # cut on screen, whole for a screen reader
+
+        page.goto(f"{server.url}/asset/endless-0099")
+        assert page.evaluate("document.scrollingElement.scrollWidth") <= 1280
+
+        page.goto(f"{server.url}/?status=all")
+        page.get_by_role("checkbox", name="select endless-0099").check()
+        page.get_by_role("checkbox", name="select mug-0001").check()
+        page.get_by_role("button", name="Approve selected").click()
+        expect(page.locator("h1#outcome")).to_have_text(re.compile("^Nothing approved yet"))
+        assert page.evaluate("document.scrollingElement.scrollWidth") <= 1280
+    finally:
+        client.delete(index=read_alias(settings), id="endless-0099", refresh=True)
+        client.close()
+
+
 def test_editor_edits_alt_text_and_tags_then_approves(page, server, fleet, tmp_path):
     settings, records = fleet
     page.goto(server.login_url)
