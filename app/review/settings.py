@@ -90,9 +90,9 @@ class ReviewSettings(Section):
                                "asset pages, thumbnails, decisions, the figures and the search API (/v1) see no "
                                "other tenant's; empty = every tenant. `assetstream review --tenant T` (repeatable)")
 
-    @field_validator("trusted_proxies", mode="before")
+    @field_validator("trusted_proxies", "allowed_hosts", mode="before")
     @classmethod
-    def _one_or_many_proxies(cls, value: object) -> object:
+    def _one_or_many(cls, value: object) -> object:
         return [] if value is None else [value] if isinstance(value, str) else value
 
     @field_validator("trusted_proxies")
@@ -105,11 +105,6 @@ class ReviewSettings(Section):
                 raise ValueError(f"trusted proxy {proxy!r} is not an IP address or CIDR (e.g. 10.0.0.5 or "
                                  "10.0.0.0/24)") from None
         return [p.strip() for p in value]
-
-    @field_validator("allowed_hosts", mode="before")
-    @classmethod
-    def _one_or_many_hosts(cls, value: object) -> object:
-        return [] if value is None else [value] if isinstance(value, str) else value
 
     @field_validator("allowed_hosts")
     @classmethod
