@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import time
 
+import httpx
+
 from app.kpis import flow
 from app.kpis import testing as T
 from app.kpis.settings import KpiSettings
@@ -71,7 +73,8 @@ def test_a_record_lost_between_hops_turns_into_the_alert_metric(broker, unique):
     and passes three on; validate's output exists for two of them. The fourth never comes out: once its window
     is past the grace period the app counts it as unaccounted and names it."""
     settings, env, port = make_env(broker, unique)
-    env.update({"ASSETSTREAM_KPIS__FLOW_WINDOW_S": "1", "ASSETSTREAM_KPIS__FLOW_GRACE_S": "4"})
+    env.update({"ASSETSTREAM_KPIS__FLOW_WINDOW_S": "1", "ASSETSTREAM_KPIS__FLOW_GRACE_S": "4",
+                "ASSETSTREAM_KPIS__WEB_TOKEN": "kpi-view-secret"})  # trial 30 F8: /flow lists asset ids
     runner_settings = make_settings(broker, f"t{unique}")
     provision(runner_settings)
     with app_for(env, port) as app:
@@ -101,6 +104,12 @@ def test_a_record_lost_between_hops_turns_into_the_alert_metric(broker, unique):
                              15, 0.5, "the unaccounted gauge")
         assert 'assetstream_kpi_flow_records{kind="published"} 4.0' in metrics
         assert 'assetstream_kpi_flow_records{kind="dead_lettered"} 1.0' in metrics
+        # kpis.web_token set: without it (or with another) the views are 401, /readyz stays open for probes
+        for path in ("/flow", "/kpis", "/metrics"):
+            for auth in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "kpi-view-secret"}):
+                r = httpx.get(f"http://127.0.0.1:{port}{path}", headers=auth, timeout=5)
+                assert r.status_code == 401 and "asset-4" not in r.text, (path, auth, r.status_code)
+        assert httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=5).status_code == 200
 
         # the lost record turns up (say, replayed): nothing is unaccounted any more
         T.produce(settings, "validated", [("asset-4", T.validated_record(

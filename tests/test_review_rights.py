@@ -555,3 +555,50 @@ def test_the_rights_check_words_one_asset_and_names_what_it_checks(page, server)
     page.goto(f"{server.url}/asset/stock-0002")  # the question on the asset's page says it too
     page.get_by_role("button", name="Approve all ✓").click()
     expect(page.locator("#rights-ask .unread")).to_have_text(re.compile("^" + UNREAD))
+
+
+def test_a_script_cannot_answer_the_rights_question_by_computing_it_and_a_rights_link_expires(server, fleet):
+    """Trial 30 F9: the rights confirmation was the plain sha256 of the asset ids, so a script with a CSRF token
+    skipped the question by computing it; and a signed rights-check link had no issue time, so in session-less modes
+    (bearer, basic, header: the session is "") it stayed valid until the secret changed. The confirmation is signed
+    for the person and session now (only the page the app drew confirms), and a link lives review.session_max_age_s."""
+    import hashlib
+    import hmac
+    import time
+    from urllib.parse import parse_qsl, urlencode, urlsplit
+
+    import httpx
+
+    from app.review.auth import _canon
+    from app.review.queries import selection_digest
+
+    settings, _ = fleet
+    before = {d["decision_id"] for d in feedback(settings)}
+    with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {server.app.auth.token}"}) as c:
+        page = c.get("/asset/rm-0005").text
+        csrf = re.search(r'name="csrf" value="([^"]+)"', page).group(1)
+        computed = selection_digest(["rm-0005"])
+        r = c.post("/decide/rm-0005", data={"csrf": csrf, "verdict": "approve", "rights_confirmed": computed})
+        assert r.status_code == 303 and r.headers["location"].startswith("/rights-check?"), r.headers["location"]
+        r = c.post("/bulk-approve", data={"csrf": csrf, "scope": "selected", "ids": "rm-0005",
+                                          "rights_confirmed": computed})
+        link = r.headers["location"]
+        assert r.status_code == 303 and link.startswith("/rights-check?"), link
+        assert sent_since(settings, before) == []
+        assert c.get(link).status_code == 200  # the link the app made works
+
+        # the same link issued 13 hours ago (review.session_max_age_s is 12 h): refused, even signed by this desk
+        items = [(k, v) for k, v in parse_qsl(urlsplit(link).query) if k not in ("at", "sig")]
+        items.append(("at", str(int(time.time()) - 13 * 3600)))
+        user = settings.review.token_user
+        sig = hmac.new(server.app.auth.secret, b"query\n" + f"{user}\n\n".encode() + _canon(items),
+                       hashlib.sha256).hexdigest()
+        old = c.get("/rights-check?" + urlencode([*items, ("sig", sig)]))
+        assert old.status_code == 403 and "expired" in old.text
+
+        # what the page itself says confirms
+        confirmed = re.search(r'data-confirmed="([^"]+)"', page).group(1)
+        assert confirmed != computed
+        r = c.post("/decide/rm-0005", data={"csrf": csrf, "verdict": "approve", "rights_confirmed": confirmed})
+        assert r.status_code == 303 and "sent=" in r.headers["location"]
+    assert sent_since(settings, before) == ["rm-0005"]

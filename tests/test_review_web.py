@@ -120,6 +120,58 @@ def test_the_queue_reflows_at_320_px_as_cards_and_stays_a_table_at_normal_widths
         shutil.copy(shot, os.environ["ASSETSTREAM_REVIEW_QUEUE_SCREENSHOT"])
 
 
+def test_one_file_with_an_endless_title_does_not_push_the_queue_off_the_screen(page, server, fleet):
+    """Trial 30 F5: a file whose title was 3000 "T"s without a space made the queue 17,344 px wide at 1280 px: every
+    row a screen tall, the usage, reasons and status of every asset off-screen (the "restricted" badge among them).
+    The title (and alt text, reasons, the rights check's list) wraps or is cut: the usage column stays on screen,
+    on the queue, the asset's page and the rights check of a bulk approval."""
+    from domain.store.client import make_client
+    from domain.store.management import read_alias
+    from tests.review_support import review_record
+    from tests.store_support import as_items
+    from consumers.index.sink import IndexSink
+
+    settings, _ = fleet
+    endless = review_record(settings, "endless-0099", minutes=9, sample="product_red_mug.jpg", title="T" * 2700,
+                            alt_text="A" * 600, tags=[("product", "cup")], reasons=[RIGHTS, "W" * 900])
+    endless["usage_flag"] = "restricted"
+    client = make_client(settings)
+    sink = IndexSink(settings, client=client)
+    try:
+        assert sink.process_batch(as_items([endless])) == [None]
+        client.indices.refresh(index=read_alias(settings))
+        page.set_viewport_size({"width": 1280, "height": 900})
+        page.goto(server.login_url)
+        page.goto(f"{server.url}/?status=all")
+        assert page.evaluate("document.scrollingElement.scrollWidth") <= 1280
+        usage = page.locator("table.queue td.usage")
+        assert usage.count() == 9
+        for cell in usage.all():
+            box = cell.bounding_box()
+            assert box["x"] + box["width"] <= 1280, box
+            assert cell.locator(".badge").evaluate("b => b.getBoundingClientRect().width") < 160  # not one letter wide
+        title = page.locator("a.open", has_text="TTTT")
+        assert title.bounding_box()["height"] < 100, title.bounding_box()  # four lines, not a screen tall
+        assert title.text_content() == "T" * 2700  # cut on screen, whole for a screen reader
+
+        page.goto(f"{server.url}/asset/endless-0099")
+        assert page.evaluate("document.scrollingElement.scrollWidth") <= 1280
+
+        page.goto(f"{server.url}/?status=all")
+        page.get_by_role("checkbox", name="select endless-0099").check()
+        page.get_by_role("checkbox", name="select mug-0001").check()
+        page.get_by_role("button", name="Approve selected").click()
+        expect(page.locator("h1#outcome")).to_have_text(re.compile("^Nothing approved yet"))
+        page.wait_for_load_state("load")  # its stylesheet applied (measured before it, any page is wide)
+        wide = page.evaluate("""() => Array.from(document.querySelectorAll('body *')).filter(e =>
+            e.getBoundingClientRect().right > 1280).map(e => e.tagName + '.' + e.className + ' ' +
+            Math.round(e.getBoundingClientRect().right)).slice(0, 12)""")
+        assert page.evaluate("document.scrollingElement.scrollWidth") <= 1280, wide
+    finally:
+        client.delete(index=read_alias(settings), id="endless-0099", refresh=True)
+        client.close()
+
+
 def test_editor_edits_alt_text_and_tags_then_approves(page, server, fleet, tmp_path):
     settings, records = fleet
     page.goto(server.login_url)
@@ -516,6 +568,57 @@ def test_unauthenticated_requests_get_401(server, fleet):
         assert anon.get("/healthz").status_code == 200
 
 
+def test_crafted_keyframe_numbers_and_an_unexpected_error_keep_the_security_headers(server, fleet):
+    """Trial 30 F4: `/thumb/<id>?k=²` was a 500 (`"²".isdigit()` is true, `int("²")` raises), and the 500 page carried
+    none of the security headers (they were added inside Starlette's error middleware). A keyframe number is ASCII
+    digits or no preview; whatever still fails unexpectedly (here a document in the store whose preview is not
+    base64 text) gets a 500 with the same headers as every other page."""
+    from domain.store.client import make_client
+    from domain.store.management import read_alias
+
+    settings, _ = fleet
+    bearer = {"Authorization": f"Bearer {server.app.auth.token}"}
+    with httpx.Client(base_url=server.url, headers=bearer) as c:
+        for k in ("\u00b2", "\u0663", "\uff11", "1" * 40, "-1", " 1"):
+            r = c.get("/thumb/mug-0001", params={"k": k})
+            assert (r.status_code, r.text) == (404, "no preview"), (k, r.status_code)
+        client = make_client(settings)
+        alias = read_alias(settings)
+        try:
+            client.index(index=alias, id="corrupt-0099", refresh=True, document={
+                "asset_id": "corrupt-0099", "tenant": "default", "thumbnail": {"data": 12345}})
+            r = c.get("/thumb/corrupt-0099")
+        finally:
+            client.delete(index=alias, id="corrupt-0099", refresh=True)
+            client.close()
+        assert r.status_code == 500 and "Traceback" not in r.text
+        for name, value in (("content-security-policy", "default-src 'self'"), ("x-content-type-options", "nosniff"),
+                            ("cache-control", "no-store"), ("x-frame-options", "DENY"),
+                            ("referrer-policy", "same-origin")):
+            assert value in r.headers.get(name, ""), (name, dict(r.headers))
+
+
+def test_one_nonce_posted_to_two_assets_decides_both(server, fleet):
+    """Trial 30 F3: the form-once memory ignored where a form was posted: a script reusing a nonce rejected
+    done-0006, then posting the same nonce and fields to done-0007 got done-0006's answer ("sent=rejected", redirect
+    to done-0006) and nothing was sent. Each asset's decision is its own; a repeat to the same asset still sends
+    nothing."""
+    settings, _ = fleet
+    before = {d["decision_id"] for d in feedback(settings)}
+    with httpx.Client(base_url=server.url) as c:
+        assert c.get(server.login_url).status_code == 303
+        csrf = re.search(r'name="csrf" value="([^"]+)"', c.get("/asset/done-0006").text).group(1)
+        form = {"csrf": csrf, "once": "samenonce1", "verdict": "reject"}
+        first = c.post("/decide/done-0006", data=form)
+        other = c.post("/decide/done-0007", data=form)
+        again = c.post("/decide/done-0007", data=form)
+    assert first.status_code == other.status_code == 303
+    assert other.headers["location"].startswith("/asset/done-0007?"), other.headers["location"]
+    assert again.headers["location"] == other.headers["location"]
+    sent = [(d["asset_id"], d["status"]) for d in feedback(settings) if d["decision_id"] not in before]
+    assert sent == [("done-0006", "rejected"), ("done-0007", "rejected")]
+
+
 def test_forged_post_without_csrf_token_is_refused(page, server, fleet):
     settings, _ = fleet
     page.goto(server.login_url)  # a signed-in browser: the session cookie would be sent along
@@ -608,6 +711,39 @@ def test_header_mode_believes_the_header_only_from_a_trusted_proxy(fleet, caplog
     assert len(refused) == 1 and "127.0.0.1" in refused[0], refused
     with pytest.raises(ValueError, match="review.auth=header believes the X-Forwarded-User header"):
         ReviewServer(settings.with_overrides(review={"auth": "header"}), host="0.0.0.0", port=0)
+
+
+def test_header_mode_refuses_a_host_name_the_desk_does_not_serve(fleet, caplog):
+    """Trial 30 F7 (DNS rebinding): header mode on loopback believes X-Forwarded-User from any local client, and the
+    CSRF origin check compared Origin with the request's own Host, so a page whose name was rebound to 127.0.0.1
+    (`Host: evil.example:<port>`) read the queue and decided as anyone. A Host the desk does not serve (bound address
+    and loopback names on its port, public_url's host, review.allowed_hosts) is 421 now; /healthz still answers."""
+    settings, _ = fleet
+    before = {d["decision_id"] for d in feedback(settings)}
+    header = settings.with_overrides(review={"auth": "header", "public_url": "https://desk.example.com",
+                                             "allowed_hosts": ["intranet-desk"]})
+    with ReviewServer(header) as srv, httpx.Client(base_url=f"http://127.0.0.1:{srv.port}") as c, \
+            caplog.at_level("WARNING", logger="app.review.web"):
+        user = {"X-Forwarded-User": "mallory"}
+        evil = {**user, "Host": f"evil.example:{srv.port}"}
+        for path in ("/", "/asset/mug-0001", "/thumb/mug-0001", "/v1/search?q=mug", "/metrics"):
+            r = c.get(path, headers=evil)
+            assert r.status_code == 421 and "Red mug" not in r.text, (path, r.status_code)
+        page = c.get("/asset/mug-0001", headers=user)
+        assert page.status_code == 200
+        csrf = re.search(r'name="csrf" value="([^"]+)"', page.text).group(1)
+        r = c.post("/decide/mug-0001", headers={**evil, "Origin": f"http://evil.example:{srv.port}"},
+                   data={"csrf": csrf, "verdict": "reject"})
+        assert r.status_code == 421
+        for host in (f"localhost:{srv.port}", f"LOCALHOST:{srv.port}", f"[::1]:{srv.port}", "desk.example.com",
+                     "intranet-desk:8443"):
+            assert c.get("/", headers={**user, "Host": host}).status_code == 200, host
+        for host in (f"localhost:{srv.port + 1}", "desk.example.com:8077", "", "evil.example"):
+            assert c.get("/", headers={**user, "Host": host}).status_code == 421, host
+        assert c.get("/healthz", headers=evil).status_code == 200
+    assert not [d for d in feedback(settings) if d["decision_id"] not in before and d["editor"] == "mallory"]
+    refused = [r.getMessage() for r in caplog.records if "not one this desk serves" in r.getMessage()]
+    assert refused and len(refused) == len(set(refused)), refused  # once per host name
 
 
 def test_a_decision_the_broker_does_not_acknowledge_is_reported_not_lost_silently(fleet):

@@ -16,6 +16,7 @@ Run: `assetstream streams kpis` or `python -m app.kpis.app`.
 """
 from __future__ import annotations
 
+import hmac
 import json
 import logging
 import os
@@ -158,10 +159,21 @@ def count_check_agents(app: faust.App, settings: Settings, serde: Serde, emit,
 
 
 def add_web_views(app: faust.App, ks: Any, health: AgentHealth, ready, recovered, snapshots, flow_table) -> None:
-    """The web view's pages: /kpis, /readyz (the k8s readinessProbe), /flow, /metrics."""
+    """The web view's pages: /kpis, /readyz (the k8s readinessProbe), /flow, /metrics. With kpis.web_token set, all
+    but /readyz need `Authorization: Bearer <web_token>` (trial 30 F8: /flow lists asset ids)."""
+    expected = f"Bearer {ks.web_token.get_secret_value()}".encode() if ks.web_token else None
+
+    def refused(web, request):
+        """A 401 for a request without the web token (when one is set), else None."""
+        if expected is None or hmac.compare_digest((request.headers.get("Authorization") or "").encode(), expected):
+            return None
+        return web.json({"error": "authentication required: send Authorization: Bearer <kpis.web_token>"},
+                        status=401, headers={"WWW-Authenticate": "Bearer"})
 
     @app.page("/kpis")
     async def kpis_view(web, request):
+        if (no := refused(web, request)) is not None:
+            return no
         return web.json({"app_id": ks.app_id, "ready": ready(), "failing_agents": health.failing(),
                          "snapshots": snapshots(), "flow": flow.report(flow_table, ks, compute.now_ms())})
 
@@ -173,12 +185,16 @@ def add_web_views(app: faust.App, ks: Any, health: AgentHealth, ready, recovered
 
     @app.page("/flow")
     async def flow_view(web, request):
+        if (no := refused(web, request)) is not None:
+            return no
         now = compute.now_ms()
         return web.json({**flow.report(flow_table, ks, now),
                          "unaccounted_records": flow.unaccounted_assets(flow_table, ks, now)})
 
     @app.page("/metrics")
     async def metrics_view(web, request):
+        if (no := refused(web, request)) is not None:
+            return no
         health.failing()  # refresh assetstream_kpi_agent_failing (a failure ages out of the window)
         return web.bytes(generate_latest(), content_type=CONTENT_TYPE_LATEST.split(";")[0])
 

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from streams.config import Section
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 
 
 def _default_field_tasks() -> dict[str, str]:
@@ -16,10 +16,16 @@ class KpiSettings(Section):
 
     app_id: str = Field("assetstream-kpis", description="faust app id = consumer group = prefix of its internal "
                         "topics (<app_id>-asset-state-changelog, <app_id>-kpi-events, <app_id>-kpi-changelog)")
-    web_port: int = Field(6066, description="faust web view: /kpis (JSON), /metrics (Prometheus gauges)")
-    web_host: str = Field("127.0.0.1", description="interface the web view binds to (it has no auth: loopback "
+    web_port: int = Field(6066, description="faust web view: /kpis (JSON), /flow (JSON, with asset ids), /metrics "
+                          "(Prometheus gauges), /readyz")
+    web_host: str = Field("127.0.0.1", description="interface the web view binds to (no auth unless web_token: loopback "
                                                    "unless a pod network / Service is meant to reach it, e.g. 0.0.0.0 "
                                                    "in Kubernetes)")
+    web_token: SecretStr | None = Field(None, description="when set, /kpis, /flow (asset ids) and /metrics answer "
+                                        "only requests with `Authorization: Bearer <web_token>` (401 otherwise; "
+                                        "Prometheus: the scrape config's bearer token); /readyz stays open for "
+                                        "probes. Unset: no auth (keep web_host on loopback or behind the "
+                                        "NetworkPolicy)")
     data_dir: str = Field("/tmp/assetstream-kpis", description="faust local table state")
     store: str = Field("memory://", description="faust table store: memory:// (tables rebuilt from their changelog "
                        "topics at every start) or rocksdb:// (needs the rocksdict package)")

@@ -127,7 +127,10 @@ class RunningApp:
         import json
         import urllib.request
 
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.web_port}{path}", timeout=5) as resp:
+        token = self.env.get("ASSETSTREAM_KPIS__WEB_TOKEN")  # kpis.web_token: the views need it
+        request = urllib.request.Request(f"http://127.0.0.1:{self.web_port}{path}",
+                                         headers={"Authorization": f"Bearer {token}"} if token else {})
+        with urllib.request.urlopen(request, timeout=5) as resp:
             body = resp.read()
         return json.loads(body) if path in ("/kpis", "/flow") else body.decode()
 

@@ -19,7 +19,7 @@ from typing import Any
 
 from starlette.requests import Request
 
-from app.review.settings import ReviewSettings
+from app.review.settings import ReviewSettings, split_host
 
 COOKIE = "assetstream_review"
 """The session cookie's name before the desk knows its port (an app served without ReviewServer); a desk serving on
@@ -47,6 +47,41 @@ def header_exposure_problem(cfg: ReviewSettings, host: str,
 
 
 log = logging.getLogger("assetstream.review")
+
+LOCAL_NAMES = ("localhost", "127.0.0.1", "::1")
+"""The names this machine's own browser reaches a loopback desk by (the Host check of header mode)."""
+
+
+class Hosts:
+    """The Host names a desk serves (trial 30 F7: DNS rebinding). In header mode the user name is believed from any
+    client the app accepts, so a page in a browser on the desk's machine that rebinds its own name to 127.0.0.1 could
+    send the header itself, same-origin; the browser then sends that page's name as `Host`, which this refuses. Served:
+    the bound address and this machine's loopback names on the bound port, this machine's host name when bound to
+    every interface, review.public_url's host, and review.allowed_hosts (a name alone: any port)."""
+
+    def __init__(self, cfg: ReviewSettings, host: str | None = None, port: int | None = None):
+        import socket
+
+        names = {*LOCAL_NAMES, *([host] if host and host not in ("0.0.0.0", "::", "") else [socket.gethostname()])}
+        self.allowed: set[tuple[str, int | None]] = {(n.lower().strip("[]"), port) for n in names}
+        if cfg.public_url:
+            from urllib.parse import urlsplit
+
+            url = urlsplit(cfg.public_url)
+            if url.hostname:
+                self.allowed.add((url.hostname.lower(), url.port or (443 if url.scheme == "https" else 80)))
+        for entry in cfg.allowed_hosts:
+            parsed = split_host(entry)
+            if parsed:
+                self.allowed.add(parsed)
+
+    def serves(self, host_header: str | None) -> bool:
+        parsed = split_host(host_header or "")
+        if parsed is None:
+            return False
+        name, port = parsed
+        # no port: the scheme's default, which the desk cannot tell behind a proxy ending TLS (80 or 443)
+        return any(name == n and (p is None or port == p or (port is None and p in (80, 443))) for n, p in self.allowed)
 
 #: a signed outcome, `ok=<issued>.<hmac>`: ASCII digits and a hex SHA-256, nothing else is parsed
 _OUTCOME = re.compile(r"([0-9]{1,12})\.([0-9a-f]{64})")
@@ -156,10 +191,21 @@ class Auth:
         issued = int(time.time())
         return {kind: text, "ok": f"{issued}.{self._outcome_mac(who, kind, text, issued)}"}
 
+    def confirmation(self, who: Principal, digest: str) -> str:
+        """A rights confirmation (`rights_confirmed`): the digest of the assets asked about, signed for this principal
+        and session, so only the page this app drew for the person confirms (trial 30 F9)."""
+        return self._sign(f"rights\n{who.user}\n{who.session}\n{digest}".encode())
+
+    def confirmation_ok(self, who: Principal, presented: Any, digest: str) -> bool:
+        return isinstance(presented, str) and hmac.compare_digest(presented, self.confirmation(who, digest))
+
     def sign_query(self, who: Principal, items: list[tuple[str, str]]) -> list[tuple[str, str]]:
-        """A page's query (the rights confirmation's: the bulk approval's form less its CSRF token) with a signature
-        for this principal's session (`sig`): the GET page the POST redirects to (so Back works, trial 25 M2) shows
-        only what this app asked for this person, never a link made elsewhere. It approves nothing itself."""
+        """A page's query (the rights confirmation's: the bulk approval's form less its CSRF token) with its issue
+        time (`at`) and a signature for this principal's session (`sig`): the GET page the POST redirects to (so Back
+        works, trial 25 M2) shows only what this app asked for this person, never a link made elsewhere, and only for
+        review.session_max_age_s (trial 30 F9: in session-less modes it was valid until the secret changed). It
+        approves nothing itself."""
+        items = [*items, ("at", str(int(time.time())))]
         return [*items, ("sig", self._sign(b"query\n" + f"{who.user}\n{who.session}\n".encode() + _canon(items)))]
 
     def form_token(self, who: Principal, items: list[tuple[str, str]], choice: str) -> str:
@@ -169,12 +215,17 @@ class Auth:
         return self._sign(b"once\n" + f"{who.user}\n{who.session}\n{choice}\n".encode() + _canon(items))[:32]
 
     def query_ok(self, who: Principal, items: list[tuple[str, str]]) -> list[tuple[str, str]] | None:
-        """The items of a query signed by sign_query for this principal (less `sig`), else None."""
+        """The items of a query signed by sign_query for this principal within review.session_max_age_s (less `at`
+        and `sig`), else None."""
         sig = [v for k, v in items if k == "sig"]
         rest = [(k, v) for k, v in items if k != "sig"]
         ok = len(sig) == 1 and hmac.compare_digest(
             str(sig[0]), self._sign(b"query\n" + f"{who.user}\n{who.session}\n".encode() + _canon(rest)))
-        return rest if ok else None
+        at = rest[-1][1] if rest and rest[-1][0] == "at" else ""
+        if not ok or not re.fullmatch(r"[0-9]{1,12}", at) or \
+                not -60 <= time.time() - int(at) <= self.cfg.session_max_age_s:  # a minute of clock skew (replicas)
+            return None
+        return rest[:-1]
 
     def outcome(self, who: Principal, params: Any) -> dict[str, str | None]:
         """{"sent": …, "error": …} from a request's query parameters: the one signed for this principal by

@@ -1,5 +1,6 @@
 """A form is sent at most once (trial 28 M1): each page the review app draws carries a nonce (`once`) in its forms;
-the answer a submission got is remembered for a while under (session, nonce, what the form submits), and the same
+the answer a submission got is remembered for a while under (session, nonce, where it was posted, what the form
+submits: the same nonce and fields posted to another asset is another decision, trial 30 F3), and the same
 submission again (Enter pressed twice, `a` right after a click, Back to the no-JS rights-check page and approve
 again) gets the first one's answer and sends nothing. The answer is looked up before anything is recomputed
 (code review 15b M1): once the first decision is applied, the same form no longer makes the same decision. One that
@@ -8,7 +9,7 @@ that sent nothing (refused, or the broker did not confirm it) is not remembered:
 
     once = Once()
     answer = once.answer(key, send)      # send() at most once per key while remembered; its answer for repeats
-    once.sent(user, session, nonce)      # the answers a form's submissions got (what it sent), oldest first
+    once.sent(user, session, nonce[, where])  # the answers a form's submissions got (what it sent), oldest first
     token(form.get("once"))              # the client's nonce if it is one this app could have made, else ""
 """
 from __future__ import annotations
@@ -91,7 +92,8 @@ class Once:
                 self._busy.pop(key).set()
 
     def sent(self, *form: str) -> list[Any]:
-        """The answers remembered for a form (keys starting with these parts: user, session, nonce), oldest first."""
+        """The answers remembered for a form (keys starting with these parts: user, session, nonce[, where, …]),
+        oldest first."""
         n = len(form)
         with self._lock:
             self._forget_old()

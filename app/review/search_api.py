@@ -218,11 +218,13 @@ def search_routes(app: "ReviewApp") -> list[Route]:
                 form = _is_form(request)
                 if form == "urlencoded":
                     return _error(415, f"send the image file itself: {HOW_TO_SEND}")
+                received = bytearray()  # appended in place: `bytes +=` copied the whole body per chunk (trial 30 F10)
                 async for chunk in request.stream():
-                    body += chunk
-                    if len(body) > limit + (FORM_SLACK if form else 0):
+                    received += chunk
+                    if len(received) > limit + (FORM_SLACK if form else 0):
                         return _error(413, f"the query image is over the limit of {limit} bytes "
                                            "(index.query_image_max_bytes)")
+                body = bytes(received)
                 if form:
                     try:
                         body = await _form_file(request, body)

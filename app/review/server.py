@@ -64,7 +64,7 @@ class ReviewServer:
         if self.sock is None:  # else bound beforehand (`run --serve` binds before it starts anything)
             self.sock = bind_socket(self.host, self.port)
         self.port = self.sock.getsockname()[1]
-        self.app.auth.bind_desk(self.port)  # its cookie name and signing key (known now: port 0 is bound)
+        self.app.serve_at(self.host, self.port)  # its cookie name, signing key and host names (port 0 is bound now)
         config = uvicorn.Config(self.app.asgi, log_level="warning", access_log=False, lifespan="off",
                                 server_header=False, proxy_headers=False)
         self.server = uvicorn.Server(config)

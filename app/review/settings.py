@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import getpass
 import ipaddress
+import re
 from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator
@@ -23,6 +24,17 @@ def _os_user() -> str:
         return getpass.getuser()
     except Exception:  # no passwd entry (containers)
         return "editor"
+
+
+def split_host(value: str) -> tuple[str, int | None] | None:
+    """(name, port) of a Host header or an allowed-hosts entry ("desk.example", "desk.example:8077", "[::1]:8077"),
+    lower-case; None when it is not one."""
+    value = value.strip().lower().rstrip(".")
+    m = re.fullmatch(r"\[([0-9a-f:.]+)\](?::([0-9]{1,5}))?|([^:\[\]/@\s]+)(?::([0-9]{1,5}))?", value)
+    if not m:
+        return None
+    name, port = (m.group(1), m.group(2)) if m.group(1) else (m.group(3), m.group(4))
+    return name.rstrip("."), int(port) if port else None
 
 
 class ReviewSettings(Section):
@@ -46,6 +58,10 @@ class ReviewSettings(Section):
                                        "(e.g. 10.0.0.5, 10.0.0.0/24) of the proxy whose `trusted_header` is "
                                        "believed; a request from any other address is 401. Empty = any address, "
                                        "which the app allows only when it listens on loopback")
+    allowed_hosts: list[str] = Field(default_factory=list, description="header mode: more host names (or host:port) "
+                                     "the app answers to besides the bound address, this machine's loopback names "
+                                     "and public_url's host; a request naming any other host (DNS rebinding) is "
+                                     "refused with 421")
     session_secret: SecretStr | None = Field(None, description="signs session cookies and CSRF tokens, with a key "
                                              "per desk (its tenants, port and public_url: a desk refuses another "
                                              "desk's cookie even with one secret); default: random per start, so "
@@ -74,9 +90,9 @@ class ReviewSettings(Section):
                                "asset pages, thumbnails, decisions, the figures and the search API (/v1) see no "
                                "other tenant's; empty = every tenant. `assetstream review --tenant T` (repeatable)")
 
-    @field_validator("trusted_proxies", mode="before")
+    @field_validator("trusted_proxies", "allowed_hosts", mode="before")
     @classmethod
-    def _one_or_many_proxies(cls, value: object) -> object:
+    def _one_or_many(cls, value: object) -> object:
         return [] if value is None else [value] if isinstance(value, str) else value
 
     @field_validator("trusted_proxies")
@@ -89,6 +105,14 @@ class ReviewSettings(Section):
                 raise ValueError(f"trusted proxy {proxy!r} is not an IP address or CIDR (e.g. 10.0.0.5 or "
                                  "10.0.0.0/24)") from None
         return [p.strip() for p in value]
+
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _host_names(cls, value: list[str]) -> list[str]:
+        for host in value:
+            if split_host(host) is None:
+                raise ValueError(f"allowed host {host!r} is not a host name or host:port (e.g. desk.example.com)")
+        return [h.strip() for h in value]
 
     @field_validator("tenants", mode="before")
     @classmethod

@@ -33,7 +33,7 @@ from starlette.templating import Jinja2Templates
 from app.kpis.feedback import alt_text_length, alt_text_missing
 from app.review import decisions as dec
 from app.review import rights
-from app.review.auth import Auth, Principal
+from app.review.auth import Auth, Hosts, Principal
 from app.review.once import Once, StillSending, fingerprint, nonce, token
 from domain.events import scoped_id
 from domain.sources import source_label
@@ -73,6 +73,7 @@ class ReviewApp:
         self.settings = settings
         self.cfg = settings.review
         self.auth = Auth(self.cfg, token)
+        self.hosts = Hosts(self.cfg)  # serve_at() names the bound address and port
         self.es = client or make_client(settings)
         self.index = Index(self.es, settings)
         self.taxonomy = taxonomy_from_settings(settings)
@@ -149,10 +150,17 @@ class ReviewApp:
             *search_routes(self),  # GET /v1/search, /v1/assets/{id}/similar (app/review/search_api.py)
             Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
         ]
-        self.asgi = Starlette(routes=routes)
-        self.asgi.add_middleware(_Headers)
+        self.asgi = _Served(routes=routes)
+        # header mode: a request naming a host this desk does not serve is refused (trial 30 F7: DNS rebinding)
+        self.asgi.host_ok = (lambda h: self.hosts.serves(h)) if self.auth.mode == "header" else None
 
     # --- plumbing ------------------------------------------------------------------------------------------
+    def serve_at(self, host: str, port: int) -> None:
+        """The address the app is served on (ReviewServer.start, once bound): its signing key and cookie name
+        (Auth.bind_desk) and the Host names it answers to in header mode (Hosts)."""
+        self.auth.bind_desk(port)
+        self.hosts = Hosts(self.cfg, host, port)
+
     def login_url(self, base: str) -> str:
         """Where an editor starts: with the token in token mode (Jupyter-style), the bare URL otherwise."""
         base = base.rstrip("/")
@@ -257,12 +265,23 @@ class ReviewApp:
             # the outcome is about the asset decided before this one: the title says this one is the next
             "outcome_next": about_other and "doc" in context, **context})
 
-    def _once(self, who: Principal, form: Any, act: Callable[[], dict[str, str] | None]) -> dict[str, str] | None:
-        """act()'s answer, once per drawn form (its `once`) and what the form submits: a repeat gets the first answer
-        before anything is recomputed (code review 15b M1); a form with no valid nonce (an older page, a script) is
-        acted on each time."""
+    def _once(self, who: Principal, where: str, form: Any,
+              act: Callable[[], dict[str, str] | None]) -> dict[str, str] | None:
+        """act()'s answer, once per drawn form (its `once`), where it was posted (`where`: `_decide_at(id)`, BULK) and
+        what the form submits: a repeat gets the first answer before anything is recomputed (code review 15b M1); the
+        same nonce and fields posted to another asset is another decision (trial 30 F3). A form with no valid nonce
+        (an older page, a script) is acted on each time."""
         drawn = token(form.get("once"))
-        return self.once.answer((who.user, who.session, drawn, form_key(form)), act) if drawn else act()
+        return self.once.answer((who.user, who.session, drawn, where, form_key(form)), act) if drawn else act()
+
+    def _rights_token(self, who: Principal, docs: list[dict[str, Any]]) -> str:
+        """What a person's "approve anyway" posts (`rights_confirmed`): the digest of the assets asked about, signed
+        for this person and session under the desk's key (trial 30 F9: the plain digest let any script skip the
+        question by computing it)."""
+        return self.auth.confirmation(who, rights_digest(docs))
+
+    def _rights_confirmed(self, who: Principal, form: Any, docs: list[dict[str, Any]]) -> bool:
+        return self.auth.confirmation_ok(who, form.get("rights_confirmed"), rights_digest(docs))
 
     def _header(self) -> dict[str, Any]:
         counts = self.index.status_counts()
@@ -339,7 +358,7 @@ class ReviewApp:
         shown = self.auth.outcome(who, request.query_params)  # only when this app signed it for `who`
         return self._page(request, who, "asset.html", {
             **data, "f": f, "vocab": self.vocab, "alt_rules": self.alt_rules, **shown,
-            "rights_digest": rights_digest([data["doc"]]) if rights.needs_rights_check(data["doc"]) else None,
+            "rights_digest": self._rights_token(who, [data["doc"]]) if rights.needs_rights_check(data["doc"]) else None,
             "error_fields": error_fields(shown["error"], data["fields"]),
             "mine": ",".join(dec.own_decisions(request.query_params.get("mine")))})
 
@@ -348,7 +367,7 @@ class ReviewApp:
         k = request.query_params.get("k")  # a video's keyframe (its index in video.keyframes)
         if thumb and k is not None:
             frames = thumb.get("keyframes") or []
-            i = int(k) if k.isdigit() else -1
+            i = int(k) if re.fullmatch(r"[0-9]{1,6}", k) else -1  # ASCII digits: `²` is a digit to isdigit()
             thumb = {"data": frames[i], "media_type": "image/jpeg"} if 0 <= i < len(frames) else None
         if not thumb or not thumb.get("data"):
             return Response("no preview", status_code=404, media_type="text/plain")
@@ -384,7 +403,7 @@ class ReviewApp:
             # restricted or unknown rights (editorial only too): an approval asks first, as a bulk one does, unless
             # the page's own confirmation (or the rights-check page's) named this asset
             if decision["status"] == "approved" and rights.needs_rights_check(doc) and \
-                    form.get("rights_confirmed") != rights_digest([doc]):
+                    not self._rights_confirmed(who, form, [doc]):
                 return None
 
             def send() -> dict[str, str]:
@@ -412,7 +431,7 @@ class ReviewApp:
             # the same form sent again (Enter twice, a proxy's retry, Back and approve again: trial 28 M1) gets the first
             # one's answer and sends nothing; looked up first: once the first is applied, the form is no longer the
             # same decision (code review 15b M1)
-            answer = self._once(who, form, fresh)
+            answer = self._once(who, _decide_at(asset_id), form, fresh)
             return None if answer is None else answer["target"]
 
         try:
@@ -440,7 +459,7 @@ class ReviewApp:
             return chosen
         return self.index.tenants(list(dict.fromkeys(str(i) for i in form.getlist("ids"))))
 
-    def _rights_ask(self, chosen: list[tuple[str, str | None]]) -> dict[str, Any]:
+    def _rights_ask(self, who: Principal, chosen: list[tuple[str, str | None]]) -> dict[str, Any]:
         """What the rights confirmation shows of a bulk approval: the assets with restricted or unknown rights
         (`check`), their digest (`confirmed`), the count, and the others (ids, and titles when few)."""
         ids = [scoped_id(i, t) for i, t in chosen]
@@ -448,7 +467,7 @@ class ReviewApp:
         flagged = {scoped_id(d.get("asset_id"), d.get("tenant")) for d in check}
         others = [i for i in ids if i not in flagged]
         return {"check": check, "total": len(ids), "others": others,
-                "confirmed": rights_digest(check),
+                "confirmed": self._rights_token(who, check),
                 # "Approve only the 2 others" says which (trial 25 m5): by title, when few enough to read out
                 "others_named": self.index.titles(others) if 0 < len(others) <= OTHERS_NAMED else None}
 
@@ -464,7 +483,7 @@ class ReviewApp:
             # restricted or unknown rights among them (trial 23): approve nothing until the person confirms these
             # very assets (the digest of their ids), or chooses to approve only the others
             check = self.index.rights_to_check(ids)
-            if check and form.get("rights_confirmed") != rights_digest(check):
+            if check and not self._rights_confirmed(who, form, check):
                 return None
 
             def send() -> dict[str, str]:
@@ -486,7 +505,7 @@ class ReviewApp:
         def act() -> str | None:
             # the same form approving again (a second click, Back and approve again) sends nothing; looked up first:
             # once the first is applied, "all matching" no longer matches the same assets (code review 15b M1)
-            answer = self._once(who, form, fresh)
+            answer = self._once(who, BULK, form, fresh)
             return None if answer is None else answer["what"]
 
         try:
@@ -514,7 +533,7 @@ class ReviewApp:
         again = self.auth.query_ok(who, list(request.query_params.multi_items()))
         if again is None:
             return self._message(request, who, 403, "Refused", "This confirmation link was not made for your "
-                                 "session: go back to the queue and approve again.")
+                                 "session, or it expired: go back to the queue and approve again.")
         form = _Form(again)
         f = Filters.from_params(form, self.taxonomy)
         if form.get("decide") is not None:
@@ -527,11 +546,11 @@ class ReviewApp:
             # approval (trial 28 m1; the app remembers what each form sent: app/review/once.py). Looked up first: once
             # applied, "all matching" matches other assets (code review 15b M1)
             drawn = token(form.get("once"))
-            done = [*(self.once.sent(who.user, who.session, drawn, form_key(form)) if drawn else []),
+            done = [*(self.once.sent(who.user, who.session, drawn, BULK, form_key(form)) if drawn else []),
                     *self.once.sent(who.user, who.session, others_once)]
             if done:
                 return {"done": done[0], "check": [], "total": 0, "others": []}
-            return {**self._rights_ask(self._bulk_chosen(f, form)), "header": None}
+            return {**self._rights_ask(who, self._bulk_chosen(f, form)), "header": None}
 
         try:
             ask = await run_in_threadpool(load)
@@ -567,11 +586,12 @@ class ReviewApp:
         # Back to this page after approving from it (no JavaScript): it says so and offers no second approval (trial
         # 28 m1); the page remembers what its own form sent (app/review/once.py)
         drawn = token(_Form(again).get("once"))
-        done = [d for d in (self.once.sent(who.user, who.session, drawn) if drawn else []) if d["what"] == "approved"]
+        done = [d for d in (self.once.sent(who.user, who.session, drawn, _decide_at(asset_id)) if drawn else [])
+                if d["what"] == "approved"]
         return self._page(request, who, "rights_confirm.html", {
             "done": done[0] if done else None,
             "edits": self._edits(doc, again, who),
-            "check": [doc], "total": 1, "others": [], "single": doc, "confirmed": rights_digest([doc]), "f": f,
+            "check": [doc], "total": 1, "others": [], "single": doc, "confirmed": self._rights_token(who, [doc]), "f": f,
             "again": [(k, v) for k, v in again if k != "decide"], "shown": RIGHTS_CHECK_SHOWN,
             "back": _asset_url(asset_id, f) if done else
             _asset_url(asset_id, f, **self.auth.sign_outcome(who, "note", "Cancelled: nothing approved"))})
@@ -614,7 +634,7 @@ def changed_since_confirmed(f: Filters, chosen: list[tuple[str, str | None]], fo
     expect = str(form.get("expect") or "")
     if not confirmed:
         return "nothing approved: the page did not say which assets it showed; reload the queue and approve again"
-    if expect.isdigit() and int(expect) != len(chosen):
+    if re.fullmatch(r"[0-9]{1,9}", expect) and int(expect) != len(chosen):  # ASCII digits (trial 30 F4)
         return (f"nothing approved: the queue changed since you looked: {len(chosen)} {unit} these filters now, "
                 f"the page you confirmed showed {expect}; reload to see them and approve again")
     return (f"nothing approved: the queue changed since you looked: {len(chosen)} {unit} these filters, as "
@@ -753,12 +773,57 @@ class _Form:
         return any(k == key for k, _ in self.items)
 
 
+BULK = "/bulk-approve"  # where a bulk approval's form posts (the form-once key's `where`)
+
+
+def _decide_at(asset_id: str) -> str:
+    """Where an asset's decision form posts: part of the form-once key, so the same nonce and fields posted to another
+    asset is that asset's decision, not the first one's answer (trial 30 F3)."""
+    return f"/decide/{asset_id}"
+
+
 def _asset_url(asset_id: str, f: Filters, **extra: str) -> str:
     return f"/asset/{quote(asset_id, safe='')}?" + urlencode({**f.params(), **extra})
 
 
+class _Served(Starlette):
+    """The app with the security headers outside Starlette's error middleware, so its 500 page carries them too
+    (trial 30 F4: `add_middleware` put them inside it, and an unhandled error's page had none), and, when
+    `host_ok` is set (header mode), the Host check before any route."""
+
+    host_ok: Callable[[str | None], bool] | None = None
+
+    def build_middleware_stack(self):
+        return _Headers(_HostCheck(super().build_middleware_stack(), self))
+
+
+class _HostCheck:
+    """421 for a request whose Host the desk does not serve (trial 30 F7), /healthz aside (probes name the pod)."""
+
+    def __init__(self, app, served: _Served):
+        self.app, self.served = app, served
+        self.logged: set[str] = set()  # the host names refused and logged (once each, at most 100)
+
+    async def __call__(self, scope, receive, send):
+        check = self.served.host_ok
+        if scope["type"] == "http" and check is not None and scope.get("path") != "/healthz":
+            host = next((v.decode("latin-1") for k, v in scope.get("headers") or [] if k == b"host"), None)
+            if not check(host):
+                name = (host or "")[:100]
+                if name not in self.logged and len(self.logged) < 100:
+                    self.logged.add(name)
+                    log.warning("review: refused a request for host %r: not one this desk serves (DNS rebinding, or "
+                                "review.public_url / review.allowed_hosts missing the name the proxy sends)", name)
+                response = Response("This desk does not answer to this host name. Open it at its own address "
+                                    "(review.public_url), or add the name to review.allowed_hosts.\n",
+                                    status_code=421, media_type="text/plain")
+                return await response(scope, receive, send)
+        await self.app(scope, receive, send)
+
+
 class _Headers:
-    """Security headers on every response; HTML and images are never cached by shared caches."""
+    """Security headers on every response, the 500 page for an unhandled error included; HTML and images are never
+    cached by shared caches."""
 
     def __init__(self, app):
         self.app = app
