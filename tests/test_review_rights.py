@@ -268,6 +268,7 @@ def test_rights_texts_read_well_and_reflow(page, server):
     wire, stock = items.nth(0).text_content(), items.nth(1).text_content()
     assert wire.count("Embargoed until 5 May") == 1 and ". usage:" in wire
     assert re.search(r"unknown\.\s*why: no licence evidence: rights must be confirmed before use\.", stock), stock
+    page.wait_for_load_state("load")  # its stylesheet applied: a click's navigation can be measured before (CI: 965)
     page.set_viewport_size({"width": 320, "height": 640})
     assert page.evaluate("document.scrollingElement.scrollWidth") <= 320
     page.goto(f"{server.url}/asset/wire-0001")
