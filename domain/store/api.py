@@ -32,8 +32,9 @@ below it), a page past the window empty. `facets_over` says which.
 
 Filters apply inside every leg: tags (all), status, usage flag, upload date (`event_time`, UTC days, inclusive), place (city, region, country or ISO country code, any case), family (the
 family of the asset named: its `family_id`, consumers/index/families.py) and tenant (one tenant's assets; every hit
-says its `tenant`, and on "more like this" by asset `tenant` names the asset's tenant instead: document_id). `collapse=true` keeps the best-ranked
-member of each family within the first index.rrf_window * 5 hits; `total` then counts families, `matches` and the
+says its `tenant`, and on "more like this" by asset `tenant` names the asset's tenant instead: document_id). `collapse=true` keeps one
+hit per family within the first index.rrf_window * 5 hits, at the rank of its best-ranked member (that member, or
+the canonical one when it scores the same: collapse_families); `total` then counts families, `matches` and the
 facets the documents.
 """
 from __future__ import annotations
@@ -49,7 +50,8 @@ from domain.events import DEFAULT_TENANT, MAX_TENANT, TENANT_SEPARATOR, identifi
 from domain.store.client import index_settings
 from domain.store.degraded import PARTS as DEGRADED_PARTS
 from domain.store.management import read_alias
-from domain.store.search import build_filters, hybrid_search, search, semantic_search, similar, similar_to_image
+from domain.store.search import (build_filters, hybrid_search, same_score, search, semantic_search, similar,
+                                 similar_to_image)
 
 if TYPE_CHECKING:
     from domain.taxonomy import Taxonomy
@@ -371,13 +373,17 @@ def resolve_family(client: Elasticsearch, settings: Any, req: SearchRequest) -> 
 
 
 def collapse_families(hits: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The best-ranked hit of each family, in rank order."""
-    seen: set[str] = set()
-    out = []
+    """One hit per family, at the rank of its best-ranked member, in rank order: that member, or the family's
+    canonical member (no `duplicate_of`) when it scores the same (trial 29: copies with the canonical member's text
+    tie with it, and the quality-40 JPEG or the thumbnail stood for the family because it sorted first)."""
+    at: dict[str, int] = {}
+    out: list[dict[str, Any]] = []
     for h in hits:
-        if h["family_id"] not in seen:
-            seen.add(h["family_id"])
+        i = at.setdefault(h["family_id"], len(out))
+        if i == len(out):
             out.append(h)
+        elif out[i].get("duplicate_of") and not h.get("duplicate_of") and same_score(h["score"], out[i]["score"]):
+            out[i] = h
     return out
 
 
