@@ -202,6 +202,12 @@ def folded(text: str) -> str:
     return "".join(c for c in decomposed if not unicodedata.combining(c))
 
 
+def has_word(query: str | None) -> bool:
+    """Whether the query holds a letter or a digit (any script): "*", "%", "\\" and "!" hold none, so no text field
+    matches them and the vector legs would only pad the answer (trial 29)."""
+    return any(c.isalnum() for c in query or "")
+
+
 def same_score(a: float | None, b: float | None) -> bool:
     """Equal scores, up to float rounding (one cosine computed in two rows of a matrix product)."""
     return a is not None and b is not None and abs(a - b) <= 1e-9 * max(1.0, abs(a), abs(b))
