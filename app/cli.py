@@ -551,6 +551,8 @@ def search(query: Optional[str] = typer.Argument(None, help="free text over titl
                       ", ".join(h.get("tags") or []), h.get("status"), h.get("usage_flag"), _sources(h), fam,
                       ", ".join(h.get("degraded_parts") or []))))
     out.print(table)
+    if answer.get("query_truncated"):
+        out.print(f"[dim]the query was cut to its first {len(answer['query'])} characters[/dim]")
     if answer.get("facets"):
         _print_facets(answer)
     window = answer.get("window")

@@ -196,6 +196,10 @@ def test_cli_uses_the_same_answer(settings, api):
     assert _ids(answer) == _ids(via_http) and answer["facets"] == via_http["facets"]
     bad = CliRunner().invoke(app, ["search", "x", "--mode", "fuzzy", "--es-url", cfg.url], env=env)
     assert bad.exit_code == 2 and "mode must be one of" in bad.output
+    # trial 29: a query past 500 characters was cut without a word
+    cut = CliRunner().invoke(app, ["search", "sofa " * 200, "--mode", "KEYWORD", "--es-url", cfg.url],
+                             env={**env, "COLUMNS": "200"})
+    assert cut.exit_code == 0 and "the query was cut to its first 500 characters" in cut.output, cut.output
 
 
 def test_a_tag_or_degraded_part_outside_the_vocabulary_is_refused_with_a_suggestion(settings, api):
@@ -253,6 +257,38 @@ def test_parameters_a_portal_may_get_wrong_are_refused_by_name(api):
     for place in ("paris", "FRANCE", "fr", "ile-de-france"):
         assert _get(api, "/v1/search", place=place)["total"] == 5, place
     assert set(_ids(_get(api, "/v1/search", place="berlin"))) == {"a-wedding", "a-wedding-2"}
+
+
+def test_what_trial_29_saw_answer_silently_is_said(api):
+    """Trial 29: `query` and `q` together searched the first, a 2,000-character query was cut to 500 without a
+    word, a retired tag (deprecated with no successor) answered total 0, and `status=APPROVED` was a 400 without
+    the hint `media=IMAGE` had."""
+    for params, says in (({"query": "sofa", "q": "boots"}, "query and q are given together"),
+                         ({"q": "boots", "query": "sofa"}, "query and q are given together"),
+                         ({"usage": "ok", "usage_flag": "ok"}, "usage and usage_flag are given together"),
+                         ({"tag": "style:hdr"}, "tag 'style:hdr' was retired in taxonomy v2"),
+                         ({"tag": "product:toy-product", "mode": "keyword"}, "was retired in taxonomy v2"),
+                         ({"status": "aproved"}, "did you mean approved?"),
+                         ({"usage": "restricte"}, "did you mean restricted?"),
+                         ({"mode": "keywrd"}, "did you mean keyword?"),
+                         ({"media": "imag"}, "did you mean image?")):
+        r = api.get("/v1/search", params=params)
+        assert r.status_code == 400 and says in r.json()["error"], (params, r.text)
+    r = api.get("/v1/assets/a-sofa/similar", params={"by": "imgae"})
+    assert r.status_code == 400 and "did you mean image?" in r.json()["error"], r.text
+    # a renamed tag's old name still filters (product:sneakers -> product:sneaker)
+    assert _ids(_get(api, "/v1/search", tag="product:sneakers", mode="keyword")) == ["a-shoe"]
+    # enum values in any case
+    assert _ids(_get(api, "/v1/search", status="APPROVED", usage="OK", mode="KEYWORD", media="Image")) == ["a-shoe"]
+    upper = _get(api, "/v1/search", query="sofa", mode="Keyword", degraded="ANY")
+    assert upper["mode"] == "keyword" and upper["request"]["degraded"] == "any"
+    assert _get(api, "/v1/assets/a-sofa/similar", by="TEXT")["by"] == "text"
+    # a query past 500 characters is cut, and the answer says so
+    long = ("sofa with cushions " * 120).strip()
+    cut = _get(api, "/v1/search", query=long, mode="keyword")
+    assert cut["query_truncated"] is True and cut["query"] == long[:500] and _ids(cut) == ["a-sofa"]
+    assert _get(api, "/v1/search", query="sofa", mode="keyword")["query_truncated"] is False
+    assert _get(api, "/v1/search", query=long[:500], mode="keyword")["query_truncated"] is False
 
 
 def test_unknown_routes_and_methods_answer_json(server, api):

@@ -78,15 +78,21 @@ def test_repointing_keeps_each_members_version_and_record(store):
         sink.close()
 
 
+def _harbour(sink, small: str, web: str, orig: str, other: str) -> None:
+    """A family of three indexed small copy first (the original, arriving later, becomes its canonical member), and
+    one other asset of the same alt text."""
+    sink.process_batch(as_items([_record(small, None)]))
+    sink.client.indices.refresh(index=read_alias(sink.cfg))
+    sink.process_batch(as_items([_record(orig, small), _record(web, small),
+                                 _record(other, None, title="Harbour cranes at dawn")]))
+    sink.client.indices.refresh(index=read_alias(sink.cfg))
+
+
 def test_search_collapses_and_filters_families(store):
     settings = settings_for(store.url)
     sink = IndexSink(settings)
     try:
-        sink.process_batch(as_items([_record("c-small", None)]))
-        sink.client.indices.refresh(index=read_alias(sink.cfg))
-        sink.process_batch(as_items([_record("c-orig", "c-small"), _record("c-web", "c-small"),
-                                     _record("c-other", None, title="Harbour cranes at dawn")]))
-        sink.client.indices.refresh(index=read_alias(sink.cfg))
+        _harbour(sink, "c-small", "c-web", "c-orig", "c-other")
         for mode in ("keyword", "semantic", "hybrid"):
             flat = run_search(sink.client, settings, SearchRequest(query="harbour", mode=mode))
             assert len(flat["hits"]) == 4, mode
@@ -102,6 +108,26 @@ def test_search_collapses_and_filters_families(store):
             # the total counts families like the hits (it said 4: the documents), the documents are `matches`
             assert (r.json()["total"], r.json()["total_relation"], r.json()["matches"]) == (2, "eq", 4)
             assert {h["family_size"] for h in r.json()["hits"]} == {3, 1}
+    finally:
+        sink.close()
+
+
+def test_a_collapsed_family_is_shown_by_its_canonical_member_when_its_copies_score_the_same(store):
+    """Trial 29: copies say what the canonical member says, so they tie with it, and the tie went to whichever sorted
+    first (here the thumbnail-sized copy: the same date, and its id sorts first). The family is shown by its
+    canonical member in every mode, and in hybrid it is the first of the family in the ranking too."""
+    settings = settings_for(store.url)
+    sink = IndexSink(settings)
+    try:
+        _harbour(sink, "k1-small", "k2-web", "k3-orig", "k4-other")
+        assert _families(sink)["k1-small"] == ("k3-orig", 3, False)  # the original is the canonical member
+        for mode in ("keyword", "semantic", "hybrid"):
+            got = run_search(sink.client, settings, SearchRequest(query="harbour at dusk", mode=mode, collapse=True))
+            shown = {h["family_id"]: h["asset_id"] for h in got["hits"]}
+            assert shown == {"k3-orig": "k3-orig", "k4-other": "k4-other"}, (mode, shown)
+            assert next(h for h in got["hits"] if h["family_id"] == "k3-orig")["duplicate_of"] is None, mode
+        flat = run_search(sink.client, settings, SearchRequest(query="harbour at dusk", mode="hybrid"))
+        assert [h["asset_id"] for h in flat["hits"]][0] == "k3-orig", flat["hits"]
     finally:
         sink.close()
 

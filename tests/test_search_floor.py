@@ -90,3 +90,16 @@ def test_hybrid_keeps_every_keyword_match_whatever_its_cosine(indexed):
     assert set(_ids(answer)) == {"f-desk", "f-tax"} and answer["total"] == 2
     assert _ask(indexed, "desk", "semantic", semantic_min_similarity=0.99)["hits"] == []
 
+
+
+@pytest.mark.parametrize("query", ["*", "%", "\\", "!", "?!"])
+def test_a_query_with_no_letter_or_digit_answers_nothing_in_every_mode(indexed, query):
+    """Trial 29: keyword answered `*` with nothing, hybrid and semantic with 20-50 unrelated hits (the vector legs'
+    neighbours of a string with no word in it). Every mode now answers it as keyword does; the empty query is still
+    every document, newest first."""
+    for mode in ("keyword", "semantic", "hybrid"):
+        answer = _ask(indexed, query, mode)
+        assert (answer["hits"], answer["total"], answer["total_relation"]) == ([], 0, "eq"), (mode, answer["hits"])
+        assert answer["mode"] == "keyword" and answer["query"] == query  # answered as keyword mode, as asked
+        assert all(not bucket for bucket in answer["facets"].values()), mode
+    assert _ask(indexed, "", "hybrid")["total"] == len(LIBRARY)

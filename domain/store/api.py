@@ -32,9 +32,14 @@ below it), a page past the window empty. `facets_over` says which.
 
 Filters apply inside every leg: tags (all), status, usage flag, upload date (`event_time`, UTC days, inclusive), place (city, region, country or ISO country code, any case), family (the
 family of the asset named: its `family_id`, consumers/index/families.py) and tenant (one tenant's assets; every hit
-says its `tenant`, and on "more like this" by asset `tenant` names the asset's tenant instead: document_id). `collapse=true` keeps the best-ranked
-member of each family within the first index.rrf_window * 5 hits; `total` then counts families, `matches` and the
+says its `tenant`, and on "more like this" by asset `tenant` names the asset's tenant instead: document_id). `collapse=true` keeps one
+hit per family within the first index.rrf_window * 5 hits, at the rank of its best-ranked member (that member, or
+the canonical one when it scores the same: collapse_families); `total` then counts families, `matches` and the
 facets the documents.
+
+A query with no letter or digit ("*", "%") is answered as keyword mode answers it, with nothing; one longer than
+MAX_TEXT is cut to it, and the answer says `query_truncated: true`. Enum values (mode, status, usage, by, media,
+degraded) are taken in any case.
 """
 from __future__ import annotations
 
@@ -49,12 +54,14 @@ from domain.events import DEFAULT_TENANT, MAX_TENANT, TENANT_SEPARATOR, identifi
 from domain.store.client import index_settings
 from domain.store.degraded import PARTS as DEGRADED_PARTS
 from domain.store.management import read_alias
-from domain.store.search import build_filters, hybrid_search, search, semantic_search, similar, similar_to_image
+from domain.store.search import (build_filters, has_word, hybrid_search, same_score, search, semantic_search, similar,
+                                 similar_to_image)
 
 if TYPE_CHECKING:
     from domain.taxonomy import Taxonomy
 
 MODES = ("keyword", "semantic", "hybrid")
+BY = ("auto", "image", "text")
 STATUSES = ("auto_applied", "needs_review", "approved", "rejected")
 USAGE_FLAGS = ("ok", "credit_required", "restricted", "unknown")
 MAX_SIZE = 100
@@ -77,8 +84,8 @@ class BadRequest(ValueError):
 FILTER_PARAMS = ("tag", "tags", "status", "usage", "usage_flag", "date_from", "date_to", "place", "family", "tenant",
                  "media", "degraded", "collapse", "page", "size", "facets", "facet_size")
 SEARCH_PARAMS = ("query", "q", "mode", *FILTER_PARAMS)
-"""What GET /v1/search takes (`q` and `usage_flag`: other names of `query` and `usage`); anything else is a 400, so
-a misspelt filter does not silently answer every asset."""
+"""What GET /v1/search takes (`q` and `usage_flag`: other names of `query` and `usage`, a 400 given with them); anything
+else is a 400, so a misspelt filter does not silently answer every asset."""
 SIMILAR_PARAMS = ("by", *FILTER_PARAMS)
 """What "more like this" takes (by asset or by upload): it ranks by the asset or image alone, so no query or mode."""
 NOT_SIMILAR = {"query": "the query", "q": "the query", "mode": "a mode"}
@@ -91,6 +98,7 @@ REPEATABLE = ("tag", "tags")
 @dataclass(frozen=True)
 class SearchRequest:
     query: str = ""
+    query_truncated: bool = False  # the query given was longer than MAX_TEXT: `query` is its first MAX_TEXT characters
     mode: str = "hybrid"
     tags: tuple[str, ...] = ()
     status: str | None = None
@@ -128,30 +136,42 @@ class SearchRequest:
             v = v.strip() if isinstance(v, str) else v
             return str(v) if v not in (None, "") else defaults.get(name)
 
+        def either(name: str, other: str) -> str | None:
+            """A parameter that has another name (`q` for `query`): one of them, never both (trial 29: `?query=a&q=b`
+            searched "a", silently)."""
+            if all(params.get(n) not in (None, "") for n in (name, other)):
+                raise BadRequest(f"{name} and {other} are given together: {other} is another name of {name}, give "
+                                 "one of them once")
+            return one(name) or one(other)
+
+        def word(name: str, other: str | None = None) -> str | None:
+            """An enum value (mode, status, usage, by, degraded, media), in any case: `status=APPROVED` is approved
+            (trial 29: some such values were a 400 in capitals, some were not)."""
+            v = either(name, other) if other else one(name)
+            return v.lower() if isinstance(v, str) else v
+
         tags = list(getlist("tag")) if getlist else list(params.get("tag") or [])
         for joined in getlist("tags") if getlist else [params.get("tags")]:
             tags += joined.split(",") if isinstance(joined, str) else list(joined or [])
-        req = cls(query=(one("query") or one("q") or "")[:MAX_TEXT], mode=one("mode") or "hybrid",
+        query = either("query", "q") or ""
+        req = cls(query=query[:MAX_TEXT], query_truncated=len(query) > MAX_TEXT, mode=word("mode") or "hybrid",
                   tags=tuple(dict.fromkeys(t.strip() for t in tags if t and t.strip())),
-                  status=one("status"), usage=one("usage") or one("usage_flag"),
+                  status=word("status"), usage=word("usage", "usage_flag"),
                   date_from=_day("date_from", one("date_from")), date_to=_day("date_to", one("date_to")),
                   place=one("place"), family=one("family"), page=_int("page", one("page"), 1),
                   size=_int("size", one("size"), 20),
                   facets=_flag("facets", one("facets"), True), facet_size=_int("facet_size", one("facet_size"), FACET_SIZE),
-                  by=one("by") or "auto", collapse=_flag("collapse", one("collapse"), False), degraded=one("degraded"),
-                  tenant=one("tenant"), media=one("media"))
+                  by=word("by") or "auto", collapse=_flag("collapse", one("collapse"), False), degraded=word("degraded"),
+                  tenant=one("tenant"), media=word("media"))
         req.check()
         return req
 
     def check(self) -> None:
-        if self.mode not in MODES:
-            raise BadRequest(f"mode must be one of {', '.join(MODES)}, not {self.mode!r}")
-        if self.by not in ("auto", "image", "text"):
-            raise BadRequest(f"by must be one of auto, image, text, not {self.by!r}")
-        if self.status is not None and self.status not in STATUSES:
-            raise BadRequest(f"status must be one of {', '.join(STATUSES)}, not {self.status!r}")
-        if self.usage is not None and self.usage not in USAGE_FLAGS:
-            raise BadRequest(f"usage must be one of {', '.join(USAGE_FLAGS)}, not {self.usage!r}")
+        for name, value, choices in (("mode", self.mode, MODES), ("by", self.by, BY), ("status", self.status, STATUSES),
+                                     ("usage", self.usage, USAGE_FLAGS), ("media", self.media, MEDIA_TYPES)):
+            if value is not None and value not in choices:
+                raise BadRequest(f"{name} must be one of {', '.join(choices)}, not {value[:40]!r}"
+                                 f"{_did_you_mean(value, choices)}")
         if not 1 <= self.size <= MAX_SIZE:
             raise BadRequest(f"size must be between 1 and {MAX_SIZE}, not {self.size}")
         if not 1 <= self.facet_size <= MAX_FACET_SIZE:
@@ -161,9 +181,6 @@ class SearchRequest:
                              f"size {self.size})")
         if self.date_from and self.date_to and self.date_from > self.date_to:
             raise BadRequest(f"date_from {self.date_from} is after date_to {self.date_to}")
-        if self.media is not None and self.media not in MEDIA_TYPES:
-            raise BadRequest(f"media must be one of {', '.join(MEDIA_TYPES)}, not {self.media[:40]!r}"
-                             f"{_did_you_mean(self.media, MEDIA_TYPES)}")
         if self.degraded is not None and self.degraded not in ("any", *DEGRADED_PARTS):
             raise BadRequest(f"degraded must be any or one of {', '.join(DEGRADED_PARTS)}, not "
                              f"{self.degraded[:40]!r}{_did_you_mean(self.degraded, ('any', *DEGRADED_PARTS))}")
@@ -174,14 +191,19 @@ class SearchRequest:
                              f"{TENANT_SEPARATOR!r}), not {self.tenant[:40]!r}")
 
     def check_vocabulary(self, taxonomy: "Taxonomy") -> None:
-        """Every tag filter must be a tag of the controlled vocabulary (canonical, or a deprecated name that
-        documents may still carry): a filter matches tags exactly, so "red" or "trainers" would find nothing.
+        """Every tag filter must be a tag of the controlled vocabulary (canonical, or a renamed tag's old name that
+        documents may still carry; not a retired one, deprecated with no successor): a filter matches tags exactly, so
+        "red" or "trainers" would find nothing.
         The error suggests the canonical tag the word resolves to (label, synonym, plural: "did you mean
         color:red?"), else the closest tags by spelling."""
         for tag in self.tags:
             problem = unknown_tag(tag, taxonomy)
             if problem is not None:
                 raise BadRequest(problem[0])
+            if tag in taxonomy.deprecated and taxonomy.current_name(tag) is None:  # trial 29: 200, total 0, silently
+                raise BadRequest(f"tag {tag[:60]!r} was retired in taxonomy {taxonomy.version} (deprecated with no "
+                                 "successor): it is no longer a tag, so a filter on it would match nothing; leave it "
+                                 "out")
         # documents indexed before a rename carry the old name: a filter on either name matches both
         object.__setattr__(self, "tag_names", tuple(taxonomy.same_tags(t) for t in self.tags))
 
@@ -219,7 +241,7 @@ class SearchRequest:
         no query or mode)."""
         d = asdict(self)
         d["tags"] = list(self.tags)
-        for name in ("tag_names", *(("query", "mode") if similar else ("by",))):
+        for name in ("tag_names", "query_truncated", *(("query", "mode") if similar else ("by",))):
             del d[name]
         return d
 
@@ -371,13 +393,17 @@ def resolve_family(client: Elasticsearch, settings: Any, req: SearchRequest) -> 
 
 
 def collapse_families(hits: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The best-ranked hit of each family, in rank order."""
-    seen: set[str] = set()
-    out = []
+    """One hit per family, at the rank of its best-ranked member, in rank order: that member, or the family's
+    canonical member (no `duplicate_of`) when it scores the same (trial 29: copies with the canonical member's text
+    tie with it, and the quality-40 JPEG or the thumbnail stood for the family because it sorted first)."""
+    at: dict[str, int] = {}
+    out: list[dict[str, Any]] = []
     for h in hits:
-        if h["family_id"] not in seen:
-            seen.add(h["family_id"])
+        i = at.setdefault(h["family_id"], len(out))
+        if i == len(out):
             out.append(h)
+        elif out[i].get("duplicate_of") and not h.get("duplicate_of") and same_score(h["score"], out[i]["score"]):
+            out[i] = h
     return out
 
 
@@ -450,9 +476,11 @@ def run_search(client: Elasticsearch, settings: Any, req: SearchRequest, taxonom
     req = resolve_family(client, settings, req)
     filters = req.filters()
     text = req.query.strip()
-    mode = req.mode if text else "keyword"  # no words: every document the filters allow, newest first
-    out: dict[str, Any] = {"query": req.query, "mode": mode, "page": req.page, "size": req.size,
-                           "collapse": req.collapse, "request": req.echo()}
+    # no words: every document the filters allow, newest first; no letter or digit at all ("*", "%", "!"): nothing,
+    # as keyword mode answers it (trial 29: the vector legs padded it with 20-50 unrelated hits)
+    mode = req.mode if has_word(text) else "keyword"
+    out: dict[str, Any] = {"query": req.query, "query_truncated": req.query_truncated, "mode": mode, "page": req.page,
+                           "size": req.size, "collapse": req.collapse, "request": req.echo()}
     window = result_window(settings, req)
     if mode == "keyword":  # every match, paged by the store (collapsing: the first `window`, then families)
         offset, size = (0, window) if req.collapse else (req.offset, req.size)

@@ -202,6 +202,32 @@ def folded(text: str) -> str:
     return "".join(c for c in decomposed if not unicodedata.combining(c))
 
 
+def has_word(query: str | None) -> bool:
+    """Whether the query holds a letter or a digit (any script): "*", "%", "\\" and "!" hold none, so no text field
+    matches them and the vector legs would only pad the answer (trial 29)."""
+    return any(c.isalnum() for c in query or "")
+
+
+def same_score(a: float | None, b: float | None) -> bool:
+    """Equal scores, up to float rounding (one cosine computed in two rows of a matrix product)."""
+    return a is not None and b is not None and abs(a - b) <= 1e-9 * max(1.0, abs(a), abs(b))
+
+
+def canonical_first(raw: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Raw store hits, best first, with a family's canonical member (no `duplicate_of`) before the other hits of the
+    same score: copies that say what the canonical member says tie with it, and the store breaks the tie by date
+    and id, so the quality-40 copy could rank first in every leg and stand for its family (trial 29). Otherwise the
+    order is kept."""
+    out = list(raw)
+    start = 0
+    for end in range(1, len(out) + 1):
+        if end == len(out) or not same_score(out[end].get("_score"), out[start].get("_score")):
+            if end - start > 1:
+                out[start:end] = sorted(out[start:end], key=lambda h: bool((h.get("_source") or {}).get("duplicate_of")))
+            start = end
+    return out
+
+
 def literal_words(query: str | None) -> list[str]:
     """The query's words as written (lower case, letters and digits, accents folded: `folded`), STOPWORDS left
     out: what the literal leg asks every one of."""
@@ -248,7 +274,7 @@ def literal_leg(client: Elasticsearch, s: Any, query: str, filters: list[dict[st
         said = set(_WORD.findall(folded(" ".join(str(src.get(f) or "") for f in fields))))
         if words <= said:
             out.append({**h, "_source": {k: v for k, v in src.items() if k in HIT_FIELDS}})
-    return out
+    return canonical_first(out)
 
 
 def literal_ranking(query: str, ids: list[str], filters: list[dict[str, Any]]) -> dict[str, Any]:
@@ -443,6 +469,12 @@ def vector_leg(client: Elasticsearch, settings: "Any", vector: list[float], filt
     exact cosine here (off), the knn section's `similarity` (es), the hits' scores converted back (opensearch:
     its knn query takes k, or min_score / max_distance, not both)."""
     s = index_settings(settings)
+    return canonical_first(_vector_hits(client, s, vector, filters, k, exclude, kind, min_similarity))
+
+
+def _vector_hits(client: Elasticsearch, s: Any, vector: list[float], filters: list[dict[str, Any]], k: int,
+                 exclude: str | None, kind: str, min_similarity: float | None) -> list[dict[str, Any]]:
+    """vector_leg's hits, in the store's (or the exact cosine's) order."""
     field = KINDS[kind][0]
     if s.vector_mode == "off":
         return _exact_cosine(client, s, np.asarray(vector, np.float32), filters, k, kind, exclude, min_similarity)
@@ -583,11 +615,12 @@ def hybrid_search(client: Elasticsearch, settings: "Any", query: str, tags: Iter
         except ApiError as e:
             if e.status_code not in (400, 403):
                 raise  # 400: no retriever/rrf in this version; 403: the license has no RRF -> fuse here
-    keyword = client.search(index=read_alias(s), query=bm25, size=window, source_includes=HIT_FIELDS,
-                            sort=_SORT, track_scores=True)["hits"]["hits"]
+    keyword = canonical_first(client.search(index=read_alias(s), query=bm25, size=window, source_includes=HIT_FIELDS,
+                                            sort=_SORT, track_scores=True)["hits"]["hits"])
     near = vector_leg(client, s, vector, filters, window, min_similarity=s.semantic_min_similarity)
-    tagged = client.search(index=read_alias(s), query=tag_query, size=window, source_includes=HIT_FIELDS,
-                           sort=_SORT, track_scores=True)["hits"]["hits"] if tag_query is not None else []
+    tagged = canonical_first(client.search(index=read_alias(s), query=tag_query, size=window,
+                                           source_includes=HIT_FIELDS, sort=_SORT, track_scores=True)["hits"]["hits"]) \
+        if tag_query is not None else []
     seen = visual_leg(client, s, visual, image_filters, visual_k, s.visual_min_similarity) if visual is not None \
         else []
     if report is not None:
