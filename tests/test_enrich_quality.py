@@ -101,7 +101,8 @@ def _sneaker(path, colour) -> None:
     im.save(path, quality=92)
 
 
-@pytest.mark.parametrize("name,plain", [("sneaker", (20, 20, 20)), ("gift_on_white_red.jpg", (150, 150, 150)),
+@pytest.mark.parametrize("name,plain", [("sneaker", (20, 20, 20)), ("sneaker", (60, 60, 60)),
+                                        ("gift_on_white_red.jpg", (30, 30, 30)), ("gift_on_white_red.jpg", (150, 150, 150)),
                                         ("gift_on_white.jpg", (90, 90, 90)), ("gift_on_white.jpg", (150, 150, 150))])
 def test_a_black_or_grey_model_of_a_coloured_product_is_enriched_on_its_own(pre, name, plain, tmp_path):
     """Trial 29: the black model of a red trainer (and a grey chair beside a wooden one) was merged into the

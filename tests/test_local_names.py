@@ -68,7 +68,8 @@ def test_a_box_names_a_drawing_with_a_class_agreeing_or_from_drawing_box_alone(d
     ("traffic light", "traffic light", True), ("tabby cat", "cat", True), ("sports car", "car", True),
     ("car wheel", "car", False), ("kite (bird of prey)", "kite", False), ("hot dog", "dog", False),
     ("teddy bear", "bear", False), ("bottle cap", "bottle", False), ("umbrella", "kite", False),
-    ("cardigan", "car", False), ("carousel", "car", False),
+    ("cardigan", "car", False), ("carousel", "car", False), ("freight car", "car", False),
+    ("railroad car", "car", False), ("microwave oven", "oven", False), ("microwave oven", "microwave", True),
 ])
 def test_a_class_and_a_box_agree_by_name_only_when_they_name_one_thing(name, det, agrees):
     box = Detection(det, 0, 0.6, (0.1, 0.1, 0.9, 0.9))

@@ -176,14 +176,20 @@ def test_a_user_without_unfiltered_html_stores_our_text_as_we_sent_it(broker, un
                    "fields": {**LIVE, "title": "title"}}])
     provision(s)
     v1 = on_wordpress("wp-w", media=m6, status="approved", alt_text="Salt & pepper <b>shakers</b>",
-                      caption="Salt & Pepper <b>shakers</b> [gallery]", title="Salt & Pepper <i>shakers</i>")
+                      caption="Salt & Pepper <b>shakers</b> [gallery] for Children&#39;s",
+                      title="Salt & Pepper <i>shakers</i>")
     v1["summary"] = "Two shakers & a <script>alert(1)</script> [/x] note"
     fields = (*LIVE.values(), "title")
     conflicts = sum(WRITEBACK_CONFLICTS.labels("blog-writer", f)._value.get() for f in fields)
     with RunnerThread(StageRunner(WritebackSink(s), s)):
         run_until(s, [v1], 1)
         item = wordpress.media_item(m6["id"])
-        assert item["caption"]["raw"] == "Salt &amp; Pepper &lt;b&gt;shakers&lt;/b&gt; &#091;gallery]"
+        # a text holding a numeric reference shows it as written ("&#39;"; code review 16: kses stored our
+        # "&amp;#39;" as "&#039;", and the next version saw a person's edit)
+        assert item["caption"]["raw"] == ("Salt &amp; Pepper &lt;b&gt;shakers&lt;/b&gt; &#091;gallery] "
+                                          "for Children&#038;#39;s")
+        assert "Children&amp;#39;s" in item["caption"]["rendered"] or "Children&#038;#39;s" in item["caption"][
+            "rendered"]
         assert "<b>" not in item["caption"]["rendered"] and "gallery-" not in item["caption"]["rendered"]
         assert "<script" not in item["description"]["rendered"] and "<i>" not in item["title"]["rendered"]
         assert item["alt_text"] == "Salt & pepper shakers"
@@ -194,3 +200,14 @@ def test_a_user_without_unfiltered_html_stores_our_text_as_we_sent_it(broker, un
     item = wordpress.media_item(m6["id"])
     assert item["alt_text"] == "Two glass shakers"
     assert sum(WRITEBACK_CONFLICTS.labels("blog-writer", f)._value.get() for f in fields) == conflicts
+
+
+def test_an_html_field_mapped_in_its_raw_form_or_given_a_list_is_sent_as_text():
+    """Code review 16: `caption.raw` (a form the REST API takes) skipped the escaping, and a list mapped to a text
+    field was joined after it."""
+    from consumers.writeback.wordpress import stored_form
+
+    assert stored_form("caption.raw", "<img src=x onerror=alert(1)>") == "&lt;img src=x onerror=alert(1)&gt;"
+    assert stored_form("description", ["<b>a</b>", "b & c"]) == "&lt;b&gt;a&lt;/b&gt;, b &amp; c"
+    assert stored_form("alt_text.raw", "a <b>b</b>") == "a b"
+    assert stored_form("meta.assetstream_suggested_caption", "<b>kept</b>") == "<b>kept</b>"

@@ -108,8 +108,8 @@ def hamming(a_hex: str, b_hex: str) -> int:
 
 
 NEUTRAL_COLOURS = frozenset({"black", "charcoal", "gray", "grey", "silver", "white", "cream", "beige", "ivory"})
-PLAIN_GREYS = frozenset({"black", "gray", "grey", "silver", "white"})
-"""names only untinted colours are given (a palette of only these is black, grey and white)"""
+PLAIN_GREYS = frozenset({"black", "charcoal", "gray", "grey", "silver", "white"})
+"""names given only to untinted (or nearly untinted) colours: a palette of only these is black, grey and white"""
 TOP_COLOURS = 4
 FLAT_DETAIL = 0.6
 """mean |Laplacian| of the blurred 64x64 grey thumbnail below which an image is flat or a smooth gradient"""
@@ -169,10 +169,9 @@ def variant_reason(colors_a: list[str], text_a: frozenset[str], colors_b: list[s
     # both colourful, in different colours
     if chroma_a and chroma_b and not (chroma_a & chroma_b):
         return "dominant colours differ"
-    # one colourful, the other only black, grey, silver and white: the black model of a red product, a grey chair
-    # beside a wooden one (trial 29: merged, and the black one described "in red"). Only those plain names count
-    # here: "charcoal", "cream" or "beige" also name tinted colours (the matplotlib logo's dark blue is "charcoal"
-    # on its opaque pixels, "teal" on its flattened copy), so a side with them proves nothing
+    # one colourful, the other only black, charcoal, grey, silver and white: the black model of a red product, a
+    # grey chair beside a wooden one (trial 29: merged, and the black one described "in red"). "cream", "beige" and
+    # "ivory" also name tinted colours, so a side with them proves nothing
     for colourful, plain in ((chroma_a, colors_b), (chroma_b, colors_a)):
         if colourful and plain and set(plain) <= PLAIN_GREYS and not (colourful & set(plain)):
             return "dominant colours differ"

@@ -38,8 +38,8 @@ from streams.errors import PermanentError
 
 
 HTML_FIELDS = frozenset({"caption", "description", "title"})
-_AS_TEXT = re.compile(r"[<>&]|\[(?=[\[/A-Za-z])")
-_REFERENCE = {"<": "&lt;", ">": "&gt;", "&": "&amp;", "[": "&#091;"}
+_AS_TEXT = re.compile(r"[<>]|&#?|\[(?=[\[/A-Za-z])")
+_REFERENCE = {"<": "&lt;", ">": "&gt;", "&": "&amp;", "&#": "&#038;#", "[": "&#091;"}
 
 
 def as_html_text(value: Any) -> Any:
@@ -47,8 +47,18 @@ def as_html_text(value: Any) -> Any:
     markup: `<`, `>` and `&` become references, and a `[` that would open a shortcode (`[gallery`, `[/x`, `[[`)
     `&#091;`. Quotes and the rest stay (the field is text, not an attribute). In the form WordPress's own HTML
     filter (kses, for a user without unfiltered_html) stores it: kses turns a bare `&` into `&amp;` and `&#91;`
-    into `&#091;`, so anything else would read back as a person's edit."""
-    return _AS_TEXT.sub(lambda m: _REFERENCE[m.group()[0]], value) if isinstance(value, str) else value
+    into `&#091;`, so anything else would read back as a person's edit; an `&` before `#` goes as `&#038;`, which
+    kses keeps (`&amp;#39;` it stores as `&#039;`: code review 16)."""
+    if isinstance(value, list):  # a list mapped to a text field is joined: escape the text it becomes
+        value = ", ".join(str(v) for v in value)
+    return _AS_TEXT.sub(lambda m: _REFERENCE[m.group()], value) if isinstance(value, str) else value
+
+
+def stored_form(field: str, value: Any) -> Any:
+    """What we send WordPress for one of its fields: text for an HTML field (`caption` and `caption.raw` alike: the
+    REST API takes either form), sanitize_text_field's form for the alt text, post meta as it is."""
+    top = field.split(".")[0]
+    return as_html_text(value) if top in HTML_FIELDS else wp_text_field(value) if top == "alt_text" else value
 
 
 def wp_text_field(value: Any) -> Any:
@@ -113,8 +123,7 @@ class WordPressTarget(HttpTarget):
                              details={"target": self.name, "source_uri": source})
 
     def as_stored(self, wanted: dict[str, Any]) -> dict[str, Any]:
-        return {theirs: as_html_text(v) if theirs in HTML_FIELDS else wp_text_field(v) if theirs == "alt_text"
-                else v for theirs, v in wanted.items()}
+        return {theirs: stored_form(theirs, v) for theirs, v in wanted.items()}
 
     def read(self, value: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
         resp = self.request("GET", f"{self.base}/{self.media_id(value)}", auth=self.auth,

@@ -1422,7 +1422,8 @@ _NOT_THE_SAME = {("car", "car mirror"), ("car", "car wheel"), ("airplane", "airp
                  ("bird", "kite (bird of prey)"), ("dog", "hot dog"), ("dog", "dog sled"), ("horse", "horse chestnut seed"),
                  ("horse", "horse-drawn vehicle"), ("bear", "teddy bear"), ("bottle", "bottle cap"),
                  ("toilet", "toilet seat"), ("toilet", "toilet paper"), ("keyboard", "keyboard space bar"),
-                 ("apple", "cherimoya (custard apple)"), ("oven", "Dutch oven"), ("book", "comic book")}
+                 ("apple", "cherimoya (custard apple)"), ("oven", "Dutch oven"), ("book", "comic book"),
+                 ("car", "freight car"), ("car", "railroad car"), ("oven", "microwave oven")}
 """(COCO class, ImageNet class) pairs whose names share a word but not a thing: a part ("car wheel"), a homonym
 ("kite (bird of prey)"), another thing named after it ("hot dog", "teddy bear")"""
 
