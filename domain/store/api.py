@@ -30,7 +30,8 @@ Elasticsearch RRF retriever's fixed rank_window_size), `total` = the hits their 
 over those documents (`ranked` / `nearest`), `total_relation` "gte" when the window was filled (more may rank
 below it), a page past the window empty. `facets_over` says which.
 
-Filters apply inside every leg: tags (all), status, usage flag, upload date (`event_time`, UTC days, inclusive), place (city, region, country or ISO country code, any case), family (the
+Filters apply inside every leg: tags (all), status, usage flag, upload date (`event_time`, UTC days, inclusive), place
+(city, region, country or ISO country code, any case, accents folded: place_filter), family (the
 family of the asset named: its `family_id`, consumers/index/families.py) and tenant (one tenant's assets; every hit
 says its `tenant`, and on "more like this" by asset `tenant` names the asset's tenant instead: document_id). `collapse=true` keeps one
 hit per family within the first index.rrf_window * 5 hits, at the rank of its best-ranked member (that member, or
@@ -45,6 +46,8 @@ from __future__ import annotations
 
 import datetime as dt
 import difflib
+import functools
+import re
 from dataclasses import asdict, dataclass, replace
 from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
@@ -54,8 +57,8 @@ from domain.events import DEFAULT_TENANT, MAX_TENANT, TENANT_SEPARATOR, identifi
 from domain.store.client import index_settings
 from domain.store.degraded import PARTS as DEGRADED_PARTS
 from domain.store.management import read_alias
-from domain.store.search import (build_filters, has_word, hybrid_search, same_score, search, semantic_search, similar,
-                                 similar_to_image)
+from domain.store.search import (build_filters, folded, has_word, hybrid_search, same_score, search, semantic_search,
+                                 similar, similar_to_image)
 
 if TYPE_CHECKING:
     from domain.taxonomy import Taxonomy
@@ -328,12 +331,56 @@ def family_filter(family_id: str) -> dict[str, Any]:
                                 {"term": {"duplicate_of": family_id}}], "minimum_should_match": 1}}
 
 
+PLACE_FIELDS = ("city", "region", "country")
+"""The place fields that hold names (accents fold: place_filter); `country_code` is an ISO code."""
+MAX_PLACE_PATTERN = 1000  # Elasticsearch's index.max_regex_length: a longer name is matched as given and folded
+
+
 def place_filter(place: str) -> dict[str, Any]:
-    """A city, region, country or ISO country code, whatever its case ("paris", "FRANCE", "fr"): `term` with
-    case_insensitive (Elasticsearch 7.10+, OpenSearch, osmem-server). Accents must match: the place fields are plain
-    keywords, without a normalizer ("Île-de-France" does not find "Ile-de-France")."""
-    return {"bool": {"should": [{"term": {f"place.{k}": {"value": place, "case_insensitive": True}}}
-                                for k in ("city", "region", "country", "country_code")], "minimum_should_match": 1}}
+    """A city, region, country or ISO country code, whatever its case ("paris", "FRANCE", "fr") and its accents
+    ("Île-de-France" finds "Ile-de-France", and "Curacao" finds "Curaçao"), as the text fields fold them (trial 29,
+    finding 7). The place fields are plain keywords (no normalizer: giving them one would need a new mapping version
+    and a reindex), so both forms are matched instead: `term` with case_insensitive (Elasticsearch 7.10+, OpenSearch,
+    osmem-server) for the name as given and folded, and a `regexp` of the folded name with every letter that has
+    accented forms as a class of them (folding_pattern)."""
+    given = [place, *([folded(place)] if folded(place) != place.lower() else [])]
+    should: list[dict[str, Any]] = [{"term": {f"place.{k}": {"value": v, "case_insensitive": True}}}
+                                    for v in given for k in (*PLACE_FIELDS, "country_code")]
+    pattern = folding_pattern(place)
+    if len(pattern) <= MAX_PLACE_PATTERN:
+        should += [{"regexp": {f"place.{k}": {"value": pattern, "case_insensitive": True}}} for k in PLACE_FIELDS]
+    return {"bool": {"should": should, "minimum_should_match": 1}}
+
+
+@functools.lru_cache(maxsize=1)
+def _accented() -> dict[str, str]:
+    """Per folded form (one letter, or a ligature's two: "ss" for "ß"), the characters of Latin-1 and Latin
+    Extended-A that fold to it (`folded`), upper and lower case: a regexp's case_insensitive folds ASCII only."""
+    forms: dict[str, str] = {}
+    for c in map(chr, range(0xC0, 0x180)):
+        f = folded(c)
+        if f != c and f.isascii() and f.isalpha() and 1 <= len(f) <= 2:
+            forms[f] = forms.get(f, "") + c
+    return forms
+
+
+def folding_pattern(name: str) -> str:
+    """A Lucene regexp matching `name` (folded) with any accents: "zurich" -> "z[uùúûüũūŭůűų…]rich" (each letter
+    with accented forms a class of them, each ligature's letters or the ligature), other characters escaped."""
+    forms, text, out, i = _accented(), folded(name), [], 0
+    while i < len(text):
+        pair = text[i:i + 2]
+        if len(pair) == 2 and pair in forms:  # "ss": "ss" or "ß"
+            out.append(f"({_letter(pair[0], forms)}{_letter(pair[1], forms)}|[{forms[pair]}])")
+            i += 2
+            continue
+        out.append(_letter(text[i], forms))
+        i += 1
+    return "".join(out)
+
+
+def _letter(c: str, forms: Mapping[str, str]) -> str:
+    return f"[{c}{forms[c]}]" if c in forms else re.sub(r'([.?+*|{}\[\]()"\\#@&<>~^$-])', r"\\\1", c)
 
 
 MEDIA_TYPES = ("image", "video")
