@@ -123,6 +123,22 @@ def test_facets_count_the_result_set(api):
     assert _get(api, "/v1/search", query="boots", facets="false")["facets"] == {}
 
 
+def test_tag_facets_carry_their_vocabulary_labels(settings, api):
+    """Trial 29 finding 8: facets gave tag ids only (`color:white`), so a front-end had to ship its own copy of the
+    vocabulary to show "white". Each tag bucket has the vocabulary's `label` beside `value` and `count`."""
+    boots = _get(api, "/v1/search", query="boots", mode="keyword")
+    assert sorted(boots["facets"]["tags"], key=lambda b: b["value"]) == [
+        {"value": "color:brown", "label": "brown", "count": 1}, {"value": "product:boot", "label": "boot", "count": 1}]
+    for answer in (_get(api, "/v1/search", query="boots", mode="hybrid"), _get(api, "/v1/assets/a-shoe/similar")):
+        assert answer["facets"]["tags"] and all(b["label"] == b["value"].split(":")[1]
+                                                for b in answer["facets"]["tags"]), answer["facets"]["tags"]
+    # a renamed tag's old name is labelled as its new name is
+    from domain.store.api import tag_label
+    from domain.taxonomy import taxonomy_from_settings
+
+    assert tag_label("product:sneakers", taxonomy_from_settings(settings)) == "sneaker"
+
+
 def test_filters_apply_in_every_mode(api):
     for mode in ("keyword", "semantic", "hybrid"):
         q = "couple dancing" if mode != "semantic" else "a wedding"

@@ -10,7 +10,8 @@
                                                  `image` (curl -F file=@photo.jpg); at most
                                                  index.query_image_max_bytes (413 over it)
 
-The answer is domain.store.api's (hits, total, facets with counts). Every hit says its `tenant`; an asset is named
+The answer is domain.store.api's (hits, total, facets with counts and tag labels). Every hit says its `tenant`
+and its `thumb_url` (`/thumb/{id}` on this app, the same credentials); an asset is named
 by its hit's `asset_id` and `tenant` (docs/index.md, "Tenants"). `total` and the facets are the same on every
 page of one query: keyword mode counts every match; semantic, hybrid and similar count the first `window`
 (index.rrf_window) hits of the ranking, the hits their pages show together, with `total_relation: "gte"` when

@@ -3,8 +3,9 @@
 for bad input; `run_search` / `run_similar` return the JSON a client gets:
 
     {"query": "trainers", "mode": "hybrid", "page": 1, "size": 20, "total": 3,
-     "hits": [{"asset_id": ..., "title": ..., "score": ..., ...}],
-     "facets": {"tags": [{"value": "product:sneaker", "count": 3}, ...], "status": [...], "usage_flag": [...],
+     "hits": [{"asset_id": ..., "title": ..., "score": ..., ..., "thumb_url": "/thumb/a1"}],
+     "facets": {"tags": [{"value": "product:sneaker", "label": "sneaker", "count": 3}, ...], "status": [...],
+                "usage_flag": [...],
                 "country": [...]},
      "facets_over": "matches",
      "facets_truncated": ["tags"],                      # the facets cut at facet_size (more values exist)
@@ -30,6 +31,9 @@ Elasticsearch RRF retriever's fixed rank_window_size), `total` = the hits their 
 over those documents (`ranked` / `nearest`), `total_relation` "gte" when the window was filled (more may rank
 below it), a page past the window empty. `facets_over` says which.
 
+Each hit's `thumb_url` is its preview on the review app serving the API (thumb_url), and each tag bucket has the
+vocabulary's `label` (for_clients).
+
 Filters apply inside every leg: tags (all), status, usage flag, upload date (`event_time`, UTC days, inclusive), place
 (city, region, country or ISO country code, any case, accents folded: place_filter), family (the
 family of the asset named: its `family_id`, consumers/index/families.py) and tenant (one tenant's assets; every hit
@@ -50,6 +54,7 @@ import functools
 import re
 from dataclasses import asdict, dataclass, replace
 from typing import TYPE_CHECKING, Any, Iterable, Mapping
+from urllib.parse import quote
 
 from elasticsearch import Elasticsearch, NotFoundError
 
@@ -422,6 +427,14 @@ def document_id(asset_id: str, tenant: str | None) -> str:
     return scoped_id(asset_id, tenant)
 
 
+def thumb_url(hit: Mapping[str, Any]) -> str:
+    """The hit's preview on the review app serving the API (`/thumb/{document id}`, app/review/web.py): a path on the
+    API's own origin, opened with the same credentials; the default tenant's ids bare, another's scoped."""
+    aid = hit["asset_id"]
+    doc_id = aid if TENANT_SEPARATOR in aid else scoped_id(aid, hit.get("tenant"))
+    return "/thumb/" + quote(doc_id, safe=":")
+
+
 def resolve_family(client: Elasticsearch, settings: Any, req: SearchRequest) -> SearchRequest:
     """family=ASSET names any member: search the family of that member (its family_id); with tenant=T, T's asset
     of that id."""
@@ -563,7 +576,26 @@ def run_search(client: Elasticsearch, settings: Any, req: SearchRequest, taxonom
         hits = collapse_families(ranked)[req.offset:req.offset + req.size]
     out.update(total=total, total_relation=relation, hits=hits, **facets,
                facets_over=over, window=None if mode == "keyword" and not req.collapse else window)
-    return out
+    return for_clients(out, tax)
+
+
+def for_clients(answer: dict[str, Any], taxonomy: "Taxonomy") -> dict[str, Any]:
+    """What a front-end shows without its own copy of the routes or the vocabulary (trial 29, finding 8): each hit's
+    `thumb_url`, and each tag bucket's vocabulary `label` beside its `value` (an added key: clients reading value and
+    count read them as before)."""
+    for h in answer["hits"]:
+        h["thumb_url"] = thumb_url(h)
+    tags = answer.get("facets", {}).get("tags")
+    if tags:
+        answer["facets"]["tags"] = [{"value": b["value"], "label": tag_label(b["value"], taxonomy), "count": b["count"]}
+                                    for b in tags]
+    return answer
+
+
+def tag_label(tag: str, taxonomy: "Taxonomy") -> str:
+    """A tag's label in the vocabulary (its current name's, for a renamed tag), else its value as words."""
+    entry = taxonomy.entries.get(taxonomy.current_name(tag) or tag)
+    return entry.label if entry is not None else (tag.partition(":")[2] or tag).replace("-", " ")
 
 
 def _checked(settings: Any, req: SearchRequest, taxonomy: "Taxonomy | None") -> "Taxonomy":
@@ -595,7 +627,7 @@ def run_similar(client: Elasticsearch, settings: Any, asset_id: str, req: Search
     filters and paging. The asset is `asset_id` of tenant req.tenant (the default tenant when None; or a scoped
     id, `acme::a1`): here `tenant` names the asset, it filters nothing. Raises LookupError when the asset is not
     indexed or has no such vector."""
-    _checked(settings, req, taxonomy)
+    tax = _checked(settings, req, taxonomy)
     doc_id = document_id(asset_id, req.tenant)
     req = resolve_family(client, settings, req)
     filters = replace(req, tenant=None).filters()
@@ -611,7 +643,7 @@ def run_similar(client: Elasticsearch, settings: Any, asset_id: str, req: Search
                               f"{read_alias(index_settings(settings))} (another tenant's asset: give the tenant its "
                               "hits say, tenant=NAME or --tenant NAME)") from None
         raise
-    return _nearest_answer(client, settings, req, near, ids, filters, similar_to=asset_id, by=by)
+    return _nearest_answer(client, settings, req, near, ids, filters, tax, similar_to=asset_id, by=by)
 
 
 def _nearest(client: Elasticsearch, settings: Any, doc_id: str, window: int, filters: list[dict[str, Any]], by: str,
@@ -650,7 +682,7 @@ def run_similar_image(client: Elasticsearch, settings: Any, image: bytes, req: S
     problem = query_image_problem(image, index_settings(settings).query_image_max_pixels)
     if problem:
         raise BadRequest(problem)
-    _checked(settings, req, taxonomy)
+    tax = _checked(settings, req, taxonomy)
     req = resolve_family(client, settings, req)
     filters = req.filters()
     window = result_window(settings, req)
@@ -659,11 +691,13 @@ def run_similar_image(client: Elasticsearch, settings: Any, image: bytes, req: S
         near = similar_to_image(client, settings, image, filters=filters, size=window, doc_ids=ids)
     except ValueError as exc:
         raise BadRequest(str(exc)) from None
-    return _nearest_answer(client, settings, req, near, ids, filters, similar_to="(uploaded image)", by="image")
+    return _nearest_answer(client, settings, req, near, ids, filters, tax, similar_to="(uploaded image)",
+                           by="image")
 
 
 def _nearest_answer(client: Elasticsearch, settings: Any, req: SearchRequest, near: list[dict[str, Any]],
-                    doc_ids: list[str], filters: list[dict[str, Any]], *, similar_to: str, by: str) -> dict[str, Any]:
+                    doc_ids: list[str], filters: list[dict[str, Any]], taxonomy: "Taxonomy", *, similar_to: str,
+                    by: str) -> dict[str, Any]:
     """The answer over the nearest window `near` (its document ids: doc_ids, the same order)."""
     ranked = collapse_families(near) if req.collapse else near
     out: dict[str, Any] = {"similar_to": similar_to, "mode": "similar", "by": by, "page": req.page,
@@ -676,7 +710,7 @@ def _nearest_answer(client: Elasticsearch, settings: Any, req: SearchRequest, ne
     window = result_window(settings, req)
     out.update(total=total, total_relation="gte" if len(near) >= window else "eq",
                **facets, facets_over="nearest", window=window)
-    return out
+    return for_clients(out, taxonomy)
 
 
 def indexed_ids(client: Elasticsearch, settings: Any, ids: list[str]) -> set[str]:
