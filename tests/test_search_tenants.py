@@ -116,6 +116,20 @@ def test_each_hit_names_its_preview_opened_with_the_same_credentials(api):
     assert {(h["tenant"], h["asset_id"]): h["thumb_url"] for h in near["hits"]}[("default", "a1")] == "/thumb/a1"
 
 
+def test_the_default_tenants_scoped_id_names_its_asset(api):
+    """Trial 29 finding 8: a client building `${tenant}::${asset_id}` for every hit got 404 for `default::a1` in
+    /v1/assets/{id}/similar (only the bare `a1` worked). `default::` is accepted wherever a scoped id is."""
+    bare = api.get("/v1/assets/a1/similar", params={"by": "text"}).json()
+    scoped = api.get("/v1/assets/default::a1/similar", params={"by": "text"})
+    assert scoped.status_code == 200, scoped.text
+    assert _keys(scoped.json()) == _keys(bare) and ("default", "a1") not in _keys(bare)
+    assert _keys(api.get("/v1/search", params={"family": "default::a1"}).json()) == [("default", "a1")]
+    r = api.get("/thumb/default::a1")
+    assert r.status_code == 200 and r.headers["content-type"] == "image/jpeg"
+    r = api.get("/v1/assets/default::a1/similar", params={"tenant": "acme"})
+    assert r.status_code == 400 and "already names its tenant" in r.json()["error"]
+
+
 def _queue(c: httpx.Client) -> list[str]:
     """The document ids the queue (every status) links to."""
     return sorted({unquote(m) for m in re.findall(r'href="/asset/([^"?]+)', c.get("/", params={"status": "all"}).text)})
