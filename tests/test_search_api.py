@@ -74,6 +74,13 @@ def test_no_data_without_auth(server):
             r = httpx.get(server.url + path, headers=headers)
             assert r.status_code == 401, (path, headers)
             assert "a-sofa" not in r.text and "Blue sofa" not in r.text and "a-wedding" not in r.text
+    # no CORS: a preflight is an unauthenticated request like any other, and nothing allows another origin
+    # (docs/index.md, "What a front-end gets": a front-end on another origin goes through a same-origin proxy)
+    r = httpx.options(server.url + "/v1/search", headers={"Origin": "https://portal.example",
+                                                          "Access-Control-Request-Method": "GET"})
+    assert r.status_code == 401 and not any(h.startswith("access-control-") for h in r.headers)
+    r = httpx.get(server.url + "/v1/search", headers={"Authorization": f"Bearer {TOKEN}", "Origin": "https://x.example"})
+    assert r.status_code == 200 and not any(h.startswith("access-control-") for h in r.headers)
     # the session cookie from the token login opens the API too, as it opens the app
     with httpx.Client(base_url=server.url) as browser:
         assert browser.get("/login", params={"token": TOKEN}).status_code == 303  # cookie set

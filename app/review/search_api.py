@@ -22,7 +22,9 @@ an unreachable store 503 — never a stack trace, never a document to an
 unauthenticated caller (401). An app serving some tenants (review.tenants) answers from them alone: `tenant=`
 naming another is 403, "more like this" of another tenant's asset the 404 of an unknown asset (docs/index.md,
 "Tenants"). POST searches too (it changes nothing), so it needs no CSRF token; a POST sent by
-another site (its Origin header) is refused all the same.
+another site (its Origin header) is refused all the same. No CORS headers are sent, on purpose (cookie auth,
+POST without a CSRF token): a front-end on another origin goes through a same-origin proxy (docs/index.md, "What a
+front-end gets").
 """
 from __future__ import annotations
 
