@@ -33,7 +33,7 @@ LIBRARY = [
     ("a-wedding", "Bride and groom dancing", "a couple dancing at their wedding reception",
      [("subject", "people")], "needs_review", 20, BERLIN, None),
     ("a-wedding-2", "Bride and groom dancing, second take", "a couple dancing at their wedding reception",
-     [("subject", "people")], "needs_review", 21, BERLIN, "a-wedding"),
+     [("subject", "people")], "needs_review", 21, {**BERLIN, "city": "Köpenick"}, "a-wedding"),
 ]
 
 
@@ -74,6 +74,13 @@ def test_no_data_without_auth(server):
             r = httpx.get(server.url + path, headers=headers)
             assert r.status_code == 401, (path, headers)
             assert "a-sofa" not in r.text and "Blue sofa" not in r.text and "a-wedding" not in r.text
+    # no CORS: a preflight is an unauthenticated request like any other, and nothing allows another origin
+    # (docs/index.md, "What a front-end gets": a front-end on another origin goes through a same-origin proxy)
+    r = httpx.options(server.url + "/v1/search", headers={"Origin": "https://portal.example",
+                                                          "Access-Control-Request-Method": "GET"})
+    assert r.status_code == 401 and not any(h.startswith("access-control-") for h in r.headers)
+    r = httpx.get(server.url + "/v1/search", headers={"Authorization": f"Bearer {TOKEN}", "Origin": "https://x.example"})
+    assert r.status_code == 200 and not any(h.startswith("access-control-") for h in r.headers)
     # the session cookie from the token login opens the API too, as it opens the app
     with httpx.Client(base_url=server.url) as browser:
         assert browser.get("/login", params={"token": TOKEN}).status_code == 303  # cookie set
@@ -121,6 +128,22 @@ def test_facets_count_the_result_set(api):
     assert hybrid["facets_over"] == "ranked" and hybrid["total"] == len(hybrid["hits"]) >= 1
     assert _facet(hybrid, "status") == {"auto_applied": hybrid["total"]}
     assert _get(api, "/v1/search", query="boots", facets="false")["facets"] == {}
+
+
+def test_tag_facets_carry_their_vocabulary_labels(settings, api):
+    """Trial 29 finding 8: facets gave tag ids only (`color:white`), so a front-end had to ship its own copy of the
+    vocabulary to show "white". Each tag bucket has the vocabulary's `label` beside `value` and `count`."""
+    boots = _get(api, "/v1/search", query="boots", mode="keyword")
+    assert sorted(boots["facets"]["tags"], key=lambda b: b["value"]) == [
+        {"value": "color:brown", "label": "brown", "count": 1}, {"value": "product:boot", "label": "boot", "count": 1}]
+    for answer in (_get(api, "/v1/search", query="boots", mode="hybrid"), _get(api, "/v1/assets/a-shoe/similar")):
+        assert answer["facets"]["tags"] and all(b["label"] == b["value"].split(":")[1]
+                                                for b in answer["facets"]["tags"]), answer["facets"]["tags"]
+    # a renamed tag's old name is labelled as its new name is
+    from domain.store.api import tag_label
+    from domain.taxonomy import taxonomy_from_settings
+
+    assert tag_label("product:sneakers", taxonomy_from_settings(settings)) == "sneaker"
 
 
 def test_filters_apply_in_every_mode(api):
@@ -257,6 +280,20 @@ def test_parameters_a_portal_may_get_wrong_are_refused_by_name(api):
     for place in ("paris", "FRANCE", "fr", "ile-de-france"):
         assert _get(api, "/v1/search", place=place)["total"] == 5, place
     assert set(_ids(_get(api, "/v1/search", place="berlin"))) == {"a-wedding", "a-wedding-2"}
+
+
+def test_place_folds_accents_as_the_text_fields_do(api):
+    """Trial 29 finding 7: the Paris photos store "Ile-de-France", and `place=Île-de-France`, the correct spelling,
+    found nothing (a librarian concludes there are no photos from there). Accents fold both ways now, in any case,
+    as "cafe" finds "Café" in the text: the name as typed against the name as stored."""
+    for place in ("Île-de-France", "ÎLE-DE-FRANCE", "île-de-france"):
+        assert _get(api, "/v1/search", place=place)["total"] == 5, place
+    for place in ("Köpenick", "kopenick", "KOPENICK", "KÖPENICK"):  # a place stored with its accents
+        assert _ids(_get(api, "/v1/search", place=place)) == ["a-wedding-2"], place
+    for mode in ("keyword", "semantic", "hybrid"):
+        assert _ids(_get(api, "/v1/search", query="couple dancing", mode=mode, place="Kopenick")) == ["a-wedding-2"]
+    assert _get(api, "/v1/search", place="Kopen")["total"] == 0  # still the whole name
+    assert _get(api, "/v1/search", place="Île.*")["total"] == 0  # a name, not a pattern
 
 
 def test_what_trial_29_saw_answer_silently_is_said(api):

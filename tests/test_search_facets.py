@@ -70,7 +70,7 @@ def test_a_cut_facet_says_so_and_facet_size_asks_for_more(api):
     assert small["facets_other"]["tags"] == {"values": 39, "count": 48 - 8 - 1, "values_relation": "eq"}
     # facet_size=1: one tag, one status (auto_applied 7 of needs_review 1 too), the one country: complete
     one = _get(api, mode="keyword", facet_size=1)
-    assert one["facets"]["tags"] == [{"value": COMMON, "count": 8}]
+    assert one["facets"]["tags"] == [{"value": COMMON, "label": "photo", "count": 8}]  # a tag's label too (trial 29)
     assert one["facets"]["status"] == [{"value": "auto_applied", "count": 7}]
     assert one["facets_truncated"] == ["tags", "status"]
     assert one["facets_other"]["tags"] == {"values": 40, "count": 40, "values_relation": "eq"}

@@ -10,7 +10,8 @@
                                                  `image` (curl -F file=@photo.jpg); at most
                                                  index.query_image_max_bytes (413 over it)
 
-The answer is domain.store.api's (hits, total, facets with counts). Every hit says its `tenant`; an asset is named
+The answer is domain.store.api's (hits, total, facets with counts and tag labels). Every hit says its `tenant`
+and its `thumb_url` (`/thumb/{id}` on this app, the same credentials); an asset is named
 by its hit's `asset_id` and `tenant` (docs/index.md, "Tenants"). `total` and the facets are the same on every
 page of one query: keyword mode counts every match; semantic, hybrid and similar count the first `window`
 (index.rrf_window) hits of the ranking, the hits their pages show together, with `total_relation: "gte"` when
@@ -21,7 +22,9 @@ an unreachable store 503 — never a stack trace, never a document to an
 unauthenticated caller (401). An app serving some tenants (review.tenants) answers from them alone: `tenant=`
 naming another is 403, "more like this" of another tenant's asset the 404 of an unknown asset (docs/index.md,
 "Tenants"). POST searches too (it changes nothing), so it needs no CSRF token; a POST sent by
-another site (its Origin header) is refused all the same.
+another site (its Origin header) is refused all the same. No CORS headers are sent, on purpose (cookie auth,
+POST without a CSRF token): a front-end on another origin goes through a same-origin proxy (docs/index.md, "What a
+front-end gets").
 """
 from __future__ import annotations
 

@@ -37,7 +37,7 @@ from app.review.auth import Auth, Hosts, Principal
 from app.review.once import Once, StillSending, fingerprint, nonce, token
 from domain.events import scoped_id
 from domain.sources import source_label
-from domain.store.api import unknown_tag
+from domain.store.api import unknown_tag, without_default_scope
 from domain.vision.frames import frames_phrase
 from app.review.search_api import search_routes
 from app.review.queries import (REASON_GROUPS, STATUSES, Filters, Index, carried_over, human_duration,
@@ -363,7 +363,8 @@ class ReviewApp:
             "mine": ",".join(dec.own_decisions(request.query_params.get("mine")))})
 
     async def thumbnail(self, request: Request, who: Principal) -> Response:
-        thumb = await run_in_threadpool(self.index.thumbnail, request.path_params["asset_id"])
+        # a document id, as a search hit's thumb_url names it (`default::a1` is the default tenant's `a1` too)
+        thumb = await run_in_threadpool(self.index.thumbnail, without_default_scope(request.path_params["asset_id"]))
         k = request.query_params.get("k")  # a video's keyframe (its index in video.keyframes)
         if thumb and k is not None:
             frames = thumb.get("keyframes") or []

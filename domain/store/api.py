@@ -3,8 +3,9 @@
 for bad input; `run_search` / `run_similar` return the JSON a client gets:
 
     {"query": "trainers", "mode": "hybrid", "page": 1, "size": 20, "total": 3,
-     "hits": [{"asset_id": ..., "title": ..., "score": ..., ...}],
-     "facets": {"tags": [{"value": "product:sneaker", "count": 3}, ...], "status": [...], "usage_flag": [...],
+     "hits": [{"asset_id": ..., "title": ..., "score": ..., ..., "thumb_url": "/thumb/a1"}],
+     "facets": {"tags": [{"value": "product:sneaker", "label": "sneaker", "count": 3}, ...], "status": [...],
+                "usage_flag": [...],
                 "country": [...]},
      "facets_over": "matches",
      "facets_truncated": ["tags"],                      # the facets cut at facet_size (more values exist)
@@ -30,7 +31,11 @@ Elasticsearch RRF retriever's fixed rank_window_size), `total` = the hits their 
 over those documents (`ranked` / `nearest`), `total_relation` "gte" when the window was filled (more may rank
 below it), a page past the window empty. `facets_over` says which.
 
-Filters apply inside every leg: tags (all), status, usage flag, upload date (`event_time`, UTC days, inclusive), place (city, region, country or ISO country code, any case), family (the
+Each hit's `thumb_url` is its preview on the review app serving the API (thumb_url), and each tag bucket has the
+vocabulary's `label` (for_clients).
+
+Filters apply inside every leg: tags (all), status, usage flag, upload date (`event_time`, UTC days, inclusive), place
+(city, region, country or ISO country code, any case, accents folded: place_filter), family (the
 family of the asset named: its `family_id`, consumers/index/families.py) and tenant (one tenant's assets; every hit
 says its `tenant`, and on "more like this" by asset `tenant` names the asset's tenant instead: document_id). `collapse=true` keeps one
 hit per family within the first index.rrf_window * 5 hits, at the rank of its best-ranked member (that member, or
@@ -45,8 +50,11 @@ from __future__ import annotations
 
 import datetime as dt
 import difflib
+import functools
+import re
 from dataclasses import asdict, dataclass, replace
 from typing import TYPE_CHECKING, Any, Iterable, Mapping
+from urllib.parse import quote
 
 from elasticsearch import Elasticsearch, NotFoundError
 
@@ -54,8 +62,8 @@ from domain.events import DEFAULT_TENANT, MAX_TENANT, TENANT_SEPARATOR, identifi
 from domain.store.client import index_settings
 from domain.store.degraded import PARTS as DEGRADED_PARTS
 from domain.store.management import read_alias
-from domain.store.search import (build_filters, has_word, hybrid_search, same_score, search, semantic_search, similar,
-                                 similar_to_image)
+from domain.store.search import (build_filters, folded, has_word, hybrid_search, same_score, search, semantic_search,
+                                 similar, similar_to_image)
 
 if TYPE_CHECKING:
     from domain.taxonomy import Taxonomy
@@ -328,12 +336,56 @@ def family_filter(family_id: str) -> dict[str, Any]:
                                 {"term": {"duplicate_of": family_id}}], "minimum_should_match": 1}}
 
 
+PLACE_FIELDS = ("city", "region", "country")
+"""The place fields that hold names (accents fold: place_filter); `country_code` is an ISO code."""
+MAX_PLACE_PATTERN = 1000  # Elasticsearch's index.max_regex_length: a longer name is matched as given and folded
+
+
 def place_filter(place: str) -> dict[str, Any]:
-    """A city, region, country or ISO country code, whatever its case ("paris", "FRANCE", "fr"): `term` with
-    case_insensitive (Elasticsearch 7.10+, OpenSearch, osmem-server). Accents must match: the place fields are plain
-    keywords, without a normalizer ("Île-de-France" does not find "Ile-de-France")."""
-    return {"bool": {"should": [{"term": {f"place.{k}": {"value": place, "case_insensitive": True}}}
-                                for k in ("city", "region", "country", "country_code")], "minimum_should_match": 1}}
+    """A city, region, country or ISO country code, whatever its case ("paris", "FRANCE", "fr") and its accents
+    ("Île-de-France" finds "Ile-de-France", and "Curacao" finds "Curaçao"), as the text fields fold them (trial 29,
+    finding 7). The place fields are plain keywords (no normalizer: giving them one would need a new mapping version
+    and a reindex), so both forms are matched instead: `term` with case_insensitive (Elasticsearch 7.10+, OpenSearch,
+    osmem-server) for the name as given and folded, and a `regexp` of the folded name with every letter that has
+    accented forms as a class of them (folding_pattern)."""
+    given = [place, *([folded(place)] if folded(place) != place.lower() else [])]
+    should: list[dict[str, Any]] = [{"term": {f"place.{k}": {"value": v, "case_insensitive": True}}}
+                                    for v in given for k in (*PLACE_FIELDS, "country_code")]
+    pattern = folding_pattern(place)
+    if len(pattern) <= MAX_PLACE_PATTERN:
+        should += [{"regexp": {f"place.{k}": {"value": pattern, "case_insensitive": True}}} for k in PLACE_FIELDS]
+    return {"bool": {"should": should, "minimum_should_match": 1}}
+
+
+@functools.lru_cache(maxsize=1)
+def _accented() -> dict[str, str]:
+    """Per folded form (one letter, or a ligature's two: "ss" for "ß"), the characters of Latin-1 and Latin
+    Extended-A that fold to it (`folded`), upper and lower case: a regexp's case_insensitive folds ASCII only."""
+    forms: dict[str, str] = {}
+    for c in map(chr, range(0xC0, 0x180)):
+        f = folded(c)
+        if f != c and f.isascii() and f.isalpha() and 1 <= len(f) <= 2:
+            forms[f] = forms.get(f, "") + c
+    return forms
+
+
+def folding_pattern(name: str) -> str:
+    """A Lucene regexp matching `name` (folded) with any accents: "zurich" -> "z[uùúûüũūŭůűų…]rich" (each letter
+    with accented forms a class of them, each ligature's letters or the ligature), other characters escaped."""
+    forms, text, out, i = _accented(), folded(name), [], 0
+    while i < len(text):
+        pair = text[i:i + 2]
+        if len(pair) == 2 and pair in forms:  # "ss": "ss" or "ß"
+            out.append(f"({_letter(pair[0], forms)}{_letter(pair[1], forms)}|[{forms[pair]}])")
+            i += 2
+            continue
+        out.append(_letter(text[i], forms))
+        i += 1
+    return "".join(out)
+
+
+def _letter(c: str, forms: Mapping[str, str]) -> str:
+    return f"[{c}{forms[c]}]" if c in forms else re.sub(r'([.?+*|{}\[\]()"\\#@&<>~^$-])', r"\\\1", c)
 
 
 MEDIA_TYPES = ("image", "video")
@@ -365,14 +417,30 @@ def tenants_filter(tenants: Iterable[str]) -> dict[str, Any]:
 
 def document_id(asset_id: str, tenant: str | None) -> str:
     """The document id of one tenant's asset, named by the asset id its hits give (domain.events.scoped_id; the
-    default tenant when None). An id already scoped (`acme::a1`, the review app's links and `family_id`) is
-    taken as it is, unless a tenant is given too (BadRequest: say it once)."""
+    default tenant when None). An id already scoped (`acme::a1`, the review app's links and `family_id`; `default::a1`
+    too: without_default_scope) is taken as it is, unless a tenant is given too (BadRequest: say it once)."""
     if TENANT_SEPARATOR in asset_id:
         if tenant is not None:
             raise BadRequest(f"{asset_id[:80]!r} already names its tenant: give the asset id and tenant={tenant}, "
                              "or the scoped id alone")
-        return asset_id
+        return without_default_scope(asset_id)
     return scoped_id(asset_id, tenant)
+
+
+def without_default_scope(doc_id: str) -> str:
+    """`default::a1` is the default tenant's `a1`, whose document id is bare (scoped_id): a client that builds
+    `${tenant}::${asset_id}` for every hit got a 404 for the default tenant's (trial 29, finding 8). Any other id
+    as it is."""
+    tenant, sep, bare = doc_id.partition(TENANT_SEPARATOR)
+    return bare if sep and tenant == DEFAULT_TENANT and bare and TENANT_SEPARATOR not in bare else doc_id
+
+
+def thumb_url(hit: Mapping[str, Any]) -> str:
+    """The hit's preview on the review app serving the API (`/thumb/{document id}`, app/review/web.py): a path on the
+    API's own origin, opened with the same credentials; the default tenant's ids bare, another's scoped."""
+    aid = hit["asset_id"]
+    doc_id = aid if TENANT_SEPARATOR in aid else scoped_id(aid, hit.get("tenant"))
+    return "/thumb/" + quote(doc_id, safe=":")
 
 
 def resolve_family(client: Elasticsearch, settings: Any, req: SearchRequest) -> SearchRequest:
@@ -380,8 +448,8 @@ def resolve_family(client: Elasticsearch, settings: Any, req: SearchRequest) -> 
     of that id."""
     if not req.family:
         return req
-    if TENANT_SEPARATOR not in req.family:
-        req = replace(req, family=scoped_id(req.family, req.tenant))
+    req = replace(req, family=scoped_id(req.family, req.tenant) if TENANT_SEPARATOR not in req.family
+                  else without_default_scope(req.family))
     if not req.reads(req.family):
         return req  # answered as an unknown member: nothing is looked up, nothing of it echoed
     try:
@@ -516,7 +584,26 @@ def run_search(client: Elasticsearch, settings: Any, req: SearchRequest, taxonom
         hits = collapse_families(ranked)[req.offset:req.offset + req.size]
     out.update(total=total, total_relation=relation, hits=hits, **facets,
                facets_over=over, window=None if mode == "keyword" and not req.collapse else window)
-    return out
+    return for_clients(out, tax)
+
+
+def for_clients(answer: dict[str, Any], taxonomy: "Taxonomy") -> dict[str, Any]:
+    """What a front-end shows without its own copy of the routes or the vocabulary (trial 29, finding 8): each hit's
+    `thumb_url`, and each tag bucket's vocabulary `label` beside its `value` (an added key: clients reading value and
+    count read them as before)."""
+    for h in answer["hits"]:
+        h["thumb_url"] = thumb_url(h)
+    tags = answer.get("facets", {}).get("tags")
+    if tags:
+        answer["facets"]["tags"] = [{"value": b["value"], "label": tag_label(b["value"], taxonomy), "count": b["count"]}
+                                    for b in tags]
+    return answer
+
+
+def tag_label(tag: str, taxonomy: "Taxonomy") -> str:
+    """A tag's label in the vocabulary (its current name's, for a renamed tag), else its value as words."""
+    entry = taxonomy.entries.get(taxonomy.current_name(tag) or tag)
+    return entry.label if entry is not None else (tag.partition(":")[2] or tag).replace("-", " ")
 
 
 def _checked(settings: Any, req: SearchRequest, taxonomy: "Taxonomy | None") -> "Taxonomy":
@@ -548,7 +635,7 @@ def run_similar(client: Elasticsearch, settings: Any, asset_id: str, req: Search
     filters and paging. The asset is `asset_id` of tenant req.tenant (the default tenant when None; or a scoped
     id, `acme::a1`): here `tenant` names the asset, it filters nothing. Raises LookupError when the asset is not
     indexed or has no such vector."""
-    _checked(settings, req, taxonomy)
+    tax = _checked(settings, req, taxonomy)
     doc_id = document_id(asset_id, req.tenant)
     req = resolve_family(client, settings, req)
     filters = replace(req, tenant=None).filters()
@@ -564,7 +651,7 @@ def run_similar(client: Elasticsearch, settings: Any, asset_id: str, req: Search
                               f"{read_alias(index_settings(settings))} (another tenant's asset: give the tenant its "
                               "hits say, tenant=NAME or --tenant NAME)") from None
         raise
-    return _nearest_answer(client, settings, req, near, ids, filters, similar_to=asset_id, by=by)
+    return _nearest_answer(client, settings, req, near, ids, filters, tax, similar_to=asset_id, by=by)
 
 
 def _nearest(client: Elasticsearch, settings: Any, doc_id: str, window: int, filters: list[dict[str, Any]], by: str,
@@ -603,7 +690,7 @@ def run_similar_image(client: Elasticsearch, settings: Any, image: bytes, req: S
     problem = query_image_problem(image, index_settings(settings).query_image_max_pixels)
     if problem:
         raise BadRequest(problem)
-    _checked(settings, req, taxonomy)
+    tax = _checked(settings, req, taxonomy)
     req = resolve_family(client, settings, req)
     filters = req.filters()
     window = result_window(settings, req)
@@ -612,11 +699,13 @@ def run_similar_image(client: Elasticsearch, settings: Any, image: bytes, req: S
         near = similar_to_image(client, settings, image, filters=filters, size=window, doc_ids=ids)
     except ValueError as exc:
         raise BadRequest(str(exc)) from None
-    return _nearest_answer(client, settings, req, near, ids, filters, similar_to="(uploaded image)", by="image")
+    return _nearest_answer(client, settings, req, near, ids, filters, tax, similar_to="(uploaded image)",
+                           by="image")
 
 
 def _nearest_answer(client: Elasticsearch, settings: Any, req: SearchRequest, near: list[dict[str, Any]],
-                    doc_ids: list[str], filters: list[dict[str, Any]], *, similar_to: str, by: str) -> dict[str, Any]:
+                    doc_ids: list[str], filters: list[dict[str, Any]], taxonomy: "Taxonomy", *, similar_to: str,
+                    by: str) -> dict[str, Any]:
     """The answer over the nearest window `near` (its document ids: doc_ids, the same order)."""
     ranked = collapse_families(near) if req.collapse else near
     out: dict[str, Any] = {"similar_to": similar_to, "mode": "similar", "by": by, "page": req.page,
@@ -629,7 +718,7 @@ def _nearest_answer(client: Elasticsearch, settings: Any, req: SearchRequest, ne
     window = result_window(settings, req)
     out.update(total=total, total_relation="gte" if len(near) >= window else "eq",
                **facets, facets_over="nearest", window=window)
-    return out
+    return for_clients(out, taxonomy)
 
 
 def indexed_ids(client: Elasticsearch, settings: Any, ids: list[str]) -> set[str]:
