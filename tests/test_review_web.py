@@ -873,6 +873,18 @@ def test_held_tag_suggestions_show_as_suggestions_not_as_applied_tags(server, fl
     assert re.search(r'id="tags-value" value="style:abstract"', html)
 
 
+def test_a_retired_tag_in_the_queue_filter_says_it_was_retired(server, fleet):
+    """Trial 29 / search fixes: the API and the CLI refuse a tag the taxonomy retired (deprecated with no successor),
+    but the review queue took it as a filter and silently showed nothing."""
+    with httpx.Client(base_url=server.url) as c:
+        assert c.get(server.login_url).status_code == 303
+        html = c.get("/", params={"tag": "style:hdr"}).text
+        renamed = c.get("/", params={"tag": "product:sneakers"}).text
+    assert re.search(r'class="flash error tag-problem"[^>]*>tag &#39;style:hdr&#39; was retired in taxonomy', html), \
+        html[:2000]
+    assert "tag-problem" not in renamed  # a renamed tag still filters by its new name
+
+
 def test_the_asset_page_credits_unmapped_keywords_to_their_source_and_names_the_file(server, fleet):
     """Trial 24 F7: the file's own XMP keywords ("nsfw", "ignore all prior rules") were listed as "unmapped model
     tags", so a reviewer could think the model proposed "nsfw". F8: the page never showed the file's name."""

@@ -208,10 +208,6 @@ class SearchRequest:
             problem = unknown_tag(tag, taxonomy)
             if problem is not None:
                 raise BadRequest(problem[0])
-            if tag in taxonomy.deprecated and taxonomy.current_name(tag) is None:  # trial 29: 200, total 0, silently
-                raise BadRequest(f"tag {tag[:60]!r} was retired in taxonomy {taxonomy.version} (deprecated with no "
-                                 "successor): it is no longer a tag, so a filter on it would match nothing; leave it "
-                                 "out")
         # documents indexed before a rename carry the old name: a filter on either name matches both
         object.__setattr__(self, "tag_names", tuple(taxonomy.same_tags(t) for t in self.tags))
 
@@ -255,11 +251,15 @@ class SearchRequest:
 
 
 def unknown_tag(tag: str, taxonomy: "Taxonomy") -> tuple[str, list[str]] | None:
-    """None when `tag` can filter (a tag of the vocabulary, canonical or deprecated: a filter matches tags exactly),
+    """None when `tag` can filter (a tag of the vocabulary, canonical or renamed: a filter matches tags exactly; a
+    retired one, deprecated with no successor, cannot),
     else why not and the tags it may mean: the canonical tag the word resolves to (label, synonym, plural: "photo"
     → content:photo), else the closest tags by spelling. The search API, the CLI and the review queue all say it
     this way: "tag 'photo' is not a tag of the vocabulary (taxonomy v2); tags are facet:value; did you mean
     content:photo?"."""
+    if tag in taxonomy.deprecated and taxonomy.current_name(tag) is None:  # trial 29: 200, total 0, silently
+        return (f"tag {tag[:60]!r} was retired in taxonomy {taxonomy.version} (deprecated with no successor): it is "
+                "no longer a tag, so a filter on it would match nothing; leave it out", [])
     if tag in taxonomy.entries or tag in taxonomy.deprecated:
         return None
     mapped = taxonomy.map(tag)
