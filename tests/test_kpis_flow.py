@@ -110,6 +110,10 @@ def test_a_record_lost_between_hops_turns_into_the_alert_metric(broker, unique):
                 r = httpx.get(f"http://127.0.0.1:{port}{path}", headers=auth, timeout=5)
                 assert r.status_code == 401 and "asset-4" not in r.text, (path, auth, r.status_code)
         assert httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=5).status_code == 200
+        # faust's own views served the same tables with no token at all (trial 31 N1): they are not served
+        for path in ("/table/", "/table/flow/", "/table/kpi/total/", "/router/", "/graph/", "/stats/"):
+            r = httpx.get(f"http://127.0.0.1:{port}{path}", timeout=5)
+            assert r.status_code == 404 and "asset-4" not in r.text, (path, r.status_code, r.text[:200])
 
         # the lost record turns up (say, replayed): nothing is unaccounted any more
         T.produce(settings, "validated", [("asset-4", T.validated_record(
