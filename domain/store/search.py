@@ -28,7 +28,8 @@ Literal leg (literal_leg, index.literal_leg): hybrid fuses one more ranking, the
 every query word as written (no synonyms, tags or stems), so an exact match is not outranked by documents that only
 weak signals rank (issue 17, trial 12: "lemon" put the bottle labelled LEMON below dahlias with a weak
 synonym-expanded model tag and the visual leg's "lemon" class). On es the word check is one request before the
-retriever's.
+retriever's. For a query of two words or more its documents, which hold every word, rank above all others
+(all_words_first, trial 29: "espresso 2.50" ranked the menu saying both 8th).
 
 Word coverage (coverage_clauses, index.keyword_coverage): a constant score per query word or vocabulary term the
 document matches, so keyword search (and hybrid's keyword leg) ranks an asset matching more of the query's words
@@ -246,7 +247,11 @@ def build_literal_query(query: str | None, filters: list[dict[str, Any]]) -> dic
     # yet) does not fold, holds "café", and would not match "cafe" (code review 14 L1); on a folding index both
     # forms read the same
     written = [w for w in dict.fromkeys(_WORD.findall((query or "").lower())) if folded(w) not in STOPWORDS]
-    forms = list(dict.fromkeys([" ".join(words), " ".join(written)]))
+    # and the query's space-separated tokens whole, for the tokenizer to split: it keeps "2.50" one token, which
+    # "2 50" does not match (trial 29: "espresso 2.50" had no literal match, the menu saying it)
+    tokens = [t for t in (t.strip(".,;:!?\"'()") for t in folded(query or "").split()) if has_word(t)]
+    forms = list(dict.fromkeys([" ".join(words), " ".join(written),
+                                " ".join(t for t in tokens if t not in STOPWORDS)]))
     match = [{"multi_match": {"query": form, "fields": LITERAL_FIELDS, "type": "cross_fields", "operator": "and",
                               "lenient": True}} for form in forms]
     return {"bool": {"must": match if len(match) == 1 else [{"bool": {"should": match, "minimum_should_match": 1}}],
@@ -275,6 +280,28 @@ def literal_leg(client: Elasticsearch, s: Any, query: str, filters: list[dict[st
         if words <= said:
             out.append({**h, "_source": {k: v for k, v in src.items() if k in HIT_FIELDS}})
     return canonical_first(out)
+
+
+ALL_WORDS_BONUS = 1.0
+"""what all_words_first adds to the RRF score of a hit holding every word of a query of two words or more: more
+than any RRF score (at most 5 legs x 1/61)"""
+
+
+def all_words_first(query: str, fused: list[tuple[str, float]], literal_ids: Iterable[str]) -> list[tuple[str, float]]:
+    """Hybrid's fused (id, RRF score) ranking with, for a query of two words or more (literal_words), the
+    documents whose own text holds every word (the literal leg's) first, each scored ALL_WORDS_BONUS + its RRF
+    score, then the others as fused (trial 29: "espresso 2.50" ranked the menu sign saying both words 8th, behind
+    coffee photos that one word brought in through the keyword, text, tag and visual legs: two legs lost to three
+    or four). A one-word query is left as fused: there the literal leg is one vote among the others."""
+    holds = set(literal_ids)
+    if not puts_all_words_first(query, holds):
+        return fused
+    return sorted(((d, sc + ALL_WORDS_BONUS if d in holds else sc) for d, sc in fused), key=lambda kv: -kv[1])
+
+
+def puts_all_words_first(query: str, literal_ids: Iterable[str]) -> bool:
+    """Whether all_words_first changes the order: a query of two words or more, and a document holding them all."""
+    return len(literal_words(query)) >= 2 and any(True for _ in literal_ids)
 
 
 def literal_ranking(query: str, ids: list[str], filters: list[dict[str, Any]]) -> dict[str, Any]:
@@ -603,15 +630,17 @@ def hybrid_search(client: Elasticsearch, settings: "Any", query: str, tags: Iter
                                            s.visual_min_similarity)})
             if literal:  # the documents literal_leg kept, in its order (one more request: the words' check)
                 legs.append({"standard": {"query": literal_ranking(query, [h["_id"] for h in literal], filters)}})
-            whole = report is not None  # the whole window, to count it; else the store pages within it
+            holds = [h["_id"] for h in literal]
+            # the whole window to count it, or to put the hits holding every word first; else the store pages in it
+            whole = report is not None or puts_all_words_first(query, holds)
             resp = client.search(index=read_alias(s), size=window if whole else max(0, min(size, window - offset)),
                                  from_=None if whole else offset or None, source_includes=HIT_FIELDS,
                                  retriever=es_rrf_retriever(legs, window, s.rrf_rank_constant))
-            got = resp["hits"]["hits"]
+            got = {h["_id"]: h for h in resp["hits"]["hits"][:window]}
+            ranked = all_words_first(query, [(d, h.get("_score") or 0.0) for d, h in got.items()], holds)
             if report is not None:
-                report["ranked_ids"] = [h["_id"] for h in got[:window]]
-                got = got[offset:offset + size]
-            return [_hit(h) for h in got]
+                report["ranked_ids"] = [d for d, _ in ranked]
+            return [_hit(got[d], sc) for d, sc in (ranked[offset:offset + size] if whole else ranked)]
         except ApiError as e:
             if e.status_code not in (400, 403):
                 raise  # 400: no retriever/rrf in this version; 403: the license has no RRF -> fuse here
@@ -632,7 +661,8 @@ def hybrid_search(client: Elasticsearch, settings: "Any", query: str, tags: Iter
     for leg in (tagged, seen, literal):
         if leg:
             rankings.append([h["_id"] for h in leg])
-    fused = rrf(rankings, s.rrf_rank_constant)[:window]  # the window, as the store's retriever keeps it
+    # the window, as the store's retriever keeps it; the hits holding every word of the query first
+    fused = all_words_first(query, rrf(rankings, s.rrf_rank_constant), [h["_id"] for h in literal])[:window]
     if report is not None:
         report["ranked_ids"] = [doc_id for doc_id, _ in fused]
     return [_hit(by_id[doc_id], score) for doc_id, score in fused[offset:offset + size]]
