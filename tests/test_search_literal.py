@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from domain.store.client import make_client
-from domain.store.search import hybrid_search
+from domain.store.search import hybrid_search, search
 from tests.store_support import index_all, settings_for, validated_asset
 from tests.test_search import _with_weak_tags
 from tests.test_search_images import QUALITY, _thumbnail
@@ -84,5 +84,16 @@ def test_the_asset_holding_every_word_ranks_above_those_holding_some(shop):
     single: dict = {}
     got = [h["asset_id"] for h in hybrid_search(client, shop, "espresso", report=single)]
     assert got[0] != "menu" and "menu" in got
+    client.close()
+
+
+def test_keyword_search_finds_a_synonym_of_the_named_tag_in_the_text_after_the_exact_matches(shop):
+    """Trial 29: keyword "trainers" found the TRAINERS sign and the sneakers tagged product:sneaker, not the
+    "SNEAKERS NEW ARRIVALS" sign whose only evidence is its text."""
+    client = make_client(shop)
+    got = [h["asset_id"] for h in search(client, shop, "trainers")]
+    assert "sneakers-sign" in got, got
+    assert got.index("sneakers-sign") > max(got.index("trainers-sign"), got.index("sneaker")), got
+    assert "menu" not in got and "espresso1" not in got  # other tags' names are not read
     client.close()
 

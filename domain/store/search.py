@@ -31,6 +31,10 @@ synonym-expanded model tag and the visual leg's "lemon" class). On es the word c
 retriever's. For a query of two words or more its documents, which hold every word, rank above all others
 (all_words_first, trial 29: "espresso 2.50" ranked the menu saying both 8th).
 
+Synonyms in the text (synonym_text_clause): the other names of each tag the query names (its label and synonyms)
+are one more, lower-weight `should` clause over the text fields (trial 29: "trainers" did not find the sign saying
+SNEAKERS, which carries no tag).
+
 Word coverage (coverage_clauses, index.keyword_coverage): a constant score per query word or vocabulary term the
 document matches, so keyword search (and hybrid's keyword leg) ranks an asset matching more of the query's words
 above one matching fewer (issue 17: "orange spacesuit").
@@ -140,6 +144,40 @@ def coverage_clauses(units: Iterable[tuple[str, list[str], int]], boost: float |
     return out
 
 
+SYNONYM_TEXT_BOOST = 0.5
+"""the weight of synonym_text_clause against the query's own words (multi_match, boost 1) and coverage (100 a word)"""
+
+
+def synonym_words(units: Iterable[tuple[str, list[str], int]], taxonomy: "Taxonomy | None") -> list[str]:
+    """The other names of the vocabulary tags the query's terms name (query_units): each tag's label and
+    synonyms, the term as the query says it left out ("trainers" -> sneaker, sneakers, running shoe, trainer, ...);
+    in query order, once each."""
+    if taxonomy is None:
+        return []
+    out: list[str] = []
+    for text, tags, _n in units:
+        said = folded(text)
+        for tag in tags[:1]:  # the canonical tag (query_units: same_tags, canonical first)
+            entry = taxonomy.entries.get(tag)
+            if entry is not None:
+                out.extend(w for w in (entry.label, *entry.synonyms) if folded(w) != said)
+    return list(dict.fromkeys(out))
+
+
+def synonym_text_clause(units: Iterable[tuple[str, list[str], int]],
+                        taxonomy: "Taxonomy | None") -> dict[str, Any] | None:
+    """Keyword search's synonym expansion into the text fields (trial 29: "trainers" found the assets tagged
+    product:sneaker but not the "SNEAKERS NEW ARRIVALS" sign, whose only evidence is its text): a `should` clause
+    matching any synonym_words as a phrase in SEARCH_FIELDS, at SYNONYM_TEXT_BOOST and outside word coverage, so
+    an asset saying the query's own words (or carrying the tag) ranks first. None when the query names no tag."""
+    words = synonym_words(units, taxonomy)
+    if not words:
+        return None
+    return {"bool": {"should": [{"multi_match": {"query": w, "fields": SEARCH_FIELDS, "type": "phrase",
+                                                 "lenient": True}} for w in words],
+                     "minimum_should_match": 1, "boost": SYNONYM_TEXT_BOOST}}
+
+
 def build_filters(tags: Iterable[str | tuple[str, ...]] = (), status: str | None = None,
                   usage: str | None = None, degraded: str | None = None) -> list[dict[str, Any]]:
     """Exact filters, all must hold: every tag, the status, the usage flag, and `degraded` ("any" or a part such
@@ -159,10 +197,12 @@ def build_filters(tags: Iterable[str | tuple[str, ...]] = (), status: str | None
 def build_query(query: str | None, tags: Iterable[str] = (), status: str | None = None,
                 usage: str | None = None, synonyms: Iterable[str] = (),
                 filters: list[dict[str, Any]] | None = None,
-                coverage: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+                coverage: list[dict[str, Any]] | None = None,
+                related: dict[str, Any] | None = None) -> dict[str, Any]:
     """The bool query: multi_match on the text fields, or a `terms` match on the canonical tags the query's
-    synonyms name (either is enough; match_all when no text), plus the `coverage` clauses (coverage_clauses:
-    more of the query's words matched ranks first); filters as build_filters, or `filters` as given."""
+    synonyms name, or `related` (synonym_text_clause: the tags' other names in the text fields) — any is enough;
+    match_all when no text — plus the `coverage` clauses (coverage_clauses: more of the query's words matched
+    ranks first); filters as build_filters, or `filters` as given."""
     filters = build_filters(tags, status, usage) if filters is None else filters
     if not (query and query.strip()):
         return {"bool": {"must": [{"match_all": {}}], "filter": filters}}
@@ -172,18 +212,21 @@ def build_query(query: str | None, tags: Iterable[str] = (), status: str | None 
     if expanded:
         should.append({"terms": {"tags": expanded, "boost": SYNONYM_BOOST}})
     should.extend(coverage or ())
+    if related is not None:
+        should.append(related)
     return {"bool": {"should": should, "minimum_should_match": 1, "filter": filters}}
 
 
 def keyword_query(settings: Any, query: str | None, taxonomy: "Taxonomy | None",
                   filters: list[dict[str, Any]]) -> tuple[dict[str, Any], list[str], bool]:
-    """The keyword query of `search` and of hybrid's keyword leg (build_query with the query's synonyms and,
-    unless index.keyword_coverage is off, its coverage clauses), the synonyms, and names_tags_only."""
+    """The keyword query of `search` and of hybrid's keyword leg (build_query with the query's synonyms, their
+    other names in the text fields, synonym_text_clause, and, unless index.keyword_coverage is off, its coverage
+    clauses), the synonyms, and names_tags_only."""
     s = index_settings(settings)
     units = query_units(query, taxonomy) if query and taxonomy is not None else []
     synonyms, named = _expand_units(units)
-    return (build_query(query, synonyms=synonyms, filters=filters,
-                        coverage=coverage_clauses(units, s.keyword_coverage)), synonyms, named)
+    return (build_query(query, synonyms=synonyms, filters=filters, coverage=coverage_clauses(units, s.keyword_coverage),
+                        related=synonym_text_clause(units, taxonomy)), synonyms, named)
 
 
 LITERAL_FIELDS = ["title^3", "alt_text^2", "caption", "ocr_text", "visible_text"]
