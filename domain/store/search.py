@@ -31,9 +31,9 @@ synonym-expanded model tag and the visual leg's "lemon" class). On es the word c
 retriever's. For a query of two words or more its documents, which hold every word, rank above all others
 (all_words_first, trial 29: "espresso 2.50" ranked the menu saying both 8th).
 
-Synonyms in the text (synonym_text_clause): the other names of each tag the query names (its label and synonyms)
-are one more, lower-weight `should` clause over the text fields (trial 29: "trainers" did not find the sign saying
-SNEAKERS, which carries no tag).
+Synonyms in the text (synonym_text_clause, keyword mode): the other names of each tag the query names (its label
+and synonyms) are one more, lower-weight `should` clause over the text fields (trial 29: "trainers" did not find
+the sign saying SNEAKERS, which carries no tag).
 
 Word coverage (coverage_clauses, index.keyword_coverage): a constant score per query word or vocabulary term the
 document matches, so keyword search (and hybrid's keyword leg) ranks an asset matching more of the query's words
@@ -218,15 +218,17 @@ def build_query(query: str | None, tags: Iterable[str] = (), status: str | None 
 
 
 def keyword_query(settings: Any, query: str | None, taxonomy: "Taxonomy | None",
-                  filters: list[dict[str, Any]]) -> tuple[dict[str, Any], list[str], bool]:
-    """The keyword query of `search` and of hybrid's keyword leg (build_query with the query's synonyms, their
-    other names in the text fields, synonym_text_clause, and, unless index.keyword_coverage is off, its coverage
-    clauses), the synonyms, and names_tags_only."""
+                  filters: list[dict[str, Any]], text_synonyms: bool = False) -> tuple[dict[str, Any], list[str], bool]:
+    """The keyword query of `search` and of hybrid's keyword leg (build_query with the query's synonyms and,
+    unless index.keyword_coverage is off, its coverage clauses), the synonyms, and names_tags_only. With
+    `text_synonyms` (keyword mode: `search`) also the named tags' other names in the text fields,
+    synonym_text_clause; not in hybrid, whose text and tag legs find those assets, and where the clause put
+    "lemon"'s bottle below the dahlias again (subject:fruit's names) on the bench."""
     s = index_settings(settings)
     units = query_units(query, taxonomy) if query and taxonomy is not None else []
     synonyms, named = _expand_units(units)
     return (build_query(query, synonyms=synonyms, filters=filters, coverage=coverage_clauses(units, s.keyword_coverage),
-                        related=synonym_text_clause(units, taxonomy)), synonyms, named)
+                        related=synonym_text_clause(units, taxonomy) if text_synonyms else None), synonyms, named)
 
 
 LITERAL_FIELDS = ["title^3", "alt_text^2", "caption", "ocr_text", "visible_text"]
@@ -388,7 +390,8 @@ def search(client: Elasticsearch, settings: "Any", query: str | None,
     (the same request: one pass over the matches)."""
     s = index_settings(settings)
     filters = build_filters(tuple(tags), status, usage) if filters is None else filters
-    body_query = keyword_query(s, query, taxonomy if taxonomy is not None else default_taxonomy(settings), filters)[0]
+    body_query = keyword_query(s, query, taxonomy if taxonomy is not None else default_taxonomy(settings), filters,
+                               text_synonyms=True)[0]
     counted = {"track_total_hits": True, "aggs": aggs or None} if report is not None else {}
     resp = client.search(index=read_alias(s), query=body_query, size=size, from_=offset or None,
                          source_includes=HIT_FIELDS, sort=_SORT, track_scores=True, **counted)
