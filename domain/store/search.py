@@ -28,7 +28,12 @@ Literal leg (literal_leg, index.literal_leg): hybrid fuses one more ranking, the
 every query word as written (no synonyms, tags or stems), so an exact match is not outranked by documents that only
 weak signals rank (issue 17, trial 12: "lemon" put the bottle labelled LEMON below dahlias with a weak
 synonym-expanded model tag and the visual leg's "lemon" class). On es the word check is one request before the
-retriever's.
+retriever's. For a query of two words or more its documents, which hold every word, rank above all others
+(all_words_first, trial 29: "espresso 2.50" ranked the menu saying both 8th).
+
+Synonyms in the text (synonym_text_clause, keyword mode): the other names of each tag the query names (its label
+and synonyms) are one more, lower-weight `should` clause over the text fields (trial 29: "trainers" did not find
+the sign saying SNEAKERS, which carries no tag).
 
 Word coverage (coverage_clauses, index.keyword_coverage): a constant score per query word or vocabulary term the
 document matches, so keyword search (and hybrid's keyword leg) ranks an asset matching more of the query's words
@@ -139,6 +144,40 @@ def coverage_clauses(units: Iterable[tuple[str, list[str], int]], boost: float |
     return out
 
 
+SYNONYM_TEXT_BOOST = 0.5
+"""the weight of synonym_text_clause against the query's own words (multi_match, boost 1) and coverage (100 a word)"""
+
+
+def synonym_words(units: Iterable[tuple[str, list[str], int]], taxonomy: "Taxonomy | None") -> list[str]:
+    """The other names of the vocabulary tags the query's terms name (query_units): each tag's label and
+    synonyms, the term as the query says it left out ("trainers" -> sneaker, sneakers, running shoe, trainer, ...);
+    in query order, once each."""
+    if taxonomy is None:
+        return []
+    out: list[str] = []
+    for text, tags, _n in units:
+        said = folded(text)
+        for tag in tags[:1]:  # the canonical tag (query_units: same_tags, canonical first)
+            entry = taxonomy.entries.get(tag)
+            if entry is not None:
+                out.extend(w for w in (entry.label, *entry.synonyms) if folded(w) != said)
+    return list(dict.fromkeys(out))
+
+
+def synonym_text_clause(units: Iterable[tuple[str, list[str], int]],
+                        taxonomy: "Taxonomy | None") -> dict[str, Any] | None:
+    """Keyword search's synonym expansion into the text fields (trial 29: "trainers" found the assets tagged
+    product:sneaker but not the "SNEAKERS NEW ARRIVALS" sign, whose only evidence is its text): a `should` clause
+    matching any synonym_words as a phrase in SEARCH_FIELDS, at SYNONYM_TEXT_BOOST and outside word coverage, so
+    an asset saying the query's own words (or carrying the tag) ranks first. None when the query names no tag."""
+    words = synonym_words(units, taxonomy)
+    if not words:
+        return None
+    return {"bool": {"should": [{"multi_match": {"query": w, "fields": SEARCH_FIELDS, "type": "phrase",
+                                                 "lenient": True}} for w in words],
+                     "minimum_should_match": 1, "boost": SYNONYM_TEXT_BOOST}}
+
+
 def build_filters(tags: Iterable[str | tuple[str, ...]] = (), status: str | None = None,
                   usage: str | None = None, degraded: str | None = None) -> list[dict[str, Any]]:
     """Exact filters, all must hold: every tag, the status, the usage flag, and `degraded` ("any" or a part such
@@ -158,10 +197,12 @@ def build_filters(tags: Iterable[str | tuple[str, ...]] = (), status: str | None
 def build_query(query: str | None, tags: Iterable[str] = (), status: str | None = None,
                 usage: str | None = None, synonyms: Iterable[str] = (),
                 filters: list[dict[str, Any]] | None = None,
-                coverage: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+                coverage: list[dict[str, Any]] | None = None,
+                related: dict[str, Any] | None = None) -> dict[str, Any]:
     """The bool query: multi_match on the text fields, or a `terms` match on the canonical tags the query's
-    synonyms name (either is enough; match_all when no text), plus the `coverage` clauses (coverage_clauses:
-    more of the query's words matched ranks first); filters as build_filters, or `filters` as given."""
+    synonyms name, or `related` (synonym_text_clause: the tags' other names in the text fields) — any is enough;
+    match_all when no text — plus the `coverage` clauses (coverage_clauses: more of the query's words matched
+    ranks first); filters as build_filters, or `filters` as given."""
     filters = build_filters(tags, status, usage) if filters is None else filters
     if not (query and query.strip()):
         return {"bool": {"must": [{"match_all": {}}], "filter": filters}}
@@ -171,18 +212,23 @@ def build_query(query: str | None, tags: Iterable[str] = (), status: str | None 
     if expanded:
         should.append({"terms": {"tags": expanded, "boost": SYNONYM_BOOST}})
     should.extend(coverage or ())
+    if related is not None:
+        should.append(related)
     return {"bool": {"should": should, "minimum_should_match": 1, "filter": filters}}
 
 
 def keyword_query(settings: Any, query: str | None, taxonomy: "Taxonomy | None",
-                  filters: list[dict[str, Any]]) -> tuple[dict[str, Any], list[str], bool]:
+                  filters: list[dict[str, Any]], text_synonyms: bool = False) -> tuple[dict[str, Any], list[str], bool]:
     """The keyword query of `search` and of hybrid's keyword leg (build_query with the query's synonyms and,
-    unless index.keyword_coverage is off, its coverage clauses), the synonyms, and names_tags_only."""
+    unless index.keyword_coverage is off, its coverage clauses), the synonyms, and names_tags_only. With
+    `text_synonyms` (keyword mode: `search`) also the named tags' other names in the text fields,
+    synonym_text_clause; not in hybrid, whose text and tag legs find those assets, and where the clause put
+    "lemon"'s bottle below the dahlias again (subject:fruit's names) on the bench."""
     s = index_settings(settings)
     units = query_units(query, taxonomy) if query and taxonomy is not None else []
     synonyms, named = _expand_units(units)
-    return (build_query(query, synonyms=synonyms, filters=filters,
-                        coverage=coverage_clauses(units, s.keyword_coverage)), synonyms, named)
+    return (build_query(query, synonyms=synonyms, filters=filters, coverage=coverage_clauses(units, s.keyword_coverage),
+                        related=synonym_text_clause(units, taxonomy) if text_synonyms else None), synonyms, named)
 
 
 LITERAL_FIELDS = ["title^3", "alt_text^2", "caption", "ocr_text", "visible_text"]
@@ -246,7 +292,11 @@ def build_literal_query(query: str | None, filters: list[dict[str, Any]]) -> dic
     # yet) does not fold, holds "café", and would not match "cafe" (code review 14 L1); on a folding index both
     # forms read the same
     written = [w for w in dict.fromkeys(_WORD.findall((query or "").lower())) if folded(w) not in STOPWORDS]
-    forms = list(dict.fromkeys([" ".join(words), " ".join(written)]))
+    # and the query's space-separated tokens whole, for the tokenizer to split: it keeps "2.50" one token, which
+    # "2 50" does not match (trial 29: "espresso 2.50" had no literal match, the menu saying it)
+    tokens = [t for t in (t.strip(".,;:!?\"'()") for t in folded(query or "").split()) if has_word(t)]
+    forms = list(dict.fromkeys([" ".join(words), " ".join(written),
+                                " ".join(t for t in tokens if t not in STOPWORDS)]))
     match = [{"multi_match": {"query": form, "fields": LITERAL_FIELDS, "type": "cross_fields", "operator": "and",
                               "lenient": True}} for form in forms]
     return {"bool": {"must": match if len(match) == 1 else [{"bool": {"should": match, "minimum_should_match": 1}}],
@@ -275,6 +325,28 @@ def literal_leg(client: Elasticsearch, s: Any, query: str, filters: list[dict[st
         if words <= said:
             out.append({**h, "_source": {k: v for k, v in src.items() if k in HIT_FIELDS}})
     return canonical_first(out)
+
+
+ALL_WORDS_BONUS = 1.0
+"""what all_words_first adds to the RRF score of a hit holding every word of a query of two words or more: more
+than any RRF score (at most 5 legs x 1/61)"""
+
+
+def all_words_first(query: str, fused: list[tuple[str, float]], literal_ids: Iterable[str]) -> list[tuple[str, float]]:
+    """Hybrid's fused (id, RRF score) ranking with, for a query of two words or more (literal_words), the
+    documents whose own text holds every word (the literal leg's) first, each scored ALL_WORDS_BONUS + its RRF
+    score, then the others as fused (trial 29: "espresso 2.50" ranked the menu sign saying both words 8th, behind
+    coffee photos that one word brought in through the keyword, text, tag and visual legs: two legs lost to three
+    or four). A one-word query is left as fused: there the literal leg is one vote among the others."""
+    holds = set(literal_ids)
+    if not puts_all_words_first(query, holds):
+        return fused
+    return sorted(((d, sc + ALL_WORDS_BONUS if d in holds else sc) for d, sc in fused), key=lambda kv: -kv[1])
+
+
+def puts_all_words_first(query: str, literal_ids: Iterable[str]) -> bool:
+    """Whether all_words_first changes the order: a query of two words or more, and a document holding them all."""
+    return len(literal_words(query)) >= 2 and any(True for _ in literal_ids)
 
 
 def literal_ranking(query: str, ids: list[str], filters: list[dict[str, Any]]) -> dict[str, Any]:
@@ -318,7 +390,8 @@ def search(client: Elasticsearch, settings: "Any", query: str | None,
     (the same request: one pass over the matches)."""
     s = index_settings(settings)
     filters = build_filters(tuple(tags), status, usage) if filters is None else filters
-    body_query = keyword_query(s, query, taxonomy if taxonomy is not None else default_taxonomy(settings), filters)[0]
+    body_query = keyword_query(s, query, taxonomy if taxonomy is not None else default_taxonomy(settings), filters,
+                               text_synonyms=True)[0]
     counted = {"track_total_hits": True, "aggs": aggs or None} if report is not None else {}
     resp = client.search(index=read_alias(s), query=body_query, size=size, from_=offset or None,
                          source_includes=HIT_FIELDS, sort=_SORT, track_scores=True, **counted)
@@ -603,15 +676,17 @@ def hybrid_search(client: Elasticsearch, settings: "Any", query: str, tags: Iter
                                            s.visual_min_similarity)})
             if literal:  # the documents literal_leg kept, in its order (one more request: the words' check)
                 legs.append({"standard": {"query": literal_ranking(query, [h["_id"] for h in literal], filters)}})
-            whole = report is not None  # the whole window, to count it; else the store pages within it
+            holds = [h["_id"] for h in literal]
+            # the whole window to count it, or to put the hits holding every word first; else the store pages in it
+            whole = report is not None or puts_all_words_first(query, holds)
             resp = client.search(index=read_alias(s), size=window if whole else max(0, min(size, window - offset)),
                                  from_=None if whole else offset or None, source_includes=HIT_FIELDS,
                                  retriever=es_rrf_retriever(legs, window, s.rrf_rank_constant))
-            got = resp["hits"]["hits"]
+            got = {h["_id"]: h for h in resp["hits"]["hits"][:window]}
+            ranked = all_words_first(query, [(d, h.get("_score") or 0.0) for d, h in got.items()], holds)
             if report is not None:
-                report["ranked_ids"] = [h["_id"] for h in got[:window]]
-                got = got[offset:offset + size]
-            return [_hit(h) for h in got]
+                report["ranked_ids"] = [d for d, _ in ranked]
+            return [_hit(got[d], sc) for d, sc in (ranked[offset:offset + size] if whole else ranked)]
         except ApiError as e:
             if e.status_code not in (400, 403):
                 raise  # 400: no retriever/rrf in this version; 403: the license has no RRF -> fuse here
@@ -632,7 +707,8 @@ def hybrid_search(client: Elasticsearch, settings: "Any", query: str, tags: Iter
     for leg in (tagged, seen, literal):
         if leg:
             rankings.append([h["_id"] for h in leg])
-    fused = rrf(rankings, s.rrf_rank_constant)[:window]  # the window, as the store's retriever keeps it
+    # the window, as the store's retriever keeps it; the hits holding every word of the query first
+    fused = all_words_first(query, rrf(rankings, s.rrf_rank_constant), [h["_id"] for h in literal])[:window]
     if report is not None:
         report["ranked_ids"] = [doc_id for doc_id, _ in fused]
     return [_hit(by_id[doc_id], score) for doc_id, score in fused[offset:offset + size]]
