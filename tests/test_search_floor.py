@@ -92,7 +92,7 @@ def test_hybrid_keeps_every_keyword_match_whatever_its_cosine(indexed):
 
 
 
-@pytest.mark.parametrize("query", ["*", "%", "\\", "!", "?!"])
+@pytest.mark.parametrize("query", ["*", "%", "\\", "!", "?!", "½", "²"])  # trial 31 N2: numerics, no digits
 def test_a_query_with_no_letter_or_digit_answers_nothing_in_every_mode(indexed, query):
     """Trial 29: keyword answered `*` with nothing, hybrid and semantic with 20-50 unrelated hits (the vector legs'
     neighbours of a string with no word in it). Every mode now answers it as keyword does; the empty query is still

@@ -249,9 +249,10 @@ def folded(text: str) -> str:
 
 
 def has_word(query: str | None) -> bool:
-    """Whether the query holds a letter or a digit (any script): "*", "%", "\\" and "!" hold none, so no text field
-    matches them and the vector legs would only pad the answer (trial 29)."""
-    return any(c.isalnum() for c in query or "")
+    """Whether the query holds a letter or a decimal digit (any script): "*", "%", "\\" and "!" hold none, nor do
+    "½" and "²" (numerics, not digits: trial 31), so no text field matches them and the vector legs would only pad
+    the answer (trial 29)."""
+    return any(c.isalpha() or c.isdecimal() for c in query or "")
 
 
 def same_score(a: float | None, b: float | None) -> bool:
