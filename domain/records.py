@@ -6,7 +6,7 @@ import base64
 import datetime as dt
 from typing import Any
 
-from domain.events import scoped_id, sent_ms
+from domain.events import DEFAULT_TENANT, scoped_id, sent_ms
 from streams.records import to_ms
 from streams.schemas import parsed_schema
 from streams.stage import OutputFacts
@@ -23,6 +23,11 @@ def asset_of(value: dict[str, Any]) -> dict[str, Any]:
     if "enriched" in value:
         return value["enriched"]["pre"]["asset"]
     raise KeyError("not a pipeline record")
+
+
+def tenant_of(value: dict[str, Any]) -> str:
+    """The tenant of any pipeline record's asset (the default tenant when it names none)."""
+    return asset_of(value).get("tenant") or DEFAULT_TENANT
 
 
 def degraded_of(value: dict[str, Any]) -> dict[str, str]:

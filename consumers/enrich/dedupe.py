@@ -107,9 +107,9 @@ def hamming(a_hex: str, b_hex: str) -> int:
     return (int(a_hex, 16) ^ int(b_hex, 16)).bit_count()
 
 
-NEUTRAL_COLOURS = frozenset({"black", "charcoal", "gray", "grey", "silver", "white", "cream", "beige", "ivory"})
 PLAIN_GREYS = frozenset({"black", "charcoal", "gray", "grey", "silver", "white"})
 """names given only to untinted (or nearly untinted) colours: a palette of only these is black, grey and white"""
+NEUTRAL_COLOURS = PLAIN_GREYS | {"cream", "beige", "ivory"}
 TOP_COLOURS = 4
 FLAT_DETAIL = 0.6
 """mean |Laplacian| of the blurred 64x64 grey thumbnail below which an image is flat or a smooth gradient"""

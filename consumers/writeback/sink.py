@@ -28,8 +28,7 @@ from consumers.writeback.files import FilesTarget
 from consumers.writeback.http import HttpTarget
 from consumers.writeback.webhook import WebhookTarget
 from consumers.writeback.wordpress import WordPressTarget
-from domain.events import DEFAULT_TENANT
-from domain.records import asset_of, document_id, is_deleted
+from domain.records import asset_of, document_id, is_deleted, tenant_of
 from streams.errors import PermanentError, TransientError
 from streams.metrics import WRITEBACK_CONFLICTS, WRITEBACK_ITEMS
 from streams.stage import Output, RecordContext, Stage, StageResult
@@ -123,7 +122,7 @@ class WritebackSink(Stage):
              ctx: RecordContext) -> list[Output]:
         """Write one record to one target; returns the audit entries of its conflicts."""
         cfg = target.cfg
-        tenant = asset_of(value).get("tenant") or DEFAULT_TENANT
+        tenant = tenant_of(value)
         if not cfg.serves(tenant):  # another tenant's record never reaches this target (nor a state document)
             WRITEBACK_ITEMS.labels(target.name, "skipped").inc()
             if (target.name, tenant) not in self._told:

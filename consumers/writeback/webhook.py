@@ -20,16 +20,14 @@ from urllib.parse import quote
 
 from consumers.writeback.http import HttpTarget
 from consumers.writeback.plan import MISSING, get_path, nest, write_key
-from domain.events import DEFAULT_TENANT
-from domain.records import asset_of
+from domain.records import asset_of, tenant_of
 from domain.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
 
 
 class WebhookTarget(HttpTarget):
     def url(self, value: dict[str, Any]) -> str:
-        asset = asset_of(value)
-        return (self.cfg.url.replace("{tenant}", quote(asset.get("tenant") or DEFAULT_TENANT, safe=""))
-                .replace("{asset_id}", quote(asset["asset_id"], safe="")))
+        return (self.cfg.url.replace("{tenant}", quote(tenant_of(value), safe=""))
+                .replace("{asset_id}", quote(asset_of(value)["asset_id"], safe="")))
 
     def _headers(self) -> dict[str, str]:
         h = {"Accept": "application/json", "User-Agent": "assetstream-writeback"}
