@@ -16,8 +16,9 @@ written by a person: a `title` mapping replaces it, `protect_unknown` keeps any 
 
 Caption, description and title are HTML on the site (post_excerpt, post_content, post_title; the REST API stores
 them raw, and for a user with `unfiltered_html` nothing filters them): what we send there is text, with `<`, `>`,
-`&` and a shortcode's `[` as references (as_html_text), so it shows as written and never as markup. The alt text is post meta that WordPress escapes on output, never escaped by us; the
-REST API stores it through sanitize_text_field (tags removed, whitespace collapsed), so we send it in that form
+`&` and a shortcode's `[` as references (as_html_text), so it shows as written and never as markup. The alt text
+is post meta that WordPress escapes on output, never escaped by us; the REST API stores it through
+sanitize_text_field (tags removed, whitespace collapsed), so we send it in that form
 (wp_text_field) and what we wrote is what we read back (not a person's edit).
 
 Which media item: the asset event's attribute `media_id_attribute` (e.g. the DAM connector puts

@@ -1418,9 +1418,9 @@ def _evidence_subject(idx: VocabIndex | None, facts: ImageFacts) -> str | None:
     return str(entry.get("label") or entry["tag"].split(":", 1)[1]).replace("-", " ").lower()
 
 
-_NOT_THE_SAME = {("car", "car mirror"), ("car", "car wheel"), ("airplane", "airplane wing"), ("kite", "kite (bird of prey)"),
-                 ("bird", "kite (bird of prey)"), ("dog", "hot dog"), ("dog", "dog sled"), ("horse", "horse chestnut seed"),
-                 ("horse", "horse-drawn vehicle"), ("bear", "teddy bear"), ("bottle", "bottle cap"),
+_NOT_THE_SAME = {("car", "car mirror"), ("car", "car wheel"), ("airplane", "airplane wing"),
+                 ("kite", "kite (bird of prey)"), ("bird", "kite (bird of prey)"), ("dog", "hot dog"),
+                 ("dog", "dog sled"), ("horse", "horse chestnut seed"), ("horse", "horse-drawn vehicle"), ("bear", "teddy bear"), ("bottle", "bottle cap"),
                  ("toilet", "toilet seat"), ("toilet", "toilet paper"), ("keyboard", "keyboard space bar"),
                  ("apple", "cherimoya (custard apple)"), ("oven", "Dutch oven"), ("book", "comic book"),
                  ("car", "freight car"), ("car", "railroad car"), ("oven", "microwave oven")}
@@ -1470,10 +1470,10 @@ def _box_backed(idx: VocabIndex | None, facts: ImageFacts, det: Detection) -> bo
 def _detected_subject(idx: VocabIndex | None, facts: ImageFacts, faces: int,
                       conf_top: list) -> tuple[str, str] | None:
     """The subject phrase from the detector ("a horse", "two cups"), when it should name the subject: a large,
-    confident box (on a drawing also `_box_backed`), and the classifier has no confident label, a weak one (< DET_BEATS_CLASS) or one that agrees
-    but there are several boxes (the count is the detector's). A classifier label that agrees with a single box
-    is kept: it is the more specific name ("tabby cat"). With the phrase: what named it ('detector',
-    'detector+classifier')."""
+    confident box (on a drawing also `_box_backed`), and the classifier has no confident label, a weak one
+    (< DET_BEATS_CLASS) or one that agrees but there are several boxes (the count is the detector's). A
+    classifier label that agrees with a single box is kept: it is the more specific name ("tabby cat"). With the
+    phrase: what named it ('detector', 'detector+classifier')."""
     if faces:
         return None
     found = subject_detection(facts, faces)
