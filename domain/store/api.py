@@ -348,7 +348,8 @@ def place_filter(place: str) -> dict[str, Any]:
     and a reindex), so both forms are matched instead: `term` with case_insensitive (Elasticsearch 7.10+, OpenSearch,
     osmem-server) for the name as given and folded, and a `regexp` of the folded name with every letter that has
     accented forms as a class of them (folding_pattern)."""
-    given = [place, *([folded(place)] if folded(place) != place.lower() else [])]
+    plain = folded(place)
+    given = [place, *([plain] if plain != place.lower() else [])]
     should: list[dict[str, Any]] = [{"term": {f"place.{k}": {"value": v, "case_insensitive": True}}}
                                     for v in given for k in (*PLACE_FIELDS, "country_code")]
     pattern = folding_pattern(place)
