@@ -117,7 +117,7 @@ def outcomes(settings: Settings, validated: dict[str, dict[str, Any]], letters: 
     "message"), for every asset that reached `validated`. `pending`: why the group did not finish (None: it did)."""
     from consumers.writeback.plan import eligible
     from consumers.writeback.state import state_id
-    from domain.records import asset_of, document_id, is_deleted
+    from domain.records import document_id, is_deleted, tenant_of
     from streams.records import to_ms
 
     targets = settings.writeback.targets
@@ -142,10 +142,9 @@ def outcomes(settings: Settings, validated: dict[str, dict[str, Any]], letters: 
                 rows.append({"target": t.name, "outcome": "written", "reason": left_alone})
             elif kept:
                 rows.append({"target": t.name, "outcome": "left_alone", "reason": left_alone})
-            elif not t.serves(asset_of(value).get("tenant")):
+            elif not t.serves(tenant_of(value)):
                 rows.append({"target": t.name, "outcome": "skipped",
-                             "reason": f"tenant {asset_of(value).get('tenant')}: the target serves "
-                                       f"{', '.join(t.tenants)}"})
+                             "reason": f"tenant {tenant_of(value)}: the target serves {', '.join(t.tenants)}"})
             elif is_deleted(value) or not eligible(value, t.mode):
                 takes = "approved and auto_applied" + (" and needs_review" if t.mode == "suggest" else "")
                 rows.append({"target": t.name, "outcome": "skipped",

@@ -3,6 +3,7 @@ API) with its fingerprints in a real search store: one signed PATCH per approved
 never over a person's edit, an outage pauses and loses nothing, the rate limit holds."""
 from __future__ import annotations
 
+import copy
 import json
 import time
 
@@ -261,13 +262,16 @@ def test_run_rows_say_written_only_when_something_was_sent(broker, unique, store
 def test_a_target_takes_only_the_tenants_it_serves(broker, unique, store):
     """Trial 30 F1: tenant acme's record of asset id `mug-1` went to the DAM record of the default tenant's `mug-1`
     (the URL knew only {asset_id}). A target without `tenants` serves the default tenant: acme's record is skipped
-    (counted, committed, no dead letter, the run's row says why); a target for every tenant names {tenant}."""
+    (counted, committed, no dead letter, the run's row says why); a target for every tenant names {tenant}.
+    Review 16 F7: a record naming no tenant is the default tenant's, and its row said "tenant None"."""
     from app.run_writeback import outcomes
 
     with FakeDam() as dam:
         every = {"name": "dam-tenants", "url": dam.url.replace("{asset_id}", "{tenant}/{asset_id}"),
                  "tenants": ["*"], "fields": FIELDS, "bearer_token": TOKEN, "timeout_s": 2.0}
-        s = wb_settings(broker, f"wbt{unique}", store.url, dam, extra=[every])
+        acme = {"name": "dam-acme", "url": dam.url.replace("{asset_id}", "acme-only/{asset_id}"),
+                "tenants": ["acme"], "fields": FIELDS, "bearer_token": TOKEN, "timeout_s": 2.0}
+        s = wb_settings(broker, f"wbt{unique}", store.url, dam, extra=[every, acme])
         provision(s)
         ours = validated_asset("mug-1", status="approved", alt_text="The default tenant's red mug")
         theirs = validated_asset("mug-1", status="approved", alt_text="ACME confidential prototype", tenant="acme")
@@ -282,7 +286,13 @@ def test_a_target_takes_only_the_tenants_it_serves(broker, unique, store):
         assert read_to_end(s, "dead_letter") == []
         assert outcomes(s, {"mug-1": theirs}, {}, since, None)["mug-1"] == [
             {"target": "dam", "outcome": "skipped", "reason": "tenant acme: the target serves default"},
-            {"target": "dam-tenants", "outcome": "written", "reason": None}]
+            {"target": "dam-tenants", "outcome": "written", "reason": None},
+            {"target": "dam-acme", "outcome": "written", "reason": None}]
+        bare = copy.deepcopy(ours)
+        del bare["enriched"]["pre"]["asset"]["tenant"]  # a record naming no tenant (the default tenant's)
+        for value in (ours, bare):
+            assert outcomes(s, {"mug-1": value}, {}, since, None)["mug-1"][2] == {
+                "target": "dam-acme", "outcome": "skipped", "reason": "tenant default: the target serves acme"}
 
 
 def test_every_target_refusing_a_record_is_named_in_its_dead_letter_and_row(broker, unique, store):
