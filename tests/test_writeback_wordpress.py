@@ -131,7 +131,7 @@ def test_file_text_shows_as_text_and_tenants_never_share_a_media_item(broker, un
     provision(s)
     hostile = on_wordpress("wp-t", media=m4, status="approved", alt_text="Tom & Jerry's \"red\" mug <script>alert('alt')</script>",
                            caption='"><img src=x onerror=alert(document.domain)> <b>Red</b> mug',
-                           title="<script>alert('title')</script> Red mug")
+                           title="<script>alert('title')</script> Red mug ")  # WordPress trims a title
     hostile["summary"] = '[gallery] <script>alert("d")</script> Salt & Pepper, &amp; co'
     acme = on_wordpress("wp-t", source=m5, status="approved", alt_text="ACME confidential prototype",
                         caption="ACME secret", tenant="acme")  # same asset id, its own media item (by URL)
@@ -168,16 +168,18 @@ def test_file_text_shows_as_text_and_tenants_never_share_a_media_item(broker, un
 
 def test_a_user_without_unfiltered_html_stores_our_text_as_we_sent_it(broker, unique, store, wordpress):
     """docs/writeback.md's role for the application password (an editor without unfiltered_html): WordPress's HTML
-    filter (kses) runs over what the user saves. Our text is already in its form (`&amp;`, `&#091;`), so the media
-    item shows the words and a new version reads back no person's edit (raw text came back changed: conflicts)."""
+    filter (kses) runs over what the user saves. Our text is already in its form (`&amp;`, `&#091;`, no control
+    characters, a title trimmed as every save trims it), so the media item shows the words and a new version reads
+    back no person's edit (raw text came back changed: conflicts; code review 16 F3: a title with a space or a
+    line break at its end)."""
     m6 = wordpress.media[6]
     s = settings(broker, f"wpw{unique}", store.url, wordpress,
                  [{"name": "blog-writer", "username": WRITER, "application_password": wordpress.writer_password,
                    "fields": {**LIVE, "title": "title"}}])
     provision(s)
-    v1 = on_wordpress("wp-w", media=m6, status="approved", alt_text="Salt & pepper <b>shakers</b>",
-                      caption="Salt & Pepper <b>shakers</b> [gallery] for Children&#39;s",
-                      title="Salt & Pepper <i>shakers</i>")
+    v1 = on_wordpress("wp-w", media=m6, status="approved", alt_text="Salt & pepper <b>shakers</b> ¯\\_(ツ)_/¯",
+                      caption="Salt & Pepper <b>shakers</b> \x0b[gallery] for Children&#39;s",
+                      title=" Salt & Pepper <i>shakers</i>\n")
     v1["summary"] = "Two shakers & a <script>alert(1)</script> [/x] note"
     fields = (*LIVE.values(), "title")
     conflicts = sum(WRITEBACK_CONFLICTS.labels("blog-writer", f)._value.get() for f in fields)
@@ -192,7 +194,8 @@ def test_a_user_without_unfiltered_html_stores_our_text_as_we_sent_it(broker, un
             "rendered"]
         assert "<b>" not in item["caption"]["rendered"] and "gallery-" not in item["caption"]["rendered"]
         assert "<script" not in item["description"]["rendered"] and "<i>" not in item["title"]["rendered"]
-        assert item["alt_text"] == "Salt & pepper shakers"
+        assert item["title"]["raw"] == "Salt &amp; Pepper &lt;i&gt;shakers&lt;/i&gt;"
+        assert item["alt_text"] == "Salt & pepper shakers ¯_(ツ)_/¯"  # the REST API unslashes it: no backslash
         v2 = on_wordpress("wp-w", 2, media=m6, status="approved", alt_text="Two glass shakers",
                           caption=v1["caption"], title=v1["title"])
         v2["summary"] = v1["summary"]
@@ -211,3 +214,9 @@ def test_an_html_field_mapped_in_its_raw_form_or_given_a_list_is_sent_as_text():
     assert stored_form("description", ["<b>a</b>", "b & c"]) == "&lt;b&gt;a&lt;/b&gt;, b &amp; c"
     assert stored_form("alt_text.raw", "a <b>b</b>") == "a b"
     assert stored_form("meta.assetstream_suggested_caption", "<b>kept</b>") == "<b>kept</b>"
+    # a title as WordPress saves it: PHP's trim (no-break spaces stay), no control characters (kses)
+    assert stored_form("title", "\t Red mug \x07\n") == "Red mug"
+    assert stored_form("title.raw", "\u00a0Red mug\u00a0") == "\u00a0Red mug\u00a0"
+    assert stored_form("caption", " Red\x0b mug ") == " Red mug "
+    assert stored_form("description", "[\x01gallery] &\x02#39;") == "&#091;gallery] &#038;#39;"
+    assert stored_form("alt_text", "¯\\_(ツ)_/¯ \\0 \\\\") == "¯_(ツ)_/¯ 0"

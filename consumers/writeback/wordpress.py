@@ -16,10 +16,12 @@ written by a person: a `title` mapping replaces it, `protect_unknown` keeps any 
 
 Caption, description and title are HTML on the site (post_excerpt, post_content, post_title; the REST API stores
 them raw, and for a user with `unfiltered_html` nothing filters them): what we send there is text, with `<`, `>`,
-`&` and a shortcode's `[` as references (as_html_text), so it shows as written and never as markup. The alt text
+`&` and a shortcode's `[` as references (as_html_text), so it shows as written and never as markup; in the form
+WordPress stores it whatever the role (stored_form: no control characters, which kses drops; a title trimmed, as
+WordPress trims every title it saves). The alt text
 is post meta that WordPress escapes on output, never escaped by us; the REST API stores it through
-sanitize_text_field (tags removed, whitespace collapsed), so we send it in that form
-(wp_text_field) and what we wrote is what we read back (not a person's edit).
+sanitize_text_field (tags removed, whitespace collapsed) and then unslashes it (a backslash lost), so we send it
+in that form (wp_text_field, no backslashes) and what we wrote is what we read back (not a person's edit).
 
 Which media item: the asset event's attribute `media_id_attribute` (e.g. the DAM connector puts
 `wordpress_media_id` there), else the media item whose `source_url` is the asset's source URI (one search by file
@@ -55,11 +57,29 @@ def as_html_text(value: Any) -> Any:
     return _AS_TEXT.sub(lambda m: _REFERENCE[m.group()], value) if isinstance(value, str) else value
 
 
+_KSES_DROPS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
+"""The control characters kses (wp_kses_no_null) removes from what a user without unfiltered_html saves."""
+PHP_TRIM = " \t\n\r\x00\x0b"
+"""What PHP's trim() removes at both ends (no-break and other Unicode spaces stay)."""
+
+
 def stored_form(field: str, value: Any) -> Any:
-    """What we send WordPress for one of its fields: text for an HTML field (`caption` and `caption.raw` alike: the
-    REST API takes either form), sanitize_text_field's form for the alt text, post meta as it is."""
+    """What we send WordPress for one of its fields, in the form it stores it whatever the user's role, so what we
+    wrote reads back the same (not a person's edit): text for an HTML field (`caption` and `caption.raw` alike: the
+    REST API takes either form) without the control characters kses drops, and a title trimmed as every save trims
+    it (title_save_pre); sanitize_text_field's form for the alt text, without backslashes and NULs (the REST API
+    stores it unslashed: `¯\\_(ツ)_/¯` read back as `¯_(ツ)_/¯`); post meta as it is."""
     top = field.split(".")[0]
-    return as_html_text(value) if top in HTML_FIELDS else wp_text_field(value) if top == "alt_text" else value
+    if top == "alt_text":
+        return wp_text_field(value.replace("\\", "").replace("\x00", "") if isinstance(value, str) else value)
+    if top not in HTML_FIELDS:
+        return value
+    if isinstance(value, list):  # joined before the escaping (as_html_text)
+        value = ", ".join(str(v) for v in value)
+    if not isinstance(value, str):
+        return value
+    text = as_html_text(_KSES_DROPS.sub("", value))  # dropped first: "[\x01gallery" must not become a shortcode
+    return text.strip(PHP_TRIM) if top == "title" else text
 
 
 def wp_text_field(value: Any) -> Any:
