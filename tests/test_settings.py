@@ -90,12 +90,16 @@ HOOK = "    - {name: dam, url: '%s', bearer_token: FAKE-BEARER-888%s}\n"
      "an https:// url, or set allow_insecure_http: true on the target if that network is trusted"),
     (WP % ("http://blog.example", ""), "writeback target 'blog' (wordpress): application_password would be sent in "
                                        "clear over plain http:// to blog.example"),
+    # code review 16 F7: a *.localhost name may resolve anywhere (a cluster DNS wildcard): not loopback
+    (HOOK % ("http://dam.localhost:8080/api/assets/{asset_id}", ""),
+     "writeback target 'dam' (webhook): bearer_token would be sent in clear over plain http:// to dam.localhost"),
     (WP % ("'https://wb:FAKE-URL-PW-999@blog.example'", ""),
      "writeback target 'blog' (wordpress): the url holds a user:password, which is never sent"),
     # trial 30 F1: two tenants' same asset id on one DAM record
     (HOOK % ("https://dam.example/api/assets/{asset_id}", ", tenants: [acme, globex]"),
      "writeback target 'dam' (webhook) serves acme, globex but its url has no {tenant}"),
-], ids=["suggest-to-live-fields", "bearer-over-http", "app-password-over-http", "wordpress-url-password",
+], ids=["suggest-to-live-fields", "bearer-over-http", "app-password-over-http", "bearer-to-a-localhost-name",
+        "wordpress-url-password",
         "tenants-without-placeholder"])
 def test_a_writeback_target_that_would_leak_is_refused_when_the_settings_load(tmp_path, monkeypatch, target, expected):
     from pydantic import ValidationError
@@ -118,13 +122,15 @@ def test_writeback_targets_that_are_safe_load_and_serve_the_default_tenant(tmp_p
     config = tmp_path / "config.yaml"
     config.write_text("writeback:\n  targets:\n"
                       + HOOK % ("http://127.0.0.1:9/api/assets/{asset_id}", "")  # loopback
+                      + (HOOK % ("http://localhost.:9/api/assets/{asset_id}", "")).replace("dam,", "dam-name,")
+                      + (HOOK % ("http://[::1]:9/api/assets/{asset_id}", "")).replace("dam,", "dam-v6,")
                       + (WP % ("http://wp.internal", ", allow_insecure_http: true")).replace("blog", "wp")
                       + (HOOK % ("https://dam.example/{tenant}/assets/{asset_id}", ", tenants: ['*']")).replace(
                           "dam,", "dam-all,")
                       + WP % ("https://blog.example", ", mode: suggest, fields: {alt_text: "
                                                       "meta.assetstream_suggested_alt_text}"))
     monkeypatch.setenv("ASSETSTREAM_CONFIG", str(config))
-    local, insecure, every, suggest = Settings().writeback.targets
+    local, _name, _v6, insecure, every, suggest = Settings().writeback.targets
     assert local.tenants == ["default"] and local.serves(None) and not local.serves("acme")  # the default
     assert every.serves("acme") and every.serves("default")
     assert insecure.allow_insecure_http and suggest.mode == "suggest"

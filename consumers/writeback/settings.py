@@ -53,9 +53,11 @@ def _has_userinfo(url: str) -> bool:
 
 
 def _loopback(url: str) -> bool:
-    """The URL's host is this machine (127.0.0.0/8, ::1, localhost): nothing on it crosses a network."""
+    """The URL's host is this machine (127.0.0.0/8, ::1, localhost): nothing on it crosses a network. Not a
+    `*.localhost` name: that it resolves to loopback is a resolver's convention, and a DNS wildcard (a cluster's)
+    may send it anywhere (code review 16)."""
     host = (urlsplit(url.replace("{asset_id}", "x").replace("{tenant}", "x")).hostname or "").rstrip(".").lower()
-    if host == "localhost" or host.endswith(".localhost"):
+    if host == "localhost":
         return True
     try:
         return ipaddress.ip_address(host).is_loopback
