@@ -327,7 +327,7 @@ def run(paths: list[str] = typer.Argument(..., help="image files, directories or
         raise typer.Exit(2) from None
     except ValidationError as exc:  # an option that makes the settings invalid, e.g. --writeback-url notaurl
         console.print("[red]configuration error:[/red]")
-        console.print(describe_settings_error(exc), markup=False, highlight=False)
+        console.print(describe_settings_error(exc, origins=False), markup=False, highlight=False)
         raise typer.Exit(2) from None
     except (RuntimeError, TimeoutError) as exc:  # --timeout, or a worker died: the rows as far as the run got
         if not reported:

@@ -56,23 +56,31 @@ def print_json_out(data: Any) -> None:
               emoji=False, soft_wrap=True)
 
 
-def describe_settings_error(exc: Exception) -> str:
-    """A configuration error as lines of `field: problem`, never echoing the values given (they may be
-    secrets: a password in kafka.extra, an API key)."""
+def describe_settings_error(exc: Exception, origins: bool = True) -> str:
+    """A configuration error as lines of `field (set in <file or variable>): problem`, a fix in that place's
+    syntax (YAML, TOML or JSON: streams.settings.SettingsFix), never echoing the values given (they may be
+    secrets: a password in kafka.extra, an API key). `origins`: the settings came from the environment and the
+    settings file (False: a command's options changed them, and the file is not where to look)."""
     from pydantic import ValidationError
     from pydantic_settings import SettingsError
 
-    from app.settings import env_not_json
+    from app.settings import env_not_json, setting_origin
+    from streams.settings import SettingsFix
 
     if isinstance(exc, SettingsError) and "EnvSettingsSource" in str(exc):  # names only the section
         return "\n".join(env_not_json()) or str(exc)
     if not isinstance(exc, ValidationError):
         return str(exc)
     lines: list[str] = []
-    for err in exc.errors(include_input=False, include_url=False, include_context=False):
-        where = ".".join(str(p) for p in err["loc"]  # minus pydantic's union-member tags
-                         if str(p) != "str" and not str(p).startswith(("lax-or-strict", "function-")))
-        line = f"{where or 'settings'}: {err['msg']}"
+    for err in exc.errors(include_input=False, include_url=False):  # ctx: the validator's own exception
+        loc = tuple(p for p in err["loc"]  # minus pydantic's union-member tags
+                    if str(p) != "str" and not str(p).startswith(("lax-or-strict", "function-")))
+        origin = setting_origin(loc) if origins else None
+        where = ".".join(map(str, loc)) or "settings"
+        fix = (err.get("ctx") or {}).get("error")
+        msg = f"Value error, {fix.render(origin[1] if origin else 'yaml')}" if isinstance(fix, SettingsFix) \
+            else err["msg"]
+        line = f"{where}{f' (set in {origin[0]})' if origin else ''}: {msg}"
         if err["type"] == "extra_forbidden":  # a misspelt key: name the closest one the section has
             near = Settings.near_keys(tuple(err["loc"]))
             if near:

@@ -10,8 +10,10 @@ import difflib
 import json
 import os
 import re
+import tomllib
 from typing import Any, Mapping, get_args, get_origin
 
+import yaml
 from pydantic import AliasChoices, BaseModel, Field
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
 
@@ -124,6 +126,30 @@ def env_not_json(environ: Mapping[str, str] | None = None) -> list[str]:
             lines.append(f"{upper} ({'.'.join(path)}): must be JSON ({shape[0]}), e.g. {upper}='{shape[1]}'; "
                          "the value given is not JSON (not shown: it may be a secret)")
     return lines
+
+
+def setting_origin(loc: tuple[Any, ...], environ: Mapping[str, str] | None = None) -> tuple[str, str] | None:
+    """(where, syntax) of the setting at a validation error's loc: the environment variable that set it (its value
+    is JSON) or the settings file (ASSETSTREAM_CONFIG: yaml, toml or json by its suffix), as the settings load
+    them (a variable over the file); None when neither names it (a default, or a command's option)."""
+    environ = os.environ if environ is None else environ
+    names = {k.upper() for k in environ}
+    keys = [str(p) for p in loc[:next((i for i, p in enumerate(loc) if isinstance(p, int)), len(loc))]]
+    for n in range(len(keys), 0, -1):
+        var = "ASSETSTREAM_" + "__".join(k.upper() for k in keys[:n])
+        if var in names:
+            return var, "json"
+    path = next((v for k, v in environ.items() if k.upper() == CONFIG_ENV), None)
+    syntax = {".yaml": "yaml", ".yml": "yaml", ".toml": "toml", ".json": "json"}.get(
+        os.path.splitext(path or "")[1].lower())
+    if not (path and syntax and loc):
+        return None
+    try:
+        with open(path, "rb") as f:
+            node = (yaml.safe_load(f) if syntax == "yaml" else tomllib.load(f) if syntax == "toml" else json.load(f))
+    except (OSError, ValueError, yaml.YAMLError):
+        return None
+    return (path, syntax) if isinstance(node, dict) and loc[0] in node else None
 
 
 def _setting_type(path: list[str]) -> Any:

@@ -10,8 +10,10 @@ configures; the runtime only ever reads its own sections of it.
 """
 from __future__ import annotations
 
+import json
 import logging
 import os
+import re
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -25,6 +27,44 @@ from streams.config.kafka import (GroupSettings, KafkaSettings, RegistrySettings
                                   TopicSettings)
 
 CONFIG_ENV = "ASSETSTREAM_CONFIG"
+
+
+class SettingsFix(ValueError):
+    """A settings problem whose message shows its fix as settings to write: `parts` are text and {key: value}
+    mappings, each mapping shown in the syntax of the place the setting came from (`render`: yaml, toml or json;
+    str() is YAML's flow style), so it can be pasted there as it is."""
+
+    def __init__(self, *parts: str | dict[str, Any]):
+        self.parts = parts
+        super().__init__(self.render("yaml"))
+
+    def render(self, syntax: str) -> str:
+        return "".join(p if isinstance(p, str) else settings_text(p, syntax) for p in self.parts)
+
+
+def settings_text(values: dict[str, Any], syntax: str) -> str:
+    """`{"mode": "write"}` as a file of that syntax writes it: `mode: write` (yaml), `mode = "write"` (toml),
+    `"mode": "write"` (json)."""
+    sep = {"yaml": ": ", "toml": " = ", "json": ": "}[syntax]
+    return ", ".join(f"{_settings_key(k, syntax)}{sep}{_settings_value(v, syntax)}" for k, v in values.items())
+
+
+def _settings_key(key: str, syntax: str) -> str:
+    bare = re.fullmatch(r"[A-Za-z0-9_-]+" if syntax == "toml" else r"[A-Za-z_][A-Za-z0-9_.-]*", key)
+    return key if bare and syntax != "json" else json.dumps(key)
+
+
+def _settings_value(value: Any, syntax: str) -> str:
+    if isinstance(value, dict):
+        return "{" + settings_text(value, syntax) + "}"
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_settings_value(v, syntax) for v in value) + "]"
+    if isinstance(value, bool) or value is None:
+        return json.dumps(value) if syntax != "toml" or value is not None else '""'
+    if isinstance(value, str) and syntax == "yaml" and re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_./-]*", value) \
+            and value not in ("true", "false", "null", "yes", "no", "on", "off"):
+        return value
+    return json.dumps(value, ensure_ascii=False)
 
 
 class RuntimeSettings(BaseSettings):

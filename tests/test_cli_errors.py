@@ -15,6 +15,7 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from app.cli import app
+from app.settings import CONFIG_ENV as CONFIG
 from streams.embedded import free_port
 from tests.store_support import index_all, settings_for, validated_asset
 
@@ -131,6 +132,45 @@ def test_a_webhook_url_with_a_password_and_a_bearer_token_is_refused_at_load(tmp
     assert "writeback target 'dam' (webhook): both a user:password in url and a bearer_token are set" \
         in " ".join(res.stderr.split())
     assert "FAKE-URLPASS-321" not in res.stderr + res.stdout and "FAKE-BEARER-999" not in res.stderr + res.stdout
+
+
+SUGGEST_TARGET = {"name": "blog", "type": "wordpress", "url": "https://blog.example", "mode": "suggest",
+                  "username": "wb", "application_password": "FAKE-APP-PW-555"}
+
+
+def test_a_settings_error_names_its_file_and_writes_the_fix_in_its_syntax(tmp_path):
+    """Trial 31 U1: a JSON settings file's refused target said neither where it came from nor a fix that file can
+    take (`fields: {alt_text: meta…}`, YAML). The message names the file (or the variable) and writes the fix in
+    its syntax: pasted into the target, the settings load."""
+    fix_json = ('"fields": {"alt_text": "meta.assetstream_suggested_alt_text", "caption": '
+                '"meta.assetstream_suggested_caption", "summary": "meta.assetstream_suggested_description"}')
+    fix_toml = ('fields = {alt_text = "meta.assetstream_suggested_alt_text", caption = '
+                '"meta.assetstream_suggested_caption", summary = "meta.assetstream_suggested_description"}')
+    as_json = json.dumps({"writeback": {"targets": [SUGGEST_TARGET]}})
+    as_toml = "[[writeback.targets]]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in SUGGEST_TARGET.items())
+    for suffix, text, fix, fixed in (
+            (".json", as_json, fix_json, lambda fix: as_json.replace('"mode": "suggest"', f'"mode": "suggest", {fix}')),
+            (".toml", as_toml, fix_toml, lambda fix: as_toml + fix + "\n")):
+        config = tmp_path / f"assetstream{suffix}"
+        config.write_text(text)
+        res = CliRunner().invoke(app, ["config", "show"], env={CONFIG: str(config)})
+        out = " ".join(res.output.split())
+        assert res.exit_code == 2 and f"writeback.targets.0 (set in {config}): Value error" in out, out
+        given = out.split("the media modal: ")[1].split(" (deploy/")[0]
+        assert given == fix, out
+        assert "FAKE-APP-PW-555" not in out
+        config.write_text(fixed(given))  # the fix as printed, pasted into the file
+        assert CliRunner().invoke(app, ["config", "show"], env={CONFIG: str(config)}).exit_code == 0
+    # a YAML file's fix stays YAML; the same list in a variable is JSON, and the variable is named
+    config = tmp_path / "assetstream.yaml"
+    config.write_text("writeback:\n  targets:\n    - " + json.dumps(SUGGEST_TARGET) + "\n")
+    out = " ".join(CliRunner().invoke(app, ["config", "show"], env={CONFIG: str(config)}).output.split())
+    assert f"writeback.targets.0 (set in {config}):" in out and "modal: fields: {alt_text: meta.assetstream_" in out
+    out = " ".join(CliRunner().invoke(app, ["config", "show"], env={
+        CONFIG: str(config), "ASSETSTREAM_WRITEBACK__TARGETS": json.dumps([{**SUGGEST_TARGET, "name": "env-blog"}])
+    }).output.split())
+    assert "writeback.targets.0 (set in ASSETSTREAM_WRITEBACK__TARGETS): Value error, writeback target " \
+           "'env-blog'" in out and f"modal: {fix_json} " in out and '"mode": "write"' in out, out
 
 
 def test_topics_and_index_commands_without_their_servers_say_what_to_check(store):

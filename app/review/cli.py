@@ -27,7 +27,7 @@ def with_tenants(settings, tenants: Optional[list[str]], option: str = "--tenant
     try:
         return settings.with_overrides(review={"tenants": tenants})
     except ValueError as exc:
-        why = describe_settings_error(exc).split(": ", 1)[-1].removeprefix("Value error, ")
+        why = describe_settings_error(exc, origins=False).split(": ", 1)[-1].removeprefix("Value error, ")
         console.print(f"[red]error:[/red] {option}: {why}", highlight=False)
         raise typer.Exit(2) from None
 

@@ -23,6 +23,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 
 from domain.events import DEFAULT_TENANT, MAX_TENANT, identifier_problem
 from streams.config import Section
+from streams.settings import SettingsFix
 
 #: the record fields a target may take (ValidatedAsset names); `tags` is the list of tag labels
 WRITABLE_FIELDS = ("title", "alt_text", "caption", "summary", "credit_text", "licensing", "tags", "decorative",
@@ -202,9 +203,9 @@ class TargetSettings(Section):
             sent.append("a user:password in url")
         if sent and self.url.lower().startswith("http://") and not _loopback(self.url) \
                 and not self.allow_insecure_http:
-            raise ValueError(f"writeback target {self.name!r} ({self.type}): {', '.join(sent)} would be sent in "
-                             f"clear over plain http:// to {urlsplit(self.url).hostname}; use an https:// url, or "
-                             "set allow_insecure_http: true on the target if that network is trusted")
+            raise SettingsFix(f"writeback target {self.name!r} ({self.type}): {', '.join(sent)} would be sent in "
+                              f"clear over plain http:// to {urlsplit(self.url).hostname}; use an https:// url, or "
+                              "set ", {"allow_insecure_http": True}, " on the target if that network is trusted")
 
     def _suggestions_stay_off_the_site(self) -> None:
         """A suggestion goes to post meta the editor sees, never to a field the site shows (docs/writeback.md)."""
@@ -213,13 +214,14 @@ class TargetSettings(Section):
             return
         fix = {ours: SUGGESTED_META[ours] for ours in self.fields if ours in SUGGESTED_META}
         other = [ours for ours in live if ours not in SUGGESTED_META]
-        raise ValueError(
+        raise SettingsFix(
             f"writeback target {self.name!r} (wordpress, mode suggest) maps "
             f"{', '.join(f'{o} -> {t}' for o, t in live.items())}: the media item's own fields, which the site "
             "shows at once, so unreviewed suggestions would go live; map them to the post meta the editor sees in "
-            f"the media modal: fields: {{{', '.join(f'{o}: {t}' for o, t in fix.items())}}}"
-            + (f" and leave out {', '.join(other)} (no suggestion field for it)" if other else "")
-            + " (deploy/wordpress/assetstream-suggestions.php), or use mode: write (approved records only)")
+            "the media modal: ", {"fields": fix},
+            (f" and leave out {', '.join(other)} (no suggestion field for it)" if other else "")
+            + " (deploy/wordpress/assetstream-suggestions.php), or use ", {"mode": "write"},
+            " (approved records only)")
 
     @field_validator("fields")
     @classmethod
