@@ -267,7 +267,9 @@ def test_a_family_listed_on_an_asset_page_is_of_its_own_tenant(settings):
 def test_a_desk_for_a_tenant_the_index_does_not_hold_says_so_at_start(settings):
     """Leftover of trial 19: `assetstream review --tenant ACME` for acme's assets served an empty queue and said
     nothing (tenant names are case-sensitive). Its start-up names the tenant the index has no asset of, and the
-    names it does hold; a desk bound to every interface prints a URL a browser elsewhere can open, not 0.0.0.0."""
+    names it does hold; a desk bound to every interface prints a URL a browser elsewhere can open, not 0.0.0.0.
+    Trial 31: a desk's tenants that no write-back target serves are noted at start (their approvals are written
+    to no DAM or site)."""
     import os
     import signal
     import socket
@@ -278,7 +280,9 @@ def test_a_desk_for_a_tenant_the_index_does_not_hold_says_so_at_start(settings):
     root = Path(__file__).resolve().parent.parent
     env = {**{k: v for k, v in os.environ.items() if not k.startswith("ASSETSTREAM_")}, "PYTHONPATH": str(root),
            "ASSETSTREAM_INDEX__URL": settings.index.url, "ASSETSTREAM_INDEX__SERVER_MODE": "serverless",
-           "ASSETSTREAM_INDEX__INDEX": settings.index.index, "COLUMNS": "200"}
+           "ASSETSTREAM_INDEX__INDEX": settings.index.index, "COLUMNS": "200",
+           "ASSETSTREAM_WRITEBACK__TARGETS": '[{"name": "dam", "url": "https://dam.example/{asset_id}", '
+                                             '"tenants": ["acme"]}]'}
     desk = subprocess.Popen([sys.executable, "-m", "app.cli", "review", "--host", "0.0.0.0", "--port", "0",
                              "--tenant", "ACME", "--tenant", "acme", "--tenant", "globex"], cwd=root, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
@@ -292,3 +296,5 @@ def test_a_desk_for_a_tenant_the_index_does_not_hold_says_so_at_start(settings):
     assert "no asset of tenant 'ACME' in the index; the index has acme (tenant names are case-sensitive)" in said
     assert "no asset of tenant 'globex' in the index; the index has acme, default" in said
     assert "tenant 'acme'" not in said  # it holds acme's
+    assert "note: no write-back target serves tenant 'ACME' or 'globex' (dam serves acme): approvals on this desk " \
+           "reach the index and search, but no DAM or site" in said, said

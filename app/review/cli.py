@@ -61,6 +61,7 @@ def review(host: Optional[str] = typer.Option(None, help="interface to bind (def
     console.print(f"[dim]index {redact_url(settings.index.url)} · feedback topic {settings.topics.name('feedback')} on "
                   f"{settings.kafka.bootstrap_servers} · auth {settings.review.auth} · {serving(settings)}[/dim]")
     warn_unheld_tenants(server.app.index.unheld_tenants())
+    note_unwritten_tenants(settings)
     serve_until_interrupted(server, announce)
 
 
@@ -71,6 +72,21 @@ def warn_unheld_tenants(unheld: list[tuple[str, list[str]]]) -> None:
         hint = (f"; the index has {', '.join(known)} (tenant names are case-sensitive)" if known
                 else "; the index holds no assets yet")
         console.print(f"[yellow]warning:[/yellow] no asset of tenant {tenant!r} in the index{hint}", highlight=False)
+
+
+def note_unwritten_tenants(settings) -> None:
+    """A note (not a failure) when the desk serves tenants that none of the configured write-back targets serves:
+    their approvals reach the index and search, never a DAM or site (trial 31: an upgraded multi-tenant fleet's
+    targets serve the default tenant only). Nothing when no target is configured here or the desk serves every
+    tenant (which tenants exist is not known)."""
+    unserved = settings.writeback.unserved(settings.review.tenants) if settings.writeback.targets else []
+    if not unserved:
+        return
+    serve = "; ".join(f"{t.name} serves {', '.join(t.tenants)}" for t in settings.writeback.targets)
+    console.print(f"[cyan]note:[/cyan] no write-back target serves tenant {' or '.join(map(repr, unserved))} "
+                  f"({serve}): approvals on this desk reach the index and search, but no DAM or site; add the "
+                  "tenant to a target's tenants if its approvals should be written there (docs/writeback.md, "
+                  "Tenants)", highlight=False)
 
 
 def fleet_env(settings) -> str:

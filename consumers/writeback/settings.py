@@ -240,6 +240,10 @@ class WritebackSettings(Section):
     state_index: str = Field("assetstream-writeback", description="the search-store index (settings.index "
                              "connection) holding per target and asset what was last written")
 
+    def unserved(self, tenants: list[str]) -> list[str]:
+        """Those of `tenants` no target serves (their records are skipped by every target)."""
+        return [t for t in tenants if not any(target.serves(t) for target in self.targets)]
+
     @model_validator(mode="after")
     def _unique(self):
         names = [t.name for t in self.targets]
