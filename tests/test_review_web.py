@@ -124,7 +124,8 @@ def test_one_file_with_an_endless_title_does_not_push_the_queue_off_the_screen(p
     """Trial 30 F5: a file whose title was 3000 "T"s without a space made the queue 17,344 px wide at 1280 px: every
     row a screen tall, the usage, reasons and status of every asset off-screen (the "restricted" badge among them).
     The title (and alt text, reasons, the rights check's list) wraps or is cut: the usage column stays on screen,
-    on the queue, the asset's page and the rights check of a bulk approval."""
+    on the queue, the asset's page (whose heading is cut after three lines: trial 31) and the rights check of a bulk
+    approval."""
     from domain.store.client import make_client
     from domain.store.management import read_alias
     from tests.review_support import review_record
@@ -156,6 +157,12 @@ def test_one_file_with_an_endless_title_does_not_push_the_queue_off_the_screen(p
 
         page.goto(f"{server.url}/asset/endless-0099")
         assert page.evaluate("document.scrollingElement.scrollWidth") <= 1280
+        # trial 31: its page's heading was the whole title, 21 lines above the image: now cut after three lines
+        heading = page.get_by_role("heading", level=1)
+        assert heading.bounding_box()["height"] < 90, heading.bounding_box()
+        assert heading.text_content() == "T" * 2700  # whole for a screen reader
+        expect(page.get_by_role("textbox", name="Title")).to_have_value("T" * 2700)  # and to read or edit
+        assert page.locator("figure.preview img").bounding_box()["y"] < 300  # the image near the top
 
         page.goto(f"{server.url}/?status=all")
         page.get_by_role("checkbox", name="select endless-0099").check()
