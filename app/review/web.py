@@ -108,6 +108,7 @@ class ReviewApp:
         env.filters["duration"] = human_duration
         env.filters["q"] = lambda v: quote(str(v), safe="")
         env.filters["counted"] = counted  # "1 asset", "5 assets"
+        env.filters["short"] = short_title  # a title where it is read whole: <title>, an image's alt, a message
         env.filters["docid"] = lambda d: scoped_id(d.get("asset_id"), d.get("tenant"))  # the document's id
         env.filters["frames"] = lambda d: frames_phrase(d.get("format"), d.get("frames"))  # "animated, 12 frames"
         env.globals.update(confidence=self.index.confidence, STATUSES=STATUSES, clock=clock, video_length=video_length,
@@ -414,7 +415,7 @@ class ReviewApp:
                 note = "".join(f" (warning: {w.split(': ', 1)[1]})" for w in warnings + refusals)
                 if sent["status"] and form.get("advance") == "1":
                     # the page shown next is another asset's (or the queue): the outcome names the asset decided
-                    title = " ".join(str(doc.get("title") or "").split())[:80]
+                    title = short_title(doc.get("title"))
                     about = f"{asset_id} ({title})" if title and title != asset_id else asset_id
                     nxt = self.index.neighbour(f, doc, after=True)
                     if nxt:
@@ -693,6 +694,24 @@ def video_length(seconds: float | None) -> str:
     if seconds is not None and 0 < float(seconds) < 1:
         return f"{float(seconds):.2f} s"
     return clock(seconds)
+
+
+SHORT_TITLE = 80
+"""characters of a title said where a screen reader reads it whole and nothing can cut it on screen: the page's
+<title>, the preview's alt text, "This page is the next asset: ..." (trial 31: a 2,700-character title read whole in
+each); the heading, the queue's link and the Title field keep it whole"""
+
+
+def short_title(text: object, limit: int = SHORT_TITLE) -> str:
+    """`text` on one line, cut at a word boundary before `limit` characters with "…" (a word longer than that is
+    cut inside)."""
+    one = " ".join(str(text or "").split())
+    if len(one) <= limit:
+        return one
+    cut = one[:limit - 1]
+    if " " in cut[limit // 2:]:
+        cut = cut[:cut.rindex(" ")]
+    return cut.rstrip(" ,;:.") + "…"
 
 
 def outcome_title(sent: str | None, error: str | None) -> tuple[str, bool]:
