@@ -438,6 +438,14 @@ def _say_waited(w) -> None:
                       f"({plain(', '.join(w.not_newer[:5]))}{' …' if len(w.not_newer) > 5 else ''}): the index keeps its "
                       "document (only a newer version replaces it), so they were not waited for; `backfill "
                       "--only-stale` re-enriches such assets with a newer version", highlight=False)
+    if w.also_dead:  # both are true: the event is indexed, and a delivery of it failed (a redelivery, or since replayed)
+        ids = list(w.also_dead)
+        refs = plain(", ".join(f"{a} (dlq {d['ref']}, {d['stage']}/{d['reason'] or d['error_class']})"
+                               for a, d in list(w.also_dead.items())[:5]))
+        console.print(f"[yellow]note:[/yellow] {len(ids)} indexed asset(s) also have a dead letter of the same event: "
+                      f"{refs}{' …' if len(ids) > 5 else ''}; the index holds the event (a redelivery failed, or the "
+                      "letter was replayed since), so there is nothing to replay; `assetstream dlq list --open` leaves "
+                      "such letters out", highlight=False)
     if w.dead:
         ids = list(w.dead)
         reasons = Counter(f"{d['stage']}/{d['reason'] or d['error_class']}" for d in w.dead.values())
