@@ -16,8 +16,8 @@
   the event it is of (`event_id`) and its version, so a document of this event, or of a newer version, means the
   event's content is in the index, whether its letter came before (the cause was fixed and the letter replayed:
   trial 27 M1) or after (a redelivery of the same event, after a rebalance, failed where the first delivery had
-  succeeded). Such an asset is reported indexed (or superseded) *and* as having a letter of its event
-  (`also_dead_lettered`: both are true, nothing to replay). Both facts are kept per asset, so the order they are
+  succeeded). Such an asset is reported indexed *and* as having a letter of its event (`also_dead_lettered`: both
+  are true, nothing to replay); one superseded is reported superseded (a replay of its letter would be refused). Both facts are kept per asset, so the order they are
   read in does not matter, assets with a letter are looked up again at every check, and the wait ends only once the
   `dlq` partitions were read to their end;
 - **not newer**: already indexed at the *same* version by another event when the wait begins. The sink keeps the
@@ -63,8 +63,8 @@ class WaitResult:
     dead: dict[str, dict[str, Any]] = field(default_factory=dict)
     """asset id -> {stage, reason, error_class, ref} of its dead letter"""
     also_dead: dict[str, dict[str, Any]] = field(default_factory=dict)
-    """asset id -> its letter, of the assets indexed (or superseded) that also have a dead letter of the event (a
-    failed redelivery, or a letter since replayed): both are true; they count as indexed"""
+    """asset id -> its letter, of the assets indexed that also have a dead letter of the event (a failed
+    redelivery, or a letter since replayed): both are true; they count as indexed"""
     waiting: list[str] = field(default_factory=list)
     timed_out: bool = False
     interrupted: bool = False
@@ -199,7 +199,7 @@ class PipelineWatch:
                 r.dead[sent.asset_id] = self.letters[doc_id]
             else:
                 getattr(r, outcome).append(sent.asset_id)
-                if doc_id in self.letters and outcome != "not_newer":
+                if doc_id in self.letters and outcome == "indexed":
                     r.also_dead[sent.asset_id] = self.letters[doc_id]
 
     def _read_dead_letters(self, read_s: float) -> None:

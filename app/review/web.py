@@ -362,7 +362,7 @@ class ReviewApp:
                 "force_alt": False, "mine": request.query_params.get("mine")}
         draft = self._draft_back(who, request.query_params)
         if draft is not None:  # back from the rights check's Cancel without the script: the form as it was left
-            form = kept_edits(data["fields"], draft)
+            form = kept_edits(data["fields"], draft, form)
         return self._page(request, who, "asset.html", {
             **data, "f": f, "vocab": self.vocab, "alt_rules": self.alt_rules, **shown,
             "rights_digest": self._rights_token(who, [doc]) if rights.needs_rights_check(doc) else None,
@@ -683,12 +683,12 @@ def _draft(form: Any) -> list[tuple[str, str]]:
         k.startswith("value.") and shown.get(k[6:]) == str(v).replace("\r\n", "\n"))]
 
 
-def kept_edits(rows: list[dict[str, Any]], draft: Any) -> dict[str, Any]:
+def kept_edits(rows: list[dict[str, Any]], draft: Any, page: dict[str, Any]) -> dict[str, Any]:
     """The asset page's form as the editor left it (`draft`: the form a rights check's Cancel carries back, less the
     values not edited, which are the ones shown): each field's value and choice (`action`), and what the page had shown
     (`shown.<f>`, the version and the last decision), so sending it later still refuses what changed meanwhile
     (from_form), as the first page would have. Sets `value`, `shown`, `action` (and `tags_value`) on `rows`; returns
-    the form's other hidden values for the page."""
+    the form's other hidden values for the page (`page`'s own where the draft has none)."""
     for row in rows:
         name = row["name"]
         row["shown"] = draft.get(f"shown.{name}", row["shown"])
@@ -697,8 +697,8 @@ def kept_edits(rows: list[dict[str, Any]], draft: Any) -> dict[str, Any]:
         else:
             row["value"] = draft.get(f"value.{name}", row["shown"])
         row["action"] = draft.get(f"action.{name}") or ""
-    return {"shown_version": draft.get("shown_version"), "shown_decision": draft.get("shown_decision", ""),
-            "force_alt": draft.get("force_alt") == "1", "mine": draft.get("mine")}
+    return {**page, **{k: draft.get(k) for k in ("shown_version", "shown_decision", "mine") if k in draft},
+            "force_alt": draft.get("force_alt") == "1"}
 
 
 def counted(n: int, one: str, many: str | None = None) -> str:
