@@ -11,7 +11,9 @@ from app.kpis import flow
 from app.kpis import testing as T
 from app.kpis.settings import KpiSettings
 from app.producer import AssetPublisher, build_event
+from streams.errors import PermanentError
 from streams.runner import StageRunner
+from streams.stage import Stage
 from tests.kafka_support import RunnerThread, make_settings, provision, read_topic
 from tests.stages import EchoStage
 from tests.test_kpis import app_for, make_env
@@ -59,6 +61,31 @@ def test_each_publication_is_matched_once_whatever_the_order_of_the_topics():
         {"asset_id": "a5", "version": 2, "published_at": T0 + 6 * MIN}]
 
 
+def test_an_index_letter_of_a_validated_record_is_counted_in_its_publication_s_window_whatever_the_order():
+    """Closing 15: the count check stopped at `validated`: a record the index sink dead-lettered after it was
+    validated counted as through. Its letter ("xi") is now counted as `index_dead_lettered` (a part of validated),
+    in the window its record was published in, whichever of the three topics is read first."""
+    ks = KpiSettings(flow_window_s=300, flow_grace_s=600)
+    orders = {  # publication, validated record, index letter
+        "a1": ("p", "v", "xi"), "a2": ("p", "xi", "v"), "a3": ("xi", "p", "v"), "a4": ("v", "xi", "p"),
+        "a5": ("xi", "v", "p")}
+    events = []
+    for asset, order in orders.items():
+        events += [{"t": t, "at": T0 + 1000 + i, "asset": asset, "version": 2} for i, t in enumerate(order)]
+    events += [{"t": "p", "at": T0 + 6 * MIN, "asset": "a6", "version": 1},  # the next window, indexed
+               {"t": "v", "at": T0 + 6 * MIN, "asset": "a6", "version": 1},
+               {"t": "p", "at": T0 + 7 * MIN, "asset": "a7", "version": 1},  # original in the sidecar store
+               {"t": "v", "at": T0 + 7 * MIN, "asset": "a7", "version": 1},
+               {"t": "xi", "at": T0 + 8 * MIN, "asset": "a7", "version": None},
+               {"t": "xi", "at": T0 + 8 * MIN, "asset": "a6", "version": 9}]  # another version's: not this one
+    table = fold_all(events, ks)
+    rep = flow.report(table, ks, T0 + 60 * MIN)
+    assert [(w["published"], w["validated"], w["dead_lettered"], w["index_dead_lettered"], w["unaccounted"])
+            for w in rep["windows"]] == [(5, 5, 0, 5, 0), (2, 2, 0, 1, 0)]
+    assert (rep["validated"], rep["index_dead_lettered"], rep["unaccounted"]) == (7, 6, 0)
+    assert flow.unaccounted_assets(table, ks, T0 + 60 * MIN) == []  # an index letter never settles a publication
+
+
 def test_only_the_kept_windows_are_counted():
     ks = KpiSettings(flow_window_s=60, flow_windows_kept=3)
     table = fold_all([{"t": "p", "at": T0 + i * MIN, "asset": f"a{i}", "version": 1} for i in range(5)], ks)
@@ -90,12 +117,15 @@ def test_a_record_lost_between_hops_turns_into_the_alert_metric(broker, unique):
             (f"asset-{i}", T.validated_record(f"asset-{i}", 10 + i, event_time_ms=int(published),
                                               published_ms=int(published) + 500, title="t", alt_text="a"))
             for i in (1, 2)])
+        with RunnerThread(StageRunner(RefusingIndex(runner_settings), runner_settings)):  # asset-2 never indexed
+            assert sorted(d["key"] for d in read_topic(runner_settings, "dead_letter", 2)) == ["asset-2", "asset-3"]
 
         def counted():
             rep = app.view("/flow")
-            return rep if (rep["published"], rep["validated"], rep["dead_lettered"]) == (4, 2, 1) else None
+            return rep if (rep["published"], rep["validated"], rep["dead_lettered"], rep["index_dead_lettered"]) == (
+                4, 2, 1, 1) else None
 
-        T.wait_for(counted, 60, 0.5, "4 published, 2 validated, 1 dead-lettered")
+        T.wait_for(counted, 60, 0.5, "4 published, 2 validated (1 dead-lettered by the index), 1 dead-lettered")
         rep = T.wait_for(lambda: _when(app.view("/flow"), lambda r: r["unaccounted"] == 1), 30, 0.5,
                          "one unaccounted record")
         assert [r["asset_id"] for r in rep["unaccounted_records"]] == ["asset-4"]
@@ -104,6 +134,7 @@ def test_a_record_lost_between_hops_turns_into_the_alert_metric(broker, unique):
                              15, 0.5, "the unaccounted gauge")
         assert 'assetstream_kpi_flow_records{kind="published"} 4.0' in metrics
         assert 'assetstream_kpi_flow_records{kind="dead_lettered"} 1.0' in metrics
+        assert 'assetstream_kpi_flow_records{kind="index_dead_lettered"} 1.0' in metrics
         # kpis.web_token set: without it (or with another) the views are 401, /readyz stays open for probes
         for path in ("/flow", "/kpis", "/metrics"):
             for auth in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "kpi-view-secret"}):
@@ -121,6 +152,21 @@ def test_a_record_lost_between_hops_turns_into_the_alert_metric(broker, unique):
         T.wait_for(lambda: app.view("/flow")["unaccounted"] == 0, 30, 0.5, "the record accounted for")
         T.wait_for(lambda: "assetstream_kpi_flow_unaccounted 0.0" in app.view("/metrics"), 15, 0.5, "gauge at 0")
 
+
+
+class RefusingIndex(Stage):
+    """validated -> the index, refusing asset-2 as the sink refuses a document the store will not take."""
+
+    name = "index"
+    input_topic = "validated"
+    output_topic = None
+    kind = "cpu"
+
+    def process(self, value, ctx):
+        if value["enriched"]["pre"]["asset"]["asset_id"] == "asset-2":
+            raise PermanentError("mapper_parsing_exception: failed to parse field [gps]",
+                                 reason="mapper_parsing_exception")
+        return None
 
 
 def _when(value, condition):

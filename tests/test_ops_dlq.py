@@ -412,3 +412,86 @@ def test_dlq_replay_s_schema_check_says_it_could_not_check_when_the_registry_is_
     captured = capsys.readouterr()
     said = " ".join((captured.err + captured.out).split())
     assert "dlq 0/5: could not check schema id 77" in said, said
+
+
+class RefusingReview(Stage):
+    """feedback -> validated, refusing every decision as the review group refuses one on a document without its
+    stored record."""
+
+    name = "review"
+    input_topic = "feedback"
+    output_topic = "validated"
+    kind = "cpu"
+
+    def process(self, value, ctx):
+        raise PermanentError("no stored record to apply the decision to", reason="no_stored_record")
+
+
+def test_dlq_list_open_leaves_out_the_letters_whose_asset_was_processed_since(broker, unique, store, tmp_path):
+    """Operations leftover (closing 15): `dlq list` showed every letter ever written, the ones whose asset was
+    re-driven and indexed since (or superseded by a later good record) among the ones still needing someone, and
+    nothing told them apart. `--open` asks the index, by the records' own facts (which event, which version, which
+    decisions the review holds), never by the times the letter and the document were written."""
+    import datetime as dt
+
+    from consumers.index.sink import IndexSink
+    from domain.review import empty_review
+    from domain.store.client import make_client
+    from domain.store.management import ensure_index
+    from tests.store_support import as_items, validated_asset
+
+    s = make_settings(broker, f"dlqopen{unique}", index={
+        "url": store.url, "server_mode": "serverless", "number_of_replicas": 0, "index": f"dlqopen{unique}-assets",
+        "request_timeout_s": 5.0})
+    provision(s)
+    ensure_index(make_client(s), s)
+    env = env_for(s)
+    gone = (tmp_path / "gone.jpg").as_uri()  # every event's file is missing: each is dead-lettered once
+    events = {a: build_event(a, gone, version=v, event_type=t) for a, v, t in (
+        ("a-fixed", 1, "created"), ("a-newer", 1, "created"), ("a-same", 1, "created"), ("a-open", 2, "updated"),
+        ("a-none", 1, "created"), ("a-deleted", 3, "deleted"))}
+    at = dt.datetime.now(dt.timezone.utc)
+    decisions = [{"asset_id": a, "decision_id": d, "fields": [], "editor": "ed@example.com", "decided_at": at,
+                  "status": "approved", "tenant": None, "content_sha256": None}
+                 for a, d in (("a-fixed", "dec-applied"), ("a-open", "dec-lost"))]
+    with AssetPublisher(s) as pub:
+        pub.publish_events(list(events.values()))
+        for d in decisions:
+            pub.send("feedback", d["asset_id"], d)
+        pub.flush()
+    p = Producer({"bootstrap.servers": broker})
+    p.produce(s.topics.name("raw"), key=b"a-poison", value=b"\x00not-avro")
+    p.flush(10)
+    with RunnerThread(StageRunner(FileStage(s), s)), RunnerThread(StageRunner(RefusingReview(s), s)):
+        assert len(_wait_dlq(s, 9)) == 9
+
+    # since then: a-fixed's very event indexed (its letter replayed after the fix) with the decision applied,
+    # a-newer indexed at a newer version, a-same at its version from another event; a-open only at an older version
+    fixed = validated_asset("a-fixed", 1)
+    fixed["enriched"]["pre"]["asset"]["event_id"] = events["a-fixed"]["event_id"]
+    fixed["review"] = {**empty_review(), "status": "approved", "decision_ids": ["dec-applied"]}
+    sink = IndexSink(s)
+    try:
+        assert sink.process_batch(as_items([fixed, validated_asset("a-newer", 2), validated_asset("a-same", 1),
+                                            validated_asset("a-open", 1)])) == [None] * 4
+    finally:
+        sink.close()
+
+    everything = _cli(["dlq", "list", "--json"], env)
+    assert everything.exit_code == 0 and len(_json(everything)) == 9
+    listed = _cli(["dlq", "list", "--open", "--json"], env)
+    assert listed.exit_code == 0, listed.output
+    rows = _json(listed)
+    assert sorted((r["asset_id"], r["stage"]) for r in rows) == [
+        ("a-none", "filecheck"), ("a-open", "filecheck"), ("a-open", "review"), ("a-poison", "filecheck")], rows
+    said = " ".join(listed.stderr.split())
+    assert ("5 letter(s) left out, their asset processed since: " in said and "this event is indexed ×1" in said
+            and "a newer version is indexed ×1" in said and "the same version is indexed from another event ×1" in said
+            and "its decision is in the asset's review ×1" in said and "the asset is deleted ×1" in said), said
+    table = _cli(["dlq", "list", "--open", "--stage", "review"], env)
+    assert table.exit_code == 0 and ": 1 open" in table.stdout and "a-open" in table.stdout, table.output
+
+    # --open needs the index: a store that does not answer is said, exit 2 (a listing that hides nothing is not
+    # pretended)
+    down = _cli(["dlq", "list", "--open", "--es-url", "http://127.0.0.1:9"], env)
+    assert down.exit_code == 2 and "--open looks each letter's asset up in the index" in down.output, down.output

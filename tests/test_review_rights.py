@@ -355,16 +355,42 @@ def test_without_javascript_one_assets_approval_asks_on_the_rights_check_page(br
         assert sent_since(settings, before) == []
 
         page.locator("#title").fill("Stock mug, licence to check")
+        page.locator("input[name='action.caption'][value='rejected']").check()
         page.get_by_role("button", name="Approve all ✓").click()
         expect(heading).to_have_text(re.compile("^Nothing approved yet: this asset"))
         assert sent_since(settings, before) == []
-        # it shows the edits it will publish, and says Cancel does not keep them (trial 28 m6); its title names the
-        # asset (m7); its file's rights statement was not read, and it says so (m2)
+        # it shows the edits it will publish (trial 28 m6); its title names the asset (m7); its file's rights
+        # statement was not read, and it says so (m2)
         assert page.locator("dl.edits").text_content() == "TitleStock mug, licence to check"
-        assert page.get_by_role("link", name="Cancel: approve nothing, back to the asset (your edits are not kept)",
-                                exact=True).count() == 1
         assert page.title() == "Confirm the rights: Mug stock-0002 · assetstream"
         assert UNREAD in page.locator("ul.risky li").text_content()
+        # closing 15: without the script, Cancel dropped the edits (the link said so). It brings the form back as the
+        # editor left it, the edited title and the rejected caption, and sends nothing
+        page.get_by_role("link", name="Cancel: approve nothing, back to the asset (your edits are kept)",
+                         exact=True).click()
+        page.wait_for_url(re.compile("/asset/stock-0002"))
+        expect(page.locator("#outcome")).to_have_text("Cancelled: nothing approved; your edits are kept here, not sent.")
+        assert page.locator("#title").input_value() == "Stock mug, licence to check"
+        assert page.locator("input[name='action.caption'][value='rejected']").is_checked()
+        assert sent_since(settings, before) == []
+        kept_url = page.url
+        # the edits come back only in a query this app signed for this session: a changed or copied link fills
+        # nothing in (the page shows the asset as it is)
+        page.goto(kept_url.replace("licence", "forged"))
+        assert page.locator("#title").input_value() == "Mug stock-0002"
+        assert page.locator("input[name='action.caption'][value='']").is_checked()
+        other = browser.new_context(java_script_enabled=False)
+        try:
+            stranger = other.new_page()
+            stranger.goto(server.login_url)
+            stranger.goto(kept_url)
+            assert stranger.locator("#title").input_value() == "Mug stock-0002"
+        finally:
+            other.close()
+        page.goto(kept_url)
+        page.get_by_role("button", name="Approve all ✓").click()
+        expect(heading).to_have_text(re.compile("^Nothing approved yet: this asset"))
+        assert page.locator("dl.edits").text_content() == "TitleStock mug, licence to check"
         confirm_url = page.url
         fields = {i.get_attribute("name"): i.get_attribute("value")
                   for i in page.locator("form[action^='/decide/'] input[type=hidden]").all()}
@@ -373,6 +399,7 @@ def test_without_javascript_one_assets_approval_asks_on_the_rights_check_page(br
         new = [d for d in feedback(settings) if d["decision_id"] not in before]
         assert [(d["asset_id"], d["status"]) for d in new] == [("stock-0002", "approved")]
         assert {"field": "title", "action": "edited", "value": "Stock mug, licence to check"} in new[0]["fields"]
+        assert {"field": "caption", "action": "rejected", "value": None} in new[0]["fields"]
 
         # Back to the rights-check page (trial 28 m1): it says the asset was approved from it, by whom and when, and
         # offers no second approval; the same form posted again sends nothing either

@@ -8,6 +8,7 @@
                         └ KPI events (JSON) -> <app_id>-kpi-events (1 partition)
                               agent on_kpi_event ─ kpi table: 'total', 'hour:<start>', 'day:<start>'
                                                   └ flow table: published vs validated + dead-lettered per window
+                                                                (and the validated ones the index dead-lettered)
                               timer: changed windows -> KpiSnapshot -> kpis, Prometheus gauges
     web view: GET /kpis (JSON snapshots, the count check), GET /flow (the unaccounted records),
               GET /metrics (assetstream_kpi_*), GET /readyz (200 ready / 503: recovering, or an agent keeps failing)
@@ -101,23 +102,30 @@ def published_event(serde: Serde, value: bytes, timestamp_s: float | None) -> di
     return {"t": "p", "at": at, "asset": record["asset_id"], "version": int(record["version"])}
 
 
-def dead_letter_event(serde: Serde, value: bytes, before_validated: dict[str, str]) -> dict[str, Any] | None:
-    """The count check's "x" event of a dead letter written on the way from raw to validated (None for others:
-    a letter of a later hop, a poison record, an undecodable letter)."""
+def dead_letter_event(serde: Serde, value: bytes, before_validated: dict[str, str],
+                      validated_topic: str | None = None) -> dict[str, Any] | None:
+    """The count check's "x" event of a dead letter written on the way from raw to validated, or its "xi" event of
+    one the index sink wrote for a validated record (`validated_topic`: the physical name of `validated`) (None for
+    others: a write-back letter, a poison record, an undecodable letter, the index letter of a record the review
+    group re-published, which has no raw record behind it)."""
     try:
         letter = serde.deserialize("dead_letter", value)
     except Exception:  # noqa: BLE001
         return None
-    logical = before_validated.get(letter["original_topic"])
+    index = letter["original_topic"] == validated_topic and letter.get("stage") == "index"
+    logical = "validated" if index else before_validated.get(letter["original_topic"])
     if logical is None or letter["error_class"] == "poison" or not letter.get("asset_id"):
         return None
     version = None
     if letter.get("original_value") is not None:
         try:
-            version = int(asset_of(serde.deserialize(logical, letter["original_value"]))["version"])
+            record = serde.deserialize(logical, letter["original_value"])
+            if index and (record.get("stamp") or {}).get("stage") == "review":
+                return None
+            version = int(asset_of(record)["version"])
         except Exception:  # noqa: BLE001 - then it settles the asset's oldest pending publication
             version = None
-    return {"t": "x", "at": compute.to_ms(letter["last_failure_time"]), "asset": letter["asset_id"],
+    return {"t": "xi" if index else "x", "at": compute.to_ms(letter["last_failure_time"]), "asset": letter["asset_id"],
             "version": version}
 
 
@@ -135,8 +143,8 @@ def fold_kpi_event(kpi: Any, dirty: set[str], event: dict[str, Any], ks: Any) ->
 def count_check_agents(app: faust.App, settings: Settings, serde: Serde, emit,
                        health: AgentHealth | None = None) -> None:
     """The agents feeding the end-to-end count check (app/kpis/flow.py): one "p" event per record published on
-    raw, one "x" event per dead letter written on the way to validated (validated records send theirs with
-    their KPI event)."""
+    raw, one "x" event per dead letter written on the way to validated, one "xi" per index letter of a validated
+    record (validated records send theirs with their KPI event)."""
     if not settings.kpis.flow_enabled:
         return
     health = health or AgentHealth()
@@ -156,7 +164,7 @@ def count_check_agents(app: faust.App, settings: Settings, serde: Serde, emit,
     async def on_dead_letter(stream):
         async for event in stream.events():
             with health.watch("on_dead_letter"):
-                ev = dead_letter_event(serde, event.value, before_validated)
+                ev = dead_letter_event(serde, event.value, before_validated, names["validated"])
                 if ev is not None:
                     await emit(ev)
 

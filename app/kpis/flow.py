@@ -10,11 +10,15 @@ so one agent sees them all in one order and folds them into the `flow` table:
     v  validated (the KPI event of every validated record, with "version")
     x  dead-lettered on the way to validated (original topic raw, preprocessed or enriched)
                                {"t": "x", "at": ms, "asset": id, "version": v or None (original not decodable)}
+    xi dead-lettered by the index sink after it was validated (original topic validated, stage index): the same
+       fields; counted as `index_dead_lettered`, a part of `validated` (validated, and not in the index)
 
 Table keys: `windows` — the kept window starts; `w:<start ms>` — per 5-minute window (`kpis.flow_window_s`) of publish time: published, validated,
-dead_lettered (each outcome counted in the window its record was published in); `a:<asset id>` — per asset:
-`pending` [[version, window start, publish ms]] published and not yet seen out, `early` [[version, kind, ms]]
-outcomes that arrived before their publication (the agents read their topics independently; a redelivered
+dead_lettered, index_dead_lettered (each outcome counted in the window its record was published in); `a:<asset id>`
+— per asset: `pending` [[version, window start, publish ms]] published and not yet seen out, `validated` the same for
+the publications validated (kept for their window, so an index letter read later finds the window its record was
+published in), `early` [[version, kind, ms]] outcomes that arrived before their publication (or an index letter
+before its validated record) (the agents read their topics independently; a redelivered
 duplicate stays there too, until the kept windows have passed). Matching is by asset id and version; a dead
 letter whose original cannot be decoded (an oversize original kept in the sidecar store) settles the asset's
 oldest pending publication. Validated records the review group re-publishes (a person's decision, stamped
@@ -26,7 +30,7 @@ from typing import Any, MutableMapping
 
 from app.kpis.settings import KpiSettings
 
-KINDS = ("validated", "dead_lettered")
+KINDS = ("validated", "dead_lettered")  # what settles a publication; index_dead_lettered is a part of validated
 INDEX = "windows"  # the table key listing the kept window starts
 
 
@@ -36,7 +40,8 @@ def window_of(ks: KpiSettings, at_ms: int) -> int:
 
 
 def _window(table: MutableMapping[str, Any], start: int) -> dict[str, int]:
-    return dict(table.get(f"w:{start}") or {"published": 0, "validated": 0, "dead_lettered": 0})
+    return {"published": 0, "validated": 0, "dead_lettered": 0, "index_dead_lettered": 0,
+            **(table.get(f"w:{start}") or {})}
 
 
 def _bump(table: MutableMapping[str, Any], start: int, ks: KpiSettings, *fields: str) -> None:
@@ -55,7 +60,7 @@ def _bump(table: MutableMapping[str, Any], start: int, ks: KpiSettings, *fields:
 def fold(table: MutableMapping[str, Any], event: dict[str, Any], ks: KpiSettings) -> bool:
     """Fold one KPI event ("p", "v" or "x"; others are ignored) into the flow table. True for the count
     check's own events ("p", "x"), which no other KPI reads; windows past the kept ones are dropped then."""
-    kind = {"p": "published", "v": "validated", "x": "dead_lettered"}.get(event["t"])
+    kind = {"p": "published", "v": "validated", "x": "dead_lettered", "xi": "index_dead_lettered"}.get(event["t"])
     if kind is None:
         return False
     if event.get("by") != "review":  # a person's decision re-published: no raw record behind it
@@ -70,36 +75,62 @@ def ignore(table: MutableMapping[str, Any], event: dict[str, Any], ks: KpiSettin
 
 def _fold(table: MutableMapping[str, Any], event: dict[str, Any], kind: str, ks: KpiSettings) -> None:
     key = f"a:{event['asset']}"
-    entry = table.get(key) or {"pending": [], "early": []}
-    entry = {k: [list(x) for x in entry.get(k) or []] for k in ("pending", "early")}
+    entry = table.get(key) or {}
+    entry = {k: [list(x) for x in entry.get(k) or []] for k in ("pending", "validated", "early")}
     horizon = event["at"] - int(ks.flow_window_s * 1000) * ks.flow_windows_kept
-    entry["pending"] = [p for p in entry["pending"] if p[1] >= window_of(ks, horizon)]  # its window is gone
+    for k in ("pending", "validated"):
+        entry[k] = [p for p in entry[k] if p[1] >= window_of(ks, horizon)]  # its window is gone
     entry["early"] = [e for e in entry["early"] if e[2] >= horizon]
     version = event.get("version")
     if kind == "published":
         start = window_of(ks, event["at"])
-        match = next((e for e in entry["early"] if e[0] == version or e[0] is None), None)
+        match = next((e for e in entry["early"] if e[1] in KINDS and (e[0] == version or e[0] is None)), None)
         if match is not None:
             entry["early"].remove(match)
             _bump(table, start, ks, "published", match[1])
+            if match[1] == "validated":
+                _validated(table, entry, [version, start, event["at"]], ks)
         else:
             entry["pending"].append([version, start, event["at"]])
             _bump(table, start, ks, "published")
+    elif kind == "index_dead_lettered":
+        match = next((p for p in sorted(entry["validated"], key=lambda p: p[2])
+                      if version is None or p[0] == version), None)
+        if match is not None:
+            entry["validated"].remove(match)
+            _bump(table, match[1], ks, kind)
+        else:  # its validated record (or publication) is still to be read
+            entry["early"].append([version, kind, event["at"]])
     else:
         pending = sorted(entry["pending"], key=lambda p: p[2])
         match = next((p for p in pending if version is None or p[0] == version), None)
         if match is not None:
             entry["pending"].remove(match)
             _bump(table, match[1], ks, kind)
+            if kind == "validated":
+                _validated(table, entry, match, ks)
         else:  # its publication is still to be read (or this is a redelivered duplicate: kept a day at most)
             entry["early"].append([version, kind, event["at"]])
     table[key] = entry
 
 
+def _validated(table: MutableMapping[str, Any], entry: dict[str, list], publication: list, ks: KpiSettings) -> None:
+    """A publication came out validated: an index letter of it read before counts now, else it is kept for one."""
+    version = publication[0]
+    early = next((e for e in entry["early"] if e[1] == "index_dead_lettered" and (e[0] is None or e[0] == version)),
+                 None)
+    if early is not None:
+        entry["early"].remove(early)
+        _bump(table, publication[1], ks, "index_dead_lettered")
+    else:
+        entry["validated"].append(list(publication))
+
+
 def report(table: MutableMapping[str, Any], ks: KpiSettings, now_ms: int) -> dict[str, Any]:
     """Per window: published, validated, dead-lettered, unaccounted (published minus both) and whether it is
-    settled (its end older than `kpis.flow_grace_s`); totals over the kept windows; `unaccounted` counts the
-    settled windows only — records that should have come out by now."""
+    settled (its end older than `kpis.flow_grace_s`), and index_dead_lettered (of the validated, those the index
+    sink dead-lettered: validated, not in the index); totals over the kept windows; `unaccounted` counts the settled
+    windows only — records that should have come out by now."""
     size = int(ks.flow_window_s * 1000)
     windows = []
     for start in table.get(INDEX) or []:
@@ -108,8 +139,9 @@ def report(table: MutableMapping[str, Any], ks: KpiSettings, now_ms: int) -> dic
         open_ = w.get("published", 0) - w.get("validated", 0) - w.get("dead_lettered", 0)
         windows.append({"window_start": start, "window_end": start + size, "settled": settled,
                         "published": w.get("published", 0), "validated": w.get("validated", 0),
-                        "dead_lettered": w.get("dead_lettered", 0), "unaccounted": open_})
-    totals = {f: sum(w[f] for w in windows) for f in ("published", "validated", "dead_lettered")}
+                        "dead_lettered": w.get("dead_lettered", 0),
+                        "index_dead_lettered": w.get("index_dead_lettered", 0), "unaccounted": open_})
+    totals = {f: sum(w[f] for w in windows) for f in ("published", "validated", "dead_lettered", "index_dead_lettered")}
     lost = sum(w["unaccounted"] for w in windows if w["settled"])
     oldest = next((w["window_start"] for w in windows if w["settled"] and w["unaccounted"] > 0), None)
     return {"window_s": ks.flow_window_s, "grace_s": ks.flow_grace_s, **totals, "unaccounted": lost,

@@ -33,7 +33,8 @@ OVERRIDE_RATE = Gauge("assetstream_kpi_override_rate", "(edited + rejected) / de
                       W + ["field", "prompt_id", "prompt_version", "model"])
 
 FLOW_RECORDS = Gauge("assetstream_kpi_flow_records", "End-to-end count check over the kept windows: records "
-                     "published on raw, and of those the validated and the dead-lettered ones", ["kind"])
+                     "published on raw, and of those the validated and the dead-lettered ones; index_dead_lettered: of the "
+                     "validated, those the index sink dead-lettered", ["kind"])
 FLOW_UNACCOUNTED = Gauge("assetstream_kpi_flow_unaccounted", "Records published on raw longer than kpis.flow_grace_s "
                          "ago (after their window) that are neither validated nor dead-lettered: lost between hops")
 FLOW_OLDEST = Gauge("assetstream_kpi_flow_oldest_unaccounted_timestamp_seconds",
@@ -81,7 +82,7 @@ def update(snap: dict[str, Any]) -> None:
 
 
 def update_flow(report: dict[str, Any]) -> None:
-    for kind in ("published", "validated", "dead_lettered"):
+    for kind in ("published", "validated", "dead_lettered", "index_dead_lettered"):
         FLOW_RECORDS.labels(kind).set(report[kind])
     FLOW_UNACCOUNTED.set(report["unaccounted"])
     oldest = report["oldest_unaccounted_window_start"]

@@ -24,7 +24,6 @@ product context, uploader and notes) that the row does not give (app/ops/carry.p
 from __future__ import annotations
 
 import csv
-import datetime as dt
 import hashlib
 import json
 import logging
@@ -332,15 +331,6 @@ def stale_reasons(doc: dict[str, Any], current: dict[str, dict[str, Any]]) -> li
         degraded_reasons(doc)
 
 
-def _epoch_ms(iso: Any) -> int | None:
-    """An ISO timestamp the sink wrote (`indexed_at`) in epoch ms; None when absent or unreadable."""
-    try:
-        t = dt.datetime.fromisoformat(str(iso).replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return int((t if t.tzinfo else t.replace(tzinfo=dt.timezone.utc)).timestamp() * 1000)
-
-
 class IndexView:
     """Read-only lookups of indexed documents by asset id; `error` is set (and lookups return {}) when the
     store cannot be reached."""
@@ -382,17 +372,20 @@ class IndexView:
                 out[hit["_id"]] = hit.get("_source") or {}
         return out
 
-    def arrivals(self, doc_ids: list[str], chunk: int = 500) -> dict[str, tuple[str | None, int, int | None]]:
-        """document id -> (event id, version, indexed_at in epoch ms or None) of the indexed documents among these,
-        read in real time (mget, no refresh needed); raises when the store does not answer."""
-        out: dict[str, tuple[str | None, int, int | None]] = {}
+    def facts(self, doc_ids: list[str], chunk: int = 500) -> dict[str, dict[str, Any]]:
+        """document id -> {event_id, version, decision_ids} of the indexed documents among these: which event the
+        document is of, its asset version, and every editor decision its review holds; read in real time (mget, no
+        refresh needed); raises when the store does not answer. What `backfill --wait` and `dlq list --open` decide
+        from: facts of the records themselves, never a time stamp of one machine against another's."""
+        out: dict[str, dict[str, Any]] = {}
         for i in range(0, len(doc_ids), chunk):
             res = self.client.mget(index=self.alias, ids=doc_ids[i:i + chunk],
-                                   source_includes=["event_id", "version", "indexed_at"])
+                                   source_includes=["event_id", "version", "review.decision_ids"])
             for d in res["docs"]:
                 if d.get("found"):
                     src = d.get("_source") or {}
-                    out[d["_id"]] = (src.get("event_id"), int(src.get("version") or -1), _epoch_ms(src.get("indexed_at")))
+                    out[d["_id"]] = {"event_id": src.get("event_id"), "version": int(src.get("version") or -1),
+                                     "decision_ids": list((src.get("review") or {}).get("decision_ids") or [])}
         return out
 
     def close(self) -> None:

@@ -438,6 +438,14 @@ def _say_waited(w) -> None:
                       f"({plain(', '.join(w.not_newer[:5]))}{' …' if len(w.not_newer) > 5 else ''}): the index keeps its "
                       "document (only a newer version replaces it), so they were not waited for; `backfill "
                       "--only-stale` re-enriches such assets with a newer version", highlight=False)
+    if w.also_dead:  # both are true: the event is indexed, and a delivery of it failed (a redelivery, or since replayed)
+        ids = list(w.also_dead)
+        refs = plain(", ".join(f"{a} (dlq {d['ref']}, {d['stage']}/{d['reason'] or d['error_class']})"
+                               for a, d in list(w.also_dead.items())[:5]))
+        console.print(f"[yellow]note:[/yellow] {len(ids)} indexed asset(s) also have a dead letter of the same event: "
+                      f"{refs}{' …' if len(ids) > 5 else ''}; the index holds the event (a redelivery failed, or the "
+                      "letter was replayed since), so there is nothing to replay; `assetstream dlq list --open` leaves "
+                      "such letters out", highlight=False)
     if w.dead:
         ids = list(w.dead)
         reasons = Counter(f"{d['stage']}/{d['reason'] or d['error_class']}" for d in w.dead.values())
@@ -495,25 +503,33 @@ def dlq_list(
     reason: Optional[str] = typer.Option(None, help="only this reason (details.reason, e.g. not_found)"),
     asset: Optional[str] = typer.Option(None, help="only this asset id"),
     limit: int = typer.Option(50, help="show the newest N (oldest first); 0 = all"),
+    open_only: bool = typer.Option(False, "--open", help="only letters whose asset has not been processed since "
+                                   "(looked up in the index: its document is not this event's nor newer)"),
+    es_url: Optional[str] = typer.Option(None, "--es-url", help="search store URL for --open (default index.url)"),
     json_out: bool = typer.Option(False, "--json", help="machine-readable output"),
 ):
     """List dead letters and why they failed (oldest first).
 
     Columns: partition/offset, asset, source (the file relative to its preprocess.file_roots root, or the URL
-    without login or query), stage, error class, reason, message, attempts, when."""
+    without login or query), stage, error class, reason, message, attempts, when. With --open, only the letters
+    still needing someone: their asset's index document is not of the letter's event nor of a newer version (a
+    review letter: its decision is not in the asset's review); write-back letters and letters whose record cannot
+    be read are always open (docs/operations.md#dead-letters)."""
     from app.ops.dlq import select
 
     settings = _settings()
     everything = _read(settings)
     letters = select(everything, stage=stage, error=error, reason=reason, asset=asset)
-    total = len(letters)
     _say_unknown_reason(everything, reason)
+    if open_only:
+        letters = _still_open(settings, es_url, letters)
+    total = len(letters)
     if limit > 0:
         letters = letters[-limit:]
     if json_out:
         _print_json([d.summary() for d in letters])
         return
-    table = Table(title=f"{settings.topics.name('dead_letter')}: {total} matching"
+    table = Table(title=f"{settings.topics.name('dead_letter')}: {total} {'open' if open_only else 'matching'}"
                   + (f", showing {len(letters)}" if len(letters) < total else ""))
     for col in ("p/offset", "asset", "source", "stage", "class", "reason", "message", "tries", "when"):
         table.add_column(col, overflow="fold")
@@ -526,6 +542,31 @@ def dlq_list(
     out.print(table)
     if total:
         out.print("[dim]details: assetstream dlq show P/OFFSET   replay: assetstream dlq replay --asset ID[/dim]")
+
+def _still_open(settings, es_url: str | None, letters: list) -> list:
+    """`dlq list --open`: the letters whose asset the index does not show processed since (app/ops/dlq.closed_by);
+    says on stderr how many were left out and why. Exit 2 when the index cannot be reached."""
+    from app.ops.backfill import IndexView
+    from app.ops.dlq import closed_by, document_of
+
+    index = IndexView(settings, es_url)
+    try:
+        if not index.available:
+            _fail(f"--open looks each letter's asset up in the index, and it is not reachable at {index.url} "
+                  f"({index.error})", "pass --es-url or set ASSETSTREAM_INDEX__URL, or list without --open", 2)
+        try:
+            docs = index.facts(sorted({i for i in map(document_of, letters) if i}))
+        except Exception as exc:  # noqa: BLE001 - answered the alias check, then stopped answering
+            _fail(f"--open: the index at {index.url} did not answer: {type(exc).__name__}: {str(exc)[:200]}", code=2)
+    finally:
+        index.close()
+    why = {id(d): closed_by(d, docs.get(document_of(d) or "")) for d in letters}
+    closed = Counter(w for w in why.values() if w)
+    if closed:
+        console.print(f"{sum(closed.values())} letter(s) left out, their asset processed since: "
+                      + plain(", ".join(f"{k} ×{n}" for k, n in closed.most_common())), highlight=False)
+    return [d for d in letters if not why[id(d)]]
+
 
 @dlq_app.command("show")
 def dlq_show(

@@ -21,7 +21,7 @@ from typing import Any, Iterable
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
-from domain.records import asset_of
+from domain.records import asset_of, document_id
 from domain.sources import source_label
 from streams.avro import OwnSchemaUnavailable, Serde, UnknownSchema, registry_error, topic_names
 from streams.originals import OriginalStore, OriginalUnavailable, open_store, sha256
@@ -55,6 +55,9 @@ class DeadLetter:
     """What a person recognises the asset by: its file (relative to its preprocess.file_roots root) or URL without
     login or query (domain.sources.source_label), from the letter's details or its original record; None when
     neither says (a poison record, an original kept in the sidecar store)."""
+    record: dict[str, Any] | None = None
+    """The AssetEvent inside the original record (an EditorDecision for the review group's letters) when the letter
+    holds it and it decodes (original_asset); None otherwise."""
 
     @property
     def ref(self) -> str:
@@ -205,10 +208,11 @@ def read_dead_letters(settings: Settings, timeout_s: float = 30.0, *, partial: b
             except Exception as exc:  # noqa: BLE001 - show it, do not stop listing
                 value, derr = None, f"cannot decode dead letter: {exc}"
             ts = msg.timestamp()
+            record = original_asset(value, serde, logical_of, unreadable)
             out.append(DeadLetter(msg.partition(), msg.offset(), _text(msg.key()),
                                   {k: _text(v) or "" for k, v in (msg.headers() or [])},
                                   ts[1] if ts[0] else None, value, derr,
-                                  _source_of(value, serde, logical_of, settings.preprocess.file_roots, unreadable)))
+                                  _source_of(value, record, settings.preprocess.file_roots), record))
     finally:
         c.close()
     out.sort(key=lambda d: (d.timestamp_ms or 0, d.partition, d.offset))  # oldest first
@@ -245,15 +249,57 @@ def original_asset(value: dict[str, Any] | None, serde: Serde, logical_of: dict[
         return None
 
 
-def _source_of(value: dict[str, Any] | None, serde: Serde, logical_of: dict[str, str],
-               roots: Iterable[str], unreadable: set[tuple[str, int]]) -> str | None:
+def _source_of(value: dict[str, Any] | None, record: dict[str, Any] | None, roots: Iterable[str]) -> str | None:
     """The source label of a dead letter's asset: the URI its details name (a fetch failure), else the source_uri
     of the original record when the letter holds it and it decodes (original_asset)."""
     if not value:
         return None
-    uri = ((value.get("details") or {}).get("uri")
-           or (original_asset(value, serde, logical_of, unreadable) or {}).get("source_uri"))
-    return source_label(uri, roots)
+    return source_label((value.get("details") or {}).get("uri") or (record or {}).get("source_uri"), roots)
+
+
+def document_of(d: DeadLetter) -> str | None:
+    """The index document id of a letter's asset: from its original record, else its key (every stage keeps the
+    input key, the tenant-scoped asset id)."""
+    if d.record is not None and d.record.get("asset_id"):
+        return document_id(d.record)
+    return d.key
+
+
+def closed_by(d: DeadLetter, doc: dict[str, Any] | None) -> str | None:
+    """Why a dead letter needs nothing more, because its asset was processed successfully since, or None while it
+    is open. `doc`: the asset's index document facts (IndexView.facts: event_id, version, decision_ids), None when
+    the index holds no document of it. Decided from the records' own facts, never from the times they were written
+    (a worker's clock against the sink's):
+
+    - a pipeline event's letter (preprocess, enrich, validate, index): closed when the document is this event's (it
+      was re-driven and indexed, or a redelivery failed after it was), or of a newer version (a later good record),
+      or of the same version from another event (the index keeps the version it has: a replay would not replace
+      it); a deletion's letter when the document is gone, or newer than the deletion;
+    - the review group's letter (an editor decision): closed when the asset's review holds the decision's id;
+    - open whenever it cannot be told: a write-back letter (the asset was indexed before write-back; the write-back
+      state records what a target holds, not which record wrote it), a poison record, an original kept in the
+      sidecar store or of a schema the registry cannot give (no record to compare)."""
+    rec = d.record
+    if rec is None or d.stage == "writeback":
+        return None
+    if rec.get("decision_id"):
+        in_review = doc is not None and rec["decision_id"] in doc["decision_ids"]
+        return "its decision is in the asset's review" if in_review else None
+    version = None if rec.get("version") is None else int(rec["version"])
+    if rec.get("event_type") == "deleted":
+        if doc is None:
+            return "the asset is deleted"
+        return "a version newer than the deletion is indexed" if version is not None and doc["version"] > version \
+            else None
+    if doc is None:
+        return None
+    if rec.get("event_id") and doc["event_id"] == rec["event_id"]:
+        return "this event is indexed"
+    if version is not None and doc["version"] > version:
+        return "a newer version is indexed"
+    if version is not None and doc["version"] == version:
+        return "the same version is indexed from another event"
+    return None
 
 
 def select(letters: Iterable[DeadLetter], *, stage: str | None = None, error: str | None = None,

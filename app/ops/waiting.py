@@ -11,11 +11,15 @@
   records of the events it waits for) (the `dlq` topic is read from the offsets of that time; `dlq list`/`show` have the details). A letter of another
   event of the asset (the previous run's, live traffic's) does not count; one whose record cannot be read (a poison
   record, one kept in the sidecar store) counts by its key. A write-back letter does not count, since the asset
-  was indexed before write-back. A letter counts only while the index does not hold the event: a document of the
-  event (or of a newer version) written (`indexed_at`) after the letter wins over it (the cause was fixed and the
-  letter replayed: trial 27 M1), while a letter written after the document still counts. Both are kept per asset, so
-  the order they are read in does not matter, assets with a letter are looked up again at every check, and the
-  wait ends only once the `dlq` partitions were read to their end;
+  was indexed before write-back. A letter counts only while the index does not hold the event: decided from the
+  records' own facts, never from when each was written (a worker's clock against the sink's): the document names
+  the event it is of (`event_id`) and its version, so a document of this event, or of a newer version, means the
+  event's content is in the index, whether its letter came before (the cause was fixed and the letter replayed:
+  trial 27 M1) or after (a redelivery of the same event, after a rebalance, failed where the first delivery had
+  succeeded). Such an asset is reported indexed *and* as having a letter of its event (`also_dead_lettered`: both
+  are true, nothing to replay); one superseded is reported superseded (a replay of its letter would be refused). Both facts are kept per asset, so the order they are
+  read in does not matter, assets with a letter are looked up again at every check, and the wait ends only once the
+  `dlq` partitions were read to their end;
 - **not newer**: already indexed at the *same* version by another event when the wait begins. The sink keeps the
   document it has (external versioning: only a newer version replaces it), so this event can never be seen
   arriving; it is reported and not waited for (`--only-stale` publishes such assets with version + 1). The one
@@ -44,7 +48,6 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaExcepti
 from app.ops.backfill import IndexView, Sent
 from app.ops.dlq import logical_topics, original_asset
 from streams.avro import Serde, topic_names
-from streams.records import to_ms
 from streams.clientlog import client_logging
 
 DLQ_SLACK_MS = 60_000
@@ -59,6 +62,9 @@ class WaitResult:
     not_newer: list[str] = field(default_factory=list)
     dead: dict[str, dict[str, Any]] = field(default_factory=dict)
     """asset id -> {stage, reason, error_class, ref} of its dead letter"""
+    also_dead: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """asset id -> its letter, of the assets indexed that also have a dead letter of the event (a failed
+    redelivery, or a letter since replayed): both are true; they count as indexed"""
     waiting: list[str] = field(default_factory=list)
     timed_out: bool = False
     interrupted: bool = False
@@ -74,26 +80,28 @@ class WaitResult:
                 "not_newer": len(self.not_newer), "dead_lettered": len(self.dead), "waiting": len(self.waiting),
                 "timed_out": self.timed_out, "interrupted": self.interrupted, "seconds": round(self.seconds, 1),
                 "index_error": self.index_error, "dead_lettered_ids": self.dead, "waiting_ids": self.waiting,
-                "superseded_ids": self.superseded, "not_newer_ids": self.not_newer}
+                "superseded_ids": self.superseded, "not_newer_ids": self.not_newer,
+                "also_dead_lettered_ids": self.also_dead}
 
 
 class PipelineWatch:
     """Which of the acknowledged events (document id -> Sent) have come through: `check()` once per poll.
 
     Each asset's outcome is settled from two facts kept per asset, whatever order they are read in: the index
-    document at or after the awaited event (this event's, or a newer version) with its `indexed_at`, and the newest
-    dead letter of the event. A document written after the letter wins (the cause was fixed and the letter replayed,
-    trial 27 M1); a letter newer than the document still counts. Assets with a letter are looked up in the index again
-    at every check, and the wait ends only once the dead letters have been read to the end."""
+    document at or after the awaited event (this event's `event_id`, or a newer version), and the newest dead letter
+    of the event (the highest offset: an asset's letters share its key, so one partition). The document wins whenever
+    there is one (what is indexed is indexed); the letter is then said beside it (`also_dead`). Assets with a letter
+    are looked up in the index again at every check, and the wait ends only once the dead letters have been read to
+    the end."""
 
     def __init__(self, settings: Any, index: IndexView, sent: dict[str, Sent], since_ms: int):
         self.index = index
         self.sent = dict(sent)
         self.pending = dict(sent)
-        self.arrived: dict[str, tuple[str, int | None]] = {}
-        """document id -> ("indexed" | "superseded", the document's indexed_at in ms)"""
-        self.letters: dict[str, tuple[int, dict[str, Any]]] = {}
-        """document id -> (time in ms, {stage, reason, error_class, message, ref}) of the event's newest dead letter"""
+        self.arrived: dict[str, str] = {}
+        """document id -> indexed | superseded (the document is this event's, or of a newer version)"""
+        self.letters: dict[str, dict[str, Any]] = {}
+        """document id -> {stage, reason, error_class, message, ref} of the event's newest dead letter"""
         self.not_newer: set[str] = set()
         self.result = WaitResult(total=len(sent))
         self.serde = Serde.for_settings(settings)
@@ -150,48 +158,49 @@ class PipelineWatch:
 
     def _outcome(self, doc_id: str) -> str | None:
         """indexed | superseded | not_newer | dead, or None while pending."""
-        arrived, letter = self.arrived.get(doc_id), self.letters.get(doc_id)
-        if letter is not None and not (arrived is not None and arrived[1] is not None and letter[0] <= arrived[1]):
+        if doc_id in self.arrived:
+            return self.arrived[doc_id]
+        if doc_id in self.letters:
             return "dead"
-        if arrived is not None:
-            return arrived[0]
         return "not_newer" if doc_id in self.not_newer else None
 
     def check(self, read_s: float = 0.3) -> None:
         self._read_dead_letters(read_s)
         look = [d for d in self.sent if self._outcome(d) in (None, "dead")]
         try:
-            docs = self.index.arrivals(look) if look else {}
+            docs = self.index.facts(look) if look else {}
         except Exception as exc:  # noqa: BLE001 - the store may come back before the timeout
             self.result.index_error = f"{type(exc).__name__}: {str(exc)[:200]}"
             docs = None
         if docs is not None:
             self.result.index_error = None
-            for doc_id, (event_id, version, indexed_ms) in docs.items():
+            for doc_id, doc in docs.items():
                 sent = self.sent.get(doc_id)
                 if sent is None:
                     continue
-                if event_id == sent.event_id:
-                    self.arrived[doc_id] = ("indexed", indexed_ms)
-                elif version > sent.version:
-                    self.arrived[doc_id] = ("superseded", indexed_ms)
-                elif version == sent.version and self.first:
+                if doc["event_id"] == sent.event_id:
+                    self.arrived[doc_id] = "indexed"
+                elif doc["version"] > sent.version:
+                    self.arrived[doc_id] = "superseded"
+                elif doc["version"] == sent.version and self.first:
                     self.not_newer.add(doc_id)
             self.first = False
         self._tally()
 
     def _tally(self) -> None:
         r = self.result
-        r.indexed, r.superseded, r.not_newer, r.dead = [], [], [], {}
+        r.indexed, r.superseded, r.not_newer, r.dead, r.also_dead = [], [], [], {}, {}
         self.pending = {}
         for doc_id, sent in self.sent.items():
             outcome = self._outcome(doc_id)
             if outcome is None:
                 self.pending[doc_id] = sent
             elif outcome == "dead":
-                r.dead[sent.asset_id] = self.letters[doc_id][1]
+                r.dead[sent.asset_id] = self.letters[doc_id]
             else:
                 getattr(r, outcome).append(sent.asset_id)
+                if doc_id in self.letters and outcome == "indexed":
+                    r.also_dead[sent.asset_id] = self.letters[doc_id]
 
     def _read_dead_letters(self, read_s: float) -> None:
         deadline = time.monotonic() + read_s
@@ -223,13 +232,11 @@ class PipelineWatch:
             event = original_asset(letter, self.serde, self.logical_of)
             if event is not None and event.get("event_id") != self.sent[doc_id].event_id:
                 continue  # another event's letter (review 14 M3: the previous run's counted as this one's)
-            at_ms = to_ms(letter.get("last_failure_time")) or (ts[1] if ts[0] else 0)
-            if doc_id in self.letters and self.letters[doc_id][0] > at_ms:
-                continue  # an older letter of the event than one already read
-            self.letters[doc_id] = (at_ms, {
+            # read in offset order, and an asset's letters share one partition (its key): the last read is the newest
+            self.letters[doc_id] = {
                 "stage": letter.get("stage"), "error_class": letter.get("error_class"),
                 "reason": (letter.get("details") or {}).get("reason"), "message": str(letter.get("message") or "")[:200],
-                "ref": f"{msg.partition()}/{msg.offset()}"})
+                "ref": f"{msg.partition()}/{msg.offset()}"}
 
     def close(self) -> None:
         self.dlq.close()

@@ -15,7 +15,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Awaitable, Callable
-from urllib.parse import quote, urlencode, urlsplit
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit
 
 import jinja2
 from elastic_transport import TransportError
@@ -357,11 +357,27 @@ class ReviewApp:
             row["suggestion_from"] = "file" if row["suggestion"] is not None and row["suggestion"] in from_file \
                 else "model"
         shown = self.auth.outcome(who, request.query_params)  # only when this app signed it for `who`
+        doc = data["doc"]
+        form = {"shown_version": doc.get("version"), "shown_decision": ((doc.get("review") or {}).get("decision_ids")
+                                                                        or [""])[-1],
+                "force_alt": False, "mine": request.query_params.get("mine")}
+        draft = self._draft_back(who, request.query_params)
+        if draft is not None:  # back from the rights check's Cancel without the script: the form as it was left
+            form = kept_edits(data["fields"], draft, form)
         return self._page(request, who, "asset.html", {
             **data, "f": f, "vocab": self.vocab, "alt_rules": self.alt_rules, **shown,
-            "rights_digest": self._rights_token(who, [data["doc"]]) if rights.needs_rights_check(data["doc"]) else None,
-            "error_fields": error_fields(shown["error"], data["fields"]),
-            "mine": ",".join(dec.own_decisions(request.query_params.get("mine")))})
+            "rights_digest": self._rights_token(who, [doc]) if rights.needs_rights_check(doc) else None,
+            "error_fields": error_fields(shown["error"], data["fields"]), **form,
+            "mine": ",".join(dec.own_decisions(form["mine"]))})
+
+    def _draft_back(self, who: Principal, params: Any) -> _Form | None:
+        """The asset form a rights check's Cancel carries back (`draft`, signed by sign_query for this session, so a
+        link made elsewhere cannot fill the form in), or None."""
+        items = [(k, v) for k, v in params.multi_items() if k in ("draft", "at", "sig")]
+        if not any(k == "draft" for k, _ in items):
+            return None
+        kept = self.auth.query_ok(who, items)
+        return _Form(parse_qsl(kept[0][1], keep_blank_values=True)) if kept and kept[0][0] == "draft" else None
 
     async def thumbnail(self, request: Request, who: Principal) -> Response:
         # a document id, as a search hit's thumb_url names it (`default::a1` is the default tenant's `a1` too)
@@ -590,13 +606,17 @@ class ReviewApp:
         drawn = token(_Form(again).get("once"))
         done = [d for d in (self.once.sent(who.user, who.session, drawn, _decide_at(asset_id)) if drawn else [])
                 if d["what"] == "approved"]
+        edits = self._edits(doc, again, who)
+        form = [(k, v) for k, v in again if k != "decide"]
+        # Cancel (no script): back to the asset with the form as the editor left it, edits and field choices, in a
+        # query signed for this session (as this page's own); nothing is sent
+        note = "Cancelled: nothing approved" + ("; your edits are kept here, not sent" if edits else "")
+        back = _asset_url(asset_id, f, **self.auth.sign_outcome(who, "note", note), **dict(self.auth.sign_query(
+            who, [("draft", urlencode([(k, v) for k, v in form if k != "verdict"]))])))
         return self._page(request, who, "rights_confirm.html", {
-            "done": done[0] if done else None,
-            "edits": self._edits(doc, again, who),
+            "done": done[0] if done else None, "edits": edits,
             "check": [doc], "total": 1, "others": [], "single": doc, "confirmed": self._rights_token(who, [doc]), "f": f,
-            "again": [(k, v) for k, v in again if k != "decide"], "shown": RIGHTS_CHECK_SHOWN,
-            "back": _asset_url(asset_id, f) if done else
-            _asset_url(asset_id, f, **self.auth.sign_outcome(who, "note", "Cancelled: nothing approved"))})
+            "again": form, "shown": RIGHTS_CHECK_SHOWN, "back": _asset_url(asset_id, f) if done else back})
 
     def _edits(self, doc: dict[str, Any], form: list[tuple[str, str]], who: Principal) -> list[tuple[str, str]]:
         """The edited values an asset's approval will publish, as (field label, value), so its rights check shows
@@ -662,6 +682,24 @@ def _draft(form: Any) -> list[tuple[str, str]]:
     shown = {k[6:]: str(v).replace("\r\n", "\n") for k, v in form.multi_items() if k.startswith("shown.")}
     return [(k, str(v)) for k, v in form.multi_items() if k not in ("csrf", "rights_confirmed") and not (
         k.startswith("value.") and shown.get(k[6:]) == str(v).replace("\r\n", "\n"))]
+
+
+def kept_edits(rows: list[dict[str, Any]], draft: Any, page: dict[str, Any]) -> dict[str, Any]:
+    """The asset page's form as the editor left it (`draft`: the form a rights check's Cancel carries back, less the
+    values not edited, which are the ones shown): each field's value and choice (`action`), and what the page had shown
+    (`shown.<f>`, the version and the last decision), so sending it later still refuses what changed meanwhile
+    (from_form), as the first page would have. Sets `value`, `shown`, `action` (and `tags_value`) on `rows`; returns
+    the form's other hidden values for the page (`page`'s own where the draft has none)."""
+    for row in rows:
+        name = row["name"]
+        row["shown"] = draft.get(f"shown.{name}", row["shown"])
+        if name == "tags":
+            row["tags_value"] = draft.get("value.tags")
+        else:
+            row["value"] = draft.get(f"value.{name}", row["shown"])
+        row["action"] = draft.get(f"action.{name}") or ""
+    return {**page, **{k: draft.get(k) for k in ("shown_version", "shown_decision", "mine") if k in draft},
+            "force_alt": draft.get("force_alt") == "1"}
 
 
 def counted(n: int, one: str, many: str | None = None) -> str:
