@@ -42,7 +42,8 @@ hit per family within the first index.rrf_window * 5 hits, at the rank of its be
 the canonical one when it scores the same: collapse_families); `total` then counts families, `matches` and the
 facets the documents.
 
-A query with no letter or digit ("*", "%") is answered as keyword mode answers it, with nothing; one longer than
+A query with no letter or digit ("*", "%") or of stop words only ("the", "a of") is answered with nothing, in every
+mode (`mode: "keyword"`), and `not_searched` says why (not_searched; null for a query that was searched); one longer than
 MAX_TEXT is cut to it, and the answer says `query_truncated: true`. Enum values (mode, status, usage, by, media,
 degraded) are taken in any case.
 """
@@ -62,8 +63,8 @@ from domain.events import DEFAULT_TENANT, MAX_TENANT, TENANT_SEPARATOR, identifi
 from domain.store.client import index_settings
 from domain.store.degraded import PARTS as DEGRADED_PARTS
 from domain.store.management import read_alias
-from domain.store.search import (build_filters, folded, has_word, hybrid_search, same_score, search, semantic_search,
-                                 similar, similar_to_image)
+from domain.store.search import (build_filters, content_words, folded, has_word, hybrid_search, same_score, search,
+                                 semantic_search, similar, similar_to_image)
 
 if TYPE_CHECKING:
     from domain.taxonomy import Taxonomy
@@ -545,11 +546,18 @@ def run_search(client: Elasticsearch, settings: Any, req: SearchRequest, taxonom
     req = resolve_family(client, settings, req)
     filters = req.filters()
     text = req.query.strip()
-    # no words: every document the filters allow, newest first; no letter or digit at all ("*", "%", "!"): nothing,
-    # as keyword mode answers it (trial 29: the vector legs padded it with 20-50 unrelated hits)
-    mode = req.mode if has_word(text) else "keyword"
+    # no words: every document the filters allow, newest first; no letter or digit at all ("*", "%", "!") or stop
+    # words only ("the", "a of"): nothing, in every mode, saying why (trial 29: the vector legs padded them with
+    # 7-50 unrelated hits)
+    unsearched = not_searched(text, tax)
+    mode = req.mode if text and unsearched is None else "keyword"
     out: dict[str, Any] = {"query": req.query, "query_truncated": req.query_truncated, "mode": mode, "page": req.page,
-                           "size": req.size, "collapse": req.collapse, "request": req.echo()}
+                           "size": req.size, "collapse": req.collapse, "not_searched": unsearched,
+                           "request": req.echo()}
+    if unsearched is not None:
+        out.update(total=0, total_relation="eq", hits=[], **(_facets(None, req.facet_size) if req.facets else NO_FACETS),
+                   facets_over="matches", window=None, **({"matches": 0} if req.collapse else {}))
+        return for_clients(out, tax)
     window = result_window(settings, req)
     if mode == "keyword":  # every match, paged by the store (collapsing: the first `window`, then families)
         offset, size = (0, window) if req.collapse else (req.offset, req.size)
@@ -586,6 +594,22 @@ def run_search(client: Elasticsearch, settings: Any, req: SearchRequest, taxonom
     out.update(total=total, total_relation=relation, hits=hits, **facets,
                facets_over=over, window=None if mode == "keyword" and not req.collapse else window)
     return for_clients(out, tax)
+
+
+def not_searched(text: str, taxonomy: "Taxonomy") -> dict[str, str] | None:
+    """Why a query is answered with nothing without being searched, or None (searched, or empty: the listing of every
+    document the filters allow): `{"reason": "no_word", ...}` for a query with no letter or digit ("*", "%", "½"),
+    `{"reason": "stop_words_only", ...}` for one whose every word is a stop word ("the", "a of": content_words), each
+    with a `message` a client can show. No text field matches such a query, and the vector legs would only pad the
+    answer with the nearest documents of a string that says nothing."""
+    if not text:
+        return None
+    if not has_word(text):
+        return {"reason": "no_word", "message": "the query has no letter or digit, so there is nothing to search for"}
+    if not content_words(text, taxonomy):
+        return {"reason": "stop_words_only", "message": "every word of the query is a stop word (a, the, of, ...), "
+                "which matches nothing: add a word that says what to find"}
+    return None
 
 
 def for_clients(answer: dict[str, Any], taxonomy: "Taxonomy") -> dict[str, Any]:

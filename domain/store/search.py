@@ -255,6 +255,28 @@ def has_word(query: str | None) -> bool:
     return any(c.isalpha() or c.isdecimal() for c in query or "")
 
 
+ANALYZER_STOPWORDS = frozenset(
+    "a an and are as at be but by for if in into is it no not of on or such that the their then there these they "
+    "this to was will with".split())
+"""Lucene's English stop words (`_english_`), which the text fields' analyzer drops (management.ANALYSIS
+english_stop): a query of these words alone matches no text field."""
+
+
+def content_words(query: str | None, taxonomy: "Taxonomy | None" = None) -> list[str]:
+    """The query's words (letters and digits, accents folded) that are not stop words (STOPWORDS and the analyzer's,
+    ANALYZER_STOPWORDS), plus any stop word the vocabulary names as a tag: what a search can match on. [] for "the"
+    or "a of" (trial 29: semantic and hybrid answered "the" with astronauts, the vector legs' nearest neighbours of
+    a word that says nothing)."""
+    words = list(dict.fromkeys(_WORD.findall(folded(query or ""))))
+    stop = STOPWORDS | ANALYZER_STOPWORDS
+    return [w for w in words if w not in stop or (taxonomy is not None and _names_tag(w, taxonomy))]
+
+
+def _names_tag(word: str, taxonomy: "Taxonomy") -> bool:
+    res = taxonomy.resolve(word)
+    return res is not None and res.mapped is not None
+
+
 def same_score(a: float | None, b: float | None) -> bool:
     """Equal scores, up to float rounding (one cosine computed in two rows of a matrix product)."""
     return a is not None and b is not None and abs(a - b) <= 1e-9 * max(1.0, abs(a), abs(b))
