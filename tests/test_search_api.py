@@ -150,6 +150,24 @@ def test_tag_facets_carry_their_vocabulary_labels(settings, api):
     assert tag_label("product:sneakers", taxonomy_from_settings(settings)) == "sneaker"
 
 
+def test_each_hit_carries_its_tags_labels(api):
+    """Trial 29 finding 8, the hits' side: a hit's `tags` were ids only. Each hit now has `labelled_tags`, its tags in
+    their order as `{value, label}` (the facet buckets' keys), and `tags` is still the list of ids."""
+    for answer in (_get(api, "/v1/search", query="boots", mode="keyword"),
+                   _get(api, "/v1/search", query="boots", mode="hybrid"), _get(api, "/v1/search", mode="semantic",
+                                                                                query="leather boots"),
+                   _get(api, "/v1/assets/a-shoe/similar")):
+        assert answer["hits"]
+        for h in answer["hits"]:
+            assert all(isinstance(t, str) for t in h["tags"])
+            assert [t["value"] for t in h["labelled_tags"]] == h["tags"], h
+            assert all(t["label"] == t["value"].split(":")[1] for t in h["labelled_tags"]), h
+    boots = _get(api, "/v1/search", query="boots", mode="keyword")["hits"][0]
+    assert boots["asset_id"] == "a-boots"
+    assert sorted(boots["labelled_tags"], key=lambda t: t["value"]) == [{"value": "color:brown", "label": "brown"},
+                                                                       {"value": "product:boot", "label": "boot"}]
+
+
 def test_filters_apply_in_every_mode(api):
     for mode in ("keyword", "semantic", "hybrid"):
         q = "couple dancing" if mode != "semantic" else "a wedding"

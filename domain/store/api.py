@@ -31,8 +31,8 @@ Elasticsearch RRF retriever's fixed rank_window_size), `total` = the hits their 
 over those documents (`ranked` / `nearest`), `total_relation` "gte" when the window was filled (more may rank
 below it), a page past the window empty. `facets_over` says which.
 
-Each hit's `thumb_url` is its preview on the review app serving the API (thumb_url), and each tag bucket has the
-vocabulary's `label` (for_clients).
+Each hit's `thumb_url` is its preview on the review app serving the API (thumb_url), its `labelled_tags` its tags with
+their vocabulary labels, and each tag bucket has the vocabulary's `label` (for_clients).
 
 Filters apply inside every leg: tags (all), status, usage flag, upload date (`event_time`, UTC days, inclusive), place
 (city, region, country or ISO country code, any case, accents folded: place_filter), family (the
@@ -614,10 +614,12 @@ def not_searched(text: str, taxonomy: "Taxonomy") -> dict[str, str] | None:
 
 def for_clients(answer: dict[str, Any], taxonomy: "Taxonomy") -> dict[str, Any]:
     """What a front-end shows without its own copy of the routes or the vocabulary (trial 29, finding 8): each hit's
-    `thumb_url`, and each tag bucket's vocabulary `label` beside its `value` (an added key: clients reading value and
-    count read them as before)."""
+    `thumb_url` and `labelled_tags` (its `tags`, in their order, each `{"value", "label"}` as the tag facet's buckets
+    say them: an added field, `tags` stays the list of ids), and each tag bucket's vocabulary `label` beside its
+    `value` (an added key: clients reading value and count read them as before)."""
     for h in answer["hits"]:
         h["thumb_url"] = thumb_url(h)
+        h["labelled_tags"] = [{"value": t, "label": tag_label(t, taxonomy)} for t in h.get("tags") or []]
     tags = answer.get("facets", {}).get("tags")
     if tags:
         answer["facets"]["tags"] = [{"value": b["value"], "label": tag_label(b["value"], taxonomy), "count": b["count"]}
