@@ -666,6 +666,9 @@ def run_similar(client: Elasticsearch, settings: Any, asset_id: str, req: Search
     doc_id = document_id(asset_id, req.tenant)
     req = resolve_family(client, settings, req)
     filters = replace(req, tenant=None).filters()
+    own = own_family(client, settings, doc_id) if req.collapse else None
+    if own is not None:  # its copies are not "similar" results: they are the asset (trial 29)
+        filters = [*filters, {"bool": {"must_not": [family_filter(own)]}}]
     window = result_window(settings, req)
     by = req.by
     ids: list[str] = []
@@ -678,7 +681,19 @@ def run_similar(client: Elasticsearch, settings: Any, asset_id: str, req: Search
                               f"{read_alias(index_settings(settings))} (another tenant's asset: give the tenant its "
                               "hits say, tenant=NAME or --tenant NAME)") from None
         raise
-    return _nearest_answer(client, settings, req, near, ids, filters, tax, similar_to=asset_id, by=by)
+    answer = _nearest_answer(client, settings, req, near, ids, filters, tax, similar_to=asset_id, by=by)
+    answer["excluded_family"] = own
+    return answer
+
+
+def own_family(client: Elasticsearch, settings: Any, doc_id: str) -> str | None:
+    """The family id of this document (itself when it has none: a family of one), or None when it is not indexed
+    (the nearest-neighbour lookup then says so)."""
+    try:
+        doc = client.get(index=read_alias(index_settings(settings)), id=doc_id, source_includes=["family_id"])
+    except NotFoundError:
+        return None
+    return (doc.get("_source") or {}).get("family_id") or doc_id
 
 
 def _nearest(client: Elasticsearch, settings: Any, doc_id: str, window: int, filters: list[dict[str, Any]], by: str,
