@@ -217,6 +217,26 @@ def build_query(query: str | None, tags: Iterable[str] = (), status: str | None 
     return {"bool": {"should": should, "minimum_should_match": 1, "filter": filters}}
 
 
+def with_narrower(tags: Iterable[str], taxonomy: "Taxonomy | None") -> list[str]:
+    """The tags a query naming `tags` matches: each, and every tag below it in the vocabulary (Taxonomy.narrower,
+    with its other names: same_tags). A sneaker is footwear in the vocabulary's own model (sneaker -> shoe ->
+    footwear), and validate publishes the implied parents, but a person's edited tags (`product:sneaker` alone) and
+    documents indexed before carry only the narrow tag: "footwear" found none of them (trial 29)."""
+    out = list(tags)
+    if taxonomy is not None:
+        for tag in list(out):
+            for child in taxonomy.narrower(tag):
+                out.extend(taxonomy.same_tags(child))
+    return list(dict.fromkeys(out))
+
+
+def broadened(units: Iterable[tuple[str, list[str], int]],
+              taxonomy: "Taxonomy | None") -> list[tuple[str, list[str], int]]:
+    """query_units with each term's tags widened to the tags below them (with_narrower): the words as keyword search
+    matches them (its coverage clauses), and as the review queue's search box does (app/review/queries.py)."""
+    return [(text, with_narrower(tags, taxonomy), n) for text, tags, n in units]
+
+
 def keyword_query(settings: Any, query: str | None, taxonomy: "Taxonomy | None",
                   filters: list[dict[str, Any]], text_synonyms: bool = False) -> tuple[dict[str, Any], list[str], bool]:
     """The keyword query of `search` and of hybrid's keyword leg (build_query with the query's synonyms and,
@@ -227,7 +247,9 @@ def keyword_query(settings: Any, query: str | None, taxonomy: "Taxonomy | None",
     s = index_settings(settings)
     units = query_units(query, taxonomy) if query and taxonomy is not None else []
     synonyms, named = _expand_units(units)
-    return (build_query(query, synonyms=synonyms, filters=filters, coverage=coverage_clauses(units, s.keyword_coverage),
+    broad = broadened(units, taxonomy)
+    return (build_query(query, synonyms=with_narrower(synonyms, taxonomy), filters=filters,
+                        coverage=coverage_clauses(broad, s.keyword_coverage),
                         related=synonym_text_clause(units, taxonomy) if text_synonyms else None), synonyms, named)
 
 
@@ -677,7 +699,7 @@ def hybrid_search(client: Elasticsearch, settings: "Any", query: str, tags: Iter
     taxonomy = taxonomy if taxonomy is not None else default_taxonomy(settings)
     bm25, synonyms, named = keyword_query(s, query, taxonomy, filters)
     # the query names vocabulary tags (every word of it): rank the documents carrying them, and embed the labels
-    tag_query = build_tag_query(synonyms, filters) if s.tag_leg and named else None
+    tag_query = build_tag_query(with_narrower(synonyms, taxonomy), filters) if s.tag_leg and named else None
     window = s.rrf_window if window is None else window
     literal = literal_leg(client, s, query, filters, window) if s.literal_leg else []
     text = vector_query_text(query, synonyms if named else (), taxonomy)
