@@ -208,8 +208,8 @@ MODEL_FILTER = [{"term": {"image_vector_model.id": "efficientnet-lite0/pooled-12
 
 def test_elasticsearch_hybrid_adds_the_visual_leg_as_a_documented_knn_retriever(es_like):
     store = es_like()
-    # the weak-match share is off by default (index.visual_leg_weak_below None); set as a deployment would
-    settings = settings_for(store.url, vector_mode="es", visual_leg_weak_below=0.6)
+    # the weak-match share as it is by default (index.visual_leg_weak_below 0.6)
+    settings = settings_for(store.url, vector_mode="es")
     hybrid_search(_client(store), settings, "kitten", size=10, **FILTERS)
     _literal, body = store.searches()
     rrf = body["retriever"]["rrf"]
