@@ -249,7 +249,7 @@ def vocab_index(vocabulary: list[dict[str, Any]], with_embeddings: bool,
 
 # --- image facts ----------------------------------------------------------------------------------------
 
-RULES_REVISION = "2026-12-03.sounds+medium2+ocrquote+lowguess2+writingtag+renames+names+drawnbox+agree"
+RULES_REVISION = "2026-12-03.sounds+medium2+ocrquote+lowguess2+writingtag+renames+names+drawnbox+agree+neutralfigure"
 """Bump when these rules answer differently for the same image, models and prompt (the result cache keys on it,
 consumers/enrich/results.py): "2026-12-01.logo" names logos from the pixels (docs/local-provider.md);
 "2026-12-01.medium" tags the medium (content:photo / content:graphic); "2026-12-01.wordmark" titles a logo by a
@@ -270,7 +270,8 @@ a box agree by name too (`same_name`), and the everyday noun after a breed or mo
 subject only when a classifier class at >= SUMMARY_FLOOR agrees with it or it scores >= DRAWING_BOX_ALONE
 (`_box_backed`; Open Clip Art drawings were "a banana" for a broom and a fish, bench/drawings.py). "+agree": a
 classifier class and a large detector box that name one thing name the subject below either one's own floor
-(AGREE_CLASS_MIN, AGREE_BOX_MIN, `agreed_class`: the traffic light)."""
+(AGREE_CLASS_MIN, AGREE_BOX_MIN, `agreed_class`: the traffic light). "+neutralfigure": a figure on a plain ground
+that is mostly black, white or grey is said in that colour ("in black on a white background", `figure_neutral`)."""
 
 _PALETTE = {
     "black": (20, 20, 20), "white": (245, 245, 245), "gray": (128, 128, 128), "red": (200, 30, 30),
@@ -312,6 +313,9 @@ class ImageFacts:
     """COCO detections (NanoDet-m), best first, boxes as shares of the image"""
     ink: "Ink | None" = None
     """dark thin strokes on a light ground (`ink_on_ground`): what writing on paper looks like"""
+    figure_neutral: str | None = None
+    """the neutral colour ("black", "white", "gray") of the figure on a plain ground, when most of it is
+    that colour (`figure_neutral`): a black product on white is "in black", though black is 13 % of the image"""
     logo_look: bool = False
     """drawn like a logo (`logo_look`): coloured shapes of few, evenly filled colours on a plain light (or
     transparent, flattened on white) ground; `is_logo` adds what the text and the detector say"""
@@ -380,6 +384,7 @@ def _analyse(data: bytes | None, top_k: int, threads: int, run_classifier: bool,
     ring = np.concatenate([grey128[:2].ravel(), grey128[-2:].ravel(), grey128[:, :2].ravel(), grey128[:, -2:].ravel()])
     figure = np.abs(grey128.astype(np.int16) - int(np.median(ring))) > 2
     facts.figure_flat_share = float(flat[figure].mean()) if figure.mean() >= 0.02 else facts.flat_share
+    facts.figure_neutral = figure_neutral(arr)
     facts.logo_look = logo_look(arr)
     facts.ink = ink_on_ground(arr)
     if run_classifier:
@@ -476,6 +481,52 @@ def logo_look(arr: np.ndarray) -> bool:
     if float(np.sort(counts)[::-1][:3].sum()) / len(ink) < LOGO_FEW_COLOURS:
         return False
     return float(ink[bins == int(counts.argmax())].max(1).std()) <= LOGO_EVEN_FILL
+
+
+FIGURE_NEUTRAL_SHARE = 0.5
+"""share of the figure (the pixels more than LOGO_TOLERANCE from a plain ground, LOGO_GROUND_PLAIN) in one neutral
+shade from which the figure is that colour (most of it): a drawn black trainer on white 1.0 black, the quality set's
+red gift box recoloured black 0.71 (grey ribbon and shading are the rest), recoloured grey 0.92 grey; the red gift
+box itself is 0.29 neutral pixels, the green lemon bottle 0.04"""
+NEUTRAL_CHROMA = 24
+"""a pixel is neutral (black, grey, white) when its channels differ by at most this (0-255): a muted green bottle
+(90, 150, 90) is green, not grey, though grey is its nearest `_PALETTE` colour"""
+NEUTRAL_SHADES = ((70, "black"), (190, "gray"), (256, "white"))
+"""a neutral pixel's shade by its mean channel value: below 70 black, below 190 grey, else white"""
+
+
+FIGURE_EDGE = 256
+"""side (px) of the square image the figure's colour is measured on"""
+
+
+def figure_neutral(arr: np.ndarray) -> str | None:
+    """The figure's neutral colour (`ImageFacts.figure_neutral`), on the image at FIGURE_EDGE px: the ground is its
+    2-pixel outer ring, plain when LOGO_GROUND_PLAIN of it is within LOGO_TOLERANCE of its median; the figure is
+    what differs from it by more, without its outline (an erosion by one pixel: anti-aliased edges and thin strokes,
+    such as text, are grey whatever their colour), at least 2 % of the image; its colour is the neutral shade
+    (NEUTRAL_CHROMA, NEUTRAL_SHADES) covering FIGURE_NEUTRAL_SHARE of it. None for a busy ground (a photograph's
+    scene), no solid figure, or a figure in colours."""
+    import cv2
+
+    px = cv2.resize(arr, (FIGURE_EDGE, FIGURE_EDGE), interpolation=cv2.INTER_AREA).astype(np.int16)
+    ring = np.concatenate([px[:2].reshape(-1, 3), px[-2:].reshape(-1, 3), px[:, :2].reshape(-1, 3),
+                           px[:, -2:].reshape(-1, 3)])
+    ground = np.median(ring, axis=0)
+    if float(np.mean(np.abs(ring - ground).max(1) <= LOGO_TOLERANCE)) < LOGO_GROUND_PLAIN:
+        return None
+    drawn = (np.abs(px - ground).max(2) > LOGO_TOLERANCE).astype(np.uint8)
+    inside = cv2.erode(drawn, np.ones((3, 3), np.uint8)).astype(bool)
+    if inside.mean() < 0.02:
+        return None
+    figure = px[inside]
+    neutral = (figure.max(1) - figure.min(1)) <= NEUTRAL_CHROMA
+    level = figure.mean(1)
+    low = 0
+    for high, name in NEUTRAL_SHADES:
+        if float(np.mean(neutral & (level >= low) & (level < high))) >= FIGURE_NEUTRAL_SHARE:
+            return name
+        low = high
+    return None
 
 
 FACE_SUBJECT_SCORE = 0.75
@@ -1212,12 +1263,16 @@ def _said(lines: list[str], room: int, all_of: str, some_of: str) -> str:
 _NEUTRAL = {"white", "black", "gray", "grey", "silver", "beige", "off-white", "ivory", "cream"}
 
 
-def _colour_phrase(shares: list[tuple[str, float]]) -> str:
-    """' in red on a white background' / ' in red and blue' / ''."""
+def _colour_phrase(shares: list[tuple[str, float]], figure: str | None = None) -> str:
+    """' in red on a white background' / ' in red and blue' / ''; with the figure's own neutral colour
+    (`ImageFacts.figure_neutral`) first beside a neutral background: ' in black on a white background' (a black
+    product on white: black is only ~13 % of the image, so the shares alone name no colour)."""
     if not shares:
         return ""
     chroma = [c for c, _ in shares if c.lower() not in _NEUTRAL][:2]
     bg = shares[0][0] if shares[0][0].lower() in _NEUTRAL and shares[0][1] >= 0.45 else None
+    if bg and figure and figure != bg.lower():
+        chroma = [figure, *chroma][:2]
     out = f" in {' and '.join(chroma)}" if chroma else ""
     if bg:
         out += f" on a {bg} background"
@@ -1664,7 +1719,8 @@ def alt_text(request, facts: ImageFacts) -> dict[str, Any]:
     # no colour phrase for people, nor for a black-and-white photograph: its greys are the photo's light and
     # shade, not "a gray background"
     bw_photo = facts.ok and not facts.graphic and facts.saturation < 0.04
-    colour_phrase = "" if faces or bw_photo or subject_source == "ink" else _colour_phrase(colour_shares)
+    colour_phrase = ("" if faces or bw_photo or subject_source == "ink"
+                     else _colour_phrase(colour_shares, facts.figure_neutral))
     base = f"{subject}{colour_phrase}"
     base = base[0].upper() + base[1:]
     alt = base
