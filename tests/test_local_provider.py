@@ -484,6 +484,22 @@ def test_a_photo_is_never_called_a_graphic_or_pattern(provider, preprocessed_qua
     assert not re.search(r"\b(graphic|pattern)\b", f"{alt['alt_text']} {alt['title']}", re.I), alt
 
 
+def test_a_web_copy_of_a_photo_whose_shadows_went_flat_is_not_called_a_graphic(provider):
+    """The Paris sunset's copy (samples/, 60 % of the photo and recompressed, no XMP) was "A simple graphic in
+    charcoal and tan": downscaling and JPEG flattened its night river bank to one grey value (27 % of the pixels
+    exactly flat, the original 6 %). Deep shadows do not make a graphic; flat fills of drawings still do."""
+    from consumers.enrich.providers.local import TOP_K, engine
+    from tests.preprocess_support import QUALITY_IMAGES, preprocessed_file
+
+    pre = preprocessed_file(SAMPLES / "photo_paris_sunset_copy.jpg")
+    alt = _ask_pre(provider, "alt_text", pre).data
+    assert not re.search(r"\b(graphic|pattern)\b", f"{alt['alt_text']} {alt['title']} {alt['caption']}", re.I), alt
+    clipart = Path(__file__).resolve().parent / "data" / "clipart" / "images"
+    for drawing in (QUALITY_IMAGES / "horse_flat.png", clipart / "oc_995e3d2f.png", clipart / "oc_2385a6a7.png"):
+        facts = engine.analyse_image(preprocessed_file(drawing)["thumbnail"]["data"], TOP_K, 1)
+        assert facts.graphic, drawing.name  # a black silhouette's fill is dark and flat too
+
+
 def test_ocr_noise_is_never_quoted(provider, preprocessed_quality):
     pre = copy.deepcopy(preprocessed_quality("coins.jpg"))
     # what tesseract made of the coins photo: two fragments at middling confidence

@@ -249,7 +249,8 @@ def vocab_index(vocabulary: list[dict[str, Any]], with_embeddings: bool,
 
 # --- image facts ----------------------------------------------------------------------------------------
 
-RULES_REVISION = "2026-12-03.sounds+medium2+ocrquote+lowguess2+writingtag+renames+names+drawnbox+agree+neutralfigure"
+RULES_REVISION = ("2026-12-03.sounds+medium2+ocrquote+lowguess2+writingtag+renames+names+drawnbox+agree+neutralfigure"
+                  "+shadows")
 """Bump when these rules answer differently for the same image, models and prompt (the result cache keys on it,
 consumers/enrich/results.py): "2026-12-01.logo" names logos from the pixels (docs/local-provider.md);
 "2026-12-01.medium" tags the medium (content:photo / content:graphic); "2026-12-01.wordmark" titles a logo by a
@@ -271,7 +272,8 @@ subject only when a classifier class at >= SUMMARY_FLOOR agrees with it or it sc
 (`_box_backed`; Open Clip Art drawings were "a banana" for a broom and a fish, bench/drawings.py). "+agree": a
 classifier class and a large detector box that name one thing name the subject below either one's own floor
 (AGREE_CLASS_MIN, AGREE_BOX_MIN, `agreed_class`: the traffic light). "+neutralfigure": a figure on a plain ground
-that is mostly black, white or grey is said in that colour ("in black on a white background", `figure_neutral`)."""
+that is mostly black, white or grey is said in that colour ("in black on a white background", `figure_neutral`).
+"+shadows": exactly-flat deep shadows (SHADOW_GREY) no longer make a photo a graphic (the Paris sunset's web copy)."""
 
 _PALETTE = {
     "black": (20, 20, 20), "white": (245, 245, 245), "gray": (128, 128, 128), "red": (200, 30, 30),
@@ -304,6 +306,8 @@ class ImageFacts:
     flat_share: float = 0.0
     """share of pixels (128 px grey) whose 3x3 neighbourhood is exactly one value: 0-0.15 for photos (sensor
     noise, texture), 0.2-1.0 for renders, logos, text on plain ground and products cut out on white"""
+    lit_flat_share: float = 0.0
+    """flat_share without the deep shadows (exactly-flat pixels darker than SHADOW_GREY): what decides `graphic`"""
     figure_flat_share: float = 0.0
     """flat_share of the pixels that differ from the image's border (its ground): high when the drawing itself is
     flat-filled (a silhouette, a flat render), low for an object photographed on a plain ground"""
@@ -322,9 +326,10 @@ class ImageFacts:
 
     @property
     def graphic(self) -> bool:
-        """A drawn/rendered image (not a photograph): large exactly-flat areas, no structure at all, or drawn like
-        a logo (a small JPEG icon has no exactly-flat areas left)."""
-        return self.ok and (self.flat_share >= GRAPHIC_FLAT_SHARE or self.detail < DECORATIVE_DETAIL
+        """A drawn/rendered image (not a photograph): large exactly-flat areas that are not deep shadow
+        (`lit_flat_share`), no structure at all, or drawn like a logo (a small JPEG icon has no exactly-flat areas
+        left)."""
+        return self.ok and (self.lit_flat_share >= GRAPHIC_FLAT_SHARE or self.detail < DECORATIVE_DETAIL
                             or self.logo_look)
 
 
@@ -381,6 +386,7 @@ def _analyse(data: bytes | None, top_k: int, threads: int, run_classifier: bool,
     k3 = np.ones((3, 3), np.uint8)
     flat = cv2.dilate(grey128, k3) == cv2.erode(grey128, k3)
     facts.flat_share = float(np.mean(flat))
+    facts.lit_flat_share = float(np.mean(flat & (grey128 >= SHADOW_GREY)))
     ring = np.concatenate([grey128[:2].ravel(), grey128[-2:].ravel(), grey128[:, :2].ravel(), grey128[:, -2:].ravel()])
     figure = np.abs(grey128.astype(np.int16) - int(np.median(ring))) > 2
     facts.figure_flat_share = float(flat[figure].mean()) if figure.mean() >= 0.02 else facts.flat_share
@@ -1329,7 +1335,13 @@ def unread_writing(pre: dict[str, Any], facts: ImageFacts, n_words: int, faces: 
 
 
 GRAPHIC_FLAT_SHARE = 0.2
-"""ImageFacts.flat_share from which an image is a graphic, not a photograph (quality set: photos <= 0.15)"""
+"""ImageFacts.lit_flat_share from which an image is a graphic, not a photograph (quality set: photos <= 0.15)"""
+SHADOW_GREY = 40
+"""grey level (0-255, 128 px thumbnail) below which exactly-flat pixels are a photograph's deep shadow, not a drawn
+fill: downscaling and JPEG recompression flatten a dark area to one value. The Paris sunset's web copy
+(samples/photo_paris_sunset_copy.jpg, 60 % and recompressed) is 0.275 exactly flat, all of it its night river bank
+at grey 22-34 (the original 0.059), and was "A simple graphic"; above 40 it is 0.001 flat. On the quality set and the
+89 drawings of tests/data/clipart no graphic changes but bokeh_dots.jpg (blurred dots on a black ground)"""
 EVIDENCE_SUBJECT = 0.4
 """class evidence (sqrt(p) x similarity, noisy-or over the top-k) a subject tag needs to name the subject when
 no single class is confident (product tags are not used: texture guesses such as "headphones" for a star field
