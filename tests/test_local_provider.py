@@ -551,6 +551,19 @@ def test_a_product_on_white_is_described_in_its_own_colour_even_when_that_is_bla
     assert alt == f"Trail runner (running shoe) in {said} on a white background", alt
 
 
+@pytest.mark.parametrize("shares,figure,said", [
+    ([("white", 0.8), ("charcoal", 0.12)], "black", " in black on a white background"),  # a joystick drawing
+    ([("white", 0.8), ("charcoal", 0.12), ("red", 0.1)], "black", " in black and red on a white background"),
+    ([("white", 0.8), ("charcoal", 0.12)], None, " in charcoal on a white background"),
+])
+def test_a_black_figure_is_not_also_charcoal(shares, figure, said):
+    """Open Clip Art's joystick was "A joystick in black and charcoal on a white background" (bench/drawings.py):
+    the preprocess colours' dark grey repeated the figure's black."""
+    from consumers.enrich.providers.local import engine
+
+    assert engine._colour_phrase(shares, figure) == said
+
+
 def test_a_black_and_white_photo_gets_its_style_not_grey_colour_tags(provider, preprocessed_quality):
     tags = {t["tag"] for t in _ask_pre(provider, "tagging", preprocessed_quality("gravel.jpg")).data["tags"]}
     assert "style:black-and-white" in tags

@@ -250,7 +250,7 @@ def vocab_index(vocabulary: list[dict[str, Any]], with_embeddings: bool,
 # --- image facts ----------------------------------------------------------------------------------------
 
 RULES_REVISION = ("2026-12-03.sounds+medium2+ocrquote+lowguess2+writingtag+renames+names+drawnbox+agree+neutralfigure"
-                  "+shadows")
+                  "+shadows+neutralfigure2")
 """Bump when these rules answer differently for the same image, models and prompt (the result cache keys on it,
 consumers/enrich/results.py): "2026-12-01.logo" names logos from the pixels (docs/local-provider.md);
 "2026-12-01.medium" tags the medium (content:photo / content:graphic); "2026-12-01.wordmark" titles a logo by a
@@ -273,7 +273,8 @@ subject only when a classifier class at >= SUMMARY_FLOOR agrees with it or it sc
 classifier class and a large detector box that name one thing name the subject below either one's own floor
 (AGREE_CLASS_MIN, AGREE_BOX_MIN, `agreed_class`: the traffic light). "+neutralfigure": a figure on a plain ground
 that is mostly black, white or grey is said in that colour ("in black on a white background", `figure_neutral`).
-"+shadows": exactly-flat deep shadows (SHADOW_GREY) no longer make a photo a graphic (the Paris sunset's web copy)."""
+"+shadows": exactly-flat deep shadows (SHADOW_GREY) no longer make a photo a graphic (the Paris sunset's web copy).
+"+neutralfigure2": no "charcoal" beside the figure's black or grey ("in black and charcoal")."""
 
 _PALETTE = {
     "black": (20, 20, 20), "white": (245, 245, 245), "gray": (128, 128, 128), "red": (200, 30, 30),
@@ -1277,8 +1278,8 @@ def _colour_phrase(shares: list[tuple[str, float]], figure: str | None = None) -
         return ""
     chroma = [c for c, _ in shares if c.lower() not in _NEUTRAL][:2]
     bg = shares[0][0] if shares[0][0].lower() in _NEUTRAL and shares[0][1] >= 0.45 else None
-    if bg and figure and figure != bg.lower():
-        chroma = [figure, *chroma][:2]
+    if bg and figure and figure != bg.lower():  # "charcoal", a dark grey, would repeat it ("in black and charcoal")
+        chroma = [figure, *(c for c in chroma if c.lower() != "charcoal")][:2]
     out = f" in {' and '.join(chroma)}" if chroma else ""
     if bg:
         out += f" on a {bg} background"
