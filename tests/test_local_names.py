@@ -29,6 +29,30 @@ def test_a_drawn_umbrella_both_models_name_is_called_an_umbrella():
     assert "aircraft" not in f"{out['alt_text']} {out['caption']} {out['summary']}"
 
 
+def test_a_class_and_a_box_that_agree_name_the_subject_below_either_ones_own_threshold():
+    """traffic_light.png (quality set): the classifier's "traffic light" 0.22 (< CONFIDENT) and a "traffic light"
+    box 0.49 (< DET_SUBJECT_MIN) over 24 % of the drawing; each alone is too weak, together they name it. It was
+    "A simple graphic on a silver background" (title "Simple graphic")."""
+    out = _enrich(preprocessed_quality("traffic_light.png"))
+    assert out["alt_text"].startswith("A traffic light"), out["alt_text"]
+    assert out["title"] == "Traffic light"
+    assert out["subject_evidence"] == "detector+classifier"
+
+
+@pytest.mark.parametrize("p,score,area,named", [
+    (0.217, 0.49, 0.24, True),  # the traffic light
+    (0.10, 0.49, 0.24, False),  # the class under AGREE_CLASS_MIN (a drawn box's "umbrella" 0.07 and box 0.58)
+    (0.217, 0.35, 0.24, False),  # the box under AGREE_BOX_MIN
+    (0.217, 0.49, 0.05, False),  # a small box
+])
+def test_agreement_names_the_subject_only_above_both_floors(p, score, area, named):
+    side = area ** 0.5
+    facts = engine.ImageFacts(ok=True, top=[("traffic light", _cls("traffic light"), p)],
+                              objects=[Detection("traffic light", 9, score, (0.1, 0.1, 0.1 + side, 0.1 + side))])
+    listed = engine.named_classes(facts, None, writing=False, logo=False, floor=engine.SUMMARY_FLOOR)
+    assert (engine.agreed_class(None, facts, listed) is not None) is named
+
+
 CLIPART = Path(__file__).resolve().parent / "data" / "clipart" / "images"
 
 

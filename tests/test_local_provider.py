@@ -484,6 +484,22 @@ def test_a_photo_is_never_called_a_graphic_or_pattern(provider, preprocessed_qua
     assert not re.search(r"\b(graphic|pattern)\b", f"{alt['alt_text']} {alt['title']}", re.I), alt
 
 
+def test_a_web_copy_of_a_photo_whose_shadows_went_flat_is_not_called_a_graphic(provider):
+    """The Paris sunset's copy (samples/, 60 % of the photo and recompressed, no XMP) was "A simple graphic in
+    charcoal and tan": downscaling and JPEG flattened its night river bank to one grey value (27 % of the pixels
+    exactly flat, the original 6 %). Deep shadows do not make a graphic; flat fills of drawings still do."""
+    from consumers.enrich.providers.local import TOP_K, engine
+    from tests.preprocess_support import QUALITY_IMAGES, preprocessed_file
+
+    pre = preprocessed_file(SAMPLES / "photo_paris_sunset_copy.jpg")
+    alt = _ask_pre(provider, "alt_text", pre).data
+    assert not re.search(r"\b(graphic|pattern)\b", f"{alt['alt_text']} {alt['title']} {alt['caption']}", re.I), alt
+    clipart = Path(__file__).resolve().parent / "data" / "clipart" / "images"
+    for drawing in (QUALITY_IMAGES / "horse_flat.png", clipart / "oc_995e3d2f.png", clipart / "oc_2385a6a7.png"):
+        facts = engine.analyse_image(preprocessed_file(drawing)["thumbnail"]["data"], TOP_K, 1)
+        assert facts.graphic, drawing.name  # a black silhouette's fill is dark and flat too
+
+
 def test_ocr_noise_is_never_quoted(provider, preprocessed_quality):
     pre = copy.deepcopy(preprocessed_quality("coins.jpg"))
     # what tesseract made of the coins photo: two fragments at middling confidence
@@ -516,6 +532,36 @@ def test_colour_tags_are_few_and_come_after_the_subject(provider, preprocessed_q
     assert not {"color:black", "color:gray", "color:brown", "color:white"} & photo
     alt = _ask_pre(provider, "alt_text", preprocessed_quality("chelsea.jpg")).data
     assert re.search(r"\bcat\b", alt["alt_text"], re.I), alt  # "Egyptian Mau" alone is not plain words
+
+
+@pytest.mark.parametrize("paint,said", [((20, 20, 20), "black"), ((150, 150, 150), "gray"), ((200, 30, 30), "red")])
+def test_a_product_on_white_is_described_in_its_own_colour_even_when_that_is_black_or_grey(provider, tmp_path,
+                                                                                          paint, said):
+    """A black trainer on white (drawn as user trial 29 made them): black is ~13 % of the image, under the 30 % a
+    neutral colour needs, and the colour phrase named only chromatic colours, so the alt text said "... on a white
+    background" without "black". The object (what differs from the plain ground) is mostly black: it says so."""
+    from tests.preprocess_support import preprocessed_file
+    from tests.test_enrich_quality import _sneaker
+
+    _sneaker(tmp_path / "trainer.jpg", paint)
+    pre = copy.deepcopy(preprocessed_file(tmp_path / "trainer.jpg"))
+    assert max(c["share"] for c in pre["signals"]["colors"] if c["name"] == said) < 0.3
+    pre["asset"]["product_context"] = {"name": "Trail runner", "category": "running shoe"}
+    alt = _ask_pre(provider, "alt_text", pre).data["alt_text"]
+    assert alt == f"Trail runner (running shoe) in {said} on a white background", alt
+
+
+@pytest.mark.parametrize("shares,figure,said", [
+    ([("white", 0.8), ("charcoal", 0.12)], "black", " in black on a white background"),  # a joystick drawing
+    ([("white", 0.8), ("charcoal", 0.12), ("red", 0.1)], "black", " in black and red on a white background"),
+    ([("white", 0.8), ("charcoal", 0.12)], None, " in charcoal on a white background"),
+])
+def test_a_black_figure_is_not_also_charcoal(shares, figure, said):
+    """Open Clip Art's joystick was "A joystick in black and charcoal on a white background" (bench/drawings.py):
+    the preprocess colours' dark grey repeated the figure's black."""
+    from consumers.enrich.providers.local import engine
+
+    assert engine._colour_phrase(shares, figure) == said
 
 
 def test_a_black_and_white_photo_gets_its_style_not_grey_colour_tags(provider, preprocessed_quality):

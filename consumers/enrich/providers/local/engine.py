@@ -249,7 +249,8 @@ def vocab_index(vocabulary: list[dict[str, Any]], with_embeddings: bool,
 
 # --- image facts ----------------------------------------------------------------------------------------
 
-RULES_REVISION = "2026-12-03.sounds+medium2+ocrquote+lowguess2+writingtag+renames+names+drawnbox"
+RULES_REVISION = ("2026-12-03.sounds+medium2+ocrquote+lowguess2+writingtag+renames+names+drawnbox+agree+neutralfigure"
+                  "+shadows+neutralfigure2")
 """Bump when these rules answer differently for the same image, models and prompt (the result cache keys on it,
 consumers/enrich/results.py): "2026-12-01.logo" names logos from the pixels (docs/local-provider.md);
 "2026-12-01.medium" tags the medium (content:photo / content:graphic); "2026-12-01.wordmark" titles a logo by a
@@ -268,7 +269,12 @@ read is tagged content:text too (WRITING_TAG_SCORE). "+renames": the detector's 
 a box agree by name too (`same_name`), and the everyday noun after a breed or model name comes from a fixed table
 (`_EVERYDAY_NOUN`), not the text encoder ("umbrella aircraft"). "+drawnbox": on a drawing a detector box names the
 subject only when a classifier class at >= SUMMARY_FLOOR agrees with it or it scores >= DRAWING_BOX_ALONE
-(`_box_backed`; Open Clip Art drawings were "a banana" for a broom and a fish, bench/drawings.py)."""
+(`_box_backed`; Open Clip Art drawings were "a banana" for a broom and a fish, bench/drawings.py). "+agree": a
+classifier class and a large detector box that name one thing name the subject below either one's own floor
+(AGREE_CLASS_MIN, AGREE_BOX_MIN, `agreed_class`: the traffic light). "+neutralfigure": a figure on a plain ground
+that is mostly black, white or grey is said in that colour ("in black on a white background", `figure_neutral`).
+"+shadows": exactly-flat deep shadows (SHADOW_GREY) no longer make a photo a graphic (the Paris sunset's web copy).
+"+neutralfigure2": no "charcoal" beside the figure's black or grey ("in black and charcoal")."""
 
 _PALETTE = {
     "black": (20, 20, 20), "white": (245, 245, 245), "gray": (128, 128, 128), "red": (200, 30, 30),
@@ -301,6 +307,8 @@ class ImageFacts:
     flat_share: float = 0.0
     """share of pixels (128 px grey) whose 3x3 neighbourhood is exactly one value: 0-0.15 for photos (sensor
     noise, texture), 0.2-1.0 for renders, logos, text on plain ground and products cut out on white"""
+    lit_flat_share: float = 0.0
+    """flat_share without the deep shadows (exactly-flat pixels darker than SHADOW_GREY): what decides `graphic`"""
     figure_flat_share: float = 0.0
     """flat_share of the pixels that differ from the image's border (its ground): high when the drawing itself is
     flat-filled (a silhouette, a flat render), low for an object photographed on a plain ground"""
@@ -310,15 +318,19 @@ class ImageFacts:
     """COCO detections (NanoDet-m), best first, boxes as shares of the image"""
     ink: "Ink | None" = None
     """dark thin strokes on a light ground (`ink_on_ground`): what writing on paper looks like"""
+    figure_neutral: str | None = None
+    """the neutral colour ("black", "white", "gray") of the figure on a plain ground, when most of it is
+    that colour (`figure_neutral`): a black product on white is "in black", though black is 13 % of the image"""
     logo_look: bool = False
     """drawn like a logo (`logo_look`): coloured shapes of few, evenly filled colours on a plain light (or
     transparent, flattened on white) ground; `is_logo` adds what the text and the detector say"""
 
     @property
     def graphic(self) -> bool:
-        """A drawn/rendered image (not a photograph): large exactly-flat areas, no structure at all, or drawn like
-        a logo (a small JPEG icon has no exactly-flat areas left)."""
-        return self.ok and (self.flat_share >= GRAPHIC_FLAT_SHARE or self.detail < DECORATIVE_DETAIL
+        """A drawn/rendered image (not a photograph): large exactly-flat areas that are not deep shadow
+        (`lit_flat_share`), no structure at all, or drawn like a logo (a small JPEG icon has no exactly-flat areas
+        left)."""
+        return self.ok and (self.lit_flat_share >= GRAPHIC_FLAT_SHARE or self.detail < DECORATIVE_DETAIL
                             or self.logo_look)
 
 
@@ -375,9 +387,11 @@ def _analyse(data: bytes | None, top_k: int, threads: int, run_classifier: bool,
     k3 = np.ones((3, 3), np.uint8)
     flat = cv2.dilate(grey128, k3) == cv2.erode(grey128, k3)
     facts.flat_share = float(np.mean(flat))
+    facts.lit_flat_share = float(np.mean(flat & (grey128 >= SHADOW_GREY)))
     ring = np.concatenate([grey128[:2].ravel(), grey128[-2:].ravel(), grey128[:, :2].ravel(), grey128[:, -2:].ravel()])
     figure = np.abs(grey128.astype(np.int16) - int(np.median(ring))) > 2
     facts.figure_flat_share = float(flat[figure].mean()) if figure.mean() >= 0.02 else facts.flat_share
+    facts.figure_neutral = figure_neutral(arr)
     facts.logo_look = logo_look(arr)
     facts.ink = ink_on_ground(arr)
     if run_classifier:
@@ -474,6 +488,52 @@ def logo_look(arr: np.ndarray) -> bool:
     if float(np.sort(counts)[::-1][:3].sum()) / len(ink) < LOGO_FEW_COLOURS:
         return False
     return float(ink[bins == int(counts.argmax())].max(1).std()) <= LOGO_EVEN_FILL
+
+
+FIGURE_NEUTRAL_SHARE = 0.5
+"""share of the figure (the pixels more than LOGO_TOLERANCE from a plain ground, LOGO_GROUND_PLAIN) in one neutral
+shade from which the figure is that colour (most of it): a drawn black trainer on white 1.0 black, the quality set's
+red gift box recoloured black 0.71 (grey ribbon and shading are the rest), recoloured grey 0.92 grey; the red gift
+box itself is 0.29 neutral pixels, the green lemon bottle 0.04"""
+NEUTRAL_CHROMA = 24
+"""a pixel is neutral (black, grey, white) when its channels differ by at most this (0-255): a muted green bottle
+(90, 150, 90) is green, not grey, though grey is its nearest `_PALETTE` colour"""
+NEUTRAL_SHADES = ((70, "black"), (190, "gray"), (256, "white"))
+"""a neutral pixel's shade by its mean channel value: below 70 black, below 190 grey, else white"""
+
+
+FIGURE_EDGE = 256
+"""side (px) of the square image the figure's colour is measured on"""
+
+
+def figure_neutral(arr: np.ndarray) -> str | None:
+    """The figure's neutral colour (`ImageFacts.figure_neutral`), on the image at FIGURE_EDGE px: the ground is its
+    2-pixel outer ring, plain when LOGO_GROUND_PLAIN of it is within LOGO_TOLERANCE of its median; the figure is
+    what differs from it by more, without its outline (an erosion by one pixel: anti-aliased edges and thin strokes,
+    such as text, are grey whatever their colour), at least 2 % of the image; its colour is the neutral shade
+    (NEUTRAL_CHROMA, NEUTRAL_SHADES) covering FIGURE_NEUTRAL_SHARE of it. None for a busy ground (a photograph's
+    scene), no solid figure, or a figure in colours."""
+    import cv2
+
+    px = cv2.resize(arr, (FIGURE_EDGE, FIGURE_EDGE), interpolation=cv2.INTER_AREA).astype(np.int16)
+    ring = np.concatenate([px[:2].reshape(-1, 3), px[-2:].reshape(-1, 3), px[:, :2].reshape(-1, 3),
+                           px[:, -2:].reshape(-1, 3)])
+    ground = np.median(ring, axis=0)
+    if float(np.mean(np.abs(ring - ground).max(1) <= LOGO_TOLERANCE)) < LOGO_GROUND_PLAIN:
+        return None
+    drawn = (np.abs(px - ground).max(2) > LOGO_TOLERANCE).astype(np.uint8)
+    inside = cv2.erode(drawn, np.ones((3, 3), np.uint8)).astype(bool)
+    if inside.mean() < 0.02:
+        return None
+    figure = px[inside]
+    neutral = (figure.max(1) - figure.min(1)) <= NEUTRAL_CHROMA
+    level = figure.mean(1)
+    low = 0
+    for high, name in NEUTRAL_SHADES:
+        if float(np.mean(neutral & (level >= low) & (level < high))) >= FIGURE_NEUTRAL_SHARE:
+            return name
+        low = high
+    return None
 
 
 FACE_SUBJECT_SCORE = 0.75
@@ -1210,12 +1270,16 @@ def _said(lines: list[str], room: int, all_of: str, some_of: str) -> str:
 _NEUTRAL = {"white", "black", "gray", "grey", "silver", "beige", "off-white", "ivory", "cream"}
 
 
-def _colour_phrase(shares: list[tuple[str, float]]) -> str:
-    """' in red on a white background' / ' in red and blue' / ''."""
+def _colour_phrase(shares: list[tuple[str, float]], figure: str | None = None) -> str:
+    """' in red on a white background' / ' in red and blue' / ''; with the figure's own neutral colour
+    (`ImageFacts.figure_neutral`) first beside a neutral background: ' in black on a white background' (a black
+    product on white: black is only ~13 % of the image, so the shares alone name no colour)."""
     if not shares:
         return ""
     chroma = [c for c, _ in shares if c.lower() not in _NEUTRAL][:2]
     bg = shares[0][0] if shares[0][0].lower() in _NEUTRAL and shares[0][1] >= 0.45 else None
+    if bg and figure and figure != bg.lower():  # "charcoal", a dark grey, would repeat it ("in black and charcoal")
+        chroma = [figure, *(c for c in chroma if c.lower() != "charcoal")][:2]
     out = f" in {' and '.join(chroma)}" if chroma else ""
     if bg:
         out += f" on a {bg} background"
@@ -1272,7 +1336,13 @@ def unread_writing(pre: dict[str, Any], facts: ImageFacts, n_words: int, faces: 
 
 
 GRAPHIC_FLAT_SHARE = 0.2
-"""ImageFacts.flat_share from which an image is a graphic, not a photograph (quality set: photos <= 0.15)"""
+"""ImageFacts.lit_flat_share from which an image is a graphic, not a photograph (quality set: photos <= 0.15)"""
+SHADOW_GREY = 40
+"""grey level (0-255, 128 px thumbnail) below which exactly-flat pixels are a photograph's deep shadow, not a drawn
+fill: downscaling and JPEG recompression flatten a dark area to one value. The Paris sunset's web copy
+(samples/photo_paris_sunset_copy.jpg, 60 % and recompressed) is 0.275 exactly flat, all of it its night river bank
+at grey 22-34 (the original 0.059), and was "A simple graphic"; above 40 it is 0.001 flat. On the quality set and the
+89 drawings of tests/data/clipart no graphic changes but bokeh_dots.jpg (blurred dots on a black ground)"""
 EVIDENCE_SUBJECT = 0.4
 """class evidence (sqrt(p) x similarity, noisy-or over the top-k) a subject tag needs to name the subject when
 no single class is confident (product tags are not used: texture guesses such as "headphones" for a star field
@@ -1467,6 +1537,32 @@ def _box_backed(idx: VocabIndex | None, facts: ImageFacts, det: Detection) -> bo
     return any(p >= SUMMARY_FLOOR and _label_agrees(idx, cls, det) for _, cls, p in facts.top)
 
 
+AGREE_CLASS_MIN = 0.15
+AGREE_BOX_MIN = 0.4
+"""two models naming the same thing are stronger evidence than either alone: a classifier class (merged,
+`_merged_top`) at >= AGREE_CLASS_MIN (not CONFIDENT) and a detector box at >= AGREE_BOX_MIN (not DET_SUBJECT_MIN)
+covering >= DET_SUBJECT_AREA that name one thing (`_label_agrees`) name the subject (`agreed_class`). Chosen on the
+quality set and the fit split of tests/data/clipart: the quality set's traffic light (class 0.22, box 0.49 over 24 %
+of the image) was "A simple graphic on a silver background"; the agreeing pairs that would name a wrong subject
+have a class at <= 0.07 (an "umbrella" class 0.07 and box 0.58 for a drawn box, a "wall clock" 0.04 and clock box
+0.35 for a strawberry); none on either set has a class >= 0.15 and a box under 0.4. Checked on the held-out
+drawings (bench/drawings.py, docs/benchmarks.md session 17)"""
+
+
+def agreed_class(idx: VocabIndex | None, facts: ImageFacts,
+                 listed: list[tuple[str, int, float]]) -> tuple[str, int, float] | None:
+    """The best guess of `listed` (`named_classes`, best first) at >= AGREE_CLASS_MIN that a large box at
+    >= AGREE_BOX_MIN names too (`_label_agrees`), else None: the subject when neither a class (CONFIDENT) nor a
+    box (`_detected_subject`) names it on its own."""
+    boxes = [d for d in facts.objects if d.score >= AGREE_BOX_MIN and d.area >= DET_SUBJECT_AREA]
+    for guess in listed:
+        if guess[2] < AGREE_CLASS_MIN:
+            break
+        if any(_label_agrees(idx, guess[1], d) for d in boxes):
+            return guess
+    return None
+
+
 def _detected_subject(idx: VocabIndex | None, facts: ImageFacts, faces: int,
                       conf_top: list) -> tuple[str, str] | None:
     """The subject phrase from the detector ("a horse", "two cups"), when it should name the subject: a large,
@@ -1621,10 +1717,14 @@ def alt_text(request, facts: ImageFacts) -> dict[str, Any]:
     detected = None if logo else _detected_subject(idx, facts, faces, conf_top)
     if detected:
         label = None
+    # no class sure on its own and no box either: a class and a large box that name one thing name it together
+    agreed = None if conf_top or detected or logo or faces else agreed_class(idx, facts, listed)
+    if agreed:
+        conf_top, label = [agreed], _plain_label(agreed[0], agreed[1])
     evidence = None if label or detected or facts.graphic else _evidence_subject(idx, facts)
     # a classifier subject is detector-backed too when the subject box's class names it ("Egyptian Mau cat")
     found = subject_detection(facts, faces) if label and conf_top else None
-    boxed = found is not None and (_label_agrees(idx, conf_top[0][1], found[0]) or re.search(
+    boxed = agreed is not None or found is not None and (_label_agrees(idx, conf_top[0][1], found[0]) or re.search(
         r"\b" + re.escape(SUBJECT_NOUNS[found[0].label][0]) + r"\b", label or "", re.I) is not None)
     wordmark = _wordmark(text) if logo else ""
     subject, subject_source = _subject(product, faces, label, conf_top, n_raw, n_words, facts, evidence, detected,
@@ -1632,7 +1732,8 @@ def alt_text(request, facts: ImageFacts) -> dict[str, Any]:
     # no colour phrase for people, nor for a black-and-white photograph: its greys are the photo's light and
     # shade, not "a gray background"
     bw_photo = facts.ok and not facts.graphic and facts.saturation < 0.04
-    colour_phrase = "" if faces or bw_photo or subject_source == "ink" else _colour_phrase(colour_shares)
+    colour_phrase = ("" if faces or bw_photo or subject_source == "ink"
+                     else _colour_phrase(colour_shares, facts.figure_neutral))
     base = f"{subject}{colour_phrase}"
     base = base[0].upper() + base[1:]
     alt = base
