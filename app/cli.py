@@ -553,6 +553,8 @@ def search(query: Optional[str] = typer.Argument(None, help="free text over titl
     out.print(table)
     if answer.get("query_truncated"):
         out.print(f"[dim]the query was cut to its first {len(answer['query'])} characters[/dim]")
+    if answer.get("not_searched"):
+        out.print(f"[dim]not searched: {answer['not_searched']['message']}[/dim]")
     if answer.get("facets"):
         _print_facets(answer)
     window = answer.get("window")

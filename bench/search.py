@@ -154,7 +154,8 @@ def variants(settings, thresholds: list[float] = (),
     hyb-visall = hybrid with the visual leg's whole window in the fusion (WHOLE_LEG);
     hyb-before = neither the floor nor the cap: hybrid as it was before them; hyb-main = hybrid with every visual
     leg contributing visual_leg_max_hits images, however weakly the query names its classes
-    (index.visual_leg_weak_below None: the default); hyb-weak = the weak share on (0.6, branch fuse's pick);
+    (index.visual_leg_weak_below None: the default until session 17, the baseline of the weak share);
+    hyb-weak = the weak share on (0.6, branch fuse's pick; the default since session 17, so = hybrid);
     kw-nocover / hyb-nocover = keyword / hybrid without the keyword coverage clauses (index.keyword_coverage None:
     BM25 alone, the ranking before issue 17's fix), the baseline of keyword_coverage; hyb-nolit = hybrid without
     the literal leg (index.literal_leg False: hybrid before trial 12's "lemon" fix), the baseline of the leg."""

@@ -250,6 +250,12 @@ class Taxonomy:
                     return self._follow(raw, old)
         return Resolution("unknown", raw, reason=f"'{normalize(raw)}' is not in taxonomy {self.version}")
 
+    def narrower(self, tag: str) -> list[str]:
+        """The tags below `tag` in the hierarchy (its children, their children, ...), vocabulary order: a child
+        implies its parents (product:sneaker -> product:shoe -> product:footwear), so each of these is a `tag` too.
+        [] for a tag with none or not in the vocabulary."""
+        return [t for t in self.entries if t != tag and tag in self.ancestors(t)] if tag in self.entries else []
+
     def same_tags(self, tag: str) -> tuple[str, ...]:
         """`tag` and every name of the same tag across renames: the canonical tag a deprecated name was replaced
         by, and the deprecated names replaced by it (`color:grey` -> (color:grey, color:gray); `color:gray` ->

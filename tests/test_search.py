@@ -85,6 +85,44 @@ def test_decomposed_accents_fold_like_composed_ones(sink):
         assert [h["_id"] for h in literal_leg(sink.client, sink.cfg, q, [], 10)] == ["nfd-1"], q
 
 
+def test_keyword_and_hybrid_hits_show_where_the_words_matched_as_plain_text(sink):
+    """Trial 29 finding 8: no hit said what matched. Keyword and hybrid hits carry `highlights`: per text field that
+    matched (title, alt text, caption, visible text), a snippet as plain text and its parts, the matched words
+    `match: true` — the store's own highlighter (osmem answers the documented `highlight` section), never HTML: text
+    that looks like markup comes back as the characters stored. Semantic and similar hits, and hits only the vector
+    legs found, have none."""
+    from domain.store.api import SearchRequest, run_search
+
+    menu = validated_asset("h-menu", 1, title='Café <b>menu</b> & "specials"', alt_text="a chalkboard menu by a door",
+                           ocr_text="ESPRESSO 2.50 LATTE 3.50")
+    other = validated_asset("h-long", 1, title="Coffee beans", alt_text="roasted beans in a sack", ocr_text="",
+                            caption="word " * 200 + "espresso at the very end")
+    sink.process_batch(as_items([menu, other, validated_asset("h-lake", 1, title="Mountain lake", alt_text="still water",
+                                                              ocr_text="")]))
+    sink.client.indices.refresh(index=read_alias(sink.cfg))
+
+    def answer(query, mode):
+        return {h["asset_id"]: h for h in run_search(sink.client, sink.settings,
+                                                     SearchRequest(query=query, mode=mode))["hits"]}
+
+    for mode in ("keyword", "hybrid"):
+        hits = answer("cafe menu", mode)
+        title = hits["h-menu"]["highlights"][0]
+        assert title["field"] == "title" and title["text"] == 'Café <b>menu</b> & "specials"', (mode, title)
+        assert [p["text"] for p in title["parts"] if p["match"]] == ["Café", "menu"], (mode, title)
+        assert "".join(p["text"] for p in title["parts"]) == title["text"]
+        assert "&lt;" not in json.dumps(hits["h-menu"]) and "<em>" not in json.dumps(hits["h-menu"])
+        assert [h["field"] for h in hits["h-menu"]["highlights"]] == ["title", "alt_text"], mode
+        assert all(h["highlights"] == [] for aid, h in hits.items() if aid != "h-menu"), mode  # the vector legs'
+        # the word at the end of a 1,000-character caption: a short snippet around it (keyword mode also shows the
+        # title's "Coffee", which its synonym clause matched: "espresso" names subject:drink, whose synonyms say it)
+        caption = next(h for h in answer("espresso", mode)["h-long"]["highlights"] if h["field"] == "caption")
+        assert "espresso" in [p["text"] for p in caption["parts"] if p["match"]], (mode, caption)
+        assert len(caption["text"]) <= 300, mode
+    for h in answer("cafe menu", "semantic").values():
+        assert h["highlights"] == []
+
+
 def test_expand_query_maps_phrases_and_deprecated_names():
     tax = load_taxonomy()
     assert "product:sneaker" in expand_query("red running shoe", tax)

@@ -150,6 +150,60 @@ def test_tag_facets_carry_their_vocabulary_labels(settings, api):
     assert tag_label("product:sneakers", taxonomy_from_settings(settings)) == "sneaker"
 
 
+def test_each_hit_carries_its_tags_labels(api):
+    """Trial 29 finding 8, the hits' side: a hit's `tags` were ids only. Each hit now has `labelled_tags`, its tags in
+    their order as `{value, label}` (the facet buckets' keys), and `tags` is still the list of ids."""
+    for answer in (_get(api, "/v1/search", query="boots", mode="keyword"),
+                   _get(api, "/v1/search", query="boots", mode="hybrid"), _get(api, "/v1/search", mode="semantic",
+                                                                                query="leather boots"),
+                   _get(api, "/v1/assets/a-shoe/similar")):
+        assert answer["hits"]
+        for h in answer["hits"]:
+            assert all(isinstance(t, str) for t in h["tags"])
+            assert [t["value"] for t in h["labelled_tags"]] == h["tags"], h
+            assert all(t["label"] == t["value"].split(":")[1] for t in h["labelled_tags"]), h
+    boots = _get(api, "/v1/search", query="boots", mode="keyword")["hits"][0]
+    assert boots["asset_id"] == "a-boots"
+    assert sorted(boots["labelled_tags"], key=lambda t: t["value"]) == [{"value": "color:brown", "label": "brown"},
+                                                                       {"value": "product:boot", "label": "boot"}]
+
+
+def test_a_broader_vocabulary_term_finds_the_assets_tagged_below_it(settings, api):
+    """Trial 29 asked for `footwear` as a synonym of the sneaker: keyword `footwear` found 0 sneakers. It is not a
+    synonym: the vocabulary has `product:footwear`, the parent of `product:shoe`, the parent of `product:sneaker` and
+    `product:boot` (its own model: a child implies its parents). A person's edited tags (`product:sneaker` alone) do
+    not carry the parents, so a query naming a tag now also matches the tags below it, in every mode that reads tags.
+    Here the boots say "footwear" nowhere (a-shoe's title does)."""
+    from domain.taxonomy import taxonomy_from_settings
+
+    tax = taxonomy_from_settings(settings)
+    assert tax.resolve("footwear").mapped.tag == "product:footwear"  # its own tag, not another's synonym
+    assert "footwear" not in {*tax.entries["product:shoe"].synonyms, *tax.entries["product:sneaker"].synonyms}
+    for mode in ("keyword", "hybrid"):
+        assert {"a-boots", "a-shoe"} <= set(_ids(_get(api, "/v1/search", query="footwear", mode=mode))), mode
+        assert "a-boots" in _ids(_get(api, "/v1/search", query="shoes", mode=mode)), mode  # a boot is a shoe
+        assert "a-boots" not in _ids(_get(api, "/v1/search", query="sneakers", mode="keyword"))  # not the reverse
+    # narrower, never broader: the tag filter stays exact
+    assert _ids(_get(api, "/v1/search", tag="product:footwear")) == []
+
+
+def test_the_review_queues_search_box_reads_words_as_the_api_does_but_wants_them_all(api):
+    """Trial 29: the queue's search box and the API's keyword mode answered the same words differently. They read
+    each word with the same code (coverage_clauses over query_units, a vocabulary term with the tags below it:
+    `footwear` finds the boots in both); the queue wants every word (a filter of a worklist, with "Approve all N
+    matching"), the API ranks any word by how many match (docs/index.md, "The review queue's search box")."""
+    def queue(q):
+        r = api.get("/", params={"status": "all", "q": q})
+        assert r.status_code == 200, r.text
+        return {aid for aid, *_ in LIBRARY if f">{aid}<" in r.text}
+
+    assert queue("footwear") == {"a-boots", "a-shoe"} == set(_ids(_get(api, "/v1/search", query="footwear",
+                                                                        mode="keyword")))
+    assert queue("boots") == {"a-boots"}
+    assert queue("boots sofa") == set()  # every word
+    assert set(_ids(_get(api, "/v1/search", query="boots sofa", mode="keyword"))) == {"a-boots", "a-sofa"}  # any
+
+
 def test_filters_apply_in_every_mode(api):
     for mode in ("keyword", "semantic", "hybrid"):
         q = "couple dancing" if mode != "semantic" else "a wedding"

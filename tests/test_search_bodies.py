@@ -23,7 +23,7 @@ from elasticsearch import Elasticsearch
 from elasticsearch.dsl import Search
 
 from domain.store.api import SearchRequest, run_search
-from domain.store.search import hybrid_search, semantic_search, similar
+from domain.store.search import hybrid_search, search, semantic_search, similar
 from tests.store_support import send_es_json, settings_for
 
 # documented keys (elasticsearch-specification types as published by elasticsearch-js; OpenSearch k-NN query)
@@ -46,7 +46,8 @@ DOC = {"_index": "x", "_id": "a1", "_version": 1, "_seq_no": 0, "_primary_term":
 class _Store:
     """A loopback HTTP server that answers like Elasticsearch and keeps every request body."""
 
-    def __init__(self, reject_retriever: bool = False, knn_hits: list[dict] | None = None):
+    def __init__(self, reject_retriever: bool = False, knn_hits: list[dict] | None = None,
+                 retriever_hits: bool = False):
         self.bodies: list[tuple[str, dict]] = []
         store = self
 
@@ -70,7 +71,8 @@ class _Store:
                     return self._answer(400, {"error": {"type": "x_content_parse_exception",
                                                         "reason": "[1:2] unknown field [rank_window_size]"},
                                               "status": 400})
-                if "cross_fields" in json.dumps(body.get("query") or {}):  # the literal leg's request
+                if "cross_fields" in json.dumps(body.get("query") or {}) or (retriever_hits and "retriever" in body):
+                    # the literal leg's request (or, asked for, the RRF retriever's: a page to highlight)
                     return self._answer(200, {**EMPTY, "hits": {"total": {"value": 1, "relation": "eq"},
                                                                 "max_score": 1.0, "hits": [LITERAL_HIT]}})
                 if knn_hits is not None and "knn" in (body.get("query") or {}):  # OpenSearch: k hits, scored
@@ -152,8 +154,10 @@ def test_elasticsearch_before_rrf_retrievers_falls_back_to_documented_query_and_
     _literal, first, *rest = store.searches()
     assert "retriever" in first
     knn_bodies = [b for b in rest if "knn" in b]
-    assert len(knn_bodies) == 1 and len(rest) == 3  # BM25, kNN, tag leg (the literal leg's request came first)
+    # BM25, kNN, tag leg (the literal leg's request came first), then the page's snippets (the literal leg's hit)
+    assert len(knn_bodies) == 1 and len(rest) == 4 and "highlight" in rest[-1]
     _check_es_knn(knn_bodies[0]["knn"])
+    _check_highlight(rest[-1]["highlight"])
 
 
 def test_elasticsearch_deep_pages_keep_num_candidates_within_the_documented_limit(es_like):
@@ -204,8 +208,8 @@ MODEL_FILTER = [{"term": {"image_vector_model.id": "efficientnet-lite0/pooled-12
 
 def test_elasticsearch_hybrid_adds_the_visual_leg_as_a_documented_knn_retriever(es_like):
     store = es_like()
-    # the weak-match share is off by default (index.visual_leg_weak_below None); set as a deployment would
-    settings = settings_for(store.url, vector_mode="es", visual_leg_weak_below=0.6)
+    # the weak-match share as it is by default (index.visual_leg_weak_below 0.6)
+    settings = settings_for(store.url, vector_mode="es")
     hybrid_search(_client(store), settings, "kitten", size=10, **FILTERS)
     _literal, body = store.searches()
     rrf = body["retriever"]["rrf"]
@@ -307,3 +311,39 @@ def test_opensearch_keeps_only_the_hits_whose_cosine_passes_the_floor(es_like):
     got = semantic_search(_client(none), settings_for(none.url, vector_mode="opensearch",
                                                       semantic_min_similarity=None), "blossom", filters=[], size=10)
     assert [h["asset_id"] for h in got] == ["near", "edge", "far", "opposite"]
+
+
+def _check_highlight(section: dict) -> None:
+    """The `highlight` section equals what the client's DSL builds from the documented parameters (fields, pre_tags,
+    post_tags, encoder, fragment_size, number_of_fragments)."""
+    from domain.store.search import HIGHLIGHT_FIELDS, MARK, SNIPPET_CHARS
+
+    rebuilt = Search().highlight(*HIGHLIGHT_FIELDS).highlight_options(
+        pre_tags=[MARK[0]], post_tags=[MARK[1]], encoder="default", fragment_size=SNIPPET_CHARS,
+        number_of_fragments=1).to_dict()["highlight"]
+    assert section == rebuilt
+
+
+def test_snippets_ask_the_documented_highlight_section(es_like):
+    """Keyword search asks for snippets in its one request; hybrid, whose page the RRF retriever (or the fusion here)
+    ranks, in one more request over the page's documents with the keyword query, on Elasticsearch and OpenSearch."""
+    store = es_like(retriever_hits=True)
+    settings = settings_for(store.url, vector_mode="es")
+    search(_client(store), settings, "blossom", size=10)
+    (keyword,) = store.searches()
+    _check_highlight(keyword["highlight"])
+    store.bodies.clear()
+    hybrid_search(_client(store), settings, "blossom", size=10, **FILTERS)
+    literal, rrf, snippets = store.searches()
+    assert "retriever" in rrf and "highlight" not in rrf
+    _check_highlight(snippets["highlight"])
+    assert snippets["_source"] is False and snippets["size"] == 1
+    assert snippets["query"]["bool"]["filter"] == [{"ids": {"values": ["a1"]}}]  # the page's documents
+    (bm25,) = snippets["query"]["bool"]["must"]
+    assert bm25 == rrf["retriever"]["rrf"]["retrievers"][0]["standard"]["query"]  # the keyword leg's query
+    for mode in ("opensearch",):
+        other = es_like()
+        hybrid_search(_client(other), settings_for(other.url, vector_mode=mode), "blossom", size=10)
+        asked = [b for b in other.searches() if "highlight" in b]
+        assert len(asked) == 1 and asked[0]["query"]["bool"]["filter"] == [{"ids": {"values": ["a1"]}}]
+        _check_highlight(asked[0]["highlight"])

@@ -132,6 +132,37 @@ def test_a_collapsed_family_is_shown_by_its_canonical_member_when_its_copies_sco
         sink.close()
 
 
+def test_more_like_this_collapsed_leaves_the_assets_own_family_out(store):
+    """Trial 29: `/v1/assets/<red sneaker>/similar?collapse=true` gave the asset's own quality-40 copy as the first
+    "similar" hit (0.997). Collapsed, "more like this" leaves out the asset's whole family (its canonical member and
+    copies, whichever member is asked about) and says which family (`excluded_family`); not collapsed, the copies are
+    still the nearest, as a "find the copies" answer."""
+    from domain.store.api import run_similar
+
+    settings = settings_for(store.url)
+    sink = IndexSink(settings)
+    try:
+        _harbour(sink, "m-small", "m-web", "m-orig", "m-other")
+        sink.process_batch(as_items([_record("m-lake", None, title="Mountain lake")]))
+        sink.client.indices.refresh(index=read_alias(sink.cfg))
+        for asked in ("m-orig", "m-small"):
+            one = run_similar(sink.client, settings, asked, SearchRequest(collapse=True))
+            ids = [h["asset_id"] for h in one["hits"]]
+            assert ids and not {"m-orig", "m-web", "m-small"} & set(ids), (asked, ids)
+            assert ids[0] == "m-other" and one["excluded_family"] == "m-orig"
+            flat = run_similar(sink.client, settings, asked, SearchRequest())
+            assert {h["asset_id"] for h in flat["hits"][:2]} == {"m-orig", "m-web", "m-small"} - {asked}, flat["hits"]
+            assert flat["excluded_family"] is None
+            assert one["total"] == len(ids) and one["matches"] == len(ids)  # the family is not counted either
+        with ReviewServer(settings, port=0, token="fam-token") as srv:
+            r = httpx.get(srv.url + "/v1/assets/m-web/similar", params={"collapse": "true"},
+                          headers={"Authorization": "Bearer fam-token"})
+            assert r.status_code == 200 and r.json()["excluded_family"] == "m-orig"
+            assert r.json()["hits"][0]["asset_id"] == "m-other"
+    finally:
+        sink.close()
+
+
 def test_a_collapsed_total_counts_families_and_says_when_it_is_a_lower_bound(store):
     """`search --collapse` said "2 hit(s) of 8" for 6 families: the total is the families' count, exact when
     every match was ranked, else a lower bound ("≥ N", total_relation gte), in the API and the CLI alike."""

@@ -103,3 +103,21 @@ def test_a_query_with_no_letter_or_digit_answers_nothing_in_every_mode(indexed, 
         assert answer["mode"] == "keyword" and answer["query"] == query  # answered as keyword mode, as asked
         assert all(not bucket for bucket in answer["facets"].values()), mode
     assert _ask(indexed, "", "hybrid")["total"] == len(LIBRARY)
+
+
+@pytest.mark.parametrize("query", ["the", "a of", "The, AND the!", "it is", "from"])
+def test_a_query_of_stop_words_only_answers_nothing_and_says_why(indexed, query):
+    """Trial 29: `the` answered 7 astronauts in hybrid and semantic, the vector legs' nearest neighbours of a word
+    that says nothing. A query with no content word now answers nothing in every mode, filtered or not, and
+    `not_searched` says why; a query with a content word beside its stop words is searched as before."""
+    for mode in ("keyword", "semantic", "hybrid"):
+        for extra in ({}, {"status": "auto_applied"}, {"collapse": True}):
+            answer = run_search(indexed.client, indexed.settings, SearchRequest(query=query, mode=mode, size=20, **extra))
+            assert (answer["hits"], answer["total"], answer["total_relation"]) == ([], 0, "eq"), (mode, extra)
+            assert answer["not_searched"]["reason"] == "stop_words_only", (mode, extra)
+            assert "stop word" in answer["not_searched"]["message"]
+            assert all(not bucket for bucket in answer["facets"].values()), mode
+    searched = _ask(indexed, "the desk", "hybrid")
+    assert searched["not_searched"] is None and "f-desk" in _ids(searched)
+    assert _ask(indexed, "*", "semantic")["not_searched"]["reason"] == "no_word"
+    assert _ask(indexed, "", "hybrid")["not_searched"] is None  # the listing, not a search

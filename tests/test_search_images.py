@@ -412,16 +412,17 @@ def test_a_weak_class_match_adds_fewer_images_than_a_class_name(settings, store)
     from domain.store.client import make_client
 
     client = make_client(settings)
-    # what is left: the visual leg; the weak share is off by default (None), set here as a deployment would
-    text_off = settings.with_overrides(index={"semantic_min_similarity": 0.99, "visual_leg_weak_below": 0.6})
+    # what is left: the visual leg, with the weak share as it is by default (0.6)
+    text_off = settings.with_overrides(index={"semantic_min_similarity": 0.99})
     weak = run_search(client, text_off, SearchRequest(query="kitten", size=9))
     assert weak["visual_leg"]["classes"][0]["similarity"] < 0.6 and weak["visual_leg"]["images"] == 3
     assert _ids(weak)[0] == "p-cat" and weak["total"] == len(weak["hits"]) == 3
     strong = run_search(client, text_off, SearchRequest(query="espresso", size=9))
     assert strong["visual_leg"]["classes"][0]["similarity"] >= 0.6 and strong["visual_leg"]["images"] == 10
     assert _ids(strong)[0] == "p-coffee" and strong["total"] == len(strong["hits"]) == 8  # every image vector
-    # off (None, the default): the weak match's leg contributes visual_leg_max_hits too
-    before = run_search(client, settings.with_overrides(index={"semantic_min_similarity": 0.99}),
+    # off (None, the default before session 17): the weak match's leg contributes visual_leg_max_hits too
+    before = run_search(client, settings.with_overrides(index={"semantic_min_similarity": 0.99,
+                                                               "visual_leg_weak_below": None}),
                         SearchRequest(query="kitten", size=9))
     assert before["visual_leg"]["images"] == 10 and before["total"] == 8
     client.close()

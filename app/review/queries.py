@@ -31,7 +31,7 @@ from domain.review import IMAGE_CHANGED, NO_ALT_TEXT, REVIEW_REASONS, UNAPPROVED
 from domain.store.degraded import query as degraded_query
 from domain.store.api import MAX_WINDOW, tenants_filter
 from domain.store.management import read_alias
-from domain.store.search import build_filters, coverage_clauses, query_units
+from domain.store.search import broadened, build_filters, coverage_clauses, query_units
 
 STATUSES = ("needs_review", "auto_applied", "approved", "rejected")
 
@@ -145,7 +145,8 @@ class Filters:
                    degraded=deg if re.fullmatch(r"[a-z_]{1,40}", deg := params.get("degraded") or "") else "",
                    collapse="1" if params.get("collapse") in ("1", "true", "on") else "",
                    q=q, tag_names=taxonomy.same_tags(tag) if taxonomy is not None and tag else (),
-                   q_units=tuple((text, tuple(tags), n) for text, tags, n in query_units(q, taxonomy)) if q else ())
+                   q_units=tuple((text, tuple(tags), n) for text, tags, n in
+                                 broadened(query_units(q, taxonomy), taxonomy)) if q else ())
 
     def params(self, **changes: Any) -> dict[str, str]:
         f = replace(self, **changes) if changes else self

@@ -31,8 +31,8 @@ Elasticsearch RRF retriever's fixed rank_window_size), `total` = the hits their 
 over those documents (`ranked` / `nearest`), `total_relation` "gte" when the window was filled (more may rank
 below it), a page past the window empty. `facets_over` says which.
 
-Each hit's `thumb_url` is its preview on the review app serving the API (thumb_url), and each tag bucket has the
-vocabulary's `label` (for_clients).
+Each hit's `thumb_url` is its preview on the review app serving the API (thumb_url), its `labelled_tags` its tags with
+their vocabulary labels, and each tag bucket has the vocabulary's `label` (for_clients).
 
 Filters apply inside every leg: tags (all), status, usage flag, upload date (`event_time`, UTC days, inclusive), place
 (city, region, country or ISO country code, any case, accents folded: place_filter), family (the
@@ -42,7 +42,8 @@ hit per family within the first index.rrf_window * 5 hits, at the rank of its be
 the canonical one when it scores the same: collapse_families); `total` then counts families, `matches` and the
 facets the documents.
 
-A query with no letter or digit ("*", "%") is answered as keyword mode answers it, with nothing; one longer than
+A query with no letter or digit ("*", "%") or of stop words only ("the", "a of") is answered with nothing, in every
+mode (`mode: "keyword"`), and `not_searched` says why (not_searched; null for a query that was searched); one longer than
 MAX_TEXT is cut to it, and the answer says `query_truncated: true`. Enum values (mode, status, usage, by, media,
 degraded) are taken in any case.
 """
@@ -62,8 +63,8 @@ from domain.events import DEFAULT_TENANT, MAX_TENANT, TENANT_SEPARATOR, identifi
 from domain.store.client import index_settings
 from domain.store.degraded import PARTS as DEGRADED_PARTS
 from domain.store.management import read_alias
-from domain.store.search import (build_filters, folded, has_word, hybrid_search, same_score, search, semantic_search,
-                                 similar, similar_to_image)
+from domain.store.search import (build_filters, content_words, folded, has_word, hybrid_search, same_score, search,
+                                 semantic_search, similar, similar_to_image)
 
 if TYPE_CHECKING:
     from domain.taxonomy import Taxonomy
@@ -545,11 +546,18 @@ def run_search(client: Elasticsearch, settings: Any, req: SearchRequest, taxonom
     req = resolve_family(client, settings, req)
     filters = req.filters()
     text = req.query.strip()
-    # no words: every document the filters allow, newest first; no letter or digit at all ("*", "%", "!"): nothing,
-    # as keyword mode answers it (trial 29: the vector legs padded it with 20-50 unrelated hits)
-    mode = req.mode if has_word(text) else "keyword"
+    # no words: every document the filters allow, newest first; no letter or digit at all ("*", "%", "!") or stop
+    # words only ("the", "a of"): nothing, in every mode, saying why (trial 29: the vector legs padded them with
+    # 7-50 unrelated hits)
+    unsearched = not_searched(text, tax)
+    mode = req.mode if text and unsearched is None else "keyword"
     out: dict[str, Any] = {"query": req.query, "query_truncated": req.query_truncated, "mode": mode, "page": req.page,
-                           "size": req.size, "collapse": req.collapse, "request": req.echo()}
+                           "size": req.size, "collapse": req.collapse, "not_searched": unsearched,
+                           "request": req.echo()}
+    if unsearched is not None:
+        out.update(total=0, total_relation="eq", hits=[], **(_facets(None, req.facet_size) if req.facets else NO_FACETS),
+                   facets_over="matches", window=None, **({"matches": 0} if req.collapse else {}))
+        return for_clients(out, tax)
     window = result_window(settings, req)
     if mode == "keyword":  # every match, paged by the store (collapsing: the first `window`, then families)
         offset, size = (0, window) if req.collapse else (req.offset, req.size)
@@ -588,12 +596,30 @@ def run_search(client: Elasticsearch, settings: Any, req: SearchRequest, taxonom
     return for_clients(out, tax)
 
 
+def not_searched(text: str, taxonomy: "Taxonomy") -> dict[str, str] | None:
+    """Why a query is answered with nothing without being searched, or None (searched, or empty: the listing of every
+    document the filters allow): `{"reason": "no_word", ...}` for a query with no letter or digit ("*", "%", "½"),
+    `{"reason": "stop_words_only", ...}` for one whose every word is a stop word ("the", "a of": content_words), each
+    with a `message` a client can show. No text field matches such a query, and the vector legs would only pad the
+    answer with the nearest documents of a string that says nothing."""
+    if not text:
+        return None
+    if not has_word(text):
+        return {"reason": "no_word", "message": "the query has no letter or digit, so there is nothing to search for"}
+    if not content_words(text, taxonomy):
+        return {"reason": "stop_words_only", "message": "every word of the query is a stop word (a, the, of, ...), "
+                "which matches nothing: add a word that says what to find"}
+    return None
+
+
 def for_clients(answer: dict[str, Any], taxonomy: "Taxonomy") -> dict[str, Any]:
     """What a front-end shows without its own copy of the routes or the vocabulary (trial 29, finding 8): each hit's
-    `thumb_url`, and each tag bucket's vocabulary `label` beside its `value` (an added key: clients reading value and
-    count read them as before)."""
+    `thumb_url` and `labelled_tags` (its `tags`, in their order, each `{"value", "label"}` as the tag facet's buckets
+    say them: an added field, `tags` stays the list of ids), and each tag bucket's vocabulary `label` beside its
+    `value` (an added key: clients reading value and count read them as before)."""
     for h in answer["hits"]:
         h["thumb_url"] = thumb_url(h)
+        h["labelled_tags"] = [{"value": t, "label": tag_label(t, taxonomy)} for t in h.get("tags") or []]
     tags = answer.get("facets", {}).get("tags")
     if tags:
         answer["facets"]["tags"] = [{"value": b["value"], "label": tag_label(b["value"], taxonomy), "count": b["count"]}
@@ -640,6 +666,9 @@ def run_similar(client: Elasticsearch, settings: Any, asset_id: str, req: Search
     doc_id = document_id(asset_id, req.tenant)
     req = resolve_family(client, settings, req)
     filters = replace(req, tenant=None).filters()
+    own = own_family(client, settings, doc_id) if req.collapse else None
+    if own is not None:  # its copies are not "similar" results: they are the asset (trial 29)
+        filters = [*filters, {"bool": {"must_not": [family_filter(own)]}}]
     window = result_window(settings, req)
     by = req.by
     ids: list[str] = []
@@ -652,7 +681,19 @@ def run_similar(client: Elasticsearch, settings: Any, asset_id: str, req: Search
                               f"{read_alias(index_settings(settings))} (another tenant's asset: give the tenant its "
                               "hits say, tenant=NAME or --tenant NAME)") from None
         raise
-    return _nearest_answer(client, settings, req, near, ids, filters, tax, similar_to=asset_id, by=by)
+    answer = _nearest_answer(client, settings, req, near, ids, filters, tax, similar_to=asset_id, by=by)
+    answer["excluded_family"] = own
+    return answer
+
+
+def own_family(client: Elasticsearch, settings: Any, doc_id: str) -> str | None:
+    """The family id of this document (itself when it has none: a family of one), or None when it is not indexed
+    (the nearest-neighbour lookup then says so)."""
+    try:
+        doc = client.get(index=read_alias(index_settings(settings)), id=doc_id, source_includes=["family_id"])
+    except NotFoundError:
+        return None
+    return (doc.get("_source") or {}).get("family_id") or doc_id
 
 
 def _nearest(client: Elasticsearch, settings: Any, doc_id: str, window: int, filters: list[dict[str, Any]], by: str,

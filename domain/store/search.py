@@ -217,6 +217,26 @@ def build_query(query: str | None, tags: Iterable[str] = (), status: str | None 
     return {"bool": {"should": should, "minimum_should_match": 1, "filter": filters}}
 
 
+def with_narrower(tags: Iterable[str], taxonomy: "Taxonomy | None") -> list[str]:
+    """The tags a query naming `tags` matches: each, and every tag below it in the vocabulary (Taxonomy.narrower,
+    with its other names: same_tags). A sneaker is footwear in the vocabulary's own model (sneaker -> shoe ->
+    footwear), and validate publishes the implied parents, but a person's edited tags (`product:sneaker` alone) and
+    documents indexed before carry only the narrow tag: "footwear" found none of them (trial 29)."""
+    out = list(tags)
+    if taxonomy is not None:
+        for tag in list(out):
+            for child in taxonomy.narrower(tag):
+                out.extend(taxonomy.same_tags(child))
+    return list(dict.fromkeys(out))
+
+
+def broadened(units: Iterable[tuple[str, list[str], int]],
+              taxonomy: "Taxonomy | None") -> list[tuple[str, list[str], int]]:
+    """query_units with each term's tags widened to the tags below them (with_narrower): the words as keyword search
+    matches them (its coverage clauses), and as the review queue's search box does (app/review/queries.py)."""
+    return [(text, with_narrower(tags, taxonomy), n) for text, tags, n in units]
+
+
 def keyword_query(settings: Any, query: str | None, taxonomy: "Taxonomy | None",
                   filters: list[dict[str, Any]], text_synonyms: bool = False) -> tuple[dict[str, Any], list[str], bool]:
     """The keyword query of `search` and of hybrid's keyword leg (build_query with the query's synonyms and,
@@ -227,7 +247,9 @@ def keyword_query(settings: Any, query: str | None, taxonomy: "Taxonomy | None",
     s = index_settings(settings)
     units = query_units(query, taxonomy) if query and taxonomy is not None else []
     synonyms, named = _expand_units(units)
-    return (build_query(query, synonyms=synonyms, filters=filters, coverage=coverage_clauses(units, s.keyword_coverage),
+    broad = broadened(units, taxonomy)
+    return (build_query(query, synonyms=with_narrower(synonyms, taxonomy), filters=filters,
+                        coverage=coverage_clauses(broad, s.keyword_coverage),
                         related=synonym_text_clause(units, taxonomy) if text_synonyms else None), synonyms, named)
 
 
@@ -253,6 +275,28 @@ def has_word(query: str | None) -> bool:
     "½" and "²" (numerics, not digits: trial 31), so no text field matches them and the vector legs would only pad
     the answer (trial 29)."""
     return any(c.isalpha() or c.isdecimal() for c in query or "")
+
+
+ANALYZER_STOPWORDS = frozenset(
+    "a an and are as at be but by for if in into is it no not of on or such that the their then there these they "
+    "this to was will with".split())
+"""Lucene's English stop words (`_english_`), which the text fields' analyzer drops (management.ANALYSIS
+english_stop): a query of these words alone matches no text field."""
+
+
+def content_words(query: str | None, taxonomy: "Taxonomy | None" = None) -> list[str]:
+    """The query's words (letters and digits, accents folded) that are not stop words (STOPWORDS and the analyzer's,
+    ANALYZER_STOPWORDS), plus any stop word the vocabulary names as a tag: what a search can match on. [] for "the"
+    or "a of" (trial 29: semantic and hybrid answered "the" with astronauts, the vector legs' nearest neighbours of
+    a word that says nothing)."""
+    words = list(dict.fromkeys(_WORD.findall(folded(query or ""))))
+    stop = STOPWORDS | ANALYZER_STOPWORDS
+    return [w for w in words if w not in stop or (taxonomy is not None and _names_tag(w, taxonomy))]
+
+
+def _names_tag(word: str, taxonomy: "Taxonomy") -> bool:
+    res = taxonomy.resolve(word)
+    return res is not None and res.mapped is not None
 
 
 def same_score(a: float | None, b: float | None) -> bool:
@@ -395,11 +439,76 @@ def search(client: Elasticsearch, settings: "Any", query: str | None,
                                text_synonyms=True)[0]
     counted = {"track_total_hits": True, "aggs": aggs or None} if report is not None else {}
     resp = client.search(index=read_alias(s), query=body_query, size=size, from_=offset or None,
-                         source_includes=HIT_FIELDS, sort=_SORT, track_scores=True, **counted)
+                         source_includes=HIT_FIELDS, sort=_SORT, track_scores=True, **counted,
+                         highlight=highlight_body() if query and query.strip() else None)
     if report is not None:
         report.update(total=resp["hits"]["total"]["value"], aggregations=resp.get("aggregations"),
                       keyword_query=body_query)
     return [_hit(h) for h in resp["hits"]["hits"]]
+
+
+HIGHLIGHT_FIELDS = ("title", "alt_text", "caption", "visible_text", "ocr_text")
+"""The text fields a hit's snippets come from (highlights), in the order they are listed: what the asset's own text
+says (no tags: a tag match has no words to show)."""
+MARK = ("\ue000", "\ue001")
+"""The highlighter's pre and post tags: two private-use characters no text of ours holds, read back into parts
+(snippets), so a snippet is never HTML and a client escapes nothing."""
+SNIPPET_CHARS = 120  # the store's fragment_size: about how many characters of the field a snippet shows
+MAX_SNIPPET_CHARS = 300  # a snippet's hard limit, cut here whatever the store sent
+MAX_SNIPPETS = 3  # fields per hit
+
+
+def highlight_body() -> dict[str, Any]:
+    """The search request's `highlight` section (Elasticsearch and OpenSearch document the same keys; osmem-server
+    answers it too): one fragment of about SNIPPET_CHARS characters per field of HIGHLIGHT_FIELDS the query matched,
+    the matched words between MARK's characters, no encoding (encoder "default": the text as stored, since it is
+    returned as JSON text, not HTML). https://www.elastic.co/docs/reference/elasticsearch/rest-apis/highlighting,
+    https://docs.opensearch.org/latest/search-plugins/searching-data/highlight/"""
+    return {"fields": {f: {} for f in HIGHLIGHT_FIELDS}, "pre_tags": [MARK[0]], "post_tags": [MARK[1]],
+            "encoder": "default", "fragment_size": SNIPPET_CHARS, "number_of_fragments": 1}
+
+
+def snippets(highlight: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """A hit's `highlights`: per field the query's words matched (HIGHLIGHT_FIELDS order, at most MAX_SNIPPETS),
+    `{"field", "text", "parts": [{"text", "match"}]}` — `text` the snippet as plain text, `parts` the same text cut
+    where the words matched (`match: true`), to show them in bold with no HTML from the store. [] when no word
+    matched (a hit the vector, tag or visual legs found, or a semantic or "more like this" hit)."""
+    out: list[dict[str, Any]] = []
+    for field in HIGHLIGHT_FIELDS:
+        fragments = (highlight or {}).get(field) or []
+        if not fragments or len(out) >= MAX_SNIPPETS:
+            continue
+        parts = _parts(str(fragments[0]))
+        if any(p["match"] for p in parts):
+            out.append({"field": field, "text": "".join(p["text"] for p in parts), "parts": parts})
+    return out
+
+
+def _parts(fragment: str) -> list[dict[str, Any]]:
+    """A highlighted fragment as parts, at most MAX_SNIPPET_CHARS characters in all; a stray MARK character (not
+    ours) is dropped."""
+    parts: list[dict[str, Any]] = []
+    room = MAX_SNIPPET_CHARS
+    for i, piece in enumerate(re.split(f"{MARK[0]}(.*?){MARK[1]}", fragment, flags=re.S)):
+        piece = piece.replace(MARK[0], "").replace(MARK[1], "")[:room]
+        if piece:
+            parts.append({"text": piece, "match": i % 2 == 1})
+            room -= len(piece)
+    return parts
+
+
+def _highlighted_page(client: Elasticsearch, s: Any, query: dict[str, Any],
+                      page: list[tuple[dict[str, Any], float]]) -> list[dict[str, Any]]:
+    """The hits of a fused page (raw hit, score), each with the snippets of the keyword `query` over it: one request
+    for the page's documents (an `ids` filter), whichever legs found them, on every vector_mode (the RRF retriever
+    and the client-side fusion alike)."""
+    ids = [h["_id"] for h, _ in page]
+    found: dict[str, Any] = {}
+    if ids:
+        resp = client.search(index=read_alias(s), query={"bool": {"must": [query], "filter": [{"ids": {"values": ids}}]}},
+                             size=len(ids), source=False, highlight=highlight_body())
+        found = {h["_id"]: h.get("highlight") for h in resp["hits"]["hits"]}
+    return [_hit({**h, "highlight": found.get(h["_id"])}, sc) for h, sc in page]
 
 
 _SORT: list[Any] = ["_score", {"event_time": {"order": "desc", "unmapped_type": "date"}},
@@ -416,7 +525,8 @@ def _hit(h: dict[str, Any], score: float | None = None) -> dict[str, Any]:
             "field_sources": src.get("field_sources") or {}, "reviewed_by": src.get("reviewed_by"),
             "event_time": src.get("event_time"), "place": src.get("place"), "duplicate_of": src.get("duplicate_of"),
             "family_id": src.get("family_id") or src.get("asset_id", h["_id"]), "family_size": src.get("family_size") or 1,
-            "degraded_parts": src.get("degraded_parts") or [], "media_type": src.get("media_type") or "image"}
+            "degraded_parts": src.get("degraded_parts") or [], "media_type": src.get("media_type") or "image",
+            "highlights": snippets(h.get("highlight"))}
 
 
 def hits_with_ids(raw: list[dict[str, Any]], doc_ids: list[str] | None) -> list[dict[str, Any]]:
@@ -655,7 +765,7 @@ def hybrid_search(client: Elasticsearch, settings: "Any", query: str, tags: Iter
     taxonomy = taxonomy if taxonomy is not None else default_taxonomy(settings)
     bm25, synonyms, named = keyword_query(s, query, taxonomy, filters)
     # the query names vocabulary tags (every word of it): rank the documents carrying them, and embed the labels
-    tag_query = build_tag_query(synonyms, filters) if s.tag_leg and named else None
+    tag_query = build_tag_query(with_narrower(synonyms, taxonomy), filters) if s.tag_leg and named else None
     window = s.rrf_window if window is None else window
     literal = literal_leg(client, s, query, filters, window) if s.literal_leg else []
     text = vector_query_text(query, synonyms if named else (), taxonomy)
@@ -687,7 +797,8 @@ def hybrid_search(client: Elasticsearch, settings: "Any", query: str, tags: Iter
             ranked = all_words_first(query, [(d, h.get("_score") or 0.0) for d, h in got.items()], holds)
             if report is not None:
                 report["ranked_ids"] = [d for d, _ in ranked]
-            return [_hit(got[d], sc) for d, sc in (ranked[offset:offset + size] if whole else ranked)]
+            page = ranked[offset:offset + size] if whole else ranked
+            return _highlighted_page(client, s, bm25, [(got[d], sc) for d, sc in page])
         except ApiError as e:
             if e.status_code not in (400, 403):
                 raise  # 400: no retriever/rrf in this version; 403: the license has no RRF -> fuse here
@@ -712,7 +823,7 @@ def hybrid_search(client: Elasticsearch, settings: "Any", query: str, tags: Iter
     fused = all_words_first(query, rrf(rankings, s.rrf_rank_constant), [h["_id"] for h in literal])[:window]
     if report is not None:
         report["ranked_ids"] = [doc_id for doc_id, _ in fused]
-    return [_hit(by_id[doc_id], score) for doc_id, score in fused[offset:offset + size]]
+    return _highlighted_page(client, s, bm25, [(by_id[doc_id], score) for doc_id, score in fused[offset:offset + size]])
 
 
 def visual_share(s: Any, visual: "VisualQuery | None", window: int) -> int:

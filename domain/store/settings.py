@@ -96,15 +96,15 @@ class IndexSettings(Section):
                                             "no score floor (visual_min_similarity): this bounds how many "
                                             "images a word that names an ImageNet class ('zebrawood' -> zebra) "
                                             "adds to an answer")
-    visual_leg_weak_below: float | None = Field(None, ge=0.0, le=1.0, description="hybrid's visual leg: when "
+    visual_leg_weak_below: float | None = Field(0.6, ge=0.0, le=1.0, description="hybrid's visual leg: when "
                                                 "the query's closest ImageNet class name is below this cosine "
                                                 "(a weak match: 'galaxy' -> mobile phone 0.58, 'tissue' -> toilet "
                                                 "paper 0.51), only the leg's visual_leg_weak_hits best images go "
-                                                "into the fusion instead of visual_leg_max_hits; None (the "
-                                                "default) = every query's leg contributes visual_leg_max_hits. "
-                                                "0.6 was chosen on the bench's fit words and lost held-out "
-                                                "words on the session's final main (docs/benchmarks.md, 'Letting "
-                                                "a confident visual leg count' and the session 7 final section)")
+                                                "into the fusion instead of visual_leg_max_hits; None = every "
+                                                "query's leg contributes visual_leg_max_hits. 0.6 was chosen on the "
+                                                "bench's fit words in session 7 (off then: it lost held-out words); "
+                                                "on by default since session 17, where it gained fit and held-out "
+                                                "words (docs/benchmarks.md, 'Session 17 figures')")
     visual_leg_weak_hits: int = Field(3, ge=1, le=10_000, description="hybrid's visual leg: how many of its "
                                       "best images a weak class match (visual_leg_weak_below) contributes")
     rrf_rank_constant: int = Field(60, description="k of reciprocal rank fusion: score = sum 1 / (k + rank)")
