@@ -26,6 +26,19 @@ if not out.is_terminal:  # piped/CI output: wide enough for the results table to
     out = Console(width=160)
 
 
+def _flag_shows_no_type(display_type_rich: Callable[..., Any]) -> Callable[..., Any]:
+    """`--help` of every command: a flag (`--version`, `--json`, `--help`) takes no value, so it is listed without
+    the value-type marker typer's Rich help puts on every option (`--version <bool>`, trial 32 F11); an option that
+    takes a value keeps its marker (`--out <str>`). typer's plain (non-Rich) help already leaves flags bare."""
+    def display(self: Any, ctx: Any) -> str | None:
+        return None if getattr(self, "is_flag", False) else display_type_rich(self, ctx)
+    return display
+
+
+if hasattr(typer.core.TyperOption, "display_type_rich"):  # typer >= 0.29 (constraints.txt pins it)
+    typer.core.TyperOption.display_type_rich = _flag_shows_no_type(typer.core.TyperOption.display_type_rich)
+
+
 _SURROGATE = re.compile("[\udc80-\udcff]")
 
 

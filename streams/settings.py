@@ -77,7 +77,7 @@ class RuntimeSettings(BaseSettings):
     groups: GroupSettings = Field(default_factory=GroupSettings)
     runner: RunnerSettings = Field(default_factory=RunnerSettings)
     dead_letters: DeadLetterSettings = Field(default_factory=DeadLetterSettings)
-    log_level: str = "INFO"
+    log_level: str = Field("INFO", description="level of the root logger: DEBUG, INFO, WARNING, ERROR or CRITICAL")
     log_levels: dict[str, str] = Field(
         default_factory=dict, description="per-logger levels over log_level, e.g. {\"elastic_transport\": \"INFO\"} "
         "(it starts at WARNING unless log_level is DEBUG: one line per store request otherwise)")

@@ -683,3 +683,14 @@ def test_a_review_tenant_that_cannot_be_one_is_refused_before_anything_starts():
     assert res.exit_code == 2 and "--tenant: tenant 'acme corp' contains spaces" in res.output, res.output
     res = CliRunner().invoke(app, ["run", "nowhere", "--tenant", "acme"])
     assert res.exit_code == 2 and "use it with --serve" in " ".join(res.output.replace("│", " ").split()), res.output
+
+
+def test_help_lists_a_flag_without_a_value_type():
+    """trial 32 F11: `--help` printed `--version <bool>`, `--json <bool>`, as if a flag took a value; a flag is
+    listed bare, an option that takes a value keeps its type."""
+    import re
+
+    top = CliRunner().invoke(app, ["--help"], env={"COLUMNS": "200"}).output
+    run = CliRunner().invoke(app, ["run", "--help"], env={"COLUMNS": "200"}).output
+    assert re.search(r"--version\s+print the version", top) and "<bool>" not in top + run
+    assert re.search(r"--json\s+print the results as JSON", run) and re.search(r"--out\s+<str>", run)

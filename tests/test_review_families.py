@@ -181,7 +181,7 @@ def test_approve_all_with_one_row_per_family_approves_the_rows_shown_and_nothing
         assert c.get(server.login_url).status_code == 303
         html = c.get("/?status=needs_review&collapse=1").text
         assert re.findall(r'name="ids" value="([^"]+)"', html) == ["fam-web", "solo-mug"]
-        summary = " ".join(re.search(r'<p class="summary">(.*?)<button', html, re.S).group(1).split())
+        summary = " ".join(re.search(r'<p class="summary"><span class="summary-text">(.*?)</span>\s*<button', html, re.S).group(1).split())
         assert summary == "2 families (3 assets) need review, oldest upload first."
         button = re.search(r'<button name="scope" value="all"[^>]*data-confirm="([^"]*)">([^<]*)</button>', html)
         assert button.group(2) == "Approve all 2 families (one asset each)"
@@ -307,7 +307,7 @@ def test_past_the_scan_limit_the_counts_say_so_and_approve_the_first_still_check
     with ReviewServer(settings) as srv, httpx.Client(base_url=srv.url) as c:
         assert c.get(srv.login_url).status_code == 303
         html = c.get("/?status=needs_review&collapse=1").text
-        summary = " ".join(re.search(r'<p class="summary">(.*?)<button', html, re.S).group(1).split())
+        summary = " ".join(re.search(r'<p class="summary"><span class="summary-text">(.*?)</span>\s*<button', html, re.S).group(1).split())
         assert summary == ('2 families (2 assets) need review, oldest upload first. <span class="capped">Counted '
                            'over the first 2 assets of the queue only (review.scan_limit): there are more; narrow '
                            'the filters to count them all.</span>')

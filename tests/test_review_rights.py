@@ -106,13 +106,18 @@ def test_the_queue_says_each_assets_usage_in_words(page, server):
 def test_a_bulk_approval_with_restricted_or_unknown_rights_asks_first(page, server, fleet):
     """Wish 2: "Approve all" over restricted or unknown-rights assets approves nothing until the person confirms:
     the page says how many and which; Cancel sends nothing; "only the others" approves the rest; confirming
-    approves all. A selection without such assets is approved as before."""
+    approves all. A selection without such assets is approved as before. Trial 32 F10: the person is asked once:
+    the rights page is the question, with no "Approve all 5 assets …?" dialog before it; a selection without such
+    assets is asked about by the dialog alone."""
     settings, _ = fleet
+    dialogs: list[str] = []
+    page.on("dialog", lambda d: dialogs.append(d.message))  # the fixture accepts each
     page.goto(server.login_url)
     before = {d["decision_id"] for d in feedback(settings)}
     page.get_by_role("button", name="Approve all 5 matching").click()
     heading = page.locator("h1#outcome")
     expect(heading).to_have_text("Nothing approved yet: 3 of the 5 assets have restricted or unknown usage rights")
+    assert dialogs == []
     expect(heading).to_be_focused()  # read first
     items = page.locator("ul.risky li")
     assert [i.locator(".id").text_content() for i in items.all()] == RISKY
@@ -145,6 +150,7 @@ def test_a_bulk_approval_with_restricted_or_unknown_rights_asks_first(page, serv
     page.wait_for_url(re.compile("sent="))
     assert "5 assets approved" in page.locator(".flash").text_content()
     assert sent_since(settings, seen) == sorted(USAGE)
+    assert dialogs == []
 
     # ticked rows with no rights to check are approved at once; one unknown among them asks
     seen = {d["decision_id"] for d in feedback(settings)}
@@ -152,6 +158,7 @@ def test_a_bulk_approval_with_restricted_or_unknown_rights_asks_first(page, serv
     page.get_by_role("button", name="Approve selected").click()
     page.wait_for_url(re.compile("sent="))
     assert sent_since(settings, seen) == ["own-0004"]
+    assert dialogs == ["Approve the 1 selected asset as it is shown?"]  # nothing to check: the dialog asks
     seen = {d["decision_id"] for d in feedback(settings)}
     page.locator("input[name=ids][value='own-0004']").check()
     page.locator("input[name=ids][value='stock-0002']").check()
@@ -167,6 +174,7 @@ def test_a_bulk_approval_with_restricted_or_unknown_rights_asks_first(page, serv
     page.get_by_role("button", name="Approve all 2, including this one").click()
     page.wait_for_url(re.compile("sent="))
     assert sent_since(settings, seen) == ["own-0004", "stock-0002"]
+    assert len(dialogs) == 1  # one unknown among the ticked: the rights page alone asked
 
 
 def test_the_rights_check_covers_more_assets_than_one_search_returns(broker, store):

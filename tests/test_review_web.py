@@ -1032,3 +1032,38 @@ def test_a_signed_out_browser_does_not_show_thumbnails_it_saw(browser, server, f
         assert (after.headers.get("content-type") or "").split(";")[0] != "image/jpeg"
     finally:
         context.close()
+
+
+def test_after_a_title_edit_the_outcome_names_the_title_sent_and_the_approved_queue_offers_no_approval(page, server,
+                                                                                                        fleet):
+    """Trial 32 F10: after the title was changed and the asset approved, the banner named the old title ("Sent to
+    feedback: sign_no (NO): approved"); the queue filtered to approved assets offered "Approve selected" / "Approve
+    all N matching"; its header showed the searched words with a wide gap on each side ("matching  "paris"  ,")."""
+    page.goto(server.login_url)
+    page.goto(server.url + "/asset/paris-0003")
+    page.fill("#title", "Paris at dusk, from the river")
+    page.click("#approve")
+    page.wait_for_url(re.compile(r"sent="))
+    flash = " ".join(page.locator(".flash").inner_text().split())
+    assert "paris-0003 (Paris at dusk, from the river): approved" in flash, flash
+    assert page.title().startswith("Approved: Paris at dusk, from the river · next:"), page.title()
+    sent = [d for d in feedback(fleet[0]) if d["asset_id"] == "paris-0003"][-1]
+    assert {"field": "title", "action": "edited", "value": "Paris at dusk, from the river"} in sent["fields"]
+
+    page.goto(server.url + "/?status=approved")
+    page.wait_for_load_state("load")
+    assert page.locator("table.queue .id").count() > 0  # approved assets are listed, with nothing to approve
+    expect(page.get_by_role("button", name=re.compile("^Approve"))).to_have_count(0)
+    page.goto(server.url + "/?status=needs_review")
+    expect(page.get_by_role("button", name="Approve selected")).to_have_count(1)
+
+    page.goto(server.url + "/?q=paris")
+    page.wait_for_load_state("load")
+    # the gaps between "matching", the quoted words and the comma after them, in pixels: a space's width at most
+    gaps = page.evaluate("""() => {
+        const q = document.querySelector(".summary q.search-q"), box = (n, a, b) => {
+            const r = document.createRange(); r.setStart(n, a); r.setEnd(n, b); return r.getBoundingClientRect(); };
+        const before = q.previousSibling, after = q.nextSibling, shown = q.getBoundingClientRect();
+        return [shown.left - box(before, 0, before.length).right, box(after, 0, 1).left - shown.right]; }""")
+    assert all(gap < 2 for gap in gaps), gaps
+    assert re.search(r'matching \W?paris\W?, oldest upload first', page.locator(".summary").inner_text())

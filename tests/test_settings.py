@@ -134,3 +134,41 @@ def test_writeback_targets_that_are_safe_load_and_serve_the_default_tenant(tmp_p
     assert local.tenants == ["default"] and local.serves(None) and not local.serves("acme")  # the default
     assert every.serves("acme") and every.serves("default")
     assert insecure.allow_insecure_http and suggest.mode == "suggest"
+
+
+def test_the_settings_reference_is_generated_from_the_code_and_says_every_setting():
+    """docs/settings.md (trial 32 F9): every setting with its variable, type, default and description, as
+    `python -m app.settings_doc` prints it from the settings' code; a setting added or changed without
+    regenerating it fails here."""
+    import re
+    from pathlib import Path
+
+    from app.settings_doc import render
+
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "settings.md").read_text("utf-8")
+    assert doc == render(), "docs/settings.md is out of date: run `python -m app.settings_doc > docs/settings.md`"
+    cells = [[c.strip() for c in re.split(r"(?<!\\)\|", line)[1:-1]] for line in doc.splitlines()
+             if line.startswith("| `")]
+    rows = {c[0].strip("`"): (c[1], c[3], c[4]) for c in cells}  # setting -> variable, default, description
+    # those a first-day reader found documented nowhere now say what they do
+    for key in ("kafka.ssl_ca_location", "kafka.ssl_certificate_location", "kafka.ssl_key_location",
+                "kafka.max_poll_interval_ms", "topics.replication_factor", "topics.dlq_retention_ms",
+                "topics.dead_letter", "validate.unknown_tags", "validate.scrub_denied_from_raw",
+                "validate.prompt_schemas", "kpis.flow_enabled"):
+        assert rows[key][2].strip(), key
+    assert rows["index.health_check_interval_s"][:2] == ("`ASSETSTREAM_INDEX__HEALTH_CHECK_INTERVAL_S`", "`1.0`")
+    assert rows["validate.unknown_tags"][0] == "`ASSETSTREAM_VALIDATE__UNKNOWN_TAGS`"
+    assert rows["kafka.sasl_password"][1] == "(secret)" and rows["review.token"][1] == "(secret)"
+    assert not [k for k, (_, _, described) in rows.items() if not described.strip()]
+
+
+def test_operations_names_every_variable_that_is_not_a_setting():
+    """docs/operations.md lists the ASSETSTREAM_* variables allowed beside the settings (trial 32 F7: one was
+    missing), and points at the settings reference."""
+    from pathlib import Path
+
+    from app.settings import OTHER_ENV
+
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "operations.md").read_text("utf-8")
+    assert [v for v in sorted(OTHER_ENV) if f"`{v}`" not in doc] == []
+    assert "(settings.md)" in doc

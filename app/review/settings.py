@@ -20,6 +20,7 @@ from streams.config import Section
 
 
 def _os_user() -> str:
+    """the name of the OS user running the app ("editor" when there is none)"""
     try:
         return getpass.getuser()
     except Exception:  # no passwd entry (containers)

@@ -431,7 +431,7 @@ class ReviewApp:
                 note = "".join(f" (warning: {w.split(': ', 1)[1]})" for w in warnings + refusals)
                 if sent["status"] and form.get("advance") == "1":
                     # the page shown next is another asset's (or the queue): the outcome names the asset decided
-                    title = short_title(doc.get("title"))
+                    title = short_title(_title_as_sent(doc, decision))
                     about = f"{asset_id} ({title})" if title and title != asset_id else asset_id
                     nxt = self.index.neighbour(f, doc, after=True)
                     if nxt:
@@ -738,6 +738,16 @@ SHORT_TITLE = 80
 """characters of a title said where a screen reader reads it whole and nothing can cut it on screen: the page's
 <title>, the preview's alt text, "This page is the next asset: ..." (trial 31: a 2,700-character title read whole in
 each); the heading, the queue's link and the Title field keep it whole"""
+
+
+def _title_as_sent(doc: dict[str, Any], decision: dict[str, Any]) -> object:
+    """The asset's title as the decision leaves it: the edited one when the person edited it (trial 32 F10: "Sent to
+    feedback: sign_no (NO): approved" after the title was changed to "No parking sign"), none when they rejected
+    it, else the indexed one."""
+    for x in decision["fields"]:
+        if x["field"] == "title":
+            return x["value"]
+    return doc.get("title")
 
 
 def short_title(text: object, limit: int = SHORT_TITLE) -> str:

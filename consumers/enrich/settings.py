@@ -44,12 +44,12 @@ class EnrichSettings(Section):
 
     provider: Literal["local", "claude", "gemini"] = Field(
         "local", description="default provider for tasks whose `models` entry names no provider (a bare model)")
-    anthropic_api_key: SecretStr | None = None
-    gemini_api_key: SecretStr | None = None
+    anthropic_api_key: SecretStr | None = Field(None, description="API key of the claude provider")
+    gemini_api_key: SecretStr | None = Field(None, description="API key of the gemini provider")
     anthropic_base_url: str | None = Field(None, description="override the Anthropic API URL (proxies, tests)")
     gemini_base_url: str | None = Field(None, description="override the Gemini API URL (proxies, tests)")
-    max_in_flight: int = 8
-    request_timeout_s: float = 60.0
+    max_in_flight: int = Field(8, description="provider calls at once per worker process")
+    request_timeout_s: float = Field(60.0, description="time limit of one provider request")
     budget_usd: float | None = Field(None, description="pause consumption when spend reaches this")
     dedupe_max_distance: int = Field(6, description="pHash Hamming distance that counts as a near-duplicate")
 
@@ -77,14 +77,17 @@ class EnrichSettings(Section):
     max_tokens: dict[str, int] = Field(default_factory=lambda: {"tagging": 600, "alt_text": 700, "rights": 400},
                                        description="max output tokens per task")
     max_attempts: int = Field(4, description="provider attempts per task on transient errors (in-process)")
-    backoff_initial_s: float = 0.5
-    backoff_max_s: float = 20.0
+    backoff_initial_s: float = Field(0.5, description="wait before a provider call's second attempt, doubled at "
+                                     "each further attempt up to backoff_max_s (a random half to whole of it); a "
+                                     "provider's Retry-After wins")
+    backoff_max_s: float = Field(20.0, description="the longest wait between two provider attempts")
     send_image: bool = Field(True, description="send the thumbnail to cloud providers")
     video_max_images: int = Field(8, ge=1, le=64, description="images of a video sent in its one call per task: the "
                                                               "poster frame, then keyframes spread over the video")
     dedupe: Literal["elasticsearch", "memory", "off"] = Field(
         "elasticsearch", description="where already-enriched assets are looked up (memory = this process only)")
-    dedupe_lru_size: int = 10_000
+    dedupe_lru_size: int = Field(10_000, description="recently enriched assets each process remembers for "
+                                 "dedupe lookups before asking the store")
     local_threads: int = Field(1, ge=1, description="local provider: onnxruntime threads per forward pass (the stage "
                                                   "already runs several records at once)")
     local_cache_dir: str | None = Field(None, description="local provider: where the MiniLM embeddings of the "

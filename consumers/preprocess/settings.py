@@ -45,7 +45,7 @@ class PreprocessSettings(Section):
     thumbnail_max_bytes: int = Field(THUMBNAIL_MAX_BYTES, ge=4096, description="hard cap; quality then size drop until it fits")
     thumbnail_quality: int = Field(THUMBNAIL_QUALITY, ge=30, le=95, description="first JPEG quality tried for the thumbnail")
     # --- OCR ---
-    ocr_enabled: bool = True
+    ocr_enabled: bool = Field(True, description="read text in images (OCR); false = no OCR text at all")
     ocr_lang: str = Field("eng", pattern=r"^[A-Za-z_]+(\+[A-Za-z_]+)*$", description="tesseract language(s)")
     ocr_gate: Literal["heuristic", "always"] = Field(
         "heuristic", description="heuristic: a cheap text-likelihood check on a small grayscale skips full OCR on "
@@ -68,7 +68,8 @@ class PreprocessSettings(Section):
     gps_privacy: Literal["keep", "round", "drop"] = Field(
         "keep", description="keep: exact GPS + place; round: coordinates rounded to gps_round_digits (altitude "
                             "dropped) and place derived from the rounded point; drop: no coordinates, no place")
-    gps_round_digits: int = Field(2, ge=0, le=6)
+    gps_round_digits: int = Field(2, ge=0, le=6, description="gps_privacy=round: decimal places the coordinates "
+                                  "keep (2 = about 1 km)")
     faces_enabled: bool = Field(True, description="count faces with BlazeFace confirmed by the face mesh model (model "
                                                   "files in vision.models_dir, checked at worker start)")
     nsfw_enabled: bool = Field(True, description="score with the bundled open_nsfw ONNX model (loaded once, lazily)")

@@ -76,7 +76,7 @@ class TargetSettings(Section):
     url: str | None = Field(None, description="webhook: URL template, {asset_id} (required) replaced by the "
                                       "(URL-quoted) asset id; "
                                       "wordpress: the site's URL (REST root <url>/wp-json)")
-    method: Literal["PATCH", "PUT", "POST"] = "PATCH"
+    method: Literal["PATCH", "PUT", "POST"] = Field("PATCH", description="webhook: the HTTP method of a write")
     mode: Literal["write", "suggest"] = Field(
         "write", description="write: approved | auto_applied records only; suggest: also needs_review records "
                              "(the target shows them to an editor)")
@@ -93,9 +93,9 @@ class TargetSettings(Section):
                           "wrote, counts as a person's: left alone (conflict)")
     hmac_secret: SecretStr | None = Field(None, description="signs each body (X-Assetstream-Signature), as the "
                                                             "ingest webhook checks it")
-    bearer_token: SecretStr | None = None
-    api_key: SecretStr | None = None
-    api_key_header: str = "X-API-Key"
+    bearer_token: SecretStr | None = Field(None, description="webhook: sent as Authorization: Bearer <token>")
+    api_key: SecretStr | None = Field(None, description="webhook: sent in the api_key_header header")
+    api_key_header: str = Field("X-API-Key", description="webhook: the header carrying api_key")
     username: str | None = Field(None, description="wordpress: the user the application password belongs to")
     application_password: SecretStr | None = Field(None, description="wordpress: an application password")
     media_id_attribute: str = Field("wordpress_media_id", description="wordpress: the asset event attribute "
@@ -106,9 +106,10 @@ class TargetSettings(Section):
                                     "read only under these directories or s3://bucket/prefix roots")
     s3_endpoint_url: str | None = Field(None, description="files: S3-compatible endpoint for s3:// originals and "
                                         "out_dir (None = AWS); credentials from the usual AWS environment")
-    s3_region: str | None = None
+    s3_region: str | None = Field(None, description="files: S3 region for s3:// originals and out_dir")
     max_bytes: int = Field(200 * 1024 * 1024, gt=0, description="files: larger originals are refused (dead letter)")
-    timeout_s: float = Field(10.0, gt=0)
+    timeout_s: float = Field(10.0, gt=0, description="time limit of one request to the target (files: of one "
+                             "read or write and of ExifTool)")
     rate_per_s: float | None = Field(None, gt=0, description="at most this many requests per second (per worker)")
     failure_threshold: int = Field(3, ge=1, description="consecutive transient failures that open the breaker")
     open_s: float = Field(5.0, gt=0, description="how long the open breaker pauses the partitions before a trial")
@@ -235,7 +236,9 @@ class TargetSettings(Section):
 class WritebackSettings(Section):
     """Write-back targets and the limits that keep a backfill from flooding them."""
 
-    targets: list[TargetSettings] = Field(default_factory=list)
+    targets: list[TargetSettings] = Field(default_factory=list, description="the write-back targets (DAM, "
+                                          "WordPress, file copies), each with the keys below; none = nothing is "
+                                          "written back")
     rate_per_s: float | None = Field(None, gt=0, description="all targets together, per worker")
     state_index: str = Field("assetstream-writeback", description="the search-store index (settings.index "
                              "connection) holding per target and asset what was last written")

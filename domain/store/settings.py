@@ -14,10 +14,11 @@ class IndexSettings(Section):
     """
 
     # --- connection -----------------------------------------------------------------------------------------
-    url: str = "http://127.0.0.1:9200"
+    url: str = Field("http://127.0.0.1:9200", description="Elasticsearch / OpenSearch URL (a password in it is "
+                     "shown redacted)")
     api_key: SecretStr | None = Field(None, description="Elasticsearch API key (base64 'id:key' form); never logged")
     username: str | None = Field(None, description="basic auth user (with password)")
-    password: SecretStr | None = None
+    password: SecretStr | None = Field(None, description="basic auth password (with username)")
     ca_certs: str | None = Field(None, description="path to a PEM CA bundle for https URLs")
     verify_certs: bool = Field(True, description="verify the server's TLS certificate")
     server_mode: Literal["stack", "serverless"] = Field(
@@ -34,7 +35,7 @@ class IndexSettings(Section):
     # --- index layout -----------------------------------------------------------------------------------------
     index: str = Field("assetstream-assets", description="base name: aliases <index>-read/-write, concrete <index>-vN")
     initial_version: int = Field(1, description="N of the first concrete index <index>-vN created by ensure_index")
-    number_of_shards: int = 1
+    number_of_shards: int = Field(1, description="primary shards of each concrete index <index>-vN")
     number_of_replicas: int = Field(1, description="0 for single-node stores")
 
     # --- vectors and hybrid search (docs/index.md "Search") -----------------------------------------------------

@@ -21,17 +21,28 @@ def is_secret_property(name: str) -> bool:
 class KafkaSettings(Section):
     """Broker connection. Anything librdkafka understands can be passed through `extra`."""
 
-    bootstrap_servers: str = "127.0.0.1:9092"
+    bootstrap_servers: str = Field("127.0.0.1:9092", description="the brokers to connect to first "
+                                   "(bootstrap.servers): host:port, comma-separated")
     security_protocol: str | None = Field(None, description="PLAINTEXT | SSL | SASL_PLAINTEXT | SASL_SSL")
-    sasl_mechanism: str | None = None
-    sasl_username: str | None = None
-    sasl_password: SecretStr | None = None
-    ssl_ca_location: str | None = None
-    ssl_certificate_location: str | None = None
-    ssl_key_location: str | None = None
-    session_timeout_ms: int = 45000
-    heartbeat_interval_ms: int = 3000
-    max_poll_interval_ms: int = 300000
+    sasl_mechanism: str | None = Field(None, description="sasl.mechanism, e.g. PLAIN or SCRAM-SHA-512 (SASL_* "
+                                       "security protocols)")
+    sasl_username: str | None = Field(None, description="sasl.username")
+    sasl_password: SecretStr | None = Field(None, description="sasl.password (shown redacted)")
+    ssl_ca_location: str | None = Field(None, description="ssl.ca.location: path of the CA certificate(s) (PEM) "
+                                        "the broker's certificate is checked against; None = the system's CAs")
+    ssl_certificate_location: str | None = Field(None, description="ssl.certificate.location: path of this "
+                                                 "client's certificate (PEM), for brokers that require mutual TLS")
+    ssl_key_location: str | None = Field(None, description="ssl.key.location: path of the private key (PEM) of "
+                                         "ssl_certificate_location; a key password goes in extra as "
+                                         "ssl.key.password (kept secret)")
+    session_timeout_ms: int = Field(45000, description="session.timeout.ms of every consumer (and the KPI app): "
+                                    "a member silent this long is dropped from its group and its partitions are "
+                                    "handed on")
+    heartbeat_interval_ms: int = Field(3000, description="heartbeat.interval.ms of every consumer (and the KPI "
+                                       "app)")
+    max_poll_interval_ms: int = Field(300000, description="max.poll.interval.ms of every worker's consumer: a "
+                                      "worker that does not poll for this long leaves its group and its partitions "
+                                      "are handed on; runner.pause_after_s must be at most half of it")
     static_membership: bool = Field(True, description="use group.instance.id from POD_NAME/HOSTNAME when set")
     connect_timeout_s: float = Field(10.0, gt=0, description="one-shot commands and app start-up (`topics create`, "
                                      "`feedback`, `audit`, the KPI app): how long to wait for the broker to answer "
@@ -84,7 +95,8 @@ class KafkaSettings(Section):
 class RegistrySettings(Section):
     url: str = Field("mock://assetstream", description="Schema Registry URL; mock:// = in-process (tests, embedded)")
     basic_auth_user_info: SecretStr | None = Field(None, description="user:password")
-    auto_register: bool = True
+    auto_register: bool = Field(True, description="register this release's schemas under <topic>-value when "
+                                "the registry lacks them; false = only look them up (a missing one is an error)")
     allow_in_process: bool = Field(False, description="let a worker run on a mock:// (in-process) registry; set "
                                                       "by `assetstream run` and the tests, never in production")
     timeout_s: float = Field(10.0, gt=0, description="how long the registry client may wait to connect, and for "
@@ -128,21 +140,29 @@ class RegistrySettings(Section):
 
 class TopicSettings(Section):
     prefix: str = Field("assetstream.", description="prepended to every topic name")
-    raw: str = "raw"
-    preprocessed: str = "preprocessed"
-    enriched: str = "enriched"
-    validated: str = "validated"
-    dead_letter: str = "dlq"
-    feedback: str = "feedback"
-    kpis: str = "kpis"
-    audit: str = "audit"
+    raw: str = Field("raw", description="topic of incoming AssetEvents (after prefix)")
+    preprocessed: str = Field("preprocessed", description="topic of PreprocessedAssets")
+    enriched: str = Field("enriched", description="topic of EnrichedAssets")
+    validated: str = Field("validated", description="topic of ValidatedAssets (the published records)")
+    dead_letter: str = Field("dlq", description="the dead-letter topic: every group writes a DeadLetter there for "
+                             "a record it cannot process; `assetstream dlq list|show|replay` reads it")
+    feedback: str = Field("feedback", description="topic of EditorDecisions (the review app, `assetstream "
+                          "feedback`)")
+    kpis: str = Field("kpis", description="topic of KpiSnapshots (the KPI app)")
+    audit: str = Field("audit", description="topic of AuditEntries (kept forever)")
     schemas: str = Field("_schemas", description="registry.url=mock:// only: the compacted topic keeping every "
                          "schema any process registered (like a real Schema Registry's _schemas), so processes of "
                          "other releases resolve each other's schema ids; created by `topics create`")
-    partitions: int = 6
-    replication_factor: int = 1
-    retention_ms: int = 7 * 24 * 3600 * 1000
-    dlq_retention_ms: int = 30 * 24 * 3600 * 1000
+    partitions: int = Field(6, description="partitions of every topic `topics create` (and the KPI app) creates, "
+                            "retry topics included; set before the first create: tansu cannot add partitions later")
+    replication_factor: int = Field(1, description="replicas of every topic `topics create` and the KPI app create "
+                                    "(their internal topics included); 3 on a production cluster")
+    retention_ms: int = Field(7 * 24 * 3600 * 1000, description="retention.ms of the topics `topics create` makes "
+                              "(raw, preprocessed, enriched, validated, feedback, kpis, the retry topics); "
+                              "not dlq or audit")
+    dlq_retention_ms: int = Field(30 * 24 * 3600 * 1000, description="retention.ms of the dead-letter topic "
+                                  "when `topics create` (or the KPI app) creates it: how long a dead letter can be "
+                                  "listed and replayed")
     retry_suffix: str = Field("-retry", description="runner.retry_mode=topic: the retry topic of an input topic is "
                               "its name + this suffix")
 
@@ -162,11 +182,11 @@ class TopicSettings(Section):
 
 
 class GroupSettings(Section):
-    prefix: str = "assetstream."
-    preprocess: str = "preprocess"
-    enrich: str = "enrich"
-    validate_: str = Field("validate", alias="validate")
-    index: str = "index"
+    prefix: str = Field("assetstream.", description="prepended to every stage's consumer group id")
+    preprocess: str = Field("preprocess", description="group id of the preprocess stage (after prefix)")
+    enrich: str = Field("enrich", description="group id of the enrich stage (after prefix)")
+    validate_: str = Field("validate", alias="validate", description="group id of the validate stage (after prefix)")
+    index: str = Field("index", description="group id of the index sink (after prefix)")
 
     model_config = {"populate_by_name": True, "extra": "forbid"}
 
@@ -209,8 +229,10 @@ class RunnerSettings(Section):
     retry_topic_check_timeout_s: float = Field(10.0, gt=0, description="how long a starting worker (any stage, "
                                                "any retry_mode) waits for the broker's topic list: the start-up "
                                                "check, and whether its retry topic exists")
-    retry_base_delay_s: float = 0.2
-    retry_max_delay_s: float = 30.0
+    retry_base_delay_s: float = Field(0.2, description="in-place retries: the wait before attempt 2, doubled at "
+                                      "each further attempt up to retry_max_delay_s (a random half to whole of it; "
+                                      "longer when the error asks to wait, e.g. a provider's Retry-After)")
+    retry_max_delay_s: float = Field(30.0, description="in-place retries: the longest wait between two attempts")
     retry_probe_interval_s: float = Field(0.2, gt=0, description="batch stages: while a dependency is down (a "
                                           "StoreUnavailable), how often the stage's ready() is asked during the "
                                           "backoff; once it turns ready the batch is retried at once")
@@ -238,7 +260,7 @@ class RunnerSettings(Section):
                               "pod); 127.0.0.1 = this machine only")
     poll_timeout_s: float = Field(0.05, description="how long one consume() waits to fill a batch; adds up per hop")
     batch_max_records: int = Field(500, description="batch stages (the index sink): flush at this many records")
-    batch_max_bytes: int = 5 * 1024 * 1024
+    batch_max_bytes: int = Field(5 * 1024 * 1024, description="batch stages: flush at this many bytes of records")
     batch_max_wait_s: float = Field(0.25, description="batch stages: flush a partial batch after this long")
 
     @model_validator(mode="after")

@@ -77,6 +77,9 @@
       if (note) note.textContent = b.dataset.none;
       return;
     }
+    // a ticked row whose rights a person must confirm: the server's rights check asks, with the count and which,
+    // and may approve only the others; a question here first would be a second one (trial 32 F10)
+    if (b.value === "selected" && $$("input[name=ids]:checked").some((c) => c.closest("tr") && c.closest("tr").querySelector(".rights-check"))) return;
     const text = ticked === 1 && b.dataset.confirmOne ? b.dataset.confirmOne : b.dataset.confirm;  // "1 asset", "2 assets"
     if (!window.confirm(text.replace("{n}", String(ticked)))) ev.preventDefault();
   }));
