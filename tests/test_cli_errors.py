@@ -443,20 +443,23 @@ def test_a_misspelt_settings_key_names_the_one_meant(tmp_path):
     still names the key, and now the section's closest key, from the environment and from a config file."""
     res = _cli(["config", "show"], {"ASSETSTREAM_KAFKA__BOOTSTRAP_SERVER": "broker:9092"})
     assert res.returncode == 2, res.stderr
-    assert "kafka.bootstrap_server: Extra inputs are not permitted (did you mean 'bootstrap_servers'?)" \
-        in res.stderr
+    assert ("kafka.bootstrap_server (set in ASSETSTREAM_KAFKA__BOOTSTRAP_SERVER): Extra inputs are not permitted "
+            "(did you mean 'bootstrap_servers'?)") in res.stderr
     config = tmp_path / "assetstream.yaml"
     config.write_text("review:\n  tokn: s3cret-value\nvalidat:\n  auto_apply_threshold: 0.9\n"
                       "writeback:\n  targets:\n    - name: dam\n      url: http://dam.example/{asset_id}\n"
                       "      mode: write\n      metod: PUT\n")
     res = _cli(["config", "show"], {"ASSETSTREAM_CONFIG": str(config)})
     assert res.returncode == 2, res.stderr
-    assert "review.tokn: Extra inputs are not permitted (did you mean 'token'?)" in res.stderr
-    assert "validat: Extra inputs are not permitted (did you mean 'validate'?)" in res.stderr
-    assert "writeback.targets.0.metod: Extra inputs are not permitted (did you mean 'method' or 'mode'?)" in res.stderr
+    where = f"(set in {config})"
+    assert f"review.tokn {where}: Extra inputs are not permitted (did you mean 'token'?)" in res.stderr
+    assert f"validat {where}: Extra inputs are not permitted (did you mean 'validate'?)" in res.stderr
+    assert (f"writeback.targets.0.metod {where}: Extra inputs are not permitted (did you mean 'method' or "
+            "'mode'?)") in res.stderr
     assert "s3cret-value" not in res.stderr and "Traceback" not in res.stderr
     res = _cli(["config", "show"], {"ASSETSTREAM_KAFKA__ZZQQ": "1"})  # nothing close: no guess
-    assert res.returncode == 2 and "kafka.zzqq: Extra inputs are not permitted\n" in res.stderr
+    assert res.returncode == 2 and "kafka.zzqq (set in ASSETSTREAM_KAFKA__ZZQQ): Extra inputs are not permitted\n" \
+        in res.stderr
 
 
 def test_a_misspelt_section_in_an_environment_variable_is_refused_too():
