@@ -85,6 +85,12 @@ def worker(stage: str = typer.Argument(..., help="preprocess | enrich | validate
     if missing:  # the same check as `run`: one line naming the variable, not the provider's traceback
         console.print(f"[red]refusing to start:[/red] {plain(missing)}", highlight=False)
         raise typer.Exit(2)
+    from app.model_check import refusal as models_refusal
+
+    models = models_refusal(settings, [stage])
+    if models:  # as `run`: not a transient error per record, retried for minutes, then dead-lettered (trial 32)
+        console.print(f"[red]refusing to start:[/red] {stage}: {plain(models)}", highlight=False)
+        raise typer.Exit(2)
     setup_logging(settings.log_level, settings.log_levels)
     if metrics_port is not None:
         settings = settings.with_overrides(runner={"metrics_port": metrics_port})
@@ -294,6 +300,13 @@ def run(paths: list[str] = typer.Argument(..., help="image files, directories or
         console.print("[dim]next:[/dim] set it in the environment or the config file (ASSETSTREAM_CONFIG), or "
                       "choose another provider (--provider local runs offline; enrich.models and enrich.verifier "
                       "name providers too)", highlight=False)
+        raise typer.Exit(2)
+    from app.model_check import refusal as models_refusal
+
+    models = models_refusal(settings.with_overrides(enrich={"provider": provider}) if provider else settings,
+                            ("enrich", "index"))
+    if models:  # before anything starts (trial 32 F2: two minutes of retries per asset, then a dead letter)
+        console.print(f"[red]error:[/red] {plain(models)}", highlight=False)
         raise typer.Exit(2)
     setup_logging("WARNING")
     job = EmbeddedRun(paths, out_dir=Path(out_dir), bootstrap=bootstrap, registry=registry, es_url=es_url,
