@@ -9,8 +9,9 @@
 # test (`make test`, .ci/run): the above, and what only the tests use
 #   prometheus (promtool, for the alert-rule tests), chromium (the review app's browser tests drive
 #   /usr/bin/chromium with Playwright; its own download is not used), libimage-exiftool-perl (the writeback files
-#   target's tests read the files back), and for the writeback WordPress tests a local WordPress: wordpress,
-#   php-cli, php-mysql, mariadb-server (started by the tests themselves, on loopback).
+#   target writes with it: the image has it for a writeback worker; `assetstream run` does not use it), and for
+#   the writeback WordPress tests a local WordPress: wordpress, php-cli, php-mysql, mariadb-server (started by the
+#   tests themselves, on loopback).
 set -euo pipefail
 what="${1:-run}"
 case "$what" in run|test) ;; *) echo "usage: $0 [run|test]" >&2; exit 2 ;; esac
