@@ -85,6 +85,12 @@ def worker(stage: str = typer.Argument(..., help="preprocess | enrich | validate
     if missing:  # the same check as `run`: one line naming the variable, not the provider's traceback
         console.print(f"[red]refusing to start:[/red] {plain(missing)}", highlight=False)
         raise typer.Exit(2)
+    from app.model_check import refusal as models_refusal
+
+    models = models_refusal(settings, [stage])
+    if models:  # as `run`: not a transient error per record, retried for minutes, then dead-lettered (trial 32)
+        console.print(f"[red]refusing to start:[/red] {stage}: {plain(models)}", highlight=False)
+        raise typer.Exit(2)
     setup_logging(settings.log_level, settings.log_levels)
     if metrics_port is not None:
         settings = settings.with_overrides(runner={"metrics_port": metrics_port})
@@ -295,6 +301,18 @@ def run(paths: list[str] = typer.Argument(..., help="image files, directories or
                       "choose another provider (--provider local runs offline; enrich.models and enrich.verifier "
                       "name providers too)", highlight=False)
         raise typer.Exit(2)
+    from app.model_check import refusal as models_refusal
+
+    models = models_refusal(settings.with_overrides(enrich={"provider": provider}) if provider else settings,
+                            ("enrich", "index"))
+    if models:  # before anything starts (trial 32 F2: two minutes of retries per asset, then a dead letter)
+        console.print(f"[red]error:[/red] {plain(models)}", highlight=False)
+        raise typer.Exit(2)
+    from consumers.preprocess.ocr import tesseract_missing
+
+    no_tesseract = tesseract_missing(settings.preprocess)
+    if no_tesseract:  # trial 32 F6: said nowhere, although the README promised it was installed
+        console.print(f"[yellow]warning:[/yellow] {plain(no_tesseract)}", highlight=False)
     setup_logging("WARNING")
     job = EmbeddedRun(paths, out_dir=Path(out_dir), bootstrap=bootstrap, registry=registry, es_url=es_url,
                       provider=provider, timeout_s=timeout, console=console, settings=settings,
@@ -303,9 +321,10 @@ def run(paths: list[str] = typer.Argument(..., help="image files, directories or
 
     def report() -> None:
         reported.append(True)
-        _print_run_rows(job.rows, json_out, out_dir, job.skipped)
+        _print_run_rows(job.rows, json_out, out_dir, job.skipped, where=False)
         for problem in job.writeback_problems:  # an unreachable write-back target: once, naming it
             console.print(f"[red]write-back:[/red] {plain(problem)}", highlight=False)
+        _print_run_end(job, paths, out_dir, json_out, serve)
 
     review_sock = None
     if serve:  # the review port first: one in use is a clear error before anything starts (exit 2)
@@ -399,8 +418,44 @@ def _say_where_decisions_are_kept(job, out_dir: str, es_url: Optional[str]) -> N
                   f"--out {plain(where)} re-applies them, it never overwrites them.", highlight=False)
 
 
+def _print_run_end(job: Any, paths: list[str], out_dir: str, json_out: bool, serve: bool) -> None:
+    """The end of a finished run (trial 32 F4): the count per status, where the sidecars and summary.json are, the
+    earlier runs' sidecars still in --out, why the exit code is 1 when it is, and what to do next. After the table
+    on stdout; with --json on stderr (stdout is the JSON)."""
+    import shlex
+    from collections import Counter
+    from pathlib import Path
+
+    from app.run_writeback import WRITEBACK_FAILED
+
+    rows, where = job.rows, Path(out_dir).resolve()
+    say = console.print if json_out else out.print
+    counts = Counter(r["status"] for r in rows)
+    skipped = len(job.skipped)
+    say(f"{len(rows)} asset(s): " + ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
+        + (f"; {skipped} file(s) skipped" if skipped else ""), highlight=False)
+    say(f"sidecars (JSON-LD, XMP) and summary.json (every row with its reasons) in [bold]{plain(where)}[/bold]",
+        highlight=False)
+    if job.earlier_files:
+        shown = ", ".join(plain(n) for n in job.earlier_files[:4]) + (" …" if len(job.earlier_files) > 4 else "")
+        say(f"[yellow]{len(job.earlier_files)} sidecar file(s) there are from an earlier run[/yellow] and not in this "
+            f"summary.json ({shown}): kept as they are; use another --out for a folder of this run only",
+            highlight=False)
+    dead = counts.get("dead_lettered", 0)
+    unwritten = sum(any(w["outcome"] in WRITEBACK_FAILED for w in r.get("writeback") or []) for r in rows)
+    if (dead or unwritten) and not serve:
+        why = [*([f"{dead} input(s) dead-lettered (each row says the stage and reason)"] if dead else []),
+               *([f"{unwritten} asset(s) not written to a write-back target"] if unwritten else [])]
+        say(f"[red]exit code 1:[/red] {'; '.join(why)}; the workers' logs: {plain(job.workdir.resolve())}",
+            highlight=False)
+    if not serve:
+        command = shlex.join(["assetstream", "run", *paths, "--out", str(where), "--serve"])
+        say(f"next: to review and search these assets (this run's broker and store are gone), run "
+            f"{plain(command)}", highlight=False)
+
+
 def _print_run_rows(rows: list[dict[str, Any]], json_out: bool, out_dir: str,
-                    skipped: list[tuple[str, str]] = ()) -> None:
+                    skipped: list[tuple[str, str]] = (), where: bool = True) -> None:
     """The run's results: one row per published input, and with --json also one per file found but not
     published (status `skipped`, with the reason), so every input is accounted for in the one output."""
     from pathlib import Path
@@ -433,12 +488,17 @@ def _print_run_rows(rows: list[dict[str, Any]], json_out: bool, out_dir: str,
                 table.add_row(asset(r), "", f"[yellow]{plain(r['reason'])}[/yellow]", "", "[yellow]interrupted[/yellow]",
                               "", "", *([""] if writeback else []))
                 continue
+            # a degraded part (OCR without tesseract, a timed-out task) under the status: why it needs review
+            degraded = [x for x in r.get("reasons") or [] if str(x).startswith("degraded: ")]
+            status = as_text(r["status"]) + (Text("\n" + shown("; ".join(degraded)), style="yellow") if degraded
+                                             else Text())
             table.add_row(asset(r), *(as_text(v) for v in (  # model output and uploads: text
-                          r["title"], r["alt_text"], ", ".join(r["tags"][:8]), r["status"], r["usage_flag"])),
+                          r["title"], r["alt_text"], ", ".join(r["tags"][:8]))), status, as_text(r["usage_flag"]),
                           f"{r['cost_usd']:.4f}",
                           *([cell(r.get("writeback") or [])] if writeback else []))
         out.print(table)
-        out.print(f"JSON-LD and XMP sidecars in [bold]{plain(Path(out_dir).resolve())}[/bold]", highlight=False)
+        if where:  # a finished run says it in _print_run_end
+            out.print(f"JSON-LD and XMP sidecars in [bold]{plain(Path(out_dir).resolve())}[/bold]", highlight=False)
 
 
 @app.command()

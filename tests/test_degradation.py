@@ -119,6 +119,23 @@ def test_same_images_calm_and_starved_identical_or_marked_degraded():
     assert "flat_red.png" in same and "grass.jpg" in same  # no text: nothing to lose
 
 
+def test_without_tesseract_a_dense_page_is_marked_degraded_at_once_and_the_stage_says_so(tmp_path, monkeypatch,
+                                                                                         caplog):
+    """Trial 32 F6: a missing tesseract binary was never reported (skip_reason tesseract_unavailable counted as a
+    deployment choice). The worker warns at start; a dense page RapidOCR read alone is marked degraded on the first
+    attempt (no retry: the binary stays missing) and counted; a sign RapidOCR reads whole is not."""
+    monkeypatch.setenv("PATH", str(tmp_path))  # a PATH with no tesseract on it
+    with caplog.at_level("WARNING", logger="consumers.preprocess.stage"):
+        s = stage()
+    assert any("tesseract is not installed ('tesseract' is not on PATH)" in r.getMessage() for r in caplog.records)
+    before = degraded_count("preprocess", "ocr", "tesseract_unavailable")
+    page = s.process(event("document_report.png"), ctx("document_report.png", 1)).value  # not the last attempt
+    assert page["degraded"] == {"ocr": ocr.TESSERACT_MISSING} and "report" in page["ocr"]["text"].lower()
+    assert degraded_count("preprocess", "ocr", "tesseract_unavailable") == before + 1
+    sign = s.process(event("banner_sale_en.jpg"), ctx("banner_sale_en.jpg", 1)).value
+    assert sign["degraded"] == {} and "SALE" in sign["ocr"]["text"].upper()
+
+
 # --- enrich: the local provider's template fallback -----------------------------------------------------------
 
 def _failing_local_factory():

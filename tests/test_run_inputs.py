@@ -180,3 +180,31 @@ def test_a_link_to_a_file_elsewhere_admits_that_file_not_its_folder(tmp_path):
     inputs = [str(given), str(single / "b.jpg")]
     images, _ = find_images(inputs)
     assert file_roots_for(inputs, images) == sorted([str(given), str(elsewhere / "orient_2.jpg"), str(single)])
+
+
+def test_an_asset_dead_lettered_at_the_index_is_shown_dead_lettered_not_as_validated(tmp_path, capsys):
+    """Trial 32 F3: validate passed the asset (`needs_review`), the index sink dead-lettered it; the table, --json
+    and summary.json said `needs_review` (with sidecars) for an asset the index does not hold."""
+    import json
+
+    from app.cli import _print_run_rows
+    from app.embedded_run import EmbeddedRun, Tracker, summary_row
+    from app.producer import asset_id_for
+
+    path = tmp_path / "sign_sale.png"
+    asset_id = asset_id_for(path)
+    tracker = Tracker({asset_id: "e1"})
+    tracker.reached["validate"].add(asset_id)
+    tracker.validated[asset_id] = {"status": "needs_review", "title": "SALE", "enriched": {}}
+    tracker.dead[asset_id] = {"stage": "index", "error_class": "permanent", "error_type": "PermanentError",
+                              "message": "cannot build the search document: mapper_parsing_exception",
+                              "details": {"reason": "document_error"}}
+    row = summary_row(asset_id, path, tracker)
+    assert (row["status"], row["stage"], row["reason"]) == ("dead_lettered", "index", "document_error")
+    _print_run_rows([row], False, str(tmp_path))
+    text = " ".join(capsys.readouterr().out.split())
+    assert "dead letter" in text and "index: document_error" in text and "needs_review" not in text
+    run = EmbeddedRun([str(path)], out_dir=tmp_path / "out")
+    run.write_sidecars(tracker, {asset_id: path}, [row])  # no sidecars for an asset that was not published
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [".assetstream-files.json", "summary.json"]
+    assert json.loads((tmp_path / "out" / "summary.json").read_text())[0]["status"] == "dead_lettered"

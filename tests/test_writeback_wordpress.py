@@ -27,7 +27,7 @@ SUGGEST = {"alt_text": "meta.assetstream_suggested_alt_text", "caption": "meta.a
 def wordpress():
     missing = available()
     if missing:
-        pytest.fail(f"the WordPress tests need {missing} (scripts/system-deps.sh installs them)")
+        pytest.fail(f"the WordPress tests need {missing} (`scripts/system-deps.sh test`, run by `make test`, installs them)")
     images = sorted(SAMPLES.glob("*.jpg"))
     wp = LocalWordPress(images + sorted(SAMPLES.glob("*.png")) + images[:1]).start()  # 7 media items
     try:

@@ -22,6 +22,7 @@ import math
 import os
 import re
 import threading
+from typing import Any
 
 os.environ.setdefault("OMP_THREAD_LIMIT", "1")  # tesseract must not fan out over the worker's cores
 
@@ -543,9 +544,31 @@ def read_text(img: Image.Image, *, engine: str = "auto", lang: str = "eng", max_
     return rapid
 
 
-DEGRADING = {"timeout": "ocr timed out", "tesseract_error": "ocr failed (tesseract error)"}
+TESSERACT_MISSING = "ocr incomplete: tesseract is not installed"
+DEGRADING = {"timeout": "ocr timed out", "tesseract_error": "ocr failed (tesseract error)",
+             "tesseract_unavailable": TESSERACT_MISSING}
 """skip reasons that mean the text was not read (not that there is none): the record is retried, then marked
-degraded. "disabled", "no_text_detected" and "tesseract_unavailable" (a deployment choice) are not."""
+degraded; tesseract_unavailable at once (the stage's SETTLED_REASONS: the same on every attempt), a dense page's
+RapidOCR reading kept (trial 32 F6: it was silent). "disabled" and "no_text_detected" are not degraded."""
+
+
+def tesseract_missing(cfg: Any) -> str | None:
+    """What a worker (and `assetstream run`) says at start when the preprocess settings `cfg` would run tesseract and
+    it is not on PATH; None when it is there or not used (OCR off, ocr_engine rapidocr)."""
+    import shutil
+
+    import pytesseract
+
+    if not cfg.ocr_enabled or cfg.ocr_engine == "rapidocr":
+        return None
+    command = pytesseract.pytesseract.tesseract_cmd
+    if shutil.which(command):
+        return None
+    alone = ("no image's text is read" if cfg.ocr_engine == "tesseract" else
+             "dense text pages are read by RapidOCR alone")
+    return (f"tesseract is not installed ({command!r} is not on PATH): {alone}, and their OCR is marked degraded "
+            "(`degraded: ocr incomplete: tesseract is not installed`, sent to review); install it: "
+            "apt-get install tesseract-ocr (`make run` does it as root)")
 
 
 def timeout_for(size: tuple[int, int], base_s: float, ref_mpx: float = 1.0) -> float:

@@ -32,6 +32,11 @@ never retried. `metadata`: a PNG whose text/XMP/ICC chunks inflate past Pillow's
 (domain/vision/decode.py `Decoded.metadata_skipped`)."""
 
 
+SETTLED_REASONS = {ocr.TESSERACT_MISSING: "tesseract_unavailable"}
+"""Degraded reasons that are the same on every attempt (the deployment, not the load), with their metric reason:
+never retried. A missing tesseract binary stays missing until someone installs it."""
+
+
 class PreprocessStage(PipelineFacts, Stage):
     name = "preprocess"
     input_topic = "raw"
@@ -47,6 +52,9 @@ class PreprocessStage(PipelineFacts, Stage):
         # decoded images outlive their CPU slot (OCR, hashes and signals take slots of their own): this bounds how
         # many pixels the worker's threads hold at once (trial 24 F2: 16 threads x 80 MP RGBA exceeded 3 Gi)
         self.pixels = Budget(self.cfg.decoded_pixels_budget)
+        missing = ocr.tesseract_missing(self.cfg)
+        if missing:  # said once at start; each record whose OCR needed it is marked degraded (trial 32 F6)
+            log.warning("%s", missing)
         if self.cfg.faces_enabled:  # the face model's files are checked now: missing ones stop the worker at start
             signals.configure_faces(getattr(getattr(settings, "vision", None), "models_dir", None))
         if self.cfg.video_enabled and self.cfg.video_max_bytes > self.cfg.max_bytes:
@@ -155,12 +163,12 @@ class PreprocessStage(PipelineFacts, Stage):
         return record, degraded
 
     def _finish(self, record: dict[str, Any], degraded: dict[str, str], final: bool) -> dict[str, Any]:
-        retry = {part: why for part, why in degraded.items() if part not in SETTLED}
+        retry = {part: why for part, why in degraded.items() if part not in SETTLED and why not in SETTLED_REASONS}
         if retry and not final:
             part, why = next(iter(retry.items()))
             raise TransientError(f"{part}: {why}", reason=f"degraded_{part}", details=retry)
         for part, why in degraded.items():
-            metrics.DEGRADED.labels(self.name, part, SETTLED.get(part, why)).inc()
+            metrics.DEGRADED.labels(self.name, part, SETTLED_REASONS.get(why) or SETTLED.get(part, why)).inc()
         return record
 
     def preprocess_video(self, asset: dict[str, Any], data: bytes, container: str, *,
@@ -291,7 +299,7 @@ class PreprocessStage(PipelineFacts, Stage):
         memory, a broken model session) is a degraded part (issue 21): retried, then the record goes on marked
         `degraded: {faces|nsfw: why}` with face_count 0 / nsfw_score null, which validate sends to review; it
         never sinks an otherwise good record. An NSFW model that is not installed is a deployment choice (null
-        score, not degraded), as tesseract_unavailable is for OCR."""
+        score, not degraded); a missing tesseract is degraded OCR (SETTLED_REASONS), as it leaves text unread."""
         cfg = self.cfg
         out: dict[str, Any] = {"face_count": 0, "nsfw_score": None, "colors": []}
         # colours count opaque pixels only: of the decoded image when it is transparent (no full-size copy is made)
