@@ -374,6 +374,42 @@ def test_the_rights_check_s_cancel_keeps_long_edits_in_a_short_request(browser, 
         context.close()
 
 
+def test_tag_edits_the_rights_check_s_cancel_keeps_show_as_chips_with_the_script_on(browser, server, fleet):
+    """Code review 17 F4: a page with the script reaches the rights-check page too (drawn before the asset's rights
+    changed). Its Cancel kept the tag edit in the hidden field, but the chips showed the document's tags, and a chip's
+    click rebuilt the field from them, dropping the edit. The chips show the tags kept, removed and added, and a
+    chip's click keeps the rest of the edit."""
+    settings, _ = fleet
+    plain = browser.new_context(viewport={"width": 1360, "height": 1000}, java_script_enabled=False)
+    scripted = None
+    try:
+        page = plain.new_page()
+        page.goto(server.login_url)
+        before = {d["decision_id"] for d in feedback(settings)}
+        page.goto(f"{server.url}/asset/stock-0002")  # unknown rights; tagged product:cup
+        page.locator("#tags-value").fill("color:red")  # product:cup removed, color:red added
+        page.get_by_role("button", name="Approve all ✓").click()
+        expect(page.locator("h1#outcome")).to_have_text(re.compile("^Nothing approved yet: this asset"))
+        scripted = browser.new_context(viewport={"width": 1360, "height": 1000}, storage_state=plain.storage_state())
+        page = scripted.new_page()  # the same session, with the script
+        errors: list[str] = []
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        page.goto(plain.pages[0].url)
+        page.get_by_role("button", name="Cancel: approve nothing, back to the asset (your edits are kept)").click()
+        page.wait_for_url(re.compile("/asset/stock-0002"))
+        tags = "cs => cs.map(c => c.dataset.tag)"
+        assert page.locator("li.chip.removed").evaluate_all(tags) == ["product:cup"]
+        assert page.locator("li.chip.added").evaluate_all(tags) == ["color:red"]
+        assert page.locator("#tags-value").input_value() == "color:red"
+        page.get_by_role("button", name="keep tag product:cup").click()
+        assert page.locator("#tags-value").input_value() == "product:cup, color:red"
+        assert sent_since(settings, before) == [] and not errors, errors
+    finally:
+        plain.close()
+        if scripted is not None:
+            scripted.close()
+
+
 def test_without_javascript_one_assets_approval_asks_on_the_rights_check_page(browser, server, fleet):
     """Review 1p: without the script (or from a page that did not ask), the approval of an asset with unknown rights
     redirects to the signed rights-check page, as a bulk approval does: Cancel returns to the asset and sends

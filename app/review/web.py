@@ -364,6 +364,9 @@ class ReviewApp:
         if request.method == "POST":  # the rights check's Cancel (its form, CSRF-checked): the form as it was left
             draft = _Form([(k, str(v)) for k, v in (await request.form()).multi_items() if k != "csrf"])
             form = kept_edits(data["fields"], draft, form)
+            tags = next((r.get("tags_value") for r in data["fields"] if r["name"] == "tags"), None)
+            if tags is not None:  # the chips show the tags the form sends (code review 17 F4)
+                data["chips"] = dec.restored_chips(data["chips"], tags, self.taxonomy)
         return self._page(request, who, "asset.html", {
             **data, "f": f, "vocab": self.vocab, "alt_rules": self.alt_rules, **shown,
             "rights_digest": self._rights_token(who, [doc]) if rights.needs_rights_check(doc) else None,
