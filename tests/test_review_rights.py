@@ -4,6 +4,7 @@ facts, the queue has a usage column in words, and a bulk approval that includes 
 asks first (how many, which), approving nothing until the person confirms, approves only the others, or cancels."""
 from __future__ import annotations
 
+import contextlib
 import re
 import uuid
 
@@ -341,6 +342,21 @@ def test_approving_one_asset_with_restricted_rights_asks_first_and_cancel_keeps_
     assert sent_since(settings, seen) == ["own-0004"]
 
 
+@contextlib.contextmanager
+def stock_asset_without_script(browser, server, settings):
+    """(context, page, the decision ids sent before): a browser without the script, signed in, on the page of
+    stock-0002 (unknown rights: its approval asks on the rights-check page)."""
+    context = browser.new_context(viewport={"width": 1360, "height": 1000}, java_script_enabled=False)
+    try:
+        page = context.new_page()
+        page.goto(server.login_url)
+        before = {d["decision_id"] for d in feedback(settings)}
+        page.goto(f"{server.url}/asset/stock-0002")
+        yield context, page, before
+    finally:
+        context.close()
+
+
 def test_the_rights_check_s_cancel_keeps_long_edits_in_a_short_request(browser, server, fleet):
     """Code review 17 F3: the no-script Cancel was a link carrying the whole form in its query, encoded twice, every
     field's shown value too: a 1,000-character Russian caption made it 27 KB, which uvicorn answers 400 over a network
@@ -348,12 +364,7 @@ def test_the_rights_check_s_cancel_keeps_long_edits_in_a_short_request(browser, 
     the form: its request line stays short whatever the edits, and they all come back (with a 2,700-character title,
     trial 31)."""
     settings, _ = fleet
-    context = browser.new_context(viewport={"width": 1360, "height": 1000}, java_script_enabled=False)
-    try:
-        page = context.new_page()
-        page.goto(server.login_url)
-        before = {d["decision_id"] for d in feedback(settings)}
-        page.goto(f"{server.url}/asset/stock-0002")  # unknown rights
+    with stock_asset_without_script(browser, server, settings) as (_, page, before):
         title = " ".join(["Red ceramic mug on a wooden table"] * 90)[:2700].rstrip()
         caption = ("Красная керамическая кружка с кофе стоит на деревянном столе у окна, утренний свет. " * 13)[:1000]
         caption = caption.rstrip()
@@ -370,8 +381,6 @@ def test_the_rights_check_s_cancel_keeps_long_edits_in_a_short_request(browser, 
         assert page.locator("#title").input_value() == title
         assert page.locator("#caption").input_value() == caption
         assert sent_since(settings, before) == []
-    finally:
-        context.close()
 
 
 def test_tag_edits_the_rights_check_s_cancel_keeps_show_as_chips_with_the_script_on(browser, server, fleet):
@@ -380,33 +389,27 @@ def test_tag_edits_the_rights_check_s_cancel_keeps_show_as_chips_with_the_script
     click rebuilt the field from them, dropping the edit. The chips show the tags kept, removed and added, and a
     chip's click keeps the rest of the edit."""
     settings, _ = fleet
-    plain = browser.new_context(viewport={"width": 1360, "height": 1000}, java_script_enabled=False)
-    scripted = None
-    try:
-        page = plain.new_page()
-        page.goto(server.login_url)
-        before = {d["decision_id"] for d in feedback(settings)}
-        page.goto(f"{server.url}/asset/stock-0002")  # unknown rights; tagged product:cup
+    with stock_asset_without_script(browser, server, settings) as (plain, page, before):  # tagged product:cup
         page.locator("#tags-value").fill("color:red")  # product:cup removed, color:red added
         page.get_by_role("button", name="Approve all ✓").click()
         expect(page.locator("h1#outcome")).to_have_text(re.compile("^Nothing approved yet: this asset"))
+        check_url = page.url  # the rights-check page, signed for this session
         scripted = browser.new_context(viewport={"width": 1360, "height": 1000}, storage_state=plain.storage_state())
-        page = scripted.new_page()  # the same session, with the script
-        errors: list[str] = []
-        page.on("pageerror", lambda exc: errors.append(str(exc)))
-        page.goto(plain.pages[0].url)
-        page.get_by_role("button", name="Cancel: approve nothing, back to the asset (your edits are kept)").click()
-        page.wait_for_url(re.compile("/asset/stock-0002"))
-        tags = "cs => cs.map(c => c.dataset.tag)"
-        assert page.locator("li.chip.removed").evaluate_all(tags) == ["product:cup"]
-        assert page.locator("li.chip.added").evaluate_all(tags) == ["color:red"]
-        assert page.locator("#tags-value").input_value() == "color:red"
-        page.get_by_role("button", name="keep tag product:cup").click()
-        assert page.locator("#tags-value").input_value() == "product:cup, color:red"
-        assert sent_since(settings, before) == [] and not errors, errors
-    finally:
-        plain.close()
-        if scripted is not None:
+        try:
+            page = scripted.new_page()  # the same session, with the script
+            errors: list[str] = []
+            page.on("pageerror", lambda exc: errors.append(str(exc)))
+            page.goto(check_url)
+            page.get_by_role("button", name="Cancel: approve nothing, back to the asset (your edits are kept)").click()
+            page.wait_for_url(re.compile("/asset/stock-0002"))
+            tags = "cs => cs.map(c => c.dataset.tag)"
+            assert page.locator("li.chip.removed").evaluate_all(tags) == ["product:cup"]
+            assert page.locator("li.chip.added").evaluate_all(tags) == ["color:red"]
+            assert page.locator("#tags-value").input_value() == "color:red"
+            page.get_by_role("button", name="keep tag product:cup").click()
+            assert page.locator("#tags-value").input_value() == "product:cup, color:red"
+            assert sent_since(settings, before) == [] and not errors, errors
+        finally:
             scripted.close()
 
 
@@ -415,12 +418,7 @@ def test_without_javascript_one_assets_approval_asks_on_the_rights_check_page(br
     redirects to the signed rights-check page, as a bulk approval does: Cancel returns to the asset and sends
     nothing; *Approve this asset anyway* sends the asset's form once, edits included."""
     settings, _ = fleet
-    context = browser.new_context(viewport={"width": 1360, "height": 1000}, java_script_enabled=False)
-    try:
-        page = context.new_page()
-        page.goto(server.login_url)
-        before = {d["decision_id"] for d in feedback(settings)}
-        page.goto(f"{server.url}/asset/stock-0002")  # unknown rights
+    with stock_asset_without_script(browser, server, settings) as (_, page, before):
         page.get_by_role("button", name="Approve all ✓").click()
         heading = page.locator("h1#outcome")
         expect(heading).to_have_text("Nothing approved yet: this asset has restricted or unknown usage rights")
@@ -485,8 +483,6 @@ def test_without_javascript_one_assets_approval_asks_on_the_rights_check_page(br
         again = page.request.post(f"{server.url}/decide/stock-0002", form=fields, max_redirects=0)
         assert again.status == 303 and "sent=" in again.headers["location"]
         assert len([d for d in feedback(settings) if d["decision_id"] not in before]) == 1
-    finally:
-        context.close()
 
 
 def test_a_quick_second_approval_sends_one_decision(page, server, fleet):
