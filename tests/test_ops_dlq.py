@@ -427,11 +427,27 @@ class RefusingReview(Stage):
         raise PermanentError("no stored record to apply the decision to", reason="no_stored_record")
 
 
+class RefusingIndex(Stage):
+    """validated -> the index, refusing every record as the sink refuses one the store will not take (an edited
+    value too large for a keyword term)."""
+
+    name = "index"
+    input_topic = "validated"
+    output_topic = None
+    kind = "cpu"
+
+    def process(self, value, ctx):
+        raise PermanentError("the store refused the document: mapper_parsing_exception", reason="mapper_parsing")
+
+
 def test_dlq_list_open_leaves_out_the_letters_whose_asset_was_processed_since(broker, unique, store, tmp_path):
     """Operations leftover (closing 15): `dlq list` showed every letter ever written, the ones whose asset was
     re-driven and indexed since (or superseded by a later good record) among the ones still needing someone, and
     nothing told them apart. `--open` asks the index, by the records' own facts (which event, which version, which
-    decisions the review holds), never by the times the letter and the document were written."""
+    decisions the review holds), never by the times the letter and the document were written.
+    Code review 17 F2: the sink's letter of the record the review group published for a person's approval is of
+    the indexed document's own event; `--open` called it closed ("this event is indexed") though the approval never
+    reached the index, and that letter was its only trace. It is open until the index's review holds the decision."""
     import datetime as dt
 
     from consumers.index.sink import IndexSink
@@ -454,16 +470,27 @@ def test_dlq_list_open_leaves_out_the_letters_whose_asset_was_processed_since(br
     decisions = [{"asset_id": a, "decision_id": d, "fields": [], "editor": "ed@example.com", "decided_at": at,
                   "status": "approved", "tenant": None, "content_sha256": None}
                  for a, d in (("a-fixed", "dec-applied"), ("a-open", "dec-lost"))]
+    # the records the review group published for two approvals, each the document's stored record (its event id)
+    # with the person's review applied: a-lost's approval (dec-new) never reaches the index, a-kept's does
+    indexed = {a: validated_asset(a, 2) for a in ("a-lost", "a-kept")}
+    applied = {a: {**v, "stamp": {**v["stamp"], "stage": "review"},
+                   "review": {**empty_review(), "status": "approved", "decision_ids": ids}}
+               for (a, v), ids in zip(indexed.items(), (["dec-old", "dec-new"], ["dec-kept"]))}
+    indexed["a-lost"]["review"] = {**empty_review(), "status": "approved", "decision_ids": ["dec-old"]}
+    indexed["a-kept"]["review"] = applied["a-kept"]["review"]
     with AssetPublisher(s) as pub:
         pub.publish_events(list(events.values()))
         for d in decisions:
             pub.send("feedback", d["asset_id"], d)
+        for a, v in applied.items():
+            pub.send("validated", a, v)
         pub.flush()
     p = Producer({"bootstrap.servers": broker})
     p.produce(s.topics.name("raw"), key=b"a-poison", value=b"\x00not-avro")
     p.flush(10)
-    with RunnerThread(StageRunner(FileStage(s), s)), RunnerThread(StageRunner(RefusingReview(s), s)):
-        assert len(_wait_dlq(s, 9)) == 9
+    with RunnerThread(StageRunner(FileStage(s), s)), RunnerThread(StageRunner(RefusingReview(s), s)), \
+            RunnerThread(StageRunner(RefusingIndex(s), s)):
+        assert len(_wait_dlq(s, 11)) == 11
 
     # since then: a-fixed's very event indexed (its letter replayed after the fix) with the decision applied,
     # a-newer indexed at a newer version, a-same at its version from another event; a-open only at an older version
@@ -473,21 +500,22 @@ def test_dlq_list_open_leaves_out_the_letters_whose_asset_was_processed_since(br
     sink = IndexSink(s)
     try:
         assert sink.process_batch(as_items([fixed, validated_asset("a-newer", 2), validated_asset("a-same", 1),
-                                            validated_asset("a-open", 1)])) == [None] * 4
+                                            validated_asset("a-open", 1), *indexed.values()])) == [None] * 6
     finally:
         sink.close()
 
     everything = _cli(["dlq", "list", "--json"], env)
-    assert everything.exit_code == 0 and len(_json(everything)) == 9
+    assert everything.exit_code == 0 and len(_json(everything)) == 11
     listed = _cli(["dlq", "list", "--open", "--json"], env)
     assert listed.exit_code == 0, listed.output
     rows = _json(listed)
     assert sorted((r["asset_id"], r["stage"]) for r in rows) == [
-        ("a-none", "filecheck"), ("a-open", "filecheck"), ("a-open", "review"), ("a-poison", "filecheck")], rows
+        ("a-lost", "index"), ("a-none", "filecheck"), ("a-open", "filecheck"), ("a-open", "review"),
+        ("a-poison", "filecheck")], rows
     said = " ".join(listed.stderr.split())
-    assert ("5 letter(s) left out, their asset processed since: " in said and "this event is indexed ×1" in said
+    assert ("6 letter(s) left out, their asset processed since: " in said and "this event is indexed ×1" in said
             and "a newer version is indexed ×1" in said and "the same version is indexed from another event ×1" in said
-            and "its decision is in the asset's review ×1" in said and "the asset is deleted ×1" in said), said
+            and "its decision is in the asset's review ×2" in said and "the asset is deleted ×1" in said), said
     table = _cli(["dlq", "list", "--open", "--stage", "review"], env)
     assert table.exit_code == 0 and ": 1 open" in table.stdout and "a-open" in table.stdout, table.output
 

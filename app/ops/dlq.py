@@ -58,6 +58,10 @@ class DeadLetter:
     record: dict[str, Any] | None = None
     """The AssetEvent inside the original record (an EditorDecision for the review group's letters) when the letter
     holds it and it decodes (original_asset); None otherwise."""
+    decision_ids: list[str] | None = None
+    """For a record the review group published (a ValidatedAsset stamped `review`: a person's decision applied to
+    the document's stored record, so of the document's own event id and version), the decision ids its review
+    holds, the newest last (review_decisions); None for any other letter."""
 
     @property
     def ref(self) -> str:
@@ -208,11 +212,13 @@ def read_dead_letters(settings: Settings, timeout_s: float = 30.0, *, partial: b
             except Exception as exc:  # noqa: BLE001 - show it, do not stop listing
                 value, derr = None, f"cannot decode dead letter: {exc}"
             ts = msg.timestamp()
-            record = original_asset(value, serde, logical_of, unreadable)
+            original = original_record(value, serde, logical_of, unreadable)
+            record = _asset_in(original)
             out.append(DeadLetter(msg.partition(), msg.offset(), _text(msg.key()),
                                   {k: _text(v) or "" for k, v in (msg.headers() or [])},
                                   ts[1] if ts[0] else None, value, derr,
-                                  _source_of(value, record, settings.preprocess.file_roots), record))
+                                  _source_of(value, record, settings.preprocess.file_roots), record,
+                                  review_decisions(original)))
     finally:
         c.close()
     out.sort(key=lambda d: (d.timestamp_ms or 0, d.partition, d.offset))  # oldest first
@@ -227,13 +233,13 @@ def logical_topics(settings: Settings) -> dict[str, str]:
     return logical_of
 
 
-def original_asset(value: dict[str, Any] | None, serde: Serde, logical_of: dict[str, str],
-                   unreadable: set[tuple[str, int]] | None = None) -> dict[str, Any] | None:
-    """The AssetEvent inside a dead letter's original record (`value`: the decoded letter) when the letter holds
-    the record and it decodes (never for a poison record: it did not; not for one kept in the sidecar store);
-    else None. `unreadable`: (topic, schema id) pairs the registry could not give (unknown, refused, not
-    answering), filled and skipped, so a listing asks the registry at most once per writer's schema id (review 14
-    L4: one request, up to registry.max_retries x registry.timeout_s, per letter)."""
+def original_record(value: dict[str, Any] | None, serde: Serde, logical_of: dict[str, str],
+                    unreadable: set[tuple[str, int]] | None = None) -> dict[str, Any] | None:
+    """A dead letter's original record, decoded (`value`: the decoded letter), when the letter holds the record and
+    it decodes (never for a poison record: it did not; not for one kept in the sidecar store); else None.
+    `unreadable`: (topic, schema id) pairs the registry could not give (unknown, refused, not answering), filled and
+    skipped, so a listing asks the registry at most once per writer's schema id (review 14 L4: one request, up to
+    registry.max_retries x registry.timeout_s, per letter)."""
     logical = logical_of.get((value or {}).get("original_topic") or "")
     if not (logical and value and value.get("original_value") and value.get("error_class") != "poison"):
         return None
@@ -242,11 +248,33 @@ def original_asset(value: dict[str, Any] | None, serde: Serde, logical_of: dict[
     if unreadable is not None and key in unreadable:
         return None
     try:
-        return asset_of(serde.deserialize(logical, data))
+        return serde.deserialize(logical, data)
     except Exception as exc:  # noqa: BLE001 - the caller says what it can without it
         if unreadable is not None and (registry_error(exc) or isinstance(exc, (UnknownSchema, OwnSchemaUnavailable))):
             unreadable.add(key)
         return None
+
+
+def original_asset(value: dict[str, Any] | None, serde: Serde, logical_of: dict[str, str],
+                   unreadable: set[tuple[str, int]] | None = None) -> dict[str, Any] | None:
+    """The AssetEvent inside a dead letter's original record (original_record), or None."""
+    return _asset_in(original_record(value, serde, logical_of, unreadable))
+
+
+def _asset_in(original: dict[str, Any] | None) -> dict[str, Any] | None:
+    try:
+        return None if original is None else asset_of(original)
+    except KeyError:  # not a pipeline record
+        return None
+
+
+def review_decisions(original: dict[str, Any] | None) -> list[str] | None:
+    """The decision ids (newest last) of a record the review group published (stamp.stage `review`), else None.
+    Such a record is the document's stored record with a person's review applied: its AssetEvent is the indexed
+    document's own, so only its review tells whether what it carried reached the index (code review 17 F2)."""
+    if not original or (original.get("stamp") or {}).get("stage") != "review":
+        return None
+    return list((original.get("review") or {}).get("decision_ids") or [])
 
 
 def _source_of(value: dict[str, Any] | None, record: dict[str, Any] | None, roots: Iterable[str]) -> str | None:
@@ -276,6 +304,10 @@ def closed_by(d: DeadLetter, doc: dict[str, Any] | None) -> str | None:
       or of the same version from another event (the index keeps the version it has: a replay would not replace
       it); a deletion's letter when the document is gone, or newer than the deletion;
     - the review group's letter (an editor decision): closed when the asset's review holds the decision's id;
+    - a pipeline letter of a record the review group published (a person's decision applied to the document's own
+      record, so of the indexed event and version): closed only when the asset's review holds the newest decision
+      it carried (every record holding it holds the ones before it); otherwise that letter is the decision's only
+      trace (code review 17 F2);
     - open whenever it cannot be told: a write-back letter (the asset was indexed before write-back; the write-back
       state records what a target holds, not which record wrote it), a poison record, an original kept in the
       sidecar store or of a schema the registry cannot give (no record to compare)."""
@@ -284,6 +316,9 @@ def closed_by(d: DeadLetter, doc: dict[str, Any] | None) -> str | None:
         return None
     if rec.get("decision_id"):
         in_review = doc is not None and rec["decision_id"] in doc["decision_ids"]
+        return "its decision is in the asset's review" if in_review else None
+    if d.decision_ids:
+        in_review = doc is not None and d.decision_ids[-1] in doc["decision_ids"]
         return "its decision is in the asset's review" if in_review else None
     version = None if rec.get("version") is None else int(rec["version"])
     if rec.get("event_type") == "deleted":

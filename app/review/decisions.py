@@ -212,6 +212,21 @@ def tag_chips(doc: dict[str, Any], tax: Taxonomy) -> list[dict[str, Any]]:
     return chips
 
 
+def restored_chips(chips: list[dict[str, Any]], raw: str, tax: Taxonomy) -> list[dict[str, Any]]:
+    """The tag chips of an asset page drawn with a form carried back (a rights check's Cancel: `raw`, the form's
+    `value.tags`): the document's chips, those the form left out marked `removed`, then the tags the form adds marked
+    `added`, as the page's script marks them while editing, so the chips show what the form sends (code review 17
+    F4: they showed the document's tags, and a chip's click rebuilt the tags from them, dropping the edit)."""
+    kept = []
+    for tag in review.parse_tags_value(raw):
+        res = None if tag in tax.entries and tag not in tax.deprecated else tax.resolve(tag)
+        kept.append(res.mapped.tag if res is not None and res.outcome == "mapped" and res.mapped else tag)
+    have = {c["tag"] for c in chips}
+    return [*({**c, "state": None if c["tag"] in kept else "removed"} for c in chips),
+            *({"tag": t, "label": tax.label(t) if t in tax.entries else t, "score": None, "source": "human",
+               "replacement": None, "state": "added"} for t in dict.fromkeys(kept) if t not in have)]
+
+
 def prompts(doc: dict[str, Any], settings: Any) -> list[dict[str, Any]]:
     """Per model task: the prompt the model got, rendered again from the validated record with the prompt version
     its provenance names, and the model's raw answer."""

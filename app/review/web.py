@@ -15,7 +15,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Awaitable, Callable
-from urllib.parse import parse_qsl, quote, urlencode, urlsplit
+from urllib.parse import quote, urlencode, urlsplit
 
 import jinja2
 from elastic_transport import TransportError
@@ -139,7 +139,7 @@ class ReviewApp:
                                    ["verdict"], registry=self.registry)
         routes = [
             Route("/", self._authed(self.queue)),
-            Route("/asset/{asset_id:path}", self._authed(self.asset)),
+            Route("/asset/{asset_id:path}", self._authed(self.asset), methods=["GET", "POST"]),
             Route("/thumb/{asset_id:path}", self._authed(self.thumbnail)),
             Route("/decide/{asset_id:path}", self._authed(self.decide), methods=["POST"]),
             Route("/bulk-approve", self._authed(self.bulk_approve), methods=["POST"]),
@@ -361,23 +361,17 @@ class ReviewApp:
         form = {"shown_version": doc.get("version"), "shown_decision": ((doc.get("review") or {}).get("decision_ids")
                                                                         or [""])[-1],
                 "force_alt": False, "mine": request.query_params.get("mine")}
-        draft = self._draft_back(who, request.query_params)
-        if draft is not None:  # back from the rights check's Cancel without the script: the form as it was left
+        if request.method == "POST":  # the rights check's Cancel (its form, CSRF-checked): the form as it was left
+            draft = _Form([(k, str(v)) for k, v in (await request.form()).multi_items() if k != "csrf"])
             form = kept_edits(data["fields"], draft, form)
+            tags = next((r.get("tags_value") for r in data["fields"] if r["name"] == "tags"), None)
+            if tags is not None:  # the chips show the tags the form sends (code review 17 F4)
+                data["chips"] = dec.restored_chips(data["chips"], tags, self.taxonomy)
         return self._page(request, who, "asset.html", {
             **data, "f": f, "vocab": self.vocab, "alt_rules": self.alt_rules, **shown,
             "rights_digest": self._rights_token(who, [doc]) if rights.needs_rights_check(doc) else None,
             "error_fields": error_fields(shown["error"], data["fields"]), **form,
             "mine": ",".join(dec.own_decisions(form["mine"]))})
-
-    def _draft_back(self, who: Principal, params: Any) -> _Form | None:
-        """The asset form a rights check's Cancel carries back (`draft`, signed by sign_query for this session, so a
-        link made elsewhere cannot fill the form in), or None."""
-        items = [(k, v) for k, v in params.multi_items() if k in ("draft", "at", "sig")]
-        if not any(k == "draft" for k, _ in items):
-            return None
-        kept = self.auth.query_ok(who, items)
-        return _Form(parse_qsl(kept[0][1], keep_blank_values=True)) if kept and kept[0][0] == "draft" else None
 
     async def thumbnail(self, request: Request, who: Principal) -> Response:
         # a document id, as a search hit's thumb_url names it (`default::a1` is the default tenant's `a1` too)
@@ -608,15 +602,16 @@ class ReviewApp:
                 if d["what"] == "approved"]
         edits = self._edits(doc, again, who)
         form = [(k, v) for k, v in again if k != "decide"]
-        # Cancel (no script): back to the asset with the form as the editor left it, edits and field choices, in a
-        # query signed for this session (as this page's own); nothing is sent
+        # Cancel (no script): a form posting to the asset's page the form as the editor left it, edits and field
+        # choices (CSRF-checked, as every form of this app); nothing is sent. Not a link: the form in a query could
+        # pass what a server or proxy takes in a request line (code review 17 F3: 27 KB for a Russian caption)
         note = "Cancelled: nothing approved" + ("; your edits are kept here, not sent" if edits else "")
-        back = _asset_url(asset_id, f, **self.auth.sign_outcome(who, "note", note), **dict(self.auth.sign_query(
-            who, [("draft", urlencode([(k, v) for k, v in form if k != "verdict"]))])))
+        back = _asset_url(asset_id, f, **self.auth.sign_outcome(who, "note", note))
         return self._page(request, who, "rights_confirm.html", {
             "done": done[0] if done else None, "edits": edits,
             "check": [doc], "total": 1, "others": [], "single": doc, "confirmed": self._rights_token(who, [doc]), "f": f,
-            "again": form, "shown": RIGHTS_CHECK_SHOWN, "back": _asset_url(asset_id, f) if done else back})
+            "again": form, "shown": RIGHTS_CHECK_SHOWN, "back": _asset_url(asset_id, f) if done else back,
+            "draft": [(k, v) for k, v in form if k != "verdict"]})
 
     def _edits(self, doc: dict[str, Any], form: list[tuple[str, str]], who: Principal) -> list[tuple[str, str]]:
         """The edited values an asset's approval will publish, as (field label, value), so its rights check shows
@@ -685,7 +680,7 @@ def _draft(form: Any) -> list[tuple[str, str]]:
 
 
 def kept_edits(rows: list[dict[str, Any]], draft: Any, page: dict[str, Any]) -> dict[str, Any]:
-    """The asset page's form as the editor left it (`draft`: the form a rights check's Cancel carries back, less the
+    """The asset page's form as the editor left it (`draft`: the form a rights check's Cancel posts back, less the
     values not edited, which are the ones shown): each field's value and choice (`action`), and what the page had shown
     (`shown.<f>`, the version and the last decision), so sending it later still refuses what changed meanwhile
     (from_form), as the first page would have. Sets `value`, `shown`, `action` (and `tags_value`) on `rows`; returns

@@ -189,13 +189,16 @@
     };
     const addRemove = (chip) => {
       const b = document.createElement("button");
-      b.type = "button"; b.className = "x"; b.textContent = "×";
-      b.setAttribute("aria-label", "reject tag " + chip.dataset.tag);
+      b.type = "button"; b.className = "x";
+      const says = () => {  // a chip drawn removed (a form carried back) says so from the start
+        b.textContent = chip.classList.contains("removed") ? "↺" : "×";
+        b.setAttribute("aria-label", (chip.classList.contains("removed") ? "keep tag " : "reject tag ") + chip.dataset.tag);
+      };
+      says();
       b.addEventListener("click", () => {
         if (chip.classList.contains("added")) chip.remove();
         else chip.classList.toggle("removed");
-        b.textContent = chip.classList.contains("removed") ? "↺" : "×";
-        b.setAttribute("aria-label", (chip.classList.contains("removed") ? "keep tag " : "reject tag ") + chip.dataset.tag);
+        says();
         sync();
       });
       chip.appendChild(b);
