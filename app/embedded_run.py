@@ -642,7 +642,9 @@ class EmbeddedRun:
     def read_indexed(self, settings: Settings, asset_ids: list[str], serde: Any = None) -> list[str]:
         """Replace the run's record and duplicate family of these assets with the index's (the stored record, as
         the sink wrote it: every review applied). Returns the assets whose record changed; an asset the index
-        does not hold (deleted since) keeps its record."""
+        does not hold (deleted since) keeps its record. An asset the index dead-lettered earlier in the run and
+        holds now (fixed, replayed, decided on while serving: trial 33 N1) is no longer dead-lettered: its row and
+        sidecars say what the index holds, the person's decision with it."""
         from domain.records import record_from_doc
         from streams.avro import Serde
 
@@ -659,7 +661,9 @@ class EmbeddedRun:
             # through Avro, as the topics carry it (times as datetimes): the same sidecars either way
             record = serde.deserialize("validated", serde.serialize("validated", record))
             record = with_thumbnail_of(self.tracker.validated.get(d["_id"]), record)
-            if record != self.tracker.validated.get(d["_id"]):
+            was_dead = self.tracker.dead.pop(d["_id"], None) is not None
+            self.tracker.reached["index"].add(d["_id"])
+            if record != self.tracker.validated.get(d["_id"]) or was_dead:
                 self.tracker.validated[d["_id"]] = record
                 changed.append(d["_id"])
         return changed

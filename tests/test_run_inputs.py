@@ -208,3 +208,43 @@ def test_an_asset_dead_lettered_at_the_index_is_shown_dead_lettered_not_as_valid
     run.write_sidecars(tracker, {asset_id: path}, [row])  # no sidecars for an asset that was not published
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [".assetstream-files.json", "summary.json"]
     assert json.loads((tmp_path / "out" / "summary.json").read_text())[0]["status"] == "dead_lettered"
+
+
+def test_an_asset_the_index_dead_lettered_then_holds_with_a_decision_is_shown_as_the_index_holds_it(tmp_path, store):
+    """Trial 33 N1: during `run --serve` an asset the index sink dead-lettered was fixed, replayed and approved;
+    the row, summary.json and the sidecars still said `dead_lettered` (the dead letter won for ever), so the
+    editor's decision reached no file while the stop message said it was kept in the sidecars. Once the index
+    holds the asset, what it holds is the row: the decision, with sidecars."""
+    import datetime as dt
+    import json
+    import shutil
+
+    from app.embedded_run import EmbeddedRun, Tracker, summary_row
+    from app.producer import asset_id_for
+    from domain.records import asset_of
+    from tests.review_support import review_record
+    from tests.store_support import index_all, settings_for
+
+    path = tmp_path / "product_red_mug.jpg"
+    shutil.copy(Path(__file__).resolve().parents[1] / "samples" / "product_red_mug.jpg", path)
+    asset_id = asset_id_for(path)
+    settings = settings_for(store.url)
+    first = review_record(settings, asset_id, minutes=1, sample="product_red_mug.jpg", title="Red mug",
+                          alt_text="A red mug on a white background", tags=[("product", "cup")], reasons=[])
+    index_all(settings, [review_record(settings, asset_id, minutes=1, sample="product_red_mug.jpg",
+                                       title="Red mug", alt_text="A red mug on a white background",
+                                       tags=[("product", "cup")], reasons=[], approved_after=dt.timedelta(minutes=5))])
+    run = EmbeddedRun([str(path)], out_dir=tmp_path / "out")
+    run.tracker = tracker = Tracker({asset_id: asset_of(first)["event_id"]})
+    tracker.reached["validate"].add(asset_id)
+    tracker.validated[asset_id] = first
+    tracker.dead[asset_id] = {"stage": "index", "error_class": "transient", "message": "the store was down",
+                              "details": {"reason": "store_unavailable"}}
+    assert summary_row(asset_id, path, tracker)["status"] == "dead_lettered"
+    assert run.read_indexed(settings, [asset_id]) == [asset_id]
+    row = summary_row(asset_id, path, tracker)
+    assert row["status"] == "approved", row
+    run.write_sidecars(tracker, {asset_id: path}, [row])
+    names = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert any(n.endswith(".jsonld") for n in names) and any(n.endswith(".xmp") for n in names), names
+    assert json.loads((tmp_path / "out" / "summary.json").read_text())[0]["status"] == "approved"
