@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the system packages assetstream needs, only if they are missing (as root through apt; as a user with
-# sudo through sudo; otherwise it names them and the apt-get command, and exits 1).
+# sudo through sudo; otherwise it names them and the apt-get command, and exits 1 — except `run` missing only
+# tesseract-ocr, which it names and goes on without, exit 0).
 #   usage: scripts/system-deps.sh [run|test]
 # run (`make run`, the default): what running the pipeline needs
 #   tesseract-ocr (OCR of dense text pages in the preprocess stage; without it `run` warns and marks those pages'
@@ -39,6 +40,12 @@ fi
 [ ${#missing[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" -ne 0 ]; then
   if command -v sudo >/dev/null 2>&1; then SUDO=sudo; else
+    if [ "$what" = run ] && [ "${missing[*]}" = tesseract-ocr ]; then
+      # `run` works without it (it warns and marks dense pages' OCR degraded): say so, and go on (trial 33 N2)
+      echo "assetstream: tesseract-ocr is not installed; run goes on without it (dense pages' OCR degraded):" \
+        "apt-get install -y --no-install-recommends tesseract-ocr as root to add it" >&2
+      exit 0
+    fi
     echo "assetstream ($what) needs: ${missing[*]} (apt-get install -y --no-install-recommends ${missing[*]})" >&2
     exit 1
   fi

@@ -51,11 +51,22 @@ def test_make_run_needs_only_what_running_needs(tmp_path):
     assert not (tmp_path / "apt.log").exists()
 
 
-def test_make_run_names_a_missing_tesseract(tmp_path):
+def test_make_run_names_a_missing_tesseract_and_goes_on_without_it(tmp_path):
+    """`run` works without tesseract (it warns and marks dense pages' OCR degraded): a user who cannot install it
+    is told, and `make run` goes on (trial 33 N2: it stopped with exit 1)."""
     done = system_deps(tmp_path, "run", present=("npm",))
-    assert done.returncode == 1
-    assert "needs: tesseract-ocr (apt-get install -y --no-install-recommends tesseract-ocr)" in done.stderr
+    assert done.returncode == 0, done.stderr
+    assert "tesseract-ocr is not installed; run goes on without it" in done.stderr
+    assert "apt-get install -y --no-install-recommends tesseract-ocr" in done.stderr
     assert "prometheus" not in done.stderr and "php" not in done.stderr
+    assert not (tmp_path / "apt.log").exists()
+
+
+def test_make_run_still_stops_when_the_model_files_cannot_be_fetched(tmp_path):
+    """Without npm (the model files are not fetched yet) `run` cannot start: that one is required, with tesseract."""
+    done = system_deps(tmp_path, "run", present=())
+    assert done.returncode == 1
+    assert "needs: tesseract-ocr nodejs npm" in done.stderr
 
 
 def test_make_test_still_checks_the_test_tools_and_finds_an_installed_php_mysql(tmp_path):
