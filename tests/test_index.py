@@ -145,7 +145,7 @@ def test_search_filters_and_hit_shape(sink):
     assert hits[0]["asset_id"] == "s-2"
     assert set(hits[0]) == {"asset_id", "tenant", "title", "alt_text", "tags", "status", "usage_flag", "score",
                             "field_sources", "reviewed_by", "event_time", "place", "duplicate_of", "family_id",
-                            "family_size", "degraded_parts", "media_type", "decorative"}
+                            "family_size", "degraded_parts", "media_type", "decorative", "highlights"}
     assert hits[0]["tags"] == ["color:red", "product:sofa"] and hits[0]["score"] > 0
     assert {h["asset_id"] for h in search(sink.client, sink.settings, None, tags=["product:sofa"])} == {"s-2", "s-3"}
     assert [h["asset_id"] for h in search(sink.client, sink.settings, "sofa", tags=["color:red", "product:sofa"])] \
