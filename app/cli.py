@@ -595,6 +595,9 @@ def search(query: Optional[str] = typer.Argument(None, help="free text over titl
     if json_out:
         out.print_json(json.dumps(answer, default=str))
         return
+    if answer.get("not_searched"):  # nothing was searched: the reason alone, no empty table (trial 33 N6)
+        out.print(f"not searched: {plain(answer['not_searched']['message'])}", highlight=False)
+        return
     hits = answer["hits"]
     of = f"{'≥ ' if answer.get('total_relation') == 'gte' else ''}{answer['total']}"
     if answer.get("collapse"):
@@ -613,8 +616,6 @@ def search(query: Optional[str] = typer.Argument(None, help="free text over titl
     out.print(table)
     if answer.get("query_truncated"):
         out.print(f"[dim]the query was cut to its first {len(answer['query'])} characters[/dim]")
-    if answer.get("not_searched"):
-        out.print(f"[dim]not searched: {answer['not_searched']['message']}[/dim]")
     if answer.get("facets"):
         _print_facets(answer)
     window = answer.get("window")

@@ -7,6 +7,7 @@ progress bar per stage, and ends with a table plus a JSON-LD file and an XMP sid
 """
 from __future__ import annotations
 
+import contextlib
 import faulthandler
 import glob
 import json
@@ -21,7 +22,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Iterator
 
 from pydantic import SecretStr
 
@@ -172,6 +173,20 @@ class Tracker:
         return all(self.finished(a) for a in self.event_ids)
 
 
+@contextlib.contextmanager
+def quiet_store_client() -> Iterator[None]:
+    """While the run stops its embedded store: the search client's connection errors are expected, not worth a
+    WARNING each (trial 33 N7: `elastic_transport.node_pool: Node … has failed for 1/2/3 times in a row` after
+    Ctrl-C of `run --serve`); errors, and every warning before and after the stop, are logged as ever."""
+    logger = logging.getLogger("elastic_transport")
+    level = logger.level
+    logger.setLevel(max(logging.ERROR, logger.getEffectiveLevel()))
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
 class EmbeddedRun:
     def __init__(self, inputs: list[str], *, out_dir: Path, bootstrap: str | None = None,
                  registry: str | None = None, es_url: str | None = None, provider: str | None = None,
@@ -293,8 +308,13 @@ class EmbeddedRun:
                 proc.wait(max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 proc.kill()
-        for service in reversed(self.services):
-            service.stop()
+        with quiet_store_client():
+            if self.settings is not None:
+                from domain.store.vector_cache import stop_refreshers
+
+                stop_refreshers(self.settings.index.url)  # the review app's searches polled it in the background
+            for service in reversed(self.services):
+                service.stop()
         if self._private is not None:  # the settings file holds secrets; the logs stay
             shutil.rmtree(self._private, ignore_errors=True)
 

@@ -478,8 +478,10 @@ def test_dlq_list_open_leaves_out_the_letters_whose_asset_was_processed_since(br
                for (a, v), ids in zip(indexed.items(), (["dec-old", "dec-new"], ["dec-kept"]))}
     indexed["a-lost"]["review"] = {**empty_review(), "status": "approved", "decision_ids": ["dec-old"]}
     indexed["a-kept"]["review"] = applied["a-kept"]["review"]
+    # trial 33 N4: a still-broken file sent twice at one version (a run's event, then a backfill's): one open line
+    twice = [build_event("a-twice", gone, version=1, event_type="created") for _ in range(2)]
     with AssetPublisher(s) as pub:
-        pub.publish_events(list(events.values()))
+        pub.publish_events([*events.values(), *twice])
         for d in decisions:
             pub.send("feedback", d["asset_id"], d)
         for a, v in applied.items():
@@ -490,7 +492,7 @@ def test_dlq_list_open_leaves_out_the_letters_whose_asset_was_processed_since(br
     p.flush(10)
     with RunnerThread(StageRunner(FileStage(s), s)), RunnerThread(StageRunner(RefusingReview(s), s)), \
             RunnerThread(StageRunner(RefusingIndex(s), s)):
-        assert len(_wait_dlq(s, 11)) == 11
+        assert len(_wait_dlq(s, 13)) == 13
 
     # since then: a-fixed's very event indexed (its letter replayed after the fix) with the decision applied,
     # a-newer indexed at a newer version, a-same at its version from another event; a-open only at an older version
@@ -505,14 +507,24 @@ def test_dlq_list_open_leaves_out_the_letters_whose_asset_was_processed_since(br
         sink.close()
 
     everything = _cli(["dlq", "list", "--json"], env)
-    assert everything.exit_code == 0 and len(_json(everything)) == 11
+    assert everything.exit_code == 0 and len(_json(everything)) == 13
+    first, second = [r["ref"] for r in _json(everything) if r["asset_id"] == "a-twice"]
     listed = _cli(["dlq", "list", "--open", "--json"], env)
     assert listed.exit_code == 0, listed.output
     rows = _json(listed)
     assert sorted((r["asset_id"], r["stage"]) for r in rows) == [
         ("a-lost", "index"), ("a-none", "filecheck"), ("a-open", "filecheck"), ("a-open", "review"),
-        ("a-poison", "filecheck")], rows
+        ("a-poison", "filecheck"), ("a-twice", "filecheck")], rows
+    assert [(r["ref"], r["folded"]) for r in rows if r["asset_id"] == "a-twice"] == [(second, [first])]
     said = " ".join(listed.stderr.split())
+    assert "1 older letter(s) folded into the newest of the same asset and version" in said, said
+    shown = _cli(["dlq", "list", "--open", "--asset", "a-twice"], env)
+    assert ": 1 open" in shown.stdout and f"{second} (+1 older: {first})" in " ".join(shown.stdout.split()), shown.output
+    # and its replay sends the newest letter once, saying why the other is skipped
+    dry = _cli(["dlq", "replay", "--asset", "a-twice", "--dry-run"], env)
+    assert dry.exit_code == 0 and dry.stdout.count("would replay") == 1 and f"would replay dlq {second} " in dry.stdout
+    assert f"skipped dlq {first}: another event of the same asset and version as dlq {second}" in " ".join(
+        dry.stderr.split()), dry.output
     assert ("6 letter(s) left out, their asset processed since: " in said and "this event is indexed ×1" in said
             and "a newer version is indexed ×1" in said and "the same version is indexed from another event ×1" in said
             and "its decision is in the asset's review ×2" in said and "the asset is deleted ×1" in said), said

@@ -413,6 +413,16 @@ def test_tag_edits_the_rights_check_s_cancel_keeps_show_as_chips_with_the_script
             scripted.close()
 
 
+EDITS_SHOWN = [("Title", "Stock mug, licence to check"), ("Caption", "rejected: “Mug stock-0002.” is removed"),
+               ("Tags", "rejected: the 1 tag is removed (product:cup)")]
+
+
+def edits_shown(page) -> list[tuple[str, str]]:
+    """The rights-check page's "Approving publishes it with your edits" list, as (field, what) pairs."""
+    edits = page.locator("dl.edits")
+    return list(zip(edits.locator("dt").all_text_contents(), edits.locator("dd").all_text_contents()))
+
+
 def test_without_javascript_one_assets_approval_asks_on_the_rights_check_page(browser, server, fleet):
     """Review 1p: without the script (or from a page that did not ask), the approval of an asset with unknown rights
     redirects to the signed rights-check page, as a bulk approval does: Cancel returns to the asset and sends
@@ -431,12 +441,14 @@ def test_without_javascript_one_assets_approval_asks_on_the_rights_check_page(br
 
         page.locator("#title").fill("Stock mug, licence to check")
         page.locator("input[name='action.caption'][value='rejected']").check()
+        page.locator("input[name='action.tags'][value='rejected']").check()
         page.get_by_role("button", name="Approve all ✓").click()
         expect(heading).to_have_text(re.compile("^Nothing approved yet: this asset"))
         assert sent_since(settings, before) == []
-        # it shows the edits it will publish (trial 28 m6); its title names the asset (m7); its file's rights
-        # statement was not read, and it says so (m2)
-        assert page.locator("dl.edits").text_content() == "TitleStock mug, licence to check"
+        # it shows the edits it will publish (trial 28 m6), the rejected fields too, with what they remove (trial 33
+        # N3: rejecting the tags removed them all without a word here); its title names the asset (m7); its file's
+        # rights statement was not read, and it says so (m2)
+        assert edits_shown(page) == EDITS_SHOWN
         assert page.title() == "Confirm the rights: Mug stock-0002 · assetstream"
         assert UNREAD in page.locator("ul.risky li").text_content()
         # closing 15: without the script, Cancel dropped the edits (the link said so). It brings the form back as the
@@ -447,6 +459,7 @@ def test_without_javascript_one_assets_approval_asks_on_the_rights_check_page(br
         expect(page.locator("#outcome")).to_have_text("Cancelled: nothing approved; your edits are kept here, not sent.")
         assert page.locator("#title").input_value() == "Stock mug, licence to check"
         assert page.locator("input[name='action.caption'][value='rejected']").is_checked()
+        assert page.locator("input[name='action.tags'][value='rejected']").is_checked()
         assert sent_since(settings, before) == []
         # the edits come back only in a form this app's page posts for this session (its CSRF token): a form posted
         # without it, or from another session, fills nothing in
@@ -462,7 +475,7 @@ def test_without_javascript_one_assets_approval_asks_on_the_rights_check_page(br
             other.close()
         page.get_by_role("button", name="Approve all ✓").click()
         expect(heading).to_have_text(re.compile("^Nothing approved yet: this asset"))
-        assert page.locator("dl.edits").text_content() == "TitleStock mug, licence to check"
+        assert edits_shown(page) == EDITS_SHOWN
         confirm_url = page.url
         fields = {i.get_attribute("name"): i.get_attribute("value")
                   for i in page.locator("form[action^='/decide/'] input[type=hidden]").all()}
@@ -472,6 +485,7 @@ def test_without_javascript_one_assets_approval_asks_on_the_rights_check_page(br
         assert [(d["asset_id"], d["status"]) for d in new] == [("stock-0002", "approved")]
         assert {"field": "title", "action": "edited", "value": "Stock mug, licence to check"} in new[0]["fields"]
         assert {"field": "caption", "action": "rejected", "value": None} in new[0]["fields"]
+        assert {"field": "tags", "action": "rejected", "value": None} in new[0]["fields"]
 
         # Back to the rights-check page (trial 28 m1): it says the asset was approved from it, by whom and when, and
         # offers no second approval; the same form posted again sends nothing either

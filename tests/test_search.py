@@ -228,6 +228,12 @@ def test_cli_search_modes(library):
     assert keyword.exit_code == 0 and "h-party" not in keyword.output
     like = run(app, ["search", "--similar-to", "h-party", "--json", "--size", "1", "--es-url", cfg.url], env=env)
     assert like.exit_code == 0 and json.loads(like.output)["hits"][0]["asset_id"] == "h-wedding"
+    # trial 33 N6: a query of stop words printed an empty table (its header and "0 hit(s) of 0") before saying it
+    # was not searched; the message alone says it
+    the = run(app, ["search", "the", "--es-url", cfg.url], env=env)
+    assert the.exit_code == 0, the.output
+    assert the.output.startswith("not searched: every word of the query is a stop word"), the.output
+    assert "hit(s)" not in the.output and "asset" not in the.output, the.output
 
 
 def test_backfill_embeds_documents_indexed_without_vectors(store):

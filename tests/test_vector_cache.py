@@ -100,3 +100,33 @@ def test_past_its_limit_the_cache_stays_within_it(store):
     finally:
         s.close()
     assert sizes and max(sizes) <= 4, sizes
+
+
+def test_stopping_the_run_s_store_logs_no_connection_warnings_from_the_search_cache(own_store, tmp_path, caplog):
+    """Trial 33 N7: Ctrl-C of `run --serve` printed three `elastic_transport.node_pool` WARNING lines ("Node … has
+    failed for 1/2/3 times in a row") after "review app stopped": the review app's searches left the vector cache
+    polling the embedded store in the background, and the run then stopped that store. The run ends the polling
+    before it stops the store, and the client's expected connection errors while it stops are not warnings; the
+    logger's level is the same after the stop (a real error while running is logged as ever)."""
+    import logging
+
+    from app.embedded_run import EmbeddedRun
+
+    s = IndexSink(settings_for(own_store.url, vector_cache_check_s=0.1))
+    try:
+        s.process_batch(as_items([validated_asset(aid, 1, title=t, alt_text=t, tags=tags, status=st, ocr_text="")
+                                  for aid, t, tags, st in LIBRARY]))
+        s.client.indices.refresh(index=read_alias(s.cfg))
+        assert semantic_search(s.client, s.settings, "joyful celebration", filters=[], size=2)  # the cache polls
+    finally:
+        s.close()
+    run = EmbeddedRun([], out_dir=tmp_path)
+    run.services, run.settings = [own_store], s.settings
+    level = logging.getLogger("elastic_transport").level
+    caplog.set_level(logging.WARNING)
+    run.stop()
+    time.sleep(1.0)  # ten polls' time: each would have failed
+    said = [r.getMessage() for r in caplog.records  # (another test's cache may poll the session's store)
+            if r.name.startswith("elastic_transport") and own_store.url in r.getMessage()]
+    assert said == [] and not own_store.running
+    assert logging.getLogger("elastic_transport").level == level

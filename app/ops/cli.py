@@ -514,20 +514,22 @@ def dlq_list(
     without login or query), stage, error class, reason, message, attempts, when. With --open, only the letters
     still needing someone: their asset's index document is not of the letter's event nor of a newer version (a
     review letter: its decision is not in the asset's review); write-back letters and letters whose record cannot
-    be read are always open (docs/operations.md#dead-letters)."""
+    be read are always open; one line per event and per asset and version, the newest letter, naming the older
+    ones folded into it (docs/operations.md#dead-letters)."""
     from app.ops.dlq import select
 
     settings = _settings()
     everything = _read(settings)
     letters = select(everything, stage=stage, error=error, reason=reason, asset=asset)
     _say_unknown_reason(everything, reason)
+    folded: dict[int, list[str]] = {}
     if open_only:
-        letters = _still_open(settings, es_url, letters)
+        letters, folded = _fold(_still_open(settings, es_url, letters))
     total = len(letters)
     if limit > 0:
         letters = letters[-limit:]
     if json_out:
-        _print_json([d.summary() for d in letters])
+        _print_json([{**d.summary(), **({"folded": folded.get(id(d), [])} if open_only else {})} for d in letters])
         return
     table = Table(title=f"{settings.topics.name('dead_letter')}: {total} {'open' if open_only else 'matching'}"
                   + (f", showing {len(letters)}" if len(letters) < total else ""))
@@ -536,12 +538,31 @@ def dlq_list(
     for d in letters:
         s = d.summary()
         # what a letter says is text, never markup (trial 27 m1: a store's `[source_uri]` vanished from the message)
-        table.add_row(d.ref, *(as_text(v) for v in (
+        older = folded.get(id(d))
+        table.add_row(d.ref + (f" (+{len(older)} older: {', '.join(older)})" if older else ""), *(as_text(v) for v in (
                       s["asset_id"], s["source"], s["stage"], s["error_class"], s["reason"],
                       _cut(s["message"] or "", 300, f"dlq show {d.ref}"), s["attempts"], s["last_failure"])))
     out.print(table)
     if total:
         out.print("[dim]details: assetstream dlq show P/OFFSET   replay: assetstream dlq replay --asset ID[/dim]")
+
+def _fold(letters: list) -> tuple[list, dict[int, list[str]]]:
+    """`dlq list --open`: one line per event, and per asset and version (trial 33 N4: a still-broken file showed
+    twice, the run's letter and the backfill's), the newest letter, as `dlq replay` sends it (distinct_originals);
+    returns the letters and, per shown letter (by id), the refs of the older ones folded into it, said on stderr."""
+    from app.ops.dlq import distinct_originals
+
+    kept, skipped = distinct_originals(letters)
+    order = {id(d): n for n, d in enumerate(letters)}
+    kept.sort(key=lambda d: order[id(d)])  # oldest first, as listed
+    folded: dict[int, list[str]] = {}
+    for d, newest in skipped:
+        folded.setdefault(id(newest), []).append(d.ref)
+    if skipped:
+        console.print(f"{len(skipped)} older letter(s) folded into the newest of the same asset and version (one line "
+                      "each; `dlq replay --asset ID` replays the newest once)", highlight=False)
+    return kept, folded
+
 
 def _still_open(settings, es_url: str | None, letters: list) -> list:
     """`dlq list --open`: the letters whose asset the index does not show processed since (app/ops/dlq.closed_by);
@@ -626,6 +647,10 @@ def dlq_replay(
             console.print(f"skipped dlq {d.ref}: the same record ({d.summary()['original']}) as dlq {kept.ref}, "
                           "dead-lettered twice (at-least-once delivery, e.g. during a rebalance); it is replayed once",
                           highlight=False)
+        elif (d.record or {}).get("event_id") != (kept.record or {}).get("event_id"):
+            console.print(f"skipped dlq {d.ref}: another event of the same asset and version as dlq {kept.ref} (e.g. a "
+                          "run's and a backfill's); the index keeps one record per version, so the newest letter is "
+                          "replayed once", highlight=False)
         else:
             console.print(f"skipped dlq {d.ref}: it was replayed before and failed again as dlq {kept.ref}; the same "
                           "event is replayed once, from the newer letter", highlight=False)

@@ -362,7 +362,9 @@ def distinct_originals(letters: list[DeadLetter], among: list[DeadLetter] | None
     moved (a rebalance) can be dead-lettered twice, and a replay that fails again earns a new letter that says
     `replayed_from` the one replayed (replayed twice: two such letters) — replaying them all would publish the same
     event several times (trial 17: `--asset` sent it twice). Letters of one original record, and letters linked by
-    `replayed_from`, are one event; of each event among the selected `letters`, the newest letter of the whole
+    `replayed_from`, are one event; so are the pipeline letters of one asset and version from different events (a
+    run's event and a backfill's of the same unchanged file, trial 33 N4: the index keeps one record per version, so
+    one replay is all it takes; asset_version); of each event among the selected `letters`, the newest letter of the whole
     chain (looked up in `among`, every letter read, so a filter that selects only the old letter still finds the
     newer one) is replayed. Returns (to replay, (skipped, replayed instead) pairs). Undecodable letters (no original
     coordinates) are all kept."""
@@ -379,9 +381,12 @@ def distinct_originals(letters: list[DeadLetter], among: list[DeadLetter] | None
 
     by_ref = {d.ref: i for i, d in enumerate(pool)}
     by_original: dict[Any, int] = {}
+    by_version: dict[Any, int] = {}
     for i, d in enumerate(pool):  # one event: the same original record, or a replay of another letter
         if d.original is not None:
             parent[root(i)] = root(by_original.setdefault(d.original, i))
+        if (same := asset_version(d)) is not None:  # or another event of the same asset and version
+            parent[root(i)] = root(by_version.setdefault(same, i))
         came_from = by_ref.get((d.replayed_from or "").removeprefix("dlq/"), -1)
         if d.replayed_from and came_from >= 0:
             parent[root(i)] = root(came_from)
@@ -407,6 +412,16 @@ def distinct_originals(letters: list[DeadLetter], among: list[DeadLetter] | None
         if head is not d:
             skipped.append((d, head))
     return kept, skipped
+
+
+def asset_version(d: DeadLetter) -> tuple[str | None, int, bool] | None:
+    """What makes pipeline letters of different events one for `distinct_originals`: the asset's document id, the
+    event's version, and whether it is a deletion; None for a letter without a readable record or version, a
+    write-back letter, and a person's decision (the review group's letter, or a record it published), each its own."""
+    rec = d.record
+    if rec is None or d.stage == "writeback" or rec.get("decision_id") or d.decision_ids or rec.get("version") is None:
+        return None
+    return document_of(d), int(rec["version"]), rec.get("event_type") == "deleted"
 
 
 _REF = re.compile(r"^(?:dlq/)?(\d+)[/:](\d+)$")

@@ -614,13 +614,15 @@ class ReviewApp:
             "draft": [(k, v) for k, v in form if k != "verdict"]})
 
     def _edits(self, doc: dict[str, Any], form: list[tuple[str, str]], who: Principal) -> list[tuple[str, str]]:
-        """The edited values an asset's approval will publish, as (field label, value), so its rights check shows
-        them (trial 28 m6); none when the form no longer applies (the approval then says why)."""
+        """What an asset's approval will change, as (field label, what), so its rights check shows it (trial 28 m6):
+        each edited value, and each rejected field with what it removes (trial 33 N3: rejecting the tags removed them
+        all without a word on the page); none when the form no longer applies (the approval then says why)."""
         try:
             decision = dec.from_form(doc, _Form(form), who.user, self.taxonomy)
         except dec.DecisionError:
             return []
-        return [(dec.LABELS[x["field"]], x["value"] or "(none)") for x in decision["fields"] if x["action"] == "edited"]
+        return [(dec.LABELS[x["field"]], change_said(doc, x)) for x in decision["fields"]
+                if x["action"] in ("edited", "rejected")]
 
     async def metrics(self, request: Request, who: Principal) -> Response:
         def collect():
@@ -695,6 +697,22 @@ def kept_edits(rows: list[dict[str, Any]], draft: Any, page: dict[str, Any]) -> 
         row["action"] = draft.get(f"action.{name}") or ""
     return {**page, **{k: draft.get(k) for k in ("shown_version", "shown_decision", "mine") if k in draft},
             "force_alt": draft.get("force_alt") == "1"}
+
+
+def change_said(doc: dict[str, Any], field: dict[str, Any]) -> str:
+    """An edited or rejected field of a decision in words for the rights check: the new value ("(none)" for an
+    emptied field, the decorative alt text said so), or for a rejection what it removes (each tag, counted)."""
+    name = field["field"]
+    if field["action"] == "edited":
+        if field["value"]:
+            return field["value"]
+        return "(empty: the image is decorative)" if name == "alt_text" else "(none)"
+    if name == "tags":
+        tags = [str(t) for t in doc.get("tags") or []]
+        return (f"rejected: the {counted(len(tags), 'tag')} {'is' if len(tags) == 1 else 'are'} removed "
+                f"({', '.join(tags)})") if tags else "rejected (no tags to remove)"
+    current = dec.doc_value(doc, name)
+    return f"rejected: “{current}” is removed" if current else "rejected (empty already)"
 
 
 def counted(n: int, one: str, many: str | None = None) -> str:

@@ -76,6 +76,7 @@ class _Entry:
     loaded: float = 0.0
     used: float = 0.0
     refresher: threading.Thread | None = None
+    stop: threading.Event = field(default_factory=threading.Event)  # stop_refreshers: its store is going away
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -318,7 +319,8 @@ def _refresh_loop(e: _Entry, client: Elasticsearch, alias: str, kind: str, dims:
             if e.mat is held:
                 e.mat = copy
     while True:
-        time.sleep(max(0.05, s.vector_cache_check_s))
+        if e.stop.wait(max(0.05, s.vector_cache_check_s)):
+            break
         if time.monotonic() - e.used > s.vector_cache_reload_s:
             break
         try:
@@ -336,6 +338,20 @@ def _refresh_loop(e: _Entry, client: Elasticsearch, alias: str, kind: str, dims:
         e.loaded, e.refresher = 0.0, None
 
 
+def stop_refreshers(url: str, timeout_s: float = 5.0) -> None:
+    """End the background refreshes of the store at `url` before it is stopped (`run` stops its embedded store):
+    polled after, each would fail, and the client logs every failed request at WARNING (trial 33 N7: three
+    `elastic_transport.node_pool` lines after Ctrl-C of `run --serve`). A later query starts one again."""
+    with _entries_lock:
+        entries = [e for (at, _, _), e in _entries.items() if at == url]
+    for e in entries:
+        e.stop.set()
+    for e in entries:
+        thread = e.refresher
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout_s)
+
+
 def nearest(client: Elasticsearch, s: Any, alias: str, q: np.ndarray, filters: list[dict[str, Any]], k: int,
             kind: str) -> list[tuple[str, float]]:
     """The k (id, cosine) nearest to the unit vector q among the documents the filters allow, best first. kind
@@ -350,6 +366,7 @@ def nearest(client: Elasticsearch, s: Any, alias: str, q: np.ndarray, filters: l
         _save(e, client, s, alias, kind)
     with e.lock:
         if e.refresher is None:
+            e.stop.clear()
             e.refresher = threading.Thread(target=_refresh_loop, args=(e, client, alias, kind, dims, limit, s),
                                            daemon=True, name=f"vector-cache-{alias}-{kind}")
             e.refresher.start()
