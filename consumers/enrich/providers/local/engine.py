@@ -463,6 +463,15 @@ LOGO_EVEN_FILL = 6.0
 render's shading: 9-17 on the quality set)"""
 
 
+def plain_ground(px: np.ndarray) -> np.ndarray | None:
+    """The median colour of the image's 2-pixel outer ring when the ground is plain (LOGO_GROUND_PLAIN of the ring
+    within LOGO_TOLERANCE of it), else None: what `logo_look` and `figure_neutral` draw their figure against."""
+    ring = np.concatenate([px[:2].reshape(-1, 3), px[-2:].reshape(-1, 3), px[:, :2].reshape(-1, 3),
+                           px[:, -2:].reshape(-1, 3)])
+    ground = np.median(ring, axis=0)
+    return ground if float(np.mean(np.abs(ring - ground).max(1) <= LOGO_TOLERANCE)) >= LOGO_GROUND_PLAIN else None
+
+
 def logo_look(arr: np.ndarray) -> bool:
     """Pixels drawn like a logo: a plain light ground (its outer ring), and on it a compact drawing in few,
     saturated, evenly filled colours. Decided from the image alone (`is_logo` adds text and detections)."""
@@ -470,11 +479,8 @@ def logo_look(arr: np.ndarray) -> bool:
 
     small = cv2.resize(arr, (128, 128), interpolation=cv2.INTER_AREA)
     px = small.astype(np.int16)
-    ring = np.concatenate([px[:2].reshape(-1, 3), px[-2:].reshape(-1, 3), px[:, :2].reshape(-1, 3),
-                           px[:, -2:].reshape(-1, 3)])
-    ground = np.median(ring, axis=0)
-    if (float(np.mean(np.abs(ring - ground).max(1) <= LOGO_TOLERANCE)) < LOGO_GROUND_PLAIN
-            or ground.min() < LOGO_GROUND_LIGHT or ground.max() - ground.min() > LOGO_GROUND_GREY):
+    ground = plain_ground(px)
+    if ground is None or ground.min() < LOGO_GROUND_LIGHT or ground.max() - ground.min() > LOGO_GROUND_GREY:
         return False
     drawn = np.abs(px - ground).max(2) > LOGO_TOLERANCE
     if not LOGO_DRAWN_SHARE[0] <= float(drawn.mean()) <= LOGO_DRAWN_SHARE[1]:
@@ -516,10 +522,8 @@ def figure_neutral(arr: np.ndarray) -> str | None:
     import cv2
 
     px = cv2.resize(arr, (FIGURE_EDGE, FIGURE_EDGE), interpolation=cv2.INTER_AREA).astype(np.int16)
-    ring = np.concatenate([px[:2].reshape(-1, 3), px[-2:].reshape(-1, 3), px[:, :2].reshape(-1, 3),
-                           px[:, -2:].reshape(-1, 3)])
-    ground = np.median(ring, axis=0)
-    if float(np.mean(np.abs(ring - ground).max(1) <= LOGO_TOLERANCE)) < LOGO_GROUND_PLAIN:
+    ground = plain_ground(px)
+    if ground is None:
         return None
     drawn = (np.abs(px - ground).max(2) > LOGO_TOLERANCE).astype(np.uint8)
     inside = cv2.erode(drawn, np.ones((3, 3), np.uint8)).astype(bool)
