@@ -340,7 +340,8 @@ class EmbeddedRun:
                                     + (f" ({len(self.skipped)} file(s) skipped, see above)" if self.skipped else ""))
         # SIGTERM and SIGHUP stop the run like Ctrl-C: the finally below stops every worker, the broker and the
         # store (each child runs in its own session, so nothing else would reach them)
-        previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+        signalled = Interrupts()
+        previous = {sig: signal.signal(sig, signalled.handle) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
         finished = False
         try:
             # the decisions people made on these assets in an earlier run (its sidecars in --out): re-applied
@@ -388,9 +389,10 @@ class EmbeddedRun:
                     follower.join(8)
             finished = True
             return tracker, settings
-        except BaseException:  # interrupted (or failed): what the index says about the finished assets so far
+        except BaseException as exc:  # interrupted (or failed): what the index says about the finished assets so far
             if self.settings is not None:
                 self.read_families(self.settings, timeout_s=5.0, quiet=True)
+            signalled.reraise(exc)
             raise
         finally:
             # the work is done and its rows are built: a Ctrl-C while the workers drain and the broker and store
@@ -899,9 +901,25 @@ still hang this long after the signal, every thread's stack goes to stderr and t
 follow it (they die with their parent, as after a kill -9)."""
 
 
-def _interrupt(signum: int, frame: Any) -> None:
-    faulthandler.dump_traceback_later(STOP_WITHIN_S, exit=True)
-    raise KeyboardInterrupt(f"signal {signum}")
+class Interrupts:
+    """The run's SIGINT/SIGTERM/SIGHUP handler: raises KeyboardInterrupt where the main thread is, and keeps the
+    signal. A handler runs wherever Python code runs next, which can be a callback inside a C extension: there
+    confluent-kafka replaces the KeyboardInterrupt with its own error (a SIGTERM while a consumer read its
+    configuration surfaced as `TypeError: expected configuration property value as type unicode string`, exit 1
+    instead of 130). `reraise` turns whatever the run raised after a signal back into the interruption it was."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+
+    def handle(self, signum: int, frame: Any) -> None:
+        self.signum = signum
+        faulthandler.dump_traceback_later(STOP_WITHIN_S, exit=True)
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    def reraise(self, exc: BaseException) -> None:
+        """After a signal, raise `exc` as KeyboardInterrupt (itself when it already is one); before, return."""
+        if self.signum is not None and not isinstance(exc, KeyboardInterrupt):
+            raise KeyboardInterrupt(f"signal {self.signum}") from exc
 
 
 def sidecar_name(asset_id: str) -> str:

@@ -317,3 +317,39 @@ def test_an_interrupted_json_run_prints_what_it_did_so_far(tmp_path):
         assert r["status"] in ("interrupted", "skipped", "dead_lettered", "auto_applied", "needs_review", "rejected")
     assert f"{len(rows) - 1 - len(interrupted)} of {len(rows) - 1} input(s) finished" in "".join(stderr)
     assert json.loads((tmp_path / "out" / "summary.json").read_text()) == rows
+
+
+def test_a_signal_inside_confluent_kafka_code_still_stops_the_run_as_an_interruption():
+    """Session 17's CI: the SIGTERM of the test above reached `run` while confluent-kafka read a consumer's
+    configuration. The handler's KeyboardInterrupt was raised inside that C code, which replaced it with
+    `TypeError: expected configuration property … as type unicode string`: the run exited 1 with a traceback
+    instead of 130 with its rows. Here the signal lands at the same point on purpose (a configuration value whose
+    str() sends it) and the run's handler turns what escapes back into the interruption."""
+    script = """
+import os, signal
+from confluent_kafka import Consumer
+from app.embedded_run import Interrupts
+
+class SignalWhenRead:
+    def __str__(self):
+        os.kill(os.getpid(), signal.SIGTERM)
+        return "g"
+
+signalled = Interrupts()
+signal.signal(signal.SIGTERM, signalled.handle)
+try:
+    try:
+        Consumer({"bootstrap.servers": "127.0.0.1:1", "group.id": SignalWhenRead()})
+    except BaseException as exc:
+        print("confluent-kafka raised", type(exc).__name__)
+        signalled.reraise(exc)
+        raise
+except KeyboardInterrupt as exc:
+    print("the run sees", type(exc).__name__, exc)
+"""
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    # the mangling is real (if a confluent-kafka release kept the KeyboardInterrupt, the first line says so)
+    assert out.stdout.splitlines() == ["confluent-kafka raised TypeError",
+                                       f"the run sees KeyboardInterrupt signal {int(signal.SIGTERM)}"]
