@@ -163,9 +163,11 @@ def status(group: Optional[list[str]] = typer.Option(None, "--group", help="a st
                                                 "seconds apart: records/s per group, when its lag will be worked "
                                                 "off at that rate, and groups that are stalled (records waiting, "
                                                 "nothing committed in the window)")):
-    """Consumer groups: state, members and their assignment, committed and end offsets, lag, and partitions owned
-    by nobody; with --rate S also each group's throughput, time to drain and stalls. Exit 1 when a group has
-    unowned partitions with records waiting (or, with --rate, is stalled), 2 when the broker cannot be reached."""
+    """Consumer groups: state, members, offsets, lag, and partitions owned by nobody.
+
+    Each group's state, members and their assignment, committed and end offsets, lag, and partitions owned by
+    nobody; with --rate S also each group's throughput, time to drain and stalls. Exit 1 when a group has unowned
+    partitions with records waiting (or, with --rate, is stalled), 2 when the broker cannot be reached."""
     from app.status import BrokerUnreachable, GroupInspector, progress, stage_topics
 
     settings = load_settings()

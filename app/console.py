@@ -29,9 +29,15 @@ if not out.is_terminal:  # piped/CI output: wide enough for the results table to
 def _flag_shows_no_type(display_type_rich: Callable[..., Any]) -> Callable[..., Any]:
     """`--help` of every command: a flag (`--version`, `--json`, `--help`) takes no value, so it is listed without
     the value-type marker typer's Rich help puts on every option (`--version <bool>`, trial 32 F11); an option that
-    takes a value keeps its marker (`--out <str>`). typer's plain (non-Rich) help already leaves flags bare."""
+    takes a value keeps its marker (`--out <str>`), and a repeatable one the marker of one value (`--group <str>`,
+    not `<list[str]>`: it is given once per value). typer's plain (non-Rich) help already leaves flags bare."""
     def display(self: Any, ctx: Any) -> str | None:
-        return None if getattr(self, "is_flag", False) else display_type_rich(self, ctx)
+        if getattr(self, "is_flag", False):
+            return None
+        shown = display_type_rich(self, ctx)
+        if shown and getattr(self, "multiple", False):
+            shown = re.sub(r"list\[(.+)\]", r"\1", shown)
+        return shown
     return display
 
 

@@ -726,3 +726,19 @@ def test_help_lists_a_flag_without_a_value_type():
     run = CliRunner().invoke(app, ["run", "--help"], env={"COLUMNS": "200"}).output
     assert re.search(r"--version\s+print the version", top) and "<bool>" not in top + run
     assert re.search(r"--json\s+print the results as JSON", run) and re.search(r"--out\s+<str>", run)
+
+
+def test_help_lists_each_command_on_one_line_and_a_repeatable_option_by_its_value():
+    """Trial 33 N6: `assetstream --help` listed `status` and `backfill` over three lines each, broken mid-sentence
+    where their docstrings broke; `status --help` showed `--group <list[str]>` for an option given once per value."""
+    import re
+
+    top = CliRunner().invoke(app, ["--help"], env={"COLUMNS": "200"}).output
+    listing = top[top.index("Commands"):]
+    rows = [line[1:].rstrip().rstrip("│").rstrip() for line in listing.splitlines()[1:] if line.startswith("│")]
+    names = [row.split()[0] for row in rows if re.match(r" \S", row)]
+    assert {"status", "backfill", "run", "search", "dlq"} <= set(names)
+    wrapped = [row for row in rows if re.match(r"\s{4,}\S", row)]  # a continuation line: no command name
+    assert not wrapped, top
+    status = CliRunner().invoke(app, ["status", "--help"], env={"COLUMNS": "200"}).output
+    assert re.search(r"--group\s+<str>", status) and "list[" not in status

@@ -253,10 +253,9 @@ def backfill(
     wait_timeout: Optional[float] = typer.Option(None, "--wait-timeout", min=1, help="seconds --wait waits "
                                                  "(default ops.backfill_wait_timeout_s = 3600)"),
 ):
-    """Publish a directory or manifest to `raw`: rate-limited, progress on stderr, resumable; with --wait, until
-    the pipeline has indexed or dead-lettered every published asset.
+    """Publish a directory or manifest to `raw`: rate-limited, progress on stderr, resumable.
 
-    Assets the broker already acknowledged (state file) or already indexed with the current enrichment
+    With --wait, until the pipeline has indexed or dead-lettered every published asset. Assets the broker already acknowledged (state file) or already indexed with the current enrichment
     configuration are skipped. Ctrl-C / SIGTERM stop cleanly: re-run the same command to continue."""
     from app.ops import backfill as bf
     from app.ops.progress import progress
