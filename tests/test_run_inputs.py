@@ -248,3 +248,22 @@ def test_an_asset_the_index_dead_lettered_then_holds_with_a_decision_is_shown_as
     names = sorted(p.name for p in (tmp_path / "out").iterdir())
     assert any(n.endswith(".jsonld") for n in names) and any(n.endswith(".xmp") for n in names), names
     assert json.loads((tmp_path / "out" / "summary.json").read_text())[0]["status"] == "approved"
+
+
+def test_the_run_progress_counts_dead_letters_without_a_bar():
+    """Trial 33 N6: the run's progress showed `dlq ━━━━ 0/2`, an unfinished bar, though nothing was waiting. Each
+    stage keeps its bar (assets through it of all); the dead letters are a count."""
+    from rich.console import Console
+
+    from app.embedded_run import run_progress
+
+    console = Console(record=True, width=100, force_terminal=False)
+    progress = run_progress(console)
+    index = progress.add_task("index", total=2)
+    dead = progress.add_task("dlq", total=None, count="dead-lettered")
+    progress.update(index, completed=1)
+    progress.update(dead, completed=1)
+    console.print(progress.get_renderable())
+    lines = {line.split()[0]: line for line in console.export_text().splitlines() if line.strip()}
+    assert "━" in lines["index"] and "1/2" in lines["index"]
+    assert "━" not in lines["dlq"] and "1 dead-lettered" in lines["dlq"] and "/" not in lines["dlq"]
