@@ -1054,8 +1054,10 @@ def test_after_a_title_edit_the_outcome_names_the_title_sent_and_the_approved_qu
     page.wait_for_load_state("load")
     assert page.locator("table.queue .id").count() > 0  # approved assets are listed, with nothing to approve
     expect(page.get_by_role("button", name=re.compile("^Approve"))).to_have_count(0)
+    expect(page.get_by_role("checkbox", name=re.compile("^select"))).to_have_count(0)  # trial 33 N6: nothing to tick
     page.goto(server.url + "/?status=needs_review")
     expect(page.get_by_role("button", name="Approve selected")).to_have_count(1)
+    assert page.get_by_role("checkbox", name=re.compile("^select")).count() > 1
 
     page.goto(server.url + "/?q=paris")
     page.wait_for_load_state("load")
