@@ -494,3 +494,18 @@ def test_a_reprocess_of_an_asset_with_many_dam_attributes_is_still_sent_and_only
     created = build_event("a-1", "file:///library/a.jpg", attributes={"reprocessed_at": "1700000000"},
                           event_time_ms=1_700_000_000_000)
     assert sent_ms(created) == 1_700_000_000_000
+
+
+def test_the_next_step_for_a_broken_file_is_a_new_file_and_the_backfill_again_not_a_replay():
+    """Trial 33 N5: `backfill --wait` told a corrupt file's owner to `dlq replay --asset ID` once the cause was fixed;
+    a replay sends the old event (the old version) again, while the fixed file is a new version the backfill
+    publishes. Letters whose cause is the file say so; the others (a store that refused a document) keep the replay."""
+    from app.ops.dlq import next_step
+
+    broken = next_step(["corrupt_image", "decompression_bomb"], "acme::a1")
+    assert "assetstream dlq show acme::a1" in broken and "run this backfill again" in broken
+    assert "replay" not in broken
+    refused = next_step(["document_error"], "a2")
+    assert "dlq replay --asset ID" in refused and "backfill again" not in refused
+    both = next_step(["corrupt_image", "timeout"], "a3")
+    assert "for corrupt_image: replace the file" in both and "for the others: fix the cause" in both

@@ -451,8 +451,10 @@ def _say_waited(w) -> None:
         counts = plain(", ".join(f"{k} ×{n}" for k, n in reasons.most_common(5)))
         console.print(f"[red]{len(w.dead)} dead-lettered[/red] ({counts}): {plain(', '.join(ids[:10]))}"
                       f"{f' and {len(ids) - 10} more' if len(ids) > 10 else ''}", highlight=False)
-        console.print(f"[dim]next:[/dim] see why with `assetstream dlq show {plain(ids[0])}` (or `assetstream dlq list "
-                      "--stage STAGE`), fix the cause, then `assetstream dlq replay --asset ID`", highlight=False)
+        from app.ops.dlq import next_step
+
+        console.print(f"[dim]next:[/dim] {plain(next_step((d['reason'] for d in w.dead.values()), ids[0]))}",
+                      highlight=False)
     if w.timed_out:
         console.print(f"[red]timed out:[/red] {len(w.waiting)} asset(s) not indexed nor dead-lettered after "
                       f"{w.seconds:.0f} s: {plain(', '.join(w.waiting[:10]))}{' …' if len(w.waiting) > 10 else ''}",

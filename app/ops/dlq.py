@@ -156,6 +156,28 @@ def _iso(value: Any) -> str | None:
         "+00:00", "Z")
 
 
+FILE_REASONS = frozenset({"not_an_image", "unsupported_format", "corrupt_image", "decompression_bomb",
+                          "metadata_too_large", "too_large", "empty_content", "unreadable_file", "video_too_large",
+                          "video_too_long", "too_many_frames", "no_video_stream"})
+"""dead-letter reasons whose cause is the file's own bytes (docs/operations.md, "Dead-letter reasons"): the fix is a
+new file, which a backfill publishes as a new version; a replay would send the old event again (trial 33 N5)"""
+
+
+def next_step(reasons: Iterable[str | None], first_id: str) -> str:
+    """What to do about dead letters with these `details.reason`s (the --wait outcome's `next:` line): a file
+    replaced and the backfill re-run for causes in the file (FILE_REASONS), `dlq replay` once the cause is fixed
+    for the others, both when both kinds are there."""
+    reasons = set(reasons)
+    look = f"see why with `assetstream dlq show {first_id}` (or `assetstream dlq list --stage STAGE`), "
+    files = "replace the file and run this backfill again (a changed file is published as a new version)"
+    replay = "fix the cause, then `assetstream dlq replay --asset ID`"
+    if reasons <= FILE_REASONS:
+        return look + files
+    if reasons & FILE_REASONS:
+        return (look + f"for {', '.join(sorted(reasons & FILE_REASONS))}: {files}; for the others: {replay}")
+    return look + replay
+
+
 def read_dead_letters(settings: Settings, timeout_s: float = 30.0, *, partial: bool = False) -> list[DeadLetter]:
     """Every record on the DLQ, oldest first. Uses assign() (no group membership, no commits).
 
