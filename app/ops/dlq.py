@@ -315,6 +315,19 @@ def document_of(d: DeadLetter) -> str | None:
     return d.key
 
 
+def indexed_as(doc: dict[str, Any], event_id: str | None, version: int | None) -> str | None:
+    """How the indexed document (IndexView.facts) stands to an asset event: "this event" (the document is of it),
+    "newer" (of a later version), "same version" (of the same version from another event: the index keeps the
+    version it has), None (older). The one rule `dlq list --open` (closed_by) and `backfill --wait` decide by."""
+    if event_id and doc["event_id"] == event_id:
+        return "this event"
+    if version is not None and doc["version"] > version:
+        return "newer"
+    if version is not None and doc["version"] == version:
+        return "same version"
+    return None
+
+
 def closed_by(d: DeadLetter, doc: dict[str, Any] | None) -> str | None:
     """Why a dead letter needs nothing more, because its asset was processed successfully since, or None while it
     is open. `doc`: the asset's index document facts (IndexView.facts: event_id, version, decision_ids), None when
@@ -350,13 +363,9 @@ def closed_by(d: DeadLetter, doc: dict[str, Any] | None) -> str | None:
             else None
     if doc is None:
         return None
-    if rec.get("event_id") and doc["event_id"] == rec["event_id"]:
-        return "this event is indexed"
-    if version is not None and doc["version"] > version:
-        return "a newer version is indexed"
-    if version is not None and doc["version"] == version:
-        return "the same version is indexed from another event"
-    return None
+    return {"this event": "this event is indexed", "newer": "a newer version is indexed",
+            "same version": "the same version is indexed from another event",
+            None: None}[indexed_as(doc, rec.get("event_id"), version)]
 
 
 def select(letters: Iterable[DeadLetter], *, stage: str | None = None, error: str | None = None,

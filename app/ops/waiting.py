@@ -46,7 +46,7 @@ from typing import Any, Callable
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 
 from app.ops.backfill import IndexView, Sent
-from app.ops.dlq import logical_topics, original_asset
+from app.ops.dlq import indexed_as, logical_topics, original_asset
 from streams.avro import Serde, topic_names
 from streams.clientlog import client_logging
 
@@ -178,11 +178,12 @@ class PipelineWatch:
                 sent = self.sent.get(doc_id)
                 if sent is None:
                     continue
-                if doc["event_id"] == sent.event_id:
+                standing = indexed_as(doc, sent.event_id, sent.version)
+                if standing == "this event":
                     self.arrived[doc_id] = "indexed"
-                elif doc["version"] > sent.version:
+                elif standing == "newer":
                     self.arrived[doc_id] = "superseded"
-                elif doc["version"] == sent.version and self.first:
+                elif standing == "same version" and self.first:
                     self.not_newer.add(doc_id)
             self.first = False
         self._tally()
