@@ -362,7 +362,8 @@ def test_the_rights_check_s_cancel_keeps_long_edits_in_a_short_request(browser, 
     field's shown value too: a 1,000-character Russian caption made it 27 KB, which uvicorn answers 400 over a network
     and nginx 414 (its default request line limit is 8 KB), so the edits it promised to keep were lost. Cancel posts
     the form: its request line stays short whatever the edits, and they all come back (with a 2,700-character title,
-    trial 31)."""
+    trial 31). The approval's own way to the rights check was a redirect carrying the same form in its address (8.5 KB
+    here): with long edits the page is now the approval's answer, and every request line stays short."""
     settings, _ = fleet
     with stock_asset_without_script(browser, server, settings) as (_, page, before):
         title = " ".join(["Red ceramic mug on a wooden table"] * 90)[:2700].rstrip()
@@ -370,10 +371,10 @@ def test_the_rights_check_s_cancel_keeps_long_edits_in_a_short_request(browser, 
         caption = caption.rstrip()
         page.locator("#title").fill(title)
         page.locator("#caption").fill(caption)
-        page.get_by_role("button", name="Approve all ✓").click()
-        expect(page.locator("h1#outcome")).to_have_text(re.compile("^Nothing approved yet: this asset"))
         lines: list[str] = []
         page.on("request", lambda r: lines.append(f"{r.method} {r.url}"))
+        page.get_by_role("button", name="Approve all ✓").click()
+        expect(page.locator("h1#outcome")).to_have_text(re.compile("^Nothing approved yet: this asset"))
         page.get_by_role("button", name="Cancel: approve nothing, back to the asset (your edits are kept)").click()
         page.wait_for_url(re.compile("/asset/stock-0002"))
         expect(page.locator("#outcome")).to_have_text("Cancelled: nothing approved; your edits are kept here, not sent.")
@@ -381,6 +382,14 @@ def test_the_rights_check_s_cancel_keeps_long_edits_in_a_short_request(browser, 
         assert page.locator("#title").input_value() == title
         assert page.locator("#caption").input_value() == caption
         assert sent_since(settings, before) == []
+        # and approving anyway sends the long edits
+        page.get_by_role("button", name="Approve all ✓").click()
+        page.get_by_role("button", name=re.compile("^Approve this asset anyway")).click()
+        page.wait_for_url(re.compile("sent="))
+        assert max(map(len, lines)) < 2000, [len(x) for x in lines]
+        assert sent_since(settings, before) == ["stock-0002"]
+        sent = [d for d in feedback(settings) if d["decision_id"] not in before][-1]
+        assert {"field": "caption", "action": "edited", "value": caption} in sent["fields"]
 
 
 def test_tag_edits_the_rights_check_s_cancel_keeps_show_as_chips_with_the_script_on(browser, server, fleet):

@@ -449,8 +449,7 @@ class ReviewApp:
         try:
             target = await run_in_threadpool(act)
             if target is None:  # ask first, on the page a bulk approval's rights check is (Back returns to it)
-                return RedirectResponse("/rights-check?" + urlencode(self.auth.sign_query(
-                    who, [("decide", asset_id), *_draft(form)])), 303)
+                return await self._ask_rights(request, who, [("decide", asset_id), *_draft(form)])
         except (dec.DecisionError, StillSending) as exc:  # the page's own decisions stay its own
             target = _asset_url(asset_id, f, **signed("error", str(exc)),
                                 mine=",".join(dec.own_decisions(form.get("mine"))))
@@ -524,7 +523,7 @@ class ReviewApp:
             done = await run_in_threadpool(act)
             if done is None:  # ask first: restricted or unknown rights, on a page of its own Back returns to
                 again = [(k, str(v)) for k, v in form.multi_items() if k not in ("csrf", "rights_confirmed")]
-                return RedirectResponse("/rights-check?" + urlencode(self.auth.sign_query(who, again)), 303)
+                return await self._ask_rights(request, who, again)
             outcome = ("sent", done)
         except (dec.DecisionError, StillSending) as exc:
             outcome = ("error", str(exc))
@@ -546,6 +545,21 @@ class ReviewApp:
         if again is None:
             return self._message(request, who, 403, "Refused", "This confirmation link was not made for your "
                                  "session, or it expired: go back to the queue and approve again.")
+        return await self._rights_page(request, who, again)
+
+    async def _ask_rights(self, request: Request, who: Principal, again: list[tuple[str, str]]) -> Response:
+        """An approval's rights check (`again`: its form, less the CSRF token): a redirect to the signed GET page
+        (so Back returns to it), or, when that address would be longer than RIGHTS_URL_MAX (long edits, a long
+        selection: a 1,000-character Russian caption is 6 KB encoded, and the draft carries each field's shown value
+        too), the same page as this POST's answer: proxies refuse a request line over 8 KB (nginx 414), which lost
+        the approval and its edits (session 17's note). Back then asks to send the form again, the lesser harm."""
+        query = urlencode(self.auth.sign_query(who, again))
+        if len(query) <= RIGHTS_URL_MAX:
+            return RedirectResponse("/rights-check?" + query, 303)
+        return await self._rights_page(request, who, again)
+
+    async def _rights_page(self, request: Request, who: Principal, again: list[tuple[str, str]]) -> Response:
+        """The rights-check page of an approval's form (`again`), as rights_check describes."""
         form = _Form(again)
         f = Filters.from_params(form, self.taxonomy)
         if form.get("decide") is not None:
@@ -670,6 +684,10 @@ def form_key(form: Any) -> str:
     """What a form submits, as a short digest: its items less the CSRF token, any rights confirmation and the values
     not edited (`_draft`), so the asset page's form and the rights-check page's re-post of it are one submission."""
     return fingerprint(sorted(_draft(form)))
+
+
+RIGHTS_URL_MAX = 4000
+"""the longest query the rights check's redirect carries (_ask_rights); nginx's request line limit is 8 KB"""
 
 
 def _draft(form: Any) -> list[tuple[str, str]]:
