@@ -383,7 +383,8 @@ def _required_env(args: list[str], settings: Any) -> dict[str, str]:
     as the command itself decides: the ingest server without a webhook secret (app/ops/ingest.py IngestServer,
     tests/test_cli_errors.py), the writeback worker without a target (consumers/writeback/sink.py,
     tests/test_group_status.py), an enrich worker without its providers' API keys (app/cli.py
-    _missing_api_keys)."""
+    _missing_api_keys), `assetstream review` in basic mode without users (app/review/auth.py Auth) or in header mode
+    off loopback without trusted proxies (header_exposure_problem), with its --host from the container's args."""
     from app.cli import _missing_api_keys
 
     need: dict[str, str] = {}
