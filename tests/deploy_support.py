@@ -67,7 +67,8 @@ CRD_SCHEMAS = {
     ("monitoring.coreos.com/v1", "PrometheusRule"): "monitoring.coreos.com_prometheusrule.json",
 }
 
-SECRET_NAME_RE = re.compile(r"(API_KEY|PASSWORD|SECRET|TOKEN|USER_INFO|SASL_USERNAME|CREDENTIAL)", re.I)
+SECRET_NAME_RE = re.compile(r"(API_KEY|PASSWORD|SECRET|TOKEN|USER_INFO|SASL_USERNAME|CREDENTIAL|USERS$)", re.I)
+"""Setting / env names that hold a secret (review.users: the editors' passwords, basic mode)."""
 
 
 class ToolMissing(RuntimeError):
@@ -382,7 +383,8 @@ def _required_env(args: list[str], settings: Any) -> dict[str, str]:
     as the command itself decides: the ingest server without a webhook secret (app/ops/ingest.py IngestServer,
     tests/test_cli_errors.py), the writeback worker without a target (consumers/writeback/sink.py,
     tests/test_group_status.py), an enrich worker without its providers' API keys (app/cli.py
-    _missing_api_keys)."""
+    _missing_api_keys), `assetstream review` in basic mode without users (app/review/auth.py Auth) or in header mode
+    off loopback without trusted proxies (header_exposure_problem), with its --host from the container's args."""
     from app.cli import _missing_api_keys
 
     need: dict[str, str] = {}
@@ -393,7 +395,29 @@ def _required_env(args: list[str], settings: Any) -> dict[str, str]:
     if args == ["worker", "enrich"]:
         for var in re.findall(r"ASSETSTREAM_\w+", _missing_api_keys(settings, None) or ""):
             need[var] = f"enrich (provider {settings.enrich.provider}) exits 2 without it"
+    if args[:1] == ["review"]:
+        from app.review.auth import header_exposure_problem
+
+        cfg, host, _ = review_command(args, settings)
+        if cfg.auth == "basic" and not cfg.users:
+            need["ASSETSTREAM_REVIEW__USERS"] = "`assetstream review` exits 2 in basic mode with no users"
+        if header_exposure_problem(cfg, host):
+            need["ASSETSTREAM_REVIEW__TRUSTED_PROXIES"] = (f"`assetstream review` in header mode on {host} exits 2 "
+                                                          "without the proxies whose header it believes")
     return need
+
+
+def review_command(args: list[str], settings: Any) -> tuple[Any, str, int]:
+    """(review settings, host, port) of an `assetstream review` command line as the command applies them: its
+    --host / --port over review.host / review.port, its --tenant options (repeatable) over review.tenants."""
+    opts: dict[str, list[str]] = {}
+    for flag, value in zip(args[1:], args[2:]):
+        if flag.startswith("--"):
+            opts.setdefault(flag, []).append(value)
+    if "--tenant" in opts:
+        settings = settings.with_overrides(review={"tenants": opts["--tenant"]})
+    cfg = settings.review
+    return cfg, opts.get("--host", [cfg.host])[-1], int(opts.get("--port", [cfg.port])[-1])
 
 
 def required_setting_problems(docs: list[dict], tmp_dir: Path) -> list[str]:
@@ -437,12 +461,16 @@ def store_credential_problems(docs: list[dict]) -> list[str]:
     for name, dep in by_name(docs, "Deployment").items():
         c = pod_spec(dep)["containers"][0]
         args = c.get("args", [])
-        if args[:1] != ["worker"] or len(args) < 2 or args[1] not in uses_store:
+        if args[:1] == ["review"]:  # the review desk and search API read the index
+            who = "the review app"
+        elif args[:1] == ["worker"] and len(args) > 1 and args[1] in uses_store:
+            who = f"stage {args[1]}"
+        else:
             continue
         env = {e["name"]: e for e in c.get("env", [])}
         missing = [v for v in STORE_CREDENTIALS if "secretKeyRef" not in env.get(v, {}).get("valueFrom", {})]
         if missing:
-            problems.append(f"Deployment/{name}: stage {args[1]} uses the search store but gets no "
+            problems.append(f"Deployment/{name}: {who} uses the search store but gets no "
                             f"{', '.join(missing)} from the Secret")
     return problems
 
@@ -489,9 +517,106 @@ def _kpis_probe_problems(docs: list[dict], kpis: dict) -> list[str]:
     return problems
 
 
+def review_app_problems(docs: list[dict], tmp_dir: Path) -> list[str]:
+    """The review web app (`assetstream review`, components/review-app) as a pod runs it, with its command's
+    --host / --port / --tenant: one replica and no autoscaler (what a form sent and the sessions signed out are kept
+    per process: app/review/once.py, Auth.end_session), an auth mode fit for a pod, sessions signed with a secret
+    that outlives the pod, header mode answering to the host name the Ingress sends, probes and Service on the port
+    it listens on, and the pod hardened like the others."""
+    problems = []
+    scaled = {o["spec"]["scaleTargetRef"]["name"] for kind in ("ScaledObject", "HorizontalPodAutoscaler")
+              for o in objects(docs, kind)}
+    services = objects(docs, "Service")
+    for name, dep in by_name(docs, "Deployment").items():
+        spec = pod_spec(dep)
+        c = spec["containers"][0]
+        args = c.get("args", [])
+        if args[:1] != ["review"]:
+            continue
+        cfg, host, port = review_command(args, pod_settings(docs, spec, tmp_dir))
+        replicas = dep["spec"].get("replicas", 1)
+        if replicas != 1 or name in scaled:
+            problems.append(f"{name}: replicas {replicas}{' and an autoscaler' if name in scaled else ''}: the review "
+                            "app keeps what each form sent (a double submit sends one decision) and the sessions "
+                            "signed out in its process; a second replica would send a repeat reaching it as a "
+                            "second decision and accept a signed-out cookie. Run one")
+        if cfg.auth == "token":
+            problems.append(f"{name}: review.auth is token: every decision would carry one editor's name "
+                            f"({cfg.token_user}) and the login URL with its token is printed to the pod's log; use "
+                            "basic (review.users from the Secret) or header (behind an SSO proxy)")
+        if cfg.auth == "header" and not (cfg.public_url or cfg.allowed_hosts):
+            problems.append(f"{name}: header mode with no review.public_url (or review.allowed_hosts): the app "
+                            "answers 421 to every request naming the Ingress's host name")
+        env = {e["name"]: e for e in c.get("env", [])}
+        secret = env.get("ASSETSTREAM_REVIEW__SESSION_SECRET", {}).get("valueFrom", {}).get("secretKeyRef")
+        if not secret or secret.get("optional"):
+            problems.append(f"{name}: review.session_secret {'comes from an optional key' if secret else 'is not set'}"
+                            ": the signing key would be random per start, so every rollout or restart signs every "
+                            "editor out and refuses every open form (403); take it from a required Secret key")
+        ports = {p["name"]: p["containerPort"] for p in c.get("ports", [])}
+        if port not in ports.values():
+            problems.append(f"{name}: the app listens on {port} but the container declares {sorted(ports.values())}")
+        for probe_kind in ("livenessProbe", "readinessProbe"):
+            probe = c.get(probe_kind, {}).get("httpGet") or {}
+            if probe.get("path") != "/healthz" or ports.get(probe.get("port"), probe.get("port")) != port:
+                problems.append(f"{name}: {probe_kind} must be httpGet /healthz on the app's port {port} (the one "
+                                f"path that answers without credentials and for any host), got {c.get(probe_kind)}")
+        labels = dep["spec"]["template"]["metadata"]["labels"]
+        reached = [s for s in services if s["spec"].get("selector")
+                   and _matches({"matchLabels": s["spec"]["selector"]}, labels)
+                   and any(ports.get(sp.get("targetPort"), sp.get("targetPort")) == port for sp in s["spec"]["ports"])]
+        if not reached:
+            problems.append(f"{name}: no Service selects its pods with a port reaching {port}: nothing to put an "
+                            "Ingress in front of")
+        res = c.get("resources", {})
+        if not all({"cpu", "memory"} <= set(res.get(part, {})) for part in ("requests", "limits")):
+            problems.append(f"{name}: resources.requests and .limits must set cpu and memory")
+        sc = c.get("securityContext", {})
+        if not spec.get("securityContext", {}).get("runAsNonRoot") or not sc.get("readOnlyRootFilesystem"):
+            problems.append(f"{name}: must run as non-root with a read-only root filesystem")
+    return problems
+
+
+def _url_port(url: str) -> int | None:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https"):
+        return None
+    return parts.port or (443 if parts.scheme == "https" else 80)
+
+
+def egress_problems(docs: list[dict], tmp_dir: Path) -> list[str]:
+    """A pod an Egress NetworkPolicy selects may reach nothing that policy does not allow: DNS and every port its
+    settings name (kafka.bootstrap_servers, registry.url, index.url) must be allowed, or the app cannot publish a
+    decision or read the index."""
+    problems = []
+    policies = [p for p in objects(docs, "NetworkPolicy") if "Egress" in p["spec"].get("policyTypes", [])]
+    for name, dep in by_name(docs, "Deployment").items():
+        labels = dep["spec"]["template"]["metadata"]["labels"]
+        mine = [p for p in policies if _matches(p["spec"].get("podSelector", {}), labels)]
+        if not mine:
+            continue
+        settings = pod_settings(docs, pod_spec(dep), tmp_dir)
+        need = {(53, "UDP"): "DNS", (53, "TCP"): "DNS"}
+        for server in settings.kafka.bootstrap_servers.split(","):
+            need[(int(server.rsplit(":", 1)[1]), "TCP")] = f"kafka.bootstrap_servers {server.strip()}"
+        for what, url in (("registry.url", settings.registry.url), ("index.url", settings.index.url)):
+            if _url_port(url) is not None:
+                need[(_url_port(url), "TCP")] = f"{what} {url}"
+        rules = [r for p in mine for r in p["spec"].get("egress") or []]
+        for (port, proto), why in sorted(need.items()):
+            if not any(not r.get("ports") or any(rp.get("port") == port and rp.get("protocol", "TCP") == proto
+                                                 for rp in r["ports"]) for r in rules):
+                problems.append(f"{name}: egress to port {port}/{proto} ({why}) is allowed by no NetworkPolicy "
+                                "selecting it")
+    return problems
+
+
 OPEN_PORTS = {"assetstream-ingest": {8080}}
 """Ports that authenticate their own requests (the signed webhook): reachable from anywhere. Every other port
-(the workers' /metrics and probes, the KPI app's /kpis and /metrics) answers without auth."""
+(the workers' /metrics and probes, the KPI app's /kpis and /metrics) answers without auth, or, the review app's,
+believes a user-name header in header mode: those admit only named peers (its Ingress controller)."""
 
 
 def exposure_problems(docs: list[dict]) -> list[str]:
@@ -514,7 +639,8 @@ def exposure_problems(docs: list[dict]) -> list[str]:
             if not rules:
                 problems.append(f"{name}: port {port} is admitted by no rule (Prometheus cannot scrape it)")
             elif port not in OPEN_PORTS.get(name, set()) and any(not r.get("from") for r in rules):
-                problems.append(f"{name}: port {port} answers without auth and is open to every peer")
+                problems.append(f"{name}: port {port} does not authenticate every request itself (no auth, or a "
+                                "header believed from its proxy) and is open to every peer")
     return problems
 
 

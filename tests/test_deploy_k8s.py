@@ -121,6 +121,45 @@ def test_writeback_hpa_component_passes_the_checks_on_the_hpa_overlay(tmp_path):
         assert _check(check)(docs, tmp_path) == [], check
 
 
+def test_review_app(kustomization, tmp_path):
+    """The review desk and search API (`assetstream review`) had no manifest: a platform team on Kubernetes could not
+    deploy what editors and front-ends use. components/review-app runs it (the example overlay in header mode behind
+    an SSO proxy); wherever it is rendered it runs as one replica with its sessions signed by a Secret, and may reach
+    only its Ingress controller's namespace in and DNS, Kafka, the registry and the store out."""
+    docs = ds.rendered(kustomization)
+    assert ds.review_app_problems(docs, tmp_path) == []
+    assert ds.egress_problems(docs, tmp_path) == []
+
+
+def test_review_app_is_opt_in_and_the_example_serves_it_behind_its_sso_proxy(tmp_path):
+    for name in ("base", "overlays/example-hpa"):
+        assert "assetstream-review-app" not in ds.by_name(ds.rendered(name), "Deployment"), name
+    docs = ds.rendered("overlays/example")
+    dep = ds.by_name(docs, "Deployment")["assetstream-review-app"]
+    assert ds.pod_spec(dep)["containers"][0]["args"][:1] == ["review"]
+    cfg, host, port = ds.review_command(ds.pod_spec(dep)["containers"][0]["args"], ds.pod_settings(docs, ds.pod_spec(dep), tmp_path))
+    assert (cfg.auth, host, port) == ("header", "0.0.0.0", 8077)
+    ingress = ds.by_name(docs, "Ingress")["assetstream-review-app"]
+    backend = ingress["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]
+    assert backend["name"] in ds.by_name(docs, "Service")
+    assert f"https://{ingress['spec']['rules'][0]['host']}" == cfg.public_url  # the Host it answers to (else 421)
+    for kind in ("Service", "NetworkPolicy"):
+        assert any(n.startswith("assetstream-review-app") for n in ds.by_name(docs, kind)), kind
+
+
+def test_review_app_component_passes_the_checks_on_the_hpa_overlay(tmp_path):
+    """components/review-app as the base configures it (basic auth, the editors' passwords from the Secret key
+    review-users), rendered on example-hpa as an operator's overlay would."""
+    render_dir = tmp_path / "overlay"
+    render_dir.mkdir()
+    docs = ds.rendered_with("overlays/example-hpa", ["components/review-app"], render_dir)
+    dep = ds.by_name(docs, "Deployment")["assetstream-review-app"]
+    assert ds.pod_settings(docs, ds.pod_spec(dep), tmp_path).review.auth == "basic"
+    for check in ("builtin", "settings", "workers", "secrets", "required", "store", "exposure", "review_app",
+                  "egress", "scalers"):
+        assert _check(check)(docs, tmp_path) == [], check
+
+
 def test_example_overlay_pins_an_image():
     for dep in ds.objects(ds.rendered("overlays/example"), "Deployment"):
         image = ds.pod_spec(dep)["containers"][0]["image"]
@@ -339,6 +378,78 @@ def b_unscaled_stage(docs):
     docs[:] = [d for d in docs if not (d["kind"] == "ScaledObject" and d["metadata"]["name"] == "assetstream-validate")]
 
 
+def _review(docs):
+    return ds.by_name(docs, "Deployment")["assetstream-review-app"]
+
+
+def _review_container(docs):
+    return ds.pod_spec(_review(docs))["containers"][0]
+
+
+def b_review_two_replicas(docs):
+    _review(docs)["spec"]["replicas"] = 2
+
+
+def b_review_autoscaled(docs):
+    scaled = ds.deep(_scaled(docs))
+    scaled["metadata"]["name"] = scaled["spec"]["scaleTargetRef"]["name"] = "assetstream-review-app"
+    docs.append(scaled)
+
+
+def b_review_token_mode(docs):
+    _set_config(docs, "auth: header", "auth: token")
+
+
+def b_review_header_without_proxies(docs):
+    _set_config(docs, '  trusted_proxies: ["10.244.0.0/16"]', "")
+
+
+def b_review_basic_without_users(docs):
+    _set_config(docs, "auth: header", "auth: basic")
+
+
+def b_review_no_public_url(docs):
+    _set_config(docs, "  public_url: https://review.example.com\n", "")
+
+
+def b_review_optional_session_secret(docs):
+    next(e for e in _review_container(docs)["env"] if e["name"] == "ASSETSTREAM_REVIEW__SESSION_SECRET")[
+        "valueFrom"]["secretKeyRef"]["optional"] = True
+
+
+def b_review_probe_other_port(docs):
+    _review_container(docs)["livenessProbe"]["httpGet"]["port"] = 9400
+
+
+def b_review_listens_elsewhere(docs):
+    _review_container(docs)["args"][-1] = "8080"
+
+
+def b_review_no_service(docs):
+    docs[:] = [d for d in docs if not (d["kind"] == "Service" and d["metadata"]["name"] == "assetstream-review-app")]
+
+
+def b_review_literal_users(docs):
+    _review_container(docs)["env"].append({"name": "ASSETSTREAM_REVIEW__USERS", "value": '{"alice": "hunter2"}'})
+
+
+def b_review_no_store_credentials(docs):
+    _drop_env(_review_container(docs), "ASSETSTREAM_INDEX__PASSWORD")
+
+
+def b_review_open_to_every_pod(docs):
+    del ds.by_name(docs, "NetworkPolicy")["assetstream-review-app-from-ingress"]["spec"]["ingress"][0]["from"]
+
+
+def b_review_egress_without_store(docs):
+    rule = ds.by_name(docs, "NetworkPolicy")["assetstream-review-app-egress"]["spec"]["egress"][1]
+    rule["ports"] = [p for p in rule["ports"] if p["port"] != 9200]
+
+
+def b_review_egress_without_dns(docs):
+    ds.by_name(docs, "NetworkPolicy")["assetstream-review-app-egress"]["spec"]["egress"].pop(0)
+
+
 def _check(name: str) -> Callable:
     return {
         "builtin": lambda docs, tmp: ds.builtin_schema_problems(docs),
@@ -351,6 +462,9 @@ def _check(name: str) -> Callable:
         "store": lambda docs, tmp: ds.store_credential_problems(docs),
         "monitoring": lambda docs, tmp: ds.monitoring_problems(docs),
         "scalers": ds.scaler_problems,
+        "exposure": lambda docs, tmp: ds.exposure_problems(docs),
+        "review_app": ds.review_app_problems,
+        "egress": ds.egress_problems,
     }[name]
 
 
@@ -398,6 +512,23 @@ BROKEN = [
     ("overlays/example", b_both_scalers, "scalers", "fight"),
     ("overlays/example", b_replicas_fixed, "scalers", "sets replicas"),
     ("overlays/example", b_unscaled_stage, "scalers", "assetstream-validate: 0 autoscalers"),
+    ("overlays/example", b_review_two_replicas, "review_app", "assetstream-review-app: replicas 2"),
+    ("overlays/example", b_review_autoscaled, "review_app", "replicas 1 and an autoscaler"),
+    ("overlays/example", b_review_token_mode, "review_app", "review.auth is token"),
+    ("overlays/example", b_review_header_without_proxies, "required",
+     "ASSETSTREAM_REVIEW__TRUSTED_PROXIES is not set (`assetstream review` in header mode on 0.0.0.0 exits 2"),
+    ("overlays/example", b_review_basic_without_users, "required",
+     "assetstream-review-app: ASSETSTREAM_REVIEW__USERS is not set"),
+    ("overlays/example", b_review_no_public_url, "review_app", "421"),
+    ("overlays/example", b_review_optional_session_secret, "review_app", "session_secret comes from an optional key"),
+    ("overlays/example", b_review_probe_other_port, "review_app", "livenessProbe must be httpGet /healthz"),
+    ("overlays/example", b_review_listens_elsewhere, "review_app", "listens on 8080"),
+    ("overlays/example", b_review_no_service, "review_app", "no Service selects its pods"),
+    ("overlays/example", b_review_literal_users, "secrets", "ASSETSTREAM_REVIEW__USERS must come from a secretKeyRef"),
+    ("overlays/example", b_review_no_store_credentials, "store", "the review app uses the search store"),
+    ("overlays/example", b_review_open_to_every_pod, "exposure", "assetstream-review-app: port 8077"),
+    ("overlays/example", b_review_egress_without_store, "egress", "9200/TCP (index.url"),
+    ("overlays/example", b_review_egress_without_dns, "egress", "53/UDP (DNS)"),
 ]
 
 
