@@ -45,19 +45,11 @@ GENERIC_SOURCES = {"none", "logo", "ocr", "ink", "pixels", None}
 
 def run(names: list[str]) -> dict:
     """bench/quality.py's run_pipeline on the drawings, each image's record with what named its subject."""
-    from consumers.enrich.providers.local import TOP_K, engine
-
     out = quality.run_pipeline(names, data=DATA)
     for name, r in out["images"].items():
         enr = out["_enriched"][name]
-        enrichment = enr.get("enrichment") or {}
-        r["subject_evidence"] = enrichment.get("subject_evidence")
-        r["summary"] = enrichment.get("summary") or ""
-        # what the models saw (the provider's cached facts of the same thumbnail): for --details
-        facts = engine.analyse_image(((enr.get("pre") or {}).get("thumbnail") or {}).get("data"), TOP_K, 1)
-        r["classes"] = [(label, round(p, 3)) for label, _, p in facts.top[:4]]
-        r["objects"] = [(d.label, round(d.score, 2), round(d.area, 2)) for d in facts.objects[:3]]
-        r["graphic"] = facts.graphic
+        r["summary"] = (enr.get("enrichment") or {}).get("summary") or ""
+        r.update(quality.model_facts(enr, classes=4, boxes=3))  # for --details
     return out
 
 
