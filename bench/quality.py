@@ -151,6 +151,20 @@ def run_pipeline(names: list[str], *, per_image: bool = False, preprocess: dict 
 
 # --- scoring -------------------------------------------------------------------------------------------------
 
+def model_facts(enriched: dict, classes: int = 5, boxes: int = 6) -> dict:
+    """What the models saw on an enriched record's thumbnail, from the local provider's cached facts of the same
+    run (`engine.analyse_image`; recomputed if the cache moved on): what named the alt text's subject, the
+    classifier's top classes (label, p), the detector's boxes (label, score, share of the image) and the pixels'
+    photo / graphic decision. For --details: why an alt text does or does not name its subject."""
+    from consumers.enrich.providers.local import TOP_K, engine
+
+    facts = engine.analyse_image(((enriched.get("pre") or {}).get("thumbnail") or {}).get("data"), TOP_K, 1)
+    return {"subject_evidence": (enriched.get("enrichment") or {}).get("subject_evidence"),
+            "classes": [(label, round(p, 3)) for label, _, p in facts.top[:classes]],
+            "objects": [(d.label, round(d.score, 2), round(d.area, 2)) for d in facts.objects[:boxes]],
+            "graphic": facts.graphic}
+
+
 def _words(text: str) -> list[str]:
     return re.findall(r"[a-z0-9]+", (text or "").lower())
 
@@ -648,9 +662,13 @@ def main() -> None:
         for name in names:
             r = cur_run["images"][name]
             t = truth[name]
+            seen = model_facts(cur_run["_enriched"][name])
+            named = "" if not t["subject"] or t["decorative"] else (
+                " names the subject" if _names_subject(r["alt_text"], t["subject"]) else " MISSES the subject")
             print(f"\n{name}: [{r['status']} {r['confidence']:.2f}] faces {r['faces']}/{t['faces']}"
-                  f" dup={r['duplicate_of']}\n  alt: {r['alt_text']!r}\n  title: {r['title']!r}\n"
-                  f"  tags: {r['tags'][:8]}\n  ocr: {r['ocr_text'][:120]!r}")
+                  f" dup={r['duplicate_of']}\n  alt{named} ({seen['subject_evidence']}): {r['alt_text']!r}\n"
+                  f"  title: {r['title']!r}\n  tags: {r['tags'][:8]}\n  ocr: {r['ocr_text'][:120]!r}\n"
+                  f"  classes: {seen['classes']} boxes: {seen['objects']} graphic: {seen['graphic']}")
             if base_run:
                 b = base_run["images"][name]
                 print(f"  BASE alt: {b['alt_text']!r} tags: {b['tags'][:5]}")

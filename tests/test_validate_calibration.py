@@ -154,7 +154,9 @@ def _validate_with(value: dict, **validate) -> dict:
 def test_the_quality_bench_puts_another_calibration_next_to_the_shipped_one(tmp_path):
     """bench/quality.py --compare-calibration: two calibrations on the same enrichments, per split. A copy of the
     shipped file whose OCR curve doubts every reading (0.5) keeps the clear sign in review; the shipped one
-    auto-applies it. The generic coins photo is in review with both."""
+    auto-applies it. The generic coins photo is in review with both. With --details each image's row also says
+    whether its alt text names the subject and what the models saw (classes, boxes, photo or graphic): the coins
+    photo's classifier guesses a thimble, which is why it is "A black-and-white photograph"."""
     import subprocess
     import sys
     from pathlib import Path
@@ -168,7 +170,7 @@ def test_the_quality_bench_puts_another_calibration_next_to_the_shipped_one(tmp_
     path.write_text(json.dumps(doubt))
     root = Path(__file__).resolve().parent.parent
     out = subprocess.run([sys.executable, "bench/quality.py", "--baseline", "none", "--order",
-                          "sign_open_1bit.png,coins.jpg", "--compare-calibration", str(path)],
+                          "sign_open_1bit.png,coins.jpg", "--compare-calibration", str(path), "--details"],
                          cwd=root, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-2000:]
     rows = {tuple(c.strip() for c in line.strip("|").split("|")[:3]) for line in out.stdout.splitlines()
@@ -177,3 +179,27 @@ def test_the_quality_bench_puts_another_calibration_next_to_the_shipped_one(tmp_
     assert ("held-out", shipped, "0.50 (1/2)") in rows
     assert "held-out auto-applied with test-ocr-doubt: none" in out.stdout
     assert f"held-out auto-applied with {shipped}: sign_open_1bit.png" in out.stdout
+    coins = out.stdout.split("\ncoins.jpg:", 1)[1].split("\n\n", 1)[0]
+    assert "alt MISSES the subject (none): 'A black-and-white photograph'" in coins, coins
+    assert "classes: [('thimble', 0.14" in coins and "graphic: False" in coins, coins
+
+
+def test_the_drawings_bench_says_how_many_auto_applied_drawings_name_a_wrong_subject():
+    """bench/drawings.py: is the calibration (fitted on tests/data/quality) honest on real drawings it never saw?
+    It counts the auto-applied drawings per split and whether their alt text names the subject or a wrong one. The
+    held-out grasshopper's only large box is an airplane (0.69), which names it and is auto-applied; the fit
+    split's teddy bear is named right by its box and auto-applied too."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    out = subprocess.run([sys.executable, "bench/drawings.py", "--baseline", "none", "--order",
+                          "oc_ac61398b.png,oc_2385a6a7.png"], cwd=root, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    rows = {tuple(c.strip() for c in line.strip("|").split("|")[:3]) for line in out.stdout.splitlines()
+            if line.startswith("|")}
+    assert ("held-out", "auto-applied", "1/1 (100%)") in rows, out.stdout
+    assert ("held-out", "of them alt names a WRONG subject", "1/1 (100%)") in rows, out.stdout
+    assert ("fit", "of them alt names the subject", "1/1 (100%)") in rows, out.stdout
+    assert ("all", "of them alt names a WRONG subject", "1/2 (50%)") in rows, out.stdout
