@@ -485,6 +485,8 @@ def test_only_a_models_value_is_charged_to_its_prompt():
     assert sorted(rows) == [["caption", "alt-text", "v1", MODEL_A, "edited"],
                             ["tags", "tagging", "t1", MODEL_A, "accepted"]]
     assert compute.decision_event(state, d, ks)["n"] == 3
+    # redelivered after a kill -9 between on_feedback's state write and its event: charged as the first time
+    assert compute.decision_event(compute.note_decision(state, d), d, ks)["rows"] == rows
     rec["field_sources"]["title"] = "human"  # the DAM's title: edited there, rejected here
     state = compute.apply_validated(None, rec, ks)[0]
     assert compute.decision_event(state, D("p", BASE + 5000, [("title", "rejected")]).record(), ks)["rows"] == []
