@@ -390,3 +390,103 @@ def test_the_positions_a_window_remembers_are_bounded():
         compute.already_folded(agg, {"src": ["assetstream.validated", 1, offset]})
     assert len(agg["folded"]["assetstream.validated:1"]) == compute.FOLDED_RUNS_KEPT
     assert not compute.already_folded(agg, {"src": ["assetstream.validated", 1, 0]})  # forgotten: folded again
+
+
+def test_a_week_of_approvals_edits_and_second_opinions_charges_each_prompt_what_its_output_got(broker, unique):
+    """Trial 34 F5: after a week with 15 approvals, most fields accepted as shown (Approve all, bulk approval), every
+    edit-rate row said `accepted 0` (alt_text v1: 11 of 11 edited, override rate 1.0): an approval's fields were
+    charged to no prompt. And a reject of a person's title (another editor's edit) was charged to the prompt as a
+    model override, a second edit of a value a person had already edited as a second model edit. Now a field an
+    approval accepts as shown counts `accepted` for the prompt and model that wrote it; a decision on a value a
+    person gave counts in `decisions` and is charged to no prompt. The records are the pipeline's and the review
+    group's (domain/review.py merges each decision and applies it, as the review group does)."""
+    from app.kpis.audit import history
+    from domain import review
+
+    settings, env, port = make_env(broker, unique)
+    at = BASE + 10 * HOUR
+    week = {name: V(name, 1, "needs_review", at - 60_000, at + i * 1000, f"Title {name}", f"Alt {name}",
+                    ("subject:cat",), 0.0, "v1", MODEL_A) for i, name in enumerate(("w1", "w2", "w3", "w4"))}
+    records = {name: v.record() for name, v in week.items()}
+    decisions = [0]
+
+    def decide(name: str, decided_at: int, fields: list[tuple[str, str]], editor: str, status: str | None = None,
+               applied: bool = True) -> None:
+        """The editor's decision on `feedback`, and (`applied`) the record the review group publishes for it,
+        each read by the app before the next step; without `applied` that record comes with the next one: the
+        app has not read it when the next decision comes (the review group is behind, or the app reads
+        `validated` later)."""
+        d = D(name, decided_at, fields, editor=editor, status=status).record()
+        publish_decisions(settings, [d])
+        decisions[0] += len(fields) or int(status is not None)
+        rec = records[name]
+        out = review.apply_review(rec, review.merge_decision(rec.get("review"), d, rec))
+        records[name] = {**out, "stamp": {**out["stamp"], "stage": "review", "at": decided_at + 500}}
+        if applied:
+            T.produce(settings, "validated", [(name, records[name])])
+            published[0] += 1
+        read(published[0], decisions[0])
+
+    def read(n_records: int, n_decisions: int) -> dict:
+        def check():
+            t = next((s for s in app.view()["snapshots"] if s["window"] == "total"), None)
+            return t if t and (t["validated_records"], t["decisions"]) == (n_records, n_decisions) else None
+        return T.wait_for(check, 30, 0.2, f"{n_records} records and {n_decisions} decisions read")
+
+    with app_for(env, port) as app:
+        T.produce(settings, "validated", list(records.items()))
+        published = [len(records)]
+        read(published[0], 0)
+        t = at + HOUR
+        decide("w1", t, [], "alice", "approved")  # Approve all: every field accepted as shown
+        decide("w2", t + 1000, [], "bob", "approved")  # bulk approval
+        decide("w3", t + 2000, [("title", "edited")], "alice", applied=False)
+        decide("w3", t + 3000, [("title", "edited")], "bob")  # a second edit of alice's title
+        decide("w3", t + 4000, [("title", "rejected")], "carol")  # a reject of bob's title: a person's value
+        decide("w3", t + 5000, [], "alice", "approved")  # alt text and tags accepted as shown; the title is carol's
+        decide("w4", t + 6000, [("alt_text", "edited")], "bob", "approved")  # an edit, and the rest approved
+        decide("w1", t + 7000, [], "carol", "approved")  # approved again: the same values, judged once already
+        snaps = wait_total(settings, published[0], decisions[0])  # the snapshot on `kpis`, as a dashboard reads it
+
+        # the audit says the same (`assetstream audit w3`): bob's edit and carol's reject were of a person's title
+        entries = [e for e in history(settings, "w3") if e["kind"] == "editor_decision"]
+        assert [(e["actor"], [(f["field"], f["action"], f["prompt_version"]) for f in e["fields"]]) for e in entries] \
+            == [("alice", [("title", "edited", "v1")]), ("bob", [("title", "edited", None)]),
+                ("carol", [("title", "rejected", None)]), ("alice", [])]
+
+    rows = {(r["field"], r["prompt_id"], r["prompt_version"], r["model"]):
+            (r["accepted"], r["edited"], r["rejected"], r["edit_rate"], r["override_rate"])
+            for r in snaps["total"]["edit_rates"]}
+    alt_v1, tags_t1 = ("alt-text", "v1", MODEL_A), ("tagging", "t1", MODEL_A)
+    assert snaps["total"]["decisions"] == 8  # what editors sent: three edits, one reject, four verdicts
+    assert rows == {
+        ("title", *alt_v1): (3, 1, 0, 0.25, 0.25),  # w1, w2, w4 accepted; alice's w3 edit (bob's, carol's: no prompt)
+        ("alt_text", *alt_v1): (3, 1, 0, 0.25, 0.25),  # w1, w2, w3 accepted; bob's w4 edit
+        ("tags", *tags_t1): (4, 0, 0, 0.0, 0.0),
+        ("*", *alt_v1): (6, 2, 0, 0.25, 0.25),
+        ("*", *tags_t1): (4, 0, 0, 0.0, 0.0),
+    }
+
+
+def test_only_a_models_value_is_charged_to_its_prompt():
+    """Trial 34 F5, the cases the week above does not send: a value the file (`embedded`) or the DAM (`human`) gave,
+    and a value the duplicate family gave that an approval accepts (the desk names it, `propagated` on the index,
+    not on the record), are no prompt's output; a caption the model left empty, written by a person, is the
+    prompt's miss (`edited`)."""
+    ks = KpiSettings()
+    v = V("p", 1, "needs_review", BASE, BASE + 1000, "Mug", "A mug", ("object:mug",), 0.0, "v1", MODEL_A)
+    rec = v.record()
+    rec["field_sources"] = {"title": "embedded", "alt_text": "model", "tags": "model"}
+    state = compute.apply_validated(None, rec, ks)[0]
+    d = D("p", BASE + 5000, [("caption", "edited")], status="approved").record()
+    d["fields"] += [{"field": "alt_text", "action": "accepted", "value": "A mug from its twin"},
+                    {"field": "tags", "action": "accepted", "value": '["object:mug"]'}]
+    rows = compute.decision_event(state, d, ks)["rows"]
+    assert sorted(rows) == [["caption", "alt-text", "v1", MODEL_A, "edited"],
+                            ["tags", "tagging", "t1", MODEL_A, "accepted"]]
+    assert compute.decision_event(state, d, ks)["n"] == 3
+    # redelivered after a kill -9 between on_feedback's state write and its event: charged as the first time
+    assert compute.decision_event(compute.note_decision(state, d), d, ks)["rows"] == rows
+    rec["field_sources"]["title"] = "human"  # the DAM's title: edited there, rejected here
+    state = compute.apply_validated(None, rec, ks)[0]
+    assert compute.decision_event(state, D("p", BASE + 5000, [("title", "rejected")]).record(), ks)["rows"] == []

@@ -9,6 +9,7 @@ real review app, carried over the real broker by the review group."""
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import hashlib
 import html
 import re
@@ -251,5 +252,41 @@ def test_an_approval_recorded_before_image_hashes_is_dated_to_the_image_the_inde
         assert (doc["version"], doc["status"], doc["alt_text"]) == (3, "needs_review", "A red mug")
         assert any(r.startswith("the image changed since carol approved it on ") for r in doc["reasons"])
         assert doc["model_suggestions"]["alt_text"] == "A green cup"
+    finally:
+        sink.close()
+
+
+def test_an_approval_of_bytes_the_dam_sends_again_is_timed_from_their_first_upload(store):
+    """Trial 34 F7: after the DAM sent the same files again (`created` events, the same bytes), the desk's header read
+    "timed over 2 of 15 approvals; 13 carried over from an earlier upload left out": the index held only the new
+    event's time, later than the approvals. The document now keeps when these bytes were first uploaded
+    (`uploaded_at`), and the time to publish is timed from it; a replaced image starts its own."""
+    from app.review.queries import Index
+    from domain.review import apply_review, merge_decision
+    from tests.store_support import T0, settings_for, validated_asset
+
+    settings = settings_for(store.url, embed_documents=False, embed_images=False)
+    sink = IndexSink(settings)
+    try:
+        v1 = validated_asset(ASSET, title="Red mug", alt_text="A red mug", status="needs_review")  # uploaded T0+1m
+        approved_at = T0 + dt.timedelta(minutes=1, seconds=45)
+        review = merge_decision(None, {"decision_id": "d1", "asset_id": ASSET, "editor": "erin", "status": "approved",
+                                       "decided_at": approved_at, "fields": []}, v1)
+        assert sink.process_batch(as_items([apply_review(v1, review)])) == [None]
+
+        resent = validated_asset(ASSET, 2, title="Red mug", alt_text="A red mug", status="needs_review")  # T0+2m
+        resent["enriched"]["pre"]["asset"]["event_type"] = "created"  # the DAM's re-send of the same file
+        assert sink.process_batch(as_items([resent])) == [None]
+        doc = _doc(sink, lambda d: d.get("version") == 2)
+        assert (doc["status"], doc["event_time"]) == ("approved", "2026-03-01T12:02:00.000+00:00")
+        ttp = Index(sink.client, settings).time_to_publish()  # the desk's header and /metrics
+        assert (ttp["count"], ttp["p50"], ttp["left_out"]) == (1, 45.0, 0)
+        assert doc["uploaded_at"] == "2026-03-01T12:01:00.000+00:00"  # the first upload of these bytes
+
+        replaced = validated_asset(ASSET, 3, title="Green cup", alt_text="A green cup", status="needs_review",
+                                   content="green cup")
+        assert sink.process_batch(as_items([replaced])) == [None]
+        doc = _doc(sink, lambda d: d.get("version") == 3)
+        assert doc["uploaded_at"] == doc["event_time"] == "2026-03-01T12:03:00.000+00:00"  # other bytes: their own
     finally:
         sink.close()

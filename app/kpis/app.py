@@ -3,7 +3,8 @@
     raw, dlq ──── agents on_published, on_dead_letter ─ count-check events (app/kpis/flow.py) ─┐
     validated ─┐  agent on_validated ─ asset-state table (per asset: latest version, field flags, last provenance)
                │        │ AuditEntry (generated) ──────────────────────────────────────────────> audit
-    feedback ──┘  agent on_feedback  ─ reads asset-state for the provenance of what was suggested
+    feedback ──┘  agent on_feedback  ─ reads asset-state for the provenance and sources of what was shown,
+                        │                  notes there what people decided (per field)
                         │ AuditEntry (editor_decision) ────────────────────────────────────────> audit
                         └ KPI events (JSON) -> <app_id>-kpi-events (1 partition)
                               agent on_kpi_event ─ kpi table: 'total', 'hour:<start>', 'day:<start>'
@@ -261,6 +262,8 @@ def make_app(settings: Settings, create_topics: bool = True) -> faust.App:
                 # computes the same event again from the unchanged state (the KPI agent folds its position once);
                 # the other way round, the state landed and the redelivered record moved nothing: a move lost
                 await emit(compute.with_source(kpi_event, source), acked=True)
+                # what people decided is on_feedback's to write, maybe meanwhile: kept as it is now
+                new_state["people"] = (asset_state.get(key) or {}).get("people") or new_state.get("people") or {}
                 asset_state[key] = new_state
                 await write_audit(compute.audit_for_validated(record, ks, source))
 
@@ -269,7 +272,11 @@ def make_app(settings: Settings, create_topics: bool = True) -> faust.App:
         async for event in stream.events():
             with health.watch("on_feedback"):
                 decision = serde.deserialize("feedback", event.value)
-                current = asset_state.get(scoped_id(decision["asset_id"], decision.get("tenant")))
+                key = scoped_id(decision["asset_id"], decision.get("tenant"))
+                current = asset_state.get(key)
+                # the asset's decisions as people sent them, for the next one (compute.charged_fields); written
+                # before any await, so on_validated's write of the asset cannot land between the read and this
+                asset_state[key] = compute.note_decision(current, decision)
                 msg = event.message
                 source = (msg.topic, msg.partition, msg.offset)
                 await write_audit(compute.audit_for_decision(decision, current, ks, source))

@@ -15,6 +15,7 @@ from datetime import datetime, timezone
 from typing import Any, Iterable
 
 from app.kpis.settings import KpiSettings
+from domain import review
 from domain.events import sent_ms
 from domain.records import degraded_of
 
@@ -27,7 +28,8 @@ AUDITED_FIELDS = ("title", "alt_text", "caption", "summary", "visible_text", "ta
 UNKNOWN = "unknown"
 WINDOWS = {"hour": HOUR_MS, "day": DAY_MS}
 RECENT_WINDOWS = 4  # per asset, window starts remembered for the distinct-asset count and the status counted there
-SHOWN_KEPT = 8  # per asset, the newest publications (time, version, provenance) a decision is matched against
+SHOWN_KEPT = 8  # per asset, the newest publications (time, version, provenance, field facts) a decision is matched against
+PEOPLE_KEPT = 8  # per asset and field, the newest decisions people sent about it (and "*": the newest approvals)
 FOLDED_RUNS_KEPT = 32  # per window aggregate and source partition, the newest runs of consecutive offsets folded
 FOLDED_SOURCES_KEPT = 256  # per window aggregate, the source partitions those runs are remembered for
 
@@ -107,8 +109,13 @@ def apply_validated(state: dict[str, Any] | None, validated: dict[str, Any],
     version = int(asset["version"])
     status = validated["status"]
     at = to_ms(validated["stamp"]["at"])
+    people = (state or {}).get("people")
+    if state is not None and "v" not in state:  # only what people decided (on_feedback): no publication seen yet
+        state = None
     before = _coverage_vector(state, ks)
     new = dict(state) if state else {"v": None, "deleted": False, "flags": {}, "prov": [], "seen": {}}
+    if people:
+        new["people"] = people
     new["seen"] = {k: list(v) for k, v in (new.get("seen") or {}).items()}
     if new["v"] is None or version >= new["v"]:
         new["v"] = version
@@ -118,7 +125,7 @@ def apply_validated(state: dict[str, Any] | None, validated: dict[str, Any],
             new["prov"] = provenance_brief(validated["enriched"]["provenance"])
     if validated["enriched"].get("provenance"):  # whatever order versions arrive in: what was shown when
         kept = [s for s in new.get("shown") or [] if s[:2] != [at, version]]  # a replayed record: once
-        kept.append([at, version, provenance_brief(validated["enriched"]["provenance"])])
+        kept.append([at, version, provenance_brief(validated["enriched"]["provenance"]), field_facts(validated)])
         new["shown"] = sorted(kept, key=lambda s: (s[0], s[1]))[-SHOWN_KEPT:]
     after = _coverage_vector(new, ks)
     first = {"total": state is None}
@@ -180,6 +187,13 @@ def _move(old: str | None, new: str | None) -> dict[str, int]:
     return {**({old: -1} if old else {}), **({new: 1} if new else {})}
 
 
+def _shown_entry(state: dict[str, Any] | None, at: int) -> list[Any] | None:
+    """The publication an editor was shown at `at`: of the asset's publications at or before it, the highest
+    version (as the index keeps it; of one version, the newest record, e.g. the review group's), or None."""
+    before = [s for s in (state or {}).get("shown") or [] if s[0] <= at]
+    return max(before, key=lambda s: (s[1], s[0])) if before else None
+
+
 def shown(state: dict[str, Any] | None, decided_at: Any) -> tuple[int | None, list[dict[str, str]]]:
     """(version, provenance) of the record an editor was shown: of the asset's publications at or before the
     decision, the highest version (as the index keeps it), never one published after it (e.g. by a later prompt,
@@ -190,24 +204,110 @@ def shown(state: dict[str, Any] | None, decided_at: Any) -> tuple[int | None, li
         return None, []
     if "shown" not in state:
         return state.get("v"), state.get("prov") or []
-    at = to_ms(decided_at)
-    before = [(v, t, prov) for t, v, prov in state["shown"] if t <= at]
-    if not before:
-        return None, []
-    version, _, prov = max(before, key=lambda s: (s[0], s[1]))
-    return version, prov
+    entry = _shown_entry(state, to_ms(decided_at))
+    return (entry[1], entry[2]) if entry else (None, [])
+
+
+def _digest(value: str | None) -> str:
+    return hashlib.sha1(str(value).encode()).hexdigest()[:12]
+
+
+def field_facts(validated: dict[str, Any]) -> dict[str, list[Any]]:
+    """What a published record says of each reviewable field, for charging decisions about it: [its source
+    (`field_sources`: model | human | embedded | rule | propagated; a value without one is the model's, an empty
+    field nobody filled has none), a digest of the model's value (to tell it from another value a person
+    accepted), whether a person decided on it already (the record's review)]."""
+    decided = review.decided_fields(validated.get("review"))
+    out: dict[str, list[Any]] = {}
+    for name in review.FIELDS:
+        source = review.source_of(validated, name)
+        if source is None and name not in decided:
+            continue
+        out[name] = [source, _digest(review.current_value(validated, name)) if source == "model" else None,
+                     int(name in decided)]
+    return out
+
+
+def note_decision(state: dict[str, Any] | None, decision: dict[str, Any]) -> dict[str, Any]:
+    """The asset's state with what a person decided (on_feedback): per field the newest PEOPLE_KEPT decisions
+    [decided_at, decision id, action], and under "*" the approvals (an approval judges every field shown). The
+    `feedback` records of an asset are read in order, so a decision is known here before the next one, even when
+    the review group's record of it is read later (the app reads `validated` and `feedback` independently)."""
+    new = dict(state or {})
+    people = {k: [list(x) for x in v] for k, v in (new.get("people") or {}).items()}
+    at, ident = to_ms(decision["decided_at"]), decision["decision_id"]
+    marks = [(fd["field"], fd["action"]) for fd in decision["fields"]]
+    if decision.get("status") == "approved":
+        marks.append(("*", "approved"))
+    for name, action in marks:
+        kept = [x for x in people.get(name, []) if x[1] != ident]  # a redelivered decision: once
+        kept.append([at, ident, action])
+        people[name] = sorted(kept)[-PEOPLE_KEPT:]
+    new["people"] = people
+    return new
+
+
+def _before(state: dict[str, Any] | None, name: str, at: int, ident: str, actions: tuple[str, ...]) -> int | None:
+    """decided_at of the newest decision people sent on field `name` (one of `actions`) before this one."""
+    times = [x[0] for x in ((state or {}).get("people") or {}).get(name, [])
+             if x[2] in actions and x[1] != ident and x[0] <= at]
+    return max(times) if times else None
+
+
+def _model_value(state: dict[str, Any] | None, entry: list[Any] | None, fd: dict[str, Any], at: int,
+                 ident: str) -> bool:
+    """Whether a field decision is about the model's value (charged to its prompt): not when the record shown
+    gave it another source (a person's, the DAM's, the file's, a rule's, the family's), nor when a person's edit
+    or rejection of it came after that record (its own record not read yet), nor when a person accepted a value
+    other than the model's. A field the record left empty is the model's to fill: an edit there is charged to it."""
+    facts = entry[3] if entry and len(entry) > 3 else {}
+    person = _before(state, fd["field"], at, ident, ("edited", "rejected"))
+    if person is not None and (entry is None or person > entry[0]):
+        return False
+    source, digest, _ = facts.get(fd["field"]) or (None, None, 0)
+    if source not in (None, "model"):
+        return False
+    return not (fd["action"] == "accepted" and fd.get("value") is not None and digest is not None
+                and _digest(fd["value"]) != digest)
+
+
+def charged_fields(state: dict[str, Any] | None, decision: dict[str, Any],
+                   ks: KpiSettings) -> list[tuple[str, str, tuple[str, str, str] | None]]:
+    """(field, action, (prompt_id, prompt_version, model) or None) for what a decision says about each prompt's
+    output: every field it names, charged to the prompt that wrote the value the editor was shown, or to none when
+    that value was not the model's (`_model_value`); and for an approval every other field the record shown holds
+    a model value in, `accepted` as shown — unless a person decided on that field before (their own value, or a
+    judgement already counted, e.g. an asset approved again). A decision about an asset the app saw no
+    publication of before it is charged to `unknown`, as before."""
+    at, ident = to_ms(decision["decided_at"]), decision["decision_id"]
+    entry = _shown_entry(state, at) if state and "shown" in state else None
+    prov = entry[2] if entry else shown(state, at)[1]
+    out: list[tuple[str, str, tuple[str, str, str] | None]] = []
+    for fd in decision["fields"]:
+        model = _model_value(state, entry, fd, at, ident)
+        out.append((fd["field"], fd["action"], prompt_for(fd["field"], prov, ks) if model else None))
+    if decision.get("status") != "approved" or not entry or len(entry) < 4:
+        return out
+    named = {fd["field"] for fd in decision["fields"]}
+    for name, (source, _, decided) in entry[3].items():
+        if name in named or source != "model" or decided or \
+                _before(state, name, at, ident, review.ACTIONS) is not None or \
+                _before(state, "*", at, ident, ("approved",)) is not None:
+            continue
+        prompt = prompt_for(name, prov, ks)
+        if prompt[0] != UNKNOWN:
+            out.append((name, "accepted", prompt))
+    return out
 
 
 def decision_event(state: dict[str, Any] | None, decision: dict[str, Any], ks: KpiSettings) -> dict[str, Any]:
-    """The KPI event of an editor decision: a row per field decided (charged to the prompt the editor was shown);
-    a verdict on the whole asset without fields (`feedback --approve`, "fields": []) is one decision, `whole`
-    (trial 27 m3: it counted as none), charged to no prompt: it judges every field at once."""
-    prov = shown(state, decision["decided_at"])[1]
-    rows = []
-    for fd in decision["fields"]:
-        rows.append([fd["field"], *prompt_for(fd["field"], prov, ks), fd["action"]])
+    """The KPI event of an editor decision: `n`, the decisions it counts (one per field decided; a verdict on the
+    whole asset without fields, `feedback --approve` / "fields": [], is one: trial 27 m3), and a row per field
+    charged to a prompt (`charged_fields`: a model value decided on, and the model values an approval accepted as
+    shown; trial 34 F5: approvals counted no acceptance, decisions on a person's value counted for the model)."""
+    rows = [[name, *prompt, action] for name, action, prompt in charged_fields(state, decision, ks) if prompt]
     return {"t": "d", "at": to_ms(decision["decided_at"]), "asset": decision["asset_id"], "rows": rows,
-            "whole": int(not rows and bool(decision.get("status")))}
+            "n": len(decision["fields"]) or int(bool(decision.get("status")))}
 
 
 # --- window aggregates ------------------------------------------------------------------------------------
@@ -291,9 +391,9 @@ def fold(agg: dict[str, Any], key: str, event: dict[str, Any], ks: KpiSettings) 
             for k, d in event["cov"].items():
                 agg["cov"][k] = agg["cov"].get(k, 0) + d
     elif event["t"] == "d":
-        agg["decisions"] += event.get("whole", 0)
+        # `n`: the decisions it counts; an event written before it: one per row and its `whole`
+        agg["decisions"] += event["n"] if "n" in event else event.get("whole", 0) + len(event["rows"])
         for field, prompt_id, prompt_version, model, action in event["rows"]:
-            agg["decisions"] += 1
             row = agg["edits"].setdefault("\x1f".join((field, prompt_id, prompt_version, model)),
                                           {a: 0 for a in ACTIONS})
             row[action] = row.get(action, 0) + 1
@@ -444,11 +544,13 @@ def audit_for_decision(decision: dict[str, Any], state: dict[str, Any] | None, k
     """The decision as an audit entry: its verdict (approved / rejected, or none for field decisions only) as the
     entry's status, each field charged to the prompt of the version the editor was shown (`shown`; none when the
     app has seen no version of the asset published before the decision: an unknown prompt is left empty, not
-    printed as 'unknown@unknown')."""
-    version, prov = shown(state, decision["decided_at"])
+    printed as 'unknown@unknown'), or to no prompt when the value decided on was not the model's
+    (`charged_fields`: e.g. another editor's title)."""
+    version = shown(state, decision["decided_at"])[0]
+    charged = {name: prompt for name, _, prompt in charged_fields(state, decision, ks)}
     fields = []
     for fd in decision["fields"]:
-        prompt = tuple(None if p == UNKNOWN else p for p in prompt_for(fd["field"], prov, ks))
+        prompt = tuple(None if p == UNKNOWN else p for p in charged[fd["field"]] or (None, None, None))
         fields.append({"field": fd["field"], "value": fd.get("value"), "source": "editor", "action": fd["action"],
                        "prompt_id": prompt[0], "prompt_version": prompt[1], "model": prompt[2],
                        "editor": decision["editor"]})

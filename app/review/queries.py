@@ -622,21 +622,22 @@ class Index:
 
     # --- figures for the header and /metrics ---------------------------------------------------------------
     def time_to_publish(self) -> dict[str, Any]:
-        """Upload (`event_time`) -> approval (`reviewed_at`) of approved assets: count, median, p90 (seconds,
-        nearest rank), over the newest review.ttp_sample approvals (`sampled`). `left_out`: those of them that
-        cannot be timed, said rather than dropped: an approval given before the asset's current upload event
-        (`carried_over`: a decision re-applied by a re-run on the same --out, or kept through a DAM's later event;
-        the index holds only the latest event's time, so the wait from the first upload is not known here; a
-        reprocess keeps the upload time, app/ops/carry.py), or one without either time."""
+        """Upload -> approval (`reviewed_at`) of approved assets: count, median, p90 (seconds, nearest rank), over
+        the newest review.ttp_sample approvals (`sampled`). The upload is when the asset's bytes were first
+        uploaded (`uploaded_at`: a DAM's re-send of the same file keeps it; a document indexed before it: its
+        `event_time`). `left_out`: those of them that cannot be timed, said rather than dropped: an approval given
+        before that upload (a decision re-applied from the sidecars by a re-run whose index did not hold the asset
+        before: the wait from the first upload is not known here; a reprocess keeps the upload time,
+        app/ops/carry.py), or one without either time."""
         resp = self.es.search(index=self.alias, size=self.cfg.ttp_sample,
                               query=self._q([{"term": {"status": "approved"}}]),
                               sort=[{"reviewed_at": {"order": "desc", "unmapped_type": "date"}}],
-                              source_includes=["event_time", "reviewed_at"])
+                              source_includes=["event_time", "uploaded_at", "reviewed_at"])
         hits = resp["hits"]["hits"]
         samples = []
         for h in hits:
             s = h["_source"]
-            start, end = _parse(s.get("event_time")), _parse(s.get("reviewed_at"))
+            start, end = _parse(s.get("uploaded_at") or s.get("event_time")), _parse(s.get("reviewed_at"))
             if start and end and end >= start:
                 samples.append((end - start).total_seconds())
         samples.sort()

@@ -8,7 +8,7 @@ from typing import Any
 
 from domain.events import scoped_id
 from domain.store.degraded import degraded_fields
-from domain.records import degraded_of, thumbnail_of, to_plain, without_thumbnail
+from domain.records import asset_of, content_sha256, degraded_of, thumbnail_of, to_plain, without_thumbnail
 from domain.sources import sniffed_media_type
 from domain.vision.thumbnail import index_preview
 from streams.records import now_ms, to_ms
@@ -19,6 +19,22 @@ def _iso(value: Any) -> str | None:
     if ms is None:
         return None
     return dt.datetime.fromtimestamp(ms / 1000, dt.timezone.utc).isoformat(timespec="milliseconds")
+
+
+def first_upload(indexed: dict[str, Any] | None, record: dict[str, Any]) -> str | None:
+    """When the record's image bytes were first uploaded (the document's `uploaded_at`): the indexed document's
+    own `uploaded_at` (else its `event_time`) when it holds the same bytes (sha256) and that is earlier, else the
+    record's `event_time`. A DAM that sends the same file again (a `created` or `updated` event, a re-run) moves
+    `event_time`, not this (trial 34 F7: the desk's time to publish left those approvals out)."""
+    own = to_ms(asset_of(record).get("event_time"))
+    same = indexed and content_sha256(indexed) and content_sha256(indexed) == content_sha256(record)
+    earlier = (indexed or {}).get("uploaded_at") or (indexed or {}).get("event_time") if same else None
+    if earlier:
+        then = dt.datetime.fromisoformat(str(earlier).replace("Z", "+00:00"))
+        then_ms = to_ms(then if then.tzinfo else then.replace(tzinfo=dt.timezone.utc))
+        if own is None or then_ms < own:
+            return _iso(then_ms)
+    return _iso(own)
 
 
 def _drop_none(d: dict[str, Any]) -> dict[str, Any]:

@@ -25,7 +25,7 @@ from elasticsearch import ApiError, Elasticsearch, SerializationError, Transport
 
 from domain.store.client import make_client
 from consumers.index import families, propagate
-from consumers.index.document import document_from_validated
+from consumers.index.document import document_from_validated, first_upload
 from domain.records import PipelineFacts, asset_of, content_sha256, document_id, is_deleted, record_from_doc
 from domain.confidence import ConfidencePolicy
 from domain.review import apply_review, merge_reviews, same_review
@@ -155,8 +155,10 @@ class IndexSink(PipelineFacts, Stage):
             try:
                 if isinstance(plan, BaseException):
                     raise plan
-                value, version_type = plan
+                value, version_type, uploaded = plan
                 built.append((pos, version_type, *document_from_validated(value, synonyms_of=self._synonyms)))
+                if built[-1][4] is not None and uploaded:
+                    built[-1][4]["uploaded_at"] = uploaded  # in _source (not mapped): the desk's time to publish
             except (KeyError, TypeError, ValueError) as e:
                 self._reject(results, pos, e)
         for _pos, _vt, doc_id, _v, body in built:
@@ -301,8 +303,9 @@ class IndexSink(PipelineFacts, Stage):
                 log.warning("index: re-writing family member %s: %s", res.get("_id"), res.get("error"))
 
     # --- human edits win, again at the single writer ------------------------------------------------------
-    def _reconcile(self, values: list[dict[str, Any]]) -> list[tuple[dict[str, Any], str] | BaseException]:
-        """Each record with every human review of its asset on top, as (value, version_type).
+    def _reconcile(self, values: list[dict[str, Any]]) -> list[tuple[dict[str, Any], str, str | None] | BaseException]:
+        """Each record with every human review of its asset on top, as (value, version_type, uploaded_at: when
+        its bytes were first uploaded, document.first_upload).
 
         The sink is the one writer of an asset's document (one partition of `validated` = one member), so reading
         the indexed review and writing here cannot race. A record's own review (validate applied what enrich read)
@@ -319,8 +322,8 @@ class IndexSink(PipelineFacts, Stage):
                     ids.append(document_id(value))
             except (KeyError, TypeError):
                 pass  # _prepare reports it
-        state = self._indexed(ids, ["version", "review", "hashes"]) if ids else {}
-        out: list[tuple[dict[str, Any], str] | BaseException] = []
+        state = self._indexed(ids, ["version", "review", "hashes", "event_time", "uploaded_at"]) if ids else {}
+        out: list[tuple[dict[str, Any], str, str | None] | BaseException] = []
         for value in values:
             try:
                 out.append(self._reconcile_one(value, state))
@@ -328,9 +331,10 @@ class IndexSink(PipelineFacts, Stage):
                 out.append(e)
         return out
 
-    def _reconcile_one(self, value: dict[str, Any], state: dict[str, dict[str, Any]]) -> tuple[dict[str, Any], str]:
+    def _reconcile_one(self, value: dict[str, Any], state: dict[str, dict[str, Any]]
+                       ) -> tuple[dict[str, Any], str, str | None]:
         if is_deleted(value) or value.get("status") == "deleted":
-            return value, "external"
+            return value, "external", None
         doc_id, version = document_id(value), int(asset_of(value)["version"])
         doc = state.get(doc_id)
         indexed_review = (doc or {}).get("review")
@@ -341,7 +345,7 @@ class IndexSink(PipelineFacts, Stage):
             merged["content_sha256"] = content_sha256(doc)
         if doc is not None and int(doc.get("version") or -1) > version:
             if not news:
-                return value, "external"  # stale: the store answers 409, a success
+                return value, "external", None  # stale: the store answers 409, a success
             base = record_from_doc(self._indexed([doc_id], ["record", "thumbnail"]).get(doc_id) or {})
             if base is None:
                 raise ValueError(f"{doc_id}: the indexed document has no stored record to apply the review to")
@@ -351,11 +355,12 @@ class IndexSink(PipelineFacts, Stage):
                 else "external"
         final = apply_review(value, merged, label_of=self.taxonomy.label_if_allowed, policy=self.policy) if merged \
             else value
+        uploaded = first_upload(doc, final)
         state[doc_id] = {"version": int(asset_of(final)["version"]), "review": merged,
-                         "hashes": {"sha256": content_sha256(final)}}
+                         "hashes": {"sha256": content_sha256(final)}, "uploaded_at": uploaded}
         if news:
             INDEX_REVIEWS_APPLIED.inc()
-        return final, version_type
+        return final, version_type, uploaded
 
     def _indexed(self, ids: list[str], fields: list[str]) -> dict[str, dict[str, Any]]:
         resp = self.client.mget(index=self._write_alias, ids=list(dict.fromkeys(ids)), source=fields)
