@@ -157,7 +157,7 @@ def test_elasticsearch_before_rrf_retrievers_falls_back_to_documented_query_and_
     # BM25, kNN, tag leg (the literal leg's request came first), then the page's snippets (the literal leg's hit)
     assert len(knn_bodies) == 1 and len(rest) == 4 and "highlight" in rest[-1]
     _check_es_knn(knn_bodies[0]["knn"])
-    _check_highlight(rest[-1]["highlight"])
+    _check_highlight(rest[-1]["highlight"], rest[0]["query"])  # the BM25 request's query
 
 
 def test_elasticsearch_deep_pages_keep_num_candidates_within_the_documented_limit(es_like):
@@ -313,20 +313,22 @@ def test_opensearch_keeps_only_the_hits_whose_cosine_passes_the_floor(es_like):
     assert [h["asset_id"] for h in got] == ["near", "edge", "far", "opposite"]
 
 
-def _check_highlight(section: dict) -> None:
+def _check_highlight(section: dict, highlight_query: dict | None = None) -> None:
     """The `highlight` section equals what the client's DSL builds from the documented parameters (fields, pre_tags,
-    post_tags, encoder, fragment_size, number_of_fragments)."""
+    post_tags, encoder, fragment_size, number_of_fragments, and highlight_query when given)."""
     from domain.store.search import HIGHLIGHT_FIELDS, MARK, SNIPPET_CHARS
 
+    extra = {"highlight_query": highlight_query} if highlight_query is not None else {}
     rebuilt = Search().highlight(*HIGHLIGHT_FIELDS).highlight_options(
         pre_tags=[MARK[0]], post_tags=[MARK[1]], encoder="default", fragment_size=SNIPPET_CHARS,
-        number_of_fragments=1).to_dict()["highlight"]
+        number_of_fragments=1, **extra).to_dict()["highlight"]
     assert section == rebuilt
 
 
 def test_snippets_ask_the_documented_highlight_section(es_like):
     """Keyword search asks for snippets in its one request; hybrid, whose page the RRF retriever (or the fusion here)
-    ranks, in one more request over the page's documents with the keyword query, on Elasticsearch and OpenSearch."""
+    ranks, in one more request for the page's documents by id with the keyword query as the highlighter's
+    `highlight_query` (the store does not run it over every match), on Elasticsearch and OpenSearch."""
     store = es_like(retriever_hits=True)
     settings = settings_for(store.url, vector_mode="es")
     search(_client(store), settings, "blossom", size=10)
@@ -336,14 +338,14 @@ def test_snippets_ask_the_documented_highlight_section(es_like):
     hybrid_search(_client(store), settings, "blossom", size=10, **FILTERS)
     literal, rrf, snippets = store.searches()
     assert "retriever" in rrf and "highlight" not in rrf
-    _check_highlight(snippets["highlight"])
+    bm25 = rrf["retriever"]["rrf"]["retrievers"][0]["standard"]["query"]  # the keyword leg's query
+    _check_highlight(snippets["highlight"], bm25)
     assert snippets["_source"] is False and snippets["size"] == 1
-    assert snippets["query"]["bool"]["filter"] == [{"ids": {"values": ["a1"]}}]  # the page's documents
-    (bm25,) = snippets["query"]["bool"]["must"]
-    assert bm25 == rrf["retriever"]["rrf"]["retrievers"][0]["standard"]["query"]  # the keyword leg's query
+    assert snippets["query"] == {"ids": {"values": ["a1"]}}  # the page's documents
     for mode in ("opensearch",):
         other = es_like()
         hybrid_search(_client(other), settings_for(other.url, vector_mode=mode), "blossom", size=10)
         asked = [b for b in other.searches() if "highlight" in b]
-        assert len(asked) == 1 and asked[0]["query"]["bool"]["filter"] == [{"ids": {"values": ["a1"]}}]
-        _check_highlight(asked[0]["highlight"])
+        assert len(asked) == 1 and asked[0]["query"] == {"ids": {"values": ["a1"]}}
+        _check_highlight(asked[0]["highlight"], asked[0]["highlight"]["highlight_query"])
+        assert "multi_match" in json.dumps(asked[0]["highlight"]["highlight_query"])  # the keyword query

@@ -500,13 +500,16 @@ def _parts(fragment: str) -> list[dict[str, Any]]:
 def _highlighted_page(client: Elasticsearch, s: Any, query: dict[str, Any],
                       page: list[tuple[dict[str, Any], float]]) -> list[dict[str, Any]]:
     """The hits of a fused page (raw hit, score), each with the snippets of the keyword `query` over it: one request
-    for the page's documents (an `ids` filter), whichever legs found them, on every vector_mode (the RRF retriever
-    and the client-side fusion alike)."""
+    for the page's documents (an `ids` query), whichever legs found them, on every vector_mode (the RRF retriever
+    and the client-side fusion alike). The keyword query is the highlighter's `highlight_query`, not the request's
+    query: the store then fetches the page's documents by id instead of running the keyword query over every
+    document it matches (issue 17: a third of the request's time at 100k documents on the embedded store); a
+    document that query does not match has no word of it to show either, so the snippets are the same."""
     ids = [h["_id"] for h, _ in page]
     found: dict[str, Any] = {}
     if ids:
-        resp = client.search(index=read_alias(s), query={"bool": {"must": [query], "filter": [{"ids": {"values": ids}}]}},
-                             size=len(ids), source=False, highlight=highlight_body())
+        resp = client.search(index=read_alias(s), query={"ids": {"values": ids}}, size=len(ids), source=False,
+                             highlight={**highlight_body(), "highlight_query": query})
         found = {h["_id"]: h.get("highlight") for h in resp["hits"]["hits"]}
     return [_hit({**h, "highlight": found.get(h["_id"])}, sc) for h, sc in page]
 
