@@ -349,3 +349,15 @@ def test_snippets_ask_the_documented_highlight_section(es_like):
         assert len(asked) == 1 and asked[0]["query"] == {"ids": {"values": ["a1"]}}
         _check_highlight(asked[0]["highlight"], asked[0]["highlight"]["highlight_query"])
         assert "multi_match" in json.dumps(asked[0]["highlight"]["highlight_query"])  # the keyword query
+
+
+def test_hybrid_answer_asks_for_the_snippets_of_its_page_only(es_like):
+    """The search API ranks hybrid's whole window (for its total and facets) and shows a page of it: the snippets
+    request asks for the page's documents, not the window's (issue 17 latency: the highlighter's work was five
+    times what the answer shows)."""
+    store = es_like(knn_hits=[_os_hit(f"d{i}", 0.9 - i / 100) for i in range(6)])
+    answer = run_search(_client(store), settings_for(store.url, vector_mode="opensearch"),
+                        SearchRequest(query="blossom", mode="hybrid", size=2, page=2, facets=False))
+    assert answer["total"] == 7 and len(answer["hits"]) == 2  # the window: the literal leg's a1 and d0..d5
+    (asked,) = [b for b in store.searches() if "highlight" in b]
+    assert asked["query"] == {"ids": {"values": [h["asset_id"] for h in answer["hits"]]}}
