@@ -41,8 +41,11 @@ above one matching fewer (issue 17: "orange spacesuit").
 """
 from __future__ import annotations
 
+import os
 import re
+import threading
 import unicodedata
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, Iterable
 
 import numpy as np
@@ -787,7 +790,9 @@ def hybrid_search(client: Elasticsearch, settings: "Any", query: str, tags: Iter
     # the query names vocabulary tags (every word of it): rank the documents carrying them, and embed the labels
     tag_query = build_tag_query(with_narrower(synonyms, taxonomy), filters) if s.tag_leg and named else None
     window = s.rrf_window if window is None else window
-    literal = literal_leg(client, s, query, filters, window) if s.literal_leg else []
+    # client-side fusion: the store ranks the keyword, tag and literal legs (on the leg threads, _store_legs) while
+    # this process embeds the query and ranks the vector legs: the store's work and this process's overlap
+    pending = _store_legs(client, s, query, bm25, tag_query, filters, window) if s.vector_mode != "es" else None
     text = vector_query_text(query, synonyms if named else (), taxonomy)
     vector = embed_query(text)
     visual = visual_query(s, query, vector if text == query else None)
@@ -797,6 +802,7 @@ def hybrid_search(client: Elasticsearch, settings: "Any", query: str, tags: Iter
         report["visual_leg"] = visual_report(s, visual, visual_k)
         report["keyword_query"] = bm25
     if s.vector_mode == "es":
+        literal = literal_leg(client, s, query, filters, window) if s.literal_leg else []
         try:
             legs: list[dict[str, Any]] = [{"standard": {"query": bm25}},
                                           {"knn": es_knn(VECTOR_FIELD, vector, window, filters,
@@ -823,14 +829,16 @@ def hybrid_search(client: Elasticsearch, settings: "Any", query: str, tags: Iter
         except ApiError as e:
             if e.status_code not in (400, 403):
                 raise  # 400: no retriever/rrf in this version; 403: the license has no RRF -> fuse here
-    keyword = canonical_first(client.search(index=read_alias(s), query=bm25, size=window, source_includes=HIT_FIELDS,
-                                            sort=_SORT, track_scores=True)["hits"]["hits"])
+    refused = pending is None  # es, fused here after the store refused the retriever: the literal leg is ranked
+    if refused:
+        pending = _store_legs(client, s, query, bm25, tag_query, filters, window, literal=False)
     near = vector_leg(client, s, vector, filters, window, min_similarity=s.semantic_min_similarity)
-    tagged = canonical_first(client.search(index=read_alias(s), query=tag_query, size=window,
-                                           source_includes=HIT_FIELDS, sort=_SORT, track_scores=True)["hits"]["hits"]) \
-        if tag_query is not None else []
     seen = visual_leg(client, s, visual, image_filters, visual_k, s.visual_min_similarity) if visual is not None \
         else []
+    if not refused:
+        literal = pending["literal"].result() if "literal" in pending else []
+    keyword = pending["keyword"].result()
+    tagged = pending["tag"].result() if "tag" in pending else []
     if report is not None:
         report["legs"] = {name: [h["_id"] for h in leg] for name, leg in
                           (("keyword", keyword), ("text", near), ("tag", tagged), ("visual", seen),
@@ -846,6 +854,43 @@ def hybrid_search(client: Elasticsearch, settings: "Any", query: str, tags: Iter
         report["ranked_ids"] = [doc_id for doc_id, _ in fused]
     return _highlighted_page(client, s, bm25 if highlight else None,
                              [(by_id[doc_id], score) for doc_id, score in fused[offset:offset + size]])
+
+
+LEG_THREADS = 6
+"""the process's threads for the legs the store ranks (three a hybrid query at most: two queries at once overlap)"""
+_POOL: ThreadPoolExecutor | None = None
+_POOL_LOCK = threading.Lock()
+
+
+def _forget_pool() -> None:
+    """In a forked child: the parent's leg threads are not there; the child's first hybrid query starts its own."""
+    global _POOL, _POOL_LOCK
+    _POOL, _POOL_LOCK = None, threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_pool)
+
+
+def _store_legs(client: Elasticsearch, s: Any, query: str, bm25: dict[str, Any], tag_query: dict[str, Any] | None,
+                filters: list[dict[str, Any]], window: int, literal: bool = True) -> dict[str, Future]:
+    """Hybrid's legs the store ranks, started on this process's leg threads: `keyword` (bm25), `tag` (when the
+    query names tags) and `literal` (index.literal_leg, unless `literal` is False), each a Future of its raw hits."""
+    global _POOL
+    with _POOL_LOCK:
+        if _POOL is None:
+            _POOL = ThreadPoolExecutor(max_workers=LEG_THREADS, thread_name_prefix="search-leg")
+    out = {"keyword": _POOL.submit(_ranked, client, s, bm25, window)}
+    if tag_query is not None:
+        out["tag"] = _POOL.submit(_ranked, client, s, tag_query, window)
+    if literal and s.literal_leg:
+        out["literal"] = _POOL.submit(literal_leg, client, s, query, filters, window)
+    return out
+
+
+def _ranked(client: Elasticsearch, s: Any, query: dict[str, Any], window: int) -> list[dict[str, Any]]:
+    """A leg the store ranks: its `window` best hits (HIT_FIELDS), canonical members first among equal scores."""
+    return canonical_first(client.search(index=read_alias(s), query=query, size=window, source_includes=HIT_FIELDS,
+                                         sort=_SORT, track_scores=True)["hits"]["hits"])
 
 
 def visual_share(s: Any, visual: "VisualQuery | None", window: int) -> int:
