@@ -15,7 +15,9 @@ The doc pages are cited in domain/store/search.py.
 from __future__ import annotations
 
 import json
+import os
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -47,8 +49,10 @@ class _Store:
     """A loopback HTTP server that answers like Elasticsearch and keeps every request body."""
 
     def __init__(self, reject_retriever: bool = False, knn_hits: list[dict] | None = None,
-                 retriever_hits: bool = False):
+                 retriever_hits: bool = False, delay_s: float = 0.0):
         self.bodies: list[tuple[str, dict]] = []
+        self.in_flight = self.most_in_flight = 0  # searches being answered at once (each takes delay_s at least)
+        lock = threading.Lock()
         store = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -64,6 +68,17 @@ class _Store:
                 self._answer(200, {"version": {"number": "9.1.0"}, "tagline": "You Know, for Search"})
 
             def do_POST(self):
+                with lock:
+                    store.in_flight += 1
+                    store.most_in_flight = max(store.most_in_flight, store.in_flight)
+                try:
+                    time.sleep(delay_s)
+                    self._post()
+                finally:
+                    with lock:
+                        store.in_flight -= 1
+
+            def _post(self):
                 raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 body = json.loads(raw) if raw else {}
                 store.bodies.append((self.path, body))
@@ -157,7 +172,9 @@ def test_elasticsearch_before_rrf_retrievers_falls_back_to_documented_query_and_
     # BM25, kNN, tag leg (the literal leg's request came first), then the page's snippets (the literal leg's hit)
     assert len(knn_bodies) == 1 and len(rest) == 4 and "highlight" in rest[-1]
     _check_es_knn(knn_bodies[0]["knn"])
-    _check_highlight(rest[-1]["highlight"])
+    # the BM25 request's query (the keyword and tag legs are asked at once: in either order)
+    (bm25,) = [b["query"] for b in rest[:-1] if "multi_match" in json.dumps(b.get("query") or {})]
+    _check_highlight(rest[-1]["highlight"], bm25)
 
 
 def test_elasticsearch_deep_pages_keep_num_candidates_within_the_documented_limit(es_like):
@@ -313,20 +330,22 @@ def test_opensearch_keeps_only_the_hits_whose_cosine_passes_the_floor(es_like):
     assert [h["asset_id"] for h in got] == ["near", "edge", "far", "opposite"]
 
 
-def _check_highlight(section: dict) -> None:
+def _check_highlight(section: dict, highlight_query: dict | None = None) -> None:
     """The `highlight` section equals what the client's DSL builds from the documented parameters (fields, pre_tags,
-    post_tags, encoder, fragment_size, number_of_fragments)."""
+    post_tags, encoder, fragment_size, number_of_fragments, and highlight_query when given)."""
     from domain.store.search import HIGHLIGHT_FIELDS, MARK, SNIPPET_CHARS
 
+    extra = {"highlight_query": highlight_query} if highlight_query is not None else {}
     rebuilt = Search().highlight(*HIGHLIGHT_FIELDS).highlight_options(
         pre_tags=[MARK[0]], post_tags=[MARK[1]], encoder="default", fragment_size=SNIPPET_CHARS,
-        number_of_fragments=1).to_dict()["highlight"]
+        number_of_fragments=1, **extra).to_dict()["highlight"]
     assert section == rebuilt
 
 
 def test_snippets_ask_the_documented_highlight_section(es_like):
     """Keyword search asks for snippets in its one request; hybrid, whose page the RRF retriever (or the fusion here)
-    ranks, in one more request over the page's documents with the keyword query, on Elasticsearch and OpenSearch."""
+    ranks, in one more request for the page's documents by id with the keyword query as the highlighter's
+    `highlight_query` (the store does not run it over every match), on Elasticsearch and OpenSearch."""
     store = es_like(retriever_hits=True)
     settings = settings_for(store.url, vector_mode="es")
     search(_client(store), settings, "blossom", size=10)
@@ -336,14 +355,61 @@ def test_snippets_ask_the_documented_highlight_section(es_like):
     hybrid_search(_client(store), settings, "blossom", size=10, **FILTERS)
     literal, rrf, snippets = store.searches()
     assert "retriever" in rrf and "highlight" not in rrf
-    _check_highlight(snippets["highlight"])
+    bm25 = rrf["retriever"]["rrf"]["retrievers"][0]["standard"]["query"]  # the keyword leg's query
+    _check_highlight(snippets["highlight"], bm25)
     assert snippets["_source"] is False and snippets["size"] == 1
-    assert snippets["query"]["bool"]["filter"] == [{"ids": {"values": ["a1"]}}]  # the page's documents
-    (bm25,) = snippets["query"]["bool"]["must"]
-    assert bm25 == rrf["retriever"]["rrf"]["retrievers"][0]["standard"]["query"]  # the keyword leg's query
+    assert snippets["query"] == {"ids": {"values": ["a1"]}}  # the page's documents
     for mode in ("opensearch",):
         other = es_like()
         hybrid_search(_client(other), settings_for(other.url, vector_mode=mode), "blossom", size=10)
         asked = [b for b in other.searches() if "highlight" in b]
-        assert len(asked) == 1 and asked[0]["query"]["bool"]["filter"] == [{"ids": {"values": ["a1"]}}]
-        _check_highlight(asked[0]["highlight"])
+        assert len(asked) == 1 and asked[0]["query"] == {"ids": {"values": ["a1"]}}
+        _check_highlight(asked[0]["highlight"], asked[0]["highlight"]["highlight_query"])
+        assert "multi_match" in json.dumps(asked[0]["highlight"]["highlight_query"])  # the keyword query
+
+
+def test_hybrid_answer_asks_for_the_snippets_of_its_page_only(es_like):
+    """The search API ranks hybrid's whole window (for its total and facets) and shows a page of it: the snippets
+    request asks for the page's documents, not the window's (issue 17 latency: the highlighter's work was five
+    times what the answer shows)."""
+    store = es_like(knn_hits=[_os_hit(f"d{i}", 0.9 - i / 100) for i in range(6)])
+    answer = run_search(_client(store), settings_for(store.url, vector_mode="opensearch"),
+                        SearchRequest(query="blossom", mode="hybrid", size=2, page=2, facets=False))
+    assert answer["total"] == 7 and len(answer["hits"]) == 2  # the window: the literal leg's a1 and d0..d5
+    (asked,) = [b for b in store.searches() if "highlight" in b]
+    assert asked["query"] == {"ids": {"values": [h["asset_id"] for h in answer["hits"]]}}
+
+
+def test_hybrid_fused_here_asks_the_store_for_its_legs_at_once(es_like):
+    """Fused in this process (OpenSearch, the embedded store), hybrid's keyword, tag and literal legs are asked of
+    the store together, while this process embeds the query and ranks the vector legs (issue 17 latency: one after
+    the other, their times added up); the answer is the same."""
+    store = es_like(knn_hits=[_os_hit("d0", 0.9)], delay_s=0.2)
+    got = hybrid_search(_client(store), settings_for(store.url, vector_mode="opensearch"), "blossom", size=10)
+    assert store.most_in_flight >= 3  # the keyword, tag and literal legs ("blossom" names a tag) at once
+    assert [h["asset_id"] for h in got] == ["d0", "a1"]  # d0: the text and visual legs; a1: the literal leg
+
+
+def test_a_forked_child_of_a_process_that_searched_searches_too(es_like):
+    """The leg threads are the process's: a child forked after a hybrid query (a server's worker processes) starts
+    its own, where the parent's threads would never answer it."""
+    store = es_like(knn_hits=[_os_hit("d0", 0.9)])
+    settings = settings_for(store.url, vector_mode="opensearch")
+    hybrid_search(_client(store), settings, "blossom", size=10)  # the parent's leg threads exist
+    pid = os.fork()
+    if pid == 0:  # the child: one hybrid query, exit 0 when it answers (the parent waits 30 s at most)
+        try:
+            got = hybrid_search(_client(store), settings, "blossom", size=10)
+            os._exit(0 if [h["asset_id"] for h in got] == ["d0", "a1"] else 1)
+        finally:
+            os._exit(2)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            assert os.waitstatus_to_exitcode(status) == 0
+            return
+        time.sleep(0.05)
+    os.kill(pid, 9)
+    os.waitpid(pid, 0)
+    pytest.fail("the forked child's hybrid query did not answer in 30 s")

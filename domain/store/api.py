@@ -63,8 +63,8 @@ from domain.events import DEFAULT_TENANT, MAX_TENANT, TENANT_SEPARATOR, identifi
 from domain.store.client import index_settings
 from domain.store.degraded import PARTS as DEGRADED_PARTS
 from domain.store.management import read_alias
-from domain.store.search import (build_filters, content_words, folded, has_word, hybrid_search, same_score, search,
-                                 semantic_search, similar, similar_to_image)
+from domain.store.search import (add_snippets, build_filters, content_words, folded, has_word, hybrid_search,
+                                 same_score, search, semantic_search, similar, similar_to_image)
 
 if TYPE_CHECKING:
     from domain.taxonomy import Taxonomy
@@ -578,7 +578,7 @@ def run_search(client: Elasticsearch, settings: Any, req: SearchRequest, taxonom
         else:
             report = {}
             ranked = hybrid_search(client, settings, text, size=window, taxonomy=taxonomy, filters=filters,
-                                   window=window, report=report)
+                                   window=window, report=report, highlight=False)  # the page's: below
             ids = report["ranked_ids"]
             over = "ranked"
             out["visual_leg"] = report.get("visual_leg")
@@ -591,6 +591,9 @@ def run_search(client: Elasticsearch, settings: Any, req: SearchRequest, taxonom
         total, collapsed = collapsed_total(ranked, total)
         relation = "gte" if relation == "gte" else collapsed
         hits = collapse_families(ranked)[req.offset:req.offset + req.size]
+    if mode == "hybrid":  # the snippets of the page shown, not of the whole window (issue 17 latency)
+        row = {id(h): i for i, h in enumerate(ranked)}  # the same hit objects: collapse_families picks, never copies
+        add_snippets(client, settings, report["keyword_query"], hits, [ids[row[id(h)]] for h in hits])
     out.update(total=total, total_relation=relation, hits=hits, **facets,
                facets_over=over, window=None if mode == "keyword" and not req.collapse else window)
     return for_clients(out, tax)

@@ -41,8 +41,11 @@ above one matching fewer (issue 17: "orange spacesuit").
 """
 from __future__ import annotations
 
+import os
 import re
+import threading
 import unicodedata
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, Iterable
 
 import numpy as np
@@ -497,18 +500,36 @@ def _parts(fragment: str) -> list[dict[str, Any]]:
     return parts
 
 
-def _highlighted_page(client: Elasticsearch, s: Any, query: dict[str, Any],
+def _highlighted_page(client: Elasticsearch, s: Any, query: dict[str, Any] | None,
                       page: list[tuple[dict[str, Any], float]]) -> list[dict[str, Any]]:
-    """The hits of a fused page (raw hit, score), each with the snippets of the keyword `query` over it: one request
-    for the page's documents (an `ids` filter), whichever legs found them, on every vector_mode (the RRF retriever
-    and the client-side fusion alike)."""
-    ids = [h["_id"] for h, _ in page]
-    found: dict[str, Any] = {}
-    if ids:
-        resp = client.search(index=read_alias(s), query={"bool": {"must": [query], "filter": [{"ids": {"values": ids}}]}},
-                             size=len(ids), source=False, highlight=highlight_body())
-        found = {h["_id"]: h.get("highlight") for h in resp["hits"]["hits"]}
+    """The hits of a fused page (raw hit, score), each with the snippets of the keyword `query` over it (none when
+    `query` is None: hybrid_search's highlight=False), from _highlights."""
+    found = _highlights(client, s, query, [h["_id"] for h, _ in page]) if query is not None else {}
     return [_hit({**h, "highlight": found.get(h["_id"])}, sc) for h, sc in page]
+
+
+def add_snippets(client: Elasticsearch, settings: Any, query: dict[str, Any], hits: list[dict[str, Any]],
+                 doc_ids: list[str]) -> None:
+    """Fill the `highlights` of these hits (hybrid_search's, asked with highlight=False; `doc_ids` their document
+    ids, in the same order) with the snippets of the keyword `query` (hybrid_search's report `keyword_query`):
+    the page a client is shown, not the whole window ranked for its total and facets (issue 17 latency)."""
+    found = _highlights(client, index_settings(settings), query, doc_ids)
+    for hit, doc_id in zip(hits, doc_ids):
+        hit["highlights"] = snippets(found.get(doc_id))
+
+
+def _highlights(client: Elasticsearch, s: Any, query: dict[str, Any], ids: list[str]) -> dict[str, Any]:
+    """The store's `highlight` of each of these documents (by document id) for the keyword `query`: one request
+    for the documents (an `ids` query), whichever legs found them, on every vector_mode (the RRF retriever
+    and the client-side fusion alike). The keyword query is the highlighter's `highlight_query`, not the request's
+    query: the store then fetches the page's documents by id instead of running the keyword query over every
+    document it matches (issue 17: ~20% of that request's time at 100k documents on the embedded store); a
+    document that query does not match has no word of it to show either, so the snippets are the same."""
+    if not ids:
+        return {}
+    resp = client.search(index=read_alias(s), query={"ids": {"values": ids}}, size=len(ids), source=False,
+                         highlight={**highlight_body(), "highlight_query": query})
+    return {h["_id"]: h.get("highlight") for h in resp["hits"]["hits"]}
 
 
 _SORT: list[Any] = ["_score", {"event_time": {"order": "desc", "unmapped_type": "date"}},
@@ -742,7 +763,7 @@ def hybrid_search(client: Elasticsearch, settings: "Any", query: str, tags: Iter
                   status: str | None = None, usage: str | None = None, size: int = 20,
                   taxonomy: "Taxonomy | None" = None, *, filters: list[dict[str, Any]] | None = None,
                   offset: int = 0, window: int | None = None,
-                  report: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+                  report: dict[str, Any] | None = None, highlight: bool = True) -> list[dict[str, Any]]:
     """BM25 (with synonyms) + kNN over the text vectors (+ the tag leg, build_tag_query, when the query names
     vocabulary tags and index.tag_leg is on; + the visual leg, visual_query, when the query is close to ImageNet
     class names and index.visual_leg is on; + the literal leg, literal_leg, when index.literal_leg is on and a
@@ -756,7 +777,9 @@ def hybrid_search(client: Elasticsearch, settings: "Any", query: str, tags: Iter
     the whole result set, best first: for its total and facets, domain.store.api; the es path then asks for
     the whole window in one request), `legs` (each leg's ranking, document ids best first: keyword, text, tag,
     visual, literal; client-side fusion only) and `visual_leg` (visual_report: the classes it used and its share of
-    images, or why it took no part)."""
+    images, or why it took no part), and `keyword_query` (the keyword leg's query, what add_snippets highlights).
+    `highlight=False`: the hits' `highlights` are left empty, for the caller to fill those of the page it shows
+    (add_snippets; domain.store.api asks for the whole window and shows a page of it)."""
     if not (query and query.strip()):
         return search(client, settings, query, tags, status, usage, size, taxonomy, filters=filters, offset=offset)
     s = index_settings(settings)
@@ -767,7 +790,9 @@ def hybrid_search(client: Elasticsearch, settings: "Any", query: str, tags: Iter
     # the query names vocabulary tags (every word of it): rank the documents carrying them, and embed the labels
     tag_query = build_tag_query(with_narrower(synonyms, taxonomy), filters) if s.tag_leg and named else None
     window = s.rrf_window if window is None else window
-    literal = literal_leg(client, s, query, filters, window) if s.literal_leg else []
+    # client-side fusion: the store ranks the keyword, tag and literal legs (on the leg threads, _store_legs) while
+    # this process embeds the query and ranks the vector legs: the store's work and this process's overlap
+    pending = _store_legs(client, s, query, bm25, tag_query, filters, window) if s.vector_mode != "es" else None
     text = vector_query_text(query, synonyms if named else (), taxonomy)
     vector = embed_query(text)
     visual = visual_query(s, query, vector if text == query else None)
@@ -775,7 +800,9 @@ def hybrid_search(client: Elasticsearch, settings: "Any", query: str, tags: Iter
     image_filters = visual_filters(s, visual.model, filters) if visual is not None else filters
     if report is not None:
         report["visual_leg"] = visual_report(s, visual, visual_k)
+        report["keyword_query"] = bm25
     if s.vector_mode == "es":
+        literal = literal_leg(client, s, query, filters, window) if s.literal_leg else []
         try:
             legs: list[dict[str, Any]] = [{"standard": {"query": bm25}},
                                           {"knn": es_knn(VECTOR_FIELD, vector, window, filters,
@@ -798,18 +825,20 @@ def hybrid_search(client: Elasticsearch, settings: "Any", query: str, tags: Iter
             if report is not None:
                 report["ranked_ids"] = [d for d, _ in ranked]
             page = ranked[offset:offset + size] if whole else ranked
-            return _highlighted_page(client, s, bm25, [(got[d], sc) for d, sc in page])
+            return _highlighted_page(client, s, bm25 if highlight else None, [(got[d], sc) for d, sc in page])
         except ApiError as e:
             if e.status_code not in (400, 403):
                 raise  # 400: no retriever/rrf in this version; 403: the license has no RRF -> fuse here
-    keyword = canonical_first(client.search(index=read_alias(s), query=bm25, size=window, source_includes=HIT_FIELDS,
-                                            sort=_SORT, track_scores=True)["hits"]["hits"])
+    refused = pending is None  # es, fused here after the store refused the retriever: the literal leg is ranked
+    if refused:
+        pending = _store_legs(client, s, query, bm25, tag_query, filters, window, literal=False)
     near = vector_leg(client, s, vector, filters, window, min_similarity=s.semantic_min_similarity)
-    tagged = canonical_first(client.search(index=read_alias(s), query=tag_query, size=window,
-                                           source_includes=HIT_FIELDS, sort=_SORT, track_scores=True)["hits"]["hits"]) \
-        if tag_query is not None else []
     seen = visual_leg(client, s, visual, image_filters, visual_k, s.visual_min_similarity) if visual is not None \
         else []
+    if not refused:
+        literal = pending["literal"].result() if "literal" in pending else []
+    keyword = pending["keyword"].result()
+    tagged = pending["tag"].result() if "tag" in pending else []
     if report is not None:
         report["legs"] = {name: [h["_id"] for h in leg] for name, leg in
                           (("keyword", keyword), ("text", near), ("tag", tagged), ("visual", seen),
@@ -823,7 +852,45 @@ def hybrid_search(client: Elasticsearch, settings: "Any", query: str, tags: Iter
     fused = all_words_first(query, rrf(rankings, s.rrf_rank_constant), [h["_id"] for h in literal])[:window]
     if report is not None:
         report["ranked_ids"] = [doc_id for doc_id, _ in fused]
-    return _highlighted_page(client, s, bm25, [(by_id[doc_id], score) for doc_id, score in fused[offset:offset + size]])
+    return _highlighted_page(client, s, bm25 if highlight else None,
+                             [(by_id[doc_id], score) for doc_id, score in fused[offset:offset + size]])
+
+
+LEG_THREADS = 6
+"""the process's threads for the legs the store ranks (three a hybrid query at most: two queries at once overlap)"""
+_POOL: ThreadPoolExecutor | None = None
+_POOL_LOCK = threading.Lock()
+
+
+def _forget_pool() -> None:
+    """In a forked child: the parent's leg threads are not there; the child's first hybrid query starts its own."""
+    global _POOL, _POOL_LOCK
+    _POOL, _POOL_LOCK = None, threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_pool)
+
+
+def _store_legs(client: Elasticsearch, s: Any, query: str, bm25: dict[str, Any], tag_query: dict[str, Any] | None,
+                filters: list[dict[str, Any]], window: int, literal: bool = True) -> dict[str, Future]:
+    """Hybrid's legs the store ranks, started on this process's leg threads: `keyword` (bm25), `tag` (when the
+    query names tags) and `literal` (index.literal_leg, unless `literal` is False), each a Future of its raw hits."""
+    global _POOL
+    with _POOL_LOCK:
+        if _POOL is None:
+            _POOL = ThreadPoolExecutor(max_workers=LEG_THREADS, thread_name_prefix="search-leg")
+    out = {"keyword": _POOL.submit(_ranked, client, s, bm25, window)}
+    if tag_query is not None:
+        out["tag"] = _POOL.submit(_ranked, client, s, tag_query, window)
+    if literal and s.literal_leg:
+        out["literal"] = _POOL.submit(literal_leg, client, s, query, filters, window)
+    return out
+
+
+def _ranked(client: Elasticsearch, s: Any, query: dict[str, Any], window: int) -> list[dict[str, Any]]:
+    """A leg the store ranks: its `window` best hits (HIT_FIELDS), canonical members first among equal scores."""
+    return canonical_first(client.search(index=read_alias(s), query=query, size=window, source_includes=HIT_FIELDS,
+                                         sort=_SORT, track_scores=True)["hits"]["hits"])
 
 
 def visual_share(s: Any, visual: "VisualQuery | None", window: int) -> int:
