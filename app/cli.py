@@ -506,7 +506,7 @@ def _print_run_rows(rows: list[dict[str, Any]], json_out: bool, out_dir: str,
 @app.command()
 def search(query: Optional[str] = typer.Argument(None, help="free text over title, alt text, caption, OCR"),
            tag: list[str] = typer.Option([], "--tag", help="require this canonical tag (repeatable)"),
-           status: Optional[str] = typer.Option(None, help="auto_applied | needs_review | approved | rejected"),
+           status: Optional[str] = typer.Option(None, help="auto_applied | needs_review | approved | rejected | publishable (approved or auto_applied: what a site may show)"),
            usage: Optional[str] = typer.Option(None, help="ok | credit_required | restricted | unknown"),
            degraded: Optional[str] = typer.Option(None, "--degraded", help="only assets marked degraded: any, or "
                                                   "one part (ocr, faces, nsfw, tagging, alt_text, text_vector, …)"),

@@ -134,6 +134,20 @@ def test_facets_count_the_result_set(api):
     assert _get(api, "/v1/search", query="boots", facets="false")["facets"] == {}
 
 
+def test_status_publishable_lists_what_a_site_may_show(api):
+    """Trial 34 F8: search lists rejected and unreviewed assets by default, and a front-end showing the publishable
+    view had to ask twice (approved, then auto_applied) and merge. `status=publishable` is both, in every mode."""
+    for mode in ("keyword", "hybrid", "semantic"):
+        query = {} if mode == "keyword" else {"query": "paris", "mode": mode}
+        found = _get(api, "/v1/search", status="publishable", size=50, **query)
+        statuses = {h["status"] for h in found["hits"]}
+        assert found["hits"] and statuses <= {"approved", "auto_applied"}, (mode, statuses)
+    everything = _get(api, "/v1/search", status="publishable")
+    assert everything["total"] == 5 and _facet(everything, "status") == {"auto_applied": 4, "approved": 1}
+    refused = api.get("/v1/search", params={"status": "published"})
+    assert refused.status_code == 400 and "publishable" in refused.text
+
+
 def test_tag_facets_carry_their_vocabulary_labels(settings, api):
     """Trial 29 finding 8: facets gave tag ids only (`color:white`), so a front-end had to ship its own copy of the
     vocabulary to show "white". Each tag bucket has the vocabulary's `label` beside `value` and `count`."""

@@ -72,6 +72,7 @@ if TYPE_CHECKING:
 MODES = ("keyword", "semantic", "hybrid")
 BY = ("auto", "image", "text")
 STATUSES = ("auto_applied", "needs_review", "approved", "rejected")
+STATUS_FILTERS = (*STATUSES, "publishable")  # publishable: approved or auto_applied (search.PUBLISHABLE)
 USAGE_FLAGS = ("ok", "credit_required", "restricted", "unknown")
 MAX_SIZE = 100
 MAX_WINDOW = 10_000  # the store's result window: page * size may not pass it
@@ -176,7 +177,7 @@ class SearchRequest:
         return req
 
     def check(self) -> None:
-        for name, value, choices in (("mode", self.mode, MODES), ("by", self.by, BY), ("status", self.status, STATUSES),
+        for name, value, choices in (("mode", self.mode, MODES), ("by", self.by, BY), ("status", self.status, STATUS_FILTERS),
                                      ("usage", self.usage, USAGE_FLAGS), ("media", self.media, MEDIA_TYPES)):
             if value is not None and value not in choices:
                 raise BadRequest(f"{name} must be one of {', '.join(choices)}, not {value[:40]!r}"

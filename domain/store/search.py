@@ -181,6 +181,11 @@ def synonym_text_clause(units: Iterable[tuple[str, list[str], int]],
                      "minimum_should_match": 1, "boost": SYNONYM_TEXT_BOOST}}
 
 
+PUBLISHABLE = ("auto_applied", "approved")
+"""the statuses `status=publishable` stands for: published by the auto-apply rules or approved by a person (not
+waiting for review, not rejected)"""
+
+
 def build_filters(tags: Iterable[str | tuple[str, ...]] = (), status: str | None = None,
                   usage: str | None = None, degraded: str | None = None) -> list[dict[str, Any]]:
     """Exact filters, all must hold: every tag, the status, the usage flag, and `degraded` ("any" or a part such
@@ -190,7 +195,9 @@ def build_filters(tags: Iterable[str | tuple[str, ...]] = (), status: str | None
         {"term": {"tags": t[0]}} if len(t) == 1 else {"terms": {"tags": list(t)}} for t in tags]
     if degraded:
         filters.append(degraded_query(degraded))
-    if status:
+    if status == "publishable":  # what a site may show: decided by the rules or a person, not refused (trial 34 F8)
+        filters.append({"terms": {"status": list(PUBLISHABLE)}})
+    elif status:
         filters.append({"term": {"status": status}})
     if usage:
         filters.append({"term": {"usage_flag": usage}})
