@@ -1,9 +1,13 @@
 """Code review 15b M1: a form sent again gets its first answer even after the review group applied the first decision,
 as it does in production (the other review tests run no review group, so the index never changed after a decision and
 the same form still made the same decision). Playwright driving Debian's chromium, the real tansu broker, a real
-osmem-server; the review group's own stage applies each decision and the real index sink writes it."""
+osmem-server; the review group's own stage applies each decision and the real index sink writes it.
+
+Trial 34: two editors on one asset. A decision made on a page drawn before another's is refused (never sent over it)
+and the page keeps what the editor typed; a reprocess that changed nothing shown is no conflict."""
 from __future__ import annotations
 
+import copy
 import re
 from urllib.parse import parse_qs, urlsplit
 
@@ -14,7 +18,7 @@ from consumers.index.sink import IndexSink
 from consumers.review.stage import ReviewStage
 from domain.store.management import read_alias
 from tests import review_support, test_review_rights
-from tests.review_support import feedback
+from tests.review_support import LOW, feedback, review_record
 from tests.store_support import as_items
 from tests.test_review_rights import USAGE, sent_since
 
@@ -92,3 +96,115 @@ def test_back_to_the_rights_check_after_approving_all_matching_says_already_appr
     again = page.request.post(f"{server.url}/bulk-approve", form=form, max_redirects=0)
     assert _said(again).startswith(f"{len(pending)} assets approved")
     assert sent_since(settings, before) == pending
+
+
+# --- trial 34: two editors on one asset ----------------------------------------------------------------------------
+def _seed(settings, *ids: str) -> dict[str, dict]:
+    """Assets of the test's own (usage ok: no rights check), in review, written by the real sink."""
+    recs = {}
+    for n, asset_id in enumerate(ids):
+        recs[asset_id] = review_record(settings, asset_id, minutes=40 + n, sample="product_red_mug.jpg",
+                                       title=f"Mug {asset_id}", alt_text="A red mug on a table",
+                                       tags=[("product", "cup")], reasons=[LOW])
+        recs[asset_id]["usage_flag"] = "ok"
+    _write(settings, *recs.values())
+    return recs
+
+
+def _write(settings, *records: dict) -> None:
+    sink = IndexSink(settings)
+    try:
+        assert sink.process_batch(as_items(list(records))) == [None] * len(records)
+        sink.client.indices.refresh(index=read_alias(settings))
+    finally:
+        sink.close()
+
+
+def _drop(settings, *ids: str) -> None:
+    """Out of the queue again: the module's other tests count what is in review."""
+    sink = IndexSink(settings)
+    try:
+        for asset_id in ids:
+            sink.client.delete(index=read_alias(settings), id=asset_id, refresh=True)
+    finally:
+        sink.close()
+
+
+def _indexed(settings, asset_id: str) -> dict:
+    sink = IndexSink(settings)
+    try:
+        return sink.client.get(index=read_alias(settings), id=asset_id)["_source"]
+    finally:
+        sink.close()
+
+
+def test_a_refused_save_keeps_the_editors_typing(browser, server, fleet):
+    """Trial 34 F3: bob's save of the alt text alice had just saved was refused (rightly), and the page he was sent
+    back to showed the index's values: his alt text and his caption edit were gone. Now both are still in the form,
+    the alt text with alice's text beside it, and saving again sends them."""
+    settings, _ = fleet
+    _seed(settings, "keep-0012")
+    context = browser.new_context(viewport={"width": 1360, "height": 1000})
+    try:
+        alice, bob = context.new_page(), context.new_page()
+        for tab in (alice, bob):
+            tab.on("dialog", lambda d: d.accept())
+        alice.goto(server.login_url)
+        for tab in (alice, bob):
+            tab.goto(f"{server.url}/asset/keep-0012")
+        before = {d["decision_id"] for d in feedback(settings)}
+        alice.locator("#alt_text").fill("Alice's alt text")
+        alice.locator("#save").click()
+        alice.wait_for_url(re.compile("sent="))
+        apply_decisions(settings, before)
+
+        bob.locator("#alt_text").fill("Bob's alt text")
+        bob.locator("#caption").fill("Bob's caption")
+        bob.locator("#save").click()
+        bob.wait_for_url(re.compile("error="))
+        expect(bob.locator(".flash.error")).to_contain_text("alt text changed while you were looking at it")
+        expect(bob.locator("#alt_text")).to_have_value("Bob's alt text")
+        expect(bob.locator("#caption")).to_have_value("Bob's caption")
+        expect(bob.locator("#meanwhile-alt_text")).to_contain_text("now Alice's alt text (edited by erin)")
+        before = {d["decision_id"] for d in feedback(settings)}
+        bob.locator("#save").click()  # knowingly, over alice's text
+        bob.wait_for_url(re.compile("sent="))
+        apply_decisions(settings, before)
+        doc = _indexed(settings, "keep-0012")
+        assert (doc["alt_text"], doc["caption"]) == ("Bob's alt text", "Bob's caption")
+    finally:
+        context.close()
+        _drop(settings, "keep-0012")
+
+
+def test_a_reprocess_refuses_only_a_decision_on_what_it_changed(page, server, fleet):
+    """Trial 34 F3 (s10): a reprocess of the same bytes and values refused every open page's decision ("the asset
+    changed while you were looking at it") and emptied the caption typed. Now a new version that changed nothing
+    the page shows is no conflict; one that changed the title refuses an edit of the title, keeping it typed."""
+    settings, _ = fleet
+    rec = _seed(settings, "again-0015")["again-0015"]
+    try:
+        page.goto(server.login_url)
+        page.goto(f"{server.url}/asset/again-0015")
+        again = copy.deepcopy(rec)
+        again["enriched"]["pre"]["asset"]["version"] = 2  # reprocessed: the same image, the same answers
+        _write(settings, again)
+        page.locator("#caption").fill("A caption typed during a reprocess")
+        page.locator("#save").click()
+        page.wait_for_url(re.compile("sent=|error="))
+        expect(page.locator(".flash")).to_contain_text("Sent to feedback: caption edited")
+
+        retitled = copy.deepcopy(again)
+        retitled["enriched"]["pre"]["asset"]["version"] = 3
+        retitled["title"] = retitled["enriched"]["enrichment"]["title"] = "Mug, as the new prompt titles it"
+        _write(settings, retitled)
+        page.locator("#title").fill("Mug retitled by a person")
+        page.locator("#save").click()
+        page.wait_for_url(re.compile("sent=|error="))
+        expect(page.locator(".flash")).to_have_text(
+            "nothing was sent: title changed while you were looking at it (the asset was processed again "
+            "meanwhile): check the values and decide again")
+        expect(page.locator("#title")).to_have_value("Mug retitled by a person")
+        expect(page.locator("#meanwhile-title")).to_contain_text("now Mug, as the new prompt titles it")
+    finally:
+        _drop(settings, "again-0015")

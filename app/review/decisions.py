@@ -101,15 +101,20 @@ def from_form(doc: dict[str, Any], form: Any, editor: str, tax: Taxonomy) -> dic
     a value that differs from what the editor was shown (`shown.<f>`) is an edit. The verdict comes from the button
     pressed (`verdict` = approve | reject | save).
 
-    A stale page is refused, not merged: when a field the editor decides on (or, for a verdict, any field) holds
-    another value than the page showed because another tab or editor decided meanwhile (`others_decided`; a
-    decision does not change `version`), sending would undo that decision or approve values nobody saw (trial 11:
-    a second tab reverted an approved edit to the model's text). The page's own earlier decisions are not a
-    conflict."""
+    A stale page is refused, not merged (`conflict`): when a field the editor decides on (or, for a verdict, any
+    field) holds another value than the page showed because another tab or editor decided meanwhile
+    (`others_decided`; a decision does not change `version`) or the asset was processed again (a newer `version`),
+    sending would undo that decision or approve values nobody saw (trial 11: a second tab reverted an approved edit
+    to the model's text); a new version whose image or shown values did not change is no conflict (trial 34 F3:
+    every reprocess refused every open page). The page's own earlier decisions are not a conflict."""
     verdict = VERDICTS.get(str(form.get("verdict") or "save"), None)
-    shown = form.get("shown_version")
-    if shown and str(doc.get("version")) != str(shown):
+    moved = bool(form.get("shown_version")) and str(doc.get("version")) != str(form.get("shown_version"))
+    if moved and not all(k in form for k in ("shown_sha256", *(f"shown.{n}" for n in review.FIELDS))):
+        # a form that does not say what it showed (an older page, a script): any new version refuses it
         raise DecisionError("the asset changed while you were looking at it: reload and decide again")
+    if moved and str(form.get("shown_sha256")) != str(content_sha256(doc) or ""):
+        raise DecisionError("nothing was sent: the image changed while you were looking at it (a new file was "
+                            "processed): check the new image and decide again")
     out_fields, changed = [], []
     for name in review.FIELDS:
         current = doc_value(doc, name)
@@ -135,9 +140,9 @@ def from_form(doc: dict[str, Any], form: Any, editor: str, tax: Taxonomy) -> dic
             out_fields.append({"field": name, "action": "edited", "value": submitted})
         elif action == "accepted":
             out_fields.append({"field": name, "action": "accepted", "value": current})
-    if changed and others_decided(doc, form):
-        raise DecisionError(f"nothing was sent: {', '.join(LABELS[n].lower() for n in changed)} changed while you "
-                            "were looking at it (another tab or editor decided meanwhile): reload and decide again")
+    refusal = conflict(doc, form, changed, moved)
+    if refusal:
+        raise DecisionError(refusal)
     if verdict == "approved":  # a value the family gave it is what the person approved: pin it (see approval)
         named = {x["field"] for x in out_fields}
         out_fields += [accepted for accepted in propagated_acceptances(doc, tax) if accepted["field"] not in named]
@@ -146,6 +151,21 @@ def from_form(doc: dict[str, Any], form: Any, editor: str, tax: Taxonomy) -> dic
     # the image the editor was shown: the verdict is of these bytes (a replaced image goes back to review)
     return {"asset_id": doc["asset_id"], "editor": editor, "fields": out_fields, "status": verdict,
             "tenant": doc.get("tenant"), "content_sha256": content_sha256(doc)}
+
+
+def _labels(names: Any) -> str:
+    return ", ".join(LABELS[n].lower() for n in review.FIELDS if n in set(names))
+
+
+def conflict(doc: dict[str, Any], form: Any, changed: list[str], moved: bool) -> str | None:
+    """Why a decision from this form must not be sent (from_form), or None. `changed`: the fields it decides on (for
+    a verdict: every field) whose value is no longer the one shown; `moved`: the asset was processed again since."""
+    others = others_decided(doc, form)
+    if changed and (others or moved):
+        why = "another tab or editor decided meanwhile" if others else "the asset was processed again meanwhile"
+        return (f"nothing was sent: {_labels(changed)} changed while you were looking at it ({why}): check the "
+                "values and decide again")
+    return None
 
 
 def approval(asset_id: str, editor: str, tenant: str | None = None,

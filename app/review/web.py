@@ -36,6 +36,8 @@ from app.review import rights
 from app.review.auth import Auth, Hosts, Principal
 from app.review.once import Once, StillSending, fingerprint, nonce, token
 from domain.events import scoped_id
+from domain.review import parse_tags_value
+from domain.records import content_sha256
 from domain.sources import source_label
 from domain.store.api import unknown_tag, without_default_scope
 from domain.vision.frames import frames_phrase
@@ -360,10 +362,11 @@ class ReviewApp:
         doc = data["doc"]
         form = {"shown_version": doc.get("version"), "shown_decision": ((doc.get("review") or {}).get("decision_ids")
                                                                         or [""])[-1],
-                "force_alt": False, "mine": request.query_params.get("mine")}
-        if request.method == "POST":  # the rights check's Cancel (its form, CSRF-checked): the form as it was left
+                "shown_sha256": content_sha256(doc) or "", "force_alt": False, "mine": request.query_params.get("mine")}
+        if request.method == "POST":  # the form as it was left: the rights check's Cancel (its form, CSRF-checked),
+            # or a refused decision's (decide() sends it here with a 307): the editor's typing is kept (trial 34 F3)
             draft = _Form([(k, str(v)) for k, v in (await request.form()).multi_items() if k != "csrf"])
-            form = kept_edits(data["fields"], draft, form)
+            form = kept_edits(data["fields"], draft, form, rebase=bool(shown["error"]))
             tags = next((r.get("tags_value") for r in data["fields"] if r["name"] == "tags"), None)
             if tags is not None:  # the chips show the tags the form sends (code review 17 F4)
                 data["chips"] = dec.restored_chips(data["chips"], tags, self.taxonomy)
@@ -450,14 +453,20 @@ class ReviewApp:
             target = await run_in_threadpool(act)
             if target is None:  # ask first, on the page a bulk approval's rights check is (Back returns to it)
                 return await self._ask_rights(request, who, [("decide", asset_id), *_draft(form)])
-        except (dec.DecisionError, StillSending) as exc:  # the page's own decisions stay its own
-            target = _asset_url(asset_id, f, **signed("error", str(exc)),
-                                mine=",".join(dec.own_decisions(form.get("mine"))))
+        except StillSending as exc:  # the first submission carries the form: the page shows its outcome soon
+            return RedirectResponse(_asset_url(asset_id, f, **signed("error", str(exc)),
+                                               mine=",".join(dec.own_decisions(form.get("mine")))), status_code=303)
+        except dec.DecisionError as exc:  # the page's own decisions stay its own
+            error = str(exc)
         except Exception as exc:  # the broker did not acknowledge in time: say so, do not pretend
             log.warning("review: decision for %s not acknowledged: %s", asset_id, exc)
-            target = _asset_url(asset_id, f, **signed("error", f"not sent (the broker did not confirm it: "
-                                                              f"{type(exc).__name__}: {exc}); try again"))
-        return RedirectResponse(target, status_code=303)
+            error = f"not sent (the broker did not confirm it: {type(exc).__name__}: {exc}); try again"
+        else:
+            return RedirectResponse(target, status_code=303)
+        # not sent: the asset's page again with the form as the editor left it (307: the browser posts the same
+        # form there, CSRF token included; kept_edits), so a refusal never throws their typing away (trial 34 F3)
+        return RedirectResponse(_asset_url(asset_id, f, **signed("error", error),
+                                           mine=",".join(dec.own_decisions(form.get("mine")))), status_code=307)
 
     def _bulk_chosen(self, f: Filters, form: Any) -> list[tuple[str, str | None]]:
         """The (asset id, tenant) pairs a bulk approval's form covers; DecisionError when "Approve all" would
@@ -699,22 +708,43 @@ def _draft(form: Any) -> list[tuple[str, str]]:
         k.startswith("value.") and shown.get(k[6:]) == str(v).replace("\r\n", "\n"))]
 
 
-def kept_edits(rows: list[dict[str, Any]], draft: Any, page: dict[str, Any]) -> dict[str, Any]:
-    """The asset page's form as the editor left it (`draft`: the form a rights check's Cancel posts back, less the
-    values not edited, which are the ones shown): each field's value and choice (`action`), and what the page had shown
-    (`shown.<f>`, the version and the last decision), so sending it later still refuses what changed meanwhile
-    (from_form), as the first page would have. Sets `value`, `shown`, `action` (and `tags_value`) on `rows`; returns
-    the form's other hidden values for the page (`page`'s own where the draft has none)."""
+def kept_edits(rows: list[dict[str, Any]], draft: Any, page: dict[str, Any], rebase: bool = False) -> dict[str, Any]:
+    """The asset page's form as the editor left it (`draft`: the form a rights check's Cancel, or a refused decision,
+    posts back, less the values not edited, which are the ones shown): each field's value and choice (`action`).
+    Sets `value`, `shown`, `action` (and `tags_value`) on `rows`; returns the form's other hidden values for the page
+    (`page`'s own where the draft has none).
+
+    After a rights check's Cancel the page keeps what the first page had shown (`shown.<f>`, the version and the last
+    decision), so sending it later still refuses what changed meanwhile (from_form), as the first page would have.
+    After a refusal (`rebase`: the editor was told what changed) it shows the asset as it is now: a field the editor
+    did not change shows its current value, one they changed keeps their text or choice over the current value
+    (sending it again replaces that, knowingly), and one that also changed meanwhile says so (`meanwhile`: the
+    value now), so nothing typed is lost (trial 34 F3) and nothing another editor set is undone unseen."""
     for row in rows:
         name = row["name"]
-        row["shown"] = draft.get(f"shown.{name}", row["shown"])
+        before = draft.get(f"shown.{name}", row["shown"])
+        action = draft.get(f"action.{name}") or ""
         if name == "tags":
-            row["tags_value"] = draft.get("value.tags")
+            value = draft.get("value.tags")
+            edited = value is not None and dec.shown_value({"shown.tags": value}, "tags", "") != \
+                dec.shown_value({"shown.tags": before}, "tags", "")
         else:
-            row["value"] = draft.get(f"value.{name}", row["shown"])
-        row["action"] = draft.get(f"action.{name}") or ""
-    return {**page, **{k: draft.get(k) for k in ("shown_version", "shown_decision", "mine") if k in draft},
-            "force_alt": draft.get("force_alt") == "1"}
+            value = draft.get(f"value.{name}", before)
+            edited = str(value).replace("\r\n", "\n").strip() != str(before).replace("\r\n", "\n").strip()
+        if not rebase:
+            row["shown"] = before
+        elif edited or action:
+            if before != row["shown"]:  # said as the page shows it (tags: their ids)
+                row["meanwhile"] = ", ".join(parse_tags_value(row["shown"])) if name == "tags" else row["shown"]
+        else:  # not the editor's: as the asset is now
+            value, action = (None if name == "tags" else row["shown"]), ""
+        if name == "tags":
+            row["tags_value"] = value if edited or not rebase else None
+        else:
+            row["value"] = value
+        row["action"] = action
+    kept = ("mine",) if rebase else ("shown_version", "shown_decision", "shown_sha256", "mine")
+    return {**page, **{k: draft.get(k) for k in kept if k in draft}, "force_alt": draft.get("force_alt") == "1"}
 
 
 def change_said(doc: dict[str, Any], field: dict[str, Any]) -> str:
