@@ -8,8 +8,12 @@ and the page keeps what the editor typed; a reprocess that changed nothing shown
 from __future__ import annotations
 
 import copy
+import html
 import re
+import threading
 from urllib.parse import parse_qs, urlsplit
+
+import httpx
 
 import pytest
 from playwright.sync_api import expect
@@ -136,6 +140,60 @@ def _indexed(settings, asset_id: str) -> dict:
         return sink.client.get(index=read_alias(settings), id=asset_id)["_source"]
     finally:
         sink.close()
+
+
+def _form_of(c: httpx.Client, asset_id: str) -> dict[str, str]:
+    """The hidden values of an asset page's form as a browser posts them (what the page showed, its tokens)."""
+    page = c.get(f"/asset/{asset_id}").text
+    return {html.unescape(k): html.unescape(v) for k, v in
+            re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)"', page)}
+
+
+def test_two_saves_of_one_field_at_the_same_moment_send_one_and_refuse_the_other(fleet):
+    """Trial 34 F1: alice and bob saved the alt text of one asset 100 ms apart: both were told "Sent", the index kept
+    one text and the other was lost. Checked against the index, neither was applied yet. Now the app checks, sends
+    and waits under the asset's lock and counts another editor's decision it sent and the index does not show yet:
+    one is sent, the other refused, and its page keeps the text it would have sent."""
+    from app.review.server import ReviewServer
+
+    settings, _ = fleet
+    _seed(settings, "race-0011")
+    before = {d["decision_id"] for d in feedback(settings)}
+    editors = {"alice": "alice-pw", "bob": "bob-pw"}
+    with ReviewServer(settings.with_overrides(review={"auth": "basic", "users": editors})) as srv:
+        clients = [httpx.Client(base_url=srv.url, auth=who) for who in editors.items()]
+        try:
+            forms = [{**_form_of(c, "race-0011"), "value.alt_text": f"{who.upper()} race alt", "verdict": "save"}
+                     for c, who in zip(clients, editors)]
+            start, answers = threading.Barrier(2), [None, None]
+
+            def save(i: int) -> None:
+                start.wait()
+                answers[i] = clients[i].post("/decide/race-0011", data=forms[i])
+
+            threads = [threading.Thread(target=save, args=(i,)) for i in range(2)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(60)
+            said = sorted((r.status_code, _said(r)) for r in answers)
+            assert [code for code, _ in said] == [303, 307], said  # one sent, one refused (both were "Sent")
+            loser = next(i for i, r in enumerate(answers) if r.status_code != 303)
+            winner = list(editors)[1 - loser]
+            assert said[0] == (303, "alt_text edited"), said
+            assert said[1] == (307, f"nothing was sent: {winner} decided the alt text a moment ago and it is not "
+                                    "applied yet: reload in a moment, check it and decide again"), said
+            # the refused page, as the browser shows it (it posts the form there again): the text it would have sent
+            shown = clients[loser].post(answers[loser].headers["location"], data=forms[loser])
+            assert re.search(r'id="alt_text"[^>]*>' + forms[loser]["value.alt_text"] + "</textarea>", shown.text)
+        finally:
+            for c in clients:
+                c.close()
+    try:
+        sent = [d for d in feedback(settings) if d["decision_id"] not in before]
+        assert [(d["editor"], d["fields"][0]["value"]) for d in sent] == [(winner, f"{winner.upper()} race alt")]
+    finally:
+        _drop(settings, "race-0011")
 
 
 def test_a_refused_save_keeps_the_editors_typing(browser, server, fleet):

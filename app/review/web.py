@@ -34,6 +34,7 @@ from app.kpis.feedback import alt_text_length, alt_text_missing
 from app.review import decisions as dec
 from app.review import rights
 from app.review.auth import Auth, Hosts, Principal
+from app.review.inflight import InFlight
 from app.review.once import Once, StillSending, fingerprint, nonce, token
 from domain.events import scoped_id
 from domain.review import parse_tags_value
@@ -104,6 +105,7 @@ class ReviewApp:
         self._producer = producer
         self._producer_lock = threading.Lock()
         self.once = Once()  # what each drawn form sent: a repeat of it sends nothing (trial 28 M1)
+        self.inflight = InFlight()  # decisions sent and not applied yet, a lock per asset (trial 34 F1)
         env = jinja2.Environment(loader=jinja2.FileSystemLoader(HERE / "templates"), autoescape=True,
                                  undefined=jinja2.ChainableUndefined)
         env.filters["when"] = lambda v: (str(v or "")[:16].replace("T", " ") if v else "–")
@@ -404,10 +406,17 @@ class ReviewApp:
             return self.auth.sign_outcome(who, kind, text)
 
         def fresh() -> dict[str, str] | None:
+            # checked, sent and waited for under the asset's lock: a second decision on it from this app is checked
+            # after the first was sent, against it while it is not applied yet (trial 34 F1)
+            with self.inflight.holding([asset_id]):
+                return checked_and_sent()
+
+        def checked_and_sent() -> dict[str, str] | None:
             doc = self.index.asset(asset_id)
             if doc is None:
                 raise dec.DecisionError(f"no asset {asset_id!r} in the index")
-            decision = dec.from_form(doc, form, who.user, self.taxonomy)
+            pending = self.inflight.others(asset_id, doc, who.user)
+            decision = dec.from_form(doc, form, who.user, self.taxonomy, pending)
             v = self.settings.validate_
             warnings, refusals = alt_text_length(decision, v.alt_text_max_chars, v.alt_text_hard_max_chars)
             warnings += alt_text_missing(decision, doc)
@@ -423,6 +432,7 @@ class ReviewApp:
 
             def send() -> dict[str, str]:
                 sent = self.publish([decision])[0]
+                self.inflight.add(asset_id, sent)
                 what = sent["status"] or ", ".join(f"{x['field']} {x['action']}" for x in sent["fields"])
                 done = {"what": what, "at": time.strftime("%H:%M", time.localtime()), "by": who.user}
                 note = "".join(f" (warning: {w.split(': ', 1)[1]})" for w in warnings + refusals)
@@ -497,6 +507,10 @@ class ReviewApp:
 
         def fresh() -> dict[str, str] | None:
             chosen = self._bulk_chosen(f, form)
+            with self.inflight.holding(scoped_id(i, t) for i, t in chosen):  # as one asset's decision (trial 34 F1)
+                return checked_and_sent(chosen)
+
+        def checked_and_sent(chosen: list[tuple[str, str | None]]) -> dict[str, str] | None:
             if not chosen:
                 return {"what": "0 assets approved"}
             ids = [scoped_id(i, t) for i, t in chosen]
@@ -510,6 +524,8 @@ class ReviewApp:
                 given = self.index.propagated(ids)
                 sent = self.publish([dec.approval(i, who.user, t, given.get(scoped_id(i, t)), self.taxonomy)
                                      for i, t in chosen])
+                for doc, d in zip(ids, sent):
+                    self.inflight.add(doc, d)
                 # the queue shown next is drawn from the index: wait (briefly) for the review group to apply them, so
                 # it does not list what was just approved (trial 19), and say so when some are not applied yet
                 pending, kept = self.index.wait_decided({doc: d["decision_id"] for doc, d in zip(ids, sent)},
