@@ -196,10 +196,11 @@ def test_two_saves_of_one_field_at_the_same_moment_send_one_and_refuse_the_other
         _drop(settings, "race-0011")
 
 
-def test_a_refused_save_keeps_the_editors_typing(browser, server, fleet):
+def test_a_refused_save_keeps_the_editors_typing_and_a_stale_verdict_is_refused(browser, server, fleet):
     """Trial 34 F3: bob's save of the alt text alice had just saved was refused (rightly), and the page he was sent
     back to showed the index's values: his alt text and his caption edit were gone. Now both are still in the form,
-    the alt text with alice's text beside it, and saving again sends them."""
+    the alt text with alice's text beside it, and saving again sends them. F2: alice's page from before bob's
+    approval rejected the asset, reversing it; now refused."""
     settings, _ = fleet
     _seed(settings, "keep-0012")
     context = browser.new_context(viewport={"width": 1360, "height": 1000})
@@ -230,9 +231,49 @@ def test_a_refused_save_keeps_the_editors_typing(browser, server, fleet):
         apply_decisions(settings, before)
         doc = _indexed(settings, "keep-0012")
         assert (doc["alt_text"], doc["caption"]) == ("Bob's alt text", "Bob's caption")
+
+        alice.reload()  # shows bob's values; then bob approves from his page
+        before = {d["decision_id"] for d in feedback(settings)}
+        bob.locator("#approve").click()
+        bob.wait_for_url(re.compile("sent="))
+        apply_decisions(settings, before)
+        alice.locator("#reject").click()
+        alice.wait_for_url(re.compile("sent=|error="))
+        expect(alice.locator(".flash")).to_have_text(
+            "nothing was sent: this asset was approved by erin while you were looking at it: check it and decide again")
+        assert _indexed(settings, "keep-0012")["status"] == "approved"
     finally:
         context.close()
         _drop(settings, "keep-0012")
+
+
+def test_approve_selected_leaves_out_a_row_decided_meanwhile_and_says_so(page, server, fleet):
+    """Trial 34 F2 (8a): bob ticked gift_on_white, alice rejected it, bob's "Approve selected" approved it. A row
+    decided elsewhere since the queue showed it is left out of the approval and named; the others are approved."""
+    settings, _ = fleet
+    _seed(settings, "tick-0013", "tick-0014")
+    try:
+        page.goto(server.login_url)
+        page.goto(f"{server.url}/?status=needs_review")
+        for asset_id in ("tick-0013", "tick-0014"):
+            page.get_by_role("checkbox", name=f"select {asset_id}").check()
+        other = page.context.new_page()
+        before = {d["decision_id"] for d in feedback(settings)}
+        other.on("dialog", lambda d: d.accept())
+        other.goto(f"{server.url}/asset/tick-0013")
+        other.locator("#reject").click()
+        other.wait_for_url(re.compile("sent="))
+        apply_decisions(settings, before)
+        before = {d["decision_id"] for d in feedback(settings)}
+        page.get_by_role("button", name="Approve selected").click()
+        page.wait_for_url(re.compile("sent=|error="))
+        expect(page.locator(".flash")).to_contain_text(
+            "1 asset approved — tick-0014; not approved: tick-0013 (rejected by erin) was decided by someone else "
+            "meanwhile: left out")
+        assert [(d["asset_id"], d["status"]) for d in feedback(settings) if d["decision_id"] not in before] == [
+            ("tick-0014", "approved")]
+    finally:
+        _drop(settings, "tick-0013", "tick-0014")
 
 
 def test_a_reprocess_refuses_only_a_decision_on_what_it_changed(page, server, fleet):

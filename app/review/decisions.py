@@ -106,7 +106,9 @@ def from_form(doc: dict[str, Any], form: Any, editor: str, tax: Taxonomy,
     field) holds another value than the page showed because another tab or editor decided meanwhile
     (`others_decided`; a decision does not change `version`) or the asset was processed again (a newer `version`),
     sending would undo that decision or approve values nobody saw (trial 11: a second tab reverted an approved edit
-    to the model's text); a new version whose image or shown values did not change is no conflict (trial 34 F3: every reprocess refused every open page). `pending`:
+    to the model's text); a verdict is refused when anyone else decided on the asset meanwhile, its values changed
+    or not (trial 34 F2: a stale page's Reject reversed another editor's approval); a new version whose image or
+    shown values did not change is no conflict (trial 34 F3: every reprocess refused every open page). `pending`:
     the decisions other editors sent through this app that the index does not show yet (each `fields` and
     `status`): a decision on a field one of them decides, or a verdict while any is pending, is refused too (trial 34 F1: two
     saves 100 ms apart were both sent, one lost). The page's own earlier decisions are not a conflict."""
@@ -170,6 +172,12 @@ def conflict(doc: dict[str, Any], form: Any, verdict: str | None, changed: list[
         why = "another tab or editor decided meanwhile" if others else "the asset was processed again meanwhile"
         return (f"nothing was sent: {_labels(changed)} changed while you were looking at it ({why}): check the "
                 "values and decide again")
+    if verdict and "shown_decision" in form and others:  # a verdict of a page drawn before another person's
+        rv = doc.get("review") or {}
+        what = f"{rv['status']} by {rv.get('editor') or 'someone else'}" if rv.get("status") else \
+            "decided on by another tab or editor"
+        return (f"nothing was sent: this asset was {what} while you were looking at it: check it and decide "
+                "again")
     pending = list(pending or ())
     clash = pending if verdict else [p for p in pending if decided & set(p.get("fields") or ())]
     if clash:

@@ -489,6 +489,34 @@ class ReviewApp:
             return chosen
         return self.index.tenants(list(dict.fromkeys(str(i) for i in form.getlist("ids"))))
 
+    def _decided_meanwhile(self, chosen: list[tuple[str, str | None]], form: Any,
+                           who: Principal) -> tuple[list[tuple[str, str | None]], str]:
+        """Of a bulk approval's assets, those nobody decided on since the queue showed them (its row's `seen.<id>`:
+        the newest decision it showed; an asset without one, e.g. on another page of "all matching", is checked only
+        against the decisions other editors sent through this app that are not applied yet), and the others said in words: "gift-0001
+        (rejected by alice) was decided by someone else meanwhile: left out" (trial 34 F2: a ticked row another
+        editor rejected meanwhile was approved)."""
+        ids = [scoped_id(i, t) for i, t in chosen]
+        reviews = self.index.reviews(ids)
+        keep, out = [], []
+        for pair, doc_id in zip(chosen, ids):
+            rv = reviews.get(doc_id) or {}
+            last = (rv.get("decision_ids") or [""])[-1]
+            seen = form.get(f"seen.{doc_id}")
+            pending = self.inflight.others(doc_id, {"review": rv}, who.user)
+            if (seen is not None and str(seen) != last) or pending:
+                by = f"{rv['status']} by {rv.get('editor')}" if rv.get("status") and not pending else \
+                    ", ".join(f"{p['status'] or 'fields'} by {p['editor']}, not applied yet" for p in pending)
+                out.append(f"{doc_id} ({by})" if by else doc_id)
+            else:
+                keep.append(pair)
+        said = ""
+        if out:
+            named = "; ".join(out[:OTHERS_NAMED]) + (f" and {len(out) - OTHERS_NAMED} more" if len(out) > OTHERS_NAMED
+                                                     else "")
+            said = f"{named} {'was' if len(out) == 1 else 'were'} decided by someone else meanwhile: left out"
+        return keep, said
+
     def _rights_ask(self, who: Principal, chosen: list[tuple[str, str | None]]) -> dict[str, Any]:
         """What the rights confirmation shows of a bulk approval: the assets with restricted or unknown rights
         (`check`), their digest (`confirmed`), the count, and the others (ids, and titles when few)."""
@@ -511,7 +539,11 @@ class ReviewApp:
                 return checked_and_sent(chosen)
 
         def checked_and_sent(chosen: list[tuple[str, str | None]]) -> dict[str, str] | None:
+            # a row another editor (or tab) decided since the queue showed it is left out, and said (trial 34 F2)
+            chosen, left_out = self._decided_meanwhile(chosen, form, who)
             if not chosen:
+                if left_out:
+                    raise dec.DecisionError(f"nothing approved: {left_out}")
                 return {"what": "0 assets approved"}
             ids = [scoped_id(i, t) for i, t in chosen]
             # restricted or unknown rights among them (trial 23): approve nothing until the person confirms these
@@ -534,7 +566,8 @@ class ReviewApp:
                 return {"at": time.strftime("%H:%M", time.localtime()), "by": who.user, "what": f"{counted(len(sent), 'asset')} approved" + (
                     f" ({kept} kept in review by the review group: each asset's page says why)" if kept else "") + (
                     f" ({pending} still being applied: they may show here until it is done; reload in a moment)"
-                    if pending else "") + (f" — {', '.join(ids)}" if len(ids) <= OTHERS_NAMED else "")}
+                    if pending else "") + (f" — {', '.join(ids)}" if len(ids) <= OTHERS_NAMED else "") + (
+                    f"; not approved: {left_out}" if left_out else "")}
 
             return send()
 
@@ -601,7 +634,8 @@ class ReviewApp:
                     *self.once.sent(who.user, who.session, others_once)]
             if done:
                 return {"done": done[0], "check": [], "total": 0, "others": []}
-            return {**self._rights_ask(who, self._bulk_chosen(f, form)), "header": None}
+            chosen, left_out = self._decided_meanwhile(self._bulk_chosen(f, form), form, who)
+            return {**self._rights_ask(who, chosen), "header": None, "left_out": left_out}
 
         try:
             ask = await run_in_threadpool(load)
@@ -612,7 +646,7 @@ class ReviewApp:
         ticked = form.getlist("ids") if form.get("scope") != "all" else []
         if not ask["check"]:  # decided elsewhere meanwhile: nothing left to confirm here
             text = ask.get("error") or "nothing approved: none of these has restricted or unknown rights any more; " \
-                                       "approve again"
+                                       "approve again" + (f" ({ask['left_out']})" if ask.get("left_out") else "")
             return RedirectResponse("/?" + urlencode([*f.params().items(), *[("ids", i) for i in ticked],
                                                       *self.auth.sign_outcome(who, "error", text).items()]), 303)
         # Cancel: the queue says so, its banner takes the focus, and the rows ticked are still ticked (m1)
