@@ -200,7 +200,7 @@ def test_a_refused_save_keeps_the_editors_typing_and_a_stale_verdict_is_refused(
     """Trial 34 F3: bob's save of the alt text alice had just saved was refused (rightly), and the page he was sent
     back to showed the index's values: his alt text and his caption edit were gone. Now both are still in the form,
     the alt text with alice's text beside it, and saving again sends them. F2: alice's page from before bob's
-    approval rejected the asset, reversing it; now refused."""
+    approval rejected the asset, reversing it; now refused. F4: rejecting the title says it publishes none."""
     settings, _ = fleet
     _seed(settings, "keep-0012")
     context = browser.new_context(viewport={"width": 1360, "height": 1000})
@@ -211,6 +211,8 @@ def test_a_refused_save_keeps_the_editors_typing_and_a_stale_verdict_is_refused(
         alice.goto(server.login_url)
         for tab in (alice, bob):
             tab.goto(f"{server.url}/asset/keep-0012")
+        expect(bob.locator("input[name='action.title'][value=rejected]")).to_have_accessible_description(
+            "reject: the asset is published with no title; to change it, edit it instead")
         before = {d["decision_id"] for d in feedback(settings)}
         alice.locator("#alt_text").fill("Alice's alt text")
         alice.locator("#save").click()
@@ -242,6 +244,9 @@ def test_a_refused_save_keeps_the_editors_typing_and_a_stale_verdict_is_refused(
         expect(alice.locator(".flash")).to_have_text(
             "nothing was sent: this asset was approved by erin while you were looking at it: check it and decide again")
         assert _indexed(settings, "keep-0012")["status"] == "approved"
+        # the page shown with the refusal is of an approved asset now: rejecting its title keeps it approved
+        expect(alice.locator("#title-reject-hint")).to_have_text(
+            "reject: the asset is published with no title and stays approved; to change it, edit it instead")
     finally:
         context.close()
         _drop(settings, "keep-0012")
