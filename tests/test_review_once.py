@@ -259,6 +259,12 @@ def test_approve_selected_leaves_out_a_row_decided_meanwhile_and_says_so(page, s
     _seed(settings, "tick-0013", "tick-0014")
     try:
         page.goto(server.login_url)
+        before = {d["decision_id"] for d in feedback(settings)}
+        page.goto(f"{server.url}/asset/tick-0014")  # decided before the queue is drawn: no conflict
+        page.locator("#caption").fill("A caption saved before the queue was drawn")
+        page.locator("#save").click()
+        page.wait_for_url(re.compile("sent="))
+        apply_decisions(settings, before)
         page.goto(f"{server.url}/?status=needs_review")
         for asset_id in ("tick-0013", "tick-0014"):
             page.get_by_role("checkbox", name=f"select {asset_id}").check()
