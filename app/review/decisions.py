@@ -94,22 +94,32 @@ def others_decided(doc: dict[str, Any], form: Any) -> bool:
     return any(d not in mine for d in since)
 
 
-def from_form(doc: dict[str, Any], form: Any, editor: str, tax: Taxonomy) -> dict[str, Any]:
+def from_form(doc: dict[str, Any], form: Any, editor: str, tax: Taxonomy,
+              pending: list[dict[str, Any]] | tuple = ()) -> dict[str, Any]:
     """An EditorDecision from the asset form. Per field: `action.<f>` = accepted | rejected | "" (and for the alt
     text `decorative`: sent as the empty alt text that marks the image decorative, also when the field already
     shows none, e.g. after a rejection) and `value.<f>`;
     a value that differs from what the editor was shown (`shown.<f>`) is an edit. The verdict comes from the button
     pressed (`verdict` = approve | reject | save).
 
-    A stale page is refused, not merged: when a field the editor decides on (or, for a verdict, any field) holds
-    another value than the page showed because another tab or editor decided meanwhile (`others_decided`; a
-    decision does not change `version`), sending would undo that decision or approve values nobody saw (trial 11:
-    a second tab reverted an approved edit to the model's text). The page's own earlier decisions are not a
-    conflict."""
+    A stale page is refused, not merged (`conflict`): when a field the editor decides on (or, for a verdict, any
+    field) holds another value than the page showed because another tab or editor decided meanwhile
+    (`others_decided`; a decision does not change `version`) or the asset was processed again (a newer `version`),
+    sending would undo that decision or approve values nobody saw (trial 11: a second tab reverted an approved edit
+    to the model's text); a verdict is refused when anyone else decided on the asset meanwhile, its values changed
+    or not (trial 34 F2: a stale page's Reject reversed another editor's approval); a new version whose image or
+    shown values did not change is no conflict (trial 34 F3: every reprocess refused every open page). `pending`:
+    the decisions other editors sent through this app that the index does not show yet (each `fields` and
+    `status`): a decision on a field one of them decides, or a verdict while any is pending, is refused too (trial 34 F1: two
+    saves 100 ms apart were both sent, one lost). The page's own earlier decisions are not a conflict."""
     verdict = VERDICTS.get(str(form.get("verdict") or "save"), None)
-    shown = form.get("shown_version")
-    if shown and str(doc.get("version")) != str(shown):
+    moved = bool(form.get("shown_version")) and str(doc.get("version")) != str(form.get("shown_version"))
+    if moved and not all(k in form for k in ("shown_sha256", *(f"shown.{n}" for n in review.FIELDS))):
+        # a form that does not say what it showed (an older page, a script): any new version refuses it
         raise DecisionError("the asset changed while you were looking at it: reload and decide again")
+    if moved and str(form.get("shown_sha256")) != str(content_sha256(doc) or ""):
+        raise DecisionError("nothing was sent: the image changed while you were looking at it (a new file was "
+                            "processed): check the new image and decide again")
     out_fields, changed = [], []
     for name in review.FIELDS:
         current = doc_value(doc, name)
@@ -135,9 +145,9 @@ def from_form(doc: dict[str, Any], form: Any, editor: str, tax: Taxonomy) -> dic
             out_fields.append({"field": name, "action": "edited", "value": submitted})
         elif action == "accepted":
             out_fields.append({"field": name, "action": "accepted", "value": current})
-    if changed and others_decided(doc, form):
-        raise DecisionError(f"nothing was sent: {', '.join(LABELS[n].lower() for n in changed)} changed while you "
-                            "were looking at it (another tab or editor decided meanwhile): reload and decide again")
+    refusal = conflict(doc, form, verdict, changed, moved, {x["field"] for x in out_fields}, pending)
+    if refusal:
+        raise DecisionError(refusal)
     if verdict == "approved":  # a value the family gave it is what the person approved: pin it (see approval)
         named = {x["field"] for x in out_fields}
         out_fields += [accepted for accepted in propagated_acceptances(doc, tax) if accepted["field"] not in named]
@@ -146,6 +156,37 @@ def from_form(doc: dict[str, Any], form: Any, editor: str, tax: Taxonomy) -> dic
     # the image the editor was shown: the verdict is of these bytes (a replaced image goes back to review)
     return {"asset_id": doc["asset_id"], "editor": editor, "fields": out_fields, "status": verdict,
             "tenant": doc.get("tenant"), "content_sha256": content_sha256(doc)}
+
+
+def _labels(names: Any) -> str:
+    return ", ".join(LABELS[n].lower() for n in review.FIELDS if n in set(names))
+
+
+def conflict(doc: dict[str, Any], form: Any, verdict: str | None, changed: list[str], moved: bool,
+             decided: set[str], pending: Any) -> str | None:
+    """Why a decision from this form must not be sent (from_form), or None. `changed`: the fields it decides on (for
+    a verdict: every field) whose value is no longer the one shown; `moved`: the asset was processed again since;
+    `decided`: the fields it decides on; `pending`: other editors' decisions sent and not applied yet."""
+    others = others_decided(doc, form)
+    if changed and (others or moved):
+        why = "another tab or editor decided meanwhile" if others else "the asset was processed again meanwhile"
+        return (f"nothing was sent: {_labels(changed)} changed while you were looking at it ({why}): check the "
+                "values and decide again")
+    if verdict and "shown_decision" in form and others:  # a verdict of a page drawn before another person's
+        rv = doc.get("review") or {}
+        what = f"{rv['status']} by {rv.get('editor') or 'someone else'}" if rv.get("status") else \
+            "decided on by another tab or editor"
+        return (f"nothing was sent: this asset was {what} while you were looking at it: check it and decide "
+                "again")
+    pending = list(pending or ())
+    clash = pending if verdict else [p for p in pending if decided & set(p.get("fields") or ())]
+    if clash:
+        who = ", ".join(dict.fromkeys(str(p.get("editor") or "someone") for p in clash))
+        what = "on this asset" if verdict else \
+            "the " + _labels(decided & {f for p in clash for f in p.get("fields") or ()})
+        return (f"nothing was sent: {who} decided {what} a moment ago and it is not applied yet: reload in a "
+                "moment, check it and decide again")
+    return None
 
 
 def approval(asset_id: str, editor: str, tenant: str | None = None,

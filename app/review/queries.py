@@ -93,7 +93,8 @@ CONF_FIELDS = ["enrichment.confidence", "record.field_confidence", "record.calib
                "record.field_sources", "record.tags.source", "review.fields.field"]
 LIST_FIELDS = ["asset_id", "tenant", "title", "alt_text", "status", "reasons", "tags", "event_time", "reviewed_by",
                "reviewed_at", *CONF_FIELDS, "duplicate_of", "degraded_parts", "degraded",
-               "family_id", "family_size", "family_canonical", "source_uri", *USAGE_FIELDS]
+               "family_id", "family_size", "family_canonical", "source_uri", *USAGE_FIELDS,
+               "review.decision_ids"]  # the newest one: what a bulk approval's row showed (web.decided_meanwhile)
 SORT = [{"event_time": {"order": "asc", "unmapped_type": "date"}},
         {"asset_id": {"order": "asc", "unmapped_type": "keyword"}}]
 BIG = ["record", "thumbnail"]
@@ -405,6 +406,15 @@ class Index:
         docs = self.es.mget(index=self.alias, ids=ids, source_includes=["asset_id", "tenant"])["docs"]
         return [(d["_source"].get("asset_id") or d["_id"], d["_source"].get("tenant")) for d in docs
                 if d.get("found") and d.get("_source") is not None and self.scope.holds(d["_source"].get("tenant"))]
+
+    def reviews(self, ids: list[str]) -> dict[str, dict[str, Any]]:
+        """Document id (tenant-scoped) -> its review (decision ids, verdict, editor; {} for none), of those in the
+        index. Read by id (real-time on Elasticsearch too)."""
+        if not ids:
+            return {}
+        docs = self.es.mget(index=self.alias, ids=ids, source_includes=["review"])["docs"]
+        return {d["_id"]: (d["_source"].get("review") or {}) for d in docs if d.get("found") and d.get("_source")
+                is not None}
 
     def titles(self, ids: list[str]) -> list[str]:
         """What a person recognises each of the given documents (tenant-scoped ids) by: "title (asset id)", or the

@@ -34,8 +34,11 @@ from app.kpis.feedback import alt_text_length, alt_text_missing
 from app.review import decisions as dec
 from app.review import rights
 from app.review.auth import Auth, Hosts, Principal
+from app.review.inflight import InFlight
 from app.review.once import Once, StillSending, fingerprint, nonce, token
 from domain.events import scoped_id
+from domain.review import parse_tags_value
+from domain.records import content_sha256
 from domain.sources import source_label
 from domain.store.api import unknown_tag, without_default_scope
 from domain.vision.frames import frames_phrase
@@ -102,6 +105,7 @@ class ReviewApp:
         self._producer = producer
         self._producer_lock = threading.Lock()
         self.once = Once()  # what each drawn form sent: a repeat of it sends nothing (trial 28 M1)
+        self.inflight = InFlight()  # decisions sent and not applied yet, a lock per asset (trial 34 F1)
         env = jinja2.Environment(loader=jinja2.FileSystemLoader(HERE / "templates"), autoescape=True,
                                  undefined=jinja2.ChainableUndefined)
         env.filters["when"] = lambda v: (str(v or "")[:16].replace("T", " ") if v else "–")
@@ -360,10 +364,11 @@ class ReviewApp:
         doc = data["doc"]
         form = {"shown_version": doc.get("version"), "shown_decision": ((doc.get("review") or {}).get("decision_ids")
                                                                         or [""])[-1],
-                "force_alt": False, "mine": request.query_params.get("mine")}
-        if request.method == "POST":  # the rights check's Cancel (its form, CSRF-checked): the form as it was left
+                "shown_sha256": content_sha256(doc) or "", "force_alt": False, "mine": request.query_params.get("mine")}
+        if request.method == "POST":  # the form as it was left: the rights check's Cancel (its form, CSRF-checked),
+            # or a refused decision's (decide() sends it here with a 307): the editor's typing is kept (trial 34 F3)
             draft = _Form([(k, str(v)) for k, v in (await request.form()).multi_items() if k != "csrf"])
-            form = kept_edits(data["fields"], draft, form)
+            form = kept_edits(data["fields"], draft, form, rebase=bool(shown["error"]))
             tags = next((r.get("tags_value") for r in data["fields"] if r["name"] == "tags"), None)
             if tags is not None:  # the chips show the tags the form sends (code review 17 F4)
                 data["chips"] = dec.restored_chips(data["chips"], tags, self.taxonomy)
@@ -401,10 +406,17 @@ class ReviewApp:
             return self.auth.sign_outcome(who, kind, text)
 
         def fresh() -> dict[str, str] | None:
+            # checked, sent and waited for under the asset's lock: a second decision on it from this app is checked
+            # after the first was sent, against it while it is not applied yet (trial 34 F1)
+            with self.inflight.holding([asset_id]):
+                return checked_and_sent()
+
+        def checked_and_sent() -> dict[str, str] | None:
             doc = self.index.asset(asset_id)
             if doc is None:
                 raise dec.DecisionError(f"no asset {asset_id!r} in the index")
-            decision = dec.from_form(doc, form, who.user, self.taxonomy)
+            pending = self.inflight.others(asset_id, doc, who.user)
+            decision = dec.from_form(doc, form, who.user, self.taxonomy, pending)
             v = self.settings.validate_
             warnings, refusals = alt_text_length(decision, v.alt_text_max_chars, v.alt_text_hard_max_chars)
             warnings += alt_text_missing(decision, doc)
@@ -420,6 +432,7 @@ class ReviewApp:
 
             def send() -> dict[str, str]:
                 sent = self.publish([decision])[0]
+                self.inflight.add(asset_id, sent)
                 what = sent["status"] or ", ".join(f"{x['field']} {x['action']}" for x in sent["fields"])
                 done = {"what": what, "at": time.strftime("%H:%M", time.localtime()), "by": who.user}
                 note = "".join(f" (warning: {w.split(': ', 1)[1]})" for w in warnings + refusals)
@@ -450,14 +463,20 @@ class ReviewApp:
             target = await run_in_threadpool(act)
             if target is None:  # ask first, on the page a bulk approval's rights check is (Back returns to it)
                 return await self._ask_rights(request, who, [("decide", asset_id), *_draft(form)])
-        except (dec.DecisionError, StillSending) as exc:  # the page's own decisions stay its own
-            target = _asset_url(asset_id, f, **signed("error", str(exc)),
-                                mine=",".join(dec.own_decisions(form.get("mine"))))
+        except StillSending as exc:  # the first submission carries the form: the page shows its outcome soon
+            return RedirectResponse(_asset_url(asset_id, f, **signed("error", str(exc)),
+                                               mine=",".join(dec.own_decisions(form.get("mine")))), status_code=303)
+        except dec.DecisionError as exc:  # the page's own decisions stay its own
+            error = str(exc)
         except Exception as exc:  # the broker did not acknowledge in time: say so, do not pretend
             log.warning("review: decision for %s not acknowledged: %s", asset_id, exc)
-            target = _asset_url(asset_id, f, **signed("error", f"not sent (the broker did not confirm it: "
-                                                              f"{type(exc).__name__}: {exc}); try again"))
-        return RedirectResponse(target, status_code=303)
+            error = f"not sent (the broker did not confirm it: {type(exc).__name__}: {exc}); try again"
+        else:
+            return RedirectResponse(target, status_code=303)
+        # not sent: the asset's page again with the form as the editor left it (307: the browser posts the same
+        # form there, CSRF token included; kept_edits), so a refusal never throws their typing away (trial 34 F3)
+        return RedirectResponse(_asset_url(asset_id, f, **signed("error", error),
+                                           mine=",".join(dec.own_decisions(form.get("mine")))), status_code=307)
 
     def _bulk_chosen(self, f: Filters, form: Any) -> list[tuple[str, str | None]]:
         """The (asset id, tenant) pairs a bulk approval's form covers; DecisionError when "Approve all" would
@@ -469,6 +488,34 @@ class ReviewApp:
                 raise dec.DecisionError(refusal)
             return chosen
         return self.index.tenants(list(dict.fromkeys(str(i) for i in form.getlist("ids"))))
+
+    def _decided_meanwhile(self, chosen: list[tuple[str, str | None]], form: Any,
+                           who: Principal) -> tuple[list[tuple[str, str | None]], str]:
+        """Of a bulk approval's assets, those nobody decided on since the queue showed them (its row's `seen.<id>`:
+        the newest decision it showed; an asset without one, e.g. on another page of "all matching", is checked only
+        against the decisions other editors sent through this app that are not applied yet), and the others said in words: "gift-0001
+        (rejected by alice) was decided by someone else meanwhile: left out" (trial 34 F2: a ticked row another
+        editor rejected meanwhile was approved)."""
+        ids = [scoped_id(i, t) for i, t in chosen]
+        reviews = self.index.reviews(ids)
+        keep, out = [], []
+        for pair, doc_id in zip(chosen, ids):
+            rv = reviews.get(doc_id) or {}
+            last = (rv.get("decision_ids") or [""])[-1]
+            seen = form.get(f"seen.{doc_id}")
+            pending = self.inflight.others(doc_id, {"review": rv}, who.user)
+            if (seen is not None and str(seen) != last) or pending:
+                by = f"{rv['status']} by {rv.get('editor')}" if rv.get("status") and not pending else \
+                    ", ".join(f"{p['status'] or 'fields'} by {p['editor']}, not applied yet" for p in pending)
+                out.append(f"{doc_id} ({by})" if by else doc_id)
+            else:
+                keep.append(pair)
+        said = ""
+        if out:
+            named = "; ".join(out[:OTHERS_NAMED]) + (f" and {len(out) - OTHERS_NAMED} more" if len(out) > OTHERS_NAMED
+                                                     else "")
+            said = f"{named} {'was' if len(out) == 1 else 'were'} decided by someone else meanwhile: left out"
+        return keep, said
 
     def _rights_ask(self, who: Principal, chosen: list[tuple[str, str | None]]) -> dict[str, Any]:
         """What the rights confirmation shows of a bulk approval: the assets with restricted or unknown rights
@@ -488,7 +535,15 @@ class ReviewApp:
 
         def fresh() -> dict[str, str] | None:
             chosen = self._bulk_chosen(f, form)
+            with self.inflight.holding(scoped_id(i, t) for i, t in chosen):  # as one asset's decision (trial 34 F1)
+                return checked_and_sent(chosen)
+
+        def checked_and_sent(chosen: list[tuple[str, str | None]]) -> dict[str, str] | None:
+            # a row another editor (or tab) decided since the queue showed it is left out, and said (trial 34 F2)
+            chosen, left_out = self._decided_meanwhile(chosen, form, who)
             if not chosen:
+                if left_out:
+                    raise dec.DecisionError(f"nothing approved: {left_out}")
                 return {"what": "0 assets approved"}
             ids = [scoped_id(i, t) for i, t in chosen]
             # restricted or unknown rights among them (trial 23): approve nothing until the person confirms these
@@ -501,6 +556,8 @@ class ReviewApp:
                 given = self.index.propagated(ids)
                 sent = self.publish([dec.approval(i, who.user, t, given.get(scoped_id(i, t)), self.taxonomy)
                                      for i, t in chosen])
+                for doc, d in zip(ids, sent):
+                    self.inflight.add(doc, d)
                 # the queue shown next is drawn from the index: wait (briefly) for the review group to apply them, so
                 # it does not list what was just approved (trial 19), and say so when some are not applied yet
                 pending, kept = self.index.wait_decided({doc: d["decision_id"] for doc, d in zip(ids, sent)},
@@ -509,7 +566,8 @@ class ReviewApp:
                 return {"at": time.strftime("%H:%M", time.localtime()), "by": who.user, "what": f"{counted(len(sent), 'asset')} approved" + (
                     f" ({kept} kept in review by the review group: each asset's page says why)" if kept else "") + (
                     f" ({pending} still being applied: they may show here until it is done; reload in a moment)"
-                    if pending else "") + (f" — {', '.join(ids)}" if len(ids) <= OTHERS_NAMED else "")}
+                    if pending else "") + (f" — {', '.join(ids)}" if len(ids) <= OTHERS_NAMED else "") + (
+                    f"; not approved: {left_out}" if left_out else "")}
 
             return send()
 
@@ -576,7 +634,8 @@ class ReviewApp:
                     *self.once.sent(who.user, who.session, others_once)]
             if done:
                 return {"done": done[0], "check": [], "total": 0, "others": []}
-            return {**self._rights_ask(who, self._bulk_chosen(f, form)), "header": None}
+            chosen, left_out = self._decided_meanwhile(self._bulk_chosen(f, form), form, who)
+            return {**self._rights_ask(who, chosen), "header": None, "left_out": left_out}
 
         try:
             ask = await run_in_threadpool(load)
@@ -587,7 +646,7 @@ class ReviewApp:
         ticked = form.getlist("ids") if form.get("scope") != "all" else []
         if not ask["check"]:  # decided elsewhere meanwhile: nothing left to confirm here
             text = ask.get("error") or "nothing approved: none of these has restricted or unknown rights any more; " \
-                                       "approve again"
+                                       "approve again" + (f" ({ask['left_out']})" if ask.get("left_out") else "")
             return RedirectResponse("/?" + urlencode([*f.params().items(), *[("ids", i) for i in ticked],
                                                       *self.auth.sign_outcome(who, "error", text).items()]), 303)
         # Cancel: the queue says so, its banner takes the focus, and the rows ticked are still ticked (m1)
@@ -699,22 +758,43 @@ def _draft(form: Any) -> list[tuple[str, str]]:
         k.startswith("value.") and shown.get(k[6:]) == str(v).replace("\r\n", "\n"))]
 
 
-def kept_edits(rows: list[dict[str, Any]], draft: Any, page: dict[str, Any]) -> dict[str, Any]:
-    """The asset page's form as the editor left it (`draft`: the form a rights check's Cancel posts back, less the
-    values not edited, which are the ones shown): each field's value and choice (`action`), and what the page had shown
-    (`shown.<f>`, the version and the last decision), so sending it later still refuses what changed meanwhile
-    (from_form), as the first page would have. Sets `value`, `shown`, `action` (and `tags_value`) on `rows`; returns
-    the form's other hidden values for the page (`page`'s own where the draft has none)."""
+def kept_edits(rows: list[dict[str, Any]], draft: Any, page: dict[str, Any], rebase: bool = False) -> dict[str, Any]:
+    """The asset page's form as the editor left it (`draft`: the form a rights check's Cancel, or a refused decision,
+    posts back, less the values not edited, which are the ones shown): each field's value and choice (`action`).
+    Sets `value`, `shown`, `action` (and `tags_value`) on `rows`; returns the form's other hidden values for the page
+    (`page`'s own where the draft has none).
+
+    After a rights check's Cancel the page keeps what the first page had shown (`shown.<f>`, the version and the last
+    decision), so sending it later still refuses what changed meanwhile (from_form), as the first page would have.
+    After a refusal (`rebase`: the editor was told what changed) it shows the asset as it is now: a field the editor
+    did not change shows its current value, one they changed keeps their text or choice over the current value
+    (sending it again replaces that, knowingly), and one that also changed meanwhile says so (`meanwhile`: the
+    value now), so nothing typed is lost (trial 34 F3) and nothing another editor set is undone unseen."""
     for row in rows:
         name = row["name"]
-        row["shown"] = draft.get(f"shown.{name}", row["shown"])
+        before = draft.get(f"shown.{name}", row["shown"])
+        action = draft.get(f"action.{name}") or ""
         if name == "tags":
-            row["tags_value"] = draft.get("value.tags")
+            value = draft.get("value.tags")
+            edited = value is not None and dec.shown_value({"shown.tags": value}, "tags", "") != \
+                dec.shown_value({"shown.tags": before}, "tags", "")
         else:
-            row["value"] = draft.get(f"value.{name}", row["shown"])
-        row["action"] = draft.get(f"action.{name}") or ""
-    return {**page, **{k: draft.get(k) for k in ("shown_version", "shown_decision", "mine") if k in draft},
-            "force_alt": draft.get("force_alt") == "1"}
+            value = draft.get(f"value.{name}", before)
+            edited = str(value).replace("\r\n", "\n").strip() != str(before).replace("\r\n", "\n").strip()
+        if not rebase:
+            row["shown"] = before
+        elif edited or action:
+            if before != row["shown"]:  # said as the page shows it (tags: their ids)
+                row["meanwhile"] = ", ".join(parse_tags_value(row["shown"])) if name == "tags" else row["shown"]
+        else:  # not the editor's: as the asset is now
+            value, action = (None if name == "tags" else row["shown"]), ""
+        if name == "tags":
+            row["tags_value"] = value if edited or not rebase else None
+        else:
+            row["value"] = value
+        row["action"] = action
+    kept = ("mine",) if rebase else ("shown_version", "shown_decision", "shown_sha256", "mine")
+    return {**page, **{k: draft.get(k) for k in kept if k in draft}, "force_alt": draft.get("force_alt") == "1"}
 
 
 def change_said(doc: dict[str, Any], field: dict[str, Any]) -> str:

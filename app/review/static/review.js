@@ -342,7 +342,10 @@
   // beforeunload prompt. Sending the decision form does not ask.
   const decision = $("#decision");
   let leaving = false;  // the editor sent the form or already confirmed leaving
-  const initial = decision ? $$("textarea, input[name^='value.']", decision).map((el) => [el, el.value]) : [];
+  // against what the page showed (`shown.<f>`): a page drawn with kept edits (a refused decision, a rights check's
+  // Cancel) has them unsent too; the tags' box is in another form than its `shown.tags`
+  const shownOf = (el) => el.name !== "value.tags" && decision.querySelector(`input[type=hidden][name='shown.${el.name.slice(6)}']`);
+  const initial = decision ? $$("textarea, input[name^='value.']", decision).map((el) => [el, (shownOf(el) || el).value]) : [];
   const unsent = () => !leaving && (initial.some(([el, v]) => el.value.trim() !== v.trim())
     || $$("input[type=radio][name^='action.']:checked", decision || document).some((r) => r.value !== ""));
   const mayLeave = () => {

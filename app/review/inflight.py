@@ -1,0 +1,63 @@
+"""Decisions this review app sent that the index does not show yet, and a lock per asset (trial 34 F1: two saves of
+one field 100 ms apart were both checked against the index before either was applied, both sent, one lost).
+
+A decision is checked, published and waited for (review.apply_wait_s) under its asset's lock, so a second decision
+on the asset from this process is checked after the first was sent; a decision sent but not applied yet counts as
+another editor's for the conflict check (decisions.from_form's `pending`) until the index shows it, or for `TTL_S` (a
+decision the review group dead-lettered is never applied). Per process: several replicas of the app do not see
+each other's (docs/review.md)."""
+from __future__ import annotations
+
+import threading
+import time
+import zlib
+from contextlib import contextmanager
+from typing import Any, Iterable, Iterator
+
+TTL_S = 600.0
+
+
+class InFlight:
+    def __init__(self, stripes: int = 64):
+        self._locks = [threading.Lock() for _ in range(stripes)]
+        self._mu = threading.Lock()
+        self._sent: dict[str, list[dict[str, Any]]] = {}
+
+    def _stripe(self, doc_id: str) -> int:
+        return zlib.crc32(doc_id.encode()) % len(self._locks)
+
+    @contextmanager
+    def holding(self, doc_ids: Iterable[str]) -> Iterator[None]:
+        """These assets' locks (document ids), taken in one order so two bulk approvals cannot wait on each other."""
+        stripes = sorted({self._stripe(d) for d in doc_ids})
+        for i in stripes:
+            self._locks[i].acquire()
+        try:
+            yield
+        finally:
+            for i in reversed(stripes):
+                self._locks[i].release()
+
+    def add(self, doc_id: str, decision: dict[str, Any]) -> None:
+        entry = {"decision_id": decision["decision_id"], "editor": decision.get("editor"),
+                 "status": decision.get("status"), "fields": [f["field"] for f in decision.get("fields") or []],
+                 "at": time.monotonic()}
+        with self._mu:
+            if len(self._sent) > 1000:  # assets nobody decided on again since: forget the expired
+                now = entry["at"]
+                self._sent = {k: v for k, v in self._sent.items() if any(now - e["at"] < TTL_S for e in v)}
+            self._sent.setdefault(doc_id, []).append(entry)
+
+    def others(self, doc_id: str, doc: dict[str, Any] | None, editor: str) -> list[dict[str, Any]]:
+        """The decisions other editors than `editor` sent on this asset that `doc` (its index document) does not show
+        applied. An editor's own are not counted until applied (then the page's `mine` tells them apart): their
+        approval, then Back and a decision on the same asset, is theirs to make."""
+        applied = set(((doc or {}).get("review") or {}).get("decision_ids") or [])
+        now = time.monotonic()
+        with self._mu:
+            left = [e for e in self._sent.get(doc_id, []) if e["decision_id"] not in applied and now - e["at"] < TTL_S]
+            if left:
+                self._sent[doc_id] = left
+            else:
+                self._sent.pop(doc_id, None)
+        return [e for e in left if e["editor"] != editor]
