@@ -13,7 +13,7 @@ from PIL import Image
 from streams.avro import roundtrip, validate
 from streams.errors import PermanentError
 from tests.preprocess_support import event, stage
-from tests.video_support import FESTIVAL, LONG_GOP_FAST, OPEN_GOP, Scene, make_video
+from tests.video_support import FESTIVAL, LONG_GOP_FAST, OPEN_GOP, SHOP, Scene, make_video
 
 
 def words(text: str) -> set[str]:
@@ -168,12 +168,14 @@ def test_long_gop_video_is_spread_by_decoding_forward_within_the_wall_time(tmp_p
 
 @pytest.mark.parametrize("scenes", [FESTIVAL, (Scene(3.0, "", (0, 0, 0)),
                                                 Scene(5.0, "MOUNTAIN RESCUE", (90, 90, 90), (255, 255, 255)),
-                                                Scene(5.0, "CALL NOW", (10, 60, 90), (255, 255, 255)))],
-                         ids=["four-scenes", "black-intro"])
+                                                Scene(5.0, "CALL NOW", (10, 60, 90), (255, 255, 255))),
+                                     SHOP],
+                         ids=["four-scenes", "black-intro", "short-clip"])
 def test_every_scene_between_sparse_intra_frames_gets_a_keyframe_with_its_text(tmp_path, scenes):
     """The user trial: x264 ultrafast with no intra frame after 0 s. Every scene, the ones in the first seconds
     after the only intra frame too, has a keyframe inside it whose text is read, so search finds the video by
-    the words of a middle scene."""
+    the words of a middle scene. A clip no longer than `video_spread_gap_s` too (trial 35 F6: a 6 s clip of three
+    shots had one keyframe, and "OPEN SUNDAY" was found by no search)."""
     data = make_video(scenes, gop=10_000, options=LONG_GOP_FAST)
     rec = _process(stage(file_roots=[str(tmp_path)]), tmp_path / "festival.mp4", data)
     v = rec["video"]

@@ -23,7 +23,7 @@ How the decode stays bounded (a 10-minute 1080p video must not hold a worker for
   opens it), on to the stretch's end, and on the way the scene changes a 64 px signature compared every
   `SCENE_SAMPLE_S` finds; for VP9 (`SCANNED_THROUGH`: no key frame at cuts, a decoder that decodes every frame
   anyway) pass 2 always runs, as one decode from the start to the end with the same scene test, so a scene between
-  two key frames (however near) is found;
+  two key frames (however near) is found; so it does for a clip of at most `video_spread_gap_s` (`short_clip`);
 - a wall-time cap over both passes (`video_max_wall_s`): past it, the keyframes found so far are used;
   `truncated_by` names the cap that stopped selection early (`max_scan_keyframes`, `max_wall_s`), never anything
   else;
@@ -298,6 +298,15 @@ def spread_targets(have: list[float], duration_s: float, want: int, long_gap_s: 
     return sorted({*out, *(b - 0.01 for _, b in stretches)}) if out else []
 
 
+def short_clip(have: list[float], duration_s: float, spread_gap_s: float) -> bool:
+    """A clip of at most `spread_gap_s` whose intra frames `have` leave a stretch longer than `SCENE_SAMPLE_S`:
+    pass 2 scans it through for scene changes, as a VP9 video. Whether its encoder put an intra frame at each cut
+    is not known (libx264 at its defaults put one key frame in a 6 s clip of three flat colour cards: predicting
+    one flat card from another is cheap, so its scene-cut test saw no cut; trial 35 F6); the decode of a clip
+    that short is bounded (~1.8 s for 12 s of 1080p: docs/benchmarks.md, "every scene of a short clip")."""
+    return duration_s <= spread_gap_s and bool(long_stretches(have, duration_s, SCENE_SAMPLE_S))
+
+
 def ranked(keyframes: list[Keyframe], cap: int) -> list[Keyframe]:
     """At most `cap` keyframes in time order, keeping the first frame, then scene changes (the strongest first),
     then the spread."""
@@ -407,7 +416,7 @@ def extract(data: bytes, container_name: str, limits: Limits) -> Video:
         want = limits.max_keyframes - len(keyframes)
         intra = [t for t, _ in cands]
         targets = spread_targets(intra, duration, want, limits.spread_gap_s) if want > 0 else []
-        through = cc.name in SCANNED_THROUGH
+        through = cc.name in SCANNED_THROUGH or short_clip(intra, duration, limits.spread_gap_s)
         if (targets or through) and truncated_by is None:
             got, scenes, truncated_by = _frames_at(box, stream, [start + t for t in targets], intra, start, tb,
                                                    limits.frame_edge, deadline, limits.scene_threshold,
@@ -436,10 +445,11 @@ def extract(data: bytes, container_name: str, limits: Limits) -> Video:
 
 def _cut_before(keyframes: list[Keyframe], intra: list[float], cuts: list[float]) -> None:
     """A key frame told apart from the key frame before it ('scene') when a cut between the two was found where it
-    is (`cuts`, by the decode through the video): it is a later frame of that shot ('spread')."""
+    is (`cuts`, by the decode through the video): it is a later frame of that shot ('spread'). A cut found on the
+    key frame itself (the scan sampled it) leaves it the scene change: the scan's copy is then the duplicate."""
     for k in keyframes:
         before = max((t for t in intra if t < k.offset_s), default=0.0)
-        if k.reason == "scene" and any(before < c <= k.offset_s for c in cuts):
+        if k.reason == "scene" and any(before < c < k.offset_s - 1e-3 for c in cuts):
             k.reason = "spread"
 
 
