@@ -282,6 +282,19 @@ def test_a_phone_video_held_upright_is_read_upright(tmp_path):
     assert "tall" in words(rec["video"]["keyframes"][0]["ocr_text"])
 
 
+def test_a_whole_video_whose_last_spread_times_come_out_of_the_decoders_drain_is_not_called_corrupt(tmp_path):
+    """x264 at its defaults delays frames (B-frames): the last ones come out of the decoder's drain after the last
+    packet. Pass 2 decoded again from there for the next spread time, FFmpeg answered "End of file", and a whole
+    video was dead-lettered as `corrupt_video` (found with the trial 35 F7 clip; with a smaller
+    `video_spread_gap_s`, as docs/preprocess.md advises for encoders that put no intra frame at cuts)."""
+    data = make_video((Scene(1.0, "", (90, 160, 200)), Scene(1.0, "", (230, 120, 30))), fps=5)
+    rec = _process(stage(file_roots=[str(tmp_path)], ocr_enabled=False, video_spread_gap_s=0.5),
+                   tmp_path / "slides.mp4", data)
+    assert [(round(k["offset_s"], 1), k["reason"]) for k in rec["video"]["keyframes"]] == [(0.0, "first"),
+                                                                                         (1.0, "scene")]
+    assert rec["video"]["truncated_by"] is None
+
+
 def test_a_cut_web_video_whose_start_plays_is_dead_lettered_with_how_far_it_got(tmp_path):
     """Index first (faststart, as web videos are written): a file cut at 60 % still opens and its first half
     decodes, but it is a broken upload: dead-lettered, saying how far it decoded."""

@@ -539,13 +539,18 @@ def _frames_at(box: Any, stream: Any, times: list[float], intra: list[float], st
                     scenes.append((pos, score, _scaled(frame, edge)))
         prev, sampled = sig, pos
 
+    frames: Any = None
     try:
         while pending or through:
             t = pending[0] if pending else float("inf")  # through, past the last time: on to the end
-            if pos == float("-inf") or (not through and any(pos < start + c <= t for c in intra)):
+            if frames is None or (not through and any(pos < start + c <= t for c in intra)):
                 box.seek(int((start if through else t) / tb), stream=stream, backward=True, any_frame=False)
                 prev, sampled = None, float("-inf")  # no scene test across a seek
-            for frame in box.decode(stream):
+                frames = box.decode(stream)
+            # one decode goes on from where the last time's frame was taken (a new one after each seek only): a new
+            # decode after the last packet was read would feed the drained decoder again (FFmpeg: "End of file"),
+            # which dead-lettered a good long-GOP video whose last spread times came out of the drain
+            for frame in frames:
                 if time.monotonic() > deadline:
                     return out, scenes, "max_wall_s"
                 if frame.pts is None:
