@@ -95,10 +95,13 @@ def test_keyframes_are_capped_and_static_shots_give_one(tmp_path):
     rec = _process(st, tmp_path / "cuts.mp4", make_video(cuts, size=(320, 180)))
     assert rec["video"]["intra_frames"] > 4
     assert [k["reason"] for k in rec["video"]["keyframes"]] == ["first", "scene", "scene", "scene"]  # capped
+    # the shots with no keyframe are said (validate's note to the editor), not left silent (trial 35 F6)
+    assert rec["video"]["truncated_by"] == "max_keyframes"
     # one long static shot, intra frames every second: one keyframe, not twelve copies of it
     still = make_video((Scene(8.0, "STILL", (250, 250, 250)),), size=(320, 180), gop=10)
     rec = _process(stage(file_roots=[str(tmp_path)], ocr_enabled=False), tmp_path / "still.mp4", still)
     assert rec["video"]["intra_frames"] > 4 and len(rec["video"]["keyframes"]) == 1
+    assert rec["video"]["truncated_by"] is None
 
 
 def test_broken_and_oversized_videos_fail_with_their_reason_then_a_good_one_works(tmp_path):

@@ -221,6 +221,18 @@ def test_a_video_is_never_decorative_whatever_the_model_says(stage):
     assert run(stage, enrich={"decorative": True, "alt_text": ""})["decorative"] is True  # an image may be
 
 
+def test_a_video_with_more_shots_than_keyframes_says_so(stage):
+    """Trial 35 F6: parts of a video no keyframe shows were not said. Preprocess marks a video whose scene changes
+    outnumber `video_max_keyframes` (truncated_by max_keyframes); the editor reads a note."""
+    value = enriched_asset()
+    value["pre"]["media_type"] = "video"
+    value["pre"]["video"] = {"truncated_by": "max_keyframes"}
+    out = stage.validate(value)
+    assert has_reason(out, "note: more scene changes than keyframes (the preprocess.video_max_keyframes cap): some "
+                           "shots of the video were not looked at (their text not read, not described)")
+    assert not has_reason(out, "stopped early")
+
+
 def test_file_and_model_alt_text_is_judged_by_the_rules_too(stage):
     """Trial 20 B7: the rules judged only model alt text, so a file's "IMG_4032.JPG" and "Image of a red mug" were
     kept with only "human edits win". A file name is no alt text (not published; held for review), a file's

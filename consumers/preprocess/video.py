@@ -25,8 +25,9 @@ How the decode stays bounded (a 10-minute 1080p video must not hold a worker for
   anyway) pass 2 always runs, as one decode from the start to the end with the same scene test, so a scene between
   two key frames (however near) is found; so it does for a clip of at most `video_spread_gap_s` (`short_clip`);
 - a wall-time cap over both passes (`video_max_wall_s`): past it, the keyframes found so far are used;
-  `truncated_by` names the cap that stopped selection early (`max_scan_keyframes`, `max_wall_s`), never anything
-  else;
+  `truncated_by` names the cap that stopped selection early (`max_scan_keyframes`, `max_wall_s`), or
+  `max_keyframes` when scene changes were found that no keyframe shows (more shots than keyframes), never
+  anything else;
 - a decode error anywhere (a cut upload, damaged data) dead-letters the video (`corrupt_video`, with how far it
   decoded), even when its start plays: publishing it would publish a broken video;
 - frames are kept scaled to `video_frame_edge` on the long side (the image treatment runs on those).
@@ -103,7 +104,8 @@ class Video:
     intra_frames: int = 0
     """How many intra frames pass 1 looked at."""
     truncated_by: str | None = None
-    """Why keyframe selection stopped early (max_wall_s, max_scan_keyframes), or None."""
+    """Why keyframe selection stopped early (max_wall_s, max_scan_keyframes), or left scene changes without a
+    keyframe (max_keyframes: more shots than `video_max_keyframes`), or None."""
     decode_s: float = 0.0
 
 
@@ -398,6 +400,9 @@ def extract(data: bytes, container_name: str, limits: Limits) -> Video:
         duration = duration or cands[-1][0]
         chosen = select(cands, sigs, duration, limits.max_keyframes, limits.scene_threshold,
                         limits.duplicate_threshold)
+        # scene changes among the intra frames that found no room (not a cut back to a shot already chosen)
+        no_room = sum(1 for i, (_, score) in enumerate(cands) if i and score >= limits.scene_threshold
+                      and i not in chosen and _differ(sigs[i], [sigs[j] for j in chosen], limits.duplicate_threshold))
         # the chosen intra frames again, each after a seek, now scaled to the frame edge (pass 1 kept no pixels)
         got, late = _key_frames(box, stream, [pts[i] for i in sorted(chosen)], limits.frame_edge,
                                 deadline if truncated_by is None else None)
@@ -418,9 +423,13 @@ def extract(data: bytes, container_name: str, limits: Limits) -> Video:
         targets = spread_targets(intra, duration, want, limits.spread_gap_s) if want > 0 else []
         through = cc.name in SCANNED_THROUGH or short_clip(intra, duration, limits.spread_gap_s)
         if (targets or through) and truncated_by is None:
+            dropped: list[float] = []
             got, scenes, truncated_by = _frames_at(box, stream, [start + t for t in targets], intra, start, tb,
                                                    limits.frame_edge, deadline, limits.scene_threshold,
-                                                   limits.max_keyframes if through else want, through=through)
+                                                   limits.max_keyframes if through else want, through=through,
+                                                   dropped=dropped)
+            # the scan sees the whole video: its cuts stand for pass 1's (which may be later frames of a shot)
+            no_room = len(dropped) if through else no_room + len(dropped)
             if truncated_by == "decode_error":
                 raise _corrupt(container_name, "decode error in the middle of the video",
                                decoded_s=max((ft - start for ft, _ in got), default=0.0),
@@ -431,8 +440,12 @@ def extract(data: bytes, container_name: str, limits: Limits) -> Video:
                           for ft, score, img in scenes]
             keyframes += [Keyframe(max(0.0, ft - start), _rotate(img, rotation), 0.0, "spread", _signature(img))
                           for ft, img in got]
-        keyframes = ranked(distinct(sorted(keyframes, key=lambda k: k.offset_s), limits.duplicate_threshold),
-                           limits.max_keyframes)
+        pool = distinct(sorted(keyframes, key=lambda k: k.offset_s), limits.duplicate_threshold)
+        keyframes = ranked(pool, limits.max_keyframes)
+        kept = {id(k) for k in keyframes}
+        no_room += sum(1 for k in pool if k.reason == "scene" and id(k) not in kept)
+        if no_room and truncated_by is None:  # shots that have no keyframe: validate tells the editor
+            truncated_by = "max_keyframes"
         if not keyframes:
             raise _corrupt(container_name, "no keyframe could be decoded again after a seek")
     w, h = (height, width) if rotation % 180 == 90 else (width, height)
@@ -502,14 +515,16 @@ SCENE_SAMPLE_S = 0.5
 
 
 def _frames_at(box: Any, stream: Any, times: list[float], intra: list[float], start: float, tb: Fraction,
-               edge: int, deadline: float, scene_threshold: float = 1.0, max_scenes: int = 0, through: bool = False
+               edge: int, deadline: float, scene_threshold: float = 1.0, max_scenes: int = 0, through: bool = False,
+               dropped: list[float] | None = None
                ) -> tuple[list[tuple[float, Image.Image]], list[tuple[float, float, Image.Image]], str | None]:
     """The first frame at or after each of `times` (seconds, sorted), from one forward decode of reference
     frames: a seek (to the intra frame before a time) only when an intra frame lies between the decoder's
     position and that time. On the way, every `SCENE_SAMPLE_S` a decoded frame is compared (64 px signature) with
     the sample before it: a difference >= `scene_threshold` is a scene change, the `max_scenes` strongest are
     kept (time, score, frame). `through`: one decode from the start of the video to its end, never seeking over
-    a stretch, so the scene test sees all of it. Stops at the deadline: (frames so far, scenes so far,
+    a stretch, so the scene test sees all of it. `dropped` gets the time of each scene change found with no room
+    left (the weaker of the two when one gives way). Stops at the deadline: (frames so far, scenes so far,
     'max_wall_s'); a decode error ends it ('decode_error')."""
     import av
 
@@ -534,6 +549,8 @@ def _frames_at(box: Any, stream: Any, times: list[float], intra: list[float], st
                 scenes.append((pos, score, _scaled(frame, edge)))
             elif score >= scene_threshold:  # full: the weakest kept scene (looked for once) gives way to a stronger
                 weakest = min(range(len(scenes)), key=lambda i: scenes[i][1])
+                if dropped is not None:
+                    dropped.append(scenes[weakest][0] if score > scenes[weakest][1] else pos)
                 if score > scenes[weakest][1]:
                     del scenes[weakest]
                     scenes.append((pos, score, _scaled(frame, edge)))

@@ -285,7 +285,10 @@ class ValidateStage(PipelineFacts, Stage):
             clip = d.pre.get("media_type") == "video" and not exact  # a video: linked by its keyframes
             d.reasons.append(duplicate_reason(d.value["duplicate_of"], dist, clip=clip))
         cut = (d.pre.get("video") or {}).get("truncated_by")
-        if cut:  # the run's rows and the review app's notes say what the keyframes may have missed
+        if cut == "max_keyframes":  # more shots than keyframes: some were not read nor described
+            d.reasons.append("note: more scene changes than keyframes (the preprocess.video_max_keyframes cap): "
+                             "some shots of the video were not looked at (their text not read, not described)")
+        elif cut:  # the run's rows and the review app's notes say what the keyframes may have missed
             d.reasons.append(f"note: keyframe selection stopped early (the preprocess.video_{cut} cap): later parts "
                              "of the video were not looked at")
 
