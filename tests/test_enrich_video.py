@@ -59,6 +59,31 @@ def test_video_alt_text_describes_the_poster_frame(provider):
     assert "cup" in alt or "mug" in alt
 
 
+def test_a_video_of_two_plain_shots_is_not_decorative_and_is_described_by_both(provider):
+    """Trial 35 F7: a video of a blue shot, then an orange one, was "Decorative background" with no alt text
+    (published so with "Approve all"), tagged with the poster's blue only. A video carries information: its alt
+    text describes it, and the colours of every keyframe are its colours."""
+    from tests.preprocess_support import event, stage as preprocess_stage
+    from tests.test_local_provider import _ask_pre
+    from tests.video_support import LONG_GOP_FAST, SHOP, Scene, make_video
+
+    data = make_video((Scene(1.0, "", (90, 160, 200)), Scene(1.0, "", (230, 120, 30))), fps=5)
+    pre = preprocess_stage().preprocess_bytes(event("file:///sky.mp4", asset_id="sky"), data)
+    assert [k["reason"] for k in pre["video"]["keyframes"]] == ["first", "scene"]
+    colours = [c["name"] for c in pre["signals"]["colors"]]
+    assert colours == ["sky blue", "orange"] or colours == ["orange", "sky blue"], colours
+    alt = _ask_pre(provider, "alt_text", pre).data
+    assert alt["decorative"] is False and "decorative" not in f"{alt['title']} {alt['caption']}".lower()
+    assert "blue" in alt["alt_text"] and "orange" in alt["alt_text"], alt
+    tags = [t["tag"] for t in _ask_pre(provider, "tagging", pre).data["tags"]]
+    assert {"color:blue", "color:orange"} <= set(tags), tags
+    # three shots of one length: their colours in the order the video shows them, the poster's (red) first
+    shop = preprocess_stage().preprocess_bytes(event("file:///shop.mp4", asset_id="shop"),
+                                               make_video(SHOP, gop=10_000, options=LONG_GOP_FAST))
+    assert [c["name"] for c in shop["signals"]["colors"]] == ["red", "green", "blue"]
+    assert _ask_pre(provider, "alt_text", shop).data["alt_text"].startswith("A sign in red and green with the text")
+
+
 def test_keyframes_sent_are_capped_spread_and_change_the_cached_answer_key():
     from consumers.enrich.calling import ModelSpec
     from consumers.enrich.results import result_key

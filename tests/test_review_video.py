@@ -4,6 +4,7 @@ with known text, the cut at 3 s) goes through the real preprocess stage, then th
 real osmem-server; Playwright drives Debian's chromium against the real review server."""
 from __future__ import annotations
 
+import copy
 import io
 import re
 import uuid
@@ -69,9 +70,16 @@ def server(broker, store, clip):  # noqa: F811
         r["enriched"]["pre"].update({k: pre[k] for k in ("image", "thumbnail", "hashes")})
         validate("ValidatedAsset", r)
         more.append(r)
+    # a video with more scene changes than keyframes (trial 35 F6: what was not looked at is said)
+    shots = review_record(settings, "shots-0005", minutes=2, sample="product_red_mug.jpg", title="Many shots",
+                          alt_text="A bakery sign", tags=[("content", "text")], reasons=[LOW])
+    shots["enriched"]["pre"].update({k: copy.deepcopy(clip[k]) for k in PRE_FROM_VIDEO})
+    shots["enriched"]["pre"]["video"]["truncated_by"] = "max_keyframes"
+    validate("ValidatedAsset", shots)
+    more.append(shots)
     client = make_client(settings)
     try:
-        assert IndexSink(settings, client=client).process_batch(as_items([v, *more])) == [None] * 4
+        assert IndexSink(settings, client=client).process_batch(as_items([v, *more])) == [None] * 5
         client.indices.refresh(index=read_alias(settings))
     finally:
         client.close()
@@ -146,3 +154,7 @@ def test_an_animated_gif_and_a_multi_page_tiff_say_how_many_frames_and_pages_the
         assert said in " ".join(caption.split()), caption
     page = httpx.get(f"{server.url}/asset/clip-0001", headers=auth)
     assert 'class="frames"' not in page.text  # a video: its own keyframes
+    assert "not looked at" not in re.sub(r"<[^>]+>", "", page.text)  # every shot of it has a keyframe
+    shots = " ".join(re.sub(r"<[^>]+>", " ", httpx.get(f"{server.url}/asset/shots-0005", headers=auth).text).split())
+    assert "more scene changes than keyframes (max keyframes): some shots of the video were not looked at" in shots
+    assert "selection stopped early" not in shots

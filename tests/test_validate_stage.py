@@ -207,6 +207,32 @@ def test_decorative_image_gets_empty_alt_with_the_flag(stage):
     assert out["status"] == "needs_review" and has_reason(out, 'image marked decorative but shows text "SPRING SALE"')
 
 
+def test_a_video_is_never_decorative_whatever_the_model_says(stage):
+    """Trial 35 F7: a video of two plain shots was published as decorative (no alt text) with "Approve all". A
+    video carries information (WCAG): a model's "decorative" is not taken for it, a person writes the alt text."""
+    value = enriched_asset(enrich={"decorative": True, "alt_text": ""})
+    value["pre"]["media_type"] = "video"
+    out = stage.validate(value)
+    avro_validate("ValidatedAsset", out)
+    assert out["decorative"] is False and out["alt_text"] is None and out["status"] == "needs_review"
+    assert has_reason(out, "the model called the video decorative: a video is never decorative, it needs an alt text")
+    assert has_reason(out, "no alt text for a non-decorative image")
+    assert out["model_suggestions"]["decorative"] == "true"
+    assert run(stage, enrich={"decorative": True, "alt_text": ""})["decorative"] is True  # an image may be
+
+
+def test_a_video_with_more_shots_than_keyframes_says_so(stage):
+    """Trial 35 F6: parts of a video no keyframe shows were not said. Preprocess marks a video whose scene changes
+    outnumber `video_max_keyframes` (truncated_by max_keyframes); the editor reads a note."""
+    value = enriched_asset()
+    value["pre"]["media_type"] = "video"
+    value["pre"]["video"] = {"truncated_by": "max_keyframes"}
+    out = stage.validate(value)
+    assert has_reason(out, "note: more scene changes than keyframes (the preprocess.video_max_keyframes cap): some "
+                           "shots of the video were not looked at (their text not read, not described)")
+    assert not has_reason(out, "stopped early")
+
+
 def test_file_and_model_alt_text_is_judged_by_the_rules_too(stage):
     """Trial 20 B7: the rules judged only model alt text, so a file's "IMG_4032.JPG" and "Image of a red mug" were
     kept with only "human edits win". A file name is no alt text (not published; held for review), a file's

@@ -26,6 +26,12 @@ FESTIVAL = (Scene(4.0, "HARBOR FESTIVAL", (20, 40, 120), (255, 255, 255)),
             Scene(4.0, "ZEBRA AQUARIUM", (120, 30, 30), (255, 255, 255)))
 """Four 4 s text scenes; made with `gop=10_000, options=LONG_GOP_FAST` it has one intra frame, at 0 s."""
 
+SHOP = (Scene(2.0, "FRESH BREAD", (200, 30, 30), (255, 255, 255)),
+        Scene(2.0, "OPEN SUNDAY", (20, 120, 40), (255, 255, 255)),
+        Scene(2.0, "FREE SHIPPING", (30, 40, 180), (255, 255, 255)))
+"""A 6 s clip of three 2 s shots (trial 35 F6): made with `gop=10_000, options=LONG_GOP_FAST` its only intra frame
+is at 0 s, and the clip is shorter than `video_spread_gap_s`."""
+
 OPEN_GOP = (Scene(10.0, "RECIPE ONE", (200, 40, 40), (255, 255, 255)), Scene(4.0, "BAKE AT 200", (30, 140, 60)))
 """At 25 fps and libx265's defaults (open GOP, keyint 250): an IDR picture at 0 s and a CRA picture at 10 s, the
 scene cut, 250 frames on (far enough for its picture order count to wrap if the pictures between are skipped)."""

@@ -98,7 +98,9 @@ class PreprocessSettings(Section):
                                                              "one to the end) longer than this is long-GOP: it is "
                                                              "decoded forward for the spread and its scene changes "
                                                              "(bounded by video_max_wall_s); 12 s is over x264's "
-                                                             "longest default GOP, 250 frames at 24 fps")
+                                                             "longest default GOP, 250 frames at 24 fps. A clip "
+                                                             "no longer than this is scanned through for its "
+                                                             "scene changes")
     video_keyframe_thumbnail_edge: int = Field(256, ge=0, le=768, description="long edge of each keyframe's small "
                                                                              "JPEG for multi-image model calls "
                                                                              "(0 = none)")

@@ -143,6 +143,32 @@ def _colour_sample(img: Image.Image, edge: int = 64) -> Image.Image:
     return small.convert(mode) if alpha else small
 
 
+def merged_colours(per_frame: list[list[dict]], k: int = 5, min_share: float = 0.03) -> list[dict]:
+    """A video's colours from each keyframe's `dominant_colours`: each name's mean share over the keyframes (a
+    shot the colour is missing from counts 0), the hex of its largest share; up to k, largest first, and colours
+    of about the same share (within 0.05 of the larger) in the order the video shows them, so three equal shots
+    name the first one's colour first, as the poster does. A video of a blue shot and an orange one is blue and
+    orange, not the poster's blue alone (trial 35 F7)."""
+    if not per_frame:
+        return []
+    named: dict[str, list] = {}
+    for colours in per_frame:
+        for c in colours:
+            hx, total, best = named.get(c["name"], [c["hex"], 0.0, -1.0])
+            named[c["name"]] = [c["hex"] if c["share"] > best else hx, total + c["share"], max(best, c["share"])]
+    order = list(named)  # first seen first (dicts keep insertion order)
+    groups: list[list[tuple[str, list]]] = []  # largest first; within 0.05 of a group's largest: that group
+    for item in sorted(named.items(), key=lambda kv: -kv[1][1]):
+        if groups and groups[-1][0][1][1] - item[1][1] <= 0.05 * len(per_frame):
+            groups[-1].append(item)
+        else:
+            groups.append([item])
+    out = [{"hex": hx, "name": name, "share": round(total / len(per_frame), 3)}
+           for group in groups for name, (hx, total, _) in sorted(group, key=lambda kv: order.index(kv[0]))
+           if total / len(per_frame) >= min_share]
+    return out[:k]
+
+
 def dominant_colours(img: Image.Image, k: int = 5, min_share: float = 0.03) -> list[dict]:
     """Up to k named colours by share of (opaque) pixels: median-cut to 8 clusters on a 64 px copy, clusters
     with the same palette name merged; each with the hex of its biggest cluster, the name and the share."""

@@ -219,9 +219,10 @@ class PreprocessStage(PipelineFacts, Stage):
             "ocr": ocr.merged(reads, cfg.ocr_lang, cfg.ocr_max_chars),
             "hashes": {"sha256": sha, "phash": frames[poster]["phash"], "dhash": frames[poster]["dhash"],
                        "phash_bands": hashes.phash_bands(frames[poster]["phash"])},
-            # the most sensitive keyframe decides (a face or NSFW frame anywhere in the video routes to review)
+            # the most sensitive keyframe decides (a face or NSFW frame anywhere in the video routes to review);
+            # the colours are every keyframe's
             "signals": {"face_count": max(s["face_count"] for s in looks), "nsfw_score": max(nsfw) if nsfw else None,
-                        "colors": looks[poster]["colors"]},
+                        "colors": signals.merged_colours([s["colors"] for s in looks])},
             "stamp": stamp(self.name),
             "degraded": degraded,
             "media_type": "video",

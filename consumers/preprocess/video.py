@@ -23,10 +23,11 @@ How the decode stays bounded (a 10-minute 1080p video must not hold a worker for
   opens it), on to the stretch's end, and on the way the scene changes a 64 px signature compared every
   `SCENE_SAMPLE_S` finds; for VP9 (`SCANNED_THROUGH`: no key frame at cuts, a decoder that decodes every frame
   anyway) pass 2 always runs, as one decode from the start to the end with the same scene test, so a scene between
-  two key frames (however near) is found;
+  two key frames (however near) is found; so it does for a clip of at most `video_spread_gap_s` (`short_clip`);
 - a wall-time cap over both passes (`video_max_wall_s`): past it, the keyframes found so far are used;
-  `truncated_by` names the cap that stopped selection early (`max_scan_keyframes`, `max_wall_s`), never anything
-  else;
+  `truncated_by` names the cap that stopped selection early (`max_scan_keyframes`, `max_wall_s`), or
+  `max_keyframes` when scene changes were found that no keyframe shows (more shots than keyframes), never
+  anything else;
 - a decode error anywhere (a cut upload, damaged data) dead-letters the video (`corrupt_video`, with how far it
   decoded), even when its start plays: publishing it would publish a broken video;
 - frames are kept scaled to `video_frame_edge` on the long side (the image treatment runs on those).
@@ -103,7 +104,8 @@ class Video:
     intra_frames: int = 0
     """How many intra frames pass 1 looked at."""
     truncated_by: str | None = None
-    """Why keyframe selection stopped early (max_wall_s, max_scan_keyframes), or None."""
+    """Why keyframe selection stopped early (max_wall_s, max_scan_keyframes), or left scene changes without a
+    keyframe (max_keyframes: more shots than `video_max_keyframes`), or None."""
     decode_s: float = 0.0
 
 
@@ -298,6 +300,15 @@ def spread_targets(have: list[float], duration_s: float, want: int, long_gap_s: 
     return sorted({*out, *(b - 0.01 for _, b in stretches)}) if out else []
 
 
+def short_clip(have: list[float], duration_s: float, spread_gap_s: float) -> bool:
+    """A clip of at most `spread_gap_s` whose intra frames `have` leave a stretch longer than `SCENE_SAMPLE_S`:
+    pass 2 scans it through for scene changes, as a VP9 video. Whether its encoder put an intra frame at each cut
+    is not known (libx264 at its defaults put one key frame in a 6 s clip of three flat colour cards: predicting
+    one flat card from another is cheap, so its scene-cut test saw no cut; trial 35 F6); the decode of a clip
+    that short is bounded (~1.8 s for 12 s of 1080p: docs/benchmarks.md, "every scene of a short clip")."""
+    return duration_s <= spread_gap_s and bool(long_stretches(have, duration_s, SCENE_SAMPLE_S))
+
+
 def ranked(keyframes: list[Keyframe], cap: int) -> list[Keyframe]:
     """At most `cap` keyframes in time order, keeping the first frame, then scene changes (the strongest first),
     then the spread."""
@@ -389,6 +400,9 @@ def extract(data: bytes, container_name: str, limits: Limits) -> Video:
         duration = duration or cands[-1][0]
         chosen = select(cands, sigs, duration, limits.max_keyframes, limits.scene_threshold,
                         limits.duplicate_threshold)
+        # scene changes among the intra frames that found no room (not a cut back to a shot already chosen)
+        no_room = sum(1 for i, (_, score) in enumerate(cands) if i and score >= limits.scene_threshold
+                      and i not in chosen and _differ(sigs[i], [sigs[j] for j in chosen], limits.duplicate_threshold))
         # the chosen intra frames again, each after a seek, now scaled to the frame edge (pass 1 kept no pixels)
         got, late = _key_frames(box, stream, [pts[i] for i in sorted(chosen)], limits.frame_edge,
                                 deadline if truncated_by is None else None)
@@ -407,11 +421,15 @@ def extract(data: bytes, container_name: str, limits: Limits) -> Video:
         want = limits.max_keyframes - len(keyframes)
         intra = [t for t, _ in cands]
         targets = spread_targets(intra, duration, want, limits.spread_gap_s) if want > 0 else []
-        through = cc.name in SCANNED_THROUGH
+        through = cc.name in SCANNED_THROUGH or short_clip(intra, duration, limits.spread_gap_s)
         if (targets or through) and truncated_by is None:
+            dropped: list[float] = []
             got, scenes, truncated_by = _frames_at(box, stream, [start + t for t in targets], intra, start, tb,
                                                    limits.frame_edge, deadline, limits.scene_threshold,
-                                                   limits.max_keyframes if through else want, through=through)
+                                                   limits.max_keyframes if through else want, through=through,
+                                                   dropped=dropped)
+            # the scan sees the whole video: its cuts stand for pass 1's (which may be later frames of a shot)
+            no_room = len(dropped) if through else no_room + len(dropped)
             if truncated_by == "decode_error":
                 raise _corrupt(container_name, "decode error in the middle of the video",
                                decoded_s=max((ft - start for ft, _ in got), default=0.0),
@@ -422,8 +440,12 @@ def extract(data: bytes, container_name: str, limits: Limits) -> Video:
                           for ft, score, img in scenes]
             keyframes += [Keyframe(max(0.0, ft - start), _rotate(img, rotation), 0.0, "spread", _signature(img))
                           for ft, img in got]
-        keyframes = ranked(distinct(sorted(keyframes, key=lambda k: k.offset_s), limits.duplicate_threshold),
-                           limits.max_keyframes)
+        pool = distinct(sorted(keyframes, key=lambda k: k.offset_s), limits.duplicate_threshold)
+        keyframes = ranked(pool, limits.max_keyframes)
+        kept = {id(k) for k in keyframes}
+        no_room += sum(1 for k in pool if k.reason == "scene" and id(k) not in kept)
+        if no_room and truncated_by is None:  # shots that have no keyframe: validate tells the editor
+            truncated_by = "max_keyframes"
         if not keyframes:
             raise _corrupt(container_name, "no keyframe could be decoded again after a seek")
     w, h = (height, width) if rotation % 180 == 90 else (width, height)
@@ -436,10 +458,11 @@ def extract(data: bytes, container_name: str, limits: Limits) -> Video:
 
 def _cut_before(keyframes: list[Keyframe], intra: list[float], cuts: list[float]) -> None:
     """A key frame told apart from the key frame before it ('scene') when a cut between the two was found where it
-    is (`cuts`, by the decode through the video): it is a later frame of that shot ('spread')."""
+    is (`cuts`, by the decode through the video): it is a later frame of that shot ('spread'). A cut found on the
+    key frame itself (the scan sampled it) leaves it the scene change: the scan's copy is then the duplicate."""
     for k in keyframes:
         before = max((t for t in intra if t < k.offset_s), default=0.0)
-        if k.reason == "scene" and any(before < c <= k.offset_s for c in cuts):
+        if k.reason == "scene" and any(before < c < k.offset_s - 1e-3 for c in cuts):
             k.reason = "spread"
 
 
@@ -492,14 +515,16 @@ SCENE_SAMPLE_S = 0.5
 
 
 def _frames_at(box: Any, stream: Any, times: list[float], intra: list[float], start: float, tb: Fraction,
-               edge: int, deadline: float, scene_threshold: float = 1.0, max_scenes: int = 0, through: bool = False
+               edge: int, deadline: float, scene_threshold: float = 1.0, max_scenes: int = 0, through: bool = False,
+               dropped: list[float] | None = None
                ) -> tuple[list[tuple[float, Image.Image]], list[tuple[float, float, Image.Image]], str | None]:
     """The first frame at or after each of `times` (seconds, sorted), from one forward decode of reference
     frames: a seek (to the intra frame before a time) only when an intra frame lies between the decoder's
     position and that time. On the way, every `SCENE_SAMPLE_S` a decoded frame is compared (64 px signature) with
     the sample before it: a difference >= `scene_threshold` is a scene change, the `max_scenes` strongest are
     kept (time, score, frame). `through`: one decode from the start of the video to its end, never seeking over
-    a stretch, so the scene test sees all of it. Stops at the deadline: (frames so far, scenes so far,
+    a stretch, so the scene test sees all of it. `dropped` gets the time of each scene change found with no room
+    left (the weaker of the two when one gives way). Stops at the deadline: (frames so far, scenes so far,
     'max_wall_s'); a decode error ends it ('decode_error')."""
     import av
 
@@ -524,18 +549,25 @@ def _frames_at(box: Any, stream: Any, times: list[float], intra: list[float], st
                 scenes.append((pos, score, _scaled(frame, edge)))
             elif score >= scene_threshold:  # full: the weakest kept scene (looked for once) gives way to a stronger
                 weakest = min(range(len(scenes)), key=lambda i: scenes[i][1])
+                if dropped is not None:
+                    dropped.append(scenes[weakest][0] if score > scenes[weakest][1] else pos)
                 if score > scenes[weakest][1]:
                     del scenes[weakest]
                     scenes.append((pos, score, _scaled(frame, edge)))
         prev, sampled = sig, pos
 
+    frames: Any = None
     try:
         while pending or through:
             t = pending[0] if pending else float("inf")  # through, past the last time: on to the end
-            if pos == float("-inf") or (not through and any(pos < start + c <= t for c in intra)):
+            if frames is None or (not through and any(pos < start + c <= t for c in intra)):
                 box.seek(int((start if through else t) / tb), stream=stream, backward=True, any_frame=False)
                 prev, sampled = None, float("-inf")  # no scene test across a seek
-            for frame in box.decode(stream):
+                frames = box.decode(stream)
+            # one decode goes on from where the last time's frame was taken (a new one after each seek only): a new
+            # decode after the last packet was read would feed the drained decoder again (FFmpeg: "End of file"),
+            # which dead-lettered a good long-GOP video whose last spread times came out of the drain
+            for frame in frames:
                 if time.monotonic() > deadline:
                     return out, scenes, "max_wall_s"
                 if frame.pts is None:

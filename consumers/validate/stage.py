@@ -213,7 +213,8 @@ class ValidateStage(PipelineFacts, Stage):
                                  f"there (it ends in \"{CUT_MARK}\"); the original file keeps the whole text")
         visible_text = d.pick("visible_text", [("model", m("visible_text")), ("rule", ocr_text)])
         alt, decorative = self._alt_text(human, emb, d.model if d.use_model else None, visible_text or ocr_text,
-                                         [caption, title, summary], d.sources, d.suggestions, d.reasons, d.review)
+                                         [caption, title, summary], d.sources, d.suggestions, d.reasons, d.review,
+                                         video=d.pre.get("media_type") == "video")
         if alttext.repeats(alt, caption) and {d.sources.get("alt_text"), d.sources.get("caption")} != {"human"}:
             d.review.append("caption repeats the alt text word for word: a screen reader reads it twice (the caption "
                             "should add to the alt text, or the alt text be shorter)")
@@ -284,7 +285,10 @@ class ValidateStage(PipelineFacts, Stage):
             clip = d.pre.get("media_type") == "video" and not exact  # a video: linked by its keyframes
             d.reasons.append(duplicate_reason(d.value["duplicate_of"], dist, clip=clip))
         cut = (d.pre.get("video") or {}).get("truncated_by")
-        if cut:  # the run's rows and the review app's notes say what the keyframes may have missed
+        if cut == "max_keyframes":  # more shots than keyframes: some were not read nor described
+            d.reasons.append("note: more scene changes than keyframes (the preprocess.video_max_keyframes cap): "
+                             "some shots of the video were not looked at (their text not read, not described)")
+        elif cut:  # the run's rows and the review app's notes say what the keyframes may have missed
             d.reasons.append(f"note: keyframe selection stopped early (the preprocess.video_{cut} cap): later parts "
                              "of the video were not looked at")
 
@@ -389,7 +393,8 @@ class ValidateStage(PipelineFacts, Stage):
         for v in hard[:10]:
             rejected.append(f"schema: {v.path}: {v.message}")
 
-    def _alt_text(self, human, emb, model, visible, elsewhere, sources, suggestions, reasons, review):
+    def _alt_text(self, human, emb, model, visible, elsewhere, sources, suggestions, reasons, review,
+                  video: bool = False):
         cfg = self.cfg
         model_alt = model.get("alt_text") if model else None
         model_dec = bool(model.get("decorative")) if model else False
@@ -434,6 +439,10 @@ class ValidateStage(PipelineFacts, Stage):
             return val, False
         if model is None:
             return None, False
+        if model_dec and video:  # a video carries information (WCAG): a model's "decorative" is never taken for it
+            model_dec = False
+            suggestions["decorative"] = "true"
+            review.append("the model called the video decorative: a video is never decorative, it needs an alt text")
         res = alttext.apply_rules(model_alt, model_dec, max_chars=cfg.alt_text_max_chars, visible_text=visible,
                                   elsewhere=elsewhere)
         if model_alt is not None or model_dec:  # no alt_text answer (task degraded or not run): no source claimed

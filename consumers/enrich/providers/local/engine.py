@@ -250,7 +250,7 @@ def vocab_index(vocabulary: list[dict[str, Any]], with_embeddings: bool,
 # --- image facts ----------------------------------------------------------------------------------------
 
 RULES_REVISION = ("2026-12-03.sounds+medium2+ocrquote+lowguess2+writingtag+renames+names+drawnbox+agree+neutralfigure"
-                  "+shadows+neutralfigure2")
+                  "+shadows+neutralfigure2+videonotdecorative")
 """Bump when these rules answer differently for the same image, models and prompt (the result cache keys on it,
 consumers/enrich/results.py): "2026-12-01.logo" names logos from the pixels (docs/local-provider.md);
 "2026-12-01.medium" tags the medium (content:photo / content:graphic); "2026-12-01.wordmark" titles a logo by a
@@ -274,7 +274,8 @@ classifier class and a large detector box that name one thing name the subject b
 (AGREE_CLASS_MIN, AGREE_BOX_MIN, `agreed_class`: the traffic light). "+neutralfigure": a figure on a plain ground
 that is mostly black, white or grey is said in that colour ("in black on a white background", `figure_neutral`).
 "+shadows": exactly-flat deep shadows (SHADOW_GREY) no longer make a photo a graphic (the Paris sunset's web copy).
-"+neutralfigure2": no "charcoal" beside the figure's black or grey ("in black and charcoal")."""
+"+neutralfigure2": no "charcoal" beside the figure's black or grey ("in black and charcoal").
+"+videonotdecorative": a video's alt text is never decorative (a flat poster frame describes it, trial 35 F7)."""
 
 _PALETTE = {
     "black": (20, 20, 20), "white": (245, 245, 245), "gray": (128, 128, 128), "red": (200, 30, 30),
@@ -1703,7 +1704,7 @@ def alt_text(request, facts: ImageFacts) -> dict[str, Any]:
     author_alt = _human_text(emb.get("alt_text"))
     author_title = _human_text(emb.get("title"))
 
-    if is_decorative(facts, n_words, faces) and not author_alt:
+    if is_decorative(facts, n_words, faces) and not author_alt and not is_video(pre):  # a video is never decorative
         tone = " and ".join(colours) if colours else "plain"
         return {"alt_text": "", "decorative": True,
                 "caption": f"Decorative {tone} background.",
