@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+
 import pytest
 
 from consumers.writeback.sink import WritebackSink
@@ -16,6 +17,7 @@ from streams.runner import StageRunner
 from tests.kafka_support import RunnerThread, make_settings, provision
 from tests.store_support import validated_asset
 from tests.writeback_support import run_until
+from tests.video_support import Scene, make_video
 from tests.wordpress_support import WRITER, LocalWordPress, available
 
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"
@@ -24,12 +26,17 @@ SUGGEST = {"alt_text": "meta.assetstream_suggested_alt_text", "caption": "meta.a
 
 
 @pytest.fixture(scope="session")
-def wordpress():
+def wordpress(tmp_path_factory):
     missing = available()
     if missing:
         pytest.fail(f"the WordPress tests need {missing} (`scripts/system-deps.sh test`, run by `make test`, installs them)")
     images = sorted(SAMPLES.glob("*.jpg"))
-    wp = LocalWordPress(images + sorted(SAMPLES.glob("*.png")) + images[:1]).start()  # 7 media items
+    clip = tmp_path_factory.mktemp("wp-video") / "promo_clip.mp4"
+    clip.write_bytes(make_video((Scene(0.5, "CLIP", (20, 40, 120), (255, 255, 255)),), size=(64, 64)))
+    # 7 media items, 2 more images for a person's markup (trial 35 F1), a video found by its URL among 120 items
+    # whose title has its file stem (trial 35 F3)
+    wp = LocalWordPress(images + sorted(SAMPLES.glob("*.png")) + images[:1] + images[:2] + [clip],
+                        decoys=("promo_clip", 120)).start()
     try:
         yield wp
     finally:
@@ -220,3 +227,20 @@ def test_an_html_field_mapped_in_its_raw_form_or_given_a_list_is_sent_as_text():
     assert stored_form("caption", " Red\x0b mug ") == " Red mug "
     assert stored_form("description", "[\x01gallery] &\x02#39;") == "&#091;gallery] &#038;#39;"
     assert stored_form("alt_text", "¯\\_(ツ)_/¯ \\0 \\\\") == "¯_(ツ)_/¯ 0"
+
+
+def test_a_video_media_item_is_found_by_its_url_past_the_first_page_of_search_results(broker, unique, store,
+                                                                                      wordpress):
+    """Trial 35 F3: the lookup by source URL searched images only (a video was dead-lettered `no_media_item`),
+    and only the first 100 results for the file stem (a common stem in a big library missed the item)."""
+    clip = wordpress.media[9]
+    assert clip["source_url"].endswith("/promo_clip.mp4")  # 120 newer items' titles name `promo_clip` too
+    s = settings(broker, f"wpv{unique}", store.url, wordpress, [{"name": "blog", "fields": LIVE}])
+    provision(s)
+    video = on_wordpress("wp-v", source=clip, status="approved", alt_text="A title card reading CLIP",
+                         caption="Promo clip")
+    with RunnerThread(StageRunner(WritebackSink(s), s)):
+        run_until(s, [video], 1)
+    assert read_to_end(s, "dead_letter") == []
+    item = wordpress.media_item(clip["id"])
+    assert (item["alt_text"], item["caption"]["raw"]) == ("A title card reading CLIP", "Promo clip")

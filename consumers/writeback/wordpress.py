@@ -24,8 +24,8 @@ sanitize_text_field (tags removed, whitespace collapsed) and then unslashes it (
 in that form (wp_text_field, no backslashes) and what we wrote is what we read back (not a person's edit).
 
 Which media item: the asset event's attribute `media_id_attribute` (e.g. the DAM connector puts
-`wordpress_media_id` there), else the media item whose `source_url` is the asset's source URI (one search by file
-name). Record data only ever picks a numeric id on the configured site, never a URL.
+`wordpress_media_id` there), else the media item whose `source_url` is the asset's source URI (an image or a video;
+a search by file name, page by page). Record data only ever picks a numeric id on the configured site, never a URL.
 """
 from __future__ import annotations
 
@@ -41,6 +41,8 @@ from streams.errors import PermanentError
 
 
 HTML_FIELDS = frozenset({"caption", "description", "title"})
+SEARCH_PAGE, SEARCH_PAGES = 100, 20
+"""A media search by file stem reads pages of 100 items, at most 20 of them (2,000 items with that stem)."""
 _AS_TEXT = re.compile(r"[<>]|&#?|\[(?=[\[/A-Za-z])")
 _REFERENCE = {"<": "&lt;", ">": "&gt;", "&": "&amp;", "&#": "&#038;#", "[": "&#091;"}
 
@@ -131,16 +133,30 @@ class WordPressTarget(HttpTarget):
         return media
 
     def _lookup(self, source: str) -> int:
+        """The media item whose `source_url` is `source`, any media type (an image, a video: trial 35 F3), found
+        by searching its file stem, page by page up to SEARCH_PAGES pages (a common stem in a big library)."""
         stem = posixpath.splitext(posixpath.basename(urlparse(source).path))[0]
         if not stem:
             raise PermanentError(f"{self.name}: the asset has no media id attribute and no source URI",
                                  reason="no_media_item", details={"target": self.name})
-        resp = self.request("GET", self.base, auth=self.auth,
-                            params={"search": stem, "per_page": 100, "context": "edit", "media_type": "image"})
-        for item in self.json_of(resp) or []:
-            if item.get("source_url") == source:
-                return int(item["id"])
-        raise PermanentError(f"{self.name}: no media item has the source URL {source}", reason="no_media_item",
+        seen, pages, page = 0, 1, 1
+        while page <= min(pages, SEARCH_PAGES):
+            resp = self.request("GET", self.base, auth=self.auth,
+                                params={"search": stem, "per_page": SEARCH_PAGE, "page": page, "context": "edit"})
+            items = self.json_of(resp) or []
+            for item in items:
+                if item.get("source_url") == source:
+                    return int(item["id"])
+            seen += len(items)
+            try:
+                pages = int(resp.headers.get("x-wp-totalpages") or 1)
+            except ValueError:
+                pages = 1
+            page += 1
+        more = f", the first {seen} of them read" if pages > SEARCH_PAGES else ""
+        raise PermanentError(f"{self.name}: no media item has the source URL {source} (searched the media library "
+                             f"for {stem!r}: {seen} item(s){more}); publish the media item's upload URL, or set "
+                             f"the asset's {self.cfg.media_id_attribute} attribute", reason="no_media_item",
                              details={"target": self.name, "source_uri": source})
 
     def as_stored(self, wanted: dict[str, Any]) -> dict[str, Any]:
