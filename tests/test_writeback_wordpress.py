@@ -283,15 +283,22 @@ def test_a_persons_markup_is_never_refiltered_by_a_write_as_a_user_without_unfil
 def test_a_video_media_item_is_found_by_its_url_past_the_first_page_of_search_results(broker, unique, store,
                                                                                       wordpress):
     """Trial 35 F3: the lookup by source URL searched images only (a video was dead-lettered `no_media_item`),
-    and only the first 100 results for the file stem (a common stem in a big library missed the item)."""
+    and only the first 100 results for the file stem (a common stem in a big library missed the item). F9: a local
+    file's dead letter says what to publish instead."""
     clip = wordpress.media[9]
     assert clip["source_url"].endswith("/promo_clip.mp4")  # 120 newer items' titles name `promo_clip` too
     s = settings(broker, f"wpv{unique}", store.url, wordpress, [{"name": "blog", "fields": LIVE}])
     provision(s)
     video = on_wordpress("wp-v", source=clip, status="approved", alt_text="A title card reading CLIP",
                          caption="Promo clip")
+    # trial 35 F9: `assetstream run` over WordPress's uploads folder publishes file:// URIs, which no media item has
+    local = on_wordpress("wp-local", status="approved", alt_text="A title card")
+    local["enriched"]["pre"]["asset"]["source_uri"] = "file://" + clip["file"]
     with RunnerThread(StageRunner(WritebackSink(s), s)):
-        run_until(s, [video], 1)
-    assert read_to_end(s, "dead_letter") == []
+        run_until(s, [video, local], 2)
+    [letter] = read_to_end(s, "dead_letter")
+    assert letter["key"] == "wp-local" and letter["value"]["details"]["reason"] == "no_media_item"
+    assert (f"is a local file (file://{clip['file']}), which is no media item's URL: publish the media item's "
+            f"upload URL instead ({wordpress.url}/wp-content/uploads/…") in letter["value"]["message"]
     item = wordpress.media_item(clip["id"])
     assert (item["alt_text"], item["caption"]["raw"]) == ("A title card reading CLIP", "Promo clip")

@@ -204,6 +204,12 @@ class WordPressTarget(HttpTarget):
         if not stem:
             raise PermanentError(f"{self.name}: the asset has no media id attribute and no source URI",
                                  reason="no_media_item", details={"target": self.name})
+        if urlparse(source).scheme == "file":  # trial 35 F9: `assetstream run` over the uploads folder
+            raise PermanentError(
+                f"{self.name}: the asset is a local file ({source}), which is no media item's URL: publish the media "
+                f"item's upload URL instead ({self.cfg.url.rstrip('/')}/wp-content/uploads/…: `assetstream publish "
+                f"URL`), or set the asset's {self.cfg.media_id_attribute} attribute (docs/writeback.md)",
+                reason="no_media_item", details={"target": self.name, "source_uri": source})
         seen, pages, page = 0, 1, 1
         while page <= min(pages, SEARCH_PAGES):
             resp = self.request("GET", self.base, auth=self.auth,
