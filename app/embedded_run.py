@@ -228,6 +228,7 @@ class EmbeddedRun:
         self.decision_records: dict[str, tuple[int, int]] = {}
         self.session_writeback_problems: list[str] = []
         self._serve_log_size = 0
+        self._serving_ms = sys.maxsize
         # which run wrote a sidecar (record_files), and the sidecars in --out an earlier run wrote, this one not
         self.run_stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()) + f".{os.getpid()}"
         self.earlier_files: list[str] = []
@@ -376,6 +377,7 @@ class EmbeddedRun:
             self.write_sidecars(tracker, paths, self.rows)
             if after is not None:
                 done = threading.Event()
+                self._serving_ms = int(time.time() * 1000)  # decisions from here on are the session's
                 follower = threading.Thread(target=self.follow_decisions, args=(settings, tracker, paths, done),
                                             name="sidecars", daemon=True)
                 follower.start()
@@ -710,7 +712,7 @@ class EmbeddedRun:
                     elif not decided and asset_of(value)["event_id"] == tracker.event_ids[asset_id]:
                         continue  # the run's own record: already followed by the run
                     pending[asset_id] = (msg.partition(), msg.offset())
-                    if decided:
+                    if decided and decided_ms(value.get("review")) >= self._serving_ms:  # not a carried one
                         self.decision_records[asset_id] = (msg.partition(), msg.offset())
                 if pending:
                     parts = sorted({p for p, _ in pending.values()})
