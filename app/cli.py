@@ -379,6 +379,8 @@ def run(paths: list[str] = typer.Argument(..., help="image files, directories or
             review_sock.close()
     if serve:
         _say_where_decisions_are_kept(job, out_dir, es_url)
+        for problem in job.session_writeback_problems:  # trial 35 F2: never dropped silently at Ctrl-C
+            console.print(f"[red]write-back:[/red] {plain(problem)}", highlight=False)
     # the run has finished (workers, broker and store are stopped): a Ctrl-C from here on would only lose the
     # rows (typer turns a KeyboardInterrupt into exit 130 with nothing printed), so it waits until they are out
     import signal

@@ -223,6 +223,12 @@ class EmbeddedRun:
         # writeback group from finishing (an unreachable target), said once after the table
         self.writeback: dict[str, list[dict[str, Any]]] = {}
         self.writeback_problems: list[str] = []
+        # with --serve: where each decision made in the session is on `validated` (asset id -> partition, offset of
+        # its newest decided record), and what the session end says about the write-back of those decisions
+        self.decision_records: dict[str, tuple[int, int]] = {}
+        self.session_writeback_problems: list[str] = []
+        self._serve_log_size = 0
+        self._serving_ms = sys.maxsize
         # which run wrote a sidecar (record_files), and the sidecars in --out an earlier run wrote, this one not
         self.run_stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()) + f".{os.getpid()}"
         self.earlier_files: list[str] = []
@@ -371,9 +377,11 @@ class EmbeddedRun:
             self.write_sidecars(tracker, paths, self.rows)
             if after is not None:
                 done = threading.Event()
+                self._serving_ms = int(time.time() * 1000)  # decisions from here on are the session's
                 follower = threading.Thread(target=self.follow_decisions, args=(settings, tracker, paths, done),
                                             name="sidecars", daemon=True)
                 follower.start()
+                self._serve_log_size = _size(self.workdir / "writeback.log")
                 try:
                     after(settings)
                     # a decision sent just before Ctrl-C: the review group applies it (a few seconds at most), the
@@ -387,6 +395,8 @@ class EmbeddedRun:
                 finally:
                     done.set()
                     follower.join(8)
+                if "writeback" in self.workers:  # the session's decisions: written, refused, or still waiting
+                    self.follow_session_writeback(settings)
             finished = True
             return tracker, settings
         except BaseException as exc:  # interrupted (or failed): what the index says about the finished assets so far
@@ -477,6 +487,68 @@ class EmbeddedRun:
             self.writeback_problems.append(wb.describe_pause(settings, pending, stuck, self.bootstrap)
                                            if "unavailable" in pending else f"{pending}: {stuck} asset(s) not "
                                            f"written (logs: {worker_log})")
+
+    def follow_session_writeback(self, settings: Settings, wait_s: float = 10.0) -> None:
+        """At the end of a `--serve` session: the write-back outcome of each decision made in it (trial 35 F2: an
+        approval the target refused, or that the group dead-lettered, was dropped silently at Ctrl-C, and
+        summary.json said the same for written and not written). Waits a little for the writeback group (not
+        when it has paused on its target since the session began serving and is not moving), then per decided
+        asset and target: the decision's record not handled yet -> `not_written` with the target's reason; else
+        what the group left since the decision (written, unchanged, left alone, dead-lettered). The rows and
+        summary.json take them; `session_writeback_problems` names the assets not written, and why."""
+        from confluent_kafka import Consumer, KafkaException, TopicPartition
+
+        from app import run_writeback as wb
+        from streams.records import to_ms
+
+        decided = {a: at for a, at in self.decision_records.items() if a in self.tracker.validated}
+        if not decided:
+            return
+        worker_log = self.workdir / "writeback.log"
+        deadline = time.monotonic() + min(wait_s, settings.ops.run_writeback_wait_s)
+        moved = [sys.maxsize, time.monotonic()]  # records left, since when
+
+        def give_up(left: int) -> bool:
+            if left < moved[0]:
+                moved[:] = [left, time.monotonic()]
+            paused = wb.pause_reason(worker_log, since=self._serve_log_size)
+            return time.monotonic() > deadline or bool(paused) and time.monotonic() - moved[1] > 2.0
+
+        pending = None
+        try:
+            if not self.wait_for_group(settings, "writeback", "validated", timeout_s=wait_s + 5, quiet=True,
+                                       give_up=give_up, check=lambda: self.check_workers(only="writeback")):
+                pending = wb.pause_reason(worker_log, since=self._serve_log_size)
+        except TimeoutError:
+            pass
+        except (RuntimeError, KafkaException) as exc:
+            pending = str(exc).splitlines()[0]
+        topic = settings.topics.name("validated")
+        c = Consumer({**settings.kafka.client_config(), "group.id": settings.groups.name("writeback"),
+                      "enable.auto.commit": False})
+        try:  # the group's offsets, never joined
+            parts = sorted({p for p, _ in decided.values()})
+            committed = {tp.partition: tp.offset for tp in c.committed([TopicPartition(topic, p) for p in parts],
+                                                                       timeout=10)}
+        except KafkaException:
+            committed = {}
+        finally:
+            c.close()
+        since = {a: decided_ms((self.tracker.validated[a]).get("review")) for a in decided}
+        letters = {a: [x for x in found if to_ms(x.get("last_failure_time") or 0) >= since[a]]
+                   for a, found in wb.read_dead_letters(settings, "writeback", set(decided), self.started_ms).items()}
+        waiting = wb.short_reason(pending) or "the writeback group had not handled it when the session ended"
+        outcomes = wb.outcomes(settings, {a: self.tracker.validated[a] for a in decided}, letters,
+                               self.started_ms, waiting, since_of=since)
+        for asset_id, (partition, offset) in decided.items():
+            if committed.get(partition, -1) <= offset:  # the decision's record is not handled: nothing of it written
+                outcomes[asset_id] = [w if w["outcome"] == "skipped" else
+                                      {"target": w["target"], "outcome": "not_written", "reason": waiting}
+                                      for w in outcomes[asset_id]]
+        self.writeback.update(outcomes)
+        self.rows = self.summary_rows()
+        self.write_sidecars(self.tracker, self.paths, self.rows)
+        self.session_writeback_problems = wb.session_problems(settings, outcomes, pending, self.bootstrap)
 
     def wait_for_group(self, settings: Settings, stage: str, logical: str, timeout_s: float | None = None,
                        quiet: bool = False, give_up: Callable[[int], bool] | None = None,
@@ -640,6 +712,8 @@ class EmbeddedRun:
                     elif not decided and asset_of(value)["event_id"] == tracker.event_ids[asset_id]:
                         continue  # the run's own record: already followed by the run
                     pending[asset_id] = (msg.partition(), msg.offset())
+                    if decided and decided_ms(value.get("review")) >= self._serving_ms:  # not a carried one
+                        self.decision_records[asset_id] = (msg.partition(), msg.offset())
                 if pending:
                     parts = sorted({p for p, _ in pending.values()})
                     committed = {tp.partition: tp.offset

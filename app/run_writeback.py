@@ -78,6 +78,38 @@ def describe_pause(settings: Settings, reason: str, count: int, bootstrap: str |
     return f"{reason}: {count} asset(s) not written; {how}"
 
 
+def session_problems(settings: Settings, outcomes_of: dict[str, list[dict[str, Any]]], pending: str | None,
+                     bootstrap: str | None) -> list[str]:
+    """What the end of a `--serve` session says about the decisions made in it whose write-back did not happen:
+    one line per target and reason naming the assets (not written: the target's state, e.g. refusing our
+    credentials; dead-lettered: the letter's reason and message), then what becomes of them."""
+    problems = []
+    by_target: dict[tuple[str, str, str], list[str]] = {}
+    for asset_id, rows in sorted(outcomes_of.items()):
+        for w in rows:
+            if w["outcome"] in WRITEBACK_FAILED:
+                why = w["reason"] if w["outcome"] == "not_written" else f"{w['reason']}: {w.get('message') or ''}"
+                by_target.setdefault((w["target"], w["outcome"], why), []).append(asset_id)
+    kept = (f"their records stay on {bootstrap}: `assetstream worker writeback` writes those not written once the "
+            "target takes them, `assetstream dlq replay` retries those dead-lettered" if bootstrap else
+            "the session's embedded broker, with their records and dead letters, is gone: the decisions are in the "
+            "sidecars, and once the target is fixed `assetstream run` over the same files with the same --out and "
+            "write-back target re-applies and writes them (an asset published into the session: publish and "
+            "decide it again)")
+    for (target, outcome, why), ids in by_target.items():
+        if outcome == "not_written":
+            m = _UNAVAILABLE.match(pending or "")
+            if m and m.group(1) == target:
+                t = next((x for x in settings.writeback.targets if x.name == target), None)
+                why = f"target {target_state(m.group(2), f' at {target_location(t)}' if t is not None else '')}"
+            problems.append(f"{len(ids)} decision(s) of this session not written to '{target}' ({why}): "
+                            f"{', '.join(ids)}")
+        else:
+            problems.append(f"{len(ids)} decision(s) of this session dead-lettered by write-back to '{target}' "
+                            f"({why.rstrip(': ')}): {', '.join(ids)}")
+    return problems + [kept] if problems else []
+
+
 def read_dead_letters(settings: Settings, stage: str, keys: set[str], since_ms: int) -> dict[str, list[dict]]:
     """asset id -> the dead letters `stage` published for it since `since_ms` (oldest first): the whole
     dead-letter topic up to its current end (`dlq.read_dead_letters`, partial: what was read within 30 s, nothing
@@ -112,9 +144,12 @@ def read_states(settings: Settings, ids: list[str]) -> dict[str, dict[str, Any]]
 
 
 def outcomes(settings: Settings, validated: dict[str, dict[str, Any]], letters: dict[str, list[dict]],
-             since_ms: int, pending: str | None) -> dict[str, list[dict[str, Any]]]:
+             since_ms: int, pending: str | None,
+             since_of: dict[str, int] | None = None) -> dict[str, list[dict[str, Any]]]:
     """asset id -> one outcome per configured target: {"target", "outcome", "reason"} (and the letter's
-    "message"), for every asset that reached `validated`. `pending`: why the group did not finish (None: it did)."""
+    "message"), for every asset that reached `validated`. `pending`: why the group did not finish (None: it did).
+    `since_of`: per asset, from when a write counts (a decision made in a `--serve` session: its time), else
+    `since_ms`."""
     from consumers.writeback.plan import eligible
     from consumers.writeback.state import state_id
     from domain.records import document_id, is_deleted, tenant_of
@@ -126,6 +161,7 @@ def outcomes(settings: Settings, validated: dict[str, dict[str, Any]], letters: 
     result: dict[str, list[dict[str, Any]]] = {}
     for asset_id, value in validated.items():
         rows = result[asset_id] = []
+        since = (since_of or {}).get(asset_id, since_ms)
         for t in targets:
             state = states.get(state_id(t.name, ids[asset_id])) or {}
             mine = [(x, why) for x in letters.get(asset_id, []) for why in [_refusal(x, t.name, len(targets) == 1)]
@@ -133,12 +169,12 @@ def outcomes(settings: Settings, validated: dict[str, dict[str, Any]], letters: 
             letter, (reason, message) = mine[-1] if mine else (None, (None, None))
             written_at = int(state.get("written_at") or 0)
             checked_at = int(state.get("checked_at") or written_at)  # a state stored before checked_at existed
-            failed_at = to_ms(letter["last_failure_time"]) if letter and letter.get("last_failure_time") else since_ms
-            kept = sorted({c["field"] for c in state.get("conflicts") or [] if int(c.get("at") or 0) >= since_ms})
+            failed_at = to_ms(letter["last_failure_time"]) if letter and letter.get("last_failure_time") else since
+            kept = sorted({c["field"] for c in state.get("conflicts") or [] if int(c.get("at") or 0) >= since})
             left_alone = f"a person's value in the target kept: {', '.join(kept)}" if kept else None
             if letter is not None and failed_at >= max(written_at, checked_at):
                 rows.append({"target": t.name, "outcome": "dead_lettered", "reason": reason, "message": message})
-            elif written_at >= since_ms:
+            elif written_at >= since:
                 rows.append({"target": t.name, "outcome": "written", "reason": left_alone})
             elif kept:
                 rows.append({"target": t.name, "outcome": "left_alone", "reason": left_alone})

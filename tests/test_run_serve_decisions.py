@@ -24,6 +24,7 @@ from app.embedded_run import decisions_of_review, sidecar_name
 from app.kpis.compute import audit_for_decision
 from app.kpis.settings import KpiSettings
 from app.producer import asset_id_for
+from tests.writeback_support import FakeDam
 
 REPO = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.timeout(300)
@@ -90,7 +91,14 @@ def session(tmp_path_factory):
     for f in (mug, logo):
         shutil.copy(REPO / "samples" / f.name, f)
     env = _env(ASSETSTREAM_REVIEW__PORT="0")
-    proc = subprocess.Popen([sys.executable, "-m", "app.cli", "run", str(images), "--out", str(out), "--serve"],
+    # a DAM write-back target (trial 35 F2): it refuses the logo (404: a dead letter), takes the rest, and refuses
+    # our credentials (401: the group pauses) from the last decision on
+    dam, refusing = FakeDam().start(), threading.Event()
+    dam.answer = lambda method, path, headers: (
+        (401, b'{"code": "incorrect_password"}') if refusing.is_set() else
+        (404, b'{"error": "no such asset in the DAM"}') if "logo_badge" in path else None)
+    proc = subprocess.Popen([sys.executable, "-m", "app.cli", "run", str(images), "--out", str(out), "--serve",
+                             "--writeback-url", dam.url],
                             env=env, cwd=str(REPO), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     lines: queue.Queue[str] = queue.Queue()
     threading.Thread(target=lambda: [lines.put(line) for line in proc.stdout], daemon=True).start()
@@ -159,6 +167,12 @@ def session(tmp_path_factory):
                       _env(ASSETSTREAM_REVIEW__PORT=port), timeout=60)
         result["second"] = (second, time.monotonic() - started)
 
+        # the DAM has the approvals (the logo's refused), then refuses our credentials
+        result["dam_before"] = _wait_for(lambda: (lambda paths: paths if all(any(a in p for p in paths) for a in (
+            mug_id, logo_id, asset_id_for(result["later"]))) and dam.writes(mug_id) else None)(
+            [r.get("path") or r["id"] for r in dam.requests]), 30, "the DAM to get the approvals")
+        refusing.set()
+
         # one more edit, and Ctrl-C at once: the session applies it before it stops
         sent = _cli(["feedback", mug_id, "--editor", "ana", "--field", f"title=edited:{TITLE}"], other)
         assert sent.returncode == 0, sent.stderr
@@ -173,6 +187,7 @@ def session(tmp_path_factory):
         if proc.poll() is None:
             proc.kill()
             proc.wait(10)
+        dam.stop()
 
 
 def test_sidecars_and_summary_follow_decisions_on_assets_with_later_events(session):
@@ -215,8 +230,29 @@ def test_a_second_serve_on_a_port_in_use_fails_at_once_with_a_clear_error(sessio
     assert took < 15, f"took {took:.1f}s: it started something before checking the port"
 
 
+def test_ctrl_c_names_the_sessions_decisions_whose_write_back_did_not_happen(session):
+    """Trial 35 F2: approvals the target refused (401: the group paused) or dead-lettered were dropped silently at
+    Ctrl-C, and summary.json said `"writeback": []` for written and not written alike. The session end names them
+    with the target's reason, the rows say each outcome, and the exit code is 1, as for `run` without --serve."""
+    assert session["exit"] == 1, session["stderr"]
+    said = " ".join(session["stderr"].split())
+    mug, logo, later = (asset_id_for(session[k]) for k in ("mug", "logo", "later"))
+    assert ("write-back: 1 decision(s) of this session not written to 'dam' (target refusing our credentials "
+            "(401) at http://127.0.0.1:") in said and "check the target's password or token" in said
+    assert f"): {mug} write-back: " in said
+    assert "1 decision(s) of this session dead-lettered by write-back to 'dam' (http_404: " in said
+    assert "no such asset in the DAM" in said and f"): {logo} write-back: " in said
+    assert "write-back: the session's embedded broker, with their records and dead letters, is gone" in said
+    assert "re-applies and writes them" in said
+    rows = {r["asset_id"]: r for r in json.loads((session["out"] / "summary.json").read_text())}
+    assert rows[later]["writeback"] == [{"target": "dam", "outcome": "written", "reason": None}]
+    assert rows[mug]["writeback"][0]["outcome"] == "not_written"
+    assert "refusing our credentials (401)" in rows[mug]["writeback"][0]["reason"]
+    assert rows[logo]["writeback"][0]["outcome"] == "dead_lettered"
+    assert rows[logo]["writeback"][0]["reason"] == "http_404"
+
+
 def test_ctrl_c_says_where_the_sessions_decisions_are_kept(session):
-    assert session["exit"] == 0, session["stderr"]
     said = " ".join(session["stderr"].split())
     assert f"3 asset(s) carry a person's decision: kept in the sidecars in {session['out'].resolve()}" in said
     assert "the embedded store and broker of this session are gone" in said

@@ -519,6 +519,20 @@ def test_refused_credentials_say_what_the_target_said_and_what_to_check():
         target.close()
     said = str(got.value)
     assert "answered 401" in said and "invalid application password" in said and WP_PASSWORD not in said
+    # trial 35 F8: WordPress 6.1 answers a revoked application password like a missing permission; the log line
+    # says the credentials were refused first
+    with FakeDam() as dam:
+        dam.answer = lambda method, path, headers: (401, json.dumps({
+            "code": "rest_forbidden_context", "message": "Sorry, you are not allowed to edit posts in this post type.",
+            "data": {"status": 401}}).encode())
+        target = HttpTarget(TargetSettings(name="blog", type="wordpress", url=f"http://127.0.0.1:{dam.port}",
+                                           username="assetstream", application_password=WP_PASSWORD), Pacer(None))
+        with pytest.raises(TransientError) as got:
+            target.request("GET", f"http://127.0.0.1:{dam.port}/wp-json/wp/v2/media/7")
+        target.close()
+    assert str(got.value).startswith("blog: GET answered 401 (our credentials were refused: a wrong, revoked or "
+                                     "expired password or token): the target said: ")
+    assert "not allowed to edit posts" in str(got.value)
     assert target_state("401", " at http://wp") == ("refusing our credentials (401) at http://wp: check the target's "
                                                     "password or token (the writeback worker's log has what the "
                                                     "target said)")

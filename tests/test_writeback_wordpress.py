@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import httpx
+
 import pytest
 
 from consumers.writeback.sink import WritebackSink
@@ -16,6 +18,7 @@ from streams.runner import StageRunner
 from tests.kafka_support import RunnerThread, make_settings, provision
 from tests.store_support import validated_asset
 from tests.writeback_support import run_until
+from tests.video_support import Scene, make_video
 from tests.wordpress_support import WRITER, LocalWordPress, available
 
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"
@@ -24,12 +27,17 @@ SUGGEST = {"alt_text": "meta.assetstream_suggested_alt_text", "caption": "meta.a
 
 
 @pytest.fixture(scope="session")
-def wordpress():
+def wordpress(tmp_path_factory):
     missing = available()
     if missing:
         pytest.fail(f"the WordPress tests need {missing} (`scripts/system-deps.sh test`, run by `make test`, installs them)")
     images = sorted(SAMPLES.glob("*.jpg"))
-    wp = LocalWordPress(images + sorted(SAMPLES.glob("*.png")) + images[:1]).start()  # 7 media items
+    clip = tmp_path_factory.mktemp("wp-video") / "promo_clip.mp4"
+    clip.write_bytes(make_video((Scene(0.5, "CLIP", (20, 40, 120), (255, 255, 255)),), size=(64, 64)))
+    # 7 media items, 2 more images for a person's markup (trial 35 F1), a video found by its URL among 120 items
+    # whose title has its file stem (trial 35 F3)
+    wp = LocalWordPress(images + sorted(SAMPLES.glob("*.png")) + images[:1] + images[:2] + [clip],
+                        decoys=("promo_clip", 120)).start()
     try:
         yield wp
     finally:
@@ -220,3 +228,77 @@ def test_an_html_field_mapped_in_its_raw_form_or_given_a_list_is_sent_as_text():
     assert stored_form("caption", " Red\x0b mug ") == " Red mug "
     assert stored_form("description", "[\x01gallery] &\x02#39;") == "&#091;gallery] &#038;#39;"
     assert stored_form("alt_text", "¯\\_(ツ)_/¯ \\0 \\\\") == "¯_(ツ)_/¯ 0"
+
+
+def test_a_persons_markup_is_never_refiltered_by_a_write_as_a_user_without_unfiltered_html(broker, unique, store,
+                                                                                             wordpress):
+    """Trial 35 F1: every write goes through wp_update_post, and for a user without unfiltered_html (the role
+    docs/writeback.md recommends) WordPress re-filters the title, caption and description with kses, the ones
+    we do not send too: a person's title `Balloons <3 party` became `Balloons &lt;3 party`, an iframe in the
+    description vanished (suggest mode too, which sends only post meta), and the audit said the description was
+    kept. Such an item is left alone: a dead letter names the fields and the fix; nothing is claimed kept."""
+    from consumers.writeback.wordpress import survives_kses
+
+    m7, m8 = wordpress.media[7:9]
+    writer = httpx.Client(base_url=f"{wordpress.url}/wp-json/wp/v2", auth=(WRITER, wordpress.writer_password),
+                          timeout=10)
+    # what we predict kses keeps is what WordPress keeps, saved as the writer
+    for text in ["Balloons <3 party", "Salt & Pepper", "Salt &amp; Pepper &#091;gallery] &#038;#39; &eacute;",
+                 "&#91;x", "&bogus; mark", "tab\tand\nline", "bell\x07", "a > b", "caf\u00e9 \u00a0\u2019"]:
+        writer.post(f"/media/{m7['id']}", json={"caption": text}).raise_for_status()
+        assert (wordpress.media_item(m7["id"])["caption"]["raw"] == text) == survives_kses("caption", text), text
+    writer.close()
+    person = {m7["id"]: {"title": "Balloons <3 party", "caption": "",
+                         "description": '<iframe src="https://www.youtube.com/embed/abc" width="560"></iframe> '
+                                        'Party video, see <a href="#" onclick="track()">tracking</a>'},
+              m8["id"]: {"title": "Traffic light <3 Main St",
+                         "caption": 'Shot by <span style="color:red">Ana</span>', "description": ""}}
+    with wordpress.api() as wp:  # an administrator (unfiltered_html) wrote them
+        for media, fields in person.items():
+            wp.post(f"/media/{media}", json=fields).raise_for_status()
+    as_writer = {"username": WRITER, "application_password": wordpress.writer_password}
+    s = settings(broker, f"wpk{unique}", store.url, wordpress,
+                 [{"name": "blog-writer", **as_writer, "fields": LIVE},
+                  {"name": "blog-suggest", **as_writer, "mode": "suggest", "fields": SUGGEST}])
+    provision(s)
+    approved = on_wordpress("wp-k1", media=m7, status="approved", alt_text="Balloons at a party",
+                            caption="Red balloons")
+    pending = on_wordpress("wp-k2", media=m8, status="needs_review", alt_text="A traffic light",
+                           caption="A traffic light on Main Street")
+    with RunnerThread(StageRunner(WritebackSink(s), s)):
+        run_until(s, [approved, pending], 2)
+    for media, fields in person.items():
+        item = wordpress.media_item(media)
+        assert {f: item[f]["raw"] for f in fields} == fields  # the person's text, as they wrote it
+        assert item["alt_text"] == "" and not item["meta"]["assetstream_suggested_alt_text"]  # nothing sent
+    letters = {d["key"]: d["value"] for d in read_to_end(s, "dead_letter")}
+    assert set(letters) == {"wp-k1", "wp-k2"}
+    assert {letters["wp-k1"]["details"]["reason"], letters["wp-k2"]["details"]["reason"]} == {"kses_would_change"}
+    message = letters["wp-k2"]["message"]
+    assert "title, caption" in message and "unfiltered_html" in message and "dlq replay" in message
+    assert "description" in letters["wp-k1"]["message"]
+    assert read_to_end(s, "audit") == []  # no writeback_conflict claims a value was kept
+
+
+def test_a_video_media_item_is_found_by_its_url_past_the_first_page_of_search_results(broker, unique, store,
+                                                                                      wordpress):
+    """Trial 35 F3: the lookup by source URL searched images only (a video was dead-lettered `no_media_item`),
+    and only the first 100 results for the file stem (a common stem in a big library missed the item). F9: a local
+    file's dead letter says what to publish instead."""
+    clip = wordpress.media[9]
+    assert clip["source_url"].endswith("/promo_clip.mp4")  # 120 newer items' titles name `promo_clip` too
+    s = settings(broker, f"wpv{unique}", store.url, wordpress, [{"name": "blog", "fields": LIVE}])
+    provision(s)
+    video = on_wordpress("wp-v", source=clip, status="approved", alt_text="A title card reading CLIP",
+                         caption="Promo clip")
+    # trial 35 F9: `assetstream run` over WordPress's uploads folder publishes file:// URIs, which no media item has
+    local = on_wordpress("wp-local", status="approved", alt_text="A title card")
+    local["enriched"]["pre"]["asset"]["source_uri"] = "file://" + clip["file"]
+    with RunnerThread(StageRunner(WritebackSink(s), s)):
+        run_until(s, [video, local], 2)
+    [letter] = read_to_end(s, "dead_letter")
+    assert letter["key"] == "wp-local" and letter["value"]["details"]["reason"] == "no_media_item"
+    assert (f"is a local file (file://{clip['file']}), which is no media item's URL: publish the media item's "
+            f"upload URL instead ({wordpress.url}/wp-content/uploads/…") in letter["value"]["message"]
+    item = wordpress.media_item(clip["id"])
+    assert (item["alt_text"], item["caption"]["raw"]) == ("A title card reading CLIP", "Promo clip")

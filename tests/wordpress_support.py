@@ -115,6 +115,12 @@ foreach (json_decode(%(files)s, true) as $src) {
         $upload['file']);
     $media[] = array('id' => $id, 'source_url' => wp_get_attachment_url($id), 'file' => $upload['file']);
 }
+// media items only a search finds too (a common file stem): newer than the uploads, so they come first
+list($decoy, $count) = json_decode(%(decoys)s, true);
+for ($i = 0; $i < $count; $i++) {
+    wp_insert_attachment(array('post_mime_type' => 'image/jpeg', 'post_title' => "$decoy $i", 'post_status' => 'inherit',
+        'post_content' => '', 'post_date' => '2031-01-01 00:00:00'), "2031/01/$decoy-$i.jpg");
+}
 echo json_encode(array('password' => $password, 'writer_password' => $writer_password, 'media' => $media));
 """
 
@@ -131,8 +137,10 @@ def _php(s: str) -> str:
 
 
 class LocalWordPress:
-    def __init__(self, images: list[Path]):
-        self.images = images
+    def __init__(self, images: list[Path], decoys: tuple[str, int] = ("", 0)):
+        """`images`: the files uploaded as media items (any type: a `.mp4` is a video); `decoys`: (title, n) n
+        more media items titled `<title> <i>`, without a file, newer than the uploads (a search's first results)."""
+        self.images, self.decoys = images, decoys
         self.dir = Path(tempfile.mkdtemp(prefix="wp-"))
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -192,7 +200,8 @@ class LocalWordPress:
         (self.dir / "router.php").write_text(ROUTER % {"abspath": abspath})
         setup = self.dir / "setup.php"
         setup.write_text(SETUP % {"abspath": abspath, "host": _php(f"127.0.0.1:{self.port}"), "admin": _php(ADMIN), "writer": _php(WRITER),
-                                  "files": _php(json.dumps([str(p) for p in self.images]))})
+                                  "files": _php(json.dumps([str(p) for p in self.images])),
+                                  "decoys": _php(json.dumps(list(self.decoys)))})
         out = subprocess.run(["php", str(setup)], check=True, capture_output=True, timeout=180, cwd=self.site)
         result = json.loads(out.stdout.decode().strip().splitlines()[-1])
         self.app_password, self.media = result["password"], result["media"]

@@ -27,7 +27,9 @@ from streams.metrics import WRITEBACK_BREAKER_OPEN, WRITEBACK_SECONDS
 
 TRANSIENT_STATUS = {401, 403, 408, 409, 412, 423, 425, 429}
 CONCURRENT_CHANGE = {409, 412}
-CREDENTIALS_REFUSED = {401, 403}
+CREDENTIALS_REFUSED = {
+    401: "our credentials were refused: a wrong, revoked or expired password or token",
+    403: "refused: our credentials, or what their user may do (its role)"}
 MAX_REASON = 300
 SCRUB_SPAN = 4096  # what is scrubbed of a target's answer (plus the longest secret form), then cut to MAX_REASON
 _CREDENTIAL_VALUES = [  # whatever the secret: the value of an Authorization header, Basic/Bearer credentials,
@@ -150,8 +152,10 @@ class HttpTarget:
                 retry_after = float(resp.headers.get("retry-after", ""))
             except ValueError:
                 pass
-            # refused credentials: what the target says about them (scrubbed) is what the operator needs to read
-            said = f": {details['response']}" if status in CREDENTIALS_REFUSED and details["response"] else ""
+            # refused credentials: said first (trial 35 F8: a revoked WordPress password is answered 401 "not
+            # allowed to edit posts", which read like a role problem), then what the target said (scrubbed)
+            said = f": the target said: {details['response']}" if details["response"] else ""
+            said = (f" ({CREDENTIALS_REFUSED[status]}){said}" if status in CREDENTIALS_REFUSED else "")
             raise TransientError(f"{self.name}: {method} answered {status}{said}", reason=f"http_{status}",
                                  details=details, retry_after_s=retry_after)
         self.breaker.success()  # the target is up; it refuses this asset
