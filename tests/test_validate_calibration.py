@@ -135,6 +135,8 @@ def test_without_per_field_tags_the_weak_colour_holds_the_banner_back(enriched):
     assert out["status"] == "needs_review"
     assert "color:orange" in _tags(out) and out["tag_suggestions"] == []
     assert any("weakest field tags.color:orange" in r for r in out["reasons"])
+    # every tag judges the asset: the classifier's content:sign on the graphic has no curve, so it says so too
+    assert any(r.startswith("no calibration for evidence tag:content|graphic:classifier") for r in out["reasons"])
 
 
 def test_an_asset_in_review_keeps_its_middling_tags_and_never_publishes_the_weak_ones(enriched):
