@@ -349,23 +349,27 @@ def fit_calibration(rows: list[dict], version: str, min_samples: int = MIN_SAMPL
     half a success and half a failure ((k+0.5)/(n+1), Jeffreys) and made monotone again, so a block of three right
     answers reads 0.88, not 1.00: a small labelled set cannot promise certainty."""
     import numpy as np
+
+    from consumers.validate.calibration import is_pooled
     fit = [r for r in rows if r["split"] == "fit" and r["model"]]
     models: dict = {}
 
     def xy(part):
         return (np.array([r["raw"] for r in part], dtype=float), np.array([float(r["ok"]) for r in part]))
 
-    for model, pooled in sorted({(r["model"], r["keys"][-1]) for r in fit}):
+    for model, pooled in sorted({(r["model"], r["keys"][-1]) for r in fit if is_pooled(r["keys"][-1])}):
         models.setdefault(model, {})[pooled] = _isotonic(*xy([r for r in fit if (r["model"], r["keys"][-1])
                                                               == (model, pooled)]))
-    for model, key in sorted({(r["model"], k) for r in fit for k in r["keys"][:-1]}):
-        part = [r for r in fit if r["model"] == model and key in r["keys"][:-1]]
+    # a drawing's recognised origin ('alt|graphic:box') has no pooled key: each of its keys needs min_samples too
+    for model, key in sorted({(r["model"], k) for r in fit for k in r["keys"] if not is_pooled(k)}):
+        part = [r for r in fit if r["model"] == model and key in r["keys"]]
         if len(part) >= min_samples:
-            models[model][key] = _isotonic(*xy(part))
+            models.setdefault(model, {})[key] = _isotonic(*xy(part))
         else:
-            nxt = sorted({r["keys"][r["keys"].index(key) + 1] for r in part})
-            models[model][key] = {"fallback": " | ".join(nxt), "n": len(part),
-                                  "accepted": int(sum(r["ok"] for r in part))}
+            nxt = sorted({r["keys"][r["keys"].index(key) + 1] if r["keys"][-1] != key else "none (review)"
+                          for r in part})
+            models.setdefault(model, {})[key] = {"fallback": " | ".join(nxt), "n": len(part),
+                                                 "accepted": int(sum(r["ok"] for r in part))}
     return {"version": version, "fitted_on": "tests/data/quality, split 'fit' (bench/quality.py split_of); "
             "the 'held-out' split is never used to fit", "method": "isotonic regression per evidence source, "
             "blocks smoothed (k+0.5)/(n+1); per evidence origin ('<group>|<origin>', then its family '<group>|box') "

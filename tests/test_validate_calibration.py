@@ -187,19 +187,23 @@ def test_the_quality_bench_puts_another_calibration_next_to_the_shipped_one(tmp_
 def test_the_drawings_bench_says_how_many_auto_applied_drawings_name_a_wrong_subject():
     """bench/drawings.py: is the calibration (fitted on tests/data/quality) honest on real drawings it never saw?
     It counts the auto-applied drawings per split and whether their alt text names the subject or a wrong one. The
-    held-out grasshopper's only large box is an airplane (0.69), which names it and is auto-applied; the fit
-    split's teddy bear is named right by its box and auto-applied too."""
+    held-out grasshopper's only large box is an airplane (0.69) and the fit split's teddy bear is named right by its
+    box: on a drawing a box is evidence no curve is fitted for ('alt|graphic:box'), so both wait for review. The
+    held-out corn cob, shaded so that the pixels call it a photo, is "Four bananas" from the photos' 'alt|box'
+    curve and still auto-applied: the bench shows it."""
     import subprocess
     import sys
     from pathlib import Path
 
     root = Path(__file__).resolve().parent.parent
     out = subprocess.run([sys.executable, "bench/drawings.py", "--baseline", "none", "--order",
-                          "oc_ac61398b.png,oc_2385a6a7.png"], cwd=root, capture_output=True, text=True, timeout=600)
+                          "oc_ac61398b.png,oc_2385a6a7.png,oc_e61ba2d7.png"], cwd=root, capture_output=True,
+                         text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-2000:]
     rows = {tuple(c.strip() for c in line.strip("|").split("|")[:3]) for line in out.stdout.splitlines()
             if line.startswith("|")}
-    assert ("held-out", "auto-applied", "1/1 (100%)") in rows, out.stdout
+    assert ("held-out", "auto-applied", "1/2 (50%)") in rows, out.stdout
     assert ("held-out", "of them alt names a WRONG subject", "1/1 (100%)") in rows, out.stdout
-    assert ("fit", "of them alt names the subject", "1/1 (100%)") in rows, out.stdout
-    assert ("all", "of them alt names a WRONG subject", "1/2 (50%)") in rows, out.stdout
+    assert ("held-out", "alt names a WRONG subject", "2/2 (100%)") in rows, out.stdout
+    assert ("fit", "auto-applied", "0/1 (0%)") in rows, out.stdout
+    assert ("fit", "alt names the subject", "1/1 (100%)") in rows, out.stdout

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import datetime as dt
 import json
+from pathlib import Path
 from typing import Any
 
 from streams.avro import validate as avro_validate
@@ -126,24 +127,26 @@ def clone(value: dict[str, Any]) -> dict[str, Any]:
 
 
 def local_enricher():
-    """name -> the EnrichedAsset dict of one quality-set image, made by the real PreprocessStage and EnrichStage
-    (offline local provider, no dedupe), each image once; every asset declares CC0 so rights never hold it back
-    (confidence alone decides). Callers must not change what it returns (copy first)."""
+    """name -> the EnrichedAsset dict of one quality-set image (or of any image file, given its Path), made by the
+    real PreprocessStage and EnrichStage (offline local provider, no dedupe), each image once; every asset declares
+    CC0 so rights never hold it back (confidence alone decides). Callers must not change what it returns (copy
+    first)."""
     import asyncio
 
     from app.settings import Settings
     from consumers.enrich.stage import EnrichStage
     from streams.stage import RecordContext
-    from tests.preprocess_support import preprocessed_quality
+    from tests.preprocess_support import preprocessed_file, preprocessed_quality
 
     stage = EnrichStage(Settings().with_overrides(enrich={"provider": "local", "dedupe": "off"}))
     done: dict[str, dict] = {}
 
-    def get(name: str) -> dict:
-        if name not in done:
-            value = copy.deepcopy(preprocessed_quality(name))
+    def get(name: str | Path) -> dict:
+        key = str(name)
+        if key not in done:
+            value = copy.deepcopy(preprocessed_quality(name) if isinstance(name, str) else preprocessed_file(name))
             value["asset"]["declared_license"] = "CC0 1.0"
             ctx = RecordContext("preprocessed", 0, 0, value["asset"]["asset_id"], {}, None)
-            done[name] = asyncio.run(stage.aprocess(value, ctx)).value
-        return done[name]
+            done[key] = asyncio.run(stage.aprocess(value, ctx)).value
+        return done[key]
     return get

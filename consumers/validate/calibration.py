@@ -19,6 +19,13 @@ with the detector in it), else the field's pooled curve ('tag:class', 'alt:tag')
 do not say (older records, cloud providers). calibration.json lists each key it did not fit with its sample
 count and the next key it falls back to.
 
+The image kind is part of the evidence: on a drawing (the local provider's ImageFacts.graphic) an origin with a
+recogniser in it (detector, classifier, face) comes prefixed, 'graphic:detector+classifier', and its keys are
+'<group>|graphic:<origin>' then '<group>|graphic:box', with **no pooled fallback**: the pooled curves were fitted
+almost only on photos, where a box means far more than on a drawing (Open Clip Art drawings: 1 of 5 held-out
+box subjects right under 'alt|box'). With no graphic curve fitted the field has no calibration: validate sends
+the asset to review for such an alt text ("no calibration for evidence ...") and holds such a tag as a suggestion.
+
 A fitted curve per (provider/model, source) maps raw -> calibrated probability. The curves are isotonic
 regressions fitted on the labelled part of tests/data/quality (`python bench/quality.py --fit-calibration`; the
 other part is held out for the figures) and ship as package data, `calibration.json`, with their version.
@@ -46,10 +53,11 @@ class Evidence:
     source: str  # see the module doc: the evidence source with its origin when known, else the pooled source
     raw: float
     chain: tuple[str, ...] = ()  # the curves to fall back on, in order; the last is the field's pooled curve
+    # (none for a drawing's recognised origin: its chain ends at its last graphic key)
 
     @property
     def fallback(self) -> str:
-        """The field's pooled source."""
+        """The field's last key: its pooled source (a drawing's recognised origin: its last graphic key)."""
         return self.chain[-1] if self.chain else self.source
 
     @property
@@ -62,14 +70,27 @@ BOX = "box"
 a box of the field's class was found; its curve is the fallback of each of them"""
 
 
+GRAPHIC = "graphic:"
+"""the image-kind prefix of an origin a recogniser backs on a drawing ('graphic:detector'; the local provider's
+engine.with_kind): such evidence never falls back to a curve fitted on photos"""
+
+
 def origin_keys(prefix: str, origin: str | None) -> list[str]:
-    """'<prefix>|<origin>' then, for a detector origin, '<prefix>|box'."""
+    """'<prefix>|<origin>' then, for a detector origin, '<prefix>|box'; a drawing's origin keeps its kind in both
+    ('<prefix>|graphic:detector', '<prefix>|graphic:box')."""
     if not origin:
         return []
-    keys = [f"{prefix}|{origin}"]
-    if "detector" in origin.split("+") and origin != BOX:
-        keys.append(f"{prefix}|{BOX}")
+    kind = GRAPHIC if origin.startswith(GRAPHIC) else ""
+    bare = origin[len(kind):]
+    keys = [f"{prefix}|{kind}{bare}"]
+    if "detector" in bare.split("+") and bare != BOX:
+        keys.append(f"{prefix}|{kind}{BOX}")
     return keys
+
+
+def is_pooled(key: str) -> bool:
+    """A field's pooled curve ('tag:class', 'alt:tag', 'ocr'), not one of an evidence origin ('alt|box')."""
+    return "|" not in key
 
 
 @dataclass(frozen=True)
@@ -134,6 +155,9 @@ def _names(alt: str, tag: str, label: str | None) -> bool:
 
 
 def _ev(field: str, pooled: str, raw: float, specific: list[str]) -> Evidence:
+    """The field's evidence along its keys; a drawing's recognised origin ('…|graphic:…') has no pooled fallback."""
+    if specific and GRAPHIC in specific[0]:
+        return Evidence(field, specific[0], raw, tuple(specific[1:]))
     return Evidence(field, specific[0], raw, (*specific[1:], pooled)) if specific else Evidence(field, pooled, raw)
 
 

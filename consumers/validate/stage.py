@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from consumers.validate import alttext, rights
-from consumers.validate.calibration import Calibration, curve_for, evidence_of, model_key, ocr_confidence
+from consumers.validate.calibration import GRAPHIC, Calibration, curve_for, evidence_of, model_key, ocr_confidence
 from consumers.validate.schema import PROMPT_TASKS, Violation, check_enrichment, check_raw_outputs
 from domain.taxonomy import Taxonomy, taxonomy_from_settings
 from streams.errors import PermanentError
@@ -310,7 +310,12 @@ class ValidateStage(PipelineFacts, Stage):
         evidence = evidence_of(partial, enrichment_confidence=float(d.model.get("confidence") or 0.0),
                                ocr_confidence=ocr_confidence(d.pre.get("ocr")),
                                subject_evidence=d.model.get("subject_evidence"))
-        unknown = sorted({e.fallback for e in evidence if curve_for(curves, e) is None})
+        unfitted = [e for e in evidence if curve_for(curves, e) is None]
+        # a tag a model recognised on a drawing with no curve fitted on drawings: held as a suggestion (below); with
+        # per-field tags off (tag_publish_min None) every tag judges the asset, so it sends the asset to review
+        drawn_tags = [e for e in unfitted if e.field.startswith("tags.") and GRAPHIC in e.source
+                      and self.cfg.tag_publish_min is not None]
+        unknown = sorted({e.fallback for e in unfitted if e not in drawn_tags})
         pooled = set()
         for e in evidence:
             found = curve_for(curves, e)
@@ -323,8 +328,12 @@ class ValidateStage(PipelineFacts, Stage):
             d.reasons.append("calibrated on the pooled curve (no curve of its own: too few labelled samples): "
                              + ", ".join(sorted(pooled)))
         if unknown:
-            d.review.append("no calibration for evidence " + ", ".join(unknown) + f" (calibration {d.calibration})")
+            drawn = any(GRAPHIC in k for k in unknown)
+            d.review.append("no calibration for evidence " + ", ".join(unknown) + f" (calibration {d.calibration}"
+                            + ("; a subject a model recognised on a drawing is never judged by a curve fitted on "
+                               "photos" if drawn else "") + ")")
         self._hold_weak_tags(d, tags)
+        self._hold_drawn_tags(d, tags, drawn_tags)
         judged = {f: c for f, c in d.confidence.items()
                   if f not in {f"tags.{t['tag']}" for t in d.held_tags + d.pending_tags}}
         if not judged:
@@ -352,6 +361,22 @@ class ValidateStage(PipelineFacts, Stage):
                           and floor <= conf[t["tag"]] < self.cfg.auto_apply_threshold]
         if weak:
             self._hold(d, tags, weak, f"calibrated confidence < {_fmt(floor)}")
+
+    @staticmethod
+    def _hold_drawn_tags(d: "_Decision", tags: list[dict[str, Any]], drawn: list[Any]) -> None:
+        """Model tags a recogniser backs on a drawing ('graphic:detector', calibration.py) with no curve fitted on
+        drawings have no calibrated confidence: each is held as a suggestion for review, never published, and, like
+        a weak tag, does not hold the asset back (the alt text, one per asset, does: "no calibration for ...")."""
+        fields = {e.field for e in drawn}
+        which = [t for t in tags if f"tags.{t['tag']}" in fields]
+        if not which:
+            return
+        d.held_tags += [dict(t) for t in which]
+        tags[:] = [t for t in tags if t not in which]
+        keys = ", ".join(sorted({e.fallback for e in drawn}))
+        d.reasons.append(f"{len(which)} model tag{'s' if len(which) != 1 else ''} held as suggestions for review "
+                         f"(recognised on a drawing: no calibration for evidence {keys}, calibration {d.calibration}): "
+                         + ", ".join(t["tag"] for t in which[:6]) + (" …" if len(which) > 6 else ""))
 
     def _settle_pending_tags(self, d: "_Decision", tags: list[dict[str, Any]]) -> None:
         """After the policy: on an asset that goes to review the pending tags stay (the editor confirms them);

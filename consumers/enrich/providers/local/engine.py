@@ -250,7 +250,7 @@ def vocab_index(vocabulary: list[dict[str, Any]], with_embeddings: bool,
 # --- image facts ----------------------------------------------------------------------------------------
 
 RULES_REVISION = ("2026-12-03.sounds+medium2+ocrquote+lowguess2+writingtag+renames+names+drawnbox+agree+neutralfigure"
-                  "+shadows+neutralfigure2+videonotdecorative")
+                  "+shadows+neutralfigure2+videonotdecorative+graphicevidence")
 """Bump when these rules answer differently for the same image, models and prompt (the result cache keys on it,
 consumers/enrich/results.py): "2026-12-01.logo" names logos from the pixels (docs/local-provider.md);
 "2026-12-01.medium" tags the medium (content:photo / content:graphic); "2026-12-01.wordmark" titles a logo by a
@@ -275,7 +275,8 @@ classifier class and a large detector box that name one thing name the subject b
 that is mostly black, white or grey is said in that colour ("in black on a white background", `figure_neutral`).
 "+shadows": exactly-flat deep shadows (SHADOW_GREY) no longer make a photo a graphic (the Paris sunset's web copy).
 "+neutralfigure2": no "charcoal" beside the figure's black or grey ("in black and charcoal").
-"+videonotdecorative": a video's alt text is never decorative (a flat poster frame describes it, trial 35 F7)."""
+"+videonotdecorative": a video's alt text is never decorative (a flat poster frame describes it, trial 35 F7).
+"+graphicevidence": on a drawing the alt text's subject origin says the image kind ('graphic:detector', `with_kind`)."""
 
 _PALETTE = {
     "black": (20, 20, 20), "white": (245, 245, 245), "gray": (128, 128, 128), "red": (200, 30, 30),
@@ -878,6 +879,24 @@ def evidence_name(origins) -> str:
     return "+".join(named) or "none"
 
 
+GRAPHIC_KIND = "graphic"
+"""the image kind an evidence origin is prefixed with ('graphic:detector') on a drawing (`ImageFacts.graphic`)"""
+RECOGNISERS = frozenset({"detector", "classifier", "classifier-weak", "face"})
+"""the origins that are a model recognising a thing in the pixels: trained on photographs, they are another source
+on a drawing (Open Clip Art: "An airplane" for a grasshopper from a 0.69 box), so validate must not read them
+through a curve fitted on photos"""
+
+
+def with_kind(origin: str, facts: "ImageFacts") -> str:
+    """The evidence origin with the image kind when a recogniser backs it on a drawing (`facts.graphic`; a video:
+    its poster frame): 'graphic:detector+classifier'. A photo's origins, and origins that recognise nothing (text
+    read, pixels, colours, a logo's look, none), stay as they are. Validate keys the field's curve by it
+    (consumers/validate/calibration.py `origin_keys`)."""
+    if facts.graphic and RECOGNISERS.intersection(origin.split("+")):
+        return f"{GRAPHIC_KIND}:{origin}"
+    return origin
+
+
 # --- object detections (NanoDet-m, COCO) -> tags and subjects --------------------------------------------
 
 COCO_TAGS: dict[str, tuple[str, ...]] = {
@@ -1211,6 +1230,8 @@ def tagging(request, facts: ImageFacts, use_embeddings: bool = True,
             continue
         if s < 0.1:
             continue
+        # a tag's origin keeps no kind: tags of drawings read the curves they read before (holding them all lost
+        # right subject tags on product photos the pixels call graphic, cup_on_white; session 18)
         out.append({"tag": tag, "score": round(float(s), 4), EVIDENCE: evidence_name(origins.get(i, ()))})
     return {"tags": out[:_max_items(request.output_schema, "tags", 20)]}
 
@@ -1801,7 +1822,7 @@ def alt_text(request, facts: ImageFacts) -> dict[str, Any]:
         parts.append(_said(sure, 200, "Text:", "Text includes:"))
     summary = _clip(" ".join(parts), _max_len(request.output_schema, "summary", 600))
     return {"alt_text": alt, "decorative": False, "caption": caption, "title": title, "summary": summary,
-            "visible_text": visible, EVIDENCE: "embedded" if author_alt else subject_source}
+            "visible_text": visible, EVIDENCE: "embedded" if author_alt else with_kind(subject_source, facts)}
 
 
 def _caption_lead(pre: dict[str, Any], facts: ImageFacts, logo: bool, subject: str) -> str:
