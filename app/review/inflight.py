@@ -14,7 +14,12 @@ import zlib
 from contextlib import contextmanager
 from typing import Any, Iterable, Iterator
 
+from app.review.decisions import DecisionError
+
 TTL_S = 600.0
+LOCK_WAIT_S = 30.0
+"""how long a decision waits for another one on the same asset (or a bulk approval holding it) to be checked and
+sent; then it is refused, nothing sent (a DecisionError: the page keeps the editor's form)"""
 
 
 class InFlight:
@@ -22,6 +27,7 @@ class InFlight:
         self._locks = [threading.Lock() for _ in range(stripes)]
         self._mu = threading.Lock()
         self._sent: dict[str, list[dict[str, Any]]] = {}
+        self._prune_at = 1000  # amortised: the expired are forgotten when the table doubles (code review 18 F1)
 
     def _stripe(self, doc_id: str) -> int:
         return zlib.crc32(doc_id.encode()) % len(self._locks)
@@ -30,12 +36,17 @@ class InFlight:
     def holding(self, doc_ids: Iterable[str]) -> Iterator[None]:
         """These assets' locks (document ids), taken in one order so two bulk approvals cannot wait on each other."""
         stripes = sorted({self._stripe(d) for d in doc_ids})
-        for i in stripes:
-            self._locks[i].acquire()
+        taken: list[int] = []
         try:
+            deadline = time.monotonic() + LOCK_WAIT_S
+            for i in stripes:
+                if not self._locks[i].acquire(timeout=max(0.0, deadline - time.monotonic())):
+                    raise DecisionError("nothing was sent: another decision on this asset is still being checked and "
+                                        "sent; try again in a moment")
+                taken.append(i)
             yield
         finally:
-            for i in reversed(stripes):
+            for i in reversed(taken):
                 self._locks[i].release()
 
     def add(self, doc_id: str, decision: dict[str, Any]) -> None:
@@ -43,9 +54,10 @@ class InFlight:
                  "status": decision.get("status"), "fields": [f["field"] for f in decision.get("fields") or []],
                  "at": time.monotonic()}
         with self._mu:
-            if len(self._sent) > 1000:  # assets nobody decided on again since: forget the expired
+            if len(self._sent) > self._prune_at:  # assets nobody decided on again since: forget the expired
                 now = entry["at"]
                 self._sent = {k: v for k, v in self._sent.items() if any(now - e["at"] < TTL_S for e in v)}
+                self._prune_at = max(1000, 2 * len(self._sent))
             self._sent.setdefault(doc_id, []).append(entry)
 
     def others(self, doc_id: str, doc: dict[str, Any] | None, editor: str) -> list[dict[str, Any]]:

@@ -210,7 +210,7 @@ class ReviewApp:
                 origin = request.headers.get("origin")
                 if origin and urlsplit(origin).netloc not in self._own_hosts(request):
                     return self._message(request, None, 403, "Refused", "This request came from another site.")
-                form = await request.form()
+                form = await request.form(max_fields=FORM_MAX_FIELDS)  # kept on the request: the handler's too
                 if not self.auth.csrf_ok(who, request.headers.get("x-csrf-token") or form.get("csrf")):
                     return self._message(request, None, 403, "Refused",
                                          "The form's security token is missing or stale: reload the page and try again.")
@@ -406,12 +406,14 @@ class ReviewApp:
             return self.auth.sign_outcome(who, kind, text)
 
         def fresh() -> dict[str, str] | None:
-            # checked, sent and waited for under the asset's lock: a second decision on it from this app is checked
-            # after the first was sent, against it while it is not applied yet (trial 34 F1)
+            # checked and sent under the asset's lock: a second decision on it from this app is checked after the
+            # first was sent, against it while it is not applied yet (trial 34 F1); the wait for the review group
+            # to apply it is after the lock (code review 18 F2: other editors' saves waited for it)
             with self.inflight.holding([asset_id]):
-                return checked_and_sent()
+                then = checked_and_sent()
+            return None if then is None else then()
 
-        def checked_and_sent() -> dict[str, str] | None:
+        def checked_and_sent() -> Callable[[], dict[str, str]] | None:
             doc = self.index.asset(asset_id)
             if doc is None:
                 raise dec.DecisionError(f"no asset {asset_id!r} in the index")
@@ -430,9 +432,10 @@ class ReviewApp:
                     not self._rights_confirmed(who, form, [doc]):
                 return None
 
-            def send() -> dict[str, str]:
-                sent = self.publish([decision])[0]
-                self.inflight.add(asset_id, sent)
+            sent = self.publish([decision])[0]
+            self.inflight.add(asset_id, sent)
+
+            def after_sending() -> dict[str, str]:
                 what = sent["status"] or ", ".join(f"{x['field']} {x['action']}" for x in sent["fields"])
                 done = {"what": what, "at": time.strftime("%H:%M", time.localtime()), "by": who.user}
                 note = "".join(f" (warning: {w.split(': ', 1)[1]})" for w in warnings + refusals)
@@ -450,7 +453,7 @@ class ReviewApp:
                 mine = ",".join(dec.own_decisions(",".join([*dec.own_decisions(form.get("mine")), sent["decision_id"]])))
                 return {**done, "target": _asset_url(asset_id, f, **signed("sent", what + note), mine=mine)}
 
-            return send()
+            return after_sending
 
         def act() -> str | None:
             # the same form sent again (Enter twice, a proxy's retry, Back and approve again: trial 28 M1) gets the first
@@ -536,9 +539,10 @@ class ReviewApp:
         def fresh() -> dict[str, str] | None:
             chosen = self._bulk_chosen(f, form)
             with self.inflight.holding(scoped_id(i, t) for i, t in chosen):  # as one asset's decision (trial 34 F1)
-                return checked_and_sent(chosen)
+                then = checked_and_sent(chosen)
+            return then() if callable(then) else then  # the wait for the review group after the locks
 
-        def checked_and_sent(chosen: list[tuple[str, str | None]]) -> dict[str, str] | None:
+        def checked_and_sent(chosen: list[tuple[str, str | None]]) -> Any:
             # a row another editor (or tab) decided since the queue showed it is left out, and said (trial 34 F2)
             chosen, left_out = self._decided_meanwhile(chosen, form, who)
             if not chosen:
@@ -552,12 +556,13 @@ class ReviewApp:
             if check and not self._rights_confirmed(who, form, check):
                 return None
 
-            def send() -> dict[str, str]:
-                given = self.index.propagated(ids)
-                sent = self.publish([dec.approval(i, who.user, t, given.get(scoped_id(i, t)), self.taxonomy)
-                                     for i, t in chosen])
-                for doc, d in zip(ids, sent):
-                    self.inflight.add(doc, d)
+            given = self.index.propagated(ids)
+            sent = self.publish([dec.approval(i, who.user, t, given.get(scoped_id(i, t)), self.taxonomy)
+                                 for i, t in chosen])
+            for doc, d in zip(ids, sent):
+                self.inflight.add(doc, d)
+
+            def after_sending() -> dict[str, str]:
                 # the queue shown next is drawn from the index: wait (briefly) for the review group to apply them, so
                 # it does not list what was just approved (trial 19), and say so when some are not applied yet
                 pending, kept = self.index.wait_decided({doc: d["decision_id"] for doc, d in zip(ids, sent)},
@@ -569,7 +574,7 @@ class ReviewApp:
                     if pending else "") + (f" — {', '.join(ids)}" if len(ids) <= OTHERS_NAMED else "") + (
                     f"; not approved: {left_out}" if left_out else "")}
 
-            return send()
+            return after_sending
 
         def act() -> str | None:
             # the same form approving again (a second click, Back and approve again) sends nothing; looked up first:
@@ -745,6 +750,10 @@ def form_key(form: Any) -> str:
     return fingerprint(sorted(_draft(form)))
 
 
+FORM_MAX_FIELDS = 4 * 500 + 500
+"""the most fields a posted form may have: a queue page of review.page_size's 500 rows, select all, sends each row's
+`ids` and `seen.<id>` (code review 18 F3: Starlette's default 1,000 answered such a bulk approval 400 "Too many
+fields"), with room for an asset page's fields and the filters"""
 RIGHTS_URL_MAX = 4000
 """the longest query the rights check's redirect carries (_ask_rights); nginx's request line limit is 8 KB"""
 
