@@ -396,7 +396,17 @@ class EmbeddedRun:
                     done.set()
                     follower.join(8)
                 if "writeback" in self.workers:  # the session's decisions: written, refused, or still waiting
-                    self.follow_session_writeback(settings)
+                    # said first, and a second Ctrl-C waits for it: it is the report this check is for (code
+                    # review 18 F6: up to a minute in silence, and a second Ctrl-C lost it)
+                    sigint = signal.signal(signal.SIGINT, signal.SIG_IGN)
+                    try:
+                        if self.decision_records:
+                            self._say(f"checking the write-back of the session's decisions on "
+                                      f"{len(self.decision_records)} asset(s) (a few seconds; Ctrl-C is held "
+                                      "until it is done)")
+                        self.follow_session_writeback(settings)
+                    finally:
+                        signal.signal(signal.SIGINT, sigint)
             finished = True
             return tracker, settings
         except BaseException as exc:  # interrupted (or failed): what the index says about the finished assets so far

@@ -236,6 +236,8 @@ def test_ctrl_c_names_the_sessions_decisions_whose_write_back_did_not_happen(ses
     with the target's reason, the rows say each outcome, and the exit code is 1, as for `run` without --serve."""
     assert session["exit"] == 1, session["stderr"]
     said = " ".join(session["stderr"].split())
+    # code review 18 F6: the check is said before it runs (it took up to a minute in silence)
+    assert "checking the write-back of the session's decisions on 3 asset(s)" in said
     mug, logo, later = (asset_id_for(session[k]) for k in ("mug", "logo", "later"))
     assert ("write-back: 1 decision(s) of this session not written to 'dam' (target refusing our credentials "
             "(401) at http://127.0.0.1:") in said and "check the target's password or token" in said
