@@ -490,8 +490,7 @@ class EmbeddedRun:
         except (RuntimeError, KafkaException) as exc:
             pending = str(exc).splitlines()[0]
         letters = wb.read_dead_letters(settings, "writeback", set(self.tracker.event_ids), self.started_ms)
-        self.writeback = wb.outcomes(settings, self.tracker.validated, letters, self.started_ms,
-                                     wb.short_reason(pending))
+        self.writeback = wb.outcomes(settings, self.tracker.validated, letters, self.started_ms, pending)
         stuck = sum(w["outcome"] == "not_written" for ws in self.writeback.values() for w in ws)
         if pending and stuck:
             self.writeback_problems.append(wb.describe_pause(settings, pending, stuck, self.bootstrap)
@@ -547,13 +546,16 @@ class EmbeddedRun:
         since = {a: decided_ms((self.tracker.validated[a]).get("review")) for a in decided}
         letters = {a: [x for x in found if to_ms(x.get("last_failure_time") or 0) >= since[a]]
                    for a, found in wb.read_dead_letters(settings, "writeback", set(decided), self.started_ms).items()}
-        waiting = wb.short_reason(pending) or "the writeback group had not handled it when the session ended"
+        def waiting(target: str) -> str:
+            return wb.short_reason(pending, target) or "the writeback group had not handled it when the session ended"
+
         outcomes = wb.outcomes(settings, {a: self.tracker.validated[a] for a in decided}, letters,
-                               self.started_ms, waiting, since_of=since)
+                               self.started_ms, pending or "the writeback group had not handled it when the session "
+                               "ended", since_of=since)
         for asset_id, (partition, offset) in decided.items():
             if committed.get(partition, -1) <= offset:  # the decision's record is not handled: nothing of it written
                 outcomes[asset_id] = [w if w["outcome"] == "skipped" else
-                                      {"target": w["target"], "outcome": "not_written", "reason": waiting}
+                                      {"target": w["target"], "outcome": "not_written", "reason": waiting(w["target"])}
                                       for w in outcomes[asset_id]]
         self.writeback.update(outcomes)
         self.rows = self.summary_rows()

@@ -57,10 +57,14 @@ def target_state(why: str, where: str = "") -> str:
     return f"answering {why}{where}" if why.isdigit() else f"unreachable{where} ({why})"
 
 
-def short_reason(pending: str | None) -> str | None:
-    """An asset's reason for not being written, from what stopped the wait: `target unreachable (ConnectError)`
-    rather than the worker's whole pause line."""
+def short_reason(pending: str | None, target: str | None = None) -> str | None:
+    """An asset's reason for not being written to `target`, from what stopped the wait: `target unreachable
+    (ConnectError)` rather than the worker's whole pause line; when the pause was on another target, that one is
+    named (trial 36 N1: a healthy target's assets were said to be refused with the other one's 401)."""
     m = _UNAVAILABLE.match(pending) if pending is not None else None
+    if m and target is not None and m.group(1) != target:
+        return (f"the writeback group had not handled it: it was paused on target '{m.group(1)}' "
+                f"({target_state(m.group(2))})")
     return f"target {target_state(m.group(2))}" if m else pending
 
 
@@ -147,7 +151,8 @@ def outcomes(settings: Settings, validated: dict[str, dict[str, Any]], letters: 
              since_ms: int, pending: str | None,
              since_of: dict[str, int] | None = None) -> dict[str, list[dict[str, Any]]]:
     """asset id -> one outcome per configured target: {"target", "outcome", "reason"} (and the letter's
-    "message"), for every asset that reached `validated`. `pending`: why the group did not finish (None: it did).
+    "message"), for every asset that reached `validated`. `pending`: why the group did not finish (None: it did;
+    the worker's pause line, short_reason).
     `since_of`: per asset, from when a write counts (a decision made in a `--serve` session: its time), else
     `since_ms`."""
     from consumers.writeback.plan import eligible
@@ -190,7 +195,7 @@ def outcomes(settings: Settings, validated: dict[str, dict[str, Any]], letters: 
                              "reason": "the target already holds these values"})
             else:
                 rows.append({"target": t.name, "outcome": "not_written",
-                             "reason": pending or "the writeback group recorded no write"})
+                             "reason": short_reason(pending, t.name) or "the writeback group recorded no write"})
     return result
 
 

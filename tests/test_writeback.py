@@ -536,3 +536,16 @@ def test_refused_credentials_say_what_the_target_said_and_what_to_check():
     assert target_state("401", " at http://wp") == ("refusing our credentials (401) at http://wp: check the target's "
                                                     "password or token (the writeback worker's log has what the "
                                                     "target said)")
+
+
+def test_an_asset_not_written_to_a_healthy_target_is_not_blamed_on_its_credentials():
+    """Trial 36 N1: with two targets, one refusing our password, the session end said the healthy target's
+    assets were refused with a 401 too: the one pause line was copied to every target. The target the group paused
+    on gets its state; another is said to wait behind it."""
+    from app.run_writeback import short_reason
+
+    paused = "writeback target unavailable: blog: 401"
+    assert short_reason(paused, "blog").startswith("target refusing our credentials (401)")
+    other = short_reason(paused, "dam")
+    assert "401" in other and "paused on target 'blog'" in other and not other.startswith("target refusing")
+    assert short_reason(None, "dam") is None
