@@ -280,8 +280,9 @@ class WordPressTarget(HttpTarget):
                 changed.append(name)
         if changed:
             raise PermanentError(
-                f"{self.name}: media item {media} left alone: WordPress would rewrite its {', '.join(changed)} "
-                f"(markup, `<` or `>` in a person's text) on any save by {self.cfg.username}, who "
+                f"{self.name}: media item {media} left alone: WordPress may rewrite its {', '.join(changed)} "
+                f"(a person's text with markup, `<` or `>`, which kses re-filters: this check does not tell the tags "
+                f"it keeps from those it drops) on any save by {self.cfg.username}, who "
                 "lacks unfiltered_html (kses re-filters the fields we do not send); fix: edit that text in "
                 "WordPress, or give the user unfiltered_html (docs/writeback.md), then `assetstream dlq replay`",
                 reason="kses_would_change",
