@@ -460,48 +460,22 @@ class EmbeddedRun:
         has handled every record, or `ops.run_writeback_wait_s` after it paused on an unavailable target or
         state store (its worker says so), or at the run's timeout, or when the worker exits; the assets it has
         not written are then `not_written` with the reason, said once in `writeback_problems`."""
-        from confluent_kafka import KafkaException
-
         from app import run_writeback as wb
 
-        worker_log = self.workdir / "writeback.log"
-        grace = settings.ops.run_writeback_wait_s
-        paused_at: list[float] = []  # since when the group has been paused and has not committed anything
-        least = [sys.maxsize]
-
-        def give_up(left: int) -> bool:
-            if left < least[0]:  # it moved on (a target that came back): the wait starts again at the next pause
-                if least[0] != sys.maxsize:  # (a pause before the first look counts)
-                    paused_at.clear()
-                    log_size[0] = _size(worker_log)
-                least[0] = left
-            if not paused_at and wb.pause_reason(worker_log, since=log_size[0]):
-                paused_at.append(time.monotonic())
-            return bool(paused_at) and time.monotonic() - paused_at[0] > grace
-
-        log_size = [0]
-        pending = None
-        try:
-            if not self.wait_for_group(settings, "writeback", "validated", give_up=give_up,
-                                       check=lambda: self.check_workers(only="writeback")):
-                pending = wb.pause_reason(worker_log) or "writeback group paused"
-        except TimeoutError as exc:
-            pending = str(exc)
-        except (RuntimeError, KafkaException) as exc:
-            pending = str(exc).splitlines()[0]
+        pending = self.wait_for_writeback(settings, grace_s=settings.ops.run_writeback_wait_s)
         letters = wb.read_dead_letters(settings, "writeback", set(self.tracker.event_ids), self.started_ms)
         self.writeback = wb.outcomes(settings, self.tracker.validated, letters, self.started_ms, pending)
         stuck = sum(w["outcome"] == "not_written" for ws in self.writeback.values() for w in ws)
         if pending and stuck:
             self.writeback_problems.append(wb.describe_pause(settings, pending, stuck, self.bootstrap)
                                            if "unavailable" in pending else f"{pending}: {stuck} asset(s) not "
-                                           f"written (logs: {worker_log})")
+                                           f"written (logs: {self.workdir / 'writeback.log'})")
 
     def follow_session_writeback(self, settings: Settings, wait_s: float = 10.0) -> None:
         """At the end of a `--serve` session: the write-back outcome of each decision made in it (trial 35 F2: an
         approval the target refused, or that the group dead-lettered, was dropped silently at Ctrl-C, and
-        summary.json said the same for written and not written). Waits a little for the writeback group (not
-        when it has paused on its target since the session began serving and is not moving), then per decided
+        summary.json said the same for written and not written). Waits a little for the writeback group (2 s
+        once it has paused on its target since the session began serving and stopped moving), then per decided
         asset and target: the decision's record not handled yet -> `not_written` with the target's reason; else
         what the group left since the decision (written, unchanged, left alone, dead-lettered). The rows and
         summary.json take them; `session_writeback_problems` names the assets not written, and why."""
@@ -513,25 +487,8 @@ class EmbeddedRun:
         decided = {a: at for a, at in self.decision_records.items() if a in self.tracker.validated}
         if not decided:
             return
-        worker_log = self.workdir / "writeback.log"
-        deadline = time.monotonic() + min(wait_s, settings.ops.run_writeback_wait_s)
-        moved = [sys.maxsize, time.monotonic()]  # records left, since when
-
-        def give_up(left: int) -> bool:
-            if left < moved[0]:
-                moved[:] = [left, time.monotonic()]
-            paused = wb.pause_reason(worker_log, since=self._serve_log_size)
-            return time.monotonic() > deadline or bool(paused) and time.monotonic() - moved[1] > 2.0
-
-        pending = None
-        try:
-            if not self.wait_for_group(settings, "writeback", "validated", timeout_s=wait_s + 5, quiet=True,
-                                       give_up=give_up, check=lambda: self.check_workers(only="writeback")):
-                pending = wb.pause_reason(worker_log, since=self._serve_log_size)
-        except TimeoutError:
-            pass
-        except (RuntimeError, KafkaException) as exc:
-            pending = str(exc).splitlines()[0]
+        pending = self.wait_for_writeback(settings, grace_s=2.0, since=self._serve_log_size,
+                                          deadline_s=min(wait_s, settings.ops.run_writeback_wait_s))
         topic = settings.topics.name("validated")
         c = Consumer({**settings.kafka.client_config(), "group.id": settings.groups.name("writeback"),
                       "enable.auto.commit": False})
@@ -546,21 +503,59 @@ class EmbeddedRun:
         since = {a: decided_ms((self.tracker.validated[a]).get("review")) for a in decided}
         letters = {a: [x for x in found if to_ms(x.get("last_failure_time") or 0) >= since[a]]
                    for a, found in wb.read_dead_letters(settings, "writeback", set(decided), self.started_ms).items()}
-        def waiting(target: str) -> str:
-            return wb.short_reason(pending, target) or "the writeback group had not handled it when the session ended"
-
         outcomes = wb.outcomes(settings, {a: self.tracker.validated[a] for a in decided}, letters,
-                               self.started_ms, pending or "the writeback group had not handled it when the session "
-                               "ended", since_of=since)
+                               self.started_ms, pending or wb.NOT_HANDLED, since_of=since)
         for asset_id, (partition, offset) in decided.items():
             if committed.get(partition, -1) <= offset:  # the decision's record is not handled: nothing of it written
                 outcomes[asset_id] = [w if w["outcome"] == "skipped" else
-                                      {"target": w["target"], "outcome": "not_written", "reason": waiting(w["target"])}
+                                      {"target": w["target"], "outcome": "not_written",
+                                       "reason": wb.short_reason(pending, w["target"]) or wb.NOT_HANDLED}
                                       for w in outcomes[asset_id]]
         self.writeback.update(outcomes)
         self.rows = self.summary_rows()
         self.write_sidecars(self.tracker, self.paths, self.rows)
         self.session_writeback_problems = wb.session_problems(settings, outcomes, pending, self.bootstrap)
+
+    def wait_for_writeback(self, settings: Settings, grace_s: float, since: int = 0,
+                           deadline_s: float | None = None) -> str | None:
+        """Wait until the writeback group has handled every `validated` record (None), unless it is stuck on its
+        target: then why it did not finish (its worker's latest pause line after byte `since` of its log, a
+        timeout, or the worker's exit). Stuck = paused on an unavailable target or state store (the worker logs
+        it) and not moving for `grace_s` since the pause was seen; records it commits start the wait again (a
+        target that came back), and a pause logged before that no longer counts. `deadline_s`: the wait's limit
+        (default: the run's timeout)."""
+        from confluent_kafka import KafkaException
+
+        from app import run_writeback as wb
+
+        worker_log = self.workdir / "writeback.log"
+        started = time.monotonic()
+        offset = [since]  # where in the worker's log a pause counts from
+        least = [sys.maxsize]  # the fewest records left seen so far
+        paused_at: list[float] = []  # since when the group has been paused and has not committed anything
+
+        def give_up(left: int) -> bool:
+            now = time.monotonic()
+            if left < least[0]:  # it moved on: the wait starts again at the next pause
+                if least[0] != sys.maxsize:  # (a pause before the first look counts)
+                    paused_at.clear()
+                    offset[0] = _size(worker_log)
+                least[0] = left
+            if not paused_at and wb.pause_reason(worker_log, since=offset[0]):
+                paused_at.append(now)
+            return (deadline_s is not None and now - started > deadline_s
+                    or bool(paused_at) and now - paused_at[0] > grace_s)
+
+        try:
+            if self.wait_for_group(settings, "writeback", "validated", give_up=give_up, quiet=deadline_s is not None,
+                                   timeout_s=None if deadline_s is None else deadline_s + 5,
+                                   check=lambda: self.check_workers(only="writeback")):
+                return None
+            return wb.pause_reason(worker_log, since=since) or ("writeback group paused" if paused_at else None)
+        except TimeoutError as exc:
+            return str(exc)
+        except (RuntimeError, KafkaException) as exc:
+            return str(exc).splitlines()[0]
 
     def wait_for_group(self, settings: Settings, stage: str, logical: str, timeout_s: float | None = None,
                        quiet: bool = False, give_up: Callable[[int], bool] | None = None,

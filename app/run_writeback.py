@@ -82,6 +82,11 @@ def describe_pause(settings: Settings, reason: str, count: int, bootstrap: str |
     return f"{reason}: {count} asset(s) not written; {how}"
 
 
+NOT_HANDLED = "the writeback group had not handled it when the session ended"
+"""A session's decision whose record the writeback group had not handled at the session's end, for no reason its
+worker logged (no pause on a target)."""
+
+
 def session_problems(settings: Settings, outcomes_of: dict[str, list[dict[str, Any]]], pending: str | None,
                      bootstrap: str | None) -> list[str]:
     """What the end of a `--serve` session says about the decisions made in it whose write-back did not happen:
