@@ -419,7 +419,8 @@ def _say_where_decisions_are_kept(job, out_dir: str, es_url: Optional[str]) -> N
              "the embedded store and broker of this session are gone")
     console.print(f"{len(decided)} asset(s) carry a person's decision: kept in the sidecars in {plain(where)} "
                   f"(JSON-LD, XMP, summary.json); {store}. `assetstream run` over the same files with "
-                  f"--out {plain(where)} re-applies them, it never overwrites them.", highlight=False)
+                  f"--out {plain(where)} re-applies them (those published into the session by URL are published again "
+                  "from it), it never overwrites them.", highlight=False)
 
 
 def _print_run_end(job: Any, paths: list[str], out_dir: str, json_out: bool, serve: bool) -> None:

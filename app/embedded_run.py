@@ -213,11 +213,16 @@ class EmbeddedRun:
         # what the run has done so far, for the summary of an interrupted run (`interrupted_rows`)
         self.images: list[Path] = []
         self.tracker = Tracker({})
-        self.paths: dict[str, Path] = {}
+        self.paths: dict[str, Path | str] = {}  # asset id -> its file (a URI for an asset published by URL)
         self.settings: Settings | None = None  # once configured
         self.drain_timeout_s = 10.0 if bootstrap else 2.0  # see configure()
         self.set_aside_files: list[str] = []  # reviewed sidecars renamed rather than overwritten (set_aside)
         self.carried_pending: set[str] = set()  # carried decisions not re-applied yet: their sidecars stay as they are
+        # assets that are none of this run's files: published into a --serve session (by URL, or a file from another
+        # shell) and followed from a person's decision, or published into an earlier session and published again
+        # by this run to re-apply their decisions (asset id -> what a later run publishes again: session_event)
+        self.published_into: dict[str, dict[str, Any]] = {}
+        self.republish: dict[str, dict[str, Any]] = {}  # those this run publishes again (read_carried_decisions)
         self.started_ms = 0  # when the run published its events: write-back letters and writes since then count
         # with write-back targets: asset id -> one outcome per target (app/run_writeback.py), and what kept the
         # writeback group from finishing (an unreachable target), said once after the table
@@ -362,8 +367,10 @@ class EmbeddedRun:
                                + (("writeback",) if settings.writeback.targets else ()))
             tracker, paths = self.tracker, self.paths
             self.started_ms = int(time.time() * 1000) - 1000  # the broker's clock may lag a little
-            self.publish(settings, images, event_ids=tracker.event_ids, paths=paths)
-            self._say(f"published {len(images)} asset event(s) to {settings.topics.name('raw')}")
+            self.publish(settings, images, event_ids=tracker.event_ids, paths=paths, again=self.republish)
+            self._say(f"published {len(images)} asset event(s) to {settings.topics.name('raw')}"
+                      + (f", and {len(self.republish)} again for the assets published into an earlier session "
+                         f"({', '.join(sorted(self.republish))})" if self.republish else ""))
             self.follow(settings, tracker)
             # the index's duplicate families: a later original re-points a family the sink wrote before it, so
             # they are read once the index group has handled every validated record
@@ -591,9 +598,12 @@ class EmbeddedRun:
 
     @staticmethod
     def publish(settings: Settings, images: list[Path], *, event_ids: dict[str, str] | None = None,
-                paths: dict[str, Path] | None = None) -> tuple[dict[str, str], dict[str, Path]]:
-        """One AssetEvent per image; the producer is gone when this returns (no client outlives the run).
-        event_ids / paths (asset id -> event id / file) are filled as each event is handed to the producer."""
+                paths: dict[str, Path | str] | None = None, again: dict[str, dict[str, Any]] | None = None,
+                ) -> tuple[dict[str, str], dict[str, Path | str]]:
+        """One AssetEvent per image, and one per asset of `again` (asset id -> session_event: an asset published
+        into an earlier session, published again as it was then, now); the producer is gone when this returns (no
+        client outlives the run). event_ids / paths (asset id -> event id / file or URI) are filled as each event
+        is handed to the producer."""
         from app.producer import AssetPublisher, asset_id_for, source_uri_for
 
         event_ids = {} if event_ids is None else event_ids
@@ -604,6 +614,12 @@ class EmbeddedRun:
                 event = pub.publish_asset(asset_id, source_uri_for(path), wait=False, uploader="assetstream run")
                 event_ids[asset_id] = event["event_id"]
                 paths[asset_id] = path
+            for asset_id, fields in (again or {}).items():
+                uri = fields["source_uri"]
+                event = pub.publish_asset(asset_id, uri, wait=False, version=int(time.time() * 1000),
+                                          **{k: v for k, v in fields.items() if k != "source_uri"})
+                event_ids[asset_id] = event["event_id"]
+                paths[asset_id] = shown_source(uri)
         return event_ids, paths
 
     def follow(self, settings: Settings, tracker: Tracker) -> None:
@@ -689,7 +705,6 @@ class EmbeddedRun:
         from confluent_kafka import Consumer, TopicPartition
 
         from domain.records import asset_of
-        from domain.sources import file_path
         from streams.avro import Serde
 
         serde = Serde.for_settings(settings)
@@ -715,7 +730,9 @@ class EmbeddedRun:
                         # decision on it, so its sidecars and summary row keep that decision too
                         if not decided and asset_id not in paths:
                             continue
-                        paths.setdefault(asset_id, Path(file_path(asset_of(value).get("source_uri") or asset_id)))
+                        paths.setdefault(asset_id, shown_source(asset_of(value).get("source_uri") or asset_id))
+                        # what a later run over the same --out publishes again to re-apply its decision (trial 35 F4)
+                        self.published_into.setdefault(asset_id, session_event(asset_of(value)))
                     elif not decided and asset_of(value)["event_id"] == tracker.event_ids[asset_id]:
                         continue  # the run's own record: already followed by the run
                     pending[asset_id] = (msg.partition(), msg.offset())
@@ -793,11 +810,66 @@ class EmbeddedRun:
                 carried[asset_id] = review
             elif isinstance(doc, dict) and doc.get("assetstream:reviewedBy"):
                 self.set_aside(asset_id, "it records a review but not the decision itself")
+        own = {asset_id_for(path) for path in images}
+        for asset_id, (event, review) in self.published_earlier(own).items():
+            why = cannot_publish_again(event)
+            if why:  # its sidecars stay as they are (not this run's asset: nothing writes them)
+                self._say(f"[yellow]not re-applied[/yellow]: the decision on {asset_id} in "
+                          f"{self.out_dir.resolve()} ({why}); its sidecars are kept as they are")
+                continue
+            carried[asset_id] = review
+            self.republish[asset_id] = self.published_into[asset_id] = event
         self.carried_pending = set(carried)
         if carried:
             self._say(f"{len(carried)} asset(s) carry a person's decision in {self.out_dir.resolve()}: "
-                      "re-applied after processing (never overwritten with the model's values)")
+                      "re-applied after processing (never overwritten with the model's values)"
+                      + (f"; {len(self.republish)} of them, published into an earlier session and none of this "
+                         "run's files, published again from their source" if self.republish else ""))
         return carried
+
+    def published_earlier(self, own: set[str]) -> dict[str, tuple[dict[str, Any], dict[str, Any]]]:
+        """asset id -> (session_event, HumanReview) of each asset in --out that was published into an earlier
+        `--serve` session (by URL, or a file from another shell) and decided there, but is none of `own` (this
+        run's files): the manifest's `published` entries (MANIFEST, written since trial 35 F4), and for a folder
+        an older version wrote, its sidecars whose `contentUrl` is not a local file (published by URL). Without
+        this a later run never re-applied (nor wrote back) those decisions, and its summary.json dropped their
+        rows (trial 35 F4)."""
+        from domain.render import review_of_jsonld
+
+        manifest = self.read_manifest()
+        published = manifest.get("published") if isinstance(manifest.get("published"), dict) else {}
+        files = manifest.get("files") if isinstance(manifest.get("files"), dict) else {}
+        names = {sidecar_name(a) for a in own}
+        # (asset id, session_event) from the manifest, then (None, sidecar name) for an older version's folder
+        candidates: list[tuple[str | None, Any]] = [
+            (a, e) for a, e in published.items() if isinstance(e, dict) and isinstance(e.get("source_uri"), str)]
+        candidates += [(None, name) for name in sorted(files) if isinstance(name, str) and name.endswith(".jsonld")
+                       and ".reviewed." not in name and name[:-len(".jsonld")] not in names]
+        found: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}
+        for asset_id, event in candidates:
+            name = f"{sidecar_name(asset_id)}.jsonld" if asset_id is not None else event
+            try:
+                doc = json.loads((self.out_dir / name).read_text())
+                review = review_of_jsonld(doc) if isinstance(doc, dict) else None
+            except (OSError, ValueError):
+                continue
+            if asset_id is None:  # the sidecar names its asset and source: taken when published by URL
+                asset_id, uri = jsonld_asset_id(doc), doc.get("contentUrl")
+                if not asset_id or asset_id in published or not isinstance(uri, str) or "://" not in uri \
+                        or uri.startswith("file:"):
+                    continue
+                event = {"source_uri": uri}
+            if review is not None and asset_id not in own and asset_id not in found:
+                found[asset_id] = (event, review)
+        return found
+
+    def read_manifest(self) -> dict[str, Any]:
+        """The manifest in --out (MANIFEST), {} when there is none or it cannot be read."""
+        try:
+            manifest = json.loads((self.out_dir / MANIFEST).read_text())
+        except (OSError, ValueError):
+            return {}
+        return manifest if isinstance(manifest, dict) else {}
 
     def reapply_decisions(self, settings: Settings, carried: dict[str, dict[str, Any]]) -> list[str]:
         """Send each carried decision to `feedback` as an EditorDecision (the path `assetstream feedback` and the
@@ -887,16 +959,20 @@ class EmbeddedRun:
         end of the run as not in this summary.json (trial 32 F8). Nothing is deleted: an earlier run's sidecars
         may carry people's decisions (re-applied by a later run over those files), and a file the manifest does
         not name was not written by assetstream."""
-        manifest = self.out_dir / MANIFEST
-        try:
-            known = json.loads(manifest.read_text()).get("files") or {}
-        except (OSError, ValueError, AttributeError):
-            known = {}
+        manifest = self.read_manifest()
+        known = manifest.get("files") if isinstance(manifest.get("files"), dict) else {}
         files = {name: run for name, run in known.items()
                  if isinstance(name, str) and "/" not in name and (self.out_dir / name).is_file()}
         files.update(dict.fromkeys(written, self.run_stamp))
         self.earlier_files = sorted(name for name, run in files.items() if run != self.run_stamp)
-        manifest.write_text(json.dumps({"written_by": "assetstream run", "files": files}, indent=1, sort_keys=True))
+        # the assets published into a session (none of its files) whose sidecars are here: what a later run over
+        # this --out publishes again, to re-apply their decisions (published_earlier; trial 35 F4)
+        earlier = manifest.get("published") if isinstance(manifest.get("published"), dict) else {}
+        published = {a: e for a, e in {**earlier, **self.published_into}.items()
+                     if f"{sidecar_name(a)}.jsonld" in files}
+        (self.out_dir / MANIFEST).write_text(json.dumps(
+            {"written_by": "assetstream run", "files": files, **({"published": published} if published else {})},
+            indent=1, sort_keys=True, default=str))
 
 
     def interrupted_rows(self, cause: str = "the run was interrupted") -> list[dict[str, Any]]:
@@ -910,8 +986,8 @@ class EmbeddedRun:
 
         tracker = self.tracker
         rows: list[dict[str, Any]] = []
-        for path in self.images:
-            asset_id = asset_id_for(path)
+        again = [(a, shown_source(e["source_uri"])) for a, e in self.republish.items()]
+        for asset_id, path in [(asset_id_for(p), p) for p in self.images] + again:
             if asset_id in tracker.event_ids and tracker.finished(asset_id):
                 rows.append(summary_row(asset_id, path, tracker))
                 continue
@@ -1023,6 +1099,54 @@ def sidecar_name(asset_id: str) -> str:
     """The sidecar file stem of an asset: its id (readable stem + hash of the file's URI, unique per file),
     made safe as a file name."""
     return "".join(c if c.isalnum() or c in "-_." else "-" for c in asset_id).strip(".") or "asset"
+
+
+SESSION_EVENT_FIELDS = ("tenant", "content_type", "uploader", "uploader_notes", "declared_license", "product_context",
+                       "human_fields", "attributes")
+"""What a later run publishes again of an asset published into a session (`session_event`), besides its source:
+what its publisher gave. Its upload time is kept (`event_time_ms`); its version is the new event's time."""
+
+
+def session_event(asset: dict[str, Any]) -> dict[str, Any]:
+    """An AssetEvent as a later run publishes it again (the manifest's `published` entries): its source, what its
+    publisher gave (SESSION_EVENT_FIELDS, those set) and its upload time."""
+    from streams.records import to_ms
+
+    event = {"source_uri": asset.get("source_uri"),
+             **{k: asset[k] for k in SESSION_EVENT_FIELDS if asset.get(k) not in (None, {}, [])}}
+    if asset.get("event_time") is not None:
+        event["event_time_ms"] = to_ms(asset["event_time"])
+    return event
+
+
+def cannot_publish_again(event: dict[str, Any]) -> str | None:
+    """Why a later run cannot publish an asset of an earlier session again to re-apply its decision, or None."""
+    from domain.sources import file_path
+
+    uri = event["source_uri"]
+    if (event.get("tenant") or "default") != "default":
+        return (f"published for tenant {event['tenant']}: a run re-applies the default tenant's decisions only; "
+                "publish it into a session with --tenant and decide it again")
+    if uri.startswith("file:"):
+        return (f"its file {file_path(uri)} is none of this run's files: give it (or its folder) to `assetstream "
+                "run` with this --out")
+    return None
+
+
+def shown_source(uri: str) -> Path | str:
+    """Where an asset published into a session comes from, as its row's `file` says it: the local path of a
+    file:// URI, any other URI as it is (a URL's path alone named no file anyone has)."""
+    from domain.sources import file_path
+
+    return Path(file_path(uri)) if uri.startswith("file:") or "://" not in uri else uri
+
+
+def jsonld_asset_id(doc: dict[str, Any]) -> str | None:
+    """The asset id a run's JSON-LD sidecar names (its `assetstream:asset_id` identifier)."""
+    for ident in doc.get("identifier") or []:
+        if isinstance(ident, dict) and ident.get("propertyID") == "assetstream:asset_id":
+            return ident.get("value") if isinstance(ident.get("value"), str) else None
+    return None
 
 
 def decided_ms(review: dict[str, Any] | None) -> int:

@@ -103,8 +103,8 @@ def session_problems(settings: Settings, outcomes_of: dict[str, list[dict[str, A
             "target takes them, `assetstream dlq replay` retries those dead-lettered" if bootstrap else
             "the session's embedded broker, with their records and dead letters, is gone: the decisions are in the "
             "sidecars, and once the target is fixed `assetstream run` over the same files with the same --out and "
-            "write-back target re-applies and writes them (an asset published into the session: publish and "
-            "decide it again)")
+            "write-back target re-applies and writes them (assets published into the session by URL are published "
+            "again from their URL)")
     for (target, outcome, why), ids in by_target.items():
         if outcome == "not_written":
             m = _UNAVAILABLE.match(pending or "")

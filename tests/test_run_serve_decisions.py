@@ -16,6 +16,8 @@ import subprocess
 import sys
 import threading
 import time
+from functools import partial
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -31,11 +33,14 @@ pytestmark = pytest.mark.timeout(300)
 
 EDITED = "Coffee mug on a desk, edited by Ana"
 TITLE = "Red mug (Ana)"
+URL_EDITED = "A church by the river, chosen by Ana"
 
 
 def _env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("ASSETSTREAM_")}
-    env.update({"PYTHONPATH": str(REPO), "OMP_THREAD_LIMIT": "1", **extra})
+    # the session's and the reruns' preprocess fetch the image published by URL from a loopback web server
+    env.update({"PYTHONPATH": str(REPO), "OMP_THREAD_LIMIT": "1",
+                "ASSETSTREAM_PREPROCESS__ALLOW_HOSTS": '["127.0.0.1"]', **extra})
     return env
 
 
@@ -83,7 +88,9 @@ def _wait_for(check, timeout_s: float, what: str):
 @pytest.fixture(scope="module")
 def session(tmp_path_factory):
     """A `run --serve` session over two images: the mug is reprocessed, then approved with an edited alt text; the
-    logo is approved as it is; a second `run --serve` is started on the session's review port; then Ctrl-C."""
+    logo is approved as it is; an image published into the session by URL is approved with an edited alt text
+    once the DAM refuses our credentials; a second `run --serve` is started on the session's review port; then
+    Ctrl-C."""
     tmp = tmp_path_factory.mktemp("serve")
     images, out = tmp / "images", tmp / "out"
     images.mkdir()
@@ -94,6 +101,12 @@ def session(tmp_path_factory):
     # a DAM write-back target (trial 35 F2): it refuses the logo (404: a dead letter), takes the rest, and refuses
     # our credentials (401: the group pauses) from the last decision on
     dam, refusing = FakeDam().start(), threading.Event()
+    # a web server with an image the session is given by URL only (trial 35 F4: `assetstream publish https://…`)
+    web_dir = tmp / "web"
+    web_dir.mkdir()
+    shutil.copy(REPO / "samples" / "photo_paris_sunset_copy.jpg", web_dir / "url_church.jpg")
+    web = ThreadingHTTPServer(("127.0.0.1", 0), partial(QuietFiles, directory=str(web_dir)))
+    threading.Thread(target=web.serve_forever, daemon=True).start()
     dam.answer = lambda method, path, headers: (
         (401, b'{"code": "incorrect_password"}') if refusing.is_set() else
         (404, b'{"error": "no such asset in the DAM"}') if "logo_badge" in path else None)
@@ -106,7 +119,9 @@ def session(tmp_path_factory):
     err_reader = threading.Thread(target=lambda: errors.extend(proc.stderr), daemon=True)
     err_reader.start()
     seen: list[str] = []
-    result: dict = {"images": images, "out": out, "mug": mug, "logo": logo}
+    url = f"http://127.0.0.1:{web.server_address[1]}/url_church.jpg"
+    result: dict = {"images": images, "out": out, "mug": mug, "logo": logo, "url": url, "dam": dam,
+                    "refusing": refusing}
     try:
         deadline = time.monotonic() + 180
         while not any(line.startswith("review: ") for line in seen):
@@ -115,8 +130,8 @@ def session(tmp_path_factory):
                 seen.append(lines.get(timeout=1).rstrip("\n"))
             except queue.Empty:
                 pass
-        url = next(line for line in seen if line.startswith("review: ")).split(" ", 1)[1]
-        port = url.split("/login")[0].rsplit(":", 1)[1]
+        review = next(line for line in seen if line.startswith("review: ")).split(" ", 1)[1]
+        port = review.split("/login")[0].rsplit(":", 1)[1]
         fleet = dict(item.split("=", 1)
                      for item in shlex.split(next(line for line in seen if line.startswith("env: "))[5:]))
         other = {**_env(), **fleet}
@@ -135,6 +150,10 @@ def session(tmp_path_factory):
         backfilled = _cli(["backfill", str(later), "--state", str(tmp / "state2.jsonl"), "--wait"], other)
         assert backfilled.returncode == 0, backfilled.stderr
 
+        # an image published into the session by URL (trial 35 F4), decided below
+        published = _cli(["publish", url], other)
+        assert published.returncode == 0, published.stderr
+
         # a later event for the mug, then the decisions (as in the trial)
         published = _cli(["publish", str(mug), "--event-type", "reprocess"], other)
         assert published.returncode == 0, published.stderr
@@ -148,7 +167,8 @@ def session(tmp_path_factory):
         assert sent.returncode == 0, sent.stderr
         result["searched"] = _wait_for(
             lambda: (lambda hits: hits if all(h.get("status") == "approved" for h in hits) and len(hits) == 3
-                     else None)(json.loads(_cli(["search", "--json"], other).stdout)["hits"]), 60,
+                     else None)([h for h in json.loads(_cli(["search", "--json"], other).stdout)["hits"]
+                                 if h["asset_id"] != asset_id_for(url)]), 60,
             "the index to hold the three approvals")
 
         def sidecars():
@@ -173,6 +193,12 @@ def session(tmp_path_factory):
             [r.get("path") or r["id"] for r in dam.requests]), 30, "the DAM to get the approvals")
         refusing.set()
 
+        # the image published by URL is approved now: not written (the DAM refuses our credentials)
+        _wait_for(lambda: any(h["asset_id"] == asset_id_for(url) for h in json.loads(
+            _cli(["search", "--json"], other).stdout)["hits"]), 60, "the image published by URL to be indexed")
+        sent = _cli(["feedback", asset_id_for(url), "--editor", "ana", "--approve", "--field",
+                     f"alt_text=edited:{URL_EDITED}"], other)
+        assert sent.returncode == 0, sent.stderr
         # one more edit, and Ctrl-C at once: the session applies it before it stops
         sent = _cli(["feedback", mug_id, "--editor", "ana", "--field", f"title=edited:{TITLE}"], other)
         assert sent.returncode == 0, sent.stderr
@@ -188,6 +214,12 @@ def session(tmp_path_factory):
             proc.kill()
             proc.wait(10)
         dam.stop()
+        web.shutdown()
+
+
+class QuietFiles(SimpleHTTPRequestHandler):
+    def log_message(self, *args) -> None:
+        pass
 
 
 def test_sidecars_and_summary_follow_decisions_on_assets_with_later_events(session):
@@ -237,26 +269,27 @@ def test_ctrl_c_names_the_sessions_decisions_whose_write_back_did_not_happen(ses
     assert session["exit"] == 1, session["stderr"]
     said = " ".join(session["stderr"].split())
     # code review 18 F6: the check is said before it runs (it took up to a minute in silence)
-    assert "checking the write-back of the session's decisions on 3 asset(s)" in said
-    mug, logo, later = (asset_id_for(session[k]) for k in ("mug", "logo", "later"))
-    assert ("write-back: 1 decision(s) of this session not written to 'dam' (target refusing our credentials "
+    assert "checking the write-back of the session's decisions on 4 asset(s)" in said
+    mug, logo, later, url = (asset_id_for(session[k]) for k in ("mug", "logo", "later", "url"))
+    assert ("write-back: 2 decision(s) of this session not written to 'dam' (target refusing our credentials "
             "(401) at http://127.0.0.1:") in said and "check the target's password or token" in said
-    assert f"): {mug} write-back: " in said
+    assert f"): {mug}, {url} write-back: " in said
     assert "1 decision(s) of this session dead-lettered by write-back to 'dam' (http_404: " in said
     assert "no such asset in the DAM" in said and f"): {logo} write-back: " in said
     assert "write-back: the session's embedded broker, with their records and dead letters, is gone" in said
-    assert "re-applies and writes them" in said
+    assert "re-applies and writes them" in said and "published again from their URL" in said
     rows = {r["asset_id"]: r for r in json.loads((session["out"] / "summary.json").read_text())}
     assert rows[later]["writeback"] == [{"target": "dam", "outcome": "written", "reason": None}]
     assert rows[mug]["writeback"][0]["outcome"] == "not_written"
     assert "refusing our credentials (401)" in rows[mug]["writeback"][0]["reason"]
     assert rows[logo]["writeback"][0]["outcome"] == "dead_lettered"
     assert rows[logo]["writeback"][0]["reason"] == "http_404"
+    assert rows[url]["writeback"][0]["outcome"] == "not_written" and rows[url]["file"] == session["url"]
 
 
 def test_ctrl_c_says_where_the_sessions_decisions_are_kept(session):
     said = " ".join(session["stderr"].split())
-    assert f"3 asset(s) carry a person's decision: kept in the sidecars in {session['out'].resolve()}" in said
+    assert f"4 asset(s) carry a person's decision: kept in the sidecars in {session['out'].resolve()}" in said
     assert "the embedded store and broker of this session are gone" in said
     # trial 24b N1: the file backfilled into the session has its approval in its sidecars and summary row too
     later = session["later"]
@@ -306,7 +339,7 @@ def test_a_later_run_reapplies_the_decisions_in_the_sidecars(session):
             for f in e["fields"]} >= {("alt_text", "bob", verdict_at - 60_000), ("tags", "dave", verdict_at),
                                       ("title", "carol", title_at)}
     said = " ".join(res.stderr.split())
-    assert "re-applied 1 person's decision(s) from the sidecars" in said
+    assert "re-applied 2 person's decision(s) from the sidecars" in said  # the mug's, and the image's published by URL
     name = sidecar_name(asset_id_for(logo))
     assert f"kept aside {name}.reviewed.jsonld, {name}.reviewed.xmp" in said
     assert json.loads((out / f"{name}.reviewed.jsonld").read_text()) == doc
@@ -323,3 +356,31 @@ def test_a_second_rerun_changes_nothing(session):
     assert res.returncode == 0, res.stderr
     after = json.loads(_sidecar(out, mug)["assetstream:review"])
     assert _who(after) == _who(before) == _who(session["crafted"]) and after == before
+
+
+def test_a_later_run_publishes_again_and_writes_back_a_decision_on_an_image_published_by_url(session):
+    """Trial 35 F4: an image `publish`ed into a `run --serve` session by URL, approved there while the target
+    refused our credentials: a later `run` over the same files and --out neither re-applied its decision nor wrote
+    it back (the DAM never got it), and its summary.json dropped the asset's row. The later run publishes it again
+    from its URL, re-applies the decision and writes it; an asset whose file is gone says why not."""
+    out, dam, url = session["out"], session["dam"], session["url"]
+    url_id = asset_id_for(url)
+    session["refusing"].clear()  # the target is fixed
+    res = _cli(["run", str(session["images"]), "--out", str(out), "--writeback-url", dam.url, "--json"], _env(),
+               timeout=180)
+    said = " ".join(res.stderr.split())
+    rows = {r["asset_id"]: r for r in json.loads(res.stdout)}
+    assert rows[url_id]["status"] == "approved" and rows[url_id]["alt_text"] == URL_EDITED, said
+    assert rows[url_id]["file"] == url
+    assert rows[url_id]["writeback"] == [{"target": "dam", "outcome": "written", "reason": None}]
+    assert dam.assets[url_id]["alt_text"] == URL_EDITED
+    assert "published into an earlier session and none of this run's files, published again from their source" in said
+    summary = {r["asset_id"]: r for r in json.loads((out / "summary.json").read_text())}
+    assert summary[url_id]["status"] == "approved" and summary[url_id]["writeback"][0]["outcome"] == "written"
+    assert json.loads((out / f"{sidecar_name(url_id)}.jsonld").read_text())["accessibilitySummary"] == URL_EDITED
+    # the file backfilled into the session is gone: its decision is not re-applied, and the run says why
+    later = asset_id_for(session["later"])
+    assert (f"not re-applied: the decision on {later} in {out.resolve()} (its file {session['later'].resolve()} is "
+            "none of this run's files") in said
+    assert res.returncode == 0, said
+
