@@ -471,7 +471,8 @@ class EmbeddedRun:
 
         pending = self.wait_for_writeback(settings, grace_s=settings.ops.run_writeback_wait_s)
         letters = wb.read_dead_letters(settings, "writeback", set(self.tracker.event_ids), self.started_ms)
-        self.writeback = wb.outcomes(settings, self.tracker.validated, letters, self.started_ms, pending)
+        self.writeback = self.as_shown(wb.outcomes(settings, self.tracker.validated, letters, self.started_ms,
+                                                   pending))
         stuck = sum(w["outcome"] == "not_written" for ws in self.writeback.values() for w in ws)
         if pending and stuck:
             self.writeback_problems.append(wb.describe_pause(settings, pending, stuck, self.bootstrap)
@@ -518,10 +519,12 @@ class EmbeddedRun:
                                       {"target": w["target"], "outcome": "not_written",
                                        "reason": wb.short_reason(pending, w["target"]) or wb.NOT_HANDLED}
                                       for w in outcomes[asset_id]]
+        outcomes = self.as_shown(outcomes)
         self.writeback.update(outcomes)
         self.rows = self.summary_rows()
         self.write_sidecars(self.tracker, self.paths, self.rows)
-        self.session_writeback_problems = wb.session_problems(settings, outcomes, pending, self.bootstrap)
+        self.session_writeback_problems = wb.session_problems(settings, outcomes, pending, self.bootstrap,
+                                                              self.rerun_command())
 
     def wait_for_writeback(self, settings: Settings, grace_s: float, since: int = 0,
                            deadline_s: float | None = None) -> str | None:
@@ -563,6 +566,26 @@ class EmbeddedRun:
             return str(exc)
         except (RuntimeError, KafkaException) as exc:
             return str(exc).splitlines()[0]
+
+    def as_shown(self, outcomes: dict[str, list[dict[str, Any]]]) -> dict[str, list[dict[str, Any]]]:
+        """Write-back outcomes as this run shows them: after a run on the embedded broker its dead letters are gone
+        with it, so a letter's advice to `dlq replay` names the command that works then (trial 36 N5)."""
+        from app import run_writeback as wb
+
+        return outcomes if self.bootstrap else wb.without_replay(outcomes, self.rerun_command())
+
+    def rerun_command(self) -> str:
+        """What re-applies this run's decisions from its sidecars and writes them back once its embedded broker is
+        gone: `assetstream run` over the same inputs, with the same --out and write-back options (the settings,
+        e.g. targets in ASSETSTREAM_CONFIG, the same too; a URL with a password shown without it)."""
+        import shlex
+
+        from streams.settings import redact_url
+
+        return shlex.join(["assetstream", "run", *self.inputs, "--out", str(self.out_dir.resolve()),
+                           *(["--writeback-url", redact_url(self.writeback_url)] if self.writeback_url else []),
+                           *(["--writeback-mode", self.writeback_mode] if self.writeback_mode != "write" else []),
+                           *(["--provider", self.provider] if self.provider else [])])
 
     def wait_for_group(self, settings: Settings, stage: str, logical: str, timeout_s: float | None = None,
                        quiet: bool = False, give_up: Callable[[int], bool] | None = None,

@@ -86,12 +86,26 @@ NOT_HANDLED = "the writeback group had not handled it when the session ended"
 """A session's decision whose record the writeback group had not handled at the session's end, for no reason its
 worker logged (no pause on a target)."""
 
+_REPLAY = re.compile(r"`?assetstream dlq replay\b[^`;)]*`?")
+
+
+def without_replay(outcomes_of: dict[str, list[dict[str, Any]]], rerun: str) -> dict[str, list[dict[str, Any]]]:
+    """The outcomes of an embedded run (its own broker) as the run shows them once that broker is gone: a dead
+    letter's advice to `assetstream dlq replay` (the kses letter's "fix: …, then `assetstream dlq replay`") names
+    instead what works then, `rerun` (trial 36 N5: the end of a session told the user to replay letters that were
+    gone with its broker). The letter itself, for a fleet, keeps its advice."""
+    instead = f"run `{rerun}` (`dlq replay` cannot: the run's broker, with its dead letters, is gone)"
+    return {a: [{**w, "message": _REPLAY.sub(instead, w["message"])} if w.get("message") else w for w in rows]
+            for a, rows in outcomes_of.items()}
+
 
 def session_problems(settings: Settings, outcomes_of: dict[str, list[dict[str, Any]]], pending: str | None,
-                     bootstrap: str | None) -> list[str]:
+                     bootstrap: str | None, rerun: str = "assetstream run") -> list[str]:
     """What the end of a `--serve` session says about the decisions made in it whose write-back did not happen:
     one line per target and reason naming the assets (not written: the target's state, e.g. refusing our
-    credentials; dead-lettered: the letter's reason and message), then what becomes of them."""
+    credentials; dead-lettered: the letter's reason and message), then what becomes of them: with the embedded
+    broker, `rerun` (the session's inputs, --out and write-back target) re-applies them from the sidecars and
+    writes them (trial 36 N5: not `dlq replay`, whose letters are gone with that broker)."""
     problems = []
     by_target: dict[tuple[str, str, str], list[str]] = {}
     for asset_id, rows in sorted(outcomes_of.items()):
@@ -101,10 +115,10 @@ def session_problems(settings: Settings, outcomes_of: dict[str, list[dict[str, A
                 by_target.setdefault((w["target"], w["outcome"], why), []).append(asset_id)
     kept = (f"their records stay on {bootstrap}: `assetstream worker writeback` writes those not written once the "
             "target takes them, `assetstream dlq replay` retries those dead-lettered" if bootstrap else
-            "the session's embedded broker, with their records and dead letters, is gone: the decisions are in the "
-            "sidecars, and once the target is fixed `assetstream run` over the same files with the same --out and "
-            "write-back target re-applies and writes them (assets published into the session by URL are published "
-            "again from their URL)")
+            "the session's embedded broker, with their records and dead letters, is gone (`assetstream dlq replay` "
+            "cannot reach them): the decisions are in the sidecars, and once the target is fixed "
+            f"`{rerun}` re-applies and writes them (with the same settings; assets published into the session "
+            "by URL are published again from their URL; add --serve to go on reviewing)")
     for (target, outcome, why), ids in by_target.items():
         if outcome == "not_written":
             m = _UNAVAILABLE.match(pending or "")

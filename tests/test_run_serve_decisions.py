@@ -277,7 +277,12 @@ def test_ctrl_c_names_the_sessions_decisions_whose_write_back_did_not_happen(ses
     assert "1 decision(s) of this session dead-lettered by write-back to 'dam' (http_404: " in said
     assert "no such asset in the DAM" in said and f"): {logo} write-back: " in said
     assert "write-back: the session's embedded broker, with their records and dead letters, is gone" in said
-    assert "re-applies and writes them" in said and "published again from their URL" in said
+    # trial 36 N5: what works once the session has ended (its dead letters are gone: not `dlq replay`), exactly
+    rerun = shlex.join(["assetstream", "run", str(session["images"]), "--out", str(session["out"].resolve()),
+                        "--writeback-url", session["dam"].url])
+    assert f"(`assetstream dlq replay` cannot reach them): the decisions are in the sidecars, and once the target " \
+           f"is fixed `{rerun}` re-applies and writes them" in said, said
+    assert "published again from their URL" in said
     rows = {r["asset_id"]: r for r in json.loads((session["out"] / "summary.json").read_text())}
     assert rows[later]["writeback"] == [{"target": "dam", "outcome": "written", "reason": None}]
     assert rows[mug]["writeback"][0]["outcome"] == "not_written"
@@ -384,3 +389,36 @@ def test_a_later_run_publishes_again_and_writes_back_a_decision_on_an_image_publ
             "none of this run's files") in said
     assert res.returncode == 0, said
 
+
+def test_a_write_back_dead_letter_of_an_embedded_run_names_what_works_once_its_broker_is_gone(tmp_path):
+    """Trial 36 N5: at the end of a session a write-back dead letter (WordPress's kses_would_change) told the user
+    to `assetstream dlq replay`, but the letter was gone with the session's embedded broker. Its row, summary.json
+    and the session's end name the command that works then; with --bootstrap (the letters stay on the cluster)
+    the letter's own advice stands."""
+    from app.embedded_run import EmbeddedRun
+    from app.run_writeback import session_problems
+    from app.settings import Settings
+    from consumers.writeback.limits import Pacer
+    from consumers.writeback.wordpress import WordPressTarget
+    from streams.errors import PermanentError
+
+    settings = Settings().with_overrides(writeback={"targets": [
+        {"name": "blog", "type": "wordpress", "url": "http://127.0.0.1:9", "username": "writer",
+         "application_password": "abcd efgh ijkl mnop qrst uvwx"}]})
+    with pytest.raises(PermanentError) as refused:  # a person's `<3` in the title, the user lacks unfiltered_html
+        WordPressTarget(settings.writeback.targets[0], Pacer(5))._refuse_refiltering(
+            14, {"title": {"raw": "Balloons <3 party"}, "_links": {}}, {"alt_text": "A red balloon"})
+    letter = {"target": "blog", "outcome": "dead_lettered", "reason": "kses_would_change", "message": str(refused.value)}
+    assert "then `assetstream dlq replay`" in letter["message"]  # as a fleet's `dlq list` shows it: true there
+    out = tmp_path / "out"
+    job = EmbeddedRun(["imgs/"], out_dir=out)
+    shown = job.as_shown({"a1": [letter]})
+    rerun = shlex.join(["assetstream", "run", "imgs/", "--out", str(out.resolve())])
+    assert "assetstream dlq replay" not in shown["a1"][0]["message"]
+    assert f"give the user unfiltered_html (docs/writeback.md), then run `{rerun}` (`dlq replay` cannot: the run's " \
+           "broker, with its dead letters, is gone)" in shown["a1"][0]["message"]
+    said = " ".join(session_problems(settings, shown, None, None, job.rerun_command()))
+    assert said.count("dlq replay") == 2 and "(`assetstream dlq replay` cannot reach them)" in said, said
+    assert f"`{rerun}` re-applies and writes them" in said
+    kept = EmbeddedRun(["imgs/"], out_dir=out, bootstrap="kafka:9092").as_shown({"a1": [letter]})
+    assert kept["a1"][0]["message"] == letter["message"]
