@@ -1133,10 +1133,13 @@ what its publisher gave. Its upload time is kept (`event_time_ms`); its version 
 def session_event(asset: dict[str, Any]) -> dict[str, Any]:
     """An AssetEvent as a later run publishes it again (the manifest's `published` entries): its source, what its
     publisher gave (SESSION_EVENT_FIELDS, those set) and its upload time."""
+    from domain.events import REPROCESSED_AT
     from streams.records import to_ms
 
     event = {"source_uri": asset.get("source_uri"),
              **{k: asset[k] for k in SESSION_EVENT_FIELDS if asset.get(k) not in (None, {}, [])}}
+    if REPROCESSED_AT in (event.get("attributes") or {}):  # when a reprocess was sent: not the new event's
+        event["attributes"] = {k: v for k, v in event["attributes"].items() if k != REPROCESSED_AT}
     if asset.get("event_time") is not None:
         event["event_time_ms"] = to_ms(asset["event_time"])
     return event
