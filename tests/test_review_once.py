@@ -242,7 +242,8 @@ def test_a_refused_save_keeps_the_editors_typing_and_a_stale_verdict_is_refused(
         alice.locator("#reject").click()
         alice.wait_for_url(re.compile("sent=|error="))
         expect(alice.locator(".flash")).to_have_text(
-            "nothing was sent: this asset was approved by erin while you were looking at it: check it and decide again")
+            "nothing was sent: this asset was approved by erin (you, on another page or tab) while you were looking at "
+            "it: check it and decide again")
         assert _indexed(settings, "keep-0012")["status"] == "approved"
         # the page shown with the refusal is of an approved asset now: rejecting its title keeps it approved
         expect(alice.locator("#title-reject-hint")).to_have_text(
@@ -279,8 +280,8 @@ def test_approve_selected_leaves_out_a_row_decided_meanwhile_and_says_so(page, s
         page.get_by_role("button", name="Approve selected").click()
         page.wait_for_url(re.compile("sent=|error="))
         expect(page.locator(".flash")).to_contain_text(
-            "1 asset approved — tick-0014; not approved: tick-0013 (rejected by erin) was decided by someone else "
-            "meanwhile: left out")
+            "1 asset approved — tick-0014; not approved: tick-0013 (rejected by erin (you, on another page or tab)) "
+            "was decided meanwhile: left out")
         assert [(d["asset_id"], d["status"]) for d in feedback(settings) if d["decision_id"] not in before] == [
             ("tick-0014", "approved")]
     finally:

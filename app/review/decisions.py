@@ -9,6 +9,7 @@ from typing import Any
 from domain import review
 from domain.records import content_sha256
 from domain.taxonomy import Taxonomy
+from streams.records import to_ms
 
 LABELS = {"title": "Title", "alt_text": "Alt text", "caption": "Caption", "summary": "Summary",
           "credit_text": "Credit", "licensing": "Licensing", "tags": "Tags"}
@@ -145,7 +146,7 @@ def from_form(doc: dict[str, Any], form: Any, editor: str, tax: Taxonomy,
             out_fields.append({"field": name, "action": "edited", "value": submitted})
         elif action == "accepted":
             out_fields.append({"field": name, "action": "accepted", "value": current})
-    refusal = conflict(doc, form, verdict, changed, moved, {x["field"] for x in out_fields}, pending)
+    refusal = conflict(doc, form, verdict, changed, moved, {x["field"] for x in out_fields}, pending, editor)
     if refusal:
         raise DecisionError(refusal)
     if verdict == "approved":  # a value the family gave it is what the person approved: pin it (see approval)
@@ -162,22 +163,37 @@ def _labels(names: Any) -> str:
     return ", ".join(LABELS[n].lower() for n in review.FIELDS if n in set(names))
 
 
+def decided_by(review: dict[str, Any] | None, me: str | None = None) -> str:
+    """Who decided on an asset last, in words, for a refusal or a bulk approval's left-out row: "approved by alice",
+    "decided on by bob" (field decisions only: the newest one's editor), "rejected by erin (you, on another page or
+    tab)" when it is the editor being told (code review 18 F8: their own earlier decision was "someone else's"), or
+    "decided on by another tab or editor" when the review does not say who."""
+    rv = review or {}
+    if rv.get("status"):
+        what, who = rv["status"], rv.get("editor")
+    else:
+        newest = max(rv.get("fields") or [], key=lambda f: to_ms(f["at"]) if f.get("at") is not None else 0,
+                     default=None)
+        what, who = "decided on", (newest or {}).get("editor")
+    if not who:
+        return f"{what} by another tab or editor"
+    return f"{what} by {who}" + (" (you, on another page or tab)" if me and who == me else "")
+
+
 def conflict(doc: dict[str, Any], form: Any, verdict: str | None, changed: list[str], moved: bool,
-             decided: set[str], pending: Any) -> str | None:
+             decided: set[str], pending: Any, editor: str | None = None) -> str | None:
     """Why a decision from this form must not be sent (from_form), or None. `changed`: the fields it decides on (for
     a verdict: every field) whose value is no longer the one shown; `moved`: the asset was processed again since;
-    `decided`: the fields it decides on; `pending`: other editors' decisions sent and not applied yet."""
+    `decided`: the fields it decides on; `pending`: other editors' decisions sent and not applied yet; `editor`: who
+    is deciding (named as "you" when the decision meanwhile was theirs)."""
     others = others_decided(doc, form)
     if changed and (others or moved):
         why = "another tab or editor decided meanwhile" if others else "the asset was processed again meanwhile"
         return (f"nothing was sent: {_labels(changed)} changed while you were looking at it ({why}): check the "
                 "values and decide again")
     if verdict and "shown_decision" in form and others:  # a verdict of a page drawn before another person's
-        rv = doc.get("review") or {}
-        what = f"{rv['status']} by {rv.get('editor') or 'someone else'}" if rv.get("status") else \
-            "decided on by another tab or editor"
-        return (f"nothing was sent: this asset was {what} while you were looking at it: check it and decide "
-                "again")
+        return (f"nothing was sent: this asset was {decided_by(doc.get('review'), editor)} while you were looking at "
+                "it: check it and decide again")
     pending = list(pending or ())
     clash = pending if verdict else [p for p in pending if decided & set(p.get("fields") or ())]
     if clash:

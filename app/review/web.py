@@ -496,9 +496,10 @@ class ReviewApp:
                            who: Principal) -> tuple[list[tuple[str, str | None]], str]:
         """Of a bulk approval's assets, those nobody decided on since the queue showed them (its row's `seen.<id>`:
         the newest decision it showed; an asset without one, e.g. on another page of "all matching", is checked only
-        against the decisions other editors sent through this app that are not applied yet), and the others said in words: "gift-0001
-        (rejected by alice) was decided by someone else meanwhile: left out" (trial 34 F2: a ticked row another
-        editor rejected meanwhile was approved)."""
+        against the decisions other editors sent through this app that are not applied yet), and the others said in words,
+        each naming who decided it (`decisions.decided_by`): "gift-0001 (rejected by alice) was decided meanwhile: left
+        out" (trial 34 F2: a ticked row another editor rejected meanwhile was approved); the editor's own decision on
+        another page is said as theirs, "(approved by erin (you, on another page or tab))" (code review 18 F8)."""
         ids = [scoped_id(i, t) for i, t in chosen]
         reviews = self.index.reviews(ids)
         keep, out = [], []
@@ -508,16 +509,16 @@ class ReviewApp:
             seen = form.get(f"seen.{doc_id}")
             pending = self.inflight.others(doc_id, {"review": rv}, who.user)
             if (seen is not None and str(seen) != last) or pending:
-                by = f"{rv['status']} by {rv.get('editor')}" if rv.get("status") and not pending else \
+                by = dec.decided_by(rv, who.user) if not pending else \
                     ", ".join(f"{p['status'] or 'fields'} by {p['editor']}, not applied yet" for p in pending)
-                out.append(f"{doc_id} ({by})" if by else doc_id)
+                out.append(f"{doc_id} ({by})")
             else:
                 keep.append(pair)
         said = ""
         if out:
             named = "; ".join(out[:OTHERS_NAMED]) + (f" and {len(out) - OTHERS_NAMED} more" if len(out) > OTHERS_NAMED
                                                      else "")
-            said = f"{named} {'was' if len(out) == 1 else 'were'} decided by someone else meanwhile: left out"
+            said = f"{named} {'was' if len(out) == 1 else 'were'} decided meanwhile: left out"
         return keep, said
 
     def _rights_ask(self, who: Principal, chosen: list[tuple[str, str | None]]) -> dict[str, Any]:
