@@ -21,6 +21,13 @@ class DecisionError(ValueError):
     pass
 
 
+VIDEO_NOT_DECORATIVE = ("nothing was sent: a video is never decorative: an empty alt text would publish it with no "
+                        "text alternative, which screen readers skip (WCAG 1.1.1). Say what the video shows, or "
+                        "reject the alt text to keep it in review")
+"""trial 36 N3: an editor could mark a video decorative (the *decorative* choice, or the alt text cleared); the model
+and validate never do, and the page no longer offers it for a video"""
+
+
 def _text(value: Any) -> str:
     return "" if value is None else str(value)
 
@@ -149,6 +156,9 @@ def from_form(doc: dict[str, Any], form: Any, editor: str, tax: Taxonomy,
     refusal = conflict(doc, form, verdict, changed, moved, {x["field"] for x in out_fields}, pending, editor)
     if refusal:
         raise DecisionError(refusal)
+    if doc.get("media_type") == "video" and any(x["field"] == "alt_text" and x["action"] == "edited"
+                                                and not (x["value"] or "").strip() for x in out_fields):
+        raise DecisionError(VIDEO_NOT_DECORATIVE)
     if verdict == "approved":  # a value the family gave it is what the person approved: pin it (see approval)
         named = {x["field"] for x in out_fields}
         out_fields += [accepted for accepted in propagated_acceptances(doc, tax) if accepted["field"] not in named]

@@ -98,6 +98,10 @@ class ReviewApp:
                         "you write one, or choose \"decorative\" if the image is decorative",
             "decorative": "decorative: published with no alt text (screen readers skip it). Only for an image "
                           "that adds nothing to the page",
+            # a video is never decorative (trial 36 N3): an empty alt text for one is refused when sent
+            "video_empty": "no alt text: a video is never decorative, so it cannot be sent empty (screen readers "
+                           "would skip it, WCAG 1.1.1). Say what the video shows",
+            "video_rejected": "rejecting leaves no alt text: the video stays in review until you write one",
             # already decorative (the model judged it, or a person): not an alt text missing (trial 20b, N4)
             "already_decorative": "decorative ({by}): published with no alt text (screen readers skip it). Choose "
                                   "\"decorative\" to confirm, or write an alt text if the image is not decorative",
