@@ -12,7 +12,12 @@ and the published record on `validated`: its audit entry credits each field to t
 Errors: a decision for an asset the index does not hold (yet) is transient (retried with backoff, then dead-
 lettered as `asset_not_indexed`); a decision that names an unknown field, action or verdict, a tag that is
 neither a vocabulary id nor already on the asset (a renamed id counts as its current name: `current_tag_names`),
-or another tenant's asset, is permanent (`invalid_decision`, `tenant_mismatch`).
+or another tenant's asset, is permanent (`invalid_decision`, `tenant_mismatch`). So is a stale decision
+(`stale_decision`, `domain.review.stale`): one whose `base_decision_id` (the newest decision the editor's page knew
+of) is followed by another editor's applied decision that changed a field it decides on (for a verdict: any), the
+desk's own rule, here where every decision on the asset is serialised: two desk replicas that each sent one of two
+decisions made on the same view get one applied and one refused; the desk reads the refusal from the dead-letter
+topic and shows it to its editor (app/review/refusals.py).
 """
 from __future__ import annotations
 
@@ -23,12 +28,12 @@ from domain.events import scoped_id
 from domain.records import document_id, record_from_doc
 from domain.confidence import ConfidencePolicy
 from domain.review import (apply_review, merge_decision, merge_reviews, parse_tags_value, propagated_applied,
-                           propagated_shown, renamed_tags, tags_value)
+                           propagated_shown, renamed_tags, said_applied, stale, tags_value)
 from domain.store.client import make_client
 from domain.store.management import read_alias
 from domain.taxonomy import taxonomy_from_settings
 from streams.errors import PermanentError, TransientError
-from streams.records import stamp
+from streams.records import stamp, to_ms
 from streams.stage import Output, RecordContext, Stage
 
 
@@ -133,6 +138,18 @@ class ReviewStage(Stage):
         if tenant and doc.get("tenant") and tenant != doc["tenant"]:
             raise PermanentError(f"decision for tenant {tenant!r} on an asset of tenant {doc['tenant']!r}",
                                  reason="tenant_mismatch", details={"asset_id": asset_id})
+        meanwhile = stale(before, decision)
+        if meanwhile:  # another editor's decision, applied after the page this one was made on, changed its fields
+            said = said_applied(meanwhile)
+            raise PermanentError(
+                f"{asset_id}: decision {decision['decision_id']} by {decision['editor']} refused: {said}, after the "
+                f"page it was made on (base decision {decision.get('base_decision_id') or 'none'}); not applied",
+                reason="stale_decision", details={
+                    "asset_id": asset_id, "decision_id": decision["decision_id"], "editor": decision["editor"],
+                    "base_decision_id": decision.get("base_decision_id") or "", "meanwhile": said,
+                    "meanwhile_ids": ",".join(a["decision_id"] for a in meanwhile),
+                    "status": decision.get("status") or "", "decided_at": str(to_ms(decision["decided_at"])),
+                    "fields": ",".join(f["field"] for f in decision.get("fields") or [])})
         have = {t["tag"] for t in record.get("tags") or []}
         given = set(propagated_applied(doc).get("tags") or [])
         decision = current_tag_names(decision, self.taxonomy, have, given)
