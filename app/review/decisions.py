@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from typing import Any
 
 from domain import review
@@ -164,9 +165,24 @@ def from_form(doc: dict[str, Any], form: Any, editor: str, tax: Taxonomy,
         out_fields += [accepted for accepted in propagated_acceptances(doc, tax) if accepted["field"] not in named]
     if not out_fields and verdict is None:
         raise DecisionError("nothing to send: accept, edit or reject a field, or approve / reject the asset")
-    # the image the editor was shown: the verdict is of these bytes (a replaced image goes back to review)
+    # the image the editor was shown: the verdict is of these bytes (a replaced image goes back to review); the
+    # newest decision the page knew of: the review group refuses this one if another editor's came between
     return {"asset_id": doc["asset_id"], "editor": editor, "fields": out_fields, "status": verdict,
-            "tenant": doc.get("tenant"), "content_sha256": content_sha256(doc)}
+            "tenant": doc.get("tenant"), "content_sha256": content_sha256(doc), "base_decision_id": base_of(doc, form)}
+
+
+def base_of(doc: dict[str, Any], form: Any) -> str | None:
+    """The decision a decision from this form is based on (`base_decision_id`): the newest applied one the page knew
+    of, of the one its record showed (`shown_decision`) and those it sent itself (`mine`); "" when it knew of none;
+    None for a form that does not say (an older page, a script: the review group does not check it). Its own
+    decisions not applied yet need not be named: the review group never counts the same editor's decisions against
+    them (and one it refused would be a base it does not know, which it does not check)."""
+    if "shown_decision" not in form:
+        return None
+    ids = (doc.get("review") or {}).get("decision_ids") or []
+    mine = own_decisions(form.get("mine"))
+    known = [i for i in (str(form.get("shown_decision") or ""), *mine) if i in ids]
+    return max(known, key=ids.index) if known else str(form.get("shown_decision") or "")
 
 
 def _labels(names: Any) -> str:
@@ -210,18 +226,23 @@ def conflict(doc: dict[str, Any], form: Any, verdict: str | None, changed: list[
         who = ", ".join(dict.fromkeys(str(p.get("editor") or "someone") for p in clash))
         what = "on this asset" if verdict else \
             "the " + _labels(decided & {f for p in clash for f in p.get("fields") or ()})
-        return (f"nothing was sent: {who} decided {what} a moment ago and it is not applied yet: reload in a "
-                "moment, check it and decide again")
+        first = min((p["sent_at"] for p in clash if p.get("sent_at")), default=None)
+        when = "a moment ago" if first is None else \
+            f"at {time.strftime('%H:%M:%S', time.localtime(first))} ({max(0, round(time.time() - first))} s ago)"
+        return (f"nothing was sent: {who} decided {what} {when} and the review worker has not applied it yet: "
+                "reload in a moment, check it and decide again")
     return None
 
 
 def approval(asset_id: str, editor: str, tenant: str | None = None,
-             doc: dict[str, Any] | None = None, tax: Taxonomy | None = None) -> dict[str, Any]:
+             doc: dict[str, Any] | None = None, tax: Taxonomy | None = None,
+             base: str | None = None) -> dict[str, Any]:
     """'Approve all': the verdict (the merge pins every value of the asset's record, each keeping its source), and
     the values its duplicate family gave it (`propagated`, index-only: not in the record) accepted as the person
-    saw them (the review group records them as `propagated`)."""
+    saw them (the review group records them as `propagated`). `base`: the newest decision the queue row showed
+    (its `seen.<id>`; None when the form does not say)."""
     return {"asset_id": asset_id, "editor": editor, "fields": propagated_acceptances(doc or {}, tax),
-            "status": "approved", "tenant": tenant}
+            "status": "approved", "tenant": tenant, "base_decision_id": base}
 
 
 def propagated_acceptances(doc: dict[str, Any], tax: Taxonomy | None = None) -> list[dict[str, Any]]:
