@@ -198,3 +198,31 @@ def test_a_decision_never_applied_holds_others_back_briefly_and_says_since_when(
         finally:
             alice.close()
             bob.close()
+
+
+def test_an_approval_through_another_replica_after_a_save_on_the_same_view_is_refused(settings):
+    """A verdict is refused when anyone else decided after the view it was made on (trial 34 F2's rule), across
+    replicas too: bob's Approve all from the view alice saved a caption on, through the other desk replica, would
+    have approved her caption unseen; the review group applies her save and refuses his approval, and says why."""
+    before = {d["decision_id"] for d in feedback(settings)}
+    with ReviewServer(settings.with_overrides(review={"apply_wait_s": 0})) as one, \
+            ReviewServer(settings.with_overrides(review={"apply_wait_s": 0})) as two:
+        alice = httpx.Client(base_url=one.url, auth=("alice", EDITORS["alice"]))
+        bob = httpx.Client(base_url=two.url, auth=("bob", EDITORS["bob"]))
+        try:
+            saved = alice.post("/decide/race-0001", data={**_form_of(alice, "race-0001"), "verdict": "save",
+                                                          "value.caption": "alice's caption"})
+            approved = bob.post("/decide/race-0001", data={**_form_of(bob, "race-0001"), "verdict": "approve"})
+            assert (_said(saved), _said(approved)) == ("caption edited", "race-0001 (Mug): approved")
+            sent = [d for d in feedback(settings) if d["decision_id"] not in before]
+            with RunnerThread(StageRunner(ReviewStage(settings), settings)), \
+                    RunnerThread(StageRunner(IndexSink(settings), settings)):
+                assert _wait(lambda: "your decision of" in (text := _page_text(bob, "race-0001")) and text) and \
+                    re.search(r"not applied: your decision of \d\d:\d\d \(approved\) was refused by the review group: "
+                              r"alice changed the caption at [0-9: -]+ UTC", _page_text(bob, "race-0001"))
+                doc = _wait(lambda: (d := _doc(settings, "race-0001"))["caption"] == "alice's caption" and d)
+                assert doc["status"] == "needs_review"
+                assert doc["review"]["decision_ids"][-1] == sent[0]["decision_id"]
+        finally:
+            alice.close()
+            bob.close()
