@@ -143,6 +143,11 @@ def test_two_desk_replicas_both_send_one_view_and_the_review_group_applies_one(s
                                                        _page_text(c, "race-0001")), timeout_s=20)
                     assert said
                 assert "not applied" not in _page_text(alice, "race-0001")  # alice's was applied: nothing to say
+                # and on a replica started after the refusal (it reads review.refusals_lookback_s back)
+                with ReviewServer(settings) as three, httpx.Client(base_url=three.url,
+                                                                   auth=("bob", EDITORS["bob"])) as bob_on_three:
+                    assert _wait(lambda: "refused by the review group: alice changed the alt text" in
+                                 _page_text(bob_on_three, "race-0001"), timeout_s=20)
 
                 # null base (assetstream feedback, the SDK, an older desk): not checked, applied as before
                 carol = publish_decision(settings, {"asset_id": "race-0001", "editor": "carol", "fields": [
