@@ -50,6 +50,8 @@ FIELDS = ("title", "alt_text", "caption", "summary", "credit_text", "licensing",
 ACTIONS = ("accepted", "edited", "rejected")
 VERDICTS = ("approved", "rejected")
 MAX_DECISION_IDS = 200
+MAX_APPLIED = 50
+"""decisions a review lists in `applied` (who, verdict, fields changed): what a decision's base is checked against"""
 #: the reasons `apply_review` gives, written only through `review_reason`
 REJECTED = "rejected by {editor}"
 APPROVED = "approved by {editor}"
@@ -190,7 +192,48 @@ def _accepted_source(validated: dict[str, Any] | None, name: str, value: str | N
 
 def empty_review() -> dict[str, Any]:
     return {"status": None, "editor": None, "decided_at": None, "decision_ids": [], "fields": [],
-            "content_sha256": None}
+            "content_sha256": None, "applied": []}
+
+
+def changed_fields(decision: dict[str, Any]) -> list[str]:
+    """The fields a decision changes: those it edits or rejects (an accept confirms the value shown)."""
+    return [f["field"] for f in decision.get("fields") or [] if f.get("action") in ("edited", "rejected")]
+
+
+def stale(review: dict[str, Any] | None, decision: dict[str, Any]) -> list[dict[str, Any]]:
+    """The decisions of other editors that make `decision` stale: applied after its `base_decision_id` (the newest
+    decision the editor's page knew of; "" = none) and changing a field it decides on, or, for a verdict, any (the
+    review app's own rule, app/review/decisions.py conflict: a field decision is refused when a field it decides on
+    changed meanwhile, a verdict when anyone else decided meanwhile). Empty (not stale) when the decision does not
+    say its base (null: an older app, `assetstream feedback`, the SDK), when it was applied already (a redelivery),
+    when the base is not among the review's decision ids (older than its window, or never applied), and for what a
+    review recorded before `applied` does not list. The same editor's later decisions never count (their own, from
+    this or another page: the app tells those apart)."""
+    base = decision.get("base_decision_id")
+    rv = review or {}
+    ids = rv.get("decision_ids") or []
+    if base is None or decision["decision_id"] in ids or (base and base not in ids):
+        return []
+    since = set(ids[ids.index(base) + 1:] if base else ids)
+    later = [a for a in rv.get("applied") or [] if a["decision_id"] in since and a["editor"] != decision["editor"]]
+    if decision.get("status"):
+        return later
+    decided = {f["field"] for f in decision.get("fields") or []}
+    return [a for a in later if decided & set(a.get("changed") or ())]
+
+
+def said_applied(applied: list[dict[str, Any]]) -> str:
+    """What decisions did, in words: "alice approved the asset at 2026-12-03 21:03:10 UTC; bob changed the alt text
+    at …" (the refusal of a stale decision names them)."""
+    out = []
+    for a in applied:
+        what = [f"{a['status']} the asset"] if a.get("status") else []
+        if a.get("changed"):
+            what.append("changed the " + ", ".join(n.replace("_", " ") for n in a["changed"]))
+        when = dt.datetime.fromtimestamp(to_ms(a["decided_at"]) / 1000, dt.timezone.utc).strftime(
+            " at %Y-%m-%d %H:%M:%S UTC") if a.get("decided_at") is not None else ""
+        out.append(f"{a['editor']} {' and '.join(what) or 'decided on it'}{when}")
+    return "; ".join(out)
 
 
 def merge_decision(review: dict[str, Any] | None, decision: dict[str, Any],
@@ -249,6 +292,9 @@ def merge_decision(review: dict[str, Any] | None, decision: dict[str, Any],
             seen = decision.get("content_sha256") or (content_sha256(validated) if validated is not None else None)
             out.update(status=verdict, editor=decision["editor"], decided_at=at, content_sha256=seen)
     out["decision_ids"] = [*out["decision_ids"], decision["decision_id"]][-MAX_DECISION_IDS:]
+    out["applied"] = [*(out.get("applied") or []), {
+        "decision_id": decision["decision_id"], "editor": decision["editor"], "status": verdict,
+        "changed": changed_fields(decision), "decided_at": at}][-MAX_APPLIED:]
     return out
 
 
@@ -278,6 +324,8 @@ def merge_reviews(a: dict[str, Any] | None, b: dict[str, Any] | None) -> dict[st
         out.update(status=b["status"], editor=b["editor"], decided_at=b["decided_at"],
                    content_sha256=b.get("content_sha256"))
     out["decision_ids"] = list(dict.fromkeys([*a["decision_ids"], *b["decision_ids"]]))[-MAX_DECISION_IDS:]
+    applied = {x["decision_id"]: x for x in [*(a.get("applied") or []), *(b.get("applied") or [])]}
+    out["applied"] = [applied[i] for i in out["decision_ids"] if i in applied][-MAX_APPLIED:]  # in the order applied
     return out
 
 

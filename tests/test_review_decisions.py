@@ -22,7 +22,8 @@ def test_untouched_fields_send_nothing_and_a_verdict_alone_is_an_approval():
     # the verdict names the image the editor was shown (the index document's sha256)
     assert from_form(doc(), form, "erin", TAX) == {"asset_id": "a1", "editor": "erin", "fields": [],
                                                    "status": "approved", "tenant": "acme",
-                                                   "content_sha256": "ab" * 32}
+                                                   "content_sha256": "ab" * 32,
+                                                   "base_decision_id": None}  # a form without shown_decision
 
 
 def test_edits_accepts_rejects_and_tags_through_the_vocabulary():

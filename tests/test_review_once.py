@@ -181,8 +181,9 @@ def test_two_saves_of_one_field_at_the_same_moment_send_one_and_refuse_the_other
             loser = next(i for i, r in enumerate(answers) if r.status_code != 303)
             winner = list(editors)[1 - loser]
             assert said[0] == (303, "alt_text edited"), said
-            assert said[1] == (307, f"nothing was sent: {winner} decided the alt text a moment ago and it is not "
-                                    "applied yet: reload in a moment, check it and decide again"), said
+            assert said[1][0] == 307 and re.fullmatch(
+                f"nothing was sent: {winner} decided the alt text at \\d\\d:\\d\\d:\\d\\d \\(\\d+ s ago\\) and the review worker has "
+                "not applied it yet: reload in a moment, check it and decide again", said[1][1]), said
             # the refused page, as the browser shows it (it posts the form there again): the text it would have sent
             shown = clients[loser].post(answers[loser].headers["location"], data=forms[loser])
             assert re.search(r'id="alt_text"[^>]*>' + forms[loser]["value.alt_text"] + "</textarea>", shown.text)
@@ -242,7 +243,8 @@ def test_a_refused_save_keeps_the_editors_typing_and_a_stale_verdict_is_refused(
         alice.locator("#reject").click()
         alice.wait_for_url(re.compile("sent=|error="))
         expect(alice.locator(".flash")).to_have_text(
-            "nothing was sent: this asset was approved by erin while you were looking at it: check it and decide again")
+            "nothing was sent: this asset was approved by erin (you, on another page or tab) while you were looking at "
+            "it: check it and decide again")
         assert _indexed(settings, "keep-0012")["status"] == "approved"
         # the page shown with the refusal is of an approved asset now: rejecting its title keeps it approved
         expect(alice.locator("#title-reject-hint")).to_have_text(
@@ -279,8 +281,8 @@ def test_approve_selected_leaves_out_a_row_decided_meanwhile_and_says_so(page, s
         page.get_by_role("button", name="Approve selected").click()
         page.wait_for_url(re.compile("sent=|error="))
         expect(page.locator(".flash")).to_contain_text(
-            "1 asset approved — tick-0014; not approved: tick-0013 (rejected by erin) was decided by someone else "
-            "meanwhile: left out")
+            "1 asset approved — tick-0014; not approved: tick-0013 (rejected by erin (you, on another page or tab)) "
+            "was decided meanwhile: left out")
         assert [(d["asset_id"], d["status"]) for d in feedback(settings) if d["decision_id"] not in before] == [
             ("tick-0014", "approved")]
     finally:

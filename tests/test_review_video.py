@@ -13,6 +13,7 @@ import httpx
 import pytest
 from PIL import Image
 from playwright import sync_api as playwright_api
+from playwright.sync_api import expect
 
 from app.review.server import ReviewServer
 from consumers.index.sink import IndexSink
@@ -21,7 +22,7 @@ from domain.store.management import read_alias
 from streams.avro import roundtrip, validate
 from tests.kafka_support import provision
 from tests.preprocess_support import event, stage as preprocess_stage
-from tests.review_support import LOW, launch_chromium, review_record, review_settings
+from tests.review_support import LOW, feedback, launch_chromium, review_record, review_settings
 from tests.store_support import as_items
 from tests.video_support import make_video
 
@@ -158,3 +159,36 @@ def test_an_animated_gif_and_a_multi_page_tiff_say_how_many_frames_and_pages_the
     shots = " ".join(re.sub(r"<[^>]+>", " ", httpx.get(f"{server.url}/asset/shots-0005", headers=auth).text).split())
     assert "more scene changes than keyframes (max keyframes): some shots of the video were not looked at" in shots
     assert "selection stopped early" not in shots
+
+
+def test_a_video_cannot_be_marked_decorative(server):
+    """Trial 36 N3: an editor marked a video decorative (empty alt text) with no warning and it was sent; a video is
+    never decorative in the model and validate, and a video with no text alternative fails WCAG 1.1.1. Its page
+    offers no *decorative* choice and says so when the alt text is cleared; sending an empty alt text (cleared, or
+    a form that still chooses *decorative*: a page drawn before, a script) is refused, nothing sent, the form kept."""
+    before = {d["decision_id"] for d in feedback(server.settings)}
+    with playwright_api.sync_playwright() as p:
+        browser = launch_chromium(p)
+        try:
+            page = browser.new_context(viewport={"width": 1360, "height": 1000}).new_page()
+            page.on("dialog", lambda d: d.accept())
+            page.goto(server.login_url)
+            page.goto(f"{server.url}/asset/clip-0001")
+            assert page.locator("input[name='action.alt_text'][value=decorative]").count() == 0
+            page.locator("#alt_text").fill("")
+            expect(page.locator("#alt-problems")).to_contain_text("a video is never decorative, so it cannot be sent "
+                                                                  "empty")
+            page.locator("#save").click()
+            page.wait_for_url(re.compile("sent=|error="))
+            expect(page.locator(".flash")).to_have_text(
+                "nothing was sent: a video is never decorative: an empty alt text would publish it with no text "
+                "alternative, which screen readers skip (WCAG 1.1.1). Say what the video shows, or reject the alt "
+                "text to keep it in review")
+            form = page.evaluate("""() => { const b = document.querySelector('#save');
+                return Object.fromEntries(Array.from(new FormData(b.form, b).entries())); }""")
+            form.update({"action.alt_text": "decorative", "value.alt_text": form["shown.alt_text"]})
+            answer = page.request.post(f"{server.url}/decide/clip-0001", form=form, max_redirects=0)
+            assert answer.status == 307 and "a+video+is+never+decorative" in answer.headers["location"]
+        finally:
+            browser.close()
+    assert [d for d in feedback(server.settings) if d["decision_id"] not in before] == []

@@ -1,6 +1,7 @@
 """The KPI / audit faust-streaming app.
 
     raw, dlq ──── agents on_published, on_dead_letter ─ count-check events (app/kpis/flow.py) ─┐
+                  on_dead_letter: a decision the review group refused ─ AuditEntry (ref:<id>) ─> audit
     validated ─┐  agent on_validated ─ asset-state table (per asset: latest version, field flags, last provenance)
                │        │ AuditEntry (generated) ──────────────────────────────────────────────> audit
     feedback ──┘  agent on_feedback  ─ reads asset-state for the provenance and sources of what was shown,
@@ -141,33 +142,61 @@ def fold_kpi_event(kpi: Any, dirty: set[str], event: dict[str, Any], ks: Any) ->
         dirty.discard(key)
 
 
+def refusal_auditor(serde: Serde, write_audit):
+    """on_letter for count_check_agents: a decision the review group refused, audited beside the decision's own entry
+    (compute.audit_for_refusal)."""
+    async def audit_refusal(value: bytes, source: tuple[str, int, int]) -> None:
+        try:
+            letter = serde.deserialize("dead_letter", value)
+        except Exception:  # noqa: BLE001 - not a letter this app reads: no refusal to audit
+            return
+        if letter.get("stage") != "review":
+            return
+        try:
+            decision = serde.deserialize("feedback", letter["original_value"]) if letter.get("original_value") else None
+        except Exception:  # noqa: BLE001 - the original cut or unreadable: the letter's details still say who and why
+            decision = None
+        entry = compute.audit_for_refusal(letter, decision, source)
+        if entry is not None:
+            await write_audit(entry)
+
+    return audit_refusal
+
+
 def count_check_agents(app: faust.App, settings: Settings, serde: Serde, emit,
-                       health: AgentHealth | None = None) -> None:
+                       health: AgentHealth | None = None, on_letter=None) -> None:
     """The agents feeding the end-to-end count check (app/kpis/flow.py): one "p" event per record published on
     raw, one "x" event per dead letter written on the way to validated, one "xi" per index letter of a validated
-    record (validated records send theirs with their KPI event)."""
-    if not settings.kpis.flow_enabled:
+    record (validated records send theirs with their KPI event). `on_letter(value, (topic, partition, offset))`:
+    called for every dead letter too (the audit of refused decisions), with the count check on or off."""
+    flow_on = settings.kpis.flow_enabled
+    if not flow_on and on_letter is None:
         return
     health = health or AgentHealth()
     names = topic_names(settings)
     raw = dict(key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
     before_validated = {names[t]: t for t in ("raw", "preprocessed", "enriched")}
 
-    @app.agent(app.topic(names["raw"], **raw), name="assetstream.kpis.on_published")
-    async def on_published(stream):
-        async for event in stream.events():
-            with health.watch("on_published"):
-                ev = published_event(serde, event.value, event.message.timestamp)
-                if ev is not None:
-                    await emit(ev)
+    if flow_on:
+        @app.agent(app.topic(names["raw"], **raw), name="assetstream.kpis.on_published")
+        async def on_published(stream):
+            async for event in stream.events():
+                with health.watch("on_published"):
+                    ev = published_event(serde, event.value, event.message.timestamp)
+                    if ev is not None:
+                        await emit(ev)
 
     @app.agent(app.topic(names["dead_letter"], **raw), name="assetstream.kpis.on_dead_letter")
     async def on_dead_letter(stream):
         async for event in stream.events():
             with health.watch("on_dead_letter"):
-                ev = dead_letter_event(serde, event.value, before_validated, names["validated"])
-                if ev is not None:
-                    await emit(ev)
+                if flow_on:
+                    ev = dead_letter_event(serde, event.value, before_validated, names["validated"])
+                    if ev is not None:
+                        await emit(ev)
+                if on_letter is not None:
+                    msg = event.message
+                    await on_letter(event.value, (msg.topic, msg.partition, msg.offset))
 
 
 def add_web_views(app: faust.App, ks: Any, health: AgentHealth, ready, recovered, snapshots, flow_table) -> None:
@@ -282,7 +311,7 @@ def make_app(settings: Settings, create_topics: bool = True) -> faust.App:
                 await write_audit(compute.audit_for_decision(decision, current, ks, source))
                 await emit(compute.with_source(compute.decision_event(current, decision, ks), source))
 
-    count_check_agents(app, settings, serde, emit, health)
+    count_check_agents(app, settings, serde, emit, health, refusal_auditor(serde, write_audit))
 
     @app.agent(kpi_events, name="assetstream.kpis.on_kpi_event")
     async def on_kpi_event(stream):

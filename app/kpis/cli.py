@@ -299,7 +299,10 @@ def audit(asset_id: str = typer.Argument(..., help="asset whose history to print
     for e in entries:
         rows = e["fields"] or [None]
         for i, f in enumerate(rows):
-            head = (_iso(e["at"]), e["kind"], str(e["version"] or ""), e["status"] or "", e["actor"]) if i == 0 \
+            status = e["status"] or ""
+            if e.get("refused"):  # a decision the review group did not apply
+                status = f"refused ({status})" if status else "refused"
+            head = (_iso(e["at"]), e["kind"], str(e["version"] or ""), status, e["actor"]) if i == 0 \
                 else ("", "", "", "", "")
             if f is None:
                 table.add_row(*map(as_text, head), "", "", "", "", "")
@@ -310,6 +313,8 @@ def audit(asset_id: str = typer.Argument(..., help="asset whose history to print
                 source += f" (degraded: {f['degraded']})"
             # what people and models wrote is text, never markup
             table.add_row(*map(as_text, (*head, f["field"], f.get("value"), source, prompt, f.get("model"))))
+        if e.get("refused"):
+            table.add_row("", "", "", "", "", "refused", as_text(e["refused"]), "", "", "")
         for part, why in sorted((e.get("degraded") or {}).items()):  # parts of the asset that are incomplete
             table.add_row("", "", "", "", "", as_text(f"degraded: {part}"), as_text(why), "", "", "")
     out.print(table)

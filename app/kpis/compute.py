@@ -539,6 +539,30 @@ def audit_for_validated(validated: dict[str, Any], ks: KpiSettings, source: tupl
             "degraded": {} if deleted else degraded, "tenant": asset.get("tenant")}
 
 
+def audit_for_refusal(letter: dict[str, Any], decision: dict[str, Any] | None,
+                      source: tuple[str, int, int] | None = None, recorded_at: int | None = None) -> dict[str, Any] | None:
+    """A decision the review group refused (its dead letter, `letter`; `decision`: the EditorDecision it holds, when
+    it can be decoded) as an audit entry beside the decision's own: `ref:<decision_id>`, the decision's fields and
+    verdict, `refused` = why (e.g. "stale_decision: … alice changed the alt text at …"). None for any other letter."""
+    details = letter.get("details") or {}
+    decision_id = details.get("decision_id") or (decision or {}).get("decision_id")
+    if letter.get("stage") != "review" or not decision_id:
+        return None
+    d = decision or {}
+    editor = d.get("editor") or details.get("editor") or "?"
+    fields = [{"field": f["field"], "value": f.get("value"), "source": "editor", "action": f["action"],
+               "prompt_id": None, "prompt_version": None, "model": None, "editor": editor}
+              for f in d.get("fields") or []]
+    return {"entry_id": "ref:" + decision_id, "asset_id": d.get("asset_id") or details.get("asset_id")
+            or letter.get("asset_id") or "", "kind": "editor_decision", "version": None,
+            "status": d.get("status") or details.get("status") or None, "at": to_ms(letter["last_failure_time"]),
+            "actor": editor, "fields": fields, "provenance": [], "decision_id": decision_id,
+            "source_topic": source[0] if source else None, "source_partition": source[1] if source else None,
+            "source_offset": source[2] if source else None,
+            "recorded_at": recorded_at if recorded_at is not None else now_ms(), "tenant": d.get("tenant"),
+            "refused": f"{details.get('reason') or letter.get('error_type')}: {letter.get('message')}"}
+
+
 def audit_for_decision(decision: dict[str, Any], state: dict[str, Any] | None, ks: KpiSettings,
                        source: tuple[str, int, int] | None = None, recorded_at: int | None = None) -> dict[str, Any]:
     """The decision as an audit entry: its verdict (approved / rejected, or none for field decisions only) as the

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from typing import Any
 
 from domain import review
 from domain.records import content_sha256
 from domain.taxonomy import Taxonomy
+from streams.records import to_ms
 
 LABELS = {"title": "Title", "alt_text": "Alt text", "caption": "Caption", "summary": "Summary",
           "credit_text": "Credit", "licensing": "Licensing", "tags": "Tags"}
@@ -18,6 +20,13 @@ VERDICTS = {"approve": "approved", "reject": "rejected", "save": None}
 
 class DecisionError(ValueError):
     pass
+
+
+VIDEO_NOT_DECORATIVE = ("nothing was sent: a video is never decorative: an empty alt text would publish it with no "
+                        "text alternative, which screen readers skip (WCAG 1.1.1). Say what the video shows, or "
+                        "reject the alt text to keep it in review")
+"""trial 36 N3: an editor could mark a video decorative (the *decorative* choice, or the alt text cleared); the model
+and validate never do, and the page no longer offers it for a video"""
 
 
 def _text(value: Any) -> str:
@@ -145,57 +154,95 @@ def from_form(doc: dict[str, Any], form: Any, editor: str, tax: Taxonomy,
             out_fields.append({"field": name, "action": "edited", "value": submitted})
         elif action == "accepted":
             out_fields.append({"field": name, "action": "accepted", "value": current})
-    refusal = conflict(doc, form, verdict, changed, moved, {x["field"] for x in out_fields}, pending)
+    refusal = conflict(doc, form, verdict, changed, moved, {x["field"] for x in out_fields}, pending, editor)
     if refusal:
         raise DecisionError(refusal)
+    if doc.get("media_type") == "video" and any(x["field"] == "alt_text" and x["action"] == "edited"
+                                                and not (x["value"] or "").strip() for x in out_fields):
+        raise DecisionError(VIDEO_NOT_DECORATIVE)
     if verdict == "approved":  # a value the family gave it is what the person approved: pin it (see approval)
         named = {x["field"] for x in out_fields}
         out_fields += [accepted for accepted in propagated_acceptances(doc, tax) if accepted["field"] not in named]
     if not out_fields and verdict is None:
         raise DecisionError("nothing to send: accept, edit or reject a field, or approve / reject the asset")
-    # the image the editor was shown: the verdict is of these bytes (a replaced image goes back to review)
+    # the image the editor was shown: the verdict is of these bytes (a replaced image goes back to review); the
+    # newest decision the page knew of: the review group refuses this one if another editor's came between
     return {"asset_id": doc["asset_id"], "editor": editor, "fields": out_fields, "status": verdict,
-            "tenant": doc.get("tenant"), "content_sha256": content_sha256(doc)}
+            "tenant": doc.get("tenant"), "content_sha256": content_sha256(doc), "base_decision_id": base_of(doc, form)}
+
+
+def base_of(doc: dict[str, Any], form: Any) -> str | None:
+    """The decision a decision from this form is based on (`base_decision_id`): the newest applied one the page knew
+    of, of the one its record showed (`shown_decision`) and those it sent itself (`mine`); "" when it knew of none;
+    None for a form that does not say (an older page, a script: the review group does not check it). Its own
+    decisions not applied yet need not be named: the review group never counts the same editor's decisions against
+    them (and one it refused would be a base it does not know, which it does not check)."""
+    if "shown_decision" not in form:
+        return None
+    ids = (doc.get("review") or {}).get("decision_ids") or []
+    mine = own_decisions(form.get("mine"))
+    known = [i for i in (str(form.get("shown_decision") or ""), *mine) if i in ids]
+    return max(known, key=ids.index) if known else str(form.get("shown_decision") or "")
 
 
 def _labels(names: Any) -> str:
     return ", ".join(LABELS[n].lower() for n in review.FIELDS if n in set(names))
 
 
+def decided_by(review: dict[str, Any] | None, me: str | None = None) -> str:
+    """Who decided on an asset last, in words, for a refusal or a bulk approval's left-out row: "approved by alice",
+    "decided on by bob" (field decisions only: the newest one's editor), "rejected by erin (you, on another page or
+    tab)" when it is the editor being told (code review 18 F8: their own earlier decision was "someone else's"), or
+    "decided on by another tab or editor" when the review does not say who."""
+    rv = review or {}
+    if rv.get("status"):
+        what, who = rv["status"], rv.get("editor")
+    else:
+        newest = max(rv.get("fields") or [], key=lambda f: to_ms(f["at"]) if f.get("at") is not None else 0,
+                     default=None)
+        what, who = "decided on", (newest or {}).get("editor")
+    if not who:
+        return f"{what} by another tab or editor"
+    return f"{what} by {who}" + (" (you, on another page or tab)" if me and who == me else "")
+
+
 def conflict(doc: dict[str, Any], form: Any, verdict: str | None, changed: list[str], moved: bool,
-             decided: set[str], pending: Any) -> str | None:
+             decided: set[str], pending: Any, editor: str | None = None) -> str | None:
     """Why a decision from this form must not be sent (from_form), or None. `changed`: the fields it decides on (for
     a verdict: every field) whose value is no longer the one shown; `moved`: the asset was processed again since;
-    `decided`: the fields it decides on; `pending`: other editors' decisions sent and not applied yet."""
+    `decided`: the fields it decides on; `pending`: other editors' decisions sent and not applied yet; `editor`: who
+    is deciding (named as "you" when the decision meanwhile was theirs)."""
     others = others_decided(doc, form)
     if changed and (others or moved):
         why = "another tab or editor decided meanwhile" if others else "the asset was processed again meanwhile"
         return (f"nothing was sent: {_labels(changed)} changed while you were looking at it ({why}): check the "
                 "values and decide again")
     if verdict and "shown_decision" in form and others:  # a verdict of a page drawn before another person's
-        rv = doc.get("review") or {}
-        what = f"{rv['status']} by {rv.get('editor') or 'someone else'}" if rv.get("status") else \
-            "decided on by another tab or editor"
-        return (f"nothing was sent: this asset was {what} while you were looking at it: check it and decide "
-                "again")
+        return (f"nothing was sent: this asset was {decided_by(doc.get('review'), editor)} while you were looking at "
+                "it: check it and decide again")
     pending = list(pending or ())
     clash = pending if verdict else [p for p in pending if decided & set(p.get("fields") or ())]
     if clash:
         who = ", ".join(dict.fromkeys(str(p.get("editor") or "someone") for p in clash))
         what = "on this asset" if verdict else \
             "the " + _labels(decided & {f for p in clash for f in p.get("fields") or ()})
-        return (f"nothing was sent: {who} decided {what} a moment ago and it is not applied yet: reload in a "
-                "moment, check it and decide again")
+        first = min((p["sent_at"] for p in clash if p.get("sent_at")), default=None)
+        when = "a moment ago" if first is None else \
+            f"at {time.strftime('%H:%M:%S', time.localtime(first))} ({max(0, round(time.time() - first))} s ago)"
+        return (f"nothing was sent: {who} decided {what} {when} and the review worker has not applied it yet: "
+                "reload in a moment, check it and decide again")
     return None
 
 
 def approval(asset_id: str, editor: str, tenant: str | None = None,
-             doc: dict[str, Any] | None = None, tax: Taxonomy | None = None) -> dict[str, Any]:
+             doc: dict[str, Any] | None = None, tax: Taxonomy | None = None,
+             base: str | None = None) -> dict[str, Any]:
     """'Approve all': the verdict (the merge pins every value of the asset's record, each keeping its source), and
     the values its duplicate family gave it (`propagated`, index-only: not in the record) accepted as the person
-    saw them (the review group records them as `propagated`)."""
+    saw them (the review group records them as `propagated`). `base`: the newest decision the queue row showed
+    (its `seen.<id>`; None when the form does not say)."""
     return {"asset_id": asset_id, "editor": editor, "fields": propagated_acceptances(doc or {}, tax),
-            "status": "approved", "tenant": tenant}
+            "status": "approved", "tenant": tenant, "base_decision_id": base}
 
 
 def propagated_acceptances(doc: dict[str, Any], tax: Taxonomy | None = None) -> list[dict[str, Any]]:

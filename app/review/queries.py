@@ -18,7 +18,7 @@ import math
 import re
 import time
 from dataclasses import dataclass, fields, replace
-from typing import Any
+from typing import Any, Callable
 from urllib.parse import urlencode
 
 from elasticsearch import Elasticsearch, NotFoundError
@@ -536,15 +536,16 @@ class Index:
             return None
         return doc if self.scope.holds(doc.get("tenant")) else None
 
-    def wait_applied(self, asset_id: str, decision_id: str, timeout_s: float) -> bool:
+    def wait_applied(self, asset_id: str, decision_id: str, timeout_s: float,
+                     until: Callable[[], bool] | None = None) -> bool:
         """Wait up to `timeout_s` for the review group to have applied this decision to the asset's document
-        (its id among the review's decision ids); whether it has."""
+        (its id among the review's decision ids), or for `until()` (e.g. it refused it); whether it applied it."""
         deadline = time.monotonic() + timeout_s
         while True:
             doc = self.asset(asset_id)
             if decision_id in (((doc or {}).get("review") or {}).get("decision_ids") or []):
                 return True
-            if time.monotonic() >= deadline:
+            if time.monotonic() >= deadline or (until is not None and until()):
                 return False
             time.sleep(0.15)
 

@@ -79,6 +79,15 @@ class ReviewSettings(Section):
                                 "selected / all), wait up to this long for the review group to apply the decision "
                                 "before showing the asset (the queue) again, so the page shows what was saved and "
                                 "no longer lists what was approved (0 = show it at once)")
+    unapplied_hold_s: float = Field(30.0, ge=0, description="how long a decision this desk sent and the review "
+                                    "group has not applied holds back other editors' decisions on the same field "
+                                    "(any, for a verdict), saying who sent it and when; after it they are sent, and "
+                                    "the review group refuses whichever of two decisions on one view comes second "
+                                    "(code review 18 F7: 10 minutes of 'reload in a moment' with no review worker "
+                                    "running)")
+    refusals_lookback_s: float = Field(86400.0, ge=0, description="how far back in the dead-letter topic a desk "
+                                       "reads the review group's refusals of decisions when it starts, to show each "
+                                       "editor the ones of their decisions")
     similar_slots: int = Field(2, ge=1, description="POST /v1/similar: most uploaded query images decoded and "
                                "embedded at once (each can take ~230 MB while decoding); one that gets no slot "
                                "within similar_wait_s is answered 503 with Retry-After")

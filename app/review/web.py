@@ -35,11 +35,13 @@ from app.review import decisions as dec
 from app.review import rights
 from app.review.auth import Auth, Hosts, Principal
 from app.review.inflight import InFlight
+from app.review.refusals import Refusals
 from app.review.once import Once, StillSending, fingerprint, nonce, token
 from domain.events import scoped_id
 from domain.review import parse_tags_value
 from domain.records import content_sha256
 from domain.sources import source_label
+from streams.records import to_ms
 from domain.store.api import unknown_tag, without_default_scope
 from domain.vision.frames import frames_phrase
 from app.review.search_api import search_routes
@@ -98,6 +100,10 @@ class ReviewApp:
                         "you write one, or choose \"decorative\" if the image is decorative",
             "decorative": "decorative: published with no alt text (screen readers skip it). Only for an image "
                           "that adds nothing to the page",
+            # a video is never decorative (trial 36 N3): an empty alt text for one is refused when sent
+            "video_empty": "no alt text: a video is never decorative, so it cannot be sent empty (screen readers "
+                           "would skip it, WCAG 1.1.1). Say what the video shows",
+            "video_rejected": "rejecting leaves no alt text: the video stays in review until you write one",
             # already decorative (the model judged it, or a person): not an alt text missing (trial 20b, N4)
             "already_decorative": "decorative ({by}): published with no alt text (screen readers skip it). Choose "
                                   "\"decorative\" to confirm, or write an alt text if the image is not decorative",
@@ -105,7 +111,9 @@ class ReviewApp:
         self._producer = producer
         self._producer_lock = threading.Lock()
         self.once = Once()  # what each drawn form sent: a repeat of it sends nothing (trial 28 M1)
-        self.inflight = InFlight()  # decisions sent and not applied yet, a lock per asset (trial 34 F1)
+        # decisions sent and not applied yet, a lock per asset (trial 34 F1), held back at most unapplied_hold_s
+        self.inflight = InFlight(self.cfg.unapplied_hold_s)
+        self.refusals = Refusals(settings)  # the review group's refusals, from the dead-letter topic (started on use)
         env = jinja2.Environment(loader=jinja2.FileSystemLoader(HERE / "templates"), autoescape=True,
                                  undefined=jinja2.ChainableUndefined)
         env.filters["when"] = lambda v: (str(v or "")[:16].replace("T", " ") if v else "–")
@@ -185,6 +193,7 @@ class ReviewApp:
             return self._producer
 
     def close(self) -> None:
+        self.refusals.close()
         if self.similar_decoders is not None:
             self.similar_decoders.shutdown(wait=False)
         if self._producer is not None:
@@ -374,6 +383,7 @@ class ReviewApp:
                 data["chips"] = dec.restored_chips(data["chips"], tags, self.taxonomy)
         return self._page(request, who, "asset.html", {
             **data, "f": f, "vocab": self.vocab, "alt_rules": self.alt_rules, **shown,
+            "refused": [refusal_said(r) for r in refused_since(self.refusals.of_asset(asset_id), doc, who.user)],
             "rights_digest": self._rights_token(who, [doc]) if rights.needs_rights_check(doc) else None,
             "error_fields": error_fields(shown["error"], data["fields"]), **form,
             "mine": ",".join(dec.own_decisions(form["mine"]))})
@@ -417,7 +427,7 @@ class ReviewApp:
             doc = self.index.asset(asset_id)
             if doc is None:
                 raise dec.DecisionError(f"no asset {asset_id!r} in the index")
-            pending = self.inflight.others(asset_id, doc, who.user)
+            pending = self.inflight.others(asset_id, doc, who.user, self.refusals.refused_ids)
             decision = dec.from_form(doc, form, who.user, self.taxonomy, pending)
             v = self.settings.validate_
             warnings, refusals = alt_text_length(decision, v.alt_text_max_chars, v.alt_text_hard_max_chars)
@@ -447,10 +457,17 @@ class ReviewApp:
                     if nxt:
                         return {**done, "target": _asset_url(nxt, f, **signed("sent", f"{about}: {what}{note}"))}
                     return {**done, "target": "/?" + urlencode({**f.params(), **signed("sent", f"{about}: {what}{note}")})}
-                # the page shown next shows what was saved: wait (briefly) for the review group to apply it
-                self.index.wait_applied(asset_id, sent["decision_id"], self.cfg.apply_wait_s)
+                # the page shown next shows what was saved: wait (briefly) for the review group to apply it, or to
+                # refuse it (another editor's decision on the same view came first, through another desk replica)
+                self.refusals.start()
+                self.index.wait_applied(asset_id, sent["decision_id"], self.cfg.apply_wait_s,
+                                        until=lambda: self.refusals.of_decision(sent["decision_id"]) is not None)
                 # the page shown next carries this decision as its own: once applied it is no conflict (from_form)
                 mine = ",".join(dec.own_decisions(",".join([*dec.own_decisions(form.get("mine")), sent["decision_id"]])))
+                refused = self.refusals.of_decision(sent["decision_id"])
+                if refused is not None:
+                    return {**done, "target": _asset_url(asset_id, f, **signed("error", refusal_said(refused)),
+                                                         mine=mine)}
                 return {**done, "target": _asset_url(asset_id, f, **signed("sent", what + note), mine=mine)}
 
             return after_sending
@@ -496,9 +513,10 @@ class ReviewApp:
                            who: Principal) -> tuple[list[tuple[str, str | None]], str]:
         """Of a bulk approval's assets, those nobody decided on since the queue showed them (its row's `seen.<id>`:
         the newest decision it showed; an asset without one, e.g. on another page of "all matching", is checked only
-        against the decisions other editors sent through this app that are not applied yet), and the others said in words: "gift-0001
-        (rejected by alice) was decided by someone else meanwhile: left out" (trial 34 F2: a ticked row another
-        editor rejected meanwhile was approved)."""
+        against the decisions other editors sent through this app that are not applied yet), and the others said in words,
+        each naming who decided it (`decisions.decided_by`): "gift-0001 (rejected by alice) was decided meanwhile: left
+        out" (trial 34 F2: a ticked row another editor rejected meanwhile was approved); the editor's own decision on
+        another page is said as theirs, "(approved by erin (you, on another page or tab))" (code review 18 F8)."""
         ids = [scoped_id(i, t) for i, t in chosen]
         reviews = self.index.reviews(ids)
         keep, out = [], []
@@ -506,18 +524,18 @@ class ReviewApp:
             rv = reviews.get(doc_id) or {}
             last = (rv.get("decision_ids") or [""])[-1]
             seen = form.get(f"seen.{doc_id}")
-            pending = self.inflight.others(doc_id, {"review": rv}, who.user)
+            pending = self.inflight.others(doc_id, {"review": rv}, who.user, self.refusals.refused_ids)
             if (seen is not None and str(seen) != last) or pending:
-                by = f"{rv['status']} by {rv.get('editor')}" if rv.get("status") and not pending else \
+                by = dec.decided_by(rv, who.user) if not pending else \
                     ", ".join(f"{p['status'] or 'fields'} by {p['editor']}, not applied yet" for p in pending)
-                out.append(f"{doc_id} ({by})" if by else doc_id)
+                out.append(f"{doc_id} ({by})")
             else:
                 keep.append(pair)
         said = ""
         if out:
             named = "; ".join(out[:OTHERS_NAMED]) + (f" and {len(out) - OTHERS_NAMED} more" if len(out) > OTHERS_NAMED
                                                      else "")
-            said = f"{named} {'was' if len(out) == 1 else 'were'} decided by someone else meanwhile: left out"
+            said = f"{named} {'was' if len(out) == 1 else 'were'} decided meanwhile: left out"
         return keep, said
 
     def _rights_ask(self, who: Principal, chosen: list[tuple[str, str | None]]) -> dict[str, Any]:
@@ -557,8 +575,8 @@ class ReviewApp:
                 return None
 
             given = self.index.propagated(ids)
-            sent = self.publish([dec.approval(i, who.user, t, given.get(scoped_id(i, t)), self.taxonomy)
-                                 for i, t in chosen])
+            sent = self.publish([dec.approval(i, who.user, t, given.get(scoped_id(i, t)), self.taxonomy,
+                                              _seen(form, scoped_id(i, t))) for i, t in chosen])
             for doc, d in zip(ids, sent):
                 self.inflight.add(doc, d)
 
@@ -806,6 +824,29 @@ def kept_edits(rows: list[dict[str, Any]], draft: Any, page: dict[str, Any], reb
     return {**page, **{k: draft.get(k) for k in kept if k in draft}, "force_alt": draft.get("force_alt") == "1"}
 
 
+def refusal_said(refusal: dict[str, Any]) -> str:
+    """The review group's refusal of an editor's decision, as the desk tells the editor (the asset's page, or at once
+    after a Save): "not applied: your decision of 21:03 (alt text) was refused by the review group: alice changed
+    the alt text at … after the page you decided on was drawn: check the values and decide again"."""
+    at = refusal.get("decided_at") or refusal.get("at")
+    when = time.strftime("%H:%M", time.localtime(at / 1000)) if at else "earlier"
+    what = refusal.get("status") or ", ".join(dec.LABELS.get(f, f).lower() for f in refusal.get("fields") or []) \
+        or "fields"
+    head = f"not applied: your decision of {when} ({what}) was refused by the review group"
+    if refusal.get("reason") == "stale_decision":
+        return (f"{head}: {refusal['meanwhile']}, after the page you decided on was drawn (another desk sent both): "
+                "check the values and decide again")
+    return f"{head} ({refusal.get('reason')}): {refusal.get('message')}"
+
+
+def refused_since(refusals: list[dict[str, Any]], doc: dict[str, Any], editor: str) -> list[dict[str, Any]]:
+    """Of an asset's refused decisions, this editor's that no later decision of theirs, applied, superseded."""
+    applied = ((doc.get("review") or {}).get("applied") or [])
+    latest = max((to_ms(a["decided_at"]) or 0 for a in applied if a.get("editor") == editor
+                  and a.get("decided_at") is not None), default=0)
+    return [r for r in refusals if r["editor"] == editor and (r.get("at") or 0) > latest]
+
+
 def change_said(doc: dict[str, Any], field: dict[str, Any]) -> str:
     """An edited or rejected field of a decision in words for the rights check: the new value ("(none)" for an
     emptied field, the decorative alt text said so), or for a rejection what it removes (each tag, counted)."""
@@ -959,6 +1000,12 @@ class _Form:
 
     def __contains__(self, key: str) -> bool:
         return any(k == key for k, _ in self.items)
+
+
+def _seen(form: Any, doc_id: str) -> str | None:
+    """The newest decision a queue row showed (`seen.<id>`), the base of its bulk approval; None when not on the page."""
+    seen = form.get(f"seen.{doc_id}")
+    return None if seen is None else str(seen)
 
 
 BULK = "/bulk-approve"  # where a bulk approval's form posts (the form-once key's `where`)

@@ -12,7 +12,12 @@ and the published record on `validated`: its audit entry credits each field to t
 Errors: a decision for an asset the index does not hold (yet) is transient (retried with backoff, then dead-
 lettered as `asset_not_indexed`); a decision that names an unknown field, action or verdict, a tag that is
 neither a vocabulary id nor already on the asset (a renamed id counts as its current name: `current_tag_names`),
-or another tenant's asset, is permanent (`invalid_decision`, `tenant_mismatch`).
+or another tenant's asset, is permanent (`invalid_decision`, `tenant_mismatch`). So is a stale decision
+(`stale_decision`, `domain.review.stale`): one whose `base_decision_id` (the newest decision the editor's page knew
+of) is followed by another editor's applied decision that changed a field it decides on (for a verdict: any), the
+desk's own rule, here where every decision on the asset is serialised: two desk replicas that each sent one of two
+decisions made on the same view get one applied and one refused; the desk reads the refusal from the dead-letter
+topic and shows it to its editor (app/review/refusals.py).
 """
 from __future__ import annotations
 
@@ -23,12 +28,12 @@ from domain.events import scoped_id
 from domain.records import document_id, record_from_doc
 from domain.confidence import ConfidencePolicy
 from domain.review import (apply_review, merge_decision, merge_reviews, parse_tags_value, propagated_applied,
-                           propagated_shown, renamed_tags, tags_value)
+                           propagated_shown, renamed_tags, said_applied, stale, tags_value)
 from domain.store.client import make_client
 from domain.store.management import read_alias
 from domain.taxonomy import taxonomy_from_settings
 from streams.errors import PermanentError, TransientError
-from streams.records import stamp
+from streams.records import stamp, to_ms
 from streams.stage import Output, RecordContext, Stage
 
 
@@ -128,31 +133,48 @@ class ReviewStage(Stage):
         record, before = self._latest(doc_id, doc)
         if record is None:
             raise PermanentError(f"{asset_id}: its index document predates stored records; reprocess the asset, "
-                                 "then decide again", reason="no_stored_record", details={"asset_id": asset_id})
+                                 "then decide again", reason="no_stored_record", details=self._whose(decision))
         tenant = decision.get("tenant")
         if tenant and doc.get("tenant") and tenant != doc["tenant"]:
             raise PermanentError(f"decision for tenant {tenant!r} on an asset of tenant {doc['tenant']!r}",
-                                 reason="tenant_mismatch", details={"asset_id": asset_id})
+                                 reason="tenant_mismatch", details=self._whose(decision))
+        meanwhile = stale(before, decision)
+        if meanwhile:  # another editor's decision, applied after the page this one was made on, changed its fields
+            said = said_applied(meanwhile)
+            raise PermanentError(
+                f"{asset_id}: decision {decision['decision_id']} by {decision['editor']} refused: {said}, after the "
+                f"page it was made on (base decision {decision.get('base_decision_id') or 'none'}); not applied",
+                reason="stale_decision", details={
+                    **self._whose(decision), "base_decision_id": decision.get("base_decision_id") or "",
+                    "meanwhile": said, "meanwhile_ids": ",".join(a["decision_id"] for a in meanwhile)})
         have = {t["tag"] for t in record.get("tags") or []}
         given = set(propagated_applied(doc).get("tags") or [])
         decision = current_tag_names(decision, self.taxonomy, have, given)
         problems = tag_problems(decision, self.taxonomy, have)
         if problems:
             raise PermanentError(f"{asset_id}: {'; '.join(problems)}", reason="invalid_decision",
-                                 details={"asset_id": asset_id, "decision_id": decision.get("decision_id")})
+                                 details=self._whose(decision))
         try:
             # the values the person saw that the record does not hold: those the duplicate family gave it
             shown = propagated_shown(doc, lambda ids: renamed_tags(ids, self.taxonomy.current_name, have, given))
             review = merge_decision(before, decision, record, shown)
         except ValueError as e:
             raise PermanentError(f"{asset_id}: {e}", reason="invalid_decision",
-                                 details={"asset_id": asset_id, "decision_id": decision.get("decision_id")}) from e
+                                 details=self._whose(decision)) from e
         out = apply_review(record, review, label_of=self.taxonomy.label_if_allowed, policy=self.policy)
         self._pending[doc_id] = (out, review)
         self._pending.move_to_end(doc_id)
         while len(self._pending) > self.PENDING_MAX:
             self._pending.popitem(last=False)
         return Output(value={**out, "stamp": stamp(self.name)}, key=document_id(out))
+
+    @staticmethod
+    def _whose(decision: dict[str, Any]) -> dict[str, Any]:
+        """A refused decision's dead-letter details: the desk shows the refusal to its editor (app/review/refusals.py)."""
+        return {"asset_id": decision["asset_id"], "decision_id": decision.get("decision_id") or "",
+                "editor": decision.get("editor") or "", "status": decision.get("status") or "",
+                "fields": ",".join(f["field"] for f in decision.get("fields") or []),
+                "decided_at": str(to_ms(decision["decided_at"])) if decision.get("decided_at") is not None else ""}
 
     def _latest(self, doc_id: str, doc: dict[str, Any]) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
         """(record, review) a decision builds on: the index's, or this worker's last output for the asset while

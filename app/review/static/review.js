@@ -118,7 +118,11 @@
       const problems = [];
       // no alt text: a cleared text marks the image decorative, a rejected one (or none) keeps it in review
       const choice = ($("input[name='action.alt_text']:checked") || {}).value || "";
-      if (choice === "decorative") problems.push(rules.messages.decorative);
+      if (alt.dataset.video) {  // a video is never decorative (trial 36 N3): no alt text is refused, not "decorative"
+        if (choice === "rejected") problems.push(rules.messages.video_rejected);
+        else if (!text) problems.push(rules.messages.video_empty);
+      }
+      else if (choice === "decorative") problems.push(rules.messages.decorative);
       else if (alt.dataset.decorative) {  // already decorative: no alt text is right, and the page says who judged so
         if (!text) problems.push(fill(rules.messages.already_decorative, { by: alt.dataset.decorative }));
       }
