@@ -414,6 +414,50 @@ def calibration_table(run: dict, truth: dict) -> str:
     return "\n".join(lines)
 
 
+def held_by(run: dict, calibration="bundled") -> dict[str, list[str]]:
+    """For --details: per asset validate does not auto-apply, what held it: each review (or rejection) reason, then
+    each judged field under the auto-apply threshold with its calibrated confidence, the curve it was read through
+    (how many fit-split fields that curve was fitted on, how many an editor accepted), its raw score, and the more
+    specific keys it fell back from."""
+    import json as _json
+
+    from consumers.validate.calibration import CALIBRATION_FILE, evidence_of, ocr_confidence
+    from consumers.validate.stage import ValidateStage
+    from domain.confidence import FIELDS_BELOW, TAGS_BELOW, not_judged
+    stage = ValidateStage(run["_settings"].with_overrides(validate={"calibration": calibration}))
+    path = CALIBRATION_FILE if calibration == "bundled" else Path(calibration)
+    fitted = {}
+    if calibration != "off":
+        fitted = {k: c for by_src in _json.loads(path.read_text())["models"].values() for k, c in by_src.items()}
+    cfg = stage.cfg
+    out = {}
+    for name, enr in run["_enriched"].items():
+        val, reasons = stage.decide(enr)
+        if val["status"] == "auto_applied":
+            continue
+        # the lists of fields / tags under the threshold are said only once the asset goes to review: not causes
+        lines = [f"{val['status']} " + ("also: " if r.startswith((FIELDS_BELOW, TAGS_BELOW)) else "because: ") + r
+                 for r in reasons]
+        ev = {e.field: e for e in evidence_of(val, enrichment_confidence=float(
+            (enr.get("enrichment") or {}).get("confidence") or 0.0), ocr_confidence=ocr_confidence(
+            enr["pre"].get("ocr")), subject_evidence=(enr.get("enrichment") or {}).get("subject_evidence"))}
+        skip = not_judged(val, cfg.auto_apply_threshold, cfg.tag_publish_min)
+        for field, conf in sorted((val.get("field_confidence") or {}).items(), key=lambda kv: kv[1]):
+            if field in skip or conf >= cfg.auto_apply_threshold:
+                continue
+            key = (val.get("field_evidence") or {}).get(field)
+            c = fitted.get(key) or {}
+            e = ev.get(field)
+            before = [] if e is None or key not in e.keys else list(e.keys[:e.keys.index(key)])
+            why_not = "; ".join(f"{k}: {fitted[k]['n']} fields, {fitted[k]['accepted']} accepted -> {fitted[k]['fallback']}"
+                                if k in fitted else f"{k}: not in the calibration" for k in before)
+            lines.append(f"field {field} {conf:.4f} < {cfg.auto_apply_threshold:.2f} via {key} (fitted on "
+                         f"{c.get('n', '?')} fields, {c.get('accepted', '?')} accepted)"
+                         + (f", raw {e.raw:.3f}" if e else "") + (f"; fell back from {why_not}" if why_not else ""))
+        out[name] = lines
+    return out
+
+
 def _revalidated(run: dict, calibration) -> dict:
     """The run's images with status and published / held tags as validate gives them under `calibration`."""
     vals = revalidate(run, calibration)
@@ -663,16 +707,19 @@ def main() -> None:
     if base and base["wrong_links"]:
         print("wrong dedupe links (baseline):", ", ".join(base["wrong_links"]))
     if args.details:
+        held = held_by(cur_run) if (Path(args.code) / "consumers" / "validate" / "calibration.py").exists() else {}
         for name in names:
             r = cur_run["images"][name]
             t = truth[name]
             seen = model_facts(cur_run["_enriched"][name])
             named = "" if not t["subject"] or t["decorative"] else (
                 " names the subject" if _names_subject(r["alt_text"], t["subject"]) else " MISSES the subject")
-            print(f"\n{name}: [{r['status']} {r['confidence']:.2f}] faces {r['faces']}/{t['faces']}"
+            print(f"\n{name} ({split_of(name, truth)}): [{r['status']} {r['confidence']:.2f}] faces {r['faces']}/{t['faces']}"
                   f" dup={r['duplicate_of']}\n  alt{named} ({seen['subject_evidence']}): {r['alt_text']!r}\n"
                   f"  title: {r['title']!r}\n  tags: {r['tags'][:8]}\n  ocr: {r['ocr_text'][:120]!r}\n"
                   f"  classes: {seen['classes']} boxes: {seen['objects']} graphic: {seen['graphic']}")
+            for line in held.get(name, []):
+                print(f"  held: {line}")
             if base_run:
                 b = base_run["images"][name]
                 print(f"  BASE alt: {b['alt_text']!r} tags: {b['tags'][:5]}")
