@@ -7,6 +7,7 @@
     python bench/quality.py --baseline none --load 2 --loaded-ocr-timeout 0.001   # ... and OCR starved
     python bench/quality.py --baseline none --fit-calibration 2026-12-01.2       # refit validate's calibration
     python bench/quality.py --baseline none --compare-calibration old.json     # another calibration file, same run
+    python bench/quality.py --baseline none --fit-calibration V --fit-keys 'alt:decorative,alt|pixels'  # only those
 
 Each image of tests/data/quality/images (truth: tests/data/quality/truth.json, sources and licences in
 make_set.py) goes through the real stages in-process, in a fixed shuffled order: PreprocessStage.preprocess_bytes
@@ -311,16 +312,21 @@ def evidence_rows(run: dict, truth: dict) -> list[dict]:
                          ocr_confidence=ocr_confidence(enr["pre"].get("ocr")),
                          subject_evidence=(enr.get("enrichment") or {}).get("subject_evidence"))
         for e in ev:
-            rows.append({"name": name, "split": split_of(name, truth), "model": key, "field": e.field,
+            rows.append({"name": name, "split": split_of(name, truth), "family": truth[name].get("family") or name,
+                         "model": key, "field": e.field,
                          "source": e.source, "keys": list(e.keys), "raw": e.raw,
                          "ok": label_of(e.field, val, truth[name])})
     return rows
 
 
 MIN_SAMPLES = 5
-"""labelled fields a per-source (or origin family) curve needs on the fit split; fewer: the next curve along the
-field's keys (origin family, then pooled). With the (k+0.5)/(n+1) smoothing a curve must see at least 3 straight
-accepted fields to reach 0.85 anyway; 5 keeps one or two lucky answers from getting a curve of their own."""
+"""labelled fields a per-source (or origin family) curve needs on the fit split, each from another duplicate family
+(copies of one image are one piece of evidence); fewer: the next curve along the field's keys (origin family, then
+pooled). With the (k+0.5)/(n+1) smoothing a curve must see at least 3 straight accepted fields to reach 0.85 anyway;
+5 keeps one or two lucky answers from getting a curve of their own. Counting families (session 19): the fit split's
+five `alt|logo` fields are two logos (three copies of one, two of the other), and the Open Clip Art drawings' fit
+split has a drawing the logo rule calls "A logo" that is no logo (bench/drawings.py), so five copies-counted logo
+fields gave every logo-look alt text 0.92."""
 
 
 def _isotonic(x, y) -> dict:
@@ -342,12 +348,18 @@ def _isotonic(x, y) -> dict:
             "y": [round(float(v), 4) for v in smooth.y_thresholds_], "n": len(x), "accepted": int(y.sum())}
 
 
-def fit_calibration(rows: list[dict], version: str, min_samples: int = MIN_SAMPLES) -> dict:
+def fit_calibration(rows: list[dict], version: str, min_samples: int = MIN_SAMPLES, keys: list[str] | None = None,
+                    keep: dict | None = None) -> dict:
     """Isotonic regression per (model, pooled evidence source) on the fit part, and per (model, evidence source
-    with its origin: 'tag:class|detector+classifier') where the fit part has >= min_samples of it; a per-source key
-    with fewer is listed with "fallback": its pooled source. Each fitted block's rate is smoothed towards 1/2 by
+    with its origin: 'tag:class|detector+classifier') where the fit part has fields of it from >= min_samples
+    duplicate families; a per-source key with fewer is listed with "fallback": its next key. Each fitted block's rate is smoothed towards 1/2 by
     half a success and half a failure ((k+0.5)/(n+1), Jeffreys) and made monotone again, so a block of three right
-    answers reads 0.88, not 1.00: a small labelled set cannot promise certainty."""
+    answers reads 0.88, not 1.00: a small labelled set cannot promise certainty.
+
+    `keys` refits only those keys ('alt:decorative', 'alt|pixels'): every other key is kept as it is in `keep`
+    (the calibration file being replaced), and the file says which were refitted."""
+    import copy
+
     import numpy as np
 
     from consumers.validate.calibration import is_pooled
@@ -363,18 +375,26 @@ def fit_calibration(rows: list[dict], version: str, min_samples: int = MIN_SAMPL
     # a drawing's recognised origin ('alt|graphic:box') has no pooled key: each of its keys needs min_samples too
     for model, key in sorted({(r["model"], k) for r in fit for k in r["keys"] if not is_pooled(k)}):
         part = [r for r in fit if r["model"] == model and key in r["keys"]]
-        if len(part) >= min_samples:
-            models.setdefault(model, {})[key] = _isotonic(*xy(part))
+        families = len({r.get("family") or r["name"] for r in part})
+        if families >= min_samples:
+            models.setdefault(model, {})[key] = {**_isotonic(*xy(part)), "families": families}
         else:
             nxt = sorted({r["keys"][r["keys"].index(key) + 1] if r["keys"][-1] != key else "none (review)"
                           for r in part})
-            models.setdefault(model, {})[key] = {"fallback": " | ".join(nxt), "n": len(part),
+            models.setdefault(model, {})[key] = {"fallback": " | ".join(nxt), "n": len(part), "families": families,
                                                  "accepted": int(sum(r["ok"] for r in part))}
+    if keys:
+        fitted, models = models, copy.deepcopy((keep or {}).get("models", {}))
+        for model, by_src in fitted.items():
+            models.setdefault(model, {}).update({k: c for k, c in by_src.items() if k in keys})
     return {"version": version, "fitted_on": "tests/data/quality, split 'fit' (bench/quality.py split_of); "
             "the 'held-out' split is never used to fit", "method": "isotonic regression per evidence source, "
             "blocks smoothed (k+0.5)/(n+1); per evidence origin ('<group>|<origin>', then its family '<group>|box') "
-            "where the fit split has >= min_samples fields of it, else the next key (entries with \"fallback\")",
-            "min_samples": min_samples, "models": models}
+            "where the fit split has fields of it from >= min_samples duplicate families (copies of one image count "
+            "once), else the next key (entries with \"fallback\")",
+            "min_samples": min_samples, **({"refitted": f"{', '.join(keys)} only (every other key as in "
+                                             f"{(keep or {}).get('version')})"} if keys else {}),
+            "models": models}
 
 
 def auto_apply_figures(run: dict, truth: dict, calibration, split: str | None) -> dict:
@@ -412,6 +432,50 @@ def calibration_table(run: dict, truth: dict) -> str:
     held = auto_apply_figures(run, truth, "bundled", "held-out")
     lines.append("held-out assets auto-applied: " + (", ".join(sorted(held["names"])) or "none"))
     return "\n".join(lines)
+
+
+def held_by(run: dict, calibration="bundled") -> dict[str, list[str]]:
+    """For --details: per asset validate does not auto-apply, what held it: each review (or rejection) reason, then
+    each judged field under the auto-apply threshold with its calibrated confidence, the curve it was read through
+    (how many fit-split fields that curve was fitted on, how many an editor accepted), its raw score, and the more
+    specific keys it fell back from."""
+    import json as _json
+
+    from consumers.validate.calibration import CALIBRATION_FILE, evidence_of, ocr_confidence
+    from consumers.validate.stage import ValidateStage
+    from domain.confidence import FIELDS_BELOW, TAGS_BELOW, not_judged
+    stage = ValidateStage(run["_settings"].with_overrides(validate={"calibration": calibration}))
+    path = CALIBRATION_FILE if calibration == "bundled" else Path(calibration)
+    fitted = {}
+    if calibration != "off":
+        fitted = {k: c for by_src in _json.loads(path.read_text())["models"].values() for k, c in by_src.items()}
+    cfg = stage.cfg
+    out = {}
+    for name, enr in run["_enriched"].items():
+        val, reasons = stage.decide(enr)
+        if val["status"] == "auto_applied":
+            continue
+        # the lists of fields / tags under the threshold are said only once the asset goes to review: not causes
+        lines = [f"{val['status']} " + ("also: " if r.startswith((FIELDS_BELOW, TAGS_BELOW)) else "because: ") + r
+                 for r in reasons]
+        ev = {e.field: e for e in evidence_of(val, enrichment_confidence=float(
+            (enr.get("enrichment") or {}).get("confidence") or 0.0), ocr_confidence=ocr_confidence(
+            enr["pre"].get("ocr")), subject_evidence=(enr.get("enrichment") or {}).get("subject_evidence"))}
+        skip = not_judged(val, cfg.auto_apply_threshold, cfg.tag_publish_min)
+        for field, conf in sorted((val.get("field_confidence") or {}).items(), key=lambda kv: kv[1]):
+            if field in skip or conf >= cfg.auto_apply_threshold:
+                continue
+            key = (val.get("field_evidence") or {}).get(field)
+            c = fitted.get(key) or {}
+            e = ev.get(field)
+            before = [] if e is None or key not in e.keys else list(e.keys[:e.keys.index(key)])
+            why_not = "; ".join(f"{k}: {fitted[k]['n']} fields, {fitted[k]['accepted']} accepted -> {fitted[k]['fallback']}"
+                                if k in fitted else f"{k}: not in the calibration" for k in before)
+            lines.append(f"field {field} {conf:.4f} < {cfg.auto_apply_threshold:.2f} via {key} (fitted on "
+                         f"{c.get('n', '?')} fields, {c.get('accepted', '?')} accepted)"
+                         + (f", raw {e.raw:.3f}" if e else "") + (f"; fell back from {why_not}" if why_not else ""))
+        out[name] = lines
+    return out
 
 
 def _revalidated(run: dict, calibration) -> dict:
@@ -596,6 +660,9 @@ def main() -> None:
     ap.add_argument("--fit-calibration", metavar="VERSION",
                     help="fit the confidence calibration on the 'fit' split and write it to "
                          "consumers/validate/calibration.json with this version (needs scikit-learn)")
+    ap.add_argument("--fit-keys", metavar="KEYS",
+                    help="with --fit-calibration: refit only these evidence keys (comma-separated, e.g. "
+                         "'alt:decorative,alt|pixels'); every other key is kept from the file it replaces")
     ap.add_argument("--compare-calibration", metavar="FILE",
                     help="also print auto-apply and tag figures per split with this calibration file next to the "
                          "shipped one, on the same enrichments (with --fit-calibration: the file it replaces)")
@@ -622,7 +689,9 @@ def main() -> None:
     cur_run = run_pipeline(names)
     if args.fit_calibration:
         from consumers.validate.calibration import CALIBRATION_FILE
-        cal = fit_calibration(evidence_rows(cur_run, truth), args.fit_calibration)
+        cal = fit_calibration(evidence_rows(cur_run, truth), args.fit_calibration,
+                              keys=args.fit_keys.split(",") if args.fit_keys else None,
+                              keep=json.loads(CALIBRATION_FILE.read_text()))
         previous = Path(tempfile.mkdtemp()) / "calibration-before.json"  # compared below, same enrichments
         previous.write_text(CALIBRATION_FILE.read_text())
         args.compare_calibration = args.compare_calibration or str(previous)
@@ -663,16 +732,19 @@ def main() -> None:
     if base and base["wrong_links"]:
         print("wrong dedupe links (baseline):", ", ".join(base["wrong_links"]))
     if args.details:
+        held = held_by(cur_run) if (Path(args.code) / "consumers" / "validate" / "calibration.py").exists() else {}
         for name in names:
             r = cur_run["images"][name]
             t = truth[name]
             seen = model_facts(cur_run["_enriched"][name])
             named = "" if not t["subject"] or t["decorative"] else (
                 " names the subject" if _names_subject(r["alt_text"], t["subject"]) else " MISSES the subject")
-            print(f"\n{name}: [{r['status']} {r['confidence']:.2f}] faces {r['faces']}/{t['faces']}"
+            print(f"\n{name} ({split_of(name, truth)}): [{r['status']} {r['confidence']:.2f}] faces {r['faces']}/{t['faces']}"
                   f" dup={r['duplicate_of']}\n  alt{named} ({seen['subject_evidence']}): {r['alt_text']!r}\n"
                   f"  title: {r['title']!r}\n  tags: {r['tags'][:8]}\n  ocr: {r['ocr_text'][:120]!r}\n"
                   f"  classes: {seen['classes']} boxes: {seen['objects']} graphic: {seen['graphic']}")
+            for line in held.get(name, []):
+                print(f"  held: {line}")
             if base_run:
                 b = base_run["images"][name]
                 print(f"  BASE alt: {b['alt_text']!r} tags: {b['tags'][:5]}")

@@ -199,7 +199,7 @@ def test_fitting_gives_a_source_its_own_curve_only_with_enough_samples():
                                                                                   "tag:class"], 9, 0)])
     curves = fit_calibration(data, "t")["models"][MODEL]
     assert curves["tag:class|detector+classifier"]["n"] == MIN_SAMPLES and "x" in curves["tag:class|detector+classifier"]
-    assert curves["tag:class|detector"] == {"fallback": "tag:class|box", "n": 2, "accepted": 2}
+    assert curves["tag:class|detector"] == {"fallback": "tag:class|box", "n": 2, "families": 2, "accepted": 2}
     assert curves["tag:class|box"]["n"] == MIN_SAMPLES + 2 and "x" in curves["tag:class|box"]
     assert curves["tag:class"]["n"] == MIN_SAMPLES + 2 + 10
     assert "tag:class|classifier" not in curves  # held-out rows are never fitted
@@ -208,6 +208,44 @@ def test_fitting_gives_a_source_its_own_curve_only_with_enough_samples():
     curves = fit_calibration(data + rows("alt|graphic:detector", drawn, MIN_SAMPLES - 1, MIN_SAMPLES - 1),
                              "t")["models"][MODEL]
     assert curves["alt|graphic:box"] == {"fallback": "none (review)", "n": MIN_SAMPLES - 1,
-                                         "accepted": MIN_SAMPLES - 1}
+                                         "families": MIN_SAMPLES - 1, "accepted": MIN_SAMPLES - 1}
     assert curves["alt|graphic:detector"]["fallback"] == "alt|graphic:box"
     assert "alt:tag" not in curves  # nothing pooled was fitted from them
+
+
+def test_copies_of_one_image_count_once_towards_a_curve_of_its_own():
+    """The fit split's five 'alt|logo' fields were two logos (three copies of the scikit-image logo, two of
+    matplotlib's): counted as five they gave every logo-look alt text its own 0.92 curve, and a refit auto-applied
+    Open Clip Art drawings the logo rule calls "A logo" (bench/drawings.py, one of them in its fit split). A key
+    needs MIN_SAMPLES duplicate families; copies still count as fields in the curve of the key they fall back to."""
+    from bench.quality import MIN_SAMPLES, fit_calibration
+
+    def row(name, family, ok=True):
+        return {"name": name, "family": family, "split": "fit", "model": MODEL, "field": "alt_text",
+                "source": "alt|logo", "keys": ["alt|logo", "alt:unbacked"], "raw": 0.6, "ok": ok}
+    copies = [row(f"skimage{i}", "skimage") for i in range(3)] + [row(f"mpl{i}", "mpl") for i in range(2)]
+    curves = fit_calibration(copies, "t")["models"][MODEL]
+    assert curves["alt|logo"] == {"fallback": "alt:unbacked", "n": 5, "families": 2, "accepted": 5}
+    assert curves["alt:unbacked"]["n"] == 5
+    distinct = [row(f"logo{i}", f"logo{i}") for i in range(MIN_SAMPLES)]
+    curves = fit_calibration(distinct, "t")["models"][MODEL]
+    assert curves["alt|logo"]["families"] == MIN_SAMPLES and curves["alt|logo"]["y"] == [0.9167]
+
+
+def test_a_refit_of_some_keys_keeps_the_other_curves_of_the_file_it_replaces():
+    """bench/quality.py --fit-calibration V --fit-keys 'alt:decorative,alt|pixels': only those curves are refitted;
+    every other key stays as the replaced file has it, even with fit rows that would move it."""
+    from bench.quality import fit_calibration
+
+    old = {"version": "old", "models": {MODEL: {"tag:color": _flat(0.6), "alt:decorative": _flat(0.8),
+                                                "alt|pixels": {"fallback": "alt:decorative", "n": 2, "accepted": 2}}}}
+    rows = [{"name": f"d{i}", "family": f"d{i}", "split": "fit", "model": MODEL, "field": "alt_text",
+             "source": "alt|pixels", "keys": ["alt|pixels", "alt:decorative"], "raw": 0.7, "ok": True}
+            for i in range(5)]
+    rows += [{**r, "field": "tags.color:red", "source": "tag:color", "keys": ["tag:color"], "ok": False} for r in rows]
+    cal = fit_calibration(rows, "new", keys=["alt:decorative", "alt|pixels"], keep=old)
+    curves = cal["models"][MODEL]
+    assert curves["tag:color"] == _flat(0.6)  # kept, not refitted on the five wrong colour rows
+    assert curves["alt:decorative"]["y"] == [0.9167] and curves["alt|pixels"]["y"] == [0.9167]
+    assert cal["refitted"] == "alt:decorative, alt|pixels only (every other key as in old)"
+    assert fit_calibration(rows, "all")["models"][MODEL]["tag:color"]["y"] == [0.0833]  # what a full refit gives

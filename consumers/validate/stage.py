@@ -128,8 +128,14 @@ class ValidateStage(PipelineFacts, Stage):
     def validate(self, value: dict[str, Any]) -> dict[str, Any]:
         """EnrichedAsset dict -> ValidatedAsset dict (pure; no metrics). Raises PermanentError only when
         settings.validate.schema_violation == 'dead_letter' and the model output breaks its schema."""
+        return self.decide(value)[0]
+
+    def decide(self, value: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+        """`validate` and what kept the record from `auto_applied`: its rejection and review reasons, in the order
+        `reasons` starts with them (empty for an auto-applied or deleted record). For reports (bench/quality.py
+        --details): the record's `reasons` mixes them with the informational ones."""
         if is_deleted(value):
-            return self._deleted(value)
+            return self._deleted(value), []
         d = _Decision(value)
         self._check_schema(d)                     # 1. schema
         fields = self._texts(d)                   # 2. fields by source priority, 3. alt text
@@ -139,7 +145,8 @@ class ValidateStage(PipelineFacts, Stage):
         self._degraded(d)                         # 7. degraded parts: never auto-applied
         self._settle_pending_tags(d, tags)        # 8. per-field tags: weak ones wait as suggestions
         status = "rejected" if d.rejected else "needs_review" if d.review else "auto_applied"
-        reasons = d.rejected + d.review + d.reasons if status != "auto_applied" else d.reasons
+        held_by = d.rejected + d.review if status != "auto_applied" else []
+        reasons = held_by + d.reasons
         reasons.append(f"taxonomy {self.taxonomy.version}")
         d.sources["usage_flag"] = "rule"
         enriched = value
@@ -151,7 +158,7 @@ class ValidateStage(PipelineFacts, Stage):
             "model_suggestions": d.suggestions, "taxonomy_version": self.taxonomy.version,
             "stamp": stamp(self.name), "review": None, "field_confidence": d.confidence,
             "calibration": d.calibration, "tag_suggestions": d.held_tags, "field_evidence": d.evidence,
-        }
+        }, held_by
 
     @staticmethod
     def _degraded(d: "_Decision") -> None:
