@@ -130,3 +130,34 @@ def test_stopping_the_run_s_store_logs_no_connection_warnings_from_the_search_ca
             if r.name.startswith("elastic_transport") and own_store.url in r.getMessage()]
     assert said == [] and not own_store.running
     assert logging.getLogger("elastic_transport").level == level
+
+
+def test_the_background_refresh_counts_the_store_s_documents_at_most_every_vector_cache_count_s(store):
+    """Session 19: the refresh compared the store's document count at every check (every second per kind), and
+    osmem counts 100k documents in ~50 ms: on one core those counts were most of keyword search's p99. New and
+    rewritten documents are still read at every check; the count (a delete) at most every vector_cache_count_s."""
+    s = IndexSink(settings_for(store.url, vector_cache_check_s=0.1, vector_cache_count_s=30))
+    try:
+        s.process_batch(as_items([validated_asset(aid, 1, title=t, alt_text=t, tags=tags, status=st, ocr_text="")
+                                  for aid, t, tags, st in LIBRARY]))
+        s.client.indices.refresh(index=read_alias(s.cfg))
+        requests: list[str] = []
+        send = s.client.perform_request
+
+        def seen(method, path, *args, **kwargs):
+            requests.append(path)
+            return send(method, path, *args, **kwargs)
+
+        s.client.perform_request = seen  # the store's client, as the search process uses it: its requests seen
+        assert _ids(semantic_search(s.client, s.settings, "birthday", filters=[], size=1)) == ["v-party"]
+        time.sleep(1.5)  # fifteen checks
+        counts = [p for p in requests if p.endswith("/_count")]
+        assert len(counts) <= 1, requests
+        # a new document is still found at the next check
+        s.process_batch(as_items([validated_asset("v-fireworks", 1, title="Fireworks over the harbour at night",
+                                                  alt_text="fireworks", tags=[("setting", "night")], ocr_text="")]))
+        s.client.indices.refresh(index=read_alias(s.cfg))
+        assert _eventually(lambda: _ids(semantic_search(s.client, s.settings, "fireworks over the harbour",
+                                                        filters=[], size=1)) == ["v-fireworks"], timeout_s=5)
+    finally:
+        s.close()

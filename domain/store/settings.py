@@ -65,6 +65,11 @@ class IndexSettings(Section):
     vector_cache_check_s: float = Field(1.0, ge=0.05, description="vector cache: read what was indexed since this "
                                         "often, in the background (a document is found by meaning about this long "
                                         "after it is searchable)")
+    vector_cache_count_s: float = Field(30.0, ge=0, description="vector cache: compare the store's document "
+                                        "count (which sees a delete, or a document written with an older "
+                                        "indexed_at) at most this often; 0 = at every check. A deleted document's "
+                                        "row is harmless meanwhile (not found when its hit is read), but it can "
+                                        "take one of the k best places")
     vector_cache_reload_s: float = Field(600.0, gt=0, description="vector cache: read everything again at least "
                                          "this often")
     vector_cache_dir: str = Field("~/.cache/assetstream/vectors", description="vector cache: where a process "

@@ -7,9 +7,11 @@ search process (the review app / API) keeps the vectors in memory instead, one m
   a store holding more than the limit is not read again on every check, only every `vector_cache_reload_s`);
 - kept fresh in the background (a query never waits for it): every `index.vector_cache_check_s` a thread reads
   the ids and `indexed_at` of what was indexed since the newest `indexed_at` it has seen (less a slack for
-  refresh delays and clock skew between sink workers), then the vectors of the new or changed ones, and compares
-  the store's document count (a delete makes it reload everything); every `index.vector_cache_reload_s`
-  everything is read again;
+  refresh delays and clock skew between sink workers), then the vectors of the new or changed ones, and, at most
+  every `index.vector_cache_count_s`, compares the store's document count (a delete makes it reload everything;
+  osmem counts 100k documents in ~50 ms, and on one core that count every second per kind was the largest cause
+  of keyword search's p99: docs/benchmarks.md, "Session 19: keyword latency"); every
+  `index.vector_cache_reload_s` everything is read again;
 - hybrid search's visual leg ranks by class scores (kind "classes", DERIVED from the image vectors: each one's
   cosine with the 1000 ImageNet class rows, 4 KB a document, computed in batches when loaded or refreshed), so a
   query reads its few classes' columns (~2 MB at 100k) instead of the 1280-d image matrix (512 MB);
@@ -74,6 +76,7 @@ class _Entry:
     live: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))  # False: no vector (or another size)
     newest: str | None = None  # the newest indexed_at seen (ISO)
     loaded: float = 0.0
+    counted: float = 0.0  # when the store's document count last agreed (monotonic)
     used: float = 0.0
     refresher: threading.Thread | None = None
     stop: threading.Event = field(default_factory=threading.Event)  # stop_refreshers: its store is going away
@@ -167,9 +170,11 @@ def _load(e: _Entry, client: Elasticsearch, alias: str, kind: str, dims: int, li
         e.newest, e.loaded = newest, time.monotonic()
 
 
-def _since(e: _Entry, client: Elasticsearch, alias: str, kind: str, dims: int, limit: int) -> bool:
+def _since(e: _Entry, client: Elasticsearch, alias: str, kind: str, dims: int, limit: int,
+           count_every_s: float = 0.0) -> bool:
     """Apply what was indexed since the newest indexed_at seen (less SLACK_S): the ids and stamps of that window,
-    then the vectors of the documents new or changed in it; False when a full reload is needed."""
+    then the vectors of the documents new or changed in it; False when a full reload is needed. The store's
+    document count (a delete) is compared at most every `count_every_s` (index.vector_cache_count_s)."""
     if e.newest is None:  # documents without indexed_at (not written by the sink): only the count tells
         return int(client.count(index=alias)["count"]) == len(e.ids)
     start = (dt.datetime.fromisoformat(e.newest.replace("Z", "+00:00")) - dt.timedelta(seconds=SLACK_S))
@@ -205,7 +210,12 @@ def _since(e: _Entry, client: Elasticsearch, alias: str, kind: str, dims: int, l
         n = len(e.ids)
     # over the limit the count can never agree: the documents past it stay unranked until the periodic reload
     # (a reload on every check would read `limit` vectors every vector_cache_check_s)
-    return n >= limit or int(client.count(index=alias)["count"]) == n
+    if n >= limit or time.monotonic() - e.counted < count_every_s:
+        return True
+    agrees = int(client.count(index=alias)["count"]) == n
+    if agrees:
+        e.counted = time.monotonic()
+    return agrees
 
 
 def _paths(s: Any, alias: str, kind: str) -> tuple[str, str] | None:
@@ -325,7 +335,7 @@ def _refresh_loop(e: _Entry, client: Elasticsearch, alias: str, kind: str, dims:
             break
         try:
             if time.monotonic() - e.loaded > s.vector_cache_reload_s or \
-                    not _since(e, client, alias, kind, dims, limit):
+                    not _since(e, client, alias, kind, dims, limit, s.vector_cache_count_s):
                 _load(e, client, alias, kind, dims, limit)
                 _save(e, client, s, alias, kind)
             errors = 0
