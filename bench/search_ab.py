@@ -64,7 +64,8 @@ def compare(client, settings, old, mode: str, queries: int, request: dict) -> di
     for api in (old, new_api):  # warm: the vector cache, the models
         api.run_search(client, settings, api.SearchRequest(query="cat", mode=mode, size=10, facets=False))
     times: dict[str, list[float]] = {"old": [], "new": []}
-    differing = 0
+    differing = ranked_differing = 0
+    examples: list[str] = []
     for i in range(queries):
         query = QUERIES[i % len(QUERIES)][1]
         answers = {}
@@ -75,12 +76,18 @@ def compare(client, settings, old, mode: str, queries: int, request: dict) -> di
             times[name].append((time.perf_counter() - t0) * 1000)
         differing += json.dumps(answers["old"], sort_keys=True, default=str) != \
             json.dumps(answers["new"], sort_keys=True, default=str)
+        ranked = {k: ([h.get("asset_id") for h in a.get("hits") or []], a.get("total")) for k, a in answers.items()}
+        if ranked["old"] != ranked["new"]:  # other hits, order or total (not only scores)
+            ranked_differing += 1
+            if len(examples) < 3:
+                examples.append(f"{query!r}: old {ranked['old']} new {ranked['new']}")
     o, n = times["old"], times["new"]
     return {"old_p50_ms": statistics.median(o), "old_p99_ms": percentile(o, 0.99), "old_mean_ms": sum(o) / len(o),
             "new_p50_ms": statistics.median(n), "new_p99_ms": percentile(n, 0.99), "new_mean_ms": sum(n) / len(n),
             "p50_ratio": statistics.median(n) / statistics.median(o), "p99_ratio": percentile(n, 0.99) / percentile(o, 0.99),
             "mean_ratio": sum(n) / sum(o), "per_query_median_ratio": statistics.median(b / a for a, b in zip(o, n)),
-            "answers_differing": differing}
+            "answers_differing": differing, "hits_or_total_differing": ranked_differing,
+            "examples": " | ".join(examples)}
 
 
 def main() -> int:
